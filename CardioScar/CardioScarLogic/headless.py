@@ -1,0 +1,165 @@
+"""MRML without the Slicer application: a scene, the logics it needs, and file I/O.
+
+Batch mode under plain Python (``pip install slicer-core``) and the Qt-free tests have no
+``slicer.app``. They need what the application would have set up: a scene assigned to
+``slicer.mrmlScene`` (``slicer.util`` array helpers read it), an application logic with a
+Colors logic registered (the Volumes logic and color legends look it up there), and readers and
+writers. ``slicer.util.loadVolume`` / ``saveNode`` need the application, so files go through the
+MRML storage nodes directly; these are the same classes the application uses, so a file loads
+and saves identically in both worlds.
+
+Inside the Slicer application none of this is needed: :func:`ensure_scene` returns the
+application's scene and logics.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import slicer
+import vtk
+
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MRMLContext:
+    """A scene and the logics that must stay alive with it.
+
+    Keep this object referenced for as long as the scene is used: a garbage-collected color
+    logic removes its color nodes from the scene.
+    """
+
+    scene: "slicer.vtkMRMLScene"
+    application_logic: object
+    color_logic: object
+    segmentations_logic: object
+
+
+_CONTEXTS: list[MRMLContext] = []
+
+
+def in_slicer_application() -> bool:
+    """True inside the full Slicer application (GUI or ``--no-main-window``)."""
+    return hasattr(slicer, "app") and hasattr(slicer.app, "applicationLogic")
+
+
+def create_scene() -> MRMLContext:
+    """Create a scene with an application logic, Colors and Segmentations logics (slicer-core).
+
+    Sets ``slicer.mrmlScene`` so that ``slicer.util`` helpers work on it.
+    """
+    scene = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkSlicerApplicationLogic()
+    app_logic.SetMRMLScene(scene)
+    color_logic = slicer.vtkSlicerColorLogic()
+    color_logic.SetMRMLApplicationLogic(app_logic)
+    color_logic.SetMRMLScene(scene)
+    app_logic.SetModuleLogic("Colors", color_logic)
+    seg_logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    seg_logic.SetMRMLApplicationLogic(app_logic)
+    seg_logic.SetMRMLScene(scene)
+    app_logic.SetModuleLogic("Segmentations", seg_logic)
+    slicer.mrmlScene = scene
+    context = MRMLContext(scene, app_logic, color_logic, seg_logic)
+    _CONTEXTS.append(context)
+    return context
+
+
+def ensure_scene() -> MRMLContext:
+    """The application's scene inside Slicer, otherwise the latest headless scene (or a new one)."""
+    if in_slicer_application():
+        app_logic = slicer.app.applicationLogic()
+        return MRMLContext(slicer.mrmlScene, app_logic, app_logic.GetModuleLogic("Colors"),
+                           app_logic.GetModuleLogic("Segmentations"))
+    if _CONTEXTS and getattr(slicer, "mrmlScene", None) is _CONTEXTS[-1].scene:
+        return _CONTEXTS[-1]
+    return create_scene()
+
+
+def color_logic_for(scene) -> Optional[object]:
+    """The Colors logic serving ``scene`` (application or headless), or None."""
+    if in_slicer_application():
+        return slicer.app.applicationLogic().GetModuleLogic("Colors")
+    for context in reversed(_CONTEXTS):
+        if context.scene is scene:
+            return context.color_logic
+    return None
+
+
+def _require_file(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CardioScarError(f"{what} file not found: {path}")
+    return path
+
+
+def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[str] = None):
+    """Read an image file (NIfTI, NRRD, MHA, ...) into a new scalar or label map volume node."""
+    path = _require_file(Path(path), "Volume")
+    node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    node = scene.AddNewNodeByClass(node_class, name or path.name.split(".")[0])
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    storage.SetSingleFile(True)
+    if labelmap:
+        storage.SetCenterImage(False)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node) or node.GetImageData() is None:
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise CardioScarError(f"Cannot read the volume {path}: use a NIfTI, NRRD or MHA image.")
+    return node
+
+
+def load_model(scene, path: str | Path, name: Optional[str] = None):
+    """Read a mesh file (.vtk, .vtp, .vtu, .stl, .ply, .obj) into a new model node.
+
+    The storage node honours the ``SPACE=`` marker of the file (no marker = LPS) and holds the
+    points in RAS, as the application does.
+    """
+    path = _require_file(Path(path), "Mesh")
+    node = scene.AddNewNodeByClass("vtkMRMLModelNode", name or path.name.split(".")[0])
+    storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node) or node.GetMesh() is None or node.GetMesh().GetNumberOfPoints() == 0:
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise CardioScarError(f"Cannot read the mesh {path} (or it has no points): use a .vtk, .vtp or .vtu mesh.")
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> None:
+    """Write a model node with its point arrays; the file carries a ``SPACE=`` marker.
+
+    The storage node writes to a temporary name first and the file is renamed into place, so
+    a failure never leaves a half-written result.
+    """
+    from cardioscar.atomic import atomic_write
+
+    path = Path(path)
+    scene = model_node.GetScene()
+    storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
+    try:
+        storage.SetCoordinateSystem(slicer.vtkMRMLStorageNode.GetCoordinateSystemFromString(coordinate_system))
+        with atomic_write(path) as tmp:
+            storage.SetFileName(str(tmp))
+            if not storage.WriteData(model_node):
+                raise CardioScarError(f"Cannot write the mesh {path}: check the folder exists and is writable.")
+    finally:
+        scene.RemoveNode(storage)
+    logger.info("Wrote %s", path)
+
+
+__all__ = ["MRMLContext", "create_scene", "ensure_scene", "color_logic_for", "in_slicer_application",
+           "load_volume", "load_model", "save_model"]
+
+# The vtk import is kept for callers that build transforms next to this module.
+_ = vtk

@@ -1,0 +1,79 @@
+"""Complete-group batching.
+
+The loss compares a group's *mean* prediction with its pixel value, so a batch must hold every
+node of each group it touches: a split group would be fitted on a partial mean. Rows are sorted
+by group once, after which each batch is a contiguous slice ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+
+class ScarReconstructionDataset(Dataset):
+    """Training rows sorted (stably) by group id.
+
+    Attributes are numpy arrays: ``coordinates`` (N, 3) float32, ``intensities`` (N, 1) float32,
+    ``group_ids`` (N,) int64 non-decreasing, ``group_sizes`` (M,) int64 as given.
+    """
+
+    def __init__(self, coordinates, intensities, group_ids, group_sizes=None) -> None:
+        coords = np.asarray(coordinates, dtype=np.float32)
+        values = np.asarray(intensities, dtype=np.float32).reshape(-1, 1)
+        groups = np.asarray(group_ids).reshape(-1).astype(np.int64)
+        if coords.ndim != 2 or coords.shape[1] != 3:
+            raise CardioScarError(f"coordinates must have shape (N, 3), got {coords.shape}")
+        if not (coords.shape[0] == values.shape[0] == groups.shape[0]):
+            raise CardioScarError(
+                f"coordinates ({coords.shape[0]}), intensities ({values.shape[0]}) and group_ids "
+                f"({groups.shape[0]}) must have the same number of rows")
+        if coords.shape[0] == 0:
+            raise CardioScarError("the training data has no rows: no mesh node lies inside any slice")
+        order = np.argsort(groups, kind="stable")
+        self.coordinates = np.ascontiguousarray(coords[order])
+        self.intensities = np.ascontiguousarray(values[order])
+        self.group_ids = np.ascontiguousarray(groups[order])
+        self.group_sizes = (np.asarray(group_sizes, dtype=np.int64) if group_sizes is not None
+                            else np.unique(self.group_ids, return_counts=True)[1])
+
+    def __len__(self) -> int:
+        return self.coordinates.shape[0]
+
+    def __getitem__(self, index):
+        return (torch.from_numpy(self.coordinates[index]), torch.from_numpy(self.intensities[index]),
+                torch.as_tensor(self.group_ids[index]))
+
+
+def group_boundaries(sorted_group_ids: np.ndarray) -> np.ndarray:
+    """Row offsets where each group starts, plus the total row count at the end."""
+    ids = np.asarray(sorted_group_ids).reshape(-1)
+    starts = np.flatnonzero(np.diff(ids)) + 1
+    return np.concatenate(([0], starts, [ids.shape[0]])).astype(np.int64)
+
+
+def create_complete_group_batches(dataset: ScarReconstructionDataset,
+                                  target_batch_size: int) -> list[tuple[int, int]]:
+    """Pack consecutive whole groups into batches of about ``target_batch_size`` rows.
+
+    A batch is closed before the group that would push it past the target; a group larger than
+    the target becomes a batch of its own. Every row is in exactly one batch.
+    """
+    if int(target_batch_size) < 1:
+        raise CardioScarError(f"batch_size must be a positive integer, got {target_batch_size}")
+    bounds = group_boundaries(dataset.group_ids)
+    batches: list[tuple[int, int]] = []
+    start = 0
+    for group_start, group_end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if group_end - start > target_batch_size and group_start > start:
+            batches.append((start, group_start))
+            start = group_start
+    batches.append((start, int(bounds[-1])))
+    return batches

@@ -1,0 +1,135 @@
+"""Checkpoint files: atomic save, safe load, model rebuild.
+
+A checkpoint holds only tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)``, which cannot execute code from a crafted file. Files written
+by the reference tool load too (their architecture defaults to 4 x 128 when absent).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cardioscar import __version__
+from cardioscar.atomic import atomic_write
+from cardioscar.engines import BayesianNN
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("model_state_dict",)
+ARCHITECTURE_KEYS = ("input_dim", "hidden_dim", "n_layers", "dropout_rate")
+DEFAULT_ARCHITECTURE = {"input_dim": 3, "hidden_dim": 128, "n_layers": 4, "dropout_rate": 0.1}
+
+
+def _plain(value):
+    """Convert numpy scalars/arrays and paths to checkpoint-safe Python types."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return str(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint")
+
+
+def build_checkpoint(model: BayesianNN, history: dict, config, dataset_info: dict,
+                     provenance: dict | None = None) -> dict:
+    """Assemble the checkpoint dict.
+
+    ``hyperparameters`` = the model's architecture merged with the training configuration
+    (``config.to_dict()`` or a dict); ``provenance`` gains the cardioscar and torch versions and
+    the date unless given.
+    """
+    config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    hyperparameters = {**config_dict, **model.architecture()}
+    stamp = {"cardioscar_version": __version__, "torch_version": torch.__version__,
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    stamp.update(provenance or {})
+    return {
+        "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "history": _plain(history),
+        "hyperparameters": _plain(hyperparameters),
+        "dataset_info": _plain(dataset_info),
+        "provenance": _plain(stamp),
+    }
+
+
+def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
+    """Write ``checkpoint`` to ``path`` atomically (a failed write leaves any old file intact)."""
+    if not isinstance(checkpoint, dict) or "model_state_dict" not in checkpoint:
+        raise CardioScarError("a checkpoint must be a dict with a 'model_state_dict' entry")
+    safe = _plain(checkpoint)
+    with atomic_write(path) as tmp:
+        torch.save(safe, tmp)
+    logger.info("saved checkpoint %s", path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely (``weights_only=True``) and check its required keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise CardioScarError(f"checkpoint file {path} does not exist: give the .pth written by 'cardioscar train'")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unpickling failure means the same thing to the user
+        logger.debug("torch.load(%s, weights_only=True) failed: %s", path, exc)
+        raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (truncated, corrupted, or holding "
+                              f"objects other than plain data): retrain or restore a backup") from None
+    if not isinstance(checkpoint, dict):
+        raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (not a dict): retrain or restore a backup")
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (missing {', '.join(missing)}): "
+                              f"retrain or restore a backup")
+    return checkpoint
+
+
+def _ordered_linear_state(state: dict, model: BayesianNN) -> dict:
+    """Map ``network.<i>.weight/bias`` entries onto the model's Linear layers by order.
+
+    The reference tool places its dropout layers at other positions of the Sequential, so the
+    same Linear layers have other indices in its files; their order is what identifies them.
+    """
+    indices = sorted({int(key.split(".")[1]) for key in state if re.fullmatch(r"network\.\d+\.(weight|bias)", key)})
+    linears = model.linear_layers()
+    if len(indices) != len(linears):
+        raise CardioScarError(f"the checkpoint has {len(indices)} Linear layers but its hyperparameters describe "
+                              f"{len(linears)}: retrain or restore a backup")
+    names = {id(module): name for name, module in model.named_modules()}
+    mapped = {}
+    for index, layer in zip(indices, linears):
+        for part in ("weight", "bias"):
+            mapped[f"{names[id(layer)]}.{part}"] = state[f"network.{index}.{part}"]
+    return mapped
+
+
+def model_from_checkpoint(checkpoint: dict) -> BayesianNN:
+    """Rebuild the network of a checkpoint (ours or the reference tool's), in eval mode."""
+    hyper = dict(checkpoint.get("hyperparameters") or {})
+    for alias, key in (("hidden_size", "hidden_dim"), ("n_hidden_layers", "n_layers")):
+        if key not in hyper and alias in hyper:
+            hyper[key] = hyper[alias]
+    arch = {key: hyper.get(key, DEFAULT_ARCHITECTURE[key]) for key in ARCHITECTURE_KEYS}
+    try:
+        model = BayesianNN(int(arch["input_dim"]), int(arch["hidden_dim"]), int(arch["n_layers"]),
+                           float(arch["dropout_rate"]))
+        model.load_state_dict(_ordered_linear_state(checkpoint["model_state_dict"], model))
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CardioScarError(f"the checkpoint's weights do not fit a {arch['n_layers']} x {arch['hidden_dim']} "
+                              f"network ({first[:120]}): retrain or restore a backup") from None
+    model.eval()
+    return model

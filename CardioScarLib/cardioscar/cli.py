@@ -1,0 +1,313 @@
+"""The ``cardioscar`` command line.
+
+Verbs and options follow the documented interface of the existing tool (``prepare``, ``train``,
+``fine-tune``, ``apply``) so that users' shell scripts keep working; ``evaluate``, ``phantom`` and
+``demo`` are new. User mistakes end in one line on stderr and a non-zero exit code, never a
+traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from cardioscar import __version__
+from cardioscar.errors import CardioScarError, TrainingCancelled
+
+logger = logging.getLogger("cardioscar")
+
+EXIT_USER_ERROR = 2
+EXIT_CANCELLED = 130
+
+#: TrainingConfig fields that the command line can override, with their option names.
+_TRAINING_OPTIONS = (
+    ("batch_size", "--batch-size", int, "target rows per batch; batches hold complete groups only (documented default 10000)"),
+    ("max_epochs", "--max-epochs", int, "maximum training epochs (documented default 10000)"),
+    ("early_stopping_patience", "--early-stopping-patience", int, "epochs without improvement before stopping (default 500)"),
+    ("mc_samples", "--mc-samples", int, "MC-dropout passes averaged inside the loss (default 3)"),
+    ("dropout_rate", "--dropout-rate", float, "dropout probability (default 0.1)"),
+    ("base_lr", "--base-lr", float, "lower learning rate of the cyclical schedule (default 1e-3)"),
+    ("max_lr", "--max-lr", float, "upper learning rate of the cyclical schedule (default 1e-2)"),
+    ("lr_step_size", "--lr-step-size", int, "iterations per half-cycle of the schedule (default 2000)"),
+    ("seed", "--seed", int, "random seed; CPU runs with the same seed are identical (default 42)"),
+    ("hidden_dim", "--hidden-dim", int, "width of the hidden layers (default 128)"),
+    ("n_layers", "--n-layers", int, "number of hidden layers (default 4)"),
+)
+
+
+def _comma_ints(what: str) -> Callable[[str], List[int]]:
+    def parse(text: str) -> List[int]:
+        try:
+            values = [int(part) for part in text.replace(" ", "").split(",") if part]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be comma-separated integers such as 2,5,8 (got {text!r})")
+        if not values:
+            raise argparse.ArgumentTypeError(f"{what} is empty; leave the option out to use all")
+        return values
+
+    return parse
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--training-data", required=True, type=Path, help="training data (.npz) from `cardioscar prepare`")
+    parser.add_argument("--output", required=True, type=Path, help="output model checkpoint (.pth)")
+    parser.add_argument(
+        "--preset",
+        choices=("documented", "fast"),
+        default="documented",
+        help="'documented': the documented TrainingConfig defaults; 'fast': our recommended faster schedule. "
+        "Options given explicitly override the preset.",
+    )
+    for name, flag, kind, text in _TRAINING_OPTIONS:
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=text)
+    parser.add_argument("--cpu", action="store_true", help="force CPU even when a CUDA GPU is available")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="cardioscar",
+        description="3D myocardial scar reconstruction from sparse 2D LGE-CMR slices.",
+    )
+    parser.add_argument("--version", action="version", version=f"cardioscar {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    prep = sub.add_parser("prepare", help="map slice pixels to mesh nodes and write training data (.npz)")
+    prep.add_argument("--mesh-vtk", "--mesh", dest="mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
+    source = prep.add_mutually_exclusive_group(required=True)
+    source.add_argument("--grid-layers", nargs="+", action="extend", type=Path, help="2D VTK grid layers (one per slice)")
+    source.add_argument("--image", type=Path, help="image (NIfTI, NRRD, MHA) or a DICOM series folder")
+    prep.add_argument("--vtk-scalar-field", default="ScalarValue", help="cell field of the grid layers (default ScalarValue)")
+    prep.add_argument("--slice-axis", choices=("x", "y", "z"), default="z", help="image index axis i, j or k to slice along (default z)")
+    prep.add_argument("--slice-indices", type=_comma_ints("--slice-indices"), default=None, help="comma-separated slice indices, e.g. 2,5,8,11 (default all)")
+    prep.add_argument("--slice-thickness-padding", type=float, default=5.0, help="slab half-width in mm along the slice normal (default 5.0)")
+    prep.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help="the input is a label map; these labels are scar (e.g. 3,4)")
+    prep.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw intensities to [0, 1]")
+    prep.add_argument("--output", required=True, type=Path, help="output training data (.npz)")
+    prep.set_defaults(handler=_cmd_prepare)
+
+    train = sub.add_parser("train", help="train the scar field on prepared data")
+    _add_training_options(train)
+    train.set_defaults(handler=_cmd_train)
+
+    tune = sub.add_parser("fine-tune", help="warm-start from a trained model, optionally freezing its first layers")
+    tune.add_argument("--model", required=True, type=Path, help="checkpoint (.pth) to start from")
+    tune.add_argument("--freeze-layers", type=int, default=0, help="freeze the first K linear layers (default 0)")
+    _add_training_options(tune)
+    tune.set_defaults(handler=_cmd_fine_tune)
+
+    apply = sub.add_parser("apply", help="predict scar probability and uncertainty on every mesh node")
+    apply.add_argument("--model", required=True, type=Path, help="trained checkpoint (.pth)")
+    apply.add_argument("--mesh", required=True, type=Path, help="mesh to annotate (.vtk, .vtp, .vtu)")
+    apply.add_argument("--output", required=True, type=Path, help="output mesh with scar_probability, scar_uncertainty")
+    apply.add_argument("--mc-samples", type=int, default=10, help="MC-dropout samples (default 10)")
+    apply.add_argument("--batch-size", type=int, default=50000, help="nodes per inference batch (default 50000)")
+    apply.add_argument("--threshold", type=float, default=None, help="also write scar_binary = probability >= threshold")
+    apply.add_argument("--cpu", action="store_true", help="force CPU")
+    apply.set_defaults(handler=_cmd_apply)
+
+    ev = sub.add_parser("evaluate", help="compare a predicted probability field with a ground-truth field")
+    ev.add_argument("--prediction", required=True, type=Path, help="mesh with the predicted probability")
+    ev.add_argument("--truth", required=True, type=Path, help="mesh with the ground truth (same nodes)")
+    ev.add_argument("--probability-field", default="scar_probability")
+    ev.add_argument("--truth-field", default="scar_truth")
+    ev.add_argument("--uncertainty-field", default="scar_uncertainty")
+    ev.add_argument("--threshold", type=float, default=0.5)
+    ev.add_argument("--json", dest="json_path", type=Path, default=None, help="also write the metrics to this JSON file")
+    ev.set_defaults(handler=_cmd_evaluate)
+
+    ph = sub.add_parser("phantom", help="write a left-ventricle phantom with a known scar and its simulated LGE stack")
+    ph.add_argument("--output-dir", required=True, type=Path)
+    ph.add_argument("--nodes", type=int, default=None, help="approximate node count of the volumetric mesh")
+    ph.add_argument("--seed", type=int, default=None)
+    ph.set_defaults(handler=_cmd_phantom)
+
+    demo = sub.add_parser("demo", help="phantom -> prepare -> train -> apply -> report, on built-in data")
+    demo.add_argument("--output-dir", type=Path, default=Path("cardioscar_demo"))
+    demo.add_argument("--seed", type=int, default=None, help="phantom seed")
+    demo.add_argument("--cpu", action="store_true", help="force CPU")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _training_config(args: argparse.Namespace):
+    from cardioscar.training import TrainingConfig
+
+    overrides = {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name) is not None}
+    return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
+
+
+def _progress_bar(config, enabled: bool):
+    """A tqdm bar over epochs with loss and the estimated time left (early stopping may end sooner)."""
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.max_epochs, unit="epoch", desc="training", dynamic_ncols=True, leave=True)
+
+    def update(progress) -> None:
+        bar.n = progress.epoch
+        eta = "?" if progress.eta_s is None else f"{progress.eta_s:.0f}s"
+        bar.set_postfix_str(f"loss={progress.loss:.5f} best={progress.best_loss:.5f} eta<={eta}", refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def _run_training(args: argparse.Namespace, train: Callable) -> None:
+    from cardioscar.devices import describe_device, resolve_device
+    from cardioscar.logic import save_trained_model
+
+    config = _training_config(args)
+    device = resolve_device(args.cpu)
+    logger.info("Training on %s (preset %s)", describe_device(device), args.preset)
+    bar, update = _progress_bar(config, not args.no_progress)
+    try:
+        checkpoint = train(config, device, update)
+    finally:
+        if bar is not None:
+            bar.close()
+    history = checkpoint["history"]
+    save_trained_model(checkpoint, args.output)
+    logger.info(
+        "Best loss %.6f at epoch %d of %d (%.1f s); model written to %s",
+        history["best_loss"], history["converged_epoch"], history["epochs_run"], history["seconds"], args.output,
+    )
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
+
+    request = PreprocessingRequest(
+        mesh_path=args.mesh,
+        slice_thickness_padding=args.slice_thickness_padding,
+        vtk_grid_paths=args.grid_layers,
+        vtk_scalar_field=args.vtk_scalar_field,
+        image_path=args.image,
+        slice_axis=args.slice_axis,
+        slice_indices=args.slice_indices,
+        scar_labels=args.scar_labels,
+        normalize_intensities=args.normalize_intensities,
+    )
+    result = prepare_training_data(request)
+    save_preprocessing_result(result, args.output)
+    logger.info(
+        "Prepared %d rows (%d of %d mesh nodes) in %d groups, mean group size %.1f -> %s",
+        result.n_nodes, result.n_covered_nodes, result.n_mesh_nodes, result.n_groups,
+        result.group_sizes.mean(), args.output,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from cardioscar.logic import train_scar_model
+
+    _run_training(
+        args, lambda config, device, update: train_scar_model(args.training_data, config, device, progress_callback=update)
+    )
+
+
+def _cmd_fine_tune(args: argparse.Namespace) -> None:
+    from cardioscar.logic import fine_tune_scar_model
+
+    _run_training(
+        args,
+        lambda config, device, update: fine_tune_scar_model(
+            args.model, args.training_data, config, args.freeze_layers, device, progress_callback=update
+        ),
+    )
+
+
+def _cmd_apply(args: argparse.Namespace) -> None:
+    from cardioscar.devices import resolve_device
+    from cardioscar.logic import apply_scar_model, save_inference_result
+
+    result = apply_scar_model(args.model, args.mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu))
+    save_inference_result(result, args.mesh, args.output)
+    logger.info(
+        "%d nodes: mean scar probability %.3f, mean uncertainty %.3f -> %s",
+        result.n_nodes, result.mean_scar_probability, result.mean_uncertainty, args.output,
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from cardioscar.atomic import atomic_write
+    from cardioscar.metrics import evaluate_meshes
+
+    metrics = evaluate_meshes(
+        args.prediction,
+        args.truth,
+        probability_field=args.probability_field,
+        truth_field=args.truth_field,
+        uncertainty_field=args.uncertainty_field,
+        threshold=args.threshold,
+    )
+    text = json.dumps(metrics, indent=2)
+    sys.stdout.write(text + "\n")
+    if args.json_path is not None:
+        with atomic_write(args.json_path) as tmp:
+            tmp.write_text(text + "\n")
+
+
+def _cmd_phantom(args: argparse.Namespace) -> None:
+    from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+
+    overrides = {}
+    if args.nodes is not None:
+        overrides["target_nodes"] = args.nodes
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    phantom = make_phantom(PhantomConfig(**overrides))
+    for name, path in write_phantom(phantom, args.output_dir).items():
+        logger.info("%s: %s", name, path)
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from cardioscar.demo import run_demo
+
+    report = run_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
+    logger.info("Report: %s", json.dumps({k: report[k] for k in ("dice", "volume_error", "auc")}))
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("cardioscar")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``cardioscar`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        args.handler(args)
+    except TrainingCancelled as exc:
+        sys.stderr.write(f"cardioscar: cancelled: {exc} (no output was written)\n")
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        sys.stderr.write("cardioscar: interrupted (no output was written)\n")
+        return EXIT_CANCELLED
+    except (CardioScarError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"cardioscar {args.command}: error: {exc}\n")
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

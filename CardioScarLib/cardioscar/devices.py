@@ -1,0 +1,30 @@
+"""Choosing and describing the torch device.
+
+Training runs on a CUDA GPU when one is visible and on the CPU otherwise; users can force the
+CPU (``--cpu``) when the GPU is busy or too small. The description is shown in the CLI log, the
+Slicer panel and the demo report so that timings are never quoted without their hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(force_cpu: bool = False) -> torch.device:
+    """Return ``cuda`` when available and not forced off, else ``cpu``."""
+    if not force_cpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A short human-readable name, e.g. ``"cuda (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,484 @@
+"""Orchestrators and data contracts: the documented Python API of CardioScar.
+
+Each documented function (``prepare_training_data``, ``train_scar_model``, ``apply_scar_model``,
+...) keeps the signature of the tool our users already script against. Each file-based function
+is a thin shell around an in-memory twin (``prepare_from_slices``, ``predict_on_points``) that
+the 3D Slicer Logic calls with node data, so the command line, the Python API and Slicer run the
+same code on the same numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Union
+
+import numpy as np
+import torch
+
+from cardioscar import __version__
+from cardioscar.atomic import atomic_write
+from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from cardioscar.errors import CardioScarError
+from cardioscar.imageio import read_image
+from cardioscar.inference import mc_dropout_predict
+from cardioscar.mapping import map_slices_to_nodes
+from cardioscar.meshio import read_mesh, write_mesh
+from cardioscar.normalization import fit_scaler, normalize
+from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_image
+from cardioscar.targets import slice_targets
+from cardioscar.training import TrainingConfig, TrainingProgress, fit_scar_field
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PreprocessingRequest",
+    "PreprocessingResult",
+    "InferenceRequest",
+    "InferenceResult",
+    "TrainingConfig",
+    "prepare_training_data",
+    "prepare_from_slices",
+    "save_preprocessing_result",
+    "load_preprocessing_result",
+    "train_scar_model",
+    "fine_tune_scar_model",
+    "save_trained_model",
+    "load_trained_model",
+    "apply_scar_model",
+    "predict_on_points",
+    "save_inference_result",
+]
+
+#: Version of the ``.npz`` layout written by :func:`save_preprocessing_result`.
+TRAINING_DATA_FORMAT = 2
+_REQUIRED_NPZ_KEYS = ("coordinates", "intensities", "group_ids", "group_sizes", "scaler_min", "scaler_max")
+_VALID_AXES = ("x", "y", "z")
+
+ProgressCallback = Callable[[TrainingProgress], None]
+CancelHook = Callable[[], bool]
+
+
+@dataclass
+class PreprocessingRequest:
+    """What to map: a mesh and either VTK grid layers or an image with chosen slices.
+
+    ``slice_thickness_padding`` is the slab half-width in mm along each slice's normal.
+    ``scar_labels`` turns a label map into 0/1 targets; ``normalize_intensities`` min-max scales
+    raw LGE intensities (the existing tool's behaviour, now only on request).
+    """
+
+    mesh_path: Path
+    slice_thickness_padding: float = 5.0
+    vtk_grid_paths: Optional[List[Path]] = None
+    vtk_scalar_field: str = "ScalarValue"
+    image_path: Optional[Path] = None
+    slice_axis: str = "z"
+    slice_indices: Optional[List[int]] = None
+    scar_labels: Optional[List[int]] = None
+    normalize_intensities: bool = False
+
+    def __post_init__(self) -> None:
+        has_grids = bool(self.vtk_grid_paths)
+        has_image = self.image_path is not None
+        if has_grids == has_image:
+            raise CardioScarError("Give exactly one slice source: VTK grid layers (--grid-layers) or an image (--image).")
+        if not self.slice_thickness_padding > 0:
+            raise CardioScarError(
+                f"slice_thickness_padding must be > 0 mm (the slab half-width), got {self.slice_thickness_padding}."
+            )
+        if self.slice_axis not in _VALID_AXES:
+            raise CardioScarError(f"slice_axis must be one of x, y, z (image index axes i, j, k), got {self.slice_axis!r}.")
+        self.mesh_path = Path(self.mesh_path)
+        if has_image:
+            self.image_path = Path(self.image_path)
+        else:
+            self.vtk_grid_paths = [Path(p) for p in self.vtk_grid_paths]
+
+
+@dataclass
+class PreprocessingResult:
+    """Training rows: one row per (mesh node, group) pair, sorted by group.
+
+    The documented fields come first. ``node_ids`` says which mesh node each row is, so a node
+    covered by two slabs appears in both groups; the scaler is fitted on every mesh node so that
+    inference never extrapolates outside the normalised cube.
+    """
+
+    coordinates: np.ndarray
+    intensities: np.ndarray
+    group_ids: np.ndarray
+    group_sizes: np.ndarray
+    scaler_min: np.ndarray
+    scaler_max: np.ndarray
+    n_nodes: int
+    n_groups: int
+    node_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n_mesh_nodes: int = 0
+    group_slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    group_pixel: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    slice_labels: List[str] = field(default_factory=list)
+
+    @property
+    def n_covered_nodes(self) -> int:
+        """Distinct mesh nodes inside at least one footprint."""
+        return int(np.unique(self.node_ids).size)
+
+
+@dataclass
+class InferenceRequest:
+    """Request to apply a trained model to a mesh (documented contract)."""
+
+    model_checkpoint_path: Path
+    mesh_path: Path
+    mc_samples: int = 10
+    batch_size: int = 50000
+    threshold: Optional[float] = None
+
+
+@dataclass
+class InferenceResult:
+    """Per-node MC-dropout mean and population std, plus the optional thresholded map."""
+
+    mean_predictions: np.ndarray
+    std_predictions: np.ndarray
+    binary_predictions: Optional[np.ndarray]
+    n_nodes: int
+    mean_scar_probability: float
+    mean_uncertainty: float
+    threshold: Optional[float] = None
+    mc_samples: int = 10
+
+    def point_arrays(self) -> dict:
+        """The arrays written onto the mesh, under their documented names."""
+        arrays = {
+            "scar_probability": self.mean_predictions.astype(np.float32),
+            "scar_uncertainty": self.std_predictions.astype(np.float32),
+        }
+        if self.binary_predictions is not None:
+            arrays["scar_binary"] = self.binary_predictions.astype(np.uint8)
+        return arrays
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def _load_slices(request: PreprocessingRequest) -> List[SliceLayer]:
+    padding = float(request.slice_thickness_padding)
+    if request.image_path is not None:
+        image = read_image(request.image_path)
+        slices = slices_from_image(
+            image,
+            slice_axis=request.slice_axis,
+            slice_indices=request.slice_indices,
+            half_thickness=padding,
+            label=request.image_path.name,
+        )
+    else:
+        slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
+    return slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
+
+
+def prepare_from_slices(points_lps: np.ndarray, slices: List[SliceLayer]) -> PreprocessingResult:
+    """Map mesh nodes (LPS mm) to slice pixels and build normalised training rows.
+
+    ``slices`` must already hold targets in [0, 1] (see :func:`cardioscar.targets.slice_targets`).
+    """
+    points_lps = np.asarray(points_lps, dtype=np.float64)
+    if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
+        raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
+    mapping = map_slices_to_nodes(points_lps, slices)
+    scaler_min, scaler_max = fit_scaler(points_lps)
+    coordinates = normalize(points_lps[mapping.node_ids], scaler_min, scaler_max).astype(np.float32)
+    intensities = mapping.group_values[mapping.group_ids].astype(np.float32).reshape(-1, 1)
+    result = PreprocessingResult(
+        coordinates=coordinates,
+        intensities=intensities,
+        group_ids=mapping.group_ids.astype(np.int64),
+        group_sizes=mapping.group_sizes.astype(np.int64),
+        scaler_min=np.asarray(scaler_min, dtype=np.float64),
+        scaler_max=np.asarray(scaler_max, dtype=np.float64),
+        n_nodes=int(mapping.n_rows),
+        n_groups=int(mapping.n_groups),
+        node_ids=mapping.node_ids.astype(np.int64),
+        n_mesh_nodes=int(len(points_lps)),
+        group_slice=mapping.group_slice.astype(np.int64),
+        group_pixel=mapping.group_pixel.astype(np.int64),
+        slice_labels=[s.label for s in slices],
+    )
+    logger.info(
+        "Mapped %d of %d mesh nodes into %d groups (%d rows) from %d slices",
+        result.n_covered_nodes, result.n_mesh_nodes, result.n_groups, result.n_nodes, len(slices),
+    )
+    return result
+
+
+def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
+    """Read the mesh and slices named in ``request`` and build training rows.
+
+    Raises:
+        CardioScarError: unreadable inputs, bad slice choices, or no overlap between mesh and slices.
+    """
+    mesh = read_mesh(request.mesh_path)
+    slices = _load_slices(request)
+    return prepare_from_slices(mesh.points_lps(), slices)
+
+
+def save_preprocessing_result(result: PreprocessingResult, output_path: Path) -> None:
+    """Write training rows to ``.npz`` (documented keys plus provenance), atomically."""
+    with atomic_write(output_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                coordinates=result.coordinates,
+                intensities=result.intensities,
+                group_ids=result.group_ids,
+                group_sizes=result.group_sizes,
+                scaler_min=result.scaler_min,
+                scaler_max=result.scaler_max,
+                node_ids=result.node_ids,
+                n_mesh_nodes=np.int64(result.n_mesh_nodes),
+                group_slice=result.group_slice,
+                group_pixel=result.group_pixel,
+                slice_labels=np.asarray(result.slice_labels, dtype=str),
+                coordinate_space=np.asarray("LPS"),
+                format_version=np.int64(TRAINING_DATA_FORMAT),
+                cardioscar_version=np.asarray(__version__),
+            )
+    logger.info("Wrote training data %s", output_path)
+
+
+def load_preprocessing_result(path: Path) -> PreprocessingResult:
+    """Read a ``.npz`` written by us or by the existing tool (documented keys only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CardioScarError(f"Training data file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as exc:  # numpy raises several types for damaged archives
+        raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__}).") from exc
+    missing = [key for key in _REQUIRED_NPZ_KEYS if key not in arrays]
+    if missing:
+        raise CardioScarError(
+            f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."
+        )
+    group_ids = arrays["group_ids"].astype(np.int64).ravel()
+    coordinates = arrays["coordinates"].astype(np.float32)
+    intensities = arrays["intensities"].astype(np.float32).reshape(-1, 1)
+    if not (len(coordinates) == len(intensities) == len(group_ids)) or len(group_ids) == 0:
+        raise CardioScarError(
+            f"Training data {path} is inconsistent: {len(coordinates)} coordinates, {len(intensities)} intensities, "
+            f"{len(group_ids)} group ids; re-run `cardioscar prepare`."
+        )
+    if not np.all(np.isfinite(coordinates)) or not np.all(np.isfinite(intensities)):
+        raise CardioScarError(f"Training data {path} contains NaN or infinite values; re-run `cardioscar prepare`.")
+    n_rows = len(group_ids)
+    return PreprocessingResult(
+        coordinates=coordinates,
+        intensities=intensities,
+        group_ids=group_ids,
+        group_sizes=arrays["group_sizes"].astype(np.int64).ravel(),
+        scaler_min=arrays["scaler_min"].astype(np.float64).ravel(),
+        scaler_max=arrays["scaler_max"].astype(np.float64).ravel(),
+        n_nodes=n_rows,
+        n_groups=int(np.unique(group_ids).size),
+        node_ids=arrays.get("node_ids", np.arange(n_rows)).astype(np.int64),
+        n_mesh_nodes=int(arrays.get("n_mesh_nodes", n_rows)),
+        group_slice=arrays.get("group_slice", np.zeros(0, dtype=np.int64)).astype(np.int64),
+        group_pixel=arrays.get("group_pixel", np.zeros((0, 2), dtype=np.int64)).astype(np.int64),
+        slice_labels=[str(s) for s in arrays.get("slice_labels", np.zeros(0, dtype=str))],
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _as_result(training_data: Union[Path, str, PreprocessingResult]) -> tuple[PreprocessingResult, str]:
+    if isinstance(training_data, PreprocessingResult):
+        return training_data, "in-memory"
+    return load_preprocessing_result(Path(training_data)), str(training_data)
+
+
+def _provenance(result: PreprocessingResult, source: str) -> dict:
+    return {
+        "cardioscar_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "training_data": source,
+        "n_rows": int(result.n_nodes),
+        "n_groups": int(result.n_groups),
+        "n_mesh_nodes": int(result.n_mesh_nodes),
+        "slices": list(result.slice_labels),
+    }
+
+
+def _dataset_info(result: PreprocessingResult) -> dict:
+    return {
+        "scaler_min": [float(v) for v in result.scaler_min],
+        "scaler_max": [float(v) for v in result.scaler_max],
+        "n_nodes": int(result.n_nodes),
+        "n_groups": int(result.n_groups),
+        "n_mesh_nodes": int(result.n_mesh_nodes),
+        "coordinate_space": "LPS",
+    }
+
+
+def train_scar_model(
+    training_data_path: Union[Path, PreprocessingResult],
+    config: TrainingConfig,
+    device: Optional[torch.device] = None,
+    *,
+    progress_callback: Optional[ProgressCallback] = None,
+    should_cancel: Optional[CancelHook] = None,
+) -> dict:
+    """Train the scar field on prepared rows and return a checkpoint dictionary.
+
+    ``training_data_path`` may also be an in-memory :class:`PreprocessingResult` (Slicer passes
+    one). ``should_cancel`` is polled every epoch; cancelling raises
+    :class:`cardioscar.errors.TrainingCancelled` and returns nothing.
+    """
+    result, source = _as_result(training_data_path)
+    model, history = fit_scar_field(
+        result.coordinates,
+        result.intensities,
+        result.group_ids,
+        config,
+        device=device,
+        progress_callback=progress_callback,
+        should_cancel=should_cancel,
+    )
+    return build_checkpoint(model, history, config, _dataset_info(result), _provenance(result, source))
+
+
+def fine_tune_scar_model(
+    model_checkpoint_path: Path,
+    training_data_path: Union[Path, PreprocessingResult],
+    config: TrainingConfig,
+    frozen_layers: int = 0,
+    device: Optional[torch.device] = None,
+    *,
+    progress_callback: Optional[ProgressCallback] = None,
+    should_cancel: Optional[CancelHook] = None,
+) -> dict:
+    """Warm-start from a checkpoint, optionally freezing its first ``frozen_layers`` linear layers.
+
+    The architecture always comes from the checkpoint (so fine-tuned files keep it); the scaler
+    comes from the new training data, since the result is applied to that data's mesh.
+    """
+    base = load_trained_model(model_checkpoint_path)
+    model = model_from_checkpoint(base)
+    result, source = _as_result(training_data_path)
+    model, history = fit_scar_field(
+        result.coordinates,
+        result.intensities,
+        result.group_ids,
+        config,
+        device=device,
+        progress_callback=progress_callback,
+        should_cancel=should_cancel,
+        model=model,
+        frozen_layers=frozen_layers,
+    )
+    provenance = _provenance(result, source)
+    provenance["fine_tuned_from"] = str(model_checkpoint_path)
+    provenance["frozen_layers"] = int(frozen_layers)
+    return build_checkpoint(model, history, config, _dataset_info(result), provenance)
+
+
+def save_trained_model(checkpoint: dict, output_path: Path) -> None:
+    """Write a checkpoint atomically (it loads with ``torch.load(weights_only=True)``)."""
+    save_checkpoint(checkpoint, output_path)
+    logger.info("Wrote model %s", output_path)
+
+
+def load_trained_model(model_checkpoint_path: Path) -> dict:
+    """Load a checkpoint safely; a crafted or damaged file raises :class:`CardioScarError`."""
+    return load_checkpoint(model_checkpoint_path)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def _scaler(checkpoint: dict) -> tuple[np.ndarray, np.ndarray]:
+    info = checkpoint.get("dataset_info", {})
+    if "scaler_min" not in info or "scaler_max" not in info:
+        raise CardioScarError("The checkpoint has no coordinate scaler (dataset_info.scaler_min/max); retrain the model.")
+    return np.asarray(info["scaler_min"], dtype=np.float64).ravel(), np.asarray(info["scaler_max"], dtype=np.float64).ravel()
+
+
+def predict_on_points(
+    checkpoint: dict,
+    points_lps: np.ndarray,
+    mc_samples: int = 10,
+    batch_size: int = 50000,
+    threshold: Optional[float] = None,
+    device: Optional[torch.device] = None,
+    should_cancel: Optional[CancelHook] = None,
+) -> InferenceResult:
+    """MC-dropout probability and uncertainty at arbitrary LPS points (in memory)."""
+    if mc_samples < 1:
+        raise CardioScarError(f"mc_samples must be >= 1 (10 or more for a useful uncertainty), got {mc_samples}.")
+    if batch_size < 1:
+        raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise CardioScarError(f"threshold must be within [0, 1], got {threshold}.")
+    points_lps = np.asarray(points_lps, dtype=np.float64)
+    if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
+        raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
+    scaler_min, scaler_max = _scaler(checkpoint)
+    coordinates = normalize(points_lps, scaler_min, scaler_max).astype(np.float32)
+    outside = np.mean(np.any((coordinates < -0.05) | (coordinates > 1.05), axis=1))
+    if outside > 0.05:
+        logger.warning(
+            "%.0f%% of the nodes lie outside the region the model was trained on; is this the training mesh?", 100 * outside
+        )
+    model = model_from_checkpoint(checkpoint)
+    mean, std = mc_dropout_predict(
+        model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel
+    )
+    binary = (mean >= threshold).astype(np.uint8) if threshold is not None else None
+    return InferenceResult(
+        mean_predictions=mean,
+        std_predictions=std,
+        binary_predictions=binary,
+        n_nodes=int(len(mean)),
+        mean_scar_probability=float(np.mean(mean)),
+        mean_uncertainty=float(np.mean(std)),
+        threshold=threshold,
+        mc_samples=int(mc_samples),
+    )
+
+
+def apply_scar_model(
+    model_checkpoint_path: Path,
+    mesh_path: Path,
+    mc_samples: int = 10,
+    batch_size: int = 50000,
+    threshold: Optional[float] = None,
+    device: Optional[torch.device] = None,
+) -> InferenceResult:
+    """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path``."""
+    checkpoint = load_trained_model(model_checkpoint_path)
+    mesh = read_mesh(mesh_path)
+    return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device)
+
+
+def save_inference_result(result: InferenceResult, mesh_path: Path, output_path: Path) -> None:
+    """Write the mesh at ``mesh_path`` with the prediction arrays to ``output_path`` (atomically).
+
+    Coordinates stay as in the input file and the file's frame marker (SPACE=LPS/RAS) is kept,
+    so 3D Slicer loads the result exactly over the input.
+    """
+    mesh = read_mesh(mesh_path)
+    if mesh.n_points != result.n_nodes:
+        raise CardioScarError(
+            f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "
+            "save onto the mesh the model was applied to."
+        )
+    write_mesh(mesh, output_path, result.point_arrays())
+    logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))
