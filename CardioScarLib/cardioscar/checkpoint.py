@@ -36,8 +36,11 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, torch.Tensor) or value is None:
         return value
+    for plain_type in (bool, int, float, str):  # exact types: subclasses (TorchVersion) do not unpickle safely
+        if isinstance(value, plain_type):
+            return plain_type(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, os.PathLike):
@@ -55,7 +58,7 @@ def build_checkpoint(model: BayesianNN, history: dict, config, dataset_info: dic
     """
     config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     hyperparameters = {**config_dict, **model.architecture()}
-    stamp = {"cardioscar_version": __version__, "torch_version": torch.__version__,
+    stamp = {"cardioscar_version": __version__, "torch_version": str(torch.__version__),
              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     stamp.update(provenance or {})
     return {
