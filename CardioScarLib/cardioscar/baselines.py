@@ -29,11 +29,12 @@ _FAR_MM = 1.0e3  # signed distance used for slices with no scar (or all scar)
 
 
 def _in_plane(points: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Continuous pixel indices (ci, cj) of each point's projection and its distance along the normal."""
-    rel = points - np.asarray(layer.origin, dtype=float)
-    ci = rel @ np.asarray(layer.axis_i, dtype=float) / layer.spacing[0]
-    cj = rel @ np.asarray(layer.axis_j, dtype=float) / layer.spacing[1]
-    return ci, cj, rel @ np.asarray(layer.normal, dtype=float)
+    """Continuous pixel indices (ci, cj) of each point's projection and its distance along the normal.
+
+    Goes through :meth:`SliceLayer.lps_to_index`, which is exact for non-orthogonal pixel axes too.
+    """
+    index = layer.lps_to_index(points)
+    return index[:, 0], index[:, 1], index[:, 2]
 
 
 def _check_inputs(points_lps: np.ndarray, slices: Sequence) -> np.ndarray:
