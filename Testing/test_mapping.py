@@ -1,0 +1,126 @@
+"""Node -> pixel mapping checked against a brute-force per-node, per-pixel reference on oblique slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cardioscar.errors import CardioScarError
+from cardioscar.mapping import map_slices_to_nodes
+from cardioscar.slices import SliceLayer, slices_from_array
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def oblique_stack(seed: int, spacing=(1.3, 0.7, 4.0), shape_kji=(3, 5, 6), half_thickness=3.0):
+    """Slices of an oblique, anisotropic volume whose voxels all hold different values."""
+    rng = np.random.default_rng(seed)
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = random_rotation(rng) @ np.diag(spacing)
+    ijk_to_lps[:3, 3] = rng.uniform(-50, 50, 3)
+    volume = (np.arange(np.prod(shape_kji)).reshape(shape_kji) + 1.0) / (np.prod(shape_kji) + 1.0)
+    slices = slices_from_array(volume, ijk_to_lps, "z", None, half_thickness=half_thickness)
+    return rng, ijk_to_lps, slices
+
+
+def nodes_near_borders(rng: np.random.Generator, ijk_to_lps: np.ndarray, shape_kji, n_random=400) -> np.ndarray:
+    """Nodes just inside / just outside pixel borders, between slices (two slabs) and at random."""
+    nk, nj, ni = shape_kji
+    ijk = []
+    for k in np.arange(-0.5, nk, 0.5):
+        for j in range(-1, nj + 1):
+            for i in range(-1, ni + 1):
+                for di, dj in ((0.499, 0.0), (-0.499, 0.0), (0.501, 0.0), (0.0, 0.499), (0.0, -0.501),
+                               (0.499, -0.499), (-0.501, 0.501)):
+                    ijk.append((i + di, j + dj, k))
+    ijk = np.array(ijk + list(rng.uniform([-1, -1, -1], [ni, nj, nk], size=(n_random, 3))))
+    return ijk @ ijk_to_lps[:3, :3].T + ijk_to_lps[:3, 3]
+
+
+def brute_force(points: np.ndarray, slices: list[SliceLayer]) -> set[tuple[int, int, int, int, float]]:
+    """(node, slice, i, j, value) memberships by testing every node against every pixel's box."""
+    rows = set()
+    for s, layer in enumerate(slices):
+        n_rows, n_cols = layer.values.shape
+        for j in range(n_rows):
+            for i in range(n_cols):
+                centre = layer.origin + i * layer.spacing[0] * layer.axis_i + j * layer.spacing[1] * layer.axis_j
+                rel = points - centre
+                a = rel @ layer.axis_i / layer.spacing[0]
+                b = rel @ layer.axis_j / layer.spacing[1]
+                d = rel @ layer.normal
+                inside = (a >= -0.5) & (a < 0.5) & (b >= -0.5) & (b < 0.5) & (np.abs(d) <= layer.half_thickness)
+                if np.isfinite(layer.values[j, i]):
+                    rows.update((int(n), s, i, j, float(layer.values[j, i])) for n in np.flatnonzero(inside))
+    return rows
+
+
+def mapped_rows(points: np.ndarray, slices: list[SliceLayer]) -> set[tuple[int, int, int, int, float]]:
+    mapping = map_slices_to_nodes(points, slices)
+    g = mapping.group_ids
+    return {(int(n), int(mapping.group_slice[gi]), int(mapping.group_pixel[gi, 0]), int(mapping.group_pixel[gi, 1]),
+             float(v)) for n, gi, v in zip(mapping.node_ids, g, mapping.row_values)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_brute_force_on_oblique_stacks(seed: int) -> None:
+    shape = (3, 5, 6)
+    rng, ijk_to_lps, slices = oblique_stack(seed, shape_kji=shape)
+    points = nodes_near_borders(rng, ijk_to_lps, shape)
+    expected = brute_force(points, slices)
+    got = mapped_rows(points, slices)
+    assert got == expected
+    assert map_slices_to_nodes(points, slices).n_rows == len(expected)  # no duplicated rows
+    # The stack is 4 mm apart with 3 mm half-slabs: nodes between slices belong to two groups.
+    nodes = [row[0] for row in got]
+    assert max(np.bincount(nodes)) == 2
+    # Target comes from the group's own pixel (values are unique per voxel, so any shift shows).
+    assert all(slices[s].values[j, i] == v for _, s, i, j, v in got)
+
+
+def test_group_numbering_is_contiguous_and_ordered() -> None:
+    shape = (3, 5, 6)
+    rng, ijk_to_lps, slices = oblique_stack(5, shape_kji=shape)
+    mapping = map_slices_to_nodes(nodes_near_borders(rng, ijk_to_lps, shape), slices)
+    assert mapping.group_ids[0] == 0
+    assert np.all(np.diff(mapping.group_ids) >= 0)
+    assert set(np.unique(mapping.group_ids)) == set(range(mapping.n_groups))
+    keys = [(s, j, i) for s, (i, j) in zip(mapping.group_slice, mapping.group_pixel)]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert mapping.group_sizes.sum() == mapping.n_rows
+    assert mapping.node_ids.dtype == np.int64 and mapping.group_ids.dtype == np.int64
+
+
+def test_nan_pixels_make_no_group() -> None:
+    rng, ijk_to_lps, slices = oblique_stack(3)
+    holed = [SliceLayer(np.where(np.arange(layer.values.size).reshape(layer.values.shape) % 3 == 0, np.nan,
+                                 layer.values), layer.origin, layer.axis_i, layer.axis_j, layer.spacing,
+                        layer.half_thickness, layer.label) for layer in slices]
+    points = nodes_near_borders(rng, ijk_to_lps, (3, 5, 6))
+    got = mapped_rows(points, holed)
+    assert got == brute_force(points, holed)
+    assert all(np.isfinite(holed[s].values[j, i]) for _, s, i, j, _ in got)
+    mapping = map_slices_to_nodes(points, holed)
+    assert np.isfinite(mapping.group_values).all()
+
+
+def test_empty_mapping_reports_both_bounding_boxes() -> None:
+    _, _, slices = oblique_stack(0)
+    far = np.random.default_rng(0).uniform(900, 1000, size=(50, 3))
+    with pytest.raises(CardioScarError) as info:
+        map_slices_to_nodes(far, slices)
+    message = str(info.value)
+    assert "mesh LPS bounds [" in message and "slices LPS bounds [" in message
+    assert "SPACE marker" in message and "\n" not in message
+
+
+def test_invalid_points_are_rejected() -> None:
+    _, _, slices = oblique_stack(0)
+    with pytest.raises(CardioScarError, match=r"\(N, 3\)"):
+        map_slices_to_nodes(np.zeros((4, 2)), slices)
+    with pytest.raises(CardioScarError, match="NaN"):
+        map_slices_to_nodes(np.full((4, 3), np.nan), slices)
