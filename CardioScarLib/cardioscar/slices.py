@@ -259,7 +259,9 @@ def slice_from_vtk_grid(path: str | Path, scalar_field: str = "ScalarValue",
     values = vtk_to_numpy(array).astype(np.float64).reshape(-1)
     if not np.all(np.isfinite(values)):
         raise CardioScarError(f"{source}: cell field '{scalar_field}' contains NaN or infinite values")
-    types = {int(t) for t in vtk_to_numpy(dataset.GetDistinctCellTypesArray())}
+    cell_types = vtk.vtkCellTypes()
+    dataset.GetDistinctCellTypes(cell_types)
+    types = {cell_types.GetCellType(k) for k in range(cell_types.GetNumberOfTypes())}
     if not types <= {vtk.VTK_QUAD, vtk.VTK_PIXEL}:
         raise CardioScarError(f"{source}: a grid layer must be a 2D grid of quad/pixel cells; found cell types "
                               f"{sorted(vtk.vtkCellTypeUtilities.GetClassNameFromTypeId(t) for t in types)}")
