@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Optional
 
 import slicer
-import vtk
 
 from cardioscar.errors import CardioScarError
 
@@ -107,8 +106,6 @@ def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(str(path))
     storage.SetSingleFile(True)
-    if labelmap:
-        storage.SetCenterImage(False)
     node.SetAndObserveStorageNodeID(storage.GetID())
     if not storage.ReadData(node) or node.GetImageData() is None:
         scene.RemoveNode(node)
@@ -148,7 +145,7 @@ def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> 
     scene = model_node.GetScene()
     storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
     try:
-        storage.SetCoordinateSystem(slicer.vtkMRMLStorageNode.GetCoordinateSystemFromString(coordinate_system))
+        storage.SetCoordinateSystem(slicer.vtkMRMLStorageNode.GetCoordinateSystemTypeFromString(coordinate_system))
         with atomic_write(path) as tmp:
             storage.SetFileName(str(tmp))
             if not storage.WriteData(model_node):
@@ -160,6 +157,3 @@ def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> 
 
 __all__ = ["MRMLContext", "create_scene", "ensure_scene", "color_logic_for", "in_slicer_application",
            "load_volume", "load_model", "save_model"]
-
-# The vtk import is kept for callers that build transforms next to this module.
-_ = vtk

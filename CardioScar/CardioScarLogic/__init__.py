@@ -1,0 +1,12 @@
+"""Qt-free Logic of the CardioScar Slicer module (shared by the panel, the console and batch mode).
+
+Importing this package needs MRML (the Slicer application or ``pip install slicer-core``) and
+the ``cardioscar`` package, but not torch: torch is imported when a run starts.
+"""
+
+from .headless import MRMLContext, create_scene, ensure_scene, load_model, load_volume, save_model
+from .logic import CardioScarLogic, ReconstructionResult
+from .options import PRESETS, ReconstructionOptions
+
+__all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions", "PRESETS", "MRMLContext",
+           "create_scene", "ensure_scene", "load_volume", "load_model", "save_model"]

@@ -1,0 +1,190 @@
+"""The CardioScar Logic: MRML nodes in, scar fields on the model node out.
+
+One object serves the panel, the Python console and batch mode. It takes nodes and plain
+values, blocks until done, reports progress through a callback, stops when a cancel hook says
+so, and never opens a dialog (a dialog would block ``--no-main-window`` batch runs).
+
+Order of work, chosen so that a failure or a cancel leaves the scene as it was:
+read the inputs in world coordinates (copies only) -> build slices -> map -> train -> predict
+-> only then write arrays, colours, legend, summary table and loss plot.
+
+torch and the core library's heavy modules are imported inside the methods, so loading the
+Slicer module (or this package) never imports torch; the panel can offer to install it first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import slicer
+
+from cardioscar.errors import CardioScarError
+
+from . import results
+from .geometry import model_points_lps
+from .headless import color_logic_for
+from .options import ReconstructionOptions
+from .scarsource import scar_source_from_node, slice_count
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[object], None]  # receives cardioscar.training.TrainingProgress
+CancelHook = Callable[[], bool]
+
+
+@dataclass
+class ReconstructionResult:
+    """What a run produced; the arrays are also on the model node under their documented names."""
+
+    probability: np.ndarray
+    uncertainty: np.ndarray
+    binary: Optional[np.ndarray]
+    checkpoint: dict
+    summary: list
+    table_node: object
+    chart_node: object
+    legend_node: object
+    device: str
+    seconds: float
+    prepared: object = None  # cardioscar.logic.PreprocessingResult of a training run
+
+
+def _check_model_node(model_node) -> None:
+    if model_node is None or not model_node.IsA("vtkMRMLModelNode"):
+        raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
+
+
+class CardioScarLogic:
+    """Reconstruct 3D scar on a model node from LGE slices (Qt-free, GUI-free)."""
+
+    def __init__(self, scene=None, color_logic=None) -> None:
+        self.scene = scene if scene is not None else slicer.mrmlScene
+        self.color_logic = color_logic if color_logic is not None else color_logic_for(self.scene)
+        #: Checkpoint of the latest successful training (what "Save model" writes).
+        self.last_checkpoint: Optional[dict] = None
+
+    # ------------------------------------------------------------------ queries
+
+    @staticmethod
+    def slice_count(node, slice_axis: str) -> int:
+        """Slices along ``slice_axis`` of a volume node (0 when unknown); valid indices 0..n-1."""
+        return slice_count(node, slice_axis)
+
+    @staticmethod
+    def device_description(force_cpu: bool = False) -> str:
+        """Where training would run, e.g. ``"cpu (2 threads)"`` (imports torch)."""
+        from cardioscar.devices import describe_device, resolve_device
+
+        return describe_device(resolve_device(force_cpu))
+
+    # ------------------------------------------------------------------ runs
+
+    def train_and_apply(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
+                        progress_callback: Optional[ProgressCallback] = None,
+                        should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
+        """Train on the chosen slices of ``scar_node`` and write the scar fields on ``model_node``.
+
+        Raises:
+            CardioScarError: a one-line, actionable problem with the inputs or options.
+            cardioscar.errors.TrainingCancelled: ``should_cancel()`` returned True (nothing written).
+        """
+        from cardioscar.devices import describe_device, resolve_device
+        from cardioscar.logic import prepare_from_slices, train_scar_model
+        from cardioscar.slices import slices_from_array
+        from cardioscar.targets import slice_targets
+
+        options = options or ReconstructionOptions()
+        _check_model_node(model_node)
+        started = time.perf_counter()
+        source = scar_source_from_node(scar_node)
+        slices = slices_from_array(source.volume_kji, source.ijk_to_lps, options.slice_axis,
+                                   options.parsed_slice_indices(), options.half_thickness, source.label)
+        slices = slice_targets(slices, scar_labels=options.parsed_scar_labels(source.is_label_map),
+                               normalize=options.normalize_intensities)
+        points = model_points_lps(model_node)
+        prepared = prepare_from_slices(points, slices)
+        config = options.training_config()
+        device = resolve_device(options.force_cpu)
+        logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
+                    prepared.n_nodes, prepared.n_groups)
+        checkpoint = train_scar_model(prepared, config, device, progress_callback=progress_callback,
+                                      should_cancel=should_cancel)
+        inference = self._predict(checkpoint, points, options, device, should_cancel)
+        result = self._publish(model_node, inference, checkpoint, options, describe_device(device),
+                               time.perf_counter() - started, with_plot=True)
+        result.prepared = prepared
+        self.last_checkpoint = checkpoint
+        return result
+
+    def apply_model(self, model: Union[dict, str, Path], model_node,
+                    options: Optional[ReconstructionOptions] = None,
+                    should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
+        """Predict with a saved checkpoint (path or dict) on ``model_node``; no training."""
+        from cardioscar.devices import describe_device, resolve_device
+        from cardioscar.logic import load_trained_model
+
+        options = options or ReconstructionOptions()
+        _check_model_node(model_node)
+        started = time.perf_counter()
+        checkpoint = model if isinstance(model, dict) else load_trained_model(Path(model))
+        points = model_points_lps(model_node)
+        device = resolve_device(options.force_cpu)
+        inference = self._predict(checkpoint, points, options, device, should_cancel)
+        return self._publish(model_node, inference, checkpoint, options, describe_device(device),
+                             time.perf_counter() - started, with_plot=False)
+
+    def save_model(self, path: Union[str, Path], checkpoint: Optional[dict] = None) -> None:
+        """Write ``checkpoint`` (default: the latest training) to a ``.pth`` file, atomically."""
+        from cardioscar.logic import save_trained_model
+
+        checkpoint = checkpoint if checkpoint is not None else self.last_checkpoint
+        if checkpoint is None:
+            raise CardioScarError("There is no trained model to save yet: run 'Train and apply' first.")
+        path = Path(path)
+        if path.suffix.lower() != ".pth":
+            raise CardioScarError(f"Save the model as a .pth file, got '{path.name}'.")
+        save_trained_model(checkpoint, path)
+
+    # ------------------------------------------------------------------ steps
+
+    @staticmethod
+    def _predict(checkpoint: dict, points: np.ndarray, options: ReconstructionOptions, device, should_cancel):
+        """MC-dropout prediction with dropout masks drawn from ``options.seed`` (reproducible)."""
+        import torch
+        from cardioscar.logic import predict_on_points
+
+        fork_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(int(options.seed))
+            return predict_on_points(checkpoint, points, int(options.inference_mc_samples),
+                                     int(options.inference_batch_size), options.threshold, device,
+                                     should_cancel=should_cancel)
+
+    def _publish(self, model_node, inference, checkpoint: dict, options: ReconstructionOptions, device: str,
+                 seconds: float, with_plot: bool) -> ReconstructionResult:
+        """Write everything into the scene; runs only after all computation succeeded."""
+        arrays = {results.PROBABILITY: inference.mean_predictions.astype(np.float32),
+                  results.UNCERTAINTY: inference.std_predictions.astype(np.float32)}
+        if inference.binary_predictions is not None:
+            arrays[results.BINARY] = inference.binary_predictions.astype(np.uint8)
+        mesh = model_node.GetMesh()
+        history = checkpoint.get("history") if with_plot else None
+        rows = results.summary_rows(mesh, arrays[results.PROBABILITY], arrays[results.UNCERTAINTY],
+                                    options.threshold, history, device, seconds)
+        results.write_point_arrays(model_node, arrays)
+        legend = results.show_probability(model_node, self.color_logic)
+        table = results.update_summary_table(model_node, rows)
+        chart = results.update_loss_plot(model_node, list(history.get("train_loss", []))) if history else None
+        for measure, value, unit in rows:
+            logger.info("CardioScar: %s = %s %s", measure, value, unit)
+        return ReconstructionResult(arrays[results.PROBABILITY], arrays[results.UNCERTAINTY],
+                                    arrays.get(results.BINARY), checkpoint, rows, table, chart, legend, device,
+                                    seconds)
+
+
+__all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions"]

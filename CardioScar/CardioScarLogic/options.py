@@ -1,0 +1,97 @@
+"""The plain values a CardioScar run takes, with the command line's names and defaults.
+
+One dataclass serves the panel (filled from the parameter node), the Python console and the
+batch script (filled from ``cardioscar train`` / ``apply`` option names), so every face runs
+with the same defaults. Training options left as ``None`` take the preset's value:
+``"documented"`` is the existing tool's documented configuration, ``"fast"`` the interactive
+preset of :meth:`cardioscar.training.TrainingConfig.fast`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+from cardioscar.errors import CardioScarError
+
+PRESETS = ("documented", "fast")
+IntList = Union[str, Sequence[int], None]
+
+
+def _int_list(value: IntList, parse) -> Optional[list[int]]:
+    if value is None or isinstance(value, str):
+        return parse(value)
+    return [int(v) for v in value]
+
+
+@dataclass
+class ReconstructionOptions:
+    """Everything a reconstruction needs besides the input nodes.
+
+    ``slice_indices`` / ``scar_labels`` take text (``"2,5,8"``) or a list; empty = all slices /
+    not a label map (a label map node defaults to label 1). ``mc_samples`` is the number of
+    dropout passes averaged inside the training loss (``cardioscar train --mc-samples``);
+    ``inference_mc_samples`` the number of passes that give the probability and its uncertainty
+    (``cardioscar apply --mc-samples``). ``seed`` fixes training and the inference dropout masks.
+    """
+
+    slice_axis: str = "z"
+    slice_indices: IntList = None
+    half_thickness: float = 5.0
+    scar_labels: IntList = None
+    normalize_intensities: bool = False
+    preset: str = "documented"
+    max_epochs: Optional[int] = None
+    early_stopping_patience: Optional[int] = None
+    mc_samples: Optional[int] = None
+    batch_size: Optional[int] = None
+    seed: int = 42
+    num_threads: Optional[int] = None
+    inference_mc_samples: int = 10
+    inference_batch_size: int = 50000
+    threshold: Optional[float] = None
+    force_cpu: bool = False
+    extra_training: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.slice_axis not in ("x", "y", "z"):
+            raise CardioScarError(f"slice axis must be x, y or z (image index axes i, j, k), got {self.slice_axis!r}.")
+        if not self.half_thickness > 0:
+            raise CardioScarError(f"slab half-width must be > 0 mm, got {self.half_thickness}.")
+        if self.preset not in PRESETS:
+            raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise CardioScarError(f"threshold must be within [0, 1], got {self.threshold}.")
+        if int(self.inference_mc_samples) < 1:
+            raise CardioScarError(f"inference MC samples must be >= 1 (10 or more for a useful uncertainty), got {self.inference_mc_samples}.")
+        if int(self.inference_batch_size) < 1:
+            raise CardioScarError(f"inference batch size must be >= 1, got {self.inference_batch_size}.")
+
+    def parsed_slice_indices(self) -> Optional[list[int]]:
+        """Slice indices as a list, or None for all slices."""
+        from cardioscar.targets import parse_slice_indices
+
+        return _int_list(self.slice_indices, parse_slice_indices)
+
+    def parsed_scar_labels(self, is_label_map: bool) -> Optional[list[int]]:
+        """Scar labels; a label map (or exported segmentation) with none given uses label 1."""
+        from cardioscar.targets import parse_scar_labels
+
+        labels = _int_list(self.scar_labels, parse_scar_labels)
+        if labels is None and is_label_map:
+            return [1]
+        return labels
+
+    def training_config(self):
+        """The :class:`cardioscar.training.TrainingConfig` for this run (imports torch)."""
+        from cardioscar.training import TrainingConfig
+
+        overrides = {name: getattr(self, name) for name in
+                     ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads")
+                     if getattr(self, name) is not None}
+        overrides["seed"] = int(self.seed)
+        overrides.update(self.extra_training)
+        return TrainingConfig.fast(**overrides) if self.preset == "fast" else TrainingConfig(**overrides)
+
+
+__all__ = ["ReconstructionOptions", "PRESETS"]

@@ -1,0 +1,210 @@
+"""Putting a finished reconstruction into the scene: arrays, colours, legend, table, plot.
+
+Everything here runs only after training and inference have succeeded, so a failed or
+cancelled run never touches the user's model node. Output nodes (summary table, loss plot) are
+found again through node references on the model, so re-running updates them instead of
+piling up copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Optional
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk
+
+logger = logging.getLogger(__name__)
+
+PROBABILITY = "scar_probability"
+UNCERTAINTY = "scar_uncertainty"
+BINARY = "scar_binary"
+
+#: Singleton tag of the probability colour table; its node ID is
+#: ``vtkMRMLColorTableNode`` + this tag in every scene (application or headless).
+COLOR_TABLE_TAG = "CardioScarProbability"
+COLOR_TABLE_ID = "vtkMRMLColorTableNode" + COLOR_TABLE_TAG
+#: Anchor colours of the probability table: healthy blue, uncertain pale yellow, scar red.
+COLOR_ANCHORS = np.array([[0.0, 0.19, 0.33, 0.76], [0.5, 0.96, 0.92, 0.62], [1.0, 0.74, 0.05, 0.12]])
+N_COLORS = 256
+
+SUMMARY_REFERENCE = "CardioScarSummaryTable"
+LOSS_TABLE_REFERENCE = "CardioScarLossTable"
+LOSS_CHART_REFERENCE = "CardioScarLossChart"
+
+
+def probability_colors(n_colors: int = N_COLORS) -> np.ndarray:
+    """(n, 3) RGB of the probability table, linear between the anchors."""
+    positions = np.linspace(0.0, 1.0, n_colors)
+    return np.stack([np.interp(positions, COLOR_ANCHORS[:, 0], COLOR_ANCHORS[:, c]) for c in (1, 2, 3)], axis=1)
+
+
+def probability_color_node(scene):
+    """The scene's probability colour table, created once per scene."""
+    node = scene.GetNodeByID(COLOR_TABLE_ID)
+    if node is not None:
+        return node
+    node = slicer.vtkMRMLColorTableNode()
+    node.SetSingletonTag(COLOR_TABLE_TAG)
+    node.SetName("CardioScar scar probability")
+    node.SetTypeToUser()
+    node.SetNumberOfColors(N_COLORS)
+    for index, (r, g, b) in enumerate(probability_colors()):
+        node.SetColor(index, f"{index / (N_COLORS - 1):.3f}", r, g, b, 1.0)
+    node.SetAttribute("Category", "CardioScar")
+    scene.AddNode(node)
+    return scene.GetNodeByID(COLOR_TABLE_ID)
+
+
+def write_point_arrays(model_node, arrays: dict) -> None:
+    """Add (or replace) named point arrays on the model's mesh and notify the views."""
+    mesh = model_node.GetMesh()
+    point_data = mesh.GetPointData()
+    for name, values in arrays.items():
+        values = np.ascontiguousarray(values)
+        if len(values) != mesh.GetNumberOfPoints():
+            raise ValueError(f"{name} has {len(values)} values for {mesh.GetNumberOfPoints()} points")
+        array = numpy_to_vtk(values, deep=True)
+        array.SetName(name)
+        point_data.AddArray(array)
+    point_data.Modified()
+    mesh.Modified()
+    model_node.Modified()
+
+
+def show_probability(model_node, color_logic=None):
+    """Colour the model by ``scar_probability`` on a fixed 0-1 range and add a colour legend.
+
+    Returns the legend display node, or None when no Colors logic is available.
+    """
+    scene = model_node.GetScene()
+    if model_node.GetDisplayNode() is None:
+        model_node.CreateDefaultDisplayNodes()
+    display = model_node.GetDisplayNode()
+    color_node = probability_color_node(scene)
+    with slicer.util.NodeModify(display):
+        display.SetActiveScalar(PROBABILITY, vtk.vtkAssignAttribute.POINT_DATA)
+        display.SetAndObserveColorNodeID(color_node.GetID())
+        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
+        display.SetScalarRange(0.0, 1.0)
+        display.SetScalarVisibility(True)
+    if color_logic is None:
+        return None
+    legend = color_logic.GetColorLegendDisplayNode(model_node) or color_logic.AddDefaultColorLegendDisplayNode(model_node)
+    if legend is not None:
+        legend.SetTitleText("Scar probability")
+        legend.SetLabelFormat("%.1f")
+        legend.SetNumberOfLabels(6)
+    return legend
+
+
+def mesh_measure_kind(mesh) -> str:
+    """"volume" when the mesh has 3D cells (a tetrahedral myocardium), else "area" (a surface)."""
+    types = vtk.vtkCellTypes()
+    mesh.GetCellTypes(types)
+    dims = [vtk.vtkCellTypes.GetDimension(types.GetCellType(i)) for i in range(types.GetNumberOfTypes())]
+    return "volume" if 3 in dims else "area"
+
+
+def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, threshold: Optional[float],
+                 history: Optional[dict], device: str, seconds: float) -> list[tuple[str, str, str]]:
+    """(measure, value, unit) rows of the summary table."""
+    from cardioscar.metrics import node_volumes
+
+    weights, kind = node_volumes(mesh), mesh_measure_kind(mesh)
+    total = float(weights.sum())
+    expected = float(np.dot(weights, probability))
+    # 1 ml = 1000 mm^3; a surface mesh reports an area in cm^2 (100 mm^2).
+    scale, unit = (1000.0, "ml") if kind == "volume" else (100.0, "cm2")
+    rows = [
+        (f"Scar {kind} (probability-weighted)", f"{expected / scale:.3f}", unit),
+        (f"Scar fraction of the mesh {kind}", f"{100.0 * expected / total if total > 0 else 0.0:.2f}", "%"),
+    ]
+    if threshold is not None:
+        above = float(weights[probability >= threshold].sum())
+        rows.append((f"Scar {kind} (probability >= {threshold:g})", f"{above / scale:.3f}", unit))
+    rows += [
+        ("Mean scar probability", f"{float(np.mean(probability)):.4f}", ""),
+        ("Mean uncertainty (std)", f"{float(np.mean(uncertainty)):.4f}", ""),
+        ("Mesh nodes", str(len(probability)), ""),
+    ]
+    if history is not None:
+        rows += [
+            ("Epochs run", str(int(history.get("epochs_run", len(history.get("train_loss", []))))), ""),
+            ("Best epoch", str(int(history.get("converged_epoch", 0))), ""),
+            ("Best loss", f"{float(history.get('best_loss', float('nan'))):.6g}", ""),
+        ]
+    rows += [("Time", f"{seconds:.1f}", "s"), ("Device", device, "")]
+    return rows
+
+
+def _referenced_or_new(model_node, reference: str, node_class: str, name: str):
+    scene = model_node.GetScene()
+    node = model_node.GetNodeReference(reference)
+    if node is None or not node.IsA(node_class):
+        node = scene.AddNewNodeByClass(node_class, scene.GenerateUniqueName(name))
+        model_node.SetNodeReferenceID(reference, node.GetID())
+    return node
+
+
+def update_summary_table(model_node, rows: Iterable[tuple[str, str, str]]):
+    """Write the summary rows into the model's summary table node (created on first use)."""
+    table = _referenced_or_new(model_node, SUMMARY_REFERENCE, "vtkMRMLTableNode",
+                               f"{model_node.GetName()} CardioScar summary")
+    columns = []
+    for title in ("Measure", "Value", "Unit"):
+        column = vtk.vtkStringArray()
+        column.SetName(title)
+        columns.append(column)
+    for row in rows:
+        for column, value in zip(columns, row):
+            column.InsertNextValue(value)
+    with slicer.util.NodeModify(table):
+        vtk_table = vtk.vtkTable()
+        for column in columns:
+            vtk_table.AddColumn(column)
+        table.SetAndObserveTable(vtk_table)
+        table.SetUseColumnTitleAsColumnHeader(True)
+        table.SetLocked(True)
+    return table
+
+
+def update_loss_plot(model_node, losses: list[float]):
+    """Loss per epoch in a table, drawn by a plot series in a chart (log y axis)."""
+    table = _referenced_or_new(model_node, LOSS_TABLE_REFERENCE, "vtkMRMLTableNode",
+                               f"{model_node.GetName()} CardioScar loss")
+    epochs = vtk.vtkDoubleArray()
+    epochs.SetName("epoch")
+    loss = vtk.vtkDoubleArray()
+    loss.SetName("loss")
+    for index, value in enumerate(losses, start=1):
+        epochs.InsertNextValue(index)
+        loss.InsertNextValue(float(value))
+    vtk_table = vtk.vtkTable()
+    vtk_table.AddColumn(epochs)
+    vtk_table.AddColumn(loss)
+    table.SetAndObserveTable(vtk_table)
+
+    chart = _referenced_or_new(model_node, LOSS_CHART_REFERENCE, "vtkMRMLPlotChartNode",
+                               f"{model_node.GetName()} CardioScar training")
+    series = chart.GetPlotSeriesNode()
+    if series is None:
+        series = model_node.GetScene().AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{model_node.GetName()} loss")
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName("epoch")
+    series.SetYColumnName("loss")
+    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+    series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+    chart.SetTitle("CardioScar training loss")
+    chart.SetXAxisTitle("epoch")
+    chart.SetYAxisTitle("group loss (MSE)")
+    chart.SetYAxisLogScale(True)
+    return chart
+
+
+__all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
+           "write_point_arrays", "show_probability", "mesh_measure_kind", "summary_rows", "update_summary_table",
+           "update_loss_plot"]
