@@ -153,8 +153,13 @@ def test_read_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.vtp"
     write_mesh(Mesh(sphere(), "LPS", None), good, {})
     (tmp_path / "cut.vtp").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
-    with pytest.raises(CardioScarError, match="cut.vtp"):
+    with pytest.raises(CardioScarError, match="cut.vtp: the file is corrupted or truncated"):
         read_mesh(tmp_path / "cut.vtp")
+    legacy = tmp_path / "good.vtk"
+    write_mesh(Mesh(sphere(), "LPS", None), legacy, {})
+    (tmp_path / "cut.vtk").write_bytes(legacy.read_bytes()[: len(legacy.read_bytes()) // 2])
+    with pytest.raises(CardioScarError, match="cut.vtk: the file is corrupted or truncated"):
+        read_mesh(tmp_path / "cut.vtk")
     (tmp_path / "junk.vtk").write_bytes(b"\x00\x01garbage" * 50)
     with pytest.raises(CardioScarError, match="junk.vtk"):
         read_mesh(tmp_path / "junk.vtk")

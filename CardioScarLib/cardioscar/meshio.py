@@ -78,23 +78,33 @@ def legacy_header(space: str) -> str:
 
 
 @contextmanager
-def _vtk_errors_collected() -> Iterator[list[str]]:
-    """Collect VTK error messages of a read instead of letting VTK print them, so they can become one line."""
-    messages: list[str] = []
-    previous = vtk.vtkObject.GetGlobalWarningDisplay()
-    vtk.vtkObject.GlobalWarningDisplayOff()
+def _vtk_messages() -> Iterator[list[str]]:
+    """Capture what VTK reports during a read (instead of printing it) so it can become one error line.
+
+    VTK readers do not raise: they print errors (XML parser) or generic warnings (legacy binary
+    data cut short) and return partial data. The captured text is appended to the yielded list when
+    the block ends.
+    """
+    captured: list[str] = []
+    window = vtk.vtkStringOutputWindow()
+    previous_window = vtk.vtkOutputWindow.GetInstance()
+    previous_verbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkOutputWindow.SetInstance(window)
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
     try:
-        yield messages
+        yield captured
     finally:
-        if previous:
-            vtk.vtkObject.GlobalWarningDisplayOn()
+        vtk.vtkOutputWindow.SetInstance(previous_window)
+        vtk.vtkLogger.SetStderrVerbosity(previous_verbosity)
+        captured.append(window.GetOutput())
 
 
-def _observe_errors(algorithm: vtk.vtkObject, messages: list[str]) -> None:
-    def on_error(_obj: object, _event: str) -> None:
-        messages.append("VTK reported an error")
-
-    algorithm.AddObserver("ErrorEvent", on_error)
+def _reported_failure(text: str) -> str | None:
+    """The first VTK line that reports an error, if any."""
+    for line in text.splitlines():
+        if "error" in line.lower() and "ERROR: In" not in line and "Generic Warning: In" not in line:
+            return re.sub(r"^\w+ \(0x[0-9a-fA-F]+\): ", "", line.strip())[:160]
+    return None
 
 
 def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES
@@ -117,28 +127,25 @@ def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_
         ".vtr": vtk.vtkXMLRectilinearGridReader,
     }
     header: str | None = None
-    with _vtk_errors_collected() as messages:
+    with _vtk_messages() as messages:
         if suffix == ".vtk":
             reader = vtk.vtkDataSetReader()
             reader.SetFileName(str(source))
-            _observe_errors(reader, messages)
             if not reader.OpenVTKFile() or not reader.ReadHeader():
                 reader.CloseVTKFile()
                 raise CardioScarError(f"Cannot read {source}: not a valid legacy VTK file (corrupted or wrong format)")
             reader.CloseVTKFile()
-            reader.Update()
-            header = reader.GetHeader()
         else:
             reader = xml_readers[suffix]()
             if not reader.CanReadFile(str(source)):
                 raise CardioScarError(f"Cannot read {source}: not a valid VTK XML {suffix} file (corrupted or wrong format)")
             reader.SetFileName(str(source))
-            _observe_errors(reader, messages)
-            reader.Update()
+        reader.Update()
+        header = reader.GetHeader() if suffix == ".vtk" else None
         output = reader.GetOutputDataObject(0)
-        failed = bool(messages) or (hasattr(reader, "GetErrorCode") and reader.GetErrorCode() != 0)
-    if failed or output is None or not isinstance(output, vtk.vtkDataSet):
-        raise CardioScarError(f"Cannot read {source}: the file is corrupted or truncated")
+    problem = _reported_failure("".join(messages))
+    if problem or output is None or not isinstance(output, vtk.vtkDataSet):
+        raise CardioScarError(f"Cannot read {source}: the file is corrupted or truncated ({problem or 'no dataset'})")
     dataset = output.NewInstance()
     dataset.ShallowCopy(output)
     return dataset, header
