@@ -1,0 +1,54 @@
+"""Shared fixtures: repository paths, the real data beside the checkout, and a small phantom case.
+
+The phantom is generated once per test session (it is deterministic for a seed) so that the CLI,
+Slicer and accuracy tests all run on the same real files without paying for it repeatedly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Two torch threads on a 2-core machine shared with the test runner itself are slower than one
+# for the small networks of the tests; keep runs predictable.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(f"The shared data folder {SHARED_DATA} is missing; tests read real data from there.")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_phantom(tmp_path_factory):
+    """A small oblique LV phantom (mesh, truth, LGE stack) written to disk, with its object."""
+    from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+
+    phantom = make_phantom(PhantomConfig(target_nodes=8000, seed=3))
+    paths = write_phantom(phantom, tmp_path_factory.mktemp("phantom"))
+    return phantom, paths
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real ``cardioscar`` command line in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "cardioscar", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,228 @@
+"""The ``cardioscar`` command line, run as a user runs it (a subprocess on real files).
+
+Covers the documented verbs and options, the full prepare -> train -> apply path recovering a
+known scar, fine-tuning, and the one-line errors for the pitfalls users actually hit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import vtk
+from vtk.util import numpy_support
+
+from cardioscar import __version__
+from cardioscar.metrics import dice
+from conftest import run_cli
+
+
+def _point_array(path, name: str) -> np.ndarray:
+    reader = vtk.vtkGenericDataObjectReader() if str(path).endswith(".vtk") else vtk.vtkXMLGenericDataObjectReader()
+    reader.SetFileName(str(path))
+    reader.Update()
+    array = reader.GetOutput().GetPointData().GetArray(name)
+    assert array is not None, f"{name} missing from {path}"
+    return numpy_support.vtk_to_numpy(array)
+
+
+def _assert_user_error(proc, *fragments: str) -> None:
+    """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+
+
+def test_version_and_help():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and __version__ in proc.stdout
+    for verb in ("prepare", "train", "fine-tune", "apply", "evaluate", "phantom", "demo"):
+        proc = run_cli(verb, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert "usage: cardioscar " + verb in proc.stdout
+
+
+def test_documented_defaults_in_help():
+    text = " ".join(run_cli("prepare", "--help").stdout.split())
+    assert "--slice-thickness-padding" in text and "default 5.0" in text and "ScalarValue" in text
+    text = " ".join(run_cli("apply", "--help").stdout.split())
+    assert "default 10" in text and "default 50000" in text
+
+
+@pytest.fixture(scope="module")
+def trained_case(small_phantom, tmp_path_factory):
+    """prepare -> train (fast preset, short budget) -> apply on the small phantom, via the CLI."""
+    phantom, paths = small_phantom
+    out = tmp_path_factory.mktemp("cli")
+    padding = str(phantom.slice_half_thickness_mm)
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", paths["image"],
+                   "--slice-thickness-padding", padding, "--output", out / "data.npz")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("train", "--training-data", out / "data.npz", "--output", out / "model.pth",
+                   "--preset", "fast", "--max-epochs", "300", "--no-progress", "--cpu")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("apply", "--model", out / "model.pth", "--mesh", paths["mesh"],
+                   "--output", out / "result.vtk", "--threshold", "0.5", "--cpu")
+    assert proc.returncode == 0, proc.stderr
+    return phantom, paths, out
+
+
+def test_prepare_train_apply_recovers_known_scar(trained_case):
+    phantom, paths, out = trained_case
+    probability = _point_array(out / "result.vtk", "scar_probability")
+    uncertainty = _point_array(out / "result.vtk", "scar_uncertainty")
+    binary = _point_array(out / "result.vtk", "scar_binary")
+    assert len(probability) == len(phantom.truth)
+    assert probability.min() >= 0 and probability.max() <= 1
+    assert uncertainty.min() >= 0 and uncertainty.max() > 0
+    np.testing.assert_array_equal(binary, probability >= 0.5)
+    assert dice(probability, phantom.truth) >= 0.8
+    header = (out / "result.vtk").read_bytes()[:300]
+    assert b"SPACE=LPS" in header
+
+
+def test_training_data_has_documented_keys(trained_case):
+    _, _, out = trained_case
+    with np.load(out / "data.npz") as data:
+        for key in ("coordinates", "intensities", "group_ids", "group_sizes", "scaler_min", "scaler_max"):
+            assert key in data.files
+        assert data["coordinates"].shape[1] == 3 and data["intensities"].shape[1] == 1
+        assert data["group_sizes"].sum() == len(data["group_ids"])
+        # The scaler covers every mesh node, so training rows lie inside the unit cube.
+        assert data["coordinates"].min() >= 0 and data["coordinates"].max() <= 1
+
+
+def test_checkpoint_layout_loads_weights_only(trained_case):
+    _, _, out = trained_case
+    checkpoint = torch.load(out / "model.pth", weights_only=True)
+    for key in ("model_state_dict", "history", "hyperparameters", "dataset_info", "provenance"):
+        assert key in checkpoint
+    assert checkpoint["provenance"]["cardioscar_version"] == __version__
+    assert len(checkpoint["dataset_info"]["scaler_min"]) == 3
+    assert checkpoint["history"]["best_loss"] == pytest.approx(min(checkpoint["history"]["train_loss"]))
+
+
+def test_fine_tune_freezes_first_layers(trained_case):
+    _, _, out = trained_case
+    proc = run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
+                   "--output", out / "tuned.pth", "--freeze-layers", "2", "--max-epochs", "20",
+                   "--preset", "fast", "--no-progress", "--cpu")
+    assert proc.returncode == 0, proc.stderr
+    before = torch.load(out / "model.pth", weights_only=True)
+    after = torch.load(out / "tuned.pth", weights_only=True)
+    for key in ("hidden_dim", "n_layers", "dropout_rate"):  # the architecture survives fine-tuning
+        assert after["hyperparameters"][key] == before["hyperparameters"][key]
+    assert after["provenance"]["frozen_layers"] == 2
+    weights = [k for k in before["model_state_dict"] if k.endswith("weight")]
+    assert len(weights) == 5
+    for name in weights[:2]:
+        torch.testing.assert_close(after["model_state_dict"][name], before["model_state_dict"][name])
+    assert any(not torch.equal(after["model_state_dict"][n], before["model_state_dict"][n]) for n in weights[2:])
+
+
+def test_evaluate_prints_metrics(trained_case, tmp_path):
+    _, paths, out = trained_case
+    proc = run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"], "--json", tmp_path / "m.json")
+    assert proc.returncode == 0, proc.stderr
+    assert '"dice"' in proc.stdout and (tmp_path / "m.json").is_file()
+
+
+def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path):
+    _, paths, out = trained_case
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes((out / "model.pth").read_bytes()[:200])
+    proc = run_cli("apply", "--model", broken, "--mesh", paths["mesh"], "--output", tmp_path / "o.vtk")
+    _assert_user_error(proc, "broken.pth")
+    assert not (tmp_path / "o.vtk").exists()
+
+
+# ------------------------------------------------------------------ errors users hit
+
+
+def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path):
+    phantom, paths = small_phantom
+    image = sitk.ReadImage(str(paths["image"]))
+    image.SetOrigin(tuple(np.array(image.GetOrigin()) + 500.0))
+    moved = tmp_path / "moved.nii.gz"
+    sitk.WriteImage(image, str(moved))
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", moved, "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "bounds")
+    assert proc.stderr.count("[") >= 2  # both boxes printed
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path):
+    _, paths = small_phantom
+    depth = sitk.ReadImage(str(paths["image"])).GetSize()[2]
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", paths["image"],
+                   "--slice-indices", f"0,{depth}", "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, str(depth), f"0-{depth - 1}")
+
+
+def test_missing_scalar_field_lists_fields(small_phantom, tmp_path):
+    from cardioscar.slices import slice_to_vtk_grid, slices_from_image
+
+    _, paths = small_phantom
+    layer = slices_from_image(sitk.ReadImage(str(paths["image"])), slice_indices=[3])[0]
+    grid = tmp_path / "layer.vtk"
+    slice_to_vtk_grid(layer, grid, scalar_field="Intensity")
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", grid, "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "ScalarValue", "Intensity")
+
+
+def test_unreadable_inputs(small_phantom, tmp_path):
+    _, paths = small_phantom
+    bad_mesh = tmp_path / "bad.vtk"
+    bad_mesh.write_text("# vtk DataFile Version 3.0\ngarbage\n")
+    proc = run_cli("prepare", "--mesh-vtk", bad_mesh, "--image", paths["image"], "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "bad.vtk")
+    bad_image = tmp_path / "bad.nii.gz"
+    bad_image.write_bytes(b"not an image at all")
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", bad_image, "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "bad.nii.gz")
+    proc = run_cli("prepare", "--mesh-vtk", tmp_path / "absent.vtk", "--image", paths["image"], "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "absent.vtk")
+
+
+def test_empty_mesh_is_rejected(small_phantom, tmp_path):
+    _, paths = small_phantom
+    empty = tmp_path / "empty.vtk"
+    writer = vtk.vtkPolyDataWriter()
+    writer.SetInputData(vtk.vtkPolyData())
+    writer.SetFileName(str(empty))
+    writer.Write()
+    proc = run_cli("prepare", "--mesh-vtk", empty, "--image", paths["image"], "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "empty.vtk")
+
+
+def test_two_dimensional_image_is_rejected(small_phantom, tmp_path):
+    _, paths = small_phantom
+    flat = tmp_path / "flat.nii.gz"
+    sitk.WriteImage(sitk.Image(32, 32, sitk.sitkFloat32), str(flat))
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", flat, "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "flat.nii.gz", "3D")
+
+
+def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path):
+    phantom, paths = small_phantom
+    image = sitk.ReadImage(str(paths["image"])) * 400.0
+    raw = tmp_path / "raw.nii.gz"
+    sitk.WriteImage(image, str(raw))
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--output", tmp_path / "d.npz")
+    _assert_user_error(proc, "--normalize-intensities", "--scar-labels")
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--normalize-intensities",
+                   "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output", tmp_path / "d.npz")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(tmp_path / "d.npz") as data:
+        assert data["intensities"].min() >= 0 and data["intensities"].max() == pytest.approx(1.0)
+
+
+def test_bad_training_option_names_field_and_range(trained_case, tmp_path):
+    _, _, out = trained_case
+    proc = run_cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
+    _assert_user_error(proc, "mc_samples")
+    assert not (tmp_path / "m.pth").exists()
