@@ -78,6 +78,10 @@ class PhantomConfig:
     fine_mm: float = 1.0                   # sub-sampling step of the partial-volume integration
     fov_margin_mm: float = 10.0
     noise_std: float = 0.0
+    # "volume": pixel = mean of scar x myocardium over the whole footprint (blood and background
+    # count as 0, as in a scan); "myocardium": mean of the scar over the myocardium inside the
+    # footprint only (what the group loss assumes; pixels without myocardium stay 0).
+    partial_volume: str = "volume"
     long_axis: bool = False
     offset_lps: tuple[float, float, float] = (12.0, -25.0, 40.0)
 
@@ -96,6 +100,8 @@ class PhantomConfig:
         for name in ("pixel_mm", "slab_mm", "slice_gap_mm", "fine_mm", "wall_mm", "border_mm"):
             if getattr(self, name) <= 0:
                 raise CardioScarError(f"phantom {name}={getattr(self, name)}: must be positive")
+        if self.partial_volume not in ("volume", "myocardium"):
+            raise CardioScarError(f"phantom partial_volume='{self.partial_volume}': use 'volume' or 'myocardium'")
         if self.noise_std < 0:
             raise CardioScarError(f"phantom noise_std={self.noise_std}: must be >= 0")
 
@@ -242,8 +248,10 @@ def _lattice_shape(geometry: LVGeometry, target_nodes: int) -> tuple[int, int, i
     for _ in range(60):
         h = math.sqrt(lo * hi)
         lo, hi = (h, hi) if count(h) > target_nodes else (lo, h)
-    h = math.sqrt(lo * hi)
-    return max(2, round(wall / h) + 1), max(3, round(meridian / h) + 1), max(8, round(circumference / h))
+    n_t = max(2, round(wall / math.sqrt(lo * hi)) + 1)
+    # n_t is coarse (a few layers); choose the in-wall spacing so the total still hits the target.
+    h_wall = math.sqrt(meridian * circumference * n_t / target_nodes)
+    return n_t, max(3, round(meridian / h_wall) + 1), max(8, round(circumference / h_wall))
 
 
 def _meridian_length(a: float, c: float, n: int = 2000) -> float:
@@ -368,6 +376,7 @@ def _slab_means(phantom: Phantom, centre_local: np.ndarray, axis_i: np.ndarray, 
 
     Each pixel is split into ``ceil(pixel/fine)`` sub-squares per side and the slab into
     ``ceil(slab/fine)`` layers; the value is the mean over the sub-cell centres (midpoint rule).
+    With ``partial_volume="myocardium"`` the mean is over the myocardial sub-cells only.
     """
     cfg = phantom.config
     s_xy = max(1, math.ceil(cfg.pixel_mm / cfg.fine_mm))
@@ -376,19 +385,22 @@ def _slab_means(phantom: Phantom, centre_local: np.ndarray, axis_i: np.ndarray, 
     sub_z = ((np.arange(s_z) + 0.5) / s_z - 0.5) * cfg.slab_mm
     ci = np.arange(n_i)[:, None] * cfg.pixel_mm + sub_xy[None, :]   # (n_i, s_xy)
     cj = np.arange(n_j)[:, None] * cfg.pixel_mm + sub_xy[None, :]
-    out = np.zeros((n_j, n_i))
-    fi = ci.ravel()
-    fj = cj.ravel()
+    scar_sum = np.zeros((n_j, n_i))
+    myo_sum = np.zeros((n_j, n_i))
+    grid_j, grid_i = np.meshgrid(cj.ravel(), ci.ravel(), indexing="ij")
+    in_plane = grid_i.ravel()[:, None] * axis_i + grid_j.ravel()[:, None] * axis_j
     for dz in sub_z:
-        grid_j, grid_i = np.meshgrid(fj, fi, indexing="ij")
-        local = (centre_local + dz * normal)[None, :] + grid_i.ravel()[:, None] * axis_i + grid_j.ravel()[:, None] * axis_j
+        local = (centre_local + dz * normal)[None, :] + in_plane
         inside = phantom.geometry.myocardium_local(local)
         vals = np.zeros(len(local))
         if inside.any():
             t, u, th = phantom.geometry.local_to_wall(local[inside])
             vals[inside] = scar_from_wall(phantom.geometry, phantom.infarcts, t, u, th, cfg.border_mm)
-        out += vals.reshape(n_j, s_xy, n_i, s_xy).mean(axis=(1, 3))
-    return out / len(sub_z)
+        scar_sum += vals.reshape(n_j, s_xy, n_i, s_xy).sum(axis=(1, 3))
+        myo_sum += inside.reshape(n_j, s_xy, n_i, s_xy).sum(axis=(1, 3))
+    if cfg.partial_volume == "myocardium":
+        return np.divide(scar_sum, myo_sum, out=np.zeros_like(scar_sum), where=myo_sum > 0)
+    return scar_sum / (len(sub_z) * s_xy * s_xy)
 
 
 def _acquire_short_axis(phantom: Phantom) -> tuple[sitk.Image, list[float]]:
