@@ -124,3 +124,20 @@ def test_invalid_points_are_rejected() -> None:
         map_slices_to_nodes(np.zeros((4, 2)), slices)
     with pytest.raises(CardioScarError, match="NaN"):
         map_slices_to_nodes(np.full((4, 3), np.nan), slices)
+
+
+def test_scaler_is_fitted_on_all_nodes_and_inverts() -> None:
+    from cardioscar.normalization import denormalize, fit_scaler, normalize
+
+    points = np.random.default_rng(4).normal(size=(200, 3)) * [30.0, 10.0, 5.0]
+    low, high = fit_scaler(points)
+    scaled = normalize(points, low, high)
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    np.testing.assert_allclose(scaled.min(axis=0), 0.0)
+    np.testing.assert_allclose(scaled.max(axis=0), 1.0)
+    np.testing.assert_allclose(denormalize(scaled, low, high), points)
+    flat = points.copy()
+    flat[:, 2] = 7.0  # a planar mesh: no division by zero
+    low, high = fit_scaler(flat)
+    assert np.isfinite(normalize(flat, low, high)).all()
+    np.testing.assert_allclose(denormalize(normalize(flat, low, high), low, high), flat)
