@@ -204,3 +204,68 @@ def test_three_d_grid_is_rejected(tmp_path: Path) -> None:
     writer.Write()
     with pytest.raises(CardioScarError, match="2D grid of quad/pixel cells"):
         slice_from_vtk_grid(tmp_path / "cube.vti")
+
+
+def test_polydata_quads_in_any_order_and_rectilinear_grid(tmp_path: Path) -> None:
+    values = np.random.default_rng(3).random((3, 4))
+    layer = oblique_layer(values)
+    slice_to_vtk_grid(layer, tmp_path / "quads.vtu")
+    reader = vtk.vtkXMLUnstructuredGridReader()
+    reader.SetFileName(str(tmp_path / "quads.vtu"))
+    reader.Update()
+    grid = reader.GetOutput()
+    order = np.random.default_rng(0).permutation(grid.GetNumberOfCells())
+    poly = vtk.vtkPolyData()
+    poly.SetPoints(grid.GetPoints())
+    polys = vtk.vtkCellArray()
+    for cell in order:
+        ids = grid.GetCell(int(cell)).GetPointIds()
+        polys.InsertNextCell(4, [ids.GetId(k) for k in range(4)])
+    poly.SetPolys(polys)
+    shuffled = numpy_to_vtk(values.reshape(-1)[order].copy(), deep=1)
+    shuffled.SetName("ScalarValue")
+    poly.GetCellData().AddArray(shuffled)
+    writer = vtk.vtkXMLPolyDataWriter()
+    writer.SetInputData(poly)
+    writer.SetFileName(str(tmp_path / "shuffled.vtp"))
+    writer.Write()
+    back = slice_from_vtk_grid(tmp_path / "shuffled.vtp")
+    centres = {tuple(np.round(c, 6)): v for c, v in zip(layer.pixel_centres_lps().reshape(-1, 3), values.reshape(-1))}
+    got = {tuple(np.round(c, 6)): v for c, v in zip(back.pixel_centres_lps().reshape(-1, 3), back.values.reshape(-1))}
+    assert got.keys() == centres.keys()  # same pixels in space, whichever cell came first
+    assert all(got[key] == centres[key] for key in centres)
+
+    rect = vtk.vtkRectilinearGrid()
+    rect.SetDimensions(3, 1, 4)  # an x-z plane
+    rect.SetXCoordinates(numpy_to_vtk(np.array([0.0, 2.0, 4.0]), deep=1))
+    rect.SetYCoordinates(numpy_to_vtk(np.array([5.0]), deep=1))
+    rect.SetZCoordinates(numpy_to_vtk(np.array([1.0, 2.0, 3.0, 4.0]), deep=1))
+    cell_values = numpy_to_vtk(np.arange(6, dtype=float) / 6, deep=1)
+    cell_values.SetName("ScalarValue")
+    rect.GetCellData().AddArray(cell_values)
+    writer = vtk.vtkXMLRectilinearGridWriter()
+    writer.SetInputData(rect)
+    writer.SetFileName(str(tmp_path / "rect.vtr"))
+    writer.Write()
+    plane = slice_from_vtk_grid(tmp_path / "rect.vtr")
+    np.testing.assert_allclose(np.abs(plane.normal), [0, 1, 0], atol=1e-12)
+    assert sorted(plane.spacing) == [1.0, 2.0]
+    assert plane.values.size == 6 and np.isfinite(plane.values).all()
+    np.testing.assert_allclose(plane.pixel_centres_lps()[..., 1], 5.0)
+
+
+def test_irregular_lattice_is_rejected(tmp_path: Path) -> None:
+    rect = vtk.vtkRectilinearGrid()
+    rect.SetDimensions(4, 2, 1)
+    rect.SetXCoordinates(numpy_to_vtk(np.array([0.0, 1.0, 2.0, 4.0]), deep=1))  # last cell twice as wide
+    rect.SetYCoordinates(numpy_to_vtk(np.array([0.0, 1.0]), deep=1))
+    rect.SetZCoordinates(numpy_to_vtk(np.array([0.0]), deep=1))
+    cell_values = numpy_to_vtk(np.zeros(3), deep=1)
+    cell_values.SetName("ScalarValue")
+    rect.GetCellData().AddArray(cell_values)
+    writer = vtk.vtkXMLRectilinearGridWriter()
+    writer.SetInputData(rect)
+    writer.SetFileName(str(tmp_path / "uneven.vtr"))
+    writer.Write()
+    with pytest.raises(CardioScarError, match="regular lattice"):
+        slice_from_vtk_grid(tmp_path / "uneven.vtr")
