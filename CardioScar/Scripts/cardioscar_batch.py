@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""CardioScar batch mode: the Slicer module's Logic on files, without a window.
+
+Two ways to run it, same arguments, same results (both go through MRML storage nodes and the
+same ``CardioScarLogic``)::
+
+    Slicer --no-main-window --python-script CardioScar/Scripts/cardioscar_batch.py \\
+        --volume lge.nii.gz --mesh heart.vtk --slices 2,5,8 --output heart_scar.vtk
+    python CardioScar/Scripts/cardioscar_batch.py \\
+        --volume lge.nii.gz --mesh heart.vtk --slices 2,5,8 --output heart_scar.vtk   # pip install slicer-core
+
+Training and inference options keep the names of ``cardioscar train`` and ``cardioscar apply``.
+Both verbs have an ``--mc-samples`` and a ``--batch-size``; this script does both steps, so
+``--mc-samples`` / ``--batch-size`` mean what they mean for ``train`` (dropout passes in the loss,
+rows per training batch) and ``--inference-mc-samples`` / ``--inference-batch-size`` are
+``apply``'s ``--mc-samples`` / ``--batch-size``. With ``--model`` (apply a saved model, no
+training) the training-only options are refused rather than silently ignored.
+
+Bad input ends with one line on stderr and exit status 2; a crash with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+EXIT_FAILURE = 1
+_TRAINING_ONLY = ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size")
+
+
+def _add_package_paths() -> None:
+    """Make ``CardioScarLogic`` and ``cardioscar`` importable from the repository or an install.
+
+    Repository: <repo>/CardioScar/Scripts/this.py, <repo>/CardioScar/CardioScarLogic,
+    <repo>/CardioScarLib/cardioscar. Installed extension: <qt-scripted-modules>/Scripts/this.py
+    with CardioScarLogic and cardioscar beside Scripts.
+    """
+    here = Path(__file__).resolve().parent
+    for folder, package in ((here.parent, "CardioScarLogic"), (here.parent, "cardioscar"),
+                            (here.parent.parent / "CardioScarLib", "cardioscar")):
+        if (folder / package / "__init__.py").is_file() and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments (names shared with ``cardioscar prepare``, ``train`` and ``apply``)."""
+    parser = argparse.ArgumentParser(
+        prog="cardioscar_batch.py",
+        description="Reconstruct 3D scar on a heart mesh from LGE slices with the CardioScar Slicer Logic.")
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--volume", type=Path, help="LGE image or scar label map (NIfTI, NRRD, MHA); needed to train")
+    io.add_argument("--mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
+    io.add_argument("--output", required=True, type=Path,
+                    help="output mesh with scar_probability, scar_uncertainty (and scar_binary)")
+    io.add_argument("--model", type=Path, help="apply this saved model (.pth) instead of training")
+    io.add_argument("--save-model", type=Path, help="also write the trained model (.pth)")
+    io.add_argument("--summary", type=Path, help="also write the summary table (.csv)")
+
+    sl = parser.add_argument_group("slices (as cardioscar prepare)")
+    sl.add_argument("--slice-axis", choices=("x", "y", "z"), default="z", help="image index axis i, j or k (default z)")
+    sl.add_argument("--slices", "--slice-indices", dest="slices", default="",
+                    help="comma-separated slice indices, e.g. 2,5,8 (default: all)")
+    sl.add_argument("--slice-thickness-padding", type=float, default=5.0,
+                    help="slab half-width in mm along the slice normal (default 5.0)")
+    sl.add_argument("--scar-labels", default="", help="the volume is a label map; these labels are scar (e.g. 3,4)")
+    sl.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw LGE intensities to [0, 1]")
+
+    tr = parser.add_argument_group("training (as cardioscar train)")
+    tr.add_argument("--preset", choices=("documented", "fast"), default="documented",
+                    help="documented TrainingConfig defaults or the faster interactive preset")
+    tr.add_argument("--max-epochs", type=int, default=None)
+    tr.add_argument("--early-stopping-patience", type=int, default=None)
+    tr.add_argument("--mc-samples", type=int, default=None, help="MC-dropout passes inside the training loss")
+    tr.add_argument("--batch-size", type=int, default=None, help="rows per training batch")
+    tr.add_argument("--seed", type=int, default=42, help="seed of training and of the inference dropout masks")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    tr.add_argument("--cpu", action="store_true", help="force CPU even when a CUDA GPU is available")
+
+    ap = parser.add_argument_group("inference (as cardioscar apply)")
+    ap.add_argument("--inference-mc-samples", type=int, default=10,
+                    help="MC-dropout samples for probability and uncertainty (apply's --mc-samples, default 10)")
+    ap.add_argument("--inference-batch-size", type=int, default=50000,
+                    help="nodes per inference batch (apply's --batch-size, default 50000)")
+    ap.add_argument("--threshold", type=float, default=None, help="also write scar_binary = probability >= threshold")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    return parser
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    from cardioscar.errors import CardioScarError
+
+    if args.model is None and args.volume is None:
+        raise CardioScarError("Give --volume (the LGE image to train on) or --model (a saved .pth to apply).")
+    if args.model is not None:
+        given = [f"--{name.replace('_', '-')}" for name in _TRAINING_ONLY if getattr(args, name) is not None]
+        if given:
+            raise CardioScarError(f"{', '.join(given)} only apply to training; with --model use "
+                                  "--inference-mc-samples / --inference-batch-size.")
+        if args.save_model is not None:
+            raise CardioScarError("--save-model needs training; leave out --model to train.")
+    if args.output.suffix.lower() not in (".vtk", ".vtp", ".vtu"):
+        raise CardioScarError(f"--output must end in .vtk, .vtp or .vtu, got '{args.output.name}'.")
+
+
+def _options(args: argparse.Namespace):
+    from CardioScarLogic import ReconstructionOptions
+
+    return ReconstructionOptions(
+        slice_axis=args.slice_axis, slice_indices=args.slices, half_thickness=args.slice_thickness_padding,
+        scar_labels=args.scar_labels, normalize_intensities=args.normalize_intensities, preset=args.preset,
+        max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
+        mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
+        inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,
+        threshold=args.threshold, force_cpu=args.cpu)
+
+
+def _progress_logger():
+    logger = logging.getLogger("cardioscar_batch")
+    last = [0.0]
+
+    def report(progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 2.0 or progress.epoch == progress.max_epochs:
+            last[0] = now
+            eta = "?" if progress.eta_s is None else f"{progress.eta_s:.0f} s"
+            logger.info("epoch %d/%d loss %.5f best %.5f, <= %s left", progress.epoch, progress.max_epochs,
+                        progress.loss, progress.best_loss, eta)
+
+    return report
+
+
+def _write_summary(table_node, path: Path) -> None:
+    import csv
+
+    from cardioscar.atomic import atomic_write
+
+    table = table_node.GetTable()
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([table.GetColumnName(c) for c in range(table.GetNumberOfColumns())])
+        for r in range(table.GetNumberOfRows()):
+            writer.writerow([table.GetValue(r, c).ToString() for c in range(table.GetNumberOfColumns())])
+
+
+def run(argv: list[str]) -> int:
+    """Parse ``argv``, run the Logic, write the outputs; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("cardioscar_batch").setLevel(logging.INFO)
+    _add_package_paths()
+    from cardioscar.errors import CardioScarError
+
+    try:
+        from CardioScarLogic import CardioScarLogic, ensure_scene, load_model, load_volume, save_model
+
+        _check_arguments(args)
+        options = _options(args)
+        context = ensure_scene()
+        model_node = load_model(context.scene, args.mesh)
+        logic = CardioScarLogic(context.scene, context.color_logic)
+        if args.model is not None:
+            result = logic.apply_model(args.model, model_node, options)
+        else:
+            volume_node = load_volume(context.scene, args.volume)
+            result = logic.train_and_apply(volume_node, model_node, options, progress_callback=_progress_logger())
+            if args.save_model is not None:
+                logic.save_model(args.save_model)
+        save_model(model_node, args.output)
+        if args.summary is not None:
+            _write_summary(result.table_node, args.summary)
+    except CardioScarError as error:
+        print(f"cardioscar_batch: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for measure, value, unit in result.summary:
+        print(f"{measure}: {value} {unit}".rstrip())
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def main() -> None:
+    """Entry point for both Slicer (``--python-script``) and plain Python."""
+    try:
+        status = run(sys.argv[1:])
+    except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
+        status = exit_request.code if isinstance(exit_request.code, int) else EXIT_USER_ERROR
+    except Exception:  # a bug, not a user error: show the traceback, fail
+        logging.getLogger("cardioscar_batch").exception("cardioscar_batch failed")
+        status = EXIT_FAILURE
+    try:
+        import slicer
+
+        in_application = hasattr(slicer, "app")
+    except ImportError:
+        in_application = False
+    if in_application:
+        # Slicer keeps running after --python-script unless told to exit.
+        slicer.util.exit(status)
+    else:
+        sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
