@@ -48,10 +48,8 @@ def load_grid_layer_data(grid_path: Path, scalar_field_name: str = "ScalarValue"
     exactly by :func:`cardioscar.slices.slice_from_vtk_grid`.
     """
     layer = slice_from_vtk_grid(grid_path, scalar_field_name, half_thickness=1.0)
-    n_rows, n_cols = layer.values.shape
-    jj, ii = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
     valid = np.isfinite(layer.values)
-    centres = layer.origin + np.outer(ii[valid], layer.axis_i * layer.spacing[0]) + np.outer(jj[valid], layer.axis_j * layer.spacing[1])
+    centres = layer.pixel_centres_lps()[valid]
     half = 0.5 * (np.abs(layer.axis_i) * layer.spacing[0] + np.abs(layer.axis_j) * layer.spacing[1])
     bounds = np.empty((len(centres), 6))
     bounds[:, 0::2] = centres - half

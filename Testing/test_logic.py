@@ -1,0 +1,202 @@
+"""The orchestrators in ``cardioscar.logic`` and the documented ``cardioscar.utilities`` adapters.
+
+Real files throughout: the small phantom written to disk, read back through SimpleITK and VTK.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioscar.errors import CardioScarError, TrainingCancelled
+from cardioscar.logic import (
+    PreprocessingRequest,
+    load_preprocessing_result,
+    predict_on_points,
+    prepare_from_slices,
+    prepare_training_data,
+    save_inference_result,
+    save_preprocessing_result,
+    train_scar_model,
+)
+from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.slices import slice_to_vtk_grid, slices_from_image
+from cardioscar.training import TrainingConfig
+
+TINY = dict(max_epochs=3, early_stopping_patience=3)
+
+
+@pytest.fixture(scope="module")
+def prepared(small_phantom):
+    phantom, paths = small_phantom
+    request = PreprocessingRequest(
+        mesh_path=paths["mesh"], image_path=paths["image"], slice_thickness_padding=phantom.slice_half_thickness_mm
+    )
+    return phantom, paths, prepare_training_data(request)
+
+
+def test_grid_layers_map_like_the_image(prepared, tmp_path):
+    """The VTK grid-layer input has the same footprint semantics as the image input."""
+    phantom, paths, from_image = prepared
+    layers = slices_from_image(sitk.ReadImage(str(paths["image"])))
+    grid_paths = []
+    for k, layer in enumerate(layers):
+        grid_paths.append(tmp_path / f"slice_{k}.vtk")
+        slice_to_vtk_grid(layer, grid_paths[-1])
+    request = PreprocessingRequest(
+        mesh_path=paths["mesh"], vtk_grid_paths=grid_paths, slice_thickness_padding=phantom.slice_half_thickness_mm
+    )
+    from_grids = prepare_training_data(request)
+    # Grid files hold only the pixels that exist; compare (node, target) pairs, not group numbers.
+    pairs = lambda r: sorted(zip(r.node_ids.tolist(), np.round(r.intensities[:, 0], 5).tolist()))
+    assert pairs(from_grids) == pairs(from_image)
+    np.testing.assert_allclose(from_grids.scaler_min, from_image.scaler_min)
+
+
+def test_prepared_rows_are_consistent(prepared):
+    phantom, _, result = prepared
+    assert result.n_mesh_nodes == len(phantom.truth)
+    assert np.all(np.diff(result.group_ids) >= 0)
+    assert result.group_sizes.sum() == result.n_nodes == len(result.node_ids)
+    # Each group has a single target value (the pixel's).
+    first = np.r_[0, np.cumsum(result.group_sizes)[:-1]]
+    np.testing.assert_array_equal(np.repeat(result.intensities[first, 0], result.group_sizes), result.intensities[:, 0])
+    # The scaler comes from every node, not only those in slices.
+    points = phantom.points_lps
+    np.testing.assert_allclose(result.scaler_min, points.min(axis=0))
+    np.testing.assert_allclose(result.scaler_max, points.max(axis=0))
+
+
+def test_request_needs_exactly_one_source(small_phantom):
+    _, paths = small_phantom
+    with pytest.raises(CardioScarError, match="exactly one"):
+        PreprocessingRequest(mesh_path=paths["mesh"])
+    with pytest.raises(CardioScarError, match="exactly one"):
+        PreprocessingRequest(mesh_path=paths["mesh"], image_path=paths["image"], vtk_grid_paths=[paths["mesh"]])
+    with pytest.raises(CardioScarError, match="slice_thickness_padding"):
+        PreprocessingRequest(mesh_path=paths["mesh"], image_path=paths["image"], slice_thickness_padding=0)
+
+
+def test_npz_round_trip_and_reference_format(prepared, tmp_path):
+    _, _, result = prepared
+    save_preprocessing_result(result, tmp_path / "full.npz")
+    again = load_preprocessing_result(tmp_path / "full.npz")
+    np.testing.assert_array_equal(again.node_ids, result.node_ids)
+    assert again.slice_labels == result.slice_labels
+    # A file holding only the documented keys (as the existing tool writes) still trains.
+    documented = {k: getattr(result, k) for k in ("coordinates", "intensities", "group_ids", "group_sizes", "scaler_min", "scaler_max")}
+    np.savez(tmp_path / "reference.npz", **documented)
+    checkpoint = train_scar_model(tmp_path / "reference.npz", TrainingConfig(**TINY))
+    assert checkpoint["dataset_info"]["n_groups"] == result.n_groups
+    with pytest.raises(CardioScarError, match="group_sizes"):
+        np.savez(tmp_path / "partial.npz", coordinates=result.coordinates)
+        load_preprocessing_result(tmp_path / "partial.npz")
+
+
+def test_cancel_stops_training_and_returns_nothing(prepared):
+    _, _, result = prepared
+    calls = []
+
+    def cancel_after_two() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(TrainingCancelled):
+        train_scar_model(result, TrainingConfig(max_epochs=500, early_stopping_patience=500), should_cancel=cancel_after_two)
+    assert len(calls) == 3  # polled once per epoch, stopped at the first request
+
+
+def test_predict_on_points_and_threshold(prepared):
+    phantom, _, result = prepared
+    checkpoint = train_scar_model(result, TrainingConfig(**TINY))
+    inference = predict_on_points(checkpoint, phantom.points_lps, mc_samples=4, threshold=0.3)
+    assert inference.n_nodes == len(phantom.truth)
+    np.testing.assert_array_equal(inference.binary_predictions, inference.mean_predictions >= 0.3)
+    assert inference.mean_scar_probability == pytest.approx(float(np.mean(inference.mean_predictions)))
+    with pytest.raises(CardioScarError, match="threshold"):
+        predict_on_points(checkpoint, phantom.points_lps, threshold=1.5)
+    with pytest.raises(CardioScarError, match="mc_samples"):
+        predict_on_points(checkpoint, phantom.points_lps, mc_samples=0)
+
+
+def test_ras_mesh_round_trip_through_the_pipeline(prepared, tmp_path):
+    """A Slicer-written RAS mesh maps like its LPS twin and the output keeps RAS coordinates."""
+    phantom, paths, from_lps = prepared
+    lps = read_mesh(paths["mesh"])
+    ras_points = lps.points_lps() * np.array([-1.0, -1.0, 1.0])
+    ras_dataset = lps.dataset.NewInstance()
+    ras_dataset.DeepCopy(lps.dataset)
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    ras_dataset.GetPoints().SetData(numpy_to_vtk(ras_points, deep=True))
+    ras_path = tmp_path / "heart_ras.vtk"
+    write_mesh(Mesh(dataset=ras_dataset, space="RAS", path=None), ras_path, {})
+    from_ras = prepare_training_data(
+        PreprocessingRequest(mesh_path=ras_path, image_path=paths["image"], slice_thickness_padding=phantom.slice_half_thickness_mm)
+    )
+    np.testing.assert_array_equal(from_ras.node_ids, from_lps.node_ids)
+    checkpoint = train_scar_model(from_ras, TrainingConfig(**TINY))
+    inference = predict_on_points(checkpoint, read_mesh(ras_path).points_lps(), mc_samples=2)
+    save_inference_result(inference, ras_path, tmp_path / "out.vtk")
+    out = read_mesh(tmp_path / "out.vtk")
+    assert out.space == "RAS"
+    np.testing.assert_allclose(out.points_lps(), read_mesh(ras_path).points_lps(), atol=1e-4)
+    assert b"SPACE=RAS" in (tmp_path / "out.vtk").read_bytes()[:300]
+
+
+def test_save_inference_result_refuses_other_mesh(prepared, tmp_path):
+    phantom, paths, result = prepared
+    checkpoint = train_scar_model(result, TrainingConfig(**TINY))
+    inference = predict_on_points(checkpoint, phantom.points_lps[:100], mc_samples=2)
+    with pytest.raises(CardioScarError, match="nodes"):
+        save_inference_result(inference, paths["mesh"], tmp_path / "out.vtk")
+    assert not (tmp_path / "out.vtk").exists()
+
+
+# ------------------------------------------------------------------ documented utilities
+
+
+def test_process_vtk_grid_data_matches_brute_force():
+    from cardioscar.utilities import process_vtk_grid_data
+
+    rng = np.random.default_rng(0)
+    spacing, nx, ny, z0 = 2.0, 6, 5, 10.0
+    cells, values = [], []
+    for j in range(ny):
+        for i in range(nx):
+            x, y = i * spacing, j * spacing
+            cells.append([x, x + spacing, y, y + spacing, z0, z0])
+            values.append(rng.random())
+    cells, values = np.array(cells), np.array(values)
+    nodes = rng.uniform([-2, -2, 4], [nx * spacing + 2, ny * spacing + 2, 16], size=(3000, 3))
+    rows = process_vtk_grid_data(nodes, [(cells, values)], z_padding=3.0)
+    expected = set()
+    for n, (x, y, z) in enumerate(nodes):
+        inside = (cells[:, 0] <= x) & (x < cells[:, 1]) & (cells[:, 2] <= y) & (y < cells[:, 3]) & (abs(z - z0) <= 3.0)
+        for c in np.flatnonzero(inside):
+            expected.add((n, round(values[c], 9)))
+    found = set()
+    for x, y, z, value, _ in rows:
+        n = int(np.flatnonzero(np.all(nodes == [x, y, z], axis=1))[0])
+        found.add((n, round(value, 9)))
+    assert found == expected and len(found) > 100
+
+
+def test_normalize_denormalize_round_trip():
+    from cardioscar.utilities import denormalize_coordinates, normalize_coordinates
+
+    points = np.random.default_rng(1).normal(size=(50, 3)) * 40
+    normalized, scaler = normalize_coordinates(points)
+    assert normalized.min() == pytest.approx(0) and normalized.max() == pytest.approx(1)
+    np.testing.assert_allclose(denormalize_coordinates(normalized, scaler.data_min_, scaler.data_max_), points)
+
+
+def test_load_mesh_points_and_save_mesh_with_scalars(small_phantom, tmp_path):
+    from cardioscar.utilities import load_mesh_points, save_mesh_with_scalars
+
+    phantom, paths = small_phantom
+    points = load_mesh_points(paths["mesh"])
+    np.testing.assert_allclose(points, phantom.points_lps, atol=1e-4)
+    save_mesh_with_scalars(paths["mesh"], tmp_path / "o.vtu", {"scar_probability": np.linspace(0, 1, len(points))})
+    assert read_mesh(tmp_path / "o.vtu").point_array("scar_probability")[-1] == pytest.approx(1.0)
