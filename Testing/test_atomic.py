@@ -1,0 +1,32 @@
+"""Atomic writing: a failure mid-write leaves the previous file intact and no temporary behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cardioscar.atomic import atomic_write
+
+
+def test_success_replaces_file_with_normal_permissions(tmp_path):
+    target = tmp_path / "out" / "model.pth"
+    with atomic_write(target) as tmp:
+        assert tmp.name.endswith(".pth") and tmp.parent == target.parent
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert os.listdir(target.parent) == ["model.pth"]
+
+
+def test_failure_keeps_previous_file(tmp_path):
+    target = tmp_path / "result.vtk"
+    target.write_text("previous good result")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "previous good result"
+    assert os.listdir(tmp_path) == ["result.vtk"]
