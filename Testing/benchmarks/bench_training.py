@@ -1,0 +1,124 @@
+"""Training speed and quality: the documented loop vs ``fit_scar_field`` on a synthetic shell.
+
+Prints one JSON object per line:
+* ``matmul``: the fp32 matmul rate this machine reaches (large square and network-shaped).
+* ``identical``: the reference loop and ``fit_scar_field`` at the documented settings for the same
+  number of epochs, from a fresh network and from a trained one (where subnormal floats appear);
+  rows/s, speed ratio, achieved GFLOP/s (6 x parameters x rows x mc_samples per second) and its
+  fraction of the measured matmul rate.
+* ``fast``: the reference loop run for a time cap (Dice of its weights tracked as it trains)
+  vs ``TrainingConfig.fast()``: wall time, Dice at 0.5 on all nodes, time ratio.
+
+Usage: PYTHONPATH=CardioScarLib:Testing/benchmarks python Testing/benchmarks/bench_training.py
+       [--part identical|fast|all] [--epochs 4] [--reference-seconds 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from cardioscar.engines import BayesianNN
+from cardioscar.inference import mc_dropout_predict
+from cardioscar.training import TrainingConfig, fit_scar_field
+from reference_loop import reference_train
+from synthetic_case import dice, make_synthetic_case
+
+
+def emit(**record) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def matmul_rate(threads: int) -> dict:
+    torch.set_num_threads(threads)
+    rates = {}
+    for name, (m, k, n) in {"square_2048": (2048, 2048, 2048), "net_30000x128x128": (30000, 128, 128)}.items():
+        a, b = torch.rand(m, k), torch.rand(k, n)
+        a @ b
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(5):
+                a @ b
+            best = min(best, (time.perf_counter() - start) / 5)
+        rates[name] = 2 * m * k * n / best / 1e9
+    return rates
+
+
+def model_dice(model: BayesianNN, case) -> float:
+    mean, _ = mc_dropout_predict(model, case.coordinates, mc_samples=10, device="cpu")
+    return dice(mean >= 0.5, case.truth)
+
+
+def identical(case, epochs: int, threads: int, peak: float, warm_epochs: int = 300) -> None:
+    params = BayesianNN().count_parameters()
+    rows = len(case.node_ids)
+    x, y, g = case.training_coordinates, case.intensities, case.group_ids
+    warm, _ = fit_scar_field(x, y, g, TrainingConfig.fast(max_epochs=warm_epochs), device="cpu")
+    for state, start_model in (("fresh", None), ("trained", warm)):
+        ref_times, our_times = [], []
+        for _ in range(2):  # interleave to share the machine's load fairly
+            _, ref = reference_train(x, y, g, max_epochs=epochs, patience=10 ** 6, model=start_model)
+            ref_times.append(ref["seconds"] / ref["epochs_run"])
+            config = TrainingConfig(max_epochs=epochs, early_stopping_patience=10 ** 6, num_threads=threads)
+            _, ours = fit_scar_field(x, y, g, config, device="cpu", model=start_model)
+            our_times.append(ours["seconds"] / ours["epochs_run"])
+        ref_rate, our_rate = rows / min(ref_times), rows / min(our_times)
+        flops = lambda rate: 6 * params * rate * 3 / 1e9  # noqa: E731
+        emit(part="identical", start=state, rows=rows, epochs=epochs, threads_ours=threads,
+             threads_reference=torch.get_num_threads(), reference_rows_per_s=round(ref_rate),
+             ours_rows_per_s=round(our_rate), speedup=round(our_rate / ref_rate, 2),
+             reference_gflops=round(flops(ref_rate), 2), ours_gflops=round(flops(our_rate), 2),
+             ours_fraction_of_matmul_peak=round(flops(our_rate) / peak, 3))
+
+
+def fast(case, reference_seconds: float, threads: int) -> None:
+    x, y, g = case.training_coordinates, case.intensities, case.group_ids
+    trace = []
+
+    def track(epoch, loss, model, elapsed):
+        if epoch % 10 == 0:
+            was = model.training
+            trace.append((round(elapsed, 1), epoch, round(model_dice(model, case), 4)))
+            model.train(was)
+
+    ref_model, ref = reference_train(x, y, g, time_limit_s=reference_seconds, on_epoch=track)
+    ref_dice = model_dice(ref_model, case)
+    emit(part="fast", mode="reference", seconds=round(ref["seconds"], 1), epochs=ref["epochs_run"],
+         dice=round(ref_dice, 4), dice_trace=trace[-12:])
+    config = TrainingConfig.fast(num_threads=threads)
+    started = time.perf_counter()
+    model, history = fit_scar_field(x, y, g, config, device="cpu")
+    seconds = time.perf_counter() - started
+    our_dice = model_dice(model, case)
+    emit(part="fast", mode="fast_preset", seconds=round(seconds, 1), epochs=history["epochs_run"],
+         best_epoch=history["best_epoch"], dice=round(our_dice, 4), reference_dice=round(ref_dice, 4),
+         time_ratio=round(ref["seconds"] / seconds, 1), config=config.to_dict())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("identical", "fast", "all"), default="all")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--reference-seconds", type=float, default=150.0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for fit_scar_field")
+    args = parser.parse_args()
+    case = make_synthetic_case()
+    emit(part="case", nodes=len(case.points), rows=len(case.node_ids), groups=int(case.group_ids.max() + 1),
+         scar_fraction=round(float(case.truth.mean()), 4))
+    default_threads = torch.get_num_threads()
+    rates = matmul_rate(args.threads)
+    emit(part="matmul", threads=args.threads, gflops={k: round(v, 1) for k, v in rates.items()})
+    torch.set_num_threads(default_threads)
+    if args.part in ("identical", "all"):
+        identical(case, args.epochs, args.threads, max(rates.values()))
+    if args.part in ("fast", "all"):
+        fast(case, args.reference_seconds, args.threads)
+
+
+if __name__ == "__main__":
+    main()
