@@ -65,6 +65,7 @@ def model_points_lps(model_node) -> np.ndarray:
         to_world = vtk.vtkGeneralTransform()
         slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(transform_node, None, to_world)
         moved = vtk.vtkPoints()
+        moved.SetDataTypeToDouble()
         to_world.TransformPoints(points, moved)
         points = moved
     ras = vtk_to_numpy(points.GetData()).astype(np.float64).reshape(-1, 3)

@@ -14,7 +14,10 @@ application's scene and logics.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -56,6 +59,14 @@ def create_scene() -> MRMLContext:
     scene = slicer.vtkMRMLScene()
     app_logic = slicer.vtkSlicerApplicationLogic()
     app_logic.SetMRMLScene(scene)
+    # The Colors logic looks for optional colour files under <home>/<share>/ColorFiles and logs
+    # an error when these folders are not set; an empty private folder keeps batch output clean.
+    home = Path(tempfile.mkdtemp(prefix="cardioscar-mrml-"))
+    (home / "share" / "ColorFiles").mkdir(parents=True)
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    app_logic.SetHomeDirectory(str(home))
+    app_logic.SetShareDirectory("share")
+    app_logic.SetTemporaryPath(str(home))
     color_logic = slicer.vtkSlicerColorLogic()
     color_logic.SetMRMLApplicationLogic(app_logic)
     color_logic.SetMRMLScene(scene)

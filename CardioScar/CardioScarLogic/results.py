@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 import numpy as np
 import slicer
 import vtk
-from vtk.util.numpy_support import numpy_to_vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +101,16 @@ def show_probability(model_node, color_logic=None):
 
 
 def mesh_measure_kind(mesh) -> str:
-    """"volume" when the mesh has 3D cells (a tetrahedral myocardium), else "area" (a surface)."""
-    types = vtk.vtkCellTypes()
-    mesh.GetCellTypes(types)
-    dims = [vtk.vtkCellTypes.GetDimension(types.GetCellType(i)) for i in range(types.GetNumberOfTypes())]
-    return "volume" if 3 in dims else "area"
+    """"volume" when the mesh has 3D cells of non-zero volume (a tetrahedral myocardium), else
+    "area" (a surface): the same rule as :func:`cardioscar.metrics.node_volumes`."""
+    sizes = vtk.vtkCellSizeFilter()
+    sizes.SetInputData(mesh)
+    sizes.ComputeVertexCountOff()
+    sizes.ComputeLengthOff()
+    sizes.ComputeAreaOff()
+    sizes.Update()
+    volume = sizes.GetOutput().GetCellData().GetArray("Volume")
+    return "volume" if volume is not None and np.abs(vtk_to_numpy(volume)).sum() > 0 else "area"
 
 
 def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, threshold: Optional[float],

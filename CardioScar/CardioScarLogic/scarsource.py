@@ -52,10 +52,17 @@ def _scar_segment_id(segmentation_node) -> str:
     )
 
 
+def _node_ids(scene) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
 def _from_segmentation(segmentation_node) -> ScarSource:
+    """Export the scar segment (label 1) on the segmentation's reference grid, read it, and
+    remove every node the export created (label map, its display node, its colour table)."""
     scene = segmentation_node.GetScene()
     segment_ids = vtk.vtkStringArray()
     segment_ids.InsertNextValue(_scar_segment_id(segmentation_node))
+    existing = _node_ids(scene)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "CardioScar temporary scar labelmap")
     try:
         exported = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -68,7 +75,10 @@ def _from_segmentation(segmentation_node) -> ScarSource:
         ijk_to_ras = vtk.vtkMatrix4x4()
         labelmap.GetIJKToRASMatrix(ijk_to_ras)
     finally:
-        scene.RemoveNode(labelmap)
+        for node_id in _node_ids(scene) - existing:
+            node = scene.GetNodeByID(node_id)
+            if node is not None:
+                scene.RemoveNode(node)
     ijk_to_lps = RAS_TO_LPS @ linear_world_matrix(segmentation_node) @ _matrix_to_numpy(ijk_to_ras)
     return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName())
 

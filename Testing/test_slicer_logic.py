@@ -1,0 +1,277 @@
+"""The Slicer module's Logic against the real MRML library (slicer-core), without Qt.
+
+Inputs go through Slicer's own storage nodes (an oblique NIfTI LGE stack and a tetrahedral VTK
+mesh of the LV phantom), exactly as in the application. Training budgets are tiny; the checks
+are about wiring, frames and scene contents, which a tiny budget exercises fully.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import slicer  # noqa: E402  (slicer-core)
+import SimpleITK as sitk  # noqa: E402
+import torch  # noqa: E402
+import vtk  # noqa: E402
+
+import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic import results  # noqa: E402
+from cardioscar.errors import CardioScarError, TrainingCancelled  # noqa: E402
+from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+
+EPOCHS = 25
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """Oblique LV phantom on disk: NIfTI stack + tetrahedral mesh (2k nodes)."""
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    paths = write_phantom(phantom, tmp_path_factory.mktemp("phantom"))
+    direction = np.array(phantom.image.GetDirection()).reshape(3, 3)
+    assert np.abs(direction - np.diag(np.diag(direction))).max() > 0.1, "the test stack must be oblique"
+    return {"paths": paths, "half": phantom.slice_half_thickness_mm, "n_slices": phantom.image.GetSize()[2]}
+
+
+@pytest.fixture()
+def scene(case):
+    context = csl.create_scene()
+    volume = csl.load_volume(context.scene, case["paths"]["image"])
+    model = csl.load_model(context.scene, case["paths"]["mesh"])
+    return context, volume, model
+
+
+def _options(case, **overrides) -> csl.ReconstructionOptions:
+    values = dict(preset="fast", max_epochs=EPOCHS, half_thickness=case["half"], seed=7, num_threads=1,
+                  threshold=0.5, slice_indices="0,1,2,3")
+    values.update(overrides)
+    return csl.ReconstructionOptions(**values)
+
+
+def _point_array(model, name):
+    array = model.GetMesh().GetPointData().GetArray(name)
+    return None if array is None else vtk.util.numpy_support.vtk_to_numpy(array).copy()
+
+
+def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    result = logic.train_and_apply(volume, model, _options(case))
+    n = model.GetMesh().GetNumberOfPoints()
+
+    probability = _point_array(model, "scar_probability")
+    uncertainty = _point_array(model, "scar_uncertainty")
+    binary = _point_array(model, "scar_binary")
+    assert len(probability) == len(uncertainty) == len(binary) == n
+    assert np.all((probability >= 0) & (probability <= 1)) and np.ptp(probability) > 0
+    assert np.all(uncertainty >= 0) and np.all(np.isfinite(uncertainty)) and uncertainty.max() > 0
+    np.testing.assert_array_equal(binary, (probability >= 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(slicer.util.arrayFromModelPointData(model, "scar_probability"), probability)
+
+    display = model.GetDisplayNode()
+    assert display.GetActiveScalarName() == "scar_probability"
+    assert display.GetActiveAttributeLocation() == vtk.vtkAssignAttribute.POINT_DATA
+    assert display.GetColorNodeID() == results.COLOR_TABLE_ID
+    assert display.GetScalarRangeFlag() == slicer.vtkMRMLDisplayNode.UseManualScalarRange
+    assert display.GetScalarRange() == (0.0, 1.0)
+    assert display.GetScalarVisibility()
+    color = context.scene.GetNodeByID(results.COLOR_TABLE_ID)
+    assert color.GetNumberOfColors() == results.N_COLORS
+    rgba = [0.0] * 4
+    color.GetColor(results.N_COLORS - 1, rgba)
+    np.testing.assert_allclose(rgba[:3], results.COLOR_ANCHORS[-1, 1:], atol=1.0 / 255)  # stored as 8-bit
+
+    legend = result.legend_node
+    assert legend is not None and legend.IsA("vtkMRMLColorLegendDisplayNode")
+    assert legend.GetDisplayableNode() is model and legend.GetTitleText() == "Scar probability"
+
+    table = result.table_node.GetTable()
+    rows = {table.GetValue(r, 0).ToString(): (table.GetValue(r, 1).ToString(), table.GetValue(r, 2).ToString())
+            for r in range(table.GetNumberOfRows())}
+    from cardioscar.metrics import node_volumes
+
+    expected_ml = float(np.dot(node_volumes(model.GetMesh()), probability)) / 1000.0
+    value, unit = rows["Scar volume (probability-weighted)"]
+    assert unit == "ml" and float(value) == pytest.approx(expected_ml, abs=1e-3)
+    assert float(rows["Mean uncertainty (std)"][0]) == pytest.approx(float(uncertainty.mean()), abs=1e-4)
+    history = result.checkpoint["history"]
+    assert int(rows["Epochs run"][0]) == history["epochs_run"] <= EPOCHS
+    assert rows["Device"][0].startswith("cpu")
+    assert "Scar fraction of the mesh volume" in rows
+
+    series = result.chart_node.GetPlotSeriesNode()
+    loss_table = series.GetTableNode().GetTable()
+    assert loss_table.GetNumberOfRows() == history["epochs_run"]
+    np.testing.assert_allclose([loss_table.GetValue(r, 1).ToDouble() for r in range(loss_table.GetNumberOfRows())],
+                               history["train_loss"], rtol=1e-12)
+
+    again = logic.train_and_apply(volume, model, _options(case))  # re-running reuses the output nodes
+    assert again.table_node is result.table_node and again.chart_node is result.chart_node
+    np.testing.assert_array_equal(again.probability, probability)  # same seed, same result
+
+
+def _cli(*commands, env):
+    """Run `cardioscar <command> ...` for each command, in one interpreter (torch loads once)."""
+    script = "import sys\nfrom cardioscar.cli import main\nfor argv in %r:\n    status = main(argv)\n    if status:\n        sys.exit(status)\n" % (list(commands),)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_logic_equals_command_line_on_same_inputs_and_seed(case, scene, tmp_path):
+    """prepare + train through the `cardioscar` command line (cardioscar.cli.main), predict through the Python API:
+    the same arrays as the Slicer Logic (which read the files through MRML storage nodes)."""
+    from cardioscar.logic import load_preprocessing_result, load_trained_model, predict_on_points
+    from cardioscar.meshio import read_mesh
+
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    result = logic.train_and_apply(volume, model, _options(case))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO / "CardioScarLib"), OMP_NUM_THREADS="1")
+    paths = case["paths"]
+    npz, pth = tmp_path / "data.npz", tmp_path / "model.pth"
+    _cli(["prepare", "--mesh-vtk", str(paths["mesh"]), "--image", str(paths["image"]), "--slice-indices", "0,1,2,3",
+          "--slice-thickness-padding", str(case["half"]), "--output", str(npz)],
+         ["train", "--training-data", str(npz), "--output", str(pth), "--preset", "fast", "--max-epochs", str(EPOCHS),
+          "--seed", "7", "--cpu", "--no-progress"], env=env)
+
+    prepared = load_preprocessing_result(npz)
+    np.testing.assert_array_equal(prepared.group_ids, result.prepared.group_ids)
+    np.testing.assert_array_equal(prepared.node_ids, result.prepared.node_ids)
+    np.testing.assert_allclose(prepared.coordinates, result.prepared.coordinates, atol=1e-6)
+
+    checkpoint = load_trained_model(pth)
+    assert checkpoint["history"]["epochs_run"] == result.checkpoint["history"]["epochs_run"]
+    for key, tensor in checkpoint["model_state_dict"].items():
+        np.testing.assert_allclose(tensor.numpy(), result.checkpoint["model_state_dict"][key].cpu().numpy(), atol=1e-5)
+
+    points = read_mesh(paths["mesh"]).points_lps()
+    with torch.random.fork_rng():
+        torch.manual_seed(7)  # the Logic draws its inference dropout masks from the run's seed
+        api = predict_on_points(checkpoint, points, mc_samples=10, threshold=0.5, device="cpu")
+    np.testing.assert_allclose(api.mean_predictions, result.probability, atol=1e-5)
+    np.testing.assert_allclose(api.std_predictions, result.uncertainty, atol=1e-5)
+
+
+def _translation_node(scene, offset):
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    for axis in range(3):
+        matrix.SetElement(axis, 3, offset[axis])
+    node.SetMatrixTransformToParent(matrix)
+    return node
+
+
+def test_parent_transforms_on_volume_and_mesh_are_honoured(case, scene, tmp_path):
+    """Both nodes moved 200 mm by a transform: same world relation, so the same result as
+    without transforms; a Logic that ignored either transform would find no overlap."""
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    reference = logic.train_and_apply(volume, model, _options(case)).probability
+
+    other = csl.create_scene()
+    moved_volume = csl.load_volume(other.scene, case["paths"]["image"])
+    moved_model = csl.load_model(other.scene, case["paths"]["mesh"])
+    shift = _translation_node(other.scene, (200.0, -150.0, 120.0))
+    moved_volume.SetAndObserveTransformNodeID(shift.GetID())
+    moved_model.SetAndObserveTransformNodeID(shift.GetID())
+    points_before = slicer.util.arrayFromModelPoints(moved_model).copy()
+    moved = csl.CardioScarLogic(other.scene, other.color_logic).train_and_apply(moved_volume, moved_model, _options(case))
+    np.testing.assert_allclose(moved.probability, reference, atol=1e-5)
+    np.testing.assert_array_equal(slicer.util.arrayFromModelPoints(moved_model), points_before)  # never hardened
+    assert moved_model.GetParentTransformNode() is shift
+
+
+def test_mesh_moved_off_the_slices_fails_and_leaves_the_model_unchanged(case, scene):
+    context, volume, model = scene
+    model.SetAndObserveTransformNodeID(_translation_node(context.scene, (0.0, 0.0, 500.0)).GetID())
+    n_arrays = model.GetMesh().GetPointData().GetNumberOfArrays()
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(CardioScarError) as error:
+        logic.train_and_apply(volume, model, _options(case))
+    assert "\n" not in str(error.value)
+    assert model.GetMesh().GetPointData().GetNumberOfArrays() == n_arrays
+    assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
+
+
+def test_cancel_leaves_the_model_as_it_was(case, scene):
+    context, volume, model = scene
+    display = model.GetDisplayNode()
+    scalar_before, color_before = display.GetActiveScalarName(), display.GetColorNodeID()
+    calls = []
+
+    def cancel_on_third_poll() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(TrainingCancelled):
+        logic.train_and_apply(volume, model, _options(case, max_epochs=500), should_cancel=cancel_on_third_poll)
+    assert len(calls) == 3
+    assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
+    assert (display.GetActiveScalarName(), display.GetColorNodeID()) == (scalar_before, color_before)
+    assert model.GetNodeReference(results.SUMMARY_REFERENCE) is None
+    assert logic.last_checkpoint is None
+
+
+def test_label_map_and_segmentation_inputs_give_the_same_result(case, tmp_path):
+    """A scar label map file and the same scar as a segmentation segment train identically."""
+    image = sitk.ReadImage(str(case["paths"]["image"]))
+    label = sitk.Cast(image > 0.3, sitk.sitkUInt8)
+    label_path = tmp_path / "scar_label.nii.gz"
+    sitk.WriteImage(label, str(label_path))
+
+    context = csl.create_scene()
+    labelmap = csl.load_volume(context.scene, label_path, labelmap=True)
+    assert labelmap.IsA("vtkMRMLLabelMapVolumeNode")
+    model = csl.load_model(context.scene, case["paths"]["mesh"])
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    from_labels = logic.train_and_apply(labelmap, model, _options(case)).probability
+
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labelmap)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    n_nodes = context.scene.GetNumberOfNodes()
+    from_segment = logic.train_and_apply(segmentation, model, _options(case)).probability
+    assert context.scene.GetNumberOfNodes() == n_nodes  # the temporary label map is gone
+    np.testing.assert_allclose(from_segment, from_labels, atol=1e-6)
+
+    text_labels = logic.train_and_apply(labelmap, model, _options(case, scar_labels="1")).probability
+    np.testing.assert_array_equal(text_labels, from_labels)
+
+
+def test_bad_inputs_give_one_line_messages_that_say_what_to_fix(case, scene):
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    last = case["n_slices"] - 1
+    assert logic.slice_count(volume, "z") == case["n_slices"]
+    with pytest.raises(CardioScarError, match=f"valid 0-{last}"):
+        logic.train_and_apply(volume, model, _options(case, slice_indices=f"1,{last + 5}"))
+    with pytest.raises(CardioScarError, match="comma-separated"):
+        logic.train_and_apply(volume, model, _options(case, slice_indices="1;2"))
+    with pytest.raises(CardioScarError, match="heart mesh"):
+        logic.train_and_apply(volume, None, _options(case))
+    with pytest.raises(CardioScarError, match="Train and apply"):
+        logic.save_model(Path("never.pth"))
+
+    warp = context.scene.AddNewNodeByClass("vtkMRMLTransformNode")
+    spline = vtk.vtkThinPlateSplineTransform()
+    source, target = vtk.vtkPoints(), vtk.vtkPoints()
+    for x, y, z in [(0, 0, 0), (100, 0, 0), (0, 100, 0), (0, 0, 100)]:
+        source.InsertNextPoint(x, y, z)
+        target.InsertNextPoint(x + 3, y, z + (5 if x else 0))
+    spline.SetSourceLandmarks(source)
+    spline.SetTargetLandmarks(target)
+    spline.SetBasisToR()
+    warp.SetAndObserveTransformToParent(spline)
+    volume.SetAndObserveTransformNodeID(warp.GetID())
+    with pytest.raises(CardioScarError, match="non-linear transform"):
+        logic.train_and_apply(volume, model, _options(case))
