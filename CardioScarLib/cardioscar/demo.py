@@ -15,6 +15,7 @@ written last, so a failed run never leaves a report that describes it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -99,9 +100,19 @@ def run_demo(output_dir: str | Path, seed: Optional[int] = None, force_cpu: bool
         CardioScarError: the output folder cannot be used, or a step failed on its inputs.
     """
     out = _output_folder(output_dir)
+    try:
+        return _run(out, seed, force_cpu, phantom_config, training_config)
+    except OSError as exc:
+        raise CardioScarError(f"demo could not write into {out}: {exc.strerror or exc} ({exc.filename or out}); "
+                              "free space or choose another --output-dir") from exc
+
+
+def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Optional[PhantomConfig],
+         training_config: Optional[TrainingConfig]) -> dict:
+    """The pipeline itself; see :func:`run_demo`."""
     config = phantom_config or PhantomConfig()
     if seed is not None:
-        config = PhantomConfig(**{**config.__dict__, "seed": int(seed)})
+        config = dataclasses.replace(config, seed=int(seed))
     train_config = training_config or TrainingConfig.fast()
     device = resolve_device(force_cpu)
     seconds: dict[str, float] = {}

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import vtk
+from scipy import ndimage
 from vtk.util.numpy_support import vtk_to_numpy
 
 from cardioscar.atomic import atomic_write
@@ -109,21 +110,36 @@ class _Surface:
 
 
 class _View:
-    """An orthographic camera: ``toward`` points from the object to the viewer."""
+    """An orthographic camera: ``toward`` points from the object to the viewer.
 
-    def __init__(self, toward: np.ndarray, up: np.ndarray) -> None:
+    ``keep`` (optional ``(origin, normal)``) drops the triangles whose centre lies on the negative
+    side of that plane, which opens the wall so the endocardium can be seen from inside.
+    """
+
+    def __init__(self, toward: np.ndarray, up: np.ndarray,
+                 keep: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
         toward = toward / np.linalg.norm(toward)
         up = up - np.dot(up, toward) * toward
         self.toward = toward
         self.up = up / np.linalg.norm(up)
         self.right = np.cross(self.up, self.toward)
+        self.keep = keep
 
     def project(self, points: np.ndarray) -> np.ndarray:
         return np.stack([points @ self.right, points @ self.up], axis=1)
 
+    def visible(self, surface: "_Surface") -> np.ndarray:
+        """Indices of the triangles facing the camera (and on the kept side of the cut)."""
+        mask = surface.normals @ self.toward > 0.05  # grazing faces only add slivers
+        if self.keep is not None:
+            origin, normal = self.keep
+            mask &= (surface.points[surface.triangles].mean(axis=1) - origin) @ normal > 0.0
+        return np.flatnonzero(mask)
+
 
 def _views(points: np.ndarray, truth: np.ndarray, long_axis: Optional[np.ndarray]) -> dict[str, _View]:
-    """A side view facing the scar (base up) and a view from the base into the cavity.
+    """The LV opened along its long axis, looking at the scarred wall from inside (base up), and a
+    view from the base down into the cavity. Both show the endocardium, where infarcts start.
 
     Without a given long axis (apex -> base) the mesh's first principal axis is used.
     """
@@ -139,13 +155,13 @@ def _views(points: np.ndarray, truth: np.ndarray, long_axis: Optional[np.ndarray
     if np.linalg.norm(side) < 1e-6:
         side = np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0])
     side /= np.linalg.norm(side)
-    return {"side": _View(side, axis), "base": _View(axis, side)}
+    return {"opened": _View(-side, axis, keep=(centre, side)), "base": _View(axis, side)}
 
 
 def _shaded_faces(surface: _Surface, view: _View, field: np.ndarray, cmap, norm):
     """2D polygons (painter's order) and their shaded RGBA colours for one view."""
+    visible = view.visible(surface)
     facing = surface.normals @ view.toward
-    visible = np.flatnonzero(facing > 0.0)
     tris = surface.triangles[visible]
     depth = (surface.points[tris].mean(axis=1) @ view.toward)
     order = np.argsort(depth)
@@ -159,8 +175,7 @@ def _shaded_faces(surface: _Surface, view: _View, field: np.ndarray, cmap, norm)
 
 def _plane_lines(surface: _Surface, view: _View, slices: Sequence) -> np.ndarray:
     """2D segments where the acquired slice planes cut the visible surface, (S, 2, 2)."""
-    facing = surface.normals @ view.toward > 0.0
-    tris = surface.triangles[facing]
+    tris = surface.triangles[view.visible(surface)]
     xy = view.project(surface.points)
     segments = []
     for layer in slices:
@@ -195,7 +210,8 @@ def _slice_image(layer, points: np.ndarray) -> Optional[np.ndarray]:
     if not ok.any():
         return None
     myocardium = np.zeros((rows, cols))
-    myocardium[j[ok], i[ok]] = 0.28
+    myocardium[j[ok], i[ok]] = 1.0
+    myocardium = 0.28 * ndimage.binary_closing(myocardium > 0, iterations=1)  # fill pixels no node fell in
     picture = np.maximum(myocardium, np.nan_to_num(layer.values))
     j0, j1, i0, i1 = j[ok].min(), j[ok].max(), i[ok].min(), i[ok].max()
     return picture[max(j0 - 2, 0):j1 + 3, max(i0 - 2, 0):i1 + 3]
@@ -212,6 +228,7 @@ def render_report_png(path: Path, *, mesh: vtk.vtkDataSet, truth: np.ndarray, pr
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     from matplotlib import cm, colors
     from matplotlib.collections import LineCollection, PolyCollection
 
@@ -223,10 +240,12 @@ def render_report_png(path: Path, *, mesh: vtk.vtkDataSet, truth: np.ndarray, pr
               ("scar_uncertainty", uncertainty, plt.get_cmap("viridis"), colors.Normalize(0.0, u_max),
                "MC-dropout std")]
 
-    fig = plt.figure(figsize=(15, 13.5), dpi=110)
-    grid = fig.add_gridspec(3, 4, height_ratios=[1.05, 1.0, 0.8], width_ratios=[1, 1, 1, 0.05],
-                            hspace=0.18, wspace=0.05)
-    row_titles = {"side": "side view (facing the scar, base up)", "base": "from the base into the cavity"}
+    fig = plt.figure(figsize=(14, 12.5), dpi=110)
+    outer = fig.add_gridspec(2, 1, height_ratios=[2.1, 0.85], hspace=0.12)
+    grid = outer[0].subgridspec(2, 3, hspace=0.08, wspace=0.06)
+    bottom = outer[1].subgridspec(1, 3, width_ratios=[2.0, 0.18, 1.0])
+    row_titles = {"opened": "LV opened, scarred wall from inside\n(base up; blue: slice centre planes)",
+                  "base": "from the base into the cavity\n(blue: slice centre planes)"}
     for row, (view_name, view) in enumerate(views.items()):
         lines = _plane_lines(surface, view, slices)
         for col, (title, field, cmap, norm, _) in enumerate(fields):
@@ -247,15 +266,15 @@ def render_report_png(path: Path, *, mesh: vtk.vtkDataSet, truth: np.ndarray, pr
                 ax.set_ylabel(row_titles[view_name], fontsize=11)
     for col, (_, _, cmap, norm, label) in enumerate(fields):
         axes = [a for a in fig.axes if a.get_subplotspec() is not None
-                and a.get_subplotspec().colspan.start == col and a.get_subplotspec().rowspan.start < 2]
-        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, orientation="horizontal",
-                     fraction=0.035, pad=0.02, aspect=35, label=label)
+                and a.get_subplotspec().get_gridspec() is grid and a.get_subplotspec().colspan.start == col]
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, orientation="horizontal",
+                           fraction=0.035, pad=0.02, aspect=30, shrink=0.85, label=label)
+        bar.locator = matplotlib.ticker.MaxNLocator(5)
+        bar.update_ticks()
 
-    _draw_slices(fig, grid[2, 0:2], slices, _mesh_points(mesh))
-    _draw_loss(fig.add_subplot(grid[2, 2:4]), history)
-    fig.suptitle(_headline(report), fontsize=12.5, y=0.995)
-    fig.text(0.5, 0.655, "blue lines: centre planes of the acquired slices", ha="center", fontsize=9,
-             color="#1b6f94")
+    _draw_slices(fig, bottom[0, 0], slices, _mesh_points(mesh))
+    _draw_loss(fig.add_subplot(bottom[0, 2]), history)
+    fig.suptitle(_headline(report), fontsize=12, y=0.945)
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", facecolor="white")
     plt.close(fig)
@@ -271,7 +290,7 @@ def _draw_slices(fig, cell, slices: Sequence, points: np.ndarray) -> None:
     n = max(len(pictures), 1)
     n_cols = min(n, 6)
     n_rows = int(np.ceil(n / n_cols))
-    sub = cell.subgridspec(n_rows + 1, n_cols, height_ratios=[0.12] + [1] * n_rows, hspace=0.08, wspace=0.05)
+    sub = cell.subgridspec(n_rows + 1, n_cols, height_ratios=[0.1] + [1] * n_rows, hspace=0.15, wspace=0.05)
     title_ax = fig.add_subplot(sub[0, :])
     title_ax.axis("off")
     title_ax.text(0.5, 0.0, f"acquired slices ({len(pictures)} cross the mesh): scar target, grey = myocardium",

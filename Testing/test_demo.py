@@ -1,0 +1,131 @@
+"""The one-command demo, run for real once per session (default phantom, fast preset).
+
+The run is shared with ``test_accuracy.py`` through :func:`demo_run` so the suite pays for the
+~1-2 minute pipeline once. Everything here reads the files the demo wrote, through the same
+readers a user would use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardioscar.demo import FILES, run_demo
+from cardioscar.errors import CardioScarError
+from cardioscar.meshio import read_mesh
+from cardioscar.metrics import dice, node_volumes, volume_error
+from cardioscar.phantom import PhantomConfig
+from cardioscar.training import TrainingConfig
+
+_DEMO_RUN: dict = {}
+
+METRIC_KEYS = ("dice", "volume_error", "auc")
+STEPS = ("phantom", "prepare", "train", "apply", "baselines", "report")
+VERSION_KEYS = ("cardioscar", "torch", "numpy", "vtk", "SimpleITK", "python")
+
+
+def demo_run(tmp_path_factory) -> tuple[Path, dict]:
+    """Run the real default demo once per test session; return (output folder, returned report)."""
+    if "out" not in _DEMO_RUN:
+        out = tmp_path_factory.mktemp("demo") / "cardioscar_demo"
+        _DEMO_RUN["report"] = run_demo(out, force_cpu=True)
+        _DEMO_RUN["out"] = out
+    return _DEMO_RUN["out"], _DEMO_RUN["report"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return demo_run(tmp_path_factory)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_demo_writes_every_file(demo):
+    out, _ = demo
+    expected = ["phantom_mesh.vtk", "phantom_surface.vtk", "phantom_lge.nii.gz", "phantom.json", *FILES.values()]
+    for name in expected:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    leftovers = [p.name for p in out.iterdir() if ".part" in p.name]
+    assert leftovers == [], f"temporary files left behind: {leftovers}"
+
+
+def test_prediction_mesh_holds_all_fields_and_matches_the_report(demo):
+    out, report = demo
+    mesh = read_mesh(out / FILES["prediction"])
+    assert mesh.n_points == report["phantom"]["nodes"]
+    probability = mesh.point_array("scar_probability")
+    uncertainty = mesh.point_array("scar_uncertainty")
+    binary = mesh.point_array("scar_binary")
+    truth = mesh.point_array("scar_truth")
+    assert probability.min() >= 0.0 and probability.max() <= 1.0
+    assert uncertainty.min() >= 0.0
+    np.testing.assert_array_equal(binary.astype(bool), probability >= 0.5)
+    # The report's figures are those of the files on disk, not of some other array.
+    assert report["dice"] == pytest.approx(dice(probability, truth, 0.5), abs=1e-6)
+    weights = node_volumes(read_mesh(out / "phantom_mesh.vtk").dataset)
+    assert report["volume_error"] == pytest.approx(volume_error(probability, truth, weights, 0.5), abs=1e-5)
+
+
+def test_report_json_has_all_keys_with_sane_values(demo):
+    out, returned = demo
+    report = json.loads((out / FILES["report_json"]).read_text())
+    assert report == json.loads(json.dumps(returned))
+    for key in METRIC_KEYS:
+        assert isinstance(report[key], float), key
+    assert 0.0 <= report["dice"] <= 1.0 and 0.0 <= report["auc"] <= 1.0 and report["volume_error"] >= -1.0
+    assert 0.0 < report["uncertainty_on_slices"] < 0.5 and 0.0 < report["uncertainty_between_slices"] < 0.5
+    assert set(report["seconds"]) == set(STEPS)
+    assert all(isinstance(v, float) and 0.0 < v < 3600 for v in report["seconds"].values())
+    assert isinstance(report["device"], str) and report["device"].startswith("cpu")
+    assert set(report["versions"]) == set(VERSION_KEYS)
+    assert all(isinstance(v, str) and v for v in report["versions"].values())
+    assert set(report["baselines"]) == {"nearest_slice", "logodds"}
+    for name, scores in report["baselines"].items():
+        assert 0.0 <= scores["dice"] <= 1.0 and 0.0 <= scores["auc"] <= 1.0, name
+        assert scores["volume_error"] >= -1.0, name
+    phantom = report["phantom"]
+    assert phantom["nodes"] > 30000 and phantom["slices"] >= 5
+    assert 0 < phantom["groups"] <= phantom["covered_nodes"] <= phantom["nodes"]
+    assert 0.05 <= phantom["scar_fraction"] <= 0.30
+    training = report["training"]
+    assert 1 <= training["best_epoch"] <= training["epochs"] <= training["preset"]["max_epochs"]
+    assert math.isfinite(training["best_loss"]) and training["best_loss"] >= 0.0
+    assert training["preset"] == TrainingConfig.fast().to_dict()
+
+
+def test_report_png_is_a_real_picture(demo):
+    out, _ = demo
+    path = out / FILES["report_png"]
+    width, height = _png_size(path)
+    assert width >= 1000 and height >= 800
+    assert path.stat().st_size > 100_000  # a rendered figure, not a blank canvas
+
+
+def test_output_path_that_is_a_file_is_a_user_error(tmp_path):
+    target = tmp_path / "not_a_folder"
+    target.write_text("x")
+    with pytest.raises(CardioScarError, match="not a folder"):
+        run_demo(target)
+    assert target.read_text() == "x"
+    assert not (tmp_path / FILES["report_json"]).exists()
+
+
+def test_failure_mid_run_leaves_no_report(tmp_path):
+    out = tmp_path / "demo"
+    (out / FILES["report_png"]).mkdir(parents=True)  # the picture cannot be written: the last step fails
+    with pytest.raises(CardioScarError, match="could not write"):
+        run_demo(out, phantom_config=PhantomConfig(target_nodes=2000, seed=1),
+                 training_config=TrainingConfig.fast(max_epochs=3))
+    assert (out / FILES["model"]).is_file()  # earlier steps ran ...
+    assert not (out / FILES["report_json"]).exists()  # ... but no report describes a failed run
+    assert [p.name for p in out.iterdir() if ".part" in p.name] == []
