@@ -1,0 +1,121 @@
+"""Checkpoint save / safe load / model rebuild."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from cardioscar.engines import BayesianNN
+from cardioscar.errors import CardioScarError
+from cardioscar.training import TrainingConfig
+
+MARKER_ENV = "CARDIOSCAR_TEST_PAYLOAD_RAN"
+
+
+class Payload:
+    """Unpickling this would run ``os.makedirs`` on a marker folder (observable side effect)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def make_checkpoint(hidden=32, layers=4):
+    torch.manual_seed(0)
+    model = BayesianNN(hidden_dim=hidden, n_layers=layers)
+    history = {"train_loss": [0.3, 0.2], "best_loss": np.float64(0.2), "best_epoch": 2, "converged_epoch": 2}
+    info = {"scaler_min": np.array([-1.0, -2.0, -3.0]), "scaler_max": np.array([1.0, 2.0, 3.0]),
+            "n_nodes": np.int64(100), "n_groups": 10, "coordinate_space": "LPS"}
+    return model, build_checkpoint(model, history, TrainingConfig(hidden_dim=hidden, n_layers=layers), info,
+                                   {"input_sizes": {"mesh": 1234}})
+
+
+def test_round_trip_with_weights_only(tmp_path):
+    model, checkpoint = make_checkpoint(hidden=24, layers=3)
+    path = tmp_path / "sub" / "model.pth"
+    save_checkpoint(checkpoint, path)
+    assert [p.name for p in path.parent.iterdir()] == ["model.pth"]  # no temporary left over
+    raw = torch.load(path, weights_only=True)  # plain data only
+    assert set(raw) == {"model_state_dict", "history", "hyperparameters", "dataset_info", "provenance"}
+    loaded = load_checkpoint(path)
+    assert loaded["dataset_info"]["scaler_min"] == [-1.0, -2.0, -3.0] and type(loaded["dataset_info"]["n_nodes"]) is int
+    assert loaded["hyperparameters"]["hidden_dim"] == 24 and loaded["hyperparameters"]["mc_samples"] == 3
+    assert loaded["provenance"]["torch_version"] == str(torch.__version__)
+    assert loaded["provenance"]["input_sizes"] == {"mesh": 1234}
+    rebuilt = model_from_checkpoint(loaded)
+    x = torch.rand(64, 3)
+    assert torch.equal(rebuilt(x), model.eval()(x)) and rebuilt.n_layers == 3
+
+
+def test_reference_style_checkpoint_without_architecture_loads_as_4x128(tmp_path):
+    source = BayesianNN()
+    linear = [v for k, v in source.state_dict().items()]
+    # the reference tool's Sequential has its Linear layers at indices 0, 2, 4, 7, 9
+    state = {}
+    for index, (w, b) in zip([0, 2, 4, 7, 9], zip(linear[0::2], linear[1::2])):
+        state[f"network.{index}.weight"], state[f"network.{index}.bias"] = w, b
+    path = tmp_path / "reference.pth"
+    torch.save({"model_state_dict": state, "history": {}, "hyperparameters": {"mc_samples": 3}}, path)
+    model = model_from_checkpoint(load_checkpoint(path))
+    x = torch.rand(16, 3)
+    assert torch.equal(model(x), source.eval()(x))
+
+
+def test_crafted_pickle_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"model_state_dict": {}, "x": Payload(marker)}, path)
+    with pytest.raises(CardioScarError) as info:
+        load_checkpoint(path)
+    assert not marker.exists()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "is not a valid CardioScar checkpoint" in message and "retrain or restore a backup" in message
+
+
+def test_truncated_and_garbage_files(tmp_path):
+    _, checkpoint = make_checkpoint()
+    good = tmp_path / "good.pth"
+    save_checkpoint(checkpoint, good)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"this is not a checkpoint")
+    for path in (truncated, garbage):
+        with pytest.raises(CardioScarError, match="is not a valid CardioScar checkpoint.*retrain or restore a backup"):
+            load_checkpoint(path)
+
+
+def test_missing_file_and_missing_keys(tmp_path):
+    with pytest.raises(CardioScarError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.pth")
+    path = tmp_path / "nokeys.pth"
+    torch.save({"history": {}}, path)
+    with pytest.raises(CardioScarError, match="missing model_state_dict"):
+        load_checkpoint(path)
+    torch.save([1, 2], path)
+    with pytest.raises(CardioScarError, match="not a dict"):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_the_architecture(tmp_path):
+    _, checkpoint = make_checkpoint(hidden=32)
+    checkpoint["hyperparameters"]["hidden_dim"] = 64
+    with pytest.raises(CardioScarError, match="do not fit a 4 x 64 network"):
+        model_from_checkpoint(checkpoint)
+
+
+def test_failed_save_keeps_previous_file(tmp_path):
+    _, checkpoint = make_checkpoint()
+    path = tmp_path / "model.pth"
+    save_checkpoint(checkpoint, path)
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        save_checkpoint({**checkpoint, "history": {"bad": object()}}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]

@@ -1,0 +1,202 @@
+"""TrainingConfig, CyclicalLR and fit_scar_field (real torch training on small data)."""
+
+import numpy as np
+import pytest
+import torch
+
+from cardioscar import training
+from cardioscar.batching import ScarReconstructionDataset
+from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss
+from cardioscar.errors import CardioScarError, TrainingCancelled
+from cardioscar.training import CyclicalLR, TrainingConfig, TrainingProgress, fit_scar_field
+
+
+def small_problem(n_groups=60, seed=0):
+    """Groups of 2-8 nodes along x; the target is 1 on the right half, 0 elsewhere."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 9, size=n_groups)
+    group_ids = np.repeat(np.arange(n_groups), sizes)
+    coords = rng.random((len(group_ids), 3)).astype(np.float32)
+    coords[:, 0] = (group_ids + rng.random(len(group_ids))) / n_groups
+    values = (group_ids >= n_groups // 2).astype(np.float32)
+    perm = rng.permutation(len(group_ids))
+    return coords[perm], values[perm], group_ids[perm]
+
+
+def small_config(**overrides):
+    values = dict(batch_size=120, max_epochs=12, early_stopping_patience=100, hidden_dim=32, n_layers=4,
+                  num_threads=1)
+    values.update(overrides)
+    return TrainingConfig(**values)
+
+
+def test_documented_defaults():
+    c = TrainingConfig()
+    assert (c.batch_size, c.max_epochs, c.early_stopping_patience, c.mc_samples) == (10000, 10000, 500, 3)
+    assert (c.dropout_rate, c.base_lr, c.max_lr, c.lr_step_size) == (0.1, 1e-3, 1e-2, 2000)
+    assert (c.seed, c.hidden_dim, c.n_layers, c.schedule) == (42, 128, 4, "cyclical")
+    assert TrainingConfig.from_dict({**c.to_dict(), "unknown_key": 1}) == c
+
+
+def test_fast_preset_and_overrides():
+    fast = TrainingConfig.fast()
+    assert fast.schedule == "onecycle" and fast.max_epochs < TrainingConfig().max_epochs
+    assert TrainingConfig.fast(max_epochs=7).max_epochs == 7
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size must be a positive integer"),
+    ("max_epochs", -3, "max_epochs must be a positive integer"),
+    ("mc_samples", 1.5, "mc_samples must be a positive integer"),
+    ("early_stopping_patience", 0, "early_stopping_patience"),
+    ("base_lr", -1e-3, "base_lr must be a positive number"),
+    ("max_lr", float("nan"), "max_lr must be a positive number"),
+    ("dropout_rate", 1.0, r"dropout_rate must be in \[0, 1\)"),
+    ("seed", -1, "seed must be an integer >= 0"),
+    ("schedule", "cosine", "schedule must be one of"),
+])
+def test_validation_names_field_and_range(field, value, message):
+    with pytest.raises(CardioScarError, match=message):
+        TrainingConfig(**{field: value})
+
+
+def test_base_lr_must_not_exceed_max_lr():
+    with pytest.raises(CardioScarError, match=r"base_lr .* must be <= max_lr"):
+        TrainingConfig(base_lr=0.1, max_lr=0.01)
+
+
+def test_cyclical_lr_known_steps():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=123.0)
+    documented = CyclicalLR(optimizer, base_lr=1e-3, max_lr=1e-2, step_size=2000)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # iteration 0 set on construction
+    for iteration, expected in [(0, 1e-3), (1000, 5.5e-3), (2000, 1e-2), (3000, 5.5e-3), (4000, 1e-3),
+                                (6000, 1e-2), (7000, 5.5e-3)]:
+        assert documented.rate(iteration) == pytest.approx(expected)
+    scheduler = CyclicalLR(optimizer, base_lr=1e-3, max_lr=1e-2, step_size=20)
+    seen = []
+    for _ in range(61):
+        seen.append(scheduler.get_last_lr())
+        scheduler.step()
+    assert seen[0] == pytest.approx(1e-3) and seen[20] == pytest.approx(1e-2)
+    assert seen[10] == pytest.approx(5.5e-3) and seen[40] == pytest.approx(1e-3) and seen[60] == pytest.approx(1e-2)
+    assert max(seen) == pytest.approx(1e-2) and min(seen) == pytest.approx(1e-3)
+
+
+def test_batched_mc_loss_equals_documented_loss():
+    coords, values, groups = small_problem()
+    ds = ScarReconstructionDataset(coords, values, groups)
+    model = BayesianNN(hidden_dim=16, dropout_rate=0.0)
+    batches = training._prepare_batches(ds, 100, 3, torch.device("cpu"))
+    total = 0
+    for batch in batches:
+        start, end = total, total + batch.n_rows
+        total = end
+        x = torch.from_numpy(ds.coordinates[start:end])
+        separate = torch.stack([model(x).squeeze(1) for _ in range(3)]).mean(0)
+        expected = compute_group_reconstruction_loss(separate, torch.from_numpy(ds.intensities[start:end]),
+                                                     torch.from_numpy(ds.group_ids[start:end]))
+        assert training._batch_loss(model, batch, 3).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert total == len(ds)
+
+
+def test_training_learns_and_history_is_complete():
+    coords, values, groups = small_problem()
+    model, history = fit_scar_field(coords, values, groups, small_config(max_epochs=40, max_lr=2e-2))
+    assert history["epochs_run"] == 40 and len(history["train_loss"]) == 40 and len(history["learning_rate"]) == 40
+    assert history["best_loss"] == min(history["train_loss"])
+    assert history["train_loss"][history["best_epoch"] - 1] == history["best_loss"]
+    assert history["converged_epoch"] == history["best_epoch"]
+    assert history["stopped_early"] is False and history["device"] == "cpu" and history["seconds"] > 0
+    assert history["best_loss"] < 0.5 * history["train_loss"][0]
+    assert not model.training
+
+
+def test_seeded_runs_are_reproducible():
+    coords, values, groups = small_problem()
+    m1, h1 = fit_scar_field(coords, values, groups, small_config())
+    m2, h2 = fit_scar_field(coords, values, groups, small_config())
+    assert h1["train_loss"] == h2["train_loss"]
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    _, h3 = fit_scar_field(coords, values, groups, small_config(seed=7))
+    assert h3["train_loss"] != h1["train_loss"]
+
+
+def full_batch_loss(model, coords, values, groups):
+    with torch.no_grad():
+        pred = model(torch.from_numpy(coords))
+    return compute_group_reconstruction_loss(pred, torch.from_numpy(values), torch.from_numpy(groups)).item()
+
+
+def test_early_stopping_restores_best_weights():
+    coords, values, groups = small_problem()
+    # no dropout and one batch per epoch make the epoch loss an exact function of the weights;
+    # a large constant rate makes the loss bounce so that the last epoch is not the best
+    config = small_config(batch_size=10 ** 6, mc_samples=1, dropout_rate=0.0, base_lr=0.05, max_lr=0.05,
+                          max_epochs=200, early_stopping_patience=8)
+    model, history = fit_scar_field(coords, values, groups, config)
+    assert history["stopped_early"] is True
+    assert history["epochs_run"] == history["best_epoch"] + 8
+    assert history["train_loss"][-1] > history["best_loss"]
+    assert full_batch_loss(model, coords, values, groups) == pytest.approx(history["best_loss"], rel=1e-5)
+
+
+def test_cancel_stops_within_one_epoch_and_leaves_model_untouched():
+    coords, values, groups = small_problem()
+    start = BayesianNN(hidden_dim=32)
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    calls = []
+
+    def should_cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(TrainingCancelled, match="cancelled at epoch 4"):
+        fit_scar_field(coords, values, groups, small_config(max_epochs=50), should_cancel=should_cancel,
+                       model=start)
+    assert len(calls) == 4
+    for key, value in start.state_dict().items():
+        assert torch.equal(value, before[key])
+
+
+def test_progress_callback_fields(monkeypatch):
+    monkeypatch.setattr(training, "PROGRESS_INTERVAL_S", 0.0)
+    coords, values, groups = small_problem()
+    reports: list[TrainingProgress] = []
+    _, history = fit_scar_field(coords, values, groups, small_config(max_epochs=6), progress_callback=reports.append)
+    assert [r.epoch for r in reports] == list(range(1, 7))
+    assert all(r.max_epochs == 6 and r.elapsed_s >= 0 and r.eta_s is not None and r.eta_s >= 0 for r in reports)
+    assert [r.loss for r in reports] == history["train_loss"]
+    assert reports[-1].best_loss == history["best_loss"] and reports[-1].eta_s == 0
+    assert all(1e-3 <= r.learning_rate <= 1e-2 for r in reports)
+    elapsed = [r.elapsed_s for r in reports]
+    assert elapsed == sorted(elapsed)
+
+
+def test_progress_callback_is_throttled_but_reports_last_epoch():
+    coords, values, groups = small_problem()
+    reports = []
+    _, history = fit_scar_field(coords, values, groups, small_config(max_epochs=30), progress_callback=reports.append)
+    assert 1 <= len(reports) <= 30 // 1
+    assert reports[-1].epoch == 30
+    assert all(b.elapsed_s - a.elapsed_s >= 0.2 for a, b in zip(reports[:-2], reports[1:-1]))
+
+
+def test_fine_tuning_freezes_first_linear_layers():
+    coords, values, groups = small_problem()
+    base, _ = fit_scar_field(coords, values, groups, small_config(max_epochs=5))
+    before = [layer.weight.detach().clone() for layer in base.linear_layers()]
+    tuned, _ = fit_scar_field(coords, values, groups, small_config(max_epochs=5, seed=3), model=base, frozen_layers=2)
+    after = [layer.weight.detach() for layer in tuned.linear_layers()]
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    assert all(not torch.equal(a, b) for a, b in zip(after[2:], before[2:]))
+    assert all(p.requires_grad for p in tuned.parameters())
+    assert all(torch.equal(l.weight, b) for l, b in zip(base.linear_layers(), before))  # caller's copy untouched
+
+
+@pytest.mark.parametrize("bad", [-1, 5, 2.5])
+def test_invalid_frozen_layers(bad):
+    coords, values, groups = small_problem()
+    with pytest.raises(CardioScarError, match="frozen_layers must be an integer from 0 to 4"):
+        fit_scar_field(coords, values, groups, small_config(max_epochs=1), model=BayesianNN(hidden_dim=32),
+                       frozen_layers=bad)
