@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--model", type=Path, help="apply this saved model (.pth) instead of training")
     io.add_argument("--save-model", type=Path, help="also write the trained model (.pth)")
     io.add_argument("--summary", type=Path, help="also write the summary table (.csv)")
+    io.add_argument("--snapshot", type=Path,
+                    help="also write a PNG of the coloured mesh, drawn offscreen by Slicer's 3D displayable managers")
 
     sl = parser.add_argument_group("slices (as cardioscar prepare)")
     sl.add_argument("--slice-axis", choices=("x", "y", "z"), default="z", help="image index axis i, j or k (default z)")
@@ -104,6 +106,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise CardioScarError("--save-model needs training; leave out --model to train.")
     if args.output.suffix.lower() not in (".vtk", ".vtp", ".vtu"):
         raise CardioScarError(f"--output must end in .vtk, .vtp or .vtu, got '{args.output.name}'.")
+    if args.snapshot is not None and args.snapshot.suffix.lower() != ".png":
+        raise CardioScarError(f"--snapshot must end in .png, got '{args.snapshot.name}'.")
 
 
 def _options(args: argparse.Namespace):
@@ -163,6 +167,13 @@ def run(argv: list[str]) -> int:
         context = ensure_scene()
         model_node = load_model(context.scene, args.mesh)
         logic = CardioScarLogic(context.scene, context.color_logic)
+        view = None
+        if args.snapshot is not None:
+            from CardioScarLogic.render import OffscreenThreeDView
+
+            # Attached before the run so that it also draws the colour legend the run adds.
+            view = OffscreenThreeDView(context.scene, context.application_logic, size=(800, 800),
+                                       background=(0.12, 0.13, 0.18))
         if args.model is not None:
             result = logic.apply_model(args.model, model_node, options)
         else:
@@ -173,6 +184,9 @@ def run(argv: list[str]) -> int:
         save_model(model_node, args.output)
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
+        if view is not None:
+            view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
+            view.close()
     except CardioScarError as error:
         print(f"cardioscar_batch: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
