@@ -85,7 +85,8 @@ class CardioScarParameterNode:
     """Panel state; saved with the scene so that reopening it restores the panel.
 
     Slice indices and scar labels are strings (there is no widget connector for a list of ints);
-    the Logic parses them and reports the valid range on error.
+    the Logic parses them and reports the valid range on error. Defaults are those of the
+    command line and batch mode (the documented preset), so the three faces agree.
     """
 
     inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode]
@@ -93,11 +94,11 @@ class CardioScarParameterNode:
     sliceIndices: str = ""
     scarLabels: str = ""
     heartModel: vtkMRMLModelNode
-    preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
+    preset: Annotated[str, Choice(["documented", "fast"])] = "documented"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0
-    maxEpochs: Annotated[int, WithinRange(1, 1000000)] = 400
-    earlyStoppingPatience: Annotated[int, WithinRange(1, 1000000)] = 100
-    trainingMcSamples: Annotated[int, WithinRange(1, 100)] = 1
+    maxEpochs: Annotated[int, WithinRange(1, 1000000)] = 10000
+    earlyStoppingPatience: Annotated[int, WithinRange(1, 1000000)] = 500
+    trainingMcSamples: Annotated[int, WithinRange(1, 100)] = 3
     inferenceMcSamples: Annotated[int, WithinRange(1, 1000)] = 10
     useThreshold: bool = True
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5

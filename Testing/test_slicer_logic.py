@@ -7,8 +7,6 @@ are about wiring, frames and scene contents, which a tiny budget exercises fully
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -118,11 +116,18 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     np.testing.assert_array_equal(again.probability, probability)  # same seed, same result
 
 
-def _cli(*commands, env):
-    """Run `cardioscar <command> ...` for each command, in one interpreter (torch loads once)."""
-    script = "import sys\nfrom cardioscar.cli import main\nfor argv in %r:\n    status = main(argv)\n    if status:\n        sys.exit(status)\n" % (list(commands),)
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
-    assert completed.returncode == 0, completed.stderr
+def _cli(*commands):
+    """Run `cardioscar <command> ...` through the console script's entry point, one thread
+    (as the Logic run it is compared with)."""
+    from cardioscar.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for argv in commands:
+            assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_logic_equals_command_line_on_same_inputs_and_seed(case, scene, tmp_path):
@@ -135,13 +140,12 @@ def test_logic_equals_command_line_on_same_inputs_and_seed(case, scene, tmp_path
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
     result = logic.train_and_apply(volume, model, _options(case))
 
-    env = dict(os.environ, PYTHONPATH=str(REPO / "CardioScarLib"), OMP_NUM_THREADS="1")
     paths = case["paths"]
     npz, pth = tmp_path / "data.npz", tmp_path / "model.pth"
     _cli(["prepare", "--mesh-vtk", str(paths["mesh"]), "--image", str(paths["image"]), "--slice-indices", "0,1,2,3",
           "--slice-thickness-padding", str(case["half"]), "--output", str(npz)],
          ["train", "--training-data", str(npz), "--output", str(pth), "--preset", "fast", "--max-epochs", str(EPOCHS),
-          "--seed", "7", "--cpu", "--no-progress"], env=env)
+          "--seed", "7", "--cpu", "--no-progress"])
 
     prepared = load_preprocessing_result(npz)
     np.testing.assert_array_equal(prepared.group_ids, result.prepared.group_ids)

@@ -1,0 +1,163 @@
+"""CardioScar/Scripts/cardioscar_batch.py under plain Python with slicer-core.
+
+The same script runs inside Slicer (``Slicer --no-main-window --python-script ...``); the
+application is not available here, so that path is exercised only through the shared code
+(the script switches to the application's scene when ``slicer.app`` exists).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "CardioScar" / "Scripts" / "cardioscar_batch.py"
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import CardioScarLogic as csl  # noqa: E402
+from cardioscar.meshio import read_mesh  # noqa: E402
+from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+
+EPOCHS = "20"
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    folder = tmp_path_factory.mktemp("batch")
+    return {"paths": write_phantom(phantom, folder), "half": phantom.slice_half_thickness_mm, "dir": folder,
+            "n_slices": phantom.image.GetSize()[2]}
+
+
+def _run(args, cwd, script=SCRIPT):
+    """Run the script as a user would: its own folder is all it knows (no PYTHONPATH)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def _common(case):
+    paths = case["paths"]
+    return ["--volume", paths["image"], "--mesh", paths["mesh"], "--slices", "0,1,2,3",
+            "--slice-thickness-padding", case["half"], "--preset", "fast", "--max-epochs", EPOCHS, "--seed", "7",
+            "--threads", "1", "--threshold", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def trained(case):
+    out = case["dir"]
+    args = _common(case) + ["--output", out / "scar.vtk", "--save-model", out / "model.pth",
+                            "--summary", out / "summary.csv", "--snapshot", out / "snapshot.png"]
+    completed = _run(args, cwd=out)
+    assert completed.returncode == 0, completed.stderr
+    return completed
+
+
+def test_batch_output_equals_the_logic_in_process(case, trained):
+    out = case["dir"]
+    assert "SPACE=LPS" in (out / "scar.vtk").read_bytes()[:200].decode("ascii", "replace")
+    result_mesh = read_mesh(out / "scar.vtk")
+    input_mesh = read_mesh(case["paths"]["mesh"])
+    np.testing.assert_allclose(result_mesh.points_lps(), input_mesh.points_lps(), atol=1e-6)
+    np.testing.assert_allclose(result_mesh.point_array("scar_truth"), input_mesh.point_array("scar_truth"))
+
+    context = csl.create_scene()
+    volume = csl.load_volume(context.scene, case["paths"]["image"])
+    model = csl.load_model(context.scene, case["paths"]["mesh"])
+    options = csl.ReconstructionOptions(slice_indices="0,1,2,3", half_thickness=case["half"], preset="fast",
+                                        max_epochs=int(EPOCHS), seed=7, num_threads=1, threshold=0.5)
+    logic = csl.CardioScarLogic(context.scene, context.color_logic).train_and_apply(volume, model, options)
+    np.testing.assert_allclose(result_mesh.point_array("scar_probability"), logic.probability, atol=1e-5)
+    np.testing.assert_allclose(result_mesh.point_array("scar_uncertainty"), logic.uncertainty, atol=1e-5)
+    np.testing.assert_array_equal(result_mesh.point_array("scar_binary"), logic.binary)
+
+    with open(out / "summary.csv", newline="") as handle:
+        rows = {row["Measure"]: row for row in csv.DictReader(handle)}
+    assert rows["Mesh nodes"]["Value"] == str(input_mesh.n_points)
+    assert rows["Scar volume (probability-weighted)"]["Unit"] == "ml"
+    assert f"Wrote {out / 'scar.vtk'}" in trained.stdout
+
+    from PIL import Image
+
+    with Image.open(out / "snapshot.png") as snapshot:
+        assert snapshot.size == (800, 800)
+        assert len(snapshot.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("cardioscar_batch_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_saved_model_applied_with_model_option_reproduces_the_arrays(case, trained):
+    out = case["dir"]
+    status = _load_script().run(["--model", str(out / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+                                 "--output", str(out / "again.vtp"), "--seed", "7", "--threshold", "0.5"])
+    assert status == 0
+    first, again = read_mesh(out / "scar.vtk"), read_mesh(out / "again.vtp")
+    for name in ("scar_probability", "scar_uncertainty", "scar_binary"):
+        np.testing.assert_array_equal(again.point_array(name), first.point_array(name))
+
+
+def test_bad_input_exits_2_with_one_line(case, tmp_path):
+    completed = _run(["--volume", tmp_path / "missing.nii.gz", "--mesh", case["paths"]["mesh"],
+                      "--output", tmp_path / "o.vtk"], cwd=tmp_path)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cardioscar_batch: error:") and "missing.nii.gz" in lines[0]
+    assert not (tmp_path / "o.vtk").exists()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--slices", "1,99"], "valid 0-{last}"),
+    (["--model", "m.pth", "--max-epochs", "5"], "--max-epochs only apply to training"),
+    (["--output-suffix"], "--output must end in .vtk"),
+    (["--no-volume"], "Give --volume"),
+    (["--scar-labels", "x"], "comma-separated integers"),
+])
+def test_user_errors_are_one_actionable_line(case, tmp_path, capsys, extra, expected):
+    paths = case["paths"]
+    argv = ["--volume", str(paths["image"]), "--mesh", str(paths["mesh"]), "--output", str(tmp_path / "o.vtk"),
+            "--slice-thickness-padding", str(case["half"]), "--max-epochs", "2"]
+    if extra == ["--output-suffix"]:
+        argv[5] = str(tmp_path / "o.txt")
+    elif extra == ["--no-volume"]:
+        argv = argv[2:]
+    elif extra[0] == "--model":
+        argv = [a for a in argv if a not in ("--max-epochs", "2")] + extra
+    else:
+        argv += extra
+    status = _load_script().run(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert len(err) == 1 and expected.format(last=case["n_slices"] - 1) in err[0], err
+    assert not (tmp_path / "o.vtk").exists()
+
+
+def test_script_finds_its_packages_in_the_installed_extension_layout(case, tmp_path):
+    """Installed: <qt-scripted-modules>/{Scripts/cardioscar_batch.py, CardioScarLogic, cardioscar}."""
+    modules = tmp_path / "qt-scripted-modules"
+    shutil.copytree(REPO / "CardioScar" / "CardioScarLogic", modules / "CardioScarLogic")
+    shutil.copytree(REPO / "CardioScarLib" / "cardioscar", modules / "cardioscar")
+    (modules / "Scripts").mkdir()
+    shutil.copy(SCRIPT, modules / "Scripts" / SCRIPT.name)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    completed = subprocess.run([sys.executable, "-S", "-c", "import site, sys, runpy; site.main(); "
+                                "sys.path = [p for p in sys.path if 'CardioScarLib' not in p]; "
+                                f"sys.argv = [{str(modules / 'Scripts' / SCRIPT.name)!r}]; "
+                                f"g = runpy.run_path(sys.argv[0], run_name='loaded'); g['_add_package_paths'](); "
+                                "import CardioScarLogic, cardioscar; print(CardioScarLogic.__file__); print(cardioscar.__file__)"],
+                               cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert completed.returncode == 0, completed.stderr
+    found = completed.stdout.split()
+    assert found[0].startswith(str(modules)) and found[1].startswith(str(modules)), found

@@ -1,0 +1,214 @@
+"""Static checks of the Slicer module that need no Slicer application.
+
+The panel (.ui), the module code, the parameter node and the CMake packaging must agree: a
+widget the code uses but the .ui lacks, a parameter bound to no widget, or a file missing from
+CMakeLists.txt only shows up when a user opens the module in Slicer, so it is checked here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPO / "CardioScar"
+MODULE_PY = MODULE_DIR / "CardioScar.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "CardioScar.ui"
+sys.path.insert(0, str(MODULE_DIR))
+
+#: Widget class each parameter type binds to (Slicer's parameterNodeWrapper connectors).
+CONNECTOR_WIDGETS = {"str": {"QLineEdit"}, "choice": {"QComboBox"}, "bool": {"QCheckBox"}, "int": {"QSpinBox"},
+                     "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"},
+                     "pathlib.Path": {"ctkPathLineEdit"}, "node": {"qMRMLNodeComboBox"}}
+
+
+@pytest.fixture(scope="module")
+def module_ast() -> ast.Module:
+    return ast.parse(MODULE_PY.read_text())
+
+
+@pytest.fixture(scope="module")
+def ui() -> ET.Element:
+    return ET.parse(UI_FILE).getroot()
+
+
+def _widgets(ui) -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ui.iter("widget")}
+
+
+def _class(tree: ast.Module, name: str) -> ast.ClassDef:
+    return next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name)
+
+
+def _parameters(tree: ast.Module) -> dict[str, ast.AnnAssign]:
+    wrapper = _class(tree, "CardioScarParameterNode")
+    return {node.target.id: node for node in wrapper.body if isinstance(node, ast.AnnAssign)}
+
+
+def _kind(annotation: ast.expr) -> str:
+    text = ast.unparse(annotation)
+    if "Choice(" in text:
+        return "choice"
+    if "vtkMRML" in text:
+        return "node"
+    for base in ("pathlib.Path", "bool", "int", "float", "str"):
+        if text == base or text.startswith(f"Annotated[{base},"):
+            return base
+    raise AssertionError(f"unexpected parameter type {text}")
+
+
+def _bindings(ui) -> dict[str, str]:
+    """Parameter name -> widget name, from the SlicerParameterName dynamic properties."""
+    bound = {}
+    for widget in ui.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                parameter = prop.find("string").text
+                assert parameter not in bound, f"{parameter} is bound twice"
+                bound[parameter] = widget.get("name")
+    return bound
+
+
+def test_every_widget_the_code_uses_exists_in_the_ui_file(module_ast, ui):
+    used = {node.attr for node in ast.walk(module_ast)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    assert {"applyButton", "progressBar", "sliceRangeLabel", "deviceLabel"} <= used
+    missing = used - set(_widgets(ui))
+    assert not missing, f"CardioScar.py uses widgets absent from CardioScar.ui: {sorted(missing)}"
+
+
+def test_ui_structure_follows_slicer_conventions(ui):
+    root = ui.find("widget")
+    assert root.get("class") == "qMRMLWidget"
+    widgets = _widgets(ui)
+    sections = [w for w in widgets.values() if w.get("class") == "ctkCollapsibleButton"]
+    assert len(sections) >= 3
+
+    def node_types(name):
+        widget = widgets[name]
+        assert widget.get("class") == "qMRMLNodeComboBox"
+        prop = next(p for p in widget.findall("property") if p.get("name") == "nodeTypes")
+        return [s.text for s in prop.iter("string")]
+
+    assert node_types("inputSelector") == ["vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"]
+    show_children = next(p for p in widgets["inputSelector"].findall("property") if p.get("name") == "showChildNodeTypes")
+    assert show_children.find("bool").text == "true"  # label maps are scalar-volume subclasses
+    assert node_types("modelSelector") == ["vtkMRMLModelNode"]
+    receivers = {c.find("receiver").text for c in ui.iter("connection")
+                 if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
+    assert receivers == {"inputSelector", "modelSelector"}
+    declared = {c.find("class").text for c in ui.iter("customwidget")}
+    used = {w.get("class") for w in widgets.values() if w.get("class").startswith(("ctk", "qMRML"))}
+    assert used <= declared
+
+
+def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_ast, ui):
+    parameters = _parameters(module_ast)
+    bindings = _bindings(ui)
+    assert set(bindings) == set(parameters), "every parameter needs exactly one widget, and vice versa"
+    assert ast.unparse(parameters["sliceIndices"].annotation) == "str"  # no connector for list[int]
+    widgets = _widgets(ui)
+    for name, node in parameters.items():
+        widget_class = widgets[bindings[name]].get("class")
+        assert widget_class in CONNECTOR_WIDGETS[_kind(node.annotation)], f"{name} bound to a {widget_class}"
+
+
+def test_combo_box_items_match_the_parameter_choices(module_ast, ui):
+    parameters = _parameters(module_ast)
+    widgets, bindings = _widgets(ui), _bindings(ui)
+    for name, node in parameters.items():
+        if _kind(node.annotation) != "choice":
+            continue
+        choices = re.search(r"Choice\((\[.*?\])\)", ast.unparse(node.annotation)).group(1)
+        items = [i.find("property/string").text for i in widgets[bindings[name]].findall("item")]
+        assert items == ast.literal_eval(choices)
+        assert ast.literal_eval(node.value) == items[0]
+
+
+def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
+    from cardioscar.training import TrainingConfig
+
+    from CardioScarLogic import ReconstructionOptions
+
+    defaults = {name: ast.literal_eval(node.value) for name, node in _parameters(module_ast).items() if node.value}
+    presets = next(ast.literal_eval(node.value) for node in module_ast.body if isinstance(node, ast.Assign)
+                   and node.targets[0].id == "PRESET_PANEL_VALUES")
+    for preset, config in (("documented", TrainingConfig()), ("fast", TrainingConfig.fast())):
+        assert presets[preset] == {"maxEpochs": config.max_epochs, "earlyStoppingPatience": config.early_stopping_patience,
+                                   "trainingMcSamples": config.mc_samples}
+    for name, value in presets[defaults["preset"]].items():
+        assert defaults[name] == value
+    options = ReconstructionOptions()
+    assert defaults["preset"] == options.preset
+    assert defaults["halfThickness"] == options.half_thickness == 5.0
+    assert defaults["inferenceMcSamples"] == options.inference_mc_samples == 10
+    assert defaults["seed"] == options.seed == TrainingConfig().seed
+    assert defaults["sliceAxis"] == options.slice_axis
+
+
+def test_nothing_heavy_or_installing_runs_at_import(module_ast):
+    top_level = [node for node in module_ast.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    imported = {alias.name.split(".")[0] for node in top_level for alias in node.names} | {
+        (node.module or "").split(".")[0] for node in top_level if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"torch", "PyTorchUtils", "sklearn", "cardioscar"}
+    module_level_calls = {ast.unparse(n.func) for stmt in module_ast.body if not isinstance(stmt, (ast.ClassDef, ast.FunctionDef))
+                          for n in ast.walk(stmt) if isinstance(n, ast.Call)}
+    assert not {c for c in module_level_calls if "pip_install" in c or "installTorch" in c}
+    probe = "import sys, CardioScarLogic; sys.exit('torch' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=MODULE_DIR, capture_output=True, text=True,
+                               env={"PYTHONPATH": str(REPO / "CardioScarLib"), "PATH": "/usr/bin:/bin"})
+    assert completed.returncode == 0, "importing the Logic package must not import torch: " + completed.stderr[-500:]
+
+
+def test_slicer_native_test_class_exists(module_ast):
+    test_class = _class(module_ast, "CardioScarTest")
+    assert [ast.unparse(b) for b in test_class.bases] == ["ScriptedLoadableModuleTest"]
+    methods = {node.name for node in test_class.body if isinstance(node, ast.FunctionDef)}
+    assert {"runTest", "test_TrainAndApply", "test_CancelLeavesModel"} <= methods
+    assert "cannot run" in ast.get_docstring(test_class)
+
+
+def _cmake_list(text: str, variable: str) -> list[str]:
+    block = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S).group(1)
+    return [line.strip() for line in block.split() if line.strip()]
+
+
+def test_cmake_packages_every_file_and_declares_the_extension():
+    module_cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    scripts = [s.replace("${MODULE_NAME}", "CardioScar") for s in _cmake_list(module_cmake, "MODULE_PYTHON_SCRIPTS")]
+    on_disk = {str(p.relative_to(MODULE_DIR)) for p in MODULE_DIR.rglob("*.py")
+               if "Testing" not in p.parts and "__pycache__" not in p.parts}
+    assert set(scripts) == on_disk
+    resources = [s.replace("${MODULE_NAME}", "CardioScar") for s in _cmake_list(module_cmake, "MODULE_PYTHON_RESOURCES")]
+    assert all((MODULE_DIR / r).is_file() for r in resources) and len(resources) == 2
+    assert "WITH_GENERIC_TESTS" in module_cmake and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module_cmake
+    library = _cmake_list(module_cmake, "CARDIOSCAR_LIB_FILES")
+    assert set(library) == {p.name for p in (REPO / "CardioScarLib" / "cardioscar").glob("*.py")}, \
+        "CardioScar/CMakeLists.txt must list every file of CardioScarLib/cardioscar"
+
+    extension = (REPO / "CMakeLists.txt").read_text()
+    metadata = dict(re.findall(r'set\((EXTENSION_\w+)\s+"?(.*?)"?\)', extension))
+    assert metadata["EXTENSION_CATEGORY"] == "Cardiac"
+    assert metadata["EXTENSION_DEPENDS"] == "PyTorch"
+    assert len(metadata["EXTENSION_DESCRIPTION"]) > 60
+    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        local = REPO / metadata[key].split("/main/", 1)[1]
+        assert local.is_file(), f"{key} points at {local}, which is missing"
+    assert "add_subdirectory(CardioScar)" in extension
+
+
+def test_icons_are_128_pixel_pngs():
+    from PIL import Image
+
+    for path in (REPO / "Resources" / "Icons" / "CardioScar.png", MODULE_DIR / "Resources" / "Icons" / "CardioScar.png"):
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size == (128, 128)
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+            assert colours is None or len(colours) > 20  # a drawing, not a flat placeholder
