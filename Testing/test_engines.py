@@ -71,3 +71,20 @@ def test_loss_with_precomputed_inverse_and_gradient():
     # d/dp of 1/2 * [(mean_g - t_g)^2] = (mean_g - t_g) / 2 for each of the 2 members... / size
     assert predictions.grad.tolist() == pytest.approx([(0.55 - 1) / 2, 0.45 / 2, (0.55 - 1) / 2, 0.45 / 2])
     assert loss.item() == pytest.approx((0.45 ** 2 + 0.45 ** 2) / 2)
+
+
+def test_fused_relu_dropout_equals_relu_then_dropout():
+    from cardioscar.engines import relu_mc_dropout
+
+    x = torch.randn(300, 64, requires_grad=True)
+    torch.manual_seed(9)
+    fused = relu_mc_dropout(x, 0.1)
+    (fused * torch.arange(64.0)).sum().backward()
+    fused_grad = x.grad.clone()
+    x.grad = None
+    torch.manual_seed(9)
+    plain = mc_dropout(torch.relu(x), 0.1)
+    (plain * torch.arange(64.0)).sum().backward()
+    assert torch.equal(fused, plain)
+    assert torch.equal(fused_grad, x.grad)
+    assert (fused[x <= 0] == 0).all()

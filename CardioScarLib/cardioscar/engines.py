@@ -20,25 +20,48 @@ logger = logging.getLogger(__name__)
 LANE_LEVELS = 1 << 16
 
 
-def mc_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Inverted dropout (zero each element with probability ``p``, scale the rest by 1 / (1 - p)).
+def _keep_lanes(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
+    """Boolean keep-mask shaped like ``x`` (each element dropped with probability ~``p``) and the
+    matching inverted-dropout scale.
 
     On the CPU, ``torch.bernoulli`` draws one Mersenne-Twister number per element and was the
     single largest cost of a training step (more than all matmuls together). Here one 64-bit draw
     feeds four elements: it is split into four 16-bit lanes, each compared with a threshold, so
-    ``p`` is rounded to a multiple of 2**-16 (0.1 -> 0.100006, the scale uses the rounded value).
-    Elements stay independent. On other devices ``F.dropout`` is already fast and is used as is.
+    ``p`` is rounded to a multiple of 2**-16 (0.1 -> 0.100006; the scale uses the rounded value).
+    Elements stay independent.
+    """
+    drop_levels = min(max(round(p * LANE_LEVELS), 1), LANE_LEVELS - 1)
+    words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2 ** 63), None)
+    lanes = words.view(torch.int16)[: x.numel()].view(x.shape)
+    return lanes >= drop_levels - LANE_LEVELS // 2, LANE_LEVELS / (LANE_LEVELS - drop_levels)
+
+
+def mc_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout: zero each element with probability ``p``, scale the rest by 1 / (1 - p).
+
+    Uses the cheap CPU masks of :func:`_keep_lanes`; on other devices ``F.dropout`` is already
+    fast and is used as is.
     """
     if p <= 0.0:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, training=True)
-    drop_levels = min(max(round(p * LANE_LEVELS), 1), LANE_LEVELS - 1)
-    keep_scale = LANE_LEVELS / (LANE_LEVELS - drop_levels)
-    words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2 ** 63), None)
-    lanes = words.view(torch.int16)[: x.numel()].view(x.shape)
-    mask = (lanes >= drop_levels - LANE_LEVELS // 2).to(x.dtype).mul_(keep_scale)
-    return x * mask
+    keep, scale = _keep_lanes(x, p)
+    return x * torch.where(keep, scale, 0.0).to(x.dtype)
+
+
+def relu_mc_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """``mc_dropout(relu(x), p)`` in fewer passes over memory.
+
+    ReLU and dropout both multiply by a 0/1 pattern, so one mask ``(kept and x > 0) * scale``
+    serves both: one multiply forward and one backward instead of ReLU + dropout each way.
+    """
+    if p <= 0.0:
+        return torch.relu(x)
+    if x.device.type != "cpu":
+        return F.dropout(torch.relu(x), p, training=True)
+    keep, scale = _keep_lanes(x, p)
+    return x * torch.where(keep & (x > 0), scale, 0.0).to(x.dtype)
 
 
 class BayesianNN(nn.Module):
@@ -76,14 +99,23 @@ class BayesianNN(nn.Module):
         Dropout is active when the module is in train mode (or its dropout layers were switched on
         with :meth:`enable_dropout`) and, whatever the mode, when ``training=True``.
         """
-        for layer in self.network:
-            if isinstance(layer, nn.Dropout):
+        layers = list(self.network)
+        index = 0
+        while index < len(layers):
+            layer = layers[index]
+            after = layers[index + 1] if index + 1 < len(layers) else None
+            if isinstance(layer, nn.ReLU) and isinstance(after, nn.Dropout):
+                x = relu_mc_dropout(x, after.p) if (training or after.training) else torch.relu_(x)
+                index += 2
+                continue
+            if isinstance(layer, nn.ReLU):
+                x = torch.relu_(x)  # in place on the Linear output it follows: one allocation less
+            elif isinstance(layer, nn.Dropout):
                 if training or layer.training:
                     x = mc_dropout(x, layer.p)
-            elif isinstance(layer, nn.ReLU):
-                x = torch.relu_(x)  # in place on the Linear output it follows: one allocation less
             else:
                 x = layer(x)
+            index += 1
         return torch.sigmoid(x)
 
     def enable_dropout(self) -> None:

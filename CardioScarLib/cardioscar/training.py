@@ -46,6 +46,9 @@ class TrainingConfig:
     with half-cycle ``lr_step_size`` batches) or ``"onecycle"`` (one warm-up to ``max_lr`` and a
     cosine decay to ``base_lr`` spread over ``max_epochs``; used by the fast preset).
     ``num_threads``: torch CPU threads during training (``None`` leaves torch's setting).
+    ``init_output_bias``: start a fresh network's output at the mean target (logit of it) instead
+    of 0.5, so the first steps do not drive it into the all-background collapse that large
+    learning rates otherwise cause (used by the fast preset).
     """
 
     batch_size: int = 10000
@@ -61,6 +64,7 @@ class TrainingConfig:
     n_layers: int = 4
     schedule: str = "cyclical"
     num_threads: int | None = None
+    init_output_bias: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "early_stopping_patience", "mc_samples",
@@ -94,15 +98,16 @@ class TrainingConfig:
 
     @classmethod
     def fast(cls, **overrides) -> "TrainingConfig":
-        """Recommended interactive preset: whole-dataset batches and a one-cycle schedule.
+        """Recommended interactive preset: a few minutes of CPU become seconds.
 
-        Measured on a synthetic shell (Testing/benchmarks/bench_training.py) to reach at least
-        the documented mode's Dice in under a tenth of its wall time. Keyword arguments override
-        single fields.
+        Larger batches (4,096 rows) with one dropout pass each, 100 epochs under one warm-up +
+        cosine cycle (peak 3e-3, a rate the 4,096-row batches tolerate without the network
+        collapsing to all-background), an output bias started at the mean target, and a patience
+        of 25 epochs. On the synthetic shell of Testing/benchmarks/bench_training.py it reaches the
+        documented mode's Dice in under a tenth of its wall time. Keyword arguments override fields.
         """
-        values = dict(batch_size=1_000_000, max_epochs=400, early_stopping_patience=100,
-                      mc_samples=1, dropout_rate=0.1, base_lr=1e-4, max_lr=1e-2,
-                      schedule="onecycle")
+        values = dict(batch_size=4096, max_epochs=100, early_stopping_patience=25, mc_samples=1,
+                      dropout_rate=0.1, base_lr=1e-4, max_lr=3e-3, schedule="onecycle", init_output_bias=True)
         values.update(overrides)
         return cls(**values)
 
@@ -243,6 +248,12 @@ def _freeze(model: BayesianNN, frozen_layers: int) -> None:
             parameter.requires_grad_(index >= frozen_layers)
 
 
+def _init_output_bias(net: BayesianNN, dataset: ScarReconstructionDataset) -> None:
+    mean_target = float(np.clip(dataset.intensities.mean(), 0.01, 0.99))
+    with torch.no_grad():
+        net.linear_layers()[-1].bias.fill_(math.log(mean_target / (1.0 - mean_target)))
+
+
 def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig | None = None,
                    device: str | torch.device | None = None,
                    progress_callback: Callable[[TrainingProgress], None] | None = None,
@@ -275,6 +286,8 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
             torch.manual_seed(config.seed)
             if model is None:
                 net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
+                if config.init_output_bias:
+                    _init_output_bias(net, dataset)
             else:
                 net = copy.deepcopy(model)
             net = net.to(device)
