@@ -54,7 +54,7 @@ from CardioScarLogic import ReconstructionOptions  # noqa: E402
 #: switching presets does not import torch.
 PRESET_PANEL_VALUES = {
     "documented": {"maxEpochs": 10000, "earlyStoppingPatience": 500, "trainingMcSamples": 3},
-    "fast": {"maxEpochs": 400, "earlyStoppingPatience": 100, "trainingMcSamples": 1},
+    "fast": {"maxEpochs": 100, "earlyStoppingPatience": 25, "trainingMcSamples": 1},
 }
 #: Pip requirement strings of the non-torch dependencies (SimpleITK ships with Slicer).
 PIP_REQUIREMENTS = {"sklearn": "scikit-learn", "tqdm": "tqdm", "SimpleITK": "SimpleITK"}
@@ -146,7 +146,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.applySavedButton.connect("clicked(bool)", self.onApplySavedButton)
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
-        self.ui.presetComboBox.connect("currentTextChanged(QString)", self.onPresetChanged)
+        # "activated": user choices only, so restoring a saved scene keeps its epoch values.
+        self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.forceCpuCheckBox.connect("toggled(bool)", lambda _checked: self._updateDeviceLabel())
         self.ui.progressBar.setVisible(False)
         self.initializeParameterNode()
@@ -215,8 +216,9 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applySavedButton.enabled = bool(p.heartModel and savedPath.endswith(".pth"))
         self.ui.saveModelButton.enabled = self.logic.last_checkpoint is not None
 
-    def onPresetChanged(self, preset: str) -> None:
-        """Load the preset's training values into the panel (still editable)."""
+    def onPresetActivated(self, index: int) -> None:
+        """Load the chosen preset's training values into the panel (still editable)."""
+        preset = self.ui.presetComboBox.itemText(index)
         if self._parameterNode is None or preset not in PRESET_PANEL_VALUES:
             return
         with slicer.util.NodeModify(self._parameterNode.parameterNode):

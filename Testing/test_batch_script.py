@@ -105,8 +105,9 @@ def test_saved_model_applied_with_model_option_reproduces_the_arrays(case, train
                                  "--output", str(out / "again.vtp"), "--seed", "7", "--threshold", "0.5"])
     assert status == 0
     first, again = read_mesh(out / "scar.vtk"), read_mesh(out / "again.vtp")
-    for name in ("scar_probability", "scar_uncertainty", "scar_binary"):
-        np.testing.assert_array_equal(again.point_array(name), first.point_array(name))
+    for name in ("scar_probability", "scar_uncertainty"):  # same seed, same dropout masks (threads may differ)
+        np.testing.assert_allclose(again.point_array(name), first.point_array(name), atol=1e-6)
+    np.testing.assert_array_equal(again.point_array("scar_binary"), first.point_array("scar_binary"))
 
 
 def test_bad_input_exits_2_with_one_line(case, tmp_path):
