@@ -162,3 +162,18 @@ def test_script_finds_its_packages_in_the_installed_extension_layout(case, tmp_p
     assert completed.returncode == 0, completed.stderr
     found = completed.stdout.split()
     assert found[0].startswith(str(modules)) and found[1].startswith(str(modules)), found
+
+
+def test_batch_accepts_the_options_of_cardioscar_prepare_train_and_apply_by_name():
+    """Same names as the command line; apply's --mc-samples / --batch-size become
+    --inference-mc-samples / --inference-batch-size because train's options keep those names."""
+    from cardioscar.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    cli = {verb: {o for a in sub.choices[verb]._actions for o in a.option_strings} for verb in ("prepare", "train", "apply")}
+    batch = {o for a in _load_script().build_parser()._actions for o in a.option_strings}
+    renamed = {"--mc-samples": "--inference-mc-samples", "--batch-size": "--inference-batch-size"}
+    not_applicable = {"--training-data", "--grid-layers", "--vtk-scalar-field"}  # files in between / grid input
+    expected = (cli["train"] | cli["prepare"] | {renamed.get(o, o) for o in cli["apply"]}) - not_applicable
+    assert expected <= batch, sorted(expected - batch)
+    assert {"--volume", "--slices", "--save-model"} <= batch

@@ -29,7 +29,11 @@ from pathlib import Path
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
-_TRAINING_ONLY = ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size")
+#: Further `cardioscar train` options, passed to TrainingConfig under their field names.
+_EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float), ("lr_step_size", int),
+                   ("hidden_dim", int), ("n_layers", int))
+_TRAINING_ONLY = ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size") + tuple(
+    name for name, _ in _EXTRA_TRAINING)
 
 
 def _add_package_paths() -> None:
@@ -52,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cardioscar_batch.py",
         description="Reconstruct 3D scar on a heart mesh from LGE slices with the CardioScar Slicer Logic.")
     io = parser.add_argument_group("inputs and outputs")
-    io.add_argument("--volume", type=Path, help="LGE image or scar label map (NIfTI, NRRD, MHA); needed to train")
-    io.add_argument("--mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
+    io.add_argument("--volume", "--image", dest="volume", type=Path,
+                    help="LGE image or scar label map (NIfTI, NRRD, MHA); needed to train")
+    io.add_argument("--mesh", "--mesh-vtk", dest="mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
     io.add_argument("--output", required=True, type=Path,
                     help="output mesh with scar_probability, scar_uncertainty (and scar_binary)")
     io.add_argument("--model", type=Path, help="apply this saved model (.pth) instead of training")
@@ -79,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mc-samples", type=int, default=None, help="MC-dropout passes inside the training loss")
     tr.add_argument("--batch-size", type=int, default=None, help="rows per training batch")
     tr.add_argument("--seed", type=int, default=42, help="seed of training and of the inference dropout masks")
+    for name, kind in _EXTRA_TRAINING:
+        tr.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"TrainingConfig.{name}")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     tr.add_argument("--cpu", action="store_true", help="force CPU even when a CUDA GPU is available")
+    tr.add_argument("--no-progress", action="store_true", help="no progress lines while training")
 
     ap = parser.add_argument_group("inference (as cardioscar apply)")
     ap.add_argument("--inference-mc-samples", type=int, default=10,
@@ -119,7 +127,8 @@ def _options(args: argparse.Namespace):
         max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
         mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
         inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,
-        threshold=args.threshold, force_cpu=args.cpu)
+        threshold=args.threshold, force_cpu=args.cpu,
+        extra_training={name: getattr(args, name) for name, _ in _EXTRA_TRAINING if getattr(args, name) is not None})
 
 
 def _progress_logger():
@@ -178,7 +187,8 @@ def run(argv: list[str]) -> int:
             result = logic.apply_model(args.model, model_node, options)
         else:
             volume_node = load_volume(context.scene, args.volume)
-            result = logic.train_and_apply(volume_node, model_node, options, progress_callback=_progress_logger())
+            progress = None if args.no_progress else _progress_logger()
+            result = logic.train_and_apply(volume_node, model_node, options, progress_callback=progress)
             if args.save_model is not None:
                 logic.save_model(args.save_model)
         save_model(model_node, args.output)
