@@ -155,6 +155,19 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
 
+    def onReload(self) -> None:
+        """Developer reload: re-read the Logic package too (Slicer re-reads only this file).
+
+        Leaf modules first, so that modules importing names from them bind the new versions.
+        """
+        import importlib
+
+        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "logic", ""):
+            module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
+            if module is not None:
+                importlib.reload(module)
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def enter(self) -> None:
         self.initializeParameterNode()
 
