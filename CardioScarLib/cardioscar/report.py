@@ -314,7 +314,7 @@ def _draw_loss(ax, history: dict) -> None:
     ax.set_ylabel("training loss (MSE of group means)")
     ax.set_title("training", fontsize=11, fontweight="bold")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=9, loc="upper right")
+    ax.legend(fontsize=9, loc="best")
 
 
 def _pct(value: Optional[float]) -> str:
