@@ -200,3 +200,17 @@ def test_load_mesh_points_and_save_mesh_with_scalars(small_phantom, tmp_path):
     np.testing.assert_allclose(points, phantom.points_lps, atol=1e-4)
     save_mesh_with_scalars(paths["mesh"], tmp_path / "o.vtu", {"scar_probability": np.linspace(0, 1, len(points))})
     assert read_mesh(tmp_path / "o.vtu").point_array("scar_probability")[-1] == pytest.approx(1.0)
+
+
+def test_seeded_inference_is_reproducible_and_leaves_global_rng(prepared):
+    import torch
+
+    phantom, _, result = prepared
+    checkpoint = train_scar_model(result, TrainingConfig(**TINY))
+    state = torch.random.get_rng_state()
+    first = predict_on_points(checkpoint, phantom.points_lps, mc_samples=3, seed=7)
+    second = predict_on_points(checkpoint, phantom.points_lps, mc_samples=3, seed=7)
+    other = predict_on_points(checkpoint, phantom.points_lps, mc_samples=3, seed=8)
+    np.testing.assert_array_equal(first.mean_predictions, second.mean_predictions)
+    assert not np.array_equal(first.mean_predictions, other.mean_predictions)
+    assert torch.equal(state, torch.random.get_rng_state())

@@ -155,15 +155,11 @@ class CardioScarLogic:
     @staticmethod
     def _predict(checkpoint: dict, points: np.ndarray, options: ReconstructionOptions, device, should_cancel):
         """MC-dropout prediction with dropout masks drawn from ``options.seed`` (reproducible)."""
-        import torch
         from cardioscar.logic import predict_on_points
 
-        fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(int(options.seed))
-            return predict_on_points(checkpoint, points, int(options.inference_mc_samples),
-                                     int(options.inference_batch_size), options.threshold, device,
-                                     should_cancel=should_cancel)
+        return predict_on_points(checkpoint, points, int(options.inference_mc_samples),
+                                 int(options.inference_batch_size), options.threshold, device,
+                                 should_cancel=should_cancel, seed=int(options.seed))
 
     def _publish(self, model_node, inference, checkpoint: dict, options: ReconstructionOptions, device: str,
                  seconds: float, with_plot: bool) -> ReconstructionResult:

@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--mc-samples", type=int, default=10, help="MC-dropout samples (default 10)")
     apply.add_argument("--batch-size", type=int, default=50000, help="nodes per inference batch (default 50000)")
     apply.add_argument("--threshold", type=float, default=None, help="also write scar_binary = probability >= threshold")
+    apply.add_argument("--seed", type=int, default=42, help="seed of the dropout masks; same seed, same output on the CPU (default 42)")
     apply.add_argument("--cpu", action="store_true", help="force CPU")
     apply.set_defaults(handler=_cmd_apply)
 
@@ -232,7 +233,9 @@ def _cmd_apply(args: argparse.Namespace) -> None:
     from cardioscar.devices import resolve_device
     from cardioscar.logic import apply_scar_model, save_inference_result
 
-    result = apply_scar_model(args.model, args.mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu))
+    result = apply_scar_model(
+        args.model, args.mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
+    )
     save_inference_result(result, args.mesh, args.output)
     logger.info(
         "%d nodes: mean scar probability %.3f, mean uncertainty %.3f -> %s",

@@ -21,6 +21,7 @@ import torch
 
 from cardioscar import __version__
 from cardioscar.atomic import atomic_write
+from cardioscar.devices import resolve_device
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.imageio import read_image
@@ -419,8 +420,13 @@ def predict_on_points(
     threshold: Optional[float] = None,
     device: Optional[torch.device] = None,
     should_cancel: Optional[CancelHook] = None,
+    seed: Optional[int] = None,
 ) -> InferenceResult:
-    """MC-dropout probability and uncertainty at arbitrary LPS points (in memory)."""
+    """MC-dropout probability and uncertainty at arbitrary LPS points (in memory).
+
+    With a ``seed`` the dropout masks, and so the outputs, are reproducible on the CPU; the
+    caller's global random state is left untouched either way.
+    """
     if mc_samples < 1:
         raise CardioScarError(f"mc_samples must be >= 1 (10 or more for a useful uncertainty), got {mc_samples}.")
     if batch_size < 1:
@@ -437,10 +443,14 @@ def predict_on_points(
         logger.warning(
             "%.0f%% of the nodes lie outside the region the model was trained on; is this the training mesh?", 100 * outside
         )
-    model = model_from_checkpoint(checkpoint)
-    mean, std = mc_dropout_predict(
-        model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel
-    )
+    device = torch.device(device) if device is not None else resolve_device()
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = model_from_checkpoint(checkpoint)  # its layer initialisation draws random numbers too
+        mean, std = mc_dropout_predict(
+            model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel
+        )
     binary = (mean >= threshold).astype(np.uint8) if threshold is not None else None
     return InferenceResult(
         mean_predictions=mean,
@@ -461,11 +471,13 @@ def apply_scar_model(
     batch_size: int = 50000,
     threshold: Optional[float] = None,
     device: Optional[torch.device] = None,
+    *,
+    seed: Optional[int] = None,
 ) -> InferenceResult:
     """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path``."""
     checkpoint = load_trained_model(model_checkpoint_path)
     mesh = read_mesh(mesh_path)
-    return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device)
+    return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device, seed=seed)
 
 
 def save_inference_result(result: InferenceResult, mesh_path: Path, output_path: Path) -> None:
