@@ -88,3 +88,23 @@ def test_invalid_arguments_and_cancel(model):
     with pytest.raises(TrainingCancelled):
         mc_dropout_predict(model, coords, batch_size=3, should_cancel=lambda: polls.append(1) or len(polls) > 2)
     assert len(polls) == 3
+
+
+def test_forwards_are_cut_to_the_row_cap(model, monkeypatch):
+    from cardioscar import inference
+
+    monkeypatch.setattr(inference, "MAX_ROWS_PER_FORWARD", 9)  # 9 // 4 samples -> 2 nodes per forward
+    coords = np.random.default_rng(4).random((7, 3)).astype(np.float32)
+    polls = []
+    torch.manual_seed(3)
+    mean, std = mc_dropout_predict(model, coords, mc_samples=4, batch_size=5, device="cpu",
+                                   should_cancel=lambda: polls.append(1) and False)
+    assert len(polls) == 4  # ceil(7 / 2) forwards
+    torch.manual_seed(3)
+    expected = []
+    with torch.no_grad():
+        for start in range(0, 7, 2):
+            x = torch.from_numpy(coords[start:start + 2])
+            expected.append(model(x.repeat(4, 1), training=True).view(4, -1))
+    samples = torch.cat(expected, dim=1).numpy()
+    assert np.allclose(mean, samples.mean(0), atol=1e-6) and np.allclose(std, samples.std(0), atol=1e-6)
