@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--slice-thickness-padding", type=float, default=5.0, help="slab half-width in mm along the slice normal (default 5.0)")
     prep.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help="the input is a label map; these labels are scar (e.g. 3,4)")
     prep.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw intensities to [0, 1]")
+    prep.add_argument(
+        "--partial-volume-correction", action="store_true",
+        help="divide each pixel value by the myocardial fraction of its pixel box (estimated from the volumetric "
+             "mesh, .vtu with tetrahedra) and drop boxes under 10%% myocardium; use when the slice values are "
+             "fractions of the whole pixel box (e.g. a scar probability map over the full image), not for a scar map "
+             "already expressed per myocardium")
     prep.add_argument("--output", required=True, type=Path, help="output training data (.npz)")
     prep.set_defaults(handler=_cmd_prepare)
 
@@ -200,6 +206,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         slice_indices=args.slice_indices,
         scar_labels=args.scar_labels,
         normalize_intensities=args.normalize_intensities,
+        partial_volume_correction=args.partial_volume_correction,
     )
     result = prepare_training_data(request)
     save_preprocessing_result(result, args.output)

@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Union
 
 import numpy as np
 import torch
+import vtk
 
 from cardioscar import __version__
 from cardioscar.atomic import atomic_write
@@ -27,8 +28,9 @@ from cardioscar.errors import CardioScarError
 from cardioscar.imageio import read_image
 from cardioscar.inference import mc_dropout_predict
 from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.meshio import read_mesh, write_mesh
+from cardioscar.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.normalization import fit_scaler, normalize
+from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_image
 from cardioscar.targets import slice_targets
 from cardioscar.training import TrainingConfig, TrainingProgress, fit_scar_field
@@ -70,6 +72,9 @@ class PreprocessingRequest:
     ``slice_thickness_padding`` is the slab half-width in mm along each slice's normal.
     ``scar_labels`` turns a label map into 0/1 targets; ``normalize_intensities`` min-max scales
     raw LGE intensities (the existing tool's behaviour, now only on request).
+    ``partial_volume_correction`` divides each target by the myocardial fraction of its pixel box
+    (for slice values that are fractions of the whole box; needs a volumetric mesh), see
+    :mod:`cardioscar.partial_volume`.
     """
 
     mesh_path: Path
@@ -81,6 +86,7 @@ class PreprocessingRequest:
     slice_indices: Optional[List[int]] = None
     scar_labels: Optional[List[int]] = None
     normalize_intensities: bool = False
+    partial_volume_correction: bool = False
 
     def __post_init__(self) -> None:
         has_grids = bool(self.vtk_grid_paths)
@@ -122,6 +128,8 @@ class PreprocessingResult:
     group_slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     group_pixel: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     slice_labels: List[str] = field(default_factory=list)
+    partial_volume_correction: bool = False
+    group_coverage: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # (M,) if corrected
 
     @property
     def n_covered_nodes(self) -> int:
@@ -183,15 +191,32 @@ def _load_slices(request: PreprocessingRequest) -> List[SliceLayer]:
     return slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
 
 
-def prepare_from_slices(points_lps: np.ndarray, slices: List[SliceLayer]) -> PreprocessingResult:
+def prepare_from_slices(
+    points_lps: np.ndarray,
+    slices: List[SliceLayer],
+    *,
+    coverage_mesh: Optional[Union[Mesh, vtk.vtkDataSet]] = None,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> PreprocessingResult:
     """Map mesh nodes (LPS mm) to slice pixels and build normalised training rows.
 
     ``slices`` must already hold targets in [0, 1] (see :func:`cardioscar.targets.slice_targets`).
+    With a ``coverage_mesh`` (the volumetric mesh of ``points_lps``: a :class:`Mesh`, or a VTK
+    dataset in LPS) the targets are partial-volume corrected and groups whose box is less than
+    ``min_coverage`` myocardium are dropped (:mod:`cardioscar.partial_volume`).
     """
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
     mapping = map_slices_to_nodes(points_lps, slices)
+    coverage = np.zeros(0, dtype=np.float64)
+    if coverage_mesh is not None:
+        dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")
+        if dataset.GetNumberOfPoints() != len(points_lps):
+            raise CardioScarError(
+                f"The coverage mesh has {dataset.GetNumberOfPoints()} nodes but {len(points_lps)} points were given; pass the same mesh.")
+        raw_coverage = myocardial_coverage(dataset, slices, mapping.group_slice, mapping.group_pixel, space=space)
+        mapping, coverage = correct_targets(mapping, raw_coverage, min_coverage)
     scaler_min, scaler_max = fit_scaler(points_lps)
     coordinates = normalize(points_lps[mapping.node_ids], scaler_min, scaler_max).astype(np.float32)
     intensities = mapping.group_values[mapping.group_ids].astype(np.float32).reshape(-1, 1)
@@ -209,6 +234,8 @@ def prepare_from_slices(points_lps: np.ndarray, slices: List[SliceLayer]) -> Pre
         group_slice=mapping.group_slice.astype(np.int64),
         group_pixel=mapping.group_pixel.astype(np.int64),
         slice_labels=[s.label for s in slices],
+        partial_volume_correction=coverage_mesh is not None,
+        group_coverage=coverage,
     )
     logger.info(
         "Mapped %d of %d mesh nodes into %d groups (%d rows) from %d slices",
@@ -224,8 +251,11 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
         CardioScarError: unreadable inputs, bad slice choices, or no overlap between mesh and slices.
     """
     mesh = read_mesh(request.mesh_path)
+    if request.partial_volume_correction:
+        require_volumetric(mesh.dataset)  # before reading the slices: fail fast on a surface mesh
     slices = _load_slices(request)
-    return prepare_from_slices(mesh.points_lps(), slices)
+    return prepare_from_slices(mesh.points_lps(), slices,
+                               coverage_mesh=mesh if request.partial_volume_correction else None)
 
 
 def save_preprocessing_result(result: PreprocessingResult, output_path: Path) -> None:
@@ -245,6 +275,8 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 group_slice=result.group_slice,
                 group_pixel=result.group_pixel,
                 slice_labels=np.asarray(result.slice_labels, dtype=str),
+                partial_volume_correction=np.bool_(result.partial_volume_correction),
+                group_coverage=result.group_coverage,
                 coordinate_space=np.asarray("LPS"),
                 format_version=np.int64(TRAINING_DATA_FORMAT),
                 cardioscar_version=np.asarray(__version__),
@@ -292,6 +324,8 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         group_slice=arrays.get("group_slice", np.zeros(0, dtype=np.int64)).astype(np.int64),
         group_pixel=arrays.get("group_pixel", np.zeros((0, 2), dtype=np.int64)).astype(np.int64),
         slice_labels=[str(s) for s in arrays.get("slice_labels", np.zeros(0, dtype=str))],
+        partial_volume_correction=bool(arrays.get("partial_volume_correction", False)),
+        group_coverage=arrays.get("group_coverage", np.zeros(0, dtype=np.float64)).astype(np.float64),
     )
 
 
