@@ -48,9 +48,11 @@ _RAS_FROM_LPS = np.array([-1.0, -1.0, 1.0])
 def require_volumetric(dataset: vtk.vtkDataSet) -> None:
     """Raise :class:`CardioScarError` unless ``dataset`` has 3D cells (the myocardium as a volume)."""
     cell_types = vtk.vtkCellTypes()
-    dataset.GetCellTypes(cell_types)
-    types = vtk_to_numpy(cell_types.GetCellTypesArray()) if cell_types.GetNumberOfTypes() else np.zeros(0)
-    if not any(vtk.vtkCellTypes.GetDimension(int(t)) == 3 for t in types):
+    # VTK 9.6 renamed both calls; Slicer may ship an older VTK, so use whichever exists.
+    getattr(dataset, "GetDistinctCellTypes", dataset.GetCellTypes)(cell_types)
+    dimension = getattr(vtk, "vtkCellTypeUtilities", vtk.vtkCellTypes).GetDimension
+    types = [cell_types.GetCellType(k) for k in range(cell_types.GetNumberOfTypes())]
+    if not any(dimension(int(t)) == 3 for t in types):
         raise CardioScarError(
             "Partial-volume correction needs a volumetric mesh (.vtu / unstructured grid with tetrahedra), "
             f"but the mesh has no 3D cells ({dataset.GetClassName()}); drop --partial-volume-correction or use the volume mesh.")
