@@ -198,3 +198,10 @@ def test_deeper_network_matches_separate_full_passes():
     samples = separate_full_passes(net, coords, 3000)
     assert (np.abs(mean - samples.mean(0)) < 5 * np.sqrt((std ** 2 + samples.var(0)) / 3000)).all()
     assert (np.abs(std / samples.std(0) - 1) < 0.1).all()
+
+
+def test_unsupported_layer_after_the_first_dropout_is_refused():
+    net = BayesianNN(hidden_dim=8)
+    net.network[6] = torch.nn.Tanh()  # the ReLU after the third Linear
+    with pytest.raises(ValueError, match="supports Linear, ReLU and Dropout layers, not Tanh"):
+        mc_dropout_predict(net, np.zeros((4, 3)), mc_samples=2, device="cpu")

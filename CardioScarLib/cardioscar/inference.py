@@ -10,9 +10,13 @@ Why it is fast (each step keeps the distribution of separate stochastic passes e
   first dropout mask, no repeated copy).
 * Dropout masks come from 16-bit lanes of 64-bit random words (the scheme of
   :func:`cardioscar.engines.mc_dropout`, ``p`` rounded to a multiple of 2**-16), compared straight
-  into a 0/1 float tensor; the 1 / (1 - p) scale is folded into the next layer's weights.
+  into a 0/1 float tensor (boolean masks take slow paths on the CPU); the 1 / (1 - p) scale is
+  folded into the next layer's weights. On the CPU the words come from numpy's SFC64 generator,
+  seeded from torch's, so ``torch.manual_seed`` still fixes the result.
 * Work is cut into chunks of at most ``MAX_ROWS_PER_FORWARD`` rows (nodes x samples) that run
-  through preallocated buffers small enough to stay in cache; this also bounds memory.
+  through preallocated buffers small enough to stay in cache; this also bounds memory. On the CPU
+  whole chunks go to single-threaded workers (one per torch thread) instead of splitting every
+  small operation over torch's threads.
 * Denormal floats are flushed to zero during the call (trained weights produce subnormal
   activations that are very slow on x86); the caller's setting is restored afterwards.
 
@@ -41,9 +45,9 @@ from cardioscar.training import resolve_device
 
 logger = logging.getLogger(__name__)
 
-#: Rows (nodes x samples) per chunk. 2,048 rows x 128 floats = 1 MB per buffer: every
-#: element-wise pass stays in the L2 cache (on a 2-core CPU 1-4k-row chunks ran 1.2-1.5x faster
-#: per row than 32k-row ones single-threaded).
+#: Rows (nodes x samples) per chunk. 2,048 rows x 128 floats = 1 MB per buffer, so element-wise
+#: passes stay in the L2 cache (single ops ran up to 1.5x faster per row than on 32k-row tensors;
+#: whole runs with 1k-4k-row chunks timed alike on the 2-core test machine).
 MAX_ROWS_PER_FORWARD = 2048
 
 
@@ -56,15 +60,13 @@ def node_batches(n_nodes: int, batch_size: int) -> list[tuple[int, int]]:
 class _Step:
     """One stage of the stochastic part of the network.
 
-    ``kind`` is ``"linear"`` (``weight`` already carries the scale of a preceding dropout),
-    ``"relu"``, ``"dropout"`` (``threshold``: a lane below it drops the element) or ``"module"``
-    (any other module, called as is)."""
+    ``kind`` is ``"linear"`` (``weight``, transposed, already carries the scale of the dropouts
+    before it), ``"relu"`` or ``"dropout"`` (``threshold``: a lane below it drops the element)."""
 
     kind: str
     weight: torch.Tensor | None = None
     bias: torch.Tensor | None = None
     threshold: int = 0
-    module: nn.Module | None = None
 
 
 def _drop_threshold(p: float) -> tuple[int, float]:
@@ -87,16 +89,19 @@ def split_network(model: BayesianNN) -> tuple[nn.Sequential, nn.Dropout | None, 
 
 
 def _plan(first: nn.Dropout, rest: list[nn.Module]) -> tuple[int, list[_Step]]:
-    """Threshold of the first dropout and the steps after it, dropout scales folded into weights."""
+    """Threshold of the first dropout and the steps after it.
+
+    Each dropout's 1 / (1 - p) scale moves into the next Linear's weights (through ReLUs, which
+    commute with a positive scale), saving a pass over the activations.
+    """
     threshold, pending_scale = _drop_threshold(first.p)
     steps: list[_Step] = []
     for layer in rest:
         if isinstance(layer, nn.Dropout):
-            if layer.p <= 0.0:
-                continue
-            layer_threshold, scale = _drop_threshold(layer.p)
-            steps.append(_Step("dropout", threshold=layer_threshold))
-            pending_scale *= scale
+            if layer.p > 0.0:
+                layer_threshold, scale = _drop_threshold(layer.p)
+                steps.append(_Step("dropout", threshold=layer_threshold))
+                pending_scale *= scale
         elif isinstance(layer, nn.Linear):
             bias = layer.bias.detach() if layer.bias is not None else None
             steps.append(_Step("linear", weight=(layer.weight.detach() * pending_scale).t(), bias=bias))
@@ -104,24 +109,10 @@ def _plan(first: nn.Dropout, rest: list[nn.Module]) -> tuple[int, list[_Step]]:
         elif isinstance(layer, nn.ReLU):
             steps.append(_Step("relu"))
         else:
-            if pending_scale != 1.0:
-                steps.append(_Step("module", module=_Scale(pending_scale)))
-                pending_scale = 1.0
-            steps.append(_Step("module", module=layer))
+            raise ValueError(f"MC-dropout sampling supports Linear, ReLU and Dropout layers, not {layer}")
     if pending_scale != 1.0:
-        steps.append(_Step("module", module=_Scale(pending_scale)))
+        raise ValueError("MC-dropout sampling needs a Linear layer after the last dropout")
     return threshold, steps
-
-
-class _Scale(nn.Module):
-    """Multiply by a constant (a dropout scale with no following Linear to fold it into)."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
 
 
 @contextlib.contextmanager
@@ -224,10 +215,8 @@ class _Sampler:
                     h = torch.mm(h, step.weight, out=out)
             elif step.kind == "relu":
                 h = h.relu_()
-            elif step.kind == "dropout":
-                h = h.mul_(keep().view(n * t, width))
             else:
-                h = step.module(h)
+                h = h.mul_(keep().view(n * t, width))
         samples = torch.sigmoid(h.reshape(n, t))
         return torch.std_mean(samples, dim=1, correction=0)
 
@@ -278,7 +267,7 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     mean = np.empty(coords.shape[0], dtype=np.float32)
     std = np.empty(coords.shape[0], dtype=np.float32)
     nodes_per_chunk = max(1, min(int(batch_size), MAX_ROWS_PER_FORWARD // int(mc_samples)))
-    max_in_flight = 2 * torch.get_num_threads() if device.type == "cpu" else 0  # chunks queued at once
+    max_in_flight = 2 * torch.get_num_threads()  # chunks drawn but not yet collected
     try:
         with torch.inference_mode(), flushed_denormals(), cpu_workers(device) as pool:
             sampler = _Sampler(model, int(mc_samples), min(nodes_per_chunk, max(1, coords.shape[0])), device)
