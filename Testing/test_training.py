@@ -44,6 +44,21 @@ def test_fast_preset_and_overrides():
     assert TrainingConfig.fast(max_epochs=7).max_epochs == 7
 
 
+def test_fast_preset_fits_in_one_batch_per_epoch_and_separates_the_halves():
+    """The preset's whole-data batch, small network and 3e-2 peak rate must still learn, not collapse."""
+    coords, values, groups = small_problem(n_groups=120)
+    model, history = fit_scar_field(coords, values, groups, TrainingConfig.fast(max_epochs=150, num_threads=1),
+                                    device="cpu")
+    assert model.architecture()["hidden_dim"] == 64 and model.architecture()["n_layers"] == 3
+    assert len(history["learning_rate"]) == history["epochs_run"]
+    assert max(history["learning_rate"]) > 0.9 * TrainingConfig.fast().max_lr  # one batch/epoch: warm-up reached
+    with torch.no_grad():
+        prediction = model(torch.from_numpy(coords)).numpy().ravel()
+    right = groups >= 60
+    assert (prediction[right] > 0.5).mean() > 0.9 and (prediction[~right] < 0.5).mean() > 0.9
+    assert history["best_loss"] < 0.05
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("batch_size", 0, "batch_size must be a positive integer"),
     ("max_epochs", -3, "max_epochs must be a positive integer"),

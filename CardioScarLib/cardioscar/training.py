@@ -111,8 +111,15 @@ class TrainingConfig:
           epochs (an eighth of the cycle, so the noisy high-rate phase does not stop it).
 
         Measured on the default demo phantom acquired in ``partial_volume="myocardium"`` mode
-        (``PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_fast_preset.py``): MEASURED.
-        Keyword arguments override fields.
+        (``PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_fast_preset.py``, 10 MC
+        samples at inference): Dice 0.956 at 0.5, scar volume error -5.8 %, mean uncertainty
+        0.0152 between slices vs 0.0150 on them, against LogOdds 0.911 (-16 %) and nearest-slice
+        0.870 (-12 %); training seed 1 gives Dice 0.969. Training took 71 CPU-seconds (400
+        epochs, 2 threads; 138 s of wall time on a shared 2-core machine at load average 6.4).
+        Under 300 epochs or with 4,096-row batches Dice stays below 0.94; the documented 4 x
+        128 network reaches Dice 0.965 the same way but costs 2-4x the time per epoch; bfloat16 autocast does not pay on CPUs
+        without AMX (its matmuls ran 2.6x slower than fp32 there). Keyword arguments override
+        fields.
         """
         values = dict(batch_size=65536, max_epochs=400, early_stopping_patience=50, mc_samples=1,
                       dropout_rate=0.1, base_lr=1e-4, max_lr=3e-2, hidden_dim=64, n_layers=3,
