@@ -116,10 +116,10 @@ class TrainingConfig:
         0.0152 between slices vs 0.0150 on them, against LogOdds 0.911 (-16 %) and nearest-slice
         0.870 (-12 %); training seed 1 gives Dice 0.969. Training took 71 CPU-seconds (400
         epochs, 2 threads; 138 s of wall time on a shared 2-core machine at load average 6.4).
-        Under 300 epochs or with 4,096-row batches Dice stays below 0.94; the documented 4 x
-        128 network reaches Dice 0.965 the same way but costs 2-4x the time per epoch; bfloat16 autocast does not pay on CPUs
-        without AMX (its matmuls ran 2.6x slower than fp32 there). Keyword arguments override
-        fields.
+        Under 300 epochs or with 4,096-row batches Dice stays below 0.94; the documented
+        4 x 128 network reaches Dice 0.965 the same way but costs 2-4x the time per epoch;
+        bfloat16 autocast does not pay on CPUs without AMX (its matmuls ran 2.6x slower than
+        fp32 there). Keyword arguments override fields.
         """
         values = dict(batch_size=65536, max_epochs=400, early_stopping_patience=50, mc_samples=1,
                       dropout_rate=0.1, base_lr=1e-4, max_lr=3e-2, hidden_dim=64, n_layers=3,
