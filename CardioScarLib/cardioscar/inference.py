@@ -226,8 +226,10 @@ def cpu_workers(device: torch.device) -> Iterator[ThreadPoolExecutor | None]:
     """A pool of single-threaded workers, one per torch CPU thread, or None (CUDA, one thread).
 
     Small chunks through torch's own intra-op threads pay a synchronisation per operation, which
-    on a shared, busy CPU cost more than the work (2-3x slower than one thread). Whole chunks on
-    independent workers need no synchronisation. torch's thread count is restored afterwards.
+    on a shared, busy CPU cost more than the work (2 threads ran 6x slower than 1 on the 2-core
+    test machine). Whole chunks on independent workers need no synchronisation (there, under load,
+    they timed like one thread within noise). torch's thread count is restored afterwards; it is
+    process-wide, so other torch work running meanwhile gets one thread.
     """
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads <= 1:
