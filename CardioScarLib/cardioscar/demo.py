@@ -126,8 +126,11 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
 
     clock = time.perf_counter()
     logger.info("[2/6] prepare: map the mesh nodes to the slice pixels")
+    # The phantom's pixels are partial-volume means over the whole pixel box (blood counts as 0),
+    # like a scar probability map over the full image; the mesh is volumetric, so correct for it.
     request = PreprocessingRequest(mesh_path=phantom_files["mesh"], image_path=phantom_files["image"],
-                                   slice_thickness_padding=phantom.slice_half_thickness_mm)
+                                   slice_thickness_padding=phantom.slice_half_thickness_mm,
+                                   partial_volume_correction=True)
     prepared = prepare_training_data(request)
     save_preprocessing_result(prepared, out / FILES["training_data"])
     seconds["prepare"] = time.perf_counter() - clock
