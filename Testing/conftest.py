@@ -16,9 +16,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
-# Two torch threads on a 2-core machine shared with the test runner itself are slower than one
-# for the small networks of the tests; keep runs predictable.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One torch thread: the tests' networks are small, and two threads on a 2-core machine that is
+# doing anything else spin against each other (measured here: 10x slower epochs under load).
+# Set before any test module imports torch; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
