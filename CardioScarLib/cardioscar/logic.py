@@ -377,7 +377,20 @@ def train_scar_model(
     one). ``should_cancel`` is polled every epoch; cancelling raises
     :class:`cardioscar.errors.TrainingCancelled` and returns nothing.
     """
-    result, source = _as_result(training_data_path)
+    return _fit_checkpoint(training_data_path, config, device, progress_callback, should_cancel)
+
+
+def _fit_checkpoint(
+    training_data: Union[Path, PreprocessingResult],
+    config: TrainingConfig,
+    device: Optional[torch.device],
+    progress_callback: Optional[ProgressCallback],
+    should_cancel: Optional[CancelHook],
+    start: Optional[tuple[dict, Path, int]] = None,
+) -> dict:
+    """Train (from scratch, or from ``start`` = (checkpoint, its path, frozen layers)) and package."""
+    result, source = _as_result(training_data)
+    model, frozen_layers = (model_from_checkpoint(start[0]), start[2]) if start else (None, 0)
     model, history = fit_scar_field(
         result.coordinates,
         result.intensities,
@@ -386,8 +399,14 @@ def train_scar_model(
         device=device,
         progress_callback=progress_callback,
         should_cancel=should_cancel,
+        model=model,
+        frozen_layers=frozen_layers,
     )
-    return build_checkpoint(model, history, config, _dataset_info(result), _provenance(result, source))
+    provenance = _provenance(result, source)
+    if start:
+        provenance["fine_tuned_from"] = str(start[1])
+        provenance["frozen_layers"] = int(frozen_layers)
+    return build_checkpoint(model, history, config, _dataset_info(result), provenance)
 
 
 def fine_tune_scar_model(
@@ -405,24 +424,8 @@ def fine_tune_scar_model(
     The architecture always comes from the checkpoint (so fine-tuned files keep it); the scaler
     comes from the new training data, since the result is applied to that data's mesh.
     """
-    base = load_trained_model(model_checkpoint_path)
-    model = model_from_checkpoint(base)
-    result, source = _as_result(training_data_path)
-    model, history = fit_scar_field(
-        result.coordinates,
-        result.intensities,
-        result.group_ids,
-        config,
-        device=device,
-        progress_callback=progress_callback,
-        should_cancel=should_cancel,
-        model=model,
-        frozen_layers=frozen_layers,
-    )
-    provenance = _provenance(result, source)
-    provenance["fine_tuned_from"] = str(model_checkpoint_path)
-    provenance["frozen_layers"] = int(frozen_layers)
-    return build_checkpoint(model, history, config, _dataset_info(result), provenance)
+    start = (load_trained_model(model_checkpoint_path), Path(model_checkpoint_path), frozen_layers)
+    return _fit_checkpoint(training_data_path, config, device, progress_callback, should_cancel, start)
 
 
 def save_trained_model(checkpoint: dict, output_path: Path) -> None:
