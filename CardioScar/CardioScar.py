@@ -105,6 +105,7 @@ class CardioScarParameterNode:
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     seed: Annotated[int, WithinRange(0, 2147483647)] = 42
     normalizeIntensities: bool = False
+    partialVolumeCorrection: bool = False
     forceCpu: bool = False
     savedModelPath: pathlib.Path
 
@@ -250,7 +251,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         return ReconstructionOptions(
             slice_axis=p.sliceAxis, slice_indices=p.sliceIndices, half_thickness=p.halfThickness,
-            scar_labels=p.scarLabels, normalize_intensities=p.normalizeIntensities, preset=p.preset,
+            scar_labels=p.scarLabels, normalize_intensities=p.normalizeIntensities,
+            partial_volume_correction=p.partialVolumeCorrection, preset=p.preset,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
             threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu)

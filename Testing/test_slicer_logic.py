@@ -131,23 +131,27 @@ def _cli(*commands):
 
 
 def test_logic_equals_command_line_on_same_inputs_and_seed(case, scene, tmp_path):
-    """prepare + train through the `cardioscar` command line (cardioscar.cli.main), predict through the Python API:
-    the same arrays as the Slicer Logic (which read the files through MRML storage nodes)."""
+    """prepare (with partial-volume correction) + train through the `cardioscar` command line
+    (cardioscar.cli.main), predict through the Python API: the same arrays as the Slicer Logic
+    (which read the files through MRML storage nodes)."""
     from cardioscar.logic import load_preprocessing_result, load_trained_model, predict_on_points
     from cardioscar.meshio import read_mesh
 
     context, volume, model = scene
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
-    result = logic.train_and_apply(volume, model, _options(case))
+    result = logic.train_and_apply(volume, model, _options(case, partial_volume_correction=True))
 
     paths = case["paths"]
     npz, pth = tmp_path / "data.npz", tmp_path / "model.pth"
     _cli(["prepare", "--mesh-vtk", str(paths["mesh"]), "--image", str(paths["image"]), "--slice-indices", "0,1,2,3",
-          "--slice-thickness-padding", str(case["half"]), "--output", str(npz)],
+          "--partial-volume-correction", "--slice-thickness-padding", str(case["half"]), "--output", str(npz)],
          ["train", "--training-data", str(npz), "--output", str(pth), "--preset", "fast", "--max-epochs", str(EPOCHS),
           "--seed", "7", "--cpu", "--no-progress"])
 
     prepared = load_preprocessing_result(npz)
+    assert prepared.partial_volume_correction and result.prepared.partial_volume_correction
+    np.testing.assert_allclose(prepared.group_coverage, result.prepared.group_coverage)
+    np.testing.assert_allclose(prepared.intensities, result.prepared.intensities, atol=1e-6)
     np.testing.assert_array_equal(prepared.group_ids, result.prepared.group_ids)
     np.testing.assert_array_equal(prepared.node_ids, result.prepared.node_ids)
     np.testing.assert_allclose(prepared.coordinates, result.prepared.coordinates, atol=1e-6)
@@ -158,9 +162,8 @@ def test_logic_equals_command_line_on_same_inputs_and_seed(case, scene, tmp_path
         np.testing.assert_allclose(tensor.numpy(), result.checkpoint["model_state_dict"][key].cpu().numpy(), atol=1e-5)
 
     points = read_mesh(paths["mesh"]).points_lps()
-    with torch.random.fork_rng():
-        torch.manual_seed(7)  # the Logic draws its inference dropout masks from the run's seed
-        api = predict_on_points(checkpoint, points, mc_samples=10, threshold=0.5, device="cpu")
+    # the Logic draws its inference dropout masks from the run's seed
+    api = predict_on_points(checkpoint, points, mc_samples=10, threshold=0.5, device="cpu", seed=7)
     np.testing.assert_allclose(api.mean_predictions, result.probability, atol=1e-5)
     np.testing.assert_allclose(api.std_predictions, result.uncertainty, atol=1e-5)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 import vtk
-from vtk.util.numpy_support import vtk_to_numpy
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
 
@@ -72,4 +72,19 @@ def model_points_lps(model_node) -> np.ndarray:
     return ras * np.array([-1.0, -1.0, 1.0])
 
 
-__all__ = ["RAS_TO_LPS", "linear_world_matrix", "volume_ijk_to_lps", "model_points_lps"]
+def world_mesh_lps(model_node, points_lps: np.ndarray) -> vtk.vtkDataSet:
+    """A copy of the model's mesh whose points are ``points_lps`` (its world LPS coordinates).
+
+    The partial-volume correction needs the mesh's cells in the same frame as the slices; the
+    copy shares the cells with the node but never changes the node's own points.
+    """
+    mesh = model_node.GetMesh()
+    world = mesh.NewInstance()
+    world.ShallowCopy(mesh)
+    points = vtk.vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(points_lps, dtype=np.float64), deep=True))
+    world.SetPoints(points)
+    return world
+
+
+__all__ = ["RAS_TO_LPS", "linear_world_matrix", "volume_ijk_to_lps", "model_points_lps", "world_mesh_lps"]

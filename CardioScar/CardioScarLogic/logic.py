@@ -26,7 +26,7 @@ import slicer
 from cardioscar.errors import CardioScarError
 
 from . import results
-from .geometry import model_points_lps
+from .geometry import model_points_lps, world_mesh_lps
 from .headless import color_logic_for
 from .options import ReconstructionOptions
 from .scarsource import scar_source_from_node, slice_count
@@ -107,7 +107,8 @@ class CardioScarLogic:
         slices = slice_targets(slices, scar_labels=options.parsed_scar_labels(source.is_label_map),
                                normalize=options.normalize_intensities)
         points = model_points_lps(model_node)
-        prepared = prepare_from_slices(points, slices)
+        coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
+        prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)
         config = options.training_config()
         device = resolve_device(options.force_cpu)
         logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),

@@ -33,6 +33,8 @@ class ReconstructionOptions:
     dropout passes averaged inside the training loss (``cardioscar train --mc-samples``);
     ``inference_mc_samples`` the number of passes that give the probability and its uncertainty
     (``cardioscar apply --mc-samples``). ``seed`` fixes training and the inference dropout masks.
+    ``partial_volume_correction`` divides each pixel by the myocardial coverage of its footprint
+    (``cardioscar prepare --partial-volume-correction``; needs a volumetric model).
     """
 
     slice_axis: str = "z"
@@ -40,6 +42,7 @@ class ReconstructionOptions:
     half_thickness: float = 5.0
     scar_labels: IntList = None
     normalize_intensities: bool = False
+    partial_volume_correction: bool = False
     preset: str = "documented"
     max_epochs: Optional[int] = None
     early_stopping_patience: Optional[int] = None

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="slab half-width in mm along the slice normal (default 5.0)")
     sl.add_argument("--scar-labels", default="", help="the volume is a label map; these labels are scar (e.g. 3,4)")
     sl.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw LGE intensities to [0, 1]")
+    sl.add_argument("--partial-volume-correction", action="store_true",
+                    help="divide each pixel by the myocardial coverage of its footprint (volumetric meshes)")
 
     tr = parser.add_argument_group("training (as cardioscar train)")
     tr.add_argument("--preset", choices=("documented", "fast"), default="documented",
@@ -123,7 +125,8 @@ def _options(args: argparse.Namespace):
 
     return ReconstructionOptions(
         slice_axis=args.slice_axis, slice_indices=args.slices, half_thickness=args.slice_thickness_padding,
-        scar_labels=args.scar_labels, normalize_intensities=args.normalize_intensities, preset=args.preset,
+        scar_labels=args.scar_labels, normalize_intensities=args.normalize_intensities,
+        partial_volume_correction=args.partial_volume_correction, preset=args.preset,
         max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
         mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
         inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,
