@@ -131,3 +131,22 @@ def test_cli_flag_end_to_end(small_phantom, tmp_path):
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "volumetric mesh" in refused.stderr
     assert not (tmp_path / "surface.npz").exists()
+
+
+def test_corrected_slices_carry_the_training_targets(small_phantom):
+    """The baselines can see exactly the corrected targets the network trains on."""
+    from cardioscar.logic import prepare_from_slices
+    from cardioscar.meshio import read_mesh
+    from cardioscar.partial_volume import corrected_slices
+    from cardioscar.slices import slices_from_image
+
+    phantom, paths = small_phantom
+    mesh = read_mesh(paths["mesh"])
+    slices = slices_from_image(phantom.image, half_thickness=phantom.slice_half_thickness_mm)
+    result = prepare_from_slices(mesh.points_lps(), slices, coverage_mesh=mesh)
+    starts = np.r_[0, np.cumsum(result.group_sizes)[:-1]]
+    targets = result.intensities[starts, 0]
+    fixed = corrected_slices(slices, result.group_slice, result.group_pixel, targets)
+    read_back = np.array([fixed[s].values[j, i] for s, (i, j) in zip(result.group_slice, result.group_pixel)])
+    np.testing.assert_allclose(read_back, targets, rtol=1e-6)
+    assert np.mean(read_back) > np.mean([slices[s].values[j, i] for s, (i, j) in zip(result.group_slice, result.group_pixel)])

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from cardioscar.baselines import logodds_baseline, nearest_slice_baseline
+from cardioscar.partial_volume import corrected_slices
 from cardioscar.devices import describe_device, resolve_device
 from cardioscar.errors import CardioScarError
 from cardioscar.imageio import read_image
@@ -156,6 +157,9 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     slices = slice_targets(slices_from_image(read_image(phantom_files["image"]),
                                              half_thickness=phantom.slice_half_thickness_mm,
                                              label=phantom_files["image"].name))
+    if prepared.partial_volume_correction:  # the baselines get the same corrected pixels as the network
+        starts = np.r_[0, np.cumsum(prepared.group_sizes)[:-1]]
+        slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.intensities[starts, 0])
     baselines = {"nearest_slice": nearest_slice_baseline(points, slices),
                  "logodds": logodds_baseline(points, slices)}
     seconds["baselines"] = time.perf_counter() - clock

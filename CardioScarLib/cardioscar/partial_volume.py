@@ -171,3 +171,20 @@ def correct_targets(mapping: GroupMapping, coverage: np.ndarray,
         group_pixel=mapping.group_pixel[keep],
     )
     return new_mapping, coverage[keep]
+
+
+def corrected_slices(slices: Sequence[SliceLayer], group_slice: np.ndarray, group_pixel: np.ndarray,
+                     group_values: np.ndarray) -> list[SliceLayer]:
+    """Slices whose grouped pixels hold the corrected targets (other pixels keep their values).
+
+    Lets slice-based methods (the baselines) see the same partial-volume-corrected data as the
+    network, so comparisons between them are fair.
+    """
+    layers = []
+    for s, layer in enumerate(slices):
+        values = np.array(layer.values, dtype=np.float64)
+        mine = np.asarray(group_slice) == s
+        pixels = np.asarray(group_pixel)[mine]
+        values[pixels[:, 1], pixels[:, 0]] = np.asarray(group_values)[mine]
+        layers.append(replace(layer, values=values))
+    return layers
