@@ -21,6 +21,11 @@ def resolve_device(force_cpu: bool = False) -> torch.device:
     return torch.device("cpu")
 
 
+def as_device(device: str | torch.device | None) -> torch.device:
+    """The given device, or the automatic choice (CUDA, else CPU) for ``None``."""
+    return resolve_device() if device is None else torch.device(device)
+
+
 def describe_device(device: torch.device | str) -> str:
     """A short human-readable name, e.g. ``"cuda (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
     device = torch.device(device)

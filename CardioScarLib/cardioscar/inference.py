@@ -41,7 +41,7 @@ from torch import nn
 
 from cardioscar.engines import LANE_LEVELS, BayesianNN
 from cardioscar.errors import CardioScarError, TrainingCancelled
-from cardioscar.training import resolve_device
+from cardioscar.devices import as_device
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
         raise CardioScarError(f"coordinates must have shape (N, 3), got {coords.shape}")
     if mc_samples == 1:
         logger.warning("mc_samples=1: the uncertainty (std) will be 0 everywhere; use >= 2 samples")
-    device = resolve_device(device)
+    device = as_device(device)
     was_training = model.training
     model = model.to(device)
     model.eval()

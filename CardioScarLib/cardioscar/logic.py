@@ -22,7 +22,7 @@ import vtk
 
 from cardioscar import __version__
 from cardioscar.atomic import atomic_write
-from cardioscar.devices import resolve_device
+from cardioscar.devices import as_device
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.imageio import read_image
@@ -480,7 +480,7 @@ def predict_on_points(
         logger.warning(
             "%.0f%% of the nodes lie outside the region the model was trained on; is this the training mesh?", 100 * outside
         )
-    device = torch.device(device) if device is not None else resolve_device()
+    device = as_device(device)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         if seed is not None:
             torch.manual_seed(seed)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.devices import as_device
 from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
@@ -222,13 +223,6 @@ class _Batch:
     n_groups: int
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """CUDA when available unless a device is given."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_samples: int,
                      device: torch.device) -> list[_Batch]:
     _, inverse_np = np.unique(dataset.group_ids, return_inverse=True)
@@ -293,7 +287,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     ``seconds``, ``device``.
     """
     config = config if config is not None else TrainingConfig()
-    device = resolve_device(device)
+    device = as_device(device)
     dataset = ScarReconstructionDataset(coordinates, intensities, group_ids)
     previous_threads = torch.get_num_threads()
     fork_devices = [device.index or 0] if device.type == "cuda" else []
