@@ -114,3 +114,21 @@ def test_image_summary_reports_lps_bounds() -> None:
     text = image_summary(image)
     assert "size (10, 20, 5)" in text
     assert "LPS bounds [-6.0..14.0, -0.5..19.5, 8.5..23.5]" in text
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_every_format_keeps_the_oblique_geometry(tmp_path, suffix):
+    """NIfTI, NRRD and MHA all come back with the same voxels, origin, spacing and direction."""
+    angle = 0.5
+    direction = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32))
+    image.SetSpacing((1.25, 1.5, 8.0))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    image.SetDirection(direction.ravel().tolist())
+    path = tmp_path / f"lge{suffix}"
+    sitk.WriteImage(image, str(path))
+    read = read_image(path)
+    np.testing.assert_allclose(read.GetDirection(), direction.ravel(), atol=1e-6)
+    np.testing.assert_allclose(read.GetSpacing(), (1.25, 1.5, 8.0), atol=1e-6)
+    np.testing.assert_allclose(read.GetOrigin(), (10.0, -20.0, 30.0), atol=1e-5)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))
