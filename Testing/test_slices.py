@@ -163,6 +163,16 @@ def test_grid_marked_ras_is_converted_to_lps(tmp_path: Path) -> None:
     np.testing.assert_allclose(back.origin, layer.origin * [-1, -1, 1], atol=1e-6)
 
 
+def _write_with_zero_field(dataset: vtk.vtkDataSet, n_cells: int, writer: vtk.vtkXMLWriter, path: Path) -> None:
+    """Give ``dataset`` an all-zero ScalarValue cell field and write it with ``writer``."""
+    values = numpy_to_vtk(np.zeros(n_cells), deep=1)
+    values.SetName("ScalarValue")
+    dataset.GetCellData().AddArray(values)
+    writer.SetInputData(dataset)
+    writer.SetFileName(str(path))
+    writer.Write()
+
+
 def test_non_planar_grid_is_rejected(tmp_path: Path) -> None:
     grid = vtk.vtkStructuredGrid()
     grid.SetDimensions(3, 3, 1)
@@ -171,13 +181,7 @@ def test_non_planar_grid_is_rejected(tmp_path: Path) -> None:
         for i in range(3):
             points.InsertNextPoint(i, j, 0.5 if (i, j) == (2, 2) else 0.0)
     grid.SetPoints(points)
-    values = numpy_to_vtk(np.zeros(4), deep=1)
-    values.SetName("ScalarValue")
-    grid.GetCellData().AddArray(values)
-    writer = vtk.vtkXMLStructuredGridWriter()
-    writer.SetInputData(grid)
-    writer.SetFileName(str(tmp_path / "bent.vts"))
-    writer.Write()
+    _write_with_zero_field(grid, 4, vtk.vtkXMLStructuredGridWriter(), tmp_path / "bent.vts")
     with pytest.raises(CardioScarError, match="not planar"):
         slice_from_vtk_grid(tmp_path / "bent.vts")
 
@@ -195,13 +199,7 @@ def test_missing_or_point_field_lists_fields(tmp_path: Path) -> None:
 def test_three_d_grid_is_rejected(tmp_path: Path) -> None:
     image = vtk.vtkImageData()
     image.SetDimensions(3, 3, 3)
-    values = numpy_to_vtk(np.zeros(8), deep=1)
-    values.SetName("ScalarValue")
-    image.GetCellData().AddArray(values)
-    writer = vtk.vtkXMLImageDataWriter()
-    writer.SetInputData(image)
-    writer.SetFileName(str(tmp_path / "cube.vti"))
-    writer.Write()
+    _write_with_zero_field(image, 8, vtk.vtkXMLImageDataWriter(), tmp_path / "cube.vti")
     with pytest.raises(CardioScarError, match="2D grid of quad/pixel cells"):
         slice_from_vtk_grid(tmp_path / "cube.vti")
 
