@@ -22,7 +22,6 @@ from CardioScarLogic.render import OffscreenThreeDView  # noqa: E402
 from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 SLICES = "0,2,4,6"
-EPOCHS = 400
 
 
 def main(out_dir: Path) -> None:
@@ -34,8 +33,9 @@ def main(out_dir: Path) -> None:
     model = csl.load_model(context.scene, paths["mesh"], name="LV mesh")
     view = OffscreenThreeDView(context.scene, context.application_logic, size=(720, 720),
                                background=(0.12, 0.13, 0.18))
+    # the panel's defaults: the fast preset; the phantom's pixels are whole-box means, so correct them
     options = csl.ReconstructionOptions(slice_indices=SLICES, half_thickness=phantom.slice_half_thickness_mm,
-                                        max_epochs=EPOCHS, threshold=0.5, num_threads=2)
+                                        preset="fast", partial_volume_correction=True, threshold=0.5)
     result = csl.CardioScarLogic(context.scene, context.color_logic).train_and_apply(volume, model, options)
     result.legend_node.SetVisibility(False)  # search the angle on the mesh alone
     best, best_red = (0, 15), -1
@@ -50,7 +50,7 @@ def main(out_dir: Path) -> None:
     view.close()
     values = {"volume": "LGE", "mesh": "LV mesh", "slices": SLICES,
               "n_slices": csl.CardioScarLogic.slice_count(volume, "z"), "half": phantom.slice_half_thickness_mm,
-              "epochs": EPOCHS, "summary": result.summary, "device": result.device}
+              "preset": options.preset, "training": options.training_config().to_dict(), "summary": result.summary, "device": result.device}
     (out_dir / "panel_values.json").write_text(json.dumps(values, indent=2))
     print(f"azimuth/elevation {best}, {best_red} scar pixels; {result.summary}")
 
