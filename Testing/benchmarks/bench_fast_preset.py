@@ -1,14 +1,17 @@
 """Quality and training time of ``TrainingConfig.fast()`` on the default demo phantom.
 
 Builds the default phantom (``PhantomConfig()``, acquired in ``--partial-volume`` mode), prepares
-the rows exactly as the demo does, trains the fast preset through ``train_scar_model``, predicts on
+the rows as the demo does ("volume" pixels with the partial-volume correction), trains the fast preset through ``train_scar_model``, predicts on
 every mesh node with ``predict_on_points`` (10 MC samples, seeded) and scores it with
 ``cardioscar.metrics`` against the phantom's truth, next to the LogOdds and nearest-slice
-baselines. Prints one JSON object per line (``fast`` then ``baselines``); the load average and
+baselines. With ``--reference-seconds S`` it also trains the documented algorithm
+(``reference_loop.py``) on the same rows for S seconds, tracing its Dice every 10 epochs.
+Prints one JSON object per line (``fast``, ``baselines``, ``reference``); the load average and
 the training's CPU seconds are printed so that timings from a shared machine can be judged.
 
 Usage: PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_fast_preset.py
        [--partial-volume myocardium|volume] [--threads 2] [--override '{"max_epochs": 200}']
+       [--reference-seconds 300]
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +29,7 @@ import torch
 from cardioscar import metrics
 from cardioscar.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
+from cardioscar.partial_volume import corrected_slices
 from cardioscar.phantom import PhantomConfig, make_phantom
 from cardioscar.slices import slices_from_image
 from cardioscar.training import TrainingConfig
@@ -38,17 +44,52 @@ def scores(probability: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> d
             "volume_error": round(metrics.volume_error(probability, truth, weights=weights), 4)}
 
 
+def reference_comparison(prepared, phantom, seconds: float, fast_seconds: float, fast_dice: float) -> None:
+    """Run the documented algorithm (reference_loop.py) on the same rows for ``seconds`` and
+    compare: Dice of its weights every 10 epochs, and the fast preset's time ratio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reference_loop import reference_train
+
+    from cardioscar.inference import mc_dropout_predict
+    from cardioscar.normalization import normalize
+
+    all_nodes = normalize(phantom.points_lps, prepared.scaler_min, prepared.scaler_max).astype(np.float32)
+    trace = []
+
+    def on_epoch(epoch: int, loss: float, model, elapsed: float) -> None:
+        if epoch % 10 == 0:
+            mean, _ = mc_dropout_predict(model, all_nodes, mc_samples=10, device="cpu")
+            trace.append([round(elapsed, 1), epoch, round(metrics.dice(mean, phantom.truth), 4)])
+
+    _, history = reference_train(prepared.coordinates, prepared.intensities, prepared.group_ids,
+                                 time_limit_s=seconds, on_epoch=on_epoch)
+    best_dice = max((d for _, _, d in trace), default=0.0)
+    first_match = next((t for t, _, d in trace if d >= fast_dice), None)
+    emit(part="reference", seconds=round(history["seconds"], 1), epochs=history["epochs_run"],
+         dice_trace=trace, best_dice=best_dice, fast_dice=fast_dice, fast_seconds=round(fast_seconds, 1),
+         reference_seconds_to_reach_fast_dice=first_match,
+         time_ratio_vs_cap=round(history["seconds"] / fast_seconds, 1),
+         load_avg_1min=round(os.getloadavg()[0], 2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partial-volume", default="myocardium", choices=("myocardium", "volume"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--override", default="{}", help="JSON dict of TrainingConfig.fast() overrides")
+    parser.add_argument("--reference-seconds", type=float, default=0.0,
+                        help="also run the documented algorithm on the same rows for this long and compare")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     phantom = make_phantom(PhantomConfig(partial_volume=args.partial_volume))
     slices = slices_from_image(phantom.image, half_thickness=phantom.slice_half_thickness_mm)
-    prepared = prepare_from_slices(phantom.points_lps, slices)
+    # "volume" pixels are whole-box means: prepare them as the demo does, with the correction
+    coverage_mesh = phantom.mesh if args.partial_volume == "volume" else None
+    prepared = prepare_from_slices(phantom.points_lps, slices, coverage_mesh=coverage_mesh)
+    if coverage_mesh is not None:  # the baselines get the same corrected pixels, as in the demo
+        starts = np.r_[0, np.cumsum(prepared.group_sizes)[:-1]]
+        slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.intensities[starts, 0])
     weights = metrics.node_volumes(phantom.mesh)
     on_slice = metrics.on_slice_mask(prepared.node_ids, len(phantom.truth))
 
@@ -70,6 +111,9 @@ def main() -> None:
          logodds=scores(logodds_baseline(phantom.points_lps, slices), phantom.truth, weights),
          nearest_slice=scores(nearest_slice_baseline(phantom.points_lps, slices), phantom.truth, weights),
          load_avg_1min=round(os.getloadavg()[0], 2))
+    if args.reference_seconds > 0:
+        reference_comparison(prepared, phantom, args.reference_seconds, history["seconds"],
+                             metrics.dice(result.mean_predictions, phantom.truth))
 
 
 if __name__ == "__main__":
