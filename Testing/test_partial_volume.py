@@ -144,8 +144,7 @@ def test_corrected_slices_carry_the_training_targets(small_phantom):
     mesh = read_mesh(paths["mesh"])
     slices = slices_from_image(phantom.image, half_thickness=phantom.slice_half_thickness_mm)
     result = prepare_from_slices(mesh.points_lps(), slices, coverage_mesh=mesh)
-    starts = np.r_[0, np.cumsum(result.group_sizes)[:-1]]
-    targets = result.intensities[starts, 0]
+    targets = result.group_targets
     fixed = corrected_slices(slices, result.group_slice, result.group_pixel, targets)
     read_back = np.array([fixed[s].values[j, i] for s, (i, j) in zip(result.group_slice, result.group_pixel)])
     np.testing.assert_allclose(read_back, targets, rtol=1e-6)

@@ -163,9 +163,9 @@ def test_grid_marked_ras_is_converted_to_lps(tmp_path: Path) -> None:
     np.testing.assert_allclose(back.origin, layer.origin * [-1, -1, 1], atol=1e-6)
 
 
-def _write_with_zero_field(dataset: vtk.vtkDataSet, n_cells: int, writer: vtk.vtkXMLWriter, path: Path) -> None:
-    """Give ``dataset`` an all-zero ScalarValue cell field and write it with ``writer``."""
-    values = numpy_to_vtk(np.zeros(n_cells), deep=1)
+def _write_with_field(dataset: vtk.vtkDataSet, cell_values: np.ndarray, writer: vtk.vtkXMLWriter, path: Path) -> None:
+    """Give ``dataset`` a ScalarValue cell field holding ``cell_values`` and write it with ``writer``."""
+    values = numpy_to_vtk(np.ascontiguousarray(cell_values, dtype=float), deep=1)
     values.SetName("ScalarValue")
     dataset.GetCellData().AddArray(values)
     writer.SetInputData(dataset)
@@ -181,7 +181,7 @@ def test_non_planar_grid_is_rejected(tmp_path: Path) -> None:
         for i in range(3):
             points.InsertNextPoint(i, j, 0.5 if (i, j) == (2, 2) else 0.0)
     grid.SetPoints(points)
-    _write_with_zero_field(grid, 4, vtk.vtkXMLStructuredGridWriter(), tmp_path / "bent.vts")
+    _write_with_field(grid, np.zeros(4), vtk.vtkXMLStructuredGridWriter(), tmp_path / "bent.vts")
     with pytest.raises(CardioScarError, match="not planar"):
         slice_from_vtk_grid(tmp_path / "bent.vts")
 
@@ -199,7 +199,7 @@ def test_missing_or_point_field_lists_fields(tmp_path: Path) -> None:
 def test_three_d_grid_is_rejected(tmp_path: Path) -> None:
     image = vtk.vtkImageData()
     image.SetDimensions(3, 3, 3)
-    _write_with_zero_field(image, 8, vtk.vtkXMLImageDataWriter(), tmp_path / "cube.vti")
+    _write_with_field(image, np.zeros(8), vtk.vtkXMLImageDataWriter(), tmp_path / "cube.vti")
     with pytest.raises(CardioScarError, match="2D grid of quad/pixel cells"):
         slice_from_vtk_grid(tmp_path / "cube.vti")
 
@@ -220,13 +220,7 @@ def test_polydata_quads_in_any_order_and_rectilinear_grid(tmp_path: Path) -> Non
         ids = grid.GetCell(int(cell)).GetPointIds()
         polys.InsertNextCell(4, [ids.GetId(k) for k in range(4)])
     poly.SetPolys(polys)
-    shuffled = numpy_to_vtk(values.reshape(-1)[order].copy(), deep=1)
-    shuffled.SetName("ScalarValue")
-    poly.GetCellData().AddArray(shuffled)
-    writer = vtk.vtkXMLPolyDataWriter()
-    writer.SetInputData(poly)
-    writer.SetFileName(str(tmp_path / "shuffled.vtp"))
-    writer.Write()
+    _write_with_field(poly, values.reshape(-1)[order], vtk.vtkXMLPolyDataWriter(), tmp_path / "shuffled.vtp")
     back = slice_from_vtk_grid(tmp_path / "shuffled.vtp")
     centres = {tuple(np.round(c, 6)): v for c, v in zip(layer.pixel_centres_lps().reshape(-1, 3), values.reshape(-1))}
     got = {tuple(np.round(c, 6)): v for c, v in zip(back.pixel_centres_lps().reshape(-1, 3), back.values.reshape(-1))}
@@ -238,13 +232,7 @@ def test_polydata_quads_in_any_order_and_rectilinear_grid(tmp_path: Path) -> Non
     rect.SetXCoordinates(numpy_to_vtk(np.array([0.0, 2.0, 4.0]), deep=1))
     rect.SetYCoordinates(numpy_to_vtk(np.array([5.0]), deep=1))
     rect.SetZCoordinates(numpy_to_vtk(np.array([1.0, 2.0, 3.0, 4.0]), deep=1))
-    cell_values = numpy_to_vtk(np.arange(6, dtype=float) / 6, deep=1)
-    cell_values.SetName("ScalarValue")
-    rect.GetCellData().AddArray(cell_values)
-    writer = vtk.vtkXMLRectilinearGridWriter()
-    writer.SetInputData(rect)
-    writer.SetFileName(str(tmp_path / "rect.vtr"))
-    writer.Write()
+    _write_with_field(rect, np.arange(6, dtype=float) / 6, vtk.vtkXMLRectilinearGridWriter(), tmp_path / "rect.vtr")
     plane = slice_from_vtk_grid(tmp_path / "rect.vtr")
     np.testing.assert_allclose(np.abs(plane.normal), [0, 1, 0], atol=1e-12)
     assert sorted(plane.spacing) == [1.0, 2.0]

@@ -158,8 +158,7 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
                                              half_thickness=phantom.slice_half_thickness_mm,
                                              label=phantom_files["image"].name))
     if prepared.partial_volume_correction:  # the baselines get the same corrected pixels as the network
-        starts = np.r_[0, np.cumsum(prepared.group_sizes)[:-1]]
-        slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.intensities[starts, 0])
+        slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.group_targets)
     baselines = {"nearest_slice": nearest_slice_baseline(points, slices),
                  "logodds": logodds_baseline(points, slices)}
     seconds["baselines"] = time.perf_counter() - clock

@@ -132,6 +132,12 @@ class PreprocessingResult:
     group_coverage: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # (M,) if corrected
 
     @property
+    def group_targets(self) -> np.ndarray:
+        """(M,) target of each group (rows are sorted by group, so each group's first row)."""
+        starts = np.r_[0, np.cumsum(self.group_sizes)[:-1]].astype(np.int64)
+        return self.intensities[starts, 0]
+
+    @property
     def n_covered_nodes(self) -> int:
         """Distinct mesh nodes inside at least one footprint."""
         return int(np.unique(self.node_ids).size)

@@ -88,8 +88,7 @@ def main() -> None:
     coverage_mesh = phantom.mesh if args.partial_volume == "volume" else None
     prepared = prepare_from_slices(phantom.points_lps, slices, coverage_mesh=coverage_mesh)
     if coverage_mesh is not None:  # the baselines get the same corrected pixels, as in the demo
-        starts = np.r_[0, np.cumsum(prepared.group_sizes)[:-1]]
-        slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.intensities[starts, 0])
+        slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.group_targets)
     weights = metrics.node_volumes(phantom.mesh)
     on_slice = metrics.on_slice_mask(prepared.node_ids, len(phantom.truth))
 
