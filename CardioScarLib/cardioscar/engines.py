@@ -20,6 +20,13 @@ logger = logging.getLogger(__name__)
 LANE_LEVELS = 1 << 16
 
 
+def drop_threshold(p: float) -> tuple[int, float]:
+    """Signed 16-bit lane threshold below which an element is dropped, and the inverted-dropout
+    scale, for rate ``p`` rounded to a multiple of 2**-16 (see :func:`_keep_lanes`)."""
+    drop_levels = min(max(round(p * LANE_LEVELS), 1), LANE_LEVELS - 1)
+    return drop_levels - LANE_LEVELS // 2, LANE_LEVELS / (LANE_LEVELS - drop_levels)
+
+
 def _keep_lanes(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
     """Boolean keep-mask shaped like ``x`` (each element dropped with probability ~``p``) and the
     matching inverted-dropout scale.
@@ -30,10 +37,10 @@ def _keep_lanes(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
     ``p`` is rounded to a multiple of 2**-16 (0.1 -> 0.100006; the scale uses the rounded value).
     Elements stay independent.
     """
-    drop_levels = min(max(round(p * LANE_LEVELS), 1), LANE_LEVELS - 1)
+    threshold, scale = drop_threshold(p)
     words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2 ** 63), None)
     lanes = words.view(torch.int16)[: x.numel()].view(x.shape)
-    return lanes >= drop_levels - LANE_LEVELS // 2, LANE_LEVELS / (LANE_LEVELS - drop_levels)
+    return lanes >= threshold, scale
 
 
 def mc_dropout(x: torch.Tensor, p: float) -> torch.Tensor:

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cardioscar.engines import LANE_LEVELS, BayesianNN
+from cardioscar.engines import BayesianNN, drop_threshold
 from cardioscar.errors import CardioScarError, TrainingCancelled
-from cardioscar.devices import as_device
+from cardioscar.devices import as_device, flushed_denormals
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +69,6 @@ class _Step:
     threshold: int = 0
 
 
-def _drop_threshold(p: float) -> tuple[int, float]:
-    """Signed 16-bit lane threshold and inverted-dropout scale for rate ``p`` (as in engines)."""
-    drop_levels = min(max(round(p * LANE_LEVELS), 1), LANE_LEVELS - 1)
-    return drop_levels - LANE_LEVELS // 2, LANE_LEVELS / (LANE_LEVELS - drop_levels)
-
-
 def split_network(model: BayesianNN) -> tuple[nn.Sequential, nn.Dropout | None, list[nn.Module]]:
     """``(deterministic prefix, first active dropout, modules after it)`` of ``model.network``.
 
@@ -94,12 +88,12 @@ def _plan(first: nn.Dropout, rest: list[nn.Module]) -> tuple[int, list[_Step]]:
     Each dropout's 1 / (1 - p) scale moves into the next Linear's weights (through ReLUs, which
     commute with a positive scale), saving a pass over the activations.
     """
-    threshold, pending_scale = _drop_threshold(first.p)
+    threshold, pending_scale = drop_threshold(first.p)
     steps: list[_Step] = []
     for layer in rest:
         if isinstance(layer, nn.Dropout):
             if layer.p > 0.0:
-                layer_threshold, scale = _drop_threshold(layer.p)
+                layer_threshold, scale = drop_threshold(layer.p)
                 steps.append(_Step("dropout", threshold=layer_threshold))
                 pending_scale *= scale
         elif isinstance(layer, nn.Linear):
@@ -113,22 +107,6 @@ def _plan(first: nn.Dropout, rest: list[nn.Module]) -> tuple[int, list[_Step]]:
     if pending_scale != 1.0:
         raise ValueError("MC-dropout sampling needs a Linear layer after the last dropout")
     return threshold, steps
-
-
-@contextlib.contextmanager
-def flushed_denormals() -> Iterator[None]:
-    """Flush subnormal floats to zero inside the block; restore the caller's setting after.
-
-    torch has no getter for the flag, so it is probed: with flushing on, a subnormal input reads
-    as zero.
-    """
-    probe = torch.tensor([1e-40], dtype=torch.float32)
-    was_on = bool((probe * 1.0).item() == 0.0)
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(was_on)
 
 
 class _Sampler:

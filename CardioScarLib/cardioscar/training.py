@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
-from cardioscar.devices import as_device
+from cardioscar.devices import as_device, flushed_denormals
 from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
@@ -291,11 +291,10 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     dataset = ScarReconstructionDataset(coordinates, intensities, group_ids)
     previous_threads = torch.get_num_threads()
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    torch.set_flush_denormal(True)
     try:
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
-        with torch.random.fork_rng(devices=fork_devices):
+        with torch.random.fork_rng(devices=fork_devices), flushed_denormals():
             torch.manual_seed(config.seed)
             if model is None:
                 net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
@@ -307,7 +306,6 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
             _freeze(net, frozen_layers)
             return net, _train(net, dataset, config, device, progress_callback, should_cancel)
     finally:
-        torch.set_flush_denormal(False)
         torch.set_num_threads(previous_threads)
 
 
