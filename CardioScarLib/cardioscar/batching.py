@@ -59,21 +59,27 @@ def group_boundaries(sorted_group_ids: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], starts, [ids.shape[0]])).astype(np.int64)
 
 
+def pack_groups(bounds: np.ndarray, target_rows: int) -> list[tuple[int, int]]:
+    """Pack consecutive whole groups (``bounds`` from :func:`group_boundaries`) into ranges of
+    about ``target_rows`` rows.
+
+    A range is closed before the group that would push it past the target; a group larger than
+    the target becomes a range of its own. Every row is in exactly one range.
+    """
+    ranges: list[tuple[int, int]] = []
+    start = int(bounds[0])
+    for group_start, group_end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if group_end - start > target_rows and group_start > start:
+            ranges.append((start, group_start))
+            start = group_start
+    ranges.append((start, int(bounds[-1])))
+    return ranges
+
+
 def create_complete_group_batches(dataset: ScarReconstructionDataset,
                                   target_batch_size: int) -> list[tuple[int, int]]:
-    """Pack consecutive whole groups into batches of about ``target_batch_size`` rows.
-
-    A batch is closed before the group that would push it past the target; a group larger than
-    the target becomes a batch of its own. Every row is in exactly one batch.
-    """
+    """Pack consecutive whole groups into batches of about ``target_batch_size`` rows
+    (see :func:`pack_groups`)."""
     if int(target_batch_size) < 1:
         raise CardioScarError(f"batch_size must be a positive integer, got {target_batch_size}")
-    bounds = group_boundaries(dataset.group_ids)
-    batches: list[tuple[int, int]] = []
-    start = 0
-    for group_start, group_end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        if group_end - start > target_batch_size and group_start > start:
-            batches.append((start, group_start))
-            start = group_start
-    batches.append((start, int(bounds[-1])))
-    return batches
+    return pack_groups(group_boundaries(dataset.group_ids), int(target_batch_size))

@@ -27,13 +27,11 @@ for a fixed seed the result does not depend on ``batch_size`` whenever
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,7 +39,7 @@ from torch import nn
 
 from cardioscar.engines import BayesianNN, drop_threshold
 from cardioscar.errors import CardioScarError, TrainingCancelled
-from cardioscar.devices import as_device, flushed_denormals
+from cardioscar.devices import as_device, cpu_workers, flushed_denormals
 
 logger = logging.getLogger(__name__)
 
@@ -197,28 +195,6 @@ class _Sampler:
                 h = h.mul_(keep().view(n * t, width))
         samples = torch.sigmoid(h.reshape(n, t))
         return torch.std_mean(samples, dim=1, correction=0)
-
-
-@contextlib.contextmanager
-def cpu_workers(device: torch.device) -> Iterator[ThreadPoolExecutor | None]:
-    """A pool of single-threaded workers, one per torch CPU thread, or None (CUDA, one thread).
-
-    Small chunks through torch's own intra-op threads pay a synchronisation per operation, which
-    on a shared, busy CPU cost more than the work (2 threads ran 6x slower than 1 on the 2-core
-    test machine). Whole chunks on independent workers need no synchronisation (there, under load,
-    they timed like one thread within noise). torch's thread count is restored afterwards; it is
-    process-wide, so other torch work running meanwhile gets one thread.
-    """
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads <= 1:
-        yield None
-        return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads, thread_name_prefix="cardioscar-mc") as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(threads)
 
 
 def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, batch_size: int = 50000,

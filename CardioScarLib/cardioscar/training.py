@@ -6,10 +6,13 @@ rows, the mean of ``mc_samples`` dropout passes inside the group loss, Adam with
 cyclical learning rate stepped per batch, early stopping on the epoch's mean loss. It is
 organised for speed without changing that maths:
 
-* the ``mc_samples`` passes are one forward over the batch repeated ``mc_samples`` times
-  (dropout masks are drawn per row, so this is the same distribution as separate passes);
+* on the CPU, a step is :class:`cardioscar.cpu_step.GroupLossStep`: chunks of whole groups run
+  forward, loss and a hand-written backward while in cache, on one worker per torch thread, the
+  deterministic layers before the first dropout once per row (see that module);
+* on a GPU, the ``mc_samples`` passes are one autograd forward over the batch repeated
+  ``mc_samples`` times (dropout masks are drawn per row, so this is the same distribution as
+  separate passes), and the epoch loss stays on the device until the epoch ends;
 * data, per-batch group indices and group targets are prepared once and stay on the device;
-* the epoch loss is accumulated as a device tensor and read back once per epoch;
 * subnormal floats are flushed to zero while training (a trained network's saturated sigmoid
   produces them and they make CPU matmuls several times slower).
 
@@ -29,7 +32,8 @@ import numpy as np
 import torch
 
 from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
-from cardioscar.devices import as_device, flushed_denormals
+from cardioscar.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
+from cardioscar.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
@@ -311,15 +315,46 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
 
 def _train(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
            device: torch.device, progress_callback, should_cancel) -> dict:
-    batches = _prepare_batches(dataset, config.batch_size, config.mc_samples, device)
+    with cpu_workers(device) as pool:
+        return _train_loop(net, dataset, config, device, _batch_steps(net, dataset, config, device, pool),
+                           progress_callback, should_cancel)
+
+
+def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+                 device: torch.device, pool) -> list[Callable[[], torch.Tensor | float]]:
+    """One callable per batch that sets the parameters' gradients and returns the batch loss.
+
+    On the CPU: :class:`cardioscar.cpu_step.GroupLossStep` (chunks of whole groups, hand-written
+    backward, a mask seed per step from torch's generator). Elsewhere: autograd on the batch
+    repeated ``mc_samples`` times, the loss left on the device (no synchronisation per step).
+    """
+    if device.type == "cpu":
+        step = GroupLossStep(net, config.mc_samples, pool)
+        nodes_per_chunk = max(1, ROWS_PER_CHUNK // step.passes)
+        batches = [chunk_batch(dataset.coordinates[start:end], dataset.intensities[start:end],
+                               dataset.group_ids[start:end], nodes_per_chunk)
+                   for start, end in create_complete_group_batches(dataset, config.batch_size)]
+        return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
+
+    def autograd_step(batch: _Batch) -> torch.Tensor:
+        loss = _batch_loss(net, batch, config.mc_samples)
+        loss.backward()
+        return loss.detach()
+
+    return [lambda batch=batch: autograd_step(batch)
+            for batch in _prepare_batches(dataset, config.batch_size, config.mc_samples, device)]
+
+
+def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+                device: torch.device, batch_steps: list, progress_callback, should_cancel) -> dict:
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.base_lr)
     if config.schedule == "onecycle":
-        scheduler = OneCycleCosine(optimizer, config.base_lr, config.max_lr, config.max_epochs * len(batches))
+        scheduler = OneCycleCosine(optimizer, config.base_lr, config.max_lr, config.max_epochs * len(batch_steps))
     else:
         scheduler = CyclicalLR(optimizer, config.base_lr, config.max_lr, config.lr_step_size)
     logger.info("training on %s: %d rows, %d batches, max %d epochs, patience %d",
-                device, len(dataset), len(batches), config.max_epochs, config.early_stopping_patience)
+                device, len(dataset), len(batch_steps), config.max_epochs, config.early_stopping_patience)
 
     losses: list[float] = []
     rates: list[float] = []
@@ -332,15 +367,13 @@ def _train(net: BayesianNN, dataset: ScarReconstructionDataset, config: Training
             raise TrainingCancelled(f"training cancelled at epoch {epoch} of {config.max_epochs}; "
                                     f"nothing was saved")
         start_state = [p.detach().clone() for p in net.parameters()]
-        epoch_sum = torch.zeros((), device=device)
-        for batch in batches:
+        epoch_sum = 0.0
+        for batch_step in batch_steps:
             optimizer.zero_grad(set_to_none=True)
-            loss = _batch_loss(net, batch, config.mc_samples)
-            loss.backward()
+            epoch_sum = epoch_sum + batch_step()
             optimizer.step()
             scheduler.step()
-            epoch_sum += loss.detach()
-        epoch_loss = float((epoch_sum / len(batches)).item())  # the one host sync per epoch
+        epoch_loss = float(epoch_sum / len(batch_steps))  # the one host sync per epoch
         losses.append(epoch_loss)
         rates.append(scheduler.get_last_lr())
         if epoch_loss < best_loss:

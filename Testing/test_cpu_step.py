@@ -1,0 +1,131 @@
+"""The CPU training step (hand-written backward in chunks of whole groups) against autograd on
+the documented loss, with the very same dropout masks."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cardioscar.batching import ScarReconstructionDataset
+from cardioscar.cpu_step import GroupLossStep, chunk_batch, network_layers
+from cardioscar.devices import cpu_workers
+from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss, drop_threshold
+
+
+def make_batch(n_groups=40, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 9, n_groups)
+    groups = np.repeat(np.arange(n_groups) * 3 + 5, sizes)  # non-contiguous labels
+    coords = rng.random((len(groups), 3)).astype(np.float32)
+    values = np.repeat(rng.random(n_groups), sizes).astype(np.float32)
+    return ScarReconstructionDataset(coords, values, groups)
+
+
+def autograd_reference(model, data, batch, step, seed, passes):
+    """Loss and gradients from separate passes with plain autograd and the documented loss, each
+    pass using the masks the step draws for it."""
+    per_chunk = [step._masks(np.random.SFC64([seed, index]), chunk.inputs.shape[0])
+                 for index, chunk in enumerate(batch.chunks)]
+    masks = [torch.cat([chunk[d] for chunk in per_chunk]).view(len(data), passes, -1)
+             for d in range(len(step.thresholds))]
+    model.zero_grad(set_to_none=True)
+    x = torch.from_numpy(data.coordinates)
+    outputs = []
+    for k in range(passes):
+        h, dropout = x, 0
+        for module in model.network:
+            if isinstance(module, nn.Dropout):
+                if module.p > 0:
+                    h = h * masks[dropout][:, k] * drop_threshold(module.p)[1]
+                    dropout += 1
+            else:
+                h = module(h)
+        outputs.append(torch.sigmoid(h).reshape(-1))
+    loss = compute_group_reconstruction_loss(torch.stack(outputs).mean(0), torch.from_numpy(data.intensities),
+                                             torch.from_numpy(data.group_ids))
+    loss.backward()
+    return loss.item(), [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+def step_gradients(model, batch, passes, seed, pool=None):
+    model.zero_grad(set_to_none=True)
+    loss = GroupLossStep(model, passes, pool).step(batch, seed)
+    return loss, [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("dropout,passes,rows", [(0.0, 3, 9), (0.1, 3, 9), (0.3, 1, 5), (0.3, 4, 1000)])
+def test_step_matches_autograd_with_the_same_masks(dropout, passes, rows):
+    torch.manual_seed(1)
+    model = BayesianNN(3, 16, 4, dropout)
+    data = make_batch()
+    batch = chunk_batch(data.coordinates, data.intensities, data.group_ids, rows)
+    assert (len(batch.chunks) > 5) == (rows < 100) and batch.n_groups == 40
+    ours_loss, ours = step_gradients(model, batch, passes, seed=123)
+    ref_loss, ref = autograd_reference(model, data, batch, GroupLossStep(model, passes, None), 123, passes)
+    assert ours_loss == pytest.approx(ref_loss, rel=1e-5)
+    assert ref_loss > 1e-3
+    for mine, theirs in zip(ours, ref):
+        assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_masks_drop_at_the_configured_rate_and_differ_between_seeds():
+    model = BayesianNN(3, 64, 4, 0.25)
+    step = GroupLossStep(model, 3, None)
+    first = step._masks(np.random.SFC64([1, 0]), 500)
+    assert len(first) == 2 and first[0].shape == (1500, 64)
+    assert abs(1.0 - float(torch.cat(first).mean()) - 0.25) < 0.01
+    assert not torch.equal(first[0], step._masks(np.random.SFC64([2, 0]), 500)[0])
+
+
+def test_frozen_layers_get_no_gradient_and_the_rest_match_autograd():
+    torch.manual_seed(2)
+    model = BayesianNN(3, 16, 4, 0.2)
+    for layer in model.linear_layers()[:2]:
+        layer.weight.requires_grad_(False)
+        layer.bias.requires_grad_(False)
+    data = make_batch(seed=3)
+    batch = chunk_batch(data.coordinates, data.intensities, data.group_ids, 10)
+    _, ours = step_gradients(model, batch, 2, seed=7)
+    _, ref = autograd_reference(model, data, batch, GroupLossStep(model, 2, None), 7, 2)
+    assert ours[:4] == [None] * 4
+    for mine, theirs in zip(ours[4:], ref[4:]):
+        assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_worker_threads_give_the_single_thread_result_exactly():
+    torch.manual_seed(3)
+    model = BayesianNN(3, 32, 4, 0.1)
+    data = make_batch(n_groups=200, seed=4)
+    batch = chunk_batch(data.coordinates, data.intensities, data.group_ids, 30)
+    alone = step_gradients(model, batch, 3, seed=9)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with cpu_workers(torch.device("cpu")) as pool:
+            together = step_gradients(model, batch, 3, seed=9, pool=pool)
+            again = step_gradients(model, batch, 3, seed=9, pool=pool)
+    finally:
+        torch.set_num_threads(threads)
+    assert together[0] == pytest.approx(alone[0], rel=1e-6)
+    assert together[0] == again[0]
+    for mine, theirs, repeat in zip(together[1], alone[1], again[1]):
+        assert torch.allclose(mine, theirs, rtol=1e-5, atol=1e-8)
+        assert torch.equal(mine, repeat)
+
+
+def test_chunks_hold_whole_groups_with_their_targets():
+    data = make_batch(n_groups=30, seed=5)
+    batch = chunk_batch(data.coordinates, data.intensities, data.group_ids, 12)
+    assert sum(len(chunk.inputs) for chunk in batch.chunks) == len(data)
+    assert sum(len(chunk.targets) for chunk in batch.chunks) == 30
+    targets = torch.cat([chunk.targets for chunk in batch.chunks]).numpy()
+    assert np.allclose(targets, data.intensities[np.unique(data.group_ids, return_index=True)[1], 0])
+    for chunk in batch.chunks:
+        assert np.allclose(1.0 / chunk.inv_counts.numpy(), np.bincount(chunk.inverse.numpy()))
+
+
+def test_unsupported_layouts_are_refused():
+    with pytest.raises(ValueError, match="does not support"):
+        network_layers(type("Net", (), {"network": nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1))})())
+    with pytest.raises(ValueError, match="one output unit"):
+        network_layers(type("Net", (), {"network": nn.Sequential(nn.Linear(3, 4), nn.ReLU())})())
