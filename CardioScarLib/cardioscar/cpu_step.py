@@ -16,9 +16,8 @@ floating-point sums. How the work shrinks:
   is folded into the next layer's weights.
 * Dropout masks are 16-bit lanes of SFC64 words (as in inference) drawn per chunk from a
   generator seeded by (step seed, chunk index), so the result never depends on thread timing.
-* Whole chunks run on single-threaded workers (one per torch thread); each worker sums its own
-  chunks' gradients and the workers' sums are added in a fixed order, so a seeded run repeats
-  exactly.
+* Whole chunks run on single-threaded workers (one per torch thread), taken as workers free up;
+  the chunks' gradients are added in chunk order, so a seeded run repeats exactly.
 """
 
 from __future__ import annotations
@@ -34,9 +33,11 @@ from torch import nn
 from cardioscar.batching import group_boundaries, pack_groups
 from cardioscar.engines import BayesianNN, drop_threshold
 
-#: Row-samples (rows x passes after the first dropout) per chunk: 1,024 x 128 floats is 0.5 MB
-#: per activation, so a chunk's working set stays within the 2 MB L2 cache of the test machine.
-ROWS_PER_CHUNK = 1024
+#: Row-samples (rows x passes after the first dropout) per chunk. Large enough that the ~70
+#: Python-level operations of a chunk cost little beside its matrix products, small enough that
+#: its activations (1.5 MB each at width 128) stay in cache; 2,048-4,096 timed best on the 2-core
+#: test machine (1,024: 15-20 % slower).
+ROWS_PER_CHUNK = 3072
 
 
 @dataclass
@@ -134,73 +135,79 @@ class GroupLossStep:
         trainable = [i for i, layer in enumerate(self.layers) if layer.linear.weight.requires_grad]
         self.first_trainable = trainable[0] if trainable else len(self.layers)
         self.pool = pool
-        self.workers = pool._max_workers if pool is not None else 1
         self.local = threading.local()
 
     def step(self, batch: ChunkedBatch, seed: int) -> float:
         weights = [(layer.linear.weight.detach() * layer.in_scale) if layer.in_scale != 1.0
                    else layer.linear.weight.detach() for layer in self.layers]
         biases = [layer.linear.bias.detach() if layer.linear.bias is not None else None for layer in self.layers]
-        jobs = [(batch, weights, biases, seed, worker) for worker in range(self.workers)]
+        weights = [(weight, weight.t()) for weight in weights]  # backward and forward layouts
+        jobs = [(chunk, index, batch.n_groups, weights, biases, seed) for index, chunk in enumerate(batch.chunks)]
         if self.pool is None:
-            results = [self._run(*jobs[0])]
-        else:
+            results = [self._run(*job) for job in jobs]
+        else:  # chunks are handed out as workers free up; their sums are added in chunk order
             results = [future.result() for future in [self.pool.submit(self._run, *job) for job in jobs]]
-        loss = sum(result[0] for result in results)
         for index in range(self.first_trainable, len(self.layers)):
             linear = self.layers[index].linear
             linear.weight.grad = _ordered_sum([result[1][index] for result in results])
             if linear.bias is not None:
                 linear.bias.grad = _ordered_sum([result[2][index] for result in results])
-        return float(loss) / batch.n_groups
+        return sum(result[0] for result in results) / batch.n_groups
 
-    def _run(self, batch: ChunkedBatch, weights, biases, seed: int, worker: int):
-        """Chunks ``worker``, ``worker + workers``, ... of the batch: (loss sum, weight grads,
-        bias grads), the grads indexed by layer (``None`` below the first trainable one)."""
+    def _run(self, chunk: Chunk, index: int, n_groups: int, weights, biases, seed: int):
+        """Chunk ``index`` of a batch: (sum of squared residuals, weight grads, bias grads), the
+        grads indexed by layer (``None`` below the first trainable one)."""
         if not getattr(self.local, "flushing", False):
             torch.set_flush_denormal(True)  # per thread; the pool lives as long as the training
             self.local.flushing = True
-        grad_w = [torch.zeros_like(w) if i >= self.first_trainable else None for i, w in enumerate(weights)]
+        grad_w = [torch.zeros_like(w) if i >= self.first_trainable else None for i, (w, _) in enumerate(weights)]
         grad_b = [torch.zeros_like(b) if b is not None and i >= self.first_trainable else None
                   for i, b in enumerate(biases)]
-        loss = 0.0
         with torch.no_grad():
-            for index in range(worker, len(batch.chunks), self.workers):
-                words = np.random.SFC64([seed, index])
-                loss += self._chunk(batch.chunks[index], batch.n_groups, weights, biases, words, grad_w, grad_b)
+            loss = self._chunk(chunk, n_groups, weights, biases, np.random.SFC64([seed, index]), grad_w, grad_b)
         return loss, grad_w, grad_b
 
-    def _masks(self, bits: np.random.SFC64, n: int) -> list[torch.Tensor]:
-        """0/1 float keep-masks, one per dropout, each (n * passes, width), rows node-major."""
+    def _masks(self, bits: np.random.SFC64, n: int, scratch: "_Scratch | None" = None) -> list[torch.Tensor]:
+        """0/1 float keep-masks, one per dropout, each (n * passes, width), rows node-major (each
+        mask from its own contiguous run of lanes: a strided compare is several times slower)."""
         if not self.thresholds:
             return []
+        scratch = scratch if scratch is not None else _Scratch()
         width = self.layers[self.first_dropout].linear.out_features
-        lanes_per_row = len(self.thresholds) * self.passes * width
-        words = torch.from_numpy(bits.random_raw((n * lanes_per_row + 3) // 4).view(np.int64))
-        lanes = words.view(torch.int16)[: n * lanes_per_row].view(n, len(self.thresholds), self.passes * width)
-        return [torch.ge(lanes[:, d], threshold, out=torch.empty(n, self.passes * width)).view(-1, width)
+        lanes_per_mask = n * self.passes * width
+        words = torch.from_numpy(bits.random_raw((len(self.thresholds) * lanes_per_mask + 3) // 4).view(np.int64))
+        lanes = words.view(torch.int16)[: len(self.thresholds) * lanes_per_mask].view(-1, n * self.passes, width)
+        return [torch.ge(lanes[d], threshold, out=scratch.take(("mask", d), n * self.passes, width))
                 for d, threshold in enumerate(self.thresholds)]
 
     def _chunk(self, chunk: Chunk, n_groups: int, weights, biases, bits: np.random.SFC64,
                grad_w: list, grad_b: list) -> float:
         """Forward, loss and backward of one chunk; adds its gradients into ``grad_w``/``grad_b``
-        and returns its sum of squared group residuals."""
+        and returns its sum of squared group residuals. ``weights[i]`` is layer i's scaled weight
+        and its transpose."""
+        if not hasattr(self.local, "scratch"):
+            self.local.scratch = _Scratch()
+        scratch = self.local.scratch
         n, passes, last = chunk.inputs.shape[0], self.passes, len(self.layers) - 1
-        masks = iter(self._masks(bits, n))
+        masks = iter(self._masks(bits, n, scratch))
         # forward: outputs[i] is layer i's activation (the input of layer i + 1)
         h, outputs = chunk.inputs, []
         for index in range(last):
             layer = self.layers[index]
-            z = torch.addmm(biases[index], h, weights[index].t()) if biases[index] is not None \
-                else torch.mm(h, weights[index].t())
+            z = scratch.take(("z", index), h.shape[0], layer.linear.out_features)
+            if biases[index] is not None:
+                torch.addmm(biases[index], h, weights[index][1], out=z)
+            else:
+                torch.mm(h, weights[index][1], out=z)
             h = z.relu_()
             if index == self.first_dropout:  # broadcast over the passes: (n, passes, width)
-                mask = next(masks)
-                h = (mask.view(n, passes, -1) * h.view(n, 1, -1)).view(n * passes, -1)
+                spread = scratch.take("spread", n * passes, h.shape[1])
+                h = torch.mul(next(masks).view(n, passes, -1), h.view(n, 1, -1), out=spread.view(n, passes, -1))
+                h = h.view(n * passes, -1)
             elif layer.threshold is not None:
                 h = h.mul_(next(masks))
             outputs.append(h)
-        z = torch.mv(h, weights[last][0])
+        z = torch.mv(h, weights[last][0][0])
         if biases[last] is not None:
             z += biases[last]
         p = torch.sigmoid_(z)
@@ -224,19 +231,36 @@ class GroupLossStep:
                     grad_b[index] += grad.sum(dim=0)
             if index == self.first_trainable or index == 0:
                 break
+            down = scratch.take(("grad", index % 2), below.shape[0], below.shape[1])
             if index == last:
-                grad = torch.outer(grad, weights[index][0])
+                torch.outer(grad, weights[index][0][0], out=down)
             else:
-                grad = torch.mm(grad, weights[index])
+                torch.mm(grad, weights[index][0], out=down)
             # through ReLU and dropout of layer index - 1: only positive kept activations pass
-            grad = torch.ops.aten.threshold_backward(grad, below, 0.0)
+            grad = torch.ops.aten.threshold_backward.grad_input(down, below, 0.0, grad_input=down)
             if index - 1 == self.first_dropout and passes > 1:
-                grad = grad.view(n, passes, -1).sum(dim=1)
+                grad = torch.sum(grad.view(n, passes, -1), dim=1,
+                                 out=scratch.take("spread_grad", n, grad.shape[1]))
         return float((residual * residual).sum())
 
 
+class _Scratch:
+    """One worker's reusable buffers: a fresh tensor per operation costs an allocation and page
+    faults on every chunk, which took as long as the element-wise work itself."""
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}
+
+    def take(self, key, rows: int, cols: int) -> torch.Tensor:
+        """A (rows, cols) view of the buffer named ``key``, grown when too small."""
+        buffer = self.buffers.get(key)
+        if buffer is None or buffer.numel() < rows * cols:
+            buffer = self.buffers[key] = torch.empty(rows * cols)
+        return buffer[: rows * cols].view(rows, cols)
+
+
 def _ordered_sum(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Sum in list order (worker 0 first), so that a seeded run is bit-for-bit repeatable."""
+    """Sum in list order (chunk 0 first), so that a seeded run is bit-for-bit repeatable."""
     total = parts[0]
     for part in parts[1:]:
         total = total + part
