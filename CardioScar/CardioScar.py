@@ -54,7 +54,7 @@ from CardioScarLogic import ReconstructionOptions  # noqa: E402
 #: switching presets does not import torch.
 PRESET_PANEL_VALUES = {
     "documented": {"maxEpochs": 10000, "earlyStoppingPatience": 500, "trainingMcSamples": 3},
-    "fast": {"maxEpochs": 400, "earlyStoppingPatience": 400, "trainingMcSamples": 1},
+    "fast": {"maxEpochs": 600, "earlyStoppingPatience": 600, "trainingMcSamples": 1},
 }
 #: Pip requirement strings of the non-torch dependencies (SimpleITK ships with Slicer).
 PIP_REQUIREMENTS = {"sklearn": "scikit-learn", "tqdm": "tqdm", "SimpleITK": "SimpleITK"}
@@ -97,8 +97,8 @@ class CardioScarParameterNode:
     heartModel: vtkMRMLModelNode
     preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0
-    maxEpochs: Annotated[int, WithinRange(1, 1000000)] = 400
-    earlyStoppingPatience: Annotated[int, WithinRange(1, 1000000)] = 400
+    maxEpochs: Annotated[int, WithinRange(1, 1000000)] = 600
+    earlyStoppingPatience: Annotated[int, WithinRange(1, 1000000)] = 600
     trainingMcSamples: Annotated[int, WithinRange(1, 100)] = 1
     inferenceMcSamples: Annotated[int, WithinRange(1, 1000)] = 10
     useThreshold: bool = True

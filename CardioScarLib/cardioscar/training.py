@@ -105,32 +105,40 @@ class TrainingConfig:
     def fast(cls, **overrides) -> "TrainingConfig":
         """Recommended interactive preset: whole-data batches and a smaller network.
 
-        * One batch holds up to 65,536 rows (the whole demo phantom, 31.8k rows / 6.9k groups):
+        * One batch holds up to 65,536 rows (the whole demo phantom, 30.8k rows / 6.4k groups):
           per-batch overheads vanish and the full-data gradient tolerates a peak rate of 1e-2.
-        * A 3 x 64 network (8,641 parameters; architecture is saved in the checkpoint) with one
-          dropout layer: about a third of the documented network's cost per row, and the per-row
-          cost is what bounds a CPU epoch (elementwise work and dropout masks dominate it).
-        * One dropout pass per row in the loss, 400 epochs under one warm-up (10 %) + cosine
+        * A 3 x 96 network (19,105 parameters; architecture is saved in the checkpoint) with one
+          dropout layer: about 40 % of the documented network's cost per row.
+        * One dropout pass per row in the loss, 600 epochs under one warm-up (10 %) + cosine
           cycle from 1e-4 to 1e-2 and back, and the output bias started at the mean target (so
           the high rate cannot drive the net into the all-background collapse).
         * A patience as long as the cycle: a one-cycle schedule is meant to run to its end (the
           best epoch is near it); stopping on the noisy loss of the high-rate phase kept poor
           weights on small meshes (Dice 0.37 instead of 0.73 on an 8k-node phantom).
 
-        Measured on the default demo phantom acquired in ``partial_volume="myocardium"`` mode
-        (``PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_fast_preset.py``, 10 MC
-        samples at inference): Dice 0.953 at 0.5, scar volume error -6.0 %, mean uncertainty
-        0.0152 between slices vs 0.0145 on them, against LogOdds 0.911 (-16 %) and nearest-slice
-        0.870 (-12 %); a 3e-2 peak gives Dice 0.956-0.969 there but is less robust on small
-        meshes. Training took 25-54 s (61 CPU-seconds; 400 epochs, 2 threads, on a 2-core machine
-        shared at load average 1.9-2.2).
-        Under 300 epochs or with 4,096-row batches Dice stays below 0.94; the documented
-        4 x 128 network reaches Dice 0.965 the same way but costs 2-4x the time per epoch;
-        bfloat16 autocast does not pay on CPUs without AMX (its matmuls ran 2.6x slower than
-        fp32 there). Keyword arguments override fields.
+        Chosen with ``Testing/benchmarks/bench_fast_preset.py`` (phantoms acquired in "volume"
+        mode, prepared with the partial-volume correction as the demo does; 2 threads on a 2-core
+        machine). Dice at 0.5 and training time of some candidates, on the demo phantom / on the
+        headline case's covered nodes (one slice of a 330k-node mesh):
+
+        ========================  ===============  ===============
+        network, epochs           demo             headline
+        ========================  ===============  ===============
+        3 x 64, 400               0.951, 14.5 s    0.948, 11-18 s
+        3 x 64, 1000              --               0.956, 32 s
+        3 x 128, 400              0.969, 27 s      0.938, 28 s
+        4 x 128, 400 / 1000       0.968, 59 s      0.957, 48 s
+        **3 x 96, 600**           0.965, 24 s      0.963, 24 s
+        3 x 96, 700               0.970, 29 s      0.962, 30 s
+        ========================  ===============  ===============
+
+        The documented mode needs minutes for the same Dice (see the README's performance
+        section). A peak rate of 2e-2 or 4,096-row batches gave lower Dice; bfloat16 autocast
+        does not pay on CPUs without AMX (its matmuls ran 2.6x slower than fp32 there). Keyword
+        arguments override fields.
         """
-        values = dict(batch_size=65536, max_epochs=400, early_stopping_patience=400, mc_samples=1,
-                      dropout_rate=0.1, base_lr=1e-4, max_lr=1e-2, hidden_dim=64, n_layers=3,
+        values = dict(batch_size=65536, max_epochs=600, early_stopping_patience=600, mc_samples=1,
+                      dropout_rate=0.1, base_lr=1e-4, max_lr=1e-2, hidden_dim=96, n_layers=3,
                       schedule="onecycle", init_output_bias=True)
         values.update(overrides)
         return cls(**values)

@@ -7,7 +7,8 @@ Prints one JSON object per line:
   rows/s, speed ratio, achieved GFLOP/s in the documented accounting (6 x parameters x
   mc_samples per row) and as computed (our step runs the layers before the first dropout once
   per row), and the computed rate as a fraction of the measured matmul rate at the same threads.
-* ``loss_curve``: both at the documented settings from the same fresh network, epoch losses.
+* ``loss_curve``: both at the documented settings from the same fresh network: epoch losses and
+  the wall time of the whole run.
 * ``inference``: ``mc_dropout_predict`` vs the documented loop of full passes (100k nodes, T=10).
 * ``fast``: the reference loop run for a time cap (Dice of its weights tracked as it trains)
   vs ``TrainingConfig.fast()``: wall time, Dice at 0.5 on all nodes, time ratio.
@@ -79,7 +80,9 @@ def loss_curves(case, epochs: int) -> None:
     marks = sorted({1, 2, 5} | set(range(10, epochs + 1, 10)) | {epochs})
     emit(part="loss_curve", epochs=epochs, epoch=marks,
          reference=[round(ref["train_loss"][e - 1], 5) for e in marks],
-         ours=[round(ours["train_loss"][e - 1], 5) for e in marks])
+         ours=[round(ours["train_loss"][e - 1], 5) for e in marks],
+         reference_s=round(ref["seconds"], 1), ours_s=round(ours["seconds"], 1),
+         speedup=round(ref["seconds"] / ours["seconds"], 2))
 
 
 def identical(case, epochs: int, threads: int, peak: float, warm_epochs: int = 100) -> None:
