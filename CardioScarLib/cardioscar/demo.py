@@ -145,8 +145,9 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
 
     clock = time.perf_counter()
     logger.info("[4/6] apply: %d MC-dropout passes on every node", MC_SAMPLES)
+    # seeded like the training, so the report's figures repeat from run to run
     inference = apply_scar_model(out / FILES["model"], phantom_files["mesh"], mc_samples=MC_SAMPLES,
-                                 threshold=THRESHOLD, device=device)
+                                 threshold=THRESHOLD, device=device, seed=train_config.seed)
     save_inference_result(inference, phantom_files["mesh"], out / FILES["prediction"])
     seconds["apply"] = time.perf_counter() - clock
 
