@@ -129,3 +129,18 @@ def test_unsupported_layouts_are_refused():
         network_layers(type("Net", (), {"network": nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1))})())
     with pytest.raises(ValueError, match="one output unit"):
         network_layers(type("Net", (), {"network": nn.Sequential(nn.Linear(3, 4), nn.ReLU())})())
+
+
+def test_cpu_workers_flush_subnormals_and_restore_the_thread_count():
+    def reads_subnormal_as_zero() -> bool:
+        return float(torch.tensor([1e-40]) * 1.0) == 0.0
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with cpu_workers(torch.device("cpu")) as pool:
+            assert torch.get_num_threads() == 1
+            assert all(pool.submit(reads_subnormal_as_zero).result() for _ in range(4))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

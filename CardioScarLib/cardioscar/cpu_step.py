@@ -121,7 +121,8 @@ class GroupLossStep:
     ``step(batch, seed)`` sets ``.grad`` of the trainable parameters (those of a frozen first
     layer are left ``None``) and returns the batch loss as a float. ``seed`` picks the dropout
     masks. ``pool``: single-threaded workers (see :func:`cardioscar.devices.cpu_workers`) or
-    ``None`` to run on the calling thread.
+    ``None`` to run on the calling thread; the caller decides the float mode of that thread
+    (``fit_scar_field`` flushes subnormals).
     """
 
     def __init__(self, model: BayesianNN, mc_samples: int, pool: ThreadPoolExecutor | None) -> None:
@@ -141,8 +142,8 @@ class GroupLossStep:
         weights = [(layer.linear.weight.detach() * layer.in_scale) if layer.in_scale != 1.0
                    else layer.linear.weight.detach() for layer in self.layers]
         biases = [layer.linear.bias.detach() if layer.linear.bias is not None else None for layer in self.layers]
-        weights = [(weight, weight.t()) for weight in weights]  # backward and forward layouts
-        jobs = [(chunk, index, batch.n_groups, weights, biases, seed) for index, chunk in enumerate(batch.chunks)]
+        jobs = [(chunk, index, batch.n_groups, weights, [weight.t() for weight in weights], biases, seed)
+                for index, chunk in enumerate(batch.chunks)]
         if self.pool is None:
             results = [self._run(*job) for job in jobs]
         else:  # chunks are handed out as workers free up; their sums are added in chunk order
@@ -154,17 +155,15 @@ class GroupLossStep:
                 linear.bias.grad = _ordered_sum([result[2][index] for result in results])
         return sum(result[0] for result in results) / batch.n_groups
 
-    def _run(self, chunk: Chunk, index: int, n_groups: int, weights, biases, seed: int):
+    def _run(self, chunk: Chunk, index: int, n_groups: int, weights, transposed, biases, seed: int):
         """Chunk ``index`` of a batch: (sum of squared residuals, weight grads, bias grads), the
         grads indexed by layer (``None`` below the first trainable one)."""
-        if not getattr(self.local, "flushing", False):
-            torch.set_flush_denormal(True)  # per thread; the pool lives as long as the training
-            self.local.flushing = True
-        grad_w = [torch.zeros_like(w) if i >= self.first_trainable else None for i, (w, _) in enumerate(weights)]
+        grad_w = [torch.zeros_like(w) if i >= self.first_trainable else None for i, w in enumerate(weights)]
         grad_b = [torch.zeros_like(b) if b is not None and i >= self.first_trainable else None
                   for i, b in enumerate(biases)]
         with torch.no_grad():
-            loss = self._chunk(chunk, n_groups, weights, biases, np.random.SFC64([seed, index]), grad_w, grad_b)
+            loss = self._chunk(chunk, n_groups, weights, transposed, biases, np.random.SFC64([seed, index]),
+                               grad_w, grad_b)
         return loss, grad_w, grad_b
 
     def _masks(self, bits: np.random.SFC64, n: int, scratch: "_Scratch | None" = None) -> list[torch.Tensor]:
@@ -180,11 +179,11 @@ class GroupLossStep:
         return [torch.ge(lanes[d], threshold, out=scratch.take(("mask", d), n * self.passes, width))
                 for d, threshold in enumerate(self.thresholds)]
 
-    def _chunk(self, chunk: Chunk, n_groups: int, weights, biases, bits: np.random.SFC64,
+    def _chunk(self, chunk: Chunk, n_groups: int, weights, transposed, biases, bits: np.random.SFC64,
                grad_w: list, grad_b: list) -> float:
         """Forward, loss and backward of one chunk; adds its gradients into ``grad_w``/``grad_b``
-        and returns its sum of squared group residuals. ``weights[i]`` is layer i's scaled weight
-        and its transpose."""
+        and returns its sum of squared group residuals. ``weights[i]`` is layer i's weight with
+        its input dropout scale, ``transposed[i]`` its transpose (the forward layout)."""
         if not hasattr(self.local, "scratch"):
             self.local.scratch = _Scratch()
         scratch = self.local.scratch
@@ -196,9 +195,9 @@ class GroupLossStep:
             layer = self.layers[index]
             z = scratch.take(("z", index), h.shape[0], layer.linear.out_features)
             if biases[index] is not None:
-                torch.addmm(biases[index], h, weights[index][1], out=z)
+                torch.addmm(biases[index], h, transposed[index], out=z)
             else:
-                torch.mm(h, weights[index][1], out=z)
+                torch.mm(h, transposed[index], out=z)
             h = z.relu_()
             if index == self.first_dropout:  # broadcast over the passes: (n, passes, width)
                 spread = scratch.take("spread", n * passes, h.shape[1])
@@ -207,7 +206,7 @@ class GroupLossStep:
             elif layer.threshold is not None:
                 h = h.mul_(next(masks))
             outputs.append(h)
-        z = torch.mv(h, weights[last][0][0])
+        z = torch.mv(h, weights[last][0])
         if biases[last] is not None:
             z += biases[last]
         p = torch.sigmoid_(z)
@@ -233,9 +232,9 @@ class GroupLossStep:
                 break
             down = scratch.take(("grad", index % 2), below.shape[0], below.shape[1])
             if index == last:
-                torch.outer(grad, weights[index][0][0], out=down)
+                torch.outer(grad, weights[index][0], out=down)
             else:
-                torch.mm(grad, weights[index][0], out=down)
+                torch.mm(grad, weights[index], out=down)
             # through ReLU and dropout of layer index - 1: only positive kept activations pass
             grad = torch.ops.aten.threshold_backward.grad_input(down, below, 0.0, grad_input=down)
             if index - 1 == self.first_dropout and passes > 1:
@@ -245,8 +244,8 @@ class GroupLossStep:
 
 
 class _Scratch:
-    """One worker's reusable buffers: a fresh tensor per operation costs an allocation and page
-    faults on every chunk, which took as long as the element-wise work itself."""
+    """One worker's reusable buffers: a fresh tensor per operation costs an allocation (and page
+    faults) on every chunk; with reused buffers the backward's ReLU pass ran about twice as fast."""
 
     def __init__(self) -> None:
         self.buffers: dict = {}

@@ -153,7 +153,6 @@ class _Sampler:
             rows = self.max_nodes * self.mc_samples
             self.local.buffers = [torch.empty(rows * self.max_width, device=self.device) for _ in range(2)]
             self.local.keep = torch.empty(rows * self.width, device=self.device)
-            torch.set_flush_denormal(True)  # the flag is per thread; pool threads end with the call
         return self.local.buffers, self.local.keep
 
     @torch.inference_mode()  # the mode is per thread: workers need it too
