@@ -22,6 +22,7 @@ floating-point sums. How the work shrinks:
 
 from __future__ import annotations
 
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,127 +136,153 @@ class GroupLossStep:
         self.passes = int(mc_samples) if dropouts else 1
         trainable = [i for i, layer in enumerate(self.layers) if layer.linear.weight.requires_grad]
         self.first_trainable = trainable[0] if trainable else len(self.layers)
+        self.widths = [layer.linear.out_features for layer in self.layers]
+        self.mask_width = self.widths[self.first_dropout] if dropouts else 0
+        self.threshold_lanes = torch.tensor(self.thresholds, dtype=torch.int16).view(-1, 1, 1)
         self.pool = pool
         self.local = threading.local()
 
     def step(self, batch: ChunkedBatch, seed: int) -> float:
         weights = [(layer.linear.weight.detach() * layer.in_scale) if layer.in_scale != 1.0
                    else layer.linear.weight.detach() for layer in self.layers]
-        biases = [layer.linear.bias.detach() if layer.linear.bias is not None else None for layer in self.layers]
-        jobs = [(chunk, index, batch.n_groups, weights, [weight.t() for weight in weights], biases, seed)
-                for index, chunk in enumerate(batch.chunks)]
+        network = _Network(weights=weights,
+                           transposed=[weight.t().contiguous() for weight in weights],  # ~15 % faster forward
+                           biases=[None if layer.linear.bias is None else layer.linear.bias.detach()
+                                   for layer in self.layers],
+                           output_row=weights[-1][0])
+        jobs = [(chunk, index, batch.n_groups, network, seed) for index, chunk in enumerate(batch.chunks)]
         if self.pool is None:
             results = [self._run(*job) for job in jobs]
         else:  # chunks are handed out as workers free up; their sums are added in chunk order
             results = [future.result() for future in [self.pool.submit(self._run, *job) for job in jobs]]
-        for index in range(self.first_trainable, len(self.layers)):
-            linear = self.layers[index].linear
-            linear.weight.grad = _ordered_sum([result[1][index] for result in results])
-            if linear.bias is not None:
-                linear.bias.grad = _ordered_sum([result[2][index] for result in results])
+        for slot, index in enumerate(range(self.first_trainable, len(self.layers))):
+            layer = self.layers[index]
+            # the products used the scaled weight W * s, so dL/dW = s * (what the chunks summed)
+            weight_grad = _ordered_sum([result[1][slot][0] for result in results])
+            layer.linear.weight.grad = weight_grad.view_as(layer.linear.weight).mul_(layer.in_scale)
+            if layer.linear.bias is not None:
+                layer.linear.bias.grad = _ordered_sum([result[1][slot][1] for result in results])
         return sum(result[0] for result in results) / batch.n_groups
 
-    def _run(self, chunk: Chunk, index: int, n_groups: int, weights, transposed, biases, seed: int):
-        """Chunk ``index`` of a batch: (sum of squared residuals, weight grads, bias grads), the
-        grads indexed by layer (``None`` below the first trainable one)."""
-        grad_w = [torch.zeros_like(w) if i >= self.first_trainable else None for i, w in enumerate(weights)]
-        grad_b = [torch.zeros_like(b) if b is not None and i >= self.first_trainable else None
-                  for i, b in enumerate(biases)]
+    def _run(self, chunk: Chunk, index: int, n_groups: int, network: "_Network", seed: int):
+        """Chunk ``index`` of a batch: (sum of squared residuals, per trainable layer from the
+        first trainable one up: (weight-product gradient, bias gradient or None))."""
+        scratch = getattr(self.local, "scratch", None)
+        if scratch is None:
+            scratch = self.local.scratch = _Scratch()
         with torch.no_grad():
-            loss = self._chunk(chunk, n_groups, weights, transposed, biases, np.random.SFC64([seed, index]),
-                               grad_w, grad_b)
-        return loss, grad_w, grad_b
+            return self._chunk(chunk, n_groups, network, np.random.SFC64([seed, index]), scratch)
 
-    def _masks(self, bits: np.random.SFC64, n: int, scratch: "_Scratch | None" = None) -> list[torch.Tensor]:
-        """0/1 float keep-masks, one per dropout, each (n * passes, width), rows node-major (each
-        mask from its own contiguous run of lanes: a strided compare is several times slower)."""
+    def _masks(self, bits: np.random.SFC64, n: int, scratch: "_Scratch | None" = None) -> torch.Tensor:
+        """0/1 float keep-masks (dropouts, n * passes, width), rows node-major; each dropout's mask
+        comes from its own contiguous run of lanes (a strided compare is several times slower)."""
         if not self.thresholds:
-            return []
+            return torch.empty(0, n * self.passes, self.mask_width)
         scratch = scratch if scratch is not None else _Scratch()
-        width = self.layers[self.first_dropout].linear.out_features
-        lanes_per_mask = n * self.passes * width
-        words = torch.from_numpy(bits.random_raw((len(self.thresholds) * lanes_per_mask + 3) // 4).view(np.int64))
-        lanes = words.view(torch.int16)[: len(self.thresholds) * lanes_per_mask].view(-1, n * self.passes, width)
-        return [torch.ge(lanes[d], threshold, out=scratch.take(("mask", d), n * self.passes, width))
-                for d, threshold in enumerate(self.thresholds)]
+        lanes_per_mask = n * self.passes * self.mask_width
+        count = len(self.thresholds) * lanes_per_mask
+        words = torch.from_numpy(bits.random_raw((count + 3) // 4).view(np.int64))
+        lanes = words.view(torch.int16)[:count].view(-1, n * self.passes, self.mask_width)
+        return torch.ge(lanes, self.threshold_lanes, out=scratch.take("mask", lanes.shape))
 
-    def _chunk(self, chunk: Chunk, n_groups: int, weights, transposed, biases, bits: np.random.SFC64,
-               grad_w: list, grad_b: list) -> float:
-        """Forward, loss and backward of one chunk; adds its gradients into ``grad_w``/``grad_b``
-        and returns its sum of squared group residuals. ``weights[i]`` is layer i's weight with
-        its input dropout scale, ``transposed[i]`` its transpose (the forward layout)."""
-        if not hasattr(self.local, "scratch"):
-            self.local.scratch = _Scratch()
-        scratch = self.local.scratch
-        n, passes, last = chunk.inputs.shape[0], self.passes, len(self.layers) - 1
-        masks = iter(self._masks(bits, n, scratch))
+    def _chunk(self, chunk: Chunk, n_groups: int, network: "_Network", bits: np.random.SFC64,
+               scratch: "_Scratch") -> tuple[float, list]:
+        """Forward, loss and backward of one chunk (see :meth:`_run` for what it returns)."""
+        n, passes, last, first_trainable = chunk.inputs.shape[0], self.passes, len(self.layers) - 1, \
+            self.first_trainable
+        masks = self._masks(bits, n, scratch)
         # forward: outputs[i] is layer i's activation (the input of layer i + 1)
-        h, outputs = chunk.inputs, []
+        h, outputs, dropout = chunk.inputs, [], 0
         for index in range(last):
-            layer = self.layers[index]
-            z = scratch.take(("z", index), h.shape[0], layer.linear.out_features)
-            if biases[index] is not None:
-                torch.addmm(biases[index], h, transposed[index], out=z)
+            z = scratch.take(index, (h.shape[0], self.widths[index]))
+            if network.biases[index] is not None:
+                torch.addmm(network.biases[index], h, network.transposed[index], out=z)
             else:
-                torch.mm(h, transposed[index], out=z)
-            h = z.relu_()
+                torch.mm(h, network.transposed[index], out=z)
+            h = z.clamp_min_(0.0)
             if index == self.first_dropout:  # broadcast over the passes: (n, passes, width)
-                spread = scratch.take("spread", n * passes, h.shape[1])
-                h = torch.mul(next(masks).view(n, passes, -1), h.view(n, 1, -1), out=spread.view(n, passes, -1))
-                h = h.view(n * passes, -1)
-            elif layer.threshold is not None:
-                h = h.mul_(next(masks))
+                spread = scratch.take("spread", (n, passes, h.shape[1]))
+                h = torch.mul(masks[0].view(n, passes, -1), h.view(n, 1, -1), out=spread).view(n * passes, -1)
+                dropout = 1
+            elif self.layers[index].threshold is not None:
+                h = h.mul_(masks[dropout])
+                dropout += 1
             outputs.append(h)
-        z = torch.mv(h, weights[last][0])
-        if biases[last] is not None:
-            z += biases[last]
-        p = torch.sigmoid_(z)
+        if network.biases[last] is not None:
+            p = torch.addmv(network.biases[last], h, network.output_row).sigmoid_()
+        else:
+            p = torch.mv(h, network.output_row).sigmoid_()
         # the group loss of the mean over passes, and its gradient at the output unit
-        mean = p.view(n, passes).mean(dim=1)
-        residual = torch.zeros_like(chunk.targets).index_add_(0, chunk.inverse, mean)
+        residual = torch.zeros_like(chunk.targets).index_add_(0, chunk.inverse, p.view(n, passes).mean(dim=1))
         residual = residual.mul_(chunk.inv_counts).sub_(chunk.targets)
         coefficient = residual * chunk.inv_counts * (2.0 / (n_groups * passes))
-        grad = (coefficient[chunk.inverse].view(n, 1) * (p * (1.0 - p)).view(n, passes)).view(-1)
-        # backward
-        for index in range(last, self.first_trainable - 1, -1):
-            layer = self.layers[index]
+        grad = (coefficient[chunk.inverse].view(n, 1) * (p - p * p).view(n, passes)).view(-1)
+        # backward, from the output unit down to the first trainable layer
+        grads = []
+        for index in range(last, first_trainable - 1, -1):
             below = outputs[index - 1] if index > 0 else chunk.inputs
+            has_bias = network.biases[index] is not None
             if index == last:
-                grad_w[index].view(-1).addmv_(below.t(), grad, alpha=layer.in_scale)
-                if grad_b[index] is not None:
-                    grad_b[index] += grad.sum()
+                grads.append((torch.mv(below.t(), grad), grad.sum(dim=0, keepdim=True) if has_bias else None))
             else:
-                grad_w[index].addmm_(grad.t(), below, alpha=layer.in_scale)
-                if grad_b[index] is not None:
-                    grad_b[index] += grad.sum(dim=0)
-            if index == self.first_trainable or index == 0:
+                grads.append((torch.mm(grad.t(), below), grad.sum(dim=0) if has_bias else None))
+            if index == first_trainable:
                 break
-            down = scratch.take(("grad", index % 2), below.shape[0], below.shape[1])
+            down = scratch.take(("grad", index % 2), below.shape)
             if index == last:
-                torch.outer(grad, weights[index][0], out=down)
+                torch.outer(grad, network.output_row, out=down)
             else:
-                torch.mm(grad, weights[index], out=down)
+                torch.mm(grad, network.weights[index], out=down)
             # through ReLU and dropout of layer index - 1: only positive kept activations pass
             grad = torch.ops.aten.threshold_backward.grad_input(down, below, 0.0, grad_input=down)
             if index - 1 == self.first_dropout and passes > 1:
-                grad = torch.sum(grad.view(n, passes, -1), dim=1,
-                                 out=scratch.take("spread_grad", n, grad.shape[1]))
-        return float((residual * residual).sum())
+                grad = _sum_passes(grad.view(n, passes, -1), scratch.take("spread_grad", (n, grad.shape[1])))
+        grads.reverse()
+        return float(residual.dot(residual)), grads
+
+
+@dataclass
+class _Network:
+    """The parameters one step reads: ``weights[i]`` is layer i's weight with its input dropout
+    scale, ``transposed[i]`` its contiguous transpose (the forward layout), ``output_row`` the
+    output unit's scaled weight row."""
+
+    weights: list[torch.Tensor]
+    transposed: list[torch.Tensor]
+    biases: list[torch.Tensor | None]
+    output_row: torch.Tensor
 
 
 class _Scratch:
     """One worker's reusable buffers: a fresh tensor per operation costs an allocation (and page
-    faults) on every chunk; with reused buffers the backward's ReLU pass ran about twice as fast."""
+    faults) on every chunk; with reused buffers the backward's ReLU pass ran about twice as fast.
+    The views are kept too (chunks repeat every epoch), so that a chunk pays one dictionary lookup
+    per buffer instead of two tensor operations."""
 
     def __init__(self) -> None:
         self.buffers: dict = {}
+        self.views: dict = {}
 
-    def take(self, key, rows: int, cols: int) -> torch.Tensor:
-        """A (rows, cols) view of the buffer named ``key``, grown when too small."""
-        buffer = self.buffers.get(key)
-        if buffer is None or buffer.numel() < rows * cols:
-            buffer = self.buffers[key] = torch.empty(rows * cols)
-        return buffer[: rows * cols].view(rows, cols)
+    def take(self, key, shape: tuple[int, ...]) -> torch.Tensor:
+        """A contiguous view shaped ``shape`` of the buffer named ``key``, grown when too small."""
+        view = self.views.get((key, shape))
+        if view is None:
+            size = math.prod(shape)
+            buffer = self.buffers.get(key)
+            if buffer is None or buffer.numel() < size:
+                buffer = self.buffers[key] = torch.empty(size)
+                self.views = {k: v for k, v in self.views.items() if k[0] != key}
+            view = self.views[(key, shape)] = buffer[:size].view(shape)
+        return view
+
+
+def _sum_passes(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Sum (n, passes, width) over the passes into ``out``; adding the pass slices timed 1.5x
+    faster than ``torch.sum`` over the middle dimension."""
+    torch.add(grad[:, 0], grad[:, 1], out=out)
+    for k in range(2, grad.shape[1]):
+        out.add_(grad[:, k])
+    return out
 
 
 def _ordered_sum(parts: list[torch.Tensor]) -> torch.Tensor:
