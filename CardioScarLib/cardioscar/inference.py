@@ -96,7 +96,9 @@ def _plan(first: nn.Dropout, rest: list[nn.Module]) -> tuple[int, list[_Step]]:
                 pending_scale *= scale
         elif isinstance(layer, nn.Linear):
             bias = layer.bias.detach() if layer.bias is not None else None
-            steps.append(_Step("linear", weight=(layer.weight.detach() * pending_scale).t(), bias=bias))
+            # contiguous: products with a transposed view ran ~15 % slower
+            weight = (layer.weight.detach() * pending_scale).t().contiguous()
+            steps.append(_Step("linear", weight=weight, bias=bias))
             pending_scale = 1.0
         elif isinstance(layer, nn.ReLU):
             steps.append(_Step("relu"))
