@@ -34,7 +34,7 @@ from torch import nn
 from cardioscar.batching import group_boundaries, pack_groups
 from cardioscar.engines import BayesianNN, drop_threshold
 
-#: Row-samples (rows x passes after the first dropout) per chunk. Large enough that the ~70
+#: Row-samples (rows x passes after the first dropout) per chunk. Large enough that the ~80
 #: Python-level operations of a chunk cost little beside its matrix products, small enough that
 #: its activations (1.5 MB each at width 128) stay in cache; 2,048-4,096 timed best on the 2-core
 #: test machine (1,024: 15-20 % slower).
