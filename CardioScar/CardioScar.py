@@ -283,7 +283,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._torchDeclined = True
             return False
         with slicer.util.WaitCursor():
-            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.0")
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.4")
         if torch is None:
             raise ValueError(_("PyTorch installation failed: see the Python console, or install it in the PyTorch "
                                "Utils module."))

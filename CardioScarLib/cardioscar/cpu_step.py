@@ -152,17 +152,17 @@ class GroupLossStep:
                            output_row=weights[-1][0])
         jobs = [(chunk, index, batch.n_groups, network, seed) for index, chunk in enumerate(batch.chunks)]
         if self.pool is None:
-            results = [self._run(*job) for job in jobs]
+            results = (self._run(*job) for job in jobs)
         else:  # chunks are handed out as workers free up; their sums are added in chunk order
-            results = [future.result() for future in [self.pool.submit(self._run, *job) for job in jobs]]
-        for slot, index in enumerate(range(self.first_trainable, len(self.layers))):
+            results = (future.result() for future in [self.pool.submit(self._run, *job) for job in jobs])
+        loss, grads = _sum_in_order(results)  # while later chunks still run
+        for (weight_grad, bias_grad), index in zip(grads, range(self.first_trainable, len(self.layers))):
             layer = self.layers[index]
             # the products used the scaled weight W * s, so dL/dW = s * (what the chunks summed)
-            weight_grad = _ordered_sum([result[1][slot][0] for result in results])
             layer.linear.weight.grad = weight_grad.view_as(layer.linear.weight).mul_(layer.in_scale)
             if layer.linear.bias is not None:
-                layer.linear.bias.grad = _ordered_sum([result[1][slot][1] for result in results])
-        return sum(result[0] for result in results) / batch.n_groups
+                layer.linear.bias.grad = bias_grad
+        return loss / batch.n_groups
 
     def _run(self, chunk: Chunk, index: int, n_groups: int, network: "_Network", seed: int):
         """Chunk ``index`` of a batch: (sum of squared residuals, per trainable layer from the
@@ -285,9 +285,14 @@ def _sum_passes(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _ordered_sum(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Sum in list order (chunk 0 first), so that a seeded run is bit-for-bit repeatable."""
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
+def _sum_in_order(results) -> tuple[float, list]:
+    """Add the chunks' losses and gradients in chunk order (so that a seeded run is bit-for-bit
+    repeatable), in place into the first chunk's fresh tensors."""
+    loss, grads = next(results)
+    for chunk_loss, chunk_grads in results:
+        loss += chunk_loss
+        for total, part in zip(grads, chunk_grads):
+            total[0].add_(part[0])
+            if total[1] is not None:
+                total[1].add_(part[1])
+    return loss, grads

@@ -115,7 +115,7 @@ def identical(case, epochs: int, threads: int, peak: float, warm_epochs: int = 1
                              device="cpu")
     for state, start_model in (("fresh", None), ("trained", warm)):
         ref_times, ref1_times, our_times = [], [], []
-        for _ in range(2):  # interleave to share the machine's load fairly
+        for _ in range(3):  # interleaved, best of 3 each: the machine's speed drifts
             _, ref = reference_train(x, y, g, max_epochs=epochs, patience=10 ** 6, model=start_model)
             ref_times.append(ref["seconds"] / ref["epochs_run"])
             torch.set_num_threads(1)
