@@ -108,7 +108,13 @@ def test_checkpoint_layout_loads_weights_only(trained_case):
 
 def test_fine_tune_freezes_first_layers(trained_case):
     _, _, out = trained_case
-    proc = run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
+    # new data (halved targets): the converged model must move; on its own training data its
+    # first fine-tuning epoch can stay the best one, and the best epoch's weights are kept
+    with np.load(out / "data.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["intensities"] = arrays["intensities"] * 0.5
+    np.savez(out / "new_data.npz", **arrays)
+    proc = run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "new_data.npz",
                    "--output", out / "tuned.pth", "--freeze-layers", "2", "--max-epochs", "20",
                    "--preset", "fast", "--no-progress", "--cpu")
     assert proc.returncode == 0, proc.stderr
@@ -122,6 +128,7 @@ def test_fine_tune_freezes_first_layers(trained_case):
     for name in weights[:2]:
         torch.testing.assert_close(after["model_state_dict"][name], before["model_state_dict"][name])
     assert any(not torch.equal(after["model_state_dict"][n], before["model_state_dict"][n]) for n in weights[2:])
+    assert after["history"]["best_epoch"] > 1
 
 
 def test_evaluate_prints_metrics(trained_case, tmp_path):
