@@ -188,8 +188,7 @@ class GroupLossStep:
     def _chunk(self, chunk: Chunk, n_groups: int, network: "_Network", bits: np.random.SFC64,
                scratch: "_Scratch") -> tuple[float, list]:
         """Forward, loss and backward of one chunk (see :meth:`_run` for what it returns)."""
-        n, passes, last, first_trainable = chunk.inputs.shape[0], self.passes, len(self.layers) - 1, \
-            self.first_trainable
+        n, passes, last = chunk.inputs.shape[0], self.passes, len(self.layers) - 1
         masks = self._masks(bits, n, scratch)
         # forward: outputs[i] is layer i's activation (the input of layer i + 1)
         h, outputs, dropout = chunk.inputs, [], 0
@@ -202,10 +201,10 @@ class GroupLossStep:
             h = z.clamp_min_(0.0)
             if index == self.first_dropout:  # broadcast over the passes: (n, passes, width)
                 spread = scratch.take("spread", (n, passes, h.shape[1]))
-                h = torch.mul(masks[0].view(n, passes, -1), h.view(n, 1, -1), out=spread).view(n * passes, -1)
-                dropout = 1
+                h = torch.mul(masks[dropout].view(n, passes, -1), h.view(n, 1, -1), out=spread).view(n * passes, -1)
             elif self.layers[index].threshold is not None:
                 h = h.mul_(masks[dropout])
+            if self.layers[index].threshold is not None:
                 dropout += 1
             outputs.append(h)
         if network.biases[last] is not None:
@@ -219,14 +218,14 @@ class GroupLossStep:
         grad = (coefficient[chunk.inverse].view(n, 1) * (p - p * p).view(n, passes)).view(-1)
         # backward, from the output unit down to the first trainable layer
         grads = []
-        for index in range(last, first_trainable - 1, -1):
+        for index in range(last, self.first_trainable - 1, -1):
             below = outputs[index - 1] if index > 0 else chunk.inputs
             has_bias = network.biases[index] is not None
             if index == last:
                 grads.append((torch.mv(below.t(), grad), grad.sum(dim=0, keepdim=True) if has_bias else None))
             else:
                 grads.append((torch.mm(grad.t(), below), grad.sum(dim=0) if has_bias else None))
-            if index == first_trainable:
+            if index == self.first_trainable:
                 break
             down = scratch.take(("grad", index % 2), below.shape)
             if index == last:

@@ -15,8 +15,8 @@ Prints one JSON object per line:
 * ``fast``: the reference loop run for a time cap (Dice of its weights tracked as it trains)
   vs ``TrainingConfig.fast()``: wall time, Dice at 0.5 on all nodes, time ratio.
 
-On a 2-core CPU the identical part takes ~5 minutes (most of it the documented loop's 100-epoch
-run), the others under ~4; ``--part all`` runs them one after another.
+On a 2-core CPU the identical part takes ~8 minutes (3 interleaved rounds per state, then the
+documented loop's 100-epoch run), the others under ~4; ``--part all`` runs them one after another.
 
 Usage: PYTHONPATH=CardioScarLib:Testing/benchmarks python Testing/benchmarks/bench_training.py
        [--part identical|inference|fast|all] [--epochs 4] [--curve-epochs 100] [--reference-seconds 150]
