@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from cardioscar import training
 from cardioscar.batching import ScarReconstructionDataset
@@ -113,6 +114,39 @@ def test_batched_mc_loss_equals_documented_loss():
                                                      torch.from_numpy(ds.group_ids[start:end]))
         assert training._batch_loss(model, batch, 3).item() == pytest.approx(expected.item(), rel=1e-5)
     assert total == len(ds)
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the operations that make a GPU wait for the host: reading a value back (``item``,
+    ``float()``, ``bool()``) and ops whose output size depends on the data."""
+
+    WAITING = {"_local_scalar_dense", "nonzero", "_unique2", "unique_dim", "unique_consecutive",
+               "masked_select", "repeat_interleave", "equal"}
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.name.split("::")[-1] in self.WAITING:
+            self.reads.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_gpu_epoch_reads_the_host_once():
+    """The GPU path (data prepared once, autograd steps, fused Adam, the scheduler and the epoch
+    bookkeeping) run on the CPU as a stand-in for a GPU, which this machine lacks: every op is the
+    one a GPU would queue, so a value read back per step (a sync) would show here."""
+    coords, values, groups = small_problem()
+    config = small_config(max_epochs=3, batch_size=60)
+    dataset = ScarReconstructionDataset(coords, values, groups)
+    net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
+    steps = training._autograd_steps(net, dataset, config, torch.device("cpu"))
+    assert len(steps) >= 4
+    with HostReads() as reads:
+        history = training._train_loop(net, dataset, config, torch.device("cpu"), steps, None, None)
+    assert history["epochs_run"] == 3
+    assert reads.reads == ["aten::_local_scalar_dense"] * 3  # the epoch loss, once per epoch
 
 
 def test_training_learns_and_history_is_complete():

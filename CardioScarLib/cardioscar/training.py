@@ -340,16 +340,23 @@ def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tr
     """One callable per batch that sets the parameters' gradients and returns the batch loss.
 
     On the CPU: :class:`cardioscar.cpu_step.GroupLossStep` (chunks of whole groups, hand-written
-    backward, a mask seed per step from torch's generator). Elsewhere: autograd on the batch
-    repeated ``mc_samples`` times, the loss left on the device (no synchronisation per step).
+    backward, a mask seed per step from torch's generator). Elsewhere: :func:`_autograd_steps`.
     """
-    if device.type == "cpu":
-        step = GroupLossStep(net, config.mc_samples, pool)
-        nodes_per_chunk = max(1, ROWS_PER_CHUNK // step.passes)
-        batches = [chunk_batch(dataset.coordinates[start:end], dataset.intensities[start:end],
-                               dataset.group_ids[start:end], nodes_per_chunk)
-                   for start, end in create_complete_group_batches(dataset, config.batch_size)]
-        return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
+    if device.type != "cpu":
+        return _autograd_steps(net, dataset, config, device)
+    step = GroupLossStep(net, config.mc_samples, pool)
+    nodes_per_chunk = max(1, ROWS_PER_CHUNK // step.passes)
+    batches = [chunk_batch(dataset.coordinates[start:end], dataset.intensities[start:end],
+                           dataset.group_ids[start:end], nodes_per_chunk)
+               for start, end in create_complete_group_batches(dataset, config.batch_size)]
+    return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
+
+
+def _autograd_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+                    device: torch.device) -> list[Callable[[], torch.Tensor]]:
+    """The GPU step: autograd on the batch repeated ``mc_samples`` times, its tensors prepared once
+    on the device, the loss left there. Nothing in it reads a value back to the host, so a GPU
+    queues a whole epoch without waiting (``Testing/test_training.py`` counts such reads)."""
 
     def autograd_step(batch: _Batch) -> torch.Tensor:
         loss = _batch_loss(net, batch, config.mc_samples)
