@@ -117,8 +117,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     and cancel hook call ``slicer.app.processEvents()`` at most every 0.2 s. A worker thread was
     rejected: MRML and VTK objects are not thread-safe, the Logic must stay a plain blocking call
     for the console and batch mode, and the core library already reports progress every 0.2 s
-    and polls the cancel hook every epoch, which keeps the GUI live while an epoch runs in
-    well under a second for meshes of the documented size (larger meshes: use the fast preset).
+    and polls the cancel hook before every batch and every prediction chunk, each well under a
+    second on 2 CPU cores (a large mesh's epoch has many batches), so the GUI stays live.
     """
 
     def __init__(self, parent=None) -> None:

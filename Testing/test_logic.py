@@ -104,7 +104,7 @@ def test_cancel_stops_training_and_returns_nothing(prepared):
 
     with pytest.raises(TrainingCancelled):
         train_scar_model(result, TrainingConfig(max_epochs=500, early_stopping_patience=500), should_cancel=cancel_after_two)
-    assert len(calls) == 3  # polled once per epoch, stopped at the first request
+    assert len(calls) == 3  # polled before every batch, stopped at the first request
 
 
 def test_predict_on_points_and_threshold(prepared):

@@ -6,7 +6,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cardioscar import training
-from cardioscar.batching import ScarReconstructionDataset
+from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
 from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.training import CyclicalLR, TrainingConfig, TrainingProgress, fit_scar_field
@@ -191,7 +191,7 @@ def test_early_stopping_restores_best_weights():
     assert full_batch_loss(model, coords, values, groups) == pytest.approx(history["best_loss"], rel=1e-5)
 
 
-def test_cancel_stops_within_one_epoch_and_leaves_model_untouched():
+def test_cancel_stops_before_the_next_batch_and_leaves_model_untouched():
     coords, values, groups = small_problem()
     start = BayesianNN(hidden_dim=32)
     before = {k: v.clone() for k, v in start.state_dict().items()}
@@ -199,12 +199,14 @@ def test_cancel_stops_within_one_epoch_and_leaves_model_untouched():
 
     def should_cancel():
         calls.append(1)
-        return len(calls) > 3
+        return len(calls) > 4
 
-    with pytest.raises(TrainingCancelled, match="cancelled at epoch 4"):
-        fit_scar_field(coords, values, groups, small_config(max_epochs=50), should_cancel=should_cancel,
-                       model=start)
-    assert len(calls) == 4
+    config = small_config(max_epochs=50)
+    assert len(create_complete_group_batches(ScarReconstructionDataset(coords, values, groups), 120)) == 3
+    # polled before each of the 3 batches per epoch: the 5th poll is epoch 2, batch 2
+    with pytest.raises(TrainingCancelled, match=r"cancelled at epoch 2 of 50 \(batch 2 of 3\); nothing was saved"):
+        fit_scar_field(coords, values, groups, config, should_cancel=should_cancel, model=start)
+    assert len(calls) == 5
     for key, value in start.state_dict().items():
         assert torch.equal(value, before[key])
 

@@ -380,7 +380,7 @@ def train_scar_model(
     """Train the scar field on prepared rows and return a checkpoint dictionary.
 
     ``training_data_path`` may also be an in-memory :class:`PreprocessingResult` (Slicer passes
-    one). ``should_cancel`` is polled every epoch; cancelling raises
+    one). ``should_cancel`` is polled before every batch; cancelling raises
     :class:`cardioscar.errors.TrainingCancelled` and returns nothing.
     """
     return _fit_checkpoint(training_data_path, config, device, progress_callback, should_cancel)

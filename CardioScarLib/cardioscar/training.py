@@ -296,7 +296,8 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     ``coordinates`` (K, 3) normalised, ``intensities`` (K,) or (K, 1) in [0, 1], ``group_ids``
     (K,). ``model``: a network to continue from (fine-tuning); it is copied, never modified, and
     keeps its own architecture. ``frozen_layers``: how many of its first Linear layers to keep
-    fixed. ``should_cancel()`` is polled once per epoch; when it returns True,
+    fixed. ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
+    seconds; the Slicer panel pumps its events from this hook); when it returns True,
     :class:`TrainingCancelled` is raised and nothing is returned.
 
     The returned model holds the weights that started the best epoch (so with a single batch per
@@ -387,12 +388,12 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     started = last_report = time.perf_counter()
     net.train()
     for epoch in range(1, config.max_epochs + 1):
-        if should_cancel is not None and should_cancel():
-            raise TrainingCancelled(f"training cancelled at epoch {epoch} of {config.max_epochs}; "
-                                    f"nothing was saved")
         start_state = [p.detach().clone() for p in net.parameters()]
         epoch_sum = 0.0
-        for batch_step in batch_steps:
+        for batch_index, batch_step in enumerate(batch_steps, 1):
+            if should_cancel is not None and should_cancel():
+                raise TrainingCancelled(f"training cancelled at epoch {epoch} of {config.max_epochs} (batch "
+                                        f"{batch_index} of {len(batch_steps)}); nothing was saved")
             optimizer.zero_grad(set_to_none=True)
             epoch_sum = epoch_sum + batch_step()
             optimizer.step()
