@@ -206,7 +206,8 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     ``std`` is the population standard deviation (ddof = 0) of the ``mc_samples`` predictions; with
     one sample it is 0 (a warning is logged). At most ``batch_size`` nodes (and
     ``MAX_ROWS_PER_FORWARD`` node-samples) are in flight at once; ``should_cancel()`` is polled
-    before each chunk. The model's train/eval state and the denormal setting are left as they were.
+    before each chunk. The model's train/eval state, its device and the denormal setting are left as
+    they were.
     """
     if isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 1:
         raise CardioScarError(f"mc_samples must be an integer >= 1, got {mc_samples!r}")
@@ -219,6 +220,7 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
         logger.warning("mc_samples=1: the uncertainty (std) will be 0 everywhere; use >= 2 samples")
     device = as_device(device)
     was_training = model.training
+    home = next(model.parameters()).device
     model = model.to(device)
     model.eval()
     mean = np.empty(coords.shape[0], dtype=np.float32)
@@ -251,4 +253,5 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
                 collect()
     finally:
         model.train(was_training)
+        model.to(home)
     return mean, std
