@@ -149,6 +149,24 @@ def test_gpu_epoch_reads_the_host_once():
     assert reads.reads == ["aten::_local_scalar_dense"] * 3  # the epoch loss, once per epoch
 
 
+def test_gpu_path_learns_like_the_cpu_step():
+    """The GPU path's training (autograd on the repeated batch, run on the CPU as a stand-in for a
+    GPU) fits the small problem as well as the CPU step: same maths, different code."""
+    coords, values, groups = small_problem()
+    config = small_config(max_epochs=40, max_lr=2e-2)
+    dataset = ScarReconstructionDataset(coords, values, groups)
+    torch.manual_seed(config.seed)
+    net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
+    start = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
+    start.load_state_dict(net.state_dict())
+    gpu_way = training._train_loop(net, dataset, config, torch.device("cpu"),
+                                   training._autograd_steps(net, dataset, config, torch.device("cpu")), None, None)
+    _, cpu_way = fit_scar_field(coords, values, groups, config, model=start)
+    assert gpu_way["train_loss"][0] == pytest.approx(cpu_way["train_loss"][0], rel=0.05)
+    assert gpu_way["best_loss"] < 0.25 * gpu_way["train_loss"][0]
+    assert 0.75 < gpu_way["best_loss"] / cpu_way["best_loss"] < 1.33
+
+
 def test_training_learns_and_history_is_complete():
     coords, values, groups = small_problem()
     model, history = fit_scar_field(coords, values, groups, small_config(max_epochs=40, max_lr=2e-2))
