@@ -53,7 +53,7 @@ def test_fast_preset_fits_in_one_batch_per_epoch_and_separates_the_halves():
     preset = TrainingConfig.fast()
     assert model.architecture()["hidden_dim"] == preset.hidden_dim and model.architecture()["n_layers"] == preset.n_layers
     assert len(history["learning_rate"]) == history["epochs_run"]
-    assert max(history["learning_rate"]) > 0.9 * TrainingConfig.fast().max_lr  # one batch/epoch: warm-up reached
+    assert max(history["learning_rate"]) > 0.9 * preset.max_lr  # one batch/epoch: warm-up reached
     with torch.no_grad():
         prediction = model(torch.from_numpy(coords)).numpy().ravel()
     right = groups >= 60
@@ -133,18 +133,23 @@ class HostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def train_the_gpu_way(net, coords, values, groups, config) -> dict:
+    """The GPU path's training loop (autograd steps on prepared batches), run on the CPU."""
+    dataset = ScarReconstructionDataset(coords, values, groups)
+    steps = training._autograd_steps(net, dataset, config, torch.device("cpu"))
+    return training._train_loop(net, dataset, config, torch.device("cpu"), steps, None, None)
+
+
 def test_gpu_epoch_reads_the_host_once():
     """The GPU path (data prepared once, autograd steps, fused Adam, the scheduler and the epoch
     bookkeeping) run on the CPU as a stand-in for a GPU, which this machine lacks: every op is the
     one a GPU would queue, so a value read back per step (a sync) would show here."""
     coords, values, groups = small_problem()
     config = small_config(max_epochs=3, batch_size=60)
-    dataset = ScarReconstructionDataset(coords, values, groups)
+    assert len(create_complete_group_batches(ScarReconstructionDataset(coords, values, groups), config.batch_size)) >= 4
     net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
-    steps = training._autograd_steps(net, dataset, config, torch.device("cpu"))
-    assert len(steps) >= 4
     with HostReads() as reads:
-        history = training._train_loop(net, dataset, config, torch.device("cpu"), steps, None, None)
+        history = train_the_gpu_way(net, coords, values, groups, config)
     assert history["epochs_run"] == 3
     assert reads.reads == ["aten::_local_scalar_dense"] * 3  # the epoch loss, once per epoch
 
@@ -154,14 +159,10 @@ def test_gpu_path_learns_like_the_cpu_step():
     GPU) fits the small problem as well as the CPU step: same maths, different code."""
     coords, values, groups = small_problem()
     config = small_config(max_epochs=40, max_lr=2e-2)
-    dataset = ScarReconstructionDataset(coords, values, groups)
     torch.manual_seed(config.seed)
     net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
-    start = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
-    start.load_state_dict(net.state_dict())
-    gpu_way = training._train_loop(net, dataset, config, torch.device("cpu"),
-                                   training._autograd_steps(net, dataset, config, torch.device("cpu")), None, None)
-    _, cpu_way = fit_scar_field(coords, values, groups, config, model=start)
+    _, cpu_way = fit_scar_field(coords, values, groups, config, model=net)  # trains a copy
+    gpu_way = train_the_gpu_way(net, coords, values, groups, config)
     assert gpu_way["train_loss"][0] == pytest.approx(cpu_way["train_loss"][0], rel=0.05)
     assert gpu_way["best_loss"] < 0.25 * gpu_way["train_loss"][0]
     assert 0.75 < gpu_way["best_loss"] / cpu_way["best_loss"] < 1.33
@@ -220,7 +221,7 @@ def test_cancel_stops_before_the_next_batch_and_leaves_model_untouched():
         return len(calls) > 4
 
     config = small_config(max_epochs=50)
-    assert len(create_complete_group_batches(ScarReconstructionDataset(coords, values, groups), 120)) == 3
+    assert len(create_complete_group_batches(ScarReconstructionDataset(coords, values, groups), config.batch_size)) == 3
     # polled before each of the 3 batches per epoch: the 5th poll is epoch 2, batch 2
     with pytest.raises(TrainingCancelled, match=r"cancelled at epoch 2 of 50 \(batch 2 of 3\); nothing was saved"):
         fit_scar_field(coords, values, groups, config, should_cancel=should_cancel, model=start)

@@ -199,12 +199,12 @@ class GroupLossStep:
             else:
                 torch.mm(h, network.transposed[index], out=z)
             h = z.clamp_min_(0.0)
-            if index == self.first_dropout:  # broadcast over the passes: (n, passes, width)
-                spread = scratch.take("spread", (n, passes, h.shape[1]))
-                h = torch.mul(masks[dropout].view(n, passes, -1), h.view(n, 1, -1), out=spread).view(n * passes, -1)
-            elif self.layers[index].threshold is not None:
-                h = h.mul_(masks[dropout])
             if self.layers[index].threshold is not None:
+                if index == self.first_dropout:  # broadcast over the passes: (n, passes, width)
+                    spread = scratch.take("spread", (n, passes, h.shape[1]))
+                    h = torch.mul(masks[dropout].view(n, passes, -1), h.view(n, 1, -1), out=spread).view(n * passes, -1)
+                else:
+                    h = h.mul_(masks[dropout])
                 dropout += 1
             outputs.append(h)
         if network.biases[last] is not None:
