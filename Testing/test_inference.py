@@ -144,6 +144,19 @@ def test_chunks_are_cut_to_the_row_cap(model, monkeypatch):
     assert rows == [4] * 7  # batch_size caps the nodes per chunk too
 
 
+
+def test_a_gpu_gets_whole_batches_per_chunk():
+    """On a GPU the cache-sized CPU chunks would cost a few dozen kernel launches and a read-back
+    per ~200 nodes; there a chunk is a whole batch (only the choice is checked: no GPU here)."""
+    from cardioscar.inference import MAX_ROWS_PER_FORWARD, nodes_per_chunk
+
+    cuda = torch.device("cuda")
+    assert nodes_per_chunk(cuda, 50000, 10) == 50000
+    assert nodes_per_chunk(cuda, 300, 10) == 300
+    assert nodes_per_chunk(torch.device("cpu"), 50000, 10) == MAX_ROWS_PER_FORWARD // 10
+    assert nodes_per_chunk(torch.device("cpu"), 3, 10) == 3
+    assert nodes_per_chunk(torch.device("cpu"), 50000, 10 * MAX_ROWS_PER_FORWARD) == 1
+
 def flush_denormal_is_on() -> bool:
     return (torch.tensor([1e-40]) * 1.0).item() == 0.0
 

@@ -13,10 +13,12 @@ Why it is fast (each step keeps the distribution of separate stochastic passes e
   into a 0/1 float tensor (boolean masks take slow paths on the CPU); the 1 / (1 - p) scale is
   folded into the next layer's weights. On the CPU the words come from numpy's SFC64 generator,
   seeded from torch's, so ``torch.manual_seed`` still fixes the result.
-* Work is cut into chunks of at most ``MAX_ROWS_PER_FORWARD`` rows (nodes x samples) that run
-  through preallocated buffers small enough to stay in cache; this also bounds memory. On the CPU
-  whole chunks go to single-threaded workers (one per torch thread) instead of splitting every
-  small operation over torch's threads.
+* On the CPU, work is cut into chunks of at most ``MAX_ROWS_PER_FORWARD`` rows (nodes x samples)
+  that run through preallocated buffers small enough to stay in cache, and whole chunks go to
+  single-threaded workers (one per torch thread) instead of splitting every small operation over
+  torch's threads. On a GPU a chunk is a whole batch of ``batch_size`` nodes: kernels need many
+  rows to fill the device, and each chunk costs a few dozen launches and a read-back. Either way
+  memory is bounded by the chunk.
 * Denormal floats are flushed to zero during the call (trained weights produce subnormal
   activations that are very slow on x86); the caller's setting is restored afterwards.
 
@@ -47,6 +49,13 @@ logger = logging.getLogger(__name__)
 #: passes stay in the L2 cache (single ops ran up to 1.5x faster per row than on 32k-row tensors;
 #: whole runs with 1k-4k-row chunks timed alike on the 2-core test machine).
 MAX_ROWS_PER_FORWARD = 2048
+
+
+def nodes_per_chunk(device: torch.device, batch_size: int, mc_samples: int) -> int:
+    """Nodes run through the network at once: cache-sized on the CPU, a whole batch elsewhere."""
+    if device.type != "cpu":
+        return int(batch_size)
+    return max(1, min(int(batch_size), MAX_ROWS_PER_FORWARD // int(mc_samples)))
 
 
 def node_batches(n_nodes: int, batch_size: int) -> list[tuple[int, int]]:
@@ -204,9 +213,9 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     """Return ``(mean, std)``, float32 arrays of shape (N,), for normalised coordinates (N, 3).
 
     ``std`` is the population standard deviation (ddof = 0) of the ``mc_samples`` predictions; with
-    one sample it is 0 (a warning is logged). At most ``batch_size`` nodes (and
-    ``MAX_ROWS_PER_FORWARD`` node-samples) are in flight at once; ``should_cancel()`` is polled
-    before each chunk. The model's train/eval state, its device and the denormal setting are left as
+    one sample it is 0 (a warning is logged). Nodes go through the network in chunks of
+    :func:`nodes_per_chunk` (at most ``batch_size``; on the CPU also at most
+    ``MAX_ROWS_PER_FORWARD`` node-samples); ``should_cancel()`` is polled before each chunk. The model's train/eval state, its device and the denormal setting are left as
     they were.
     """
     if isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 1:
@@ -225,11 +234,12 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     model.eval()
     mean = np.empty(coords.shape[0], dtype=np.float32)
     std = np.empty(coords.shape[0], dtype=np.float32)
-    nodes_per_chunk = max(1, min(int(batch_size), MAX_ROWS_PER_FORWARD // int(mc_samples)))
-    max_in_flight = 2 * torch.get_num_threads()  # chunks drawn but not yet collected
+    chunk_nodes = nodes_per_chunk(device, batch_size, mc_samples)
+    # chunks drawn but not yet collected: enough to keep the CPU workers (or the GPU's queue) fed
+    max_in_flight = 2 * torch.get_num_threads() if device.type == "cpu" else 2
     try:
         with torch.inference_mode(), flushed_denormals(), cpu_workers(device) as pool:
-            sampler = _Sampler(model, int(mc_samples), min(nodes_per_chunk, max(1, coords.shape[0])), device)
+            sampler = _Sampler(model, int(mc_samples), min(chunk_nodes, max(1, coords.shape[0])), device)
             in_flight: deque = deque()
 
             def collect() -> None:
@@ -238,7 +248,7 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
                 mean[start:end] = mean_b.float().cpu().numpy()
                 std[start:end] = std_b.float().cpu().numpy()
 
-            for start, end in node_batches(coords.shape[0], nodes_per_chunk):
+            for start, end in node_batches(coords.shape[0], chunk_nodes):
                 if should_cancel is not None and should_cancel():
                     raise TrainingCancelled(f"prediction cancelled after {start} of {coords.shape[0]} nodes")
                 x = torch.from_numpy(coords[start:end]).to(device)
