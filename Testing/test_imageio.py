@@ -10,15 +10,41 @@ import pytest
 import SimpleITK as sitk
 
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import image_summary, read_image
+from cardioscar.imageio import image_summary, read_dicom_planes, read_image
+from cardioscar.logic import PreprocessingRequest, prepare_training_data
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import read_mesh
-from cardioscar.slices import slices_from_image
+from cardioscar.slices import slices_from_image, slices_from_path
 from cardioscar.targets import slice_targets
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ACDC_GT = DATA / "acdc_patient101" / "patient101_frame01_gt.nii.gz"
 BIVME = DATA / "bivme_patient1"
+#: The real short-axis planes of the bivme case, one file per series, about 17.7 mm apart.
+SHORT_AXIS = ("Se11", "Se1", "Se2", "Se3", "Se4", "Se5")
+
+
+def _as_one_series(series: tuple[str, ...], folder: Path) -> list[sitk.Image]:
+    """The real short-axis files of ``series`` written into ``folder`` as one DICOM series (a shared
+    series UID; pixels, position and orientation unchanged), as a scanner exports a stack."""
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    originals = []
+    for name in series:
+        (source,) = (BIVME / "dicom_ED" / name).iterdir()
+        image = sitk.ReadImage(str(source))
+        image.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.77")
+        writer.SetFileName(str(folder / f"{name}.dcm"))
+        writer.Execute(image)
+        originals.append(image)
+    return originals
+
+
+def _original_at(originals: list[sitk.Image], origin: np.ndarray) -> sitk.Image:
+    """The original file whose recorded position is ``origin`` (exactly one must match)."""
+    matches = [image for image in originals if np.allclose(image.GetOrigin(), origin, atol=1e-6)]
+    assert len(matches) == 1, origin
+    return matches[0]
 
 
 def test_acdc_label_map_geometry_and_targets() -> None:
@@ -62,6 +88,49 @@ def test_bivme_single_dicom_slice_is_a_3d_oblique_volume_that_maps_the_fitted_me
     neighbour = layer.lps_to_index(table[table[:, 3] == 1, :3])
     np.testing.assert_allclose(np.abs(neighbour[:, 2]), 17.7, atol=1.0)
 
+
+def test_real_short_axis_stack_reads_as_one_volume_with_every_slice_where_its_file_puts_it(tmp_path: Path) -> None:
+    originals = _as_one_series(SHORT_AXIS, tmp_path)
+    image = read_image(tmp_path)
+    assert image.GetSize() == (256, 208, 6)
+    volume = sitk.GetArrayFromImage(image)
+    for k in range(6):
+        original = _original_at(originals, np.asarray(image.TransformIndexToPhysicalPoint((0, 0, k))))
+        np.testing.assert_array_equal(volume[k], sitk.GetArrayFromImage(original)[0])
+    along_z = slices_from_path(tmp_path, half_thickness=3.0)
+    for k, layer in enumerate(along_z):
+        np.testing.assert_allclose(layer.origin, image.TransformIndexToPhysicalPoint((0, 0, k)), atol=0.01)
+
+
+def test_stack_missing_a_slice_keeps_each_slice_where_it_was_acquired(tmp_path: Path) -> None:
+    """A clinical stack may miss a slice. Read as one volume, evenly stepped from the first file to
+    the last, the middle slice would sit 8.8 mm (half a gap) from where it was acquired."""
+    originals = _as_one_series(tuple(name for name in SHORT_AXIS if name != "Se2"), tmp_path)
+    with pytest.raises(CardioScarError, match=r"not evenly spaced: slice k=2 would sit 8\.8\d mm"):
+        read_image(tmp_path)
+    with pytest.raises(CardioScarError, match="cut it along z"):
+        slices_from_path(tmp_path, slice_axis="x")
+    assert [plane.GetSize() for plane in read_dicom_planes(tmp_path)] == [(256, 208, 1)] * 5
+    layers = slices_from_path(tmp_path, half_thickness=3.0)
+    assert [layer.label for layer in layers] == [f"{tmp_path.name} k={k}" for k in range(5)]
+    for layer in layers:
+        original = _original_at(originals, layer.origin)
+        np.testing.assert_array_equal(layer.values, sitk.GetArrayFromImage(original)[0])
+        np.testing.assert_allclose(layer.normal, np.asarray(original.GetDirection()).reshape(3, 3)[:, 2], atol=1e-9)
+    # Through the Python API, as the CLI's `prepare --image FOLDER` runs it: every mapped node of
+    # the real fitted mesh lies within the 3 mm slab of the plane its group's file records.
+    mesh_path = BIVME / "fitted_model_frame000" / "patient1_LV_ENDOCARDIAL_000.vtk"
+    result = prepare_training_data(PreprocessingRequest(mesh_path=mesh_path, image_path=tmp_path,
+                                                        slice_thickness_padding=3.0, normalize_intensities=True))
+    assert set(result.group_slice.tolist()) == set(range(5))  # the mesh crosses every plane
+    points = read_mesh(mesh_path).points_lps()
+    group_of_row = np.repeat(np.arange(result.n_groups), result.group_sizes)
+    for k, layer in enumerate(layers):
+        rows = result.group_slice[group_of_row] == k
+        original = _original_at(originals, layer.origin)
+        normal = np.asarray(original.GetDirection()).reshape(3, 3)[:, 2]
+        distance = (points[result.node_ids[rows]] - np.asarray(original.GetOrigin())) @ normal
+        assert rows.any() and np.abs(distance).max() <= 3.0 + 1e-6
 
 def test_folder_with_several_equal_series_is_an_error(tmp_path: Path) -> None:
     for series in ("Se1", "Se2"):

@@ -35,8 +35,11 @@ def linear_world_matrix(node) -> np.ndarray:
         return np.eye(4)
     if not transform_node.IsTransformToWorldLinear():
         raise CardioScarError(
-            f"'{node.GetName()}' is under the non-linear transform '{transform_node.GetName()}': "
-            "harden it (Data module, right-click > Harden transform) or use a linear transform."
+            f"'{node.GetName()}' is under the non-linear transform '{transform_node.GetName()}', which its voxel "
+            "grid cannot follow: harden a registration warp (Data module, right-click > Harden transform), but "
+            "not the acquisition transform Slicer adds to an unevenly spaced DICOM series (that resamples between "
+            "slices): run `cardioscar prepare --image` on its DICOM folder, which keeps every slice where it was "
+            "acquired."
         )
     matrix = vtk.vtkMatrix4x4()
     transform_node.GetMatrixTransformToWorld(matrix)

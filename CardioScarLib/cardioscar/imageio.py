@@ -1,13 +1,15 @@
 """Reading LGE / label images through SimpleITK with errors a user can act on.
 
 SimpleITK returns images in LPS with their full direction matrix, so oblique stacks keep their
-geometry. NIfTI spacing comes from pixdim (SimpleITK's behaviour), which is right for files whose
+geometry. A DICOM series is checked against each file's own position: one that misses a slice or
+is unevenly spaced cannot be one volume, and is read file by file (:func:`read_dicom_planes`). NIfTI spacing comes from pixdim (SimpleITK's behaviour), which is right for files whose
 sform carries no scale (the ACDC data set, for instance).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +26,14 @@ def _first_line(error: Exception) -> str:
     return detail.replace("Description:", "").strip()[:200]
 
 
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    """Read the DICOM series of a folder; with several series, the one with the most files."""
+#: How far (mm) a slice of a DICOM series read as one volume may sit from the position its file
+#: records. Positions are decimal strings (rounding ~1e-4 mm); a missing slice moves its
+#: neighbours by millimetres.
+POSITION_TOLERANCE_MM = 0.01
+
+
+def _series_files(folder: Path) -> list[str]:
+    """The files of the folder's DICOM series in slice order; with several series, the largest."""
     try:
         series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as error:
@@ -42,12 +50,95 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     if len(series_ids) > 1:
         logger.warning("%s holds %d DICOM series; using %s (%d files)", folder, len(series_ids), chosen,
                        len(files[chosen]))
+    return list(files[chosen])
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    """Read the folder's DICOM series as one volume, if one volume can hold it.
+
+    A volume has one slice step, so a series with a missing or extra slice, slices that are not
+    evenly spaced, or slices in several orientations would put slices millimetres from where
+    they were acquired (ITK only prints a warning); that is an error here.
+    :func:`read_dicom_planes` reads such a series.
+    """
+    names = _series_files(folder)
+    misplaced, worst = _volume_misplacement(names)
+    if misplaced > POSITION_TOLERANCE_MM:
+        raise CardioScarError(f"The DICOM series in {folder} cannot be one volume ({_why(misplaced, worst)}); cut it "
+                              "along z, its acquisition axis, where each file keeps its own position")
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files[chosen])
+    reader.SetFileNames(names)
     try:
         return reader.Execute()
     except RuntimeError as error:
         raise CardioScarError(f"Cannot read DICOM series in {folder}: {_first_line(error)}") from error
+
+
+def _volume_misplacement(names: list[str]) -> tuple[float, int]:
+    """(largest distance in mm, its slice index) between a file's recorded position and where a
+    volume read from these files puts that slice: ITK starts at the first file's position and
+    steps evenly along the first file's normal to the last file's height. Infinite when the
+    files' orientations differ."""
+    geometry = [_file_geometry(name) for name in names]
+    origins = np.array([origin for origin, _ in geometry])
+    directions = np.array([direction for _, direction in geometry])
+    if np.abs(directions - directions[0]).max() > 1e-4:
+        return math.inf, 0
+    if len(names) == 1:
+        return 0.0, 0
+    normal = directions[0][:, 2]
+    height = np.dot(origins[-1] - origins[0], normal)
+    placed = origins[0] + np.linspace(0.0, height, len(names))[:, None] * normal
+    misplaced = np.linalg.norm(origins - placed, axis=1)
+    return float(misplaced.max()), int(np.argmax(misplaced))
+
+
+def _why(misplaced: float, worst: int) -> str:
+    """Why a series is not one volume, from :func:`_volume_misplacement`."""
+    if math.isinf(misplaced):
+        return "its files lie in different orientations"
+    return f"it is not evenly spaced: slice k={worst} would sit {misplaced:.2f} mm from its recorded position"
+
+
+def _file_geometry(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, 3x3 direction) of one image file, from its header only."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(name)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise CardioScarError(f"Cannot read DICOM file {name}: {_first_line(error)}") from error
+    return np.asarray(reader.GetOrigin()), np.asarray(reader.GetDirection()).reshape(3, 3)
+
+
+def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
+    """The slices of a DICOM series folder in slice order, each file read on its own as a
+    one-slice 3D image placed where it was acquired.
+
+    Why: clinical LGE stacks may miss a slice or have uneven gaps, which no regular volume can
+    represent. A series of one file (a single slice, or a multi-frame volume) comes back as that
+    one image.
+    """
+    source = Path(folder)
+    if not source.is_dir():
+        raise CardioScarError(f"DICOM folder not found: {source}")
+    names = _series_files(source)
+    planes = []
+    for name in names:
+        try:
+            plane = _checked(sitk.ReadImage(name), Path(name))
+        except RuntimeError as error:
+            raise CardioScarError(f"Cannot read DICOM file {name}: {_first_line(error)}") from error
+        if len(names) > 1 and plane.GetSize()[2] != 1:
+            raise CardioScarError(f"DICOM file {name} holds {plane.GetSize()[2]} frames; a series of several files "
+                                  "must have one slice per file (or convert it to NIfTI)")
+        planes.append(plane)
+    misplaced, worst = _volume_misplacement(names)
+    if misplaced > POSITION_TOLERANCE_MM:
+        logger.warning("The DICOM series in %s cannot be one volume (%s); each slice keeps its own recorded "
+                       "position", source, _why(misplaced, worst))
+    logger.info("Read DICOM series %s: %d file(s), first: %s", source, len(planes), image_summary(planes[0]))
+    return planes
 
 
 def read_image(path: str | Path) -> sitk.Image:
@@ -67,13 +158,19 @@ def read_image(path: str | Path) -> sitk.Image:
         except RuntimeError as error:
             raise CardioScarError(f"Cannot read image {source}: unreadable or corrupted file ({_first_line(error)})"
                                   ) from error
+    image = _checked(image, source)
+    logger.info("Read image %s: %s", source, image_summary(image))
+    return image
+
+
+def _checked(image: sitk.Image, source: Path) -> sitk.Image:
+    """``image`` if it is a 3D scalar image, else a one-line error naming ``source``."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CardioScarError(f"Image {source.name} has {image.GetNumberOfComponentsPerPixel()} components per "
                               "voxel (vector/RGB); give a scalar LGE image or label map")
     if image.GetDimension() != 3:
         raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
                               "be a 3D volume with N slices")
-    logger.info("Read image %s: %s", source, image_summary(image))
     return image
 
 

@@ -25,13 +25,12 @@ from cardioscar.atomic import atomic_write
 from cardioscar.devices import as_device
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import read_image
 from cardioscar.inference import mc_dropout_predict
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.normalization import fit_scaler, normalize
 from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
-from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_image
+from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_path
 from cardioscar.targets import slice_targets
 from cardioscar.training import TrainingConfig, TrainingProgress, fit_scar_field
 
@@ -184,14 +183,7 @@ class InferenceResult:
 def _load_slices(request: PreprocessingRequest) -> List[SliceLayer]:
     padding = float(request.slice_thickness_padding)
     if request.image_path is not None:
-        image = read_image(request.image_path)
-        slices = slices_from_image(
-            image,
-            slice_axis=request.slice_axis,
-            slice_indices=request.slice_indices,
-            half_thickness=padding,
-            label=request.image_path.name,
-        )
+        slices = slices_from_path(request.image_path, request.slice_axis, request.slice_indices, padding)
     else:
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
     return slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)

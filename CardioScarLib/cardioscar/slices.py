@@ -17,7 +17,7 @@ geometry convention:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -27,6 +27,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from .errors import CardioScarError
+from .imageio import read_dicom_planes, read_image
 from .meshio import legacy_header, read_vtk_dataset, set_space_field, space_from_dataset, write_dataset
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,14 @@ def slices_from_array(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis
     ``ijk_to_lps`` maps homogeneous ``(i, j, k, 1)`` to LPS mm (direction x spacing | origin), so
     oblique and anisotropic volumes keep their exact geometry.
     """
+    layers = _cut_volume(volume_kji, ijk_to_lps, slice_axis, slice_indices, half_thickness, label)
+    _log_slices(label, layers, str(slice_axis).lower())
+    return layers
+
+
+def _cut_volume(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis: str,
+                slice_indices: Iterable[int] | None, half_thickness: float, label: str) -> list[SliceLayer]:
+    """:func:`slices_from_array` without its log line."""
     volume = np.asarray(volume_kji)
     if volume.ndim != 3:
         raise CardioScarError(f"{label}: expected a 3D volume indexed [k, j, i], got shape {volume.shape}")
@@ -187,9 +196,12 @@ def slices_from_array(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis
             half_thickness=half_thickness,
             label=f"{label} {_INDEX_NAME[normal_axis]}={index}",
         ))
+    return layers
+
+
+def _log_slices(label: str, layers: list[SliceLayer], axis: str) -> None:
     logger.info("%s: %d slice(s) along %s, %dx%d pixels", label, len(layers), axis,
                 layers[0].shape[1], layers[0].shape[0])
-    return layers
 
 
 def ijk_to_lps_matrix(image: sitk.Image) -> np.ndarray:
@@ -209,6 +221,27 @@ def slices_from_image(image: sitk.Image, slice_axis: str = "z", slice_indices: I
                               f"with {image.GetNumberOfComponentsPerPixel()} component(s)")
     return slices_from_array(sitk.GetArrayViewFromImage(image), ijk_to_lps_matrix(image), slice_axis,
                              slice_indices, half_thickness, label)
+
+
+def slices_from_path(path: str | Path, slice_axis: str = "z", slice_indices: Iterable[int] | None = None,
+                     half_thickness: float = 5.0) -> list[SliceLayer]:
+    """SliceLayers of an image file or a DICOM series folder (see :func:`slices_from_array`).
+
+    Along z, a DICOM series is read file by file (:func:`cardioscar.imageio.read_dicom_planes`),
+    so every slice sits where its file says it was acquired even when the stack misses a slice or
+    is unevenly spaced; across the slices (x, y) the series must make one regular volume.
+    """
+    source = Path(path)
+    if not (source.is_dir() and str(slice_axis).lower() == "z"):
+        return slices_from_image(read_image(source), slice_axis, slice_indices, half_thickness, source.name)
+    planes = read_dicom_planes(source)
+    if len(planes) == 1:  # one file: a single slice or a multi-frame volume
+        return slices_from_image(planes[0], "z", slice_indices, half_thickness, source.name)
+    layers = [replace(_cut_volume(sitk.GetArrayViewFromImage(planes[k]), ijk_to_lps_matrix(planes[k]), "z", [0],
+                                  half_thickness, source.name)[0], label=f"{source.name} k={k}")
+              for k in _checked_indices(slice_indices, len(planes), "z")]
+    _log_slices(source.name, layers, "z")
+    return layers
 
 
 # --------------------------------------------------------------------------- VTK grid layers
