@@ -23,6 +23,7 @@ import vtk  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic import results  # noqa: E402
+from CardioScarLogic.scarsource import scar_source_from_node  # noqa: E402
 from cardioscar.errors import CardioScarError, TrainingCancelled  # noqa: E402
 from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
@@ -197,6 +198,68 @@ def test_parent_transforms_on_volume_and_mesh_are_honoured(case, scene, tmp_path
     assert moved_model.GetParentTransformNode() is shift
 
 
+def _without_slice_under_acquisition_transform(scene, volume, missing: int):
+    """What Slicer makes of a DICOM series of ``volume``'s slices with slice ``missing`` left out:
+    the kept slices as one regular volume stepped evenly from the first to the last (as ITK reads
+    them), under a grid transform with one displacement per slice corner that moves each slice
+    back to where it was acquired (the form of the "acquisition transform" of Slicer's DICOM
+    plugin; built here by hand, as slicer-core has no DICOM module). Returns (node, kept)."""
+    values = slicer.util.arrayFromVolume(volume)
+    count, rows, columns = values.shape
+    kept = [k for k in range(count) if k != missing]
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(ijk_to_ras)
+    acquired = slicer.util.arrayFromVTKMatrix(ijk_to_ras)
+    step = (count - 1) / (count - 2)  # the even step from the first to the last kept slice
+    regular = acquired.copy()
+    regular[:3, 2] *= step
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "LGE missing a slice")
+    slicer.util.updateVolumeFromArray(node, values[kept].copy())
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(regular))
+    grid = vtk.vtkImageData()
+    grid.SetDimensions(2, 2, len(kept))
+    grid.SetOrigin(*regular[:3, 3])
+    lengths = np.linalg.norm(regular[:3, :3], axis=0)
+    grid.SetSpacing(lengths[0] * columns, lengths[1] * rows, lengths[2])
+    grid.AllocateScalars(vtk.VTK_DOUBLE, 3)
+    displacement = vtk.util.numpy_support.vtk_to_numpy(grid.GetPointData().GetScalars()).reshape(len(kept), 4, 3)
+    for index, original in enumerate(kept):
+        displacement[index] = acquired[:3, 2] * (original - index * step)
+    grid.Modified()
+    transform = slicer.vtkOrientedGridTransform()
+    direction = vtk.vtkMatrix4x4()
+    node.GetIJKToRASDirectionMatrix(direction)
+    transform.SetGridDirectionMatrix(direction)
+    transform.SetDisplacementGridData(grid)
+    transform_node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "acquisition transform")
+    transform_node.SetAndObserveTransformToParent(transform)
+    node.SetAndObserveTransformNodeID(transform_node.GetID())
+    return node, kept
+
+
+def test_stack_missing_a_slice_under_slicers_acquisition_transform_is_used_where_acquired(case, scene):
+    """Slicer loads an unevenly spaced DICOM series as a regular volume under a grid transform.
+    Each slice must be taken where the transform puts it (where it was acquired): the result is
+    the one from the complete stack's same slices. Ignoring the transform would move the kept
+    slices by up to half a gap; hardening it would resample between slices."""
+    context, volume, model = scene
+    node, kept = _without_slice_under_acquisition_transform(context.scene, volume, missing=2)
+    acquired = scar_source_from_node(volume).slices("z", kept[:4], case["half"])
+    placed = scar_source_from_node(node).slices("z", [0, 1, 2, 3], case["half"])
+    for layer, reference in zip(placed, acquired):
+        np.testing.assert_allclose(layer.origin, reference.origin, atol=1e-6)
+        np.testing.assert_allclose(layer.axis_i, reference.axis_i, atol=1e-9)
+        np.testing.assert_allclose(layer.axis_j, reference.axis_j, atol=1e-9)
+        np.testing.assert_array_equal(layer.values, reference.values)
+    regular = scar_source_from_node(node)
+    assert regular.ijk_to_lps is None and len(regular.planes) == case["n_slices"] - 1
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    expected = logic.train_and_apply(volume, model, _options(case, slice_indices=",".join(map(str, kept[:4]))))
+    result = logic.train_and_apply(node, model, _options(case, slice_indices="0,1,2,3"))
+    np.testing.assert_allclose(result.probability, expected.probability, atol=1e-5)
+    with pytest.raises(CardioScarError, match="slice axis z"):
+        logic.train_and_apply(node, model, _options(case, slice_axis="x", slice_indices="0"))
+
 def test_mesh_moved_off_the_slices_fails_and_leaves_the_model_unchanged(case, scene):
     context, volume, model = scene
     model.SetAndObserveTransformNodeID(_translation_node(context.scene, (0.0, 0.0, 500.0)).GetID())
@@ -272,13 +335,13 @@ def test_bad_inputs_give_one_line_messages_that_say_what_to_fix(case, scene):
     warp = context.scene.AddNewNodeByClass("vtkMRMLTransformNode")
     spline = vtk.vtkThinPlateSplineTransform()
     source, target = vtk.vtkPoints(), vtk.vtkPoints()
-    for x, y, z in [(0, 0, 0), (100, 0, 0), (0, 100, 0), (0, 0, 100)]:
+    for x, y, z in [(0, 0, 0), (100, 0, 0), (0, 100, 0), (0, 0, 100), (50, 50, 50)]:
         source.InsertNextPoint(x, y, z)
-        target.InsertNextPoint(x + 3, y, z + (5 if x else 0))
+        target.InsertNextPoint(x + 3, y, z + (5 if x == 50 else 0))  # bends the planes around the last point
     spline.SetSourceLandmarks(source)
     spline.SetTargetLandmarks(target)
     spline.SetBasisToR()
     warp.SetAndObserveTransformToParent(spline)
     volume.SetAndObserveTransformNodeID(warp.GetID())
-    with pytest.raises(CardioScarError, match="non-linear transform"):
+    with pytest.raises(CardioScarError, match="non-linear transform .* bends slice k=0"):
         logic.train_and_apply(volume, model, _options(case))

@@ -35,11 +35,8 @@ def linear_world_matrix(node) -> np.ndarray:
         return np.eye(4)
     if not transform_node.IsTransformToWorldLinear():
         raise CardioScarError(
-            f"'{node.GetName()}' is under the non-linear transform '{transform_node.GetName()}', which its voxel "
-            "grid cannot follow: harden a registration warp (Data module, right-click > Harden transform), but "
-            "not the acquisition transform Slicer adds to an unevenly spaced DICOM series (that resamples between "
-            "slices): run `cardioscar prepare --image` on its DICOM folder, which keeps every slice where it was "
-            "acquired."
+            f"'{node.GetName()}' is under the non-linear transform '{transform_node.GetName()}': "
+            "harden it (Data module, right-click > Harden transform) or use a linear transform."
         )
     matrix = vtk.vtkMatrix4x4()
     transform_node.GetMatrixTransformToWorld(matrix)
@@ -51,6 +48,54 @@ def volume_ijk_to_lps(volume_node) -> np.ndarray:
     ijk_to_ras = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(ijk_to_ras)
     return RAS_TO_LPS @ linear_world_matrix(volume_node) @ _matrix_to_numpy(ijk_to_ras)
+
+
+#: How far (mm) a volume's slice, moved by a non-linear parent transform, may stray from a plane.
+PLANE_TOLERANCE_MM = 0.05
+
+
+def volume_planes_lps(volume_node) -> list[np.ndarray] | None:
+    """Per slice k of a volume under a non-linear transform, the 4x4 matrix taking ``(i, j, 0, 1)``
+    to world LPS mm where the transform puts that slice; ``None`` under linear transforms (then
+    :func:`volume_ijk_to_lps` places every slice).
+
+    Why: Slicer loads an unevenly spaced DICOM series (a missing slice, uneven gaps) as a regular
+    volume under a grid "acquisition transform" that moves each slice back to where it was
+    acquired. Each slice is still a plane there, and CardioScar follows it; hardening instead
+    would resample between slices.
+
+    Raises:
+        CardioScarError: the transform bends a slice (a warp no plane can follow).
+    """
+    transform_node = volume_node.GetParentTransformNode()
+    if transform_node is None or transform_node.IsTransformToWorldLinear():
+        return None
+    to_world = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(transform_node, None, to_world)
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    columns, rows, slices = volume_node.GetImageData().GetDimensions()
+    # three corners fix the plane; the fourth corner and the centre check that it is one
+    probes = np.array([[0, 0], [columns, 0], [0, rows], [columns, rows], [columns / 2, rows / 2]], dtype=np.float64)
+    spacing_k = float(np.linalg.norm(_matrix_to_numpy(ijk_to_ras)[:3, 2]))
+    planes = []
+    for k in range(slices):
+        world_ras = np.array([to_world.TransformPoint(ijk_to_ras.MultiplyPoint((i, j, k, 1.0))[:3]) for i, j in probes])
+        lps = world_ras * np.diag(RAS_TO_LPS)[:3]
+        origin = lps[0]
+        axes = np.stack([(lps[1] - origin) / columns, (lps[2] - origin) / rows])
+        stray = float(np.linalg.norm(lps - (origin + probes @ axes), axis=1).max())
+        if stray > PLANE_TOLERANCE_MM:
+            raise CardioScarError(
+                f"'{volume_node.GetName()}' is under the non-linear transform '{transform_node.GetName()}', which bends "
+                f"slice k={k} by {stray:.2f} mm (a slice must stay a plane): harden it (Data module, right-click > "
+                "Harden transform) if it is a registration warp.")
+        normal = np.cross(axes[0], axes[1])
+        matrix = np.eye(4)
+        matrix[:3, 0], matrix[:3, 1], matrix[:3, 3] = axes[0], axes[1], origin
+        matrix[:3, 2] = normal / np.linalg.norm(normal) * spacing_k
+        planes.append(matrix)
+    return planes
 
 
 def model_points_lps(model_node) -> np.ndarray:
@@ -90,4 +135,5 @@ def world_mesh_lps(model_node, points_lps: np.ndarray) -> vtk.vtkDataSet:
     return world
 
 
-__all__ = ["RAS_TO_LPS", "linear_world_matrix", "volume_ijk_to_lps", "model_points_lps", "world_mesh_lps"]
+__all__ = ["RAS_TO_LPS", "linear_world_matrix", "volume_ijk_to_lps", "volume_planes_lps", "model_points_lps",
+           "world_mesh_lps"]

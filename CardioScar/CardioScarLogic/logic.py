@@ -95,15 +95,13 @@ class CardioScarLogic:
         """
         from cardioscar.devices import describe_device, resolve_device
         from cardioscar.logic import prepare_from_slices, train_scar_model
-        from cardioscar.slices import slices_from_array
         from cardioscar.targets import slice_targets
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()
         source = scar_source_from_node(scar_node)
-        slices = slices_from_array(source.volume_kji, source.ijk_to_lps, options.slice_axis,
-                                   options.parsed_slice_indices(), options.half_thickness, source.label)
+        slices = source.slices(options.slice_axis, options.parsed_slice_indices(), options.half_thickness)
         slices = slice_targets(slices, scar_labels=options.parsed_scar_labels(source.is_label_map),
                                normalize=options.normalize_intensities)
         points = model_points_lps(model_node)

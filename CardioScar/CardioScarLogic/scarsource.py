@@ -17,7 +17,7 @@ import vtk
 
 from cardioscar.errors import CardioScarError
 
-from .geometry import RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, volume_ijk_to_lps
+from .geometry import RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, volume_ijk_to_lps, volume_planes_lps
 
 #: Slice axis name -> position in a (k, j, i) array.
 AXIS_TO_KJI = {"x": 2, "y": 1, "z": 0}
@@ -25,12 +25,31 @@ AXIS_TO_KJI = {"x": 2, "y": 1, "z": 0}
 
 @dataclass
 class ScarSource:
-    """Voxel values (k, j, i), the voxel-to-world-LPS matrix and whether values are labels."""
+    """Voxel values (k, j, i), where they are in world LPS and whether they are labels.
+
+    ``ijk_to_lps`` places the voxels; for a volume under a non-linear transform (Slicer's
+    acquisition transform of an unevenly spaced DICOM series) it is ``None`` and ``planes[k]``
+    places slice k instead (see :func:`geometry.volume_planes_lps`).
+    """
 
     volume_kji: np.ndarray
-    ijk_to_lps: np.ndarray
+    ijk_to_lps: np.ndarray | None
     is_label_map: bool
     label: str
+    planes: list[np.ndarray] | None = None
+
+    def slices(self, slice_axis: str, slice_indices, half_thickness: float) -> list:
+        """The chosen slices as :class:`cardioscar.slices.SliceLayer` in world LPS."""
+        from cardioscar.slices import slices_from_array, slices_from_planes
+
+        if self.planes is None:
+            return slices_from_array(self.volume_kji, self.ijk_to_lps, slice_axis, slice_indices, half_thickness,
+                                     self.label)
+        if slice_axis != "z":
+            raise CardioScarError(
+                f"'{self.label}' is under a non-linear transform that places each of its slices (as Slicer does for "
+                "an unevenly spaced DICOM series): use its own slices, slice axis z.")
+        return slices_from_planes(list(zip(self.volume_kji, self.planes)), slice_indices, half_thickness, self.label)
 
 
 def _scar_segment_id(segmentation_node) -> str:
@@ -97,7 +116,9 @@ def scar_source_from_node(node) -> ScarSource:
     values = np.array(slicer.util.arrayFromVolume(node), copy=True)
     if values.ndim != 3:
         raise CardioScarError(f"The volume '{node.GetName()}' must be a single-component 3D image, got shape {values.shape}.")
-    return ScarSource(values, volume_ijk_to_lps(node), node.IsA("vtkMRMLLabelMapVolumeNode"), node.GetName())
+    planes = volume_planes_lps(node)
+    return ScarSource(values, volume_ijk_to_lps(node) if planes is None else None,
+                      node.IsA("vtkMRMLLabelMapVolumeNode"), node.GetName(), planes)
 
 
 def slice_count(node, slice_axis: str) -> int:

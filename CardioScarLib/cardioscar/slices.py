@@ -237,10 +237,22 @@ def slices_from_path(path: str | Path, slice_axis: str = "z", slice_indices: Ite
     planes = read_dicom_planes(source)
     if len(planes) == 1:  # one file: a single slice or a multi-frame volume
         return slices_from_image(planes[0], "z", slice_indices, half_thickness, source.name)
-    layers = [replace(_cut_volume(sitk.GetArrayViewFromImage(planes[k]), ijk_to_lps_matrix(planes[k]), "z", [0],
-                                  half_thickness, source.name)[0], label=f"{source.name} k={k}")
+    return slices_from_planes([(sitk.GetArrayViewFromImage(plane)[0], ijk_to_lps_matrix(plane)) for plane in planes],
+                              slice_indices, half_thickness, source.name)
+
+
+def slices_from_planes(planes: Sequence[tuple[np.ndarray, np.ndarray]], slice_indices: Iterable[int] | None = None,
+                       half_thickness: float = 5.0, label: str = "image") -> list[SliceLayer]:
+    """SliceLayers of a stack whose slices are placed one by one: ``planes[k]`` is slice k's
+    ``values[j, i]`` and the 4x4 matrix taking ``(i, j, 0, 1)`` to LPS mm.
+
+    Why: a stack that misses a slice or is unevenly spaced (a DICOM series, or a Slicer volume
+    under the acquisition transform Slicer adds to one) has no single IJK->LPS matrix.
+    """
+    layers = [replace(_cut_volume(np.asarray(planes[k][0])[None], planes[k][1], "z", [0], half_thickness, label)[0],
+                      label=f"{label} k={k}")
               for k in _checked_indices(slice_indices, len(planes), "z")]
-    _log_slices(source.name, layers, "z")
+    _log_slices(label, layers, "z")
     return layers
 
 
