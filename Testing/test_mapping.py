@@ -116,6 +116,17 @@ def test_empty_mapping_reports_both_bounding_boxes() -> None:
     message = str(info.value)
     assert "mesh LPS bounds [" in message and "slices LPS bounds [" in message
     assert "SPACE marker" in message and "\n" not in message
+    assert "times the size" not in message  # same scale: no unit hint
+
+
+@pytest.mark.parametrize("scale, unit", [(1000.0, "micrometres"), (0.001, "metres")])
+def test_empty_mapping_names_a_unit_mismatch(scale: float, unit: str) -> None:
+    """A simulation mesh in micrometres (openCARP) or metres misses every slice; say why."""
+    _, ijk_to_lps, slices = oblique_stack(0)
+    inside = np.array([[2.0, 2.0, 1.0, 1.0], [3.0, 1.0, 0.0, 1.0]]) @ ijk_to_lps.T
+    assert map_slices_to_nodes(inside[:, :3], slices).node_ids.size == 2
+    with pytest.raises(CardioScarError, match=f"times the size of the slices: if its coordinates are in {unit}"):
+        map_slices_to_nodes(inside[:, :3] * scale + np.array([0.0, 0.0, 5.0 * scale]), slices)
 
 
 def test_invalid_points_are_rejected() -> None:

@@ -98,8 +98,8 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
         corners = np.concatenate([layer.footprint_corners_lps() for layer in layers])
         raise CardioScarError(
             f"No mesh node lies inside any slice footprint: mesh LPS bounds {bounds_text(points)}, slices LPS "
-            f"bounds {bounds_text(corners)}; check that mesh and image share a frame (SPACE marker), "
-            "--slice-axis and --slice-thickness-padding")
+            f"bounds {bounds_text(corners)}{_unit_hint(points, corners)}; check that mesh and image share a frame "
+            "(SPACE marker), --slice-axis and --slice-thickness-padding")
 
     unique_keys, group_ids = np.unique(keys, return_inverse=True)
     # Stable: within a group (one slice) nodes keep their ascending order from np.flatnonzero.
@@ -119,6 +119,17 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
                 int((memberships > 1).sum()))
     return GroupMapping(node_ids=node_ids, group_ids=group_ids, group_values=group_values,
                         group_slice=group_slice, group_pixel=group_pixel)
+
+
+def _unit_hint(points: np.ndarray, corners: np.ndarray) -> str:
+    """A hint when the mesh is orders of magnitude larger or smaller than the slices: simulation
+    meshes are often in micrometres (openCARP) or metres, images always in millimetres."""
+    ratio = float(np.ptp(points, axis=0).max() / max(np.ptp(corners, axis=0).max(), 1e-12))
+    if ratio == 0.0 or 1 / 30 <= ratio <= 30:  # (a single node has no size)
+        return ""
+    unit = "micrometres" if ratio > 30 else "metres or centimetres"
+    return (f" (the mesh is {ratio:.3g} times the size of the slices: if its coordinates are in {unit}, "
+            "scale them to millimetres)")
 
 
 def _gather_values(layers: Sequence[SliceLayer], group_slice: np.ndarray, group_pixel: np.ndarray) -> np.ndarray:
