@@ -183,7 +183,11 @@ class GroupLossStep:
         count = len(self.thresholds) * lanes_per_mask
         words = torch.from_numpy(bits.random_raw((count + 3) // 4).view(np.int64))
         lanes = words.view(torch.int16)[:count].view(-1, n * self.passes, self.mask_width)
-        return torch.ge(lanes, self.threshold_lanes, out=scratch.take("mask", lanes.shape))
+        masks = scratch.take("mask", lanes.shape)
+        # numpy casts the comparison to float in small buffered blocks (one pass over memory);
+        # torch.ge with a float ``out`` fills a bool temporary and copies it (~2 % of a step)
+        np.greater_equal(lanes.numpy(), self.threshold_lanes.numpy(), out=masks.numpy(), casting="unsafe")
+        return masks
 
     def _chunk(self, chunk: Chunk, n_groups: int, network: "_Network", bits: np.random.SFC64,
                scratch: "_Scratch") -> tuple[float, list]:
