@@ -253,6 +253,19 @@ def test_stack_missing_a_slice_under_slicers_acquisition_transform_is_used_where
         np.testing.assert_array_equal(layer.values, reference.values)
     regular = scar_source_from_node(node)
     assert regular.ijk_to_lps is None and len(regular.planes) == case["n_slices"] - 1
+    # a scar segmentation drawn on that volume, under the same transform, is placed the same way
+    labels = context.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "scar labels")
+    slicer.util.updateVolumeFromArray(labels, (slicer.util.arrayFromVolume(node) > 0.3).astype(np.uint8))
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+    labels.SetIJKToRASMatrix(ijk_to_ras)
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labels)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labels, segmentation)
+    segmentation.SetAndObserveTransformNodeID(node.GetTransformNodeID())
+    for layer, reference in zip(scar_source_from_node(segmentation).slices("z", [0, 1, 2, 3], case["half"]), placed):
+        np.testing.assert_allclose(layer.origin, reference.origin, atol=1e-6)
+        np.testing.assert_array_equal(layer.values, (reference.values > 0.3).astype(float))
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
     expected = logic.train_and_apply(volume, model, _options(case, slice_indices=",".join(map(str, kept[:4]))))
     result = logic.train_and_apply(node, model, _options(case, slice_indices="0,1,2,3"))

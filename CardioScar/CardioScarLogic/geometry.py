@@ -57,37 +57,45 @@ PLANE_TOLERANCE_MM = 0.05
 def volume_planes_lps(volume_node) -> list[np.ndarray] | None:
     """Per slice k of a volume under a non-linear transform, the 4x4 matrix taking ``(i, j, 0, 1)``
     to world LPS mm where the transform puts that slice; ``None`` under linear transforms (then
-    :func:`volume_ijk_to_lps` places every slice).
+    :func:`volume_ijk_to_lps` places every slice). See :func:`transformed_planes_lps`."""
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    return transformed_planes_lps(volume_node, _matrix_to_numpy(ijk_to_ras), volume_node.GetImageData().GetDimensions())
+
+
+def transformed_planes_lps(node, ijk_to_ras: np.ndarray, dimensions: tuple[int, int, int]) -> list[np.ndarray] | None:
+    """Per slice k of a voxel grid (``ijk_to_ras``, ``dimensions`` i, j, k) that ``node``'s parent
+    transforms move non-linearly, the 4x4 matrix taking ``(i, j, 0, 1)`` to world LPS mm where the
+    transforms put that slice; ``None`` when they are linear.
 
     Why: Slicer loads an unevenly spaced DICOM series (a missing slice, uneven gaps) as a regular
     volume under a grid "acquisition transform" that moves each slice back to where it was
-    acquired. Each slice is still a plane there, and CardioScar follows it; hardening instead
-    would resample between slices.
+    acquired (a scar segmentation drawn on it may sit under the same transform). Each slice is
+    still a plane there, and CardioScar follows it; hardening instead would resample between
+    slices.
 
     Raises:
         CardioScarError: the transform bends a slice (a warp no plane can follow).
     """
-    transform_node = volume_node.GetParentTransformNode()
+    transform_node = node.GetParentTransformNode()
     if transform_node is None or transform_node.IsTransformToWorldLinear():
         return None
     to_world = vtk.vtkGeneralTransform()
     slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(transform_node, None, to_world)
-    ijk_to_ras = vtk.vtkMatrix4x4()
-    volume_node.GetIJKToRASMatrix(ijk_to_ras)
-    columns, rows, slices = volume_node.GetImageData().GetDimensions()
+    columns, rows, slices = dimensions
     # three corners fix the plane; the fourth corner and the centre check that it is one
     probes = np.array([[0, 0], [columns, 0], [0, rows], [columns, rows], [columns / 2, rows / 2]], dtype=np.float64)
-    spacing_k = float(np.linalg.norm(_matrix_to_numpy(ijk_to_ras)[:3, 2]))
+    spacing_k = float(np.linalg.norm(ijk_to_ras[:3, 2]))
     planes = []
     for k in range(slices):
-        world_ras = np.array([to_world.TransformPoint(ijk_to_ras.MultiplyPoint((i, j, k, 1.0))[:3]) for i, j in probes])
-        lps = world_ras * np.diag(RAS_TO_LPS)[:3]
+        grid_ras = np.column_stack([probes, np.full(len(probes), k), np.ones(len(probes))]) @ ijk_to_ras.T
+        lps = np.array([to_world.TransformPoint(point[:3]) for point in grid_ras]) * np.diag(RAS_TO_LPS)[:3]
         origin = lps[0]
         axes = np.stack([(lps[1] - origin) / columns, (lps[2] - origin) / rows])
         stray = float(np.linalg.norm(lps - (origin + probes @ axes), axis=1).max())
         if stray > PLANE_TOLERANCE_MM:
             raise CardioScarError(
-                f"'{volume_node.GetName()}' is under the non-linear transform '{transform_node.GetName()}', which bends "
+                f"'{node.GetName()}' is under the non-linear transform '{transform_node.GetName()}', which bends "
                 f"slice k={k} by {stray:.2f} mm (a slice must stay a plane): harden it (Data module, right-click > "
                 "Harden transform) if it is a registration warp.")
         normal = np.cross(axes[0], axes[1])
@@ -135,5 +143,5 @@ def world_mesh_lps(model_node, points_lps: np.ndarray) -> vtk.vtkDataSet:
     return world
 
 
-__all__ = ["RAS_TO_LPS", "linear_world_matrix", "volume_ijk_to_lps", "volume_planes_lps", "model_points_lps",
-           "world_mesh_lps"]
+__all__ = ["RAS_TO_LPS", "linear_world_matrix", "volume_ijk_to_lps", "volume_planes_lps", "transformed_planes_lps",
+           "model_points_lps", "world_mesh_lps"]

@@ -17,7 +17,8 @@ import vtk
 
 from cardioscar.errors import CardioScarError
 
-from .geometry import RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, volume_ijk_to_lps, volume_planes_lps
+from .geometry import (RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, transformed_planes_lps, volume_ijk_to_lps,
+                       volume_planes_lps)
 
 #: Slice axis name -> position in a (k, j, i) array.
 AXIS_TO_KJI = {"x": 2, "y": 1, "z": 0}
@@ -98,8 +99,10 @@ def _from_segmentation(segmentation_node) -> ScarSource:
             node = scene.GetNodeByID(node_id)
             if node is not None:
                 scene.RemoveNode(node)
-    ijk_to_lps = RAS_TO_LPS @ linear_world_matrix(segmentation_node) @ _matrix_to_numpy(ijk_to_ras)
-    return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName())
+    grid = _matrix_to_numpy(ijk_to_ras)
+    planes = transformed_planes_lps(segmentation_node, grid, values.shape[::-1])
+    ijk_to_lps = None if planes is not None else RAS_TO_LPS @ linear_world_matrix(segmentation_node) @ grid
+    return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName(), planes)
 
 
 def scar_source_from_node(node) -> ScarSource:
