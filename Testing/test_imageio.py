@@ -102,6 +102,24 @@ def test_real_short_axis_stack_reads_as_one_volume_with_every_slice_where_its_fi
         np.testing.assert_allclose(layer.origin, image.TransformIndexToPhysicalPoint((0, 0, k)), atol=0.01)
 
 
+def test_repeated_slice_positions_are_reported(tmp_path: Path, caplog) -> None:
+    """A series holding the same plane twice (a repeated breath-hold, or cine time frames) keeps
+    both as slices of their own, and says so."""
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for index, name in enumerate(("Se1", "Se1", "Se3")):
+        (source,) = (BIVME / "dicom_ED" / name).iterdir()
+        image = sitk.ReadImage(str(source))
+        image.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.78")
+        image.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.78.{index}")
+        writer.SetFileName(str(tmp_path / f"{index}.dcm"))
+        writer.Execute(image)
+    with caplog.at_level("WARNING", logger="cardioscar.imageio"):
+        planes = read_dicom_planes(tmp_path)
+    assert len(planes) == 3
+    assert "1 file(s) of the DICOM series" in caplog.text and "repeat the position" in caplog.text
+
+
 def test_stack_missing_a_slice_keeps_each_slice_where_it_was_acquired(tmp_path: Path) -> None:
     """A clinical stack may miss a slice. Read as one volume, evenly stepped from the first file to
     the last, the middle slice would sit 8.8 mm (half a gap) from where it was acquired."""

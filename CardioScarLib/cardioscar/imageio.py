@@ -137,6 +137,12 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
     if misplaced > POSITION_TOLERANCE_MM:
         logger.warning("The DICOM series in %s cannot be one volume (%s); each slice keeps its own recorded "
                        "position", source, _why(misplaced, worst))
+    origins = np.array([plane.GetOrigin() for plane in planes])
+    repeats = int((np.linalg.norm(np.diff(origins, axis=0), axis=1) < POSITION_TOLERANCE_MM).sum())
+    if repeats:
+        logger.warning("%d file(s) of the DICOM series in %s repeat the position of the file before them (repeated "
+                       "acquisitions or time frames?); each is a slice of its own: choose the indices to use",
+                       repeats, source)
     logger.info("Read DICOM series %s: %d file(s), first: %s", source, len(planes), image_summary(planes[0]))
     return planes
 
