@@ -62,7 +62,7 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     :func:`read_dicom_planes` reads such a series.
     """
     names = _series_files(folder)
-    misplaced, worst = _volume_misplacement(names)
+    misplaced, worst = _volume_misplacement([_file_geometry(name) for name in names])
     if misplaced > POSITION_TOLERANCE_MM:
         raise CardioScarError(f"The DICOM series in {folder} cannot be one volume ({_why(misplaced, worst)}); cut it "
                               "along z, its acquisition axis, where each file keeps its own position")
@@ -74,21 +74,20 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
         raise CardioScarError(f"Cannot read DICOM series in {folder}: {_first_line(error)}") from error
 
 
-def _volume_misplacement(names: list[str]) -> tuple[float, int]:
+def _volume_misplacement(geometry: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, int]:
     """(largest distance in mm, its slice index) between a file's recorded position and where a
-    volume read from these files puts that slice: ITK starts at the first file's position and
-    steps evenly along the first file's normal to the last file's height. Infinite when the
-    files' orientations differ."""
-    geometry = [_file_geometry(name) for name in names]
+    volume read from the files puts that slice, from each file's (origin, 3x3 direction) in slice
+    order: ITK starts at the first file's position and steps evenly along the first file's
+    normal to the last file's height. Infinite when the files' orientations differ."""
     origins = np.array([origin for origin, _ in geometry])
     directions = np.array([direction for _, direction in geometry])
     if np.abs(directions - directions[0]).max() > 1e-4:
         return math.inf, 0
-    if len(names) == 1:
+    if len(geometry) == 1:
         return 0.0, 0
     normal = directions[0][:, 2]
     height = np.dot(origins[-1] - origins[0], normal)
-    placed = origins[0] + np.linspace(0.0, height, len(names))[:, None] * normal
+    placed = origins[0] + np.linspace(0.0, height, len(geometry))[:, None] * normal
     misplaced = np.linalg.norm(origins - placed, axis=1)
     return float(misplaced.max()), int(np.argmax(misplaced))
 
@@ -133,7 +132,8 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
             raise CardioScarError(f"DICOM file {name} holds {plane.GetSize()[2]} frames; a series of several files "
                                   "must have one slice per file (or convert it to NIfTI)")
         planes.append(plane)
-    misplaced, worst = _volume_misplacement(names)
+    misplaced, worst = _volume_misplacement(
+        [(np.asarray(plane.GetOrigin()), np.asarray(plane.GetDirection()).reshape(3, 3)) for plane in planes])
     if misplaced > POSITION_TOLERANCE_MM:
         logger.warning("The DICOM series in %s cannot be one volume (%s); each slice keeps its own recorded "
                        "position", source, _why(misplaced, worst))
