@@ -14,7 +14,6 @@ from cardioscar.logic import (
     PreprocessingRequest,
     load_preprocessing_result,
     predict_on_points,
-    prepare_from_slices,
     prepare_training_data,
     save_inference_result,
     save_preprocessing_result,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
