@@ -44,7 +44,8 @@ def _comma_ints(what: str) -> Callable[[str], List[int]]:
         try:
             values = [int(part) for part in text.replace(" ", "").split(",") if part]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be comma-separated integers such as 2,5,8 (got {text!r})")
+            raise argparse.ArgumentTypeError(
+                f"{what} must be comma-separated integers such as 2,5,8 (got {text!r})") from None
         if not values:
             raise argparse.ArgumentTypeError(f"{what} is empty; leave the option out to use all")
         return values

@@ -295,7 +295,7 @@ def _draw_slices(fig, cell, slices: Sequence, points: np.ndarray) -> None:
     title_ax.axis("off")
     title_ax.text(0.5, 0.0, f"acquired slices ({len(pictures)} cross the mesh): scar target, grey = myocardium",
                   ha="center", va="bottom", fontsize=11, fontweight="bold")
-    for k, (layer, pic) in enumerate(pictures):
+    for k, (_, pic) in enumerate(pictures):
         ax = fig.add_subplot(sub[1 + k // n_cols, k % n_cols])
         ax.imshow(pic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(f"slice {k + 1}", fontsize=8, pad=2)
