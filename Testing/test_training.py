@@ -60,6 +60,23 @@ def test_fast_preset_fits_in_one_batch_per_epoch_and_separates_the_halves():
     assert (prediction[right] > 0.5).mean() > 0.9 and (prediction[~right] < 0.5).mean() > 0.9
     assert history["best_loss"] < 0.05
 
+    assert history["retried_max_lr"] is None  # a healthy fit is not run twice
+
+
+def test_a_fit_that_explains_little_of_the_targets_is_retried_once_with_a_lower_peak_rate(caplog):
+    """One epoch cannot fit: the best loss stays near the targets' variance, so the fast preset
+    trains once more with a third of its peak rate and reports it; the documented defaults never do."""
+    coords, values, groups = small_problem(n_groups=120)
+    config = TrainingConfig.fast(max_epochs=1, num_threads=1)
+    with caplog.at_level("WARNING", logger="cardioscar.training"):
+        _, history = fit_scar_field(coords, values, groups, config, device="cpu")
+    group_targets = np.array([values[groups == g][0] for g in range(120)])
+    assert history["target_variance"] == pytest.approx(group_targets.var())
+    assert history["best_loss"] > training.FAILED_FIT_FRACTION * history["target_variance"]
+    assert history["retried_max_lr"] == pytest.approx(config.max_lr / 3)
+    assert "training once more with max_lr 0.00333" in caplog.text
+    _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=1), device="cpu")
+    assert documented["best_loss"] > 0.5 * documented["target_variance"] and documented["retried_max_lr"] is None
 
 @pytest.mark.parametrize("field, value, message", [
     ("batch_size", 0, "batch_size must be a positive integer"),

@@ -1,0 +1,107 @@
+"""End to end on real scanner geometry, through the command line.
+
+The biv-me case's real short-axis DICOM planes (oblique, 17.7 mm apart) with one plane left out,
+so the stack is unevenly spaced as clinical stacks can be, and its fitted LV endocardial and
+epicardial surfaces (4k nodes). A scar is painted as a 12 mm ball at the wall where the third
+remaining plane cuts it; each plane's pixels get the ball's indicator at their centres, written
+back into the real files (position and orientation unchanged). The scar is small (1.3 % of the
+nodes, 20 scar pixels among 1,054 groups), the case on which the fast preset's high peak rate
+used to kill the network for some seeds (Dice 0).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+
+from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from conftest import run_cli
+
+BIVME = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bivme_patient1"
+PLANES = ("Se11", "Se1", "Se3", "Se4", "Se5")  # Se2 left out
+RADIUS_MM = 12.0
+
+
+def _file(series: str) -> Path:
+    (path,) = (BIVME / "dicom_ED" / series).iterdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("real_geometry")
+    surfaces = vtk.vtkAppendPolyData()
+    for name in ("LV_ENDOCARDIAL", "EPICARDIAL"):
+        surfaces.AddInputData(read_mesh(BIVME / "fitted_model_frame000" / f"patient1_{name}_000.vtk").dataset)
+    surfaces.Update()
+    mesh = Mesh(surfaces.GetOutput(), "LPS")
+    points = mesh.points_lps()
+    endocardium = read_mesh(BIVME / "fitted_model_frame000" / "patient1_LV_ENDOCARDIAL_000.vtk").points_lps()
+    plane = sitk.ReadImage(str(_file("Se3")))
+    normal = np.asarray(plane.GetDirection()).reshape(3, 3)[:, 2]
+    on_plane = endocardium[np.abs((endocardium - plane.GetOrigin()) @ normal) < 2.0]
+    centre = on_plane[np.argmax(on_plane[:, 0])]
+    truth = (np.linalg.norm(points - centre, axis=1) <= RADIUS_MM).astype(np.float32)
+    write_mesh(mesh, folder / "lv.vtk")
+    write_mesh(mesh, folder / "truth.vtk", {"scar_truth": truth})
+
+    series = folder / "lge"
+    series.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for name in PLANES:
+        original = sitk.ReadImage(str(_file(name)))
+        columns, rows, _ = original.GetSize()
+        j, i = np.mgrid[0:rows, 0:columns]
+        ijk = np.column_stack([i.ravel(), j.ravel(), np.zeros(i.size)])
+        to_lps = np.asarray(original.GetDirection()).reshape(3, 3) @ np.diag(original.GetSpacing())
+        centres = ijk @ to_lps.T + np.asarray(original.GetOrigin())
+        scar = np.linalg.norm(centres - centre, axis=1) <= RADIUS_MM
+        painted = sitk.GetImageFromArray((1000 * scar).reshape(1, rows, columns).astype(np.int16))
+        painted.CopyInformation(original)
+        for key in original.GetMetaDataKeys():
+            painted.SetMetaData(key, original.GetMetaData(key))
+        painted.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.91")
+        writer.SetFileName(str(series / f"{name}.dcm"))
+        writer.Execute(painted)
+    return {"folder": folder, "series": series, "n_nodes": len(points), "n_scar": int(truth.sum())}
+
+
+@pytest.fixture(scope="module")
+def prepared(case) -> tuple[Path, str]:
+    """``cardioscar prepare`` on the DICOM folder: (training data, its stderr)."""
+    out = case["folder"] / "prepared.npz"
+    proc = run_cli("prepare", "--image", case["series"], "--mesh", case["folder"] / "lv.vtk", "--normalize-intensities",
+                   "--slice-thickness-padding", "3", "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stderr
+
+
+def test_prepare_keeps_each_real_plane_where_it_was_acquired(prepared):
+    out, log = prepared
+    assert "cannot be one volume (it is not evenly spaced: slice k=2 would sit 8.85 mm" in log
+    targets = np.load(out)["intensities"].reshape(-1)
+    assert 0 < (targets > 0.5).mean() < 0.05 and set(np.unique(targets)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_preset_recovers_a_small_scar_from_the_real_planes(case, prepared, seed):
+    """Seeds 0 and 1 both ended at Dice 0 before the fast preset retried failed fits."""
+    folder = case["folder"]
+    data, model, result = prepared[0], folder / f"m{seed}.pth", folder / f"p{seed}.vtk"
+    steps = [
+        ("train", "--training-data", data, "--output", model, "--preset", "fast", "--seed", str(seed), "--no-progress"),
+        ("apply", "--model", model, "--mesh", folder / "lv.vtk", "--output", result),
+        ("evaluate", "--prediction", result, "--truth", folder / "truth.vtk"),
+    ]
+    for step in steps:
+        proc = run_cli(*step)
+        assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)
+    assert metrics["n_nodes"] == case["n_nodes"]
+    assert metrics["dice"] >= 0.6, metrics
