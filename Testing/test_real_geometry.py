@@ -19,7 +19,9 @@ import pytest
 import SimpleITK as sitk
 import vtk
 
+from cardioscar.checkpoint import load_checkpoint
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.training import TrainingConfig
 from conftest import run_cli
 
 BIVME = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bivme_patient1"
@@ -105,3 +107,7 @@ def test_fast_preset_recovers_a_small_scar_from_the_real_planes(case, prepared, 
     metrics = json.loads(proc.stdout)
     assert metrics["n_nodes"] == case["n_nodes"]
     assert metrics["dice"] >= 0.6, metrics
+    # the checkpoint names the peak rate its weights were trained with
+    checkpoint = load_checkpoint(model)
+    history, used = checkpoint["history"], checkpoint["hyperparameters"]["max_lr"]
+    assert used == pytest.approx(history["retried_max_lr"] if history["retry_kept"] else TrainingConfig.fast().max_lr)

@@ -74,6 +74,9 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_once_with_a_lower_
     assert history["target_variance"] == pytest.approx(group_targets.var())
     assert history["best_loss"] > training.FAILED_FIT_FRACTION * history["target_variance"]
     assert history["retried_max_lr"] == pytest.approx(config.max_lr / 3)
+    used = training.config_used(config, history)
+    assert used.max_lr == (history["retried_max_lr"] if history["retry_kept"] else config.max_lr)
+    assert training.config_used(config, {**history, "retry_kept": True}).max_lr == pytest.approx(config.max_lr / 3)
     assert "training once more with max_lr 0.00333" in caplog.text
     _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=1), device="cpu")
     assert documented["best_loss"] > 0.5 * documented["target_variance"] and documented["retried_max_lr"] is None

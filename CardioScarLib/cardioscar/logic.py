@@ -32,7 +32,7 @@ from cardioscar.normalization import fit_scaler, normalize
 from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_path
 from cardioscar.targets import slice_targets
-from cardioscar.training import TrainingConfig, TrainingProgress, fit_scar_field
+from cardioscar.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
 
 logger = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def _fit_checkpoint(
     if start:
         provenance["fine_tuned_from"] = str(start[1])
         provenance["frozen_layers"] = int(frozen_layers)
-    return build_checkpoint(model, history, config, _dataset_info(result), provenance)
+    return build_checkpoint(model, history, config_used(config, history), _dataset_info(result), provenance)
 
 
 def fine_tune_scar_model(

@@ -316,26 +316,40 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     epoch and no dropout its loss is exactly ``best_loss``), in eval mode, on ``device``.
     History keys: ``train_loss``, ``learning_rate`` (per epoch), ``best_loss``, ``best_epoch`` and
     ``converged_epoch`` (1-based epoch of the best loss), ``epochs_run``, ``stopped_early``,
-    ``seconds``, ``device``, ``target_variance`` (of the group targets) and ``retried_max_lr``
-    (the lowered peak rate of a second run, see ``TrainingConfig.retry_failed_fit``, or None).
+    ``seconds``, ``device``, ``target_variance`` (of the group targets), ``retried_max_lr`` (the
+    lowered peak rate of a second run, see ``TrainingConfig.retry_failed_fit``, or None) and
+    ``retry_kept`` (the weights come from that second run; see :func:`config_used`).
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
     dataset = ScarReconstructionDataset(coordinates, intensities, group_ids)
     variance = _group_target_variance(dataset)
     net, history = _fit(dataset, config, device, progress_callback, should_cancel, model, frozen_layers)
-    history.update(target_variance=variance, retried_max_lr=None)
+    history.update(target_variance=variance, retried_max_lr=None, retry_kept=False)
     if config.retry_failed_fit and history["best_loss"] > FAILED_FIT_FRACTION * variance > 0:
-        lowered = config.max_lr / 3
+        retry = _lowered_peak(config)
         logger.warning("the fit explains only %.0f %% of the targets' variance (best loss %.3g); training once more "
-                       "with max_lr %.3g", 100 * (1 - history["best_loss"] / variance), history["best_loss"], lowered)
-        retry = replace(config, max_lr=lowered, base_lr=min(config.base_lr, lowered))
+                       "with max_lr %.3g", 100 * (1 - history["best_loss"] / variance), history["best_loss"],
+                       retry.max_lr)
         second, again = _fit(dataset, retry, device, progress_callback, should_cancel, model, frozen_layers)
         total = history["seconds"] + again["seconds"]
-        if again["best_loss"] < history["best_loss"]:
+        kept = again["best_loss"] < history["best_loss"]
+        if kept:
             net, history = second, again
-        history.update(target_variance=variance, retried_max_lr=lowered, seconds=total)
+        history.update(target_variance=variance, retried_max_lr=retry.max_lr, retry_kept=kept, seconds=total)
     return net, history
+
+
+def _lowered_peak(config: TrainingConfig) -> TrainingConfig:
+    """``config`` with a third of its peak rate (the retry of a failed fit)."""
+    lowered = config.max_lr / 3
+    return replace(config, max_lr=lowered, base_lr=min(config.base_lr, lowered))
+
+
+def config_used(config: TrainingConfig, history: dict) -> TrainingConfig:
+    """The configuration of the run whose weights :func:`fit_scar_field` returned with ``history``
+    (checkpoints record it, so a retried fit is not described with the peak rate that failed)."""
+    return _lowered_peak(config) if history.get("retry_kept") else config
 
 
 def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
