@@ -107,6 +107,7 @@ def run_case(name: str, folder: str, preset: str, max_epochs: int | None, force_
         "partial_volume_s": round(max(coverage_s, 0.0), 3),
         "training_s": round(training_s, 2), "epochs": int(history["epochs_run"]),
         "best_epoch": int(history["best_epoch"]), "max_epochs": config.max_epochs,
+        "retried_max_lr": history.get("retried_max_lr"),  # a failed fit was trained again (fast preset)
         "inference_s": round(inference_s, 3), "mc_samples": MC_SAMPLES,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "dice": round(dice(result.mean_predictions, truth, 0.5), 4),
