@@ -15,6 +15,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+BIVME = SHARED_DATA / "bivme_patient1"
 
 # One torch thread: the tests' networks are small, and two threads on a 2-core machine that is
 # doing anything else spin against each other (measured here: 10x slower epochs under load).
@@ -53,3 +54,23 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
         text=True,
         timeout=timeout,
     )
+
+
+def bivme_dicom(series: str) -> Path:
+    """The one DICOM file of a biv-me series folder (``Se1`` ... ``Se11``)."""
+    (path,) = (BIVME / "dicom_ED" / series).iterdir()
+    return path
+
+
+def write_dicom_series(images, names, folder: Path, series_uid: str) -> None:
+    """Write ``images`` (SimpleITK images carrying their DICOM metadata) into ``folder`` as one
+    series, as a scanner exports a stack: a shared series UID, each file's own position,
+    orientation and pixels unchanged, one file per image named ``<name>.dcm``."""
+    import SimpleITK as sitk
+
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for image, name in zip(images, names):
+        image.SetMetaData("0020|000e", series_uid)
+        writer.SetFileName(str(folder / f"{name}.dcm"))
+        writer.Execute(image)

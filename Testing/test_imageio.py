@@ -15,28 +15,19 @@ from cardioscar.logic import PreprocessingRequest, prepare_training_data
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import read_mesh
 from cardioscar.slices import slices_from_image, slices_from_path
+from conftest import BIVME, SHARED_DATA, bivme_dicom, write_dicom_series
 from cardioscar.targets import slice_targets
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-ACDC_GT = DATA / "acdc_patient101" / "patient101_frame01_gt.nii.gz"
-BIVME = DATA / "bivme_patient1"
+ACDC_GT = SHARED_DATA / "acdc_patient101" / "patient101_frame01_gt.nii.gz"
 #: The real short-axis planes of the bivme case, one file per series, about 17.7 mm apart.
 SHORT_AXIS = ("Se11", "Se1", "Se2", "Se3", "Se4", "Se5")
 
 
 def _as_one_series(series: tuple[str, ...], folder: Path) -> list[sitk.Image]:
-    """The real short-axis files of ``series`` written into ``folder`` as one DICOM series (a shared
-    series UID; pixels, position and orientation unchanged), as a scanner exports a stack."""
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    originals = []
-    for name in series:
-        (source,) = (BIVME / "dicom_ED" / name).iterdir()
-        image = sitk.ReadImage(str(source))
-        image.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.77")
-        writer.SetFileName(str(folder / f"{name}.dcm"))
-        writer.Execute(image)
-        originals.append(image)
+    """The real short-axis files of ``series`` written into ``folder`` as one DICOM series (see
+    :func:`conftest.write_dicom_series`); returns the originals."""
+    originals = [sitk.ReadImage(str(bivme_dicom(name))) for name in series]
+    write_dicom_series(originals, series, folder, "1.2.826.0.1.3680043.2.1125.77")
     return originals
 
 
@@ -105,15 +96,10 @@ def test_real_short_axis_stack_reads_as_one_volume_with_every_slice_where_its_fi
 def test_repeated_slice_positions_are_reported(tmp_path: Path, caplog) -> None:
     """A series holding the same plane twice (a repeated breath-hold, or cine time frames) keeps
     both as slices of their own, and says so."""
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for index, name in enumerate(("Se1", "Se1", "Se3")):
-        (source,) = (BIVME / "dicom_ED" / name).iterdir()
-        image = sitk.ReadImage(str(source))
-        image.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.78")
-        image.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.78.{index}")
-        writer.SetFileName(str(tmp_path / f"{index}.dcm"))
-        writer.Execute(image)
+    images = [sitk.ReadImage(str(bivme_dicom(name))) for name in ("Se1", "Se1", "Se3")]
+    for index, image in enumerate(images):
+        image.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.78.{index}")  # distinct instances
+    write_dicom_series(images, ["0", "1", "2"], tmp_path, "1.2.826.0.1.3680043.2.1125.78")
     with caplog.at_level("WARNING", logger="cardioscar.imageio"):
         planes = read_dicom_planes(tmp_path)
     assert len(planes) == 3

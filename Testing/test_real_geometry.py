@@ -22,16 +22,10 @@ import vtk
 from cardioscar.checkpoint import load_checkpoint
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.training import TrainingConfig
-from conftest import run_cli
+from conftest import BIVME, bivme_dicom, run_cli, write_dicom_series
 
-BIVME = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bivme_patient1"
 PLANES = ("Se11", "Se1", "Se3", "Se4", "Se5")  # Se2 left out
 RADIUS_MM = 12.0
-
-
-def _file(series: str) -> Path:
-    (path,) = (BIVME / "dicom_ED" / series).iterdir()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def case(tmp_path_factory) -> dict:
     mesh = Mesh(surfaces.GetOutput(), "LPS")
     points = mesh.points_lps()
     endocardium = read_mesh(BIVME / "fitted_model_frame000" / "patient1_LV_ENDOCARDIAL_000.vtk").points_lps()
-    plane = sitk.ReadImage(str(_file("Se3")))
+    plane = sitk.ReadImage(str(bivme_dicom("Se3")))
     normal = np.asarray(plane.GetDirection()).reshape(3, 3)[:, 2]
     on_plane = endocardium[np.abs((endocardium - plane.GetOrigin()) @ normal) < 2.0]
     centre = on_plane[np.argmax(on_plane[:, 0])]
@@ -54,10 +48,9 @@ def case(tmp_path_factory) -> dict:
 
     series = folder / "lge"
     series.mkdir()
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
+    painted_planes = []
     for name in PLANES:
-        original = sitk.ReadImage(str(_file(name)))
+        original = sitk.ReadImage(str(bivme_dicom(name)))
         columns, rows, _ = original.GetSize()
         j, i = np.mgrid[0:rows, 0:columns]
         ijk = np.column_stack([i.ravel(), j.ravel(), np.zeros(i.size)])
@@ -68,9 +61,8 @@ def case(tmp_path_factory) -> dict:
         painted.CopyInformation(original)
         for key in original.GetMetaDataKeys():
             painted.SetMetaData(key, original.GetMetaData(key))
-        painted.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.91")
-        writer.SetFileName(str(series / f"{name}.dcm"))
-        writer.Execute(painted)
+        painted_planes.append(painted)
+    write_dicom_series(painted_planes, PLANES, series, "1.2.826.0.1.3680043.2.1125.91")
     return {"folder": folder, "series": series, "n_nodes": len(points), "n_scar": int(truth.sum())}
 
 

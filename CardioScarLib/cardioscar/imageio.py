@@ -2,8 +2,9 @@
 
 SimpleITK returns images in LPS with their full direction matrix, so oblique stacks keep their
 geometry. A DICOM series is checked against each file's own position: one that misses a slice or
-is unevenly spaced cannot be one volume, and is read file by file (:func:`read_dicom_planes`). NIfTI spacing comes from pixdim (SimpleITK's behaviour), which is right for files whose
-sform carries no scale (the ACDC data set, for instance).
+is unevenly spaced cannot be one volume, and is read file by file (:func:`read_dicom_planes`).
+NIfTI spacing comes from pixdim (SimpleITK's behaviour), which is right for files whose sform
+carries no scale (the ACDC data set, for instance).
 """
 
 from __future__ import annotations
@@ -132,12 +133,12 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
             raise CardioScarError(f"DICOM file {name} holds {plane.GetSize()[2]} frames; a series of several files "
                                   "must have one slice per file (or convert it to NIfTI)")
         planes.append(plane)
+    origins = np.array([plane.GetOrigin() for plane in planes])
     misplaced, worst = _volume_misplacement(
-        [(np.asarray(plane.GetOrigin()), np.asarray(plane.GetDirection()).reshape(3, 3)) for plane in planes])
+        [(origin, np.asarray(plane.GetDirection()).reshape(3, 3)) for origin, plane in zip(origins, planes)])
     if misplaced > POSITION_TOLERANCE_MM:
         logger.warning("The DICOM series in %s cannot be one volume (%s); each slice keeps its own recorded "
                        "position", source, _why(misplaced, worst))
-    origins = np.array([plane.GetOrigin() for plane in planes])
     repeats = int((np.linalg.norm(np.diff(origins, axis=0), axis=1) < POSITION_TOLERANCE_MM).sum())
     if repeats:
         logger.warning("%d file(s) of the DICOM series in %s repeat the position of the file before them (repeated "

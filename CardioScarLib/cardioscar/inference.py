@@ -215,8 +215,8 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     ``std`` is the population standard deviation (ddof = 0) of the ``mc_samples`` predictions; with
     one sample it is 0 (a warning is logged). Nodes go through the network in chunks of
     :func:`nodes_per_chunk` (at most ``batch_size``; on the CPU also at most
-    ``MAX_ROWS_PER_FORWARD`` node-samples); ``should_cancel()`` is polled before each chunk. The model's train/eval state, its device and the denormal setting are left as
-    they were.
+    ``MAX_ROWS_PER_FORWARD`` node-samples); ``should_cancel()`` is polled before each chunk. The
+    model's train/eval state, its device and the denormal setting are left as they were.
     """
     if isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 1:
         raise CardioScarError(f"mc_samples must be an integer >= 1, got {mc_samples!r}")
