@@ -176,8 +176,20 @@ def test_user_errors(tmp_path: Path) -> None:
     with pytest.raises(CardioScarError, match="3 components"):
         read_image(tmp_path / "vector.mha")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CardioScarError, match="No DICOM series found"):
+    with pytest.raises(CardioScarError, match="No DICOM series found.*give a DICOM series folder or an image file"):
         read_image(tmp_path / "empty")
+
+
+def test_a_folder_of_series_folders_names_them() -> None:
+    """The real biv-me export keeps every series in a folder of its own; given the parent folder,
+    the error lists the series folders (in natural order) and says how to pass them."""
+    parent = BIVME / "dicom_ED"
+    with pytest.raises(CardioScarError) as error:
+        read_image(parent)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "its 11 sub-folder(s) Se1, Se2, Se3, Se4, ... hold series" in message
+    assert f"--image {parent / 'Se1'} {parent / 'Se2'} ..." in message
 
 
 def test_image_summary_reports_lps_bounds() -> None:

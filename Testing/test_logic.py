@@ -20,6 +20,7 @@ from cardioscar.logic import (
     train_scar_model,
 )
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
 from cardioscar.slices import slice_to_vtk_grid, slices_from_image
 from cardioscar.training import TrainingConfig
 
@@ -75,6 +76,36 @@ def test_request_needs_exactly_one_source(small_phantom):
         PreprocessingRequest(mesh_path=paths["mesh"], image_path=paths["image"], vtk_grid_paths=[paths["mesh"]])
     with pytest.raises(CardioScarError, match="slice_thickness_padding"):
         PreprocessingRequest(mesh_path=paths["mesh"], image_path=paths["image"], slice_thickness_padding=0)
+
+
+def test_request_combines_several_images(tmp_path):
+    """A short-axis stack and a long-axis slice stored as two images map as one set of slices:
+    the stack's rows first, unchanged, then the long-axis slice's groups."""
+    phantom = make_phantom(PhantomConfig(target_nodes=4000, seed=5, long_axis=True))
+    paths = write_phantom(phantom, tmp_path)
+    padding = phantom.slice_half_thickness_mm
+
+    def prepare(images, indices=None):
+        return prepare_training_data(PreprocessingRequest(mesh_path=paths["mesh"], image_path=images,
+                                                          slice_indices=indices, slice_thickness_padding=padding))
+
+    stack, long_axis = prepare(paths["image"]), prepare([paths["long_axis_image"]])
+    both = prepare([paths["image"], paths["long_axis_image"]])
+    n_stack = phantom.image.GetSize()[2]
+    assert both.slice_labels == stack.slice_labels + ["phantom_lge_long_axis.nii.gz k=0"]
+    assert both.n_groups == stack.n_groups + long_axis.n_groups and both.n_nodes == stack.n_nodes + long_axis.n_nodes
+    for key in ("coordinates", "intensities", "node_ids", "group_pixel"):
+        np.testing.assert_array_equal(getattr(both, key)[: len(getattr(stack, key))], getattr(stack, key), err_msg=key)
+        np.testing.assert_array_equal(getattr(both, key)[len(getattr(stack, key)):], getattr(long_axis, key), err_msg=key)
+    assert set(both.group_slice[stack.n_groups:]) == {n_stack}
+    # indices count across the images: the stack's slice 1 and the long-axis slice
+    picked = prepare([paths["image"], paths["long_axis_image"]], [1, n_stack])
+    assert picked.slice_labels == [stack.slice_labels[1], "phantom_lge_long_axis.nii.gz k=0"]
+    with pytest.raises(CardioScarError, match=f"slice index {n_stack + 1} is out of range for axis z of the 2 images "
+                                              f"together: valid 0-{n_stack}"):
+        prepare([paths["image"], paths["long_axis_image"]], [n_stack + 1])
+    with pytest.raises(CardioScarError, match="image_path is an empty list"):
+        PreprocessingRequest(mesh_path=paths["mesh"], image_path=[])
 
 
 def test_npz_round_trip_and_reference_format(prepared, tmp_path):

@@ -12,6 +12,7 @@ used to kill the network for some seeds (Dice 0).
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -48,22 +49,26 @@ def case(tmp_path_factory) -> dict:
 
     series = folder / "lge"
     series.mkdir()
-    painted_planes = []
-    for name in PLANES:
-        original = sitk.ReadImage(str(bivme_dicom(name)))
-        columns, rows, _ = original.GetSize()
-        j, i = np.mgrid[0:rows, 0:columns]
-        ijk = np.column_stack([i.ravel(), j.ravel(), np.zeros(i.size)])
-        to_lps = np.asarray(original.GetDirection()).reshape(3, 3) @ np.diag(original.GetSpacing())
-        centres = ijk @ to_lps.T + np.asarray(original.GetOrigin())
-        scar = np.linalg.norm(centres - centre, axis=1) <= RADIUS_MM
-        painted = sitk.GetImageFromArray((1000 * scar).reshape(1, rows, columns).astype(np.int16))
-        painted.CopyInformation(original)
-        for key in original.GetMetaDataKeys():
-            painted.SetMetaData(key, original.GetMetaData(key))
-        painted_planes.append(painted)
+    painted_planes = [_painted(name, centre) for name in PLANES]
     write_dicom_series(painted_planes, PLANES, series, "1.2.826.0.1.3680043.2.1125.91")
-    return {"folder": folder, "series": series, "n_nodes": len(points), "n_scar": int(truth.sum())}
+    return {"folder": folder, "series": series, "n_nodes": len(points), "n_scar": int(truth.sum()), "centre": centre}
+
+
+def _painted(name: str, centre: np.ndarray) -> sitk.Image:
+    """The real plane of biv-me series ``name`` (position, orientation, metadata) with the ball's
+    indicator at its pixel centres as pixel values (1000 inside)."""
+    original = sitk.ReadImage(str(bivme_dicom(name)))
+    columns, rows, _ = original.GetSize()
+    j, i = np.mgrid[0:rows, 0:columns]
+    ijk = np.column_stack([i.ravel(), j.ravel(), np.zeros(i.size)])
+    to_lps = np.asarray(original.GetDirection()).reshape(3, 3) @ np.diag(original.GetSpacing())
+    centres = ijk @ to_lps.T + np.asarray(original.GetOrigin())
+    scar = np.linalg.norm(centres - centre, axis=1) <= RADIUS_MM
+    painted = sitk.GetImageFromArray((1000 * scar).reshape(1, rows, columns).astype(np.int16))
+    painted.CopyInformation(original)
+    for key in original.GetMetaDataKeys():
+        painted.SetMetaData(key, original.GetMetaData(key))
+    return painted
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +108,80 @@ def test_fast_preset_recovers_a_small_scar_from_the_real_planes(case, prepared, 
     checkpoint = load_checkpoint(model)
     history, used = checkpoint["history"], checkpoint["hyperparameters"]["max_lr"]
     assert used == pytest.approx(history["retried_max_lr"] if history["retry_kept"] else TrainingConfig.fast().max_lr)
+
+
+LONG_AXIS = ("Se6", "Se7", "Se8", "Se9", "Se10")  # 4-chamber, 2-chamber, RV outflow
+
+
+@pytest.fixture(scope="module")
+def own_series(case) -> dict[str, Path]:
+    """Every painted plane, short- and long-axis, as a series of its own in a folder of its own:
+    the layout of the real biv-me export (one breath-hold, one series)."""
+    folders = {}
+    for name in PLANES + LONG_AXIS:
+        folder = folders[name] = case["folder"] / "own" / name
+        folder.mkdir(parents=True)
+        original = sitk.ReadImage(str(bivme_dicom(name)))
+        write_dicom_series([_painted(name, case["centre"])], [name], folder, original.GetMetaData("0020|000e"))
+    return folders
+
+
+def _prepare(case, images: list[Path], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli("prepare", "--image", *images, "--mesh", case["folder"] / "lv.vtk", "--normalize-intensities",
+                   "--slice-thickness-padding", "3", "--output", out, *extra)
+
+
+def test_one_series_per_plane_gives_the_rows_of_one_stack(case, prepared, own_series):
+    out = case["folder"] / "own_short_axis.npz"
+    along_the_normal = PLANES[::-1]  # the order in which a series' files are read
+    proc = _prepare(case, [own_series[name] for name in along_the_normal], out)
+    assert proc.returncode == 0, proc.stderr
+    stack, separate = np.load(prepared[0]), np.load(out)
+    for key in ("coordinates", "intensities", "group_ids", "node_ids", "group_slice", "group_pixel"):
+        np.testing.assert_array_equal(separate[key], stack[key], err_msg=key)
+    assert [str(label) for label in separate["slice_labels"]] == [f"{name} k=0" for name in along_the_normal]
+
+
+def test_long_axis_series_add_groups_on_their_own_planes(case, own_series):
+    names = PLANES + LONG_AXIS
+    out = case["folder"] / "with_long_axis.npz"
+    proc = _prepare(case, [own_series[name] for name in names], out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(names)} of the {len(names)} slices of {len(names)} images chosen" in proc.stderr
+    data = np.load(out)
+    points = read_mesh(case["folder"] / "lv.vtk").points_lps()
+    row_slice = data["group_slice"][data["group_ids"]]
+    for k, name in enumerate(names):  # every row's node lies in the 3 mm slab of its own file's plane
+        plane = sitk.ReadImage(str(bivme_dicom(name)))
+        normal = np.asarray(plane.GetDirection()).reshape(3, 3)[:, 2]
+        distance = (points[data["node_ids"][row_slice == k]] - plane.GetOrigin()) @ normal
+        assert distance.size > 0 and np.abs(distance).max() <= 3.0 + 1e-6, name
+    short_axis = np.unique(data["node_ids"][row_slice < len(PLANES)])
+    assert np.unique(data["node_ids"]).size > 1.5 * short_axis.size
+    scar_pixels = data["intensities"][:, 0] > 0.5
+    assert set(row_slice[scar_pixels]) - set(range(len(PLANES))), "no long-axis plane cuts the painted scar"
+
+
+def test_slice_indices_count_across_the_images(case, own_series):
+    images = [own_series[name] for name in PLANES + LONG_AXIS]
+    out = case["folder"] / "picked.npz"
+    proc = _prepare(case, images, out, "--slice-indices", "1,5")
+    assert proc.returncode == 0, proc.stderr
+    assert [str(label) for label in np.load(out)["slice_labels"]] == ["Se1 k=0", "Se6 k=0"]
+    proc = _prepare(case, images, case["folder"] / "bad.npz", "--slice-indices", "1,10")
+    assert proc.returncode != 0 and not (case["folder"] / "bad.npz").exists()
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "cardioscar prepare: error: slice index 10 is out of range for axis z of the 10 images together: valid 0-9")
+
+
+def test_fast_preset_with_long_axis_planes(case, own_series):
+    folder = case["folder"]
+    data, model, result = folder / "lax.npz", folder / "lax.pth", folder / "lax.vtk"
+    proc = _prepare(case, [own_series[name] for name in PLANES + LONG_AXIS], data)
+    assert proc.returncode == 0, proc.stderr
+    for step in [("train", "--training-data", data, "--output", model, "--preset", "fast", "--no-progress"),
+                 ("apply", "--model", model, "--mesh", folder / "lv.vtk", "--output", result),
+                 ("evaluate", "--prediction", result, "--truth", folder / "truth.vtk")]:
+        proc = run_cli(*step)
+        assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dice"] >= 0.6

@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--mesh-vtk", "--mesh", dest="mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
     source = prep.add_mutually_exclusive_group(required=True)
     source.add_argument("--grid-layers", nargs="+", action="extend", type=Path, help="2D VTK grid layers (one per slice)")
-    source.add_argument("--image", type=Path, help="image (NIfTI, NRRD, MHA) or a DICOM series folder")
+    source.add_argument("--image", nargs="+", type=Path,
+                        help="image (NIfTI, NRRD, MHA) or DICOM series folder; several (e.g. one series per slice plus "
+                             "the long-axis views) are combined, and --slice-indices then count their slices in order")
     prep.add_argument("--vtk-scalar-field", default="ScalarValue", help="cell field of the grid layers (default ScalarValue)")
     prep.add_argument("--slice-axis", choices=("x", "y", "z"), default="z", help="image index axis i, j or k to slice along (default z)")
     prep.add_argument("--slice-indices", type=_comma_ints("--slice-indices"), default=None, help="comma-separated slice indices, e.g. 2,5,8,11 (default all)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,7 @@ def _series_files(folder: Path) -> list[str]:
     except RuntimeError as error:
         raise CardioScarError(f"Cannot scan DICOM folder {folder}: {_first_line(error)}") from error
     if not series_ids:
-        raise CardioScarError(f"No DICOM series found in folder {folder}; give a DICOM series folder or an image file "
-                              "(.nii, .nii.gz, .nrrd, .mha)")
+        raise CardioScarError(f"No DICOM series found in folder {folder}; {_where_the_series_are(folder)}")
     files = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     counts = sorted((len(names) for names in files.values()), reverse=True)
     if len(counts) > 1 and counts[0] == counts[1]:
@@ -52,6 +52,28 @@ def _series_files(folder: Path) -> list[str]:
         logger.warning("%s holds %d DICOM series; using %s (%d files)", folder, len(series_ids), chosen,
                        len(files[chosen]))
     return list(files[chosen])
+
+
+def _where_the_series_are(folder: Path) -> str:
+    """What to give instead of a folder without DICOM files of its own: its sub-folders that hold
+    series (scanners and PACS exports often put every series in a folder of its own)."""
+    with_series = []
+    for child in sorted((path for path in folder.iterdir() if path.is_dir()), key=_natural_key):
+        try:
+            if sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(child)):
+                with_series.append(child.name)
+        except RuntimeError:
+            continue
+    if not with_series:
+        return "give a DICOM series folder or an image file (.nii, .nii.gz, .nrrd, .mha)"
+    shown = ", ".join(with_series[:4]) + (", ..." if len(with_series) > 4 else "")
+    return (f"its {len(with_series)} sub-folder(s) {shown} hold series: give the ones to use, e.g. "
+            f"--image {folder / with_series[0]} {folder / with_series[1 % len(with_series)]} ...")
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key reading digit runs as numbers (Se2 before Se10)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 def _read_dicom_folder(folder: Path) -> sitk.Image:

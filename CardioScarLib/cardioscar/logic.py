@@ -30,7 +30,7 @@ from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.normalization import fit_scaler, normalize
 from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
-from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_path
+from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.targets import slice_targets
 from cardioscar.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
 
@@ -66,7 +66,11 @@ CancelHook = Callable[[], bool]
 
 @dataclass
 class PreprocessingRequest:
-    """What to map: a mesh and either VTK grid layers or an image with chosen slices.
+    """What to map: a mesh and either VTK grid layers or images with chosen slices.
+
+    ``image_path`` is one image (file or DICOM series folder) or a list of them, e.g. one series
+    per breath-hold slice plus the long-axis views; ``slice_indices`` then count the slices of all
+    images in the order given.
 
     ``slice_thickness_padding`` is the slab half-width in mm along each slice's normal.
     ``scar_labels`` turns a label map into 0/1 targets; ``normalize_intensities`` min-max scales
@@ -80,7 +84,7 @@ class PreprocessingRequest:
     slice_thickness_padding: float = 5.0
     vtk_grid_paths: Optional[List[Path]] = None
     vtk_scalar_field: str = "ScalarValue"
-    image_path: Optional[Path] = None
+    image_path: Optional[Union[Path, List[Path]]] = None
     slice_axis: str = "z"
     slice_indices: Optional[List[int]] = None
     scar_labels: Optional[List[int]] = None
@@ -100,9 +104,19 @@ class PreprocessingRequest:
             raise CardioScarError(f"slice_axis must be one of x, y, z (image index axes i, j, k), got {self.slice_axis!r}.")
         self.mesh_path = Path(self.mesh_path)
         if has_image:
-            self.image_path = Path(self.image_path)
+            paths = [self.image_path] if isinstance(self.image_path, (str, Path)) else list(self.image_path)
+            if not paths:
+                raise CardioScarError("image_path is an empty list; give one or more image files or DICOM series folders.")
+            self.image_path = Path(paths[0]) if len(paths) == 1 else [Path(p) for p in paths]
         else:
             self.vtk_grid_paths = [Path(p) for p in self.vtk_grid_paths]
+
+    @property
+    def image_paths(self) -> List[Path]:
+        """The images to cut, as a list (empty without an image)."""
+        if self.image_path is None:
+            return []
+        return [self.image_path] if isinstance(self.image_path, Path) else list(self.image_path)
 
 
 @dataclass
@@ -183,7 +197,7 @@ class InferenceResult:
 def _load_slices(request: PreprocessingRequest) -> List[SliceLayer]:
     padding = float(request.slice_thickness_padding)
     if request.image_path is not None:
-        slices = slices_from_path(request.image_path, request.slice_axis, request.slice_indices, padding)
+        slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
     else:
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
     return slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)

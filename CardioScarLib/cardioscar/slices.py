@@ -241,6 +241,26 @@ def slices_from_path(path: str | Path, slice_axis: str = "z", slice_indices: Ite
                               slice_indices, half_thickness, source.name)
 
 
+def slices_from_paths(paths: Sequence[str | Path], slice_axis: str = "z", slice_indices: Iterable[int] | None = None,
+                      half_thickness: float = 5.0) -> list[SliceLayer]:
+    """SliceLayers of several images (files or DICOM series folders, see :func:`slices_from_path`),
+    in the order given; ``slice_indices`` count the slices of all of them, the first image's first.
+
+    Why: scanners often store every breath-hold slice of a short-axis stack, and every long-axis
+    view, as a series of its own, and planes in several orientations constrain the scar between
+    the short-axis slices far better than the stack alone.
+    """
+    sources = [Path(path) for path in paths]
+    if not sources:
+        raise CardioScarError("No image given: pass one or more image files or DICOM series folders")
+    if len(sources) == 1:
+        return slices_from_path(sources[0], slice_axis, slice_indices, half_thickness)
+    layers = [layer for source in sources for layer in slices_from_path(source, slice_axis, None, half_thickness)]
+    chosen = _checked_indices(slice_indices, len(layers), f"{slice_axis} of the {len(sources)} images together")
+    logger.info("%d of the %d slices of %d images chosen", len(chosen), len(layers), len(sources))
+    return [layers[k] for k in chosen]
+
+
 def slices_from_planes(planes: Sequence[tuple[np.ndarray, np.ndarray]], slice_indices: Iterable[int] | None = None,
                        half_thickness: float = 5.0, label: str = "image") -> list[SliceLayer]:
     """SliceLayers of a stack whose slices are placed one by one: ``planes[k]`` is slice k's
