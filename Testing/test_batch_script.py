@@ -177,3 +177,26 @@ def test_batch_accepts_the_options_of_cardioscar_prepare_train_and_apply_by_name
     expected = (cli["train"] | cli["prepare"] | {renamed.get(o, o) for o in cli["apply"]}) - not_applicable
     assert expected <= batch, sorted(expected - batch)
     assert {"--volume", "--slices", "--save-model"} <= batch
+
+
+def test_batch_pools_several_volumes(tmp_path):
+    """`--volume stack long_axis`: both loaded as nodes and pooled by the Logic, `--slices`
+    counting across them; the result equals the Logic given the two nodes in-process."""
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3, long_axis=True))
+    paths = write_phantom(phantom, tmp_path)
+    n_stack, half = phantom.image.GetSize()[2], phantom.slice_half_thickness_mm
+    args = ["--volume", paths["image"], paths["long_axis_image"], "--mesh", paths["mesh"], "--slices", f"1,{n_stack}",
+            "--slice-thickness-padding", half, "--preset", "fast", "--max-epochs", "10", "--seed", "7",
+            "--threads", "1", "--output", tmp_path / "scar.vtk"]
+    completed = _run(args, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+
+    context = csl.create_scene()
+    nodes = [csl.load_volume(context.scene, paths[key]) for key in ("image", "long_axis_image")]
+    model = csl.load_model(context.scene, paths["mesh"])
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=10, half_thickness=half, seed=7, num_threads=1,
+                                        slice_indices=f"1,{n_stack}")
+    result = csl.CardioScarLogic(context.scene, context.color_logic).train_and_apply(nodes, model, options)
+    assert len(result.prepared.slice_labels) == 2
+    written = read_mesh(tmp_path / "scar.vtk").point_array("scar_probability")
+    np.testing.assert_allclose(written, result.probability, atol=1e-5)

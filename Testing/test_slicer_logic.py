@@ -358,3 +358,41 @@ def test_bad_inputs_give_one_line_messages_that_say_what_to_fix(case, scene):
     volume.SetAndObserveTransformNodeID(warp.GetID())
     with pytest.raises(CardioScarError, match="non-linear transform .* bends slice k=0"):
         logic.train_and_apply(volume, model, _options(case))
+
+
+def test_several_volumes_are_pooled_like_the_command_line(tmp_path):
+    """Slicer loads every series as a node of its own, so the Logic takes a list of nodes: the
+    short-axis stack and the long-axis slice as two volume nodes give the rows that
+    `cardioscar prepare --image stack long_axis` gives, slice indices counting across both."""
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3, long_axis=True))
+    paths = write_phantom(phantom, tmp_path)
+    half, n_stack = phantom.slice_half_thickness_mm, phantom.image.GetSize()[2]
+    context = csl.create_scene()
+    stack = csl.load_volume(context.scene, paths["image"])
+    long_axis = csl.load_volume(context.scene, paths["long_axis_image"])
+    model = csl.load_model(context.scene, paths["mesh"])
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=5, half_thickness=half, seed=7, num_threads=1,
+                                        slice_indices=f"0,2,{n_stack}")
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    result = logic.train_and_apply([stack, long_axis], model, options)
+
+    core = prepare_training_data(PreprocessingRequest(
+        mesh_path=paths["mesh"], image_path=[paths["image"], paths["long_axis_image"]], slice_indices=[0, 2, n_stack],
+        slice_thickness_padding=half))
+    assert len(result.prepared.slice_labels) == 3 and result.prepared.slice_labels[-1].startswith(long_axis.GetName())
+    assert set(core.group_slice[core.group_ids]) == {0, 1, 2}
+    for key in ("group_ids", "node_ids", "group_slice", "group_pixel"):
+        np.testing.assert_array_equal(getattr(result.prepared, key), getattr(core, key), err_msg=key)
+    np.testing.assert_allclose(result.prepared.intensities, core.intensities, atol=1e-6)
+    np.testing.assert_allclose(result.prepared.coordinates, core.coordinates, atol=1e-6)
+
+    labels = csl.load_volume(context.scene, paths["image"], labelmap=True, name="scar labels")
+    with pytest.raises(CardioScarError, match="^Give inputs of one kind: scar labels hold labels, the others intensities"):
+        logic.train_and_apply([stack, labels], model, options)
+    with pytest.raises(CardioScarError, match=f"slice index {n_stack + 1} is out of range for axis z of the 2 images"):
+        logic.train_and_apply([stack, long_axis], model, csl.ReconstructionOptions(
+            preset="fast", max_epochs=5, half_thickness=half, slice_indices=str(n_stack + 1)))
+    with pytest.raises(CardioScarError, match="Choose the LGE volume"):
+        logic.train_and_apply([], model, options)

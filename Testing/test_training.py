@@ -63,9 +63,10 @@ def test_fast_preset_fits_in_one_batch_per_epoch_and_separates_the_halves():
     assert history["retried_max_lr"] is None  # a healthy fit is not run twice
 
 
-def test_a_fit_that_explains_little_of_the_targets_is_retried_once_with_a_lower_peak_rate(caplog):
+def test_a_fit_that_explains_little_of_the_targets_is_retried_with_lower_peak_rates(caplog):
     """One epoch cannot fit: the best loss stays near the targets' variance, so the fast preset
-    trains once more with a third of its peak rate and reports it; the documented defaults never do."""
+    trains again with a third of its peak rate, then a ninth, and reports it; the documented
+    defaults never do."""
     coords, values, groups = small_problem(n_groups=120)
     config = TrainingConfig.fast(max_epochs=1, num_threads=1)
     with caplog.at_level("WARNING", logger="cardioscar.training"):
@@ -73,13 +74,31 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_once_with_a_lower_
     group_targets = np.array([values[groups == g][0] for g in range(120)])
     assert history["target_variance"] == pytest.approx(group_targets.var())
     assert history["best_loss"] > training.FAILED_FIT_FRACTION * history["target_variance"]
-    assert history["retried_max_lr"] == pytest.approx(config.max_lr / 3)
+    assert training.MAX_RETRIES == 2 and history["retried_max_lr"] == pytest.approx(config.max_lr / 9)
+    assert "training again with max_lr 0.00333" in caplog.text and "training again with max_lr 0.00111" in caplog.text
     used = training.config_used(config, history)
-    assert used.max_lr == (history["retried_max_lr"] if history["retry_kept"] else config.max_lr)
-    assert training.config_used(config, {**history, "retry_kept": True}).max_lr == pytest.approx(config.max_lr / 3)
-    assert "training once more with max_lr 0.00333" in caplog.text
+    assert used.max_lr == history["max_lr"] and (used.max_lr != config.max_lr) == history["retry_kept"]
+    assert training.config_used(config, {**history, "max_lr": config.max_lr / 3}).max_lr == pytest.approx(config.max_lr / 3)
     _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=1), device="cpu")
     assert documented["best_loss"] > 0.5 * documented["target_variance"] and documented["retried_max_lr"] is None
+
+
+def test_a_dead_run_is_stopped_and_retried():
+    """A network whose output is saturated (sigmoid(-200) is 0 in float32) passes no gradient: its
+    loss never changes. With retries allowed, each run stops after DEAD_EPOCHS such epochs instead
+    of training on to the end; without them (documented defaults) the run goes on as documented."""
+    coords, values, groups = small_problem(n_groups=60)
+    dead = BayesianNN(3, 32, 4, 0.1)
+    with torch.no_grad():
+        dead.network[-1].bias.fill_(-200.0)
+    config = TrainingConfig.fast(max_epochs=200, hidden_dim=32, num_threads=1)
+    _, history = fit_scar_field(coords, values, groups, config, device="cpu", model=dead)
+    assert history["dead_epoch"] == training.DEAD_EPOCHS == history["epochs_run"]
+    assert len(set(history["train_loss"])) == 1
+    assert history["retried_max_lr"] == pytest.approx(config.max_lr / 9) and not history["retry_kept"]
+    _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=40), device="cpu", model=dead)
+    assert documented["dead_epoch"] is None and documented["epochs_run"] == 40
+
 
 @pytest.mark.parametrize("field, value, message", [
     ("batch_size", 0, "batch_size must be a positive integer"),

@@ -59,6 +59,25 @@ def _check_model_node(model_node) -> None:
         raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
 
 
+def _target_slices(scar_nodes, options: ReconstructionOptions) -> list:
+    """The chosen slices of one scar node or of a list of them, with their training targets."""
+    from cardioscar.slices import pooled_slices
+    from cardioscar.targets import slice_targets
+
+    nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
+    sources = [scar_source_from_node(node) for node in nodes or [None]]
+    labels = [source.label for source in sources if source.is_label_map]
+    if 0 < len(labels) < len(sources):
+        raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
+    axis, indices, half = options.slice_axis, options.parsed_slice_indices(), options.half_thickness
+    if len(sources) == 1:
+        slices = sources[0].slices(axis, indices, half)
+    else:
+        slices = pooled_slices([source.slices(axis, None, half) for source in sources], axis, indices)
+    return slice_targets(slices, scar_labels=options.parsed_scar_labels(bool(labels)),
+                         normalize=options.normalize_intensities)
+
+
 class CardioScarLogic:
     """Reconstruct 3D scar on a model node from LGE slices (Qt-free, GUI-free)."""
 
@@ -89,21 +108,22 @@ class CardioScarLogic:
                         should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
         """Train on the chosen slices of ``scar_node`` and write the scar fields on ``model_node``.
 
+        ``scar_node`` may also be a list of volume / segmentation nodes of one kind (intensities,
+        or label maps and segmentations), e.g. one per breath-hold series plus the long-axis
+        views as Slicer loads them; the slice indices then count the slices of all of them, in
+        the order given.
+
         Raises:
             CardioScarError: a one-line, actionable problem with the inputs or options.
             cardioscar.errors.TrainingCancelled: ``should_cancel()`` returned True (nothing written).
         """
         from cardioscar.devices import describe_device, resolve_device
         from cardioscar.logic import prepare_from_slices, train_scar_model
-        from cardioscar.targets import slice_targets
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()
-        source = scar_source_from_node(scar_node)
-        slices = source.slices(options.slice_axis, options.parsed_slice_indices(), options.half_thickness)
-        slices = slice_targets(slices, scar_labels=options.parsed_scar_labels(source.is_label_map),
-                               normalize=options.normalize_intensities)
+        slices = _target_slices(scar_node, options)
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)

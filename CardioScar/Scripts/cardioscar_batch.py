@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cardioscar_batch.py",
         description="Reconstruct 3D scar on a heart mesh from LGE slices with the CardioScar Slicer Logic.")
     io = parser.add_argument_group("inputs and outputs")
-    io.add_argument("--volume", "--image", dest="volume", type=Path,
-                    help="LGE image or scar label map (NIfTI, NRRD, MHA); needed to train")
+    io.add_argument("--volume", "--image", dest="volume", type=Path, nargs="+",
+                    help="LGE image or scar label map (NIfTI, NRRD, MHA); needed to train. Several (e.g. the "
+                         "short-axis stack and the long-axis slices) are pooled, --slices counting across them")
     io.add_argument("--mesh", "--mesh-vtk", dest="mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
     io.add_argument("--output", required=True, type=Path,
                     help="output mesh with scar_probability, scar_uncertainty (and scar_binary)")
@@ -189,9 +190,10 @@ def run(argv: list[str]) -> int:
         if args.model is not None:
             result = logic.apply_model(args.model, model_node, options)
         else:
-            volume_node = load_volume(context.scene, args.volume)
+            volume_nodes = [load_volume(context.scene, path) for path in args.volume]
             progress = None if args.no_progress else _progress_logger()
-            result = logic.train_and_apply(volume_node, model_node, options, progress_callback=progress)
+            result = logic.train_and_apply(volume_nodes if len(volume_nodes) > 1 else volume_nodes[0], model_node,
+                                           options, progress_callback=progress)
             if args.save_model is not None:
                 logic.save_model(args.save_model)
         save_model(model_node, args.output)

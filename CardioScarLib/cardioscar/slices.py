@@ -255,9 +255,17 @@ def slices_from_paths(paths: Sequence[str | Path], slice_axis: str = "z", slice_
         raise CardioScarError("No image given: pass one or more image files or DICOM series folders")
     if len(sources) == 1:
         return slices_from_path(sources[0], slice_axis, slice_indices, half_thickness)
-    layers = [layer for source in sources for layer in slices_from_path(source, slice_axis, None, half_thickness)]
-    chosen = _checked_indices(slice_indices, len(layers), f"{slice_axis} of the {len(sources)} images together")
-    logger.info("%d of the %d slices of %d images chosen", len(chosen), len(layers), len(sources))
+    return pooled_slices([slices_from_path(source, slice_axis, None, half_thickness) for source in sources],
+                         slice_axis, slice_indices)
+
+
+def pooled_slices(per_image: Sequence[Sequence[SliceLayer]], slice_axis: str,
+                  slice_indices: Iterable[int] | None) -> list[SliceLayer]:
+    """The chosen slices among all slices of several images, counted in the order given (the
+    first image's slices first); an index out of range names the valid range over all of them."""
+    layers = [layer for image in per_image for layer in image]
+    chosen = _checked_indices(slice_indices, len(layers), f"{slice_axis} of the {len(per_image)} images together")
+    logger.info("%d of the %d slices of %d images chosen", len(chosen), len(layers), len(per_image))
     return [layers[k] for k in chosen]
 
 

@@ -44,6 +44,12 @@ PROGRESS_INTERVAL_S = 0.2
 #: A fit whose best loss is above this fraction of the group targets' variance explains almost
 #: nothing of them (healthy fits of the phantoms end near 1 % of it; collapsed ones near 85 %).
 FAILED_FIT_FRACTION = 0.5
+#: How many times a failed fit is trained again, each time with a third of the peak rate before.
+MAX_RETRIES = 2
+#: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
+#: the same for this many epochs: then no unit passes a gradient (the output saturated or every
+#: ReLU died), while with dropout a live network's loss changes every epoch.
+DEAD_EPOCHS = 20
 
 
 @dataclass
@@ -59,8 +65,9 @@ class TrainingConfig:
     learning rates otherwise cause (used by the fast preset).
     ``retry_failed_fit``: when the best epoch's loss is still above ``FAILED_FIT_FRACTION`` of the
     group targets' variance (the fit explains almost nothing: a high peak rate can kill a small
-    network's units on small, imbalanced data), train once more from scratch with a third of
-    ``max_lr`` and keep the better of the two (used by the fast preset).
+    network's units on small, imbalanced data), train again from scratch with a third of
+    ``max_lr``, up to ``MAX_RETRIES`` times, and keep the best run (used by the fast preset). A
+    run that died (its loss frozen for ``DEAD_EPOCHS`` epochs) is stopped at once.
     """
 
     batch_size: int = 10000
@@ -123,10 +130,13 @@ class TrainingConfig:
         * A patience as long as the cycle: a one-cycle schedule is meant to run to its end (the
           best epoch is near it); stopping on the noisy loss of the high-rate phase kept poor
           weights on small meshes (Dice 0.37 instead of 0.73 on an 8k-node phantom).
-        * A failed fit is retried once with a third of the peak rate (``retry_failed_fit``): on
-          small, imbalanced data (the real biv-me surfaces, 4k nodes, a scar in 20 of 1,054
-          pixels) the 1e-2 peak killed the network for 4 of 12 seeds (Dice 0); 3e-3 never did
-          there, but costs Dice on the larger cases (headline 0.9575 instead of 0.963).
+        * A failed fit is retried with a third of the peak rate, and once more with a ninth
+          (``retry_failed_fit``); a run whose network died stops as soon as its loss freezes.
+          On small, imbalanced data (the real biv-me surfaces, 4k nodes, a scar in 20 of 1,054
+          pixels) the 1e-2 peak killed the network for 4 of 12 seeds (Dice 0), while 3e-3 as
+          the peak costs Dice on the larger cases (headline 0.9575 instead of 0.963). With the
+          long-axis planes added (a 12 mm scar between two short-axis planes) even 3e-3 died for
+          one seed, and 1.1e-3 fitted (``Testing/benchmarks/bench_real_planes.py``).
 
         Chosen with ``Testing/benchmarks/bench_fast_preset.py`` (phantoms acquired in "volume"
         mode, prepared with the partial-volume correction as the demo does; 2 threads on a 2-core
@@ -316,32 +326,41 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     epoch and no dropout its loss is exactly ``best_loss``), in eval mode, on ``device``.
     History keys: ``train_loss``, ``learning_rate`` (per epoch), ``best_loss``, ``best_epoch`` and
     ``converged_epoch`` (1-based epoch of the best loss), ``epochs_run``, ``stopped_early``,
-    ``seconds``, ``device``, ``target_variance`` (of the group targets), ``retried_max_lr`` (the
-    lowered peak rate of a second run, see ``TrainingConfig.retry_failed_fit``, or None) and
-    ``retry_kept`` (the weights come from that second run; see :func:`config_used`).
+    ``seconds``, ``device``, ``target_variance`` (of the group targets), ``dead_epoch`` (the
+    epoch at which a run that could be retried was found dead and stopped, or None),
+    ``retried_max_lr`` (the peak rate of the last retry, see ``TrainingConfig.retry_failed_fit``,
+    or None), ``retry_kept`` (the weights come from a retry) and ``max_lr`` (the peak rate the
+    returned weights were trained with; see :func:`config_used`).
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
     dataset = ScarReconstructionDataset(coordinates, intensities, group_ids)
     variance = _group_target_variance(dataset)
-    net, history = _fit(dataset, config, device, progress_callback, should_cancel, model, frozen_layers)
-    history.update(target_variance=variance, retried_max_lr=None, retry_kept=False)
-    if config.retry_failed_fit and history["best_loss"] > FAILED_FIT_FRACTION * variance > 0:
-        retry = _lowered_peak(config)
-        logger.warning("the fit explains only %.0f %% of the targets' variance (best loss %.3g); training once more "
-                       "with max_lr %.3g", 100 * (1 - history["best_loss"] / variance), history["best_loss"],
-                       retry.max_lr)
-        second, again = _fit(dataset, retry, device, progress_callback, should_cancel, model, frozen_layers)
-        total = history["seconds"] + again["seconds"]
-        kept = again["best_loss"] < history["best_loss"]
-        if kept:
-            net, history = second, again
-        history.update(target_variance=variance, retried_max_lr=retry.max_lr, retry_kept=kept, seconds=total)
+    failed_level = FAILED_FIT_FRACTION * variance
+    dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
+
+    def run(attempt: TrainingConfig) -> tuple[BayesianNN, dict]:
+        return _fit(dataset, attempt, device, progress_callback, should_cancel, model, frozen_layers, dead_level)
+
+    net, history = run(config)
+    kept, attempt, seconds = config, config, history["seconds"]
+    for _ in range(MAX_RETRIES if dead_level is not None else 0):
+        if history["best_loss"] <= failed_level:
+            break
+        attempt = _lowered_peak(attempt)
+        logger.warning("the fit explains only %.0f %% of the targets' variance (best loss %.3g); training again with "
+                       "max_lr %.3g", 100 * (1 - history["best_loss"] / variance), history["best_loss"], attempt.max_lr)
+        again_net, again = run(attempt)
+        seconds += again["seconds"]
+        if again["best_loss"] < history["best_loss"]:
+            net, history, kept = again_net, again, attempt
+    history.update(target_variance=variance, retried_max_lr=None if attempt is config else attempt.max_lr,
+                   retry_kept=kept is not config, max_lr=kept.max_lr, seconds=seconds)
     return net, history
 
 
 def _lowered_peak(config: TrainingConfig) -> TrainingConfig:
-    """``config`` with a third of its peak rate (the retry of a failed fit)."""
+    """``config`` with a third of its peak rate (a retry of a failed fit)."""
     lowered = config.max_lr / 3
     return replace(config, max_lr=lowered, base_lr=min(config.base_lr, lowered))
 
@@ -349,7 +368,8 @@ def _lowered_peak(config: TrainingConfig) -> TrainingConfig:
 def config_used(config: TrainingConfig, history: dict) -> TrainingConfig:
     """The configuration of the run whose weights :func:`fit_scar_field` returned with ``history``
     (checkpoints record it, so a retried fit is not described with the peak rate that failed)."""
-    return _lowered_peak(config) if history.get("retry_kept") else config
+    max_lr = history.get("max_lr", config.max_lr)
+    return config if max_lr == config.max_lr else replace(config, max_lr=max_lr, base_lr=min(config.base_lr, max_lr))
 
 
 def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
@@ -360,8 +380,10 @@ def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
 
 
 def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: torch.device, progress_callback,
-         should_cancel, model: BayesianNN | None, frozen_layers: int) -> tuple[BayesianNN, dict]:
-    """One training run of :func:`fit_scar_field` (seeded, on ``device``, threads restored)."""
+         should_cancel, model: BayesianNN | None, frozen_layers: int,
+         dead_level: float | None = None) -> tuple[BayesianNN, dict]:
+    """One training run of :func:`fit_scar_field` (seeded, on ``device``, threads restored);
+    ``dead_level``: see :func:`_train_loop`."""
     previous_threads = torch.get_num_threads()
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     try:
@@ -377,16 +399,16 @@ def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: tor
                 net = copy.deepcopy(model)
             net = net.to(device)
             _freeze(net, frozen_layers)
-            return net, _train(net, dataset, config, device, progress_callback, should_cancel)
+            return net, _train(net, dataset, config, device, progress_callback, should_cancel, dead_level)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
-           device: torch.device, progress_callback, should_cancel) -> dict:
+           device: torch.device, progress_callback, should_cancel, dead_level: float | None) -> dict:
     with cpu_workers(device) as pool:
         return _train_loop(net, dataset, config, device, _batch_steps(net, dataset, config, device, pool),
-                           progress_callback, should_cancel)
+                           progress_callback, should_cancel, dead_level)
 
 
 def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
@@ -422,7 +444,10 @@ def _autograd_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config:
 
 
 def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
-                device: torch.device, batch_steps: list, progress_callback, should_cancel) -> dict:
+                device: torch.device, batch_steps: list, progress_callback, should_cancel,
+                dead_level: float | None = None) -> dict:
+    """The epochs of one run. With a ``dead_level`` the run stops once its loss has stayed at one
+    value of at least that level for ``DEAD_EPOCHS`` epochs (see ``DEAD_EPOCHS``)."""
     trainable = [p for p in net.parameters() if p.requires_grad]
     # fused: one kernel for all parameters (on the CPU ~0.3 ms per step instead of ~1.1 ms of
     # per-tensor operations, time in which the CPU workers wait)
@@ -437,7 +462,7 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     losses: list[float] = []
     rates: list[float] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
-    stopped_early = False
+    stopped_early, dead_epoch = False, None
     started = last_report = time.perf_counter()
     net.train()
     for epoch in range(1, config.max_epochs + 1):
@@ -457,6 +482,10 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
         if epoch_loss < best_loss:
             best_loss, best_epoch, best_state = epoch_loss, epoch, start_state
         stop = epoch - best_epoch >= config.early_stopping_patience
+        if dead_level is not None and _is_dead(losses, dead_level):
+            logger.info("the loss has stayed at %.6g for %d epochs: no unit learns any more; stopping at epoch %d",
+                        epoch_loss, DEAD_EPOCHS, epoch)
+            stop, dead_epoch = True, epoch
         now = time.perf_counter()
         if progress_callback is not None and (now - last_report >= PROGRESS_INTERVAL_S or stop
                                               or epoch == config.max_epochs):
@@ -481,4 +510,10 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     logger.info("best loss %.6g at epoch %d of %d (%.1f s)", best_loss, best_epoch, len(losses), seconds)
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
-            "seconds": seconds, "device": str(device)}
+            "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device)}
+
+
+def _is_dead(losses: list[float], level: float) -> bool:
+    """The last ``DEAD_EPOCHS`` epoch losses are one and the same value, at least ``level``."""
+    recent = losses[-DEAD_EPOCHS:]
+    return len(recent) == DEAD_EPOCHS and recent[0] >= level and min(recent) == max(recent)
