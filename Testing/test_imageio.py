@@ -14,7 +14,7 @@ from cardioscar.imageio import image_summary, read_dicom_planes, read_image
 from cardioscar.logic import PreprocessingRequest, prepare_training_data
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import read_mesh
-from cardioscar.slices import slices_from_image, slices_from_path
+from cardioscar.slices import slices_from_image, slices_from_path, slices_from_paths
 from conftest import BIVME, SHARED_DATA, bivme_dicom, write_dicom_series
 from cardioscar.targets import slice_targets
 
@@ -140,8 +140,15 @@ def test_folder_with_several_equal_series_is_an_error(tmp_path: Path) -> None:
     for series in ("Se1", "Se2"):
         for dicom in (BIVME / "dicom_ED" / series).iterdir():
             shutil.copy(dicom, tmp_path / dicom.name)
-    with pytest.raises(CardioScarError, match="holds 2 series of equal size"):
+    with pytest.raises(CardioScarError, match=r"holds 2 series of 1 file\(s\) each; give each series a folder of its "
+                                              r"own, or pass the files of the planes to use as images") as error:
         read_image(tmp_path)
+    # the files it suggests are the two planes, each read where its file says
+    suggested = str(error.value).split("--image ")[1].removesuffix(" ...)").split(" ")
+    layers = slices_from_paths(suggested, half_thickness=3.0)
+    assert sorted(Path(name).parent for name in suggested) == [tmp_path, tmp_path]
+    assert sorted(np.round(layer.origin, 2).tolist() for layer in layers) == sorted(
+        np.round(sitk.ReadImage(str(bivme_dicom(series))).GetOrigin(), 2).tolist() for series in ("Se1", "Se2"))
 
 
 def test_folder_picks_the_largest_series(tmp_path: Path) -> None:

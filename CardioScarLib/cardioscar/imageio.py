@@ -45,8 +45,10 @@ def _series_files(folder: Path) -> list[str]:
     files = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     counts = sorted((len(names) for names in files.values()), reverse=True)
     if len(counts) > 1 and counts[0] == counts[1]:
-        raise CardioScarError(f"DICOM folder {folder} holds {len(series_ids)} series of equal size; "
-                              "put the series to use in a folder of its own")
+        examples = " ".join(str(Path(names[0])) for names in list(files.values())[:2])
+        raise CardioScarError(f"DICOM folder {folder} holds {len(series_ids)} series of {counts[0]} file(s) each; give "
+                              f"each series a folder of its own, or pass the files of the planes to use as images "
+                              f"(e.g. --image {examples} ...)")
     chosen = max(files, key=lambda sid: len(files[sid]))
     if len(series_ids) > 1:
         logger.warning("%s holds %d DICOM series; using %s (%d files)", folder, len(series_ids), chosen,
