@@ -151,6 +151,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.forceCpuCheckBox.connect("toggled(bool)", lambda _checked: self._updateDeviceLabel())
+        self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._checkCanApply)
         self.ui.progressBar.setVisible(False)
         self.initializeParameterNode()
 
@@ -214,9 +215,14 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._running or self._parameterNode is None:
             return
         p = self._parameterNode
-        count = self.logic.slice_count(p.inputVolume, p.sliceAxis) if p.inputVolume else 0
+        inputs = self._inputNodes()
+        counts = [self.logic.slice_count(node, p.sliceAxis) for node in inputs]
+        count = sum(counts) if counts and all(counts) else 0
         if p.inputVolume is None:
             self.ui.sliceRangeLabel.text = _("select a volume")
+        elif count and len(inputs) > 1:
+            self.ui.sliceRangeLabel.text = _("0 to {last} along {axis} ({count} slices of {inputs} inputs)").format(
+                last=count - 1, axis=p.sliceAxis, count=count, inputs=len(inputs))
         elif count:
             self.ui.sliceRangeLabel.text = _("0 to {last} along {axis} ({count} slices)").format(
                 last=count - 1, axis=p.sliceAxis, count=count)
@@ -230,6 +236,14 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         savedPath = str(p.savedModelPath) if p.savedModelPath else ""
         self.ui.applySavedButton.enabled = bool(p.heartModel and savedPath.endswith(".pth"))
         self.ui.saveModelButton.enabled = self.logic.last_checkpoint is not None
+
+    def _inputNodes(self) -> list:
+        """The input node, then the checked "Also use" nodes (the input itself counted once)."""
+        first = self._parameterNode.inputVolume if self._parameterNode else None
+        if first is None:
+            return []
+        extra = [node for node in self.ui.extraInputsSelector.checkedNodes() if node.GetID() != first.GetID()]
+        return [first] + extra
 
     def onPresetActivated(self, index: int) -> None:
         """Load the chosen preset's training values into the panel (still editable)."""
@@ -349,10 +363,11 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._running and not self.ensureDependencies():
             return
         p = self._parameterNode
+        inputs = self._inputNodes()
 
         def work():
             self.ui.statusLabel.text = _("Training...")
-            return self.logic.train_and_apply(p.inputVolume, p.heartModel, self.options(),
+            return self.logic.train_and_apply(inputs if len(inputs) > 1 else p.inputVolume, p.heartModel, self.options(),
                                               progress_callback=self._onProgress, should_cancel=self._shouldCancel)
 
         self._runGuarded(self.ui.applyButton, _("Train and apply"), work,

@@ -91,9 +91,9 @@ def test_ui_structure_follows_slicer_conventions(ui):
     sections = [w for w in widgets.values() if w.get("class") == "ctkCollapsibleButton"]
     assert len(sections) >= 3
 
-    def node_types(name):
+    def node_types(name, widget_class="qMRMLNodeComboBox"):
         widget = widgets[name]
-        assert widget.get("class") == "qMRMLNodeComboBox"
+        assert widget.get("class") == widget_class
         prop = next(p for p in widget.findall("property") if p.get("name") == "nodeTypes")
         return [s.text for s in prop.iter("string")]
 
@@ -101,9 +101,13 @@ def test_ui_structure_follows_slicer_conventions(ui):
     show_children = next(p for p in widgets["inputSelector"].findall("property") if p.get("name") == "showChildNodeTypes")
     assert show_children.find("bool").text == "true"  # label maps are scalar-volume subclasses
     assert node_types("modelSelector") == ["vtkMRMLModelNode"]
+    # more inputs to pool with the first: the same kinds; kept in the widget only (the parameter
+    # node wrapper has no connector for a checkable node list)
+    assert node_types("extraInputsSelector", "qMRMLCheckableNodeComboBox") == node_types("inputSelector")
+    assert "extraInputsSelector" not in _bindings(ui).values()
     receivers = {c.find("receiver").text for c in ui.iter("connection")
                  if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
-    assert receivers == {"inputSelector", "modelSelector"}
+    assert receivers == {"inputSelector", "extraInputsSelector", "modelSelector"}
     declared = {c.find("class").text for c in ui.iter("customwidget")}
     used = {w.get("class") for w in widgets.values() if w.get("class").startswith(("ctk", "qMRML"))}
     assert used <= declared

@@ -7,8 +7,8 @@ module panel from CardioScar.ui next to the 3D result of part 1, with an honest 
 
 The real Slicer window cannot be shown without the application. The panel is the module's own
 .ui file loaded by Qt, with Slicer's custom widgets replaced by their nearest Qt widgets
-(qMRMLWidget -> QWidget, ctkCollapsibleButton -> QGroupBox, qMRMLNodeComboBox -> QComboBox,
-ctkPathLineEdit -> QLineEdit) and filled with the values of the part-1 run.
+(qMRMLWidget -> QWidget, ctkCollapsibleButton -> QGroupBox, qMRMLNodeComboBox and
+qMRMLCheckableNodeComboBox -> QComboBox, ctkPathLineEdit -> QLineEdit) and filled with the values of the part-1 run.
 """
 
 import json
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QApplication
 REPO = Path(__file__).resolve().parents[2]
 UI_FILE = REPO / "CardioScar" / "Resources" / "UI" / "CardioScar.ui"
 STAND_INS = {"qMRMLWidget": "QWidget", "ctkCollapsibleButton": "QGroupBox", "qMRMLNodeComboBox": "QComboBox",
-             "ctkPathLineEdit": "QLineEdit"}
+             "qMRMLCheckableNodeComboBox": "QComboBox", "ctkPathLineEdit": "QLineEdit"}
 SLICER_ONLY_PROPERTIES = {"nodeTypes", "showChildNodeTypes", "addEnabled", "removeEnabled", "noneEnabled",
                           "nameFilters", "collapsed"}
 CAPTION = ("Left: the CardioScar panel (CardioScar.ui drawn by Qt; Slicer's custom widgets replaced by the nearest "
