@@ -224,3 +224,18 @@ def test_every_format_keeps_the_oblique_geometry(tmp_path, suffix):
     np.testing.assert_allclose(read.GetSpacing(), (1.25, 1.5, 8.0), atol=1e-6)
     np.testing.assert_allclose(read.GetOrigin(), (10.0, -20.0, 30.0), atol=1e-5)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))
+
+
+def test_the_same_plane_given_twice_is_reported(caplog) -> None:
+    """Pooling images that hold the same plane weights its pixels double: say so (and go on)."""
+    planes = [BIVME / "dicom_ED" / "Se3", BIVME / "dicom_ED" / "Se6", BIVME / "dicom_ED" / "Se3"]
+    with caplog.at_level("WARNING", logger="cardioscar.slices"):
+        layers = slices_from_paths(planes, half_thickness=3.0)
+    assert len(layers) == 3
+    repeated = [r.getMessage() for r in caplog.records if "same plane" in r.getMessage()]
+    assert repeated == ["slices 'Se3 k=0' and 'Se3 k=0' are the same plane (the same image given twice, or a repeated "
+                        "acquisition?): its pixels count twice"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cardioscar.slices"):
+        slices_from_paths(planes[:2], half_thickness=3.0)
+    assert not [r for r in caplog.records if "same plane" in r.getMessage()]

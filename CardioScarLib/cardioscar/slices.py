@@ -266,7 +266,25 @@ def pooled_slices(per_image: Sequence[Sequence[SliceLayer]], slice_axis: str,
     layers = [layer for image in per_image for layer in image]
     chosen = _checked_indices(slice_indices, len(layers), f"{slice_axis} of the {len(per_image)} images together")
     logger.info("%d of the %d slices of %d images chosen", len(chosen), len(layers), len(per_image))
-    return [layers[k] for k in chosen]
+    picked = [layers[k] for k in chosen]
+    _warn_about_repeated_planes(picked)
+    return picked
+
+
+#: Slices whose pixel grids coincide within this distance (mm) are the same plane.
+SAME_PLANE_MM = 0.01
+
+
+def _warn_about_repeated_planes(layers: Sequence[SliceLayer]) -> None:
+    """Warn when two chosen slices have the same pixel grid: an image given twice (or a repeated
+    acquisition) puts the same pixels in the loss twice, weighting that plane double."""
+    corners = [layer.footprint_corners_lps() for layer in layers]
+    for b in range(len(layers)):
+        for a in range(b):
+            if layers[a].shape == layers[b].shape and np.abs(corners[a] - corners[b]).max() <= SAME_PLANE_MM:
+                logger.warning("slices '%s' and '%s' are the same plane (the same image given twice, or a repeated "
+                               "acquisition?): its pixels count twice", layers[a].label, layers[b].label)
+                break
 
 
 def slices_from_planes(planes: Sequence[tuple[np.ndarray, np.ndarray]], slice_indices: Iterable[int] | None = None,
