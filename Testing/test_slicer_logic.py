@@ -396,3 +396,27 @@ def test_several_volumes_are_pooled_like_the_command_line(tmp_path):
             preset="fast", max_epochs=5, half_thickness=half, slice_indices=str(n_stack + 1)))
     with pytest.raises(CardioScarError, match="Choose the LGE volume"):
         logic.train_and_apply([], model, options)
+
+
+def test_real_dicom_series_loaded_by_slicer_map_like_the_command_line():
+    """The real biv-me short- and long-axis DICOM files, each loaded by Slicer's own volume storage
+    node as a node of its own (RAS), pooled by the Logic: the same rows as the command line's
+    reading of the same files (LPS, through SimpleITK), on the real fitted LV surface."""
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+    from conftest import BIVME, bivme_dicom
+
+    series = ("Se1", "Se3", "Se6", "Se8")  # two short-axis, a 4-chamber and a 2-chamber plane
+    mesh = BIVME / "fitted_model_frame000" / "patient1_LV_ENDOCARDIAL_000.vtk"
+    context = csl.create_scene()
+    nodes = [csl.load_volume(context.scene, bivme_dicom(name), name=name) for name in series]
+    model = csl.load_model(context.scene, mesh)
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=5, half_thickness=3.0, normalize_intensities=True,
+                                        num_threads=1)
+    result = csl.CardioScarLogic(context.scene, context.color_logic).train_and_apply(nodes, model, options)
+    core = prepare_training_data(PreprocessingRequest(mesh_path=mesh, image_path=[BIVME / "dicom_ED" / s for s in series],
+                                                      slice_thickness_padding=3.0, normalize_intensities=True))
+    assert result.prepared.slice_labels == [f"{name} k=0" for name in series]
+    assert set(core.group_slice) == set(range(len(series)))  # the surface crosses every plane
+    for key in ("group_ids", "node_ids", "group_slice", "group_pixel"):
+        np.testing.assert_array_equal(getattr(result.prepared, key), getattr(core, key), err_msg=key)
+    np.testing.assert_allclose(result.prepared.intensities, core.intensities, atol=1e-6)
