@@ -79,8 +79,12 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_with_lower_peak_ra
     used = training.config_used(config, history)
     assert used.max_lr == history["max_lr"] and (used.max_lr != config.max_lr) == history["retry_kept"]
     assert training.config_used(config, {**history, "max_lr": config.max_lr / 3}).max_lr == pytest.approx(config.max_lr / 3)
-    _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=1), device="cpu")
+    assert "even with lower peak rates" in caplog.text  # the retries could not fit one epoch either
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cardioscar.training"):
+        _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=1), device="cpu")
     assert documented["best_loss"] > 0.5 * documented["target_variance"] and documented["retried_max_lr"] is None
+    assert "training again" not in caplog.text and "the fast preset (--preset fast, TrainingConfig.fast())" in caplog.text
 
 
 def test_a_dead_run_is_stopped_and_retried():
