@@ -105,6 +105,8 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     assert int(rows["Epochs run"][0]) == history["epochs_run"] <= EPOCHS
     assert rows["Device"][0].startswith("cpu")
     assert "Scar fraction of the mesh volume" in rows
+    explained = 100 * (1 - history["best_loss"] / history["target_variance"])
+    assert rows["Pixel variance explained"] == (f"{explained:.1f}", "%")
 
     series = result.chart_node.GetPlotSeriesNode()
     loss_table = series.GetTableNode().GetTable()
