@@ -359,7 +359,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     if history["best_loss"] > failed_level > 0:
         advice = ("even with lower peak rates; check the targets and the slab half-width" if config.retry_failed_fit
                   else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
-                       "TrainingConfig.fast()) retrains such fits")
+                       "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
         logger.warning("the result explains only %.0f %% of the targets' variance (best loss %.3g): %s",
                        100 * (1 - history["best_loss"] / variance), history["best_loss"], advice)
     return net, history
