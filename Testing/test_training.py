@@ -84,7 +84,7 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_with_lower_peak_ra
     with caplog.at_level("WARNING", logger="cardioscar.training"):
         _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=1), device="cpu")
     assert documented["best_loss"] > 0.5 * documented["target_variance"] and documented["retried_max_lr"] is None
-    assert "training again" not in caplog.text and "the fast preset (--preset fast, TrainingConfig.fast())" in caplog.text
+    assert "training again" not in caplog.text and "the fast preset (--preset fast, TrainingConfig.fast(), with retry_failed_fit)" in caplog.text
 
 
 def test_a_dead_run_is_stopped_and_retried():
