@@ -239,3 +239,44 @@ def test_the_same_plane_given_twice_is_reported(caplog) -> None:
     with caplog.at_level("WARNING", logger="cardioscar.slices"):
         slices_from_paths(planes[:2], half_thickness=3.0)
     assert not [r for r in caplog.records if "same plane" in r.getMessage()]
+
+
+def _with_thickness(series: str, thickness_mm: str, folder: Path) -> Path:
+    """The real biv-me file of ``series`` rewritten with another recorded slice thickness."""
+    image = sitk.ReadImage(str(bivme_dicom(series)))
+    folder.mkdir(parents=True, exist_ok=True)
+    image.SetMetaData("0018|0050", thickness_mm)
+    write_dicom_series([image], [series], folder, image.GetMetaData("0020|000e"))
+    return folder / f"{series}.dcm"
+
+
+def test_auto_slab_takes_each_dicom_files_recorded_thickness(tmp_path: Path) -> None:
+    """``half_thickness="auto"``: half the SliceThickness each file records, file by file, in a
+    series folder as well as across pooled images (a 6 mm short-axis series beside an 8 mm one)."""
+    eight = _with_thickness("Se3", "8", tmp_path / "eight")
+    layers = slices_from_paths([BIVME / "dicom_ED" / "Se1", eight, BIVME / "dicom_ED" / "Se6"], half_thickness="auto")
+    assert [layer.half_thickness for layer in layers] == [3.0, 4.0, 3.0]
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    images = [sitk.ReadImage(str(bivme_dicom("Se1"))), sitk.ReadImage(str(eight))]
+    write_dicom_series(images, ["Se1", "Se3"], stack, "1.2.826.0.1.3680043.2.1125.93")
+    layers = slices_from_path(stack, half_thickness="auto")  # in order along the normal: Se3 (8 mm), then Se1
+    assert [layer.half_thickness for layer in layers] == [4.0, 3.0]
+    assert np.allclose(layers[0].origin, images[1].GetOrigin(), atol=1e-3)
+
+
+def test_auto_slab_needs_a_recorded_thickness_along_z(tmp_path: Path) -> None:
+    sitk.WriteImage(sitk.Image([4, 4, 3], sitk.sitkFloat32), str(tmp_path / "scar.nii.gz"))
+    with pytest.raises(CardioScarError, match="^scar.nii.gz records no slice thickness .*give --slice-thickness-padding "
+                                              "in mm instead of 'auto'$"):
+        slices_from_path(tmp_path / "scar.nii.gz", half_thickness="auto")
+    with pytest.raises(CardioScarError, match="^Se3.dcm records no slice thickness"):
+        slices_from_path(_with_thickness("Se3", "", tmp_path / "none"), half_thickness="auto")
+    with pytest.raises(CardioScarError, match="auto takes each DICOM file's slice thickness, which is along z"):
+        slices_from_path(BIVME / "dicom_ED" / "Se1", slice_axis="x", half_thickness="auto")
+    with pytest.raises(CardioScarError, match="VTK grid layers record none"):
+        PreprocessingRequest(mesh_path=tmp_path / "m.vtk", vtk_grid_paths=[tmp_path / "g.vtk"],
+                             slice_thickness_padding="auto")
+    with pytest.raises(CardioScarError, match="must be > 0 mm .* or 'auto'"):
+        PreprocessingRequest(mesh_path=tmp_path / "m.vtk", image_path=tmp_path / "scar.nii.gz",
+                             slice_thickness_padding="thin")

@@ -162,6 +162,13 @@ def test_long_axis_series_add_groups_on_their_own_planes(case, own_series):
     assert np.unique(data["node_ids"]).size > 1.5 * short_axis.size
     scar_pixels = data["intensities"][:, 0] > 0.5
     assert set(row_slice[scar_pixels]) - set(range(len(PLANES))), "no long-axis plane cuts the painted scar"
+    # every biv-me file records a 6 mm slice thickness: "auto" gives the same 3 mm slabs
+    recorded = case["folder"] / "with_long_axis_auto.npz"
+    proc = run_cli("prepare", "--image", *[own_series[name] for name in names], "--mesh", case["folder"] / "lv.vtk",
+                   "--normalize-intensities", "--slice-thickness-padding", "auto", "--output", recorded)
+    assert proc.returncode == 0, proc.stderr
+    for key in ("coordinates", "intensities", "group_ids", "node_ids", "group_pixel"):
+        np.testing.assert_array_equal(np.load(recorded)[key], data[key], err_msg=key)
 
 
 def test_slice_indices_count_across_the_images(case, own_series):

@@ -53,6 +53,16 @@ def _comma_ints(what: str) -> Callable[[str], List[int]]:
     return parse
 
 
+def _padding(text: str) -> float | str:
+    """``--slice-thickness-padding``: millimetres, or ``auto`` (each DICOM file's own thickness)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a width in mm such as 4.0, or auto (got {text!r})") from None
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--training-data", required=True, type=Path, help="training data (.npz) from `cardioscar prepare`")
     parser.add_argument("--output", required=True, type=Path, help="output model checkpoint (.pth)")
@@ -91,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--vtk-scalar-field", default="ScalarValue", help="cell field of the grid layers (default ScalarValue)")
     prep.add_argument("--slice-axis", choices=("x", "y", "z"), default="z", help="image index axis i, j or k to slice along (default z)")
     prep.add_argument("--slice-indices", type=_comma_ints("--slice-indices"), default=None, help="comma-separated slice indices, e.g. 2,5,8,11 (default all)")
-    prep.add_argument("--slice-thickness-padding", type=float, default=5.0, help="slab half-width in mm along the slice normal (default 5.0)")
+    prep.add_argument("--slice-thickness-padding", type=_padding, default=5.0,
+                      help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half of each DICOM "
+                           "file's recorded slice thickness")
     prep.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help="the input is a label map; these labels are scar (e.g. 3,4)")
     prep.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw intensities to [0, 1]")
     prep.add_argument(

@@ -172,6 +172,25 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
     return planes
 
 
+#: DICOM SliceThickness (0018,0050) as SimpleITK names it.
+SLICE_THICKNESS_TAG = "0018|0050"
+
+
+def recorded_half_thickness(image: sitk.Image, source: str | Path) -> float:
+    """Half the slice thickness (mm) an image read from a DICOM file records: the slab half-width
+    of its pixels. Other formats record no thickness (a NIfTI slice step is not one: stacks have
+    gaps), which is an error that says to give the width."""
+    text = image.GetMetaData(SLICE_THICKNESS_TAG).strip() if image.HasMetaDataKey(SLICE_THICKNESS_TAG) else ""
+    try:
+        thickness = float(text)
+    except ValueError:
+        thickness = math.nan
+    if not thickness > 0:
+        raise CardioScarError(f"{Path(source).name} records no slice thickness (DICOM 0018,0050; other formats have "
+                              "none): give --slice-thickness-padding in mm instead of 'auto'")
+    return thickness / 2
+
+
 def read_image(path: str | Path) -> sitk.Image:
     """Read a 3D scalar image (NIfTI, NRRD, MHA/MHD, or a DICOM series folder) in LPS.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import numbers
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.normalization import fit_scaler, normalize
 from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
-from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slices_from_paths
+from cardioscar.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.targets import slice_targets
 from cardioscar.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
 
@@ -72,7 +73,9 @@ class PreprocessingRequest:
     per breath-hold slice plus the long-axis views; ``slice_indices`` then count the slices of all
     images in the order given.
 
-    ``slice_thickness_padding`` is the slab half-width in mm along each slice's normal.
+    ``slice_thickness_padding`` is the slab half-width in mm along each slice's normal, or
+    ``"auto"``: half the slice thickness each DICOM file records (per file, so series of several
+    thicknesses pooled together each keep their own).
     ``scar_labels`` turns a label map into 0/1 targets; ``normalize_intensities`` min-max scales
     raw LGE intensities (the existing tool's behaviour, now only on request).
     ``partial_volume_correction`` divides each target by the myocardial fraction of its pixel box
@@ -81,7 +84,7 @@ class PreprocessingRequest:
     """
 
     mesh_path: Path
-    slice_thickness_padding: float = 5.0
+    slice_thickness_padding: Union[float, str] = 5.0
     vtk_grid_paths: Optional[List[Path]] = None
     vtk_scalar_field: str = "ScalarValue"
     image_path: Optional[Union[Path, List[Path]]] = None
@@ -96,10 +99,13 @@ class PreprocessingRequest:
         has_image = self.image_path is not None
         if has_grids == has_image:
             raise CardioScarError("Give exactly one slice source: VTK grid layers (--grid-layers) or an image (--image).")
-        if not self.slice_thickness_padding > 0:
-            raise CardioScarError(
-                f"slice_thickness_padding must be > 0 mm (the slab half-width), got {self.slice_thickness_padding}."
-            )
+        if self.slice_thickness_padding == RECORDED:
+            if has_grids:
+                raise CardioScarError("slice_thickness_padding 'auto' takes each DICOM file's slice thickness; VTK grid "
+                                      "layers record none: give the slab half-width in mm.")
+        elif not (isinstance(self.slice_thickness_padding, numbers.Real) and self.slice_thickness_padding > 0):
+            raise CardioScarError(f"slice_thickness_padding must be > 0 mm (the slab half-width) or 'auto' (half of each "
+                                  f"DICOM file's slice thickness), got {self.slice_thickness_padding!r}.")
         if self.slice_axis not in _VALID_AXES:
             raise CardioScarError(f"slice_axis must be one of x, y, z (image index axes i, j, k), got {self.slice_axis!r}.")
         self.mesh_path = Path(self.mesh_path)
@@ -195,7 +201,7 @@ class InferenceResult:
 
 
 def _load_slices(request: PreprocessingRequest) -> List[SliceLayer]:
-    padding = float(request.slice_thickness_padding)
+    padding = request.slice_thickness_padding
     if request.image_path is not None:
         slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
     else:

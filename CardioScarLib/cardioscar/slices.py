@@ -27,7 +27,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from .errors import CardioScarError
-from .imageio import read_dicom_planes, read_image
+from .imageio import read_dicom_planes, read_image, recorded_half_thickness
 from .meshio import legacy_header, read_vtk_dataset, set_space_field, space_from_dataset, write_dataset
 
 logger = logging.getLogger(__name__)
@@ -223,26 +223,43 @@ def slices_from_image(image: sitk.Image, slice_axis: str = "z", slice_indices: I
                              slice_indices, half_thickness, label)
 
 
+#: ``half_thickness`` value that takes each DICOM file's own slice thickness (half of it).
+RECORDED = "auto"
+
+
 def slices_from_path(path: str | Path, slice_axis: str = "z", slice_indices: Iterable[int] | None = None,
-                     half_thickness: float = 5.0) -> list[SliceLayer]:
+                     half_thickness: float | str = 5.0) -> list[SliceLayer]:
     """SliceLayers of an image file or a DICOM series folder (see :func:`slices_from_array`).
 
     Along z, a DICOM series is read file by file (:func:`cardioscar.imageio.read_dicom_planes`),
     so every slice sits where its file says it was acquired even when the stack misses a slice or
     is unevenly spaced; across the slices (x, y) the series must make one regular volume.
+    ``half_thickness="auto"`` (:data:`RECORDED`) gives each slice half the thickness its DICOM
+    file records, along z only (across the slices a file's thickness means nothing).
     """
     source = Path(path)
-    if not (source.is_dir() and str(slice_axis).lower() == "z"):
-        return slices_from_image(read_image(source), slice_axis, slice_indices, half_thickness, source.name)
+    axis = str(slice_axis).lower()
+    recorded = half_thickness == RECORDED
+    if recorded and axis != "z":
+        raise CardioScarError(f"--slice-thickness-padding auto takes each DICOM file's slice thickness, which is "
+                              f"along z; give the width in mm to cut {source.name} along {axis}")
+
+    def width(image: sitk.Image, name: str | Path) -> float:
+        return recorded_half_thickness(image, name) if recorded else float(half_thickness)
+
+    if not (source.is_dir() and axis == "z"):
+        image = read_image(source)
+        return slices_from_image(image, slice_axis, slice_indices, width(image, source), source.name)
     planes = read_dicom_planes(source)
     if len(planes) == 1:  # one file: a single slice or a multi-frame volume
-        return slices_from_image(planes[0], "z", slice_indices, half_thickness, source.name)
+        return slices_from_image(planes[0], "z", slice_indices, width(planes[0], source), source.name)
     return slices_from_planes([(sitk.GetArrayViewFromImage(plane)[0], ijk_to_lps_matrix(plane)) for plane in planes],
-                              slice_indices, half_thickness, source.name)
+                              slice_indices, [width(plane, f"{source.name} k={k}") for k, plane in enumerate(planes)],
+                              source.name)
 
 
 def slices_from_paths(paths: Sequence[str | Path], slice_axis: str = "z", slice_indices: Iterable[int] | None = None,
-                      half_thickness: float = 5.0) -> list[SliceLayer]:
+                      half_thickness: float | str = 5.0) -> list[SliceLayer]:
     """SliceLayers of several images (files or DICOM series folders, see :func:`slices_from_path`),
     in the order given; ``slice_indices`` count the slices of all of them, the first image's first.
 
@@ -288,14 +305,16 @@ def _warn_about_repeated_planes(layers: Sequence[SliceLayer]) -> None:
 
 
 def slices_from_planes(planes: Sequence[tuple[np.ndarray, np.ndarray]], slice_indices: Iterable[int] | None = None,
-                       half_thickness: float = 5.0, label: str = "image") -> list[SliceLayer]:
+                       half_thickness: float | Sequence[float] = 5.0, label: str = "image") -> list[SliceLayer]:
     """SliceLayers of a stack whose slices are placed one by one: ``planes[k]`` is slice k's
-    ``values[j, i]`` and the 4x4 matrix taking ``(i, j, 0, 1)`` to LPS mm.
+    ``values[j, i]`` and the 4x4 matrix taking ``(i, j, 0, 1)`` to LPS mm; ``half_thickness`` is
+    one slab half-width for all, or one per plane.
 
     Why: a stack that misses a slice or is unevenly spaced (a DICOM series, or a Slicer volume
     under the acquisition transform Slicer adds to one) has no single IJK->LPS matrix.
     """
-    layers = [replace(_cut_volume(np.asarray(planes[k][0])[None], planes[k][1], "z", [0], half_thickness, label)[0],
+    widths = [float(half_thickness)] * len(planes) if np.isscalar(half_thickness) else list(half_thickness)
+    layers = [replace(_cut_volume(np.asarray(planes[k][0])[None], planes[k][1], "z", [0], widths[k], label)[0],
                       label=f"{label} k={k}")
               for k in _checked_indices(slice_indices, len(planes), "z")]
     _log_slices(label, layers, "z")
