@@ -105,7 +105,8 @@ def main() -> None:
         baseline_dices.append(metrics.dice(baseline, truth))
         for set_name, names in plane_sets.items():
             rows = prepare_from_slices(points, [layers[name] for name in names])
-            for preset, seed in [(preset, seed) for preset in presets for seed in (seeds if preset == "fast" else seeds[:1])]:
+            runs = [(name, seed) for name in presets for seed in (seeds if name == "fast" else seeds[:1])]
+            for preset, seed in runs:
                 start = time.perf_counter()
                 checkpoint = train_scar_model(rows, dataclasses.replace(presets[preset], seed=seed))
                 seconds = time.perf_counter() - start
