@@ -6,6 +6,8 @@ known scar, fine-tuning, and the one-line errors for the pitfalls users actually
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -233,3 +235,25 @@ def test_bad_training_option_names_field_and_range(trained_case, tmp_path):
     proc = run_cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
     _assert_user_error(proc, "mc_samples")
     assert not (tmp_path / "m.pth").exists()
+
+
+def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
+    """`phantom --long-axis` writes a long-axis slice beside the stack; `prepare --image` takes both
+    (with the partial-volume correction on the volumetric mesh): the long-axis slice adds groups."""
+    proc = run_cli("phantom", "--output-dir", tmp_path, "--nodes", "3000", "--seed", "4", "--long-axis")
+    assert proc.returncode == 0, proc.stderr
+    stack, long_axis = tmp_path / "phantom_lge.nii.gz", tmp_path / "phantom_lge_long_axis.nii.gz"
+    assert sitk.ReadImage(str(long_axis)).GetSize()[2] == 1
+    half = str(json.loads((tmp_path / "phantom.json").read_text())["slice_half_thickness_mm"])
+    outputs = {}
+    for name, images in (("stack", [stack]), ("both", [stack, long_axis])):
+        outputs[name] = tmp_path / f"{name}.npz"
+        proc = run_cli("prepare", "--mesh", tmp_path / "phantom_mesh.vtk", "--image", *images, "--partial-volume-correction",
+                       "--slice-thickness-padding", half, "--output", outputs[name])
+        assert proc.returncode == 0, proc.stderr
+    only, both = np.load(outputs["stack"]), np.load(outputs["both"])
+    n_stack = sitk.ReadImage(str(stack)).GetSize()[2]
+    assert [str(label) for label in both["slice_labels"]][n_stack:] == ["phantom_lge_long_axis.nii.gz k=0"]
+    from_long_axis = both["group_slice"] == n_stack
+    assert from_long_axis.sum() > 0 and len(both["group_sizes"]) == len(only["group_sizes"]) + from_long_axis.sum()
+    np.testing.assert_array_equal(both["group_coverage"][: len(only["group_coverage"])], only["group_coverage"])

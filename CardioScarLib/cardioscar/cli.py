@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--output-dir", required=True, type=Path)
     ph.add_argument("--nodes", type=int, default=None, help="approximate node count of the volumetric mesh")
     ph.add_argument("--seed", type=int, default=None)
+    ph.add_argument("--long-axis", action="store_true",
+                    help="also acquire one long-axis slice (phantom_lge_long_axis.nii.gz), to pool with the stack: "
+                         "prepare --image phantom_lge.nii.gz phantom_lge_long_axis.nii.gz")
     ph.set_defaults(handler=_cmd_phantom)
 
     demo = sub.add_parser("demo", help="phantom -> prepare -> train -> apply -> report, on built-in data")
@@ -292,7 +295,7 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
         overrides["target_nodes"] = args.nodes
     if args.seed is not None:
         overrides["seed"] = args.seed
-    phantom = make_phantom(PhantomConfig(**overrides))
+    phantom = make_phantom(PhantomConfig(long_axis=args.long_axis, **overrides))
     for name, path in write_phantom(phantom, args.output_dir).items():
         logger.info("%s: %s", name, path)
 
