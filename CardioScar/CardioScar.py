@@ -367,7 +367,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         def work():
             self.ui.statusLabel.text = _("Training...")
-            return self.logic.train_and_apply(inputs if len(inputs) > 1 else p.inputVolume, p.heartModel, self.options(),
+            return self.logic.train_and_apply(inputs, p.heartModel, self.options(),
                                               progress_callback=self._onProgress, should_cancel=self._shouldCancel)
 
         self._runGuarded(self.ui.applyButton, _("Train and apply"), work,

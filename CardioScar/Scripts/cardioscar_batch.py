@@ -192,8 +192,7 @@ def run(argv: list[str]) -> int:
         else:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
             progress = None if args.no_progress else _progress_logger()
-            result = logic.train_and_apply(volume_nodes if len(volume_nodes) > 1 else volume_nodes[0], model_node,
-                                           options, progress_callback=progress)
+            result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress)
             if args.save_model is not None:
                 logic.save_model(args.save_model)
         save_model(model_node, args.output)

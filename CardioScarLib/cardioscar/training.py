@@ -365,17 +365,20 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     return net, history
 
 
+def _with_peak(config: TrainingConfig, max_lr: float) -> TrainingConfig:
+    """``config`` with peak rate ``max_lr`` (and a base rate no higher than it)."""
+    return config if max_lr == config.max_lr else replace(config, max_lr=max_lr, base_lr=min(config.base_lr, max_lr))
+
+
 def _lowered_peak(config: TrainingConfig) -> TrainingConfig:
     """``config`` with a third of its peak rate (a retry of a failed fit)."""
-    lowered = config.max_lr / 3
-    return replace(config, max_lr=lowered, base_lr=min(config.base_lr, lowered))
+    return _with_peak(config, config.max_lr / 3)
 
 
 def config_used(config: TrainingConfig, history: dict) -> TrainingConfig:
     """The configuration of the run whose weights :func:`fit_scar_field` returned with ``history``
     (checkpoints record it, so a retried fit is not described with the peak rate that failed)."""
-    max_lr = history.get("max_lr", config.max_lr)
-    return config if max_lr == config.max_lr else replace(config, max_lr=max_lr, base_lr=min(config.base_lr, max_lr))
+    return _with_peak(config, history.get("max_lr", config.max_lr))
 
 
 def _group_target_variance(dataset: ScarReconstructionDataset) -> float:

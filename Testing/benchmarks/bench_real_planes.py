@@ -33,7 +33,7 @@ import vtk
 from cardioscar import metrics
 from cardioscar.baselines import nearest_slice_baseline
 from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
-from cardioscar.meshio import read_mesh
+from cardioscar.meshio import Mesh, read_mesh
 from cardioscar.slices import SliceLayer, slices_from_path
 from cardioscar.training import TrainingConfig
 
@@ -52,17 +52,11 @@ def load_case(data: Path, padding_mm: float) -> tuple[np.ndarray, np.ndarray, di
     for name in ("LV_ENDOCARDIAL", "EPICARDIAL"):
         surfaces.AddInputData(read_mesh(data / "fitted_model_frame000" / f"patient1_{name}_000.vtk").dataset)
     surfaces.Update()
-    points = vtk_points(surfaces.GetOutput())
+    points = Mesh(surfaces.GetOutput(), "LPS").points_lps()
     endocardium = read_mesh(data / "fitted_model_frame000" / "patient1_LV_ENDOCARDIAL_000.vtk").points_lps()
     planes = {name: slices_from_path(data / "dicom_ED" / name, half_thickness=padding_mm)[0]
               for name in SHORT_AXIS + LONG_AXIS}
     return points, endocardium, planes
-
-
-def vtk_points(dataset: vtk.vtkDataSet) -> np.ndarray:
-    from vtkmodules.util.numpy_support import vtk_to_numpy
-
-    return vtk_to_numpy(dataset.GetPoints().GetData()).astype(np.float64)
 
 
 def scar_centres(endocardium: np.ndarray, planes: dict[str, SliceLayer]) -> dict[str, np.ndarray]:
