@@ -87,10 +87,11 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_with_lower_peak_ra
     assert "training again" not in caplog.text and "the fast preset (--preset fast, TrainingConfig.fast(), with retry_failed_fit)" in caplog.text
 
 
-def test_a_dead_run_is_stopped_and_retried():
+def test_a_dead_run_is_stopped_and_retried(caplog):
     """A network whose output is saturated (sigmoid(-200) is 0 in float32) passes no gradient: its
     loss never changes. With retries allowed, each run stops after DEAD_EPOCHS such epochs instead
-    of training on to the end; without them (documented defaults) the run goes on as documented."""
+    of training on to the end; without them (documented defaults) the run goes on as documented.
+    Its all-zero field fits worse than the best constant one, and the warning says so in words."""
     coords, values, groups = small_problem(n_groups=60)
     dead = BayesianNN(3, 32, 4, 0.1)
     with torch.no_grad():
@@ -100,8 +101,11 @@ def test_a_dead_run_is_stopped_and_retried():
     assert history["dead_epoch"] == training.DEAD_EPOCHS == history["epochs_run"]
     assert len(set(history["train_loss"])) == 1
     assert history["retried_max_lr"] == pytest.approx(config.max_lr / 9) and not history["retry_kept"]
-    _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=40), device="cpu", model=dead)
+    with caplog.at_level("WARNING", logger="cardioscar.training"):
+        _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=40), device="cpu", model=dead)
     assert documented["dead_epoch"] is None and documented["epochs_run"] == 40
+    assert documented["best_loss"] > documented["target_variance"]
+    assert "the result explains none of the targets' variance (best loss" in caplog.text
 
 
 @pytest.mark.parametrize("field, value, message", [

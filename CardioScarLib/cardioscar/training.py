@@ -348,8 +348,8 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
         if history["best_loss"] <= failed_level:
             break
         attempt = _lowered_peak(attempt)
-        logger.warning("the fit explains only %.0f %% of the targets' variance (best loss %.3g); training again with "
-                       "max_lr %.3g", 100 * (1 - history["best_loss"] / variance), history["best_loss"], attempt.max_lr)
+        logger.warning("the fit explains %s of the targets' variance (best loss %.3g); training again with max_lr %.3g",
+                       _explained(history["best_loss"], variance), history["best_loss"], attempt.max_lr)
         again_net, again = run(attempt)
         seconds += again["seconds"]
         if again["best_loss"] < history["best_loss"]:
@@ -360,9 +360,16 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
         advice = ("even with lower peak rates; check the targets and the slab half-width" if config.retry_failed_fit
                   else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
                        "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
-        logger.warning("the result explains only %.0f %% of the targets' variance (best loss %.3g): %s",
-                       100 * (1 - history["best_loss"] / variance), history["best_loss"], advice)
+        logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
+                       _explained(history["best_loss"], variance), history["best_loss"], advice)
     return net, history
+
+
+def _explained(loss: float, variance: float) -> str:
+    """``only 37 %`` of the variance, or ``none`` for a fit worse than the best constant field
+    (a loss above the variance; a percentage below zero reads as a misprint)."""
+    fraction = 1.0 - loss / variance
+    return f"only {100 * fraction:.0f} %" if fraction > 0 else "none"
 
 
 def _with_peak(config: TrainingConfig, max_lr: float) -> TrainingConfig:
