@@ -97,6 +97,7 @@ class CardioScarParameterNode:
     heartModel: vtkMRMLModelNode
     preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0
+    halfThicknessFromDicom: bool = False
     maxEpochs: Annotated[int, WithinRange(1, 1000000)] = 600
     earlyStoppingPatience: Annotated[int, WithinRange(1, 1000000)] = 600
     trainingMcSamples: Annotated[int, WithinRange(1, 100)] = 1
@@ -165,7 +166,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """
         import importlib
 
-        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "logic", ""):
+        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "logic", ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)
@@ -229,6 +230,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self.ui.sliceRangeLabel.text = _("from the segmentation's reference geometry")
         self.ui.thresholdSpinBox.enabled = p.useThreshold
+        self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom
         canTrain = bool(p.inputVolume and p.heartModel)
         self.ui.applyButton.enabled = canTrain
         self.ui.applyButton.toolTip = (_("Train on the chosen slices and write the scar fields on the mesh")
@@ -264,7 +266,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The panel's values as Logic options."""
         p = self._parameterNode
         return ReconstructionOptions(
-            slice_axis=p.sliceAxis, slice_indices=p.sliceIndices, half_thickness=p.halfThickness,
+            slice_axis=p.sliceAxis, slice_indices=p.sliceIndices,
+            half_thickness="auto" if p.halfThicknessFromDicom else p.halfThickness,
             scar_labels=p.scarLabels, normalize_intensities=p.normalizeIntensities,
             partial_volume_correction=p.partialVolumeCorrection, preset=p.preset,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,

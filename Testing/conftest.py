@@ -62,6 +62,18 @@ def bivme_dicom(series: str) -> Path:
     return path
 
 
+def bivme_dicom_with_thickness(series: str, thickness_mm: str, folder: Path) -> Path:
+    """The real biv-me file of ``series`` rewritten into ``folder`` with another recorded slice
+    thickness (DICOM 0018,0050; "" for none)."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(bivme_dicom(series)))
+    folder.mkdir(parents=True, exist_ok=True)
+    image.SetMetaData("0018|0050", thickness_mm)
+    write_dicom_series([image], [series], folder, image.GetMetaData("0020|000e"))
+    return folder / f"{series}.dcm"
+
+
 def write_dicom_series(images, names, folder: Path, series_uid: str) -> None:
     """Write ``images`` (SimpleITK images carrying their DICOM metadata) into ``folder`` as one
     series, as a scanner exports a stack: a shared series UID, each file's own position,

@@ -15,7 +15,7 @@ from cardioscar.logic import PreprocessingRequest, prepare_training_data
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import read_mesh
 from cardioscar.slices import slices_from_image, slices_from_path, slices_from_paths
-from conftest import BIVME, SHARED_DATA, bivme_dicom, write_dicom_series
+from conftest import BIVME, SHARED_DATA, bivme_dicom, bivme_dicom_with_thickness, write_dicom_series
 from cardioscar.targets import slice_targets
 
 ACDC_GT = SHARED_DATA / "acdc_patient101" / "patient101_frame01_gt.nii.gz"
@@ -241,19 +241,10 @@ def test_the_same_plane_given_twice_is_reported(caplog) -> None:
     assert not [r for r in caplog.records if "same plane" in r.getMessage()]
 
 
-def _with_thickness(series: str, thickness_mm: str, folder: Path) -> Path:
-    """The real biv-me file of ``series`` rewritten with another recorded slice thickness."""
-    image = sitk.ReadImage(str(bivme_dicom(series)))
-    folder.mkdir(parents=True, exist_ok=True)
-    image.SetMetaData("0018|0050", thickness_mm)
-    write_dicom_series([image], [series], folder, image.GetMetaData("0020|000e"))
-    return folder / f"{series}.dcm"
-
-
 def test_auto_slab_takes_each_dicom_files_recorded_thickness(tmp_path: Path) -> None:
     """``half_thickness="auto"``: half the SliceThickness each file records, file by file, in a
     series folder as well as across pooled images (a 6 mm short-axis series beside an 8 mm one)."""
-    eight = _with_thickness("Se3", "8", tmp_path / "eight")
+    eight = bivme_dicom_with_thickness("Se3", "8", tmp_path / "eight")
     layers = slices_from_paths([BIVME / "dicom_ED" / "Se1", eight, BIVME / "dicom_ED" / "Se6"], half_thickness="auto")
     assert [layer.half_thickness for layer in layers] == [3.0, 4.0, 3.0]
     stack = tmp_path / "stack"
@@ -271,7 +262,7 @@ def test_auto_slab_needs_a_recorded_thickness_along_z(tmp_path: Path) -> None:
                                               "in mm instead of 'auto'$"):
         slices_from_path(tmp_path / "scar.nii.gz", half_thickness="auto")
     with pytest.raises(CardioScarError, match="^Se3.dcm records no slice thickness"):
-        slices_from_path(_with_thickness("Se3", "", tmp_path / "none"), half_thickness="auto")
+        slices_from_path(bivme_dicom_with_thickness("Se3", "", tmp_path / "none"), half_thickness="auto")
     with pytest.raises(CardioScarError, match="auto takes each DICOM file's slice thickness, which is along z"):
         slices_from_path(BIVME / "dicom_ED" / "Se1", slice_axis="x", half_thickness="auto")
     with pytest.raises(CardioScarError, match="VTK grid layers record none"):

@@ -422,3 +422,95 @@ def test_real_dicom_series_loaded_by_slicer_map_like_the_command_line():
     for key in ("group_ids", "node_ids", "group_slice", "group_pixel"):
         np.testing.assert_array_equal(getattr(result.prepared, key), getattr(core, key), err_msg=key)
     np.testing.assert_allclose(result.prepared.intensities, core.intensities, atol=1e-6)
+
+
+class DicomDatabaseStandIn:
+    """Stand-in for the Slicer application's DICOM database (``slicer.dicomDatabase``, a
+    ctkDICOMDatabase; slicer-core has none): it maps SOP instance UIDs to files, the two calls
+    the Logic makes, filled from the real files' own UIDs."""
+
+    isOpen = True
+
+    def __init__(self, files) -> None:
+        self.files = {sitk.ReadImage(str(path)).GetMetaData("0008|0018").strip(): str(path) for path in files}
+
+    def fileForInstance(self, uid: str) -> str:
+        return self.files.get(uid, "")
+
+
+def test_auto_slab_reads_the_thickness_the_dicom_files_of_each_node_record(tmp_path):
+    """Slab half-width "auto" in Slicer: half the slice thickness (0018,0050) recorded by the files
+    each volume was read from (its storage node, here Slicer's own reading of the real biv-me
+    files, 6 mm), pooled across nodes as on the command line: the same rows as
+    ``prepare --slice-thickness-padding auto``."""
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+    from conftest import BIVME, bivme_dicom
+
+    series = ("Se1", "Se3", "Se6")
+    mesh = BIVME / "fitted_model_frame000" / "patient1_LV_ENDOCARDIAL_000.vtk"
+    context = csl.create_scene()
+    nodes = [csl.load_volume(context.scene, bivme_dicom(name), name=name) for name in series]
+    model = csl.load_model(context.scene, mesh)
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=2, half_thickness="auto", num_threads=1,
+                                        normalize_intensities=True)
+    result = csl.CardioScarLogic(context.scene, context.color_logic).train_and_apply(nodes, model, options)
+    core = prepare_training_data(PreprocessingRequest(mesh_path=mesh, image_path=[BIVME / "dicom_ED" / s for s in series],
+                                                      slice_thickness_padding="auto", normalize_intensities=True))
+    for key in ("group_ids", "node_ids", "group_slice", "group_pixel"):
+        np.testing.assert_array_equal(getattr(result.prepared, key), getattr(core, key), err_msg=key)
+    assert [csl.half_width(node, "auto") for node in nodes] == [3.0, 3.0, 3.0]
+
+
+def test_auto_slab_of_a_volume_from_the_dicom_module_and_of_a_segmentation(tmp_path):
+    """A volume loaded through Slicer's DICOM module names its files only through the instance UIDs
+    it carries (attribute DICOM.instanceUIDs) and the DICOM database; a segmentation takes the
+    width of the volume it was drawn on. Without a recorded thickness the message says what to do."""
+    from conftest import bivme_dicom, write_dicom_series
+
+    eight = sitk.ReadImage(str(bivme_dicom("Se1")))
+    eight.SetMetaData("0018|0050", "8")  # the real file re-recorded as 8 mm, a file of its own
+    eight.SetMetaData("0008|0018", "1.2.826.0.1.3680043.2.1125.94.1")
+    (tmp_path / "eight").mkdir()
+    write_dicom_series([eight], ["Se1"], tmp_path / "eight", "1.2.826.0.1.3680043.2.1125.94")
+    eight = tmp_path / "eight" / "Se1.dcm"
+    context = csl.create_scene()
+    nifti = tmp_path / "Se1.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(eight)), str(nifti))  # the pixels, without DICOM tags
+    volume = csl.load_volume(context.scene, nifti, name="Se1")
+    with pytest.raises(CardioScarError, match=r"^'Se1': Se1.nii.gz records no slice thickness .*give the slab "
+                                              r"half-width in mm instead of 'auto'$"):
+        csl.half_width(volume, "auto")
+    uid = sitk.ReadImage(str(eight)).GetMetaData("0008|0018").strip()
+    volume.SetAttribute("DICOM.instanceUIDs", uid)  # as Slicer's DICOM plugin leaves it
+    assert csl.half_width(volume, "auto", DicomDatabaseStandIn([eight])) == 4.0
+    assert csl.half_width(volume, 2.5, DicomDatabaseStandIn([eight])) == 2.5
+
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Scar")
+    with pytest.raises(CardioScarError, match="^The segmentation 'Scar' names no volume it was drawn on"):
+        csl.half_width(segmentation, "auto")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    assert csl.half_width(segmentation, "auto", DicomDatabaseStandIn([eight])) == 4.0
+
+    six = bivme_dicom("Se1")  # the same plane as recorded: 6 mm
+    volume.SetAttribute("DICOM.instanceUIDs", f"{uid} {sitk.ReadImage(str(six)).GetMetaData('0008|0018').strip()}")
+    with pytest.raises(CardioScarError, match=r"^'Se1': its DICOM files record different slice thicknesses \(6 mm in "
+                                              r".+\.dcm, 8 mm in Se1\.dcm\): load them as separate volumes"):
+        csl.half_width(volume, "auto", DicomDatabaseStandIn([eight, six]))
+    unsaved = context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Computed")
+    with pytest.raises(CardioScarError, match="^'Computed' was not read from files Slicer can still find"):
+        csl.half_width(unsaved, "auto")
+
+
+@pytest.mark.parametrize("given, expected", [("auto", "auto"), (" AUTO ", "auto"), ("4.5", 4.5), (3, 3.0)])
+def test_slab_half_width_options_take_millimetres_or_auto(given, expected):
+    assert csl.ReconstructionOptions(half_thickness=given).half_thickness == expected
+
+
+@pytest.mark.parametrize("given, axis, message", [
+    ("thin", "z", "slab half-width must be > 0 mm or 'auto'"),
+    (0.0, "z", "slab half-width must be > 0 mm or 'auto'"),
+    ("auto", "x", "'auto' is the slice thickness the DICOM files record, along z; give it in mm to cut along x"),
+])
+def test_bad_slab_half_widths_are_one_line_errors(given, axis, message):
+    with pytest.raises(CardioScarError, match=message):
+        csl.ReconstructionOptions(half_thickness=given, slice_axis=axis)

@@ -7,6 +7,7 @@ the ``cardioscar`` package, but not torch: torch is imported when a run starts.
 from .headless import MRMLContext, create_scene, ensure_scene, load_model, load_volume, save_model
 from .logic import CardioScarLogic, ReconstructionResult
 from .options import PRESETS, ReconstructionOptions
+from .slabwidth import half_width
 
-__all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions", "PRESETS", "MRMLContext",
-           "create_scene", "ensure_scene", "load_volume", "load_model", "save_model"]
+__all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions", "PRESETS", "half_width",
+           "MRMLContext", "create_scene", "ensure_scene", "load_volume", "load_model", "save_model"]

@@ -30,6 +30,7 @@ from .geometry import model_points_lps, world_mesh_lps
 from .headless import color_logic_for
 from .options import ReconstructionOptions
 from .scarsource import scar_source_from_node, slice_count
+from .slabwidth import half_width
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,9 @@ def _check_model_node(model_node) -> None:
         raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
 
 
-def _target_slices(scar_nodes, options: ReconstructionOptions) -> list:
-    """The chosen slices of one scar node or of a list of them, with their training targets."""
+def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None) -> list:
+    """The chosen slices of one scar node or of a list of them, with their training targets.
+    ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files."""
     from cardioscar.slices import pooled_slices
     from cardioscar.targets import slice_targets
 
@@ -69,11 +71,13 @@ def _target_slices(scar_nodes, options: ReconstructionOptions) -> list:
     labels = [source.label for source in sources if source.is_label_map]
     if 0 < len(labels) < len(sources):
         raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
-    axis, indices, half = options.slice_axis, options.parsed_slice_indices(), options.half_thickness
+    halves = [half_width(node, options.half_thickness, dicom_database) for node in nodes]
+    axis, indices = options.slice_axis, options.parsed_slice_indices()
     if len(sources) == 1:
-        slices = sources[0].slices(axis, indices, half)
+        slices = sources[0].slices(axis, indices, halves[0])
     else:
-        slices = pooled_slices([source.slices(axis, None, half) for source in sources], axis, indices)
+        slices = pooled_slices([source.slices(axis, None, half) for source, half in zip(sources, halves)], axis,
+                               indices)
     return slice_targets(slices, scar_labels=options.parsed_scar_labels(bool(labels)),
                          normalize=options.normalize_intensities)
 
@@ -81,9 +85,14 @@ def _target_slices(scar_nodes, options: ReconstructionOptions) -> list:
 class CardioScarLogic:
     """Reconstruct 3D scar on a model node from LGE slices (Qt-free, GUI-free)."""
 
-    def __init__(self, scene=None, color_logic=None) -> None:
+    def __init__(self, scene=None, color_logic=None, dicom_database=None) -> None:
         self.scene = scene if scene is not None else slicer.mrmlScene
         self.color_logic = color_logic if color_logic is not None else color_logic_for(self.scene)
+        #: Where a slab half-width of "auto" finds the files of a volume loaded through the DICOM
+        #: module; ``None``: the application's ``slicer.dicomDatabase`` at the time of the run (it
+        #: may be opened or switched after the module loads). Without one (slicer-core, a DICOM
+        #: module never opened) the files the volumes' storage nodes name are read.
+        self.dicom_database = dicom_database
         #: Checkpoint of the latest successful training (what "Save model" writes).
         self.last_checkpoint: Optional[dict] = None
 
@@ -123,7 +132,8 @@ class CardioScarLogic:
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()
-        slices = _target_slices(scar_node, options)
+        database = self.dicom_database if self.dicom_database is not None else getattr(slicer, "dicomDatabase", None)
+        slices = _target_slices(scar_node, options, database)
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 from cardioscar.errors import CardioScarError
+from cardioscar.slices import RECORDED
 
 PRESETS = ("documented", "fast")
 IntList = Union[str, Sequence[int], None]
@@ -24,12 +25,28 @@ def _int_list(value: IntList, parse) -> Optional[list[int]]:
     return [int(v) for v in value]
 
 
+def _half_thickness(value: Union[float, str]) -> Union[float, str]:
+    """A slab half-width as given in Python or on a command line: mm > 0, or ``"auto"``."""
+    if isinstance(value, str) and value.strip().lower() == RECORDED:
+        return RECORDED
+    try:
+        millimetres = float(value)
+    except (TypeError, ValueError):
+        millimetres = float("nan")
+    if not millimetres > 0:
+        raise CardioScarError(f"slab half-width must be > 0 mm or 'auto' (half the slice thickness the DICOM files "
+                              f"record), got {value!r}.")
+    return millimetres
+
+
 @dataclass
 class ReconstructionOptions:
     """Everything a reconstruction needs besides the input nodes.
 
     ``slice_indices`` / ``scar_labels`` take text (``"2,5,8"``) or a list; empty = all slices /
-    not a label map (a label map node defaults to label 1). ``mc_samples`` is the number of
+    not a label map (a label map node defaults to label 1). ``half_thickness``: the slab
+    half-width in mm, or ``"auto"``: half the slice thickness each input's DICOM files record
+    (see :mod:`CardioScarLogic.slabwidth`). ``mc_samples`` is the number of
     dropout passes averaged inside the training loss (``cardioscar train --mc-samples``);
     ``inference_mc_samples`` the number of passes that give the probability and its uncertainty
     (``cardioscar apply --mc-samples``). ``seed`` fixes training and the inference dropout masks.
@@ -39,7 +56,7 @@ class ReconstructionOptions:
 
     slice_axis: str = "z"
     slice_indices: IntList = None
-    half_thickness: float = 5.0
+    half_thickness: Union[float, str] = 5.0
     scar_labels: IntList = None
     normalize_intensities: bool = False
     partial_volume_correction: bool = False
@@ -59,8 +76,10 @@ class ReconstructionOptions:
     def __post_init__(self) -> None:
         if self.slice_axis not in ("x", "y", "z"):
             raise CardioScarError(f"slice axis must be x, y or z (image index axes i, j, k), got {self.slice_axis!r}.")
-        if not self.half_thickness > 0:
-            raise CardioScarError(f"slab half-width must be > 0 mm, got {self.half_thickness}.")
+        self.half_thickness = _half_thickness(self.half_thickness)
+        if self.half_thickness == RECORDED and self.slice_axis != "z":
+            raise CardioScarError(f"slab half-width 'auto' is the slice thickness the DICOM files record, along z; "
+                                  f"give it in mm to cut along {self.slice_axis}.")
         if self.preset not in PRESETS:
             raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:

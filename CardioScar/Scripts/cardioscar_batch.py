@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--slice-axis", choices=("x", "y", "z"), default="z", help="image index axis i, j or k (default z)")
     sl.add_argument("--slices", "--slice-indices", dest="slices", default="",
                     help="comma-separated slice indices, e.g. 2,5,8 (default: all)")
-    sl.add_argument("--slice-thickness-padding", type=float, default=5.0,
-                    help="slab half-width in mm along the slice normal (default 5.0)")
+    sl.add_argument("--slice-thickness-padding", default=5.0,
+                    help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half the slice "
+                         "thickness each volume's DICOM files record")
     sl.add_argument("--scar-labels", default="", help="the volume is a label map; these labels are scar (e.g. 3,4)")
     sl.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw LGE intensities to [0, 1]")
     sl.add_argument("--partial-volume-correction", action="store_true",

@@ -176,19 +176,55 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
 SLICE_THICKNESS_TAG = "0018|0050"
 
 
+def _recorded_thickness(header: sitk.Image | sitk.ImageFileReader) -> float:
+    """The SliceThickness (mm) in an image's or a header reader's DICOM metadata; NaN if absent."""
+    text = header.GetMetaData(SLICE_THICKNESS_TAG).strip() if header.HasMetaDataKey(SLICE_THICKNESS_TAG) else ""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def recorded_half_thickness(image: sitk.Image, source: str | Path) -> float:
     """Half the slice thickness (mm) an image read from a DICOM file records: the slab half-width
     of its pixels. Other formats record no thickness (a NIfTI slice step is not one: stacks have
     gaps), which is an error that says to give the width."""
-    text = image.GetMetaData(SLICE_THICKNESS_TAG).strip() if image.HasMetaDataKey(SLICE_THICKNESS_TAG) else ""
-    try:
-        thickness = float(text)
-    except ValueError:
-        thickness = math.nan
+    thickness = _recorded_thickness(image)
     if not thickness > 0:
         raise CardioScarError(f"{Path(source).name} records no slice thickness (DICOM 0018,0050; other formats have "
                               "none): give --slice-thickness-padding in mm instead of 'auto'")
     return thickness / 2
+
+
+def recorded_half_thickness_of_files(paths: list[str | Path], label: str) -> float:
+    """Half the one slice thickness (mm) that the DICOM files of an image record, read from their
+    headers only.
+
+    Why: a 3D Slicer volume node keeps no DICOM tags, but it still knows the files it was read
+    from; they must agree, because which file made which slice is not known there. An unreadable
+    file, a file without the tag (NIfTI, NRRD and the like record none) and files that disagree
+    are one-line errors naming ``label`` (the image as the user knows it).
+    """
+    thicknesses: dict[float, str] = {}
+    for path in paths:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as error:
+            raise CardioScarError(f"Cannot read {Path(path).name} (a file of {label}): {_first_line(error)}") from error
+        thickness = _recorded_thickness(reader)
+        if not thickness > 0:
+            raise CardioScarError(f"{label}: {Path(path).name} records no slice thickness (DICOM 0018,0050; other "
+                                  "formats have none): give the slab half-width in mm instead of 'auto'")
+        thicknesses.setdefault(thickness, Path(path).name)
+    if len(thicknesses) > 1:
+        values = ", ".join(f"{t:g} mm in {name}" for t, name in sorted(thicknesses.items()))
+        raise CardioScarError(f"{label}: its DICOM files record different slice thicknesses ({values}): load them "
+                              "as separate volumes or give the slab half-width in mm")
+    if not thicknesses:
+        raise CardioScarError(f"{label} names no files to read a slice thickness from: give the slab half-width in mm")
+    return next(iter(thicknesses)) / 2
 
 
 def read_image(path: str | Path) -> sitk.Image:
