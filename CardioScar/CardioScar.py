@@ -152,7 +152,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.forceCpuCheckBox.connect("toggled(bool)", lambda _checked: self._updateDeviceLabel())
-        self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._checkCanApply)
+        self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.progressBar.setVisible(False)
         self.initializeParameterNode()
 
@@ -206,8 +206,24 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._restoreExtraInputs()
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
+
+    def _restoreExtraInputs(self) -> None:
+        """Check the "Also use" nodes kept on the parameter node (e.g. by a saved scene)."""
+        kept = {node.GetID() for node in self.logic.extra_inputs(self._parameterNode.parameterNode)}
+        selector = self.ui.extraInputsSelector
+        wasBlocked = selector.blockSignals(True)
+        for index in range(selector.nodeCount()):
+            node = selector.nodeFromIndex(index)
+            selector.setCheckState(node, qt.Qt.Checked if node.GetID() in kept else qt.Qt.Unchecked)
+        selector.blockSignals(wasBlocked)
+
+    def _onExtraInputsChanged(self) -> None:
+        if self._parameterNode is not None:
+            self.logic.set_extra_inputs(self._parameterNode.parameterNode, self.ui.extraInputsSelector.checkedNodes())
+        self._checkCanApply()
 
     # ------------------------------------------------------------------ state
 

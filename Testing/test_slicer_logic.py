@@ -514,3 +514,28 @@ def test_slab_half_width_options_take_millimetres_or_auto(given, expected):
 def test_bad_slab_half_widths_are_one_line_errors(given, axis, message):
     with pytest.raises(CardioScarError, match=message):
         csl.ReconstructionOptions(half_thickness=given, slice_axis=axis)
+
+
+def test_extra_inputs_are_kept_on_the_parameter_node_through_a_saved_scene():
+    """The panel keeps its "Also use" choice as node references of its parameter node (the
+    parameter-node wrapper has no connector for a checkable node box): replaced, not appended,
+    on each change, and restored from a scene written to MRML XML and read back."""
+    context = csl.create_scene()
+    scene = context.scene
+    parameters = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "CardioScar")
+    volumes = [scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name) for name in ("SA", "4CH", "2CH")]
+    logic = csl.CardioScarLogic
+    logic.set_extra_inputs(parameters, volumes[:2])
+    logic.set_extra_inputs(parameters, [volumes[2], volumes[0]])
+    assert [node.GetName() for node in logic.extra_inputs(parameters)] == ["2CH", "SA"]
+
+    scene.SetSaveToXMLString(1)
+    scene.Commit()
+    reloaded = slicer.vtkMRMLScene()
+    reloaded.SetLoadFromXMLString(1)
+    reloaded.SetSceneXMLString(scene.GetSceneXMLString())
+    reloaded.Import()
+    restored = reloaded.GetFirstNodeByName("CardioScar")
+    assert [node.GetName() for node in logic.extra_inputs(restored)] == ["2CH", "SA"]
+    reloaded.RemoveNode(reloaded.GetFirstNodeByName("2CH"))
+    assert [node.GetName() for node in logic.extra_inputs(restored)] == ["SA"]  # a deleted node drops out

@@ -101,8 +101,9 @@ def test_ui_structure_follows_slicer_conventions(ui):
     show_children = next(p for p in widgets["inputSelector"].findall("property") if p.get("name") == "showChildNodeTypes")
     assert show_children.find("bool").text == "true"  # label maps are scalar-volume subclasses
     assert node_types("modelSelector") == ["vtkMRMLModelNode"]
-    # more inputs to pool with the first: the same kinds; kept in the widget only (the parameter
-    # node wrapper has no connector for a checkable node list)
+    # more inputs to pool with the first: the same kinds; not bound by the parameter node wrapper
+    # (it has no connector for a checkable node list): the panel keeps them itself (see
+    # test_extra_inputs_are_saved_and_restored_by_the_panel)
     assert node_types("extraInputsSelector", "qMRMLCheckableNodeComboBox") == node_types("inputSelector")
     assert "extraInputsSelector" not in _bindings(ui).values()
     receivers = {c.find("receiver").text for c in ui.iter("connection")
@@ -111,6 +112,25 @@ def test_ui_structure_follows_slicer_conventions(ui):
     declared = {c.find("class").text for c in ui.iter("customwidget")}
     used = {w.get("class") for w in widgets.values() if w.get("class").startswith(("ctk", "qMRML"))}
     assert used <= declared
+
+
+def _method(tree: ast.Module, class_name: str, name: str) -> ast.FunctionDef:
+    return next(node for node in _class(tree, class_name).body if isinstance(node, ast.FunctionDef) and node.name == name)
+
+
+def test_extra_inputs_are_saved_and_restored_by_the_panel(module_ast):
+    """Static (Qt and the Slicer application cannot run here): a change of the "Also use" box is
+    written through the Logic's set_extra_inputs (tested on real MRML in test_slicer_logic), and
+    a parameter node's kept inputs are checked again when the panel takes it up."""
+    setup = ast.unparse(_method(module_ast, "CardioScarWidget", "setup"))
+    assert 'extraInputsSelector.connect(\'checkedNodesChanged()\', self._onExtraInputsChanged)' in setup
+    changed = ast.unparse(_method(module_ast, "CardioScarWidget", "_onExtraInputsChanged"))
+    assert "self.logic.set_extra_inputs(self._parameterNode.parameterNode, self.ui.extraInputsSelector.checkedNodes())" \
+        in changed
+    restore = ast.unparse(_method(module_ast, "CardioScarWidget", "_restoreExtraInputs"))
+    assert "self.logic.extra_inputs(self._parameterNode.parameterNode)" in restore and "setCheckState" in restore
+    assert "blockSignals(True)" in restore  # restoring must not write the half-restored choice back
+    assert "self._restoreExtraInputs()" in ast.unparse(_method(module_ast, "CardioScarWidget", "setParameterNode"))
 
 
 def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_ast, ui):

@@ -110,6 +110,25 @@ class CardioScarLogic:
 
         return describe_device(resolve_device(force_cpu))
 
+    #: Node-reference role under which the panel's "Also use" inputs are kept on its parameter
+    #: node (the parameter-node wrapper has no connector for a checkable node box), so that a
+    #: saved scene restores them.
+    EXTRA_INPUTS_ROLE = "CardioScarExtraInput"
+
+    @classmethod
+    def extra_inputs(cls, parameter_node) -> list:
+        """The extra input nodes kept on ``parameter_node`` (a vtkMRMLScriptedModuleNode), in order."""
+        count = parameter_node.GetNumberOfNodeReferences(cls.EXTRA_INPUTS_ROLE)
+        nodes = [parameter_node.GetNthNodeReference(cls.EXTRA_INPUTS_ROLE, i) for i in range(count)]
+        return [node for node in nodes if node is not None]
+
+    @classmethod
+    def set_extra_inputs(cls, parameter_node, nodes) -> None:
+        """Keep ``nodes`` as the extra inputs on ``parameter_node``, replacing those kept before."""
+        parameter_node.RemoveNodeReferenceIDs(cls.EXTRA_INPUTS_ROLE)
+        for node in nodes:
+            parameter_node.AddNodeReferenceID(cls.EXTRA_INPUTS_ROLE, node.GetID())
+
     # ------------------------------------------------------------------ runs
 
     def train_and_apply(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
