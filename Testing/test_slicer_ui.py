@@ -133,6 +133,15 @@ def test_extra_inputs_are_saved_and_restored_by_the_panel(module_ast):
     assert "self._restoreExtraInputs()" in ast.unparse(_method(module_ast, "CardioScarWidget", "setParameterNode"))
 
 
+def test_from_dicom_box_asks_the_logic_for_the_recorded_slab_width(module_ast):
+    """Static: ticking *from DICOM* passes half_thickness="auto" (the Logic's recorded width, tested
+    in test_slicer_logic) and greys out the millimetre box."""
+    options = ast.unparse(_method(module_ast, "CardioScarWidget", "options"))
+    assert "half_thickness='auto' if p.halfThicknessFromDicom else p.halfThickness" in options
+    check = ast.unparse(_method(module_ast, "CardioScarWidget", "_checkCanApply"))
+    assert "self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom" in check
+
+
 def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_ast, ui):
     parameters = _parameters(module_ast)
     bindings = _bindings(ui)
