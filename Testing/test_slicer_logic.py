@@ -107,6 +107,7 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     assert "Scar fraction of the mesh volume" in rows
     explained = 100 * (1 - history["best_loss"] / history["target_variance"])
     assert rows["Pixel variance explained"] == (f"{explained:.1f}", "%")
+    assert rows["Slab half-width"] == (f"{case['half']:g}", "mm")
 
     series = result.chart_node.GetPlotSeriesNode()
     loss_table = series.GetTableNode().GetTable()
@@ -459,6 +460,7 @@ def test_auto_slab_reads_the_thickness_the_dicom_files_of_each_node_record(tmp_p
     for key in ("group_ids", "node_ids", "group_slice", "group_pixel"):
         np.testing.assert_array_equal(getattr(result.prepared, key), getattr(core, key), err_msg=key)
     assert [csl.half_width(node, "auto") for node in nodes] == [3.0, 3.0, 3.0]
+    assert ("Slab half-width (from DICOM)", "3", "mm") in result.summary  # the geometry, next to the result
 
 
 def test_auto_slab_of_a_volume_from_the_dicom_module_and_of_a_segmentation(tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 import slicer
 
 from cardioscar.errors import CardioScarError
+from cardioscar.slices import RECORDED
 
 from . import results
 from .geometry import model_points_lps, world_mesh_lps
@@ -163,8 +164,9 @@ class CardioScarLogic:
         checkpoint = train_scar_model(prepared, config, device, progress_callback=progress_callback,
                                       should_cancel=should_cancel)
         inference = self._predict(checkpoint, points, options, device, should_cancel)
+        slab = (sorted({layer.half_thickness for layer in slices}), options.half_thickness == RECORDED)
         result = self._publish(model_node, inference, checkpoint, options, describe_device(device),
-                               time.perf_counter() - started, with_plot=True)
+                               time.perf_counter() - started, with_plot=True, slab=slab)
         result.prepared = prepared
         self.last_checkpoint = checkpoint
         return result
@@ -210,7 +212,7 @@ class CardioScarLogic:
                                  should_cancel=should_cancel, seed=int(options.seed))
 
     def _publish(self, model_node, inference, checkpoint: dict, options: ReconstructionOptions, device: str,
-                 seconds: float, with_plot: bool) -> ReconstructionResult:
+                 seconds: float, with_plot: bool, slab: Optional[tuple] = None) -> ReconstructionResult:
         """Write everything into the scene; runs only after all computation succeeded."""
         arrays = {results.PROBABILITY: inference.mean_predictions.astype(np.float32),
                   results.UNCERTAINTY: inference.std_predictions.astype(np.float32)}
@@ -219,7 +221,7 @@ class CardioScarLogic:
         mesh = model_node.GetMesh()
         history = checkpoint.get("history") if with_plot else None
         rows = results.summary_rows(mesh, arrays[results.PROBABILITY], arrays[results.UNCERTAINTY],
-                                    options.threshold, history, device, seconds)
+                                    options.threshold, history, device, seconds, slab)
         results.write_point_arrays(model_node, arrays)
         legend = results.show_probability(model_node, self.color_logic)
         table = results.update_summary_table(model_node, rows)

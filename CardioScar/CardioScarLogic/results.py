@@ -114,8 +114,11 @@ def mesh_measure_kind(mesh) -> str:
 
 
 def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, threshold: Optional[float],
-                 history: Optional[dict], device: str, seconds: float) -> list[tuple[str, str, str]]:
-    """(measure, value, unit) rows of the summary table."""
+                 history: Optional[dict], device: str, seconds: float,
+                 slab: Optional[tuple[list[float], bool]] = None) -> list[tuple[str, str, str]]:
+    """(measure, value, unit) rows of the summary table. ``slab``: the distinct slab half-widths
+    the slices were cut with and whether they were read from DICOM (training runs), so that the
+    geometry a result rests on is recorded next to it."""
     from cardioscar.metrics import node_volumes
 
     weights, kind = node_volumes(mesh), mesh_measure_kind(mesh)
@@ -135,6 +138,10 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
         ("Mean uncertainty (std)", f"{float(np.mean(uncertainty)):.4f}", ""),
         ("Mesh nodes", str(len(probability)), ""),
     ]
+    if slab is not None:
+        widths, recorded = slab
+        rows.append(("Slab half-width" + (" (from DICOM)" if recorded else ""), ", ".join(f"{w:g}" for w in widths),
+                     "mm"))
     if history is not None:
         rows += [
             ("Epochs run", str(int(history.get("epochs_run", len(history.get("train_loss", []))))), ""),
