@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from cardioscar.batching import ScarReconstructionDataset
+from cardioscar import cpu_step
 from cardioscar.cpu_step import GroupLossStep, chunk_batch, network_layers
 from cardioscar.devices import cpu_workers
 from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss, drop_threshold
@@ -144,3 +145,16 @@ def test_cpu_workers_flush_subnormals_and_restore_the_thread_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_public_add_relu_fallback_gives_the_fused_ops_values():
+    """``ADD_RELU`` is torch's private one-pass op; where a torch lacks it the step uses the public
+    two-pass stand-in, which must give the same values (bias broadcast over rows, in place)."""
+    z = torch.randn(257, 96)
+    bias = torch.randn(96)
+    fused = cpu_step.ADD_RELU(z.clone(), bias)
+    target = z.clone()
+    public = cpu_step.add_relu_in_two_passes(target, bias)
+    assert public is target  # in place, like the fused op
+    assert torch.equal(public, fused) and torch.equal(fused, torch.relu(z + bias))
+    assert cpu_step.ADD_RELU is torch.ops.aten._add_relu_  # this torch has the one-pass op
