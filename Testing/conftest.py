@@ -62,14 +62,17 @@ def bivme_dicom(series: str) -> Path:
     return path
 
 
-def bivme_dicom_with_thickness(series: str, thickness_mm: str, folder: Path) -> Path:
+def bivme_dicom_with_thickness(series: str, thickness_mm: str, folder: Path, instance_uid: str | None = None) -> Path:
     """The real biv-me file of ``series`` rewritten into ``folder`` with another recorded slice
-    thickness (DICOM 0018,0050; "" for none)."""
+    thickness (DICOM 0018,0050; "" for none), and with ``instance_uid`` as its SOP instance UID
+    when given (a file of its own beside the original, e.g. for a DICOM database)."""
     import SimpleITK as sitk
 
     image = sitk.ReadImage(str(bivme_dicom(series)))
     folder.mkdir(parents=True, exist_ok=True)
     image.SetMetaData("0018|0050", thickness_mm)
+    if instance_uid is not None:
+        image.SetMetaData("0008|0018", instance_uid)
     write_dicom_series([image], [series], folder, image.GetMetaData("0020|000e"))
     return folder / f"{series}.dcm"
 

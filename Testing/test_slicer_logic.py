@@ -467,14 +467,10 @@ def test_auto_slab_of_a_volume_from_the_dicom_module_and_of_a_segmentation(tmp_p
     """A volume loaded through Slicer's DICOM module names its files only through the instance UIDs
     it carries (attribute DICOM.instanceUIDs) and the DICOM database; a segmentation takes the
     width of the volume it was drawn on. Without a recorded thickness the message says what to do."""
-    from conftest import bivme_dicom, write_dicom_series
+    from conftest import bivme_dicom, bivme_dicom_with_thickness
 
-    eight = sitk.ReadImage(str(bivme_dicom("Se1")))
-    eight.SetMetaData("0018|0050", "8")  # the real file re-recorded as 8 mm, a file of its own
-    eight.SetMetaData("0008|0018", "1.2.826.0.1.3680043.2.1125.94.1")
-    (tmp_path / "eight").mkdir()
-    write_dicom_series([eight], ["Se1"], tmp_path / "eight", "1.2.826.0.1.3680043.2.1125.94")
-    eight = tmp_path / "eight" / "Se1.dcm"
+    # the real file re-recorded as 8 mm, a file of its own
+    eight = bivme_dicom_with_thickness("Se1", "8", tmp_path / "eight", instance_uid="1.2.826.0.1.3680043.2.1125.94.1")
     context = csl.create_scene()
     nifti = tmp_path / "Se1.nii.gz"
     sitk.WriteImage(sitk.ReadImage(str(eight)), str(nifti))  # the pixels, without DICOM tags

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 from cardioscar.errors import CardioScarError
-from cardioscar.slices import RECORDED
+from cardioscar.slices import RECORDED, parse_half_thickness
 
 PRESETS = ("documented", "fast")
 IntList = Union[str, Sequence[int], None]
@@ -27,16 +27,14 @@ def _int_list(value: IntList, parse) -> Optional[list[int]]:
 
 def _half_thickness(value: Union[float, str]) -> Union[float, str]:
     """A slab half-width as given in Python or on a command line: mm > 0, or ``"auto"``."""
-    if isinstance(value, str) and value.strip().lower() == RECORDED:
-        return RECORDED
     try:
-        millimetres = float(value)
+        width = parse_half_thickness(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
-        millimetres = float("nan")
-    if not millimetres > 0:
+        width = float("nan")
+    if width != RECORDED and not width > 0:
         raise CardioScarError(f"slab half-width must be > 0 mm or 'auto' (half the slice thickness the DICOM files "
                               f"record), got {value!r}.")
-    return millimetres
+    return width
 
 
 @dataclass

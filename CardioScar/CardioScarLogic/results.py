@@ -150,7 +150,9 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
         ]
         variance = float(history.get("target_variance") or 0.0)
         if variance > 0:  # a fit quality check: under ~50 % the network collapsed towards a constant
-            explained = 100.0 * (1.0 - float(history["best_loss"]) / variance)
+            from cardioscar.training import variance_explained
+
+            explained = 100.0 * variance_explained(float(history["best_loss"]), variance)
             rows.append(("Pixel variance explained", f"{explained:.1f}", "%"))
     rows += [("Time", f"{seconds:.1f}", "s"), ("Device", device, "")]
     return rows

@@ -55,10 +55,10 @@ def _comma_ints(what: str) -> Callable[[str], List[int]]:
 
 def _padding(text: str) -> float | str:
     """``--slice-thickness-padding``: millimetres, or ``auto`` (each DICOM file's own thickness)."""
-    if text.strip().lower() == "auto":
-        return "auto"
+    from cardioscar.slices import parse_half_thickness  # here: vtk and SimpleITK load only when used
+
     try:
-        return float(text)
+        return parse_half_thickness(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a width in mm such as 4.0, or auto (got {text!r})") from None
 

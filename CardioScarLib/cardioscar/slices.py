@@ -227,6 +227,13 @@ def slices_from_image(image: sitk.Image, slice_axis: str = "z", slice_indices: I
 RECORDED = "auto"
 
 
+def parse_half_thickness(text: str) -> float | str:
+    """A slab half-width written as text (a command line, a batch option): :data:`RECORDED` for
+    ``auto`` in any case, else the millimetres; ``ValueError`` for anything else. The caller
+    checks the range, in its own words."""
+    return RECORDED if text.strip().lower() == RECORDED else float(text)
+
+
 def slices_from_path(path: str | Path, slice_axis: str = "z", slice_indices: Iterable[int] | None = None,
                      half_thickness: float | str = 5.0) -> list[SliceLayer]:
     """SliceLayers of an image file or a DICOM series folder (see :func:`slices_from_array`).

@@ -365,10 +365,17 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     return net, history
 
 
+def variance_explained(loss: float, variance: float) -> float:
+    """The fraction of the group targets' variance a fit with this loss explains: 1 for a perfect
+    fit, 0 for the best constant field, below 0 for worse (the warnings and Slicer's summary table
+    both report it)."""
+    return 1.0 - loss / variance
+
+
 def _explained(loss: float, variance: float) -> str:
     """``only 37 %`` of the variance, or ``none`` for a fit worse than the best constant field
-    (a loss above the variance; a percentage below zero reads as a misprint)."""
-    fraction = 1.0 - loss / variance
+    (a percentage below zero reads as a misprint)."""
+    fraction = variance_explained(loss, variance)
     return f"only {100 * fraction:.0f} %" if fraction > 0 else "none"
 
 
