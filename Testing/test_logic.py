@@ -203,7 +203,7 @@ def test_process_vtk_grid_data_matches_brute_force():
     rows = process_vtk_grid_data(nodes, [(cells, values)], z_padding=3.0)
     expected = set()
     for n, (x, y, z) in enumerate(nodes):
-        inside = (cells[:, 0] <= x) & (x < cells[:, 1]) & (cells[:, 2] <= y) & (y < cells[:, 3]) & (abs(z - z0) <= 3.0)
+        inside = (cells[:, 0] <= x) & (x < cells[:, 1]) & (cells[:, 2] <= y) & (y < cells[:, 3]) & (-3.0 <= z - z0 < 3.0)
         for c in np.flatnonzero(inside):
             expected.add((n, round(values[c], 9)))
     found = set()
@@ -211,6 +211,26 @@ def test_process_vtk_grid_data_matches_brute_force():
         n = int(np.flatnonzero(np.all(nodes == [x, y, z], axis=1))[0])
         found.add((n, round(value, 9)))
     assert found == expected and len(found) > 100
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_process_vtk_grid_data_on_a_one_row_layer_of_thick_cells(rows):
+    """One row of 8 mm thick cells: two axes have a single centre value, and the normal is z (the
+    documented padding axis), not the first of them (y)."""
+    from cardioscar.utilities import process_vtk_grid_data
+
+    spacing, nx, z0, padding = 2.0, 5, 10.0, 0.5
+    cells = np.array([[i * spacing, (i + 1) * spacing, j * spacing, (j + 1) * spacing, z0 - 4.0, z0 + 4.0]
+                      for j in range(rows) for i in range(nx)])
+    values = np.linspace(0.1, 0.9, len(cells))
+    nodes = np.array([[3.0, 1.0, 10.0],     # inside cell 1
+                      [3.0, -0.2, 10.0],    # beside the row in y: outside
+                      [3.0, 1.0, 14.2],     # in the padding above the cells: inside
+                      [3.0, 1.0, 14.6]])    # beyond the padding: outside
+    rows_found = process_vtk_grid_data(nodes, [(cells, values)], z_padding=padding)
+    hits = {tuple(row[:3]): row[3] for row in rows_found}
+    assert set(hits) == {(3.0, 1.0, 10.0), (3.0, 1.0, 14.2)}
+    assert all(value == pytest.approx(values[1]) for value in hits.values())
 
 
 def test_normalize_denormalize_round_trip():
@@ -244,3 +264,14 @@ def test_seeded_inference_is_reproducible_and_leaves_global_rng(prepared):
     np.testing.assert_array_equal(first.mean_predictions, second.mean_predictions)
     assert not np.array_equal(first.mean_predictions, other.mean_predictions)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_process_vtk_grid_data_on_a_one_row_2d_layer_takes_its_flat_axis_as_normal():
+    """A 2D grid layer (no extent along its normal) of one row standing in the x-z plane: y is
+    the normal, although z also has a single centre value."""
+    from cardioscar.utilities import process_vtk_grid_data
+
+    cells = np.array([[i * 2.0, (i + 1) * 2.0, 5.0, 5.0, 9.0, 11.0] for i in range(5)])
+    nodes = np.array([[3.0, 5.3, 10.0], [3.0, 5.0, 11.5], [3.0, 5.6, 10.0]])
+    rows = process_vtk_grid_data(nodes, [(cells, np.full(5, 0.5))], z_padding=0.5)
+    assert [tuple(row[:3]) for row in rows] == [(3.0, 5.3, 10.0)]

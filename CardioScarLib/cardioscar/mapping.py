@@ -60,7 +60,7 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer) -> tuple[np.ndarray, np.n
     # Distance along the normal first (one mat-vec), so the in-plane solve only runs on slab nodes.
     row_d = lps_to_index[2, :3]
     distance = points @ row_d + lps_to_index[2, 3]
-    in_slab = np.flatnonzero(np.abs(distance) <= layer.half_thickness)
+    in_slab = np.flatnonzero(layer.in_slab(distance))
     if in_slab.size == 0:
         return in_slab.astype(np.int64), in_slab.astype(np.int64)
     ij = points[in_slab] @ lps_to_index[:2, :3].T + lps_to_index[:2, 3]

@@ -1,7 +1,7 @@
 """Optional partial-volume correction of group targets.
 
 A clinical pixel holds the mean of everything its footprint box covers (pixel square in-plane x
-slab ``|d| <= half_thickness`` along the normal). Where the box straddles the endocardium or the
+slab of half-width ``half_thickness`` along the normal). Where the box straddles the endocardium or the
 epicardium, or the wall runs obliquely through a thick slab, part of the box is blood or
 background, so a scar map expressed per *box* (e.g. a scar probability over the whole image) is
 diluted by the myocardial fraction ``phi_g`` of the box. The group loss, however, asks the mean of

@@ -202,7 +202,7 @@ def _slice_image(layer, points: np.ndarray) -> Optional[np.ndarray]:
     Cropped to the myocardium; ``None`` when the slab holds no node.
     """
     index = layer.lps_to_index(points)
-    inside = np.abs(index[:, 2]) <= layer.half_thickness
+    inside = layer.in_slab(index[:, 2])
     rows, cols = layer.shape
     i = np.floor(index[inside, 0] + 0.5).astype(np.int64)
     j = np.floor(index[inside, 1] + 0.5).astype(np.int64)

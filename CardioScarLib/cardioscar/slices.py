@@ -8,7 +8,7 @@ geometry convention:
 
 * pixel centres sit at integer indices (as in ITK and Slicer);
 * pixel ``(i, j)`` covers ``[i-0.5, i+0.5) x [j-0.5, j+0.5)`` in index units, times the slab
-  ``|d| <= half_thickness`` mm along the slice normal;
+  ``-half_thickness <= d < half_thickness`` mm along the slice normal (see :meth:`SliceLayer.in_slab`);
 * ``values[j, i]``: rows follow ``axis_j``, columns follow ``axis_i``;
 * ``NaN`` in ``values`` marks a pixel with no data (a hole in a grid layer's lattice); such pixels
   never become groups.
@@ -100,6 +100,13 @@ class SliceLayer:
         inverse = np.linalg.inv(self.index_to_lps())
         pts = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
         return pts @ inverse[:3, :3].T + inverse[:3, 3]
+
+    def in_slab(self, distance: np.ndarray) -> np.ndarray:
+        """Which signed distances along the normal (mm, as ``lps_to_index``'s third column) lie in
+        the slab: half-open like the pixel square, so that where two slabs of a stack touch (10 mm
+        apart, 5 mm half-width) a node on the shared face is in one slice, not in both with two
+        targets."""
+        return (distance >= -self.half_thickness) & (distance < self.half_thickness)
 
     def pixel_centres_lps(self) -> np.ndarray:
         """(n_rows, n_cols, 3) LPS centre of every pixel, indexed ``[j, i]``."""

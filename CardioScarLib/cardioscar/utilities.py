@@ -66,7 +66,7 @@ def _slice_from_cell_bounds(cell_bounds: np.ndarray, values: np.ndarray, padding
     lows, highs = bounds[:, 0::2], bounds[:, 1::2]
     centres = 0.5 * (lows + highs)
     sizes = np.median(highs - lows, axis=0)
-    normal_axis = int(np.argmin(np.ptp(centres, axis=0)))  # every cell of a layer lies in one plane
+    normal_axis = _normal_axis(centres, sizes)
     in_plane = [a for a in range(3) if a != normal_axis]
     spacing = [float(sizes[a]) for a in in_plane]
     if min(spacing) <= 0:
@@ -88,6 +88,15 @@ def _slice_from_cell_bounds(cell_bounds: np.ndarray, values: np.ndarray, padding
         half_thickness=float(padding) + 0.5 * float(sizes[normal_axis]),
         label=label,
     )
+
+
+def _normal_axis(centres: np.ndarray, sizes: np.ndarray) -> int:
+    """The axis the layer's cells share one centre along. In a one-row (or one-cell) layer two
+    (or three) axes do, and the boxes alone are ambiguous: then an axis the cells have no extent
+    along (a 2D grid's), else z, the axis the documented ``z_padding`` pads along."""
+    spread = np.ptp(centres, axis=0)
+    flat = np.flatnonzero(spread <= spread.min() + 1e-6 * max(1.0, float(np.abs(centres).max())))
+    return int(min(flat, key=lambda axis: (sizes[axis] > 0, axis != 2)))
 
 
 def _rows_from_layers(mesh_coords: np.ndarray, layers_data: List[Tuple[np.ndarray, np.ndarray]], padding: float, kind: str) -> np.ndarray:
