@@ -195,7 +195,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if first:
                 self._parameterNode.inputVolume = first
         if not self._parameterNode.heartModel:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLModelNode")
+            first = self.logic.default_heart_model()
             if first:
                 self._parameterNode.heartModel = first
 
@@ -292,6 +292,14 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ dependencies
 
+    def _dependenciesReady(self) -> bool:
+        """:meth:`ensureDependencies` with its errors shown in a dialog (raised in a Qt slot they
+        would only reach the Python console, and the button would seem to do nothing)."""
+        with slicer.util.tryWithErrorDisplay(_("CardioScar cannot run without its Python packages."),
+                                             waitCursor=False):
+            return self.ensureDependencies()
+        return False
+
     def ensureDependencies(self) -> bool:
         """torch through the PyTorch extension (asked once per session), others through pip."""
         missing = [req for module, req in PIP_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
@@ -379,7 +387,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Train and apply (or cancel the running training)."""
-        if not self._running and not self.ensureDependencies():
+        if not self._running and not self._dependenciesReady():
             return
         p = self._parameterNode
         inputs = self._inputNodes()
@@ -394,7 +402,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplySavedButton(self) -> None:
         """Apply a saved model without training (or cancel it)."""
-        if not self._running and not self.ensureDependencies():
+        if not self._running and not self._dependenciesReady():
             return
         p = self._parameterNode
 

@@ -102,9 +102,10 @@ def _load_script():
 def test_saved_model_applied_with_model_option_reproduces_the_arrays(case, trained):
     out = case["dir"]
     status = _load_script().run(["--model", str(out / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
-                                 "--output", str(out / "again.vtp"), "--seed", "7", "--threshold", "0.5"])
+                                 "--output", str(out / "again.vtu"), "--seed", "7", "--threshold", "0.5"])
     assert status == 0
-    first, again = read_mesh(out / "scar.vtk"), read_mesh(out / "again.vtp")
+    first, again = read_mesh(out / "scar.vtk"), read_mesh(out / "again.vtu")
+    assert again.dataset.GetNumberOfCells() == first.dataset.GetNumberOfCells() > 0  # the tetrahedra are kept
     for name in ("scar_probability", "scar_uncertainty"):  # same seed, same dropout masks (threads may differ)
         np.testing.assert_allclose(again.point_array(name), first.point_array(name), atol=1e-6)
     np.testing.assert_array_equal(again.point_array("scar_binary"), first.point_array("scar_binary"))
@@ -223,3 +224,26 @@ def test_batch_auto_slab_reads_the_dicom_files_it_loads(tmp_path):
         nodes, csl.load_model(context.scene, mesh), options)
     written = read_mesh(tmp_path / "scar.vtk").point_array("scar_probability")
     np.testing.assert_allclose(written, result.probability, atol=1e-5)
+
+
+def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, capsys):
+    """Found after a long training, these used to lose it (a wrong --save-model name), ignore the
+    user's inputs silently (training options beside --model) or write a mesh without its cells
+    (a tetrahedral mesh as .vtp, exit 0). The volume here does not exist: the check must come first."""
+    mesh, missing, out = str(case["paths"]["mesh"]), str(tmp_path / "missing.nii.gz"), str(tmp_path / "o.vtk")
+    cases = [
+        (["--volume", missing, "--save-model", str(tmp_path / "m.pt")], "Save the model as a .pth file, got 'm.pt'"),
+        (["--model", str(tmp_path / "m.pth"), "--volume", missing, "--scar-labels", "4", "--normalize-intensities",
+          "--partial-volume-correction", "--preset", "fast"],
+         "--volume, --scar-labels, --normalize-intensities, --partial-volume-correction, --preset only apply to "
+         "training; --model applies a saved model without training"),
+        (["--volume", missing, "--output", str(tmp_path / "o.vtp")], "Cannot write the volumetric mesh"),
+    ]
+    script = _load_script()
+    for extra, expected in cases:
+        argv = ["--mesh", mesh, "--output", out] + extra
+        status = script.run(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2
+        assert len(err) == 1 and expected in err[0], err
+    assert not list(tmp_path.iterdir())

@@ -537,3 +537,144 @@ def test_extra_inputs_are_kept_on_the_parameter_node_through_a_saved_scene():
     assert [node.GetName() for node in logic.extra_inputs(restored)] == ["2CH", "SA"]
     reloaded.RemoveNode(reloaded.GetFirstNodeByName("2CH"))
     assert [node.GetName() for node in logic.extra_inputs(restored)] == ["SA"]  # a deleted node drops out
+
+
+def test_a_run_without_threshold_removes_the_binary_field_of_an_earlier_run(case, scene):
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    first = logic.train_and_apply(volume, model, _options(case))
+    assert first.binary is not None and _point_array(model, results.BINARY) is not None
+    again = logic.apply_model(first.checkpoint, model, _options(case, threshold=None, seed=8))
+    assert again.binary is None
+    assert _point_array(model, results.BINARY) is None  # not a field that no longer matches the probability
+    np.testing.assert_array_equal(_point_array(model, results.PROBABILITY), again.probability)
+
+
+def test_summary_measures_the_mesh_as_shown_under_its_parent_transform(case, scene):
+    """The same mesh stored in centimetres under a x10 transform sits where the millimetre one
+    does: same groups, same result, and the same scar volume (not a thousandth of it)."""
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    volume_of = lambda rows: float(rows[0][1])  # noqa: E731  ("Scar volume (probability-weighted)", ml)
+    in_mm = logic.train_and_apply(volume, model, _options(case))
+    assert in_mm.summary[0][0] == "Scar volume (probability-weighted)" and volume_of(in_mm.summary) > 1.0
+
+    points = vtk.util.numpy_support.vtk_to_numpy(model.GetMesh().GetPoints().GetData())
+    points /= 10.0
+    model.GetMesh().GetPoints().Modified()
+    scale = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    for axis in range(3):
+        matrix.SetElement(axis, axis, 10.0)
+    scale.SetMatrixTransformToParent(matrix)
+    model.SetAndObserveTransformNodeID(scale.GetID())
+    in_cm = logic.train_and_apply(volume, model, _options(case))
+    assert volume_of(in_cm.summary) == pytest.approx(volume_of(in_mm.summary), rel=0.02)
+
+
+def test_a_segmentation_pooled_with_a_label_map_keeps_its_scar(case, tmp_path):
+    """The label map's scar labels (3 here) are for label maps; a segmentation's scar segment is
+    exported as 1 and must stay scar, alone or beside a label map."""
+    from CardioScarLogic.logic import _target_slices
+
+    image = sitk.ReadImage(str(case["paths"]["image"]))
+    label_path = tmp_path / "scar3.nii.gz"
+    sitk.WriteImage(sitk.Cast(image > 0.3, sitk.sitkUInt8) * 3, str(label_path))
+    context = csl.create_scene()
+    labelmap = csl.load_volume(context.scene, label_path, labelmap=True)
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labelmap)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+
+    options = _options(case, scar_labels="3", slice_indices="")
+    pooled = _target_slices([labelmap, segmentation], options)
+    n = case["n_slices"]
+    assert len(pooled) == 2 * n
+    assert sum(np.nansum(layer.values) for layer in pooled[:n]) > 20
+    for from_labels, from_segment in zip(pooled[:n], pooled[n:]):
+        np.testing.assert_array_equal(from_segment.values, from_labels.values)
+    alone = _target_slices(segmentation, options)
+    for from_labels, from_segment in zip(pooled[:n], alone):
+        np.testing.assert_array_equal(from_segment.values, from_labels.values)
+
+
+def test_reading_a_segmentation_drawn_as_surfaces_leaves_its_representations(case, tmp_path):
+    image = sitk.ReadImage(str(case["paths"]["image"]))
+    label_path = tmp_path / "scar.nii.gz"
+    sitk.WriteImage(sitk.Cast(image > 0.3, sitk.sitkUInt8), str(label_path))
+    context = csl.create_scene()
+    labelmap = csl.load_volume(context.scene, label_path, labelmap=True)
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labelmap)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    surfaces = segmentation.GetSegmentation()
+    binary = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    closed = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    assert surfaces.CreateRepresentation(closed)
+    surfaces.SetSourceRepresentationName(closed)
+    surfaces.RemoveRepresentation(binary)
+    assert not surfaces.ContainsRepresentation(binary)
+
+    source = scar_source_from_node(segmentation)
+    assert source.volume_kji.sum() > 20
+    assert surfaces.ContainsRepresentation(closed) and not surfaces.ContainsRepresentation(binary)
+
+
+def test_the_panels_default_heart_model_is_not_a_slice_views_model(case):
+    """Slicer's slice views add hidden model nodes ("Red Volume Slice") before any data."""
+    context = csl.create_scene()
+    slice_logics = []
+    for name in ("Red", "Yellow", "Green"):
+        slice_logic = slicer.vtkMRMLSliceLogic()
+        slice_logic.SetMRMLApplicationLogic(context.application_logic)
+        slice_logic.SetMRMLScene(context.scene)
+        slice_logic.AddSliceNode(name)
+        slice_logics.append(slice_logic)
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    assert context.scene.GetNumberOfNodesByClass("vtkMRMLModelNode") >= 3
+    assert logic.default_heart_model() is None
+    heart = csl.load_model(context.scene, case["paths"]["mesh"])
+    assert logic.default_heart_model() is heart
+
+
+def test_a_model_removed_during_the_run_gets_nothing_and_a_clear_error(case, scene):
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    removed = []
+
+    def remove_the_model(progress) -> None:  # what a user can do while the panel pumps events
+        if not removed:
+            removed.append(model.GetID())
+            context.scene.RemoveNode(model)
+
+    with pytest.raises(CardioScarError, match="was removed from the scene during the run: nothing was written"):
+        logic.train_and_apply(volume, model, _options(case), progress_callback=remove_the_model)
+    assert removed and model.GetMesh().GetPointData().GetArray(results.PROBABILITY) is None
+
+
+def test_slicer_counting_a_left_handed_files_slices_the_other_way_is_warned(tmp_path, caplog):
+    """Slicer's reader flips an axis of a left-handed image (its slice k is the file's K-1-k),
+    while the command line counts as the file does: the geometry is right either way, but the same
+    indices pick other slices, so the Logic says so."""
+    from CardioScarLogic.logic import _target_slices
+
+    values = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6) / 120.0
+    paths = {}
+    for name, direction in (("right", np.eye(3)), ("left", np.diag([1.0, -1.0, 1.0]))):
+        image = sitk.GetImageFromArray(values)
+        image.SetSpacing((1.5, 1.5, 8.0))
+        image.SetDirection(direction.ravel().tolist())
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        sitk.WriteImage(image, str(paths[name]))
+    context = csl.create_scene()
+    options = csl.ReconstructionOptions(slice_indices="0", half_thickness=4.0)
+    for name, reversed_order in (("right", False), ("left", True)):
+        node = csl.load_volume(context.scene, paths[name])
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            first = _target_slices(node, options)[0]
+        # Slicer's slice 0 of the left-handed file is the file's last slice
+        np.testing.assert_array_equal(first.values, values[3 if reversed_order else 0])
+        warned = [r.getMessage() for r in caplog.records if "from the other end" in r.getMessage()]
+        assert bool(warned) == reversed_order, warned
+    assert "file slice k is slice 3-k here" in warned[0] and "'left'" in warned[0]

@@ -142,6 +142,21 @@ def test_from_dicom_box_asks_the_logic_for_the_recorded_slab_width(module_ast):
     assert "self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom" in check
 
 
+def test_dependency_errors_reach_the_user_and_the_default_model_comes_from_the_logic(module_ast):
+    """Static: both run buttons check the dependencies through a wrapper that shows their errors in
+    a dialog (raised in a Qt slot they only reach the Python console), and the initial heart model
+    is the Logic's choice (which skips the slice views' models; tested on real MRML)."""
+    for handler in ("onApplyButton", "onApplySavedButton"):
+        body = ast.unparse(_method(module_ast, "CardioScarWidget", handler))
+        assert "self._dependenciesReady()" in body and "self.ensureDependencies()" not in body
+    ready = _method(module_ast, "CardioScarWidget", "_dependenciesReady")
+    wrapped = next(node for node in ready.body if isinstance(node, ast.With))
+    assert "slicer.util.tryWithErrorDisplay" in ast.unparse(wrapped.items[0])
+    assert "self.ensureDependencies()" in ast.unparse(wrapped)
+    initial = ast.unparse(_method(module_ast, "CardioScarWidget", "initializeParameterNode"))
+    assert "self.logic.default_heart_model()" in initial and "vtkMRMLModelNode" not in initial
+
+
 def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_ast, ui):
     parameters = _parameters(module_ast)
     bindings = _bindings(ui)

@@ -4,10 +4,12 @@ Importing this package needs MRML (the Slicer application or ``pip install slice
 the ``cardioscar`` package, but not torch: torch is imported when a run starts.
 """
 
-from .headless import MRMLContext, create_scene, ensure_scene, load_model, load_volume, save_model
+from .headless import (MRMLContext, check_mesh_output, create_scene, ensure_scene, load_model, load_volume,
+                       save_model)
 from .logic import CardioScarLogic, ReconstructionResult
 from .options import PRESETS, ReconstructionOptions
 from .slabwidth import half_width
 
 __all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions", "PRESETS", "half_width",
-           "MRMLContext", "create_scene", "ensure_scene", "load_volume", "load_model", "save_model"]
+           "MRMLContext", "create_scene", "ensure_scene", "load_volume", "load_model", "check_mesh_output",
+           "save_model"]

@@ -144,6 +144,16 @@ def load_model(scene, path: str | Path, name: Optional[str] = None):
     return node
 
 
+def check_mesh_output(model_node, path: str | Path) -> None:
+    """Refuse a ``.vtp`` file for a volumetric mesh before any work: polydata cannot hold its 3D
+    cells, and the writer would drop them all and still report success."""
+    path = Path(path)
+    mesh = model_node.GetMesh()
+    if path.suffix.lower() == ".vtp" and mesh is not None and not mesh.IsA("vtkPolyData"):
+        raise CardioScarError(f"Cannot write the volumetric mesh '{model_node.GetName()}' ({mesh.GetClassName()}) as "
+                              f"{path.name}: .vtp holds surfaces only; use .vtu or .vtk.")
+
+
 def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> None:
     """Write a model node with its point arrays; the file carries a ``SPACE=`` marker.
 
@@ -153,6 +163,7 @@ def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> 
     from cardioscar.atomic import atomic_write
 
     path = Path(path)
+    check_mesh_output(model_node, path)
     scene = model_node.GetScene()
     storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
     try:
@@ -167,4 +178,4 @@ def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> 
 
 
 __all__ = ["MRMLContext", "create_scene", "ensure_scene", "color_logic_for", "in_slicer_application",
-           "load_volume", "load_model", "save_model"]
+           "load_volume", "load_model", "check_mesh_output", "save_model"]

@@ -30,7 +30,7 @@ from . import results
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import color_logic_for
 from .options import ReconstructionOptions
-from .scarsource import scar_source_from_node, slice_count
+from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
 
 logger = logging.getLogger(__name__)
@@ -74,13 +74,22 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
         raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
     halves = [half_width(node, options.half_thickness, dicom_database) for node in nodes]
     axis, indices = options.slice_axis, options.parsed_slice_indices()
-    if len(sources) == 1:
-        slices = sources[0].slices(axis, indices, halves[0])
-    else:
-        slices = pooled_slices([source.slices(axis, None, half) for source, half in zip(sources, halves)], axis,
-                               indices)
-    return slice_targets(slices, scar_labels=options.parsed_scar_labels(bool(labels)),
-                         normalize=options.normalize_intensities)
+    for node in nodes:
+        if counted_from_the_other_end(node, axis):
+            last = slice_count(node, axis) - 1
+            logger.warning("'%s': Slicer numbers its slices along %s from the other end than its file does (the "
+                           "file's axes are left-handed): the indices here are Slicer's (as the Data Probe shows), so "
+                           "file slice k is slice %d-k here, and cardioscar prepare counts the file's way",
+                           node.GetName(), axis, last)
+    scar_labels = options.parsed_scar_labels(bool(labels))
+    single = len(sources) == 1
+    per_image = [source.slices(axis, indices if single else None, half) for source, half in zip(sources, halves)]
+    if labels:  # 0/1 input by input: a segmentation's scar is label 1, whatever labels the label maps use
+        per_image = [slice_targets(layers, scar_labels=source.scar_labels(scar_labels),
+                                   normalize=options.normalize_intensities)
+                     for source, layers in zip(sources, per_image)]
+    slices = per_image[0] if single else pooled_slices(per_image, axis, indices)
+    return slices if labels else slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
 
 
 class CardioScarLogic:
@@ -103,6 +112,15 @@ class CardioScarLogic:
     def slice_count(node, slice_axis: str) -> int:
         """Slices along ``slice_axis`` of a volume node (0 when unknown); valid indices 0..n-1."""
         return slice_count(node, slice_axis)
+
+    def default_heart_model(self):
+        """The first model node a user loaded, or None: the panel's initial choice. The slice
+        views' own models ("Red Volume Slice", hidden) are model nodes too and come first."""
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLModelNode")):
+            node = self.scene.GetNthNodeByClass(index, "vtkMRMLModelNode")
+            if not node.GetHideFromEditors() and not slicer.vtkMRMLSliceLogic.IsSliceModelNode(node):
+                return node
+        return None
 
     @staticmethod
     def device_description(force_cpu: bool = False) -> str:
@@ -165,7 +183,7 @@ class CardioScarLogic:
                                       should_cancel=should_cancel)
         inference = self._predict(checkpoint, points, options, device, should_cancel)
         slab = (sorted({layer.half_thickness for layer in slices}), options.half_thickness == RECORDED)
-        result = self._publish(model_node, inference, checkpoint, options, describe_device(device),
+        result = self._publish(model_node, points, inference, checkpoint, options, describe_device(device),
                                time.perf_counter() - started, with_plot=True, slab=slab)
         result.prepared = prepared
         self.last_checkpoint = checkpoint
@@ -185,7 +203,7 @@ class CardioScarLogic:
         points = model_points_lps(model_node)
         device = resolve_device(options.force_cpu)
         inference = self._predict(checkpoint, points, options, device, should_cancel)
-        return self._publish(model_node, inference, checkpoint, options, describe_device(device),
+        return self._publish(model_node, points, inference, checkpoint, options, describe_device(device),
                              time.perf_counter() - started, with_plot=False)
 
     def save_model(self, path: Union[str, Path], checkpoint: Optional[dict] = None) -> None:
@@ -195,10 +213,14 @@ class CardioScarLogic:
         checkpoint = checkpoint if checkpoint is not None else self.last_checkpoint
         if checkpoint is None:
             raise CardioScarError("There is no trained model to save yet: run 'Train and apply' first.")
-        path = Path(path)
-        if path.suffix.lower() != ".pth":
-            raise CardioScarError(f"Save the model as a .pth file, got '{path.name}'.")
-        save_trained_model(checkpoint, path)
+        self.check_model_path(path)
+        save_trained_model(checkpoint, Path(path))
+
+    @staticmethod
+    def check_model_path(path: Union[str, Path]) -> None:
+        """Refuse a model file name other than ``.pth`` (batch mode checks it before training)."""
+        if Path(path).suffix.lower() != ".pth":
+            raise CardioScarError(f"Save the model as a .pth file, got '{Path(path).name}'.")
 
     # ------------------------------------------------------------------ steps
 
@@ -211,17 +233,23 @@ class CardioScarLogic:
                                  int(options.inference_batch_size), options.threshold, device,
                                  should_cancel=should_cancel, seed=int(options.seed))
 
-    def _publish(self, model_node, inference, checkpoint: dict, options: ReconstructionOptions, device: str,
-                 seconds: float, with_plot: bool, slab: Optional[tuple] = None) -> ReconstructionResult:
-        """Write everything into the scene; runs only after all computation succeeded."""
+    def _publish(self, model_node, points: np.ndarray, inference, checkpoint: dict, options: ReconstructionOptions,
+                 device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None) -> ReconstructionResult:
+        """Write everything into the scene; runs only after all computation succeeded. ``points``:
+        the model's world LPS coordinates the prediction was made on."""
+        if model_node.GetScene() is not self.scene:  # the panel pumps events during a run: the user may delete it
+            raise CardioScarError(f"The model '{model_node.GetName()}' was removed from the scene during the run: "
+                                  "nothing was written; choose a heart mesh and run again.")
+        binary = inference.binary_predictions
+        # without a threshold the binary field of an earlier run is removed (None), not left beside
+        # a probability it no longer matches
         arrays = {results.PROBABILITY: inference.mean_predictions.astype(np.float32),
-                  results.UNCERTAINTY: inference.std_predictions.astype(np.float32)}
-        if inference.binary_predictions is not None:
-            arrays[results.BINARY] = inference.binary_predictions.astype(np.uint8)
-        mesh = model_node.GetMesh()
+                  results.UNCERTAINTY: inference.std_predictions.astype(np.float32),
+                  results.BINARY: None if binary is None else binary.astype(np.uint8)}
         history = checkpoint.get("history") if with_plot else None
-        rows = results.summary_rows(mesh, arrays[results.PROBABILITY], arrays[results.UNCERTAINTY],
-                                    options.threshold, history, device, seconds, slab)
+        # volumes and areas of the mesh as shown (under its parent transform), the frame of the slices
+        rows = results.summary_rows(world_mesh_lps(model_node, points), arrays[results.PROBABILITY],
+                                    arrays[results.UNCERTAINTY], options.threshold, history, device, seconds, slab)
         results.write_point_arrays(model_node, arrays)
         legend = results.show_probability(model_node, self.color_logic)
         table = results.update_summary_table(model_node, rows)
@@ -229,8 +257,7 @@ class CardioScarLogic:
         for measure, value, unit in rows:
             logger.info("CardioScar: %s = %s %s", measure, value, unit)
         return ReconstructionResult(arrays[results.PROBABILITY], arrays[results.UNCERTAINTY],
-                                    arrays.get(results.BINARY), checkpoint, rows, table, chart, legend, device,
-                                    seconds)
+                                    arrays[results.BINARY], checkpoint, rows, table, chart, legend, device, seconds)
 
 
 __all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions"]

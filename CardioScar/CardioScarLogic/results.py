@@ -59,10 +59,14 @@ def probability_color_node(scene):
 
 
 def write_point_arrays(model_node, arrays: dict) -> None:
-    """Add (or replace) named point arrays on the model's mesh and notify the views."""
+    """Add (or replace) named point arrays on the model's mesh and notify the views; a value of
+    ``None`` removes that array."""
     mesh = model_node.GetMesh()
     point_data = mesh.GetPointData()
     for name, values in arrays.items():
+        if values is None:
+            point_data.RemoveArray(name)
+            continue
         values = np.ascontiguousarray(values)
         if len(values) != mesh.GetNumberOfPoints():
             raise ValueError(f"{name} has {len(values)} values for {mesh.GetNumberOfPoints()} points")

@@ -10,8 +10,10 @@ the LGE image it was drawn on).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import slicer
 import vtk
 
@@ -38,6 +40,13 @@ class ScarSource:
     is_label_map: bool
     label: str
     planes: list[np.ndarray] | None = None
+    #: A segmentation's scar segment, exported as label 1: the scar labels the user gives for
+    #: label maps do not apply to it.
+    from_segmentation: bool = False
+
+    def scar_labels(self, chosen: list[int] | None) -> list[int] | None:
+        """The labels that mean scar in this input: ``chosen`` (the user's), or 1 for a segmentation."""
+        return [1] if self.from_segmentation else chosen
 
     def slices(self, slice_axis: str, slice_indices, half_thickness: float) -> list:
         """The chosen slices as :class:`cardioscar.slices.SliceLayer` in world LPS."""
@@ -78,11 +87,16 @@ def _node_ids(scene) -> set[str]:
 
 def _from_segmentation(segmentation_node) -> ScarSource:
     """Export the scar segment (label 1) on the segmentation's reference grid, read it, and
-    remove every node the export created (label map, its display node, its colour table)."""
+    remove every node (label map, its display node, its colour table) and representation the
+    export created."""
     scene = segmentation_node.GetScene()
     segment_ids = vtk.vtkStringArray()
     segment_ids.InsertNextValue(_scar_segment_id(segmentation_node))
     existing = _node_ids(scene)
+    # the export converts a segmentation drawn as surfaces to a label map representation, which
+    # stays on the node; it is removed again so that reading the input leaves it as it was
+    binary = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    had_binary = segmentation_node.GetSegmentation().ContainsRepresentation(binary)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "CardioScar temporary scar labelmap")
     try:
         exported = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -99,10 +113,12 @@ def _from_segmentation(segmentation_node) -> ScarSource:
             node = scene.GetNodeByID(node_id)
             if node is not None:
                 scene.RemoveNode(node)
+        if not had_binary:
+            segmentation_node.GetSegmentation().RemoveRepresentation(binary)
     grid = _matrix_to_numpy(ijk_to_ras)
     planes = transformed_planes_lps(segmentation_node, grid, values.shape[::-1])
     ijk_to_lps = None if planes is not None else RAS_TO_LPS @ linear_world_matrix(segmentation_node) @ grid
-    return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName(), planes)
+    return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName(), planes, from_segmentation=True)
 
 
 def scar_source_from_node(node) -> ScarSource:
@@ -135,4 +151,35 @@ def slice_count(node, slice_axis: str) -> int:
     return int(dims[2 - AXIS_TO_KJI[slice_axis]])
 
 
-__all__ = ["ScarSource", "scar_source_from_node", "slice_count", "AXIS_TO_KJI"]
+#: Image formats whose one file places every voxel (a DICOM file holds one slice of a series).
+_VOLUME_FILE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def counted_from_the_other_end(node, slice_axis: str) -> bool:
+    """Whether Slicer numbers the slices of ``node`` along ``slice_axis`` from the other end than
+    the image file it was read from.
+
+    Why it matters: Slicer's reader flips one axis of an image whose axes are left-handed (a
+    negative direction determinant, common in NIfTI), so its slice k is the file's slice K-1-k.
+    The geometry stays right, but ``cardioscar prepare --slice-indices`` on the same file counts
+    the other way. The Logic keeps Slicer's numbering (what the Data Probe shows) and warns.
+    Only the file's header is read; False when the node has no such file or no longer matches it.
+    """
+    storage = node.GetStorageNode() if node.IsA("vtkMRMLVolumeNode") else None
+    path = storage.GetFileName() if storage is not None else None
+    if not path or not path.lower().endswith(_VOLUME_FILE_SUFFIXES) or not Path(path).is_file():
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.ReadImageInformation()
+    if node.GetImageData() is None or tuple(reader.GetSize()) != tuple(node.GetImageData().GetDimensions()):
+        return False
+    column = 2 - AXIS_TO_KJI[slice_axis]
+    file_axis = np.array(reader.GetDirection()).reshape(3, 3)[:, column]
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+    node_axis = (RAS_TO_LPS @ _matrix_to_numpy(ijk_to_ras))[:3, column]
+    return float(file_axis @ node_axis) < 0.0
+
+
+__all__ = ["ScarSource", "scar_source_from_node", "slice_count", "counted_from_the_other_end", "AXIS_TO_KJI"]

@@ -32,8 +32,10 @@ EXIT_FAILURE = 1
 #: Further `cardioscar train` options, passed to TrainingConfig under their field names.
 _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float), ("lr_step_size", int),
                    ("hidden_dim", int), ("n_layers", int))
-_TRAINING_ONLY = ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size") + tuple(
-    name for name, _ in _EXTRA_TRAINING)
+#: Arguments that only a training run reads: refused with --model when they differ from their default.
+_TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "normalize_intensities",
+                  "partial_volume_correction", "preset", "max_epochs", "early_stopping_patience", "mc_samples",
+                  "batch_size", "save_model") + tuple(name for name, _ in _EXTRA_TRAINING)
 
 
 def _add_package_paths() -> None:
@@ -104,18 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
+def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Everything that can be checked before reading files or training (a mistake found after a
+    long training would lose it)."""
+    from CardioScarLogic import CardioScarLogic
     from cardioscar.errors import CardioScarError
 
     if args.model is None and args.volume is None:
         raise CardioScarError("Give --volume (the LGE image to train on) or --model (a saved .pth to apply).")
     if args.model is not None:
-        given = [f"--{name.replace('_', '-')}" for name in _TRAINING_ONLY if getattr(args, name) is not None]
+        given = [f"--{name.replace('_', '-')}" for name in _TRAINING_ONLY
+                 if getattr(args, name) != parser.get_default(name)]
         if given:
-            raise CardioScarError(f"{', '.join(given)} only apply to training; with --model use "
-                                  "--inference-mc-samples / --inference-batch-size.")
-        if args.save_model is not None:
-            raise CardioScarError("--save-model needs training; leave out --model to train.")
+            raise CardioScarError(f"{', '.join(given)} only apply to training; --model applies a saved model without "
+                                  "training (inference takes --inference-mc-samples, --inference-batch-size, "
+                                  "--threshold and --seed).")
+    if args.save_model is not None:
+        CardioScarLogic.check_model_path(args.save_model)
     if args.output.suffix.lower() not in (".vtk", ".vtp", ".vtu"):
         raise CardioScarError(f"--output must end in .vtk, .vtp or .vtu, got '{args.output.name}'.")
     if args.snapshot is not None and args.snapshot.suffix.lower() != ".png":
@@ -174,12 +181,13 @@ def run(argv: list[str]) -> int:
     from cardioscar.errors import CardioScarError
 
     try:
-        from CardioScarLogic import CardioScarLogic, ensure_scene, load_model, load_volume, save_model
+        from CardioScarLogic import CardioScarLogic, check_mesh_output, ensure_scene, load_model, load_volume, save_model
 
-        _check_arguments(args)
+        _check_arguments(args, parser)
         options = _options(args)
         context = ensure_scene()
         model_node = load_model(context.scene, args.mesh)
+        check_mesh_output(model_node, args.output)
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:
@@ -194,9 +202,9 @@ def run(argv: list[str]) -> int:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
             progress = None if args.no_progress else _progress_logger()
             result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress)
-            if args.save_model is not None:
-                logic.save_model(args.save_model)
-        save_model(model_node, args.output)
+        save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
+        if args.save_model is not None:
+            logic.save_model(args.save_model)
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
         if view is not None:
