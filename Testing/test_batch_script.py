@@ -247,3 +247,16 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
         assert status == 2
         assert len(err) == 1 and expected in err[0], err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("corrupt", ["mesh", "volume"])
+def test_a_file_the_readers_cannot_read_is_one_line_too(case, tmp_path, corrupt):
+    """VTK's readers print several lines of their own for a corrupt file; only ours is shown."""
+    bad = tmp_path / ("bad.vtk" if corrupt == "mesh" else "bad.nii.gz")
+    bad.write_bytes(b"not an image or mesh")
+    paths = case["paths"]
+    completed = _run(["--volume", bad if corrupt == "volume" else paths["image"],
+                      "--mesh", bad if corrupt == "mesh" else paths["mesh"], "--output", tmp_path / "o.vtk"], cwd=tmp_path)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"Cannot read the {corrupt} {bad}" in lines[0], lines

@@ -18,11 +18,13 @@ import atexit
 import logging
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import slicer
+import vtk
 
 from cardioscar.errors import CardioScarError
 
@@ -102,6 +104,18 @@ def color_logic_for(scene) -> Optional[object]:
     return None
 
 
+@contextmanager
+def _reader_errors_replaced():
+    """VTK's own messages off while a storage node reads: for a file it cannot read, the readers
+    print several lines that the one-line error raised after them says better."""
+    shown = vtk.vtkObject.GetGlobalWarningDisplay()
+    vtk.vtkObject.GlobalWarningDisplayOff()
+    try:
+        yield
+    finally:
+        vtk.vtkObject.SetGlobalWarningDisplay(shown)
+
+
 def _require_file(path: Path, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -118,7 +132,9 @@ def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[
     storage.SetFileName(str(path))
     storage.SetSingleFile(True)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node) or node.GetImageData() is None:
+    with _reader_errors_replaced():
+        read = storage.ReadData(node)
+    if not read or node.GetImageData() is None:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
         raise CardioScarError(f"Cannot read the volume {path}: use a NIfTI, NRRD or MHA image.")
@@ -136,7 +152,9 @@ def load_model(scene, path: str | Path, name: Optional[str] = None):
     storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
     storage.SetFileName(str(path))
     node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node) or node.GetMesh() is None or node.GetMesh().GetNumberOfPoints() == 0:
+    with _reader_errors_replaced():
+        read = storage.ReadData(node)
+    if not read or node.GetMesh() is None or node.GetMesh().GetNumberOfPoints() == 0:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
         raise CardioScarError(f"Cannot read the mesh {path} (or it has no points): use a .vtk, .vtp or .vtu mesh.")
