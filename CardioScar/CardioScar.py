@@ -166,7 +166,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """
         import importlib
 
-        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "logic", ""):
+        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "acquisition", "logic", ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)

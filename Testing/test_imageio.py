@@ -271,3 +271,16 @@ def test_auto_slab_needs_a_recorded_thickness_along_z(tmp_path: Path) -> None:
     with pytest.raises(CardioScarError, match="must be > 0 mm .* or 'auto'"):
         PreprocessingRequest(mesh_path=tmp_path / "m.vtk", image_path=tmp_path / "scar.nii.gz",
                              slice_thickness_padding="thin")
+
+
+def test_why_not_one_volume_reads_the_files_in_any_order(tmp_path):
+    """The Slicer module asks this of a volume node's files (listed in the DICOM database's order)."""
+    from cardioscar.imageio import why_not_one_volume
+    from conftest import bivme_dicom, write_dicom_series
+
+    series = ("Se11", "Se1", "Se2", "Se3", "Se4", "Se5")
+    write_dicom_series([sitk.ReadImage(str(bivme_dicom(name))) for name in series], series, tmp_path, "1.2.826.0.1.98")
+    files = [tmp_path / f"{name}.dcm" for name in series]
+    assert why_not_one_volume(files[::-1]) is None
+    assert why_not_one_volume([files[4], files[0], files[5], files[1], files[3]]) == \
+        "it is not evenly spaced: slice k=2 would sit 8.85 mm from its recorded position"

@@ -678,3 +678,43 @@ def test_slicer_counting_a_left_handed_files_slices_the_other_way_is_warned(tmp_
         warned = [r.getMessage() for r in caplog.records if "from the other end" in r.getMessage()]
         assert bool(warned) == reversed_order, warned
     assert "file slice k is slice 3-k here" in warned[0] and "'left'" in warned[0]
+
+
+def _dicom_stack_as_one_volume(scene, series, folder):
+    """The real biv-me short-axis files ``series`` written as one series and read the way Slicer
+    reads a series it does not regularize: one regular volume (ITK only warns)."""
+    from conftest import bivme_dicom, write_dicom_series
+
+    folder.mkdir()
+    write_dicom_series([sitk.ReadImage(str(bivme_dicom(name))) for name in series], series, folder, "1.2.826.0.1.99")
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", folder.name)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(sorted(folder.iterdir())[0]))
+    storage.SetSingleFile(False)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    assert storage.ReadData(node) and node.GetImageData().GetDimensions()[2] == len(series)
+    return node
+
+
+def test_a_regular_volume_of_an_unevenly_spaced_dicom_series_is_refused(tmp_path):
+    """Read as one regular volume without Slicer's acquisition transform, a short-axis stack
+    missing a slice puts the slices after the gap up to half a gap (8.9 mm) from where they were
+    acquired; the node's own files say so. The complete stack, and the uneven one under a
+    non-linear transform (which places each slice), pass."""
+    from CardioScarLogic.acquisition import check_slices_where_acquired
+    from conftest import BIVME
+
+    context = csl.create_scene()
+    complete = _dicom_stack_as_one_volume(context.scene, ("Se11", "Se1", "Se2", "Se3", "Se4", "Se5"),
+                                          tmp_path / "complete")
+    uneven = _dicom_stack_as_one_volume(context.scene, ("Se11", "Se1", "Se3", "Se4", "Se5"), tmp_path / "uneven")
+    check_slices_where_acquired(complete)
+    model = csl.load_model(context.scene, BIVME / "fitted_model_frame000" / "patient1_LV_ENDOCARDIAL_000.vtk")
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(CardioScarError, match=r"'uneven' is one regular volume, but its DICOM files cannot be one "
+                                              r"\(it is not evenly spaced: slice k=2 would sit 8.8\d mm"):
+        logic.train_and_apply(uneven, model, csl.ReconstructionOptions(half_thickness=3.0, normalize_intensities=True))
+    assert model.GetMesh().GetPointData().GetArray(results.PROBABILITY) is None
+    grid = context.scene.AddNewNodeByClass("vtkMRMLGridTransformNode")
+    uneven.SetAndObserveTransformNodeID(grid.GetID())
+    check_slices_where_acquired(uneven)

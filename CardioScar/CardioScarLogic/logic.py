@@ -27,6 +27,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.slices import RECORDED
 
 from . import results
+from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import color_logic_for
 from .options import ReconstructionOptions
@@ -72,6 +73,8 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     labels = [source.label for source in sources if source.is_label_map]
     if 0 < len(labels) < len(sources):
         raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
+    for node in nodes:
+        check_slices_where_acquired(node, dicom_database)
     halves = [half_width(node, options.half_thickness, dicom_database) for node in nodes]
     axis, indices = options.slice_axis, options.parsed_slice_indices()
     for node in nodes:

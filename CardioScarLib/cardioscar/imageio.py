@@ -117,6 +117,19 @@ def _volume_misplacement(geometry: list[tuple[np.ndarray, np.ndarray]]) -> tuple
     return float(misplaced.max()), int(np.argmax(misplaced))
 
 
+def why_not_one_volume(paths: list[str | Path]) -> str | None:
+    """Why the one-slice DICOM files ``paths`` (any order) cannot be one regular volume (a missing
+    slice, uneven gaps, several orientations), or None when they can. Reads headers only.
+
+    The Slicer module uses it on a volume node's files: a regular volume read from such files
+    puts slices millimetres from where they were acquired."""
+    geometry = [_file_geometry(str(path)) for path in paths]
+    normal = geometry[0][1][:, 2]
+    ordered = sorted(geometry, key=lambda item: float(np.dot(item[0], normal)))
+    misplaced, worst = _volume_misplacement(ordered)
+    return _why(misplaced, worst) if misplaced > POSITION_TOLERANCE_MM else None
+
+
 def _why(misplaced: float, worst: int) -> str:
     """Why a series is not one volume, from :func:`_volume_misplacement`."""
     if math.isinf(misplaced):
