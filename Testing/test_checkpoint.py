@@ -66,6 +66,37 @@ def test_reference_style_checkpoint_without_architecture_loads_as_4x128(tmp_path
     assert torch.equal(model(x), source.eval()(x))
 
 
+def test_reference_checkpoint_holding_numpy_arrays_and_scalars_loads(tmp_path):
+    """The reference tool stores the coordinate scalers as the arrays ``np.load`` gave it and
+    numpy floats in its history; weights_only loading must accept those (by name), and still
+    refuse code hidden in an object array."""
+    from cardioscar.logic import predict_on_points
+
+    source = BayesianNN()
+    state = {f"network.{k.split('.', 1)[1]}": v for k, v in source.state_dict().items()}
+    checkpoint = {"model_state_dict": state,
+                  "history": {"losses": [np.float64(0.3), np.float64(0.2)], "best_loss": np.float64(0.2),
+                              "converged_epoch": 2},
+                  "hyperparameters": {"hidden_size": 128, "n_hidden_layers": 4, "dropout_rate": 0.1},
+                  "dataset_info": {"n_nodes": np.int64(5), "scaler_min": np.array([-10.0, -20.0, 0.0]),
+                                   "scaler_max": np.array([10.0, 20.0, 30.0], dtype=np.float32)}}
+    path = tmp_path / "reference_numpy.pth"
+    torch.save(checkpoint, path)
+    loaded = load_checkpoint(path)
+    np.testing.assert_array_equal(loaded["dataset_info"]["scaler_max"], [10.0, 20.0, 30.0])
+    assert loaded["history"]["best_loss"] == 0.2
+    points = np.random.default_rng(0).uniform(-10, 10, (50, 3))
+    result = predict_on_points(loaded, points, mc_samples=4, device="cpu", seed=1)
+    assert result.mean_predictions.shape == (50,) and np.isfinite(result.mean_predictions).all()
+
+    marker = tmp_path / "payload_ran"
+    torch.save({"model_state_dict": state, "dataset_info": {"x": np.array([Payload(marker)], dtype=object)}},
+               tmp_path / "evil_array.pth")
+    with pytest.raises(CardioScarError, match="not a valid CardioScar checkpoint"):
+        load_checkpoint(tmp_path / "evil_array.pth")
+    assert not marker.exists()
+
+
 def test_crafted_pickle_is_refused_without_running_code(tmp_path):
     marker = tmp_path / "payload_ran"
     path = tmp_path / "evil.pth"

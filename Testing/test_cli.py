@@ -257,3 +257,36 @@ def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
     from_long_axis = both["group_slice"] == n_stack
     assert from_long_axis.sum() > 0 and len(both["group_sizes"]) == len(only["group_sizes"]) + from_long_axis.sum()
     np.testing.assert_array_equal(both["group_coverage"][: len(only["group_coverage"])], only["group_coverage"])
+
+
+def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refused(trained_case, tmp_path):
+    """`prepare --output heart.vtk` turned the mesh into a zip archive, `train --output data.npz`
+    replaced the training data by a checkpoint, and fine-tuning could overwrite its own start."""
+    _, paths, out = trained_case
+    mesh = tmp_path / "heart.vtk"
+    mesh.write_bytes(paths["mesh"].read_bytes())
+    before = mesh.read_bytes()
+    _assert_user_error(run_cli("prepare", "--mesh-vtk", mesh, "--image", paths["image"], "--output", mesh),
+                       "--output must end in .npz", "heart.vtk")
+    assert mesh.read_bytes() == before
+    data = tmp_path / "data.npz"
+    data.write_bytes((out / "data.npz").read_bytes())
+    _assert_user_error(run_cli("train", "--training-data", data, "--output", data), "--output must end in .pth")
+    model = tmp_path / "model.pth"
+    model.write_bytes((out / "model.pth").read_bytes())
+    _assert_user_error(run_cli("fine-tune", "--model", model, "--training-data", data, "--output", model),
+                       "is also an input")
+    assert model.read_bytes() == (out / "model.pth").read_bytes() and data.read_bytes() == (out / "data.npz").read_bytes()
+
+
+def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path):
+    _, paths, out = trained_case
+    _assert_user_error(run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
+                               "--output", tmp_path / "t.pth", "--hidden-dim", "64"),
+                       "--hidden-dim cannot change a model being fine-tuned")
+    _assert_user_error(run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", tmp_path / "layer.vtk",
+                               "--slice-indices", "1", "--output", tmp_path / "d.npz"),
+                       "--slice-indices and --slice-axis choose slices of an --image")
+    _assert_user_error(run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"],
+                               "--threshold", "nan"), "threshold must be within [0, 1]")
+    assert not list(tmp_path.iterdir())

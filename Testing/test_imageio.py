@@ -284,3 +284,17 @@ def test_why_not_one_volume_reads_the_files_in_any_order(tmp_path):
     assert why_not_one_volume(files[::-1]) is None
     assert why_not_one_volume([files[4], files[0], files[5], files[1], files[3]]) == \
         "it is not evenly spaced: slice k=2 would sit 8.85 mm from its recorded position"
+
+
+@pytest.mark.parametrize("name", ["lge.nii", "lge.nii.gz"])
+def test_a_truncated_nifti_file_is_refused(tmp_path, name):
+    """ITK reads a NIfTI file cut short (an interrupted copy) without an error and fills the
+    missing voxels with zeros; it must be an error that says so."""
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random((6, 40, 50)).astype(np.float32))
+    whole = tmp_path / name
+    sitk.WriteImage(image, str(whole))
+    assert read_image(whole).GetSize() == (50, 40, 6)
+    cut = tmp_path / f"cut_{name}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(CardioScarError, match=f"Cannot read image {cut}: .*truncated"):
+        read_image(cut)

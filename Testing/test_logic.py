@@ -5,6 +5,8 @@ Real files throughout: the small phantom written to disk, read back through Simp
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -122,6 +124,37 @@ def test_npz_round_trip_and_reference_format(prepared, tmp_path):
     with pytest.raises(CardioScarError, match="group_sizes"):
         np.savez(tmp_path / "partial.npz", coordinates=result.coordinates)
         load_preprocessing_result(tmp_path / "partial.npz")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (dict(intensities=lambda r: r.intensities * 100), "intensities must lie in [0, 1]"),
+    (dict(scaler_min=lambda r: r.scaler_min[:2]), "scaler_min/scaler_max must be 3 finite values"),
+    (dict(scaler_max=lambda r: np.full(3, np.nan)), "scaler_min/scaler_max must be 3 finite values"),
+    (dict(coordinates=lambda r: np.full(r.coordinates.shape, "x")), "must be numbers"),
+    (dict(coordinates=lambda r: r.coordinates[:, :2]), "coordinates must be (N, 3)"),
+])
+def test_damaged_training_data_fields_are_one_line_errors(prepared, tmp_path, damage, message):
+    """A readable .npz with a damaged field: named, before any training (it used to crash, or to
+    train on nonsense and save a model that crashed later)."""
+    _, _, result = prepared
+    fields = {k: getattr(result, k) for k in ("coordinates", "intensities", "group_ids", "group_sizes", "scaler_min",
+                                              "scaler_max")}
+    fields.update({key: change(result) for key, change in damage.items()})
+    np.savez(tmp_path / "damaged.npz", **fields)
+    with pytest.raises(CardioScarError, match=re.escape(message)):
+        load_preprocessing_result(tmp_path / "damaged.npz")
+
+
+def test_a_model_with_damaged_weights_or_scaler_predicts_nothing(prepared):
+    phantom, _, result = prepared
+    checkpoint = train_scar_model(result, TrainingConfig(**TINY))
+    broken = dict(checkpoint, model_state_dict={k: v.clone() for k, v in checkpoint["model_state_dict"].items()})
+    next(iter(broken["model_state_dict"].values()))[0, 0] = float("nan")
+    with pytest.raises(CardioScarError, match="predicts NaN or infinite values"):
+        predict_on_points(broken, phantom.points_lps, mc_samples=2)
+    bad_scaler = dict(checkpoint, dataset_info=dict(checkpoint["dataset_info"], scaler_min=[0.0, 1.0]))
+    with pytest.raises(CardioScarError, match="The checkpoint's dataset_info: scaler_min/scaler_max must be 3"):
+        predict_on_points(bad_scaler, phantom.points_lps, mc_samples=2)
 
 
 def test_cancel_stops_training_and_returns_nothing(prepared):

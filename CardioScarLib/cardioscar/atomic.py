@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from cardioscar.errors import CardioScarError
+
 
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
@@ -20,20 +22,28 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary name keeps the destination's suffixes (``.vtk``, ``.nii.gz``) so that writers
     which choose their format from the file name (VTK, SimpleITK, numpy) behave as for ``path``.
+    An operating-system error (a full disk, no permission, a folder in the way) becomes a
+    one-line :class:`CardioScarError` that names ``path``, not the temporary file.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(target.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    if not target.name:
+        raise CardioScarError(f"No output file name given (got '{path}'): name the file to write.")
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(target.suffixes)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{suffix}", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         yield tmp
         os.replace(tmp, target)
+    except OSError as error:
+        raise CardioScarError(f"Could not write {target}: {error.strerror or error}; check that the folder is "
+                              "writable and has space.") from error
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()

@@ -2,11 +2,14 @@
 
 A checkpoint holds only tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(weights_only=True)``, which cannot execute code from a crafted file. Files written
-by the reference tool load too (their architecture defaults to 4 x 128 when absent).
+by the reference tool load too: their architecture defaults to 4 x 128 when absent, and the
+numpy arrays and scalars they hold (coordinate scalers from ``np.load``, losses) are allowed by
+name through :data:`NUMPY_GLOBALS`; numpy's array reconstruction unpickles only plain data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -22,6 +25,20 @@ from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
+
+def _numpy_globals() -> list:
+    """What a pickled numpy array or scalar names, under numpy 2's module names and numpy 1's
+    (a file keeps the names of the numpy that wrote it)."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    named = [(multiarray._reconstruct, "_reconstruct"), (multiarray.scalar, "scalar")]
+    aliases = [(function, f"{module}.multiarray.{name}") for function, name in named
+               for module in ("numpy.core", "numpy._core")]
+    dtypes = [type(np.dtype(kind)) for kind in (np.float64, np.float32, np.int64, np.int32, np.int16, np.uint8, np.bool_)]
+    return aliases + [np.ndarray, np.dtype] + dtypes
+
+
+#: Globals besides torch's own that a checkpoint may name (see the module docstring).
+NUMPY_GLOBALS = _numpy_globals()
 
 REQUIRED_KEYS = ("model_state_dict",)
 ARCHITECTURE_KEYS = ("input_dim", "hidden_dim", "n_layers", "dropout_rate")
@@ -76,7 +93,11 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
         raise CardioScarError("a checkpoint must be a dict with a 'model_state_dict' entry")
     safe = _plain(checkpoint)
     with atomic_write(path) as tmp:
-        torch.save(safe, tmp)
+        try:
+            torch.save(safe, tmp)
+        except RuntimeError as error:  # torch's writer reports a full disk this way
+            raise CardioScarError(f"Could not write {path} ({str(error).strip().splitlines()[0]}): check that the "
+                                  "folder is writable and has space") from error
     logger.info("saved checkpoint %s", path)
 
 
@@ -85,8 +106,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CardioScarError(f"checkpoint file {path} does not exist: give the .pth written by 'cardioscar train'")
+    # torch < 2.5 has no safe_globals: there only files without numpy objects (ours) load
+    allowed = getattr(torch.serialization, "safe_globals", None)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with allowed(NUMPY_GLOBALS) if allowed is not None else contextlib.nullcontext():
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unpickling failure means the same thing to the user
         logger.debug("torch.load(%s, weights_only=True) failed: %s", path, exc)
         raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (truncated, corrupted, or holding "
@@ -97,6 +121,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (missing {', '.join(missing)}): "
                               f"retrain or restore a backup")
+    for key in ("hyperparameters", "history", "dataset_info"):
+        if not isinstance(checkpoint.get(key, {}), dict):
+            raise CardioScarError(f"{path} is not a valid CardioScar checkpoint ({key} is a "
+                                  f"{type(checkpoint[key]).__name__}, not a dict): retrain or restore a backup")
     return checkpoint
 
 

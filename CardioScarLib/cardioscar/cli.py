@@ -190,10 +190,21 @@ def _progress_bar(config, enabled: bool):
     return bar, update
 
 
+def _check_output(output: Path, suffix: str, inputs: Sequence[Optional[Path]]) -> None:
+    """Refuse an ``--output`` of the wrong kind, or one that is also an input (writing the result
+    there would destroy that input, e.g. a mesh turned into training data)."""
+    if output.suffix.lower() != suffix:
+        raise CardioScarError(f"--output must end in {suffix}, got '{output.name}'")
+    for given in inputs:
+        if given is not None and given.exists() and output.exists() and output.resolve() == given.resolve():
+            raise CardioScarError(f"--output {output} is also an input: choose another file name")
+
+
 def _run_training(args: argparse.Namespace, train: Callable) -> None:
     from cardioscar.devices import describe_device, resolve_device
     from cardioscar.logic import save_trained_model
 
+    _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
     config = _training_config(args)
     device = resolve_device(args.cpu)
     logger.info("Training on %s (preset %s)", describe_device(device), args.preset)
@@ -214,6 +225,10 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
 
+    _check_output(args.output, ".npz", [args.mesh, *(args.image or []), *(args.grid_layers or [])])
+    if args.grid_layers and (args.slice_indices is not None or args.slice_axis != "z"):
+        raise CardioScarError("--slice-indices and --slice-axis choose slices of an --image; with --grid-layers each "
+                              "layer file is one slice: list only the layers to use")
     request = PreprocessingRequest(
         mesh_path=args.mesh,
         slice_thickness_padding=args.slice_thickness_padding,
@@ -246,6 +261,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_fine_tune(args: argparse.Namespace) -> None:
     from cardioscar.logic import fine_tune_scar_model
 
+    given = [flag for name, flag in (("hidden_dim", "--hidden-dim"), ("n_layers", "--n-layers"))
+             if getattr(args, name) is not None]
+    if given:
+        raise CardioScarError(f"{' and '.join(given)} cannot change a model being fine-tuned: its architecture comes "
+                              "from --model (train a new model to change it)")
     _run_training(
         args,
         lambda config, device, update: fine_tune_scar_model(
@@ -329,10 +349,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("cardioscar: interrupted (no output was written)\n")
         return EXIT_CANCELLED
-    except (CardioScarError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except (CardioScarError, OSError) as exc:  # OSError: a path, permission or full disk the user can fix
         if args.debug:
             raise
         sys.stderr.write(f"cardioscar {args.command}: error: {exc}\n")
+        return EXIT_USER_ERROR
+    except MemoryError:
+        if args.debug:
+            raise
+        sys.stderr.write(f"cardioscar {args.command}: error: out of memory; lower --batch-size (or --mc-samples)\n")
         return EXIT_USER_ERROR
     return 0
 

@@ -9,9 +9,11 @@ carries no scale (the ACDC data set, for instance).
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +254,7 @@ def read_image(path: str | Path) -> sitk.Image:
     elif not source.exists():
         raise CardioScarError(f"Image not found: {source}")
     else:
+        _check_nifti_complete(source)
         try:
             image = sitk.ReadImage(str(source))
         except RuntimeError as error:
@@ -260,6 +263,54 @@ def read_image(path: str | Path) -> sitk.Image:
     image = _checked(image, source)
     logger.info("Read image %s: %s", source, image_summary(image))
     return image
+
+
+def _nifti_data_end(header: bytes) -> int | None:
+    """Byte offset where a NIfTI-1 or NIfTI-2 file's voxel data ends, from its header; None when
+    the bytes are not such a header."""
+    for order in "<>":
+        size = int(np.frombuffer(header[:4], dtype=f"{order}i4")[0]) if len(header) >= 4 else 0
+        if size == 348 and len(header) >= 348:  # NIfTI-1: dim int16[8] at 40, bitpix at 72, vox_offset float at 108
+            dim = np.frombuffer(header[40:56], dtype=f"{order}i2").astype(np.int64)
+            bitpix = int(np.frombuffer(header[72:74], dtype=f"{order}i2")[0])
+            offset = int(np.frombuffer(header[108:112], dtype=f"{order}f4")[0])
+        elif size == 540 and len(header) >= 540:  # NIfTI-2: bitpix int16 at 14, dim int64[8] at 16, vox_offset int64 at 168
+            dim = np.frombuffer(header[16:80], dtype=f"{order}i8")
+            bitpix = int(np.frombuffer(header[14:16], dtype=f"{order}i2")[0])
+            offset = int(np.frombuffer(header[168:176], dtype=f"{order}i8")[0])
+        else:
+            continue
+        rank = int(dim[0])
+        if not 1 <= rank <= 7 or bitpix <= 0:
+            return None
+        return offset + int(np.prod(np.maximum(dim[1:rank + 1], 1))) * bitpix // 8
+    return None
+
+
+def _check_nifti_complete(source: Path) -> None:
+    """Refuse a NIfTI file that ends before its voxel data does (an interrupted copy or download):
+    ITK reads it without an error and fills the missing voxels with zeros."""
+    name = source.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    try:
+        if name.endswith(".gz"):
+            with gzip.open(source, "rb") as stream:
+                header = stream.read(540)
+                length = len(header)
+                while chunk := stream.read(1 << 20):
+                    length += len(chunk)
+        else:
+            with open(source, "rb") as stream:
+                header = stream.read(540)
+            length = source.stat().st_size
+    except (OSError, EOFError, zlib.error) as error:  # a cut gzip stream ends without its end marker
+        raise CardioScarError(f"Cannot read image {source}: the file is truncated or corrupted ({error}); copy it "
+                              "again") from None
+    end = _nifti_data_end(header)
+    if end is not None and length < end:
+        raise CardioScarError(f"Cannot read image {source}: it is truncated ({length} of the {end} bytes its header "
+                              "describes); copy it again")
 
 
 def _checked(image: sitk.Image, source: Path) -> sitk.Image:

@@ -317,9 +317,16 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         raise CardioScarError(
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."
         )
-    group_ids = arrays["group_ids"].astype(np.int64).ravel()
-    coordinates = arrays["coordinates"].astype(np.float32)
-    intensities = arrays["intensities"].astype(np.float32).reshape(-1, 1)
+    try:
+        group_ids = arrays["group_ids"].astype(np.int64).ravel()
+        coordinates = arrays["coordinates"].astype(np.float32)
+        intensities = arrays["intensities"].astype(np.float32).reshape(-1, 1)
+    except (TypeError, ValueError):
+        raise CardioScarError(f"Training data {path}: coordinates, intensities and group_ids must be numbers; "
+                              "re-run `cardioscar prepare`.") from None
+    if coordinates.ndim != 2 or coordinates.shape[1] != 3:
+        raise CardioScarError(f"Training data {path}: coordinates must be (N, 3), got {coordinates.shape}; re-run "
+                              "`cardioscar prepare`.")
     if not (len(coordinates) == len(intensities) == len(group_ids)) or len(group_ids) == 0:
         raise CardioScarError(
             f"Training data {path} is inconsistent: {len(coordinates)} coordinates, {len(intensities)} intensities, "
@@ -327,14 +334,19 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         )
     if not np.all(np.isfinite(coordinates)) or not np.all(np.isfinite(intensities)):
         raise CardioScarError(f"Training data {path} contains NaN or infinite values; re-run `cardioscar prepare`.")
+    if intensities.min() < 0.0 or intensities.max() > 1.0:
+        raise CardioScarError(f"Training data {path}: intensities must lie in [0, 1] (the network's output range), "
+                              f"found {intensities.min():g}..{intensities.max():g}; prepare with "
+                              "--normalize-intensities (raw LGE) or --scar-labels (label map).")
+    scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
     n_rows = len(group_ids)
     return PreprocessingResult(
         coordinates=coordinates,
         intensities=intensities,
         group_ids=group_ids,
         group_sizes=arrays["group_sizes"].astype(np.int64).ravel(),
-        scaler_min=arrays["scaler_min"].astype(np.float64).ravel(),
-        scaler_max=arrays["scaler_max"].astype(np.float64).ravel(),
+        scaler_min=scaler_min,
+        scaler_max=scaler_max,
         n_nodes=n_rows,
         n_groups=int(np.unique(group_ids).size),
         node_ids=arrays.get("node_ids", np.arange(n_rows)).astype(np.int64),
@@ -464,7 +476,21 @@ def _scaler(checkpoint: dict) -> tuple[np.ndarray, np.ndarray]:
     info = checkpoint.get("dataset_info", {})
     if "scaler_min" not in info or "scaler_max" not in info:
         raise CardioScarError("The checkpoint has no coordinate scaler (dataset_info.scaler_min/max); retrain the model.")
-    return np.asarray(info["scaler_min"], dtype=np.float64).ravel(), np.asarray(info["scaler_max"], dtype=np.float64).ravel()
+    return _checked_scaler(info["scaler_min"], info["scaler_max"], "The checkpoint's dataset_info")
+
+
+def _checked_scaler(low, high, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The coordinate scaler's (3,) minima and maxima, or a one-line error: a damaged scaler would
+    silently map every node to the wrong place (or NaN)."""
+    try:
+        low, high = (np.asarray(value, dtype=np.float64).ravel() for value in (low, high))
+    except (TypeError, ValueError):
+        raise CardioScarError(f"{where}: scaler_min/scaler_max are not numbers; retrain the model.") from None
+    if low.shape != (3,) or high.shape != (3,) or not (np.isfinite(low).all() and np.isfinite(high).all()) \
+            or np.any(high < low):
+        raise CardioScarError(f"{where}: scaler_min/scaler_max must be 3 finite values each with min <= max, got "
+                              f"{low.tolist()} / {high.tolist()}; re-run `cardioscar prepare` or retrain the model.")
+    return low, high
 
 
 def predict_on_points(
@@ -506,6 +532,8 @@ def predict_on_points(
         mean, std = mc_dropout_predict(
             model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel
         )
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise CardioScarError("The model predicts NaN or infinite values: its weights are damaged; retrain it.")
     binary = (mean >= threshold).astype(np.uint8) if threshold is not None else None
     return InferenceResult(
         mean_predictions=mean,

@@ -264,5 +264,6 @@ def write_dataset(writer: vtk.vtkWriter, target: Path) -> None:
     """Run a configured VTK writer into ``target`` through :func:`atomic_write`."""
     with atomic_write(target) as tmp:
         writer.SetFileName(str(tmp))
-        if writer.Write() != 1 or tmp.stat().st_size == 0:
+        # the XML writers return 1 on a full disk and report it only through their error code
+        if writer.Write() != 1 or writer.GetErrorCode() != 0 or tmp.stat().st_size == 0:
             raise CardioScarError(f"Could not write {target}; check that the folder is writable and has space")

@@ -161,6 +161,8 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     Node volumes of the truth mesh weight the volume error. The uncertainty field is optional;
     the on/between-slice split needs ``on_slice_mask``.
     """
+    if not 0.0 <= threshold <= 1.0:
+        raise CardioScarError(f"threshold must be within [0, 1], got {threshold}")
     prediction = read_mesh(prediction_path)
     truth_mesh = read_mesh(truth_path)
     if prediction.n_points != truth_mesh.n_points:
@@ -170,5 +172,9 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     truth = truth_mesh.point_array(truth_field)
     has_uncertainty = prediction.dataset.GetPointData().GetArray(uncertainty_field) is not None
     uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty else None
+    for path, field, values in ((prediction_path, probability_field, probability), (truth_path, truth_field, truth)):
+        if not np.all(np.isfinite(values)):
+            raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
+                                  f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
     return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
                            node_volumes(truth_mesh.dataset), threshold)
