@@ -27,14 +27,18 @@ from cardioscar.errors import CardioScarError
 logger = logging.getLogger(__name__)
 
 def _numpy_globals() -> list:
-    """What a pickled numpy array or scalar names, under numpy 2's module names and numpy 1's
-    (a file keeps the names of the numpy that wrote it)."""
+    """What a pickled numpy array or scalar names. A file keeps the module names of the numpy that
+    wrote it (``numpy.core`` in 1.x, ``numpy._core`` in 2.x); torch >= 2.6 accepts both names for
+    one function, older ones only the installed numpy's own."""
     multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    named = [(multiarray._reconstruct, "_reconstruct"), (multiarray.scalar, "scalar")]
-    aliases = [(function, f"{module}.multiarray.{name}") for function, name in named
-               for module in ("numpy.core", "numpy._core")]
-    dtypes = [type(np.dtype(kind)) for kind in (np.float64, np.float32, np.int64, np.int32, np.int16, np.uint8, np.bool_)]
-    return aliases + [np.ndarray, np.dtype] + dtypes
+    functions = [(multiarray._reconstruct, "_reconstruct"), (multiarray.scalar, "scalar")]
+    if torch.__version__ >= "2.6":
+        named = [(function, f"{module}.multiarray.{name}") for function, name in functions
+                 for module in ("numpy.core", "numpy._core")]
+    else:
+        named = [function for function, _ in functions]
+    kinds = (np.float64, np.float32, np.int64, np.int32, np.int16, np.uint8, np.bool_)
+    return named + [np.ndarray, np.dtype] + [type(np.dtype(kind)) for kind in kinds]
 
 
 #: Globals besides torch's own that a checkpoint may name (see the module docstring).
