@@ -47,6 +47,7 @@ def test_round_trip_with_weights_only(tmp_path):
     assert loaded["hyperparameters"]["hidden_dim"] == 24 and loaded["hyperparameters"]["mc_samples"] == 3
     assert loaded["provenance"]["torch_version"] == str(torch.__version__)
     assert loaded["provenance"]["input_sizes"] == {"mesh": 1234}
+    assert loaded["history"]["losses"] == loaded["history"]["train_loss"] == [0.3, 0.2]  # the reference tool's name too
     rebuilt = model_from_checkpoint(loaded)
     x = torch.rand(64, 3)
     assert torch.equal(rebuilt(x), model.eval()(x)) and rebuilt.n_layers == 3

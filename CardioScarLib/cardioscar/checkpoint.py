@@ -69,6 +69,12 @@ def _plain(value):
     raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint")
 
 
+#: The reference tool's names for history entries (its scripts read ``history['losses']``), kept
+#: beside ours. Its ``converged_epoch`` counted the epochs run; ours is the best epoch, whose
+#: weights the checkpoint holds (``epochs_run`` counts them).
+REFERENCE_HISTORY_NAMES = {"losses": "train_loss", "lrs": "learning_rate", "training_time": "seconds"}
+
+
 def build_checkpoint(model: BayesianNN, history: dict, config, dataset_info: dict,
                      provenance: dict | None = None) -> dict:
     """Assemble the checkpoint dict.
@@ -84,7 +90,8 @@ def build_checkpoint(model: BayesianNN, history: dict, config, dataset_info: dic
     stamp.update(provenance or {})
     return {
         "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "history": _plain(history),
+        "history": _plain({**history, **{reference: history[ours] for reference, ours in REFERENCE_HISTORY_NAMES.items()
+                                          if ours in history}}),
         "hyperparameters": _plain(hyperparameters),
         "dataset_info": _plain(dataset_info),
         "provenance": _plain(stamp),
