@@ -175,3 +175,16 @@ def test_scaler_is_fitted_on_all_nodes_and_inverts() -> None:
     low, high = fit_scaler(flat)
     assert np.isfinite(normalize(flat, low, high)).all()
     np.testing.assert_allclose(denormalize(normalize(flat, low, high), low, high), flat)
+
+
+def test_a_mesh_in_metres_that_lands_in_a_few_pixels_is_refused() -> None:
+    """A heart mesh in metres (10 cm across = 0.1 units) placed where the image's millimetres put
+    its origin maps into a pixel or two: rows, but nonsense. The sizes say why."""
+    ijk_to_lps = np.diag([1.5, 1.5, 8.0, 1.0])
+    volume = np.full((3, 200, 200), 0.5)
+    slices = slices_from_array(volume, ijk_to_lps, "z", None, half_thickness=4.0)
+    heart_in_metres = np.random.default_rng(0).uniform([0.1, 0.1, -0.05], [0.2, 0.2, 0.05], size=(500, 3))
+    with pytest.raises(CardioScarError, match="differ in size by orders of magnitude .* in metres or centimetres"):
+        map_slices_to_nodes(heart_in_metres, slices)
+    heart_in_mm = heart_in_metres * 1000.0 - [0.0, 0.0, -4.0]
+    assert map_slices_to_nodes(heart_in_mm, slices).n_groups > 100

@@ -94,13 +94,19 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
         offset += layer.values.size
     node_ids = np.concatenate(node_parts)
     keys = np.concatenate(key_parts)
+    corners = np.concatenate([layer.footprint_corners_lps() for layer in layers])
     if node_ids.size == 0:
-        corners = np.concatenate([layer.footprint_corners_lps() for layer in layers])
         raise CardioScarError(
             f"No mesh node lies inside any slice footprint: mesh LPS bounds {bounds_text(points)}, slices LPS "
             f"bounds {bounds_text(corners)}{_unit_hint(points, corners)}; check that mesh and image share a frame "
             "(SPACE marker), --slice-axis and --slice-thickness-padding")
 
+    ratio = _size_ratio(points, corners)
+    if 0.0 < ratio < 1 / 100 or ratio > 100:
+        # a mesh in metres near the image origin lands in a pixel or two: rows, but nonsense
+        raise CardioScarError(f"The mesh (LPS bounds {bounds_text(points)}) and the slices (LPS bounds "
+                              f"{bounds_text(corners)}) differ in size by orders of magnitude"
+                              f"{_unit_hint(points, corners)}")
     unique_keys, group_ids = np.unique(keys, return_inverse=True)
     # Stable: within a group (one slice) nodes keep their ascending order from np.flatnonzero.
     order = np.argsort(group_ids, kind="stable")
@@ -121,10 +127,15 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
                         group_slice=group_slice, group_pixel=group_pixel)
 
 
+def _size_ratio(points: np.ndarray, corners: np.ndarray) -> float:
+    """Largest extent of the mesh over that of the slices (0 for a single node)."""
+    return float(np.ptp(points, axis=0).max() / max(np.ptp(corners, axis=0).max(), 1e-12))
+
+
 def _unit_hint(points: np.ndarray, corners: np.ndarray) -> str:
     """A hint when the mesh is orders of magnitude larger or smaller than the slices: simulation
     meshes are often in micrometres (openCARP) or metres, images always in millimetres."""
-    ratio = float(np.ptp(points, axis=0).max() / max(np.ptp(corners, axis=0).max(), 1e-12))
+    ratio = _size_ratio(points, corners)
     if ratio == 0.0 or 1 / 30 <= ratio <= 30:  # (a single node has no size)
         return ""
     unit = "micrometres" if ratio > 30 else "metres or centimetres"
