@@ -114,6 +114,21 @@ def test_grid_layer_round_trip(tmp_path: Path, suffix: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".vtk", ".vtu"])
+def test_grid_of_sheared_pixels_with_an_obtuse_angle_round_trips(tmp_path: Path, suffix: str) -> None:
+    """Sheared pixels whose short diagonal is shorter than an edge: the diagonal is the offset that
+    is the sum of the other two, not the longest one."""
+    axis_j = np.array([-0.9, 0.45, 0.0])
+    layer = SliceLayer(values=np.random.default_rng(2).random((3, 4)), origin=np.array([5.0, -3.0, 40.0]),
+                       axis_i=np.array([1.0, 0.0, 0.0]), axis_j=axis_j / np.linalg.norm(axis_j), spacing=(1.0, 1.0),
+                       half_thickness=4.0, label="sheared")
+    path = tmp_path / f"sheared{suffix}"
+    slice_to_vtk_grid(layer, path)
+    back = slice_from_vtk_grid(path, half_thickness=4.0)
+    np.testing.assert_allclose(back.pixel_centres_lps(), layer.pixel_centres_lps(), atol=1e-6)
+    np.testing.assert_allclose(back.values, layer.values)
+
+
+@pytest.mark.parametrize("suffix", [".vtk", ".vtu"])
 def test_grid_holes_become_nan(tmp_path: Path, suffix: str) -> None:
     values = np.random.default_rng(2).random((4, 5))
     values[1, 3] = values[3, 0] = np.nan

@@ -344,11 +344,14 @@ def _field_names(data: vtk.vtkFieldData) -> str:
 
 
 def _cell_edges(dataset: vtk.vtkDataSet, source: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The two edge vectors of the first cell, in the order its points list them (i first, then j)."""
+    """The two edge vectors of the first cell, in the order its points list them (i first, then j).
+
+    Of the three offsets from the first corner the diagonal is the sum of the other two (pixel
+    and quad cells list their corners in different orders); the longest offset is not always it
+    (sheared pixels with an obtuse angle)."""
     corners = vtk_to_numpy(dataset.GetCell(0).GetPoints().GetData()).astype(np.float64)
     offsets = corners[1:] - corners[0]
-    lengths = np.linalg.norm(offsets, axis=1)
-    diagonal = int(np.argmax(lengths))
+    diagonal = int(np.argmin([np.linalg.norm(2 * offsets[k] - offsets.sum(axis=0)) for k in range(3)]))
     edges = [offsets[k] for k in range(3) if k != diagonal]
     if min(np.linalg.norm(e) for e in edges) < 1e-9:
         raise CardioScarError(f"{source}: the first cell is degenerate (zero-size edge)")
