@@ -98,6 +98,35 @@ def test_reference_checkpoint_holding_numpy_arrays_and_scalars_loads(tmp_path):
     assert not marker.exists()
 
 
+def test_reference_checkpoint_is_sampled_with_its_own_dropout_layout(tmp_path):
+    """The reference tool's code puts one dropout after hidden layer 2 (its Sequential: Linear,
+    ReLU, Linear, ReLU, Linear, Dropout, ReLU, Linear, ReLU, Linear, Sigmoid), not after layers 1
+    and 3 as documented. Rebuilt with the documented layout its MC spread was twice to seven
+    times its own; rebuilt from the file's layer positions it is the same."""
+    from torch import nn
+
+    from cardioscar.inference import mc_dropout_predict
+
+    torch.manual_seed(0)
+    reference = nn.Sequential(nn.Linear(3, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128),
+                              nn.Dropout(0.1), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 1),
+                              nn.Sigmoid())
+    path = tmp_path / "reference.pth"
+    torch.save({"model_state_dict": {f"network.{k}": v for k, v in reference.state_dict().items()},
+                "hyperparameters": {"dropout_rate": 0.1, "hidden_size": 128, "n_hidden_layers": 4}}, path)
+    model = model_from_checkpoint(load_checkpoint(path))
+    assert model.dropout_after == (2,)
+    x = torch.rand(300, 3)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference.eval()(x), atol=1e-6)
+        reference.train()
+        samples = torch.stack([reference(x)[:, 0] for _ in range(400)])
+    _, spread = mc_dropout_predict(model, x.numpy(), mc_samples=400, device="cpu")
+    assert float(spread.mean()) == pytest.approx(float(samples.std(0, correction=0).mean()), rel=0.1)
+    ours = model_from_checkpoint(make_checkpoint()[1])  # our own files keep the documented layout
+    assert ours.dropout_after == (1, 3)
+
+
 def test_crafted_pickle_is_refused_without_running_code(tmp_path):
     marker = tmp_path / "payload_ran"
     path = tmp_path / "evil.pth"

@@ -54,10 +54,12 @@ def step_gradients(model, batch, passes, seed, pool=None):
     return loss, [None if p.grad is None else p.grad.clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("dropout,passes,rows", [(0.0, 3, 9), (0.1, 3, 9), (0.3, 1, 5), (0.3, 4, 1000)])
-def test_step_matches_autograd_with_the_same_masks(dropout, passes, rows):
+@pytest.mark.parametrize("dropout,passes,rows,after", [(0.0, 3, 9, None), (0.1, 3, 9, None), (0.3, 1, 5, None),
+                                                      (0.3, 4, 1000, None), (0.2, 3, 9, (2,))])
+def test_step_matches_autograd_with_the_same_masks(dropout, passes, rows, after):
+    """``after=(2,)``: the reference tool's one dropout after hidden layer 2 (a fine-tuned reference checkpoint)."""
     torch.manual_seed(1)
-    model = BayesianNN(3, 16, 4, dropout)
+    model = BayesianNN(3, 16, 4, dropout, dropout_after=after)
     data = make_batch()
     batch = chunk_batch(data.coordinates, data.intensities, data.group_ids, rows)
     assert (len(batch.chunks) > 5) == (rows < 100) and batch.n_groups == 40

@@ -12,7 +12,8 @@ def test_default_architecture_has_documented_parameter_count():
     assert [(l.in_features, l.out_features) for l in model.linear_layers()] == \
         [(3, 128), (128, 128), (128, 128), (128, 128), (128, 1)]
     assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 2
-    assert model.architecture() == {"input_dim": 3, "hidden_dim": 128, "n_layers": 4, "dropout_rate": 0.1}
+    assert model.architecture() == {"input_dim": 3, "hidden_dim": 128, "n_layers": 4, "dropout_rate": 0.1,
+                                    "dropout_after": [1, 3]}
 
 
 @pytest.mark.parametrize("hidden, layers", [(64, 2), (32, 6), (16, 1)])

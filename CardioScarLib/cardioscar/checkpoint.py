@@ -139,13 +139,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
+def _linear_indices(state: dict) -> list[int]:
+    """Positions of the Linear layers in the ``network`` Sequential that wrote ``state``."""
+    return sorted({int(key.split(".")[1]) for key in state if re.fullmatch(r"network\.\d+\.(weight|bias)", key)})
+
+
+def _dropout_after(state: dict) -> list[int]:
+    """The hidden layers a dropout followed in the network that wrote ``state``: between two
+    Linear layers sit a ReLU, and a Dropout where the gap is wider. Ours follow every second
+    layer; the reference tool's code puts one after hidden layer 2, whatever its docstring says."""
+    indices = _linear_indices(state)
+    return [k for k, (here, following) in enumerate(zip(indices, indices[1:])) if following - here > 2]
+
+
 def _ordered_linear_state(state: dict, model: BayesianNN) -> dict:
     """Map ``network.<i>.weight/bias`` entries onto the model's Linear layers by order.
 
     The reference tool places its dropout layers at other positions of the Sequential, so the
     same Linear layers have other indices in its files; their order is what identifies them.
     """
-    indices = sorted({int(key.split(".")[1]) for key in state if re.fullmatch(r"network\.\d+\.(weight|bias)", key)})
+    indices = _linear_indices(state)
     linears = model.linear_layers()
     if len(indices) != len(linears):
         raise CardioScarError(f"the checkpoint has {len(indices)} Linear layers but its hyperparameters describe "
@@ -159,7 +172,8 @@ def _ordered_linear_state(state: dict, model: BayesianNN) -> dict:
 
 
 def model_from_checkpoint(checkpoint: dict) -> BayesianNN:
-    """Rebuild the network of a checkpoint (ours or the reference tool's), in eval mode."""
+    """Rebuild the network of a checkpoint (ours or the reference tool's), in eval mode, with its
+    dropout layers where the network that wrote it had them."""
     hyper = dict(checkpoint.get("hyperparameters") or {})
     for alias, key in (("hidden_size", "hidden_dim"), ("n_hidden_layers", "n_layers")):
         if key not in hyper and alias in hyper:
@@ -167,7 +181,7 @@ def model_from_checkpoint(checkpoint: dict) -> BayesianNN:
     arch = {key: hyper.get(key, DEFAULT_ARCHITECTURE[key]) for key in ARCHITECTURE_KEYS}
     try:
         model = BayesianNN(int(arch["input_dim"]), int(arch["hidden_dim"]), int(arch["n_layers"]),
-                           float(arch["dropout_rate"]))
+                           float(arch["dropout_rate"]), _dropout_after(checkpoint["model_state_dict"]))
         model.load_state_dict(_ordered_linear_state(checkpoint["model_state_dict"], model))
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

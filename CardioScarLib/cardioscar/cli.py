@@ -261,10 +261,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_fine_tune(args: argparse.Namespace) -> None:
     from cardioscar.logic import fine_tune_scar_model
 
-    given = [flag for name, flag in (("hidden_dim", "--hidden-dim"), ("n_layers", "--n-layers"))
-             if getattr(args, name) is not None]
+    given = [flag for name, flag in (("hidden_dim", "--hidden-dim"), ("n_layers", "--n-layers"),
+                                     ("dropout_rate", "--dropout-rate")) if getattr(args, name) is not None]
     if given:
-        raise CardioScarError(f"{' and '.join(given)} cannot change a model being fine-tuned: its architecture comes "
+        raise CardioScarError(f"{', '.join(given)} cannot change a model being fine-tuned: its architecture comes "
                               "from --model (train a new model to change it)")
     _run_training(
         args,

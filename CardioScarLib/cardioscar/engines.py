@@ -9,6 +9,7 @@ repeated predictions can serve as an uncertainty estimate.
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -75,26 +76,33 @@ class BayesianNN(nn.Module):
     """Coordinate MLP with MC dropout.
 
     ``n_layers`` hidden ``Linear + ReLU`` layers of width ``hidden_dim``, with a dropout layer after
-    every second hidden layer, then ``Linear(hidden_dim, 1)`` and a sigmoid. The defaults
-    (3 -> 4 x 128 -> 1, p = 0.1) give the documented 50,177 parameters.
+    every second hidden layer (as documented; ``dropout_after`` lists other 0-based hidden layers),
+    then ``Linear(hidden_dim, 1)`` and a sigmoid. The defaults (3 -> 4 x 128 -> 1, p = 0.1) give
+    the documented 50,177 parameters. The reference tool's code puts its one dropout after hidden
+    layer 2 instead (``dropout_after=(2,)``); its checkpoints are rebuilt that way
+    (:func:`cardioscar.checkpoint.model_from_checkpoint`), so their MC samples are its own.
     """
 
     def __init__(self, input_dim: int = 3, hidden_dim: int = 128, n_layers: int = 4,
-                 dropout_rate: float = 0.1) -> None:
+                 dropout_rate: float = 0.1, dropout_after: Sequence[int] | None = None) -> None:
         super().__init__()
         if input_dim < 1 or hidden_dim < 1 or n_layers < 1:
             raise ValueError("BayesianNN needs input_dim, hidden_dim and n_layers >= 1")
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"BayesianNN dropout_rate must be in [0, 1), got {dropout_rate}")
+        after = tuple(range(1, n_layers, 2)) if dropout_after is None else tuple(sorted({int(i) for i in dropout_after}))
+        if any(not 0 <= index < n_layers for index in after):
+            raise ValueError(f"BayesianNN dropout_after must list hidden layers 0..{n_layers - 1}, got {list(after)}")
         self.input_dim = int(input_dim)
         self.hidden_dim = int(hidden_dim)
         self.n_layers = int(n_layers)
         self.dropout_rate = float(dropout_rate)
+        self.dropout_after = after
         layers: list[nn.Module] = []
         width_in = self.input_dim
         for index in range(self.n_layers):
             layers += [nn.Linear(width_in, self.hidden_dim), nn.ReLU()]
-            if index % 2 == 1:
+            if index in after:
                 layers.append(nn.Dropout(self.dropout_rate))
             width_in = self.hidden_dim
         layers.append(nn.Linear(width_in, 1))
@@ -142,7 +150,7 @@ class BayesianNN(nn.Module):
     def architecture(self) -> dict:
         """Constructor arguments, stored in checkpoints so the model can be rebuilt exactly."""
         return {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim,
-                "n_layers": self.n_layers, "dropout_rate": self.dropout_rate}
+                "n_layers": self.n_layers, "dropout_rate": self.dropout_rate, "dropout_after": list(self.dropout_after)}
 
 
 def compute_group_reconstruction_loss(predictions: torch.Tensor, targets: torch.Tensor,

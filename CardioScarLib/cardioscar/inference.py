@@ -228,7 +228,7 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     if mc_samples == 1:
         logger.warning("mc_samples=1: the uncertainty (std) will be 0 everywhere; use >= 2 samples")
     device = as_device(device)
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]  # eval() + enable_dropout() is a mode too
     home = next(model.parameters()).device
     model = model.to(device)
     model.eval()
@@ -262,6 +262,7 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
             while in_flight:
                 collect()
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
         model.to(home)
     return mean, std
