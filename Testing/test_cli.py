@@ -282,8 +282,8 @@ def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refuse
 def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path):
     _, paths, out = trained_case
     _assert_user_error(run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
-                               "--output", tmp_path / "t.pth", "--hidden-dim", "64"),
-                       "--hidden-dim cannot change a model being fine-tuned")
+                               "--output", tmp_path / "t.pth", "--hidden-dim", "64", "--dropout-rate", "0.3"),
+                       "--hidden-dim, --dropout-rate cannot change a model being fine-tuned")
     _assert_user_error(run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", tmp_path / "layer.vtk",
                                "--slice-indices", "1", "--output", tmp_path / "d.npz"),
                        "--slice-indices and --slice-axis choose slices of an --image")

@@ -179,6 +179,17 @@ def test_settings_are_restored_even_on_cancel(model, flush_before):
         torch.set_flush_denormal(False)
 
 
+def test_the_documented_mc_setup_eval_plus_enable_dropout_is_kept(model):
+    """``model.eval(); model.enable_dropout()`` (the documented MC recipe) is a state of its own:
+    after a prediction the dropout layers must still be on."""
+    coords = np.random.default_rng(6).random((50, 3)).astype(np.float32)
+    model.eval()
+    model.enable_dropout()
+    flags = [module.training for module in model.modules()]
+    mc_dropout_predict(model, coords, mc_samples=3, device="cpu")
+    assert [module.training for module in model.modules()] == flags and any(flags) and not model.training
+
+
 def test_split_network_finds_the_deterministic_prefix():
     from cardioscar.inference import split_network
 
