@@ -26,7 +26,8 @@ pick_python() {
         echo "install.sh: the test suite needs Python 3.11 (slicer-core has wheels for 3.11 only); install python3.11" >&2
         exit 1
     fi
-    for candidate in python3 python3.12 python3.11 python3.10; do
+    # 3.11 first where it exists: the same .venv then serves the tests later
+    for candidate in python3.11 python3 python3.12 python3.10; do
         if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
             echo "$candidate"; return
         fi
@@ -36,6 +37,11 @@ pick_python() {
 }
 
 python_bin="$(pick_python)"
+if [ "$with_tests" = 1 ] && [ -f "$venv/pyvenv.cfg" ] && [ -x "$venv/bin/python" ] \
+        && ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    echo "install.sh: $venv has Python $("$venv/bin/python" -c 'import platform; print(platform.python_version())'); the tests need 3.11: making it again" >&2
+    rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/python" ]; then
     "$python_bin" -m venv "$venv"
 fi

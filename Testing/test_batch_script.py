@@ -234,9 +234,9 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
     cases = [
         (["--volume", missing, "--save-model", str(tmp_path / "m.pt")], "Save the model as a .pth file, got 'm.pt'"),
         (["--model", str(tmp_path / "m.pth"), "--volume", missing, "--scar-labels", "4", "--normalize-intensities",
-          "--partial-volume-correction", "--preset", "fast"],
-         "--volume, --scar-labels, --normalize-intensities, --partial-volume-correction, --preset only apply to "
-         "training; --model applies a saved model without training"),
+          "--partial-volume-correction", "--preset", "fast", "--threads", "1", "--no-progress"],
+         "--volume, --scar-labels, --normalize-intensities, --partial-volume-correction, --preset, --threads, "
+         "--no-progress only apply to training; --model applies a saved model without training"),
         (["--volume", missing, "--output", str(tmp_path / "o.vtp")], "Cannot write the volumetric mesh"),
     ]
     script = _load_script()

@@ -138,6 +138,8 @@ def test_evaluate_prints_metrics(trained_case, tmp_path):
     proc = run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"], "--json", tmp_path / "m.json")
     assert proc.returncode == 0, proc.stderr
     assert '"dice"' in proc.stdout and (tmp_path / "m.json").is_file()
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0.0 < metrics["mean_uncertainty"] < 0.5  # from the prediction's scar_uncertainty field
 
 
 def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path):
@@ -283,10 +285,16 @@ def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path):
     _, paths, out = trained_case
     _assert_user_error(run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
                                "--output", tmp_path / "t.pth", "--hidden-dim", "64", "--dropout-rate", "0.3"),
-                       "--hidden-dim, --dropout-rate cannot change a model being fine-tuned")
+                       "unrecognized arguments: --hidden-dim 64 --dropout-rate 0.3")
     _assert_user_error(run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", tmp_path / "layer.vtk",
                                "--slice-indices", "1", "--output", tmp_path / "d.npz"),
                        "--slice-indices and --slice-axis choose slices of an --image")
     _assert_user_error(run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"],
                                "--threshold", "nan"), "threshold must be within [0, 1]")
+    prediction = tmp_path / "result.vtk"
+    prediction.write_bytes((out / "result.vtk").read_bytes())
+    _assert_user_error(run_cli("evaluate", "--prediction", prediction, "--truth", paths["mesh"], "--json", prediction),
+                       "--json must end in .json")
+    assert prediction.read_bytes() == (out / "result.vtk").read_bytes()
+    prediction.unlink()
     assert not list(tmp_path.iterdir())

@@ -35,7 +35,7 @@ _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float
 #: Arguments that only a training run reads: refused with --model when they differ from their default.
 _TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "normalize_intensities",
                   "partial_volume_correction", "preset", "max_epochs", "early_stopping_patience", "mc_samples",
-                  "batch_size", "save_model") + tuple(name for name, _ in _EXTRA_TRAINING)
+                  "batch_size", "save_model", "threads", "no_progress") + tuple(name for name, _ in _EXTRA_TRAINING)
 
 
 def _add_package_paths() -> None:

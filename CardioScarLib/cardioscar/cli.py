@@ -63,7 +63,11 @@ def _padding(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"must be a width in mm such as 4.0, or auto (got {text!r})") from None
 
 
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
+#: Options that set the network's architecture: not for fine-tuning, whose model brings its own.
+_ARCHITECTURE_OPTIONS = ("hidden_dim", "n_layers", "dropout_rate")
+
+
+def _add_training_options(parser: argparse.ArgumentParser, architecture: bool = True) -> None:
     parser.add_argument("--training-data", required=True, type=Path, help="training data (.npz) from `cardioscar prepare`")
     parser.add_argument("--output", required=True, type=Path, help="output model checkpoint (.pth)")
     parser.add_argument(
@@ -74,7 +78,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "Options given explicitly override the preset.",
     )
     for name, flag, kind, text in _TRAINING_OPTIONS:
-        parser.add_argument(flag, dest=name, type=kind, default=None, help=text)
+        if architecture or name not in _ARCHITECTURE_OPTIONS:
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=text)
     parser.add_argument("--cpu", action="store_true", help="force CPU even when a CUDA GPU is available")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -122,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("fine-tune", help="warm-start from a trained model, optionally freezing its first layers")
     tune.add_argument("--model", required=True, type=Path, help="checkpoint (.pth) to start from")
     tune.add_argument("--freeze-layers", type=int, default=0, help="freeze the first K linear layers (default 0)")
-    _add_training_options(tune)
+    _add_training_options(tune, architecture=False)
     tune.set_defaults(handler=_cmd_fine_tune)
 
     apply = sub.add_parser("apply", help="predict scar probability and uncertainty on every mesh node")
@@ -169,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _training_config(args: argparse.Namespace):
     from cardioscar.training import TrainingConfig
 
-    overrides = {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name) is not None}
+    overrides = {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name, None) is not None}
     return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
 
 
@@ -190,14 +195,14 @@ def _progress_bar(config, enabled: bool):
     return bar, update
 
 
-def _check_output(output: Path, suffix: str, inputs: Sequence[Optional[Path]]) -> None:
-    """Refuse an ``--output`` of the wrong kind, or one that is also an input (writing the result
+def _check_output(output: Path, suffix: str, inputs: Sequence[Optional[Path]], flag: str = "--output") -> None:
+    """Refuse an output file of the wrong kind, or one that is also an input (writing the result
     there would destroy that input, e.g. a mesh turned into training data)."""
     if output.suffix.lower() != suffix:
-        raise CardioScarError(f"--output must end in {suffix}, got '{output.name}'")
+        raise CardioScarError(f"{flag} must end in {suffix}, got '{output.name}'")
     for given in inputs:
         if given is not None and given.exists() and output.exists() and output.resolve() == given.resolve():
-            raise CardioScarError(f"--output {output} is also an input: choose another file name")
+            raise CardioScarError(f"{flag} {output} is also an input: choose another file name")
 
 
 def _run_training(args: argparse.Namespace, train: Callable) -> None:
@@ -261,11 +266,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_fine_tune(args: argparse.Namespace) -> None:
     from cardioscar.logic import fine_tune_scar_model
 
-    given = [flag for name, flag in (("hidden_dim", "--hidden-dim"), ("n_layers", "--n-layers"),
-                                     ("dropout_rate", "--dropout-rate")) if getattr(args, name) is not None]
-    if given:
-        raise CardioScarError(f"{', '.join(given)} cannot change a model being fine-tuned: its architecture comes "
-                              "from --model (train a new model to change it)")
     _run_training(
         args,
         lambda config, device, update: fine_tune_scar_model(
@@ -292,6 +292,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from cardioscar.atomic import atomic_write
     from cardioscar.metrics import evaluate_meshes
 
+    if args.json_path is not None:
+        _check_output(args.json_path, ".json", [args.prediction, args.truth], "--json")
     metrics = evaluate_meshes(
         args.prediction,
         args.truth,

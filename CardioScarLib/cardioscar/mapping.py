@@ -1,8 +1,8 @@
 """Vectorised mapping of mesh nodes to slice pixels (groups).
 
 A group is one pixel of one slice: the mesh nodes whose continuous pixel index rounds to that pixel
-(footprint ``[i-0.5, i+0.5) x [j-0.5, j+0.5)``) and whose distance to the slice plane along its
-normal is at most ``half_thickness``. The node's target is that same pixel's value, so value and
+(footprint ``[i-0.5, i+0.5) x [j-0.5, j+0.5)``) and whose signed distance d to the slice plane along
+its normal has ``-half_thickness <= d < half_thickness`` (:meth:`SliceLayer.in_slab`). The node's target is that same pixel's value, so value and
 group can never disagree (the reference tool read them from different voxels). Slices are handled
 one at a time with a single matrix product each; a node inside the slabs of two slices belongs to
 both groups (it is never dropped or deduplicated). Pixels whose value is NaN (grid-layer holes)

@@ -132,7 +132,8 @@ def uncertainty_on_off_slices(uncertainty: np.ndarray, on_slice_mask: np.ndarray
 def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray | None = None,
                     on_slice_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
                     threshold: float = 0.5) -> dict:
-    """All scores in one dict: dice, volume_error, auc, uncertainty_on_slices, uncertainty_between_slices.
+    """All scores in one dict: dice, volume_error, auc, mean_uncertainty, uncertainty_on_slices,
+    uncertainty_between_slices.
 
     Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask)
     are ``None`` so the dict stays valid JSON.
@@ -145,6 +146,7 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
         "dice": dice(probability, truth, threshold),
         "volume_error": volume_error(probability, truth, weights, threshold),
         "auc": None if math.isnan(area_under) else area_under,
+        "mean_uncertainty": None if uncertainty is None else float(np.mean(uncertainty)),
         "uncertainty_on_slices": on,
         "uncertainty_between_slices": off,
         "threshold": threshold,
