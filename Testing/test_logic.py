@@ -297,6 +297,10 @@ def test_seeded_inference_is_reproducible_and_leaves_global_rng(prepared):
     np.testing.assert_array_equal(first.mean_predictions, second.mean_predictions)
     assert not np.array_equal(first.mean_predictions, other.mean_predictions)
     assert torch.equal(state, torch.random.get_rng_state())
+    # unseeded calls are independent draws (they used to repeat the forked global state's masks)
+    unseeded = [predict_on_points(checkpoint, phantom.points_lps, mc_samples=3).mean_predictions for _ in range(2)]
+    assert not np.array_equal(*unseeded)
+    assert torch.equal(state, torch.random.get_rng_state())
 
 
 def test_process_vtk_grid_data_on_a_one_row_2d_layer_takes_its_flat_axis_as_normal():

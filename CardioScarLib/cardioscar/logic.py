@@ -526,8 +526,9 @@ def predict_on_points(
         )
     device = as_device(device)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        if seed is not None:
-            torch.manual_seed(seed)
+        # without a seed, fresh entropy: drawing from the forked global state would give every
+        # unseeded call the same masks
+        torch.manual_seed(seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0]))
         model = model_from_checkpoint(checkpoint)  # its layer initialisation draws random numbers too
         mean, std = mc_dropout_predict(
             model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel
