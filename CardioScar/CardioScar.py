@@ -90,7 +90,8 @@ class CardioScarParameterNode:
     documented preset, one click away in the preset box); the others equal the command line's.
     """
 
-    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode]
+    # None belongs in the Union: the wrapper writes each default (None) when it wraps a node
+    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, None]
     sliceAxis: Annotated[str, Choice(["z", "y", "x"])] = "z"
     sliceIndices: str = ""
     scarLabels: str = ""
@@ -151,12 +152,14 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
-        self.ui.forceCpuCheckBox.connect("toggled(bool)", lambda _checked: self._updateDeviceLabel())
+        # "clicked": user clicks only; restoring a scene toggles it too, and the label imports torch
+        self.ui.forceCpuCheckBox.connect("clicked(bool)", lambda _checked: self._updateDeviceLabel())
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.progressBar.setVisible(False)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self._cancelRequested = True  # a reload during a run: the old run stops at its next poll
         self.removeObservers()
 
     def onReload(self) -> None:
@@ -182,6 +185,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self._cancelRequested = True  # closing the scene removes the run's nodes: stop it
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -252,7 +256,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.toolTip = (_("Train on the chosen slices and write the scar fields on the mesh")
                                        if canTrain else _("Select the LGE volume and the heart mesh"))
         savedPath = str(p.savedModelPath) if p.savedModelPath else ""
-        self.ui.applySavedButton.enabled = bool(p.heartModel and savedPath.endswith(".pth"))
+        self.ui.applySavedButton.enabled = bool(p.heartModel and savedPath.lower().endswith(".pth"))
         self.ui.saveModelButton.enabled = self.logic.last_checkpoint is not None
 
     def _inputNodes(self) -> list:
@@ -294,11 +298,14 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _dependenciesReady(self) -> bool:
         """:meth:`ensureDependencies` with its errors shown in a dialog (raised in a Qt slot they
-        would only reach the Python console, and the button would seem to do nothing)."""
-        with slicer.util.tryWithErrorDisplay(_("CardioScar cannot run without its Python packages."),
-                                             waitCursor=False):
-            return self.ensureDependencies()
-        return False
+        would only reach the Python console, and the button would seem to do nothing).
+        ``tryWithErrorDisplay`` shows the dialog and raises again; the error is then handled."""
+        try:
+            with slicer.util.tryWithErrorDisplay(_("CardioScar cannot run without its Python packages."),
+                                                 waitCursor=False):
+                return self.ensureDependencies()
+        except Exception:  # noqa: BLE001 - already shown to the user in the dialog
+            return False
 
     def ensureDependencies(self) -> bool:
         """torch through the PyTorch extension (asked once per session), others through pip."""
@@ -382,6 +389,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.statusLabel.text = _("Cancelled: the mesh was left as it was.")
                     return
                 self._showResult(result)
+        except Exception:  # noqa: BLE001 - shown in the dialog (which raises again); the label must not stay "Training..."
+            self.ui.statusLabel.text = _("Failed: see the message.")
         finally:
             self._setRunning(False, button, idleText)
 
@@ -434,7 +443,9 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceLabel.text = result.device
         if result.chart_node is not None:
             slicer.modules.plots.logic().ShowChartInLayout(result.chart_node)
-        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(result.table_node.GetID())
+        application = slicer.app.applicationLogic()
+        application.GetSelectionNode().SetActiveTableID(result.table_node.GetID())
+        application.PropagateTableSelection()  # setting the ID alone does not show it in a table view
 
 
 class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):

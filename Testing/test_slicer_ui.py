@@ -150,11 +150,40 @@ def test_dependency_errors_reach_the_user_and_the_default_model_comes_from_the_l
         body = ast.unparse(_method(module_ast, "CardioScarWidget", handler))
         assert "self._dependenciesReady()" in body and "self.ensureDependencies()" not in body
     ready = _method(module_ast, "CardioScarWidget", "_dependenciesReady")
-    wrapped = next(node for node in ready.body if isinstance(node, ast.With))
+    wrapped = next(node for node in ast.walk(ready) if isinstance(node, ast.With))
     assert "slicer.util.tryWithErrorDisplay" in ast.unparse(wrapped.items[0])
     assert "self.ensureDependencies()" in ast.unparse(wrapped)
     initial = ast.unparse(_method(module_ast, "CardioScarWidget", "initializeParameterNode"))
     assert "self.logic.default_heart_model()" in initial and "vtkMRMLModelNode" not in initial
+
+
+def test_a_union_of_node_types_includes_none(module_ast):
+    """Slicer's parameter-node wrapper writes every default when it wraps a node, and a node's
+    default is None: a Union of node types without None raises in setup() (Slicer's own docs:
+    "The None is necessary for the parameter node wrapper default node of None to work")."""
+    unions = [node for node in _parameters(module_ast).values() if ast.unparse(node.annotation).startswith("Union[")]
+    assert unions
+    for node in unions:
+        members = [ast.unparse(element) for element in node.annotation.slice.elts]
+        assert "None" in members, ast.unparse(node.annotation)
+
+
+def test_runs_and_scene_changes_are_handled_in_the_panel(module_ast):
+    """Static (Qt cannot run here): what Slicer's sources say the panel must do itself.
+    ``tryWithErrorDisplay`` raises again after its dialog, so the panel catches it (and resets the
+    status); closing the scene or reloading cancels a run; a table is shown only once the
+    selection is propagated; the device label (which imports torch) follows user clicks only."""
+    guarded = _method(module_ast, "CardioScarWidget", "_runGuarded")
+    handlers = [h for node in ast.walk(guarded) if isinstance(node, ast.Try) for h in node.handlers]
+    assert any(ast.unparse(h.type) == "Exception" and "statusLabel" in ast.unparse(h) for h in handlers)
+    ready = _method(module_ast, "CardioScarWidget", "_dependenciesReady")
+    assert any(isinstance(node, ast.Try) and node.handlers and "return False" in ast.unparse(node.handlers[0])
+               for node in ast.walk(ready))
+    for name in ("onSceneStartClose", "cleanup"):
+        assert "self._cancelRequested = True" in ast.unparse(_method(module_ast, "CardioScarWidget", name))
+    assert "PropagateTableSelection()" in ast.unparse(_method(module_ast, "CardioScarWidget", "_showResult"))
+    setup = ast.unparse(_method(module_ast, "CardioScarWidget", "setup"))
+    assert "forceCpuCheckBox.connect('clicked(bool)'" in setup and "forceCpuCheckBox.connect('toggled" not in setup
 
 
 def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_ast, ui):
