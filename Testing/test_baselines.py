@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,17 @@ def test_logodds_inside_spanning_scar_and_interpolation() -> None:
     assert np.all(np.diff(along) < 0)
     # beyond the stack the end slice is used
     np.testing.assert_allclose(logodds_baseline(np.array([[8.0, 0.0, -7.0]]), slices), along[:1])
+
+
+def test_logodds_scar_fades_over_the_gap_to_a_slice_without_scar() -> None:
+    """A slice without scar has no outline; taken as infinitely far from one, it made the scar of
+    its neighbour vanish within a fraction of a millimetre. It now counts as one gap away."""
+    scarred = _disk_slice(10.0, 0.0)
+    empty = dataclasses.replace(_disk_slice(10.0, 10.0), values=np.zeros_like(scarred.values))
+    slices = [scarred, empty]
+    centre = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 2.5], [0.0, 0.0, 7.5]])
+    probability = logodds_baseline(centre, slices)
+    assert probability[0] > 0.9 and probability[1] > 0.5 and probability[2] < 0.5
 
 
 def test_logodds_rejects_non_parallel_slices() -> None:

@@ -123,9 +123,37 @@ def test_output_path_that_is_a_file_is_a_user_error(tmp_path):
 def test_failure_mid_run_leaves_no_report(tmp_path):
     out = tmp_path / "demo"
     (out / FILES["report_png"]).mkdir(parents=True)  # the picture cannot be written: the last step fails
+    (out / FILES["report_json"]).write_text('{"dice": 0.99}')  # an earlier run's report in the same folder
     with pytest.raises(CardioScarError, match="(?i)could not write .*report.png"):
         run_demo(out, phantom_config=PhantomConfig(target_nodes=2000, seed=1),
                  training_config=TrainingConfig.fast(max_epochs=3))
     assert (out / FILES["model"]).is_file()  # earlier steps ran ...
-    assert not (out / FILES["report_json"]).exists()  # ... but no report describes a failed run
+    assert not (out / FILES["report_json"]).exists()  # ... but no report (not even an old one) describes it
     assert [p.name for p in out.iterdir() if ".part" in p.name] == []
+
+
+def test_on_slice_uncertainty_counts_every_node_inside_a_slab(tmp_path):
+    """The report's "on the slices" are the nodes inside any slab, including those of nearly empty
+    boxes the partial-volume correction drops (they used to count as "between"); and a phantom
+    whose pixels are already myocardial means is not corrected a second time."""
+    from cardioscar.imageio import read_image
+    from cardioscar.logic import load_preprocessing_result
+    from cardioscar.mapping import map_slices_to_nodes
+    from cardioscar.slices import slices_from_image
+
+    for mode in ("volume", "myocardium"):
+        out = tmp_path / mode
+        report = run_demo(out, phantom_config=PhantomConfig(target_nodes=2000, seed=1, partial_volume=mode),
+                          training_config=TrainingConfig.fast(max_epochs=3))
+        mesh = read_mesh(out / FILES["prediction"])
+        half = json.loads((out / "phantom.json").read_text())["slice_half_thickness_mm"]
+        slabs = slices_from_image(read_image(out / "phantom_lge.nii.gz"), half_thickness=half)
+        inside = np.zeros(mesh.n_points, dtype=bool)
+        inside[map_slices_to_nodes(mesh.points_lps(), slabs).node_ids] = True
+        uncertainty = mesh.point_array("scar_uncertainty")
+        assert report["uncertainty_on_slices"] == pytest.approx(float(uncertainty[inside].mean()), rel=1e-6)
+        assert report["uncertainty_between_slices"] == pytest.approx(float(uncertainty[~inside].mean()), rel=1e-6)
+        prepared = load_preprocessing_result(out / FILES["training_data"])
+        assert prepared.partial_volume_correction == (mode == "volume")
+        if mode == "volume":
+            assert np.unique(prepared.node_ids).size < inside.sum()  # the correction dropped some slab nodes

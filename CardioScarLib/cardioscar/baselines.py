@@ -25,8 +25,6 @@ from .errors import CardioScarError
 
 logger = logging.getLogger(__name__)
 
-_FAR_MM = 1.0e3  # signed distance used for slices with no scar (or all scar)
-
 
 def _in_plane(points: np.ndarray, layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Continuous pixel indices (ci, cj) of each point's projection and its distance along the normal.
@@ -81,18 +79,21 @@ def nearest_slice_baseline(points_lps: np.ndarray, slices: Sequence) -> np.ndarr
     return np.where(uncovered, fallback_value, best_value)
 
 
-def _signed_distance_mm(values: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+def _signed_distance_mm(values: np.ndarray, spacing: tuple[float, float], empty_mm: float) -> np.ndarray:
     """In-plane signed distance (mm) to the scar outline of ``values >= 0.5``; negative inside.
 
     Distances between pixel centres are shifted by half a pixel so that the zero level lies on
-    the border between a scar pixel and its non-scar neighbour.
+    the border between a scar pixel and its non-scar neighbour. A slice without scar (or all
+    scar) has no outline: it gets ``+empty_mm`` (``-empty_mm``) everywhere, one slice gap, so
+    that a scar on the neighbouring slice fades over the gap between them instead of vanishing
+    right next to its own slice (an infinite distance would say the scar ends there).
     """
     scar = values >= 0.5
     sampling = (spacing[1], spacing[0])  # array axes are (j, i)
     if not scar.any():
-        return np.full(values.shape, _FAR_MM)
+        return np.full(values.shape, empty_mm)
     if scar.all():
-        return np.full(values.shape, -_FAR_MM)
+        return np.full(values.shape, -empty_mm)
     half = 0.5 * min(spacing)
     outside = ndimage.distance_transform_edt(~scar, sampling=sampling)
     inside = ndimage.distance_transform_edt(scar, sampling=sampling)
@@ -103,7 +104,7 @@ def logodds_baseline(points_lps: np.ndarray, slices: Sequence, alpha_mm: float =
     """LogOdds shape interpolation between parallel slices; probability in [0, 1] per node.
 
     Per slice: binarise at 0.5, signed distance map in mm (negative inside), log-odds
-    ``L = -d / alpha_mm``. Per node: sample the two slices adjacent along the stack normal at the
+    ``L = -d / alpha_mm`` (a slice without scar: ``d`` = one slice gap). Per node: sample the two slices adjacent along the stack normal at the
     node's in-plane projection (bilinear; outside a grid the edge value is repeated), interpolate
     ``L`` linearly in the node's position between the two planes (beyond the first / last slice
     the end slice is used), and return ``1 / (1 + exp(-L))``. Slices must be parallel.
@@ -124,9 +125,10 @@ def logodds_baseline(points_lps: np.ndarray, slices: Sequence, alpha_mm: float =
 
     # Log-odds of every slice sampled at every node's projection: (n_slices, N).
     log_odds = np.empty((len(order), len(points)))
+    empty_mm = float(np.median(np.diff(positions))) if len(positions) > 1 else 2.0 * float(slices[0].half_thickness)
     for row, index in enumerate(order):
         layer = slices[index]
-        sdf = _signed_distance_mm(np.asarray(layer.values, dtype=float), layer.spacing)
+        sdf = _signed_distance_mm(np.asarray(layer.values, dtype=float), layer.spacing, empty_mm)
         ci, cj, _ = _in_plane(points, layer)
         sampled = ndimage.map_coordinates(sdf, [cj, ci], order=1, mode="nearest")
         log_odds[row] = -sampled / alpha_mm

@@ -28,6 +28,7 @@ from cardioscar.partial_volume import corrected_slices
 from cardioscar.devices import describe_device, resolve_device
 from cardioscar.errors import CardioScarError
 from cardioscar.imageio import read_image
+from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.logic import (
     PreprocessingRequest,
     apply_scar_model,
@@ -118,6 +119,9 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     device = resolve_device(force_cpu)
     seconds: dict[str, float] = {}
     logger.info("CardioScar demo into %s on %s", out, describe_device(device))
+    for name in ("report_json", "report_png"):  # a report of an earlier run must not sit beside this one's files
+        if (out / FILES[name]).is_file():
+            (out / FILES[name]).unlink()
 
     clock = time.perf_counter()
     logger.info("[1/6] phantom (seed %d, ~%d nodes)", config.seed, config.target_nodes)
@@ -127,11 +131,12 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
 
     clock = time.perf_counter()
     logger.info("[2/6] prepare: map the mesh nodes to the slice pixels")
-    # The phantom's pixels are partial-volume means over the whole pixel box (blood counts as 0),
-    # like a scar probability map over the full image; the mesh is volumetric, so correct for it.
+    # The default phantom's pixels are partial-volume means over the whole pixel box (blood counts
+    # as 0), like a scar probability map over the full image; the mesh is volumetric, so correct
+    # for it. Pixels already averaged over the myocardium only need no correction.
     request = PreprocessingRequest(mesh_path=phantom_files["mesh"], image_path=phantom_files["image"],
                                    slice_thickness_padding=phantom.slice_half_thickness_mm,
-                                   partial_volume_correction=True)
+                                   partial_volume_correction=config.partial_volume == "volume")
     prepared = prepare_training_data(request)
     save_preprocessing_result(prepared, out / FILES["training_data"])
     seconds["prepare"] = time.perf_counter() - clock
@@ -158,6 +163,8 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     slices = slice_targets(slices_from_image(read_image(phantom_files["image"]),
                                              half_thickness=phantom.slice_half_thickness_mm,
                                              label=phantom_files["image"].name))
+    # "on the slices": every node inside a slab, also where the correction dropped a nearly empty box
+    on_slices = on_slice_mask(map_slices_to_nodes(points, slices).node_ids, mesh.n_points)
     if prepared.partial_volume_correction:  # the baselines get the same corrected pixels as the network
         slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.group_targets)
     baselines = {"nearest_slice": nearest_slice_baseline(points, slices),
@@ -168,7 +175,6 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     logger.info("[6/6] report")
     truth = mesh.point_array("scar_truth")
     weights = node_volumes(mesh.dataset)
-    on_slices = on_slice_mask(prepared.node_ids, mesh.n_points)
     scores = evaluate_fields(inference.mean_predictions, truth, inference.std_predictions, on_slices, weights,
                              THRESHOLD)
     baseline_scores = {name: evaluate_fields(values, truth, None, None, weights, THRESHOLD)

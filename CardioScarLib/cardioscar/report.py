@@ -336,5 +336,6 @@ def _headline(report: dict) -> str:
                                                for name, s in base.items())
               + f"   |   phantom: {ph.get('nodes', '?')} nodes, {ph.get('slices', '?')} slices "
                 f"({ph.get('slab_mm', '?')} mm slabs every {ph.get('slice_gap_mm', '?')} mm), "
-                f"{ph.get('groups', '?')} groups   |   {sum(seconds.values()):.0f} s on {report.get('device', '?')}")
+                f"{ph.get('groups', '?')} groups   |   {sum(seconds.values()):.0f} s before the report, on "
+                f"{report.get('device', '?')}")
     return first + "\n" + second
