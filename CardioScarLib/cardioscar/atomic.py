@@ -16,6 +16,13 @@ from typing import Iterator
 from cardioscar.errors import CardioScarError
 
 
+def write_failed(target: str | os.PathLike, reason: str | None = None) -> CardioScarError:
+    """The one error for an output that could not be written, whoever noticed (the operating
+    system, a VTK writer's error code, torch's writer): it names the file the user asked for."""
+    because = f": {reason}" if reason else ""
+    return CardioScarError(f"Could not write {target}{because}; check that the folder is writable and has space.")
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
@@ -42,8 +49,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, target)
     except OSError as error:
-        raise CardioScarError(f"Could not write {target}: {error.strerror or error}; check that the folder is "
-                              "writable and has space.") from error
+        raise write_failed(target, error.strerror or str(error)) from error
     finally:
         if tmp is not None and tmp.exists():
             tmp.unlink()

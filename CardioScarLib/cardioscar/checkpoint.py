@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cardioscar import __version__
-from cardioscar.atomic import atomic_write
+from cardioscar.atomic import atomic_write, write_failed
 from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError
 
@@ -107,8 +107,7 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
         try:
             torch.save(safe, tmp)
         except RuntimeError as error:  # torch's writer reports a full disk this way
-            raise CardioScarError(f"Could not write {path} ({str(error).strip().splitlines()[0]}): check that the "
-                                  "folder is writable and has space") from error
+            raise write_failed(path, str(error).strip().splitlines()[0]) from error
     logger.info("saved checkpoint %s", path)
 
 

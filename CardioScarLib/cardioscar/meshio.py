@@ -22,7 +22,7 @@ import numpy as np
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
-from .atomic import atomic_write
+from .atomic import atomic_write, write_failed
 from .errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -266,4 +266,4 @@ def write_dataset(writer: vtk.vtkWriter, target: Path) -> None:
         writer.SetFileName(str(tmp))
         # the XML writers return 1 on a full disk and report it only through their error code
         if writer.Write() != 1 or writer.GetErrorCode() != 0 or tmp.stat().st_size == 0:
-            raise CardioScarError(f"Could not write {target}; check that the folder is writable and has space")
+            raise write_failed(target)
