@@ -171,7 +171,10 @@ def counted_from_the_other_end(node, slice_axis: str) -> bool:
         return False
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
-    reader.ReadImageInformation()
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:  # the file changed since Slicer read it: nothing to compare with
+        return False
     if node.GetImageData() is None or tuple(reader.GetSize()) != tuple(node.GetImageData().GetDimensions()):
         return False
     column = 2 - AXIS_TO_KJI[slice_axis]
