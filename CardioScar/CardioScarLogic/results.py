@@ -78,6 +78,20 @@ def write_point_arrays(model_node, arrays: dict) -> None:
     model_node.Modified()
 
 
+def new_output_model(model_node):
+    """A new model node with a copy of ``model_node``'s mesh (its arrays included), under the
+    same parent transform: where a run's result goes when it must not replace an earlier one.
+    The name counts up ("heart CardioScar 1", "... 2") so that results can be told apart."""
+    scene = model_node.GetScene()
+    mesh = model_node.GetMesh().NewInstance()
+    mesh.DeepCopy(model_node.GetMesh())
+    node = scene.AddNewNodeByClass("vtkMRMLModelNode", scene.GenerateUniqueName(f"{model_node.GetName()} CardioScar"))
+    node.SetAndObserveMesh(mesh)
+    node.SetAndObserveTransformNodeID(model_node.GetTransformNodeID())
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
 def show_probability(model_node, color_logic=None):
     """Colour the model by ``scar_probability`` on a fixed 0-1 range and add a colour legend.
 
@@ -228,5 +242,5 @@ def update_loss_plot(model_node, losses: list[float]):
 
 
 __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
-           "write_point_arrays", "show_probability", "mesh_measure_kind", "summary_rows", "update_summary_table",
+           "write_point_arrays", "new_output_model", "show_probability", "mesh_measure_kind", "summary_rows", "update_summary_table",
            "update_loss_plot"]
