@@ -405,6 +405,15 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 _("PyTorch was updated. Restart Slicer now to use the new version?")):
             slicer.util.restart()
 
+    def _dependenciesReady(self) -> bool:
+        """:meth:`ensureDependencies` with a failure shown in the status and the log (raised in a
+        Qt slot it would only reach the Python console, and the button would seem dead)."""
+        try:
+            return self.ensureDependencies()
+        except Exception as error:  # noqa: BLE001 - shown to the user, traceback in the log
+            self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
+            return False
+
     def ensureDependencies(self) -> bool:
         """torch through the PyTorch extension (asked once per session), scikit-learn through pip."""
         missing = [req for module, req in PIP_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
@@ -550,7 +559,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._run is not None:
             self._stopRun()
             return
-        if not self.ensureDependencies():
+        if not self._dependenciesReady():
             return
         p = self._parameterNode
         self._startRun(self.ui.applyButton, _("Train and apply"), p.heartModel,
@@ -562,7 +571,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._run is not None:
             self._stopRun()
             return
-        if not self.ensureDependencies():
+        if not self._dependenciesReady():
             return
         p = self._parameterNode
         self._startRun(self.ui.applySavedButton, _("Apply a saved model"), p.heartModel,
