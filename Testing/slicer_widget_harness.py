@@ -28,6 +28,7 @@ Slicer application's module manager and layout manager, and the PyTorch extensio
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 import tempfile
 import types
@@ -74,6 +75,12 @@ def _arity(slot, given: int) -> int:
     return min(given, sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters))
 
 
+#: The signals of the widgets the panel uses, reachable by name as Qt's are.
+SIGNALS = {"clicked", "toggled", "stateChanged", "textChanged", "currentIndexChanged", "activated", "valueChanged",
+           "currentPathChanged", "currentNodeChanged", "checkedNodesChanged", "mrmlSceneChanged", "timeout",
+           "aboutToQuit"}
+
+
 class QWidget:
     def __init__(self, name: str = "", parent=None) -> None:
         self.name = name
@@ -86,18 +93,18 @@ class QWidget:
             parent._children.append(self)
 
     def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
+        if name not in SIGNALS:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} in this stand-in")
         return self._signal(name)
 
     def _signal(self, name: str) -> Signal:
         return self.__dict__["_signals"].setdefault(name, Signal(self))
 
     def connect(self, signature: str, slot) -> None:
-        self._signal(signature.split("(")[0]).connect(slot)
+        getattr(self, signature.split("(")[0]).connect(slot)
 
     def disconnect(self, signature: str, slot) -> None:
-        self._signal(signature.split("(")[0]).disconnect(slot)
+        getattr(self, signature.split("(")[0]).disconnect(slot)
 
     def blockSignals(self, block: bool) -> bool:
         was, self._blocked = self._blocked, block
@@ -583,6 +590,9 @@ def _stock_connector(widget, annotation):
         if bounds is not None:
             widget.setRange(bounds.minimum, bounds.maximum)
         return _SignalConnector(widget, "valueChanged", lambda: widget.value, lambda v: setattr(widget, "value", v))
+    if type(widget) is ctkPathLineEdit and base is pathlib.Path:
+        return _SignalConnector(widget, "currentPathChanged", lambda: pathlib.Path(widget.currentPath),
+                                lambda v: setattr(widget, "currentPath", str(v)))
     if isinstance(widget, qMRMLNodeComboBox) and _is_node_type(base):
         return _SignalConnector(widget, "currentNodeChanged", widget.currentNode, widget.setCurrentNode)
     raise RuntimeError(f"no connector for {type(widget).__name__} and {annotation}")
@@ -594,6 +604,9 @@ def _serializer(annotation):
     if _is_node_type(base):
         return (lambda node, name: node.GetNodeReference(name),
                 lambda node, name, value: node.SetNodeReferenceID(name, value.GetID() if value else None))
+    if base is pathlib.Path:
+        return (lambda node, name: pathlib.Path(node.GetParameter(name)),
+                lambda node, name, value: node.SetParameter(name, str(value)))
     if base is bool:
         return (lambda node, name: node.GetParameter(name) == "True",
                 lambda node, name, value: node.SetParameter(name, str(bool(value))))
@@ -602,11 +615,15 @@ def _serializer(annotation):
             lambda node, name, value: node.SetParameter(name, str(cast(value))))
 
 
+_TYPE_DEFAULTS = {bool: False, int: 0, float: 0.0, str: "", pathlib.Path: pathlib.Path()}
+
+
 def parameterNodeWrapper(cls):
     import typing
 
     hints = typing.get_type_hints(cls, include_extras=True)
-    defaults = {name: getattr(cls, name, None) for name in hints}
+    # a parameter without a default gets its type's: None for nodes, Path() (".") for paths
+    defaults = {name: getattr(cls, name, _TYPE_DEFAULTS.get(_split(annotation)[0])) for name, annotation in hints.items()}
 
     def __init__(self, parameterNode) -> None:
         self.parameterNode = parameterNode
@@ -671,6 +688,12 @@ def parameterNodeWrapper(cls):
     cls.connectParametersToGui = connectParametersToGui
     cls.connectGui = connectGui
     cls.disconnectGui = disconnectGui
+    # the wrapper passes these to its node, as Slicer's does
+    cls.AddObserver = lambda self, event, callback, priority=0.0: self.parameterNode.AddObserver(event, callback, priority)
+    cls.RemoveObserver = lambda self, tag: self.parameterNode.RemoveObserver(tag)
+    cls.Modified = lambda self: self.parameterNode.Modified()
+    cls.StartModify = lambda self: self.parameterNode.StartModify()
+    cls.EndModify = lambda self, wasModified: self.parameterNode.EndModify(wasModified)
     cls.allParameters = dict(hints)
     return cls
 

@@ -49,7 +49,8 @@ def panel(request, case):
     try:
         import CardioScar
 
-        widget = CardioScar.CardioScarWidget()
+        widget = CardioScar.CardioScarWidget(harness.qMRMLWidget("modulePanel"))  # as Slicer's module manager:
+        widget.setup()  # construct with the panel as parent, then setup(), then enter() when shown
         widget.enter()
         widget._parameterNode.halfThickness = half
         widget._parameterNode.maxEpochs = 15
@@ -243,8 +244,19 @@ def test_the_logic_is_initialised_once(panel, monkeypatch):
     calls = []
     original = csl.CardioScarLogic.__init__
     monkeypatch.setattr(csl.CardioScarLogic, "__init__", lambda self, *a, **k: (calls.append(1), original(self, *a, **k)))
-    panel["module"].CardioScarLogic()
-    assert calls == [1]
+    logic = panel["module"].CardioScarLogic()
+    assert calls == [1] and logic.scene is slicer.mrmlScene
+
+
+@LATEST
+def test_a_panel_built_without_a_parent_sets_itself_up(panel):
+    """The module's self-test builds the panel this way: Slicer's base class then calls setup()
+    inside __init__, before the subclass's own __init__ code would run."""
+    widget = panel["module"].CardioScarWidget()
+    try:
+        assert widget.ui.applyButton.enabled and widget._parameterNode.heartModel is panel["model"]
+    finally:
+        widget.cleanup()
 
 
 @LATEST  # the run itself does not depend on the binding rules

@@ -16,6 +16,8 @@ import slicer
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
+from cardioscar.errors import CardioScarError
+
 logger = logging.getLogger(__name__)
 
 PROBABILITY = "scar_probability"
@@ -83,6 +85,9 @@ def new_output_model(model_node):
     same parent transform: where a run's result goes when it must not replace an earlier one.
     The name counts up ("heart CardioScar 1", "... 2") so that results can be told apart."""
     scene = model_node.GetScene()
+    if scene is None or model_node.GetMesh() is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the run: nothing was written; "
+                              "choose a heart mesh and run again.")
     mesh = model_node.GetMesh().NewInstance()
     mesh.DeepCopy(model_node.GetMesh())
     node = scene.AddNewNodeByClass("vtkMRMLModelNode", scene.GenerateUniqueName(f"{model_node.GetName()} CardioScar"))
