@@ -245,17 +245,18 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         (disconnecting and connecting again on each visit is what piled up connectors)."""
 
     def onSceneStartClose(self, caller, event) -> None:
-        self._stopRun()  # closing the scene removes the run's nodes
-        self.setParameterNode(None)
+        """Stop a run (closing the scene removes its nodes). The parameter node is a singleton
+        that survives the close (reset), so the panel stays connected to it: disconnecting and
+        connecting again would leave one more observer on it each time on Slicer 5.8."""
+        self._stopRun()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def onSceneEndImport(self, caller, event) -> None:
-        """A scene loaded into the open panel: its parameter node's values replaced ours, and
-        its "Also use" nodes exist only now."""
-        self.setParameterNode(None)
+        """A scene loaded into the open panel: its parameter node's values replaced ours (the
+        widgets follow), and its "Also use" nodes exist only now."""
         self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
@@ -268,6 +269,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             first = self.logic.default_heart_model()
             if first:
                 self._parameterNode.heartModel = first
+        self._restoreExtraInputs()
 
     def setParameterNode(self, inputParameterNode: Optional[CardioScarParameterNode]) -> None:
         """Connect the widgets to ``inputParameterNode``; nothing happens when it wraps the

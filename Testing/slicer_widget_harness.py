@@ -637,8 +637,13 @@ def parameterNodeWrapper(cls):
 
     def make_property(name, annotation):
         read, write = _serializer(annotation)
-        return property(lambda self: read(self.parameterNode, name),
-                        lambda self, value: write(self.parameterNode, name, value))
+
+        def get(self):
+            if not _is_node_type(_split(annotation)[0]) and name not in self.parameterNode.GetParameterNames():
+                write(self.parameterNode, name, defaults[name])  # a reset node: Slicer writes the default
+            return read(self.parameterNode, name)
+
+        return property(get, lambda self, value: write(self.parameterNode, name, value))
 
     def update_gui(self) -> None:
         if self._updating:

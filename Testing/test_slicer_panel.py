@@ -98,6 +98,9 @@ def test_enter_exit_and_reenter_keep_every_option_and_add_no_observers(panel):
     assert {name: getattr(parameters, name) for name in expected} == expected
     assert (ui.sliceAxisComboBox.currentText, ui.presetComboBox.currentText) == ("y", "documented")
     assert _observer_count(widget) == 2
+    for _ in range(2):
+        panel["scene"].Clear(0)
+    assert _observer_count(widget) == 2
 
 
 def _observer_count(widget) -> int:
