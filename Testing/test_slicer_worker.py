@@ -17,6 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import vtk  # noqa: E402
@@ -25,22 +26,7 @@ import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.background import BackgroundRun, parse_line  # noqa: E402
 from CardioScarLogic import worker  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
-    paths = write_phantom(phantom, tmp_path_factory.mktemp("phantom"))
-    return {"paths": paths, "half": phantom.slice_half_thickness_mm}
-
-
-@pytest.fixture()
-def scene(case):
-    context = csl.create_scene()
-    volume = csl.load_volume(context.scene, case["paths"]["image"])
-    model = csl.load_model(context.scene, case["paths"]["mesh"])
-    return context, volume, model
+from test_slicer_logic import case, scene  # noqa: E402,F401  (the same phantom, loaded through MRML)
 
 
 def _options(case, **overrides):
