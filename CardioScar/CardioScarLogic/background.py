@@ -137,9 +137,10 @@ class BackgroundRun:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_library_path(), env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
         self._process = subprocess.Popen(
             [python, str(Path(worker.__file__).resolve()), str(self.folder)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, encoding="utf-8", errors="replace", bufsize=1)
         self._reader = threading.Thread(target=self._read, name="cardioscar-worker-reader", daemon=True)
         self._reader.start()
         _LIVE.add(self)
@@ -219,12 +220,6 @@ class BackgroundRun:
         """True until the worker has ended and all of its output has been read."""
         return self._process.poll() is None or self._reader.is_alive()
 
-    def wait(self, timeout: Optional[float] = None) -> int:
-        """Block until the worker ends (for the console and tests); its exit status."""
-        code = self._process.wait(timeout)
-        self._reader.join(timeout)
-        return code
-
     @property
     def succeeded(self) -> bool:
         return not self.running and self._process.returncode == 0 and self.device != "" and self.error is None
@@ -237,12 +232,11 @@ class BackgroundRun:
         self._close()
 
     def _close(self) -> None:
-        for stream in (self._process.stdin,):
-            if stream is not None and not stream.closed:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        """Close the worker's stdin (a worker still running ends on that) and remove the folder."""
+        try:
+            self._process.stdin.close()
+        except OSError:  # the pipe broke when the worker ended
+            pass
         shutil.rmtree(self.folder, ignore_errors=True)
         _LIVE.discard(self)
 
@@ -252,7 +246,7 @@ class BackgroundRun:
         """One line on why the worker did not finish (call once it has ended)."""
         if self.error:
             return self.error
-        return (f"The training process ended with status {self._process.returncode}; its output is in the log.")
+        return f"The worker process ended with status {self._process.returncode}; its output is in the log."
 
     def finish(self, output_node) -> ReconstructionResult:
         """Write the finished result on ``output_node`` (the only step that touches the scene),
