@@ -83,7 +83,7 @@ def write_point_arrays(model_node, arrays: dict) -> None:
 def new_output_model(model_node):
     """A new model node with a copy of ``model_node``'s mesh (its arrays included), under the
     same parent transform: where a run's result goes when it must not replace an earlier one.
-    The name counts up ("heart CardioScar 1", "... 2") so that results can be told apart."""
+    Names count up ("heart CardioScar", "heart CardioScar_1", ...) so that results can be told apart."""
     scene = model_node.GetScene()
     if scene is None or model_node.GetMesh() is None:
         raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the run: nothing was written; "

@@ -46,12 +46,19 @@ def emit(kind: str, **fields) -> None:
     sys.stdout.flush()
 
 
+#: Loggers whose information lines the user reads (the training's course); from the others,
+#: only warnings and errors (their information lines name the job's temporary files).
+INFORMATIVE_LOGGERS = ("cardioscar.training",)
+
+
 class _ReportHandler(logging.Handler):
     """Library log records as report lines: warnings stay warnings in the panel's log."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        kind = "warning" if record.levelno >= logging.WARNING else "log"
-        emit(kind, message=record.getMessage())
+        if record.levelno >= logging.WARNING:
+            emit("warning", message=record.getMessage())
+        elif record.name in INFORMATIVE_LOGGERS:
+            emit("log", message=record.getMessage())
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
