@@ -391,6 +391,9 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installTorchButton.text = _("Update PyTorch") if version else _("Install PyTorch")
 
     def onInstallTorchButton(self) -> None:
+        self._installTorch(askConfirmation=True)
+
+    def _installTorch(self, askConfirmation: bool) -> None:
         """Install or update torch through the PyTorch extension (it picks the build that matches
         the GPU driver); an update of a torch this session has imported needs a restart."""
         try:
@@ -400,7 +403,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         loaded = "torch" in sys.modules
         with slicer.util.WaitCursor():
-            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation,
                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
         self._updateDependencies()
         if torch is not None and loaded and slicer.util.confirmYesNoDisplay(
@@ -434,7 +437,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                   "extension? It picks the build that matches your GPU driver (a download of up to a few GB).")):
             self._torchDeclined = True
             return False
-        self.onInstallTorchButton()
+        self._installTorch(askConfirmation=False)  # the user just said yes
         return importlib.util.find_spec("torch") is not None
 
     # ------------------------------------------------------------------ runs

@@ -427,6 +427,18 @@ class QFileDialog:
         return QFileDialog.answer
 
 
+class QApplication:
+    """Only the cursor calls of ``slicer.util.WaitCursor``."""
+
+    @staticmethod
+    def setOverrideCursor(_cursor) -> None:
+        pass
+
+    @staticmethod
+    def restoreOverrideCursor() -> None:
+        pass
+
+
 class QFile:
     ReadOnly = 1
 
@@ -801,7 +813,7 @@ def install(application_logic, version: str = "5.10") -> dict:
     QTimer.active = []
     GUI_OBSERVERS.clear()
     qt = _module("qt", Qt=Qt, QMessageBox=QMessageBox, QFileDialog=QFileDialog, QFile=QFile, QUiLoader=QUiLoader,
-                 QTimer=QTimer, QVBoxLayout=_Layout, **WIDGET_CLASSES)
+                 QTimer=QTimer, QApplication=QApplication, QVBoxLayout=_Layout, **WIDGET_CLASSES)
     modules = {
         "qt": qt,
         "ctk": _module("ctk", ctkCollapsibleButton=ctkCollapsibleButton, ctkPathLineEdit=ctkPathLineEdit),

@@ -271,3 +271,28 @@ def test_a_panel_built_without_a_parent_sets_itself_up(panel):
         assert widget.ui.applyButton.enabled and widget._parameterNode.heartModel is panel["model"]
     finally:
         widget.cleanup()
+
+
+@LATEST
+def test_the_dependencies_section_installs_through_the_pytorch_extension(panel, monkeypatch):
+    """PyTorchUtils (the PyTorch extension) is a STAND-IN here that records the call: what it
+    installs cannot be tested without Slicer. torch is already imported in this process, so an
+    update asks for a restart."""
+    import importlib.metadata
+    import types
+
+    import torch  # noqa: F401  (this session has used torch: an update needs a restart)
+
+    ui = panel["ui"]
+    assert ui.torchVersionLabel.text == importlib.metadata.version("torch") and ui.installTorchButton.text == "Update PyTorch"
+    ui.installTorchButton.click()  # no PyTorch extension installed
+    assert "PyTorch" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+
+    calls, restarts = [], []
+    stand_in = types.SimpleNamespace(PyTorchUtilsLogic=lambda: types.SimpleNamespace(
+        installTorch=lambda **kwargs: calls.append(kwargs) or sys.modules["torch"]))
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", stand_in)
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda text, **kwargs: True)
+    monkeypatch.setattr(slicer.app, "restart", lambda: restarts.append(1), raising=False)
+    ui.installTorchButton.click()
+    assert calls == [{"askConfirmation": True, "torchVersionRequirement": ">=2.4"}] and restarts == [1]

@@ -166,7 +166,7 @@ def test_only_packages_the_module_uses_are_installed(module_ast):
     requirements = next(ast.literal_eval(node.value) for node in module_ast.body if isinstance(node, ast.Assign)
                         and node.targets[0].id == "PIP_REQUIREMENTS")
     assert requirements == {"sklearn": "scikit-learn"}
-    install = ast.unparse(_method(module_ast, "CardioScarWidget", "onInstallTorchButton"))
+    install = ast.unparse(_method(module_ast, "CardioScarWidget", "_installTorch"))
     assert "PyTorchUtils.PyTorchUtilsLogic().installTorch(" in install and "slicer.util.restart()" in install
 
 
