@@ -296,3 +296,15 @@ def test_the_dependencies_section_installs_through_the_pytorch_extension(panel, 
     monkeypatch.setattr(slicer.app, "restart", lambda: restarts.append(1), raising=False)
     ui.installTorchButton.click()
     assert calls == [{"askConfirmation": True, "torchVersionRequirement": ">=2.4"}] and restarts == [1]
+
+
+@LATEST
+def test_the_self_test_says_so_and_skips_without_torch(panel, monkeypatch):
+    """Reload & Test where PyTorch is not installed (hidden from the import system here)."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    shown = []
+    test = panel["module"].CardioScarTest()
+    monkeypatch.setattr(test, "delayDisplay", lambda message, *args: shown.append(message))
+    monkeypatch.setattr(test, "setUp", lambda: pytest.fail("the scene must not be touched"))
+    test.runTest()
+    assert len(shown) == 1 and "PyTorch is not installed" in shown[0] and "skipped" in shown[0]
