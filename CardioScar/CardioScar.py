@@ -102,6 +102,10 @@ class CardioScarParameterNode:
     documented preset, one click away in the preset box); the others equal the command line's.
     ``savedModelPath`` is a string kept by the panel itself: the wrapper's path type defaults
     to ``Path()``, which a path box shows as ".".
+
+    Adding an option: a field here, a widget with that name as its ``SlicerParameterName`` in
+    the .ui (bound by :meth:`CardioScarWidget._guiMapping`), and its keyword in
+    :meth:`CardioScarWidget.options`; Testing/test_slicer_ui.py checks that the three agree.
     """
 
     # None belongs in the Union: the wrapper writes each default (None) when it wraps a node

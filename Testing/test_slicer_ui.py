@@ -208,6 +208,13 @@ def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_a
         assert widget_class in CONNECTOR_WIDGETS[_kind(node.annotation)], f"{name} bound to a {widget_class}"
 
 
+def test_every_parameter_reaches_the_run(module_ast):
+    """Adding an option is a field, a widget and a keyword: a field that no run reads is caught."""
+    used = {node.attr for name in ("options", "onApplyButton", "onApplySavedButton", "_finishRun", "_updatePanel")
+            for node in ast.walk(_method(module_ast, "CardioScarWidget", name)) if isinstance(node, ast.Attribute)}
+    assert set(_parameters(module_ast)) <= used, sorted(set(_parameters(module_ast)) - used)
+
+
 def test_combo_box_items_match_the_parameter_choices(module_ast, ui):
     parameters = _parameters(module_ast)
     widgets, bindings = _widgets(ui), _bindings(ui)
