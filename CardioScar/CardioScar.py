@@ -222,10 +222,12 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Module reload or application exit: end a running worker, drop every observer."""
+        """Module reload or application exit: end a running worker, drop every observer and
+        connection (a reloaded module's old panel must not stay reachable from the application)."""
         self._stopRun()
         self.setParameterNode(None)
         self.removeObservers()
+        slicer.app.disconnect("aboutToQuit()", self._stopRun)
 
     def onReload(self) -> None:
         """Developer reload: re-read the Logic package too (Slicer re-reads only this file).

@@ -244,13 +244,14 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
 
 
 @BOTH_VERSIONS
-def test_closing_the_scene_during_training_ends_the_worker(panel):
+def test_closing_the_scene_or_quitting_during_training_ends_the_worker(panel):
     widget, ui = panel["widget"], panel["ui"]
     widget._parameterNode.maxEpochs = 100000
-    ui.applyButton.click()
-    process = widget._run._process
-    panel["scene"].Clear(0)
-    assert widget._run is None and process.wait(timeout=10) is not None
+    for end_it in (lambda: slicer.app.aboutToQuit.emit(), lambda: panel["scene"].Clear(0)):
+        ui.applyButton.click()
+        process = widget._run._process
+        end_it()
+        assert widget._run is None and process.wait(timeout=10) is not None
 
 
 @BOTH_VERSIONS
