@@ -421,8 +421,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         Qt slot it would only reach the Python console, and the button would seem dead)."""
         try:
             return self.ensureDependencies()
-        except Exception as error:  # noqa: BLE001 - shown to the user, traceback in the log
-            self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            self._reportFailure(error)
             return False
 
     def ensureDependencies(self) -> bool:
@@ -459,18 +459,23 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if details:
             self._log(details)
 
+    def _reportFailure(self, error: Exception) -> None:
+        """A user error (CardioScarError) as its own line; anything else as its type and message,
+        with the traceback in the log."""
+        from cardioscar.errors import CardioScarError
+
+        if isinstance(error, CardioScarError):
+            self._showError(str(error))
+        else:
+            self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
+
     def _startRun(self, button, idleText: str, output, makeRun, startText: str) -> None:
         """Read the inputs and start the worker; a bad input shows one line and starts nothing.
         ``output``: the model the result goes on (or is copied from, for a new model node)."""
-        from cardioscar.errors import CardioScarError
-
         try:
             run = makeRun()
-        except CardioScarError as error:
-            self._showError(str(error))
-            return
-        except Exception as error:  # noqa: BLE001 - an unexpected failure: one line, traceback in the log
-            self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
+        except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            self._reportFailure(error)
             return
         self._run, self._runButton, self._runOutput = run, button, output
         button.setProperty("idleText", idleText)
@@ -491,7 +496,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(running)
         self.ui.progressBar.value = 0
         if not running:
-            self._run = self._runButton = None
+            self._run = self._runButton = self._runOutput = None
             self._updatePanel()
 
     def _stopRun(self) -> None:
@@ -550,15 +555,10 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if output is not inputModel:
                     slicer.mrmlScene.RemoveNode(output)
                 raise
-        except CardioScarError as error:
+        except Exception as error:  # noqa: BLE001 - shown in the panel
             run.stop()
             self._setRunning(False)
-            self._showError(str(error))
-            return
-        except Exception as error:  # noqa: BLE001 - unexpected: one line, the traceback in the log
-            run.stop()
-            self._setRunning(False)
-            self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
+            self._reportFailure(error)
             return
         self._setRunning(False)
         self._showResult(result, output)

@@ -309,3 +309,17 @@ def test_the_self_test_says_so_and_skips_without_torch(panel, monkeypatch):
     monkeypatch.setattr(test, "setUp", lambda: pytest.fail("the scene must not be touched"))
     test.runTest()
     assert len(shown) == 1 and "PyTorch is not installed" in shown[0] and "skipped" in shown[0]
+
+
+@LATEST
+def test_a_mesh_removed_during_the_run_gets_no_result_and_no_new_node(panel):
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.outputNewModelCheckBox.checked = True
+    ui.applyButton.click()
+    assert widget._run is not None
+    scene.RemoveNode(panel["model"])
+    models = scene.GetNumberOfNodesByClass("vtkMRMLModelNode")
+    _run_to_end(widget)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLModelNode") == models
+    assert "removed" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
