@@ -155,7 +155,7 @@ def test_dependency_errors_reach_the_user_and_the_default_model_comes_from_the_l
     guarded = next(node for node in ast.walk(ready) if isinstance(node, ast.Try))
     assert "self.ensureDependencies()" in ast.unparse(guarded.body[0])
     assert [ast.unparse(h.type) for h in guarded.handlers] == ["Exception"]
-    assert "self._showError(" in ast.unparse(guarded.handlers[0]) and "return False" in ast.unparse(guarded.handlers[0])
+    assert "self._reportFailure(error)" in ast.unparse(guarded.handlers[0]) and "return False" in ast.unparse(guarded.handlers[0])
     initial = ast.unparse(_method(module_ast, "CardioScarWidget", "initializeParameterNode"))
     assert "self.logic.default_heart_model()" in initial and "vtkMRMLModelNode" not in initial
 
