@@ -16,6 +16,8 @@ import slicer
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
+from cardioscar.errors import CardioScarError
+
 logger = logging.getLogger(__name__)
 
 PROBABILITY = "scar_probability"
@@ -76,6 +78,23 @@ def write_point_arrays(model_node, arrays: dict) -> None:
     point_data.Modified()
     mesh.Modified()
     model_node.Modified()
+
+
+def new_output_model(model_node):
+    """A new model node with a copy of ``model_node``'s mesh (its arrays included), under the
+    same parent transform: where a run's result goes when it must not replace an earlier one.
+    Names count up ("heart CardioScar", "heart CardioScar_1", ...) so that results can be told apart."""
+    scene = model_node.GetScene()
+    if scene is None or model_node.GetMesh() is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the run: nothing was written; "
+                              "choose a heart mesh and run again.")
+    mesh = model_node.GetMesh().NewInstance()
+    mesh.DeepCopy(model_node.GetMesh())
+    node = scene.AddNewNodeByClass("vtkMRMLModelNode", scene.GenerateUniqueName(f"{model_node.GetName()} CardioScar"))
+    node.SetAndObserveMesh(mesh)
+    node.SetAndObserveTransformNodeID(model_node.GetTransformNodeID())
+    node.CreateDefaultDisplayNodes()
+    return node
 
 
 def show_probability(model_node, color_logic=None):
@@ -228,5 +247,5 @@ def update_loss_plot(model_node, losses: list[float]):
 
 
 __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
-           "write_point_arrays", "show_probability", "mesh_measure_kind", "summary_rows", "update_summary_table",
+           "write_point_arrays", "new_output_model", "show_probability", "mesh_measure_kind", "summary_rows", "update_summary_table",
            "update_loss_plot"]
