@@ -357,3 +357,67 @@ def test_anatomical_numbering_direction_on_the_real_bivme_heart():
     around = [axis.origin + 30.0 * (math.cos(a) * septum + math.sin(a) * second) for a in np.radians([-10, 10])]
     assert set(frame.segments(np.array(around)).tolist()) == {8, 9}
     assert frame.segments((axis.origin - 30.0 * septum)[None])[0] in (11, 12)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
+    """``cardioscar aha`` on a mesh file in RAS (Slicer's marker): the points are given in the
+    file's own frame and the table equals the one computed in LPS."""
+    import csv
+    import json
+
+    from conftest import run_cli
+    from cardioscar.meshio import read_mesh, write_mesh
+
+    grid = vtk.vtkUnstructuredGrid()
+    grid.DeepCopy(lad_phantom.mesh)
+    ras = lad_phantom.points_lps * np.array([-1.0, -1.0, 1.0])
+    points = vtk.vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(ras), deep=True))
+    grid.SetPoints(points)
+    mesh_path = tmp_path / "heart_ras.vtk"
+    write_mesh(Mesh(dataset=grid, space="RAS"), mesh_path, {"scar_truth": lad_phantom.truth})
+    options = _options(lad_phantom)
+    to_ras = np.array([-1.0, -1.0, 1.0])
+    point_text = [",".join(f"{v:.4f}" for v in p * to_ras) for p in (options.rv_point, options.rv_inferior_point)]
+    out = tmp_path / "aha"
+    done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", f"--rv-point={point_text[0]}",
+                   f"--rv-inferior-point={point_text[1]}", "--output-dir", out)
+    assert done.returncode == 0, done.stderr
+    with open(out / "aha.csv") as handle:
+        table = list(csv.DictReader(handle))
+    expected = analyse_mesh(_mesh(lad_phantom), options).rows
+    assert [int(r["segment"]) for r in table] == list(range(1, 18))
+    for row, reference in zip(table, expected):
+        assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=0.01)
+        assert row["territory"] == reference["territory"]
+    summary = json.loads((out / "aha.json").read_text())
+    assert len(summary["segments"]) == 17 and summary["transmurality_method"].startswith("nearest-endocardium")
+    assert (out / "bullseye.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = read_mesh(out / "aha_mesh.vtk")
+    assert written.space == "RAS"
+    segments = written.point_array("aha_segment")
+    assert set(np.unique(segments)) == set(range(1, 18))
+    cells = vtk_to_numpy(written.dataset.GetCellData().GetArray("aha_segment"))
+    assert len(cells) == written.dataset.GetNumberOfCells() and set(np.unique(cells)) == set(range(1, 18))
+
+
+def test_cli_errors_are_one_line(lad_phantom, tmp_path):
+    from conftest import run_cli
+    from cardioscar.meshio import write_mesh
+
+    mesh_path = tmp_path / "heart.vtk"
+    write_mesh(_mesh(lad_phantom), mesh_path, {"scar_truth": lad_phantom.truth})
+    out = tmp_path / "aha"
+    far = ",".join(f"{v:.3f}" for v in lad_phantom.points_lps.max(axis=0) + 40.0)
+    done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", f"--rv-point={far}", "--output-dir", out)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert errors[0].startswith("cardioscar aha: error: --rv-point is") and "at most 5 mm" in errors[0]
+    assert not out.exists() or not any(out.iterdir())
+    done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", "--rv-inferior-point", "1,2,3",
+                   "--output-dir", out)
+    assert done.returncode == 2 and "--rv-inferior-point needs --rv-point" in done.stderr

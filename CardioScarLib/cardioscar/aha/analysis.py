@@ -117,7 +117,7 @@ def _checked_point(point: Sequence[float], tree: cKDTree, flag: str) -> np.ndarr
         raise CardioScarError(f"{flag} must be three finite numbers X,Y,Z in the mesh's frame (got {list(value)})")
     distance, _ = tree.query(value)
     if distance > MAX_RV_DISTANCE_MM:
-        raise CardioScarError(f"{flag} {tuple(round(float(v), 1) for v in value)} is {distance:.1f} mm from the nearest "
+        raise CardioScarError(f"{flag} is {distance:.1f} mm from the nearest "
                               f"LV node (at most {MAX_RV_DISTANCE_MM:.0f} mm): give a point on the LV wall where the RV "
                               "meets it, in the mesh file's own coordinates")
     return value

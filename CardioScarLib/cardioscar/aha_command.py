@@ -1,0 +1,100 @@
+"""``cardioscar aha``: the AHA 17-segment table, bull's-eye and segmented mesh of a prediction.
+
+Lives beside ``cli.py`` (which registers it with one line) so the verb's options and handler
+stay in one place; heavy modules load only when the verb runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+logger = logging.getLogger("cardioscar")
+
+
+def _point(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"must be three numbers X,Y,Z in mm, e.g. 12.5,-30,41 (got {text!r})")
+    return values  # type: ignore[return-value]
+
+
+def register(subparsers) -> None:
+    """Add the ``aha`` verb to the ``cardioscar`` command line."""
+    aha = subparsers.add_parser(
+        "aha", help="AHA 17-segment scar burden, transmurality and a bull's-eye plot of a predicted mesh",
+        description="Writes OUTPUT_DIR/aha.csv, aha.json, bullseye.png and aha_mesh.<ext> (aha_segment point and "
+                    "cell arrays). Points are in the mesh file's own frame (its SPACE marker); write a point whose "
+                    "first number is negative with '=' (--rv-point=-12,30,41).")
+    aha.add_argument("--mesh", required=True, type=Path, help="mesh with the predicted field (e.g. from `apply`)")
+    aha.add_argument("--output-dir", required=True, type=Path)
+    aha.add_argument("--field", default="scar_probability", help="point field measured (default scar_probability)")
+    aha.add_argument("--threshold", type=float, default=0.5, help="scar where field >= threshold (default 0.5)")
+    aha.add_argument("--uncertainty-field", default="scar_uncertainty",
+                     help="point field averaged per segment when present (default scar_uncertainty)")
+    insertion = aha.add_mutually_exclusive_group()
+    insertion.add_argument("--rv-point", type=_point, help="anterior RV insertion X,Y,Z (boundary of segments 1|2)")
+    insertion.add_argument("--labels", type=Path, help="label map with an RV blood-pool label: the insertions are found "
+                                                       "where the RV touches the myocardium")
+    aha.add_argument("--rv-inferior-point", type=_point,
+                     help="inferior RV insertion X,Y,Z (boundary 3|4); without it the septum is taken as 120 degrees")
+    aha.add_argument("--rv-label", type=int, default=1, help="RV blood pool label of --labels (ACDC: 1)")
+    aha.add_argument("--myocardium-label", type=int, default=2, help="LV myocardium label of --labels (ACDC: 2)")
+    aha.add_argument("--apex", type=_point, help="apex point X,Y,Z (with --base: the long axis)")
+    aha.add_argument("--base", type=_point, help="centre of the base X,Y,Z")
+    aha.add_argument("--slice-normal-from", type=Path,
+                     help="short-axis image whose slice normal is the long axis (otherwise the mesh's shape)")
+    aha.add_argument("--lv-mask", help="point field non-zero on LV nodes (a biventricular mesh: only they are segmented)")
+    aha.add_argument("--tags-field", help="point field of scar tags; nodes equal to --border-zone-tag are border zone")
+    aha.add_argument("--border-zone-tag", type=int, default=1, help="border-zone value of --tags-field (default 1)")
+    aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto",
+                     help="auto: computed on a volumetric mesh, estimated on a surface mesh; required: refuse a "
+                          "surface mesh; off: none")
+    aha.set_defaults(handler=run)
+
+
+def _in_lps(point: Optional[tuple], space: str) -> Optional[np.ndarray]:
+    if point is None:
+        return None
+    return np.asarray(point, dtype=float) * (np.array([-1.0, -1.0, 1.0]) if space == "RAS" else 1.0)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Handler of ``cardioscar aha``."""
+    from cardioscar.aha import AhaOptions, LabelMap, analyse_mesh, write_outputs
+    from cardioscar.aha.insertion import ijk_to_lps_of
+    from cardioscar.errors import CardioScarError
+    from cardioscar.imageio import read_image
+    from cardioscar.meshio import read_mesh
+
+    if args.rv_inferior_point is not None and args.rv_point is None:
+        raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too")
+    mesh = read_mesh(args.mesh)
+    options = AhaOptions(field=args.field, uncertainty_field=args.uncertainty_field, threshold=args.threshold,
+                         rv_point=_in_lps(args.rv_point, mesh.space),
+                         rv_inferior_point=_in_lps(args.rv_inferior_point, mesh.space),
+                         apex=_in_lps(args.apex, mesh.space), base=_in_lps(args.base, mesh.space),
+                         lv_mask_field=args.lv_mask, tags_field=args.tags_field,
+                         border_zone_tag=args.border_zone_tag, transmurality=args.transmurality)
+    if args.labels is not None:
+        import SimpleITK as sitk
+
+        image = read_image(args.labels)
+        options.labels = LabelMap(sitk.GetArrayFromImage(image), ijk_to_lps_of(image), args.labels.name,
+                                  rv_label=args.rv_label, myocardium_label=args.myocardium_label)
+    if args.slice_normal_from is not None:
+        image = read_image(args.slice_normal_from)
+        options.slice_normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+        options.slice_normal_source = f"slice normal of {args.slice_normal_from.name}"
+    result = analyse_mesh(mesh, options)
+    paths = write_outputs(mesh, result, args.output_dir, mesh_name=f"aha_mesh{args.mesh.suffix.lower()}")
+    burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]
+    logger.info("AHA scar per segment: %s", ", ".join(burden) or "none")
+    logger.info("Wrote %s", ", ".join(str(p) for p in paths.values()))
