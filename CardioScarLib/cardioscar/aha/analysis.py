@@ -270,9 +270,10 @@ def mesh_with_segments(mesh: Mesh, result: AhaResult) -> Mesh:
 
 
 def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_name: Optional[str] = None,
-                  subtitle: str = "") -> dict[str, Path]:
+                  subtitle: str = "", reference_rows: Optional[list[dict]] = None) -> dict[str, Path]:
     """Write ``aha.csv``, ``aha.json``, ``bullseye.png`` and (with ``mesh_name``) the mesh with
-    ``aha_segment`` point and cell arrays into ``output_dir``; each file atomically."""
+    ``aha_segment`` point and cell arrays into ``output_dir``; each file atomically.
+    ``reference_rows`` (a known truth's table) adds its scar % as one more disc."""
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise CardioScarError(f"--output-dir {out} exists and is not a folder; give a folder")
@@ -282,7 +283,7 @@ def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_na
         if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
             raise CardioScarError(f"the AHA mesh would overwrite the input {mesh.path}; choose another --output-dir")
     write_table(result.rows, result.summary, paths["csv"], paths["json"])
-    write_bullseye(result.rows, paths["png"], subtitle or _subtitle(result))
+    write_bullseye(result.rows, paths["png"], subtitle or _subtitle(result), reference_rows)
     if mesh_name:
         write_mesh(mesh_with_segments(mesh, result), paths["mesh"], {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
     return paths

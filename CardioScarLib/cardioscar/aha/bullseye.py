@@ -117,17 +117,20 @@ PANELS = (
 )
 
 
-def bullseye_figure(rows: Sequence[dict], subtitle: str = ""):
-    """A matplotlib figure with one bull's-eye per quantity present in the table rows."""
+def bullseye_figure(rows: Sequence[dict], subtitle: str = "", reference_rows: Optional[Sequence[dict]] = None):
+    """A matplotlib figure with one bull's-eye per quantity present in the table rows, and the
+    reference's scar % (e.g. a phantom's truth) as the last one."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    panels = [panel for panel in PANELS if any(row.get(panel[0]) is not None for row in rows)]
+    panels = [(rows, *panel) for panel in PANELS if any(row.get(panel[0]) is not None for row in rows)]
+    if reference_rows is not None:
+        panels.append((reference_rows, "scar_pct", "truth: scar (% of segment)", "Reds", 100.0, "{:.0f}"))
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 4.2), squeeze=False)
-    for ax, (key, title, cmap, upper, fmt) in zip(axes[0], panels):
-        values = {row["segment"]: row.get(key) for row in rows}
+    for ax, (table, key, title, cmap, upper, fmt) in zip(axes[0], panels):
+        values = {row["segment"]: row.get(key) for row in table}
         present = [v for v in values.values() if v is not None]
         top = upper if upper is not None else max(max(present, default=0.0), 1e-6)
         mapping = draw_bullseye(ax, values, title=title, vmin=0.0, vmax=top, cmap=cmap, fmt=fmt)
@@ -139,11 +142,12 @@ def bullseye_figure(rows: Sequence[dict], subtitle: str = ""):
     return fig
 
 
-def write_bullseye(rows: Sequence[dict], path: Path, subtitle: str = "") -> None:
+def write_bullseye(rows: Sequence[dict], path: Path, subtitle: str = "",
+                   reference_rows: Optional[Sequence[dict]] = None) -> None:
     """Write the bull's-eye PNG atomically."""
     import matplotlib.pyplot as plt
 
-    fig = bullseye_figure(rows, subtitle)
+    fig = bullseye_figure(rows, subtitle, reference_rows)
     try:
         with atomic_write(path) as tmp:
             fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")
