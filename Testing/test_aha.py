@@ -421,3 +421,38 @@ def test_cli_errors_are_one_line(lad_phantom, tmp_path):
     done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", "--rv-inferior-point", "1,2,3",
                    "--output-dir", out)
     assert done.returncode == 2 and "--rv-inferior-point needs --rv-point" in done.stderr
+    # a point starting with a negative number is a value (argparse alone took it for an option)
+    done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", "--rv-point", "-500.5,1e3,-2",
+                   "--output-dir", out)
+    assert done.returncode == 2 and "cardioscar aha: error: --rv-point is" in done.stderr, done.stderr
+
+
+def test_lv_mask_segments_only_the_lv_of_a_two_chamber_mesh(lad_phantom):
+    """A mesh holding more than the LV (here the LV plus a shifted copy standing in for the RV):
+    with --lv-mask only LV nodes and cells get segments, and the table is the LV-only one."""
+    shifted = vtk.vtkUnstructuredGrid()
+    shifted.DeepCopy(lad_phantom.mesh)
+    points = vtk.vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(lad_phantom.points_lps + np.array([90.0, 0.0, 0.0])), deep=True))
+    shifted.SetPoints(points)
+    append = vtk.vtkAppendFilter()
+    append.AddInputData(lad_phantom.mesh)
+    append.AddInputData(shifted)
+    append.Update()
+    both = append.GetOutput()
+    n = lad_phantom.mesh.GetNumberOfPoints()
+    mask = numpy_to_vtk(np.r_[np.ones(n), np.zeros(n)], deep=True)
+    mask.SetName("lv")
+    both.GetPointData().AddArray(mask)
+    result = analyse_mesh(Mesh(dataset=both, space="LPS"), _options(lad_phantom, lv_mask_field="lv"))
+    alone = analyse_mesh(_mesh(lad_phantom), _options(lad_phantom))
+    np.testing.assert_array_equal(result.point_segments[:n], alone.point_segments)
+    assert not result.point_segments[n:].any() and not result.cell_segments[len(alone.cell_segments):].any()
+    for a, b in zip(alone.rows, result.rows):
+        assert b["scar_pct"] == pytest.approx(a["scar_pct"], abs=1e-9)
+        assert b["transmurality_mean_pct"] == pytest.approx(a["transmurality_mean_pct"], abs=1e-9)
+    nothing = numpy_to_vtk(np.zeros(2 * n), deep=True)
+    nothing.SetName("nothing")
+    both.GetPointData().AddArray(nothing)
+    with pytest.raises(CardioScarError, match="--lv-mask 'nothing' marks 0 nodes as LV"):
+        analyse_mesh(Mesh(dataset=both, space="LPS"), _options(lad_phantom, lv_mask_field="nothing"))

@@ -281,7 +281,7 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     text = [",".join(f"{v:.12g}" for v in p) for p in points]
     out = tmp_path / "scar.vtk"
     completed = _run(["--model", case["dir"] / "model.pth", "--mesh", case["paths"]["mesh"], "--output", out,
-                      "--aha-dir", tmp_path / "aha", f"--rv-point={text[0]}", f"--rv-inferior-point={text[1]}"],
+                      "--aha-dir", tmp_path / "aha", "--rv-point", text[0], "--rv-inferior-point", text[1]],
                      cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     mesh = read_mesh(out)

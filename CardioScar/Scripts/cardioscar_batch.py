@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
     """AHA 17-segment options, named as in ``cardioscar aha``; points in the mesh file's frame."""
-    from cardioscar.aha_command import _point
+    from cardioscar.aha_command import NEGATIVE_POINT, _point
 
+    parser._negative_number_matcher = NEGATIVE_POINT  # -12.5,30,41 is a point, not an option
     aha = parser.add_argument_group("AHA 17 segments (as cardioscar aha), after the reconstruction")
     aha.add_argument("--aha-dir", type=Path, help="write aha.csv, aha.json and bullseye.png here; the output mesh "
                                                   "gets aha_segment point and cell arrays")

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 logger = logging.getLogger("cardioscar")
+
+
+#: A negative number or a comma-separated point starting with one (argparse's own pattern plus commas).
+NEGATIVE_POINT = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+(?:[eE][-+]?\d+)?(?:,\s*-?[\d.]+(?:[eE][-+]?\d+)?){2}$")
 
 
 def _point(text: str) -> tuple[float, float, float]:
@@ -31,8 +36,9 @@ def register(subparsers) -> None:
     aha = subparsers.add_parser(
         "aha", help="AHA 17-segment scar burden, transmurality and a bull's-eye plot of a predicted mesh",
         description="Writes OUTPUT_DIR/aha.csv, aha.json, bullseye.png and aha_mesh.<ext> (aha_segment point and "
-                    "cell arrays). Points are in the mesh file's own frame (its SPACE marker); write a point whose "
-                    "first number is negative with '=' (--rv-point=-12,30,41).")
+                    "cell arrays). Points are in the mesh file's own frame (its SPACE marker).")
+    # a point such as -12.5,30,41 is a value, not an option (argparse only knows plain negative numbers)
+    aha._negative_number_matcher = NEGATIVE_POINT
     aha.add_argument("--mesh", required=True, type=Path, help="mesh with the predicted field (e.g. from `apply`)")
     aha.add_argument("--output-dir", required=True, type=Path)
     aha.add_argument("--field", default="scar_probability", help="point field measured (default scar_probability)")
