@@ -74,7 +74,7 @@ def _in_lps(point: Optional[tuple], space: str) -> Optional[np.ndarray]:
 
 def run(args: argparse.Namespace) -> None:
     """Handler of ``cardioscar aha``."""
-    from cardioscar.aha import AhaOptions, LabelMap, analyse_mesh, write_outputs
+    from cardioscar.aha import AhaOptions, LabelMap, run_aha
     from cardioscar.aha.insertion import ijk_to_lps_of
     from cardioscar.errors import CardioScarError
     from cardioscar.imageio import read_image
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> None:
         image = read_image(args.slice_normal_from)
         options.slice_normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
         options.slice_normal_source = f"slice normal of {args.slice_normal_from.name}"
-    result = analyse_mesh(mesh, options)
-    paths = write_outputs(mesh, result, args.output_dir, mesh_name=f"aha_mesh{args.mesh.suffix.lower()}")
+    result = run_aha(mesh, args.output_dir, options)
     burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]
     logger.info("AHA scar per segment: %s", ", ".join(burden) or "none")
-    logger.info("Wrote %s", ", ".join(str(p) for p in paths.values()))
+    logger.info("Wrote aha.csv, aha.json, bullseye.png and aha_mesh%s into %s", args.mesh.suffix.lower(),
+                args.output_dir)

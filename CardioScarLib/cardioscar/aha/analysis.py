@@ -295,12 +295,14 @@ def _subtitle(result: AhaResult) -> str:
             f"RV insertion: {summary['rv_insertion']['source']}; transmurality: {summary['transmurality_method']}")
 
 
-def run_aha(mesh_path: str | Path, output_dir: str | Path, options: Optional[AhaOptions] = None) -> AhaResult:
-    """Files in, files out: read the mesh, analyse it, write the table, the plot and the segmented mesh."""
+def run_aha(mesh: Mesh | str | Path, output_dir: str | Path, options: Optional[AhaOptions] = None) -> AhaResult:
+    """Files out (and in, given a path): analyse the mesh, write the table, the plot and the
+    segmented mesh ``aha_mesh.<ext>`` (the input's format; ``.vtk`` for a mesh made in memory)."""
     from cardioscar.meshio import read_mesh
 
-    mesh = read_mesh(mesh_path)
+    if not isinstance(mesh, Mesh):
+        mesh = read_mesh(mesh)
     result = analyse_mesh(mesh, options)
-    suffix = Path(mesh_path).suffix.lower()
+    suffix = mesh.path.suffix.lower() if mesh.path is not None else ".vtk"
     write_outputs(mesh, result, output_dir, mesh_name=f"aha_mesh{suffix}")
     return result

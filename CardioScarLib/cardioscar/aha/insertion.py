@@ -28,11 +28,10 @@ ARC_TRIM = 0.02
 
 @dataclass(frozen=True)
 class Insertions:
-    """The two RV insertion points (LPS mm) and the contact voxels they were found from."""
+    """The two RV insertion points (LPS mm)."""
 
     anterior: np.ndarray
     inferior: np.ndarray
-    contact_points: np.ndarray
 
 
 def ijk_to_lps_of(image: sitk.Image) -> np.ndarray:
@@ -89,4 +88,4 @@ def insertions_from_contacts(points: np.ndarray, axis: LongAxis) -> Insertions:
 
     logger.info("RV contact arc %.0f degrees from %d voxels", np.degrees(high - low), len(points))
     # numbering runs anterior insertion -> septum -> inferior insertion, i.e. increasing ``angle``
-    return Insertions(anterior=end(low), inferior=end(high), contact_points=points)
+    return Insertions(anterior=end(low), inferior=end(high))

@@ -151,14 +151,6 @@ def wall_faces(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAxis) ->
                      volumetric=volumetric)
 
 
-def transmural_depth(points: np.ndarray, faces: WallFaces) -> np.ndarray:
-    """0 on the endocardium, 1 on the epicardium: d_endo / (d_endo + d_epi) to the nearest face nodes."""
-    d_endo, _ = cKDTree(points[faces.endo_ids]).query(points)
-    d_epi, _ = cKDTree(points[faces.epi_ids]).query(points)
-    total = d_endo + d_epi
-    return np.divide(d_endo, total, out=np.full(len(points), 0.5), where=total > 0)
-
-
 def column_transmurality(points: np.ndarray, lv_ids: np.ndarray, scar: np.ndarray, weights: np.ndarray,
                          faces: WallFaces) -> tuple[np.ndarray, np.ndarray]:
     """Transmurality (0-1) of the column under each endocardial node (order of ``faces.endo_ids``)
