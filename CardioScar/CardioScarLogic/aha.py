@@ -13,8 +13,9 @@ The bull's-eye PNG is written on request (the panel can show it; ``bullseye_png`
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +23,7 @@ import numpy as np
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
+from cardioscar.aha import AhaOptions, LabelMap
 from cardioscar.errors import CardioScarError
 
 from . import results
@@ -33,7 +35,9 @@ SEGMENT_ARRAY = "aha_segment"
 
 @dataclass
 class AhaInputs:
-    """What the panel's AHA section (or a console user) chooses; see the module docstring."""
+    """What the panel's AHA section (or a console user) chooses: the nodes that place the
+    segments (see the module docstring) and what to measure (``measure``: field, threshold,
+    LV mask, tags, transmurality; its point and axis fields are filled from the nodes)."""
 
     rv_markups: Optional[object] = None
     labels_node: Optional[object] = None
@@ -41,12 +45,7 @@ class AhaInputs:
     myocardium_label: int = 2
     apex_base_markups: Optional[object] = None
     slice_normal_volume: Optional[object] = None
-    field: str = results.PROBABILITY
-    threshold: float = 0.5
-    lv_mask_field: Optional[str] = None
-    tags_field: Optional[str] = None
-    border_zone_tag: int = 1
-    transmurality: str = "auto"
+    measure: AhaOptions = field(default_factory=AhaOptions)
 
 
 @dataclass
@@ -81,13 +80,9 @@ def _labels(node) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(labels).astype(np.int64), volume_ijk_to_lps(node)
 
 
-def aha_options(inputs: AhaInputs):
+def aha_options(inputs: AhaInputs) -> AhaOptions:
     """The library's options from scene nodes (world LPS)."""
-    from cardioscar.aha import AhaOptions, LabelMap
-
-    options = AhaOptions(field=inputs.field, threshold=inputs.threshold, lv_mask_field=inputs.lv_mask_field,
-                         tags_field=inputs.tags_field, border_zone_tag=inputs.border_zone_tag,
-                         transmurality=inputs.transmurality)
+    options = dataclasses.replace(inputs.measure)
     if inputs.rv_markups is not None:
         points = _control_points_lps(inputs.rv_markups, "the anterior RV insertion (and optionally the inferior)", 1)
         options.rv_point = points[0]
@@ -158,7 +153,8 @@ def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Pa
     mesh = Mesh(dataset=world_mesh_lps(model_node, points), space="LPS", path=None)
     result = analyse_mesh(mesh, aha_options(inputs))
     if bullseye_png is not None:
-        write_bullseye(result.rows, Path(bullseye_png), f"{model_node.GetName()}: {inputs.field} >= {inputs.threshold:g}")
+        write_bullseye(result.rows, Path(bullseye_png),
+                       f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}")
     results.write_point_arrays(model_node, {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
     _write_cell_array(model_node, result.cell_segments)
     table = update_aha_table(model_node, result.rows)

@@ -173,6 +173,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
     """The AHA table, picture and arrays of the reconstructed model (after it was saved once)."""
     from CardioScarLogic import AhaInputs, load_volume
+    from cardioscar.aha import AhaOptions
     from cardioscar.aha.table import write_table
     from cardioscar.meshio import read_mesh
 
@@ -191,8 +192,8 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
         rv_label=args.rv_label, myocardium_label=args.myocardium_label,
         apex_base_markups=markups("apex and base", [args.apex, args.base]) if args.apex else None,
         slice_normal_volume=load_volume(context.scene, args.slice_normal_from) if args.slice_normal_from else None,
-        threshold=args.aha_threshold, lv_mask_field=args.lv_mask, tags_field=args.tags_field,
-        border_zone_tag=args.border_zone_tag, transmurality=args.transmurality)
+        measure=AhaOptions(threshold=args.aha_threshold, lv_mask_field=args.lv_mask, tags_field=args.tags_field,
+                           border_zone_tag=args.border_zone_tag, transmurality=args.transmurality))
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
 
