@@ -90,7 +90,7 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
         text = "n/a" if value is None else fmt.format(value)
         dark = value is not None and norm(value) > 0.6
         ax.text(x, y + 0.16, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
-        ax.text(x, y - 0.14, text, ha="center", va="center", fontsize=7.5, fontweight="bold",
+        ax.text(x, y - 0.14, text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
                 color="white" if dark else "black")
     for line in _territory_edges():
         ax.plot(line[:, 0], line[:, 1], color="black", linewidth=2.0, solid_capstyle="round")
@@ -113,7 +113,7 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
 PANELS = (
     ("scar_pct", "scar (% of segment)", "Reds", 100.0, "{:.0f}"),
     ("transmurality_mean_pct", "mean transmurality (%)", "Oranges", 100.0, "{:.0f}"),
-    ("uncertainty_mean", "mean uncertainty (MC std)", "viridis", None, "{:.3f}"),
+    ("uncertainty_mean", "mean uncertainty (MC std)", "Blues", None, "{:.3f}"),
 )
 
 
