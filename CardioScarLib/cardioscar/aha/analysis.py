@@ -282,8 +282,9 @@ def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_na
         paths["mesh"] = out / mesh_name
         if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
             raise CardioScarError(f"the AHA mesh would overwrite the input {mesh.path}; choose another --output-dir")
-    write_table(result.rows, result.summary, paths["csv"], paths["json"])
+    # the picture first: drawing is the step most likely to fail, and then nothing is written
     write_bullseye(result.rows, paths["png"], subtitle or _subtitle(result), reference_rows)
+    write_table(result.rows, result.summary, paths["csv"], paths["json"])
     if mesh_name:
         write_mesh(mesh_with_segments(mesh, result), paths["mesh"], {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
     return paths

@@ -44,8 +44,11 @@ class WallFaces:
 
 
 def is_volumetric(dataset: vtk.vtkDataSet) -> bool:
-    """True when the mesh has 3D cells (tetrahedra, hexahedra, ...)."""
-    return any(dataset.GetCell(i).GetCellDimension() == 3 for i in range(min(dataset.GetNumberOfCells(), 64)))
+    """True when the mesh has 3D cells (tetrahedra, hexahedra, ...) among its cells."""
+    if not isinstance(dataset, vtk.vtkUnstructuredGrid) or dataset.GetNumberOfCells() == 0:
+        return False
+    types = vtk_to_numpy(dataset.GetDistinctCellTypesArray())
+    return any(vtk.vtkCellTypes.GetDimension(int(kind)) == 3 for kind in types)
 
 
 def _lv_cells_only(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray) -> vtk.vtkDataSet:
