@@ -441,10 +441,10 @@ def test_lv_mask_segments_only_the_lv_of_a_two_chamber_mesh(lad_phantom):
     append.Update()
     both = append.GetOutput()
     n = lad_phantom.mesh.GetNumberOfPoints()
-    mask = numpy_to_vtk(np.r_[np.ones(n), np.zeros(n)], deep=True)
+    mask = numpy_to_vtk(np.r_[np.full(n, 2.0), np.full(n, 5.0)], deep=True)  # region labels: LV 2, "RV" 5
     mask.SetName("lv")
     both.GetPointData().AddArray(mask)
-    result = analyse_mesh(Mesh(dataset=both, space="LPS"), _options(lad_phantom, lv_mask_field="lv"))
+    result = analyse_mesh(Mesh(dataset=both, space="LPS"), _options(lad_phantom, lv_mask_field="lv", lv_mask_value=2))
     alone = analyse_mesh(_mesh(lad_phantom), _options(lad_phantom))
     np.testing.assert_array_equal(result.point_segments[:n], alone.point_segments)
     assert not result.point_segments[n:].any() and not result.cell_segments[len(alone.cell_segments):].any()

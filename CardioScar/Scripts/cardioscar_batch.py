@@ -124,14 +124,16 @@ def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
     aha.add_argument("--base", type=_point, help="centre of the base X,Y,Z")
     aha.add_argument("--slice-normal-from", type=Path, help="short-axis image whose slice normal is the long axis")
     aha.add_argument("--aha-threshold", type=float, default=0.5, help="scar where scar_probability >= this (0.5)")
-    aha.add_argument("--lv-mask", help="point field non-zero on LV nodes")
+    aha.add_argument("--lv-mask", help="point field marking the LV nodes: non-zero, or equal to --lv-value")
+    aha.add_argument("--lv-value", type=float, help="value of --lv-mask on LV nodes (e.g. a region label)")
     aha.add_argument("--tags-field", help="point field of scar tags (border zone = --border-zone-tag)")
     aha.add_argument("--border-zone-tag", type=int, default=1)
     aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto")
 
 
 #: AHA options that need --aha-dir.
-_AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_normal_from", "lv_mask", "tags_field")
+_AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_normal_from", "lv_mask", "lv_value",
+            "tags_field")
 
 
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -192,7 +194,8 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
         rv_label=args.rv_label, myocardium_label=args.myocardium_label,
         apex_base_markups=markups("apex and base", [args.apex, args.base]) if args.apex else None,
         slice_normal_volume=load_volume(context.scene, args.slice_normal_from) if args.slice_normal_from else None,
-        measure=AhaOptions(threshold=args.aha_threshold, lv_mask_field=args.lv_mask, tags_field=args.tags_field,
+        measure=AhaOptions(threshold=args.aha_threshold, lv_mask_field=args.lv_mask, lv_mask_value=args.lv_value,
+                           tags_field=args.tags_field,
                            border_zone_tag=args.border_zone_tag, transmurality=args.transmurality))
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")

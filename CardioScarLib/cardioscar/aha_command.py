@@ -57,7 +57,9 @@ def register(subparsers) -> None:
     aha.add_argument("--base", type=_point, help="centre of the base X,Y,Z")
     aha.add_argument("--slice-normal-from", type=Path,
                      help="short-axis image whose slice normal is the long axis (otherwise the mesh's shape)")
-    aha.add_argument("--lv-mask", help="point field non-zero on LV nodes (a biventricular mesh: only they are segmented)")
+    aha.add_argument("--lv-mask", help="point field marking the LV nodes (a biventricular mesh: only they are "
+                                       "segmented): non-zero, or equal to --lv-value")
+    aha.add_argument("--lv-value", type=float, help="value of --lv-mask on LV nodes (e.g. a region label)")
     aha.add_argument("--tags-field", help="point field of scar tags; nodes equal to --border-zone-tag are border zone")
     aha.add_argument("--border-zone-tag", type=int, default=1, help="border-zone value of --tags-field (default 1)")
     aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto",
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> None:
     from cardioscar.imageio import read_image
     from cardioscar.meshio import read_mesh
 
+    if args.lv_value is not None and args.lv_mask is None:
+        raise CardioScarError("--lv-value needs --lv-mask (the point field it is a value of)")
     if args.rv_inferior_point is not None and args.rv_point is None:
         raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too")
     mesh = read_mesh(args.mesh)
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
                          rv_point=_in_lps(args.rv_point, mesh.space),
                          rv_inferior_point=_in_lps(args.rv_inferior_point, mesh.space),
                          apex=_in_lps(args.apex, mesh.space), base=_in_lps(args.base, mesh.space),
-                         lv_mask_field=args.lv_mask, tags_field=args.tags_field,
+                         lv_mask_field=args.lv_mask, lv_mask_value=args.lv_value, tags_field=args.tags_field,
                          border_zone_tag=args.border_zone_tag, transmurality=args.transmurality)
     if args.labels is not None:
         import SimpleITK as sitk

@@ -52,6 +52,9 @@ class LabelMap:
 class AhaOptions:
     """How to segment and what to measure; see ``cardioscar aha --help`` for each option.
 
+    ``lv_mask_field`` (with ``lv_mask_value``, else non-zero) picks the LV nodes of a mesh that
+    holds more (a biventricular mesh); the others get segment 0.
+
     Long axis: ``apex`` and ``base`` points, else ``slice_normal`` (the short-axis stack's
     normal), else the mesh's shape. RV insertion: ``rv_point`` (the anterior insertion, with an
     optional ``rv_inferior_point``), else ``labels``. ``transmurality``: ``"auto"`` (computed on a
@@ -69,6 +72,7 @@ class AhaOptions:
     slice_normal: Optional[Sequence[float]] = None
     slice_normal_source: str = "slice normal"
     lv_mask_field: Optional[str] = None
+    lv_mask_value: Optional[float] = None
     tags_field: Optional[str] = None
     border_zone_tag: int = 1
     transmurality: str = "auto"
@@ -92,11 +96,12 @@ def _where(mesh: Mesh) -> str:
 def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
     if options.lv_mask_field is None:
         return np.ones(mesh.n_points, dtype=bool)
-    mask = mesh.point_array(options.lv_mask_field)
-    lv = (mask.reshape(mesh.n_points, -1)[:, 0] != 0)
+    mask = mesh.point_array(options.lv_mask_field).reshape(mesh.n_points, -1)[:, 0]
+    lv = mask != 0 if options.lv_mask_value is None else np.isclose(mask, options.lv_mask_value)
     if lv.sum() < 10:
-        raise CardioScarError(f"{_where(mesh)}: --lv-mask '{options.lv_mask_field}' marks {int(lv.sum())} nodes as LV; "
-                              "give a point field that is non-zero on the LV myocardium")
+        which = "non-zero" if options.lv_mask_value is None else f"equal to {options.lv_mask_value:g} (--lv-value)"
+        raise CardioScarError(f"{_where(mesh)}: --lv-mask '{options.lv_mask_field}' marks {int(lv.sum())} nodes as LV "
+                              f"({which}); give the point field and value of the LV myocardium")
     return lv
 
 

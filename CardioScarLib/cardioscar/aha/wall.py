@@ -48,7 +48,8 @@ def is_volumetric(dataset: vtk.vtkDataSet) -> bool:
     if not isinstance(dataset, vtk.vtkUnstructuredGrid) or dataset.GetNumberOfCells() == 0:
         return False
     types = vtk_to_numpy(dataset.GetDistinctCellTypesArray())
-    return any(vtk.vtkCellTypes.GetDimension(int(kind)) == 3 for kind in types)
+    cell_types = getattr(vtk, "vtkCellTypeUtilities", vtk.vtkCellTypes)  # VTK 9.6 moved GetDimension there
+    return any(cell_types.GetDimension(int(kind)) == 3 for kind in types)
 
 
 def _lv_cells_only(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray) -> vtk.vtkDataSet:
