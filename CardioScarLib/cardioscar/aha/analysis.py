@@ -191,13 +191,50 @@ def _wall(mode: str, dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAx
         return None
 
 
+def _point_values(mesh: Mesh, name: str) -> np.ndarray:
+    """A point field's first component as floats."""
+    return mesh.point_array(name).reshape(mesh.n_points, -1)[:, 0].astype(float)
+
+
+def _levels(axis: LongAxis, lv_points: np.ndarray, faces: Optional[WallFaces], points: np.ndarray
+            ) -> tuple[float, float, str]:
+    """(cavity tip height, base height, how the apical cap was found)."""
+    heights = axis.heights(lv_points)
+    base_height = float(heights.max())
+    if faces is not None:
+        return float(axis.heights(points[faces.endo_ids]).min()), base_height, "beyond the cavity's tip"
+    tip = float(heights.min() + CAP_SHARE_WITHOUT_CAVITY * (base_height - heights.min()))
+    return tip, base_height, f"estimated: the apical {100 * CAP_SHARE_WITHOUT_CAVITY:.0f} % of the length (no endocardium found)"
+
+
+def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndarray, inferior: Optional[np.ndarray],
+             *, lv_nodes: int, method: str, cap_method: str, has_uncertainty: bool, has_tags: bool) -> dict:
+    """How the table was made, for ``aha.json``."""
+    axis = frame.axis
+    return {
+        "mesh": str(mesh.path) if mesh.path else None, "field": options.field, "threshold": options.threshold,
+        "uncertainty_field": options.uncertainty_field if has_uncertainty else None,
+        "tags_field": options.tags_field, "border_zone_tag": options.border_zone_tag if has_tags else None,
+        "lv_nodes": lv_nodes, "transmurality_method": method,
+        "long_axis": {"source": axis.source, "origin_lps": axis.origin.tolist(),
+                      "apex_to_base_lps": axis.base_direction.tolist()},
+        "levels": {"cavity_tip_mm": frame.cavity_tip, "base_mm": frame.base_height, "apical_cap": cap_method},
+        "rv_insertion": {"source": frame.insertion_source, "anterior_lps": np.asarray(anterior).tolist(),
+                         "inferior_lps": None if inferior is None else np.asarray(inferior).tolist(),
+                         "septum_deg": frame.septum_deg,
+                         "numbering": ("clockwise" if frame.sense < 0 else "counter-clockwise") + " seen from the base"},
+        "convention": "AHA 17 segments (Cerqueira 2002): thirds of the LV between cavity tip and base; anterior RV "
+                      "insertion = boundary of segments 1|2, inferior = 3|4; see the README",
+    }
+
+
 def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment."""
     options = options or AhaOptions()
     where = _where(mesh)
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
-    values = mesh.point_array(options.field).reshape(mesh.n_points, -1)[:, 0].astype(float)
+    values = _point_values(mesh, options.field)
     lv_nodes = _lv_nodes(mesh, options)
     lv_ids = np.flatnonzero(lv_nodes)
     if not np.all(np.isfinite(values[lv_ids])):
@@ -207,35 +244,24 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     dataset = _lps_dataset(mesh, points)
     weights = node_volumes(dataset)
     axis = _long_axis(options, points[lv_ids], weights[lv_ids])
-    heights = axis.heights(points[lv_ids])
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
     if faces is not None and not faces.volumetric and options.transmurality == "required":
         raise CardioScarError(f"{where} is a surface mesh: transmurality needs the wall's inside; give the volumetric "
                               "(tetrahedral) mesh, or leave --transmurality out for an estimate from the surfaces")
-    base_height = float(heights.max())
-    if faces is not None:
-        cavity_tip = float(axis.heights(points[faces.endo_ids]).min())
-        cap_method = "beyond the cavity's tip"
-    else:
-        cavity_tip = float(heights.min() + CAP_SHARE_WITHOUT_CAVITY * (base_height - heights.min()))
-        cap_method = f"estimated: the apical {100 * CAP_SHARE_WITHOUT_CAVITY:.0f} % of the length (no endocardium found)"
+    cavity_tip, base_height, cap_method = _levels(axis, points[lv_ids], faces, points)
     anterior, inferior, insertion_source = _insertions(options, points[lv_ids], axis)
     frame = insertion_frame(axis, anterior, inferior, cavity_tip, base_height, insertion_source)
 
     point_segments = np.zeros(mesh.n_points, dtype=np.int64)
     point_segments[lv_ids] = frame.segments(points[lv_ids])
-    cell_segments = _cell_segments(dataset, lv_nodes, frame)
-
     scar = np.where(lv_nodes, values >= options.threshold, False).astype(float)
     border = None
     if options.tags_field is not None:
-        tags = mesh.point_array(options.tags_field).reshape(mesh.n_points, -1)[:, 0]
-        border = (np.rint(tags) == options.border_zone_tag).astype(float)
+        border = (np.rint(_point_values(mesh, options.tags_field)) == options.border_zone_tag).astype(float)
     uncertainty = None
     if options.uncertainty_field and options.uncertainty_field in mesh.point_field_names():
-        uncertainty = mesh.point_array(options.uncertainty_field).reshape(mesh.n_points, -1)[:, 0].astype(float)
-    columns = {}
-    method = "off"
+        uncertainty = _point_values(mesh, options.uncertainty_field)
+    columns, method = {}, "off"
     if faces is not None and options.transmurality != "off":
         column_values, column_centres = column_transmurality(points, lv_ids, scar, weights, faces)
         columns = {"column_segments": frame.segments(column_centres), "column_area": faces.endo_area,
@@ -244,23 +270,10 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
                   else "ESTIMATED on a surface mesh from the endocardial and nearest epicardial node only")
     rows = segment_rows(point_segments, weights, scar, volumetric=is_volumetric(dataset),
                         border_zone=border, uncertainty=uncertainty, **columns)
-    summary = {
-        "mesh": str(mesh.path) if mesh.path else None, "field": options.field, "threshold": options.threshold,
-        "uncertainty_field": options.uncertainty_field if uncertainty is not None else None,
-        "tags_field": options.tags_field, "border_zone_tag": options.border_zone_tag if border is not None else None,
-        "lv_nodes": int(lv_nodes.sum()), "transmurality_method": method,
-        "long_axis": {"source": axis.source, "origin_lps": axis.origin.tolist(),
-                      "apex_to_base_lps": axis.base_direction.tolist()},
-        "levels": {"cavity_tip_mm": cavity_tip, "base_mm": base_height, "apical_cap": cap_method},
-        "rv_insertion": {"source": insertion_source, "anterior_lps": np.asarray(anterior).tolist(),
-                         "inferior_lps": None if inferior is None else np.asarray(inferior).tolist(),
-                         "septum_deg": frame.septum_deg,
-                         "numbering": ("clockwise" if frame.sense < 0 else "counter-clockwise") + " seen from the base"},
-        "convention": "AHA 17 segments (Cerqueira 2002): thirds of the LV between cavity tip and base; anterior RV "
-                      "insertion = boundary of segments 1|2, inferior = 3|4; see the README",
-    }
-    return AhaResult(point_segments=point_segments, cell_segments=cell_segments, rows=rows, summary=summary,
-                     frame=frame)
+    summary = _summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
+                       cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None)
+    return AhaResult(point_segments=point_segments, cell_segments=_cell_segments(dataset, lv_nodes, frame),
+                     rows=rows, summary=summary, frame=frame)
 
 
 def mesh_with_segments(mesh: Mesh, result: AhaResult) -> Mesh:
