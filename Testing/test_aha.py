@@ -404,7 +404,7 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     assert len(cells) == written.dataset.GetNumberOfCells() and set(np.unique(cells)) == set(range(1, 18))
 
 
-def test_cli_errors_are_one_line(lad_phantom, tmp_path):
+def test_cli_errors_are_one_line(lad_phantom, tmp_path, capsys):
     from conftest import run_cli
     from cardioscar.meshio import write_mesh
 
@@ -418,13 +418,16 @@ def test_cli_errors_are_one_line(lad_phantom, tmp_path):
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
     assert errors[0].startswith("cardioscar aha: error: --rv-point is") and "at most 5 mm" in errors[0]
     assert not out.exists() or not any(out.iterdir())
-    done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", "--rv-inferior-point", "1,2,3",
-                   "--output-dir", out)
-    assert done.returncode == 2 and "--rv-inferior-point needs --rv-point" in done.stderr
+
+    from cardioscar.cli import main  # the rest in process
+
+    assert main(["aha", "--mesh", str(mesh_path), "--field", "scar_truth", "--rv-inferior-point", "1,2,3",
+                 "--output-dir", str(out)]) == 2
+    assert "--rv-inferior-point needs --rv-point" in capsys.readouterr().err
     # a point starting with a negative number is a value (argparse alone took it for an option)
-    done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", "--rv-point", "-500.5,1e3,-2",
-                   "--output-dir", out)
-    assert done.returncode == 2 and "cardioscar aha: error: --rv-point is" in done.stderr, done.stderr
+    assert main(["aha", "--mesh", str(mesh_path), "--field", "scar_truth", "--rv-point", "-500.5,1e3,-2",
+                 "--output-dir", str(out)]) == 2
+    assert "cardioscar aha: error: --rv-point is" in capsys.readouterr().err
 
 
 def test_lv_mask_segments_only_the_lv_of_a_two_chamber_mesh(lad_phantom):
@@ -466,3 +469,23 @@ def test_the_extension_packages_every_file_of_the_aha_subpackage(repo_root):
     listed = re.search(r"set\(CARDIOSCAR_AHA_FILES\s+(.*?)\)", cmake, re.S).group(1).split()
     on_disk = {p.name for p in (repo_root / "CardioScarLib" / "cardioscar" / "aha").glob("*.py")}
     assert set(listed) == on_disk
+
+
+def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys):
+    """In process through cardioscar.cli.main (the subprocess tests above cover the entry point)."""
+    from cardioscar.cli import main
+    from cardioscar.meshio import write_mesh
+
+    mesh_path = tmp_path / "heart.vtk"
+    write_mesh(_mesh(lad_phantom), mesh_path, {"scar_truth": lad_phantom.truth})
+    point = ",".join(f"{v:.4f}" for v in _options(lad_phantom).rv_point)
+    for extra, message in ((["--rv-label", "3"], "--rv-label needs --labels"),
+                           (["--border-zone-tag", "2"], "--border-zone-tag needs --tags-field"),
+                           (["--apex", "0,0,0", "--base", "0,0,50", "--slice-normal-from", "x.nii.gz"],
+                            "give the long axis once"),
+                           (["--uncertainty-field", "spread"], "no point field 'spread'")):
+        status = main(["aha", "--mesh", str(mesh_path), "--field", "scar_truth", "--rv-point", point,
+                       "--output-dir", str(tmp_path / "out"), *extra])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err, (extra, err)
+    assert not (tmp_path / "out").exists()

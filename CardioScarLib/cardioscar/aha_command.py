@@ -17,6 +17,13 @@ import numpy as np
 logger = logging.getLogger("cardioscar")
 
 
+DEFAULT_UNCERTAINTY = "scar_uncertainty"
+#: (option, the option it needs, its default): given without the option it belongs to, it would be ignored.
+_DEPENDENT_OPTIONS = (("rv_inferior_point", "rv_point", None), ("rv_label", "labels", 1),
+                      ("myocardium_label", "labels", 2), ("lv_value", "lv_mask", None),
+                      ("border_zone_tag", "tags_field", 1))
+
+
 #: A negative number or a comma-separated point starting with one (argparse's own pattern plus commas).
 NEGATIVE_POINT = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+(?:[eE][-+]?\d+)?(?:,\s*-?[\d.]+(?:[eE][-+]?\d+)?){2}$")
 
@@ -43,7 +50,7 @@ def register(subparsers) -> None:
     aha.add_argument("--output-dir", required=True, type=Path)
     aha.add_argument("--field", default="scar_probability", help="point field measured (default scar_probability)")
     aha.add_argument("--threshold", type=float, default=0.5, help="scar where field >= threshold (default 0.5)")
-    aha.add_argument("--uncertainty-field", default="scar_uncertainty",
+    aha.add_argument("--uncertainty-field", default=DEFAULT_UNCERTAINTY,
                      help="point field averaged per segment when present (default scar_uncertainty)")
     insertion = aha.add_mutually_exclusive_group()
     insertion.add_argument("--rv-point", type=_point, help="anterior RV insertion X,Y,Z (boundary of segments 1|2)")
@@ -74,6 +81,18 @@ def _in_lps(point: Optional[tuple], space: str) -> Optional[np.ndarray]:
     return np.asarray(point, dtype=float) * (np.array([-1.0, -1.0, 1.0]) if space == "RAS" else 1.0)
 
 
+def _refuse_ignored(args: argparse.Namespace) -> None:
+    """Options that would be ignored are refused, naming what they need."""
+    from cardioscar.errors import CardioScarError
+
+    for name, needs, default in _DEPENDENT_OPTIONS:
+        if getattr(args, name) != default and getattr(args, needs) is None:
+            flag, other = (f"--{n.replace('_', '-')}" for n in (name, needs))
+            raise CardioScarError(f"{flag} needs {other} (it would be ignored without it)")
+    if args.slice_normal_from is not None and args.apex is not None:
+        raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
+
+
 def run(args: argparse.Namespace) -> None:
     """Handler of ``cardioscar aha``."""
     from cardioscar.aha import AhaOptions, LabelMap, run_aha
@@ -82,11 +101,10 @@ def run(args: argparse.Namespace) -> None:
     from cardioscar.imageio import read_image
     from cardioscar.meshio import read_mesh
 
-    if args.lv_value is not None and args.lv_mask is None:
-        raise CardioScarError("--lv-value needs --lv-mask (the point field it is a value of)")
-    if args.rv_inferior_point is not None and args.rv_point is None:
-        raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too")
+    _refuse_ignored(args)
     mesh = read_mesh(args.mesh)
+    if args.uncertainty_field != DEFAULT_UNCERTAINTY and args.uncertainty_field not in mesh.point_field_names():
+        mesh.point_array(args.uncertainty_field)  # named explicitly: a missing field is an error that lists them
     options = AhaOptions(field=args.field, uncertainty_field=args.uncertainty_field, threshold=args.threshold,
                          rv_point=_in_lps(args.rv_point, mesh.space),
                          rv_inferior_point=_in_lps(args.rv_inferior_point, mesh.space),

@@ -108,6 +108,8 @@ def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
 def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> LongAxis:
     if (options.apex is None) != (options.base is None):
         raise CardioScarError("give both --apex and --base (or neither)")
+    if options.apex is not None and options.slice_normal is not None:
+        raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
     if options.apex is not None:
         return axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
     if options.slice_normal is not None:
@@ -130,6 +132,10 @@ def _checked_point(point: Sequence[float], tree: cKDTree, flag: str) -> np.ndarr
 
 def _insertions(options: AhaOptions, lv_points: np.ndarray, axis: LongAxis) -> tuple[np.ndarray, Optional[np.ndarray], str]:
     tree = cKDTree(lv_points)
+    if options.rv_point is not None and options.labels is not None:
+        raise CardioScarError("give the RV insertion once: --rv-point or --labels, not both")
+    if options.rv_inferior_point is not None and options.rv_point is None:
+        raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too")
     if options.rv_point is not None:
         anterior = _checked_point(options.rv_point, tree, "--rv-point")
         inferior = (None if options.rv_inferior_point is None
