@@ -489,3 +489,21 @@ def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys
         err = capsys.readouterr().err
         assert status == 2 and message in err, (extra, err)
     assert not (tmp_path / "out").exists()
+
+
+def test_insertions_from_a_contact_arc_are_named_right_on_the_real_bivme_heart():
+    """The arc where the real RV lies against the LV (RV endocardium within 12 mm of the LV
+    endocardium, the septum's thickness): its anterior end lies in front of (LPS -y) and above
+    (+z) its inferior end, as in the patient."""
+    from scipy.spatial import cKDTree
+
+    from cardioscar.aha.insertion import insertions_from_contacts
+    from cardioscar.aha.segments import axis_from_shape
+    from cardioscar.meshio import read_mesh
+
+    folder = SHARED_DATA / "bivme_patient1" / "fitted_model_frame000"
+    lv = read_mesh(folder / "patient1_LV_ENDOCARDIAL_000.vtk").points_lps()
+    rv = read_mesh(folder / "patient1_RV_ENDOCARDIAL_000.vtk").points_lps()
+    distance, _ = cKDTree(lv).query(rv)
+    found = insertions_from_contacts(rv[distance < 12.0], axis_from_shape(lv, np.ones(len(lv))))
+    assert found.anterior[1] < found.inferior[1] - 10.0 and found.anterior[2] > found.inferior[2] + 10.0
