@@ -27,6 +27,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.slices import RECORDED
 
 from . import results
+from .aha import AhaInputs
 from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import color_logic_for
@@ -265,6 +266,14 @@ class CardioScarLogic:
         return predict_on_points(checkpoint, points, int(options.inference_mc_samples),
                                  int(options.inference_batch_size), options.threshold, device,
                                  should_cancel=should_cancel, seed=int(options.seed))
+
+    @staticmethod
+    def aha_segments(model_node, inputs: "AhaInputs", bullseye_png: Optional[Union[str, Path]] = None):
+        """AHA 17-segment table, ``aha_segment`` arrays and optionally the bull's-eye PNG of a model
+        (see ``CardioScarLogic.aha``); returns an ``AhaSceneResult``."""
+        from .aha import analyse_model
+
+        return analyse_model(model_node, inputs, bullseye_png)
 
     def _publish(self, model_node, points: np.ndarray, inference, checkpoint: dict, options: ReconstructionOptions,
                  device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None) -> ReconstructionResult:

@@ -181,7 +181,7 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
     return rows
 
 
-def _referenced_or_new(model_node, reference: str, node_class: str, name: str):
+def referenced_or_new(model_node, reference: str, node_class: str, name: str):
     scene = model_node.GetScene()
     node = model_node.GetNodeReference(reference)
     if node is None or not node.IsA(node_class):
@@ -192,7 +192,7 @@ def _referenced_or_new(model_node, reference: str, node_class: str, name: str):
 
 def update_summary_table(model_node, rows: Iterable[tuple[str, str, str]]):
     """Write the summary rows into the model's summary table node (created on first use)."""
-    table = _referenced_or_new(model_node, SUMMARY_REFERENCE, "vtkMRMLTableNode",
+    table = referenced_or_new(model_node, SUMMARY_REFERENCE, "vtkMRMLTableNode",
                                f"{model_node.GetName()} CardioScar summary")
     columns = []
     for title in ("Measure", "Value", "Unit"):
@@ -214,7 +214,7 @@ def update_summary_table(model_node, rows: Iterable[tuple[str, str, str]]):
 
 def update_loss_plot(model_node, losses: list[float]):
     """Loss per epoch in a table, drawn by a plot series in a chart (log y axis)."""
-    table = _referenced_or_new(model_node, LOSS_TABLE_REFERENCE, "vtkMRMLTableNode",
+    table = referenced_or_new(model_node, LOSS_TABLE_REFERENCE, "vtkMRMLTableNode",
                                f"{model_node.GetName()} CardioScar loss")
     epochs = vtk.vtkDoubleArray()
     epochs.SetName("epoch")
@@ -228,7 +228,7 @@ def update_loss_plot(model_node, losses: list[float]):
     vtk_table.AddColumn(loss)
     table.SetAndObserveTable(vtk_table)
 
-    chart = _referenced_or_new(model_node, LOSS_CHART_REFERENCE, "vtkMRMLPlotChartNode",
+    chart = referenced_or_new(model_node, LOSS_CHART_REFERENCE, "vtkMRMLPlotChartNode",
                                f"{model_node.GetName()} CardioScar training")
     series = chart.GetPlotSeriesNode()
     if series is None:
@@ -247,5 +247,5 @@ def update_loss_plot(model_node, losses: list[float]):
 
 
 __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
-           "write_point_arrays", "new_output_model", "show_probability", "mesh_measure_kind", "summary_rows", "update_summary_table",
-           "update_loss_plot"]
+           "write_point_arrays", "new_output_model", "show_probability", "mesh_measure_kind", "summary_rows",
+           "update_summary_table", "update_loss_plot", "referenced_or_new"]
