@@ -31,6 +31,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -210,8 +211,10 @@ class Phantom:
     slice_half_thickness_mm: float       # pass as --slice-thickness-padding
     metadata: dict = field(default_factory=dict)
     # Segmented family only (cardioscar.phantom_segmented): the continuous true scar fraction on
-    # the nodes (``truth`` is then 0/1), the myocardium mask and the EMIDEC-style label map.
+    # the nodes (``truth`` is then 0/1), the myocardium mask, the EMIDEC-style label map, and the
+    # true fraction as a function of LV-frame points (``geometry.to_local``), to score anything else.
     truth_fraction: np.ndarray | None = None
+    scar_field: Callable[[np.ndarray], np.ndarray] | None = None
     myocardium_image: sitk.Image | None = None
     label_image: sitk.Image | None = None
 

@@ -149,8 +149,15 @@ class ScarModel:
         return np.clip(0.5 + waves * math.sqrt(len(self.phases) / 2.0) * 0.5, 0.0, 1.0)
 
     def envelopes(self, local: np.ndarray) -> np.ndarray:
-        """(n_infarcts, N) soft indicator of each infarct (wall depth clamped to the wall)."""
-        t, u, theta = self.geometry.local_to_wall(local)
+        """(n_infarcts, N) soft indicator of each infarct (wall depth clamped to the wall).
+
+        The meridional angle is ``atan2(r / a(t), -z / c(t))``: on the wall it is the wall
+        coordinate ``u``, and off the wall (mesh nodes up to a pixel outside it) it follows the
+        scaled ray, so points on the long axis stay at the apex (``arccos`` of a clipped ratio
+        would send a cavity point near the apex to a theta-dependent place)."""
+        t, _, theta = self.geometry.local_to_wall(local)
+        a, c = self.geometry.axes(t)
+        u = np.arctan2(np.hypot(local[:, 0], local[:, 1]) / a, -local[:, 2] / c)
         return np.stack([scar_from_wall(self.geometry, [inf], t, u, theta, self.border_mm) for inf in self.infarcts])
 
     def fraction(self, local: np.ndarray) -> np.ndarray:
@@ -335,7 +342,7 @@ def make_segmented_phantom(config: SegmentedConfig | None = None) -> Phantom:
     image, mask, labels, z_centres = _acquire(config, geometry, scar, np.random.default_rng([config.seed, 11]))
     phantom = Phantom(config=config, geometry=geometry, infarcts=scar.infarcts, mesh=mesh, surface=surface,
                       truth=truth, image=image, long_axis_image=None,
-                      slice_half_thickness_mm=config.slab_mm / 2.0, truth_fraction=fraction,
+                      slice_half_thickness_mm=config.slab_mm / 2.0, truth_fraction=fraction, scar_field=scar.fraction,
                       myocardium_image=mask, label_image=labels)
     phantom.metadata = {
         "family": "segmented",
