@@ -24,7 +24,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.mesh_from_labels import labelled_slices, myocardium_mesh_from_labels
 from cardioscar.slices import slices_from_image
 from cardioscar.training import TrainingConfig
-from conftest import SHARED_DATA
+from cardioscar.meshio import read_mesh
+from conftest import SHARED_DATA, run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 import bench_emidec_loso as bench  # noqa: E402
@@ -221,3 +222,23 @@ def test_run_cases_writes_resumable_records(tmp_path) -> None:
     assert again == records
     summary = bench.summarize(records)
     assert summary["cases_with_scar"] == 1 and summary["wins_dice"]["nearest_slice"] == 1
+
+
+def test_mesh_from_labels_command(tmp_path) -> None:
+    labels = tmp_path / "labels.nii.gz"
+    image = _ring_stack([(0, 90)] * 4, direction=_rotation(-25.0))
+    sitk.WriteImage(image, str(labels))
+    output = tmp_path / "myocardium.vtu"
+    done = run_cli("mesh-from-labels", "--labels", labels, "--exclude-slices", "1", "--spacing", "2",
+                   "--output", output)
+    assert done.returncode == 0, done.stderr
+    mesh = read_mesh(output)
+    assert mesh.space == "LPS"
+    expected = myocardium_mesh_from_labels(sitk.ReadImage(str(labels)), held_out_k=1, spacing_mm=2).points_lps()
+    np.testing.assert_allclose(mesh.points_lps(), expected, atol=1e-4)  # written as float32
+    # bad input: one line naming the option and the valid range; nothing written
+    bad = run_cli("mesh-from-labels", "--labels", labels, "--exclude-slices", "7", "--output", tmp_path / "bad.vtu")
+    assert bad.returncode == 2
+    assert "--exclude-slices) is out of range: valid 0-3" in bad.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad.vtu").exists()

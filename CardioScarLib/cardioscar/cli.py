@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="phantom seed")
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.set_defaults(handler=_cmd_demo)
+
+    from cardioscar import mesh_cli
+    mesh_cli.register(sub)
     return parser
 
 

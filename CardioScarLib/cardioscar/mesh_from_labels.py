@@ -55,18 +55,22 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
     <= 0; the mesh is a ``vtkUnstructuredGrid`` of ``VTK_VOXEL`` cells.
 
     Raises:
-        CardioScarError: not a 3D label image, a bad spacing, or fewer than two slices with labels.
+        CardioScarError: not a 3D label image, a bad spacing, a held-out index out of range, or fewer
+            than two slices with labels.
     """
     if label_image.GetDimension() != 3:
         raise CardioScarError(f"The label image must be 3D (a short-axis stack), got {label_image.GetDimension()}D")
     if not (np.isfinite(spacing_mm) and 0.2 <= spacing_mm <= 10.0):
-        raise CardioScarError(f"mesh spacing_mm must be within 0.2-10 mm, got {spacing_mm}")
+        raise CardioScarError(f"The mesh voxel edge (spacing_mm, --spacing) must be within 0.2-10 mm, got {spacing_mm}")
     labels = sorted({int(v) for v in labels})
     if not labels:
         raise CardioScarError("No myocardium labels given; list them, e.g. 2,3,4")
     array = sitk.GetArrayViewFromImage(label_image)
     held_out = set() if held_out_k is None else {int(held_out_k)} if np.isscalar(held_out_k) \
         else {int(k) for k in held_out_k}
+    outside = sorted(k for k in held_out if not 0 <= k < array.shape[0])
+    if outside:
+        raise CardioScarError(f"Held-out slice index {outside[0]} (held_out_k, --exclude-slices) is out of range: valid 0-{array.shape[0] - 1}")
     used = [k for k in labelled_slices(array, labels) if k not in held_out]
     if len(used) < 2:
         raise CardioScarError(f"The label image has {len(used)} slice(s) with labels {labels} besides the held-out "
