@@ -207,23 +207,34 @@ def _mean(values: list) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def summarize(records: list[dict]) -> dict:
-    """Means over the cases whose held-out slice has scar, and wins in Dice at 0.5 per method."""
-    scored = [r for r in records if r["held_out_has_scar"]]
+def _method_means(scored: list[dict]) -> tuple[dict, dict, dict]:
+    """Per method: Dice at 0.5 of each case, mean Dice, mean AUC (over cases with both classes)."""
     methods = ("network",) + YARDSTICKS
     dice = {m: [r["dice"] if m == "network" else r[m]["dice"] for r in scored] for m in methods}
-    auc = {m: [r["auc"] if m == "network" else r[m]["auc"] for r in scored] for m in methods}
-    wins = {m: int(sum(dice[m][c] >= max(dice[o][c] for o in methods) for c in range(len(scored))))
-            for m in methods}
+    auc = {m: _mean([r["auc"] if m == "network" else r[m]["auc"] for r in scored]) for m in methods}
+    return dice, {m: _mean(dice[m]) for m in methods}, auc
+
+
+def summarize(records: list[dict]) -> dict:
+    """Means over the cases whose held-out slice has scar, and wins in Dice at 0.5 per method
+    (a tie counts for each method in it); the same means per slice spacing."""
+    scored = [r for r in records if r["held_out_has_scar"]]
+    dice, mean_dice, mean_auc = _method_means(scored)
+    wins = {m: int(sum(dice[m][c] >= max(dice[o][c] for o in dice) for c in range(len(scored)))) for m in dice}
+    by_spacing = {}
+    for spacing in sorted({r["slice_spacing_mm"] for r in scored}):
+        group = [r for r in scored if r["slice_spacing_mm"] == spacing]
+        _, group_dice, group_auc = _method_means(group)
+        by_spacing[f"{spacing:g}"] = {"cases": len(group), "mean_dice": group_dice, "mean_auc": group_auc}
     return {
         "summary": True, "cases": len(records), "cases_with_scar": len(scored),
-        "mean_dice": {m: _mean(dice[m]) for m in methods},
-        "mean_auc": {m: _mean(auc[m]) for m in methods},
-        "wins_dice": wins,
+        "mean_dice": mean_dice, "mean_auc": mean_auc, "wins_dice": wins,
         "network_beats": {y: int(sum(a > b for a, b in zip(dice["network"], dice[y]))) for y in YARDSTICKS},
+        "by_slice_spacing_mm": by_spacing,
         "mean_best_dice": _mean([r["best_dice"] for r in scored]),
         "mean_best_threshold": _mean([r["best_threshold"] for r in scored]),
         "mean_volume_error": _mean([r["volume_error"] for r in scored]),
+        "mean_abs_volume_error": _mean([abs(r["volume_error"]) for r in scored]),
         "mean_uncertainty_wrong_auc": _mean([r["uncertainty_wrong_auc"] for r in scored]),
         "mean_margin_wrong_auc": _mean([r["margin_wrong_auc"] for r in scored]),
         "uncertainty_higher_held_out": int(sum(r["uncertainty_held_out"] > r["uncertainty_on_slices"] for r in records)),
