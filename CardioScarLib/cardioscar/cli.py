@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--long-axis", action="store_true",
                     help="also acquire one long-axis slice (phantom_lge_long_axis.nii.gz), to pool with the stack: "
                          "prepare --image phantom_lge.nii.gz phantom_lge_long_axis.nii.gz")
+    ph.add_argument("--family", choices=("demo", "segmented"), default="demo",
+                    help="segmented: scar fraction within the myocardium (0 outside it) plus a myocardium mask and a "
+                         "label map (0 bg, 1 blood, 2 myocardium, 3 scar), on a mesh that is not the image's wall")
+    ph.add_argument("--mesh-type", choices=("tet", "hex"), default="tet", help="segmented family: the mesh's cells")
     ph.set_defaults(handler=_cmd_phantom)
 
     demo = sub.add_parser("demo", help="phantom -> prepare -> train -> apply -> report, on built-in data")
@@ -165,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="phantom seed")
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.set_defaults(handler=_cmd_demo)
+
+    from cardioscar import mesh_cli
+    mesh_cli.register(sub)
     return parser
 
 
@@ -317,7 +324,15 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
         overrides["target_nodes"] = args.nodes
     if args.seed is not None:
         overrides["seed"] = args.seed
-    phantom = make_phantom(PhantomConfig(long_axis=args.long_axis, **overrides))
+    if args.family == "segmented":
+        from cardioscar.phantom_segmented import SegmentedConfig
+
+        if args.long_axis:
+            raise CardioScarError("phantom --long-axis is for the demo family; drop it or use --family demo")
+        config = SegmentedConfig(mesh_type=args.mesh_type, **overrides)
+    else:
+        config = PhantomConfig(long_axis=args.long_axis, **overrides)
+    phantom = make_phantom(config)
     for name, path in write_phantom(phantom, args.output_dir).items():
         logger.info("%s: %s", name, path)
 
