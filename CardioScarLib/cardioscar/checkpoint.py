@@ -21,7 +21,7 @@ import torch
 
 from cardioscar import __version__
 from cardioscar.atomic import atomic_write, write_failed
-from cardioscar.engines import BayesianNN, FourierFeatures
+from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ def _numpy_globals() -> list:
 NUMPY_GLOBALS = _numpy_globals()
 
 REQUIRED_KEYS = ("model_state_dict",)
-#: The fixed Fourier-feature frequencies of a network trained with ``fourier_features`` (absent otherwise).
-ENCODING_KEY = "encoding.frequencies"
 ARCHITECTURE_KEYS = ("input_dim", "hidden_dim", "n_layers", "dropout_rate")
 DEFAULT_ARCHITECTURE = {"input_dim": 3, "hidden_dim": 128, "n_layers": 4, "dropout_rate": 0.1}
 
@@ -169,8 +167,6 @@ def _ordered_linear_state(state: dict, model: BayesianNN) -> dict:
     for index, layer in zip(indices, linears):
         for part in ("weight", "bias"):
             mapped[f"{names[id(layer)]}.{part}"] = state[f"network.{index}.{part}"]
-    if ENCODING_KEY in state:
-        mapped[ENCODING_KEY] = state[ENCODING_KEY]
     return mapped
 
 
@@ -183,11 +179,9 @@ def model_from_checkpoint(checkpoint: dict) -> BayesianNN:
             hyper[key] = hyper[alias]
     arch = {key: hyper.get(key, DEFAULT_ARCHITECTURE[key]) for key in ARCHITECTURE_KEYS}
     try:
-        state = checkpoint["model_state_dict"]
-        encoding = FourierFeatures(state[ENCODING_KEY]) if ENCODING_KEY in state else None
         model = BayesianNN(int(arch["input_dim"]), int(arch["hidden_dim"]), int(arch["n_layers"]),
-                           float(arch["dropout_rate"]), _dropout_after(state), encoding=encoding)
-        model.load_state_dict(_ordered_linear_state(state, model))
+                           float(arch["dropout_rate"]), _dropout_after(checkpoint["model_state_dict"]))
+        model.load_state_dict(_ordered_linear_state(checkpoint["model_state_dict"], model))
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CardioScarError(f"the checkpoint's weights do not fit a {arch['n_layers']} x {arch['hidden_dim']} "

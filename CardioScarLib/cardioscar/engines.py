@@ -72,62 +72,19 @@ def relu_mc_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return x * torch.where(keep & (x > 0), scale, 0.0).to(x.dtype)
 
 
-class FourierFeatures(nn.Module):
-    """Fixed random Fourier features of the normalised coordinates: ``[x, sin(x W), cos(x W)]``.
-
-    Why: a ReLU network fed raw coordinates learns smooth, low-frequency fields first (spectral
-    bias); on real-sized hearts it stopped far above the loss the true scar field reaches and
-    lost small or faint infarcts. Sines of random projections let it fit millimetre-scale detail
-    in the same number of steps. ``frequencies`` (3, m) are in radians per *normalised* unit:
-    they are drawn isotropically in millimetres (see :func:`fourier_frequencies`), so the length
-    scale means the same on every mesh whatever the min-max scaler did to each axis. They are a
-    buffer: saved in checkpoints and never trained.
-    """
-
-    def __init__(self, frequencies: torch.Tensor) -> None:
-        super().__init__()
-        if frequencies.ndim != 2 or frequencies.shape[0] != 3 or frequencies.shape[1] < 1:
-            raise ValueError(f"FourierFeatures needs a (3, m) frequency matrix, got {tuple(frequencies.shape)}")
-        self.register_buffer("frequencies", frequencies.detach().to(torch.float32).clone())
-
-    @property
-    def out_dim(self) -> int:
-        return 3 + 2 * int(self.frequencies.shape[1])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        phase = x @ self.frequencies
-        return torch.cat([x, torch.sin(phase), torch.cos(phase)], dim=1)
-
-
-def fourier_frequencies(n_features: int, length_mm: float, coordinate_range_mm: Sequence[float],
-                        seed: int) -> torch.Tensor:
-    """(3, n_features) frequencies for :class:`FourierFeatures`: angular frequencies drawn from
-    N(0, 1 / length_mm^2) per millimetre (the random-feature form of a Gaussian kernel of that
-    length), converted to the normalised frame (x_mm = min + x_norm * range, so w_norm = range * w_mm;
-    the constant phase the minimum adds is absorbed by the sine/cosine pair)."""
-    span = torch.as_tensor([float(v) for v in coordinate_range_mm], dtype=torch.float64)
-    if span.shape != (3,) or not bool(torch.all(span > 0)):
-        raise ValueError(f"coordinate_range_mm must be three positive extents, got {list(coordinate_range_mm)}")
-    generator = torch.Generator().manual_seed(int(seed))
-    per_mm = torch.randn(3, int(n_features), generator=generator, dtype=torch.float64) / float(length_mm)
-    return (per_mm * span.view(3, 1)).to(torch.float32)
-
-
 class BayesianNN(nn.Module):
     """Coordinate MLP with MC dropout.
 
     ``n_layers`` hidden ``Linear + ReLU`` layers of width ``hidden_dim``, with a dropout layer after
     every second hidden layer (as documented; ``dropout_after`` lists other 0-based hidden layers),
-    then ``Linear(hidden_dim, 1)`` and a sigmoid; ``encoding`` (optional :class:`FourierFeatures`)
-    maps the coordinates before the first layer. The defaults (3 -> 4 x 128 -> 1, p = 0.1) give
+    then ``Linear(hidden_dim, 1)`` and a sigmoid. The defaults (3 -> 4 x 128 -> 1, p = 0.1) give
     the documented 50,177 parameters. The reference tool's code puts its one dropout after hidden
     layer 2 instead (``dropout_after=(2,)``); its checkpoints are rebuilt that way
     (:func:`cardioscar.checkpoint.model_from_checkpoint`), so their MC samples are its own.
     """
 
     def __init__(self, input_dim: int = 3, hidden_dim: int = 128, n_layers: int = 4,
-                 dropout_rate: float = 0.1, dropout_after: Sequence[int] | None = None,
-                 encoding: FourierFeatures | None = None) -> None:
+                 dropout_rate: float = 0.1, dropout_after: Sequence[int] | None = None) -> None:
         super().__init__()
         if input_dim < 1 or hidden_dim < 1 or n_layers < 1:
             raise ValueError("BayesianNN needs input_dim, hidden_dim and n_layers >= 1")
@@ -141,9 +98,8 @@ class BayesianNN(nn.Module):
         self.n_layers = int(n_layers)
         self.dropout_rate = float(dropout_rate)
         self.dropout_after = after
-        self.encoding = encoding
         layers: list[nn.Module] = []
-        width_in = self.input_dim if encoding is None else encoding.out_dim
+        width_in = self.input_dim
         for index in range(self.n_layers):
             layers += [nn.Linear(width_in, self.hidden_dim), nn.ReLU()]
             if index in after:
@@ -158,8 +114,6 @@ class BayesianNN(nn.Module):
         Dropout is active when the module is in train mode (or its dropout layers were switched on
         with :meth:`enable_dropout`) and, whatever the mode, when ``training=True``.
         """
-        if self.encoding is not None:
-            x = self.encoding(x)
         layers = list(self.network)
         index = 0
         while index < len(layers):
@@ -196,14 +150,7 @@ class BayesianNN(nn.Module):
     def architecture(self) -> dict:
         """Constructor arguments, stored in checkpoints so the model can be rebuilt exactly."""
         return {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim,
-                "n_layers": self.n_layers, "dropout_rate": self.dropout_rate, "dropout_after": list(self.dropout_after),
-                "fourier_features": 0 if self.encoding is None else int(self.encoding.frequencies.shape[1])}
-
-    @torch.no_grad()
-    def encode(self, coordinates: torch.Tensor) -> torch.Tensor:
-        """What the first Linear layer sees for these coordinates (they unchanged without an
-        encoding). Training computes it once per fit: coordinates never change during one."""
-        return coordinates if self.encoding is None else self.encoding(coordinates)
+                "n_layers": self.n_layers, "dropout_rate": self.dropout_rate, "dropout_after": list(self.dropout_after)}
 
 
 def compute_group_reconstruction_loss(predictions: torch.Tensor, targets: torch.Tensor,

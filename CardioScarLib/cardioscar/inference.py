@@ -83,11 +83,10 @@ def split_network(model: BayesianNN) -> tuple[nn.Sequential, nn.Dropout | None, 
     Without such a dropout the whole network is the prefix and the rest is empty.
     """
     layers = list(model.network)
-    head = [] if model.encoding is None else [model.encoding]  # fixed: part of the prefix
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.Dropout) and layer.p > 0.0:
-            return nn.Sequential(*head, *layers[:index]), layer, layers[index + 1:]
-    return nn.Sequential(*head, *layers), None, []
+            return nn.Sequential(*layers[:index]), layer, layers[index + 1:]
+    return nn.Sequential(*layers), None, []
 
 
 def _plan(first: nn.Dropout, rest: list[nn.Module]) -> tuple[int, list[_Step]]:

@@ -471,7 +471,6 @@ def _fit_checkpoint(
         should_cancel=should_cancel,
         model=model,
         frozen_layers=frozen_layers,
-        coordinate_range_mm=np.asarray(result.scaler_max) - np.asarray(result.scaler_min),
     )
     provenance = _provenance(result, source)
     if start:

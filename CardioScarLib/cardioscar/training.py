@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ import torch
 from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
 from cardioscar.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.devices import as_device, cpu_workers, flushed_denormals
-from cardioscar.engines import BayesianNN, FourierFeatures, fourier_frequencies
+from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,6 @@ class TrainingConfig:
     num_threads: int | None = None
     init_output_bias: bool = False
     retry_failed_fit: bool = False
-    fourier_features: int = 0
-    fourier_length_mm: float = 8.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "early_stopping_patience", "mc_samples",
@@ -113,15 +111,6 @@ class TrainingConfig:
         if self.schedule not in SCHEDULES:
             raise CardioScarError(f"training option schedule must be one of {', '.join(SCHEDULES)}, "
                                   f"got {self.schedule!r}")
-        if isinstance(self.fourier_features, bool) or not isinstance(self.fourier_features, (int, np.integer)) \
-                or self.fourier_features < 0:
-            raise CardioScarError(f"training option fourier_features must be an integer >= 0, got {self.fourier_features!r}")
-        self.fourier_features = int(self.fourier_features)
-        if isinstance(self.fourier_length_mm, bool) or not isinstance(self.fourier_length_mm, (int, float)) \
-                or not math.isfinite(self.fourier_length_mm) or self.fourier_length_mm <= 0:
-            raise CardioScarError(f"training option fourier_length_mm must be a positive number of mm, "
-                                  f"got {self.fourier_length_mm!r}")
-        self.fourier_length_mm = float(self.fourier_length_mm)
         if self.num_threads is not None and (not isinstance(self.num_threads, (int, np.integer))
                                              or self.num_threads < 1):
             raise CardioScarError(f"training option num_threads must be a positive integer or None, "
@@ -323,15 +312,12 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
                    device: str | torch.device | None = None,
                    progress_callback: Callable[[TrainingProgress], None] | None = None,
                    should_cancel: Callable[[], bool] | None = None, model: BayesianNN | None = None,
-                   frozen_layers: int = 0, *,
-                   coordinate_range_mm: Sequence[float] | None = None) -> tuple[BayesianNN, dict]:
+                   frozen_layers: int = 0) -> tuple[BayesianNN, dict]:
     """Train a network whose group means match the group targets; return it with its history.
 
     ``coordinates`` (K, 3) normalised, ``intensities`` (K,) or (K, 1) in [0, 1], ``group_ids``
     (K,). ``model``: a network to continue from (fine-tuning); it is copied, never modified, and
-    keeps its own architecture. ``coordinate_range_mm``: the scaler's extent (max - min, mm) of
-    each axis, needed by a fresh network with ``config.fourier_features`` (its frequencies are
-    drawn in millimetres). ``frozen_layers``: how many of its first Linear layers to keep
+    keeps its own architecture. ``frozen_layers``: how many of its first Linear layers to keep
     fixed. ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
     seconds; the Slicer panel pumps its events from this hook); when it returns True,
     :class:`TrainingCancelled` is raised and nothing is returned.
@@ -347,9 +333,6 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     returned weights were trained with; see :func:`config_used`).
     """
     config = config if config is not None else TrainingConfig()
-    if model is None and config.fourier_features and coordinate_range_mm is None:
-        raise CardioScarError("fourier_features needs the coordinates' extent in mm (coordinate_range_mm: the "
-                              "scaler's max - min); train through cardioscar.logic.train_scar_model")
     device = as_device(device)
     dataset = ScarReconstructionDataset(coordinates, intensities, group_ids)
     variance = _group_target_variance(dataset)
@@ -357,8 +340,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
 
     def run(attempt: TrainingConfig) -> tuple[BayesianNN, dict]:
-        return _fit(dataset, attempt, device, progress_callback, should_cancel, model, frozen_layers, dead_level,
-                    coordinate_range_mm)
+        return _fit(dataset, attempt, device, progress_callback, should_cancel, model, frozen_layers, dead_level)
 
     net, history = run(config)
     kept, attempt, seconds = config, config, history["seconds"]
@@ -422,8 +404,7 @@ def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
 
 def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: torch.device, progress_callback,
          should_cancel, model: BayesianNN | None, frozen_layers: int,
-         dead_level: float | None = None,
-         coordinate_range_mm: Sequence[float] | None = None) -> tuple[BayesianNN, dict]:
+         dead_level: float | None = None) -> tuple[BayesianNN, dict]:
     """One training run of :func:`fit_scar_field` (seeded, on ``device``, threads restored);
     ``dead_level``: see :func:`_train_loop`."""
     previous_threads = torch.get_num_threads()
@@ -434,11 +415,7 @@ def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: tor
         with torch.random.fork_rng(devices=fork_devices), flushed_denormals():
             torch.manual_seed(config.seed)
             if model is None:
-                encoding = None
-                if config.fourier_features:
-                    encoding = FourierFeatures(fourier_frequencies(config.fourier_features, config.fourier_length_mm,
-                                                                   coordinate_range_mm, config.seed))
-                net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate, encoding=encoding)
+                net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate)
                 if config.init_output_bias:
                     _init_output_bias(net, dataset)
             else:
@@ -468,8 +445,7 @@ def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tr
         return _autograd_steps(net, dataset, config, device)
     step = GroupLossStep(net, config.mc_samples, pool)
     nodes_per_chunk = max(1, ROWS_PER_CHUNK // step.passes)
-    inputs = net.encode(torch.from_numpy(dataset.coordinates)).numpy()
-    batches = [chunk_batch(inputs[start:end], dataset.intensities[start:end],
+    batches = [chunk_batch(dataset.coordinates[start:end], dataset.intensities[start:end],
                            dataset.group_ids[start:end], nodes_per_chunk)
                for start, end in create_complete_group_batches(dataset, config.batch_size)]
     return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
