@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from cardioscar import __version__, aha_command
+from cardioscar import __version__, aha_command, mesh_cli
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger("cardioscar")
@@ -176,9 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.set_defaults(handler=_cmd_demo)
     aha_command.register(sub)
-
-
-    from cardioscar import mesh_cli
     mesh_cli.register(sub)
     return parser
 
