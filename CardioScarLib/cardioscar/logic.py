@@ -24,6 +24,7 @@ import vtk
 from cardioscar import __version__
 from cardioscar.atomic import atomic_write
 from cardioscar.devices import as_device
+from cardioscar.checks import check_seed
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.inference import mc_dropout_predict
@@ -514,6 +515,8 @@ def predict_on_points(
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise CardioScarError(f"threshold must be within [0, 1], got {threshold}.")
+    if seed is not None:
+        seed = check_seed(seed, "seed")
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
