@@ -118,21 +118,45 @@ def _reader_errors_replaced():
 
 def _require_file(path: Path, what: str) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise CardioScarError(f"{what} {path} is a folder, not a file: give the file inside it.")
     if not path.is_file():
         raise CardioScarError(f"{what} file not found: {path}")
     return path
 
 
+def check_file_of_node(node) -> None:
+    """Run the core library's file checks on the file a volume or model node was read from, if it
+    still exists: Slicer's storage nodes read through the same ITK and VTK readers, which fill a
+    truncated NIfTI with zeros, read its NaN voxels as 0 or drop a cut mesh's cells without an
+    error; ``cardioscar prepare`` refuses these files, so the Logic must too."""
+    from cardioscar.imageio import check_image_file
+    from cardioscar.meshio import MESH_SUFFIXES, read_mesh
+
+    storage = node.GetStorageNode() if node is not None and hasattr(node, "GetStorageNode") else None
+    path = Path(storage.GetFileName()) if storage is not None and storage.GetFileName() else None
+    if path is None or not path.is_file():
+        return
+    if node.IsA("vtkMRMLVolumeNode"):
+        check_image_file(path)
+    elif node.IsA("vtkMRMLModelNode") and path.suffix.lower() in MESH_SUFFIXES:
+        read_mesh(path)
+
+
 def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[str] = None):
-    """Read an image file (NIfTI, NRRD, MHA, ...) into a new scalar or label map volume node."""
+    """Read an image file (NIfTI, NRRD, MHA, ...) into a new scalar or label map volume node,
+    after the checks ``cardioscar prepare`` runs on it (:func:`cardioscar.imageio.check_image_file`)."""
+    from cardioscar.imageio import check_image_file, itk_warnings_off
+
     path = _require_file(Path(path), "Volume")
+    check_image_file(path)
     node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
     node = scene.AddNewNodeByClass(node_class, name or path.name.split(".")[0])
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(str(path))
     storage.SetSingleFile(True)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    with _reader_errors_replaced():
+    with _reader_errors_replaced(), itk_warnings_off():
         read = storage.ReadData(node)
     if not read or node.GetImageData() is None:
         scene.RemoveNode(node)
@@ -145,9 +169,14 @@ def load_model(scene, path: str | Path, name: Optional[str] = None):
     """Read a mesh file (.vtk, .vtp, .vtu, .stl, .ply, .obj) into a new model node.
 
     The storage node honours the ``SPACE=`` marker of the file (no marker = LPS) and holds the
-    points in RAS, as the application does.
+    points in RAS, as the application does. A ``.vtk``, ``.vtp`` or ``.vtu`` file is first read
+    as ``cardioscar`` reads it, so a file it refuses (cut short, NaN points) is refused here too.
     """
+    from cardioscar.meshio import MESH_SUFFIXES, read_mesh
+
     path = _require_file(Path(path), "Mesh")
+    if path.suffix.lower() in MESH_SUFFIXES:
+        read_mesh(path)
     node = scene.AddNewNodeByClass("vtkMRMLModelNode", name or path.name.split(".")[0])
     storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
     storage.SetFileName(str(path))
@@ -196,4 +225,4 @@ def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> 
 
 
 __all__ = ["MRMLContext", "create_scene", "ensure_scene", "color_logic_for", "in_slicer_application",
-           "load_volume", "load_model", "check_mesh_output", "save_model"]
+           "check_file_of_node", "load_volume", "load_model", "check_mesh_output", "save_model"]

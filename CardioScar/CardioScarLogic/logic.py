@@ -29,7 +29,7 @@ from cardioscar.slices import RECORDED
 from . import results
 from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
-from .headless import color_logic_for
+from .headless import check_file_of_node, color_logic_for
 from .options import ReconstructionOptions
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
@@ -60,6 +60,7 @@ class ReconstructionResult:
 def _check_model_node(model_node) -> None:
     if model_node is None or not model_node.IsA("vtkMRMLModelNode"):
         raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
+    check_file_of_node(model_node)
 
 
 def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None) -> list:
@@ -74,6 +75,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     if 0 < len(labels) < len(sources):
         raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
     for node in nodes:
+        check_file_of_node(node)
         check_slices_where_acquired(node, dicom_database)
     halves = [half_width(node, options.half_thickness, dicom_database) for node in nodes]
     axis, indices = options.slice_axis, options.parsed_slice_indices()
@@ -197,13 +199,14 @@ class CardioScarLogic:
                     should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
         """Predict with a saved checkpoint (path or dict) on ``model_node``; no training."""
         from cardioscar.devices import describe_device, resolve_device
-        from cardioscar.logic import load_trained_model
+        from cardioscar.logic import check_mesh_for_checkpoint, load_trained_model
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()
         checkpoint = model if isinstance(model, dict) else load_trained_model(Path(model))
         points = model_points_lps(model_node)
+        check_mesh_for_checkpoint(checkpoint, points, f"The model '{model_node.GetName()}'")
         device = resolve_device(options.force_cpu)
         inference = self._predict(checkpoint, points, options, device, should_cancel)
         return self._publish(model_node, points, inference, checkpoint, options, describe_device(device),

@@ -30,6 +30,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.inference import mc_dropout_predict
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.meshscale import check_same_scale, node_spacing
 from cardioscar.normalization import fit_scaler, normalize
 from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
@@ -54,6 +55,7 @@ __all__ = [
     "load_trained_model",
     "apply_scar_model",
     "predict_on_points",
+    "check_mesh_for_checkpoint",
     "save_inference_result",
 ]
 
@@ -384,7 +386,11 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
 
 
 def _dataset_info(result: PreprocessingResult) -> dict:
+    """What a checkpoint records of its training data; the scaler and the node spacing of the
+    covered nodes let ``apply`` refuse a mesh in other units (:mod:`cardioscar.meshscale`)."""
+    nodes = np.unique(result.coordinates, axis=0) * (result.scaler_max - result.scaler_min) + result.scaler_min
     return {
+        "node_spacing_mm": node_spacing(nodes),
         "scaler_min": [float(v) for v in result.scaler_min],
         "scaler_max": [float(v) for v in result.scaler_max],
         "n_nodes": int(result.n_nodes),
@@ -551,6 +557,14 @@ def predict_on_points(
     )
 
 
+def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
+    """Refuse a mesh to apply ``checkpoint`` to whose size or node spacing is not the training
+    mesh's (another unit); every face that applies a saved model calls it."""
+    low, high = _scaler(checkpoint)
+    check_same_scale({**checkpoint.get("dataset_info", {}), "scaler_min": low, "scaler_max": high}, points_lps,
+                     mesh_name)
+
+
 def apply_scar_model(
     model_checkpoint_path: Path,
     mesh_path: Path,
@@ -564,6 +578,7 @@ def apply_scar_model(
     """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path``."""
     checkpoint = load_trained_model(model_checkpoint_path)
     mesh = read_mesh(mesh_path)
+    check_mesh_for_checkpoint(checkpoint, mesh.points_lps(), f"The mesh {mesh_path}")
     return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device, seed=seed)
 
 
@@ -579,5 +594,10 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
             f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "
             "save onto the mesh the model was applied to."
         )
+    if result.binary_predictions is None and mesh.dataset.GetPointData().HasArray("scar_binary"):
+        # an earlier run's thresholded map no longer matches the new probability: dropped, not kept
+        mesh.dataset.GetPointData().RemoveArray("scar_binary")
+        logger.warning("%s had a scar_binary field from an earlier run; it is not copied to %s (give --threshold "
+                       "to write a new one)", mesh_path, output_path)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))
