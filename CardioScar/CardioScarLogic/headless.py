@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -129,7 +130,9 @@ def check_file_of_node(node) -> None:
     """Run the core library's file checks on the file a volume or model node was read from, if it
     still exists: Slicer's storage nodes read through the same ITK and VTK readers, which fill a
     truncated NIfTI with zeros, read its NaN voxels as 0 or drop a cut mesh's cells without an
-    error; ``cardioscar prepare`` refuses these files, so the Logic must too."""
+    error; ``cardioscar prepare`` refuses these files, so the Logic must too. A file that no longer
+    describes the node (overwritten since it was read: another size or node count in its header)
+    is not the node's any more and is left alone."""
     from cardioscar.imageio import check_image_file
     from cardioscar.meshio import MESH_SUFFIXES, read_mesh
 
@@ -137,10 +140,34 @@ def check_file_of_node(node) -> None:
     path = Path(storage.GetFileName()) if storage is not None and storage.GetFileName() else None
     if path is None or not path.is_file():
         return
-    if node.IsA("vtkMRMLVolumeNode"):
-        check_image_file(path)
-    elif node.IsA("vtkMRMLModelNode") and path.suffix.lower() in MESH_SUFFIXES:
-        read_mesh(path)
+    if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+        if _header_size(path) == tuple(node.GetImageData().GetDimensions()):
+            check_image_file(path)
+    elif node.IsA("vtkMRMLModelNode") and path.suffix.lower() in MESH_SUFFIXES and node.GetMesh() is not None:
+        if _declared_points(path) == node.GetMesh().GetNumberOfPoints():
+            read_mesh(path)
+
+
+def _header_size(path: Path) -> Optional[tuple]:
+    """The voxel size an image file's header gives (header only), or None if unreadable."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return tuple(reader.GetSize())
+
+
+def _declared_points(path: Path) -> Optional[int]:
+    """The node count a legacy (``POINTS n``) or XML (``NumberOfPoints="n"``) VTK file declares in
+    its first kilobytes, or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    match = re.search(rb"POINTS\s+(\d+)", head) or re.search(rb'NumberOfPoints="(\d+)"', head)
+    return int(match.group(1)) if match else None
 
 
 def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[str] = None):

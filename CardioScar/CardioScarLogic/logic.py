@@ -67,7 +67,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     """The chosen slices of one scar node or of a list of them, with their training targets.
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files."""
     from cardioscar.slices import pooled_slices
-    from cardioscar.targets import slice_targets
+    from cardioscar.targets import scar_label_pixels, slice_targets, unmatched_labels
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node) for node in nodes or [None]]
@@ -90,9 +90,13 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     single = len(sources) == 1
     per_image = [source.slices(axis, indices if single else None, half) for source, half in zip(sources, halves)]
     if labels:  # 0/1 input by input: a segmentation's scar is label 1, whatever labels the label maps use
-        per_image = [slice_targets(layers, scar_labels=source.scar_labels(scar_labels),
-                                   normalize=options.normalize_intensities)
-                     for source, layers in zip(sources, per_image)]
+        chosen = [source.scar_labels(scar_labels) for source in sources]
+        if sum(scar_label_pixels(layers, mine) for layers, mine in zip(per_image, chosen)) == 0:
+            raise unmatched_labels([layer for layers in per_image for layer in layers],
+                                   [label for mine in chosen for label in mine])
+        per_image = [slice_targets(layers, scar_labels=mine, normalize=options.normalize_intensities,
+                                   require_scar=False)
+                     for mine, layers in zip(chosen, per_image)]
     slices = per_image[0] if single else pooled_slices(per_image, axis, indices)
     return slices if labels else slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
 
