@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from cardioscar.checks import check_output_place
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     if not target.name:
         raise CardioScarError(f"No output file name given (got '{path}'): name the file to write.")
+    check_output_place(target)
     tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,18 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(".")
 
 
+def check_output_place(path: str | os.PathLike, option: str = "output") -> Path:
+    """Refuse an output file that is an existing folder or lies under a file (cheap: no file is
+    created; :func:`cardioscar.atomic.atomic_write` runs it for every write)."""
+    target = Path(path)
+    if target.is_dir():
+        raise CardioScarError(f"{option} {target} is a folder; give a file name inside it")
+    existing = _existing_ancestor(target.parent)
+    if not existing.is_dir():
+        raise CardioScarError(f"{option} {target}: {existing} is a file, not a folder; choose a path in a folder")
+    return target
+
+
 def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
     """The nearest existing folder at or above ``folder`` must be a folder where a file can be
     created (tried for real: permissions, read-only mounts and /proc all answer the same way)."""
@@ -59,8 +71,7 @@ def check_output_path(path: str | os.PathLike, option: str = "--output", suffixe
         raise CardioScarError(f"{option}: no file name given (got '{path}'); name the file to write")
     if suffixes and not target.name.lower().endswith(tuple(s.lower() for s in suffixes)):
         raise CardioScarError(f"{option} must end in {' or '.join(suffixes)}, got '{target.name}'")
-    if target.is_dir():
-        raise CardioScarError(f"{option} {target} is a folder; give a file name inside it")
+    check_output_place(target, option)
     _check_writable_folder(target.parent, option, target)
     return target
 

@@ -313,6 +313,12 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__})."
+                                  ) from exc
+        raise CardioScarError(f"Training data {path} holds pickled Python objects, which are refused (loading them "
+                              "could run code): re-run `cardioscar prepare`.") from None
     except Exception as exc:  # numpy raises several types for damaged archives
         raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__}).") from exc
     missing = [key for key in _REQUIRED_NPZ_KEYS if key not in arrays]
