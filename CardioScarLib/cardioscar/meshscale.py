@@ -53,7 +53,7 @@ def check_same_scale(dataset_info: dict, points_lps: np.ndarray, mesh_name: str)
         if not 1 / MAX_EXTENT_RATIO <= ratio <= MAX_EXTENT_RATIO:
             raise CardioScarError(
                 f"{mesh_name} spans {diagonal:.4g} (bounding-box diagonal) but the model was trained on a mesh "
-                f"spanning {trained_diagonal:.4g} mm ({ratio:.3g} times): {_units_hint(ratio)}")
+                f"spanning {trained_diagonal:.4g} mm ({ratio:.4g} times): {_units_hint(ratio)}")
     recorded = dataset_info.get("node_spacing_mm")
     if recorded is None:
         logger.warning("The checkpoint records no node spacing (an older file): %s is compared with the training "
@@ -65,7 +65,7 @@ def check_same_scale(dataset_info: dict, points_lps: np.ndarray, mesh_name: str)
         if not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
             raise CardioScarError(
                 f"{mesh_name} has a median node spacing of {spacing:.4g} but the model was trained on a mesh with "
-                f"{float(recorded):.4g} mm ({ratio:.3g} times): {_units_hint(ratio)}")
+                f"{float(recorded):.4g} mm ({ratio:.4g} times): {_units_hint(ratio)}")
 
 
 def _units_hint(ratio: float) -> str:
