@@ -106,6 +106,20 @@ def _short_voxels(good, out: Path) -> dict:
     return {"image": _write_nifti(bytes(raw[: len(raw) - len(raw) // 4]), out / "short.nii.gz")}
 
 
+def _cut_mha(good, out: Path) -> dict:
+    sitk.WriteImage(sitk.ReadImage(str(good["image"])), str(out / "whole.mha"))
+    data = (out / "whole.mha").read_bytes()
+    (out / "cut.mha").write_bytes(data[: len(data) * 2 // 3])
+    return {"image": out / "cut.mha"}
+
+
+def _tiny_spacing(good, out: Path) -> dict:
+    image = sitk.ReadImage(str(good["image"]))
+    image.SetSpacing(image.GetSpacing()[:2] + (1e-9,))  # every slice on top of the others
+    sitk.WriteImage(image, str(out / "tiny.nrrd"))
+    return {"image": out / "tiny.nrrd"}
+
+
 def _cut_mesh(good, out: Path) -> dict:
     data = good["mesh"].read_bytes()  # binary legacy .vtk: points, then cells
     (out / "cut.vtk").write_bytes(data[: int(len(data) * 0.6)])
@@ -178,6 +192,8 @@ ROWS = [
     ("nifti-pixdim-zero", "prepare", lambda g, o: _pixdim(g, o, 0.0), r"pixdim\[3\] = 0 "),
     ("nifti-pixdim-nan", "prepare", lambda g, o: _pixdim(g, o, float("nan")), r"pixdim\[3\] = nan"),
     ("nifti-pixdim-negative", "prepare", lambda g, o: _pixdim(g, o, -8.0), r"pixdim\[3\] = -8"),
+    ("mha-cut", "prepare", _cut_mha, r"truncated or corrupted file"),
+    ("spacing-1e-9-mm", "prepare", _tiny_spacing, r"voxel spacing along k is 1e-09 mm"),
     ("vtk-binary-cut", "prepare", _cut_mesh, r"corrupted or truncated"),
     ("mesh-is-a-folder", "prepare", _mesh_folder, r"is a folder"),
     ("scar-labels-absent", "prepare", _label_map, r"match no pixel .*labels present: 1, 2"),
@@ -347,7 +363,7 @@ def test_the_slicer_logic_refuses(rows, good, row_id):
                                   "vtkMRMLVolumeArchetypeStorageNode")
     model = _read_as_slicer_does(context.scene, i["mesh"], "vtkMRMLModelNode", "vtkMRMLModelStorageNode")
     if model is None or (step == "prepare" and volume is None):
-        assert row_id in ("mesh-is-a-folder",), f"{row_id}: Slicer's own reader refused the file"
+        assert row_id in ("mesh-is-a-folder", "mha-cut"), f"{row_id}: Slicer's own reader refused the file"
         return  # Slicer itself shows a load error: no node, nothing to run on
     values = model.GetMesh().GetNumberOfPoints()
     before = [model.GetMesh().GetPointData().GetArrayName(k) for k in range(model.GetMesh().GetPointData().GetNumberOfArrays())]

@@ -188,7 +188,8 @@ def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[
     if not read or node.GetImageData() is None:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise CardioScarError(f"Cannot read the volume {path}: use a NIfTI, NRRD or MHA image.")
+        raise CardioScarError(f"Cannot read the volume {path}: unreadable, truncated or corrupted file (use a NIfTI, "
+                              "NRRD or MHA image).")
     return node
 
 

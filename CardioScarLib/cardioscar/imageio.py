@@ -275,7 +275,10 @@ def read_image(path: str | Path) -> sitk.Image:
             with itk_warnings_off():
                 image = sitk.ReadImage(str(source))
         except RuntimeError as error:
-            raise CardioScarError(f"Cannot read image {source}: unreadable or corrupted file ({_first_line(error)})"
+            detail = _first_line(error)
+            if "No such file" in detail:  # ITK's words for a data section that ends early (MHA, NRRD)
+                detail = "its voxel data is missing or cut short"
+            raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
                                   ) from error
     image = _checked(image, source)
     logger.info("Read image %s: %s", source, image_summary(image))
@@ -393,7 +396,21 @@ def _checked(image: sitk.Image, source: Path) -> sitk.Image:
     if image.GetDimension() != 3:
         raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
                               "be a 3D volume with N slices")
+    check_spacing(image.GetSpacing(), source.name)
     return image
+
+
+#: Smallest voxel size (mm) taken as real: below a micrometre, slices of a stack would sit on top
+#: of each other and their slabs overlap entirely (a damaged or mis-converted header).
+MIN_SPACING_MM = 1e-3
+
+
+def check_spacing(spacing, name: str) -> None:
+    """Refuse voxel sizes that are not positive finite millimetres of at least a micrometre."""
+    for axis, size in zip("ijk", spacing):
+        if not (math.isfinite(size) and size >= MIN_SPACING_MM):
+            raise CardioScarError(f"Image {name}: its voxel spacing along {axis} is {size:g} mm, not a plausible voxel "
+                                  f"size (at least {MIN_SPACING_MM:g} mm): fix the file's spacing")
 
 
 def image_summary(image: sitk.Image) -> str:
