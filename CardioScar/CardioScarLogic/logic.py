@@ -30,7 +30,7 @@ from . import results
 from .aha import AhaInputs
 from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
-from .headless import color_logic_for
+from .headless import check_file_of_node, color_logic_for
 from .options import ReconstructionOptions
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
@@ -73,13 +73,14 @@ class PreparedRun:
 def _check_model_node(model_node) -> None:
     if model_node is None or not model_node.IsA("vtkMRMLModelNode"):
         raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
+    check_file_of_node(model_node)
 
 
 def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None) -> list:
     """The chosen slices of one scar node or of a list of them, with their training targets.
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files."""
     from cardioscar.slices import pooled_slices
-    from cardioscar.targets import slice_targets
+    from cardioscar.targets import scar_label_pixels, slice_targets, unmatched_labels
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node) for node in nodes or [None]]
@@ -87,6 +88,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     if 0 < len(labels) < len(sources):
         raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
     for node in nodes:
+        check_file_of_node(node)
         check_slices_where_acquired(node, dicom_database)
     halves = [half_width(node, options.half_thickness, dicom_database) for node in nodes]
     axis, indices = options.slice_axis, options.parsed_slice_indices()
@@ -101,9 +103,13 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     single = len(sources) == 1
     per_image = [source.slices(axis, indices if single else None, half) for source, half in zip(sources, halves)]
     if labels:  # 0/1 input by input: a segmentation's scar is label 1, whatever labels the label maps use
-        per_image = [slice_targets(layers, scar_labels=source.scar_labels(scar_labels),
-                                   normalize=options.normalize_intensities)
-                     for source, layers in zip(sources, per_image)]
+        chosen = [source.scar_labels(scar_labels) for source in sources]
+        if sum(scar_label_pixels(layers, mine) for layers, mine in zip(per_image, chosen)) == 0:
+            raise unmatched_labels([layer for layers in per_image for layer in layers],
+                                   [label for mine in chosen for label in mine])
+        per_image = [slice_targets(layers, scar_labels=mine, normalize=options.normalize_intensities,
+                                   require_scar=False)
+                     for mine, layers in zip(chosen, per_image)]
     slices = per_image[0] if single else pooled_slices(per_image, axis, indices)
     return slices if labels else slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
 
@@ -222,13 +228,14 @@ class CardioScarLogic:
                     should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
         """Predict with a saved checkpoint (path or dict) on ``model_node``; no training."""
         from cardioscar.devices import describe_device, resolve_device
-        from cardioscar.logic import load_trained_model
+        from cardioscar.logic import check_mesh_for_checkpoint, load_trained_model
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()
         checkpoint = model if isinstance(model, dict) else load_trained_model(Path(model))
         points = model_points_lps(model_node)
+        check_mesh_for_checkpoint(checkpoint, points, f"The model '{model_node.GetName()}'")
         device = resolve_device(options.force_cpu)
         inference = self._predict(checkpoint, points, options, device, should_cancel)
         return self.finish_prediction(model_node, points, checkpoint, inference, options, describe_device(device),

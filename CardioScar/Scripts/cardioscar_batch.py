@@ -53,8 +53,12 @@ def _add_package_paths() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Arguments (names shared with ``cardioscar prepare``, ``train`` and ``apply``)."""
-    parser = argparse.ArgumentParser(
+    """Arguments (names shared with ``cardioscar prepare``, ``train`` and ``apply``); usage errors
+    are one line, as with ``cardioscar``."""
+    _add_package_paths()
+    from cardioscar.cli import OneLineParser
+
+    parser = OneLineParser(
         prog="cardioscar_batch.py",
         description="Reconstruct 3D scar on a heart mesh from LGE slices with the CardioScar Slicer Logic.")
     io = parser.add_argument_group("inputs and outputs")
@@ -139,8 +143,9 @@ _AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_n
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything that can be checked before reading files or training (a mistake found after a
     long training would lose it)."""
-    from CardioScarLogic import CardioScarLogic
+    from cardioscar.checks import check_output_path
     from cardioscar.errors import CardioScarError
+    from cardioscar.meshio import MESH_SUFFIXES
 
     if args.model is None and args.volume is None:
         raise CardioScarError("Give --volume (the LGE image to train on) or --model (a saved .pth to apply).")
@@ -151,12 +156,10 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             raise CardioScarError(f"{', '.join(given)} only apply to training; --model applies a saved model without "
                                   "training (inference takes --inference-mc-samples, --inference-batch-size, "
                                   "--threshold and --seed).")
-    if args.save_model is not None:
-        CardioScarLogic.check_model_path(args.save_model)
-    if args.output.suffix.lower() not in (".vtk", ".vtp", ".vtu"):
-        raise CardioScarError(f"--output must end in .vtk, .vtp or .vtu, got '{args.output.name}'.")
-    if args.snapshot is not None and args.snapshot.suffix.lower() != ".png":
-        raise CardioScarError(f"--snapshot must end in .png, got '{args.snapshot.name}'.")
+    check_output_path(args.output, "--output", MESH_SUFFIXES)
+    for option, suffixes in (("save_model", (".pth",)), ("summary", ()), ("snapshot", (".png",))):
+        if getattr(args, option) is not None:
+            check_output_path(getattr(args, option), "--" + option.replace("_", "-"), suffixes)
     if args.aha_dir is None:
         given = [f"--{name.replace('_', '-')}" for name in _AHA_ONLY if getattr(args, name) is not None]
         if given:

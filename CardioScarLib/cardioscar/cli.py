@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from cardioscar import __version__, aha_command, mesh_cli
+from cardioscar.checks import check_output_dir, check_output_path, check_seed
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger("cardioscar")
@@ -84,9 +85,17 @@ def _add_training_options(parser: argparse.ArgumentParser, architecture: bool = 
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, as every other error (argparse prints
+    a usage block first); ``--help`` still shows the usage. Subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cardioscar",
         description="3D myocardial scar reconstruction from sparse 2D LGE-CMR slices.",
     )
@@ -207,11 +216,12 @@ def _progress_bar(config, enabled: bool):
     return bar, update
 
 
-def _check_output(output: Path, suffix: str, inputs: Sequence[Optional[Path]], flag: str = "--output") -> None:
-    """Refuse an output file of the wrong kind, or one that is also an input (writing the result
-    there would destroy that input, e.g. a mesh turned into training data)."""
-    if output.suffix.lower() != suffix:
-        raise CardioScarError(f"{flag} must end in {suffix}, got '{output.name}'")
+def _check_output(output: Path, suffix: str | tuple[str, ...], inputs: Sequence[Optional[Path]],
+                  flag: str = "--output") -> None:
+    """Refuse, before any work, an output file of the wrong kind, one that cannot be written
+    (:func:`check_output_path`), or one that is also an input (writing the result there would
+    destroy that input, e.g. a mesh turned into training data)."""
+    check_output_path(output, flag, (suffix,) if isinstance(suffix, str) else suffix)
     for given in inputs:
         if given is not None and given.exists() and output.exists() and output.resolve() == given.resolve():
             raise CardioScarError(f"{flag} {output} is also an input: choose another file name")
@@ -291,7 +301,10 @@ def _cmd_fine_tune(args: argparse.Namespace) -> None:
 def _cmd_apply(args: argparse.Namespace) -> None:
     from cardioscar.devices import resolve_device
     from cardioscar.logic import apply_scar_model, save_inference_result
+    from cardioscar.meshio import MESH_SUFFIXES
 
+    _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
+    check_seed(args.seed)
     result = apply_scar_model(
         args.model, args.mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
     )
@@ -326,6 +339,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_phantom(args: argparse.Namespace) -> None:
     from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
 
+    check_output_dir(args.output_dir)
     overrides = {}
     if args.nodes is not None:
         overrides["target_nodes"] = args.nodes
@@ -347,6 +361,7 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from cardioscar.demo import run_demo
 
+    check_output_dir(args.output_dir)
     report = run_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
     logger.info("Report: %s", json.dumps({k: report[k] for k in ("dice", "volume_error", "auc")}))
 

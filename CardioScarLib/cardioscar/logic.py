@@ -24,11 +24,13 @@ import vtk
 from cardioscar import __version__
 from cardioscar.atomic import atomic_write
 from cardioscar.devices import as_device
+from cardioscar.checks import check_seed
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.inference import mc_dropout_predict
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.meshscale import check_same_scale, node_spacing
 from cardioscar.myocardium import (MyocardiumReport, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
 from cardioscar.normalization import fit_scaler, normalize
@@ -55,6 +57,7 @@ __all__ = [
     "load_trained_model",
     "apply_scar_model",
     "predict_on_points",
+    "check_mesh_for_checkpoint",
     "save_inference_result",
 ]
 
@@ -348,6 +351,12 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__})."
+                                  ) from exc
+        raise CardioScarError(f"Training data {path} holds pickled Python objects, which are refused (loading them "
+                              "could run code): re-run `cardioscar prepare`.") from None
     except Exception as exc:  # numpy raises several types for damaged archives
         raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__}).") from exc
     missing = [key for key in _REQUIRED_NPZ_KEYS if key not in arrays]
@@ -423,7 +432,11 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
 
 
 def _dataset_info(result: PreprocessingResult) -> dict:
+    """What a checkpoint records of its training data; the scaler and the node spacing of the
+    covered nodes let ``apply`` refuse a mesh in other units (:mod:`cardioscar.meshscale`)."""
+    nodes = np.unique(result.coordinates, axis=0) * (result.scaler_max - result.scaler_min) + result.scaler_min
     return {
+        "node_spacing_mm": node_spacing(nodes),
         "scaler_min": [float(v) for v in result.scaler_min],
         "scaler_max": [float(v) for v in result.scaler_max],
         "n_nodes": int(result.n_nodes),
@@ -554,6 +567,8 @@ def predict_on_points(
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise CardioScarError(f"threshold must be within [0, 1], got {threshold}.")
+    if seed is not None:
+        seed = check_seed(seed, "seed")
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
@@ -588,6 +603,14 @@ def predict_on_points(
     )
 
 
+def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
+    """Refuse a mesh to apply ``checkpoint`` to whose size or node spacing is not the training
+    mesh's (another unit); every face that applies a saved model calls it."""
+    low, high = _scaler(checkpoint)
+    check_same_scale({**checkpoint.get("dataset_info", {}), "scaler_min": low, "scaler_max": high}, points_lps,
+                     mesh_name)
+
+
 def apply_scar_model(
     model_checkpoint_path: Path,
     mesh_path: Path,
@@ -601,6 +624,7 @@ def apply_scar_model(
     """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path``."""
     checkpoint = load_trained_model(model_checkpoint_path)
     mesh = read_mesh(mesh_path)
+    check_mesh_for_checkpoint(checkpoint, mesh.points_lps(), f"The mesh {mesh_path}")
     return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device, seed=seed)
 
 
@@ -616,5 +640,10 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
             f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "
             "save onto the mesh the model was applied to."
         )
+    if result.binary_predictions is None and mesh.dataset.GetPointData().HasArray("scar_binary"):
+        # an earlier run's thresholded map no longer matches the new probability: dropped, not kept
+        mesh.dataset.GetPointData().RemoveArray("scar_binary")
+        logger.warning("%s had a scar_binary field from an earlier run; it is not copied to %s (give --threshold "
+                       "to write a new one)", mesh_path, output_path)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

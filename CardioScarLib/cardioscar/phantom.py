@@ -39,6 +39,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .atomic import atomic_write
+from .checks import check_seed
 from .errors import CardioScarError
 from .meshio import Mesh, write_mesh
 
@@ -88,6 +89,7 @@ class PhantomConfig:
 
     def validate(self) -> None:
         """Reject settings that cannot produce a meaningful phantom, with one-line reasons."""
+        check_seed(self.seed, "phantom seed")
         if not 1000 <= self.target_nodes <= 5_000_000:
             raise CardioScarError(f"phantom target_nodes={self.target_nodes}: use 1,000 to 5,000,000")
         if self.n_infarcts < 1:
