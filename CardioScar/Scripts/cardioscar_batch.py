@@ -143,7 +143,7 @@ _AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_n
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything that can be checked before reading files or training (a mistake found after a
     long training would lose it)."""
-    from cardioscar.checks import check_output_path
+    from cardioscar.checks import check_output_dir, check_output_path
     from cardioscar.errors import CardioScarError
     from cardioscar.meshio import MESH_SUFFIXES
 
@@ -173,6 +173,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too.")
         if (args.apex is None) != (args.base is None):
             raise CardioScarError("give both --apex and --base (or neither).")
+        check_output_dir(args.aha_dir, "--aha-dir")
 
 
 def _aha(args: argparse.Namespace, context, logic, model_node) -> None:

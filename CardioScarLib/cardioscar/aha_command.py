@@ -97,11 +97,12 @@ def run(args: argparse.Namespace) -> None:
     """Handler of ``cardioscar aha``."""
     from cardioscar.aha import AhaOptions, LabelMap, run_aha
     from cardioscar.aha.insertion import ijk_to_lps_of
-    from cardioscar.errors import CardioScarError
+    from cardioscar.checks import check_output_dir
     from cardioscar.imageio import read_image
     from cardioscar.meshio import read_mesh
 
     _refuse_ignored(args)
+    check_output_dir(args.output_dir, "--output-dir")
     mesh = read_mesh(args.mesh)
     if args.uncertainty_field != DEFAULT_UNCERTAINTY and args.uncertainty_field not in mesh.point_field_names():
         mesh.point_array(args.uncertainty_field)  # named explicitly: a missing field is an error that lists them
