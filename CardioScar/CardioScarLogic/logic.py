@@ -27,6 +27,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.slices import RECORDED
 
 from . import results
+from .aha import AhaInputs
 from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import color_logic_for
@@ -55,6 +56,18 @@ class ReconstructionResult:
     device: str
     seconds: float
     prepared: object = None  # cardioscar.logic.PreprocessingResult of a training run
+
+
+@dataclass
+class PreparedRun:
+    """A training run's inputs, read from the scene: the options, the mesh's world LPS points,
+    the training rows and the slab half-widths used (for the summary)."""
+
+    options: ReconstructionOptions
+    points: np.ndarray
+    prepared: object  # cardioscar.logic.PreprocessingResult
+    slab: tuple
+    started: float
 
 
 def _check_model_node(model_node) -> None:
@@ -161,14 +174,28 @@ class CardioScarLogic:
         ``scar_node`` may also be a list of volume / segmentation nodes of one kind (intensities,
         or label maps and segmentations), e.g. one per breath-hold series plus the long-axis
         views as Slicer loads them; the slice indices then count the slices of all of them, in
-        the order given.
+        the order given. The panel runs the same three steps with the middle one in a worker
+        process (:mod:`CardioScarLogic.background`).
 
         Raises:
             CardioScarError: a one-line, actionable problem with the inputs or options.
             cardioscar.errors.TrainingCancelled: ``should_cancel()`` returned True (nothing written).
         """
         from cardioscar.devices import describe_device, resolve_device
-        from cardioscar.logic import prepare_from_slices, train_scar_model
+        from cardioscar.logic import train_scar_model
+
+        run = self.prepare_training(scar_node, model_node, options)
+        device = resolve_device(run.options.force_cpu)
+        logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
+                    run.prepared.n_nodes, run.prepared.n_groups)
+        checkpoint = train_scar_model(run.prepared, run.options.training_config(), device,
+                                      progress_callback=progress_callback, should_cancel=should_cancel)
+        inference = self._predict(checkpoint, run.points, run.options, device, should_cancel)
+        return self.finish_training(run, model_node, checkpoint, inference, describe_device(device))
+
+    def prepare_training(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None) -> PreparedRun:
+        """Read the inputs (copies only) and map the chosen slices onto the mesh: the training rows."""
+        from cardioscar.logic import prepare_from_slices
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
@@ -178,17 +205,15 @@ class CardioScarLogic:
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)
-        config = options.training_config()
-        device = resolve_device(options.force_cpu)
-        logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
-                    prepared.n_nodes, prepared.n_groups)
-        checkpoint = train_scar_model(prepared, config, device, progress_callback=progress_callback,
-                                      should_cancel=should_cancel)
-        inference = self._predict(checkpoint, points, options, device, should_cancel)
         slab = (sorted({layer.half_thickness for layer in slices}), options.half_thickness == RECORDED)
-        result = self._publish(model_node, points, inference, checkpoint, options, describe_device(device),
-                               time.perf_counter() - started, with_plot=True, slab=slab)
-        result.prepared = prepared
+        return PreparedRun(options, points, prepared, slab, started)
+
+    def finish_training(self, run: PreparedRun, model_node, checkpoint: dict, inference, device: str) -> ReconstructionResult:
+        """Write a finished training's fields on ``model_node`` (the input model or a copy of it)
+        and keep its checkpoint for "Save model"."""
+        result = self._publish(model_node, run.points, inference, checkpoint, run.options, device,
+                               time.perf_counter() - run.started, with_plot=True, slab=run.slab)
+        result.prepared = run.prepared
         self.last_checkpoint = checkpoint
         return result
 
@@ -206,7 +231,13 @@ class CardioScarLogic:
         points = model_points_lps(model_node)
         device = resolve_device(options.force_cpu)
         inference = self._predict(checkpoint, points, options, device, should_cancel)
-        return self._publish(model_node, points, inference, checkpoint, options, describe_device(device),
+        return self.finish_prediction(model_node, points, checkpoint, inference, options, describe_device(device),
+                                      started)
+
+    def finish_prediction(self, model_node, points: np.ndarray, checkpoint: dict, inference,
+                          options: ReconstructionOptions, device: str, started: float) -> ReconstructionResult:
+        """Write a saved model's finished prediction on ``model_node`` (no loss plot)."""
+        return self._publish(model_node, points, inference, checkpoint, options, device,
                              time.perf_counter() - started, with_plot=False)
 
     def save_model(self, path: Union[str, Path], checkpoint: Optional[dict] = None) -> None:
@@ -236,6 +267,14 @@ class CardioScarLogic:
                                  int(options.inference_batch_size), options.threshold, device,
                                  should_cancel=should_cancel, seed=int(options.seed))
 
+    @staticmethod
+    def aha_segments(model_node, inputs: "AhaInputs", bullseye_png: Optional[Union[str, Path]] = None):
+        """AHA 17-segment table, ``aha_segment`` arrays and optionally the bull's-eye PNG of a model
+        (see ``CardioScarLogic.aha``); returns an ``AhaSceneResult``."""
+        from .aha import analyse_model
+
+        return analyse_model(model_node, inputs, bullseye_png)
+
     def _publish(self, model_node, points: np.ndarray, inference, checkpoint: dict, options: ReconstructionOptions,
                  device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None) -> ReconstructionResult:
         """Write everything into the scene; runs only after all computation succeeded. ``points``:
@@ -263,4 +302,4 @@ class CardioScarLogic:
                                     arrays[results.BINARY], checkpoint, rows, table, chart, legend, device, seconds)
 
 
-__all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions"]
+__all__ = ["CardioScarLogic", "PreparedRun", "ReconstructionResult", "ReconstructionOptions"]

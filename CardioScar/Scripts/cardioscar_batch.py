@@ -102,8 +102,38 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--inference-batch-size", type=int, default=50000,
                     help="nodes per inference batch (apply's --batch-size, default 50000)")
     ap.add_argument("--threshold", type=float, default=None, help="also write scar_binary = probability >= threshold")
+    _add_aha_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     return parser
+
+
+def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
+    """AHA 17-segment options, named as in ``cardioscar aha``; points in the mesh file's frame."""
+    from cardioscar.aha_command import NEGATIVE_POINT, _point
+
+    parser._negative_number_matcher = NEGATIVE_POINT  # -12.5,30,41 is a point, not an option
+    aha = parser.add_argument_group("AHA 17 segments (as cardioscar aha), after the reconstruction")
+    aha.add_argument("--aha-dir", type=Path, help="write aha.csv, aha.json and bullseye.png here; the output mesh "
+                                                  "gets aha_segment point and cell arrays")
+    aha.add_argument("--rv-point", type=_point, help="anterior RV insertion X,Y,Z in the mesh file's frame")
+    aha.add_argument("--rv-inferior-point", type=_point, help="inferior RV insertion X,Y,Z (optional)")
+    aha.add_argument("--labels", type=Path, help="label map with an RV blood-pool label (instead of --rv-point)")
+    aha.add_argument("--rv-label", type=int, default=1)
+    aha.add_argument("--myocardium-label", type=int, default=2)
+    aha.add_argument("--apex", type=_point, help="apex X,Y,Z (with --base: the long axis)")
+    aha.add_argument("--base", type=_point, help="centre of the base X,Y,Z")
+    aha.add_argument("--slice-normal-from", type=Path, help="short-axis image whose slice normal is the long axis")
+    aha.add_argument("--aha-threshold", type=float, default=0.5, help="scar where scar_probability >= this (0.5)")
+    aha.add_argument("--lv-mask", help="point field marking the LV nodes: non-zero, or equal to --lv-value")
+    aha.add_argument("--lv-value", type=float, help="value of --lv-mask on LV nodes (e.g. a region label)")
+    aha.add_argument("--tags-field", help="point field of scar tags (border zone = --border-zone-tag)")
+    aha.add_argument("--border-zone-tag", type=int, default=1)
+    aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto")
+
+
+#: AHA options that need --aha-dir.
+_AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_normal_from", "lv_mask", "lv_value",
+            "tags_field")
 
 
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -127,6 +157,48 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         raise CardioScarError(f"--output must end in .vtk, .vtp or .vtu, got '{args.output.name}'.")
     if args.snapshot is not None and args.snapshot.suffix.lower() != ".png":
         raise CardioScarError(f"--snapshot must end in .png, got '{args.snapshot.name}'.")
+    if args.aha_dir is None:
+        given = [f"--{name.replace('_', '-')}" for name in _AHA_ONLY if getattr(args, name) is not None]
+        if given:
+            raise CardioScarError(f"{', '.join(given)} only apply to the AHA segments: add --aha-dir D.")
+    else:
+        if args.rv_point is None and args.labels is None:
+            raise CardioScarError("--aha-dir needs the RV insertion: --rv-point X,Y,Z or --labels LABELMAP.")
+        if args.rv_point is not None and args.labels is not None:
+            raise CardioScarError("give --rv-point or --labels, not both.")
+        if args.rv_inferior_point is not None and args.rv_point is None:
+            raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too.")
+        if (args.apex is None) != (args.base is None):
+            raise CardioScarError("give both --apex and --base (or neither).")
+
+
+def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
+    """The AHA table, picture and arrays of the reconstructed model (after it was saved once)."""
+    from CardioScarLogic import AhaInputs, load_volume
+    from cardioscar.aha import AhaOptions
+    from cardioscar.aha.table import write_table
+    from cardioscar.meshio import read_mesh
+
+    to_ras = (1.0, 1.0, 1.0) if read_mesh(args.mesh).space == "RAS" else (-1.0, -1.0, 1.0)
+
+    def markups(name, points):
+        node = context.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+        for point in points:
+            node.AddControlPoint(*(float(v) * f for v, f in zip(point, to_ras)))
+        return node
+
+    rv = [p for p in (args.rv_point, args.rv_inferior_point) if p is not None]
+    inputs = AhaInputs(
+        rv_markups=markups("RV insertion", rv) if rv else None,
+        labels_node=load_volume(context.scene, args.labels, labelmap=True) if args.labels else None,
+        rv_label=args.rv_label, myocardium_label=args.myocardium_label,
+        apex_base_markups=markups("apex and base", [args.apex, args.base]) if args.apex else None,
+        slice_normal_volume=load_volume(context.scene, args.slice_normal_from) if args.slice_normal_from else None,
+        measure=AhaOptions(threshold=args.aha_threshold, lv_mask_field=args.lv_mask, lv_mask_value=args.lv_value,
+                           tags_field=args.tags_field,
+                           border_zone_tag=args.border_zone_tag, transmurality=args.transmurality))
+    result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
+    write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
 
 
 def _options(args: argparse.Namespace):
@@ -173,11 +245,11 @@ def _write_summary(table_node, path: Path) -> None:
 
 def run(argv: list[str]) -> int:
     """Parse ``argv``, run the Logic, write the outputs; returns the exit status."""
+    _add_package_paths()  # first: the parser reads cardioscar's point parser
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("cardioscar_batch").setLevel(logging.INFO)
-    _add_package_paths()
     from cardioscar.errors import CardioScarError
 
     try:
@@ -207,6 +279,9 @@ def run(argv: list[str]) -> int:
             logic.save_model(args.save_model)
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
+        if args.aha_dir is not None:
+            _aha(args, context, logic, model_node)
+            save_model(model_node, args.output)  # again, now with the aha_segment arrays
         if view is not None:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
             view.close()
