@@ -19,7 +19,7 @@ from vtk.util import numpy_support
 from cardioscar.cli import main as cli_main
 from cardioscar.errors import CardioScarError
 from cardioscar.meshio import read_mesh
-from cardioscar.phantom import make_phantom, write_phantom
+from cardioscar.phantom import make_phantom
 from cardioscar.phantom_segmented import BLOOD, MYOCARDIUM, SCAR, SegmentedConfig
 
 NODES = 4000
