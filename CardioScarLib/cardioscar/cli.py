@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from cardioscar import __version__, aha_command
+from cardioscar import __version__, aha_command, cohort_command
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger("cardioscar")
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.set_defaults(handler=_cmd_demo)
     aha_command.register(sub)
+    cohort_command.register(sub)
     return parser
 
 
