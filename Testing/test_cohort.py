@@ -22,7 +22,10 @@ import pytest
 
 pytest.importorskip("distributed")
 
+from cardioscar.aha import AhaOptions, analyse_mesh  # noqa: E402
+from cardioscar.aha.demo_report import phantom_options  # noqa: E402
 from cardioscar.cli import main as cli_main  # noqa: E402
+from cardioscar.imageio import read_image  # noqa: E402
 from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,  # noqa: E402
                                run_cohort, slurm_cluster)
 from cardioscar.errors import CardioScarError  # noqa: E402
@@ -30,12 +33,17 @@ from cardioscar.meshio import read_mesh  # noqa: E402
 from cardioscar.metrics import node_volumes  # noqa: E402
 from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
-HEADER = "id,mesh,image,slice_thickness_padding,partial_volume_correction,preset,seed,max_epochs,mc_samples"
+HEADER = "id,mesh,image,slice_thickness_padding,partial_volume_correction,preset,seed,max_epochs,mc_samples,aha"
 N_GOOD = 3
 
 
-def _row(ident: str, seed: int) -> str:
-    return f"{ident},{ident}/phantom_mesh.vtk,{ident}/phantom_lge.nii.gz,4.0,yes,fast,{seed},40,5"
+def _row(ident: str, seed: int, aha: str = "") -> str:
+    return f"{ident},{ident}/phantom_mesh.vtk,{ident}/phantom_lge.nii.gz,4.0,yes,fast,{seed},40,5,{aha}"
+
+
+def _rv_point(root: Path) -> str:
+    """The phantom p0's anterior RV insertion (its mesh is in LPS), quoted for the CSV."""
+    return '"' + ",".join(repr(v) for v in json.loads((root / "rv_point.json").read_text())) + '"'
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +51,15 @@ def cohort_data(tmp_path_factory) -> Path:
     """Three small phantoms and a fourth patient whose mesh file is corrupt (truncated)."""
     root = tmp_path_factory.mktemp("cohort_data")
     for seed in range(N_GOOD):
-        write_phantom(make_phantom(PhantomConfig(target_nodes=2000, seed=seed)), root / f"p{seed}")
+        phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=seed))
+        write_phantom(phantom, root / f"p{seed}")
+        if seed == 0:
+            rv_point = phantom_options(phantom, "scar_probability").rv_point
+            (root / "rv_point.json").write_text(json.dumps([float(v) for v in rv_point]))
     bad = root / "bad"
     bad.mkdir()
     (bad / "phantom_mesh.vtk").write_bytes((root / "p0" / "phantom_mesh.vtk").read_bytes()[:3000])
-    rows = [HEADER] + [_row(f"p{seed}", seed) for seed in range(N_GOOD)]
+    rows = [HEADER, _row("p0", 0, _rv_point(root))] + [_row(f"p{seed}", seed) for seed in range(1, N_GOOD)]
     rows.append(_row("bad", 0).replace("bad/phantom_lge", "p0/phantom_lge"))
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root
@@ -152,9 +164,20 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
     assert not (out / "bad").exists() and (out / "_failed" / "bad.json").exists()
     assert run.counts == {"done": 3, "failed": 1}
     assert (out / "cohort_summary.png").stat().st_size > 10_000
+    # p0 asked for the AHA analysis: the same table `analyse_mesh` gives for its prediction, RV point and stack
+    with open(out / "p0" / "aha" / "aha.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    stack = read_image(cohort_data / "p0" / "phantom_lge.nii.gz")
+    direct = analyse_mesh(read_mesh(out / "p0" / "scar_prediction.vtk"), AhaOptions(
+        rv_point=json.loads((cohort_data / "rv_point.json").read_text()),
+        slice_normal=np.asarray(stack.GetDirection()).reshape(3, 3)[:, 2]))
+    assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=1e-3)
+    assert (out / "p0" / "aha" / "bullseye.png").exists() and not (out / "p1" / "aha").exists()
+    assert json.loads((out / "p0" / "report.json").read_text())["aha"]["folder"] == "aha"
     for row in rows[:3]:
         folder = out / row["id"]
-        assert sorted(p.name for p in folder.iterdir()) == ["model.pth", "report.json", "scar_prediction.vtk"]
+        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["model.pth", "report.json",
+                                                                           "scar_prediction.vtk"]
         mesh = read_mesh(folder / "scar_prediction.vtk")
         probability = mesh.point_array("scar_probability")
         weights = node_volumes(mesh.dataset)

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "core_threshold": 0.8,
     "mc_samples": 10,
     "truth_field": "scar_truth",
+    "aha": None,
 }
 
 #: Columns of later pipeline stages: recognised, refused with the reason while unsupported.
@@ -41,11 +42,11 @@ PLANNED = {
     "myocardium_mask": "myocardium masks (issue 18) are not in this version",
     "tags": "scar tags (issue 19) are not in this version",
     "export": "export formats (issue 19) are not in this version",
-    "aha": "the AHA analysis of a cohort is not in this version; run `cardioscar aha` on D/<id>/scar_prediction.*",
 }
 
 REQUIRED = ("id", "mesh", "image")
 COLUMNS = REQUIRED + tuple(DEFAULTS) + tuple(PLANNED)
+_POINT = re.compile(r"^\s*-?[\d.]+(?:[eE][-+]?\d+)?(?:\s*,\s*-?[\d.]+(?:[eE][-+]?\d+)?){2}\s*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -144,6 +145,20 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
 }
 
 
+def _aha(value: Any, base: Path) -> Any:
+    """``X,Y,Z`` (the anterior RV insertion, in the mesh file's frame) or a label map with the RV
+    blood pool (label 1) and LV myocardium (label 2), relative to the manifest; ``no``: none."""
+    text = _text(value)
+    if text.lower() in ("", "no", "none"):
+        return None
+    if _POINT.match(text):
+        return [float(part) for part in text.split(",")]
+    path = base / text
+    if not path.exists():
+        raise ValueError(text)
+    return str(path.resolve())
+
+
 def _read_rows(path: Path) -> list[dict]:
     """The manifest's rows as dictionaries (CSV header names or YAML keys), with defaults applied."""
     suffix = path.suffix.lower()
@@ -214,6 +229,11 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             problem(f"column 'image': {base / image} does not exist")
 
     options = dict(DEFAULTS)
+    try:
+        options["aha"] = _aha(row.get("aha"), base)
+    except ValueError:
+        problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame) or an existing label map "
+                f"(RV 1, myocardium 2), got {_text(row.get('aha'))!r}")
     for column, (parse, valid) in _PARSERS.items():
         value = row.get(column)
         if _text(value) == "" and not isinstance(value, (list, tuple)):

@@ -126,7 +126,35 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray) -> dict:
     }
 
 
-def _pipeline(spec: PatientSpec, folder: Path, threads: int, use_gpu: bool) -> dict:
+def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict:
+    """The AHA 17-segment table, bull's-eye and segmented mesh of the prediction into ``folder``;
+    the long axis is the first image's slice normal (the short-axis stack's). ``aha.json`` names
+    the prediction at ``final``, where it will be once the patient's folder is in place."""
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    from cardioscar.aha import AhaOptions, LabelMap, run_aha
+    from cardioscar.aha.insertion import ijk_to_lps_of
+    from cardioscar.imageio import read_image
+    from cardioscar.meshio import read_mesh
+
+    mesh = dataclasses.replace(read_mesh(prediction), path=final)
+    stack = read_image(spec.images[0])
+    options = AhaOptions(threshold=spec.options["threshold"],
+                         slice_normal=np.asarray(stack.GetDirection(), dtype=float).reshape(3, 3)[:, 2],
+                         slice_normal_source=f"slice normal of {spec.images[0].name}")
+    value = spec.options["aha"]
+    if isinstance(value, list):
+        options.rv_point = np.asarray(value) * (np.array([-1.0, -1.0, 1.0]) if mesh.space == "RAS" else 1.0)
+    else:
+        labels = read_image(value)
+        options.labels = LabelMap(sitk.GetArrayFromImage(labels), ijk_to_lps_of(labels), Path(value).name)
+    rows = run_aha(mesh, folder, options).rows
+    return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in rows}}
+
+
+def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool) -> dict:
     """prepare -> train -> apply into ``folder``; returns the measurements and fit details."""
     import torch
 
@@ -159,6 +187,9 @@ def _pipeline(spec: PatientSpec, folder: Path, threads: int, use_gpu: bool) -> d
     result = apply_scar_model(folder / MODEL, spec.mesh, options["mc_samples"], threshold=options["threshold"],
                               device=device, seed=options["seed"])
     save_inference_result(result, spec.mesh, folder / prediction_name(spec))
+    aha = None
+    if options["aha"] is not None:
+        aha = _aha(spec, folder / prediction_name(spec), folder / "aha", final / prediction_name(spec))
     history = checkpoint["history"]
     variance = history.get("target_variance") or 0.0
     return {
@@ -170,6 +201,7 @@ def _pipeline(spec: PatientSpec, folder: Path, threads: int, use_gpu: bool) -> d
         "n_mesh_nodes": int(prepared.n_mesh_nodes),
         "n_groups": int(prepared.n_groups),
         "device": describe_device(device),
+        "aha": aha,
     }
 
 
@@ -199,7 +231,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0700 would hide the results from the user's group
     try:
-        record.update(_pipeline(spec, folder, threads, use_gpu))
+        record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu))
         record.update(status="done", seconds=round(time.perf_counter() - start, 3))
         report = {**record, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},
                   "options": spec.options, "pipeline_version": PIPELINE_VERSION}
