@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> None:
     counts = result.counts
     logger.info("cohort: %s; summary %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), result.files["csv"])
     if counts.get("failed"):
-        raise CardioScarError(f"{counts['failed']} of {len(result.rows)} patients failed; their errors are in "
+        raise CardioScarError(f"{counts['failed']} of {len(result.selected)} patients failed; their errors are in "
                               f"{result.files['csv']}")
 
 

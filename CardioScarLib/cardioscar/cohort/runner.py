@@ -75,17 +75,21 @@ class CohortOptions:
 
 @dataclass
 class CohortRun:
-    """What a run did: the summary rows (manifest order) and the files written."""
+    """What a run did: the summary rows (every patient, manifest order), the ids this run was
+    asked for (all, or ``--only``'s) and the files written."""
 
     rows: list[dict]
     output_dir: Path
+    selected: list[str]
     files: dict = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
+        """Patients of this run per status."""
         counts: dict[str, int] = {}
         for row in self.rows:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            if row["id"] in self.selected:
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
         return counts
 
 
@@ -202,14 +206,22 @@ def _eta(started: float, finished: int, remaining: int) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def _select(patients: list[PatientSpec], only: Optional[list[str]]) -> list[PatientSpec]:
-    if not only:
-        return patients
+def _check_only(patients: list[PatientSpec], only: Optional[list[str]]) -> None:
     known = {p.id for p in patients}
-    missing = [ident for ident in only if ident not in known]
+    missing = [ident for ident in only or [] if ident not in known]
     if missing:
         raise CardioScarError(f"--only {', '.join(missing)}: not in the manifest (ids: {', '.join(sorted(known)[:20])})")
-    return [p for p in patients if p.id in set(only)]
+
+
+def _row_as_recorded(spec: PatientSpec, output_dir: Path) -> dict:
+    """A patient outside ``--only``: its state as its files record it, inputs not re-hashed (a
+    Slurm array task must not read the whole cohort's images to write the summary)."""
+    for path in (_failed_path(output_dir, spec.id), output_dir / spec.id / REPORT):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return {"id": spec.id, "status": "pending"}
 
 
 def _require_dask() -> None:
@@ -230,20 +242,23 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     options = options or CohortOptions()
     options.check()
     _require_dask()
-    patients = _select(read_manifest(manifest), options.only)
+    patients = read_manifest(manifest)
+    _check_only(patients, options.only)
+    selected = [spec for spec in patients if not options.only or spec.id in options.only]
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise CardioScarError(f"--output-dir {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    hashes = {spec.id: input_hash(spec) for spec in patients}
-    rows = {spec.id: _row_from_disk(spec, out, hashes[spec.id]) for spec in patients}
+    hashes = {spec.id: input_hash(spec) for spec in selected}
+    rows = {spec.id: _row_from_disk(spec, out, hashes[spec.id]) if spec.id in hashes else _row_as_recorded(spec, out)
+            for spec in patients}
     if not options.only:
         with atomic_write(out / COHORT_RECORD) as tmp:
             tmp.write_text(json.dumps({"manifest": str(Path(manifest).resolve()),
                                        "patients": [{"id": s.id, "input_hash": hashes[s.id]} for s in patients]},
                                       indent=2) + "\n")
-    todo = [spec for spec in patients if rows[spec.id]["status"] != "skipped"]
-    logger.info("cohort: %d patients, %d up to date, %d to run", len(patients), len(patients) - len(todo), len(todo))
+    todo = [spec for spec in selected if rows[spec.id]["status"] != "skipped"]
+    logger.info("cohort: %d patients, %d up to date, %d to run", len(selected), len(selected) - len(todo), len(todo))
     if todo:
         _run_on_dask(todo, out, hashes, rows, options)
     _remove_partials(out, {spec.id for spec in todo})
@@ -253,7 +268,7 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     picture = write_picture(out, ordered)
     if picture is not None:
         files["png"] = picture
-    return CohortRun(ordered, out, files)
+    return CohortRun(ordered, out, [spec.id for spec in selected], files)
 
 
 def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], rows: dict[str, dict],
