@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from cardioscar import __version__, aha_command, cohort_command
+from cardioscar import __version__, aha_command, cohort_command, mesh_cli
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger("cardioscar")
@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half of each DICOM "
                            "file's recorded slice thickness")
     prep.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help="the input is a label map; these labels are scar (e.g. 3,4)")
+    prep.add_argument("--myocardium-labels", type=_comma_ints("--myocardium-labels"), default=None,
+                      help="labels of the myocardium (EMIDEC 2,3,4; ACDC 2): in the label map itself (with "
+                           "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint")
+    prep.add_argument("--myocardium-mask", type=Path, default=None,
+                      help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
+                           "patient frame as --image; pixels outside carry no constraint")
     prep.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw intensities to [0, 1]")
     prep.add_argument(
         "--partial-volume-correction", action="store_true",
@@ -158,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--long-axis", action="store_true",
                     help="also acquire one long-axis slice (phantom_lge_long_axis.nii.gz), to pool with the stack: "
                          "prepare --image phantom_lge.nii.gz phantom_lge_long_axis.nii.gz")
+    ph.add_argument("--family", choices=("demo", "segmented"), default="demo",
+                    help="segmented: scar fraction within the myocardium (0 outside it) plus a myocardium mask and a "
+                         "label map (0 bg, 1 blood, 2 myocardium, 3 scar), on a mesh that is not the image's wall")
+    ph.add_argument("--mesh-type", choices=("tet", "hex"), default="tet", help="segmented family: the mesh's cells")
     ph.set_defaults(handler=_cmd_phantom)
 
     demo = sub.add_parser("demo", help="phantom -> prepare -> train -> apply -> report, on built-in data")
@@ -166,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.set_defaults(handler=_cmd_demo)
     aha_command.register(sub)
+    mesh_cli.register(sub)
     cohort_command.register(sub)
     return parser
 
@@ -232,7 +243,7 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
 
-    _check_output(args.output, ".npz", [args.mesh, *(args.image or []), *(args.grid_layers or [])])
+    _check_output(args.output, ".npz", [args.mesh, *(args.image or []), *(args.grid_layers or []), args.myocardium_mask])
     if args.grid_layers and (args.slice_indices is not None or args.slice_axis != "z"):
         raise CardioScarError("--slice-indices and --slice-axis choose slices of an --image; with --grid-layers each "
                               "layer file is one slice: list only the layers to use")
@@ -247,6 +258,8 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         scar_labels=args.scar_labels,
         normalize_intensities=args.normalize_intensities,
         partial_volume_correction=args.partial_volume_correction,
+        myocardium_labels=args.myocardium_labels,
+        myocardium_mask=args.myocardium_mask,
     )
     result = prepare_training_data(request)
     save_preprocessing_result(result, args.output)
@@ -319,7 +332,15 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
         overrides["target_nodes"] = args.nodes
     if args.seed is not None:
         overrides["seed"] = args.seed
-    phantom = make_phantom(PhantomConfig(long_axis=args.long_axis, **overrides))
+    if args.family == "segmented":
+        from cardioscar.phantom_segmented import SegmentedConfig
+
+        if args.long_axis:
+            raise CardioScarError("phantom --long-axis is for the demo family; drop it or use --family demo")
+        config = SegmentedConfig(mesh_type=args.mesh_type, **overrides)
+    else:
+        config = PhantomConfig(long_axis=args.long_axis, **overrides)
+    phantom = make_phantom(config)
     for name, path in write_phantom(phantom, args.output_dir).items():
         logger.info("%s: %s", name, path)
 
