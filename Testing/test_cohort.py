@@ -28,6 +28,8 @@ from cardioscar.cli import main as cli_main  # noqa: E402
 from cardioscar.imageio import read_image  # noqa: E402
 from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,  # noqa: E402
                                run_cohort, slurm_cluster)
+from cardioscar.cohort.manifest import preparation_request  # noqa: E402
+from cardioscar.cohort.tasks import input_hash  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.meshio import read_mesh  # noqa: E402
 from cardioscar.metrics import node_volumes  # noqa: E402
@@ -127,6 +129,34 @@ def test_yaml_manifest_with_defaults_and_relative_paths(tmp_path, cohort_data):
     assert first.options["preset"] == "fast" and first.options["slice_indices"] == [1, 3]
     assert (first.options["seed"], second.options["seed"]) == (7, 3)
     assert second.images == ((cohort_data / "p1" / "phantom_lge.nii.gz").resolve(),)
+
+
+def test_myocardium_columns_reach_prepare_and_the_hash(tmp_path, cohort_data):
+    """A mask is a file relative to the manifest whose bytes are part of the input hash (its
+    place is not); the library's own option checks run while the manifest is read."""
+    study = tmp_path / "study"
+    study.mkdir()
+    for name in ("phantom_mesh.vtk", "phantom_lge.nii.gz"):
+        (study / name).write_bytes((cohort_data / "p0" / name).read_bytes())
+    (study / "mask.nii.gz").write_bytes((cohort_data / "p0" / "phantom_lge.nii.gz").read_bytes())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text('id,mesh,image,scar_labels,myocardium_labels,myocardium_mask\n'
+                        'a,study/phantom_mesh.vtk,study/phantom_lge.nii.gz,,"1,2",study/mask.nii.gz\n')
+    (spec,) = read_manifest(manifest)
+    request = preparation_request(spec)
+    assert request.myocardium_mask == (study / "mask.nii.gz").resolve() and request.myocardium_labels == [1, 2]
+    digest = input_hash(spec)
+    moved = tmp_path / "moved"
+    study.rename(moved)
+    manifest.write_text(manifest.read_text().replace("study/", "moved/"))
+    (spec,) = read_manifest(manifest)
+    assert input_hash(spec) == digest  # the same files elsewhere: the same patient
+    (moved / "mask.nii.gz").write_bytes(b"changed")
+    assert input_hash(spec) != digest
+
+    manifest.write_text('id,mesh,image,myocardium_labels\na,moved/phantom_mesh.vtk,moved/phantom_lge.nii.gz,2\n')
+    with pytest.raises(CardioScarError, match=r"row 1 \(id a\): --myocardium-labels without --myocardium-mask"):
+        read_manifest(manifest)
 
 
 def test_slurm_job_script_books_what_the_worker_uses():

@@ -3,7 +3,7 @@
 Every problem of every row is collected and raised at once (one line each), so a user fixing a
 200-row manifest does not discover its errors one run at a time. Paths are relative to the
 manifest's folder. Columns that belong to pipeline stages this version does not have yet
-(myocardium masks, tags, export) are recognised and refused with the reason, rather than
+(tags, export) are recognised and refused with the reason, rather than
 ignored: a silently ignored mask would be a different patient model.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from cardioscar.errors import CardioScarError
+from cardioscar.logic import PreprocessingRequest
 from cardioscar.meshio import MESH_SUFFIXES
 
 #: Values of ``options`` when a row leaves the column empty (the CLI's own defaults).
@@ -33,13 +34,13 @@ DEFAULTS: dict[str, Any] = {
     "core_threshold": 0.8,
     "mc_samples": 10,
     "truth_field": "scar_truth",
+    "myocardium_labels": None,
+    "myocardium_mask": None,
     "aha": None,
 }
 
 #: Columns of later pipeline stages: recognised, refused with the reason while unsupported.
 PLANNED = {
-    "myocardium_labels": "myocardium label maps (issue 18) are not in this version",
-    "myocardium_mask": "myocardium masks (issue 18) are not in this version",
     "tags": "scar tags (issue 19) are not in this version",
     "export": "export formats (issue 19) are not in this version",
 }
@@ -142,6 +143,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "core_threshold": (_bounded(float, 0.0, 1.0), "a number within [0, 1], above threshold"),
     "mc_samples": (_bounded(int, 1), "an integer >= 1"),
     "truth_field": (_text, "a point field name"),
+    "myocardium_labels": (_int_list, "comma-separated integer labels of the myocardium, e.g. 2,3,4"),
 }
 
 
@@ -229,6 +231,11 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             problem(f"column 'image': {base / image} does not exist")
 
     options = dict(DEFAULTS)
+    mask = _text(row.get("myocardium_mask"))
+    if mask and not (base / mask).is_file():
+        problem(f"column 'myocardium_mask': {base / mask} does not exist")
+    elif mask:
+        options["myocardium_mask"] = str((base / mask).resolve())
     try:
         options["aha"] = _aha(row.get("aha"), base)
     except ValueError:
@@ -246,7 +253,29 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
         problem(f"column 'core_threshold' ({options['core_threshold']}) must be >= threshold ({options['threshold']})")
     if errors:
         return None, errors
-    return PatientSpec(ident, number, mesh_path.resolve(), tuple((base / i).resolve() for i in images), options), []
+    spec = PatientSpec(ident, number, mesh_path.resolve(), tuple((base / i).resolve() for i in images), options)
+    try:
+        preparation_request(spec)  # the library's own checks of option combinations, before anything runs
+    except CardioScarError as error:
+        return None, [f"{where}: {error}"]
+    return spec, []
+
+
+def preparation_request(spec: PatientSpec) -> PreprocessingRequest:
+    """What ``cardioscar prepare`` would be asked for this patient."""
+    options = spec.options
+    return PreprocessingRequest(
+        mesh_path=spec.mesh,
+        image_path=list(spec.images),
+        slice_axis=options["slice_axis"],
+        slice_indices=options["slice_indices"],
+        slice_thickness_padding=options["slice_thickness_padding"],
+        scar_labels=options["scar_labels"],
+        normalize_intensities=options["normalize_intensities"],
+        partial_volume_correction=options["partial_volume_correction"],
+        myocardium_labels=options["myocardium_labels"],
+        myocardium_mask=options["myocardium_mask"],
+    )
 
 
 def _unknown_columns(rows: list[dict]) -> list[str]:

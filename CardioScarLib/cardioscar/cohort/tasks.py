@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from cardioscar.atomic import atomic_write
-from cardioscar.cohort.manifest import PatientSpec
+from cardioscar.cohort.manifest import PatientSpec, preparation_request
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ PIPELINE_VERSION = 1
 REPORT = "report.json"
 MODEL = "model.pth"
 PARTIAL = ".partial-"
+#: Options whose value (a string) is a file: a myocardium mask, an AHA label map.
+FILE_OPTIONS = ("myocardium_mask", "aha")
 
 
 def prediction_name(spec: PatientSpec) -> str:
@@ -53,8 +55,14 @@ def input_hash(spec: PatientSpec) -> str:
     """SHA-256 of the patient's options and the bytes of every input file (a DICOM folder: all its
     files, by relative name). Paths themselves are not hashed: moving a study keeps its outputs."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"pipeline": PIPELINE_VERSION, "options": spec.options}, sort_keys=True).encode())
-    for role, path in [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]:
+    inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
+    options = dict(spec.options)
+    for role in FILE_OPTIONS:  # files named by options: their contents count, not where they are
+        if isinstance(options.get(role), str):
+            inputs.append((role, Path(options[role])))
+            options[role] = "<file>"
+    digest.update(json.dumps({"pipeline": PIPELINE_VERSION, "options": options}, sort_keys=True).encode())
+    for role, path in inputs:
         files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(f"{role}:{file.relative_to(path) if path.is_dir() else ''}\n".encode())
@@ -159,25 +167,15 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     import torch
 
     from cardioscar.devices import describe_device
-    from cardioscar.logic import (PreprocessingRequest, apply_scar_model, prepare_training_data, save_inference_result,
-                                  save_trained_model, train_scar_model)
+    from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
+        train_scar_model
     from cardioscar.meshio import read_mesh
     from cardioscar.training import TrainingConfig, variance_explained
 
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
     device = _device(use_gpu)
-    request = PreprocessingRequest(
-        mesh_path=spec.mesh,
-        image_path=list(spec.images),
-        slice_axis=options["slice_axis"],
-        slice_indices=options["slice_indices"],
-        slice_thickness_padding=options["slice_thickness_padding"],
-        scar_labels=options["scar_labels"],
-        normalize_intensities=options["normalize_intensities"],
-        partial_volume_correction=options["partial_volume_correction"],
-    )
-    prepared = prepare_training_data(request)
+    prepared = prepare_training_data(preparation_request(spec))
     overrides = {"seed": options["seed"], "num_threads": threads}
     if options["max_epochs"] is not None:
         overrides["max_epochs"] = options["max_epochs"]
