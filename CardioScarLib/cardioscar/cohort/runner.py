@@ -297,10 +297,12 @@ def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], row
             rows[spec.id] = row
             _record(out, row)
             finished += 1
-            statuses = [r["status"] for r in rows.values()]
-            logger.info("cohort: %s %s%s | %d/%d run, %d failed, %d left, ETA %s", spec.id, row["status"],
+            failed = sum(r["status"] == "failed" for r in rows.values())
+            running = sum(len(keys) for keys in client.processing().values())
+            logger.info("cohort: %s %s%s | %d/%d finished (%d failed), %d running, %d queued, ETA %s", spec.id,
+                        row["status"],
                         f" ({row['error']})" if row["status"] == "failed" else f" in {row.get('seconds', 0):.1f} s",
-                        finished, len(todo), statuses.count("failed"), len(todo) - finished,
+                        finished, len(todo), failed, running, max(0, len(todo) - finished - running),
                         _eta(started, finished, len(todo) - finished))
             write_summary(out, [rows[ident] for ident in rows])
     finally:
