@@ -20,20 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("distributed")
-
-from cardioscar.aha import AhaOptions, analyse_mesh  # noqa: E402
-from cardioscar.aha.demo_report import phantom_options  # noqa: E402
-from cardioscar.cli import main as cli_main  # noqa: E402
-from cardioscar.imageio import read_image  # noqa: E402
-from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,  # noqa: E402
+from cardioscar.aha import AhaOptions, analyse_mesh
+from cardioscar.aha.demo_report import phantom_options
+from cardioscar.cli import main as cli_main
+from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,
                                run_cohort, slurm_cluster)
-from cardioscar.cohort.manifest import preparation_request  # noqa: E402
-from cardioscar.cohort.tasks import input_hash  # noqa: E402
-from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.meshio import read_mesh  # noqa: E402
-from cardioscar.metrics import node_volumes  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+from cardioscar.cohort.manifest import preparation_request
+from cardioscar.cohort.tasks import input_hash
+from cardioscar.errors import CardioScarError
+from cardioscar.imageio import read_image
+from cardioscar.meshio import read_mesh
+from cardioscar.metrics import node_volumes
+from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
 
 HEADER = "id,mesh,image,slice_thickness_padding,partial_volume_correction,preset,seed,max_epochs,mc_samples,aha"
 N_GOOD = 3
