@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the virtual environment .venv at the repository root and install CardioScar.
 #
-#   bash CardioScarLib/install.sh          # the library and the `cardioscar` command
+#   bash CardioScarLib/install.sh          # the library and the `cardioscar` command (with Dask for `cohort`)
 #   bash CardioScarLib/install.sh --test   # plus what the test suite needs (pytest, slicer-core, EGL)
 #
 # Environment:
@@ -70,6 +70,6 @@ if [ "$with_tests" = 1 ]; then
         fi
     fi
 else
-    "${pip[@]}" -e "$repo/CardioScarLib"
+    "${pip[@]}" -e "$repo/CardioScarLib[cohort]"
 fi
 echo "CardioScar installed in $venv ($("$venv/bin/cardioscar" --version))"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from cardioscar import __version__, aha_command, mesh_cli
+from cardioscar import __version__, aha_command, cohort_command, mesh_cli
 from cardioscar.checks import check_output_dir, check_output_path, check_seed
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
     aha_command.register(sub)
     mesh_cli.register(sub)
+    cohort_command.register(sub)
     return parser
 
 

@@ -1,0 +1,310 @@
+"""The cohort manifest: one row per patient, read from CSV or YAML and validated before anything runs.
+
+Every problem of every row is collected and raised at once (one line each), so a user fixing a
+200-row manifest does not discover its errors one run at a time. Paths are relative to the
+manifest's folder. Columns that belong to pipeline stages this version does not have yet
+(tags, export) are recognised and refused with the reason, rather than
+ignored: a silently ignored mask would be a different patient model.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from cardioscar.errors import CardioScarError
+from cardioscar.logic import PreprocessingRequest
+from cardioscar.meshio import MESH_SUFFIXES
+
+#: Values of ``options`` when a row leaves the column empty (the CLI's own defaults).
+DEFAULTS: dict[str, Any] = {
+    "slice_indices": None,
+    "slice_axis": "z",
+    "slice_thickness_padding": 5.0,
+    "scar_labels": None,
+    "normalize_intensities": False,
+    "partial_volume_correction": False,
+    "preset": "documented",
+    "seed": 42,
+    "max_epochs": None,
+    "threshold": 0.5,
+    "core_threshold": 0.8,
+    "mc_samples": 10,
+    "truth_field": "scar_truth",
+    "myocardium_labels": None,
+    "myocardium_mask": None,
+    "aha": None,
+}
+
+#: Columns of later pipeline stages: recognised, refused with the reason while unsupported.
+PLANNED = {
+    "tags": "scar tags (issue 19) are not in this version",
+    "export": "export formats (issue 19) are not in this version",
+}
+
+REQUIRED = ("id", "mesh", "image")
+COLUMNS = REQUIRED + tuple(DEFAULTS) + tuple(PLANNED)
+_POINT = re.compile(r"^\s*-?[\d.]+(?:[eE][-+]?\d+)?(?:\s*,\s*-?[\d.]+(?:[eE][-+]?\d+)?){2}\s*$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_TRUE = {"1", "true", "yes", "y", "on"}
+_FALSE = {"0", "false", "no", "n", "off"}
+
+
+@dataclass(frozen=True)
+class PatientSpec:
+    """One validated patient: absolute input paths and the pipeline options that apply to it."""
+
+    id: str
+    row: int
+    mesh: Path
+    images: tuple[Path, ...]
+    options: dict = field(default_factory=dict)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _int_list(value: Any) -> Optional[list[int]]:
+    if isinstance(value, (list, tuple)):
+        parts = [_text(v) for v in value]
+    else:
+        parts = [p for p in _text(value).replace(" ", "").split(",")]
+    values = [int(p) for p in parts if p]
+    if not values:
+        raise ValueError("no integers")
+    return values
+
+
+def _slice_indices(value: Any) -> list[int]:
+    values = _int_list(value)
+    if min(values) < 0:
+        raise ValueError("negative index")
+    return values
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _padding(value: Any) -> float | str:
+    text = _text(value).lower()
+    if text == "auto":
+        return "auto"
+    number = float(text)
+    if not number > 0:
+        raise ValueError(text)
+    return number
+
+
+def _bounded(kind: Callable, low: float, high: Optional[float] = None) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        text = _text(value)
+        number = kind(text)
+        if not (low <= number and (high is None or number <= high)):
+            raise ValueError(text)
+        return number
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value)
+        if text not in choices:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
+#: column -> (parser, what a valid value looks like)
+_PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "slice_indices": (_slice_indices, "comma-separated slice indices >= 0, e.g. 2,5,8"),
+    "slice_axis": (_choice("x", "y", "z"), "x, y or z"),
+    "slice_thickness_padding": (_padding, "a slab half-width in mm > 0, or auto"),
+    "scar_labels": (_int_list, "comma-separated integer labels, e.g. 3,4"),
+    "normalize_intensities": (_flag, "yes or no"),
+    "partial_volume_correction": (_flag, "yes or no"),
+    "preset": (_choice("documented", "fast"), "documented or fast"),
+    "seed": (_bounded(int, 0), "an integer >= 0"),
+    "max_epochs": (_bounded(int, 1), "an integer >= 1"),
+    "threshold": (_bounded(float, 0.0, 1.0), "a number within [0, 1]"),
+    "core_threshold": (_bounded(float, 0.0, 1.0), "a number within [0, 1], above threshold"),
+    "mc_samples": (_bounded(int, 1), "an integer >= 1"),
+    "truth_field": (_text, "a point field name"),
+    "myocardium_labels": (_int_list, "comma-separated integer labels of the myocardium, e.g. 2,3,4"),
+}
+
+
+def _aha(value: Any, base: Path) -> Any:
+    """``X,Y,Z`` (the anterior RV insertion, in the mesh file's frame) or a label map with the RV
+    blood pool (label 1) and LV myocardium (label 2), relative to the manifest; ``no``: none."""
+    text = _text(value)
+    if text.lower() in ("", "no", "none"):
+        return None
+    if _POINT.match(text):
+        return [float(part) for part in text.split(",")]
+    path = base / text
+    if not path.exists():
+        raise ValueError(text)
+    return str(path.resolve())
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """The manifest's rows as dictionaries (CSV header names or YAML keys), with defaults applied."""
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise CardioScarError(f"cannot read the manifest {path}: {error.strerror or error}") from None
+    if suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if rows and None in rows[0]:
+            raise CardioScarError(f"{path}: a row has more values than the header has columns (paths with commas "
+                                  "must be quoted)")
+        return [{k.strip(): v for k, v in row.items() if k is not None} for row in rows]
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise CardioScarError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        defaults: dict = {}
+        if isinstance(data, dict):
+            defaults, data = data.get("defaults") or {}, data.get("patients")
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data) or not isinstance(defaults, dict):
+            raise CardioScarError(f"{path}: expected a list of patients, or a mapping with 'patients' (a list) and "
+                                  "optional 'defaults' (a mapping)")
+        return [{**defaults, **row} for row in data]
+    raise CardioScarError(f"the manifest {path} must be a .csv, .yaml or .yml file")
+
+
+def _images(value: Any) -> list[str]:
+    parts = value if isinstance(value, (list, tuple)) else _text(value).split(";")
+    return [_text(p) for p in parts if _text(p)]
+
+
+def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tuple[Optional[PatientSpec], list[str]]:
+    """One row's spec, or the list of its problems (one line each)."""
+    ident = _text(row.get("id"))
+    where = f"row {number}" + (f" (id {ident})" if ident else "")
+    errors = []
+
+    def problem(text: str) -> None:
+        errors.append(f"{where}: {text}")
+
+    for column, reason in PLANNED.items():
+        if _text(row.get(column)) not in ("", "no", "none"):
+            problem(f"column '{column}': {reason}; leave it empty")
+    if not _ID.match(ident):
+        problem(f"column 'id' must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {ident!r}")
+    elif ident in seen:
+        problem(f"id {ident} is also on row {seen[ident]}; ids must be unique")
+    else:
+        seen[ident] = number
+
+    mesh = _text(row.get("mesh"))
+    mesh_path = (base / mesh) if mesh else None
+    if not mesh:
+        problem("column 'mesh' is empty: give the heart mesh (.vtk, .vtp, .vtu), relative to the manifest")
+    elif mesh_path.suffix.lower() not in MESH_SUFFIXES:
+        problem(f"column 'mesh': {mesh} is not a {', '.join(MESH_SUFFIXES)} file")
+    elif not mesh_path.is_file():
+        problem(f"column 'mesh': {mesh_path} does not exist")
+    images = _images(row.get("image"))
+    if not images:
+        problem("column 'image' is empty: give the image(s) or DICOM folder(s), several separated by ';'")
+    for image in images:
+        if not (base / image).exists():
+            problem(f"column 'image': {base / image} does not exist")
+
+    options = dict(DEFAULTS)
+    mask = _text(row.get("myocardium_mask"))
+    if mask and not (base / mask).is_file():
+        problem(f"column 'myocardium_mask': {base / mask} does not exist")
+    elif mask:
+        options["myocardium_mask"] = str((base / mask).resolve())
+    try:
+        options["aha"] = _aha(row.get("aha"), base)
+    except ValueError:
+        problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame) or an existing label map "
+                f"(RV 1, myocardium 2), got {_text(row.get('aha'))!r}")
+    for column, (parse, valid) in _PARSERS.items():
+        value = row.get(column)
+        if _text(value) == "" and not isinstance(value, (list, tuple)):
+            continue
+        try:
+            options[column] = parse(value)
+        except (TypeError, ValueError):
+            problem(f"column '{column}' must be {valid}, got {_text(value)!r}")
+    if options["core_threshold"] < options["threshold"]:
+        problem(f"column 'core_threshold' ({options['core_threshold']}) must be >= threshold ({options['threshold']})")
+    if errors:
+        return None, errors
+    spec = PatientSpec(ident, number, mesh_path.resolve(), tuple((base / i).resolve() for i in images), options)
+    try:
+        preparation_request(spec)  # the library's own checks of option combinations, before anything runs
+    except CardioScarError as error:
+        return None, [f"{where}: {error}"]
+    return spec, []
+
+
+def preparation_request(spec: PatientSpec) -> PreprocessingRequest:
+    """What ``cardioscar prepare`` would be asked for this patient."""
+    options = spec.options
+    return PreprocessingRequest(
+        mesh_path=spec.mesh,
+        image_path=list(spec.images),
+        slice_axis=options["slice_axis"],
+        slice_indices=options["slice_indices"],
+        slice_thickness_padding=options["slice_thickness_padding"],
+        scar_labels=options["scar_labels"],
+        normalize_intensities=options["normalize_intensities"],
+        partial_volume_correction=options["partial_volume_correction"],
+        myocardium_labels=options["myocardium_labels"],
+        myocardium_mask=options["myocardium_mask"],
+    )
+
+
+def _unknown_columns(rows: list[dict]) -> list[str]:
+    """One line per unknown column (a CSV header's typo would otherwise be reported on every row)."""
+    where: dict[str, list[int]] = {}
+    for number, row in enumerate(rows, start=1):
+        for column in set(row) - set(COLUMNS):
+            where.setdefault(column, []).append(number)
+    return [f"unknown column '{column}' ({'every row' if len(found) == len(rows) else 'rows ' + ', '.join(map(str, found))}); "
+            f"valid columns: {', '.join(COLUMNS)}" for column, found in sorted(where.items())]
+
+
+def read_manifest(path: str | Path) -> list[PatientSpec]:
+    """Read and validate a manifest; raise one :class:`CardioScarError` listing every problem.
+
+    Row numbers count data rows from 1 (a CSV's header is not a row).
+    """
+    path = Path(path)
+    rows = _read_rows(path)
+    if not rows:
+        raise CardioScarError(f"the manifest {path} has no patients")
+    seen: dict[str, int] = {}
+    patients, errors = [], _unknown_columns(rows)
+    for number, row in enumerate(rows, start=1):
+        spec, problems = _check_row(row, number, path.resolve().parent, seen)
+        errors.extend(problems)
+        if spec is not None:
+            patients.append(spec)
+    if errors:
+        listed = "\n  ".join(errors)
+        raise CardioScarError(f"the manifest {path} has {len(errors)} problem(s):\n  {listed}")
+    return patients

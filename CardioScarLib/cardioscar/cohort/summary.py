@@ -1,0 +1,91 @@
+"""``cohort_summary.csv`` / ``.json`` and the cohort picture (scar burden per patient and its spread).
+
+Rows are rebuilt from what is on disk (each patient's ``report.json``, each failure record), so
+the summary is the same whichever process, run or Slurm array task wrote it last.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+from cardioscar import __version__
+from cardioscar.atomic import atomic_write
+
+SUMMARY_CSV = "cohort_summary.csv"
+SUMMARY_JSON = "cohort_summary.json"
+SUMMARY_PNG = "cohort_summary.png"
+FAILED_DIR = "_failed"
+
+COLUMNS = ("id", "status", "scar_volume_ml", "scar_area_cm2", "scar_percent", "border_percent", "core_percent", "dice",
+           "variance_explained", "best_loss", "epochs", "mean_uncertainty", "seconds", "device", "host", "error")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def write_summary(output_dir: Path, rows: list[dict]) -> tuple[Path, Path]:
+    """Write the CSV (the columns above, one row per patient in manifest order) and the JSON
+    (the full records and the counts per status), each atomically."""
+    csv_path, json_path = output_dir / SUMMARY_CSV, output_dir / SUMMARY_JSON
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row.get(column)) for column in COLUMNS])
+    with atomic_write(csv_path) as tmp:
+        tmp.write_text(text.getvalue())
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    with atomic_write(json_path) as tmp:
+        tmp.write_text(json.dumps({"cardioscar_version": __version__, "counts": counts, "patients": rows}, indent=2) + "\n")
+    return csv_path, json_path
+
+
+def _burden(row: dict) -> Optional[float]:
+    return row.get("scar_percent") if row.get("status") in ("done", "skipped") else None
+
+
+def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
+    """Scar burden (% of myocardium) per patient, sorted, beside its distribution; failed patients
+    are listed in the title. None when no patient has a result yet."""
+    rows = list(rows)
+    measured = sorted(((row["id"], _burden(row)) for row in rows if _burden(row) is not None), key=lambda item: item[1])
+    if not measured:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids, values = zip(*measured)
+    height = min(0.25 * len(ids) + 1.5, 30.0)
+    fig, (bars, spread) = plt.subplots(1, 2, figsize=(11, max(3.5, height)), gridspec_kw={"width_ratios": [2, 1]})
+    bars.barh(range(len(ids)), values, color="#b2182b")
+    bars.set_yticks(range(len(ids)), ids if len(ids) <= 60 else [""] * len(ids), fontsize=7)
+    bars.set_xlabel("scar (% of myocardium, probability >= threshold)")
+    bars.set_title("scar burden per patient")
+    spread.hist(values, bins=min(20, max(5, len(values) // 3)), color="#555555")
+    spread.set_xlabel("scar (%)")
+    spread.set_ylabel("patients")
+    spread.set_title("distribution")
+    failed = [row["id"] for row in rows if row.get("status") == "failed"]
+    note = f"{len(measured)} patients with results" + (f"; failed: {', '.join(failed[:10])}" if failed else "")
+    if len(failed) > 10:
+        note += f" and {len(failed) - 10} more"
+    fig.suptitle(note, fontsize=9)
+    fig.tight_layout()
+    path = output_dir / SUMMARY_PNG
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,244 @@
+"""One patient, on a worker: prepare -> train -> apply -> measure, written atomically as one folder.
+
+The pipeline is the library's own (:mod:`cardioscar.logic`, the calls the ``prepare``/``train``/
+``apply`` verbs make, with the same defaults), so a patient in a cohort gets the field the CLI
+chain gives for the same seed. Outputs go to a hidden temporary folder beside ``D/<id>`` that is
+renamed into place only when complete: a killed worker leaves no half-written patient behind.
+
+A user error (:class:`CardioScarError`, an unreadable file) is returned as a ``failed`` record
+with its one-line message; it would fail the same way again, so it is not retried. Anything else
+propagates, so that Dask retries the task (boundedly) on another attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from cardioscar.atomic import atomic_write
+from cardioscar.cohort.manifest import PatientSpec, preparation_request
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+#: Bump when the per-patient pipeline changes what it writes: older outputs are then redone.
+PIPELINE_VERSION = 1
+REPORT = "report.json"
+MODEL = "model.pth"
+PARTIAL = ".partial-"
+#: Options whose value (a string) is a file: a myocardium mask, an AHA label map.
+FILE_OPTIONS = ("myocardium_mask", "aha")
+
+
+def prediction_name(spec: PatientSpec) -> str:
+    """The annotated mesh keeps the input's format (``scar_prediction.vtu`` for a ``.vtu``)."""
+    return f"scar_prediction{spec.mesh.suffix.lower()}"
+
+
+def _file_digest(path: Path, digest: "hashlib._Hash") -> None:
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+
+def input_hash(spec: PatientSpec) -> str:
+    """SHA-256 of the patient's options and the bytes of every input file (a DICOM folder: all its
+    files, by relative name). Paths themselves are not hashed: moving a study keeps its outputs."""
+    digest = hashlib.sha256()
+    inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
+    options = dict(spec.options)
+    for role in FILE_OPTIONS:  # files named by options: their contents count, not where they are
+        if isinstance(options.get(role), str):
+            inputs.append((role, Path(options[role])))
+            options[role] = "<file>"
+    digest.update(json.dumps({"pipeline": PIPELINE_VERSION, "options": options}, sort_keys=True).encode())
+    for role, path in inputs:
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(f"{role}:{file.relative_to(path) if path.is_dir() else ''}\n".encode())
+            _file_digest(file, digest)
+    return digest.hexdigest()
+
+
+def up_to_date(spec: PatientSpec, output_dir: Path, digest: str) -> bool:
+    """True when ``D/<id>`` holds a complete result of exactly these inputs and options."""
+    folder = output_dir / spec.id
+    try:
+        report = json.loads((folder / REPORT).read_text())
+    except (OSError, ValueError):
+        return False
+    return report.get("input_hash") == digest and (folder / prediction_name(spec)).is_file() and (folder / MODEL).is_file()
+
+
+def _device(use_gpu: bool):
+    """CPU, or the GPU of this worker: a LocalCluster's workers are named 0..N-1, so worker k
+    takes GPU k mod (GPU count); a jobqueue worker sees only the GPUs its job was given."""
+    import torch
+
+    if not use_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise CardioScarError(f"--gpus-per-worker asks for a GPU but {socket.gethostname()} has no CUDA GPU "
+                              "torch can use; run without it")
+    index = 0
+    try:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+        index = int(name) % torch.cuda.device_count() if name.isdigit() else 0
+    except (ImportError, ValueError):
+        pass
+    return torch.device(f"cuda:{index}")
+
+
+def _measure(spec: PatientSpec, mesh, probability: np.ndarray) -> dict:
+    """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares."""
+    from cardioscar.aha.wall import is_volumetric
+    from cardioscar.metrics import dice, node_volumes
+
+    weights = node_volumes(mesh.dataset)
+    total = float(weights.sum())
+    threshold, core = spec.options["threshold"], spec.options["core_threshold"]
+    scar = probability >= threshold
+    core_mask = probability >= core
+
+    def share(mask: np.ndarray) -> Optional[float]:
+        return round(100.0 * float(weights[mask].sum()) / total, 4) if total > 0 else None
+
+    volumetric = is_volumetric(mesh.dataset)
+    measured = float(weights[scar].sum())
+    truth_name = spec.options["truth_field"]
+    truth = mesh.dataset.GetPointData().GetArray(truth_name) if truth_name else None
+    score = None
+    if truth is not None:
+        from vtk.util import numpy_support
+
+        score = round(dice(probability, numpy_support.vtk_to_numpy(truth).astype(float).ravel(), threshold), 4)
+    return {
+        "scar_volume_ml": round(measured / 1000.0, 4) if volumetric else None,
+        "scar_area_cm2": None if volumetric else round(measured / 100.0, 4),
+        "scar_percent": share(scar),
+        "border_percent": share(scar & ~core_mask),
+        "core_percent": share(core_mask),
+        "dice": score,
+    }
+
+
+def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict:
+    """The AHA 17-segment table, bull's-eye and segmented mesh of the prediction into ``folder``;
+    the long axis is the first image's slice normal (the short-axis stack's). ``aha.json`` names
+    the prediction at ``final``, where it will be once the patient's folder is in place."""
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    from cardioscar.aha import AhaOptions, LabelMap, run_aha
+    from cardioscar.aha.insertion import ijk_to_lps_of
+    from cardioscar.imageio import read_image
+    from cardioscar.meshio import read_mesh
+
+    mesh = dataclasses.replace(read_mesh(prediction), path=final)
+    stack = read_image(spec.images[0])
+    options = AhaOptions(threshold=spec.options["threshold"],
+                         slice_normal=np.asarray(stack.GetDirection(), dtype=float).reshape(3, 3)[:, 2],
+                         slice_normal_source=f"slice normal of {spec.images[0].name}")
+    value = spec.options["aha"]
+    if isinstance(value, list):
+        options.rv_point = np.asarray(value) * (np.array([-1.0, -1.0, 1.0]) if mesh.space == "RAS" else 1.0)
+    else:
+        labels = read_image(value)
+        options.labels = LabelMap(sitk.GetArrayFromImage(labels), ijk_to_lps_of(labels), Path(value).name)
+    rows = run_aha(mesh, folder, options).rows
+    return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in rows}}
+
+
+def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool) -> dict:
+    """prepare -> train -> apply into ``folder``; returns the measurements and fit details."""
+    import torch
+
+    from cardioscar.devices import describe_device
+    from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
+        train_scar_model
+    from cardioscar.meshio import read_mesh
+    from cardioscar.training import TrainingConfig, variance_explained
+
+    options = spec.options
+    torch.set_num_threads(threads)  # inference too, not only training's num_threads
+    device = _device(use_gpu)
+    prepared = prepare_training_data(preparation_request(spec))
+    overrides = {"seed": options["seed"], "num_threads": threads}
+    if options["max_epochs"] is not None:
+        overrides["max_epochs"] = options["max_epochs"]
+    config = TrainingConfig.fast(**overrides) if options["preset"] == "fast" else TrainingConfig(**overrides)
+    checkpoint = train_scar_model(prepared, config, device)
+    save_trained_model(checkpoint, folder / MODEL)
+    result = apply_scar_model(folder / MODEL, spec.mesh, options["mc_samples"], threshold=options["threshold"],
+                              device=device, seed=options["seed"])
+    save_inference_result(result, spec.mesh, folder / prediction_name(spec))
+    aha = None
+    if options["aha"] is not None:
+        aha = _aha(spec, folder / prediction_name(spec), folder / "aha", final / prediction_name(spec))
+    history = checkpoint["history"]
+    variance = history.get("target_variance") or 0.0
+    return {
+        **_measure(spec, read_mesh(spec.mesh), result.mean_predictions),
+        "mean_uncertainty": round(result.mean_uncertainty, 6),
+        "best_loss": float(history["best_loss"]),
+        "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,
+        "epochs": int(history["epochs_run"]),
+        "n_mesh_nodes": int(prepared.n_mesh_nodes),
+        "n_groups": int(prepared.n_groups),
+        "device": describe_device(device),
+        "aha": aha,
+    }
+
+
+def _install(folder: Path, target: Path) -> None:
+    """Put the complete ``folder`` at ``target``, replacing an older result (two renames)."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / "result")
+    os.replace(folder, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 1, use_gpu: bool = False) -> dict:
+    """The Dask task: run one patient into ``output_dir/<id>`` and return its summary record.
+
+    A user error gives ``status: failed`` with the message (nothing of the patient is changed);
+    other exceptions propagate to Dask, which retries the task.
+    """
+    out = Path(output_dir)
+    start = time.perf_counter()
+    record = {"id": spec.id, "input_hash": digest, "host": socket.gethostname(), "pid": os.getpid()}
+    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{spec.id}{PARTIAL}", dir=out))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0700 would hide the results from the user's group
+    try:
+        record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu))
+        record.update(status="done", seconds=round(time.perf_counter() - start, 3))
+        report = {**record, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},
+                  "options": spec.options, "pipeline_version": PIPELINE_VERSION}
+        with atomic_write(folder / REPORT) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        _install(folder, out / spec.id)
+        return record
+    except (CardioScarError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return {**record, "status": "failed", "error": message, "seconds": round(time.perf_counter() - start, 3)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

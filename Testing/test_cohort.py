@@ -1,0 +1,321 @@
+"""Cohorts (issue 17) on a real Dask LocalCluster of 2 worker processes, real phantoms, real training.
+
+One cluster serves the module (starting worker processes that import torch costs ~10-20 s each on
+a busy machine). Phantoms are small (2,000 nodes) and fits short (30 epochs of the fast preset):
+these tests check the engine (skips, retries, failures, atomic outputs, equality with the CLI
+chain), not accuracy. The Slurm path is checked through the job script dask-jobqueue generates;
+no Slurm is installed here, so submitting it to a real queue is not tested.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardioscar.aha import AhaOptions, analyse_mesh
+from cardioscar.aha.demo_report import phantom_options
+from cardioscar.cli import main as cli_main
+from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,
+                               run_cohort, slurm_cluster)
+from cardioscar.cohort.manifest import preparation_request
+from cardioscar.cohort.tasks import input_hash
+from cardioscar.errors import CardioScarError
+from cardioscar.imageio import read_image
+from cardioscar.meshio import read_mesh
+from cardioscar.metrics import node_volumes
+from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+
+HEADER = "id,mesh,image,slice_thickness_padding,partial_volume_correction,preset,seed,max_epochs,mc_samples,aha"
+N_GOOD = 3
+FIRST_RUN: dict[str, Path] = {}  # the end-to-end run's output, reused by the CLI-chain comparison
+
+
+def _row(ident: str, seed: int, aha: str = "") -> str:
+    return f"{ident},{ident}/phantom_mesh.vtk,{ident}/phantom_lge.nii.gz,4.0,yes,fast,{seed},30,5,{aha}"
+
+
+def _rv_point(root: Path) -> str:
+    """The phantom p0's anterior RV insertion (its mesh is in LPS), quoted for the CSV."""
+    return '"' + ",".join(repr(v) for v in json.loads((root / "rv_point.json").read_text())) + '"'
+
+
+@pytest.fixture(scope="module")
+def cohort_data(tmp_path_factory) -> Path:
+    """Three small phantoms and a fourth patient whose mesh file is corrupt (truncated)."""
+    root = tmp_path_factory.mktemp("cohort_data")
+    for seed in range(N_GOOD):
+        phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=seed))
+        write_phantom(phantom, root / f"p{seed}")
+        if seed == 0:
+            rv_point = phantom_options(phantom, "scar_probability").rv_point
+            (root / "rv_point.json").write_text(json.dumps([float(v) for v in rv_point]))
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "phantom_mesh.vtk").write_bytes((root / "p0" / "phantom_mesh.vtk").read_bytes()[:3000])
+    rows = [HEADER, _row("p0", 0, _rv_point(root))] + [_row(f"p{seed}", seed) for seed in range(1, N_GOOD)]
+    rows.append(_row("bad", 0).replace("bad/phantom_lge", "p0/phantom_lge"))
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The real engine: a LocalCluster with 2 worker processes (nannies restart a killed one)."""
+    from distributed import Client
+
+    cluster = local_cluster(CohortOptions(workers=2, retries=2))
+    client = Client(cluster)
+    client.wait_for_workers(2, timeout=120)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+def _summary(out: Path) -> list[dict]:
+    with open(out / "cohort_summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _mtimes(folder: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+# --------------------------------------------------------------------------- manifest (no cluster)
+
+
+def test_manifest_lists_every_problem_of_every_row_at_once(tmp_path, cohort_data):
+    (tmp_path / "m.vtk").write_bytes((cohort_data / "p0" / "phantom_mesh.vtk").read_bytes())
+    image = cohort_data / "p0" / "phantom_lge.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "id,mesh,image,seed,threshold,tags,colour\n"
+        f"a,m.vtk,{image},-1,0.5,,\n"          # seed < 0
+        f"a,missing.vtk,{image},1,2,,\n"       # duplicate id, missing mesh, threshold > 1
+        f"b,m.vtk,nothere.nii.gz;{image},1,0.5,yes,red\n"  # missing image, planned column, unknown column
+    )
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)
+    lines = str(error.value).splitlines()
+    assert "7 problem(s)" in lines[0]
+    text = str(error.value)
+    for expected in ("row 1 (id a): column 'seed' must be an integer >= 0, got '-1'",
+                     "row 2 (id a): id a is also on row 1",
+                     "missing.vtk does not exist",
+                     "row 2 (id a): column 'threshold' must be a number within [0, 1], got '2'",
+                     "nothere.nii.gz does not exist",
+                     "column 'tags': scar tags (issue 19) are not in this version",
+                     "unknown column 'colour' (every row)"):
+        assert expected in text, expected
+
+
+def test_yaml_manifest_with_defaults_and_relative_paths(tmp_path, cohort_data):
+    manifest = cohort_data / "cohort.yaml"
+    manifest.write_text("defaults: {preset: fast, seed: 7, slice_indices: [1, 3]}\n"
+                        "patients:\n"
+                        "  - {id: p0, mesh: p0/phantom_mesh.vtk, image: [p0/phantom_lge.nii.gz]}\n"
+                        "  - {id: p1, mesh: p1/phantom_mesh.vtk, image: p1/phantom_lge.nii.gz, seed: 3}\n")
+    first, second = read_manifest(manifest)
+    assert first.mesh == (cohort_data / "p0" / "phantom_mesh.vtk").resolve()
+    assert first.options["preset"] == "fast" and first.options["slice_indices"] == [1, 3]
+    assert (first.options["seed"], second.options["seed"]) == (7, 3)
+    assert second.images == ((cohort_data / "p1" / "phantom_lge.nii.gz").resolve(),)
+
+
+def test_myocardium_columns_reach_prepare_and_the_hash(tmp_path, cohort_data):
+    """A mask is a file relative to the manifest whose bytes are part of the input hash (its
+    place is not); the library's own option checks run while the manifest is read."""
+    study = tmp_path / "study"
+    study.mkdir()
+    for name in ("phantom_mesh.vtk", "phantom_lge.nii.gz"):
+        (study / name).write_bytes((cohort_data / "p0" / name).read_bytes())
+    (study / "mask.nii.gz").write_bytes((cohort_data / "p0" / "phantom_lge.nii.gz").read_bytes())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text('id,mesh,image,scar_labels,myocardium_labels,myocardium_mask\n'
+                        'a,study/phantom_mesh.vtk,study/phantom_lge.nii.gz,,"1,2",study/mask.nii.gz\n')
+    (spec,) = read_manifest(manifest)
+    request = preparation_request(spec)
+    assert request.myocardium_mask == (study / "mask.nii.gz").resolve() and request.myocardium_labels == [1, 2]
+    digest = input_hash(spec)
+    moved = tmp_path / "moved"
+    study.rename(moved)
+    manifest.write_text(manifest.read_text().replace("study/", "moved/"))
+    (spec,) = read_manifest(manifest)
+    assert input_hash(spec) == digest  # the same files elsewhere: the same patient
+    (moved / "mask.nii.gz").write_bytes(b"changed")
+    assert input_hash(spec) != digest
+
+    manifest.write_text('id,mesh,image,myocardium_labels\na,moved/phantom_mesh.vtk,moved/phantom_lge.nii.gz,2\n')
+    with pytest.raises(CardioScarError, match=r"row 1 \(id a\): --myocardium-labels without --myocardium-mask"):
+        read_manifest(manifest)
+
+
+def test_slurm_job_script_books_what_the_worker_uses():
+    """dask-jobqueue writes the script `sbatch` would get; no Slurm needed to read it."""
+    options = CohortOptions(threads_per_worker=4, fits_per_worker=2, gpus_per_worker=1,
+                            slurm=SlurmOptions(queue="gpu", account="cardiac", walltime="01:30:00", memory="16GB"))
+    cluster = slurm_cluster(options)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH -p gpu" in directives and "#SBATCH -A cardiac" in directives
+    assert "#SBATCH --cpus-per-task=8" in directives  # 2 fits x 4 threads
+    assert "#SBATCH -t 01:30:00" in directives and "#SBATCH --gres=gpu:1" in directives
+    assert any(line.startswith("#SBATCH --mem=") for line in directives)
+    assert "export OMP_NUM_THREADS=4" in script
+    assert "--nthreads 2" in script  # 2 patients at a time per worker
+    assert cluster.scheduler_address.split(":")[-1] in script  # workers connect back to this scheduler
+
+
+# --------------------------------------------------------------------------- on the cluster
+
+
+def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_path, capsys):
+    _, client = cluster
+    out = tmp_path / "out"
+    manifest = cohort_data / "manifest.csv"
+    run = run_cohort(manifest, out, CohortOptions(scheduler=client.scheduler.address))
+    FIRST_RUN["out"] = out
+
+    rows = _summary(out)
+    assert [r["id"] for r in rows] == ["p0", "p1", "p2", "bad"]
+    assert [r["status"] for r in rows] == ["done"] * 3 + ["failed"]
+    bad = rows[3]
+    assert "bad" in bad["error"] and "phantom_mesh.vtk" in bad["error"] and "\n" not in bad["error"]
+    assert not (out / "bad").exists() and (out / "_failed" / "bad.json").exists()
+    assert run.counts == {"done": 3, "failed": 1}
+    assert (out / "cohort_summary.png").stat().st_size > 10_000
+    # p0 asked for the AHA analysis: the same table `analyse_mesh` gives for its prediction, RV point and stack
+    with open(out / "p0" / "aha" / "aha.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    stack = read_image(cohort_data / "p0" / "phantom_lge.nii.gz")
+    direct = analyse_mesh(read_mesh(out / "p0" / "scar_prediction.vtk"), AhaOptions(
+        rv_point=json.loads((cohort_data / "rv_point.json").read_text()),
+        slice_normal=np.asarray(stack.GetDirection()).reshape(3, 3)[:, 2]))
+    assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=1e-3)
+    assert (out / "p0" / "aha" / "bullseye.png").exists() and not (out / "p1" / "aha").exists()
+    assert json.loads((out / "p0" / "report.json").read_text())["aha"]["folder"] == "aha"
+    for row in rows[:3]:
+        folder = out / row["id"]
+        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["model.pth", "report.json",
+                                                                           "scar_prediction.vtk"]
+        mesh = read_mesh(folder / "scar_prediction.vtk")
+        probability = mesh.point_array("scar_probability")
+        weights = node_volumes(mesh.dataset)
+        scar = probability >= 0.5
+        assert float(row["scar_volume_ml"]) == pytest.approx(weights[scar].sum() / 1000, rel=1e-4)
+        assert float(row["scar_percent"]) == pytest.approx(100 * weights[scar].sum() / weights.sum(), rel=1e-4)
+        truth = mesh.point_array("scar_truth")
+        assert float(row["dice"]) > 0.3  # 30 epochs on 2,000 nodes: a real, if rough, reconstruction
+        assert float(row["dice"]) == pytest.approx(
+            2 * np.sum(scar & (truth >= 0.5)) / (scar.sum() + (truth >= 0.5).sum()), abs=1e-4)
+        assert int(row["epochs"]) == 30 and row["device"].startswith("cpu")
+    assert not list(out.glob(".*partial*"))
+
+    # second run, through the CLI: nothing re-runs; the bad patient still fails, so exit code 2
+    before = {ident: _mtimes(out / ident) for ident in ("p0", "p1", "p2")}
+    code = cli_main(["cohort", "run", str(manifest), "--output-dir", str(out), "--scheduler", client.scheduler.address])
+    assert code == 2
+    assert "1 of 4 patients failed" in capsys.readouterr().err
+    assert [r["status"] for r in _summary(out)] == ["skipped"] * 3 + ["failed"]
+    assert {ident: _mtimes(out / ident) for ident in before} == before
+
+    # one patient's seed changes: only that patient runs again
+    changed = cohort_data / "manifest_changed.csv"
+    changed.write_text(manifest.read_text().replace(_row("p1", 1), _row("p1", 11)))
+    old_model = (out / "p1" / "model.pth").read_bytes()
+    run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address))
+    rows = _summary(out)
+    assert [r["status"] for r in rows] == ["skipped", "done", "skipped", "failed"]
+    assert {ident: _mtimes(out / ident) for ident in ("p0", "p2")} == {k: before[k] for k in ("p0", "p2")}
+    assert (out / "p1" / "model.pth").read_bytes() != old_model
+    assert json.loads((out / "p1" / "report.json").read_text())["options"]["seed"] == 11
+
+    # a Slurm array task's --only: that patient only, the summary still lists everyone
+    only = run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address, only=["p2"]))
+    assert only.counts == {"skipped": 1}
+    assert [r["status"] for r in _summary(out)] == ["done", "done", "skipped", "failed"]
+    with pytest.raises(CardioScarError, match="--only p9: not in the manifest"):
+        run_cohort(changed, out, CohortOptions(only=["p9"]))
+
+    assert cli_main(["cohort", "status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == "4 patients: 3 done, 1 failed"
+    assert "bad: failed:" in printed
+
+
+def test_patient_in_cohort_equals_the_cli_chain(cluster, cohort_data, tmp_path):
+    """prepare -> train -> apply by the CLI with the same seed gives the cohort's field (the
+    end-to-end test's p2, computed on a worker process)."""
+    cohort_out = FIRST_RUN.get("out", Path("missing")) / "p2" / "scar_prediction.vtk"
+    if not cohort_out.exists():
+        _, client = cluster  # this test alone: run p2 on the cluster here
+        run_cohort(cohort_data / "manifest.csv", tmp_path / "cohort",
+                   CohortOptions(scheduler=client.scheduler.address, only=["p2"]))
+        cohort_out = tmp_path / "cohort" / "p2" / "scar_prediction.vtk"
+    chain = tmp_path / "chain"
+    p = cohort_data / "p2"
+    assert cli_main(["prepare", "--mesh", str(p / "phantom_mesh.vtk"), "--image", str(p / "phantom_lge.nii.gz"),
+                     "--slice-thickness-padding", "4.0", "--partial-volume-correction",
+                     "--output", str(chain / "data.npz")]) == 0
+    assert cli_main(["train", "--training-data", str(chain / "data.npz"), "--output", str(chain / "model.pth"),
+                     "--preset", "fast", "--max-epochs", "30", "--seed", "2", "--cpu", "--no-progress"]) == 0
+    assert cli_main(["apply", "--model", str(chain / "model.pth"), "--mesh", str(p / "phantom_mesh.vtk"),
+                     "--output", str(chain / "pred.vtk"), "--mc-samples", "5", "--seed", "2", "--threshold", "0.5",
+                     "--cpu"]) == 0
+    ours, theirs = read_mesh(cohort_out), read_mesh(chain / "pred.vtk")
+    for name in ("scar_probability", "scar_uncertainty", "scar_binary"):
+        np.testing.assert_allclose(ours.point_array(name), theirs.point_array(name), rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_status_of_a_folder_that_is_no_cohort(tmp_path):
+    with pytest.raises(CardioScarError, match="cohort_manifest.json is missing"):
+        cohort_status(tmp_path)
+
+
+def test_killed_worker_mid_run_loses_and_duplicates_nothing(cluster, cohort_data, tmp_path):
+    """SIGKILL the worker process that is running a patient: Dask reschedules it, the cohort completes."""
+    _, client = cluster
+    client.wait_for_workers(2, timeout=120)
+    pids = client.run(os.getpid)
+    out = tmp_path / "out"
+    manifest = cohort_data / "manifest_good.csv"
+    manifest.write_text("\n".join([HEADER] + [_row(f"p{s}", s) for s in range(N_GOOD)]) + "\n")
+    killed: list[tuple[str, int]] = []
+
+    def kill_first_busy_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for address, keys in client.processing().items():
+                if keys and list(out.glob(".*partial*")):  # a patient is being written right now
+                    os.kill(pids[address], signal.SIGKILL)
+                    killed.append((keys[0], pids[address]))
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_first_busy_worker)
+    killer.start()
+    run = run_cohort(manifest, out, CohortOptions(scheduler=client.scheduler.address))
+    killer.join()
+
+    assert killed, "no worker was killed while a patient ran"
+    assert run.counts == {"done": N_GOOD}
+    summary = _summary(out)
+    assert sorted(r["id"] for r in summary) == [f"p{s}" for s in range(N_GOOD)]  # each once
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"p{s}" for s in range(N_GOOD)]
+    assert not list(out.glob(".*")), "a temporary folder of the killed attempt was left behind"
+    key, dead_pid = killed[0]
+    victim = key.split("-")[1]
+    assert json.loads((out / victim / "report.json").read_text())["pid"] != dead_pid  # redone by a live worker
+    for s in range(N_GOOD):
+        assert read_mesh(out / f"p{s}" / "scar_prediction.vtk").point_array("scar_probability").shape == (
+            read_mesh(cohort_data / f"p{s}" / "phantom_mesh.vtk").n_points,)
