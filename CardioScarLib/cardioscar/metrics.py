@@ -44,21 +44,21 @@ def dice(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> float:
     return float(2.0 * np.logical_and(p, t).sum() / denominator)
 
 
-#: Step of the threshold grid :func:`best_threshold` searches (0, 0.01, ..., 1).
-THRESHOLD_STEP = 0.01
+#: Thresholds :func:`best_threshold` searches by default: 0, 0.01, ..., 1.
+THRESHOLD_GRID = np.round(np.arange(101) * 0.01, 2)
 
 
 def best_threshold(pred: np.ndarray, truth: np.ndarray, near: float = 0.5,
-                   step: float = THRESHOLD_STEP) -> tuple[float, float]:
-    """The threshold on a ``step`` grid over [0, 1] with the highest Dice, and that Dice.
+                   grid: np.ndarray = THRESHOLD_GRID) -> tuple[float, float]:
+    """The threshold of ``grid`` with the highest Dice, and that Dice.
 
     Why: Dice at one fixed threshold mixes two things, how well the field ranks nodes and how
     well it is calibrated; the best threshold separates them (a field whose best threshold is far
-    from 0.5 ranks well but is biased). Among equal Dice the grid value nearest ``near`` (the
-    requested threshold) wins, so a field already optimal at its threshold reports that one.
+    from 0.5 ranks well but is biased). Among equal Dice the threshold nearest ``near`` wins (the
+    requested threshold, so a field already optimal there reports it; 0: the lowest).
     """
     _check_same_length(pred, truth)
-    grid = np.round(np.arange(int(round(1.0 / step)) + 1) * step, 10)
+    grid = np.asarray(grid, dtype=float)
     scores = np.array([dice(pred, truth, t) for t in grid])
     best = np.flatnonzero(scores == scores.max())
     index = best[np.argmin(np.abs(grid[best] - near))]
