@@ -113,6 +113,9 @@ class CardioScarParameterNode:
     sliceAxis: Annotated[str, Choice(["z", "y", "x"])] = "z"
     sliceIndices: str = ""
     scarLabels: str = ""
+    myocardiumLabels: str = ""
+    myocardiumSegment: str = ""
+    myocardiumMask: vtkMRMLScalarVolumeNode
     heartModel: vtkMRMLModelNode
     preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0
@@ -378,7 +381,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return ReconstructionOptions(
             slice_axis=p.sliceAxis, slice_indices=p.sliceIndices,
             half_thickness="auto" if p.halfThicknessFromDicom else p.halfThickness,
-            scar_labels=p.scarLabels, normalize_intensities=p.normalizeIntensities,
+            scar_labels=p.scarLabels, myocardium_labels=p.myocardiumLabels, myocardium_segment=p.myocardiumSegment,
+            normalize_intensities=p.normalizeIntensities,
             partial_volume_correction=p.partialVolumeCorrection, preset=p.preset,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
@@ -574,7 +578,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         self._startRun(self.ui.applyButton, _("Train and apply"), p.heartModel,
-                       lambda: BackgroundRun.training(self.logic, self._inputNodes(), p.heartModel, self.options()),
+                       lambda: BackgroundRun.training(self.logic, self._inputNodes(), p.heartModel, self.options(),
+                                                      myocardium_mask=p.myocardiumMask),
                        _("Training..."))
 
     def onApplySavedButton(self) -> None:

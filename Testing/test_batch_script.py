@@ -310,3 +310,45 @@ def test_aha_argument_mistakes_are_refused_before_the_run(case, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "o.vtk").exists()
+
+
+def test_batch_restricts_targets_to_the_myocardium_mask_file(tmp_path, capsys):
+    """`--myocardium-mask FILE` on the segmented phantom's fraction map: the same field as the
+    Logic given the mask node in process, the summary records the mask and the dropped pixels
+    (the count `cardioscar prepare --myocardium-mask` records for the same files)."""
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+    from cardioscar.phantom_segmented import SegmentedConfig
+
+    paths = write_phantom(make_phantom(SegmentedConfig(seed=2, target_nodes=4000)), tmp_path)
+    args = ["--volume", paths["image"], "--mesh", paths["mesh"], "--myocardium-mask", paths["myocardium_mask"],
+            "--preset", "fast", "--max-epochs", "3", "--seed", "7", "--threads", "1", "--inference-mc-samples", "3",
+            "--output", tmp_path / "scar.vtk", "--summary", tmp_path / "summary.csv"]
+    completed = _run(args, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+
+    context = csl.create_scene()
+    image = csl.load_volume(context.scene, paths["image"])
+    mask = csl.load_volume(context.scene, paths["myocardium_mask"], labelmap=True)
+    model = csl.load_model(context.scene, paths["mesh"])
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=3, seed=7, num_threads=1, inference_mc_samples=3)
+    result = csl.CardioScarLogic(context.scene, context.color_logic).train_and_apply(image, model, options,
+                                                                                     myocardium_mask=mask)
+    written = read_mesh(tmp_path / "scar.vtk").point_array("scar_probability")
+    np.testing.assert_allclose(written, result.probability, atol=1e-5)
+    core = prepare_training_data(PreprocessingRequest(mesh_path=paths["mesh"], image_path=paths["image"],
+                                                      myocardium_mask=paths["myocardium_mask"]))
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        rows = {row["Measure"]: row["Value"] for row in csv.DictReader(handle)}
+    assert rows["Myocardium"] == "mask phantom_myocardium"
+    assert rows["Pixels outside the myocardium (no constraint)"] == str(int(core.dropped_outside_myocardium.sum()))
+    assert core.dropped_outside_myocardium.sum() > 0
+
+    script = _load_script()
+    for extra, expected in ((["--myocardium-labels", "2,3"], "name labels of a label-map input"),
+                            (["--model", "m.pth", "--myocardium-mask", "m.nii.gz"], "--myocardium-mask only apply to training")):
+        argv = ["--mesh", str(paths["mesh"]), "--output", str(tmp_path / "o.vtk")] + (
+            extra if extra[0] == "--model" else ["--volume", str(paths["image"])] + extra)
+        assert script.run(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "o.vtk").exists()

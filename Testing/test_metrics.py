@@ -10,7 +10,7 @@ import vtk
 
 from cardioscar.errors import CardioScarError
 from cardioscar.meshio import Mesh, write_mesh
-from cardioscar.metrics import (auc, dice, evaluate_fields, evaluate_meshes, node_volumes, on_slice_mask,
+from cardioscar.metrics import (auc, best_threshold, dice, evaluate_fields, evaluate_meshes, node_volumes, on_slice_mask,
                                 uncertainty_on_off_slices, volume_error)
 
 
@@ -78,6 +78,8 @@ def test_uncertainty_split_and_evaluate_fields() -> None:
     assert result["volume_error"] == pytest.approx(1.0)
     assert result["auc"] == 1.0
     assert result["uncertainty_between_slices"] == pytest.approx(0.6)
+    # only thresholds in (0.8, 0.9] keep node 0 alone: Dice 1; the grid value nearest 0.5 is 0.81
+    assert (result["best_threshold"], result["best_dice"]) == (pytest.approx(0.81), 1.0)
     bare = evaluate_fields(np.zeros(4), np.zeros(4))
     assert bare["auc"] is None and bare["volume_error"] is None and bare["uncertainty_on_slices"] is None
 
@@ -103,3 +105,29 @@ def test_evaluate_meshes_on_files(tmp_path, small_phantom) -> None:
         evaluate_meshes(prediction_path, other)
     with pytest.raises(CardioScarError, match="no point field 'missing'"):
         evaluate_meshes(prediction_path, paths["mesh"], probability_field="missing")
+
+
+def test_best_threshold_by_hand_and_through_the_command_line(tmp_path, small_phantom) -> None:
+    """A field that ranks the nodes perfectly but is scaled down: Dice 0 at 0.5, 1 at its best
+    threshold, which `cardioscar evaluate` reports beside the requested one (before: no such keys)."""
+    import json
+
+    from conftest import run_cli
+
+    pred, truth = np.array([0.05, 0.3, 0.35, 0.1]), np.array([0, 1, 1, 0])
+    assert best_threshold(pred, truth) == (pytest.approx(0.3), 1.0)  # (0.1, 0.3] all score 1; 0.3 is nearest 0.5
+    assert best_threshold(pred, truth, near=0.0) == (pytest.approx(0.11), 1.0)
+    assert best_threshold(np.array([0.2, 0.2]), np.array([1, 0])) == (pytest.approx(0.2), pytest.approx(2 / 3))
+    with pytest.raises(CardioScarError, match="same mesh nodes"):
+        best_threshold(np.zeros(3), np.zeros(4))
+
+    phantom, paths = small_phantom
+    scaled = 0.4 * phantom.truth + 0.05
+    prediction_path = tmp_path / "scaled.vtk"
+    write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), prediction_path, {"scar_probability": scaled})
+    done = run_cli("evaluate", "--prediction", prediction_path, "--truth", paths["mesh"], "--json", tmp_path / "m.json")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["dice"] == 0.0 and metrics["threshold"] == 0.5
+    # the truth is binarised at 0.5, which the scaled field moves to 0.4 * 0.5 + 0.05
+    assert metrics["best_dice"] == 1.0 and metrics["best_threshold"] == pytest.approx(0.25)

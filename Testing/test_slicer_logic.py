@@ -587,13 +587,13 @@ def test_a_segmentation_pooled_with_a_label_map_keeps_its_scar(case, tmp_path):
     assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
 
     options = _options(case, scar_labels="3", slice_indices="")
-    pooled = _target_slices([labelmap, segmentation], options)
+    pooled, _ = _target_slices([labelmap, segmentation], options)
     n = case["n_slices"]
     assert len(pooled) == 2 * n
     assert sum(np.nansum(layer.values) for layer in pooled[:n]) > 20
     for from_labels, from_segment in zip(pooled[:n], pooled[n:]):
         np.testing.assert_array_equal(from_segment.values, from_labels.values)
-    alone = _target_slices(segmentation, options)
+    alone, _ = _target_slices(segmentation, options)
     for from_labels, from_segment in zip(pooled[:n], alone):
         np.testing.assert_array_equal(from_segment.values, from_labels.values)
 
@@ -672,7 +672,7 @@ def test_slicer_counting_a_left_handed_files_slices_the_other_way_is_warned(tmp_
         node = csl.load_volume(context.scene, paths[name])
         caplog.clear()
         with caplog.at_level("WARNING"):
-            first = _target_slices(node, options)[0]
+            first = _target_slices(node, options)[0][0]
         # Slicer's slice 0 of the left-handed file is the file's last slice
         np.testing.assert_array_equal(first.values, values[3 if reversed_order else 0])
         warned = [r.getMessage() for r in caplog.records if "from the other end" in r.getMessage()]

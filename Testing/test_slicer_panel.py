@@ -82,8 +82,10 @@ def _choose_options(ui) -> dict:
     ui.scarLabelsLineEdit.text = "3"
     ui.seedSpinBox.value = 9
     ui.thresholdCheckBox.checked = False
+    ui.myocardiumLabelsLineEdit.text = "2,3"
+    ui.myocardiumSegmentLineEdit.text = "Myocardium"
     return {"sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
-            "useThreshold": False, "maxEpochs": 10000}
+            "useThreshold": False, "maxEpochs": 10000, "myocardiumLabels": "2,3", "myocardiumSegment": "Myocardium"}
 
 
 @BOTH_VERSIONS
@@ -182,6 +184,34 @@ def test_a_bad_slice_index_shows_one_line_and_starts_nothing(panel):
     assert widget._run is None
     assert "\n" not in ui.statusLabel.text and "999" in ui.statusLabel.text
     assert ui.applyButton.text == "Train and apply"
+
+
+@BOTH_VERSIONS
+def test_the_myocardium_fields_and_mask_reach_the_logic(panel, tmp_path):
+    """Each myocardium field of the panel is read by the run: a mistake in it comes back from the
+    Logic as the one status line, and no run starts. The mask is a real volume node moved by a
+    real transform away from the slices, so only a panel that hands that node over can fail so."""
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    assert ui.myocardiumMaskSelector.currentNode() is None  # optional: none until chosen
+    ui.myocardiumLabelsLineEdit.text = "2,3"
+    ui.applyButton.click()
+    assert widget._run is None and "name labels of a label-map input" in ui.statusLabel.text
+    ui.myocardiumLabelsLineEdit.text = ""
+    ui.myocardiumSegmentLineEdit.text = "Myocardium"
+    ui.applyButton.click()
+    assert widget._run is None and "names a segment of a segmentation input" in ui.statusLabel.text
+    ui.myocardiumSegmentLineEdit.text = ""
+    mask = csl.load_volume(scene, _second_volume(panel, tmp_path), labelmap=True, name="far mask")
+    away = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = np.eye(4)
+    shift[2, 3] = 1000.0
+    away.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
+    mask.SetAndObserveTransformNodeID(away.GetID())
+    ui.myocardiumMaskSelector.setCurrentNode(mask)
+    assert widget._parameterNode.myocardiumMask is mask
+    ui.applyButton.click()
+    assert widget._run is None and "myocardium mask 'far mask' does not overlap slice" in ui.statusLabel.text
+    assert "\n" not in ui.statusLabel.text
 
 
 @LATEST  # the run itself does not depend on the binding rules

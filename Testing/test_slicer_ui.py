@@ -110,7 +110,8 @@ def test_ui_structure_follows_slicer_conventions(ui):
     assert "extraInputsSelector" not in _bindings(ui).values()
     receivers = {c.find("receiver").text for c in ui.iter("connection")
                  if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
-    assert receivers == {"inputSelector", "extraInputsSelector", "modelSelector"}
+    assert receivers == {"inputSelector", "extraInputsSelector", "modelSelector", "myocardiumMaskSelector"}
+    assert node_types("myocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode"]  # label maps and 0/1 volumes
     declared = {c.find("class").text for c in ui.iter("customwidget")}
     used = {w.get("class") for w in widgets.values() if w.get("class").startswith(("ctk", "qMRML"))}
     assert used <= declared

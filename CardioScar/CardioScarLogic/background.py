@@ -149,10 +149,11 @@ class BackgroundRun:
 
     @classmethod
     def training(cls, logic, scar_nodes, model_node, options: ReconstructionOptions,
-                 python: Optional[str] = None) -> "BackgroundRun":
+                 python: Optional[str] = None, myocardium_mask=None) -> "BackgroundRun":
         """Read the inputs through the Logic (errors raise here, before any process starts) and
-        start training + prediction in a worker."""
-        run = logic.prepare_training(scar_nodes, model_node, options)
+        start training + prediction in a worker. ``myocardium_mask``: as for
+        :meth:`CardioScarLogic.train_and_apply`."""
+        run = logic.prepare_training(scar_nodes, model_node, options, myocardium_mask)
         folder = _job_folder()
         try:
             write_training_job(folder, run)

@@ -31,6 +31,7 @@ from .aha import AhaInputs
 from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import check_file_of_node, color_logic_for
+from .myocardium import restrict_targets
 from .options import ReconstructionOptions
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
@@ -68,6 +69,7 @@ class PreparedRun:
     prepared: object  # cardioscar.logic.PreprocessingResult
     slab: tuple
     started: float
+    myocardium: object = None  # cardioscar.myocardium.MyocardiumReport
 
 
 def _check_model_node(model_node) -> None:
@@ -76,14 +78,17 @@ def _check_model_node(model_node) -> None:
     check_file_of_node(model_node)
 
 
-def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None) -> list:
-    """The chosen slices of one scar node or of a list of them, with their training targets.
-    ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files."""
+def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None,
+                   myocardium_mask=None) -> tuple[list, object]:
+    """The chosen slices of one scar node or of a list of them, with their training targets (NaN
+    outside the myocardium when one is given) and the :class:`cardioscar.myocardium.MyocardiumReport`.
+    ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
+    ``myocardium_mask``: a mask volume node."""
     from cardioscar.slices import pooled_slices
     from cardioscar.targets import scar_label_pixels, slice_targets, unmatched_labels
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
-    sources = [scar_source_from_node(node) for node in nodes or [None]]
+    sources = [scar_source_from_node(node, options.myocardium_segment) for node in nodes or [None]]
     labels = [source.label for source in sources if source.is_label_map]
     if 0 < len(labels) < len(sources):
         raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
@@ -102,16 +107,20 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     scar_labels = options.parsed_scar_labels(bool(labels))
     single = len(sources) == 1
     per_image = [source.slices(axis, indices if single else None, half) for source, half in zip(sources, halves)]
-    if labels:  # 0/1 input by input: a segmentation's scar is label 1, whatever labels the label maps use
-        chosen = [source.scar_labels(scar_labels) for source in sources]
-        if sum(scar_label_pixels(layers, mine) for layers, mine in zip(per_image, chosen)) == 0:
-            raise unmatched_labels([layer for layers in per_image for layer in layers],
-                                   [label for mine in chosen for label in mine])
-        per_image = [slice_targets(layers, scar_labels=mine, normalize=options.normalize_intensities,
-                                   require_scar=False)
-                     for mine, layers in zip(chosen, per_image)]
     slices = per_image[0] if single else pooled_slices(per_image, axis, indices)
-    return slices if labels else slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
+    # the input each chosen slice came from (pooling keeps the layer objects)
+    owner_of = {id(layer): source for source, layers in zip(sources, per_image) for layer in layers}
+    owners = [owner_of[id(layer)] for layer in slices]
+    if labels:  # 0/1 slice by slice: a segmentation's scar is label 1, whatever labels the label maps use
+        chosen = [owner.scar_labels(scar_labels) for owner in owners]
+        # one input without scar is fine when pooled; scar labels that match nothing anywhere are not
+        if sum(scar_label_pixels([layer], mine) for layer, mine in zip(slices, chosen)) == 0:
+            raise unmatched_labels(slices, [label for mine in chosen for label in mine])
+        targets = [slice_targets([layer], scar_labels=mine, normalize=options.normalize_intensities,
+                                 require_scar=False)[0] for layer, mine in zip(slices, chosen)]
+    else:
+        targets = slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
+    return restrict_targets(slices, targets, owners, options, myocardium_mask)
 
 
 class CardioScarLogic:
@@ -174,14 +183,16 @@ class CardioScarLogic:
 
     def train_and_apply(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
                         progress_callback: Optional[ProgressCallback] = None,
-                        should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
+                        should_cancel: Optional[CancelHook] = None, myocardium_mask=None) -> ReconstructionResult:
         """Train on the chosen slices of ``scar_node`` and write the scar fields on ``model_node``.
 
         ``scar_node`` may also be a list of volume / segmentation nodes of one kind (intensities,
         or label maps and segmentations), e.g. one per breath-hold series plus the long-axis
         views as Slicer loads them; the slice indices then count the slices of all of them, in
         the order given. The panel runs the same three steps with the middle one in a worker
-        process (:mod:`CardioScarLogic.background`).
+        process (:mod:`CardioScarLogic.background`). ``myocardium_mask``: a label map or 0/1
+        volume node of the myocardium (its labels in ``options.myocardium_labels``, else non-zero);
+        chosen pixels outside it carry no constraint.
 
         Raises:
             CardioScarError: a one-line, actionable problem with the inputs or options.
@@ -190,7 +201,7 @@ class CardioScarLogic:
         from cardioscar.devices import describe_device, resolve_device
         from cardioscar.logic import train_scar_model
 
-        run = self.prepare_training(scar_node, model_node, options)
+        run = self.prepare_training(scar_node, model_node, options, myocardium_mask)
         device = resolve_device(run.options.force_cpu)
         logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
                     run.prepared.n_nodes, run.prepared.n_groups)
@@ -199,7 +210,8 @@ class CardioScarLogic:
         inference = self._predict(checkpoint, run.points, run.options, device, should_cancel)
         return self.finish_training(run, model_node, checkpoint, inference, describe_device(device))
 
-    def prepare_training(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None) -> PreparedRun:
+    def prepare_training(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
+                         myocardium_mask=None) -> PreparedRun:
         """Read the inputs (copies only) and map the chosen slices onto the mesh: the training rows."""
         from cardioscar.logic import prepare_from_slices
 
@@ -207,18 +219,21 @@ class CardioScarLogic:
         _check_model_node(model_node)
         started = time.perf_counter()
         database = self.dicom_database if self.dicom_database is not None else getattr(slicer, "dicomDatabase", None)
-        slices = _target_slices(scar_node, options, database)
+        slices, myocardium = _target_slices(scar_node, options, database, myocardium_mask)
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)
+        prepared.myocardium_source = myocardium.source
+        prepared.dropped_outside_myocardium = myocardium.dropped_pixels
         slab = (sorted({layer.half_thickness for layer in slices}), options.half_thickness == RECORDED)
-        return PreparedRun(options, points, prepared, slab, started)
+        return PreparedRun(options, points, prepared, slab, started, myocardium)
 
     def finish_training(self, run: PreparedRun, model_node, checkpoint: dict, inference, device: str) -> ReconstructionResult:
         """Write a finished training's fields on ``model_node`` (the input model or a copy of it)
         and keep its checkpoint for "Save model"."""
         result = self._publish(model_node, run.points, inference, checkpoint, run.options, device,
-                               time.perf_counter() - run.started, with_plot=True, slab=run.slab)
+                               time.perf_counter() - run.started, with_plot=True, slab=run.slab,
+                               myocardium=run.myocardium)
         result.prepared = run.prepared
         self.last_checkpoint = checkpoint
         return result
@@ -283,7 +298,8 @@ class CardioScarLogic:
         return analyse_model(model_node, inputs, bullseye_png)
 
     def _publish(self, model_node, points: np.ndarray, inference, checkpoint: dict, options: ReconstructionOptions,
-                 device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None) -> ReconstructionResult:
+                 device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None,
+                 myocardium=None) -> ReconstructionResult:
         """Write everything into the scene; runs only after all computation succeeded. ``points``:
         the model's world LPS coordinates the prediction was made on."""
         if model_node.GetScene() is not self.scene:  # the panel pumps events during a run: the user may delete it
@@ -298,7 +314,8 @@ class CardioScarLogic:
         history = checkpoint.get("history") if with_plot else None
         # volumes and areas of the mesh as shown (under its parent transform), the frame of the slices
         rows = results.summary_rows(world_mesh_lps(model_node, points), arrays[results.PROBABILITY],
-                                    arrays[results.UNCERTAINTY], options.threshold, history, device, seconds, slab)
+                                    arrays[results.UNCERTAINTY], options.threshold, history, device, seconds, slab,
+                                    myocardium)
         results.write_point_arrays(model_node, arrays)
         legend = results.show_probability(model_node, self.color_logic)
         table = results.update_summary_table(model_node, rows)

@@ -51,6 +51,10 @@ class ReconstructionOptions:
     (``cardioscar apply --mc-samples``). ``seed`` fixes training and the inference dropout masks.
     ``partial_volume_correction`` divides each pixel by the myocardial coverage of its footprint
     (``cardioscar prepare --partial-volume-correction``; needs a volumetric model).
+    ``myocardium_labels`` (text or list) are the myocardium labels of a label-map input, or of the
+    myocardium mask volume when one is given (``cardioscar prepare --myocardium-labels``);
+    ``myocardium_segment`` names the myocardium segment of a segmentation input. Chosen pixels
+    outside the myocardium then carry no constraint (:mod:`cardioscar.myocardium`).
     """
 
     slice_axis: str = "z"
@@ -59,6 +63,8 @@ class ReconstructionOptions:
     scar_labels: IntList = None
     normalize_intensities: bool = False
     partial_volume_correction: bool = False
+    myocardium_labels: IntList = None
+    myocardium_segment: str = ""
     preset: str = "documented"
     max_epochs: Optional[int] = None
     early_stopping_patience: Optional[int] = None
@@ -103,6 +109,12 @@ class ReconstructionOptions:
         if labels is None and is_label_map:
             return [1]
         return labels
+
+    def parsed_myocardium_labels(self) -> Optional[list[int]]:
+        """Myocardium labels as a list, or None (not given)."""
+        from cardioscar.targets import parse_myocardium_labels
+
+        return _int_list(self.myocardium_labels, parse_myocardium_labels)
 
     def training_config(self):
         """The :class:`cardioscar.training.TrainingConfig` for this run (imports torch)."""

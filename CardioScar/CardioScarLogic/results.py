@@ -138,10 +138,12 @@ def mesh_measure_kind(mesh) -> str:
 
 def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, threshold: Optional[float],
                  history: Optional[dict], device: str, seconds: float,
-                 slab: Optional[tuple[list[float], bool]] = None) -> list[tuple[str, str, str]]:
+                 slab: Optional[tuple[list[float], bool]] = None, myocardium=None) -> list[tuple[str, str, str]]:
     """(measure, value, unit) rows of the summary table. ``slab``: the distinct slab half-widths
     the slices were cut with and whether they were read from DICOM (training runs), so that the
-    geometry a result rests on is recorded next to it."""
+    geometry a result rests on is recorded next to it; ``myocardium``: the
+    :class:`cardioscar.myocardium.MyocardiumReport` of a training run (what said where the
+    myocardium is, and how many chosen pixels outside it carried no constraint)."""
     from cardioscar.metrics import node_volumes
 
     weights, kind = node_volumes(mesh), mesh_measure_kind(mesh)
@@ -165,6 +167,9 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
         widths, recorded = slab
         rows.append(("Slab half-width" + (" (from DICOM)" if recorded else ""), ", ".join(f"{w:g}" for w in widths),
                      "mm"))
+    if myocardium is not None:
+        rows += [("Myocardium", myocardium.source or "not given (every pixel constrains)", ""),
+                 ("Pixels outside the myocardium (no constraint)", str(int(myocardium.dropped_pixels.sum())), "")]
     if history is not None:
         rows += [
             ("Epochs run", str(int(history.get("epochs_run", len(history.get("train_loss", []))))), ""),

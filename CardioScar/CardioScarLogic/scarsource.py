@@ -27,6 +27,10 @@ from .geometry import (RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, transf
 AXIS_TO_KJI = {"x": 2, "y": 1, "z": 0}
 
 
+#: Labels of an exported segmentation: its scar segment, and myocardium outside the scar.
+SEGMENT_SCAR, SEGMENT_MYOCARDIUM = 1, 2
+
+
 @dataclass
 class ScarSource:
     """Voxel values (k, j, i), where they are in world LPS and whether they are labels.
@@ -44,10 +48,21 @@ class ScarSource:
     #: A segmentation's scar segment, exported as label 1: the scar labels the user gives for
     #: label maps do not apply to it.
     from_segmentation: bool = False
+    #: The name of the segmentation's myocardium segment (exported as label 2), or "".
+    myocardium_segment: str = ""
 
     def scar_labels(self, chosen: list[int] | None) -> list[int] | None:
         """The labels that mean scar in this input: ``chosen`` (the user's), or 1 for a segmentation."""
-        return [1] if self.from_segmentation else chosen
+        return [SEGMENT_SCAR] if self.from_segmentation else chosen
+
+    def myocardium_labels(self, chosen: list[int] | None) -> list[int] | None:
+        """The labels that mean myocardium in this input: ``chosen`` (the user's) for a label map,
+        scar and myocardium segment for a segmentation with one, else None (not known)."""
+        if not self.is_label_map:
+            return None
+        if not self.from_segmentation:
+            return chosen
+        return [SEGMENT_SCAR, SEGMENT_MYOCARDIUM] if self.myocardium_segment else None
 
     def slices(self, slice_axis: str, slice_indices, half_thickness: float) -> list:
         """The chosen slices as :class:`cardioscar.slices.SliceLayer` in world LPS."""
@@ -63,21 +78,42 @@ class ScarSource:
         return slices_from_planes(list(zip(self.volume_kji, self.planes)), slice_indices, half_thickness, self.label)
 
 
-def _scar_segment_id(segmentation_node) -> str:
-    segmentation = segmentation_node.GetSegmentation()
+def _segment_ids(segmentation_node) -> list[str]:
     ids = vtk.vtkStringArray()
-    segmentation.GetSegmentIDs(ids)
-    segment_ids = [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
+    segmentation_node.GetSegmentation().GetSegmentIDs(ids)
+    return [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
+
+
+def _segment_names(segmentation_node, segment_ids) -> str:
+    return ", ".join(segmentation_node.GetSegmentation().GetSegment(sid).GetName() for sid in segment_ids)
+
+
+def _segment_named(segmentation_node, name: str) -> str:
+    """The ID of the segment called ``name`` (case and surrounding spaces ignored)."""
+    segmentation = segmentation_node.GetSegmentation()
+    segment_ids = _segment_ids(segmentation_node)
+    for sid in segment_ids:
+        if segmentation.GetSegment(sid).GetName().strip().lower() == name.strip().lower():
+            return sid
+    raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' has no segment named '{name}' (segments: "
+                          f"{_segment_names(segmentation_node, segment_ids) or 'none'}): type the myocardium "
+                          "segment's name as the Segmentations module shows it.")
+
+
+def _scar_segment_id(segmentation_node, myocardium_id: str | None = None) -> str:
+    segmentation = segmentation_node.GetSegmentation()
+    segment_ids = [sid for sid in _segment_ids(segmentation_node) if sid != myocardium_id]
     if not segment_ids:
-        raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' is empty: paint the scar first.")
+        raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' has no scar segment"
+                              f"{' besides the myocardium' if myocardium_id else ''}: paint the scar first.")
     if len(segment_ids) == 1:
         return segment_ids[0]
     named = [sid for sid in segment_ids if "scar" in segmentation.GetSegment(sid).GetName().lower()]
     if len(named) == 1:
         return named[0]
-    names = ", ".join(segmentation.GetSegment(sid).GetName() for sid in segment_ids)
     raise CardioScarError(
-        f"The segmentation '{segmentation_node.GetName()}' has {len(segment_ids)} segments ({names}): "
+        f"The segmentation '{segmentation_node.GetName()}' has {len(segment_ids)} segments "
+        f"{'besides the myocardium ' if myocardium_id else ''}({_segment_names(segmentation_node, segment_ids)}): "
         "name exactly one of them 'Scar' (or keep only the scar segment)."
     )
 
@@ -86,29 +122,32 @@ def _node_ids(scene) -> set[str]:
     return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
 
 
-def _from_segmentation(segmentation_node) -> ScarSource:
-    """Export the scar segment (label 1) on the segmentation's reference grid, read it, and
-    remove every node (label map, its display node, its colour table) and representation the
-    export created."""
+def _export_segments(segmentation_node, segment_ids: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each segment as a (k, j, i) boolean array on the segmentation's reference grid, and that
+    grid's IJK -> RAS matrix. One export per segment, so that overlapping segments (scar drawn
+    inside the myocardium) both keep their voxels. Every node (label map, its display node, its
+    colour table) and representation the exports create is removed again."""
     scene = segmentation_node.GetScene()
-    segment_ids = vtk.vtkStringArray()
-    segment_ids.InsertNextValue(_scar_segment_id(segmentation_node))
     existing = _node_ids(scene)
     # the export converts a segmentation drawn as surfaces to a label map representation, which
     # stays on the node; it is removed again so that reading the input leaves it as it was
     binary = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
     had_binary = segmentation_node.GetSegmentation().ContainsRepresentation(binary)
-    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "CardioScar temporary scar labelmap")
+    arrays, ijk_to_ras = [], vtk.vtkMatrix4x4()
     try:
-        exported = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            segmentation_node, segment_ids, labelmap, None, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
-        if not exported or labelmap.GetImageData() is None:
-            raise CardioScarError(
-                f"Cannot export the scar segment of '{segmentation_node.GetName()}' to a label map: "
-                "set the segmentation's source geometry to the LGE volume (Segment Editor).")
-        values = np.array(slicer.util.arrayFromVolume(labelmap), copy=True)
-        ijk_to_ras = vtk.vtkMatrix4x4()
-        labelmap.GetIJKToRASMatrix(ijk_to_ras)
+        for segment_id in segment_ids:
+            labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "CardioScar temporary segment labelmap")
+            one = vtk.vtkStringArray()
+            one.InsertNextValue(segment_id)
+            exported = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentation_node, one, labelmap, None, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+            if not exported or labelmap.GetImageData() is None:
+                raise CardioScarError(
+                    f"Cannot export the segment '{_segment_names(segmentation_node, [segment_id])}' of "
+                    f"'{segmentation_node.GetName()}' to a label map: set the segmentation's source geometry to the "
+                    "LGE volume (Segment Editor).")
+            arrays.append(np.array(slicer.util.arrayFromVolume(labelmap), copy=True) != 0)
+            labelmap.GetIJKToRASMatrix(ijk_to_ras)
     finally:
         for node_id in _node_ids(scene) - existing:
             node = scene.GetNodeByID(node_id)
@@ -116,18 +155,33 @@ def _from_segmentation(segmentation_node) -> ScarSource:
                 scene.RemoveNode(node)
         if not had_binary:
             segmentation_node.GetSegmentation().RemoveRepresentation(binary)
-    grid = _matrix_to_numpy(ijk_to_ras)
+    return arrays, _matrix_to_numpy(ijk_to_ras)
+
+
+def _from_segmentation(segmentation_node, myocardium_segment: str = "") -> ScarSource:
+    """The scar segment as label 1 (and, with ``myocardium_segment``, the rest of that segment
+    as label 2) on the segmentation's reference grid."""
+    if not _segment_ids(segmentation_node):
+        raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' is empty: paint the scar first.")
+    myocardium_id = _segment_named(segmentation_node, myocardium_segment) if myocardium_segment else None
+    segment_ids = [_scar_segment_id(segmentation_node, myocardium_id)] + ([myocardium_id] if myocardium_id else [])
+    masks, grid = _export_segments(segmentation_node, segment_ids)
+    values = np.where(masks[0], SEGMENT_SCAR, 0).astype(np.uint8)
+    if myocardium_id:
+        values[masks[1] & ~masks[0]] = SEGMENT_MYOCARDIUM
     planes = transformed_planes_lps(segmentation_node, grid, values.shape[::-1])
     ijk_to_lps = None if planes is not None else RAS_TO_LPS @ linear_world_matrix(segmentation_node) @ grid
-    return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName(), planes, from_segmentation=True)
+    return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName(), planes, from_segmentation=True,
+                      myocardium_segment=myocardium_segment.strip())
 
 
-def scar_source_from_node(node) -> ScarSource:
-    """Read a scalar volume, label map or segmentation node (world geometry, node unchanged)."""
+def scar_source_from_node(node, myocardium_segment: str = "") -> ScarSource:
+    """Read a scalar volume, label map or segmentation node (world geometry, node unchanged);
+    ``myocardium_segment`` names a segmentation's myocardium segment."""
     if node is None:
         raise CardioScarError("Choose the LGE volume (or a scar label map / segmentation) as input.")
     if node.IsA("vtkMRMLSegmentationNode"):
-        return _from_segmentation(node)
+        return _from_segmentation(node, myocardium_segment)
     if not node.IsA("vtkMRMLScalarVolumeNode"):
         raise CardioScarError(
             f"'{node.GetName()}' is a {node.GetClassName()}: choose a scalar volume, label map or segmentation.")

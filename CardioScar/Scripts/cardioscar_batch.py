@@ -33,7 +33,8 @@ EXIT_FAILURE = 1
 _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float), ("lr_step_size", int),
                    ("hidden_dim", int), ("n_layers", int))
 #: Arguments that only a training run reads: refused with --model when they differ from their default.
-_TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "normalize_intensities",
+_TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "myocardium_labels",
+                  "myocardium_mask", "normalize_intensities",
                   "partial_volume_correction", "preset", "max_epochs", "early_stopping_patience", "mc_samples",
                   "batch_size", "save_model", "threads", "no_progress") + tuple(name for name, _ in _EXTRA_TRAINING)
 
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half the slice "
                          "thickness each volume's DICOM files record")
     sl.add_argument("--scar-labels", default="", help="the volume is a label map; these labels are scar (e.g. 3,4)")
+    sl.add_argument("--myocardium-labels", default="",
+                    help="labels of the myocardium (EMIDEC 2,3,4; ACDC 2): in the label map itself (with "
+                         "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint")
+    sl.add_argument("--myocardium-mask", type=Path, default=None,
+                    help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
+                         "patient frame as --volume; pixels outside carry no constraint")
     sl.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw LGE intensities to [0, 1]")
     sl.add_argument("--partial-volume-correction", action="store_true",
                     help="divide each pixel by the myocardial coverage of its footprint (volumetric meshes)")
@@ -210,7 +217,8 @@ def _options(args: argparse.Namespace):
 
     return ReconstructionOptions(
         slice_axis=args.slice_axis, slice_indices=args.slices, half_thickness=args.slice_thickness_padding,
-        scar_labels=args.scar_labels, normalize_intensities=args.normalize_intensities,
+        scar_labels=args.scar_labels, myocardium_labels=args.myocardium_labels,
+        normalize_intensities=args.normalize_intensities,
         partial_volume_correction=args.partial_volume_correction, preset=args.preset,
         max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
         mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
@@ -276,8 +284,11 @@ def run(argv: list[str]) -> int:
             result = logic.apply_model(args.model, model_node, options)
         else:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
+            mask_node = None if args.myocardium_mask is None else load_volume(context.scene, args.myocardium_mask,
+                                                                              labelmap=True)
             progress = None if args.no_progress else _progress_logger()
-            result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress)
+            result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress,
+                                           myocardium_mask=mask_node)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
             logic.save_model(args.save_model)

@@ -69,13 +69,6 @@ def filled_outside(layer: SliceLayer, inside: np.ndarray) -> SliceLayer:
     return dataclasses.replace(layer, values=np.asarray(layer.values)[jj, ii])
 
 
-def best_threshold_dice(probability: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(best Dice, its threshold) over thresholds 0.01-0.99; the lowest threshold wins ties."""
-    scores = [metrics.dice(probability, truth, float(t)) for t in THRESHOLDS]
-    best = int(np.argmax(scores))
-    return float(scores[best]), float(THRESHOLDS[best])
-
-
 def wrong_node_auc(score: np.ndarray, probability: np.ndarray, truth: np.ndarray,
                    threshold: float = 0.5) -> float | None:
     """ROC AUC of ``score`` for finding the nodes wrong at ``threshold``; None if none or all are wrong."""
@@ -92,7 +85,7 @@ def held_out_scores(probability: np.ndarray, truth: np.ndarray,
     next to the same AUC for ``-|p - 0.5|``. Undefined values are None."""
     probability = np.asarray(probability, dtype=float)
     truth = np.asarray(truth, dtype=float)
-    best_dice, best_threshold = best_threshold_dice(probability, truth)
+    best_threshold, best_dice = metrics.best_threshold(probability, truth, near=0.0, grid=THRESHOLDS)  # lowest wins ties
     area = metrics.auc(probability, truth)
     scores = {
         "dice": metrics.dice(probability, truth, 0.5),

@@ -44,6 +44,27 @@ def dice(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> float:
     return float(2.0 * np.logical_and(p, t).sum() / denominator)
 
 
+#: Thresholds :func:`best_threshold` searches by default: 0, 0.01, ..., 1.
+THRESHOLD_GRID = np.round(np.arange(101) * 0.01, 2)
+
+
+def best_threshold(pred: np.ndarray, truth: np.ndarray, near: float = 0.5,
+                   grid: np.ndarray = THRESHOLD_GRID) -> tuple[float, float]:
+    """The threshold of ``grid`` with the highest Dice, and that Dice.
+
+    Why: Dice at one fixed threshold mixes two things, how well the field ranks nodes and how
+    well it is calibrated; the best threshold separates them (a field whose best threshold is far
+    from 0.5 ranks well but is biased). Among equal Dice the threshold nearest ``near`` wins (the
+    requested threshold, so a field already optimal there reports it; 0: the lowest).
+    """
+    _check_same_length(pred, truth)
+    grid = np.asarray(grid, dtype=float)
+    scores = np.array([dice(pred, truth, t) for t in grid])
+    best = np.flatnonzero(scores == scores.max())
+    index = best[np.argmin(np.abs(grid[best] - near))]
+    return float(grid[index]), float(scores[index])
+
+
 def volume_error(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None,
                  threshold: float = 0.5) -> float | None:
     """Relative error ``(V_pred - V_truth) / V_truth`` of the thresholded scar volume (signed).
@@ -133,13 +154,14 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
                     on_slice_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
                     threshold: float = 0.5) -> dict:
     """All scores in one dict: dice, volume_error, auc, mean_uncertainty, uncertainty_on_slices,
-    uncertainty_between_slices.
+    uncertainty_between_slices, and best_threshold / best_dice (:func:`best_threshold`).
 
     Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask)
     are ``None`` so the dict stays valid JSON.
     """
     area_under = auc(probability, truth)
     on = off = None
+    threshold_best, dice_best = best_threshold(probability, truth, near=threshold)
     if uncertainty is not None and on_slice_mask is not None:
         on, off = uncertainty_on_off_slices(uncertainty, on_slice_mask)
     return {
@@ -150,6 +172,8 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
         "uncertainty_on_slices": on,
         "uncertainty_between_slices": off,
         "threshold": threshold,
+        "best_threshold": threshold_best,
+        "best_dice": dice_best,
         "n_nodes": int(np.size(truth)),
     }
 

@@ -53,14 +53,21 @@ def masks_from_image(image: sitk.Image, layers: Sequence[SliceLayer], labels: Se
     """Per slice, the pixels whose centre falls in a voxel of ``image`` that is non-zero (or, with
     ``labels``, one of them). A pixel centre outside the image is not in the mask; a slice the
     image does not reach at all is an error (the mask was made for other slices)."""
-    values = sitk.GetArrayFromImage(image)  # (k, j, i)
+    return masks_from_voxels(sitk.GetArrayFromImage(image), ijk_to_lps_matrix(image), layers, labels, source, what)
+
+
+def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequence[SliceLayer],
+                      labels: Sequence[int] | None = None, source: str = "mask",
+                      what: str = "--myocardium-mask") -> list[np.ndarray]:
+    """:func:`masks_from_image` for voxels ``values`` (k, j, i) placed by a 4x4 ``ijk_to_lps``
+    matrix: the form a Slicer volume node gives (its world matrix may be any affine one)."""
     if values.ndim != 3:
         raise CardioScarError(f"{what} {source} must be a 3D image, got {values.ndim} dimensions")
     inside = np.isin(values, sorted({int(v) for v in labels})) if labels is not None else values != 0
     if not inside.any():
         wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
         raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero myocardium voxels)")
-    lps_to_ijk = np.linalg.inv(ijk_to_lps_matrix(image))
+    lps_to_ijk = np.linalg.inv(ijk_to_lps)
     size = np.array(values.shape[::-1])
     masks = []
     for layer in layers:

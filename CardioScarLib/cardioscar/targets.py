@@ -114,6 +114,11 @@ def parse_scar_labels(text: str | None) -> list[int] | None:
     return _parse_int_list(text, "--scar-labels", "3,4")
 
 
+def parse_myocardium_labels(text: str | None) -> list[int] | None:
+    """``"2,3,4"`` -> ``[2, 3, 4]``; empty/None -> None (no myocardium given)."""
+    return _parse_int_list(text, "--myocardium-labels", "2,3,4")
+
+
 def parse_slice_indices(text: str | None) -> list[int] | None:
     """``"2,5,8"`` -> ``[2, 5, 8]``; empty/None/"all" -> None (all slices); negative -> error."""
     if text is not None and str(text).strip().lower() == "all":
