@@ -431,6 +431,7 @@ def _fit_checkpoint(
         should_cancel=should_cancel,
         model=model,
         frozen_layers=frozen_layers,
+        extent_mm=np.asarray(result.scaler_max) - np.asarray(result.scaler_min),
     )
     provenance = _provenance(result, source)
     if start:
