@@ -34,8 +34,12 @@ from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myo
 from cardioscar.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.targets import slice_targets
 from cardioscar.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
+from cardioscar.error_risk import error_risk
 
 logger = logging.getLogger(__name__)
+
+#: Point array beside scar_probability / scar_uncertainty: see :mod:`cardioscar.error_risk`.
+ERROR_RISK_FIELD = "scar_error_risk"
 
 __all__ = [
     "PreprocessingRequest",
@@ -185,6 +189,7 @@ class InferenceResult:
     mean_uncertainty: float
     threshold: Optional[float] = None
     mc_samples: int = 10
+    error_risk: Optional[np.ndarray] = None  # see cardioscar.error_risk; None: not computed
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -194,6 +199,8 @@ class InferenceResult:
         }
         if self.binary_predictions is not None:
             arrays["scar_binary"] = self.binary_predictions.astype(np.uint8)
+        if self.error_risk is not None:
+            arrays[ERROR_RISK_FIELD] = self.error_risk.astype(np.float32)
         return arrays
 
 
@@ -546,6 +553,7 @@ def predict_on_points(
         mean_uncertainty=float(np.mean(std)),
         threshold=threshold,
         mc_samples=int(mc_samples),
+        error_risk=error_risk(mean, std),
     )
 
 
