@@ -194,9 +194,11 @@ class BayesianNN(nn.Module):
 
     def architecture(self) -> dict:
         """Constructor arguments, stored in checkpoints so the model can be rebuilt exactly."""
-        return {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim,
-                "n_layers": self.n_layers, "dropout_rate": self.dropout_rate, "dropout_after": list(self.dropout_after),
-                "fourier_features": self.fourier_features}
+        arch = {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim,
+                "n_layers": self.n_layers, "dropout_rate": self.dropout_rate, "dropout_after": list(self.dropout_after)}
+        if self.fourier_features:  # the documented layout's dict stays as it was
+            arch["fourier_features"] = self.fourier_features
+        return arch
 
 
 def compute_group_reconstruction_loss(predictions: torch.Tensor, targets: torch.Tensor,
