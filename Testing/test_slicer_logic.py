@@ -25,6 +25,7 @@ import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic import results  # noqa: E402
 from CardioScarLogic.scarsource import scar_source_from_node  # noqa: E402
 from cardioscar.errors import CardioScarError, TrainingCancelled  # noqa: E402
+from cardioscar.error_risk import error_risk  # noqa: E402
 from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 EPOCHS = 25
@@ -74,6 +75,8 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     assert np.all(uncertainty >= 0) and np.all(np.isfinite(uncertainty)) and uncertainty.max() > 0
     np.testing.assert_array_equal(binary, (probability >= 0.5).astype(np.uint8))
     np.testing.assert_array_equal(slicer.util.arrayFromModelPointData(model, "scar_probability"), probability)
+    risk = _point_array(model, "scar_error_risk")  # issue 18: beside the MC std, not instead of it
+    np.testing.assert_allclose(risk, error_risk(probability, uncertainty), rtol=1e-6)
 
     display = model.GetDisplayNode()
     assert display.GetActiveScalarName() == "scar_probability"

@@ -310,7 +310,8 @@ class CardioScarLogic:
         # a probability it no longer matches
         arrays = {results.PROBABILITY: inference.mean_predictions.astype(np.float32),
                   results.UNCERTAINTY: inference.std_predictions.astype(np.float32),
-                  results.BINARY: None if binary is None else binary.astype(np.uint8)}
+                  results.BINARY: None if binary is None else binary.astype(np.uint8),
+                  results.ERROR_RISK: inference.point_arrays()[results.ERROR_RISK]}
         history = checkpoint.get("history") if with_plot else None
         # volumes and areas of the mesh as shown (under its parent transform), the frame of the slices
         rows = results.summary_rows(world_mesh_lps(model_node, points), arrays[results.PROBABILITY],

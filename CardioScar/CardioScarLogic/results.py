@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 PROBABILITY = "scar_probability"
 UNCERTAINTY = "scar_uncertainty"
 BINARY = "scar_binary"
+#: cardioscar.logic.ERROR_RISK_FIELD (see cardioscar.error_risk)
+ERROR_RISK = "scar_error_risk"
 
 #: Singleton tag of the probability colour table; its node ID is
 #: ``vtkMRMLColorTableNode`` + this tag in every scene (application or headless).

@@ -48,8 +48,8 @@ def _numpy_globals() -> list:
 NUMPY_GLOBALS = _numpy_globals()
 
 REQUIRED_KEYS = ("model_state_dict",)
-ARCHITECTURE_KEYS = ("input_dim", "hidden_dim", "n_layers", "dropout_rate")
-DEFAULT_ARCHITECTURE = {"input_dim": 3, "hidden_dim": 128, "n_layers": 4, "dropout_rate": 0.1}
+ARCHITECTURE_KEYS = ("input_dim", "hidden_dim", "n_layers", "dropout_rate", "fourier_features")
+DEFAULT_ARCHITECTURE = {"input_dim": 3, "hidden_dim": 128, "n_layers": 4, "dropout_rate": 0.1, "fourier_features": 0}
 
 
 def _plain(value):
@@ -193,7 +193,7 @@ def _ordered_linear_state(state: dict, model: BayesianNN) -> dict:
         raise CardioScarError(f"the checkpoint has {len(indices)} Linear layers but its hyperparameters describe "
                               f"{len(linears)}: retrain or restore a backup")
     names = {id(module): name for name, module in model.named_modules()}
-    mapped = {}
+    mapped = {key: value for key, value in state.items() if key.startswith("encoding.")}
     for index, layer in zip(indices, linears):
         for part in ("weight", "bias"):
             mapped[f"{names[id(layer)]}.{part}"] = state[f"network.{index}.{part}"]
@@ -210,7 +210,8 @@ def model_from_checkpoint(checkpoint: dict) -> BayesianNN:
     arch = {key: hyper.get(key, DEFAULT_ARCHITECTURE[key]) for key in ARCHITECTURE_KEYS}
     try:
         model = BayesianNN(int(arch["input_dim"]), int(arch["hidden_dim"]), int(arch["n_layers"]),
-                           float(arch["dropout_rate"]), _dropout_after(checkpoint["model_state_dict"]))
+                           float(arch["dropout_rate"]), _dropout_after(checkpoint["model_state_dict"]),
+                           fourier_features=int(arch["fourier_features"]))
         model.load_state_dict(_ordered_linear_state(checkpoint["model_state_dict"], model))
     except CardioScarError:
         raise

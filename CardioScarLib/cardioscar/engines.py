@@ -9,6 +9,7 @@ repeated predictions can serve as an uncertainty estimate.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Sequence
 
 import torch
@@ -72,6 +73,37 @@ def relu_mc_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return x * torch.where(keep & (x > 0), scale, 0.0).to(x.dtype)
 
 
+class FourierFeatures(nn.Module):
+    """Fixed random Fourier features ``[x, sin(2 pi x B), cos(2 pi x B)]`` of normalised coordinates.
+
+    Why: a ReLU MLP fed the three raw coordinates learns smooth fields first (spectral bias) and
+    stops short of scar borders a few millimetres wide; a bank of sinusoids lets it place them.
+    ``frequencies`` (3, F), in cycles per normalised unit, is drawn in millimetres
+    (:meth:`draw`) and stored as a buffer, so a checkpoint carries it and inference encodes
+    exactly as training did. The raw coordinates stay in the output for the smooth part.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.zeros(3, int(n_features)))
+
+    @property
+    def out_features(self) -> int:
+        return 3 + 2 * self.frequencies.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        phase = (2.0 * math.pi) * (x @ self.frequencies.to(x.dtype))
+        return torch.cat([x, torch.sin(phase), torch.cos(phase)], dim=1)
+
+    def draw(self, scale_mm: float, extent_mm: Sequence[float], generator: torch.Generator | None = None) -> None:
+        """Set isotropic Gaussian frequencies with standard deviation ``1 / scale_mm`` cycles per
+        mm, expressed per normalised unit of each axis (whose length is ``extent_mm`` of it)."""
+        extent = torch.as_tensor([max(float(e), 1e-6) for e in extent_mm], dtype=torch.float32).view(3, 1)
+        per_mm = torch.randn(self.frequencies.shape, generator=generator) / float(scale_mm)
+        with torch.no_grad():
+            self.frequencies.copy_(per_mm * extent)
+
+
 class BayesianNN(nn.Module):
     """Coordinate MLP with MC dropout.
 
@@ -81,10 +113,14 @@ class BayesianNN(nn.Module):
     the documented 50,177 parameters. The reference tool's code puts its one dropout after hidden
     layer 2 instead (``dropout_after=(2,)``); its checkpoints are rebuilt that way
     (:func:`cardioscar.checkpoint.model_from_checkpoint`), so their MC samples are its own.
+    ``fourier_features`` > 0 puts a :class:`FourierFeatures` encoding (``self.encoding``) before
+    the first layer (3-d coordinates only); it is fixed, so training computes it once per row
+    (:meth:`encode`) and feeds the layers in ``network``.
     """
 
     def __init__(self, input_dim: int = 3, hidden_dim: int = 128, n_layers: int = 4,
-                 dropout_rate: float = 0.1, dropout_after: Sequence[int] | None = None) -> None:
+                 dropout_rate: float = 0.1, dropout_after: Sequence[int] | None = None,
+                 fourier_features: int = 0) -> None:
         super().__init__()
         if input_dim < 1 or hidden_dim < 1 or n_layers < 1:
             raise ValueError("BayesianNN needs input_dim, hidden_dim and n_layers >= 1")
@@ -98,8 +134,12 @@ class BayesianNN(nn.Module):
         self.n_layers = int(n_layers)
         self.dropout_rate = float(dropout_rate)
         self.dropout_after = after
+        if fourier_features < 0 or (fourier_features and self.input_dim != 3):
+            raise ValueError("BayesianNN fourier_features must be >= 0, and needs input_dim 3")
+        self.fourier_features = int(fourier_features)
+        self.encoding = FourierFeatures(self.fourier_features) if self.fourier_features else None
         layers: list[nn.Module] = []
-        width_in = self.input_dim
+        width_in = self.encoding.out_features if self.encoding is not None else self.input_dim
         for index in range(self.n_layers):
             layers += [nn.Linear(width_in, self.hidden_dim), nn.ReLU()]
             if index in after:
@@ -114,6 +154,7 @@ class BayesianNN(nn.Module):
         Dropout is active when the module is in train mode (or its dropout layers were switched on
         with :meth:`enable_dropout`) and, whatever the mode, when ``training=True``.
         """
+        x = self.encode(x)
         layers = list(self.network)
         index = 0
         while index < len(layers):
@@ -133,6 +174,10 @@ class BayesianNN(nn.Module):
             index += 1
         return torch.sigmoid(x)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of ``network``'s first layer: the coordinates, or their Fourier features."""
+        return x if self.encoding is None else self.encoding(x)
+
     def enable_dropout(self) -> None:
         """Switch only the dropout layers to train mode, for MC-dropout sampling."""
         for layer in self.modules():
@@ -149,8 +194,11 @@ class BayesianNN(nn.Module):
 
     def architecture(self) -> dict:
         """Constructor arguments, stored in checkpoints so the model can be rebuilt exactly."""
-        return {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim,
+        arch = {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim,
                 "n_layers": self.n_layers, "dropout_rate": self.dropout_rate, "dropout_after": list(self.dropout_after)}
+        if self.fourier_features:  # the documented layout's dict stays as it was
+            arch["fourier_features"] = self.fourier_features
+        return arch
 
 
 def compute_group_reconstruction_loss(predictions: torch.Tensor, targets: torch.Tensor,

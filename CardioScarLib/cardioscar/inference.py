@@ -80,13 +80,15 @@ def split_network(model: BayesianNN) -> tuple[nn.Sequential, nn.Dropout | None, 
     """``(deterministic prefix, first active dropout, modules after it)`` of ``model.network``.
 
     Everything before the first dropout with ``p > 0`` gives the same output on every MC sample.
-    Without such a dropout the whole network is the prefix and the rest is empty.
+    Without such a dropout the whole network is the prefix and the rest is empty. A Fourier
+    encoding (``model.encoding``) is deterministic and opens the prefix.
     """
     layers = list(model.network)
+    encoding = [model.encoding] if getattr(model, "encoding", None) is not None else []
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.Dropout) and layer.p > 0.0:
-            return nn.Sequential(*layers[:index]), layer, layers[index + 1:]
-    return nn.Sequential(*layers), None, []
+            return nn.Sequential(*encoding, *layers[:index]), layer, layers[index + 1:]
+    return nn.Sequential(*encoding, *layers), None, []
 
 
 def _plan(first: nn.Dropout, rest: list[nn.Module]) -> tuple[int, list[_Step]]:

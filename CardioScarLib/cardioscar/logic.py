@@ -38,8 +38,12 @@ from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myo
 from cardioscar.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.targets import slice_targets
 from cardioscar.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
+from cardioscar.error_risk import error_risk
 
 logger = logging.getLogger(__name__)
+
+#: Point array beside scar_probability / scar_uncertainty: see :mod:`cardioscar.error_risk`.
+ERROR_RISK_FIELD = "scar_error_risk"
 
 __all__ = [
     "PreprocessingRequest",
@@ -209,6 +213,7 @@ class InferenceResult:
     mean_uncertainty: float
     threshold: Optional[float] = None
     mc_samples: int = 10
+    error_risk: Optional[np.ndarray] = None  # see cardioscar.error_risk; None: not computed
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -218,6 +223,8 @@ class InferenceResult:
         }
         if self.binary_predictions is not None:
             arrays["scar_binary"] = self.binary_predictions.astype(np.uint8)
+        if self.error_risk is not None:
+            arrays[ERROR_RISK_FIELD] = self.error_risk.astype(np.float32)
         return arrays
 
 
@@ -484,6 +491,7 @@ def _fit_checkpoint(
         should_cancel=should_cancel,
         model=model,
         frozen_layers=frozen_layers,
+        extent_mm=np.asarray(result.scaler_max) - np.asarray(result.scaler_min),
     )
     provenance = _provenance(result, source)
     if start:
@@ -600,6 +608,7 @@ def predict_on_points(
         mean_uncertainty=float(np.mean(std)),
         threshold=threshold,
         mc_samples=int(mc_samples),
+        error_risk=error_risk(mean, std),
     )
 
 

@@ -413,6 +413,7 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             "uncertainty_auc_wrong": _auc(wrong, u), "margin_auc_wrong": _auc(wrong, -np.abs(p - 0.5)),
             "uncertainty_on_slices": round(float(u[on_slices].mean()), 5),
             "uncertainty_between": round(float(u[~on_slices].mean()), 5) if (~on_slices).any() else None,
+            **_risk_scores(result.error_risk, wrong, on_slices),
             "group_loss_fit": round(group_loss(p, prepared), 5),
             "group_loss_best_history": round(float(checkpoint["history"]["best_loss"]), 5),
             "group_loss_truth": round(group_loss(case.truth_fraction, prepared), 5),
@@ -425,6 +426,15 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
     for name, values in sticks.items():
         line.update({f"{name}_{k}": v for k, v in values.items() if k in ("dice", "best_dice", "auc", "volume_error")})
     return line
+
+
+def _risk_scores(risk: np.ndarray | None, wrong: np.ndarray, on_slices: np.ndarray) -> dict:
+    """``scar_error_risk`` (cardioscar.error_risk) scored like the uncertainty: AUC for wrong
+    at 0.5, mean on the slices and between them."""
+    if risk is None:
+        return {}
+    return {"risk_auc_wrong": _auc(wrong, risk), "risk_on_slices": round(float(risk[on_slices].mean()), 5),
+            "risk_between": round(float(risk[~on_slices].mean()), 5) if (~on_slices).any() else None}
 
 
 def held_out_index(case: Case) -> int:
