@@ -286,8 +286,10 @@ def test_cmake_packages_every_file_and_declares_the_extension():
     assert all((MODULE_DIR / r).is_file() for r in resources) and len(resources) == 2
     assert "WITH_GENERIC_TESTS" in module_cmake and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module_cmake
     library = _cmake_list(module_cmake, "CARDIOSCAR_LIB_FILES")
-    assert set(library) == {p.name for p in (REPO / "CardioScarLib" / "cardioscar").glob("*.py")}, \
-        "CardioScar/CMakeLists.txt must list every file of CardioScarLib/cardioscar"
+    package = REPO / "CardioScarLib" / "cardioscar"
+    assert set(library) == {p.relative_to(package).as_posix() for p in package.rglob("*.py")
+                            if "__pycache__" not in p.parts}, \
+        "CardioScar/CMakeLists.txt must list every file of CardioScarLib/cardioscar, sub-packages included"
 
     extension = (REPO / "CMakeLists.txt").read_text()
     metadata = dict(re.findall(r'set\((EXTENSION_\w+)\s+"?(.*?)"?\)', extension))
