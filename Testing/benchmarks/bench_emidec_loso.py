@@ -217,15 +217,15 @@ def _method_means(scored: list[dict]) -> tuple[dict, dict, dict]:
 
 def summarize(records: list[dict]) -> dict:
     """Means over the cases whose held-out slice has scar, and wins in Dice at 0.5 per method
-    (a tie counts for each method in it); the same means per slice spacing."""
+    (a tie counts for each method in it); the same means per slice spacing (whole mm)."""
     scored = [r for r in records if r["held_out_has_scar"]]
     dice, mean_dice, mean_auc = _method_means(scored)
     wins = {m: int(sum(dice[m][c] >= max(dice[o][c] for o in dice) for c in range(len(scored)))) for m in dice}
     by_spacing = {}
-    for spacing in sorted({r["slice_spacing_mm"] for r in scored}):
-        group = [r for r in scored if r["slice_spacing_mm"] == spacing]
+    for spacing in sorted({round(r["slice_spacing_mm"]) for r in scored}):  # whole mm (one file says 13.04)
+        group = [r for r in scored if round(r["slice_spacing_mm"]) == spacing]
         _, group_dice, group_auc = _method_means(group)
-        by_spacing[f"{spacing:g}"] = {"cases": len(group), "mean_dice": group_dice, "mean_auc": group_auc}
+        by_spacing[str(spacing)] = {"cases": len(group), "mean_dice": group_dice, "mean_auc": group_auc}
     return {
         "summary": True, "cases": len(records), "cases_with_scar": len(scored),
         "mean_dice": mean_dice, "mean_auc": mean_auc, "wins_dice": wins,
