@@ -24,6 +24,7 @@ import SimpleITK as sitk
 
 from .errors import CardioScarError
 from .slices import SliceLayer, ijk_to_lps_matrix
+from .targets import unmatched_labels
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +36,8 @@ def label_masks(layers: Sequence[SliceLayer], labels: Sequence[int], what: str =
         raise CardioScarError(f"{what} is empty; list the label values, e.g. 2,3,4")
     masks = [np.isin(layer.values, wanted) for layer in layers]
     if not any(mask.any() for mask in masks):
-        present = _labels_present(layers)
-        raise CardioScarError(f"{what} {','.join(map(str, wanted))} match no pixel of the chosen slices "
-                              f"(labels present: {present})")
+        raise unmatched_labels(layers, wanted, option=what, what="myocardium")
     return masks
-
-
-def _labels_present(layers: Sequence[SliceLayer]) -> str:
-    values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)].ravel() for layer in layers]))
-    if values.size > 20 or not np.all(values == np.round(values)):
-        return "not a label map: non-integer or more than 20 distinct values"
-    return ",".join(str(int(v)) for v in values)
 
 
 def masks_from_image(image: sitk.Image, layers: Sequence[SliceLayer], labels: Sequence[int] | None = None,
