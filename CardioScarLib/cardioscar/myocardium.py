@@ -58,7 +58,7 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
     inside = np.isin(values, sorted({int(v) for v in labels})) if labels is not None else values != 0
     if not inside.any():
         wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
-        raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero myocardium voxels)")
+        raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero voxels)")
     lps_to_ijk = np.linalg.inv(ijk_to_lps)
     size = np.array(values.shape[::-1])
     masks = []
