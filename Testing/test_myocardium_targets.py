@@ -90,7 +90,7 @@ def test_a_mask_on_another_grid_is_sampled_at_the_pixel_centres(segmented, tmp_p
 
 @pytest.mark.parametrize("args,message", [
     (("--scar-labels", "3", "--myocardium-labels", "2"), "--scar-labels 3 not in --myocardium-labels 2"),
-    (("--scar-labels", "7", "--myocardium-labels", "7,8"), "match no pixel of the chosen slices (labels present: 0,1,2,3)"),
+    (("--scar-labels", "7", "--myocardium-labels", "7,8"), "match no pixel of the chosen slices (labels present: 0, 1, 2, 3)"),
     (("--myocardium-labels", "2,3"), "give --scar-labels too"),
 ])
 def test_bad_combinations_are_one_line_errors(segmented, tmp_path, args, message):

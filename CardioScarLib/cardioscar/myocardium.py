@@ -24,6 +24,7 @@ import SimpleITK as sitk
 
 from .errors import CardioScarError
 from .slices import SliceLayer, ijk_to_lps_matrix
+from .targets import unmatched_labels
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +36,8 @@ def label_masks(layers: Sequence[SliceLayer], labels: Sequence[int], what: str =
         raise CardioScarError(f"{what} is empty; list the label values, e.g. 2,3,4")
     masks = [np.isin(layer.values, wanted) for layer in layers]
     if not any(mask.any() for mask in masks):
-        present = _labels_present(layers)
-        raise CardioScarError(f"{what} {','.join(map(str, wanted))} match no pixel of the chosen slices "
-                              f"(labels present: {present})")
+        raise unmatched_labels(layers, wanted, option=what, what="myocardium")
     return masks
-
-
-def _labels_present(layers: Sequence[SliceLayer]) -> str:
-    values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)].ravel() for layer in layers]))
-    if values.size > 20 or not np.all(values == np.round(values)):
-        return "not a label map: non-integer or more than 20 distinct values"
-    return ",".join(str(int(v)) for v in values)
 
 
 def masks_from_image(image: sitk.Image, layers: Sequence[SliceLayer], labels: Sequence[int] | None = None,
@@ -66,7 +58,7 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
     inside = np.isin(values, sorted({int(v) for v in labels})) if labels is not None else values != 0
     if not inside.any():
         wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
-        raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero myocardium voxels)")
+        raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero voxels)")
     lps_to_ijk = np.linalg.inv(ijk_to_lps)
     size = np.array(values.shape[::-1])
     masks = []

@@ -69,12 +69,16 @@ def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> in
     return count
 
 
-def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int], shown: int = 12) -> CardioScarError:
-    """The error for scar labels that match no pixel of ``layers``, naming the labels present."""
+def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int], shown: int = 12,
+                     option: str = "--scar-labels", what: str = "scar") -> CardioScarError:
+    """The error for labels that match no pixel of ``layers``, naming the labels present.
+
+    The one wording for every label option (scar labels here, myocardium labels in
+    :mod:`cardioscar.myocardium`, the Slicer Logic), so a user reads the same fix everywhere."""
     values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers]))
     present = ", ".join(f"{v:g}" for v in values[:shown]) + (", ..." if len(values) > shown else "")
-    return CardioScarError(f"--scar-labels {','.join(map(str, sorted(set(labels))))} match no pixel of the chosen "
-                           f"slices (labels present: {present or 'none'}); give the scar labels of this label map")
+    return CardioScarError(f"{option} {','.join(map(str, sorted(set(labels))))} match no pixel of the chosen "
+                           f"slices (labels present: {present or 'none'}); give the {what} labels of this label map")
 
 
 def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:
