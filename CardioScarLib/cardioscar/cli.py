@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Sequence
 
 from cardioscar import __version__
 from cardioscar.errors import CardioScarError, TrainingCancelled
+from cardioscar.simulation import export
 
 logger = logging.getLogger("cardioscar")
 
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="phantom seed")
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.set_defaults(handler=_cmd_demo)
+    export.register(sub)
     return parser
 
 
