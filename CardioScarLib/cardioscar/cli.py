@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Sequence
 
 from cardioscar import __version__
 from cardioscar.errors import CardioScarError, TrainingCancelled
+from cardioscar.lge import options as lge_options
 from cardioscar.simulation import export
 
 logger = logging.getLogger("cardioscar")
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
              "fractions of the whole pixel box (e.g. a scar probability map over the full image), not for a scar map "
              "already expressed per myocardium")
     prep.add_argument("--output", required=True, type=Path, help="output training data (.npz)")
+    lge_options.add_prepare_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
 
     train = sub.add_parser("train", help="train the scar field on prepared data")
@@ -247,6 +249,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         scar_labels=args.scar_labels,
         normalize_intensities=args.normalize_intensities,
         partial_volume_correction=args.partial_volume_correction,
+        scar_rule=lge_options.scar_rule_request(args),
     )
     result = prepare_training_data(request)
     save_preprocessing_result(result, args.output)

@@ -27,6 +27,7 @@ from cardioscar.devices import as_device
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.inference import mc_dropout_predict
+from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.normalization import fit_scaler, normalize
@@ -92,6 +93,7 @@ class PreprocessingRequest:
     slice_indices: Optional[List[int]] = None
     scar_labels: Optional[List[int]] = None
     normalize_intensities: bool = False
+    scar_rule: Optional[ScarRuleRequest] = None  # raw LGE -> targets by a scar rule (cardioscar.lge)
     partial_volume_correction: bool = False
 
     def __post_init__(self) -> None:
@@ -149,6 +151,7 @@ class PreprocessingResult:
     slice_labels: List[str] = field(default_factory=list)
     partial_volume_correction: bool = False
     group_coverage: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # (M,) if corrected
+    scar_rule: str = ""  # JSON record of the scar rule that made the targets (cardioscar.lge), if any
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -200,13 +203,20 @@ class InferenceResult:
 # --------------------------------------------------------------------------- preparation
 
 
-def _load_slices(request: PreprocessingRequest) -> List[SliceLayer]:
+def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], str]:
+    """The target slices and, when a scar rule made them, its JSON record."""
     padding = request.slice_thickness_padding
     if request.image_path is not None:
         slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
     else:
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
-    return slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
+    if request.scar_rule is not None:
+        if request.image_path is None or request.scar_labels or request.normalize_intensities:
+            raise CardioScarError("--scar-rule needs the raw LGE as --image, without --scar-labels or "
+                                  "--normalize-intensities")
+        layers, rule = rule_targets(request.scar_rule, slices, request.slice_axis, request.slice_indices, padding)
+        return layers, rule_record_json(rule, request.scar_rule.target)
+    return slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities), ""
 
 
 def prepare_from_slices(
@@ -271,9 +281,11 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
     mesh = read_mesh(request.mesh_path)
     if request.partial_volume_correction:
         require_volumetric(mesh.dataset)  # before reading the slices: fail fast on a surface mesh
-    slices = _load_slices(request)
-    return prepare_from_slices(mesh.points_lps(), slices,
-                               coverage_mesh=mesh if request.partial_volume_correction else None)
+    slices, rule_record = _load_slices(request)
+    result = prepare_from_slices(mesh.points_lps(), slices,
+                                 coverage_mesh=mesh if request.partial_volume_correction else None)
+    result.scar_rule = rule_record
+    return result
 
 
 def save_preprocessing_result(result: PreprocessingResult, output_path: Path) -> None:
@@ -298,6 +310,7 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 coordinate_space=np.asarray("LPS"),
                 format_version=np.int64(TRAINING_DATA_FORMAT),
                 cardioscar_version=np.asarray(__version__),
+                **({"scar_rule": np.asarray(result.scar_rule)} if result.scar_rule else {}),
             )
     logger.info("Wrote training data %s", output_path)
 

@@ -1,0 +1,99 @@
+"""Scar-rule targets for ``cardioscar prepare``: the raw LGE slices, the myocardium and blood-pool
+masks cut on the same slices, one rule -> per-slice 0/1 targets (NaN outside the myocardium).
+
+What the network learns: two 0/1 fields, chosen by ``target``: ``scar`` (border zone + core, the
+default, so ``scar_probability`` keeps its meaning: probability that the node is scar) and
+``core``. A second model trained on the core target gives a core probability; ``cardioscar export
+--core-mesh`` turns the two into healthy / border zone / core tags (see :mod:`cardioscar.simulation.tags`).
+
+The masks are cut by the same slice cutter as the image (same axis, indices and slab), so they
+must be images on the LGE image's grid (a label map, e.g. the segmentation exported as labels).
+This is a thin adapter until the shared myocardium-mask reader lands; it checks that each mask
+slice lies where the image slice does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import CardioScarError
+from ..slices import SliceLayer, slices_from_paths
+from .rules import RuleResult, apply_rule, parse_thresholds
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("scar", "core")
+
+
+@dataclass
+class ScarRuleRequest:
+    """A scar rule and its masks, as given on the command line or by the panel."""
+
+    rule: str
+    myocardium_path: Path
+    myocardium_labels: Optional[list[int]] = None
+    blood_pool_path: Optional[Path] = None
+    blood_pool_labels: Optional[list[int]] = None
+    remote_path: Optional[Path] = None
+    thresholds: Optional[tuple[float, float]] = None
+    target: str = "scar"
+
+
+def _mask_layers(path: Path, labels: Optional[Sequence[int]], option: str, image: list[SliceLayer],
+                 axis: str, indices: Optional[list[int]], padding) -> list[np.ndarray]:
+    layers = slices_from_paths([path], axis, indices, padding)
+    if len(layers) != len(image):
+        raise CardioScarError(f"{option} {path.name} gives {len(layers)} slices but the image gives {len(image)}: "
+                              "the mask must be on the LGE image's grid")
+    masks = []
+    for mask, pixels in zip(layers, image):
+        if mask.values.shape != pixels.values.shape or not np.allclose(mask.origin, pixels.origin, atol=1e-3):
+            raise CardioScarError(f"{option} {path.name}: slice '{mask.label}' is not on the LGE image's grid "
+                                  f"({mask.values.shape} at {np.round(mask.origin, 2).tolist()} vs "
+                                  f"{pixels.values.shape} at {np.round(pixels.origin, 2).tolist()})")
+        values = np.nan_to_num(mask.values)
+        masks.append(np.isin(values, list(labels)) if labels else values > 0)
+    return masks
+
+
+def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], axis: str, indices: Optional[list[int]],
+                 padding) -> tuple[list[SliceLayer], RuleResult]:
+    """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers."""
+    if request.target not in TARGETS:
+        raise CardioScarError(f"--scar-target '{request.target}' must be one of {', '.join(TARGETS)}")
+    thresholds = parse_thresholds(request.rule, None if request.thresholds is None else
+                                  ",".join(str(t) for t in request.thresholds))
+
+    def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
+        return None if path is None else _mask_layers(Path(path), labels, option, image, axis, indices, padding)
+
+    myocardium = masks(request.myocardium_path, request.myocardium_labels, "--myocardium-mask")
+    blood = masks(request.blood_pool_path, request.blood_pool_labels, "--blood-pool-mask")
+    remote = masks(request.remote_path, None, "--remote-mask")
+    try:
+        result = apply_rule(request.rule, [layer.values for layer in image], myocardium, blood, remote, thresholds)
+    except CardioScarError as error:
+        if "does not overlap" in str(error):
+            raise CardioScarError(f"--myocardium-mask {Path(request.myocardium_path).name} (labels "
+                                  f"{request.myocardium_labels or 'nonzero'}) has no pixel on the chosen slices; check "
+                                  "--myocardium-labels and --slice-indices") from None
+        raise
+    values = result.scar_targets() if request.target == "scar" else result.core_targets()
+    layers = [dataclasses.replace(layer, values=v) for layer, v in zip(image, values)]
+    for layer, stats in zip(layers, result.statistics):
+        stats["label"] = layer.label
+    logger.info("Scar rule %s thresholds %g,%g; training target: %s", result.rule, result.border, result.core,
+                request.target)
+    return layers, result
+
+
+def rule_record_json(result: RuleResult, target: str) -> str:
+    """The rule, thresholds, per-slice statistics and the target learnt, as one JSON string."""
+    return json.dumps({**result.record(), "target": target})
