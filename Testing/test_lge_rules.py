@@ -49,7 +49,7 @@ def test_rule_recovers_known_scar_on_acdc_geometry(acdc_lge, rule):
     assert np.isnan(target[truth < 0]).all() and set(np.unique(target[truth >= 0])) <= {0.0, 1.0}
     record = result.record()
     graded = [s for s in record["slices"] if s["myocardium_pixels"]]
-    assert graded and all("border_level" in s and s["border_level"] < s["core_level"] for s in graded)
+    assert graded and all(s["border_level"] < s["core_level"] for s in graded if s.get("enhanced", True))
 
 
 def test_nsd_remote_is_the_darkest_sector_and_user_remote_is_used(acdc_lge):
@@ -66,14 +66,29 @@ def test_nsd_remote_is_the_darkest_sector_and_user_remote_is_used(acdc_lge):
 @pytest.mark.parametrize("name", ["Case_P004", "Case_P015"])
 def test_emidec_rules_agree_with_expert_scar(shared_data, name):
     """Real LGE: labels 2-4 myocardium, 1 blood pool, 3-4 the expert scar. Measured scar Dice:
-    P004 n-SD 0.677, PSI 0.697; P015 0.752, 0.749 (all 52 infarct cases: README table)."""
+    P004 n-SD 0.677, PSI 0.586; P015 0.752, 0.612 (all 52 infarct cases: README table)."""
     case = shared_data / "emidec" / name
     image = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Images" / f"{name}.nii.gz")))
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Contours" / f"{name}.nii.gz")))
     myocardium, blood, expert = list(np.isin(labels, [2, 3, 4])), list(labels == 1), np.isin(labels, [3, 4])
     dice = {rule: _dice(np.stack(apply_rule(rule, list(image), myocardium, blood).grades) >= 1, expert)
             for rule in ("nsd", "psi")}
-    assert dice["nsd"] > 0.65 and dice["psi"] > 0.65, dice
+    assert dice["nsd"] > 0.65 and dice["psi"] > 0.55, dice
+
+
+def test_relative_rules_leave_an_unenhanced_case_healthy(shared_data):
+    """EMIDEC N020 has no infarct: FWHM/PSI grade only slices whose maximum stands 5 SD above the
+    darkest sector (measured: 6.6 % / 3.9 % of the myocardium called scar; without that check PSI
+    called 61 % of the normal cases' myocardium scar on average)."""
+    case = shared_data / "emidec" / "Case_N020"
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Images" / "Case_N020.nii.gz")))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Contours" / "Case_N020.nii.gz")))
+    myocardium = list(np.isin(labels, [2, 3, 4]))
+    for rule in ("fwhm", "psi"):
+        result = apply_rule(rule, list(image), myocardium)
+        grades = np.stack(result.grades)
+        assert (grades >= 1).sum() / (grades >= 0).sum() < 0.1, rule
+        assert any(s.get("enhanced") is False and s["border_level"] is None for s in result.statistics)
 
 
 @pytest.mark.parametrize("rule, text, fragment", [

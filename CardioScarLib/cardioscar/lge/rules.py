@@ -18,7 +18,10 @@ pixels outside the myocardium get -1 and carry no constraint. Each rule takes tw
 * ``psi``: percent of the signal-intensity range, (I - min) / (max - min) over the slice's
   myocardium (1st/99th percentiles), the ADAS 3D style map. Defaults 0.40 (border) and 0.60 (core).
 
-A slice with no myocardium is skipped (grade all -1). The statistics of every slice (remote or
+FWHM and PSI are relative to the slice's own maximum, so on a slice without enhancement they would
+call the brightest noise scar. They therefore grade only slices whose myocardial maximum (99th
+percentile) exceeds the darkest sector's mean by ``ENHANCEMENT_SD`` (5) SDs; other slices are all
+healthy (recorded as ``enhanced: false``). A slice with no myocardium is skipped (grade all -1). The statistics of every slice (remote or
 blood-pool mean and SD, the maximum, the thresholds in intensity units) are returned so that they
 can be recorded with the training data and in the report.
 """
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 OUTSIDE, HEALTHY, BORDER, CORE = -1, 0, 1, 2
 N_SECTORS = 6
 MIN_REFERENCE_PIXELS = 5
+ENHANCEMENT_SD = 5.0
 
 # rule -> (default border, default core, valid low, valid high, unit of the thresholds)
 RULES: dict[str, tuple[float, float, float, float, str]] = {
@@ -132,8 +136,9 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, k)
         inside = values[myo]
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
-        record.update(slice=k, myocardium_pixels=int(myo.sum()), border_level=float(border_level),
-                      core_level=float(core_level), border_pixels=int((grade == BORDER).sum()),
+        # levels in intensity units; None on a slice a relative rule left ungraded (no enhancement)
+        record.update(slice=k, myocardium_pixels=int(myo.sum()), border_level=_finite_or_none(border_level),
+                      core_level=_finite_or_none(core_level), border_pixels=int((grade == BORDER).sum()),
                       core_pixels=int((grade == CORE).sum()))
         grades.append(grade)
         stats.append(record)
@@ -141,6 +146,10 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
                 core, RULES[rule][4], sum(s.get("border_pixels", 0) for s in stats),
                 sum(s.get("core_pixels", 0) for s in stats), len(grades))
     return RuleResult(rule=rule, border=border, core=core, grades=grades, statistics=stats)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _check_shapes(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], what: str) -> None:
@@ -184,9 +193,21 @@ def _nsd(values, myo, blood, remote, border, core, k):
             {"remote": source, "remote_mean": mean, "remote_sd": sd, "remote_pixels": int(reference.size)})
 
 
+def _enhanced(values: np.ndarray, myo: np.ndarray, peak: float) -> bool:
+    """Whether the slice's myocardial maximum stands ENHANCEMENT_SD SDs above its darkest sector."""
+    region, _ = darkest_sector(values, myo)
+    reference = values[region]
+    return bool(peak > reference.mean() + ENHANCEMENT_SD * reference.std())
+
+
+def _relative_levels(border_level: float, core_level: float, enhanced: bool, record: dict):
+    record["enhanced"] = enhanced
+    return (border_level, core_level, record) if enhanced else (np.inf, np.inf, record)
+
+
 def _fwhm(values, myo, blood, remote, border, core, k):
     peak = float(np.percentile(values[myo], 99))
-    return border * peak, core * peak, {"maximum": peak}
+    return _relative_levels(border * peak, core * peak, _enhanced(values, myo, peak), {"maximum": peak})
 
 
 def _iir(values, myo, blood, remote, border, core, k):
@@ -203,7 +224,8 @@ def _iir(values, myo, blood, remote, border, core, k):
 def _psi(values, myo, blood, remote, border, core, k):
     low, high = (float(v) for v in np.percentile(values[myo], [1, 99]))
     span = high - low
-    return low + border * span, low + core * span, {"minimum": low, "maximum": high}
+    return _relative_levels(low + border * span, low + core * span, _enhanced(values, myo, high),
+                            {"minimum": low, "maximum": high})
 
 
 _LEVELS: dict[str, Callable] = {"nsd": _nsd, "fwhm": _fwhm, "iir": _iir, "psi": _psi}
