@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", type=Path, default=Path("cardioscar_demo"))
     demo.add_argument("--seed", type=int, default=None, help="phantom seed")
     demo.add_argument("--cpu", action="store_true", help="force CPU")
+    demo.add_argument("--raw-lge", action="store_true",
+                      help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, .pts/.elem/.vtu")
     demo.set_defaults(handler=_cmd_demo)
     export.register(sub)
     return parser
@@ -330,6 +332,12 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from cardioscar.demo import run_demo
 
+    if args.raw_lge:
+        from cardioscar.lge.demo import run_raw_lge_demo
+
+        report = run_raw_lge_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
+        logger.info("Report: %s", json.dumps({"dice": report["dice"]}))
+        return
     report = run_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
     logger.info("Report: %s", json.dumps({k: report[k] for k in ("dice", "volume_error", "auc")}))
 
