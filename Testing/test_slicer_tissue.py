@@ -81,3 +81,29 @@ def test_bad_threshold_leaves_the_node_untouched(tagged_case):
         tag_model_node(node, border_zone=0.9, core=0.5)
     assert node.GetMesh().GetPointData().GetArray("tissue_tag") is None
     assert node.GetNodeReference("CardioScarSummaryTable") is None
+
+
+def test_logic_trains_on_a_scar_rule_of_raw_lge(tmp_path):
+    """The phantom's raw LGE and label map loaded as Slicer volumes; PSI targets, tiny training."""
+    import SimpleITK as sitk
+
+    from cardioscar.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    paths = write_phantom(phantom, tmp_path)
+    lge, labels = raw_lge_acquisition(phantom)
+    sitk.WriteImage(lge, str(tmp_path / "lge.nii.gz"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+    context = csl.create_scene()
+    volume = csl.load_volume(context.scene, tmp_path / "lge.nii.gz")
+    myocardium = csl.load_volume(context.scene, tmp_path / "labels.nii.gz", labelmap=True)
+    model = csl.load_model(context.scene, paths["mesh"])
+    options = csl.ReconstructionOptions(half_thickness=phantom.slice_half_thickness_mm, preset="fast", max_epochs=5,
+                                        num_threads=1, scar_rule="psi", myocardium_labels="2", blood_pool_labels="1")
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    result = logic.train_and_apply(volume, model, options, myocardium_node=myocardium)
+    # one group per myocardial pixel that holds mesh nodes; PSI's 0/1 targets, not raw intensities
+    targets = result.prepared.group_targets
+    assert set(np.unique(targets)) == {0.0, 1.0} and 0 < targets.mean() < 0.5
+    with pytest.raises(CardioScarError, match="needs the myocardium"):
+        logic.train_and_apply(volume, model, options)

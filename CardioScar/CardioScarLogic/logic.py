@@ -62,6 +62,36 @@ def _check_model_node(model_node) -> None:
         raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
 
 
+def _rule_slices(lge_node, options: ReconstructionOptions, myocardium_node, blood_pool_node, dicom_database) -> list:
+    """Targets from a raw LGE node by ``options.scar_rule``, the masks being label-map volume
+    nodes on the LGE's grid (cut like the LGE: same axis, indices, slab)."""
+    from cardioscar.lge.prepare import graded_targets, mask_arrays
+
+    if isinstance(lge_node, (list, tuple)):
+        if len(lge_node) != 1:
+            raise CardioScarError("A scar rule grades one LGE volume: choose a single input volume.")
+        lge_node = lge_node[0]
+    if myocardium_node is None:
+        raise CardioScarError(f"The scar rule {options.scar_rule} needs the myocardium: choose a label map "
+                              "(and its myocardium labels, e.g. 2,3,4).")
+    request = options.scar_rule_request(myocardium_node.GetName())
+    axis, indices = options.slice_axis, options.parsed_slice_indices()
+    half = half_width(lge_node, options.half_thickness, dicom_database)
+    image = scar_source_from_node(lge_node).slices(axis, indices, half)
+
+    def masks(node, labels, what):
+        if node is None:
+            return None
+        return mask_arrays(scar_source_from_node(node).slices(axis, indices, half), labels, what, node.GetName(), image)
+
+    blood_node = blood_pool_node if blood_pool_node is not None else (myocardium_node if request.blood_pool_labels
+                                                                     else None)
+    layers, _rule = graded_targets(request, image, masks(myocardium_node, request.myocardium_labels, "myocardium"),
+                                   masks(blood_node, request.blood_pool_labels, "blood pool"), None,
+                                   myocardium_node.GetName())
+    return layers
+
+
 def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None) -> list:
     """The chosen slices of one scar node or of a list of them, with their training targets.
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files."""
@@ -155,13 +185,16 @@ class CardioScarLogic:
 
     def train_and_apply(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
                         progress_callback: Optional[ProgressCallback] = None,
-                        should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
+                        should_cancel: Optional[CancelHook] = None, *, myocardium_node=None,
+                        blood_pool_node=None) -> ReconstructionResult:
         """Train on the chosen slices of ``scar_node`` and write the scar fields on ``model_node``.
 
         ``scar_node`` may also be a list of volume / segmentation nodes of one kind (intensities,
         or label maps and segmentations), e.g. one per breath-hold series plus the long-axis
         views as Slicer loads them; the slice indices then count the slices of all of them, in
-        the order given.
+        the order given. With ``options.scar_rule`` the ``scar_node`` is the raw LGE and
+        ``myocardium_node`` (and, for IIR, ``blood_pool_node`` or blood-pool labels in the
+        myocardium label map) are label-map volumes on its grid.
 
         Raises:
             CardioScarError: a one-line, actionable problem with the inputs or options.
@@ -174,7 +207,10 @@ class CardioScarLogic:
         _check_model_node(model_node)
         started = time.perf_counter()
         database = self.dicom_database if self.dicom_database is not None else getattr(slicer, "dicomDatabase", None)
-        slices = _target_slices(scar_node, options, database)
+        if options.scar_rule:
+            slices = _rule_slices(scar_node, options, myocardium_node, blood_pool_node, database)
+        else:
+            slices = _target_slices(scar_node, options, database)
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)

@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--inference-batch-size", type=int, default=50000,
                     help="nodes per inference batch (apply's --batch-size, default 50000)")
     ap.add_argument("--threshold", type=float, default=None, help="also write scar_binary = probability >= threshold")
+    _add_package_paths()
+    from cardioscar.lge.options import add_prepare_options
+
+    add_prepare_options(parser)  # --scar-rule and its masks, as cardioscar prepare
+    sim = parser.add_argument_group("tissue tags and simulator export (as cardioscar export)")
+    sim.add_argument("--border-zone", type=float, default=None,
+                     help="tag healthy/border zone/core into --output (tissue_tag point and cell arrays); default 0.5")
+    sim.add_argument("--core", type=float, default=None, help="core threshold on scar_probability (default 0.8)")
+    sim.add_argument("--export-opencarp", type=Path, default=None, metavar="PREFIX",
+                     help="also write PREFIX.pts/.elem/.json (implies tagging)")
+    sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     return parser
 
@@ -125,6 +136,11 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         CardioScarLogic.check_model_path(args.save_model)
     if args.output.suffix.lower() not in (".vtk", ".vtp", ".vtu"):
         raise CardioScarError(f"--output must end in .vtk, .vtp or .vtu, got '{args.output.name}'.")
+    if args.remote_mask is not None:
+        raise CardioScarError("--remote-mask is not supported in batch mode yet (n-SD uses the darkest myocardial "
+                              "sector); use cardioscar prepare for a user-drawn remote region.")
+    if args.scar_rule is None and (args.myocardium_mask or args.blood_pool_mask or args.scar_thresholds):
+        raise CardioScarError("--scar-thresholds and the --*-mask options need --scar-rule {nsd,fwhm,iir,psi}.")
     if args.snapshot is not None and args.snapshot.suffix.lower() != ".png":
         raise CardioScarError(f"--snapshot must end in .png, got '{args.snapshot.name}'.")
 
@@ -139,7 +155,8 @@ def _options(args: argparse.Namespace):
         max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
         mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
         inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,
-        threshold=args.threshold, force_cpu=args.cpu,
+        threshold=args.threshold, force_cpu=args.cpu, scar_rule=args.scar_rule, scar_thresholds=args.scar_thresholds,
+        scar_target=args.scar_target, myocardium_labels=args.myocardium_labels, blood_pool_labels=args.blood_pool_labels,
         extra_training={name: getattr(args, name) for name, _ in _EXTRA_TRAINING if getattr(args, name) is not None})
 
 
@@ -201,10 +218,22 @@ def run(argv: list[str]) -> int:
         else:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
             progress = None if args.no_progress else _progress_logger()
-            result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress)
+            masks = {role: None if path is None else load_volume(context.scene, path, labelmap=True)
+                     for role, path in (("myocardium_node", args.myocardium_mask),
+                                        ("blood_pool_node", args.blood_pool_mask))}
+            result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress, **masks)
+        tags = None
+        if args.border_zone is not None or args.core is not None or args.export_opencarp is not None:
+            from CardioScarLogic.tissue import tag_model_node
+
+            tags = tag_model_node(model_node, args.border_zone, args.core, color_logic=context.color_logic)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
             logic.save_model(args.save_model)
+        if args.export_opencarp is not None:
+            from CardioScarLogic.tissue import export_model_node
+
+            export_model_node(model_node, tags, args.export_opencarp, units=args.units)
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
         if view is not None:

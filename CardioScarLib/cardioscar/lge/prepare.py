@@ -46,16 +46,16 @@ class ScarRuleRequest:
     target: str = "scar"
 
 
-def _mask_layers(path: Path, labels: Optional[Sequence[int]], option: str, image: list[SliceLayer],
-                 axis: str, indices: Optional[list[int]], padding) -> list[np.ndarray]:
-    layers = slices_from_paths([path], axis, indices, padding)
+def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], option: str, name: str,
+                image: list[SliceLayer]) -> list[np.ndarray]:
+    """Boolean per-slice masks (``labels``, or nonzero) from mask slices cut like the ``image``'s."""
     if len(layers) != len(image):
-        raise CardioScarError(f"{option} {path.name} gives {len(layers)} slices but the image gives {len(image)}: "
+        raise CardioScarError(f"{option} {name} gives {len(layers)} slices but the image gives {len(image)}: "
                               "the mask must be on the LGE image's grid")
     masks = []
     for mask, pixels in zip(layers, image):
         if mask.values.shape != pixels.values.shape or not np.allclose(mask.origin, pixels.origin, atol=1e-3):
-            raise CardioScarError(f"{option} {path.name}: slice '{mask.label}' is not on the LGE image's grid "
+            raise CardioScarError(f"{option} {name}: slice '{mask.label}' is not on the LGE image's grid "
                                   f"({mask.values.shape} at {np.round(mask.origin, 2).tolist()} vs "
                                   f"{pixels.values.shape} at {np.round(pixels.origin, 2).tolist()})")
         values = np.nan_to_num(mask.values)
@@ -65,25 +65,34 @@ def _mask_layers(path: Path, labels: Optional[Sequence[int]], option: str, image
 
 def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], axis: str, indices: Optional[list[int]],
                  padding) -> tuple[list[SliceLayer], RuleResult]:
-    """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers."""
+    """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers;
+    the mask files are cut by the image's slice cutter (same axis, indices and slab)."""
+
+    def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
+        if path is None:
+            return None
+        return mask_arrays(slices_from_paths([path], axis, indices, padding), labels, option, Path(path).name, image)
+
+    return graded_targets(request, image, masks(request.myocardium_path, request.myocardium_labels, "--myocardium-mask"),
+                          masks(request.blood_pool_path, request.blood_pool_labels, "--blood-pool-mask"),
+                          masks(request.remote_path, None, "--remote-mask"), Path(request.myocardium_path).name)
+
+
+def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: list[np.ndarray],
+                   blood: Optional[list[np.ndarray]], remote: Optional[list[np.ndarray]],
+                   myocardium_name: str) -> tuple[list[SliceLayer], RuleResult]:
+    """Apply the request's rule to raw LGE layers with per-slice masks (shared by the CLI and Slicer)."""
     if request.target not in TARGETS:
         raise CardioScarError(f"--scar-target '{request.target}' must be one of {', '.join(TARGETS)}")
     thresholds = parse_thresholds(request.rule, None if request.thresholds is None else
                                   ",".join(str(t) for t in request.thresholds))
-
-    def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
-        return None if path is None else _mask_layers(Path(path), labels, option, image, axis, indices, padding)
-
-    myocardium = masks(request.myocardium_path, request.myocardium_labels, "--myocardium-mask")
-    blood = masks(request.blood_pool_path, request.blood_pool_labels, "--blood-pool-mask")
-    remote = masks(request.remote_path, None, "--remote-mask")
     try:
         result = apply_rule(request.rule, [layer.values for layer in image], myocardium, blood, remote, thresholds)
     except CardioScarError as error:
         if "does not overlap" in str(error):
-            raise CardioScarError(f"--myocardium-mask {Path(request.myocardium_path).name} (labels "
-                                  f"{request.myocardium_labels or 'nonzero'}) has no pixel on the chosen slices; check "
-                                  "--myocardium-labels and --slice-indices") from None
+            raise CardioScarError(f"--myocardium-mask {myocardium_name} (labels {request.myocardium_labels or 'nonzero'}) "
+                                  "has no pixel on the chosen slices; check --myocardium-labels and "
+                                  "--slice-indices") from None
         raise
     values = result.scar_targets() if request.target == "scar" else result.core_targets()
     layers = [dataclasses.replace(layer, values=v) for layer, v in zip(image, values)]
