@@ -53,8 +53,8 @@ def tag_color_node(scene, tag_values: tuple[int, int, int]):
         node = scene.GetNodeByID(TAG_COLOR_ID)
     node.SetName("CardioScar tissue tags")
     node.SetNumberOfColors(max(tag_values) + 1)
-    for index in range(max(tag_values) + 1):
-        node.SetColor(index, "", 0.0, 0.0, 0.0, 0.0)
+    for index in range(max(tag_values) + 1):  # unused numbers opaque too: a translucent entry makes VTK draw
+        node.SetColor(index, "", 0.0, 0.0, 0.0, 1.0)  # the whole model as translucent
     for tag, name, (r, g, b) in zip(tag_values, CLASS_NAMES, TAG_COLORS):
         node.SetColor(tag, name.replace("_", " "), r, g, b, 1.0)
     return node
@@ -102,7 +102,8 @@ def tag_model_node(model_node, border_zone: Optional[float] = None, core: Option
     with slicer.util.NodeModify(display):
         display.SetActiveScalar(TAG_ARRAY, vtk.vtkAssignAttribute.CELL_DATA)
         display.SetAndObserveColorNodeID(color_node.GetID())
-        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseColorNodeScalarRange)
+        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
+        display.SetScalarRange(0.0, float(max(tags.tag_values)))  # one colour per tag number
         display.SetScalarVisibility(True)
     if color_logic is not None:
         legend = (color_logic.GetColorLegendDisplayNode(model_node)
