@@ -139,3 +139,12 @@ def test_mesh_without_cells_is_refused_by_the_cli(tmp_path):
     assert proc.returncode != 0
     assert "has no cells" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("out*"))
+
+
+def test_core_from_a_second_prediction_mesh(tmp_path):
+    path, scar = _write_prediction(tmp_path)
+    mesh = read_mesh(path)
+    core = (scar > 0.9).astype(float)
+    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
+    tags, _ = export_model(path, tmp_path / "two", core_mesh=tmp_path / "core_pred.vtk")
+    np.testing.assert_array_equal(tags.node_tags, np.where(core >= 0.5, 3, np.where(scar >= 0.5, 2, 1)))

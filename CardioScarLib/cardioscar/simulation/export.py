@@ -23,8 +23,12 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
                  space: str | None = None, scar_field: str = "scar_probability", core_field: str | None = None,
                  border_zone: float | None = None, core: float | None = None,
                  tag_values: tuple[int, int, int] = (1, 2, 3), fibres_field: str | None = None,
-                 scar_rule: dict | None = None) -> tuple["TissueTags", dict[str, Path]]:
-    """Tag the predicted mesh and write it for a simulator; returns the tags and the files written."""
+                 scar_rule: dict | None = None, core_mesh: str | Path | None = None) -> tuple["TissueTags", dict[str, Path]]:
+    """Tag the predicted mesh and write it for a simulator; returns the tags and the files written.
+
+    The core field is ``core_field`` of ``mesh_path``, or of ``core_mesh`` (the core model's
+    prediction on the same mesh; ``core_field`` then defaults to ``scar_probability``).
+    """
     from vtk.util.numpy_support import vtk_to_numpy
 
     from ..meshio import read_mesh
@@ -36,6 +40,12 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     mesh = read_mesh(mesh_path)
     scar = mesh.point_array(scar_field)
     core_values = None if core_field is None else mesh.point_array(core_field)
+    if core_mesh is not None:
+        other = read_mesh(core_mesh)
+        if other.n_points != mesh.n_points:
+            raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has {other.n_points} nodes but --mesh has "
+                                  f"{mesh.n_points}: apply the core model to the same mesh")
+        core_values = other.point_array(core_field or "scar_probability")
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
         raise CardioScarError(f"{Path(mesh_path).name}: the scar/core fields must have one value per node")
     if mesh.dataset.GetNumberOfCells() == 0:
@@ -76,7 +86,8 @@ def _parse_tags(text: str) -> tuple[int, int, int]:
 
 def _run(args: argparse.Namespace) -> None:
     tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
-                               args.core_field, args.border_zone, args.core, _parse_tags(args.tags), args.fibres)
+                               args.core_field, args.border_zone, args.core, _parse_tags(args.tags), args.fibres,
+                               core_mesh=args.core_mesh)
     for line in summary_lines(tags):
         logger.info(line)
     logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
@@ -94,6 +105,8 @@ def register(subparsers) -> None:
                         help="coordinate frame of the written points (default: the mesh file's own)")
     parser.add_argument("--scar-field", default="scar_probability", help="point field of scar (border zone + core)")
     parser.add_argument("--core-field", default=None, help="optional point field of core probability (second model)")
+    parser.add_argument("--core-mesh", type=Path, default=None,
+                        help="the core model's prediction on the same mesh (its --core-field, default scar_probability)")
     parser.add_argument("--border-zone", type=float, default=None, help="border-zone threshold (default 0.5)")
     parser.add_argument("--core", type=float, default=None,
                         help="core threshold (default 0.8 on the scar field, 0.5 on --core-field)")
