@@ -369,6 +369,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         slice_labels=[str(s) for s in arrays.get("slice_labels", np.zeros(0, dtype=str))],
         partial_volume_correction=bool(arrays.get("partial_volume_correction", False)),
         group_coverage=arrays.get("group_coverage", np.zeros(0, dtype=np.float64)).astype(np.float64),
+        scar_rule=str(arrays.get("scar_rule", "")),
     )
 
 
@@ -392,6 +393,7 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
         "n_groups": int(result.n_groups),
         "n_mesh_nodes": int(result.n_mesh_nodes),
         "slices": list(result.slice_labels),
+        **({"scar_rule": result.scar_rule} if result.scar_rule else {}),
     }
 
 
