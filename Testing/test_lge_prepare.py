@@ -78,6 +78,9 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
 
         checkpoint = train_scar_model(npz, TrainingConfig.fast(max_epochs=1))
         assert json.loads(checkpoint["provenance"]["scar_rule"]) == record
+        from cardioscar.simulation.export import scar_rule_of
+
+        assert scar_rule_of(npz) == record  # what export --rule-from puts into the sidecar
 
 
 def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):

@@ -74,6 +74,23 @@ def summary_lines(tags: "TissueTags") -> list[str]:
             f"{row['volume_ml']:.2f} ml ({row['percent']:.1f} %)" for name, row in tags.summary().items()]
 
 
+def scar_rule_of(training_data: str | Path) -> dict:
+    """The scar-rule record that ``prepare --scar-rule`` wrote into a training-data ``.npz``."""
+    import json
+
+    import numpy as np
+
+    source = Path(training_data)
+    try:
+        with np.load(source, allow_pickle=False) as data:
+            text = str(data["scar_rule"]) if "scar_rule" in data.files else ""
+    except (OSError, ValueError) as error:
+        raise CardioScarError(f"--rule-from {source}: not a readable training-data .npz ({error})") from None
+    if not text:
+        raise CardioScarError(f"--rule-from {source} holds no scar rule: it was prepared without --scar-rule")
+    return json.loads(text)
+
+
 def _parse_tags(text: str) -> tuple[int, int, int]:
     try:
         values = tuple(int(v) for v in text.split(","))
@@ -87,7 +104,8 @@ def _parse_tags(text: str) -> tuple[int, int, int]:
 def _run(args: argparse.Namespace) -> None:
     tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
                                args.core_field, args.border_zone, args.core, _parse_tags(args.tags), args.fibres,
-                               core_mesh=args.core_mesh)
+                               core_mesh=args.core_mesh,
+                               scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
     for line in summary_lines(tags):
         logger.info(line)
     logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
@@ -111,5 +129,7 @@ def register(subparsers) -> None:
     parser.add_argument("--core", type=float, default=None,
                         help="core threshold (default 0.8 on the scar field, 0.5 on --core-field)")
     parser.add_argument("--tags", default="1,2,3", help="region tags HEALTHY,BORDER,CORE (default 1,2,3)")
+    parser.add_argument("--rule-from", type=Path, default=None, metavar="NPZ",
+                        help="training data made by prepare --scar-rule: its rule and statistics go into PREFIX.json")
     parser.add_argument("--fibres", default=None, help="cell field with fibre (3) or fibre+sheet (6) directions")
     parser.set_defaults(handler=_run)
