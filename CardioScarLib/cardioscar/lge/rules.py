@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 OUTSIDE, HEALTHY, BORDER, CORE = -1, 0, 1, 2
 N_SECTORS = 6
 MIN_REFERENCE_PIXELS = 5
+Levels = tuple[float, float, dict]  # border level, core level (intensity units), statistics
 ENHANCEMENT_SD = 5.0
 
 # rule -> (default border, default core, valid low, valid high, unit of the thresholds)
@@ -175,7 +176,8 @@ def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = 
     return mask, best
 
 
-def _nsd(values, myo, blood, remote, border, core, k):
+def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+         border: float, core: float, k: int) -> Levels:
     if remote is None:
         region, sector = darkest_sector(values, myo)
         source = f"darkest of {N_SECTORS} sectors (sector {sector})"
@@ -200,17 +202,19 @@ def _enhanced(values: np.ndarray, myo: np.ndarray, peak: float) -> bool:
     return bool(peak > reference.mean() + ENHANCEMENT_SD * reference.std())
 
 
-def _relative_levels(border_level: float, core_level: float, enhanced: bool, record: dict):
+def _relative_levels(border_level: float, core_level: float, enhanced: bool, record: dict) -> Levels:
     record["enhanced"] = enhanced
     return (border_level, core_level, record) if enhanced else (np.inf, np.inf, record)
 
 
-def _fwhm(values, myo, blood, remote, border, core, k):
+def _fwhm(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+          border: float, core: float, k: int) -> Levels:
     peak = float(np.percentile(values[myo], 99))
     return _relative_levels(border * peak, core * peak, _enhanced(values, myo, peak), {"maximum": peak})
 
 
-def _iir(values, myo, blood, remote, border, core, k):
+def _iir(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+         border: float, core: float, k: int) -> Levels:
     pool = values[blood & ~myo]
     if pool.size < MIN_REFERENCE_PIXELS:
         raise CardioScarError(f"The blood pool on slice {k} has {pool.size} pixels (need >= {MIN_REFERENCE_PIXELS}) "
@@ -221,7 +225,8 @@ def _iir(values, myo, blood, remote, border, core, k):
     return border * mean, core * mean, {"blood_mean": mean, "blood_sd": float(pool.std()), "blood_pixels": int(pool.size)}
 
 
-def _psi(values, myo, blood, remote, border, core, k):
+def _psi(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+         border: float, core: float, k: int) -> Levels:
     low, high = (float(v) for v in np.percentile(values[myo], [1, 99]))
     span = high - low
     return _relative_levels(low + border * span, low + core * span, _enhanced(values, myo, high),
