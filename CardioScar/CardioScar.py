@@ -5,14 +5,18 @@ Qt-free ``CardioScarLogic`` (package ``CardioScarLogic`` next to this file), the
 Python console and ``Scripts/cardioscar_batch.py`` use. The numerical core is the ``cardioscar``
 package (CardioScarLib), installed next to this module by the extension.
 
-torch is imported only when a run starts; if it is missing the panel offers (once per session)
-to install it through the PyTorch extension, which picks the CUDA build matching the driver.
+The panel runs training and prediction in a worker process (``CardioScarLogic.background``), so
+Slicer never freezes and *Stop* ends the work at once; the console and batch mode call the Logic
+directly and wait. torch is never imported by the panel at load time; the *Dependencies* section
+shows its version and installs or updates it through the PyTorch extension.
 """
 
+import importlib.metadata
 import importlib.util
 import pathlib
 import sys
 import time
+import traceback
 from typing import Annotated, Optional, Union
 
 import qt
@@ -20,7 +24,7 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, GuiConnector, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -48,6 +52,9 @@ _addLibraryPath()
 
 from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import ReconstructionOptions  # noqa: E402
+from CardioScarLogic.background import BackgroundRun  # noqa: E402
+from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
+from CardioScarLogic.results import new_output_model  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -56,10 +63,15 @@ PRESET_PANEL_VALUES = {
     "documented": {"maxEpochs": 10000, "earlyStoppingPatience": 500, "trainingMcSamples": 3},
     "fast": {"maxEpochs": 600, "earlyStoppingPatience": 600, "trainingMcSamples": 1},
 }
-#: Pip requirement strings of the non-torch dependencies (SimpleITK ships with Slicer).
-PIP_REQUIREMENTS = {"sklearn": "scikit-learn", "tqdm": "tqdm", "SimpleITK": "SimpleITK"}
-#: Seconds between GUI refreshes while training runs on the main thread.
-EVENT_INTERVAL_S = 0.2
+#: Pip requirement strings of the packages the module uses that Slicer does not ship (numpy,
+#: scipy, SimpleITK and VTK ship with Slicer; torch comes through the PyTorch extension).
+PIP_REQUIREMENTS = {"sklearn": "scikit-learn"}
+#: torch versions the library supports (the PyTorch extension installs within this range).
+TORCH_REQUIREMENT = ">=2.4"
+#: Milliseconds between reads of the worker's reports.
+POLL_INTERVAL_MS = 100
+#: Seconds between progress lines in the log pane (the progress bar shows every report).
+LOG_PROGRESS_S = 5.0
 
 
 class CardioScar(ScriptedLoadableModule):
@@ -88,6 +100,12 @@ class CardioScarParameterNode:
     the Logic parses them and reports the valid range on error. The training defaults are the
     fast preset's, for interactive use (the command line and batch mode default to the
     documented preset, one click away in the preset box); the others equal the command line's.
+    ``savedModelPath`` is a string kept by the panel itself: the wrapper's path type defaults
+    to ``Path()``, which a path box shows as ".".
+
+    Adding an option: a field here, a widget with that name as its ``SlicerParameterName`` in
+    the .ui (bound by :meth:`CardioScarWidget._guiMapping`), and its keyword in
+    :meth:`CardioScarWidget.options`; Testing/test_slicer_ui.py checks that the three agree.
     """
 
     # None belongs in the Union: the wrapper writes each default (None) when it wraps a node
@@ -109,30 +127,69 @@ class CardioScarParameterNode:
     normalizeIntensities: bool = False
     partialVolumeCorrection: bool = False
     forceCpu: bool = False
-    savedModelPath: pathlib.Path
+    outputToNewModel: bool = False
+    savedModelPath: str = ""
+
+
+class LineEditConnector(GuiConnector):
+    """A line edit bound to a string parameter that leaves the text alone when it already holds
+    the value. Slicer 5.8's own connector sets the text on every parameter change, including
+    the one the user's keystroke caused, which moves the cursor to the end while typing."""
+
+    @staticmethod
+    def canRepresent(widget, datatype) -> bool:
+        return isinstance(widget, qt.QLineEdit) and datatype is str
+
+    @staticmethod
+    def create(widget, datatype):
+        return LineEditConnector(widget) if LineEditConnector.canRepresent(widget, datatype) else None
+
+    def __init__(self, widget) -> None:
+        super().__init__()
+        self._widget = widget
+
+    def _connect(self) -> None:
+        self._widget.connect("textChanged(QString)", self.changed)
+
+    def _disconnect(self) -> None:
+        self._widget.disconnect("textChanged(QString)", self.changed)
+
+    def widget(self):
+        return self._widget
+
+    def read(self) -> str:
+        return self._widget.text
+
+    def write(self, value: str) -> None:
+        if self._widget.text != value:
+            self._widget.text = value
 
 
 class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel.
 
-    Responsiveness: training runs on the main thread inside the Logic, and the progress callback
-    and cancel hook call ``slicer.app.processEvents()`` at most every 0.2 s. A worker thread was
-    rejected: MRML and VTK objects are not thread-safe, the Logic must stay a plain blocking call
-    for the console and batch mode, and the core library already reports progress every 0.2 s
-    and polls the cancel hook before every batch and every prediction chunk, each well under a
-    second on 2 CPU cores (a large mesh's epoch has many batches), so the GUI stays live.
+    Parameter node: connected once per node with ``connectParametersToGui`` (which returns a
+    tag on Slicer 5.8 and 5.10, unlike ``connectGui`` on 5.8) and kept connected while the
+    module is hidden, so entering the module again adds nothing. Runs: the inputs are read on
+    the main thread (fast; a bad input is one line in the status), then a worker process trains
+    and predicts while a timer reads its reports into the log and the progress bar; the scene
+    is written only when the worker finished. Stop, closing the scene, reloading the module
+    and quitting Slicer end the worker at once.
     """
 
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
+        # State first: without a parent, Slicer's base class calls setup() inside __init__. Its
+        # super().__init__() also initialises VTKObservationMixin (calling that again would drop
+        # the observers setup() added).
         self.logic: Optional[CardioScarLogic] = None
         self._parameterNode: Optional[CardioScarParameterNode] = None
         self._parameterNodeGuiTag = None
-        self._running = False
-        self._cancelRequested = False
-        self._lastEvents = 0.0
+        self._run: Optional[BackgroundRun] = None
+        self._runButton = None
+        self._runOutput = None
         self._torchDeclined = False
+        self._lastProgressLog = 0.0
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     # ------------------------------------------------------------------ setup
 
@@ -146,21 +203,31 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.applySavedButton.connect("clicked(bool)", self.onApplySavedButton)
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
+        self.ui.installTorchButton.connect("clicked(bool)", self.onInstallTorchButton)
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
-        # "clicked": user clicks only; restoring a scene toggles it too, and the label imports torch
-        self.ui.forceCpuCheckBox.connect("clicked(bool)", lambda _checked: self._updateDeviceLabel())
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
+        self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._pollRun)
+        slicer.app.connect("aboutToQuit()", self._stopRun)
         self.ui.progressBar.setVisible(False)
+        self._updateDependencies()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self._cancelRequested = True  # a reload during a run: the old run stops at its next poll
+        """Module reload or application exit: end a running worker, drop every observer and
+        connection (a reloaded module's old panel must not stay reachable from the application)."""
+        self._stopRun()
+        self.setParameterNode(None)
         self.removeObservers()
+        slicer.app.disconnect("aboutToQuit()", self._stopRun)
 
     def onReload(self) -> None:
         """Developer reload: re-read the Logic package too (Slicer re-reads only this file).
@@ -169,7 +236,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """
         import importlib
 
-        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "acquisition", "logic", ""):
+        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "acquisition",
+                     "layout", "logic", "worker", "background", ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)
@@ -179,18 +247,23 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        """Nothing to undo: the panel stays connected to its parameter node while hidden
+        (disconnecting and connecting again on each visit is what piled up connectors)."""
 
     def onSceneStartClose(self, caller, event) -> None:
-        self._cancelRequested = True  # closing the scene removes the run's nodes: stop it
-        self.setParameterNode(None)
+        """Stop a run (closing the scene removes its nodes). The parameter node is a singleton
+        that survives the close (reset), so the panel stays connected to it: disconnecting and
+        connecting again would leave one more observer on it each time on Slicer 5.8."""
+        self._stopRun()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        """A scene loaded into the open panel: its parameter node's values replaced ours (the
+        widgets follow), and its "Also use" nodes exist only now."""
+        self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -202,17 +275,33 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             first = self.logic.default_heart_model()
             if first:
                 self._parameterNode.heartModel = first
+        self._restoreExtraInputs()
 
     def setParameterNode(self, inputParameterNode: Optional[CardioScarParameterNode]) -> None:
+        """Connect the widgets to ``inputParameterNode``; nothing happens when it wraps the
+        parameter node already connected."""
+        current = self._parameterNode.parameterNode if self._parameterNode else None
+        if inputParameterNode is not None and inputParameterNode.parameterNode is current:
+            return
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._guiMapping())
+            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
             self._restoreExtraInputs()
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
+            self._updatePanel()
+
+    def _guiMapping(self) -> dict:
+        """Parameter name -> widget (or connector) of every widget with a SlicerParameterName."""
+        mapping = {}
+        for widget in self.ui.__dict__.values():
+            name = widget.property("SlicerParameterName") if hasattr(widget, "property") else None
+            if name:
+                mapping[str(name)] = LineEditConnector(widget) if type(widget) is qt.QLineEdit else widget
+        return mapping
 
     def _restoreExtraInputs(self) -> None:
         """Check the "Also use" nodes kept on the parameter node (e.g. by a saved scene)."""
@@ -227,15 +316,23 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onExtraInputsChanged(self) -> None:
         if self._parameterNode is not None:
             self.logic.set_extra_inputs(self._parameterNode.parameterNode, self.ui.extraInputsSelector.checkedNodes())
-        self._checkCanApply()
+        self._updatePanel()
+
+    def _onSavedModelPathChanged(self, path: str) -> None:
+        if self._parameterNode is not None and self._parameterNode.savedModelPath != path:
+            self._parameterNode.savedModelPath = path
 
     # ------------------------------------------------------------------ state
 
-    def _checkCanApply(self, caller=None, event=None) -> None:
+    def _updatePanel(self, caller=None, event=None) -> None:
         """Enable actions that have their inputs; show the valid slice range."""
-        if self._running or self._parameterNode is None:
+        if self._parameterNode is None:
             return
         p = self._parameterNode
+        if self.ui.savedModelPathLineEdit.currentPath != p.savedModelPath:
+            self.ui.savedModelPathLineEdit.currentPath = p.savedModelPath
+        if self._run is not None:
+            return
         inputs = self._inputNodes()
         counts = [self.logic.slice_count(node, p.sliceAxis) for node in inputs]
         count = sum(counts) if counts and all(counts) else 0
@@ -255,8 +352,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = canTrain
         self.ui.applyButton.toolTip = (_("Train on the chosen slices and write the scar fields on the mesh")
                                        if canTrain else _("Select the LGE volume and the heart mesh"))
-        savedPath = str(p.savedModelPath) if p.savedModelPath else ""
-        self.ui.applySavedButton.enabled = bool(p.heartModel and savedPath.lower().endswith(".pth"))
+        self.ui.applySavedButton.enabled = bool(p.heartModel and p.savedModelPath.lower().endswith(".pth"))
         self.ui.saveModelButton.enabled = self.logic.last_checkpoint is not None
 
     def _inputNodes(self) -> list:
@@ -276,12 +372,6 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for name, value in PRESET_PANEL_VALUES[preset].items():
                 setattr(self._parameterNode, name, value)
 
-    def _updateDeviceLabel(self) -> None:
-        if importlib.util.find_spec("torch") is None:
-            self.ui.deviceLabel.text = _("PyTorch not installed (offered on first run)")
-            return
-        self.ui.deviceLabel.text = self.logic.device_description(self.ui.forceCpuCheckBox.checked)
-
     def options(self) -> ReconstructionOptions:
         """The panel's values as Logic options."""
         p = self._parameterNode
@@ -296,19 +386,47 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ dependencies
 
-    def _dependenciesReady(self) -> bool:
-        """:meth:`ensureDependencies` with its errors shown in a dialog (raised in a Qt slot they
-        would only reach the Python console, and the button would seem to do nothing).
-        ``tryWithErrorDisplay`` shows the dialog and raises again; the error is then handled."""
+    def _updateDependencies(self) -> None:
+        """Show the installed torch version without importing torch (importing it in Slicer
+        would keep its files open and block an update until restart)."""
         try:
-            with slicer.util.tryWithErrorDisplay(_("CardioScar cannot run without its Python packages."),
-                                                 waitCursor=False):
-                return self.ensureDependencies()
-        except Exception:  # noqa: BLE001 - already shown to the user in the dialog
+            version = importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        self.ui.torchVersionLabel.text = version or _("not installed")
+        self.ui.installTorchButton.text = _("Update PyTorch") if version else _("Install PyTorch")
+
+    def onInstallTorchButton(self) -> None:
+        self._installTorch(askConfirmation=True)
+
+    def _installTorch(self, askConfirmation: bool) -> None:
+        """Install or update torch through the PyTorch extension (it picks the build that matches
+        the GPU driver); an update of a torch this session has imported needs a restart."""
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError:
+            self._showError(_("Install the 'PyTorch' extension from the Extensions Manager and restart Slicer."))
+            return
+        loaded = "torch" in sys.modules
+        with slicer.util.WaitCursor():
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation,
+                                                                 torchVersionRequirement=TORCH_REQUIREMENT)
+        self._updateDependencies()
+        if torch is not None and loaded and slicer.util.confirmYesNoDisplay(
+                _("PyTorch was updated. Restart Slicer now to use the new version?")):
+            slicer.util.restart()
+
+    def _dependenciesReady(self) -> bool:
+        """:meth:`ensureDependencies` with a failure shown in the status and the log (raised in a
+        Qt slot it would only reach the Python console, and the button would seem dead)."""
+        try:
+            return self.ensureDependencies()
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            self._reportFailure(error)
             return False
 
     def ensureDependencies(self) -> bool:
-        """torch through the PyTorch extension (asked once per session), others through pip."""
+        """torch through the PyTorch extension (asked once per session), scikit-learn through pip."""
         missing = [req for module, req in PIP_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
         if missing:
             if not slicer.util.confirmOkCancelDisplay(
@@ -318,134 +436,185 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if importlib.util.find_spec("torch") is not None:
             return True
         if self._torchDeclined:
-            raise ValueError(_("PyTorch is not installed: restart Slicer to be asked again, or install it from the "
-                               "PyTorch extension's module (PyTorch Utils)."))
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError:
-            raise ValueError(_("CardioScar needs PyTorch: install the 'PyTorch' extension from the Extensions "
-                               "Manager, restart Slicer, then press Train again.")) from None
+            self._showError(_("PyTorch is not installed: use Install PyTorch in the Dependencies section."))
+            return False
         if not slicer.util.confirmOkCancelDisplay(
                 _("CardioScar needs PyTorch, which is not installed yet. Install it now through the PyTorch "
                   "extension? It picks the build that matches your GPU driver (a download of up to a few GB).")):
             self._torchDeclined = True
             return False
-        with slicer.util.WaitCursor():
-            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.4")
-        if torch is None:
-            raise ValueError(_("PyTorch installation failed: see the Python console, or install it in the PyTorch "
-                               "Utils module."))
-        self._updateDeviceLabel()
-        return True
+        self._installTorch(askConfirmation=False)  # the user just said yes
+        return importlib.util.find_spec("torch") is not None
 
     # ------------------------------------------------------------------ runs
 
-    def _pumpEvents(self) -> None:
-        now = time.monotonic()
-        if now - self._lastEvents >= EVENT_INTERVAL_S:
-            self._lastEvents = now
-            slicer.app.processEvents()
+    def _log(self, line: str) -> None:
+        self.ui.logTextEdit.appendPlainText(line)
 
-    def _shouldCancel(self) -> bool:
-        self._pumpEvents()
-        return self._cancelRequested
+    def _showError(self, message: str, details: str = "") -> None:
+        """One line in the status and the log (the whole traceback only in the log)."""
+        line = message.splitlines()[0] if message else _("Failed.")
+        self.ui.statusLabel.text = line
+        self._log(_("Error: ") + line)
+        if details:
+            self._log(details)
 
-    def _onProgress(self, progress) -> None:
-        self.ui.progressBar.maximum = progress.max_epochs
-        self.ui.progressBar.value = progress.epoch
-        left = "?" if progress.eta_s is None else f"{progress.eta_s:.0f} s"
-        self.ui.progressBar.format = _("epoch {epoch}/{total}  loss {loss:.4g}  best {best:.4g}  <= {left} left").format(
-            epoch=progress.epoch, total=progress.max_epochs, loss=progress.loss, best=progress.best_loss, left=left)
-        self._pumpEvents()
+    def _reportFailure(self, error: Exception) -> None:
+        """A user error (CardioScarError) as its own line; anything else as its type and message,
+        with the traceback in the log."""
+        from cardioscar.errors import CardioScarError
 
-    def _setRunning(self, running: bool, button: qt.QPushButton, idleText: str) -> None:
-        """While running, the pressed button reads Cancel and every other action is disabled."""
-        self._running = running
-        self._cancelRequested = False
-        button.text = _("Cancel") if running else idleText
-        for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton,
-                       self.ui.applyButton, self.ui.applySavedButton, self.ui.saveModelButton):
-            if widget is not button:
+        if isinstance(error, CardioScarError):
+            self._showError(str(error))
+        else:
+            self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
+
+    def _startRun(self, button, idleText: str, output, makeRun, startText: str) -> None:
+        """Read the inputs and start the worker; a bad input shows one line and starts nothing.
+        ``output``: the model the result goes on (or is copied from, for a new model node)."""
+        try:
+            run = makeRun()
+        except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            self._reportFailure(error)
+            return
+        self._run, self._runButton, self._runOutput = run, button, output
+        button.setProperty("idleText", idleText)
+        self._setRunning(True)
+        self.ui.statusLabel.text = startText
+        self._log(startText)
+        self._timer.start()
+
+    def _setRunning(self, running: bool) -> None:
+        """While running, the pressed button reads Stop and every other action is disabled."""
+        for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
+                       self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
+                       self.ui.installTorchButton):
+            if widget is not self._runButton:
                 widget.enabled = not running
-        button.enabled = True
+        self._runButton.text = _("Stop") if running else self._runButton.property("idleText")
+        self._runButton.enabled = True
         self.ui.progressBar.setVisible(running)
         self.ui.progressBar.value = 0
         if not running:
-            self._checkCanApply()
+            self._run = self._runButton = self._runOutput = None
+            self._updatePanel()
 
-    def _runGuarded(self, button: qt.QPushButton, idleText: str, work, errorMessage: str) -> None:
-        if self._running:
-            self._cancelRequested = True
-            self.ui.statusLabel.text = _("Cancelling...")
+    def _stopRun(self) -> None:
+        """End the worker now; the scene stays as it was."""
+        if self._run is None:
             return
-        from cardioscar.errors import TrainingCancelled
+        self._timer.stop()
+        self._run.stop()
+        self._setRunning(False)
+        self.ui.statusLabel.text = _("Stopped: nothing was changed.")
+        self._log(self.ui.statusLabel.text)
 
-        self._setRunning(True, button, idleText)
+    def _pollRun(self) -> None:
+        """Timer slot: move the worker's reports into the log and the progress bar; import the
+        result once it ended."""
+        run = self._run
+        if run is None:
+            self._timer.stop()
+            return
+        for message in run.messages():
+            if message.kind == "progress":
+                self._onProgress(message.fields)
+            if message.kind != "progress" or self._progressWorthLogging(message.fields):
+                self._log(message.text)
+        if run.running:
+            return
+        self._timer.stop()
+        self._finishRun(run)
+
+    def _progressWorthLogging(self, fields: dict) -> bool:
+        """A progress line every LOG_PROGRESS_S seconds and at the last epoch (the bar shows all)."""
+        now = time.monotonic()
+        if fields["epoch"] == fields["max_epochs"] or now - self._lastProgressLog >= LOG_PROGRESS_S:
+            self._lastProgressLog = now
+            return True
+        return False
+
+    def _onProgress(self, fields: dict) -> None:
+        self.ui.progressBar.maximum = fields["max_epochs"]
+        self.ui.progressBar.value = fields["epoch"]
+        left = "?" if fields.get("eta_s") is None else f"{fields['eta_s']:.0f} s"
+        self.ui.progressBar.format = _("epoch {epoch}/{total}  loss {loss:.4g}  <= {left} left").format(
+            epoch=fields["epoch"], total=fields["max_epochs"], loss=fields["loss"], left=left)
+
+    def _finishRun(self, run: BackgroundRun) -> None:
+        from cardioscar.errors import CardioScarError
+
+        inputModel = self._runOutput
         try:
-            with slicer.util.tryWithErrorDisplay(errorMessage, waitCursor=False):
-                try:
-                    result = work()
-                except TrainingCancelled:
-                    self.ui.statusLabel.text = _("Cancelled: the mesh was left as it was.")
-                    return
-                self._showResult(result)
-        except Exception:  # noqa: BLE001 - shown in the dialog (which raises again); the label must not stay "Training..."
-            self.ui.statusLabel.text = _("Failed: see the message.")
-        finally:
-            self._setRunning(False, button, idleText)
+            if not run.succeeded:
+                raise CardioScarError(run.failure())
+            output = new_output_model(inputModel) if self._parameterNode.outputToNewModel else inputModel
+            try:
+                result = run.finish(output)
+            except Exception:
+                if output is not inputModel:
+                    slicer.mrmlScene.RemoveNode(output)
+                raise
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            run.stop()
+            self._setRunning(False)
+            self._reportFailure(error)
+            return
+        self._setRunning(False)
+        self._showResult(result, output)
+        if not self._parameterNode.outputToNewModel:
+            self._parameterNode.outputToNewModel = True  # the next run goes beside this one, for comparison
 
     def onApplyButton(self) -> None:
-        """Train and apply (or cancel the running training)."""
-        if not self._running and not self._dependenciesReady():
+        """Train and apply in a worker (or stop the running one)."""
+        if self._run is not None:
+            self._stopRun()
+            return
+        if not self._dependenciesReady():
             return
         p = self._parameterNode
-        inputs = self._inputNodes()
-
-        def work():
-            self.ui.statusLabel.text = _("Training...")
-            return self.logic.train_and_apply(inputs, p.heartModel, self.options(),
-                                              progress_callback=self._onProgress, should_cancel=self._shouldCancel)
-
-        self._runGuarded(self.ui.applyButton, _("Train and apply"), work,
-                         _("Training failed. Check the slice indices, the slab half-width and that the mesh overlaps the slices."))
+        self._startRun(self.ui.applyButton, _("Train and apply"), p.heartModel,
+                       lambda: BackgroundRun.training(self.logic, self._inputNodes(), p.heartModel, self.options()),
+                       _("Training..."))
 
     def onApplySavedButton(self) -> None:
-        """Apply a saved model without training (or cancel it)."""
-        if not self._running and not self._dependenciesReady():
+        """Apply a saved model in a worker, without training (or stop it)."""
+        if self._run is not None:
+            self._stopRun()
+            return
+        if not self._dependenciesReady():
             return
         p = self._parameterNode
-
-        def work():
-            self.ui.statusLabel.text = _("Predicting...")
-            return self.logic.apply_model(str(p.savedModelPath), p.heartModel, self.options(),
-                                          should_cancel=self._shouldCancel)
-
-        self._runGuarded(self.ui.applySavedButton, _("Apply a saved model"), work,
-                         _("Applying the saved model failed. Choose a .pth file written by CardioScar."))
+        self._startRun(self.ui.applySavedButton, _("Apply a saved model"), p.heartModel,
+                       lambda: BackgroundRun.prediction(self.logic, p.savedModelPath, p.heartModel, self.options()),
+                       _("Predicting..."))
 
     def onSaveModelButton(self) -> None:
         path = qt.QFileDialog.getSaveFileName(self.parent, _("Save CardioScar model"), "scar_model.pth",
                                               _("CardioScar model (*.pth)"))
         if not path:
             return
-        with slicer.util.tryWithErrorDisplay(_("Saving the model failed. Choose a writable folder and a .pth name."),
-                                             waitCursor=True):
-            self.logic.save_model(path)
-            self._parameterNode.savedModelPath = pathlib.Path(path)
-            self.ui.statusLabel.text = _("Model saved to {path}").format(path=path)
+        from cardioscar.errors import CardioScarError
 
-    def _showResult(self, result) -> None:
-        """Summary in the panel, the loss curve in the plot view, the table in the table view."""
+        try:
+            self.logic.save_model(path)
+        except CardioScarError as error:
+            self._showError(str(error))
+            return
+        self._parameterNode.savedModelPath = str(path)
+        self.ui.statusLabel.text = _("Model saved to {path}").format(path=path)
+
+    def _showResult(self, result, output) -> None:
+        """Summary in the panel; the 3D view, the table and the loss plot in the results layout."""
         rows = "".join(f"<tr><td>{m}</td><td align='right'><b>{v}</b> {u}</td></tr>" for m, v, u in result.summary)
         self.ui.resultsLabel.text = f"<table>{rows}</table>"
-        self.ui.statusLabel.text = _("Done in {seconds:.1f} s on {device}.").format(seconds=result.seconds,
-                                                                                    device=result.device)
+        self.ui.statusLabel.text = _("Done in {seconds:.1f} s on {device}: the result is on '{name}'.").format(
+            seconds=result.seconds, device=result.device, name=output.GetName())
+        self._log(self.ui.statusLabel.text)
         self.ui.deviceLabel.text = result.device
-        if result.chart_node is not None:
-            slicer.modules.plots.logic().ShowChartInLayout(result.chart_node)
-        application = slicer.app.applicationLogic()
-        application.GetSelectionNode().SetActiveTableID(result.table_node.GetID())
-        application.PropagateTableSelection()  # setting the ID alone does not show it in a table view
+        layoutNode = layout_node_of(slicer.mrmlScene)
+        if layoutNode is not None:
+            show_results(layoutNode, slicer.app.applicationLogic(), result.table_node, result.chart_node)
 
 
 class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):
@@ -456,8 +625,9 @@ class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):
     """
 
     def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        _QtFreeLogic.__init__(self, slicer.mrmlScene)
+        # ScriptedLoadableModuleLogic.__init__ calls super().__init__() (Slicer 5.8 and 5.10), which
+        # is the Qt-free Logic's __init__ with the application's scene: one call initialises both.
+        super().__init__()
 
     def getParameterNode(self) -> CardioScarParameterNode:
         return CardioScarParameterNode(super().getParameterNode())
@@ -466,21 +636,29 @@ class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):
 class CardioScarTest(ScriptedLoadableModuleTest):
     """Slicer-native test (ctest via WITH_GENERIC_TESTS / slicer_add_python_unittest, or the
     Reload & Test button). It needs the Slicer application and cannot run in this repository's
-    CI; the same scenario runs Qt-free against slicer-core in Testing/test_slicer_logic.py.
+    CI; the same scenarios run against slicer-core in Testing/test_slicer_logic.py, and the panel
+    in Testing/test_slicer_panel.py (with a stand-in for Qt).
 
     Scenario: write a small oblique LV phantom (NIfTI + VTK), load both through Slicer, run the
     Logic with a tiny training budget, check the arrays, display and table; check that a cancel
-    leaves the model untouched.
+    leaves the model untouched; then build the panel, train from it (in its worker process) and
+    check the result on the mesh. Without PyTorch it says so and skips.
     """
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
+        if importlib.util.find_spec("torch") is None:
+            self.delayDisplay("PyTorch is not installed, so CardioScar cannot run: tests skipped. "
+                              "Install it in the module's Dependencies section.")
+            return
         self.setUp()
         self.test_TrainAndApply()
         self.setUp()
         self.test_CancelLeavesModel()
+        self.setUp()
+        self.test_PanelTrainsInItsWorker()
 
     def _phantomNodes(self):
         from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
@@ -520,3 +698,27 @@ class CardioScarTest(ScriptedLoadableModuleTest):
         self.assertIsNone(model.GetMesh().GetPointData().GetArray("scar_probability"))
         self.delayDisplay("Test passed")
 
+    def test_PanelTrainsInItsWorker(self) -> None:
+        import time
+
+        self.delayDisplay("Train from the panel")
+        volume, model, half = self._phantomNodes()
+        widget = CardioScarWidget()  # no parent: Slicer's base class builds a top-level panel
+        try:
+            widget.enter()
+            parameters = widget._parameterNode
+            parameters.inputVolume, parameters.heartModel = volume, model
+            parameters.maxEpochs, parameters.halfThickness, parameters.sliceIndices = 20, half, "0,2,4"
+            widget.ui.applyButton.click()
+            deadline = time.monotonic() + 300
+            while widget._run is not None and time.monotonic() < deadline:
+                slicer.app.processEvents()
+                time.sleep(0.05)
+            self.assertIsNone(widget._run)
+            self.assertEqual(len(slicer.util.arrayFromModelPointData(model, "scar_probability")),
+                             model.GetMesh().GetNumberOfPoints())
+            self.assertTrue(widget._parameterNode.outputToNewModel)  # a second run would go beside it
+        finally:
+            widget.cleanup()
+            widget.parent.deleteLater()
+        self.delayDisplay("Test passed")

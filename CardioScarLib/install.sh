@@ -27,12 +27,12 @@ pick_python() {
         exit 1
     fi
     # 3.11 first where it exists: the same .venv then serves the tests later
-    for candidate in python3.11 python3 python3.12 python3.10; do
-        if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    for candidate in python3.11 python3 python3.12 python3.10 python3.9; do
+        if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
             echo "$candidate"; return
         fi
     done
-    echo "install.sh: CardioScar needs Python >= 3.10" >&2
+    echo "install.sh: CardioScar needs Python >= 3.9" >&2
     exit 1
 }
 

@@ -232,7 +232,7 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
     (a tetrahedral mesh as .vtp, exit 0). The volume here does not exist: the check must come first."""
     mesh, missing, out = str(case["paths"]["mesh"]), str(tmp_path / "missing.nii.gz"), str(tmp_path / "o.vtk")
     cases = [
-        (["--volume", missing, "--save-model", str(tmp_path / "m.pt")], "Save the model as a .pth file, got 'm.pt'"),
+        (["--volume", missing, "--save-model", str(tmp_path / "m.pt")], "--save-model must end in .pth, got 'm.pt'"),
         (["--model", str(tmp_path / "m.pth"), "--volume", missing, "--scar-labels", "4", "--normalize-intensities",
           "--partial-volume-correction", "--preset", "fast", "--threads", "1", "--no-progress"],
          "--volume, --scar-labels, --normalize-intensities, --partial-volume-correction, --preset, --threads, "
@@ -259,7 +259,57 @@ def test_a_file_the_readers_cannot_read_is_one_line_too(case, tmp_path, corrupt)
                       "--mesh", bad if corrupt == "mesh" else paths["mesh"], "--output", tmp_path / "o.vtk"], cwd=tmp_path)
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"Cannot read the {corrupt} {bad}" in lines[0], lines
+    # the same refusal as `cardioscar prepare` gives (the batch script runs the library's file checks)
+    assert len(lines) == 1 and "Cannot read" in lines[0] and str(bad) in lines[0], lines
+
+
+def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tmp_path):
+    """--aha-dir with the RV insertion given as points in the mesh file's frame: the table, the
+    bull's-eye and the arrays on the output mesh equal the library's on the same prediction."""
+    import csv
+    import math
+
+    import numpy as np
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from cardioscar.aha import AhaOptions, analyse_mesh
+
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    geometry = phantom.geometry
+    # off the phantom's node rings (nodes lying exactly on a sector boundary go either way)
+    points = [geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]), np.array([math.radians(a)])))[0]
+              for a in (33.0, 153.0)]
+    text = [",".join(f"{v:.12g}" for v in p) for p in points]
+    out = tmp_path / "scar.vtk"
+    completed = _run(["--model", case["dir"] / "model.pth", "--mesh", case["paths"]["mesh"], "--output", out,
+                      "--aha-dir", tmp_path / "aha", "--rv-point", text[0], "--rv-inferior-point", text[1]],
+                     cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    mesh = read_mesh(out)
+    expected = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1]))
+    np.testing.assert_array_equal(mesh.point_array("aha_segment"), expected.point_segments)
+    cells = vtk_to_numpy(mesh.dataset.GetCellData().GetArray("aha_segment"))
+    np.testing.assert_array_equal(cells, expected.cell_segments)
+    with open(tmp_path / "aha" / "aha.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [int(r["segment"]) for r in table] == list(range(1, 18))
+    for row, reference in zip(table, expected.rows):
+        assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=1e-3)
+    assert (tmp_path / "aha" / "bullseye.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--rv-point=1,2,3"], "--rv-point only apply to the AHA segments: add --aha-dir D"),
+    (["--aha-dir", "aha"], "--aha-dir needs the RV insertion"),
+    (["--aha-dir", "aha", "--rv-point=1,2,3", "--apex=1,2,3"], "give both --apex and --base"),
+])
+def test_aha_argument_mistakes_are_refused_before_the_run(case, tmp_path, capsys, extra, expected):
+    argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+            "--output", str(tmp_path / "o.vtk"), *extra]
+    status = _load_script().run(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "o.vtk").exists()
 
 
 def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):

@@ -90,7 +90,7 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
     cases = [
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--myocardium-labels", "2,3,4"], "needs the blood pool"),
         (["--scar-rule", "nsd"], "needs --myocardium-mask"),
-        (["--scar-rule", "nsd", "--myocardium-mask", str(labels_path), "--myocardium-labels", "7"], "has no pixel on the chosen slices"),
+        (["--scar-rule", "nsd", "--myocardium-mask", str(labels_path), "--myocardium-labels", "7"], "has no voxel with labels 7"),
         (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
         (["--scar-thresholds", "2,3"], "need --scar-rule"),
     ]

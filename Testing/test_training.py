@@ -116,7 +116,7 @@ def test_a_dead_run_is_stopped_and_retried(caplog):
     ("base_lr", -1e-3, "base_lr must be a positive number"),
     ("max_lr", float("nan"), "max_lr must be a positive number"),
     ("dropout_rate", 1.0, r"dropout_rate must be in \[0, 1\)"),
-    ("seed", -1, "seed must be an integer >= 0"),
+    ("seed", -1, "seed must be in 0..2"),
     ("schedule", "cosine", "schedule must be one of"),
 ])
 def test_validation_names_field_and_range(field, value, message):

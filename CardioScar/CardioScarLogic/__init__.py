@@ -4,6 +4,7 @@ Importing this package needs MRML (the Slicer application or ``pip install slice
 the ``cardioscar`` package, but not torch: torch is imported when a run starts.
 """
 
+from .aha import AhaInputs, AhaSceneResult
 from .headless import (MRMLContext, check_mesh_output, create_scene, ensure_scene, load_model, load_volume,
                        save_model)
 from .logic import CardioScarLogic, ReconstructionResult
@@ -12,4 +13,4 @@ from .slabwidth import half_width
 
 __all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions", "PRESETS", "half_width",
            "MRMLContext", "create_scene", "ensure_scene", "load_volume", "load_model", "check_mesh_output",
-           "save_model"]
+           "save_model", "AhaInputs", "AhaSceneResult"]

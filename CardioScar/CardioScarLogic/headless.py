@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -118,26 +119,77 @@ def _reader_errors_replaced():
 
 def _require_file(path: Path, what: str) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise CardioScarError(f"{what} {path} is a folder, not a file: give the file inside it.")
     if not path.is_file():
         raise CardioScarError(f"{what} file not found: {path}")
     return path
 
 
+def check_file_of_node(node) -> None:
+    """Run the core library's file checks on the file a volume or model node was read from, if it
+    still exists: Slicer's storage nodes read through the same ITK and VTK readers, which fill a
+    truncated NIfTI with zeros, read its NaN voxels as 0 or drop a cut mesh's cells without an
+    error; ``cardioscar prepare`` refuses these files, so the Logic must too. A file that no longer
+    describes the node (overwritten since it was read: another size or node count in its header)
+    is not the node's any more and is left alone."""
+    from cardioscar.imageio import check_image_file
+    from cardioscar.meshio import MESH_SUFFIXES, read_mesh
+
+    storage = node.GetStorageNode() if node is not None and hasattr(node, "GetStorageNode") else None
+    path = Path(storage.GetFileName()) if storage is not None and storage.GetFileName() else None
+    if path is None or not path.is_file():
+        return
+    if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+        if _header_size(path) == tuple(node.GetImageData().GetDimensions()):
+            check_image_file(path)
+    elif node.IsA("vtkMRMLModelNode") and path.suffix.lower() in MESH_SUFFIXES and node.GetMesh() is not None:
+        if _declared_points(path) == node.GetMesh().GetNumberOfPoints():
+            read_mesh(path)
+
+
+def _header_size(path: Path) -> Optional[tuple]:
+    """The voxel size an image file's header gives (header only), or None if unreadable."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return tuple(reader.GetSize())
+
+
+def _declared_points(path: Path) -> Optional[int]:
+    """The node count a legacy (``POINTS n``) or XML (``NumberOfPoints="n"``) VTK file declares in
+    its first kilobytes, or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    match = re.search(rb"POINTS\s+(\d+)", head) or re.search(rb'NumberOfPoints="(\d+)"', head)
+    return int(match.group(1)) if match else None
+
+
 def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[str] = None):
-    """Read an image file (NIfTI, NRRD, MHA, ...) into a new scalar or label map volume node."""
+    """Read an image file (NIfTI, NRRD, MHA, ...) into a new scalar or label map volume node,
+    after the checks ``cardioscar prepare`` runs on it (:func:`cardioscar.imageio.check_image_file`)."""
+    from cardioscar.imageio import check_image_file, itk_warnings_off
+
     path = _require_file(Path(path), "Volume")
+    check_image_file(path)
     node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
     node = scene.AddNewNodeByClass(node_class, name or path.name.split(".")[0])
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName(str(path))
     storage.SetSingleFile(True)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    with _reader_errors_replaced():
+    with _reader_errors_replaced(), itk_warnings_off():
         read = storage.ReadData(node)
     if not read or node.GetImageData() is None:
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise CardioScarError(f"Cannot read the volume {path}: use a NIfTI, NRRD or MHA image.")
+        raise CardioScarError(f"Cannot read the volume {path}: unreadable, truncated or corrupted file (use a NIfTI, "
+                              "NRRD or MHA image).")
     return node
 
 
@@ -145,9 +197,14 @@ def load_model(scene, path: str | Path, name: Optional[str] = None):
     """Read a mesh file (.vtk, .vtp, .vtu, .stl, .ply, .obj) into a new model node.
 
     The storage node honours the ``SPACE=`` marker of the file (no marker = LPS) and holds the
-    points in RAS, as the application does.
+    points in RAS, as the application does. A ``.vtk``, ``.vtp`` or ``.vtu`` file is first read
+    as ``cardioscar`` reads it, so a file it refuses (cut short, NaN points) is refused here too.
     """
+    from cardioscar.meshio import MESH_SUFFIXES, read_mesh
+
     path = _require_file(Path(path), "Mesh")
+    if path.suffix.lower() in MESH_SUFFIXES:
+        read_mesh(path)
     node = scene.AddNewNodeByClass("vtkMRMLModelNode", name or path.name.split(".")[0])
     storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
     storage.SetFileName(str(path))
@@ -196,4 +253,4 @@ def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> 
 
 
 __all__ = ["MRMLContext", "create_scene", "ensure_scene", "color_logic_for", "in_slicer_application",
-           "load_volume", "load_model", "check_mesh_output", "save_model"]
+           "check_file_of_node", "load_volume", "load_model", "check_mesh_output", "save_model"]

@@ -27,9 +27,10 @@ from cardioscar.errors import CardioScarError
 from cardioscar.slices import RECORDED
 
 from . import results
+from .aha import AhaInputs
 from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
-from .headless import color_logic_for
+from .headless import check_file_of_node, color_logic_for
 from .options import ReconstructionOptions
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
@@ -57,9 +58,22 @@ class ReconstructionResult:
     prepared: object = None  # cardioscar.logic.PreprocessingResult of a training run
 
 
+@dataclass
+class PreparedRun:
+    """A training run's inputs, read from the scene: the options, the mesh's world LPS points,
+    the training rows and the slab half-widths used (for the summary)."""
+
+    options: ReconstructionOptions
+    points: np.ndarray
+    prepared: object  # cardioscar.logic.PreprocessingResult
+    slab: tuple
+    started: float
+
+
 def _check_model_node(model_node) -> None:
     if model_node is None or not model_node.IsA("vtkMRMLModelNode"):
         raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
+    check_file_of_node(model_node)
 
 
 def _rule_slices(lge_node, options: ReconstructionOptions, myocardium_node, blood_pool_node, dicom_database) -> list:
@@ -96,7 +110,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     """The chosen slices of one scar node or of a list of them, with their training targets.
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files."""
     from cardioscar.slices import pooled_slices
-    from cardioscar.targets import slice_targets
+    from cardioscar.targets import scar_label_pixels, slice_targets, unmatched_labels
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node) for node in nodes or [None]]
@@ -104,6 +118,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     if 0 < len(labels) < len(sources):
         raise CardioScarError(f"Give inputs of one kind: {', '.join(labels)} hold labels, the others intensities.")
     for node in nodes:
+        check_file_of_node(node)
         check_slices_where_acquired(node, dicom_database)
     halves = [half_width(node, options.half_thickness, dicom_database) for node in nodes]
     axis, indices = options.slice_axis, options.parsed_slice_indices()
@@ -118,9 +133,13 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     single = len(sources) == 1
     per_image = [source.slices(axis, indices if single else None, half) for source, half in zip(sources, halves)]
     if labels:  # 0/1 input by input: a segmentation's scar is label 1, whatever labels the label maps use
-        per_image = [slice_targets(layers, scar_labels=source.scar_labels(scar_labels),
-                                   normalize=options.normalize_intensities)
-                     for source, layers in zip(sources, per_image)]
+        chosen = [source.scar_labels(scar_labels) for source in sources]
+        if sum(scar_label_pixels(layers, mine) for layers, mine in zip(per_image, chosen)) == 0:
+            raise unmatched_labels([layer for layers in per_image for layer in layers],
+                                   [label for mine in chosen for label in mine])
+        per_image = [slice_targets(layers, scar_labels=mine, normalize=options.normalize_intensities,
+                                   require_scar=False)
+                     for mine, layers in zip(chosen, per_image)]
     slices = per_image[0] if single else pooled_slices(per_image, axis, indices)
     return slices if labels else slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
 
@@ -192,7 +211,8 @@ class CardioScarLogic:
         ``scar_node`` may also be a list of volume / segmentation nodes of one kind (intensities,
         or label maps and segmentations), e.g. one per breath-hold series plus the long-axis
         views as Slicer loads them; the slice indices then count the slices of all of them, in
-        the order given. With ``options.scar_rule`` the ``scar_node`` is the raw LGE and
+        the order given. The panel runs the same three steps with the middle one in a worker
+        process (:mod:`CardioScarLogic.background`). With ``options.scar_rule`` the ``scar_node`` is the raw LGE and
         ``myocardium_node`` (and, for IIR, ``blood_pool_node`` or blood-pool labels in the
         myocardium label map) are label-map volumes on its grid.
 
@@ -201,7 +221,23 @@ class CardioScarLogic:
             cardioscar.errors.TrainingCancelled: ``should_cancel()`` returned True (nothing written).
         """
         from cardioscar.devices import describe_device, resolve_device
-        from cardioscar.logic import prepare_from_slices, train_scar_model
+        from cardioscar.logic import train_scar_model
+
+        run = self.prepare_training(scar_node, model_node, options, myocardium_node=myocardium_node,
+                                    blood_pool_node=blood_pool_node)
+        device = resolve_device(run.options.force_cpu)
+        logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
+                    run.prepared.n_nodes, run.prepared.n_groups)
+        checkpoint = train_scar_model(run.prepared, run.options.training_config(), device,
+                                      progress_callback=progress_callback, should_cancel=should_cancel)
+        inference = self._predict(checkpoint, run.points, run.options, device, should_cancel)
+        return self.finish_training(run, model_node, checkpoint, inference, describe_device(device))
+
+    def prepare_training(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None, *,
+                         myocardium_node=None, blood_pool_node=None) -> PreparedRun:
+        """Read the inputs (copies only) and map the chosen slices onto the mesh: the training rows
+        (with ``options.scar_rule``: targets graded from the raw LGE inside ``myocardium_node``)."""
+        from cardioscar.logic import prepare_from_slices
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
@@ -214,17 +250,15 @@ class CardioScarLogic:
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)
-        config = options.training_config()
-        device = resolve_device(options.force_cpu)
-        logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
-                    prepared.n_nodes, prepared.n_groups)
-        checkpoint = train_scar_model(prepared, config, device, progress_callback=progress_callback,
-                                      should_cancel=should_cancel)
-        inference = self._predict(checkpoint, points, options, device, should_cancel)
         slab = (sorted({layer.half_thickness for layer in slices}), options.half_thickness == RECORDED)
-        result = self._publish(model_node, points, inference, checkpoint, options, describe_device(device),
-                               time.perf_counter() - started, with_plot=True, slab=slab)
-        result.prepared = prepared
+        return PreparedRun(options, points, prepared, slab, started)
+
+    def finish_training(self, run: PreparedRun, model_node, checkpoint: dict, inference, device: str) -> ReconstructionResult:
+        """Write a finished training's fields on ``model_node`` (the input model or a copy of it)
+        and keep its checkpoint for "Save model"."""
+        result = self._publish(model_node, run.points, inference, checkpoint, run.options, device,
+                               time.perf_counter() - run.started, with_plot=True, slab=run.slab)
+        result.prepared = run.prepared
         self.last_checkpoint = checkpoint
         return result
 
@@ -233,16 +267,23 @@ class CardioScarLogic:
                     should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
         """Predict with a saved checkpoint (path or dict) on ``model_node``; no training."""
         from cardioscar.devices import describe_device, resolve_device
-        from cardioscar.logic import load_trained_model
+        from cardioscar.logic import check_mesh_for_checkpoint, load_trained_model
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()
         checkpoint = model if isinstance(model, dict) else load_trained_model(Path(model))
         points = model_points_lps(model_node)
+        check_mesh_for_checkpoint(checkpoint, points, f"The model '{model_node.GetName()}'")
         device = resolve_device(options.force_cpu)
         inference = self._predict(checkpoint, points, options, device, should_cancel)
-        return self._publish(model_node, points, inference, checkpoint, options, describe_device(device),
+        return self.finish_prediction(model_node, points, checkpoint, inference, options, describe_device(device),
+                                      started)
+
+    def finish_prediction(self, model_node, points: np.ndarray, checkpoint: dict, inference,
+                          options: ReconstructionOptions, device: str, started: float) -> ReconstructionResult:
+        """Write a saved model's finished prediction on ``model_node`` (no loss plot)."""
+        return self._publish(model_node, points, inference, checkpoint, options, device,
                              time.perf_counter() - started, with_plot=False)
 
     def save_model(self, path: Union[str, Path], checkpoint: Optional[dict] = None) -> None:
@@ -272,6 +313,14 @@ class CardioScarLogic:
                                  int(options.inference_batch_size), options.threshold, device,
                                  should_cancel=should_cancel, seed=int(options.seed))
 
+    @staticmethod
+    def aha_segments(model_node, inputs: "AhaInputs", bullseye_png: Optional[Union[str, Path]] = None):
+        """AHA 17-segment table, ``aha_segment`` arrays and optionally the bull's-eye PNG of a model
+        (see ``CardioScarLogic.aha``); returns an ``AhaSceneResult``."""
+        from .aha import analyse_model
+
+        return analyse_model(model_node, inputs, bullseye_png)
+
     def _publish(self, model_node, points: np.ndarray, inference, checkpoint: dict, options: ReconstructionOptions,
                  device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None) -> ReconstructionResult:
         """Write everything into the scene; runs only after all computation succeeded. ``points``:
@@ -299,4 +348,4 @@ class CardioScarLogic:
                                     arrays[results.BINARY], checkpoint, rows, table, chart, legend, device, seconds)
 
 
-__all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions"]
+__all__ = ["CardioScarLogic", "PreparedRun", "ReconstructionResult", "ReconstructionOptions"]

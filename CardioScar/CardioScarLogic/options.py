@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from cardioscar.checks import check_seed
 from cardioscar.errors import CardioScarError
 from cardioscar.slices import RECORDED, parse_half_thickness
 
@@ -86,6 +87,7 @@ class ReconstructionOptions:
         if self.half_thickness == RECORDED and self.slice_axis != "z":
             raise CardioScarError(f"slab half-width 'auto' is the slice thickness the DICOM files record, along z; "
                                   f"give it in mm to cut along {self.slice_axis}.")
+        self.seed = check_seed(self.seed, "seed")
         if self.preset not in PRESETS:
             raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:

@@ -16,6 +16,8 @@ import slicer
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
+from cardioscar.errors import CardioScarError
+
 logger = logging.getLogger(__name__)
 
 PROBABILITY = "scar_probability"
@@ -76,6 +78,23 @@ def write_point_arrays(model_node, arrays: dict) -> None:
     point_data.Modified()
     mesh.Modified()
     model_node.Modified()
+
+
+def new_output_model(model_node):
+    """A new model node with a copy of ``model_node``'s mesh (its arrays included), under the
+    same parent transform: where a run's result goes when it must not replace an earlier one.
+    Names count up ("heart CardioScar", "heart CardioScar_1", ...) so that results can be told apart."""
+    scene = model_node.GetScene()
+    if scene is None or model_node.GetMesh() is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the run: nothing was written; "
+                              "choose a heart mesh and run again.")
+    mesh = model_node.GetMesh().NewInstance()
+    mesh.DeepCopy(model_node.GetMesh())
+    node = scene.AddNewNodeByClass("vtkMRMLModelNode", scene.GenerateUniqueName(f"{model_node.GetName()} CardioScar"))
+    node.SetAndObserveMesh(mesh)
+    node.SetAndObserveTransformNodeID(model_node.GetTransformNodeID())
+    node.CreateDefaultDisplayNodes()
+    return node
 
 
 def show_probability(model_node, color_logic=None):
@@ -162,7 +181,7 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
     return rows
 
 
-def _referenced_or_new(model_node, reference: str, node_class: str, name: str):
+def referenced_or_new(model_node, reference: str, node_class: str, name: str):
     scene = model_node.GetScene()
     node = model_node.GetNodeReference(reference)
     if node is None or not node.IsA(node_class):
@@ -173,7 +192,7 @@ def _referenced_or_new(model_node, reference: str, node_class: str, name: str):
 
 def update_summary_table(model_node, rows: Iterable[tuple[str, str, str]]):
     """Write the summary rows into the model's summary table node (created on first use)."""
-    table = _referenced_or_new(model_node, SUMMARY_REFERENCE, "vtkMRMLTableNode",
+    table = referenced_or_new(model_node, SUMMARY_REFERENCE, "vtkMRMLTableNode",
                                f"{model_node.GetName()} CardioScar summary")
     columns = []
     for title in ("Measure", "Value", "Unit"):
@@ -195,7 +214,7 @@ def update_summary_table(model_node, rows: Iterable[tuple[str, str, str]]):
 
 def update_loss_plot(model_node, losses: list[float]):
     """Loss per epoch in a table, drawn by a plot series in a chart (log y axis)."""
-    table = _referenced_or_new(model_node, LOSS_TABLE_REFERENCE, "vtkMRMLTableNode",
+    table = referenced_or_new(model_node, LOSS_TABLE_REFERENCE, "vtkMRMLTableNode",
                                f"{model_node.GetName()} CardioScar loss")
     epochs = vtk.vtkDoubleArray()
     epochs.SetName("epoch")
@@ -209,7 +228,7 @@ def update_loss_plot(model_node, losses: list[float]):
     vtk_table.AddColumn(loss)
     table.SetAndObserveTable(vtk_table)
 
-    chart = _referenced_or_new(model_node, LOSS_CHART_REFERENCE, "vtkMRMLPlotChartNode",
+    chart = referenced_or_new(model_node, LOSS_CHART_REFERENCE, "vtkMRMLPlotChartNode",
                                f"{model_node.GetName()} CardioScar training")
     series = chart.GetPlotSeriesNode()
     if series is None:
@@ -228,5 +247,5 @@ def update_loss_plot(model_node, losses: list[float]):
 
 
 __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
-           "write_point_arrays", "show_probability", "mesh_measure_kind", "summary_rows", "update_summary_table",
-           "update_loss_plot"]
+           "write_point_arrays", "new_output_model", "show_probability", "mesh_measure_kind", "summary_rows",
+           "update_summary_table", "update_loss_plot", "referenced_or_new"]

@@ -18,6 +18,7 @@ import slicer
 import vtk
 
 from cardioscar.errors import CardioScarError
+from cardioscar.imageio import check_spacing
 
 from .geometry import (RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, transformed_planes_lps, volume_ijk_to_lps,
                        volume_planes_lps)
@@ -132,6 +133,7 @@ def scar_source_from_node(node) -> ScarSource:
             f"'{node.GetName()}' is a {node.GetClassName()}: choose a scalar volume, label map or segmentation.")
     if node.GetImageData() is None:
         raise CardioScarError(f"The volume '{node.GetName()}' has no image data: load the LGE image again.")
+    check_spacing(node.GetSpacing(), f"'{node.GetName()}'")
     values = np.array(slicer.util.arrayFromVolume(node), copy=True)
     if values.ndim != 3:
         raise CardioScarError(f"The volume '{node.GetName()}' must be a single-component 3D image, got shape {values.shape}.")

@@ -53,8 +53,12 @@ def _add_package_paths() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Arguments (names shared with ``cardioscar prepare``, ``train`` and ``apply``)."""
-    parser = argparse.ArgumentParser(
+    """Arguments (names shared with ``cardioscar prepare``, ``train`` and ``apply``); usage errors
+    are one line, as with ``cardioscar``."""
+    _add_package_paths()
+    from cardioscar.cli import OneLineParser
+
+    parser = OneLineParser(
         prog="cardioscar_batch.py",
         description="Reconstruct 3D scar on a heart mesh from LGE slices with the CardioScar Slicer Logic.")
     io = parser.add_argument_group("inputs and outputs")
@@ -106,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cardioscar.lge.options import add_prepare_options
 
     add_prepare_options(parser)  # --scar-rule and its masks, as cardioscar prepare
+    rule = parser.add_argument_group("myocardium for --scar-rule (label-map volumes on the LGE grid)")
+    rule.add_argument("--myocardium-mask", type=Path, default=None, help="myocardium mask or label map")
+    rule.add_argument("--myocardium-labels", default=None, help="labels of the myocardium in it, e.g. 2,3,4")
     sim = parser.add_argument_group("tissue tags and simulator export (as cardioscar export)")
     sim.add_argument("--border-zone", type=float, default=None,
                      help="tag healthy/border zone/core into --output (tissue_tag point and cell arrays); default 0.5")
@@ -113,15 +120,46 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--export-opencarp", type=Path, default=None, metavar="PREFIX",
                      help="also write PREFIX.pts/.elem/.json (implies tagging)")
     sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
+    _add_aha_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     return parser
+
+
+def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
+    """AHA 17-segment options, named as in ``cardioscar aha``; points in the mesh file's frame."""
+    from cardioscar.aha_command import NEGATIVE_POINT, _point
+
+    parser._negative_number_matcher = NEGATIVE_POINT  # -12.5,30,41 is a point, not an option
+    aha = parser.add_argument_group("AHA 17 segments (as cardioscar aha), after the reconstruction")
+    aha.add_argument("--aha-dir", type=Path, help="write aha.csv, aha.json and bullseye.png here; the output mesh "
+                                                  "gets aha_segment point and cell arrays")
+    aha.add_argument("--rv-point", type=_point, help="anterior RV insertion X,Y,Z in the mesh file's frame")
+    aha.add_argument("--rv-inferior-point", type=_point, help="inferior RV insertion X,Y,Z (optional)")
+    aha.add_argument("--labels", type=Path, help="label map with an RV blood-pool label (instead of --rv-point)")
+    aha.add_argument("--rv-label", type=int, default=1)
+    aha.add_argument("--myocardium-label", type=int, default=2)
+    aha.add_argument("--apex", type=_point, help="apex X,Y,Z (with --base: the long axis)")
+    aha.add_argument("--base", type=_point, help="centre of the base X,Y,Z")
+    aha.add_argument("--slice-normal-from", type=Path, help="short-axis image whose slice normal is the long axis")
+    aha.add_argument("--aha-threshold", type=float, default=0.5, help="scar where scar_probability >= this (0.5)")
+    aha.add_argument("--lv-mask", help="point field marking the LV nodes: non-zero, or equal to --lv-value")
+    aha.add_argument("--lv-value", type=float, help="value of --lv-mask on LV nodes (e.g. a region label)")
+    aha.add_argument("--tags-field", help="point field of scar tags (border zone = --border-zone-tag)")
+    aha.add_argument("--border-zone-tag", type=int, default=1)
+    aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto")
+
+
+#: AHA options that need --aha-dir.
+_AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_normal_from", "lv_mask", "lv_value",
+            "tags_field")
 
 
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything that can be checked before reading files or training (a mistake found after a
     long training would lose it)."""
-    from CardioScarLogic import CardioScarLogic
+    from cardioscar.checks import check_output_dir, check_output_path
     from cardioscar.errors import CardioScarError
+    from cardioscar.meshio import MESH_SUFFIXES
 
     if args.model is None and args.volume is None:
         raise CardioScarError("Give --volume (the LGE image to train on) or --model (a saved .pth to apply).")
@@ -132,17 +170,58 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             raise CardioScarError(f"{', '.join(given)} only apply to training; --model applies a saved model without "
                                   "training (inference takes --inference-mc-samples, --inference-batch-size, "
                                   "--threshold and --seed).")
-    if args.save_model is not None:
-        CardioScarLogic.check_model_path(args.save_model)
-    if args.output.suffix.lower() not in (".vtk", ".vtp", ".vtu"):
-        raise CardioScarError(f"--output must end in .vtk, .vtp or .vtu, got '{args.output.name}'.")
+    check_output_path(args.output, "--output", MESH_SUFFIXES)
+    for option, suffixes in (("save_model", (".pth",)), ("summary", ()), ("snapshot", (".png",))):
+        if getattr(args, option) is not None:
+            check_output_path(getattr(args, option), "--" + option.replace("_", "-"), suffixes)
     if args.remote_mask is not None:
         raise CardioScarError("--remote-mask is not supported in batch mode yet (n-SD uses the darkest myocardial "
                               "sector); use cardioscar prepare for a user-drawn remote region.")
     if args.scar_rule is None and (args.myocardium_mask or args.blood_pool_mask or args.scar_thresholds):
         raise CardioScarError("--scar-thresholds and the --*-mask options need --scar-rule {nsd,fwhm,iir,psi}.")
-    if args.snapshot is not None and args.snapshot.suffix.lower() != ".png":
-        raise CardioScarError(f"--snapshot must end in .png, got '{args.snapshot.name}'.")
+    if args.aha_dir is None:
+        given = [f"--{name.replace('_', '-')}" for name in _AHA_ONLY if getattr(args, name) is not None]
+        if given:
+            raise CardioScarError(f"{', '.join(given)} only apply to the AHA segments: add --aha-dir D.")
+    else:
+        if args.rv_point is None and args.labels is None:
+            raise CardioScarError("--aha-dir needs the RV insertion: --rv-point X,Y,Z or --labels LABELMAP.")
+        if args.rv_point is not None and args.labels is not None:
+            raise CardioScarError("give --rv-point or --labels, not both.")
+        if args.rv_inferior_point is not None and args.rv_point is None:
+            raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too.")
+        if (args.apex is None) != (args.base is None):
+            raise CardioScarError("give both --apex and --base (or neither).")
+        check_output_dir(args.aha_dir, "--aha-dir")
+
+
+def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
+    """The AHA table, picture and arrays of the reconstructed model (after it was saved once)."""
+    from CardioScarLogic import AhaInputs, load_volume
+    from cardioscar.aha import AhaOptions
+    from cardioscar.aha.table import write_table
+    from cardioscar.meshio import read_mesh
+
+    to_ras = (1.0, 1.0, 1.0) if read_mesh(args.mesh).space == "RAS" else (-1.0, -1.0, 1.0)
+
+    def markups(name, points):
+        node = context.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+        for point in points:
+            node.AddControlPoint(*(float(v) * f for v, f in zip(point, to_ras)))
+        return node
+
+    rv = [p for p in (args.rv_point, args.rv_inferior_point) if p is not None]
+    inputs = AhaInputs(
+        rv_markups=markups("RV insertion", rv) if rv else None,
+        labels_node=load_volume(context.scene, args.labels, labelmap=True) if args.labels else None,
+        rv_label=args.rv_label, myocardium_label=args.myocardium_label,
+        apex_base_markups=markups("apex and base", [args.apex, args.base]) if args.apex else None,
+        slice_normal_volume=load_volume(context.scene, args.slice_normal_from) if args.slice_normal_from else None,
+        measure=AhaOptions(threshold=args.aha_threshold, lv_mask_field=args.lv_mask, lv_mask_value=args.lv_value,
+                           tags_field=args.tags_field,
+                           border_zone_tag=args.border_zone_tag, transmurality=args.transmurality))
+    result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
+    write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
 
 
 def _options(args: argparse.Namespace):
@@ -190,11 +269,11 @@ def _write_summary(table_node, path: Path) -> None:
 
 def run(argv: list[str]) -> int:
     """Parse ``argv``, run the Logic, write the outputs; returns the exit status."""
+    _add_package_paths()  # first: the parser reads cardioscar's point parser
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("cardioscar_batch").setLevel(logging.INFO)
-    _add_package_paths()
     from cardioscar.errors import CardioScarError
 
     try:
@@ -236,6 +315,9 @@ def run(argv: list[str]) -> int:
             export_model_node(model_node, tags, args.export_opencarp, units=args.units)
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
+        if args.aha_dir is not None:
+            _aha(args, context, logic, model_node)
+            save_model(model_node, args.output)  # again, now with the aha_segment arrays
         if view is not None:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
             view.close()

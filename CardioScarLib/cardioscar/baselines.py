@@ -79,7 +79,7 @@ def nearest_slice_baseline(points_lps: np.ndarray, slices: Sequence) -> np.ndarr
     return np.where(uncovered, fallback_value, best_value)
 
 
-def _signed_distance_mm(values: np.ndarray, spacing: tuple[float, float], empty_mm: float) -> np.ndarray:
+def signed_distance_mm(values: np.ndarray, spacing: tuple[float, float], empty_mm: float) -> np.ndarray:
     """In-plane signed distance (mm) to the scar outline of ``values >= 0.5``; negative inside.
 
     Distances between pixel centres are shifted by half a pixel so that the zero level lies on
@@ -128,7 +128,7 @@ def logodds_baseline(points_lps: np.ndarray, slices: Sequence, alpha_mm: float =
     empty_mm = float(np.median(np.diff(positions))) if len(positions) > 1 else 2.0 * float(slices[0].half_thickness)
     for row, index in enumerate(order):
         layer = slices[index]
-        sdf = _signed_distance_mm(np.asarray(layer.values, dtype=float), layer.spacing, empty_mm)
+        sdf = signed_distance_mm(np.asarray(layer.values, dtype=float), layer.spacing, empty_mm)
         ci, cj, _ = _in_plane(points, layer)
         sampled = ndimage.map_coordinates(sdf, [cj, ci], order=1, mode="nearest")
         log_odds[row] = -sampled / alpha_mm

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import logging
 import os
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cardioscar import __version__
-from cardioscar.atomic import atomic_write, write_failed
+from cardioscar.atomic import atomic_write
 from cardioscar.engines import BayesianNN
 from cardioscar.errors import CardioScarError
 
@@ -103,12 +106,36 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
     if not isinstance(checkpoint, dict) or "model_state_dict" not in checkpoint:
         raise CardioScarError("a checkpoint must be a dict with a 'model_state_dict' entry")
     safe = _plain(checkpoint)
+    # Serialised in memory (a model is small) and written by Python: a full disk then says "No
+    # space left on device" instead of torch's "enforce fail at inline_container.cc", and the
+    # archive's inner folder is torch's neutral "archive", not the temporary file's name.
+    buffer = io.BytesIO()
+    torch.save(safe, buffer)
     with atomic_write(path) as tmp:
-        try:
-            torch.save(safe, tmp)
-        except RuntimeError as error:  # torch's writer reports a full disk this way
-            raise write_failed(path, str(error).strip().splitlines()[0]) from error
+        tmp.write_bytes(buffer.getbuffer())
     logger.info("saved checkpoint %s", path)
+
+
+#: Most bytes a checkpoint may unpack to. A 4 x 128 network takes 0.2 MB, a 16 x 2048 one 250 MB;
+#: a crafted file whose compressed entries inflate beyond this is refused before loading.
+MAX_CHECKPOINT_BYTES = 512 * 2**20
+
+
+def _check_allocation(path: Path) -> None:
+    """Refuse a checkpoint that would allocate more than :data:`MAX_CHECKPOINT_BYTES`: torch's
+    zip format may hold compressed entries (a few hundred KB can inflate to gigabytes), the old
+    plain-pickle format is bounded by its size."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(entry.file_size for entry in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return  # torch.load reports the damage below
+    else:
+        unpacked = path.stat().st_size
+    if unpacked > MAX_CHECKPOINT_BYTES:
+        raise CardioScarError(f"{path} would unpack to {unpacked / 2**20:.0f} MB, more than a CardioScar checkpoint "
+                              f"may ({MAX_CHECKPOINT_BYTES // 2**20} MB): refused; retrain or restore a backup")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -116,10 +143,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CardioScarError(f"checkpoint file {path} does not exist: give the .pth written by 'cardioscar train'")
+    _check_allocation(path)
     # torch < 2.5 has no safe_globals: there only files without numpy objects (ours) load
     allowed = getattr(torch.serialization, "safe_globals", None)
     try:
-        with allowed(NUMPY_GLOBALS) if allowed is not None else contextlib.nullcontext():
+        with allowed(NUMPY_GLOBALS) if allowed is not None else contextlib.nullcontext(), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's advice on old-format files; the file is checked below
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unpickling failure means the same thing to the user
         logger.debug("torch.load(%s, weights_only=True) failed: %s", path, exc)
@@ -182,6 +212,8 @@ def model_from_checkpoint(checkpoint: dict) -> BayesianNN:
         model = BayesianNN(int(arch["input_dim"]), int(arch["hidden_dim"]), int(arch["n_layers"]),
                            float(arch["dropout_rate"]), _dropout_after(checkpoint["model_state_dict"]))
         model.load_state_dict(_ordered_linear_state(checkpoint["model_state_dict"], model))
+    except CardioScarError:
+        raise
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CardioScarError(f"the checkpoint's weights do not fit a {arch['n_layers']} x {arch['hidden_dim']} "

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from cardioscar import __version__
+from cardioscar import __version__, aha_command, mesh_cli
+from cardioscar.checks import check_output_dir, check_output_path, check_seed
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import export
@@ -86,9 +87,17 @@ def _add_training_options(parser: argparse.ArgumentParser, architecture: bool = 
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, as every other error (argparse prints
+    a usage block first); ``--help`` still shows the usage. Subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cardioscar",
         description="3D myocardial scar reconstruction from sparse 2D LGE-CMR slices.",
     )
@@ -112,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half of each DICOM "
                            "file's recorded slice thickness")
     prep.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help="the input is a label map; these labels are scar (e.g. 3,4)")
+    prep.add_argument("--myocardium-labels", type=_comma_ints("--myocardium-labels"), default=None,
+                      help="labels of the myocardium (EMIDEC 2,3,4; ACDC 2): in the label map itself (with "
+                           "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint")
+    prep.add_argument("--myocardium-mask", type=Path, default=None,
+                      help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
+                           "patient frame as --image; pixels outside carry no constraint")
     prep.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw intensities to [0, 1]")
     prep.add_argument(
         "--partial-volume-correction", action="store_true",
@@ -161,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--long-axis", action="store_true",
                     help="also acquire one long-axis slice (phantom_lge_long_axis.nii.gz), to pool with the stack: "
                          "prepare --image phantom_lge.nii.gz phantom_lge_long_axis.nii.gz")
+    ph.add_argument("--family", choices=("demo", "segmented"), default="demo",
+                    help="segmented: scar fraction within the myocardium (0 outside it) plus a myocardium mask and a "
+                         "label map (0 bg, 1 blood, 2 myocardium, 3 scar), on a mesh that is not the image's wall")
+    ph.add_argument("--mesh-type", choices=("tet", "hex"), default="tet", help="segmented family: the mesh's cells")
     ph.set_defaults(handler=_cmd_phantom)
 
     demo = sub.add_parser("demo", help="phantom -> prepare -> train -> apply -> report, on built-in data")
@@ -170,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--raw-lge", action="store_true",
                       help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, .pts/.elem/.vtu")
     demo.set_defaults(handler=_cmd_demo)
+    aha_command.register(sub)
+    mesh_cli.register(sub)
     export.register(sub)
     return parser
 
@@ -201,11 +222,12 @@ def _progress_bar(config, enabled: bool):
     return bar, update
 
 
-def _check_output(output: Path, suffix: str, inputs: Sequence[Optional[Path]], flag: str = "--output") -> None:
-    """Refuse an output file of the wrong kind, or one that is also an input (writing the result
-    there would destroy that input, e.g. a mesh turned into training data)."""
-    if output.suffix.lower() != suffix:
-        raise CardioScarError(f"{flag} must end in {suffix}, got '{output.name}'")
+def _check_output(output: Path, suffix: str | tuple[str, ...], inputs: Sequence[Optional[Path]],
+                  flag: str = "--output") -> None:
+    """Refuse, before any work, an output file of the wrong kind, one that cannot be written
+    (:func:`check_output_path`), or one that is also an input (writing the result there would
+    destroy that input, e.g. a mesh turned into training data)."""
+    check_output_path(output, flag, (suffix,) if isinstance(suffix, str) else suffix)
     for given in inputs:
         if given is not None and given.exists() and output.exists() and output.resolve() == given.resolve():
             raise CardioScarError(f"{flag} {output} is also an input: choose another file name")
@@ -236,7 +258,7 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
 
-    _check_output(args.output, ".npz", [args.mesh, *(args.image or []), *(args.grid_layers or [])])
+    _check_output(args.output, ".npz", [args.mesh, *(args.image or []), *(args.grid_layers or []), args.myocardium_mask])
     if args.grid_layers and (args.slice_indices is not None or args.slice_axis != "z"):
         raise CardioScarError("--slice-indices and --slice-axis choose slices of an --image; with --grid-layers each "
                               "layer file is one slice: list only the layers to use")
@@ -251,6 +273,8 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         scar_labels=args.scar_labels,
         normalize_intensities=args.normalize_intensities,
         partial_volume_correction=args.partial_volume_correction,
+        myocardium_labels=args.myocardium_labels,
+        myocardium_mask=args.myocardium_mask,
         scar_rule=lge_options.scar_rule_request(args),
     )
     result = prepare_training_data(request)
@@ -284,7 +308,10 @@ def _cmd_fine_tune(args: argparse.Namespace) -> None:
 def _cmd_apply(args: argparse.Namespace) -> None:
     from cardioscar.devices import resolve_device
     from cardioscar.logic import apply_scar_model, save_inference_result
+    from cardioscar.meshio import MESH_SUFFIXES
 
+    _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
+    check_seed(args.seed)
     result = apply_scar_model(
         args.model, args.mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
     )
@@ -319,12 +346,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_phantom(args: argparse.Namespace) -> None:
     from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
 
+    check_output_dir(args.output_dir)
     overrides = {}
     if args.nodes is not None:
         overrides["target_nodes"] = args.nodes
     if args.seed is not None:
         overrides["seed"] = args.seed
-    phantom = make_phantom(PhantomConfig(long_axis=args.long_axis, **overrides))
+    if args.family == "segmented":
+        from cardioscar.phantom_segmented import SegmentedConfig
+
+        if args.long_axis:
+            raise CardioScarError("phantom --long-axis is for the demo family; drop it or use --family demo")
+        config = SegmentedConfig(mesh_type=args.mesh_type, **overrides)
+    else:
+        config = PhantomConfig(long_axis=args.long_axis, **overrides)
+    phantom = make_phantom(config)
     for name, path in write_phantom(phantom, args.output_dir).items():
         logger.info("%s: %s", name, path)
 
@@ -332,6 +368,7 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from cardioscar.demo import run_demo
 
+    check_output_dir(args.output_dir)
     if args.raw_lge:
         from cardioscar.lge.demo import run_raw_lge_demo
 

@@ -9,8 +9,10 @@ against the phantom's known scar and against two simple baselines.
 Files written into the output folder: ``phantom_mesh.vtk`` / ``phantom_surface.vtk`` /
 ``phantom_lge.nii.gz`` / ``phantom.json`` (the inputs), ``training_data.npz``, ``model.pth``,
 ``scar_prediction.vtk`` (the mesh with ``scar_probability``, ``scar_uncertainty``,
-``scar_binary`` at 0.5 and ``scar_truth``), ``report.json`` and ``report.png``. The report is
-written last, so a failed run never leaves a report that describes it.
+``scar_binary`` at 0.5 and ``scar_truth``), ``report.json`` and ``report.png``, and the AHA
+17-segment table of the prediction beside the truth's (``aha.csv``, ``aha.json``,
+``bullseye.png``). The report is written last, so a failed run never leaves a report that
+describes it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from cardioscar.aha.demo_report import phantom_aha_report
 from cardioscar.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.partial_volume import corrected_slices
 from cardioscar.devices import describe_device, resolve_device
@@ -60,6 +63,9 @@ FILES = {
     "prediction": "scar_prediction.vtk",
     "report_json": "report.json",
     "report_png": "report.png",
+    "aha_csv": "aha.csv",
+    "aha_json": "aha.json",
+    "bullseye_png": "bullseye.png",
 }
 
 
@@ -119,7 +125,8 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     device = resolve_device(force_cpu)
     seconds: dict[str, float] = {}
     logger.info("CardioScar demo into %s on %s", out, describe_device(device))
-    for name in ("report_json", "report_png"):  # a report of an earlier run must not sit beside this one's files
+    # a report of an earlier run must not sit beside this one's files
+    for name in ("report_json", "report_png", "aha_csv", "aha_json", "bullseye_png"):
         if (out / FILES[name]).is_file():
             (out / FILES[name]).unlink()
 
@@ -188,6 +195,7 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
                       probability=inference.mean_predictions, uncertainty=inference.std_predictions,
                       slices=slices, history=checkpoint["history"], report=report,
                       long_axis=np.asarray(phantom.geometry.rotation)[:, 2])
+    report["aha"] = phantom_aha_report(phantom, read_mesh(out / FILES["prediction"]), out)
     seconds["report"] = time.perf_counter() - clock
     write_report_json(report, out / FILES["report_json"])
     logger.info("Dice %.3f (nearest slice %.3f, LogOdds %.3f), volume error %+.1f%%, AUC %.3f; total %.0f s",

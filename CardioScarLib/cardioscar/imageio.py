@@ -14,7 +14,10 @@ import logging
 import math
 import re
 import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,6 +25,19 @@ import SimpleITK as sitk
 from .errors import CardioScarError
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def itk_warnings_off() -> Iterator[None]:
+    """ITK's multi-line WARNING blocks off while a file is read: what they report that matters
+    (bad spacing, NaN voxels, a cut file) is refused beforehand in one line by
+    :func:`check_image_file`."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _first_line(error: Exception) -> str:
@@ -254,63 +270,122 @@ def read_image(path: str | Path) -> sitk.Image:
     elif not source.exists():
         raise CardioScarError(f"Image not found: {source}")
     else:
-        _check_nifti_complete(source)
+        check_image_file(source)
         try:
-            image = sitk.ReadImage(str(source))
+            with itk_warnings_off():
+                image = sitk.ReadImage(str(source))
         except RuntimeError as error:
-            raise CardioScarError(f"Cannot read image {source}: unreadable or corrupted file ({_first_line(error)})"
+            detail = _first_line(error)
+            if "No such file" in detail:  # ITK's words for a data section that ends early (MHA, NRRD)
+                detail = "its voxel data is missing or cut short"
+            raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
                                   ) from error
     image = _checked(image, source)
     logger.info("Read image %s: %s", source, image_summary(image))
     return image
 
 
-def _nifti_data_end(header: bytes) -> int | None:
-    """Byte offset where a NIfTI-1 or NIfTI-2 file's voxel data ends, from its header; None when
-    the bytes are not such a header."""
+@dataclass(frozen=True)
+class _NiftiLayout:
+    """What a NIfTI-1/2 header says about the file's voxel data (see :func:`_nifti_layout`)."""
+
+    data_start: int
+    data_end: int
+    dtype: np.dtype | None  # the voxel type when it can hold NaN/inf (float32/float64), else None
+    pixdim: tuple[float, ...]  # pixdim[1..rank]: the voxel size along each axis
+
+
+#: NIfTI datatype codes of float voxels, whose NaN/inf ITK turns into 0 on reading.
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def _nifti_layout(header: bytes) -> _NiftiLayout | None:
+    """Where a NIfTI-1 or NIfTI-2 file's voxel data lies, its float type and its pixdim, from the
+    header's own fields; None when the bytes are not such a header."""
     for order in "<>":
         size = int(np.frombuffer(header[:4], dtype=f"{order}i4")[0]) if len(header) >= 4 else 0
-        if size == 348 and len(header) >= 348:  # NIfTI-1: dim int16[8] at 40, bitpix at 72, vox_offset float at 108
+        if size == 348 and len(header) >= 348:  # NIfTI-1: dim i2[8]@40, datatype i2@70, bitpix i2@72, pixdim f4[8]@76, vox_offset f4@108
             dim = np.frombuffer(header[40:56], dtype=f"{order}i2").astype(np.int64)
+            datatype = int(np.frombuffer(header[70:72], dtype=f"{order}i2")[0])
             bitpix = int(np.frombuffer(header[72:74], dtype=f"{order}i2")[0])
-            offset = int(np.frombuffer(header[108:112], dtype=f"{order}f4")[0])
-        elif size == 540 and len(header) >= 540:  # NIfTI-2: bitpix int16 at 14, dim int64[8] at 16, vox_offset int64 at 168
-            dim = np.frombuffer(header[16:80], dtype=f"{order}i8")
+            pixdim = np.frombuffer(header[76:108], dtype=f"{order}f4").astype(np.float64)
+            offset = float(np.frombuffer(header[108:112], dtype=f"{order}f4")[0])
+        elif size == 540 and len(header) >= 540:  # NIfTI-2: datatype i2@12, bitpix i2@14, dim i8[8]@16, pixdim f8[8]@104, vox_offset i8@168
+            datatype = int(np.frombuffer(header[12:14], dtype=f"{order}i2")[0])
             bitpix = int(np.frombuffer(header[14:16], dtype=f"{order}i2")[0])
-            offset = int(np.frombuffer(header[168:176], dtype=f"{order}i8")[0])
+            dim = np.frombuffer(header[16:80], dtype=f"{order}i8")
+            pixdim = np.frombuffer(header[104:168], dtype=f"{order}f8")
+            offset = float(np.frombuffer(header[168:176], dtype=f"{order}i8")[0])
         else:
             continue
         rank = int(dim[0])
-        if not 1 <= rank <= 7 or bitpix <= 0:
+        if not 1 <= rank <= 7 or bitpix <= 0 or not math.isfinite(offset):
             return None
-        return offset + int(np.prod(np.maximum(dim[1:rank + 1], 1))) * bitpix // 8
+        start = int(offset)
+        kind = _NIFTI_FLOATS.get(datatype)
+        return _NiftiLayout(start, start + int(np.prod(np.maximum(dim[1:rank + 1], 1))) * bitpix // 8,
+                            np.dtype(f"{order}{kind}") if kind else None, tuple(float(v) for v in pixdim[1:rank + 1]))
     return None
 
 
-def _check_nifti_complete(source: Path) -> None:
-    """Refuse a NIfTI file that ends before its voxel data does (an interrupted copy or download):
-    ITK reads it without an error and fills the missing voxels with zeros."""
+def check_image_file(path: str | Path) -> None:
+    """Refuse an image file whose voxels ITK would read wrong without an error. Every path that
+    reads an image calls it (our reader, and the Slicer Logic before its storage nodes read).
+
+    NIfTI (.nii, .nii.gz), from the file's own header and data:
+    * a file that ends before its voxel data does (an interrupted copy): ITK fills zeros;
+    * pixdim[1..3] zero, negative or NaN: ITK substitutes 1 mm or flips the axis;
+    * NaN or infinite float voxels: ITK's NIfTI reader turns them into 0, "no scar".
+    Other formats need no check here (ITK reports their damage, and NaN reaches our own check).
+    """
+    source = Path(path)
     name = source.name.lower()
-    if not name.endswith((".nii", ".nii.gz")):
+    if not name.endswith((".nii", ".nii.gz")) or not source.is_file():
         return
+    opener = gzip.open if name.endswith(".gz") else open
     try:
-        if name.endswith(".gz"):
-            with gzip.open(source, "rb") as stream:
-                header = stream.read(540)
-                length = len(header)
-                while chunk := stream.read(1 << 20):
-                    length += len(chunk)
-        else:
-            with open(source, "rb") as stream:
-                header = stream.read(540)
-            length = source.stat().st_size
+        with opener(source, "rb") as stream:
+            header = stream.read(540)
+            layout = _nifti_layout(header)
+            if layout is None:
+                return
+            _check_pixdim(layout, source)
+            length = _scan_voxels(stream, header, layout, source)
     except (OSError, EOFError, zlib.error) as error:  # a cut gzip stream ends without its end marker
         raise CardioScarError(f"Cannot read image {source}: the file is truncated or corrupted ({error}); copy it "
                               "again") from None
-    end = _nifti_data_end(header)
-    if end is not None and length < end:
-        raise CardioScarError(f"Cannot read image {source}: it is truncated ({length} of the {end} bytes its header "
-                              "describes); copy it again")
+    if length < layout.data_end:
+        raise CardioScarError(f"Cannot read image {source}: it is truncated ({length} of the {layout.data_end} bytes "
+                              "its header describes); copy it again")
+
+
+def _check_pixdim(layout: _NiftiLayout, source: Path) -> None:
+    for axis, size in enumerate(layout.pixdim[:3], start=1):
+        if not (math.isfinite(size) and size > 0):
+            raise CardioScarError(f"Image {source.name}: its NIfTI header's pixdim[{axis}] = {size:g} is not a voxel "
+                                  "size (it must be a positive number of mm; ITK would substitute 1 mm or flip the "
+                                  f"axis): set pixdim[{axis}] to the voxel spacing in mm")
+
+
+def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> int:
+    """Read the rest of ``stream`` (which has given ``header``), refusing NaN/inf float voxels
+    within the data section; returns the file's length in bytes."""
+    length, pending = 0, b""
+    chunk = header
+    while chunk:
+        if layout.dtype is not None:
+            lo, hi = max(layout.data_start - length, 0), max(min(layout.data_end - length, len(chunk)), 0)
+            data = pending + chunk[lo:hi]
+            usable = len(data) - len(data) % layout.dtype.itemsize
+            values = np.frombuffer(data[:usable], dtype=layout.dtype)
+            if not np.isfinite(values).all():
+                raise CardioScarError(f"Image {source.name} holds NaN or infinite voxel values (ITK would read them "
+                                      "as 0, i.e. no scar): replace them (e.g. by 0 where there is "
+                                      "truly no data) or mask the image")
+            pending = data[usable:]
+        length += len(chunk)
+        chunk = stream.read(1 << 20)
+    return length
 
 
 def _checked(image: sitk.Image, source: Path) -> sitk.Image:
@@ -321,7 +396,21 @@ def _checked(image: sitk.Image, source: Path) -> sitk.Image:
     if image.GetDimension() != 3:
         raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
                               "be a 3D volume with N slices")
+    check_spacing(image.GetSpacing(), source.name)
     return image
+
+
+#: Smallest voxel size (mm) taken as real: below a micrometre, slices of a stack would sit on top
+#: of each other and their slabs overlap entirely (a damaged or mis-converted header).
+MIN_SPACING_MM = 1e-3
+
+
+def check_spacing(spacing, name: str) -> None:
+    """Refuse voxel sizes that are not positive finite millimetres of at least a micrometre."""
+    for axis, size in zip("ijk", spacing):
+        if not (math.isfinite(size) and size >= MIN_SPACING_MM):
+            raise CardioScarError(f"Image {name}: its voxel spacing along {axis} is {size:g} mm, not a plausible voxel "
+                                  f"size (at least {MIN_SPACING_MM:g} mm): fix the file's spacing")
 
 
 def image_summary(image: sitk.Image) -> str:

@@ -24,12 +24,16 @@ import vtk
 from cardioscar import __version__
 from cardioscar.atomic import atomic_write
 from cardioscar.devices import as_device
+from cardioscar.checks import check_seed
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.meshscale import check_same_scale, node_spacing
+from cardioscar.myocardium import (MyocardiumReport, label_masks, masks_from_image, no_restriction,
+                                   read_mask_image, restrict_to_myocardium)
 from cardioscar.normalization import fit_scaler, normalize
 from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
@@ -54,6 +58,7 @@ __all__ = [
     "load_trained_model",
     "apply_scar_model",
     "predict_on_points",
+    "check_mesh_for_checkpoint",
     "save_inference_result",
 ]
 
@@ -82,6 +87,10 @@ class PreprocessingRequest:
     ``partial_volume_correction`` divides each target by the myocardial fraction of its pixel box
     (for slice values that are fractions of the whole box; needs a volumetric mesh), see
     :mod:`cardioscar.partial_volume`.
+    ``myocardium_labels`` / ``myocardium_mask`` say where the myocardium is: pixels outside it
+    carry no constraint (:mod:`cardioscar.myocardium`). With a label map, the labels of its
+    myocardium (EMIDEC 2,3,4; ACDC 2); with ``myocardium_mask`` (a 0/1 image, or a label image
+    read with ``myocardium_labels``) for any slice values.
     """
 
     mesh_path: Path
@@ -95,6 +104,8 @@ class PreprocessingRequest:
     normalize_intensities: bool = False
     scar_rule: Optional[ScarRuleRequest] = None  # raw LGE -> targets by a scar rule (cardioscar.lge)
     partial_volume_correction: bool = False
+    myocardium_labels: Optional[List[int]] = None
+    myocardium_mask: Optional[Path] = None
 
     def __post_init__(self) -> None:
         has_grids = bool(self.vtk_grid_paths)
@@ -108,6 +119,17 @@ class PreprocessingRequest:
         elif not (isinstance(self.slice_thickness_padding, numbers.Real) and self.slice_thickness_padding > 0):
             raise CardioScarError(f"slice_thickness_padding must be > 0 mm (the slab half-width) or 'auto' (half of each "
                                   f"DICOM file's slice thickness), got {self.slice_thickness_padding!r}.")
+        if self.myocardium_labels is not None and self.myocardium_mask is None:
+            if self.scar_labels is None:
+                raise CardioScarError("--myocardium-labels without --myocardium-mask names labels of the image itself, "
+                                      "so the image must be a label map: give --scar-labels too (e.g. --scar-labels 3,4 "
+                                      "--myocardium-labels 2,3,4), or the mask file with --myocardium-mask")
+            outside = sorted(set(self.scar_labels) - set(self.myocardium_labels))
+            if outside:
+                raise CardioScarError(f"--scar-labels {','.join(map(str, outside))} not in --myocardium-labels "
+                                      f"{','.join(map(str, self.myocardium_labels))}: scar is myocardium; list it in both")
+        if self.myocardium_mask is not None:
+            self.myocardium_mask = Path(self.myocardium_mask)
         if self.slice_axis not in _VALID_AXES:
             raise CardioScarError(f"slice_axis must be one of x, y, z (image index axes i, j, k), got {self.slice_axis!r}.")
         self.mesh_path = Path(self.mesh_path)
@@ -151,6 +173,8 @@ class PreprocessingResult:
     slice_labels: List[str] = field(default_factory=list)
     partial_volume_correction: bool = False
     group_coverage: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # (M,) if corrected
+    myocardium_source: str = ""  # what said where the myocardium is ("" = every pixel constrains)
+    dropped_outside_myocardium: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (S,)
     scar_rule: str = ""  # JSON record of the scar rule that made the targets (cardioscar.lge), if any
 
     @property
@@ -203,20 +227,35 @@ class InferenceResult:
 # --------------------------------------------------------------------------- preparation
 
 
-def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], str]:
-    """The target slices and, when a scar rule made them, its JSON record."""
+def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], MyocardiumReport, str]:
+    """The target slices, the myocardium report and, when a scar rule made the targets, its JSON record."""
     padding = request.slice_thickness_padding
     if request.image_path is not None:
         slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
     else:
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
+    masks, source = None, ""
+    if request.myocardium_mask is not None:
+        image = read_mask_image(request.myocardium_mask)
+        masks = masks_from_image(image, slices, request.myocardium_labels, source=str(request.myocardium_mask))
+        source = f"mask {request.myocardium_mask}" + (
+            f" labels {','.join(map(str, request.myocardium_labels))}" if request.myocardium_labels else "")
+    elif request.myocardium_labels is not None:
+        masks = label_masks(slices, request.myocardium_labels)
+        source = f"labels {','.join(map(str, request.myocardium_labels))}"
+    rule_record = ""
     if request.scar_rule is not None:
-        if request.image_path is None or request.scar_labels or request.normalize_intensities:
-            raise CardioScarError("--scar-rule needs the raw LGE as --image, without --scar-labels or "
-                                  "--normalize-intensities")
-        layers, rule = rule_targets(request.scar_rule, slices, request.slice_axis, request.slice_indices, padding)
-        return layers, rule_record_json(rule, request.scar_rule.target)
-    return slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities), ""
+        if request.image_path is None or request.scar_labels or request.normalize_intensities or \
+                request.myocardium_mask is None:
+            raise CardioScarError("--scar-rule needs the raw LGE as --image and --myocardium-mask FILE (with "
+                                  "--myocardium-labels for a label map), without --scar-labels or --normalize-intensities")
+        targets, rule = rule_targets(request.scar_rule, slices, masks, Path(request.myocardium_mask).name)
+        rule_record = rule_record_json(rule, request.scar_rule.target)
+    else:
+        targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
+    if masks is None:
+        return targets, no_restriction(targets), rule_record
+    return (*restrict_to_myocardium(targets, masks, source), rule_record)
 
 
 def prepare_from_slices(
@@ -281,9 +320,11 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
     mesh = read_mesh(request.mesh_path)
     if request.partial_volume_correction:
         require_volumetric(mesh.dataset)  # before reading the slices: fail fast on a surface mesh
-    slices, rule_record = _load_slices(request)
+    slices, myocardium, rule_record = _load_slices(request)
     result = prepare_from_slices(mesh.points_lps(), slices,
                                  coverage_mesh=mesh if request.partial_volume_correction else None)
+    result.myocardium_source = myocardium.source
+    result.dropped_outside_myocardium = myocardium.dropped_pixels
     result.scar_rule = rule_record
     return result
 
@@ -307,6 +348,8 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 slice_labels=np.asarray(result.slice_labels, dtype=str),
                 partial_volume_correction=np.bool_(result.partial_volume_correction),
                 group_coverage=result.group_coverage,
+                myocardium_source=np.asarray(result.myocardium_source),
+                dropped_outside_myocardium=np.asarray(result.dropped_outside_myocardium, dtype=np.int64),
                 coordinate_space=np.asarray("LPS"),
                 format_version=np.int64(TRAINING_DATA_FORMAT),
                 cardioscar_version=np.asarray(__version__),
@@ -323,6 +366,12 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__})."
+                                  ) from exc
+        raise CardioScarError(f"Training data {path} holds pickled Python objects, which are refused (loading them "
+                              "could run code): re-run `cardioscar prepare`.") from None
     except Exception as exc:  # numpy raises several types for damaged archives
         raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__}).") from exc
     missing = [key for key in _REQUIRED_NPZ_KEYS if key not in arrays]
@@ -369,6 +418,8 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         slice_labels=[str(s) for s in arrays.get("slice_labels", np.zeros(0, dtype=str))],
         partial_volume_correction=bool(arrays.get("partial_volume_correction", False)),
         group_coverage=arrays.get("group_coverage", np.zeros(0, dtype=np.float64)).astype(np.float64),
+        myocardium_source=str(arrays.get("myocardium_source", "")),
+        dropped_outside_myocardium=arrays.get("dropped_outside_myocardium", np.zeros(0, np.int64)).astype(np.int64),
         scar_rule=str(arrays.get("scar_rule", "")),
     )
 
@@ -398,7 +449,11 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
 
 
 def _dataset_info(result: PreprocessingResult) -> dict:
+    """What a checkpoint records of its training data; the scaler and the node spacing of the
+    covered nodes let ``apply`` refuse a mesh in other units (:mod:`cardioscar.meshscale`)."""
+    nodes = np.unique(result.coordinates, axis=0) * (result.scaler_max - result.scaler_min) + result.scaler_min
     return {
+        "node_spacing_mm": node_spacing(nodes),
         "scaler_min": [float(v) for v in result.scaler_min],
         "scaler_max": [float(v) for v in result.scaler_max],
         "n_nodes": int(result.n_nodes),
@@ -529,6 +584,8 @@ def predict_on_points(
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise CardioScarError(f"threshold must be within [0, 1], got {threshold}.")
+    if seed is not None:
+        seed = check_seed(seed, "seed")
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
@@ -563,6 +620,14 @@ def predict_on_points(
     )
 
 
+def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
+    """Refuse a mesh to apply ``checkpoint`` to whose size or node spacing is not the training
+    mesh's (another unit); every face that applies a saved model calls it."""
+    low, high = _scaler(checkpoint)
+    check_same_scale({**checkpoint.get("dataset_info", {}), "scaler_min": low, "scaler_max": high}, points_lps,
+                     mesh_name)
+
+
 def apply_scar_model(
     model_checkpoint_path: Path,
     mesh_path: Path,
@@ -576,6 +641,7 @@ def apply_scar_model(
     """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path``."""
     checkpoint = load_trained_model(model_checkpoint_path)
     mesh = read_mesh(mesh_path)
+    check_mesh_for_checkpoint(checkpoint, mesh.points_lps(), f"The mesh {mesh_path}")
     return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device, seed=seed)
 
 
@@ -591,5 +657,10 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
             f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "
             "save onto the mesh the model was applied to."
         )
+    if result.binary_predictions is None and mesh.dataset.GetPointData().HasArray("scar_binary"):
+        # an earlier run's thresholded map no longer matches the new probability: dropped, not kept
+        mesh.dataset.GetPointData().RemoveArray("scar_binary")
+        logger.warning("%s had a scar_binary field from an earlier run; it is not copied to %s (give --threshold "
+                       "to write a new one)", mesh_path, output_path)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

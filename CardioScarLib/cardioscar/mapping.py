@@ -98,7 +98,7 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
     if node_ids.size == 0:
         raise CardioScarError(
             f"No mesh node lies inside any slice footprint: mesh LPS bounds {bounds_text(points)}, slices LPS "
-            f"bounds {bounds_text(corners)}{_unit_hint(points, corners)}; check that mesh and image share a frame "
+            f"bounds {bounds_text(corners)}{_unit_hint(points, corners, layers)}; check that mesh and image share a frame "
             "(SPACE marker), --slice-axis and --slice-thickness-padding")
 
     ratio = _size_ratio(points, corners)
@@ -106,7 +106,7 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
         # a mesh in metres near the image origin lands in a pixel or two: rows, but nonsense
         raise CardioScarError(f"The mesh (LPS bounds {bounds_text(points)}) and the slices (LPS bounds "
                               f"{bounds_text(corners)}) differ in size by orders of magnitude"
-                              f"{_unit_hint(points, corners)}")
+                              f"{_unit_hint(points, corners, layers)}")
     unique_keys, group_ids = np.unique(keys, return_inverse=True)
     # Stable: within a group (one slice) nodes keep their ascending order from np.flatnonzero.
     order = np.argsort(group_ids, kind="stable")
@@ -132,12 +132,24 @@ def _size_ratio(points: np.ndarray, corners: np.ndarray) -> float:
     return float(np.ptp(points, axis=0).max() / max(np.ptp(corners, axis=0).max(), 1e-12))
 
 
-def _unit_hint(points: np.ndarray, corners: np.ndarray) -> str:
+def _unit_hint(points: np.ndarray, corners: np.ndarray, layers: Sequence[SliceLayer]) -> str:
     """A hint when the mesh is orders of magnitude larger or smaller than the slices: simulation
-    meshes are often in micrometres (openCARP) or metres, images always in millimetres."""
+    meshes are often in micrometres (openCARP) or metres, images always in millimetres. Units
+    are blamed only when nothing else explains it: a slab wider than the slices themselves (the
+    slab width option), or a few nodes far from all others (the bulk of the mesh is fine)."""
     ratio = _size_ratio(points, corners)
     if ratio == 0.0 or 1 / 30 <= ratio <= 30:  # (a single node has no size)
         return ""
+    widest = max(layers, key=lambda layer: layer.half_thickness)
+    plane = max(widest.shape[0] * widest.spacing[1], widest.shape[1] * widest.spacing[0])
+    if widest.half_thickness > 10 * plane:
+        return (f" (the slab half-width {widest.half_thickness:g} mm of '{widest.label}' is far larger than the slice "
+                f"itself, {plane:.4g} mm across: check --slice-thickness-padding)")
+    low, high = np.percentile(points, [1, 99], axis=0)
+    if len(points) >= 20 and 1 / 30 <= _size_ratio(np.array([low, high]), corners) <= 30:
+        far = int(np.argmax(np.linalg.norm(points - np.median(points, axis=0), axis=1)))
+        where = ", ".join(f"{c:.4g}" for c in points[far])
+        return f" (node {far} at ({where}) lies far from all others: fix or remove it)"
     unit = "micrometres" if ratio > 30 else "metres or centimetres"
     return (f" (the mesh is {ratio:.3g} times the size of the slices: if its coordinates are in {unit}, "
             "scale them to millimetres)")

@@ -115,6 +115,8 @@ def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_
     cannot parse. Shared with :mod:`cardioscar.slices` for grid layers.
     """
     source = Path(path)
+    if source.is_dir():
+        raise CardioScarError(f"{source} is a folder, not a file: give the {' / '.join(allowed_suffixes)} file inside it")
     if not source.is_file():
         raise CardioScarError(f"File not found: {source}")
     suffix = source.suffix.lower()
@@ -262,8 +264,11 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
 
 def write_dataset(writer: vtk.vtkWriter, target: Path) -> None:
     """Run a configured VTK writer into ``target`` through :func:`atomic_write`."""
-    with atomic_write(target) as tmp:
+    with atomic_write(target) as tmp, _vtk_messages():
         writer.SetFileName(str(tmp))
-        # the XML writers return 1 on a full disk and report it only through their error code
+        # the XML writers return 1 on a full disk and report it only through their error code;
+        # VTK's own ERR lines are captured (the one-line error says it better)
         if writer.Write() != 1 or writer.GetErrorCode() != 0 or tmp.stat().st_size == 0:
-            raise write_failed(target)
+            error_code = writer.GetErrorCode()
+            reason = vtk.vtkErrorCode.GetStringFromErrorCode(error_code) if error_code else None
+            raise write_failed(target, "No space left on device" if reason == "OutOfDiskSpaceError" else None)

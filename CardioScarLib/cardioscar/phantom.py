@@ -31,6 +31,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,6 +39,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .atomic import atomic_write
+from .checks import check_seed
 from .errors import CardioScarError
 from .meshio import Mesh, write_mesh
 
@@ -87,6 +89,7 @@ class PhantomConfig:
 
     def validate(self) -> None:
         """Reject settings that cannot produce a meaningful phantom, with one-line reasons."""
+        check_seed(self.seed, "phantom seed")
         if not 1000 <= self.target_nodes <= 5_000_000:
             raise CardioScarError(f"phantom target_nodes={self.target_nodes}: use 1,000 to 5,000,000")
         if self.n_infarcts < 1:
@@ -209,6 +212,13 @@ class Phantom:
     long_axis_image: sitk.Image | None
     slice_half_thickness_mm: float       # pass as --slice-thickness-padding
     metadata: dict = field(default_factory=dict)
+    # Segmented family only (cardioscar.phantom_segmented): the continuous true scar fraction on
+    # the nodes (``truth`` is then 0/1), the myocardium mask, the EMIDEC-style label map, and the
+    # true fraction as a function of LV-frame points (``geometry.to_local``), to score anything else.
+    truth_fraction: np.ndarray | None = None
+    scar_field: Callable[[np.ndarray], np.ndarray] | None = None
+    myocardium_image: sitk.Image | None = None
+    label_image: sitk.Image | None = None
 
     @property
     def points_lps(self) -> np.ndarray:
@@ -273,15 +283,16 @@ def _equal_arc_u(a: float, c: float, n_u: int) -> np.ndarray:
 _CUBE_TETS = np.array([[0, 1, 3, 7], [0, 1, 5, 7], [0, 2, 3, 7], [0, 2, 6, 7], [0, 4, 5, 7], [0, 4, 6, 7]])
 
 
-def _build_mesh(geometry: LVGeometry, target_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tetrahedral wall mesh: (points_local, tets, wall coords (N,3) of t,u,theta)."""
+def lattice_cubes(geometry: LVGeometry, target_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes of the (t, u, theta) wall lattice and its cubes: (points_local, wall coords (N,3) of
+    t,u,theta, corners (n_cubes, 8)). Corners are numbered bit-wise, corner = dt + 2*du + 4*dtheta;
+    all theta of the apex ring (u = 0) share one node, so the cubes touching the apex collapse."""
     n_t, n_u, n_th = _lattice_shape(geometry, target_nodes)
     a_mid, c_mid = geometry.axes(np.array(0.5))
     t_vals = np.linspace(0.0, 1.0, n_t)
     u_vals = _equal_arc_u(float(a_mid), float(c_mid), n_u)
     th_vals = np.arange(n_th) * (2.0 * np.pi / n_th)
 
-    # Node ids on the (t, u, theta) lattice; all theta of the apex ring (u = 0) share one node.
     ids = np.empty((n_t, n_u, n_th), dtype=np.int64)
     apex = np.arange(n_t)
     ids[:, 0, :] = apex[:, None]
@@ -296,6 +307,11 @@ def _build_mesh(geometry: LVGeometry, target_nodes: int) -> tuple[np.ndarray, np
     it, iu, ih = np.meshgrid(np.arange(n_t - 1), np.arange(n_u - 1), np.arange(n_th), indexing="ij")
     it, iu, ih = it.ravel(), iu.ravel(), ih.ravel()
     corners = np.stack([ids[it + (c & 1), iu + ((c >> 1) & 1), (ih + (c >> 2)) % n_th] for c in range(8)], axis=1)
+    return points, wall, corners
+
+
+def tets_from_cubes(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """Positively oriented tets of the lattice cubes (Freudenthal split, flat apex tets dropped)."""
     tets = corners[:, _CUBE_TETS].reshape(-1, 4)
     # Cubes touching the apex collapse; drop the tets that became flat (a repeated node).
     srt = np.sort(tets, axis=1)
@@ -305,7 +321,13 @@ def _build_mesh(geometry: LVGeometry, target_nodes: int) -> tuple[np.ndarray, np
     vol = np.einsum("ij,ij->i", np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), p[:, 3] - p[:, 0])
     neg = vol < 0
     tets[neg, 0], tets[neg, 1] = tets[neg, 1], tets[neg, 0].copy()
-    return points, tets, wall
+    return tets
+
+
+def _build_mesh(geometry: LVGeometry, target_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tetrahedral wall mesh: (points_local, tets, wall coords (N,3) of t,u,theta)."""
+    points, wall, corners = lattice_cubes(geometry, target_nodes)
+    return points, tets_from_cubes(points, corners), wall
 
 
 def _to_vtk_grid(points_lps: np.ndarray, tets: np.ndarray) -> vtk.vtkUnstructuredGrid:
@@ -370,27 +392,38 @@ def _stack_geometry(config: PhantomConfig, geometry: LVGeometry) -> tuple[np.nda
     return corner, corner[2] + config.slice_gap_mm * np.arange(n_slices), n_xy, n_slices
 
 
+def footprint_layers(pixel_mm: float, slab_mm: float, fine_mm: float, centre_local: np.ndarray,
+                     axis_i: np.ndarray, axis_j: np.ndarray, normal: np.ndarray, n_i: int, n_j: int):
+    """Sub-cell centres of every pixel's footprint (square x slab), one slab layer at a time.
+
+    Each pixel is split into ``ceil(pixel/fine)`` sub-squares per side and the slab into
+    ``ceil(slab/fine)`` layers (midpoint rule). Yields ``(local_points, s_xy)``: the layer's
+    points, ordered so that ``values.reshape(n_j, s_xy, n_i, s_xy)`` groups them by pixel.
+    """
+    s_xy = max(1, math.ceil(pixel_mm / fine_mm))
+    s_z = max(1, math.ceil(slab_mm / fine_mm))
+    sub_xy = ((np.arange(s_xy) + 0.5) / s_xy - 0.5) * pixel_mm
+    sub_z = ((np.arange(s_z) + 0.5) / s_z - 0.5) * slab_mm
+    ci = np.arange(n_i)[:, None] * pixel_mm + sub_xy[None, :]   # (n_i, s_xy)
+    cj = np.arange(n_j)[:, None] * pixel_mm + sub_xy[None, :]
+    grid_j, grid_i = np.meshgrid(cj.ravel(), ci.ravel(), indexing="ij")
+    in_plane = grid_i.ravel()[:, None] * axis_i + grid_j.ravel()[:, None] * axis_j
+    for dz in sub_z:
+        yield (centre_local + dz * normal)[None, :] + in_plane, s_xy
+
+
 def _slab_means(phantom: Phantom, centre_local: np.ndarray, axis_i: np.ndarray, axis_j: np.ndarray,
                 normal: np.ndarray, n_i: int, n_j: int) -> np.ndarray:
     """Partial-volume mean of scar x myocardium over each pixel's square x slab, (n_j, n_i).
 
-    Each pixel is split into ``ceil(pixel/fine)`` sub-squares per side and the slab into
-    ``ceil(slab/fine)`` layers; the value is the mean over the sub-cell centres (midpoint rule).
     With ``partial_volume="myocardium"`` the mean is over the myocardial sub-cells only.
     """
     cfg = phantom.config
-    s_xy = max(1, math.ceil(cfg.pixel_mm / cfg.fine_mm))
-    s_z = max(1, math.ceil(cfg.slab_mm / cfg.fine_mm))
-    sub_xy = ((np.arange(s_xy) + 0.5) / s_xy - 0.5) * cfg.pixel_mm
-    sub_z = ((np.arange(s_z) + 0.5) / s_z - 0.5) * cfg.slab_mm
-    ci = np.arange(n_i)[:, None] * cfg.pixel_mm + sub_xy[None, :]   # (n_i, s_xy)
-    cj = np.arange(n_j)[:, None] * cfg.pixel_mm + sub_xy[None, :]
     scar_sum = np.zeros((n_j, n_i))
     myo_sum = np.zeros((n_j, n_i))
-    grid_j, grid_i = np.meshgrid(cj.ravel(), ci.ravel(), indexing="ij")
-    in_plane = grid_i.ravel()[:, None] * axis_i + grid_j.ravel()[:, None] * axis_j
-    for dz in sub_z:
-        local = (centre_local + dz * normal)[None, :] + in_plane
+    n_samples = 0
+    for local, s_xy in footprint_layers(cfg.pixel_mm, cfg.slab_mm, cfg.fine_mm, centre_local,
+                                        axis_i, axis_j, normal, n_i, n_j):
         inside = phantom.geometry.myocardium_local(local)
         vals = np.zeros(len(local))
         if inside.any():
@@ -398,9 +431,10 @@ def _slab_means(phantom: Phantom, centre_local: np.ndarray, axis_i: np.ndarray, 
             vals[inside] = scar_from_wall(phantom.geometry, phantom.infarcts, t, u, th, cfg.border_mm)
         scar_sum += vals.reshape(n_j, s_xy, n_i, s_xy).sum(axis=(1, 3))
         myo_sum += inside.reshape(n_j, s_xy, n_i, s_xy).sum(axis=(1, 3))
+        n_samples += s_xy * s_xy
     if cfg.partial_volume == "myocardium":
         return np.divide(scar_sum, myo_sum, out=np.zeros_like(scar_sum), where=myo_sum > 0)
-    return scar_sum / (len(sub_z) * s_xy * s_xy)
+    return scar_sum / n_samples
 
 
 def _acquire_short_axis(phantom: Phantom) -> tuple[sitk.Image, list[float]]:
@@ -439,8 +473,16 @@ def _acquire_long_axis(phantom: Phantom, rng: np.random.Generator) -> sitk.Image
     return image
 
 
-def make_phantom(config: PhantomConfig | None = None) -> Phantom:
-    """Build the mesh, its ground-truth scar and the simulated acquisition for ``config``."""
+def make_phantom(config=None) -> Phantom:
+    """Build the mesh, its ground-truth scar and the simulated acquisition for ``config``.
+
+    ``config`` is a :class:`PhantomConfig` (the demo family) or a
+    :class:`cardioscar.phantom_segmented.SegmentedConfig` (the segmented family).
+    """
+    if getattr(config, "family", "demo") == "segmented":
+        from .phantom_segmented import make_segmented_phantom
+
+        return make_segmented_phantom(config)
     config = config or PhantomConfig()
     config.validate()
     start = time.perf_counter()
@@ -513,9 +555,11 @@ def _write_vtk(dataset: vtk.vtkDataSet, path: Path, arrays: dict[str, np.ndarray
 def write_phantom(phantom: Phantom, out_dir: str | Path) -> dict[str, Path]:
     """Write the phantom's files; returns their paths by role.
 
-    ``mesh`` (tets with ``scar_truth``), ``surface``, ``image`` (short-axis NIfTI, ready for
-    ``cardioscar prepare --image ... --slice-thickness-padding <slab/2>``), ``long_axis_image``
-    when acquired, and ``metadata`` (JSON: parameters, scar fraction, slice positions).
+    ``mesh`` (``scar_truth``; the segmented family adds ``scar_fraction_truth``), ``surface``,
+    ``image`` (short-axis NIfTI, ready for ``cardioscar prepare --image ...
+    --slice-thickness-padding <slab/2>``), ``long_axis_image`` when acquired, the segmented
+    family's ``myocardium_mask`` and ``label_map``, and ``metadata`` (JSON: parameters, scar
+    fraction, slice positions).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -525,14 +569,22 @@ def write_phantom(phantom: Phantom, out_dir: str | Path) -> dict[str, Path]:
         "image": out / "phantom_lge.nii.gz",
         "metadata": out / "phantom.json",
     }
-    _write_vtk(phantom.mesh, paths["mesh"], {"scar_truth": phantom.truth})
+    arrays = {"scar_truth": phantom.truth}
+    if phantom.truth_fraction is not None:
+        arrays["scar_fraction_truth"] = phantom.truth_fraction
+    _write_vtk(phantom.mesh, paths["mesh"], arrays)
     _write_vtk(phantom.surface, paths["surface"], {})
-    with atomic_write(paths["image"]) as tmp:
-        sitk.WriteImage(phantom.image, str(tmp), True)
-    if phantom.long_axis_image is not None:
-        paths["long_axis_image"] = out / "phantom_lge_long_axis.nii.gz"
-        with atomic_write(paths["long_axis_image"]) as tmp:
-            sitk.WriteImage(phantom.long_axis_image, str(tmp), True)
+    images = {"image": phantom.image}
+    optional = (("long_axis_image", "phantom_lge_long_axis.nii.gz", phantom.long_axis_image),
+                ("myocardium_mask", "phantom_myocardium.nii.gz", phantom.myocardium_image),
+                ("label_map", "phantom_labels.nii.gz", phantom.label_image))
+    for role, name, image in optional:
+        if image is not None:
+            paths[role] = out / name
+            images[role] = image
+    for role, image in images.items():
+        with atomic_write(paths[role]) as tmp:
+            sitk.WriteImage(image, str(tmp), True)
     meta = dict(phantom.metadata)
     meta["files"] = {k: v.name for k, v in paths.items()}
     with atomic_write(paths["metadata"]) as tmp:

@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | None = None,
-                  normalize: bool = False) -> list[SliceLayer]:
-    """Return copies of ``slices`` whose values are targets in [0, 1] (NaN holes kept)."""
+                  normalize: bool = False, require_scar: bool = True) -> list[SliceLayer]:
+    """Return copies of ``slices`` whose values are targets in [0, 1] (NaN holes kept).
+
+    With ``scar_labels``, labels that match no pixel are refused unless ``require_scar`` is False
+    (a caller pooling several inputs checks them together, see :func:`scar_label_pixels`)."""
     layers = list(slices)
     if not layers:
         raise CardioScarError("No slices given")
@@ -37,6 +40,8 @@ def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | Non
     if labels is not None:
         if not labels:
             raise CardioScarError("--scar-labels is empty; list the scar label values, e.g. 3,4")
+        if scar_label_pixels(layers, labels) == 0 and require_scar:
+            raise unmatched_labels(layers, labels)
         return [_relabel(layer, labels) for layer in layers]
     if normalize:
         return _min_max(layers)
@@ -47,6 +52,29 @@ def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | Non
                 f"Slice '{layer.label}' has values {finite.min():g}..{finite.max():g} outside [0, 1]; pass "
                 "--scar-labels (label map, e.g. 3,4) or --normalize-intensities (raw LGE)")
     return layers
+
+
+def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> int:
+    """How many pixels of ``layers`` carry one of ``labels``; refuses values that are not whole
+    numbers (a probability map or LGE intensities given with --scar-labels would silently become
+    all 0)."""
+    count = 0
+    for layer in layers:
+        finite = layer.values[np.isfinite(layer.values)]
+        if finite.size and not np.array_equal(finite, np.round(finite)):
+            raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds non-integer values "
+                                  f"({finite.min():g}..{finite.max():g}), not labels; leave --scar-labels out for a "
+                                  "probability map, or use --normalize-intensities for raw LGE")
+        count += int(np.isin(finite, labels).sum())
+    return count
+
+
+def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int], shown: int = 12) -> CardioScarError:
+    """The error for scar labels that match no pixel of ``layers``, naming the labels present."""
+    values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers]))
+    present = ", ".join(f"{v:g}" for v in values[:shown]) + (", ..." if len(values) > shown else "")
+    return CardioScarError(f"--scar-labels {','.join(map(str, sorted(set(labels))))} match no pixel of the chosen "
+                           f"slices (labels present: {present or 'none'}); give the scar labels of this label map")
 
 
 def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:

@@ -35,6 +35,7 @@ from cardioscar.batching import ScarReconstructionDataset, create_complete_group
 from cardioscar.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.engines import BayesianNN
+from cardioscar.checks import check_seed
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -106,8 +107,7 @@ class TrainingConfig:
                 or not 0.0 <= self.dropout_rate < 1.0:
             raise CardioScarError(f"training option dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
         self.dropout_rate = float(self.dropout_rate)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise CardioScarError(f"training option seed must be an integer >= 0, got {self.seed!r}")
+        self.seed = check_seed(self.seed, "training option seed")
         if self.schedule not in SCHEDULES:
             raise CardioScarError(f"training option schedule must be one of {', '.join(SCHEDULES)}, "
                                   f"got {self.schedule!r}")

@@ -1,15 +1,19 @@
 """Screenshot, part 1 (project environment with slicer-core): run the CardioScar Logic on the LV
-phantom and draw the coloured result offscreen with Slicer's own 3D displayable managers.
+phantom, in the panel's worker process, and draw the coloured result offscreen with Slicer's own
+3D displayable managers.
 
     PYTHONPATH=CardioScarLib .venv/bin/python Resources/tools/render_result.py OUT_DIR
 
 Writes OUT_DIR/result_3d.png (the view angle that shows the most scar is kept) and
-OUT_DIR/panel_values.json (the inputs and summary rows, for part 2: make_screenshot.py).
+OUT_DIR/panel_values.json (the inputs, summary rows and the worker's log, for part 2:
+make_screenshot.py).
 """
 
+import importlib.metadata
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "CardioScar"))
 
 import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.render import OffscreenThreeDView  # noqa: E402
 from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
@@ -36,7 +41,15 @@ def main(out_dir: Path) -> None:
     # the panel's defaults: the fast preset; the phantom's pixels are whole-box means, so correct them
     options = csl.ReconstructionOptions(slice_indices=SLICES, half_thickness=phantom.slice_half_thickness_mm,
                                         preset="fast", partial_volume_correction=True, threshold=0.5)
-    result = csl.CardioScarLogic(context.scene, context.color_logic).train_and_apply(volume, model, options)
+    run = BackgroundRun.training(csl.CardioScarLogic(context.scene, context.color_logic), volume, model, options)
+    log = ["Training..."]
+    while run.running:
+        # what the panel's log keeps: every report but progress, and progress every 100 epochs and at the end
+        log += [m.text for m in run.messages() if m.kind != "progress" or m.fields["epoch"] % 100 == 0
+                or m.fields["epoch"] == m.fields["max_epochs"]]
+        time.sleep(0.1)
+    log += [m.text for m in run.messages()]
+    result = run.finish(model)
     result.legend_node.SetVisibility(False)  # search the angle on the mesh alone
     best, best_red = (0, 15), -1
     for azimuth in range(0, 360, 30):
@@ -50,7 +63,8 @@ def main(out_dir: Path) -> None:
     view.close()
     values = {"volume": "LGE", "mesh": "LV mesh", "slices": SLICES,
               "n_slices": csl.CardioScarLogic.slice_count(volume, "z"), "half": phantom.slice_half_thickness_mm,
-              "preset": options.preset, "training": options.training_config().to_dict(), "summary": result.summary, "device": result.device}
+              "preset": options.preset, "training": options.training_config().to_dict(), "summary": result.summary, "device": result.device,
+              "torch": importlib.metadata.version("torch"), "log": log}
     (out_dir / "panel_values.json").write_text(json.dumps(values, indent=2))
     print(f"azimuth/elevation {best}, {best_red} scar pixels; {result.summary}")
 

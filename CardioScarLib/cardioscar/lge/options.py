@@ -22,7 +22,7 @@ def _labels(option: str):
 
 
 def add_prepare_options(parser: argparse.ArgumentParser) -> None:
-    """Add --scar-rule and its masks to the prepare parser."""
+    """Add --scar-rule and its masks to the prepare parser (which has --myocardium-mask/-labels)."""
     defaults = "; ".join(f"{rule} {b:g},{c:g}" for rule, (b, c, *_r) in RULES.items())
     group = parser.add_argument_group("scar rules on raw LGE (--image is the LGE)")
     group.add_argument("--scar-rule", choices=tuple(RULES), default=None,
@@ -32,13 +32,10 @@ def add_prepare_options(parser: argparse.ArgumentParser) -> None:
                        help=f"border-zone and core thresholds (defaults: {defaults})")
     group.add_argument("--scar-target", choices=("scar", "core"), default="scar",
                        help="what the network learns: scar = border zone + core (default), core = core only")
-    group.add_argument("--myocardium-mask", type=Path, default=None,
-                       help="label map or mask on the LGE image's grid; nonzero (or --myocardium-labels) is myocardium")
-    group.add_argument("--myocardium-labels", type=_labels("--myocardium-labels"), default=None,
-                       help="labels of the myocardium in --myocardium-mask, e.g. 2,3,4")
     group.add_argument("--blood-pool-mask", type=Path, default=None, help="blood-pool mask/label map (needed by iir)")
     group.add_argument("--blood-pool-labels", type=_labels("--blood-pool-labels"), default=None,
                        help="labels of the blood pool, e.g. 1 (in --blood-pool-mask, else in --myocardium-mask)")
+    # --myocardium-mask / --myocardium-labels are prepare's own options (cardioscar.myocardium)
     group.add_argument("--remote-mask", type=Path, default=None,
                        help="healthy (remote) myocardium mask for nsd (default: the darkest of 6 myocardial sectors)")
 
@@ -48,9 +45,10 @@ def scar_rule_request(args: argparse.Namespace):
     from .prepare import ScarRuleRequest
 
     if args.scar_rule is None:
-        if any(getattr(args, name) is not None for name in ("scar_thresholds", "myocardium_mask", "blood_pool_mask",
-                                                            "remote_mask")):
-            raise CardioScarError("--scar-thresholds and the --*-mask options need --scar-rule {nsd,fwhm,iir,psi}")
+        if any(getattr(args, name) is not None for name in ("scar_thresholds", "blood_pool_mask", "remote_mask",
+                                                            "blood_pool_labels")):
+            raise CardioScarError("--scar-thresholds, --blood-pool-* and --remote-mask need --scar-rule "
+                                  "{nsd,fwhm,iir,psi}")
         return None
     if args.myocardium_mask is None:
         raise CardioScarError(f"--scar-rule {args.scar_rule} needs --myocardium-mask FILE (with --myocardium-labels "

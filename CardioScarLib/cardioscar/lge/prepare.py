@@ -6,10 +6,9 @@ default, so ``scar_probability`` keeps its meaning: probability that the node is
 ``core``. A second model trained on the core target gives a core probability; ``cardioscar export
 --core-mesh`` turns the two into healthy / border zone / core tags (see :mod:`cardioscar.simulation.tags`).
 
-The masks are cut by the same slice cutter as the image (same axis, indices and slab), so they
-must be images on the LGE image's grid (a label map, e.g. the segmentation exported as labels).
-This is a thin adapter until the shared myocardium-mask reader lands; it checks that each mask
-slice lies where the image slice does.
+The myocardium masks come from prepare's ``--myocardium-mask``/``--myocardium-labels`` reader
+(:mod:`cardioscar.myocardium`), which also reads the blood-pool and remote masks here. In Slicer the
+masks are label-map nodes cut like the LGE node (:func:`mask_arrays`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import CardioScarError
-from ..slices import SliceLayer, slices_from_paths
+from ..slices import SliceLayer
 from .rules import RuleResult, apply_rule, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -63,19 +62,21 @@ def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], optio
     return masks
 
 
-def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], axis: str, indices: Optional[list[int]],
-                 padding) -> tuple[list[SliceLayer], RuleResult]:
-    """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers;
-    the mask files are cut by the image's slice cutter (same axis, indices and slab)."""
+def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: list[np.ndarray],
+                 myocardium_name: str) -> tuple[list[SliceLayer], RuleResult]:
+    """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers and
+    their myocardium masks; the blood-pool and remote mask files are sampled at each pixel centre by
+    the library's mask reader (:func:`cardioscar.myocardium.masks_from_image`), so any grid works."""
+    from ..myocardium import masks_from_image, read_mask_image
 
     def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
         if path is None:
             return None
-        return mask_arrays(slices_from_paths([path], axis, indices, padding), labels, option, Path(path).name, image)
+        return masks_from_image(read_mask_image(path), image, labels, source=str(path), what=option)
 
-    return graded_targets(request, image, masks(request.myocardium_path, request.myocardium_labels, "--myocardium-mask"),
+    return graded_targets(request, image, myocardium,
                           masks(request.blood_pool_path, request.blood_pool_labels, "--blood-pool-mask"),
-                          masks(request.remote_path, None, "--remote-mask"), Path(request.myocardium_path).name)
+                          masks(request.remote_path, None, "--remote-mask"), myocardium_name)
 
 
 def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: list[np.ndarray],

@@ -1,0 +1,165 @@
+"""The AHA 17-segment analysis of a model node, for the panel, the console and batch mode.
+
+Inputs are scene nodes: the model (with ``scar_probability`` from a run), a markups node whose
+first control point is the anterior RV insertion (a second one, if placed, the inferior), or a
+label map volume with an RV blood-pool label; optionally a markups node with the apex and the
+base centre, or a short-axis volume whose slice normal gives the long axis. Everything is read
+in world coordinates (parent transforms included) and converted to LPS for ``cardioscar.aha``.
+
+Outputs are written only after the analysis succeeded: ``aha_segment`` point and cell arrays on
+the model's mesh, and a second table node (referenced from the model, so a rerun updates it).
+The bull's-eye PNG is written on request (the panel can show it; ``bullseye_png``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from cardioscar.aha import AhaOptions, LabelMap
+from cardioscar.errors import CardioScarError
+
+from . import results
+from .geometry import RAS_TO_LPS, model_points_lps, volume_ijk_to_lps, world_mesh_lps
+
+AHA_TABLE_REFERENCE = "CardioScarAhaTable"
+SEGMENT_ARRAY = "aha_segment"
+
+
+@dataclass
+class AhaInputs:
+    """What the panel's AHA section (or a console user) chooses: the nodes that place the
+    segments (see the module docstring) and what to measure (``measure``: field, threshold,
+    LV mask, tags, transmurality; its point and axis fields are filled from the nodes)."""
+
+    rv_markups: Optional[object] = None
+    labels_node: Optional[object] = None
+    rv_label: int = 1
+    myocardium_label: int = 2
+    apex_base_markups: Optional[object] = None
+    slice_normal_volume: Optional[object] = None
+    measure: AhaOptions = field(default_factory=AhaOptions)
+
+
+@dataclass
+class AhaSceneResult:
+    """The table rows, how they were computed, the table node and the segments written on the model."""
+
+    rows: list
+    summary: dict
+    table_node: object
+    point_segments: np.ndarray
+    cell_segments: np.ndarray
+
+
+def _control_points_lps(markups, what: str, needed: int) -> list[np.ndarray]:
+    count = markups.GetNumberOfControlPoints()
+    if count < needed:
+        raise CardioScarError(f"the markups '{markups.GetName()}' has {count} point(s); place {what}")
+    points = []
+    for index in range(count):
+        ras = [0.0, 0.0, 0.0]
+        markups.GetNthControlPointPositionWorld(index, ras)
+        points.append(np.asarray(ras, dtype=float) * np.diag(RAS_TO_LPS)[:3])
+    return points
+
+
+def _labels(node) -> tuple[np.ndarray, np.ndarray]:
+    image = node.GetImageData()
+    if image is None:
+        raise CardioScarError(f"the label map '{node.GetName()}' has no voxels; load a label map with an RV label")
+    columns, rows, slices = image.GetDimensions()
+    labels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(slices, rows, columns)
+    return np.rint(labels).astype(np.int64), volume_ijk_to_lps(node)
+
+
+def aha_options(inputs: AhaInputs) -> AhaOptions:
+    """The library's options from scene nodes (world LPS)."""
+    options = dataclasses.replace(inputs.measure)
+    if inputs.rv_markups is not None:
+        points = _control_points_lps(inputs.rv_markups, "the anterior RV insertion (and optionally the inferior)", 1)
+        options.rv_point = points[0]
+        options.rv_inferior_point = points[1] if len(points) > 1 else None
+    elif inputs.labels_node is not None:
+        labels, ijk_to_lps = _labels(inputs.labels_node)
+        options.labels = LabelMap(labels, ijk_to_lps, inputs.labels_node.GetName(), rv_label=inputs.rv_label,
+                                  myocardium_label=inputs.myocardium_label)
+    if inputs.apex_base_markups is not None:
+        options.apex, options.base = _control_points_lps(inputs.apex_base_markups, "the apex, then the base centre", 2)[:2]
+    elif inputs.slice_normal_volume is not None:
+        normal = volume_ijk_to_lps(inputs.slice_normal_volume)[:3, 2]
+        options.slice_normal = normal / np.linalg.norm(normal)
+        options.slice_normal_source = f"slice normal of {inputs.slice_normal_volume.GetName()}"
+    return options
+
+
+def _column(name: str, values: list):
+    if all(isinstance(v, str) for v in values):
+        column = vtk.vtkStringArray()
+        for value in values:
+            column.InsertNextValue(value)
+    elif all(isinstance(v, int) for v in values):
+        column = vtk.vtkIntArray()
+        for value in values:
+            column.InsertNextValue(value)
+    else:
+        column = vtk.vtkDoubleArray()
+        for value in values:
+            column.InsertNextValue(math.nan if value is None else float(value))
+    column.SetName(name)
+    return column
+
+
+def update_aha_table(model_node, rows: list[dict]):
+    """The model's AHA table node (created on first use): one row per segment, the CSV's columns."""
+    table = results.referenced_or_new(model_node, AHA_TABLE_REFERENCE, "vtkMRMLTableNode",
+                                      f"{model_node.GetName()} AHA segments")
+    vtk_table = vtk.vtkTable()
+    for key in rows[0]:
+        vtk_table.AddColumn(_column(key, [row[key] for row in rows]))
+    table.SetAndObserveTable(vtk_table)
+    table.SetUseColumnTitleAsColumnHeader(True)
+    table.SetLocked(True)
+    return table
+
+
+def _write_cell_array(model_node, values: np.ndarray) -> None:
+    mesh = model_node.GetMesh()
+    array = numpy_to_vtk(np.ascontiguousarray(values.astype(np.int32)), deep=True)
+    array.SetName(SEGMENT_ARRAY)
+    mesh.GetCellData().RemoveArray(SEGMENT_ARRAY)
+    mesh.GetCellData().AddArray(array)
+    mesh.GetCellData().Modified()
+
+
+def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Path] = None) -> AhaSceneResult:
+    """Segment the model as shown (world coordinates), then write the arrays, the table and,
+    when asked, the bull's-eye PNG. A failure leaves the model and the scene as they were."""
+    from cardioscar.aha import analyse_mesh
+    from cardioscar.aha.bullseye import write_bullseye
+    from cardioscar.meshio import Mesh
+
+    if inputs.rv_markups is None and inputs.labels_node is None:
+        raise CardioScarError("no RV insertion: place a markups point on the anterior RV insertion, or choose a "
+                              "label map with an RV label")
+    points = model_points_lps(model_node)
+    mesh = Mesh(dataset=world_mesh_lps(model_node, points), space="LPS", path=None)
+    result = analyse_mesh(mesh, aha_options(inputs))
+    if bullseye_png is not None:
+        write_bullseye(result.rows, Path(bullseye_png),
+                       f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}")
+    results.write_point_arrays(model_node, {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
+    _write_cell_array(model_node, result.cell_segments)
+    table = update_aha_table(model_node, result.rows)
+    return AhaSceneResult(result.rows, result.summary, table, result.point_segments, result.cell_segments)
+
+
+__all__ = ["AhaInputs", "AhaSceneResult", "analyse_model", "aha_options", "update_aha_table", "AHA_TABLE_REFERENCE",
+           "SEGMENT_ARRAY"]

@@ -1,0 +1,289 @@
+"""Training and prediction in a worker process, for the panel (Qt-free, testable without Slicer).
+
+Why a process and not a thread: MRML and VTK objects are not thread-safe, torch holds the GIL
+for long stretches on the CPU, and only a process can be stopped at once, wherever it is. The
+panel therefore reads its inputs from the scene (fast), writes them to a temporary folder in
+the library's own formats, and starts :mod:`CardioScarLogic.worker` with Slicer's Python. Its
+report lines are read by a thread into a queue, which the panel drains from a timer on the
+main thread. The scene is written only by :meth:`BackgroundRun.finish`, after the worker
+ended successfully; :meth:`BackgroundRun.stop` ends the worker and removes the folder, so a
+stopped run leaves the scene and the user's files as they were.
+
+The console and batch mode keep calling :meth:`CardioScarLogic.train_and_apply`, which does
+the same three steps in one process; for the same seed both give the same result.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from cardioscar.errors import CardioScarError
+
+from . import worker
+from .logic import PreparedRun, ReconstructionResult, _check_model_node
+from .options import ReconstructionOptions
+
+logger = logging.getLogger(__name__)
+
+#: Workers still running, ended when this Python ends (Slicer quitting, a test session).
+_LIVE: "weakref.WeakSet[BackgroundRun]" = weakref.WeakSet()
+
+
+@dataclass
+class WorkerMessage:
+    """One report of the worker: ``kind`` is progress, log, warning, done, error or output
+    (a line that was not a structured report)."""
+
+    kind: str
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The line the panel's log shows for this report."""
+        if self.kind == "progress":
+            f = self.fields
+            left = "?" if f.get("eta_s") is None else f"{f['eta_s']:.0f} s"
+            return f"epoch {f['epoch']}/{f['max_epochs']}  loss {f['loss']:.4g}  best {f['best_loss']:.4g}  {left} left"
+        if self.kind == "done":
+            return f"Finished on {self.fields.get('device', '?')}"
+        message = self.fields.get("message", "")
+        return f"Warning: {message}" if self.kind == "warning" else message
+
+
+def parse_line(line: str) -> WorkerMessage:
+    """A line of the worker's output as a message (free text becomes an ``output`` message)."""
+    line = line.rstrip("\r\n")
+    if line.startswith(worker.MESSAGE_PREFIX):
+        try:
+            fields = json.loads(line[len(worker.MESSAGE_PREFIX):])
+            return WorkerMessage(str(fields.pop("kind")), fields)
+        except (ValueError, KeyError, AttributeError):
+            pass
+    return WorkerMessage("output", {"message": line})
+
+
+def worker_python(in_application: bool) -> str:
+    """The Python that runs the worker: Slicer's ``PythonSlicer`` inside the application (the
+    launcher puts it on PATH, and it sets up the same environment as Slicer's own Python;
+    ``sys.executable`` there is the Slicer application itself), else this Python."""
+    if not in_application:
+        return sys.executable
+    found = shutil.which("PythonSlicer")
+    if found is None:
+        raise CardioScarError("Cannot find Slicer's Python (PythonSlicer) on PATH to run the training: "
+                              "start Slicer through its launcher.")
+    return found
+
+
+def _library_path() -> str:
+    """The folder holding the ``cardioscar`` package, for the worker's PYTHONPATH."""
+    import cardioscar
+
+    return str(Path(cardioscar.__file__).resolve().parent.parent)
+
+
+def _inference_options(options: ReconstructionOptions) -> dict:
+    return {"mc_samples": int(options.inference_mc_samples), "batch_size": int(options.inference_batch_size),
+            "threshold": options.threshold, "seed": int(options.seed)}
+
+
+def write_training_job(folder: Path, run: PreparedRun) -> None:
+    """Export a prepared training run: rows (``.npz``), points (``.npy``), configuration (JSON)."""
+    from cardioscar.logic import save_preprocessing_result
+
+    save_preprocessing_result(run.prepared, folder / worker.TRAINING_DATA_FILE)
+    np.save(folder / worker.POINTS_FILE, run.points)
+    job = {"kind": "train", "force_cpu": bool(run.options.force_cpu),
+           "training": asdict(run.options.training_config()), "inference": _inference_options(run.options)}
+    (folder / worker.JOB_FILE).write_text(json.dumps(job))
+
+
+def write_prediction_job(folder: Path, model_path: Path, points: np.ndarray, options: ReconstructionOptions) -> None:
+    """Export a prediction with a saved model (read by the worker where it is, never changed)."""
+    np.save(folder / worker.POINTS_FILE, points)
+    job = {"kind": "apply", "force_cpu": bool(options.force_cpu), "model": str(Path(model_path).resolve()),
+           "inference": _inference_options(options)}
+    (folder / worker.JOB_FILE).write_text(json.dumps(job))
+
+
+class BackgroundRun:
+    """A worker process on one job folder: start, read its reports, stop, collect the result.
+
+    Use :meth:`training` or :meth:`prediction` to make one from the Logic's inputs.
+    """
+
+    def __init__(self, folder: Path, python: str, finish) -> None:
+        self.folder = Path(folder)
+        self._finish = finish
+        self._messages: "queue.Queue[WorkerMessage]" = queue.Queue()
+        self.device = ""
+        self.error: Optional[str] = None
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_library_path(), env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        self._process = subprocess.Popen(
+            [python, str(Path(worker.__file__).resolve()), str(self.folder)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, encoding="utf-8", errors="replace", bufsize=1)
+        self._reader = threading.Thread(target=self._read, name="cardioscar-worker-reader", daemon=True)
+        self._reader.start()
+        _LIVE.add(self)
+
+    # ------------------------------------------------------------------ making runs
+
+    @classmethod
+    def training(cls, logic, scar_nodes, model_node, options: ReconstructionOptions,
+                 python: Optional[str] = None) -> "BackgroundRun":
+        """Read the inputs through the Logic (errors raise here, before any process starts) and
+        start training + prediction in a worker."""
+        run = logic.prepare_training(scar_nodes, model_node, options)
+        folder = _job_folder()
+        try:
+            write_training_job(folder, run)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+        def finish(background: "BackgroundRun", output_node) -> ReconstructionResult:
+            from cardioscar.logic import load_trained_model
+
+            checkpoint = load_trained_model(background.folder / worker.MODEL_FILE)
+            return logic.finish_training(run, output_node, checkpoint, background._prediction(), background.device)
+
+        return cls(folder, python or worker_python(_in_application()), finish)
+
+    @classmethod
+    def prediction(cls, logic, model_path, model_node, options: ReconstructionOptions,
+                   python: Optional[str] = None) -> "BackgroundRun":
+        """Check the saved model and the mesh here, then predict in a worker."""
+        from cardioscar.logic import load_trained_model
+
+        from .geometry import model_points_lps
+
+        started = time.perf_counter()
+        _check_model_node(model_node)
+        checkpoint = load_trained_model(Path(model_path))
+        points = model_points_lps(model_node)
+        folder = _job_folder()
+        try:
+            write_prediction_job(folder, Path(model_path), points, options)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+        def finish(background: "BackgroundRun", output_node) -> ReconstructionResult:
+            return logic.finish_prediction(output_node, points, checkpoint, background._prediction(), options,
+                                           background.device, started)
+
+        return cls(folder, python or worker_python(_in_application()), finish)
+
+    # ------------------------------------------------------------------ while it runs
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            self._messages.put(parse_line(line))
+        self._process.stdout.close()
+
+    def messages(self) -> list[WorkerMessage]:
+        """The reports that arrived since the last call (call from one thread only)."""
+        drained = []
+        while True:
+            try:
+                message = self._messages.get_nowait()
+            except queue.Empty:
+                break
+            if message.kind == "done":
+                self.device = message.fields.get("device", "")
+            elif message.kind == "error":
+                self.error = message.fields.get("message", "")
+            drained.append(message)
+        return drained
+
+    @property
+    def running(self) -> bool:
+        """True until the worker has ended and all of its output has been read."""
+        return self._process.poll() is None or self._reader.is_alive()
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.running and self._process.returncode == 0 and self.device != "" and self.error is None
+
+    def stop(self) -> None:
+        """End the worker now and remove its folder. Safe to call at any time, more than once."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        """Close the worker's stdin (a worker still running ends on that) and remove the folder."""
+        try:
+            self._process.stdin.close()
+        except OSError:  # the pipe broke when the worker ended
+            pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+        _LIVE.discard(self)
+
+    # ------------------------------------------------------------------ the result
+
+    def failure(self) -> str:
+        """One line on why the worker did not finish (call once it has ended)."""
+        if self.error:
+            return self.error
+        return f"The worker process ended with status {self._process.returncode}; its output is in the log."
+
+    def finish(self, output_node) -> ReconstructionResult:
+        """Write the finished result on ``output_node`` (the only step that touches the scene),
+        then remove the job folder. Raises :class:`CardioScarError` when the worker failed."""
+        try:
+            self.messages()
+            if not self.succeeded:
+                raise CardioScarError(self.failure())
+            return self._finish(self, output_node)
+        finally:
+            self._close()
+
+    def _prediction(self):
+        from cardioscar.logic import InferenceResult
+
+        with np.load(self.folder / worker.PREDICTION_FILE) as data:
+            mean, std = data["mean"], data["std"]
+            binary = data["binary"] if "binary" in data.files else None
+        return InferenceResult(mean, std, binary, int(len(mean)), float(np.mean(mean)), float(np.mean(std)))
+
+
+def _job_folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="cardioscar-run-"))
+
+
+def _in_application() -> bool:
+    from .headless import in_slicer_application
+
+    return in_slicer_application()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Slicer (or any Python that started workers) is ending: end them too."""
+    for run in list(_LIVE):
+        run.stop()
+
+
+__all__ = ["BackgroundRun", "WorkerMessage", "parse_line", "worker_python", "write_training_job",
+           "write_prediction_job"]

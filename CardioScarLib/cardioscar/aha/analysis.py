@@ -1,0 +1,333 @@
+"""The AHA analysis of one reconstructed mesh: segments, per-segment table, files.
+
+Every face (``cardioscar aha``, the Python API, the demo, the Slicer Logic) calls
+:func:`analyse_mesh` on a mesh in memory, or :func:`run_aha` for files in and files out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import vtk
+from scipy.spatial import cKDTree
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from cardioscar.errors import CardioScarError
+from cardioscar.meshio import Mesh, write_mesh
+from cardioscar.metrics import node_volumes
+
+from .bullseye import write_bullseye
+from .insertion import contact_points, insertions_from_contacts
+from .segments import (AhaFrame, LongAxis, axis_from_direction, axis_from_points, axis_from_shape,
+                       insertion_frame)
+from .table import segment_rows, write_table
+from .wall import WallFaces, column_transmurality, is_volumetric, wall_faces
+
+logger = logging.getLogger(__name__)
+
+SEGMENT_ARRAY = "aha_segment"
+#: An RV insertion point farther than this from every LV node is refused (a click off the mesh).
+MAX_RV_DISTANCE_MM = 5.0
+#: Without an identifiable endocardium the apical cap is this share of the length at the apex.
+CAP_SHARE_WITHOUT_CAVITY = 0.10
+FILES = {"csv": "aha.csv", "json": "aha.json", "png": "bullseye.png"}
+
+
+@dataclass
+class LabelMap:
+    """A label map with an RV blood-pool label, as an array [k, j, i] and its index-to-LPS matrix."""
+
+    labels: np.ndarray
+    ijk_to_lps: np.ndarray
+    source: str
+    rv_label: int = 1
+    myocardium_label: int = 2
+
+
+@dataclass
+class AhaOptions:
+    """How to segment and what to measure; see ``cardioscar aha --help`` for each option.
+
+    ``lv_mask_field`` (with ``lv_mask_value``, else non-zero) picks the LV nodes of a mesh that
+    holds more (a biventricular mesh); the others get segment 0.
+
+    Long axis: ``apex`` and ``base`` points, else ``slice_normal`` (the short-axis stack's
+    normal), else the mesh's shape. RV insertion: ``rv_point`` (the anterior insertion, with an
+    optional ``rv_inferior_point``), else ``labels``. ``transmurality``: ``"auto"`` (computed on a
+    volumetric mesh, estimated on a surface mesh), ``"required"`` (refuse a surface mesh) or ``"off"``.
+    """
+
+    field: str = "scar_probability"
+    uncertainty_field: Optional[str] = "scar_uncertainty"
+    threshold: float = 0.5
+    rv_point: Optional[Sequence[float]] = None
+    rv_inferior_point: Optional[Sequence[float]] = None
+    labels: Optional[LabelMap] = None
+    apex: Optional[Sequence[float]] = None
+    base: Optional[Sequence[float]] = None
+    slice_normal: Optional[Sequence[float]] = None
+    slice_normal_source: str = "slice normal"
+    lv_mask_field: Optional[str] = None
+    lv_mask_value: Optional[float] = None
+    tags_field: Optional[str] = None
+    border_zone_tag: int = 1
+    transmurality: str = "auto"
+
+
+@dataclass
+class AhaResult:
+    """Segments on the nodes and cells (0 outside the LV), the table rows and how they were made."""
+
+    point_segments: np.ndarray
+    cell_segments: np.ndarray
+    rows: list[dict]
+    summary: dict
+    frame: AhaFrame = field(repr=False)
+
+
+def _where(mesh: Mesh) -> str:
+    return mesh.path.name if mesh.path else "the mesh"
+
+
+def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
+    if options.lv_mask_field is None:
+        return np.ones(mesh.n_points, dtype=bool)
+    mask = mesh.point_array(options.lv_mask_field).reshape(mesh.n_points, -1)[:, 0]
+    lv = mask != 0 if options.lv_mask_value is None else np.isclose(mask, options.lv_mask_value)
+    if lv.sum() < 10:
+        which = "non-zero" if options.lv_mask_value is None else f"equal to {options.lv_mask_value:g} (--lv-value)"
+        raise CardioScarError(f"{_where(mesh)}: --lv-mask '{options.lv_mask_field}' marks {int(lv.sum())} nodes as LV "
+                              f"({which}); give the point field and value of the LV myocardium")
+    return lv
+
+
+def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> LongAxis:
+    if (options.apex is None) != (options.base is None):
+        raise CardioScarError("give both --apex and --base (or neither)")
+    if options.apex is not None and options.slice_normal is not None:
+        raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
+    if options.apex is not None:
+        return axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
+    if options.slice_normal is not None:
+        return axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
+                                   options.slice_normal_source)
+    return axis_from_shape(points, weights)
+
+
+def _checked_point(point: Sequence[float], tree: cKDTree, flag: str) -> np.ndarray:
+    value = np.asarray(point, dtype=float).reshape(-1)
+    if value.shape != (3,) or not np.all(np.isfinite(value)):
+        raise CardioScarError(f"{flag} must be three finite numbers X,Y,Z in the mesh's frame (got {list(value)})")
+    distance, _ = tree.query(value)
+    if distance > MAX_RV_DISTANCE_MM:
+        raise CardioScarError(f"{flag} is {distance:.1f} mm from the nearest "
+                              f"LV node (at most {MAX_RV_DISTANCE_MM:.0f} mm): give a point on the LV wall where the RV "
+                              "meets it, in the mesh file's own coordinates")
+    return value
+
+
+def _insertions(options: AhaOptions, lv_points: np.ndarray, axis: LongAxis) -> tuple[np.ndarray, Optional[np.ndarray], str]:
+    tree = cKDTree(lv_points)
+    if options.rv_point is not None and options.labels is not None:
+        raise CardioScarError("give the RV insertion once: --rv-point or --labels, not both")
+    if options.rv_inferior_point is not None and options.rv_point is None:
+        raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too")
+    if options.rv_point is not None:
+        anterior = _checked_point(options.rv_point, tree, "--rv-point")
+        inferior = (None if options.rv_inferior_point is None
+                    else _checked_point(options.rv_inferior_point, tree, "--rv-inferior-point"))
+        return anterior, inferior, "given point" + ("s" if inferior is not None else "")
+    if options.labels is not None:
+        label_map = options.labels
+        contacts = contact_points(label_map.labels, label_map.ijk_to_lps, label_map.rv_label,
+                                  label_map.myocardium_label, label_map.source)
+        distance, _ = tree.query(contacts)
+        if np.median(distance) > MAX_RV_DISTANCE_MM * 2:
+            raise CardioScarError(f"{label_map.source}: its RV-myocardium contact lies {np.median(distance):.0f} mm "
+                                  "(median) from the mesh; the label map and the mesh must show the same heart in the "
+                                  "same frame")
+        found = insertions_from_contacts(contacts, axis)
+        return found.anterior, found.inferior, f"RV label {label_map.rv_label} of {label_map.source}"
+    raise CardioScarError("no RV insertion: give --rv-point X,Y,Z (the anterior RV insertion, in the mesh's frame) "
+                          "or --labels LABELMAP with its --rv-label")
+
+
+def _lps_dataset(mesh: Mesh, points: np.ndarray) -> vtk.vtkDataSet:
+    """The mesh's cells over its points in LPS (a shallow copy when the file is already LPS)."""
+    dataset = mesh.dataset.NewInstance()
+    dataset.ShallowCopy(mesh.dataset)
+    if mesh.space != "LPS":
+        lps = vtk.vtkPoints()
+        lps.SetData(numpy_to_vtk(np.ascontiguousarray(points), deep=True))
+        dataset.SetPoints(lps)
+    return dataset
+
+
+def _cell_segments(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, frame: AhaFrame) -> np.ndarray:
+    """Segment of each cell's centre; 0 for cells with less than half of their nodes in the LV."""
+    copy = dataset.NewInstance()
+    copy.ShallowCopy(dataset)
+    mask = numpy_to_vtk(lv_nodes.astype(np.float64), deep=True)
+    mask.SetName("aha_lv")
+    copy.GetPointData().AddArray(mask)
+    to_cells = vtk.vtkPointDataToCellData()
+    to_cells.SetInputData(copy)
+    to_cells.Update()
+    lv_share = vtk_to_numpy(to_cells.GetOutput().GetCellData().GetArray("aha_lv"))
+    centres = vtk.vtkCellCenters()
+    centres.SetInputData(dataset)
+    centres.Update()
+    centre_points = vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)
+    return np.where(lv_share >= 0.5, frame.segments(centre_points), 0).astype(np.int64)
+
+
+def _wall(mode: str, dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAxis, where: str) -> Optional[WallFaces]:
+    if mode not in ("auto", "required", "off"):
+        raise CardioScarError(f"transmurality '{mode}': use auto, required or off")
+    try:
+        return wall_faces(dataset, lv_nodes, axis)
+    except CardioScarError:
+        if mode == "required":
+            raise
+        logger.warning("%s: endocardium and epicardium not found; no transmurality, apical cap estimated", where)
+        return None
+
+
+def _point_values(mesh: Mesh, name: str) -> np.ndarray:
+    """A point field's first component as floats."""
+    return mesh.point_array(name).reshape(mesh.n_points, -1)[:, 0].astype(float)
+
+
+def _levels(axis: LongAxis, lv_points: np.ndarray, faces: Optional[WallFaces], points: np.ndarray
+            ) -> tuple[float, float, str]:
+    """(cavity tip height, base height, how the apical cap was found)."""
+    heights = axis.heights(lv_points)
+    base_height = float(heights.max())
+    if faces is not None:
+        return float(axis.heights(points[faces.endo_ids]).min()), base_height, "beyond the cavity's tip"
+    tip = float(heights.min() + CAP_SHARE_WITHOUT_CAVITY * (base_height - heights.min()))
+    return tip, base_height, f"estimated: the apical {100 * CAP_SHARE_WITHOUT_CAVITY:.0f} % of the length (no endocardium found)"
+
+
+def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndarray, inferior: Optional[np.ndarray],
+             *, lv_nodes: int, method: str, cap_method: str, has_uncertainty: bool, has_tags: bool) -> dict:
+    """How the table was made, for ``aha.json``."""
+    axis = frame.axis
+    return {
+        "mesh": str(mesh.path) if mesh.path else None, "field": options.field, "threshold": options.threshold,
+        "uncertainty_field": options.uncertainty_field if has_uncertainty else None,
+        "tags_field": options.tags_field, "border_zone_tag": options.border_zone_tag if has_tags else None,
+        "lv_nodes": lv_nodes, "transmurality_method": method,
+        "long_axis": {"source": axis.source, "origin_lps": axis.origin.tolist(),
+                      "apex_to_base_lps": axis.base_direction.tolist()},
+        "levels": {"cavity_tip_mm": frame.cavity_tip, "base_mm": frame.base_height, "apical_cap": cap_method},
+        "rv_insertion": {"source": frame.insertion_source, "anterior_lps": np.asarray(anterior).tolist(),
+                         "inferior_lps": None if inferior is None else np.asarray(inferior).tolist(),
+                         "septum_deg": frame.septum_deg,
+                         "numbering": ("clockwise" if frame.sense < 0 else "counter-clockwise") + " seen from the base"},
+        "convention": "AHA 17 segments (Cerqueira 2002): thirds of the LV between cavity tip and base; anterior RV "
+                      "insertion = boundary of segments 1|2, inferior = 3|4; see the README",
+    }
+
+
+def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
+    """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment."""
+    options = options or AhaOptions()
+    where = _where(mesh)
+    if not 0.0 < options.threshold < 1.0:
+        raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
+    values = _point_values(mesh, options.field)
+    lv_nodes = _lv_nodes(mesh, options)
+    lv_ids = np.flatnonzero(lv_nodes)
+    if not np.all(np.isfinite(values[lv_ids])):
+        raise CardioScarError(f"{where}: field '{options.field}' has NaN or infinite values on the LV; give a "
+                              "complete prediction")
+    points = mesh.points_lps()
+    dataset = _lps_dataset(mesh, points)
+    weights = node_volumes(dataset)
+    axis = _long_axis(options, points[lv_ids], weights[lv_ids])
+    faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
+    if faces is not None and not faces.volumetric and options.transmurality == "required":
+        raise CardioScarError(f"{where} is a surface mesh: transmurality needs the wall's inside; give the volumetric "
+                              "(tetrahedral) mesh, or leave --transmurality out for an estimate from the surfaces")
+    cavity_tip, base_height, cap_method = _levels(axis, points[lv_ids], faces, points)
+    anterior, inferior, insertion_source = _insertions(options, points[lv_ids], axis)
+    frame = insertion_frame(axis, anterior, inferior, cavity_tip, base_height, insertion_source)
+
+    point_segments = np.zeros(mesh.n_points, dtype=np.int64)
+    point_segments[lv_ids] = frame.segments(points[lv_ids])
+    scar = np.where(lv_nodes, values >= options.threshold, False).astype(float)
+    border = None
+    if options.tags_field is not None:
+        border = (np.rint(_point_values(mesh, options.tags_field)) == options.border_zone_tag).astype(float)
+    uncertainty = None
+    if options.uncertainty_field and options.uncertainty_field in mesh.point_field_names():
+        uncertainty = _point_values(mesh, options.uncertainty_field)
+    columns, method = {}, "off"
+    if faces is not None and options.transmurality != "off":
+        column_values, column_centres = column_transmurality(points, lv_ids, scar, weights, faces)
+        columns = {"column_segments": frame.segments(column_centres), "column_area": faces.endo_area,
+                   "column_values": column_values}
+        method = ("nearest-endocardium columns of the volumetric mesh" if faces.volumetric
+                  else "ESTIMATED on a surface mesh from the endocardial and nearest epicardial node only")
+    rows = segment_rows(point_segments, weights, scar, volumetric=is_volumetric(dataset),
+                        border_zone=border, uncertainty=uncertainty, **columns)
+    summary = _summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
+                       cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None)
+    return AhaResult(point_segments=point_segments, cell_segments=_cell_segments(dataset, lv_nodes, frame),
+                     rows=rows, summary=summary, frame=frame)
+
+
+def mesh_with_segments(mesh: Mesh, result: AhaResult) -> Mesh:
+    """A copy of ``mesh`` whose cells carry ``aha_segment`` (the points get it when written)."""
+    dataset = mesh.dataset.NewInstance()
+    dataset.ShallowCopy(mesh.dataset)
+    cell_array = numpy_to_vtk(result.cell_segments.astype(np.int32), deep=True)
+    cell_array.SetName(SEGMENT_ARRAY)
+    dataset.GetCellData().RemoveArray(SEGMENT_ARRAY)
+    dataset.GetCellData().AddArray(cell_array)
+    return Mesh(dataset=dataset, space=mesh.space, path=mesh.path)
+
+
+def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_name: Optional[str] = None,
+                  subtitle: str = "", reference_rows: Optional[list[dict]] = None) -> dict[str, Path]:
+    """Write ``aha.csv``, ``aha.json``, ``bullseye.png`` and (with ``mesh_name``) the mesh with
+    ``aha_segment`` point and cell arrays into ``output_dir``; each file atomically.
+    ``reference_rows`` (a known truth's table) adds its scar % as one more disc."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise CardioScarError(f"--output-dir {out} exists and is not a folder; give a folder")
+    paths = {key: out / name for key, name in FILES.items()}
+    if mesh_name:
+        paths["mesh"] = out / mesh_name
+        if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
+            raise CardioScarError(f"the AHA mesh would overwrite the input {mesh.path}; choose another --output-dir")
+    # the picture first: drawing is the step most likely to fail, and then nothing is written
+    write_bullseye(result.rows, paths["png"], subtitle or _subtitle(result), reference_rows)
+    write_table(result.rows, result.summary, paths["csv"], paths["json"])
+    if mesh_name:
+        write_mesh(mesh_with_segments(mesh, result), paths["mesh"], {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
+    return paths
+
+
+def _subtitle(result: AhaResult) -> str:
+    summary = result.summary
+    return (f"{summary['field']} >= {summary['threshold']:g}; axis: {summary['long_axis']['source']}; "
+            f"RV insertion: {summary['rv_insertion']['source']}; transmurality: {summary['transmurality_method']}")
+
+
+def run_aha(mesh: Mesh | str | Path, output_dir: str | Path, options: Optional[AhaOptions] = None) -> AhaResult:
+    """Files out (and in, given a path): analyse the mesh, write the table, the plot and the
+    segmented mesh ``aha_mesh.<ext>`` (the input's format; ``.vtk`` for a mesh made in memory)."""
+    from cardioscar.meshio import read_mesh
+
+    if not isinstance(mesh, Mesh):
+        mesh = read_mesh(mesh)
+    result = analyse_mesh(mesh, options)
+    suffix = mesh.path.suffix.lower() if mesh.path is not None else ".vtk"
+    write_outputs(mesh, result, output_dir, mesh_name=f"aha_mesh{suffix}")
+    return result

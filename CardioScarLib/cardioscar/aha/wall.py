@@ -1,0 +1,179 @@
+"""The wall's two faces (endocardium, epicardium) and the transmural columns between them.
+
+Why: transmurality is the share of the wall thickness that is scar, measured along the
+endo-epi direction, so it needs to know which boundary faces are endocardium. On a volumetric
+mesh the boundary faces are oriented outwards from their own cell; a face is
+
+* *base* when it faces the base (normal within 45 degrees of the apex-to-base direction) in the
+  basal 15 % of the LV,
+* *endocardium* when it faces the cavity: its outward normal points towards the middle of the
+  LV axis,
+* *epicardium* otherwise.
+
+Each LV node then joins the *column* of its nearest endocardial node (nearest-surface columns);
+a column's transmurality is the volume-weighted share of scar among its nodes. A surface mesh
+has no nodes inside the wall: its transmurality can only be *estimated* from each endocardial
+node and the nearest epicardial node (both scar: 1, one: 0.5, none: 0), and is labelled so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import vtk
+from scipy.spatial import cKDTree
+from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
+
+from cardioscar.errors import CardioScarError
+
+from .segments import LongAxis
+
+BASE_NORMAL_COS = 0.7071
+BASE_ZONE = 0.15
+
+
+@dataclass(frozen=True)
+class WallFaces:
+    """Boundary nodes of the LV wall: ids into the mesh, and each endocardial node's share of area."""
+
+    endo_ids: np.ndarray
+    endo_area: np.ndarray
+    epi_ids: np.ndarray
+    volumetric: bool
+
+
+def is_volumetric(dataset: vtk.vtkDataSet) -> bool:
+    """True when the mesh has 3D cells (tetrahedra, hexahedra, ...) among its cells."""
+    if not isinstance(dataset, vtk.vtkUnstructuredGrid) or dataset.GetNumberOfCells() == 0:
+        return False
+    types = vtk_to_numpy(dataset.GetDistinctCellTypesArray())
+    cell_types = getattr(vtk, "vtkCellTypeUtilities", vtk.vtkCellTypes)  # VTK 9.6 moved GetDimension there
+    return any(cell_types.GetDimension(int(kind)) == 3 for kind in types)
+
+
+def _lv_cells_only(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray) -> vtk.vtkDataSet:
+    """The cells whose every node is an LV node, keeping the original point ids (``vtkOriginalPointIds``)."""
+    ids = numpy_to_vtkIdTypeArray(np.arange(dataset.GetNumberOfPoints(), dtype=np.int64), deep=True)
+    ids.SetName("aha_point_id")
+    copy = dataset.NewInstance()
+    copy.ShallowCopy(dataset)
+    copy.GetPointData().AddArray(ids)
+    if lv_nodes.all():
+        return copy
+    mask = numpy_to_vtk(lv_nodes.astype(np.uint8), deep=True)
+    mask.SetName("aha_lv")
+    copy.GetPointData().AddArray(mask)
+    threshold = vtk.vtkThreshold()
+    threshold.SetInputData(copy)
+    threshold.SetInputArrayToProcess(0, 0, 0, vtk.vtkDataObject.FIELD_ASSOCIATION_POINTS, "aha_lv")
+    threshold.SetLowerThreshold(0.5)
+    threshold.SetUpperThreshold(1.5)
+    threshold.SetThresholdFunction(vtk.vtkThreshold.THRESHOLD_BETWEEN)
+    threshold.AllScalarsOn()
+    threshold.Update()
+    return threshold.GetOutput()
+
+
+def _boundary_faces(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Triangles of the boundary: (original point ids (F, 3), centroids, outward unit normals, areas)."""
+    surface = vtk.vtkDataSetSurfaceFilter()
+    surface.SetInputData(dataset)
+    surface.PassThroughCellIdsOn()
+    surface.Update()
+    triangles = vtk.vtkTriangleFilter()
+    triangles.SetInputConnection(surface.GetOutputPort())
+    triangles.PassLinesOff()
+    triangles.PassVertsOff()
+    triangles.Update()
+    poly = triangles.GetOutput()
+    if poly.GetNumberOfPolys() == 0:
+        raise CardioScarError("the LV part of the mesh has no faces (only points or lines); give a surface or "
+                              "volumetric mesh of the LV myocardium")
+    conn = vtk_to_numpy(poly.GetPolys().GetConnectivityArray()).reshape(-1, 3)
+    local_points = vtk_to_numpy(poly.GetPoints().GetData()).astype(float)
+    original = vtk_to_numpy(poly.GetPointData().GetArray("aha_point_id")).astype(np.int64)
+    corners = local_points[conn]
+    centroids = corners.mean(axis=1)
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    areas = 0.5 * np.linalg.norm(cross, axis=1)
+    normals = cross / np.maximum(2.0 * areas, 1e-12)[:, None]
+    cell_ids = poly.GetCellData().GetArray("vtkOriginalCellIds")
+    if cell_ids is not None and is_volumetric(dataset):
+        # outward = away from the 3D cell the face bounds
+        owners = vtk_to_numpy(cell_ids).astype(np.int64)
+        centres = vtk.vtkCellCenters()
+        centres.SetInputData(dataset)
+        centres.Update()
+        owner_centres = vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)[owners]
+        flip = np.einsum("ij,ij->i", normals, centroids - owner_centres) < 0
+        normals[flip] *= -1.0
+    return original[conn], centroids, normals, areas
+
+
+def _orient_closed_surface(normals: np.ndarray, centroids: np.ndarray, areas: np.ndarray, centre: np.ndarray
+                           ) -> np.ndarray:
+    """Outward normals of a surface mesh of the myocardium, made consistent by VTK, flipped to point out.
+
+    A closed surface encloses positive volume with outward normals (divergence theorem); used
+    when there are no 3D cells to say which side is the wall.
+    """
+    signed_volume = float((np.einsum("ij,ij->i", centroids - centre, normals) * areas).sum())
+    return normals if signed_volume >= 0 else -normals
+
+
+def wall_faces(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAxis) -> WallFaces:
+    """Classify the LV part's boundary into endocardium and epicardium (see the module docstring)."""
+    volumetric = is_volumetric(dataset)
+    lv = _lv_cells_only(dataset, lv_nodes)
+    if not volumetric:
+        normals_filter = vtk.vtkPolyDataNormals()
+        geometry = vtk.vtkGeometryFilter()
+        geometry.SetInputData(lv)
+        normals_filter.SetInputConnection(geometry.GetOutputPort())
+        normals_filter.ConsistencyOn()
+        normals_filter.SplittingOff()
+        normals_filter.ComputeCellNormalsOn()
+        normals_filter.Update()
+        lv = normals_filter.GetOutput()
+    ids, centroids, normals, areas = _boundary_faces(lv)
+    heights = axis.heights(centroids)
+    low, high = float(heights.min()), float(heights.max())
+    centre = axis.origin + axis.base_direction * (0.5 * (low + high))
+    if not volumetric:
+        normals = _orient_closed_surface(normals, centroids, areas, centre)
+    base = (normals @ axis.base_direction > BASE_NORMAL_COS) & (heights > high - BASE_ZONE * (high - low))
+    endo = ~base & (np.einsum("ij,ij->i", normals, centre - centroids) > 0)
+    epi = ~base & ~endo
+    if not endo.any() or not epi.any():
+        raise CardioScarError("could not tell the endocardium from the epicardium on the LV mesh (one of them has "
+                              "no faces); give a mesh of the whole LV wall, or leave transmurality out (--no-transmurality)")
+    endo_area = np.zeros(dataset.GetNumberOfPoints())
+    np.add.at(endo_area, ids[endo].ravel(), np.repeat(areas[endo] / 3.0, 3))
+    endo_ids = np.unique(ids[endo])
+    return WallFaces(endo_ids=endo_ids, endo_area=endo_area[endo_ids], epi_ids=np.unique(ids[epi]),
+                     volumetric=volumetric)
+
+
+def column_transmurality(points: np.ndarray, lv_ids: np.ndarray, scar: np.ndarray, weights: np.ndarray,
+                         faces: WallFaces) -> tuple[np.ndarray, np.ndarray]:
+    """Transmurality (0-1) of the column under each endocardial node (order of ``faces.endo_ids``)
+    and the column's centre, which decides its segment (the cap's columns lie beyond the cavity tip).
+
+    Volumetric: volume-weighted share of scar (0/1 per node) over the LV nodes whose nearest
+    endocardial node it is. Surface: the estimate (endo + nearest epi) / 2, centred between them.
+    """
+    endo_points = points[faces.endo_ids]
+    if not faces.volumetric:
+        _, nearest_epi = cKDTree(points[faces.epi_ids]).query(endo_points)
+        epi_ids = faces.epi_ids[nearest_epi]
+        return 0.5 * (scar[faces.endo_ids] + scar[epi_ids]), 0.5 * (endo_points + points[epi_ids])
+    _, column = cKDTree(endo_points).query(points[lv_ids])
+    volume = np.bincount(column, weights=weights[lv_ids], minlength=len(faces.endo_ids))
+    scar_volume = np.bincount(column, weights=weights[lv_ids] * scar[lv_ids], minlength=len(faces.endo_ids))
+    centres = np.stack([np.bincount(column, weights=weights[lv_ids] * points[lv_ids, k], minlength=len(volume))
+                        for k in range(3)], axis=1)
+    empty = volume <= 0
+    centres[~empty] /= volume[~empty, None]
+    centres[empty] = endo_points[empty]
+    return np.divide(scar_volume, volume, out=np.zeros_like(volume), where=~empty), centres

@@ -1,0 +1,136 @@
+"""The Slicer Logic's AHA analysis against the real MRML library (slicer-core), without Qt.
+
+The model, markups and label map are real MRML nodes, loaded through Slicer's storage nodes
+where files exist. What this cannot prove: how the panel (Qt) shows the table and the picture.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import slicer  # noqa: E402  (slicer-core)
+import vtk  # noqa: E402
+from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+
+import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic.aha import AHA_TABLE_REFERENCE  # noqa: E402
+from cardioscar.aha import AhaOptions, analyse_mesh  # noqa: E402
+from cardioscar.errors import CardioScarError  # noqa: E402
+from cardioscar.meshio import Mesh, write_mesh  # noqa: E402
+from cardioscar.phantom import PhantomConfig, make_phantom  # noqa: E402
+
+INSERTIONS_DEG = (30.0, 150.0)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    phantom = make_phantom(PhantomConfig(target_nodes=6000, seed=0, territories=("LAD",)))
+    folder = tmp_path_factory.mktemp("aha")
+    path = folder / "heart.vtk"
+    write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), path, {"scar_probability": phantom.truth})
+    geometry = phantom.geometry
+    insertions = [geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]),
+                                                         np.array([math.radians(a)])))[0] for a in INSERTIONS_DEG]
+    expected = analyse_mesh(Mesh(dataset=phantom.mesh, space="LPS"),
+                            AhaOptions(field="scar_truth", rv_point=insertions[0], rv_inferior_point=insertions[1]))
+    return {"path": path, "insertions": insertions, "expected": expected}
+
+
+def _markups(scene, points_lps, name="RV insertion"):
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for point in points_lps:
+        node.AddControlPointWorld(vtk.vtkVector3d(-point[0], -point[1], point[2]))
+    return node
+
+
+def _table(node) -> dict[str, list]:
+    table = node.GetTable()
+    return {table.GetColumnName(c): [table.GetValue(r, c).ToString() for r in range(table.GetNumberOfRows())]
+            for c in range(table.GetNumberOfColumns())}
+
+
+def test_markups_points_give_the_librarys_table_arrays_and_a_second_table(case, tmp_path):
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, case["path"])
+    # the model shown under a parent transform: the markups are placed on it as the user sees it
+    transform = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 1, -1.0), matrix.SetElement(1, 0, 1.0), matrix.SetElement(0, 0, 0.0), matrix.SetElement(1, 1, 0.0)
+    matrix.SetElement(2, 3, 25.0)
+    transform.SetMatrixTransformToParent(matrix)
+    model.SetAndObserveTransformNodeID(transform.GetID())
+    to_world = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    world = [(flip @ to_world @ flip @ np.append(p, 1.0))[:3] for p in case["insertions"]]
+    markups = _markups(context.scene, world)
+    before_points = vtk_to_numpy(model.GetMesh().GetPoints().GetData()).copy()
+    png = tmp_path / "bullseye.png"
+    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups), bullseye_png=png)
+    expected = case["expected"]
+    np.testing.assert_array_equal(result.point_segments, expected.point_segments)
+    written = vtk_to_numpy(model.GetMesh().GetPointData().GetArray("aha_segment"))
+    np.testing.assert_array_equal(written, expected.point_segments)
+    cells = vtk_to_numpy(model.GetMesh().GetCellData().GetArray("aha_segment"))
+    assert len(cells) == model.GetMesh().GetNumberOfCells() and set(np.unique(cells)) == set(range(1, 18))
+    np.testing.assert_array_equal(vtk_to_numpy(model.GetMesh().GetPoints().GetData()), before_points)
+    table = model.GetNodeReference(AHA_TABLE_REFERENCE)
+    assert table is result.table_node and table.GetNumberOfRows() == 17
+    columns = _table(table)
+    assert columns["segment"] == [str(s) for s in range(1, 18)]
+    scar_column = list(columns).index("scar_pct")
+    for index, row in enumerate(expected.rows):
+        assert table.GetTable().GetValue(index, scar_column).ToDouble() == pytest.approx(row["scar_pct"], abs=1e-9)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # a second run updates the same table node
+    again = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups))
+    assert again.table_node is table
+    assert len([n for n in context.scene.GetNodesByClass("vtkMRMLTableNode")]) == 1
+
+
+def test_bad_inputs_leave_the_model_as_it_was(case):
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, case["path"])
+    empty = context.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "nothing placed")
+    with pytest.raises(CardioScarError, match="'nothing placed' has 0 point"):
+        csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=empty))
+    far = _markups(context.scene, [np.array([500.0, 500.0, 500.0])])
+    with pytest.raises(CardioScarError, match="--rv-point is .* mm from the nearest LV node"):
+        csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=far))
+    with pytest.raises(CardioScarError, match="no RV insertion: place a markups point"):
+        csl.CardioScarLogic.aha_segments(model, csl.AhaInputs())
+    assert model.GetMesh().GetPointData().GetArray("aha_segment") is None
+    assert model.GetNodeReference(AHA_TABLE_REFERENCE) is None
+
+
+def test_label_map_node_finds_the_insertions(tmp_path):
+    """The real ACDC labels loaded by Slicer's label-map storage node give the same segments as
+    the library given the same labels read by SimpleITK."""
+    import SimpleITK as sitk
+
+    from conftest import SHARED_DATA
+    from cardioscar.aha import LabelMap
+    from cardioscar.aha.insertion import ijk_to_lps_of
+    from test_aha import voxel_mesh
+
+    labels_path = SHARED_DATA / "acdc_patient101" / "patient101_frame01_gt.nii.gz"
+    image = sitk.ReadImage(str(labels_path))
+    labels = sitk.GetArrayFromImage(image)
+    grid = voxel_mesh(labels, ijk_to_lps_of(image), 2)
+    mesh_path = tmp_path / "acdc_myocardium.vtk"
+    write_mesh(Mesh(dataset=grid, space="LPS"), mesh_path)
+    expected = analyse_mesh(Mesh(dataset=grid, space="LPS"),
+                            AhaOptions(labels=LabelMap(labels, ijk_to_lps_of(image), "acdc")))
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, mesh_path)
+    label_node = csl.load_volume(context.scene, labels_path, labelmap=True)
+    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(labels_node=label_node))
+    assert (result.point_segments == expected.point_segments).mean() > 0.999
+    assert result.summary["rv_insertion"]["source"].startswith("RV label 1")

@@ -1,0 +1,325 @@
+"""The real panel class (CardioScar.py) on a real MRML scene, with a stand-in for Qt/PythonQt.
+
+See Testing/slicer_widget_harness.py for what is real, what is a stand-in and what these tests
+cannot prove. Each flow runs under Slicer 5.8's and 5.10's parameter-node binding rules.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import slicer  # noqa: E402
+import vtk  # noqa: E402
+
+import CardioScarLogic as csl  # noqa: E402
+import slicer_widget_harness as harness  # noqa: E402
+from CardioScarLogic.layout import RESULTS_LAYOUT_ID  # noqa: E402
+from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+
+VERSIONS = ("5.8", "5.10")
+BOTH_VERSIONS = pytest.mark.parametrize("panel", VERSIONS, indirect=True)
+LATEST = pytest.mark.parametrize("panel", ["5.10"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    return write_phantom(phantom, tmp_path_factory.mktemp("phantom")), phantom.slice_half_thickness_mm
+
+
+@pytest.fixture()
+def panel(request, case):
+    """The module's widget built by Slicer's rules on a fresh scene with a volume and a mesh."""
+    paths, half = case
+    context = csl.create_scene()
+    layout_logic = slicer.vtkMRMLLayoutLogic()  # the application's: a layout node, views made for a layout
+    layout_logic.SetMRMLScene(context.scene)
+    volume = csl.load_volume(context.scene, paths["image"])
+    model = csl.load_model(context.scene, paths["mesh"])
+    saved = harness.install(context.application_logic, request.param)  # the Slicer version's rules
+    try:
+        import CardioScar
+
+        widget = CardioScar.CardioScarWidget(harness.qMRMLWidget("modulePanel"))  # as Slicer's module manager:
+        widget.setup()  # construct with the panel as parent, then setup(), then enter() when shown
+        widget.enter()
+        widget._parameterNode.halfThickness = half
+        widget._parameterNode.maxEpochs = 15
+        yield {"widget": widget, "ui": widget.ui, "scene": context.scene, "volume": volume, "model": model,
+               "module": CardioScar, "context": context, "layout_logic": layout_logic}
+        widget.cleanup()
+    finally:
+        harness.uninstall(saved)
+
+
+def _arrays(model) -> dict:
+    data = model.GetMesh().GetPointData()
+    return {data.GetArrayName(i): vtk.util.numpy_support.vtk_to_numpy(data.GetArray(i)).copy()
+            for i in range(data.GetNumberOfArrays())}
+
+
+def _run_to_end(widget, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while widget._run is not None:
+        assert time.monotonic() < deadline, "the run did not end"
+        slicer.app.processEvents()
+        time.sleep(0.05)
+
+
+def _choose_options(ui) -> dict:
+    ui.sliceAxisComboBox.choose("y")
+    ui.presetComboBox.choose("documented")
+    ui.sliceIndicesLineEdit.text = "2,5"
+    ui.scarLabelsLineEdit.text = "3"
+    ui.seedSpinBox.value = 9
+    ui.thresholdCheckBox.checked = False
+    return {"sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
+            "useThreshold": False, "maxEpochs": 10000}
+
+
+@BOTH_VERSIONS
+def test_enter_exit_and_reenter_keep_every_option_and_add_no_observers(panel):
+    widget, ui = panel["widget"], panel["ui"]
+    expected = _choose_options(ui)
+    assert _observer_count(widget) == 2
+    for _ in range(3):
+        widget.exit()
+        widget.enter()
+    parameters = widget._parameterNode
+    assert {name: getattr(parameters, name) for name in expected} == expected
+    assert (ui.sliceAxisComboBox.currentText, ui.presetComboBox.currentText) == ("y", "documented")
+    assert _observer_count(widget) == 2
+    for _ in range(2):
+        panel["scene"].Clear(0)
+    assert _observer_count(widget) == 2
+
+
+def _observer_count(widget) -> int:
+    """ModifiedEvent observers on the panel's parameter node: the wrappers' (counted by the
+    stand-in) and the panel's own (VTKObservationMixin's records)."""
+    node = widget._parameterNode.parameterNode
+    own = widget._VTKObservationMixin__observations.get(node, {})
+    return harness.GUI_OBSERVERS.get(node.GetID(), 0) + sum(len(methods) for methods in own.values())
+
+
+@pytest.mark.parametrize("panel", ["5.8"], indirect=True)
+def test_the_harness_reproduces_the_5_8_reconnection_defect(panel):
+    """The stand-in follows 5.8's rules closely enough to show the defect the panel avoids:
+    connectGui returns no tag there, so the old connectors stay and write stale choices back."""
+    widget, ui = panel["widget"], panel["ui"]
+    wrapper = widget._parameterNode
+    wrapper.disconnectGui(widget._parameterNodeGuiTag)
+    ui.sliceAxisComboBox.choose("y")
+    for _ in range(2):
+        tag = wrapper.connectGui(ui)
+        wrapper.disconnectGui(tag)
+        wrapper = panel["module"].CardioScarParameterNode(wrapper.parameterNode)
+    wrapper.connectGui(ui)
+    assert tag is None and wrapper.sliceAxis != "y"
+
+
+@BOTH_VERSIONS
+def test_typing_in_the_middle_of_the_slice_indices_keeps_the_cursor(panel):
+    edit = panel["ui"].sliceIndicesLineEdit
+    edit.text = "8"
+    edit.cursorPosition = 0
+    edit.type("2,")
+    assert edit.text == "2,8" and panel["widget"]._parameterNode.sliceIndices == "2,8"
+
+
+@BOTH_VERSIONS
+def test_a_fresh_scene_shows_an_empty_saved_model_path(panel):
+    assert panel["ui"].savedModelPathLineEdit.currentPath == ""
+    assert not panel["ui"].applySavedButton.enabled
+
+
+@BOTH_VERSIONS
+def test_scene_close_and_import_restore_the_saved_panel(panel, tmp_path):
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    second = csl.load_volume(scene, _second_volume(panel, tmp_path))
+    expected = _choose_options(ui)
+    ui.savedModelPathLineEdit.currentPath = expected["savedModelPath"] = str(tmp_path / "earlier.pth")
+    ui.extraInputsSelector.setCheckState(second, harness.Qt.Checked)
+    scene_file = tmp_path / "scene.mrml"
+    scene.SetRootDirectory(str(tmp_path))
+    scene.SetURL(str(scene_file))
+    assert scene.Commit()
+    scene.Clear(0)
+    assert widget._parameterNode.sliceAxis == "z" and ui.sliceAxisComboBox.currentText == "z"
+    assert ui.savedModelPathLineEdit.currentPath == ""
+    scene.SetURL(str(scene_file))
+    assert scene.Import()
+    parameters = widget._parameterNode
+    assert {name: getattr(parameters, name) for name in expected} == expected
+    assert [node.GetName() for node in ui.extraInputsSelector.checkedNodes()] == [second.GetName()]
+    assert ui.savedModelPathLineEdit.currentPath == expected["savedModelPath"] and ui.applySavedButton.enabled
+
+
+def _second_volume(panel, tmp_path):
+    volume = panel["volume"]
+    path = tmp_path / "second.nrrd"
+    storage = panel["scene"].AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.WriteData(volume)
+    panel["scene"].RemoveNode(storage)
+    return path
+
+
+@BOTH_VERSIONS
+def test_a_bad_slice_index_shows_one_line_and_starts_nothing(panel):
+    widget, ui = panel["widget"], panel["ui"]
+    ui.sliceIndicesLineEdit.text = "0,999"
+    ui.applyButton.click()
+    assert widget._run is None
+    assert "\n" not in ui.statusLabel.text and "999" in ui.statusLabel.text
+    assert ui.applyButton.text == "Train and apply"
+
+
+@LATEST  # the run itself does not depend on the binding rules
+def test_train_then_stop_changes_nothing(panel):
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    widget._parameterNode.maxEpochs = 100000
+    widget._parameterNode.earlyStoppingPatience = 100000
+    before, nodes = _arrays(model), scene.GetNumberOfNodes()
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text + ui.logTextEdit.toPlainText()
+    assert ui.applyButton.text == "Stop" and not ui.optionsCollapsibleButton.enabled
+    process = widget._run._process
+    deadline = time.monotonic() + 120
+    while ui.progressBar.value == 0:
+        assert widget._run is not None and time.monotonic() < deadline, ui.logTextEdit.toPlainText()
+        slicer.app.processEvents()
+        time.sleep(0.05)
+    ui.applyButton.click()
+    assert widget._run is None and process.poll() is not None
+    assert ui.applyButton.text == "Train and apply" and ui.optionsCollapsibleButton.enabled
+    assert set(_arrays(model)) == set(before) and scene.GetNumberOfNodes() == nodes
+    assert "Stopped" in ui.statusLabel.text
+
+
+@LATEST  # the run itself does not depend on the binding rules
+def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path):
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    assert not ui.outputNewModelCheckBox.checked
+    ui.applyButton.click()
+    _run_to_end(widget)
+    first = _arrays(model)["scar_probability"]
+    log = ui.logTextEdit.toPlainText()
+    assert "epoch 15/15" in log and "Finished on cpu" in log
+    assert ui.outputNewModelCheckBox.checked, "the next run goes into a new node by default"
+    assert scene.GetFirstNodeByClass("vtkMRMLLayoutNode").GetViewArrangement() == RESULTS_LAYOUT_ID
+    table_view = scene.GetFirstNodeByClass("vtkMRMLTableViewNode")
+    assert table_view.GetTableNodeID() == model.GetNodeReferenceID("CardioScarSummaryTable")
+
+    models = scene.GetNumberOfNodesByClass("vtkMRMLModelNode")
+    widget._parameterNode.seed = 5
+    ui.applyButton.click()
+    _run_to_end(widget)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLModelNode") == models + 1
+    new = [scene.GetNthNodeByClass(i, "vtkMRMLModelNode") for i in range(models + 1)][-1]
+    assert "scar_probability" in _arrays(new) and new is not model
+    np.testing.assert_array_equal(_arrays(model)["scar_probability"], first)  # the first result is kept
+    assert new.GetName() in ui.statusLabel.text
+
+    # save the second model, then apply it onto the input mesh: the same field (same seed)
+    harness.QFileDialog.answer = str(tmp_path / "saved.pth")
+    ui.saveModelButton.click()
+    assert (tmp_path / "saved.pth").is_file() and ui.savedModelPathLineEdit.currentPath == str(tmp_path / "saved.pth")
+    ui.outputNewModelCheckBox.checked = False
+    ui.applySavedButton.click()
+    assert ui.applySavedButton.text == "Stop"
+    _run_to_end(widget)
+    assert ui.applySavedButton.text == "Apply a saved model"
+    np.testing.assert_array_equal(_arrays(model)["scar_probability"], _arrays(new)["scar_probability"])
+
+
+@BOTH_VERSIONS
+def test_closing_the_scene_or_quitting_during_training_ends_the_worker(panel):
+    widget, ui = panel["widget"], panel["ui"]
+    widget._parameterNode.maxEpochs = 100000
+    for end_it in (lambda: slicer.app.aboutToQuit.emit(), lambda: panel["scene"].Clear(0)):
+        ui.applyButton.click()
+        process = widget._run._process
+        end_it()
+        assert widget._run is None and process.wait(timeout=10) is not None
+
+
+@BOTH_VERSIONS
+def test_the_logic_is_initialised_once(panel, monkeypatch):
+    calls = []
+    original = csl.CardioScarLogic.__init__
+    monkeypatch.setattr(csl.CardioScarLogic, "__init__", lambda self, *a, **k: (calls.append(1), original(self, *a, **k)))
+    logic = panel["module"].CardioScarLogic()
+    assert calls == [1] and logic.scene is slicer.mrmlScene
+
+
+@LATEST
+def test_a_panel_built_without_a_parent_sets_itself_up(panel):
+    """The module's self-test builds the panel this way: Slicer's base class then calls setup()
+    inside __init__, before the subclass's own __init__ code would run."""
+    widget = panel["module"].CardioScarWidget()
+    try:
+        assert widget.ui.applyButton.enabled and widget._parameterNode.heartModel is panel["model"]
+    finally:
+        widget.cleanup()
+
+
+@LATEST
+def test_the_dependencies_section_installs_through_the_pytorch_extension(panel, monkeypatch):
+    """PyTorchUtils (the PyTorch extension) is a STAND-IN here that records the call: what it
+    installs cannot be tested without Slicer. torch is already imported in this process, so an
+    update asks for a restart."""
+    import importlib.metadata
+    import types
+
+    import torch  # noqa: F401  (this session has used torch: an update needs a restart)
+
+    ui = panel["ui"]
+    assert ui.torchVersionLabel.text == importlib.metadata.version("torch") and ui.installTorchButton.text == "Update PyTorch"
+    ui.installTorchButton.click()  # no PyTorch extension installed
+    assert "PyTorch" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+
+    calls, restarts = [], []
+    stand_in = types.SimpleNamespace(PyTorchUtilsLogic=lambda: types.SimpleNamespace(
+        installTorch=lambda **kwargs: calls.append(kwargs) or sys.modules["torch"]))
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", stand_in)
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda text, **kwargs: True)
+    monkeypatch.setattr(slicer.app, "restart", lambda: restarts.append(1), raising=False)
+    ui.installTorchButton.click()
+    assert calls == [{"askConfirmation": True, "torchVersionRequirement": ">=2.4"}] and restarts == [1]
+
+
+@LATEST
+def test_the_self_test_says_so_and_skips_without_torch(panel, monkeypatch):
+    """Reload & Test where PyTorch is not installed (hidden from the import system here)."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    shown = []
+    test = panel["module"].CardioScarTest()
+    monkeypatch.setattr(test, "delayDisplay", lambda message, *args: shown.append(message))
+    monkeypatch.setattr(test, "setUp", lambda: pytest.fail("the scene must not be touched"))
+    test.runTest()
+    assert len(shown) == 1 and "PyTorch is not installed" in shown[0] and "skipped" in shown[0]
+
+
+@LATEST
+def test_a_mesh_removed_during_the_run_gets_no_result_and_no_new_node(panel):
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.outputNewModelCheckBox.checked = True
+    ui.applyButton.click()
+    assert widget._run is not None
+    scene.RemoveNode(panel["model"])
+    models = scene.GetNumberOfNodesByClass("vtkMRMLModelNode")
+    _run_to_end(widget)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLModelNode") == models
+    assert "removed" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
