@@ -352,3 +352,20 @@ def test_batch_restricts_targets_to_the_myocardium_mask_file(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "o.vtk").exists()
+def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
+    """--border-zone/--core tag the written mesh; --export-opencarp writes the simulator files."""
+    out = case["dir"]
+    status = _load_script().run(["--model", str(out / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+                                 "--output", str(tmp_path / "tagged.vtu"), "--seed", "7", "--border-zone", "0.3",
+                                 "--core", "0.6", "--export-opencarp", str(tmp_path / "heart"),
+                                 "--summary", str(tmp_path / "summary.csv")])
+    assert status == 0
+    tagged = read_mesh(tmp_path / "tagged.vtu")
+    p = tagged.point_array("scar_probability")
+    np.testing.assert_array_equal(tagged.point_array("tissue_tag"), np.where(p >= 0.6, 3, np.where(p >= 0.3, 2, 1)))
+    elem = (tmp_path / "heart.elem").read_text().split("\n")
+    assert int(elem[0]) == tagged.dataset.GetNumberOfCells() and elem[1].startswith("Tt ")
+    assert int((tmp_path / "heart.pts").read_text().split("\n")[0]) == tagged.n_points
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        measures = [row["Measure"] for row in csv.DictReader(handle)]
+    assert "Tissue core (tag 3) volume" in measures

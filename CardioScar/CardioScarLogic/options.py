@@ -10,6 +10,7 @@ preset of :meth:`cardioscar.training.TrainingConfig.fast`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from cardioscar.checks import check_seed
@@ -77,6 +78,13 @@ class ReconstructionOptions:
     threshold: Optional[float] = None
     force_cpu: bool = False
     extra_training: dict = field(default_factory=dict)
+    # scar rule on raw LGE (cardioscar.lge): rule name, "BORDER,CORE" (empty = documented defaults),
+    # what the network learns (scar or core), and the labels of the blood-pool label map (the
+    # myocardium's are ``myocardium_labels`` above)
+    scar_rule: Optional[str] = None
+    scar_thresholds: Optional[str] = None
+    scar_target: str = "scar"
+    blood_pool_labels: IntList = None
 
     def __post_init__(self) -> None:
         if self.slice_axis not in ("x", "y", "z"):
@@ -94,6 +102,21 @@ class ReconstructionOptions:
             raise CardioScarError(f"inference MC samples must be >= 1 (10 or more for a useful uncertainty), got {self.inference_mc_samples}.")
         if int(self.inference_batch_size) < 1:
             raise CardioScarError(f"inference batch size must be >= 1, got {self.inference_batch_size}.")
+
+    def scar_rule_request(self, myocardium_name: str):
+        """The :class:`cardioscar.lge.prepare.ScarRuleRequest` of these options (None without a rule)."""
+        from cardioscar.lge.prepare import ScarRuleRequest
+        from cardioscar.lge.rules import parse_thresholds
+        from cardioscar.targets import _parse_int_list
+
+        if not self.scar_rule:
+            return None
+        myocardium = _int_list(self.myocardium_labels, lambda t: _parse_int_list(t, "myocardium labels", "2,3,4"))
+        blood = _int_list(self.blood_pool_labels, lambda t: _parse_int_list(t, "blood-pool labels", "1"))
+        return ScarRuleRequest(rule=self.scar_rule, myocardium_path=Path(myocardium_name),
+                               myocardium_labels=myocardium, blood_pool_labels=blood,
+                               thresholds=parse_thresholds(self.scar_rule, self.scar_thresholds or None),
+                               target=self.scar_target)
 
     def parsed_slice_indices(self) -> Optional[list[int]]:
         """Slice indices as a list, or None for all slices."""

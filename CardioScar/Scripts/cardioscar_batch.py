@@ -113,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--inference-batch-size", type=int, default=50000,
                     help="nodes per inference batch (apply's --batch-size, default 50000)")
     ap.add_argument("--threshold", type=float, default=None, help="also write scar_binary = probability >= threshold")
+    _add_package_paths()
+    from cardioscar.lge.options import add_prepare_options
+
+    add_prepare_options(parser)  # --scar-rule and its masks, as cardioscar prepare
+    sim = parser.add_argument_group("tissue tags and simulator export (as cardioscar export)")
+    sim.add_argument("--border-zone", type=float, default=None,
+                     help="tag healthy/border zone/core into --output (tissue_tag point and cell arrays); default 0.5")
+    sim.add_argument("--core", type=float, default=None, help="core threshold on scar_probability (default 0.8)")
+    sim.add_argument("--export-opencarp", type=Path, default=None, metavar="PREFIX",
+                     help="also write PREFIX.pts/.elem/.json (implies tagging)")
+    sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
     _add_aha_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     return parser
@@ -167,6 +178,11 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     for option, suffixes in (("save_model", (".pth",)), ("summary", ()), ("snapshot", (".png",))):
         if getattr(args, option) is not None:
             check_output_path(getattr(args, option), "--" + option.replace("_", "-"), suffixes)
+    if args.remote_mask is not None:
+        raise CardioScarError("--remote-mask is not supported in batch mode yet (n-SD uses the darkest myocardial "
+                              "sector); use cardioscar prepare for a user-drawn remote region.")
+    if args.scar_rule is None and (args.blood_pool_mask or args.scar_thresholds):
+        raise CardioScarError("--scar-thresholds and --blood-pool-mask need --scar-rule {nsd,fwhm,iir,psi}.")
     if args.aha_dir is None:
         given = [f"--{name.replace('_', '-')}" for name in _AHA_ONLY if getattr(args, name) is not None]
         if given:
@@ -223,7 +239,8 @@ def _options(args: argparse.Namespace):
         max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
         mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
         inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,
-        threshold=args.threshold, force_cpu=args.cpu,
+        threshold=args.threshold, force_cpu=args.cpu, scar_rule=args.scar_rule, scar_thresholds=args.scar_thresholds,
+        scar_target=args.scar_target, blood_pool_labels=args.blood_pool_labels,
         extra_training={name: getattr(args, name) for name, _ in _EXTRA_TRAINING if getattr(args, name) is not None})
 
 
@@ -287,11 +304,22 @@ def run(argv: list[str]) -> int:
             mask_node = None if args.myocardium_mask is None else load_volume(context.scene, args.myocardium_mask,
                                                                               labelmap=True)
             progress = None if args.no_progress else _progress_logger()
+            blood_node = None if args.blood_pool_mask is None else load_volume(context.scene, args.blood_pool_mask,
+                                                                                labelmap=True)
             result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress,
-                                           myocardium_mask=mask_node)
+                                           myocardium_mask=mask_node, blood_pool_node=blood_node)
+        tags = None
+        if args.border_zone is not None or args.core is not None or args.export_opencarp is not None:
+            from CardioScarLogic.tissue import tag_model_node
+
+            tags = tag_model_node(model_node, args.border_zone, args.core, color_logic=context.color_logic)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
             logic.save_model(args.save_model)
+        if args.export_opencarp is not None:
+            from CardioScarLogic.tissue import export_model_node
+
+            export_model_node(model_node, tags, args.export_opencarp, units=args.units)
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
         if args.aha_dir is not None:

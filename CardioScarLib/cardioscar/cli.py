@@ -18,6 +18,8 @@ from typing import Callable, List, Optional, Sequence
 from cardioscar import __version__, aha_command, cohort_command, mesh_cli
 from cardioscar.checks import check_output_dir, check_output_path, check_seed
 from cardioscar.errors import CardioScarError, TrainingCancelled
+from cardioscar.lge import options as lge_options
+from cardioscar.simulation import export
 
 logger = logging.getLogger("cardioscar")
 
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
              "fractions of the whole pixel box (e.g. a scar probability map over the full image), not for a scar map "
              "already expressed per myocardium")
     prep.add_argument("--output", required=True, type=Path, help="output training data (.npz)")
+    lge_options.add_prepare_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
 
     train = sub.add_parser("train", help="train the scar field on prepared data")
@@ -183,10 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", type=Path, default=Path("cardioscar_demo"))
     demo.add_argument("--seed", type=int, default=None, help="phantom seed")
     demo.add_argument("--cpu", action="store_true", help="force CPU")
+    demo.add_argument("--raw-lge", action="store_true",
+                      help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, .pts/.elem/.vtu")
     demo.set_defaults(handler=_cmd_demo)
     aha_command.register(sub)
     mesh_cli.register(sub)
     cohort_command.register(sub)
+    export.register(sub)
     return parser
 
 
@@ -270,6 +276,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         partial_volume_correction=args.partial_volume_correction,
         myocardium_labels=args.myocardium_labels,
         myocardium_mask=args.myocardium_mask,
+        scar_rule=lge_options.scar_rule_request(args),
     )
     result = prepare_training_data(request)
     save_preprocessing_result(result, args.output)
@@ -363,6 +370,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from cardioscar.demo import run_demo
 
     check_output_dir(args.output_dir)
+    if args.raw_lge:
+        from cardioscar.lge.demo import run_raw_lge_demo
+
+        report = run_raw_lge_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
+        logger.info("Report: %s", json.dumps({"dice": report["dice"]}))
+        return
     report = run_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
     logger.info("Report: %s", json.dumps({k: report[k] for k in ("dice", "volume_error", "auc")}))
 

@@ -28,6 +28,7 @@ from cardioscar.checks import check_seed
 from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.inference import mc_dropout_predict
+from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.mapping import map_slices_to_nodes
 from cardioscar.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.meshscale import check_same_scale, node_spacing
@@ -105,6 +106,7 @@ class PreprocessingRequest:
     slice_indices: Optional[List[int]] = None
     scar_labels: Optional[List[int]] = None
     normalize_intensities: bool = False
+    scar_rule: Optional[ScarRuleRequest] = None  # raw LGE -> targets by a scar rule (cardioscar.lge)
     partial_volume_correction: bool = False
     myocardium_labels: Optional[List[int]] = None
     myocardium_mask: Optional[Path] = None
@@ -177,6 +179,7 @@ class PreprocessingResult:
     group_coverage: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))  # (M,) if corrected
     myocardium_source: str = ""  # what said where the myocardium is ("" = every pixel constrains)
     dropped_outside_myocardium: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (S,)
+    scar_rule: str = ""  # JSON record of the scar rule that made the targets (cardioscar.lge), if any
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -231,7 +234,8 @@ class InferenceResult:
 # --------------------------------------------------------------------------- preparation
 
 
-def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], MyocardiumReport]:
+def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], MyocardiumReport, str]:
+    """The target slices, the myocardium report and, when a scar rule made the targets, its JSON record."""
     padding = request.slice_thickness_padding
     if request.image_path is not None:
         slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
@@ -246,10 +250,19 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
     elif request.myocardium_labels is not None:
         masks = label_masks(slices, request.myocardium_labels)
         source = f"labels {','.join(map(str, request.myocardium_labels))}"
-    targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
+    rule_record = ""
+    if request.scar_rule is not None:
+        if request.image_path is None or request.scar_labels or request.normalize_intensities or \
+                request.myocardium_mask is None:
+            raise CardioScarError("--scar-rule needs the raw LGE as --image and --myocardium-mask FILE (with "
+                                  "--myocardium-labels for a label map), without --scar-labels or --normalize-intensities")
+        targets, rule = rule_targets(request.scar_rule, slices, masks, Path(request.myocardium_mask).name)
+        rule_record = rule_record_json(rule, request.scar_rule.target)
+    else:
+        targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
     if masks is None:
-        return targets, no_restriction(targets)
-    return restrict_to_myocardium(targets, masks, source)
+        return targets, no_restriction(targets), rule_record
+    return (*restrict_to_myocardium(targets, masks, source), rule_record)
 
 
 def prepare_from_slices(
@@ -314,11 +327,12 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
     mesh = read_mesh(request.mesh_path)
     if request.partial_volume_correction:
         require_volumetric(mesh.dataset)  # before reading the slices: fail fast on a surface mesh
-    slices, myocardium = _load_slices(request)
+    slices, myocardium, rule_record = _load_slices(request)
     result = prepare_from_slices(mesh.points_lps(), slices,
                                  coverage_mesh=mesh if request.partial_volume_correction else None)
     result.myocardium_source = myocardium.source
     result.dropped_outside_myocardium = myocardium.dropped_pixels
+    result.scar_rule = rule_record
     return result
 
 
@@ -346,6 +360,7 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 coordinate_space=np.asarray("LPS"),
                 format_version=np.int64(TRAINING_DATA_FORMAT),
                 cardioscar_version=np.asarray(__version__),
+                **({"scar_rule": np.asarray(result.scar_rule)} if result.scar_rule else {}),
             )
     logger.info("Wrote training data %s", output_path)
 
@@ -412,6 +427,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         group_coverage=arrays.get("group_coverage", np.zeros(0, dtype=np.float64)).astype(np.float64),
         myocardium_source=str(arrays.get("myocardium_source", "")),
         dropped_outside_myocardium=arrays.get("dropped_outside_myocardium", np.zeros(0, np.int64)).astype(np.int64),
+        scar_rule=str(arrays.get("scar_rule", "")),
     )
 
 
@@ -435,6 +451,7 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
         "n_groups": int(result.n_groups),
         "n_mesh_nodes": int(result.n_mesh_nodes),
         "slices": list(result.slice_labels),
+        **({"scar_rule": result.scar_rule} if result.scar_rule else {}),
     }
 
 

@@ -590,3 +590,38 @@ def write_phantom(phantom: Phantom, out_dir: str | Path) -> dict[str, Path]:
     with atomic_write(paths["metadata"]) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     return paths
+
+
+def raw_lge_acquisition(phantom: Phantom, seed: int = 0) -> tuple[sitk.Image, sitk.Image]:
+    """The short-axis stack as a scanner would give it: LGE intensities, not scar fractions.
+
+    Each pixel samples its slice's centre plane: blood pool (inside the endocardium) bright-ish,
+    myocardium enhanced in proportion to its scar (:func:`cardioscar.lge.synthetic.signal_from_scar_fraction`),
+    Rician noise everywhere. Returns the LGE image and a label map on the same grid (1 blood pool,
+    2 myocardium) for the scar rules. The phantom's other outputs are unchanged.
+    """
+    from cardioscar.lge.synthetic import LGEContrast, add_rician_noise, signal_from_scar_fraction
+    from cardioscar.slices import ijk_to_lps_matrix
+
+    contrast = LGEContrast()
+    image = phantom.image
+    size = image.GetSize()
+    k, j, i = np.meshgrid(*(np.arange(n, dtype=float) for n in size[::-1]), indexing="ij")
+    ijk1 = np.stack([i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)])
+    centres = (ijk_to_lps_matrix(image) @ ijk1)[:3].T
+    local = phantom.geometry.to_local(centres)
+    geo = phantom.geometry
+    cavity = ((local[:, 0] ** 2 + local[:, 1] ** 2) / geo.a_endo**2 + local[:, 2] ** 2 / geo.c_endo**2 < 1.0) \
+        & (local[:, 2] <= 0.0)
+    myocardium = geo.myocardium_local(local)
+    signal = np.full(len(local), contrast.background)
+    signal[cavity] = contrast.blood
+    signal[myocardium] = signal_from_scar_fraction(phantom.myocardial_scar_at(centres[myocardium]), contrast)
+    noisy = add_rician_noise(signal, contrast.noise_sd, np.random.default_rng([seed, 19]))
+    labels = np.where(myocardium, 2, np.where(cavity, 1, 0))
+    out = []
+    for values, kind in ((noisy, np.float32), (labels, np.uint8)):
+        volume = sitk.GetImageFromArray(values.reshape(size[::-1]).astype(kind))
+        volume.CopyInformation(image)
+        out.append(volume)
+    return out[0], out[1]

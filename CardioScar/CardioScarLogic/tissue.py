@@ -1,0 +1,133 @@
+"""Border zone / core tags and simulator export for a model node in the scene (Qt-free).
+
+``tag_model_node`` tags a reconstructed model (point field ``scar_probability``, optionally a core
+field) with the library's rule (:mod:`cardioscar.simulation.tags`), stores ``tissue_tag`` as point
+and cell arrays on the node's mesh, colours the model with a 3-colour table plus legend, and adds
+volume rows to the model's summary table. ``export_model_node`` writes the node (world LPS
+coordinates, any parent transform applied) as openCARP files or a ``.vtu``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from cardioscar.errors import CardioScarError
+from cardioscar.meshio import Mesh
+from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagged_vtu
+from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, tag_mesh
+
+from .geometry import model_points_lps, world_mesh_lps
+from .results import PROBABILITY, SUMMARY_REFERENCE, update_summary_table, write_point_arrays
+
+TAG_COLOR_TAG = "CardioScarTissueTags"
+TAG_COLOR_ID = "vtkMRMLColorTableNode" + TAG_COLOR_TAG
+#: healthy grey-blue, border zone amber, core dark red
+TAG_COLORS = ((0.55, 0.62, 0.75), (0.98, 0.70, 0.15), (0.62, 0.05, 0.10))
+ROW_PREFIX = "Tissue "
+
+
+def _point_field(model_node, name: str) -> np.ndarray:
+    mesh = model_node.GetMesh()
+    array = None if mesh is None else mesh.GetPointData().GetArray(name)
+    if array is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' has no point field '{name}': reconstruct the scar "
+                              "first (Apply), or choose the field holding it")
+    return vtk_to_numpy(array).astype(np.float64)
+
+
+def tag_color_node(scene, tag_values: tuple[int, int, int]):
+    """A colour table whose entries at the tag numbers are the three class colours (others clear)."""
+    node = scene.GetNodeByID(TAG_COLOR_ID)
+    if node is None:
+        node = slicer.vtkMRMLColorTableNode()
+        node.SetSingletonTag(TAG_COLOR_TAG)
+        node.SetTypeToUser()
+        node.SetAttribute("Category", "CardioScar")
+        scene.AddNode(node)
+        node = scene.GetNodeByID(TAG_COLOR_ID)
+    node.SetName("CardioScar tissue tags")
+    node.SetNumberOfColors(max(tag_values) + 1)
+    for index in range(max(tag_values) + 1):  # unused numbers opaque too: a translucent entry makes VTK draw
+        node.SetColor(index, "", 0.0, 0.0, 0.0, 1.0)  # the whole model as translucent
+    for tag, name, (r, g, b) in zip(tag_values, CLASS_NAMES, TAG_COLORS):
+        node.SetColor(tag, name.replace("_", " "), r, g, b, 1.0)
+    return node
+
+
+def tissue_rows(tags: TissueTags) -> list[tuple[str, str, str]]:
+    """Summary-table rows: volume (ml) and percentage per class."""
+    rows = []
+    for name, row in tags.summary().items():
+        label = f"{ROW_PREFIX}{name.replace('_', ' ')} (tag {row['tag']})"
+        rows += [(f"{label} volume", f"{row['volume_ml']:.2f}", "ml"), (f"{label} share", f"{row['percent']:.1f}", "%")]
+    return rows
+
+
+def _existing_rows(model_node) -> list[tuple[str, str, str]]:
+    table_node = model_node.GetNodeReference(SUMMARY_REFERENCE)
+    if table_node is None or table_node.GetTable() is None:
+        return []
+    table = table_node.GetTable()
+    rows = [tuple(table.GetValue(r, c).ToString() for c in range(3)) for r in range(table.GetNumberOfRows())]
+    return [row for row in rows if not row[0].startswith(ROW_PREFIX)]
+
+
+def tag_model_node(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
+                   core_field: Optional[str] = None, tag_values: tuple[int, int, int] = (1, 2, 3),
+                   color_logic=None) -> TissueTags:
+    """Tag the model's nodes and cells, colour it by tag with a legend, and add summary rows.
+
+    All checks run before the node changes, so a bad threshold leaves the model as it was.
+    """
+    scar = _point_field(model_node, PROBABILITY)
+    core_values = None if core_field is None else _point_field(model_node, core_field)
+    mesh = model_node.GetMesh()
+    tags = tag_mesh(world_mesh_lps(model_node, model_points_lps(model_node)), scar, core_values, border_zone, core,
+                    tag_values)
+    write_point_arrays(model_node, {TAG_ARRAY: tags.node_tags})
+    cell_array = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=True)
+    cell_array.SetName(TAG_ARRAY)
+    mesh.GetCellData().AddArray(cell_array)
+    mesh.GetCellData().Modified()
+    if model_node.GetDisplayNode() is None:
+        model_node.CreateDefaultDisplayNodes()
+    display = model_node.GetDisplayNode()
+    color_node = tag_color_node(model_node.GetScene(), tags.tag_values)
+    with slicer.util.NodeModify(display):
+        display.SetActiveScalar(TAG_ARRAY, vtk.vtkAssignAttribute.CELL_DATA)
+        display.SetAndObserveColorNodeID(color_node.GetID())
+        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
+        display.SetScalarRange(0.0, float(max(tags.tag_values)))  # one colour per tag number
+        display.SetScalarVisibility(True)
+    if color_logic is not None:
+        legend = (color_logic.GetColorLegendDisplayNode(model_node)
+                  or color_logic.AddDefaultColorLegendDisplayNode(model_node))
+        if legend is not None:
+            legend.SetTitleText("Tissue")
+            legend.SetUseColorNamesForLabels(True)
+    update_summary_table(model_node, _existing_rows(model_node) + tissue_rows(tags))
+    return tags
+
+
+def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
+                      space: str = "LPS", fibres: Optional[np.ndarray] = None,
+                      scar_rule: Optional[dict] = None) -> list[Path]:
+    """Write the model tagged by :func:`tag_model_node` (its returned ``tags``) for a simulator, in
+    world coordinates (any parent transform applied)."""
+    mesh = Mesh(dataset=world_mesh_lps(model_node, model_points_lps(model_node)), space="LPS")
+    if fmt == "opencarp":
+        return list(write_opencarp(mesh, tags, prefix, units=units, space=space, fibres=fibres,
+                                   scar_rule=scar_rule).values())
+    if fmt == "vtu":
+        target = Path(prefix)
+        target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
+        write_tagged_vtu(mesh, tags, target)
+        return [target]
+    raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+

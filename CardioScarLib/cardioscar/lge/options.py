@@ -1,0 +1,62 @@
+"""``cardioscar prepare`` options for scar rules on raw LGE (kept here so cli.py changes by two lines)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CardioScarError
+from .rules import RULES, parse_thresholds
+
+
+def _labels(option: str):
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values:
+            raise argparse.ArgumentTypeError(f"{option} '{text}' must be comma-separated integers, e.g. 2,3,4")
+        return values
+    return parse
+
+
+def add_prepare_options(parser: argparse.ArgumentParser) -> None:
+    """Add --scar-rule and its masks to the prepare parser (which has --myocardium-mask/-labels)."""
+    defaults = "; ".join(f"{rule} {b:g},{c:g}" for rule, (b, c, *_r) in RULES.items())
+    group = parser.add_argument_group("scar rules on raw LGE (--image is the LGE)")
+    group.add_argument("--scar-rule", choices=tuple(RULES), default=None,
+                       help="grade the LGE per slice: nsd (SD above remote), fwhm (fraction of max), iir (ratio to "
+                            "blood pool), psi (fraction of the intensity range)")
+    group.add_argument("--scar-thresholds", default=None, metavar="BORDER,CORE",
+                       help=f"border-zone and core thresholds (defaults: {defaults})")
+    group.add_argument("--scar-target", choices=("scar", "core"), default="scar",
+                       help="what the network learns: scar = border zone + core (default), core = core only")
+    group.add_argument("--blood-pool-mask", type=Path, default=None, help="blood-pool mask/label map (needed by iir)")
+    group.add_argument("--blood-pool-labels", type=_labels("--blood-pool-labels"), default=None,
+                       help="labels of the blood pool, e.g. 1 (in --blood-pool-mask, else in --myocardium-mask)")
+    # --myocardium-mask / --myocardium-labels are prepare's own options (cardioscar.myocardium)
+    group.add_argument("--remote-mask", type=Path, default=None,
+                       help="healthy (remote) myocardium mask for nsd (default: the darkest of 6 myocardial sectors)")
+
+
+def scar_rule_request(args: argparse.Namespace):
+    """The ScarRuleRequest of the parsed options, or None without --scar-rule."""
+    from .prepare import ScarRuleRequest
+
+    if args.scar_rule is None:
+        if any(getattr(args, name) is not None for name in ("scar_thresholds", "blood_pool_mask", "remote_mask",
+                                                            "blood_pool_labels")):
+            raise CardioScarError("--scar-thresholds, --blood-pool-* and --remote-mask need --scar-rule "
+                                  "{nsd,fwhm,iir,psi}")
+        return None
+    if args.myocardium_mask is None:
+        raise CardioScarError(f"--scar-rule {args.scar_rule} needs --myocardium-mask FILE (with --myocardium-labels "
+                              "for a label map)")
+    blood = args.blood_pool_mask
+    if blood is None and args.blood_pool_labels is not None:
+        blood = args.myocardium_mask  # one label map holding both
+    return ScarRuleRequest(rule=args.scar_rule, myocardium_path=args.myocardium_mask,
+                           myocardium_labels=args.myocardium_labels, blood_pool_path=blood,
+                           blood_pool_labels=args.blood_pool_labels, remote_path=args.remote_mask,
+                           thresholds=parse_thresholds(args.scar_rule, args.scar_thresholds), target=args.scar_target)

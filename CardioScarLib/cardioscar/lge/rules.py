@@ -1,0 +1,236 @@
+"""Scar, border zone and core from raw LGE intensities, one slice at a time.
+
+Every rule works on one slice's pixels (series differ in scaling, so no statistic is shared
+between slices) and grades each myocardial pixel 0 (healthy), 1 (border zone) or 2 (core);
+pixels outside the myocardium get -1 and carry no constraint. Each rule takes two thresholds,
+``border < core``:
+
+* ``nsd``: I > mean_remote + n * SD_remote. Defaults 2 SD (border) and 3 SD (core). The remote
+  (healthy) myocardium is the user's mask, or else the myocardial sector (of six around the
+  myocardium's centroid) with the lowest mean intensity: remote myocardium is by definition the
+  darkest tissue, and a sector keeps it one contiguous region as an observer would draw it.
+* ``fwhm``: I >= fraction * max. The maximum is the 99th percentile of the slice's myocardial
+  intensities (a single noisy pixel must not set the threshold). Defaults 0.35 (border) and 0.50
+  (core, the classic half-maximum).
+* ``iir``: image intensity ratio, I / mean blood-pool intensity of the same slice (CemrgApp's
+  choice); needs a blood-pool mask. Defaults 1.2 (border) and 1.3 (core): published values, none
+  universal, always printed and recorded.
+* ``psi``: percent of the signal-intensity range, (I - min) / (max - min) over the slice's
+  myocardium (1st/99th percentiles), the ADAS 3D style map. Defaults 0.40 (border) and 0.60 (core).
+
+FWHM and PSI are relative to the slice's own maximum, so on a slice without enhancement they would
+call the brightest noise scar. They therefore grade only slices whose myocardial maximum (99th
+percentile) exceeds the darkest sector's mean by ``ENHANCEMENT_SD`` (5) SDs; other slices are all
+healthy (recorded as ``enhanced: false``). A slice with no myocardium is skipped (grade all -1). The statistics of every slice (remote or
+blood-pool mean and SD, the maximum, the thresholds in intensity units) are returned so that they
+can be recorded with the training data and in the report.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+OUTSIDE, HEALTHY, BORDER, CORE = -1, 0, 1, 2
+N_SECTORS = 6
+MIN_REFERENCE_PIXELS = 5
+Levels = tuple[float, float, dict]  # border level, core level (intensity units), statistics
+ENHANCEMENT_SD = 5.0
+
+# rule -> (default border, default core, valid low, valid high, unit of the thresholds)
+RULES: dict[str, tuple[float, float, float, float, str]] = {
+    "nsd": (2.0, 3.0, 1.0, 10.0, "SD above the remote mean"),
+    "fwhm": (0.35, 0.50, 0.05, 1.0, "fraction of the myocardial maximum"),
+    "iir": (1.2, 1.3, 0.5, 5.0, "ratio to the blood-pool mean"),
+    "psi": (0.40, 0.60, 0.05, 1.0, "fraction of the myocardial intensity range"),
+}
+
+
+@dataclass
+class RuleResult:
+    """Grades per slice (-1 outside the myocardium, 0 healthy, 1 border zone, 2 core) and a record
+    of how they were obtained."""
+
+    rule: str
+    border: float
+    core: float
+    grades: list[np.ndarray]
+    statistics: list[dict] = field(default_factory=list)
+
+    def scar_targets(self) -> list[np.ndarray]:
+        """Per-slice targets for the scar (border zone + core) field: 1/0 inside, NaN outside."""
+        return [_target(g, g >= BORDER) for g in self.grades]
+
+    def core_targets(self) -> list[np.ndarray]:
+        """Per-slice targets for the core field: 1/0 inside the myocardium, NaN outside."""
+        return [_target(g, g == CORE) for g in self.grades]
+
+    def record(self) -> dict:
+        """A JSON-ready description: rule, thresholds and their unit, per-slice statistics."""
+        return {"rule": self.rule, "border": self.border, "core": self.core, "unit": RULES[self.rule][4],
+                "slices": self.statistics}
+
+
+def _target(grades: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    target = positive.astype(np.float64)
+    target[grades == OUTSIDE] = np.nan
+    return target
+
+
+def parse_thresholds(rule: str, text: str | None) -> tuple[float, float]:
+    """``"BORDER,CORE"`` (or None for the documented defaults) -> checked (border, core)."""
+    if rule not in RULES:
+        raise CardioScarError(f"--scar-rule '{rule}' is unknown; choose one of {', '.join(RULES)}")
+    default_border, default_core, low, high, unit = RULES[rule]
+    if text is None:
+        border, core = default_border, default_core
+    else:
+        parts = text.split(",")
+        try:
+            border, core = (float(p) for p in parts)
+        except ValueError:
+            raise CardioScarError(f"--scar-thresholds '{text}' must be two numbers BORDER,CORE, e.g. "
+                                  f"{default_border:g},{default_core:g} for --scar-rule {rule}") from None
+    if not (low <= border < core <= high):
+        raise CardioScarError(f"--scar-thresholds {border:g},{core:g} for --scar-rule {rule} ({unit}) must satisfy "
+                              f"{low:g} <= BORDER < CORE <= {high:g}")
+    return border, core
+
+
+def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray],
+               blood_pool: Sequence[np.ndarray] | None = None, remote: Sequence[np.ndarray] | None = None,
+               thresholds: tuple[float, float] | None = None) -> RuleResult:
+    """Grade every slice of ``images`` by ``rule`` inside its ``myocardium`` mask.
+
+    ``blood_pool`` is required by ``iir``; ``remote`` (optional, ``nsd`` only) replaces the automatic
+    darkest-sector choice. All per-slice arrays must have the image's shape.
+    """
+    border, core = parse_thresholds(rule, None if thresholds is None else f"{thresholds[0]},{thresholds[1]}")
+    if rule == "iir" and blood_pool is None:
+        raise CardioScarError("--scar-rule iir needs the blood pool: give --blood-pool-mask FILE or --blood-pool-labels")
+    _check_shapes(images, myocardium, "myocardium")
+    if blood_pool is not None:
+        _check_shapes(images, blood_pool, "blood-pool")
+    if remote is not None:
+        _check_shapes(images, remote, "remote")
+    masks = [np.asarray(m, bool) for m in myocardium]
+    if not any(m.any() for m in masks):
+        raise CardioScarError("The myocardium mask does not overlap any chosen slice; check the mask file/labels "
+                              "and --slice-indices")
+    grades, stats = [], []
+    for k, (image, myo) in enumerate(zip(images, masks)):
+        values = np.asarray(image, np.float64)
+        grade = np.full(values.shape, OUTSIDE, np.int8)
+        if not myo.any():
+            grades.append(grade)
+            stats.append({"slice": k, "myocardium_pixels": 0})
+            continue
+        blood = None if blood_pool is None else np.asarray(blood_pool[k], bool)
+        own_remote = None if remote is None else np.asarray(remote[k], bool)
+        border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, k)
+        inside = values[myo]
+        grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
+        # levels in intensity units; None on a slice a relative rule left ungraded (no enhancement)
+        record.update(slice=k, myocardium_pixels=int(myo.sum()), border_level=_finite_or_none(border_level),
+                      core_level=_finite_or_none(core_level), border_pixels=int((grade == BORDER).sum()),
+                      core_pixels=int((grade == CORE).sum()))
+        grades.append(grade)
+        stats.append(record)
+    logger.info("Scar rule %s: border %g, core %g (%s); %d border and %d core pixels on %d slices", rule, border,
+                core, RULES[rule][4], sum(s.get("border_pixels", 0) for s in stats),
+                sum(s.get("core_pixels", 0) for s in stats), len(grades))
+    return RuleResult(rule=rule, border=border, core=core, grades=grades, statistics=stats)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _check_shapes(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], what: str) -> None:
+    if len(masks) != len(images):
+        raise CardioScarError(f"The {what} mask has {len(masks)} slices but the image has {len(images)}; "
+                              "both must cover the same slices")
+    for k, (image, mask) in enumerate(zip(images, masks)):
+        if np.shape(mask) != np.shape(image):
+            raise CardioScarError(f"The {what} mask's slice {k} is {np.shape(mask)} pixels but the image's is "
+                                  f"{np.shape(image)}; the mask must be on the image's grid")
+
+
+def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = N_SECTORS) -> tuple[np.ndarray, int]:
+    """The myocardial sector (angles around the myocardium's centroid) with the lowest mean intensity."""
+    rows, cols = np.nonzero(myocardium)
+    angle = np.arctan2(rows - rows.mean(), cols - cols.mean())
+    sector = np.minimum(((angle + np.pi) / (2 * np.pi) * n_sectors).astype(int), n_sectors - 1)
+    means = [values[rows[sector == s], cols[sector == s]].mean() if np.any(sector == s) else np.inf
+             for s in range(n_sectors)]
+    best = int(np.argmin(means))
+    mask = np.zeros_like(myocardium, bool)
+    mask[rows[sector == best], cols[sector == best]] = True
+    return mask, best
+
+
+def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+         border: float, core: float, k: int) -> Levels:
+    if remote is None:
+        region, sector = darkest_sector(values, myo)
+        source = f"darkest of {N_SECTORS} sectors (sector {sector})"
+    else:
+        region, source = remote & myo, "user mask"
+    reference = values[region]
+    if reference.size < MIN_REFERENCE_PIXELS:
+        raise CardioScarError(f"The remote region on slice {k} has {reference.size} myocardial pixels (need >= "
+                              f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium")
+    mean, sd = float(reference.mean()), float(reference.std())
+    if sd == 0:
+        raise CardioScarError(f"The remote region on slice {k} has constant intensity (SD 0); n-SD needs a noisy "
+                              "healthy region: check the image and the remote mask")
+    return (mean + border * sd, mean + core * sd,
+            {"remote": source, "remote_mean": mean, "remote_sd": sd, "remote_pixels": int(reference.size)})
+
+
+def _enhanced(values: np.ndarray, myo: np.ndarray, peak: float) -> bool:
+    """Whether the slice's myocardial maximum stands ENHANCEMENT_SD SDs above its darkest sector."""
+    region, _ = darkest_sector(values, myo)
+    reference = values[region]
+    return bool(peak > reference.mean() + ENHANCEMENT_SD * reference.std())
+
+
+def _relative_levels(border_level: float, core_level: float, enhanced: bool, record: dict) -> Levels:
+    record["enhanced"] = enhanced
+    return (border_level, core_level, record) if enhanced else (np.inf, np.inf, record)
+
+
+def _fwhm(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+          border: float, core: float, k: int) -> Levels:
+    peak = float(np.percentile(values[myo], 99))
+    return _relative_levels(border * peak, core * peak, _enhanced(values, myo, peak), {"maximum": peak})
+
+
+def _iir(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+         border: float, core: float, k: int) -> Levels:
+    pool = values[blood & ~myo]
+    if pool.size < MIN_REFERENCE_PIXELS:
+        raise CardioScarError(f"The blood pool on slice {k} has {pool.size} pixels (need >= {MIN_REFERENCE_PIXELS}) "
+                              "for --scar-rule iir; check --blood-pool-mask/--blood-pool-labels")
+    mean = float(pool.mean())
+    if mean <= 0:
+        raise CardioScarError(f"The blood-pool mean on slice {k} is {mean:g}; IIR needs positive intensities")
+    return border * mean, core * mean, {"blood_mean": mean, "blood_sd": float(pool.std()), "blood_pixels": int(pool.size)}
+
+
+def _psi(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
+         border: float, core: float, k: int) -> Levels:
+    low, high = (float(v) for v in np.percentile(values[myo], [1, 99]))
+    span = high - low
+    return _relative_levels(low + border * span, low + core * span, _enhanced(values, myo, high),
+                            {"minimum": low, "maximum": high})
+
+
+_LEVELS: dict[str, Callable] = {"nsd": _nsd, "fwhm": _fwhm, "iir": _iir, "psi": _psi}

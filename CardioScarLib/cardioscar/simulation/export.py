@@ -1,0 +1,135 @@
+"""The ``cardioscar export`` verb and its API function: a predicted mesh -> tagged simulator files.
+
+VTK is imported inside the functions so that building the CLI parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from ..errors import CardioScarError
+
+if TYPE_CHECKING:
+    from .tags import TissueTags
+
+logger = logging.getLogger(__name__)
+
+
+def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp", units: str = "um",
+                 space: str | None = None, scar_field: str = "scar_probability", core_field: str | None = None,
+                 border_zone: float | None = None, core: float | None = None,
+                 tag_values: tuple[int, int, int] = (1, 2, 3), fibres_field: str | None = None,
+                 scar_rule: dict | None = None, core_mesh: str | Path | None = None) -> tuple["TissueTags", dict[str, Path]]:
+    """Tag the predicted mesh and write it for a simulator; returns the tags and the files written.
+
+    The core field is ``core_field`` of ``mesh_path``, or of ``core_mesh`` (the core model's
+    prediction on the same mesh; ``core_field`` then defaults to ``scar_probability``).
+    """
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from ..meshio import read_mesh
+    from .opencarp import write_opencarp, write_tagged_vtu
+    from .tags import tag_mesh
+
+    if fmt not in ("opencarp", "vtu"):
+        raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
+    mesh = read_mesh(mesh_path)
+    scar = mesh.point_array(scar_field)
+    core_values = None if core_field is None else mesh.point_array(core_field)
+    if core_mesh is not None:
+        other = read_mesh(core_mesh)
+        if other.n_points != mesh.n_points:
+            raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has {other.n_points} nodes but --mesh has "
+                                  f"{mesh.n_points}: apply the core model to the same mesh")
+        core_values = other.point_array(core_field or "scar_probability")
+    if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
+        raise CardioScarError(f"{Path(mesh_path).name}: the scar/core fields must have one value per node")
+    if mesh.dataset.GetNumberOfCells() == 0:
+        raise CardioScarError(f"{mesh_path} has no cells: exporting elements needs tetrahedra or triangles")
+    tags = tag_mesh(mesh.dataset, scar, core_values, border_zone, core, tag_values)
+    fibres = None
+    if fibres_field is not None:
+        array = mesh.dataset.GetCellData().GetArray(fibres_field)
+        if array is None:
+            raise CardioScarError(f"{Path(mesh_path).name} has no cell field '{fibres_field}' for --fibres; the "
+                                  "fibres must be a cell array of 3 (fibre) or 6 (fibre+sheet) components")
+        fibres = vtk_to_numpy(array).reshape(mesh.dataset.GetNumberOfCells(), -1)
+    if fmt == "opencarp":
+        files = write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule)
+    else:
+        target = Path(output)
+        target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
+        write_tagged_vtu(mesh, tags, target)
+        files = {".vtu": target}
+    return tags, files
+
+
+def summary_lines(tags: "TissueTags") -> list[str]:
+    """One line per class: tag, nodes, elements, volume (ml) and percentage of the tagged volume."""
+    return [f"{name:12s} tag {row['tag']}: {row['nodes']} nodes, {row['elements']} elements, "
+            f"{row['volume_ml']:.2f} ml ({row['percent']:.1f} %)" for name, row in tags.summary().items()]
+
+
+def scar_rule_of(training_data: str | Path) -> dict:
+    """The scar-rule record that ``prepare --scar-rule`` wrote into a training-data ``.npz``."""
+    import json
+
+    import numpy as np
+
+    source = Path(training_data)
+    try:
+        with np.load(source, allow_pickle=False) as data:
+            text = str(data["scar_rule"]) if "scar_rule" in data.files else ""
+    except (OSError, ValueError) as error:
+        raise CardioScarError(f"--rule-from {source}: not a readable training-data .npz ({error})") from None
+    if not text:
+        raise CardioScarError(f"--rule-from {source} holds no scar rule: it was prepared without --scar-rule")
+    return json.loads(text)
+
+
+def _parse_tags(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise CardioScarError(f"--tags '{text}' must be three integers HEALTHY,BORDER,CORE, e.g. 1,2,3")
+    return values  # type: ignore[return-value]
+
+
+def _run(args: argparse.Namespace) -> None:
+    tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
+                               args.core_field, args.border_zone, args.core, _parse_tags(args.tags), args.fibres,
+                               core_mesh=args.core_mesh,
+                               scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
+    for line in summary_lines(tags):
+        logger.info(line)
+    logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
+
+
+def register(subparsers) -> None:
+    """Add the ``export`` verb to the CLI."""
+    parser = subparsers.add_parser("export", help="tag healthy/border zone/core and write openCARP (.pts/.elem/.lon) "
+                                                  "or .vtu files")
+    parser.add_argument("--mesh", required=True, type=Path, help="predicted mesh (from apply) with the scar field")
+    parser.add_argument("--output", required=True, type=Path, help="output prefix (PREFIX.pts, ...) or PREFIX.vtu")
+    parser.add_argument("--format", choices=("opencarp", "vtu"), default="opencarp")
+    parser.add_argument("--units", choices=("um", "mm"), default="um", help=".pts units (openCARP uses um)")
+    parser.add_argument("--space", choices=("LPS", "RAS"), default=None,
+                        help="coordinate frame of the written points (default: the mesh file's own)")
+    parser.add_argument("--scar-field", default="scar_probability", help="point field of scar (border zone + core)")
+    parser.add_argument("--core-field", default=None, help="optional point field of core probability (second model)")
+    parser.add_argument("--core-mesh", type=Path, default=None,
+                        help="the core model's prediction on the same mesh (its --core-field, default scar_probability)")
+    parser.add_argument("--border-zone", type=float, default=None, help="border-zone threshold (default 0.5)")
+    parser.add_argument("--core", type=float, default=None,
+                        help="core threshold (default 0.8 on the scar field, 0.5 on --core-field)")
+    parser.add_argument("--tags", default="1,2,3", help="region tags HEALTHY,BORDER,CORE (default 1,2,3)")
+    parser.add_argument("--rule-from", type=Path, default=None, metavar="NPZ",
+                        help="training data made by prepare --scar-rule: its rule and statistics go into PREFIX.json")
+    parser.add_argument("--fibres", default=None, help="cell field with fibre (3) or fibre+sheet (6) directions")
+    parser.set_defaults(handler=_run)

@@ -1,0 +1,126 @@
+"""openCARP mesh files (.pts, .elem, .lon) and a .json sidecar, and a tagged .vtu.
+
+Formats written (openCARP's text mesh format):
+* ``.pts``: the node count N on the first line, then N lines ``x y z``. openCARP expects
+  micrometres, so coordinates are scaled by 1000 from the mesh's mm unless ``units='mm'``.
+* ``.elem``: the element count M, then M lines ``Tt n0 n1 n2 n3 TAG`` (tetrahedra) or
+  ``Tr n0 n1 n2 TAG`` (triangles), 0-based node indices in VTK's order, TAG the region tag.
+  Other cell types are refused (their openCARP node order is not verified here).
+* ``.lon`` (only with fibres): first line ``1`` (one fibre direction per element, 3 numbers a line)
+  or ``2`` (fibre and sheet directions, 6 numbers a line), then one line per element.
+* ``.json``: what the tags mean, the thresholds, the units, the coordinate frame, class volumes and
+  the scar rule that produced the training targets (when known).
+Every file is written atomically; the set is written only after all checks pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk
+
+from ..atomic import atomic_write
+from ..errors import CardioScarError
+from ..meshio import Mesh, write_mesh
+from .tags import CLASS_NAMES, TissueTags, cell_node_lists
+
+logger = logging.getLogger(__name__)
+
+ELEMENT_CODES = {vtk.VTK_TETRA: "Tt", vtk.VTK_TRIANGLE: "Tr"}
+UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
+TAG_ARRAY = "tissue_tag"
+
+
+def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, str]:
+    """Node coordinates in ``space`` (LPS or RAS; None = the mesh file's own frame) and ``units``."""
+    if units not in UNIT_SCALE:
+        raise CardioScarError(f"--units '{units}' is not one of {', '.join(UNIT_SCALE)}")
+    frame = mesh.space if space is None else space.upper()
+    if frame not in ("LPS", "RAS"):
+        raise CardioScarError(f"--space '{space}' must be LPS or RAS")
+    points = mesh.points_lps()
+    if frame == "RAS":
+        points = points * np.array([-1.0, -1.0, 1.0])
+    return points * UNIT_SCALE[units], frame
+
+
+def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
+    dataset = mesh.dataset
+    source = mesh.path.name if mesh.path else "the mesh"
+    if dataset.GetNumberOfCells() == 0:
+        raise CardioScarError(f"{source} has no cells: an openCARP .elem needs tetrahedra or triangles")
+    lines = []
+    for c, nodes in enumerate(cell_node_lists(dataset)):
+        kind = dataset.GetCellType(c)
+        if kind not in ELEMENT_CODES:
+            name = vtk.vtkCellTypes.GetClassNameFromTypeId(kind)
+            raise CardioScarError(f"{source} cell {c} is a {name}; the openCARP export writes tetrahedra (Tt) and "
+                                  "triangles (Tr) only: convert the mesh (e.g. tetrahedralise) first")
+        lines.append(f"{ELEMENT_CODES[kind]} {' '.join(str(n) for n in nodes)} {int(tags[c])}")
+    return lines
+
+
+def _fibre_lines(fibres: np.ndarray, n_elements: int) -> list[str]:
+    fibres = np.asarray(fibres, np.float64)
+    if fibres.ndim != 2 or fibres.shape[0] != n_elements or fibres.shape[1] not in (3, 6):
+        raise CardioScarError(f"The fibre field has shape {fibres.shape}; it must be one row per element "
+                              f"({n_elements}) of 3 (fibre) or 6 (fibre and sheet) numbers")
+    if not np.all(np.isfinite(fibres)):
+        raise CardioScarError("The fibre field has NaN or infinite values")
+    header = "1" if fibres.shape[1] == 3 else "2"
+    return [header] + [" ".join(f"{v:.6f}" for v in row) for row in fibres]
+
+
+def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str = "um", space: str | None = None,
+                   fibres: np.ndarray | None = None, scar_rule: dict | None = None) -> dict[str, Path]:
+    """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with fibres)."""
+    prefix = Path(prefix)
+    points, frame = coordinates(mesh, space, units)
+    texts = {".pts": "\n".join([str(len(points))] + [f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in points]) + "\n"}
+    elements = _element_lines(mesh, tags.element_tags)
+    texts[".elem"] = "\n".join([str(len(elements))] + elements) + "\n"
+    if fibres is not None:
+        texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements))) + "\n"
+    texts[".json"] = json.dumps(sidecar(tags, units, frame, scar_rule, fibres), indent=2) + "\n"
+    written = {}
+    for suffix, text in texts.items():
+        target = prefix.with_name(prefix.name + suffix)
+        with atomic_write(target) as tmp:
+            tmp.write_text(text)
+        written[suffix] = target
+    logger.info("Wrote openCARP model %s.{%s}: %d nodes, %d elements, %s in %s", prefix,
+                ",".join(s[1:] for s in written), len(points), len(elements), units, frame)
+    return written
+
+
+def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fibres: np.ndarray | None) -> dict:
+    """The .json description that travels with the simulator files."""
+    field_rule = ("core field >= core, else scar field >= border_zone" if tags.two_fields
+                  else "scar field >= core -> core, >= border_zone -> border zone")
+    return {
+        "tags": {name: tag for name, tag in zip(CLASS_NAMES, tags.tag_values)},
+        "tag_rule": {"nodes": field_rule, "elements": "the same thresholds on the mean of the element's nodes",
+                     "border_zone": tags.border_zone, "core": tags.core},
+        "units": units, "coordinate_frame": frame,
+        "fibres": None if fibres is None else ("fibre" if np.shape(fibres)[1] == 3 else "fibre+sheet"),
+        "classes": tags.summary(),
+        "scar_rule": scar_rule,
+    }
+
+
+def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
+    """The mesh as ``.vtu`` with ``tissue_tag`` as cell and point data (meshtool and ParaView read it)."""
+    target = Path(path)
+    if target.suffix.lower() != ".vtu":
+        raise CardioScarError(f"--output for --format vtu must end in .vtu or be a prefix, got '{target.name}'")
+    copy = mesh.dataset.NewInstance()
+    copy.DeepCopy(mesh.dataset)
+    cell_tags = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=1)
+    cell_tags.SetName(TAG_ARRAY)
+    copy.GetCellData().RemoveArray(TAG_ARRAY)
+    copy.GetCellData().AddArray(cell_tags)
+    write_mesh(Mesh(dataset=copy, space=mesh.space, path=mesh.path), target, {TAG_ARRAY: tags.node_tags})

@@ -1,0 +1,52 @@
+"""Scar rules on real LGE (EMIDEC) against the expert scar, per rule, with default thresholds.
+
+Each case: the LGE stack, the myocardium (labels 2-4) and the blood pool (label 1, the LV cavity)
+from the expert contours; the rule's scar (border zone + core) is scored against labels 3-4 (Dice
+over the whole stack), and its core against the same labels. Infarct cases only (P); on normal (N)
+cases the fraction of myocardium called scar is printed (it should be small).
+
+    PYTHONPATH=CardioScarLib python Testing/benchmarks/lge_rules_emidec.py [../shared/data/emidec]
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from cardioscar.lge import RULES, apply_rule
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def main(root: Path) -> None:
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    cases = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Case_"))
+    scores = {rule: {"scar": [], "core": [], "normal_fraction": []} for rule in RULES}
+    for case in cases:
+        image = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Images" / f"{case.name}.nii.gz")))
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Contours" / f"{case.name}.nii.gz")))
+        myocardium = list(np.isin(labels, [2, 3, 4]))
+        blood = list(labels == 1)
+        truth = np.isin(labels, [3, 4])
+        for rule in RULES:
+            grades = np.stack(apply_rule(rule, list(image), myocardium, blood).grades)
+            if case.name.startswith("Case_P"):
+                scores[rule]["scar"].append(dice(grades >= 1, truth))
+                scores[rule]["core"].append(dice(grades == 2, truth))
+            else:
+                scores[rule]["normal_fraction"].append(float((grades >= 1).sum() / (grades >= 0).sum()))
+    n_p = len(scores["nsd"]["scar"])
+    n_n = len(scores["nsd"]["normal_fraction"])
+    print(f"EMIDEC: {n_p} infarct cases, {n_n} normal cases; default thresholds")
+    print("rule  thresholds  Dice scar(border+core) mean [median]  Dice core-only  scar fraction on normals")
+    for rule, (border, core, *_rest) in RULES.items():
+        s = scores[rule]
+        print(f"{rule:5s} {border:g},{core:g}  {np.mean(s['scar']):.3f} [{np.median(s['scar']):.3f}]"
+              f"  {np.mean(s['core']):.3f} [{np.median(s['core']):.3f}]  {np.mean(s['normal_fraction']):.3f}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "emidec"))

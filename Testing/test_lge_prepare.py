@@ -1,0 +1,102 @@
+"""``cardioscar prepare --scar-rule`` on real EMIDEC LGE with its expert label map as the
+myocardium (2,3,4) and blood-pool (1) masks, through the command line; the mesh is a real
+tetrahedral mesh built on the case's myocardial voxel centres (one node per myocardial pixel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk
+
+from cardioscar.cli import main
+from cardioscar.lge import apply_rule
+from cardioscar.meshio import Mesh, write_mesh
+from cardioscar.slices import ijk_to_lps_matrix
+
+CASE = "Case_P015"
+
+
+@pytest.fixture(scope="module")
+def emidec_case(shared_data, tmp_path_factory):
+    folder = shared_data / "emidec" / CASE
+    image_path, labels_path = folder / "Images" / f"{CASE}.nii.gz", folder / "Contours" / f"{CASE}.nii.gz"
+    labels_image = sitk.ReadImage(str(labels_path))
+    labels = sitk.GetArrayFromImage(labels_image)
+    k, j, i = np.nonzero(np.isin(labels, [2, 3, 4]))
+    ijk = np.stack([i, j, k, np.ones_like(i)], 1).astype(float)
+    points_lps = (ijk_to_lps_matrix(labels_image) @ ijk.T).T[:, :3]
+    vtk_points = vtk.vtkPoints()
+    vtk_points.SetData(numpy_to_vtk(points_lps, deep=1))
+    cloud = vtk.vtkPolyData()
+    cloud.SetPoints(vtk_points)
+    delaunay = vtk.vtkDelaunay3D()
+    delaunay.SetInputData(cloud)
+    delaunay.Update()
+    out = tmp_path_factory.mktemp("emidec")
+    mesh_path = out / "myocardium.vtk"
+    write_mesh(Mesh(dataset=delaunay.GetOutput(), space="LPS"), mesh_path)
+    return image_path, labels_path, mesh_path, labels, out
+
+
+def _prepare(*args):
+    return subprocess.run([sys.executable, "-m", "cardioscar", "prepare", *args], capture_output=True, text=True,
+                          env=dict(os.environ))
+
+
+@pytest.mark.parametrize("target", ["scar", "core"])
+def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, target):
+    image_path, labels_path, mesh_path, labels, out = emidec_case
+    npz = out / f"{target}.npz"
+    proc = _prepare("--mesh", str(mesh_path), "--image", str(image_path), "--scar-rule", "nsd",
+                    "--scar-thresholds", "2,5", "--scar-target", target, "--myocardium-mask", str(labels_path),
+                    "--myocardium-labels", "2,3,4", "--blood-pool-labels", "1", "--slice-thickness-padding", "1",
+                    "--output", str(npz))
+    assert proc.returncode == 0, proc.stderr
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+    grades = np.stack(apply_rule("nsd", list(image), list(np.isin(labels, [2, 3, 4])), thresholds=(2, 5)).grades)
+    with np.load(npz) as data:
+        record = json.loads(str(data["scar_rule"]))
+        slices, pixels, targets = data["group_slice"], data["group_pixel"], data["intensities"][:, 0]
+        starts = np.r_[0, np.cumsum(data["group_sizes"])[:-1]]
+    assert record["rule"] == "nsd" and (record["border"], record["core"]) == (2.0, 5.0) and record["target"] == target
+    graded = [s for s in record["slices"] if s["myocardium_pixels"]]
+    assert graded and all(s["remote_sd"] > 0 and s["core_level"] > s["border_level"] for s in graded)
+    # every group is one myocardial pixel and carries that pixel's graded target
+    expected = grades[slices, pixels[:, 1], pixels[:, 0]]  # group_pixel is (i, j) = (column, row)
+    assert (expected >= 0).all()
+    np.testing.assert_array_equal(targets[starts], (expected >= 1) if target == "scar" else (expected == 2))
+    if target == "core":  # the record travels into the checkpoint's provenance
+        from cardioscar.logic import train_scar_model
+        from cardioscar.training import TrainingConfig
+
+        checkpoint = train_scar_model(npz, TrainingConfig.fast(max_epochs=1))
+        assert json.loads(checkpoint["provenance"]["scar_rule"]) == record
+        from cardioscar.simulation.export import scar_rule_of
+
+        assert scar_rule_of(npz) == record  # what export --rule-from puts into the sidecar
+
+
+def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
+    """In-process through cli.main (the same handler and error printing as the console script)."""
+    image_path, labels_path, mesh_path, _, _ = emidec_case
+    base = ["--mesh", str(mesh_path), "--image", str(image_path), "--output", str(tmp_path / "x.npz")]
+    cases = [
+        (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--myocardium-labels", "2,3,4"], "needs the blood pool"),
+        (["--scar-rule", "nsd"], "needs --myocardium-mask"),
+        (["--scar-rule", "nsd", "--myocardium-mask", str(labels_path), "--myocardium-labels", "7"], "has no voxel with labels 7"),
+        (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
+        (["--scar-thresholds", "2,3"], "need --scar-rule"),
+    ]
+    for extra, fragment in cases:
+        assert main(["prepare", *base, *extra]) != 0
+        stderr = capsys.readouterr().err
+        errors = [line for line in stderr.splitlines() if "error:" in line or "Traceback" in line]
+        assert len(errors) == 1 and fragment in errors[0], (extra, stderr)
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,109 @@
+"""Tissue tags and simulator export from the Slicer Logic on real MRML (slicer-core, no Qt):
+a tetrahedral mesh with a reconstructed field loaded through Slicer's model storage, tagged,
+coloured and exported; the files read back. What this cannot prove: the panel's buttons (Qt)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import slicer  # noqa: E402  (slicer-core)
+import vtk  # noqa: E402
+from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+
+import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic.tissue import TAG_COLOR_ID, export_model_node, tag_model_node  # noqa: E402
+from cardioscar.errors import CardioScarError  # noqa: E402
+from cardioscar.meshio import Mesh, write_mesh  # noqa: E402
+
+
+@pytest.fixture()
+def tagged_case(tmp_path):
+    image = vtk.vtkImageData()
+    image.SetDimensions(4, 4, 4)
+    image.SetOrigin(10.0, -20.0, 30.0)
+    tets = vtk.vtkDataSetTriangleFilter()
+    tets.SetInputData(image)
+    tets.Update()
+    grid = tets.GetOutput()
+    x = vtk_to_numpy(grid.GetPoints().GetData())[:, 0]
+    scar = (x - 10.0) / 3.0
+    write_mesh(Mesh(dataset=grid, space="LPS"), tmp_path / "pred.vtk", {"scar_probability": scar})
+    context = csl.create_scene()
+    node = csl.load_model(context.scene, tmp_path / "pred.vtk")
+    return context, node, scar
+
+
+def test_tags_colours_and_summary_rows(tagged_case):
+    context, node, scar = tagged_case
+    tags = tag_model_node(node, border_zone=0.4, core=0.7, color_logic=context.color_logic)
+    mesh = node.GetMesh()
+    np.testing.assert_array_equal(vtk_to_numpy(mesh.GetPointData().GetArray("tissue_tag")),
+                                  np.where(scar >= 0.7, 3, np.where(scar >= 0.4, 2, 1)))
+    assert vtk_to_numpy(mesh.GetCellData().GetArray("tissue_tag")).tolist() == tags.element_tags.tolist()
+    display = node.GetDisplayNode()
+    assert display.GetActiveScalarName() == "tissue_tag" and display.GetColorNodeID() == TAG_COLOR_ID
+    colors = context.scene.GetNodeByID(TAG_COLOR_ID)
+    assert colors.GetColorName(3) == "core" and colors.GetColorName(2) == "border zone"
+    table = node.GetNodeReference("CardioScarSummaryTable").GetTable()
+    measures = [table.GetValue(r, 0).ToString() for r in range(table.GetNumberOfRows())]
+    assert "Tissue core (tag 3) volume" in measures and "Tissue healthy (tag 1) share" in measures
+    tag_model_node(node, border_zone=0.4, core=0.7)  # re-tagging replaces the rows, not piles them up
+    table = node.GetNodeReference("CardioScarSummaryTable").GetTable()
+    assert table.GetNumberOfRows() == len(measures)
+
+
+def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):
+    _, node, _ = tagged_case
+    tags = tag_model_node(node)
+    files = export_model_node(node, tags, tmp_path / "heart", units="mm")
+    pts = (tmp_path / "heart.pts").read_text().split("\n")
+    assert int(pts[0]) == node.GetMesh().GetNumberOfPoints() and {f.suffix for f in files} == {".pts", ".elem", ".json"}
+    first = np.array([float(v) for v in pts[1].split()])
+    ras = np.array(node.GetMesh().GetPoint(0))  # Slicer keeps RAS in the scene
+    np.testing.assert_allclose(first, ras * [-1, -1, 1], atol=1e-5)
+    export_model_node(node, tags, tmp_path / "heart_ras", units="mm", space="RAS")
+    first_ras = np.array([float(v) for v in (tmp_path / "heart_ras.pts").read_text().split("\n")[1].split()])
+    np.testing.assert_allclose(first_ras, ras, atol=1e-5)
+    [vtu] = export_model_node(node, tags, tmp_path / "heart", fmt="vtu")
+    assert vtu.name == "heart.vtu" and vtu.is_file()
+
+
+def test_bad_threshold_leaves_the_node_untouched(tagged_case):
+    _, node, _ = tagged_case
+    with pytest.raises(CardioScarError, match="--border-zone 0.9 must be below --core 0.5"):
+        tag_model_node(node, border_zone=0.9, core=0.5)
+    assert node.GetMesh().GetPointData().GetArray("tissue_tag") is None
+    assert node.GetNodeReference("CardioScarSummaryTable") is None
+
+
+def test_logic_trains_on_a_scar_rule_of_raw_lge(tmp_path):
+    """The phantom's raw LGE and label map loaded as Slicer volumes; PSI targets, tiny training."""
+    import SimpleITK as sitk
+
+    from cardioscar.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    paths = write_phantom(phantom, tmp_path)
+    lge, labels = raw_lge_acquisition(phantom)
+    sitk.WriteImage(lge, str(tmp_path / "lge.nii.gz"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+    context = csl.create_scene()
+    volume = csl.load_volume(context.scene, tmp_path / "lge.nii.gz")
+    myocardium = csl.load_volume(context.scene, tmp_path / "labels.nii.gz", labelmap=True)
+    model = csl.load_model(context.scene, paths["mesh"])
+    options = csl.ReconstructionOptions(half_thickness=phantom.slice_half_thickness_mm, preset="fast", max_epochs=5,
+                                        num_threads=1, scar_rule="psi", myocardium_labels="2", blood_pool_labels="1")
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    result = logic.train_and_apply(volume, model, options, myocardium_mask=myocardium)
+    # one group per myocardial pixel that holds mesh nodes; PSI's 0/1 targets, not raw intensities
+    targets = result.prepared.group_targets
+    assert set(np.unique(targets)) == {0.0, 1.0} and 0 < targets.mean() < 0.5
+    with pytest.raises(CardioScarError, match="needs the myocardium"):
+        logic.train_and_apply(volume, model, options)
