@@ -250,6 +250,7 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
     ui.applyButton.click()
     _run_to_end(widget)
     first = _arrays(model)["scar_probability"]
+    assert "scar_error_risk" in _arrays(model)  # the worker hands every array of the prediction over
     log = ui.logTextEdit.toPlainText()
     assert "epoch 15/15" in log and "Finished on cpu" in log
     assert ui.outputNewModelCheckBox.checked, "the next run goes into a new node by default"
