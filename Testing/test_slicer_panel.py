@@ -425,3 +425,22 @@ def test_aha_section_says_what_is_missing_in_one_line(panel, phantom):
     assert "'nothing placed' has 0 point" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
     assert "aha_segment" not in _arrays(model) and model.GetNodeReference("CardioScarAhaTable") is None
     assert not ui.saveBullseyeButton.enabled
+
+
+@LATEST
+def test_aha_section_hands_the_label_map_and_its_labels_to_the_logic(panel, phantom, tmp_path):
+    """The LGE phantom loaded as a label map has no RV blood pool: the Logic's refusal of it comes
+    back as the one status line, so the panel handed over that node and the label typed."""
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.ahaModelSelector.setCurrentNode(model)
+    labels = csl.load_volume(scene, _second_volume(panel, tmp_path), labelmap=True, name="no RV here")
+    ui.ahaLabelsSelector.setCurrentNode(labels)
+    ui.ahaRvLabelSpinBox.value = 77
+    ui.ahaMyocardiumLabelSpinBox.value = 5
+    inputs = widget.ahaInputs()
+    assert (inputs.labels_node, inputs.rv_label, inputs.myocardium_label, inputs.rv_markups) == (labels, 77, 5, None)
+    assert ui.computeAhaButton.enabled
+    ui.computeAhaButton.click()
+    assert "no RV here" in ui.statusLabel.text and "77" in ui.statusLabel.text and "\n" not in ui.statusLabel.text, ui.statusLabel.text
+    assert "aha_segment" not in _arrays(model)
