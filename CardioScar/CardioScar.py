@@ -14,7 +14,9 @@ shows its version and installs or updates it through the PyTorch extension.
 import importlib.metadata
 import importlib.util
 import pathlib
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from typing import Annotated, Optional, Union
@@ -33,7 +35,13 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from slicer import vtkMRMLModelNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLModelNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+)
 
 
 def _addLibraryPath() -> None:
@@ -51,7 +59,7 @@ def _addLibraryPath() -> None:
 _addLibraryPath()
 
 from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
-from CardioScarLogic import ReconstructionOptions  # noqa: E402
+from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import new_output_model  # noqa: E402
@@ -132,6 +140,14 @@ class CardioScarParameterNode:
     forceCpu: bool = False
     outputToNewModel: bool = False
     savedModelPath: str = ""
+    # AHA segments: the model to divide, the RV insertion (points, or a label map and its
+    # labels; the points win when both are chosen) and optionally the apex and base points
+    ahaModel: vtkMRMLModelNode
+    ahaRvMarkups: vtkMRMLMarkupsFiducialNode
+    ahaLabels: vtkMRMLLabelMapVolumeNode
+    ahaRvLabel: Annotated[int, WithinRange(0, 255)] = 1
+    ahaMyocardiumLabel: Annotated[int, WithinRange(0, 255)] = 2
+    ahaApexBase: vtkMRMLMarkupsFiducialNode
 
 
 class LineEditConnector(GuiConnector):
@@ -192,6 +208,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runOutput = None
         self._torchDeclined = False
         self._lastProgressLog = 0.0
+        self._bullseyePath: Optional[pathlib.Path] = None
         ScriptedLoadableModuleWidget.__init__(self, parent)
 
     # ------------------------------------------------------------------ setup
@@ -212,6 +229,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applySavedButton.connect("clicked(bool)", self.onApplySavedButton)
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
         self.ui.installTorchButton.connect("clicked(bool)", self.onInstallTorchButton)
+        self.ui.computeAhaButton.connect("clicked(bool)", self.onComputeAhaButton)
+        self.ui.saveBullseyeButton.connect("clicked(bool)", self.onSaveBullseyeButton)
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
@@ -240,7 +259,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         import importlib
 
         for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "acquisition",
-                     "layout", "logic", "worker", "background", ""):
+                     "layout", "aha", "logic", "worker", "background", ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)
@@ -357,6 +376,10 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        if canTrain else _("Select the LGE volume and the heart mesh"))
         self.ui.applySavedButton.enabled = bool(p.heartModel and p.savedModelPath.lower().endswith(".pth"))
         self.ui.saveModelButton.enabled = self.logic.last_checkpoint is not None
+        missing = self._ahaMissing()
+        self.ui.computeAhaButton.enabled = not missing
+        self.ui.computeAhaButton.toolTip = missing or _(
+            "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
 
     def _inputNodes(self) -> list:
         """The input node, then the checked "Also use" nodes (the input itself counted once)."""
@@ -492,7 +515,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """While running, the pressed button reads Stop and every other action is disabled."""
         for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
                        self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
-                       self.ui.installTorchButton):
+                       self.ui.installTorchButton, self.ui.ahaCollapsibleButton):
             if widget is not self._runButton:
                 widget.enabled = not running
         self._runButton.text = _("Stop") if running else self._runButton.property("idleText")
@@ -566,6 +589,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._setRunning(False)
         self._showResult(result, output)
+        self._parameterNode.ahaModel = output  # the AHA section analyses the newest result
         if not self._parameterNode.outputToNewModel:
             self._parameterNode.outputToNewModel = True  # the next run goes beside this one, for comparison
 
@@ -620,6 +644,70 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         layoutNode = layout_node_of(slicer.mrmlScene)
         if layoutNode is not None:
             show_results(layoutNode, slicer.app.applicationLogic(), result.table_node, result.chart_node)
+
+    # ------------------------------------------------------------------ AHA segments
+
+    def _ahaMissing(self) -> str:
+        """What the AHA section still needs, as one line; empty when it can run."""
+        p = self._parameterNode
+        model = p.ahaModel
+        if model is None:
+            return _("Choose the model to divide into AHA segments.")
+        mesh = model.GetMesh()
+        if mesh is None or mesh.GetPointData().GetArray("scar_probability") is None:
+            return _("The model '{name}' has no scar_probability: train or apply a model on it first.").format(
+                name=model.GetName())
+        if p.ahaRvMarkups is None and p.ahaLabels is None:
+            return _("Choose the RV insertion points (anterior first) or a label map with an RV label.")
+        return ""
+
+    def ahaInputs(self) -> AhaInputs:
+        """The AHA section's choices as Logic inputs."""
+        p = self._parameterNode
+        return AhaInputs(rv_markups=p.ahaRvMarkups, labels_node=p.ahaLabels, rv_label=p.ahaRvLabel,
+                         myocardium_label=p.ahaMyocardiumLabel, apex_base_markups=p.ahaApexBase)
+
+    def onComputeAhaButton(self) -> None:
+        """AHA segments of the chosen model: arrays and table on the model, the bull's-eye PNG in a
+        temporary folder (kept until the user saves a copy), the table in the results layout.
+        A failure is one status line and changes nothing."""
+        from cardioscar.errors import CardioScarError
+
+        p = self._parameterNode
+        try:
+            missing = self._ahaMissing()
+            if missing:
+                raise CardioScarError(missing)
+            png = pathlib.Path(tempfile.mkdtemp(prefix="cardioscar-aha-")) / "aha_bullseye.png"
+            result = self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png)
+        except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            self._reportFailure(error)
+            return
+        self._bullseyePath = png
+        self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=png)
+        self.ui.saveBullseyeButton.enabled = True
+        self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
+            name=p.ahaModel.GetName(), table=result.table_node.GetName())
+        self._log(self.ui.statusLabel.text)
+        layoutNode = layout_node_of(slicer.mrmlScene)
+        if layoutNode is not None:
+            show_results(layoutNode, slicer.app.applicationLogic(), result.table_node)
+
+    def onSaveBullseyeButton(self) -> None:
+        """Copy the last bull's-eye PNG where the user says (written atomically)."""
+        from cardioscar.atomic import atomic_write
+
+        path = qt.QFileDialog.getSaveFileName(self.parent, _("Save bull's-eye"), "aha_bullseye.png",
+                                              _("PNG image (*.png)"))
+        if not path or self._bullseyePath is None:
+            return
+        try:
+            with atomic_write(path) as temporary:
+                shutil.copyfile(self._bullseyePath, temporary)
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            self._reportFailure(error)
+            return
+        self.ui.statusLabel.text = _("Bull's-eye saved to {path}").format(path=path)
 
 
 class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):

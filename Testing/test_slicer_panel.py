@@ -31,8 +31,12 @@ LATEST = pytest.mark.parametrize("panel", ["5.10"], indirect=True)
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+def phantom():
+    return make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory, phantom):
     return write_phantom(phantom, tmp_path_factory.mktemp("phantom")), phantom.slice_half_thickness_mm
 
 
@@ -84,7 +88,9 @@ def _choose_options(ui) -> dict:
     ui.thresholdCheckBox.checked = False
     ui.myocardiumLabelsLineEdit.text = "2,3"
     ui.myocardiumSegmentLineEdit.text = "Myocardium"
-    return {"sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
+    ui.ahaRvLabelSpinBox.value = 3
+    ui.ahaMyocardiumLabelSpinBox.value = 4
+    return {"ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
             "useThreshold": False, "maxEpochs": 10000, "myocardiumLabels": "2,3", "myocardiumSegment": "Myocardium"}
 
 
@@ -244,12 +250,14 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
     ui.applyButton.click()
     _run_to_end(widget)
     first = _arrays(model)["scar_probability"]
+    assert "scar_error_risk" in _arrays(model)  # the worker hands every array of the prediction over
     log = ui.logTextEdit.toPlainText()
     assert "epoch 15/15" in log and "Finished on cpu" in log
     assert ui.outputNewModelCheckBox.checked, "the next run goes into a new node by default"
     assert scene.GetFirstNodeByClass("vtkMRMLLayoutNode").GetViewArrangement() == RESULTS_LAYOUT_ID
     table_view = scene.GetFirstNodeByClass("vtkMRMLTableViewNode")
     assert table_view.GetTableNodeID() == model.GetNodeReferenceID("CardioScarSummaryTable")
+    assert widget._parameterNode.ahaModel is model and ui.ahaModelSelector.currentNode() is model  # AHA: the result
 
     models = scene.GetNumberOfNodesByClass("vtkMRMLModelNode")
     widget._parameterNode.seed = 5
@@ -353,3 +361,86 @@ def test_a_mesh_removed_during_the_run_gets_no_result_and_no_new_node(panel):
     _run_to_end(widget)
     assert scene.GetNumberOfNodesByClass("vtkMRMLModelNode") == models
     assert "removed" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+
+
+def _rv_insertions_ras(phantom) -> list:
+    """The phantom's anterior and inferior RV insertions (on the epicardium, 30 and 150 degrees
+    around the LV as Testing/test_slicer_aha.py places them), in RAS as a user clicks them."""
+    geometry = phantom.geometry
+    points = [geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]), np.array([np.radians(a)])))[0]
+              for a in (30.0, 150.0)]
+    return [vtk.vtkVector3d(-p[0], -p[1], p[2]) for p in points]
+
+
+def _with_scar_probability(model, phantom) -> None:
+    """A result on the model, as a run leaves it: the phantom's true scar as scar_probability."""
+    from CardioScarLogic.results import write_point_arrays
+
+    write_point_arrays(model, {"scar_probability": phantom.truth.astype(np.float32)})
+
+
+@BOTH_VERSIONS
+def test_aha_section_writes_segments_fills_the_table_and_saves_the_bullseye(panel, phantom, tmp_path):
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    ui.ahaModelSelector.setCurrentNode(model)
+    assert not ui.computeAhaButton.enabled and "scar_probability" in ui.computeAhaButton.toolTip
+    _with_scar_probability(model, phantom)
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertions")
+    for point in _rv_insertions_ras(phantom):
+        markups.AddControlPointWorld(point)
+    ui.ahaRvMarkupsSelector.setCurrentNode(markups)
+    assert widget._parameterNode.ahaRvMarkups is markups and ui.computeAhaButton.enabled
+    ui.computeAhaButton.click()
+    assert "AHA segments on" in ui.statusLabel.text, ui.statusLabel.text
+    segments = _arrays(model)["aha_segment"]
+    assert len(segments) == model.GetMesh().GetNumberOfPoints() and set(np.unique(segments)) == set(range(1, 18))
+    table = model.GetNodeReference("CardioScarAhaTable")
+    assert table.GetNumberOfRows() == 17
+    assert scene.GetFirstNodeByClass("vtkMRMLTableViewNode").GetTableNodeID() == table.GetID()  # shown
+    # the segment column of the table names the 17 segments, and the scarred ones carry scar
+    columns = [table.GetTable().GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    scar = [table.GetTable().GetValue(r, columns.index("scar_pct")).ToDouble() for r in range(17)]
+    assert max(scar) > 0 and min(scar) == 0
+    # the bull's-eye: its path in the panel, and a copy where the user saves it
+    shown = Path(ui.ahaBullseyeLabel.text.split(": ", 1)[1])
+    assert shown.read_bytes()[:4] == b"\x89PNG" and ui.saveBullseyeButton.enabled
+    harness.QFileDialog.answer = str(tmp_path / "copy.png")
+    ui.saveBullseyeButton.click()
+    assert (tmp_path / "copy.png").read_bytes() == shown.read_bytes() and "copy.png" in ui.statusLabel.text
+
+
+@BOTH_VERSIONS
+def test_aha_section_says_what_is_missing_in_one_line(panel, phantom):
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.ahaModelSelector.setCurrentNode(model)
+    assert not ui.computeAhaButton.enabled
+    assert "RV insertion" in ui.computeAhaButton.toolTip and "\n" not in ui.computeAhaButton.toolTip
+    widget.onComputeAhaButton()  # as a click would (the disabled button ignores one)
+    assert ui.statusLabel.text == ui.computeAhaButton.toolTip
+    # a point list with no point: the Logic's one line, and the model stays as it was
+    empty = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "nothing placed")
+    ui.ahaRvMarkupsSelector.setCurrentNode(empty)
+    ui.computeAhaButton.click()
+    assert "'nothing placed' has 0 point" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+    assert "aha_segment" not in _arrays(model) and model.GetNodeReference("CardioScarAhaTable") is None
+    assert not ui.saveBullseyeButton.enabled
+
+
+@LATEST
+def test_aha_section_hands_the_label_map_and_its_labels_to_the_logic(panel, phantom, tmp_path):
+    """The LGE phantom loaded as a label map has no RV blood pool: the Logic's refusal of it comes
+    back as the one status line, so the panel handed over that node and the label typed."""
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.ahaModelSelector.setCurrentNode(model)
+    labels = csl.load_volume(scene, _second_volume(panel, tmp_path), labelmap=True, name="no RV here")
+    ui.ahaLabelsSelector.setCurrentNode(labels)
+    ui.ahaRvLabelSpinBox.value = 77
+    ui.ahaMyocardiumLabelSpinBox.value = 5
+    inputs = widget.ahaInputs()
+    assert (inputs.labels_node, inputs.rv_label, inputs.myocardium_label, inputs.rv_markups) == (labels, 77, 5, None)
+    assert ui.computeAhaButton.enabled
+    ui.computeAhaButton.click()
+    assert "no RV here" in ui.statusLabel.text and "77" in ui.statusLabel.text and "\n" not in ui.statusLabel.text, ui.statusLabel.text
+    assert "aha_segment" not in _arrays(model)

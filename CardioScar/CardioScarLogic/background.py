@@ -266,7 +266,9 @@ class BackgroundRun:
         with np.load(self.folder / worker.PREDICTION_FILE) as data:
             mean, std = data["mean"], data["std"]
             binary = data["binary"] if "binary" in data.files else None
-        return InferenceResult(mean, std, binary, int(len(mean)), float(np.mean(mean)), float(np.mean(std)))
+            error_risk = data["error_risk"] if "error_risk" in data.files else None
+        return InferenceResult(mean, std, binary, int(len(mean)), float(np.mean(mean)), float(np.mean(std)),
+                               error_risk=error_risk)
 
 
 def _job_folder() -> Path:

@@ -90,6 +90,8 @@ def _write_prediction(folder: Path, inference) -> None:
     arrays = {"mean": inference.mean_predictions, "std": inference.std_predictions}
     if inference.binary_predictions is not None:
         arrays["binary"] = inference.binary_predictions
+    if inference.error_risk is not None:
+        arrays["error_risk"] = inference.error_risk
     with atomic_write(folder / PREDICTION_FILE) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
