@@ -461,16 +461,6 @@ def test_lv_mask_segments_only_the_lv_of_a_two_chamber_mesh(lad_phantom):
         analyse_mesh(Mesh(dataset=both, space="LPS"), _options(lad_phantom, lv_mask_field="nothing"))
 
 
-def test_the_extension_packages_every_file_of_the_aha_subpackage(repo_root):
-    """The Slicer extension's CMake list installs cardioscar/aha (the Logic and batch mode import it)."""
-    import re
-
-    cmake = (repo_root / "CardioScar" / "CMakeLists.txt").read_text()
-    listed = re.search(r"set\(CARDIOSCAR_AHA_FILES\s+(.*?)\)", cmake, re.S).group(1).split()
-    on_disk = {p.name for p in (repo_root / "CardioScarLib" / "cardioscar" / "aha").glob("*.py")}
-    assert set(listed) == on_disk
-
-
 def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys):
     """In process through cardioscar.cli.main (the subprocess tests above cover the entry point)."""
     from cardioscar.cli import main
