@@ -393,7 +393,7 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     for row, reference in zip(table, expected):
         assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=0.01)
         assert row["territory"] == reference["territory"]
-    summary = json.loads((out / "aha.json").read_text())
+    summary = json.loads((out / "aha.json").read_text(encoding="utf-8"))
     assert len(summary["segments"]) == 17 and summary["transmurality_method"].startswith("nearest-endocardium")
     assert (out / "bullseye.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = read_mesh(out / "aha_mesh.vtk")

@@ -281,7 +281,7 @@ def rows(good, tmp_path_factory):
     completed = subprocess.run([sys.executable, str(driver), str(plan), str(SCRIPT)], capture_output=True, text=True,
                                env=env, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    answers = json.loads(Path(str(plan) + ".out").read_text())
+    answers = json.loads(Path(str(plan) + ".out").read_text(encoding="utf-8"))
     return {row_id: (*made[row_id], answers[2 * n], answers[2 * n + 1]) for n, (row_id, *_) in enumerate(ROWS)}
 
 

@@ -363,9 +363,9 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
     tagged = read_mesh(tmp_path / "tagged.vtu")
     p = tagged.point_array("scar_probability")
     np.testing.assert_array_equal(tagged.point_array("tissue_tag"), np.where(p >= 0.6, 3, np.where(p >= 0.3, 2, 1)))
-    elem = (tmp_path / "heart.elem").read_text().split("\n")
+    elem = (tmp_path / "heart.elem").read_text(encoding="utf-8").split("\n")
     assert int(elem[0]) == tagged.dataset.GetNumberOfCells() and elem[1].startswith("Tt ")
-    assert int((tmp_path / "heart.pts").read_text().split("\n")[0]) == tagged.n_points
+    assert int((tmp_path / "heart.pts").read_text(encoding="utf-8").split("\n")[0]) == tagged.n_points
     with open(tmp_path / "summary.csv", newline="") as handle:
         measures = [row["Measure"] for row in csv.DictReader(handle)]
     assert "Tissue core (tag 3) volume" in measures

@@ -138,7 +138,7 @@ def test_evaluate_prints_metrics(trained_case, tmp_path):
     proc = run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"], "--json", tmp_path / "m.json")
     assert proc.returncode == 0, proc.stderr
     assert '"dice"' in proc.stdout and (tmp_path / "m.json").is_file()
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert 0.0 < metrics["mean_uncertainty"] < 0.5  # from the prediction's scar_uncertainty field
 
 
@@ -246,7 +246,7 @@ def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
     assert proc.returncode == 0, proc.stderr
     stack, long_axis = tmp_path / "phantom_lge.nii.gz", tmp_path / "phantom_lge_long_axis.nii.gz"
     assert sitk.ReadImage(str(long_axis)).GetSize()[2] == 1
-    half = str(json.loads((tmp_path / "phantom.json").read_text())["slice_half_thickness_mm"])
+    half = str(json.loads((tmp_path / "phantom.json").read_text(encoding="utf-8"))["slice_half_thickness_mm"])
     outputs = {}
     for name, images in (("stack", [stack]), ("both", [stack, long_axis])):
         outputs[name] = tmp_path / f"{name}.npz"

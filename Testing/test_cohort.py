@@ -44,7 +44,7 @@ def _row(ident: str, seed: int, aha: str = "") -> str:
 
 def _rv_point(root: Path) -> str:
     """The phantom p0's anterior RV insertion (its mesh is in LPS), quoted for the CSV."""
-    return '"' + ",".join(repr(v) for v in json.loads((root / "rv_point.json").read_text())) + '"'
+    return '"' + ",".join(repr(v) for v in json.loads((root / "rv_point.json").read_text(encoding="utf-8"))) + '"'
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_myocardium_columns_reach_prepare_and_the_hash(tmp_path, cohort_data):
     digest = input_hash(spec)
     moved = tmp_path / "moved"
     study.rename(moved)
-    manifest.write_text(manifest.read_text().replace("study/", "moved/"))
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("study/", "moved/"))
     (spec,) = read_manifest(manifest)
     assert input_hash(spec) == digest  # the same files elsewhere: the same patient
     (moved / "mask.nii.gz").write_bytes(b"changed")
@@ -199,11 +199,11 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
         table = list(csv.DictReader(handle))
     stack = read_image(cohort_data / "p0" / "phantom_lge.nii.gz")
     direct = analyse_mesh(read_mesh(out / "p0" / "scar_prediction.vtk"), AhaOptions(
-        rv_point=json.loads((cohort_data / "rv_point.json").read_text()),
+        rv_point=json.loads((cohort_data / "rv_point.json").read_text(encoding="utf-8")),
         slice_normal=np.asarray(stack.GetDirection()).reshape(3, 3)[:, 2]))
     assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=1e-3)
     assert (out / "p0" / "aha" / "bullseye.png").exists() and not (out / "p1" / "aha").exists()
-    assert json.loads((out / "p0" / "report.json").read_text())["aha"]["folder"] == "aha"
+    assert json.loads((out / "p0" / "report.json").read_text(encoding="utf-8"))["aha"]["folder"] == "aha"
     for row in rows[:3]:
         folder = out / row["id"]
         assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["model.pth", "report.json",
@@ -231,14 +231,14 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
 
     # one patient's seed changes: only that patient runs again
     changed = cohort_data / "manifest_changed.csv"
-    changed.write_text(manifest.read_text().replace(_row("p1", 1), _row("p1", 11)))
+    changed.write_text(manifest.read_text(encoding="utf-8").replace(_row("p1", 1), _row("p1", 11)))
     old_model = (out / "p1" / "model.pth").read_bytes()
     run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address))
     rows = _summary(out)
     assert [r["status"] for r in rows] == ["skipped", "done", "skipped", "failed"]
     assert {ident: _mtimes(out / ident) for ident in ("p0", "p2")} == {k: before[k] for k in ("p0", "p2")}
     assert (out / "p1" / "model.pth").read_bytes() != old_model
-    assert json.loads((out / "p1" / "report.json").read_text())["options"]["seed"] == 11
+    assert json.loads((out / "p1" / "report.json").read_text(encoding="utf-8"))["options"]["seed"] == 11
 
     # a Slurm array task's --only: that patient only, the summary still lists everyone
     only = run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address, only=["p2"]))
@@ -315,7 +315,7 @@ def test_killed_worker_mid_run_loses_and_duplicates_nothing(cluster, cohort_data
     assert not list(out.glob(".*")), "a temporary folder of the killed attempt was left behind"
     key, dead_pid = killed[0]
     victim = key.split("-")[1]
-    assert json.loads((out / victim / "report.json").read_text())["pid"] != dead_pid  # redone by a live worker
+    assert json.loads((out / victim / "report.json").read_text(encoding="utf-8"))["pid"] != dead_pid  # redone by a live worker
     for s in range(N_GOOD):
         assert read_mesh(out / f"p{s}" / "scar_prediction.vtk").point_array("scar_probability").shape == (
             read_mesh(cohort_data / f"p{s}" / "phantom_mesh.vtk").n_points,)

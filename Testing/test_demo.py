@@ -78,7 +78,7 @@ def test_prediction_mesh_holds_all_fields_and_matches_the_report(demo):
 
 def test_report_json_has_all_keys_with_sane_values(demo):
     out, returned = demo
-    report = json.loads((out / FILES["report_json"]).read_text())
+    report = json.loads((out / FILES["report_json"]).read_text(encoding="utf-8"))
     assert report == json.loads(json.dumps(returned))
     for key in METRIC_KEYS:
         assert isinstance(report[key], float), key
@@ -116,7 +116,7 @@ def test_output_path_that_is_a_file_is_a_user_error(tmp_path):
     target.write_text("x")
     with pytest.raises(CardioScarError, match="not a folder"):
         run_demo(target)
-    assert target.read_text() == "x"
+    assert target.read_text(encoding="utf-8") == "x"
     assert not (tmp_path / FILES["report_json"]).exists()
 
 
@@ -146,7 +146,7 @@ def test_on_slice_uncertainty_counts_every_node_inside_a_slab(tmp_path):
         report = run_demo(out, phantom_config=PhantomConfig(target_nodes=2000, seed=1, partial_volume=mode),
                           training_config=TrainingConfig.fast(max_epochs=3))
         mesh = read_mesh(out / FILES["prediction"])
-        half = json.loads((out / "phantom.json").read_text())["slice_half_thickness_mm"]
+        half = json.loads((out / "phantom.json").read_text(encoding="utf-8"))["slice_half_thickness_mm"]
         slabs = slices_from_image(read_image(out / "phantom_lge.nii.gz"), half_thickness=half)
         inside = np.zeros(mesh.n_points, dtype=bool)
         inside[map_slices_to_nodes(mesh.points_lps(), slabs).node_ids] = True
@@ -165,7 +165,7 @@ def test_demo_aha_table_matches_the_truth(demo):
     import csv
 
     out, _ = demo
-    report = json.loads((out / FILES["report_json"]).read_text())
+    report = json.loads((out / FILES["report_json"]).read_text(encoding="utf-8"))
     aha = report["aha"]
     assert [row["segment"] for row in aha["segments"]] == list(range(1, 18))
     with open(out / FILES["aha_csv"]) as handle:

@@ -213,7 +213,7 @@ def test_run_cases_writes_resumable_records(tmp_path) -> None:
         assert key in record
     assert record["nearest_slice"]["dice"] == 1.0
     assert 0.0 <= record["fit_loss"] <= record["targets_variance"]
-    assert json.loads(output.read_text().splitlines()[0])["case"] == "Case_P903"
+    assert json.loads(output.read_text(encoding="utf-8").splitlines()[0])["case"] == "Case_P903"
 
     def must_not_train(*_):
         raise AssertionError("a case already in the output was trained again")

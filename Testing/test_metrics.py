@@ -127,7 +127,7 @@ def test_best_threshold_by_hand_and_through_the_command_line(tmp_path, small_pha
     write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), prediction_path, {"scar_probability": scaled})
     done = run_cli("evaluate", "--prediction", prediction_path, "--truth", paths["mesh"], "--json", tmp_path / "m.json")
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert metrics["dice"] == 0.0 and metrics["threshold"] == 0.5
     # the truth is binarised at 0.5, which the scaled field moves to 0.4 * 0.5 + 0.05
     assert metrics["best_dice"] == 1.0 and metrics["best_threshold"] == pytest.approx(0.25)

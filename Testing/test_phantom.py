@@ -186,7 +186,7 @@ def test_write_phantom_files_readable(tmp_path, default_phantom: Phantom) -> Non
     np.testing.assert_allclose(truth, default_phantom.truth)
     assert read_mesh(paths["surface"]).space == "LPS"
 
-    meta = json.loads(paths["metadata"].read_text())
+    meta = json.loads(paths["metadata"].read_text(encoding="utf-8"))
     assert meta["n_slices"] == image.GetSize()[2]
     assert 0.05 <= meta["scar_fraction"] <= 0.30
     assert meta["slice_half_thickness_mm"] == 4.0

@@ -174,7 +174,7 @@ def test_drawn_from_the_seed():
 def test_written_files_and_the_command_line(tmp_path):
     assert 0 == cli_main(["phantom", "--family", "segmented", "--mesh-type", "hex", "--nodes", "2000", "--seed", "2",
               "--output-dir", str(tmp_path)])
-    meta = json.loads((tmp_path / "phantom.json").read_text())
+    meta = json.loads((tmp_path / "phantom.json").read_text(encoding="utf-8"))
     assert meta["family"] == "segmented" and meta["config"]["mesh_type"] == "hex"
     mesh = read_mesh(tmp_path / "phantom_mesh.vtk")
     truth, fraction = mesh.point_array("scar_truth"), mesh.point_array("scar_fraction_truth")

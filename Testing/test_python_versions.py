@@ -81,7 +81,7 @@ def problems(source: str) -> list[str]:
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_module_runs_on_the_oldest_supported_python(path):
-    assert problems(path.read_text()) == []
+    assert problems(path.read_text(encoding="utf-8")) == []
 
 
 @pytest.mark.parametrize("source", [
@@ -97,9 +97,9 @@ def test_the_check_finds_what_fails_on_3_9(source):
 
 
 def test_the_declared_python_and_slicer_versions_agree():
-    project = tomllib.loads((REPO / "CardioScarLib" / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "CardioScarLib" / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["requires-python"] == ">=3.9"
-    extension = (REPO / "CMakeLists.txt").read_text()
+    extension = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     assert re.search(r'set\(EXTENSION_DESCRIPTION\s+"[^"]*Slicer 5\.8 or later', extension)
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "Slicer 5.8 and later" in readme and "Python 3.9" in readme

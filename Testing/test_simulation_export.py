@@ -45,11 +45,11 @@ def _write_prediction(tmp_path, space="LPS", fibres=False):
 
 def read_opencarp(prefix):
     """Our own reader of .pts/.elem/.lon: header counts are checked against the lines that follow."""
-    pts_lines = (prefix.parent / f"{prefix.name}.pts").read_text().split("\n")
+    pts_lines = (prefix.parent / f"{prefix.name}.pts").read_text(encoding="utf-8").split("\n")
     n = int(pts_lines[0])
     points = np.array([[float(v) for v in line.split()] for line in pts_lines[1:] if line.strip()])
     assert len(points) == n, f".pts header says {n} points, file holds {len(points)}"
-    elem_lines = (prefix.parent / f"{prefix.name}.elem").read_text().split("\n")
+    elem_lines = (prefix.parent / f"{prefix.name}.elem").read_text(encoding="utf-8").split("\n")
     m = int(elem_lines[0])
     elements = [line.split() for line in elem_lines[1:] if line.strip()]
     assert len(elements) == m
@@ -75,9 +75,9 @@ def test_opencarp_round_trip_geometry_tags_and_units(tmp_path):
     expected = np.where(mean >= 0.8, 3, np.where(mean >= 0.5, 2, 1))
     np.testing.assert_array_equal(tags, expected)
     assert set(tags) == {1, 2, 3}
-    lon = (tmp_path / "model.lon").read_text().split("\n")
+    lon = (tmp_path / "model.lon").read_text(encoding="utf-8").split("\n")
     assert lon[0] == "2" and len([line for line in lon[1:] if line.strip()]) == len(elements)
-    sidecar = json.loads((tmp_path / "model.json").read_text())
+    sidecar = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
     assert sidecar["units"] == "um" and sidecar["coordinate_frame"] == "LPS"
     assert sidecar["tags"] == {"healthy": 1, "border_zone": 2, "core": 3}
     total = sum(row["volume_ml"] for row in sidecar["classes"].values())
@@ -94,7 +94,7 @@ def test_ras_frame_and_mm_units_are_honoured(tmp_path):
     export_model(path, tmp_path / "lps", units="mm", space="LPS")
     points_lps, _ = read_opencarp(tmp_path / "lps")
     np.testing.assert_allclose(points_lps, raw * [-1, -1, 1], atol=1e-5)
-    assert json.loads((tmp_path / "lps.json").read_text())["coordinate_frame"] == "LPS"
+    assert json.loads((tmp_path / "lps.json").read_text(encoding="utf-8"))["coordinate_frame"] == "LPS"
 
 
 def test_vtu_has_cell_and_point_tags(tmp_path):

@@ -63,13 +63,13 @@ def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):
     _, node, _ = tagged_case
     tags = tag_model_node(node)
     files = export_model_node(node, tags, tmp_path / "heart", units="mm")
-    pts = (tmp_path / "heart.pts").read_text().split("\n")
+    pts = (tmp_path / "heart.pts").read_text(encoding="utf-8").split("\n")
     assert int(pts[0]) == node.GetMesh().GetNumberOfPoints() and {f.suffix for f in files} == {".pts", ".elem", ".json"}
     first = np.array([float(v) for v in pts[1].split()])
     ras = np.array(node.GetMesh().GetPoint(0))  # Slicer keeps RAS in the scene
     np.testing.assert_allclose(first, ras * [-1, -1, 1], atol=1e-5)
     export_model_node(node, tags, tmp_path / "heart_ras", units="mm", space="RAS")
-    first_ras = np.array([float(v) for v in (tmp_path / "heart_ras.pts").read_text().split("\n")[1].split()])
+    first_ras = np.array([float(v) for v in (tmp_path / "heart_ras.pts").read_text(encoding="utf-8").split("\n")[1].split()])
     np.testing.assert_allclose(first_ras, ras, atol=1e-5)
     [vtu] = export_model_node(node, tags, tmp_path / "heart", fmt="vtu")
     assert vtu.name == "heart.vtu" and vtu.is_file()

@@ -30,7 +30,7 @@ CONNECTOR_WIDGETS = {"str": {"QLineEdit"}, "choice": {"QComboBox"}, "bool": {"QC
 
 @pytest.fixture(scope="module")
 def module_ast() -> ast.Module:
-    return ast.parse(MODULE_PY.read_text())
+    return ast.parse(MODULE_PY.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +281,7 @@ def _cmake_list(text: str, variable: str) -> list[str]:
 
 
 def test_cmake_packages_every_file_and_declares_the_extension():
-    module_cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    module_cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     scripts = [s.replace("${MODULE_NAME}", "CardioScar") for s in _cmake_list(module_cmake, "MODULE_PYTHON_SCRIPTS")]
     on_disk = {str(p.relative_to(MODULE_DIR)) for p in MODULE_DIR.rglob("*.py")
                if "Testing" not in p.parts and "__pycache__" not in p.parts}
@@ -295,7 +295,7 @@ def test_cmake_packages_every_file_and_declares_the_extension():
                             if "__pycache__" not in p.parts}, \
         "CardioScar/CMakeLists.txt must list every file of CardioScarLib/cardioscar, sub-packages included"
 
-    extension = (REPO / "CMakeLists.txt").read_text()
+    extension = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     metadata = dict(re.findall(r'set\((EXTENSION_\w+)\s+"?(.*?)"?\)', extension))
     assert metadata["EXTENSION_CATEGORY"] == "Cardiac"
     assert metadata["EXTENSION_DEPENDS"] == "PyTorch"

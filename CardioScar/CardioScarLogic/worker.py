@@ -105,7 +105,7 @@ def run_job(folder: Path) -> None:
     from cardioscar.logic import (load_trained_model, predict_on_points, save_trained_model, train_scar_model)
     from cardioscar.training import TrainingConfig
 
-    job = json.loads((folder / JOB_FILE).read_text())
+    job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
     device = resolve_device(bool(job["force_cpu"]))
     emit("log", message=f"Running on {describe_device(device)}")
     points = np.load(folder / POINTS_FILE)

@@ -265,7 +265,7 @@ def _write_summary(table_node, path: Path) -> None:
     from cardioscar.atomic import atomic_write
 
     table = table_node.GetTable()
-    with atomic_write(path) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([table.GetColumnName(c) for c in range(table.GetNumberOfColumns())])
         for r in range(table.GetNumberOfRows()):

@@ -12,8 +12,9 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 from cardioscar import __version__, aha_command, cohort_command, mesh_cli
 from cardioscar.checks import check_output_dir, check_output_path, check_seed
@@ -341,7 +342,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     sys.stdout.write(text + "\n")
     if args.json_path is not None:
         with atomic_write(args.json_path) as tmp:
-            tmp.write_text(text + "\n")
+            tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:
@@ -380,22 +381,31 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     logger.info("Report: %s", json.dumps({k: report[k] for k in ("dice", "volume_error", "auc")}))
 
 
-def _configure_logging(verbose: bool) -> None:
+@contextmanager
+def _logging_to_stderr(verbose: bool) -> Iterator[None]:
+    """The package's messages on stderr while one command runs, and the logger as it was after
+    it: a caller that runs :func:`main` in its own process (a test, Slicer's console) keeps its
+    own logging, and no handler outlives the stream it was given."""
+    logger = logging.getLogger("cardioscar")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("cardioscar")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``cardioscar`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
     try:
-        args.handler(args)
+        with _logging_to_stderr(args.verbose):
+            args.handler(args)
     except TrainingCancelled as exc:
         sys.stderr.write(f"cardioscar: cancelled: {exc} (no output was written)\n")
         return EXIT_CANCELLED

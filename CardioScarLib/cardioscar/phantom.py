@@ -588,7 +588,7 @@ def write_phantom(phantom: Phantom, out_dir: str | Path) -> dict[str, Path]:
     meta = dict(phantom.metadata)
     meta["files"] = {k: v.name for k, v in paths.items()}
     with atomic_write(paths["metadata"]) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return paths
 
 

@@ -78,7 +78,7 @@ def build_report(*, scores: dict, baseline_scores: dict, phantom, prepared, hist
 def write_report_json(report: dict, path: Path) -> None:
     """Write the report atomically (readers never see half a file)."""
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     logger.info("Wrote %s", path)
 
 

@@ -77,6 +77,6 @@ def rows_to_csv(rows: list[dict]) -> str:
 def write_table(rows: list[dict], summary: dict, csv_path: Path, json_path: Path) -> None:
     """Write ``aha.csv`` and ``aha.json`` (rows plus how they were computed), each atomically."""
     with atomic_write(csv_path) as tmp:
-        tmp.write_text(rows_to_csv(rows))
+        tmp.write_text(rows_to_csv(rows), encoding="utf-8")
     with atomic_write(json_path) as tmp:
-        tmp.write_text(json.dumps({**summary, "segments": rows}, indent=2))
+        tmp.write_text(json.dumps({**summary, "segments": rows}, indent=2), encoding="utf-8")

@@ -164,10 +164,10 @@ def _failed_path(output_dir: Path, ident: str) -> Path:
 def _row_from_disk(spec: PatientSpec, output_dir: Path, digest: str) -> dict:
     """The patient's row as its files say: skipped (up to date), failed (a failure record) or pending."""
     if up_to_date(spec, output_dir, digest):
-        report = json.loads((output_dir / spec.id / REPORT).read_text())
+        report = json.loads((output_dir / spec.id / REPORT).read_text(encoding="utf-8"))
         return {**report, "status": "skipped"}
     try:
-        return json.loads(_failed_path(output_dir, spec.id).read_text())
+        return json.loads(_failed_path(output_dir, spec.id).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"id": spec.id, "status": "pending", "input_hash": digest}
 
@@ -178,7 +178,7 @@ def _record(output_dir: Path, row: dict) -> None:
     path = _failed_path(output_dir, row["id"])
     if row["status"] == "failed":
         with atomic_write(path) as tmp:
-            tmp.write_text(json.dumps(row, indent=2) + "\n")
+            tmp.write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
     elif path.exists():
         path.unlink()
 
@@ -218,7 +218,7 @@ def _row_as_recorded(spec: PatientSpec, output_dir: Path) -> dict:
     Slurm array task must not read the whole cohort's images to write the summary)."""
     for path in (_failed_path(output_dir, spec.id), output_dir / spec.id / REPORT):
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
     return {"id": spec.id, "status": "pending"}

@@ -18,7 +18,7 @@ from cardioscar.errors import CardioScarError
 
 def _read(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

@@ -40,12 +40,12 @@ def write_summary(output_dir: Path, rows: list[dict]) -> tuple[Path, Path]:
     for row in rows:
         writer.writerow([_cell(row.get(column)) for column in COLUMNS])
     with atomic_write(csv_path) as tmp:
-        tmp.write_text(text.getvalue())
+        tmp.write_text(text.getvalue(), encoding="utf-8")
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     with atomic_write(json_path) as tmp:
-        tmp.write_text(json.dumps({"cardioscar_version": __version__, "counts": counts, "patients": rows}, indent=2) + "\n")
+        tmp.write_text(json.dumps({"cardioscar_version": __version__, "counts": counts, "patients": rows}, indent=2) + "\n", encoding="utf-8")
     return csv_path, json_path
 
 

@@ -74,7 +74,7 @@ def up_to_date(spec: PatientSpec, output_dir: Path, digest: str) -> bool:
     """True when ``D/<id>`` holds a complete result of exactly these inputs and options."""
     folder = output_dir / spec.id
     try:
-        report = json.loads((folder / REPORT).read_text())
+        report = json.loads((folder / REPORT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return report.get("input_hash") == digest and (folder / prediction_name(spec)).is_file() and (folder / MODEL).is_file()
@@ -234,7 +234,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
         report = {**record, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},
                   "options": spec.options, "pipeline_version": PIPELINE_VERSION}
         with atomic_write(folder / REPORT) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
+            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         _install(folder, out / spec.id)
         return record
     except (CardioScarError, OSError) as error:

@@ -96,7 +96,7 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
               "files": ["model_opencarp.pts", "model_opencarp.elem", "model_opencarp.json", "model_tagged.vtu",
                         prediction.name]}
     with atomic_write(out / "report_raw_lge.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for line in summary_lines(tags):
         logger.info(line)
     logger.info("Dice against the phantom's truth: scar %.3f, border zone %.3f, core %.3f", dice["scar"] or 0,

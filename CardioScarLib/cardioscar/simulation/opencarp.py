@@ -90,7 +90,7 @@ def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str 
     for suffix, text in texts.items():
         target = prefix.with_name(prefix.name + suffix)
         with atomic_write(target) as tmp:
-            tmp.write_text(text)
+            tmp.write_text(text, encoding="utf-8")
         written[suffix] = target
     logger.info("Wrote openCARP model %s.{%s}: %d nodes, %d elements, %s in %s", prefix,
                 ",".join(s[1:] for s in written), len(points), len(elements), units, frame)
