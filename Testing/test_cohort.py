@@ -33,13 +33,13 @@ from cardioscar.meshio import read_mesh
 from cardioscar.metrics import node_volumes
 from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
 
-HEADER = "id,mesh,image,slice_thickness_padding,partial_volume_correction,preset,seed,max_epochs,mc_samples,aha"
+HEADER = "id,mesh,image,slice_thickness_padding,partial_volume_correction,preset,seed,max_epochs,mc_samples,aha,export"
 N_GOOD = 3
 FIRST_RUN: dict[str, Path] = {}  # the end-to-end run's output, reused by the CLI-chain comparison
 
 
-def _row(ident: str, seed: int, aha: str = "") -> str:
-    return f"{ident},{ident}/phantom_mesh.vtk,{ident}/phantom_lge.nii.gz,4.0,yes,fast,{seed},30,5,{aha}"
+def _row(ident: str, seed: int, aha: str = "", export: str = "") -> str:
+    return f"{ident},{ident}/phantom_mesh.vtk,{ident}/phantom_lge.nii.gz,4.0,yes,fast,{seed},30,5,{aha},{export}"
 
 
 def _rv_point(root: Path) -> str:
@@ -60,7 +60,8 @@ def cohort_data(tmp_path_factory) -> Path:
     bad = root / "bad"
     bad.mkdir()
     (bad / "phantom_mesh.vtk").write_bytes((root / "p0" / "phantom_mesh.vtk").read_bytes()[:3000])
-    rows = [HEADER, _row("p0", 0, _rv_point(root))] + [_row(f"p{seed}", seed) for seed in range(1, N_GOOD)]
+    rows = [HEADER, _row("p0", 0, _rv_point(root), "opencarp;vtu")]
+    rows += [_row(f"p{seed}", seed) for seed in range(1, N_GOOD)]
     rows.append(_row("bad", 0).replace("bad/phantom_lge", "p0/phantom_lge"))
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root
@@ -111,7 +112,7 @@ def test_manifest_lists_every_problem_of_every_row_at_once(tmp_path, cohort_data
                      "missing.vtk does not exist",
                      "row 2 (id a): column 'threshold' must be a number within [0, 1], got '2'",
                      "nothere.nii.gz does not exist",
-                     "column 'tags': scar tags (issue 19) are not in this version",
+                     "column 'tags': the tissue tags come from threshold (border zone) and core_threshold",
                      "unknown column 'colour' (every row)"):
         assert expected in text, expected
 
@@ -203,7 +204,19 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
         slice_normal=np.asarray(stack.GetDirection()).reshape(3, 3)[:, 2]))
     assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=1e-3)
     assert (out / "p0" / "aha" / "bullseye.png").exists() and not (out / "p1" / "aha").exists()
-    assert json.loads((out / "p0" / "report.json").read_text(encoding="utf-8"))["aha"]["folder"] == "aha"
+    report = json.loads((out / "p0" / "report.json").read_text(encoding="utf-8"))
+    assert report["aha"]["folder"] == "aha"
+    # p0 asked for the simulator files: tagged at threshold 0.5 / core_threshold 0.8, as `cardioscar export`
+    simulation = out / "p0" / "simulation"
+    assert report["export"]["files"] == ["heart.elem", "heart.json", "heart.pts", "heart.vtu"]
+    prediction = read_mesh(out / "p0" / "scar_prediction.vtk")
+    assert int((simulation / "heart.pts").read_text(encoding="utf-8").split("\n")[0]) == prediction.n_points
+    assert int((simulation / "heart.elem").read_text(encoding="utf-8").split("\n")[0]) == \
+        prediction.dataset.GetNumberOfCells()
+    p = prediction.point_array("scar_probability")
+    np.testing.assert_array_equal(read_mesh(simulation / "heart.vtu").point_array("tissue_tag"),
+                                  np.where(p >= 0.8, 3, np.where(p >= 0.5, 2, 1)))
+    assert not (out / "p1" / "simulation").exists()
     for row in rows[:3]:
         folder = out / row["id"]
         assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["model.pth", "report.json",

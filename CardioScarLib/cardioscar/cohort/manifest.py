@@ -2,9 +2,9 @@
 
 Every problem of every row is collected and raised at once (one line each), so a user fixing a
 200-row manifest does not discover its errors one run at a time. Paths are relative to the
-manifest's folder. Columns that belong to pipeline stages this version does not have yet
-(tags, export) are recognised and refused with the reason, rather than
-ignored: a silently ignored mask would be a different patient model.
+manifest's folder. A column this version does not take (``tags``: the tissue tags come from
+``threshold`` and ``core_threshold``) is recognised and refused with the reason, rather than
+ignored: a silently ignored option would be a different patient model.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ DEFAULTS: dict[str, Any] = {
     "myocardium_labels": None,
     "myocardium_mask": None,
     "aha": None,
+    "export": None,
 }
 
 #: Columns of later pipeline stages: recognised, refused with the reason while unsupported.
 PLANNED = {
-    "tags": "scar tags (issue 19) are not in this version",
-    "export": "export formats (issue 19) are not in this version",
+    "tags": "the tissue tags come from threshold (border zone) and core_threshold (core); give export to write "
+            "them",
 }
 
 REQUIRED = ("id", "mesh", "image")
@@ -128,6 +129,18 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _export(value: Any) -> Optional[tuple[str, ...]]:
+    """``opencarp``, ``vtu`` or both (``opencarp;vtu``): the simulator files written beside the
+    prediction, tagged healthy / border zone / core at ``threshold`` and ``core_threshold``."""
+    text = _text(value)
+    if text.lower() in ("", "no", "none"):
+        return None
+    formats = tuple(dict.fromkeys(part.strip() for part in re.split(r"[;,]", text) if part.strip()))
+    if not formats or any(fmt not in ("opencarp", "vtu") for fmt in formats):
+        raise ValueError(text)
+    return formats
+
+
 #: column -> (parser, what a valid value looks like)
 _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "slice_indices": (_slice_indices, "comma-separated slice indices >= 0, e.g. 2,5,8"),
@@ -144,6 +157,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "mc_samples": (_bounded(int, 1), "an integer >= 1"),
     "truth_field": (_text, "a point field name"),
     "myocardium_labels": (_int_list, "comma-separated integer labels of the myocardium, e.g. 2,3,4"),
+    "export": (_export, "opencarp, vtu or opencarp;vtu"),
 }
 
 

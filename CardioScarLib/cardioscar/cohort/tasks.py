@@ -38,6 +38,8 @@ MODEL = "model.pth"
 PARTIAL = ".partial-"
 #: Options whose value (a string) is a file: a myocardium mask, an AHA label map.
 FILE_OPTIONS = ("myocardium_mask", "aha")
+#: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
+SIMULATION = "simulation"
 
 
 def prediction_name(spec: PatientSpec) -> str:
@@ -162,6 +164,21 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict
     return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in rows}}
 
 
+def _export(spec: PatientSpec, prediction: Path, folder: Path) -> dict:
+    """The simulator files of ``spec``'s ``export`` formats in ``folder`` (``heart.*``), tagged
+    healthy / border zone / core at the patient's ``threshold`` and ``core_threshold`` (as
+    ``cardioscar export --border-zone T --core C``); returns the file names and the tag volumes."""
+    from cardioscar.simulation.export import export_model
+
+    folder.mkdir()
+    written, tags = [], None
+    for fmt in spec.options["export"]:
+        tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
+                                   core=spec.options["core_threshold"])
+        written += [path.name for path in files.values()]
+    return {"folder": folder.name, "files": sorted(written), "tags": tags.summary()}
+
+
 def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool) -> dict:
     """prepare -> train -> apply into ``folder``; returns the measurements and fit details."""
     import torch
@@ -188,6 +205,8 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     aha = None
     if options["aha"] is not None:
         aha = _aha(spec, folder / prediction_name(spec), folder / "aha", final / prediction_name(spec))
+    exported = None if options["export"] is None else _export(spec, folder / prediction_name(spec),
+                                                               folder / SIMULATION)
     history = checkpoint["history"]
     variance = history.get("target_variance") or 0.0
     return {
@@ -200,6 +219,7 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "n_groups": int(prepared.n_groups),
         "device": describe_device(device),
         "aha": aha,
+        "export": exported,
     }
 
 
