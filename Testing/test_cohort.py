@@ -195,6 +195,8 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
     assert not (out / "bad").exists() and (out / "_failed" / "bad.json").exists()
     assert run.counts == {"done": 3, "failed": 1}
     assert (out / "cohort_summary.png").stat().st_size > 10_000
+    assert run.files["bullseyes"] == out / "cohort_bullseyes.png"  # p0's bull's-eye (the only one asked for)
+    assert out.joinpath("cohort_bullseyes.png").read_bytes()[:4] == b"\x89PNG"
     # p0 asked for the AHA analysis: the same table `analyse_mesh` gives for its prediction, RV point and stack
     with open(out / "p0" / "aha" / "aha.csv", newline="") as handle:
         table = list(csv.DictReader(handle))

@@ -25,7 +25,7 @@ from typing import Optional
 
 from cardioscar.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, read_manifest
-from cardioscar.cohort.summary import FAILED_DIR, write_picture, write_summary
+from cardioscar.cohort.summary import FAILED_DIR, write_bullseye_sheet, write_picture, write_summary
 from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, run_patient, up_to_date
 from cardioscar.errors import CardioScarError
 
@@ -265,9 +265,9 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     ordered = [rows[spec.id] for spec in patients]
     csv_path, json_path = write_summary(out, ordered)
     files = {"csv": csv_path, "json": json_path}
-    picture = write_picture(out, ordered)
-    if picture is not None:
-        files["png"] = picture
+    for key, picture in (("png", write_picture(out, ordered)), ("bullseyes", write_bullseye_sheet(out, ordered))):
+        if picture is not None:
+            files[key] = picture
     return CohortRun(ordered, out, [spec.id for spec in selected], files)
 
 

@@ -18,6 +18,9 @@ from cardioscar.atomic import atomic_write
 SUMMARY_CSV = "cohort_summary.csv"
 SUMMARY_JSON = "cohort_summary.json"
 SUMMARY_PNG = "cohort_summary.png"
+BULLSEYES_PNG = "cohort_bullseyes.png"
+#: At most this many patients' bull's-eyes on the sheet (a readable page; the rest are named).
+MAX_BULLSEYES = 48
 FAILED_DIR = "_failed"
 
 COLUMNS = ("id", "status", "scar_volume_ml", "scar_area_cm2", "scar_percent", "border_percent", "core_percent", "dice",
@@ -83,6 +86,43 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     path = output_dir / SUMMARY_PNG
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
+    """The patients' AHA bull's-eyes (``<id>/aha/bullseye.png``) side by side on one page, so a
+    cohort's scar territories can be compared at a glance; None when no patient has one."""
+    from cardioscar.aha.analysis import FILES
+
+    found = [(row["id"], output_dir / row["id"] / "aha" / FILES["png"]) for row in rows
+             if row.get("status") in ("done", "skipped")]
+    found = [(ident, path) for ident, path in found if path.is_file()]
+    if not found:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    shown = found[:MAX_BULLSEYES]
+    columns = min(6, len(shown))
+    lines = -(-len(shown) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.8 * lines), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, (ident, path) in zip(axes.ravel(), shown):
+        axis.imshow(mpimg.imread(path))
+        axis.set_title(ident, fontsize=8)
+    more = f" (first {MAX_BULLSEYES} of {len(found)})" if len(found) > MAX_BULLSEYES else ""
+    fig.suptitle(f"AHA bull's-eyes{more}", fontsize=9)
+    fig.tight_layout()
+    path = output_dir / BULLSEYES_PNG
     try:
         with atomic_write(path) as tmp:
             fig.savefig(tmp, dpi=110)
