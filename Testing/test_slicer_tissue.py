@@ -14,24 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
 
 import slicer  # noqa: E402  (slicer-core)
-import vtk  # noqa: E402
 from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.tissue import TAG_COLOR_ID, export_model_node, tag_model_node  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.meshio import Mesh, write_mesh  # noqa: E402
+from test_simulation_export import _tet_mesh  # noqa: E402  (the same 64-node tetrahedral block)
 
 
 @pytest.fixture()
 def tagged_case(tmp_path):
-    image = vtk.vtkImageData()
-    image.SetDimensions(4, 4, 4)
-    image.SetOrigin(10.0, -20.0, 30.0)
-    tets = vtk.vtkDataSetTriangleFilter()
-    tets.SetInputData(image)
-    tets.Update()
-    grid = tets.GetOutput()
+    grid = _tet_mesh().dataset
     x = vtk_to_numpy(grid.GetPoints().GetData())[:, 0]
     scar = (x - 10.0) / 3.0
     write_mesh(Mesh(dataset=grid, space="LPS"), tmp_path / "pred.vtk", {"scar_probability": scar})

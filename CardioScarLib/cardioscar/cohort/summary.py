@@ -56,6 +56,19 @@ def _burden(row: dict) -> Optional[float]:
     return row.get("scar_percent") if row.get("status") in ("done", "skipped") else None
 
 
+def _save(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically and free it (matplotlib keeps every open figure)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.tight_layout()
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     """Scar burden (% of myocardium) per patient, sorted, beside its distribution; failed patients
     are listed in the title. None when no patient has a result yet."""
@@ -84,14 +97,7 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     if len(failed) > 10:
         note += f" and {len(failed) - 10} more"
     fig.suptitle(note, fontsize=9)
-    fig.tight_layout()
-    path = output_dir / SUMMARY_PNG
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, output_dir / SUMMARY_PNG)
 
 
 def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
@@ -121,11 +127,4 @@ def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Pat
         axis.set_title(ident, fontsize=8)
     more = f" (first {MAX_BULLSEYES} of {len(found)})" if len(found) > MAX_BULLSEYES else ""
     fig.suptitle(f"AHA bull's-eyes{more}", fontsize=9)
-    fig.tight_layout()
-    path = output_dir / BULLSEYES_PNG
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, output_dir / BULLSEYES_PNG)
