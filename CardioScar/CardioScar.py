@@ -546,6 +546,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for message in run.messages():
             if message.kind == "progress":
                 self._onProgress(message.fields)
+            if message.kind == "error":
+                continue  # _finishRun shows the worker's failure once, in the status and the log
             if message.kind != "progress" or self._progressWorthLogging(message.fields):
                 self._log(message.text)
         if run.running:

@@ -6,6 +6,7 @@ cannot prove. Each flow runs under Slicer 5.8's and 5.10's parameter-node bindin
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import slicer  # noqa: E402
 import vtk  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic import background as csl_background, worker as csl_worker  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
 from CardioScarLogic.layout import RESULTS_LAYOUT_ID  # noqa: E402
 from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
@@ -444,3 +446,29 @@ def test_aha_section_hands_the_label_map_and_its_labels_to_the_logic(panel, phan
     ui.computeAhaButton.click()
     assert "no RV here" in ui.statusLabel.text and "77" in ui.statusLabel.text and "\n" not in ui.statusLabel.text, ui.statusLabel.text
     assert "aha_segment" not in _arrays(model)
+
+
+@LATEST  # the failure path does not depend on the binding rules
+def test_a_failure_inside_the_worker_is_shown_once_and_changes_nothing(panel, monkeypatch):
+    """The worker process really fails: its job says max_epochs=0, which the worker's own check
+    refuses (a stand-in for any failure that only the worker can meet, e.g. out of memory). The
+    error must reach the status line and the log exactly once, and the mesh and scene stay as they were."""
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    real_write = csl_background.write_training_job
+
+    def write_broken_job(folder, run):
+        real_write(folder, run)
+        job_file = folder / csl_worker.JOB_FILE
+        job = json.loads(job_file.read_text(encoding="utf-8"))
+        job["training"]["max_epochs"] = 0
+        job_file.write_text(json.dumps(job), encoding="utf-8")
+
+    monkeypatch.setattr(csl_background, "write_training_job", write_broken_job)
+    before, nodes = _arrays(model), scene.GetNumberOfNodes()
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text + ui.logTextEdit.toPlainText()
+    _run_to_end(widget)
+    log = ui.logTextEdit.toPlainText()
+    assert "max_epochs" in ui.statusLabel.text, ui.statusLabel.text
+    assert log.count("max_epochs") == 1, log
+    assert set(_arrays(model)) == set(before) and scene.GetNumberOfNodes() == nodes
