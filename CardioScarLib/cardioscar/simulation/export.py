@@ -49,7 +49,8 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
         raise CardioScarError(f"{Path(mesh_path).name}: the scar/core fields must have one value per node")
     if mesh.dataset.GetNumberOfCells() == 0:
-        raise CardioScarError(f"{mesh_path} has no cells: exporting elements needs tetrahedra or triangles")
+        raise CardioScarError(f"{mesh_path} has no cells: exporting elements needs volume cells (tetrahedra, "
+                              "hexahedra, ...) or surface cells")
     tags = tag_mesh(mesh.dataset, scar, core_values, border_zone, core, tag_values)
     fibres = None
     if fibres_field is not None:
