@@ -241,6 +241,7 @@ def _options(args: argparse.Namespace):
         inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,
         threshold=args.threshold, force_cpu=args.cpu, scar_rule=args.scar_rule, scar_thresholds=args.scar_thresholds,
         scar_target=args.scar_target, blood_pool_labels=args.blood_pool_labels,
+        intensity_offset=args.intensity_offset or 0.0,
         extra_training={name: getattr(args, name) for name, _ in _EXTRA_TRAINING if getattr(args, name) is not None})
 
 
