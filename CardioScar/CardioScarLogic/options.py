@@ -87,6 +87,9 @@ class ReconstructionOptions:
     blood_pool_labels: IntList = None
     # the stored value of zero signal, subtracted before the rule (cardioscar prepare --intensity-offset)
     intensity_offset: float = 0.0
+    # segment names when the rule's masks are segmentations (the myocardium's is ``myocardium_segment``)
+    blood_pool_segment: str = ""
+    remote_segment: str = ""
 
     def __post_init__(self) -> None:
         if self.slice_axis not in ("x", "y", "z"):
