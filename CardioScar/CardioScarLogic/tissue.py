@@ -115,6 +115,18 @@ def tag_model_node(model_node, border_zone: Optional[float] = None, core: Option
     return tags
 
 
+def check_export_prefix(prefix: str) -> Path:
+    """The output prefix as a path whose folder exists; refused before anything is tagged or written."""
+    text = prefix.strip()
+    target = Path(text).expanduser()
+    if not text or not target.name or target.name in (".", ".."):
+        raise CardioScarError(f"Output prefix '{prefix}' needs a file name, e.g. /data/heart (writes heart.pts, ...)")
+    if not target.parent.is_dir():
+        raise CardioScarError(f"Output prefix '{prefix}': the folder {target.parent} does not exist; create it or "
+                              "choose another")
+    return target
+
+
 def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
                       space: str = "LPS", fibres: Optional[np.ndarray] = None,
                       scar_rule: Optional[dict] = None) -> list[Path]:

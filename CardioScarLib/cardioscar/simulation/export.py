@@ -92,7 +92,8 @@ def scar_rule_of(training_data: str | Path) -> dict:
     return json.loads(text)
 
 
-def _parse_tags(text: str) -> tuple[int, int, int]:
+def parse_tags(text: str) -> tuple[int, int, int]:
+    """``HEALTHY,BORDER,CORE`` tag numbers (``--tags``, the panel's tag numbers)."""
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -104,7 +105,7 @@ def _parse_tags(text: str) -> tuple[int, int, int]:
 
 def _run(args: argparse.Namespace) -> None:
     tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
-                               args.core_field, args.border_zone, args.core, _parse_tags(args.tags), args.fibres,
+                               args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
                                core_mesh=args.core_mesh,
                                scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
     for line in summary_lines(tags):
