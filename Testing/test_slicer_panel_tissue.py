@@ -115,7 +115,7 @@ def test_the_scar_rule_controls_reach_the_logic(panel):
 
 
 @LATEST
-def test_a_run_on_a_scar_rule_records_the_panels_rule(panel):
+def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
     """n-SD with the panel's thresholds, remote region and intensity offset, trained in the worker:
     the checkpoint records what the panel chose."""
     widget, ui = panel["widget"], panel["ui"]
@@ -132,3 +132,8 @@ def test_a_run_on_a_scar_rule_records_the_panels_rule(panel):
     assert (record["rule"], record["border"], record["core"], record["intensity_offset"]) == ("nsd", 2.0, 4.0, 5.0)
     assert {s["remote"] for s in record["slices"] if "remote" in s} == {"user mask"}
     assert widget._parameterNode.tagModel is panel["model"] and ui.tagButton.enabled  # the result, ready to tag
+    # its export says how the scar was defined: the rule travels with the model into the sidecar
+    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    ui.exportButton.click()
+    sidecar = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
+    assert sidecar["scar_rule"]["rule"] == "nsd" and sidecar["scar_rule"]["core"] == 4.0, ui.statusLabel.text

@@ -332,6 +332,7 @@ class CardioScarLogic:
                                     arrays[results.UNCERTAINTY], options.threshold, history, device, seconds, slab,
                                     myocardium)
         results.write_point_arrays(model_node, arrays)
+        results.keep_scar_rule(model_node, checkpoint)
         legend = results.show_probability(model_node, self.color_logic)
         table = results.update_summary_table(model_node, rows)
         chart = results.update_loss_plot(model_node, list(history.get("train_loss", []))) if history else None
