@@ -123,7 +123,8 @@ class CardioScarParameterNode:
     scarLabels: str = ""
     myocardiumLabels: str = ""
     myocardiumSegment: str = ""
-    myocardiumMask: vtkMRMLScalarVolumeNode
+    # a label map / 0-1 volume; with a scar rule also a segmentation (its segment: myocardiumSegment)
+    myocardiumMask: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, None]
     heartModel: vtkMRMLModelNode
     preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0

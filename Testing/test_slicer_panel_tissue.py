@@ -137,3 +137,32 @@ def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
     ui.exportButton.click()
     sidecar = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
     assert sidecar["scar_rule"]["rule"] == "nsd" and sidecar["scar_rule"]["core"] == 4.0, ui.statusLabel.text
+
+
+@LATEST
+def test_a_segmentation_as_myocardium_mask_serves_the_rules_only(panel):
+    """The Inputs' myocardium mask may be a segmentation for a scar rule (its segment named in
+    Myocardium segment); without a rule the Logic refuses it in one line."""
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    labels = _labelmap_of_ones(panel, "ones")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "wall")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labels)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labels, segmentation)
+    ui.myocardiumMaskSelector.setCurrentNode(segmentation)
+    assert widget._parameterNode.myocardiumMask is segmentation
+    ui.applyButton.click()
+    assert widget._run is None and "is a segmentation: choose a label map" in ui.statusLabel.text
+    ui.scarRuleComboBox.choose("psi")
+    ui.applyButton.click()
+    assert widget._run is None and "type the name of its myocardium segment" in ui.statusLabel.text
+    ui.myocardiumSegmentLineEdit.text = "Nope"
+    ui.applyButton.click()
+    assert widget._run is None and "has no segment named 'Nope'" in ui.statusLabel.text
+    name = segmentation.GetSegmentation().GetNthSegment(0).GetName()
+    ui.myocardiumSegmentLineEdit.text = name
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    _run_to_end(widget)
+    record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
+    assert record["rule"] == "psi" and "scar_probability" in _arrays(panel["model"])

@@ -151,3 +151,25 @@ def test_mask_mistakes_are_one_line_and_change_nothing(scene, kwargs, nodes, fra
     assert fragment in str(error.value) and "\n" not in str(error.value)
     assert s["model"].GetMesh().GetPointData().GetNumberOfArrays() == arrays_before
     assert s["scene"].GetNumberOfNodes() == nodes_before
+
+
+def test_masks_are_sampled_in_world_coordinates_like_the_command_line(scene):
+    """The label map on a twice finer in-plane grid gives the same targets (each LGE pixel centre
+    reads the mask where it lies); moved away by a transform, the mask no longer overlaps: one line."""
+    s = scene
+    options = _options(s, scar_rule="psi", myocardium_labels="2")
+    expected = _targets_and_record(s, options, s["labels"])[0]
+    coarse = slicer.util.arrayFromVolume(s["labels"])
+    fine = _labelmap_like(s["scene"], s["labels"], np.repeat(np.repeat(coarse, 2, axis=1), 2, axis=2), "fine labels")
+    matrix = vtk.vtkMatrix4x4()
+    s["labels"].GetIJKToRASMatrix(matrix)
+    refine = np.array([[0.5, 0, 0, -0.25], [0, 0.5, 0, -0.25], [0, 0, 1, 0], [0, 0, 0, 1]])
+    fine.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(slicer.util.arrayFromVTKMatrix(matrix) @ refine))
+    np.testing.assert_array_equal(_targets_and_record(s, options, fine)[0], expected)
+    away = s["scene"].AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = np.eye(4)
+    shift[2, 3] = 1000.0
+    away.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
+    fine.SetAndObserveTransformNodeID(away.GetID())
+    with pytest.raises(CardioScarError, match="The myocardium mask 'fine labels' does not overlap slice"):
+        _targets_and_record(s, options, fine)

@@ -118,7 +118,8 @@ def test_ui_structure_follows_slicer_conventions(ui):
                                                                                "vtkMRMLSegmentationNode"]
     assert node_types("ahaRvMarkupsSelector") == node_types("ahaApexBaseSelector") == ["vtkMRMLMarkupsFiducialNode"]
     assert node_types("ahaLabelsSelector") == ["vtkMRMLLabelMapVolumeNode"]
-    assert node_types("myocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode"]  # label maps and 0/1 volumes
+    # label maps and 0/1 volumes; segmentations for the scar rules (refused by the Logic without one)
+    assert node_types("myocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"]
     declared = {c.find("class").text for c in ui.iter("customwidget")}
     used = {w.get("class") for w in widgets.values() if w.get("class").startswith(("ctk", "qMRML"))}
     assert used <= declared

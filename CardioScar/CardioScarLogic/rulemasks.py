@@ -3,11 +3,15 @@
 The masks mean what the command line's do (``cardioscar prepare --myocardium-mask/-labels,
 --blood-pool-mask/-labels, --remote-mask``), but each may be a Slicer node of either kind:
 
-* a label map (or 0/1 scalar volume) on the LGE's grid: the myocardium's labels are
-  ``options.myocardium_labels`` (else non-zero), the blood pool's ``options.blood_pool_labels``
-  (else non-zero), the remote region is non-zero;
+* a label map (or 0/1 scalar volume): the myocardium's labels are ``options.myocardium_labels``
+  (else non-zero), the blood pool's ``options.blood_pool_labels`` (else non-zero), the remote
+  region is non-zero;
 * a segmentation: its segment named ``options.myocardium_segment`` / ``blood_pool_segment`` /
-  ``remote_segment``, exported on the segmentation's reference grid (which must be the LGE's).
+  ``remote_segment``, exported on the segmentation's reference grid.
+
+Like the command line's masks, each is sampled at every LGE pixel's centre in world coordinates
+(its parent transform applied), so it may lie on another grid than the LGE; a mask placed slice by
+slice (under a non-linear transform) must be on the LGE's own slices.
 
 Without a blood-pool (remote) node, the blood pool (remote region) comes from the myocardium's node
 when its labels (segment name) are given: one label map or segmentation holding every structure,
@@ -35,6 +39,7 @@ def _mask_layers(node, segment: str, labels, what: str, slicing: tuple, image: l
     """Boolean per-slice masks of ``node`` (label map: ``labels`` or non-zero; segmentation: the
     segment named ``segment``) on the LGE ``image``'s slices."""
     from cardioscar.lge.prepare import mask_arrays
+    from cardioscar.myocardium import masks_from_voxels
 
     if _is_segmentation(node):
         if not segment.strip():
@@ -46,7 +51,10 @@ def _mask_layers(node, segment: str, labels, what: str, slicing: tuple, image: l
             raise CardioScarError(f"The {what} segment '{segment}' names a segment of a segmentation, but "
                                   f"'{node.GetName()}' is a volume: clear the segment name or choose the segmentation.")
         source = scar_source_from_node(node)
-    return mask_arrays(source.slices(*slicing), labels, what, node.GetName(), image)
+    if source.ijk_to_lps is None:
+        return mask_arrays(source.slices(*slicing), labels, what, node.GetName(), image)
+    return masks_from_voxels(source.volume_kji, source.ijk_to_lps, image, labels, source=f"'{node.GetName()}'",
+                             what=f"The {what} mask")
 
 
 def _shared_node(own, myocardium_node, labels, segment: str):
