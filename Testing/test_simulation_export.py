@@ -248,3 +248,25 @@ def test_quadratic_cells_are_refused_with_the_cell_named(tmp_path):
     with pytest.raises(CardioScarError, match="cell 7 is a vtkQuadraticTetra"):
         export_model(tmp_path / "quadratic.vtk", tmp_path / "q")
     assert not list(tmp_path.glob("q.*"))
+
+
+def test_voxel_meshes_as_mesh_from_labels_writes_them_export_as_hexahedra(tmp_path):
+    """VTK voxels (x-fastest node order) become Hx elements in openCARP's order: meshtool's
+    inverse gives a hexahedron of positive volume on the voxel's own corners."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(3, 2, 2)
+    image.SetSpacing(1.5, 1.5, 1.5)
+    image.SetOrigin(-4.0, 2.0, 7.0)
+    grid = vtk.vtkAppendFilter()
+    grid.AddInputData(image)
+    grid.Update()
+    mesh = Mesh(dataset=grid.GetOutput(), space="LPS")
+    assert {mesh.dataset.GetCellType(c) for c in range(mesh.dataset.GetNumberOfCells())} == {vtk.VTK_VOXEL}
+    write_mesh(mesh, tmp_path / "voxels.vtk", {"scar_probability": np.linspace(0, 1, mesh.n_points)})
+    export_model(tmp_path / "voxels.vtk", tmp_path / "voxels", units="mm")
+    points, elements = read_opencarp(tmp_path / "voxels")
+    assert [e[0] for e in elements] == ["Hx", "Hx"]
+    for c, element in enumerate(elements):
+        hexa = np.array([int(v) for v in element[1:9]])[CARP_TO_VTK_HEX]
+        assert set(hexa) == set(cell_node_lists_of(mesh.dataset, c))
+        assert _signed_volume(points[hexa], HEX_FACES) == pytest.approx(1.5 ** 3)

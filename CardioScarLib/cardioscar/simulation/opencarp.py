@@ -9,8 +9,11 @@ Formats written (openCARP's text mesh format):
   converter, reorders exactly two VTK cell types when it reads a VTK mesh (vtk_utils.cpp,
   ``perm_con_vtk_to_carp``): a hexahedron becomes VTK nodes (7, 6, 5, 4, 3, 0, 1, 2) and a wedge
   (0, 1, 2, 3, 5, 4); every other type keeps VTK's order. :data:`VTK_TO_CARP` holds the same
-  permutations, so meshtool converts our files back to the VTK cells we started from. Other cell
-  types (polyhedra, quadratic cells, ...) are refused.
+  permutations, so meshtool converts our files back to the VTK cells we started from. VTK's
+  axis-aligned voxels and pixels (``mesh-from-labels`` writes voxels) list their nodes in x-fastest
+  order, documented by VTK as (0, 1, 3, 2, 4, 5, 7, 6) of a hexahedron (pixel: (0, 1, 3, 2) of a quad);
+  they are reordered to a hexahedron (quad) first. Other cell types (polyhedra, quadratic cells, ...)
+  are refused.
 * ``.lon`` (only with fibres): first line ``1`` (one fibre direction per element, 3 numbers a line)
   or ``2`` (fibre and sheet directions, 6 numbers a line), then one line per element.
 * ``.json``: what the tags mean, the thresholds, the units, the coordinate frame, class volumes and
@@ -35,10 +38,13 @@ from .tags import CLASS_NAMES, TissueTags, cell_node_lists
 
 logger = logging.getLogger(__name__)
 
-ELEMENT_CODES = {vtk.VTK_TETRA: "Tt", vtk.VTK_HEXAHEDRON: "Hx", vtk.VTK_WEDGE: "Pr", vtk.VTK_PYRAMID: "Py",
-                 vtk.VTK_TRIANGLE: "Tr", vtk.VTK_QUAD: "Qd"}
-# position i of an openCARP element holds VTK node VTK_TO_CARP[type][i] (meshtool's perm_con_vtk_to_carp)
-VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: np.array([7, 6, 5, 4, 3, 0, 1, 2]), vtk.VTK_WEDGE: np.array([0, 1, 2, 3, 5, 4])}
+ELEMENT_CODES = {vtk.VTK_TETRA: "Tt", vtk.VTK_HEXAHEDRON: "Hx", vtk.VTK_VOXEL: "Hx", vtk.VTK_WEDGE: "Pr",
+                 vtk.VTK_PYRAMID: "Py", vtk.VTK_TRIANGLE: "Tr", vtk.VTK_QUAD: "Qd", vtk.VTK_PIXEL: "Qd"}
+_HEX_TO_CARP = np.array([7, 6, 5, 4, 3, 0, 1, 2])  # meshtool's perm_con_vtk_to_carp for a hexahedron
+_VOXEL_TO_HEX = np.array([0, 1, 3, 2, 4, 5, 7, 6])  # hexahedron node i is voxel node _VOXEL_TO_HEX[i]
+# position i of an openCARP element holds VTK node VTK_TO_CARP[type][i]
+VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: _HEX_TO_CARP, vtk.VTK_VOXEL: _VOXEL_TO_HEX[_HEX_TO_CARP],
+               vtk.VTK_WEDGE: np.array([0, 1, 2, 3, 5, 4]), vtk.VTK_PIXEL: np.array([0, 1, 3, 2])}
 UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
 TAG_ARRAY = "tissue_tag"
 
