@@ -270,3 +270,22 @@ def test_voxel_meshes_as_mesh_from_labels_writes_them_export_as_hexahedra(tmp_pa
         hexa = np.array([int(v) for v in element[1:9]])[CARP_TO_VTK_HEX]
         assert set(hexa) == set(cell_node_lists_of(mesh.dataset, c))
         assert _signed_volume(points[hexa], HEX_FACES) == pytest.approx(1.5 ** 3)
+
+
+def test_pixel_meshes_export_as_quads_going_round(tmp_path):
+    """VTK pixels (x-fastest) become Qd elements whose nodes go round the square (openCARP keeps a
+    quad's VTK order, meshtool's default): each step is an edge, never the diagonal."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(3, 2, 1)
+    grid = vtk.vtkAppendFilter()
+    grid.AddInputData(image)
+    grid.Update()
+    mesh = Mesh(dataset=grid.GetOutput(), space="LPS")
+    write_mesh(mesh, tmp_path / "pixels.vtk", {"scar_probability": np.zeros(mesh.n_points)})
+    export_model(tmp_path / "pixels.vtk", tmp_path / "pixels", units="mm")
+    points, elements = read_opencarp(tmp_path / "pixels")
+    assert [e[0] for e in elements] == ["Qd", "Qd"]
+    for element in elements:
+        corners = points[[int(v) for v in element[1:5]]]
+        steps = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
+        np.testing.assert_allclose(steps, 1.0)
