@@ -123,7 +123,8 @@ class CardioScarParameterNode:
     scarLabels: str = ""
     myocardiumLabels: str = ""
     myocardiumSegment: str = ""
-    myocardiumMask: vtkMRMLScalarVolumeNode
+    # a label map / 0-1 volume; with a scar rule also a segmentation (its segment: myocardiumSegment)
+    myocardiumMask: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, None]
     heartModel: vtkMRMLModelNode
     preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0
@@ -148,6 +149,22 @@ class CardioScarParameterNode:
     ahaRvLabel: Annotated[int, WithinRange(0, 255)] = 1
     ahaMyocardiumLabel: Annotated[int, WithinRange(0, 255)] = 2
     ahaApexBase: vtkMRMLMarkupsFiducialNode
+    # scar rule on raw LGE (the myocardium is the Inputs' myocardium mask), tissue tags and export
+    scarRule: Annotated[str, Choice(["none", "nsd", "fwhm", "iir", "psi"])] = "none"
+    scarThresholds: str = ""
+    bloodPoolMask: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None]
+    bloodPoolLabels: str = ""
+    bloodPoolSegment: str = ""
+    remoteMask: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None]
+    remoteSegment: str = ""
+    intensityOffset: Annotated[float, WithinRange(-100000.0, 100000.0)] = 0.0
+    tagModel: vtkMRMLModelNode
+    tagBorderZone: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
+    tagCore: Annotated[float, WithinRange(0.01, 0.99)] = 0.8
+    tagNumbers: str = "1,2,3"
+    exportFormat: Annotated[str, Choice(["opencarp", "vtu"])] = "opencarp"
+    exportUnits: Annotated[str, Choice(["um", "mm"])] = "um"
+    exportPrefix: str = ""
 
 
 class LineEditConnector(GuiConnector):
@@ -231,6 +248,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installTorchButton.connect("clicked(bool)", self.onInstallTorchButton)
         self.ui.computeAhaButton.connect("clicked(bool)", self.onComputeAhaButton)
         self.ui.saveBullseyeButton.connect("clicked(bool)", self.onSaveBullseyeButton)
+        self.ui.tagButton.connect("clicked(bool)", self.onTagButton)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
@@ -259,7 +278,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         import importlib
 
         for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "acquisition",
-                     "layout", "aha", "logic", "worker", "background", ""):
+                     "layout", "aha", "tissue", "rulemasks", "logic", "worker", "background", ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)
@@ -380,6 +399,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.computeAhaButton.enabled = not missing
         self.ui.computeAhaButton.toolTip = missing or _(
             "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
+        self._updateTissueSection()
 
     def _inputNodes(self) -> list:
         """The input node, then the checked "Also use" nodes (the input itself counted once)."""
@@ -409,7 +429,10 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             partial_volume_correction=p.partialVolumeCorrection, preset=p.preset,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
-            threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu)
+            threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu,
+            scar_rule=None if p.scarRule == "none" else p.scarRule, scar_thresholds=p.scarThresholds,
+            blood_pool_labels=p.bloodPoolLabels, blood_pool_segment=p.bloodPoolSegment,
+            remote_segment=p.remoteSegment, intensity_offset=p.intensityOffset)
 
     # ------------------------------------------------------------------ dependencies
 
@@ -515,7 +538,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """While running, the pressed button reads Stop and every other action is disabled."""
         for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
                        self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
-                       self.ui.installTorchButton, self.ui.ahaCollapsibleButton):
+                       self.ui.installTorchButton, self.ui.ahaCollapsibleButton, self.ui.tissueCollapsibleButton):
             if widget is not self._runButton:
                 widget.enabled = not running
         self._runButton.text = _("Stop") if running else self._runButton.property("idleText")
@@ -592,6 +615,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setRunning(False)
         self._showResult(result, output)
         self._parameterNode.ahaModel = output  # the AHA section analyses the newest result
+        self._parameterNode.tagModel = output  # and the tissue section tags it
         if not self._parameterNode.outputToNewModel:
             self._parameterNode.outputToNewModel = True  # the next run goes beside this one, for comparison
 
@@ -605,7 +629,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self._startRun(self.ui.applyButton, _("Train and apply"), p.heartModel,
                        lambda: BackgroundRun.training(self.logic, self._inputNodes(), p.heartModel, self.options(),
-                                                      myocardium_mask=p.myocardiumMask),
+                                                      myocardium_mask=p.myocardiumMask, blood_pool_node=p.bloodPoolMask,
+                                                      remote_node=p.remoteMask),
                        _("Training..."))
 
     def onApplySavedButton(self) -> None:
@@ -649,16 +674,23 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ AHA segments
 
-    def _ahaMissing(self) -> str:
-        """What the AHA section still needs, as one line; empty when it can run."""
-        p = self._parameterNode
-        model = p.ahaModel
+    @staticmethod
+    def _resultMissing(model, choose: str) -> str:
+        """Empty when ``model`` holds a result (scar_probability); else what to do, as one line."""
         if model is None:
-            return _("Choose the model to divide into AHA segments.")
+            return choose
         mesh = model.GetMesh()
         if mesh is None or mesh.GetPointData().GetArray("scar_probability") is None:
             return _("The model '{name}' has no scar_probability: train or apply a model on it first.").format(
                 name=model.GetName())
+        return ""
+
+    def _ahaMissing(self) -> str:
+        """What the AHA section still needs, as one line; empty when it can run."""
+        p = self._parameterNode
+        missing = self._resultMissing(p.ahaModel, _("Choose the model to divide into AHA segments."))
+        if missing:
+            return missing
         if p.ahaRvMarkups is None and p.ahaLabels is None:
             return _("Choose the RV insertion points (anterior first) or a label map with an RV label.")
         return ""
@@ -711,6 +743,84 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.statusLabel.text = _("Bull's-eye saved to {path}").format(path=path)
 
+
+    # ------------------------------------------------------------------ tissue tags and export
+
+    def _tissueMissing(self, export: bool = False) -> str:
+        """What tagging (or exporting) still needs, as one line; empty when it can run."""
+        p = self._parameterNode
+        missing = self._resultMissing(p.tagModel, _("Choose the model to tag (a result with scar_probability)."))
+        if missing:
+            return missing
+        if export and not p.exportPrefix.strip():
+            return _("Type the output prefix (folder and file name without extension).")
+        return ""
+
+    def _updateTissueSection(self) -> None:
+        """Enable Tag and Export when they have their inputs; the reason in their tool tips."""
+        for button, export, idle in ((self.ui.tagButton, False, _("Write tissue_tag point and cell arrays, colour the "
+                                                                  "model by tag and add volume rows to its table")),
+                                     (self.ui.exportButton, True, _("Tag the model with the thresholds above and "
+                                                                    "write the simulator files"))):
+            missing = self._tissueMissing(export)
+            button.enabled = not missing
+            button.toolTip = missing or idle
+
+    def tissueOptions(self) -> dict:
+        """The tissue section's thresholds and tag numbers as keyword arguments of tag_model_node."""
+        from cardioscar.simulation.export import parse_tags
+
+        p = self._parameterNode
+        return {"border_zone": p.tagBorderZone, "core": p.tagCore, "tag_values": parse_tags(p.tagNumbers)}
+
+    def onTagButton(self) -> Optional[object]:
+        """Tag the chosen model (arrays, colours, legend, table rows); a failure is one status line
+        and leaves the model as it was (the Logic checks everything before it changes the node)."""
+        from CardioScarLogic.tissue import tag_model_node
+        from cardioscar.errors import CardioScarError
+
+        try:
+            missing = self._tissueMissing()
+            if missing:
+                raise CardioScarError(missing)
+            tags = tag_model_node(self._parameterNode.tagModel, color_logic=self.logic.color_logic,
+                                  **self.tissueOptions())
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            self._reportFailure(error)
+            return None
+        rows = tags.summary()
+        self.ui.statusLabel.text = _("Tagged '{name}': border zone {border:.2f} ml, core {core:.2f} ml.").format(
+            name=self._parameterNode.tagModel.GetName(), border=rows["border_zone"]["volume_ml"],
+            core=rows["core"]["volume_ml"])
+        self._log(self.ui.statusLabel.text)
+        return tags
+
+    def onExportButton(self) -> None:
+        """Tag with the current thresholds, then write the simulator files (each atomically);
+        the prefix is checked first, so a bad one changes neither the model nor any file."""
+        from CardioScarLogic.tissue import check_export_prefix, export_model_node
+        from cardioscar.errors import CardioScarError
+
+        p = self._parameterNode
+        try:
+            missing = self._tissueMissing(export=True)
+            if missing:
+                raise CardioScarError(missing)
+            prefix = check_export_prefix(p.exportPrefix)
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            self._reportFailure(error)
+            return
+        tags = self.onTagButton()
+        if tags is None:
+            return
+        try:
+            written = export_model_node(p.tagModel, tags, prefix, fmt=p.exportFormat, units=p.exportUnits)
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            self._reportFailure(error)
+            return
+        self.ui.statusLabel.text = _("Exported '{name}': {files}").format(
+            name=p.tagModel.GetName(), files=", ".join(path.name for path in written))
+        self._log(self.ui.statusLabel.text)
 
 class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):
     """The Slicer module's logic: the Qt-free Logic plus Slicer's parameter-node plumbing.

@@ -369,3 +369,72 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
     with open(tmp_path / "summary.csv", newline="") as handle:
         measures = [row["Measure"] for row in csv.DictReader(handle)]
     assert "Tissue core (tag 3) volume" in measures
+
+
+def test_batch_rule_masks_from_label_maps_and_a_segmentation_file_agree(tmp_path, capsys):
+    """n-SD with a user-drawn remote region, from label-map files and from one Slicer segmentation
+    file (.seg.nrrd, written by Slicer's storage node) with named segments: the same field. The
+    remote region moves the levels: without it (darkest sector) the field differs."""
+    import SimpleITK as sitk
+    import slicer
+    import vtk
+
+    from cardioscar.phantom import raw_lge_acquisition
+
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    paths = write_phantom(phantom, tmp_path)
+    lge, labels = raw_lge_acquisition(phantom)
+    sitk.WriteImage(lge, str(tmp_path / "lge.nii.gz"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+    values, image = sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(lge)
+    bright = (values == 2) & (image > np.percentile(image[values == 2], 80))
+    remote = sitk.GetImageFromArray(bright.astype(np.uint8))
+    remote.CopyInformation(labels)
+    sitk.WriteImage(remote, str(tmp_path / "remote.nii.gz"))
+    blood = sitk.GetImageFromArray((values == 1).astype(np.uint8))
+    blood.CopyInformation(labels)
+    sitk.WriteImage(blood, str(tmp_path / "blood.nii.gz"))
+    # the segmentation: Slicer's import of the label maps, segments renamed, saved as .seg.nrrd
+    context = csl.create_scene()
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    label_node = csl.load_volume(context.scene, tmp_path / "labels.nii.gz", labelmap=True)
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(label_node)
+    for path in (tmp_path / "labels.nii.gz", tmp_path / "remote.nii.gz"):
+        node = csl.load_volume(context.scene, path, labelmap=True)
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(node, segmentation)
+    ids = vtk.vtkStringArray()
+    segmentation.GetSegmentation().GetSegmentIDs(ids)
+    for index, name in enumerate(["Blood", "Myocardium", "Remote"]):
+        segmentation.GetSegmentation().GetSegment(ids.GetValue(index)).SetName(name)
+    storage = context.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(tmp_path / "heart.seg.nrrd"))
+    assert storage.WriteData(segmentation)
+
+    common = ["--volume", str(tmp_path / "lge.nii.gz"), "--mesh", str(paths["mesh"]), "--scar-rule", "nsd",
+              "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--preset", "fast", "--max-epochs", "3",
+              "--seed", "7", "--threads", "1", "--inference-mc-samples", "3", "--no-progress"]
+    script = _load_script()
+    runs = {"labels": ["--myocardium-mask", str(tmp_path / "labels.nii.gz"), "--myocardium-labels", "2",
+                       "--remote-mask", str(tmp_path / "remote.nii.gz")],
+            "segments": ["--myocardium-mask", str(tmp_path / "heart.seg.nrrd"), "--myocardium-segment", "Myocardium",
+                         "--remote-segment", "Remote"],
+            "darkest": ["--myocardium-mask", str(tmp_path / "labels.nii.gz"), "--myocardium-labels", "2"]}
+    fields = {}
+    for name, extra in runs.items():
+        assert script.run(common + extra + ["--output", str(tmp_path / f"{name}.vtk")]) == 0, capsys.readouterr().err
+        fields[name] = read_mesh(tmp_path / f"{name}.vtk").point_array("scar_probability")
+    np.testing.assert_allclose(fields["segments"], fields["labels"], atol=1e-6)
+    assert np.abs(fields["darkest"] - fields["labels"]).max() > 0.05
+    # mistakes: one line each, nothing written
+    for extra, expected in (
+            (["--myocardium-mask", str(tmp_path / "heart.seg.nrrd"), "--myocardium-segment", "Wall"],
+             "has no segment named 'Wall'"),
+            (["--myocardium-mask", str(tmp_path / "labels.nii.gz"), "--myocardium-labels", "2", "--remote-mask",
+              str(tmp_path / "blood.nii.gz")], "remote region 'blood' has no pixel inside the myocardium")):
+        assert script.run(common + extra + ["--output", str(tmp_path / "bad.vtk")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected.lower() in err[0].lower(), err
+    assert not (tmp_path / "bad.vtk").exists()
+    argv = ["--volume", str(tmp_path / "lge.nii.gz"), "--mesh", str(paths["mesh"]), "--output", str(tmp_path / "x.vtk"),
+            "--remote-segment", "Remote"]
+    assert script.run(argv) == 2 and "--remote-segment need --scar-rule" in capsys.readouterr().err

@@ -83,6 +83,30 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
         assert scar_rule_of(npz) == record  # what export --rule-from puts into the sidecar
 
 
+def test_prepare_iir_with_intensity_offset_on_real_lge(emidec_case):
+    """EMIDEC stores zero signal near 2048: --intensity-offset 2048 reaches the rule (IIR's targets
+    equal the library's on the offset-free image) and is recorded; the stored image alone gives
+    other targets."""
+    image_path, labels_path, mesh_path, labels, out = emidec_case
+    common = ["--mesh", str(mesh_path), "--image", str(image_path), "--scar-rule", "iir", "--myocardium-mask",
+              str(labels_path), "--myocardium-labels", "2,3,4", "--blood-pool-labels", "1",
+              "--slice-thickness-padding", "1"]
+    proc = _prepare(*common, "--intensity-offset", "2048", "--output", str(out / "iir.npz"))
+    assert proc.returncode == 0, proc.stderr
+    assert "intensity offset 2048" in proc.stderr  # printed
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path))).astype(float)
+    myocardium, blood = list(np.isin(labels, [2, 3, 4])), list(labels == 1)
+    grades = np.stack(apply_rule("iir", list(image - 2048.0), myocardium, blood).grades)
+    with np.load(out / "iir.npz") as data:
+        record = json.loads(str(data["scar_rule"]))
+        expected = grades[data["group_slice"], data["group_pixel"][:, 1], data["group_pixel"][:, 0]]
+        starts = np.r_[0, np.cumsum(data["group_sizes"])[:-1]]
+        np.testing.assert_array_equal(data["intensities"][starts, 0], expected >= 1)
+    assert record["intensity_offset"] == 2048.0 and (expected >= 1).any()
+    stored = np.stack(apply_rule("iir", list(image), myocardium, blood).grades)
+    assert (stored >= 1).sum() < (grades >= 1).sum() / 10  # as stored, IIR finds almost nothing
+
+
 def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
     """In-process through cli.main (the same handler and error printing as the console script)."""
     image_path, labels_path, mesh_path, _, _ = emidec_case
@@ -93,6 +117,7 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--scar-rule", "nsd", "--myocardium-mask", str(labels_path), "--myocardium-labels", "7"], "has no voxel with labels 7"),
         (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
         (["--scar-thresholds", "2,3"], "need --scar-rule"),
+        (["--intensity-offset", "2048"], "need --scar-rule"),
     ]
     for extra, fragment in cases:
         assert main(["prepare", *base, *extra]) != 0

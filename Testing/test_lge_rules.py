@@ -115,3 +115,47 @@ def test_bad_masks(acdc_lge):
         apply_rule("nsd", images, myocardium, remote=empty)
     with pytest.raises(CardioScarError, match="mask's slice 0 is"):
         apply_rule("psi", images, [m[:-1] for m in myocardium])
+
+
+def test_nsd_finds_a_border_zone_that_lies_on_its_own_scale(acdc_lge):
+    """Why n-SD's border Dice is 0 on the synthetic above: its border zone (500) stands ~20 SD above
+    the remote (100, SD ~20), beyond the 3 SD core line, so n-SD calls it core; no pixel falls in the
+    2-3 SD band (140-160). Painted 4 SD above the remote (180) with thresholds 2,6 (band 140-220),
+    the same geometry and noise give the border zone back."""
+    from cardioscar.lge.synthetic import LGEContrast
+
+    _, myocardium, blood, truth = acdc_lge
+    grades_truth = [sector_scar(m, 40.0) for m in myocardium]
+    rng = np.random.default_rng(0)
+    contrast = LGEContrast(border=180.0)
+    images = [add_rician_noise(lge_signal(t, b, contrast), 20.0, rng) for t, b in zip(grades_truth, blood)]
+    default = np.concatenate([g.ravel() for g in apply_rule("nsd", images, myocardium, blood).grades])
+    wide = np.concatenate([g.ravel() for g in apply_rule("nsd", images, myocardium, blood, thresholds=(2, 6)).grades])
+    assert _dice(wide == 1, truth == 1) >= 0.85 and _dice(wide == 2, truth == 2) >= 0.85
+    # the default 2/3 band is one SD wide: at noise SD 20 it keeps only part of a 4 SD border zone
+    assert _dice(default == 1, truth == 1) < _dice(wide == 1, truth == 1)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_an_intensity_offset_is_removed_before_the_rule(acdc_lge, rule):
+    """The same image stored with zero signal at 2048 (as EMIDEC's PSIR stacks are): with
+    --intensity-offset 2048 every rule grades it as the image stored at 0; without, the ratio rules
+    (FWHM, IIR) go wrong and the offset-free ones (n-SD, PSI) do not change."""
+    images, myocardium, blood, _ = acdc_lge
+    shifted = [image + 2048.0 for image in images]
+    plain = apply_rule(rule, images, myocardium, blood)
+    fixed = apply_rule(rule, shifted, myocardium, blood, intensity_offset=2048)
+    raw = apply_rule(rule, shifted, myocardium, blood)
+    for a, b in zip(plain.grades, fixed.grades):
+        np.testing.assert_array_equal(a, b)
+    same = all(np.array_equal(a, b) for a, b in zip(plain.grades, raw.grades))
+    assert same == (rule in ("nsd", "psi"))
+    assert fixed.record()["intensity_offset"] == 2048.0 and plain.record()["intensity_offset"] == 0.0
+    graded = [(p, f) for p, f in zip(plain.statistics, fixed.statistics) if p.get("border_level") is not None]
+    assert graded and all(f["border_level"] == pytest.approx(p["border_level"] + 2048.0) for p, f in graded)
+
+
+def test_intensity_offset_must_be_finite(acdc_lge):
+    images, myocardium, blood, _ = acdc_lge
+    with pytest.raises(CardioScarError, match="--intensity-offset nan must be a finite number"):
+        apply_rule("iir", images, myocardium, blood, intensity_offset=float("nan"))

@@ -148,3 +148,144 @@ def test_core_from_a_second_prediction_mesh(tmp_path):
     write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
     tags, _ = export_model(path, tmp_path / "two", core_mesh=tmp_path / "core_pred.vtk")
     np.testing.assert_array_equal(tags.node_tags, np.where(core >= 0.5, 3, np.where(scar >= 0.5, 2, 1)))
+
+
+# --- hexahedra and wedges: openCARP's node order -------------------------------------------------
+# Our own reading of meshtool's convention (openCARP's mesh converter, vtk_utils.cpp,
+# perm_con_carp_to_vtk): VTK node i of a hexahedron is openCARP node CARP_TO_VTK_HEX[i], of a wedge
+# CARP_TO_VTK_WEDGE[i]. Written here independently of the library's VTK->openCARP table, so the test
+# fails if the library's table is not the inverse of meshtool's.
+CARP_TO_VTK_HEX = [5, 6, 7, 4, 3, 2, 1, 0]
+CARP_TO_VTK_WEDGE = [0, 1, 2, 3, 5, 4]
+# outward faces of VTK's hexahedron and wedge (VTK's documented node order)
+HEX_FACES = [[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]]
+WEDGE_FACES = [[0, 1, 2], [3, 5, 4], [0, 3, 4, 1], [1, 4, 5, 2], [2, 5, 3, 0]]
+
+
+def _signed_volume(points: np.ndarray, faces) -> float:
+    """Volume enclosed by the faces (fan-triangulated), positive when they face outwards."""
+    total = 0.0
+    for face in faces:
+        for k in range(1, len(face) - 1):
+            a, b, c = points[face[0]], points[face[k]], points[face[k + 1]]
+            total += float(np.dot(a, np.cross(b, c))) / 6.0
+    return total
+
+
+def _mixed_mesh(space: str = "LPS") -> Mesh:
+    """Along x: one hexahedron [0,1] mm, one cube [1,2] split into five tetrahedra, one wedge (half of [2,3])."""
+    grid = vtk.vtkUnstructuredGrid()
+    points = vtk.vtkPoints()
+    ids = {}
+    for x in range(4):
+        for y in range(2):
+            for z in range(2):
+                ids[(x, y, z)] = points.InsertNextPoint(x + 5.0, y - 3.0, z + 2.0)
+    grid.SetPoints(points)
+
+    def corner(x, y, z):
+        return ids[(x, y, z)]
+    hexa = [corner(0, 0, 0), corner(1, 0, 0), corner(1, 1, 0), corner(0, 1, 0),
+            corner(0, 0, 1), corner(1, 0, 1), corner(1, 1, 1), corner(0, 1, 1)]
+    grid.InsertNextCell(vtk.VTK_HEXAHEDRON, 8, hexa)
+    cube = [corner(1, 0, 0), corner(2, 0, 0), corner(2, 1, 0), corner(1, 1, 0),
+            corner(1, 0, 1), corner(2, 0, 1), corner(2, 1, 1), corner(1, 1, 1)]
+    for tet in ([0, 1, 3, 4], [1, 2, 3, 6], [1, 3, 4, 6], [1, 4, 5, 6], [3, 4, 6, 7]):
+        grid.InsertNextCell(vtk.VTK_TETRA, 4, [cube[i] for i in tet])
+    # the wedge's triangles lie at y=0 and y=1; VTK: (0,1,2)'s right-hand normal points away from (3,4,5)
+    wedge = [corner(2, 0, 0), corner(3, 0, 0), corner(2, 0, 1), corner(2, 1, 0), corner(3, 1, 0), corner(2, 1, 1)]
+    grid.InsertNextCell(vtk.VTK_WEDGE, 6, wedge)
+    return Mesh(dataset=grid, space=space)
+
+
+def test_hexahedra_and_wedges_are_written_in_opencarps_node_order(tmp_path):
+    mesh = _mixed_mesh()
+    grid = mesh.dataset
+    raw = vtk_to_numpy(grid.GetPoints().GetData()).astype(np.float64)
+    x = raw[:, 0]
+    scar = (x - x.min()) / (x.max() - x.min())
+    write_mesh(mesh, tmp_path / "mixed.vtk", {"scar_probability": scar})
+    proc = _run_cli("--mesh", str(tmp_path / "mixed.vtk"), "--output", str(tmp_path / "mixed"), "--units", "mm")
+    assert proc.returncode == 0, proc.stderr
+    points, elements = read_opencarp(tmp_path / "mixed")
+    np.testing.assert_allclose(points, raw, atol=1e-5)
+    assert [e[0] for e in elements] == ["Hx"] + ["Tt"] * 5 + ["Pr"]
+    # the unit hexahedron, literally, in the order meshtool expects (from its permutation by hand)
+    hexa = points[[int(v) for v in elements[0][1:9]]] - points.min(axis=0)
+    np.testing.assert_allclose(hexa, [[0, 1, 1], [1, 1, 1], [1, 0, 1], [0, 0, 1],
+                                      [0, 1, 0], [0, 0, 0], [1, 0, 0], [1, 1, 0]], atol=1e-6)
+    total = 0.0
+    for c, element in enumerate(elements):
+        carp = np.array([int(v) for v in element[1:-1]])
+        vtk_order = carp[{"Hx": CARP_TO_VTK_HEX, "Pr": CARP_TO_VTK_WEDGE, "Tt": slice(None)}[element[0]]]
+        original = cell_node_lists_of(grid, c)
+        np.testing.assert_array_equal(vtk_order, original)  # meshtool's conversion gives back our VTK cell
+        if element[0] == "Tt":
+            a, b, cc, d = points[vtk_order]
+            volume = float(np.dot(b - a, np.cross(cc - a, d - a))) / 6.0
+        else:
+            volume = _signed_volume(points[vtk_order], HEX_FACES if element[0] == "Hx" else WEDGE_FACES)
+        assert volume > 0, f"element {c} ({element[0]}) is inverted after the round trip"
+        total += abs(volume)
+        mean = scar[vtk_order].mean()
+        assert int(element[-1]) == (3 if mean >= 0.8 else 2 if mean >= 0.5 else 1)
+    assert total == pytest.approx(1.0 + 1.0 + 0.5)  # hexahedron + cube of tetrahedra + half cube
+    sidecar = json.loads((tmp_path / "mixed.json").read_text(encoding="utf-8"))
+    assert sum(row["volume_ml"] for row in sidecar["classes"].values()) == pytest.approx(2.5 / 1000.0)
+
+
+def cell_node_lists_of(grid, c: int) -> np.ndarray:
+    ids = vtk.vtkIdList()
+    grid.GetCellPoints(c, ids)
+    return np.array([ids.GetId(i) for i in range(ids.GetNumberOfIds())])
+
+
+def test_quadratic_cells_are_refused_with_the_cell_named(tmp_path):
+    mesh = _mixed_mesh()
+    grid = mesh.dataset
+    grid.InsertNextCell(vtk.VTK_QUADRATIC_TETRA, 10, list(range(10)))
+    write_mesh(mesh, tmp_path / "quadratic.vtk", {"scar_probability": np.zeros(grid.GetNumberOfPoints())})
+    with pytest.raises(CardioScarError, match="cell 7 is a vtkQuadraticTetra"):
+        export_model(tmp_path / "quadratic.vtk", tmp_path / "q")
+    assert not list(tmp_path.glob("q.*"))
+
+
+def test_voxel_meshes_as_mesh_from_labels_writes_them_export_as_hexahedra(tmp_path):
+    """VTK voxels (x-fastest node order) become Hx elements in openCARP's order: meshtool's
+    inverse gives a hexahedron of positive volume on the voxel's own corners."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(3, 2, 2)
+    image.SetSpacing(1.5, 1.5, 1.5)
+    image.SetOrigin(-4.0, 2.0, 7.0)
+    grid = vtk.vtkAppendFilter()
+    grid.AddInputData(image)
+    grid.Update()
+    mesh = Mesh(dataset=grid.GetOutput(), space="LPS")
+    assert {mesh.dataset.GetCellType(c) for c in range(mesh.dataset.GetNumberOfCells())} == {vtk.VTK_VOXEL}
+    write_mesh(mesh, tmp_path / "voxels.vtk", {"scar_probability": np.linspace(0, 1, mesh.n_points)})
+    export_model(tmp_path / "voxels.vtk", tmp_path / "voxels", units="mm")
+    points, elements = read_opencarp(tmp_path / "voxels")
+    assert [e[0] for e in elements] == ["Hx", "Hx"]
+    for c, element in enumerate(elements):
+        hexa = np.array([int(v) for v in element[1:9]])[CARP_TO_VTK_HEX]
+        assert set(hexa) == set(cell_node_lists_of(mesh.dataset, c))
+        assert _signed_volume(points[hexa], HEX_FACES) == pytest.approx(1.5 ** 3)
+
+
+def test_pixel_meshes_export_as_quads_going_round(tmp_path):
+    """VTK pixels (x-fastest) become Qd elements whose nodes go round the square (openCARP keeps a
+    quad's VTK order, meshtool's default): each step is an edge, never the diagonal."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(3, 2, 1)
+    grid = vtk.vtkAppendFilter()
+    grid.AddInputData(image)
+    grid.Update()
+    mesh = Mesh(dataset=grid.GetOutput(), space="LPS")
+    write_mesh(mesh, tmp_path / "pixels.vtk", {"scar_probability": np.zeros(mesh.n_points)})
+    export_model(tmp_path / "pixels.vtk", tmp_path / "pixels", units="mm")
+    points, elements = read_opencarp(tmp_path / "pixels")
+    assert [e[0] for e in elements] == ["Qd", "Qd"]
+    for element in elements:
+        corners = points[[int(v) for v in element[1:5]]]
+        steps = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
+        np.testing.assert_allclose(steps, 1.0)

@@ -111,10 +111,15 @@ def test_ui_structure_follows_slicer_conventions(ui):
     receivers = {c.find("receiver").text for c in ui.iter("connection")
                  if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
     assert receivers == {"inputSelector", "extraInputsSelector", "modelSelector", "myocardiumMaskSelector",
-                         "ahaModelSelector", "ahaRvMarkupsSelector", "ahaLabelsSelector", "ahaApexBaseSelector"}
+                         "ahaModelSelector", "ahaRvMarkupsSelector", "ahaLabelsSelector", "ahaApexBaseSelector",
+                         "bloodPoolSelector", "remoteSelector", "tagModelSelector"}
+    # the scar rule's blood pool and remote region: a label map or a segmentation with a named segment
+    assert node_types("bloodPoolSelector") == node_types("remoteSelector") == ["vtkMRMLLabelMapVolumeNode",
+                                                                               "vtkMRMLSegmentationNode"]
     assert node_types("ahaRvMarkupsSelector") == node_types("ahaApexBaseSelector") == ["vtkMRMLMarkupsFiducialNode"]
     assert node_types("ahaLabelsSelector") == ["vtkMRMLLabelMapVolumeNode"]
-    assert node_types("myocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode"]  # label maps and 0/1 volumes
+    # label maps and 0/1 volumes; segmentations for the scar rules (refused by the Logic without one)
+    assert node_types("myocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"]
     declared = {c.find("class").text for c in ui.iter("customwidget")}
     used = {w.get("class") for w in widgets.values() if w.get("class").startswith(("ctk", "qMRML"))}
     assert used <= declared
@@ -215,7 +220,7 @@ def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_a
 def test_every_parameter_reaches_the_run(module_ast):
     """Adding an option is a field, a widget and a keyword: a field that no run reads is caught."""
     used = {node.attr for name in ("options", "onApplyButton", "onApplySavedButton", "_finishRun", "_updatePanel",
-                                   "ahaInputs", "_ahaMissing")
+                                   "ahaInputs", "_ahaMissing", "tissueOptions", "_tissueMissing", "onExportButton")
             for node in ast.walk(_method(module_ast, "CardioScarWidget", name)) if isinstance(node, ast.Attribute)}
     assert set(_parameters(module_ast)) <= used, sorted(set(_parameters(module_ast)) - used)
 

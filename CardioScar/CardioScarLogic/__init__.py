@@ -5,12 +5,13 @@ the ``cardioscar`` package, but not torch: torch is imported when a run starts.
 """
 
 from .aha import AhaInputs, AhaSceneResult
-from .headless import (MRMLContext, check_mesh_output, create_scene, ensure_scene, load_model, load_volume,
-                       save_model)
+from .headless import (MRMLContext, check_mesh_output, create_scene, ensure_scene, load_mask, load_model,
+                       load_segmentation, load_volume, save_model)
 from .logic import CardioScarLogic, ReconstructionResult
 from .options import PRESETS, ReconstructionOptions
 from .slabwidth import half_width
 
 __all__ = ["CardioScarLogic", "ReconstructionResult", "ReconstructionOptions", "PRESETS", "half_width",
-           "MRMLContext", "create_scene", "ensure_scene", "load_volume", "load_model", "check_mesh_output",
+           "MRMLContext", "create_scene", "ensure_scene", "load_volume", "load_segmentation", "load_mask", "load_model",
+           "check_mesh_output",
            "save_model", "AhaInputs", "AhaSceneResult"]

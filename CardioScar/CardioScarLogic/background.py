@@ -149,11 +149,13 @@ class BackgroundRun:
 
     @classmethod
     def training(cls, logic, scar_nodes, model_node, options: ReconstructionOptions,
-                 python: Optional[str] = None, myocardium_mask=None) -> "BackgroundRun":
+                 python: Optional[str] = None, myocardium_mask=None, blood_pool_node=None,
+                 remote_node=None) -> "BackgroundRun":
         """Read the inputs through the Logic (errors raise here, before any process starts) and
-        start training + prediction in a worker. ``myocardium_mask``: as for
+        start training + prediction in a worker. The masks: as for
         :meth:`CardioScarLogic.train_and_apply`."""
-        run = logic.prepare_training(scar_nodes, model_node, options, myocardium_mask)
+        run = logic.prepare_training(scar_nodes, model_node, options, myocardium_mask, blood_pool_node=blood_pool_node,
+                                     remote_node=remote_node)
         folder = _job_folder()
         try:
             write_training_job(folder, run)

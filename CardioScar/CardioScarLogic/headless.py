@@ -193,6 +193,30 @@ def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[
     return node
 
 
+def load_segmentation(scene, path: str | Path, name: Optional[str] = None):
+    """Read a segmentation file (``.seg.nrrd``, as Slicer saves one) into a new segmentation node."""
+    path = _require_file(Path(path), "Segmentation")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or path.name.split(".")[0])
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    with _reader_errors_replaced():
+        read = storage.ReadData(node)
+    if not read or node.GetSegmentation().GetNumberOfSegments() == 0:
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise CardioScarError(f"Cannot read the segmentation {path}: not a Slicer segmentation (.seg.nrrd) or it has "
+                              "no segment.")
+    return node
+
+
+def load_mask(scene, path: str | Path):
+    """A mask file as a node: a segmentation for ``.seg.nrrd``, else a label map volume."""
+    if Path(path).name.lower().endswith(".seg.nrrd"):
+        return load_segmentation(scene, path)
+    return load_volume(scene, path, labelmap=True)
+
+
 def load_model(scene, path: str | Path, name: Optional[str] = None):
     """Read a mesh file (.vtk, .vtp, .vtu, .stl, .ply, .obj) into a new model node.
 

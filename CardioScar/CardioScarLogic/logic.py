@@ -33,6 +33,7 @@ from .geometry import model_points_lps, world_mesh_lps
 from .headless import check_file_of_node, color_logic_for
 from .myocardium import restrict_targets
 from .options import ReconstructionOptions
+from .rulemasks import rule_myocardium, rule_slices
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
 
@@ -76,49 +77,6 @@ def _check_model_node(model_node) -> None:
     if model_node is None or not model_node.IsA("vtkMRMLModelNode"):
         raise CardioScarError("Choose the heart mesh (a model node) to put the scar on.")
     check_file_of_node(model_node)
-
-
-def _rule_slices(lge_node, options: ReconstructionOptions, myocardium_node, blood_pool_node, dicom_database) -> list:
-    """Targets from a raw LGE node by ``options.scar_rule``, the masks being label-map volume
-    nodes on the LGE's grid (cut like the LGE: same axis, indices, slab)."""
-    from cardioscar.lge.prepare import graded_targets, mask_arrays
-
-    if isinstance(lge_node, (list, tuple)):
-        if len(lge_node) != 1:
-            raise CardioScarError("A scar rule grades one LGE volume: choose a single input volume.")
-        lge_node = lge_node[0]
-    if myocardium_node is None:
-        raise CardioScarError(f"The scar rule {options.scar_rule} needs the myocardium: choose a label map "
-                              "(and its myocardium labels, e.g. 2,3,4).")
-    request = options.scar_rule_request(myocardium_node.GetName())
-    axis, indices = options.slice_axis, options.parsed_slice_indices()
-    half = half_width(lge_node, options.half_thickness, dicom_database)
-    image = scar_source_from_node(lge_node).slices(axis, indices, half)
-
-    def masks(node, labels, what):
-        if node is None:
-            return None
-        return mask_arrays(scar_source_from_node(node).slices(axis, indices, half), labels, what, node.GetName(), image)
-
-    blood_node = blood_pool_node if blood_pool_node is not None else (myocardium_node if request.blood_pool_labels
-                                                                     else None)
-    layers, _rule = graded_targets(request, image, masks(myocardium_node, request.myocardium_labels, "myocardium"),
-                                   masks(blood_node, request.blood_pool_labels, "blood pool"), None,
-                                   myocardium_node.GetName())
-    return layers
-
-
-def _rule_myocardium(layers: list, options: ReconstructionOptions, myocardium_node):
-    """The myocardium record of a run on a scar rule: the rule leaves NaN in every pixel outside
-    the myocardium (a raw LGE image has no NaN of its own), so those are the dropped pixels."""
-    import numpy as np
-
-    from cardioscar.myocardium import MyocardiumReport
-
-    dropped = np.array([int(np.isnan(layer.values).sum()) for layer in layers], dtype=np.int64)
-    kept = np.array([int(np.isfinite(layer.values).sum()) for layer in layers], dtype=np.int64)
-    return MyocardiumReport(f"scar rule {options.scar_rule}, myocardium from {myocardium_node.GetName()}",
-                            dropped, kept)
 
 
 def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None,
@@ -227,7 +185,7 @@ class CardioScarLogic:
     def train_and_apply(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
                         progress_callback: Optional[ProgressCallback] = None,
                         should_cancel: Optional[CancelHook] = None, myocardium_mask=None, *,
-                        blood_pool_node=None) -> ReconstructionResult:
+                        blood_pool_node=None, remote_node=None) -> ReconstructionResult:
         """Train on the chosen slices of ``scar_node`` and write the scar fields on ``model_node``.
 
         ``scar_node`` may also be a list of volume / segmentation nodes of one kind (intensities,
@@ -238,8 +196,8 @@ class CardioScarLogic:
         volume node of the myocardium (its labels in ``options.myocardium_labels``, else non-zero);
         chosen pixels outside it carry no constraint.
         With ``options.scar_rule`` the ``scar_node`` is the raw LGE and ``myocardium_mask`` (and, for
-        IIR, ``blood_pool_node`` or blood-pool labels in the myocardium label map) are label-map
-        volumes on its grid.
+        IIR, ``blood_pool_node``; for n-SD, optionally ``remote_node``) are label maps on its grid
+        or segmentations with the named segments (:mod:`CardioScarLogic.rulemasks`).
 
         Raises:
             CardioScarError: a one-line, actionable problem with the inputs or options.
@@ -248,7 +206,8 @@ class CardioScarLogic:
         from cardioscar.devices import describe_device, resolve_device
         from cardioscar.logic import train_scar_model
 
-        run = self.prepare_training(scar_node, model_node, options, myocardium_mask, blood_pool_node=blood_pool_node)
+        run = self.prepare_training(scar_node, model_node, options, myocardium_mask, blood_pool_node=blood_pool_node,
+                                    remote_node=remote_node)
         device = resolve_device(run.options.force_cpu)
         logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
                     run.prepared.n_nodes, run.prepared.n_groups)
@@ -258,7 +217,7 @@ class CardioScarLogic:
         return self.finish_training(run, model_node, checkpoint, inference, describe_device(device))
 
     def prepare_training(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
-                         myocardium_mask=None, *, blood_pool_node=None) -> PreparedRun:
+                         myocardium_mask=None, *, blood_pool_node=None, remote_node=None) -> PreparedRun:
         """Read the inputs (copies only) and map the chosen slices onto the mesh: the training rows
         (with ``options.scar_rule``: targets graded from the raw LGE inside ``myocardium_mask``)."""
         from cardioscar.logic import prepare_from_slices
@@ -267,15 +226,18 @@ class CardioScarLogic:
         _check_model_node(model_node)
         started = time.perf_counter()
         database = self.dicom_database if self.dicom_database is not None else getattr(slicer, "dicomDatabase", None)
+        rule_record = ""
         if options.scar_rule:
-            slices = _rule_slices(scar_node, options, myocardium_mask, blood_pool_node, database)
-            myocardium = _rule_myocardium(slices, options, myocardium_mask)
+            slices, rule_record = rule_slices(scar_node, options, myocardium_mask, blood_pool_node, remote_node,
+                                              database)
+            myocardium = rule_myocardium(slices, options, myocardium_mask)
         else:
             slices, myocardium = _target_slices(scar_node, options, database, myocardium_mask)
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage)
         prepared.myocardium_source = myocardium.source
+        prepared.scar_rule = rule_record  # into the checkpoint's provenance, as prepare --scar-rule
         prepared.dropped_outside_myocardium = myocardium.dropped_pixels
         slab = (sorted({layer.half_thickness for layer in slices}), options.half_thickness == RECORDED)
         return PreparedRun(options, points, prepared, slab, started, myocardium)
@@ -370,6 +332,7 @@ class CardioScarLogic:
                                     arrays[results.UNCERTAINTY], options.threshold, history, device, seconds, slab,
                                     myocardium)
         results.write_point_arrays(model_node, arrays)
+        results.keep_scar_rule(model_node, checkpoint)
         legend = results.show_probability(model_node, self.color_logic)
         table = results.update_summary_table(model_node, rows)
         chart = results.update_loss_plot(model_node, list(history.get("train_loss", []))) if history else None

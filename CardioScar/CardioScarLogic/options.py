@@ -85,6 +85,11 @@ class ReconstructionOptions:
     scar_thresholds: Optional[str] = None
     scar_target: str = "scar"
     blood_pool_labels: IntList = None
+    # the stored value of zero signal, subtracted before the rule (cardioscar prepare --intensity-offset)
+    intensity_offset: float = 0.0
+    # segment names when the rule's masks are segmentations (the myocardium's is ``myocardium_segment``)
+    blood_pool_segment: str = ""
+    remote_segment: str = ""
 
     def __post_init__(self) -> None:
         if self.slice_axis not in ("x", "y", "z"):
@@ -116,7 +121,7 @@ class ReconstructionOptions:
         return ScarRuleRequest(rule=self.scar_rule, myocardium_path=Path(myocardium_name),
                                myocardium_labels=myocardium, blood_pool_labels=blood,
                                thresholds=parse_thresholds(self.scar_rule, self.scar_thresholds or None),
-                               target=self.scar_target)
+                               target=self.scar_target, intensity_offset=float(self.intensity_offset or 0.0))
 
     def parsed_slice_indices(self) -> Optional[list[int]]:
         """Slice indices as a list, or None for all slices."""

@@ -35,6 +35,8 @@ COLOR_ANCHORS = np.array([[0.0, 0.19, 0.33, 0.76], [0.5, 0.96, 0.92, 0.62], [1.0
 N_COLORS = 256
 
 SUMMARY_REFERENCE = "CardioScarSummaryTable"
+#: Model-node attribute holding the JSON record of the scar rule the result was trained on (saved with the scene)
+SCAR_RULE_ATTRIBUTE = "CardioScar.ScarRule"
 LOSS_TABLE_REFERENCE = "CardioScarLossTable"
 LOSS_CHART_REFERENCE = "CardioScarLossChart"
 
@@ -60,6 +62,16 @@ def probability_color_node(scene):
     node.SetAttribute("Category", "CardioScar")
     scene.AddNode(node)
     return scene.GetNodeByID(COLOR_TABLE_ID)
+
+
+def keep_scar_rule(model_node, checkpoint: dict) -> None:
+    """Record on the model the scar rule its result came from (none: the attribute is removed), so
+    that an export of the model can say how its scar was defined."""
+    rule = (checkpoint.get("provenance") or {}).get("scar_rule", "")
+    if rule:
+        model_node.SetAttribute(SCAR_RULE_ATTRIBUTE, str(rule))
+    else:
+        model_node.RemoveAttribute(SCAR_RULE_ATTRIBUTE)
 
 
 def write_point_arrays(model_node, arrays: dict) -> None:

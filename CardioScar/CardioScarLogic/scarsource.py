@@ -88,7 +88,7 @@ def _segment_names(segmentation_node, segment_ids) -> str:
     return ", ".join(segmentation_node.GetSegmentation().GetSegment(sid).GetName() for sid in segment_ids)
 
 
-def _segment_named(segmentation_node, name: str) -> str:
+def _segment_named(segmentation_node, name: str, what: str = "myocardium") -> str:
     """The ID of the segment called ``name`` (case and surrounding spaces ignored)."""
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = _segment_ids(segmentation_node)
@@ -96,7 +96,7 @@ def _segment_named(segmentation_node, name: str) -> str:
         if segmentation.GetSegment(sid).GetName().strip().lower() == name.strip().lower():
             return sid
     raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' has no segment named '{name}' (segments: "
-                          f"{_segment_names(segmentation_node, segment_ids) or 'none'}): type the myocardium "
+                          f"{_segment_names(segmentation_node, segment_ids) or 'none'}): type the {what} "
                           "segment's name as the Segmentations module shows it.")
 
 
@@ -169,10 +169,23 @@ def _from_segmentation(segmentation_node, myocardium_segment: str = "") -> ScarS
     values = np.where(masks[0], SEGMENT_SCAR, 0).astype(np.uint8)
     if myocardium_id:
         values[masks[1] & ~masks[0]] = SEGMENT_MYOCARDIUM
+    return _segmentation_source(segmentation_node, values, grid, myocardium_segment.strip())
+
+
+def _segmentation_source(segmentation_node, values: np.ndarray, grid: np.ndarray, myocardium_segment: str = "") -> ScarSource:
+    """Exported segment values on the segmentation's reference ``grid``, placed in world LPS."""
     planes = transformed_planes_lps(segmentation_node, grid, values.shape[::-1])
     ijk_to_lps = None if planes is not None else RAS_TO_LPS @ linear_world_matrix(segmentation_node) @ grid
     return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName(), planes, from_segmentation=True,
-                      myocardium_segment=myocardium_segment.strip())
+                      myocardium_segment=myocardium_segment)
+
+
+def segment_source(segmentation_node, name: str, what: str) -> ScarSource:
+    """One named segment of a segmentation as a 0/1 label map (a mask: myocardium, blood pool or
+    remote for the scar rules), on the segmentation's reference grid, node unchanged."""
+    segment_id = _segment_named(segmentation_node, name, what)
+    masks, grid = _export_segments(segmentation_node, [segment_id])
+    return _segmentation_source(segmentation_node, masks[0].astype(np.uint8), grid)
 
 
 def scar_source_from_node(node, myocardium_segment: str = "") -> ScarSource:

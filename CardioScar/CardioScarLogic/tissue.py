@@ -23,7 +23,7 @@ from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagg
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, tag_mesh
 
 from .geometry import model_points_lps, world_mesh_lps
-from .results import PROBABILITY, SUMMARY_REFERENCE, update_summary_table, write_point_arrays
+from .results import PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, update_summary_table, write_point_arrays
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
 TAG_COLOR_ID = "vtkMRMLColorTableNode" + TAG_COLOR_TAG
@@ -115,11 +115,28 @@ def tag_model_node(model_node, border_zone: Optional[float] = None, core: Option
     return tags
 
 
+def check_export_prefix(prefix: str) -> Path:
+    """The output prefix as a path whose folder exists; refused before anything is tagged or written."""
+    text = prefix.strip()
+    target = Path(text).expanduser()
+    if not text or not target.name or target.name in (".", ".."):
+        raise CardioScarError(f"Output prefix '{prefix}' needs a file name, e.g. /data/heart (writes heart.pts, ...)")
+    if not target.parent.is_dir():
+        raise CardioScarError(f"Output prefix '{prefix}': the folder {target.parent} does not exist; create it or "
+                              "choose another")
+    return target
+
+
 def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
                       space: str = "LPS", fibres: Optional[np.ndarray] = None,
                       scar_rule: Optional[dict] = None) -> list[Path]:
     """Write the model tagged by :func:`tag_model_node` (its returned ``tags``) for a simulator, in
-    world coordinates (any parent transform applied)."""
+    world coordinates (any parent transform applied). ``scar_rule`` defaults to the rule the
+    model's result was trained on (recorded on the node by the run), for the .json sidecar."""
+    if scar_rule is None and model_node.GetAttribute(SCAR_RULE_ATTRIBUTE):
+        import json
+
+        scar_rule = {k: v for k, v in json.loads(model_node.GetAttribute(SCAR_RULE_ATTRIBUTE)).items() if k != "target"}
     mesh = Mesh(dataset=world_mesh_lps(model_node, model_points_lps(model_node)), space="LPS")
     if fmt == "opencarp":
         return list(write_opencarp(mesh, tags, prefix, units=units, space=space, fibres=fibres,

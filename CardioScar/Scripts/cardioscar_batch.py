@@ -88,7 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint")
     sl.add_argument("--myocardium-mask", type=Path, default=None,
                     help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
-                         "patient frame as --volume; pixels outside carry no constraint")
+                         "patient frame as --volume; pixels outside carry no constraint. With --scar-rule it may be "
+                         "a Slicer segmentation (.seg.nrrd) with --myocardium-segment")
+    sl.add_argument("--myocardium-segment", default="",
+                    help="with --scar-rule: the myocardium segment's name in a .seg.nrrd --myocardium-mask")
+    sl.add_argument("--blood-pool-segment", default="",
+                    help="with --scar-rule: the blood-pool segment's name (in --blood-pool-mask, else in "
+                         "--myocardium-mask), when that is a .seg.nrrd")
+    sl.add_argument("--remote-segment", default="",
+                    help="with --scar-rule nsd: the remote segment's name (in --remote-mask, else in "
+                         "--myocardium-mask), when that is a .seg.nrrd")
     sl.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw LGE intensities to [0, 1]")
     sl.add_argument("--partial-volume-correction", action="store_true",
                     help="divide each pixel by the myocardial coverage of its footprint (volumetric meshes)")
@@ -178,11 +187,14 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     for option, suffixes in (("save_model", (".pth",)), ("summary", ()), ("snapshot", (".png",))):
         if getattr(args, option) is not None:
             check_output_path(getattr(args, option), "--" + option.replace("_", "-"), suffixes)
-    if args.remote_mask is not None:
-        raise CardioScarError("--remote-mask is not supported in batch mode yet (n-SD uses the darkest myocardial "
-                              "sector); use cardioscar prepare for a user-drawn remote region.")
-    if args.scar_rule is None and (args.blood_pool_mask or args.scar_thresholds):
-        raise CardioScarError("--scar-thresholds and --blood-pool-mask need --scar-rule {nsd,fwhm,iir,psi}.")
+    rule_only = ("scar_thresholds", "blood_pool_mask", "blood_pool_labels", "remote_mask", "intensity_offset",
+                 "myocardium_segment", "blood_pool_segment", "remote_segment")
+    given = [f"--{name.replace('_', '-')}" for name in rule_only if getattr(args, name)]
+    if args.scar_rule is None and given:
+        raise CardioScarError(f"{', '.join(given)} need --scar-rule {{nsd,fwhm,iir,psi}}.")
+    if args.scar_rule is None and args.myocardium_mask and args.myocardium_mask.name.lower().endswith(".seg.nrrd"):
+        raise CardioScarError("--myocardium-mask as a segmentation (.seg.nrrd) needs --scar-rule; without a rule give "
+                              "a label map or 0/1 mask image.")
     if args.aha_dir is None:
         given = [f"--{name.replace('_', '-')}" for name in _AHA_ONLY if getattr(args, name) is not None]
         if given:
@@ -241,6 +253,8 @@ def _options(args: argparse.Namespace):
         inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,
         threshold=args.threshold, force_cpu=args.cpu, scar_rule=args.scar_rule, scar_thresholds=args.scar_thresholds,
         scar_target=args.scar_target, blood_pool_labels=args.blood_pool_labels,
+        intensity_offset=args.intensity_offset or 0.0, myocardium_segment=args.myocardium_segment,
+        blood_pool_segment=args.blood_pool_segment, remote_segment=args.remote_segment,
         extra_training={name: getattr(args, name) for name, _ in _EXTRA_TRAINING if getattr(args, name) is not None})
 
 
@@ -282,7 +296,8 @@ def run(argv: list[str]) -> int:
     from cardioscar.errors import CardioScarError
 
     try:
-        from CardioScarLogic import CardioScarLogic, check_mesh_output, ensure_scene, load_model, load_volume, save_model
+        from CardioScarLogic import (CardioScarLogic, check_mesh_output, ensure_scene, load_mask, load_model, load_volume,
+                                     save_model)
 
         _check_arguments(args, parser)
         options = _options(args)
@@ -301,13 +316,11 @@ def run(argv: list[str]) -> int:
             result = logic.apply_model(args.model, model_node, options)
         else:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
-            mask_node = None if args.myocardium_mask is None else load_volume(context.scene, args.myocardium_mask,
-                                                                              labelmap=True)
+            masks = {name: None if path is None else load_mask(context.scene, path) for name, path in
+                     (("myocardium_mask", args.myocardium_mask), ("blood_pool_node", args.blood_pool_mask),
+                      ("remote_node", args.remote_mask))}
             progress = None if args.no_progress else _progress_logger()
-            blood_node = None if args.blood_pool_mask is None else load_volume(context.scene, args.blood_pool_mask,
-                                                                                labelmap=True)
-            result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress,
-                                           myocardium_mask=mask_node, blood_pool_node=blood_node)
+            result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress, **masks)
         tags = None
         if args.border_zone is not None or args.core is not None or args.export_opencarp is not None:
             from CardioScarLogic.tissue import tag_model_node

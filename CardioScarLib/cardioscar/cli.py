@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.add_argument("--raw-lge", action="store_true",
                       help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, .pts/.elem/.vtu")
+    demo.add_argument("--nodes", type=int, default=None,
+                      help="approximate node count of the phantom's mesh (smaller runs faster; default the phantom's)")
+    demo.add_argument("--max-epochs", type=int, default=None,
+                      help="epochs of the fast preset's one-cycle schedule (default 600); fewer for a quick check")
     demo.set_defaults(handler=_cmd_demo)
     aha_command.register(sub)
     mesh_cli.register(sub)
@@ -370,14 +374,25 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from cardioscar.demo import run_demo
 
+    if args.max_epochs is not None and not 1 <= args.max_epochs <= 100000:
+        raise CardioScarError(f"demo --max-epochs {args.max_epochs}: use 1 to 100000")
+    from cardioscar.phantom import PhantomConfig
+    from cardioscar.training import TrainingConfig
+
     check_output_dir(args.output_dir)
+    training = None
+    if args.max_epochs is not None:
+        training = TrainingConfig.fast(max_epochs=args.max_epochs, early_stopping_patience=args.max_epochs)
     if args.raw_lge:
         from cardioscar.lge.demo import run_raw_lge_demo
 
-        report = run_raw_lge_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
+        nodes = {} if args.nodes is None else {"target_nodes": args.nodes}
+        report = run_raw_lge_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu, training_config=training, **nodes)
         logger.info("Report: %s", json.dumps({"dice": report["dice"]}))
         return
-    report = run_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu)
+    phantom = None if args.nodes is None else PhantomConfig(target_nodes=args.nodes)
+    report = run_demo(args.output_dir, seed=args.seed, force_cpu=args.cpu, phantom_config=phantom,
+                      training_config=training)
     logger.info("Report: %s", json.dumps({k: report[k] for k in ("dice", "volume_error", "auc")}))
 
 

@@ -5,7 +5,11 @@ from the expert contours; the rule's scar (border zone + core) is scored against
 over the whole stack), and its core against the same labels. Infarct cases only (P); on normal (N)
 cases the fraction of myocardium called scar is printed (it should be small).
 
-    PYTHONPATH=CardioScarLib python Testing/benchmarks/lge_rules_emidec.py [../shared/data/emidec]
+    PYTHONPATH=CardioScarLib python Testing/benchmarks/lge_rules_emidec.py [../shared/data/emidec] [OFFSET]
+
+OFFSET (default 0) is the rules' ``intensity_offset``: EMIDEC stores its PSIR images with zero
+signal near 2048 (the air peak of each stack's histogram), which the ratio rules (FWHM, IIR) need
+removed; n-SD and PSI do not change with it.
 """
 
 import sys
@@ -21,7 +25,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def main(root: Path) -> None:
+def main(root: Path, offset: float = 0.0) -> None:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     cases = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Case_"))
     scores = {rule: {"scar": [], "core": [], "normal_fraction": []} for rule in RULES}
@@ -32,7 +36,7 @@ def main(root: Path) -> None:
         blood = list(labels == 1)
         truth = np.isin(labels, [3, 4])
         for rule in RULES:
-            grades = np.stack(apply_rule(rule, list(image), myocardium, blood).grades)
+            grades = np.stack(apply_rule(rule, list(image), myocardium, blood, intensity_offset=offset).grades)
             if case.name.startswith("Case_P"):
                 scores[rule]["scar"].append(dice(grades >= 1, truth))
                 scores[rule]["core"].append(dice(grades == 2, truth))
@@ -40,7 +44,7 @@ def main(root: Path) -> None:
                 scores[rule]["normal_fraction"].append(float((grades >= 1).sum() / (grades >= 0).sum()))
     n_p = len(scores["nsd"]["scar"])
     n_n = len(scores["nsd"]["normal_fraction"])
-    print(f"EMIDEC: {n_p} infarct cases, {n_n} normal cases; default thresholds")
+    print(f"EMIDEC: {n_p} infarct cases, {n_n} normal cases; default thresholds; intensity offset {offset:g}")
     print("rule  thresholds  Dice scar(border+core) mean [median]  Dice core-only  scar fraction on normals")
     for rule, (border, core, *_rest) in RULES.items():
         s = scores[rule]
@@ -49,4 +53,5 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "emidec"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "emidec"),
+         float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)

@@ -38,6 +38,9 @@ def add_prepare_options(parser: argparse.ArgumentParser) -> None:
     # --myocardium-mask / --myocardium-labels are prepare's own options (cardioscar.myocardium)
     group.add_argument("--remote-mask", type=Path, default=None,
                        help="healthy (remote) myocardium mask for nsd (default: the darkest of 6 myocardial sectors)")
+    group.add_argument("--intensity-offset", type=float, default=None, metavar="VALUE",
+                       help="stored value of zero signal, subtracted before the rule (default 0: none); matters for "
+                            "fwhm and iir only, e.g. 2048 for PSIR images stored with that offset (see the README)")
 
 
 def scar_rule_request(args: argparse.Namespace):
@@ -46,9 +49,9 @@ def scar_rule_request(args: argparse.Namespace):
 
     if args.scar_rule is None:
         if any(getattr(args, name) is not None for name in ("scar_thresholds", "blood_pool_mask", "remote_mask",
-                                                            "blood_pool_labels")):
-            raise CardioScarError("--scar-thresholds, --blood-pool-* and --remote-mask need --scar-rule "
-                                  "{nsd,fwhm,iir,psi}")
+                                                            "blood_pool_labels", "intensity_offset")):
+            raise CardioScarError("--scar-thresholds, --blood-pool-*, --remote-mask and --intensity-offset need "
+                                  "--scar-rule {nsd,fwhm,iir,psi}")
         return None
     if args.myocardium_mask is None:
         raise CardioScarError(f"--scar-rule {args.scar_rule} needs --myocardium-mask FILE (with --myocardium-labels "
@@ -59,4 +62,5 @@ def scar_rule_request(args: argparse.Namespace):
     return ScarRuleRequest(rule=args.scar_rule, myocardium_path=args.myocardium_mask,
                            myocardium_labels=args.myocardium_labels, blood_pool_path=blood,
                            blood_pool_labels=args.blood_pool_labels, remote_path=args.remote_mask,
-                           thresholds=parse_thresholds(args.scar_rule, args.scar_thresholds), target=args.scar_target)
+                           thresholds=parse_thresholds(args.scar_rule, args.scar_thresholds), target=args.scar_target,
+                           intensity_offset=args.intensity_offset or 0.0)

@@ -43,6 +43,7 @@ class ScarRuleRequest:
     remote_path: Optional[Path] = None
     thresholds: Optional[tuple[float, float]] = None
     target: str = "scar"
+    intensity_offset: float = 0.0
 
 
 def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], option: str, name: str,
@@ -88,7 +89,8 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
     thresholds = parse_thresholds(request.rule, None if request.thresholds is None else
                                   ",".join(str(t) for t in request.thresholds))
     try:
-        result = apply_rule(request.rule, [layer.values for layer in image], myocardium, blood, remote, thresholds)
+        result = apply_rule(request.rule, [layer.values for layer in image], myocardium, blood, remote, thresholds,
+                            request.intensity_offset)
     except CardioScarError as error:
         if "does not overlap" in str(error):
             raise CardioScarError(f"--myocardium-mask {myocardium_name} (labels {request.myocardium_labels or 'nonzero'}) "

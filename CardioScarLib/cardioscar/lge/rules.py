@@ -18,6 +18,13 @@ pixels outside the myocardium get -1 and carry no constraint. Each rule takes tw
 * ``psi``: percent of the signal-intensity range, (I - min) / (max - min) over the slice's
   myocardium (1st/99th percentiles), the ADAS 3D style map. Defaults 0.40 (border) and 0.60 (core).
 
+Intensity offset: FWHM and IIR are ratios, so they assume that zero signal is stored as 0. Some
+scanners store a phase-sensitive (PSIR) image with zero signal at a constant such as 2048 (EMIDEC:
+the air peak of every stack's histogram lies at 1990-2090 of a 0-4095 range). ``intensity_offset``
+(``--intensity-offset``, default 0: the image is used as stored) is subtracted from every pixel
+before the rule; it changes nothing for ``nsd`` and ``psi``, which are offset-free. It is recorded;
+the levels are recorded in the image's own units, the other statistics after the subtraction.
+
 FWHM and PSI are relative to the slice's own maximum, so on a slice without enhancement they would
 call the brightest noise scar. They therefore grade only slices whose myocardial maximum (99th
 percentile) exceeds the darkest sector's mean by ``ENHANCEMENT_SD`` (5) SDs; other slices are all
@@ -63,6 +70,7 @@ class RuleResult:
     core: float
     grades: list[np.ndarray]
     statistics: list[dict] = field(default_factory=list)
+    intensity_offset: float = 0.0
 
     def scar_targets(self) -> list[np.ndarray]:
         """Per-slice targets for the scar (border zone + core) field: 1/0 inside, NaN outside."""
@@ -75,7 +83,7 @@ class RuleResult:
     def record(self) -> dict:
         """A JSON-ready description: rule, thresholds and their unit, per-slice statistics."""
         return {"rule": self.rule, "border": self.border, "core": self.core, "unit": RULES[self.rule][4],
-                "slices": self.statistics}
+                "intensity_offset": self.intensity_offset, "slices": self.statistics}
 
 
 def _target(grades: np.ndarray, positive: np.ndarray) -> np.ndarray:
@@ -106,12 +114,17 @@ def parse_thresholds(rule: str, text: str | None) -> tuple[float, float]:
 
 def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray],
                blood_pool: Sequence[np.ndarray] | None = None, remote: Sequence[np.ndarray] | None = None,
-               thresholds: tuple[float, float] | None = None) -> RuleResult:
+               thresholds: tuple[float, float] | None = None, intensity_offset: float = 0.0) -> RuleResult:
     """Grade every slice of ``images`` by ``rule`` inside its ``myocardium`` mask.
 
     ``blood_pool`` is required by ``iir``; ``remote`` (optional, ``nsd`` only) replaces the automatic
-    darkest-sector choice. All per-slice arrays must have the image's shape.
+    darkest-sector choice. ``intensity_offset`` is the stored value of zero signal, subtracted
+    first (see the module's docstring). All per-slice arrays must have the image's shape.
     """
+    offset = float(intensity_offset)
+    if not np.isfinite(offset):
+        raise CardioScarError(f"--intensity-offset {intensity_offset} must be a finite number (the stored value of "
+                              "zero signal, e.g. 2048; 0 = none)")
     border, core = parse_thresholds(rule, None if thresholds is None else f"{thresholds[0]},{thresholds[1]}")
     if rule == "iir" and blood_pool is None:
         raise CardioScarError("--scar-rule iir needs the blood pool: give --blood-pool-mask FILE or --blood-pool-labels")
@@ -126,7 +139,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
                               "and --slice-indices")
     grades, stats = [], []
     for k, (image, myo) in enumerate(zip(images, masks)):
-        values = np.asarray(image, np.float64)
+        values = np.asarray(image, np.float64) - offset
         grade = np.full(values.shape, OUTSIDE, np.int8)
         if not myo.any():
             grades.append(grade)
@@ -138,15 +151,15 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         inside = values[myo]
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
         # levels in intensity units; None on a slice a relative rule left ungraded (no enhancement)
-        record.update(slice=k, myocardium_pixels=int(myo.sum()), border_level=_finite_or_none(border_level),
-                      core_level=_finite_or_none(core_level), border_pixels=int((grade == BORDER).sum()),
+        record.update(slice=k, myocardium_pixels=int(myo.sum()), border_level=_finite_or_none(border_level + offset),
+                      core_level=_finite_or_none(core_level + offset), border_pixels=int((grade == BORDER).sum()),
                       core_pixels=int((grade == CORE).sum()))
         grades.append(grade)
         stats.append(record)
-    logger.info("Scar rule %s: border %g, core %g (%s); %d border and %d core pixels on %d slices", rule, border,
-                core, RULES[rule][4], sum(s.get("border_pixels", 0) for s in stats),
+    logger.info("Scar rule %s: border %g, core %g (%s), intensity offset %g; %d border and %d core pixels on %d "
+                "slices", rule, border, core, RULES[rule][4], offset, sum(s.get("border_pixels", 0) for s in stats),
                 sum(s.get("core_pixels", 0) for s in stats), len(grades))
-    return RuleResult(rule=rule, border=border, core=core, grades=grades, statistics=stats)
+    return RuleResult(rule=rule, border=border, core=core, grades=grades, statistics=stats, intensity_offset=offset)
 
 
 def _finite_or_none(value: float) -> float | None:

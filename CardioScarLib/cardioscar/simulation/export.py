@@ -49,7 +49,8 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
         raise CardioScarError(f"{Path(mesh_path).name}: the scar/core fields must have one value per node")
     if mesh.dataset.GetNumberOfCells() == 0:
-        raise CardioScarError(f"{mesh_path} has no cells: exporting elements needs tetrahedra or triangles")
+        raise CardioScarError(f"{mesh_path} has no cells: exporting elements needs volume cells (tetrahedra, "
+                              "hexahedra, ...) or surface cells")
     tags = tag_mesh(mesh.dataset, scar, core_values, border_zone, core, tag_values)
     fibres = None
     if fibres_field is not None:
@@ -91,7 +92,8 @@ def scar_rule_of(training_data: str | Path) -> dict:
     return json.loads(text)
 
 
-def _parse_tags(text: str) -> tuple[int, int, int]:
+def parse_tags(text: str) -> tuple[int, int, int]:
+    """``HEALTHY,BORDER,CORE`` tag numbers (``--tags``, the panel's tag numbers)."""
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -103,7 +105,7 @@ def _parse_tags(text: str) -> tuple[int, int, int]:
 
 def _run(args: argparse.Namespace) -> None:
     tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
-                               args.core_field, args.border_zone, args.core, _parse_tags(args.tags), args.fibres,
+                               args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
                                core_mesh=args.core_mesh,
                                scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
     for line in summary_lines(tags):

@@ -3,9 +3,17 @@
 Formats written (openCARP's text mesh format):
 * ``.pts``: the node count N on the first line, then N lines ``x y z``. openCARP expects
   micrometres, so coordinates are scaled by 1000 from the mesh's mm unless ``units='mm'``.
-* ``.elem``: the element count M, then M lines ``Tt n0 n1 n2 n3 TAG`` (tetrahedra) or
-  ``Tr n0 n1 n2 TAG`` (triangles), 0-based node indices in VTK's order, TAG the region tag.
-  Other cell types are refused (their openCARP node order is not verified here).
+* ``.elem``: the element count M, then M lines ``CODE n0 n1 ... TAG``: ``Tt`` tetrahedra, ``Hx``
+  hexahedra, ``Pr`` prisms (VTK wedges), ``Py`` pyramids, ``Tr`` triangles, ``Qd`` quadrilaterals;
+  0-based node indices, TAG the region tag. The node order is openCARP's: meshtool, openCARP's mesh
+  converter, reorders exactly two VTK cell types when it reads a VTK mesh (vtk_utils.cpp,
+  ``perm_con_vtk_to_carp``): a hexahedron becomes VTK nodes (7, 6, 5, 4, 3, 0, 1, 2) and a wedge
+  (0, 1, 2, 3, 5, 4); every other type keeps VTK's order. :data:`VTK_TO_CARP` holds the same
+  permutations, so meshtool converts our files back to the VTK cells we started from. VTK's
+  axis-aligned voxels and pixels (``mesh-from-labels`` writes voxels) list their nodes in x-fastest
+  order, documented by VTK as (0, 1, 3, 2, 4, 5, 7, 6) of a hexahedron (pixel: (0, 1, 3, 2) of a quad);
+  they are reordered to a hexahedron (quad) first. Other cell types (polyhedra, quadratic cells, ...)
+  are refused.
 * ``.lon`` (only with fibres): first line ``1`` (one fibre direction per element, 3 numbers a line)
   or ``2`` (fibre and sheet directions, 6 numbers a line), then one line per element.
 * ``.json``: what the tags mean, the thresholds, the units, the coordinate frame, class volumes and
@@ -30,7 +38,13 @@ from .tags import CLASS_NAMES, TissueTags, cell_node_lists
 
 logger = logging.getLogger(__name__)
 
-ELEMENT_CODES = {vtk.VTK_TETRA: "Tt", vtk.VTK_TRIANGLE: "Tr"}
+ELEMENT_CODES = {vtk.VTK_TETRA: "Tt", vtk.VTK_HEXAHEDRON: "Hx", vtk.VTK_VOXEL: "Hx", vtk.VTK_WEDGE: "Pr",
+                 vtk.VTK_PYRAMID: "Py", vtk.VTK_TRIANGLE: "Tr", vtk.VTK_QUAD: "Qd", vtk.VTK_PIXEL: "Qd"}
+_HEX_TO_CARP = np.array([7, 6, 5, 4, 3, 0, 1, 2])  # meshtool's perm_con_vtk_to_carp for a hexahedron
+_VOXEL_TO_HEX = np.array([0, 1, 3, 2, 4, 5, 7, 6])  # hexahedron node i is voxel node _VOXEL_TO_HEX[i]
+# position i of an openCARP element holds VTK node VTK_TO_CARP[type][i]
+VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: _HEX_TO_CARP, vtk.VTK_VOXEL: _VOXEL_TO_HEX[_HEX_TO_CARP],
+               vtk.VTK_WEDGE: np.array([0, 1, 2, 3, 5, 4]), vtk.VTK_PIXEL: np.array([0, 1, 3, 2])}
 UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
 TAG_ARRAY = "tissue_tag"
 
@@ -52,14 +66,17 @@ def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
     dataset = mesh.dataset
     source = mesh.path.name if mesh.path else "the mesh"
     if dataset.GetNumberOfCells() == 0:
-        raise CardioScarError(f"{source} has no cells: an openCARP .elem needs tetrahedra or triangles")
+        raise CardioScarError(f"{source} has no cells: an openCARP .elem needs volume (or surface) elements")
     lines = []
     for c, nodes in enumerate(cell_node_lists(dataset)):
         kind = dataset.GetCellType(c)
         if kind not in ELEMENT_CODES:
             name = vtk.vtkCellTypes.GetClassNameFromTypeId(kind)
-            raise CardioScarError(f"{source} cell {c} is a {name}; the openCARP export writes tetrahedra (Tt) and "
-                                  "triangles (Tr) only: convert the mesh (e.g. tetrahedralise) first")
+            raise CardioScarError(f"{source} cell {c} is a {name}; the openCARP export writes linear tetrahedra, "
+                                  "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
+                                  "(e.g. tetrahedralise it)")
+        if kind in VTK_TO_CARP:
+            nodes = nodes[VTK_TO_CARP[kind]]
         lines.append(f"{ELEMENT_CODES[kind]} {' '.join(str(n) for n in nodes)} {int(tags[c])}")
     return lines
 

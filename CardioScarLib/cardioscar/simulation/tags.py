@@ -96,7 +96,7 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
     if len(set(tag_values)) != 3:
         raise CardioScarError(f"--tags {tag_values} must be three different numbers (healthy, border zone, core)")
     if dataset.GetNumberOfCells() == 0:
-        raise CardioScarError("The mesh has no cells: elements cannot be tagged; give a mesh with tetrahedra or triangles")
+        raise CardioScarError("The mesh has no cells: elements cannot be tagged; give a mesh with volume or surface cells")
     nodes = cell_node_lists(dataset)
     scar = np.asarray(scar, np.float64)
     mean_scar = np.array([scar[n].mean() for n in nodes])

@@ -1,0 +1,168 @@
+"""The panel's scar-rule, tissue-tag and export section (CardioScar.py) on a real MRML scene, with
+the Qt stand-in of Testing/slicer_widget_harness.py (see there what it cannot prove). Clicks and
+typed values drive the real Logic; the files written are read back by our own openCARP reader."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import slicer  # noqa: E402
+import vtk  # noqa: E402
+
+from test_simulation_export import read_opencarp  # noqa: E402
+from test_slicer_panel import (BOTH_VERSIONS, LATEST, _arrays, _run_to_end, _with_scar_probability,  # noqa: E402,F401
+                               case, panel, phantom)
+
+
+def _labelmap_of_ones(panel, name: str):
+    """A label map on the input volume's grid, 1 everywhere (the whole slice as the region)."""
+    volume = panel["volume"]
+    node = panel["scene"].AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+    slicer.util.updateVolumeFromArray(node, np.ones(slicer.util.arrayFromVolume(volume).shape, np.uint8))
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    node.SetIJKToRASMatrix(matrix)
+    return node
+
+
+@BOTH_VERSIONS
+def test_tag_and_export_write_the_tagged_model_and_the_files(panel, phantom, tmp_path):
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    assert not ui.tagButton.enabled and not ui.exportButton.enabled
+    _with_scar_probability(model, phantom)
+    ui.tagModelSelector.setCurrentNode(model)
+    ui.tagBorderZoneSpinBox.value = 0.3
+    ui.tagCoreSpinBox.value = 0.6
+    ui.tagNumbersLineEdit.text = "4,5,6"
+    ui.exportUnitsComboBox.choose("mm")
+    assert ui.tagButton.enabled and not ui.exportButton.enabled and "prefix" in ui.exportButton.toolTip
+    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    assert ui.exportButton.enabled
+    ui.exportButton.click()
+    assert "Exported 'phantom_mesh'" in ui.statusLabel.text, ui.statusLabel.text
+    scar = phantom.truth
+    expected_nodes = np.where(scar >= 0.6, 6, np.where(scar >= 0.3, 5, 4))
+    np.testing.assert_array_equal(_arrays(model)["tissue_tag"], expected_nodes)  # the model is tagged
+    points, elements = read_opencarp(tmp_path / "heart")
+    assert len(points) == model.GetMesh().GetNumberOfPoints()
+    nodes = np.array([[int(v) for v in e[1:5]] for e in elements])
+    mean = scar[nodes].mean(axis=1)
+    np.testing.assert_array_equal([int(e[5]) for e in elements], np.where(mean >= 0.6, 6, np.where(mean >= 0.3, 5, 4)))
+    sidecar = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
+    assert sidecar["units"] == "mm" and sidecar["tags"] == {"healthy": 4, "border_zone": 5, "core": 6}
+    # the same section, format vtu
+    ui.exportFormatComboBox.choose("vtu")
+    ui.exportButton.click()
+    assert (tmp_path / "heart.vtu").is_file() and "heart.vtu" in ui.statusLabel.text
+    parameters = widget._parameterNode  # every choice is kept on the parameter node (saved with the scene)
+    assert (parameters.tagBorderZone, parameters.tagCore, parameters.tagNumbers, parameters.exportFormat,
+            parameters.exportUnits) == (0.3, 0.6, "4,5,6", "vtu", "mm")
+
+
+@BOTH_VERSIONS
+def test_a_bad_threshold_order_or_prefix_is_one_line_and_writes_nothing(panel, phantom, tmp_path):
+    ui, model = panel["ui"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.tagModelSelector.setCurrentNode(model)
+    ui.tagBorderZoneSpinBox.value = 0.9
+    ui.tagCoreSpinBox.value = 0.5
+    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    for button in (ui.tagButton, ui.exportButton):
+        button.click()
+        assert "--border-zone 0.9 must be below --core 0.5" in ui.statusLabel.text
+        assert "\n" not in ui.statusLabel.text
+    ui.tagBorderZoneSpinBox.value = 0.3
+    ui.exportPrefixLineEdit.text = str(tmp_path / "no such folder" / "heart")
+    ui.exportButton.click()
+    assert "does not exist" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+    ui.tagNumbersLineEdit.text = "1,1,2"
+    ui.tagButton.click()
+    assert "three different numbers" in ui.statusLabel.text
+    assert "tissue_tag" not in _arrays(model) and model.GetMesh().GetCellData().GetArray("tissue_tag") is None
+    assert model.GetNodeReference("CardioScarSummaryTable") is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@BOTH_VERSIONS
+def test_the_scar_rule_controls_reach_the_logic(panel):
+    """Rule, thresholds and masks chosen in the panel: their mistakes come back from the Logic as
+    the one status line and no run starts."""
+    widget, ui = panel["widget"], panel["ui"]
+    ui.scarRuleComboBox.choose("iir")
+    ui.applyButton.click()
+    assert widget._run is None and "needs the myocardium" in ui.statusLabel.text
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    ui.applyButton.click()
+    assert widget._run is None and "needs the blood pool" in ui.statusLabel.text
+    ui.bloodPoolSelector.setCurrentNode(_labelmap_of_ones(panel, "blood"))
+    ui.scarThresholdsLineEdit.text = "1.3,1.2"
+    ui.applyButton.click()
+    assert widget._run is None and "must satisfy 0.5 <= BORDER < CORE <= 5" in ui.statusLabel.text
+    ui.scarRuleComboBox.choose("nsd")
+    ui.scarThresholdsLineEdit.text = "2,4"
+    ui.remoteSegmentLineEdit.text = "Remote"
+    ui.remoteSelector.setCurrentNode(_labelmap_of_ones(panel, "remote"))
+    ui.applyButton.click()
+    assert widget._run is None and "names a segment of a segmentation" in ui.statusLabel.text
+    assert "\n" not in ui.statusLabel.text
+
+
+@LATEST
+def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
+    """n-SD with the panel's thresholds, remote region and intensity offset, trained in the worker:
+    the checkpoint records what the panel chose."""
+    widget, ui = panel["widget"], panel["ui"]
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.scarRuleComboBox.choose("nsd")
+    ui.scarThresholdsLineEdit.text = "2,4"
+    ui.intensityOffsetSpinBox.value = 5.0
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    ui.remoteSelector.setCurrentNode(_labelmap_of_ones(panel, "remote"))
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    _run_to_end(widget)
+    record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
+    assert (record["rule"], record["border"], record["core"], record["intensity_offset"]) == ("nsd", 2.0, 4.0, 5.0)
+    assert {s["remote"] for s in record["slices"] if "remote" in s} == {"user mask"}
+    assert widget._parameterNode.tagModel is panel["model"] and ui.tagButton.enabled  # the result, ready to tag
+    # its export says how the scar was defined: the rule travels with the model into the sidecar
+    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    ui.exportButton.click()
+    sidecar = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
+    assert sidecar["scar_rule"]["rule"] == "nsd" and sidecar["scar_rule"]["core"] == 4.0, ui.statusLabel.text
+
+
+@LATEST
+def test_a_segmentation_as_myocardium_mask_serves_the_rules_only(panel):
+    """The Inputs' myocardium mask may be a segmentation for a scar rule (its segment named in
+    Myocardium segment); without a rule the Logic refuses it in one line."""
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    labels = _labelmap_of_ones(panel, "ones")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "wall")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labels)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labels, segmentation)
+    ui.myocardiumMaskSelector.setCurrentNode(segmentation)
+    assert widget._parameterNode.myocardiumMask is segmentation
+    ui.applyButton.click()
+    assert widget._run is None and "is a segmentation: choose a label map" in ui.statusLabel.text
+    ui.scarRuleComboBox.choose("psi")
+    ui.applyButton.click()
+    assert widget._run is None and "type the name of its myocardium segment" in ui.statusLabel.text
+    ui.myocardiumSegmentLineEdit.text = "Nope"
+    ui.applyButton.click()
+    assert widget._run is None and "has no segment named 'Nope'" in ui.statusLabel.text
+    name = segmentation.GetSegmentation().GetNthSegment(0).GetName()
+    ui.myocardiumSegmentLineEdit.text = name
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    _run_to_end(widget)
+    record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
+    assert record["rule"] == "psi" and "scar_probability" in _arrays(panel["model"])
