@@ -98,6 +98,17 @@ def _library_path() -> str:
     return str(Path(cardioscar.__file__).resolve().parent.parent)
 
 
+def worker_environment() -> dict:
+    """This process's environment for a worker: ``cardioscar`` importable (in an installed
+    extension it sits beside the modules, not on Python's path), output unbuffered and UTF-8 (the
+    panel reads it line by line as it comes)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_library_path(), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
 def _inference_options(options: ReconstructionOptions) -> dict:
     return {"mc_samples": int(options.inference_mc_samples), "batch_size": int(options.inference_batch_size),
             "threshold": options.threshold, "seed": int(options.seed)}
@@ -134,13 +145,10 @@ class BackgroundRun:
         self._messages: "queue.Queue[WorkerMessage]" = queue.Queue()
         self.device = ""
         self.error: Optional[str] = None
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_library_path(), env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
         self._process = subprocess.Popen(
             [python, str(Path(worker.__file__).resolve()), str(self.folder)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, encoding="utf-8", errors="replace", bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_environment(), encoding="utf-8",
+            errors="replace", bufsize=1)
         self._reader = threading.Thread(target=self._read, name="cardioscar-worker-reader", daemon=True)
         self._reader.start()
         _LIVE.add(self)
@@ -288,5 +296,5 @@ def _stop_all() -> None:
         run.stop()
 
 
-__all__ = ["BackgroundRun", "WorkerMessage", "parse_line", "worker_python", "write_training_job",
+__all__ = ["BackgroundRun", "WorkerMessage", "parse_line", "worker_python", "worker_environment", "write_training_job",
            "write_prediction_job"]
