@@ -31,7 +31,7 @@ ATTRIBUTES = {
     "lv_volume_ml": ("LV cavity volume", "ml"),
     "myocardium_volume_ml": ("Myocardial volume", "ml"),
     "wall_thickness_mm": ("Wall thickness", "mm"),
-    "ejection_fraction": ("Ejection fraction", ""),
+    "ejection_fraction": ("Ejection fraction", "%"),
     "age": ("Age", "years"),
     "sex": ("Sex", ""),
     "tobacco": ("Tobacco", ""),
