@@ -1,8 +1,8 @@
 """A STAND-IN FOR QT / PYTHONQT AND THE SLICER APPLICATION, to run the real panel class here.
 
-What is real: ``CardioScar/CardioScar.py`` (the widget, its parameter node class, its logic),
-its ``.ui`` file (parsed here into widgets), the MRML scene and nodes (slicer-core), Slicer's
-own ``slicer.util``, the worker processes and torch.
+What is real: ``CardioScar/CardioScar.py`` and ``AttriVAE/AttriVAE.py`` (the widgets, their
+parameter node classes, their logics), their ``.ui`` files (parsed here into widgets), the MRML
+scene and nodes (slicer-core), Slicer's own ``slicer.util``, the worker processes and torch.
 
 What is a stand-in, written for these tests from Qt's and Slicer's documented behaviour:
 - the Qt widgets the panel uses, with the rules that matter to it: signals by name
@@ -41,6 +41,8 @@ import vtk
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "CardioScar"
+#: Every scripted module of the extension (Slicer puts each module's folder on sys.path).
+MODULE_DIRS = (MODULE_DIR, REPO / "AttriVAE")
 
 # ---------------------------------------------------------------------------------------- Qt
 
@@ -739,7 +741,8 @@ class ScriptedLoadableModuleWidget:
             self.setup()
 
     def resourcePath(self, filename: str) -> str:
-        return str(MODULE_DIR / "Resources" / filename)
+        """As Slicer's: the Resources folder beside the module's own file."""
+        return str(Path(sys.modules[type(self).__module__].__file__).parent / "Resources" / filename)
 
     def setup(self) -> None:
         pass
@@ -827,16 +830,18 @@ def install(application_logic, version: str = "5.10") -> dict:
             ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic,
             ScriptedLoadableModuleTest=ScriptedLoadableModuleTest),
     }
-    saved = {name: sys.modules.get(name) for name in [*modules, "CardioScar"]}
+    saved = {name: sys.modules.get(name) for name in [*modules, "CardioScar", "AttriVAE"]}
     sys.modules.update(modules)
     sys.modules.pop("CardioScar", None)
+    sys.modules.pop("AttriVAE", None)
     extra = {"app": Application(application_logic), "qMRMLNodeComboBox": qMRMLNodeComboBox,
              "qMRMLCheckableNodeComboBox": qMRMLCheckableNodeComboBox, "qMRMLWidget": qMRMLWidget}
     saved_attributes = {name: getattr(slicer, name, None) for name in extra}
     for name, value in extra.items():
         setattr(slicer, name, value)
-    if str(MODULE_DIR) not in sys.path:
-        sys.path.insert(0, str(MODULE_DIR))
+    for folder in MODULE_DIRS:
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     # Slicer's launcher puts its PythonSlicer on PATH; here it is this Python under that name
     launcher = Path(tempfile.mkdtemp(prefix="cardioscar-launcher-"))
     script = launcher / "PythonSlicer"
