@@ -17,9 +17,7 @@ import time
 import traceback
 from typing import Annotated, Optional, Union
 
-import qt
 import slicer
-import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -33,18 +31,14 @@ from slicer.util import VTKObservationMixin
 
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
-# The CardioScar module of the same extension (a dependency, loaded first): its line-edit connector, and the
-# cardioscar library found through it in a source checkout.
-from CardioScar import LineEditConnector  # noqa: E402
+# The CardioScar module of the same extension (a dependency, loaded first): the panel plumbing both panels share,
+# and the cardioscar library found through it in a source checkout.
+from CardioScar import WorkerPanelMixin  # noqa: E402
 
 from AttriVAELogic import AttriVAELogic as _QtFreeLogic  # noqa: E402
 from AttriVAELogic import LABEL_CONVENTIONS, AttriVAEOptions  # noqa: E402
 from AttriVAELogic.command import CommandRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
-
-#: Milliseconds between reads of the worker's output.
-POLL_INTERVAL_MS = 100
-
 
 class AttriVAE(ScriptedLoadableModule):
     """Module description shown by Slicer."""
@@ -88,10 +82,11 @@ class AttriVAEParameterNode:
     outputFolder: str = ""
 
 
-class AttriVAEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: the same structure as the CardioScar panel (one parameter-node connection kept
-    while hidden; a run in a worker process polled by a timer; Stop, scene close, module reload
-    and quitting Slicer end it; the scene written only after it succeeded)."""
+class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel, on the CardioScar panel's plumbing (:class:`CardioScar.WorkerPanelMixin`: one
+    parameter-node connection kept while hidden; Stop, scene close, module reload and quitting
+    Slicer end a run): a run is one command in a worker process, polled by a timer, and the scene
+    is written only after it succeeded."""
 
     def __init__(self, parent=None) -> None:
         # State first: without a parent, Slicer's base class calls setup() inside __init__.
@@ -112,29 +107,15 @@ class AttriVAEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AttriVAELogic()
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
-
+        self._connectLifecycle()
         self.ui.predictButton.connect("clicked(bool)", self.onPredictButton)
         self.ui.explainButton.connect("clicked(bool)", self.onExplainButton)
         # "activated": user choices only, so restoring a saved scene keeps its label values
         self.ui.conventionComboBox.connect("activated(int)", self.onConventionActivated)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onModelPathChanged)
         self.ui.outputFolderLineEdit.connect("currentPathChanged(QString)", self._onOutputFolderChanged)
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self._pollRun)
-        slicer.app.connect("aboutToQuit()", self._stopRun)
         self.ui.progressBar.setVisible(False)
         self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        """Module reload or application exit: end a running command, drop every observer."""
-        self._stopRun()
-        self.setParameterNode(None)
-        self.removeObservers()
-        slicer.app.disconnect("aboutToQuit()", self._stopRun)
 
     def onReload(self) -> None:
         """Developer reload: re-read the Logic package too (leaf modules first)."""
@@ -145,22 +126,6 @@ class AttriVAEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if module is not None:
                 importlib.reload(module)
         ScriptedLoadableModuleWidget.onReload(self)
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Nothing to undo: the panel stays connected to its parameter node while hidden."""
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self._stopRun()
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def onSceneEndImport(self, caller, event) -> None:
-        self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -173,31 +138,6 @@ class AttriVAEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             first = self.logic.default_labels()
             if first:
                 p.labels = first
-
-    def setParameterNode(self, inputParameterNode: Optional[AttriVAEParameterNode]) -> None:
-        """Connect the widgets to ``inputParameterNode``; nothing happens when it is the one
-        connected already."""
-        current = self._parameterNode.parameterNode if self._parameterNode else None
-        if inputParameterNode is not None and inputParameterNode.parameterNode is current:
-            return
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._guiMapping())
-            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
-            self._updatePanel()
-
-    def _guiMapping(self) -> dict:
-        """Parameter name -> widget (or connector) of every widget with a SlicerParameterName."""
-        mapping = {}
-        for widget in self.ui.__dict__.values():
-            name = widget.property("SlicerParameterName") if hasattr(widget, "property") else None
-            if name:
-                mapping[str(name)] = LineEditConnector(widget) if type(widget) is qt.QLineEdit else widget
-        return mapping
 
     def _onModelPathChanged(self, path: str) -> None:
         if self._parameterNode is not None and self._parameterNode.modelPath != path:
@@ -261,9 +201,6 @@ class AttriVAEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ runs
 
-    def _log(self, line: str) -> None:
-        self.ui.logTextEdit.appendPlainText(line)
-
     def _reportFailure(self, error: Exception) -> None:
         """One line in the status and the log: a user error (CardioScarError) as it is, anything
         else as its type and message with the traceback in the log."""
@@ -320,16 +257,6 @@ class AttriVAEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not running:
             self._run = self._runButton = None
             self._updatePanel()
-
-    def _stopRun(self) -> None:
-        """End the command now; the scene and the user's files stay as they were."""
-        if self._run is None:
-            return
-        self._timer.stop()
-        self._run.stop()
-        self._setRunning(False)
-        self.ui.statusLabel.text = _("Stopped: nothing was changed.")
-        self._log(self.ui.statusLabel.text)
 
     def _pollRun(self) -> None:
         """Timer slot: move the command's log lines into the log; import the result once it ended."""

@@ -142,7 +142,8 @@ def test_extra_inputs_are_saved_and_restored_by_the_panel(module_ast):
     restore = ast.unparse(_method(module_ast, "CardioScarWidget", "_restoreExtraInputs"))
     assert "self.logic.extra_inputs(self._parameterNode.parameterNode)" in restore and "setCheckState" in restore
     assert "blockSignals(True)" in restore  # restoring must not write the half-restored choice back
-    assert "self._restoreExtraInputs()" in ast.unparse(_method(module_ast, "CardioScarWidget", "setParameterNode"))
+    assert "self._restoreExtraInputs()" in ast.unparse(_method(module_ast, "CardioScarWidget", "_parameterNodeConnected"))
+    assert "self._parameterNodeConnected()" in ast.unparse(_method(module_ast, "WorkerPanelMixin", "setParameterNode"))
 
 
 def test_from_dicom_box_asks_the_logic_for_the_recorded_slab_width(module_ast):
@@ -195,11 +196,14 @@ def test_the_worker_is_stopped_wherever_the_panel_goes_away(module_ast):
     """Static, for what the harness cannot drive (Testing/test_slicer_panel.py drives the rest):
     quitting Slicer and reloading the module end a running worker; a scene import re-reads the
     parameter node; results are shown in the layout that keeps the 3D view."""
-    setup = ast.unparse(_method(module_ast, "CardioScarWidget", "setup"))
-    assert "slicer.app.connect('aboutToQuit()', self._stopRun)" in setup
-    assert "slicer.mrmlScene.EndImportEvent, self.onSceneEndImport" in setup
+    # the plumbing both panels share (CardioScarWidget and AttriVAEWidget derive from it)
+    assert "self._connectLifecycle()" in ast.unparse(_method(module_ast, "CardioScarWidget", "setup"))
+    lifecycle = ast.unparse(_method(module_ast, "WorkerPanelMixin", "_connectLifecycle"))
+    assert "slicer.app.connect('aboutToQuit()', self._stopRun)" in lifecycle
+    assert "slicer.mrmlScene.EndImportEvent, self.onSceneEndImport" in lifecycle
     for name in ("onSceneStartClose", "cleanup"):
-        assert "self._stopRun()" in ast.unparse(_method(module_ast, "CardioScarWidget", name))
+        assert "self._stopRun()" in ast.unparse(_method(module_ast, "WorkerPanelMixin", name))
+    assert [ast.unparse(b) for b in _class(module_ast, "CardioScarWidget").bases][0] == "WorkerPanelMixin"
     shown = ast.unparse(_method(module_ast, "CardioScarWidget", "_showResult"))
     assert "show_results(" in shown and "ShowChartInLayout" not in ast.unparse(module_ast)
     assert ".connectGui(" not in ast.unparse(module_ast), "connectGui returns no tag on Slicer 5.8"
@@ -390,6 +394,9 @@ def test_attrivae_module_imports_nothing_heavy_and_has_its_self_test():
     imported = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     imported |= {(node.module or "").split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
     assert not imported & {"torch", "sklearn", "cardioscar"}
+    assert [ast.unparse(b) for b in _class(tree, "AttriVAEWidget").bases][0] == "WorkerPanelMixin"
+    assert "self._connectLifecycle()" in ast.unparse(next(n for n in _class(tree, "AttriVAEWidget").body
+                                                          if isinstance(n, ast.FunctionDef) and n.name == "setup"))
     test_class = _class(tree, "AttriVAETest")
     assert [ast.unparse(b) for b in test_class.bases] == ["ScriptedLoadableModuleTest"]
     assert "cannot run" in ast.get_docstring(test_class)
