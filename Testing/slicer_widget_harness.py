@@ -31,6 +31,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import time
 import types
 import unittest
 import xml.etree.ElementTree as ET
@@ -864,3 +865,23 @@ def uninstall(saved: dict) -> None:
             delattr(slicer, name)
         else:
             setattr(slicer, name, value)
+
+
+# ------------------------------------------------------------------ helpers of the panel tests
+
+
+def run_to_end(widget, timeout: float = 120.0) -> None:
+    """Let the application's timers fire until the panel's run has ended."""
+    deadline = time.monotonic() + timeout
+    while widget._run is not None:
+        assert time.monotonic() < deadline, "the run did not end"
+        slicer.app.processEvents()
+        time.sleep(0.05)
+
+
+def observer_count(widget) -> int:
+    """ModifiedEvent observers on the panel's parameter node: the wrappers' (counted by the
+    stand-in) and the panel's own (VTKObservationMixin's records)."""
+    node = widget._parameterNode.parameterNode
+    own = widget._VTKObservationMixin__observations.get(node, {})
+    return GUI_OBSERVERS.get(node.GetID(), 0) + sum(len(methods) for methods in own.values())

@@ -11,7 +11,6 @@ inside Slicer) covers the application side.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -63,20 +62,6 @@ def panel(request, shared_data):
         harness.uninstall(saved)
 
 
-def _run_to_end(widget, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while widget._run is not None:
-        assert time.monotonic() < deadline, "the run did not end"
-        slicer.app.processEvents()
-        time.sleep(0.05)
-
-
-def _observer_count(widget) -> int:
-    node = widget._parameterNode.parameterNode
-    own = widget._VTKObservationMixin__observations.get(node, {})
-    return harness.GUI_OBSERVERS.get(node.GetID(), 0) + sum(len(methods) for methods in own.values())
-
-
 @BOTH_VERSIONS
 def test_defaults_choices_and_reentering_keep_every_option(panel, tmp_path):
     widget, ui = panel["widget"], panel["ui"]
@@ -92,13 +77,13 @@ def test_defaults_choices_and_reentering_keep_every_option(panel, tmp_path):
     expected = {"labelConvention": "ACDC", "cavityLabels": "3", "myocardiumLabels": "2", "steps": 5,
                 "attributes": "age,sex", "opacity": 0.3, "forceCpu": True, "modelPath": str(tmp_path / "model.pth")}
     assert ui.predictButton.enabled and ui.explainButton.enabled
-    count = _observer_count(widget)
+    count = harness.observer_count(widget)
     for _ in range(3):
         widget.exit()
         widget.enter()
     assert {name: getattr(widget._parameterNode, name) for name in expected} == expected
     assert ui.cavityLabelsLineEdit.text == "3" and ui.modelPathLineEdit.currentPath == str(tmp_path / "model.pth")
-    assert _observer_count(widget) == count
+    assert harness.observer_count(widget) == count
     assert widget.options().device == "cpu"
     # a segmentation as labels: the segment boxes are the ones that count
     segmentation = panel["scene"].AddNewNodeByClass("vtkMRMLSegmentationNode", "segments")
@@ -112,7 +97,7 @@ def test_predict_then_explain_from_the_panel(panel, attrivae_model):
     ui.modelPathLineEdit.currentPath = str(attrivae_model)
     ui.predictButton.click()
     assert ui.predictButton.text == "Stop" and not ui.explainButton.enabled and ui.progressBar.visible
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     assert ui.predictButton.text == "Predict" and ui.explainButton.enabled and not ui.progressBar.visible
     table = lge.GetNodeReference(results.PREDICTION_REFERENCE)
     assert table is not None and table.GetCellText(0, 0) == "MI probability"
@@ -124,7 +109,7 @@ def test_predict_then_explain_from_the_panel(panel, attrivae_model):
     ui.attributesLineEdit.text = "lv_volume_ml"
     ui.stepsSpinBox.value = 2
     ui.explainButton.click()
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     attention = lge.GetNodeReference(results.ATTENTION_REFERENCE + "lv_volume_ml")
     assert attention is not None and lge.GetNodeReference(results.ATTENTION_REFERENCE + "age") is None
     assert attention.GetImageData().GetDimensions() == lge.GetImageData().GetDimensions()
@@ -150,7 +135,7 @@ def test_stop_and_errors_are_one_line_and_change_nothing(panel, attrivae_model, 
     broken.write_text("not a checkpoint")
     ui.modelPathLineEdit.currentPath = str(broken)
     ui.predictButton.click()
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     assert "broken.pth" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
     assert ui.logTextEdit.toPlainText().count("Error: ") == 1
     # a label the labels lack: refused before anything starts

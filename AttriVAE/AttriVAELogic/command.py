@@ -13,23 +13,19 @@ the command succeeded.
 
 from __future__ import annotations
 
-import atexit
 import json
 import queue
 import shutil
 import subprocess
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Callable, Optional
 
 from cardioscar.errors import CardioScarError, TrainingCancelled
-from CardioScarLogic.background import worker_environment, worker_python
+from CardioScarLogic.background import LIVE_RUNS, end_process, worker_environment, worker_python
 from CardioScarLogic.headless import in_slicer_application
 
-#: Runs still going, ended when this Python ends (Slicer quitting, a test session).
-_LIVE: "weakref.WeakSet[CommandRun]" = weakref.WeakSet()
 #: Seconds between checks while the console waits for a run.
 WAIT_POLL_S = 0.05
 
@@ -82,7 +78,7 @@ class CommandRun:
                                                     (self._process.stderr, self._stderr, True))]
         for reader in self._readers:
             reader.start()
-        _LIVE.add(self)
+        LIVE_RUNS.add(self)  # ended when this Python ends
 
     @property
     def verb(self) -> str:
@@ -129,14 +125,12 @@ class CommandRun:
 
     def stop(self) -> None:
         """End the command now and remove the job folder. Safe to call at any time, more than once."""
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        end_process(self._process)
         self._close()
 
     def _close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-        _LIVE.discard(self)
+        LIVE_RUNS.discard(self)
 
     def wait(self, should_cancel: Optional[Callable[[], bool]] = None, log: Optional[Callable[[str], None]] = None):
         """Block until the command ends (the console and batch mode), then :meth:`finish`.
@@ -166,13 +160,6 @@ class CommandRun:
             return self._finish(self)
         finally:
             self._close()
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Slicer (or any Python that started commands) is ending: end them too."""
-    for run in list(_LIVE):
-        run.stop()
 
 
 __all__ = ["CommandRun", "last_json_object", "error_line"]

@@ -41,8 +41,9 @@ from .options import ReconstructionOptions
 
 logger = logging.getLogger(__name__)
 
-#: Workers still running, ended when this Python ends (Slicer quitting, a test session).
-_LIVE: "weakref.WeakSet[BackgroundRun]" = weakref.WeakSet()
+#: Workers still running (anything with ``stop()``: the Attri-VAE module's command runs join),
+#: ended when this Python ends (Slicer quitting, a test session).
+LIVE_RUNS: "weakref.WeakSet" = weakref.WeakSet()
 
 
 @dataclass
@@ -151,7 +152,7 @@ class BackgroundRun:
             errors="replace", bufsize=1)
         self._reader = threading.Thread(target=self._read, name="cardioscar-worker-reader", daemon=True)
         self._reader.start()
-        _LIVE.add(self)
+        LIVE_RUNS.add(self)
 
     # ------------------------------------------------------------------ making runs
 
@@ -235,9 +236,7 @@ class BackgroundRun:
 
     def stop(self) -> None:
         """End the worker now and remove its folder. Safe to call at any time, more than once."""
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        end_process(self._process)
         self._close()
 
     def _close(self) -> None:
@@ -247,7 +246,7 @@ class BackgroundRun:
         except OSError:  # the pipe broke when the worker ended
             pass
         shutil.rmtree(self.folder, ignore_errors=True)
-        _LIVE.discard(self)
+        LIVE_RUNS.discard(self)
 
     # ------------------------------------------------------------------ the result
 
@@ -279,6 +278,13 @@ class BackgroundRun:
                                error_risk=error_risk)
 
 
+def end_process(process: subprocess.Popen) -> None:
+    """Kill ``process`` if it still runs, and reap it (no zombie left behind)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def _job_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="cardioscar-run-"))
 
@@ -292,9 +298,9 @@ def _in_application() -> bool:
 @atexit.register
 def _stop_all() -> None:
     """Slicer (or any Python that started workers) is ending: end them too."""
-    for run in list(_LIVE):
+    for run in list(LIVE_RUNS):
         run.stop()
 
 
-__all__ = ["BackgroundRun", "WorkerMessage", "parse_line", "worker_python", "worker_environment", "write_training_job",
-           "write_prediction_job"]
+__all__ = ["BackgroundRun", "LIVE_RUNS", "WorkerMessage", "end_process", "parse_line", "worker_python",
+           "worker_environment", "write_training_job", "write_prediction_job"]
