@@ -294,3 +294,30 @@ def test_bad_inputs_are_one_line_errors_naming_the_option(tmp_path):
         fit_model([Case("a", np.zeros((16,) * 3, np.float32), 1), Case("b", np.zeros((16,) * 3, np.float32), 1)],
                   [], Architecture.for_cube(16), TrainConfig(epochs=1), CPU)
 
+
+
+def test_traversal_moves_only_the_chosen_dimension_and_readout_flags_extrapolation():
+    from cardioscar.attrivae.predict import attribute_readout
+    from cardioscar.attrivae.traversal import latent_traversal, traversal_values
+
+    torch.manual_seed(1)
+    model = AttriVAE(Architecture.for_cube(16, latent_dim=6)).eval()
+    mu = np.linspace(-1, 1, 6)
+    values = traversal_values(-2.0, 2.0, 3)
+    decoded = latent_traversal(model, mu, 4, values)
+    expected = mu.copy()
+    expected[4] = 2.0
+    with torch.no_grad():
+        direct = model.decode(torch.as_tensor(expected[None], dtype=torch.float32))[0, 0].numpy()
+    np.testing.assert_allclose(decoded[2], direct, atol=1e-6)
+    assert not np.allclose(decoded[0], decoded[2])
+    with pytest.raises(CardioScarError, match="--steps must be in 2..50"):
+        traversal_values(0, 1, 1)
+    # two attributes on dims 0 and 1; value = scaler^-1(slope z + intercept); out of range beyond training z
+    checkpoint = {"attributes": ["lv_volume_ml", "age"], "latent_dims": {"lv_volume_ml": 0, "age": 1},
+                  "read_back": {"slope": [0.5, 1.0], "intercept": [0.5, 0.0]},
+                  "scaler": {"min": [100.0, 20.0], "max": [200.0, 80.0]},
+                  "latent_range": {"min": [-1.0, 0.0], "max": [1.0, 1.0]}}
+    values, outside = attribute_readout(checkpoint, np.array([0.0, 1.5, 9.0]))
+    assert values == pytest.approx({"lv_volume_ml": 150.0, "age": 110.0})
+    assert outside == {"lv_volume_ml": False, "age": True}

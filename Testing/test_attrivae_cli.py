@@ -152,3 +152,17 @@ def test_bad_input_is_one_error_line_with_status_2(trained, emidec, tmp_path, ca
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and words in errors[0], err
     assert not (tmp_path / "out" / "m.pth").exists() and not (tmp_path / "out" / "explain.json").exists()
+
+
+def test_demo_without_the_data_folder_trains_on_a_synthetic_set_and_explains(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, printed, err = _in_process(capsys, "attrivae", "demo", "--output-dir", out, "--data", tmp_path / "absent",
+                                     "--epochs", "2", "--device", "cpu")
+    assert code == 0, err
+    summary = json.loads(printed)
+    assert summary == json.loads((out / "demo.json").read_text(encoding="utf-8"))
+    assert summary["data"] == "synthetic" and summary["heldout_case"] not in summary["training_cases"]
+    assert 0 <= summary["mi_probability"] <= 1 and (out / "model.pth").is_file()
+    for path in summary["explain"]["files"]["attention"].values():
+        assert sitk.ReadImage(path).GetSize() == sitk.ReadImage(
+            str(out / "synthetic_data" / summary["heldout_case"] / "Images" / f"{summary['heldout_case']}.nii.gz")).GetSize()

@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--attributes", type=lambda text: text.split(","), default=None,
+                        help="tie only these attributes (comma-separated; e.g. the shape ones, for an ablation)")
     parser.add_argument("--per-class", type=int, default=None, help="smoke run: only the first N cases of each class")
     parser.add_argument("--output", type=Path, required=True, help="results JSON")
     args = parser.parse_args()
@@ -147,6 +149,8 @@ def main() -> None:
                  + [n for n in names_on_disk if "_N" in n][:args.per_class])
     preprocess = PreprocessConfig(cube=args.cube)
     cases, names = load_cases(args.data, args.data / "clinical.csv", LabelConvention(), preprocess, limit)
+    if args.attributes:
+        names = [name for name in names if name in args.attributes]
     labels = np.array([c.mi for c in cases])
     raw = attribute_matrix(cases, names)
     folds = stratified_folds(labels, args.folds, args.seed)
