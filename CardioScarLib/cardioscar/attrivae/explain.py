@@ -62,12 +62,12 @@ def _plt():
 
 
 def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.ndarray]) -> None:
-    """Rows: attributes; columns: slices through the LV; the map (jet) over the image (grey)."""
+    """Rows: attributes; columns: slices through the LV; the map (jet) over the image (grey), the LV outlined."""
     plt = _plt()
     image = sitk.GetArrayFromImage(prediction.prepared.image).astype(np.float64)
     box = prediction.prepared.box
     ks = _lv_slices(prediction)
-    myocardium = prediction.prepared.labels > 0
+    outline = prediction.prepared.lv
     fig, axes = plt.subplots(len(maps), len(ks), figsize=(2.4 * len(ks), 2.4 * len(maps)), squeeze=False)
     for row, (name, volume) in enumerate(maps.items()):
         for col, k in enumerate(ks):
@@ -75,7 +75,7 @@ def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.nda
             window = (k, box.slices[1], box.slices[2])
             ax.imshow(image[window], cmap="gray")
             ax.imshow(np.ma.masked_less_equal(volume[window], 0.05), cmap="jet", vmin=0, vmax=1, alpha=0.5)
-            ax.contour(myocardium[window], levels=[0.5], colors="white", linewidths=0.5)
+            ax.contour(outline[window], levels=[0.5], colors="white", linewidths=0.5)
             ax.set_title(f"{name} k={k}" if col == 0 else f"k={k}", fontsize=7)
             ax.axis("off")
     fig.suptitle(f"MI probability {prediction.result['mi_probability']:.2f}", fontsize=9)

@@ -86,6 +86,7 @@ class PreparedCase:
     box: CropBox
     image: sitk.Image           # the input image (geometry reference for outputs)
     labels: np.ndarray          # (k, j, i) int label map on the image grid
+    lv: np.ndarray              # (k, j, i) bool: cavity + myocardium under the case's label convention
     spacing: tuple[float, float, float]  # (di, dj, dk) mm
 
 
@@ -165,7 +166,8 @@ def prepare_case(image_path: str | Path, labels_path: str | Path, convention: La
     if not np.isfinite(array).all():
         raise CardioScarError(f"--image {image_path} has NaN or infinite voxels: fix the file")
     cube, box = prepare_arrays(array, labels, convention, config, f"--labels {labels_path}")
-    return PreparedCase(cube, box, image, labels, tuple(float(s) for s in image.GetSpacing()))  # type: ignore[arg-type]
+    return PreparedCase(cube, box, image, labels, lv_mask(labels, convention),
+                        tuple(float(s) for s in image.GetSpacing()))  # type: ignore[arg-type]
 
 
 def cube_to_image(volume: np.ndarray, box: CropBox) -> np.ndarray:

@@ -181,23 +181,32 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np
 
 
 def cross_validate(cases: list[Case], attribute_names: list[str], architecture: Architecture, config: TrainConfig,
-                   folds: int, device: torch.device) -> dict:
-    """Held-out predictions of every case and the figures computed from them."""
+                   folds: int, device: torch.device,
+                   after_fold: Optional[Callable[[FittedModel, np.ndarray], None]] = None) -> dict:
+    """Held-out predictions of every case and the figures computed from them.
+
+    ``after_fold(fitted, test_indices)`` runs after each fold (the benchmark's attention maps of
+    held-out cases use it); it must not change the model.
+    """
     labels = np.array([c.mi for c in cases])
     probability = np.full(len(cases), np.nan)
     tied = np.full((len(cases), len(attribute_names)), np.nan)
     fold_of = np.zeros(len(cases), dtype=int)
+    fold_ranges = []
     for number, (train, test) in enumerate(stratified_folds(labels, folds, config.seed)):
         fitted = fit_model([cases[i] for i in train], attribute_names, architecture, config, device)
         mu, prob = encode_cases(fitted.model, [cases[i] for i in test], device)
         probability[test] = prob
         tied[test] = mu[:, fitted.latent_dims]
         fold_of[test] = number
+        fold_ranges.append({"min": fitted.scaler.minimum.tolist(), "max": fitted.scaler.maximum.tolist()})
+        if after_fold is not None:
+            after_fold(fitted, test)
         logger.info("fold %d/%d: %d train, %d held out (%.0f s)", number + 1, folds, len(train), len(test),
                     fitted.seconds)
     raw = attribute_matrix(cases, attribute_names)
     return {"case_ids": [c.case_id for c in cases], "labels": labels.tolist(), "probability": probability.tolist(),
-            "fold": fold_of.tolist(), "tied_latents": tied.tolist(),
+            "fold": fold_of.tolist(), "tied_latents": tied.tolist(), "fold_scaler_ranges": fold_ranges,
             "figures": heldout_figures(labels, probability, tied, raw, attribute_names)}
 
 
