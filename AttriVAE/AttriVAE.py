@@ -284,8 +284,9 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
         self._log(_("Loaded into the scene in {seconds:.1f} s.").format(seconds=time.monotonic() - started))
 
     def _showPrediction(self, result) -> None:
-        rows = "".join(f"<tr><td>{m}</td><td align='right'><b>{v}</b> {u}</td><td>{'out of range' if f == 'yes' else ''}"
-                       "</td></tr>" for m, v, u, f in result.prediction.rows())
+        rows = "".join(f"<tr><td>{m}</td><td align='right'><b>{v}</b> {u}</td>"
+                       f"<td>{'out of training range ' + span if flag == 'yes' else ''}</td></tr>"
+                       for m, v, u, span, flag in result.prediction.rows())
         self.ui.resultsLabel.text = f"<table>{rows}</table>"
         self.ui.statusLabel.text = _("MI probability {p:.3f}: table '{table}'.").format(
             p=result.prediction.mi_probability, table=result.table_node.GetName())

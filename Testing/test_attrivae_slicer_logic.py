@@ -195,11 +195,13 @@ def test_predict_fills_the_table_with_the_command_lines_values(nodes, attrivae_m
         assert math.isclose(result.prediction.attributes[name], value, rel_tol=1e-4, abs_tol=1e-6), name
     table = result.table_node
     assert nodes["lge"].GetNodeReference(results.PREDICTION_REFERENCE) is table
-    rows = {table.GetCellText(r, 0): [table.GetCellText(r, c) for c in range(1, 4)]
+    rows = {table.GetCellText(r, 0): [table.GetCellText(r, c) for c in range(1, 5)]
             for r in range(table.GetNumberOfRows())}
     assert rows["MI probability"][0] == f"{truth['mi_probability']:.3f}"
-    assert rows["Wall thickness"] == [f"{truth['attributes']['wall_thickness_mm']:.4g}", "mm",
+    low, high = truth["model"]["training_ranges"]["wall_thickness_mm"]
+    assert rows["Wall thickness"] == [f"{truth['attributes']['wall_thickness_mm']:.4g}", "mm", f"{low:.4g} to {high:.4g}",
                                       "yes" if truth["out_of_range"]["wall_thickness_mm"] else "no"]
+    assert rows["Model: training cases"][0] == "3 (1 MI)"  # the session's tiny model (conftest)
     assert any("MI probability" in line for line in lines), "the command's log reaches the caller"
     assert results.show_prediction(nodes["lge"], result.prediction) is table, "a second result updates the table"
 

@@ -66,14 +66,31 @@ class Prediction:
     out_of_range: dict
     model: dict = field(default_factory=dict)
 
-    def rows(self) -> list[tuple[str, str, str, str]]:
-        """(measure, value, unit, out of the training range) rows of the table and the panel."""
-        rows = [("MI probability", f"{self.mi_probability:.3f}", "", ""),
-                ("MI predicted", "yes" if self.mi_predicted else "no", "", "")]
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        """(measure, value, unit, training range, out of that range) rows of the table and the
+        panel, then what the model was trained on (from the command's ``model`` summary)."""
+        rows = [("MI probability", f"{self.mi_probability:.3f}", "", "", ""),
+                ("MI predicted", "yes" if self.mi_predicted else "no", "", "", "")]
+        ranges = self.model.get("training_ranges") if isinstance(self.model.get("training_ranges"), dict) else {}
         for name, value in self.attributes.items():
             label, unit = attribute_label(name)
             flag = self.out_of_range.get(name)
-            rows.append((label, f"{value:.4g}", unit, "" if flag is None else ("yes" if flag else "no")))
+            low_high = ranges.get(name)
+            span = f"{low_high[0]:.4g} to {low_high[1]:.4g}" if isinstance(low_high, (list, tuple)) \
+                and len(low_high) == 2 else ""
+            rows.append((label, f"{value:.4g}", unit, span, "" if flag is None else ("yes" if flag else "no")))
+        return rows + self.model_rows()
+
+    def model_rows(self) -> list[tuple[str, str, str, str, str]]:
+        """The model's training cases, cube and the attributes it lacks, where the summary says."""
+        model, rows = self.model, []
+        if isinstance(model.get("n_cases"), int):
+            mi = f" ({model['n_mi']} MI)" if isinstance(model.get("n_mi"), int) else ""
+            rows.append(("Model: training cases", f"{model['n_cases']}{mi}", "", "", ""))
+        if isinstance(model.get("cube"), int):
+            rows.append(("Model: cube", f"{model['cube']}", "voxels", "", ""))
+        if model.get("omitted_attributes"):
+            rows.append(("Model: attributes left out", ", ".join(map(str, model["omitted_attributes"])), "", "", ""))
         return rows
 
 
@@ -103,7 +120,8 @@ def show_prediction(lge_node, prediction: Prediction):
     """The prediction in the LGE's Attri-VAE table (created on first use, updated after)."""
     table = referenced_or_new(lge_node, PREDICTION_REFERENCE, "vtkMRMLTableNode",
                               f"{lge_node.GetName()} Attri-VAE prediction")
-    return fill_string_table(table, ("Measure", "Value", "Unit", "Out of training range"), prediction.rows())
+    return fill_string_table(table, ("Measure", "Value", "Unit", "Training range", "Out of training range"),
+                             prediction.rows())
 
 
 # ---------------------------------------------------------------------------------- explanation
