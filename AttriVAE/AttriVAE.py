@@ -38,7 +38,8 @@ from CardioScar import WorkerPanelMixin  # noqa: E402
 from AttriVAELogic import AttriVAELogic as _QtFreeLogic  # noqa: E402
 from AttriVAELogic import LABEL_CONVENTIONS, AttriVAEOptions  # noqa: E402
 from AttriVAELogic.command import CommandRun  # noqa: E402
-from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
+from AttriVAELogic.scene import show_in_layout  # noqa: E402
+from CardioScarLogic.layout import layout_node_of  # noqa: E402
 
 class AttriVAE(ScriptedLoadableModule):
     """Module description shown by Slicer."""
@@ -291,9 +292,14 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
         self.ui.statusLabel.text = _("MI probability {p:.3f}: table '{table}'.").format(
             p=result.prediction.mi_probability, table=result.table_node.GetName())
         self._log(self.ui.statusLabel.text)
+        self._showTable(result.table_node)
+
+    @staticmethod
+    def _showTable(tableNode) -> None:
+        """The slice views and ``tableNode`` in the view layout (when the scene has a layout)."""
         layoutNode = layout_node_of(slicer.mrmlScene)
         if layoutNode is not None:
-            show_results(layoutNode, slicer.app.applicationLogic(), result.table_node)
+            show_in_layout(layoutNode, slicer.app.applicationLogic(), tableNode)
 
     def _showExplanation(self, result) -> None:
         names = ", ".join(result.attention_nodes)
@@ -303,6 +309,7 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
                                      "files in {folder}.").format(count=len(result.attention_nodes),
                                                                   folder=result.folder)
         self._log(self.ui.statusLabel.text)
+        self._showTable(result.files_table_node)
 
 
 class AttriVAELogic(ScriptedLoadableModuleLogic, _QtFreeLogic):

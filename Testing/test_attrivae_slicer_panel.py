@@ -26,7 +26,6 @@ import vtk  # noqa: E402
 import CardioScarLogic as csl  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
 from AttriVAELogic import scene as results  # noqa: E402
-from CardioScarLogic.layout import RESULTS_LAYOUT_ID  # noqa: E402
 
 CASE = "Case_P003"
 BOTH_VERSIONS = pytest.mark.parametrize("panel", ("5.8", "5.10"), indirect=True)
@@ -56,7 +55,7 @@ def panel(request, shared_data):
         widget.setup()
         widget.enter()
         yield {"widget": widget, "ui": widget.ui, "scene": context.scene, "lge": lge, "labels": labels,
-               "module": AttriVAE, "slice_logics": slice_logics, "layout_logic": layout_logic}
+               "module": AttriVAE, "slice_logics": slice_logics, "layout_logic": layout_logic, "context": context}
         widget.cleanup()
     finally:
         harness.uninstall(saved)
@@ -103,7 +102,11 @@ def test_predict_then_explain_from_the_panel(panel, attrivae_model):
     assert table is not None and table.GetCellText(0, 0) == "MI probability"
     assert f"<b>{table.GetCellText(0, 1)}</b>" in ui.resultsLabel.text and "Wall thickness" in ui.resultsLabel.text
     assert ui.statusLabel.text.startswith(f"MI probability {table.GetCellText(0, 1)}")
-    assert scene.GetFirstNodeByClass("vtkMRMLLayoutNode").GetViewArrangement() == RESULTS_LAYOUT_ID
+    # the slice views (where the maps will be drawn) and the table view
+    layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
+    assert layout.GetViewArrangement() == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView
+    selection = panel["context"].application_logic.GetSelectionNode()
+    assert selection.GetActiveTableID() == table.GetID()
     assert "MI probability" in ui.logTextEdit.toPlainText()  # the command's own log line
 
     ui.attributesLineEdit.text = "lv_volume_ml"
@@ -117,6 +120,7 @@ def test_predict_then_explain_from_the_panel(panel, attrivae_model):
     assert composite.GetForegroundVolumeID() == attention.GetID()
     assert composite.GetForegroundOpacity() == pytest.approx(0.5)
     assert "lv_volume_ml" in ui.explanationLabel.text and "1 attention maps" in ui.statusLabel.text
+    assert selection.GetActiveTableID() == lge.GetNodeReference(results.FILES_REFERENCE).GetID()
 
 
 @LATEST

@@ -100,7 +100,7 @@ class AttriVAELogic:
                           opacity: float = DEFAULT_OPACITY, python: Optional[str] = None) -> CommandRun:
         """``cardioscar attrivae explain`` on the nodes; its ``finish()`` loads the attention maps
         over the LGE, the pictures and the files table, and copies the files into
-        ``output_folder`` (empty: a temporary folder kept for the session)."""
+        ``output_folder`` (empty: a new temporary folder, left for the user)."""
         options.explain_arguments()  # checked before anything is written
 
         def arguments(written: WrittenInputs, model: Path) -> list:

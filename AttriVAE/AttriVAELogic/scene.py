@@ -208,8 +208,8 @@ def read_explanation(result: dict, out_dir: Path, ijk_to_lps: np.ndarray, size: 
 
 def keep_files(explanation: Explanation, folder: Optional[str]) -> dict:
     """Copy the explanation's files into ``folder`` (each written atomically; existing files of the
-    same name replaced only now, after the run succeeded), or into a new temporary folder kept for
-    the session when none is given. Returns (attribute, kind) -> kept path."""
+    same name replaced only now, after the run succeeded), or into a new temporary folder (not
+    removed: the files table names them) when none is given. Returns (attribute, kind) -> kept path."""
     target = Path(folder).expanduser() if folder else Path(tempfile.mkdtemp(prefix="attrivae-explanation-"))
     kept = {}
     for key, source in explanation.files.items():
@@ -272,6 +272,15 @@ def show_files(lge_node, kept: dict):
     return fill_string_table(table, ("Attribute", "Output", "File"), rows)
 
 
-__all__ = ["Prediction", "Explanation", "read_prediction", "show_prediction", "read_explanation", "read_map",
+def show_in_layout(layout_node, application_logic, table_node) -> None:
+    """Switch to Slicer's Four-Up Table layout (the three slice views, where the attention maps
+    are drawn over the LGE, and a table view instead of the 3D view) and show ``table_node``."""
+    layout_node.SetViewArrangement(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+    selection = application_logic.GetSelectionNode()
+    selection.SetActiveTableID(table_node.GetID())
+    application_logic.PropagateTableSelection()
+
+
+__all__ = ["show_in_layout", "Prediction", "Explanation", "read_prediction", "show_prediction", "read_explanation", "read_map",
            "read_picture", "keep_files", "show_attention", "show_picture", "overlay", "show_files",
            "attribute_label", "ATTRIBUTES"]
