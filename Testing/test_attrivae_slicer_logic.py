@@ -269,6 +269,11 @@ def test_failures_and_stop_change_nothing(nodes, attrivae_model, tmp_path):
     run = logic.start_explanation(lge, labels, good, output_folder=str(kept))
     run.stop()
     assert run._process.poll() is not None and not run.folder.exists()
+    # Slicer ending however it ends closes the command's stdin: the command ends itself
+    run = logic.start_prediction(lge, labels, good)
+    run._process.stdin.close()
+    assert run._process.wait(timeout=30) == 3
+    run.stop()
     with pytest.raises(TrainingCancelled):
         logic.explain(lge, labels, good, output_folder=str(kept), should_cancel=lambda: True)
     assert _node_count(scene) == before

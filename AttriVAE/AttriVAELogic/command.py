@@ -2,8 +2,10 @@
 
 As in the CardioScar panel (:mod:`CardioScarLogic.background`), the heavy work runs in another
 process started with Slicer's Python, so Slicer stays responsive and *Stop* ends the work at
-once. Here the worker *is* the library's command line (``python -m cardioscar attrivae ...``):
-the contract between this module and the library is that command line and nothing else. Its
+once. Here the worker *is* the library's command line (``cardioscar attrivae ...``, run as
+``python -m cardioscar`` runs it, plus the CardioScar worker's rule of ending when its standard
+input closes): the contract between this module and the library is that command line and
+nothing else. Its
 standard error (log lines, and the one-line ``error: ...`` of a refused input) is read line by
 line into the panel's log; its standard output's JSON line is the result. The job folder (the
 input files written by :mod:`AttriVAELogic.inputs`, and the command's outputs) is removed when
@@ -28,6 +30,19 @@ from CardioScarLogic.headless import in_slicer_application
 
 #: Seconds between checks while the console waits for a run.
 WAIT_POLL_S = 0.05
+#: What the worker Python runs: ``cardioscar attrivae ...`` exactly as ``python -m cardioscar``
+#: would, after starting a thread that ends the process when its standard input closes, i.e.
+#: when Slicer ends however it ends (the CardioScar worker does the same).
+BOOTSTRAP = (
+    "import os, sys, threading\n"
+    "def _watch():\n"
+    "    while os.read(0, 4096):\n"
+    "        pass\n"
+    "    os._exit(3)\n"
+    "threading.Thread(target=_watch, daemon=True).start()\n"
+    "from cardioscar.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 
 def last_json_object(lines: list[str]) -> Optional[dict]:
@@ -68,8 +83,8 @@ class CommandRun:
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self.result: Optional[dict] = None
-        command = [python or worker_python(in_slicer_application()), "-m", "cardioscar", "attrivae", *self.arguments]
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        command = [python or worker_python(in_slicer_application()), "-c", BOOTSTRAP, "attrivae", *self.arguments]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, env=worker_environment(), encoding="utf-8",
                                          errors="replace", bufsize=1, cwd=str(self.folder))
         self._readers = [threading.Thread(target=self._read, args=(stream, lines, log), daemon=True,
@@ -129,6 +144,11 @@ class CommandRun:
         self._close()
 
     def _close(self) -> None:
+        """Close the command's stdin (one still running ends on that) and remove the job folder."""
+        try:
+            self._process.stdin.close()
+        except OSError:  # the pipe broke when the command ended
+            pass
         shutil.rmtree(self.folder, ignore_errors=True)
         LIVE_RUNS.discard(self)
 
