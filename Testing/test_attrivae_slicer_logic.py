@@ -228,6 +228,12 @@ def test_explain_puts_each_map_on_the_lge_grid_over_the_lge(nodes, attrivae_mode
     for composite in composites:
         assert (composite.GetBackgroundVolumeID(), composite.GetForegroundVolumeID()) == (lge.GetID(), first.GetID())
         assert composite.GetForegroundOpacity() == pytest.approx(0.4)
+    AttriVAELogic.show_attention_of(lge, "wall_thickness_mm", 0.7)  # another attribute's map in front
+    for composite in composites:
+        assert composite.GetForegroundVolumeID() == result.attention_nodes["wall_thickness_mm"].GetID()
+        assert composite.GetForegroundOpacity() == pytest.approx(0.7)
+    with pytest.raises(CardioScarError, match="no attention map of age: run Explain first"):
+        AttriVAELogic.show_attention_of(lge, "age")
     assert set(result.picture_nodes) == {"", *reference["maps"]}
     for name, node in result.picture_nodes.items():
         picture = node.GetImageData()

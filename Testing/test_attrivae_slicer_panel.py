@@ -21,7 +21,6 @@ sys.path.insert(0, str(REPO / "AttriVAE"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import slicer  # noqa: E402
-import vtk  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402

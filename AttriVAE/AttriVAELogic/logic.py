@@ -18,6 +18,8 @@ from typing import Callable, Optional
 
 import slicer
 
+from cardioscar.errors import CardioScarError
+
 from . import scene as results
 from .command import CommandRun
 from .inputs import WrittenInputs, write_inputs
@@ -157,8 +159,6 @@ class AttriVAELogic:
         """Overlay the attention map of ``attribute`` (from an earlier explanation) on the LGE."""
         node = lge_node.GetNodeReference(results.ATTENTION_REFERENCE + attribute)
         if node is None:
-            from cardioscar.errors import CardioScarError
-
             raise CardioScarError(f"'{lge_node.GetName()}' has no attention map of {attribute}: run Explain first.")
         results.overlay(lge_node, node, opacity)
 
