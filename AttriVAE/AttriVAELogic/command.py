@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from cardioscar.errors import CardioScarError, TrainingCancelled
-from CardioScarLogic.background import LIVE_RUNS, end_process, worker_environment, worker_python
+from CardioScarLogic.background import LIVE_RUNS, WorkerProcess, worker_environment, worker_python
 from CardioScarLogic.headless import in_slicer_application
 
 #: Seconds between checks while the console waits for a run.
@@ -67,11 +66,12 @@ def error_line(lines: list[str]) -> Optional[str]:
     return None
 
 
-class CommandRun:
+class CommandRun(WorkerProcess):
     """``cardioscar attrivae <arguments>`` running on a job folder.
 
     ``finish(run)`` turns the finished run's JSON result (``run.result``) and files into scene
-    nodes; it is called by :meth:`finish` only when the command succeeded.
+    nodes; it is called by :meth:`finish` only when the command succeeded. ``stop()`` (from
+    :class:`CardioScarLogic.background.WorkerProcess`) ends the command and removes the folder.
     """
 
     def __init__(self, arguments: list[str], folder: Path, finish: Callable[["CommandRun"], object],
@@ -137,20 +137,6 @@ class CommandRun:
             return f"cardioscar attrivae {self.verb} printed no JSON result: is the installed library too old?"
         return (f"cardioscar attrivae {self.verb} ended with status {self._process.returncode}; its output is in "
                 "the log.")
-
-    def stop(self) -> None:
-        """End the command now and remove the job folder. Safe to call at any time, more than once."""
-        end_process(self._process)
-        self._close()
-
-    def _close(self) -> None:
-        """Close the command's stdin (one still running ends on that) and remove the job folder."""
-        try:
-            self._process.stdin.close()
-        except OSError:  # the pipe broke when the command ended
-            pass
-        shutil.rmtree(self.folder, ignore_errors=True)
-        LIVE_RUNS.discard(self)
 
     def wait(self, should_cancel: Optional[Callable[[], bool]] = None, log: Optional[Callable[[str], None]] = None):
         """Block until the command ends (the console and batch mode), then :meth:`finish`.

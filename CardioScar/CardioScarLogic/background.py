@@ -134,7 +134,31 @@ def write_prediction_job(folder: Path, model_path: Path, points: np.ndarray, opt
     (folder / worker.JOB_FILE).write_text(json.dumps(job))
 
 
-class BackgroundRun:
+class WorkerProcess:
+    """What every run in a worker process shares (this module's and the Attri-VAE module's
+    command runs): ``self._process`` (started with its stdin a pipe) works in ``self.folder``."""
+
+    folder: Path
+    _process: subprocess.Popen
+
+    def stop(self) -> None:
+        """End the worker now and remove its folder. Safe to call at any time, more than once."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        """Close the worker's stdin (a worker still running ends on that) and remove the folder."""
+        try:
+            self._process.stdin.close()
+        except OSError:  # the pipe broke when the worker ended
+            pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+        LIVE_RUNS.discard(self)
+
+
+class BackgroundRun(WorkerProcess):
     """A worker process on one job folder: start, read its reports, stop, collect the result.
 
     Use :meth:`training` or :meth:`prediction` to make one from the Logic's inputs.
@@ -234,20 +258,6 @@ class BackgroundRun:
     def succeeded(self) -> bool:
         return not self.running and self._process.returncode == 0 and self.device != "" and self.error is None
 
-    def stop(self) -> None:
-        """End the worker now and remove its folder. Safe to call at any time, more than once."""
-        end_process(self._process)
-        self._close()
-
-    def _close(self) -> None:
-        """Close the worker's stdin (a worker still running ends on that) and remove the folder."""
-        try:
-            self._process.stdin.close()
-        except OSError:  # the pipe broke when the worker ended
-            pass
-        shutil.rmtree(self.folder, ignore_errors=True)
-        LIVE_RUNS.discard(self)
-
     # ------------------------------------------------------------------ the result
 
     def failure(self) -> str:
@@ -278,13 +288,6 @@ class BackgroundRun:
                                error_risk=error_risk)
 
 
-def end_process(process: subprocess.Popen) -> None:
-    """Kill ``process`` if it still runs, and reap it (no zombie left behind)."""
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
 def _job_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="cardioscar-run-"))
 
@@ -302,5 +305,5 @@ def _stop_all() -> None:
         run.stop()
 
 
-__all__ = ["BackgroundRun", "LIVE_RUNS", "WorkerMessage", "end_process", "parse_line", "worker_python",
+__all__ = ["BackgroundRun", "WorkerProcess", "LIVE_RUNS", "WorkerMessage", "parse_line", "worker_python",
            "worker_environment", "write_training_job", "write_prediction_job"]
