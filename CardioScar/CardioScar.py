@@ -201,16 +201,110 @@ class LineEditConnector(GuiConnector):
             self._widget.text = value
 
 
-class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class WorkerPanelMixin:
+    """What the extension's panels (CardioScar, Attri-VAE) share around their worker runs.
+
+    One parameter-node connection per node, made with ``connectParametersToGui`` (which returns a
+    tag on Slicer 5.8 and 5.10, unlike ``connectGui`` on 5.8) and kept while the module is hidden,
+    so entering the module again adds nothing; closing the scene, reloading the module and
+    quitting Slicer end a running worker; *Stop* ends it and leaves the scene as it was.
+
+    The panel defines ``self.ui`` (with ``statusLabel`` and ``logTextEdit``), ``self._run`` (None
+    or a run with ``stop()``), ``self._parameterNode``, ``self._parameterNodeGuiTag``, and the
+    methods ``initializeParameterNode``, ``_updatePanel``, ``_setRunning`` and ``_pollRun``; it
+    calls :meth:`_connectLifecycle` in ``setup()``.
+    """
+
+    def _connectLifecycle(self) -> None:
+        """Scene close/import observers, the timer that polls a run, and Slicer's quit signal."""
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._pollRun)
+        slicer.app.connect("aboutToQuit()", self._stopRun)
+
+    def cleanup(self) -> None:
+        """Module reload or application exit: end a running worker, drop every observer and
+        connection (a reloaded module's old panel must not stay reachable from the application)."""
+        self._stopRun()
+        self.setParameterNode(None)
+        self.removeObservers()
+        slicer.app.disconnect("aboutToQuit()", self._stopRun)
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Nothing to undo: the panel stays connected to its parameter node while hidden
+        (disconnecting and connecting again on each visit is what piled up connectors)."""
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Stop a run (closing the scene removes its nodes). The parameter node is a singleton
+        that survives the close (reset), so the panel stays connected to it: disconnecting and
+        connecting again would leave one more observer on it each time on Slicer 5.8."""
+        self._stopRun()
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        """A scene loaded into the open panel: its parameter node's values replaced ours (the
+        widgets follow), and the nodes it names (CardioScar's "Also use" inputs) exist only now."""
+        self.initializeParameterNode()
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Connect the widgets to ``inputParameterNode``; nothing happens when it wraps the
+        parameter node already connected."""
+        current = self._parameterNode.parameterNode if self._parameterNode else None
+        if inputParameterNode is not None and inputParameterNode.parameterNode is current:
+            return
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._guiMapping())
+            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
+            self._parameterNodeConnected()
+            self._updatePanel()
+
+    def _parameterNodeConnected(self) -> None:
+        """Hook: the widgets were just connected to a parameter node (before the panel updates)."""
+
+    def _guiMapping(self) -> dict:
+        """Parameter name -> widget (or connector) of every widget with a SlicerParameterName."""
+        mapping = {}
+        for widget in self.ui.__dict__.values():
+            name = widget.property("SlicerParameterName") if hasattr(widget, "property") else None
+            if name:
+                mapping[str(name)] = LineEditConnector(widget) if type(widget) is qt.QLineEdit else widget
+        return mapping
+
+    def _log(self, line: str) -> None:
+        self.ui.logTextEdit.appendPlainText(line)
+
+    def _stopRun(self) -> None:
+        """End the worker now; the scene and the user's files stay as they were."""
+        if self._run is None:
+            return
+        self._timer.stop()
+        self._run.stop()
+        self._setRunning(False)
+        self.ui.statusLabel.text = _("Stopped: nothing was changed.")
+        self._log(self.ui.statusLabel.text)
+
+
+class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel.
 
-    Parameter node: connected once per node with ``connectParametersToGui`` (which returns a
-    tag on Slicer 5.8 and 5.10, unlike ``connectGui`` on 5.8) and kept connected while the
-    module is hidden, so entering the module again adds nothing. Runs: the inputs are read on
+    Parameter node and worker lifecycle: :class:`WorkerPanelMixin`. Runs: the inputs are read on
     the main thread (fast; a bad input is one line in the status), then a worker process trains
     and predicts while a timer reads its reports into the log and the progress bar; the scene
-    is written only when the worker finished. Stop, closing the scene, reloading the module
-    and quitting Slicer end the worker at once.
+    is written only when the worker finished.
     """
 
     def __init__(self, parent=None) -> None:
@@ -238,10 +332,7 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CardioScarLogic()
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
-
+        self._connectLifecycle()
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.applySavedButton.connect("clicked(bool)", self.onApplySavedButton)
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
@@ -254,21 +345,9 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self._pollRun)
-        slicer.app.connect("aboutToQuit()", self._stopRun)
         self.ui.progressBar.setVisible(False)
         self._updateDependencies()
         self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        """Module reload or application exit: end a running worker, drop every observer and
-        connection (a reloaded module's old panel must not stay reachable from the application)."""
-        self._stopRun()
-        self.setParameterNode(None)
-        self.removeObservers()
-        slicer.app.disconnect("aboutToQuit()", self._stopRun)
 
     def onReload(self) -> None:
         """Developer reload: re-read the Logic package too (Slicer re-reads only this file).
@@ -284,28 +363,6 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 importlib.reload(module)
         ScriptedLoadableModuleWidget.onReload(self)
 
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Nothing to undo: the panel stays connected to its parameter node while hidden
-        (disconnecting and connecting again on each visit is what piled up connectors)."""
-
-    def onSceneStartClose(self, caller, event) -> None:
-        """Stop a run (closing the scene removes its nodes). The parameter node is a singleton
-        that survives the close (reset), so the panel stays connected to it: disconnecting and
-        connecting again would leave one more observer on it each time on Slicer 5.8."""
-        self._stopRun()
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def onSceneEndImport(self, caller, event) -> None:
-        """A scene loaded into the open panel: its parameter node's values replaced ours (the
-        widgets follow), and its "Also use" nodes exist only now."""
-        self.initializeParameterNode()
-
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
@@ -318,31 +375,8 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.heartModel = first
         self._restoreExtraInputs()
 
-    def setParameterNode(self, inputParameterNode: Optional[CardioScarParameterNode]) -> None:
-        """Connect the widgets to ``inputParameterNode``; nothing happens when it wraps the
-        parameter node already connected."""
-        current = self._parameterNode.parameterNode if self._parameterNode else None
-        if inputParameterNode is not None and inputParameterNode.parameterNode is current:
-            return
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._guiMapping())
-            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._updatePanel)
-            self._restoreExtraInputs()
-            self._updatePanel()
-
-    def _guiMapping(self) -> dict:
-        """Parameter name -> widget (or connector) of every widget with a SlicerParameterName."""
-        mapping = {}
-        for widget in self.ui.__dict__.values():
-            name = widget.property("SlicerParameterName") if hasattr(widget, "property") else None
-            if name:
-                mapping[str(name)] = LineEditConnector(widget) if type(widget) is qt.QLineEdit else widget
-        return mapping
+    def _parameterNodeConnected(self) -> None:
+        self._restoreExtraInputs()
 
     def _restoreExtraInputs(self) -> None:
         """Check the "Also use" nodes kept on the parameter node (e.g. by a saved scene)."""
@@ -498,9 +532,6 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ runs
 
-    def _log(self, line: str) -> None:
-        self.ui.logTextEdit.appendPlainText(line)
-
     def _showError(self, message: str, details: str = "") -> None:
         """One line in the status and the log (the whole traceback only in the log)."""
         line = message.splitlines()[0] if message else _("Failed.")
@@ -548,16 +579,6 @@ class CardioScarWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not running:
             self._run = self._runButton = self._runOutput = None
             self._updatePanel()
-
-    def _stopRun(self) -> None:
-        """End the worker now; the scene stays as it was."""
-        if self._run is None:
-            return
-        self._timer.stop()
-        self._run.stop()
-        self._setRunning(False)
-        self.ui.statusLabel.text = _("Stopped: nothing was changed.")
-        self._log(self.ui.statusLabel.text)
 
     def _pollRun(self) -> None:
         """Timer slot: move the worker's reports into the log and the progress bar; import the

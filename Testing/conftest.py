@@ -89,3 +89,24 @@ def write_dicom_series(images, names, folder: Path, series_uid: str) -> None:
         image.SetMetaData("0020|000e", series_uid)
         writer.SetFileName(str(folder / f"{name}.dcm"))
         writer.Execute(image)
+
+
+#: EMIDEC cases of the tiny Attri-VAE model the Slicer module's tests use (one MI, two normal).
+ATTRIVAE_CASES = ("Case_P003", "Case_N020", "Case_N023")
+
+
+@pytest.fixture(scope="session")
+def attrivae_model(tmp_path_factory, shared_data) -> Path:
+    """A tiny Attri-VAE checkpoint (16^3 cube, 2 epochs, no cross-validation) trained once per
+    session by the real ``cardioscar attrivae train`` on three EMIDEC cases (about 7 s): enough to
+    exercise every file and node the Slicer module handles, not a model to judge."""
+    folder = tmp_path_factory.mktemp("attrivae")
+    data = folder / "data"
+    data.mkdir()
+    for case in ATTRIVAE_CASES:
+        (data / case).symlink_to(shared_data / "emidec" / case)
+    model = folder / "model.pth"
+    completed = run_cli("attrivae", "train", "--data", data, "--clinical", shared_data / "emidec" / "clinical.csv",
+                        "--output", model, "--cube", "16", "--epochs", "2", "--folds", "0", "--device", "cpu")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return model

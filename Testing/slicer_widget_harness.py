@@ -1,8 +1,8 @@
 """A STAND-IN FOR QT / PYTHONQT AND THE SLICER APPLICATION, to run the real panel class here.
 
-What is real: ``CardioScar/CardioScar.py`` (the widget, its parameter node class, its logic),
-its ``.ui`` file (parsed here into widgets), the MRML scene and nodes (slicer-core), Slicer's
-own ``slicer.util``, the worker processes and torch.
+What is real: ``CardioScar/CardioScar.py`` and ``AttriVAE/AttriVAE.py`` (the widgets, their
+parameter node classes, their logics), their ``.ui`` files (parsed here into widgets), the MRML
+scene and nodes (slicer-core), Slicer's own ``slicer.util``, the worker processes and torch.
 
 What is a stand-in, written for these tests from Qt's and Slicer's documented behaviour:
 - the Qt widgets the panel uses, with the rules that matter to it: signals by name
@@ -31,6 +31,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import time
 import types
 import unittest
 import xml.etree.ElementTree as ET
@@ -41,6 +42,8 @@ import vtk
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "CardioScar"
+#: Every scripted module of the extension (Slicer puts each module's folder on sys.path).
+MODULE_DIRS = (MODULE_DIR, REPO / "AttriVAE")
 
 # ---------------------------------------------------------------------------------------- Qt
 
@@ -739,7 +742,8 @@ class ScriptedLoadableModuleWidget:
             self.setup()
 
     def resourcePath(self, filename: str) -> str:
-        return str(MODULE_DIR / "Resources" / filename)
+        """As Slicer's: the Resources folder beside the module's own file."""
+        return str(Path(sys.modules[type(self).__module__].__file__).parent / "Resources" / filename)
 
     def setup(self) -> None:
         pass
@@ -827,16 +831,18 @@ def install(application_logic, version: str = "5.10") -> dict:
             ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic,
             ScriptedLoadableModuleTest=ScriptedLoadableModuleTest),
     }
-    saved = {name: sys.modules.get(name) for name in [*modules, "CardioScar"]}
+    saved = {name: sys.modules.get(name) for name in [*modules, "CardioScar", "AttriVAE"]}
     sys.modules.update(modules)
     sys.modules.pop("CardioScar", None)
+    sys.modules.pop("AttriVAE", None)
     extra = {"app": Application(application_logic), "qMRMLNodeComboBox": qMRMLNodeComboBox,
              "qMRMLCheckableNodeComboBox": qMRMLCheckableNodeComboBox, "qMRMLWidget": qMRMLWidget}
     saved_attributes = {name: getattr(slicer, name, None) for name in extra}
     for name, value in extra.items():
         setattr(slicer, name, value)
-    if str(MODULE_DIR) not in sys.path:
-        sys.path.insert(0, str(MODULE_DIR))
+    for folder in MODULE_DIRS:
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     # Slicer's launcher puts its PythonSlicer on PATH; here it is this Python under that name
     launcher = Path(tempfile.mkdtemp(prefix="cardioscar-launcher-"))
     script = launcher / "PythonSlicer"
@@ -859,3 +865,23 @@ def uninstall(saved: dict) -> None:
             delattr(slicer, name)
         else:
             setattr(slicer, name, value)
+
+
+# ------------------------------------------------------------------ helpers of the panel tests
+
+
+def run_to_end(widget, timeout: float = 120.0) -> None:
+    """Let the application's timers fire until the panel's run has ended."""
+    deadline = time.monotonic() + timeout
+    while widget._run is not None:
+        assert time.monotonic() < deadline, "the run did not end"
+        slicer.app.processEvents()
+        time.sleep(0.05)
+
+
+def observer_count(widget) -> int:
+    """ModifiedEvent observers on the panel's parameter node: the wrappers' (counted by the
+    stand-in) and the panel's own (VTKObservationMixin's records)."""
+    node = widget._parameterNode.parameterNode
+    own = widget._VTKObservationMixin__observations.get(node, {})
+    return GUI_OBSERVERS.get(node.GetID(), 0) + sum(len(methods) for methods in own.values())

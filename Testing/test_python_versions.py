@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 OLDEST = (3, 9)
-SOURCES = sorted([*(REPO / "CardioScarLib" / "cardioscar").glob("*.py"), *(REPO / "CardioScar").rglob("*.py")])
+SOURCES = sorted([*(REPO / "CardioScarLib" / "cardioscar").glob("*.py"), *(REPO / "CardioScar").rglob("*.py"),
+                  *(REPO / "AttriVAE").rglob("*.py")])
 #: Names added after 3.9 to modules the code may import them from.
 NEWER_NAMES = {"typing": {"TypeAlias", "ParamSpec", "Concatenate", "TypeGuard", "Self", "Never", "LiteralString",
                           "Required", "NotRequired", "assert_never", "reveal_type", "dataclass_transform"},

@@ -73,14 +73,6 @@ def _arrays(model) -> dict:
             for i in range(data.GetNumberOfArrays())}
 
 
-def _run_to_end(widget, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while widget._run is not None:
-        assert time.monotonic() < deadline, "the run did not end"
-        slicer.app.processEvents()
-        time.sleep(0.05)
-
-
 def _choose_options(ui) -> dict:
     ui.sliceAxisComboBox.choose("y")
     ui.presetComboBox.choose("documented")
@@ -100,25 +92,17 @@ def _choose_options(ui) -> dict:
 def test_enter_exit_and_reenter_keep_every_option_and_add_no_observers(panel):
     widget, ui = panel["widget"], panel["ui"]
     expected = _choose_options(ui)
-    assert _observer_count(widget) == 2
+    assert harness.observer_count(widget) == 2
     for _ in range(3):
         widget.exit()
         widget.enter()
     parameters = widget._parameterNode
     assert {name: getattr(parameters, name) for name in expected} == expected
     assert (ui.sliceAxisComboBox.currentText, ui.presetComboBox.currentText) == ("y", "documented")
-    assert _observer_count(widget) == 2
+    assert harness.observer_count(widget) == 2
     for _ in range(2):
         panel["scene"].Clear(0)
-    assert _observer_count(widget) == 2
-
-
-def _observer_count(widget) -> int:
-    """ModifiedEvent observers on the panel's parameter node: the wrappers' (counted by the
-    stand-in) and the panel's own (VTKObservationMixin's records)."""
-    node = widget._parameterNode.parameterNode
-    own = widget._VTKObservationMixin__observations.get(node, {})
-    return harness.GUI_OBSERVERS.get(node.GetID(), 0) + sum(len(methods) for methods in own.values())
+    assert harness.observer_count(widget) == 2
 
 
 @pytest.mark.parametrize("panel", ["5.8"], indirect=True)
@@ -250,7 +234,7 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
     ui.sliceIndicesLineEdit.text = "0,2,4"
     assert not ui.outputNewModelCheckBox.checked
     ui.applyButton.click()
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     first = _arrays(model)["scar_probability"]
     assert "scar_error_risk" in _arrays(model)  # the worker hands every array of the prediction over
     log = ui.logTextEdit.toPlainText()
@@ -264,7 +248,7 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
     models = scene.GetNumberOfNodesByClass("vtkMRMLModelNode")
     widget._parameterNode.seed = 5
     ui.applyButton.click()
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     assert scene.GetNumberOfNodesByClass("vtkMRMLModelNode") == models + 1
     new = [scene.GetNthNodeByClass(i, "vtkMRMLModelNode") for i in range(models + 1)][-1]
     assert "scar_probability" in _arrays(new) and new is not model
@@ -278,7 +262,7 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
     ui.outputNewModelCheckBox.checked = False
     ui.applySavedButton.click()
     assert ui.applySavedButton.text == "Stop"
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     assert ui.applySavedButton.text == "Apply a saved model"
     np.testing.assert_array_equal(_arrays(model)["scar_probability"], _arrays(new)["scar_probability"])
 
@@ -360,7 +344,7 @@ def test_a_mesh_removed_during_the_run_gets_no_result_and_no_new_node(panel):
     assert widget._run is not None
     scene.RemoveNode(panel["model"])
     models = scene.GetNumberOfNodesByClass("vtkMRMLModelNode")
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     assert scene.GetNumberOfNodesByClass("vtkMRMLModelNode") == models
     assert "removed" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
 
@@ -467,7 +451,7 @@ def test_a_failure_inside_the_worker_is_shown_once_and_changes_nothing(panel, mo
     before, nodes = _arrays(model), scene.GetNumberOfNodes()
     ui.applyButton.click()
     assert widget._run is not None, ui.statusLabel.text + ui.logTextEdit.toPlainText()
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     log = ui.logTextEdit.toPlainText()
     assert "max_epochs" in ui.statusLabel.text, ui.statusLabel.text
     assert log.count("max_epochs") == 1, log

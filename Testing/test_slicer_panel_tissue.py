@@ -16,8 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slicer  # noqa: E402
 import vtk  # noqa: E402
 
+import slicer_widget_harness as harness  # noqa: E402
 from test_simulation_export import read_opencarp  # noqa: E402
-from test_slicer_panel import (BOTH_VERSIONS, LATEST, _arrays, _run_to_end, _with_scar_probability,  # noqa: E402,F401
+from test_slicer_panel import (BOTH_VERSIONS, LATEST, _arrays, _with_scar_probability,  # noqa: E402,F401
                                case, panel, phantom)
 
 
@@ -127,7 +128,7 @@ def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
     ui.remoteSelector.setCurrentNode(_labelmap_of_ones(panel, "remote"))
     ui.applyButton.click()
     assert widget._run is not None, ui.statusLabel.text
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
     assert (record["rule"], record["border"], record["core"], record["intensity_offset"]) == ("nsd", 2.0, 4.0, 5.0)
     assert {s["remote"] for s in record["slices"] if "remote" in s} == {"user mask"}
@@ -163,6 +164,6 @@ def test_a_segmentation_as_myocardium_mask_serves_the_rules_only(panel):
     ui.sliceIndicesLineEdit.text = "0,2,4"
     ui.applyButton.click()
     assert widget._run is not None, ui.statusLabel.text
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
     assert record["rule"] == "psi" and "scar_probability" in _arrays(panel["model"])

@@ -8,6 +8,7 @@ CMakeLists.txt only shows up when a user opens the module in Slicer, so it is ch
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -46,8 +47,8 @@ def _class(tree: ast.Module, name: str) -> ast.ClassDef:
     return next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name)
 
 
-def _parameters(tree: ast.Module) -> dict[str, ast.AnnAssign]:
-    wrapper = _class(tree, "CardioScarParameterNode")
+def _parameters(tree: ast.Module, wrapper_name: str = "CardioScarParameterNode") -> dict[str, ast.AnnAssign]:
+    wrapper = _class(tree, wrapper_name)
     return {node.target.id: node for node in wrapper.body if isinstance(node, ast.AnnAssign)}
 
 
@@ -75,11 +76,16 @@ def _bindings(ui) -> dict[str, str]:
     return bound
 
 
-def test_every_widget_the_code_uses_exists_in_the_ui_file(module_ast, ui):
-    used = {node.attr for node in ast.walk(module_ast)
+def _used_widgets(tree: ast.Module) -> set[str]:
+    """The names the code reads as ``self.ui.<name>``."""
+    return {node.attr for node in ast.walk(tree)
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
             and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
             and not node.attr.startswith("_")}
+
+
+def test_every_widget_the_code_uses_exists_in_the_ui_file(module_ast, ui):
+    used = _used_widgets(module_ast)
     assert {"applyButton", "progressBar", "sliceRangeLabel", "deviceLabel", "logTextEdit", "installTorchButton",
             "torchVersionLabel", "outputNewModelCheckBox"} <= used
     missing = used - set(_widgets(ui))
@@ -141,7 +147,8 @@ def test_extra_inputs_are_saved_and_restored_by_the_panel(module_ast):
     restore = ast.unparse(_method(module_ast, "CardioScarWidget", "_restoreExtraInputs"))
     assert "self.logic.extra_inputs(self._parameterNode.parameterNode)" in restore and "setCheckState" in restore
     assert "blockSignals(True)" in restore  # restoring must not write the half-restored choice back
-    assert "self._restoreExtraInputs()" in ast.unparse(_method(module_ast, "CardioScarWidget", "setParameterNode"))
+    assert "self._restoreExtraInputs()" in ast.unparse(_method(module_ast, "CardioScarWidget", "_parameterNodeConnected"))
+    assert "self._parameterNodeConnected()" in ast.unparse(_method(module_ast, "WorkerPanelMixin", "setParameterNode"))
 
 
 def test_from_dicom_box_asks_the_logic_for_the_recorded_slab_width(module_ast):
@@ -194,11 +201,14 @@ def test_the_worker_is_stopped_wherever_the_panel_goes_away(module_ast):
     """Static, for what the harness cannot drive (Testing/test_slicer_panel.py drives the rest):
     quitting Slicer and reloading the module end a running worker; a scene import re-reads the
     parameter node; results are shown in the layout that keeps the 3D view."""
-    setup = ast.unparse(_method(module_ast, "CardioScarWidget", "setup"))
-    assert "slicer.app.connect('aboutToQuit()', self._stopRun)" in setup
-    assert "slicer.mrmlScene.EndImportEvent, self.onSceneEndImport" in setup
+    # the plumbing both panels share (CardioScarWidget and AttriVAEWidget derive from it)
+    assert "self._connectLifecycle()" in ast.unparse(_method(module_ast, "CardioScarWidget", "setup"))
+    lifecycle = ast.unparse(_method(module_ast, "WorkerPanelMixin", "_connectLifecycle"))
+    assert "slicer.app.connect('aboutToQuit()', self._stopRun)" in lifecycle
+    assert "slicer.mrmlScene.EndImportEvent, self.onSceneEndImport" in lifecycle
     for name in ("onSceneStartClose", "cleanup"):
-        assert "self._stopRun()" in ast.unparse(_method(module_ast, "CardioScarWidget", name))
+        assert "self._stopRun()" in ast.unparse(_method(module_ast, "WorkerPanelMixin", name))
+    assert [ast.unparse(b) for b in _class(module_ast, "CardioScarWidget").bases][0] == "WorkerPanelMixin"
     shown = ast.unparse(_method(module_ast, "CardioScarWidget", "_showResult"))
     assert "show_results(" in shown and "ShowChartInLayout" not in ast.unparse(module_ast)
     assert ".connectGui(" not in ast.unparse(module_ast), "connectGui returns no tag on Slicer 5.8"
@@ -319,3 +329,89 @@ def test_icons_are_128_pixel_pngs():
             assert image.format == "PNG" and image.size == (128, 128)
             colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
             assert colours is None or len(colours) > 20  # a drawing, not a flat placeholder
+
+
+# ------------------------------------------------------------------ the second module: Attri-VAE
+
+ATTRIVAE_DIR = REPO / "AttriVAE"
+sys.path.insert(0, str(ATTRIVAE_DIR))
+
+
+def test_attrivae_cmake_packages_every_file_and_is_part_of_the_extension():
+    module_cmake = (ATTRIVAE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    scripts = [s.replace("${MODULE_NAME}", "AttriVAE") for s in _cmake_list(module_cmake, "MODULE_PYTHON_SCRIPTS")]
+    on_disk = {str(p.relative_to(ATTRIVAE_DIR)) for p in ATTRIVAE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    assert set(scripts) == on_disk and len(scripts) == len(on_disk)
+    resources = [s.replace("${MODULE_NAME}", "AttriVAE") for s in _cmake_list(module_cmake, "MODULE_PYTHON_RESOURCES")]
+    assert sorted(resources) == ["Resources/Icons/AttriVAE.png", "Resources/UI/AttriVAE.ui"]
+    assert all((ATTRIVAE_DIR / r).is_file() for r in resources)
+    assert "NAME ${MODULE_NAME}" in module_cmake and "WITH_GENERIC_TESTS" in module_cmake
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module_cmake
+    extension = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert extension.index("add_subdirectory(CardioScar)") < extension.index("add_subdirectory(AttriVAE)")
+    # the command line the module runs is installed by the CardioScar module's list
+    library = _cmake_list((MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8"), "CARDIOSCAR_LIB_FILES")
+    assert {"attrivae_command.py", "attrivae/__init__.py", "__main__.py"} <= set(library)
+
+
+def test_attrivae_panel_code_ui_and_parameters_agree():
+    tree = ast.parse((ATTRIVAE_DIR / "AttriVAE.py").read_text(encoding="utf-8"))
+    ui = ET.parse(ATTRIVAE_DIR / "Resources" / "UI" / "AttriVAE.ui").getroot()
+    widgets, bindings = _widgets(ui), _bindings(ui)
+    missing = _used_widgets(tree) - set(widgets)
+    assert not missing, f"AttriVAE.py uses widgets absent from AttriVAE.ui: {sorted(missing)}"
+    assert ui.find("widget").get("class") == "qMRMLWidget"
+    parameters = _parameters(tree, "AttriVAEParameterNode")
+    for kept in ("modelPath", "outputFolder"):  # strings the panel keeps itself (a path parameter shows ".")
+        assert ast.unparse(parameters.pop(kept).annotation) == "str"
+    assert set(bindings) == set(parameters), "every parameter needs exactly one widget, and vice versa"
+    for name, node in parameters.items():
+        widget_class = widgets[bindings[name]].get("class")
+        assert widget_class in CONNECTOR_WIDGETS[_kind(node.annotation)], f"{name} bound to a {widget_class}"
+        if _kind(node.annotation) == "choice":
+            items = [i.find("property/string").text for i in widgets[bindings[name]].findall("item")]
+            assert items == ast.literal_eval(re.search(r"Choice\((\[.*?\])\)", ast.unparse(node.annotation)).group(1))
+
+    def node_types(name):
+        prop = next(p for p in widgets[name].findall("property") if p.get("name") == "nodeTypes")
+        return [s.text for s in prop.iter("string")]
+
+    def flag(name, prop_name):
+        return next(p for p in widgets[name].findall("property") if p.get("name") == prop_name).find("bool").text
+
+    # the LGE box offers intensity volumes only (label maps are scalar-volume subclasses)
+    assert node_types("lgeSelector") == ["vtkMRMLScalarVolumeNode"] and flag("lgeSelector", "showChildNodeTypes") == "false"
+    assert node_types("labelsSelector") == ["vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"]
+    receivers = {c.find("receiver").text for c in ui.iter("connection")
+                 if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
+    assert receivers == {"lgeSelector", "labelsSelector"}
+    used = {node.attr for node in ast.walk(_class(tree, "AttriVAEWidget")) if isinstance(node, ast.Attribute)}
+    # every parameter reaches a run, but the convention, which only fills the two label boxes
+    assert set(_parameters(tree, "AttriVAEParameterNode")) - used == {"labelConvention"}, "a parameter no run reads"
+    from AttriVAELogic import LABEL_CONVENTIONS
+
+    defaults = {name: ast.literal_eval(node.value) for name, node in parameters.items() if node.value}
+    assert (defaults["cavityLabels"], defaults["myocardiumLabels"]) == LABEL_CONVENTIONS[defaults["labelConvention"]]
+
+
+def test_attrivae_module_imports_nothing_heavy_and_has_its_self_test():
+    tree = ast.parse((ATTRIVAE_DIR / "AttriVAE.py").read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {(node.module or "").split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"torch", "sklearn", "cardioscar"}
+    assert [ast.unparse(b) for b in _class(tree, "AttriVAEWidget").bases][0] == "WorkerPanelMixin"
+    assert "self._connectLifecycle()" in ast.unparse(next(n for n in _class(tree, "AttriVAEWidget").body
+                                                          if isinstance(n, ast.FunctionDef) and n.name == "setup"))
+    test_class = _class(tree, "AttriVAETest")
+    assert [ast.unparse(b) for b in test_class.bases] == ["ScriptedLoadableModuleTest"]
+    assert "cannot run" in ast.get_docstring(test_class)
+    probe = "import sys, AttriVAELogic; sys.exit('torch' in sys.modules)"
+    path = os.pathsep.join(str(p) for p in (REPO / "CardioScarLib", MODULE_DIR))
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=ATTRIVAE_DIR, capture_output=True, text=True,
+                               env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    assert completed.returncode == 0, "importing the Logic package must not import torch: " + completed.stderr[-500:]
+    from PIL import Image
+
+    with Image.open(ATTRIVAE_DIR / "Resources" / "Icons" / "AttriVAE.png") as image:
+        assert image.format == "PNG" and image.size == (128, 128)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(21)) > 20

@@ -41,8 +41,9 @@ from .options import ReconstructionOptions
 
 logger = logging.getLogger(__name__)
 
-#: Workers still running, ended when this Python ends (Slicer quitting, a test session).
-_LIVE: "weakref.WeakSet[BackgroundRun]" = weakref.WeakSet()
+#: Workers still running (anything with ``stop()``: the Attri-VAE module's command runs join),
+#: ended when this Python ends (Slicer quitting, a test session).
+LIVE_RUNS: "weakref.WeakSet" = weakref.WeakSet()
 
 
 @dataclass
@@ -98,6 +99,17 @@ def _library_path() -> str:
     return str(Path(cardioscar.__file__).resolve().parent.parent)
 
 
+def worker_environment() -> dict:
+    """This process's environment for a worker: ``cardioscar`` importable (in an installed
+    extension it sits beside the modules, not on Python's path), output unbuffered and UTF-8 (the
+    panel reads it line by line as it comes)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_library_path(), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
 def _inference_options(options: ReconstructionOptions) -> dict:
     return {"mc_samples": int(options.inference_mc_samples), "batch_size": int(options.inference_batch_size),
             "threshold": options.threshold, "seed": int(options.seed)}
@@ -122,7 +134,31 @@ def write_prediction_job(folder: Path, model_path: Path, points: np.ndarray, opt
     (folder / worker.JOB_FILE).write_text(json.dumps(job))
 
 
-class BackgroundRun:
+class WorkerProcess:
+    """What every run in a worker process shares (this module's and the Attri-VAE module's
+    command runs): ``self._process`` (started with its stdin a pipe) works in ``self.folder``."""
+
+    folder: Path
+    _process: subprocess.Popen
+
+    def stop(self) -> None:
+        """End the worker now and remove its folder. Safe to call at any time, more than once."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        """Close the worker's stdin (a worker still running ends on that) and remove the folder."""
+        try:
+            self._process.stdin.close()
+        except OSError:  # the pipe broke when the worker ended
+            pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+        LIVE_RUNS.discard(self)
+
+
+class BackgroundRun(WorkerProcess):
     """A worker process on one job folder: start, read its reports, stop, collect the result.
 
     Use :meth:`training` or :meth:`prediction` to make one from the Logic's inputs.
@@ -134,16 +170,13 @@ class BackgroundRun:
         self._messages: "queue.Queue[WorkerMessage]" = queue.Queue()
         self.device = ""
         self.error: Optional[str] = None
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_library_path(), env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
         self._process = subprocess.Popen(
             [python, str(Path(worker.__file__).resolve()), str(self.folder)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, encoding="utf-8", errors="replace", bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_environment(), encoding="utf-8",
+            errors="replace", bufsize=1)
         self._reader = threading.Thread(target=self._read, name="cardioscar-worker-reader", daemon=True)
         self._reader.start()
-        _LIVE.add(self)
+        LIVE_RUNS.add(self)
 
     # ------------------------------------------------------------------ making runs
 
@@ -227,22 +260,6 @@ class BackgroundRun:
     def succeeded(self) -> bool:
         return not self.running and self._process.returncode == 0 and self.device != "" and self.error is None
 
-    def stop(self) -> None:
-        """End the worker now and remove its folder. Safe to call at any time, more than once."""
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        self._close()
-
-    def _close(self) -> None:
-        """Close the worker's stdin (a worker still running ends on that) and remove the folder."""
-        try:
-            self._process.stdin.close()
-        except OSError:  # the pipe broke when the worker ended
-            pass
-        shutil.rmtree(self.folder, ignore_errors=True)
-        _LIVE.discard(self)
-
     # ------------------------------------------------------------------ the result
 
     def failure(self) -> str:
@@ -286,9 +303,9 @@ def _in_application() -> bool:
 @atexit.register
 def _stop_all() -> None:
     """Slicer (or any Python that started workers) is ending: end them too."""
-    for run in list(_LIVE):
+    for run in list(LIVE_RUNS):
         run.stop()
 
 
-__all__ = ["BackgroundRun", "WorkerMessage", "parse_line", "worker_python", "write_training_job",
-           "write_prediction_job"]
+__all__ = ["BackgroundRun", "WorkerProcess", "LIVE_RUNS", "WorkerMessage", "parse_line", "worker_python",
+           "worker_environment", "write_training_job", "write_prediction_job"]

@@ -213,8 +213,14 @@ def update_summary_table(model_node, rows: Iterable[tuple[str, str, str]]):
     """Write the summary rows into the model's summary table node (created on first use)."""
     table = referenced_or_new(model_node, SUMMARY_REFERENCE, "vtkMRMLTableNode",
                                f"{model_node.GetName()} CardioScar summary")
+    return fill_string_table(table, ("Measure", "Value", "Unit"), rows)
+
+
+def fill_string_table(table, titles: Iterable[str], rows: Iterable[Iterable[str]]):
+    """Replace ``table``'s content with string columns ``titles`` and ``rows``, locked (a result,
+    not an input to edit)."""
     columns = []
-    for title in ("Measure", "Value", "Unit"):
+    for title in titles:
         column = vtk.vtkStringArray()
         column.SetName(title)
         columns.append(column)
@@ -267,4 +273,4 @@ def update_loss_plot(model_node, losses: list[float]):
 
 __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
            "write_point_arrays", "new_output_model", "show_probability", "mesh_measure_kind", "summary_rows",
-           "update_summary_table", "update_loss_plot", "referenced_or_new"]
+           "update_summary_table", "fill_string_table", "update_loss_plot", "referenced_or_new"]

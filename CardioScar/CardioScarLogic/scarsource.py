@@ -88,15 +88,16 @@ def _segment_names(segmentation_node, segment_ids) -> str:
     return ", ".join(segmentation_node.GetSegmentation().GetSegment(sid).GetName() for sid in segment_ids)
 
 
-def _segment_named(segmentation_node, name: str, what: str = "myocardium") -> str:
-    """The ID of the segment called ``name`` (case and surrounding spaces ignored)."""
+def segment_named(segmentation_node, name: str, role: str = "myocardium") -> str:
+    """The ID of the segment called ``name`` (case and surrounding spaces ignored); ``role`` (what
+    the segment is for) names it in the error."""
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = _segment_ids(segmentation_node)
     for sid in segment_ids:
         if segmentation.GetSegment(sid).GetName().strip().lower() == name.strip().lower():
             return sid
     raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' has no segment named '{name}' (segments: "
-                          f"{_segment_names(segmentation_node, segment_ids) or 'none'}): type the {what} "
+                          f"{_segment_names(segmentation_node, segment_ids) or 'none'}): type the {role} "
                           "segment's name as the Segmentations module shows it.")
 
 
@@ -122,7 +123,7 @@ def _node_ids(scene) -> set[str]:
     return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
 
 
-def _export_segments(segmentation_node, segment_ids: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+def export_segments(segmentation_node, segment_ids: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
     """Each segment as a (k, j, i) boolean array on the segmentation's reference grid, and that
     grid's IJK -> RAS matrix. One export per segment, so that overlapping segments (scar drawn
     inside the myocardium) both keep their voxels. Every node (label map, its display node, its
@@ -163,9 +164,9 @@ def _from_segmentation(segmentation_node, myocardium_segment: str = "") -> ScarS
     as label 2) on the segmentation's reference grid."""
     if not _segment_ids(segmentation_node):
         raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' is empty: paint the scar first.")
-    myocardium_id = _segment_named(segmentation_node, myocardium_segment) if myocardium_segment else None
+    myocardium_id = segment_named(segmentation_node, myocardium_segment) if myocardium_segment else None
     segment_ids = [_scar_segment_id(segmentation_node, myocardium_id)] + ([myocardium_id] if myocardium_id else [])
-    masks, grid = _export_segments(segmentation_node, segment_ids)
+    masks, grid = export_segments(segmentation_node, segment_ids)
     values = np.where(masks[0], SEGMENT_SCAR, 0).astype(np.uint8)
     if myocardium_id:
         values[masks[1] & ~masks[0]] = SEGMENT_MYOCARDIUM
@@ -183,8 +184,8 @@ def _segmentation_source(segmentation_node, values: np.ndarray, grid: np.ndarray
 def segment_source(segmentation_node, name: str, what: str) -> ScarSource:
     """One named segment of a segmentation as a 0/1 label map (a mask: myocardium, blood pool or
     remote for the scar rules), on the segmentation's reference grid, node unchanged."""
-    segment_id = _segment_named(segmentation_node, name, what)
-    masks, grid = _export_segments(segmentation_node, [segment_id])
+    segment_id = segment_named(segmentation_node, name, what)
+    masks, grid = export_segments(segmentation_node, [segment_id])
     return _segmentation_source(segmentation_node, masks[0].astype(np.uint8), grid)
 
 
@@ -254,4 +255,5 @@ def counted_from_the_other_end(node, slice_axis: str) -> bool:
     return float(file_axis @ node_axis) < 0.0
 
 
-__all__ = ["ScarSource", "scar_source_from_node", "slice_count", "counted_from_the_other_end", "AXIS_TO_KJI"]
+__all__ = ["ScarSource", "scar_source_from_node", "segment_named", "export_segments", "slice_count",
+           "counted_from_the_other_end", "AXIS_TO_KJI"]

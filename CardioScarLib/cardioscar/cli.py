@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
 
-from cardioscar import __version__, aha_command, cohort_command, mesh_cli
+from cardioscar import __version__, aha_command, attrivae_command, cohort_command, mesh_cli
 from cardioscar.checks import check_output_dir, check_output_path, check_seed
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh_cli.register(sub)
     cohort_command.register(sub)
     export.register(sub)
+    attrivae_command.register(sub)
     return parser
 
 

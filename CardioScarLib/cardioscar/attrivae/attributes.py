@@ -1,0 +1,107 @@
+"""The attributes tied to latent dimensions: shape from the labels, clinical from a table.
+
+Shape: LV cavity volume and myocardial volume (voxel counts times the voxel volume, in ml) and the
+mean wall thickness (mm). Thickness is measured per short-axis slice with two distance maps: at a
+myocardial pixel, the distance to the nearest cavity pixel plus the distance to the nearest pixel
+outside the LV is the local wall width; both distances reach pixel centres half a pixel beyond
+the wall's borders, so one in-plane pixel is taken off. For a ring of radii r1 < r2 this gives
+r2 - r1 at every radius. Slices without both cavity and myocardium (apex, base) are skipped.
+
+Clinical: ejection fraction (EMIDEC column ``FEVG``), age, sex, tobacco. The table's infarct and
+no-reflow volumes are deliberately not attributes: they are read off the scar labels and would
+hand the classifier the answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from cardioscar.attrivae.preprocess import LabelConvention
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+SHAPE_ATTRIBUTES = ("lv_volume_ml", "myocardium_volume_ml", "wall_thickness_mm")
+CLINICAL_ATTRIBUTES = ("ejection_fraction", "age", "sex", "tobacco")
+ALL_ATTRIBUTES = SHAPE_ATTRIBUTES + CLINICAL_ATTRIBUTES
+UNITS = {"lv_volume_ml": "ml", "myocardium_volume_ml": "ml", "wall_thickness_mm": "mm", "ejection_fraction": "%",
+         "age": "years", "sex": "0/1", "tobacco": "code"}
+
+#: Column names accepted for each clinical attribute (first found wins; case-insensitive).
+CLINICAL_COLUMNS = {"ejection_fraction": ("ejection_fraction", "fevg", "lvef", "ef"), "age": ("age",),
+                    "sex": ("sex",), "tobacco": ("tobacco",)}
+
+
+def wall_thickness_mm(labels: np.ndarray, spacing: tuple[float, float, float], convention: LabelConvention) -> float:
+    """Mean myocardial wall thickness (mm) over the short-axis slices (labels k, j, i; spacing di, dj, dk)."""
+    cavity = np.isin(labels, convention.cavity)
+    myocardium = np.isin(labels, convention.myocardium)
+    outside = ~(cavity | myocardium)
+    sampling = (spacing[1], spacing[0])
+    pixel = math.sqrt(spacing[0] * spacing[1])
+    widths = []
+    for k in range(labels.shape[0]):
+        if not cavity[k].any() or not myocardium[k].any() or not outside[k].any():
+            continue
+        to_cavity = ndimage.distance_transform_edt(~cavity[k], sampling=sampling)
+        to_outside = ndimage.distance_transform_edt(~outside[k], sampling=sampling)
+        widths.append(to_cavity[myocardium[k]] + to_outside[myocardium[k]] - pixel)
+    if not widths:
+        return float("nan")
+    return float(np.mean(np.concatenate(widths)))
+
+
+def shape_attributes(labels: np.ndarray, spacing: tuple[float, float, float],
+                     convention: LabelConvention) -> dict[str, float]:
+    """LV cavity volume (ml), myocardial volume (ml) and mean wall thickness (mm) of one label map."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    return {
+        "lv_volume_ml": float(np.isin(labels, convention.cavity).sum() * voxel_ml),
+        "myocardium_volume_ml": float(np.isin(labels, convention.myocardium).sum() * voxel_ml),
+        "wall_thickness_mm": wall_thickness_mm(labels, spacing, convention),
+    }
+
+
+def read_clinical_table(path: str | Path) -> dict[int, dict[str, float]]:
+    """Rows of a clinical CSV keyed by the integer ``case`` column, with our attribute names.
+
+    Attributes whose column is missing are left out of every row; an empty or non-numeric cell
+    becomes NaN (that case then takes no part in that attribute's pairs).
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise CardioScarError(f"--clinical {source} not found: give the clinical CSV (EMIDEC: clinical.csv)")
+    with source.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+        if "case" not in header:
+            raise CardioScarError(f"--clinical {source} has no 'case' column (columns: {list(header)}); "
+                                  "it must hold the case number of each row")
+        columns = {}
+        for attribute, candidates in CLINICAL_COLUMNS.items():
+            found = next((header[c] for c in candidates if c in header), None)
+            if found is not None:
+                columns[attribute] = found
+        rows: dict[int, dict[str, float]] = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                case = int(float(row[header["case"]]))
+            except (TypeError, ValueError):
+                raise CardioScarError(f"--clinical {source} line {line}: case {row[header['case']]!r} is not a number"
+                                      ) from None
+            rows[case] = {attribute: _number(row.get(column)) for attribute, column in columns.items()}
+    logger.info("Clinical table %s: %d rows, attributes %s", source, len(rows), sorted(columns))
+    return rows
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else float("nan")
+    except ValueError:
+        return float("nan")

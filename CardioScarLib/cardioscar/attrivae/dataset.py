@@ -1,0 +1,90 @@
+"""Cases for training: EMIDEC-style folders (``Case_Pxxx`` MI, ``Case_Nxxx`` normal) + a clinical table.
+
+Each ``Case_xxx/`` holds ``Images/Case_xxx.nii.gz`` (LGE) and ``Contours/Case_xxx.nii.gz`` (labels);
+the class is the folder's letter (P: infarct, N: none) and the clinical row is the one whose
+``case`` column equals the folder's number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cardioscar.attrivae.attributes import CLINICAL_ATTRIBUTES, SHAPE_ATTRIBUTES, read_clinical_table, shape_attributes
+from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig, prepare_case
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+CASE_NAME = re.compile(r"Case_([PN])(\d+)")
+
+
+@dataclass
+class Case:
+    """One preprocessed training case."""
+
+    case_id: str
+    cube: np.ndarray                 # (cube, cube, cube) float32
+    mi: int                          # 1 infarct, 0 normal
+    attributes: dict[str, float] = field(default_factory=dict)
+
+
+def case_folders(data_dir: str | Path) -> list[Path]:
+    """The ``Case_[PN]<number>`` folders of ``data_dir``, sorted."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise CardioScarError(f"--data {folder} is not a folder: give the EMIDEC-style folder of Case_Pxxx/Case_Nxxx")
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and CASE_NAME.fullmatch(p.name))
+    if not found:
+        raise CardioScarError(f"--data {folder} holds no Case_P<number> / Case_N<number> folders (EMIDEC layout)")
+    return found
+
+
+def case_files(folder: Path) -> tuple[Path, Path]:
+    image = folder / "Images" / f"{folder.name}.nii.gz"
+    labels = folder / "Contours" / f"{folder.name}.nii.gz"
+    for path in (image, labels):
+        if not path.is_file():
+            raise CardioScarError(f"--data: {path} is missing (each Case_xxx needs Images/ and Contours/ files)")
+    return image, labels
+
+
+def present_attributes(clinical: dict[int, dict[str, float]]) -> list[str]:
+    """Shape attributes, then the clinical ones the table has."""
+    columns = set().union(*(row.keys() for row in clinical.values())) if clinical else set()
+    return list(SHAPE_ATTRIBUTES) + [a for a in CLINICAL_ATTRIBUTES if a in columns]
+
+
+def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: LabelConvention,
+               config: PreprocessConfig, limit: list[str] | None = None) -> tuple[list[Case], list[str]]:
+    """Every case of ``data_dir`` (or those named in ``limit``) preprocessed, and the attribute names."""
+    clinical = read_clinical_table(clinical_csv)
+    names = present_attributes(clinical)
+    cases = []
+    for folder in case_folders(data_dir):
+        if limit is not None and folder.name not in limit:
+            continue
+        letter, number = CASE_NAME.fullmatch(folder.name).groups()  # type: ignore[union-attr]
+        image_path, labels_path = case_files(folder)
+        prepared = prepare_case(image_path, labels_path, convention, config)
+        values = shape_attributes(prepared.labels, prepared.spacing, convention)
+        row = clinical.get(int(number))
+        if row is None:
+            logger.warning("%s has no row in %s: its clinical attributes are unknown", folder.name, clinical_csv)
+        values.update({a: (row or {}).get(a, math.nan) for a in names if a not in SHAPE_ATTRIBUTES})
+        cases.append(Case(folder.name, prepared.cube, int(letter == "P"), values))
+    if limit is not None and len(cases) != len(set(limit)):
+        missing = sorted(set(limit) - {c.case_id for c in cases})
+        raise CardioScarError(f"--data {data_dir} lacks the cases {missing}")
+    logger.info("Loaded %d cases (%d MI) from %s", len(cases), sum(c.mi for c in cases), data_dir)
+    return cases, names
+
+
+def attribute_matrix(cases: list[Case], names: list[str]) -> np.ndarray:
+    """(n_cases, n_attributes) float64, NaN where unknown."""
+    return np.array([[case.attributes.get(n, math.nan) for n in names] for case in cases], dtype=np.float64)

@@ -1,0 +1,134 @@
+"""Attention maps, pictures and traversals of one case, written into an output folder.
+
+``attention_<attribute>.nii.gz``: the Grad-CAM of the attribute's latent dimension, placed back on
+the input image's grid (same size, spacing, origin, direction; 0 outside the LV crop), float32 in
+[0, 1]. ``explain.png``: short-axis slices through the LV with each map over the image.
+``traversal_<attribute>.png``: decoded mid-ventricular slices as the attribute's dimension sweeps
+its training range. ``explain.json`` lists them. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from cardioscar.atomic import atomic_write
+from cardioscar.attrivae.gradcam import latent_gradcam
+from cardioscar.attrivae.predict import Prediction
+from cardioscar.attrivae.preprocess import as_image_like, cube_to_image
+from cardioscar.attrivae.traversal import latent_traversal, traversal_values
+from cardioscar.cohort.summary import _save as save_figure
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+
+def choose_attributes(checkpoint: dict, requested: Optional[Sequence[str]]) -> list[str]:
+    """The requested attributes (all regularised ones by default), each checked against the model."""
+    available = list(checkpoint["attributes"])
+    if not requested:
+        return available
+    unknown = [name for name in requested if name not in available]
+    if unknown:
+        raise CardioScarError(f"--attributes {','.join(unknown)}: not regularised in this model; choose from "
+                              f"{','.join(available)}")
+    return list(dict.fromkeys(requested))
+
+
+def attention_on_image(prediction: Prediction, dim: int) -> np.ndarray:
+    """The Grad-CAM of latent ``dim`` on the input image's grid (k, j, i), in [0, 1]."""
+    cam = latent_gradcam(prediction.model, prediction.volume, dim)
+    return np.clip(cube_to_image(cam, prediction.prepared.box), 0.0, 1.0)
+
+
+def _lv_slices(prediction: Prediction, count: int = 4) -> list[int]:
+    box = prediction.prepared.box
+    ks = np.unique(np.linspace(box.start[0], box.stop[0] - 1, min(count, box.shape[0])).round().astype(int))
+    return [int(k) for k in ks]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.ndarray]) -> None:
+    """Rows: attributes; columns: slices through the LV; the map (jet) over the image (grey), the LV outlined."""
+    plt = _plt()
+    image = sitk.GetArrayFromImage(prediction.prepared.image).astype(np.float64)
+    box = prediction.prepared.box
+    ks = _lv_slices(prediction)
+    outline = prediction.prepared.lv
+    fig, axes = plt.subplots(len(maps), len(ks), figsize=(2.4 * len(ks), 2.4 * len(maps)), squeeze=False)
+    for row, (name, volume) in enumerate(maps.items()):
+        for col, k in enumerate(ks):
+            ax = axes[row][col]
+            window = (k, box.slices[1], box.slices[2])
+            ax.imshow(image[window], cmap="gray")
+            ax.imshow(np.ma.masked_less_equal(volume[window], 0.05), cmap="jet", vmin=0, vmax=1, alpha=0.5)
+            ax.contour(outline[window], levels=[0.5], colors="white", linewidths=0.5)
+            ax.set_title(f"{name} k={k}" if col == 0 else f"k={k}", fontsize=7)
+            ax.axis("off")
+    fig.suptitle(f"MI probability {prediction.result['mi_probability']:.2f}", fontsize=9)
+    save_figure(fig, path)
+
+
+def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np.ndarray, unit: str) -> None:
+    """The mid-slice of each decoded volume in a row, titled with the attribute's value there."""
+    plt = _plt()
+    middle = decoded.shape[1] // 2
+    fig, axes = plt.subplots(1, len(decoded), figsize=(1.6 * len(decoded), 2.0), squeeze=False)
+    for ax, volume, value in zip(axes[0], decoded, readings):
+        ax.imshow(volume[middle], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{value:.3g} {unit}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle(f"traversal of {name}", fontsize=8)
+    save_figure(fig, path)
+
+
+def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
+                 attributes: Optional[Sequence[str]] = None, steps: int = 7) -> dict:
+    """Write every explanation file into ``output_dir`` and return the explain.json content."""
+    from cardioscar.attrivae.attributes import UNITS
+    from cardioscar.attrivae.predict import attribute_readout
+
+    names = choose_attributes(checkpoint, attributes)
+    traversal_values(0.0, 1.0, steps)  # checks --steps before any work
+    output_dir.mkdir(parents=True, exist_ok=True)
+    maps, attention_files, traversal_files = {}, {}, {}
+    for name in names:
+        dim = checkpoint["latent_dims"][name]
+        maps[name] = attention_on_image(prediction, dim)
+        target = output_dir / f"attention_{name}.nii.gz"
+        with atomic_write(target) as tmp:
+            sitk.WriteImage(as_image_like(maps[name], prediction.prepared.image), str(tmp), True)
+        attention_files[name] = str(target.resolve())
+        index = checkpoint["attributes"].index(name)
+        values = traversal_values(checkpoint["latent_range"]["min"][index], checkpoint["latent_range"]["max"][index],
+                                  steps)
+        decoded = latent_traversal(prediction.model, prediction.mu, dim, values)
+        readings = []
+        for value in values:
+            mu = prediction.mu.copy()
+            mu[dim] = value
+            readings.append(attribute_readout(checkpoint, mu)[0][name])
+        target = output_dir / f"traversal_{name}.png"
+        write_traversal_png(target, name, decoded, np.array(readings), UNITS.get(name, ""))
+        traversal_files[name] = str(target.resolve())
+    png = output_dir / "explain.png"
+    write_explain_png(png, prediction, maps)
+    summary = {"attributes": names,
+               "files": {"attention": attention_files, "png": str(png.resolve()), "traversal": traversal_files},
+               "mi_probability": prediction.result["mi_probability"]}
+    with atomic_write(output_dir / "explain.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

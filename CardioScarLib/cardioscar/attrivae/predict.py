@@ -1,0 +1,62 @@
+"""MI probability and attribute values of one case from a trained Attri-VAE.
+
+Each attribute is read from its own latent dimension (the line fitted on the training cases,
+then the training scaler back to the attribute's units). ``out_of_range`` flags a latent
+coordinate outside those of the training cases: the value is then an extrapolation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cardioscar.attrivae.checkpoint import build_model, model_summary, preprocess_of, scaler_of
+from cardioscar.attrivae.model import AttriVAE
+from cardioscar.attrivae.preprocess import LabelConvention, PreparedCase, prepare_case
+from cardioscar.attrivae.train import read_attributes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    """The JSON-ready result and what explanation needs to go on from it."""
+
+    result: dict
+    prepared: PreparedCase
+    model: AttriVAE
+    volume: torch.Tensor      # (1, 1, n, n, n) network input on the model's device
+    mu: np.ndarray            # (latent,)
+
+
+def attribute_readout(checkpoint: dict, mu: np.ndarray) -> tuple[dict[str, float], dict[str, bool]]:
+    """Attribute values (own units) and out-of-range flags from a latent mean."""
+    names = checkpoint["attributes"]
+    dims = [checkpoint["latent_dims"][n] for n in names]
+    z = mu[dims]
+    values = read_attributes(np.array(checkpoint["read_back"]["slope"]), np.array(checkpoint["read_back"]["intercept"]),
+                             scaler_of(checkpoint), z)
+    low, high = np.array(checkpoint["latent_range"]["min"]), np.array(checkpoint["latent_range"]["max"])
+    outside = (z < low) | (z > high)
+    return ({n: float(v) for n, v in zip(names, values)}, {n: bool(o) for n, o in zip(names, outside)})
+
+
+def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Path,
+                 convention: LabelConvention, device: torch.device) -> Prediction:
+    """Preprocess the case as in training, encode it, classify it and read its attributes."""
+    prepared = prepare_case(image_path, labels_path, convention, preprocess_of(checkpoint))
+    model = build_model(checkpoint, device)
+    volume = torch.as_tensor(prepared.cube[None, None], device=device)
+    with torch.no_grad():
+        mu, _ = model.encode(volume)
+        probability = float(torch.sigmoid(model.classify(mu))[0])
+    mu_np = mu[0].cpu().numpy().astype(np.float64)
+    attributes, out_of_range = attribute_readout(checkpoint, mu_np)
+    result = {"mi_probability": probability, "mi_predicted": probability >= checkpoint["threshold"],
+              "attributes": attributes, "out_of_range": out_of_range, "model": model_summary(checkpoint)}
+    logger.info("MI probability %.3f for %s", probability, image_path)
+    return Prediction(result, prepared, model, volume, mu_np)

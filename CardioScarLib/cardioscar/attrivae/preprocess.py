@@ -1,0 +1,184 @@
+"""From an LGE stack and its label map to the network's input cube, and from the cube back.
+
+The published recipe: crop to the bounding box of the left ventricle (cavity + myocardium) in the
+labels, mask everything else, scale intensities to [0, 1] inside the mask, apply a gamma curve
+(contrast), resize the crop to a cube. The resize is trilinear with half-voxel alignment, so the
+centre of cube voxel ``c`` sits at crop index ``(c + 0.5) * n / cube - 0.5``; resizing the cube back
+to the crop's own size with the same rule is the exact inverse placement. That is how attention
+maps land on the input image's grid (:func:`cube_to_image`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from cardioscar.errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+#: EMIDEC: 1 cavity, 2 myocardium, 3 infarct, 4 no-reflow. ACDC: cavity 3, myocardium 2.
+EMIDEC_CAVITY = (1,)
+EMIDEC_MYOCARDIUM = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class LabelConvention:
+    """Which label values are the LV cavity and which the myocardium (scar included)."""
+
+    cavity: tuple[int, ...] = EMIDEC_CAVITY
+    myocardium: tuple[int, ...] = EMIDEC_MYOCARDIUM
+
+    def __post_init__(self) -> None:
+        if not self.cavity or not self.myocardium:
+            raise CardioScarError("--cavity-labels and --myocardium-labels must each name at least one label")
+        shared = set(self.cavity) & set(self.myocardium)
+        if shared:
+            raise CardioScarError(f"labels {sorted(shared)} are in both --cavity-labels and --myocardium-labels; "
+                                  "give each label to one of them")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a case becomes a cube; recorded in the checkpoint so prediction repeats it exactly."""
+
+    cube: int = 32
+    gamma: float = 1.5           # >1 darkens normal myocardium relative to enhancement
+    margin_voxels: int = 3       # in-plane margin around the LV box (none along the slice axis)
+    low_percentile: float = 1.0  # intensity window inside the LV mask
+    high_percentile: float = 99.0
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.cube <= 256:
+            raise CardioScarError(f"--cube must be in 8..256 voxels, got {self.cube}")
+        if not self.gamma > 0:
+            raise CardioScarError(f"gamma must be > 0, got {self.gamma}")
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The LV box in the image's index space (numpy order k, j, i; ``stop`` exclusive)."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+    image_shape: tuple[int, int, int]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+
+
+@dataclass
+class PreparedCase:
+    """One case ready for the network, with what is needed to map results back."""
+
+    cube: np.ndarray            # (cube, cube, cube) float32 in [0, 1], numpy order k, j, i
+    box: CropBox
+    image: sitk.Image           # the input image (geometry reference for outputs)
+    labels: np.ndarray          # (k, j, i) int label map on the image grid
+    lv: np.ndarray              # (k, j, i) bool: cavity + myocardium under the case's label convention
+    spacing: tuple[float, float, float]  # (di, dj, dk) mm
+
+
+def read_case(image_path: str | Path, labels_path: str | Path) -> tuple[sitk.Image, np.ndarray]:
+    """The image and its label map (integers), which must share one grid."""
+    from cardioscar.imageio import read_image
+
+    image = read_image(image_path)
+    labels_image = read_image(labels_path)
+    if image.GetSize() != labels_image.GetSize():
+        raise CardioScarError(f"--labels {labels_path} has size {labels_image.GetSize()} but --image {image_path} has "
+                              f"{image.GetSize()}: give the label map of this image (same grid)")
+    for name, a, b, tol in (("spacing", image.GetSpacing(), labels_image.GetSpacing(), 1e-3),
+                            ("origin", image.GetOrigin(), labels_image.GetOrigin(), 1e-2),
+                            ("direction", image.GetDirection(), labels_image.GetDirection(), 1e-4)):
+        if not np.allclose(a, b, atol=tol):
+            raise CardioScarError(f"--labels {labels_path} has another {name} than --image {image_path} "
+                                  f"({np.round(b, 4).tolist()} vs {np.round(a, 4).tolist()}): resample it onto the image")
+    values = sitk.GetArrayFromImage(labels_image)
+    rounded = np.rint(values)
+    if not np.allclose(values, rounded, atol=1e-3):
+        raise CardioScarError(f"--labels {labels_path} holds non-integer values: give a label map")
+    return image, rounded.astype(np.int32)
+
+
+def lv_mask(labels: np.ndarray, convention: LabelConvention) -> np.ndarray:
+    """Cavity + myocardium voxels."""
+    return np.isin(labels, convention.cavity + convention.myocardium)
+
+
+def lv_box(labels: np.ndarray, convention: LabelConvention, margin: int, source: str = "--labels") -> CropBox:
+    """The LV's bounding box with an in-plane margin, clipped to the image."""
+    mask = lv_mask(labels, convention)
+    if not np.isin(labels, convention.myocardium).any():
+        present = sorted(int(v) for v in np.unique(labels))
+        raise CardioScarError(f"{source} has no myocardium label {list(convention.myocardium)} (labels present: "
+                              f"{present}); set --myocardium-labels (EMIDEC 2,3,4; ACDC 2)")
+    where = np.nonzero(mask)
+    start = [int(w.min()) for w in where]
+    stop = [int(w.max()) + 1 for w in where]
+    for axis in (1, 2):  # j, i: in-plane margin
+        start[axis] = max(0, start[axis] - margin)
+        stop[axis] = min(labels.shape[axis], stop[axis] + margin)
+    return CropBox(tuple(start), tuple(stop), tuple(labels.shape))  # type: ignore[arg-type]
+
+
+def resize(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Trilinear resize with half-voxel alignment (voxel centres at ``(c + 0.5) * n / m - 0.5``)."""
+    tensor = torch.as_tensor(np.ascontiguousarray(volume), dtype=torch.float32)[None, None]
+    return F.interpolate(tensor, size=tuple(shape), mode="trilinear", align_corners=False)[0, 0].numpy()
+
+
+def intensity_window(values: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Scale to [0, 1] between the mask's percentiles, clip, then apply the gamma curve."""
+    low, high = np.percentile(values, [config.low_percentile, config.high_percentile])
+    scaled = np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0)
+    return scaled ** config.gamma
+
+
+def prepare_arrays(image: np.ndarray, labels: np.ndarray, convention: LabelConvention,
+                   config: PreprocessConfig, source: str = "--labels") -> tuple[np.ndarray, CropBox]:
+    """The cube (float32, [0, 1]) of one image array (k, j, i) and its label array, and the crop box."""
+    box = lv_box(labels, convention, config.margin_voxels, source)
+    crop = image[box.slices].astype(np.float64)
+    mask = lv_mask(labels[box.slices], convention)
+    windowed = np.zeros_like(crop)
+    windowed[mask] = intensity_window(crop[mask], config)
+    cube = resize(windowed, (config.cube,) * 3)
+    return np.clip(cube, 0.0, 1.0).astype(np.float32), box
+
+
+def prepare_case(image_path: str | Path, labels_path: str | Path, convention: LabelConvention,
+                 config: PreprocessConfig) -> PreparedCase:
+    """Read, check and preprocess one case from its files."""
+    image, labels = read_case(image_path, labels_path)
+    array = sitk.GetArrayFromImage(image)
+    if not np.isfinite(array).all():
+        raise CardioScarError(f"--image {image_path} has NaN or infinite voxels: fix the file")
+    cube, box = prepare_arrays(array, labels, convention, config, f"--labels {labels_path}")
+    return PreparedCase(cube, box, image, labels, lv_mask(labels, convention),
+                        tuple(float(s) for s in image.GetSpacing()))  # type: ignore[arg-type]
+
+
+def cube_to_image(volume: np.ndarray, box: CropBox) -> np.ndarray:
+    """A cube-grid map placed back on the image grid (k, j, i): resized to the crop, 0 outside it."""
+    placed = np.zeros(box.image_shape, dtype=np.float32)
+    placed[box.slices] = resize(volume, box.shape)
+    return placed
+
+
+def as_image_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """A float32 SimpleITK image of ``array`` (k, j, i) with the reference's size, spacing, origin, direction."""
+    image = sitk.GetImageFromArray(array.astype(np.float32))
+    image.CopyInformation(reference)
+    return image

@@ -1,0 +1,323 @@
+"""Attri-VAE library (issue 20): losses, attribute pairing, Grad-CAM, geometry, attributes, folds,
+checkpoint and bad inputs. Real torch, real SimpleITK images; tiny cubes so it runs in seconds."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from scipy.stats import spearmanr
+
+from cardioscar.attrivae import checkpoint as ckpt
+from cardioscar.attrivae.attributes import read_clinical_table, shape_attributes, wall_thickness_mm
+from cardioscar.attrivae.dataset import Case, load_cases
+from cardioscar.attrivae.gradcam import latent_gradcam
+from cardioscar.attrivae.losses import attribute_regularisation, kl_divergence
+from cardioscar.attrivae.model import Architecture, AttriVAE
+from cardioscar.attrivae.preprocess import (LabelConvention, PreprocessConfig, cube_to_image, prepare_arrays,
+                                            read_case)
+from cardioscar.attrivae.synthetic import ring_labels, write_synthetic_set
+from cardioscar.attrivae.train import TrainConfig, cross_validate, encode_cases, fit_model, stratified_folds
+from cardioscar.errors import CardioScarError
+
+CPU = torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_regulariser_equals_the_hand_computed_mean_over_pairs():
+    z = torch.tensor([[0.0, 9.0, 0.5], [0.1, -9.0, 0.0], [-0.2, 3.0, -0.5]])
+    a = torch.tensor([[1.0, 5.0], [2.0, 7.0], [0.0, 6.0]])
+    # attribute 0 on dim 0: pairs (0,1), (0,2), (1,2), each counted twice (i,j) and (j,i)
+    first = (abs(math.tanh(10 * -0.1) - -1) + abs(math.tanh(10 * 0.2) - 1) + abs(math.tanh(10 * 0.3) - 1)) * 2 / 6
+    # attribute 1 on dim 2 (not dim 1): z 0.5, 0.0, -0.5 against a 5, 7, 6
+    second = (abs(math.tanh(10 * 0.5) - -1) + abs(math.tanh(10 * 1.0) - -1) + abs(math.tanh(10 * 0.5) - 1)) * 2 / 6
+    value = attribute_regularisation(z, a, dims=[0, 2], delta=10.0)
+    assert float(value) == pytest.approx(first + second, rel=1e-6)
+    assert float(attribute_regularisation(z, a[:, :1], dims=[0], delta=10.0)) == pytest.approx(first, rel=1e-6)
+    # the same latent in the opposite order of the attribute costs nearly the maximum, 2 per pair
+    assert float(attribute_regularisation(-z, a[:, :1], dims=[0], delta=10.0)) == pytest.approx(2 - first, rel=1e-6)
+
+
+def test_regulariser_leaves_out_unknown_attribute_values():
+    z = torch.tensor([[0.0], [1.0], [5.0]])
+    a = torch.tensor([[0.0], [float("nan")], [-1.0]])
+    expected = abs(math.tanh(10 * -5.0) - 1)  # only the pair (0, 2), counted both ways
+    assert float(attribute_regularisation(z, a, [0], 10.0)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_kl_of_a_known_gaussian():
+    mu = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(2.0)], [0.0, 0.0]])
+    # KL per dim = 0.5 (var + mu^2 - 1 - log var): 0.5 + (0.5 (2 + 4 - 1) - 0.5 ln 2); second case 0
+    first = 0.5 * 1 + 0.5 * (2 + 4 - 1 - math.log(2.0))
+    assert float(kl_divergence(mu, logvar)) == pytest.approx(first / 2, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+
+
+class _LooksAtOneCorner(torch.nn.Module):
+    """A hand-made encoder: channel 0 sees the image in the octant k<4, j<4, i>=4 of an 8^3 cube,
+    channel 1 sees the rest; latent dim 1 sums channel 0 only, dim 0 sums channel 1."""
+
+    def __init__(self):
+        super().__init__()
+        mask = torch.zeros(8, 8, 8)
+        mask[:4, :4, 4:] = 1
+        self.register_buffer("mask", mask)
+
+    def encode_features(self, x):
+        return torch.cat([x * self.mask, x * (1 - self.mask)], dim=1)
+
+    def latent_from_features(self, features):
+        mu = torch.stack([features[:, 1].sum((1, 2, 3)), features[:, 0].sum((1, 2, 3))], dim=1)
+        return mu, torch.zeros_like(mu)
+
+
+def test_gradcam_lights_the_region_the_latent_dimension_reads():
+    volume = torch.ones(1, 1, 8, 8, 8)
+    cam = latent_gradcam(_LooksAtOneCorner(), volume, dim=1)
+    assert cam.shape == (8, 8, 8) and cam.max() == pytest.approx(1.0)
+    assert cam[:4, :4, 4:].min() == pytest.approx(1.0)
+    assert cam[4:].max() == 0 and cam[:, 4:].max() == 0 and cam[:, :, :4].max() == 0
+    other = latent_gradcam(_LooksAtOneCorner(), volume, dim=0)
+    assert other[:4, :4, 4:].max() == 0 and other[4:, 4:, :4].min() == pytest.approx(1.0)
+
+
+def test_gradcam_of_the_real_network_has_the_cube_shape_and_range():
+    torch.manual_seed(0)
+    model = AttriVAE(Architecture.for_cube(16))
+    cam = latent_gradcam(model, torch.rand(1, 1, 16, 16, 16), dim=3)
+    assert cam.shape == (16, 16, 16) and cam.dtype == np.float32
+    assert 0 <= cam.min() and cam.max() == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _oblique_case(tmp_path):
+    """A ring stack on a grid with spacing, origin and a rotated direction, written as NIfTI."""
+    labels = ring_labels(10.0, 6.0, 0.5, size=(40, 36, 7), spacing=(1.25, 1.25, 8.0))
+    labels = np.roll(labels, (5, -4), axis=(1, 2))  # LV off the image centre
+    angle = math.radians(30)
+    direction = (math.cos(angle), -math.sin(angle), 0, math.sin(angle), math.cos(angle), 0, 0, 0, 1)
+    paths = []
+    for name, array in (("image", 100.0 + 500.0 * (labels == 3) + 300.0 * (labels == 1)), ("labels", labels)):
+        image = sitk.GetImageFromArray(array.astype(np.float32))
+        image.SetSpacing((1.25, 1.25, 8.0))
+        image.SetOrigin((-40.0, 12.5, 100.0))
+        image.SetDirection(direction)
+        paths.append(tmp_path / f"{name}.nii.gz")
+        sitk.WriteImage(image, str(paths[-1]))
+    return paths
+
+
+def test_a_cube_block_maps_back_to_its_physical_place(tmp_path):
+    image_path, labels_path = _oblique_case(tmp_path)
+    image, labels = read_case(image_path, labels_path)
+    config = PreprocessConfig(cube=16, margin_voxels=2)
+    cube, box = prepare_arrays(sitk.GetArrayFromImage(image), labels, LabelConvention(), config)
+    assert cube.shape == (16, 16, 16) and 0 <= cube.min() and cube.max() <= 1
+    block = np.zeros((16, 16, 16), dtype=np.float32)
+    block[2:6, 9:13, 4:8] = 1.0  # cube voxels (k, j, i)
+    placed = cube_to_image(block, box)
+    assert placed.shape == labels.shape and placed[tuple(np.s_[:] for _ in range(3))].sum() > 0
+    outside = np.ones(labels.shape, bool)
+    outside[box.slices] = False
+    assert placed[outside].max() == 0
+    # where the block's centre should land: cube centre c -> crop index (c + 0.5) n / 16 - 0.5 -> image index
+    centre = np.array([(c + 0.5) * n / 16 - 0.5 + s for c, n, s in zip((3.5, 10.5, 5.5), box.shape, box.start)])
+    k, j, i = np.nonzero(placed)
+    weights = placed[k, j, i]
+    found = np.array([(axis * weights).sum() / weights.sum() for axis in (k, j, i)])
+    # in-plane the crop is upsampled and the centre is exact to a tenth of a voxel (half-voxel alignment;
+    # corner alignment is 0.1-0.2 voxel off here); along k the 5 slices are downsampled, so a quarter voxel
+    assert abs(found[1:] - centre[1:]).max() < 0.1 and abs(found[0] - centre[0]) < 0.25
+    expected = np.array(image.TransformContinuousIndexToPhysicalPoint(tuple(centre[::-1].tolist())))
+    point = np.array(image.TransformContinuousIndexToPhysicalPoint(tuple(found[::-1].tolist())))
+    assert np.linalg.norm(point - expected) < 2.0  # mm (a quarter of the 8 mm slice spacing)
+
+
+def test_the_preprocessed_cube_maps_back_onto_the_lv(tmp_path):
+    image_path, labels_path = _oblique_case(tmp_path)
+    image, labels = read_case(image_path, labels_path)
+    cube, box = prepare_arrays(sitk.GetArrayFromImage(image), labels, LabelConvention(), PreprocessConfig(cube=16))
+    back = cube_to_image(cube, box)
+    infarct = labels == 3
+    assert back[infarct].mean() > 3 * back[labels == 2].mean()  # the bright infarct is where the labels put it
+    assert back[labels == 0][back[labels == 0] > 0].size < 0.2 * (labels == 0).sum()
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 10.0), (0.7, 0.7, 8.0)])
+def test_wall_thickness_of_a_ring_of_known_width(spacing):
+    labels = ring_labels(18.0, 8.0, None, size=(120, 120, 5), spacing=spacing)
+    thickness = wall_thickness_mm(labels, spacing, LabelConvention())
+    assert thickness == pytest.approx(8.0, abs=0.4)
+    thinner = wall_thickness_mm(ring_labels(18.0, 5.0, None, size=(120, 120, 5), spacing=spacing), spacing,
+                                LabelConvention())
+    assert thinner == pytest.approx(5.0, abs=0.4)
+
+
+def test_volumes_count_voxels_in_ml_and_acdc_labels_are_honoured():
+    labels = np.zeros((2, 10, 10), dtype=np.int32)
+    labels[:, 2:5, 2:5] = 3   # ACDC cavity: 18 voxels
+    labels[:, 6:8, 6:9] = 2   # myocardium: 12 voxels
+    values = shape_attributes(labels, (2.0, 2.0, 5.0), LabelConvention(cavity=(3,), myocardium=(2,)))
+    assert values["lv_volume_ml"] == pytest.approx(18 * 20 / 1000)
+    assert values["myocardium_volume_ml"] == pytest.approx(12 * 20 / 1000)
+
+
+def test_clinical_table_maps_emidec_columns_and_refuses_a_table_without_cases(tmp_path):
+    table = tmp_path / "clinical.csv"
+    table.write_text('"case","sex","age","FEVG","inf"\n7,1,60,45,12.5\n8,0,,55,0\n', encoding="utf-8")
+    rows = read_clinical_table(table)
+    assert rows[7] == {"ejection_fraction": 45.0, "age": 60.0, "sex": 1.0}
+    assert math.isnan(rows[8]["age"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,age\n1,50\n", encoding="utf-8")
+    with pytest.raises(CardioScarError, match="no 'case' column"):
+        read_clinical_table(bad)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def synthetic_cases(tmp_path_factory):
+    folder = write_synthetic_set(tmp_path_factory.mktemp("attrivae_synthetic"), n_mi=6, n_normal=6, seed=1)
+    return load_cases(folder, folder / "clinical.csv", LabelConvention(), PreprocessConfig(cube=16))
+
+
+def test_loaded_cases_carry_the_class_shape_and_clinical_attributes(synthetic_cases):
+    cases, names = synthetic_cases
+    assert names == ["lv_volume_ml", "myocardium_volume_ml", "wall_thickness_mm", "ejection_fraction", "age", "sex",
+                     "tobacco"]
+    assert sum(c.mi for c in cases) == 6 and all(c.cube.shape == (16, 16, 16) for c in cases)
+    assert all(c.mi == c.case_id.startswith("Case_P") for c in cases)
+
+
+def test_each_attribute_is_tied_to_its_own_latent_dimension_with_its_sign(synthetic_cases):
+    cases, names = synthetic_cases
+    config = TrainConfig(epochs=40, batch_size=12, learning_rate=3e-3, seed=0)
+    fitted = fit_model(cases, names, Architecture.for_cube(16, latent_dim=12), config, CPU)
+    mu, _ = encode_cases(fitted.model, cases, CPU)
+    lv = np.array([c.attributes["lv_volume_ml"] for c in cases])
+    myo = np.array([c.attributes["myocardium_volume_ml"] for c in cases])
+    assert spearmanr(mu[:, 0], lv).statistic > 0.8       # dim 0 rises with LV volume
+    assert spearmanr(mu[:, 1], myo).statistic > 0.8      # dim 1 rises with myocardial volume
+    free = [abs(spearmanr(mu[:, d], lv).statistic) for d in range(len(names), 12)]
+    assert np.median(free) < 0.8                         # the free dimensions are not LV volume
+
+
+def test_folds_are_stratified_and_scalers_see_only_their_training_folds(synthetic_cases):
+    cases, names = synthetic_cases
+    labels = np.array([c.mi for c in cases])
+    folds = stratified_folds(labels, 3, seed=5)
+    for train, test in folds:
+        assert labels[test].sum() == 2 and len(test) == 4 and not set(train) & set(test)
+    result = cross_validate(cases, names, Architecture.for_cube(16), TrainConfig(epochs=1, seed=5), 3, CPU)
+    raw = np.array([[c.attributes[n] for n in names] for c in cases])
+    for (train, _), ranges in zip(folds, result["fold_scaler_ranges"]):
+        np.testing.assert_allclose(ranges["min"], np.nanmin(raw[train], axis=0))
+        np.testing.assert_allclose(ranges["max"], np.nanmax(raw[train], axis=0))
+    assert not np.isnan(result["probability"]).any() and set(result["figures"]) >= {"auc", "balanced_accuracy"}
+    with pytest.raises(CardioScarError, match="--folds must be in 2..6"):
+        stratified_folds(labels, 7, seed=0)
+
+
+def test_checkpoint_round_trip_is_weights_only_and_rebuilds_the_same_network(synthetic_cases, tmp_path):
+    cases, names = synthetic_cases
+    fitted = fit_model(cases, names, Architecture.for_cube(16), TrainConfig(epochs=1), CPU)
+    data = ckpt.checkpoint_dict(fitted, PreprocessConfig(cube=16), LabelConvention(), TrainConfig(epochs=1),
+                                len(cases), 6, 0, "cpu", None)
+    path = tmp_path / "model.pth"
+    ckpt.save_checkpoint(data, path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["latent_dims"] == {name: k for k, name in enumerate(names)}
+    assert raw["omitted_attributes"] == [] and raw["training_ranges"]["lv_volume_ml"][0] > 0
+    model = ckpt.build_model(ckpt.load_checkpoint(path), CPU)
+    x = torch.as_tensor(cases[0].cube[None, None])
+    fitted.model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(x)[0], fitted.model.encode(x)[0])
+
+
+class _NotAllowed:
+    """Any class: a weights-only load must refuse to build it."""
+
+
+def test_foreign_or_unsafe_model_files_are_refused_in_one_line(tmp_path):
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"format": "cardioscar-attrivae", "payload": _NotAllowed()}, unsafe)
+    with pytest.raises(CardioScarError, match="not a readable Attri-VAE checkpoint") as error:
+        ckpt.load_checkpoint(unsafe)
+    assert "\n" not in str(error.value)
+    other = tmp_path / "scar.pth"
+    torch.save({"model_state_dict": {}}, other)
+    with pytest.raises(CardioScarError, match="not an Attri-VAE model"):
+        ckpt.load_checkpoint(other)
+    text = tmp_path / "text.pth"
+    text.write_bytes(pickle.dumps("hello")[:3])
+    with pytest.raises(CardioScarError, match="--model"):
+        ckpt.load_checkpoint(text)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_are_one_line_errors_naming_the_option(tmp_path):
+    image_path, labels_path = _oblique_case(tmp_path)
+    small = sitk.Image(10, 10, 3, sitk.sitkFloat32)
+    sitk.WriteImage(small, str(tmp_path / "small.nii.gz"))
+    with pytest.raises(CardioScarError, match="--labels .* has size"):
+        read_case(image_path, tmp_path / "small.nii.gz")
+    image, labels = read_case(image_path, labels_path)
+    with pytest.raises(CardioScarError, match="set --myocardium-labels"):
+        prepare_arrays(sitk.GetArrayFromImage(image), labels, LabelConvention(cavity=(1,), myocardium=(7,)),
+                       PreprocessConfig(cube=16))
+    with pytest.raises(CardioScarError, match="--cube 20 must be a multiple of 8"):
+        Architecture.for_cube(20)
+    with pytest.raises(CardioScarError, match="in both"):
+        LabelConvention(cavity=(1, 2), myocardium=(2,))
+    with pytest.raises(CardioScarError, match="--epochs must be in"):
+        TrainConfig(epochs=0)
+    with pytest.raises(CardioScarError, match="both MI and normal"):
+        fit_model([Case("a", np.zeros((16,) * 3, np.float32), 1), Case("b", np.zeros((16,) * 3, np.float32), 1)],
+                  [], Architecture.for_cube(16), TrainConfig(epochs=1), CPU)
+
+
+
+def test_traversal_moves_only_the_chosen_dimension_and_readout_flags_extrapolation():
+    from cardioscar.attrivae.predict import attribute_readout
+    from cardioscar.attrivae.traversal import latent_traversal, traversal_values
+
+    torch.manual_seed(1)
+    model = AttriVAE(Architecture.for_cube(16, latent_dim=6)).eval()
+    mu = np.linspace(-1, 1, 6)
+    values = traversal_values(-2.0, 2.0, 3)
+    decoded = latent_traversal(model, mu, 4, values)
+    expected = mu.copy()
+    expected[4] = 2.0
+    with torch.no_grad():
+        direct = model.decode(torch.as_tensor(expected[None], dtype=torch.float32))[0, 0].numpy()
+    np.testing.assert_allclose(decoded[2], direct, atol=1e-6)
+    assert not np.allclose(decoded[0], decoded[2])
+    with pytest.raises(CardioScarError, match="--steps must be in 2..50"):
+        traversal_values(0, 1, 1)
+    # two attributes on dims 0 and 1; value = scaler^-1(slope z + intercept); out of range beyond training z
+    checkpoint = {"attributes": ["lv_volume_ml", "age"], "latent_dims": {"lv_volume_ml": 0, "age": 1},
+                  "read_back": {"slope": [0.5, 1.0], "intercept": [0.5, 0.0]},
+                  "scaler": {"min": [100.0, 20.0], "max": [200.0, 80.0]},
+                  "latent_range": {"min": [-1.0, 0.0], "max": [1.0, 1.0]}}
+    values, outside = attribute_readout(checkpoint, np.array([0.0, 1.5, 9.0]))
+    assert values == pytest.approx({"lv_volume_ml": 150.0, "age": 110.0})
+    assert outside == {"lv_volume_ml": False, "age": True}

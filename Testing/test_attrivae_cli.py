@@ -1,0 +1,168 @@
+"""``cardioscar attrivae train | predict | explain`` end to end on real EMIDEC cases (the contract the
+Slicer module's worker runs): a tiny model (16^3 cube, 2 epochs) on four cases, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioscar.cli import main
+from conftest import run_cli
+
+
+def _in_process(capsys, *args) -> tuple[int, str, str]:
+    """The same command line run in this process (cheaper than a new interpreter per call)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+CASES = ("Case_P001", "Case_P003", "Case_N020", "Case_N023")
+ATTRIBUTES = ["lv_volume_ml", "myocardium_volume_ml", "wall_thickness_mm", "ejection_fraction", "age", "sex",
+              "tobacco"]
+
+
+def _files(emidec, name):
+    return emidec / name / "Images" / f"{name}.nii.gz", emidec / name / "Contours" / f"{name}.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def emidec(shared_data):
+    return shared_data / "emidec"
+
+
+@pytest.fixture(scope="module")
+def trained(emidec, tmp_path_factory):
+    """Four real cases (two of each class, linked, not copied) and a model trained on them."""
+    folder = tmp_path_factory.mktemp("attrivae_cli")
+    data = folder / "data"
+    data.mkdir()
+    for name in CASES:
+        (data / name).symlink_to(emidec / name)
+    model = folder / "model.pth"
+    result = run_cli("attrivae", "train", "--data", data, "--clinical", emidec / "clinical.csv", "--output", model,
+                     "--cube", "16", "--epochs", "2", "--folds", "2", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return folder, model, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_train_cross_validates_and_records_the_attributes(trained):
+    _, model, summary = trained
+    assert model.is_file() and summary["attributes"] == ATTRIBUTES
+    assert summary["cross_validation"]["n_cases"] == 4 and summary["cross_validation"]["n_mi"] == 2
+    assert 0 <= summary["cross_validation"]["auc"] <= 1
+
+
+def test_predict_prints_one_json_line_with_the_contract_fields(trained, emidec):
+    _, model, _ = trained
+    image, labels = _files(emidec, "Case_P001")
+    result = run_cli("attrivae", "predict", "--model", model, "--image", image, "--labels", labels, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    answer = json.loads(lines[0])
+    assert 0 <= answer["mi_probability"] <= 1 and answer["mi_predicted"] == (answer["mi_probability"] >= 0.5)
+    assert list(answer["attributes"]) == ATTRIBUTES and list(answer["out_of_range"]) == ATTRIBUTES
+    assert all(isinstance(v, float) and np.isfinite(v) for v in answer["attributes"].values())
+    assert all(isinstance(v, bool) for v in answer["out_of_range"].values())
+    assert answer["model"]["n_cases"] == 4 and answer["model"]["latent_dims"]["wall_thickness_mm"] == 2
+
+
+def test_explain_writes_attention_maps_on_the_input_grid(trained, emidec):
+    folder, model, _ = trained
+    image_path, labels_path = _files(emidec, "Case_N020")
+    out = folder / "explain"
+    result = run_cli("attrivae", "explain", "--model", model, "--image", image_path, "--labels", labels_path,
+                     "--output-dir", out, "--attributes", "lv_volume_ml,wall_thickness_mm", "--steps", "3")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip())
+    assert printed == json.loads((out / "explain.json").read_text(encoding="utf-8"))
+    assert printed["attributes"] == ["lv_volume_ml", "wall_thickness_mm"]
+    reference = sitk.ReadImage(str(image_path))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_path)))
+    lv = np.isin(labels, (1, 2, 3, 4))
+    for name in printed["attributes"]:
+        attention = sitk.ReadImage(printed["files"]["attention"][name])
+        assert attention.GetSize() == reference.GetSize()
+        assert np.allclose(attention.GetSpacing(), reference.GetSpacing())
+        assert np.allclose(attention.GetOrigin(), reference.GetOrigin())
+        assert np.allclose(attention.GetDirection(), reference.GetDirection())
+        assert attention.GetPixelID() == sitk.sitkFloat32
+        values = sitk.GetArrayFromImage(attention)
+        assert values.min() >= 0 and values.max() <= 1
+        k, j, i = np.nonzero(lv)
+        outside = np.ones_like(lv)
+        outside[k.min():k.max() + 1, max(j.min() - 3, 0):j.max() + 4, max(i.min() - 3, 0):i.max() + 4] = False
+        assert values[outside].max() == 0  # 0 outside the LV crop
+        png = printed["files"]["traversal"][name]
+        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert open(printed["files"]["png"], "rb").read(4) == b"\x89PNG"
+
+
+def test_other_label_conventions_give_the_same_answer(trained, emidec, tmp_path, capsys):
+    """An ACDC-style relabelling (cavity 3, myocardium 2) with the matching options reads the same heart."""
+    _, model, _ = trained
+    image, labels_path = _files(emidec, "Case_P003")
+    labels = sitk.ReadImage(str(labels_path))
+    array = sitk.GetArrayFromImage(labels)
+    acdc = np.select([array == 1, np.isin(array, (2, 3, 4))], [3, 2], 0).astype(np.float64)
+    relabelled = sitk.GetImageFromArray(acdc)
+    relabelled.CopyInformation(labels)
+    sitk.WriteImage(relabelled, str(tmp_path / "acdc.nii.gz"))
+    code, out, err = _in_process(capsys, "attrivae", "predict", "--model", model, "--image", image,
+                                 "--labels", labels_path)
+    assert code == 0, err
+    emidec_answer = json.loads(out)
+    code, out, err = _in_process(capsys, "attrivae", "predict", "--model", model, "--image", image,
+                                 "--labels", tmp_path / "acdc.nii.gz", "--cavity-labels", "3", "--myocardium-labels", "2")
+    assert code == 0, err
+    acdc_answer = json.loads(out)
+    assert acdc_answer["mi_probability"] == pytest.approx(emidec_answer["mi_probability"], abs=1e-6)
+    assert acdc_answer["attributes"] == pytest.approx(emidec_answer["attributes"], rel=1e-5)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["predict", "--model", "{missing}", "--image", "{image}", "--labels", "{labels}"], "--model"),
+    (["predict", "--model", "{model}", "--image", "{image}", "--labels", "{image_small}"], "--labels"),
+    (["predict", "--model", "{model}", "--image", "{image}", "--labels", "{labels}", "--myocardium-labels", "9"],
+     "--myocardium-labels"),
+    (["explain", "--model", "{model}", "--image", "{image}", "--labels", "{labels}", "--output-dir", "{out}",
+      "--attributes", "infarct_volume"], "choose from lv_volume_ml"),
+    (["explain", "--model", "{model}", "--image", "{image}", "--labels", "{labels}", "--output-dir", "{out}",
+      "--steps", "1"], "--steps"),
+    (["train", "--data", "{data}", "--clinical", "{clinical}", "--output", "{out}/m.pth", "--cube", "20"], "--cube 20"),
+    (["train", "--data", "{data}", "--clinical", "{clinical}", "--output", "{out}/m.pth", "--folds", "3"],
+     "--folds must be in 2..2"),
+    (["train", "--data", "{out}", "--clinical", "{clinical}", "--output", "{out}/m.pth"], "--data"),
+])
+def test_bad_input_is_one_error_line_with_status_2(trained, emidec, tmp_path, capsys, args, words):
+    folder, model, _ = trained
+    image, labels = _files(emidec, "Case_P001")
+    small = tmp_path / "small.nii.gz"
+    sitk.WriteImage(sitk.Image(8, 8, 2, sitk.sitkFloat32), str(small))
+    names = {"missing": tmp_path / "none.pth", "image": image, "labels": labels, "image_small": small, "model": model,
+             "out": tmp_path / "out", "data": folder / "data", "clinical": emidec / "clinical.csv"}
+    try:
+        code, _, err = _in_process(capsys, "attrivae", *[a.format(**names) for a in args])
+    except SystemExit as parser_exit:  # argparse's own refusals end the parse with status 2
+        code, err = parser_exit.code, capsys.readouterr().err
+    assert code == 2
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and words in errors[0], err
+    assert not (tmp_path / "out" / "m.pth").exists() and not (tmp_path / "out" / "explain.json").exists()
+
+
+def test_demo_without_the_data_folder_trains_on_a_synthetic_set_and_explains(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, printed, err = _in_process(capsys, "attrivae", "demo", "--output-dir", out, "--data", tmp_path / "absent",
+                                     "--epochs", "2", "--device", "cpu")
+    assert code == 0, err
+    summary = json.loads(printed)
+    assert summary == json.loads((out / "demo.json").read_text(encoding="utf-8"))
+    assert summary["data"] == "synthetic" and summary["heldout_case"] not in summary["training_cases"]
+    assert 0 <= summary["mi_probability"] <= 1 and (out / "model.pth").is_file()
+    for path in summary["explain"]["files"]["attention"].values():
+        assert sitk.ReadImage(path).GetSize() == sitk.ReadImage(
+            str(out / "synthetic_data" / summary["heldout_case"] / "Images" / f"{summary['heldout_case']}.nii.gz")).GetSize()
