@@ -118,6 +118,7 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
         (["--scar-thresholds", "2,3"], "need --scar-rule"),
         (["--intensity-offset", "2048"], "need --scar-rule"),
+        (["--scar-target", "core"], "--scar-target core needs --scar-rule"),  # was ignored: the image learnt as is
     ]
     for extra, fragment in cases:
         assert main(["prepare", *base, *extra]) != 0
