@@ -392,7 +392,8 @@ def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_pa
     np.testing.assert_array_equal(tagged.point_array("tissue_tag"), expected.node_tags)
     elem = (tmp_path / "heart.elem").read_text(encoding="utf-8").split("\n")[1:1 + len(expected.element_tags)]
     np.testing.assert_array_equal([int(line.split()[-1]) for line in elem], expected.element_tags)
-    capsys.readouterr()
+    core_row = expected.summary()["core"]
+    assert f"core         tag 3: {core_row['nodes']} nodes, {core_row['elements']} elements" in capsys.readouterr().out
     sphere = vtk.vtkSphereSource()  # a core result on another mesh: 50 nodes
     sphere.Update()
     other = tmp_path / "other" / "core_pred.vtp"

@@ -364,6 +364,11 @@ def run(argv: list[str]) -> int:
         return EXIT_USER_ERROR
     for measure, value, unit in result.summary:
         print(f"{measure}: {value} {unit}".rstrip())
+    if tags is not None:
+        from cardioscar.simulation.export import summary_lines
+
+        for line in summary_lines(tags):
+            print(line)
     print(f"Wrote {args.output}")
     return 0
 
