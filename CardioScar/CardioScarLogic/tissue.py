@@ -56,6 +56,7 @@ def tag_color_node(scene, tag_values: tuple[int, int, int]):
     node.SetNumberOfColors(max(tag_values) + 1)
     for index in range(max(tag_values) + 1):  # unused numbers opaque too: a translucent entry makes VTK draw
         node.SetColor(index, "", 0.0, 0.0, 0.0, 1.0)  # the whole model as translucent
+        node.SetColorDefined(index, False)
     for tag, name, (r, g, b) in zip(tag_values, CLASS_NAMES, TAG_COLORS):
         node.SetColor(tag, name.replace("_", " "), r, g, b, 1.0)
     return node
