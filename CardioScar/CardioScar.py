@@ -62,7 +62,7 @@ from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
-from CardioScarLogic.results import new_output_model  # noqa: E402
+from CardioScarLogic.results import learned_target, new_output_model  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -152,6 +152,8 @@ class CardioScarParameterNode:
     # scar rule on raw LGE (the myocardium is the Inputs' myocardium mask), tissue tags and export
     scarRule: Annotated[str, Choice(["none", "nsd", "fwhm", "iir", "psi"])] = "none"
     scarThresholds: str = ""
+    # what the network learns: scar (border zone + core) or core (a second run: onto a new model node)
+    scarTarget: Annotated[str, Choice(["scar", "core"])] = "scar"
     bloodPoolMask: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None]
     bloodPoolLabels: str = ""
     bloodPoolSegment: str = ""
@@ -159,6 +161,10 @@ class CardioScarParameterNode:
     remoteSegment: str = ""
     intensityOffset: Annotated[float, WithinRange(-100000.0, 100000.0)] = 0.0
     tagModel: vtkMRMLModelNode
+    # the core field of a two-field tagging: a core model's result (its tagCoreField, default
+    # scar_probability), else tagCoreField of the model to tag; neither = one field
+    tagCoreModel: vtkMRMLModelNode
+    tagCoreField: str = ""
     tagBorderZone: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
     tagCore: Annotated[float, WithinRange(0.01, 0.99)] = 0.8
     tagNumbers: str = "1,2,3"
@@ -465,7 +471,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
             threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu,
             scar_rule=None if p.scarRule == "none" else p.scarRule, scar_thresholds=p.scarThresholds,
-            blood_pool_labels=p.bloodPoolLabels, blood_pool_segment=p.bloodPoolSegment,
+            scar_target=p.scarTarget, blood_pool_labels=p.bloodPoolLabels, blood_pool_segment=p.bloodPoolSegment,
             remote_segment=p.remoteSegment, intensity_offset=p.intensityOffset)
 
     # ------------------------------------------------------------------ dependencies
@@ -621,7 +627,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         try:
             if not run.succeeded:
                 raise CardioScarError(run.failure())
-            output = new_output_model(inputModel) if self._parameterNode.outputToNewModel else inputModel
+            output = self._outputModel(inputModel)
             try:
                 result = run.finish(output)
             except Exception:
@@ -635,10 +641,36 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             return
         self._setRunning(False)
         self._showResult(result, output)
+        if learned_target(checkpoint=result.checkpoint) == "core":
+            self._useAsCoreModel(output)
+            return
         self._parameterNode.ahaModel = output  # the AHA section analyses the newest result
         self._parameterNode.tagModel = output  # and the tissue section tags it
         if not self._parameterNode.outputToNewModel:
             self._parameterNode.outputToNewModel = True  # the next run goes beside this one, for comparison
+
+    def _learnsCore(self) -> bool:
+        p = self._parameterNode
+        return p.scarRule != "none" and p.scarTarget == "core"
+
+    def _outputModel(self, inputModel):
+        """The node a finished run writes on: a training run that learned the core always gets a
+        new model node ("<mesh> CardioScar core"), so that it never replaces the scar result it is
+        tagged with; otherwise the input model or, with *new model node* ticked, a copy of it."""
+        if self._runButton is self.ui.applyButton and self._learnsCore():
+            return new_output_model(inputModel, "CardioScar core")
+        return new_output_model(inputModel) if self._parameterNode.outputToNewModel else inputModel
+
+    def _useAsCoreModel(self, output) -> None:
+        """A core model's result becomes the tissue section's core model, with the two-field core
+        threshold of the command line (0.5 on the core probability, as export --core-mesh)."""
+        from cardioscar.simulation.tags import DEFAULT_CORE_TWO_FIELDS
+
+        p = self._parameterNode
+        with slicer.util.NodeModify(p.parameterNode):
+            p.tagCoreModel, p.tagCoreField, p.tagCore = output, "", DEFAULT_CORE_TWO_FIELDS
+        self._log(_("'{name}' is the core model of the tissue tags; Core from set to {core:g} (two fields).").format(
+            name=output.GetName(), core=DEFAULT_CORE_TWO_FIELDS))
 
     def onApplyButton(self) -> None:
         """Train and apply in a worker (or stop the running one)."""
@@ -788,11 +820,13 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             button.toolTip = missing or idle
 
     def tissueOptions(self) -> dict:
-        """The tissue section's thresholds and tag numbers as keyword arguments of tag_model_node."""
+        """The tissue section's thresholds, tag numbers and core field as keyword arguments of
+        tag_model_node."""
         from cardioscar.simulation.export import parse_tags
 
         p = self._parameterNode
-        return {"border_zone": p.tagBorderZone, "core": p.tagCore, "tag_values": parse_tags(p.tagNumbers)}
+        return {"border_zone": p.tagBorderZone, "core": p.tagCore, "tag_values": parse_tags(p.tagNumbers),
+                "core_model": p.tagCoreModel, "core_field": p.tagCoreField.strip() or None}
 
     def onTagButton(self) -> Optional[object]:
         """Tag the chosen model (arrays, colours, legend, table rows); a failure is one status line
@@ -809,10 +843,12 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._reportFailure(error)
             return None
-        rows = tags.summary()
-        self.ui.statusLabel.text = _("Tagged '{name}': border zone {border:.2f} ml, core {core:.2f} ml.").format(
-            name=self._parameterNode.tagModel.GetName(), border=rows["border_zone"]["volume_ml"],
-            core=rows["core"]["volume_ml"])
+        rows, p = tags.summary(), self._parameterNode
+        core = (_(" (core from '{model}')").format(model=p.tagCoreModel.GetName()) if p.tagCoreModel is not None
+                else _(" (core from {field})").format(field=p.tagCoreField.strip()) if p.tagCoreField.strip() else "")
+        self.ui.statusLabel.text = _("Tagged '{name}'{core}: border zone {border:.2f} ml, core {volume:.2f} ml.").format(
+            name=p.tagModel.GetName(), core=core, border=rows["border_zone"]["volume_ml"],
+            volume=rows["core"]["volume_ml"])
         self._log(self.ui.statusLabel.text)
         return tags
 

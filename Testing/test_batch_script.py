@@ -371,6 +371,45 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
     assert "Tissue core (tag 3) volume" in measures
 
 
+
+def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_path, capsys):
+    """--core-mesh (a core model's result on the same mesh) tags from two fields, as export
+    --core-mesh; one on another mesh, or beside --scar-target core, is one line before any work."""
+    import vtk
+
+    from cardioscar.meshio import Mesh, write_mesh
+    from cardioscar.simulation.tags import tag_mesh
+
+    mesh = read_mesh(case["paths"]["mesh"])
+    core = np.linspace(0.0, 1.0, mesh.n_points)
+    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
+    base = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]), "--seed", "7",
+            "--border-zone", "0.3", "--export-opencarp", str(tmp_path / "heart")]
+    script = _load_script()
+    assert script.run(base + ["--output", str(tmp_path / "tagged.vtk"), "--core-mesh", str(tmp_path / "core_pred.vtk")]) == 0
+    tagged = read_mesh(tmp_path / "tagged.vtk")
+    expected = tag_mesh(tagged.dataset, tagged.point_array("scar_probability"), core, 0.3, None)  # core 0.5
+    np.testing.assert_array_equal(tagged.point_array("tissue_tag"), expected.node_tags)
+    elem = (tmp_path / "heart.elem").read_text(encoding="utf-8").split("\n")[1:1 + len(expected.element_tags)]
+    np.testing.assert_array_equal([int(line.split()[-1]) for line in elem], expected.element_tags)
+    core_row = expected.summary()["core"]
+    assert f"core         tag 3: {core_row['nodes']} nodes, {core_row['elements']} elements" in capsys.readouterr().out
+    sphere = vtk.vtkSphereSource()  # a core result on another mesh: 50 nodes
+    sphere.Update()
+    other = tmp_path / "other" / "core_pred.vtp"
+    other.parent.mkdir()
+    write_mesh(Mesh(dataset=sphere.GetOutput(), space="LPS", path=None), other, {"scar_probability": np.zeros(50)})
+    for extra, expected_line in (
+            (["--core-mesh", str(other)], f"The core model 'core_pred.vtp' has 50 nodes but 'phantom_mesh' has "
+                                          f"{mesh.n_points}: apply the core model to the same mesh"),
+            (["--volume", str(tmp_path / "missing.nii.gz"), "--scar-rule", "psi", "--scar-target", "core",
+              "--core-mesh", str(tmp_path / "core_pred.vtk")], "this run learns the core (--scar-target core)")):
+        argv = [a for a in base if a not in ("--model", str(case["dir"] / "model.pth"))] if "--volume" in extra else base
+        status = script.run(argv + ["--output", str(tmp_path / "o.vtk")] + extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(err) == 1 and expected_line in err[0], err
+    assert not (tmp_path / "o.vtk").exists()
+
 def test_batch_rule_masks_from_label_maps_and_a_segmentation_file_agree(tmp_path, capsys):
     """n-SD with a user-drawn remote region, from label-map files and from one Slicer segmentation
     file (.seg.nrrd, written by Slicer's storage node) with named segments: the same field. The

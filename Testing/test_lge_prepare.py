@@ -118,6 +118,12 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
         (["--scar-thresholds", "2,3"], "need --scar-rule"),
         (["--intensity-offset", "2048"], "need --scar-rule"),
+        (["--scar-target", "core"], "--scar-target core needs --scar-rule"),  # was ignored: the image learnt as is
+        (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--blood-pool-labels", "1"],
+         "lies inside the myocardium mask: check --myocardium-labels"),
+        (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--myocardium-labels", "2,3,4",
+          "--blood-pool-labels", "1", "--intensity-offset", "100000", "--slice-indices", "3,4"],
+         f"The blood-pool mean on {image_path.name} k=3 is "),  # the file's slice, not its place in the list
     ]
     for extra, fragment in cases:
         assert main(["prepare", *base, *extra]) != 0

@@ -118,7 +118,8 @@ def test_two_fields_core_from_core_field(tmp_path):
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"border_zone": 0.9, "core": 0.6}, "--border-zone 0.9 must be below --core 0.6"),
     ({"core": 1.5}, "--core 1.5 is outside the valid range 0 < P < 1"),
-    ({"scar_field": "nope"}, "no point field 'nope'"),
+    ({"scar_field": "nope"}, "no point field 'nope'; point fields present: scar_probability; give the mesh written "
+                             "by cardioscar apply, or name the scar field with --scar-field"),
     ({"fibres_field": "nope"}, "no cell field 'nope'"),
 ])
 def test_bad_options_write_nothing(tmp_path, kwargs, fragment):
@@ -127,6 +128,16 @@ def test_bad_options_write_nothing(tmp_path, kwargs, fragment):
         export_model(path, tmp_path / "bad", **kwargs)
     assert not list(tmp_path.glob("bad*"))
 
+
+
+def test_rule_from_takes_the_training_data_only(tmp_path):
+    """A model or mesh given to --rule-from said "prepared without --scar-rule" (np.load reads a
+    .pth zip as an empty archive): it now says which file to give."""
+    from cardioscar.simulation.export import scar_rule_of
+
+    (tmp_path / "scar.pth").write_bytes(b"PK")
+    with pytest.raises(CardioScarError, match=r"--rule-from scar\.pth: give the training data \.npz"):
+        scar_rule_of(tmp_path / "scar.pth")
 
 def test_mesh_without_cells_is_refused_by_the_cli(tmp_path):
     points = vtk.vtkPoints()

@@ -96,6 +96,9 @@ def test_the_scar_rule_controls_reach_the_logic(panel):
     """Rule, thresholds and masks chosen in the panel: their mistakes come back from the Logic as
     the one status line and no run starts."""
     widget, ui = panel["widget"], panel["ui"]
+    ui.scarTargetComboBox.choose("core")  # the core is graded from raw LGE: no rule, no core
+    ui.applyButton.click()
+    assert widget._run is None and "scar target 'core' needs a scar rule" in ui.statusLabel.text
     ui.scarRuleComboBox.choose("iir")
     ui.applyButton.click()
     assert widget._run is None and "needs the myocardium" in ui.statusLabel.text
@@ -167,3 +170,101 @@ def test_a_segmentation_as_myocardium_mask_serves_the_rules_only(panel):
     harness.run_to_end(widget)
     record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
     assert record["rule"] == "psi" and "scar_probability" in _arrays(panel["model"])
+
+
+def _library_tags(model, scar, core, border_zone, core_threshold):
+    """The library's two-field rule (cardioscar.simulation.tags) on the model's own mesh."""
+    from cardioscar.simulation.tags import tag_mesh
+
+    return tag_mesh(model.GetMesh(), scar, core, border_zone, core_threshold)
+
+
+@LATEST
+def test_a_scar_run_and_a_core_run_tag_by_the_two_field_rule(panel):
+    """PSI from the panel twice, Network learns scar then core (in the worker): the core run lands on a
+    new model node "... CardioScar core" that becomes the core model, the scar result stays as it
+    was, and Tag gives on every node and cell the library's two-field rule of the two fields."""
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    parameters = widget._parameterNode
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.scarRuleComboBox.choose("psi")
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    _run_to_end(widget)
+    assert parameters.tagModel is model and parameters.tagCoreModel is None
+    scar = _arrays(model)["scar_probability"]
+    ui.scarTargetComboBox.choose("core")
+    ui.outputNewModelCheckBox.checked = False  # even so, the core never replaces the scar result
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    _run_to_end(widget)
+    core_model = parameters.tagCoreModel
+    assert core_model is not None and core_model.GetName() == "phantom_mesh CardioScar core", ui.statusLabel.text
+    assert json.loads(core_model.GetAttribute("CardioScar.ScarRule"))["target"] == "core"
+    assert parameters.tagModel is model and parameters.tagCore == 0.5  # the two-field default, as export --core-mesh
+    np.testing.assert_array_equal(_arrays(model)["scar_probability"], scar)
+    core = _arrays(core_model)["scar_probability"]
+    # persisted like the rest: the parameter node itself holds the choices (saved with the scene)
+    node = parameters.parameterNode
+    assert node.GetParameter("scarTarget") == "core" and node.GetNodeReference("tagCoreModel") is core_model
+    # thresholds inside the ranges of these short fits, so that all three classes occur
+    border_zone, core_threshold = (max(0.01, round(float(np.quantile(v, q)), 2)) for v, q in ((scar, 0.6), (core, 0.85)))
+    ui.tagBorderZoneSpinBox.value, ui.tagCoreSpinBox.value = border_zone, core_threshold
+    ui.tagButton.click()
+    assert "core from 'phantom_mesh CardioScar core'" in ui.statusLabel.text, ui.statusLabel.text
+    expected = _library_tags(model, scar, core, border_zone, core_threshold)
+    np.testing.assert_array_equal(_arrays(model)["tissue_tag"], expected.node_tags)
+    cells = vtk.util.numpy_support.vtk_to_numpy(model.GetMesh().GetCellData().GetArray("tissue_tag"))
+    np.testing.assert_array_equal(cells, expected.element_tags)
+    assert set(np.unique(expected.node_tags)) == {1, 2, 3}
+    scar_as_core = _library_tags(model, scar, scar, border_zone, core_threshold)  # the core field was read
+    assert (scar_as_core.node_tags != expected.node_tags).any()
+    assert "tissue_tag" not in _arrays(core_model)
+
+
+@BOTH_VERSIONS
+def test_a_core_model_that_does_not_fit_is_one_line_and_changes_nothing(panel, phantom, tmp_path):
+    """A core model on another mesh (other node count), the scar model chosen as its own core, or a
+    scar result chosen as the core: one status line, no tags, no rows, no file. Then a core field
+    typed in the panel (on the model itself) tags by the two-field rule."""
+    ui, scene, model = panel["ui"], panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.tagModelSelector.setCurrentNode(model)
+    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    sphere = vtk.vtkSphereSource()
+    sphere.Update()
+    other = scene.AddNewNodeByClass("vtkMRMLModelNode", "other mesh")
+    other.SetAndObservePolyData(sphere.GetOutput())
+    ui.tagCoreModelSelector.setCurrentNode(other)
+    n_other, n_model = other.GetMesh().GetNumberOfPoints(), model.GetMesh().GetNumberOfPoints()
+    for button in (ui.tagButton, ui.exportButton):
+        button.click()
+        assert (f"The core model 'other mesh' has {n_other} nodes but 'phantom_mesh' has {n_model}: apply the core "
+                "model to the same mesh") in ui.statusLabel.text
+        assert "\n" not in ui.statusLabel.text
+    ui.tagCoreModelSelector.setCurrentNode(model)
+    ui.tagButton.click()
+    assert "is the model to tag itself" in ui.statusLabel.text
+    scar_result = scene.AddNewNodeByClass("vtkMRMLModelNode", "scar result")
+    scar_result.SetAndObserveMesh(model.GetMesh())
+    scar_result.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "psi", "target": "scar"}))
+    ui.tagCoreModelSelector.setCurrentNode(scar_result)
+    ui.exportButton.click()
+    assert "learned the scar (border zone + core), not the core" in ui.statusLabel.text
+    assert "tissue_tag" not in _arrays(model) and model.GetMesh().GetCellData().GetArray("tissue_tag") is None
+    assert model.GetNodeReference("CardioScarSummaryTable") is None and list(tmp_path.iterdir()) == []
+    # a core field of the model itself, typed in the panel
+    from CardioScarLogic.results import write_point_arrays
+
+    core = np.clip(phantom.truth * 1.5 - 0.6, 0.0, 1.0).astype(np.float32)
+    write_point_arrays(model, {"core_probability": core})
+    ui.tagCoreModelSelector.setCurrentNode(None)
+    ui.tagCoreFieldLineEdit.text = "core_probability"
+    ui.tagBorderZoneSpinBox.value = 0.3
+    ui.tagCoreSpinBox.value = 0.5
+    ui.tagButton.click()
+    assert "core from core_probability" in ui.statusLabel.text, ui.statusLabel.text
+    expected = _library_tags(model, phantom.truth, core, 0.3, 0.5)
+    np.testing.assert_array_equal(_arrays(model)["tissue_tag"], expected.node_tags)
+    assert panel["widget"]._parameterNode.tagCoreField == "core_probability"

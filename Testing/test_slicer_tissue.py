@@ -45,6 +45,10 @@ def test_tags_colours_and_summary_rows(tagged_case):
     assert display.GetActiveScalarName() == "tissue_tag" and display.GetColorNodeID() == TAG_COLOR_ID
     colors = context.scene.GetNodeByID(TAG_COLOR_ID)
     assert colors.GetColorName(3) == "core" and colors.GetColorName(2) == "border zone"
+    # tag 0 is unused: opaque (a translucent entry turns the whole model translucent) but undefined, so the
+    # legend lists the three classes only (it drew an unnamed black swatch)
+    assert not colors.GetColorDefined(0) and [colors.GetColorDefined(t) for t in (1, 2, 3)] == [True] * 3
+    assert colors.GetColorName(0) == "" and colors.GetLookupTable().GetTableValue(0)[3] == 1.0
     table = node.GetNodeReference("CardioScarSummaryTable").GetTable()
     measures = [table.GetValue(r, 0).ToString() for r in range(table.GetNumberOfRows())]
     assert "Tissue core (tag 3) volume" in measures and "Tissue healthy (tag 1) share" in measures

@@ -118,7 +118,11 @@ def test_ui_structure_follows_slicer_conventions(ui):
                  if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
     assert receivers == {"inputSelector", "extraInputsSelector", "modelSelector", "myocardiumMaskSelector",
                          "ahaModelSelector", "ahaRvMarkupsSelector", "ahaLabelsSelector", "ahaApexBaseSelector",
-                         "bloodPoolSelector", "remoteSelector", "tagModelSelector"}
+                         "bloodPoolSelector", "remoteSelector", "tagModelSelector", "tagCoreModelSelector"}
+    # a node selector that is not given the scene lists no node (a new selector is easily forgotten)
+    assert receivers == {name for name, w in widgets.items() if w.get("class", "").startswith("qMRML")
+                         and w.get("class").endswith("NodeComboBox")}
+    assert node_types("tagCoreModelSelector") == ["vtkMRMLModelNode"]
     # the scar rule's blood pool and remote region: a label map or a segmentation with a named segment
     assert node_types("bloodPoolSelector") == node_types("remoteSelector") == ["vtkMRMLLabelMapVolumeNode",
                                                                                "vtkMRMLSegmentationNode"]

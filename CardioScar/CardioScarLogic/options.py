@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 
 from cardioscar.checks import check_seed
 from cardioscar.errors import CardioScarError
+from cardioscar.lge.prepare import TARGETS
 from cardioscar.slices import RECORDED, parse_half_thickness
 
 PRESETS = ("documented", "fast")
@@ -107,6 +108,11 @@ class ReconstructionOptions:
             raise CardioScarError(f"inference MC samples must be >= 1 (10 or more for a useful uncertainty), got {self.inference_mc_samples}.")
         if int(self.inference_batch_size) < 1:
             raise CardioScarError(f"inference batch size must be >= 1, got {self.inference_batch_size}.")
+        if self.scar_target not in TARGETS:
+            raise CardioScarError(f"scar target must be one of {', '.join(TARGETS)}, got {self.scar_target!r}.")
+        if self.scar_target == "core" and not self.scar_rule:
+            raise CardioScarError("scar target 'core' needs a scar rule (nsd, fwhm, iir or psi): the core is graded "
+                                  "from the raw LGE; choose a rule, or learn the scar.")
 
     def scar_rule_request(self, myocardium_name: str):
         """The :class:`cardioscar.lge.prepare.ScarRuleRequest` of these options (None without a rule)."""

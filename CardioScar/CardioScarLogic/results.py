@@ -8,6 +8,7 @@ piling up copies.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Iterable, Optional
 
@@ -74,6 +75,14 @@ def keep_scar_rule(model_node, checkpoint: dict) -> None:
         model_node.RemoveAttribute(SCAR_RULE_ATTRIBUTE)
 
 
+def learned_target(model_node=None, checkpoint: Optional[dict] = None) -> str:
+    """What a result's network learned by its scar rule: "core" (a core model), "scar" (border zone
+    + core), or "" (no rule recorded), read from the checkpoint or from the record on the model."""
+    text = ((checkpoint.get("provenance") or {}).get("scar_rule", "") if checkpoint is not None
+            else model_node.GetAttribute(SCAR_RULE_ATTRIBUTE) or "")
+    return str(json.loads(text).get("target", "scar")) if text else ""
+
+
 def write_point_arrays(model_node, arrays: dict) -> None:
     """Add (or replace) named point arrays on the model's mesh and notify the views; a value of
     ``None`` removes that array."""
@@ -94,17 +103,18 @@ def write_point_arrays(model_node, arrays: dict) -> None:
     model_node.Modified()
 
 
-def new_output_model(model_node):
+def new_output_model(model_node, label: str = "CardioScar"):
     """A new model node with a copy of ``model_node``'s mesh (its arrays included), under the
     same parent transform: where a run's result goes when it must not replace an earlier one.
-    Names count up ("heart CardioScar", "heart CardioScar_1", ...) so that results can be told apart."""
+    Names count up ("heart CardioScar", "heart CardioScar_1", ...; a core model's ``label`` is
+    "CardioScar core") so that results can be told apart."""
     scene = model_node.GetScene()
     if scene is None or model_node.GetMesh() is None:
         raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the run: nothing was written; "
                               "choose a heart mesh and run again.")
     mesh = model_node.GetMesh().NewInstance()
     mesh.DeepCopy(model_node.GetMesh())
-    node = scene.AddNewNodeByClass("vtkMRMLModelNode", scene.GenerateUniqueName(f"{model_node.GetName()} CardioScar"))
+    node = scene.AddNewNodeByClass("vtkMRMLModelNode", scene.GenerateUniqueName(f"{model_node.GetName()} {label}"))
     node.SetAndObserveMesh(mesh)
     node.SetAndObserveTransformNodeID(model_node.GetTransformNodeID())
     node.CreateDefaultDisplayNodes()

@@ -23,7 +23,8 @@ from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagg
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, tag_mesh
 
 from .geometry import model_points_lps, world_mesh_lps
-from .results import PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, update_summary_table, write_point_arrays
+from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
+                      write_point_arrays)
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
 TAG_COLOR_ID = "vtkMRMLColorTableNode" + TAG_COLOR_TAG
@@ -55,6 +56,7 @@ def tag_color_node(scene, tag_values: tuple[int, int, int]):
     node.SetNumberOfColors(max(tag_values) + 1)
     for index in range(max(tag_values) + 1):  # unused numbers opaque too: a translucent entry makes VTK draw
         node.SetColor(index, "", 0.0, 0.0, 0.0, 1.0)  # the whole model as translucent
+        node.SetColorDefined(index, False)
     for tag, name, (r, g, b) in zip(tag_values, CLASS_NAMES, TAG_COLORS):
         node.SetColor(tag, name.replace("_", " "), r, g, b, 1.0)
     return node
@@ -78,17 +80,45 @@ def _existing_rows(model_node) -> list[tuple[str, str, str]]:
     return [row for row in rows if not row[0].startswith(ROW_PREFIX)]
 
 
+def core_values(model_node, core_field: Optional[str] = None, core_model=None) -> Optional[np.ndarray]:
+    """The core field of a two-field tagging, checked before anything changes: ``core_field`` of
+    ``core_model`` (a core model's result on the same mesh; default ``scar_probability``, as
+    ``cardioscar export --core-mesh``), else ``core_field`` of the model itself (``--core-field``),
+    else None (one field). A result whose recorded scar rule says it learned the other target is
+    refused, since swapping the two would tag every scar node core."""
+    if core_model is None:
+        return None if not core_field else _point_field(model_node, core_field)
+    name, core_name = model_node.GetName(), core_model.GetName()
+    if core_model is model_node:
+        raise CardioScarError(f"The core model '{core_name}' is the model to tag itself: choose the result of a run "
+                              "that learned the core (scar target core), or none for one field")
+    nodes = model_node.GetMesh().GetNumberOfPoints()
+    core_nodes = 0 if core_model.GetMesh() is None else core_model.GetMesh().GetNumberOfPoints()
+    if core_nodes != nodes:
+        raise CardioScarError(f"The core model '{core_name}' has {core_nodes} nodes but '{name}' has {nodes}: apply "
+                              "the core model to the same mesh, or choose its result on this mesh")
+    if learned_target(core_model) == "scar":
+        raise CardioScarError(f"The core model '{core_name}' learned the scar (border zone + core), not the core: "
+                              "choose the result of a run with scar target core")
+    if learned_target(model_node) == "core":
+        raise CardioScarError(f"The model to tag '{name}' learned the core: choose the scar result (scar target "
+                              f"scar) to tag, and '{name}' as its core model")
+    return _point_field(core_model, core_field or PROBABILITY)
+
+
 def tag_model_node(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
                    core_field: Optional[str] = None, tag_values: tuple[int, int, int] = (1, 2, 3),
-                   color_logic=None) -> TissueTags:
+                   color_logic=None, core_model=None) -> TissueTags:
     """Tag the model's nodes and cells, colour it by tag with a legend, and add summary rows.
 
-    All checks run before the node changes, so a bad threshold leaves the model as it was.
+    With ``core_model`` (a core model's result on the same mesh) or ``core_field`` the tags come
+    from two fields (see :func:`core_values`). All checks run before the node changes, so a bad
+    threshold or core model leaves the model as it was.
     """
     scar = _point_field(model_node, PROBABILITY)
-    core_values = None if core_field is None else _point_field(model_node, core_field)
+    core_array = core_values(model_node, core_field, core_model)
     mesh = model_node.GetMesh()
-    tags = tag_mesh(world_mesh_lps(model_node, model_points_lps(model_node)), scar, core_values, border_zone, core,
+    tags = tag_mesh(world_mesh_lps(model_node, model_points_lps(model_node)), scar, core_array, border_zone, core,
                     tag_values)
     write_point_arrays(model_node, {TAG_ARRAY: tags.node_tags})
     cell_array = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=True)

@@ -129,7 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim = parser.add_argument_group("tissue tags and simulator export (as cardioscar export)")
     sim.add_argument("--border-zone", type=float, default=None,
                      help="tag healthy/border zone/core into --output (tissue_tag point and cell arrays); default 0.5")
-    sim.add_argument("--core", type=float, default=None, help="core threshold on scar_probability (default 0.8)")
+    sim.add_argument("--core", type=float, default=None,
+                     help="core threshold: on scar_probability (default 0.8), or on the core field with --core-mesh or "
+                          "--core-field (default 0.5)")
+    sim.add_argument("--core-mesh", type=Path, default=None,
+                     help="the core model's result on the same mesh (a run with --scar-target core): tags from two "
+                          "fields, as cardioscar export --core-mesh (implies tagging)")
+    sim.add_argument("--core-field", default=None,
+                     help="point field of core probability: in --core-mesh (default scar_probability), else in --mesh")
     sim.add_argument("--export-opencarp", type=Path, default=None, metavar="PREFIX",
                      help="also write PREFIX.pts/.elem/.json (implies tagging)")
     sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
@@ -195,6 +202,9 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if args.scar_rule is None and args.myocardium_mask and args.myocardium_mask.name.lower().endswith(".seg.nrrd"):
         raise CardioScarError("--myocardium-mask as a segmentation (.seg.nrrd) needs --scar-rule; without a rule give "
                               "a label map or 0/1 mask image.")
+    if args.core_mesh is not None and args.scar_target == "core":
+        raise CardioScarError("--core-mesh tags this run's scar with a core model's result: this run learns the core "
+                              "(--scar-target core); tag the scar run instead.")
     if args.aha_dir is None:
         given = [f"--{name.replace('_', '-')}" for name in _AHA_ONLY if getattr(args, name) is not None]
         if given:
@@ -304,6 +314,13 @@ def run(argv: list[str]) -> int:
         context = ensure_scene()
         model_node = load_model(context.scene, args.mesh)
         check_mesh_output(model_node, args.output)
+        core_node = None if args.core_mesh is None else load_model(context.scene, args.core_mesh, args.core_mesh.name)
+        tagging = any(v is not None for v in (args.border_zone, args.core, args.core_mesh, args.core_field,
+                                             args.export_opencarp))
+        if tagging:  # a wrong core mesh or field is found before the training, not after it
+            from CardioScarLogic.tissue import core_values
+
+            core_values(model_node, args.core_field, core_node)
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:
@@ -322,10 +339,11 @@ def run(argv: list[str]) -> int:
             progress = None if args.no_progress else _progress_logger()
             result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress, **masks)
         tags = None
-        if args.border_zone is not None or args.core is not None or args.export_opencarp is not None:
+        if tagging:
             from CardioScarLogic.tissue import tag_model_node
 
-            tags = tag_model_node(model_node, args.border_zone, args.core, color_logic=context.color_logic)
+            tags = tag_model_node(model_node, args.border_zone, args.core, args.core_field,
+                                  color_logic=context.color_logic, core_model=core_node)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
             logic.save_model(args.save_model)
@@ -346,6 +364,11 @@ def run(argv: list[str]) -> int:
         return EXIT_USER_ERROR
     for measure, value, unit in result.summary:
         print(f"{measure}: {value} {unit}".rstrip())
+    if tags is not None:
+        from cardioscar.simulation.export import summary_lines
+
+        for line in summary_lines(tags):
+            print(line)
     print(f"Wrote {args.output}")
     return 0
 

@@ -57,7 +57,7 @@ def run_case(rule: str, name: str, out: Path) -> dict:
     held = slices_with_myocardium[len(slices_with_myocardium) // 2]
     kept = [s for s in range(len(labels)) if s != held]
     request = PreprocessingRequest(mesh_path=mesh_path, image_path=image_path, slice_indices=kept,
-                                   slice_thickness_padding=1.0,
+                                   slice_thickness_padding=1.0, myocardium_mask=labels_path, myocardium_labels=[2, 3, 4],
                                    scar_rule=ScarRuleRequest(rule=rule, myocardium_path=labels_path,
                                                              myocardium_labels=[2, 3, 4], blood_pool_path=labels_path,
                                                              blood_pool_labels=[1]))

@@ -48,6 +48,9 @@ def scar_rule_request(args: argparse.Namespace):
     from .prepare import ScarRuleRequest
 
     if args.scar_rule is None:
+        if args.scar_target != "scar":
+            raise CardioScarError(f"--scar-target {args.scar_target} needs --scar-rule {{nsd,fwhm,iir,psi}}: the core is "
+                                  "graded from the raw LGE")
         if any(getattr(args, name) is not None for name in ("scar_thresholds", "blood_pool_mask", "remote_mask",
                                                             "blood_pool_labels", "intensity_offset")):
             raise CardioScarError("--scar-thresholds, --blood-pool-*, --remote-mask and --intensity-offset need "

@@ -90,7 +90,7 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
                                   ",".join(str(t) for t in request.thresholds))
     try:
         result = apply_rule(request.rule, [layer.values for layer in image], myocardium, blood, remote, thresholds,
-                            request.intensity_offset)
+                            request.intensity_offset, [layer.label for layer in image])
     except CardioScarError as error:
         if "does not overlap" in str(error):
             raise CardioScarError(f"--myocardium-mask {myocardium_name} (labels {request.myocardium_labels or 'nonzero'}) "

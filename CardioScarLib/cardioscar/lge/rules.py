@@ -114,12 +114,14 @@ def parse_thresholds(rule: str, text: str | None) -> tuple[float, float]:
 
 def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray],
                blood_pool: Sequence[np.ndarray] | None = None, remote: Sequence[np.ndarray] | None = None,
-               thresholds: tuple[float, float] | None = None, intensity_offset: float = 0.0) -> RuleResult:
+               thresholds: tuple[float, float] | None = None, intensity_offset: float = 0.0,
+               slice_names: Sequence[str] | None = None) -> RuleResult:
     """Grade every slice of ``images`` by ``rule`` inside its ``myocardium`` mask.
 
     ``blood_pool`` is required by ``iir``; ``remote`` (optional, ``nsd`` only) replaces the automatic
     darkest-sector choice. ``intensity_offset`` is the stored value of zero signal, subtracted
     first (see the module's docstring). All per-slice arrays must have the image's shape.
+    ``slice_names`` (e.g. "lge.nii.gz k=5") name the slices in errors; default "slice <position>".
     """
     offset = float(intensity_offset)
     if not np.isfinite(offset):
@@ -147,7 +149,8 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
             continue
         blood = None if blood_pool is None else np.asarray(blood_pool[k], bool)
         own_remote = None if remote is None else np.asarray(remote[k], bool)
-        border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, k)
+        where = f"slice {k}" if slice_names is None else str(slice_names[k])
+        border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, where)
         inside = values[myo]
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
         # levels in intensity units; None on a slice a relative rule left ungraded (no enhancement)
@@ -190,7 +193,7 @@ def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = 
 
 
 def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-         border: float, core: float, k: int) -> Levels:
+         border: float, core: float, where: str) -> Levels:
     if remote is None:
         region, sector = darkest_sector(values, myo)
         source = f"darkest of {N_SECTORS} sectors (sector {sector})"
@@ -198,11 +201,11 @@ def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
         region, source = remote & myo, "user mask"
     reference = values[region]
     if reference.size < MIN_REFERENCE_PIXELS:
-        raise CardioScarError(f"The remote region on slice {k} has {reference.size} myocardial pixels (need >= "
+        raise CardioScarError(f"The remote region on {where} has {reference.size} myocardial pixels (need >= "
                               f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium")
     mean, sd = float(reference.mean()), float(reference.std())
     if sd == 0:
-        raise CardioScarError(f"The remote region on slice {k} has constant intensity (SD 0); n-SD needs a noisy "
+        raise CardioScarError(f"The remote region on {where} has constant intensity (SD 0); n-SD needs a noisy "
                               "healthy region: check the image and the remote mask")
     return (mean + border * sd, mean + core * sd,
             {"remote": source, "remote_mean": mean, "remote_sd": sd, "remote_pixels": int(reference.size)})
@@ -221,25 +224,30 @@ def _relative_levels(border_level: float, core_level: float, enhanced: bool, rec
 
 
 def _fwhm(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-          border: float, core: float, k: int) -> Levels:
+          border: float, core: float, where: str) -> Levels:
     peak = float(np.percentile(values[myo], 99))
     return _relative_levels(border * peak, core * peak, _enhanced(values, myo, peak), {"maximum": peak})
 
 
 def _iir(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-         border: float, core: float, k: int) -> Levels:
+         border: float, core: float, where: str) -> Levels:
     pool = values[blood & ~myo]
+    if pool.size < MIN_REFERENCE_PIXELS and blood.sum() >= MIN_REFERENCE_PIXELS:
+        raise CardioScarError(f"The blood pool on {where} lies inside the myocardium mask: check --myocardium-labels "
+                              "(without them every non-zero label of the mask is myocardium, the cavity too)")
     if pool.size < MIN_REFERENCE_PIXELS:
-        raise CardioScarError(f"The blood pool on slice {k} has {pool.size} pixels (need >= {MIN_REFERENCE_PIXELS}) "
-                              "for --scar-rule iir; check --blood-pool-mask/--blood-pool-labels")
+        raise CardioScarError(f"The blood pool on {where} has {pool.size} pixels (need >= {MIN_REFERENCE_PIXELS}) "
+                              "for --scar-rule iir; check --blood-pool-mask/--blood-pool-labels, or leave out the "
+                              "slices without a cavity (--slice-indices)")
     mean = float(pool.mean())
     if mean <= 0:
-        raise CardioScarError(f"The blood-pool mean on slice {k} is {mean:g}; IIR needs positive intensities")
+        raise CardioScarError(f"The blood-pool mean on {where} is {mean:g} after --intensity-offset; IIR needs "
+                              "positive intensities: give the offset at which the image stores zero signal (0 = none)")
     return border * mean, core * mean, {"blood_mean": mean, "blood_sd": float(pool.std()), "blood_pixels": int(pool.size)}
 
 
 def _psi(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-         border: float, core: float, k: int) -> Levels:
+         border: float, core: float, where: str) -> Levels:
     low, high = (float(v) for v in np.percentile(values[myo], [1, 99]))
     span = high - low
     return _relative_levels(low + border * span, low + core * span, _enhanced(values, myo, high),

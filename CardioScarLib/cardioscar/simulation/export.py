@@ -38,7 +38,11 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     if fmt not in ("opencarp", "vtu"):
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
     mesh = read_mesh(mesh_path)
-    scar = mesh.point_array(scar_field)
+    try:
+        scar = mesh.point_array(scar_field)
+    except CardioScarError as error:
+        raise CardioScarError(f"--mesh: {error}; give the mesh written by cardioscar apply, or name the scar field "
+                              "with --scar-field") from None
     core_values = None if core_field is None else mesh.point_array(core_field)
     if core_mesh is not None:
         other = read_mesh(core_mesh)
@@ -82,6 +86,9 @@ def scar_rule_of(training_data: str | Path) -> dict:
     import numpy as np
 
     source = Path(training_data)
+    if source.suffix.lower() != ".npz":
+        raise CardioScarError(f"--rule-from {source.name}: give the training data .npz that prepare --scar-rule wrote "
+                              "(e.g. scar.npz), not the model or mesh")
     try:
         with np.load(source, allow_pickle=False) as data:
             text = str(data["scar_rule"]) if "scar_rule" in data.files else ""

@@ -22,6 +22,11 @@ from ..errors import CardioScarError
 
 DEFAULT_TAGS = (1, 2, 3)
 CLASS_NAMES = ("healthy", "border_zone", "core")
+#: default thresholds: border zone on the scar field; core on the scar field (one field) or on the
+#: core field (two fields)
+DEFAULT_BORDER_ZONE = 0.5
+DEFAULT_CORE_ONE_FIELD = 0.8
+DEFAULT_CORE_TWO_FIELDS = 0.5
 
 
 @dataclass
@@ -90,8 +95,8 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
              tag_values: tuple[int, int, int] = DEFAULT_TAGS) -> TissueTags:
     """Tag nodes and elements of ``dataset`` from the scar field (and optional core field)."""
     two_fields = core_field is not None
-    border_zone = 0.5 if border_zone is None else border_zone
-    core = (0.5 if two_fields else 0.8) if core is None else core
+    border_zone = DEFAULT_BORDER_ZONE if border_zone is None else border_zone
+    core = (DEFAULT_CORE_TWO_FIELDS if two_fields else DEFAULT_CORE_ONE_FIELD) if core is None else core
     check_thresholds(border_zone, core, two_fields)
     if len(set(tag_values)) != 3:
         raise CardioScarError(f"--tags {tag_values} must be three different numbers (healthy, border zone, core)")
