@@ -242,3 +242,20 @@ def test_mesh_from_labels_command(tmp_path) -> None:
     assert "--exclude-slices) is out of range: valid 0-3" in bad.stderr.strip().splitlines()[-1]
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "bad.vtu").exists()
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_mesh_cells_are_hexahedra_of_positive_volume_in_any_image_direction(mirror) -> None:
+    """mesh-from-labels writes VTK hexahedra (a voxel must stay axis-aligned, which an oblique
+    direction breaks), and each has a positive volume of one mesh voxel, also when the image's
+    direction is mirrored (negative determinant), which turns a naively copied cell inside out."""
+    from test_simulation_export import HEX_FACES, _signed_volume
+
+    direction = _rotation(35.0) @ (np.diag([1.0, 1.0, -1.0]) if mirror else np.eye(3))
+    mesh = myocardium_mesh_from_labels(_ring_stack([(0, 90)] * 4, direction=direction), spacing_mm=2.0)
+    grid = mesh.dataset
+    assert {grid.GetCellType(c) for c in range(grid.GetNumberOfCells())} == {vtk.VTK_HEXAHEDRON}
+    points = mesh.points_lps()
+    cells = vtk_to_numpy(grid.GetCells().GetConnectivityArray()).reshape(-1, 8)
+    volumes = [_signed_volume(points[cell], HEX_FACES) for cell in cells[:: max(1, len(cells) // 200)]]
+    np.testing.assert_allclose(volumes, 8.0, rtol=1e-6)

@@ -52,7 +52,9 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
     there is interpolated from the other slices. ``spacing_mm``: edge of the cubic voxels.
     ``extend_mm``: how far the end slices' shape is continued beyond them (default: half the
     median slice spacing). A voxel is kept when the interpolated signed distance at its centre is
-    <= 0; the mesh is a ``vtkUnstructuredGrid`` of ``VTK_VOXEL`` cells.
+    <= 0; the mesh is a ``vtkUnstructuredGrid`` of ``VTK_HEXAHEDRON`` cells (not ``VTK_VOXEL``: a
+    voxel must stay axis-aligned, which an oblique image direction breaks, and simulators'
+    converters such as meshtool read hexahedra), each with a positive volume.
 
     Raises:
         CardioScarError: not a 3D label image, a bad spacing, a held-out index out of range, or fewer
@@ -106,6 +108,7 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
 
     grid = _voxel_grid(inside, low, spacing_mm)
     _to_lps(grid, label_image)
+    _voxels_to_hexahedra(grid, np.linalg.det(np.asarray(label_image.GetDirection()).reshape(3, 3)) < 0)
     logger.info("Myocardium mesh from labels %s of slices %s (held out %s): %d nodes, %d voxels of %.2f mm",
                 labels, used, sorted(held_out), grid.GetNumberOfPoints(), grid.GetNumberOfCells(), spacing_mm)
     return Mesh(grid, "LPS")
@@ -139,3 +142,23 @@ def _to_lps(grid: vtk.vtkUnstructuredGrid, image: sitk.Image) -> None:
     points = vtk.vtkPoints()
     points.SetData(numpy_to_vtk(local @ direction.T + np.asarray(image.GetOrigin()), deep=True))
     grid.SetPoints(points)
+
+
+#: Hexahedron node i is voxel node _VOXEL_TO_HEX[i] (VTK lists a voxel's nodes x-fastest, a
+#: hexahedron's round each face); _FLIP swaps the bottom and top faces, turning an inside-out cell.
+_VOXEL_TO_HEX = np.array([0, 1, 3, 2, 4, 5, 7, 6])
+_FLIP = np.array([4, 5, 6, 7, 0, 1, 2, 3])
+
+
+def _voxels_to_hexahedra(grid: vtk.vtkUnstructuredGrid, mirrored: bool) -> None:
+    """Replace the grid's voxel cells by hexahedra on the same nodes; ``mirrored`` (the image's
+    direction has a negative determinant) flips each so that its volume stays positive."""
+    n_cells = grid.GetNumberOfCells()
+    connectivity = vtk_to_numpy(grid.GetCells().GetConnectivityArray()).reshape(n_cells, 8)
+    hexahedra = connectivity[:, _VOXEL_TO_HEX]
+    if mirrored:
+        hexahedra = hexahedra[:, _FLIP]
+    cells = vtk.vtkCellArray()
+    offsets = numpy_to_vtk(np.arange(0, 8 * n_cells + 1, 8, dtype=np.int64), deep=True)
+    cells.SetData(offsets, numpy_to_vtk(np.ascontiguousarray(hexahedra, dtype=np.int64).ravel(), deep=True))
+    grid.SetCells(vtk.VTK_HEXAHEDRON, cells)
