@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -105,8 +106,20 @@ def _device(choice: str):
     return resolve_device(force_cpu=choice == "cpu")
 
 
+def _json_safe(value):
+    """NaN and infinities become null: strict JSON readers (the Slicer worker's) refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _emit(payload: dict) -> None:
-    sys.stdout.write(json.dumps(payload) + "\n")
+    """One JSON line on stdout (the contract's output)."""
+    sys.stdout.write(json.dumps(_json_safe(payload), allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
