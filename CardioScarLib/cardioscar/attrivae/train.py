@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 80
     batch_size: int = 16
     learning_rate: float = 1e-3  # paper 1e-4 over many GPU epochs; few CPU epochs need more
     weights: LossWeights = field(default_factory=LossWeights)
