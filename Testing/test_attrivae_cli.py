@@ -166,3 +166,26 @@ def test_demo_without_the_data_folder_trains_on_a_synthetic_set_and_explains(tmp
     for path in summary["explain"]["files"]["attention"].values():
         assert sitk.ReadImage(path).GetSize() == sitk.ReadImage(
             str(out / "synthetic_data" / summary["heldout_case"] / "Images" / f"{summary['heldout_case']}.nii.gz")).GetSize()
+
+
+def test_predict_output_is_strict_json_even_with_a_nan_in_the_model_record(trained, emidec, tmp_path, capsys):
+    """A constant latent dimension has no Spearman (NaN): the line must still be valid JSON (null)."""
+    import torch
+
+    from cardioscar.attrivae.checkpoint import load_checkpoint, save_checkpoint
+
+    _, model, _ = trained
+    checkpoint = load_checkpoint(model)
+    checkpoint["cross_validation"]["figures"]["spearman"]["age"] = float("nan")
+    patched = tmp_path / "patched.pth"
+    save_checkpoint(checkpoint, patched)
+    assert torch.load(patched, weights_only=True)["format"] == "cardioscar-attrivae"
+    image, labels = _files(emidec, "Case_N023")
+    code, out, err = _in_process(capsys, "attrivae", "predict", "--model", patched, "--image", image, "--labels", labels)
+    assert code == 0, err
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    answer = json.loads(out, parse_constant=refuse)
+    assert answer["model"]["cross_validation"]["spearman"]["age"] is None

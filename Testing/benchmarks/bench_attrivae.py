@@ -40,7 +40,6 @@ from sklearn.preprocessing import StandardScaler
 
 from cardioscar.attrivae.dataset import attribute_matrix, case_files, load_cases
 from cardioscar.attrivae.gradcam import latent_gradcam
-from cardioscar.attrivae.losses import LossWeights
 from cardioscar.attrivae.model import Architecture
 from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig, cube_to_image, prepare_case
 from cardioscar.attrivae.train import TrainConfig, cross_validate, heldout_figures, stratified_folds

@@ -18,8 +18,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from cardioscar.atomic import atomic_write
+from cardioscar.attrivae.attributes import UNITS
 from cardioscar.attrivae.gradcam import latent_gradcam
-from cardioscar.attrivae.predict import Prediction
+from cardioscar.attrivae.predict import Prediction, attribute_readout
 from cardioscar.attrivae.preprocess import as_image_like, cube_to_image
 from cardioscar.attrivae.traversal import latent_traversal, traversal_values
 from cardioscar.cohort.summary import _save as save_figure
@@ -98,9 +99,6 @@ def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np
 def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
                  attributes: Optional[Sequence[str]] = None, steps: int = 7) -> dict:
     """Write every explanation file into ``output_dir`` and return the explain.json content."""
-    from cardioscar.attrivae.attributes import UNITS
-    from cardioscar.attrivae.predict import attribute_readout
-
     names = choose_attributes(checkpoint, attributes)
     traversal_values(0.0, 1.0, steps)  # checks --steps before any work
     output_dir.mkdir(parents=True, exist_ok=True)
