@@ -189,3 +189,30 @@ def test_predict_output_is_strict_json_even_with_a_nan_in_the_model_record(train
 
     answer = json.loads(out, parse_constant=refuse)
     assert answer["model"]["cross_validation"]["spearman"]["age"] is None
+
+
+def test_explain_that_fails_midway_leaves_the_output_folder_as_it_was(trained, emidec, tmp_path, capsys, monkeypatch):
+    """The second attribute's traversal fails (an injected error standing in for any failure in the
+    network's work, e.g. out of memory): the folder keeps the user's file and gains nothing."""
+    import cardioscar.attrivae.explain as explain
+
+    _, model, _ = trained
+    image_path, labels_path = _files(emidec, "Case_N020")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    real = explain.latent_traversal
+    calls = []
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explain, "latent_traversal", failing_second)
+    with pytest.raises(RuntimeError, match="injected"):
+        main(["attrivae", "explain", "--model", str(model), "--image", str(image_path), "--labels", str(labels_path),
+              "--output-dir", str(out), "--attributes", "lv_volume_ml,wall_thickness_mm", "--steps", "3"])
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

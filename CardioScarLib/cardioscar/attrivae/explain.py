@@ -4,7 +4,8 @@
 the input image's grid (same size, spacing, origin, direction; 0 outside the LV crop), float32 in
 [0, 1]. ``explain.png``: short-axis slices through the LV with each map over the image.
 ``traversal_<attribute>.png``: decoded mid-ventricular slices as the attribute's dimension sweeps
-its training range. ``explain.json`` lists them. Every file is written atomically.
+its training range. ``explain.json`` lists them. Nothing is written until every map and traversal
+is computed; then every file is written atomically.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.predict import Prediction, attribute_readout
 from cardioscar.attrivae.preprocess import as_image_like, cube_to_image
 from cardioscar.attrivae.traversal import latent_traversal, traversal_values
-from cardioscar.cohort.summary import _save as save_figure
+from cardioscar.cohort.summary import save_figure
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -98,18 +99,18 @@ def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np
 
 def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
                  attributes: Optional[Sequence[str]] = None, steps: int = 7) -> dict:
-    """Write every explanation file into ``output_dir`` and return the explain.json content."""
+    """Write every explanation file into ``output_dir`` and return the explain.json content.
+
+    Every map and traversal is computed before the first file is written, so a failure in the
+    network's work (the slow part) leaves ``output_dir`` as it was; each file is then written
+    atomically.
+    """
     names = choose_attributes(checkpoint, attributes)
     traversal_values(0.0, 1.0, steps)  # checks --steps before any work
-    output_dir.mkdir(parents=True, exist_ok=True)
-    maps, attention_files, traversal_files = {}, {}, {}
+    maps, traversals = {}, {}
     for name in names:
         dim = checkpoint["latent_dims"][name]
         maps[name] = attention_on_image(prediction, dim)
-        target = output_dir / f"attention_{name}.nii.gz"
-        with atomic_write(target) as tmp:
-            sitk.WriteImage(as_image_like(maps[name], prediction.prepared.image), str(tmp), True)
-        attention_files[name] = str(target.resolve())
         index = checkpoint["attributes"].index(name)
         values = traversal_values(checkpoint["latent_range"]["min"][index], checkpoint["latent_range"]["max"][index],
                                   steps)
@@ -119,8 +120,17 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
             mu = prediction.mu.copy()
             mu[dim] = value
             readings.append(attribute_readout(checkpoint, mu)[0][name])
+        traversals[name] = (decoded, np.array(readings))
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    attention_files, traversal_files = {}, {}
+    for name in names:
+        target = output_dir / f"attention_{name}.nii.gz"
+        with atomic_write(target) as tmp:
+            sitk.WriteImage(as_image_like(maps[name], prediction.prepared.image), str(tmp), True)
+        attention_files[name] = str(target.resolve())
         target = output_dir / f"traversal_{name}.png"
-        write_traversal_png(target, name, decoded, np.array(readings), UNITS.get(name, ""))
+        write_traversal_png(target, name, *traversals[name], UNITS.get(name, ""))
         traversal_files[name] = str(target.resolve())
     png = output_dir / "explain.png"
     write_explain_png(png, prediction, maps)

@@ -56,7 +56,7 @@ def _burden(row: dict) -> Optional[float]:
     return row.get("scar_percent") if row.get("status") in ("done", "skipped") else None
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically and free it (matplotlib keeps every open figure)."""
     import matplotlib.pyplot as plt
 
@@ -97,7 +97,7 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     if len(failed) > 10:
         note += f" and {len(failed) - 10} more"
     fig.suptitle(note, fontsize=9)
-    return _save(fig, output_dir / SUMMARY_PNG)
+    return save_figure(fig, output_dir / SUMMARY_PNG)
 
 
 def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
@@ -127,4 +127,4 @@ def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Pat
         axis.set_title(ident, fontsize=8)
     more = f" (first {MAX_BULLSEYES} of {len(found)})" if len(found) > MAX_BULLSEYES else ""
     fig.suptitle(f"AHA bull's-eyes{more}", fontsize=9)
-    return _save(fig, output_dir / BULLSEYES_PNG)
+    return save_figure(fig, output_dir / BULLSEYES_PNG)
