@@ -191,14 +191,14 @@ def test_a_scar_run_and_a_core_run_tag_by_the_two_field_rule(panel):
     ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
     ui.applyButton.click()
     assert widget._run is not None, ui.statusLabel.text
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     assert parameters.tagModel is model and parameters.tagCoreModel is None
     scar = _arrays(model)["scar_probability"]
     ui.scarTargetComboBox.choose("core")
     ui.outputNewModelCheckBox.checked = False  # even so, the core never replaces the scar result
     ui.applyButton.click()
     assert widget._run is not None, ui.statusLabel.text
-    _run_to_end(widget)
+    harness.run_to_end(widget)
     core_model = parameters.tagCoreModel
     assert core_model is not None and core_model.GetName() == "phantom_mesh CardioScar core", ui.statusLabel.text
     assert json.loads(core_model.GetAttribute("CardioScar.ScarRule"))["target"] == "core"
