@@ -5,9 +5,11 @@ distance there (bilinear). Slices are grouped into stacks of parallel planes; pe
 nearest covering plane on each side of the point counts. The offered distances are averaged with
 weights ``1 / (distance to the plane)``, which between two parallel neighbours is exactly linear
 interpolation (shape-based interpolation, as LogOdds does), and works the same for oblique and
-mixed short- and long-axis slices. The log-odds is ``-d / alpha_mm``, clipped to
-``+-clip_logit``: a strong but not absolute vote, so the groups can still overrule it. A point no
-slice covers gets log-odds 0 (no prior).
+mixed short- and long-axis slices. The log-odds is ``-d / alpha_mm`` near the outline, saturating
+softly at ``+-clip_logit`` (``clip_logit * tanh(-d / (alpha_mm * clip_logit))``): a strong but not
+absolute vote, so the groups can still overrule it, and still strictly monotone in ``d`` (a hard
+clip ties every node far from the outline, and the ranking of the held-out scar suffered). A
+point no slice covers gets log-odds 0 (no prior).
 
 Stored as two arrays: the maps concatenated (float32) and one geometry row per slice
 (:data:`GEOMETRY_COLUMNS` numbers: the 3x4 LPS -> (i, j, d) matrix, the map's offset (i0, j0) in
@@ -96,9 +98,10 @@ class ShapePrior:
             return np.where(weight_sum > 0, total / weight_sum, np.nan)
 
     def logit(self, points_lps: np.ndarray) -> np.ndarray:
-        """(N,) float32 prior log-odds ``clip(-d / alpha_mm, +-clip_logit)``, 0 where no slice covers."""
+        """(N,) float32 prior log-odds ``clip_logit * tanh(-d / (alpha_mm * clip_logit))``, 0 where no
+        slice covers."""
         distance = self.signed_distance(points_lps)
-        logit = np.clip(-distance / self.alpha_mm, -self.clip_logit, self.clip_logit)
+        logit = self.clip_logit * np.tanh(-distance / (self.alpha_mm * self.clip_logit))
         return np.nan_to_num(logit, nan=0.0).astype(np.float32)
 
     # ------------------------------------------------------------------ storage
