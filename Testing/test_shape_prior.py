@@ -10,6 +10,9 @@ between pixel centres too and every expected value below is written down indepen
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -61,6 +64,17 @@ def test_two_parallel_slices_interpolate_exactly_linearly_and_only_the_neighbour
     np.testing.assert_allclose(prior.signed_distance(points_at(below, i, j, -3.0 - t)), i - 19.5, atol=1e-4)
     np.testing.assert_allclose(prior.signed_distance(points_at(below, i, j, 10.0 + t)),
                                (1 - t / 10) * (i - 29.5) + (t / 10) * (i - 4.5), atol=1e-4)
+
+
+def test_the_bulge_grows_the_outline_between_the_planes_only():
+    """``bulge_radius_mm`` R: a parabolic profile's chord falls a b / (2 R) short half-way."""
+    below, above = edge_slice(0.0, 20), edge_slice(10.0, 30)
+    plain = build_shape_prior([below, above])
+    bulging = ShapePrior(plain.maps, plain.geometry, bulge_radius_mm=20.0)
+    i, j, t = np.full(6, 22.0), np.full(6, 9.0), np.array([0.0, 1.0, 5.0, 7.5, 9.99, 12.0])
+    points = points_at(below, i, j, t)
+    shrink = np.where(t <= 10.0, t * (10.0 - t) / 40.0, 0.0)  # none beyond the last plane
+    np.testing.assert_allclose(bulging.signed_distance(points), plain.signed_distance(points) - shrink, atol=1e-6)
 
 
 def test_an_oblique_stack_and_a_crossing_long_axis_slice():
@@ -162,3 +176,23 @@ def test_the_residual_keeps_the_interpolated_shape_between_slices():
 def test_training_option_is_checked():
     with pytest.raises(CardioScarError, match="shape_prior must be true or false"):
         TrainingConfig(shape_prior="yes")
+
+
+def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys):
+    from cardioscar.cli import _training_config, build_parser
+
+    parser = build_parser()
+    base = ["train", "--training-data", "d.npz", "--output", "m.pth", "--preset", "fast"]
+    assert _training_config(parser.parse_args(base + ["--shape-prior", "on"])).shape_prior is True
+    assert _training_config(parser.parse_args(base + ["--shape-prior", "off"])).shape_prior is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--shape-prior", "maybe"])
+    assert "must be on or off" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a fine-tuned model keeps its base model's choice
+        parser.parse_args(["fine-tune", "--model", "m.pth"] + base[1:] + ["--shape-prior", "on"])
+    batch = importlib.util.module_from_spec(spec := importlib.util.spec_from_file_location(
+        "cardioscar_batch_shape_prior", Path(__file__).resolve().parents[1] / "CardioScar" / "Scripts" / "cardioscar_batch.py"))
+    spec.loader.exec_module(batch)
+    args = batch.build_parser().parse_args(["--mesh", "m.vtk", "--volume", "v.nii.gz", "--output", "o.vtk",
+                                            "--shape-prior", "on"])
+    assert args.shape_prior is True

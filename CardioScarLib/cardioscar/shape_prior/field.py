@@ -11,6 +11,13 @@ absolute vote, so the groups can still overrule it, and still strictly monotone 
 clip ties every node far from the outline, and the ranking of the held-out scar suffered). A
 point no slice covers gets log-odds 0 (no prior).
 
+Linear interpolation of the outline shrinks a blob between its slices: a cross-section's radius
+is concave along the stack (for a parabolic profile ``r(z) = r0 - z^2 / (2 R)`` the chord between
+planes at distances ``a`` below and ``b`` above falls ``a b / (2 R)`` short of it). So each stack
+with a plane on both sides also offers the bulge ``a b / (2 bulge_radius_mm)`` mm, 0 on the planes
+and largest half-way, averaged over the stacks with the same weights, and subtracted from the
+distance (the outline grows by it). ``bulge_radius_mm`` = inf: plain shape-based interpolation.
+
 Stored as two arrays: the maps concatenated (float32) and one geometry row per slice
 (:data:`GEOMETRY_COLUMNS` numbers: the 3x4 LPS -> (i, j, d) matrix, the map's offset (i0, j0) in
 the slice grid, the grid's (rows, cols), the map's (rows, cols)).
@@ -35,6 +42,7 @@ GEOMETRY_COLUMNS = 18
 #: Defaults of the log-odds transform (see :class:`ShapePrior`).
 ALPHA_MM = 2.0
 CLIP_LOGIT = 3.0
+BULGE_RADIUS_MM = float("inf")
 #: Millimetres below which a point counts as lying on a plane (its weight stays finite).
 ON_PLANE_MM = 1e-3
 #: Two normals closer than this (1 - |cos|) belong to one stack.
@@ -65,6 +73,7 @@ class ShapePrior:
     geometry: np.ndarray  # (S, GEOMETRY_COLUMNS)
     alpha_mm: float = ALPHA_MM
     clip_logit: float = CLIP_LOGIT
+    bulge_radius_mm: float = BULGE_RADIUS_MM
 
     def signed_distance(self, points_lps: np.ndarray) -> np.ndarray:
         """(N,) interpolated signed distance (mm, negative inside the scar); NaN where no slice
@@ -87,13 +96,19 @@ class ShapePrior:
         columns = np.arange(len(points))
         for members, signs in group_stacks(self.geometry[:, 8:11]):
             s = along[members] * signs[:, None]
+            stack_weight, product = np.zeros(len(points)), np.ones(len(points))
             for side in (s >= 0, s < 0):  # the nearest covering plane below, and above, the point
                 gap = np.where(side, np.abs(s), np.inf)
                 nearest = np.argmin(gap, axis=0)
-                found = np.isfinite(gap[nearest, columns])
-                weight = 1.0 / np.maximum(gap[nearest, columns][found], ON_PLANE_MM)
+                distance = gap[nearest, columns]  # inf where no plane on this side
+                found = np.isfinite(distance)
+                weight = 1.0 / np.maximum(distance[found], ON_PLANE_MM)
                 total[found] += weight * offered[np.asarray(members)[nearest[found]], columns[found]]
-                weight_sum[found] += weight
+                stack_weight[found] += weight
+                product *= np.where(found, distance, 0.0)  # a b, 0 without a plane on both sides
+            if np.isfinite(self.bulge_radius_mm):
+                total -= stack_weight * product / (2.0 * self.bulge_radius_mm)
+            weight_sum += stack_weight
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(weight_sum > 0, total / weight_sum, np.nan)
 
@@ -111,7 +126,8 @@ class ShapePrior:
         return {"version": np.int64(PRIOR_VERSION),
                 "distance_mm": np.concatenate([m.reshape(-1) for m in self.maps]).astype(np.float32),
                 "geometry": np.asarray(self.geometry, dtype=np.float64),
-                "alpha_mm": np.float64(self.alpha_mm), "clip_logit": np.float64(self.clip_logit)}
+                "alpha_mm": np.float64(self.alpha_mm), "clip_logit": np.float64(self.clip_logit),
+                "bulge_radius_mm": np.float64(self.bulge_radius_mm)}
 
     @classmethod
     def from_arrays(cls, arrays: dict, where: str) -> "ShapePrior":
@@ -122,23 +138,24 @@ class ShapePrior:
             flat = np.asarray(arrays["distance_mm"], dtype=np.float32).reshape(-1)
             geometry = np.asarray(arrays["geometry"], dtype=np.float64).reshape(-1, GEOMETRY_COLUMNS)
             alpha, clip = float(np.asarray(arrays["alpha_mm"])), float(np.asarray(arrays["clip_logit"]))
+            bulge = float(np.asarray(arrays["bulge_radius_mm"]))
             shapes = geometry[:, 16:18].astype(np.int64)
             if version > PRIOR_VERSION or shapes.min(initial=1) < 1 or int(shapes.prod(axis=1).sum()) != flat.size \
-                    or not (alpha > 0 and clip > 0) or not np.isfinite(flat).all() or not np.isfinite(geometry).all():
+                    or not (alpha > 0 and clip > 0 and bulge > 0) or not np.isfinite(flat).all() or not np.isfinite(geometry).all():
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise CardioScarError(f"{where}: the shape prior is damaged or from a newer CardioScar; retrain the "
                                   f"model (or re-run `cardioscar prepare`)") from None
         ends = np.cumsum(shapes.prod(axis=1))
         maps = [flat[end - r * c:end].reshape(r, c) for (r, c), end in zip(shapes, ends)]
-        return cls(maps, geometry, alpha, clip)
+        return cls(maps, geometry, alpha, clip, bulge)
 
     def to_checkpoint(self) -> dict:
         """The checkpoint entry: tensors and numbers only (loads with ``weights_only=True``)."""
         arrays = self.to_arrays()
         return {"version": PRIOR_VERSION, "distance_mm": torch.from_numpy(arrays["distance_mm"]),
                 "geometry": torch.from_numpy(arrays["geometry"]), "alpha_mm": float(self.alpha_mm),
-                "clip_logit": float(self.clip_logit)}
+                "clip_logit": float(self.clip_logit), "bulge_radius_mm": float(self.bulge_radius_mm)}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> "ShapePrior | None":
