@@ -42,7 +42,9 @@ GEOMETRY_COLUMNS = 18
 #: Defaults of the log-odds transform (see :class:`ShapePrior`).
 ALPHA_MM = 2.0
 CLIP_LOGIT = 3.0
-BULGE_RADIUS_MM = float("inf")
+#: 20 mm: on EMIDEC's held-out slices (the prior alone, 49 cases) the bulge of the neighbours 20-26 mm
+#: apart raised Dice at 0.5 from 0.624 to about 0.68 (best constant 3-4 mm, R = 20 gives 2.5-4.2).
+BULGE_RADIUS_MM = 20.0
 #: Millimetres below which a point counts as lying on a plane (its weight stays finite).
 ON_PLANE_MM = 1e-3
 #: Two normals closer than this (1 - |cos|) belong to one stack.
