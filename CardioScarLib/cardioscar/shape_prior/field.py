@@ -49,6 +49,8 @@ BULGE_RADIUS_MM = 20.0
 ON_PLANE_MM = 1e-3
 #: Two normals closer than this (1 - |cos|) belong to one stack.
 PARALLEL_TOLERANCE = 1e-3
+#: Points evaluated at once (two float64 arrays of slices x points each: memory stays bounded).
+POINTS_PER_CHUNK = 100_000
 
 
 def group_stacks(normals: np.ndarray) -> list[tuple[list[int], np.ndarray]]:
@@ -81,6 +83,10 @@ class ShapePrior:
         """(N,) interpolated signed distance (mm, negative inside the scar); NaN where no slice
         covers a point."""
         points = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
+        return np.concatenate([self._signed_distance(points[start:start + POINTS_PER_CHUNK])
+                               for start in range(0, len(points), POINTS_PER_CHUNK)] or [np.zeros(0)])
+
+    def _signed_distance(self, points: np.ndarray) -> np.ndarray:
         n_slices = len(self.maps)
         offered = np.zeros((n_slices, len(points)))
         along = np.full((n_slices, len(points)), np.nan)  # signed distance to the plane, NaN: not covered
