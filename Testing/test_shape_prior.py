@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from cardioscar.checkpoint import load_checkpoint
-from cardioscar.logic import (load_preprocessing_result, predict_on_points, prepare_from_slices,
-                              save_preprocessing_result, save_trained_model, train_scar_model)
+from cardioscar.logic import (fine_tune_scar_model, load_preprocessing_result, predict_on_points,
+                              prepare_from_slices, save_preprocessing_result, save_trained_model, train_scar_model)
 from cardioscar.errors import CardioScarError
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
 from cardioscar.slices import SliceLayer
@@ -164,6 +164,10 @@ def test_the_prior_travels_through_the_npz_and_the_checkpoint_to_an_apply_mesh(t
     expected = 1.0 / (1.0 + np.exp(-(np.log(network / (1 - network)) + prior.logit(other))))
     np.testing.assert_allclose(with_prior, expected, atol=2e-5)
     assert np.abs(with_prior - network).max() > 0.3  # the prior matters
+
+    # fine-tuning keeps the base model's choice (its f is a residual on a prior), with the new data's prior
+    tuned = fine_tune_scar_model(tmp_path / "model.pth", prepared, TrainingConfig.fast(max_epochs=3, shape_prior=False))
+    assert tuned["hyperparameters"]["shape_prior"] is True and "shape_prior" in tuned
 
 
 def test_training_option_is_checked():
