@@ -22,9 +22,9 @@ def make_batch(n_groups=40, seed=0):
     return ScarReconstructionDataset(coords, values, groups)
 
 
-def autograd_reference(model, data, batch, step, seed, passes):
+def autograd_reference(model, data, batch, step, seed, passes, prior=None):
     """Loss and gradients from separate passes with plain autograd and the documented loss, each
-    pass using the masks the step draws for it."""
+    pass using the masks the step draws for it; ``prior`` (rows,): log-odds added before the sigmoid."""
     per_chunk = [step._masks(np.random.SFC64([seed, index]), chunk.inputs.shape[0])
                  for index, chunk in enumerate(batch.chunks)]
     masks = [torch.cat([chunk[d] for chunk in per_chunk]).view(len(data), passes, -1)
@@ -41,7 +41,7 @@ def autograd_reference(model, data, batch, step, seed, passes):
                     dropout += 1
             else:
                 h = module(h)
-        outputs.append(torch.sigmoid(h).reshape(-1))
+        outputs.append(torch.sigmoid(h.reshape(-1) + (0.0 if prior is None else torch.from_numpy(prior))))
     loss = compute_group_reconstruction_loss(torch.stack(outputs).mean(0), torch.from_numpy(data.intensities),
                                              torch.from_numpy(data.group_ids))
     loss.backward()
@@ -67,6 +67,23 @@ def test_step_matches_autograd_with_the_same_masks(dropout, passes, rows, after)
     ref_loss, ref = autograd_reference(model, data, batch, GroupLossStep(model, passes, None), 123, passes)
     assert ours_loss == pytest.approx(ref_loss, rel=1e-5)
     assert ref_loss > 1e-3
+    for mine, theirs in zip(ours, ref):
+        assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_a_shape_prior_is_added_before_the_sigmoid_and_the_gradient_follows():
+    """The shape prior's log-odds per row (cardioscar.shape_prior) enters the step as in autograd,
+    and it changes the loss (a step that ignored it would match the reference without it)."""
+    torch.manual_seed(2)
+    model = BayesianNN(3, 16, 4, 0.2)
+    data = make_batch()
+    prior = np.random.default_rng(3).normal(0.0, 2.0, len(data)).astype(np.float32)
+    batch = chunk_batch(data.coordinates, data.intensities, data.group_ids, 9, prior)
+    ours_loss, ours = step_gradients(model, batch, 3, seed=5)
+    ref_loss, ref = autograd_reference(model, data, batch, GroupLossStep(model, 3, None), 5, 3, prior)
+    plain_loss, _ = autograd_reference(model, data, batch, GroupLossStep(model, 3, None), 5, 3)
+    assert ours_loss == pytest.approx(ref_loss, rel=1e-5)
+    assert abs(ref_loss - plain_loss) > 0.01
     for mine, theirs in zip(ours, ref):
         assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
 

@@ -124,9 +124,9 @@ def test_chunks_are_cut_to_the_row_cap(model, monkeypatch):
     rows = []
     original = inference._Sampler.__call__
 
-    def spy(self, x, words):
+    def spy(self, x, words, prior=None):
         rows.append(x.shape[0] * self.mc_samples)
-        return original(self, x, words)
+        return original(self, x, words, prior)
 
     coords = np.random.default_rng(4).random((7, 3)).astype(np.float32)
     torch.manual_seed(3)

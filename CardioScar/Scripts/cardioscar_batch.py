@@ -29,9 +29,10 @@ from pathlib import Path
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
-#: Further `cardioscar train` options, passed to TrainingConfig under their field names.
+#: Further `cardioscar train` options, passed to TrainingConfig under their field names ("on_off":
+#: cardioscar.cli.on_off, resolved once the package paths are set).
 _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float), ("lr_step_size", int),
-                   ("hidden_dim", int), ("n_layers", int))
+                   ("hidden_dim", int), ("n_layers", int), ("shape_prior", "on_off"))
 #: Arguments that only a training run reads: refused with --model when they differ from their default.
 _TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "myocardium_labels",
                   "myocardium_mask", "normalize_intensities",
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments (names shared with ``cardioscar prepare``, ``train`` and ``apply``); usage errors
     are one line, as with ``cardioscar``."""
     _add_package_paths()
-    from cardioscar.cli import OneLineParser
+    from cardioscar.cli import OneLineParser, on_off
 
     parser = OneLineParser(
         prog="cardioscar_batch.py",
@@ -111,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=None, help="rows per training batch")
     tr.add_argument("--seed", type=int, default=42, help="seed of training and of the inference dropout masks")
     for name, kind in _EXTRA_TRAINING:
-        tr.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"TrainingConfig.{name}")
+        tr.add_argument("--" + name.replace("_", "-"), type=on_off if kind == "on_off" else kind, default=None,
+                        help=f"TrainingConfig.{name}")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     tr.add_argument("--cpu", action="store_true", help="force CPU even when a CUDA GPU is available")
     tr.add_argument("--no-progress", action="store_true", help="no progress lines while training")

@@ -22,10 +22,12 @@ class ScarReconstructionDataset(Dataset):
     """Training rows sorted (stably) by group id.
 
     Attributes are numpy arrays: ``coordinates`` (N, 3) float32, ``intensities`` (N, 1) float32,
-    ``group_ids`` (N,) int64 non-decreasing, ``group_sizes`` (M,) int64 as given.
+    ``group_ids`` (N,) int64 non-decreasing, ``group_sizes`` (M,) int64 as given, ``prior_logit``
+    (N,) float32 or ``None``: a fixed log-odds added to the network's output before the sigmoid
+    (the shape prior, :mod:`cardioscar.shape_prior`).
     """
 
-    def __init__(self, coordinates, intensities, group_ids, group_sizes=None) -> None:
+    def __init__(self, coordinates, intensities, group_ids, group_sizes=None, prior_logit=None) -> None:
         coords = np.asarray(coordinates, dtype=np.float32)
         values = np.asarray(intensities, dtype=np.float32).reshape(-1, 1)
         groups = np.asarray(group_ids).reshape(-1).astype(np.int64)
@@ -41,6 +43,13 @@ class ScarReconstructionDataset(Dataset):
         self.coordinates = np.ascontiguousarray(coords[order])
         self.intensities = np.ascontiguousarray(values[order])
         self.group_ids = np.ascontiguousarray(groups[order])
+        self.prior_logit = None
+        if prior_logit is not None:
+            prior = np.asarray(prior_logit, dtype=np.float32).reshape(-1)
+            if prior.shape[0] != coords.shape[0] or not np.isfinite(prior).all():
+                raise CardioScarError(f"the prior log-odds must be {coords.shape[0]} finite values, one per row, "
+                                      f"got {prior.shape[0]}")
+            self.prior_logit = np.ascontiguousarray(prior[order])
         self.group_sizes = (np.asarray(group_sizes, dtype=np.int64) if group_sizes is not None
                             else np.unique(self.group_ids, return_counts=True)[1])
 

@@ -27,6 +27,14 @@ logger = logging.getLogger("cardioscar")
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
 
+def on_off(text: str) -> bool:
+    """An ``on|off`` option value as a bool (``--shape-prior on``)."""
+    choices = {"on": True, "off": False}
+    if text.strip().lower() not in choices:
+        raise argparse.ArgumentTypeError(f"must be on or off (got {text!r})")
+    return choices[text.strip().lower()]
+
+
 #: TrainingConfig fields that the command line can override, with their option names.
 _TRAINING_OPTIONS = (
     ("batch_size", "--batch-size", int, "target rows per batch; batches hold complete groups only (documented default 10000)"),
@@ -40,6 +48,8 @@ _TRAINING_OPTIONS = (
     ("seed", "--seed", int, "random seed; CPU runs with the same seed are identical (default 42)"),
     ("hidden_dim", "--hidden-dim", int, "width of the hidden layers (default 128)"),
     ("n_layers", "--n-layers", int, "number of hidden layers (default 4)"),
+    ("shape_prior", "--shape-prior", on_off, "on: learn a residual on the shape-based interpolation of the slices' "
+                                             "scar (issue 18; see the README); off: the network alone (default off)"),
 )
 
 
@@ -68,7 +78,7 @@ def _padding(text: str) -> float | str:
 
 
 #: Options that set the network's architecture: not for fine-tuning, whose model brings its own.
-_ARCHITECTURE_OPTIONS = ("hidden_dim", "n_layers", "dropout_rate")
+_ARCHITECTURE_OPTIONS = ("hidden_dim", "n_layers", "dropout_rate", "shape_prior")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, architecture: bool = True) -> None:

@@ -96,12 +96,14 @@ def network_layers(model: BayesianNN) -> list[Layer]:
 @dataclass
 class Chunk:
     """Whole groups of one batch: ``inputs`` (n, 3), ``inverse`` (n,) the chunk-local group of each
-    row, and per group ``inv_counts`` (1 / size) and ``targets``."""
+    row, per group ``inv_counts`` (1 / size) and ``targets``, and ``prior_logit`` (n, 1), the
+    fixed log-odds added before the sigmoid (the shape prior), or ``None``."""
 
     inputs: torch.Tensor
     inverse: torch.Tensor
     inv_counts: torch.Tensor
     targets: torch.Tensor
+    prior_logit: torch.Tensor | None = None
 
 
 @dataclass
@@ -113,9 +115,9 @@ class ChunkedBatch:
 
 
 def chunk_batch(coordinates: np.ndarray, intensities: np.ndarray, group_ids: np.ndarray,
-                rows_per_chunk: int) -> ChunkedBatch:
+                rows_per_chunk: int, prior_logit: np.ndarray | None = None) -> ChunkedBatch:
     """Cut one batch (rows sorted by group) into chunks of whole groups of about
-    ``rows_per_chunk`` rows."""
+    ``rows_per_chunk`` rows (``prior_logit``: the rows' fixed log-odds, or ``None``)."""
     bounds = group_boundaries(group_ids)
     chunks = []
     for start, end in pack_groups(bounds, max(1, rows_per_chunk)):
@@ -126,7 +128,9 @@ def chunk_batch(coordinates: np.ndarray, intensities: np.ndarray, group_ids: np.
         chunks.append(Chunk(torch.from_numpy(np.ascontiguousarray(coordinates[start:end])),
                             torch.from_numpy(inverse.astype(np.int64)),
                             torch.from_numpy((1.0 / sizes).astype(np.float32)),
-                            torch.from_numpy((sums / sizes).astype(np.float32))))
+                            torch.from_numpy((sums / sizes).astype(np.float32)),
+                            None if prior_logit is None else
+                            torch.from_numpy(np.ascontiguousarray(prior_logit[start:end], dtype=np.float32)).view(-1, 1)))
     return ChunkedBatch(chunks, len(bounds) - 1)
 
 
@@ -222,9 +226,12 @@ class GroupLossStep:
                 dropout += 1
             outputs.append(h)
         if network.biases[last] is not None:
-            p = torch.addmv(network.biases[last], h, network.output_row).sigmoid_()
+            p = torch.addmv(network.biases[last], h, network.output_row)
         else:
-            p = torch.mv(h, network.output_row).sigmoid_()
+            p = torch.mv(h, network.output_row)
+        if chunk.prior_logit is not None:  # sigmoid(prior + f): the gradient at f is still p (1 - p)
+            p.view(n, passes).add_(chunk.prior_logit)
+        p = p.sigmoid_()
         # the group loss of the mean over passes, and its gradient at the output unit
         residual = torch.zeros_like(chunk.targets).index_add_(0, chunk.inverse, p.view(n, passes).mean(dim=1))
         residual = residual.mul_(chunk.inv_counts).sub_(chunk.targets)

@@ -148,11 +148,14 @@ class BayesianNN(nn.Module):
         layers.append(nn.Linear(width_in, 1))
         self.network = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, training: bool = False,
+                prior_logit: torch.Tensor | None = None) -> torch.Tensor:
         """Return predictions of shape ``(N, 1)`` in [0, 1].
 
         Dropout is active when the module is in train mode (or its dropout layers were switched on
         with :meth:`enable_dropout`) and, whatever the mode, when ``training=True``.
+        ``prior_logit`` (N, 1): a fixed log-odds added before the sigmoid (the shape prior of
+        :mod:`cardioscar.shape_prior`; the network then learns the residual).
         """
         x = self.encode(x)
         layers = list(self.network)
@@ -172,7 +175,7 @@ class BayesianNN(nn.Module):
             else:
                 x = layer(x)
             index += 1
-        return torch.sigmoid(x)
+        return torch.sigmoid(x if prior_logit is None else x + prior_logit)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The input of ``network``'s first layer: the coordinates, or their Fourier features."""

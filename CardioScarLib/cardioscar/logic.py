@@ -13,7 +13,7 @@ import datetime
 import logging
 import numbers
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
@@ -36,6 +36,8 @@ from cardioscar.myocardium import (MyocardiumReport, label_masks, masks_from_ima
                                    read_mask_image, restrict_to_myocardium)
 from cardioscar.normalization import fit_scaler, normalize
 from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
+from cardioscar.shape_prior import ShapePrior, build_shape_prior
+from cardioscar.shape_prior.use import npz_entries, prior_from_npz, row_prior_logit, training_prior
 from cardioscar.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.targets import slice_targets
 from cardioscar.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
@@ -180,6 +182,7 @@ class PreprocessingResult:
     myocardium_source: str = ""  # what said where the myocardium is ("" = every pixel constrains)
     dropped_outside_myocardium: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (S,)
     scar_rule: str = ""  # JSON record of the scar rule that made the targets (cardioscar.lge), if any
+    shape_prior: Optional[ShapePrior] = None  # the slices' shape prior (cardioscar.shape_prior), if any
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -310,6 +313,7 @@ def prepare_from_slices(
         slice_labels=[s.label for s in slices],
         partial_volume_correction=coverage_mesh is not None,
         group_coverage=coverage,
+        shape_prior=build_shape_prior(slices),
     )
     logger.info(
         "Mapped %d of %d mesh nodes into %d groups (%d rows) from %d slices",
@@ -361,6 +365,7 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 format_version=np.int64(TRAINING_DATA_FORMAT),
                 cardioscar_version=np.asarray(__version__),
                 **({"scar_rule": np.asarray(result.scar_rule)} if result.scar_rule else {}),
+                **npz_entries(result.shape_prior),
             )
     logger.info("Wrote training data %s", output_path)
 
@@ -428,6 +433,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         myocardium_source=str(arrays.get("myocardium_source", "")),
         dropped_outside_myocardium=arrays.get("dropped_outside_myocardium", np.zeros(0, np.int64)).astype(np.int64),
         scar_rule=str(arrays.get("scar_rule", "")),
+        shape_prior=prior_from_npz(arrays, f"Training data {path}"),
     )
 
 
@@ -498,6 +504,8 @@ def _fit_checkpoint(
     """Train (from scratch, or from ``start`` = (checkpoint, its path, frozen layers)) and package."""
     result, source = _as_result(training_data)
     model, frozen_layers = (model_from_checkpoint(start[0]), start[2]) if start else (None, 0)
+    # a fine-tuned model learnt a residual on a prior (or not) and keeps doing so, like its architecture
+    prior = training_prior(result.shape_prior, bool(start[0].get("shape_prior")) if start else config.shape_prior)
     model, history = fit_scar_field(
         result.coordinates,
         result.intensities,
@@ -509,12 +517,18 @@ def _fit_checkpoint(
         model=model,
         frozen_layers=frozen_layers,
         extent_mm=np.asarray(result.scaler_max) - np.asarray(result.scaler_min),
+        prior_logit=None if prior is None else row_prior_logit(prior, result.coordinates, result.scaler_min,
+                                                               result.scaler_max),
     )
     provenance = _provenance(result, source)
     if start:
         provenance["fine_tuned_from"] = str(start[1])
         provenance["frozen_layers"] = int(frozen_layers)
-    return build_checkpoint(model, history, config_used(config, history), _dataset_info(result), provenance)
+    checkpoint = build_checkpoint(model, history, replace(config_used(config, history), shape_prior=prior is not None),
+                                  _dataset_info(result), provenance)
+    if prior is not None:
+        checkpoint["shape_prior"] = prior.to_checkpoint()
+    return checkpoint
 
 
 def fine_tune_scar_model(
@@ -610,8 +624,10 @@ def predict_on_points(
         # unseeded call the same masks
         torch.manual_seed(seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0]))
         model = model_from_checkpoint(checkpoint)  # its layer initialisation draws random numbers too
+        prior = ShapePrior.from_checkpoint(checkpoint)
         mean, std = mc_dropout_predict(
-            model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel
+            model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel,
+            prior_logit=None if prior is None else prior.logit(points_lps),
         )
     if not (np.isfinite(mean).all() and np.isfinite(std).all()):
         raise CardioScarError("The model predicts NaN or infinite values: its weights are damaged; retrain it.")

@@ -75,6 +75,9 @@ class TrainingConfig:
     ``fourier_features``: number of random Fourier frequencies encoding the coordinates
     (:class:`cardioscar.engines.FourierFeatures`; 0 = raw coordinates, as documented), drawn
     with a standard deviation of ``1 / fourier_scale_mm`` cycles per millimetre.
+    ``shape_prior``: learn a residual on the shape-based interpolation of the slices' scar
+    (:mod:`cardioscar.shape_prior`): ``p = sigmoid(prior_logit + f)``; applied where the training
+    data is built (:func:`cardioscar.logic.train_scar_model`), stored in the checkpoint.
     """
 
     batch_size: int = 10000
@@ -94,6 +97,7 @@ class TrainingConfig:
     retry_failed_fit: bool = False
     fourier_features: int = 0
     fourier_scale_mm: float = 16.0
+    shape_prior: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "early_stopping_patience", "mc_samples",
@@ -107,6 +111,9 @@ class TrainingConfig:
             raise CardioScarError(f"training option fourier_features must be an integer >= 0, "
                                   f"got {self.fourier_features!r}")
         self.fourier_features = int(self.fourier_features)
+        if not isinstance(self.shape_prior, (bool, np.bool_)):
+            raise CardioScarError(f"training option shape_prior must be true or false, got {self.shape_prior!r}")
+        self.shape_prior = bool(self.shape_prior)
         for name in ("base_lr", "max_lr", "fourier_scale_mm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -291,6 +298,7 @@ class _Batch:
     group_targets: torch.Tensor  # (n_groups,)
     n_rows: int
     n_groups: int
+    prior_logit: torch.Tensor | None = None  # (mc * n, 1) the shape prior's log-odds, repeated like inputs
 
 
 def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_samples: int,
@@ -307,13 +315,17 @@ def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_sam
         counts = torch.zeros(n_groups, device=device).index_add_(0, inverse, torch.ones(end - start, device=device))
         group_targets = torch.zeros(n_groups, device=device).index_add_(0, inverse, targets[start:end]) / counts
         inputs = coords[start:end].repeat(mc_samples, 1) if mc_samples > 1 else coords[start:end]
-        prepared.append(_Batch(inputs.contiguous(), inverse, 1.0 / counts, group_targets, end - start, n_groups))
+        prior = None
+        if dataset.prior_logit is not None:
+            prior = torch.from_numpy(dataset.prior_logit[start:end]).to(device).view(-1, 1).repeat(mc_samples, 1)
+        prepared.append(_Batch(inputs.contiguous(), inverse, 1.0 / counts, group_targets, end - start, n_groups,
+                               prior))
     return prepared
 
 
 def _batch_loss(model: BayesianNN, batch: _Batch, mc_samples: int) -> torch.Tensor:
     """Group loss of the MC-dropout mean prediction (same maths as the documented loss)."""
-    predictions = model(batch.inputs).view(mc_samples, batch.n_rows).mean(dim=0)
+    predictions = model(batch.inputs, prior_logit=batch.prior_logit).view(mc_samples, batch.n_rows).mean(dim=0)
     sums = torch.zeros(batch.n_groups, dtype=predictions.dtype, device=predictions.device)
     sums = sums.index_add(0, batch.inverse, predictions)
     return ((sums * batch.inv_counts - batch.group_targets) ** 2).mean()
@@ -332,16 +344,18 @@ def _freeze(model: BayesianNN, frozen_layers: int) -> None:
 
 
 def _init_output_bias(net: BayesianNN, dataset: ScarReconstructionDataset) -> None:
+    """Start the output at the mean target; on a shape prior, at the prior itself (residual 0)."""
     mean_target = float(np.clip(dataset.intensities.mean(), 0.01, 0.99))
     with torch.no_grad():
-        net.linear_layers()[-1].bias.fill_(math.log(mean_target / (1.0 - mean_target)))
+        net.linear_layers()[-1].bias.fill_(0.0 if dataset.prior_logit is not None
+                                           else math.log(mean_target / (1.0 - mean_target)))
 
 
 def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig | None = None,
                    device: str | torch.device | None = None,
                    progress_callback: Callable[[TrainingProgress], None] | None = None,
                    should_cancel: Callable[[], bool] | None = None, model: BayesianNN | None = None,
-                   frozen_layers: int = 0, extent_mm=None) -> tuple[BayesianNN, dict]:
+                   frozen_layers: int = 0, extent_mm=None, prior_logit=None) -> tuple[BayesianNN, dict]:
     """Train a network whose group means match the group targets; return it with its history.
 
     ``coordinates`` (K, 3) normalised, ``intensities`` (K,) or (K, 1) in [0, 1], ``group_ids``
@@ -349,7 +363,10 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     keeps its own architecture. ``frozen_layers``: how many of its first Linear layers to keep
     fixed. ``extent_mm`` (3,): the millimetres one normalised unit spans on each axis (the
     scaler's max - min), which places a Fourier encoding's frequencies in mm; without it a unit
-    is taken as ``DEFAULT_EXTENT_MM``. ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
+    is taken as ``DEFAULT_EXTENT_MM``. ``prior_logit`` (K,): a fixed log-odds per row added to
+    the network's output before the sigmoid (the shape prior, :mod:`cardioscar.shape_prior`): the
+    network learns the residual, and a fresh one starts with output bias 0 (the prior as it is).
+    ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
     seconds; the Slicer panel pumps its events from this hook); when it returns True,
     :class:`TrainingCancelled` is raised and nothing is returned.
 
@@ -365,7 +382,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
-    dataset = ScarReconstructionDataset(coordinates, intensities, group_ids)
+    dataset = ScarReconstructionDataset(coordinates, intensities, group_ids, prior_logit=prior_logit)
     variance = _group_target_variance(dataset)
     failed_level = FAILED_FIT_FRACTION * variance
     dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
@@ -484,8 +501,9 @@ def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tr
     nodes_per_chunk = max(1, ROWS_PER_CHUNK // step.passes)
     with torch.no_grad():  # a fixed encoding: once per row, not once per step
         inputs = net.encode(torch.from_numpy(dataset.coordinates)).numpy()
-    batches = [chunk_batch(inputs[start:end], dataset.intensities[start:end],
-                           dataset.group_ids[start:end], nodes_per_chunk)
+    prior = dataset.prior_logit
+    batches = [chunk_batch(inputs[start:end], dataset.intensities[start:end], dataset.group_ids[start:end],
+                           nodes_per_chunk, None if prior is None else prior[start:end])
                for start, end in create_complete_group_batches(dataset, config.batch_size)]
     return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
 

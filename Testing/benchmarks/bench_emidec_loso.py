@@ -185,6 +185,11 @@ def score_case(prepared: PreparedCase, probability: np.ndarray, uncertainty: np.
         values = prepared.yardsticks[name]
         area = metrics.auc(values, truth)
         record[name] = {"dice": metrics.dice(values, truth, 0.5), "auc": None if math.isnan(area) else area}
+    prior = prepared.training.shape_prior  # the network's shape prior alone (cardioscar.shape_prior)
+    if prior is not None:
+        alone = 1.0 / (1.0 + np.exp(-prior.logit(prepared.points[prepared.nodes])))
+        area = metrics.auc(alone, truth)
+        record["shape_prior_alone"] = {"dice": metrics.dice(alone, truth, 0.5), "auc": None if math.isnan(area) else area}
     return record
 
 
@@ -240,6 +245,8 @@ def summarize(records: list[dict]) -> dict:
         "uncertainty_higher_held_out": int(sum(r["uncertainty_held_out"] > r["uncertainty_on_slices"] for r in records)),
         "mean_explained": _mean([r["explained"] for r in records]),
         "mean_train_seconds": _mean([r["seconds"]["train"] for r in records]),
+        "mean_shape_prior_alone": {key: _mean([r.get("shape_prior_alone", {}).get(key) for r in scored])
+                                   for key in ("dice", "auc")},
     }
 
 

@@ -70,6 +70,7 @@ from cardioscar.meshio import Mesh, read_mesh
 from cardioscar.phantom import PhantomConfig, make_phantom
 from cardioscar.phantom_segmented import MYOCARDIUM, SCAR, SegmentedConfig
 from cardioscar.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
+from cardioscar.shape_prior import build_shape_prior
 from cardioscar.training import TrainingConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -465,6 +466,10 @@ def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int =
     remaining = [case.acquired[k] for k in keep if k in case.parallel] or [case.acquired[k] for k in keep]
     for name, values in yardsticks(case, remaining, nodes).items():
         line.update({f"{name}_{k}": values[k] for k in ("dice", "auc")})
+    prior = build_shape_prior([case.slices[k] for k in keep])  # the shape prior alone, as a yardstick
+    if prior is not None:
+        q = 1.0 / (1.0 + np.exp(-prior.logit(case.points[nodes])))
+        line.update(shape_prior_dice=round(metrics.dice(q, truth, 0.5), 4), shape_prior_auc=_auc(truth >= 0.5, q))
     return line
 
 
@@ -512,6 +517,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="12k-node phantoms, seeds 0-3, 5 MC samples")
     parser.add_argument("--loso", action="store_true", help="leave-one-slice-out instead of the full reconstruction")
     parser.add_argument("--mc-samples", type=int, default=10)
+    parser.add_argument("--config-json", help='TrainingConfig fields overriding the preset, inline JSON, e.g. '
+                                              '\'{"shape_prior": false}\'')
     parser.add_argument("--targets", choices=("masked", "plain"), default="masked",
                         help="masked: pixels outside the myocardium carry no constraint (NaN); plain: they are "
                              "targets of 0, as a plain scar map is used today")
@@ -521,13 +528,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         seeds, nodes, mc = seeds[:4], 12000, 5
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    config = TrainingConfig.fast() if args.preset == "fast" else TrainingConfig()
+    overrides = json.loads(args.config_json) if args.config_json else {}
+    config = TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
     run = run_loso if args.loso else run_case
     for build in cases(families, seeds, nodes, args.loso):
         start = time.perf_counter()
         case = build()
         line = run(plain_targets(case) if args.targets == "plain" else case, config, mc_samples=mc)
         line["preset"] = args.preset
+        line["shape_prior"] = config.shape_prior
         line["total_s"] = round(time.perf_counter() - start, 1)
         print(json.dumps(line), flush=True)
 

@@ -1,0 +1,195 @@
+"""The shape prior (issue 18, ``cardioscar.shape_prior``): shape-based interpolation of the slices'
+scar outline, the log-odds the network learns a residual on, stored in the ``.npz`` and in the
+checkpoint so that ``apply`` on another mesh reproduces it.
+
+The slices here have a straight scar edge: with 1 mm pixels and scar in columns ``i < e`` the
+in-plane signed distance at pixel centre ``i`` is exactly ``i - e + 0.5`` mm (half a pixel
+from the last scar centre to the outline), linear in ``i``, so bilinear sampling is exact
+between pixel centres too and every expected value below is written down independently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardioscar.checkpoint import load_checkpoint
+from cardioscar.logic import (fine_tune_scar_model, load_preprocessing_result, predict_on_points,
+                              prepare_from_slices, save_preprocessing_result, save_trained_model, train_scar_model)
+from cardioscar.errors import CardioScarError
+from cardioscar.shape_prior import ShapePrior, build_shape_prior
+from cardioscar.slices import SliceLayer
+from cardioscar.training import TrainingConfig
+
+SIZE = 40
+
+
+def edge_slice(z: float, edge: int | None, *, axis_i=(1.0, 0.0, 0.0), axis_j=(0.0, 1.0, 0.0), origin=None,
+               nan_from: int | None = None) -> SliceLayer:
+    """A 40 x 40 slice of 1 mm pixels at height ``z`` along its normal: scar (1) in columns
+    ``i < edge`` (none for ``edge=None``), 0 elsewhere, NaN in columns ``i >= nan_from``."""
+    values = np.zeros((SIZE, SIZE))
+    if edge is not None:
+        values[:, :edge] = 1.0
+    if nan_from is not None:
+        values[:, nan_from:] = np.nan
+    axis_i, axis_j = np.asarray(axis_i, float), np.asarray(axis_j, float)
+    normal = np.cross(axis_i, axis_j)
+    base = np.zeros(3) if origin is None else np.asarray(origin, float)
+    return SliceLayer(values, base + z * normal, axis_i, axis_j, (1.0, 1.0), 2.0, f"z={z}")
+
+
+def points_at(layer: SliceLayer, i: np.ndarray, j: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """LPS points at continuous pixel index (i, j) of ``layer`` and ``d`` mm along its normal."""
+    return layer.origin + np.outer(i, layer.axis_i) + np.outer(j, layer.axis_j) + np.outer(d, layer.normal)
+
+
+def linear(slices: list[SliceLayer]) -> ShapePrior:
+    """The prior of ``slices`` without the bulge: plain shape-based interpolation."""
+    return dataclasses.replace(build_shape_prior(slices), bulge_radius_mm=np.inf)
+
+
+def test_two_parallel_slices_interpolate_exactly_linearly_and_only_the_neighbours_count():
+    below, above, far = edge_slice(0.0, 20), edge_slice(10.0, 30), edge_slice(20.0, 5)
+    prior = linear([far, below, above])  # order does not matter
+    rng = np.random.default_rng(0)
+    i, j, t = rng.uniform(2, 37, 200), rng.uniform(2, 37, 200), rng.uniform(0.0, 10.0, 200)
+    expected = (1 - t / 10) * (i - 19.5) + (t / 10) * (i - 29.5)  # `far` (z = 20) is not a neighbour
+    np.testing.assert_allclose(prior.signed_distance(points_at(below, i, j, t)), expected, atol=1e-4)
+    # log-odds -d / alpha near the outline, saturating softly at +-clip_logit
+    logit = prior.logit(points_at(below, i, j, t))
+    soft = prior.clip_logit * np.tanh(-expected / (prior.alpha_mm * prior.clip_logit))
+    np.testing.assert_allclose(logit, soft, atol=1e-4)
+    near_outline = prior.logit(points_at(below, np.array([19.45, 19.55]), np.array([7.0, 7.0]), np.full(2, -1.0)))
+    np.testing.assert_allclose(near_outline, [0.05 / prior.alpha_mm, -0.05 / prior.alpha_mm], rtol=1e-3)
+    # beyond the last plane the end slice's shape continues; between 10 and 20 the upper pair counts
+    np.testing.assert_allclose(prior.signed_distance(points_at(below, i, j, -3.0 - t)), i - 19.5, atol=1e-4)
+    np.testing.assert_allclose(prior.signed_distance(points_at(below, i, j, 10.0 + t)),
+                               (1 - t / 10) * (i - 29.5) + (t / 10) * (i - 4.5), atol=1e-4)
+
+
+def test_the_bulge_grows_the_outline_between_the_planes_only():
+    """``bulge_radius_mm`` R: a parabolic profile's chord falls a b / (2 R) short half-way."""
+    below, above = edge_slice(0.0, 20), edge_slice(10.0, 30)
+    plain = linear([below, above])
+    bulging = build_shape_prior([below, above])
+    assert bulging.bulge_radius_mm == 20.0  # the default
+    i, j, t = np.full(6, 22.0), np.full(6, 9.0), np.array([0.0, 1.0, 5.0, 7.5, 9.99, 12.0])
+    points = points_at(below, i, j, t)
+    shrink = np.where(t <= 10.0, t * (10.0 - t) / 40.0, 0.0)  # none beyond the last plane
+    np.testing.assert_allclose(bulging.signed_distance(points), plain.signed_distance(points) - shrink, atol=1e-6)
+
+
+def test_an_oblique_stack_and_a_crossing_long_axis_slice():
+    axis_i = np.array([1.0, 1.0, 0.3]) / np.linalg.norm([1.0, 1.0, 0.3])
+    axis_j = np.cross([0.2, -0.1, 1.0], axis_i)
+    axis_j /= np.linalg.norm(axis_j)
+    origin = np.array([-12.0, 7.0, 3.0])
+    below = edge_slice(0.0, 20, axis_i=axis_i, axis_j=axis_j, origin=origin)
+    above = edge_slice(10.0, 30, axis_i=axis_i, axis_j=axis_j, origin=origin)
+    prior = linear([below, above])
+    i, j, t = np.array([15.0, 25.5, 33.2]), np.array([5.0, 20.0, 31.0]), np.array([2.0, 5.0, 9.0])
+    expected = (1 - t / 10) * (i - 19.5) + (t / 10) * (i - 29.5)
+    np.testing.assert_allclose(prior.signed_distance(points_at(below, i, j, t)), expected, atol=1e-4)
+
+    # a long-axis slice across the stack (its normal is the stack's axis_i): a point on its plane
+    # takes its value (weight 1 / 1e-3 mm against 1 / t), a point off every grid gets no prior
+    crossing = edge_slice(0.0, 10, axis_i=below.normal, axis_j=axis_j, origin=points_at(below, [25.0], [0.0], [-15.0])[0])
+    mixed = linear([below, above, crossing])
+    on_plane = points_at(crossing, np.array([12.0]), np.array([20.0]), np.array([0.0]))
+    assert mixed.signed_distance(on_plane)[0] == pytest.approx(12.0 - 9.5, abs=0.02)
+    nowhere = points_at(below, np.array([500.0]), np.array([500.0]), np.array([3.0]))
+    assert np.isnan(mixed.signed_distance(nowhere)[0]) and mixed.logit(nowhere)[0] == 0.0
+
+
+def test_a_slice_without_scar_sits_one_gap_outside_and_missing_targets_copy_their_neighbours():
+    scar, empty = edge_slice(0.0, 20), edge_slice(10.0, None)
+    prior = linear([scar, empty])
+    i, j = np.array([10.0, 19.0, 30.0]), np.array([20.0, 20.0, 20.0])
+    halfway = prior.signed_distance(points_at(scar, i, j, np.full(3, 5.0)))
+    np.testing.assert_allclose(halfway, 0.5 * (i - 19.5) + 0.5 * 10.0, atol=1e-4)  # +gap (10 mm) on the empty slice
+
+    # columns 25.. have no target (outside the myocardium): they copy column 24, which is healthy
+    # here, and scar when the scar reaches the wall (edge 25 = the last target column is scar)
+    healthy_wall = build_shape_prior([edge_slice(0.0, 20, nan_from=25)])
+    scar_wall = build_shape_prior([edge_slice(0.0, 25, nan_from=25)])
+    on_plane = points_at(scar, np.array([30.0]), np.array([20.0]), np.array([0.0]))
+    assert healthy_wall.signed_distance(on_plane)[0] == pytest.approx(30.0 - 19.5)
+    assert scar_wall.signed_distance(on_plane)[0] < 0  # the wall node in a blood-pool pixel reads scar
+    assert build_shape_prior([edge_slice(0.0, 20, nan_from=0)]) is None  # no target anywhere: no prior
+
+
+def test_damaged_priors_are_refused_in_one_line():
+    arrays = build_shape_prior([edge_slice(0.0, 20), edge_slice(10.0, 30)]).to_arrays()
+    with pytest.raises(CardioScarError, match="shape prior is damaged"):
+        ShapePrior.from_arrays({**arrays, "distance_mm": arrays["distance_mm"][:-1]}, "data.npz")
+    with pytest.raises(CardioScarError, match="data.npz"):
+        ShapePrior.from_arrays({**arrays, "version": np.int64(99)}, "data.npz")
+
+
+def _training_case() -> tuple[np.ndarray, list[SliceLayer], np.ndarray]:
+    """A slab of nodes (1.25 mm grid) over three slices 8 mm apart whose scar edge moves, and
+    another mesh (random points in the same region) to apply the model to."""
+    axis = np.arange(1.0, 38.0, 1.25)
+    grid = np.stack(np.meshgrid(axis, axis, np.arange(-3.0, 19.0, 1.25), indexing="ij"), -1).reshape(-1, 3)
+    slices = [edge_slice(0.0, 15), edge_slice(8.0, 20), edge_slice(16.0, 26)]
+    other = np.random.default_rng(1).uniform([1, 1, -3], [37, 37, 18], (3000, 3))
+    return grid, slices, other
+
+
+def test_the_prior_travels_through_the_npz_and_the_checkpoint_to_an_apply_mesh(tmp_path):
+    grid, slices, other = _training_case()
+    prepared = prepare_from_slices(grid, slices)
+    save_preprocessing_result(prepared, tmp_path / "data.npz")
+    reloaded = load_preprocessing_result(tmp_path / "data.npz")
+    np.testing.assert_array_equal(reloaded.shape_prior.logit(other), prepared.shape_prior.logit(other))
+
+    config = TrainingConfig.fast(max_epochs=30, early_stopping_patience=30, seed=3, shape_prior=True)
+    checkpoint = train_scar_model(tmp_path / "data.npz", config)
+    assert checkpoint["hyperparameters"]["shape_prior"] is True
+    save_trained_model(checkpoint, tmp_path / "model.pth")
+    loaded = load_checkpoint(tmp_path / "model.pth")  # weights_only=True inside
+    prior = ShapePrior.from_checkpoint(loaded)
+    np.testing.assert_array_equal(prior.logit(other), prepared.shape_prior.logit(other))
+
+    # apply = sigmoid(prior + network) with the very same dropout masks: the network alone is the
+    # checkpoint without its prior (as an older file loads: zero prior)
+    with_prior = predict_on_points(loaded, other, mc_samples=1, seed=7).mean_predictions
+    bare = {key: value for key, value in loaded.items() if key != "shape_prior"}
+    network = predict_on_points(bare, other, mc_samples=1, seed=7).mean_predictions.astype(np.float64)
+    expected = 1.0 / (1.0 + np.exp(-(np.log(network / (1 - network)) + prior.logit(other))))
+    np.testing.assert_allclose(with_prior, expected, atol=2e-5)
+    assert np.abs(with_prior - network).max() > 0.3  # the prior matters
+
+    # fine-tuning keeps the base model's choice (its f is a residual on a prior), with the new data's prior
+    tuned = fine_tune_scar_model(tmp_path / "model.pth", prepared, TrainingConfig.fast(max_epochs=3, shape_prior=False))
+    assert tuned["hyperparameters"]["shape_prior"] is True and "shape_prior" in tuned
+
+
+def test_training_option_is_checked():
+    with pytest.raises(CardioScarError, match="shape_prior must be true or false"):
+        TrainingConfig(shape_prior="yes")
+
+
+def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys):
+    from cardioscar.cli import _training_config, build_parser
+
+    parser = build_parser()
+    base = ["train", "--training-data", "d.npz", "--output", "m.pth", "--preset", "fast"]
+    assert _training_config(parser.parse_args(base + ["--shape-prior", "on"])).shape_prior is True
+    assert _training_config(parser.parse_args(base + ["--shape-prior", "off"])).shape_prior is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--shape-prior", "maybe"])
+    assert "must be on or off" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a fine-tuned model keeps its base model's choice
+        parser.parse_args(["fine-tune", "--model", "m.pth"] + base[1:] + ["--shape-prior", "on"])
+    batch = importlib.util.module_from_spec(spec := importlib.util.spec_from_file_location(
+        "cardioscar_batch_shape_prior", Path(__file__).resolve().parents[1] / "CardioScar" / "Scripts" / "cardioscar_batch.py"))
+    spec.loader.exec_module(batch)
+    args = batch.build_parser().parse_args(["--mesh", "m.vtk", "--volume", "v.nii.gz", "--output", "o.vtk",
+                                            "--shape-prior", "on"])
+    assert args.shape_prior is True
