@@ -8,17 +8,17 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import vtk
-from vtk.util.numpy_support import numpy_to_vtk
 
 from cardioscar.cli import main
 from cardioscar.lge import apply_rule
-from cardioscar.meshio import Mesh, write_mesh
-from cardioscar.slices import ijk_to_lps_matrix
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+from lge_rule_reconstruction_emidec import voxel_centre_mesh  # noqa: E402
 
 CASE = "Case_P015"
 
@@ -29,19 +29,9 @@ def emidec_case(shared_data, tmp_path_factory):
     image_path, labels_path = folder / "Images" / f"{CASE}.nii.gz", folder / "Contours" / f"{CASE}.nii.gz"
     labels_image = sitk.ReadImage(str(labels_path))
     labels = sitk.GetArrayFromImage(labels_image)
-    k, j, i = np.nonzero(np.isin(labels, [2, 3, 4]))
-    ijk = np.stack([i, j, k, np.ones_like(i)], 1).astype(float)
-    points_lps = (ijk_to_lps_matrix(labels_image) @ ijk.T).T[:, :3]
-    vtk_points = vtk.vtkPoints()
-    vtk_points.SetData(numpy_to_vtk(points_lps, deep=1))
-    cloud = vtk.vtkPolyData()
-    cloud.SetPoints(vtk_points)
-    delaunay = vtk.vtkDelaunay3D()
-    delaunay.SetInputData(cloud)
-    delaunay.Update()
     out = tmp_path_factory.mktemp("emidec")
     mesh_path = out / "myocardium.vtk"
-    write_mesh(Mesh(dataset=delaunay.GetOutput(), space="LPS"), mesh_path)
+    voxel_centre_mesh(labels_image, mesh_path)
     return image_path, labels_path, mesh_path, labels, out
 
 

@@ -34,14 +34,10 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def run_case(rule: str, name: str, out: Path) -> dict:
-    image_path = ROOT / name / "Images" / f"{name}.nii.gz"
-    labels_path = ROOT / name / "Contours" / f"{name}.nii.gz"
-    labels_image = sitk.ReadImage(str(labels_path))
-    labels = sitk.GetArrayFromImage(labels_image)
-    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
-    myocardium = np.isin(labels, [2, 3, 4])
-    k, j, i = np.nonzero(myocardium)
+def voxel_centre_mesh(labels_image: sitk.Image, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write a tetrahedral mesh (LPS) whose nodes are the myocardial voxel centres (labels 2-4)
+    to ``path``; return the voxels' (k, j, i) indices in node order."""
+    k, j, i = np.nonzero(np.isin(sitk.GetArrayFromImage(labels_image), [2, 3, 4]))
     points = (ijk_to_lps_matrix(labels_image) @ np.stack([i, j, k, np.ones_like(i)]).astype(float))[:3].T
     vtk_points = vtk.vtkPoints()
     vtk_points.SetData(numpy_to_vtk(points, deep=1))
@@ -50,8 +46,19 @@ def run_case(rule: str, name: str, out: Path) -> dict:
     delaunay = vtk.vtkDelaunay3D()
     delaunay.SetInputData(cloud)
     delaunay.Update()
+    write_mesh(Mesh(dataset=delaunay.GetOutput(), space="LPS"), path)
+    return k, j, i
+
+
+def run_case(rule: str, name: str, out: Path) -> dict:
+    image_path = ROOT / name / "Images" / f"{name}.nii.gz"
+    labels_path = ROOT / name / "Contours" / f"{name}.nii.gz"
+    labels_image = sitk.ReadImage(str(labels_path))
+    labels = sitk.GetArrayFromImage(labels_image)
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+    myocardium = np.isin(labels, [2, 3, 4])
     mesh_path = out / f"{name}.vtk"
-    write_mesh(Mesh(dataset=delaunay.GetOutput(), space="LPS"), mesh_path)
+    k, j, i = voxel_centre_mesh(labels_image, mesh_path)
 
     slices_with_myocardium = [s for s in range(len(labels)) if myocardium[s].any()]
     held = slices_with_myocardium[len(slices_with_myocardium) // 2]
