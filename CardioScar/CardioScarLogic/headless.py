@@ -178,36 +178,40 @@ def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[
     path = _require_file(Path(path), "Volume")
     check_image_file(path)
     node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    with itk_warnings_off():
+        return _read_new_node(scene, node_class, "vtkMRMLVolumeArchetypeStorageNode", path, name,
+                              lambda node: node.GetImageData() is not None,
+                              f"Cannot read the volume {path}: unreadable, truncated or corrupted file (use a NIfTI, "
+                              "NRRD or MHA image).", single_file=True)
+
+
+def _read_new_node(scene, node_class: str, storage_class: str, path: Path, name: Optional[str], is_read,
+                   failure: str, single_file: bool = False):
+    """A new ``node_class`` node read from ``path`` through a new ``storage_class`` node, with the
+    readers' own messages replaced by ours; when the read fails or ``is_read(node)`` is false, both
+    nodes leave the scene and ``failure`` is raised (the scene is left as it was)."""
     node = scene.AddNewNodeByClass(node_class, name or path.name.split(".")[0])
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage = scene.AddNewNodeByClass(storage_class)
     storage.SetFileName(str(path))
-    storage.SetSingleFile(True)
+    if single_file:
+        storage.SetSingleFile(True)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    with _reader_errors_replaced(), itk_warnings_off():
+    with _reader_errors_replaced():
         read = storage.ReadData(node)
-    if not read or node.GetImageData() is None:
+    if not read or not is_read(node):
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise CardioScarError(f"Cannot read the volume {path}: unreadable, truncated or corrupted file (use a NIfTI, "
-                              "NRRD or MHA image).")
+        raise CardioScarError(failure)
     return node
 
 
 def load_segmentation(scene, path: str | Path, name: Optional[str] = None):
     """Read a segmentation file (``.seg.nrrd``, as Slicer saves one) into a new segmentation node."""
     path = _require_file(Path(path), "Segmentation")
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or path.name.split(".")[0])
-    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-    storage.SetFileName(str(path))
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    with _reader_errors_replaced():
-        read = storage.ReadData(node)
-    if not read or node.GetSegmentation().GetNumberOfSegments() == 0:
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise CardioScarError(f"Cannot read the segmentation {path}: not a Slicer segmentation (.seg.nrrd) or it has "
-                              "no segment.")
-    return node
+    return _read_new_node(scene, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", path, name,
+                          lambda node: node.GetSegmentation().GetNumberOfSegments() > 0,
+                          f"Cannot read the segmentation {path}: not a Slicer segmentation (.seg.nrrd) or it has "
+                          "no segment.")
 
 
 def load_mask(scene, path: str | Path):
@@ -229,16 +233,9 @@ def load_model(scene, path: str | Path, name: Optional[str] = None):
     path = _require_file(Path(path), "Mesh")
     if path.suffix.lower() in MESH_SUFFIXES:
         read_mesh(path)
-    node = scene.AddNewNodeByClass("vtkMRMLModelNode", name or path.name.split(".")[0])
-    storage = scene.AddNewNodeByClass("vtkMRMLModelStorageNode")
-    storage.SetFileName(str(path))
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    with _reader_errors_replaced():
-        read = storage.ReadData(node)
-    if not read or node.GetMesh() is None or node.GetMesh().GetNumberOfPoints() == 0:
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise CardioScarError(f"Cannot read the mesh {path} (or it has no points): use a .vtk, .vtp or .vtu mesh.")
+    node = _read_new_node(scene, "vtkMRMLModelNode", "vtkMRMLModelStorageNode", path, name,
+                          lambda node: node.GetMesh() is not None and node.GetMesh().GetNumberOfPoints() > 0,
+                          f"Cannot read the mesh {path} (or it has no points): use a .vtk, .vtp or .vtu mesh.")
     node.CreateDefaultDisplayNodes()
     return node
 
