@@ -1,0 +1,77 @@
+"""The README and the benchmark record link to each other's sections by anchor; a renamed heading
+silently breaks such a link on GitHub. This checks every in-document and relative link of the
+repository's Markdown files against the headings (GitHub's slug rule) and the files on disk."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = ["README.md", "Testing/benchmarks/RESULTS.md", "CardioScarLib/README.md",
+             "CardioScarLib/ARCHITECTURE.md"]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def prose_lines(text: str) -> list[str]:
+    """The lines outside fenced code blocks, with inline code spans removed (links there are not links)."""
+    lines, fenced = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced:
+            lines.append(line)
+    return lines
+
+
+def github_slug(heading: str) -> str:
+    """GitHub's anchor for a heading: the rendered text, lower case, without punctuation other than
+    hyphens and underscores, spaces turned into hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link in a heading keeps its text
+    text = text.replace("`", "").replace("*", "").strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """Every heading anchor of a Markdown file, with GitHub's -1, -2 suffixes for repeated headings."""
+    seen: dict[str, int] = {}
+    result = set()
+    for line in prose_lines(path.read_text(encoding="utf-8")):
+        match = re.match(r"#{1,6} (.+)", line)
+        if not match:
+            continue
+        slug = github_slug(match.group(1))
+        count = seen.get(slug, 0)
+        result.add(slug if count == 0 else f"{slug}-{count}")
+        seen[slug] = count + 1
+    return result
+
+
+def links(path: Path) -> list[str]:
+    found = []
+    for line in prose_lines(path.read_text(encoding="utf-8")):
+        found += LINK.findall(re.sub(r"`[^`]*`", "", line))
+    return [link for link in found if not re.match(r"[a-z]+:", link)]  # not http(s):, mailto:
+
+
+def test_the_slug_rule_matches_github_on_known_headings():
+    assert github_slug("AHA 17-segment scar burden, transmurality and the bull's-eye") == \
+        "aha-17-segment-scar-burden-transmurality-and-the-bulls-eye"
+    assert github_slug("Figures on EMIDEC (`Testing/benchmarks/bench_attrivae.py`)") == \
+        "figures-on-emidec-testingbenchmarksbench_attrivaepy"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_relative_link_and_anchor_resolves(document):
+    source = REPO / document
+    broken = []
+    for link in links(source):
+        target, _, anchor = link.partition("#")
+        target_path = source if not target else (source.parent / target).resolve()
+        if not target_path.exists():
+            broken.append(f"{link}: no file {target_path}")
+        elif anchor and target_path.suffix == ".md" and anchor not in anchors(target_path):
+            broken.append(f"{link}: no heading with anchor #{anchor} in {target_path.name}")
+    assert not broken, "\n".join(broken)
