@@ -1,6 +1,8 @@
-"""The README and the benchmark record link to each other's sections by anchor; a renamed heading
-silently breaks such a link on GitHub. This checks every in-document and relative link of the
-repository's Markdown files against the headings (GitHub's slug rule) and the files on disk."""
+"""Checks of the repository's Markdown files that GitHub would not report: the README and the
+benchmark record link to each other's sections by anchor, and a renamed heading silently breaks
+such a link; a `|` inside a table cell silently splits the cell. Every in-document and relative
+link is checked against the headings (GitHub's slug rule) and the files on disk, and every table
+row against its header's cell count."""
 
 import re
 from pathlib import Path
@@ -75,3 +77,17 @@ def test_every_relative_link_and_anchor_resolves(document):
         elif anchor and target_path.suffix == ".md" and anchor not in anchors(target_path):
             broken.append(f"{link}: no heading with anchor #{anchor} in {target_path.name}")
     assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("document", ["README.md", "Testing/benchmarks/RESULTS.md"])
+def test_every_table_row_has_its_header_cell_count(document):
+    """GitHub splits a row at every unescaped `|`, also inside code spans (write `\\|` there)."""
+    uneven, table = [], []
+    for number, line in enumerate(prose_lines((REPO / document).read_text(encoding="utf-8")) + [""]):
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        counts = [len(re.findall(r"(?<!\\)\|", row)) for row in table]
+        uneven += [f"table ending before prose line {number}: {counts}"] if len(set(counts)) > 1 else []
+        table = []
+    assert not uneven, "\n".join(uneven)
