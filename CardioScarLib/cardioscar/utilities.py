@@ -14,12 +14,12 @@ from typing import Dict, List, Tuple
 import numpy as np
 from sklearn.preprocessing import MinMaxScaler
 
-from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
 from cardioscar.errors import CardioScarError
-from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.meshio import read_mesh, write_mesh
-from cardioscar.normalization import denormalize
-from cardioscar.slices import SliceLayer, slice_from_vtk_grid
+from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.io.meshio import read_mesh, write_mesh
+from cardioscar.fit.normalization import denormalize
+from cardioscar.prepare.slices import SliceLayer, slice_from_vtk_grid
 
 __all__ = [
     "load_mesh_points",

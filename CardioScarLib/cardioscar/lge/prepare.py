@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import CardioScarError
-from ..slices import SliceLayer
+from ..prepare.slices import SliceLayer
 from .rules import RuleResult, apply_rule, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: 
     """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers and
     their myocardium masks; the blood-pool and remote mask files are sampled at each pixel centre by
     the library's mask reader (:func:`cardioscar.myocardium.masks_from_image`), so any grid works."""
-    from ..myocardium import masks_from_image, read_mask_image
+    from ..prepare.myocardium import masks_from_image, read_mask_image
 
     def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
         if path is None:
