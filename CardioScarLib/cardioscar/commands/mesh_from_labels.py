@@ -1,7 +1,7 @@
 """``cardioscar mesh-from-labels``: a myocardium mesh for a patient who has a segmented stack but no mesh.
 
 Kept in its own module (registered by :func:`cardioscar.cli.build_parser`); the work is
-:func:`cardioscar.mesh_from_labels.myocardium_mesh_from_labels`.
+:func:`cardioscar.prepare.mesh_from_labels.myocardium_mesh_from_labels`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ give. Two classic references:
   distance map, turned into log-odds, linearly interpolated between neighbouring slices along
   the stack normal and mapped back to a probability (the baseline the method's paper reports).
 
-Slices are :class:`cardioscar.slices.SliceLayer` objects (``values[j, i]``, ``origin`` = centre of
+Slices are :class:`cardioscar.prepare.slices.SliceLayer` objects (``values[j, i]``, ``origin`` = centre of
 pixel (0, 0), unit ``axis_i`` / ``axis_j``, ``spacing`` = (di, dj) mm, ``normal``).
 """
 

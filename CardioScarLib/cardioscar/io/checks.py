@@ -37,7 +37,7 @@ def _existing_ancestor(path: Path) -> Path:
 
 def check_output_place(path: str | os.PathLike, option: str = "output") -> Path:
     """Refuse an output file that is an existing folder or lies under a file (cheap: no file is
-    created; :func:`cardioscar.atomic.atomic_write` runs it for every write)."""
+    created; :func:`cardioscar.io.atomic.atomic_write` runs it for every write)."""
     target = Path(path)
     if target.is_dir():
         raise CardioScarError(f"{option} {target} is a folder; give a file name inside it")

@@ -112,7 +112,7 @@ def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_
     """Read a VTK file (legacy or XML) and return ``(dataset, legacy header or None)``.
 
     Raises :class:`CardioScarError` for a missing file, an unsupported extension or a file VTK
-    cannot parse. Shared with :mod:`cardioscar.slices` for grid layers.
+    cannot parse. Shared with :mod:`cardioscar.prepare.slices` for grid layers.
     """
     source = Path(path)
     if source.is_dir():

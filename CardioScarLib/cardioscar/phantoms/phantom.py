@@ -212,7 +212,7 @@ class Phantom:
     long_axis_image: sitk.Image | None
     slice_half_thickness_mm: float       # pass as --slice-thickness-padding
     metadata: dict = field(default_factory=dict)
-    # Segmented family only (cardioscar.phantom_segmented): the continuous true scar fraction on
+    # Segmented family only (cardioscar.phantoms.phantom_segmented): the continuous true scar fraction on
     # the nodes (``truth`` is then 0/1), the myocardium mask, the EMIDEC-style label map, and the
     # true fraction as a function of LV-frame points (``geometry.to_local``), to score anything else.
     truth_fraction: np.ndarray | None = None
@@ -477,7 +477,7 @@ def make_phantom(config=None) -> Phantom:
     """Build the mesh, its ground-truth scar and the simulated acquisition for ``config``.
 
     ``config`` is a :class:`PhantomConfig` (the demo family) or a
-    :class:`cardioscar.phantom_segmented.SegmentedConfig` (the segmented family).
+    :class:`cardioscar.phantoms.phantom_segmented.SegmentedConfig` (the segmented family).
     """
     if getattr(config, "family", "demo") == "segmented":
         from .phantom_segmented import make_segmented_phantom

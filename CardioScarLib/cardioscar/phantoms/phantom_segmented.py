@@ -14,7 +14,7 @@ from the demo family in the three ways that matter:
   with it. With ``noise_std`` the myocardium pixels' values get Gaussian noise (clipped to
   [0, 1]) and the label map follows the noisy values.
 * **The mesh is not the image's wall.** The image's myocardium is the region between two
-  nested half ellipsoids (:class:`cardioscar.phantom.LVGeometry`). The mesh is the same
+  nested half ellipsoids (:class:`cardioscar.phantoms.phantom.LVGeometry`). The mesh is the same
   (t, u, theta) lattice pushed along the ray from the LV centre by a smooth random displacement
   (different at the endocardium and the epicardium, blended linearly through the wall), of at
   most ``wall_offset_mm`` (default: one pixel). Its boundary nodes therefore lie up to one

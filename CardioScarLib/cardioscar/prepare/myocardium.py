@@ -4,7 +4,7 @@ Why: a scar map drawn inside a myocardium segmentation (or a label map) is 0 in 
 background pixels. A mesh never follows that segmentation exactly at the endo- and epicardium, so
 wall nodes fall into those pixels; trained towards 0 they pull the scar field down where the wall
 next to them is scar. Such pixels mean "no data", not "no scar": they become NaN, and a NaN pixel
-makes no group (:mod:`cardioscar.mapping`).
+makes no group (:mod:`cardioscar.prepare.mapping`).
 
 Masks come from the slice values themselves (a label map with myocardium labels) or from a second
 image (a 0/1 mask, or a label image with its myocardium labels) sampled at each chosen pixel's

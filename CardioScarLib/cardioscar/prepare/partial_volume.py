@@ -105,7 +105,7 @@ def myocardial_coverage(
     """(M,) fraction of each group's footprint box that lies inside the volumetric mesh.
 
     ``space`` is the frame of the dataset's coordinates ("LPS" or "RAS", as in
-    :class:`cardioscar.meshio.Mesh`); the samples are generated in LPS and moved into that frame.
+    :class:`cardioscar.io.meshio.Mesh`); the samples are generated in LPS and moved into that frame.
     """
     require_volumetric(dataset)
     if in_plane_samples < 1 or not normal_step_mm > 0:

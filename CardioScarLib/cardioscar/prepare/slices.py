@@ -245,7 +245,7 @@ def slices_from_path(path: str | Path, slice_axis: str = "z", slice_indices: Ite
                      half_thickness: float | str = 5.0) -> list[SliceLayer]:
     """SliceLayers of an image file or a DICOM series folder (see :func:`slices_from_array`).
 
-    Along z, a DICOM series is read file by file (:func:`cardioscar.imageio.read_dicom_planes`),
+    Along z, a DICOM series is read file by file (:func:`cardioscar.io.imageio.read_dicom_planes`),
     so every slice sits where its file says it was acquired even when the stack misses a slice or
     is unevenly spaced; across the slices (x, y) the series must make one regular volume.
     ``half_thickness="auto"`` (:data:`RECORDED`) gives each slice half the thickness its DICOM

@@ -74,7 +74,7 @@ def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int], shown:
     """The error for labels that match no pixel of ``layers``, naming the labels present.
 
     The one wording for every label option (scar labels here, myocardium labels in
-    :mod:`cardioscar.myocardium`, the Slicer Logic), so a user reads the same fix everywhere."""
+    :mod:`cardioscar.prepare.myocardium`, the Slicer Logic), so a user reads the same fix everywhere."""
     values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers]))
     present = ", ".join(f"{v:g}" for v in values[:shown]) + (", ..." if len(values) > shown else "")
     return CardioScarError(f"{option} {','.join(map(str, sorted(set(labels))))} match no pixel of the chosen "
