@@ -150,3 +150,16 @@ def test_documented_module_paths_resolve(document):
         except (ImportError, AttributeError) as exc:
             failed.append(f"{name}: {exc!r}")
     assert not failed
+
+
+def test_documented_file_paths_exist():
+    """The README's ``cardioscar/...py`` paths and every module row of ARCHITECTURE.md's tables
+    name files that exist, and every stage module has its row (no stale rows after a move)."""
+    readme_paths = re.findall(r"`(cardioscar/[\w/]+\.py)`", README.read_text(encoding="utf-8"))
+    missing = [path for path in readme_paths if not (PACKAGE_DIR.parent / path).is_file()]
+    architecture = (REPO_ROOT / "CardioScarLib" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows = [cell for line in architecture.splitlines() if line.startswith("| `")
+            for cell in re.findall(r"`([\w/]+(?:\.py|/))`", line.split(" | ")[0])]
+    missing += [row for row in rows if not (PACKAGE_DIR / row).exists()]
+    assert not missing
+    assert {f"{new.replace('.', '/')}.py" for new in MOVED.values()} <= set(rows)
