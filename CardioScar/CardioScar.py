@@ -64,7 +64,7 @@ from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import learned_target, new_output_model  # noqa: E402
 
-#: Panel values of each training preset; they equal cardioscar.training.TrainingConfig() and
+#: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
 #: switching presets does not import torch.
 PRESET_PANEL_VALUES = {
@@ -782,7 +782,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def onSaveBullseyeButton(self) -> None:
         """Copy the last bull's-eye PNG where the user says (written atomically)."""
-        from cardioscar.atomic import atomic_write
+        from cardioscar.io.atomic import atomic_write
 
         path = qt.QFileDialog.getSaveFileName(self.parent, _("Save bull's-eye"), "aha_bullseye.png",
                                               _("PNG image (*.png)"))
@@ -923,7 +923,7 @@ class CardioScarTest(ScriptedLoadableModuleTest):
         self.test_PanelTrainsInItsWorker()
 
     def _phantomNodes(self):
-        from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+        from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
         folder = pathlib.Path(slicer.util.tempDirectory())
         phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))

@@ -38,7 +38,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def small_phantom(tmp_path_factory):
     """A small oblique LV phantom (mesh, truth, LGE stack) written to disk, with its object."""
-    from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
     phantom = make_phantom(PhantomConfig(target_nodes=8000, seed=3))
     paths = write_phantom(phantom, tmp_path_factory.mktemp("phantom"))

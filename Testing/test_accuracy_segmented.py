@@ -17,13 +17,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cardioscar import metrics
-from cardioscar.baselines import nearest_slice_baseline
+from cardioscar.evaluate import metrics
+from cardioscar.evaluate.baselines import nearest_slice_baseline
 from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
-from cardioscar.phantom import make_phantom
-from cardioscar.phantom_segmented import SegmentedConfig
-from cardioscar.slices import slices_from_image
-from cardioscar.training import TrainingConfig
+from cardioscar.phantoms.phantom import make_phantom
+from cardioscar.phantoms.phantom_segmented import SegmentedConfig
+from cardioscar.prepare.slices import slices_from_image
+from cardioscar.fit.training import TrainingConfig
 
 
 @pytest.fixture(scope="module")

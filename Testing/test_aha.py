@@ -21,9 +21,9 @@ from cardioscar.aha.bullseye import segment_at, segment_span, write_bullseye
 from cardioscar.aha.insertion import ijk_to_lps_of
 from cardioscar.aha.wall import column_transmurality, wall_faces
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import Mesh
-from cardioscar.metrics import node_volumes
-from cardioscar.phantom import PhantomConfig, make_phantom
+from cardioscar.io.meshio import Mesh
+from cardioscar.evaluate.metrics import node_volumes
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
 
 INSERTION_DEG = (30.0, 150.0)  # the phantom's septum is centred at theta = 90 degrees
 
@@ -341,7 +341,7 @@ def test_anatomical_numbering_direction_on_the_real_bivme_heart():
     patient (LV and RV surfaces in the scanner's LPS frame) the septum faces the RV's centre; the
     anterior insertion is the end of a 120-degree septum that faces the front (-y in LPS)."""
     from cardioscar.aha.segments import axis_from_shape, insertion_frame
-    from cardioscar.meshio import read_mesh
+    from cardioscar.io.meshio import read_mesh
 
     folder = SHARED_DATA / "bivme_patient1" / "fitted_model_frame000"
     lv = read_mesh(folder / "patient1_LV_ENDOCARDIAL_000.vtk").points_lps()
@@ -369,7 +369,7 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     import json
 
     from conftest import run_cli
-    from cardioscar.meshio import read_mesh, write_mesh
+    from cardioscar.io.meshio import read_mesh, write_mesh
 
     grid = vtk.vtkUnstructuredGrid()
     grid.DeepCopy(lad_phantom.mesh)
@@ -406,7 +406,7 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
 
 def test_cli_errors_are_one_line(lad_phantom, tmp_path, capsys):
     from conftest import run_cli
-    from cardioscar.meshio import write_mesh
+    from cardioscar.io.meshio import write_mesh
 
     mesh_path = tmp_path / "heart.vtk"
     write_mesh(_mesh(lad_phantom), mesh_path, {"scar_truth": lad_phantom.truth})
@@ -464,7 +464,7 @@ def test_lv_mask_segments_only_the_lv_of_a_two_chamber_mesh(lad_phantom):
 def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys):
     """In process through cardioscar.cli.main (the subprocess tests above cover the entry point)."""
     from cardioscar.cli import main
-    from cardioscar.meshio import write_mesh
+    from cardioscar.io.meshio import write_mesh
 
     mesh_path = tmp_path / "heart.vtk"
     write_mesh(_mesh(lad_phantom), mesh_path, {"scar_truth": lad_phantom.truth})
@@ -489,7 +489,7 @@ def test_insertions_from_a_contact_arc_are_named_right_on_the_real_bivme_heart()
 
     from cardioscar.aha.insertion import insertions_from_contacts
     from cardioscar.aha.segments import axis_from_shape
-    from cardioscar.meshio import read_mesh
+    from cardioscar.io.meshio import read_mesh
 
     folder = SHARED_DATA / "bivme_patient1" / "fitted_model_frame000"
     lv = read_mesh(folder / "patient1_LV_ENDOCARDIAL_000.vtk").points_lps()

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 
 
 def test_success_replaces_file_with_normal_permissions(tmp_path):

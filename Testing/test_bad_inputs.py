@@ -39,12 +39,12 @@ sys.path.insert(0, str(REPO / "CardioScar"))
 import slicer  # noqa: E402  (slicer-core)
 
 import CardioScarLogic as csl  # noqa: E402
-from cardioscar.checkpoint import MAX_CHECKPOINT_BYTES  # noqa: E402
+from cardioscar.fit.checkpoint import MAX_CHECKPOINT_BYTES  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.logic import (PreprocessingRequest, TrainingConfig, apply_scar_model, prepare_training_data,  # noqa: E402
                               save_preprocessing_result, save_trained_model, train_scar_model)
-from cardioscar.meshio import read_mesh, write_mesh  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+from cardioscar.io.meshio import read_mesh, write_mesh  # noqa: E402
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 SLICES = "0,1,2,3"
 

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cardioscar.baselines import logodds_baseline, nearest_slice_baseline
+from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.errors import CardioScarError
-from cardioscar.metrics import dice
-from cardioscar.slices import SliceLayer, slices_from_image
+from cardioscar.evaluate.metrics import dice
+from cardioscar.prepare.slices import SliceLayer, slices_from_image
 
 
 def _disk_slice(radius_mm: float, z_mm: float, pixel: float = 0.5, half_width: float = 20.0) -> SliceLayer:

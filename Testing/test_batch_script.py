@@ -23,8 +23,8 @@ SCRIPT = REPO / "CardioScar" / "Scripts" / "cardioscar_batch.py"
 sys.path.insert(0, str(REPO / "CardioScar"))
 
 import CardioScarLogic as csl  # noqa: E402
-from cardioscar.meshio import read_mesh  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+from cardioscar.io.meshio import read_mesh  # noqa: E402
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 EPOCHS = "20"
 
@@ -317,7 +317,7 @@ def test_batch_restricts_targets_to_the_myocardium_mask_file(tmp_path, capsys):
     Logic given the mask node in process, the summary records the mask and the dropped pixels
     (the count `cardioscar prepare --myocardium-mask` records for the same files)."""
     from cardioscar.logic import PreprocessingRequest, prepare_training_data
-    from cardioscar.phantom_segmented import SegmentedConfig
+    from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 
     paths = write_phantom(make_phantom(SegmentedConfig(seed=2, target_nodes=4000)), tmp_path)
     args = ["--volume", paths["image"], "--mesh", paths["mesh"], "--myocardium-mask", paths["myocardium_mask"],
@@ -377,7 +377,7 @@ def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_pa
     --core-mesh; one on another mesh, or beside --scar-target core, is one line before any work."""
     import vtk
 
-    from cardioscar.meshio import Mesh, write_mesh
+    from cardioscar.io.meshio import Mesh, write_mesh
     from cardioscar.simulation.tags import tag_mesh
 
     mesh = read_mesh(case["paths"]["mesh"])
@@ -418,7 +418,7 @@ def test_batch_rule_masks_from_label_maps_and_a_segmentation_file_agree(tmp_path
     import slicer
     import vtk
 
-    from cardioscar.phantom import raw_lge_acquisition
+    from cardioscar.phantoms.phantom import raw_lge_acquisition
 
     phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
     paths = write_phantom(phantom, tmp_path)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
 from cardioscar.errors import CardioScarError
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
-from cardioscar.engines import BayesianNN
+from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from cardioscar.fit.engines import BayesianNN
 from cardioscar.errors import CardioScarError
-from cardioscar.training import TrainingConfig
+from cardioscar.fit.training import TrainingConfig
 
 MARKER_ENV = "CARDIOSCAR_TEST_PAYLOAD_RAN"
 
@@ -105,7 +105,7 @@ def test_reference_checkpoint_is_sampled_with_its_own_dropout_layout(tmp_path):
     times its own; rebuilt from the file's layer positions it is the same."""
     from torch import nn
 
-    from cardioscar.inference import mc_dropout_predict
+    from cardioscar.predict.inference import mc_dropout_predict
 
     torch.manual_seed(0)
     reference = nn.Sequential(nn.Linear(3, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128),

@@ -16,7 +16,7 @@ import vtk
 from vtk.util import numpy_support
 
 from cardioscar import __version__
-from cardioscar.metrics import dice
+from cardioscar.evaluate.metrics import dice
 from conftest import run_cli
 
 
@@ -175,7 +175,7 @@ def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path):
 
 
 def test_missing_scalar_field_lists_fields(small_phantom, tmp_path):
-    from cardioscar.slices import slice_to_vtk_grid, slices_from_image
+    from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
 
     _, paths = small_phantom
     layer = slices_from_image(sitk.ReadImage(str(paths["image"])), slice_indices=[3])[0]

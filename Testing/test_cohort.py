@@ -28,10 +28,10 @@ from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local
 from cardioscar.cohort.manifest import preparation_request
 from cardioscar.cohort.tasks import input_hash
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import read_image
-from cardioscar.meshio import read_mesh
-from cardioscar.metrics import node_volumes
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+from cardioscar.io.imageio import read_image
+from cardioscar.io.meshio import read_mesh
+from cardioscar.evaluate.metrics import node_volumes
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
 HEADER = "id,mesh,image,slice_thickness_padding,partial_volume_correction,preset,seed,max_epochs,mc_samples,aha,export"
 N_GOOD = 3

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from cardioscar.batching import ScarReconstructionDataset
-from cardioscar import cpu_step
-from cardioscar.cpu_step import GroupLossStep, chunk_batch, network_layers
-from cardioscar.devices import cpu_workers
-from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss, drop_threshold
+from cardioscar.fit.batching import ScarReconstructionDataset
+from cardioscar.fit import cpu_step
+from cardioscar.fit.cpu_step import GroupLossStep, chunk_batch, network_layers
+from cardioscar.fit.devices import cpu_workers
+from cardioscar.fit.engines import BayesianNN, compute_group_reconstruction_loss, drop_threshold
 
 
 def make_batch(n_groups=40, seed=0):

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cardioscar.demo import FILES, run_demo
+from cardioscar.phantoms.demo import FILES, run_demo
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import read_mesh
-from cardioscar.metrics import dice, node_volumes, volume_error
-from cardioscar.phantom import PhantomConfig
-from cardioscar.training import TrainingConfig
+from cardioscar.io.meshio import read_mesh
+from cardioscar.evaluate.metrics import dice, node_volumes, volume_error
+from cardioscar.phantoms.phantom import PhantomConfig
+from cardioscar.fit.training import TrainingConfig
 
 _DEMO_RUN: dict = {}
 
@@ -136,10 +136,10 @@ def test_on_slice_uncertainty_counts_every_node_inside_a_slab(tmp_path):
     """The report's "on the slices" are the nodes inside any slab, including those of nearly empty
     boxes the partial-volume correction drops (they used to count as "between"); and a phantom
     whose pixels are already myocardial means is not corrected a second time."""
-    from cardioscar.imageio import read_image
+    from cardioscar.io.imageio import read_image
     from cardioscar.logic import load_preprocessing_result
-    from cardioscar.mapping import map_slices_to_nodes
-    from cardioscar.slices import slices_from_image
+    from cardioscar.prepare.mapping import map_slices_to_nodes
+    from cardioscar.prepare.slices import slices_from_image
 
     for mode in ("volume", "myocardium"):
         out = tmp_path / mode

@@ -39,9 +39,9 @@ def _example_code(number: int) -> str:
 def example_dir(tmp_path_factory):
     """A working folder holding every file the examples name."""
     from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
-    from cardioscar.meshio import read_mesh, write_mesh
-    from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
-    from cardioscar.slices import slice_to_vtk_grid, slices_from_image
+    from cardioscar.io.meshio import read_mesh, write_mesh
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+    from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
 
     root = tmp_path_factory.mktemp("examples")
     phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=5, slice_gap_mm=8.0))

@@ -19,12 +19,12 @@ from scipy.spatial import cKDTree
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from cardioscar import heldout
+from cardioscar.evaluate import heldout
 from cardioscar.errors import CardioScarError
-from cardioscar.mesh_from_labels import labelled_slices, myocardium_mesh_from_labels
-from cardioscar.slices import slices_from_image
-from cardioscar.training import TrainingConfig
-from cardioscar.meshio import read_mesh
+from cardioscar.prepare.mesh_from_labels import labelled_slices, myocardium_mesh_from_labels
+from cardioscar.prepare.slices import slices_from_image
+from cardioscar.fit.training import TrainingConfig
+from cardioscar.io.meshio import read_mesh
 from conftest import SHARED_DATA, run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss, mc_dropout
+from cardioscar.fit.engines import BayesianNN, compute_group_reconstruction_loss, mc_dropout
 
 
 def test_default_architecture_has_documented_parameter_count():
@@ -75,7 +75,7 @@ def test_loss_with_precomputed_inverse_and_gradient():
 
 
 def test_fused_relu_dropout_equals_relu_then_dropout():
-    from cardioscar.engines import relu_mc_dropout
+    from cardioscar.fit.engines import relu_mc_dropout
 
     x = torch.randn(300, 64, requires_grad=True)
     torch.manual_seed(9)

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from cardioscar.checkpoint import build_checkpoint
-from cardioscar.engines import BayesianNN
-from cardioscar.error_risk import RISK_SPREAD_FLOOR, error_risk
+from cardioscar.fit.checkpoint import build_checkpoint
+from cardioscar.fit.engines import BayesianNN
+from cardioscar.predict.error_risk import RISK_SPREAD_FLOOR, error_risk
 from cardioscar.logic import ERROR_RISK_FIELD, predict_on_points
 
 

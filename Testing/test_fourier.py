@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
-from cardioscar.cpu_step import GroupLossStep, chunk_batch
-from cardioscar.engines import BayesianNN, FourierFeatures, compute_group_reconstruction_loss
+from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from cardioscar.fit.cpu_step import GroupLossStep, chunk_batch
+from cardioscar.fit.engines import BayesianNN, FourierFeatures, compute_group_reconstruction_loss
 from cardioscar.errors import CardioScarError
-from cardioscar.inference import mc_dropout_predict
-from cardioscar.training import TrainingConfig, fit_scar_field
+from cardioscar.predict.inference import mc_dropout_predict
+from cardioscar.fit.training import TrainingConfig, fit_scar_field
 
 
 def problem(n_groups=50, seed=0):

@@ -10,13 +10,13 @@ import pytest
 import SimpleITK as sitk
 
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import image_summary, read_dicom_planes, read_image
+from cardioscar.io.imageio import image_summary, read_dicom_planes, read_image
 from cardioscar.logic import PreprocessingRequest, prepare_training_data
-from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.meshio import read_mesh
-from cardioscar.slices import slices_from_image, slices_from_path, slices_from_paths
+from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.io.meshio import read_mesh
+from cardioscar.prepare.slices import slices_from_image, slices_from_path, slices_from_paths
 from conftest import BIVME, SHARED_DATA, bivme_dicom, bivme_dicom_with_thickness, write_dicom_series
-from cardioscar.targets import slice_targets
+from cardioscar.prepare.targets import slice_targets
 
 ACDC_GT = SHARED_DATA / "acdc_patient101" / "patient101_frame01_gt.nii.gz"
 #: The real short-axis planes of the bivme case, one file per series, about 17.7 mm apart.
@@ -100,7 +100,7 @@ def test_repeated_slice_positions_are_reported(tmp_path: Path, caplog) -> None:
     for index, image in enumerate(images):
         image.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.78.{index}")  # distinct instances
     write_dicom_series(images, ["0", "1", "2"], tmp_path, "1.2.826.0.1.3680043.2.1125.78")
-    with caplog.at_level("WARNING", logger="cardioscar.imageio"):
+    with caplog.at_level("WARNING", logger="cardioscar.io.imageio"):
         planes = read_dicom_planes(tmp_path)
     assert len(planes) == 3
     assert "1 file(s) of the DICOM series" in caplog.text and "repeat the position" in caplog.text
@@ -229,14 +229,14 @@ def test_every_format_keeps_the_oblique_geometry(tmp_path, suffix):
 def test_the_same_plane_given_twice_is_reported(caplog) -> None:
     """Pooling images that hold the same plane weights its pixels double: say so (and go on)."""
     planes = [BIVME / "dicom_ED" / "Se3", BIVME / "dicom_ED" / "Se6", BIVME / "dicom_ED" / "Se3"]
-    with caplog.at_level("WARNING", logger="cardioscar.slices"):
+    with caplog.at_level("WARNING", logger="cardioscar.prepare.slices"):
         layers = slices_from_paths(planes, half_thickness=3.0)
     assert len(layers) == 3
     repeated = [r.getMessage() for r in caplog.records if "same plane" in r.getMessage()]
     assert repeated == ["slices 'Se3 k=0' and 'Se3 k=0' are the same plane (the same image given twice, or a repeated "
                         "acquisition?): its pixels count twice"]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="cardioscar.slices"):
+    with caplog.at_level("WARNING", logger="cardioscar.prepare.slices"):
         slices_from_paths(planes[:2], half_thickness=3.0)
     assert not [r for r in caplog.records if "same plane" in r.getMessage()]
 
@@ -275,7 +275,7 @@ def test_auto_slab_needs_a_recorded_thickness_along_z(tmp_path: Path) -> None:
 
 def test_why_not_one_volume_reads_the_files_in_any_order(tmp_path):
     """The Slicer module asks this of a volume node's files (listed in the DICOM database's order)."""
-    from cardioscar.imageio import why_not_one_volume
+    from cardioscar.io.imageio import why_not_one_volume
     from conftest import bivme_dicom, write_dicom_series
 
     series = ("Se11", "Se1", "Se2", "Se3", "Se4", "Se5")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cardioscar.engines import BayesianNN
+from cardioscar.fit.engines import BayesianNN
 from cardioscar.errors import CardioScarError, TrainingCancelled
-from cardioscar.inference import mc_dropout_predict, node_batches
+from cardioscar.predict.inference import mc_dropout_predict, node_batches
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_node_batches_bound_memory():
 
 def test_single_sample_warns_and_gives_zero_std(model, caplog):
     coords = np.random.default_rng(3).random((20, 3))
-    with caplog.at_level(logging.WARNING, logger="cardioscar.inference"):
+    with caplog.at_level(logging.WARNING, logger="cardioscar.predict.inference"):
         mean, std = mc_dropout_predict(model, coords, mc_samples=1, device="cpu")
     assert (std == 0).all() and mean.shape == (20,)
     assert "mc_samples=1" in caplog.text
@@ -119,7 +119,7 @@ def test_invalid_arguments_and_cancel(model):
 
 
 def test_chunks_are_cut_to_the_row_cap(model, monkeypatch):
-    from cardioscar import inference
+    from cardioscar.predict import inference
 
     rows = []
     original = inference._Sampler.__call__
@@ -148,7 +148,7 @@ def test_chunks_are_cut_to_the_row_cap(model, monkeypatch):
 def test_a_gpu_gets_whole_batches_per_chunk():
     """On a GPU the cache-sized CPU chunks would cost a few dozen kernel launches and a read-back
     per ~200 nodes; there a chunk is a whole batch (only the choice is checked: no GPU here)."""
-    from cardioscar.inference import MAX_ROWS_PER_FORWARD, nodes_per_chunk
+    from cardioscar.predict.inference import MAX_ROWS_PER_FORWARD, nodes_per_chunk
 
     cuda = torch.device("cuda")
     assert nodes_per_chunk(cuda, 50000, 10) == 50000
@@ -191,7 +191,7 @@ def test_the_documented_mc_setup_eval_plus_enable_dropout_is_kept(model):
 
 
 def test_split_network_finds_the_deterministic_prefix():
-    from cardioscar.inference import split_network
+    from cardioscar.predict.inference import split_network
 
     prefix, first, rest = split_network(BayesianNN(hidden_dim=8, n_layers=6))
     assert [type(m).__name__ for m in prefix] == ["Linear", "ReLU", "Linear", "ReLU"]

@@ -64,7 +64,7 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
     np.testing.assert_array_equal(targets[starts], (expected >= 1) if target == "scar" else (expected == 2))
     if target == "core":  # the record travels into the checkpoint's provenance
         from cardioscar.logic import train_scar_model
-        from cardioscar.training import TrainingConfig
+        from cardioscar.fit.training import TrainingConfig
 
         checkpoint = train_scar_model(npz, TrainingConfig.fast(max_epochs=1))
         assert json.loads(checkpoint["provenance"]["scar_rule"]) == record

@@ -21,10 +21,10 @@ from cardioscar.logic import (
     save_preprocessing_result,
     train_scar_model,
 )
-from cardioscar.meshio import Mesh, read_mesh, write_mesh
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
-from cardioscar.slices import slice_to_vtk_grid, slices_from_image
-from cardioscar.training import TrainingConfig
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
+from cardioscar.fit.training import TrainingConfig
 
 TINY = dict(max_epochs=3, early_stopping_patience=3)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cardioscar.errors import CardioScarError
-from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.slices import SliceLayer, slices_from_array
+from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.prepare.slices import SliceLayer, slices_from_array
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +161,7 @@ def test_invalid_points_are_rejected() -> None:
 
 
 def test_scaler_is_fitted_on_all_nodes_and_inverts() -> None:
-    from cardioscar.normalization import denormalize, fit_scaler, normalize
+    from cardioscar.fit.normalization import denormalize, fit_scaler, normalize
 
     points = np.random.default_rng(4).normal(size=(200, 3)) * [30.0, 10.0, 5.0]
     low, high = fit_scaler(points)

@@ -10,7 +10,7 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -9,8 +9,8 @@ import pytest
 import vtk
 
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import Mesh, write_mesh
-from cardioscar.metrics import (auc, best_threshold, dice, evaluate_fields, evaluate_meshes, node_volumes, on_slice_mask,
+from cardioscar.io.meshio import Mesh, write_mesh
+from cardioscar.evaluate.metrics import (auc, best_threshold, dice, evaluate_fields, evaluate_meshes, node_volumes, on_slice_mask,
                                 uncertainty_on_off_slices, volume_error)
 
 

@@ -13,8 +13,8 @@ import SimpleITK as sitk
 from conftest import run_cli
 
 from cardioscar.logic import PreprocessingRequest, load_preprocessing_result, prepare_training_data
-from cardioscar.phantom import make_phantom, write_phantom
-from cardioscar.phantom_segmented import SegmentedConfig
+from cardioscar.phantoms.phantom import make_phantom, write_phantom
+from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 
 
 @pytest.fixture(scope="module")

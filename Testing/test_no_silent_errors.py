@@ -19,14 +19,14 @@ import pytest
 import torch
 
 from cardioscar import cli
-from cardioscar.atomic import STALE_AFTER_S, atomic_write
-from cardioscar.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from cardioscar.io.atomic import STALE_AFTER_S, atomic_write
+from cardioscar.fit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import (PreprocessingRequest, TrainingConfig, apply_scar_model, load_preprocessing_result,
                               predict_on_points, prepare_training_data, save_inference_result, save_trained_model,
                               train_scar_model)
-from cardioscar.meshio import read_mesh, write_mesh
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+from cardioscar.io.meshio import read_mesh, write_mesh
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cardioscar import partial_volume as pv
+from cardioscar.prepare import partial_volume as pv
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingRequest, prepare_from_slices, prepare_training_data
-from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.meshio import read_mesh
-from cardioscar.phantom import PhantomConfig, make_phantom
-from cardioscar.slices import slices_from_image
+from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.io.meshio import read_mesh
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
+from cardioscar.prepare.slices import slices_from_image
 from conftest import run_cli
 
 
@@ -136,9 +136,9 @@ def test_cli_flag_end_to_end(small_phantom, tmp_path):
 def test_corrected_slices_carry_the_training_targets(small_phantom):
     """The baselines can see exactly the corrected targets the network trains on."""
     from cardioscar.logic import prepare_from_slices
-    from cardioscar.meshio import read_mesh
-    from cardioscar.partial_volume import corrected_slices
-    from cardioscar.slices import slices_from_image
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.prepare.partial_volume import corrected_slices
+    from cardioscar.prepare.slices import slices_from_image
 
     phantom, paths = small_phantom
     mesh = read_mesh(paths["mesh"])

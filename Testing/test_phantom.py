@@ -11,9 +11,9 @@ import vtk
 from vtk.util import numpy_support
 
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import read_mesh
-from cardioscar.metrics import node_volumes
-from cardioscar.phantom import Phantom, PhantomConfig, make_phantom, write_phantom
+from cardioscar.io.meshio import read_mesh
+from cardioscar.evaluate.metrics import node_volumes
+from cardioscar.phantoms.phantom import Phantom, PhantomConfig, make_phantom, write_phantom
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from vtk.util import numpy_support
 
 from cardioscar.cli import main as cli_main
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import read_mesh
-from cardioscar.phantom import make_phantom
-from cardioscar.phantom_segmented import BLOOD, MYOCARDIUM, SCAR, SegmentedConfig
+from cardioscar.io.meshio import read_mesh
+from cardioscar.phantoms.phantom import make_phantom
+from cardioscar.phantoms.phantom_segmented import BLOOD, MYOCARDIUM, SCAR, SegmentedConfig
 
 NODES = 4000
 

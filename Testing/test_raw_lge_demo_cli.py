@@ -19,7 +19,7 @@ from vtk.util.numpy_support import vtk_to_numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cardioscar.meshio import read_mesh  # noqa: E402
+from cardioscar.io.meshio import read_mesh  # noqa: E402
 from test_simulation_export import read_opencarp  # noqa: E402
 
 BORDER, CORE = 0.4, 0.6  # PSI's default thresholds, the demo's truth classes on the scar fraction

@@ -20,9 +20,9 @@ import pytest
 import SimpleITK as sitk
 import vtk
 
-from cardioscar.checkpoint import load_checkpoint
-from cardioscar.meshio import Mesh, read_mesh, write_mesh
-from cardioscar.training import TrainingConfig
+from cardioscar.fit.checkpoint import load_checkpoint
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.fit.training import TrainingConfig
 from conftest import BIVME, bivme_dicom, run_cli, write_dicom_series
 
 PLANES = ("Se11", "Se1", "Se3", "Se4", "Se5")  # Se2 left out

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cardioscar.checkpoint import load_checkpoint
+from cardioscar.fit.checkpoint import load_checkpoint
 from cardioscar.logic import (fine_tune_scar_model, load_preprocessing_result, predict_on_points,
                               prepare_from_slices, save_preprocessing_result, save_trained_model, train_scar_model)
 from cardioscar.errors import CardioScarError
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
-from cardioscar.slices import SliceLayer
-from cardioscar.training import TrainingConfig
+from cardioscar.prepare.slices import SliceLayer
+from cardioscar.fit.training import TrainingConfig
 
 SIZE = 40
 

@@ -14,7 +14,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.simulation.export import export_model
 
 

@@ -24,8 +24,8 @@ import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.aha import AHA_TABLE_REFERENCE  # noqa: E402
 from cardioscar.aha import AhaOptions, analyse_mesh  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.meshio import Mesh, write_mesh  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom  # noqa: E402
+from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom  # noqa: E402
 
 INSERTIONS_DEG = (30.0, 150.0)
 

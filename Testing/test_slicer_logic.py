@@ -25,8 +25,8 @@ import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic import results  # noqa: E402
 from CardioScarLogic.scarsource import scar_source_from_node  # noqa: E402
 from cardioscar.errors import CardioScarError, TrainingCancelled  # noqa: E402
-from cardioscar.error_risk import error_risk  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+from cardioscar.predict.error_risk import error_risk  # noqa: E402
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 EPOCHS = 25
 
@@ -98,7 +98,7 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     table = result.table_node.GetTable()
     rows = {table.GetValue(r, 0).ToString(): (table.GetValue(r, 1).ToString(), table.GetValue(r, 2).ToString())
             for r in range(table.GetNumberOfRows())}
-    from cardioscar.metrics import node_volumes
+    from cardioscar.evaluate.metrics import node_volumes
 
     expected_ml = float(np.dot(node_volumes(model.GetMesh()), probability)) / 1000.0
     value, unit = rows["Scar volume (probability-weighted)"]
@@ -142,7 +142,7 @@ def test_logic_equals_command_line_on_same_inputs_and_seed(case, scene, tmp_path
     (cardioscar.cli.main), predict through the Python API: the same arrays as the Slicer Logic
     (which read the files through MRML storage nodes)."""
     from cardioscar.logic import load_preprocessing_result, load_trained_model, predict_on_points
-    from cardioscar.meshio import read_mesh
+    from cardioscar.io.meshio import read_mesh
 
     context, volume, model = scene
     logic = csl.CardioScarLogic(context.scene, context.color_logic)

@@ -24,8 +24,8 @@ import SimpleITK as sitk  # noqa: E402
 import CardioScarLogic as csl  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.logic import PreprocessingRequest, prepare_training_data  # noqa: E402
-from cardioscar.phantom import make_phantom, write_phantom  # noqa: E402
-from cardioscar.phantom_segmented import SegmentedConfig  # noqa: E402
+from cardioscar.phantoms.phantom import make_phantom, write_phantom  # noqa: E402
+from cardioscar.phantoms.phantom_segmented import SegmentedConfig  # noqa: E402
 
 GROUP_KEYS = ("group_ids", "node_ids", "group_slice", "group_pixel")
 

@@ -25,7 +25,7 @@ import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic import background as csl_background, worker as csl_worker  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
 from CardioScarLogic.layout import RESULTS_LAYOUT_ID  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 VERSIONS = ("5.8", "5.10")
 BOTH_VERSIONS = pytest.mark.parametrize("panel", VERSIONS, indirect=True)

@@ -22,7 +22,7 @@ import vtk  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom  # noqa: E402
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom  # noqa: E402
 
 
 @pytest.fixture(scope="module")

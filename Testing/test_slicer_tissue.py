@@ -19,7 +19,7 @@ from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.tissue import TAG_COLOR_ID, export_model_node, tag_model_node  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.meshio import Mesh, write_mesh  # noqa: E402
+from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
 from test_simulation_export import _tet_mesh  # noqa: E402  (the same 64-node tetrahedral block)
 
 
@@ -85,7 +85,7 @@ def test_logic_trains_on_a_scar_rule_of_raw_lge(tmp_path):
     """The phantom's raw LGE and label map loaded as Slicer volumes; PSI targets, tiny training."""
     import SimpleITK as sitk
 
-    from cardioscar.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
 
     phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
     paths = write_phantom(phantom, tmp_path)

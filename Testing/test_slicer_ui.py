@@ -252,7 +252,7 @@ def test_combo_box_items_match_the_parameter_choices(module_ast, ui):
 
 
 def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
-    from cardioscar.training import TrainingConfig
+    from cardioscar.fit.training import TrainingConfig
 
     from CardioScarLogic import ReconstructionOptions
 
@@ -355,7 +355,7 @@ def test_attrivae_cmake_packages_every_file_and_is_part_of_the_extension():
     assert extension.index("add_subdirectory(CardioScar)") < extension.index("add_subdirectory(AttriVAE)")
     # the command line the module runs is installed by the CardioScar module's list
     library = _cmake_list((MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8"), "CARDIOSCAR_LIB_FILES")
-    assert {"attrivae_command.py", "attrivae/__init__.py", "__main__.py"} <= set(library)
+    assert {"commands/attrivae.py", "attrivae/__init__.py", "__main__.py"} <= set(library)
 
 
 def test_attrivae_panel_code_ui_and_parameters_agree():

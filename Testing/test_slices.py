@@ -11,8 +11,8 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk
 
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import read_image
-from cardioscar.slices import SliceLayer, slice_from_vtk_grid, slice_to_vtk_grid, slices_from_image
+from cardioscar.io.imageio import read_image
+from cardioscar.prepare.slices import SliceLayer, slice_from_vtk_grid, slice_to_vtk_grid, slices_from_image
 
 
 def write_oblique_nifti(path: Path, size_ijk=(7, 6, 10), spacing=(1.2, 0.8, 6.0)) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cardioscar.errors import CardioScarError
-from cardioscar.slices import SliceLayer
-from cardioscar.targets import parse_scar_labels, parse_slice_indices, slice_targets
+from cardioscar.prepare.slices import SliceLayer
+from cardioscar.prepare.targets import parse_scar_labels, parse_slice_indices, slice_targets
 
 
 def layer(values, label: str = "s") -> SliceLayer:

@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cardioscar import training
-from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
-from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss
+from cardioscar.fit import training
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.engines import BayesianNN, compute_group_reconstruction_loss
 from cardioscar.errors import CardioScarError, TrainingCancelled
-from cardioscar.training import CyclicalLR, TrainingConfig, TrainingProgress, fit_scar_field
+from cardioscar.fit.training import CyclicalLR, TrainingConfig, TrainingProgress, fit_scar_field
 
 
 def small_problem(n_groups=60, seed=0):
@@ -69,7 +69,7 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_with_lower_peak_ra
     defaults never do."""
     coords, values, groups = small_problem(n_groups=120)
     config = TrainingConfig.fast(max_epochs=1, num_threads=1)
-    with caplog.at_level("WARNING", logger="cardioscar.training"):
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
         _, history = fit_scar_field(coords, values, groups, config, device="cpu")
     group_targets = np.array([values[groups == g][0] for g in range(120)])
     assert history["target_variance"] == pytest.approx(group_targets.var())
@@ -81,7 +81,7 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_with_lower_peak_ra
     assert training.config_used(config, {**history, "max_lr": config.max_lr / 3}).max_lr == pytest.approx(config.max_lr / 3)
     assert "even with lower peak rates" in caplog.text  # the retries could not fit one epoch either
     caplog.clear()
-    with caplog.at_level("WARNING", logger="cardioscar.training"):
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
         _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=1), device="cpu")
     assert documented["best_loss"] > 0.5 * documented["target_variance"] and documented["retried_max_lr"] is None
     assert "training again" not in caplog.text and "the fast preset (--preset fast, TrainingConfig.fast(), with retry_failed_fit)" in caplog.text
@@ -101,7 +101,7 @@ def test_a_dead_run_is_stopped_and_retried(caplog):
     assert history["dead_epoch"] == training.DEAD_EPOCHS == history["epochs_run"]
     assert len(set(history["train_loss"])) == 1
     assert history["retried_max_lr"] == pytest.approx(config.max_lr / 9) and not history["retry_kept"]
-    with caplog.at_level("WARNING", logger="cardioscar.training"):
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
         _, documented = fit_scar_field(coords, values, groups, small_config(max_epochs=40), device="cpu", model=dead)
     assert documented["dead_epoch"] is None and documented["epochs_run"] == 40
     assert documented["best_loss"] > documented["target_variance"]

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 import slicer
 
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import check_spacing
+from cardioscar.io.imageio import check_spacing
 from CardioScarLogic.geometry import RAS_TO_LPS, linear_world_matrix, volume_ijk_to_lps
 from CardioScarLogic.headless import check_file_of_node
 from CardioScarLogic.scarsource import export_segments, segment_named

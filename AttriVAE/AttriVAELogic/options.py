@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cardioscar.errors import CardioScarError
-from cardioscar.targets import _parse_int_list
+from cardioscar.prepare.targets import _parse_int_list
 
 #: Label conventions of the label maps the model was trained on: cavity labels, myocardium labels.
 LABEL_CONVENTIONS = {"EMIDEC": ("1", "2,3,4"), "ACDC": ("3", "2")}

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 from cardioscar.errors import CardioScarError
 from CardioScarLogic.results import fill_string_table, referenced_or_new
 

@@ -11,7 +11,7 @@ positions, with nothing in the scene to show it. The node's files still say wher
 from __future__ import annotations
 
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import why_not_one_volume
+from cardioscar.io.imageio import why_not_one_volume
 
 from .slabwidth import source_files
 

@@ -144,7 +144,7 @@ def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Pa
     when asked, the bull's-eye PNG. A failure leaves the model and the scene as they were."""
     from cardioscar.aha import analyse_mesh
     from cardioscar.aha.bullseye import write_bullseye
-    from cardioscar.meshio import Mesh
+    from cardioscar.io.meshio import Mesh
 
     if inputs.rv_markups is None and inputs.labels_node is None:
         raise CardioScarError("no RV insertion: place a markups point on the anterior RV insertion, or choose a "

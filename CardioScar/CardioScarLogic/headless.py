@@ -133,8 +133,8 @@ def check_file_of_node(node) -> None:
     error; ``cardioscar prepare`` refuses these files, so the Logic must too. A file that no longer
     describes the node (overwritten since it was read: another size or node count in its header)
     is not the node's any more and is left alone."""
-    from cardioscar.imageio import check_image_file
-    from cardioscar.meshio import MESH_SUFFIXES, read_mesh
+    from cardioscar.io.imageio import check_image_file
+    from cardioscar.io.meshio import MESH_SUFFIXES, read_mesh
 
     storage = node.GetStorageNode() if node is not None and hasattr(node, "GetStorageNode") else None
     path = Path(storage.GetFileName()) if storage is not None and storage.GetFileName() else None
@@ -172,8 +172,8 @@ def _declared_points(path: Path) -> Optional[int]:
 
 def load_volume(scene, path: str | Path, labelmap: bool = False, name: Optional[str] = None):
     """Read an image file (NIfTI, NRRD, MHA, ...) into a new scalar or label map volume node,
-    after the checks ``cardioscar prepare`` runs on it (:func:`cardioscar.imageio.check_image_file`)."""
-    from cardioscar.imageio import check_image_file, itk_warnings_off
+    after the checks ``cardioscar prepare`` runs on it (:func:`cardioscar.io.imageio.check_image_file`)."""
+    from cardioscar.io.imageio import check_image_file, itk_warnings_off
 
     path = _require_file(Path(path), "Volume")
     check_image_file(path)
@@ -228,7 +228,7 @@ def load_model(scene, path: str | Path, name: Optional[str] = None):
     points in RAS, as the application does. A ``.vtk``, ``.vtp`` or ``.vtu`` file is first read
     as ``cardioscar`` reads it, so a file it refuses (cut short, NaN points) is refused here too.
     """
-    from cardioscar.meshio import MESH_SUFFIXES, read_mesh
+    from cardioscar.io.meshio import MESH_SUFFIXES, read_mesh
 
     path = _require_file(Path(path), "Mesh")
     if path.suffix.lower() in MESH_SUFFIXES:
@@ -256,7 +256,7 @@ def save_model(model_node, path: str | Path, coordinate_system: str = "LPS") -> 
     The storage node writes to a temporary name first and the file is renamed into place, so
     a failure never leaves a half-written result.
     """
-    from cardioscar.atomic import atomic_write
+    from cardioscar.io.atomic import atomic_write
 
     path = Path(path)
     check_mesh_output(model_node, path)

@@ -24,7 +24,7 @@ import numpy as np
 import slicer
 
 from cardioscar.errors import CardioScarError
-from cardioscar.slices import RECORDED
+from cardioscar.prepare.slices import RECORDED
 
 from . import results
 from .aha import AhaInputs
@@ -39,7 +39,7 @@ from .slabwidth import half_width
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[object], None]  # receives cardioscar.training.TrainingProgress
+ProgressCallback = Callable[[object], None]  # receives cardioscar.fit.training.TrainingProgress
 CancelHook = Callable[[], bool]
 
 
@@ -70,7 +70,7 @@ class PreparedRun:
     prepared: object  # cardioscar.logic.PreprocessingResult
     slab: tuple
     started: float
-    myocardium: object = None  # cardioscar.myocardium.MyocardiumReport
+    myocardium: object = None  # cardioscar.prepare.myocardium.MyocardiumReport
 
 
 def _check_model_node(model_node) -> None:
@@ -82,11 +82,11 @@ def _check_model_node(model_node) -> None:
 def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None,
                    myocardium_mask=None) -> tuple[list, object]:
     """The chosen slices of one scar node or of a list of them, with their training targets (NaN
-    outside the myocardium when one is given) and the :class:`cardioscar.myocardium.MyocardiumReport`.
+    outside the myocardium when one is given) and the :class:`cardioscar.prepare.myocardium.MyocardiumReport`.
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
     ``myocardium_mask``: a mask volume node."""
-    from cardioscar.slices import pooled_slices
-    from cardioscar.targets import scar_label_pixels, slice_targets, unmatched_labels
+    from cardioscar.prepare.slices import pooled_slices
+    from cardioscar.prepare.targets import scar_label_pixels, slice_targets, unmatched_labels
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node, options.myocardium_segment) for node in nodes or [None]]
@@ -157,7 +157,7 @@ class CardioScarLogic:
     @staticmethod
     def device_description(force_cpu: bool = False) -> str:
         """Where training would run, e.g. ``"cpu (2 threads)"`` (imports torch)."""
-        from cardioscar.devices import describe_device, resolve_device
+        from cardioscar.fit.devices import describe_device, resolve_device
 
         return describe_device(resolve_device(force_cpu))
 
@@ -203,7 +203,7 @@ class CardioScarLogic:
             CardioScarError: a one-line, actionable problem with the inputs or options.
             cardioscar.errors.TrainingCancelled: ``should_cancel()`` returned True (nothing written).
         """
-        from cardioscar.devices import describe_device, resolve_device
+        from cardioscar.fit.devices import describe_device, resolve_device
         from cardioscar.logic import train_scar_model
 
         run = self.prepare_training(scar_node, model_node, options, myocardium_mask, blood_pool_node=blood_pool_node,
@@ -256,7 +256,7 @@ class CardioScarLogic:
                     options: Optional[ReconstructionOptions] = None,
                     should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
         """Predict with a saved checkpoint (path or dict) on ``model_node``; no training."""
-        from cardioscar.devices import describe_device, resolve_device
+        from cardioscar.fit.devices import describe_device, resolve_device
         from cardioscar.logic import check_mesh_for_checkpoint, load_trained_model
 
         options = options or ReconstructionOptions()

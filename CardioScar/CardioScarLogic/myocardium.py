@@ -1,6 +1,6 @@
 """Where the myocardium is on the chosen slices, from the nodes the user gave.
 
-The three ways of ``cardioscar prepare`` (see :mod:`cardioscar.myocardium`), with nodes: the
+The three ways of ``cardioscar prepare`` (see :mod:`cardioscar.prepare.myocardium`), with nodes: the
 myocardium labels of a label-map input, a segmentation's myocardium segment (exported beside its
 scar segment, :mod:`CardioScarLogic.scarsource`), or a separate mask volume node (a label map or
 a 0/1 scalar volume) sampled at each chosen pixel's centre in world coordinates, so it may be on
@@ -15,7 +15,7 @@ import numpy as np
 import slicer
 
 from cardioscar.errors import CardioScarError
-from cardioscar.myocardium import (MyocardiumReport, label_masks, masks_from_voxels, no_restriction,
+from cardioscar.prepare.myocardium import (MyocardiumReport, label_masks, masks_from_voxels, no_restriction,
                                    restrict_to_myocardium)
 
 from .geometry import volume_ijk_to_lps

@@ -4,7 +4,7 @@ One dataclass serves the panel (filled from the parameter node), the Python cons
 batch script (filled from ``cardioscar train`` / ``apply`` option names), so every face runs
 with the same defaults. Training options left as ``None`` take the preset's value:
 ``"documented"`` is the existing tool's documented configuration, ``"fast"`` the interactive
-preset of :meth:`cardioscar.training.TrainingConfig.fast`.
+preset of :meth:`cardioscar.fit.training.TrainingConfig.fast`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from cardioscar.checks import check_seed
+from cardioscar.io.checks import check_seed
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import TARGETS
-from cardioscar.slices import RECORDED, parse_half_thickness
+from cardioscar.prepare.slices import RECORDED, parse_half_thickness
 
 PRESETS = ("documented", "fast")
 IntList = Union[str, Sequence[int], None]
@@ -56,7 +56,7 @@ class ReconstructionOptions:
     ``myocardium_labels`` (text or list) are the myocardium labels of a label-map input, or of the
     myocardium mask volume when one is given (``cardioscar prepare --myocardium-labels``);
     ``myocardium_segment`` names the myocardium segment of a segmentation input. Chosen pixels
-    outside the myocardium then carry no constraint (:mod:`cardioscar.myocardium`).
+    outside the myocardium then carry no constraint (:mod:`cardioscar.prepare.myocardium`).
     """
 
     slice_axis: str = "z"
@@ -118,7 +118,7 @@ class ReconstructionOptions:
         """The :class:`cardioscar.lge.prepare.ScarRuleRequest` of these options (None without a rule)."""
         from cardioscar.lge.prepare import ScarRuleRequest
         from cardioscar.lge.rules import parse_thresholds
-        from cardioscar.targets import _parse_int_list
+        from cardioscar.prepare.targets import _parse_int_list
 
         if not self.scar_rule:
             return None
@@ -131,13 +131,13 @@ class ReconstructionOptions:
 
     def parsed_slice_indices(self) -> Optional[list[int]]:
         """Slice indices as a list, or None for all slices."""
-        from cardioscar.targets import parse_slice_indices
+        from cardioscar.prepare.targets import parse_slice_indices
 
         return _int_list(self.slice_indices, parse_slice_indices)
 
     def parsed_scar_labels(self, is_label_map: bool) -> Optional[list[int]]:
         """Scar labels; a label map (or exported segmentation) with none given uses label 1."""
-        from cardioscar.targets import parse_scar_labels
+        from cardioscar.prepare.targets import parse_scar_labels
 
         labels = _int_list(self.scar_labels, parse_scar_labels)
         if labels is None and is_label_map:
@@ -146,13 +146,13 @@ class ReconstructionOptions:
 
     def parsed_myocardium_labels(self) -> Optional[list[int]]:
         """Myocardium labels as a list, or None (not given)."""
-        from cardioscar.targets import parse_myocardium_labels
+        from cardioscar.prepare.targets import parse_myocardium_labels
 
         return _int_list(self.myocardium_labels, parse_myocardium_labels)
 
     def training_config(self):
-        """The :class:`cardioscar.training.TrainingConfig` for this run (imports torch)."""
-        from cardioscar.training import TrainingConfig
+        """The :class:`cardioscar.fit.training.TrainingConfig` for this run (imports torch)."""
+        from cardioscar.fit.training import TrainingConfig
 
         overrides = {name: getattr(self, name) for name in
                      ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads")

@@ -102,7 +102,7 @@ class OffscreenThreeDView:
 
 
 def _write_png(image: vtk.vtkImageData, path: Path) -> None:
-    from cardioscar.atomic import atomic_write
+    from cardioscar.io.atomic import atomic_write
 
     with atomic_write(path) as tmp:
         writer = vtk.vtkPNGWriter()

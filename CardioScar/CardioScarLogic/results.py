@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 PROBABILITY = "scar_probability"
 UNCERTAINTY = "scar_uncertainty"
 BINARY = "scar_binary"
-#: cardioscar.logic.ERROR_RISK_FIELD (see cardioscar.error_risk)
+#: cardioscar.logic.ERROR_RISK_FIELD (see cardioscar.predict.error_risk)
 ERROR_RISK = "scar_error_risk"
 
 #: Singleton tag of the probability colour table; its node ID is
@@ -149,7 +149,7 @@ def show_probability(model_node, color_logic=None):
 
 def mesh_measure_kind(mesh) -> str:
     """"volume" when the mesh has 3D cells of non-zero volume (a tetrahedral myocardium), else
-    "area" (a surface): the same rule as :func:`cardioscar.metrics.node_volumes`."""
+    "area" (a surface): the same rule as :func:`cardioscar.evaluate.metrics.node_volumes`."""
     sizes = vtk.vtkCellSizeFilter()
     sizes.SetInputData(mesh)
     sizes.ComputeVertexCountOff()
@@ -166,9 +166,9 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
     """(measure, value, unit) rows of the summary table. ``slab``: the distinct slab half-widths
     the slices were cut with and whether they were read from DICOM (training runs), so that the
     geometry a result rests on is recorded next to it; ``myocardium``: the
-    :class:`cardioscar.myocardium.MyocardiumReport` of a training run (what said where the
+    :class:`cardioscar.prepare.myocardium.MyocardiumReport` of a training run (what said where the
     myocardium is, and how many chosen pixels outside it carried no constraint)."""
-    from cardioscar.metrics import node_volumes
+    from cardioscar.evaluate.metrics import node_volumes
 
     weights, kind = node_volumes(mesh), mesh_measure_kind(mesh)
     total = float(weights.sum())
@@ -202,7 +202,7 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
         ]
         variance = float(history.get("target_variance") or 0.0)
         if variance > 0:  # a fit quality check: under ~50 % the network collapsed towards a constant
-            from cardioscar.training import variance_explained
+            from cardioscar.fit.training import variance_explained
 
             explained = 100.0 * variance_explained(float(history["best_loss"]), variance)
             rows.append(("Pixel variance explained", f"{explained:.1f}", "%"))

@@ -39,7 +39,7 @@ def _mask_layers(node, segment: str, labels, what: str, slicing: tuple, image: l
     """Boolean per-slice masks of ``node`` (label map: ``labels`` or non-zero; segmentation: the
     segment named ``segment``) on the LGE ``image``'s slices."""
     from cardioscar.lge.prepare import mask_arrays
-    from cardioscar.myocardium import masks_from_voxels
+    from cardioscar.prepare.myocardium import masks_from_voxels
 
     if _is_segmentation(node):
         if not segment.strip():
@@ -104,7 +104,7 @@ def rule_slices(lge_node, options: ReconstructionOptions, myocardium_node, blood
 def rule_myocardium(layers: list, options: ReconstructionOptions, myocardium_node):
     """The myocardium record of a run on a scar rule: the rule leaves NaN in every pixel outside
     the myocardium (a raw LGE image has no NaN of its own), so those are the dropped pixels."""
-    from cardioscar.myocardium import MyocardiumReport
+    from cardioscar.prepare.myocardium import MyocardiumReport
 
     dropped = np.array([int(np.isnan(layer.values).sum()) for layer in layers], dtype=np.int64)
     kept = np.array([int(np.isfinite(layer.values).sum()) for layer in layers], dtype=np.int64)

@@ -18,7 +18,7 @@ import slicer
 import vtk
 
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import check_spacing
+from cardioscar.io.imageio import check_spacing
 
 from .geometry import (RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, transformed_planes_lps, volume_ijk_to_lps,
                        volume_planes_lps)
@@ -65,8 +65,8 @@ class ScarSource:
         return [SEGMENT_SCAR, SEGMENT_MYOCARDIUM] if self.myocardium_segment else None
 
     def slices(self, slice_axis: str, slice_indices, half_thickness: float) -> list:
-        """The chosen slices as :class:`cardioscar.slices.SliceLayer` in world LPS."""
-        from cardioscar.slices import slices_from_array, slices_from_planes
+        """The chosen slices as :class:`cardioscar.prepare.slices.SliceLayer` in world LPS."""
+        from cardioscar.prepare.slices import slices_from_array, slices_from_planes
 
         if self.planes is None:
             return slices_from_array(self.volume_kji, self.ijk_to_lps, slice_axis, slice_indices, half_thickness,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Union
 
 from cardioscar.errors import CardioScarError
-from cardioscar.imageio import recorded_half_thickness_of_files
-from cardioscar.slices import RECORDED
+from cardioscar.io.imageio import recorded_half_thickness_of_files
+from cardioscar.prepare.slices import RECORDED
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import Mesh
+from cardioscar.io.meshio import Mesh
 from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagged_vtu
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, tag_mesh
 

@@ -48,7 +48,7 @@ def emit(kind: str, **fields) -> None:
 
 #: Loggers whose information lines the user reads (the training's course); from the others,
 #: only warnings and errors (their information lines name the job's temporary files).
-INFORMATIVE_LOGGERS = ("cardioscar.training",)
+INFORMATIVE_LOGGERS = ("cardioscar.fit.training",)
 
 
 class _ReportHandler(logging.Handler):
@@ -85,7 +85,7 @@ def _report_progress(progress) -> None:
 def _write_prediction(folder: Path, inference) -> None:
     import numpy as np
 
-    from cardioscar.atomic import atomic_write
+    from cardioscar.io.atomic import atomic_write
 
     arrays = {"mean": inference.mean_predictions, "std": inference.std_predictions}
     if inference.binary_predictions is not None:
@@ -101,9 +101,9 @@ def run_job(folder: Path) -> None:
     """Do the job described in ``folder/job.json`` and write its results into ``folder``."""
     import numpy as np
 
-    from cardioscar.devices import describe_device, resolve_device
+    from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.logic import (load_trained_model, predict_on_points, save_trained_model, train_scar_model)
-    from cardioscar.training import TrainingConfig
+    from cardioscar.fit.training import TrainingConfig
 
     job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
     device = resolve_device(bool(job["force_cpu"]))

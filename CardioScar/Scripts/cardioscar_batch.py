@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
     """AHA 17-segment options, named as in ``cardioscar aha``; points in the mesh file's frame."""
-    from cardioscar.aha_command import NEGATIVE_POINT, _point
+    from cardioscar.commands.aha import NEGATIVE_POINT, _point
 
     parser._negative_number_matcher = NEGATIVE_POINT  # -12.5,30,41 is a point, not an option
     aha = parser.add_argument_group("AHA 17 segments (as cardioscar aha), after the reconstruction")
@@ -179,9 +179,9 @@ _AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_n
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything that can be checked before reading files or training (a mistake found after a
     long training would lose it)."""
-    from cardioscar.checks import check_output_dir, check_output_path
+    from cardioscar.io.checks import check_output_dir, check_output_path
     from cardioscar.errors import CardioScarError
-    from cardioscar.meshio import MESH_SUFFIXES
+    from cardioscar.io.meshio import MESH_SUFFIXES
 
     if args.model is None and args.volume is None:
         raise CardioScarError("Give --volume (the LGE image to train on) or --model (a saved .pth to apply).")
@@ -228,7 +228,7 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
     from CardioScarLogic import AhaInputs, load_volume
     from cardioscar.aha import AhaOptions
     from cardioscar.aha.table import write_table
-    from cardioscar.meshio import read_mesh
+    from cardioscar.io.meshio import read_mesh
 
     to_ras = (1.0, 1.0, 1.0) if read_mesh(args.mesh).space == "RAS" else (-1.0, -1.0, 1.0)
 
@@ -288,7 +288,7 @@ def _progress_logger():
 def _write_summary(table_node, path: Path) -> None:
     import csv
 
-    from cardioscar.atomic import atomic_write
+    from cardioscar.io.atomic import atomic_write
 
     table = table_node.GetTable()
     with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:

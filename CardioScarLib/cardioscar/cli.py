@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
 
-from cardioscar import __version__, aha_command, attrivae_command, cohort_command, mesh_cli
-from cardioscar.checks import check_output_dir, check_output_path, check_seed
+from cardioscar import __version__
+from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
+from cardioscar.commands import mesh_from_labels as mesh_cli
+from cardioscar.io.checks import check_output_dir, check_output_path, check_seed
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import export
@@ -69,7 +71,7 @@ def _comma_ints(what: str) -> Callable[[str], List[int]]:
 
 def _padding(text: str) -> float | str:
     """``--slice-thickness-padding``: millimetres, or ``auto`` (each DICOM file's own thickness)."""
-    from cardioscar.slices import parse_half_thickness  # here: vtk and SimpleITK load only when used
+    from cardioscar.prepare.slices import parse_half_thickness  # here: vtk and SimpleITK load only when used
 
     try:
         return parse_half_thickness(text)
@@ -216,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _training_config(args: argparse.Namespace):
-    from cardioscar.training import TrainingConfig
+    from cardioscar.fit.training import TrainingConfig
 
     overrides = {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name, None) is not None}
     return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
@@ -251,7 +253,7 @@ def _check_output(output: Path, suffix: str | tuple[str, ...], inputs: Sequence[
 
 
 def _run_training(args: argparse.Namespace, train: Callable) -> None:
-    from cardioscar.devices import describe_device, resolve_device
+    from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.logic import save_trained_model
 
     _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
@@ -323,9 +325,9 @@ def _cmd_fine_tune(args: argparse.Namespace) -> None:
 
 
 def _cmd_apply(args: argparse.Namespace) -> None:
-    from cardioscar.devices import resolve_device
+    from cardioscar.fit.devices import resolve_device
     from cardioscar.logic import apply_scar_model, save_inference_result
-    from cardioscar.meshio import MESH_SUFFIXES
+    from cardioscar.io.meshio import MESH_SUFFIXES
 
     _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
     check_seed(args.seed)
@@ -340,8 +342,8 @@ def _cmd_apply(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from cardioscar.atomic import atomic_write
-    from cardioscar.metrics import evaluate_meshes
+    from cardioscar.io.atomic import atomic_write
+    from cardioscar.evaluate.metrics import evaluate_meshes
 
     if args.json_path is not None:
         _check_output(args.json_path, ".json", [args.prediction, args.truth], "--json")
@@ -361,7 +363,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:
-    from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
     check_output_dir(args.output_dir)
     overrides = {}
@@ -370,7 +372,7 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.family == "segmented":
-        from cardioscar.phantom_segmented import SegmentedConfig
+        from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 
         if args.long_axis:
             raise CardioScarError("phantom --long-axis is for the demo family; drop it or use --family demo")
@@ -383,12 +385,12 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from cardioscar.demo import run_demo
+    from cardioscar.phantoms.demo import run_demo
 
     if args.max_epochs is not None and not 1 <= args.max_epochs <= 100000:
         raise CardioScarError(f"demo --max-epochs {args.max_epochs}: use 1 to 100000")
-    from cardioscar.phantom import PhantomConfig
-    from cardioscar.training import TrainingConfig
+    from cardioscar.phantoms.phantom import PhantomConfig
+    from cardioscar.fit.training import TrainingConfig
 
     check_output_dir(args.output_dir)
     training = None

@@ -22,26 +22,26 @@ import torch
 import vtk
 
 from cardioscar import __version__
-from cardioscar.atomic import atomic_write
-from cardioscar.devices import as_device
-from cardioscar.checks import check_seed
-from cardioscar.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from cardioscar.io.atomic import atomic_write
+from cardioscar.fit.devices import as_device
+from cardioscar.io.checks import check_seed
+from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
-from cardioscar.inference import mc_dropout_predict
+from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
-from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.meshio import Mesh, read_mesh, write_mesh
-from cardioscar.meshscale import check_same_scale, node_spacing
-from cardioscar.myocardium import (MyocardiumReport, label_masks, masks_from_image, no_restriction,
+from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.predict.meshscale import check_same_scale, node_spacing
+from cardioscar.prepare.myocardium import (MyocardiumReport, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
-from cardioscar.normalization import fit_scaler, normalize
-from cardioscar.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
+from cardioscar.fit.normalization import fit_scaler, normalize
+from cardioscar.prepare.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
 from cardioscar.shape_prior.use import npz_entries, prior_from_npz, row_prior_logit, training_prior
-from cardioscar.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
-from cardioscar.targets import slice_targets
-from cardioscar.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
-from cardioscar.error_risk import error_risk
+from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
+from cardioscar.prepare.targets import slice_targets
+from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
+from cardioscar.predict.error_risk import error_risk
 
 logger = logging.getLogger(__name__)
 

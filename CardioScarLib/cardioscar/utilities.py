@@ -1,7 +1,7 @@
 """The documented low-level utilities, kept for scripts written against the existing tool.
 
-New code should use :mod:`cardioscar.meshio`, :mod:`cardioscar.slices` and
-:mod:`cardioscar.mapping` directly; these adapters translate the documented array formats
+New code should use :mod:`cardioscar.io.meshio`, :mod:`cardioscar.prepare.slices` and
+:mod:`cardioscar.prepare.mapping` directly; these adapters translate the documented array formats
 (cell bounding boxes, ``(K, 5)`` row tables) to and from those modules, so both paths share one
 implementation of the geometry.
 """
@@ -14,12 +14,12 @@ from typing import Dict, List, Tuple
 import numpy as np
 from sklearn.preprocessing import MinMaxScaler
 
-from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
 from cardioscar.errors import CardioScarError
-from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.meshio import read_mesh, write_mesh
-from cardioscar.normalization import denormalize
-from cardioscar.slices import SliceLayer, slice_from_vtk_grid
+from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.io.meshio import read_mesh, write_mesh
+from cardioscar.fit.normalization import denormalize
+from cardioscar.prepare.slices import SliceLayer, slice_from_vtk_grid
 
 __all__ = [
     "load_mesh_points",
@@ -45,7 +45,7 @@ def load_grid_layer_data(grid_path: Path, scalar_field_name: str = "ScalarValue"
     """Cell bounding boxes ``(M, 6)`` [xmin, xmax, ymin, ymax, zmin, zmax] and values ``(M,)``.
 
     Only meaningful for axis-aligned grids (the documented format); oblique grids are handled
-    exactly by :func:`cardioscar.slices.slice_from_vtk_grid`.
+    exactly by :func:`cardioscar.prepare.slices.slice_from_vtk_grid`.
     """
     layer = slice_from_vtk_grid(grid_path, scalar_field_name, half_thickness=1.0)
     valid = np.isfinite(layer.values)

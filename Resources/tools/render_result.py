@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "CardioScar"))
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.render import OffscreenThreeDView  # noqa: E402
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 SLICES = "0,2,4,6"
 

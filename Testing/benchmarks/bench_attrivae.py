@@ -43,7 +43,7 @@ from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.model import Architecture
 from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig, cube_to_image, prepare_case
 from cardioscar.attrivae.train import TrainConfig, cross_validate, heldout_figures, stratified_folds
-from cardioscar.devices import describe_device, resolve_device
+from cardioscar.fit.devices import describe_device, resolve_device
 
 REPO = Path(__file__).resolve().parents[2]
 INFARCT = (3, 4)
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True, help="results JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("cardioscar.imageio").setLevel(logging.WARNING)
+    logging.getLogger("cardioscar.io.imageio").setLevel(logging.WARNING)
     device = resolve_device()
     started = time.perf_counter()
     limit = None

@@ -45,7 +45,7 @@ def _peak_rss_mb() -> float:
 
 def make_case(name: str, folder: str) -> None:
     """Write the case's phantom files (its own process, so the pipeline's peak memory excludes it)."""
-    from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
     phantom = make_phantom(PhantomConfig(**CASES[name]["phantom"]))
     write_phantom(phantom, folder)
@@ -58,14 +58,14 @@ def run_case(name: str, folder: str, preset: str, max_epochs: int | None, force_
     import numpy as np
     import torch
 
-    from cardioscar.devices import describe_device, resolve_device
-    from cardioscar.imageio import read_image
+    from cardioscar.fit.devices import describe_device, resolve_device
+    from cardioscar.io.imageio import read_image
     from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
-    from cardioscar.meshio import read_mesh
-    from cardioscar.metrics import dice
-    from cardioscar.slices import slices_from_image
-    from cardioscar.targets import slice_targets
-    from cardioscar.training import TrainingConfig
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.evaluate.metrics import dice
+    from cardioscar.prepare.slices import slices_from_image
+    from cardioscar.prepare.targets import slice_targets
+    from cardioscar.fit.training import TrainingConfig
 
     case = CASES[name]
     device = resolve_device(force_cpu)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cardioscar.cohort import CohortOptions, local_cluster, read_manifest, run_cohort
 from cardioscar.cohort.tasks import input_hash, run_patient
-from cardioscar.phantom import PhantomConfig, make_phantom, write_phantom
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
 
 def write_cohort(root: Path, patients: int, nodes: int, max_epochs: int | None) -> Path:

@@ -3,18 +3,18 @@
 For every infarct case (``Case_P*``) of the EMIDEC set (real LGE short-axis stacks with expert
 labels: 0 background, 1 LV cavity, 2 normal myocardium, 3 infarct, 4 no-reflow):
 
-1. hold out the middle myocardial slice (:func:`cardioscar.heldout.middle_slice`: the middle of
+1. hold out the middle myocardial slice (:func:`cardioscar.evaluate.heldout.middle_slice`: the middle of
    the slices that hold myocardium, the lower middle for an even count; chosen without looking
    at the scar, so some held-out slices have none);
 2. build a hexahedral myocardium mesh (1.5 mm voxels) from the labels 2, 3, 4 of the other
-   slices, shape-interpolated between them (:mod:`cardioscar.mesh_from_labels`), in the image's
+   slices, shape-interpolated between them (:mod:`cardioscar.prepare.mesh_from_labels`), in the image's
    LPS frame;
 3. reconstruct from the other myocardial slices: targets 1 for labels 3, 4, 0 for label 2, NaN
    (no constraint) elsewhere; slabs of half the slice spacing (touching); the library's
    ``prepare_from_slices`` / ``train_scar_model`` / ``predict_on_points`` (10 MC samples);
 4. score the nodes within a quarter of the slice spacing of the held-out plane that lie in its
    myocardium pixels against its labels (scar = 3, 4), beside two yardsticks from the same slices:
-   nearest slice and LogOdds shape interpolation (:mod:`cardioscar.baselines`), given each slice's
+   nearest slice and LogOdds shape interpolation (:mod:`cardioscar.evaluate.baselines`), given each slice's
    scar map with every non-myocardium pixel set to its nearest myocardium pixel's value.
 
 One JSON line per case, then a summary line (means over the cases whose held-out slice has scar;
@@ -47,14 +47,14 @@ from typing import Callable, Iterable
 import numpy as np
 import SimpleITK as sitk
 
-from cardioscar import heldout, metrics
-from cardioscar.atomic import atomic_write
-from cardioscar.baselines import logodds_baseline, nearest_slice_baseline
+from cardioscar.evaluate import heldout, metrics
+from cardioscar.io.atomic import atomic_write
+from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingResult, predict_on_points, prepare_from_slices, train_scar_model
-from cardioscar.mesh_from_labels import MYOCARDIUM_LABELS, labelled_slices, myocardium_mesh_from_labels
-from cardioscar.slices import SliceLayer, slices_from_image
-from cardioscar.training import TrainingConfig
+from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, labelled_slices, myocardium_mesh_from_labels
+from cardioscar.prepare.slices import SliceLayer, slices_from_image
+from cardioscar.fit.training import TrainingConfig
 
 SCAR_LABELS = (3, 4)
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "emidec"

@@ -5,7 +5,7 @@ headline``: the existing tool's headline size, ~29k training rows from the middl
 slice of a ~330k-node mesh, as in ``bench_cases.py``), acquired in ``--partial-volume`` mode, prepares
 the rows as the demo does ("volume" pixels with the partial-volume correction), trains the fast preset through ``train_scar_model``, predicts on
 every mesh node with ``predict_on_points`` (10 MC samples, seeded) and scores it with
-``cardioscar.metrics`` against the phantom's truth, next to the LogOdds and nearest-slice
+``cardioscar.evaluate.metrics`` against the phantom's truth, next to the LogOdds and nearest-slice
 baselines. With ``--reference-seconds S`` it also trains the documented algorithm
 (``reference_loop.py``, documented defaults: it stops after 500 epochs without a better epoch
 loss) on the same rows for at most S seconds, tracing its Dice every 10 epochs. With one slice
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cardioscar import metrics
-from cardioscar.baselines import logodds_baseline, nearest_slice_baseline
+from cardioscar.evaluate import metrics
+from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
-from cardioscar.partial_volume import corrected_slices
-from cardioscar.phantom import PhantomConfig, make_phantom
-from cardioscar.slices import slices_from_image
-from cardioscar.training import TrainingConfig
+from cardioscar.prepare.partial_volume import corrected_slices
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
+from cardioscar.prepare.slices import slices_from_image
+from cardioscar.fit.training import TrainingConfig
 
 
 def emit(**record) -> None:
@@ -61,8 +61,8 @@ def reference_comparison(prepared, phantom, covered: np.ndarray, seconds: float,
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from reference_loop import reference_train
 
-    from cardioscar.inference import mc_dropout_predict
-    from cardioscar.normalization import normalize
+    from cardioscar.predict.inference import mc_dropout_predict
+    from cardioscar.fit.normalization import normalize
 
     all_nodes = normalize(phantom.points_lps, prepared.scaler_min, prepared.scaler_max).astype(np.float32)
     trace = []

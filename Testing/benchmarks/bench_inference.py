@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_loop import reference_network  # noqa: E402
 
-from cardioscar.engines import BayesianNN  # noqa: E402
-from cardioscar.inference import mc_dropout_predict  # noqa: E402
+from cardioscar.fit.engines import BayesianNN  # noqa: E402
+from cardioscar.predict.inference import mc_dropout_predict  # noqa: E402
 
 
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:

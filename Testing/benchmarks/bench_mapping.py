@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from cardioscar.mapping import map_slices_to_nodes
-from cardioscar.slices import slices_from_array
+from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.prepare.slices import slices_from_array
 
 
 def main(n_nodes: int = 1_000_000, n_slices: int = 20, size: int = 256) -> dict:

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import vtk
 
-from cardioscar import metrics
-from cardioscar.baselines import nearest_slice_baseline
+from cardioscar.evaluate import metrics
+from cardioscar.evaluate.baselines import nearest_slice_baseline
 from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
-from cardioscar.meshio import Mesh, read_mesh
-from cardioscar.slices import SliceLayer, slices_from_path
-from cardioscar.training import TrainingConfig
+from cardioscar.io.meshio import Mesh, read_mesh
+from cardioscar.prepare.slices import SliceLayer, slices_from_path
+from cardioscar.fit.training import TrainingConfig
 
 SHORT_AXIS = ("Se11", "Se1", "Se2", "Se3", "Se4", "Se5")
 LONG_AXIS = ("Se6", "Se7", "Se8", "Se9", "Se10")

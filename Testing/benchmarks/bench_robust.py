@@ -2,11 +2,11 @@
 built the way users' inputs are, not the way the demo phantom is.
 
 Cases (one JSON line each):
-  segmented  the segmented phantom family (``cardioscar.phantom_segmented``): per seed, a scar
+  segmented  the segmented phantom family (``cardioscar.phantoms.phantom_segmented``): per seed, a scar
              fraction map that is 0 outside the myocardium, or its label map (0 bg, 1 blood,
              2 myocardium, 3 scar), on a tet or hex mesh up to one pixel off the image's wall.
              Seeds cycle through (fraction, tet), (labels, tet), (fraction, hex), (labels, hex).
-  demo       the demo family (``cardioscar.phantom``), prepared as the demo does.
+  demo       the demo family (``cardioscar.phantoms.phantom``), prepared as the demo does.
   acdc       real ACDC patient 101 (end-diastole): a hex mesh of the myocardium label (2)
              interpolated between the 10 slices (signed distances, linear along the stack), a
              synthetic scar (a patchy dense blob and a faint one) on it, acquired at the real slice
@@ -18,10 +18,10 @@ Cases (one JSON line each):
              epicardium and outside both endocardia.
 
 Targets: the myocardium-aware targets of issue 18 are applied here directly: pixels outside the
-myocardium are NaN (no group; ``cardioscar.mapping``). The yardsticks see the acquired values as a
+myocardium are NaN (no group; ``cardioscar.prepare.mapping``). The yardsticks see the acquired values as a
 user has them (0 outside the myocardium): copy-voxel (each node takes the value of the voxel of the
 acquired stack it lies in, voxels ``spacing`` thick along the stack: on a regular stack this is the
-nearest slice's pixel), nearest slice (``cardioscar.baselines``, all planes) and LogOdds (parallel
+nearest slice's pixel), nearest slice (``cardioscar.evaluate.baselines``, all planes) and LogOdds (parallel
 planes only). The demo family keeps its own (whole-footprint) pixels and partial-volume correction.
 
 Per case: Dice at 0.5, best Dice and its threshold, AUC, volume error at 0.5; uncertainty: ROC AUC
@@ -63,15 +63,15 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 from vtk.util import numpy_support
 
-from cardioscar import metrics
-from cardioscar.baselines import logodds_baseline, nearest_slice_baseline
+from cardioscar.evaluate import metrics
+from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.logic import PreprocessingResult, predict_on_points, prepare_from_slices, train_scar_model
-from cardioscar.meshio import Mesh, read_mesh
-from cardioscar.phantom import PhantomConfig, make_phantom
-from cardioscar.phantom_segmented import MYOCARDIUM, SCAR, SegmentedConfig
-from cardioscar.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
+from cardioscar.io.meshio import Mesh, read_mesh
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
+from cardioscar.phantoms.phantom_segmented import MYOCARDIUM, SCAR, SegmentedConfig
+from cardioscar.prepare.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
 from cardioscar.shape_prior import build_shape_prior
-from cardioscar.training import TrainingConfig
+from cardioscar.fit.training import TrainingConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 VARIANT_CYCLE = (("fraction", "tet"), ("labels", "tet"), ("fraction", "hex"), ("labels", "hex"))
@@ -430,7 +430,7 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
 
 
 def _risk_scores(risk: np.ndarray | None, wrong: np.ndarray, on_slices: np.ndarray) -> dict:
-    """``scar_error_risk`` (cardioscar.error_risk) scored like the uncertainty: AUC for wrong
+    """``scar_error_risk`` (cardioscar.predict.error_risk) scored like the uncertainty: AUC for wrong
     at 0.5, mean on the slices and between them."""
     if risk is None:
         return {}

@@ -31,9 +31,9 @@ import time
 import numpy as np
 import torch
 
-from cardioscar.engines import BayesianNN
-from cardioscar.inference import mc_dropout_predict, split_network
-from cardioscar.training import TrainingConfig, fit_scar_field
+from cardioscar.fit.engines import BayesianNN
+from cardioscar.predict.inference import mc_dropout_predict, split_network
+from cardioscar.fit.training import TrainingConfig, fit_scar_field
 from reference_loop import reference_network, reference_train
 from synthetic_case import dice, make_synthetic_case
 

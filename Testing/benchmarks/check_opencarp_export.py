@@ -18,7 +18,7 @@ import vtk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CardioScarLib"))
 
-from cardioscar.meshio import read_mesh  # noqa: E402
+from cardioscar.io.meshio import read_mesh  # noqa: E402
 
 NODES_PER_CODE = {"Tt": 4, "Hx": 8, "Pr": 6, "Py": 5, "Tr": 3, "Qd": 4}
 

@@ -23,9 +23,9 @@ from cardioscar.lge import apply_rule
 from cardioscar.lge.prepare import ScarRuleRequest
 from cardioscar.logic import PreprocessingRequest, apply_scar_model, prepare_training_data, save_preprocessing_result
 from cardioscar.logic import save_trained_model, train_scar_model
-from cardioscar.meshio import Mesh, write_mesh
-from cardioscar.slices import ijk_to_lps_matrix
-from cardioscar.training import TrainingConfig
+from cardioscar.io.meshio import Mesh, write_mesh
+from cardioscar.prepare.slices import ijk_to_lps_matrix
+from cardioscar.fit.training import TrainingConfig
 
 ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "emidec"
 

@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cardioscar.batching import ScarReconstructionDataset, create_complete_group_batches
-from cardioscar.engines import BayesianNN, compute_group_reconstruction_loss
-from cardioscar.training import CyclicalLR
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.engines import BayesianNN, compute_group_reconstruction_loss
+from cardioscar.fit.training import CyclicalLR
 
 
 class ReferenceNet(BayesianNN):

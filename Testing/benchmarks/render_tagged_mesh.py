@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CardioScar"))
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.render import OffscreenThreeDView  # noqa: E402
 from CardioScarLogic.tissue import tag_model_node  # noqa: E402
-from cardioscar.meshio import Mesh, read_mesh, write_mesh  # noqa: E402
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh  # noqa: E402
 
 
 def main(prediction: Path, picture: Path) -> None:

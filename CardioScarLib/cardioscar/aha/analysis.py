@@ -17,8 +17,8 @@ from scipy.spatial import cKDTree
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.meshio import Mesh, write_mesh
-from cardioscar.metrics import node_volumes
+from cardioscar.io.meshio import Mesh, write_mesh
+from cardioscar.evaluate.metrics import node_volumes
 
 from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts
@@ -323,7 +323,7 @@ def _subtitle(result: AhaResult) -> str:
 def run_aha(mesh: Mesh | str | Path, output_dir: str | Path, options: Optional[AhaOptions] = None) -> AhaResult:
     """Files out (and in, given a path): analyse the mesh, write the table, the plot and the
     segmented mesh ``aha_mesh.<ext>`` (the input's format; ``.vtk`` for a mesh made in memory)."""
-    from cardioscar.meshio import read_mesh
+    from cardioscar.io.meshio import read_mesh
 
     if not isinstance(mesh, Mesh):
         mesh = read_mesh(mesh)

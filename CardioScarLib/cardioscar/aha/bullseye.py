@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 
 from .segments import TERRITORY_OF, TERRITORY_SEGMENTS
 

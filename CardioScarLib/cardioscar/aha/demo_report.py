@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cardioscar.meshio import Mesh
+from cardioscar.io.meshio import Mesh
 
 from .analysis import AhaOptions, analyse_mesh, write_outputs
 

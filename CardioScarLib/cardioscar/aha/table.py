@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 
 from .segments import SEGMENTS, TERRITORY_OF
 

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 from cardioscar.attrivae.attributes import ALL_ATTRIBUTES
 from cardioscar.attrivae.model import Architecture, AttriVAE
 from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig

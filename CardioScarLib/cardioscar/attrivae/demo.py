@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 from cardioscar.attrivae.checkpoint import load_checkpoint
 from cardioscar.attrivae.dataset import CASE_NAME, case_files
 from cardioscar.attrivae.explain import explain_case

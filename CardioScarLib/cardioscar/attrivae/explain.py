@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 from cardioscar.attrivae.attributes import UNITS
 from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.predict import Prediction, attribute_readout

@@ -92,7 +92,7 @@ class PreparedCase:
 
 def read_case(image_path: str | Path, labels_path: str | Path) -> tuple[sitk.Image, np.ndarray]:
     """The image and its label map (integers), which must share one grid."""
-    from cardioscar.imageio import read_image
+    from cardioscar.io.imageio import read_image
 
     image = read_image(image_path)
     labels_image = read_image(labels_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 
 SIZE = (48, 48, 6)          # i, j, k
 SPACING = (1.6, 1.6, 10.0)  # mm

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingRequest
-from cardioscar.meshio import MESH_SUFFIXES
+from cardioscar.io.meshio import MESH_SUFFIXES
 
 #: Values of ``options`` when a row leaves the column empty (the CLI's own defaults).
 DEFAULTS: dict[str, Any] = {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, read_manifest
 from cardioscar.cohort.summary import FAILED_DIR, write_bullseye_sheet, write_picture, write_summary
 from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, run_patient, up_to_date

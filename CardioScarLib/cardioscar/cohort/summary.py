@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from cardioscar import __version__
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 
 SUMMARY_CSV = "cohort_summary.csv"
 SUMMARY_JSON = "cohort_summary.json"

@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from cardioscar.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, preparation_request
 from cardioscar.errors import CardioScarError
 
@@ -106,7 +106,7 @@ def _device(use_gpu: bool):
 def _measure(spec: PatientSpec, mesh, probability: np.ndarray) -> dict:
     """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares."""
     from cardioscar.aha.wall import is_volumetric
-    from cardioscar.metrics import dice, node_volumes
+    from cardioscar.evaluate.metrics import dice, node_volumes
 
     weights = node_volumes(mesh.dataset)
     total = float(weights.sum())
@@ -146,8 +146,8 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict
 
     from cardioscar.aha import AhaOptions, LabelMap, run_aha
     from cardioscar.aha.insertion import ijk_to_lps_of
-    from cardioscar.imageio import read_image
-    from cardioscar.meshio import read_mesh
+    from cardioscar.io.imageio import read_image
+    from cardioscar.io.meshio import read_mesh
 
     mesh = dataclasses.replace(read_mesh(prediction), path=final)
     stack = read_image(spec.images[0])
@@ -183,11 +183,11 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     """prepare -> train -> apply into ``folder``; returns the measurements and fit details."""
     import torch
 
-    from cardioscar.devices import describe_device
+    from cardioscar.fit.devices import describe_device
     from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
         train_scar_model
-    from cardioscar.meshio import read_mesh
-    from cardioscar.training import TrainingConfig, variance_explained
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.fit.training import TrainingConfig, variance_explained
 
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads

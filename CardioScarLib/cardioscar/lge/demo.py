@@ -19,15 +19,15 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..atomic import atomic_write
-from ..devices import resolve_device
+from ..io.atomic import atomic_write
+from ..fit.devices import resolve_device
 from ..logic import (PreprocessingRequest, apply_scar_model, prepare_training_data, save_preprocessing_result,
                      save_trained_model, train_scar_model)
-from ..meshio import read_mesh, write_mesh
-from ..phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+from ..io.meshio import read_mesh, write_mesh
+from ..phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
 from ..simulation.export import export_model, summary_lines
 from ..simulation.tags import CLASS_NAMES
-from ..training import TrainingConfig
+from ..fit.training import TrainingConfig
 from .prepare import ScarRuleRequest
 from .rules import RULES
 

@@ -35,7 +35,7 @@ def add_prepare_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--blood-pool-mask", type=Path, default=None, help="blood-pool mask/label map (needed by iir)")
     group.add_argument("--blood-pool-labels", type=_labels("--blood-pool-labels"), default=None,
                        help="labels of the blood pool, e.g. 1 (in --blood-pool-mask, else in --myocardium-mask)")
-    # --myocardium-mask / --myocardium-labels are prepare's own options (cardioscar.myocardium)
+    # --myocardium-mask / --myocardium-labels are prepare's own options (cardioscar.prepare.myocardium)
     group.add_argument("--remote-mask", type=Path, default=None,
                        help="healthy (remote) myocardium mask for nsd (default: the darkest of 6 myocardial sectors)")
     group.add_argument("--intensity-offset", type=float, default=None, metavar="VALUE",

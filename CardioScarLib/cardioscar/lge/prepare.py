@@ -7,7 +7,7 @@ default, so ``scar_probability`` keeps its meaning: probability that the node is
 --core-mesh`` turns the two into healthy / border zone / core tags (see :mod:`cardioscar.simulation.tags`).
 
 The myocardium masks come from prepare's ``--myocardium-mask``/``--myocardium-labels`` reader
-(:mod:`cardioscar.myocardium`), which also reads the blood-pool and remote masks here. In Slicer the
+(:mod:`cardioscar.prepare.myocardium`), which also reads the blood-pool and remote masks here. In Slicer the
 masks are label-map nodes cut like the LGE node (:func:`mask_arrays`).
 """
 
@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import CardioScarError
-from ..slices import SliceLayer
+from ..prepare.slices import SliceLayer
 from .rules import RuleResult, apply_rule, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: 
                  myocardium_name: str) -> tuple[list[SliceLayer], RuleResult]:
     """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers and
     their myocardium masks; the blood-pool and remote mask files are sampled at each pixel centre by
-    the library's mask reader (:func:`cardioscar.myocardium.masks_from_image`), so any grid works."""
-    from ..myocardium import masks_from_image, read_mask_image
+    the library's mask reader (:func:`cardioscar.prepare.myocardium.masks_from_image`), so any grid works."""
+    from ..prepare.myocardium import masks_from_image, read_mask_image
 
     def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
         if path is None:

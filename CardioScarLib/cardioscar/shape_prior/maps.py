@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from cardioscar.baselines import signed_distance_mm
+from cardioscar.evaluate.baselines import signed_distance_mm
 from cardioscar.shape_prior.field import GEOMETRY_COLUMNS, ShapePrior, group_stacks
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from cardioscar.normalization import denormalize
+from cardioscar.fit.normalization import denormalize
 from cardioscar.shape_prior.field import ShapePrior
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     """
     from vtk.util.numpy_support import vtk_to_numpy
 
-    from ..meshio import read_mesh
+    from ..io.meshio import read_mesh
     from .opencarp import write_opencarp, write_tagged_vtu
     from .tags import tag_mesh
 

@@ -31,9 +31,9 @@ import numpy as np
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 from ..errors import CardioScarError
-from ..meshio import Mesh, write_mesh
+from ..io.meshio import Mesh, write_mesh
 from .tags import CLASS_NAMES, TissueTags, cell_node_lists
 
 logger = logging.getLogger(__name__)

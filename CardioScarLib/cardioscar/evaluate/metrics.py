@@ -1,0 +1,206 @@
+"""Scores of a reconstructed scar field against a known truth (phantom) on the same mesh nodes.
+
+Why these: Dice and the scar volume error are what the method's paper reports, so numbers are
+comparable; the ROC AUC scores the probability itself, independent of a threshold; the mean
+uncertainty on versus between slices checks that MC dropout is less sure where no pixel
+constrained the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import vtk
+from sklearn.metrics import roc_auc_score
+from vtk.util import numpy_support
+
+from ..errors import CardioScarError
+from ..io.meshio import read_mesh
+
+logger = logging.getLogger(__name__)
+
+
+def _binary(values: np.ndarray, threshold: float) -> np.ndarray:
+    return np.asarray(values, dtype=float).ravel() >= threshold
+
+
+def _check_same_length(pred: np.ndarray, truth: np.ndarray) -> None:
+    if np.size(pred) != np.size(truth):
+        raise CardioScarError(f"prediction has {np.size(pred)} values but truth has {np.size(truth)}; "
+                              "they must be on the same mesh nodes")
+
+
+def dice(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> float:
+    """Dice overlap of ``pred >= threshold`` and ``truth >= 0.5``; 1.0 when both are empty."""
+    _check_same_length(pred, truth)
+    p = _binary(pred, threshold)
+    t = _binary(truth, 0.5)
+    denominator = int(p.sum() + t.sum())
+    if denominator == 0:
+        return 1.0
+    return float(2.0 * np.logical_and(p, t).sum() / denominator)
+
+
+#: Thresholds :func:`best_threshold` searches by default: 0, 0.01, ..., 1.
+THRESHOLD_GRID = np.round(np.arange(101) * 0.01, 2)
+
+
+def best_threshold(pred: np.ndarray, truth: np.ndarray, near: float = 0.5,
+                   grid: np.ndarray = THRESHOLD_GRID) -> tuple[float, float]:
+    """The threshold of ``grid`` with the highest Dice, and that Dice.
+
+    Why: Dice at one fixed threshold mixes two things, how well the field ranks nodes and how
+    well it is calibrated; the best threshold separates them (a field whose best threshold is far
+    from 0.5 ranks well but is biased). Among equal Dice the threshold nearest ``near`` wins (the
+    requested threshold, so a field already optimal there reports it; 0: the lowest).
+    """
+    _check_same_length(pred, truth)
+    grid = np.asarray(grid, dtype=float)
+    scores = np.array([dice(pred, truth, t) for t in grid])
+    best = np.flatnonzero(scores == scores.max())
+    index = best[np.argmin(np.abs(grid[best] - near))]
+    return float(grid[index]), float(scores[index])
+
+
+def volume_error(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None,
+                 threshold: float = 0.5) -> float | None:
+    """Relative error ``(V_pred - V_truth) / V_truth`` of the thresholded scar volume (signed).
+
+    ``weights`` are per-node volumes (see :func:`node_volumes`); without them every node counts
+    the same. ``None`` when the truth has no scar (the relative error is undefined).
+    """
+    _check_same_length(pred, truth)
+    w = np.ones(np.size(truth)) if weights is None else np.asarray(weights, dtype=float).ravel()
+    if w.size != np.size(truth):
+        raise CardioScarError(f"weights have {w.size} values but truth has {np.size(truth)}")
+    v_truth = float(w[_binary(truth, 0.5)].sum())
+    if v_truth == 0.0:
+        return None
+    v_pred = float(w[_binary(pred, threshold)].sum())
+    return (v_pred - v_truth) / v_truth
+
+
+def auc(pred: np.ndarray, truth: np.ndarray) -> float:
+    """ROC AUC of the probability against the truth binarised at 0.5; NaN if one class only."""
+    _check_same_length(pred, truth)
+    labels = _binary(truth, 0.5)
+    if labels.all() or not labels.any():
+        return float("nan")
+    return float(roc_auc_score(labels, np.asarray(pred, dtype=float).ravel()))
+
+
+def node_volumes(dataset: vtk.vtkDataSet) -> np.ndarray:
+    """Lumped measure per node: each cell's volume (or area, for a surface) shared equally by its points.
+
+    Uses ``vtkCellSizeFilter``, so any cell type works; a volumetric mesh is weighted by volume,
+    a surface mesh (no 3D cells) by area.
+    """
+    sizes = vtk.vtkCellSizeFilter()
+    sizes.SetInputData(dataset)
+    sizes.Update()
+    cell_data = sizes.GetOutput().GetCellData()
+    volume = np.abs(numpy_support.vtk_to_numpy(cell_data.GetArray("Volume")))
+    size = volume if volume.sum() > 0 else np.abs(numpy_support.vtk_to_numpy(cell_data.GetArray("Area")))
+    weights = np.zeros(dataset.GetNumberOfPoints())
+    offsets, connectivity = _cell_arrays(dataset)
+    counts = np.diff(offsets)
+    share = np.repeat(np.divide(size, counts, out=np.zeros_like(size), where=counts > 0), counts)
+    np.add.at(weights, connectivity, share)
+    return weights
+
+
+def _cell_arrays(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, connectivity) of all cells in cell-id order, read in bulk when VTK allows it."""
+    cell_array = None
+    if isinstance(dataset, vtk.vtkUnstructuredGrid):
+        cell_array = dataset.GetCells()
+    elif isinstance(dataset, vtk.vtkPolyData) and dataset.GetNumberOfCells() == dataset.GetNumberOfPolys():
+        cell_array = dataset.GetPolys()
+    if cell_array is not None:
+        return (numpy_support.vtk_to_numpy(cell_array.GetOffsetsArray()).astype(np.int64),
+                numpy_support.vtk_to_numpy(cell_array.GetConnectivityArray()).astype(np.int64))
+    ids = vtk.vtkIdList()
+    offsets = [0]
+    connectivity: list[int] = []
+    for cell in range(dataset.GetNumberOfCells()):
+        dataset.GetCellPoints(cell, ids)
+        connectivity.extend(ids.GetId(k) for k in range(ids.GetNumberOfIds()))
+        offsets.append(len(connectivity))
+    return np.asarray(offsets, dtype=np.int64), np.asarray(connectivity, dtype=np.int64)
+
+
+def on_slice_mask(node_ids: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Boolean mask of the nodes inside any slice footprint (``GroupMapping.node_ids``)."""
+    mask = np.zeros(n_nodes, dtype=bool)
+    mask[np.asarray(node_ids, dtype=np.int64)] = True
+    return mask
+
+
+def uncertainty_on_off_slices(uncertainty: np.ndarray, on_slice_mask: np.ndarray) -> tuple[float | None, float | None]:
+    """Mean uncertainty of the nodes on the slices and of those between them (None if no such nodes)."""
+    u = np.asarray(uncertainty, dtype=float).ravel()
+    mask = np.asarray(on_slice_mask, dtype=bool).ravel()
+    if u.size != mask.size:
+        raise CardioScarError(f"uncertainty has {u.size} values but the on-slice mask has {mask.size}")
+    on = float(u[mask].mean()) if mask.any() else None
+    off = float(u[~mask].mean()) if (~mask).any() else None
+    return on, off
+
+
+def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray | None = None,
+                    on_slice_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
+                    threshold: float = 0.5) -> dict:
+    """All scores in one dict: dice, volume_error, auc, mean_uncertainty, uncertainty_on_slices,
+    uncertainty_between_slices, and best_threshold / best_dice (:func:`best_threshold`).
+
+    Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask)
+    are ``None`` so the dict stays valid JSON.
+    """
+    area_under = auc(probability, truth)
+    on = off = None
+    threshold_best, dice_best = best_threshold(probability, truth, near=threshold)
+    if uncertainty is not None and on_slice_mask is not None:
+        on, off = uncertainty_on_off_slices(uncertainty, on_slice_mask)
+    return {
+        "dice": dice(probability, truth, threshold),
+        "volume_error": volume_error(probability, truth, weights, threshold),
+        "auc": None if math.isnan(area_under) else area_under,
+        "mean_uncertainty": None if uncertainty is None else float(np.mean(uncertainty)),
+        "uncertainty_on_slices": on,
+        "uncertainty_between_slices": off,
+        "threshold": threshold,
+        "best_threshold": threshold_best,
+        "best_dice": dice_best,
+        "n_nodes": int(np.size(truth)),
+    }
+
+
+def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
+                    probability_field: str = "scar_probability", truth_field: str = "scar_truth",
+                    uncertainty_field: str = "scar_uncertainty", threshold: float = 0.5,
+                    on_slice_mask: np.ndarray | None = None) -> dict:
+    """Score the probability field of one mesh against the truth field of another (same nodes).
+
+    Node volumes of the truth mesh weight the volume error. The uncertainty field is optional;
+    the on/between-slice split needs ``on_slice_mask``.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise CardioScarError(f"threshold must be within [0, 1], got {threshold}")
+    prediction = read_mesh(prediction_path)
+    truth_mesh = read_mesh(truth_path)
+    if prediction.n_points != truth_mesh.n_points:
+        raise CardioScarError(f"{Path(prediction_path).name} has {prediction.n_points} nodes but "
+                              f"{Path(truth_path).name} has {truth_mesh.n_points}; evaluate meshes of the same nodes")
+    probability = prediction.point_array(probability_field)
+    truth = truth_mesh.point_array(truth_field)
+    has_uncertainty = prediction.dataset.GetPointData().GetArray(uncertainty_field) is not None
+    uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty else None
+    for path, field, values in ((prediction_path, probability_field, probability), (truth_path, truth_field, truth)):
+        if not np.all(np.isfinite(values)):
+            raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
+                                  f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
+    return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
+                           node_volumes(truth_mesh.dataset), threshold)

@@ -1,0 +1,599 @@
+"""Fitting the scar field to the group constraints.
+
+``fit_scar_field`` is the one training loop behind every face (CLI, Python API, Slicer). Its
+maths at the documented defaults is the documented method: complete-group batches of ~10,000
+rows, the mean of ``mc_samples`` dropout passes inside the group loss, Adam with a triangular
+cyclical learning rate stepped per batch, early stopping on the epoch's mean loss. It is
+organised for speed without changing that maths:
+
+* on the CPU, a step is :class:`cardioscar.cpu_step.GroupLossStep`: chunks of whole groups run
+  forward, loss and a hand-written backward while in cache, on one worker per torch thread, the
+  deterministic layers before the first dropout once per row (see that module);
+* on a GPU, the ``mc_samples`` passes are one autograd forward over the batch repeated
+  ``mc_samples`` times (dropout masks are drawn per row, so this is the same distribution as
+  separate passes), and the epoch loss stays on the device until the epoch ends;
+* data, per-batch group indices and group targets are prepared once and stay on the device;
+* subnormal floats are flushed to zero while training (a trained network's saturated sigmoid
+  produces them and they make CPU matmuls several times slower).
+
+``TrainingConfig.fast()`` is a preset for interactive use (see its docstring).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
+from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
+from cardioscar.fit.engines import BayesianNN
+from cardioscar.io.checks import check_seed
+from cardioscar.errors import CardioScarError, TrainingCancelled
+
+logger = logging.getLogger(__name__)
+
+SCHEDULES = ("cyclical", "onecycle")
+PROGRESS_INTERVAL_S = 0.2
+#: A fit whose best loss is above this fraction of the group targets' variance explains almost
+#: nothing of them (healthy fits of the phantoms end near 1 % of it; collapsed ones near 85 %).
+FAILED_FIT_FRACTION = 0.5
+#: How many times a failed fit is trained again, each time with a third of the peak rate before.
+MAX_RETRIES = 2
+#: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
+#: the same for this many epochs: then no unit passes a gradient (the output saturated or every
+#: ReLU died), while with dropout a live network's loss changes every epoch.
+DEAD_EPOCHS = 20
+#: Millimetres per normalised unit assumed when ``fit_scar_field`` is not told the mesh's
+#: extent (a heart's bounding box is 80-120 mm).
+DEFAULT_EXTENT_MM = 100.0
+
+
+@dataclass
+class TrainingConfig:
+    """Training hyperparameters (documented names and defaults) plus a few extras.
+
+    ``schedule``: ``"cyclical"`` (documented triangular CLR between ``base_lr`` and ``max_lr``
+    with half-cycle ``lr_step_size`` batches) or ``"onecycle"`` (one warm-up to ``max_lr`` and a
+    cosine decay to ``base_lr`` spread over ``max_epochs``; used by the fast preset).
+    ``num_threads``: torch CPU threads during training (``None`` leaves torch's setting).
+    ``init_output_bias``: start a fresh network's output at the mean target (logit of it) instead
+    of 0.5, so the first steps do not drive it into the all-background collapse that large
+    learning rates otherwise cause (used by the fast preset).
+    ``retry_failed_fit``: when the best epoch's loss is still above ``FAILED_FIT_FRACTION`` of the
+    group targets' variance (the fit explains almost nothing: a high peak rate can kill a small
+    network's units on small, imbalanced data), train again from scratch with a third of
+    ``max_lr``, up to ``MAX_RETRIES`` times, and keep the best run (used by the fast preset). A
+    run that died (its loss frozen for ``DEAD_EPOCHS`` epochs) is stopped at once.
+    ``fourier_features``: number of random Fourier frequencies encoding the coordinates
+    (:class:`cardioscar.engines.FourierFeatures`; 0 = raw coordinates, as documented), drawn
+    with a standard deviation of ``1 / fourier_scale_mm`` cycles per millimetre.
+    ``shape_prior``: learn a residual on the shape-based interpolation of the slices' scar
+    (:mod:`cardioscar.shape_prior`): ``p = sigmoid(prior_logit + f)``; applied where the training
+    data is built (:func:`cardioscar.logic.train_scar_model`), stored in the checkpoint.
+    """
+
+    batch_size: int = 10000
+    max_epochs: int = 10000
+    early_stopping_patience: int = 500
+    mc_samples: int = 3
+    dropout_rate: float = 0.1
+    base_lr: float = 1e-3
+    max_lr: float = 1e-2
+    lr_step_size: int = 2000
+    seed: int = 42
+    hidden_dim: int = 128
+    n_layers: int = 4
+    schedule: str = "cyclical"
+    num_threads: int | None = None
+    init_output_bias: bool = False
+    retry_failed_fit: bool = False
+    fourier_features: int = 0
+    fourier_scale_mm: float = 16.0
+    shape_prior: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_epochs", "early_stopping_patience", "mc_samples",
+                     "lr_step_size", "hidden_dim", "n_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise CardioScarError(f"training option {name} must be a positive integer, got {value!r}")
+            setattr(self, name, int(value))
+        if isinstance(self.fourier_features, bool) or not isinstance(self.fourier_features, (int, np.integer)) \
+                or self.fourier_features < 0:
+            raise CardioScarError(f"training option fourier_features must be an integer >= 0, "
+                                  f"got {self.fourier_features!r}")
+        self.fourier_features = int(self.fourier_features)
+        if not isinstance(self.shape_prior, (bool, np.bool_)):
+            raise CardioScarError(f"training option shape_prior must be true or false, got {self.shape_prior!r}")
+        self.shape_prior = bool(self.shape_prior)
+        for name in ("base_lr", "max_lr", "fourier_scale_mm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise CardioScarError(f"training option {name} must be a positive number, got {value!r}")
+            setattr(self, name, float(value))
+        if self.base_lr > self.max_lr:
+            raise CardioScarError(
+                f"training option base_lr ({self.base_lr}) must be <= max_lr ({self.max_lr})")
+        if isinstance(self.dropout_rate, bool) or not isinstance(self.dropout_rate, (int, float)) \
+                or not 0.0 <= self.dropout_rate < 1.0:
+            raise CardioScarError(f"training option dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        self.dropout_rate = float(self.dropout_rate)
+        self.seed = check_seed(self.seed, "training option seed")
+        if self.schedule not in SCHEDULES:
+            raise CardioScarError(f"training option schedule must be one of {', '.join(SCHEDULES)}, "
+                                  f"got {self.schedule!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, (int, np.integer))
+                                             or self.num_threads < 1):
+            raise CardioScarError(f"training option num_threads must be a positive integer or None, "
+                                  f"got {self.num_threads!r}")
+
+    @classmethod
+    def fast(cls, **overrides) -> "TrainingConfig":
+        """Recommended interactive preset: whole-data batches and a narrower network.
+
+        * One batch holds up to 65,536 rows (the whole demo phantom, 30.8k rows / 6.4k groups):
+          per-batch overheads vanish and the full-data gradient tolerates a peak rate of 1e-2.
+        * A 4 x 96 network (28,417 parameters; architecture is saved in the checkpoint): the
+          documented layout (two dropout layers) at 57 % of its cost per row.
+        * One dropout pass per row in the loss, 600 epochs under one warm-up (10 %) + cosine
+          cycle from 1e-4 to 1e-2 and back, and the output bias started at the mean target (so
+          the high rate cannot drive the net into the all-background collapse).
+        * A patience as long as the cycle: a one-cycle schedule is meant to run to its end (the
+          best epoch is near it); stopping on the noisy loss of the high-rate phase kept poor
+          weights on small meshes (Dice 0.37 instead of 0.73 on an 8k-node phantom).
+        * A failed fit is retried with a third of the peak rate, and once more with a ninth
+          (``retry_failed_fit``); a run whose network died stops as soon as its loss freezes.
+          On small, imbalanced data (the real biv-me surfaces, 4k nodes, a scar in 20 of 1,054
+          pixels) the 1e-2 peak killed the network for 4 of 12 seeds (Dice 0), while 3e-3 as
+          the peak costs Dice on the larger cases (headline 0.9575 instead of 0.963). With the
+          long-axis planes added (a 12 mm scar between two short-axis planes) even 3e-3 died for
+          one seed, and 1.1e-3 fitted (``Testing/benchmarks/bench_real_planes.py``).
+
+        Chosen with ``Testing/benchmarks/bench_fast_preset.py`` (phantoms acquired in "volume"
+        mode, prepared with the partial-volume correction as the demo does; 2 threads on a 2-core
+        machine whose speed varied by up to 2x). Dice at 0.5, training time and mean MC-dropout
+        uncertainty on the slices / between them, on the demo phantom; Dice on the headline
+        case's covered nodes (one slice of a 330k-node mesh):
+
+        ===================  ==========================================  ================
+        network, epochs      demo                                        headline
+        ===================  ==========================================  ================
+        3 x 64, 400          0.951, 14.5 s, 0.0152 / 0.0154              0.948, 11-18 s
+        3 x 64, 600          0.961, 26 s, 0.0141 / 0.0142                --
+        3 x 64, 1000         --                                          0.956, 32 s
+        3 x 96, 600          0.965, 24-39 s, 0.0122 / 0.0122             0.963, 24-37 s
+        3 x 128, 400         0.969, 27 s                                 0.938, 28 s
+        4 x 80, 600          0.977, 40 s, 0.0147 / 0.0148                --
+        **4 x 96, 600**      0.976, 50 s, 0.0153 / 0.0155                0.959, 44 s
+        4 x 128, 400 / 1000  0.968, 59 s                                 0.957, 48 s
+        ===================  ==========================================  ================
+
+        The 3-layer networks (one dropout layer) fit the headline case as well, but on the demo
+        phantom their uncertainty is barely, or not, higher between the slices than on them (the
+        accuracy bar of ``Testing/test_accuracy.py``); the 4-layer ones keep it higher there.
+
+        On the segmented phantom family (issue 18: scar fraction within the myocardium, NaN
+        outside it, a mesh up to a pixel off the image's wall, 12k nodes, 10 MC samples,
+        ``Testing/benchmarks/bench_robust.py``), Dice at 0.5, best Dice, fit / true group loss:
+
+        ==================================  ====================================================
+        network                             seed 0 (fraction map); seed 1 (label map, 5 samples)
+        ==================================  ====================================================
+        **4 x 96, 600 (this preset)**       0.914, 0.921, 0.00025 / 0.00056; 0.911, 0.912,
+                                            0.0050 / 0.031
+        + 64 Fourier features, 16 mm        0.667, 0.697, 0.00002 / 0.00056; --
+        + 16 Fourier features, 40 mm        0.896, 0.900, 0.00002 / 0.00056; --
+        ==================================  ====================================================
+
+        With the pixels outside the myocardium dropped, this preset already fits the groups
+        below the true field's loss; Fourier features (``fourier_features``) fit them ten times
+        closer still and interpolate worse between the slices, so the preset keeps raw
+        coordinates. The documented mode needs minutes for the same Dice (see the README's performance
+        section). A peak rate of 2e-2 or 4,096-row batches gave lower Dice; bfloat16 autocast
+        does not pay on CPUs without AMX (its matmuls ran 2.6x slower than fp32 there). Keyword
+        arguments override fields.
+        """
+        values = dict(batch_size=65536, max_epochs=600, early_stopping_patience=600, mc_samples=1,
+                      dropout_rate=0.1, base_lr=1e-4, max_lr=1e-2, hidden_dim=96, n_layers=4,
+                      schedule="onecycle", init_output_bias=True, retry_failed_fit=True)
+        values.update(overrides)
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """Plain dict (numbers and strings only) for checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingConfig":
+        """Rebuild from :meth:`to_dict` output; unknown keys (e.g. from other tools) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class CyclicalLR:
+    """Triangular cyclical learning rate, stepped once per batch.
+
+    Iteration ``i`` (0-based) uses ``base + (max - base) * max(0, 1 - |i / step - 2c + 1|)`` with
+    ``c = floor(1 + i / (2 step))``: ``base_lr`` at 0, ``max_lr`` at ``step_size``, back to
+    ``base_lr`` at ``2 step_size``. The rate for iteration 0 is set on construction.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float = 1e-3, max_lr: float = 1e-2,
+                 step_size: int = 2000) -> None:
+        self.optimizer = optimizer
+        self.base_lr = float(base_lr)
+        self.max_lr = float(max_lr)
+        self.step_size = int(step_size)
+        self.iteration = 0
+        self._apply()
+
+    def rate(self, iteration: int) -> float:
+        """Learning rate of a given iteration."""
+        cycle = math.floor(1 + iteration / (2 * self.step_size))
+        x = abs(iteration / self.step_size - 2 * cycle + 1)
+        return self.base_lr + (self.max_lr - self.base_lr) * max(0.0, 1.0 - x)
+
+    def _apply(self) -> None:
+        lr = self.rate(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self) -> None:
+        """Advance to the next iteration."""
+        self.iteration += 1
+        self._apply()
+
+    def get_last_lr(self) -> float:
+        """The learning rate the next optimizer step will use."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+class OneCycleCosine(CyclicalLR):
+    """Linear warm-up from ``base_lr`` to ``max_lr`` over the first 10 % of ``total_steps``, then
+    a cosine decay back to ``base_lr``: fast early progress, then fine convergence in few epochs."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, max_lr: float,
+                 total_steps: int) -> None:
+        self.total_steps = max(int(total_steps), 1)
+        self.warmup = max(int(0.1 * self.total_steps), 1)
+        super().__init__(optimizer, base_lr, max_lr, step_size=self.warmup)
+
+    def rate(self, iteration: int) -> float:
+        if iteration < self.warmup:
+            return self.base_lr + (self.max_lr - self.base_lr) * iteration / self.warmup
+        progress = min((iteration - self.warmup) / max(self.total_steps - self.warmup, 1), 1.0)
+        return self.base_lr + 0.5 * (self.max_lr - self.base_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class TrainingProgress:
+    """One progress report. ``epoch`` is 1-based; ``eta_s`` estimates the time to the epoch at
+    which training would stop without further improvement (``None`` before the first epoch)."""
+
+    epoch: int
+    max_epochs: int
+    loss: float
+    best_loss: float
+    learning_rate: float
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass
+class _Batch:
+    """A complete-group batch prepared once on the device."""
+
+    inputs: torch.Tensor        # (mc * n, 3): the batch repeated mc times
+    inverse: torch.Tensor       # (n,) local group index 0..n_groups-1
+    inv_counts: torch.Tensor    # (n_groups,) 1 / group size
+    group_targets: torch.Tensor  # (n_groups,)
+    n_rows: int
+    n_groups: int
+    prior_logit: torch.Tensor | None = None  # (mc * n, 1) the shape prior's log-odds, repeated like inputs
+
+
+def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_samples: int,
+                     device: torch.device) -> list[_Batch]:
+    _, inverse_np = np.unique(dataset.group_ids, return_inverse=True)
+    coords = torch.from_numpy(dataset.coordinates).to(device)
+    targets = torch.from_numpy(dataset.intensities.reshape(-1)).to(device)
+    inverse_all = torch.from_numpy(inverse_np.reshape(-1).astype(np.int64)).to(device)
+    prepared = []
+    for start, end in create_complete_group_batches(dataset, batch_size):
+        first, last = int(inverse_np[start]), int(inverse_np[end - 1])
+        n_groups = last - first + 1
+        inverse = inverse_all[start:end] - first
+        counts = torch.zeros(n_groups, device=device).index_add_(0, inverse, torch.ones(end - start, device=device))
+        group_targets = torch.zeros(n_groups, device=device).index_add_(0, inverse, targets[start:end]) / counts
+        inputs = coords[start:end].repeat(mc_samples, 1) if mc_samples > 1 else coords[start:end]
+        prior = None
+        if dataset.prior_logit is not None:
+            prior = torch.from_numpy(dataset.prior_logit[start:end]).to(device).view(-1, 1).repeat(mc_samples, 1)
+        prepared.append(_Batch(inputs.contiguous(), inverse, 1.0 / counts, group_targets, end - start, n_groups,
+                               prior))
+    return prepared
+
+
+def _batch_loss(model: BayesianNN, batch: _Batch, mc_samples: int) -> torch.Tensor:
+    """Group loss of the MC-dropout mean prediction (same maths as the documented loss)."""
+    predictions = model(batch.inputs, prior_logit=batch.prior_logit).view(mc_samples, batch.n_rows).mean(dim=0)
+    sums = torch.zeros(batch.n_groups, dtype=predictions.dtype, device=predictions.device)
+    sums = sums.index_add(0, batch.inverse, predictions)
+    return ((sums * batch.inv_counts - batch.group_targets) ** 2).mean()
+
+
+def _freeze(model: BayesianNN, frozen_layers: int) -> None:
+    linears = model.linear_layers()
+    if isinstance(frozen_layers, bool) or not isinstance(frozen_layers, (int, np.integer)) \
+            or not 0 <= frozen_layers <= len(linears) - 1:
+        raise CardioScarError(
+            f"frozen_layers must be an integer from 0 to {len(linears) - 1} (the model has "
+            f"{len(linears)} Linear layers and the last must stay trainable), got {frozen_layers!r}")
+    for index, layer in enumerate(linears):
+        for parameter in layer.parameters():
+            parameter.requires_grad_(index >= frozen_layers)
+
+
+def _init_output_bias(net: BayesianNN, dataset: ScarReconstructionDataset) -> None:
+    """Start the output at the mean target; on a shape prior, at the prior itself (residual 0)."""
+    mean_target = float(np.clip(dataset.intensities.mean(), 0.01, 0.99))
+    with torch.no_grad():
+        net.linear_layers()[-1].bias.fill_(0.0 if dataset.prior_logit is not None
+                                           else math.log(mean_target / (1.0 - mean_target)))
+
+
+def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig | None = None,
+                   device: str | torch.device | None = None,
+                   progress_callback: Callable[[TrainingProgress], None] | None = None,
+                   should_cancel: Callable[[], bool] | None = None, model: BayesianNN | None = None,
+                   frozen_layers: int = 0, extent_mm=None, prior_logit=None) -> tuple[BayesianNN, dict]:
+    """Train a network whose group means match the group targets; return it with its history.
+
+    ``coordinates`` (K, 3) normalised, ``intensities`` (K,) or (K, 1) in [0, 1], ``group_ids``
+    (K,). ``model``: a network to continue from (fine-tuning); it is copied, never modified, and
+    keeps its own architecture. ``frozen_layers``: how many of its first Linear layers to keep
+    fixed. ``extent_mm`` (3,): the millimetres one normalised unit spans on each axis (the
+    scaler's max - min), which places a Fourier encoding's frequencies in mm; without it a unit
+    is taken as ``DEFAULT_EXTENT_MM``. ``prior_logit`` (K,): a fixed log-odds per row added to
+    the network's output before the sigmoid (the shape prior, :mod:`cardioscar.shape_prior`): the
+    network learns the residual, and a fresh one starts with output bias 0 (the prior as it is).
+    ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
+    seconds; the Slicer panel pumps its events from this hook); when it returns True,
+    :class:`TrainingCancelled` is raised and nothing is returned.
+
+    The returned model holds the weights that started the best epoch (so with a single batch per
+    epoch and no dropout its loss is exactly ``best_loss``), in eval mode, on ``device``.
+    History keys: ``train_loss``, ``learning_rate`` (per epoch), ``best_loss``, ``best_epoch`` and
+    ``converged_epoch`` (1-based epoch of the best loss), ``epochs_run``, ``stopped_early``,
+    ``seconds``, ``device``, ``target_variance`` (of the group targets), ``dead_epoch`` (the
+    epoch at which a run that could be retried was found dead and stopped, or None),
+    ``retried_max_lr`` (the peak rate of the last retry, see ``TrainingConfig.retry_failed_fit``,
+    or None), ``retry_kept`` (the weights come from a retry) and ``max_lr`` (the peak rate the
+    returned weights were trained with; see :func:`config_used`).
+    """
+    config = config if config is not None else TrainingConfig()
+    device = as_device(device)
+    dataset = ScarReconstructionDataset(coordinates, intensities, group_ids, prior_logit=prior_logit)
+    variance = _group_target_variance(dataset)
+    failed_level = FAILED_FIT_FRACTION * variance
+    dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
+
+    extent = [DEFAULT_EXTENT_MM] * 3 if extent_mm is None else [float(e) for e in np.asarray(extent_mm).reshape(3)]
+
+    def run(attempt: TrainingConfig) -> tuple[BayesianNN, dict]:
+        return _fit(dataset, attempt, device, progress_callback, should_cancel, model, frozen_layers, dead_level,
+                    extent)
+
+    net, history = run(config)
+    kept, attempt, seconds = config, config, history["seconds"]
+    for _ in range(MAX_RETRIES if dead_level is not None else 0):
+        if history["best_loss"] <= failed_level:
+            break
+        attempt = _lowered_peak(attempt)
+        logger.warning("the fit explains %s of the targets' variance (best loss %.3g); training again with max_lr %.3g",
+                       _explained(history["best_loss"], variance), history["best_loss"], attempt.max_lr)
+        again_net, again = run(attempt)
+        seconds += again["seconds"]
+        if again["best_loss"] < history["best_loss"]:
+            net, history, kept = again_net, again, attempt
+    history.update(target_variance=variance, retried_max_lr=None if attempt is config else attempt.max_lr,
+                   retry_kept=kept is not config, max_lr=kept.max_lr, seconds=seconds)
+    if history["best_loss"] > failed_level > 0:
+        advice = ("even with lower peak rates; check the targets and the slab half-width" if config.retry_failed_fit
+                  else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
+                       "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
+        logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
+                       _explained(history["best_loss"], variance), history["best_loss"], advice)
+    return net, history
+
+
+def variance_explained(loss: float, variance: float) -> float:
+    """The fraction of the group targets' variance a fit with this loss explains: 1 for a perfect
+    fit, 0 for the best constant field, below 0 for worse (the warnings and Slicer's summary table
+    both report it)."""
+    return 1.0 - loss / variance
+
+
+def _explained(loss: float, variance: float) -> str:
+    """``only 37 %`` of the variance, or ``none`` for a fit worse than the best constant field
+    (a percentage below zero reads as a misprint)."""
+    fraction = variance_explained(loss, variance)
+    return f"only {100 * fraction:.0f} %" if fraction > 0 else "none"
+
+
+def _with_peak(config: TrainingConfig, max_lr: float) -> TrainingConfig:
+    """``config`` with peak rate ``max_lr`` (and a base rate no higher than it)."""
+    return config if max_lr == config.max_lr else replace(config, max_lr=max_lr, base_lr=min(config.base_lr, max_lr))
+
+
+def _lowered_peak(config: TrainingConfig) -> TrainingConfig:
+    """``config`` with a third of its peak rate (a retry of a failed fit)."""
+    return _with_peak(config, config.max_lr / 3)
+
+
+def config_used(config: TrainingConfig, history: dict) -> TrainingConfig:
+    """The configuration of the run whose weights :func:`fit_scar_field` returned with ``history``
+    (checkpoints record it, so a retried fit is not described with the peak rate that failed)."""
+    return _with_peak(config, history.get("max_lr", config.max_lr))
+
+
+def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
+    """Variance over groups of the group mean targets: the loss of the best constant field."""
+    _, inverse, counts = np.unique(dataset.group_ids, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=dataset.intensities.reshape(-1).astype(np.float64)) / counts
+    return float(means.var())
+
+
+def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: torch.device, progress_callback,
+         should_cancel, model: BayesianNN | None, frozen_layers: int,
+         dead_level: float | None = None, extent_mm=(DEFAULT_EXTENT_MM,) * 3) -> tuple[BayesianNN, dict]:
+    """One training run of :func:`fit_scar_field` (seeded, on ``device``, threads restored);
+    ``dead_level``: see :func:`_train_loop`."""
+    previous_threads = torch.get_num_threads()
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        with torch.random.fork_rng(devices=fork_devices), flushed_denormals():
+            torch.manual_seed(config.seed)
+            if model is None:
+                net = BayesianNN(3, config.hidden_dim, config.n_layers, config.dropout_rate,
+                                 fourier_features=config.fourier_features)
+                if net.encoding is not None:
+                    net.encoding.draw(config.fourier_scale_mm, extent_mm)
+                if config.init_output_bias:
+                    _init_output_bias(net, dataset)
+            else:
+                net = copy.deepcopy(model)
+            net = net.to(device)
+            _freeze(net, frozen_layers)
+            return net, _train(net, dataset, config, device, progress_callback, should_cancel, dead_level)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+           device: torch.device, progress_callback, should_cancel, dead_level: float | None) -> dict:
+    with cpu_workers(device) as pool:
+        return _train_loop(net, dataset, config, device, _batch_steps(net, dataset, config, device, pool),
+                           progress_callback, should_cancel, dead_level)
+
+
+def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+                 device: torch.device, pool) -> list[Callable[[], torch.Tensor | float]]:
+    """One callable per batch that sets the parameters' gradients and returns the batch loss.
+
+    On the CPU: :class:`cardioscar.cpu_step.GroupLossStep` (chunks of whole groups, hand-written
+    backward, a mask seed per step from torch's generator). Elsewhere: :func:`_autograd_steps`.
+    """
+    if device.type != "cpu":
+        return _autograd_steps(net, dataset, config, device)
+    step = GroupLossStep(net, config.mc_samples, pool)
+    nodes_per_chunk = max(1, ROWS_PER_CHUNK // step.passes)
+    with torch.no_grad():  # a fixed encoding: once per row, not once per step
+        inputs = net.encode(torch.from_numpy(dataset.coordinates)).numpy()
+    prior = dataset.prior_logit
+    batches = [chunk_batch(inputs[start:end], dataset.intensities[start:end], dataset.group_ids[start:end],
+                           nodes_per_chunk, None if prior is None else prior[start:end])
+               for start, end in create_complete_group_batches(dataset, config.batch_size)]
+    return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
+
+
+def _autograd_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+                    device: torch.device) -> list[Callable[[], torch.Tensor]]:
+    """The GPU step: autograd on the batch repeated ``mc_samples`` times, its tensors prepared once
+    on the device, the loss left there. Nothing in it reads a value back to the host, so a GPU
+    queues a whole epoch without waiting (``Testing/test_training.py`` counts such reads)."""
+
+    def autograd_step(batch: _Batch) -> torch.Tensor:
+        loss = _batch_loss(net, batch, config.mc_samples)
+        loss.backward()
+        return loss.detach()
+
+    return [lambda batch=batch: autograd_step(batch)
+            for batch in _prepare_batches(dataset, config.batch_size, config.mc_samples, device)]
+
+
+def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+                device: torch.device, batch_steps: list, progress_callback, should_cancel,
+                dead_level: float | None = None) -> dict:
+    """The epochs of one run. With a ``dead_level`` the run stops once its loss has stayed at one
+    value of at least that level for ``DEAD_EPOCHS`` epochs (see ``DEAD_EPOCHS``)."""
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    # fused: one kernel for all parameters (on the CPU ~0.3 ms per step instead of ~1.1 ms of
+    # per-tensor operations, time in which the CPU workers wait)
+    optimizer = torch.optim.Adam(trainable, lr=config.base_lr, fused=True)
+    if config.schedule == "onecycle":
+        scheduler = OneCycleCosine(optimizer, config.base_lr, config.max_lr, config.max_epochs * len(batch_steps))
+    else:
+        scheduler = CyclicalLR(optimizer, config.base_lr, config.max_lr, config.lr_step_size)
+    logger.info("training on %s: %d rows, %d batches, max %d epochs, patience %d",
+                device, len(dataset), len(batch_steps), config.max_epochs, config.early_stopping_patience)
+
+    losses: list[float] = []
+    rates: list[float] = []
+    best_loss, best_epoch, best_state = math.inf, 0, None
+    stopped_early, dead_epoch = False, None
+    started = last_report = time.perf_counter()
+    net.train()
+    for epoch in range(1, config.max_epochs + 1):
+        start_state = [p.detach().clone() for p in net.parameters()]
+        epoch_sum = 0.0
+        for batch_index, batch_step in enumerate(batch_steps, 1):
+            if should_cancel is not None and should_cancel():
+                raise TrainingCancelled(f"training cancelled at epoch {epoch} of {config.max_epochs} (batch "
+                                        f"{batch_index} of {len(batch_steps)}); nothing was saved")
+            optimizer.zero_grad(set_to_none=True)
+            epoch_sum = epoch_sum + batch_step()
+            optimizer.step()
+            scheduler.step()
+        epoch_loss = float(epoch_sum / len(batch_steps))  # the one host sync per epoch
+        losses.append(epoch_loss)
+        rates.append(scheduler.get_last_lr())
+        if epoch_loss < best_loss:
+            best_loss, best_epoch, best_state = epoch_loss, epoch, start_state
+        stop = epoch - best_epoch >= config.early_stopping_patience
+        if dead_level is not None and _is_dead(losses, dead_level):
+            logger.info("the loss has stayed at %.6g for %d epochs: no unit learns any more; stopping at epoch %d",
+                        epoch_loss, DEAD_EPOCHS, epoch)
+            stop, dead_epoch = True, epoch
+        now = time.perf_counter()
+        if progress_callback is not None and (now - last_report >= PROGRESS_INTERVAL_S or stop
+                                              or epoch == config.max_epochs):
+            last_report = now
+            horizon = min(config.max_epochs, best_epoch + config.early_stopping_patience)
+            progress_callback(TrainingProgress(epoch, config.max_epochs, epoch_loss, best_loss, rates[-1],
+                                               now - started, (now - started) / epoch * (horizon - epoch)))
+        if stop:
+            stopped_early = epoch < config.max_epochs
+            break
+
+    if best_state is None:
+        raise CardioScarError("training produced no finite loss (NaN): check that intensities are finite "
+                              "and in [0, 1], or lower max_lr")
+    with torch.no_grad():
+        for parameter, value in zip(net.parameters(), best_state):
+            parameter.copy_(value)
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
+    net.eval()
+    seconds = time.perf_counter() - started
+    logger.info("best loss %.6g at epoch %d of %d (%.1f s)", best_loss, best_epoch, len(losses), seconds)
+    return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
+            "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
+            "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device)}
+
+
+def _is_dead(losses: list[float], level: float) -> bool:
+    """The last ``DEAD_EPOCHS`` epoch losses are one and the same value, at least ``level``."""
+    recent = losses[-DEAD_EPOCHS:]
+    return len(recent) == DEAD_EPOCHS and recent[0] >= level and min(recent) == max(recent)

@@ -1,0 +1,85 @@
+"""Checks of the user's options that every face (command line, batch script, Python API, Slicer
+Logic) runs before any work, so that one input meets one refusal everywhere.
+
+Why before: an output path that cannot be written, found after an hour of training, loses the
+hour; a seed out of range ends in torch's overflow traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import CardioScarError
+
+#: Seeds are stored as signed 64-bit integers (checkpoints, .npz, JSON readers), so the valid
+#: range is 0..2**63-1, although torch alone would take up to 2**64-1.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: object, option: str = "--seed") -> int:
+    """``seed`` as an int in 0..2**63-1, else a one-line error naming ``option``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__"):
+        raise CardioScarError(f"{option} must be an integer in 0..2**63-1 ({MAX_SEED}), got {seed!r}")
+    value = int(seed)
+    if not 0 <= value <= MAX_SEED:
+        raise CardioScarError(f"{option} must be in 0..2**63-1 ({MAX_SEED}), got {value}")
+    return value
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            return folder
+    return Path(".")
+
+
+def check_output_place(path: str | os.PathLike, option: str = "output") -> Path:
+    """Refuse an output file that is an existing folder or lies under a file (cheap: no file is
+    created; :func:`cardioscar.io.atomic.atomic_write` runs it for every write)."""
+    target = Path(path)
+    if target.is_dir():
+        raise CardioScarError(f"{option} {target} is a folder; give a file name inside it")
+    existing = _existing_ancestor(target.parent)
+    if not existing.is_dir():
+        raise CardioScarError(f"{option} {target}: {existing} is a file, not a folder; choose a path in a folder")
+    return target
+
+
+def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
+    """The nearest existing folder at or above ``folder`` must be a folder where a file can be
+    created (tried for real: permissions, read-only mounts and /proc all answer the same way)."""
+    existing = _existing_ancestor(folder)
+    if not existing.is_dir():
+        raise CardioScarError(f"{option} {target}: {existing} is a file, not a folder; choose a path in a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".cardioscar-write-check.", dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise CardioScarError(f"{option} {target}: cannot create files in {existing} ({error.strerror or error}); "
+                              "choose a writable folder") from None
+
+
+def check_output_path(path: str | os.PathLike, option: str = "--output", suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse, before any work, an output file that cannot be written: a wrong suffix (when
+    ``suffixes`` are given), an existing folder, a path under a file, a folder where no file can
+    be created. Returns the path."""
+    target = Path(path)
+    if not target.name or target.name in (".", ".."):
+        raise CardioScarError(f"{option}: no file name given (got '{path}'); name the file to write")
+    if suffixes and not target.name.lower().endswith(tuple(s.lower() for s in suffixes)):
+        raise CardioScarError(f"{option} must end in {' or '.join(suffixes)}, got '{target.name}'")
+    check_output_place(target, option)
+    _check_writable_folder(target.parent, option, target)
+    return target
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--output-dir") -> Path:
+    """Refuse, before any work, an output folder that is a file or where no file can be created."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise CardioScarError(f"{option} {folder} is a file, not a folder; give a folder (it is created if missing)")
+    _check_writable_folder(folder, option, folder)
+    return folder

@@ -1,0 +1,429 @@
+"""Reading LGE / label images through SimpleITK with errors a user can act on.
+
+SimpleITK returns images in LPS with their full direction matrix, so oblique stacks keep their
+geometry. A DICOM series is checked against each file's own position: one that misses a slice or
+is unevenly spaced cannot be one volume, and is read file by file (:func:`read_dicom_planes`).
+NIfTI spacing comes from pixdim (SimpleITK's behaviour), which is right for files whose sform
+carries no scale (the ACDC data set, for instance).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import re
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def itk_warnings_off() -> Iterator[None]:
+    """ITK's multi-line WARNING blocks off while a file is read: what they report that matters
+    (bad spacing, NaN voxels, a cut file) is refused beforehand in one line by
+    :func:`check_image_file`."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines if "description" in line.lower()), lines[-1] if lines else "")
+    return detail.replace("Description:", "").strip()[:200]
+
+
+#: How far (mm) a slice of a DICOM series read as one volume may sit from the position its file
+#: records. Positions are decimal strings (rounding ~1e-4 mm); a missing slice moves its
+#: neighbours by millimetres.
+POSITION_TOLERANCE_MM = 0.01
+
+
+def _series_files(folder: Path) -> list[str]:
+    """The files of the folder's DICOM series in slice order; with several series, the largest."""
+    try:
+        series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError as error:
+        raise CardioScarError(f"Cannot scan DICOM folder {folder}: {_first_line(error)}") from error
+    if not series_ids:
+        raise CardioScarError(f"No DICOM series found in folder {folder}; {_where_the_series_are(folder)}")
+    files = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
+    counts = sorted((len(names) for names in files.values()), reverse=True)
+    if len(counts) > 1 and counts[0] == counts[1]:
+        examples = " ".join(str(Path(names[0])) for names in list(files.values())[:2])
+        raise CardioScarError(f"DICOM folder {folder} holds {len(series_ids)} series of {counts[0]} file(s) each; give "
+                              f"each series a folder of its own, or pass the files of the planes to use as images "
+                              f"(e.g. --image {examples} ...)")
+    chosen = max(files, key=lambda sid: len(files[sid]))
+    if len(series_ids) > 1:
+        logger.warning("%s holds %d DICOM series; using %s (%d files)", folder, len(series_ids), chosen,
+                       len(files[chosen]))
+    return list(files[chosen])
+
+
+def _where_the_series_are(folder: Path) -> str:
+    """What to give instead of a folder without DICOM files of its own: its sub-folders that hold
+    series (scanners and PACS exports often put every series in a folder of its own)."""
+    with_series = []
+    for child in sorted((path for path in folder.iterdir() if path.is_dir()), key=_natural_key):
+        try:
+            if sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(child)):
+                with_series.append(child.name)
+        except RuntimeError:
+            continue
+    if not with_series:
+        return "give a DICOM series folder or an image file (.nii, .nii.gz, .nrrd, .mha)"
+    shown = ", ".join(with_series[:4]) + (", ..." if len(with_series) > 4 else "")
+    return (f"its {len(with_series)} sub-folder(s) {shown} hold series: give the ones to use, e.g. "
+            f"--image {folder / with_series[0]} {folder / with_series[1 % len(with_series)]} ...")
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key reading digit runs as numbers (Se2 before Se10)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    """Read the folder's DICOM series as one volume, if one volume can hold it.
+
+    A volume has one slice step, so a series with a missing or extra slice, slices that are not
+    evenly spaced, or slices in several orientations would put slices millimetres from where
+    they were acquired (ITK only prints a warning); that is an error here.
+    :func:`read_dicom_planes` reads such a series.
+    """
+    names = _series_files(folder)
+    misplaced, worst = _volume_misplacement([_file_geometry(name) for name in names])
+    if misplaced > POSITION_TOLERANCE_MM:
+        raise CardioScarError(f"The DICOM series in {folder} cannot be one volume ({_why(misplaced, worst)}); cut it "
+                              "along z, its acquisition axis, where each file keeps its own position")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(names)
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise CardioScarError(f"Cannot read DICOM series in {folder}: {_first_line(error)}") from error
+
+
+def _volume_misplacement(geometry: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, int]:
+    """(largest distance in mm, its slice index) between a file's recorded position and where a
+    volume read from the files puts that slice, from each file's (origin, 3x3 direction) in slice
+    order: ITK starts at the first file's position and steps evenly along the first file's
+    normal to the last file's height. Infinite when the files' orientations differ."""
+    origins = np.array([origin for origin, _ in geometry])
+    directions = np.array([direction for _, direction in geometry])
+    if np.abs(directions - directions[0]).max() > 1e-4:
+        return math.inf, 0
+    if len(geometry) == 1:
+        return 0.0, 0
+    normal = directions[0][:, 2]
+    height = np.dot(origins[-1] - origins[0], normal)
+    placed = origins[0] + np.linspace(0.0, height, len(geometry))[:, None] * normal
+    misplaced = np.linalg.norm(origins - placed, axis=1)
+    return float(misplaced.max()), int(np.argmax(misplaced))
+
+
+def why_not_one_volume(paths: list[str | Path]) -> str | None:
+    """Why the one-slice DICOM files ``paths`` (any order) cannot be one regular volume (a missing
+    slice, uneven gaps, several orientations), or None when they can. Reads headers only.
+
+    The Slicer module uses it on a volume node's files: a regular volume read from such files
+    puts slices millimetres from where they were acquired."""
+    geometry = [_file_geometry(str(path)) for path in paths]
+    normal = geometry[0][1][:, 2]
+    ordered = sorted(geometry, key=lambda item: float(np.dot(item[0], normal)))
+    misplaced, worst = _volume_misplacement(ordered)
+    return _why(misplaced, worst) if misplaced > POSITION_TOLERANCE_MM else None
+
+
+def _why(misplaced: float, worst: int) -> str:
+    """Why a series is not one volume, from :func:`_volume_misplacement`."""
+    if math.isinf(misplaced):
+        return "its files lie in different orientations"
+    return f"it is not evenly spaced: slice k={worst} would sit {misplaced:.2f} mm from its recorded position"
+
+
+def _file_geometry(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, 3x3 direction) of one image file, from its header only."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(name)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise CardioScarError(f"Cannot read DICOM file {name}: {_first_line(error)}") from error
+    return np.asarray(reader.GetOrigin()), np.asarray(reader.GetDirection()).reshape(3, 3)
+
+
+def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
+    """The slices of a DICOM series folder in slice order, each file read on its own as a
+    one-slice 3D image placed where it was acquired.
+
+    Why: clinical LGE stacks may miss a slice or have uneven gaps, which no regular volume can
+    represent. A series of one file (a single slice, or a multi-frame volume) comes back as that
+    one image.
+    """
+    source = Path(folder)
+    if not source.is_dir():
+        raise CardioScarError(f"DICOM folder not found: {source}")
+    names = _series_files(source)
+    planes = []
+    for name in names:
+        try:
+            plane = _checked(sitk.ReadImage(name), Path(name))
+        except RuntimeError as error:
+            raise CardioScarError(f"Cannot read DICOM file {name}: {_first_line(error)}") from error
+        if len(names) > 1 and plane.GetSize()[2] != 1:
+            raise CardioScarError(f"DICOM file {name} holds {plane.GetSize()[2]} frames; a series of several files "
+                                  "must have one slice per file (or convert it to NIfTI)")
+        planes.append(plane)
+    origins = np.array([plane.GetOrigin() for plane in planes])
+    misplaced, worst = _volume_misplacement(
+        [(origin, np.asarray(plane.GetDirection()).reshape(3, 3)) for origin, plane in zip(origins, planes)])
+    if misplaced > POSITION_TOLERANCE_MM:
+        logger.warning("The DICOM series in %s cannot be one volume (%s); each slice keeps its own recorded "
+                       "position", source, _why(misplaced, worst))
+    repeats = int((np.linalg.norm(np.diff(origins, axis=0), axis=1) < POSITION_TOLERANCE_MM).sum())
+    if repeats:
+        logger.warning("%d file(s) of the DICOM series in %s repeat the position of the file before them (repeated "
+                       "acquisitions or time frames?); each is a slice of its own: choose the indices to use",
+                       repeats, source)
+    logger.info("Read DICOM series %s: %d file(s), first: %s", source, len(planes), image_summary(planes[0]))
+    return planes
+
+
+#: DICOM SliceThickness (0018,0050) as SimpleITK names it.
+SLICE_THICKNESS_TAG = "0018|0050"
+
+
+def _recorded_thickness(header: sitk.Image | sitk.ImageFileReader) -> float:
+    """The SliceThickness (mm) in an image's or a header reader's DICOM metadata; NaN if absent."""
+    text = header.GetMetaData(SLICE_THICKNESS_TAG).strip() if header.HasMetaDataKey(SLICE_THICKNESS_TAG) else ""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def recorded_half_thickness(image: sitk.Image, source: str | Path) -> float:
+    """Half the slice thickness (mm) an image read from a DICOM file records: the slab half-width
+    of its pixels. Other formats record no thickness (a NIfTI slice step is not one: stacks have
+    gaps), which is an error that says to give the width."""
+    thickness = _recorded_thickness(image)
+    if not thickness > 0:
+        raise CardioScarError(f"{Path(source).name} records no slice thickness (DICOM 0018,0050; other formats have "
+                              "none): give --slice-thickness-padding in mm instead of 'auto'")
+    return thickness / 2
+
+
+def recorded_half_thickness_of_files(paths: list[str | Path], label: str) -> float:
+    """Half the one slice thickness (mm) that the DICOM files of an image record, read from their
+    headers only.
+
+    Why: a 3D Slicer volume node keeps no DICOM tags, but it still knows the files it was read
+    from; they must agree, because which file made which slice is not known there. An unreadable
+    file, a file without the tag (NIfTI, NRRD and the like record none) and files that disagree
+    are one-line errors naming ``label`` (the image as the user knows it).
+    """
+    thicknesses: dict[float, str] = {}
+    for path in paths:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as error:
+            raise CardioScarError(f"Cannot read {Path(path).name} (a file of {label}): {_first_line(error)}") from error
+        thickness = _recorded_thickness(reader)
+        if not thickness > 0:
+            raise CardioScarError(f"{label}: {Path(path).name} records no slice thickness (DICOM 0018,0050; other "
+                                  "formats have none): give the slab half-width in mm instead of 'auto'")
+        thicknesses.setdefault(thickness, Path(path).name)
+    if len(thicknesses) > 1:
+        values = ", ".join(f"{t:g} mm in {name}" for t, name in sorted(thicknesses.items()))
+        raise CardioScarError(f"{label}: its DICOM files record different slice thicknesses ({values}): load them "
+                              "as separate volumes or give the slab half-width in mm")
+    if not thicknesses:
+        raise CardioScarError(f"{label} names no files to read a slice thickness from: give the slab half-width in mm")
+    return next(iter(thicknesses)) / 2
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """Read a 3D scalar image (NIfTI, NRRD, MHA/MHD, or a DICOM series folder) in LPS.
+
+    A single-slice acquisition is a 3D image with one slice (size 1 along k), which is fine; a truly
+    2D image, a 4D image or a vector image is an error.
+    """
+    source = Path(path)
+    if source.is_dir():
+        image = _read_dicom_folder(source)
+    elif not source.exists():
+        raise CardioScarError(f"Image not found: {source}")
+    else:
+        check_image_file(source)
+        try:
+            with itk_warnings_off():
+                image = sitk.ReadImage(str(source))
+        except RuntimeError as error:
+            detail = _first_line(error)
+            if "No such file" in detail:  # ITK's words for a data section that ends early (MHA, NRRD)
+                detail = "its voxel data is missing or cut short"
+            raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
+                                  ) from error
+    image = _checked(image, source)
+    logger.info("Read image %s: %s", source, image_summary(image))
+    return image
+
+
+@dataclass(frozen=True)
+class _NiftiLayout:
+    """What a NIfTI-1/2 header says about the file's voxel data (see :func:`_nifti_layout`)."""
+
+    data_start: int
+    data_end: int
+    dtype: np.dtype | None  # the voxel type when it can hold NaN/inf (float32/float64), else None
+    pixdim: tuple[float, ...]  # pixdim[1..rank]: the voxel size along each axis
+
+
+#: NIfTI datatype codes of float voxels, whose NaN/inf ITK turns into 0 on reading.
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def _nifti_layout(header: bytes) -> _NiftiLayout | None:
+    """Where a NIfTI-1 or NIfTI-2 file's voxel data lies, its float type and its pixdim, from the
+    header's own fields; None when the bytes are not such a header."""
+    for order in "<>":
+        size = int(np.frombuffer(header[:4], dtype=f"{order}i4")[0]) if len(header) >= 4 else 0
+        if size == 348 and len(header) >= 348:  # NIfTI-1: dim i2[8]@40, datatype i2@70, bitpix i2@72, pixdim f4[8]@76, vox_offset f4@108
+            dim = np.frombuffer(header[40:56], dtype=f"{order}i2").astype(np.int64)
+            datatype = int(np.frombuffer(header[70:72], dtype=f"{order}i2")[0])
+            bitpix = int(np.frombuffer(header[72:74], dtype=f"{order}i2")[0])
+            pixdim = np.frombuffer(header[76:108], dtype=f"{order}f4").astype(np.float64)
+            offset = float(np.frombuffer(header[108:112], dtype=f"{order}f4")[0])
+        elif size == 540 and len(header) >= 540:  # NIfTI-2: datatype i2@12, bitpix i2@14, dim i8[8]@16, pixdim f8[8]@104, vox_offset i8@168
+            datatype = int(np.frombuffer(header[12:14], dtype=f"{order}i2")[0])
+            bitpix = int(np.frombuffer(header[14:16], dtype=f"{order}i2")[0])
+            dim = np.frombuffer(header[16:80], dtype=f"{order}i8")
+            pixdim = np.frombuffer(header[104:168], dtype=f"{order}f8")
+            offset = float(np.frombuffer(header[168:176], dtype=f"{order}i8")[0])
+        else:
+            continue
+        rank = int(dim[0])
+        if not 1 <= rank <= 7 or bitpix <= 0 or not math.isfinite(offset):
+            return None
+        start = int(offset)
+        kind = _NIFTI_FLOATS.get(datatype)
+        return _NiftiLayout(start, start + int(np.prod(np.maximum(dim[1:rank + 1], 1))) * bitpix // 8,
+                            np.dtype(f"{order}{kind}") if kind else None, tuple(float(v) for v in pixdim[1:rank + 1]))
+    return None
+
+
+def check_image_file(path: str | Path) -> None:
+    """Refuse an image file whose voxels ITK would read wrong without an error. Every path that
+    reads an image calls it (our reader, and the Slicer Logic before its storage nodes read).
+
+    NIfTI (.nii, .nii.gz), from the file's own header and data:
+    * a file that ends before its voxel data does (an interrupted copy): ITK fills zeros;
+    * pixdim[1..3] zero, negative or NaN: ITK substitutes 1 mm or flips the axis;
+    * NaN or infinite float voxels: ITK's NIfTI reader turns them into 0, "no scar".
+    Other formats need no check here (ITK reports their damage, and NaN reaches our own check).
+    """
+    source = Path(path)
+    name = source.name.lower()
+    if not name.endswith((".nii", ".nii.gz")) or not source.is_file():
+        return
+    opener = gzip.open if name.endswith(".gz") else open
+    try:
+        with opener(source, "rb") as stream:
+            header = stream.read(540)
+            layout = _nifti_layout(header)
+            if layout is None:
+                return
+            _check_pixdim(layout, source)
+            length = _scan_voxels(stream, header, layout, source)
+    except (OSError, EOFError, zlib.error) as error:  # a cut gzip stream ends without its end marker
+        raise CardioScarError(f"Cannot read image {source}: the file is truncated or corrupted ({error}); copy it "
+                              "again") from None
+    if length < layout.data_end:
+        raise CardioScarError(f"Cannot read image {source}: it is truncated ({length} of the {layout.data_end} bytes "
+                              "its header describes); copy it again")
+
+
+def _check_pixdim(layout: _NiftiLayout, source: Path) -> None:
+    for axis, size in enumerate(layout.pixdim[:3], start=1):
+        if not (math.isfinite(size) and size > 0):
+            raise CardioScarError(f"Image {source.name}: its NIfTI header's pixdim[{axis}] = {size:g} is not a voxel "
+                                  "size (it must be a positive number of mm; ITK would substitute 1 mm or flip the "
+                                  f"axis): set pixdim[{axis}] to the voxel spacing in mm")
+
+
+def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> int:
+    """Read the rest of ``stream`` (which has given ``header``), refusing NaN/inf float voxels
+    within the data section; returns the file's length in bytes."""
+    length, pending = 0, b""
+    chunk = header
+    while chunk:
+        if layout.dtype is not None:
+            lo, hi = max(layout.data_start - length, 0), max(min(layout.data_end - length, len(chunk)), 0)
+            data = pending + chunk[lo:hi]
+            usable = len(data) - len(data) % layout.dtype.itemsize
+            values = np.frombuffer(data[:usable], dtype=layout.dtype)
+            if not np.isfinite(values).all():
+                raise CardioScarError(f"Image {source.name} holds NaN or infinite voxel values (ITK would read them "
+                                      "as 0, i.e. no scar): replace them (e.g. by 0 where there is "
+                                      "truly no data) or mask the image")
+            pending = data[usable:]
+        length += len(chunk)
+        chunk = stream.read(1 << 20)
+    return length
+
+
+def _checked(image: sitk.Image, source: Path) -> sitk.Image:
+    """``image`` if it is a 3D scalar image, else a one-line error naming ``source``."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise CardioScarError(f"Image {source.name} has {image.GetNumberOfComponentsPerPixel()} components per "
+                              "voxel (vector/RGB); give a scalar LGE image or label map")
+    if image.GetDimension() != 3:
+        raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
+                              "be a 3D volume with N slices")
+    check_spacing(image.GetSpacing(), source.name)
+    return image
+
+
+#: Smallest voxel size (mm) taken as real: below a micrometre, slices of a stack would sit on top
+#: of each other and their slabs overlap entirely (a damaged or mis-converted header).
+MIN_SPACING_MM = 1e-3
+
+
+def check_spacing(spacing, name: str) -> None:
+    """Refuse voxel sizes that are not positive finite millimetres of at least a micrometre."""
+    for axis, size in zip("ijk", spacing):
+        if not (math.isfinite(size) and size >= MIN_SPACING_MM):
+            raise CardioScarError(f"Image {name}: its voxel spacing along {axis} is {size:g} mm, not a plausible voxel "
+                                  f"size (at least {MIN_SPACING_MM:g} mm): fix the file's spacing")
+
+
+def image_summary(image: sitk.Image) -> str:
+    """One-line geometry description (size, spacing, origin, LPS bounding box) for logs and errors."""
+    size = image.GetSize()
+    if image.GetDimension() != 3:
+        return f"{image.GetDimension()}D image, size {size}, spacing {tuple(round(s, 4) for s in image.GetSpacing())}"
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    matrix = direction @ np.diag(image.GetSpacing())
+    corners = np.array([[i, j, k] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
+                        for k in (-0.5, size[2] - 0.5)])
+    lps = corners @ matrix.T + np.asarray(image.GetOrigin())
+    lo, hi = lps.min(axis=0), lps.max(axis=0)
+    box = ", ".join(f"{a:.1f}..{b:.1f}" for a, b in zip(lo, hi))
+    return (f"size {size}, spacing {tuple(round(s, 4) for s in image.GetSpacing())} mm, "
+            f"origin {tuple(round(o, 2) for o in image.GetOrigin())}, LPS bounds [{box}]")

@@ -1,0 +1,274 @@
+"""Reading and writing meshes (legacy ``.vtk``, ``.vtp``, ``.vtu``) in the frame 3D Slicer expects.
+
+3D Slicer marks the frame of a model file's coordinates: a legacy ``.vtk`` file carries
+``SPACE=LPS`` or ``SPACE=RAS`` in its header (title) line, an XML file carries a field-data string
+array named ``SPACE`` holding ``LPS`` or ``RAS``. A file without a marker is LPS (as Slicer reads it;
+checked against slicer-core's ``vtkMRMLModelStorageNode``). The library works in LPS, so
+:meth:`Mesh.points_lps` converts RAS coordinates on the fly, while :func:`write_mesh` keeps the
+coordinates exactly as they were read and writes the marker of that frame, so Slicer shows the
+result where it showed the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from .atomic import atomic_write, write_failed
+from ..errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+MESH_SUFFIXES = (".vtk", ".vtp", ".vtu")
+SPACE_ARRAY_NAME = "SPACE"
+_SPACE_IN_HEADER = re.compile(r"SPACE\s*=\s*([A-Za-z]+)")
+_RAS_FROM_LPS = np.array([-1.0, -1.0, 1.0])
+
+
+def bounds_text(points: np.ndarray) -> str:
+    """Format the bounding box of (N, 3) points as ``[x0..x1, y0..y1, z0..z1]`` for messages."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if pts.shape[0] == 0:
+        return "[empty]"
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return "[" + ", ".join(f"{a:.1f}..{b:.1f}" for a, b in zip(lo, hi)) + "]"
+
+
+def _normalise_space(value: str, source: str) -> str:
+    space = value.strip().upper()
+    if space not in ("LPS", "RAS"):
+        raise CardioScarError(f"{source}: unknown SPACE marker '{value.strip()}'; expected LPS or RAS")
+    return space
+
+
+def space_from_dataset(dataset: vtk.vtkDataObject, header: str | None, source: str) -> str:
+    """Frame of a dataset's coordinates from a legacy header or a ``SPACE`` field array; LPS if none."""
+    if header:
+        match = _SPACE_IN_HEADER.search(header)
+        if match:
+            return _normalise_space(match.group(1), source)
+    field_data = dataset.GetFieldData()
+    array = field_data.GetAbstractArray(SPACE_ARRAY_NAME) if field_data is not None else None
+    if array is not None and array.GetNumberOfValues() > 0:
+        return _normalise_space(str(array.GetVariantValue(0).ToString()), source)
+    return "LPS"
+
+
+def set_space_field(dataset: vtk.vtkDataObject, space: str) -> None:
+    """Replace the dataset's ``SPACE`` field array with one holding ``space`` (XML files)."""
+    field_data = dataset.GetFieldData()
+    field_data.RemoveArray(SPACE_ARRAY_NAME)
+    marker = vtk.vtkStringArray()
+    marker.SetName(SPACE_ARRAY_NAME)
+    marker.InsertNextValue(space)
+    field_data.AddArray(marker)
+
+
+def legacy_header(space: str) -> str:
+    """Title line for legacy files, with the marker spelled as Slicer writes it."""
+    return f"CardioScar output. SPACE={space}"
+
+
+@contextmanager
+def _vtk_messages() -> Iterator[list[str]]:
+    """Capture what VTK reports during a read (instead of printing it) so it can become one error line.
+
+    VTK readers do not raise: they print errors (XML parser) or generic warnings (legacy binary
+    data cut short) and return partial data. The captured text is appended to the yielded list when
+    the block ends.
+    """
+    captured: list[str] = []
+    window = vtk.vtkStringOutputWindow()
+    previous_window = vtk.vtkOutputWindow.GetInstance()
+    previous_verbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkOutputWindow.SetInstance(window)
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
+    try:
+        yield captured
+    finally:
+        vtk.vtkOutputWindow.SetInstance(previous_window)
+        vtk.vtkLogger.SetStderrVerbosity(previous_verbosity)
+        captured.append(window.GetOutput())
+
+
+def _reported_failure(text: str) -> str | None:
+    """The first VTK line that reports an error, if any."""
+    for line in text.splitlines():
+        if "error" in line.lower() and "ERROR: In" not in line and "Generic Warning: In" not in line:
+            return re.sub(r"^\w+ \(0x[0-9a-fA-F]+\): ", "", line.strip())[:160]
+    return None
+
+
+def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES
+                     ) -> tuple[vtk.vtkDataSet, str | None]:
+    """Read a VTK file (legacy or XML) and return ``(dataset, legacy header or None)``.
+
+    Raises :class:`CardioScarError` for a missing file, an unsupported extension or a file VTK
+    cannot parse. Shared with :mod:`cardioscar.prepare.slices` for grid layers.
+    """
+    source = Path(path)
+    if source.is_dir():
+        raise CardioScarError(f"{source} is a folder, not a file: give the {' / '.join(allowed_suffixes)} file inside it")
+    if not source.is_file():
+        raise CardioScarError(f"File not found: {source}")
+    suffix = source.suffix.lower()
+    if suffix not in allowed_suffixes:
+        raise CardioScarError(
+            f"Unsupported file type '{source.suffix}' for {source.name}; use one of {', '.join(allowed_suffixes)}")
+    xml_readers = {
+        ".vtp": vtk.vtkXMLPolyDataReader, ".vtu": vtk.vtkXMLUnstructuredGridReader,
+        ".vti": vtk.vtkXMLImageDataReader, ".vts": vtk.vtkXMLStructuredGridReader,
+        ".vtr": vtk.vtkXMLRectilinearGridReader,
+    }
+    header: str | None = None
+    with _vtk_messages() as messages:
+        if suffix == ".vtk":
+            reader = vtk.vtkDataSetReader()
+            reader.SetFileName(str(source))
+            if not reader.OpenVTKFile() or not reader.ReadHeader():
+                reader.CloseVTKFile()
+                raise CardioScarError(f"Cannot read {source}: not a valid legacy VTK file (corrupted or wrong format)")
+            reader.CloseVTKFile()
+        else:
+            reader = xml_readers[suffix]()
+            if not reader.CanReadFile(str(source)):
+                raise CardioScarError(f"Cannot read {source}: not a valid VTK XML {suffix} file (corrupted or wrong format)")
+            reader.SetFileName(str(source))
+        reader.Update()
+        header = reader.GetHeader() if suffix == ".vtk" else None
+        output = reader.GetOutputDataObject(0)
+    problem = _reported_failure("".join(messages))
+    if problem or output is None or not isinstance(output, vtk.vtkDataSet):
+        raise CardioScarError(f"Cannot read {source}: the file is corrupted or truncated ({problem or 'no dataset'})")
+    dataset = output.NewInstance()
+    dataset.ShallowCopy(output)
+    return dataset, header
+
+
+@dataclass
+class Mesh:
+    """A mesh as read from disk: the VTK dataset plus the frame its coordinates are in."""
+
+    dataset: vtk.vtkDataSet
+    space: str
+    path: Path | None = None
+
+    @property
+    def n_points(self) -> int:
+        return int(self.dataset.GetNumberOfPoints())
+
+    def points_lps(self) -> np.ndarray:
+        """(N, 3) float64 node coordinates in LPS mm, whatever frame the file used."""
+        points = self.dataset.GetPoints()
+        if points is None:
+            return np.zeros((0, 3))
+        coords = vtk_to_numpy(points.GetData()).astype(np.float64, copy=True)
+        if self.space == "RAS":
+            coords *= _RAS_FROM_LPS
+        return coords
+
+    def point_field_names(self) -> list[str]:
+        data = self.dataset.GetPointData()
+        return [data.GetArrayName(k) for k in range(data.GetNumberOfArrays()) if data.GetArrayName(k)]
+
+    def point_array(self, name: str) -> np.ndarray:
+        """A point-data array as numpy; a missing name is an error that lists the fields present."""
+        array = self.dataset.GetPointData().GetArray(name)
+        if array is None:
+            present = ", ".join(self.point_field_names()) or "none"
+            where = self.path.name if self.path else "mesh"
+            raise CardioScarError(f"{where} has no point field '{name}'; point fields present: {present}")
+        return vtk_to_numpy(array).copy()
+
+
+def read_mesh(path: str | Path) -> Mesh:
+    """Read a ``.vtk`` (POLYDATA or UNSTRUCTURED_GRID), ``.vtp`` or ``.vtu`` mesh with its SPACE frame."""
+    source = Path(path)
+    dataset, header = read_vtk_dataset(source, MESH_SUFFIXES)
+    if not isinstance(dataset, (vtk.vtkPolyData, vtk.vtkUnstructuredGrid)):
+        raise CardioScarError(
+            f"{source} holds a {dataset.GetClassName()}; a mesh must be polydata or an unstructured grid")
+    if dataset.GetNumberOfPoints() == 0:
+        raise CardioScarError(f"Mesh {source} has no points")
+    space = space_from_dataset(dataset, header, str(source))
+    mesh = Mesh(dataset=dataset, space=space, path=source)
+    if not np.all(np.isfinite(mesh.points_lps())):
+        raise CardioScarError(f"Mesh {source} has NaN or infinite point coordinates")
+    logger.info("Read mesh %s: %d points, %d cells, frame %s", source, mesh.n_points,
+                dataset.GetNumberOfCells(), space)
+    return mesh
+
+
+def _as_point_array(name: str, values: np.ndarray, n_points: int) -> vtk.vtkDataArray:
+    array = np.asarray(values)
+    if array.ndim not in (1, 2) or array.shape[0] != n_points:
+        raise CardioScarError(
+            f"Point field '{name}' has shape {array.shape} but the mesh has {n_points} points")
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    vtk_array = numpy_to_vtk(np.ascontiguousarray(array), deep=1)
+    vtk_array.SetName(name)
+    return vtk_array
+
+
+def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarray] | None = None) -> None:
+    """Write ``mesh`` plus extra point fields to ``path`` atomically, with a SPACE marker.
+
+    Coordinates are written exactly as they were read (``mesh.space`` frame) and the marker names
+    that frame. The format follows the extension: ``.vtk`` (legacy binary, marker in the header),
+    ``.vtp`` (polydata only) or ``.vtu`` (marker in a ``SPACE`` field array).
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise CardioScarError(f"Unsupported output type '{target.suffix}' for {target.name}; use one of "
+                              f"{', '.join(MESH_SUFFIXES)}")
+    if mesh.n_points == 0:
+        raise CardioScarError(f"Cannot write {target.name}: the mesh has no points")
+    arrays = {name: _as_point_array(name, values, mesh.n_points) for name, values in (point_arrays or {}).items()}
+
+    dataset = mesh.dataset.NewInstance()
+    dataset.DeepCopy(mesh.dataset)
+    for name, array in arrays.items():
+        dataset.GetPointData().RemoveArray(name)
+        dataset.GetPointData().AddArray(array)
+    if suffix == ".vtp" and not isinstance(dataset, vtk.vtkPolyData):
+        raise CardioScarError(f"Cannot write a {dataset.GetClassName()} as {target.name}; use .vtu or .vtk")
+    if suffix == ".vtu" and isinstance(dataset, vtk.vtkPolyData):
+        append = vtk.vtkAppendFilter()
+        append.SetInputData(dataset)
+        append.Update()
+        dataset = append.GetOutput()
+
+    if suffix == ".vtk":
+        dataset.GetFieldData().RemoveArray(SPACE_ARRAY_NAME)
+        writer = vtk.vtkPolyDataWriter() if isinstance(dataset, vtk.vtkPolyData) else vtk.vtkUnstructuredGridWriter()
+        writer.SetHeader(legacy_header(mesh.space))
+        writer.SetFileTypeToBinary()
+    else:
+        set_space_field(dataset, mesh.space)
+        writer = vtk.vtkXMLPolyDataWriter() if suffix == ".vtp" else vtk.vtkXMLUnstructuredGridWriter()
+    writer.SetInputData(dataset)
+    write_dataset(writer, target)
+    logger.info("Wrote %s (%d points, frame %s, fields: %s)", target, mesh.n_points, mesh.space,
+                ", ".join(arrays) or "none")
+
+
+def write_dataset(writer: vtk.vtkWriter, target: Path) -> None:
+    """Run a configured VTK writer into ``target`` through :func:`atomic_write`."""
+    with atomic_write(target) as tmp, _vtk_messages():
+        writer.SetFileName(str(tmp))
+        # the XML writers return 1 on a full disk and report it only through their error code;
+        # VTK's own ERR lines are captured (the one-line error says it better)
+        if writer.Write() != 1 or writer.GetErrorCode() != 0 or tmp.stat().st_size == 0:
+            error_code = writer.GetErrorCode()
+            reason = vtk.vtkErrorCode.GetStringFromErrorCode(error_code) if error_code else None
+            raise write_failed(target, "No space left on device" if reason == "OutOfDiskSpaceError" else None)

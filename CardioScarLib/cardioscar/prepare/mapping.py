@@ -1,0 +1,163 @@
+"""Vectorised mapping of mesh nodes to slice pixels (groups).
+
+A group is one pixel of one slice: the mesh nodes whose continuous pixel index rounds to that pixel
+(footprint ``[i-0.5, i+0.5) x [j-0.5, j+0.5)``) and whose signed distance d to the slice plane along
+its normal has ``-half_thickness <= d < half_thickness`` (:meth:`SliceLayer.in_slab`). The node's target is that same pixel's value, so value and
+group can never disagree (the reference tool read them from different voxels). Slices are handled
+one at a time with a single matrix product each; a node inside the slabs of two slices belongs to
+both groups (it is never dropped or deduplicated). Pixels whose value is NaN (grid-layer holes)
+make no group.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import CardioScarError
+from ..io.meshio import bounds_text
+from .slices import SliceLayer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GroupMapping:
+    """Rows (node, group) sorted by group; groups numbered 0..M-1 in (slice, j, i) order."""
+
+    node_ids: np.ndarray      # (K,) int64 mesh node index of each row
+    group_ids: np.ndarray     # (K,) int64 contiguous, non-decreasing
+    group_values: np.ndarray  # (M,) float64 target of each group
+    group_slice: np.ndarray   # (M,) int64 index into the slice list
+    group_pixel: np.ndarray   # (M, 2) int64 (i, j) of the pixel
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.node_ids.shape[0])
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.group_values.shape[0])
+
+    @property
+    def group_sizes(self) -> np.ndarray:
+        """(M,) int64 number of rows (nodes) in each group."""
+        return np.bincount(self.group_ids, minlength=self.n_groups).astype(np.int64)
+
+    @property
+    def row_values(self) -> np.ndarray:
+        """(K,) float64 target of each row: its group's pixel value."""
+        return self.group_values[self.group_ids]
+
+
+def _slice_rows(points: np.ndarray, layer: SliceLayer) -> tuple[np.ndarray, np.ndarray]:
+    """Node ids inside one slice's footprint and their flat pixel key ``j * n_cols + i``."""
+    index_to_lps = layer.index_to_lps()
+    lps_to_index = np.linalg.inv(index_to_lps)
+    # Distance along the normal first (one mat-vec), so the in-plane solve only runs on slab nodes.
+    row_d = lps_to_index[2, :3]
+    distance = points @ row_d + lps_to_index[2, 3]
+    in_slab = np.flatnonzero(layer.in_slab(distance))
+    if in_slab.size == 0:
+        return in_slab.astype(np.int64), in_slab.astype(np.int64)
+    ij = points[in_slab] @ lps_to_index[:2, :3].T + lps_to_index[:2, 3]
+    pixel = np.floor(ij + 0.5)  # half-open footprint [i-0.5, i+0.5)
+    rows, cols = layer.shape
+    inside = (pixel[:, 0] >= 0) & (pixel[:, 0] < cols) & (pixel[:, 1] >= 0) & (pixel[:, 1] < rows)
+    pixel_i = pixel[inside, 0].astype(np.int64)
+    pixel_j = pixel[inside, 1].astype(np.int64)
+    nodes = in_slab[inside].astype(np.int64)
+    has_value = np.isfinite(layer.values[pixel_j, pixel_i])
+    return nodes[has_value], pixel_j[has_value] * cols + pixel_i[has_value]
+
+
+def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) -> GroupMapping:
+    """Map (N, 3) LPS node coordinates to the pixels of ``slices``; see the module docstring."""
+    points = np.ascontiguousarray(points_lps, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or points.shape[0] == 0:
+        raise CardioScarError(f"Mesh coordinates must be a non-empty (N, 3) array, got shape {points.shape}")
+    if not np.all(np.isfinite(points)):
+        raise CardioScarError("Mesh coordinates contain NaN or infinite values")
+    layers = list(slices)
+    if not layers:
+        raise CardioScarError("No slices given to map onto the mesh")
+
+    node_parts, key_parts = [], []
+    offset = 0
+    for layer in layers:
+        nodes, keys = _slice_rows(points, layer)
+        node_parts.append(nodes)
+        key_parts.append(keys + offset)
+        offset += layer.values.size
+    node_ids = np.concatenate(node_parts)
+    keys = np.concatenate(key_parts)
+    corners = np.concatenate([layer.footprint_corners_lps() for layer in layers])
+    if node_ids.size == 0:
+        raise CardioScarError(
+            f"No mesh node lies inside any slice footprint: mesh LPS bounds {bounds_text(points)}, slices LPS "
+            f"bounds {bounds_text(corners)}{_unit_hint(points, corners, layers)}; check that mesh and image share a frame "
+            "(SPACE marker), --slice-axis and --slice-thickness-padding")
+
+    ratio = _size_ratio(points, corners)
+    if 0.0 < ratio < 1 / 100 or ratio > 100:
+        # a mesh in metres near the image origin lands in a pixel or two: rows, but nonsense
+        raise CardioScarError(f"The mesh (LPS bounds {bounds_text(points)}) and the slices (LPS bounds "
+                              f"{bounds_text(corners)}) differ in size by orders of magnitude"
+                              f"{_unit_hint(points, corners, layers)}")
+    unique_keys, group_ids = np.unique(keys, return_inverse=True)
+    # Stable: within a group (one slice) nodes keep their ascending order from np.flatnonzero.
+    order = np.argsort(group_ids, kind="stable")
+    node_ids, group_ids = node_ids[order], group_ids[order].astype(np.int64)
+
+    slice_starts = np.cumsum([0] + [layer.values.size for layer in layers])
+    group_slice = (np.searchsorted(slice_starts, unique_keys, side="right") - 1).astype(np.int64)
+    local = unique_keys - slice_starts[group_slice]
+    n_cols = np.array([layer.shape[1] for layer in layers], dtype=np.int64)[group_slice]
+    group_pixel = np.column_stack([local % n_cols, local // n_cols]).astype(np.int64)
+    group_values = _gather_values(layers, group_slice, group_pixel)
+
+    memberships = np.bincount(node_ids, minlength=points.shape[0])
+    logger.info("Mapping: %d of %d nodes covered, %d groups, %d rows; %d nodes in more than one group",
+                int((memberships > 0).sum()), points.shape[0], unique_keys.size, node_ids.size,
+                int((memberships > 1).sum()))
+    return GroupMapping(node_ids=node_ids, group_ids=group_ids, group_values=group_values,
+                        group_slice=group_slice, group_pixel=group_pixel)
+
+
+def _size_ratio(points: np.ndarray, corners: np.ndarray) -> float:
+    """Largest extent of the mesh over that of the slices (0 for a single node)."""
+    return float(np.ptp(points, axis=0).max() / max(np.ptp(corners, axis=0).max(), 1e-12))
+
+
+def _unit_hint(points: np.ndarray, corners: np.ndarray, layers: Sequence[SliceLayer]) -> str:
+    """A hint when the mesh is orders of magnitude larger or smaller than the slices: simulation
+    meshes are often in micrometres (openCARP) or metres, images always in millimetres. Units
+    are blamed only when nothing else explains it: a slab wider than the slices themselves (the
+    slab width option), or a few nodes far from all others (the bulk of the mesh is fine)."""
+    ratio = _size_ratio(points, corners)
+    if ratio == 0.0 or 1 / 30 <= ratio <= 30:  # (a single node has no size)
+        return ""
+    widest = max(layers, key=lambda layer: layer.half_thickness)
+    plane = max(widest.shape[0] * widest.spacing[1], widest.shape[1] * widest.spacing[0])
+    if widest.half_thickness > 10 * plane:
+        return (f" (the slab half-width {widest.half_thickness:g} mm of '{widest.label}' is far larger than the slice "
+                f"itself, {plane:.4g} mm across: check --slice-thickness-padding)")
+    low, high = np.percentile(points, [1, 99], axis=0)
+    if len(points) >= 20 and 1 / 30 <= _size_ratio(np.array([low, high]), corners) <= 30:
+        far = int(np.argmax(np.linalg.norm(points - np.median(points, axis=0), axis=1)))
+        where = ", ".join(f"{c:.4g}" for c in points[far])
+        return f" (node {far} at ({where}) lies far from all others: fix or remove it)"
+    unit = "micrometres" if ratio > 30 else "metres or centimetres"
+    return (f" (the mesh is {ratio:.3g} times the size of the slices: if its coordinates are in {unit}, "
+            "scale them to millimetres)")
+
+
+def _gather_values(layers: Sequence[SliceLayer], group_slice: np.ndarray, group_pixel: np.ndarray) -> np.ndarray:
+    values = np.empty(group_slice.size, dtype=np.float64)
+    for s, layer in enumerate(layers):
+        mine = group_slice == s
+        values[mine] = layer.values[group_pixel[mine, 1], group_pixel[mine, 0]]
+    return values

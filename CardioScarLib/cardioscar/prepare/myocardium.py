@@ -1,0 +1,120 @@
+"""Where the myocardium is on each chosen slice, so pixels outside it carry no constraint.
+
+Why: a scar map drawn inside a myocardium segmentation (or a label map) is 0 in blood-pool and
+background pixels. A mesh never follows that segmentation exactly at the endo- and epicardium, so
+wall nodes fall into those pixels; trained towards 0 they pull the scar field down where the wall
+next to them is scar. Such pixels mean "no data", not "no scar": they become NaN, and a NaN pixel
+makes no group (:mod:`cardioscar.prepare.mapping`).
+
+Masks come from the slice values themselves (a label map with myocardium labels) or from a second
+image (a 0/1 mask, or a label image with its myocardium labels) sampled at each chosen pixel's
+centre in patient space (nearest voxel), so the mask may be on another grid than the image as
+long as it covers the slices. The same reader serves any other mask a rule needs (a blood pool).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import CardioScarError
+from .slices import SliceLayer, ijk_to_lps_matrix
+from .targets import unmatched_labels
+
+logger = logging.getLogger(__name__)
+
+
+def label_masks(layers: Sequence[SliceLayer], labels: Sequence[int], what: str = "--myocardium-labels") -> list[np.ndarray]:
+    """Per slice, the pixels whose value is one of ``labels`` (the slices of a label map)."""
+    wanted = sorted({int(v) for v in labels})
+    if not wanted:
+        raise CardioScarError(f"{what} is empty; list the label values, e.g. 2,3,4")
+    masks = [np.isin(layer.values, wanted) for layer in layers]
+    if not any(mask.any() for mask in masks):
+        raise unmatched_labels(layers, wanted, option=what, what="myocardium")
+    return masks
+
+
+def masks_from_image(image: sitk.Image, layers: Sequence[SliceLayer], labels: Sequence[int] | None = None,
+                     source: str = "mask", what: str = "--myocardium-mask") -> list[np.ndarray]:
+    """Per slice, the pixels whose centre falls in a voxel of ``image`` that is non-zero (or, with
+    ``labels``, one of them). A pixel centre outside the image is not in the mask; a slice the
+    image does not reach at all is an error (the mask was made for other slices)."""
+    return masks_from_voxels(sitk.GetArrayFromImage(image), ijk_to_lps_matrix(image), layers, labels, source, what)
+
+
+def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequence[SliceLayer],
+                      labels: Sequence[int] | None = None, source: str = "mask",
+                      what: str = "--myocardium-mask") -> list[np.ndarray]:
+    """:func:`masks_from_image` for voxels ``values`` (k, j, i) placed by a 4x4 ``ijk_to_lps``
+    matrix: the form a Slicer volume node gives (its world matrix may be any affine one)."""
+    if values.ndim != 3:
+        raise CardioScarError(f"{what} {source} must be a 3D image, got {values.ndim} dimensions")
+    inside = np.isin(values, sorted({int(v) for v in labels})) if labels is not None else values != 0
+    if not inside.any():
+        wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
+        raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero voxels)")
+    lps_to_ijk = np.linalg.inv(ijk_to_lps)
+    size = np.array(values.shape[::-1])
+    masks = []
+    for layer in layers:
+        centres = layer.pixel_centres_lps().reshape(-1, 3)
+        ijk = np.floor(centres @ lps_to_ijk[:3, :3].T + lps_to_ijk[:3, 3] + 0.5).astype(np.int64)
+        within = np.all((ijk >= 0) & (ijk < size), axis=1)
+        if not within.any():
+            raise CardioScarError(f"{what} {source} does not overlap slice '{layer.label}': give the mask drawn on "
+                                  "the same images (same patient frame)")
+        mask = np.zeros(len(centres), dtype=bool)
+        mask[within] = inside[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
+        masks.append(mask.reshape(layer.shape))
+    return masks
+
+
+@dataclasses.dataclass(frozen=True)
+class MyocardiumReport:
+    """What restricting the targets to the myocardium dropped, per slice (recorded in the ``.npz``)."""
+
+    source: str                     # "labels 2,3,4", "mask lge_myo.nii.gz", or "" (none given)
+    dropped_pixels: np.ndarray      # (S,) int64 pixels with a value that lie outside the myocardium
+    myocardium_pixels: np.ndarray   # (S,) int64 pixels kept
+
+
+def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray],
+                           source: str) -> tuple[list[SliceLayer], MyocardiumReport]:
+    """Copies of ``layers`` with NaN outside ``masks`` and the counts of what was dropped."""
+    if len(masks) != len(layers):
+        raise CardioScarError(f"{len(masks)} myocardium masks for {len(layers)} slices")
+    out, dropped, kept = [], [], []
+    for layer, mask in zip(layers, masks):
+        if mask.shape != layer.shape:
+            raise CardioScarError(f"the myocardium mask of slice '{layer.label}' is {mask.shape}, the slice {layer.shape}")
+        has_value = np.isfinite(layer.values)
+        values = np.where(mask, layer.values, np.nan)
+        dropped.append(int((has_value & ~mask).sum()))
+        kept.append(int((has_value & mask).sum()))
+        out.append(dataclasses.replace(layer, values=values))
+    report = MyocardiumReport(source, np.asarray(dropped, np.int64), np.asarray(kept, np.int64))
+    if report.myocardium_pixels.sum() == 0:
+        raise CardioScarError(f"no chosen pixel lies in the myocardium ({source}): check the labels or mask")
+    logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (no constraint), per slice %s",
+                source, int(report.myocardium_pixels.sum()), int(report.dropped_pixels.sum()),
+                report.dropped_pixels.tolist())
+    return out, report
+
+
+def no_restriction(layers: Sequence[SliceLayer]) -> MyocardiumReport:
+    """The report of a run without a myocardium (every pixel with a value constrains)."""
+    kept = [int(np.isfinite(layer.values).sum()) for layer in layers]
+    return MyocardiumReport("", np.zeros(len(kept), np.int64), np.asarray(kept, np.int64))
+
+
+def read_mask_image(path: str | Path) -> sitk.Image:
+    """A mask or label image through the library's checked reader."""
+    from ..io.imageio import read_image  # one reader for every image: its checks hold for masks too
+
+    return read_image(path)

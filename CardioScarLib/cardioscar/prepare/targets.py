@@ -1,0 +1,133 @@
+"""Turning slice pixel values into training targets in [0, 1].
+
+Three cases, chosen explicitly by the user instead of guessed:
+* values already in [0, 1] (a scar probability or a 0/1 mask): used as they are;
+* a label map: ``scar_labels`` lists the scar labels -> 1.0 there, 0.0 elsewhere (never min-max
+  scaled as if the labels were intensities, a defect of the reference tool);
+* raw LGE intensities: ``normalize=True`` min-max scales over all chosen slices' pixels.
+NaN marks pixels without data (grid-layer holes) and stays NaN; such pixels make no group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import CardioScarError
+from .slices import SliceLayer
+
+logger = logging.getLogger(__name__)
+
+
+def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | None = None,
+                  normalize: bool = False, require_scar: bool = True) -> list[SliceLayer]:
+    """Return copies of ``slices`` whose values are targets in [0, 1] (NaN holes kept).
+
+    With ``scar_labels``, labels that match no pixel are refused unless ``require_scar`` is False
+    (a caller pooling several inputs checks them together, see :func:`scar_label_pixels`)."""
+    layers = list(slices)
+    if not layers:
+        raise CardioScarError("No slices given")
+    labels = None if scar_labels is None else sorted({int(v) for v in scar_labels})
+    if labels is not None and normalize:
+        raise CardioScarError("Use either --scar-labels (label map) or --normalize-intensities (raw LGE), not both")
+    for layer in layers:
+        if np.isinf(layer.values).any():
+            raise CardioScarError(f"Slice '{layer.label}' contains infinite values")
+    if labels is not None:
+        if not labels:
+            raise CardioScarError("--scar-labels is empty; list the scar label values, e.g. 3,4")
+        if scar_label_pixels(layers, labels) == 0 and require_scar:
+            raise unmatched_labels(layers, labels)
+        return [_relabel(layer, labels) for layer in layers]
+    if normalize:
+        return _min_max(layers)
+    for layer in layers:
+        finite = layer.values[np.isfinite(layer.values)]
+        if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
+            raise CardioScarError(
+                f"Slice '{layer.label}' has values {finite.min():g}..{finite.max():g} outside [0, 1]; pass "
+                "--scar-labels (label map, e.g. 3,4) or --normalize-intensities (raw LGE)")
+    return layers
+
+
+def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> int:
+    """How many pixels of ``layers`` carry one of ``labels``; refuses values that are not whole
+    numbers (a probability map or LGE intensities given with --scar-labels would silently become
+    all 0)."""
+    count = 0
+    for layer in layers:
+        finite = layer.values[np.isfinite(layer.values)]
+        if finite.size and not np.array_equal(finite, np.round(finite)):
+            raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds non-integer values "
+                                  f"({finite.min():g}..{finite.max():g}), not labels; leave --scar-labels out for a "
+                                  "probability map, or use --normalize-intensities for raw LGE")
+        count += int(np.isin(finite, labels).sum())
+    return count
+
+
+def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int], shown: int = 12,
+                     option: str = "--scar-labels", what: str = "scar") -> CardioScarError:
+    """The error for labels that match no pixel of ``layers``, naming the labels present.
+
+    The one wording for every label option (scar labels here, myocardium labels in
+    :mod:`cardioscar.prepare.myocardium`, the Slicer Logic), so a user reads the same fix everywhere."""
+    values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers]))
+    present = ", ".join(f"{v:g}" for v in values[:shown]) + (", ..." if len(values) > shown else "")
+    return CardioScarError(f"{option} {','.join(map(str, sorted(set(labels))))} match no pixel of the chosen "
+                           f"slices (labels present: {present or 'none'}); give the {what} labels of this label map")
+
+
+def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:
+    values = layer.values
+    scar = np.isin(values, labels).astype(np.float64)
+    scar[np.isnan(values)] = np.nan
+    return dataclasses.replace(layer, values=scar)
+
+
+def _min_max(layers: list[SliceLayer]) -> list[SliceLayer]:
+    finite = np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers])
+    if finite.size == 0:
+        raise CardioScarError("The chosen slices hold no pixel values to normalise")
+    low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        raise CardioScarError(f"All chosen pixels have the same value {low:g}; min-max normalisation is undefined")
+    logger.info("Min-max normalising intensities over %d pixels: %g..%g -> 0..1", finite.size, low, high)
+    return [dataclasses.replace(layer, values=(layer.values - low) / (high - low)) for layer in layers]
+
+
+def _parse_int_list(text: str | None, option: str, example: str) -> list[int] | None:
+    if text is None or not str(text).strip():
+        return None
+    items = [item.strip() for item in str(text).split(",")]
+    try:
+        values = [int(item) for item in items]
+    except ValueError:
+        raise CardioScarError(f"{option} must be comma-separated integers like '{example}', got '{text}'") from None
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise CardioScarError(f"{option} lists {duplicates[0]} more than once: '{text}'")
+    return values
+
+
+def parse_scar_labels(text: str | None) -> list[int] | None:
+    """``"3,4"`` -> ``[3, 4]``; empty/None -> None (the image is not a label map)."""
+    return _parse_int_list(text, "--scar-labels", "3,4")
+
+
+def parse_myocardium_labels(text: str | None) -> list[int] | None:
+    """``"2,3,4"`` -> ``[2, 3, 4]``; empty/None -> None (no myocardium given)."""
+    return _parse_int_list(text, "--myocardium-labels", "2,3,4")
+
+
+def parse_slice_indices(text: str | None) -> list[int] | None:
+    """``"2,5,8"`` -> ``[2, 5, 8]``; empty/None/"all" -> None (all slices); negative -> error."""
+    if text is not None and str(text).strip().lower() == "all":
+        return None
+    values = _parse_int_list(text, "--slice-indices", "2,5,8")
+    if values is not None and min(values) < 0:
+        raise CardioScarError(f"--slice-indices must be >= 0, got '{text}'")
+    return values
