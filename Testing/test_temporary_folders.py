@@ -1,5 +1,6 @@
 """The temporary folders the Slicer modules make go when nothing needs them any more
-(CardioScarLogic.scratch), and the scene keeps its data.
+(CardioScarLogic.scratch), and the scene keeps its data (the Attri-VAE module's: in
+Testing/test_attrivae_slicer_logic.py, beside its reference run).
 
 Real MRML (slicer-core), real worker processes and files; the system's temporary folder is
 redirected to a fresh folder per test (``tempfile.tempdir``), so what is left there is exactly
@@ -18,19 +19,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
-sys.path.insert(0, str(REPO / "AttriVAE"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import slicer  # noqa: E402  (slicer-core)
 
 import CardioScarLogic as csl  # noqa: E402
-from AttriVAELogic import AttriVAELogic, AttriVAEOptions  # noqa: E402
-from AttriVAELogic import scene as results  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
-from test_attrivae_slicer_logic import EXPLAIN, case_files, nodes, reference  # noqa: E402,F401
 from test_slicer_panel import _rv_insertions_ras, _with_scar_probability, case, panel, phantom  # noqa: E402,F401
 
-NO_PYTHON = "/nonexistent/python3"
+NO_PYTHON = "/nonexistent/python3"  # a Python that cannot be started
 
 
 @pytest.fixture()
@@ -53,32 +50,6 @@ def test_a_cardioscar_worker_that_cannot_start_leaves_no_job_folder(panel, case,
     with pytest.raises(FileNotFoundError):
         BackgroundRun.training(panel["widget"].logic, panel["volume"], panel["model"], options, python=NO_PYTHON)
     assert _left(temporary) == []
-
-
-def test_an_attrivae_command_that_cannot_start_leaves_no_job_folder(nodes, attrivae_model, temporary):
-    logic = AttriVAELogic(nodes["scene"])
-    with pytest.raises(FileNotFoundError):
-        logic.start_prediction(nodes["lge"], nodes["labels"], AttriVAEOptions(model_path=str(attrivae_model)),
-                               python=NO_PYTHON)
-    assert _left(temporary) == []
-
-
-def test_an_explanation_without_output_folder_keeps_its_data_in_the_scene_only(nodes, attrivae_model, reference,
-                                                                                temporary):
-    """No output folder: nothing stays on disk, and the maps and pictures are the command line's."""
-    lge = nodes["lge"]
-    result = AttriVAELogic(nodes["scene"]).explain(lge, nodes["labels"],
-                                                   AttriVAEOptions(model_path=str(attrivae_model), **EXPLAIN))
-    assert _left(temporary) == [], "the run's job folder and no explanation folder"
-    assert result.folder is None
-    for name, node in result.attention_nodes.items():
-        assert node.GetStorageNode() is None, "nothing in the scene reads from a removed folder"
-        np.testing.assert_allclose(slicer.util.arrayFromVolume(node), reference["maps"][name], atol=1e-5)
-    for node in result.picture_nodes.values():
-        assert node.GetStorageNode() is None and node.GetImageData().GetPointData().GetScalars().GetNumberOfTuples() > 0
-    table = result.files_table_node
-    rows = [[table.GetCellText(r, c) for c in range(3)] for r in range(table.GetNumberOfRows())]
-    assert len(rows) == 2 * len(reference["maps"]) + 1 and {row[2] for row in rows} == {results.NOT_KEPT}
 
 
 @pytest.mark.parametrize("panel", ["5.10"], indirect=True)
