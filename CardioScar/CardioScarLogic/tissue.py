@@ -166,7 +166,7 @@ def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str
     if scar_rule is None and model_node.GetAttribute(SCAR_RULE_ATTRIBUTE):
         import json
 
-        scar_rule = {k: v for k, v in json.loads(model_node.GetAttribute(SCAR_RULE_ATTRIBUTE)).items() if k != "target"}
+        scar_rule = json.loads(model_node.GetAttribute(SCAR_RULE_ATTRIBUTE))  # as export --rule-from writes it
     mesh = Mesh(dataset=world_mesh_lps(model_node, model_points_lps(model_node)), space="LPS")
     if fmt == "opencarp":
         return list(write_opencarp(mesh, tags, prefix, units=units, space=space, fibres=fibres,

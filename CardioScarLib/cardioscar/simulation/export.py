@@ -80,7 +80,11 @@ def summary_lines(tags: "TissueTags") -> list[str]:
 
 
 def scar_rule_of(training_data: str | Path) -> dict:
-    """The scar-rule record that ``prepare --scar-rule`` wrote into a training-data ``.npz``."""
+    """The scar-rule record that ``prepare --scar-rule`` wrote into a training-data ``.npz``: the
+    scar field's (``target`` scar). The sidecar describes how the tagged scar field was defined,
+    and every face writes the record whole, with its ``target``; a core model's record (and its
+    field as the scar field) would tag its core as border zone, so it is refused here as the
+    Slicer module refuses to tag a core model."""
     import json
 
     import numpy as np
@@ -96,7 +100,12 @@ def scar_rule_of(training_data: str | Path) -> dict:
         raise CardioScarError(f"--rule-from {source}: not a readable training-data .npz ({error})") from None
     if not text:
         raise CardioScarError(f"--rule-from {source} holds no scar rule: it was prepared without --scar-rule")
-    return json.loads(text)
+    record = json.loads(text)
+    if record.get("target", "scar") != "scar":
+        raise CardioScarError(f"--rule-from {source.name} was prepared with --scar-target {record.get('target')}: give "
+                              "the scar model's training data (--scar-target scar); the core model's prediction goes "
+                              "in --core-mesh")
+    return record
 
 
 def parse_tags(text: str) -> tuple[int, int, int]:
