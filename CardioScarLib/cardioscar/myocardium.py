@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from .checks import whole_labels
 from .errors import CardioScarError
 from .slices import SliceLayer, ijk_to_lps_matrix
 from .targets import unmatched_labels
@@ -55,7 +56,8 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
     matrix: the form a Slicer volume node gives (its world matrix may be any affine one)."""
     if values.ndim != 3:
         raise CardioScarError(f"{what} {source} must be a 3D image, got {values.ndim} dimensions")
-    inside = np.isin(values, sorted({int(v) for v in labels})) if labels is not None else values != 0
+    inside = (np.isin(whole_labels(values, f"{what} {source}"), sorted({int(v) for v in labels}))
+              if labels is not None else values != 0)
     if not inside.any():
         wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
         raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero voxels)")
