@@ -103,6 +103,10 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
     report = MyocardiumReport(source, np.asarray(dropped, np.int64), np.asarray(kept, np.int64))
     if report.myocardium_pixels.sum() == 0:
         raise CardioScarError(f"no chosen pixel lies in the myocardium ({source}): check the labels or mask")
+    empty = [layer.label for layer, count in zip(layers, kept) if count == 0]
+    if empty:  # an apex or base slice may truly have none; a wrong slice choice or mask shows here
+        logger.warning("No myocardium (%s) on %d chosen slice(s): %s; they constrain nothing (check the mask and "
+                       "--slice-indices)", source, len(empty), ", ".join(empty))
     logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (no constraint), per slice %s",
                 source, int(report.myocardium_pixels.sum()), int(report.dropped_pixels.sum()),
                 report.dropped_pixels.tolist())

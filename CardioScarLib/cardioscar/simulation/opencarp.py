@@ -46,6 +46,8 @@ _VOXEL_TO_HEX = np.array([0, 1, 3, 2, 4, 5, 7, 6])  # hexahedron node i is voxel
 VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: _HEX_TO_CARP, vtk.VTK_VOXEL: _VOXEL_TO_HEX[_HEX_TO_CARP],
                vtk.VTK_WEDGE: np.array([0, 1, 2, 3, 5, 4]), vtk.VTK_PIXEL: np.array([0, 1, 3, 2])}
 UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
+#: Bounding-box diagonal (mm) of a mesh that can be a heart (or a piece of one) in millimetres.
+MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
 TAG_ARRAY = "tissue_tag"
 
 
@@ -57,9 +59,22 @@ def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, 
     if frame not in ("LPS", "RAS"):
         raise CardioScarError(f"--space '{space}' must be LPS or RAS")
     points = mesh.points_lps()
+    check_millimetres(points)
     if frame == "RAS":
         points = points * np.array([-1.0, -1.0, 1.0])
     return points * UNIT_SCALE[units], frame
+
+
+def check_millimetres(points: np.ndarray) -> None:
+    """The mesh must be in millimetres (the frame of the images and of every writer here): a heart
+    in metres or micrometres would be written 1000 times off in every unit, silently."""
+    if len(points) < 2:
+        return
+    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+    if not MIN_DIAGONAL_MM <= diagonal <= MAX_DIAGONAL_MM:
+        raise CardioScarError(f"The mesh is {diagonal:.4g} mm across (its bounding-box diagonal); a heart mesh in "
+                              f"millimetres is {MIN_DIAGONAL_MM:g}-{MAX_DIAGONAL_MM:g} mm: scale a mesh in metres or "
+                              "micrometres to millimetres before exporting")
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
