@@ -150,7 +150,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         blood = None if blood_pool is None else np.asarray(blood_pool[k], bool)
         own_remote = None if remote is None else np.asarray(remote[k], bool)
         where = f"slice {k}" if slice_names is None else str(slice_names[k])
-        _check_contrast(values[myo], where, offset)
+        _check_contrast(values[myo], where, offset, rule)
         border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, where)
         inside = values[myo]
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
@@ -166,13 +166,19 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
     return RuleResult(rule=rule, border=border, core=core, grades=grades, statistics=stats, intensity_offset=offset)
 
 
-def _check_contrast(inside: np.ndarray, where: str, offset: float) -> None:
+def _check_contrast(inside: np.ndarray, where: str, offset: float, rule: str) -> None:
     """A myocardium of one intensity cannot be graded: every rule would call it all healthy (a
-    label map or mask given as the LGE, or a slice without data), silently."""
+    label map or mask given as the LGE, or a slice without data), silently. FWHM's fractions of
+    a maximum at or below zero (an offset above it) put the core below the border zone."""
     if inside.size >= MIN_REFERENCE_PIXELS and np.ptp(inside) == 0:
         raise CardioScarError(f"The myocardium on {where} has one intensity ({inside[0] + offset:g}) in all "
                               f"{inside.size} pixels: --image must be the raw LGE (not a label map or mask), and the "
                               "myocardium mask must lie on slices with data")
+    peak = float(np.percentile(inside, 99))
+    if rule == "fwhm" and peak <= 0:
+        raise CardioScarError(f"The myocardial maximum on {where} is {peak:g} after --intensity-offset {offset:g}; "
+                              f"FWHM needs positive intensities: give --intensity-offset below {peak + offset:g} (the "
+                              "stored value of zero signal; 0 = none)")
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -236,10 +242,6 @@ def _relative_levels(border_level: float, core_level: float, enhanced: bool, rec
 def _fwhm(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
           border: float, core: float, where: str) -> Levels:
     peak = float(np.percentile(values[myo], 99))
-    if peak <= 0:  # the fractions of a negative maximum put the core below the border zone
-        raise CardioScarError(f"The myocardial maximum on {where} is {peak:g} after --intensity-offset; FWHM needs "
-                              f"positive intensities: give --intensity-offset below {peak + offset:g} (the stored value "
-                              "of zero signal; 0 = none)")
     return _relative_levels(border * peak, core * peak, _enhanced(values, myo, peak), {"maximum": peak})
 
 
