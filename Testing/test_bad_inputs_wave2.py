@@ -60,7 +60,10 @@ def files(tmp_path_factory) -> dict:
                             sitk.sitkLinear, 0.0)
     sitk.WriteImage(shifted, str(out / "labels_linear.nii.gz"))
     points = mesh.points_lps()
+    geometry = phantom.geometry  # the anterior RV insertion, on the epicardium 30 degrees round (test_aha's)
+    rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]), np.array([np.radians(30.0)])))[0]
     return {
+        "rv_point": ",".join(f"{v:.3f}" for v in rv_point),
         "out": out, "mesh": paths["mesh"], "scar_map": paths["image"], "lge": out / "lge.nii.gz", "labels": out / "labels.nii.gz",
         "labels_linear": out / "labels_linear.nii.gz", "half": phantom.slice_half_thickness_mm,
         "prediction": _mesh_with(mesh, out / "prediction.vtk", scar_probability=truth,
@@ -81,6 +84,14 @@ def _core_training_data(files: dict) -> Path:
     path = files["out"] / "core.npz"
     if not path.exists():
         assert main([str(a) for a in _rule(files, "psi", "--scar-target", "core", output="core.npz")]) == 0
+    return path
+
+
+def _exported_tags(files: dict) -> Path:
+    """``cardioscar export --format vtu`` of the prediction: ``tissue_tag`` healthy 1, border zone 2, core 3."""
+    path = files["out"] / "tagged.vtu"
+    if not path.exists():
+        assert main(["export", "--mesh", str(files["prediction"]), "--format", "vtu", "--output", str(path)]) == 0
     return path
 
 
@@ -122,6 +133,10 @@ CASES = {
     # a mesh in metres: .pts 1000 times off in every unit
     "export a mesh in metres": (lambda f: ["export", "--mesh", f["metres"], "--output", f["out"] / "out"],
                                 "scale a mesh in metres"),
+    # AHA's default border-zone tag 1 is export's healthy tag: the healthy share was reported as border zone
+    "aha on export's tags without the border-zone tag": (
+        lambda f: ["aha", "--mesh", _exported_tags(f), "--rv-point", f["rv_point"], "--tags-field", "tissue_tag",
+                   "--output-dir", f["out"] / "out_aha"], "give --border-zone-tag (2 for the export's default tags)"),
     # cohort: threshold 0 called every node scar (status done); core = threshold failed after training
     "cohort threshold 0": (lambda f: ["cohort", "run", _manifest(f, "t0.csv", "0", "0.8"), "--output-dir",
                                       f["out"] / "cohort"], "column 'threshold' must be a number between 0 and 1"),
