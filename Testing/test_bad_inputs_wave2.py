@@ -115,6 +115,14 @@ CASES = {
     "linearly resampled labels for mesh-from-labels": (
         lambda f: ["mesh-from-labels", "--labels", f["labels_linear"], "--myocardium-labels", "2", "--output",
                    f["out"] / "out.vtu"], "holds values that are not labels"),
+    # an intensity image as the mask: every non-zero pixel of the field of view was myocardium
+    "the LGE as the myocardium mask": (
+        lambda f: ["prepare", "--mesh", f["mesh"], "--image", f["scar_map"], "--slice-thickness-padding",
+                   str(f["half"]), "--myocardium-mask", f["lge"], "--output", f["out"] / "out.npz"],
+        "holds values that are not labels"),
+    # a remote region for a rule without one: silently ignored
+    "a remote mask for psi": (lambda f: _rule(f, "psi", "--remote-mask", f["labels"]),
+                              "--remote-mask is used by --scar-rule nsd only"),
     # export: a field that is not a probability was tagged all core; NaN nodes healthy
     "export a field that is not a probability": (
         lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "raw", "--output", f["out"] / "out"],

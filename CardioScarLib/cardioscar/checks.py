@@ -101,6 +101,6 @@ def whole_labels(values: np.ndarray, source: str) -> np.ndarray:
     off = ~(np.abs(values - rounded) <= LABEL_TOLERANCE)  # NaN counts as off
     if off.any():
         raise CardioScarError(f"{source} holds values that are not labels (e.g. {values[off].flat[0]:g}, "
-                              f"{int(off.sum())} voxels): a label map resampled with linear interpolation? Resample "
-                              "it with nearest neighbour, or give the original label map")
+                              f"{int(off.sum())} voxels): a mask or label map holds whole numbers; give the mask, not "
+                              "an intensity image, and resample a label map with nearest neighbour, not linearly")
     return rounded

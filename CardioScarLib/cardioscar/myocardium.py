@@ -56,8 +56,8 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
     matrix: the form a Slicer volume node gives (its world matrix may be any affine one)."""
     if values.ndim != 3:
         raise CardioScarError(f"{what} {source} must be a 3D image, got {values.ndim} dimensions")
-    inside = (np.isin(whole_labels(values, f"{what} {source}"), sorted({int(v) for v in labels}))
-              if labels is not None else values != 0)
+    values = whole_labels(values, f"{what} {source}")  # a mask holds whole numbers: 0/1 or labels
+    inside = np.isin(values, sorted({int(v) for v in labels})) if labels is not None else values != 0
     if not inside.any():
         wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
         raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero voxels)")
