@@ -96,27 +96,33 @@ def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
     return lines
 
 
-def _fibre_lines(fibres: np.ndarray, n_elements: int) -> list[str]:
+def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str]:
+    """The .lon lines; ``flip_xy``: the points are written in the other frame than the fibres'
+    (LPS <-> RAS), so their x and y components change sign too (a fibre is an axis, but the
+    mirrored axis of an oblique fibre is another fibre)."""
     fibres = np.asarray(fibres, np.float64)
     if fibres.ndim != 2 or fibres.shape[0] != n_elements or fibres.shape[1] not in (3, 6):
         raise CardioScarError(f"The fibre field has shape {fibres.shape}; it must be one row per element "
                               f"({n_elements}) of 3 (fibre) or 6 (fibre and sheet) numbers")
     if not np.all(np.isfinite(fibres)):
         raise CardioScarError("The fibre field has NaN or infinite values")
+    if flip_xy:
+        fibres = fibres * np.tile([-1.0, -1.0, 1.0], fibres.shape[1] // 3)
     header = "1" if fibres.shape[1] == 3 else "2"
     return [header] + [" ".join(f"{v:.6f}" for v in row) for row in fibres]
 
 
 def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str = "um", space: str | None = None,
                    fibres: np.ndarray | None = None, scar_rule: dict | None = None) -> dict[str, Path]:
-    """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with fibres)."""
+    """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with ``fibres``: one
+    row per element, in the frame of ``mesh.space`` as a mesh file's cell vectors are)."""
     prefix = Path(prefix)
     points, frame = coordinates(mesh, space, units)
     texts = {".pts": "\n".join([str(len(points))] + [f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in points]) + "\n"}
     elements = _element_lines(mesh, tags.element_tags)
     texts[".elem"] = "\n".join([str(len(elements))] + elements) + "\n"
     if fibres is not None:
-        texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements))) + "\n"
+        texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements), frame != mesh.space)) + "\n"
     texts[".json"] = json.dumps(sidecar(tags, units, frame, scar_rule, fibres), indent=2) + "\n"
     written = {}
     for suffix, text in texts.items():
