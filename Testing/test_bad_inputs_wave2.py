@@ -145,6 +145,10 @@ CASES = {
     "aha on export's tags without the border-zone tag": (
         lambda f: ["aha", "--mesh", _exported_tags(f), "--rv-point", f["rv_point"], "--tags-field", "tissue_tag",
                    "--output-dir", f["out"] / "out_aha"], "give --border-zone-tag (2 for the export's default tags)"),
+    # a field that is not a probability cut at a probability threshold: every node of it scar
+    "aha on a field that is not a probability": (
+        lambda f: ["aha", "--mesh", f["prediction"], "--rv-point", f["rv_point"], "--field", "raw", "--output-dir",
+                   f["out"] / "out_aha"], "outside [0, 1]"),
     # cohort: threshold 0 called every node scar (status done); core = threshold failed after training
     "cohort threshold 0": (lambda f: ["cohort", "run", _manifest(f, "t0.csv", "0", "0.8"), "--output-dir",
                                       f["out"] / "cohort"], "column 'threshold' must be a number between 0 and 1"),

@@ -21,6 +21,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.meshio import Mesh, write_mesh
 from cardioscar.metrics import node_volumes
 from cardioscar.simulation.opencarp import TAG_ARRAY
+from cardioscar.simulation.tags import check_probability_field
 
 from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts
@@ -264,6 +265,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     if not np.all(np.isfinite(values[lv_ids])):
         raise CardioScarError(f"{where}: field '{options.field}' has NaN or infinite values on the LV; give a "
                               "complete prediction")
+    check_probability_field(values[lv_ids], f"{where}: field '{options.field}' (--field), cut at --threshold,")
     points = mesh.points_lps()
     dataset = _lps_dataset(mesh, points)
     weights = node_volumes(dataset)
