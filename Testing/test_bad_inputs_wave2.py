@@ -225,3 +225,34 @@ def test_attrivae_predict_refuses(attrivae_model, emidec, tmp_path, capsys, case
     errors = [line for line in captured.err.splitlines() if "error:" in line or "Traceback" in line]
     assert len(errors) == 1 and fragment in errors[0], captured.err[-2000:]
     assert "mi_probability" not in captured.out
+
+
+def test_the_slicer_logic_meets_the_same_refusals(files):
+    """The checks are the library's, so the Slicer Logic (real MRML, slicer-core; no Qt) refuses the
+    linearly resampled label map as the rule's myocardium mask before anything is trained, and the
+    tissue tags of a field outside [0, 1]; the model node is left as it was."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
+    import CardioScarLogic as csl
+    from CardioScarLogic.tissue import tag_model_node
+    from cardioscar.errors import CardioScarError
+
+    context = csl.create_scene()
+    volume = csl.load_volume(context.scene, files["lge"])
+    mask = csl.load_volume(context.scene, files["labels_linear"], labelmap=True)
+    model = csl.load_model(context.scene, files["prediction"])
+    fields = model.GetMesh().GetPointData().GetNumberOfArrays()
+    options = csl.ReconstructionOptions(half_thickness=files["half"], preset="fast", max_epochs=2, num_threads=1,
+                                        scar_rule="psi", myocardium_labels="2", blood_pool_labels="1")
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(CardioScarError, match="holds values that are not labels"):
+        logic.train_and_apply(volume, model, options, myocardium_mask=mask)
+    assert model.GetMesh().GetPointData().GetNumberOfArrays() == fields
+    prediction = read_mesh(files["prediction"])
+    percent = _mesh_with(prediction, files["out"] / "percent.vtk",
+                         scar_probability=100.0 * prediction.point_array("scar_probability"))
+    model = csl.load_model(context.scene, percent)
+    with pytest.raises(CardioScarError, match=r"The scar field \(--scar-field\) ranges .* outside \[0, 1\]"):
+        tag_model_node(model)
+    assert model.GetMesh().GetPointData().GetArray("tissue_tag") is None
