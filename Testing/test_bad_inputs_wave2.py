@@ -56,15 +56,17 @@ def files(tmp_path_factory) -> dict:
     mesh = read_mesh(paths["mesh"])
     truth = phantom.truth.astype(np.float64)
     # the label map resampled with linear interpolation half a pixel over: 1.0 and 0.5 at its edges
-    shifted = sitk.Resample(sitk.Cast(labels, sitk.sitkFloat32), labels, sitk.TranslationTransform(3, (0.75, 0.75, 0.0)),
-                            sitk.sitkLinear, 0.0)
+    shift = sitk.TranslationTransform(3, (0.75, 0.75, 0.0))
+    shifted = sitk.Resample(sitk.Cast(labels, sitk.sitkFloat32), labels, shift, sitk.sitkLinear, 0.0)
     sitk.WriteImage(shifted, str(out / "labels_linear.nii.gz"))
     points = mesh.points_lps()
     geometry = phantom.geometry  # the anterior RV insertion, on the epicardium 30 degrees round (test_aha's)
-    rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]), np.array([np.radians(30.0)])))[0]
+    rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]),
+                                                      np.array([np.radians(30.0)])))[0]
     return {
         "rv_point": ",".join(f"{v:.3f}" for v in rv_point),
-        "out": out, "mesh": paths["mesh"], "scar_map": paths["image"], "lge": out / "lge.nii.gz", "labels": out / "labels.nii.gz",
+        "out": out, "mesh": paths["mesh"], "scar_map": paths["image"], "lge": out / "lge.nii.gz",
+        "labels": out / "labels.nii.gz",
         "labels_linear": out / "labels_linear.nii.gz", "half": phantom.slice_half_thickness_mm,
         "prediction": _mesh_with(mesh, out / "prediction.vtk", scar_probability=truth,
                                  raw=truth * 1000.0, holes=np.where(np.arange(len(truth)) % 5 == 0, np.nan, truth)),
@@ -178,9 +180,9 @@ def test_a_chosen_slice_without_myocardium_is_named_in_a_warning(files, capsys):
     values = sitk.GetArrayFromImage(labels)
     values[0][values[0] == 2] = 0
     mask = _image_like(values, labels, files["out"] / "no_myocardium_on_0.nii.gz")
-    args = ["prepare", "--mesh", files["mesh"], "--image", files["lge"], "--slice-thickness-padding", str(files["half"]),
-            "--scar-rule", "psi", "--myocardium-mask", mask, "--myocardium-labels", "2", "--slice-indices", "0,4",
-            "--output", files["out"] / "warned.npz"]
+    args = ["prepare", "--mesh", files["mesh"], "--image", files["lge"], "--slice-thickness-padding",
+            str(files["half"]), "--scar-rule", "psi", "--myocardium-mask", mask, "--myocardium-labels", "2",
+            "--slice-indices", "0,4", "--output", files["out"] / "warned.npz"]
     assert main([str(a) for a in args]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "No myocardium" in line]
     assert len(warnings) == 1 and "k=0" in warnings[0] and "k=4" not in warnings[0], warnings
@@ -202,16 +204,20 @@ def _tampered(model: Path, out: Path, name: str, architecture_cube: int, preproc
 
 @pytest.mark.parametrize("case, fragment", [
     ("cavity label absent", "has no cavity label [7]"),  # the LV volume was 0 and the crop without it
+    ("ACDC labels read as EMIDEC's", "only 0 % of the cavity (labels [1]) lies inside the myocardium"),  # RV as LV
     ("labels as the image", "no LGE contrast in the LV"),  # a prediction from the label picture
     ("network and preprocessing cubes differ", "its network takes 16^3 cubes but its preprocessing makes 32^3"),
     ("weights of another cube", "weights do not fit its recorded architecture"),  # a RuntimeError traceback
 ])
-def test_attrivae_predict_refuses(attrivae_model, emidec, tmp_path, capsys, case, fragment):
+def test_attrivae_predict_refuses(attrivae_model, emidec, shared_data, tmp_path, capsys, case, fragment):
     image, labels = emidec
     model = attrivae_model
     extra = []
     if case == "cavity label absent":
         extra = ["--cavity-labels", "7"]
+    elif case == "ACDC labels read as EMIDEC's":  # the default convention; ACDC's 1 is the right ventricle
+        folder = shared_data / "acdc_patient101"
+        image, labels = folder / "patient101_frame01.nii.gz", folder / "patient101_frame01_gt.nii.gz"
     elif case == "labels as the image":
         image = labels
     elif case == "network and preprocessing cubes differ":

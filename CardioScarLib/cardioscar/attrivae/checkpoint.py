@@ -88,7 +88,8 @@ def load_checkpoint(path: str | Path) -> dict:
     cubes = ((checkpoint.get("architecture") or {}).get("cube"), (checkpoint.get("preprocess") or {}).get("cube"))
     if cubes[0] != cubes[1]:
         raise CardioScarError(f"--model {source} is inconsistent: its network takes {cubes[0]}^3 cubes but its "
-                              f"preprocessing makes {cubes[1]}^3; train the model again with `cardioscar attrivae train`")
+                              f"preprocessing makes {cubes[1]}^3; train the model again with "
+                              "`cardioscar attrivae train`")
     return checkpoint
 
 

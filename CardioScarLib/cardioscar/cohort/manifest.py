@@ -274,7 +274,8 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
         except (TypeError, ValueError):
             problem(f"column '{column}' must be {valid}, got {_text(value)!r}")
     if options["core_threshold"] <= options["threshold"]:
-        problem(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold ({options['threshold']})")
+        problem(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold "
+                f"({options['threshold']})")
     if errors:
         return None, errors
     spec = PatientSpec(ident, number, mesh_path.resolve(), tuple((base / i).resolve() for i in images), options)

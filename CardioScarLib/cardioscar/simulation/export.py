@@ -55,8 +55,9 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
                                   f"{mesh.n_points}: apply the core model to the same mesh")
         offset = float(np.abs(other.points_lps() - mesh.points_lps()).max())
         if offset > CORE_MESH_TOLERANCE_MM:
-            raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has as many nodes as --mesh, but not at the same places "
-                                  f"(up to {offset:.3g} mm apart): apply the core model to the same mesh file")
+            raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has as many nodes as --mesh, but not at the "
+                                  f"same places (up to {offset:.3g} mm apart): apply the core model to the same mesh "
+                                  "file")
         core_values = other.point_array(core_field or "scar_probability")
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
         raise CardioScarError(f"{Path(mesh_path).name}: the scar/core fields must have one value per node")
