@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
 
 import slicer  # noqa: E402  (slicer-core)
-from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.tissue import TAG_COLOR_ID, export_model_node, tag_model_node  # noqa: E402
@@ -141,3 +141,28 @@ def test_the_cli_and_the_logic_write_the_same_sidecar_for_the_same_model(psi_run
     assert (tmp_path / "slicer.elem").read_text() == (tmp_path / "cli.elem").read_text()
     points = [np.loadtxt(tmp_path / f"{face}.pts", skiprows=1) for face in ("slicer", "cli")]
     np.testing.assert_allclose(points[0], points[1], atol=1e-3)  # um; float32 in the .vtk
+
+
+def test_a_core_model_of_other_nodes_or_another_rule_is_refused(tagged_case, tmp_path):
+    """As ``export --core-mesh``: a core result with as many nodes elsewhere is refused; and a core
+    model trained on another scar rule than the scar model (its border zone and core from two
+    definitions, the sidecar naming one) too. The model is left untagged."""
+    import json
+
+    context, node, scar = tagged_case
+    grid = _tet_mesh().dataset
+    shifted = vtk_to_numpy(grid.GetPoints().GetData()) + [5.0, 0.0, 0.0]
+    grid.GetPoints().GetData().DeepCopy(numpy_to_vtk(shifted, deep=True))
+    write_mesh(Mesh(dataset=grid, space="LPS"), tmp_path / "elsewhere.vtk", {"scar_probability": scar})
+    elsewhere = csl.load_model(context.scene, tmp_path / "elsewhere.vtk")
+    with pytest.raises(CardioScarError, match=r"as many nodes as 'pred', but not at the same places \(up to 5 mm"):
+        tag_model_node(node, core_model=elsewhere)
+    core = csl.load_model(context.scene, tmp_path / "pred.vtk", name="core")
+    node.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "scar"}))
+    core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "psi", "border": 0.4, "core": 0.6, "target": "core"}))
+    with pytest.raises(CardioScarError, match="different scar rules .*nsd.* vs .*psi"):
+        tag_model_node(node, core_model=core)
+    assert node.GetMesh().GetPointData().GetArray("tissue_tag") is None
+    core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "core"}))
+    tags = tag_model_node(node, core_model=core)  # one rule, two targets: the two-field tagging
+    assert tags.two_fields
