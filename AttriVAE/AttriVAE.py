@@ -303,11 +303,11 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
 
     def _showExplanation(self, result) -> None:
         names = ", ".join(result.attention_nodes)
+        folder = result.folder if result.folder is not None else _("none kept (no output folder chosen)")
         self.ui.explanationLabel.text = _("Attention maps: {names}<br>Files: {folder}").format(
-            names=names, folder=result.folder)
+            names=names, folder=folder)
         self.ui.statusLabel.text = _("{count} attention maps over the LGE (the first in the slice views); "
-                                     "files in {folder}.").format(count=len(result.attention_nodes),
-                                                                  folder=result.folder)
+                                     "files: {folder}.").format(count=len(result.attention_nodes), folder=folder)
         self._log(self.ui.statusLabel.text)
         self._showTable(result.files_table_node)
 

@@ -16,7 +16,6 @@ import importlib.util
 import pathlib
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from typing import Annotated, Optional, Union
@@ -63,6 +62,7 @@ from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import learned_target, new_output_model  # noqa: E402
+from CardioScarLogic.scratch import KeptFile  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -325,7 +325,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._runOutput = None
         self._torchDeclined = False
         self._lastProgressLog = 0.0
-        self._bullseyePath: Optional[pathlib.Path] = None
+        self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
         ScriptedLoadableModuleWidget.__init__(self, parent)
 
     # ------------------------------------------------------------------ setup
@@ -754,10 +754,16 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         return AhaInputs(rv_markups=p.ahaRvMarkups, labels_node=p.ahaLabels, rv_label=p.ahaRvLabel,
                          myocardium_label=p.ahaMyocardiumLabel, apex_base_markups=p.ahaApexBase)
 
+    def cleanup(self) -> None:
+        """As every panel (:meth:`WorkerPanelMixin.cleanup`), and the last bull's-eye's folder goes."""
+        WorkerPanelMixin.cleanup(self)
+        self._bullseye.discard()
+
     def onComputeAhaButton(self) -> None:
         """AHA segments of the chosen model: arrays and table on the model, the bull's-eye PNG in a
-        temporary folder (kept until the user saves a copy), the table in the results layout.
-        A failure is one status line and changes nothing."""
+        temporary folder (kept for *Save bull's-eye* until the next one replaces it or the panel
+        closes), the table in the results layout. A failure is one status line and changes
+        nothing (its folder is removed at once)."""
         from cardioscar.errors import CardioScarError
 
         p = self._parameterNode
@@ -765,12 +771,11 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             missing = self._ahaMissing()
             if missing:
                 raise CardioScarError(missing)
-            png = pathlib.Path(tempfile.mkdtemp(prefix="cardioscar-aha-")) / "aha_bullseye.png"
-            result = self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png)
+            with self._bullseye.attempt() as png:
+                result = self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png)
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
             self._reportFailure(error)
             return
-        self._bullseyePath = png
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=png)
         self.ui.saveBullseyeButton.enabled = True
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
@@ -786,11 +791,11 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
         path = qt.QFileDialog.getSaveFileName(self.parent, _("Save bull's-eye"), "aha_bullseye.png",
                                               _("PNG image (*.png)"))
-        if not path or self._bullseyePath is None:
+        if not path or self._bullseye.path is None:
             return
         try:
             with atomic_write(path) as temporary:
-                shutil.copyfile(self._bullseyePath, temporary)
+                shutil.copyfile(self._bullseye.path, temporary)
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._reportFailure(error)
             return

@@ -33,6 +33,7 @@ from AttriVAELogic import scene as results  # noqa: E402
 from AttriVAELogic.inputs import write_inputs  # noqa: E402
 from cardioscar.errors import CardioScarError, TrainingCancelled  # noqa: E402
 from conftest import run_cli  # noqa: E402
+from test_temporary_folders import temporary  # noqa: E402,F401  (the system's temporary folder, redirected)
 
 CASE = "Case_P003"
 #: Two attributes and three steps keep explain short; the same options go to the reference run.
@@ -314,3 +315,29 @@ def test_outputs_that_break_the_contract_are_refused(tmp_path):
                                  "out_of_range": {}})
     with pytest.raises(CardioScarError, match="names no attention map"):
         results.read_explanation({"files": {"attention": {}}}, tmp_path, grid, (5, 6, 4))
+
+
+def test_an_attrivae_command_that_cannot_start_leaves_no_job_folder(nodes, attrivae_model, temporary):
+    logic = AttriVAELogic(nodes["scene"])
+    with pytest.raises(FileNotFoundError):
+        logic.start_prediction(nodes["lge"], nodes["labels"], AttriVAEOptions(model_path=str(attrivae_model)),
+                               python="/nonexistent/python3")
+    assert list(temporary.iterdir()) == []
+
+
+def test_an_explanation_without_output_folder_keeps_its_data_in_the_scene_only(nodes, attrivae_model, reference,
+                                                                                temporary):
+    """No output folder: nothing stays on disk, and the maps and pictures are the command line's."""
+    lge = nodes["lge"]
+    result = AttriVAELogic(nodes["scene"]).explain(lge, nodes["labels"],
+                                                   AttriVAEOptions(model_path=str(attrivae_model), **EXPLAIN))
+    assert list(temporary.iterdir()) == [], "the run's job folder and no explanation folder"
+    assert result.folder is None
+    for name, node in result.attention_nodes.items():
+        assert node.GetStorageNode() is None, "nothing in the scene reads from a removed folder"
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(node), reference["maps"][name], atol=1e-5)
+    for node in result.picture_nodes.values():
+        assert node.GetStorageNode() is None and node.GetImageData().GetPointData().GetScalars().GetNumberOfTuples() > 0
+    table = result.files_table_node
+    rows = [[table.GetCellText(r, c) for c in range(3)] for r in range(table.GetNumberOfRows())]
+    assert len(rows) == 2 * len(reference["maps"]) + 1 and {row[2] for row in rows} == {results.NOT_KEPT}

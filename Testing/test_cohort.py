@@ -110,7 +110,7 @@ def test_manifest_lists_every_problem_of_every_row_at_once(tmp_path, cohort_data
     for expected in ("row 1 (id a): column 'seed' must be an integer >= 0, got '-1'",
                      "row 2 (id a): id a is also on row 1",
                      "missing.vtk does not exist",
-                     "row 2 (id a): column 'threshold' must be a number within [0, 1], got '2'",
+                     "row 2 (id a): column 'threshold' must be a number between 0 and 1 (0 < threshold < 1), got '2'",
                      "nothere.nii.gz does not exist",
                      "column 'tags': the tissue tags come from threshold (border zone) and core_threshold",
                      "unknown column 'colour' (every row)"):

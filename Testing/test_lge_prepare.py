@@ -15,6 +15,7 @@ import pytest
 import SimpleITK as sitk
 
 from cardioscar.cli import main
+from cardioscar.errors import CardioScarError
 from cardioscar.lge import apply_rule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
@@ -62,14 +63,17 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
     expected = grades[slices, pixels[:, 1], pixels[:, 0]]  # group_pixel is (i, j) = (column, row)
     assert (expected >= 0).all()
     np.testing.assert_array_equal(targets[starts], (expected >= 1) if target == "scar" else (expected == 2))
+    from cardioscar.simulation.export import scar_rule_of
+
     if target == "core":  # the record travels into the checkpoint's provenance
         from cardioscar.logic import train_scar_model
         from cardioscar.fit.training import TrainingConfig
 
         checkpoint = train_scar_model(npz, TrainingConfig.fast(max_epochs=1))
         assert json.loads(checkpoint["provenance"]["scar_rule"]) == record
-        from cardioscar.simulation.export import scar_rule_of
-
+        with pytest.raises(CardioScarError, match="--scar-target core: give the scar model's training data"):
+            scar_rule_of(npz)  # a core record would describe the scar field as the core's
+    else:
         assert scar_rule_of(npz) == record  # what export --rule-from puts into the sidecar
 
 

@@ -97,6 +97,22 @@ def test_ras_frame_and_mm_units_are_honoured(tmp_path):
     assert json.loads((tmp_path / "lps.json").read_text(encoding="utf-8"))["coordinate_frame"] == "LPS"
 
 
+def test_fibres_follow_the_points_into_the_other_frame(tmp_path):
+    """An oblique fibre written with the points in RAS from an LPS file: x and y change sign with
+    the points (the .lon kept the LPS components, a mirrored fibre: wrong conduction, exit 0)."""
+    path, _ = _write_prediction(tmp_path)
+    mesh = read_mesh(path)
+    fibre = np.array([1.0, 2.0, 2.0]) / 3.0
+    array = numpy_to_vtk(np.tile(fibre, (mesh.dataset.GetNumberOfCells(), 1)), deep=1)
+    array.SetName("fibres")
+    mesh.dataset.GetCellData().AddArray(array)
+    write_mesh(mesh, path, {})
+    for space, expected in (("LPS", fibre), ("RAS", fibre * [-1, -1, 1])):
+        export_model(path, tmp_path / space, units="mm", space=space, fibres_field="fibres")
+        lon = (tmp_path / f"{space}.lon").read_text(encoding="utf-8").split("\n")
+        np.testing.assert_allclose([float(v) for v in lon[1].split()], expected, atol=1e-6)
+
+
 def test_vtu_has_cell_and_point_tags(tmp_path):
     path, scar = _write_prediction(tmp_path)
     tags, files = export_model(path, tmp_path / "tagged", fmt="vtu", border_zone=0.3, core=0.6, tag_values=(0, 5, 9))

@@ -193,7 +193,11 @@ def test_the_myocardium_fields_and_mask_reach_the_logic(panel, tmp_path):
     ui.applyButton.click()
     assert widget._run is None and "names a segment of a segmentation input" in ui.statusLabel.text
     ui.myocardiumSegmentLineEdit.text = ""
-    mask = csl.load_volume(scene, _second_volume(panel, tmp_path), labelmap=True, name="far mask")
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(_second_volume(panel, tmp_path)))  # a 0/1 mask (a mask holds whole numbers)
+    sitk.WriteImage(sitk.Cast(image > 0, sitk.sitkUInt8), str(tmp_path / "mask.nrrd"))
+    mask = csl.load_volume(scene, tmp_path / "mask.nrrd", labelmap=True, name="far mask")
     away = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     shift = np.eye(4)
     shift[2, 3] = 1000.0

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
 
 import slicer  # noqa: E402  (slicer-core)
-from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.tissue import TAG_COLOR_ID, export_model_node, tag_model_node  # noqa: E402
@@ -81,12 +81,15 @@ def test_bad_threshold_leaves_the_node_untouched(tagged_case):
     assert node.GetNodeReference("CardioScarSummaryTable") is None
 
 
-def test_logic_trains_on_a_scar_rule_of_raw_lge(tmp_path):
-    """The phantom's raw LGE and label map loaded as Slicer volumes; PSI targets, tiny training."""
+@pytest.fixture(scope="module")
+def psi_run(tmp_path_factory):
+    """The phantom's raw LGE and label map loaded as Slicer volumes; PSI targets, tiny training
+    by the Logic (which records the scar rule on the model node)."""
     import SimpleITK as sitk
 
     from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
 
+    tmp_path = tmp_path_factory.mktemp("psi")
     phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
     paths = write_phantom(phantom, tmp_path)
     lge, labels = raw_lge_acquisition(phantom)
@@ -100,8 +103,66 @@ def test_logic_trains_on_a_scar_rule_of_raw_lge(tmp_path):
                                         num_threads=1, scar_rule="psi", myocardium_labels="2", blood_pool_labels="1")
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
     result = logic.train_and_apply(volume, model, options, myocardium_mask=myocardium)
+    return {"context": context, "logic": logic, "volume": volume, "model": model, "options": options,
+            "result": result}
+
+
+def test_logic_trains_on_a_scar_rule_of_raw_lge(psi_run):
+    logic, volume, model, options = psi_run["logic"], psi_run["volume"], psi_run["model"], psi_run["options"]
     # one group per myocardial pixel that holds mesh nodes; PSI's 0/1 targets, not raw intensities
-    targets = result.prepared.group_targets
+    targets = psi_run["result"].prepared.group_targets
     assert set(np.unique(targets)) == {0.0, 1.0} and 0 < targets.mean() < 0.5
     with pytest.raises(CardioScarError, match="needs the myocardium"):
         logic.train_and_apply(volume, model, options)
+
+
+def test_the_cli_and_the_logic_write_the_same_sidecar_for_the_same_model(psi_run, tmp_path):
+    """The Logic's export of its PSI result, and ``cardioscar export`` of the same result saved
+    to a file with ``--rule-from`` its training data: the same .json key by key (the Logic
+    dropped the rule's ``target``), the same elements and points."""
+    import json
+
+    from cardioscar.cli import main
+    from cardioscar.logic import save_preprocessing_result
+
+    model = psi_run["model"]
+    tags = tag_model_node(model, border_zone=0.4, core=0.7)
+    export_model_node(model, tags, tmp_path / "slicer")
+    csl.save_model(model, tmp_path / "result.vtk")
+    save_preprocessing_result(psi_run["result"].prepared, tmp_path / "training.npz")
+    assert main(["export", "--mesh", str(tmp_path / "result.vtk"), "--output", str(tmp_path / "cli"),
+                 "--border-zone", "0.4", "--core", "0.7", "--rule-from", str(tmp_path / "training.npz")]) == 0
+    slicer_json, cli_json = (json.loads((tmp_path / f"{face}.json").read_text(encoding="utf-8"))
+                             for face in ("slicer", "cli"))
+    assert slicer_json["scar_rule"]["rule"] == "psi" and slicer_json["scar_rule"]["target"] == "scar"
+    assert sorted(slicer_json) == sorted(cli_json)
+    for key in cli_json:
+        assert slicer_json[key] == cli_json[key], key
+    assert (tmp_path / "slicer.elem").read_text() == (tmp_path / "cli.elem").read_text()
+    points = [np.loadtxt(tmp_path / f"{face}.pts", skiprows=1) for face in ("slicer", "cli")]
+    np.testing.assert_allclose(points[0], points[1], atol=1e-3)  # um; float32 in the .vtk
+
+
+def test_a_core_model_of_other_nodes_or_another_rule_is_refused(tagged_case, tmp_path):
+    """As ``export --core-mesh``: a core result with as many nodes elsewhere is refused; and a core
+    model trained on another scar rule than the scar model (its border zone and core from two
+    definitions, the sidecar naming one) too. The model is left untagged."""
+    import json
+
+    context, node, scar = tagged_case
+    grid = _tet_mesh().dataset
+    shifted = vtk_to_numpy(grid.GetPoints().GetData()) + [5.0, 0.0, 0.0]
+    grid.GetPoints().GetData().DeepCopy(numpy_to_vtk(shifted, deep=True))
+    write_mesh(Mesh(dataset=grid, space="LPS"), tmp_path / "elsewhere.vtk", {"scar_probability": scar})
+    elsewhere = csl.load_model(context.scene, tmp_path / "elsewhere.vtk")
+    with pytest.raises(CardioScarError, match=r"as many nodes as 'pred', but not at the same places \(up to 5 mm"):
+        tag_model_node(node, core_model=elsewhere)
+    core = csl.load_model(context.scene, tmp_path / "pred.vtk", name="core")
+    node.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "scar"}))
+    core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "psi", "border": 0.4, "core": 0.6, "target": "core"}))
+    with pytest.raises(CardioScarError, match="different scar rules .*nsd.* vs .*psi"):
+        tag_model_node(node, core_model=core)
+    assert node.GetMesh().GetPointData().GetArray("tissue_tag") is None
+    core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "core"}))
+    tags = tag_model_node(node, core_model=core)  # one rule, two targets: the two-field tagging
+    assert tags.two_fields

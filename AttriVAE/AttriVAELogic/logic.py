@@ -10,8 +10,6 @@ and only then create or update nodes (and copy the explanation's files where the
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,12 +17,15 @@ from typing import Callable, Optional
 import slicer
 
 from cardioscar.errors import CardioScarError
+from CardioScarLogic.scratch import start_in_job_folder
 
 from . import scene as results
 from .command import CommandRun
 from .inputs import WrittenInputs, write_inputs
 from .options import AttriVAEOptions
 
+#: Name prefix of the job folders (in the system's temporary folder; removed with their run).
+JOB_FOLDER_PREFIX = "attrivae-run-"
 #: Where ``explain`` writes inside the job folder.
 EXPLAIN_FOLDER = "explanation"
 #: Foreground opacity of the attention map over the LGE.
@@ -43,7 +44,7 @@ class ExplanationResult:
     attention_nodes: dict  # attribute -> scalar volume node
     picture_nodes: dict  # attribute ("" for the slices picture) -> vector volume node
     files_table_node: object
-    folder: Path  # where the explanation's files are kept
+    folder: Optional[Path]  # where the explanation's files are kept; None: in the scene only
 
 
 class AttriVAELogic:
@@ -75,14 +76,12 @@ class AttriVAELogic:
         """Check and write the inputs (errors raise here, before any process starts), then start
         the command."""
         model = options.model_file()
-        folder = Path(tempfile.mkdtemp(prefix="attrivae-run-"))
-        try:
+
+        def start(folder: Path) -> CommandRun:
             written = write_inputs(lge_node, labels_node, options, folder)
-            command = arguments(written, model)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return CommandRun(command, folder, lambda run: finish(run, written), python)
+            return CommandRun(arguments(written, model), folder, lambda run: finish(run, written), python)
+
+        return start_in_job_folder(JOB_FOLDER_PREFIX, start)
 
     def start_prediction(self, lge_node, labels_node, options: AttriVAEOptions,
                          python: Optional[str] = None) -> CommandRun:
@@ -102,7 +101,7 @@ class AttriVAELogic:
                           opacity: float = DEFAULT_OPACITY, python: Optional[str] = None) -> CommandRun:
         """``cardioscar attrivae explain`` on the nodes; its ``finish()`` loads the attention maps
         over the LGE, the pictures and the files table, and copies the files into
-        ``output_folder`` (empty: a new temporary folder, left for the user)."""
+        ``output_folder`` (empty: none are kept on disk; the nodes hold the maps and pictures)."""
         options.explain_arguments()  # checked before anything is written
 
         def arguments(written: WrittenInputs, model: Path) -> list:
@@ -131,8 +130,8 @@ class AttriVAELogic:
         for node in [*maps.values(), *pictures.values()]:
             node.SetAttribute("AttriVAE", "output")  # never offered as the LGE input
         results.overlay(lge_node, next(iter(maps.values())), opacity)
-        table = results.show_files(lge_node, kept)
-        folder = next(iter(kept.values())).parent
+        table = results.show_files(lge_node, explanation, kept)
+        folder = next(iter(kept.values())).parent if kept else None
         return ExplanationResult(explanation.mi_probability, maps, pictures, table, folder)
 
     # ------------------------------------------------------------------ console: run and wait

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -45,6 +44,8 @@ OVERVIEW_REFERENCE = "AttriVAEExplanationPicture"
 ATTENTION_COLOR_ID = "vtkMRMLColorTableNodeIron"
 #: Attention below this is not drawn over the LGE (transparent), so the image stays readable.
 ATTENTION_SHOWN_FROM = 0.05
+#: The files table's entry for an output kept in the scene only (no output folder chosen).
+NOT_KEPT = "in the scene only (choose an output folder to keep the files)"
 #: How far (mm) a map's origin and voxel axes may be from the LGE's (NIfTI keeps float32).
 GRID_TOLERANCE = 1e-3
 
@@ -208,9 +209,12 @@ def read_explanation(result: dict, out_dir: Path, ijk_to_lps: np.ndarray, size: 
 
 def keep_files(explanation: Explanation, folder: Optional[str]) -> dict:
     """Copy the explanation's files into ``folder`` (each written atomically; existing files of the
-    same name replaced only now, after the run succeeded), or into a new temporary folder (not
-    removed: the files table names them) when none is given. Returns (attribute, kind) -> kept path."""
-    target = Path(folder).expanduser() if folder else Path(tempfile.mkdtemp(prefix="attrivae-explanation-"))
+    same name replaced only now, after the run succeeded). Returns (attribute, kind) -> kept path;
+    empty when no folder is given: the maps and pictures are then kept in the scene only (their
+    nodes hold the data in memory), and the job folder goes with the run."""
+    if not folder:
+        return {}
+    target = Path(folder).expanduser()
     kept = {}
     for key, source in explanation.files.items():
         with atomic_write(target / source.name) as temporary:
@@ -264,11 +268,13 @@ def overlay(lge_node, map_node, opacity: float) -> None:
             composite.SetForegroundOpacity(float(opacity))
 
 
-def show_files(lge_node, kept: dict):
-    """The table of the explanation's files (attribute, what, path)."""
+def show_files(lge_node, explanation: Explanation, kept: dict):
+    """The table of the explanation's outputs (attribute, what, the file kept, or that it is in
+    the scene only when no output folder was chosen)."""
     table = referenced_or_new(lge_node, FILES_REFERENCE, "vtkMRMLTableNode",
                               f"{lge_node.GetName()} Attri-VAE explanation files")
-    rows = [(attribute, kind, str(path)) for (attribute, kind), path in kept.items()]
+    rows = [(attribute, kind, str(kept[(attribute, kind)]) if (attribute, kind) in kept else NOT_KEPT)
+            for attribute, kind in explanation.files]
     return fill_string_table(table, ("Attribute", "Output", "File"), rows)
 
 

@@ -23,7 +23,6 @@ import queue
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -38,12 +37,15 @@ from cardioscar.errors import CardioScarError
 from . import worker
 from .logic import PreparedRun, ReconstructionResult, _check_model_node
 from .options import ReconstructionOptions
+from .scratch import start_in_job_folder
 
 logger = logging.getLogger(__name__)
 
 #: Workers still running (anything with ``stop()``: the Attri-VAE module's command runs join),
 #: ended when this Python ends (Slicer quitting, a test session).
 LIVE_RUNS: "weakref.WeakSet" = weakref.WeakSet()
+#: Name prefix of the job folders (in the system's temporary folder; removed with their run).
+JOB_FOLDER_PREFIX = "cardioscar-run-"
 
 
 @dataclass
@@ -189,12 +191,6 @@ class BackgroundRun(WorkerProcess):
         :meth:`CardioScarLogic.train_and_apply`."""
         run = logic.prepare_training(scar_nodes, model_node, options, myocardium_mask, blood_pool_node=blood_pool_node,
                                      remote_node=remote_node)
-        folder = _job_folder()
-        try:
-            write_training_job(folder, run)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
 
         def finish(background: "BackgroundRun", output_node) -> ReconstructionResult:
             from cardioscar.logic import load_trained_model
@@ -202,7 +198,11 @@ class BackgroundRun(WorkerProcess):
             checkpoint = load_trained_model(background.folder / worker.MODEL_FILE)
             return logic.finish_training(run, output_node, checkpoint, background._prediction(), background.device)
 
-        return cls(folder, python or worker_python(_in_application()), finish)
+        def start(folder: Path) -> "BackgroundRun":
+            write_training_job(folder, run)
+            return cls(folder, python or worker_python(_in_application()), finish)
+
+        return start_in_job_folder(JOB_FOLDER_PREFIX, start)
 
     @classmethod
     def prediction(cls, logic, model_path, model_node, options: ReconstructionOptions,
@@ -216,18 +216,16 @@ class BackgroundRun(WorkerProcess):
         _check_model_node(model_node)
         checkpoint = load_trained_model(Path(model_path))
         points = model_points_lps(model_node)
-        folder = _job_folder()
-        try:
-            write_prediction_job(folder, Path(model_path), points, options)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
 
         def finish(background: "BackgroundRun", output_node) -> ReconstructionResult:
             return logic.finish_prediction(output_node, points, checkpoint, background._prediction(), options,
                                            background.device, started)
 
-        return cls(folder, python or worker_python(_in_application()), finish)
+        def start(folder: Path) -> "BackgroundRun":
+            write_prediction_job(folder, Path(model_path), points, options)
+            return cls(folder, python or worker_python(_in_application()), finish)
+
+        return start_in_job_folder(JOB_FOLDER_PREFIX, start)
 
     # ------------------------------------------------------------------ while it runs
 
@@ -288,10 +286,6 @@ class BackgroundRun(WorkerProcess):
             error_risk = data["error_risk"] if "error_risk" in data.files else None
         return InferenceResult(mean, std, binary, int(len(mean)), float(np.mean(mean)), float(np.mean(std)),
                                error_risk=error_risk)
-
-
-def _job_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="cardioscar-run-"))
 
 
 def _in_application() -> bool:

@@ -19,6 +19,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh
+from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM
 from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagged_vtu
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, tag_mesh
 
@@ -103,7 +104,27 @@ def core_values(model_node, core_field: Optional[str] = None, core_model=None) -
     if learned_target(model_node) == "core":
         raise CardioScarError(f"The model to tag '{name}' learned the core: choose the scar result (scar target "
                               f"scar) to tag, and '{name}' as its core model")
+    offset = float(np.abs(model_points_lps(core_model) - model_points_lps(model_node)).max())
+    if offset > CORE_MESH_TOLERANCE_MM:  # as export --core-mesh: the same count of other nodes
+        raise CardioScarError(f"The core model '{core_name}' has as many nodes as '{name}', but not at the same places "
+                              f"(up to {offset:.3g} mm apart): choose the core model's result on this mesh")
+    rules = [_rule_definition(node) for node in (model_node, core_model)]
+    if None not in rules and rules[0] != rules[1]:
+        raise CardioScarError(f"'{name}' and its core model '{core_name}' were trained on different scar rules "
+                              f"({rules[0]} vs {rules[1]}): the border zone and the core must come from one rule; "
+                              "train both with the same rule, thresholds and offset")
     return _point_field(core_model, core_field or PROBABILITY)
+
+
+def _rule_definition(model_node) -> Optional[tuple]:
+    """(rule, border, core, intensity offset) of the scar rule recorded on a result, or None."""
+    import json
+
+    text = model_node.GetAttribute(SCAR_RULE_ATTRIBUTE)
+    if not text:
+        return None
+    record = json.loads(text)
+    return (record.get("rule"), record.get("border"), record.get("core"), record.get("intensity_offset", 0.0))
 
 
 def tag_model_node(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
@@ -166,7 +187,7 @@ def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str
     if scar_rule is None and model_node.GetAttribute(SCAR_RULE_ATTRIBUTE):
         import json
 
-        scar_rule = {k: v for k, v in json.loads(model_node.GetAttribute(SCAR_RULE_ATTRIBUTE)).items() if k != "target"}
+        scar_rule = json.loads(model_node.GetAttribute(SCAR_RULE_ATTRIBUTE))  # as export --rule-from writes it
     mesh = Mesh(dataset=world_mesh_lps(model_node, model_points_lps(model_node)), space="LPS")
     if fmt == "opencarp":
         return list(write_opencarp(mesh, tags, prefix, units=units, space=space, fibres=fibres,

@@ -6,6 +6,7 @@ Every face (``cardioscar aha``, the Python API, the demo, the Slicer Logic) call
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
+from cardioscar.simulation.opencarp import TAG_ARRAY
+from cardioscar.simulation.tags import check_probability_field
 
 from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts
@@ -35,6 +38,8 @@ MAX_RV_DISTANCE_MM = 5.0
 #: Without an identifiable endocardium the apical cap is this share of the length at the apex.
 CAP_SHARE_WITHOUT_CAVITY = 0.10
 FILES = {"csv": "aha.csv", "json": "aha.json", "png": "bullseye.png"}
+#: The border-zone value of a tags field (0 none, 1 border zone, 2 core) unless --border-zone-tag says.
+DEFAULT_BORDER_ZONE_TAG = 1
 
 
 @dataclass
@@ -74,7 +79,7 @@ class AhaOptions:
     lv_mask_field: Optional[str] = None
     lv_mask_value: Optional[float] = None
     tags_field: Optional[str] = None
-    border_zone_tag: int = 1
+    border_zone_tag: Optional[int] = None  # None: DEFAULT_BORDER_ZONE_TAG, refused on the export's tags
     transmurality: str = "auto"
 
 
@@ -234,9 +239,23 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
     }
 
 
+def _with_border_zone_tag(options: AhaOptions) -> AhaOptions:
+    """``options`` with the border-zone tag settled. ``cardioscar export`` writes its own tags field
+    (healthy / border zone / core, 1 / 2 / 3 unless ``--tags`` changed them): read with this
+    analysis's default border-zone tag 1, its healthy nodes would be counted as border zone, so
+    there the tag must be given."""
+    if options.tags_field is None or options.border_zone_tag is not None:
+        return options
+    if options.tags_field == TAG_ARRAY:
+        raise CardioScarError(f"--tags-field {TAG_ARRAY} holds cardioscar export's tags (healthy, border zone, core: "
+                              "1, 2, 3 unless export --tags changed them), whose border zone is not the default tag "
+                              f"{DEFAULT_BORDER_ZONE_TAG}: give --border-zone-tag (2 for the export's default tags)")
+    return dataclasses.replace(options, border_zone_tag=DEFAULT_BORDER_ZONE_TAG)
+
+
 def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment."""
-    options = options or AhaOptions()
+    options = _with_border_zone_tag(options or AhaOptions())
     where = _where(mesh)
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
@@ -246,6 +265,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     if not np.all(np.isfinite(values[lv_ids])):
         raise CardioScarError(f"{where}: field '{options.field}' has NaN or infinite values on the LV; give a "
                               "complete prediction")
+    check_probability_field(values[lv_ids], f"{where}: field '{options.field}' (--field), cut at --threshold,")
     points = mesh.points_lps()
     dataset = _lps_dataset(mesh, points)
     weights = node_volumes(dataset)

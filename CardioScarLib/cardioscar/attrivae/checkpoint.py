@@ -85,13 +85,22 @@ def load_checkpoint(path: str | Path) -> dict:
     if checkpoint.get("format_version", 0) > FORMAT_VERSION:
         raise CardioScarError(f"--model {source} was written by a newer cardioscar (format "
                               f"{checkpoint['format_version']}); upgrade cardioscar")
+    cubes = ((checkpoint.get("architecture") or {}).get("cube"), (checkpoint.get("preprocess") or {}).get("cube"))
+    if cubes[0] != cubes[1]:
+        raise CardioScarError(f"--model {source} is inconsistent: its network takes {cubes[0]}^3 cubes but its "
+                              f"preprocessing makes {cubes[1]}^3; train the model again with "
+                              "`cardioscar attrivae train`")
     return checkpoint
 
 
 def build_model(checkpoint: dict, device: torch.device) -> AttriVAE:
     """The network of a checkpoint, in evaluation mode on ``device``."""
     model = AttriVAE(Architecture.from_dict(checkpoint["architecture"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError:  # weights of another cube size or network
+        raise CardioScarError("The Attri-VAE model's weights do not fit its recorded architecture (another cube size "
+                              "or network): train the model again with `cardioscar attrivae train`") from None
     return model.to(device).eval()
 
 

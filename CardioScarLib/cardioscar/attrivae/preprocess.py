@@ -19,6 +19,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
+from cardioscar.io.checks import whole_labels
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -105,11 +106,7 @@ def read_case(image_path: str | Path, labels_path: str | Path) -> tuple[sitk.Ima
         if not np.allclose(a, b, atol=tol):
             raise CardioScarError(f"--labels {labels_path} has another {name} than --image {image_path} "
                                   f"({np.round(b, 4).tolist()} vs {np.round(a, 4).tolist()}): resample it onto the image")
-    values = sitk.GetArrayFromImage(labels_image)
-    rounded = np.rint(values)
-    if not np.allclose(values, rounded, atol=1e-3):
-        raise CardioScarError(f"--labels {labels_path} holds non-integer values: give a label map")
-    return image, rounded.astype(np.int32)
+    return image, whole_labels(sitk.GetArrayFromImage(labels_image), f"--labels {labels_path}").astype(np.int32)
 
 
 def lv_mask(labels: np.ndarray, convention: LabelConvention) -> np.ndarray:
@@ -117,13 +114,42 @@ def lv_mask(labels: np.ndarray, convention: LabelConvention) -> np.ndarray:
     return np.isin(labels, convention.cavity + convention.myocardium)
 
 
+#: Least share of the cavity's voxels inside the myocardium's ring (EMIDEC: 0.84 or more, 1.0 in the
+#: median; an ACDC map read with EMIDEC's labels: 0, its "cavity" the right ventricle).
+MIN_CAVITY_INSIDE = 0.5
+
+
+def _check_cavity_inside(labels: np.ndarray, convention: LabelConvention, source: str) -> None:
+    """The LV cavity lies inside the myocardium's ring on its slices; labels of another convention
+    (ACDC's right ventricle is 1, EMIDEC's cavity) put it outside, and the prediction would be made
+    from the wrong structures, silently."""
+    from scipy import ndimage
+
+    inside = total = 0
+    for labels_k in labels:
+        cavity = np.isin(labels_k, convention.cavity)
+        if cavity.any():
+            myocardium = np.isin(labels_k, convention.myocardium)
+            inside += int((cavity & ndimage.binary_fill_holes(myocardium) & ~myocardium).sum())
+            total += int(cavity.sum())
+    if total and inside / total < MIN_CAVITY_INSIDE:
+        raise CardioScarError(f"{source}: only {100 * inside / total:.0f} % of the cavity (labels "
+                              f"{list(convention.cavity)}) lies inside the myocardium (labels "
+                              f"{list(convention.myocardium)}): these are not this map's labels; set --cavity-labels "
+                              "and --myocardium-labels (EMIDEC 1 and 2,3,4; ACDC 3 and 2)")
+
+
 def lv_box(labels: np.ndarray, convention: LabelConvention, margin: int, source: str = "--labels") -> CropBox:
     """The LV's bounding box with an in-plane margin, clipped to the image."""
     mask = lv_mask(labels, convention)
-    if not np.isin(labels, convention.myocardium).any():
-        present = sorted(int(v) for v in np.unique(labels))
-        raise CardioScarError(f"{source} has no myocardium label {list(convention.myocardium)} (labels present: "
-                              f"{present}); set --myocardium-labels (EMIDEC 2,3,4; ACDC 2)")
+    for part, wanted, option, example in (
+            ("myocardium", convention.myocardium, "--myocardium-labels", "EMIDEC 2,3,4; ACDC 2"),
+            ("cavity", convention.cavity, "--cavity-labels", "EMIDEC 1; ACDC 3")):
+        if not np.isin(labels, wanted).any():  # no cavity: an LV volume of 0 and a crop without it, silently
+            present = sorted(int(v) for v in np.unique(labels))
+            raise CardioScarError(f"{source} has no {part} label {list(wanted)} (labels present: {present}); set "
+                                  f"{option} ({example})")
+    _check_cavity_inside(labels, convention, source)
     where = np.nonzero(mask)
     start = [int(w.min()) for w in where]
     stop = [int(w.max()) + 1 for w in where]
@@ -152,6 +178,10 @@ def prepare_arrays(image: np.ndarray, labels: np.ndarray, convention: LabelConve
     box = lv_box(labels, convention, config.margin_voxels, source)
     crop = image[box.slices].astype(np.float64)
     mask = lv_mask(labels[box.slices], convention)
+    inside = crop[mask]
+    if np.ptp(inside) == 0 or np.array_equal(inside, labels[box.slices][mask]):
+        raise CardioScarError(f"--image has no LGE contrast in the LV that {source} outlines (one intensity, or the "
+                              "labels themselves): give the LGE stack as --image and its label map as --labels")
     windowed = np.zeros_like(crop)
     windowed[mask] = intensity_window(crop[mask], config)
     cube = resize(windowed, (config.cube,) * 3)

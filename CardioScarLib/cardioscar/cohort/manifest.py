@@ -119,6 +119,16 @@ def _bounded(kind: Callable, low: float, high: Optional[float] = None) -> Callab
     return parse
 
 
+def _probability(value: Any) -> float:
+    """A threshold strictly between 0 and 1: at 0 every node is scar, at 1 none (as the tags and
+    the AHA analysis refuse them)."""
+    text = _text(value)
+    number = float(text)
+    if not 0.0 < number < 1.0:
+        raise ValueError(text)
+    return number
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = _text(value)
@@ -152,8 +162,8 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "preset": (_choice("documented", "fast"), "documented or fast"),
     "seed": (_bounded(int, 0), "an integer >= 0"),
     "max_epochs": (_bounded(int, 1), "an integer >= 1"),
-    "threshold": (_bounded(float, 0.0, 1.0), "a number within [0, 1]"),
-    "core_threshold": (_bounded(float, 0.0, 1.0), "a number within [0, 1], above threshold"),
+    "threshold": (_probability, "a number between 0 and 1 (0 < threshold < 1)"),
+    "core_threshold": (_probability, "a number between 0 and 1, above threshold"),
     "mc_samples": (_bounded(int, 1), "an integer >= 1"),
     "truth_field": (_text, "a point field name"),
     "myocardium_labels": (_int_list, "comma-separated integer labels of the myocardium, e.g. 2,3,4"),
@@ -263,8 +273,9 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             options[column] = parse(value)
         except (TypeError, ValueError):
             problem(f"column '{column}' must be {valid}, got {_text(value)!r}")
-    if options["core_threshold"] < options["threshold"]:
-        problem(f"column 'core_threshold' ({options['core_threshold']}) must be >= threshold ({options['threshold']})")
+    if options["core_threshold"] <= options["threshold"]:
+        problem(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold "
+                f"({options['threshold']})")
     if errors:
         return None, errors
     spec = PatientSpec(ident, number, mesh_path.resolve(), tuple((base / i).resolve() for i in images), options)

@@ -21,7 +21,7 @@ DEFAULT_UNCERTAINTY = "scar_uncertainty"
 #: (option, the option it needs, its default): given without the option it belongs to, it would be ignored.
 _DEPENDENT_OPTIONS = (("rv_inferior_point", "rv_point", None), ("rv_label", "labels", 1),
                       ("myocardium_label", "labels", 2), ("lv_value", "lv_mask", None),
-                      ("border_zone_tag", "tags_field", 1))
+                      ("border_zone_tag", "tags_field", None))
 
 
 #: A negative number or a comma-separated point starting with one (argparse's own pattern plus commas).
@@ -68,7 +68,9 @@ def register(subparsers) -> None:
                                        "segmented): non-zero, or equal to --lv-value")
     aha.add_argument("--lv-value", type=float, help="value of --lv-mask on LV nodes (e.g. a region label)")
     aha.add_argument("--tags-field", help="point field of scar tags; nodes equal to --border-zone-tag are border zone")
-    aha.add_argument("--border-zone-tag", type=int, default=1, help="border-zone value of --tags-field (default 1)")
+    aha.add_argument("--border-zone-tag", type=int, default=None,
+                     help="border-zone value of --tags-field (default 1; required on export's tissue_tag, whose "
+                          "default border zone is 2)")
     aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto",
                      help="auto: computed on a volumetric mesh, estimated on a surface mesh; required: refuse a "
                           "surface mesh; off: none")

@@ -11,11 +11,15 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import CardioScarError
 
 #: Seeds are stored as signed 64-bit integers (checkpoints, .npz, JSON readers), so the valid
 #: range is 0..2**63-1, although torch alone would take up to 2**64-1.
 MAX_SEED = 2**63 - 1
+#: How far a label map's voxel may be from a whole number (float files keep 1.9999 for 2).
+LABEL_TOLERANCE = 1e-3
 
 
 def check_seed(seed: object, option: str = "--seed") -> int:
@@ -83,3 +87,20 @@ def check_output_dir(path: str | os.PathLike, option: str = "--output-dir") -> P
         raise CardioScarError(f"{option} {folder} is a file, not a folder; give a folder (it is created if missing)")
     _check_writable_folder(folder, option, folder)
     return folder
+
+
+def whole_labels(values: np.ndarray, source: str) -> np.ndarray:
+    """The voxels of a label map as whole numbers (float files keep 1.9999 for 2), or a one-line
+    error naming ``source`` when one is not: a label map resampled with linear interpolation holds
+    1.0 between 0 and 2 (another label: its edges would be read as blood pool) and 2.5 between 2
+    and 3 (no label), so matching labels on it would be silently wrong at every edge."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return values
+    rounded = np.rint(values)
+    off = ~(np.abs(values - rounded) <= LABEL_TOLERANCE)  # NaN counts as off
+    if off.any():
+        raise CardioScarError(f"{source} holds values that are not labels (e.g. {values[off].flat[0]:g}, "
+                              f"{int(off.sum())} voxels): a mask or label map holds whole numbers; give the mask, not "
+                              "an intensity image, and resample a label map with nearest neighbour, not linearly")
+    return rounded

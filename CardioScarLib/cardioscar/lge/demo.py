@@ -84,8 +84,8 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
     mesh = read_mesh(files["mesh"])
     write_mesh(mesh, prediction, {"scar_probability": probabilities["scar"],
                                   "core_probability": probabilities["core"], "scar_truth": phantom.truth})
-    rule_record = {k: v for k, v in records["scar"].items() if k != "target"}
-    tags, _ = export_model(prediction, out / "model_opencarp", core_field="core_probability", scar_rule=rule_record)
+    tags, _ = export_model(prediction, out / "model_opencarp", core_field="core_probability",
+                           scar_rule=records["scar"])
     export_model(prediction, out / "model_tagged.vtu", fmt="vtu", core_field="core_probability")
 
     truth_grade = np.where(phantom.truth >= core, 2, np.where(phantom.truth >= border, 1, 0))

@@ -59,6 +59,9 @@ def scar_rule_request(args: argparse.Namespace):
     if args.myocardium_mask is None:
         raise CardioScarError(f"--scar-rule {args.scar_rule} needs --myocardium-mask FILE (with --myocardium-labels "
                               "for a label map)")
+    if args.remote_mask is not None and args.scar_rule != "nsd":
+        raise CardioScarError(f"--remote-mask is used by --scar-rule nsd only; {args.scar_rule} has no remote region: "
+                              "leave it out, or use --scar-rule nsd")
     blood = args.blood_pool_mask
     if blood is None and args.blood_pool_labels is not None:
         blood = args.myocardium_mask  # one label map holding both

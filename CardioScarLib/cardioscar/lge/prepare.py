@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..checks import whole_labels
 from ..errors import CardioScarError
 from ..prepare.slices import SliceLayer
 from .rules import RuleResult, apply_rule, parse_thresholds
@@ -58,7 +59,7 @@ def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], optio
             raise CardioScarError(f"{option} {name}: slice '{mask.label}' is not on the LGE image's grid "
                                   f"({mask.values.shape} at {np.round(mask.origin, 2).tolist()} vs "
                                   f"{pixels.values.shape} at {np.round(pixels.origin, 2).tolist()})")
-        values = np.nan_to_num(mask.values)
+        values = whole_labels(np.nan_to_num(mask.values), f"{option} {name}")
         masks.append(np.isin(values, list(labels)) if labels else values > 0)
     return masks
 

@@ -150,6 +150,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         blood = None if blood_pool is None else np.asarray(blood_pool[k], bool)
         own_remote = None if remote is None else np.asarray(remote[k], bool)
         where = f"slice {k}" if slice_names is None else str(slice_names[k])
+        _check_contrast(values[myo], where, offset, rule)
         border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, where)
         inside = values[myo]
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
@@ -163,6 +164,21 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
                 "slices", rule, border, core, RULES[rule][4], offset, sum(s.get("border_pixels", 0) for s in stats),
                 sum(s.get("core_pixels", 0) for s in stats), len(grades))
     return RuleResult(rule=rule, border=border, core=core, grades=grades, statistics=stats, intensity_offset=offset)
+
+
+def _check_contrast(inside: np.ndarray, where: str, offset: float, rule: str) -> None:
+    """A myocardium of one intensity cannot be graded: every rule would call it all healthy (a
+    label map or mask given as the LGE, or a slice without data), silently. FWHM's fractions of
+    a maximum at or below zero (an offset above it) put the core below the border zone."""
+    if inside.size >= MIN_REFERENCE_PIXELS and np.ptp(inside) == 0:
+        raise CardioScarError(f"The myocardium on {where} has one intensity ({inside[0] + offset:g}) in all "
+                              f"{inside.size} pixels: --image must be the raw LGE (not a label map or mask), and the "
+                              "myocardium mask must lie on slices with data")
+    peak = float(np.percentile(inside, 99))
+    if rule == "fwhm" and peak <= 0:
+        raise CardioScarError(f"The myocardial maximum on {where} is {peak:g} after --intensity-offset {offset:g}; "
+                              f"FWHM needs positive intensities: give --intensity-offset below {peak + offset:g} (the "
+                              "stored value of zero signal; 0 = none)")
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -28,6 +28,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from ..evaluate.baselines import signed_distance_mm
 from ..errors import CardioScarError
+from ..io.checks import whole_labels
 from ..io.meshio import Mesh
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
     labels = sorted({int(v) for v in labels})
     if not labels:
         raise CardioScarError("No myocardium labels given; list them, e.g. 2,3,4")
-    array = sitk.GetArrayViewFromImage(label_image)
+    array = whole_labels(sitk.GetArrayViewFromImage(label_image), "The label image (--labels)")
     held_out = set() if held_out_k is None else {int(held_out_k)} if np.isscalar(held_out_k) \
         else {int(k) for k in held_out_k}
     outside = sorted(k for k in held_out if not 0 <= k < array.shape[0])

@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import CardioScarError
+from ..io.checks import whole_labels
 from .slices import SliceLayer, ijk_to_lps_matrix
 from .targets import unmatched_labels
 
@@ -55,6 +56,7 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
     matrix: the form a Slicer volume node gives (its world matrix may be any affine one)."""
     if values.ndim != 3:
         raise CardioScarError(f"{what} {source} must be a 3D image, got {values.ndim} dimensions")
+    values = whole_labels(values, f"{what} {source}")  # a mask holds whole numbers: 0/1 or labels
     inside = np.isin(values, sorted({int(v) for v in labels})) if labels is not None else values != 0
     if not inside.any():
         wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
@@ -101,6 +103,10 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
     report = MyocardiumReport(source, np.asarray(dropped, np.int64), np.asarray(kept, np.int64))
     if report.myocardium_pixels.sum() == 0:
         raise CardioScarError(f"no chosen pixel lies in the myocardium ({source}): check the labels or mask")
+    empty = [layer.label for layer, count in zip(layers, kept) if count == 0]
+    if empty:  # an apex or base slice may truly have none; a wrong slice choice or mask shows here
+        logger.warning("No myocardium (%s) on %d chosen slice(s): %s; they constrain nothing (check the mask and "
+                       "--slice-indices)", source, len(empty), ", ".join(empty))
     logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (no constraint), per slice %s",
                 source, int(report.myocardium_pixels.sum()), int(report.dropped_pixels.sum()),
                 report.dropped_pixels.tolist())

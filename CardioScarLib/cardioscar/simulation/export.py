@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: How far (mm) a --core-mesh node may lie from the same node of --mesh (files keep float32).
+CORE_MESH_TOLERANCE_MM = 1e-3
+
 
 def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp", units: str = "um",
                  space: str | None = None, scar_field: str = "scar_probability", core_field: str | None = None,
@@ -29,6 +32,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     The core field is ``core_field`` of ``mesh_path``, or of ``core_mesh`` (the core model's
     prediction on the same mesh; ``core_field`` then defaults to ``scar_probability``).
     """
+    import numpy as np
     from vtk.util.numpy_support import vtk_to_numpy
 
     from ..io.meshio import read_mesh
@@ -49,6 +53,11 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         if other.n_points != mesh.n_points:
             raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has {other.n_points} nodes but --mesh has "
                                   f"{mesh.n_points}: apply the core model to the same mesh")
+        offset = float(np.abs(other.points_lps() - mesh.points_lps()).max())
+        if offset > CORE_MESH_TOLERANCE_MM:
+            raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has as many nodes as --mesh, but not at the "
+                                  f"same places (up to {offset:.3g} mm apart): apply the core model to the same mesh "
+                                  "file")
         core_values = other.point_array(core_field or "scar_probability")
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
         raise CardioScarError(f"{Path(mesh_path).name}: the scar/core fields must have one value per node")
@@ -80,7 +89,11 @@ def summary_lines(tags: "TissueTags") -> list[str]:
 
 
 def scar_rule_of(training_data: str | Path) -> dict:
-    """The scar-rule record that ``prepare --scar-rule`` wrote into a training-data ``.npz``."""
+    """The scar-rule record that ``prepare --scar-rule`` wrote into a training-data ``.npz``: the
+    scar field's (``target`` scar). The sidecar describes how the tagged scar field was defined,
+    and every face writes the record whole, with its ``target``; a core model's record (and its
+    field as the scar field) would tag its core as border zone, so it is refused here as the
+    Slicer module refuses to tag a core model."""
     import json
 
     import numpy as np
@@ -96,7 +109,12 @@ def scar_rule_of(training_data: str | Path) -> dict:
         raise CardioScarError(f"--rule-from {source}: not a readable training-data .npz ({error})") from None
     if not text:
         raise CardioScarError(f"--rule-from {source} holds no scar rule: it was prepared without --scar-rule")
-    return json.loads(text)
+    record = json.loads(text)
+    if record.get("target", "scar") != "scar":
+        raise CardioScarError(f"--rule-from {source.name} was prepared with --scar-target {record.get('target')}: give "
+                              "the scar model's training data (--scar-target scar); the core model's prediction goes "
+                              "in --core-mesh")
+    return record
 
 
 def parse_tags(text: str) -> tuple[int, int, int]:

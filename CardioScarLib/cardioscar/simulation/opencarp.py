@@ -46,6 +46,8 @@ _VOXEL_TO_HEX = np.array([0, 1, 3, 2, 4, 5, 7, 6])  # hexahedron node i is voxel
 VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: _HEX_TO_CARP, vtk.VTK_VOXEL: _VOXEL_TO_HEX[_HEX_TO_CARP],
                vtk.VTK_WEDGE: np.array([0, 1, 2, 3, 5, 4]), vtk.VTK_PIXEL: np.array([0, 1, 3, 2])}
 UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
+#: Bounding-box diagonal (mm) of a mesh that can be a heart (or a piece of one) in millimetres.
+MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
 TAG_ARRAY = "tissue_tag"
 
 
@@ -57,9 +59,22 @@ def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, 
     if frame not in ("LPS", "RAS"):
         raise CardioScarError(f"--space '{space}' must be LPS or RAS")
     points = mesh.points_lps()
+    check_millimetres(points)
     if frame == "RAS":
         points = points * np.array([-1.0, -1.0, 1.0])
     return points * UNIT_SCALE[units], frame
+
+
+def check_millimetres(points: np.ndarray) -> None:
+    """The mesh must be in millimetres (the frame of the images and of every writer here): a heart
+    in metres or micrometres would be written 1000 times off in every unit, silently."""
+    if len(points) < 2:
+        return
+    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+    if not MIN_DIAGONAL_MM <= diagonal <= MAX_DIAGONAL_MM:
+        raise CardioScarError(f"The mesh is {diagonal:.4g} mm across (its bounding-box diagonal); a heart mesh in "
+                              f"millimetres is {MIN_DIAGONAL_MM:g}-{MAX_DIAGONAL_MM:g} mm: scale a mesh in metres or "
+                              "micrometres to millimetres before exporting")
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
@@ -81,27 +96,33 @@ def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
     return lines
 
 
-def _fibre_lines(fibres: np.ndarray, n_elements: int) -> list[str]:
+def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str]:
+    """The .lon lines; ``flip_xy``: the points are written in the other frame than the fibres'
+    (LPS <-> RAS), so their x and y components change sign too (a fibre is an axis, but the
+    mirrored axis of an oblique fibre is another fibre)."""
     fibres = np.asarray(fibres, np.float64)
     if fibres.ndim != 2 or fibres.shape[0] != n_elements or fibres.shape[1] not in (3, 6):
         raise CardioScarError(f"The fibre field has shape {fibres.shape}; it must be one row per element "
                               f"({n_elements}) of 3 (fibre) or 6 (fibre and sheet) numbers")
     if not np.all(np.isfinite(fibres)):
         raise CardioScarError("The fibre field has NaN or infinite values")
+    if flip_xy:
+        fibres = fibres * np.tile([-1.0, -1.0, 1.0], fibres.shape[1] // 3)
     header = "1" if fibres.shape[1] == 3 else "2"
     return [header] + [" ".join(f"{v:.6f}" for v in row) for row in fibres]
 
 
 def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str = "um", space: str | None = None,
                    fibres: np.ndarray | None = None, scar_rule: dict | None = None) -> dict[str, Path]:
-    """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with fibres)."""
+    """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with ``fibres``: one
+    row per element, in the frame of ``mesh.space`` as a mesh file's cell vectors are)."""
     prefix = Path(prefix)
     points, frame = coordinates(mesh, space, units)
     texts = {".pts": "\n".join([str(len(points))] + [f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in points]) + "\n"}
     elements = _element_lines(mesh, tags.element_tags)
     texts[".elem"] = "\n".join([str(len(elements))] + elements) + "\n"
     if fibres is not None:
-        texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements))) + "\n"
+        texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements), frame != mesh.space)) + "\n"
     texts[".json"] = json.dumps(sidecar(tags, units, frame, scar_rule, fibres), indent=2) + "\n"
     written = {}
     for suffix, text in texts.items():

@@ -62,6 +62,20 @@ def check_thresholds(border_zone: float, core: float, two_fields: bool) -> None:
         raise CardioScarError(f"--border-zone {border_zone:g} must be below --core {core:g} when both apply to one field")
 
 
+def check_probability_field(values: np.ndarray, described: str) -> None:
+    """Thresholds in (0, 1) are probabilities: a field with NaN (below every threshold) or values
+    outside [0, 1] (another quantity: raw intensities, tags, a percentage) would be cut silently
+    wrong. ``described`` names the field and its option, e.g. "The scar field (--scar-field)"."""
+    values = np.asarray(values, np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise CardioScarError(f"{described} has {int(bad.sum())} node(s) with NaN or infinite values: it must be a "
+                              "probability on every node (scar_probability from cardioscar apply)")
+    if values.size and (values.min() < -1e-6 or values.max() > 1.0 + 1e-6):
+        raise CardioScarError(f"{described} ranges {values.min():g}..{values.max():g}, outside [0, 1]: it must be a "
+                              "probability (scar_probability from cardioscar apply), not another quantity")
+
+
 def _grade(scar: np.ndarray, core_field: np.ndarray | None, border_zone: float, core: float,
            tags: tuple[int, int, int]) -> np.ndarray:
     core_values = scar if core_field is None else core_field
@@ -102,6 +116,9 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
         raise CardioScarError(f"--tags {tag_values} must be three different numbers (healthy, border zone, core)")
     if dataset.GetNumberOfCells() == 0:
         raise CardioScarError("The mesh has no cells: elements cannot be tagged; give a mesh with volume or surface cells")
+    check_probability_field(scar, "The scar field (--scar-field)")
+    if core_field is not None:
+        check_probability_field(core_field, "The core field (--core-field)")
     nodes = cell_node_lists(dataset)
     scar = np.asarray(scar, np.float64)
     mean_scar = np.array([scar[n].mean() for n in nodes])

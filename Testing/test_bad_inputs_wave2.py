@@ -1,0 +1,264 @@
+"""Bad inputs to the wave-2 faces that used to give a wrong result with exit 0 (or a traceback):
+raw-LGE scar rules, masks and label maps, ``export``, ``cohort``, ``mesh-from-labels`` and
+``attrivae``. Each must now be refused by the real command line (``cardioscar.cli.main``, in this
+process for speed) with one ``error:`` line naming the option or file and what to give, and
+write nothing.
+
+Real files throughout: a small LV phantom with its raw LGE and label map, a prediction mesh
+holding the phantom's true scar as ``scar_probability`` (the field ``apply`` writes; no training
+needed to test the export's checks), a real EMIDEC case and the session's tiny Attri-VAE model
+(conftest). The checks live in the library, so the Slicer Logic and the batch script meet them too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from cardioscar.cli import main
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+
+EMIDEC_CASE = "Case_P003"
+
+
+def _image_like(values: np.ndarray, like: sitk.Image, path: Path) -> Path:
+    image = sitk.GetImageFromArray(values)
+    image.CopyInformation(like)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _mesh_with(mesh: Mesh, path: Path, points_lps: np.ndarray | None = None, **fields: np.ndarray) -> Path:
+    dataset = vtk.vtkUnstructuredGrid()
+    dataset.DeepCopy(mesh.dataset)
+    if points_lps is not None:
+        dataset.GetPoints().SetData(numpy_to_vtk(np.ascontiguousarray(points_lps), deep=True))
+    write_mesh(Mesh(dataset=dataset, space="LPS", path=None), path, fields)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    """The phantom's mesh, raw LGE and labels (1 blood pool, 2 myocardium), and derived files."""
+    out = tmp_path_factory.mktemp("wave2")
+    phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=3))
+    paths = write_phantom(phantom, out)
+    lge, labels = raw_lge_acquisition(phantom, seed=0)
+    sitk.WriteImage(lge, str(out / "lge.nii.gz"))
+    sitk.WriteImage(labels, str(out / "labels.nii.gz"))
+    mesh = read_mesh(paths["mesh"])
+    truth = phantom.truth.astype(np.float64)
+    # the label map resampled with linear interpolation half a pixel over: 1.0 and 0.5 at its edges
+    shift = sitk.TranslationTransform(3, (0.75, 0.75, 0.0))
+    shifted = sitk.Resample(sitk.Cast(labels, sitk.sitkFloat32), labels, shift, sitk.sitkLinear, 0.0)
+    sitk.WriteImage(shifted, str(out / "labels_linear.nii.gz"))
+    points = mesh.points_lps()
+    geometry = phantom.geometry  # the anterior RV insertion, on the epicardium 30 degrees round (test_aha's)
+    rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]),
+                                                      np.array([np.radians(30.0)])))[0]
+    return {
+        "rv_point": ",".join(f"{v:.3f}" for v in rv_point),
+        "out": out, "mesh": paths["mesh"], "scar_map": paths["image"], "lge": out / "lge.nii.gz",
+        "labels": out / "labels.nii.gz",
+        "labels_linear": out / "labels_linear.nii.gz", "half": phantom.slice_half_thickness_mm,
+        "prediction": _mesh_with(mesh, out / "prediction.vtk", scar_probability=truth,
+                                 raw=truth * 1000.0, holes=np.where(np.arange(len(truth)) % 5 == 0, np.nan, truth)),
+        "other_nodes": _mesh_with(mesh, out / "other_nodes.vtk", points[::-1].copy(), scar_probability=truth),
+        "metres": _mesh_with(mesh, out / "metres.vtk", points / 1000.0, scar_probability=truth),
+    }
+
+
+def _rule(files: dict, rule: str = "psi", *extra: str, image: str = "lge", output: str = "out.npz") -> list:
+    return ["prepare", "--mesh", files["mesh"], "--image", files[image], "--slice-thickness-padding",
+            str(files["half"]), "--scar-rule", rule, "--myocardium-mask", files["labels"], "--myocardium-labels", "2",
+            "--blood-pool-mask", files["labels"], "--blood-pool-labels", "1", *extra, "--output",
+            files["out"] / output]
+
+
+def _core_training_data(files: dict) -> Path:
+    path = files["out"] / "core.npz"
+    if not path.exists():
+        assert main([str(a) for a in _rule(files, "psi", "--scar-target", "core", output="core.npz")]) == 0
+    return path
+
+
+def _exported_tags(files: dict) -> Path:
+    """``cardioscar export --format vtu`` of the prediction: ``tissue_tag`` healthy 1, border zone 2, core 3."""
+    path = files["out"] / "tagged.vtu"
+    if not path.exists():
+        assert main(["export", "--mesh", str(files["prediction"]), "--format", "vtu", "--output", str(path)]) == 0
+    return path
+
+
+def _manifest(files: dict, name: str, threshold: str, core: str) -> Path:
+    path = files["out"] / name
+    path.write_text("id,mesh,image,slice_thickness_padding,threshold,core_threshold\n"
+                    f"p1,{files['mesh']},{files['scar_map']},{files['half']},{threshold},{core}\n", encoding="utf-8")
+    return path
+
+
+# id -> (arguments from the files, fragment of the one error line). Before each fix: exit 0.
+CASES = {
+    # FWHM of a negative maximum: the core fell below the border zone, no scar was tagged
+    "fwhm offset above the myocardium": (lambda f: _rule(f, "fwhm", "--intensity-offset", "5000"),
+                                         "give --intensity-offset below"),
+    # the label map given as the LGE: one intensity in the myocardium, every rule called it healthy
+    "label map as the raw LGE": (lambda f: _rule(f, "psi", image="labels"), "--image must be the raw LGE"),
+    # a linearly resampled label map: its 0|2 edges read as blood pool (1), its 1.5s as nothing
+    "linearly resampled mask": (lambda f: [a if a != f["labels"] else f["labels_linear"] for a in _rule(f)],
+                                "holds values that are not labels"),
+    "linearly resampled labels for mesh-from-labels": (
+        lambda f: ["mesh-from-labels", "--labels", f["labels_linear"], "--myocardium-labels", "2", "--output",
+                   f["out"] / "out.vtu"], "holds values that are not labels"),
+    # an intensity image as the mask: every non-zero pixel of the field of view was myocardium
+    "the LGE as the myocardium mask": (
+        lambda f: ["prepare", "--mesh", f["mesh"], "--image", f["scar_map"], "--slice-thickness-padding",
+                   str(f["half"]), "--myocardium-mask", f["lge"], "--output", f["out"] / "out.npz"],
+        "holds values that are not labels"),
+    # a remote region for a rule without one: silently ignored
+    "a remote mask for psi": (lambda f: _rule(f, "psi", "--remote-mask", f["labels"]),
+                              "--remote-mask is used by --scar-rule nsd only"),
+    # export: a field that is not a probability was tagged all core; NaN nodes healthy
+    "export a field that is not a probability": (
+        lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "raw", "--output", f["out"] / "out"],
+        "outside [0, 1]"),
+    "export a field with NaN": (
+        lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "holes", "--output", f["out"] / "out"],
+        "NaN or infinite"),
+    # a core prediction on another mesh of the same node count: tags from the wrong nodes
+    "export with a core mesh of other nodes": (
+        lambda f: ["export", "--mesh", f["prediction"], "--core-mesh", f["other_nodes"], "--output", f["out"] / "out"],
+        "not at the same places"),
+    # the core model's training data as the scar field's rule: the sidecar called the scar the core
+    "export with the core model's rule": (
+        lambda f: ["export", "--mesh", f["prediction"], "--rule-from", _core_training_data(f), "--output",
+                   f["out"] / "out"], "--scar-target core: give the scar model's training data"),
+    # a mesh in metres: .pts 1000 times off in every unit
+    "export a mesh in metres": (lambda f: ["export", "--mesh", f["metres"], "--output", f["out"] / "out"],
+                                "scale a mesh in metres"),
+    # AHA's default border-zone tag 1 is export's healthy tag: the healthy share was reported as border zone
+    "aha on export's tags without the border-zone tag": (
+        lambda f: ["aha", "--mesh", _exported_tags(f), "--rv-point", f["rv_point"], "--tags-field", "tissue_tag",
+                   "--output-dir", f["out"] / "out_aha"], "give --border-zone-tag (2 for the export's default tags)"),
+    # a field that is not a probability cut at a probability threshold: every node of it scar
+    "aha on a field that is not a probability": (
+        lambda f: ["aha", "--mesh", f["prediction"], "--rv-point", f["rv_point"], "--field", "raw", "--output-dir",
+                   f["out"] / "out_aha"], "outside [0, 1]"),
+    # cohort: threshold 0 called every node scar (status done); core = threshold failed after training
+    "cohort threshold 0": (lambda f: ["cohort", "run", _manifest(f, "t0.csv", "0", "0.8"), "--output-dir",
+                                      f["out"] / "cohort"], "column 'threshold' must be a number between 0 and 1"),
+    "cohort core threshold equal to threshold": (
+        lambda f: ["cohort", "run", _manifest(f, "eq.csv", "0.5", "0.5"), "--output-dir", f["out"] / "cohort"],
+        "column 'core_threshold' (0.5) must be above threshold (0.5)"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_command_line_refuses_in_one_line_and_writes_nothing(files, case, capsys):
+    arguments, fragment = CASES[case]
+    args = [str(a) for a in arguments(files)]
+    capsys.readouterr()
+    assert main(args) != 0
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if "error:" in line or "Traceback" in line]
+    # one error line; a manifest's problems follow it, one line each (every row's at once)
+    assert len(errors) == 1 and fragment in stderr[stderr.index(errors[0]):], stderr[-2000:]
+    written = [p.name for p in files["out"].iterdir() if p.name.startswith("out")]
+    assert written == [] and not (files["out"] / "cohort").exists(), written
+
+
+def test_a_chosen_slice_without_myocardium_is_named_in_a_warning(files, capsys):
+    """Not an error (an apex slice may have none), but no longer silent."""
+    labels = sitk.ReadImage(str(files["labels"]))
+    values = sitk.GetArrayFromImage(labels)
+    values[0][values[0] == 2] = 0
+    mask = _image_like(values, labels, files["out"] / "no_myocardium_on_0.nii.gz")
+    args = ["prepare", "--mesh", files["mesh"], "--image", files["lge"], "--slice-thickness-padding",
+            str(files["half"]), "--scar-rule", "psi", "--myocardium-mask", mask, "--myocardium-labels", "2",
+            "--slice-indices", "0,4", "--output", files["out"] / "warned.npz"]
+    assert main([str(a) for a in args]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "No myocardium" in line]
+    assert len(warnings) == 1 and "k=0" in warnings[0] and "k=4" not in warnings[0], warnings
+
+
+@pytest.fixture(scope="module")
+def emidec(shared_data) -> tuple[Path, Path]:
+    folder = shared_data / "emidec" / EMIDEC_CASE
+    return folder / "Images" / f"{EMIDEC_CASE}.nii.gz", folder / "Contours" / f"{EMIDEC_CASE}.nii.gz"
+
+
+def _tampered(model: Path, out: Path, name: str, architecture_cube: int, preprocess_cube: int) -> Path:
+    checkpoint = torch.load(model, map_location="cpu", weights_only=True)
+    checkpoint["architecture"] = {**checkpoint["architecture"], "cube": architecture_cube}
+    checkpoint["preprocess"] = {**checkpoint["preprocess"], "cube": preprocess_cube}
+    torch.save(checkpoint, out / name)
+    return out / name
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("cavity label absent", "has no cavity label [7]"),  # the LV volume was 0 and the crop without it
+    ("ACDC labels read as EMIDEC's", "only 0 % of the cavity (labels [1]) lies inside the myocardium"),  # RV as LV
+    ("labels as the image", "no LGE contrast in the LV"),  # a prediction from the label picture
+    ("network and preprocessing cubes differ", "its network takes 16^3 cubes but its preprocessing makes 32^3"),
+    ("weights of another cube", "weights do not fit its recorded architecture"),  # a RuntimeError traceback
+])
+def test_attrivae_predict_refuses(attrivae_model, emidec, shared_data, tmp_path, capsys, case, fragment):
+    image, labels = emidec
+    model = attrivae_model
+    extra = []
+    if case == "cavity label absent":
+        extra = ["--cavity-labels", "7"]
+    elif case == "ACDC labels read as EMIDEC's":  # the default convention; ACDC's 1 is the right ventricle
+        folder = shared_data / "acdc_patient101"
+        image, labels = folder / "patient101_frame01.nii.gz", folder / "patient101_frame01_gt.nii.gz"
+    elif case == "labels as the image":
+        image = labels
+    elif case == "network and preprocessing cubes differ":
+        model = _tampered(attrivae_model, tmp_path, "mixed.pth", 16, 32)  # the session's model is 16^3
+    else:
+        model = _tampered(attrivae_model, tmp_path, "bigger.pth", 32, 32)
+    capsys.readouterr()
+    assert main([str(a) for a in ["attrivae", "predict", "--model", model, "--image", image, "--labels", labels,
+                                  "--device", "cpu", *extra]]) != 0
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error:" in line or "Traceback" in line]
+    assert len(errors) == 1 and fragment in errors[0], captured.err[-2000:]
+    assert "mi_probability" not in captured.out
+
+
+def test_the_slicer_logic_meets_the_same_refusals(files):
+    """The checks are the library's, so the Slicer Logic (real MRML, slicer-core; no Qt) refuses the
+    linearly resampled label map as the rule's myocardium mask before anything is trained, and the
+    tissue tags of a field outside [0, 1]; the model node is left as it was."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
+    import CardioScarLogic as csl
+    from CardioScarLogic.tissue import tag_model_node
+    from cardioscar.errors import CardioScarError
+
+    context = csl.create_scene()
+    volume = csl.load_volume(context.scene, files["lge"])
+    mask = csl.load_volume(context.scene, files["labels_linear"], labelmap=True)
+    model = csl.load_model(context.scene, files["prediction"])
+    fields = model.GetMesh().GetPointData().GetNumberOfArrays()
+    options = csl.ReconstructionOptions(half_thickness=files["half"], preset="fast", max_epochs=2, num_threads=1,
+                                        scar_rule="psi", myocardium_labels="2", blood_pool_labels="1")
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(CardioScarError, match="holds values that are not labels"):
+        logic.train_and_apply(volume, model, options, myocardium_mask=mask)
+    assert model.GetMesh().GetPointData().GetNumberOfArrays() == fields
+    prediction = read_mesh(files["prediction"])
+    percent = _mesh_with(prediction, files["out"] / "percent.vtk",
+                         scar_probability=100.0 * prediction.point_array("scar_probability"))
+    model = csl.load_model(context.scene, percent)
+    with pytest.raises(CardioScarError, match=r"The scar field \(--scar-field\) ranges .* outside \[0, 1\]"):
+        tag_model_node(model)
+    assert model.GetMesh().GetPointData().GetArray("tissue_tag") is None

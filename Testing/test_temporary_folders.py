@@ -1,0 +1,80 @@
+"""The temporary folders the Slicer modules make go when nothing needs them any more
+(CardioScarLogic.scratch), and the scene keeps its data (the Attri-VAE module's: in
+Testing/test_attrivae_slicer_logic.py, beside its reference run).
+
+Real MRML (slicer-core), real worker processes and files; the system's temporary folder is
+redirected to a fresh folder per test (``tempfile.tempdir``), so what is left there is exactly
+what these runs left. The CardioScar panel runs on the Qt stand-in of
+Testing/slicer_widget_harness.py (what it cannot prove is written there).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import slicer  # noqa: E402  (slicer-core)
+
+import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic.background import BackgroundRun  # noqa: E402
+from test_slicer_panel import _rv_insertions_ras, _with_scar_probability, case, panel, phantom  # noqa: E402,F401
+
+NO_PYTHON = "/nonexistent/python3"  # a Python that cannot be started
+
+
+@pytest.fixture()
+def temporary(tmp_path, monkeypatch) -> Path:
+    """The system's temporary folder for this test: empty at the start."""
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _left(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("panel", ["5.10"], indirect=True)
+def test_a_cardioscar_worker_that_cannot_start_leaves_no_job_folder(panel, case, temporary):
+    """The job is written, then starting the process fails (no such Python): the folder goes."""
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=2, half_thickness=case[1], slice_indices="0,2")
+    with pytest.raises(FileNotFoundError):
+        BackgroundRun.training(panel["widget"].logic, panel["volume"], panel["model"], options, python=NO_PYTHON)
+    assert _left(temporary) == []
+
+
+@pytest.mark.parametrize("panel", ["5.10"], indirect=True)
+def test_the_aha_bullseye_folder_goes_on_failure_replacement_and_close(panel, phantom, temporary):
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.ahaModelSelector.setCurrentNode(model)
+    empty = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "nothing placed")
+    ui.ahaRvMarkupsSelector.setCurrentNode(empty)
+    ui.computeAhaButton.click()
+    assert "'nothing placed' has 0 point" in ui.statusLabel.text
+    assert _left(temporary) == [], "a failed click leaves no folder"
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertions")
+    for point in _rv_insertions_ras(phantom):
+        markups.AddControlPointWorld(point)
+    ui.ahaRvMarkupsSelector.setCurrentNode(markups)
+    shown = []
+    for _ in range(2):
+        ui.computeAhaButton.click()
+        shown.append(Path(ui.ahaBullseyeLabel.text.split(": ", 1)[1]))
+        assert shown[-1].read_bytes()[:4] == b"\x89PNG" and _left(temporary) == [shown[-1].parent.name]
+    assert shown[0] != shown[1] and not shown[0].parent.exists(), "the next bull's-eye replaces the last"
+    ui.ahaRvMarkupsSelector.setCurrentNode(empty)
+    ui.computeAhaButton.click()  # a failure keeps the last good bull's-eye for Save
+    assert shown[1].is_file() and _left(temporary) == [shown[1].parent.name]
+    widget.cleanup()
+    assert _left(temporary) == [], "closing the panel removes the last one"
+    slicer.app.connect("aboutToQuit()", widget._stopRun)  # the fixture cleans up once more
