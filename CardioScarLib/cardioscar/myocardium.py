@@ -126,11 +126,15 @@ def check_margin(margin_px) -> None:
                               f"got {margin_px!r}")
 
 
-def nearest_within(values: np.ndarray, inside: np.ndarray, margin_px: float) -> np.ndarray:
-    """``values`` with each pixel outside ``inside`` but within ``margin_px`` pixels of it set to
-    the value of its nearest ``inside`` pixel (which may itself be NaN)."""
-    distance, (rows, cols) = ndimage.distance_transform_edt(~inside, return_indices=True)
-    return np.where(~inside & (distance <= margin_px), values[rows, cols], values)
+def nearest_within(values: np.ndarray, inside: np.ndarray, limit: float = np.inf,
+                   sampling: tuple[float, float] | None = None) -> np.ndarray:
+    """``values`` with each pixel outside ``inside`` but within ``limit`` of it (in pixels, or in
+    the units of ``sampling`` = (row step, column step)) set to the value of its nearest
+    ``inside`` pixel (which may itself be NaN). ``inside`` must hold at least one pixel."""
+    distance, (rows, cols) = ndimage.distance_transform_edt(~np.asarray(inside, bool), sampling=sampling,
+                                                            return_indices=True)
+    values = np.asarray(values)
+    return np.where(~inside & (distance <= limit), values[rows, cols], values)
 
 
 def no_restriction(layers: Sequence[SliceLayer]) -> MyocardiumReport:
