@@ -2,9 +2,13 @@
 pixels just outside the myocardium read the wall next to them instead of carrying no constraint.
 
 Hand-made slices for the exact rule, then the real segmented phantom's files through the real
-command line (a tetrahedral mesh up to one pixel off the image's myocardium)."""
+command line (a tetrahedral mesh up to one pixel off the image's myocardium) and through the
+Slicer Logic on real MRML (slicer-core), which must give the command line's groups."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +16,11 @@ import SimpleITK as sitk
 
 from conftest import run_cli
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
+import CardioScarLogic as csl  # noqa: E402  (needs slicer-core)
+
 from cardioscar.errors import CardioScarError
-from cardioscar.logic import PreprocessingRequest, load_preprocessing_result
+from cardioscar.logic import PreprocessingRequest, load_preprocessing_result, prepare_training_data
 from cardioscar.myocardium import restrict_to_myocardium
 from cardioscar.phantom import make_phantom, write_phantom
 from cardioscar.phantom_segmented import SegmentedConfig
@@ -88,3 +95,22 @@ def test_command_line_margin_adds_groups_only_next_to_the_myocardium(segmented, 
         assert near, "a filled pixel lies more than one pixel from the myocardium"
         assert any(targets[(k, i, j)] == pytest.approx(float(image[k, jj, ii]), abs=1e-6) for jj, ii in near)
     assert wide.myocardium_source.endswith("margin 1 px") and plain.myocardium_source.startswith("mask ")
+
+
+def test_slicer_logic_margin_groups_like_the_library(segmented):
+    expected = prepare_training_data(PreprocessingRequest(
+        mesh_path=segmented["mesh"], image_path=segmented["label_map"], scar_labels=[3], myocardium_labels=[2, 3],
+        myocardium_margin_px=1))
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, segmented["mesh"])
+    labels = csl.load_volume(context.scene, segmented["label_map"], labelmap=True)
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    options = dict(preset="fast", max_epochs=2, seed=7, num_threads=1, scar_labels="3", myocardium_labels="2,3")
+    plain = logic.prepare_training(labels, model, csl.ReconstructionOptions(**options)).prepared
+    wide = logic.prepare_training(labels, model, csl.ReconstructionOptions(**options, myocardium_margin=1)).prepared
+    for key in ("group_ids", "node_ids", "group_slice", "group_pixel"):
+        np.testing.assert_array_equal(getattr(wide, key), getattr(expected, key), err_msg=key)
+    np.testing.assert_allclose(wide.intensities, expected.intensities, atol=1e-6)
+    assert wide.n_groups > plain.n_groups
+    with pytest.raises(CardioScarError, match="--myocardium-margin"):
+        csl.ReconstructionOptions(**options, myocardium_margin=-1)
