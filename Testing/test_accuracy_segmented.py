@@ -8,11 +8,14 @@ pixel), within 0.02 of the best threshold's Dice, scar volume within 3 %. Measur
 (10 MC samples, seeded): Dice 0.914, best 0.921, copy-voxel 0.787, volume error +4.5 % (-0.7 % with
 5 MC samples): the 3 % volume bar is NOT met steadily (429 scar nodes: a few nodes swing it), so
 this test holds 6 %, and says so.
+
+With the myocardium margin (``restrict_to_myocardium(margin_px=1)``, ``--myocardium-margin 1``:
+pixels within one pixel outside the myocardium read their nearest myocardium pixel) the same
+seed measured Dice 0.942, best 0.942, volume error -3.4 %: it must reach the issue's 0.93 there
+and beat the run without the margin by 0.01 (the option's point), volume within 5 %.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ import pytest
 from cardioscar.evaluate import metrics
 from cardioscar.evaluate.baselines import nearest_slice_baseline
 from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
+from cardioscar.prepare.myocardium import restrict_to_myocardium
 from cardioscar.phantoms.phantom import make_phantom
 from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 from cardioscar.prepare.slices import slices_from_image
@@ -27,13 +31,15 @@ from cardioscar.fit.training import TrainingConfig
 
 
 @pytest.fixture(scope="module")
-def run():
-    phantom = make_phantom(SegmentedConfig(seed=0, target_nodes=12000))
+def phantom():
+    return make_phantom(SegmentedConfig(seed=0, target_nodes=12000))
+
+
+def _reconstruct(phantom, margin_px: int) -> dict:
     half = phantom.slice_half_thickness_mm
     acquired = slices_from_image(phantom.image, half_thickness=half, label="fraction")
     masks = slices_from_image(phantom.myocardium_image, half_thickness=half, label="mask")
-    targets = [dataclasses.replace(layer, values=np.where(mask.values > 0, layer.values, np.nan))
-               for layer, mask in zip(acquired, masks)]
+    targets, _ = restrict_to_myocardium(acquired, [mask.values > 0 for mask in masks], "mask", margin_px)
     prepared = prepare_from_slices(phantom.points_lps, targets)
     checkpoint = train_scar_model(prepared, TrainingConfig.fast(seed=0))
     result = predict_on_points(checkpoint, phantom.points_lps, mc_samples=10, seed=0)
@@ -42,6 +48,16 @@ def run():
     return {"dice": metrics.dice(result.mean_predictions, truth), "best_dice": best,
             "volume_error": metrics.volume_error(result.mean_predictions, truth, metrics.node_volumes(phantom.mesh)),
             "copy_voxel": metrics.dice(nearest_slice_baseline(phantom.points_lps, acquired), truth)}
+
+
+@pytest.fixture(scope="module")
+def run(phantom):
+    return _reconstruct(phantom, 0)
+
+
+@pytest.fixture(scope="module")
+def with_margin(phantom):
+    return _reconstruct(phantom, 1)
 
 
 def test_dice_beats_copy_voxel_by_003(run):
@@ -54,3 +70,9 @@ def test_calibrated_at_half(run):
 
 def test_scar_volume_within_6_percent(run):
     assert abs(run["volume_error"]) <= 0.06  # the issue asks 0.03: not met here (see the module docstring)
+
+
+def test_margin_reaches_the_bar_and_beats_no_margin(run, with_margin):
+    assert with_margin["dice"] >= 0.93 and with_margin["dice"] >= run["dice"] + 0.01
+    assert with_margin["best_dice"] - with_margin["dice"] <= 0.02
+    assert abs(with_margin["volume_error"]) <= 0.05

@@ -90,7 +90,8 @@ def restrict_targets(slices: list, targets: list, owners: Sequence[ScarSource], 
         masks, source = _masks_from_labels(slices, owners, options, labels)
     if masks is None:
         return targets, no_restriction(targets)
-    return restrict_to_myocardium(targets, masks, source)
+    margin = options.myocardium_margin
+    return restrict_to_myocardium(targets, masks, source + (f" margin {margin} px" if margin else ""), margin)
 
 
 __all__ = ["restrict_targets"]

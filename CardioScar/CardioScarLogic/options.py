@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Union
 from cardioscar.io.checks import check_seed
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import TARGETS
+from cardioscar.prepare.myocardium import check_margin
 from cardioscar.prepare.slices import RECORDED, parse_half_thickness
 
 PRESETS = ("documented", "fast")
@@ -67,6 +68,7 @@ class ReconstructionOptions:
     partial_volume_correction: bool = False
     myocardium_labels: IntList = None
     myocardium_segment: str = ""
+    myocardium_margin: int = 0  # pixels just outside the myocardium that read its nearest pixel (cardioscar prepare --myocardium-margin)
     preset: str = "documented"
     max_epochs: Optional[int] = None
     early_stopping_patience: Optional[int] = None
@@ -100,6 +102,7 @@ class ReconstructionOptions:
             raise CardioScarError(f"slab half-width 'auto' is the slice thickness the DICOM files record, along z; "
                                   f"give it in mm to cut along {self.slice_axis}.")
         self.seed = check_seed(self.seed, "seed")
+        check_margin(self.myocardium_margin)
         if self.preset not in PRESETS:
             raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:

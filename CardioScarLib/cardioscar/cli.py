@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--myocardium-mask", type=Path, default=None,
                       help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
                            "patient frame as --image; pixels outside carry no constraint")
+    prep.add_argument("--myocardium-margin", type=int, default=0, metavar="PIXELS",
+                      help="pixels outside the myocardium within this many pixels of it take the nearest myocardium "
+                           "pixel's value instead of no constraint (a mesh up to a pixel off the segmentation; try 1)")
     prep.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw intensities to [0, 1]")
     prep.add_argument(
         "--partial-volume-correction", action="store_true",
@@ -294,6 +297,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         partial_volume_correction=args.partial_volume_correction,
         myocardium_labels=args.myocardium_labels,
         myocardium_mask=args.myocardium_mask,
+        myocardium_margin_px=args.myocardium_margin,
         scar_rule=lge_options.scar_rule_request(args),
     )
     result = prepare_training_data(request)

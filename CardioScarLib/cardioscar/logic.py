@@ -32,7 +32,7 @@ from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targe
 from cardioscar.prepare.mapping import map_slices_to_nodes
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.predict.meshscale import check_same_scale, node_spacing
-from cardioscar.prepare.myocardium import (MyocardiumReport, label_masks, masks_from_image, no_restriction,
+from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
 from cardioscar.fit.normalization import fit_scaler, normalize
 from cardioscar.prepare.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
@@ -96,7 +96,10 @@ class PreprocessingRequest:
     ``myocardium_labels`` / ``myocardium_mask`` say where the myocardium is: pixels outside it
     carry no constraint (:mod:`cardioscar.myocardium`). With a label map, the labels of its
     myocardium (EMIDEC 2,3,4; ACDC 2); with ``myocardium_mask`` (a 0/1 image, or a label image
-    read with ``myocardium_labels``) for any slice values.
+    read with ``myocardium_labels``) for any slice values. ``myocardium_margin_px``: pixels
+    outside the myocardium within that many pixels of it take the nearest myocardium pixel's
+    value instead of carrying no constraint (for a mesh up to a pixel off the segmentation;
+    :func:`cardioscar.myocardium.restrict_to_myocardium`); 0 = none, as before.
     """
 
     mesh_path: Path
@@ -112,6 +115,7 @@ class PreprocessingRequest:
     partial_volume_correction: bool = False
     myocardium_labels: Optional[List[int]] = None
     myocardium_mask: Optional[Path] = None
+    myocardium_margin_px: int = 0
 
     def __post_init__(self) -> None:
         has_grids = bool(self.vtk_grid_paths)
@@ -125,6 +129,10 @@ class PreprocessingRequest:
         elif not (isinstance(self.slice_thickness_padding, numbers.Real) and self.slice_thickness_padding > 0):
             raise CardioScarError(f"slice_thickness_padding must be > 0 mm (the slab half-width) or 'auto' (half of each "
                                   f"DICOM file's slice thickness), got {self.slice_thickness_padding!r}.")
+        check_margin(self.myocardium_margin_px)
+        if self.myocardium_margin_px and self.myocardium_labels is None and self.myocardium_mask is None:
+            raise CardioScarError("--myocardium-margin widens a myocardium: give --myocardium-labels (a label map) or "
+                                  "--myocardium-mask FILE too")
         if self.myocardium_labels is not None and self.myocardium_mask is None:
             if self.scar_labels is None:
                 raise CardioScarError("--myocardium-labels without --myocardium-mask names labels of the image itself, "
@@ -265,7 +273,10 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
     if masks is None:
         return targets, no_restriction(targets), rule_record
-    return (*restrict_to_myocardium(targets, masks, source), rule_record)
+    margin = request.myocardium_margin_px
+    if margin:
+        source += f" margin {margin} px"
+    return (*restrict_to_myocardium(targets, masks, source, margin), rule_record)
 
 
 def prepare_from_slices(

@@ -67,6 +67,7 @@ from cardioscar.evaluate import metrics
 from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.logic import PreprocessingResult, predict_on_points, prepare_from_slices, train_scar_model
 from cardioscar.io.meshio import Mesh, read_mesh
+from cardioscar.prepare.myocardium import restrict_to_myocardium
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
 from cardioscar.phantoms.phantom_segmented import MYOCARDIUM, SCAR, SegmentedConfig
 from cardioscar.prepare.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
@@ -473,6 +474,14 @@ def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int =
     return line
 
 
+def with_margin(case: Case, margin_px: int) -> Case:
+    """The case with pixels outside the myocardium but within ``margin_px`` of it given their
+    nearest myocardium pixel's value (``restrict_to_myocardium(margin_px=...)``) instead of NaN."""
+    masks = [np.isfinite(layer.values) for layer in case.slices]
+    slices, _ = restrict_to_myocardium(case.acquired, masks, "benchmark", margin_px)
+    return dataclasses.replace(case, slices=slices, info=case.info | {"myocardium_margin_px": margin_px})
+
+
 def plain_targets(case: Case) -> Case:
     """The case trained as a user without a myocardium mask would today: the acquired values,
     0 outside the myocardium, are all targets (what issue 18 found to under-call the scar)."""
@@ -522,6 +531,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", choices=("masked", "plain"), default="masked",
                         help="masked: pixels outside the myocardium carry no constraint (NaN); plain: they are "
                              "targets of 0, as a plain scar map is used today")
+    parser.add_argument("--myocardium-margin", type=int, default=0,
+                        help="masked targets: pixels within this many pixels outside the myocardium take their "
+                             "nearest myocardium pixel's value instead of NaN (restrict_to_myocardium margin_px)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     seeds, nodes, mc = _parse_seeds(args.seeds), args.nodes, args.mc_samples
@@ -534,7 +546,11 @@ def main(argv: list[str] | None = None) -> None:
     for build in cases(families, seeds, nodes, args.loso):
         start = time.perf_counter()
         case = build()
-        line = run(plain_targets(case) if args.targets == "plain" else case, config, mc_samples=mc)
+        if args.targets == "plain":
+            case = plain_targets(case)
+        elif args.myocardium_margin:
+            case = with_margin(case, args.myocardium_margin)
+        line = run(case, config, mc_samples=mc)
         line["preset"] = args.preset
         line["shape_prior"] = config.shape_prior
         line["total_s"] = round(time.perf_counter() - start, 1)

@@ -17,11 +17,11 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from . import metrics
 from ..errors import CardioScarError
+from ..prepare.myocardium import nearest_within
 from ..prepare.slices import SliceLayer
 
 #: Thresholds searched for the best Dice.
@@ -64,9 +64,8 @@ def filled_outside(layer: SliceLayer, inside: np.ndarray) -> SliceLayer:
     inside = np.asarray(inside, dtype=bool)
     if not inside.any():
         return layer
-    _, (jj, ii) = ndimage.distance_transform_edt(~inside, sampling=(layer.spacing[1], layer.spacing[0]),
-                                                  return_indices=True)
-    return dataclasses.replace(layer, values=np.asarray(layer.values)[jj, ii])
+    return dataclasses.replace(layer, values=nearest_within(layer.values, inside,
+                                                            sampling=(layer.spacing[1], layer.spacing[0])))
 
 
 def wrong_node_auc(score: np.ndarray, probability: np.ndarray, truth: np.ndarray,

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from ..errors import CardioScarError
 from ..io.checks import whole_labels
@@ -86,9 +87,17 @@ class MyocardiumReport:
     myocardium_pixels: np.ndarray   # (S,) int64 pixels kept
 
 
-def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray],
-                           source: str) -> tuple[list[SliceLayer], MyocardiumReport]:
-    """Copies of ``layers`` with NaN outside ``masks`` and the counts of what was dropped."""
+def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray], source: str,
+                           margin_px: int = 0) -> tuple[list[SliceLayer], MyocardiumReport]:
+    """Copies of ``layers`` with NaN outside ``masks`` and the counts of what was dropped.
+
+    ``margin_px`` > 0: a pixel outside the mask but within that many pixels of it (in-plane,
+    Euclidean) takes the value of its nearest myocardium pixel instead of NaN. Why: a mesh made
+    from other data lies up to a pixel or so off the segmentation, and its wall nodes in such a
+    pixel belong to the wall next to it; read as "no data" they are left to the network's
+    extrapolation (on the segmented phantom family it over-called the scar there; see the README,
+    issue-18 section). Such pixels still count as dropped (their own value is not used)."""
+    check_margin(margin_px)
     if len(masks) != len(layers):
         raise CardioScarError(f"{len(masks)} myocardium masks for {len(layers)} slices")
     out, dropped, kept = [], [], []
@@ -97,6 +106,8 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
             raise CardioScarError(f"the myocardium mask of slice '{layer.label}' is {mask.shape}, the slice {layer.shape}")
         has_value = np.isfinite(layer.values)
         values = np.where(mask, layer.values, np.nan)
+        if margin_px > 0 and mask.any():
+            values = np.where(has_value, nearest_within(values, mask, margin_px), np.nan)
         dropped.append(int((has_value & ~mask).sum()))
         kept.append(int((has_value & mask).sum()))
         out.append(dataclasses.replace(layer, values=values))
@@ -107,10 +118,29 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
     if empty:  # an apex or base slice may truly have none; a wrong slice choice or mask shows here
         logger.warning("No myocardium (%s) on %d chosen slice(s): %s; they constrain nothing (check the mask and "
                        "--slice-indices)", source, len(empty), ", ".join(empty))
-    logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (no constraint), per slice %s",
+    logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (no constraint%s), per slice %s",
                 source, int(report.myocardium_pixels.sum()), int(report.dropped_pixels.sum()),
+                f"; those within {margin_px} px take the nearest myocardium pixel's value" if margin_px else "",
                 report.dropped_pixels.tolist())
     return out, report
+
+
+def check_margin(margin_px) -> None:
+    """A myocardium margin is a whole number of pixels >= 0 (one line naming the option if not)."""
+    if isinstance(margin_px, bool) or not isinstance(margin_px, (int, np.integer)) or margin_px < 0:
+        raise CardioScarError(f"--myocardium-margin (myocardium_margin_px) must be a whole number of pixels >= 0, "
+                              f"got {margin_px!r}")
+
+
+def nearest_within(values: np.ndarray, inside: np.ndarray, limit: float = np.inf,
+                   sampling: tuple[float, float] | None = None) -> np.ndarray:
+    """``values`` with each pixel outside ``inside`` but within ``limit`` of it (in pixels, or in
+    the units of ``sampling`` = (row step, column step)) set to the value of its nearest
+    ``inside`` pixel (which may itself be NaN). ``inside`` must hold at least one pixel."""
+    distance, (rows, cols) = ndimage.distance_transform_edt(~np.asarray(inside, bool), sampling=sampling,
+                                                            return_indices=True)
+    values = np.asarray(values)
+    return np.where(~inside & (distance <= limit), values[rows, cols], values)
 
 
 def no_restriction(layers: Sequence[SliceLayer]) -> MyocardiumReport:
