@@ -43,6 +43,7 @@ Importable (w18fit scores a training config with it)::
 Usage:
   PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_robust.py [--preset fast]
       [--seeds 0-7] [--families segmented,demo,acdc,bivme] [--nodes 40000] [--quick] [--loso] [--targets masked|plain]
+      [--residual-decays 1,2,4,inf]
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from cardioscar.phantom import PhantomConfig, make_phantom
 from cardioscar.phantom_segmented import MYOCARDIUM, SCAR, SegmentedConfig
 from cardioscar.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
 from cardioscar.shape_prior import build_shape_prior
+from cardioscar.shape_prior.use import with_residual_decay
 from cardioscar.training import TrainingConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -449,13 +451,14 @@ def held_out_index(case: Case) -> int:
 
 
 def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0,
-             held_out: int | None = None) -> dict:
-    """Leave one (middle) slice out: train on the rest, score the held-out slab's nodes."""
+             held_out: int | None = None, residual_decays: tuple[float, ...] = ()) -> dict:
+    """Leave one (middle) slice out: train on the rest, score the held-out slab's nodes; with a
+    shape prior and ``residual_decays``, also the same model applied with each residual decay (mm)."""
     config = config or TrainingConfig.fast()
     held_out = held_out_index(case) if held_out is None else held_out
     keep = [k for k in range(len(case.slices)) if k != held_out]
     nodes = np.flatnonzero(in_footprint(case.points, case.slices[held_out]))
-    _, _, result, train_s, _ = _reconstruct(case, [case.slices[k] for k in keep], config, mc_samples, seed)
+    _, checkpoint, result, train_s, _ = _reconstruct(case, [case.slices[k] for k in keep], config, mc_samples, seed)
     p = result.mean_predictions[nodes]
     truth = case.truth[nodes]
     line = {"case": case.name, "loso": True, **case.info, "held_out": case.slices[held_out].label,
@@ -470,6 +473,13 @@ def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int =
     if prior is not None:
         q = 1.0 / (1.0 + np.exp(-prior.logit(case.points[nodes])))
         line.update(shape_prior_dice=round(metrics.dice(q, truth, 0.5), 4), shape_prior_auc=_auc(truth >= 0.5, q))
+    if residual_decays and checkpoint.get("shape_prior"):
+        line["residual_decay_sweep"] = {}
+        for decay in residual_decays:
+            swept = predict_on_points(with_residual_decay(checkpoint, decay), case.points[nodes],
+                                      mc_samples=mc_samples, seed=seed).mean_predictions
+            line["residual_decay_sweep"][str(decay)] = {"dice": round(metrics.dice(swept, truth, 0.5), 4),
+                                                        "auc": _auc(truth >= 0.5, swept)}
     return line
 
 
@@ -522,6 +532,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", choices=("masked", "plain"), default="masked",
                         help="masked: pixels outside the myocardium carry no constraint (NaN); plain: they are "
                              "targets of 0, as a plain scar map is used today")
+    parser.add_argument("--residual-decays", default="",
+                        help="--loso with the shape prior: also score the trained model applied with each of these "
+                             "residual decays in mm (comma-separated, inf = residual everywhere)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     seeds, nodes, mc = _parse_seeds(args.seeds), args.nodes, args.mc_samples
@@ -534,7 +547,8 @@ def main(argv: list[str] | None = None) -> None:
     for build in cases(families, seeds, nodes, args.loso):
         start = time.perf_counter()
         case = build()
-        line = run(plain_targets(case) if args.targets == "plain" else case, config, mc_samples=mc)
+        extra = {"residual_decays": tuple(float(v) for v in args.residual_decays.split(",") if v)} if args.loso else {}
+        line = run(plain_targets(case) if args.targets == "plain" else case, config, mc_samples=mc, **extra)
         line["preset"] = args.preset
         line["shape_prior"] = config.shape_prior
         line["total_s"] = round(time.perf_counter() - start, 1)
