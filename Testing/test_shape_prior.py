@@ -199,10 +199,6 @@ def test_the_prior_travels_through_the_npz_and_the_checkpoint_to_an_apply_mesh(t
     between = prior.plane_distance(other) > prior.residual_full_mm + 1.0
     assert between.sum() > 100
     assert np.abs(gated - alone)[between].max() < 1e-3 < 0.1 < np.abs(gated - alone)[weight == 1.0].max()
-    # the weight moves the samples' mean residual only: the MC-dropout spread survives between the slabs
-    spread = predict_on_points(short, other, mc_samples=20, seed=7).std_predictions
-    bare_spread = predict_on_points(bare, other, mc_samples=20, seed=7).std_predictions
-    assert np.median(spread[between]) > 0.2 * np.median(bare_spread[between]) > 0
 
     # a version 1 prior (before the residual weight) loads with the residual everywhere, as it was used
     old = {key: value for key, value in loaded["shape_prior"].items()

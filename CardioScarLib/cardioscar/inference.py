@@ -172,10 +172,8 @@ class _Sampler:
     def __call__(self, x: torch.Tensor, words: torch.Tensor | None,
                  prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(std, mean)`` over the samples for the nodes ``x`` of shape (n, in); ``prior`` = (log-odds,
-        weight), each (n, 1), the shape prior: before the sigmoid, each sample's output ``f_k`` becomes
-        ``log-odds + weight * mean_k(f) + (f_k - mean_k(f))``: the weight moves the network's mean
-        residual, not its dropout spread, so where the prior rules the uncertainty is still the
-        network's (weight 1: plain ``log-odds + f_k``)."""
+        weight), each (n, 1): every sample's output is scaled by the weight and added to the log-odds
+        before the sigmoid (the shape prior)."""
         shared = self.prefix(x)
         if words is None:
             prediction = torch.sigmoid(shared if prior is None else shared * prior[1] + prior[0]).reshape(-1)
@@ -210,10 +208,7 @@ class _Sampler:
                 h = h.relu_()
             else:
                 h = h.mul_(keep().view(n * t, width))
-        h = h.reshape(n, t)
-        if prior is not None:
-            h = h + (prior[1] - 1.0) * h.mean(dim=1, keepdim=True) + prior[0]
-        samples = torch.sigmoid(h)
+        samples = torch.sigmoid(h.reshape(n, t) if prior is None else h.reshape(n, t) * prior[1] + prior[0])
         return torch.std_mean(samples, dim=1, correction=0)
 
 
@@ -226,9 +221,8 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
 
     ``prior_logit`` (N,): the shape prior's log-odds per node (:mod:`cardioscar.shape_prior`),
     added to each sample's output before the sigmoid, as in training; ``None``: no prior.
-    ``residual_weight`` (N,): a factor on the samples' mean output (the prior's residual weight,
-    :meth:`cardioscar.shape_prior.ShapePrior.residual_weight`; ``None``: 1), each sample keeping its
-    deviation from that mean (the MC-dropout spread); only with ``prior_logit``.
+    ``residual_weight`` (N,): a factor on each sample's output first (the prior's residual weight,
+    :meth:`cardioscar.shape_prior.ShapePrior.residual_weight`; ``None``: 1); only with ``prior_logit``.
 
     ``std`` is the population standard deviation (ddof = 0) of the ``mc_samples`` predictions; with
     one sample it is 0 (a warning is logged). Nodes go through the network in chunks of

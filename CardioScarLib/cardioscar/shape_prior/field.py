@@ -18,13 +18,15 @@ with a plane on both sides also offers the bulge ``a b / (2 bulge_radius_mm)`` m
 and largest half-way, averaged over the stacks with the same weights, and subtracted from the
 distance (the outline grows by it). ``bulge_radius_mm`` = inf: plain shape-based interpolation.
 
-Where no group speaks, the prior rules: the network's mean residual over the MC samples is
-multiplied by a weight (:meth:`ShapePrior.residual_weight`; each sample keeps its deviation from
-that mean, so the MC-dropout spread is untouched) that is 1 up to ``residual_full_mm`` from the
-nearest covering plane (set at training to the farthest training row, so every row has weight 1
-and training is unchanged) and falls as ``exp(-(excess / residual_decay_mm)^2 / 2)`` beyond it. Without it, the
+Where no group speaks, the prior rules: the network's residual ``f`` is multiplied by a weight
+(:meth:`ShapePrior.residual_weight`) that is 1 up to ``residual_full_mm`` from the nearest covering
+plane (set at training to the farthest training row, so every row has weight 1 and training is
+unchanged) and falls as ``exp(-(excess / residual_decay_mm)^2 / 2)`` beyond it. Without it, the
 smooth continuation of ``f`` between the slabs pulled a held-out slice's scar below the prior
-alone (EMIDEC leave-one-slice-out: 22 of 49 cases more than 0.02 Dice below it).
+alone (EMIDEC leave-one-slice-out: 22 of 49 cases more than 0.02 Dice below it). Every MC
+sample's ``f`` is weighted (weighting only their mean, keeping each sample's deviation, exposed a
+dropout spread between the slabs that the sigmoid had hidden: EMIDEC held-out AUC 0.892 against
+0.918 unweighted on 5 cases, and the uncertainty no longer found the wrong nodes, AUC 0.47).
 
 Stored as two arrays: the maps concatenated (float32) and one geometry row per slice
 (:data:`GEOMETRY_COLUMNS` numbers: the 3x4 LPS -> (i, j, d) matrix, the map's offset (i0, j0) in
