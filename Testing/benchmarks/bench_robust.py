@@ -401,8 +401,10 @@ def _reconstruct(case: Case, slices: list[SliceLayer], config: TrainingConfig, m
     return prepared, checkpoint, result, trained - start, time.perf_counter() - trained
 
 
-def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0) -> dict:
-    """Reconstruct ``case`` with ``config`` (fast preset by default) and score it beside the yardsticks."""
+def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0,
+             residual_decays: tuple[float, ...] = ()) -> dict:
+    """Reconstruct ``case`` with ``config`` (fast preset by default) and score it beside the yardsticks;
+    with a shape prior and ``residual_decays``, also the same model applied with each residual decay (mm)."""
     config = config or TrainingConfig.fast()
     prepared, checkpoint, result, train_s, predict_s = _reconstruct(case, case.slices, config, mc_samples, seed)
     p, u = result.mean_predictions, result.std_predictions
@@ -428,6 +430,9 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
         sticks["copy_voxel"] = scores(copy_voxel(case.points, case.stack), case.truth, case.weights)
     for name, values in sticks.items():
         line.update({f"{name}_{k}": v for k, v in values.items() if k in ("dice", "best_dice", "auc", "volume_error")})
+    if residual_decays and checkpoint.get("shape_prior"):
+        line["residual_decay_sweep"] = {decay: scores(swept, case.truth, case.weights) for decay, swept
+                                        in _decay_sweep(checkpoint, case.points, residual_decays, mc_samples, seed)}
     return line
 
 
@@ -474,13 +479,18 @@ def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int =
         q = 1.0 / (1.0 + np.exp(-prior.logit(case.points[nodes])))
         line.update(shape_prior_dice=round(metrics.dice(q, truth, 0.5), 4), shape_prior_auc=_auc(truth >= 0.5, q))
     if residual_decays and checkpoint.get("shape_prior"):
-        line["residual_decay_sweep"] = {}
-        for decay in residual_decays:
-            swept = predict_on_points(with_residual_decay(checkpoint, decay), case.points[nodes],
-                                      mc_samples=mc_samples, seed=seed).mean_predictions
-            line["residual_decay_sweep"][str(decay)] = {"dice": round(metrics.dice(swept, truth, 0.5), 4),
-                                                        "auc": _auc(truth >= 0.5, swept)}
+        line["residual_decay_sweep"] = {
+            decay: {"dice": round(metrics.dice(swept, truth, 0.5), 4), "auc": _auc(truth >= 0.5, swept)}
+            for decay, swept in _decay_sweep(checkpoint, case.points[nodes], residual_decays, mc_samples, seed)}
     return line
+
+
+def _decay_sweep(checkpoint: dict, points: np.ndarray, decays: tuple[float, ...], mc_samples: int, seed: int):
+    """``(decay, probability)`` of the trained model applied to ``points`` with each residual decay of
+    its shape prior (the weight acts only when applying: one training serves every decay)."""
+    for decay in decays:
+        yield str(decay), predict_on_points(with_residual_decay(checkpoint, decay), points, mc_samples=mc_samples,
+                                            seed=seed).mean_predictions
 
 
 def plain_targets(case: Case) -> Case:
@@ -533,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="masked: pixels outside the myocardium carry no constraint (NaN); plain: they are "
                              "targets of 0, as a plain scar map is used today")
     parser.add_argument("--residual-decays", default="",
-                        help="--loso with the shape prior: also score the trained model applied with each of these "
+                        help="with the shape prior: also score the trained model applied with each of these "
                              "residual decays in mm (comma-separated, inf = residual everywhere)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -547,8 +557,8 @@ def main(argv: list[str] | None = None) -> None:
     for build in cases(families, seeds, nodes, args.loso):
         start = time.perf_counter()
         case = build()
-        extra = {"residual_decays": tuple(float(v) for v in args.residual_decays.split(",") if v)} if args.loso else {}
-        line = run(plain_targets(case) if args.targets == "plain" else case, config, mc_samples=mc, **extra)
+        decays = tuple(float(v) for v in args.residual_decays.split(",") if v)
+        line = run(plain_targets(case) if args.targets == "plain" else case, config, mc_samples=mc, residual_decays=decays)
         line["preset"] = args.preset
         line["shape_prior"] = config.shape_prior
         line["total_s"] = round(time.perf_counter() - start, 1)
