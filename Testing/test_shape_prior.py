@@ -123,6 +123,26 @@ def test_a_slice_without_scar_sits_one_gap_outside_and_missing_targets_copy_thei
     assert build_shape_prior([edge_slice(0.0, 20, nan_from=0)]) is None  # no target anywhere: no prior
 
 
+def test_the_residual_weight_is_one_on_the_training_slabs_and_falls_off_beyond_them():
+    below, above = edge_slice(0.0, 20), edge_slice(10.0, 30)
+    i, j = np.full(4, 20.0), np.full(4, 20.0)
+    rows = points_at(below, i, j, np.array([-1.5, 0.0, 1.5, 8.5]))  # within 1.5 mm of a plane
+    prior = linear([below, above]).reaching(rows)
+    assert prior.residual_full_mm == pytest.approx(1.5)
+    np.testing.assert_array_equal(prior.residual_weight(rows), 1.0)  # training is unchanged
+    d = np.array([1.0, 4.0, 5.0, 6.5, -3.5, 13.5])  # nearest plane: 1, 4, 5, 3.5, 3.5, 3.5 mm away
+    nearest = np.array([1.0, 4.0, 5.0, 3.5, 3.5, 3.5])
+    expected = np.exp(-0.5 * (np.maximum(nearest - 1.5, 0.0) / 2.0) ** 2)
+    np.testing.assert_allclose(prior.residual_weight(points_at(below, np.full(6, 20.0), np.full(6, 20.0), d)),
+                               expected, rtol=1e-6)
+    nowhere = points_at(below, np.array([500.0]), np.array([500.0]), np.array([5.0]))
+    assert prior.residual_weight(nowhere)[0] == 1.0  # no slice covers it: no prior, the network rules
+    reloaded = ShapePrior.from_arrays(prior.to_arrays(), "data.npz")
+    assert (reloaded.residual_full_mm, reloaded.residual_decay_mm) == (1.5, 2.0)
+    with pytest.raises(CardioScarError, match="shape prior is damaged"):
+        ShapePrior.from_arrays({**prior.to_arrays(), "residual_decay_mm": np.float64(0.0)}, "data.npz")
+
+
 def test_damaged_priors_are_refused_in_one_line():
     arrays = build_shape_prior([edge_slice(0.0, 20), edge_slice(10.0, 30)]).to_arrays()
     with pytest.raises(CardioScarError, match="shape prior is damaged"):
@@ -156,14 +176,36 @@ def test_the_prior_travels_through_the_npz_and_the_checkpoint_to_an_apply_mesh(t
     prior = ShapePrior.from_checkpoint(loaded)
     np.testing.assert_array_equal(prior.logit(other), prepared.shape_prior.logit(other))
 
-    # apply = sigmoid(prior + network) with the very same dropout masks: the network alone is the
-    # checkpoint without its prior (as an older file loads: zero prior)
+    # the residual counts fully up to the farthest training node from its slice's plane (z = 0, 8, 16)
+    rows_z = grid[np.unique(prepared.node_ids), 2]
+    assert prior.residual_full_mm == pytest.approx(np.abs(rows_z[:, None] - [0.0, 8.0, 16.0]).min(axis=1).max())
+    assert prior.residual_decay_mm == 2.0
+
+    # apply = sigmoid(prior + weight * network) with the very same dropout masks: the network alone
+    # is the checkpoint without its prior (as an older file loads: zero prior)
     with_prior = predict_on_points(loaded, other, mc_samples=1, seed=7).mean_predictions
     bare = {key: value for key, value in loaded.items() if key != "shape_prior"}
     network = predict_on_points(bare, other, mc_samples=1, seed=7).mean_predictions.astype(np.float64)
-    expected = 1.0 / (1.0 + np.exp(-(np.log(network / (1 - network)) + prior.logit(other))))
+    weight = prior.residual_weight(other)
+    assert (weight == 1.0).sum() > 100 and (weight < 0.7).sum() > 100  # on the slabs, and between them
+    expected = 1.0 / (1.0 + np.exp(-(weight * np.log(network / (1 - network)) + prior.logit(other))))
     np.testing.assert_allclose(with_prior, expected, atol=2e-5)
     assert np.abs(with_prior - network).max() > 0.3  # the prior matters
+    # with a short decay (it travels in the checkpoint), 1 mm beyond the slabs the network can no longer
+    # move the prior; on the slabs it still does
+    short = {**loaded, "shape_prior": {**loaded["shape_prior"], "residual_decay_mm": 0.2}}
+    gated = predict_on_points(short, other, mc_samples=1, seed=7).mean_predictions
+    alone = 1.0 / (1.0 + np.exp(-prior.logit(other)))
+    between = prior.plane_distance(other) > prior.residual_full_mm + 1.0
+    assert between.sum() > 100
+    assert np.abs(gated - alone)[between].max() < 1e-3 < 0.1 < np.abs(gated - alone)[weight == 1.0].max()
+
+    # a version 1 prior (before the residual weight) loads with the residual everywhere, as it was used
+    old = {key: value for key, value in loaded["shape_prior"].items()
+           if key not in ("residual_full_mm", "residual_decay_mm")}
+    first = ShapePrior.from_checkpoint({"shape_prior": {**old, "version": 1}})
+    assert first.residual_full_mm == np.inf and (first.residual_weight(other) == 1.0).all()
+    np.testing.assert_array_equal(first.logit(other), prior.logit(other))
 
     # fine-tuning keeps the base model's choice (its f is a residual on a prior), with the new data's prior
     tuned = fine_tune_scar_model(tmp_path / "model.pth", prepared, TrainingConfig.fast(max_epochs=3, shape_prior=False))

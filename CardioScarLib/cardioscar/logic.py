@@ -37,7 +37,7 @@ from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label
 from cardioscar.fit.normalization import fit_scaler, normalize
 from cardioscar.prepare.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
-from cardioscar.shape_prior.use import npz_entries, prior_from_npz, row_prior_logit, training_prior
+from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.prepare.targets import slice_targets
 from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
@@ -517,6 +517,8 @@ def _fit_checkpoint(
     model, frozen_layers = (model_from_checkpoint(start[0]), start[2]) if start else (None, 0)
     # a fine-tuned model learnt a residual on a prior (or not) and keeps doing so, like its architecture
     prior = training_prior(result.shape_prior, bool(start[0].get("shape_prior")) if start else config.shape_prior)
+    prior, row_logit = (None, None) if prior is None else fit_to_rows(prior, result.coordinates, result.scaler_min,
+                                                                      result.scaler_max)
     model, history = fit_scar_field(
         result.coordinates,
         result.intensities,
@@ -528,8 +530,7 @@ def _fit_checkpoint(
         model=model,
         frozen_layers=frozen_layers,
         extent_mm=np.asarray(result.scaler_max) - np.asarray(result.scaler_min),
-        prior_logit=None if prior is None else row_prior_logit(prior, result.coordinates, result.scaler_min,
-                                                               result.scaler_max),
+        prior_logit=row_logit,
     )
     provenance = _provenance(result, source)
     if start:
@@ -638,7 +639,7 @@ def predict_on_points(
         prior = ShapePrior.from_checkpoint(checkpoint)
         mean, std = mc_dropout_predict(
             model, coordinates, mc_samples=mc_samples, batch_size=batch_size, device=device, should_cancel=should_cancel,
-            prior_logit=None if prior is None else prior.logit(points_lps),
+            **node_prior(prior, points_lps),
         )
     if not (np.isfinite(mean).all() and np.isfinite(std).all()):
         raise CardioScarError("The model predicts NaN or infinite values: its weights are damaged; retrain it.")

@@ -27,7 +27,7 @@ callable; ``run_cases`` does all of it for a list of cases (optionally in parall
 Usage: PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_emidec_loso.py
        [--data ../shared/data/emidec] [--cases P001,P003] [--limit N] [--preset fast|documented]
        [--config-json FILE_OR_JSON] [--seed 0] [--jobs 1|2] [--output FILE.jsonl]
-       [--mesh-spacing 1.5] [--mc-samples 10]
+       [--mesh-spacing 1.5] [--mc-samples 10] [--residual-decays 1,2,4,inf]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -52,6 +52,7 @@ from cardioscar.io.atomic import atomic_write
 from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseline
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingResult, predict_on_points, prepare_from_slices, train_scar_model
+from cardioscar.shape_prior.use import with_residual_decay
 from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, labelled_slices, myocardium_mesh_from_labels
 from cardioscar.prepare.slices import SliceLayer, slices_from_image
 from cardioscar.fit.training import TrainingConfig
@@ -193,12 +194,29 @@ def score_case(prepared: PreparedCase, probability: np.ndarray, uncertainty: np.
     return record
 
 
+def decay_sweep(prepared: PreparedCase, checkpoint: dict, decays: Sequence[float], mc_samples: int,
+                seed: int) -> dict:
+    """The held-out scores of one trained model applied with each residual decay (mm) of its shape
+    prior (:meth:`cardioscar.shape_prior.ShapePrior.residual_weight`; inf: the residual counts
+    everywhere, as before version 2): the weight only acts at apply time, so one training serves all."""
+    sweep = {}
+    for decay in decays:
+        result = predict_on_points(with_residual_decay(checkpoint, decay), prepared.points, mc_samples=mc_samples,
+                                   seed=seed)
+        scores = heldout.held_out_scores(result.mean_predictions[prepared.nodes], prepared.truth,
+                                         result.std_predictions[prepared.nodes])
+        sweep[str(decay)] = {key: scores[key] for key in ("dice", "best_dice", "best_threshold", "auc", "volume_error")}
+    return sweep
+
+
 def run_case(case_dir: Path, config: TrainingConfig, train: Trainer | None = None, mc_samples: int = 10,
-             seed: int = 0, mesh_spacing_mm: float = 1.5) -> dict:
+             seed: int = 0, mesh_spacing_mm: float = 1.5, residual_decays: Sequence[float] = ()) -> dict:
     """Prepare, reconstruct and score one case; the record adds the seconds of each step."""
     prepared = prepare_case(Path(case_dir), mesh_spacing_mm)
     outcome = reconstruct(prepared, config, train, mc_samples, seed)
     record = score_case(prepared, outcome["probability"], outcome["uncertainty"])
+    if residual_decays and outcome["checkpoint"].get("shape_prior"):
+        record["residual_decay_sweep"] = decay_sweep(prepared, outcome["checkpoint"], residual_decays, mc_samples, seed)
     history = outcome["checkpoint"].get("history", {})
     record.update(best_training_loss=history.get("best_loss"), epochs=history.get("epochs_run"),
                   retried_max_lr=history.get("retried_max_lr"),
@@ -279,7 +297,8 @@ def _worker_init() -> None:
 
 def run_cases(cases: list[Path], config: TrainingConfig, train: Trainer | None = None, jobs: int = 1,
               output: Path | None = None, mc_samples: int = 10, seed: int = 0,
-              mesh_spacing_mm: float = 1.5, echo: Callable[[dict], None] | None = None) -> list[dict]:
+              mesh_spacing_mm: float = 1.5, echo: Callable[[dict], None] | None = None,
+              residual_decays: Sequence[float] = ()) -> list[dict]:
     """Run every case not already in ``output`` (JSON lines, rewritten atomically after each case).
 
     ``jobs`` > 1 runs cases in that many processes (one torch thread each); a custom ``train``
@@ -298,7 +317,7 @@ def run_cases(cases: list[Path], config: TrainingConfig, train: Trainer | None =
         if output is not None:
             _write_records(output, records)
 
-    args = (config, train, mc_samples, seed, mesh_spacing_mm)
+    args = (config, train, mc_samples, seed, mesh_spacing_mm, tuple(residual_decays))
     if jobs <= 1:
         for case in todo:
             keep(run_case(case, *args))
@@ -341,6 +360,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="JSON lines file; cases already in it are skipped")
     parser.add_argument("--mesh-spacing", type=float, default=1.5, help="voxel edge of the myocardium mesh, mm")
     parser.add_argument("--mc-samples", type=int, default=10)
+    parser.add_argument("--residual-decays", default="",
+                        help="with the shape prior: also score the trained model applied with each of these "
+                             "residual decays in mm (comma-separated, inf = residual everywhere)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
@@ -352,7 +374,8 @@ def main() -> None:
         cases = case_dirs(args.data, args.cases.split(",") if args.cases else None, args.limit)
         records = run_cases(cases, config, jobs=args.jobs, output=args.output, mc_samples=args.mc_samples,
                             seed=args.seed, mesh_spacing_mm=args.mesh_spacing,
-                            echo=lambda r: print(json.dumps(r), flush=True))
+                            echo=lambda r: print(json.dumps(r), flush=True),
+                            residual_decays=[float(v) for v in args.residual_decays.split(",") if v])
     except CardioScarError as exc:
         raise SystemExit(f"error: {exc}") from None
     summary = {**summarize(records), "preset": args.preset, "config": config.to_dict()}

@@ -43,6 +43,7 @@ Importable (w18fit scores a training config with it)::
 Usage:
   PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_robust.py [--preset fast]
       [--seeds 0-7] [--families segmented,demo,acdc,bivme] [--nodes 40000] [--quick] [--loso] [--targets masked|plain]
+      [--residual-decays 1,2,4,inf]
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
 from cardioscar.phantoms.phantom_segmented import MYOCARDIUM, SCAR, SegmentedConfig
 from cardioscar.prepare.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
 from cardioscar.shape_prior import build_shape_prior
+from cardioscar.shape_prior.use import with_residual_decay
 from cardioscar.fit.training import TrainingConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -400,8 +402,10 @@ def _reconstruct(case: Case, slices: list[SliceLayer], config: TrainingConfig, m
     return prepared, checkpoint, result, trained - start, time.perf_counter() - trained
 
 
-def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0) -> dict:
-    """Reconstruct ``case`` with ``config`` (fast preset by default) and score it beside the yardsticks."""
+def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0,
+             residual_decays: tuple[float, ...] = ()) -> dict:
+    """Reconstruct ``case`` with ``config`` (fast preset by default) and score it beside the yardsticks;
+    with a shape prior and ``residual_decays``, also the same model applied with each residual decay (mm)."""
     config = config or TrainingConfig.fast()
     prepared, checkpoint, result, train_s, predict_s = _reconstruct(case, case.slices, config, mc_samples, seed)
     p, u = result.mean_predictions, result.std_predictions
@@ -427,6 +431,9 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
         sticks["copy_voxel"] = scores(copy_voxel(case.points, case.stack), case.truth, case.weights)
     for name, values in sticks.items():
         line.update({f"{name}_{k}": v for k, v in values.items() if k in ("dice", "best_dice", "auc", "volume_error")})
+    if residual_decays and checkpoint.get("shape_prior"):
+        line["residual_decay_sweep"] = {decay: scores(swept, case.truth, case.weights) for decay, swept
+                                        in _decay_sweep(checkpoint, case.points, residual_decays, mc_samples, seed)}
     return line
 
 
@@ -450,13 +457,14 @@ def held_out_index(case: Case) -> int:
 
 
 def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0,
-             held_out: int | None = None) -> dict:
-    """Leave one (middle) slice out: train on the rest, score the held-out slab's nodes."""
+             held_out: int | None = None, residual_decays: tuple[float, ...] = ()) -> dict:
+    """Leave one (middle) slice out: train on the rest, score the held-out slab's nodes; with a
+    shape prior and ``residual_decays``, also the same model applied with each residual decay (mm)."""
     config = config or TrainingConfig.fast()
     held_out = held_out_index(case) if held_out is None else held_out
     keep = [k for k in range(len(case.slices)) if k != held_out]
     nodes = np.flatnonzero(in_footprint(case.points, case.slices[held_out]))
-    _, _, result, train_s, _ = _reconstruct(case, [case.slices[k] for k in keep], config, mc_samples, seed)
+    _, checkpoint, result, train_s, _ = _reconstruct(case, [case.slices[k] for k in keep], config, mc_samples, seed)
     p = result.mean_predictions[nodes]
     truth = case.truth[nodes]
     line = {"case": case.name, "loso": True, **case.info, "held_out": case.slices[held_out].label,
@@ -471,6 +479,10 @@ def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int =
     if prior is not None:
         q = 1.0 / (1.0 + np.exp(-prior.logit(case.points[nodes])))
         line.update(shape_prior_dice=round(metrics.dice(q, truth, 0.5), 4), shape_prior_auc=_auc(truth >= 0.5, q))
+    if residual_decays and checkpoint.get("shape_prior"):
+        line["residual_decay_sweep"] = {
+            decay: {"dice": round(metrics.dice(swept, truth, 0.5), 4), "auc": _auc(truth >= 0.5, swept)}
+            for decay, swept in _decay_sweep(checkpoint, case.points[nodes], residual_decays, mc_samples, seed)}
     return line
 
 
@@ -480,6 +492,14 @@ def with_margin(case: Case, margin_px: int) -> Case:
     masks = [np.isfinite(layer.values) for layer in case.slices]
     slices, _ = restrict_to_myocardium(case.acquired, masks, "benchmark", margin_px)
     return dataclasses.replace(case, slices=slices, info=case.info | {"myocardium_margin_px": margin_px})
+
+
+def _decay_sweep(checkpoint: dict, points: np.ndarray, decays: tuple[float, ...], mc_samples: int, seed: int):
+    """``(decay, probability)`` of the trained model applied to ``points`` with each residual decay of
+    its shape prior (the weight acts only when applying: one training serves every decay)."""
+    for decay in decays:
+        yield str(decay), predict_on_points(with_residual_decay(checkpoint, decay), points, mc_samples=mc_samples,
+                                            seed=seed).mean_predictions
 
 
 def plain_targets(case: Case) -> Case:
@@ -534,6 +554,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--myocardium-margin", type=int, default=0,
                         help="masked targets: pixels within this many pixels outside the myocardium take their "
                              "nearest myocardium pixel's value instead of NaN (restrict_to_myocardium margin_px)")
+    parser.add_argument("--residual-decays", default="",
+                        help="with the shape prior: also score the trained model applied with each of these "
+                             "residual decays in mm (comma-separated, inf = residual everywhere)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     seeds, nodes, mc = _parse_seeds(args.seeds), args.nodes, args.mc_samples
@@ -546,11 +569,12 @@ def main(argv: list[str] | None = None) -> None:
     for build in cases(families, seeds, nodes, args.loso):
         start = time.perf_counter()
         case = build()
+        decays = tuple(float(v) for v in args.residual_decays.split(",") if v)
         if args.targets == "plain":
             case = plain_targets(case)
         elif args.myocardium_margin:
             case = with_margin(case, args.myocardium_margin)
-        line = run(case, config, mc_samples=mc)
+        line = run(case, config, mc_samples=mc, residual_decays=decays)
         line["preset"] = args.preset
         line["shape_prior"] = config.shape_prior
         line["total_s"] = round(time.perf_counter() - start, 1)

@@ -170,12 +170,13 @@ class _Sampler:
 
     @torch.inference_mode()  # the mode is per thread: workers need it too
     def __call__(self, x: torch.Tensor, words: torch.Tensor | None,
-                 prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(std, mean)`` over the samples for the nodes ``x`` of shape (n, in); ``prior`` (n, 1)
-        is added to every sample's output before the sigmoid (the shape prior)."""
+                 prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(std, mean)`` over the samples for the nodes ``x`` of shape (n, in); ``prior`` = (log-odds,
+        weight), each (n, 1): every sample's output is scaled by the weight and added to the log-odds
+        before the sigmoid (the shape prior)."""
         shared = self.prefix(x)
         if words is None:
-            prediction = torch.sigmoid(shared if prior is None else shared + prior).reshape(-1)
+            prediction = torch.sigmoid(shared if prior is None else shared * prior[1] + prior[0]).reshape(-1)
             return torch.zeros_like(prediction), prediction
         buffers, keep_buffer = self._buffers()
         n, width, t = shared.shape[0], self.width, self.mc_samples
@@ -207,18 +208,21 @@ class _Sampler:
                 h = h.relu_()
             else:
                 h = h.mul_(keep().view(n * t, width))
-        samples = torch.sigmoid(h.reshape(n, t) if prior is None else h.reshape(n, t) + prior)
+        samples = torch.sigmoid(h.reshape(n, t) if prior is None else h.reshape(n, t) * prior[1] + prior[0])
         return torch.std_mean(samples, dim=1, correction=0)
 
 
 def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, batch_size: int = 50000,
                        device: str | torch.device | None = None,
                        should_cancel: Callable[[], bool] | None = None,
-                       prior_logit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       prior_logit: np.ndarray | None = None,
+                       residual_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(mean, std)``, float32 arrays of shape (N,), for normalised coordinates (N, 3).
 
     ``prior_logit`` (N,): the shape prior's log-odds per node (:mod:`cardioscar.shape_prior`),
     added to each sample's output before the sigmoid, as in training; ``None``: no prior.
+    ``residual_weight`` (N,): a factor on each sample's output first (the prior's residual weight,
+    :meth:`cardioscar.shape_prior.ShapePrior.residual_weight`; ``None``: 1); only with ``prior_logit``.
 
     ``std`` is the population standard deviation (ddof = 0) of the ``mc_samples`` predictions; with
     one sample it is 0 (a warning is logged). Nodes go through the network in chunks of
@@ -236,6 +240,12 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     prior = None if prior_logit is None else np.asarray(prior_logit, dtype=np.float32).reshape(-1, 1)
     if prior is not None and prior.shape[0] != coords.shape[0]:
         raise CardioScarError(f"prior_logit must hold one value per node ({coords.shape[0]}), got {prior.shape[0]}")
+    weight = None
+    if prior is not None:
+        weight = np.ones_like(prior) if residual_weight is None else \
+            np.asarray(residual_weight, dtype=np.float32).reshape(-1, 1)
+        if weight.shape != prior.shape:
+            raise CardioScarError(f"residual_weight must hold one value per node ({coords.shape[0]}), got {weight.shape[0]}")
     if mc_samples == 1:
         logger.warning("mc_samples=1: the uncertainty (std) will be 0 everywhere; use >= 2 samples")
     device = as_device(device)
@@ -264,7 +274,8 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
                     raise TrainingCancelled(f"prediction cancelled after {start} of {coords.shape[0]} nodes")
                 x = torch.from_numpy(coords[start:end]).to(device)
                 words = sampler.draw(end - start)
-                offset = None if prior is None else torch.from_numpy(prior[start:end]).to(device)
+                offset = None if prior is None else (torch.from_numpy(prior[start:end]).to(device),
+                                                     torch.from_numpy(weight[start:end]).to(device))
                 if pool is None:
                     in_flight.append((start, end, sampler(x, words, offset)))
                 else:

@@ -38,6 +38,25 @@ def training_prior(prior: ShapePrior | None, wanted: bool) -> ShapePrior | None:
     return prior
 
 
-def row_prior_logit(prior: ShapePrior, coordinates: np.ndarray, scaler_min, scaler_max) -> np.ndarray:
-    """(K,) the prior's log-odds at the training rows (normalised coordinates, back in LPS mm)."""
-    return prior.logit(denormalize(np.asarray(coordinates, dtype=np.float64), scaler_min, scaler_max))
+def fit_to_rows(prior: ShapePrior, coordinates: np.ndarray, scaler_min, scaler_max) -> tuple[ShapePrior, np.ndarray]:
+    """The prior to train and store (its residual weight reaching every training row, so that it is
+    1 on all of them) and its (K,) log-odds at the rows (normalised coordinates, back in LPS mm)."""
+    rows_lps = denormalize(np.asarray(coordinates, dtype=np.float64), scaler_min, scaler_max)
+    fitted = prior.reaching(rows_lps)
+    logger.info("shape prior: the network's residual counts fully within %.1f mm of a training plane",
+                fitted.residual_full_mm)
+    return fitted, fitted.logit(rows_lps)
+
+
+def node_prior(prior: ShapePrior | None, points_lps: np.ndarray) -> dict[str, np.ndarray | None]:
+    """``mc_dropout_predict``'s prior arguments at the nodes: the log-odds and the residual's weight."""
+    if prior is None:
+        return {"prior_logit": None, "residual_weight": None}
+    return {"prior_logit": prior.logit(points_lps), "residual_weight": prior.residual_weight(points_lps)}
+
+
+def with_residual_decay(checkpoint: dict, decay_mm: float) -> dict:
+    """A shallow copy of ``checkpoint`` whose shape prior uses another residual decay (mm; inf: the
+    residual counts everywhere, as before version 2). The weight acts only when the model is
+    applied, so one training can be scored at several decays (the benchmarks' sweeps)."""
+    return {**checkpoint, "shape_prior": {**checkpoint["shape_prior"], "residual_decay_mm": float(decay_mm)}}
