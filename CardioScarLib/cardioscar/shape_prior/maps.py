@@ -15,23 +15,15 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from cardioscar.evaluate.baselines import signed_distance_mm
+from cardioscar.prepare.myocardium import nearest_within
 from cardioscar.shape_prior.field import GEOMETRY_COLUMNS, ShapePrior, group_stacks
 
 logger = logging.getLogger(__name__)
 
 #: Millimetres of map kept around the pixels that have a target (beyond it the edge is repeated).
 CROP_MARGIN_MM = 20.0
-
-
-def _filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``values`` with every pixel without a target set to the nearest target pixel's value."""
-    if valid.all():
-        return values
-    nearest = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
-    return values[tuple(nearest)]
 
 
 def _crop(valid: np.ndarray, spacing: tuple[float, float]) -> tuple[slice, slice]:
@@ -71,7 +63,7 @@ def build_shape_prior(slices: Sequence) -> ShapePrior | None:
     for layer, gap in zip(usable, gaps):
         values = np.asarray(layer.values, dtype=float)
         valid = np.isfinite(values)
-        distance = signed_distance_mm(_filled(np.where(valid, values, 0.0), valid), layer.spacing, gap)
+        distance = signed_distance_mm(nearest_within(np.where(valid, values, 0.0), valid), layer.spacing, gap)
         rows, cols = _crop(valid, layer.spacing)
         maps.append(distance[rows, cols].astype(np.float32))
         inverse = np.linalg.inv(layer.index_to_lps())[:3, :]
