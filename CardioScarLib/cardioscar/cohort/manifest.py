@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "truth_field": "scar_truth",
     "myocardium_labels": None,
     "myocardium_mask": None,
+    "myocardium_margin": 0,
     "aha": None,
     "export": None,
 }
@@ -167,6 +168,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "mc_samples": (_bounded(int, 1), "an integer >= 1"),
     "truth_field": (_text, "a point field name"),
     "myocardium_labels": (_int_list, "comma-separated integer labels of the myocardium, e.g. 2,3,4"),
+    "myocardium_margin": (_bounded(int, 0), "a whole number of pixels >= 0 (0: none)"),
     "export": (_export, "opencarp, vtu or opencarp;vtu"),
 }
 
@@ -273,6 +275,9 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             options[column] = parse(value)
         except (TypeError, ValueError):
             problem(f"column '{column}' must be {valid}, got {_text(value)!r}")
+    if options["myocardium_margin"] and options["myocardium_labels"] is None and options["myocardium_mask"] is None:
+        problem(f"column 'myocardium_margin' ({options['myocardium_margin']}) widens a myocardium: give "
+                "myocardium_labels (a label map) or myocardium_mask too, or leave it empty")
     if options["core_threshold"] <= options["threshold"]:
         problem(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold "
                 f"({options['threshold']})")
@@ -300,6 +305,7 @@ def preparation_request(spec: PatientSpec) -> PreprocessingRequest:
         partial_volume_correction=options["partial_volume_correction"],
         myocardium_labels=options["myocardium_labels"],
         myocardium_mask=options["myocardium_mask"],
+        myocardium_margin_px=options["myocardium_margin"],
     )
 
 

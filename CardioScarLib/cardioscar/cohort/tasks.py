@@ -38,6 +38,9 @@ MODEL = "model.pth"
 PARTIAL = ".partial-"
 #: Options whose value (a string) is a file: a myocardium mask, an AHA label map.
 FILE_OPTIONS = ("myocardium_mask", "aha")
+#: Options added after cohorts were first run, with the default that behaves as before: left out
+#: of the hash at that default, so results written before the option existed stay up to date.
+LATER_OPTIONS = {"myocardium_margin": 0}
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
 SIMULATION = "simulation"
 
@@ -58,7 +61,8 @@ def input_hash(spec: PatientSpec) -> str:
     files, by relative name). Paths themselves are not hashed: moving a study keeps its outputs."""
     digest = hashlib.sha256()
     inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
-    options = dict(spec.options)
+    options = {name: value for name, value in spec.options.items()
+               if name not in LATER_OPTIONS or value != LATER_OPTIONS[name]}
     for role in FILE_OPTIONS:  # files named by options: their contents count, not where they are
         if isinstance(options.get(role), str):
             inputs.append((role, Path(options[role])))
