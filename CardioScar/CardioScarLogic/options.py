@@ -103,6 +103,9 @@ class ReconstructionOptions:
                                   f"give it in mm to cut along {self.slice_axis}.")
         self.seed = check_seed(self.seed, "seed")
         check_margin(self.myocardium_margin)
+        if self.myocardium_margin and self.scar_rule:
+            raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
+                                  "only, so no pixel next to it has a value to widen; set the margin to 0.")
         if self.preset not in PRESETS:
             raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
