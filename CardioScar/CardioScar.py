@@ -140,6 +140,7 @@ class CardioScarParameterNode:
     seed: Annotated[int, WithinRange(0, 2147483647)] = 42
     normalizeIntensities: bool = False
     partialVolumeCorrection: bool = False
+    shapePrior: bool = False  # cardioscar train --shape-prior on
     forceCpu: bool = False
     outputToNewModel: bool = False
     savedModelPath: str = ""
@@ -469,7 +470,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             scar_labels=p.scarLabels, myocardium_labels=p.myocardiumLabels, myocardium_segment=p.myocardiumSegment,
             myocardium_margin=p.myocardiumMargin,
             normalize_intensities=p.normalizeIntensities,
-            partial_volume_correction=p.partialVolumeCorrection, preset=p.preset,
+            partial_volume_correction=p.partialVolumeCorrection, preset=p.preset, shape_prior=p.shapePrior,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
             threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu,

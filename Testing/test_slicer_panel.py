@@ -85,7 +85,8 @@ def _choose_options(ui) -> dict:
     ui.ahaRvLabelSpinBox.value = 3
     ui.ahaMyocardiumLabelSpinBox.value = 4
     ui.myocardiumMarginSpinBox.value = 2
-    return {"myocardiumMargin": 2, "ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
+    ui.shapePriorCheckBox.checked = True
+    return {"shapePrior": True, "myocardiumMargin": 2, "ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
             "useThreshold": False, "maxEpochs": 10000, "myocardiumLabels": "2,3", "myocardiumSegment": "Myocardium"}
 
 
@@ -240,6 +241,24 @@ def test_the_myocardium_margin_reaches_the_rows_the_worker_trains_on(panel, tmp_
         assert widget._run is None
     assert rows[1].myocardium_source.endswith("margin 1 px") and "margin" not in rows[0].myocardium_source
     assert rows[1].n_groups > rows[0].n_groups
+
+
+@BOTH_VERSIONS
+def test_the_shape_prior_box_reaches_the_worker_s_training_configuration(panel):
+    """Ticked, the job the panel writes for its worker trains with the shape prior (as
+    ``cardioscar train --shape-prior on``); unticked, without it."""
+    widget, ui = panel["widget"], panel["ui"]
+    trained = {}
+    for ticked in (True, False):
+        ui.shapePriorCheckBox.checked = ticked
+        assert widget._parameterNode.shapePrior is ticked
+        ui.applyButton.click()
+        assert widget._run is not None, ui.statusLabel.text
+        job = json.loads((widget._run.folder / csl_worker.JOB_FILE).read_text(encoding="utf-8"))
+        trained[ticked] = job["training"]["shape_prior"]
+        ui.applyButton.click()  # Stop
+        assert widget._run is None
+    assert trained == {True: True, False: False}
 
 
 @LATEST  # the run itself does not depend on the binding rules
