@@ -76,10 +76,12 @@ NO_SEGMENTATION = Absent("a Slicer segmentation is a node; files give the myocar
 
 TABLE: dict[str, Option] = {
     "myocardium labels": Option(
-        "prepare --myocardium-labels", "PreprocessingRequest.myocardium_labels", "ReconstructionOptions.myocardium_labels",
+        "prepare --myocardium-labels", "PreprocessingRequest.myocardium_labels",
+        "ReconstructionOptions.myocardium_labels",
         ("myocardiumLabels", "myocardium_labels"), "--myocardium-labels", "myocardium_labels", "2,3,4", [2, 3, 4]),
     "myocardium mask": Option(
-        "prepare --myocardium-mask", "PreprocessingRequest.myocardium_mask", "CardioScarLogic.train_and_apply(myocardium_mask)",
+        "prepare --myocardium-mask", "PreprocessingRequest.myocardium_mask",
+        "CardioScarLogic.train_and_apply(myocardium_mask)",
         ("myocardiumMask", "myocardium_mask"), "--myocardium-mask", "myocardium_mask"),
     "myocardium segment": Option(
         NO_SEGMENTATION, NO_SEGMENTATION, "ReconstructionOptions.myocardium_segment",
@@ -89,7 +91,8 @@ TABLE: dict[str, Option] = {
         "prepare --scar-labels", "PreprocessingRequest.scar_labels", "ReconstructionOptions.scar_labels",
         ("scarLabels", "scar_labels"), "--scar-labels", "scar_labels", "3,4", [3, 4]),
     "myocardium margin": Option(
-        "prepare --myocardium-margin", "PreprocessingRequest.myocardium_margin_px", "ReconstructionOptions.myocardium_margin",
+        "prepare --myocardium-margin", "PreprocessingRequest.myocardium_margin_px",
+        "ReconstructionOptions.myocardium_margin",
         ("myocardiumMargin", "myocardium_margin"), "--myocardium-margin", "myocardium_margin", "2", 2),
     "shape prior": Option(
         "train --shape-prior", "TrainingConfig.shape_prior", "ReconstructionOptions.shape_prior",
@@ -147,7 +150,8 @@ def _action(parser, flag: str):
 
 @pytest.fixture(scope="module")
 def batch():
-    spec = importlib.util.spec_from_file_location("cardioscar_batch_faces", REPO / "CardioScar" / "Scripts" / "cardioscar_batch.py")
+    script = REPO / "CardioScar" / "Scripts" / "cardioscar_batch.py"
+    spec = importlib.util.spec_from_file_location("cardioscar_batch_faces", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -187,7 +191,8 @@ def test_python_api(name, names, option):
         else:
             owner, attribute = entry.split(".")
             kind = {"PreprocessingRequest": api.PreprocessingRequest, "TrainingConfig": TrainingConfig}[owner]
-            assert attribute in {f.name for f in dataclasses.fields(kind)} or callable(getattr(kind, attribute, None)), entry
+            fields = {f.name for f in dataclasses.fields(kind)}
+            assert attribute in fields or callable(getattr(kind, attribute, None)), entry
 
 
 @pytest.mark.parametrize("name, names, option", _cases("logic"))
@@ -200,11 +205,11 @@ def test_slicer_logic(name, names, option):
     assert attribute in {f.name for f in dataclasses.fields(csl.ReconstructionOptions)}, names
     if option.expected is None:
         return
-    options = csl.ReconstructionOptions(**{attribute: option.value if isinstance(option.expected, list) else option.expected})
+    given = option.value if isinstance(option.expected, list) else option.expected  # labels as typed
+    options = csl.ReconstructionOptions(**{attribute: given})
     assert _parsed(options, attribute) == option.expected
-    config_name = {"mc_samples": "mc_samples", "seed": "seed", "shape_prior": "shape_prior"}.get(attribute)
-    if config_name:  # a training option reaches the configuration the worker trains with
-        assert getattr(options.training_config(), config_name) == option.expected
+    if attribute in ("mc_samples", "seed", "shape_prior"):  # reaches the configuration the worker trains with
+        assert getattr(options.training_config(), attribute) == option.expected
 
 
 def _keywords_reading(tree: ast.Module, parameter: str) -> set[str]:
@@ -274,7 +279,8 @@ def test_constants_are_on_no_face(name, batch, panel_code):
     module, constant, word = CONSTANTS[name]
     assert getattr(module, constant) > 0
     verbs = _verb_parsers()
-    flags = {flag for parser in [*verbs.values(), batch.build_parser()] for a in parser._actions for flag in a.option_strings}
+    flags = {flag for parser in [*verbs.values(), batch.build_parser()] for action in parser._actions
+             for flag in action.option_strings}
     names = (flags | {f.name for f in dataclasses.fields(TrainingConfig)}
              | {f.name for f in dataclasses.fields(api.PreprocessingRequest)}
              | {f.name for f in dataclasses.fields(csl.ReconstructionOptions)} | set(cohort_manifest.COLUMNS)
