@@ -73,7 +73,8 @@ def files(tmp_path_factory) -> dict:
         "labels": out / "labels.nii.gz",
         "labels_linear": out / "labels_linear.nii.gz", "half": phantom.slice_half_thickness_mm,
         "prediction": _mesh_with(mesh, out / "prediction.vtk", scar_probability=truth,
-                                 raw=truth * 1000.0, holes=np.where(np.arange(len(truth)) % 5 == 0, np.nan, truth)),
+                                 raw=truth * 1000.0, holes=np.where(np.arange(len(truth)) % 5 == 0, np.nan, truth),
+                                 scar_uncertainty=0.2 * truth * (1.0 - truth), scar_error_risk=1.0 - truth),
         "other_nodes": _mesh_with(mesh, out / "other_nodes.vtk", points[::-1].copy(), scar_probability=truth),
         "metres": _mesh_with(mesh, out / "metres.vtk", points / 1000.0, scar_probability=truth),
     }
@@ -138,6 +139,13 @@ CASES = {
     "export a field that is not a probability": (
         lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "raw", "--output", f["out"] / "out"],
         "outside [0, 1]"),
+    # a [0, 1] field CardioScar writes that is not the scar: the uncertain nodes tagged as scar
+    "export the uncertainty as the scar": (
+        lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "scar_uncertainty", "--output",
+                   f["out"] / "out"], "'scar_uncertainty' is the MC-dropout spread"),
+    "aha on the error risk": (
+        lambda f: ["aha", "--mesh", f["prediction"], "--rv-point", f["rv_point"], "--field", "scar_error_risk",
+                   "--output-dir", f["out"] / "out_aha"], "not a scar probability"),
     "export a field with NaN": (
         lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "holes", "--output", f["out"] / "out"],
         "NaN or infinite"),
