@@ -59,6 +59,10 @@ def files(tmp_path_factory) -> dict:
     shift = sitk.TranslationTransform(3, (0.75, 0.75, 0.0))
     shifted = sitk.Resample(sitk.Cast(labels, sitk.sitkFloat32), labels, shift, sitk.sitkLinear, 0.0)
     sitk.WriteImage(shifted, str(out / "labels_linear.nii.gz"))
+    for millimetres in (4.5, 12.0):  # the label map moved in-plane along its rows: another breath-hold or series
+        moved = sitk.Image(labels)
+        moved.SetOrigin(tuple(np.add(labels.GetOrigin(), millimetres * np.asarray(labels.GetDirection())[[0, 3, 6]])))
+        sitk.WriteImage(moved, str(out / f"labels_moved_{millimetres:g}mm.nii.gz"))
     points = mesh.points_lps()
     geometry = phantom.geometry  # the anterior RV insertion, on the epicardium 30 degrees round (test_aha's)
     rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]),
@@ -69,7 +73,8 @@ def files(tmp_path_factory) -> dict:
         "labels": out / "labels.nii.gz",
         "labels_linear": out / "labels_linear.nii.gz", "half": phantom.slice_half_thickness_mm,
         "prediction": _mesh_with(mesh, out / "prediction.vtk", scar_probability=truth,
-                                 raw=truth * 1000.0, holes=np.where(np.arange(len(truth)) % 5 == 0, np.nan, truth)),
+                                 raw=truth * 1000.0, holes=np.where(np.arange(len(truth)) % 5 == 0, np.nan, truth),
+                                 scar_uncertainty=0.2 * truth * (1.0 - truth), scar_error_risk=1.0 - truth),
         "other_nodes": _mesh_with(mesh, out / "other_nodes.vtk", points[::-1].copy(), scar_probability=truth),
         "metres": _mesh_with(mesh, out / "metres.vtk", points / 1000.0, scar_probability=truth),
     }
@@ -122,6 +127,11 @@ CASES = {
         lambda f: ["prepare", "--mesh", f["mesh"], "--image", f["scar_map"], "--slice-thickness-padding",
                    str(f["half"]), "--myocardium-mask", f["lge"], "--output", f["out"] / "out.npz"],
         "holds values that are not labels"),
+    # a myocardium mask 12 mm off the scar map: 61 % of the scar became "no data", the patient scar-free
+    "a myocardium mask that misses the scar": (
+        lambda f: ["prepare", "--mesh", f["mesh"], "--image", f["scar_map"], "--slice-thickness-padding",
+                   str(f["half"]), "--myocardium-mask", f["out"] / "labels_moved_12mm.nii.gz", "--myocardium-labels",
+                   "2", "--output", f["out"] / "out.npz"], "the myocardium mask does not match the scar image"),
     # a remote region for a rule without one: silently ignored
     "a remote mask for psi": (lambda f: _rule(f, "psi", "--remote-mask", f["labels"]),
                               "--remote-mask is used by --scar-rule nsd only"),
@@ -129,6 +139,13 @@ CASES = {
     "export a field that is not a probability": (
         lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "raw", "--output", f["out"] / "out"],
         "outside [0, 1]"),
+    # a [0, 1] field CardioScar writes that is not the scar: the uncertain nodes tagged as scar
+    "export the uncertainty as the scar": (
+        lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "scar_uncertainty", "--output",
+                   f["out"] / "out"], "'scar_uncertainty' is the MC-dropout spread"),
+    "aha on the error risk": (
+        lambda f: ["aha", "--mesh", f["prediction"], "--rv-point", f["rv_point"], "--field", "scar_error_risk",
+                   "--output-dir", f["out"] / "out_aha"], "not a scar probability"),
     "export a field with NaN": (
         lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "holes", "--output", f["out"] / "out"],
         "NaN or infinite"),
@@ -188,6 +205,21 @@ def test_a_chosen_slice_without_myocardium_is_named_in_a_warning(files, capsys):
     assert len(warnings) == 1 and "k=0" in warnings[0] and "k=4" not in warnings[0], warnings
 
 
+def test_a_mask_a_few_millimetres_off_the_scar_is_named_in_a_warning(files, capsys):
+    """4.5 mm off: 18 % of the scar pixels fall outside the mask; the run goes on (a mask from
+    another series may be that far off and still be the user's best), but says how much was lost.
+    The same mask in place says nothing."""
+    for name, warned in (("labels.nii.gz", False), ("labels_moved_4.5mm.nii.gz", True)):
+        args = ["prepare", "--mesh", files["mesh"], "--image", files["scar_map"], "--slice-thickness-padding",
+                str(files["half"]), "--myocardium-mask", files["out"] / name, "--myocardium-labels", "2",
+                "--output", files["out"] / "moved.npz"]
+        assert main([str(a) for a in args]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "scar pixels" in line]
+        assert len(warnings) == int(warned), warnings
+        if warned:
+            assert "check that the myocardium mask was drawn on these images" in warnings[0], warnings
+
+
 @pytest.fixture(scope="module")
 def emidec(shared_data) -> tuple[Path, Path]:
     folder = shared_data / "emidec" / EMIDEC_CASE
@@ -235,8 +267,8 @@ def test_attrivae_predict_refuses(attrivae_model, emidec, shared_data, tmp_path,
 
 def test_the_slicer_logic_meets_the_same_refusals(files):
     """The checks are the library's, so the Slicer Logic (real MRML, slicer-core; no Qt) refuses the
-    linearly resampled label map as the rule's myocardium mask before anything is trained, and the
-    tissue tags of a field outside [0, 1]; the model node is left as it was."""
+    linearly resampled label map as the rule's myocardium mask and a mask 12 mm off the scar map
+    before anything is trained, and the tissue tags of a field outside [0, 1]; the model node is left as it was."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
@@ -254,6 +286,13 @@ def test_the_slicer_logic_meets_the_same_refusals(files):
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
     with pytest.raises(CardioScarError, match="holds values that are not labels"):
         logic.train_and_apply(volume, model, options, myocardium_mask=mask)
+    assert model.GetMesh().GetPointData().GetNumberOfArrays() == fields
+    scar_map = csl.load_volume(context.scene, files["scar_map"])
+    moved = csl.load_volume(context.scene, files["out"] / "labels_moved_12mm.nii.gz", labelmap=True)
+    options = csl.ReconstructionOptions(half_thickness=files["half"], preset="fast", max_epochs=2, num_threads=1,
+                                        myocardium_labels="2")
+    with pytest.raises(CardioScarError, match="the myocardium mask does not match the scar image"):
+        logic.train_and_apply(scar_map, model, options, myocardium_mask=moved)
     assert model.GetMesh().GetPointData().GetNumberOfArrays() == fields
     prediction = read_mesh(files["prediction"])
     percent = _mesh_with(prediction, files["out"] / "percent.vtk",

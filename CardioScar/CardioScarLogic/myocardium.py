@@ -95,7 +95,8 @@ def restrict_targets(slices: list, targets: list, owners: Sequence[ScarSource], 
                                   "myocardium mask volume too, or set the margin to 0.")
         return targets, no_restriction(targets)
     margin = options.myocardium_margin
-    return restrict_to_myocardium(targets, masks, source + (f" margin {margin} px" if margin else ""), margin)
+    return restrict_to_myocardium(targets, masks, source + (f" margin {margin} px" if margin else ""), margin,
+                                  scar_map=not options.normalize_intensities)
 
 
 __all__ = ["restrict_targets"]

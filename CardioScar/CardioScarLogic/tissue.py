@@ -21,7 +21,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM
 from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagged_vtu
-from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, tag_mesh
+from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, tag_mesh
 
 from .geometry import model_points_lps, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
@@ -87,6 +87,7 @@ def core_values(model_node, core_field: Optional[str] = None, core_model=None) -
     ``cardioscar export --core-mesh``), else ``core_field`` of the model itself (``--core-field``),
     else None (one field). A result whose recorded scar rule says it learned the other target is
     refused, since swapping the two would tag every scar node core."""
+    check_scar_field_name(core_field, "The core field")
     if core_model is None:
         return None if not core_field else _point_field(model_node, core_field)
     name, core_name = model_node.GetName(), core_model.GetName()

@@ -21,7 +21,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.simulation.opencarp import TAG_ARRAY
-from cardioscar.simulation.tags import check_probability_field
+from cardioscar.simulation.tags import check_probability_field, check_scar_field_name
 
 from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts
@@ -259,6 +259,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     where = _where(mesh)
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
+    check_scar_field_name(options.field, "--field")
     values = _point_values(mesh, options.field)
     lv_nodes = _lv_nodes(mesh, options)
     lv_ids = np.flatnonzero(lv_nodes)

@@ -37,10 +37,12 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
 
     from ..io.meshio import read_mesh
     from .opencarp import write_opencarp, write_tagged_vtu
-    from .tags import tag_mesh
+    from .tags import check_scar_field_name, tag_mesh
 
     if fmt not in ("opencarp", "vtu"):
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
+    check_scar_field_name(scar_field, "--scar-field")
+    check_scar_field_name(core_field, "--core-field")
     mesh = read_mesh(mesh_path)
     try:
         scar = mesh.point_array(scar_field)

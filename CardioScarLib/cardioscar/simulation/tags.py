@@ -62,6 +62,22 @@ def check_thresholds(border_zone: float, core: float, two_fields: bool) -> None:
         raise CardioScarError(f"--border-zone {border_zone:g} must be below --core {core:g} when both apply to one field")
 
 
+#: Point fields CardioScar writes beside ``scar_probability`` that lie in [0, 1] but are not a scar
+#: probability: cut at a probability threshold they would pass every range check and tag or count
+#: the wrong nodes (the uncertain ones), so they are refused by name.
+NOT_SCAR_FIELDS = {
+    "scar_uncertainty": "the MC-dropout spread of the scar probability",
+    "scar_error_risk": "the chance that the call at 0.5 is wrong",
+}
+
+
+def check_scar_field_name(name: str | None, option: str) -> None:
+    """Refuse, by name, a field of :data:`NOT_SCAR_FIELDS` given as the scar (or core) field."""
+    if name in NOT_SCAR_FIELDS:
+        raise CardioScarError(f"{option} '{name}' is {NOT_SCAR_FIELDS[name]}, not a scar probability: give "
+                              "scar_probability (or the field holding the scar probability)")
+
+
 def check_probability_field(values: np.ndarray, described: str) -> None:
     """Thresholds in (0, 1) are probabilities: a field with NaN (below every threshold) or values
     outside [0, 1] (another quantity: raw intensities, tags, a percentage) would be cut silently
