@@ -125,6 +125,8 @@ class CardioScarParameterNode:
     myocardiumSegment: str = ""
     # a label map / 0-1 volume; with a scar rule also a segmentation (its segment: myocardiumSegment)
     myocardiumMask: Union[vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, None]
+    # pixels next to the myocardium that read its nearest pixel (cardioscar prepare --myocardium-margin)
+    myocardiumMargin: Annotated[int, WithinRange(0, 10)] = 0
     heartModel: vtkMRMLModelNode
     preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0
@@ -138,6 +140,7 @@ class CardioScarParameterNode:
     seed: Annotated[int, WithinRange(0, 2147483647)] = 42
     normalizeIntensities: bool = False
     partialVolumeCorrection: bool = False
+    shapePrior: bool = False  # cardioscar train --shape-prior on
     forceCpu: bool = False
     outputToNewModel: bool = False
     savedModelPath: str = ""
@@ -465,8 +468,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             slice_axis=p.sliceAxis, slice_indices=p.sliceIndices,
             half_thickness="auto" if p.halfThicknessFromDicom else p.halfThickness,
             scar_labels=p.scarLabels, myocardium_labels=p.myocardiumLabels, myocardium_segment=p.myocardiumSegment,
+            myocardium_margin=p.myocardiumMargin,
             normalize_intensities=p.normalizeIntensities,
-            partial_volume_correction=p.partialVolumeCorrection, preset=p.preset,
+            partial_volume_correction=p.partialVolumeCorrection, preset=p.preset, shape_prior=p.shapePrior,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
             threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu,

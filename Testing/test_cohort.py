@@ -25,7 +25,7 @@ from cardioscar.aha.demo_report import phantom_options
 from cardioscar.cli import main as cli_main
 from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,
                                run_cohort, slurm_cluster)
-from cardioscar.cohort.manifest import preparation_request
+from cardioscar.cohort.manifest import PatientSpec, preparation_request
 from cardioscar.cohort.tasks import input_hash
 from cardioscar.errors import CardioScarError
 from cardioscar.io.imageio import read_image
@@ -334,3 +334,29 @@ def test_killed_worker_mid_run_loses_and_duplicates_nothing(cluster, cohort_data
     for s in range(N_GOOD):
         assert read_mesh(out / f"p{s}" / "scar_prediction.vtk").point_array("scar_probability").shape == (
             read_mesh(cohort_data / f"p{s}" / "phantom_mesh.vtk").n_points,)
+
+
+def test_myocardium_margin_column_reaches_prepare_and_is_checked(tmp_path, cohort_data):
+    """``myocardium_margin`` is prepare's ``--myocardium-margin``: it reaches the request, bad values
+    and a margin without a myocardium are listed as the column's problems, and a manifest without
+    it hashes as before the column existed (those results are not redone)."""
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_labels,myocardium_mask,myocardium_margin\n"
+                        f'a,{mesh},{image},,{image},2\nb,{mesh},{image},,{image},\n')
+    wide, plain = read_manifest(manifest)
+    assert preparation_request(wide).myocardium_margin_px == 2 and preparation_request(plain).myocardium_margin_px == 0
+    before = PatientSpec(plain.id, plain.row, plain.mesh, plain.images,
+                         {k: v for k, v in plain.options.items() if k != "myocardium_margin"})
+    assert input_hash(plain) == input_hash(before) != input_hash(wide)
+
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_margin\n"
+                        f"a,{mesh},{image},{image},-1\nb,{mesh},{image},{image},1.5\nc,{mesh},{image},,1\n")
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)
+    text = str(error.value)
+    assert "3 problem(s)" in text.splitlines()[0]
+    for row, value in ((1, "-1"), (2, "1.5")):
+        assert (f"row {row} (id {'ab'[row - 1]}): column 'myocardium_margin' must be a whole number of pixels >= 0 "
+                f"(0: none), got '{value}'") in text
+    assert "row 3 (id c): column 'myocardium_margin' (1) widens a myocardium: give myocardium_labels" in text

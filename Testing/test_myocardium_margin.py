@@ -63,6 +63,19 @@ def test_margin_needs_a_myocardium(tmp_path):
         PreprocessingRequest(mesh_path=tmp_path / "m.vtu", image_path=tmp_path / "i.nii.gz", myocardium_margin_px=1)
 
 
+def test_margin_with_a_scar_rule_is_refused_not_ignored(tmp_path):
+    """A scar rule leaves every pixel outside the myocardium without a value, so a margin could
+    widen nothing: the library and the Slicer Logic's options refuse it rather than ignore it."""
+    from cardioscar.lge.prepare import ScarRuleRequest
+
+    rule = ScarRuleRequest(rule="psi", myocardium_path=tmp_path / "labels.nii.gz", myocardium_labels=[2])
+    with pytest.raises(CardioScarError, match="--myocardium-margin has no effect with --scar-rule"):
+        PreprocessingRequest(mesh_path=tmp_path / "m.vtu", image_path=tmp_path / "i.nii.gz", scar_rule=rule,
+                             myocardium_mask=tmp_path / "labels.nii.gz", myocardium_labels=[2], myocardium_margin_px=1)
+    with pytest.raises(CardioScarError, match="myocardium margin has no effect with a scar rule"):
+        csl.ReconstructionOptions(scar_rule="psi", myocardium_labels="2", myocardium_margin=1)
+
+
 @pytest.fixture(scope="module")
 def segmented(tmp_path_factory):
     return write_phantom(make_phantom(SegmentedConfig(seed=2, target_nodes=4000)), tmp_path_factory.mktemp("seg"))
@@ -114,3 +127,15 @@ def test_slicer_logic_margin_groups_like_the_library(segmented):
     assert wide.n_groups > plain.n_groups
     with pytest.raises(CardioScarError, match="--myocardium-margin"):
         csl.ReconstructionOptions(**options, myocardium_margin=-1)
+
+
+def test_slicer_logic_margin_without_a_myocardium_is_refused(segmented):
+    """As ``cardioscar prepare``: a margin on a plain scar map (nothing says where the myocardium
+    is) would change nothing; the Logic (panel, console, batch script) says so instead."""
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, segmented["mesh"])
+    image = csl.load_volume(context.scene, segmented["image"])
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(CardioScarError, match="Myocardium margin 1 px widens a myocardium"):
+        logic.prepare_training(image, model, csl.ReconstructionOptions(myocardium_margin=1))
+    assert logic.prepare_training(image, model, csl.ReconstructionOptions()).prepared.n_groups > 0

@@ -84,7 +84,9 @@ def _choose_options(ui) -> dict:
     ui.myocardiumSegmentLineEdit.text = "Myocardium"
     ui.ahaRvLabelSpinBox.value = 3
     ui.ahaMyocardiumLabelSpinBox.value = 4
-    return {"ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
+    ui.myocardiumMarginSpinBox.value = 2
+    ui.shapePriorCheckBox.checked = True
+    return {"shapePrior": True, "myocardiumMargin": 2, "ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
             "useThreshold": False, "maxEpochs": 10000, "myocardiumLabels": "2,3", "myocardiumSegment": "Myocardium"}
 
 
@@ -208,6 +210,55 @@ def test_the_myocardium_fields_and_mask_reach_the_logic(panel, tmp_path):
     ui.applyButton.click()
     assert widget._run is None and "myocardium mask 'far mask' does not overlap slice" in ui.statusLabel.text
     assert "\n" not in ui.statusLabel.text
+
+
+@BOTH_VERSIONS
+def test_the_myocardium_margin_reaches_the_rows_the_worker_trains_on(panel, tmp_path):
+    """The margin spin box is bound to its parameter and handed to the Logic: alone (no myocardium)
+    the Logic refuses it in one line; with a real mask node the training rows the panel writes for
+    its worker record the margin and hold more groups than without it (pixels next to the mask)."""
+    from cardioscar.logic import load_preprocessing_result
+
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    assert ui.myocardiumMarginSpinBox.value == 0 and (ui.myocardiumMarginSpinBox.minimum,
+                                                      ui.myocardiumMarginSpinBox.maximum) == (0, 10)
+    ui.myocardiumMarginSpinBox.value = 1
+    assert widget._parameterNode.myocardiumMargin == 1 and widget.options().myocardium_margin == 1
+    ui.applyButton.click()
+    assert widget._run is None and ui.statusLabel.text.startswith("Myocardium margin 1 px widens a myocardium")
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(_second_volume(panel, tmp_path)))
+    sitk.WriteImage(sitk.Cast(image > 0.5, sitk.sitkUInt8), str(tmp_path / "mask.nrrd"))
+    ui.myocardiumMaskSelector.setCurrentNode(csl.load_volume(scene, tmp_path / "mask.nrrd", labelmap=True))
+    rows = {}
+    for margin in (1, 0):
+        ui.myocardiumMarginSpinBox.value = margin
+        ui.applyButton.click()
+        assert widget._run is not None, ui.statusLabel.text
+        rows[margin] = load_preprocessing_result(widget._run.folder / csl_worker.TRAINING_DATA_FILE)
+        ui.applyButton.click()  # Stop: the rows are what the worker was given
+        assert widget._run is None
+    assert rows[1].myocardium_source.endswith("margin 1 px") and "margin" not in rows[0].myocardium_source
+    assert rows[1].n_groups > rows[0].n_groups
+
+
+@BOTH_VERSIONS
+def test_the_shape_prior_box_reaches_the_worker_s_training_configuration(panel):
+    """Ticked, the job the panel writes for its worker trains with the shape prior (as
+    ``cardioscar train --shape-prior on``); unticked, without it."""
+    widget, ui = panel["widget"], panel["ui"]
+    trained = {}
+    for ticked in (True, False):
+        ui.shapePriorCheckBox.checked = ticked
+        assert widget._parameterNode.shapePrior is ticked
+        ui.applyButton.click()
+        assert widget._run is not None, ui.statusLabel.text
+        job = json.loads((widget._run.folder / csl_worker.JOB_FILE).read_text(encoding="utf-8"))
+        trained[ticked] = job["training"]["shape_prior"]
+        ui.applyButton.click()  # Stop
+        assert widget._run is None
+    assert trained == {True: True, False: False}
 
 
 @LATEST  # the run itself does not depend on the binding rules

@@ -89,6 +89,10 @@ def restrict_targets(slices: list, targets: list, owners: Sequence[ScarSource], 
     else:
         masks, source = _masks_from_labels(slices, owners, options, labels)
     if masks is None:
+        if options.myocardium_margin:  # as cardioscar prepare: a margin alone would be silently ignored
+            raise CardioScarError(f"Myocardium margin {options.myocardium_margin} px widens a myocardium: give "
+                                  "myocardium labels (label map), the myocardium segment (segmentation) or a "
+                                  "myocardium mask volume too, or set the margin to 0.")
         return targets, no_restriction(targets)
     margin = options.myocardium_margin
     return restrict_to_myocardium(targets, masks, source + (f" margin {margin} px" if margin else ""), margin,

@@ -58,6 +58,8 @@ class ReconstructionOptions:
     myocardium mask volume when one is given (``cardioscar prepare --myocardium-labels``);
     ``myocardium_segment`` names the myocardium segment of a segmentation input. Chosen pixels
     outside the myocardium then carry no constraint (:mod:`cardioscar.prepare.myocardium`).
+    ``shape_prior``: learn a residual on the shape-based interpolation of the slices' scar
+    (``cardioscar train --shape-prior on``, :mod:`cardioscar.shape_prior`).
     """
 
     slice_axis: str = "z"
@@ -70,6 +72,7 @@ class ReconstructionOptions:
     myocardium_segment: str = ""
     myocardium_margin: int = 0  # pixels just outside the myocardium that read its nearest pixel (cardioscar prepare --myocardium-margin)
     preset: str = "documented"
+    shape_prior: bool = False
     max_epochs: Optional[int] = None
     early_stopping_patience: Optional[int] = None
     mc_samples: Optional[int] = None
@@ -103,6 +106,11 @@ class ReconstructionOptions:
                                   f"give it in mm to cut along {self.slice_axis}.")
         self.seed = check_seed(self.seed, "seed")
         check_margin(self.myocardium_margin)
+        if self.myocardium_margin and self.scar_rule:
+            raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
+                                  "only, so no pixel next to it has a value to widen; set the margin to 0.")
+        if not isinstance(self.shape_prior, bool):
+            raise CardioScarError(f"shape prior must be True or False, got {self.shape_prior!r}.")
         if self.preset not in PRESETS:
             raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -161,6 +169,7 @@ class ReconstructionOptions:
                      ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads")
                      if getattr(self, name) is not None}
         overrides["seed"] = int(self.seed)
+        overrides["shape_prior"] = self.shape_prior
         overrides.update(self.extra_training)
         return TrainingConfig.fast(**overrides) if self.preset == "fast" else TrainingConfig(**overrides)
 

@@ -29,15 +29,14 @@ from pathlib import Path
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
-#: Further `cardioscar train` options, passed to TrainingConfig under their field names ("on_off":
-#: cardioscar.cli.on_off, resolved once the package paths are set).
+#: Further `cardioscar train` options, passed to TrainingConfig under their field names.
 _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float), ("lr_step_size", int),
-                   ("hidden_dim", int), ("n_layers", int), ("shape_prior", "on_off"))
+                   ("hidden_dim", int), ("n_layers", int))
 #: Arguments that only a training run reads: refused with --model when they differ from their default.
 _TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "myocardium_labels",
-                  "myocardium_mask", "myocardium_margin", "normalize_intensities",
-                  "partial_volume_correction", "preset", "max_epochs", "early_stopping_patience", "mc_samples",
-                  "batch_size", "save_model", "threads", "no_progress") + tuple(name for name, _ in _EXTRA_TRAINING)
+                  "myocardium_mask", "myocardium_margin", "normalize_intensities", "partial_volume_correction",
+                  "preset", "shape_prior", "max_epochs", "early_stopping_patience", "mc_samples", "batch_size",
+                  "save_model", "threads", "no_progress") + tuple(name for name, _ in _EXTRA_TRAINING)
 
 
 def _add_package_paths() -> None:
@@ -114,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mc-samples", type=int, default=None, help="MC-dropout passes inside the training loss")
     tr.add_argument("--batch-size", type=int, default=None, help="rows per training batch")
     tr.add_argument("--seed", type=int, default=42, help="seed of training and of the inference dropout masks")
+    tr.add_argument("--shape-prior", type=on_off, default=False, metavar="{on,off}",
+                    help="on: learn a residual on the shape-based interpolation of the slices' scar (as cardioscar "
+                         "train --shape-prior; default off)")
     for name, kind in _EXTRA_TRAINING:
-        tr.add_argument("--" + name.replace("_", "-"), type=on_off if kind == "on_off" else kind, default=None,
-                        help=f"TrainingConfig.{name}")
+        tr.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"TrainingConfig.{name}")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     tr.add_argument("--cpu", action="store_true", help="force CPU even when a CUDA GPU is available")
     tr.add_argument("--no-progress", action="store_true", help="no progress lines while training")
@@ -262,7 +263,7 @@ def _options(args: argparse.Namespace):
         slice_axis=args.slice_axis, slice_indices=args.slices, half_thickness=args.slice_thickness_padding,
         scar_labels=args.scar_labels, myocardium_labels=args.myocardium_labels,
         myocardium_margin=args.myocardium_margin, normalize_intensities=args.normalize_intensities,
-        partial_volume_correction=args.partial_volume_correction, preset=args.preset,
+        partial_volume_correction=args.partial_volume_correction, preset=args.preset, shape_prior=args.shape_prior,
         max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
         mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,
         inference_mc_samples=args.inference_mc_samples, inference_batch_size=args.inference_batch_size,

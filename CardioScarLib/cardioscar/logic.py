@@ -133,6 +133,9 @@ class PreprocessingRequest:
         if self.myocardium_margin_px and self.myocardium_labels is None and self.myocardium_mask is None:
             raise CardioScarError("--myocardium-margin widens a myocardium: give --myocardium-labels (a label map) or "
                                   "--myocardium-mask FILE too")
+        if self.myocardium_margin_px and self.scar_rule is not None:
+            raise CardioScarError("--myocardium-margin has no effect with --scar-rule: the rule grades myocardium pixels "
+                                  "only, so no pixel next to it has a value to widen; leave the margin out")
         if self.myocardium_labels is not None and self.myocardium_mask is None:
             if self.scar_labels is None:
                 raise CardioScarError("--myocardium-labels without --myocardium-mask names labels of the image itself, "

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "normalize_intensities": False,
     "partial_volume_correction": False,
     "preset": "documented",
+    "shape_prior": False,
     "seed": 42,
     "max_epochs": None,
     "threshold": 0.5,
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "truth_field": "scar_truth",
     "myocardium_labels": None,
     "myocardium_mask": None,
+    "myocardium_margin": 0,
     "aha": None,
     "export": None,
 }
@@ -160,6 +162,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "normalize_intensities": (_flag, "yes or no"),
     "partial_volume_correction": (_flag, "yes or no"),
     "preset": (_choice("documented", "fast"), "documented or fast"),
+    "shape_prior": (_flag, "yes or no"),
     "seed": (_bounded(int, 0), "an integer >= 0"),
     "max_epochs": (_bounded(int, 1), "an integer >= 1"),
     "threshold": (_probability, "a number between 0 and 1 (0 < threshold < 1)"),
@@ -167,6 +170,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "mc_samples": (_bounded(int, 1), "an integer >= 1"),
     "truth_field": (_text, "a point field name"),
     "myocardium_labels": (_int_list, "comma-separated integer labels of the myocardium, e.g. 2,3,4"),
+    "myocardium_margin": (_bounded(int, 0), "a whole number of pixels >= 0 (0: none)"),
     "export": (_export, "opencarp, vtu or opencarp;vtu"),
 }
 
@@ -273,6 +277,9 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             options[column] = parse(value)
         except (TypeError, ValueError):
             problem(f"column '{column}' must be {valid}, got {_text(value)!r}")
+    if options["myocardium_margin"] and options["myocardium_labels"] is None and options["myocardium_mask"] is None:
+        problem(f"column 'myocardium_margin' ({options['myocardium_margin']}) widens a myocardium: give "
+                "myocardium_labels (a label map) or myocardium_mask too, or leave it empty")
     if options["core_threshold"] <= options["threshold"]:
         problem(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold "
                 f"({options['threshold']})")
@@ -300,6 +307,7 @@ def preparation_request(spec: PatientSpec) -> PreprocessingRequest:
         partial_volume_correction=options["partial_volume_correction"],
         myocardium_labels=options["myocardium_labels"],
         myocardium_mask=options["myocardium_mask"],
+        myocardium_margin_px=options["myocardium_margin"],
     )
 
 

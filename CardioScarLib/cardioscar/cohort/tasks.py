@@ -38,6 +38,9 @@ MODEL = "model.pth"
 PARTIAL = ".partial-"
 #: Options whose value (a string) is a file: a myocardium mask, an AHA label map.
 FILE_OPTIONS = ("myocardium_mask", "aha")
+#: Options added after cohorts were first run, with the default that behaves as before: left out
+#: of the hash at that default, so results written before the option existed stay up to date.
+LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False}
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
 SIMULATION = "simulation"
 
@@ -58,7 +61,8 @@ def input_hash(spec: PatientSpec) -> str:
     files, by relative name). Paths themselves are not hashed: moving a study keeps its outputs."""
     digest = hashlib.sha256()
     inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
-    options = dict(spec.options)
+    options = {name: value for name, value in spec.options.items()
+               if name not in LATER_OPTIONS or value != LATER_OPTIONS[name]}
     for role in FILE_OPTIONS:  # files named by options: their contents count, not where they are
         if isinstance(options.get(role), str):
             inputs.append((role, Path(options[role])))
@@ -179,6 +183,17 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path) -> dict:
     return {"folder": folder.name, "files": sorted(written), "tags": tags.summary()}
 
 
+def training_config(spec: PatientSpec, threads: int = 1):
+    """What ``cardioscar train`` would be asked for this patient (its preset, seed, epochs, prior)."""
+    from cardioscar.fit.training import TrainingConfig
+
+    options = spec.options
+    overrides = {"seed": options["seed"], "num_threads": threads, "shape_prior": options["shape_prior"]}
+    if options["max_epochs"] is not None:
+        overrides["max_epochs"] = options["max_epochs"]
+    return TrainingConfig.fast(**overrides) if options["preset"] == "fast" else TrainingConfig(**overrides)
+
+
 def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool) -> dict:
     """prepare -> train -> apply into ``folder``; returns the measurements and fit details."""
     import torch
@@ -187,17 +202,13 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
         train_scar_model
     from cardioscar.io.meshio import read_mesh
-    from cardioscar.fit.training import TrainingConfig, variance_explained
+    from cardioscar.fit.training import variance_explained
 
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
     device = _device(use_gpu)
     prepared = prepare_training_data(preparation_request(spec))
-    overrides = {"seed": options["seed"], "num_threads": threads}
-    if options["max_epochs"] is not None:
-        overrides["max_epochs"] = options["max_epochs"]
-    config = TrainingConfig.fast(**overrides) if options["preset"] == "fast" else TrainingConfig(**overrides)
-    checkpoint = train_scar_model(prepared, config, device)
+    checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)
     result = apply_scar_model(folder / MODEL, spec.mesh, options["mc_samples"], threshold=options["threshold"],
                               device=device, seed=options["seed"])

@@ -1,0 +1,296 @@
+"""Every reconstruction option on every face (issue 18, item 1: "the same in the API, the Slicer
+Logic, the panel and the batch script").
+
+``TABLE`` is the audit: for each option that changes the reconstructed field, its name on each face
+(the ``cardioscar`` command line, the Python API, the Slicer Logic's ``ReconstructionOptions``,
+the Qt panel's parameter node and ``.ui``, the batch script, the cohort manifest), or why that face
+has none. Each name is checked against the real code, and a value given on the face is followed
+to where the reconstruction reads it:
+
+- command line: the parsers of ``cardioscar.cli.build_parser`` (the value parses to the option's
+  ``dest``);
+- Python API: the fields of ``PreprocessingRequest`` / ``TrainingConfig``, the parameters of
+  ``train_scar_model`` / ``apply_scar_model``;
+- Slicer Logic: ``ReconstructionOptions`` fields (a value reaches ``training_config()`` where it
+  is a training option) and ``CardioScarLogic.train_and_apply``'s parameters (the mask node);
+- panel: a parameter-node field, a widget bound to it in ``CardioScar.ui`` (parsed as XML) and the
+  keyword the panel's code hands its value to (parsed from ``CardioScar.py``; the panel itself
+  cannot run here without Qt: ``Testing/test_slicer_panel.py`` runs it on a stand-in for Qt);
+- batch script: its own argparse parser; the parsed value reaches the ``ReconstructionOptions``
+  the script builds (or, for a mask, the argument it loads into a node);
+- cohort manifest: a column of ``cardioscar.cohort.manifest``; a value in a real manifest file
+  reaches the patient's prepare request or training configuration.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import inspect
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import CardioScarLogic as csl  # noqa: E402  (needs slicer-core)
+
+from cardioscar import cli  # noqa: E402
+from cardioscar.cohort import manifest as cohort_manifest  # noqa: E402
+from cardioscar.fit.training import TrainingConfig  # noqa: E402
+from cardioscar import logic as api  # noqa: E402
+from cardioscar.shape_prior import field as prior_field  # noqa: E402
+
+FACES = ("cli", "api", "logic", "panel", "batch", "cohort")
+
+
+@dataclasses.dataclass(frozen=True)
+class Absent:
+    """A face without the option, and why (a design choice, not a gap)."""
+
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option's names. ``value`` is given on every face (its text form on the command line,
+    in the batch script and in the manifest) and must arrive as ``expected``."""
+
+    cli: Any  # "VERB --flag" (several separated by "; ")
+    api: Any  # "Class.field" or "function(parameter)"
+    logic: Any  # "ReconstructionOptions.field" or "CardioScarLogic.method(parameter)"
+    panel: Any  # (parameter, keyword the panel hands it to)
+    batch: Any  # "--flag"
+    cohort: Any  # "column"
+    value: str = ""
+    expected: Any = None
+
+
+NO_SEGMENTATION = Absent("a Slicer segmentation is a node; files give the myocardium as a label image "
+                         "(--myocardium-mask FILE --myocardium-labels)")
+
+TABLE: dict[str, Option] = {
+    "myocardium labels": Option(
+        "prepare --myocardium-labels", "PreprocessingRequest.myocardium_labels",
+        "ReconstructionOptions.myocardium_labels",
+        ("myocardiumLabels", "myocardium_labels"), "--myocardium-labels", "myocardium_labels", "2,3,4", [2, 3, 4]),
+    "myocardium mask": Option(
+        "prepare --myocardium-mask", "PreprocessingRequest.myocardium_mask",
+        "CardioScarLogic.train_and_apply(myocardium_mask)",
+        ("myocardiumMask", "myocardium_mask"), "--myocardium-mask", "myocardium_mask"),
+    "myocardium segment": Option(
+        NO_SEGMENTATION, NO_SEGMENTATION, "ReconstructionOptions.myocardium_segment",
+        ("myocardiumSegment", "myocardium_segment"), "--myocardium-segment",
+        Absent("the manifest's images are files: a label image with myocardium_labels"), "Myocardium", "Myocardium"),
+    "scar labels": Option(
+        "prepare --scar-labels", "PreprocessingRequest.scar_labels", "ReconstructionOptions.scar_labels",
+        ("scarLabels", "scar_labels"), "--scar-labels", "scar_labels", "3,4", [3, 4]),
+    "myocardium margin": Option(
+        "prepare --myocardium-margin", "PreprocessingRequest.myocardium_margin_px",
+        "ReconstructionOptions.myocardium_margin",
+        ("myocardiumMargin", "myocardium_margin"), "--myocardium-margin", "myocardium_margin", "2", 2),
+    "shape prior": Option(
+        "train --shape-prior", "TrainingConfig.shape_prior", "ReconstructionOptions.shape_prior",
+        ("shapePrior", "shape_prior"), "--shape-prior", "shape_prior", "on", True),
+    "preset": Option(
+        "train --preset; fine-tune --preset", "TrainingConfig.fast", "ReconstructionOptions.preset",
+        ("preset", "preset"), "--preset", "preset", "fast", "fast"),
+    "seed": Option(
+        "train --seed; fine-tune --seed; apply --seed", "TrainingConfig.seed; apply_scar_model(seed)",
+        "ReconstructionOptions.seed", ("seed", "seed"), "--seed", "seed", "7", 7),
+    "MC samples in the training loss": Option(
+        "train --mc-samples; fine-tune --mc-samples", "TrainingConfig.mc_samples", "ReconstructionOptions.mc_samples",
+        ("trainingMcSamples", "mc_samples"), "--mc-samples",
+        Absent("the preset's (a training detail); the manifest's mc_samples is apply's"), "5", 5),
+    "MC samples of the prediction": Option(
+        "apply --mc-samples", "apply_scar_model(mc_samples)", "ReconstructionOptions.inference_mc_samples",
+        ("inferenceMcSamples", "inference_mc_samples"), "--inference-mc-samples", "mc_samples", "20", 20),
+    "device (CPU or GPU)": Option(
+        "train --cpu; fine-tune --cpu; apply --cpu", "train_scar_model(device); apply_scar_model(device)",
+        "ReconstructionOptions.force_cpu", ("forceCpu", "force_cpu"), "--cpu",
+        Absent("per cohort run, not per patient: cohort run --gpus-per-worker (CohortOptions.gpus_per_worker)")),
+}
+
+#: Options that are constants on purpose: on no face (where to change them: the module named).
+CONSTANTS = {"shape prior residual decay": (prior_field, "RESIDUAL_DECAY_MM", "residual_decay")}
+
+
+def _cases(face: str) -> list:
+    return [pytest.param(name, getattr(option, face), option, id=name) for name, option in TABLE.items()
+            if not isinstance(getattr(option, face), Absent)]
+
+
+#: The required arguments of each verb, so that a verb's parser reads the option under test.
+REQUIRED = {"prepare": ["--mesh", "m.vtk", "--image", "i.nii.gz", "--output", "d.npz"],
+            "train": ["--training-data", "d.npz", "--output", "m.pth"],
+            "fine-tune": ["--model", "b.pth", "--training-data", "d.npz", "--output", "m.pth"],
+            "apply": ["--model", "m.pth", "--mesh", "m.vtk", "--output", "o.vtk"]}
+
+
+def _parsed(options, attribute: str) -> Any:
+    """A ReconstructionOptions value as the Logic reads it (label lists are kept as typed)."""
+    readers = {"scar_labels": lambda: options.parsed_scar_labels(False),
+               "myocardium_labels": options.parsed_myocardium_labels}
+    return readers[attribute]() if attribute in readers else getattr(options, attribute)
+
+
+def _verb_parsers() -> dict[str, Any]:
+    action = next(a for a in cli.build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return action.choices
+
+
+def _action(parser, flag: str):
+    return next((a for a in parser._actions if flag in a.option_strings), None)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    script = REPO / "CardioScar" / "Scripts" / "cardioscar_batch.py"
+    spec = importlib.util.spec_from_file_location("cardioscar_batch_faces", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def panel_code() -> ast.Module:
+    return ast.parse((REPO / "CardioScar" / "CardioScar.py").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def panel_bindings() -> dict[str, ET.Element]:
+    """Parameter name -> the widget of CardioScar.ui bound to it (its SlicerParameterName)."""
+    ui = ET.parse(REPO / "CardioScar" / "Resources" / "UI" / "CardioScar.ui").getroot()
+    return {prop.find("string").text: widget for widget in ui.iter("widget") for prop in widget.findall("property")
+            if prop.get("name") == "SlicerParameterName"}
+
+
+@pytest.mark.parametrize("name, names, option", _cases("cli"))
+def test_command_line(name, names, option):
+    verbs = _verb_parsers()
+    for entry in names.split("; "):
+        verb, flag = entry.split()
+        action = _action(verbs[verb], flag)
+        assert action is not None, f"cardioscar {verb} has no {flag} ({name})"
+        if option.value and action.nargs != 0:
+            parsed = verbs[verb].parse_args(REQUIRED[verb] + [flag, option.value])
+            assert getattr(parsed, action.dest) == option.expected, (verb, flag)
+
+
+@pytest.mark.parametrize("name, names, option", _cases("api"))
+def test_python_api(name, names, option):
+    for entry in names.split("; "):
+        if "(" in entry:
+            function, parameter = entry.rstrip(")").split("(")
+            assert parameter in inspect.signature(getattr(api, function)).parameters, entry
+        else:
+            owner, attribute = entry.split(".")
+            kind = {"PreprocessingRequest": api.PreprocessingRequest, "TrainingConfig": TrainingConfig}[owner]
+            fields = {f.name for f in dataclasses.fields(kind)}
+            assert attribute in fields or callable(getattr(kind, attribute, None)), entry
+
+
+@pytest.mark.parametrize("name, names, option", _cases("logic"))
+def test_slicer_logic(name, names, option):
+    if "(" in names:
+        method, parameter = names.split(".")[1].rstrip(")").split("(")
+        assert parameter in inspect.signature(getattr(csl.CardioScarLogic, method)).parameters, names
+        return
+    attribute = names.split(".")[1]
+    assert attribute in {f.name for f in dataclasses.fields(csl.ReconstructionOptions)}, names
+    if option.expected is None:
+        return
+    given = option.value if isinstance(option.expected, list) else option.expected  # labels as typed
+    options = csl.ReconstructionOptions(**{attribute: given})
+    assert _parsed(options, attribute) == option.expected
+    if attribute in ("mc_samples", "seed", "shape_prior"):  # reaches the configuration the worker trains with
+        assert getattr(options.training_config(), attribute) == option.expected
+
+
+def _keywords_reading(tree: ast.Module, parameter: str) -> set[str]:
+    """The keywords to which CardioScarWidget hands ``p.<parameter>`` (p: its parameter node)."""
+    widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CardioScarWidget")
+    return {keyword.arg for node in ast.walk(widget) if isinstance(node, ast.Call) for keyword in node.keywords
+            if isinstance(keyword.value, ast.Attribute) and keyword.value.attr == parameter
+            and isinstance(keyword.value.value, ast.Name) and keyword.value.value.id == "p"}
+
+
+@pytest.mark.parametrize("name, names, option", _cases("panel"))
+def test_panel(name, names, option, panel_code, panel_bindings):
+    parameter, keyword = names
+    wrapper = next(node for node in panel_code.body if isinstance(node, ast.ClassDef)
+                   and node.name == "CardioScarParameterNode")
+    assert parameter in {node.target.id for node in wrapper.body if isinstance(node, ast.AnnAssign)}, \
+        f"the panel's parameter node has no {parameter} ({name})"
+    assert parameter in panel_bindings, f"no widget of CardioScar.ui is bound to {parameter} ({name})"
+    assert keyword in _keywords_reading(panel_code, parameter), f"the panel never hands {parameter} to {keyword}"
+
+
+@pytest.mark.parametrize("name, names, option", _cases("batch"))
+def test_batch_script(name, names, option, batch, tmp_path):
+    parser = batch.build_parser()
+    action = _action(parser, names)
+    assert action is not None, f"cardioscar_batch.py has no {names} ({name})"
+    base = ["--volume", "v.nii.gz", "--mesh", "m.vtk", "--output", "o.vtk"]
+    if name == "myocardium mask":  # a file the script loads as a node for train_and_apply(myocardium_mask=)
+        source = inspect.getsource(batch.run)
+        assert '("myocardium_mask", args.myocardium_mask)' in source
+        return
+    rule = ["--scar-rule", "psi"] if name == "myocardium segment" else []  # a segment names a rule's mask
+    given = [names] if action.nargs == 0 else [names, option.value]
+    options = batch._options(parser.parse_args(base + rule + given))
+    logic_name = TABLE[name].logic.split(".")[1]
+    assert _parsed(options, logic_name) == (True if action.nargs == 0 else option.expected), names
+
+
+#: Columns a column needs beside it in a valid row (a myocardium label map's scar labels; a
+#: margin's myocardium).
+NEEDS = {"myocardium_labels": {"scar_labels": "2"}, "myocardium_margin": {"myocardium_labels": "2,3", "scar_labels": "2"}}
+
+
+@pytest.mark.parametrize("name, names, option", _cases("cohort"))
+def test_cohort_manifest(name, names, option, tmp_path):
+    assert names in cohort_manifest.COLUMNS, f"the cohort manifest has no column {names} ({name})"
+    from cardioscar.cohort.tasks import training_config as cohort_training_config
+
+    for stand_in in ("heart.vtk", "lge.nii.gz"):  # read_manifest checks that the files exist; nothing reads them
+        (tmp_path / stand_in).write_text("stand-in")
+    row = {"id": "p1", "mesh": "heart.vtk", "image": "lge.nii.gz", **NEEDS.get(names, {}),
+           names: "lge.nii.gz" if name == "myocardium mask" else option.value}
+    (tmp_path / "m.csv").write_text(",".join(row) + "\n" + ",".join(f'"{v}"' for v in row.values()) + "\n")
+    (spec,) = cohort_manifest.read_manifest(tmp_path / "m.csv")
+    request, config = cohort_manifest.preparation_request(spec), cohort_training_config(spec)
+    fast = config == TrainingConfig.fast(seed=config.seed, num_threads=1, shape_prior=config.shape_prior)
+    reached = {"myocardium_labels": request.myocardium_labels, "myocardium_mask": request.myocardium_mask,
+               "scar_labels": request.scar_labels, "myocardium_margin": request.myocardium_margin_px,
+               "shape_prior": config.shape_prior, "preset": "fast" if fast else "documented", "seed": config.seed,
+               "mc_samples": spec.options["mc_samples"]}[names]  # apply_scar_model's, read by cohort.tasks
+    expected = (tmp_path / "lge.nii.gz").resolve() if name == "myocardium mask" else option.expected
+    assert reached == expected, names
+
+
+@pytest.mark.parametrize("name", list(CONSTANTS))
+def test_constants_are_on_no_face(name, batch, panel_code):
+    module, constant, word = CONSTANTS[name]
+    assert getattr(module, constant) > 0
+    verbs = _verb_parsers()
+    flags = {flag for parser in [*verbs.values(), batch.build_parser()] for action in parser._actions
+             for flag in action.option_strings}
+    names = (flags | {f.name for f in dataclasses.fields(TrainingConfig)}
+             | {f.name for f in dataclasses.fields(api.PreprocessingRequest)}
+             | {f.name for f in dataclasses.fields(csl.ReconstructionOptions)} | set(cohort_manifest.COLUMNS)
+             | {node.target.id for node in ast.walk(panel_code) if isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)})
+    assert not [n for n in names if word in n.replace("-", "_").lower()], f"{name} is now an option: update TABLE"
+
+
+def test_the_table_names_every_face_of_every_option():
+    for name, option in TABLE.items():
+        for face in FACES:
+            entry: Optional[Any] = getattr(option, face)
+            assert entry and (not isinstance(entry, Absent) or entry.why), (name, face)
