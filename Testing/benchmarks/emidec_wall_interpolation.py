@@ -1,0 +1,166 @@
+"""EMIDEC leave-one-slice-out without training: is the held-out slice's scar interpolated better in
+the wall's own coordinates (angle about the LV axis, normalised depth) than in Cartesian space?
+
+Per infarct case, the case preparation of ``bench_emidec_loso.py`` (mesh from the labels of the
+other slices, middle myocardial slice held out, its myocardium nodes scored against its labels),
+then on the scored nodes:
+
+* ``nearest_slice``, ``logodds``: the yardsticks, as ``bench_emidec_loso`` computes them;
+* ``shape_prior_alone``: today's Cartesian shape prior (``ShapePrior`` log-odds -> sigmoid);
+* ``wall_linear``: each neighbour slice's scar map (0/1, non-myocardium pixels filled with the
+  nearest myocardium pixel's value) read at the node's (theta, tau) in that slice's own wall
+  (:mod:`cardioscar.shape_prior.wall`), linearly interpolated between the two slices;
+* ``wall_sdf``: the same for the prior's signed distance maps (with the prior's bulge and log-odds
+  transform), i.e. today's prior with the slices read in wall coordinates;
+* ``wall_sdf+prior``: the mean of the logits of ``wall_sdf`` and ``shape_prior_alone``.
+
+The wall frame comes only from the training slices' targets (finite = myocardium); the held-out
+labels serve only to score. One JSON line per case, then a summary line (means over the cases
+whose held-out slice has scar; AUC over those with both classes).
+
+Usage: OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/emidec_wall_interpolation.py
+       [--data ../shared/data/emidec] [--cases P001,P003] [--limit N] [--output FILE.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_emidec_loso import (DEFAULT_DATA, _mean, _read_records, _write_records, case_dirs,  # noqa: E402
+                               myocardium_targets, prepare_case, read_labels, yardstick_slices)
+from cardioscar.errors import CardioScarError  # noqa: E402
+from cardioscar.evaluate import heldout  # noqa: E402
+from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, labelled_slices  # noqa: E402
+from cardioscar.prepare.slices import slices_from_image  # noqa: E402
+from cardioscar.shape_prior.wall import wall_frame  # noqa: E402
+
+METHODS = ("nearest_slice", "logodds", "shape_prior_alone", "wall_linear", "wall_sdf", "wall_sdf+prior")
+logger = logging.getLogger("emidec_wall_interpolation")
+
+
+def _sigmoid(logit: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0)))
+
+
+def _logit(probability: np.ndarray) -> np.ndarray:
+    p = np.clip(probability, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _read_map(layer, values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear reading of a full-slice array at LPS points lying on the slice's plane."""
+    index = layer.lps_to_index(points)
+    return ndimage.map_coordinates(values, [index[:, 1], index[:, 0]], order=1, mode="nearest")
+
+
+def _read_prior_map(prior, k: int, points: np.ndarray) -> np.ndarray:
+    """The shape prior's stored (cropped) signed distance map of slice ``k`` read at LPS points."""
+    row = prior.geometry[k]
+    to_index = row[:12].reshape(3, 4)
+    index = points @ to_index[:, :3].T + to_index[:, 3]
+    i0, j0 = row[12:14]
+    return ndimage.map_coordinates(prior.maps[k].astype(np.float64), [index[:, 1] - j0, index[:, 0] - i0],
+                                   order=1, mode="nearest")
+
+
+def wall_fields(targets: list, filled: list, prior, points: np.ndarray) -> dict[str, np.ndarray]:
+    """``wall_linear`` and ``wall_sdf`` probabilities at ``points`` (see the module docstring)."""
+    frame = wall_frame(targets)
+    if frame is None:
+        raise CardioScarError("no wall frame: the training slices are not one stack with myocardial rings")
+    lower, upper, weight, in_lower, in_upper = frame.warp(points)
+    linear = np.zeros(len(points))
+    distance = np.zeros(len(points))
+    gaps = np.abs(frame.heights[upper] - frame.heights[lower])
+    for k in range(len(targets)):
+        for chosen, placed, share in ((lower == k, in_lower, 1 - weight), (upper == k, in_upper, weight)):
+            if chosen.any():
+                linear[chosen] += share[chosen] * _read_map(filled[k], np.asarray(filled[k].values, float), placed[chosen])
+                distance[chosen] += share[chosen] * _read_prior_map(prior, k, placed[chosen])
+    if math.isfinite(prior.bulge_radius_mm):  # a b / (2 R) with a = w gap, b = (1 - w) gap
+        distance -= weight * (1 - weight) * gaps ** 2 / (2.0 * prior.bulge_radius_mm)
+    sdf_logit = prior.clip_logit * np.tanh(-distance / (prior.alpha_mm * prior.clip_logit))
+    return {"wall_linear": linear, "wall_sdf": _sigmoid(sdf_logit)}
+
+
+def run_case(case_dir: Path) -> dict:
+    """Prepare one case as ``bench_emidec_loso`` does and score every interpolation on it."""
+    start = time.perf_counter()
+    prepared = prepare_case(case_dir)
+    image = read_labels(case_dir)
+    used = [s for s in labelled_slices(sitk.GetArrayViewFromImage(image), MYOCARDIUM_LABELS) if s != prepared.held_out_k]
+    label_slices = slices_from_image(image, "z", used, 0.5 * prepared.slice_spacing_mm, label=case_dir.name)
+    targets = [myocardium_targets(layer) for layer in label_slices]
+    prior = prepared.training.shape_prior
+    if prior is None or len(prior.maps) != len(targets):
+        raise CardioScarError(f"{case_dir.name}: the shape prior does not hold one map per training slice")
+    points = prepared.points[prepared.nodes]
+    fields = {name: prepared.yardsticks[name] for name in ("nearest_slice", "logodds")}
+    prior_logit = prior.logit(points).astype(np.float64)
+    fields["shape_prior_alone"] = _sigmoid(prior_logit)
+    fields.update(wall_fields(targets, yardstick_slices(label_slices), prior, points))
+    fields["wall_sdf+prior"] = _sigmoid(0.5 * (_logit(fields["wall_sdf"]) + prior_logit))
+    truth = prepared.truth
+    record = {"case": prepared.case, "held_out_k": prepared.held_out_k, "slice_spacing_mm": prepared.slice_spacing_mm,
+              "held_out_nodes": int(truth.size), "held_out_scar_nodes": int(truth.sum()),
+              "held_out_has_scar": bool(truth.any())}
+    for name in METHODS:
+        scores = heldout.held_out_scores(fields[name], truth)
+        record[name] = {key: scores[key] for key in ("dice", "best_dice", "best_threshold", "auc", "volume_error")}
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    return record
+
+
+def summarize(records: list[dict]) -> dict:
+    """Means per method over the cases with scar on the held-out slice; Dice wins against the prior alone."""
+    scored = [r for r in records if r["held_out_has_scar"]]
+    means = {m: {key: _mean([r[m][key] for r in scored]) for key in ("dice", "best_dice", "auc")} for m in METHODS}
+    return {"summary": True, "cases": len(records), "cases_with_scar": len(scored), "means": means,
+            "auc_above_prior_alone": {m: int(sum((r[m]["auc"] or 0) > (r["shape_prior_alone"]["auc"] or 0) for r in scored))
+                                      for m in METHODS},
+            "dice_above_prior_alone": {m: int(sum(r[m]["dice"] > r["shape_prior_alone"]["dice"] for r in scored))
+                                       for m in METHODS}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cases", help="comma-separated case names, e.g. P001,P003 (default: every Case_P*)")
+    parser.add_argument("--limit", type=int, help="only the first N cases")
+    parser.add_argument("--output", type=Path, help="JSON lines file; cases already in it are skipped")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)  # the EMIDEC files' sform warning (the qform is right)
+    try:
+        cases = case_dirs(args.data, args.cases.split(",") if args.cases else None, args.limit)
+        records = _read_records(args.output)
+        done = {r["case"] for r in records}
+        for case in cases:
+            if case.name in done:
+                continue
+            records.append(run_case(case))
+            print(json.dumps(records[-1]), flush=True)
+            if args.output is not None:
+                _write_records(args.output, records)
+    except CardioScarError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    wanted = {c.name for c in cases}
+    summary = summarize([r for r in records if r["case"] in wanted])
+    print(json.dumps(summary), flush=True)
+    if args.output is not None:
+        _write_records(args.output, [r for r in records if r["case"] in wanted] + [summary])
+
+
+if __name__ == "__main__":
+    main()
