@@ -9,13 +9,16 @@ then on the scored nodes:
 * ``shape_prior_alone``: today's Cartesian shape prior (``ShapePrior`` log-odds -> sigmoid);
 * ``wall_linear``: each neighbour slice's scar map (0/1, non-myocardium pixels filled with the
   nearest myocardium pixel's value) read at the node's (theta, tau) in that slice's own wall
-  (:mod:`cardioscar.shape_prior.wall`), linearly interpolated between the two slices;
+  (``wall_coordinates.py`` beside this script), linearly interpolated between the two slices;
 * ``wall_sdf``: the same for the prior's signed distance maps (with the prior's bulge and log-odds
   transform), i.e. today's prior with the slices read in wall coordinates;
-* ``wall_sdf+prior``: the mean of the logits of ``wall_sdf`` and ``shape_prior_alone``.
+* ``wall_sdf+prior``: the mean of the logits of ``wall_sdf`` and ``shape_prior_alone``;
+* ``diagnostic_held_out_wall`` (not a method: it looks at the held-out slice's myocardium): ``wall_sdf``
+  with each node's (theta, tau) measured in the held-out slice's own wall, i.e. with the wall
+  geometry between the slices known exactly; how much better wall coordinates could get.
 
-The wall frame comes only from the training slices' targets (finite = myocardium); the held-out
-labels serve only to score. One JSON line per case, then a summary line (means over the cases
+The wall frame of the methods comes only from the training slices' targets (finite = myocardium);
+the held-out labels serve only to score (and the diagnostic). One JSON line per case, then a summary line (means over the cases
 whose held-out slice has scar; AUC over those with both classes).
 
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/emidec_wall_interpolation.py
@@ -43,9 +46,10 @@ from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.evaluate import heldout  # noqa: E402
 from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, labelled_slices  # noqa: E402
 from cardioscar.prepare.slices import slices_from_image  # noqa: E402
-from cardioscar.shape_prior.wall import wall_frame  # noqa: E402
+from wall_coordinates import wall_frame  # noqa: E402
 
-METHODS = ("nearest_slice", "logodds", "shape_prior_alone", "wall_linear", "wall_sdf", "wall_sdf+prior")
+METHODS = ("nearest_slice", "logodds", "shape_prior_alone", "wall_linear", "wall_sdf", "wall_sdf+prior",
+           "diagnostic_held_out_wall")
 logger = logging.getLogger("emidec_wall_interpolation")
 
 
@@ -74,20 +78,37 @@ def _read_prior_map(prior, k: int, points: np.ndarray) -> np.ndarray:
                                    order=1, mode="nearest")
 
 
-def wall_fields(targets: list, filled: list, prior, points: np.ndarray) -> dict[str, np.ndarray]:
-    """``wall_linear`` and ``wall_sdf`` probabilities at ``points`` (see the module docstring)."""
+def wall_fields(targets: list, filled: list, prior, points: np.ndarray, held=None) -> dict[str, np.ndarray]:
+    """``wall_linear`` and ``wall_sdf`` probabilities at ``points`` (see the module docstring); with
+    ``held`` (the held-out slice's targets) also ``diagnostic_held_out_wall``: ``wall_sdf`` with each
+    node's (theta, tau) taken from the held-out slice's own wall instead of the interpolated one."""
     frame = wall_frame(targets)
     if frame is None:
         raise CardioScarError("no wall frame: the training slices are not one stack with myocardial rings")
-    lower, upper, weight, in_lower, in_upper = frame.warp(points)
-    linear = np.zeros(len(points))
-    distance = np.zeros(len(points))
+    lower, upper, weight, theta, tau = frame.coordinates(points)
+    fields = _read_wall(frame, (lower, upper, weight, theta, tau), targets, filled, prior)
+    if held is not None:
+        full = wall_frame(list(targets) + [held])
+        if full is not None:
+            on_plane = points - np.outer(points @ full.normal - full.heights[-1], full.normal)
+            _, _, _, held_theta, held_tau = full.coordinates(on_plane)
+            fields["diagnostic_held_out_wall"] = _read_wall(frame, (lower, upper, weight, held_theta, held_tau),
+                                                            targets, filled, prior)["wall_sdf"]
+    return fields
+
+
+def _read_wall(frame, coordinates: tuple, targets: list, filled: list, prior) -> dict[str, np.ndarray]:
+    """The two neighbours' maps read at the nodes' wall coordinates and interpolated linearly."""
+    lower, upper, weight, theta, tau = coordinates
+    linear = np.zeros(len(theta))
+    distance = np.zeros(len(theta))
     gaps = np.abs(frame.heights[upper] - frame.heights[lower])
     for k in range(len(targets)):
-        for chosen, placed, share in ((lower == k, in_lower, 1 - weight), (upper == k, in_upper, weight)):
+        for chosen, index, share in ((lower == k, lower, 1 - weight), (upper == k, upper, weight)):
             if chosen.any():
-                linear[chosen] += share[chosen] * _read_map(filled[k], np.asarray(filled[k].values, float), placed[chosen])
-                distance[chosen] += share[chosen] * _read_prior_map(prior, k, placed[chosen])
+                placed = frame.place(index[chosen], theta[chosen], tau[chosen])
+                linear[chosen] += share[chosen] * _read_map(filled[k], np.asarray(filled[k].values, float), placed)
+                distance[chosen] += share[chosen] * _read_prior_map(prior, k, placed)
     if math.isfinite(prior.bulge_radius_mm):  # a b / (2 R) with a = w gap, b = (1 - w) gap
         distance -= weight * (1 - weight) * gaps ** 2 / (2.0 * prior.bulge_radius_mm)
     sdf_logit = prior.clip_logit * np.tanh(-distance / (prior.alpha_mm * prior.clip_logit))
@@ -109,7 +130,9 @@ def run_case(case_dir: Path) -> dict:
     fields = {name: prepared.yardsticks[name] for name in ("nearest_slice", "logodds")}
     prior_logit = prior.logit(points).astype(np.float64)
     fields["shape_prior_alone"] = _sigmoid(prior_logit)
-    fields.update(wall_fields(targets, yardstick_slices(label_slices), prior, points))
+    held_labels = slices_from_image(image, "z", [prepared.held_out_k], 0.5 * prepared.slice_spacing_mm)[0]
+    held = myocardium_targets(held_labels)
+    fields.update(wall_fields(targets, yardstick_slices(label_slices), prior, points, held))
     fields["wall_sdf+prior"] = _sigmoid(0.5 * (_logit(fields["wall_sdf"]) + prior_logit))
     truth = prepared.truth
     record = {"case": prepared.case, "held_out_k": prepared.held_out_k, "slice_spacing_mm": prepared.slice_spacing_mm,

@@ -12,6 +12,10 @@ wall along a ray from that centre. A point between two planes of the stack gets 
 radii linearly interpolated at its height, hence its ``(theta, tau)``; in each of the two slices
 that pair is a point of that slice's own wall (:meth:`WallFrame.warp`), where its maps are read.
 On a plane the warp is the identity, so the slices' own constraints are read where they are.
+
+A helper of ``emidec_wall_interpolation.py``, not part of the product: on EMIDEC's held-out slices
+it did not beat the Cartesian shape prior (README, "Wall coordinates instead of Cartesian"), so the
+shape prior does not use it.
 """
 
 from __future__ import annotations
