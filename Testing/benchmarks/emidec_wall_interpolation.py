@@ -15,11 +15,16 @@ then on the scored nodes:
 * ``wall_sdf+prior``: the mean of the logits of ``wall_sdf`` and ``shape_prior_alone``;
 * ``diagnostic_held_out_wall`` (not a method: it looks at the held-out slice's myocardium): ``wall_sdf``
   with each node's (theta, tau) measured in the held-out slice's own wall, i.e. with the wall
-  geometry between the slices known exactly; how much better wall coordinates could get.
+  geometry between the slices known exactly; how much better wall coordinates could get;
+* ``diagnostic_lower_only`` / ``diagnostic_upper_only``: ``wall_sdf`` read from one neighbour only;
+  the summary's ``mean_auc_better_neighbour`` takes, per case, the one that ranks the held-out scar
+  better (chosen with the held-out labels): a bound on what reweighting the two neighbours can do;
+  ``diagnostic_scar_in_neither``: the share of the held-out scar nodes that neither neighbour calls
+  scar at the node's wall position (``diagnostic_healthy_scar_in_both``: healthy nodes both call scar).
 
 The wall frame of the methods comes only from the training slices' targets (finite = myocardium);
-the held-out labels serve only to score (and the diagnostic). One JSON line per case, then a summary line (means over the cases
-whose held-out slice has scar; AUC over those with both classes).
+the held-out labels serve only to score (and the diagnostics). One JSON line per case, then a
+summary line (means over the cases whose held-out slice has scar; AUC over those with both classes).
 
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/emidec_wall_interpolation.py
        [--data ../shared/data/emidec] [--cases P001,P003] [--limit N] [--output FILE.jsonl]
@@ -49,8 +54,7 @@ from cardioscar.prepare.slices import slices_from_image  # noqa: E402
 from wall_coordinates import wall_frame  # noqa: E402
 
 METHODS = ("nearest_slice", "logodds", "shape_prior_alone", "wall_linear", "wall_sdf", "wall_sdf+prior",
-           "diagnostic_held_out_wall")
-logger = logging.getLogger("emidec_wall_interpolation")
+           "diagnostic_held_out_wall", "diagnostic_lower_only", "diagnostic_upper_only")
 
 
 def _sigmoid(logit: np.ndarray) -> np.ndarray:
@@ -60,6 +64,11 @@ def _sigmoid(logit: np.ndarray) -> np.ndarray:
 def _logit(probability: np.ndarray) -> np.ndarray:
     p = np.clip(probability, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+def _share(flag: np.ndarray, among: np.ndarray) -> float | None:
+    """The share of ``among`` nodes with ``flag`` set; None when there are none."""
+    return float(np.mean(flag[among])) if among.any() else None
 
 
 def _read_map(layer, values: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -79,7 +88,7 @@ def _read_prior_map(prior, k: int, points: np.ndarray) -> np.ndarray:
 
 
 def wall_fields(targets: list, filled: list, prior, points: np.ndarray, held=None) -> dict[str, np.ndarray]:
-    """``wall_linear`` and ``wall_sdf`` probabilities at ``points`` (see the module docstring); with
+    """``wall_linear``, ``wall_sdf`` and the one-neighbour diagnostics at ``points`` (module docstring); with
     ``held`` (the held-out slice's targets) also ``diagnostic_held_out_wall``: ``wall_sdf`` with each
     node's (theta, tau) taken from the held-out slice's own wall instead of the interpolated one."""
     frame = wall_frame(targets)
@@ -87,6 +96,9 @@ def wall_fields(targets: list, filled: list, prior, points: np.ndarray, held=Non
         raise CardioScarError("no wall frame: the training slices are not one stack with myocardial rings")
     lower, upper, weight, theta, tau = frame.coordinates(points)
     fields = _read_wall(frame, (lower, upper, weight, theta, tau), targets, filled, prior)
+    for name, only in (("diagnostic_lower_only", 0.0), ("diagnostic_upper_only", 1.0)):
+        fields[name] = _read_wall(frame, (lower, upper, np.full_like(weight, only), theta, tau),
+                                  targets, filled, prior)["wall_sdf"]
     if held is not None:
         full = wall_frame(list(targets) + [held])
         if full is not None:
@@ -141,6 +153,10 @@ def run_case(case_dir: Path) -> dict:
     for name in METHODS:
         scores = heldout.held_out_scores(fields[name], truth)
         record[name] = {key: scores[key] for key in ("dice", "best_dice", "best_threshold", "auc", "volume_error")}
+    lower_says, upper_says = fields["diagnostic_lower_only"] >= 0.5, fields["diagnostic_upper_only"] >= 0.5
+    scar = truth >= 0.5
+    record["diagnostic_scar_in_neither"] = _share(~lower_says & ~upper_says, scar)
+    record["diagnostic_healthy_scar_in_both"] = _share(lower_says & upper_says, ~scar)
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record
 
@@ -152,6 +168,10 @@ def summarize(records: list[dict]) -> dict:
     return {"summary": True, "cases": len(records), "cases_with_scar": len(scored), "means": means,
             "auc_above_prior_alone": {m: int(sum((r[m]["auc"] or 0) > (r["shape_prior_alone"]["auc"] or 0) for r in scored))
                                       for m in METHODS},
+            "mean_auc_better_neighbour": _mean([max(r["diagnostic_lower_only"]["auc"], r["diagnostic_upper_only"]["auc"])
+                                                for r in scored if r["diagnostic_lower_only"]["auc"] is not None]),
+            "mean_scar_in_neither": _mean([r["diagnostic_scar_in_neither"] for r in scored]),
+            "mean_healthy_scar_in_both": _mean([r["diagnostic_healthy_scar_in_both"] for r in scored]),
             "dice_above_prior_alone": {m: int(sum(r[m]["dice"] > r["shape_prior_alone"]["dice"] for r in scored))
                                        for m in METHODS}}
 
