@@ -87,6 +87,42 @@ def test_a_fit_that_explains_little_of_the_targets_is_retried_with_lower_peak_ra
     assert "training again" not in caplog.text and "the fast preset (--preset fast, TrainingConfig.fast(), with retry_failed_fit)" in caplog.text
 
 
+def test_a_run_that_dies_after_a_good_start_is_retried_and_the_better_fit_kept(caplog):
+    """A peak rate of 0.3 lets this network fit the halves (below half the targets' variance)
+    within a few epochs and then kills it (its loss freezes at the all-wrong field's). Its best
+    epoch is no converged fit: the run must be trained again with a lower peak, and the kept fit
+    must be the attempt with the lowest dropout-free group loss. (Before the fix only the best
+    loss was tested, so this run was kept.)"""
+    coords, values, groups = small_problem(n_groups=120)
+    config = TrainingConfig.fast(max_epochs=150, max_lr=0.3, hidden_dim=32, seed=1, num_threads=1)
+    with caplog.at_level("INFO", logger="cardioscar.fit.training"):
+        model, history = fit_scar_field(coords, values, groups, config, device="cpu")
+    assert history["retry_kept"] and history["dead_epoch"] is None and history["epochs_run"] == config.max_epochs
+    first, *retries = history["attempts"]
+    assert first["dead_epoch"] is not None and first["epochs_run"] < config.max_epochs
+    assert first["best_loss"] < training.FAILED_FIT_FRACTION * history["target_variance"]
+    assert "the network died" in caplog.text and "training again with max_lr 0.1" in caplog.text
+    assert retries and retries[0]["max_lr"] == pytest.approx(config.max_lr / 3)
+    assert history["final_loss"] == min(a["final_loss"] for a in history["attempts"])
+    assert history["final_loss"] < first["final_loss"] / 3
+    with torch.no_grad():
+        prediction = model(torch.from_numpy(coords)).numpy().ravel()
+    right = groups >= 60
+    assert (prediction[right] > 0.5).mean() > 0.9 and (prediction[~right] < 0.5).mean() > 0.9
+
+
+def test_the_final_loss_is_the_dropout_free_group_loss():
+    """``final_loss`` is what attempts are compared on: the returned network's group loss with
+    dropout off, recomputed here by hand from its predictions."""
+    coords, values, groups = small_problem(n_groups=60)
+    model, history = fit_scar_field(coords, values, groups, small_config(max_epochs=5), device="cpu")
+    with torch.no_grad():
+        prediction = model(torch.from_numpy(coords)).numpy().ravel().astype(np.float64)
+    by_hand = np.mean([(prediction[groups == g].mean() - values[groups == g].mean()) ** 2 for g in range(60)])
+    assert history["final_loss"] == pytest.approx(by_hand, rel=1e-5)
+    assert [a["final_loss"] for a in history["attempts"]] == [history["final_loss"]]  # no retries here
+
+
 def test_a_dead_run_is_stopped_and_retried(caplog):
     """A network whose output is saturated (sigmoid(-200) is 0 in float32) passes no gradient: its
     loss never changes. With retries allowed, each run stops after DEAD_EPOCHS such epochs instead

@@ -28,7 +28,8 @@ Per case: Dice at 0.5, best Dice and its threshold, AUC, volume error at 0.5; un
 of ``scar_uncertainty`` for "wrong at 0.5" and the same for -|p - 0.5|, mean uncertainty on the
 slices (nodes inside any slab) vs between; the fit's group loss (of the MC mean field on the
 training groups, and the training history's best) vs the true fraction field's group loss (and
-the binary truth's, the fair yardstick when the targets are 0/1 labels);
+the binary truth's, the fair yardstick when the targets are 0/1 labels); the training runs
+(``attempts``: peak rate, epochs, final group loss of each; more than one when a run died or failed);
 seconds. ``--loso``: hold out the middle myocardial slice of the stack, reconstruct from the
 others, score the held-out slab's nodes (Dice at 0.5, AUC) beside nearest slice and LogOdds from
 the remaining slices, at 10 and 13 mm spacing for the phantoms (real spacing for ACDC/biv-me).
@@ -425,6 +426,9 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             "group_loss_truth": round(group_loss(case.truth_fraction, prepared), 5),
             "group_loss_truth_binary": round(group_loss(case.truth, prepared), 5),   # the yardstick for 0/1 labels
             "epochs": int(checkpoint["history"]["epochs_run"]),
+            # every training run (a dead or failed one is retried): its peak rate, epochs, final group loss
+            "attempts": [[a["max_lr"], a["epochs_run"], round(a["final_loss"], 5)]
+                         for a in checkpoint["history"].get("attempts", [])],
             "train_s": round(train_s, 1), "predict_s": round(predict_s, 1)}
     sticks = yardsticks(case, case.acquired)
     if case.stack is not None:
