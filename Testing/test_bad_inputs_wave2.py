@@ -77,7 +77,41 @@ def files(tmp_path_factory) -> dict:
                                  scar_uncertainty=0.2 * truth * (1.0 - truth), scar_error_risk=1.0 - truth),
         "other_nodes": _mesh_with(mesh, out / "other_nodes.vtk", points[::-1].copy(), scar_probability=truth),
         "metres": _mesh_with(mesh, out / "metres.vtk", points / 1000.0, scar_probability=truth),
+        "centimetres": _mesh_with(mesh, out / "centimetres.vtk", points / 10.0),
+        # the same mesh read in the other frame: a RAS file without its SPACE marker
+        "mirrored": _mesh_with(mesh, out / "mirrored.vtk", points * np.array([-1.0, -1.0, 1.0])),
+        "with_faces": _with_boundary_faces(mesh, out / "with_faces.vtk", scar_probability=truth),
     }
+
+
+def _with_boundary_faces(mesh: Mesh, path: Path, **fields: np.ndarray) -> Path:
+    """The tetrahedral mesh plus its boundary triangles as cells, as a mesher such as gmsh writes it."""
+    surface = vtk.vtkDataSetSurfaceFilter()
+    surface.SetInputData(mesh.dataset)
+    surface.PassThroughPointIdsOn()
+    surface.Update()
+    faces = surface.GetOutput()
+    original = vtk_to_numpy(faces.GetPointData().GetArray("vtkOriginalPointIds"))
+    dataset = vtk.vtkUnstructuredGrid()
+    dataset.DeepCopy(mesh.dataset)
+    ids = vtk.vtkIdList()
+    for c in range(faces.GetNumberOfCells()):
+        faces.GetCellPoints(c, ids)
+        dataset.InsertNextCell(vtk.VTK_TRIANGLE, 3, [int(original[ids.GetId(k)]) for k in range(3)])
+    write_mesh(Mesh(dataset=dataset, space="LPS", path=None), path, fields)
+    return path
+
+
+def _model(files: dict) -> Path:
+    """A model trained briefly on the phantom's scar map (its values do not matter here, only its box)."""
+    path = files["out"] / "model.pth"
+    if not path.exists():
+        data = files["out"] / "model.npz"
+        assert main([str(a) for a in ["prepare", "--mesh", files["mesh"], "--image", files["scar_map"],
+                                      "--slice-thickness-padding", files["half"], "--output", data]]) == 0
+        assert main([str(a) for a in ["train", "--training-data", data, "--output", path, "--preset", "fast",
+                                      "--max-epochs", "5", "--cpu"]]) == 0
+    return path
 
 
 def _rule(files: dict, rule: str = "psi", *extra: str, image: str = "lge", output: str = "out.npz") -> list:
@@ -160,6 +194,21 @@ CASES = {
     # a mesh in metres: .pts 1000 times off in every unit
     "export a mesh in metres": (lambda f: ["export", "--mesh", f["metres"], "--output", f["out"] / "out"],
                                 "scale a mesh in metres"),
+    # a volume mesh with its boundary triangles as cells (gmsh's output): the .elem mixed Tt and Tr
+    # elements, and openCARP simulated the wall's faces as tissue of their own
+    "export a mesh with surface cells among its volume cells": (
+        lambda f: ["export", "--mesh", f["with_faces"], "--output", f["out"] / "out"],
+        "mixes 5766 volume elements with"),
+    # a mesh in centimetres: a few pixels wide, so it passed the orders-of-magnitude check and every
+    # group averaged nodes from all over the heart
+    "prepare a mesh in centimetres": (
+        lambda f: ["prepare", "--mesh", f["centimetres"], "--image", f["scar_map"], "--slice-thickness-padding",
+                   str(f["half"]), "--output", f["out"] / "out.npz"], "scale its coordinates to millimetres (x10)"),
+    # a model applied to the mesh read in the other frame (or another patient's): only a warning,
+    # and a field extrapolated from the training box
+    "apply to a mesh outside the trained region": (
+        lambda f: ["apply", "--model", _model(f), "--mesh", f["mirrored"], "--output", f["out"] / "out.vtk"],
+        "lie outside the region the model was trained on"),
     # AHA's default border-zone tag 1 is export's healthy tag: the healthy share was reported as border zone
     "aha on export's tags without the border-zone tag": (
         lambda f: ["aha", "--mesh", _exported_tags(f), "--rv-point", f["rv_point"], "--tags-field", "tissue_tag",

@@ -107,6 +107,7 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
         raise CardioScarError(f"The mesh (LPS bounds {bounds_text(points)}) and the slices (LPS bounds "
                               f"{bounds_text(corners)}) differ in size by orders of magnitude"
                               f"{_unit_hint(points, corners, layers)}")
+    _check_not_centimetres(points, corners, layers)
     unique_keys, group_ids = np.unique(keys, return_inverse=True)
     # Stable: within a group (one slice) nodes keep their ascending order from np.flatnonzero.
     order = np.argsort(group_ids, kind="stable")
@@ -125,6 +126,24 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
                 int((memberships > 1).sum()))
     return GroupMapping(node_ids=node_ids, group_ids=group_ids, group_values=group_values,
                         group_slice=group_slice, group_pixel=group_pixel)
+
+
+#: A heart mesh in millimetres spans dozens of pixels of any LGE slice (an adult LV 60-120 mm across
+#: 0.6-2.5 mm pixels, a mouse heart 7 mm across 0.1 mm pixels); one in centimetres spans a handful.
+MIN_MESH_PIXELS = 10.0
+
+
+def _check_not_centimetres(points: np.ndarray, corners: np.ndarray, layers: Sequence[SliceLayer]) -> None:
+    """Refuse a mesh only a few pixels across inside a much larger field of view: a heart mesh in
+    centimetres (10 times too small) still lands in a few pixels, so the orders-of-magnitude check
+    passes, and every group then averages nodes from all over the heart."""
+    pixel = min(min(layer.spacing) for layer in layers)
+    extent = float(np.ptp(points, axis=0).max())
+    if len(points) >= 20 and extent < MIN_MESH_PIXELS * pixel and _size_ratio(points, corners) < 1 / 5:
+        raise CardioScarError(
+            f"The mesh spans only {extent:.3g} mm (LPS bounds {bounds_text(points)}), {extent / pixel:.1f} pixels of "
+            f"{pixel:g} mm, inside slices {float(np.ptp(corners, axis=0).max()):.4g} mm across: a heart mesh in "
+            "centimetres? scale its coordinates to millimetres (x10)")
 
 
 def _size_ratio(points: np.ndarray, corners: np.ndarray) -> float:
