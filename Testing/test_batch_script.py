@@ -381,11 +381,14 @@ def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_pa
     from cardioscar.simulation.tags import tag_mesh
 
     mesh = read_mesh(case["paths"]["mesh"])
-    core = np.linspace(0.0, 1.0, mesh.n_points)
-    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
     base = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]), "--seed", "7",
             "--border-zone", "0.3", "--export-opencarp", str(tmp_path / "heart")]
     script = _load_script()
+    # a core inside the scar (as a core model's is; one outside it is refused as swapped fields):
+    # the scar field of the same seeded run, scaled down by 0.5-1 along the node order
+    assert script.run(base[:6] + ["--output", str(tmp_path / "scar_only.vtk")]) == 0
+    core = read_mesh(tmp_path / "scar_only.vtk").point_array("scar_probability") * np.linspace(0.5, 1.0, mesh.n_points)
+    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
     assert script.run(base + ["--output", str(tmp_path / "tagged.vtk"), "--core-mesh", str(tmp_path / "core_pred.vtk")]) == 0
     tagged = read_mesh(tmp_path / "tagged.vtk")
     expected = tag_mesh(tagged.dataset, tagged.point_array("scar_probability"), core, 0.3, None)  # core 0.5
