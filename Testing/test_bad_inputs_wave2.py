@@ -198,6 +198,11 @@ CASES = {
     "export with the scar and core fields swapped": (
         lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "core_probability", "--core-field",
                    "scar_probability", "--output", f["out"] / "out"], "the scar and core fields look swapped"),
+    # evaluate pairs nodes by number: a truth on another mesh of as many nodes (or the same one
+    # renumbered by another tool) scored each node against another node's truth (Dice 0.12, exit 0)
+    "evaluate against a truth on other nodes": (
+        lambda f: ["evaluate", "--prediction", f["prediction"], "--truth", f["other_nodes"], "--truth-field",
+                   "scar_probability", "--json", f["out"] / "out.json"], "have as many nodes but not at the same places"),
     # a mesh in metres: .pts 1000 times off in every unit
     "export a mesh in metres": (lambda f: ["export", "--mesh", f["metres"], "--output", f["out"] / "out"],
                                 "scale a mesh in metres"),
