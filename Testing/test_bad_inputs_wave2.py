@@ -358,7 +358,8 @@ def test_attrivae_predict_refuses(attrivae_model, emidec, shared_data, tmp_path,
 def test_the_slicer_logic_meets_the_same_refusals(files):
     """The checks are the library's, so the Slicer Logic (real MRML, slicer-core; no Qt) refuses the
     linearly resampled label map as the rule's myocardium mask and a mask 12 mm off the scar map
-    before anything is trained, and the tissue tags of a field outside [0, 1]; the model node is left as it was."""
+    before anything is trained, and the tissue tags of a field outside [0, 1] or of swapped scar and core
+    fields; the model node is left as it was."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
@@ -390,4 +391,12 @@ def test_the_slicer_logic_meets_the_same_refusals(files):
     model = csl.load_model(context.scene, percent)
     with pytest.raises(CardioScarError, match=r"The scar field \(--scar-field\) ranges .* outside \[0, 1\]"):
         tag_model_node(model)
+    assert model.GetMesh().GetPointData().GetArray("tissue_tag") is None
+    # the core model's result loaded as the scar, the scar model's field named as the core
+    swapped = _mesh_with(prediction, files["out"] / "swapped.vtk",
+                         scar_probability=prediction.point_array("core_probability"),
+                         scar_field=prediction.point_array("scar_probability"))
+    model = csl.load_model(context.scene, swapped)
+    with pytest.raises(CardioScarError, match="the scar and core fields look swapped"):
+        tag_model_node(model, core_field="scar_field")
     assert model.GetMesh().GetPointData().GetArray("tissue_tag") is None
