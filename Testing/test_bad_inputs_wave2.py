@@ -310,6 +310,25 @@ def test_slabs_that_overlap_more_than_twice_are_named_in_a_warning(files, capsys
             assert "is the slab's half-width, half the slice thickness" in warnings[0], warnings
 
 
+def test_a_cohort_patient_whose_mesh_the_export_refuses_fails_before_training(files, monkeypatch):
+    """A cohort row with ``export: opencarp`` and a mesh holding surface cells among its volume
+    cells used to train (an hour on a real mesh) and then fail at the export. The patient now fails
+    with the export's one line before anything is trained (training is watched, not replaced)."""
+    import cardioscar.logic
+    from cardioscar.cohort.manifest import read_manifest
+    from cardioscar.cohort.tasks import run_patient
+
+    trained = []
+    real_training = cardioscar.logic.train_scar_model
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", lambda *a, **k: trained.append(1) or real_training(*a, **k))
+    manifest = files["out"] / "export_faces.csv"
+    manifest.write_text("id,mesh,image,slice_thickness_padding,max_epochs,export\n"
+                        f"p1,{files['with_faces']},{files['scar_map']},{files['half']},2,opencarp\n", encoding="utf-8")
+    record = run_patient(read_manifest(manifest)[0], str(files["out"] / "cohort_faces"), "digest")
+    assert record["status"] == "failed" and "mixes 5766 volume elements with" in record["error"], record
+    assert trained == [] and not (files["out"] / "cohort_faces" / "p1").exists()
+
+
 @pytest.fixture(scope="module")
 def emidec(shared_data) -> tuple[Path, Path]:
     folder = shared_data / "emidec" / EMIDEC_CASE
