@@ -63,6 +63,12 @@ def files(tmp_path_factory) -> dict:
         moved = sitk.Image(labels)
         moved.SetOrigin(tuple(np.add(labels.GetOrigin(), millimetres * np.asarray(labels.GetDirection())[[0, 3, 6]])))
         sitk.WriteImage(moved, str(out / f"labels_moved_{millimetres:g}mm.nii.gz"))
+    # a view whose normal lies in the short-axis plane, as a long-axis view's does: the stack's own
+    # axes turned (i, j, k) -> (j, k, i), a rotation
+    stack = sitk.ReadImage(str(paths["image"]))
+    turned = np.asarray(stack.GetDirection()).reshape(3, 3)[:, [1, 2, 0]]
+    stack.SetDirection(tuple(turned.ravel()))
+    sitk.WriteImage(stack, str(out / "long_axis_view.nii.gz"))
     points = mesh.points_lps()
     geometry = phantom.geometry  # the anterior RV insertion, on the epicardium 30 degrees round (test_aha's)
     rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]),
@@ -327,6 +333,21 @@ def test_a_cohort_patient_whose_mesh_the_export_refuses_fails_before_training(fi
     record = run_patient(read_manifest(manifest)[0], str(files["out"] / "cohort_faces"), "digest")
     assert record["status"] == "failed" and "mixes 5766 volume elements with" in record["error"], record
     assert trained == [] and not (files["out"] / "cohort_faces" / "p1").exists()
+
+
+def test_aha_on_a_long_axis_views_normal_is_named_in_a_warning(files, capsys):
+    """``aha --slice-normal-from`` a long-axis view took its normal as the LV's long axis and cut the
+    ventricle lengthwise into "levels", silently. A warning now says so where the LV's shape has a
+    clear longest direction (not an error: a truncated LV can be wider than long); the short-axis
+    stack itself says nothing."""
+    for image, warned in ((files["scar_map"], False), (files["out"] / "long_axis_view.nii.gz", True)):
+        args = ["aha", "--mesh", files["prediction"], "--rv-point", files["rv_point"], "--slice-normal-from", image,
+                "--output-dir", files["out"] / "aha_normal"]
+        assert main([str(a) for a in args]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "longest direction" in line]
+        assert len(warnings) == int(warned), warnings
+        if warned:
+            assert "a long-axis view?" in warnings[0], warnings
 
 
 @pytest.fixture(scope="module")
