@@ -63,6 +63,12 @@ def files(tmp_path_factory) -> dict:
         moved = sitk.Image(labels)
         moved.SetOrigin(tuple(np.add(labels.GetOrigin(), millimetres * np.asarray(labels.GetDirection())[[0, 3, 6]])))
         sitk.WriteImage(moved, str(out / f"labels_moved_{millimetres:g}mm.nii.gz"))
+    # a view whose normal lies in the short-axis plane, as a long-axis view's does: the stack's own
+    # axes turned (i, j, k) -> (j, k, i), a rotation
+    stack = sitk.ReadImage(str(paths["image"]))
+    turned = np.asarray(stack.GetDirection()).reshape(3, 3)[:, [1, 2, 0]]
+    stack.SetDirection(tuple(turned.ravel()))
+    sitk.WriteImage(stack, str(out / "long_axis_view.nii.gz"))
     points = mesh.points_lps()
     geometry = phantom.geometry  # the anterior RV insertion, on the epicardium 30 degrees round (test_aha's)
     rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]),
@@ -74,10 +80,46 @@ def files(tmp_path_factory) -> dict:
         "labels_linear": out / "labels_linear.nii.gz", "half": phantom.slice_half_thickness_mm,
         "prediction": _mesh_with(mesh, out / "prediction.vtk", scar_probability=truth,
                                  raw=truth * 1000.0, holes=np.where(np.arange(len(truth)) % 5 == 0, np.nan, truth),
-                                 scar_uncertainty=0.2 * truth * (1.0 - truth), scar_error_risk=1.0 - truth),
+                                 scar_uncertainty=0.2 * truth * (1.0 - truth), scar_error_risk=1.0 - truth,
+                                 # a core inside the scar: every other scar node (the check is node by node)
+                                 core_probability=truth * (np.arange(len(truth)) % 2)),
         "other_nodes": _mesh_with(mesh, out / "other_nodes.vtk", points[::-1].copy(), scar_probability=truth),
         "metres": _mesh_with(mesh, out / "metres.vtk", points / 1000.0, scar_probability=truth),
+        "centimetres": _mesh_with(mesh, out / "centimetres.vtk", points / 10.0),
+        # the same mesh read in the other frame: a RAS file without its SPACE marker
+        "mirrored": _mesh_with(mesh, out / "mirrored.vtk", points * np.array([-1.0, -1.0, 1.0])),
+        "with_faces": _with_boundary_faces(mesh, out / "with_faces.vtk", scar_probability=truth),
     }
+
+
+def _with_boundary_faces(mesh: Mesh, path: Path, **fields: np.ndarray) -> Path:
+    """The tetrahedral mesh plus its boundary triangles as cells, as a mesher such as gmsh writes it."""
+    surface = vtk.vtkDataSetSurfaceFilter()
+    surface.SetInputData(mesh.dataset)
+    surface.PassThroughPointIdsOn()
+    surface.Update()
+    faces = surface.GetOutput()
+    original = vtk_to_numpy(faces.GetPointData().GetArray("vtkOriginalPointIds"))
+    dataset = vtk.vtkUnstructuredGrid()
+    dataset.DeepCopy(mesh.dataset)
+    ids = vtk.vtkIdList()
+    for c in range(faces.GetNumberOfCells()):
+        faces.GetCellPoints(c, ids)
+        dataset.InsertNextCell(vtk.VTK_TRIANGLE, 3, [int(original[ids.GetId(k)]) for k in range(3)])
+    write_mesh(Mesh(dataset=dataset, space="LPS", path=None), path, fields)
+    return path
+
+
+def _model(files: dict) -> Path:
+    """A model trained briefly on the phantom's scar map (its values do not matter here, only its box)."""
+    path = files["out"] / "model.pth"
+    if not path.exists():
+        data = files["out"] / "model.npz"
+        assert main([str(a) for a in ["prepare", "--mesh", files["mesh"], "--image", files["scar_map"],
+                                      "--slice-thickness-padding", files["half"], "--output", data]]) == 0
+        assert main([str(a) for a in ["train", "--training-data", data, "--output", path, "--preset", "fast",
+                                      "--max-epochs", "5", "--cpu"]]) == 0
+    return path
 
 
 def _rule(files: dict, rule: str = "psi", *extra: str, image: str = "lge", output: str = "out.npz") -> list:
@@ -157,9 +199,34 @@ CASES = {
     "export with the core model's rule": (
         lambda f: ["export", "--mesh", f["prediction"], "--rule-from", _core_training_data(f), "--output",
                    f["out"] / "out"], "--scar-target core: give the scar model's training data"),
+    # the scar and core fields given the other way round: the scar's border zone was tagged core
+    # and the border zone vanished (on the raw-LGE demo: 2.7 % -> 0.5 % of the volume), exit 0
+    "export with the scar and core fields swapped": (
+        lambda f: ["export", "--mesh", f["prediction"], "--scar-field", "core_probability", "--core-field",
+                   "scar_probability", "--output", f["out"] / "out"], "the scar and core fields look swapped"),
+    # evaluate pairs nodes by number: a truth on another mesh of as many nodes (or the same one
+    # renumbered by another tool) scored each node against another node's truth (Dice 0.12, exit 0)
+    "evaluate against a truth on other nodes": (
+        lambda f: ["evaluate", "--prediction", f["prediction"], "--truth", f["other_nodes"], "--truth-field",
+                   "scar_probability", "--json", f["out"] / "out.json"], "have as many nodes but not at the same places"),
     # a mesh in metres: .pts 1000 times off in every unit
     "export a mesh in metres": (lambda f: ["export", "--mesh", f["metres"], "--output", f["out"] / "out"],
                                 "scale a mesh in metres"),
+    # a volume mesh with its boundary triangles as cells (gmsh's output): the .elem mixed Tt and Tr
+    # elements, and openCARP simulated the wall's faces as tissue of their own
+    "export a mesh with surface cells among its volume cells": (
+        lambda f: ["export", "--mesh", f["with_faces"], "--output", f["out"] / "out"],
+        "mixes 5766 volume elements with"),
+    # a mesh in centimetres: a few pixels wide, so it passed the orders-of-magnitude check and every
+    # group averaged nodes from all over the heart
+    "prepare a mesh in centimetres": (
+        lambda f: ["prepare", "--mesh", f["centimetres"], "--image", f["scar_map"], "--slice-thickness-padding",
+                   str(f["half"]), "--output", f["out"] / "out.npz"], "scale its coordinates to millimetres (x10)"),
+    # a model applied to the mesh read in the other frame (or another patient's): only a warning,
+    # and a field extrapolated from the training box
+    "apply to a mesh outside the trained region": (
+        lambda f: ["apply", "--model", _model(f), "--mesh", f["mirrored"], "--output", f["out"] / "out.vtk"],
+        "lie outside the region the model was trained on"),
     # AHA's default border-zone tag 1 is export's healthy tag: the healthy share was reported as border zone
     "aha on export's tags without the border-zone tag": (
         lambda f: ["aha", "--mesh", _exported_tags(f), "--rv-point", f["rv_point"], "--tags-field", "tissue_tag",
@@ -220,6 +287,62 @@ def test_a_mask_a_few_millimetres_off_the_scar_is_named_in_a_warning(files, caps
             assert "check that the myocardium mask was drawn on these images" in warnings[0], warnings
 
 
+def _prepare_scar_map(f: dict, mesh: str = "mesh", padding: float | None = None) -> list:
+    return ["prepare", "--mesh", f[mesh], "--image", f["scar_map"], "--slice-thickness-padding",
+            str(f["half"] if padding is None else padding), "--output", f["out"] / "warned.npz"]
+
+
+def _aha_normal(f: dict, image: Path) -> list:
+    return ["aha", "--mesh", f["prediction"], "--rv-point", f["rv_point"], "--slice-normal-from", image,
+            "--output-dir", f["out"] / "aha_normal"]
+
+
+# id -> (arguments of the right input, of the suspicious one, the warning's marker, a fragment of it).
+# Not errors (each may be right), but no longer silent; the right input says nothing.
+WARNINGS = {
+    # the mesh read mirrored in x and y (a RAS file without its SPACE marker) still met the slices in
+    # part: the nodes it put in a slab trained on the wrong pixels. A field of view holds the heart.
+    "a mesh outside the field of view": (lambda f: _prepare_scar_map(f), lambda f: _prepare_scar_map(f, "mirrored"),
+                                         "field of view", "check the mesh's frame (its SPACE=LPS or SPACE=RAS"),
+    # slices 10 mm apart, a 20 mm half-width (the thickness, doubled): each covered node in about
+    # 3.5 slabs, constrained by slices that are not its neighbours (Dice 0.54 on the demo phantom)
+    "slabs that overlap more than twice": (lambda f: _prepare_scar_map(f), lambda f: _prepare_scar_map(f, padding=20.0),
+                                           "slabs overlap", "is the slab's half-width, half the slice thickness"),
+    # aha took a long-axis view's normal as the LV's long axis and cut the ventricle lengthwise
+    "aha on a long-axis view's normal": (lambda f: _aha_normal(f, f["scar_map"]),
+                                         lambda f: _aha_normal(f, f["out"] / "long_axis_view.nii.gz"),
+                                         "longest direction", "a long-axis view?"),
+}
+
+
+@pytest.mark.parametrize("case", list(WARNINGS))
+def test_suspicious_inputs_are_named_in_one_warning(files, case, capsys):
+    right, suspicious, marker, fragment = WARNINGS[case]
+    for arguments, warned in ((right, False), (suspicious, True)):
+        assert main([str(a) for a in arguments(files)]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if marker in line]
+        assert len(warnings) == int(warned) and (not warned or fragment in warnings[0]), warnings
+
+
+def test_a_cohort_patient_whose_mesh_the_export_refuses_fails_before_training(files, monkeypatch):
+    """A cohort row with ``export: opencarp`` and a mesh holding surface cells among its volume
+    cells used to train (an hour on a real mesh) and then fail at the export. The patient now fails
+    with the export's one line before anything is trained (training is watched, not replaced)."""
+    import cardioscar.logic
+    from cardioscar.cohort.manifest import read_manifest
+    from cardioscar.cohort.tasks import run_patient
+
+    trained = []
+    real_training = cardioscar.logic.train_scar_model
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", lambda *a, **k: trained.append(1) or real_training(*a, **k))
+    manifest = files["out"] / "export_faces.csv"
+    manifest.write_text("id,mesh,image,slice_thickness_padding,max_epochs,export\n"
+                        f"p1,{files['with_faces']},{files['scar_map']},{files['half']},2,opencarp\n", encoding="utf-8")
+    record = run_patient(read_manifest(manifest)[0], str(files["out"] / "cohort_faces"), "digest")
+    assert record["status"] == "failed" and "mixes 5766 volume elements with" in record["error"], record
+    assert trained == [] and not (files["out"] / "cohort_faces" / "p1").exists()
+
+
 @pytest.fixture(scope="module")
 def emidec(shared_data) -> tuple[Path, Path]:
     folder = shared_data / "emidec" / EMIDEC_CASE
@@ -268,7 +391,8 @@ def test_attrivae_predict_refuses(attrivae_model, emidec, shared_data, tmp_path,
 def test_the_slicer_logic_meets_the_same_refusals(files):
     """The checks are the library's, so the Slicer Logic (real MRML, slicer-core; no Qt) refuses the
     linearly resampled label map as the rule's myocardium mask and a mask 12 mm off the scar map
-    before anything is trained, and the tissue tags of a field outside [0, 1]; the model node is left as it was."""
+    before anything is trained, and the tissue tags of a field outside [0, 1] or of swapped scar and core
+    fields; the model node is left as it was."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
@@ -300,4 +424,12 @@ def test_the_slicer_logic_meets_the_same_refusals(files):
     model = csl.load_model(context.scene, percent)
     with pytest.raises(CardioScarError, match=r"The scar field \(--scar-field\) ranges .* outside \[0, 1\]"):
         tag_model_node(model)
+    assert model.GetMesh().GetPointData().GetArray("tissue_tag") is None
+    # the core model's result loaded as the scar, the scar model's field named as the core
+    swapped = _mesh_with(prediction, files["out"] / "swapped.vtk",
+                         scar_probability=prediction.point_array("core_probability"),
+                         scar_field=prediction.point_array("scar_probability"))
+    model = csl.load_model(context.scene, swapped)
+    with pytest.raises(CardioScarError, match="the scar and core fields look swapped"):
+        tag_model_node(model, core_field="scar_field")
     assert model.GetMesh().GetPointData().GetArray("tissue_tag") is None

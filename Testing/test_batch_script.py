@@ -381,11 +381,14 @@ def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_pa
     from cardioscar.simulation.tags import tag_mesh
 
     mesh = read_mesh(case["paths"]["mesh"])
-    core = np.linspace(0.0, 1.0, mesh.n_points)
-    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
     base = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]), "--seed", "7",
             "--border-zone", "0.3", "--export-opencarp", str(tmp_path / "heart")]
     script = _load_script()
+    # a core inside the scar (as a core model's is; one outside it is refused as swapped fields):
+    # the scar field of the same seeded run, scaled down by 0.5-1 along the node order
+    assert script.run(base[:6] + ["--output", str(tmp_path / "scar_only.vtk")]) == 0
+    core = read_mesh(tmp_path / "scar_only.vtk").point_array("scar_probability") * np.linspace(0.5, 1.0, mesh.n_points)
+    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
     assert script.run(base + ["--output", str(tmp_path / "tagged.vtk"), "--core-mesh", str(tmp_path / "core_pred.vtk")]) == 0
     tagged = read_mesh(tmp_path / "tagged.vtk")
     expected = tag_mesh(tagged.dataset, tagged.point_array("scar_probability"), core, 0.3, None)  # core 0.5
@@ -477,3 +480,33 @@ def test_batch_rule_masks_from_label_maps_and_a_segmentation_file_agree(tmp_path
     argv = ["--volume", str(tmp_path / "lge.nii.gz"), "--mesh", str(paths["mesh"]), "--output", str(tmp_path / "x.vtk"),
             "--remote-segment", "Remote"]
     assert script.run(argv) == 2 and "--remote-segment need --scar-rule" in capsys.readouterr().err
+
+
+def test_a_mesh_the_opencarp_export_refuses_is_refused_before_the_run(case, tmp_path, capsys):
+    """--export-opencarp with a tetrahedral mesh that also holds its boundary triangles as cells (as
+    gmsh writes it): the export refuses it (openCARP would simulate the faces as tissue), and the
+    batch script now says so before training instead of after it."""
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from cardioscar.io.meshio import Mesh, write_mesh
+
+    mesh = read_mesh(case["paths"]["mesh"])
+    surface = vtk.vtkDataSetSurfaceFilter()
+    surface.SetInputData(mesh.dataset)
+    surface.PassThroughPointIdsOn()
+    surface.Update()
+    original = vtk_to_numpy(surface.GetOutput().GetPointData().GetArray("vtkOriginalPointIds"))
+    with_faces = vtk.vtkUnstructuredGrid()
+    with_faces.DeepCopy(mesh.dataset)
+    ids = vtk.vtkIdList()
+    for c in range(surface.GetOutput().GetNumberOfCells()):
+        surface.GetOutput().GetCellPoints(c, ids)
+        with_faces.InsertNextCell(vtk.VTK_TRIANGLE, 3, [int(original[ids.GetId(k)]) for k in range(3)])
+    write_mesh(Mesh(dataset=with_faces, space="LPS", path=None), tmp_path / "with_faces.vtk")
+    argv = [str(a) for a in _common(case)] + ["--mesh", str(tmp_path / "with_faces.vtk"), "--output",
+                                               str(tmp_path / "o.vtk"), "--export-opencarp", str(tmp_path / "heart")]
+    status = _load_script().run(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "surface elements as tissue" in err[0], err
+    assert not (tmp_path / "o.vtk").exists() and not list(tmp_path.glob("heart.*"))

@@ -327,6 +327,11 @@ def run(argv: list[str]) -> int:
             from CardioScarLogic.tissue import core_values
 
             core_values(model_node, args.core_field, core_node)
+        if args.export_opencarp is not None:  # so is a mesh the openCARP export refuses
+            from cardioscar.io.meshio import read_mesh
+            from cardioscar.simulation.opencarp import check_exportable
+
+            check_exportable(read_mesh(args.mesh))
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:

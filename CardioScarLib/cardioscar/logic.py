@@ -29,7 +29,7 @@ from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_f
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
-from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.prepare.mapping import map_slices_to_nodes, warn_overlapping_slabs
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.predict.meshscale import check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -301,6 +301,7 @@ def prepare_from_slices(
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
     mapping = map_slices_to_nodes(points_lps, slices)
+    warn_overlapping_slabs(mapping, slices)
     coverage = np.zeros(0, dtype=np.float64)
     if coverage_mesh is not None:
         dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")

@@ -207,6 +207,10 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
     device = _device(use_gpu)
+    if "opencarp" in (options["export"] or ()):  # a mesh the export refuses fails before the training
+        from cardioscar.simulation.opencarp import check_exportable
+
+        check_exportable(read_mesh(spec.mesh))
     prepared = prepare_training_data(preparation_request(spec))
     checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)

@@ -18,7 +18,8 @@ from sklearn.metrics import roc_auc_score
 from vtk.util import numpy_support
 
 from ..errors import CardioScarError
-from ..io.meshio import read_mesh
+from ..io.checks import SAME_NODE_TOLERANCE_MM
+from ..io.meshio import node_offset_mm, read_mesh
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,13 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     if prediction.n_points != truth_mesh.n_points:
         raise CardioScarError(f"{Path(prediction_path).name} has {prediction.n_points} nodes but "
                               f"{Path(truth_path).name} has {truth_mesh.n_points}; evaluate meshes of the same nodes")
+    offset = node_offset_mm(prediction, truth_mesh)
+    if offset > SAME_NODE_TOLERANCE_MM:
+        # the fields are paired by node number: another mesh of as many nodes (or this one renumbered
+        # by another tool) scored every node against some other node's truth
+        raise CardioScarError(f"{Path(prediction_path).name} and {Path(truth_path).name} have as many nodes but not "
+                              f"at the same places (up to {offset:.3g} mm apart); evaluate the prediction on the "
+                              "truth's own mesh (apply the model to that file)")
     probability = prediction.point_array(probability_field)
     truth = truth_mesh.point_array(truth_field)
     has_uncertainty = prediction.dataset.GetPointData().GetArray(uncertainty_field) is not None

@@ -20,6 +20,8 @@ from ..errors import CardioScarError
 MAX_SEED = 2**63 - 1
 #: How far a label map's voxel may be from a whole number (float files keep 1.9999 for 2).
 LABEL_TOLERANCE = 1e-3
+#: How far (mm) the same node may lie in two files of one mesh (files may keep float32).
+SAME_NODE_TOLERANCE_MM = 1e-3
 
 
 def check_seed(seed: object, option: str = "--seed") -> int:

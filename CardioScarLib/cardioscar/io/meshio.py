@@ -33,6 +33,12 @@ _SPACE_IN_HEADER = re.compile(r"SPACE\s*=\s*([A-Za-z]+)")
 _RAS_FROM_LPS = np.array([-1.0, -1.0, 1.0])
 
 
+def node_offset_mm(first: "Mesh", second: "Mesh") -> float:
+    """The largest distance (mm, per axis) between the same-numbered nodes of two meshes of equal
+    node count: two files that pair their nodes by number must be one mesh, node for node."""
+    return float(np.abs(first.points_lps() - second.points_lps()).max()) if first.n_points else 0.0
+
+
 def bounds_text(points: np.ndarray) -> str:
     """Format the bounding box of (N, 3) points as ``[x0..x1, y0..y1, z0..z1]`` for messages."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CardioScarError
+from ..io.checks import SAME_NODE_TOLERANCE_MM
 
 if TYPE_CHECKING:
     from .tags import TissueTags
 
 logger = logging.getLogger(__name__)
 
-#: How far (mm) a --core-mesh node may lie from the same node of --mesh (files keep float32).
-CORE_MESH_TOLERANCE_MM = 1e-3
+#: How far (mm) a --core-mesh node may lie from the same node of --mesh (the Slicer Logic's name).
+CORE_MESH_TOLERANCE_MM = SAME_NODE_TOLERANCE_MM
 
 
 def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp", units: str = "um",
@@ -35,7 +36,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     import numpy as np
     from vtk.util.numpy_support import vtk_to_numpy
 
-    from ..io.meshio import read_mesh
+    from ..io.meshio import node_offset_mm, read_mesh
     from .opencarp import write_opencarp, write_tagged_vtu
     from .tags import check_scar_field_name, tag_mesh
 
@@ -55,7 +56,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         if other.n_points != mesh.n_points:
             raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has {other.n_points} nodes but --mesh has "
                                   f"{mesh.n_points}: apply the core model to the same mesh")
-        offset = float(np.abs(other.points_lps() - mesh.points_lps()).max())
+        offset = node_offset_mm(other, mesh)
         if offset > CORE_MESH_TOLERANCE_MM:
             raise CardioScarError(f"--core-mesh {Path(core_mesh).name} has as many nodes as --mesh, but not at the "
                                   f"same places (up to {offset:.3g} mm apart): apply the core model to the same mesh "

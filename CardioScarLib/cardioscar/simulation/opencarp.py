@@ -45,6 +45,8 @@ _VOXEL_TO_HEX = np.array([0, 1, 3, 2, 4, 5, 7, 6])  # hexahedron node i is voxel
 # position i of an openCARP element holds VTK node VTK_TO_CARP[type][i]
 VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: _HEX_TO_CARP, vtk.VTK_VOXEL: _VOXEL_TO_HEX[_HEX_TO_CARP],
                vtk.VTK_WEDGE: np.array([0, 1, 2, 3, 5, 4]), vtk.VTK_PIXEL: np.array([0, 1, 3, 2])}
+#: Cell types that hold tissue volume; the others written (triangles, quads) are surface elements.
+VOLUME_TYPES = (vtk.VTK_TETRA, vtk.VTK_HEXAHEDRON, vtk.VTK_VOXEL, vtk.VTK_WEDGE, vtk.VTK_PYRAMID)
 UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
 #: Bounding-box diagonal (mm) of a mesh that can be a heart (or a piece of one) in millimetres.
 MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
@@ -77,19 +79,39 @@ def check_millimetres(points: np.ndarray) -> None:
                               "micrometres to millimetres before exporting")
 
 
-def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
+def check_exportable(mesh: Mesh) -> None:
+    """Refuse, without writing anything, a mesh the openCARP export cannot write as it is. Faces that
+    train before they export (cohorts, the batch script) call it first, so the refusal does not
+    come after the training."""
+    check_millimetres(mesh.points_lps())
     dataset = mesh.dataset
     source = mesh.path.name if mesh.path else "the mesh"
     if dataset.GetNumberOfCells() == 0:
         raise CardioScarError(f"{source} has no cells: an openCARP .elem needs volume (or surface) elements")
+    kinds = np.array([dataset.GetCellType(c) for c in range(dataset.GetNumberOfCells())])
+    unknown = [int(kind) for kind in np.unique(kinds) if int(kind) not in ELEMENT_CODES]
+    if unknown:
+        c = int(np.flatnonzero(kinds == unknown[0])[0])
+        name = vtk.vtkCellTypes.GetClassNameFromTypeId(unknown[0])
+        raise CardioScarError(f"{source} cell {c} is a {name}; the openCARP export writes linear tetrahedra, "
+                              "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
+                              "(e.g. tetrahedralise it)")
+    # A volume mesh that also holds surface cells (a mesher's boundary triangles, as gmsh writes
+    # them) would make openCARP simulate each surface cell as tissue of its own, conducting along
+    # the wall's faces; such a file cannot be told from an intended one afterwards.
+    volume = int(np.isin(kinds, VOLUME_TYPES).sum())
+    if 0 < volume < len(kinds):
+        raise CardioScarError(f"{source} mixes {volume} volume elements with {len(kinds) - volume} surface elements "
+                              "(triangles or quads, e.g. a mesher's boundary faces); openCARP would simulate the "
+                              "surface elements as tissue: remove the surface cells from the mesh and export again")
+
+
+def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
+    check_exportable(mesh)
+    dataset = mesh.dataset
     lines = []
     for c, nodes in enumerate(cell_node_lists(dataset)):
         kind = dataset.GetCellType(c)
-        if kind not in ELEMENT_CODES:
-            name = vtk.vtkCellTypes.GetClassNameFromTypeId(kind)
-            raise CardioScarError(f"{source} cell {c} is a {name}; the openCARP export writes linear tetrahedra, "
-                                  "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
-                                  "(e.g. tetrahedralise it)")
         if kind in VTK_TO_CARP:
             nodes = nodes[VTK_TO_CARP[kind]]
         lines.append(f"{ELEMENT_CODES[kind]} {' '.join(str(n) for n in nodes)} {int(tags[c])}")
