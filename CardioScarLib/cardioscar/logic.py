@@ -31,7 +31,7 @@ from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import map_slices_to_nodes
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
-from cardioscar.predict.meshscale import check_same_scale, node_spacing
+from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
 from cardioscar.fit.normalization import fit_scaler, normalize
@@ -385,6 +385,10 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
     logger.info("Wrote training data %s", output_path)
 
 
+#: How far outside [0, 1] a stored normalised coordinate may lie (float32 rounding only).
+_COORDINATE_SLACK = 1e-3
+
+
 def load_preprocessing_result(path: Path) -> PreprocessingResult:
     """Read a ``.npz`` written by us or by the existing tool (documented keys only)."""
     path = Path(path)
@@ -423,6 +427,12 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         )
     if not np.all(np.isfinite(coordinates)) or not np.all(np.isfinite(intensities)):
         raise CardioScarError(f"Training data {path} contains NaN or infinite values; re-run `cardioscar prepare`.")
+    if coordinates.min() < -_COORDINATE_SLACK or coordinates.max() > 1.0 + _COORDINATE_SLACK:
+        # millimetres (or another scaler's units) here would train the network on points the
+        # stored scaler never maps a mesh node to: apply would then read a different field
+        raise CardioScarError(f"Training data {path}: coordinates must be normalised to [0, 1] by scaler_min/"
+                              f"scaler_max (the mesh nodes' box), found {coordinates.min():g}..{coordinates.max():g}; "
+                              "re-run `cardioscar prepare` (or store (x - scaler_min) / (scaler_max - scaler_min)).")
     if intensities.min() < 0.0 or intensities.max() > 1.0:
         raise CardioScarError(f"Training data {path}: intensities must lie in [0, 1] (the network's output range), "
                               f"found {intensities.min():g}..{intensities.max():g}; prepare with "
@@ -663,10 +673,12 @@ def predict_on_points(
 
 def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
     """Refuse a mesh to apply ``checkpoint`` to whose size or node spacing is not the training
-    mesh's (another unit); every face that applies a saved model calls it."""
+    mesh's (another unit), or most of whose nodes lie outside its box (another frame or patient);
+    every face that applies a saved model calls it."""
     low, high = _scaler(checkpoint)
     check_same_scale({**checkpoint.get("dataset_info", {}), "scaler_min": low, "scaler_max": high}, points_lps,
                      mesh_name)
+    check_inside_training_box(low, high, points_lps, mesh_name)
 
 
 def apply_scar_model(

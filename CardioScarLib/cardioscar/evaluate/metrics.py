@@ -178,6 +178,25 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
     }
 
 
+#: How far (mm) the prediction's node may lie from the truth's node of the same index.
+SAME_NODE_MM = 1e-3
+
+
+def _check_same_nodes(prediction_points: np.ndarray, truth_points: np.ndarray, prediction_name: str,
+                      truth_name: str) -> None:
+    """Refuse two meshes whose nodes of the same index are not at the same place (in LPS).
+
+    Why: the scores pair values by node index; a prediction on a re-meshed, renumbered or
+    mirrored (RAS read as LPS) mesh with as many nodes would be scored against the wrong nodes.
+    """
+    distance = np.linalg.norm(prediction_points - truth_points, axis=1)
+    moved = int(np.sum(distance > SAME_NODE_MM))
+    if moved:
+        raise CardioScarError(f"{prediction_name} and {truth_name} have as many nodes but {moved} of them lie at "
+                              f"different places (up to {distance.max():.4g} mm, frames LPS/RAS included); evaluate "
+                              "a prediction on the truth's own mesh (apply the model to that mesh)")
+
+
 def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
                     probability_field: str = "scar_probability", truth_field: str = "scar_truth",
                     uncertainty_field: str = "scar_uncertainty", threshold: float = 0.5,
@@ -185,7 +204,8 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     """Score the probability field of one mesh against the truth field of another (same nodes).
 
     Node volumes of the truth mesh weight the volume error. The uncertainty field is optional;
-    the on/between-slice split needs ``on_slice_mask``.
+    the on/between-slice split needs ``on_slice_mask``. Both fields must lie in [0, 1] and the
+    nodes of the same index at the same place.
     """
     if not 0.0 <= threshold <= 1.0:
         raise CardioScarError(f"threshold must be within [0, 1], got {threshold}")
@@ -202,5 +222,13 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
         if not np.all(np.isfinite(values)):
             raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
                                   f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
+        if values.size and (values.min() < 0.0 or values.max() > 1.0):
+            # a truth of 0/100 (percent) or 0/255 (a mask) binarised at 0.5 would count every
+            # partly-scarred node as scar: a different truth, scored without a word
+            raise CardioScarError(f"{Path(path).name}: field '{field}' ranges {values.min():g}..{values.max():g}; "
+                                  "evaluate needs scar fractions or probabilities in [0, 1] (scale a percent or "
+                                  "0/255 field to 0-1 first)")
+    _check_same_nodes(prediction.points_lps(), truth_mesh.points_lps(), Path(prediction_path).name,
+                      Path(truth_path).name)
     return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
                            node_volumes(truth_mesh.dataset), threshold)

@@ -68,6 +68,31 @@ def check_same_scale(dataset_info: dict, points_lps: np.ndarray, mesh_name: str)
                 f"{float(recorded):.4g} mm ({ratio:.4g} times): {_units_hint(ratio)}")
 
 
+#: The largest share of a mesh's nodes that may lie outside the training mesh's box (widened by
+#: 5 % of its size per axis) before ``apply`` refuses it; between 5 % and this, a warning.
+MAX_OUTSIDE_FRACTION = 0.5
+
+
+def check_inside_training_box(scaler_min: np.ndarray, scaler_max: np.ndarray, points_lps: np.ndarray,
+                              mesh_name: str) -> None:
+    """Refuse a mesh most of whose nodes lie outside the box of the mesh the model was trained on.
+
+    Why: the network has seen no coordinate there and answers anyway. The training box holds
+    every training-mesh node, so the patient's own meshes (refined, a surface, a sub-region) lie
+    inside; a mesh of the same size elsewhere does not: a RAS mesh without its ``SPACE`` marker
+    (x and y mirrored; 74 % of the phantom's nodes outside), another patient, another scan position.
+    """
+    low = np.asarray(scaler_min, dtype=np.float64)
+    size = np.asarray(scaler_max, dtype=np.float64) - low
+    relative = (np.asarray(points_lps, dtype=np.float64) - low) / np.where(size > 0, size, 1.0)
+    outside = float(np.mean(np.any((relative < -0.05) | (relative > 1.05), axis=1))) if len(relative) else 0.0
+    if outside > MAX_OUTSIDE_FRACTION:
+        raise CardioScarError(
+            f"{mesh_name}: {100 * outside:.0f}% of its nodes lie outside the box of the mesh the model was trained on "
+            f"(LPS {np.round(low, 1).tolist()} to {np.round(low + size, 1).tolist()} mm); apply the model to that "
+            "patient's mesh, in its frame (a RAS mesh needs its SPACE=RAS marker)")
+
+
 def _units_hint(ratio: float) -> str:
     if ratio < 1:
         return "if the mesh is in metres or centimetres, scale it to millimetres; otherwise apply the model to the mesh it was trained for"

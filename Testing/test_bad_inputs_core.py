@@ -1,0 +1,104 @@
+"""Bad inputs to the core reconstruction (prepare / train / apply / evaluate) that gave a wrong
+field or score with exit 0, found by a new user following the README. Each must now be refused
+by the real command line (``cardioscar.cli.main``, in this process for speed) with one
+``error:`` line naming the file or option and what to give, and write nothing.
+
+Real files throughout: a small LV phantom (mesh with its true scar, LGE stack), its real
+training data from ``prepare``, a real model trained for a few epochs, and copies of them
+edited the way a user's files go wrong (a RAS mesh without its marker, a percent truth, a
+renumbered mesh, a hand-made ``.npz`` in millimetres). The checks live in the library, so the
+Python API and the Slicer Logic meet them too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk
+
+from cardioscar.cli import main
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+
+
+def _mesh_with(mesh: Mesh, path: Path, points: np.ndarray | None = None, space: str = "LPS",
+               **fields: np.ndarray) -> Path:
+    """A copy of ``mesh`` with other point coordinates (as stored in the file) and frame marker."""
+    dataset = vtk.vtkUnstructuredGrid()
+    dataset.DeepCopy(mesh.dataset)
+    if points is not None:
+        dataset.GetPoints().SetData(numpy_to_vtk(np.ascontiguousarray(points), deep=True))
+    write_mesh(Mesh(dataset=dataset, space=space, path=None), path, fields)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("core_bad")
+    phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=3))
+    paths = write_phantom(phantom, out)
+    assert main(["prepare", "--mesh", str(paths["mesh"]), "--image", str(paths["image"]),
+                 "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output",
+                 str(out / "data.npz")]) == 0
+    assert main(["train", "--training-data", str(out / "data.npz"), "--output", str(out / "model.pth"),
+                 "--preset", "fast", "--max-epochs", "5", "--seed", "1"]) == 0
+    mesh = read_mesh(paths["mesh"])
+    points = mesh.points_lps()
+    truth = phantom.truth.astype(np.float64)
+    data = dict(np.load(out / "data.npz", allow_pickle=False))
+    millimetres = data["scaler_min"] + data["coordinates"] * (data["scaler_max"] - data["scaler_min"])
+    np.savez(out / "data_in_mm.npz", **{**data, "coordinates": millimetres.astype(np.float32)})
+    return {
+        "out": out, "mesh": paths["mesh"], "model": out / "model.pth",
+        # the LPS file relabelled RAS: what a RAS mesh read as LPS (marker lost) looks like to the model
+        "mirrored": _mesh_with(mesh, out / "mirrored.vtk", points, space="RAS"),
+        "prediction": _mesh_with(mesh, out / "prediction.vtk", scar_probability=truth),
+        "percent_truth": _mesh_with(mesh, out / "percent.vtk", scar_truth=100.0 * truth),
+        "renumbered": _mesh_with(mesh, out / "renumbered.vtk", points[::-1].copy(), scar_probability=truth[::-1]),
+        "data_in_mm": out / "data_in_mm.npz",
+    }
+
+
+CASES = {
+    "apply to a mesh in another frame (RAS read as LPS)": (
+        lambda f: ["apply", "--model", f["model"], "--mesh", f["mirrored"], "--output", f["out"] / "out.vtk"],
+        "lie outside the box of the mesh the model was trained on"),
+    "evaluate a truth in percent": (
+        lambda f: ["evaluate", "--prediction", f["prediction"], "--truth", f["percent_truth"], "--json",
+                   f["out"] / "out.json"],
+        "evaluate needs scar fractions or probabilities in [0, 1]"),
+    "evaluate a probability field that is not one": (
+        lambda f: ["evaluate", "--prediction", f["percent_truth"], "--probability-field", "scar_truth", "--truth",
+                   f["mesh"], "--json", f["out"] / "out.json"],
+        "in [0, 1]"),
+    "evaluate a prediction on the same nodes renumbered": (
+        lambda f: ["evaluate", "--prediction", f["renumbered"], "--truth", f["mesh"], "--json", f["out"] / "out.json"],
+        "lie at different places"),
+    "train on a .npz whose coordinates are millimetres": (
+        lambda f: ["train", "--training-data", f["data_in_mm"], "--output", f["out"] / "out.pth", "--preset", "fast",
+                   "--max-epochs", "2"],
+        "coordinates must be normalised to [0, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_command_line_refuses_in_one_line_and_writes_nothing(files, case, capsys):
+    arguments, fragment = CASES[case]
+    args = [str(a) for a in arguments(files)]
+    capsys.readouterr()
+    assert main(args) != 0
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if "error:" in line or "Traceback" in line]
+    assert len(errors) == 1 and fragment in errors[0], stderr[-2000:]
+    assert [p.name for p in files["out"].iterdir() if p.name.startswith("out")] == []
+
+
+def test_the_good_inputs_still_pass(files, capsys):
+    """The checks refuse the edited copies only: the phantom's own mesh, truth and data pass."""
+    assert main(["apply", "--model", str(files["model"]), "--mesh", str(files["mesh"]), "--output",
+                 str(files["out"] / "good.vtk")]) == 0
+    assert main(["evaluate", "--prediction", str(files["prediction"]), "--truth", str(files["mesh"])]) == 0
+    assert '"dice": 1.0' in capsys.readouterr().out
