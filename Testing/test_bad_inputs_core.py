@@ -102,3 +102,26 @@ def test_the_good_inputs_still_pass(files, capsys):
                  str(files["out"] / "good.vtk")]) == 0
     assert main(["evaluate", "--prediction", str(files["prediction"]), "--truth", str(files["mesh"])]) == 0
     assert '"dice": 1.0' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda r: {"intensities": r.intensities * 100.0}, "intensities must lie in [0, 1]"),
+    (lambda r: {"coordinates": r.scaler_min + r.coordinates * (r.scaler_max - r.scaler_min)},
+     "coordinates must be normalised to [0, 1]"),
+])
+def test_the_python_api_checks_an_in_memory_result_as_a_file(files, edit, fragment):
+    """``train_scar_model`` / ``fine_tune_scar_model`` on a PreprocessingResult built in Python:
+    on main a percent target or millimetre coordinates trained a model (loss 853) with warnings only."""
+    from dataclasses import replace
+
+    from cardioscar.errors import CardioScarError
+    from cardioscar.logic import TrainingConfig, fine_tune_scar_model, load_preprocessing_result, train_scar_model
+
+    result = load_preprocessing_result(files["out"] / "data.npz")
+    bad = replace(result, **edit(result))
+    config = TrainingConfig.fast()
+    config.max_epochs = 2
+    with pytest.raises(CardioScarError, match=r"The PreprocessingResult: " + fragment.replace("[", r"\[")):
+        train_scar_model(bad, config)
+    with pytest.raises(CardioScarError, match=fragment.replace("[", r"\[")):
+        fine_tune_scar_model(files["model"], bad, config, 0)

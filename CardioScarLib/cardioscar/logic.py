@@ -389,6 +389,42 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
 _COORDINATE_SLACK = 1e-3
 
 
+def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training rows as float32 (N, 3), float32 (N, 1) and int64 (N,), or a one-line refusal.
+
+    Why: a file and an in-memory :class:`PreprocessingResult` (the Python API) must meet the same
+    checks; values outside [0, 1] (targets or normalised coordinates) train a wrong field quietly.
+    """
+    try:
+        group_ids = np.asarray(group_ids).astype(np.int64).ravel()
+        coordinates = np.asarray(coordinates).astype(np.float32)
+        intensities = np.asarray(intensities).astype(np.float32).reshape(-1, 1)
+    except (TypeError, ValueError):
+        raise CardioScarError(f"{where}: coordinates, intensities and group_ids must be numbers; "
+                              "re-run `cardioscar prepare`.") from None
+    if coordinates.ndim != 2 or coordinates.shape[1] != 3:
+        raise CardioScarError(f"{where}: coordinates must be (N, 3), got {coordinates.shape}; re-run "
+                              "`cardioscar prepare`.")
+    if not (len(coordinates) == len(intensities) == len(group_ids)) or len(group_ids) == 0:
+        raise CardioScarError(
+            f"{where} is inconsistent: {len(coordinates)} coordinates, {len(intensities)} intensities, "
+            f"{len(group_ids)} group ids; re-run `cardioscar prepare`."
+        )
+    if not np.all(np.isfinite(coordinates)) or not np.all(np.isfinite(intensities)):
+        raise CardioScarError(f"{where} contains NaN or infinite values; re-run `cardioscar prepare`.")
+    if coordinates.min() < -_COORDINATE_SLACK or coordinates.max() > 1.0 + _COORDINATE_SLACK:
+        # millimetres (or another scaler's units) here would train the network on points the
+        # stored scaler never maps a mesh node to: apply would then read a different field
+        raise CardioScarError(f"{where}: coordinates must be normalised to [0, 1] by scaler_min/"
+                              f"scaler_max (the mesh nodes' box), found {coordinates.min():g}..{coordinates.max():g}; "
+                              "re-run `cardioscar prepare` (or store (x - scaler_min) / (scaler_max - scaler_min)).")
+    if intensities.min() < 0.0 or intensities.max() > 1.0:
+        raise CardioScarError(f"{where}: intensities must lie in [0, 1] (the network's output range), "
+                              f"found {intensities.min():g}..{intensities.max():g}; prepare with "
+                              "--normalize-intensities (raw LGE) or --scar-labels (label map).")
+    return coordinates, intensities, group_ids
+
+
 def load_preprocessing_result(path: Path) -> PreprocessingResult:
     """Read a ``.npz`` written by us or by the existing tool (documented keys only)."""
     path = Path(path)
@@ -410,33 +446,8 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         raise CardioScarError(
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."
         )
-    try:
-        group_ids = arrays["group_ids"].astype(np.int64).ravel()
-        coordinates = arrays["coordinates"].astype(np.float32)
-        intensities = arrays["intensities"].astype(np.float32).reshape(-1, 1)
-    except (TypeError, ValueError):
-        raise CardioScarError(f"Training data {path}: coordinates, intensities and group_ids must be numbers; "
-                              "re-run `cardioscar prepare`.") from None
-    if coordinates.ndim != 2 or coordinates.shape[1] != 3:
-        raise CardioScarError(f"Training data {path}: coordinates must be (N, 3), got {coordinates.shape}; re-run "
-                              "`cardioscar prepare`.")
-    if not (len(coordinates) == len(intensities) == len(group_ids)) or len(group_ids) == 0:
-        raise CardioScarError(
-            f"Training data {path} is inconsistent: {len(coordinates)} coordinates, {len(intensities)} intensities, "
-            f"{len(group_ids)} group ids; re-run `cardioscar prepare`."
-        )
-    if not np.all(np.isfinite(coordinates)) or not np.all(np.isfinite(intensities)):
-        raise CardioScarError(f"Training data {path} contains NaN or infinite values; re-run `cardioscar prepare`.")
-    if coordinates.min() < -_COORDINATE_SLACK or coordinates.max() > 1.0 + _COORDINATE_SLACK:
-        # millimetres (or another scaler's units) here would train the network on points the
-        # stored scaler never maps a mesh node to: apply would then read a different field
-        raise CardioScarError(f"Training data {path}: coordinates must be normalised to [0, 1] by scaler_min/"
-                              f"scaler_max (the mesh nodes' box), found {coordinates.min():g}..{coordinates.max():g}; "
-                              "re-run `cardioscar prepare` (or store (x - scaler_min) / (scaler_max - scaler_min)).")
-    if intensities.min() < 0.0 or intensities.max() > 1.0:
-        raise CardioScarError(f"Training data {path}: intensities must lie in [0, 1] (the network's output range), "
-                              f"found {intensities.min():g}..{intensities.max():g}; prepare with "
-                              "--normalize-intensities (raw LGE) or --scar-labels (label map).")
+    coordinates, intensities, group_ids = _checked_rows(arrays["coordinates"], arrays["intensities"],
+                                                        arrays["group_ids"], f"Training data {path}")
     scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
     n_rows = len(group_ids)
     return PreprocessingResult(
@@ -467,7 +478,9 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
 
 def _as_result(training_data: Union[Path, str, PreprocessingResult]) -> tuple[PreprocessingResult, str]:
     if isinstance(training_data, PreprocessingResult):
-        return training_data, "in-memory"
+        coordinates, intensities, group_ids = _checked_rows(training_data.coordinates, training_data.intensities,
+                                                            training_data.group_ids, "The PreprocessingResult")
+        return replace(training_data, coordinates=coordinates, intensities=intensities, group_ids=group_ids), "in-memory"
     return load_preprocessing_result(Path(training_data)), str(training_data)
 
 
