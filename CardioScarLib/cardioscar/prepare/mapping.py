@@ -119,12 +119,48 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
     group_pixel = np.column_stack([local % n_cols, local // n_cols]).astype(np.int64)
     group_values = _gather_values(layers, group_slice, group_pixel)
 
+    warn_overlapping_parallel_slabs(layers)
     memberships = np.bincount(node_ids, minlength=points.shape[0])
     logger.info("Mapping: %d of %d nodes covered, %d groups, %d rows; %d nodes in more than one group",
                 int((memberships > 0).sum()), points.shape[0], unique_keys.size, node_ids.size,
                 int((memberships > 1).sum()))
     return GroupMapping(node_ids=node_ids, group_ids=group_ids, group_values=group_values,
                         group_slice=group_slice, group_pixel=group_pixel)
+
+
+#: Normals closer than this (1 - |cos|) count as parallel slices of one stack.
+_PARALLEL = 1e-3
+#: Overlap (mm) below which two slabs count as touching: rounding of recorded slice positions.
+_TOUCHING_MM = 0.05
+
+
+def warn_overlapping_parallel_slabs(layers: Sequence[SliceLayer]) -> None:
+    """Warn when the slabs of two parallel slices overlap (half-widths summing to more than the
+    distance between their planes).
+
+    Why: crossing planes (short and long axis) share nodes by nature, but parallel slices of a
+    stack overlap only when the slab half-width is too wide, typically the slice thickness or
+    spacing given where half of it is wanted. Every node between two such slices is then fitted
+    to both pixels' values: on the demo phantom (10 mm spacing) a 10 mm half-width instead of
+    4 mm lowers Dice from 0.89 to 0.51, silently. Overlapping acquisitions exist, so it is a
+    warning, not an error.
+    """
+    overlaps = []
+    for a, first in enumerate(layers):
+        for second in layers[a + 1:]:
+            if 1.0 - abs(float(np.dot(first.normal, second.normal))) > _PARALLEL:
+                continue
+            gap = abs(float(np.dot(second.origin - first.origin, first.normal)))
+            excess = first.half_thickness + second.half_thickness - gap
+            if excess > _TOUCHING_MM:
+                overlaps.append((excess, gap, first, second))
+    if overlaps:
+        excess, gap, first, second = max(overlaps, key=lambda item: item[0])
+        logger.warning(
+            "%d pair(s) of parallel slices have overlapping slabs, e.g. '%s' and '%s': %.3g mm apart but slab "
+            "half-widths %.3g + %.3g mm; nodes between them are fitted to both slices' pixels. "
+            "--slice-thickness-padding is HALF the slice thickness (5 mm for 10 mm slices)",
+            len(overlaps), first.label, second.label, gap, first.half_thickness, second.half_thickness)
 
 
 def _size_ratio(points: np.ndarray, corners: np.ndarray) -> float:
