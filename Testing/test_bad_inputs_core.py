@@ -158,3 +158,19 @@ def test_crossing_planes_overlap_without_a_warning(caplog):
     with caplog.at_level("WARNING", logger="cardioscar"):
         warn_overlapping_parallel_slabs(short + [plane((0, 0, 4.0), (0, 1, 0), (1, 0, 0), label="flipped")])
     assert "2 pair(s)" in caplog.text and "'sa0.0' and 'flipped': 4 mm apart" in caplog.text
+
+
+def test_a_reference_tool_training_file_keeps_the_outside_warning(files, tmp_path, capsys):
+    """The reference tool fits its scaler on the slices' nodes only, so its apex and base lie
+    outside the box by design: a model trained on such a file (no ``format_version``) is applied
+    with the warning, not refused."""
+    data = dict(np.load(files["out"] / "data.npz", allow_pickle=False))
+    reference = {key: data[key] for key in ("coordinates", "intensities", "group_ids", "group_sizes", "scaler_min",
+                                            "scaler_max")}
+    np.savez(tmp_path / "reference.npz", **reference)
+    assert main(["train", "--training-data", str(tmp_path / "reference.npz"), "--output", str(tmp_path / "ref.pth"),
+                 "--preset", "fast", "--max-epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["apply", "--model", str(tmp_path / "ref.pth"), "--mesh", str(files["mirrored"]), "--output",
+                 str(tmp_path / "ref.vtk")]) == 0
+    assert "of the nodes lie outside the region the model was trained on" in capsys.readouterr().err

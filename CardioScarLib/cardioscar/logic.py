@@ -194,6 +194,8 @@ class PreprocessingResult:
     dropped_outside_myocardium: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (S,)
     scar_rule: str = ""  # JSON record of the scar rule that made the targets (cardioscar.lge), if any
     shape_prior: Optional[ShapePrior] = None  # the slices' shape prior (cardioscar.shape_prior), if any
+    # the scaler spans every mesh node (ours); False for the reference tool's files (in-slice nodes only)
+    scaler_spans_mesh: bool = True
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -470,6 +472,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         dropped_outside_myocardium=arrays.get("dropped_outside_myocardium", np.zeros(0, np.int64)).astype(np.int64),
         scar_rule=str(arrays.get("scar_rule", "")),
         shape_prior=prior_from_npz(arrays, f"Training data {path}"),
+        scaler_spans_mesh="format_version" in arrays,
     )
 
 
@@ -511,6 +514,7 @@ def _dataset_info(result: PreprocessingResult) -> dict:
         "n_groups": int(result.n_groups),
         "n_mesh_nodes": int(result.n_mesh_nodes),
         "coordinate_space": "LPS",
+        "scaler_spans_mesh": bool(result.scaler_spans_mesh),
     }
 
 
@@ -686,12 +690,15 @@ def predict_on_points(
 
 def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
     """Refuse a mesh to apply ``checkpoint`` to whose size or node spacing is not the training
-    mesh's (another unit), or most of whose nodes lie outside its box (another frame or patient);
+    mesh's (another unit), or most of whose nodes lie outside its box (another frame or patient;
+    checked where the scaler spans the training mesh, not on the reference tool's in-slice box);
     every face that applies a saved model calls it."""
     low, high = _scaler(checkpoint)
     check_same_scale({**checkpoint.get("dataset_info", {}), "scaler_min": low, "scaler_max": high}, points_lps,
                      mesh_name)
-    check_inside_training_box(low, high, points_lps, mesh_name)
+    if checkpoint.get("dataset_info", {}).get("scaler_spans_mesh"):
+        # the reference tool's scaler spans the slices' nodes only: its apex and base lie outside by design
+        check_inside_training_box(low, high, points_lps, mesh_name)
 
 
 def apply_scar_model(
