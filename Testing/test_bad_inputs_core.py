@@ -174,3 +174,16 @@ def test_a_reference_tool_training_file_keeps_the_outside_warning(files, tmp_pat
     assert main(["apply", "--model", str(tmp_path / "ref.pth"), "--mesh", str(files["mirrored"]), "--output",
                  str(tmp_path / "ref.vtk")]) == 0
     assert "of the nodes lie outside the region the model was trained on" in capsys.readouterr().err
+
+
+def test_the_python_scores_refuse_a_percent_truth_too():
+    """``evaluate_fields`` (the API behind ``evaluate``, the demo and the benchmarks) on arrays."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.evaluate.metrics import evaluate_fields
+
+    probability, truth = np.array([0.9, 0.2, 0.7, 0.1]), np.array([1.0, 0.0, 0.4, 0.0])
+    assert evaluate_fields(probability, truth)["dice"] == pytest.approx(2 / 3)  # 0.4 is not scar, 0.7 is called
+    with pytest.raises(CardioScarError, match=r"the truth ranges 0\.\.100; evaluate needs"):
+        evaluate_fields(probability, truth * 100)
+    with pytest.raises(CardioScarError, match=r"the probability ranges 0\.1\.\.90"):
+        evaluate_fields(probability * 100, truth)
