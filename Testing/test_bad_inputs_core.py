@@ -185,5 +185,5 @@ def test_the_python_scores_refuse_a_percent_truth_too():
     assert evaluate_fields(probability, truth)["dice"] == pytest.approx(2 / 3)  # 0.4 is not scar, 0.7 is called
     with pytest.raises(CardioScarError, match=r"the truth ranges 0\.\.100; evaluate needs"):
         evaluate_fields(probability, truth * 100)
-    with pytest.raises(CardioScarError, match=r"the probability ranges 0\.1\.\.90"):
+    with pytest.raises(CardioScarError, match=r"the probability ranges 10\.\.90; evaluate needs"):
         evaluate_fields(probability * 100, truth)
