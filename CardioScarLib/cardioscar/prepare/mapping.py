@@ -53,8 +53,9 @@ class GroupMapping:
         return self.group_values[self.group_ids]
 
 
-def _slice_rows(points: np.ndarray, layer: SliceLayer) -> tuple[np.ndarray, np.ndarray]:
-    """Node ids inside one slice's footprint and their flat pixel key ``j * n_cols + i``."""
+def _slice_rows(points: np.ndarray, layer: SliceLayer) -> tuple[np.ndarray, np.ndarray, int]:
+    """Node ids inside one slice's footprint, their flat pixel key ``j * n_cols + i``, and the
+    number of nodes inside the slab but outside the slice's field of view."""
     index_to_lps = layer.index_to_lps()
     lps_to_index = np.linalg.inv(index_to_lps)
     # Distance along the normal first (one mat-vec), so the in-plane solve only runs on slab nodes.
@@ -62,7 +63,7 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer) -> tuple[np.ndarray, np.n
     distance = points @ row_d + lps_to_index[2, 3]
     in_slab = np.flatnonzero(layer.in_slab(distance))
     if in_slab.size == 0:
-        return in_slab.astype(np.int64), in_slab.astype(np.int64)
+        return in_slab.astype(np.int64), in_slab.astype(np.int64), 0
     ij = points[in_slab] @ lps_to_index[:2, :3].T + lps_to_index[:2, 3]
     pixel = np.floor(ij + 0.5)  # half-open footprint [i-0.5, i+0.5)
     rows, cols = layer.shape
@@ -71,7 +72,7 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer) -> tuple[np.ndarray, np.n
     pixel_j = pixel[inside, 1].astype(np.int64)
     nodes = in_slab[inside].astype(np.int64)
     has_value = np.isfinite(layer.values[pixel_j, pixel_i])
-    return nodes[has_value], pixel_j[has_value] * cols + pixel_i[has_value]
+    return nodes[has_value], pixel_j[has_value] * cols + pixel_i[has_value], int(np.sum(~inside))
 
 
 def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) -> GroupMapping:
@@ -86,12 +87,13 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
         raise CardioScarError("No slices given to map onto the mesh")
 
     node_parts, key_parts = [], []
-    offset = 0
+    offset = outside_view = 0
     for layer in layers:
-        nodes, keys = _slice_rows(points, layer)
+        nodes, keys, outside = _slice_rows(points, layer)
         node_parts.append(nodes)
         key_parts.append(keys + offset)
         offset += layer.values.size
+        outside_view += outside
     node_ids = np.concatenate(node_parts)
     keys = np.concatenate(key_parts)
     corners = np.concatenate([layer.footprint_corners_lps() for layer in layers])
@@ -107,6 +109,14 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
         raise CardioScarError(f"The mesh (LPS bounds {bounds_text(points)}) and the slices (LPS bounds "
                               f"{bounds_text(corners)}) differ in size by orders of magnitude"
                               f"{_unit_hint(points, corners, layers)}")
+    in_slabs = node_ids.size + outside_view
+    if outside_view > _MOSTLY_OUTSIDE_VIEW * in_slabs:
+        # the scanner's field of view holds the whole chest: a heart mesh mostly beside it is
+        # usually in another frame (x and y mirrored), and the nodes still inside get wrong pixels
+        logger.warning("%.0f%% of the mesh nodes inside the slices' slabs lie outside their field of view (mesh LPS "
+                       "bounds %s, slices %s): is the mesh in the image's frame? A RAS mesh needs its SPACE=RAS "
+                       "marker (as 3D Slicer writes it)", 100 * outside_view / in_slabs, bounds_text(points),
+                       bounds_text(corners))
     unique_keys, group_ids = np.unique(keys, return_inverse=True)
     # Stable: within a group (one slice) nodes keep their ascending order from np.flatnonzero.
     order = np.argsort(group_ids, kind="stable")
@@ -128,6 +138,9 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
                         group_slice=group_slice, group_pixel=group_pixel)
 
 
+#: Share of the nodes inside the slabs that may lie beside the slices' field of view (a cropped
+#: scar map) before prepare warns about the frame: a mirrored (RAS as LPS) phantom mesh has 59 %.
+_MOSTLY_OUTSIDE_VIEW = 0.5
 #: Normals closer than this (1 - |cos|) count as parallel slices of one stack.
 _PARALLEL = 1e-3
 #: Overlap (mm) below which two slabs count as touching: rounding of recorded slice positions.
