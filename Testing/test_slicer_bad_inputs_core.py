@@ -1,10 +1,13 @@
-"""A segmentation whose myocardium segment is empty, given to the Slicer Logic (real MRML,
-slicer-core; no Qt needed: the Logic reads segments through the Segmentations module logic).
+"""Core-reconstruction bad inputs met through the Slicer Logic (real MRML, slicer-core; no Qt
+needed: the Logic reads segments through the Segmentations module logic and models through
+their storage nodes). Each must be a one-line error that leaves the scene and the model node as
+they were.
 
-On main the scar segment became the only myocardium: every group was a scar pixel (131 rows,
-every target 1) and the Logic trained a field of scar everywhere, with only a warning about the
-slices without scar. It must be a one-line error that names the segment, leaving the scene and
-the model node as they were.
+- A segmentation whose myocardium segment is empty: on main the scar segment became the only
+  myocardium, every group a scar pixel (131 rows, every target 1), and the Logic trained a field
+  of scar everywhere, with only a warning about the slices without scar.
+- *Apply* of a saved model to a model node in another frame (the training mesh's file relabelled
+  RAS, x and y mirrored): on main a warning and a field extrapolated from nowhere.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import SimpleITK as sitk  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
+from cardioscar.io.meshio import read_mesh, write_mesh  # noqa: E402
+from cardioscar.logic import prepare_training_data, PreprocessingRequest, train_scar_model, TrainingConfig  # noqa: E402
 from cardioscar.phantoms.phantom import make_phantom, write_phantom  # noqa: E402
 from cardioscar.phantoms.phantom_segmented import SegmentedConfig  # noqa: E402
 
@@ -66,3 +71,26 @@ def test_an_empty_myocardium_segment_is_refused_and_changes_nothing(segmented):
     # the same segmentation without a myocardium segment named: every chosen pixel constrains, as documented
     run = logic.prepare_training(segmentation, model, csl.ReconstructionOptions(preset="fast", max_epochs=2))
     assert run.prepared.intensities.min() == 0.0 and run.prepared.intensities.max() == 1.0
+
+
+def test_applying_a_model_to_a_node_in_another_frame_is_refused(segmented, tmp_path):
+    config = TrainingConfig.fast()
+    config.max_epochs = 2
+    checkpoint = train_scar_model(prepare_training_data(PreprocessingRequest(
+        mesh_path=segmented["mesh"], image_path=segmented["label_map"], scar_labels=[3], myocardium_labels=[2, 3])),
+        config)
+    mesh = read_mesh(segmented["mesh"])
+    mesh.space = "RAS" if mesh.space == "LPS" else "LPS"  # same numbers, the other frame: mirrored in x and y
+    write_mesh(mesh, tmp_path / "mirrored.vtk")
+    context = csl.create_scene()
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    options = csl.ReconstructionOptions(inference_mc_samples=2, seed=7, num_threads=1)
+    right = csl.load_model(context.scene, segmented["mesh"])
+    logic.apply_model(checkpoint, right, options)
+    assert right.GetMesh().GetPointData().GetArray("scar_probability") is not None
+    mirrored = csl.load_model(context.scene, tmp_path / "mirrored.vtk")
+    n_nodes = context.scene.GetNumberOfNodes()
+    with pytest.raises(CardioScarError, match=r"of its nodes lie outside the box of the mesh the model was trained on"):
+        logic.apply_model(checkpoint, mirrored, options)
+    assert context.scene.GetNumberOfNodes() == n_nodes
+    assert mirrored.GetMesh().GetPointData().GetArray("scar_probability") is None
