@@ -172,7 +172,7 @@ def warn_overlapping_parallel_slabs(layers: Sequence[SliceLayer]) -> None:
             if excess > max(_TOUCHING_MM, _QUIET_OVERLAP * gap):
                 overlaps.append((excess, gap, first, second))
     if overlaps:
-        excess, gap, first, second = max(overlaps, key=lambda item: item[0])
+        _, gap, first, second = max(overlaps, key=lambda item: item[0])
         logger.warning(
             "%d pair(s) of parallel slices have overlapping slabs, e.g. '%s' and '%s': %.3g mm apart but slab "
             "half-widths %.3g + %.3g mm; nodes between them are fitted to both slices' pixels. "
