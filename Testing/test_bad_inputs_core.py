@@ -199,3 +199,13 @@ def test_a_mesh_in_another_frame_is_named_in_a_warning_by_prepare(files, tmp_pat
     assert "lie outside their field of view" in capsys.readouterr().err
     assert main(base + [str(tmp_path / "right.npz"), "--mesh", str(files["mesh"])]) == 0
     assert "field of view" not in capsys.readouterr().err
+
+
+def test_one_mc_sample_is_named_in_a_warning(files, tmp_path, capsys):
+    """``apply --mc-samples 1`` wrote ``scar_uncertainty`` = 0 on every node without a word: read
+    as certainty. Allowed (a quick look), but named."""
+    capsys.readouterr()
+    assert main(["apply", "--model", str(files["model"]), "--mesh", str(files["mesh"]), "--output",
+                 str(tmp_path / "one.vtk"), "--mc-samples", "1"]) == 0
+    assert "mc_samples 1: scar_uncertainty is 0 on every node" in capsys.readouterr().err
+    assert np.all(read_mesh(tmp_path / "one.vtk").point_array("scar_uncertainty") == 0.0)

@@ -645,6 +645,10 @@ def predict_on_points(
     """
     if mc_samples < 1:
         raise CardioScarError(f"mc_samples must be >= 1 (10 or more for a useful uncertainty), got {mc_samples}.")
+    if mc_samples == 1:
+        # one pass has no spread: a scar_uncertainty of 0 everywhere would read as "certain"
+        logger.warning("mc_samples 1: scar_uncertainty is 0 on every node (one dropout pass has no spread) and "
+                       "scar_error_risk follows the probability alone; give 10 or more for an uncertainty")
     if batch_size < 1:
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
