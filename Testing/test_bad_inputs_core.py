@@ -209,3 +209,21 @@ def test_one_mc_sample_is_named_in_a_warning(files, tmp_path, capsys):
                  str(tmp_path / "one.vtk"), "--mc-samples", "1"]) == 0
     assert "mc_samples 1: scar_uncertainty is 0 on every node" in capsys.readouterr().err
     assert np.all(read_mesh(tmp_path / "one.vtk").point_array("scar_uncertainty") == 0.0)
+
+
+@pytest.mark.parametrize("indices, fragment", [
+    ("0,2", "got the text '0,2'"),  # on main: ValueError "invalid literal for int()" (a traceback)
+    ([0.7, 2], "got 0.7 in"),  # on main: slice 0, silently
+    ([True, 2], "got True in"),  # on main: slice 1, silently
+])
+def test_the_python_api_refuses_slice_indices_that_are_not_whole_numbers(files, indices, fragment):
+    from cardioscar.errors import CardioScarError
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+
+    request = PreprocessingRequest(mesh_path=files["mesh"], image_path=files["image"], slice_indices=indices,
+                                   slice_thickness_padding=files["half"])
+    with pytest.raises(CardioScarError, match=fragment.replace(".", r"\.")):
+        prepare_training_data(request)
+    same = PreprocessingRequest(mesh_path=files["mesh"], image_path=files["image"], slice_indices=np.array([0.0, 2.0]),
+                                slice_thickness_padding=files["half"])
+    assert [label.split("=")[-1] for label in prepare_training_data(same).slice_labels] == ["0", "2"]
