@@ -196,7 +196,7 @@ def test_a_mesh_in_another_frame_is_named_in_a_warning_by_prepare(files, tmp_pat
     base = ["prepare", "--image", str(files["image"]), "--slice-thickness-padding", str(files["half"]), "--output"]
     capsys.readouterr()
     assert main(base + [str(tmp_path / "mirrored.npz"), "--mesh", str(files["mirrored"])]) == 0
-    assert "lie outside their field of view" in capsys.readouterr().err
+    assert "field of view" in capsys.readouterr().err  # the wording of either branch (zrev has one too)
     assert main(base + [str(tmp_path / "right.npz"), "--mesh", str(files["mesh"])]) == 0
     assert "field of view" not in capsys.readouterr().err
 
