@@ -78,6 +78,10 @@ CASES = {
     "evaluate a prediction on the same nodes renumbered": (
         lambda f: ["evaluate", "--prediction", f["renumbered"], "--truth", f["mesh"], "--json", f["out"] / "out.json"],
         "lie at different places"),
+    "evaluate with a misspelt --uncertainty-field": (
+        lambda f: ["evaluate", "--prediction", f["prediction"], "--truth", f["mesh"], "--uncertainty-field",
+                   "scar_uncertainy", "--json", f["out"] / "out.json"],
+        "has no point field 'scar_uncertainy'"),
     "train on a .npz whose coordinates are millimetres": (
         lambda f: ["train", "--training-data", f["data_in_mm"], "--output", f["out"] / "out.pth", "--preset", "fast",
                    "--max-epochs", "2"],

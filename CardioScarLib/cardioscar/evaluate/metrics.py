@@ -212,9 +212,13 @@ def _check_same_nodes(prediction_points: np.ndarray, truth_points: np.ndarray, p
                               "a prediction on the truth's own mesh (apply the model to that mesh)")
 
 
+#: The uncertainty field ``apply`` writes; ``evaluate`` scores it when present.
+DEFAULT_UNCERTAINTY_FIELD = "scar_uncertainty"
+
+
 def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
                     probability_field: str = "scar_probability", truth_field: str = "scar_truth",
-                    uncertainty_field: str = "scar_uncertainty", threshold: float = 0.5,
+                    uncertainty_field: str = DEFAULT_UNCERTAINTY_FIELD, threshold: float = 0.5,
                     on_slice_mask: np.ndarray | None = None) -> dict:
     """Score the probability field of one mesh against the truth field of another (same nodes).
 
@@ -232,7 +236,10 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     probability = prediction.point_array(probability_field)
     truth = truth_mesh.point_array(truth_field)
     has_uncertainty = prediction.dataset.GetPointData().GetArray(uncertainty_field) is not None
-    uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty else None
+    # the default field may be absent (a prediction without one); a field named on purpose must exist,
+    # or a typo would print "mean_uncertainty": null as if the prediction had none
+    named = uncertainty_field != DEFAULT_UNCERTAINTY_FIELD
+    uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty or named else None
     for path, field, values in ((prediction_path, probability_field, probability), (truth_path, truth_field, truth)):
         if not np.all(np.isfinite(values)):
             raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
