@@ -226,7 +226,7 @@ CASES = {
     # and a field extrapolated from the training box
     "apply to a mesh outside the trained region": (
         lambda f: ["apply", "--model", _model(f), "--mesh", f["mirrored"], "--output", f["out"] / "out.vtk"],
-        "lie outside the region the model was trained on"),
+        "lie outside the box of the mesh the model was trained on"),
     # AHA's default border-zone tag 1 is export's healthy tag: the healthy share was reported as border zone
     "aha on export's tags without the border-zone tag": (
         lambda f: ["aha", "--mesh", _exported_tags(f), "--rv-point", f["rv_point"], "--tags-field", "tissue_tag",
@@ -306,8 +306,8 @@ WARNINGS = {
                                          "field of view", "check the mesh's frame (its SPACE=LPS or SPACE=RAS"),
     # slices 10 mm apart, a 20 mm half-width (the thickness, doubled): each covered node in about
     # 3.5 slabs, constrained by slices that are not its neighbours (Dice 0.54 on the demo phantom)
-    "slabs that overlap more than twice": (lambda f: _prepare_scar_map(f), lambda f: _prepare_scar_map(f, padding=20.0),
-                                           "slabs overlap", "is the slab's half-width, half the slice thickness"),
+    "slabs of parallel slices that overlap": (lambda f: _prepare_scar_map(f), lambda f: _prepare_scar_map(f, padding=20.0),
+                                              "overlapping slabs", "is HALF the slice thickness"),
     # aha took a long-axis view's normal as the LV's long axis and cut the ventricle lengthwise
     "aha on a long-axis view's normal": (lambda f: _aha_normal(f, f["scar_map"]),
                                          lambda f: _aha_normal(f, f["out"] / "long_axis_view.nii.gz"),

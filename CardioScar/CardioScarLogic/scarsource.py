@@ -167,6 +167,10 @@ def _from_segmentation(segmentation_node, myocardium_segment: str = "") -> ScarS
     myocardium_id = segment_named(segmentation_node, myocardium_segment) if myocardium_segment else None
     segment_ids = [_scar_segment_id(segmentation_node, myocardium_id)] + ([myocardium_id] if myocardium_id else [])
     masks, grid = export_segments(segmentation_node, segment_ids)
+    if myocardium_id and not masks[1].any():
+        # the scar would be the only myocardium: every group a scar pixel, a field of scar everywhere
+        raise CardioScarError(f"The myocardium segment '{myocardium_segment.strip()}' of '{segmentation_node.GetName()}' "
+                              "is empty: paint the myocardium (scar included), or leave Myocardium segment blank.")
     values = np.where(masks[0], SEGMENT_SCAR, 0).astype(np.uint8)
     if myocardium_id:
         values[masks[1] & ~masks[0]] = SEGMENT_MYOCARDIUM

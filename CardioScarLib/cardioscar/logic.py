@@ -29,9 +29,9 @@ from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_f
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
-from cardioscar.prepare.mapping import map_slices_to_nodes, warn_overlapping_slabs
+from cardioscar.prepare.mapping import map_slices_to_nodes
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
-from cardioscar.predict.meshscale import check_same_scale, node_spacing
+from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
 from cardioscar.fit.normalization import fit_scaler, normalize
@@ -194,6 +194,8 @@ class PreprocessingResult:
     dropped_outside_myocardium: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (S,)
     scar_rule: str = ""  # JSON record of the scar rule that made the targets (cardioscar.lge), if any
     shape_prior: Optional[ShapePrior] = None  # the slices' shape prior (cardioscar.shape_prior), if any
+    # the scaler spans every mesh node (ours); False for the reference tool's files (in-slice nodes only)
+    scaler_spans_mesh: bool = True
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -301,7 +303,6 @@ def prepare_from_slices(
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
     mapping = map_slices_to_nodes(points_lps, slices)
-    warn_overlapping_slabs(mapping, slices)
     coverage = np.zeros(0, dtype=np.float64)
     if coverage_mesh is not None:
         dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")
@@ -386,6 +387,46 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
     logger.info("Wrote training data %s", output_path)
 
 
+#: How far outside [0, 1] a stored normalised coordinate may lie (float32 rounding only).
+_COORDINATE_SLACK = 1e-3
+
+
+def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training rows as float32 (N, 3), float32 (N, 1) and int64 (N,), or a one-line refusal.
+
+    Why: a file and an in-memory :class:`PreprocessingResult` (the Python API) must meet the same
+    checks; values outside [0, 1] (targets or normalised coordinates) train a wrong field quietly.
+    """
+    try:
+        group_ids = np.asarray(group_ids).astype(np.int64).ravel()
+        coordinates = np.asarray(coordinates).astype(np.float32)
+        intensities = np.asarray(intensities).astype(np.float32).reshape(-1, 1)
+    except (TypeError, ValueError):
+        raise CardioScarError(f"{where}: coordinates, intensities and group_ids must be numbers; "
+                              "re-run `cardioscar prepare`.") from None
+    if coordinates.ndim != 2 or coordinates.shape[1] != 3:
+        raise CardioScarError(f"{where}: coordinates must be (N, 3), got {coordinates.shape}; re-run "
+                              "`cardioscar prepare`.")
+    if not (len(coordinates) == len(intensities) == len(group_ids)) or len(group_ids) == 0:
+        raise CardioScarError(
+            f"{where} is inconsistent: {len(coordinates)} coordinates, {len(intensities)} intensities, "
+            f"{len(group_ids)} group ids; re-run `cardioscar prepare`."
+        )
+    if not np.all(np.isfinite(coordinates)) or not np.all(np.isfinite(intensities)):
+        raise CardioScarError(f"{where} contains NaN or infinite values; re-run `cardioscar prepare`.")
+    if coordinates.min() < -_COORDINATE_SLACK or coordinates.max() > 1.0 + _COORDINATE_SLACK:
+        # millimetres (or another scaler's units) here would train the network on points the
+        # stored scaler never maps a mesh node to: apply would then read a different field
+        raise CardioScarError(f"{where}: coordinates must be normalised to [0, 1] by scaler_min/"
+                              f"scaler_max (the mesh nodes' box), found {coordinates.min():g}..{coordinates.max():g}; "
+                              "re-run `cardioscar prepare` (or store (x - scaler_min) / (scaler_max - scaler_min)).")
+    if intensities.min() < 0.0 or intensities.max() > 1.0:
+        raise CardioScarError(f"{where}: intensities must lie in [0, 1] (the network's output range), "
+                              f"found {intensities.min():g}..{intensities.max():g}; prepare with "
+                              "--normalize-intensities (raw LGE) or --scar-labels (label map).")
+    return coordinates, intensities, group_ids
+
+
 def load_preprocessing_result(path: Path) -> PreprocessingResult:
     """Read a ``.npz`` written by us or by the existing tool (documented keys only)."""
     path = Path(path)
@@ -407,27 +448,8 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         raise CardioScarError(
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."
         )
-    try:
-        group_ids = arrays["group_ids"].astype(np.int64).ravel()
-        coordinates = arrays["coordinates"].astype(np.float32)
-        intensities = arrays["intensities"].astype(np.float32).reshape(-1, 1)
-    except (TypeError, ValueError):
-        raise CardioScarError(f"Training data {path}: coordinates, intensities and group_ids must be numbers; "
-                              "re-run `cardioscar prepare`.") from None
-    if coordinates.ndim != 2 or coordinates.shape[1] != 3:
-        raise CardioScarError(f"Training data {path}: coordinates must be (N, 3), got {coordinates.shape}; re-run "
-                              "`cardioscar prepare`.")
-    if not (len(coordinates) == len(intensities) == len(group_ids)) or len(group_ids) == 0:
-        raise CardioScarError(
-            f"Training data {path} is inconsistent: {len(coordinates)} coordinates, {len(intensities)} intensities, "
-            f"{len(group_ids)} group ids; re-run `cardioscar prepare`."
-        )
-    if not np.all(np.isfinite(coordinates)) or not np.all(np.isfinite(intensities)):
-        raise CardioScarError(f"Training data {path} contains NaN or infinite values; re-run `cardioscar prepare`.")
-    if intensities.min() < 0.0 or intensities.max() > 1.0:
-        raise CardioScarError(f"Training data {path}: intensities must lie in [0, 1] (the network's output range), "
-                              f"found {intensities.min():g}..{intensities.max():g}; prepare with "
-                              "--normalize-intensities (raw LGE) or --scar-labels (label map).")
+    coordinates, intensities, group_ids = _checked_rows(arrays["coordinates"], arrays["intensities"],
+                                                        arrays["group_ids"], f"Training data {path}")
     scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
     n_rows = len(group_ids)
     return PreprocessingResult(
@@ -450,6 +472,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         dropped_outside_myocardium=arrays.get("dropped_outside_myocardium", np.zeros(0, np.int64)).astype(np.int64),
         scar_rule=str(arrays.get("scar_rule", "")),
         shape_prior=prior_from_npz(arrays, f"Training data {path}"),
+        scaler_spans_mesh="format_version" in arrays,
     )
 
 
@@ -458,7 +481,9 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
 
 def _as_result(training_data: Union[Path, str, PreprocessingResult]) -> tuple[PreprocessingResult, str]:
     if isinstance(training_data, PreprocessingResult):
-        return training_data, "in-memory"
+        coordinates, intensities, group_ids = _checked_rows(training_data.coordinates, training_data.intensities,
+                                                            training_data.group_ids, "The PreprocessingResult")
+        return replace(training_data, coordinates=coordinates, intensities=intensities, group_ids=group_ids), "in-memory"
     return load_preprocessing_result(Path(training_data)), str(training_data)
 
 
@@ -489,6 +514,7 @@ def _dataset_info(result: PreprocessingResult) -> dict:
         "n_groups": int(result.n_groups),
         "n_mesh_nodes": int(result.n_mesh_nodes),
         "coordinate_space": "LPS",
+        "scaler_spans_mesh": bool(result.scaler_spans_mesh),
     }
 
 
@@ -619,6 +645,10 @@ def predict_on_points(
     """
     if mc_samples < 1:
         raise CardioScarError(f"mc_samples must be >= 1 (10 or more for a useful uncertainty), got {mc_samples}.")
+    if mc_samples == 1:
+        # one pass has no spread: a scar_uncertainty of 0 everywhere would read as "certain"
+        logger.warning("mc_samples 1: scar_uncertainty is 0 on every node (one dropout pass has no spread) and "
+                       "scar_error_risk follows the probability alone; give 10 or more for an uncertainty")
     if batch_size < 1:
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -664,10 +694,15 @@ def predict_on_points(
 
 def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
     """Refuse a mesh to apply ``checkpoint`` to whose size or node spacing is not the training
-    mesh's (another unit); every face that applies a saved model calls it."""
+    mesh's (another unit), or most of whose nodes lie outside its box (another frame or patient;
+    checked where the scaler spans the training mesh, not on the reference tool's in-slice box);
+    every face that applies a saved model calls it."""
     low, high = _scaler(checkpoint)
     check_same_scale({**checkpoint.get("dataset_info", {}), "scaler_min": low, "scaler_max": high}, points_lps,
                      mesh_name)
+    if checkpoint.get("dataset_info", {}).get("scaler_spans_mesh"):
+        # the reference tool's scaler spans the slices' nodes only: its apex and base lie outside by design
+        check_inside_training_box(low, high, points_lps, mesh_name)
 
 
 def apply_scar_model(

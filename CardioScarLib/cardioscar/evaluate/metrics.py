@@ -28,6 +28,19 @@ def _binary(values: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(values, dtype=float).ravel() >= threshold
 
 
+def check_unit_range(values: np.ndarray, what: str) -> None:
+    """Refuse scores of values outside [0, 1].
+
+    Why: a truth of 0/100 (percent) or 0/255 (a mask) binarised at 0.5 counts every partly
+    scarred node as scar: a different truth, scored without a word (percent truth on the demo
+    phantom: Dice 0.09 instead of 0.18).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size and (np.nanmin(values) < 0.0 or np.nanmax(values) > 1.0):
+        raise CardioScarError(f"{what} ranges {np.nanmin(values):g}..{np.nanmax(values):g}; evaluate needs scar "
+                              "fractions or probabilities in [0, 1] (scale a percent or 0/255 field to 0-1 first)")
+
+
 def _check_same_length(pred: np.ndarray, truth: np.ndarray) -> None:
     if np.size(pred) != np.size(truth):
         raise CardioScarError(f"prediction has {np.size(pred)} values but truth has {np.size(truth)}; "
@@ -160,6 +173,8 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
     Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask)
     are ``None`` so the dict stays valid JSON.
     """
+    check_unit_range(probability, "the probability")
+    check_unit_range(truth, "the truth")
     area_under = auc(probability, truth)
     on = off = None
     threshold_best, dice_best = best_threshold(probability, truth, near=threshold)
@@ -179,14 +194,19 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
     }
 
 
+#: The uncertainty field ``apply`` writes; ``evaluate`` scores it when present.
+DEFAULT_UNCERTAINTY_FIELD = "scar_uncertainty"
+
+
 def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
                     probability_field: str = "scar_probability", truth_field: str = "scar_truth",
-                    uncertainty_field: str = "scar_uncertainty", threshold: float = 0.5,
+                    uncertainty_field: str = DEFAULT_UNCERTAINTY_FIELD, threshold: float = 0.5,
                     on_slice_mask: np.ndarray | None = None) -> dict:
     """Score the probability field of one mesh against the truth field of another (same nodes).
 
     Node volumes of the truth mesh weight the volume error. The uncertainty field is optional;
-    the on/between-slice split needs ``on_slice_mask``.
+    the on/between-slice split needs ``on_slice_mask``. Both fields must lie in [0, 1] and the
+    nodes of the same index at the same place.
     """
     if not 0.0 <= threshold <= 1.0:
         raise CardioScarError(f"threshold must be within [0, 1], got {threshold}")
@@ -205,10 +225,14 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     probability = prediction.point_array(probability_field)
     truth = truth_mesh.point_array(truth_field)
     has_uncertainty = prediction.dataset.GetPointData().GetArray(uncertainty_field) is not None
-    uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty else None
+    # the default field may be absent (a prediction without one); a field named on purpose must exist,
+    # or a typo would print "mean_uncertainty": null as if the prediction had none
+    named = uncertainty_field != DEFAULT_UNCERTAINTY_FIELD
+    uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty or named else None
     for path, field, values in ((prediction_path, probability_field, probability), (truth_path, truth_field, truth)):
         if not np.all(np.isfinite(values)):
             raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
                                   f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
+        check_unit_range(values, f"{Path(path).name}: field '{field}'")
     return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
                            node_volumes(truth_mesh.dataset), threshold)

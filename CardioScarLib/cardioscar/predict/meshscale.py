@@ -15,7 +15,6 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
-from ..io.meshio import bounds_text
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +25,6 @@ MAX_EXTENT_RATIO = 5.0
 #: The same for the median distance of a node to its nearest neighbour: a mesh refined or
 #: coarsened for a simulation stays inside, a change of units does not.
 MAX_SPACING_RATIO = 20.0
-#: The share of a mesh's nodes that may lie outside the training mesh's box (5 % of its size
-#: beyond each side, as ``predict_on_points`` warns): another mesh of the same heart lies inside;
-#: a mesh read in the other frame (a RAS file without its SPACE marker) or another patient's
-#: does not, and the network's values there are extrapolation.
-MAX_OUTSIDE_SHARE = 0.5
 _SPACING_SAMPLE = 20000
 
 
@@ -72,20 +66,31 @@ def check_same_scale(dataset_info: dict, points_lps: np.ndarray, mesh_name: str)
             raise CardioScarError(
                 f"{mesh_name} has a median node spacing of {spacing:.4g} but the model was trained on a mesh with "
                 f"{float(recorded):.4g} mm ({ratio:.4g} times): {_units_hint(ratio)}")
-    _check_overlap(dataset_info, points, mesh_name)
 
 
-def _check_overlap(dataset_info: dict, points: np.ndarray, mesh_name: str) -> None:
-    """Refuse a mesh of the right size that lies mostly outside the region the model was trained on."""
-    low = np.asarray(dataset_info["scaler_min"], dtype=np.float64)
-    high = np.asarray(dataset_info["scaler_max"], dtype=np.float64)
-    margin = 0.05 * np.maximum(high - low, 1e-9)
-    outside = float(np.mean(np.any((points < low - margin) | (points > high + margin), axis=1))) if len(points) else 0.0
-    if outside > MAX_OUTSIDE_SHARE:
+#: The largest share of a mesh's nodes that may lie outside the training mesh's box (widened by
+#: 5 % of its size per axis) before ``apply`` refuses it; between 5 % and this, a warning.
+MAX_OUTSIDE_FRACTION = 0.5
+
+
+def check_inside_training_box(scaler_min: np.ndarray, scaler_max: np.ndarray, points_lps: np.ndarray,
+                              mesh_name: str) -> None:
+    """Refuse a mesh most of whose nodes lie outside the box of the mesh the model was trained on.
+
+    Why: the network has seen no coordinate there and answers anyway. The training box holds
+    every training-mesh node, so the patient's own meshes (refined, a surface, a sub-region) lie
+    inside; a mesh of the same size elsewhere does not: a RAS mesh without its ``SPACE`` marker
+    (x and y mirrored; 74 % of the phantom's nodes outside), another patient, another scan position.
+    """
+    low = np.asarray(scaler_min, dtype=np.float64)
+    size = np.asarray(scaler_max, dtype=np.float64) - low
+    relative = (np.asarray(points_lps, dtype=np.float64) - low) / np.where(size > 0, size, 1.0)
+    outside = float(np.mean(np.any((relative < -0.05) | (relative > 1.05), axis=1))) if len(relative) else 0.0
+    if outside > MAX_OUTSIDE_FRACTION:
         raise CardioScarError(
-            f"{mesh_name}: {100 * outside:.0f}% of its nodes (LPS {bounds_text(points)}) lie outside the region the "
-            f"model was trained on (LPS {bounds_text(np.array([low, high]))}): check the mesh's frame (its SPACE=LPS "
-            "or SPACE=RAS marker; none = LPS) or apply the model trained on this heart")
+            f"{mesh_name}: {100 * outside:.0f}% of its nodes lie outside the box of the mesh the model was trained on "
+            f"(LPS {np.round(low, 1).tolist()} to {np.round(low + size, 1).tolist()} mm); apply the model to that "
+            "patient's mesh, in its frame (a RAS mesh needs its SPACE=RAS marker)")
 
 
 def _units_hint(ratio: float) -> str:

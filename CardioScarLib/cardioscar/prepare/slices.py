@@ -17,6 +17,7 @@ geometry convention:
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -131,10 +132,22 @@ def _unit(vector: Sequence[float], what: str) -> np.ndarray:
     return v / norm
 
 
+def _as_index(value: object, given: object) -> int:
+    """One slice index as an int; a float, a bool or a nested array is refused, not truncated
+    (``int(2.7)`` would cut slice 2 where the caller meant something else)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not float(value).is_integer():
+        raise CardioScarError(f"slice indices must be whole numbers such as [2, 5, 8], got {value!r} in {given!r}")
+    return int(value)
+
+
 def _checked_indices(slice_indices: Iterable[int] | None, count: int, axis: str) -> list[int]:
     if slice_indices is None:
         return list(range(count))
-    indices = [int(k) for k in slice_indices]
+    if isinstance(slice_indices, str):
+        # iterated, "2,5" would be the characters '2', ',' and '5'
+        raise CardioScarError(f"slice indices must be a list of whole numbers such as [2, 5, 8], got the text "
+                              f"{slice_indices!r} (cardioscar.prepare.targets.parse_slice_indices reads that form)")
+    indices = [_as_index(k, slice_indices) for k in slice_indices]
     if not indices:
         raise CardioScarError(f"No slice index given for axis {axis}: valid 0-{count - 1}")
     seen: set[int] = set()
