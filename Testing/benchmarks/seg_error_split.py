@@ -24,6 +24,7 @@ seed (12k nodes, fast preset, 10 MC samples, seeded like ``bench_robust.run_case
 
     PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/seg_error_split.py --seeds 0,3,5
         [--nodes 12000] [--config-json '{...}'] [--no-ceiling] [--shape-prior [--against-off]] [--demo]
+        [--prior-json '{"slab_scale": 1}']
 
 One JSON line per case.
 """
@@ -85,12 +86,12 @@ def _node_categories(case: br.Case, phantom, prepared) -> dict[str, np.ndarray]:
 
 
 def _prior_categories(prior: ShapePrior, points: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
-    """Where the prior stands at each node: near its interpolated outline, and whether its vote
-    (log-odds sign) agrees with the truth."""
+    """Where the prior stands at each node: near its interpolated outline, whether its vote
+    (log-odds sign) agrees with the truth, and beyond the training slabs (residual weight < 1)."""
     distance = prior.signed_distance(points)
     votes_scar = np.nan_to_num(distance, nan=np.inf) < 0
     return {"near_prior_outline": np.abs(np.nan_to_num(distance, nan=np.inf)) < NEAR_OUTLINE_MM,
-            "prior_vote_wrong": votes_scar != (truth >= 0.5)}
+            "prior_vote_wrong": votes_scar != (truth >= 0.5), "residual_weight_below_1": prior.residual_weight(points) < 1}
 
 
 def _split(p: np.ndarray, truth: np.ndarray, categories: dict[str, np.ndarray]) -> dict:
@@ -144,7 +145,7 @@ def _prior_lines(checkpoint: dict, p: np.ndarray, case: br.Case, categories: dic
 
 def run(family: str, seed: int, nodes: int, config: TrainingConfig, ceiling: bool, against_off: bool = False) -> dict:
     case, phantom = _case(family, seed, nodes)
-    prepared = prepare_from_slices(case.points, case.slices, coverage_mesh=case.coverage_mesh)
+    prepared = br.with_prior_overrides(prepare_from_slices(case.points, case.slices, coverage_mesh=case.coverage_mesh))
     categories = _node_categories(case, phantom, prepared)
     truth = case.truth
     checkpoint = train_scar_model(prepared, dataclasses.replace(config, seed=0))
@@ -188,7 +189,9 @@ def main() -> None:
     parser.add_argument("--against-off", action="store_true",
                         help="with --shape-prior: also train without it and split the nodes wrong only with / only without")
     parser.add_argument("--demo", action="store_true", help="also the demo family (seed 0)")
+    parser.add_argument("--prior-json", help="ShapePrior fields overriding the defaults (as bench_robust's)")
     args = parser.parse_args()
+    br.PRIOR_OVERRIDES.update(json.loads(args.prior_json) if args.prior_json else {})
     logging.basicConfig(level=logging.WARNING)
     overrides = json.loads(args.config_json) if args.config_json else {}
     if args.shape_prior:
