@@ -134,12 +134,11 @@ def _prior_lines(checkpoint: dict, p: np.ndarray, case: br.Case, categories: dic
         wrong_on, wrong_off = (p >= 0.5) != (truth >= 0.5), (off >= 0.5) != (truth >= 0.5)
         line["off_dice"] = round(metrics.dice(off, truth), 4)
         line["off_split"] = _split(off, truth, categories)
-        line["wrong_only_on_fp_fn"] = {name: [int((wrong_on & ~wrong_off & mask & (truth < 0.5)).sum()),
-                                              int((wrong_on & ~wrong_off & mask & (truth >= 0.5)).sum())]
-                                       for name, mask in {"all": np.ones(len(p), bool), **categories}.items()}
-        line["wrong_only_off_fp_fn"] = {name: [int((wrong_off & ~wrong_on & mask & (truth < 0.5)).sum()),
-                                               int((wrong_off & ~wrong_on & mask & (truth >= 0.5)).sum())]
-                                        for name, mask in {"all": np.ones(len(p), bool), **categories}.items()}
+        everywhere = {"all": np.ones(len(p), bool), **categories}
+        for label, only in (("on", wrong_on & ~wrong_off), ("off", wrong_off & ~wrong_on)):
+            line[f"wrong_only_{label}_fp_fn"] = {name: [int((only & mask & (truth < 0.5)).sum()),
+                                                        int((only & mask & (truth >= 0.5)).sum())]
+                                                 for name, mask in everywhere.items()}
     return line
 
 
