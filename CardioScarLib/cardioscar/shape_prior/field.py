@@ -255,10 +255,11 @@ class ShapePrior:
             full, decay = ((float(np.asarray(arrays["residual_full_mm"])), float(np.asarray(arrays["residual_decay_mm"])))
                            if version >= 2 else (math.inf, RESIDUAL_DECAY_MM))
             slab, beyond_ends = ((float(np.asarray(arrays["slab_scale"])), int(np.asarray(arrays["network_beyond_ends"])))
-                          if version >= 3 else (1.0, 0))
+                                 if version >= 3 else (1.0, 0))
             shapes = geometry[:, 16:18].astype(np.int64)
             if version > PRIOR_VERSION or shapes.min(initial=1) < 1 or int(shapes.prod(axis=1).sum()) != flat.size \
-                    or not (alpha > 0 and clip > 0 and bulge > 0 and full >= 0 and decay > 0 and 0 <= slab <= 1 and beyond_ends in (0, 1)) \
+                    or not (alpha > 0 and clip > 0 and bulge > 0 and full >= 0 and decay > 0) \
+                    or not (0 <= slab <= 1 and beyond_ends in (0, 1)) \
                     or not np.isfinite(flat).all() or not np.isfinite(geometry).all():
                 raise ValueError
         except (KeyError, TypeError, ValueError):
