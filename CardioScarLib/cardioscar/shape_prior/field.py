@@ -75,10 +75,11 @@ BULGE_RADIUS_MM = 20.0
 #: Decay (mm) of the residual's weight beyond the training slabs (see :meth:`ShapePrior.residual_weight`).
 RESIDUAL_DECAY_MM = 2.0
 #: Factor on the prior's log-odds where the groups speak (see :meth:`ShapePrior.node_terms`). 0.5: on
-#: 12k-node phantoms (segmented seeds 0, 1, 3, 4 and the demo) full reconstructions with the prior
-#: gained on mean Dice against 1 (0.909 vs 0.898; prior off 0.908) with leave-one-slice-out on the
-#: segmented seeds 0-3 unchanged; 0 (the slabs exactly as without a prior) lost the held-out scar of
-#: segmented seed 3 at 10 mm (Dice 0.12 against 0.41, AUC 0.65 against 0.94).
+#: 12k-node phantoms (segmented seeds 0, 1, 3, 4 and the demo) full reconstructions with it (and the
+#: end rule) reached mean Dice 0.909 against 0.898 with version 2 (prior off 0.908), leave-one-slice-out
+#: on the segmented seeds 0-3 unchanged; 0 (the slabs exactly as without a prior) lost the held-out
+#: scar of segmented seed 3 at 10 mm (Dice 0.12 against 0.41, AUC 0.65 against 0.94). README: "The
+#: prior in a full reconstruction".
 SLAB_SCALE = 0.5
 #: Millimetres below which a point counts as lying on a plane (its weight stays finite).
 ON_PLANE_MM = 1e-3
