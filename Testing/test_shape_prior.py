@@ -133,6 +133,7 @@ def test_the_residual_weight_is_one_on_the_training_slabs_and_falls_off_beyond_t
     d = np.array([1.0, 4.0, 5.0, 6.5, -3.5, 13.5])  # nearest plane: 1, 4, 5, 3.5, 3.5, 3.5 mm away
     nearest = np.array([1.0, 4.0, 5.0, 3.5, 3.5, 3.5])
     expected = np.exp(-0.5 * (np.maximum(nearest - 1.5, 0.0) / 2.0) ** 2)
+    expected[4:] = 1.0  # beyond the stack's ends the network keeps its weight (network_beyond_ends)
     np.testing.assert_allclose(prior.residual_weight(points_at(below, np.full(6, 20.0), np.full(6, 20.0), d)),
                                expected, rtol=1e-6)
     nowhere = points_at(below, np.array([500.0]), np.array([500.0]), np.array([5.0]))
@@ -181,22 +182,30 @@ def test_the_prior_travels_through_the_npz_and_the_checkpoint_to_an_apply_mesh(t
     assert prior.residual_full_mm == pytest.approx(np.abs(rows_z[:, None] - [0.0, 8.0, 16.0]).min(axis=1).max())
     assert prior.residual_decay_mm == 2.0
 
-    # apply = sigmoid(prior + weight * network) with the very same dropout masks: the network alone
-    # is the checkpoint without its prior (as an older file loads: zero prior)
+    # apply = sigmoid(scale * prior + weight * network) with the very same dropout masks, the network
+    # alone being the checkpoint without its prior (as an older file loads: zero prior). Written out
+    # from the planes z = 0, 8, 16: the fade exp(-(excess / 2 mm)^2 / 2) beyond the full distance;
+    # between the planes weight = fade and scale = 1 - fade (1 - slab_scale); beyond the ends
+    # (z < 0, z > 16) weight 1 and scale slab_scale * fade
     with_prior = predict_on_points(loaded, other, mc_samples=1, seed=7).mean_predictions
     bare = {key: value for key, value in loaded.items() if key != "shape_prior"}
     network = predict_on_points(bare, other, mc_samples=1, seed=7).mean_predictions.astype(np.float64)
+    z = other[:, 2]
+    fade = np.exp(-0.5 * (np.maximum(np.abs(z[:, None] - [0.0, 8.0, 16.0]).min(axis=1) - prior.residual_full_mm, 0) / 2) ** 2)
+    ends = (z < 0) | (z > 16)
     weight = prior.residual_weight(other)
+    np.testing.assert_allclose(weight, np.where(ends, 1.0, fade), rtol=1e-5)
+    scale = np.where(ends, prior.slab_scale * fade, 1 - fade * (1 - prior.slab_scale))
     assert (weight == 1.0).sum() > 100 and (weight < 0.7).sum() > 100  # on the slabs, and between them
-    expected = 1.0 / (1.0 + np.exp(-(weight * np.log(network / (1 - network)) + prior.logit(other))))
+    expected = 1.0 / (1.0 + np.exp(-(weight * np.log(network / (1 - network)) + scale * prior.logit(other))))
     np.testing.assert_allclose(with_prior, expected, atol=2e-5)
-    assert np.abs(with_prior - network).max() > 0.3  # the prior matters
+    assert np.abs(with_prior - network)[weight < 0.7].max() > 0.1  # the prior matters between the slabs
     # with a short decay (it travels in the checkpoint), 1 mm beyond the slabs the network can no longer
     # move the prior; on the slabs it still does
     short = {**loaded, "shape_prior": {**loaded["shape_prior"], "residual_decay_mm": 0.2}}
     gated = predict_on_points(short, other, mc_samples=1, seed=7).mean_predictions
     alone = 1.0 / (1.0 + np.exp(-prior.logit(other)))
-    between = prior.plane_distance(other) > prior.residual_full_mm + 1.0
+    between = (prior.plane_distance(other) > prior.residual_full_mm + 1.0) & (weight < 1.0)  # not beyond the ends
     assert between.sum() > 100
     assert np.abs(gated - alone)[between].max() < 1e-3 < 0.1 < np.abs(gated - alone)[weight == 1.0].max()
 
@@ -210,6 +219,70 @@ def test_the_prior_travels_through_the_npz_and_the_checkpoint_to_an_apply_mesh(t
     # fine-tuning keeps the base model's choice (its f is a residual on a prior), with the new data's prior
     tuned = fine_tune_scar_model(tmp_path / "model.pth", prepared, TrainingConfig.fast(max_epochs=3, shape_prior=False))
     assert tuned["hyperparameters"]["shape_prior"] is True and "shape_prior" in tuned
+
+
+def test_the_prior_votes_with_slab_scale_where_the_groups_speak_and_fully_beyond_the_slabs():
+    below, above = edge_slice(0.0, 20), edge_slice(10.0, 30)
+    rows = points_at(below, np.full(3, 20.0), np.full(3, 20.0), np.array([-1.5, 0.0, 1.5]))
+    d = np.array([0.0, 1.5, 2.5, 3.5, 5.0, 8.5])  # nearest plane 0, 1.5, 2.5, 3.5, 5, 1.5 mm away
+    points = points_at(below, np.full(6, 22.0), np.full(6, 20.0), d)
+    for slab_scale in (0.0, 0.4, 1.0):
+        prior = dataclasses.replace(linear([below, above]).reaching(rows), slab_scale=slab_scale)
+        logit, weight = prior.node_terms(points)
+        expected_weight = np.exp(-0.5 * (np.maximum(np.array([0.0, 1.5, 2.5, 3.5, 5.0, 1.5]) - 1.5, 0.0) / 2.0) ** 2)
+        np.testing.assert_allclose(weight, expected_weight, rtol=1e-6)
+        np.testing.assert_allclose(logit, prior.logit(points) * (1 - expected_weight * (1 - slab_scale)), rtol=1e-5)
+        on_slab = expected_weight == 1.0
+        np.testing.assert_allclose(logit[on_slab], slab_scale * prior.logit(points)[on_slab], rtol=1e-6)
+        assert abs(logit[4]) > 0.5 * abs(prior.logit(points)[4]) > 0  # 3.5 mm beyond the slabs: mostly the prior
+        reloaded = ShapePrior.from_arrays(prior.to_arrays(), "data.npz")
+        assert reloaded.slab_scale == slab_scale
+    with pytest.raises(CardioScarError, match="shape prior is damaged"):
+        ShapePrior.from_arrays({**prior.to_arrays(), "slab_scale": np.float64(1.5)}, "data.npz")
+
+    # beyond the stack's end planes (below z = 0, above z = 10) the prior would only extrude the last
+    # outline: the network keeps its full weight there and the prior's vote fades out
+    beyond = points_at(below, np.full(4, 22.0), np.full(4, 20.0), np.array([-1.5, -6.0, 16.0, 5.0]))
+    prior = dataclasses.replace(prior, slab_scale=0.4)
+    logit, weight = prior.node_terms(beyond)
+    np.testing.assert_array_equal(weight[:3], 1.0)
+    fade = np.exp(-0.5 * (np.array([0.0, 4.5, 4.5]) / 2.0) ** 2)  # 1.5 mm full, 2 mm decay
+    np.testing.assert_allclose(logit[:3], 0.4 * fade * prior.logit(beyond)[:3], rtol=1e-5)
+    assert weight[3] < 0.5  # 5 mm from both planes: between them, the prior rules
+    extruding = dataclasses.replace(prior, network_beyond_ends=False)
+    np.testing.assert_allclose(extruding.residual_weight(beyond)[:3], np.exp(-0.5 * (np.array([1.5, 6.0, 6.0]) - 1.5) ** 2 / 4))
+
+    # a version 2 prior (before slab_scale) votes fully everywhere and its residual decays beyond the
+    # ends too, as it was trained and used
+    older = {key: value for key, value in prior.to_arrays().items() if key not in ("slab_scale", "network_beyond_ends")}
+    second = ShapePrior.from_arrays({**older, "version": np.int64(2)}, "data.npz")
+    assert (second.slab_scale, second.network_beyond_ends) == (1.0, False)
+    np.testing.assert_array_equal(second.node_terms(points)[0], second.logit(points))
+    np.testing.assert_array_equal(second.residual_weight(beyond), extruding.residual_weight(beyond))
+    assert ShapePrior.from_arrays(prior.to_arrays(), "data.npz").network_beyond_ends is True
+
+
+def test_with_slab_scale_0_the_slabs_and_the_ends_train_and_predict_as_without_a_prior():
+    """With ``slab_scale`` = 0 the prior costs a full reconstruction nothing on the slabs and beyond
+    the stack's ends: there the prediction is the prior-off model's, bit for bit (same seed);
+    between distant slabs the prior still rules."""
+    grid, slices, other = _training_case()
+    prepared = prepare_from_slices(grid, slices)
+    prepared = dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior, slab_scale=0.0))
+    config = TrainingConfig.fast(max_epochs=20, early_stopping_patience=20, seed=5)
+    with_prior = train_scar_model(prepared, dataclasses.replace(config, shape_prior=True))
+    without = train_scar_model(prepared, config)
+    prior = ShapePrior.from_checkpoint(with_prior)
+    on = predict_on_points(with_prior, other, mc_samples=4, seed=2).mean_predictions
+    off = predict_on_points(without, other, mc_samples=4, seed=2).mean_predictions
+    on_slab = prior.residual_weight(other) == 1.0
+    assert on_slab.sum() > 100 and (~on_slab).sum() > 100
+    np.testing.assert_array_equal(on[on_slab], off[on_slab])
+    assert np.abs(on - off)[~on_slab].max() > 0.1  # the prior acts between the slabs
+    # slab_scale 1 (as a version 2 prior loads): the rows train with the full log-odds, unlike off
+    full_vote = dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior, slab_scale=1.0))
+    old_style = train_scar_model(full_vote, dataclasses.replace(config, shape_prior=True))
+    assert np.abs(predict_on_points(old_style, other, mc_samples=4, seed=2).mean_predictions - off)[on_slab].max() > 0.05
 
 
 def test_training_option_is_checked():

@@ -44,7 +44,7 @@ Importable (w18fit scores a training config with it)::
 Usage:
   PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_robust.py [--preset fast]
       [--seeds 0-7] [--families segmented,demo,acdc,bivme] [--nodes 40000] [--quick] [--loso] [--targets masked|plain]
-      [--residual-decays 1,2,4,inf]
+      [--residual-decays 1,2,4,inf] [--prior-json '{"slab_scale": 0.5}']
 """
 
 from __future__ import annotations
@@ -394,9 +394,20 @@ def yardsticks(case: Case, acquired: list[SliceLayer], nodes: np.ndarray | None 
     return out
 
 
+#: ``--prior-json``: ShapePrior fields overriding the library's defaults for every case.
+PRIOR_OVERRIDES: dict = {}
+
+
+def with_prior_overrides(prepared: PreprocessingResult) -> PreprocessingResult:
+    """``prepared`` with :data:`PRIOR_OVERRIDES` applied to its shape prior (if it has one)."""
+    if not PRIOR_OVERRIDES or prepared.shape_prior is None:
+        return prepared
+    return dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior, **PRIOR_OVERRIDES))
+
+
 def _reconstruct(case: Case, slices: list[SliceLayer], config: TrainingConfig, mc_samples: int, seed: int):
     start = time.perf_counter()
-    prepared = prepare_from_slices(case.points, slices, coverage_mesh=case.coverage_mesh)
+    prepared = with_prior_overrides(prepare_from_slices(case.points, slices, coverage_mesh=case.coverage_mesh))
     checkpoint = train_scar_model(prepared, dataclasses.replace(config, seed=seed))
     trained = time.perf_counter()
     result = predict_on_points(checkpoint, case.points, mc_samples=mc_samples, seed=seed)
@@ -561,8 +572,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--residual-decays", default="",
                         help="with the shape prior: also score the trained model applied with each of these "
                              "residual decays in mm (comma-separated, inf = residual everywhere)")
+    parser.add_argument("--prior-json", help='with the shape prior: ShapePrior fields overriding the defaults, inline '
+                                             'JSON, e.g. \'{"slab_scale": 0.5}\' or \'{"clip_logit": 1.5, "alpha_mm": 4}\'')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    PRIOR_OVERRIDES.update(json.loads(args.prior_json) if args.prior_json else {})
     seeds, nodes, mc = _parse_seeds(args.seeds), args.nodes, args.mc_samples
     if args.quick:
         seeds, nodes, mc = seeds[:4], 12000, 5
@@ -581,6 +595,8 @@ def main(argv: list[str] | None = None) -> None:
         line = run(case, config, mc_samples=mc, residual_decays=decays)
         line["preset"] = args.preset
         line["shape_prior"] = config.shape_prior
+        if config.shape_prior:
+            line["prior_overrides"] = PRIOR_OVERRIDES
         line["total_s"] = round(time.perf_counter() - start, 1)
         print(json.dumps(line), flush=True)
 

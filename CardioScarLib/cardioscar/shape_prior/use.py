@@ -38,21 +38,28 @@ def training_prior(prior: ShapePrior | None, wanted: bool) -> ShapePrior | None:
     return prior
 
 
-def fit_to_rows(prior: ShapePrior, coordinates: np.ndarray, scaler_min, scaler_max) -> tuple[ShapePrior, np.ndarray]:
+def fit_to_rows(prior: ShapePrior, coordinates: np.ndarray, scaler_min,
+                scaler_max) -> tuple[ShapePrior, np.ndarray | None]:
     """The prior to train and store (its residual weight reaching every training row, so that it is
-    1 on all of them) and its (K,) log-odds at the rows (normalised coordinates, back in LPS mm)."""
+    1 on all of them) and its (K,) log-odds at the rows (normalised coordinates, back in LPS mm), as
+    :meth:`ShapePrior.node_terms` gives them: ``slab_scale`` of its :meth:`ShapePrior.logit`. ``None``
+    when that scale is 0: the rows then train exactly as without a prior (the stored prior acts only
+    between the slabs)."""
     rows_lps = denormalize(np.asarray(coordinates, dtype=np.float64), scaler_min, scaler_max)
     fitted = prior.reaching(rows_lps)
-    logger.info("shape prior: the network's residual counts fully within %.1f mm of a training plane",
-                fitted.residual_full_mm)
-    return fitted, fitted.logit(rows_lps)
+    logger.info("shape prior: the network's residual counts fully within %.1f mm of a training plane; "
+                "the prior votes there with %.2f of its weight", fitted.residual_full_mm, fitted.slab_scale)
+    if fitted.slab_scale == 0:
+        return fitted, None
+    return fitted, fitted.node_terms(rows_lps)[0]
 
 
 def node_prior(prior: ShapePrior | None, points_lps: np.ndarray) -> dict[str, np.ndarray | None]:
     """``mc_dropout_predict``'s prior arguments at the nodes: the log-odds and the residual's weight."""
     if prior is None:
         return {"prior_logit": None, "residual_weight": None}
-    return {"prior_logit": prior.logit(points_lps), "residual_weight": prior.residual_weight(points_lps)}
+    logit, weight = prior.node_terms(points_lps)
+    return {"prior_logit": logit, "residual_weight": weight}
 
 
 def with_residual_decay(checkpoint: dict, decay_mm: float) -> dict:
