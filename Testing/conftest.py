@@ -56,6 +56,15 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The lines of a command's stderr that report an error or a traceback.
+
+    A refusal must produce exactly one of them (the one-line error the user reads); the bad-input
+    suites check that count and the fragment it holds.
+    """
+    return [line for line in stderr.splitlines() if "error:" in line or "Traceback" in line]
+
+
 def bivme_dicom(series: str) -> Path:
     """The one DICOM file of a biv-me series folder (``Se1`` ... ``Se11``)."""
     (path,) = (BIVME / "dicom_ED" / series).iterdir()

@@ -24,6 +24,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from cardioscar.cli import main
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+from conftest import error_lines
 
 EMIDEC_CASE = "Case_P003"
 
@@ -251,7 +252,7 @@ def test_the_command_line_refuses_in_one_line_and_writes_nothing(files, case, ca
     capsys.readouterr()
     assert main(args) != 0
     stderr = capsys.readouterr().err
-    errors = [line for line in stderr.splitlines() if "error:" in line or "Traceback" in line]
+    errors = error_lines(stderr)
     # one error line; a manifest's problems follow it, one line each (every row's at once)
     assert len(errors) == 1 and fragment in stderr[stderr.index(errors[0]):], stderr[-2000:]
     written = [p.name for p in files["out"].iterdir() if p.name.startswith("out")]

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from cardioscar.cli import main
 from cardioscar.errors import CardioScarError
 from cardioscar.lge import apply_rule
+from conftest import error_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 from lge_rule_reconstruction_emidec import voxel_centre_mesh  # noqa: E402
@@ -122,6 +123,6 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
     for extra, fragment in cases:
         assert main(["prepare", *base, *extra]) != 0
         stderr = capsys.readouterr().err
-        errors = [line for line in stderr.splitlines() if "error:" in line or "Traceback" in line]
+        errors = error_lines(stderr)
         assert len(errors) == 1 and fragment in errors[0], (extra, stderr)
     assert not list(tmp_path.iterdir())
