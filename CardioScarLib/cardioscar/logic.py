@@ -24,7 +24,7 @@ import vtk
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.fit.devices import as_device
-from cardioscar.io.checks import check_seed
+from cardioscar.io.checks import check_seed, check_threshold
 from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
@@ -651,8 +651,8 @@ def predict_on_points(
                        "scar_error_risk follows the probability alone; give 10 or more for an uncertainty")
     if batch_size < 1:
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise CardioScarError(f"threshold must be within [0, 1], got {threshold}.")
+    if threshold is not None:
+        threshold = check_threshold(threshold, "threshold (--threshold)")
     if seed is not None:
         seed = check_seed(seed, "seed")
     points_lps = np.asarray(points_lps, dtype=np.float64)

@@ -184,13 +184,15 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path) -> dict:
 
 
 def training_config(spec: PatientSpec, threads: int = 1):
-    """What ``cardioscar train`` would be asked for this patient (its preset, seed, epochs, prior)."""
+    """What ``cardioscar train`` would be asked for this patient (its preset, seed, epochs, MC samples
+    in the loss, prior)."""
     from cardioscar.fit.training import TrainingConfig
 
     options = spec.options
     overrides = {"seed": options["seed"], "num_threads": threads, "shape_prior": options["shape_prior"]}
-    if options["max_epochs"] is not None:
-        overrides["max_epochs"] = options["max_epochs"]
+    for column, field in (("max_epochs", "max_epochs"), ("training_mc_samples", "mc_samples")):
+        if options[column] is not None:  # empty: the preset's
+            overrides[field] = options[column]
     return TrainingConfig.fast(**overrides) if options["preset"] == "fast" else TrainingConfig(**overrides)
 
 
@@ -207,10 +209,10 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
     device = _device(use_gpu)
-    if "opencarp" in (options["export"] or ()):  # a mesh the export refuses fails before the training
-        from cardioscar.simulation.opencarp import check_exportable
+    if options["export"]:  # a mesh the export refuses fails before the training
+        from cardioscar.simulation.opencarp import check_exportable, check_volume_cells_only
 
-        check_exportable(read_mesh(spec.mesh))
+        (check_exportable if "opencarp" in options["export"] else check_volume_cells_only)(read_mesh(spec.mesh))
     prepared = prepare_training_data(preparation_request(spec))
     checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)
