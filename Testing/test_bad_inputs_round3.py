@@ -253,3 +253,60 @@ def test_an_lv_barely_longer_than_wide_is_named_in_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="cardioscar"):
         axis = axis_from_shape(long, np.ones(len(long)))
     assert not caplog.records and abs(axis.base_direction[2]) > 0.99
+
+
+def _emidec_layers(shared_data: Path, case: str, shift_px: int):
+    """EMIDEC ``case``'s expert scar (labels 3, 4) per myocardial slice, and its myocardium mask
+    (labels 2-4) shifted ``shift_px`` pixels along the rows: a mask of another series or frame."""
+    import SimpleITK as sitk
+
+    from cardioscar.prepare.slices import SliceLayer
+
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_data / "emidec" / f"Case_{case}" / "Contours"
+                                                       / f"Case_{case}.nii.gz")))
+    layers, masks = [], []
+    for k, plane in enumerate(labels):
+        if np.isin(plane, [2, 3, 4]).any():
+            layers.append(SliceLayer(values=np.isin(plane, [3, 4]).astype(float), origin=np.zeros(3),
+                                     axis_i=(1, 0, 0), axis_j=(0, 1, 0), spacing=(1.5, 1.5), half_thickness=4.0,
+                                     label=f"k{k}"))
+            masks.append(np.roll(np.isin(plane, [2, 3, 4]), shift_px, axis=1))
+    return layers, masks
+
+
+def test_a_myocardium_margin_no_longer_hides_a_shifted_mask(shared_data):
+    """EMIDEC P036, mask 6 pixels off: refused at margin 0, but on main a margin of 2 widened the
+    check's reach and it passed, with half the scar pixels given a healthy neighbour's value or
+    none. The check now counts the scar pixels the restriction loses; the right mask passes."""
+    from cardioscar.prepare.myocardium import restrict_to_myocardium
+
+    layers, shifted = _emidec_layers(shared_data, "P036", 6)
+    for margin in (0, 2):
+        with pytest.raises(CardioScarError, match="keep no scar value: the myocardium mask does not match"):
+            restrict_to_myocardium(layers, shifted, "shifted mask", margin)
+    _, right = _emidec_layers(shared_data, "P036", 0)
+    restricted, _ = restrict_to_myocardium(layers, right, "right mask", 2)
+    assert all((r.values[layer.values >= 0.5] >= 0.5).all() for r, layer in zip(restricted, layers))
+
+
+def test_a_cohort_truth_column_that_names_no_field_or_a_percent_fails_before_training(files, monkeypatch, tmp_path):
+    """On main a misspelt ``truth_field`` gave ``"dice": null`` (as a mesh without a truth) and a
+    percent truth was cut at 0.5 (every partly scarred node scar): both after a full training."""
+    import cardioscar.logic
+    from cardioscar.cohort.manifest import read_manifest
+    from cardioscar.cohort.tasks import run_patient
+
+    trained = []
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", lambda *a, **k: trained.append(1))
+    percent = _copy(read_mesh(files["mesh"]), tmp_path / "percent.vtk", scar_percent=100.0 * files["truth"])
+    image = files["out"] / "phantom_lge.nii.gz"
+    manifest = tmp_path / "truth.csv"
+    manifest.write_text("id,mesh,image,max_epochs,truth_field\n"
+                        f"typo,{files['mesh']},{image},2,scar_truht\n"
+                        f"percent,{percent},{image},2,scar_percent\n", encoding="utf-8")
+    typo, percent_row = read_manifest(manifest)
+    record = run_patient(typo, str(tmp_path / "cohort"), "digest")
+    assert record["status"] == "failed" and "column 'truth_field' names 'scar_truht'" in record["error"], record
+    record = run_patient(percent_row, str(tmp_path / "cohort"), "digest")
+    assert record["status"] == "failed" and "field 'scar_percent' ranges 0..99.8" in record["error"], record
+    assert trained == []
