@@ -310,3 +310,41 @@ def test_a_cohort_truth_column_that_names_no_field_or_a_percent_fails_before_tra
     record = run_patient(percent_row, str(tmp_path / "cohort"), "digest")
     assert record["status"] == "failed" and "field 'scar_percent' ranges 0..99.8" in record["error"], record
     assert trained == []
+
+
+def test_fine_tuning_a_prior_model_on_data_without_a_prior_is_refused(files, tmp_path, capsys):
+    """A model trained with ``--shape-prior`` learnt a residual on the prior; on main, fine-tuned on
+    a ``.npz`` without one (an older prepare) it went on with its residual alone as the field,
+    behind a warning. Data with the prior still fine-tunes."""
+    assert main(["train", "--training-data", str(files["out"] / "data.npz"), "--output", str(tmp_path / "prior.pth"),
+                 "--preset", "fast", "--max-epochs", "2", "--seed", "1", "--shape-prior", "on"]) == 0
+    data = dict(np.load(files["out"] / "data.npz", allow_pickle=False))
+    assert any(key.startswith("shape_prior_") for key in data)
+    np.savez(tmp_path / "old.npz", **{k: v for k, v in data.items() if not k.startswith("shape_prior_")})
+    capsys.readouterr()
+    assert main(["fine-tune", "--model", str(tmp_path / "prior.pth"), "--training-data", str(tmp_path / "old.npz"),
+                 "--output", str(tmp_path / "out.pth"), "--preset", "fast", "--max-epochs", "1"]) != 0
+    assert "was trained with a shape prior, but the training data" in capsys.readouterr().err
+    assert not (tmp_path / "out.pth").exists()
+    assert main(["fine-tune", "--model", str(tmp_path / "prior.pth"), "--training-data",
+                 str(files["out"] / "data.npz"), "--output", str(tmp_path / "good.pth"), "--preset", "fast",
+                 "--max-epochs", "1"]) == 0
+
+
+def test_the_error_risk_is_for_the_call_the_threshold_makes(files):
+    """On main ``scar_error_risk`` was the risk of the call at 0.5 even beside a ``scar_binary`` cut
+    elsewhere (e.g. 0.3): the nodes on that map's edge read as safe. Now it peaks where the written
+    call is cut (here at the median probability of the briefly trained model, far from 0.5)."""
+    from cardioscar.logic import apply_scar_model
+    from cardioscar.predict.error_risk import error_risk
+
+    plain = apply_scar_model(files["model"], files["mesh"], 4, seed=2)
+    p, std = plain.mean_predictions, plain.std_predictions
+    np.testing.assert_allclose(plain.error_risk, error_risk(p, std, 0.5), rtol=1e-6)
+    cut = round(float(np.median(p)), 3)
+    assert abs(cut - 0.5) > 0.15
+    cut_result = apply_scar_model(files["model"], files["mesh"], 4, threshold=cut, seed=2)
+    np.testing.assert_array_equal(cut_result.mean_predictions, p)
+    np.testing.assert_allclose(cut_result.error_risk, error_risk(p, std, cut), rtol=1e-6)
+    on_edge = np.argmin(np.abs(p - cut))
+    assert cut_result.error_risk[on_edge] > 0.95 > plain.error_risk[on_edge] + 0.3
