@@ -70,7 +70,9 @@ def files(tmp_path_factory) -> dict:
                  str(out / "prediction.vtk"), "--seed", "1"]) == 0
     mesh = read_mesh(paths["mesh"])
     truth = phantom.truth.astype(np.float64)
-    return {"out": out, "mesh": paths["mesh"], "model": out / "model.pth", "prediction": out / "prediction.vtk",
+    geometry = phantom.geometry  # the anterior RV insertion, on the epicardium 30 degrees round (test_aha's)
+    rv_point = geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]), np.array([np.radians(30.0)])))[0]
+    return {"out": out, "rv_point": ",".join(f"{v:.3f}" for v in rv_point), "mesh": paths["mesh"], "model": out / "model.pth", "prediction": out / "prediction.vtk",
             "truth": truth,
             "with_faces": _copy(mesh, out / "with_faces.vtk", _with_boundary_faces_and_edges(mesh),
                                 scar_probability=truth),
@@ -136,6 +138,14 @@ CASES = {
     "evaluate --uncertainty-field scar_probability": (
         lambda f: ["evaluate", "--prediction", f["prediction"], "--truth", f["mesh"], "--uncertainty-field",
                    "scar_probability", "--json", f["out"] / "out.json"], "is the probability field itself"),
+    # the same on aha: a misspelt uncertainty field gave a table without uncertainty, the scar
+    # field as its own uncertainty a table of probabilities under "uncertainty"
+    "aha --uncertainty-field misspelt": (
+        lambda f: ["aha", "--mesh", f["prediction"], "--rv-point", f["rv_point"], "--uncertainty-field",
+                   "scar_uncertainy", "--output-dir", f["out"] / "out_aha"], "no point field 'scar_uncertainy'"),
+    "aha --uncertainty-field the scar field": (
+        lambda f: ["aha", "--mesh", f["prediction"], "--rv-point", f["rv_point"], "--uncertainty-field",
+                   "scar_probability", "--output-dir", f["out"] / "out_aha"], "is the scar field itself"),
 }
 
 
@@ -162,6 +172,8 @@ def test_the_good_inputs_still_pass(files, capsys, tmp_path):
                  "--output", str(tmp_path / "tags.vtu")]) == 0
     tags = read_mesh(tmp_path / "tags.vtu").point_array("tissue_tag")
     assert int((tags == 2).sum()) == files["border_nodes"]  # the thin border zone is kept, not refused
+    assert main(["aha", "--mesh", str(files["prediction"]), "--rv-point", files["rv_point"], "--output-dir",
+                 str(tmp_path / "aha")]) == 0
     assert main(["export", "--mesh", str(files["with_faces"]), "--format", "opencarp", "--output",
                  str(tmp_path / "carp")]) != 0  # both formats refuse a mixed mesh alike
 
