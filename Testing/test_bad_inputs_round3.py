@@ -241,6 +241,15 @@ def test_the_cohort_manifest_takes_the_training_mc_samples(tmp_path, value, ok):
 
     assert training_config(first).mc_samples == 4
     assert training_config(second).mc_samples == TrainingConfig.fast().mc_samples
+    # a row without the column hashes as before it existed (its results are not redone); one with it not
+    from cardioscar.cohort.manifest import PatientSpec
+    from cardioscar.cohort.tasks import input_hash
+
+    before = PatientSpec(second.id, second.row, second.mesh, second.images,
+                         {k: v for k, v in second.options.items() if k != "training_mc_samples"})
+    assert input_hash(second) == input_hash(before)
+    assert input_hash(first) != input_hash(PatientSpec(first.id, first.row, first.mesh, first.images,
+                                                       {**first.options, "training_mc_samples": None}))
 
 
 def _ellipsoid(lengths: tuple[float, float, float]) -> np.ndarray:
