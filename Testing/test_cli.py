@@ -290,7 +290,7 @@ def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path):
                                "--slice-indices", "1", "--output", tmp_path / "d.npz"),
                        "--slice-indices and --slice-axis choose slices of an --image")
     _assert_user_error(run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"],
-                               "--threshold", "nan"), "threshold must be within [0, 1]")
+                               "--threshold", "nan"), "outside the valid range 0 < threshold < 1")
     prediction = tmp_path / "result.vtk"
     prediction.write_bytes((out / "result.vtk").read_bytes())
     _assert_user_error(run_cli("evaluate", "--prediction", prediction, "--truth", paths["mesh"], "--json", prediction),

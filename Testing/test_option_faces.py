@@ -105,8 +105,7 @@ TABLE: dict[str, Option] = {
         "ReconstructionOptions.seed", ("seed", "seed"), "--seed", "seed", "7", 7),
     "MC samples in the training loss": Option(
         "train --mc-samples; fine-tune --mc-samples", "TrainingConfig.mc_samples", "ReconstructionOptions.mc_samples",
-        ("trainingMcSamples", "mc_samples"), "--mc-samples",
-        Absent("the preset's (a training detail); the manifest's mc_samples is apply's"), "5", 5),
+        ("trainingMcSamples", "mc_samples"), "--mc-samples", "training_mc_samples", "5", 5),
     "MC samples of the prediction": Option(
         "apply --mc-samples", "apply_scar_model(mc_samples)", "ReconstructionOptions.inference_mc_samples",
         ("inferenceMcSamples", "inference_mc_samples"), "--inference-mc-samples", "mc_samples", "20", 20),
@@ -269,6 +268,7 @@ def test_cohort_manifest(name, names, option, tmp_path):
     reached = {"myocardium_labels": request.myocardium_labels, "myocardium_mask": request.myocardium_mask,
                "scar_labels": request.scar_labels, "myocardium_margin": request.myocardium_margin_px,
                "shape_prior": config.shape_prior, "preset": "fast" if fast else "documented", "seed": config.seed,
+               "training_mc_samples": config.mc_samples,
                "mc_samples": spec.options["mc_samples"]}[names]  # apply_scar_model's, read by cohort.tasks
     expected = (tmp_path / "lge.nii.gz").resolve() if name == "myocardium mask" else option.expected
     assert reached == expected, names

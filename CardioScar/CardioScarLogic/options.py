@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from cardioscar.io.checks import check_seed
+from cardioscar.io.checks import check_seed, check_threshold
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import TARGETS
 from cardioscar.prepare.myocardium import check_margin
@@ -113,8 +113,8 @@ class ReconstructionOptions:
             raise CardioScarError(f"shape prior must be True or False, got {self.shape_prior!r}.")
         if self.preset not in PRESETS:
             raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise CardioScarError(f"threshold must be within [0, 1], got {self.threshold}.")
+        if self.threshold is not None:
+            self.threshold = check_threshold(self.threshold, "threshold")
         if int(self.inference_mc_samples) < 1:
             raise CardioScarError(f"inference MC samples must be >= 1 (10 or more for a useful uncertainty), got {self.inference_mc_samples}.")
         if int(self.inference_batch_size) < 1:

@@ -24,7 +24,7 @@ import vtk
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.fit.devices import as_device
-from cardioscar.io.checks import check_seed
+from cardioscar.io.checks import check_seed, check_threshold
 from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
@@ -547,6 +547,11 @@ def _fit_checkpoint(
     result, source = _as_result(training_data)
     model, frozen_layers = (model_from_checkpoint(start[0]), start[2]) if start else (None, 0)
     # a fine-tuned model learnt a residual on a prior (or not) and keeps doing so, like its architecture
+    if start and start[0].get("shape_prior") and result.shape_prior is None:
+        # without one its residual alone became the field: the prior's share of it lost, with a warning only
+        raise CardioScarError(f"{start[1]} was trained with a shape prior, but the training data {source} holds none "
+                              "(written by an older CardioScar?): re-run `cardioscar prepare` for it, or train a new "
+                              "model without --shape-prior")
     prior = training_prior(result.shape_prior, bool(start[0].get("shape_prior")) if start else config.shape_prior)
     prior, row_logit = (None, None) if prior is None else fit_to_rows(prior, result.coordinates, result.scaler_min,
                                                                       result.scaler_max)
@@ -651,8 +656,8 @@ def predict_on_points(
                        "scar_error_risk follows the probability alone; give 10 or more for an uncertainty")
     if batch_size < 1:
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise CardioScarError(f"threshold must be within [0, 1], got {threshold}.")
+    if threshold is not None:
+        threshold = check_threshold(threshold, "threshold (--threshold)")
     if seed is not None:
         seed = check_seed(seed, "seed")
     points_lps = np.asarray(points_lps, dtype=np.float64)
@@ -688,7 +693,7 @@ def predict_on_points(
         mean_uncertainty=float(np.mean(std)),
         threshold=threshold,
         mc_samples=int(mc_samples),
-        error_risk=error_risk(mean, std),
+        error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold),  # the risk of the call written
     )
 
 

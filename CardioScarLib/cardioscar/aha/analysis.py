@@ -260,6 +260,9 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
     check_scar_field_name(options.field, "--field")
+    if options.uncertainty_field and options.uncertainty_field == options.field:
+        raise CardioScarError(f"--uncertainty-field '{options.uncertainty_field}' is the scar field itself (--field): "
+                              "give the MC-dropout spread (scar_uncertainty from cardioscar apply)")
     values = _point_values(mesh, options.field)
     lv_nodes = _lv_nodes(mesh, options)
     lv_ids = np.flatnonzero(lv_nodes)
@@ -288,6 +291,11 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     uncertainty = None
     if options.uncertainty_field and options.uncertainty_field in mesh.point_field_names():
         uncertainty = _point_values(mesh, options.uncertainty_field)
+    elif options.uncertainty_field not in (None, "", AhaOptions.uncertainty_field):
+        # the default may be absent (a field without one); a field named on purpose must exist, or a
+        # typo gave a table without uncertainty as if the prediction had none (as evaluate refuses)
+        raise CardioScarError(f"{where}: no point field '{options.uncertainty_field}' (--uncertainty-field); fields: "
+                              f"{', '.join(mesh.point_field_names())}")
     columns, method = {}, "off"
     if faces is not None and options.transmurality != "off":
         column_values, column_centres = column_transmurality(points, lv_ids, scar, weights, faces)

@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from cardioscar.io.atomic import atomic_write
-from cardioscar.cohort.manifest import PatientSpec, preparation_request
+from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, preparation_request
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -38,9 +38,10 @@ MODEL = "model.pth"
 PARTIAL = ".partial-"
 #: Options whose value (a string) is a file: a myocardium mask, an AHA label map.
 FILE_OPTIONS = ("myocardium_mask", "aha")
+DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
 #: Options added after cohorts were first run, with the default that behaves as before: left out
 #: of the hash at that default, so results written before the option existed stay up to date.
-LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False}
+LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None}
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
 SIMULATION = "simulation"
 
@@ -107,6 +108,30 @@ def _device(use_gpu: bool):
     return torch.device(f"cuda:{index}")
 
 
+def truth_values(spec: PatientSpec, mesh) -> Optional[np.ndarray]:
+    """The patient's truth field for the Dice column: None where the mesh lacks the default one.
+
+    Why checked (before training, by :func:`_pipeline`): a column naming a field the mesh lacks (a
+    typo) gave ``"dice": null`` as for a mesh without a truth, and a percent or 0/255 truth was cut
+    at 0.5, counting every partly scarred node as scar; ``evaluate`` refuses both.
+    """
+    from cardioscar.evaluate.metrics import check_unit_range
+
+    name = spec.options["truth_field"]
+    if not name or (name == DEFAULT_TRUTH_FIELD and name not in mesh.point_field_names()):
+        return None
+    if name not in mesh.point_field_names():
+        raise CardioScarError(f"column 'truth_field' names '{name}' but {Path(spec.mesh).name} has no such point "
+                              f"field (fields: {', '.join(mesh.point_field_names()) or 'none'}); fix the name or "
+                              "leave the column empty")
+    truth = mesh.point_array(name).astype(float).ravel()
+    if not np.isfinite(truth).all():
+        raise CardioScarError(f"column 'truth_field': {Path(spec.mesh).name} field '{name}' holds NaN or infinite "
+                              "values; give a complete truth")
+    check_unit_range(truth, f"column 'truth_field': {Path(spec.mesh).name} field '{name}'")
+    return truth
+
+
 def _measure(spec: PatientSpec, mesh, probability: np.ndarray) -> dict:
     """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares."""
     from cardioscar.aha.wall import is_volumetric
@@ -123,13 +148,8 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray) -> dict:
 
     volumetric = is_volumetric(mesh.dataset)
     measured = float(weights[scar].sum())
-    truth_name = spec.options["truth_field"]
-    truth = mesh.dataset.GetPointData().GetArray(truth_name) if truth_name else None
-    score = None
-    if truth is not None:
-        from vtk.util import numpy_support
-
-        score = round(dice(probability, numpy_support.vtk_to_numpy(truth).astype(float).ravel(), threshold), 4)
+    truth = truth_values(spec, mesh)
+    score = None if truth is None else round(dice(probability, truth, threshold), 4)
     return {
         "scar_volume_ml": round(measured / 1000.0, 4) if volumetric else None,
         "scar_area_cm2": None if volumetric else round(measured / 100.0, 4),
@@ -184,13 +204,15 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path) -> dict:
 
 
 def training_config(spec: PatientSpec, threads: int = 1):
-    """What ``cardioscar train`` would be asked for this patient (its preset, seed, epochs, prior)."""
+    """What ``cardioscar train`` would be asked for this patient (its preset, seed, epochs, MC samples
+    in the loss, prior)."""
     from cardioscar.fit.training import TrainingConfig
 
     options = spec.options
     overrides = {"seed": options["seed"], "num_threads": threads, "shape_prior": options["shape_prior"]}
-    if options["max_epochs"] is not None:
-        overrides["max_epochs"] = options["max_epochs"]
+    for column, field in (("max_epochs", "max_epochs"), ("training_mc_samples", "mc_samples")):
+        if options[column] is not None:  # empty: the preset's
+            overrides[field] = options[column]
     return TrainingConfig.fast(**overrides) if options["preset"] == "fast" else TrainingConfig(**overrides)
 
 
@@ -207,10 +229,12 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
     device = _device(use_gpu)
-    if "opencarp" in (options["export"] or ()):  # a mesh the export refuses fails before the training
-        from cardioscar.simulation.opencarp import check_exportable
+    mesh = read_mesh(spec.mesh)
+    truth_values(spec, mesh)  # a wrong truth column, and a mesh the export refuses, fail before the training
+    if options["export"]:
+        from cardioscar.simulation.opencarp import check_exportable, check_volume_cells_only
 
-        check_exportable(read_mesh(spec.mesh))
+        (check_exportable if "opencarp" in options["export"] else check_volume_cells_only)(mesh)
     prepared = prepare_training_data(preparation_request(spec))
     checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)
@@ -225,7 +249,7 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     history = checkpoint["history"]
     variance = history.get("target_variance") or 0.0
     return {
-        **_measure(spec, read_mesh(spec.mesh), result.mean_predictions),
+        **_measure(spec, mesh, result.mean_predictions),
         "mean_uncertainty": round(result.mean_uncertainty, 6),
         "best_loss": float(history["best_loss"]),
         "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,

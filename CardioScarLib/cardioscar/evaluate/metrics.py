@@ -18,8 +18,9 @@ from sklearn.metrics import roc_auc_score
 from vtk.util import numpy_support
 
 from ..errors import CardioScarError
-from ..io.checks import SAME_NODE_TOLERANCE_MM
+from ..io.checks import SAME_NODE_TOLERANCE_MM, check_threshold
 from ..io.meshio import node_offset_mm, read_mesh
+from ..simulation.tags import check_scar_field_name
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
     Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask)
     are ``None`` so the dict stays valid JSON.
     """
+    threshold = check_threshold(threshold, "threshold (--threshold)")
     check_unit_range(probability, "the probability")
     check_unit_range(truth, "the truth")
     area_under = auc(probability, truth)
@@ -208,8 +210,15 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     the on/between-slice split needs ``on_slice_mask``. Both fields must lie in [0, 1] and the
     nodes of the same index at the same place.
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise CardioScarError(f"threshold must be within [0, 1], got {threshold}")
+    threshold = check_threshold(threshold, "threshold (--threshold)")
+    check_scar_field_name(probability_field, "--probability-field")
+    if uncertainty_field == probability_field:
+        raise CardioScarError(f"--uncertainty-field '{uncertainty_field}' is the probability field itself: give the "
+                              "MC-dropout spread (scar_uncertainty from cardioscar apply)")
+    if probability_field == truth_field and Path(prediction_path).resolve() == Path(truth_path).resolve():
+        # the prediction scored against itself: Dice 1, AUC 1, whatever the model did
+        raise CardioScarError(f"--prediction and --truth are the same file and field ('{truth_field}'): the score "
+                              "would be perfect by construction; give the truth's own field (--truth-field) or file")
     prediction = read_mesh(prediction_path)
     truth_mesh = read_mesh(truth_path)
     if prediction.n_points != truth_mesh.n_points:

@@ -34,6 +34,22 @@ def check_seed(seed: object, option: str = "--seed") -> int:
     return value
 
 
+def check_threshold(value: object, option: str = "--threshold") -> float:
+    """``value`` as a float strictly between 0 and 1, else a one-line error naming ``option``.
+
+    Why: at 0 every node is scar and at 1 only a probability of exactly 1 is (none, in practice):
+    a binary map, Dice or volume cut there is a trivial answer, not a measurement; NaN cuts nothing.
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CardioScarError(f"{option} must be a number between 0 and 1 (0 < threshold < 1), got {value!r}") from None
+    if not 0.0 < number < 1.0:
+        raise CardioScarError(f"{option} {number:g} is outside the valid range 0 < threshold < 1 (0 calls every node "
+                              "scar, 1 none): give e.g. 0.5")
+    return number
+
+
 def _existing_ancestor(path: Path) -> Path:
     for folder in [path, *path.parents]:
         if folder.exists():

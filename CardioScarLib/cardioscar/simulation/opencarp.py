@@ -96,14 +96,24 @@ def check_exportable(mesh: Mesh) -> None:
         raise CardioScarError(f"{source} cell {c} is a {name}; the openCARP export writes linear tetrahedra, "
                               "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
                               "(e.g. tetrahedralise it)")
-    # A volume mesh that also holds surface cells (a mesher's boundary triangles, as gmsh writes
-    # them) would make openCARP simulate each surface cell as tissue of its own, conducting along
-    # the wall's faces; such a file cannot be told from an intended one afterwards.
+    check_volume_cells_only(mesh)
+
+
+def check_volume_cells_only(mesh: Mesh) -> None:
+    """Refuse a volume mesh that also holds surface or line cells (a mesher's boundary triangles
+    and edges, as gmsh writes them), for every export format: openCARP would simulate each surface
+    cell as tissue of its own, conducting along the wall's faces, and a tagged ``.vtu`` carries them
+    into meshtool or the next converter the same way; such a file cannot be told from an intended
+    one afterwards. Dropping them here instead would leave the user's mesh and the export with
+    different cells, so the fix is theirs to make, once, on the mesh."""
+    dataset = mesh.dataset
+    kinds = np.array([dataset.GetCellType(c) for c in range(dataset.GetNumberOfCells())])
     volume = int(np.isin(kinds, VOLUME_TYPES).sum())
     if 0 < volume < len(kinds):
-        raise CardioScarError(f"{source} mixes {volume} volume elements with {len(kinds) - volume} surface elements "
-                              "(triangles or quads, e.g. a mesher's boundary faces); openCARP would simulate the "
-                              "surface elements as tissue: remove the surface cells from the mesh and export again")
+        source = mesh.path.name if mesh.path else "the mesh"
+        raise CardioScarError(f"{source} mixes {volume} volume elements with {len(kinds) - volume} surface or line "
+                              "elements (e.g. a mesher's boundary faces); a simulator would take them as tissue: "
+                              "remove them from the mesh (keep the volume cells only) and export again")
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
@@ -177,6 +187,8 @@ def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
     target = Path(path)
     if target.suffix.lower() != ".vtu":
         raise CardioScarError(f"--output for --format vtu must end in .vtu or be a prefix, got '{target.name}'")
+    check_millimetres(mesh.points_lps())
+    check_volume_cells_only(mesh)
     copy = mesh.dataset.NewInstance()
     copy.DeepCopy(mesh.dataset)
     cell_tags = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=1)

@@ -98,19 +98,32 @@ def check_probability_field(values: np.ndarray, described: str) -> None:
 #: scar field's border zone became core and the border zone vanished (20 % there).
 MAX_CORE_OUTSIDE_SCAR = 0.10
 MIN_CORE_OUTSIDE_NODES = 10
+#: The share by which the core may outnumber the scar (nodes). Swapped fields with a thin border
+#: zone (under MAX_CORE_OUTSIDE_SCAR of the scar) pass the check above, but then the "core" is
+#: the whole scar and outnumbers the "scar" (the true core) by the border zone; fields in the
+#: right order have a core no larger than the scar but for the same noise (1 %).
+MAX_CORE_EXCESS = 0.03
 
 
 def check_core_inside_scar(scar: np.ndarray, core_field: np.ndarray, border_zone: float, core: float) -> None:
-    """Refuse a core field whose core lies largely outside the scar field's scar: the two fields
-    swapped (the core model's result given as the scar), or of two patients."""
+    """Refuse a core field whose core lies largely outside the scar field's scar, or outnumbers it:
+    the two fields swapped (the core model's result given as the scar), or of two patients."""
     core_nodes = np.asarray(core_field) >= core
-    outside = int((core_nodes & (np.asarray(scar) < border_zone)).sum())
-    if outside >= MIN_CORE_OUTSIDE_NODES and outside > MAX_CORE_OUTSIDE_SCAR * int(core_nodes.sum()):
+    scar_nodes = np.asarray(scar) >= border_zone
+    n_core, n_scar = int(core_nodes.sum()), int(scar_nodes.sum())
+    outside = int((core_nodes & ~scar_nodes).sum())
+    if outside >= MIN_CORE_OUTSIDE_NODES and outside > MAX_CORE_OUTSIDE_SCAR * n_core:
         raise CardioScarError(
-            f"{outside} of the {int(core_nodes.sum())} core nodes (core field >= {core:g}) have a scar field below "
+            f"{outside} of the {n_core} core nodes (core field >= {core:g}) have a scar field below "
             f"--border-zone {border_zone:g}, but the core is part of the scar: the scar and core fields look swapped "
             "(--mesh/--scar-field must be the scar model's result, --core-mesh/--core-field the core model's) or come "
             "from different patients")
+    if n_core - n_scar >= MIN_CORE_OUTSIDE_NODES and n_core - n_scar > MAX_CORE_EXCESS * n_core:
+        raise CardioScarError(
+            f"The core field has {n_core} core nodes (>= {core:g}) but the scar field only {n_scar} scar nodes "
+            f"(>= --border-zone {border_zone:g}), and the core is part of the scar: the scar and core fields look "
+            "swapped (--mesh/--scar-field must be the scar model's result, --core-mesh/--core-field the core model's) "
+            "or come from different patients")
 
 
 def _grade(scar: np.ndarray, core_field: np.ndarray | None, border_zone: float, core: float,
