@@ -23,6 +23,7 @@ from cardioscar.cli import main
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+from conftest import error_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,7 +157,7 @@ def test_the_command_line_refuses_in_one_line_and_writes_nothing(files, case, ca
     capsys.readouterr()
     assert main(args) != 0
     stderr = capsys.readouterr().err
-    errors = [line for line in stderr.splitlines() if "error:" in line or "Traceback" in line]
+    errors = error_lines(stderr)
     assert len(errors) == 1 and fragment in errors[0], stderr[-2000:]
     assert [p.name for p in files["out"].iterdir() if p.name.startswith("out")] == []
 

@@ -384,7 +384,7 @@ def test_attrivae_predict_refuses(attrivae_model, emidec, shared_data, tmp_path,
     assert main([str(a) for a in ["attrivae", "predict", "--model", model, "--image", image, "--labels", labels,
                                   "--device", "cpu", *extra]]) != 0
     captured = capsys.readouterr()
-    errors = [line for line in captured.err.splitlines() if "error:" in line or "Traceback" in line]
+    errors = error_lines(captured.err)
     assert len(errors) == 1 and fragment in errors[0], captured.err[-2000:]
     assert "mi_probability" not in captured.out
 
