@@ -97,6 +97,12 @@ TABLE: dict[str, Option] = {
     "shape prior": Option(
         "train --shape-prior", "TrainingConfig.shape_prior", "ReconstructionOptions.shape_prior",
         ("shapePrior", "shape_prior"), "--shape-prior", "shape_prior", "on", True),
+    "convergence test": Option(
+        "train --convergence-tolerance; fine-tune --convergence-tolerance", "TrainingConfig.convergence_tolerance",
+        Absent("the preset's; ReconstructionOptions(extra_training={'convergence_tolerance': t}) overrides it "
+               "from the Python console"),
+        Absent("the preset's (a training detail, like the training loss's MC samples)"),
+        Absent("the preset's (a training detail)"), Absent("the preset's (a training detail)"), "0.02", 0.02),
     "preset": Option(
         "train --preset; fine-tune --preset", "TrainingConfig.fast", "ReconstructionOptions.preset",
         ("preset", "preset"), "--preset", "preset", "fast", "fast"),
