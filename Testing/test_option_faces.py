@@ -97,6 +97,12 @@ TABLE: dict[str, Option] = {
     "shape prior": Option(
         "train --shape-prior", "TrainingConfig.shape_prior", "ReconstructionOptions.shape_prior",
         ("shapePrior", "shape_prior"), "--shape-prior", "shape_prior", "on", True),
+    "convergence test": Option(
+        "train --convergence-tolerance; fine-tune --convergence-tolerance", "TrainingConfig.convergence_tolerance",
+        Absent("the preset's; ReconstructionOptions(extra_training={'convergence_tolerance': t}) overrides it "
+               "from the Python console"),
+        Absent("the preset's (a training detail, like the training loss's MC samples)"),
+        "--convergence-tolerance", Absent("the preset's (a training detail)"), "0.02", 0.02),
     "preset": Option(
         "train --preset; fine-tune --preset", "TrainingConfig.fast", "ReconstructionOptions.preset",
         ("preset", "preset"), "--preset", "preset", "fast", "fast"),
@@ -241,8 +247,14 @@ def test_batch_script(name, names, option, batch, tmp_path):
         assert '("myocardium_mask", args.myocardium_mask)' in source
         return
     rule = ["--scar-rule", "psi"] if name == "myocardium segment" else []  # a segment names a rule's mask
+    rule += ["--preset", "fast"] if name == "convergence test" else []  # the test needs the one-cycle schedule
     given = [names] if action.nargs == 0 else [names, option.value]
     options = batch._options(parser.parse_args(base + rule + given))
+    if isinstance(TABLE[name].logic, Absent):  # a TrainingConfig field the script hands over in extra_training
+        field_name = names.lstrip("-").replace("-", "_")
+        assert options.extra_training[field_name] == option.expected, names
+        assert getattr(options.training_config(), field_name) == option.expected, names
+        return
     logic_name = TABLE[name].logic.split(".")[1]
     assert _parsed(options, logic_name) == (True if action.nargs == 0 else option.expected), names
 

@@ -97,7 +97,8 @@ def test_a_run_that_dies_after_a_good_start_is_retried_and_the_better_fit_kept(c
     config = TrainingConfig.fast(max_epochs=150, max_lr=0.3, hidden_dim=32, seed=1, num_threads=1)
     with caplog.at_level("INFO", logger="cardioscar.fit.training"):
         model, history = fit_scar_field(coords, values, groups, config, device="cpu")
-    assert history["retry_kept"] and history["dead_epoch"] is None and history["epochs_run"] == config.max_epochs
+    # the kept run went through its whole schedule (and any phase the convergence test added)
+    assert history["retry_kept"] and history["dead_epoch"] is None and history["epochs_run"] >= config.max_epochs
     first, *retries = history["attempts"]
     assert first["dead_epoch"] is not None and first["epochs_run"] < config.max_epochs
     assert first["best_loss"] < training.FAILED_FIT_FRACTION * history["target_variance"]

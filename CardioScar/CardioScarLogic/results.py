@@ -195,15 +195,16 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
         rows += [("Myocardium", myocardium.source or "not given (every pixel constrains)", ""),
                  ("Pixels outside the myocardium (no constraint)", str(int(myocardium.dropped_pixels.sum())), "")]
     if history is not None:
+        from cardioscar.fit.training import describe_stop, variance_explained  # torch: only once trained
+
         rows += [
             ("Epochs run", str(int(history.get("epochs_run", len(history.get("train_loss", []))))), ""),
             ("Best epoch", str(int(history.get("converged_epoch", 0))), ""),
             ("Best loss", f"{float(history.get('best_loss', float('nan'))):.6g}", ""),
+            ("Training ended", describe_stop(history), ""),
         ]
         variance = float(history.get("target_variance") or 0.0)
         if variance > 0:  # a fit quality check: under ~50 % the network collapsed towards a constant
-            from cardioscar.fit.training import variance_explained
-
             explained = 100.0 * variance_explained(float(history["best_loss"]), variance)
             rows.append(("Pixel variance explained", f"{explained:.1f}", "%"))
     rows += [("Time", f"{seconds:.1f}", "s"), ("Device", device, "")]

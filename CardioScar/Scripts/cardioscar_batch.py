@@ -31,7 +31,7 @@ EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
 #: Further `cardioscar train` options, passed to TrainingConfig under their field names.
 _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float), ("lr_step_size", int),
-                   ("hidden_dim", int), ("n_layers", int))
+                   ("hidden_dim", int), ("n_layers", int), ("convergence_tolerance", float))
 #: Arguments that only a training run reads: refused with --model when they differ from their default.
 _TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "myocardium_labels",
                   "myocardium_mask", "myocardium_margin", "normalize_intensities", "partial_volume_correction",

@@ -50,6 +50,10 @@ _TRAINING_OPTIONS = (
     ("seed", "--seed", int, "random seed; CPU runs with the same seed are identical (default 42)"),
     ("hidden_dim", "--hidden-dim", int, "width of the hidden layers (default 128)"),
     ("n_layers", "--n-layers", int, "number of hidden layers (default 4)"),
+    ("convergence_tolerance", "--convergence-tolerance", float,
+     "one-cycle schedule (the fast preset): the fall of the group loss over the schedule's last 20 %%, as a share "
+     "of the targets' variance, below which the run counts as converged; above it lower-rate phases are added "
+     "(at most 2); 0 turns the test off (documented preset: 0)"),
     ("shape_prior", "--shape-prior", on_off, "on: learn a residual on the shape-based interpolation of the slices' "
                                              "scar (issue 18; see the README); off: the network alone (default off)"),
 )
@@ -228,7 +232,8 @@ def _training_config(args: argparse.Namespace):
 
 
 def _progress_bar(config, enabled: bool):
-    """A tqdm bar over epochs with loss and the estimated time left (early stopping may end sooner)."""
+    """A tqdm bar over epochs with loss and the estimated time left (early stopping may end sooner;
+    the convergence test may add epochs, and the bar's total follows)."""
     if not enabled:
         return None, None
     from tqdm import tqdm
@@ -236,6 +241,7 @@ def _progress_bar(config, enabled: bool):
     bar = tqdm(total=config.max_epochs, unit="epoch", desc="training", dynamic_ncols=True, leave=True)
 
     def update(progress) -> None:
+        bar.total = progress.max_epochs
         bar.n = progress.epoch
         eta = "?" if progress.eta_s is None else f"{progress.eta_s:.0f}s"
         bar.set_postfix_str(f"loss={progress.loss:.5f} best={progress.best_loss:.5f} eta<={eta}", refresh=False)
@@ -257,6 +263,7 @@ def _check_output(output: Path, suffix: str | tuple[str, ...], inputs: Sequence[
 
 def _run_training(args: argparse.Namespace, train: Callable) -> None:
     from cardioscar.fit.devices import describe_device, resolve_device
+    from cardioscar.fit.training import describe_stop
     from cardioscar.logic import save_trained_model
 
     _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
@@ -272,8 +279,9 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
     history = checkpoint["history"]
     save_trained_model(checkpoint, args.output)
     logger.info(
-        "Best loss %.6f at epoch %d of %d (%.1f s); model written to %s",
-        history["best_loss"], history["converged_epoch"], history["epochs_run"], history["seconds"], args.output,
+        "Best loss %.6f at epoch %d of %d (%.1f s, %s); model written to %s",
+        history["best_loss"], history["converged_epoch"], history["epochs_run"], history["seconds"],
+        describe_stop(history), args.output,
     )
 
 

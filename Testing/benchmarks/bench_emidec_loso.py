@@ -219,7 +219,8 @@ def run_case(case_dir: Path, config: TrainingConfig, train: Trainer | None = Non
         record["residual_decay_sweep"] = decay_sweep(prepared, outcome["checkpoint"], residual_decays, mc_samples, seed)
     history = outcome["checkpoint"].get("history", {})
     record.update(best_training_loss=history.get("best_loss"), epochs=history.get("epochs_run"),
-                  retried_max_lr=history.get("retried_max_lr"),
+                  retried_max_lr=history.get("retried_max_lr"), stop_reason=history.get("stop_reason"),
+                  extensions=history.get("extensions"), convergence_fall=history.get("convergence_fall"),
                   seconds={"prepare": round(prepared.seconds, 2), "train": round(outcome["train_seconds"], 2),
                            "predict": round(outcome["predict_seconds"], 2)})
     return record

@@ -437,6 +437,11 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             "group_loss_truth": round(group_loss(case.truth_fraction, prepared), 5),
             "group_loss_truth_binary": round(group_loss(case.truth, prepared), 5),   # the yardstick for 0/1 labels
             "epochs": int(checkpoint["history"]["epochs_run"]),
+            # the convergence test (TrainingConfig.convergence_tolerance): why the run ended, phases added,
+            # the last relative fall of the dropout-free group loss over a schedule's tail
+            "stop_reason": checkpoint["history"].get("stop_reason"),
+            "extensions": checkpoint["history"].get("extensions"),
+            "convergence_fall": checkpoint["history"].get("convergence_fall"),
             # every training run (a dead or failed one is retried): its peak rate, epochs, final group loss
             "attempts": [[a["max_lr"], a["epochs_run"], round(a["final_loss"], 5)]
                          for a in checkpoint["history"].get("attempts", [])],
