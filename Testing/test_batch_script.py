@@ -508,5 +508,5 @@ def test_a_mesh_the_opencarp_export_refuses_is_refused_before_the_run(case, tmp_
                                                str(tmp_path / "o.vtk"), "--export-opencarp", str(tmp_path / "heart")]
     status = _load_script().run(argv)
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 2 and len(err) == 1 and "surface elements as tissue" in err[0], err
+    assert status == 2 and len(err) == 1 and "a simulator would take them as tissue" in err[0], err
     assert not (tmp_path / "o.vtk").exists() and not list(tmp_path.glob("heart.*"))

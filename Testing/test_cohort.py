@@ -233,7 +233,8 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
         assert float(row["dice"]) > 0.3  # 30 epochs on 2,000 nodes: a real, if rough, reconstruction
         assert float(row["dice"]) == pytest.approx(
             2 * np.sum(scar & (truth >= 0.5)) / (scar.sum() + (truth >= 0.5).sum()), abs=1e-4)
-        assert int(row["epochs"]) == 30 and row["device"].startswith("cpu")
+        # the manifest's 30 epochs, and any lower-rate phases the convergence test added (at most two of 15)
+        assert int(row["epochs"]) in (30, 45, 60) and row["device"].startswith("cpu")
     assert not list(out.glob(".*partial*"))
 
     # second run, through the CLI: nothing re-runs; the bad patient still fails, so exit code 2
