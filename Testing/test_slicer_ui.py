@@ -251,6 +251,22 @@ def test_combo_box_items_match_the_parameter_choices(module_ast, ui):
         assert ast.literal_eval(node.value) == items[0]
 
 
+def test_the_threshold_box_offers_only_thresholds_the_logic_accepts(ui):
+    """The Logic refuses 0 and 1 (``cardioscar.io.checks.check_threshold``); a spin box that reaches
+    them lets a click end in an error instead of keeping the user inside the valid range."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io.checks import check_threshold
+
+    box = _widgets(ui)["thresholdSpinBox"]
+    bounds = {p.get("name"): float(p.find("double").text) for p in box.findall("property")
+              if p.get("name") in ("minimum", "maximum")}
+    for value in bounds.values():
+        assert check_threshold(value) == value
+    for outside in (bounds["minimum"] - 0.01, bounds["maximum"] + 0.01):  # one step of the box's 2 decimals
+        with pytest.raises(CardioScarError):
+            check_threshold(round(outside, 2))
+
+
 def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
     from cardioscar.fit.training import TrainingConfig
 
