@@ -1,0 +1,74 @@
+"""Trace the shape prior on bench_robust's biv-me leave-one-slice-out case (issue 19).
+
+For each training seed and each prior setting (off, version 2 = ``slab_scale`` 1 without the end
+rule, version 3 = the defaults), train once on the biv-me planes without the held-out short-axis
+slice and print one JSON line: the held-out AUC, the mean probability on scar and non-scar nodes,
+and the same split by where the held-out nodes lie: on a remaining plane's slab (residual weight
+w >= 0.99: the network's residual counts fully) or between the slabs (w < 0.99: the prior rules).
+
+    OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib:Testing/benchmarks \\
+      python Testing/benchmarks/bivme_prior_trace.py --seeds 0-4 > Testing/benchmarks/results/bivme_prior_trace.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import numpy as np
+
+import bench_robust as br
+from cardioscar.fit.training import TrainingConfig
+from cardioscar.shape_prior.field import ShapePrior
+
+#: name -> ShapePrior overrides (None: prior off); "v2" reproduces version 2's weights.
+SETTINGS = {"off": None, "v2": {"slab_scale": 1.0, "network_beyond_ends": False}, "v3": {}}
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return round(float(values.mean()), 4) if values.size else None
+
+
+def trace(case: br.Case, setting: str, seed: int, mc_samples: int) -> dict:
+    """One training of ``case`` without its held-out slice under ``setting``; the held-out split."""
+    held = br.held_out_index(case)
+    keep = [case.slices[k] for k in range(len(case.slices)) if k != held]
+    nodes = np.flatnonzero(br.in_footprint(case.points, case.slices[held]))
+    points, truth = case.points[nodes], case.truth[nodes] >= 0.5
+    overrides = SETTINGS[setting]
+    br.PRIOR_OVERRIDES.clear()
+    br.PRIOR_OVERRIDES.update(overrides or {})
+    _, checkpoint, result, _, _ = br._reconstruct(case, keep, TrainingConfig.fast(shape_prior=overrides is not None),
+                                                  mc_samples, seed)
+    p = result.mean_predictions[nodes]
+    line = {"case": case.name, "held_out": case.slices[held].label, "setting": setting, "seed": seed,
+            "held_out_nodes": int(len(nodes)), "scar_nodes": int(truth.sum()), "auc": br._auc(truth, p),
+            "p_scar": _mean(p[truth]), "p_non_scar": _mean(p[~truth])}
+    prior = ShapePrior.from_checkpoint(checkpoint)
+    if prior is not None:
+        logit, weight = prior.node_terms(points)
+        on_slab = weight >= 0.99
+        line |= {"prior_term_auc": br._auc(truth, 1.0 / (1.0 + np.exp(-logit))),
+                 "on_slab": {"nodes": int(on_slab.sum()), "scar": int(truth[on_slab].sum()),
+                             "p_scar": _mean(p[on_slab & truth]), "p_non_scar": _mean(p[on_slab & ~truth])},
+                 "between_slabs": {"nodes": int((~on_slab).sum()), "scar": int(truth[~on_slab].sum()),
+                                   "p_scar": _mean(p[~on_slab & truth]), "p_non_scar": _mean(p[~on_slab & ~truth])}}
+    return line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0-4", help="training seeds, e.g. 0-4 or 0,2")
+    parser.add_argument("--settings", default="off,v2,v3", help=f"comma-separated of {', '.join(SETTINGS)}")
+    parser.add_argument("--mc-samples", type=int, default=5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    case = br.bivme_case(0)
+    for setting in args.settings.split(","):
+        for seed in br._parse_seeds(args.seeds):
+            print(json.dumps(trace(case, setting, seed, args.mc_samples)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
