@@ -56,6 +56,35 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+def assert_refused_in_one_line(args: list, fragment: str, capsys, out: Path) -> None:
+    """``cardioscar ARGS`` fails with exactly one error line holding ``fragment`` and writes no
+    ``out*`` file into ``out`` (the bad-input suites' contract)."""
+    from cardioscar.cli import main
+
+    capsys.readouterr()
+    assert main([str(a) for a in args]) != 0
+    stderr = capsys.readouterr().err
+    errors = error_lines(stderr)
+    assert len(errors) == 1 and fragment in errors[0], stderr[-2000:]
+    assert [p.name for p in out.iterdir() if p.name.startswith("out")] == []
+
+
+def trained_small_phantom(out: Path, max_epochs: int):
+    """The bad-input suites' common start: a 1,500-node phantom written to ``out``, prepared and
+    trained for a few fast-preset epochs (``out/data.npz``, ``out/model.pth``), by the real CLI."""
+    from cardioscar.cli import main
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+
+    phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=3))
+    paths = write_phantom(phantom, out)
+    assert main(["prepare", "--mesh", str(paths["mesh"]), "--image", str(paths["image"]),
+                 "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output",
+                 str(out / "data.npz")]) == 0
+    assert main(["train", "--training-data", str(out / "data.npz"), "--output", str(out / "model.pth"),
+                 "--preset", "fast", "--max-epochs", str(max_epochs), "--seed", "1"]) == 0
+    return phantom, paths
+
+
 def error_lines(stderr: str) -> list[str]:
     """The lines of a command's stderr that report an error or a traceback.
 

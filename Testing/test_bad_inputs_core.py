@@ -21,8 +21,7 @@ from vtk.util.numpy_support import numpy_to_vtk
 
 from cardioscar.cli import main
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
-from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
-from conftest import error_lines
+from conftest import assert_refused_in_one_line, trained_small_phantom
 
 
 def _mesh_with(mesh: Mesh, path: Path, points: np.ndarray | None = None, space: str = "LPS",
@@ -39,13 +38,7 @@ def _mesh_with(mesh: Mesh, path: Path, points: np.ndarray | None = None, space: 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("core_bad")
-    phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=3))
-    paths = write_phantom(phantom, out)
-    assert main(["prepare", "--mesh", str(paths["mesh"]), "--image", str(paths["image"]),
-                 "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output",
-                 str(out / "data.npz")]) == 0
-    assert main(["train", "--training-data", str(out / "data.npz"), "--output", str(out / "model.pth"),
-                 "--preset", "fast", "--max-epochs", "5", "--seed", "1"]) == 0
+    phantom, paths = trained_small_phantom(out, max_epochs=5)
     mesh = read_mesh(paths["mesh"])
     points = mesh.points_lps()
     truth = phantom.truth.astype(np.float64)
@@ -93,13 +86,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_command_line_refuses_in_one_line_and_writes_nothing(files, case, capsys):
     arguments, fragment = CASES[case]
-    args = [str(a) for a in arguments(files)]
-    capsys.readouterr()
-    assert main(args) != 0
-    stderr = capsys.readouterr().err
-    errors = error_lines(stderr)
-    assert len(errors) == 1 and fragment in errors[0], stderr[-2000:]
-    assert [p.name for p in files["out"].iterdir() if p.name.startswith("out")] == []
+    assert_refused_in_one_line(arguments(files), fragment, capsys, files["out"])
 
 
 def test_the_good_inputs_still_pass(files, capsys):
