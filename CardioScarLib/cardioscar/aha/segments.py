@@ -145,25 +145,21 @@ def axis_from_direction(direction: np.ndarray, points: np.ndarray, weights: np.n
 MIN_ELONGATION = 1.15
 
 
-def _principal(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Variances (ascending) and principal directions (columns) of the weighted points."""
+def _longest(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """The myocardium's principal direction of largest spread, and its elongation: that spread
+    (variance) over the next largest."""
     offsets = points - _weighted_centre(points, weights)
     covariance = (offsets * weights[:, None]).T @ offsets / weights.sum()
-    return np.linalg.eigh(covariance)
-
-
-def _elongation(points: np.ndarray, weights: np.ndarray) -> float:
-    """The largest principal variance over the next."""
-    values, _ = _principal(points, weights)
-    return float(values[2] / max(values[1], 1e-12))
+    values, vectors = np.linalg.eigh(covariance)
+    return vectors[:, 2], float(values[2] / max(values[1], 1e-12))
 
 
 def _longest_direction(points: np.ndarray, weights: np.ndarray, elongation: float = MIN_ELONGATION
                        ) -> Optional[np.ndarray]:
     """The myocardium's principal direction of largest spread, or None when its spread is less than
     ``elongation`` times the next (nearly the same in every direction)."""
-    values, vectors = _principal(points, weights)
-    return vectors[:, 2] if values[2] >= elongation * values[1] else None
+    direction, ratio = _longest(points, weights)
+    return direction if ratio >= elongation else None
 
 
 def axis_from_shape(points: np.ndarray, weights: np.ndarray) -> LongAxis:
@@ -172,13 +168,12 @@ def axis_from_shape(points: np.ndarray, weights: np.ndarray) -> LongAxis:
     A left ventricle is longer than wide, so the principal direction of largest spread is its
     long axis; a shape whose spread is nearly the same in every direction gives none.
     """
-    longest = _longest_direction(points, weights)
-    if longest is None:
+    longest, elongation = _longest(points, weights)
+    if elongation < MIN_ELONGATION:
         raise CardioScarError(
-            f"no LV axis derivable from the mesh's shape: its longest spread is only {_elongation(points, weights):.2f} "
+            f"no LV axis derivable from the mesh's shape: its longest spread is only {elongation:.2f} "
             f"times the next (needs {MIN_ELONGATION:g}; it is about as wide as it is long); give "
             "--slice-normal-from the short-axis image, or --apex X,Y,Z --base X,Y,Z")
-    elongation = _elongation(points, weights)
     if elongation < MIN_CLEAR_ELONGATION:
         logger.warning("the LV axis from the mesh's shape is uncertain: its longest spread is only %.2f times the next "
                        "(clear from %g; a truncated LV can be wider than long, its axis then 80-90 degrees off): give "

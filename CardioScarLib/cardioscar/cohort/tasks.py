@@ -132,8 +132,9 @@ def truth_values(spec: PatientSpec, mesh) -> Optional[np.ndarray]:
     return truth
 
 
-def _measure(spec: PatientSpec, mesh, probability: np.ndarray) -> dict:
-    """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares."""
+def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[np.ndarray]) -> dict:
+    """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares;
+    Dice against ``truth`` (:func:`truth_values`) where there is one."""
     from cardioscar.aha.wall import is_volumetric
     from cardioscar.evaluate.metrics import dice, node_volumes
 
@@ -148,7 +149,6 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray) -> dict:
 
     volumetric = is_volumetric(mesh.dataset)
     measured = float(weights[scar].sum())
-    truth = truth_values(spec, mesh)
     score = None if truth is None else round(dice(probability, truth, threshold), 4)
     return {
         "scar_volume_ml": round(measured / 1000.0, 4) if volumetric else None,
@@ -230,7 +230,7 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
     device = _device(use_gpu)
     mesh = read_mesh(spec.mesh)
-    truth_values(spec, mesh)  # a wrong truth column, and a mesh the export refuses, fail before the training
+    truth = truth_values(spec, mesh)  # a wrong truth column, and a mesh the export refuses, fail before the training
     if options["export"]:
         from cardioscar.simulation.opencarp import check_exportable, check_volume_cells_only
 
@@ -249,7 +249,7 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     history = checkpoint["history"]
     variance = history.get("target_variance") or 0.0
     return {
-        **_measure(spec, mesh, result.mean_predictions),
+        **_measure(spec, mesh, result.mean_predictions, truth),
         "mean_uncertainty": round(result.mean_uncertainty, 6),
         "best_loss": float(history["best_loss"]),
         "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,

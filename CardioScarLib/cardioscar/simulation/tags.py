@@ -103,6 +103,9 @@ MIN_CORE_OUTSIDE_NODES = 10
 #: the whole scar and outnumbers the "scar" (the true core) by the border zone; fields in the
 #: right order have a core no larger than the scar but for the same noise (1 %).
 MAX_CORE_EXCESS = 0.03
+#: What both refusals below conclude, and the fix.
+_SWAPPED = ("the scar and core fields look swapped (--mesh/--scar-field must be the scar model's result, "
+            "--core-mesh/--core-field the core model's) or come from different patients")
 
 
 def check_core_inside_scar(scar: np.ndarray, core_field: np.ndarray, border_zone: float, core: float) -> None:
@@ -115,15 +118,11 @@ def check_core_inside_scar(scar: np.ndarray, core_field: np.ndarray, border_zone
     if outside >= MIN_CORE_OUTSIDE_NODES and outside > MAX_CORE_OUTSIDE_SCAR * n_core:
         raise CardioScarError(
             f"{outside} of the {n_core} core nodes (core field >= {core:g}) have a scar field below "
-            f"--border-zone {border_zone:g}, but the core is part of the scar: the scar and core fields look swapped "
-            "(--mesh/--scar-field must be the scar model's result, --core-mesh/--core-field the core model's) or come "
-            "from different patients")
+            f"--border-zone {border_zone:g}, but the core is part of the scar: {_SWAPPED}")
     if n_core - n_scar >= MIN_CORE_OUTSIDE_NODES and n_core - n_scar > MAX_CORE_EXCESS * n_core:
         raise CardioScarError(
             f"The core field has {n_core} core nodes (>= {core:g}) but the scar field only {n_scar} scar nodes "
-            f"(>= --border-zone {border_zone:g}), and the core is part of the scar: the scar and core fields look "
-            "swapped (--mesh/--scar-field must be the scar model's result, --core-mesh/--core-field the core model's) "
-            "or come from different patients")
+            f"(>= --border-zone {border_zone:g}), and the core is part of the scar: {_SWAPPED}")
 
 
 def _grade(scar: np.ndarray, core_field: np.ndarray | None, border_zone: float, core: float,
