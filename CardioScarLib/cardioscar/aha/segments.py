@@ -33,6 +33,8 @@ import numpy as np
 
 from cardioscar.errors import CardioScarError
 
+from .shape_axis import shape_axis
+
 logger = logging.getLogger(__name__)
 
 #: (name, level) of each segment, 1-based.
@@ -112,74 +114,50 @@ def orient_towards_base(direction: np.ndarray, points: np.ndarray, weights: np.n
     return direction if radial[heights >= high].mean() >= radial[heights <= low].mean() else -direction
 
 
-#: A short-axis stack's normal more than this many degrees (60) from the LV's longest direction,
-#: where that direction is clear (variance at least 1.3 times the next), is named in a warning:
-#: a long-axis view's normal is about 90 degrees from it. Not an error: a truncated LV (real
-#: EMIDEC meshes: the longest direction 79-89 degrees from the stack's normal on 3 of 22 cases,
-#: elongation 1.22-1.25) can be wider than long, so the shape alone cannot decide. On those 22
-#: cases the stacks' normals lie 2-20 degrees from a clear longest direction, and an in-plane axis
-#: (a long-axis view's normal) 71-88 degrees.
-MAX_NORMAL_TO_SHAPE_DEG, MIN_CLEAR_ELONGATION = 60.0, 1.3
+#: A short-axis stack's normal more than this many degrees (60) from the LV's axis as its shape
+#: gives it, where the shape gives it clearly, is named in a warning: a long-axis view's normal is
+#: about 90 degrees from it. On EMIDEC's 75 label-map meshes the stacks' normals lie 0-14 degrees
+#: from the shape's axis (`Testing/benchmarks/aha_shape_axis.py`).
+MAX_NORMAL_TO_SHAPE_DEG = 60.0
+
+#: How clearly the shape must give its axis (:attr:`ShapeAxis.contrast`: the median direction's
+#: ring misfit over the best one's). Under MIN_RING_CONTRAST (a ball shell: 1.07) no axis is read
+#: from the shape; under CLEAR_RING_CONTRAST it is used with a warning. Measured: 1.80-4.09 on the
+#: 75 EMIDEC meshes, 2.2-4.7 on the phantoms, ACDC and the biv-me endocardium.
+MIN_RING_CONTRAST, CLEAR_RING_CONTRAST = 1.3, 1.6
 
 
 def axis_from_direction(direction: np.ndarray, points: np.ndarray, weights: np.ndarray, source: str) -> LongAxis:
     """An axis along a known direction (e.g. the short-axis stack's normal) through the LV's centre."""
     unit = _unit(direction, source)
-    longest = _longest_direction(points, weights, MIN_CLEAR_ELONGATION)
-    if longest is not None:
-        angle = float(np.degrees(np.arccos(min(1.0, abs(float(unit @ longest))))))
+    found = shape_axis(points, weights)
+    if found.contrast >= CLEAR_RING_CONTRAST:
+        angle = float(np.degrees(np.arccos(min(1.0, abs(float(unit @ found.direction))))))
         if angle > MAX_NORMAL_TO_SHAPE_DEG:
-            logger.warning("the %s is %.0f degrees from the LV's longest direction: a long-axis view? its levels would "
-                           "cut the ventricle lengthwise; give the short-axis stack, or --apex X,Y,Z --base X,Y,Z",
-                           source, angle)
+            logger.warning("the %s is %.0f degrees from the LV's long axis as its shape gives it: a long-axis view? its "
+                           "levels would cut the ventricle lengthwise; give the short-axis stack, or --apex X,Y,Z "
+                           "--base X,Y,Z", source, angle)
     unit = orient_towards_base(unit, points, weights)
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=unit, source=source)
 
 
-#: The long axis must be this much longer (in variance) than the LV is wide to be read from the shape.
-#: Between it and MIN_CLEAR_ELONGATION the axis is used with a warning: the shape barely tells it.
-#: At 1.15 a truncated LV wider than long passes (3 of 22 EMIDEC meshes, 1.22-1.25, their axis
-#: 79-89 degrees off), but so does a whole LV (the ACDC test case, 1.26, axis right). On EMIDEC's
-#: label maps (all 75 cases, myocardium voxels) the longest direction lies over 60 degrees from the
-#: stack's normal on 30 of the 60 cases under 1.3 and on 2 of the 15 above (1.32, 1.37).
-MIN_ELONGATION = 1.15
-
-
-def _longest(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
-    """The myocardium's principal direction of largest spread, and its elongation: that spread
-    (variance) over the next largest."""
-    offsets = points - _weighted_centre(points, weights)
-    covariance = (offsets * weights[:, None]).T @ offsets / weights.sum()
-    values, vectors = np.linalg.eigh(covariance)
-    return vectors[:, 2], float(values[2] / max(values[1], 1e-12))
-
-
-def _longest_direction(points: np.ndarray, weights: np.ndarray, elongation: float = MIN_ELONGATION
-                       ) -> Optional[np.ndarray]:
-    """The myocardium's principal direction of largest spread, or None when its spread is less than
-    ``elongation`` times the next (nearly the same in every direction)."""
-    direction, ratio = _longest(points, weights)
-    return direction if ratio >= elongation else None
-
-
 def axis_from_shape(points: np.ndarray, weights: np.ndarray) -> LongAxis:
-    """The axis from the myocardium's shape: its longest principal direction through its centre.
+    """The axis from the myocardium's shape: the line its rings are centred on (see
+    :mod:`cardioscar.aha.shape_axis`; a truncated LV wider than long keeps its axis).
 
-    A left ventricle is longer than wide, so the principal direction of largest spread is its
-    long axis; a shape whose spread is nearly the same in every direction gives none.
+    A shape that is round in every direction (a ball shell) gives none.
     """
-    longest, elongation = _longest(points, weights)
-    if elongation < MIN_ELONGATION:
+    found = shape_axis(points, weights)
+    if found.contrast < MIN_RING_CONTRAST:
         raise CardioScarError(
-            f"no LV axis derivable from the mesh's shape: its longest spread is only {elongation:.2f} "
-            f"times the next (needs {MIN_ELONGATION:g}; it is about as wide as it is long); give "
-            "--slice-normal-from the short-axis image, or --apex X,Y,Z --base X,Y,Z")
-    if elongation < MIN_CLEAR_ELONGATION:
-        logger.warning("the LV axis from the mesh's shape is uncertain: its longest spread is only %.2f times the next "
-                       "(clear from %g; a truncated LV can be wider than long, its axis then 80-90 degrees off): give "
-                       "--slice-normal-from the short-axis image, or --apex X,Y,Z --base X,Y,Z", elongation,
-                       MIN_CLEAR_ELONGATION)
-    direction = orient_towards_base(longest, points, weights)
+            f"no LV axis derivable from the mesh's shape: no direction stands out as the one it is a stack of rings "
+            f"along (ring contrast {found.contrast:.2f}, needs {MIN_RING_CONTRAST:g}: a ball-like shape); give --slice-normal-from "
+            "the short-axis image, or --apex X,Y,Z --base X,Y,Z")
+    if found.contrast < CLEAR_RING_CONTRAST:
+        logger.warning("the LV axis from the mesh's shape is uncertain: its rings are only %.2f times rounder across it "
+                       "than across a typical direction (clear from %g): give --slice-normal-from the short-axis image, "
+                       "or --apex X,Y,Z --base X,Y,Z", found.contrast, CLEAR_RING_CONTRAST)
+    direction = orient_towards_base(found.direction, points, weights)
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=direction, source="mesh shape")
 
 
