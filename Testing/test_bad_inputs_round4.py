@@ -47,7 +47,7 @@ def test_no_reflow_label_left_out_of_scar_labels_is_named(emidec_mesh, capsys):
     capsys.readouterr()
     assert main([*common, "--scar-labels", "3", "--output", str(out / "only3.npz")]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "inside the scar" in line]
-    assert len(warned) == 1 and "Label 4 " in warned[0] and "add it to --scar-labels" in warned[0], warned
+    assert len(warned) == 1 and "Label 4 " in warned[0] and "add it to the scar labels (--scar-labels)" in warned[0], warned
     assert main([*common, "--scar-labels", "3,4", "--output", str(out / "both.npz")]) == 0
     assert "inside the scar" not in capsys.readouterr().err
     # what the warning is about: the no-reflow pixels' rows are scar only with label 4 listed

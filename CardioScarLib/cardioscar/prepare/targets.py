@@ -83,9 +83,9 @@ def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[
             scar_border += int(np.isin(layer.values[ring], scar).sum())
         if border and scar_border / border > ENCLOSED_BY_SCAR:
             found.append(label)
-            logger.warning("Label %d lies inside the scar (%.0f %% of the pixels around it are --scar-labels %s) but "
+            logger.warning("Label %d lies inside the scar (%.0f %% of the pixels around it are scar labels %s) but "
                            "is not a scar label, so it trains as healthy myocardium: if it is the infarct's no-reflow "
-                           "core (EMIDEC's 4), add it to --scar-labels", label, 100.0 * scar_border / border,
+                           "core (EMIDEC's 4), add it to the scar labels (--scar-labels)", label, 100.0 * scar_border / border,
                            ",".join(map(str, scar)))
     return found
 
