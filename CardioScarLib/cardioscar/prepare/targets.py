@@ -124,8 +124,8 @@ def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:
     return dataclasses.replace(layer, values=scar)
 
 
-#: At most this many distinct whole values over all chosen slices: a label map, not LGE intensities
-#: (an 8-bit LGE slice holds dozens to hundreds of grey values).
+#: Three to this many distinct whole values over all chosen slices: a label map, not LGE
+#: intensities (an 8-bit LGE slice holds dozens to hundreds of grey values).
 MAX_LABEL_VALUES = 10
 #: ... over at least this many pixels (a handful of pixels may hold few values by chance).
 MIN_PIXELS_FOR_LABELS = 100
@@ -139,9 +139,10 @@ def _min_max(layers: list[SliceLayer]) -> list[SliceLayer]:
     if high <= low:
         raise CardioScarError(f"All chosen pixels have the same value {low:g}; min-max normalisation is undefined")
     values = np.unique(finite)
-    if finite.size >= MIN_PIXELS_FOR_LABELS and len(values) <= MAX_LABEL_VALUES and high > 1 \
+    if finite.size >= MIN_PIXELS_FOR_LABELS and 3 <= len(values) <= MAX_LABEL_VALUES and high > 1 \
             and np.array_equal(values, np.round(values)):
-        # min-max scaling would turn labels into grades: EMIDEC's myocardium 2 of 0..4 would be a 0.5 scar
+        # min-max scaling turns the labels between the lowest and highest into grades: EMIDEC's
+        # myocardium 2 of 0..4 would be a 0.5 scar (two values, a mask at any scale, become 0 and 1: fine)
         raise CardioScarError(f"--normalize-intensities: the chosen slices ('{layers[0].label}', ...) hold only "
                               f"the whole values {', '.join(f'{v:g}' for v in values)}: a label map, not raw LGE; give "
                               "--scar-labels (e.g. 3,4) instead")
