@@ -147,3 +147,20 @@ def test_attrivae_clinical_table_that_ties_attributes_to_nothing_is_refused(shar
     assert_refused_in_one_line(["attrivae", "train", "--data", data, "--clinical", table, "--output",
                                 tmp_path / "out.pth", "--cube", "16", "--epochs", "1", "--folds", "0", "--device",
                                 "cpu"], fragment, capsys, tmp_path)
+
+
+def test_attrivae_cases_numbered_per_class_are_refused(shared_data, tmp_path, capsys):
+    """A user's cohort numbered per class (Case_P003 and Case_N003): both folders read the
+    clinical row of case 3, so the normal case trained with the infarct patient's ejection
+    fraction, age and sex, exit 0 on main. Refused, naming both folders."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for case in ATTRIVAE_CASES:
+        (data / case).symlink_to(shared_data / "emidec" / case)
+    for sub in ("Images", "Contours"):  # a normal case renumbered per class
+        (data / "Case_N003" / sub).mkdir(parents=True)
+        (data / "Case_N003" / sub / "Case_N003.nii.gz").symlink_to(
+            shared_data / "emidec" / "Case_N020" / sub / "Case_N020.nii.gz")
+    assert_refused_in_one_line(["attrivae", "train", "--data", data, "--clinical", shared_data / "emidec" / "clinical.csv",
+                                "--output", tmp_path / "out.pth", "--cube", "16", "--epochs", "1", "--folds", "0",
+                                "--device", "cpu"], "Case_N003 and Case_P003 have the same number", capsys, tmp_path)

@@ -42,6 +42,14 @@ def case_folders(data_dir: str | Path) -> list[Path]:
     found = sorted(p for p in folder.iterdir() if p.is_dir() and CASE_NAME.fullmatch(p.name))
     if not found:
         raise CardioScarError(f"--data {folder} holds no Case_P<number> / Case_N<number> folders (EMIDEC layout)")
+    by_number: dict[int, str] = {}
+    for path in found:
+        number = int(CASE_NAME.fullmatch(path.name).group(2))  # type: ignore[union-attr]
+        if number in by_number:  # numbered per class (Case_P001.., Case_N001..): one clinical row for two cases
+            raise CardioScarError(f"--data {folder}: {by_number[number]} and {path.name} have the same number, and the "
+                                  "clinical table's 'case' column is that number: number the cases once across both "
+                                  "classes (as EMIDEC does)")
+        by_number[number] = path.name
     return found
 
 
