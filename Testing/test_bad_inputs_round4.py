@@ -164,3 +164,17 @@ def test_attrivae_cases_numbered_per_class_are_refused(shared_data, tmp_path, ca
     assert_refused_in_one_line(["attrivae", "train", "--data", data, "--clinical", shared_data / "emidec" / "clinical.csv",
                                 "--output", tmp_path / "out.pth", "--cube", "16", "--epochs", "1", "--folds", "0",
                                 "--device", "cpu"], "Case_N003 and Case_P003 have the same number", capsys, tmp_path)
+
+
+def test_attrivae_predict_with_the_no_reflow_left_out_of_the_myocardium_is_refused(attrivae_model, shared_data,
+                                                                                 tmp_path, capsys):
+    """``attrivae predict --myocardium-labels 2,3`` on an EMIDEC map (the model trained with 2,3,4):
+    the no-reflow core (4) was masked out of the network's input as background, a hole in the
+    infarct, exit 0 on main. (Leaving out 3 as well breaks the myocardium ring, which the cavity
+    check already refused.) Refused; the map's own labels predict."""
+    case = shared_data / "emidec" / "Case_P001"
+    args = ["attrivae", "predict", "--model", attrivae_model, "--image", case / "Images" / "Case_P001.nii.gz",
+            "--labels", case / "Contours" / "Case_P001.nii.gz", "--device", "cpu"]
+    assert_refused_in_one_line([*args, "--myocardium-labels", "2,3"], "holds labels [4], myocardium when the model "
+                               "was trained", capsys, tmp_path)
+    assert main([str(a) for a in args]) == 0
