@@ -19,7 +19,7 @@ import pytest
 
 from cardioscar.cli import main
 from cardioscar.io.meshio import read_mesh
-from conftest import assert_refused_in_one_line, trained_small_phantom
+from conftest import ATTRIVAE_CASES, assert_refused_in_one_line, trained_small_phantom
 
 #: An EMIDEC infarct whose label map holds no-reflow (label 4) inside the infarct (label 3).
 NO_REFLOW_CASE = "Case_P001"
@@ -47,7 +47,8 @@ def test_no_reflow_label_left_out_of_scar_labels_is_named(emidec_mesh, capsys):
     capsys.readouterr()
     assert main([*common, "--scar-labels", "3", "--output", str(out / "only3.npz")]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "inside the scar" in line]
-    assert len(warned) == 1 and "Label 4 " in warned[0] and "add it to the scar labels (--scar-labels)" in warned[0], warned
+    assert len(warned) == 1 and "Label 4 " in warned[0], warned
+    assert "add it to the scar labels (--scar-labels)" in warned[0]
     assert main([*common, "--scar-labels", "3,4", "--output", str(out / "both.npz")]) == 0
     assert "inside the scar" not in capsys.readouterr().err
     # what the warning is about: the no-reflow pixels' rows are scar only with label 4 listed
@@ -98,9 +99,6 @@ def test_model_without_dropout_warns_that_its_uncertainty_is_zero(no_dropout_mod
 
 
 # --------------------------------------------------------------------------- Attri-VAE clinical table
-
-ATTRIVAE_CASES = ("Case_P003", "Case_N020", "Case_N023")
-
 
 def _clinical_copy(shared_data: Path, path: Path, edit) -> Path:
     """The real EMIDEC clinical table with ``edit(rows)`` applied, written to ``path``."""
@@ -161,9 +159,10 @@ def test_attrivae_cases_numbered_per_class_are_refused(shared_data, tmp_path, ca
         (data / "Case_N003" / sub).mkdir(parents=True)
         (data / "Case_N003" / sub / "Case_N003.nii.gz").symlink_to(
             shared_data / "emidec" / "Case_N020" / sub / "Case_N020.nii.gz")
-    assert_refused_in_one_line(["attrivae", "train", "--data", data, "--clinical", shared_data / "emidec" / "clinical.csv",
-                                "--output", tmp_path / "out.pth", "--cube", "16", "--epochs", "1", "--folds", "0",
-                                "--device", "cpu"], "Case_N003 and Case_P003 have the same number", capsys, tmp_path)
+    clinical = shared_data / "emidec" / "clinical.csv"
+    assert_refused_in_one_line(["attrivae", "train", "--data", data, "--clinical", clinical, "--output",
+                                tmp_path / "out.pth", "--cube", "16", "--epochs", "1", "--folds", "0", "--device", "cpu"],
+                               "Case_N003 and Case_P003 have the same number", capsys, tmp_path)
 
 
 def test_attrivae_predict_with_the_no_reflow_left_out_of_the_myocardium_is_refused(attrivae_model, shared_data,

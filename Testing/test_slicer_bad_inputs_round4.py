@@ -43,9 +43,10 @@ def warnings_of_cardioscar():
 
 def test_logic_names_a_no_reflow_label_left_out_of_the_scar_labels(shared_data, tmp_path, warnings_of_cardioscar):
     labels = shared_data / "emidec" / CASE / "Contours" / f"{CASE}.nii.gz"
-    assert main(["mesh-from-labels", "--labels", str(labels), "--spacing", "3", "--output", str(tmp_path / "lv.vtu")]) == 0
+    mesh = tmp_path / "lv.vtu"
+    assert main(["mesh-from-labels", "--labels", str(labels), "--spacing", "3", "--output", str(mesh)]) == 0
     context = csl.create_scene()
-    model = csl.load_model(context.scene, tmp_path / "lv.vtu")
+    model = csl.load_model(context.scene, mesh)
     volume = csl.load_volume(context.scene, labels, labelmap=True)
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
     logic.prepare_training(volume, model, csl.ReconstructionOptions(scar_labels="3", myocardium_labels="2,3,4"))

@@ -106,9 +106,9 @@ def _check_clinical_known(cases: list[Case], names: list[str], clinical_csv: str
             continue
         known = sum(not math.isnan(case.attributes[name]) for case in cases)
         if known < 2:
-            raise CardioScarError(f"--clinical {clinical_csv}: {name} is known for {known} of the {len(cases)} cases (a "
-                                  "row's 'case' must be the number in the folder name, Case_P012 -> 12); fill the "
-                                  "column or remove it")
+            raise CardioScarError(f"--clinical {clinical_csv}: {name} is known for {known} of the {len(cases)} "
+                                  "cases (a row's 'case' must be the number in the folder name, Case_P012 -> 12); "
+                                  "fill the column or remove it")
 
 
 def attribute_matrix(cases: list[Case], names: list[str]) -> np.ndarray:

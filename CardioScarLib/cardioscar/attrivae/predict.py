@@ -55,9 +55,10 @@ def _check_no_myocardium_left_out(checkpoint: dict, labels: np.ndarray, conventi
     given = set(convention.cavity) | set(convention.myocardium)
     left_out = sorted((trained - given) & {int(v) for v in np.unique(labels)})
     if left_out:
+        given_text = ",".join(map(str, convention.myocardium))
         raise CardioScarError(f"--labels {labels_path} holds labels {left_out}, myocardium when the model was trained "
-                              f"(labels {sorted(trained)}), but --myocardium-labels {','.join(map(str, convention.myocardium))} "
-                              "leaves them out: the scar would be masked as background; add them to --myocardium-labels")
+                              f"(labels {sorted(trained)}), but --myocardium-labels {given_text} leaves them out: the "
+                              "scar would be masked as background; add them to --myocardium-labels")
 
 
 def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Path,

@@ -85,8 +85,8 @@ def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[
             found.append(label)
             logger.warning("Label %d lies inside the scar (%.0f %% of the pixels around it are scar labels %s) but "
                            "is not a scar label, so it trains as healthy myocardium: if it is the infarct's no-reflow "
-                           "core (EMIDEC's 4), add it to the scar labels (--scar-labels)", label, 100.0 * scar_border / border,
-                           ",".join(map(str, scar)))
+                           "core (EMIDEC's 4), add it to the scar labels (--scar-labels)",
+                           label, 100.0 * scar_border / border, ",".join(map(str, scar)))
     return found
 
 
