@@ -40,8 +40,9 @@ def _scar_rows(npz: Path) -> int:
 
 def test_no_reflow_label_left_out_of_scar_labels_is_named(emidec_mesh, capsys):
     """EMIDEC's scar is labels 3 (infarct) and 4 (no-reflow, the infarct's core). ``--scar-labels 3``
-    with ``--myocardium-labels 2,3,4`` trained the no-reflow core as healthy myocardium, silently
-    (P001: a third of its scar rows lost). Now a warning names label 4; the right labels give none."""
+    (with ``--myocardium-labels 2,3,4`` or without) trained the no-reflow core as healthy
+    myocardium, silently (P001: a third of its scar rows lost). Now a warning names label 4; the
+    right labels give none."""
     out, common = emidec_mesh["out"], ["prepare", "--mesh", str(emidec_mesh["mesh"]), "--image",
                                        str(emidec_mesh["labels"]), "--myocardium-labels", "2,3,4"]
     capsys.readouterr()
@@ -51,6 +52,11 @@ def test_no_reflow_label_left_out_of_scar_labels_is_named(emidec_mesh, capsys):
     assert "add it to the scar labels (--scar-labels)" in warned[0]
     assert main([*common, "--scar-labels", "3,4", "--output", str(out / "both.npz")]) == 0
     assert "inside the scar" not in capsys.readouterr().err
+    # the careless form, without --myocardium-labels, is named too (the cavity, larger than the scar, is not)
+    assert main(["prepare", "--mesh", str(emidec_mesh["mesh"]), "--image", str(emidec_mesh["labels"]),
+                 "--scar-labels", "3", "--output", str(out / "no_myocardium.npz")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "inside the scar" in line]
+    assert len(warned) == 1 and "Label 4 " in warned[0], warned
     # what the warning is about: the no-reflow pixels' rows are scar only with label 4 listed
     assert _scar_rows(out / "only3.npz") < 0.8 * _scar_rows(out / "both.npz")
 

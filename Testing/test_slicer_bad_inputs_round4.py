@@ -1,7 +1,7 @@
 """Round 4's label-map finding met through the Slicer Logic (real MRML, slicer-core): a real
 EMIDEC label map loaded as a label map volume node, the mesh ``cardioscar mesh-from-labels`` builds
-from it as a model node. ``Scar labels`` 3 with ``Myocardium labels`` 2,3,4 trained the no-reflow
-core (label 4) as healthy myocardium without a word on main; now the Logic names label 4 in a
+from it as a model node. ``Scar labels`` 3 (with ``Myocardium labels`` 2,3,4 or without) trained the
+no-reflow core (label 4) as healthy myocardium without a word on main; now the Logic names label 4 in a
 warning, as ``cardioscar prepare`` does (``Testing/test_bad_inputs_round4.py``).
 """
 
@@ -55,3 +55,6 @@ def test_logic_names_a_no_reflow_label_left_out_of_the_scar_labels(shared_data, 
     warnings_of_cardioscar.clear()
     logic.prepare_training(volume, model, csl.ReconstructionOptions(scar_labels="3,4", myocardium_labels="2,3,4"))
     assert not [m for m in warnings_of_cardioscar if "inside the scar" in m]
+    # without myocardium labels too (the label map's own labels are looked at)
+    logic.prepare_training(volume, model, csl.ReconstructionOptions(scar_labels="3"))
+    assert [m for m in warnings_of_cardioscar if m.startswith("Label 4 lies inside the scar")]

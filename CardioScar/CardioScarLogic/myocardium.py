@@ -17,7 +17,6 @@ import slicer
 from cardioscar.errors import CardioScarError
 from cardioscar.prepare.myocardium import (MyocardiumReport, label_masks, masks_from_voxels, no_restriction,
                                    restrict_to_myocardium)
-from cardioscar.prepare.targets import warn_labels_inside_scar
 
 from .geometry import volume_ijk_to_lps
 from .options import ReconstructionOptions
@@ -67,8 +66,6 @@ def _masks_from_labels(slices: list, owners: Sequence[ScarSource], options: Reco
             raise CardioScarError(f"Scar labels {_labels_text(outside)} are not among the myocardium labels "
                                   f"{_labels_text(wanted)}: scar is myocardium; list them in both.")
         mine = [index for index, owner in enumerate(owners) if owner is source]
-        if not source.from_segmentation:  # a segmentation's labels are its segments, chosen by name
-            warn_labels_inside_scar([slices[i] for i in mine], source.scar_labels(scar_labels), wanted)
         what = (f"the myocardium segment '{source.myocardium_segment}' of '{source.label}', labels"
                 if source.from_segmentation else f"myocardium labels of '{source.label}'")
         for index, mask in zip(mine, label_masks([slices[i] for i in mine], wanted, what=what)):

@@ -266,7 +266,6 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
             f" labels {','.join(map(str, request.myocardium_labels))}" if request.myocardium_labels else "")
     elif request.myocardium_labels is not None:
         masks = label_masks(slices, request.myocardium_labels)
-        warn_labels_inside_scar(slices, request.scar_labels, request.myocardium_labels)
         source = f"labels {','.join(map(str, request.myocardium_labels))}"
     rule_record = ""
     if request.scar_rule is not None:
@@ -278,6 +277,8 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         rule_record = rule_record_json(rule, request.scar_rule.target)
     else:
         targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
+        if request.scar_labels is not None:
+            warn_labels_inside_scar(slices, request.scar_labels)
     if masks is None:
         return targets, no_restriction(targets), rule_record
     margin = request.myocardium_margin_px

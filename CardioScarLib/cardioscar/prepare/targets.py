@@ -55,36 +55,42 @@ def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | Non
     return layers
 
 
-#: A non-scar myocardium label whose pixels' neighbours are over this fraction scar is taken to lie
-#: inside the scar. EMIDEC (52 infarct label maps, scar label 3): the no-reflow label 4, always
-#: inside the infarct, 0.55-1.0; normal myocardium (label 2) 0.03-0.36.
+#: A label left out of the scar labels lies inside the scar when over this fraction of the pixels
+#: bordering it are scar and it has fewer pixels than the scar. EMIDEC (52 infarct label maps,
+#: scar label 3): the no-reflow label 4 (in 32) 0.55-1.0 of its border scar, 0.02-0.55 of the
+#: scar's size; the cavity up to 0.66 but over 3.4 times the scar's size; normal myocardium at most
+#: 0.36.
 ENCLOSED_BY_SCAR = 0.5
 
 
-def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[int],
-                            myocardium_labels: Iterable[int]) -> list[int]:
-    """Warn about myocardium labels left out of ``scar_labels`` that lie inside the scar.
+def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[int]) -> list[int]:
+    """Warn about labels left out of ``scar_labels`` that lie inside the scar; returns them.
 
     A label map's no-reflow (microvascular obstruction) is the infarct's core: left out of
-    ``--scar-labels`` it trains as healthy myocardium, a hole in the scar. It is told from normal
-    myocardium by its surroundings: over :data:`ENCLOSED_BY_SCAR` of the pixels bordering it
-    (4-neighbours, within each slice) are scar. A warning, not an error: a label map may use such
-    a label for something else. Returns the labels warned about."""
+    ``--scar-labels`` it trains as healthy myocardium (or, with myocardium labels that leave it out
+    too, as no data), a hole in the scar. It is told from the other labels by where it lies: over
+    :data:`ENCLOSED_BY_SCAR` of the pixels bordering it (4-neighbours, within each slice) are scar,
+    and it is smaller than the scar (a subendocardial infarct borders much of the cavity, which is
+    larger). A warning, not an error: a map may use such a label for something else."""
     scar = sorted({int(v) for v in scar_labels})
+    values = [layer.values for layer in slices]
+    scar_size = sum(int(np.isin(v, scar).sum()) for v in values)
+    present = np.unique(np.concatenate([v[np.isfinite(v)] for v in values]))
     found = []
-    for label in sorted({int(v) for v in myocardium_labels} - set(scar)):
-        border = scar_border = 0
-        for layer in slices:
-            inside = layer.values == label
+    for label in sorted({int(v) for v in present} - set(scar)):
+        size = border = scar_border = 0
+        for value in values:
+            inside = value == label
             if not inside.any():
                 continue
             ring = ndimage.binary_dilation(inside) & ~inside
+            size += int(inside.sum())
             border += int(ring.sum())
-            scar_border += int(np.isin(layer.values[ring], scar).sum())
-        if border and scar_border / border > ENCLOSED_BY_SCAR:
+            scar_border += int(np.isin(value[ring], scar).sum())
+        if border and scar_border / border > ENCLOSED_BY_SCAR and size < scar_size:
             found.append(label)
             logger.warning("Label %d lies inside the scar (%.0f %% of the pixels around it are scar labels %s) but "
-                           "is not a scar label, so it trains as healthy myocardium: if it is the infarct's no-reflow "
+                           "is not a scar label, so it does not train as scar: if it is the infarct's no-reflow "
                            "core (EMIDEC's 4), add it to the scar labels (--scar-labels)",
                            label, 100.0 * scar_border / border, ",".join(map(str, scar)))
     return found
