@@ -86,7 +86,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
     ``myocardium_mask``: a mask volume node."""
     from cardioscar.prepare.slices import pooled_slices
-    from cardioscar.prepare.targets import scar_label_pixels, slice_targets, unmatched_labels
+    from cardioscar.prepare.targets import scar_label_pixels, slice_targets, unmatched_labels, warn_labels_inside_scar
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node, options.myocardium_segment) for node in nodes or [None]]
@@ -119,6 +119,10 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
             raise unmatched_labels(slices, [label for mine in chosen for label in mine])
         targets = [slice_targets([layer], scar_labels=mine, normalize=options.normalize_intensities,
                                  require_scar=False)[0] for layer, mine in zip(slices, chosen)]
+        for source in {id(owner): owner for owner in owners}.values():
+            if not source.from_segmentation:  # a segmentation's scar is its segment, chosen by name
+                warn_labels_inside_scar([layer for layer, owner in zip(slices, owners) if owner is source],
+                                        source.scar_labels(scar_labels))
     else:
         targets = slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
     return restrict_targets(slices, targets, owners, options, myocardium_mask)

@@ -25,7 +25,8 @@ from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.fit.devices import as_device
 from cardioscar.io.checks import check_seed, check_threshold
-from cardioscar.fit.checkpoint import build_checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, load_checkpoint, model_from_checkpoint,
+                                       save_checkpoint)
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
@@ -39,7 +40,7 @@ from cardioscar.prepare.partial_volume import DEFAULT_MIN_COVERAGE, correct_targ
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
 from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
-from cardioscar.prepare.targets import slice_targets
+from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar
 from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
 from cardioscar.predict.error_risk import error_risk
 
@@ -276,6 +277,8 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         rule_record = rule_record_json(rule, request.scar_rule.target)
     else:
         targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
+        if request.scar_labels is not None:
+            warn_labels_inside_scar(slices, request.scar_labels)
     if masks is None:
         return targets, no_restriction(targets), rule_record
     margin = request.myocardium_margin_px
@@ -654,6 +657,11 @@ def predict_on_points(
         # one pass has no spread: a scar_uncertainty of 0 everywhere would read as "certain"
         logger.warning("mc_samples 1: scar_uncertainty is 0 on every node (one dropout pass has no spread) and "
                        "scar_error_risk follows the probability alone; give 10 or more for an uncertainty")
+    if float((checkpoint.get("hyperparameters") or {}).get("dropout_rate", DEFAULT_ARCHITECTURE["dropout_rate"])) == 0:
+        # every dropout pass is the same network: the spread is 0 whatever mc_samples is
+        logger.warning("The model was trained with dropout_rate 0: scar_uncertainty is 0 on every node (the dropout "
+                       "passes are all alike), not a sign of certainty; train with a dropout rate such as 0.1 for an "
+                       "uncertainty")
     if batch_size < 1:
         raise CardioScarError(f"batch_size must be >= 1, got {batch_size}.")
     if threshold is not None:

@@ -71,8 +71,10 @@ def shape_attributes(labels: np.ndarray, spacing: tuple[float, float, float],
 def read_clinical_table(path: str | Path) -> dict[int, dict[str, float]]:
     """Rows of a clinical CSV keyed by the integer ``case`` column, with our attribute names.
 
-    Attributes whose column is missing are left out of every row; an empty or non-numeric cell
-    becomes NaN (that case then takes no part in that attribute's pairs).
+    Attributes whose column is missing are left out of every row; an empty cell (or NA, NaN, n/a)
+    becomes NaN (that case then takes no part in that attribute's pairs). Any other cell that is
+    not a number (sex as M/F, "55%") is refused, as is a case number given on two rows: read as
+    unknown or overwritten, it would leave the attribute tied to nothing without a word.
     """
     source = Path(path)
     if not source.is_file():
@@ -95,13 +97,28 @@ def read_clinical_table(path: str | Path) -> dict[int, dict[str, float]]:
             except (TypeError, ValueError):
                 raise CardioScarError(f"--clinical {source} line {line}: case {row[header['case']]!r} is not a number"
                                       ) from None
-            rows[case] = {attribute: _number(row.get(column)) for attribute, column in columns.items()}
+            if case in rows:
+                raise CardioScarError(f"--clinical {source} line {line}: case {case} is on two rows; give one row per "
+                                      "case")
+            rows[case] = {attribute: _number(row.get(column), f"--clinical {source} line {line}, column '{column}'")
+                          for attribute, column in columns.items()}
     logger.info("Clinical table %s: %d rows, attributes %s", source, len(rows), sorted(columns))
     return rows
 
 
-def _number(text: str | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else float("nan")
-    except ValueError:
+#: Cells that mean "not known" (what pandas, R and spreadsheets write for a missing value).
+MISSING = ("", "na", "nan", "n/a", "none", "null", "-")
+
+
+def _number(text: str | None, where: str) -> float:
+    """The cell's number, NaN for a missing one; anything else is refused (see read_clinical_table)."""
+    if text is None or text.strip().lower() in MISSING:
         return float("nan")
+    try:
+        value = float(text)
+    except ValueError:
+        raise CardioScarError(f"{where}: {text!r} is not a number; give numbers (sex 0/1, tobacco as a code, ejection "
+                              "fraction in %) or leave the cell empty where it is unknown") from None
+    if not math.isfinite(value):
+        raise CardioScarError(f"{where}: {text!r} is not a finite number; leave the cell empty where it is unknown")
+    return value

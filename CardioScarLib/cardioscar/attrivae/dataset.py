@@ -42,6 +42,14 @@ def case_folders(data_dir: str | Path) -> list[Path]:
     found = sorted(p for p in folder.iterdir() if p.is_dir() and CASE_NAME.fullmatch(p.name))
     if not found:
         raise CardioScarError(f"--data {folder} holds no Case_P<number> / Case_N<number> folders (EMIDEC layout)")
+    by_number: dict[int, str] = {}
+    for path in found:
+        number = int(CASE_NAME.fullmatch(path.name).group(2))  # type: ignore[union-attr]
+        if number in by_number:  # numbered per class (Case_P001.., Case_N001..): one clinical row for two cases
+            raise CardioScarError(f"--data {folder}: {by_number[number]} and {path.name} have the same number, and the "
+                                  "clinical table's 'case' column is that number: number the cases once across both "
+                                  "classes (as EMIDEC does)")
+        by_number[number] = path.name
     return found
 
 
@@ -81,8 +89,26 @@ def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: Label
     if limit is not None and len(cases) != len(set(limit)):
         missing = sorted(set(limit) - {c.case_id for c in cases})
         raise CardioScarError(f"--data {data_dir} lacks the cases {missing}")
+    _check_clinical_known(cases, names, clinical_csv)
     logger.info("Loaded %d cases (%d MI) from %s", len(cases), sum(c.mi for c in cases), data_dir)
     return cases, names
+
+
+def _check_clinical_known(cases: list[Case], names: list[str], clinical_csv: str | Path) -> None:
+    """Refuse a clinical attribute known for fewer than two cases.
+
+    Such an attribute is tied to a latent dimension all the same, but nothing teaches the
+    dimension its order, and the read-back line has no slope: ``predict`` then reports 0 (the
+    scaler's empty minimum) for every case. A table whose case numbers match none of the folders
+    (another cohort's table, renumbered cases) does this to every clinical attribute."""
+    for name in names:
+        if name in SHAPE_ATTRIBUTES:
+            continue
+        known = sum(not math.isnan(case.attributes[name]) for case in cases)
+        if known < 2:
+            raise CardioScarError(f"--clinical {clinical_csv}: {name} is known for {known} of the {len(cases)} "
+                                  "cases (a row's 'case' must be the number in the folder name, Case_P012 -> 12); "
+                                  "fill the column or remove it")
 
 
 def attribute_matrix(cases: list[Case], names: list[str]) -> np.ndarray:

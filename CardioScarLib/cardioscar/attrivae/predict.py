@@ -18,6 +18,7 @@ from cardioscar.attrivae.checkpoint import build_model, model_summary, preproces
 from cardioscar.attrivae.model import AttriVAE
 from cardioscar.attrivae.preprocess import LabelConvention, PreparedCase, prepare_case
 from cardioscar.attrivae.train import read_attributes
+from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,26 @@ def attribute_readout(checkpoint: dict, mu: np.ndarray) -> tuple[dict[str, float
     return ({n: float(v) for n, v in zip(names, values)}, {n: bool(o) for n, o in zip(names, outside)})
 
 
+def _check_no_myocardium_left_out(checkpoint: dict, labels: np.ndarray, convention: LabelConvention,
+                                  labels_path: str | Path) -> None:
+    """Refuse a map whose labels that were myocardium in training are now neither cavity nor
+    myocardium: ``--myocardium-labels 2`` on an EMIDEC map masks its infarct (3) and no-reflow (4)
+    out of the network's input as background, and an infarct reads as a normal heart."""
+    trained = set(checkpoint.get("labels", {}).get("myocardium", []))
+    given = set(convention.cavity) | set(convention.myocardium)
+    left_out = sorted((trained - given) & {int(v) for v in np.unique(labels)})
+    if left_out:
+        given_text = ",".join(map(str, convention.myocardium))
+        raise CardioScarError(f"--labels {labels_path} holds labels {left_out}, myocardium when the model was trained "
+                              f"(labels {sorted(trained)}), but --myocardium-labels {given_text} leaves them out: the "
+                              "scar would be masked as background; add them to --myocardium-labels")
+
+
 def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Path,
                  convention: LabelConvention, device: torch.device) -> Prediction:
     """Preprocess the case as in training, encode it, classify it and read its attributes."""
     prepared = prepare_case(image_path, labels_path, convention, preprocess_of(checkpoint))
+    _check_no_myocardium_left_out(checkpoint, prepared.labels, convention, labels_path)
     model = build_model(checkpoint, device)
     volume = torch.as_tensor(prepared.cube[None, None], device=device)
     with torch.no_grad():

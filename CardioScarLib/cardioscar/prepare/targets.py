@@ -15,6 +15,7 @@ import logging
 from typing import Iterable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import CardioScarError
 from .slices import SliceLayer
@@ -54,6 +55,47 @@ def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | Non
     return layers
 
 
+#: A label left out of the scar labels lies inside the scar when over this fraction of the pixels
+#: bordering it are scar and it has fewer pixels than the scar. EMIDEC (52 infarct label maps,
+#: scar label 3): the no-reflow label 4 (in 32) 0.55-1.0 of its border scar, 0.02-0.55 of the
+#: scar's size; the cavity up to 0.66 but over 3.4 times the scar's size; normal myocardium at most
+#: 0.36.
+ENCLOSED_BY_SCAR = 0.5
+
+
+def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[int]) -> list[int]:
+    """Warn about labels left out of ``scar_labels`` that lie inside the scar; returns them.
+
+    A label map's no-reflow (microvascular obstruction) is the infarct's core: left out of
+    ``--scar-labels`` it trains as healthy myocardium (or, with myocardium labels that leave it out
+    too, as no data), a hole in the scar. It is told from the other labels by where it lies: over
+    :data:`ENCLOSED_BY_SCAR` of the pixels bordering it (4-neighbours, within each slice) are scar,
+    and it is smaller than the scar (a subendocardial infarct borders much of the cavity, which is
+    larger). A warning, not an error: a map may use such a label for something else."""
+    scar = sorted({int(v) for v in scar_labels})
+    values = [layer.values for layer in slices]
+    scar_size = sum(int(np.isin(v, scar).sum()) for v in values)
+    present = np.unique(np.concatenate([v[np.isfinite(v)] for v in values]))
+    found = []
+    for label in sorted({int(v) for v in present} - set(scar)):
+        size = border = scar_border = 0
+        for value in values:
+            inside = value == label
+            if not inside.any():
+                continue
+            ring = ndimage.binary_dilation(inside) & ~inside
+            size += int(inside.sum())
+            border += int(ring.sum())
+            scar_border += int(np.isin(value[ring], scar).sum())
+        if border and scar_border / border > ENCLOSED_BY_SCAR and size < scar_size:
+            found.append(label)
+            logger.warning("Label %d lies inside the scar (%.0f %% of the pixels around it are scar labels %s) but "
+                           "is not a scar label, so it does not train as scar: if it is the infarct's no-reflow "
+                           "core (EMIDEC's 4), add it to the scar labels (--scar-labels)",
+                           label, 100.0 * scar_border / border, ",".join(map(str, scar)))
+    return found
+
+
 def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> int:
     """How many pixels of ``layers`` carry one of ``labels``; refuses values that are not whole
     numbers (a probability map or LGE intensities given with --scar-labels would silently become
@@ -88,6 +130,13 @@ def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:
     return dataclasses.replace(layer, values=scar)
 
 
+#: Three to this many distinct whole values over all chosen slices: a label map, not LGE
+#: intensities (an 8-bit LGE slice holds dozens to hundreds of grey values).
+MAX_LABEL_VALUES = 10
+#: ... over at least this many pixels (a handful of pixels may hold few values by chance).
+MIN_PIXELS_FOR_LABELS = 100
+
+
 def _min_max(layers: list[SliceLayer]) -> list[SliceLayer]:
     finite = np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers])
     if finite.size == 0:
@@ -95,6 +144,14 @@ def _min_max(layers: list[SliceLayer]) -> list[SliceLayer]:
     low, high = float(finite.min()), float(finite.max())
     if high <= low:
         raise CardioScarError(f"All chosen pixels have the same value {low:g}; min-max normalisation is undefined")
+    values = np.unique(finite)
+    if finite.size >= MIN_PIXELS_FOR_LABELS and 3 <= len(values) <= MAX_LABEL_VALUES and high > 1 \
+            and np.array_equal(values, np.round(values)):
+        # min-max scaling turns the labels between the lowest and highest into grades: EMIDEC's
+        # myocardium 2 of 0..4 would be a 0.5 scar (two values, a mask at any scale, become 0 and 1: fine)
+        raise CardioScarError(f"--normalize-intensities: the chosen slices ('{layers[0].label}', ...) hold only "
+                              f"the whole values {', '.join(f'{v:g}' for v in values)}: a label map, not raw LGE; give "
+                              "--scar-labels (e.g. 3,4) instead")
     logger.info("Min-max normalising intensities over %d pixels: %g..%g -> 0..1", finite.size, low, high)
     return [dataclasses.replace(layer, values=(layer.values - low) / (high - low)) for layer in layers]
 
