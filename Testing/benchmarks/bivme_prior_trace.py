@@ -6,11 +6,17 @@ every plane; version 4 = the defaults: measured against stacks of two or more pl
 once on the biv-me planes without the held-out short-axis slice and print one JSON line: the
 held-out AUC, the mean probability on scar and non-scar nodes, and the same split by where the
 held-out nodes lie: where the residual weight w >= 0.99 (the network's residual counts fully) or
-w < 0.99 (the prior rules).
+w < 0.99 (the prior rules), with the AUC within each part (a ranking that comes only from
+which part a node lies in shows as a high AUC overall and about 0.5 within the parts).
 
     OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib:Testing/benchmarks \\
       python Testing/benchmarks/bivme_prior_trace.py --seeds 0-4 --settings off,v2,v3,v4 \\
       > Testing/benchmarks/results/bivme_prior_trace_v4.jsonl
+
+``--scars 0-4`` draws other synthetic scars on the same planes (each holds out its own middle
+short-axis slice with scar; a first line per scar gives nearest slice's and LogOdds' held-out
+Dice and AUC, ``--seeds ''`` only those); ``--full`` trains on every plane and scores all nodes
+(Dice at 0.5, AUC).
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ def _mean(values: np.ndarray) -> float | None:
     return round(float(values.mean()), 4) if values.size else None
 
 
+def _part(where: np.ndarray, truth: np.ndarray, p: np.ndarray) -> dict:
+    """Nodes, scar nodes, mean probability on scar and non-scar, and the AUC within ``where``."""
+    return {"nodes": int(where.sum()), "scar": int(truth[where].sum()), "p_scar": _mean(p[where & truth]),
+            "p_non_scar": _mean(p[where & ~truth]), "auc": br._auc(truth[where], p[where])}
+
+
 def trace(case: br.Case, setting: str, seed: int, mc_samples: int) -> dict:
     """One training of ``case`` without its held-out slice under ``setting``; the held-out split."""
     held = br.held_out_index(case)
@@ -54,24 +66,48 @@ def trace(case: br.Case, setting: str, seed: int, mc_samples: int) -> dict:
         logit, weight = prior.node_terms(points)
         on_slab = weight >= 0.99
         line |= {"prior_term_auc": br._auc(truth, 1.0 / (1.0 + np.exp(-logit))),
-                 "on_slab": {"nodes": int(on_slab.sum()), "scar": int(truth[on_slab].sum()),
-                             "p_scar": _mean(p[on_slab & truth]), "p_non_scar": _mean(p[on_slab & ~truth])},
-                 "between_slabs": {"nodes": int((~on_slab).sum()), "scar": int(truth[~on_slab].sum()),
-                                   "p_scar": _mean(p[~on_slab & truth]), "p_non_scar": _mean(p[~on_slab & ~truth])}}
+                 "on_slab": _part(on_slab, truth, p), "between_slabs": _part(~on_slab, truth, p)}
     return line
+
+
+def yardsticks(case: br.Case) -> dict:
+    """Nearest slice and LogOdds from the remaining slices on the held-out nodes: whether the
+    neighbours carry the held-out scar at all."""
+    held = br.held_out_index(case)
+    keep = [case.acquired[k] for k in range(len(case.slices)) if k != held]
+    nodes = np.flatnonzero(br.in_footprint(case.points, case.slices[held]))
+    return {"case": case.name, "held_out": case.slices[held].label, "setting": "yardsticks",
+            **{name: {"dice": v["dice"], "auc": v["auc"]} for name, v in br.yardsticks(case, keep, nodes).items()}}
+
+
+def full(case: br.Case, setting: str, seed: int, mc_samples: int) -> dict:
+    """One training of ``case`` on every plane under ``setting``, scored on all nodes."""
+    overrides = SETTINGS[setting]
+    br.PRIOR_OVERRIDES.clear()
+    br.PRIOR_OVERRIDES.update(overrides or {})
+    _, _, result, _, _ = br._reconstruct(case, case.slices, TrainingConfig.fast(shape_prior=overrides is not None),
+                                         mc_samples, seed)
+    return {"case": case.name, "full": True, "setting": setting, "seed": seed, "scar_nodes": int(case.truth.sum()),
+            **br.scores(result.mean_predictions, case.truth, case.weights)}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0-4", help="training seeds, e.g. 0-4 or 0,2")
     parser.add_argument("--settings", default="off,v2,v3,v4", help=f"comma-separated of {', '.join(SETTINGS)}")
+    parser.add_argument("--scars", default="0", help="biv-me scar draws (bench_robust.bivme_case's seed), e.g. 0-4")
+    parser.add_argument("--full", action="store_true", help="train on every plane and score all nodes instead")
     parser.add_argument("--mc-samples", type=int, default=5)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    case = br.bivme_case(0)
-    for setting in args.settings.split(","):
-        for seed in br._parse_seeds(args.seeds):
-            print(json.dumps(trace(case, setting, seed, args.mc_samples)), flush=True)
+    run = full if args.full else trace
+    for scar in br._parse_seeds(args.scars):
+        case = br.bivme_case(scar)
+        if not args.full:
+            print(json.dumps(yardsticks(case)), flush=True)
+        for setting in args.settings.split(","):
+            for seed in br._parse_seeds(args.seeds):
+                print(json.dumps(run(case, setting, seed, args.mc_samples)), flush=True)
 
 
 if __name__ == "__main__":
