@@ -167,8 +167,8 @@ class ShapePrior:
         distances, between = [np.zeros(0)], [np.zeros(0, bool)]
         for start in range(0, len(points), POINTS_PER_CHUNK):
             along = self._along(points[start:start + POINTS_PER_CHUNK])
-            distances.append(np.min(np.where(np.isnan(along[measured]), np.inf, np.abs(along[measured])), axis=0,
-                                    initial=np.inf))
+            offset = np.abs(along[measured])
+            distances.append(np.min(np.where(np.isnan(offset), np.inf, offset), axis=0, initial=np.inf))
             two_sided = np.zeros(along.shape[1], bool)
             for members, signs in stacks:
                 signed = along[members] * signs[:, None]  # NaN (not covered) compares false
@@ -203,7 +203,7 @@ class ShapePrior:
 
     def residual_weight(self, points_lps: np.ndarray) -> np.ndarray:
         """(N,) float32 factor on the network's residual: 1 within ``residual_full_mm`` of a covering
-        plane (and where no slice covers: no prior there), ``exp(-(excess / residual_decay_mm)^2 / 2)``
+        plane of a stack (:meth:`_measured_planes`; and where no slice covers: no prior there), ``exp(-(excess / residual_decay_mm)^2 / 2)``
         beyond, so that between the training slabs the prior rules and ``f`` cannot pull it down.
         With ``network_beyond_ends``, 1 beyond a stack's end planes, where the prior would only
         extrude the last slice's outline (see the module docstring)."""
