@@ -4,10 +4,12 @@ For each training seed and each prior setting (off; version 2 = ``slab_scale`` 1
 rule, version 3 = ``slab_scale`` 0.5 with the end rule, both measuring the residual weight against
 every plane; version 4 = the defaults: measured against stacks of two or more planes only), train
 once on the biv-me planes without the held-out short-axis slice and print one JSON line: the
-held-out AUC, the mean probability on scar and non-scar nodes, and the same split by where the
-held-out nodes lie: where the residual weight w >= 0.99 (the network's residual counts fully) or
-w < 0.99 (the prior rules), with the AUC within each part (a ranking that comes only from
-which part a node lies in shows as a high AUC overall and about 0.5 within the parts).
+held-out Dice at 0.5 and AUC, the mean probability on scar and non-scar nodes, and the same split
+by where the held-out nodes lie: where the residual weight w >= 0.99 (the network's residual
+counts fully) or w < 0.99 (the prior rules), with the AUC within each part (a ranking that comes
+only from which part a node lies in shows as a high AUC overall and about 0.5 within the parts).
+``--demo-long-axis 10,13`` runs the same on the demo phantom (a volumetric mesh) with its
+long-axis slice pooled, at those short-axis gaps.
 
     OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib:Testing/benchmarks \\
       python Testing/benchmarks/bivme_prior_trace.py --seeds 0-4 --settings off,v2,v3,v4 \\
@@ -28,7 +30,10 @@ import logging
 import numpy as np
 
 import bench_robust as br
+from cardioscar.evaluate import metrics
 from cardioscar.fit.training import TrainingConfig
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
+from cardioscar.prepare.slices import slices_from_image
 from cardioscar.shape_prior.field import ShapePrior
 
 #: name -> ShapePrior overrides (None: prior off); "v2" and "v3" reproduce those versions' weights.
@@ -59,7 +64,8 @@ def trace(case: br.Case, setting: str, seed: int, mc_samples: int) -> dict:
                                                   mc_samples, seed)
     p = result.mean_predictions[nodes]
     line = {"case": case.name, "held_out": case.slices[held].label, "setting": setting, "seed": seed,
-            "held_out_nodes": int(len(nodes)), "scar_nodes": int(truth.sum()), "auc": br._auc(truth, p),
+            "held_out_nodes": int(len(nodes)), "scar_nodes": int(truth.sum()),
+            "dice": round(metrics.dice(p, truth, 0.5), 4), "auc": br._auc(truth, p),
             "p_scar": _mean(p[truth]), "p_non_scar": _mean(p[~truth])}
     prior = ShapePrior.from_checkpoint(checkpoint)
     if prior is not None:
@@ -68,6 +74,19 @@ def trace(case: br.Case, setting: str, seed: int, mc_samples: int) -> dict:
         line |= {"prior_term_auc": br._auc(truth, 1.0 / (1.0 + np.exp(-logit))),
                  "on_slab": _part(on_slab, truth, p), "between_slabs": _part(~on_slab, truth, p)}
     return line
+
+
+def demo_long_axis_case(seed: int, nodes: int, gap_mm: float) -> br.Case:
+    """The demo phantom (a volumetric tet mesh) with its short-axis stack ``gap_mm`` apart and its
+    long-axis slice pooled (``PhantomConfig.long_axis``): a lone plane across the stack's gaps."""
+    phantom = make_phantom(PhantomConfig(seed=seed, target_nodes=nodes, slice_gap_mm=gap_mm, long_axis=True))
+    half = phantom.slice_half_thickness_mm
+    short_axis = slices_from_image(phantom.image, half_thickness=half, label="demo")
+    slices = short_axis + slices_from_image(phantom.long_axis_image, half_thickness=half, label="long axis")
+    return br.Case(name=f"demo_long_axis_s{seed}_{gap_mm:g}mm", points=phantom.points_lps,
+                   truth=(phantom.truth >= 0.5).astype(float), truth_fraction=phantom.truth,
+                   weights=metrics.node_volumes(phantom.mesh), slices=slices, acquired=slices,
+                   parallel=list(range(len(short_axis))), coverage_mesh=phantom.mesh)
 
 
 def yardsticks(case: br.Case) -> dict:
@@ -97,12 +116,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", default="off,v2,v3,v4", help=f"comma-separated of {', '.join(SETTINGS)}")
     parser.add_argument("--scars", default="0", help="biv-me scar draws (bench_robust.bivme_case's seed), e.g. 0-4")
     parser.add_argument("--full", action="store_true", help="train on every plane and score all nodes instead")
+    parser.add_argument("--demo-long-axis", metavar="GAPS_MM", default="",
+                        help="instead of biv-me: the demo phantom with its long-axis slice, at these short-axis "
+                             "gaps (comma-separated mm), 12k nodes, --scars as phantom seeds")
     parser.add_argument("--mc-samples", type=int, default=5)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     run = full if args.full else trace
-    for scar in br._parse_seeds(args.scars):
-        case = br.bivme_case(scar)
+    gaps = [float(g) for g in args.demo_long_axis.split(",") if g]
+    builds = ([lambda s=scar, g=gap: demo_long_axis_case(s, 12000, g) for gap in gaps for scar in br._parse_seeds(args.scars)]
+              if gaps else [lambda s=scar: br.bivme_case(s) for scar in br._parse_seeds(args.scars)])
+    for build in builds:
+        case = build()
         if not args.full:
             print(json.dumps(yardsticks(case)), flush=True)
         for setting in args.settings.split(","):
