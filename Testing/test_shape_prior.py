@@ -308,3 +308,45 @@ def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys
     args = batch.build_parser().parse_args(["--mesh", "m.vtk", "--volume", "v.nii.gz", "--output", "o.vtk",
                                             "--shape-prior", "on"])
     assert args.shape_prior is True
+
+
+def _pooled_views() -> tuple[SliceLayer, SliceLayer, SliceLayer, np.ndarray]:
+    """Two short-axis slices 16 mm apart and one long-axis view across them (its plane y = 20, its
+    pixels along x and z), with training rows as the slabs give them: within 1.5 mm of each plane."""
+    below, above = edge_slice(0.0, 20), edge_slice(16.0, 30)
+    lone = edge_slice(0.0, 25, axis_i=(1.0, 0.0, 0.0), axis_j=(0.0, 0.0, 1.0), origin=(0.0, 20.0, -5.0))
+    z = np.arange(-1.5, 17.6, 0.5)
+    short_axis_rows = points_at(below, np.full(14, 20.0), np.full(14, 10.0), np.r_[np.linspace(-1.5, 1.5, 7),
+                                                                                   np.linspace(14.5, 17.5, 7)])
+    long_axis_rows = np.stack([np.full(z.size, 12.0), 20.0 + np.resize([-1.5, 0.0, 1.5], z.size), z], axis=1)
+    return below, above, lone, np.concatenate([short_axis_rows, long_axis_rows])
+
+
+def test_a_lone_long_axis_view_does_not_split_a_short_axis_gap_between_the_network_and_the_prior():
+    """Version 4: the residual weight is measured against stacks of two or more parallel planes.
+    Before, a point between two short-axis slices 1 mm from a long-axis plane had weight 1 (the
+    network rules) and its neighbour 8 mm from it the prior's weight, so a held-out slice was
+    ranked by where its nodes lie (biv-me: held-out AUC 0.51, prior off 0.93; README). Every
+    long-axis row must still have weight 1: where that view carries groups the network follows them."""
+    below, above, lone, rows = _pooled_views()
+    prior = linear([below, above, lone]).reaching(rows)
+    assert prior.weigh_lone_planes is False  # the default
+    assert prior.residual_full_mm == pytest.approx(8.0)  # the farthest long-axis row, half-way up the gap
+    np.testing.assert_array_equal(prior.residual_weight(rows), 1.0)
+    held_out = np.array([[12.0, 21.0, 8.0], [12.0, 28.0, 8.0], [30.0, 5.0, 8.0]])  # 1, 8 and 15 mm from y = 20
+    logit, weight = prior.node_terms(held_out)
+    np.testing.assert_array_equal(weight, 1.0)
+    np.testing.assert_allclose(logit, prior.slab_scale * prior.logit(held_out), rtol=1e-6)
+    # without long-axis rows (a short-axis stack alone) the gap belongs to the prior, as in version 3
+    stack_only = linear([below, above, lone]).reaching(rows[:14])
+    assert stack_only.residual_full_mm == pytest.approx(1.5) and (stack_only.residual_weight(held_out) < 0.01).all()
+
+    # a version 3 prior loads measuring against every plane, as it was trained and used: the split
+    third = {key: value for key, value in prior.to_arrays().items() if key != "weigh_lone_planes"}
+    old = ShapePrior.from_arrays({**third, "version": np.int64(3)}, "data.npz").reaching(rows)
+    assert old.weigh_lone_planes is True and old.residual_full_mm == pytest.approx(1.5)
+    old_weight = old.residual_weight(held_out)
+    assert old_weight[0] == 1.0 and old_weight[1] < 0.01  # the near node: the network; the far one: the prior
+    assert ShapePrior.from_arrays(prior.to_arrays(), "data.npz").weigh_lone_planes is False
+    with pytest.raises(CardioScarError, match="shape prior is damaged"):
+        ShapePrior.from_arrays({**prior.to_arrays(), "weigh_lone_planes": np.int64(2)}, "data.npz")
