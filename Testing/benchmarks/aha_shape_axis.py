@@ -4,7 +4,9 @@ Meshes: EMIDEC's 75 label maps meshed with ``mesh-from-labels`` (known axis: the
 stack's normal), ACDC patient 101 at end-diastole and end-systole (its voxels and its
 ``mesh-from-labels`` mesh; the stack's normal), the biv-me LV endocardium (the short-axis
 planes' normal), demo phantoms seeds 0-3 and segmented phantoms seeds 0-7 at 12k nodes (the
-LV frame's z axis). Methods: the ring/centre-line axis the library uses
+LV frame's z axis); on the EMIDEC meshes also with a quarter and with half of the ring removed
+(the nodes within 90 or 180 degrees about the stack's normal: an LV mask that leaves out the
+septum, or a partial mesh). Methods: the ring/centre-line axis the library uses
 (:func:`cardioscar.aha.shape_axis.shape_axis`) and, for comparison, the principal direction of
 largest spread that it replaced. Prints one JSON line per mesh, then a summary line.
 
@@ -72,6 +74,15 @@ def _principal(points: np.ndarray) -> tuple[np.ndarray, float]:
     return vectors[:, 2], float(values[2] / values[1])
 
 
+def _without_sector(points: np.ndarray, normal: np.ndarray, degrees: float) -> np.ndarray:
+    """The points outside a sector of ``degrees`` about ``normal`` through their centre."""
+    offsets = points - points.mean(axis=0)
+    first = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[0]) < 0.9 else [0.0, 1.0, 0.0])
+    first /= np.linalg.norm(first)
+    angle = np.degrees(np.arctan2(offsets @ np.cross(normal, first), offsets @ first)) % 360.0
+    return points[angle >= degrees]
+
+
 def main() -> None:
     rows = []
     for name, points, known in meshes():
@@ -80,6 +91,10 @@ def main() -> None:
         row = {"mesh": name, "nodes": len(points), "shape_axis_deg": round(_degrees(found.direction, known), 1),
                "ring_contrast": round(found.contrast, 2), "longest_spread_deg": round(_degrees(longest, known), 1),
                "elongation": round(elongation, 2)}
+        if name.startswith("emidec"):
+            for degrees, key in ((90.0, "without_quarter_deg"), (180.0, "without_half_deg")):
+                part = _without_sector(points, known, degrees)
+                row[key] = round(_degrees(shape_axis(part, np.ones(len(part))).direction, known), 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
     for family in ("emidec", "other"):
@@ -90,7 +105,10 @@ def main() -> None:
                           "shape_axis_max_deg": float(shape.max()), "shape_axis_over_30": int((shape > 30).sum()),
                           "longest_spread_mean_deg": round(float(longest.mean()), 1),
                           "longest_spread_over_60": int((longest > 60).sum()),
-                          "ring_contrast_min": float(min(r["ring_contrast"] for r in chosen))}))
+                          "ring_contrast_min": float(min(r["ring_contrast"] for r in chosen)),
+                          **({"without_quarter_max_deg": max(r["without_quarter_deg"] for r in chosen),
+                              "without_half_max_deg": max(r["without_half_deg"] for r in chosen)}
+                             if family == "emidec" else {})}))
 
 
 if __name__ == "__main__":
