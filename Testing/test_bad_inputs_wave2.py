@@ -312,7 +312,7 @@ WARNINGS = {
     # aha took a long-axis view's normal as the LV's long axis and cut the ventricle lengthwise
     "aha on a long-axis view's normal": (lambda f: _aha_normal(f, f["scar_map"]),
                                          lambda f: _aha_normal(f, f["out"] / "long_axis_view.nii.gz"),
-                                         "longest direction", "a long-axis view?"),
+                                         "long axis as its shape gives it", "a long-axis view?"),
 }
 
 
