@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,15 +73,18 @@ def _frames(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, np.cross(directions, first)
 
 
-def _slab_circles(points: np.ndarray, weights: np.ndarray, directions: np.ndarray, slab_mm: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Circles fitted to the slabs cut across each direction.
+class _Slabs(NamedTuple):
+    """Circles fitted to the slabs cut across each direction, per (direction, slab) pair flattened
+    as ``d * n_slabs + s``."""
 
-    Returns, per (direction, slab) pair flattened as ``d * n_slabs + s``: the fit's centre in the
-    slab's plane (x, y), the slab's spread (weighted in-plane variance about its centroid), the
-    weighted mean squared radial misfit of its points to the circle and the slab's weight (0
-    where the slab has too few points).
-    """
+    centres: np.ndarray  # (P, 3) the circle's centre, at the slab's mean height along the direction
+    spread: np.ndarray   # (P,) the slab's weighted in-plane variance about its centroid
+    misfit: np.ndarray   # (P,) the weighted mean squared radial misfit of its points to the circle
+    weight: np.ndarray   # (P,) the slab's weight; 0 where it has too few points for a circle
+
+
+def _slab_circles(points: np.ndarray, weights: np.ndarray, directions: np.ndarray, slab_mm: float) -> _Slabs:
+    """Circles fitted (Kasa's least squares on x^2 + y^2) to the slabs cut across each direction."""
     first, second = _frames(directions)
     heights, x, y = points @ directions.T, points @ first.T, points @ second.T      # (N, D) each
     slabs = np.floor((heights - heights.min(axis=0)) / slab_mm).astype(np.int64)
@@ -105,11 +109,13 @@ def _slab_circles(points: np.ndarray, weights: np.ndarray, directions: np.ndarra
     solution = np.linalg.solve(normal, rhs[..., None])[..., 0]
     cx, cy = solution[:, 0] / 2.0, solution[:, 1] / 2.0
     radius = np.sqrt(np.maximum(solution[:, 2] + cx * cx + cy * cy, 1e-12))
-    misfit = (np.hypot(x - cx[pair], y - cy[pair]) - radius[pair]) ** 2
-    mean_misfit = total(misfit) / np.maximum(s1, 1e-12)
     weight = np.maximum(s1, 1e-12)
+    misfit = total((np.hypot(x - cx[pair], y - cy[pair]) - radius[pair]) ** 2) / weight
     spread = (normal[:, 0, 0] + normal[:, 1, 1]) / weight - (sx / weight) ** 2 - (sy / weight) ** 2
-    return np.stack([cx, cy], 1), spread, mean_misfit, np.where(usable, s1, 0.0)
+    owner = np.repeat(np.arange(len(directions)), n_slabs)
+    level = total(heights.ravel()) / weight
+    centres = level[:, None] * directions[owner] + cx[:, None] * first[owner] + cy[:, None] * second[owner]
+    return _Slabs(centres, spread, misfit, np.where(usable, s1, 0.0))
 
 
 def _ring_misfit(points: np.ndarray, weights: np.ndarray, directions: np.ndarray) -> np.ndarray:
@@ -117,11 +123,11 @@ def _ring_misfit(points: np.ndarray, weights: np.ndarray, directions: np.ndarray
     spread that their circles leave (inf where no slab has a circle). Against the spread, not the
     radius: a slab cut lengthwise through a wall is a strip, which a huge circle fits closely
     relative to its own radius but not relative to the strip's length."""
-    _, spread, misfit, slab_weight = _slab_circles(points, weights, directions, SEARCH_SLAB_MM)
-    per_direction = slab_weight.reshape(len(directions), -1)
+    slabs = _slab_circles(points, weights, directions, SEARCH_SLAB_MM)
+    per_direction = slabs.weight.reshape(len(directions), -1)
     total = per_direction.sum(axis=1)
-    left = (misfit.reshape(per_direction.shape) * per_direction).sum(axis=1)
-    spread = (spread.reshape(per_direction.shape) * per_direction).sum(axis=1)
+    left = (slabs.misfit.reshape(per_direction.shape) * per_direction).sum(axis=1)
+    spread = (slabs.spread.reshape(per_direction.shape) * per_direction).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total > 0, left / spread, np.inf)
 
@@ -130,16 +136,12 @@ def _centre_line(points: np.ndarray, weights: np.ndarray, direction: np.ndarray,
     """``direction`` turned onto the line through the centres of the slabs cut across it, repeated
     until it turns less than 0.1 degree (or ``turns`` times); unchanged with fewer than 3 slabs."""
     for _ in range(turns):
-        centre2d, _, _, slab_weight = _slab_circles(points, weights, direction[None], CENTRE_SLAB_MM)
-        heights = points @ direction
-        slab = np.floor((heights - heights.min()) / CENTRE_SLAB_MM).astype(np.int64)
-        level = np.bincount(slab, weights=weights * heights) / np.maximum(np.bincount(slab, weights=weights), 1e-12)
-        used = slab_weight > 0
+        slabs = _slab_circles(points, weights, direction[None], CENTRE_SLAB_MM)
+        used = slabs.weight > 0
         if used.sum() < 3:
             return direction
-        first, second = (v[0] for v in _frames(direction[None]))
-        centres = level[used, None] * direction + centre2d[used, :1] * first + centre2d[used, 1:] * second
-        share = slab_weight[used] / slab_weight[used].sum()
+        centres = slabs.centres[used]
+        share = slabs.weight[used] / slabs.weight[used].sum()
         offsets = centres - share @ centres
         turned = np.linalg.eigh((offsets * share[:, None]).T @ offsets)[1][:, 2]
         turned = turned if turned @ direction >= 0 else -turned
