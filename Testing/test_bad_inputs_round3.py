@@ -319,16 +319,18 @@ def test_the_error_risk_is_for_the_call_the_threshold_makes(files):
     """On main ``scar_error_risk`` was the risk of the call at 0.5 even beside a ``scar_binary`` cut
     elsewhere (e.g. 0.3): the nodes on that map's edge read as safe. Now it peaks where the written
     call is cut (here at the median probability of the briefly trained model, far from 0.5)."""
-    from cardioscar.logic import apply_scar_model
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.logic import apply_scar_model, checkpoint_constraint_points, load_trained_model
     from cardioscar.predict.error_risk import error_risk
 
+    geometry = (read_mesh(files["mesh"]).points_lps(), checkpoint_constraint_points(load_trained_model(files["model"])))
     plain = apply_scar_model(files["model"], files["mesh"], 4, seed=2)
     p, std = plain.mean_predictions, plain.std_predictions
-    np.testing.assert_allclose(plain.error_risk, error_risk(p, std, 0.5), rtol=1e-6)
+    np.testing.assert_allclose(plain.error_risk, error_risk(p, std, 0.5, *geometry), rtol=1e-6)
     cut = round(float(np.median(p)), 3)
     assert abs(cut - 0.5) > 0.15
     cut_result = apply_scar_model(files["model"], files["mesh"], 4, threshold=cut, seed=2)
     np.testing.assert_array_equal(cut_result.mean_predictions, p)
-    np.testing.assert_allclose(cut_result.error_risk, error_risk(p, std, cut), rtol=1e-6)
+    np.testing.assert_allclose(cut_result.error_risk, error_risk(p, std, cut, *geometry), rtol=1e-6)
     on_edge = np.argmin(np.abs(p - cut))
     assert cut_result.error_risk[on_edge] > 0.95 > plain.error_risk[on_edge] + 0.3

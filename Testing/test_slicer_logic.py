@@ -26,6 +26,7 @@ from CardioScarLogic import results  # noqa: E402
 from CardioScarLogic.scarsource import scar_source_from_node  # noqa: E402
 from cardioscar.errors import CardioScarError, TrainingCancelled  # noqa: E402
 from cardioscar.predict.error_risk import error_risk  # noqa: E402
+from cardioscar.logic import checkpoint_constraint_points  # noqa: E402
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 EPOCHS = 25
@@ -76,7 +77,10 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     np.testing.assert_array_equal(binary, (probability >= 0.5).astype(np.uint8))
     np.testing.assert_array_equal(slicer.util.arrayFromModelPointData(model, "scar_probability"), probability)
     risk = _point_array(model, "scar_error_risk")  # issue 18: beside the MC std, not instead of it
-    np.testing.assert_allclose(risk, error_risk(probability, uncertainty), rtol=1e-6)
+    # with its border term, measured from the nodes the trained model was constrained on (LPS; the model node is RAS)
+    points_lps = vtk.util.numpy_support.vtk_to_numpy(model.GetMesh().GetPoints().GetData()) * np.array([-1.0, -1.0, 1.0])
+    np.testing.assert_allclose(risk, error_risk(probability, uncertainty, 0.5, points_lps,
+                                                checkpoint_constraint_points(result.checkpoint)), rtol=1e-5)
 
     display = model.GetDisplayNode()
     assert display.GetActiveScalarName() == "scar_probability"

@@ -243,8 +243,8 @@ class InferenceResult:
         }
         if self.binary_predictions is not None:
             arrays["scar_binary"] = self.binary_predictions.astype(np.uint8)
-        if self.error_risk is not None:
-            arrays[ERROR_RISK_FIELD] = self.error_risk.astype(np.float32)
+        if self.error_risk is not None:  # float64: see cardioscar.predict.error_risk
+            arrays[ERROR_RISK_FIELD] = self.error_risk.astype(np.float64)
         return arrays
 
 
@@ -505,10 +505,9 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
     }
 
 
-def _dataset_info(result: PreprocessingResult) -> dict:
+def _dataset_info(result: PreprocessingResult, nodes: np.ndarray) -> dict:
     """What a checkpoint records of its training data; the scaler and the node spacing of the
-    covered nodes let ``apply`` refuse a mesh in other units (:mod:`cardioscar.meshscale`)."""
-    nodes = np.unique(result.coordinates, axis=0) * (result.scaler_max - result.scaler_min) + result.scaler_min
+    covered ``nodes`` let ``apply`` refuse a mesh in other units (:mod:`cardioscar.meshscale`)."""
     return {
         "node_spacing_mm": node_spacing(nodes),
         "scaler_min": [float(v) for v in result.scaler_min],
@@ -575,11 +574,34 @@ def _fit_checkpoint(
     if start:
         provenance["fine_tuned_from"] = str(start[1])
         provenance["frozen_layers"] = int(frozen_layers)
+    covered = constraint_points(result)
     checkpoint = build_checkpoint(model, history, replace(config_used(config, history), shape_prior=prior is not None),
-                                  _dataset_info(result), provenance)
+                                  _dataset_info(result, covered.astype(np.float64)), provenance)
     if prior is not None:
         checkpoint["shape_prior"] = prior.to_checkpoint()
+    checkpoint[CONSTRAINT_POINTS_KEY] = torch.from_numpy(covered)
     return checkpoint
+
+
+#: The checkpoint entry holding the constrained nodes (float32 LPS mm) that ``scar_error_risk``
+#: measures its border spread from (:mod:`cardioscar.predict.error_risk`).
+CONSTRAINT_POINTS_KEY = "constraint_points_lps"
+
+
+def constraint_points(result: PreprocessingResult) -> np.ndarray:
+    """(K, 3) float32 LPS mm: each node some group constrains, once."""
+    rows = np.unique(result.coordinates, axis=0)
+    return (rows * (result.scaler_max - result.scaler_min) + result.scaler_min).astype(np.float32)
+
+
+def checkpoint_constraint_points(checkpoint: dict) -> Optional[np.ndarray]:
+    """The checkpoint's constrained nodes (LPS mm), or None for files written without them (before
+    this field, or by the reference tool) or holding something else."""
+    entry = checkpoint.get(CONSTRAINT_POINTS_KEY)
+    if not isinstance(entry, torch.Tensor) or entry.ndim != 2 or entry.shape[1] != 3 or not len(entry):
+        return None
+    points = entry.detach().cpu().numpy().astype(np.float64)
+    return points if np.isfinite(points).all() else None
 
 
 def fine_tune_scar_model(
@@ -656,7 +678,7 @@ def predict_on_points(
     if mc_samples == 1:
         # one pass has no spread: a scar_uncertainty of 0 everywhere would read as "certain"
         logger.warning("mc_samples 1: scar_uncertainty is 0 on every node (one dropout pass has no spread) and "
-                       "scar_error_risk follows the probability alone; give 10 or more for an uncertainty")
+                       "scar_error_risk follows the probability and its border alone; give 10 or more for an uncertainty")
     if float((checkpoint.get("hyperparameters") or {}).get("dropout_rate", DEFAULT_ARCHITECTURE["dropout_rate"])) == 0:
         # every dropout pass is the same network: the spread is 0 whatever mc_samples is
         logger.warning("The model was trained with dropout_rate 0: scar_uncertainty is 0 on every node (the dropout "
@@ -701,7 +723,9 @@ def predict_on_points(
         mean_uncertainty=float(np.mean(std)),
         threshold=threshold,
         mc_samples=int(mc_samples),
-        error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold),  # the risk of the call written
+        # the risk of the call written
+        error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold, points_lps,
+                              checkpoint_constraint_points(checkpoint)),
     )
 
 

@@ -18,7 +18,10 @@ labels: 0 background, 1 LV cavity, 2 normal myocardium, 3 infarct, 4 no-reflow):
    scar map with every non-myocardium pixel set to its nearest myocardium pixel's value.
 
 One JSON line per case, then a summary line (means over the cases whose held-out slice has scar;
-AUC over those with both classes; how many cases each method wins in Dice at 0.5).
+AUC over those with both classes; how many cases each method wins in Dice at 0.5). Each case also
+scores how well ``scar_uncertainty``, the margin -|p - 0.5| and ``scar_error_risk`` find the
+held-out nodes wrong at 0.5, and the mean uncertainty and risk on the training slices' nodes vs
+the held-out slice's.
 
 Hook for training-method work: ``prepare_case`` once, then ``reconstruct`` / ``score_case`` with
 any ``TrainingConfig`` or any ``train(training: PreprocessingResult, config) -> checkpoint``
@@ -28,6 +31,7 @@ Usage: PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_emidec_loso.py
        [--data ../shared/data/emidec] [--cases P001,P003] [--limit N] [--preset fast|documented]
        [--config-json FILE_OR_JSON] [--seed 0] [--jobs 1|2] [--output FILE.jsonl]
        [--mesh-spacing 1.5] [--mc-samples 10] [--residual-decays 1,2,4,inf]
+       [--dump-dir DIR]   (per-node arrays of each case, read by error_risk_study.py)
 """
 
 from __future__ import annotations
@@ -158,12 +162,14 @@ def reconstruct(prepared: PreparedCase, config: TrainingConfig, train: Trainer |
     trained = time.perf_counter()
     result = predict_on_points(checkpoint, prepared.points, mc_samples=mc_samples, seed=seed)
     return {"probability": result.mean_predictions, "uncertainty": result.std_predictions,
-            "checkpoint": checkpoint, "train_seconds": trained - start,
+            "error_risk": result.error_risk, "checkpoint": checkpoint, "train_seconds": trained - start,
             "predict_seconds": time.perf_counter() - trained}
 
 
-def score_case(prepared: PreparedCase, probability: np.ndarray, uncertainty: np.ndarray) -> dict:
-    """The JSON record of one case (see the module docstring); probability/uncertainty on every node."""
+def score_case(prepared: PreparedCase, probability: np.ndarray, uncertainty: np.ndarray,
+               error_risk: np.ndarray | None = None) -> dict:
+    """The JSON record of one case (see the module docstring); probability/uncertainty (and
+    ``scar_error_risk``) on every node."""
     truth = prepared.truth
     scores = heldout.held_out_scores(probability[prepared.nodes], truth, uncertainty[prepared.nodes])
     on_slices = metrics.on_slice_mask(prepared.training.node_ids, len(prepared.points))
@@ -178,6 +184,11 @@ def score_case(prepared: PreparedCase, probability: np.ndarray, uncertainty: np.
         "scar_share": float(truth.mean()), **scores,
         "uncertainty_on_slices": float(uncertainty[on_slices].mean()),
         "uncertainty_held_out": float(uncertainty[prepared.nodes].mean()),
+        **({} if error_risk is None else {
+            "risk_wrong_auc": heldout.wrong_node_auc(error_risk[prepared.nodes], probability[prepared.nodes],
+                                                     truth),
+            "risk_on_slices": float(error_risk[on_slices].mean()),
+            "risk_held_out": float(error_risk[prepared.nodes].mean())}),
         "fit_loss": fit_loss, "targets_variance": targets_variance,
         "explained": None if targets_variance == 0 else 1.0 - fit_loss / targets_variance,
         "truth_loss": None, "logodds_fit_loss": prepared.yardstick_fit_loss,
@@ -209,12 +220,29 @@ def decay_sweep(prepared: PreparedCase, checkpoint: dict, decays: Sequence[float
     return sweep
 
 
+#: ``--dump-dir`` travels to the worker processes in this environment variable.
+DUMP_DIR_VARIABLE = "CARDIOSCAR_BENCH_DUMP_DIR"
+
+
+def dump_nodes(prepared: PreparedCase, outcome: dict, folder: Path) -> None:
+    """Write ``<case>_loso.npz`` in ``folder``: every node's position, probability and MC-dropout std,
+    whether a group constrains it, and the held-out nodes with their expert truth, to study risk
+    fields offline."""
+    constrained = np.zeros(len(prepared.points), bool)
+    constrained[np.unique(prepared.training.node_ids)] = True
+    np.savez_compressed(folder / f"{prepared.case}_loso.npz", points=prepared.points, p=outcome["probability"],
+                        std=outcome["uncertainty"], constrained=constrained, held_out=prepared.nodes,
+                        held_out_truth=prepared.truth)
+
+
 def run_case(case_dir: Path, config: TrainingConfig, train: Trainer | None = None, mc_samples: int = 10,
              seed: int = 0, mesh_spacing_mm: float = 1.5, residual_decays: Sequence[float] = ()) -> dict:
     """Prepare, reconstruct and score one case; the record adds the seconds of each step."""
     prepared = prepare_case(Path(case_dir), mesh_spacing_mm)
     outcome = reconstruct(prepared, config, train, mc_samples, seed)
-    record = score_case(prepared, outcome["probability"], outcome["uncertainty"])
+    record = score_case(prepared, outcome["probability"], outcome["uncertainty"], outcome["error_risk"])
+    if os.environ.get(DUMP_DIR_VARIABLE):
+        dump_nodes(prepared, outcome, Path(os.environ[DUMP_DIR_VARIABLE]))
     if residual_decays and outcome["checkpoint"].get("shape_prior"):
         record["residual_decay_sweep"] = decay_sweep(prepared, outcome["checkpoint"], residual_decays, mc_samples, seed)
     history = outcome["checkpoint"].get("history", {})
@@ -262,6 +290,11 @@ def summarize(records: list[dict]) -> dict:
         "mean_uncertainty_wrong_auc": _mean([r["uncertainty_wrong_auc"] for r in scored]),
         "mean_margin_wrong_auc": _mean([r["margin_wrong_auc"] for r in scored]),
         "uncertainty_higher_held_out": int(sum(r["uncertainty_held_out"] > r["uncertainty_on_slices"] for r in records)),
+        "mean_risk_wrong_auc": _mean([r.get("risk_wrong_auc") for r in scored]),
+        "risk_above_margin": int(sum(r.get("risk_wrong_auc") is not None and r["margin_wrong_auc"] is not None
+                                     and r["risk_wrong_auc"] > r["margin_wrong_auc"] for r in scored)),
+        "risk_higher_held_out": int(sum("risk_held_out" in r and r["risk_held_out"] > r["risk_on_slices"]
+                                        for r in records)),
         "mean_explained": _mean([r["explained"] for r in records]),
         "mean_train_seconds": _mean([r["seconds"]["train"] for r in records]),
         "mean_shape_prior_alone": {key: _mean([r.get("shape_prior_alone", {}).get(key) for r in scored])
@@ -364,7 +397,10 @@ def main() -> None:
     parser.add_argument("--residual-decays", default="",
                         help="with the shape prior: also score the trained model applied with each of these "
                              "residual decays in mm (comma-separated, inf = residual everywhere)")
+    parser.add_argument("--dump-dir", type=Path, help="write each case's per-node arrays there (dump_nodes)")
     args = parser.parse_args()
+    if args.dump_dir is not None:
+        os.environ[DUMP_DIR_VARIABLE] = str(args.dump_dir)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
     sitk.ProcessObject_SetGlobalWarningDisplay(False)  # the EMIDEC files' sform warning (the qform is right)

@@ -25,8 +25,8 @@ nearest slice's pixel), nearest slice (``cardioscar.evaluate.baselines``, all pl
 planes only). The demo family keeps its own (whole-footprint) pixels and partial-volume correction.
 
 Per case: Dice at 0.5, best Dice and its threshold, AUC, volume error at 0.5; uncertainty: ROC AUC
-of ``scar_uncertainty`` for "wrong at 0.5" and the same for -|p - 0.5|, mean uncertainty on the
-slices (nodes inside any slab) vs between; the fit's group loss (of the MC mean field on the
+of ``scar_uncertainty`` for "wrong at 0.5" and the same for -|p - 0.5| and ``scar_error_risk``,
+the mean uncertainty and risk on the slices (nodes inside any slab) vs between; the fit's group loss (of the MC mean field on the
 training groups, and the training history's best) vs the true fraction field's group loss (and
 the binary truth's, the fair yardstick when the targets are 0/1 labels); the training runs
 (``attempts``: peak rate, epochs, final group loss of each; more than one when a run died or failed);
@@ -44,7 +44,8 @@ Importable (w18fit scores a training config with it)::
 Usage:
   PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_robust.py [--preset fast]
       [--seeds 0-7] [--families segmented,demo,acdc,bivme] [--nodes 40000] [--quick] [--loso] [--targets masked|plain]
-      [--residual-decays 1,2,4,inf] [--prior-json '{"slab_scale": 0.5}']
+      [--residual-decays 1,2,4,inf] [--prior-json '{"slab_scale": 0.5}'] [--train-seed 0]
+      [--dump-dir DIR]   (per-node arrays of each case, read by error_risk_study.py)
 """
 
 from __future__ import annotations
@@ -415,7 +416,7 @@ def _reconstruct(case: Case, slices: list[SliceLayer], config: TrainingConfig, m
 
 
 def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0,
-             residual_decays: tuple[float, ...] = ()) -> dict:
+             residual_decays: tuple[float, ...] = (), dump_dir: Path | None = None) -> dict:
     """Reconstruct ``case`` with ``config`` (fast preset by default) and score it beside the yardsticks;
     with a shape prior and ``residual_decays``, also the same model applied with each residual decay (mm)."""
     config = config or TrainingConfig.fast()
@@ -451,10 +452,23 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
         sticks["copy_voxel"] = scores(copy_voxel(case.points, case.stack), case.truth, case.weights)
     for name, values in sticks.items():
         line.update({f"{name}_{k}": v for k, v in values.items() if k in ("dice", "best_dice", "auc", "volume_error")})
+    if dump_dir is not None:
+        dump_nodes(dump_dir, case, prepared, result, on_slices)
     if residual_decays and checkpoint.get("shape_prior"):
         line["residual_decay_sweep"] = {decay: scores(swept, case.truth, case.weights) for decay, swept
                                         in _decay_sweep(checkpoint, case.points, residual_decays, mc_samples, seed)}
     return line
+
+
+def dump_nodes(folder: Path, case: Case, prepared: PreprocessingResult, result, on_slices: np.ndarray) -> None:
+    """Write ``<case>.npz`` in ``folder`` (``--dump-dir``): each node's position, probability, MC-dropout
+    std, truth, whether it lies on a slab and whether a group constrains it, for
+    ``error_risk_study.py``."""
+    constrained = np.zeros(len(case.points), bool)
+    constrained[np.unique(prepared.node_ids)] = True
+    np.savez_compressed(folder / f"{case.name}.npz", points=case.points, p=result.mean_predictions,
+                        std=result.std_predictions, truth=case.truth, truth_fraction=case.truth_fraction,
+                        on_slices=on_slices, constrained=constrained)
 
 
 def _risk_scores(risk: np.ndarray | None, wrong: np.ndarray, on_slices: np.ndarray) -> dict:
@@ -477,14 +491,20 @@ def held_out_index(case: Case) -> int:
 
 
 def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int = 10, seed: int = 0,
-             held_out: int | None = None, residual_decays: tuple[float, ...] = ()) -> dict:
+             held_out: int | None = None, residual_decays: tuple[float, ...] = (), dump_dir: Path | None = None) -> dict:
     """Leave one (middle) slice out: train on the rest, score the held-out slab's nodes; with a
     shape prior and ``residual_decays``, also the same model applied with each residual decay (mm)."""
     config = config or TrainingConfig.fast()
     held_out = held_out_index(case) if held_out is None else held_out
     keep = [k for k in range(len(case.slices)) if k != held_out]
     nodes = np.flatnonzero(in_footprint(case.points, case.slices[held_out]))
-    _, checkpoint, result, train_s, _ = _reconstruct(case, [case.slices[k] for k in keep], config, mc_samples, seed)
+    prepared, checkpoint, result, train_s, _ = _reconstruct(case, [case.slices[k] for k in keep], config, mc_samples,
+                                                            seed)
+    if dump_dir is not None:
+        on_slices = np.zeros(len(case.points), bool)
+        for k in keep:
+            on_slices |= in_footprint(case.points, case.slices[k])
+        dump_nodes(dump_dir, dataclasses.replace(case, name=f"{case.name}_loso"), prepared, result, on_slices)
     p = result.mean_predictions[nodes]
     truth = case.truth[nodes]
     line = {"case": case.name, "loso": True, **case.info, "held_out": case.slices[held_out].label,
@@ -579,6 +599,8 @@ def main(argv: list[str] | None = None) -> None:
                              "residual decays in mm (comma-separated, inf = residual everywhere)")
     parser.add_argument("--prior-json", help='with the shape prior: ShapePrior fields overriding the defaults, inline '
                                              'JSON, e.g. \'{"slab_scale": 0.5}\' or \'{"clip_logit": 1.5, "alpha_mm": 4}\'')
+    parser.add_argument("--train-seed", type=int, default=0, help="training and MC-dropout seed")
+    parser.add_argument("--dump-dir", type=Path, help="write each case's per-node arrays there (dump_nodes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     PRIOR_OVERRIDES.update(json.loads(args.prior_json) if args.prior_json else {})
@@ -597,7 +619,7 @@ def main(argv: list[str] | None = None) -> None:
             case = plain_targets(case)
         elif args.myocardium_margin:
             case = with_margin(case, args.myocardium_margin)
-        line = run(case, config, mc_samples=mc, residual_decays=decays)
+        line = run(case, config, mc_samples=mc, seed=args.train_seed, residual_decays=decays, dump_dir=args.dump_dir)
         line["preset"] = args.preset
         line["shape_prior"] = config.shape_prior
         if config.shape_prior:
