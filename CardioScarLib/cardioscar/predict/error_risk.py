@@ -19,18 +19,19 @@ The call at a node is right when two things hold, taken as independent:
   the nearest node of the other call) and ``b = BORDER_SPREAD_MM + BORDER_SPREAD_PER_MM * r``,
   ``r`` the distance to the nearest constrained node (the checkpoint's ``constraint_points_lps``).
   Measured from the nodes rather than interpolated by the margins, ``d`` tells the risk
-  something the value term does not already say (interpolated, the mean AUCs below were 0.003
-  lower on EMIDEC and 0.004 lower on the segmented phantoms).
+  something the value term does not already say (interpolated, the mean AUCs were 0.003 lower
+  on 12 EMIDEC cases and 0.004 lower on the segmented phantoms).
 
 The risk is ``1 - (1 - value term) (1 - border term)``. Files without constraint points (older
-checkpoints, the reference tool's) get the value term alone, as before. Why the border term:
-ROC AUC for the nodes wrong at 0.5, fast preset, 10 MC samples (``Testing/benchmarks/
-bench_robust.py`` and ``bench_emidec_loso.py``, figures in the README): on 12 EMIDEC
-leave-one-slice-out cases the value term alone scores 0.848 (the margin 0.848), with the border
-0.870, and it is higher on the held-out slice than on the training slices on 11 of 12 (7 of 12);
-on 11 phantom cases 0.959 -> 0.963, between the slices higher on 10 of 11 (8 of 11). Adding the
-distance to the value term's spread instead cost label-map inputs up to 0.19 of AUC: it lifts
-every confident node between the slices above the on-slice nodes whose value is nearer the cut.
+checkpoints, the reference tool's) get the value term alone, as before. Why the border term
+(ROC AUC for the nodes wrong at 0.5, fast preset, 10 MC samples; ``Testing/benchmarks/
+bench_emidec_loso.py`` and ``bench_robust.py``, figures in the README): on the 49 EMIDEC
+leave-one-slice-out cases with scar on the held-out slice, the value term alone scores 0.851
+(the margin 0.852), with the border 0.863, and the risk is higher on the held-out slice than on
+the training slices on 49 of 52 cases (38 of 52); on the 8 segmented phantom seeds 0.961 ->
+0.963, on the real biv-me planes 0.882 -> 0.942. Adding the distance to the value term's spread
+instead cost label-map inputs up to 0.19 of AUC: it lifts every confident node between the
+slices above the on-slice nodes whose value is nearer the cut.
 ``scar_uncertainty`` keeps its documented meaning (the MC-dropout std).
 
 The risk is kept in float64, on the mesh too: the confident nodes' risks differ in the seventh
@@ -51,9 +52,10 @@ from scipy.special import erfc
 RISK_SPREAD_FLOOR = 0.1
 
 #: How far (mm) the border may lie from where the field puts it, at a constrained node: under a
-#: clinical LGE pixel (1.25-2 mm), as the groups place it by their partial volumes. 0.75, 1 and
-#: 1.5 mm scored within 0.001 of mean AUC of each other (12 EMIDEC and 8 segmented cases); 1 mm
-#: kept the risk higher between the slices on the most cases (21 of 23 with the 3 other phantoms).
+#: clinical LGE pixel (1.25-2 mm), as the groups place it by their partial volumes. Chosen on 12
+#: EMIDEC and 11 phantom cases, where 0.75, 1 and 1.5 mm scored within 0.001 of mean AUC of each
+#: other and 1 mm kept the risk higher between the slices on the most cases (21 of 23); the
+#: other 40 EMIDEC cases agree (``Testing/benchmarks/error_risk_study.py``).
 BORDER_SPREAD_MM = 1.0
 
 #: How much that spread grows (mm per mm) with the distance to the nearest constrained node:
