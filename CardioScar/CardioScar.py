@@ -61,7 +61,7 @@ from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
-from CardioScarLogic.results import learned_target, new_output_model  # noqa: E402
+from CardioScarLogic.results import SHOWN_FIELDS, learned_target, new_output_model  # noqa: E402
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
@@ -326,6 +326,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._run: Optional[BackgroundRun] = None
         self._runButton = None
         self._runOutput = None
+        self._resultModel = None  # the newest result's model node, which *Colour by* recolours
         self._torchDeclined = False
         self._lastProgressLog = 0.0
         self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
@@ -350,6 +351,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.saveBullseyeButton.connect("clicked(bool)", self.onSaveBullseyeButton)
         self.ui.tagButton.connect("clicked(bool)", self.onTagButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.resultFieldComboBox.connect("activated(int)", self.onResultFieldActivated)
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
@@ -721,6 +723,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """Summary in the panel; the 3D view, the table and the loss plot in the results layout."""
         rows = "".join(f"<tr><td>{m}</td><td align='right'><b>{v}</b> {u}</td></tr>" for m, v, u in result.summary)
         self.ui.resultsLabel.text = f"<table>{rows}</table>"
+        self._resultModel = output  # the Logic coloured it by the probability
+        self.ui.resultFieldComboBox.currentIndex = 0
+        self.ui.resultFieldComboBox.enabled = True
         self.ui.statusLabel.text = _("Done in {seconds:.1f} s on {device}: the result is on '{name}'.").format(
             seconds=result.seconds, device=result.device, name=output.GetName())
         self._log(self.ui.statusLabel.text)
@@ -728,6 +733,21 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         layoutNode = layout_node_of(slicer.mrmlScene)
         if layoutNode is not None:
             show_results(layoutNode, slicer.app.applicationLogic(), result.table_node, result.chart_node)
+
+    def onResultFieldActivated(self, index: int) -> None:
+        """Colour the newest result by the chosen field (the items follow ``SHOWN_FIELDS``)."""
+        from cardioscar.errors import CardioScarError
+
+        model = self._resultModel
+        if model is None or model.GetScene() is None:  # removed, or the scene was closed
+            self._resultModel = None
+            self.ui.resultFieldComboBox.enabled = False
+            self.ui.statusLabel.text = _("No result to colour: train or apply a model first.")
+            return
+        try:
+            self.logic.show_field(model, list(SHOWN_FIELDS)[index])
+        except CardioScarError as error:
+            self._showError(str(error))
 
     # ------------------------------------------------------------------ AHA segments
 

@@ -125,6 +125,20 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     again = logic.train_and_apply(volume, model, _options(case))  # re-running reuses the output nodes
     assert again.table_node is result.table_node and again.chart_node is result.chart_node
     np.testing.assert_array_equal(again.probability, probability)  # same seed, same result
+    # the panel's Colour by: the risk and the MC spread on the same legend, then the probability again
+    assert logic.show_field(model, "scar_error_risk") is legend and legend.GetTitleText() == "Chance the call is wrong"
+    assert display.GetActiveScalarName() == "scar_error_risk" and display.GetScalarRange() == (0.0, 1.0)
+    logic.show_field(model, "scar_uncertainty")
+    spread = _point_array(model, "scar_uncertainty")
+    assert display.GetActiveScalarName() == "scar_uncertainty"
+    assert display.GetScalarRange() == pytest.approx((0.0, float(spread.max())))  # not a chance: its own range
+    logic.show_field(model, "scar_probability")
+    with pytest.raises(CardioScarError, match="not 'scar_binary'"):
+        logic.show_field(model, "scar_binary")
+    model.GetMesh().GetPointData().RemoveArray("scar_error_risk")  # a result of an older version
+    with pytest.raises(CardioScarError, match="has no scar_error_risk"):
+        logic.show_field(model, "scar_error_risk")
+    assert display.GetActiveScalarName() == "scar_probability" and display.GetScalarRange() == (0.0, 1.0)
 
 
 def _cli(*commands):

@@ -251,6 +251,15 @@ def test_combo_box_items_match_the_parameter_choices(module_ast, ui):
         assert ast.literal_eval(node.value) == items[0]
 
 
+def test_the_colour_by_items_are_the_fields_the_logic_shows_in_its_order(ui):
+    """The panel maps the chosen item's index onto ``SHOWN_FIELDS``: the two must list the same
+    titles in the same order, or a click colours the model by another field than it names."""
+    from CardioScarLogic.results import SHOWN_FIELDS
+
+    items = [i.find("property/string").text for i in _widgets(ui)["resultFieldComboBox"].findall("item")]
+    assert items == list(SHOWN_FIELDS.values())
+
+
 def test_the_threshold_box_offers_only_thresholds_the_logic_accepts(ui):
     """The Logic refuses 0 and 1 (``cardioscar.io.checks.check_threshold``); a spin box that reaches
     them lets a click end in an error instead of keeping the user inside the valid range."""

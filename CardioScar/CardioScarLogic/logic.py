@@ -290,6 +290,11 @@ class CardioScarLogic:
         self.check_model_path(path)
         save_trained_model(checkpoint, Path(path))
 
+    def show_field(self, model_node, field: str = results.PROBABILITY):
+        """Colour a result by ``scar_probability``, ``scar_error_risk`` or ``scar_uncertainty``
+        (:data:`CardioScarLogic.results.SHOWN_FIELDS`) with its legend; returns the legend node."""
+        return results.show_field(model_node, field, self.color_logic)
+
     @staticmethod
     def check_model_path(path: Union[str, Path]) -> None:
         """Refuse a model file name other than ``.pth`` (batch mode checks it before training)."""
@@ -337,7 +342,7 @@ class CardioScarLogic:
                                     myocardium)
         results.write_point_arrays(model_node, arrays)
         results.keep_scar_rule(model_node, checkpoint)
-        legend = results.show_probability(model_node, self.color_logic)
+        legend = results.show_field(model_node, results.PROBABILITY, self.color_logic)
         table = results.update_summary_table(model_node, rows)
         chart = results.update_loss_plot(model_node, list(history.get("train_loss", []))) if history else None
         for measure, value, unit in rows:

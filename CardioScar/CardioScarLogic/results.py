@@ -121,28 +121,44 @@ def new_output_model(model_node, label: str = "CardioScar"):
     return node
 
 
-def show_probability(model_node, color_logic=None):
-    """Colour the model by ``scar_probability`` on a fixed 0-1 range and add a colour legend.
+#: What the model can be coloured by after a run (the panel's *Colour by*): field -> legend title.
+#: The probability and the risk are chances on a fixed 0-1 range; the MC-dropout spread is not,
+#: and is shown from 0 to its largest value on the mesh.
+SHOWN_FIELDS = {PROBABILITY: "Scar probability", ERROR_RISK: "Chance the call is wrong",
+                UNCERTAINTY: "Scar uncertainty (MC-dropout std)"}
 
-    Returns the legend display node, or None when no Colors logic is available.
-    """
+
+def show_field(model_node, field: str = PROBABILITY, color_logic=None):
+    """Colour the model by one of :data:`SHOWN_FIELDS` and title its colour legend.
+
+    Returns the legend display node, or None when no Colors logic is available. A field the
+    mesh does not hold (a result of an older version has no ``scar_error_risk``) is refused in
+    one line and the display is left as it was."""
+    if field not in SHOWN_FIELDS:
+        raise CardioScarError(f"CardioScar colours a result by {', '.join(SHOWN_FIELDS)}, not '{field}'.")
+    mesh = model_node.GetMesh()
+    array = None if mesh is None else mesh.GetPointData().GetArray(field)
+    if array is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' has no {field}: train or apply a model on it "
+                              "with this version of CardioScar first.")
+    top = 1.0 if field != UNCERTAINTY else max(float(np.nanmax(vtk_to_numpy(array))), 1e-6)
     scene = model_node.GetScene()
     if model_node.GetDisplayNode() is None:
         model_node.CreateDefaultDisplayNodes()
     display = model_node.GetDisplayNode()
     color_node = probability_color_node(scene)
     with slicer.util.NodeModify(display):
-        display.SetActiveScalar(PROBABILITY, vtk.vtkAssignAttribute.POINT_DATA)
+        display.SetActiveScalar(field, vtk.vtkAssignAttribute.POINT_DATA)
         display.SetAndObserveColorNodeID(color_node.GetID())
         display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
-        display.SetScalarRange(0.0, 1.0)
+        display.SetScalarRange(0.0, top)
         display.SetScalarVisibility(True)
     if color_logic is None:
         return None
     legend = color_logic.GetColorLegendDisplayNode(model_node) or color_logic.AddDefaultColorLegendDisplayNode(model_node)
     if legend is not None:
-        legend.SetTitleText("Scar probability")
-        legend.SetLabelFormat("%.1f")
+        legend.SetTitleText(SHOWN_FIELDS[field])
+        legend.SetLabelFormat("%.1f" if top == 1.0 else "%.3f")
         legend.SetNumberOfLabels(6)
     return legend
 
@@ -283,5 +299,5 @@ def update_loss_plot(model_node, losses: list[float]):
 
 
 __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
-           "write_point_arrays", "new_output_model", "show_probability", "mesh_measure_kind", "summary_rows",
+           "write_point_arrays", "new_output_model", "show_field", "SHOWN_FIELDS", "mesh_measure_kind", "summary_rows",
            "update_summary_table", "fill_string_table", "update_loss_plot", "referenced_or_new"]
