@@ -140,6 +140,15 @@ def test_evaluate_prints_metrics(trained_case, tmp_path):
     assert '"dice"' in proc.stdout and (tmp_path / "m.json").is_file()
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert 0.0 < metrics["mean_uncertainty"] < 0.5  # from the prediction's scar_uncertainty field
+    # how well the fields find the nodes wrong at 0.5: the risk apply wrote, scored beside the margin's
+    from cardioscar.evaluate.metrics import wrong_node_auc
+    from cardioscar.io.meshio import read_mesh
+
+    predicted, truth = read_mesh(out / "result.vtk"), read_mesh(paths["mesh"]).point_array("scar_truth")
+    p, risk = predicted.point_array("scar_probability"), predicted.point_array("scar_error_risk")
+    assert metrics["error_risk_wrong_auc"] == pytest.approx(wrong_node_auc(risk, p, truth))
+    assert metrics["margin_wrong_auc"] == pytest.approx(wrong_node_auc(-np.abs(p - 0.5), p, truth))
+    assert 0.5 < metrics["error_risk_wrong_auc"] <= 1.0 and metrics["uncertainty_wrong_auc"] is not None
 
 
 def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path):

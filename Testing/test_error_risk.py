@@ -80,3 +80,18 @@ def test_a_trained_model_records_its_constrained_nodes_and_the_risk_uses_them(tm
     again = predict_on_points(load_trained_model(tmp_path / "older.pth"), points, mc_samples=5, seed=0)
     np.testing.assert_array_equal(again.mean_predictions, p)
     np.testing.assert_allclose(again.error_risk, error_risk(p, std), rtol=1e-6)  # as before this field
+
+
+def test_evaluate_scores_how_well_each_spread_finds_the_wrong_nodes():
+    from cardioscar.evaluate.metrics import evaluate_fields
+
+    p = np.array([0.9, 0.8, 0.6, 0.4, 0.2, 0.1])
+    truth = np.array([1.0, 1.0, 0.0, 1.0, 0.0, 0.0])  # wrong at 0.5: nodes 2 and 3
+    risk = np.array([0.1, 0.2, 0.9, 0.8, 0.3, 0.0])
+    on_slices = np.array([True, True, False, False, True, True])
+    scores = evaluate_fields(p, truth, uncertainty=np.full(6, 0.1), on_slice_mask=on_slices, error_risk=risk)
+    assert scores["error_risk_wrong_auc"] == 1.0 and scores["margin_wrong_auc"] == 1.0
+    assert scores["uncertainty_wrong_auc"] == 0.5  # a constant spread ranks nothing
+    assert (scores["error_risk_on_slices"], scores["error_risk_between_slices"]) == pytest.approx((0.15, 0.85))
+    assert "error_risk_wrong_auc" not in evaluate_fields(p, truth)  # without the field, no figure for it
+    assert evaluate_fields(p, (p >= 0.5).astype(float), error_risk=risk)["error_risk_wrong_auc"] is None  # none wrong

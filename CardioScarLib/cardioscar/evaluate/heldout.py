@@ -17,9 +17,9 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from . import metrics
+from .metrics import wrong_node_auc
 from ..errors import CardioScarError
 from ..prepare.myocardium import nearest_within
 from ..prepare.slices import SliceLayer
@@ -66,15 +66,6 @@ def filled_outside(layer: SliceLayer, inside: np.ndarray) -> SliceLayer:
         return layer
     return dataclasses.replace(layer, values=nearest_within(layer.values, inside,
                                                             sampling=(layer.spacing[1], layer.spacing[0])))
-
-
-def wrong_node_auc(score: np.ndarray, probability: np.ndarray, truth: np.ndarray,
-                   threshold: float = 0.5) -> float | None:
-    """ROC AUC of ``score`` for finding the nodes wrong at ``threshold``; None if none or all are wrong."""
-    wrong = (np.asarray(probability) >= threshold) != (np.asarray(truth) >= 0.5)
-    if wrong.all() or not wrong.any():
-        return None
-    return float(roc_auc_score(wrong, np.asarray(score, dtype=float)))
 
 
 def held_out_scores(probability: np.ndarray, truth: np.ndarray,

@@ -165,14 +165,41 @@ def uncertainty_on_off_slices(uncertainty: np.ndarray, on_slice_mask: np.ndarray
     return on, off
 
 
+def wrong_node_auc(score: np.ndarray, probability: np.ndarray, truth: np.ndarray,
+                   threshold: float = 0.5) -> float | None:
+    """ROC AUC of ``score`` for finding the nodes wrong at ``threshold``; None if none or all are wrong."""
+    wrong = (np.asarray(probability) >= threshold) != (np.asarray(truth) >= 0.5)
+    if wrong.all() or not wrong.any():
+        return None
+    return float(roc_auc_score(wrong, np.asarray(score, dtype=float)))
+
+
+def _wrong_node_scores(probability: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray | None,
+                       error_risk: np.ndarray | None, on_slice_mask: np.ndarray | None, threshold: float) -> dict:
+    """How well each spread finds the nodes wrong at ``threshold`` (issue 18, item 5): the MC
+    spread, the plain margin ``-|p - threshold|`` (the yardstick) and ``scar_error_risk``, with the
+    risk's mean on and between the slices when the mask is known."""
+    scores = {"uncertainty_wrong_auc": None if uncertainty is None else wrong_node_auc(uncertainty, probability,
+                                                                                          truth, threshold),
+              "margin_wrong_auc": wrong_node_auc(-np.abs(np.asarray(probability, dtype=float) - threshold),
+                                                 probability, truth, threshold)}
+    if error_risk is not None:
+        on, off = uncertainty_on_off_slices(error_risk, on_slice_mask) if on_slice_mask is not None else (None, None)
+        scores.update(error_risk_wrong_auc=wrong_node_auc(error_risk, probability, truth, threshold),
+                      error_risk_on_slices=on, error_risk_between_slices=off)
+    return scores
+
+
 def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray | None = None,
                     on_slice_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
-                    threshold: float = 0.5) -> dict:
+                    threshold: float = 0.5, error_risk: np.ndarray | None = None) -> dict:
     """All scores in one dict: dice, volume_error, auc, mean_uncertainty, uncertainty_on_slices,
-    uncertainty_between_slices, and best_threshold / best_dice (:func:`best_threshold`).
+    uncertainty_between_slices, best_threshold / best_dice (:func:`best_threshold`), and how well
+    the uncertainty, the margin and (given) ``scar_error_risk`` find the nodes wrong at the
+    threshold (``*_wrong_auc``; the risk's ``error_risk_on_slices`` / ``_between_slices``).
 
-    Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask)
-    are ``None`` so the dict stays valid JSON.
+    Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask,
+    no wrong node) are ``None`` so the dict stays valid JSON.
     """
     threshold = check_threshold(threshold, "threshold (--threshold)")
     check_unit_range(probability, "the probability")
@@ -182,6 +209,8 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
     threshold_best, dice_best = best_threshold(probability, truth, near=threshold)
     if uncertainty is not None and on_slice_mask is not None:
         on, off = uncertainty_on_off_slices(uncertainty, on_slice_mask)
+    if error_risk is not None:
+        _check_same_length(error_risk, probability)
     return {
         "dice": dice(probability, truth, threshold),
         "volume_error": volume_error(probability, truth, weights, threshold),
@@ -193,11 +222,14 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
         "best_threshold": threshold_best,
         "best_dice": dice_best,
         "n_nodes": int(np.size(truth)),
+        **_wrong_node_scores(probability, truth, uncertainty, error_risk, on_slice_mask, threshold),
     }
 
 
 #: The uncertainty field ``apply`` writes; ``evaluate`` scores it when present.
 DEFAULT_UNCERTAINTY_FIELD = "scar_uncertainty"
+#: The risk field ``apply`` writes beside it (cardioscar.logic.ERROR_RISK_FIELD); scored when present.
+ERROR_RISK_FIELD = "scar_error_risk"
 
 
 def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
@@ -238,10 +270,13 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     # or a typo would print "mean_uncertainty": null as if the prediction had none
     named = uncertainty_field != DEFAULT_UNCERTAINTY_FIELD
     uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty or named else None
+    # scored beside the uncertainty when apply wrote it (cardioscar.predict.error_risk)
+    has_risk = prediction.dataset.GetPointData().GetArray(ERROR_RISK_FIELD) is not None
+    error_risk = prediction.point_array(ERROR_RISK_FIELD) if has_risk else None
     for path, field, values in ((prediction_path, probability_field, probability), (truth_path, truth_field, truth)):
         if not np.all(np.isfinite(values)):
             raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
                                   f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
         check_unit_range(values, f"{Path(path).name}: field '{field}'")
     return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
-                           node_volumes(truth_mesh.dataset), threshold)
+                           node_volumes(truth_mesh.dataset), threshold, error_risk)

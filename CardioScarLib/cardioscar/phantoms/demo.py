@@ -183,7 +183,7 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     truth = mesh.point_array("scar_truth")
     weights = node_volumes(mesh.dataset)
     scores = evaluate_fields(inference.mean_predictions, truth, inference.std_predictions, on_slices, weights,
-                             THRESHOLD)
+                             THRESHOLD, inference.error_risk)
     baseline_scores = {name: evaluate_fields(values, truth, None, None, weights, THRESHOLD)
                        for name, values in baselines.items()}
     report = build_report(
