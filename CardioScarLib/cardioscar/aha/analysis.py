@@ -25,6 +25,7 @@ from cardioscar.simulation.tags import check_probability_field, check_scar_field
 
 from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts
+from .islands import refuse_debris
 from .segments import (AhaFrame, LongAxis, axis_from_direction, axis_from_points, axis_from_shape,
                        insertion_frame)
 from .table import segment_rows, write_table
@@ -272,6 +273,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     check_probability_field(values[lv_ids], f"{where}: field '{options.field}' (--field), cut at --threshold,")
     points = mesh.points_lps()
     dataset = _lps_dataset(mesh, points)
+    refuse_debris(dataset, points, lv_nodes, where)
     weights = node_volumes(dataset)
     axis = _long_axis(options, points[lv_ids], weights[lv_ids])
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
