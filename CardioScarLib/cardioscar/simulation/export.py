@@ -68,6 +68,10 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         raise CardioScarError(f"{mesh_path} has no cells: exporting elements needs volume cells (tetrahedra, "
                               "hexahedra, ...) or surface cells")
     tags = tag_mesh(mesh.dataset, scar, core_values, border_zone, core, tag_values)
+    if tags.element_areas_mm2 is not None:
+        logger.warning("%s has no volume cells: the exported model is a surface without thickness (a wall's "
+                       "transmural scar cannot be simulated on it) and its class shares are of area; export the "
+                       "volumetric mesh's prediction for a ventricular model", Path(mesh_path).name)
     fibres = None
     if fibres_field is not None:
         array = mesh.dataset.GetCellData().GetArray(fibres_field)
@@ -86,9 +90,11 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
 
 
 def summary_lines(tags: "TissueTags") -> list[str]:
-    """One line per class: tag, nodes, elements, volume (ml) and percentage of the tagged volume."""
+    """One line per class: tag, nodes, elements, volume (ml; area in cm^2 on a surface mesh) and
+    percentage of the tagged volume (area)."""
     return [f"{name:12s} tag {row['tag']}: {row['nodes']} nodes, {row['elements']} elements, "
-            f"{row['volume_ml']:.2f} ml ({row['percent']:.1f} %)" for name, row in tags.summary().items()]
+            + (f"{row['area_cm2']:.2f} cm2" if "area_cm2" in row else f"{row['volume_ml']:.2f} ml")
+            + f" ({row['percent']:.1f} %)" for name, row in tags.summary().items()]
 
 
 def scar_rule_of(training_data: str | Path) -> dict:
