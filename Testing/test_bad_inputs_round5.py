@@ -185,3 +185,28 @@ def _cell_areas(dataset: vtk.vtkDataSet) -> np.ndarray:
     points = np.array([dataset.GetPoint(i) for i in range(dataset.GetNumberOfPoints())])
     corners = np.array([points[_cell_nodes(dataset, c)] for c in range(dataset.GetNumberOfCells())])
     return 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+
+
+def test_ratio_rule_on_an_image_storing_zero_signal_at_2048_is_named(shared_data, tmp_path, capsys):
+    """EMIDEC stores zero signal at 2048 (PSIR). ``--scar-rule iir`` without ``--intensity-offset``
+    divided by a blood pool 2048 too bright: 1 border-zone pixel and no core on P001 (a scar-free
+    patient; 276 with the offset), silently. Now a warning gives the air's level and the offset to
+    give; with ``--intensity-offset 2048``, or an offset-free rule, there is none."""
+    case = shared_data / "emidec" / "Case_P001"
+    labels = case / "Contours" / "Case_P001.nii.gz"
+    assert main(["mesh-from-labels", "--labels", str(labels), "--spacing", "3", "--output", str(tmp_path / "lv.vtu")]) == 0
+
+    def prepare(*rule: str) -> tuple[str, float]:
+        capsys.readouterr()
+        assert main(["prepare", "--mesh", str(tmp_path / "lv.vtu"), "--image", str(case / "Images" / "Case_P001.nii.gz"),
+                     "--myocardium-mask", str(labels), "--myocardium-labels", "2,3,4", "--blood-pool-labels", "1",
+                     "--scar-rule", *rule, "--output", str(tmp_path / "scar.npz")]) == 0
+        warned = "\n".join(line for line in capsys.readouterr().err.splitlines() if "divides intensities" in line)
+        return warned, float((np.load(tmp_path / "scar.npz")["intensities"] >= 0.5).mean())
+
+    warned, scar_without = prepare("iir")
+    assert "give the stored value of zero signal as --intensity-offset (about 20" in warned, warned
+    right, scar_with = prepare("iir", "--intensity-offset", "2048")
+    assert right == "" and scar_without < 0.1 * scar_with  # what it warns about: the scar gone
+    assert "divides intensities" in prepare("fwhm")[0]
+    assert prepare("nsd")[0] == ""
