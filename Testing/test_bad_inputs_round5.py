@@ -210,3 +210,22 @@ def test_ratio_rule_on_an_image_storing_zero_signal_at_2048_is_named(shared_data
     assert right == "" and scar_without < 0.1 * scar_with  # what it warns about: the scar gone
     assert "divides intensities" in prepare("fwhm")[0]
     assert prepare("nsd")[0] == ""
+
+
+def test_aha_names_apex_and_base_given_the_other_way_round(caplog):
+    """``aha --apex B --base A`` with the two points swapped: the levels ran from the base to the
+    apex, the basal ring numbered at the apex, silently. Now a warning says the LV is wider at
+    --apex's end; the right order gives none."""
+    phantom = make_phantom(PhantomConfig(target_nodes=3000, seed=0, territories=("LAD",)))
+    mesh = Mesh(dataset=phantom.mesh, space="LPS")
+    axis = analyse_mesh(mesh, _options(phantom)).frame.axis
+    heights = axis.heights(phantom.points_lps)
+    apex, base = (axis.origin + axis.base_direction * h for h in (heights.min(), heights.max()))
+    with caplog.at_level("WARNING"):
+        right = analyse_mesh(mesh, _options(phantom, apex=apex, base=base))
+    assert "swapped" not in caplog.text
+    with caplog.at_level("WARNING"):
+        swapped = analyse_mesh(mesh, _options(phantom, apex=base, base=apex))
+    assert "are --apex and --base swapped?" in caplog.text
+    basal = right.point_segments <= 6
+    assert np.mean(swapped.point_segments[basal] <= 6) < 0.2  # what it warns about: the basal ring elsewhere

@@ -27,7 +27,7 @@ from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts
 from .islands import refuse_debris
 from .segments import (AhaFrame, LongAxis, axis_from_direction, axis_from_points, axis_from_shape,
-                       insertion_frame)
+                       insertion_frame, orient_towards_base)
 from .table import segment_rows, write_table
 from .wall import WallFaces, column_transmurality, is_volumetric, wall_faces
 
@@ -117,7 +117,13 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> 
     if options.apex is not None and options.slice_normal is not None:
         raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
     if options.apex is not None:
-        return axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
+        axis = axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
+        if orient_towards_base(axis.base_direction, points, weights) @ axis.base_direction < 0:
+            # swapped, the levels run upside down: the basal ring numbered at the apex, silently
+            logger.warning("the LV is wider at --apex's end than at --base's (the apex tapers): are --apex and --base "
+                           "swapped? the basal segments would be cut at the apex; give the apex point as --apex and "
+                           "the centre of the base as --base (an apical aneurysm can be wider: then ignore this)")
+        return axis
     if options.slice_normal is not None:
         return axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
                                    options.slice_normal_source)
