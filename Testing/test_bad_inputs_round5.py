@@ -229,3 +229,26 @@ def test_aha_names_apex_and_base_given_the_other_way_round(caplog):
     assert "are --apex and --base swapped?" in caplog.text
     basal = right.point_segments <= 6
     assert np.mean(swapped.point_segments[basal] <= 6) < 0.2  # what it warns about: the basal ring elsewhere
+
+
+def test_cohort_refuses_an_output_folder_whose_patient_folders_hold_its_inputs(phantom_files, tmp_path, capsys):
+    """``cohort run manifest.csv --output-dir .`` beside a manifest whose patients' files lie in
+    folders named by their ids (``p0/phantom_mesh.vtk``): each finished patient's results replaced
+    its folder whole, deleting its mesh and LGE, with status ``done``. Now refused before anything
+    runs, naming the folder and the input; an output folder apart from the inputs is taken."""
+    from cardioscar.cohort import read_manifest
+    from cardioscar.cohort.runner import _check_outputs_apart_from_inputs
+
+    patient = tmp_path / "p0"
+    patient.mkdir()
+    for name in ("mesh", "image"):
+        (patient / phantom_files[name].name).write_bytes(phantom_files[name].read_bytes())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image\np0,p0/phantom_mesh.vtk,p0/phantom_lge.nii.gz\n")
+    capsys.readouterr()
+    assert main(["cohort", "run", str(manifest), "--output-dir", str(tmp_path)]) != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"the run writes {patient} (replacing the folder whole)" in errors[0], errors
+    assert "row 1's mesh" in errors[0]
+    assert sorted(p.name for p in patient.iterdir()) == ["phantom_lge.nii.gz", "phantom_mesh.vtk"]
+    _check_outputs_apart_from_inputs(read_manifest(manifest), tmp_path / "results")  # apart: no error

@@ -57,16 +57,23 @@ def _file_digest(path: Path, digest: "hashlib._Hash") -> None:
             digest.update(block)
 
 
+def input_paths(spec: PatientSpec) -> list[tuple[str, Path]]:
+    """(role, path) of every file or folder the patient's run reads: mesh, images, and the files
+    named by options (a myocardium mask, an AHA label map)."""
+    inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
+    return inputs + [(role, Path(spec.options[role])) for role in FILE_OPTIONS
+                     if isinstance(spec.options.get(role), str)]
+
+
 def input_hash(spec: PatientSpec) -> str:
     """SHA-256 of the patient's options and the bytes of every input file (a DICOM folder: all its
     files, by relative name). Paths themselves are not hashed: moving a study keeps its outputs."""
     digest = hashlib.sha256()
-    inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
+    inputs = input_paths(spec)
     options = {name: value for name, value in spec.options.items()
                if name not in LATER_OPTIONS or value != LATER_OPTIONS[name]}
     for role in FILE_OPTIONS:  # files named by options: their contents count, not where they are
         if isinstance(options.get(role), str):
-            inputs.append((role, Path(options[role])))
             options[role] = "<file>"
     digest.update(json.dumps({"pipeline": PIPELINE_VERSION, "options": options}, sort_keys=True).encode())
     for role, path in inputs:
