@@ -252,3 +252,28 @@ def test_cohort_refuses_an_output_folder_whose_patient_folders_hold_its_inputs(p
     assert "row 1's mesh" in errors[0]
     assert sorted(p.name for p in patient.iterdir()) == ["phantom_lge.nii.gz", "phantom_mesh.vtk"]
     _check_outputs_apart_from_inputs(read_manifest(manifest), tmp_path / "results")  # apart: no error
+
+
+def test_export_refuses_fibres_without_a_direction(phantom_files, tmp_path, capsys):
+    """``export --fibres`` with a cell field whose vectors are zero on part of the mesh (a fibre
+    rule run on part of it, a placeholder field): ``.lon`` rows of 0 0 0, on which a simulator's
+    conductivity has no direction, written with exit 0. Now refused, naming an element; the same
+    field with a direction everywhere is written."""
+    def with_fibres(fibres: np.ndarray) -> str:
+        mesh = read_mesh(phantom_files["mesh"])
+        array = numpy_to_vtk(fibres, deep=True)
+        array.SetName("fibres")
+        mesh.dataset.GetCellData().AddArray(array)
+        write_mesh(mesh, tmp_path / "fibres.vtu", {})
+        return str(tmp_path / "fibres.vtu")
+
+    n = read_mesh(phantom_files["mesh"]).dataset.GetNumberOfCells()
+    fibres = np.zeros((n, 3))
+    fibres[: n // 2] = (1.0, 0.0, 0.0)
+    command = ["export", "--scar-field", "scar_truth", "--fibres", "fibres", "--mesh"]
+    assert_refused_in_one_line([*command, with_fibres(fibres), "--output", tmp_path / "out"],
+                               f"{n - n // 2} element(s) with a zero-length fibre direction (e.g. element {n // 2})",
+                               capsys, tmp_path)
+    fibres[n // 2:] = (0.0, 1.0, 0.0)
+    assert main([*command, with_fibres(fibres), "--output", str(tmp_path / "whole")]) == 0
+    assert (tmp_path / "whole.lon").read_text().splitlines()[-1] == "0.000000 1.000000 0.000000"
