@@ -297,3 +297,26 @@ def test_evaluate_refuses_a_truth_made_from_the_prediction(tmp_path, capsys):
     capsys.readouterr()
     assert main([str(a) for a in pred] + [str(out / "pred.vtk"), "--truth-field", "scar_truth"]) == 0
     assert json.loads(capsys.readouterr().out)["dice"] < 1.0
+
+
+def test_a_cohort_patient_keeps_the_warnings_of_its_run(phantom_files, tmp_path):
+    """A patient's warnings (here: slabs 30 mm wide on slices 10 mm apart) went to the worker's
+    stderr, a Slurm job's log, apart from the patient, while the summary said ``done``. Now they
+    are in its record (report.json, cohort_summary.csv/.json, the progress line). The Dask task
+    itself runs here in this process: the engine is test_cohort.py's."""
+    from cardioscar.cohort import read_manifest
+    from cardioscar.cohort.summary import write_summary
+    from cardioscar.cohort.tasks import input_hash, run_patient
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,slice_thickness_padding,preset,max_epochs,mc_samples\n"
+                        f"p0,{phantom_files['mesh']},{phantom_files['image']},30,fast,5,3\n")
+    (spec,) = read_manifest(manifest)
+    record = run_patient(spec, str(tmp_path / "results"), input_hash(spec))
+    assert record["status"] == "done"
+    assert any("overlapping slabs" in message for message in record["warnings"]), record["warnings"]
+    report = json.loads((tmp_path / "results" / "p0" / "report.json").read_text())
+    assert report["warnings"] == record["warnings"]
+    csv_path, _ = write_summary(tmp_path / "results", [record])
+    header, row = csv_path.read_text().splitlines()[:2]
+    assert "warnings" in header.split(",") and "overlapping slabs" in row

@@ -322,7 +322,8 @@ def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], row
             running = sum(len(keys) for keys in client.processing().values())
             logger.info("cohort: %s %s%s | %d/%d finished (%d failed), %d running, %d queued, ETA %s", spec.id,
                         row["status"],
-                        f" ({row['error']})" if row["status"] == "failed" else f" in {row.get('seconds', 0):.1f} s",
+                        (f" ({row['error']})" if row["status"] == "failed" else f" in {row.get('seconds', 0):.1f} s")
+                        + (f", {len(row['warnings'])} warning(s): {row['warnings'][0]}" if row.get("warnings") else ""),
                         finished, len(todo), failed, running, max(0, len(todo) - finished - running),
                         _eta(started, finished, len(todo) - finished))
             write_summary(out, [rows[ident] for ident in rows])
