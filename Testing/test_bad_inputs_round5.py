@@ -320,3 +320,22 @@ def test_a_cohort_patient_keeps_the_warnings_of_its_run(phantom_files, tmp_path)
     csv_path, _ = write_summary(tmp_path / "results", [record])
     header, row = csv_path.read_text().splitlines()[:2]
     assert "warnings" in header.split(",") and "overlapping slabs" in row
+
+
+def test_myocardium_labels_that_include_the_cavity_are_refused(shared_data, tmp_path, capsys):
+    """``--myocardium-labels 1,2,3,4`` on an EMIDEC map ("every label of the heart"): the cavity's
+    pixels, target 0, constrained the wall nodes at the endocardium where infarcts begin (P001:
+    6,604 more rows of target 0), silently. Now refused, naming the label, on the label map
+    itself and as --myocardium-mask labels; 2,3,4 (no-reflow 4 lies inside the wall) passes."""
+    labels = shared_data / "emidec" / "Case_P001" / "Contours" / "Case_P001.nii.gz"
+    image = shared_data / "emidec" / "Case_P001" / "Images" / "Case_P001.nii.gz"
+    assert main(["mesh-from-labels", "--labels", str(labels), "--spacing", "3", "--output", str(tmp_path / "lv.vtu")]) == 0
+    mesh = ["prepare", "--mesh", tmp_path / "lv.vtu"]
+    refused = "label 1 fills the inside of the ring the others make, the cavity (blood pool)"
+    assert_refused_in_one_line([*mesh, "--image", labels, "--scar-labels", "3,4", "--myocardium-labels", "1,2,3,4",
+                                "--output", tmp_path / "out.npz"], refused, capsys, tmp_path)
+    assert_refused_in_one_line([*mesh, "--image", image, "--scar-rule", "nsd", "--myocardium-mask", labels,
+                                "--myocardium-labels", "1,2,3,4", "--output", tmp_path / "out.npz"], refused, capsys,
+                               tmp_path)
+    assert main([str(a) for a in mesh] + ["--image", str(labels), "--scar-labels", "3,4", "--myocardium-labels",
+                                          "2,3,4", "--output", str(tmp_path / "right.npz")]) == 0
