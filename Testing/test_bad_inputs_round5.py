@@ -339,3 +339,17 @@ def test_myocardium_labels_that_include_the_cavity_are_refused(shared_data, tmp_
                                tmp_path)
     assert main([str(a) for a in mesh] + ["--image", str(labels), "--scar-labels", "3,4", "--myocardium-labels",
                                           "2,3,4", "--output", str(tmp_path / "right.npz")]) == 0
+
+
+def test_aha_refuses_the_lv_cavity_as_the_rv_label(shared_data, tmp_path, capsys):
+    """``aha --labels`` an EMIDEC map: it has no RV, and its label 1 (the default --rv-label) is the
+    LV cavity. Where a transmural infarct broke the cavity's contact with label 2 into an arc
+    under 270 degrees (P009, P081, P091 of 25 maps), the infarct's edges were taken as the RV
+    insertions and the segments turned with them, silently. Now refused: the label surrounds the
+    LV axis (the RV lies to one side; the ACDC RV is still taken, test_aha.py)."""
+    labels = shared_data / "emidec" / "Case_P009" / "Contours" / "Case_P009.nii.gz"
+    assert main(["mesh-from-labels", "--labels", str(labels), "--spacing", "3", "--output", str(tmp_path / "lv.vtu")]) == 0
+    mesh = read_mesh(tmp_path / "lv.vtu")
+    write_mesh(mesh, tmp_path / "pred.vtu", {"scar_probability": np.zeros(mesh.n_points)})
+    assert_refused_in_one_line(["aha", "--mesh", tmp_path / "pred.vtu", "--labels", labels, "--output-dir",
+                                tmp_path / "out"], "label 1 (--rv-label) surrounds the LV axis", capsys, tmp_path)

@@ -24,7 +24,7 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name
 
 from .bullseye import write_bullseye
-from .insertion import contact_points, insertions_from_contacts
+from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
 from .segments import (AhaFrame, LongAxis, axis_from_direction, axis_from_points, axis_from_shape,
                        insertion_frame, orient_towards_base)
@@ -157,6 +157,7 @@ def _insertions(options: AhaOptions, lv_points: np.ndarray, axis: LongAxis) -> t
         label_map = options.labels
         contacts = contact_points(label_map.labels, label_map.ijk_to_lps, label_map.rv_label,
                                   label_map.myocardium_label, label_map.source)
+        refuse_cavity_as_rv(label_map.labels, label_map.ijk_to_lps, label_map.rv_label, axis, label_map.source)
         distance, _ = tree.query(contacts)
         if np.median(distance) > MAX_RV_DISTANCE_MM * 2:
             raise CardioScarError(f"{label_map.source}: its RV-myocardium contact lies {np.median(distance):.0f} mm "
