@@ -353,3 +353,14 @@ def test_aha_refuses_the_lv_cavity_as_the_rv_label(shared_data, tmp_path, capsys
     write_mesh(mesh, tmp_path / "pred.vtu", {"scar_probability": np.zeros(mesh.n_points)})
     assert_refused_in_one_line(["aha", "--mesh", tmp_path / "pred.vtu", "--labels", labels, "--output-dir",
                                 tmp_path / "out"], "label 1 (--rv-label) surrounds the LV axis", capsys, tmp_path)
+
+
+def test_export_refuses_the_scar_field_as_its_own_core(phantom_files, tmp_path, capsys):
+    """``export --mesh pred.vtk --core-mesh pred.vtk`` (or ``--core-field scar_probability``): the
+    "core" was the scar cut at 0.5 and the sidecar called it a second model's core, exit 0 (the
+    Slicer *Core model* refused the model itself already). Now refused on the command line too."""
+    mesh = ["export", "--mesh", phantom_files["mesh"], "--scar-field", "scar_truth", "--output", tmp_path / "out"]
+    refused = "the core field is the scar field 'scar_truth' of the same mesh"
+    assert_refused_in_one_line([*mesh, "--core-mesh", phantom_files["mesh"], "--core-field", "scar_truth"], refused,
+                               capsys, tmp_path)
+    assert_refused_in_one_line([*mesh, "--core-field", "scar_truth"], refused, capsys, tmp_path)

@@ -44,6 +44,8 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
     check_scar_field_name(scar_field, "--scar-field")
     check_scar_field_name(core_field, "--core-field")
+    refuse_scar_as_core(scar_field, core_field or (None if core_mesh is None else "scar_probability"),
+                        core_mesh is None or Path(core_mesh).resolve() == Path(mesh_path).resolve())
     mesh = read_mesh(mesh_path)
     try:
         scar = mesh.point_array(scar_field)
@@ -87,6 +89,18 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         write_tagged_vtu(mesh, tags, target)
         files = {".vtu": target}
     return tags, files
+
+
+def refuse_scar_as_core(scar_field: str, core_field: str | None, same_mesh: bool) -> None:
+    """Refuse the scar field given as the core field (``--core-mesh`` the ``--mesh`` file itself, or
+    ``--core-field`` naming the scar field): the "core" was then the scar cut at ``--core`` 0.5,
+    and the sidecar called it a second model's core (as the Slicer *Core model* refuses the model
+    to tag)."""
+    if same_mesh and core_field == scar_field:
+        raise CardioScarError(f"the core field is the scar field '{scar_field}' of the same mesh (--core-mesh the --mesh "
+                              "file, or --core-field the scar field): give the core model's prediction (prepare "
+                              "--scar-target core, train, apply), or leave it out to grade the scar field alone at "
+                              "--border-zone and --core")
 
 
 def summary_lines(tags: "TissueTags") -> list[str]:
