@@ -281,9 +281,9 @@ def test_export_refuses_fibres_without_a_direction(phantom_files, tmp_path, caps
 
 def test_evaluate_refuses_a_truth_made_from_the_prediction(tmp_path, capsys):
     """``evaluate --truth pred.vtk --truth-field scar_binary`` (the prediction's own threshold, which
-    ``apply --threshold`` writes into the same file), or a copy of the prediction as the truth:
-    Dice 1.0 and AUC 1.0 for any model, exit 0 (only the same file and field was refused). Now
-    refused; the phantom's truth carried in the same file is still scored."""
+    ``apply --threshold`` writes into the same file; in a copy of the file too): Dice 1.0 and AUC
+    1.0 for any model, exit 0 (only the same file and field was refused). Now refused; the
+    phantom's truth carried in the same file is still scored."""
     out = tmp_path
     trained_small_phantom(out, 20)
     assert main(["apply", "--model", str(out / "model.pth"), "--mesh", str(out / "phantom_mesh.vtk"), "--output",
@@ -292,8 +292,8 @@ def test_evaluate_refuses_a_truth_made_from_the_prediction(tmp_path, capsys):
     pred = ["evaluate", "--prediction", out / "pred.vtk", "--threshold", "0.3", "--truth"]
     assert_refused_in_one_line([*pred, out / "pred.vtk", "--truth-field", "scar_binary"],
                                "is the prediction's own threshold (apply --threshold)", capsys, out)
-    assert_refused_in_one_line([*pred, out / "copy.vtk", "--truth-field", "scar_probability"],
-                               "equal to the prediction's 'scar_probability' on every node", capsys, out)
+    assert_refused_in_one_line([*pred, out / "copy.vtk", "--truth-field", "scar_binary"],
+                               "is the prediction's own threshold (apply --threshold)", capsys, out)
     capsys.readouterr()
     assert main([str(a) for a in pred] + [str(out / "pred.vtk"), "--truth-field", "scar_truth"]) == 0
     assert json.loads(capsys.readouterr().out)["dice"] < 1.0

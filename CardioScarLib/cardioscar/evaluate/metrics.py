@@ -208,20 +208,17 @@ DERIVED_FIELDS = {"scar_binary": "the prediction's own threshold (apply --thresh
 
 def _refuse_truth_made_from_the_prediction(truth_mesh, truth_field: str, probability_field: str,
                                            probability: np.ndarray, truth_name: str) -> None:
-    """Refuse a truth that is the prediction itself: a field ``apply`` derived from this very
-    probability (the truth file holds the same probability field, node for node: the prediction
-    or a copy of it), or a field equal to the probability on every node (a copy under another
-    name). Scored against its own threshold or a copy, any model got Dice 1 and AUC 1 (the same
-    file and field was refused already; a copy, or ``--truth-field scar_binary``, was not)."""
-    own = (truth_field in DERIVED_FIELDS and probability_field in truth_mesh.point_field_names()
-           and np.array_equal(truth_mesh.point_array(probability_field), probability))
-    copied = not np.isin(probability, (0.0, 1.0)).all() and np.array_equal(truth_mesh.point_array(truth_field),
-                                                                             probability)
-    if own or copied:
-        what = DERIVED_FIELDS[truth_field] if own else f"equal to the prediction's '{probability_field}' on every node"
-        raise CardioScarError(f"--truth-field '{truth_field}' of {truth_name} is {what}: the prediction would be "
-                              "scored against itself; give the true scar (e.g. scar_truth of the phantom or label-map "
-                              "mesh)")
+    """Refuse as the truth a field ``apply`` derived from this very probability: the truth file
+    holds the same probability field, node for node (the prediction, or a copy of it), and the
+    truth field is one of :data:`DERIVED_FIELDS`. Scored against its own threshold
+    (``scar_binary``), any model got Dice 1 and AUC 1 (the same file and field was refused
+    already). A truth equal to the prediction under another name is not refused: a test's perfect
+    prediction is one."""
+    if truth_field in DERIVED_FIELDS and probability_field in truth_mesh.point_field_names() \
+            and np.array_equal(truth_mesh.point_array(probability_field), probability):
+        raise CardioScarError(f"--truth-field '{truth_field}' of {truth_name} is {DERIVED_FIELDS[truth_field]}: the "
+                              "prediction would be scored against itself; give the true scar (e.g. scar_truth of the "
+                              "phantom or label-map mesh)")
 
 
 def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
