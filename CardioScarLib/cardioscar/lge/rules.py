@@ -186,7 +186,7 @@ def _check_contrast(inside: np.ndarray, where: str, offset: float, rule: str) ->
 #: The rules that divide intensities, and so need zero signal stored as 0.
 OFFSET_RULES = ("fwhm", "iir")
 #: Background (air) above this share of the myocardium's maximum (99th percentile) is not zero
-#: signal. EMIDEC's 77 stacks: 0.57-0.95 as stored, -0.05-0.05 once their 2048 is subtracted.
+#: signal. EMIDEC's 75 stacks: 0.57-0.95 as stored, -0.05-0.05 once their 2048 is subtracted.
 MAX_BACKGROUND_SHARE = 0.3
 
 
