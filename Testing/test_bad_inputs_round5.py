@@ -364,3 +364,13 @@ def test_export_refuses_the_scar_field_as_its_own_core(phantom_files, tmp_path, 
     assert_refused_in_one_line([*mesh, "--core-mesh", phantom_files["mesh"], "--core-field", "scar_truth"], refused,
                                capsys, tmp_path)
     assert_refused_in_one_line([*mesh, "--core-field", "scar_truth"], refused, capsys, tmp_path)
+
+
+def test_mesh_from_labels_refuses_the_cavity_as_myocardium(shared_data, tmp_path, capsys):
+    """``mesh-from-labels --myocardium-labels 1,2,3,4`` on an EMIDEC map meshed the blood pool as
+    wall: a filled ventricle (P001: 133,189 nodes for 73,382), exit 0. Now refused as prepare
+    refuses those labels."""
+    labels = shared_data / "emidec" / "Case_P001" / "Contours" / "Case_P001.nii.gz"
+    assert_refused_in_one_line(["mesh-from-labels", "--labels", labels, "--myocardium-labels", "1,2,3,4", "--spacing",
+                                "3", "--output", tmp_path / "out.vtu"],
+                               "label 1 fills the inside of the ring the others make", capsys, tmp_path)

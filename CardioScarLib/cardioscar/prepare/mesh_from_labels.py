@@ -31,6 +31,7 @@ from ..evaluate.baselines import signed_distance_mm
 from ..errors import CardioScarError
 from ..io.checks import whole_labels
 from ..io.meshio import Mesh
+from .myocardium import refuse_cavity_label
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
     if not (np.isfinite(extend_mm) and extend_mm >= 0):
         raise CardioScarError(f"mesh extend_mm must be >= 0, got {extend_mm}")
 
+    # the cavity listed as myocardium (1,2,3,4 on EMIDEC) fills the LV: P001 133,189 nodes for 73,382
+    refuse_cavity_label(list(array[used]), labels, "--myocardium-labels (myocardium labels)",
+                        "the mesh would fill the ventricle with it")
     masks = np.isin(array[used], labels)
     empty_mm = float(np.median(np.diff(heights)))
     distances = [signed_distance_mm(mask.astype(float), (di, dj), empty_mm) for mask in masks]

@@ -48,7 +48,12 @@ def label_masks(layers: Sequence[SliceLayer], labels: Sequence[int], what: str =
 CAVITY_SHARE, CLOSED_LUMEN = 0.5, 0.1
 
 
-def refuse_cavity_label(label_slices: Sequence[np.ndarray], labels: Sequence[int], what: str) -> None:
+#: What the cavity listed as myocardium does to the training targets.
+TRAINS_THE_WALL = "its pixels would train the wall at the endocardium towards no scar"
+
+
+def refuse_cavity_label(label_slices: Sequence[np.ndarray], labels: Sequence[int], what: str,
+                        harm: str = TRAINS_THE_WALL) -> None:
     """Refuse myocardium labels that include the cavity (blood pool): a label whose pixels fill
     the lumen of the ring the other labels make, so that all of them together leave no lumen.
 
@@ -80,8 +85,8 @@ def refuse_cavity_label(label_slices: Sequence[np.ndarray], labels: Sequence[int
         if total[label] and inside_lumen[label] >= CAVITY_SHARE * total[label] \
                 and lumen_left < CLOSED_LUMEN * lumen_without[label]:
             raise CardioScarError(f"{what} {','.join(map(str, wanted))}: label {label} fills the inside of the ring "
-                                  "the others make, the cavity (blood pool), not myocardium; its pixels would train "
-                                  "the wall at the endocardium towards no scar: leave it out (EMIDEC: 2,3,4; ACDC: 2)")
+                                  f"the others make, the cavity (blood pool), not myocardium; {harm}: leave it out "
+                                  "(EMIDEC: 2,3,4; ACDC: 2)")
 
 
 def masks_from_image(image: sitk.Image, layers: Sequence[SliceLayer], labels: Sequence[int] | None = None,
