@@ -19,7 +19,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh
-from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM
+from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, refuse_scar_as_core
 from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagged_vtu
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, tag_mesh
 
@@ -89,6 +89,7 @@ def core_values(model_node, core_field: Optional[str] = None, core_model=None) -
     refused, since swapping the two would tag every scar node core."""
     check_scar_field_name(core_field, "The core field")
     if core_model is None:
+        refuse_scar_as_core(PROBABILITY, core_field, same_mesh=True)
         return None if not core_field else _point_field(model_node, core_field)
     name, core_name = model_node.GetName(), core_model.GetName()
     if core_model is model_node:

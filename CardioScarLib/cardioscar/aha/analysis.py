@@ -24,9 +24,10 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name
 
 from .bullseye import write_bullseye
-from .insertion import contact_points, insertions_from_contacts
+from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
+from .islands import refuse_debris
 from .segments import (AhaFrame, LongAxis, axis_from_direction, axis_from_points, axis_from_shape,
-                       insertion_frame)
+                       insertion_frame, orient_towards_base)
 from .table import segment_rows, write_table
 from .wall import WallFaces, column_transmurality, is_volumetric, wall_faces
 
@@ -116,7 +117,13 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> 
     if options.apex is not None and options.slice_normal is not None:
         raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
     if options.apex is not None:
-        return axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
+        axis = axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
+        if orient_towards_base(axis.base_direction, points, weights) @ axis.base_direction < 0:
+            # swapped, the levels run upside down: the basal ring numbered at the apex, silently
+            logger.warning("the LV is wider at --apex's end than at --base's (the apex tapers): are --apex and --base "
+                           "swapped? the basal segments would be cut at the apex; give the apex point as --apex and "
+                           "the centre of the base as --base (an apical aneurysm can be wider: then ignore this)")
+        return axis
     if options.slice_normal is not None:
         return axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
                                    options.slice_normal_source)
@@ -150,6 +157,7 @@ def _insertions(options: AhaOptions, lv_points: np.ndarray, axis: LongAxis) -> t
         label_map = options.labels
         contacts = contact_points(label_map.labels, label_map.ijk_to_lps, label_map.rv_label,
                                   label_map.myocardium_label, label_map.source)
+        refuse_cavity_as_rv(label_map.labels, label_map.ijk_to_lps, label_map.rv_label, axis, label_map.source)
         distance, _ = tree.query(contacts)
         if np.median(distance) > MAX_RV_DISTANCE_MM * 2:
             raise CardioScarError(f"{label_map.source}: its RV-myocardium contact lies {np.median(distance):.0f} mm "
@@ -272,6 +280,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     check_probability_field(values[lv_ids], f"{where}: field '{options.field}' (--field), cut at --threshold,")
     points = mesh.points_lps()
     dataset = _lps_dataset(mesh, points)
+    refuse_debris(dataset, points, lv_nodes, where)
     weights = node_volumes(dataset)
     axis = _long_axis(options, points[lv_ids], weights[lv_ids])
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)

@@ -66,6 +66,31 @@ def contact_points(labels: np.ndarray, ijk_to_lps: np.ndarray, rv_label: int, my
     return ijk @ ijk_to_lps[:3, :3].T + ijk_to_lps[:3, 3]
 
 
+#: The RV blood pool lies to one side of the LV axis: the centre of its voxels' offsets from the
+#: axis is most of their mean distance (ACDC 101: 0.90); the LV cavity surrounds the axis (EMIDEC's
+#: label 1, read as the RV: 0.01-0.29 on 38 maps; ACDC's cavity 0.04-0.09).
+MIN_RV_SIDEDNESS = 0.5
+
+
+def refuse_cavity_as_rv(labels: np.ndarray, ijk_to_lps: np.ndarray, rv_label: int, axis: LongAxis,
+                        source: str) -> None:
+    """Refuse an ``--rv-label`` whose voxels surround the LV axis: the LV cavity, not the RV.
+
+    Why: EMIDEC's maps have no RV; their label 1 is the LV cavity, the default ``--rv-label``. Its
+    contact with the healthy myocardium (label 2) is a ring broken where the infarct (3, 4) is, and
+    where the break left an arc under 270 degrees (3 of 25 EMIDEC maps), the arc's ends, the
+    infarct's edges, were taken as the RV insertions, silently."""
+    ijk = np.argwhere(np.asarray(labels) == rv_label)[:, ::-1].astype(float)
+    radial = axis.radial(ijk @ ijk_to_lps[:3, :3].T + ijk_to_lps[:3, 3])
+    spread = float(np.linalg.norm(radial, axis=1).mean())
+    sidedness = float(np.linalg.norm(radial.mean(axis=0))) / spread if spread > 0 else 0.0
+    if sidedness < MIN_RV_SIDEDNESS:
+        raise CardioScarError(f"{source}: label {rv_label} (--rv-label) surrounds the LV axis (its voxels' mean offset "
+                              f"from it is {sidedness:.2f} of their mean distance {spread:.0f} mm): the LV cavity, not "
+                              "the RV blood pool, which lies to one side (EMIDEC maps have no RV label): give the RV's "
+                              "label (ACDC: 1), or --rv-point")
+
+
 def insertions_from_contacts(points: np.ndarray, axis: LongAxis) -> Insertions:
     """The two ends of the contact arc about ``axis``; the anterior one first (see the module docstring)."""
     radial = axis.radial(points)

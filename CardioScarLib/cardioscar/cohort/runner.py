@@ -26,7 +26,7 @@ from typing import Optional
 from cardioscar.io.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, read_manifest
 from cardioscar.cohort.summary import FAILED_DIR, write_bullseye_sheet, write_picture, write_summary
-from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, run_patient, up_to_date
+from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, input_paths, run_patient, up_to_date
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -224,6 +224,26 @@ def _row_as_recorded(spec: PatientSpec, output_dir: Path) -> dict:
     return {"id": spec.id, "status": "pending"}
 
 
+def _check_outputs_apart_from_inputs(patients: list[PatientSpec], out: Path) -> None:
+    """Refuse an output folder whose per-patient result folders (``OUTPUT_DIR/<id>``, replaced
+    whole by each run) or failure records hold an input. Why: with ``--output-dir`` the
+    manifest's own folder and each patient's files in a folder named by its id (``P001/lge.nii.gz``,
+    a common layout), a finished patient's results replaced that folder: its mesh and images were
+    deleted, with status ``done``."""
+    root = out.resolve()
+    replaced = {root / spec.id: spec.id for spec in patients}
+    replaced[root / FAILED_DIR] = FAILED_DIR
+    for spec in patients:
+        for role, path in input_paths(spec):
+            path = path.resolve()
+            hit = next((folder for folder in (path, *path.parents) if folder in replaced), None)
+            if hit is not None:
+                raise CardioScarError(
+                    f"--output-dir {out}: the run writes {hit} (replacing the folder whole), which holds row {spec.row}'s "
+                    f"{role} {path}; it would be deleted: give an output folder apart from the input data "
+                    f"(e.g. {out / 'results'})")
+
+
 def _require_dask() -> None:
     try:
         import dask_jobqueue  # noqa: F401  (imports distributed too)
@@ -248,6 +268,7 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise CardioScarError(f"--output-dir {out} exists and is not a folder")
+    _check_outputs_apart_from_inputs(patients, out)
     out.mkdir(parents=True, exist_ok=True)
     hashes = {spec.id: input_hash(spec) for spec in selected}
     rows = {spec.id: _row_from_disk(spec, out, hashes[spec.id]) if spec.id in hashes else _row_as_recorded(spec, out)
@@ -301,7 +322,8 @@ def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], row
             running = sum(len(keys) for keys in client.processing().values())
             logger.info("cohort: %s %s%s | %d/%d finished (%d failed), %d running, %d queued, ETA %s", spec.id,
                         row["status"],
-                        f" ({row['error']})" if row["status"] == "failed" else f" in {row.get('seconds', 0):.1f} s",
+                        (f" ({row['error']})" if row["status"] == "failed" else f" in {row.get('seconds', 0):.1f} s")
+                        + (f", {len(row['warnings'])} warning(s): {row['warnings'][0]}" if row.get("warnings") else ""),
                         finished, len(todo), failed, running, max(0, len(todo) - finished - running),
                         _eta(started, finished, len(todo) - finished))
             write_summary(out, [rows[ident] for ident in rows])

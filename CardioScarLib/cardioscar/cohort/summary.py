@@ -24,12 +24,15 @@ MAX_BULLSEYES = 48
 FAILED_DIR = "_failed"
 
 COLUMNS = ("id", "status", "scar_volume_ml", "scar_area_cm2", "scar_percent", "border_percent", "core_percent", "dice",
-           "variance_explained", "best_loss", "epochs", "mean_uncertainty", "seconds", "device", "host", "error")
+           "variance_explained", "best_loss", "epochs", "mean_uncertainty", "seconds", "device", "host", "warnings",
+           "error")
 
 
 def _cell(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, list):  # the warnings of a patient's run
+        return " | ".join(str(item) for item in value)
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -57,16 +58,23 @@ def _file_digest(path: Path, digest: "hashlib._Hash") -> None:
             digest.update(block)
 
 
+def input_paths(spec: PatientSpec) -> list[tuple[str, Path]]:
+    """(role, path) of every file or folder the patient's run reads: mesh, images, and the files
+    named by options (a myocardium mask, an AHA label map)."""
+    inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
+    return inputs + [(role, Path(spec.options[role])) for role in FILE_OPTIONS
+                     if isinstance(spec.options.get(role), str)]
+
+
 def input_hash(spec: PatientSpec) -> str:
     """SHA-256 of the patient's options and the bytes of every input file (a DICOM folder: all its
     files, by relative name). Paths themselves are not hashed: moving a study keeps its outputs."""
     digest = hashlib.sha256()
-    inputs = [("mesh", spec.mesh)] + [(f"image{i}", p) for i, p in enumerate(spec.images)]
+    inputs = input_paths(spec)
     options = {name: value for name, value in spec.options.items()
                if name not in LATER_OPTIONS or value != LATER_OPTIONS[name]}
     for role in FILE_OPTIONS:  # files named by options: their contents count, not where they are
         if isinstance(options.get(role), str):
-            inputs.append((role, Path(options[role])))
             options[role] = "<file>"
     digest.update(json.dumps({"pipeline": PIPELINE_VERSION, "options": options}, sort_keys=True).encode())
     for role, path in inputs:
@@ -273,6 +281,31 @@ def _install(folder: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+class _KeptWarnings(logging.Handler):
+    """The library's warnings about one patient, kept for its record while its pipeline runs.
+
+    Why: on a worker they went to that process's stderr (a Slurm job's log), apart from the
+    patient, while the summary said ``done``: a mesh of another patient (nodes outside the field
+    of view), a scar label left out, a slab far off the slices' thickness, reached nobody. Only
+    this thread's records are kept: a worker may run several patients at once."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread:
+            self.messages.append(record.getMessage())
+
+    def __enter__(self) -> "_KeptWarnings":
+        logging.getLogger("cardioscar").addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("cardioscar").removeHandler(self)
+
+
 def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 1, use_gpu: bool = False) -> dict:
     """The Dask task: run one patient into ``output_dir/<id>`` and return its summary record.
 
@@ -287,9 +320,11 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0700 would hide the results from the user's group
+    kept = _KeptWarnings()
     try:
-        record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu))
-        record.update(status="done", seconds=round(time.perf_counter() - start, 3))
+        with kept:
+            record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu))
+        record.update(status="done", seconds=round(time.perf_counter() - start, 3), warnings=kept.messages)
         report = {**record, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},
                   "options": spec.options, "pipeline_version": PIPELINE_VERSION}
         with atomic_write(folder / REPORT) as tmp:
@@ -298,6 +333,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
         return record
     except (CardioScarError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return {**record, "status": "failed", "error": message, "seconds": round(time.perf_counter() - start, 3)}
+        return {**record, "status": "failed", "error": message, "seconds": round(time.perf_counter() - start, 3),
+                "warnings": kept.messages}
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -232,6 +232,27 @@ DEFAULT_UNCERTAINTY_FIELD = "scar_uncertainty"
 ERROR_RISK_FIELD = "scar_error_risk"
 
 
+#: Fields ``apply`` derives from the probability it predicts: none of them is a truth.
+DERIVED_FIELDS = {"scar_binary": "the prediction's own threshold (apply --threshold)",
+                  "scar_uncertainty": "the MC-dropout spread of the prediction",
+                  "scar_error_risk": "the prediction's own error estimate"}
+
+
+def _refuse_truth_made_from_the_prediction(truth_mesh, truth_field: str, probability_field: str,
+                                           probability: np.ndarray, truth_name: str) -> None:
+    """Refuse as the truth a field ``apply`` derived from this very probability: the truth file
+    holds the same probability field, node for node (the prediction, or a copy of it), and the
+    truth field is one of :data:`DERIVED_FIELDS`. Scored against its own threshold
+    (``scar_binary``), any model got Dice 1 and AUC 1 (the same file and field was refused
+    already). A truth equal to the prediction under another name is not refused: a test's perfect
+    prediction is one."""
+    if truth_field in DERIVED_FIELDS and probability_field in truth_mesh.point_field_names() \
+            and np.array_equal(truth_mesh.point_array(probability_field), probability):
+        raise CardioScarError(f"--truth-field '{truth_field}' of {truth_name} is {DERIVED_FIELDS[truth_field]}: the "
+                              "prediction would be scored against itself; give the true scar (e.g. scar_truth of the "
+                              "phantom or label-map mesh)")
+
+
 def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
                     probability_field: str = "scar_probability", truth_field: str = "scar_truth",
                     uncertainty_field: str = DEFAULT_UNCERTAINTY_FIELD, threshold: float = 0.5,
@@ -278,5 +299,6 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
             raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
                                   f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
         check_unit_range(values, f"{Path(path).name}: field '{field}'")
+    _refuse_truth_made_from_the_prediction(truth_mesh, truth_field, probability_field, probability, Path(truth_path).name)
     return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
                            node_volumes(truth_mesh.dataset), threshold, error_risk)

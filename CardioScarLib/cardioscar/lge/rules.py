@@ -139,6 +139,8 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
     if not any(m.any() for m in masks):
         raise CardioScarError("The myocardium mask does not overlap any chosen slice; check the mask file/labels "
                               "and --slice-indices")
+    if rule in OFFSET_RULES:
+        _warn_zero_signal_not_at_zero(images, masks, offset, rule)
     grades, stats = [], []
     for k, (image, myo) in enumerate(zip(images, masks)):
         values = np.asarray(image, np.float64) - offset
@@ -179,6 +181,43 @@ def _check_contrast(inside: np.ndarray, where: str, offset: float, rule: str) ->
         raise CardioScarError(f"The myocardial maximum on {where} is {peak:g} after --intensity-offset {offset:g}; "
                               f"FWHM needs positive intensities: give --intensity-offset below {peak + offset:g} (the "
                               "stored value of zero signal; 0 = none)")
+
+
+#: The rules that divide intensities, and so need zero signal stored as 0.
+OFFSET_RULES = ("fwhm", "iir")
+#: Background (air) above this share of the myocardium's maximum (99th percentile) is not zero
+#: signal. EMIDEC's 75 stacks: 0.57-0.95 as stored, -0.05-0.05 once their 2048 is subtracted.
+MAX_BACKGROUND_SHARE = 0.3
+
+
+def background_level(images: Sequence[np.ndarray]) -> float:
+    """The commonest stored value of the slices (the centre of the fullest of 256 histogram bins),
+    leaving out exact zeros (padding outside the scanned field): the air around the body, which
+    fills most of a cardiac field of view, at the stored value of zero signal."""
+    values = np.concatenate([np.asarray(image, np.float64).ravel() for image in images])
+    values = values[values != 0]
+    if values.size == 0 or np.ptp(values) == 0:
+        return 0.0
+    counts, edges = np.histogram(values, bins=256)
+    return float(edges[np.argmax(counts)] + (edges[1] - edges[0]) / 2)
+
+
+def _warn_zero_signal_not_at_zero(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], offset: float,
+                                  rule: str) -> None:
+    """Warn when the air around the body is stored far above 0 (after ``offset``), near the
+    myocardium's own levels: a PSIR image stored with zero signal at 2048 (EMIDEC) graded by a
+    ratio rule without ``--intensity-offset``. Measured on EMIDEC P001: iir found 1 border-zone and
+    no core pixel instead of 209 and 67 (a scar-free patient), fwhm no border zone at all,
+    silently. A warning, not an error: an image cropped to the heart has no air to measure."""
+    air = background_level(images) - offset
+    peak = float(np.percentile(np.concatenate([np.asarray(image, np.float64)[mask]
+                                               for image, mask in zip(images, masks)]), 99)) - offset
+    if peak > 0 and air > MAX_BACKGROUND_SHARE * peak:
+        logger.warning("--scar-rule %s divides intensities, so zero signal must be stored as 0, but the image's "
+                       "commonest value (the air around the body) is %.4g after --intensity-offset %g, %.0f %% of the "
+                       "myocardium's maximum %.4g: give the stored value of zero signal as --intensity-offset (about "
+                       "%.4g; 2048 for EMIDEC), or use an offset-free rule (nsd, psi)", rule, air, offset,
+                       100 * air / peak, peak, air + offset)
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import CardioScarError
 from ..io.meshio import bounds_text
+from ..predict.meshscale import node_spacing
 from .slices import SliceLayer
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
     group_pixel = np.column_stack([local % n_cols, local // n_cols]).astype(np.int64)
     group_values = _gather_values(layers, group_slice, group_pixel)
 
-    warn_overlapping_parallel_slabs(layers)
+    warn_about_slab_widths(points, layers)
     memberships = np.bincount(node_ids, minlength=points.shape[0])
     logger.info("Mapping: %d of %d nodes covered, %d groups, %d rows; %d nodes in more than one group",
                 int((memberships > 0).sum()), points.shape[0], unique_keys.size, node_ids.size,
@@ -180,7 +181,50 @@ _TOUCHING_MM = 0.05
 _QUIET_OVERLAP = 0.5
 
 
-def warn_overlapping_parallel_slabs(layers: Sequence[SliceLayer]) -> None:
+def warn_about_slab_widths(points: np.ndarray, layers: Sequence[SliceLayer]) -> None:
+    """Warn when the slab half-width (``--slice-thickness-padding``) is far off the slices' own
+    thickness, too wide or too thin, in any of three ways: the slabs of two chosen parallel slices
+    overlap (:func:`warn_overlapping_parallel_slabs`); a slab reaches past the neighbouring planes
+    of its own stack although those are not chosen (slices 1 and 7, or a single slice, of a 10 mm
+    stack with 30 mm: every node of the mesh took one of two slices' values, silently); or every
+    slab is thinner than the mesh's node spacing (0.01 mm on a 5 mm mesh: 1 row from 9 slices,
+    and a model trained on it)."""
+    if not warn_overlapping_parallel_slabs(layers):
+        _warn_slab_wider_than_its_stack(layers)
+    _warn_slab_thinner_than_the_mesh(points, layers)
+
+
+def _warn_slab_wider_than_its_stack(layers: Sequence[SliceLayer]) -> None:
+    """The stack-spacing half of :func:`warn_about_slab_widths`, at the overlap check's limit: a
+    slab as wide as its slice and its neighbours' shares more than :data:`_QUIET_OVERLAP` of the
+    spacing with them."""
+    wide = [layer for layer in layers if layer.stack_spacing
+            and 2 * layer.half_thickness - layer.stack_spacing > max(_TOUCHING_MM, _QUIET_OVERLAP * layer.stack_spacing)]
+    if wide:
+        layer = wide[0]
+        logger.warning(
+            "%d slice(s) have a slab wider than their stack's slice spacing, e.g. '%s': half-width %.3g mm, slices "
+            "%.3g mm apart; nodes up to %.3g mm from the plane (where the slices not chosen lie) take its pixels' "
+            "values. --slice-thickness-padding is HALF the slice thickness (%.3g mm for this stack)",
+            len(wide), layer.label, layer.half_thickness, layer.stack_spacing, layer.half_thickness,
+            layer.stack_spacing / 2)
+
+
+def _warn_slab_thinner_than_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer]) -> None:
+    """The thin half of :func:`warn_about_slab_widths`: with every slab thinner than the median
+    distance between neighbouring nodes, most pixels over the myocardium catch no node and the
+    few rows left are the nodes that happen to lie on the planes."""
+    widest = max(2 * layer.half_thickness for layer in layers)
+    if len(points) < 20:
+        return
+    spacing = node_spacing(points)
+    if widest < spacing:
+        logger.warning("every slab is at most %.3g mm thick (--slice-thickness-padding %.3g mm, HALF the slice "
+                       "thickness) but the mesh's nodes lie %.3g mm apart (median): most pixels catch no node; give "
+                       "half the slices' thickness", widest, widest / 2, spacing)
+
+
+def warn_overlapping_parallel_slabs(layers: Sequence[SliceLayer]) -> bool:
     """Warn when the slabs of two parallel slices overlap by more than half the distance between
     their planes (half-widths summing to more than 1.5 times that distance).
 
@@ -189,7 +233,7 @@ def warn_overlapping_parallel_slabs(layers: Sequence[SliceLayer]) -> None:
     spacing given where half of it is wanted. Every node between two such slices is then fitted
     to both pixels' values: on the 3,000-node demo phantom (10 mm spacing, 300 fast epochs) a
     10 mm half-width instead of 4 mm lowers Dice from 0.89 to 0.51, silently. Overlapping
-    acquisitions exist, so it is a warning, not an error.
+    acquisitions exist, so it is a warning, not an error. Returns whether it warned.
     """
     overlaps = []
     for a, first in enumerate(layers):
@@ -207,6 +251,7 @@ def warn_overlapping_parallel_slabs(layers: Sequence[SliceLayer]) -> None:
             "half-widths %.3g + %.3g mm; nodes between them are fitted to both slices' pixels. "
             "--slice-thickness-padding is HALF the slice thickness (5 mm for 10 mm slices)",
             len(overlaps), first.label, second.label, gap, first.half_thickness, second.half_thickness)
+    return bool(overlaps)
 
 
 def _size_ratio(points: np.ndarray, corners: np.ndarray) -> float:

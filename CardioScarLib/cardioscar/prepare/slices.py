@@ -52,6 +52,10 @@ class SliceLayer:
     spacing: tuple[float, float]
     half_thickness: float
     label: str = field(default="slice")
+    #: Distance (mm) between neighbouring planes of the stack the slice was cut from, None when not
+    #: known (a single plane, a grid layer): the slab check compares the half-width with it even
+    #: when the neighbours themselves are not chosen (:func:`cardioscar.prepare.mapping.warn_about_slab_widths`).
+    stack_spacing: float | None = None
 
     def __post_init__(self) -> None:
         values = np.array(self.values, dtype=np.float64)
@@ -198,6 +202,7 @@ def _cut_volume(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis: str,
     if np.any(spacing <= 0):
         raise CardioScarError(f"{label}: the IJK->LPS matrix has a zero-length axis (spacing {spacing})")
     indices = _checked_indices(slice_indices, size_ijk[normal_axis], axis)
+    stack_spacing = float(spacing[normal_axis]) if size_ijk[normal_axis] >= 2 else None
 
     layers = []
     for index in indices:
@@ -215,6 +220,7 @@ def _cut_volume(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis: str,
             spacing=(float(spacing[col_axis]), float(spacing[row_axis])),
             half_thickness=half_thickness,
             label=f"{label} {_INDEX_NAME[normal_axis]}={index}",
+            stack_spacing=stack_spacing,
         ))
     return layers
 
@@ -341,11 +347,26 @@ def slices_from_planes(planes: Sequence[tuple[np.ndarray, np.ndarray]], slice_in
     under the acquisition transform Slicer adds to one) has no single IJK->LPS matrix.
     """
     widths = [float(half_thickness)] * len(planes) if np.isscalar(half_thickness) else list(half_thickness)
+    spacing = _plane_spacing([np.asarray(matrix, dtype=np.float64) for _, matrix in planes])
     layers = [replace(_cut_volume(np.asarray(planes[k][0])[None], planes[k][1], "z", [0], widths[k], label)[0],
-                      label=f"{label} k={k}")
+                      label=f"{label} k={k}", stack_spacing=spacing)
               for k in _checked_indices(slice_indices, len(planes), "z")]
     _log_slices(label, layers, "z")
     return layers
+
+
+def _plane_spacing(matrices: Sequence[np.ndarray]) -> float | None:
+    """Median distance (mm) between neighbouring planes of a stack placed plane by plane (4x4
+    matrices taking ``(i, j, 0, 1)`` to LPS); None for fewer than two distinct parallel planes."""
+    if len(matrices) < 2:
+        return None
+    normals = [np.cross(m[:3, 0], m[:3, 1]) for m in matrices]
+    normal = normals[0] / np.linalg.norm(normals[0])
+    if any(1.0 - abs(float(np.dot(normal, n / np.linalg.norm(n)))) > 1e-3 for n in normals):
+        return None
+    gaps = np.diff(np.sort([float(np.dot(m[:3, 3], normal)) for m in matrices]))
+    gaps = gaps[gaps > SAME_PLANE_MM]
+    return float(np.median(gaps)) if gaps.size else None
 
 
 # --------------------------------------------------------------------------- VTK grid layers

@@ -44,6 +44,8 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
     check_scar_field_name(scar_field, "--scar-field")
     check_scar_field_name(core_field, "--core-field")
+    refuse_scar_as_core(scar_field, core_field or (None if core_mesh is None else "scar_probability"),
+                        core_mesh is None or Path(core_mesh).resolve() == Path(mesh_path).resolve())
     mesh = read_mesh(mesh_path)
     try:
         scar = mesh.point_array(scar_field)
@@ -68,6 +70,10 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         raise CardioScarError(f"{mesh_path} has no cells: exporting elements needs volume cells (tetrahedra, "
                               "hexahedra, ...) or surface cells")
     tags = tag_mesh(mesh.dataset, scar, core_values, border_zone, core, tag_values)
+    if tags.element_areas_mm2 is not None:
+        logger.warning("%s has no volume cells: the exported model is a surface without thickness (a wall's "
+                       "transmural scar cannot be simulated on it) and its class shares are of area; export the "
+                       "volumetric mesh's prediction for a ventricular model", Path(mesh_path).name)
     fibres = None
     if fibres_field is not None:
         array = mesh.dataset.GetCellData().GetArray(fibres_field)
@@ -85,10 +91,24 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     return tags, files
 
 
+def refuse_scar_as_core(scar_field: str, core_field: str | None, same_mesh: bool) -> None:
+    """Refuse the scar field given as the core field (``--core-mesh`` the ``--mesh`` file itself, or
+    ``--core-field`` naming the scar field): the "core" was then the scar cut at ``--core`` 0.5,
+    and the sidecar called it a second model's core (as the Slicer *Core model* refuses the model
+    to tag)."""
+    if same_mesh and core_field == scar_field:
+        raise CardioScarError(f"the core field is the scar field '{scar_field}' of the same mesh (--core-mesh the --mesh "
+                              "file, or --core-field the scar field): give the core model's prediction (prepare "
+                              "--scar-target core, train, apply), or leave it out to grade the scar field alone at "
+                              "--border-zone and --core")
+
+
 def summary_lines(tags: "TissueTags") -> list[str]:
-    """One line per class: tag, nodes, elements, volume (ml) and percentage of the tagged volume."""
+    """One line per class: tag, nodes, elements, volume (ml; area in cm^2 on a surface mesh) and
+    percentage of the tagged volume (area)."""
     return [f"{name:12s} tag {row['tag']}: {row['nodes']} nodes, {row['elements']} elements, "
-            f"{row['volume_ml']:.2f} ml ({row['percent']:.1f} %)" for name, row in tags.summary().items()]
+            + (f"{row['area_cm2']:.2f} cm2" if "area_cm2" in row else f"{row['volume_ml']:.2f} ml")
+            + f" ({row['percent']:.1f} %)" for name, row in tags.summary().items()]
 
 
 def scar_rule_of(training_data: str | Path) -> dict:

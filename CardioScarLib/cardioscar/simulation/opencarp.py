@@ -51,6 +51,8 @@ UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
 #: Bounding-box diagonal (mm) of a mesh that can be a heart (or a piece of one) in millimetres.
 MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
 TAG_ARRAY = "tissue_tag"
+#: A fibre or sheet vector shorter than this has no direction.
+MIN_FIBRE_LENGTH = 1e-6
 
 
 def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, str]:
@@ -138,6 +140,13 @@ def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str
                               f"({n_elements}) of 3 (fibre) or 6 (fibre and sheet) numbers")
     if not np.all(np.isfinite(fibres)):
         raise CardioScarError("The fibre field has NaN or infinite values")
+    lengths = np.linalg.norm(fibres.reshape(n_elements, -1, 3), axis=2)
+    if np.any(lengths < MIN_FIBRE_LENGTH):
+        # a simulator's conductivity along f f^T has no direction there: the tissue silently isotropic
+        element, part = (int(v[0]) for v in np.nonzero(lengths < MIN_FIBRE_LENGTH))
+        raise CardioScarError(f"The fibre field has {int((lengths < MIN_FIBRE_LENGTH).any(axis=1).sum())} element(s) "
+                              f"with a zero-length {('fibre', 'sheet')[part]} direction (e.g. element {element}): give a "
+                              "direction to every element (a fibre rule's output covers the whole mesh)")
     if flip_xy:
         fibres = fibres * np.tile([-1.0, -1.0, 1.0], fibres.shape[1] // 3)
     header = "1" if fibres.shape[1] == 3 else "2"

@@ -40,16 +40,23 @@ class TissueTags:
     core: float
     tag_values: tuple[int, int, int]
     two_fields: bool
+    #: Area (mm^2) of each element of a mesh without volume cells (a surface), else None.
+    element_areas_mm2: np.ndarray | None = None
 
     def summary(self) -> dict:
-        """Volume (ml) and percentage of the tagged volume per class, and node counts."""
-        total = float(self.element_volumes_mm3.sum())
+        """Volume (ml) and percentage of the tagged volume per class, and node counts. On a surface
+        mesh (no volume) the percentage is of the tagged area, given as ``area_cm2`` too: of the
+        volume, every class was 0 % of nothing, a scar-free heart in the sidecar."""
+        sizes = self.element_volumes_mm3 if self.element_areas_mm2 is None else self.element_areas_mm2
+        total = float(sizes.sum())
         rows = {}
         for name, tag in zip(CLASS_NAMES, self.tag_values):
-            volume = float(self.element_volumes_mm3[self.element_tags == tag].sum())
-            rows[name] = {"tag": tag, "nodes": int((self.node_tags == tag).sum()),
-                          "elements": int((self.element_tags == tag).sum()), "volume_ml": volume / 1000.0,
-                          "percent": 100.0 * volume / total if total > 0 else 0.0}
+            mine = self.element_tags == tag
+            rows[name] = {"tag": tag, "nodes": int((self.node_tags == tag).sum()), "elements": int(mine.sum()),
+                          "volume_ml": float(self.element_volumes_mm3[mine].sum()) / 1000.0,
+                          "percent": 100.0 * float(sizes[mine].sum()) / total if total > 0 else 0.0}
+            if self.element_areas_mm2 is not None:
+                rows[name]["area_cm2"] = float(self.element_areas_mm2[mine].sum()) / 100.0
         return rows
 
 
@@ -141,16 +148,16 @@ def cell_node_lists(dataset: vtk.vtkDataSet) -> list[np.ndarray]:
     return nodes
 
 
-def element_volumes(dataset: vtk.vtkDataSet) -> np.ndarray:
-    """Volume (mm^3) of each 3D cell; 0 for surface cells."""
+def element_sizes(dataset: vtk.vtkDataSet, measure: str = "Volume") -> np.ndarray:
+    """``Volume`` (mm^3, 0 for surface cells) or ``Area`` (mm^2, 0 for volume cells) of each cell."""
     sizes = vtk.vtkCellSizeFilter()
     sizes.SetInputData(dataset)
     sizes.ComputeVertexCountOff()
     sizes.ComputeLengthOff()
-    sizes.ComputeAreaOff()
-    sizes.ComputeVolumeOn()
+    sizes.SetComputeArea(measure == "Area")
+    sizes.SetComputeVolume(measure == "Volume")
     sizes.Update()
-    return np.abs(vtk_to_numpy(sizes.GetOutput().GetCellData().GetArray("Volume")).astype(np.float64))
+    return np.abs(vtk_to_numpy(sizes.GetOutput().GetCellData().GetArray(measure)).astype(np.float64))
 
 
 def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray | None = None,
@@ -173,7 +180,9 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
     scar = np.asarray(scar, np.float64)
     mean_scar = np.array([scar[n].mean() for n in nodes])
     mean_core = None if core_field is None else np.array([np.asarray(core_field)[n].mean() for n in nodes])
+    volumes = element_sizes(dataset)
     return TissueTags(node_tags=_grade(scar, core_field, border_zone, core, tag_values),
                       element_tags=_grade(mean_scar, mean_core, border_zone, core, tag_values),
-                      element_volumes_mm3=element_volumes(dataset), border_zone=border_zone, core=core,
-                      tag_values=tuple(tag_values), two_fields=two_fields)
+                      element_volumes_mm3=volumes, border_zone=border_zone, core=core,
+                      tag_values=tuple(tag_values), two_fields=two_fields,
+                      element_areas_mm2=element_sizes(dataset, "Area") if volumes.sum() <= 0 else None)
