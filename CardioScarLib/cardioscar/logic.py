@@ -597,9 +597,9 @@ def constraint_points(result: PreprocessingResult) -> np.ndarray:
 def checkpoint_constraint_points(checkpoint: dict) -> Optional[np.ndarray]:
     """The checkpoint's constrained nodes (LPS mm), or None for files written without them (before
     this field, or by the reference tool). A damaged entry is set aside with a one-line warning
-    (the risk then keeps its value term): read as it was, a sparse or bfloat16 tensor crashed
-    ``apply``, and points far from the training box (scaled, shifted) set the risk near 1 on
-    every node."""
+    (the risk then keeps its value term). Why checked: read unchecked, a sparse or bfloat16 tensor
+    crashed ``apply``, and points off the training box (shifted, scaled) spread the border by
+    100 mm and more, a risk near 1 on every node."""
     if CONSTRAINT_POINTS_KEY not in checkpoint:
         return None
     points, problem = _constraint_points_or_problem(checkpoint)
