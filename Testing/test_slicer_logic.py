@@ -191,6 +191,11 @@ def test_logic_equals_command_line_on_same_inputs_and_seed(case, scene, tmp_path
     api = predict_on_points(checkpoint, points, mc_samples=10, threshold=0.5, device="cpu", seed=7)
     np.testing.assert_allclose(api.mean_predictions, result.probability, atol=1e-5)
     np.testing.assert_allclose(api.std_predictions, result.uncertainty, atol=1e-5)
+    # the border term measured from the same constrained nodes (world LPS in the scene, the file's LPS here)
+    np.testing.assert_allclose(checkpoint_constraint_points(checkpoint),
+                               checkpoint_constraint_points(result.checkpoint), atol=1e-4)
+    assert _point_array(model, "scar_error_risk").dtype == np.float64
+    np.testing.assert_allclose(api.error_risk, _point_array(model, "scar_error_risk"), atol=1e-3)
 
 
 def _translation_node(scene, offset):

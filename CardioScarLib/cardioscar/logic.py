@@ -596,12 +596,38 @@ def constraint_points(result: PreprocessingResult) -> np.ndarray:
 
 def checkpoint_constraint_points(checkpoint: dict) -> Optional[np.ndarray]:
     """The checkpoint's constrained nodes (LPS mm), or None for files written without them (before
-    this field, or by the reference tool) or holding something else."""
-    entry = checkpoint.get(CONSTRAINT_POINTS_KEY)
-    if not isinstance(entry, torch.Tensor) or entry.ndim != 2 or entry.shape[1] != 3 or not len(entry):
+    this field, or by the reference tool). A damaged entry is set aside with a one-line warning
+    (the risk then keeps its value term). Why checked: read unchecked, a sparse or bfloat16 tensor
+    crashed ``apply``, and points off the training box (shifted, scaled) spread the border by
+    100 mm and more, a risk near 1 on every node."""
+    if CONSTRAINT_POINTS_KEY not in checkpoint:
         return None
-    points = entry.detach().cpu().numpy().astype(np.float64)
-    return points if np.isfinite(points).all() else None
+    points, problem = _constraint_points_or_problem(checkpoint)
+    if problem:
+        logger.warning("The checkpoint's %s %s: scar_error_risk keeps its value term alone (no border term); "
+                       "retrain the model to restore it", CONSTRAINT_POINTS_KEY, problem)
+    return points
+
+
+def _constraint_points_or_problem(checkpoint: dict) -> tuple[Optional[np.ndarray], str]:
+    """(points, "") or (None, what is wrong with the checkpoint's constraint points)."""
+    entry = checkpoint[CONSTRAINT_POINTS_KEY]
+    if not isinstance(entry, torch.Tensor):
+        return None, f"is a {type(entry).__name__}, not a tensor"
+    if entry.layout != torch.strided:
+        return None, f"is a {str(entry.layout).replace('torch.', '')} tensor, not a dense one"
+    if not entry.is_floating_point() or entry.ndim != 2 or entry.shape[1] != 3 or not len(entry):
+        return None, f"holds {entry.dtype} of shape {tuple(entry.shape)}, not K x 3 coordinates in mm"
+    rows = (checkpoint.get("dataset_info") or {}).get("n_nodes")
+    if isinstance(rows, int) and 0 < rows < len(entry):  # each constrained node is a training row at least once
+        return None, f"holds {len(entry)} points, more than the {rows} training rows"
+    points = entry.detach().to("cpu", torch.float64).numpy()
+    if not np.isfinite(points).all():
+        return None, "holds NaN or infinite values"
+    relative = normalize(points, *_scaler(checkpoint))  # the rows were normalised by this scaler: inside [0, 1]
+    if relative.min() < -_COORDINATE_SLACK or relative.max() > 1.0 + _COORDINATE_SLACK:
+        return None, "lies outside the box of the training mesh (dataset_info scaler_min/scaler_max)"
+    return points, ""
 
 
 def fine_tune_scar_model(
