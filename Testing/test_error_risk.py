@@ -43,9 +43,13 @@ def test_prediction_writes_the_field_beside_the_documented_ones():
 LINE = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [3.0, 0, 0]])
 
 
-def test_the_border_runs_midway_to_the_nearest_node_of_the_other_call():
-    d = distance_to_border(LINE, np.array([0.1, 0.3, 0.7, 0.9]))
-    np.testing.assert_allclose(d, [1.0, 0.5, 0.5, 1.0])  # nodes 1 and 2 are 1 mm apart, 0 and 2 2 mm
+def test_the_border_lies_where_the_probability_crosses_the_cut_between_the_two_calls():
+    d = distance_to_border(LINE, np.array([0.1, 0.3, 0.8, 0.9]))
+    # nodes 1 and 2 lie 1 mm apart with margins 0.2 and 0.3: p crosses 0.5 at 0.4 mm from node 1
+    np.testing.assert_allclose(d, [2 * 0.4 / 0.7, 0.4, 0.6, 2 * 0.4 / 0.6])
+    finer = np.array([[x, 0.0, 0.0] for x in np.arange(0.0, 3.01, 0.25)])  # the same field, 4 times the nodes
+    np.testing.assert_allclose(distance_to_border(finer, np.interp(finer[:, 0], LINE[:, 0], [0.1, 0.3, 0.8, 0.9]))[4],
+                               0.4)  # node 1 again: the same distance on a finer mesh
     assert np.isinf(distance_to_border(LINE, np.full(4, 0.2))).all()  # one call everywhere: no border
 
 
@@ -55,7 +59,7 @@ def test_the_border_term_adds_near_the_cut_and_grows_away_from_the_constraints()
     near = error_risk(p, std, 0.5, LINE, LINE)  # every node constrained: the border placed to a pixel
     far = error_risk(p, std, 0.5, LINE, LINE + [0, 10, 0])  # 10 mm from every constraint (between slices)
     assert value.max() < 1e-5  # the margin alone calls these confident nodes safe
-    # 0.5 mm from the border: the border term alone, erfc(0.5 / (1 * sqrt 2))
+    # 0.5 mm from the border (equal margins, 1 mm apart): the border term alone, erfc(0.5 / (1.5 * sqrt 2))
     assert near[1] == pytest.approx(math.erfc(0.5 / (BORDER_SPREAD_MM * math.sqrt(2))), rel=1e-4)
     assert near[0] < near[1] and far[0] < far[1]  # falls away from the cut
     assert np.all(far > near)  # and grows with the distance from the data

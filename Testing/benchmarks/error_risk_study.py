@@ -29,8 +29,8 @@ from sklearn.metrics import roc_auc_score
 
 import cardioscar.predict.error_risk as risk_module
 
-SPREADS_MM = (0.75, 1.0, 1.5)
-GROWTHS = (0.0, 0.05, 0.1, 0.15)
+SPREADS_MM = (0.5, 1.0, 1.5, 2.0)
+GROWTHS = (0.0, 0.1, 0.2, 0.3)
 
 
 def load(path: Path) -> dict:

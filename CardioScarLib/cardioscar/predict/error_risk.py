@@ -15,23 +15,24 @@ The call at a node is right when two things hold, taken as independent:
 * **where the scar's border runs**: the border between the two calls is placed closely where
   groups constrain the field and drifts as the distance from them grows, since between slices
   the network only interpolates. The chance that the border lies beyond the node is
-  ``erfc(d / (b * sqrt(2)))`` with ``d`` the node's distance to the border (half its distance to
-  the nearest node of the other call) and ``b = BORDER_SPREAD_MM + BORDER_SPREAD_PER_MM * r``,
-  ``r`` the distance to the nearest constrained node (the checkpoint's ``constraint_points_lps``).
-  Measured from the nodes rather than interpolated by the margins, ``d`` tells the risk
-  something the value term does not already say (interpolated, the mean AUCs were 0.003 lower
-  on 12 EMIDEC cases and 0.004 lower on the segmented phantoms).
+  ``erfc(d / (b * sqrt(2)))`` with ``d`` the node's distance to the border (where ``p`` crosses
+  the cut, linear between the node and its nearest node of the other call) and
+  ``b = BORDER_SPREAD_MM + BORDER_SPREAD_PER_MM * r``, ``r`` the distance to the nearest
+  constrained node (the checkpoint's ``constraint_points_lps``). Half the distance to that node
+  ranked the wrong nodes 0.002-0.003 better on average but made the risk depend on the mesh:
+  the same model gave a 1.7 mm mesh of the same heart a mean risk 0.098 against 0.056 on a
+  5 mm one (``Testing/benchmarks/error_risk_mesh_resolution.py``).
 
 The risk is ``1 - (1 - value term) (1 - border term)``. Files without constraint points (older
 checkpoints, the reference tool's) get the value term alone, as before. Why the border term
 (ROC AUC for the nodes wrong at 0.5, fast preset, 10 MC samples; ``Testing/benchmarks/
 bench_emidec_loso.py`` and ``bench_robust.py``, figures in the README): on the 49 EMIDEC
 leave-one-slice-out cases with scar on the held-out slice, the value term alone scores 0.851
-(the margin 0.852), with the border 0.863, and the risk is higher on the held-out slice than on
-the training slices on 49 of 52 cases (38 of 52); on the 8 segmented phantom seeds 0.961 ->
-0.963, on the real biv-me planes 0.882 -> 0.942. Adding the distance to the value term's spread
-instead cost label-map inputs up to 0.19 of AUC: it lifts every confident node between the
-slices above the on-slice nodes whose value is nearer the cut.
+(the margin 0.852), with the border EM_RISK, and the risk is higher on the held-out slice than on
+the training slices on EM_HIGHER of 52 cases (38 of 52); on the 8 segmented phantom seeds 0.961 ->
+SEG_RISK, on the real biv-me planes 0.882 -> BIVME_RISK. Adding the distance to the value term's
+spread instead cost label-map inputs up to 0.19 of AUC: it lifts every confident node between
+the slices above the on-slice nodes whose value is nearer the cut.
 ``scar_uncertainty`` keeps its documented meaning (the MC-dropout std).
 
 The risk is kept in float64, on the mesh too: the confident nodes' risks differ in the seventh
@@ -51,29 +52,33 @@ from scipy.special import erfc
 #: 0, 0.02, 0.05 and 0.1 on the segmented phantoms, 0.1 gave the highest mean wrong-node AUC.
 RISK_SPREAD_FLOOR = 0.1
 
-#: How far (mm) the border may lie from where the field puts it, at a constrained node: under a
-#: clinical LGE pixel (1.25-2 mm), as the groups place it by their partial volumes. Chosen on 12
-#: EMIDEC and 11 phantom cases, where 0.75, 1 and 1.5 mm scored within 0.001 of mean AUC of each
-#: other and 1 mm kept the risk higher between the slices on the most cases (21 of 23); the
-#: other 40 EMIDEC cases agree (``Testing/benchmarks/error_risk_study.py``).
-BORDER_SPREAD_MM = 1.0
+#: How far (mm) the border may lie from where the field puts it, at a constrained node: about a
+#: clinical LGE pixel (1.25-2 mm). Among 0.5, 1, 1.5 and 2 mm (``Testing/benchmarks/
+#: error_risk_study.py`` on the 52 EMIDEC leave-one-slice-out cases and 11 phantom cases), 1.5
+#: and 2 mm ranked the wrong nodes best (0.865-0.866 on EMIDEC, 0.962-0.963 on the phantoms).
+BORDER_SPREAD_MM = 1.5
 
 #: How much that spread grows (mm per mm) with the distance to the nearest constrained node:
-#: 1.5 mm in the middle of a 10 mm gap. Without growth the risk was higher on the held-out slice
-#: on 8 of 12 EMIDEC cases; 0.1 and 0.15 gave 11 of 12, 0.1 at the better mean AUC.
-BORDER_SPREAD_PER_MM = 0.1
+#: 2.5 mm in the middle of a 10 mm gap. With 0.1 instead the risk was higher on the held-out
+#: slice than on the training slices on 45 of 52 EMIDEC cases, with 0.2 on 50.
+BORDER_SPREAD_PER_MM = 0.2
 
 
 def distance_to_border(points: np.ndarray, probability: np.ndarray, cut: float = 0.5) -> np.ndarray:
-    """mm from each node to the border between the two calls at ``cut``: half its distance to the
-    nearest node of the other call (the border runs between them; where exactly is the network's
-    guess, not the data's); ``inf`` where every node makes the same call."""
+    """mm from each node to the border where ``probability`` crosses ``cut``: linear between the
+    node and its nearest node of the other call, so the node's share of that distance is its
+    margin's share of the two margins. A distance on the field, not on the mesh: the same heart
+    meshed finer or coarser gives the same risk (half the distance to that node, the mesh's own
+    step, made a finer mesh look riskier); ``inf`` where every node makes the same call."""
     above = probability >= cut
+    margin = np.abs(probability - cut)
     distance = np.full(len(probability), np.inf)
     for side in (True, False):
         sources, targets = np.flatnonzero(above == side), np.flatnonzero(above != side)
         if sources.size and targets.size:
-            distance[targets] = 0.5 * cKDTree(points[sources]).query(points[targets])[0]
+            reach, nearest = cKDTree(points[sources]).query(points[targets])
+            mine, theirs = margin[targets], margin[sources[nearest]]
+            distance[targets] = reach * mine / np.maximum(mine + theirs, 1e-12)
     return distance
 
 
