@@ -28,9 +28,9 @@ checkpoints, the reference tool's) get the value term alone, as before. Why the 
 (ROC AUC for the nodes wrong at 0.5, fast preset, 10 MC samples; ``Testing/benchmarks/
 bench_emidec_loso.py`` and ``bench_robust.py``, figures in the README): on the 49 EMIDEC
 leave-one-slice-out cases with scar on the held-out slice, the value term alone scores 0.851
-(the margin 0.852), with the border EM_RISK, and the risk is higher on the held-out slice than on
-the training slices on EM_HIGHER of 52 cases (38 of 52); on the 8 segmented phantom seeds 0.961 ->
-SEG_RISK, on the real biv-me planes 0.882 -> BIVME_RISK. Adding the distance to the value term's
+(the margin 0.852), with the border 0.861, and the risk is higher on the held-out slice than on
+the training slices on 50 of 52 cases (38 of 52); on the 8 segmented phantom seeds 0.961 ->
+0.959, on the real biv-me planes 0.882 -> 0.944. Adding the distance to the value term's
 spread instead cost label-map inputs up to 0.19 of AUC: it lifts every confident node between
 the slices above the on-slice nodes whose value is nearer the cut.
 ``scar_uncertainty`` keeps its documented meaning (the MC-dropout std).
@@ -53,9 +53,9 @@ from scipy.special import erfc
 RISK_SPREAD_FLOOR = 0.1
 
 #: How far (mm) the border may lie from where the field puts it, at a constrained node: about a
-#: clinical LGE pixel (1.25-2 mm). Among 0.5, 1, 1.5 and 2 mm (``Testing/benchmarks/
-#: error_risk_study.py`` on the 52 EMIDEC leave-one-slice-out cases and 11 phantom cases), 1.5
-#: and 2 mm ranked the wrong nodes best (0.865-0.866 on EMIDEC, 0.962-0.963 on the phantoms).
+#: clinical LGE pixel (1.25-2 mm). With the growth below, 1, 1.5 and 2 mm rank the wrong nodes
+#: within 0.001 of each other (``Testing/benchmarks/error_risk_study.py``: mean AUC 0.864-0.865
+#: on the 52 EMIDEC leave-one-slice-out cases, 0.962-0.963 on 11 phantom cases; 0.5 mm lower).
 BORDER_SPREAD_MM = 1.5
 
 #: How much that spread grows (mm per mm) with the distance to the nearest constrained node:
