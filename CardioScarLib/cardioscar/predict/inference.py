@@ -247,7 +247,7 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
         if weight.shape != prior.shape:
             raise CardioScarError(f"residual_weight must hold one value per node ({coords.shape[0]}), got {weight.shape[0]}")
     if mc_samples == 1:
-        logger.warning("mc_samples=1: the uncertainty (std) will be 0 everywhere; use >= 2 samples")
+        logger.warning("mc_samples=1: the uncertainty (std) will be 0 everywhere; use 10 or more samples for a useful one")
     device = as_device(device)
     modes = [(module, module.training) for module in model.modules()]  # eval() + enable_dropout() is a mode too
     home = next(model.parameters()).device
