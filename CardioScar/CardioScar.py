@@ -875,9 +875,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         rows, p = tags.summary(), self._parameterNode
         core = (_(" (core from '{model}')").format(model=p.tagCoreModel.GetName()) if p.tagCoreModel is not None
                 else _(" (core from {field})").format(field=p.tagCoreField.strip()) if p.tagCoreField.strip() else "")
-        self.ui.statusLabel.text = _("Tagged '{name}'{core}: border zone {border:.2f} ml, core {volume:.2f} ml.").format(
-            name=p.tagModel.GetName(), core=core, border=rows["border_zone"]["volume_ml"],
-            volume=rows["core"]["volume_ml"])
+        if "area_cm2" in rows["core"]:  # a surface model has no volume: its classes as areas, as the sidecar's
+            amounts = _("border zone {border:.2f} cm², core {area:.2f} cm² (a surface: areas)").format(
+                border=rows["border_zone"]["area_cm2"], area=rows["core"]["area_cm2"])
+        else:
+            amounts = _("border zone {border:.2f} ml, core {volume:.2f} ml").format(
+                border=rows["border_zone"]["volume_ml"], volume=rows["core"]["volume_ml"])
+        self.ui.statusLabel.text = _("Tagged '{name}'{core}: {amounts}.").format(name=p.tagModel.GetName(), core=core,
+                                                                                 amounts=amounts)
         self._log(self.ui.statusLabel.text)
         return tags
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import slicer  # noqa: E402
 import vtk  # noqa: E402
+import vtk.util.numpy_support  # noqa: E402
 
 import slicer_widget_harness as harness  # noqa: E402
 from test_simulation_export import read_opencarp  # noqa: E402
@@ -65,6 +66,32 @@ def test_tag_and_export_write_the_tagged_model_and_the_files(panel, phantom, tmp
     parameters = widget._parameterNode  # every choice is kept on the parameter node (saved with the scene)
     assert (parameters.tagBorderZone, parameters.tagCore, parameters.tagNumbers, parameters.exportFormat,
             parameters.exportUnits) == (0.3, 0.6, "4,5,6", "vtu", "mm")
+
+
+@LATEST
+def test_tagging_a_surface_model_reports_areas_not_zero_volumes(panel, phantom):
+    """A surface has no volume: the status line said "border zone 0.00 ml, core 0.00 ml" for any
+    field (round 5 noticed it); it now gives the classes' areas, as the export's sidecar does."""
+    ui, scene = panel["ui"], panel["scene"]
+    surface = vtk.vtkPolyData()
+    surface.DeepCopy(phantom.surface)
+    points = vtk.util.numpy_support.vtk_to_numpy(surface.GetPoints().GetData())
+    height = points[:, 2]
+    probability = ((height - height.min()) / np.ptp(height)).astype(np.float32)  # healthy, border zone and core
+    array = vtk.util.numpy_support.numpy_to_vtk(probability, deep=True)
+    array.SetName("scar_probability")
+    surface.GetPointData().AddArray(array)
+    model = scene.AddNewNodeByClass("vtkMRMLModelNode", "surface")
+    model.SetAndObserveMesh(surface)
+    model.CreateDefaultDisplayNodes()
+    ui.tagModelSelector.setCurrentNode(model)
+    ui.tagBorderZoneSpinBox.value = 0.3
+    ui.tagCoreSpinBox.value = 0.6
+    ui.tagButton.click()
+    text = ui.statusLabel.text
+    assert text.startswith("Tagged 'surface'") and "cm² (a surface: areas)" in text and " ml" not in text, text
+    border, core = (float(text.split(name)[1].split()[0]) for name in ("border zone ", "core "))
+    assert border > 0 and core > 0  # not the zero volumes of a model without any
 
 
 @BOTH_VERSIONS
