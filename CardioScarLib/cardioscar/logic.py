@@ -42,12 +42,10 @@ from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, pri
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar
 from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
-from cardioscar.predict.error_risk import error_risk
+from cardioscar.predict.error_risk import ERROR_RISK_FIELD, error_risk
 
 logger = logging.getLogger(__name__)
 
-#: Point array beside scar_probability / scar_uncertainty: see :mod:`cardioscar.error_risk`.
-ERROR_RISK_FIELD = "scar_error_risk"
 
 __all__ = [
     "PreprocessingRequest",

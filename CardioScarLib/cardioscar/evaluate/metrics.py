@@ -20,6 +20,7 @@ from vtk.util import numpy_support
 from ..errors import CardioScarError
 from ..io.checks import SAME_NODE_TOLERANCE_MM, check_threshold
 from ..io.meshio import node_offset_mm, read_mesh
+from ..predict.error_risk import ERROR_RISK_FIELD
 from ..simulation.tags import check_scar_field_name
 
 logger = logging.getLogger(__name__)
@@ -228,14 +229,12 @@ def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.
 
 #: The uncertainty field ``apply`` writes; ``evaluate`` scores it when present.
 DEFAULT_UNCERTAINTY_FIELD = "scar_uncertainty"
-#: The risk field ``apply`` writes beside it (cardioscar.logic.ERROR_RISK_FIELD); scored when present.
-ERROR_RISK_FIELD = "scar_error_risk"
 
 
 #: Fields ``apply`` derives from the probability it predicts: none of them is a truth.
 DERIVED_FIELDS = {"scar_binary": "the prediction's own threshold (apply --threshold)",
-                  "scar_uncertainty": "the MC-dropout spread of the prediction",
-                  "scar_error_risk": "the prediction's own error estimate"}
+                  DEFAULT_UNCERTAINTY_FIELD: "the MC-dropout spread of the prediction",
+                  ERROR_RISK_FIELD: "the prediction's own error estimate"}
 
 
 def _refuse_truth_made_from_the_prediction(truth_mesh, truth_field: str, probability_field: str,

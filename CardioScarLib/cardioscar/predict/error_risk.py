@@ -19,9 +19,10 @@ The call at a node is right when two things hold, taken as independent:
   the cut, linear between the node and its nearest node of the other call) and
   ``b = BORDER_SPREAD_MM + BORDER_SPREAD_PER_MM * r``, ``r`` the distance to the nearest
   constrained node (the checkpoint's ``constraint_points_lps``). Half the distance to that node
-  ranked the wrong nodes 0.002-0.003 better on average but made the risk depend on the mesh:
-  the same model gave a 1.7 mm mesh of the same heart a mean risk 0.098 against 0.056 on a
-  5 mm one (``Testing/benchmarks/error_risk_mesh_resolution.py``).
+  ranked the wrong nodes 0.002-0.004 better on average but made the risk depend on the mesh:
+  one model gave the same heart meshed with 1.5k, 6k and 24k nodes a mean risk of 0.079, 0.101
+  and 0.141, against 0.070, 0.081 and 0.099 with this distance
+  (``Testing/benchmarks/error_risk_mesh_resolution.py``).
 
 The risk is ``1 - (1 - value term) (1 - border term)``. Files without constraint points (older
 checkpoints, the reference tool's) get the value term alone, as before. Why the border term
@@ -48,6 +49,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import erfc
 
+#: The point array the risk is written as, beside ``scar_probability`` / ``scar_uncertainty``.
+ERROR_RISK_FIELD = "scar_error_risk"
+
 #: The spread every node's error has beside its MC-dropout std (see the module docstring): among
 #: 0, 0.02, 0.05 and 0.1 on the segmented phantoms, 0.1 gave the highest mean wrong-node AUC.
 RISK_SPREAD_FLOOR = 0.1
@@ -67,9 +71,11 @@ BORDER_SPREAD_PER_MM = 0.2
 def distance_to_border(points: np.ndarray, probability: np.ndarray, cut: float = 0.5) -> np.ndarray:
     """mm from each node to the border where ``probability`` crosses ``cut``: linear between the
     node and its nearest node of the other call, so the node's share of that distance is its
-    margin's share of the two margins. A distance on the field, not on the mesh: the same heart
-    meshed finer or coarser gives the same risk (half the distance to that node, the mesh's own
-    step, made a finer mesh look riskier); ``inf`` where every node makes the same call."""
+    margin's share of the two margins. A distance on the field rather than on the mesh: half the
+    distance to that node, the mesh's own step, made a finer mesh of the same heart look far
+    riskier; this one still grows somewhat where the field is not linear between coarse nodes
+    (``Testing/benchmarks/error_risk_mesh_resolution.py``); ``inf`` where every node makes the
+    same call."""
     above = probability >= cut
     margin = np.abs(probability - cut)
     distance = np.full(len(probability), np.inf)
