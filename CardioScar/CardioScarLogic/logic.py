@@ -25,6 +25,7 @@ import slicer
 
 from cardioscar.errors import CardioScarError
 from cardioscar.prepare.slices import RECORDED
+from cardioscar.simulation.opencarp import drop_stale_tissue_tags
 
 from . import results
 from .aha import AhaInputs
@@ -341,6 +342,10 @@ class CardioScarLogic:
                                     arrays[results.UNCERTAINTY], options.threshold, history, device, seconds, slab,
                                     myocardium)
         results.write_point_arrays(model_node, arrays)
+        if drop_stale_tissue_tags(model_node.GetMesh()):
+            # a *Tag* of an earlier result: the old scar's classes beside the new field (saved with the model)
+            logger.warning("CardioScar: the model '%s' had tissue_tag tags of an earlier result; they are removed "
+                           "(tag the new result again)", model_node.GetName())
         results.keep_scar_rule(model_node, checkpoint)
         legend = results.show_field(model_node, results.PROBABILITY, self.color_logic)
         table = results.update_summary_table(model_node, rows)

@@ -38,6 +38,7 @@ from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label
 from cardioscar.fit.normalization import fit_scaler, normalize
 from cardioscar.prepare.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
+from cardioscar.simulation.opencarp import TAG_ARRAY, drop_stale_tissue_tags
 from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar
@@ -800,5 +801,8 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
         mesh.dataset.GetPointData().RemoveArray("scar_binary")
         logger.warning("%s had a scar_binary field from an earlier run; it is not copied to %s (give --threshold "
                        "to write a new one)", mesh_path, output_path)
+    if drop_stale_tissue_tags(mesh.dataset):
+        logger.warning("%s had %s tags from an earlier export; they describe that run's scar, not this one, and are "
+                       "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

@@ -252,6 +252,36 @@ def _refuse_truth_made_from_the_prediction(truth_mesh, truth_field: str, probabi
                               "phantom or label-map mesh)")
 
 
+def _risk_is_of_this_call(prediction, probability_field: str, probability: np.ndarray, threshold: float,
+                          name: str) -> bool:
+    """Whether the file's ``scar_error_risk`` is the risk of the call being scored: that of
+    ``scar_probability`` at ``threshold``. ``apply`` computes it for the call at its own
+    ``--threshold`` (the one ``scar_binary`` holds; 0.5 without one). Scored against the nodes
+    wrong at another threshold, or against another field, its AUC measured a call it was never
+    made for (a risk at 0.5 scored at 0.3 on the phantom: 0.87 against the margin's 0.98, where
+    at its own threshold it is level with it). If not, a warning says what to give and the risk's
+    scores are left out; the other scores stand."""
+    if probability_field != "scar_probability":
+        logger.warning("%s: %s is the risk of scar_probability's call, not of '%s': its scores are left out",
+                       name, ERROR_RISK_FIELD, probability_field)
+        return False
+    binary = prediction.point_array("scar_binary") if prediction.dataset.GetPointData().HasArray("scar_binary") \
+        else None
+    made_for = probability >= 0.5 if binary is None else np.asarray(binary).ravel() > 0.5
+    if np.array_equal(probability >= threshold, made_for):
+        return True  # the same call, node for node: the same wrong nodes
+    if binary is None:
+        what = "the call at 0.5 (apply without --threshold)"
+    else:
+        low, high = probability[~made_for], probability[made_for]
+        what = (f"the call in its scar_binary (apply --threshold between {low.max() if low.size else 0.0:.3g} and "
+                f"{high.min() if high.size else 1.0:.3g})")
+    logger.warning("%s: %s is the risk of %s, not of the call at --threshold %g: its scores are left out; evaluate "
+                   "at that threshold for them (or apply with --threshold %g)", name, ERROR_RISK_FIELD, what,
+                   threshold, threshold)
+    return False
+
+
 def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
                     probability_field: str = "scar_probability", truth_field: str = "scar_truth",
                     uncertainty_field: str = DEFAULT_UNCERTAINTY_FIELD, threshold: float = 0.5,
@@ -299,5 +329,8 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
                                   f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
         check_unit_range(values, f"{Path(path).name}: field '{field}'")
     _refuse_truth_made_from_the_prediction(truth_mesh, truth_field, probability_field, probability, Path(truth_path).name)
+    if error_risk is not None and not _risk_is_of_this_call(prediction, probability_field, probability, threshold,
+                                                            Path(prediction_path).name):
+        error_risk = None
     return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
                            node_volumes(truth_mesh.dataset), threshold, error_risk)

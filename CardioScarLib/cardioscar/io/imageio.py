@@ -393,6 +393,11 @@ def _checked(image: sitk.Image, source: Path) -> sitk.Image:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CardioScarError(f"Image {source.name} has {image.GetNumberOfComponentsPerPixel()} components per "
                               "voxel (vector/RGB); give a scalar LGE image or label map")
+    if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+        # numpy's cast keeps the real part alone: a phase-dependent share of the signal, silently
+        raise CardioScarError(f"Image {source.name} holds complex voxels (real and imaginary parts); give the "
+                              "magnitude image (e.g. SimpleITK's ComplexToModulus) or the scanner's PSIR/magnitude "
+                              "series")
     if image.GetDimension() != 3:
         raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
                               "be a 3D volume with N slices")

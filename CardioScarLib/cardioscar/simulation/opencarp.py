@@ -191,6 +191,21 @@ def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fi
     }
 
 
+def drop_stale_tissue_tags(dataset) -> bool:
+    """Remove the ``tissue_tag`` point and cell arrays an earlier ``export --format vtu`` (or the
+    Slicer *Tag*) left on a mesh that now gets a new probability; True if there were any.
+
+    Why: the tags are the earlier field cut at its thresholds; kept beside a new field they
+    disagreed with it without a word, and meshtool, ``aha --tags-field`` or a simulator reading
+    the cell tags took the old scar for the new one."""
+    found = False
+    for data in (dataset.GetPointData(), dataset.GetCellData()):
+        if data.HasArray(TAG_ARRAY):
+            data.RemoveArray(TAG_ARRAY)
+            found = True
+    return found
+
+
 def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
     """The mesh as ``.vtu`` with ``tissue_tag`` as cell and point data (meshtool and ParaView read it)."""
     target = Path(path)

@@ -1,0 +1,41 @@
+"""Round 6 in the Slicer Logic on real MRML (slicer-core, no Qt): a new result on a model node
+that was tagged (*Tag*) no longer keeps the earlier result's ``tissue_tag``, as ``cardioscar
+apply`` no longer copies an export's tags. What this cannot prove: the panel's display (Qt)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic.tissue import tag_model_node  # noqa: E402
+from conftest import trained_small_phantom  # noqa: E402
+
+
+def test_a_new_result_drops_the_tags_of_the_earlier_one(tmp_path, caplog):
+    """*Tag* writes ``tissue_tag`` as point and cell arrays on the model; *Apply* (or *Train and
+    apply*) into the same node, or into a new node (which copies the input's arrays), replaced
+    the probability and kept the old tags: saved with the model they went to meshtool or a
+    simulator as this result's classes. Now the tags are removed with a warning."""
+    _, paths = trained_small_phantom(tmp_path, 300)
+    context = csl.create_scene()
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    options = csl.ReconstructionOptions(inference_mc_samples=2, seed=7, num_threads=1)
+    model = csl.load_model(context.scene, paths["mesh"])
+    logic.apply_model(tmp_path / "model.pth", model, options)
+    tags = tag_model_node(model)
+    assert (tags.node_tags > 1).sum() > 10  # a scar was tagged
+    mesh = model.GetMesh()
+    assert mesh.GetPointData().HasArray("tissue_tag") and mesh.GetCellData().HasArray("tissue_tag")
+    copy = csl.results.new_output_model(model)  # the panel's "output to a new model"
+    for node in (model, copy):
+        caplog.clear()
+        logic.apply_model(tmp_path / "model.pth", node, options)
+        mesh = node.GetMesh()
+        assert not mesh.GetPointData().HasArray("tissue_tag") and not mesh.GetCellData().HasArray("tissue_tag")
+        assert "had tissue_tag tags of an earlier result" in caplog.text
