@@ -98,3 +98,29 @@ def test_a_complex_image_is_refused(trained, capsys, pixel):
                                 "--slice-thickness-padding", 4, "--output", out / "out.npz"],
                                "holds complex voxels (real and imaginary parts); give the magnitude image",
                                capsys, out)
+
+
+def _stack_moved_along_its_normal(source, target, mm: float) -> None:
+    """The LGE stack's header moved ``mm`` along the slice normal (another exam's slice positions)."""
+    image = sitk.ReadImage(str(source))
+    normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
+    image.SetOrigin(tuple(np.array(image.GetOrigin()) + mm * normal))
+    sitk.WriteImage(image, str(target))
+
+
+def test_scar_on_slices_that_catch_no_mesh_node(trained, capsys):
+    """A stack 45 mm off the mesh along its normal still overlaps it in-plane (the field-of-view
+    check passed): the phantom's four slices with scar caught no node, the five without caught
+    498, and ``prepare`` wrote a training set without scar (largest target 5e-10), exit 0.
+    Refused now; with part of the scar lost (25 mm off: 114 of 322 scar pixels) a warning, and
+    slices without scar beyond the mesh (50 mm the other way) pass quietly."""
+    out = trained["out"]
+    for mm in (-45.0, -25.0, 50.0):
+        _stack_moved_along_its_normal(trained["image"], out / f"moved{mm:g}.nii.gz", mm)
+    common = ["--mesh", trained["mesh"], "--slice-thickness-padding", 4]
+    assert_refused_in_one_line(["prepare", *common, "--image", out / "moved-45.nii.gz", "--output", out / "out.npz"],
+                               "Every scar pixel (322) lies on slices that catch no mesh node", capsys, out)
+    err = _run(capsys, "prepare", *common, "--image", out / "moved-25.nii.gz", "--output", out / "part.npz")
+    assert "114 of 322 scar pixels lie on 2 slice(s) that catch no mesh node" in err, err[-2000:]
+    err = _run(capsys, "prepare", *common, "--image", out / "moved50.nii.gz", "--output", out / "beyond.npz")
+    assert "catch no mesh node" not in err
