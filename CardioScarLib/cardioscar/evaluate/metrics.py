@@ -258,8 +258,8 @@ def _risk_is_of_this_call(prediction, probability_field: str, probability: np.nd
     ``scar_probability`` at ``threshold``. ``apply`` computes it for the call at its own
     ``--threshold`` (the one ``scar_binary`` holds; 0.5 without one). Scored against the nodes
     wrong at another threshold, or against another field, its AUC measured a call it was never
-    made for (a risk at 0.5 scored at 0.3 on the phantom: 0.87 against the margin's 0.98, where
-    at its own threshold it is level with it). If not, a warning says what to give and the risk's
+    made for (a risk at 0.5 scored at 0.3 on the phantom: 0.87 against the margin's 0.98; at its
+    own 0.5, 0.96 against 0.97). If not, a warning says what to give and the risk's
     scores are left out; the other scores stand."""
     if probability_field != "scar_probability":
         logger.warning("%s: %s is the risk of scar_probability's call, not of '%s': its scores are left out",
