@@ -124,3 +124,18 @@ def test_scar_on_slices_that_catch_no_mesh_node(trained, capsys):
     assert "114 of 322 scar pixels lie on 2 slice(s) that catch no mesh node" in err, err[-2000:]
     err = _run(capsys, "prepare", *common, "--image", out / "moved50.nii.gz", "--output", out / "beyond.npz")
     assert "catch no mesh node" not in err
+
+
+def test_cohort_ids_that_differ_only_in_case_are_refused(trained, capsys):
+    """Each cohort id names its results folder; ``P001`` and ``p001`` passed the unique-id check
+    and on macOS and Windows (case-insensitive file systems) are one folder, where the second
+    patient's results replaced the first's, both reported done. Refused before anything runs."""
+    out = trained["out"]
+    manifest = out / "cohort.csv"
+    manifest.write_text(f"id,mesh,image\nP001,{trained['mesh']},{trained['image']}\n"
+                        f"p001,{trained['mesh']},{trained['image']}\n")
+    capsys.readouterr()
+    assert main(["cohort", "run", str(manifest), "--output-dir", str(out / "results"), "--workers", "1"]) != 0
+    err = capsys.readouterr().err
+    assert "row 2 (id p001): id p001 is also on row 1 (ids are compared without case" in err, err[-2000:]
+    assert not (out / "results").exists() or not any((out / "results").iterdir())

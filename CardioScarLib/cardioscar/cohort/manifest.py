@@ -240,10 +240,13 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             problem(f"column '{column}': {reason}; leave it empty")
     if not _ID.match(ident):
         problem(f"column 'id' must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {ident!r}")
-    elif ident in seen:
-        problem(f"id {ident} is also on row {seen[ident]}; ids must be unique")
+    elif ident.casefold() in seen:
+        # compared without case: each id names its results folder, and on macOS and Windows
+        # P001 and p001 are one folder, where the second patient's results replaced the first's
+        problem(f"id {ident} is also on row {seen[ident.casefold()]} (ids are compared without case: each names a "
+                "results folder, one on macOS and Windows); ids must be unique")
     else:
-        seen[ident] = number
+        seen[ident.casefold()] = number
 
     mesh = _text(row.get("mesh"))
     mesh_path = (base / mesh) if mesh else None
