@@ -108,22 +108,36 @@ def _stack_moved_along_its_normal(source, target, mm: float) -> None:
     sitk.WriteImage(image, str(target))
 
 
-def test_scar_on_slices_that_catch_no_mesh_node(trained, capsys):
+def test_scar_that_reaches_no_mesh_node(trained, capsys):
     """A stack 45 mm off the mesh along its normal still overlaps it in-plane (the field-of-view
     check passed): the phantom's four slices with scar caught no node, the five without caught
-    498, and ``prepare`` wrote a training set without scar (largest target 5e-10), exit 0.
-    Refused now; with part of the scar lost (25 mm off: 114 of 322 scar pixels) a warning, and
-    slices without scar beyond the mesh (50 mm the other way) pass quietly."""
+    498, and ``prepare`` wrote a training set without scar (largest target 5e-10), exit 0; a mesh
+    read in the other frame (RAS relabelled) met the slices only where there is no scar, 279
+    rows, with a field-of-view warning. Both refused now. With a slice of scar lost (15 mm off:
+    the apical slice, 9 of 322 scar pixels) a warning; the right stack says nothing."""
+    from cardioscar.io.meshio import write_mesh
+
     out = trained["out"]
-    for mm in (-45.0, -25.0, 50.0):
+    for mm in (-45.0, -15.0):
         _stack_moved_along_its_normal(trained["image"], out / f"moved{mm:g}.nii.gz", mm)
-    common = ["--mesh", trained["mesh"], "--slice-thickness-padding", 4]
-    assert_refused_in_one_line(["prepare", *common, "--image", out / "moved-45.nii.gz", "--output", out / "out.npz"],
-                               "Every scar pixel (322) lies on slices that catch no mesh node", capsys, out)
-    err = _run(capsys, "prepare", *common, "--image", out / "moved-25.nii.gz", "--output", out / "part.npz")
-    assert "114 of 322 scar pixels lie on 2 slice(s) that catch no mesh node" in err, err[-2000:]
-    err = _run(capsys, "prepare", *common, "--image", out / "moved50.nii.gz", "--output", out / "beyond.npz")
-    assert "catch no mesh node" not in err
+    mirrored = read_mesh(trained["mesh"])
+    mirrored.space = "RAS"  # the same numbers read in the other frame: mirrored in x and y
+    write_mesh(mirrored, out / "mirrored.vtk")
+    padding = ["--slice-thickness-padding", 4]
+    assert_refused_in_one_line(["prepare", "--mesh", trained["mesh"], "--image", out / "moved-45.nii.gz", *padding,
+                                "--output", out / "out.npz"],
+                               "None of the 322 scar pixels of the chosen slices reaches a mesh node ('moved-45.nii.gz k=0'",
+                               capsys, out)
+    assert_refused_in_one_line(["prepare", "--mesh", out / "mirrored.vtk", "--image", trained["image"], *padding,
+                                "--output", out / "out.npz"],
+                               "None of the 322 scar pixels of the chosen slices reaches a mesh node", capsys, out)
+    err = _run(capsys, "prepare", "--mesh", trained["mesh"], "--image", out / "moved-15.nii.gz", *padding,
+               "--output", out / "part.npz")
+    assert "9 of 322 scar pixels lie on slices that catch no mesh node ('moved-15.nii.gz k=0' catch no node" in err, \
+        err[-2000:]
+    err = _run(capsys, "prepare", "--mesh", trained["mesh"], "--image", trained["image"], *padding,
+               "--output", out / "right.npz")
+    assert "catch no mesh node" not in err and "reaches a mesh node" not in err
 
 
 def test_cohort_ids_that_differ_only_in_case_are_refused(trained, capsys):

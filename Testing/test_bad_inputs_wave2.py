@@ -301,10 +301,9 @@ def _aha_normal(f: dict, image: Path) -> list:
 # id -> (arguments of the right input, of the suspicious one, the warning's marker, a fragment of it).
 # Not errors (each may be right), but no longer silent; the right input says nothing.
 WARNINGS = {
-    # the mesh read mirrored in x and y (a RAS file without its SPACE marker) still met the slices in
-    # part: the nodes it put in a slab trained on the wrong pixels. A field of view holds the heart.
-    "a mesh outside the field of view": (lambda f: _prepare_scar_map(f), lambda f: _prepare_scar_map(f, "mirrored"),
-                                         "field of view", "check the mesh's frame (its SPACE=LPS or SPACE=RAS"),
+    # (the mesh read mirrored in x and y, a RAS file without its SPACE marker, was here: since round 6
+    # it is refused after its field-of-view warning, none of the scar map's scar reaching a node;
+    # Testing/test_bad_inputs_core.py checks the warning and Testing/test_bad_inputs_round6.py the refusal)
     # slices 10 mm apart, a 20 mm half-width (the thickness, doubled): each covered node in about
     # 3.5 slabs, constrained by slices that are not its neighbours (Dice 0.54 on the demo phantom)
     "slabs of parallel slices that overlap": (lambda f: _prepare_scar_map(f), lambda f: _prepare_scar_map(f, padding=20.0),
