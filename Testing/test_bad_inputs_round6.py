@@ -153,3 +153,24 @@ def test_cohort_ids_that_differ_only_in_case_are_refused(trained, capsys):
     err = capsys.readouterr().err
     assert "row 2 (id p001): id p001 is also on row 1 (ids are compared without case" in err, err[-2000:]
     assert not (out / "results").exists() or not any((out / "results").iterdir())
+
+
+def test_export_names_a_border_zone_off_the_threshold_apply_called(trained, capsys):
+    """``apply --threshold 0.3`` writes ``scar_binary`` (the call at 0.3); ``export`` with its
+    default ``--border-zone`` 0.5 then tagged another, smaller scar (the phantom: 79 nodes for the
+    map's 163), without a word. A warning now gives the border zone to use; the same export with
+    it, and a prediction without a threshold, say nothing."""
+    out = trained["out"]
+    _run(capsys, "apply", "--model", trained["model"], "--mesh", trained["mesh"], "--output", out / "called.vtk",
+         "--threshold", 0.3, "--seed", 1)
+    err = _run(capsys, "export", "--mesh", out / "called.vtk", "--format", "vtu", "--output", out / "tagged05.vtu")
+    warned = [line for line in err.splitlines() if "scar_binary" in line]
+    assert len(warned) == 1 and "(the call of apply --threshold 0.3)" in warned[0] \
+        and "give --border-zone 0.3" in warned[0], err[-2000:]
+    err = _run(capsys, "export", "--mesh", out / "called.vtk", "--format", "vtu", "--output", out / "tagged03.vtu",
+               "--border-zone", 0.3)
+    assert "scar_binary" not in err
+    _run(capsys, "apply", "--model", trained["model"], "--mesh", trained["mesh"], "--output", out / "plain.vtk",
+         "--seed", 1)
+    assert "scar_binary" not in _run(capsys, "export", "--mesh", out / "plain.vtk", "--format", "vtu", "--output",
+                                     out / "plain.vtu")

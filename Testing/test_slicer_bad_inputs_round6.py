@@ -39,3 +39,21 @@ def test_a_new_result_drops_the_tags_of_the_earlier_one(tmp_path, caplog):
         mesh = node.GetMesh()
         assert not mesh.GetPointData().HasArray("tissue_tag") and not mesh.GetCellData().HasArray("tissue_tag")
         assert "had tissue_tag tags of an earlier result" in caplog.text
+
+
+def test_tag_names_a_border_zone_off_the_threshold_of_the_run(tmp_path, caplog):
+    """A run with *Threshold* 0.3 writes ``scar_binary`` at 0.3; *Tag* with its default border zone
+    0.5 tagged another, smaller scar without a word, as ``cardioscar export`` did. Now a warning
+    gives the border zone to use; tagging at it says nothing."""
+    _, paths = trained_small_phantom(tmp_path, 300)
+    context = csl.create_scene()
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    model = csl.load_model(context.scene, paths["mesh"])
+    logic.apply_model(tmp_path / "model.pth", model,
+                      csl.ReconstructionOptions(inference_mc_samples=2, seed=7, num_threads=1, threshold=0.3))
+    caplog.clear()
+    tag_model_node(model)
+    assert "its scar_binary (the call of apply --threshold 0.3)" in caplog.text, caplog.text[-2000:]
+    caplog.clear()
+    tag_model_node(model, border_zone=0.3)
+    assert "scar_binary" not in caplog.text

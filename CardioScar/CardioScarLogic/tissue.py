@@ -21,7 +21,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, refuse_scar_as_core
 from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagged_vtu
-from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, tag_mesh
+from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, tag_mesh, warn_border_zone_off_the_call
 
 from .geometry import model_points_lps, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
@@ -143,6 +143,7 @@ def tag_model_node(model_node, border_zone: Optional[float] = None, core: Option
     mesh = model_node.GetMesh()
     tags = tag_mesh(world_mesh_lps(model_node, model_points_lps(model_node)), scar, core_array, border_zone, core,
                     tag_values)
+    warn_border_zone_off_the_call(mesh, scar, tags.border_zone, f"The model '{model_node.GetName()}'")
     write_point_arrays(model_node, {TAG_ARRAY: tags.node_tags})
     cell_array = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=True)
     cell_array.SetName(TAG_ARRAY)
