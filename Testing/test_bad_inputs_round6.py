@@ -17,14 +17,15 @@ import SimpleITK as sitk
 from cardioscar.cli import main
 from cardioscar.io.meshio import read_mesh
 from conftest import assert_refused_in_one_line, trained_small_phantom
+from test_aha import INSERTION_DEG, _wall_point
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """The phantom, its training data and a model trained for 300 fast-preset epochs."""
     out = tmp_path_factory.mktemp("round6")
-    _, paths = trained_small_phantom(out, 300)
-    return {"out": out, **paths, "model": out / "model.pth"}
+    phantom, paths = trained_small_phantom(out, 300)
+    return {"out": out, **paths, "model": out / "model.pth", "phantom": phantom}
 
 
 def _run(capsys, *args) -> str:
@@ -158,8 +159,9 @@ def test_cohort_ids_that_differ_only_in_case_are_refused(trained, capsys):
 def test_export_names_a_border_zone_off_the_threshold_apply_called(trained, capsys):
     """``apply --threshold 0.3`` writes ``scar_binary`` (the call at 0.3); ``export`` with its
     default ``--border-zone`` 0.5 then tagged another, smaller scar (the phantom: 79 nodes for the
-    map's 163), without a word. A warning now gives the border zone to use; the same export with
-    it, and a prediction without a threshold, say nothing."""
+    map's 163), without a word, and ``aha`` counted the scar at its own ``--threshold`` 0.5. A
+    warning now gives the value to use; the same commands with it, and a prediction without a
+    threshold, say nothing."""
     out = trained["out"]
     _run(capsys, "apply", "--model", trained["model"], "--mesh", trained["mesh"], "--output", out / "called.vtk",
          "--threshold", 0.3, "--seed", 1)
@@ -167,6 +169,12 @@ def test_export_names_a_border_zone_off_the_threshold_apply_called(trained, caps
     warned = [line for line in err.splitlines() if "scar_binary" in line]
     assert len(warned) == 1 and "(the call of apply --threshold 0.3)" in warned[0] \
         and "give --border-zone 0.3" in warned[0], err[-2000:]
+    # aha counted the scar at its own --threshold (0.5) the same way
+    anterior, inferior = (",".join(f"{c:.4f}" for c in _wall_point(trained["phantom"], angle)) for angle in INSERTION_DEG)
+    aha = ["aha", "--mesh", out / "called.vtk", "--rv-point", anterior, "--rv-inferior-point", inferior]
+    err = _run(capsys, *aha, "--output-dir", out / "aha05")
+    assert "give --threshold 0.3 (the same setting in Slicer) to count the scar apply called" in err, err[-2000:]
+    assert "scar_binary" not in _run(capsys, *aha, "--threshold", 0.3, "--output-dir", out / "aha03")
     err = _run(capsys, "export", "--mesh", out / "called.vtk", "--format", "vtu", "--output", out / "tagged03.vtu",
                "--border-zone", 0.3)
     assert "scar_binary" not in err

@@ -21,7 +21,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.simulation.opencarp import TAG_ARRAY
-from cardioscar.simulation.tags import check_probability_field, check_scar_field_name
+from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
@@ -293,6 +293,8 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
 
     point_segments = np.zeros(mesh.n_points, dtype=np.int64)
     point_segments[lv_ids] = frame.segments(points[lv_ids])
+    if options.field == "scar_probability":
+        warn_border_zone_off_the_call(mesh.dataset, values, options.threshold, where, "--threshold", "count")
     scar = np.where(lv_nodes, values >= options.threshold, False).astype(float)
     border = None
     if options.tags_field is not None:

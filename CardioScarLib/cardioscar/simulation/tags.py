@@ -164,7 +164,8 @@ def element_sizes(dataset: vtk.vtkDataSet, measure: str = "Volume") -> np.ndarra
     return np.abs(vtk_to_numpy(sizes.GetOutput().GetCellData().GetArray(measure)).astype(np.float64))
 
 
-def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, border_zone: float, name: str) -> None:
+def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, border_zone: float, name: str,
+                                  option: str = "--border-zone", use: str = "tag") -> None:
     """Warn when the mesh's ``scar_binary`` (the call ``apply --threshold T`` wrote beside the
     probability) and the border-zone cut being tagged disagree on some nodes.
 
@@ -172,7 +173,8 @@ def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, bor
     simulated another scar than the one the thresholded map shows, without a word (the 1,500-node
     phantom applied at 0.3: the export's scar 79 nodes, the map's 163). Grading at another cut
     can be meant, so a warning with the threshold to give, not an error. Only for the field
-    ``scar_binary`` was cut from (``scar_probability``)."""
+    ``scar_binary`` was cut from (``scar_probability``); ``aha`` asks the same of its
+    ``--threshold`` (``option``), to ``use`` ("count") the scar."""
     array = dataset.GetPointData().GetArray("scar_binary")
     if array is None or array.GetNumberOfTuples() != len(scar):
         return
@@ -181,10 +183,9 @@ def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, bor
     differ = int(np.count_nonzero(called != tagged))
     if differ:
         cut = _shortest_cut(float(np.max(scar[~called], initial=0.0)), float(np.min(scar[called], initial=1.0)))
-        logger.warning("%s: its scar_binary (the call of apply --threshold %s) marks %d nodes scar, the border zone "
-                       "from %g tags %d (%d differ); give --border-zone %s (in Slicer the Tag's border zone) to tag "
-                       "the scar apply called", name, cut, int(called.sum()), border_zone, int(tagged.sum()), differ,
-                       cut)
+        logger.warning("%s: its scar_binary (the call of apply --threshold %s) marks %d nodes scar, the cut at %g marks "
+                       "%d (%d differ); give %s %s (the same setting in Slicer) to %s the scar apply called", name, cut,
+                       int(called.sum()), border_zone, int(tagged.sum()), differ, option, cut, use)
 
 
 def _shortest_cut(below: float, top: float) -> str:
