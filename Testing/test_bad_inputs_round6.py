@@ -182,3 +182,44 @@ def test_export_names_a_border_zone_off_the_threshold_apply_called(trained, caps
          "--seed", 1)
     assert "scar_binary" not in _run(capsys, "export", "--mesh", out / "plain.vtk", "--format", "vtu", "--output",
                                      out / "plain.vtu")
+
+
+def test_another_patients_mesh_on_a_myocardium_map_is_named(shared_data, tmp_path, capsys):
+    """EMIDEC's label maps share one origin, so another patient's mesh lies inside the field of
+    view, meets scar and passed every check: P087's mesh on P064's map trained the rows of the
+    9 % of its in-slab nodes that touch P064's myocardium, exit 0. A warning now; the mesh made
+    from the map itself (77 % on the myocardium) says nothing."""
+    def labels(case: str) -> str:
+        return str(shared_data / "emidec" / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz")
+
+    for case in ("P064", "P087"):
+        _run(capsys, "mesh-from-labels", "--labels", labels(case), "--output", tmp_path / f"{case}.vtk")
+    common = ["--image", labels("P064"), "--scar-labels", "3,4", "--myocardium-labels", "2,3,4"]
+    err = _run(capsys, "prepare", "--mesh", tmp_path / "P087.vtk", *common, "--output", tmp_path / "other.npz")
+    warned = [line for line in err.splitlines() if "lie on the myocardium the mask or labels give" in line]
+    assert len(warned) == 1 and "only 9% of the mesh's nodes inside the chosen slices" in warned[0], err[-2000:]
+    err = _run(capsys, "prepare", "--mesh", tmp_path / "P064.vtk", *common, "--output", tmp_path / "own.npz")
+    assert "lie on the myocardium the mask or labels give" not in err
+
+
+def test_cohort_rows_sharing_a_mesh_or_image_are_named(trained, caplog):
+    """A manifest row copied and half edited (the next patient's LGE on the previous patient's
+    mesh), or a patient on two rows, ran without a word: with images of one origin the mesh
+    lies in the field of view (the test above), and the cohort's table counts a patient twice.
+    ``read_manifest`` (what ``cohort run`` does first) names the rows; distinct rows say nothing."""
+    from cardioscar.cohort.manifest import read_manifest
+
+    out = trained["out"]
+    other = out / "other_lge.nii.gz"
+    other.write_bytes(trained["image"].read_bytes())
+    manifest = out / "shared.csv"
+    manifest.write_text(f"id,mesh,image\nP001,{trained['mesh']},{trained['image']}\nP002,{trained['mesh']},{other}\n"
+                        f"P003,{trained['mesh']},{other}\n")
+    caplog.clear()
+    read_manifest(manifest)
+    assert f"rows 1, 2, 3 (ids P001, P002, P003) share {trained['mesh'].name}: a row copied" in caplog.text
+    assert "rows 2, 3 (ids P002, P003) have the same mesh and images: the same patient twice?" in caplog.text
+    manifest.write_text(f"id,mesh,image\nP001,{trained['mesh']},{trained['image']}\n")
+    caplog.clear()
+    read_manifest(manifest)
+    assert "the manifest's rows" not in caplog.text

@@ -10,6 +10,7 @@ ignored: a silently ignored option would be a different patient model.
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any, Callable, Optional
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingRequest
 from cardioscar.io.meshio import MESH_SUFFIXES
+
+logger = logging.getLogger(__name__)
 
 #: Values of ``options`` when a row leaves the column empty (the CLI's own defaults).
 DEFAULTS: dict[str, Any] = {
@@ -345,4 +348,28 @@ def read_manifest(path: str | Path) -> list[PatientSpec]:
     if errors:
         listed = "\n  ".join(errors)
         raise CardioScarError(f"the manifest {path} has {len(errors)} problem(s):\n  {listed}")
+    _warn_shared_inputs(patients)
     return patients
+
+
+def _warn_shared_inputs(patients: list[PatientSpec]) -> None:
+    """Warn about rows that share a mesh or an image file: a row copied and half edited puts one
+    patient's LGE on another's heart, and where every image has the same origin (challenge data
+    converted to NIfTI, EMIDEC's) that mesh lies inside the field of view and nothing else
+    objects; a patient on two rows is counted twice in the cohort's table. Both can be meant
+    (one mesh under two settings), so a warning names the rows."""
+    by_file: dict[Path, list[PatientSpec]] = {}
+    for spec in patients:
+        for source in {spec.mesh, *spec.images}:
+            by_file.setdefault(source, []).append(spec)
+    reported: set[tuple[str, ...]] = set()
+    for source, specs in by_file.items():
+        ids = tuple(spec.id for spec in specs)
+        if len(specs) < 2 or ids in reported:
+            continue
+        reported.add(ids)
+        same = all((spec.mesh, spec.images) == (specs[0].mesh, specs[0].images) for spec in specs)
+        logger.warning("the manifest's rows %s (ids %s) %s: %s", ", ".join(str(spec.row) for spec in specs),
+                       ", ".join(ids), "have the same mesh and images" if same else f"share {source.name}",
+                       "the same patient twice?" if same else "a row copied and not fully edited? each patient "
+                       "needs its own mesh and images")
