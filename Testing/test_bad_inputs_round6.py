@@ -2,8 +2,10 @@
 main. Each is now refused in one ``error:`` line, or, where the input can be legitimate, named in
 a warning and left out of what it would have falsified.
 
-Real parts throughout: the 1,500-node phantom prepared, trained, applied, exported and evaluated
-by the real command line, and real complex-valued NIfTI written by SimpleITK.
+Real parts throughout: the 1,500-node phantom prepared, trained, applied, exported, evaluated and
+analysed (AHA) by the real command line, complex-valued NIfTI written by SimpleITK, the real
+EMIDEC label maps meshed by ``mesh-from-labels``, and cohort manifests read by the cohort's own
+reader.
 """
 
 from __future__ import annotations
