@@ -1,6 +1,8 @@
 """Round 6 in the Slicer Logic on real MRML (slicer-core, no Qt): a new result on a model node
 that was tagged (*Tag*) no longer keeps the earlier result's ``tissue_tag``, as ``cardioscar
-apply`` no longer copies an export's tags. What this cannot prove: the panel's display (Qt)."""
+apply`` no longer copies an export's tags; *Tag* names a border zone off the run's threshold, as
+``export`` does; *Train and apply* refuses a stack whose scar reaches no node, as ``prepare``
+does. What this cannot prove: the panel's display (Qt)."""
 
 from __future__ import annotations
 
@@ -57,3 +59,28 @@ def test_tag_names_a_border_zone_off_the_threshold_of_the_run(tmp_path, caplog):
     caplog.clear()
     tag_model_node(model, border_zone=0.3)
     assert "scar_binary" not in caplog.text
+
+
+def test_train_and_apply_refuses_scar_that_reaches_no_mesh_node(tmp_path):
+    """The Logic maps slices through the library, so a stack 45 mm off its mesh along the normal
+    (every scar pixel on slices that catch no node: a heart without scar on main) is refused in
+    *Train and apply* too, before the model node changes."""
+    import numpy as np
+    import SimpleITK as sitk
+    from cardioscar.errors import CardioScarError
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+
+    paths = write_phantom(make_phantom(PhantomConfig(target_nodes=1500, seed=3)), tmp_path)
+    image = sitk.ReadImage(str(paths["image"]))
+    normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
+    image.SetOrigin(tuple(np.array(image.GetOrigin()) - 45.0 * normal))
+    sitk.WriteImage(image, str(tmp_path / "moved.nii.gz"))
+    context = csl.create_scene()
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    model = csl.load_model(context.scene, paths["mesh"])
+    volume = csl.load_volume(context.scene, tmp_path / "moved.nii.gz")
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=2, seed=7, num_threads=1, inference_mc_samples=2,
+                                        half_thickness=4.0)
+    with pytest.raises(CardioScarError, match="None of the 322 scar pixels of the chosen slices reaches a mesh node"):
+        logic.train_and_apply(volume, model, options)
+    assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
