@@ -293,18 +293,21 @@ def prepare_from_slices(
     *,
     coverage_mesh: Optional[Union[Mesh, vtk.vtkDataSet]] = None,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    scar_targets: bool = True,
 ) -> PreprocessingResult:
     """Map mesh nodes (LPS mm) to slice pixels and build normalised training rows.
 
     ``slices`` must already hold targets in [0, 1] (see :func:`cardioscar.targets.slice_targets`).
     With a ``coverage_mesh`` (the volumetric mesh of ``points_lps``: a :class:`Mesh`, or a VTK
     dataset in LPS) the targets are partial-volume corrected and groups whose box is less than
-    ``min_coverage`` myocardium are dropped (:mod:`cardioscar.partial_volume`).
+    ``min_coverage`` myocardium are dropped (:mod:`cardioscar.partial_volume`). ``scar_targets``
+    False: the slices hold normalised raw intensities (``normalize_intensities``), not scar
+    targets (see :func:`cardioscar.prepare.mapping.map_slices_to_nodes`).
     """
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
-    mapping = map_slices_to_nodes(points_lps, slices)
+    mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets)
     coverage = np.zeros(0, dtype=np.float64)
     if coverage_mesh is not None:
         dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")
@@ -352,7 +355,8 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
         require_volumetric(mesh.dataset)  # before reading the slices: fail fast on a surface mesh
     slices, myocardium, rule_record = _load_slices(request)
     result = prepare_from_slices(mesh.points_lps(), slices,
-                                 coverage_mesh=mesh if request.partial_volume_correction else None)
+                                 coverage_mesh=mesh if request.partial_volume_correction else None,
+                                 scar_targets=not request.normalize_intensities)
     result.myocardium_source = myocardium.source
     result.dropped_outside_myocardium = myocardium.dropped_pixels
     result.scar_rule = rule_record

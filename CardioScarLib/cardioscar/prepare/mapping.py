@@ -77,8 +77,13 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer) -> tuple[np.ndarray, np.n
     return nodes[has_value], pixel_j[has_value] * cols + pixel_i[has_value], nodes
 
 
-def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) -> GroupMapping:
-    """Map (N, 3) LPS node coordinates to the pixels of ``slices``; see the module docstring."""
+def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
+                        scar_targets: bool = True) -> GroupMapping:
+    """Map (N, 3) LPS node coordinates to the pixels of ``slices``; see the module docstring.
+
+    ``scar_targets``: the slices hold scar targets (labels, a scar map, a rule's grades), so a
+    value of 0.5 or more is scar and :func:`_check_scar_reaches_the_mesh` applies; False for
+    min-max normalised raw intensities, whose bright pixels are blood pool and fat as much as scar."""
     points = np.ascontiguousarray(points_lps, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 3 or points.shape[0] == 0:
         raise CardioScarError(f"Mesh coordinates must be a non-empty (N, 3) array, got shape {points.shape}")
@@ -124,7 +129,8 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer]) ->
     n_cols = np.array([layer.shape[1] for layer in layers], dtype=np.int64)[group_slice]
     group_pixel = np.column_stack([local % n_cols, local // n_cols]).astype(np.int64)
     group_values = _gather_values(layers, group_slice, group_pixel)
-    _check_scar_reaches_the_mesh(points, layers, [nodes.size for nodes in node_parts], group_values)
+    if scar_targets:
+        _check_scar_reaches_the_mesh(points, layers, [nodes.size for nodes in node_parts], group_values)
     _warn_mesh_off_the_myocardium(np.unique(np.concatenate(footprint_parts)).size, np.unique(node_ids).size)
 
     warn_about_slab_widths(points, layers)
