@@ -68,8 +68,8 @@ from CardioScarLogic.scratch import KeptFile  # noqa: E402
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
 #: switching presets does not import torch.
 PRESET_PANEL_VALUES = {
-    "documented": {"maxEpochs": 10000, "earlyStoppingPatience": 500, "trainingMcSamples": 3},
-    "fast": {"maxEpochs": 600, "earlyStoppingPatience": 600, "trainingMcSamples": 1},
+    "documented": {"maxEpochs": 10000, "earlyStoppingPatience": 500, "trainingMcSamples": 3, "shapePrior": "off"},
+    "fast": {"maxEpochs": 600, "earlyStoppingPatience": 600, "trainingMcSamples": 1, "shapePrior": "auto"},
 }
 #: Pip requirement strings of the packages the module uses that Slicer does not ship (numpy,
 #: scipy, SimpleITK and VTK ship with Slicer; torch comes through the PyTorch extension).
@@ -140,7 +140,7 @@ class CardioScarParameterNode:
     seed: Annotated[int, WithinRange(0, 2147483647)] = 42
     normalizeIntensities: bool = False
     partialVolumeCorrection: bool = False
-    shapePrior: bool = False  # cardioscar train --shape-prior on
+    shapePrior: Annotated[str, Choice(["auto", "on", "off"])] = "auto"  # cardioscar train --shape-prior
     forceCpu: bool = False
     outputToNewModel: bool = False
     savedModelPath: str = ""

@@ -269,7 +269,7 @@ def test_with_slab_scale_0_the_slabs_and_the_ends_train_and_predict_as_without_a
     grid, slices, other = _training_case()
     prepared = prepare_from_slices(grid, slices)
     prepared = dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior, slab_scale=0.0))
-    config = TrainingConfig.fast(max_epochs=20, early_stopping_patience=20, seed=5)
+    config = TrainingConfig.fast(max_epochs=20, early_stopping_patience=20, seed=5, shape_prior=False)
     with_prior = train_scar_model(prepared, dataclasses.replace(config, shape_prior=True))
     without = train_scar_model(prepared, config)
     prior = ShapePrior.from_checkpoint(with_prior)
@@ -286,8 +286,32 @@ def test_with_slab_scale_0_the_slabs_and_the_ends_train_and_predict_as_without_a
 
 
 def test_training_option_is_checked():
-    with pytest.raises(CardioScarError, match="shape_prior must be true or false"):
+    with pytest.raises(CardioScarError, match="shape_prior must be true, false or 'auto'"):
         TrainingConfig(shape_prior="yes")
+    assert TrainingConfig().shape_prior is False and TrainingConfig.fast().shape_prior == "auto"
+
+
+def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog):
+    """The fast preset's ``auto``: 0/1 targets (a label map) over a stack get the prior, the same
+    slices as fractions do not, and neither does a lone plane; the checkpoint says which ran."""
+    grid, slices, _ = _training_case()
+    config = TrainingConfig.fast(max_epochs=5, early_stopping_patience=5, seed=1)
+    labels = train_scar_model(prepare_from_slices(grid, slices), config)
+    assert labels["hyperparameters"]["shape_prior"] is True and "shape_prior" in labels
+    fractions = [dataclasses.replace(layer, values=np.where(layer.values > 0, 0.7, 0.05)) for layer in slices]
+    with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
+        soft = train_scar_model(prepare_from_slices(grid, fractions), config)
+    assert soft["hyperparameters"]["shape_prior"] is False and "shape_prior" not in soft
+    assert "shape prior (auto): off, the targets are not all 0 or 1" in caplog.text
+    lone = train_scar_model(prepare_from_slices(grid, slices[:1]), config)
+    assert lone["hyperparameters"]["shape_prior"] is False
+    long_axis = edge_slice(20.0, 10, axis_i=(0.0, 1.0, 0.0), axis_j=(0.0, 0.0, 1.0), origin=(0.0, 0.0, -3.0))
+    pooled = prepare_from_slices(grid, slices + [long_axis])
+    assert len(pooled.shape_prior.maps) == 4
+    assert train_scar_model(pooled, config)["hyperparameters"]["shape_prior"] is False
+    # "on" still means on, whatever the targets
+    forced = train_scar_model(prepare_from_slices(grid, fractions), dataclasses.replace(config, shape_prior=True))
+    assert forced["hyperparameters"]["shape_prior"] is True
 
 
 def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys):
@@ -297,9 +321,12 @@ def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys
     base = ["train", "--training-data", "d.npz", "--output", "m.pth", "--preset", "fast"]
     assert _training_config(parser.parse_args(base + ["--shape-prior", "on"])).shape_prior is True
     assert _training_config(parser.parse_args(base + ["--shape-prior", "off"])).shape_prior is False
+    assert _training_config(parser.parse_args(base + ["--shape-prior", "auto"])).shape_prior == "auto"
+    assert _training_config(parser.parse_args(base)).shape_prior == "auto"  # the fast preset's
+    assert _training_config(parser.parse_args(base[:-2])).shape_prior is False  # the documented preset's
     with pytest.raises(SystemExit):
         parser.parse_args(base + ["--shape-prior", "maybe"])
-    assert "must be on or off" in capsys.readouterr().err
+    assert "must be on, off or auto" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a fine-tuned model keeps its base model's choice
         parser.parse_args(["fine-tune", "--model", "m.pth"] + base[1:] + ["--shape-prior", "on"])
     batch = importlib.util.module_from_spec(spec := importlib.util.spec_from_file_location(
@@ -308,6 +335,8 @@ def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys
     args = batch.build_parser().parse_args(["--mesh", "m.vtk", "--volume", "v.nii.gz", "--output", "o.vtk",
                                             "--shape-prior", "on"])
     assert args.shape_prior is True
+    assert batch.build_parser().parse_args(["--mesh", "m.vtk", "--volume", "v.nii.gz", "--output", "o.vtk"]
+                                           ).shape_prior is None  # the preset's
 
 
 def _pooled_views() -> tuple[SliceLayer, SliceLayer, SliceLayer, np.ndarray]:

@@ -85,8 +85,8 @@ def _choose_options(ui) -> dict:
     ui.ahaRvLabelSpinBox.value = 3
     ui.ahaMyocardiumLabelSpinBox.value = 4
     ui.myocardiumMarginSpinBox.value = 2
-    ui.shapePriorCheckBox.checked = True
-    return {"shapePrior": True, "myocardiumMargin": 2, "ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
+    ui.shapePriorComboBox.choose("on")
+    return {"shapePrior": "on", "myocardiumMargin": 2, "ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
             "useThreshold": False, "maxEpochs": 10000, "myocardiumLabels": "2,3", "myocardiumSegment": "Myocardium"}
 
 
@@ -245,20 +245,24 @@ def test_the_myocardium_margin_reaches_the_rows_the_worker_trains_on(panel, tmp_
 
 @BOTH_VERSIONS
 def test_the_shape_prior_box_reaches_the_worker_s_training_configuration(panel):
-    """Ticked, the job the panel writes for its worker trains with the shape prior (as
-    ``cardioscar train --shape-prior on``); unticked, without it."""
+    """The job the panel writes for its worker trains as the box says (as ``cardioscar train
+    --shape-prior on|off|auto``); a preset sets the box to its own choice (fast auto, documented off)."""
     widget, ui = panel["widget"], panel["ui"]
+    assert widget._parameterNode.shapePrior == "auto" and ui.shapePriorComboBox.currentText == "auto"
     trained = {}
-    for ticked in (True, False):
-        ui.shapePriorCheckBox.checked = ticked
-        assert widget._parameterNode.shapePrior is ticked
+    for choice in ("on", "off", "auto"):
+        ui.shapePriorComboBox.choose(choice)
+        assert widget._parameterNode.shapePrior == choice
         ui.applyButton.click()
         assert widget._run is not None, ui.statusLabel.text
         job = json.loads((widget._run.folder / csl_worker.JOB_FILE).read_text(encoding="utf-8"))
-        trained[ticked] = job["training"]["shape_prior"]
+        trained[choice] = job["training"]["shape_prior"]
         ui.applyButton.click()  # Stop
         assert widget._run is None
-    assert trained == {True: True, False: False}
+    assert trained == {"on": True, "off": False, "auto": "auto"}
+    for preset, choice in (("documented", "off"), ("fast", "auto")):
+        ui.presetComboBox.choose(preset)
+        assert widget._parameterNode.shapePrior == choice and ui.shapePriorComboBox.currentText == choice
 
 
 @LATEST  # the run itself does not depend on the binding rules

@@ -286,7 +286,8 @@ def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
                    and node.targets[0].id == "PRESET_PANEL_VALUES")
     for preset, config in (("documented", TrainingConfig()), ("fast", TrainingConfig.fast())):
         assert presets[preset] == {"maxEpochs": config.max_epochs, "earlyStoppingPatience": config.early_stopping_patience,
-                                   "trainingMcSamples": config.mc_samples}
+                                   "trainingMcSamples": config.mc_samples,
+                                   "shapePrior": {True: "on", False: "off", "auto": "auto"}[config.shape_prior]}
     for name, value in presets[defaults["preset"]].items():
         assert defaults[name] == value
     options = ReconstructionOptions()

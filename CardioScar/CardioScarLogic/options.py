@@ -59,7 +59,8 @@ class ReconstructionOptions:
     ``myocardium_segment`` names the myocardium segment of a segmentation input. Chosen pixels
     outside the myocardium then carry no constraint (:mod:`cardioscar.prepare.myocardium`).
     ``shape_prior``: learn a residual on the shape-based interpolation of the slices' scar
-    (``cardioscar train --shape-prior on``, :mod:`cardioscar.shape_prior`).
+    (``cardioscar train --shape-prior on``, :mod:`cardioscar.shape_prior`): True (``"on"``), False
+    (``"off"``), ``"auto"`` (on for 0/1 targets only) or None, the preset's (documented off, fast auto).
     """
 
     slice_axis: str = "z"
@@ -72,7 +73,7 @@ class ReconstructionOptions:
     myocardium_segment: str = ""
     myocardium_margin: int = 0  # pixels just outside the myocardium that read its nearest pixel (cardioscar prepare --myocardium-margin)
     preset: str = "documented"
-    shape_prior: bool = False
+    shape_prior: Union[bool, str, None] = None
     max_epochs: Optional[int] = None
     early_stopping_patience: Optional[int] = None
     mc_samples: Optional[int] = None
@@ -109,8 +110,11 @@ class ReconstructionOptions:
         if self.myocardium_margin and self.scar_rule:
             raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; set the margin to 0.")
-        if not isinstance(self.shape_prior, bool):
-            raise CardioScarError(f"shape prior must be True or False, got {self.shape_prior!r}.")
+        if isinstance(self.shape_prior, str):  # the panel's box: on, off or auto
+            self.shape_prior = {"on": True, "off": False}.get(self.shape_prior.strip().lower(), self.shape_prior)
+        if not (self.shape_prior is None or isinstance(self.shape_prior, bool) or self.shape_prior == "auto"):
+            raise CardioScarError(f"shape prior must be True, False, 'auto' or None (the preset's), "
+                                  f"got {self.shape_prior!r}.")
         if self.preset not in PRESETS:
             raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}.")
         if self.threshold is not None:
@@ -169,7 +173,8 @@ class ReconstructionOptions:
                      ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads")
                      if getattr(self, name) is not None}
         overrides["seed"] = int(self.seed)
-        overrides["shape_prior"] = self.shape_prior
+        if self.shape_prior is not None:
+            overrides["shape_prior"] = self.shape_prior
         overrides.update(self.extra_training)
         return TrainingConfig.fast(**overrides) if self.preset == "fast" else TrainingConfig(**overrides)
 

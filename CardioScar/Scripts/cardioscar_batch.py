@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments (names shared with ``cardioscar prepare``, ``train`` and ``apply``); usage errors
     are one line, as with ``cardioscar``."""
     _add_package_paths()
-    from cardioscar.cli import OneLineParser, on_off
+    from cardioscar.cli import OneLineParser, on_off_auto
 
     parser = OneLineParser(
         prog="cardioscar_batch.py",
@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mc-samples", type=int, default=None, help="MC-dropout passes inside the training loss")
     tr.add_argument("--batch-size", type=int, default=None, help="rows per training batch")
     tr.add_argument("--seed", type=int, default=42, help="seed of training and of the inference dropout masks")
-    tr.add_argument("--shape-prior", type=on_off, default=False, metavar="{on,off}",
-                    help="on: learn a residual on the shape-based interpolation of the slices' scar (as cardioscar "
-                         "train --shape-prior; default off)")
+    tr.add_argument("--shape-prior", type=on_off_auto, default=None, metavar="{on,off,auto}",
+                    help="on: learn a residual on the shape-based interpolation of the slices' scar; auto: on for 0/1 "
+                         "targets only (as cardioscar train --shape-prior; default: the preset's, off with documented, "
+                         "auto with fast)")
     for name, kind in _EXTRA_TRAINING:
         tr.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"TrainingConfig.{name}")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

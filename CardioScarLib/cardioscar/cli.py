@@ -29,11 +29,12 @@ logger = logging.getLogger("cardioscar")
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
 
-def on_off(text: str) -> bool:
-    """An ``on|off`` option value as a bool (``--shape-prior on``)."""
-    choices = {"on": True, "off": False}
+def on_off_auto(text: str) -> bool | str:
+    """An ``on|off|auto`` option value: True, False or ``"auto"`` (``--shape-prior auto``: the
+    targets decide, :func:`cardioscar.shape_prior.use.training_prior`)."""
+    choices = {"on": True, "off": False, "auto": "auto"}
     if text.strip().lower() not in choices:
-        raise argparse.ArgumentTypeError(f"must be on or off (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be on, off or auto (got {text!r})")
     return choices[text.strip().lower()]
 
 
@@ -54,8 +55,10 @@ _TRAINING_OPTIONS = (
      "one-cycle schedule (the fast preset): the fall of the group loss over the schedule's last 20 %%, as a share "
      "of the targets' variance, below which the run counts as converged; above it lower-rate phases are added "
      "(at most 2); 0 turns the test off (documented preset: 0)"),
-    ("shape_prior", "--shape-prior", on_off, "on: learn a residual on the shape-based interpolation of the slices' "
-                                             "scar (issue 18; see the README); off: the network alone (default off)"),
+    ("shape_prior", "--shape-prior", on_off_auto,
+     "on: learn a residual on the shape-based interpolation of the slices' scar (issue 18; see the README); off: the "
+     "network alone; auto: on where every target is 0 or 1 (label maps, segmentations, scar rules) and the slices "
+     "hold a stack, off on fractions (default: off with the documented preset, auto with fast)"),
 )
 
 

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "normalize_intensities": False,
     "partial_volume_correction": False,
     "preset": "documented",
-    "shape_prior": False,
+    "shape_prior": None,  # empty: the preset's (documented off, fast auto), resolved per row below
     "seed": 42,
     "max_epochs": None,
     "training_mc_samples": None,
@@ -104,6 +104,11 @@ def _flag(value: Any) -> bool:
     raise ValueError(text)
 
 
+def _flag_or_auto(value: Any) -> bool | str:
+    """yes / no, or ``auto`` (the shape prior on for 0/1 targets only)."""
+    return "auto" if _text(value).lower() == "auto" else _flag(value)
+
+
 def _padding(value: Any) -> float | str:
     text = _text(value).lower()
     if text == "auto":
@@ -166,7 +171,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "normalize_intensities": (_flag, "yes or no"),
     "partial_volume_correction": (_flag, "yes or no"),
     "preset": (_choice("documented", "fast"), "documented or fast"),
-    "shape_prior": (_flag, "yes or no"),
+    "shape_prior": (_flag_or_auto, "yes, no or auto"),
     "seed": (_bounded(int, 0), "an integer >= 0"),
     "max_epochs": (_bounded(int, 1), "an integer >= 1"),
     "training_mc_samples": (_bounded(int, 1), "an integer >= 1 (MC-dropout passes in the training loss)"),
@@ -285,6 +290,8 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             options[column] = parse(value)
         except (TypeError, ValueError):
             problem(f"column '{column}' must be {valid}, got {_text(value)!r}")
+    if options["shape_prior"] is None:  # resolved here, so that a cohort's hash says what was trained
+        options["shape_prior"] = "auto" if options["preset"] == "fast" else False
     if options["myocardium_margin"] and options["myocardium_labels"] is None and options["myocardium_mask"] is None:
         problem(f"column 'myocardium_margin' ({options['myocardium_margin']}) widens a myocardium: give "
                 "myocardium_labels (a label map) or myocardium_mask too, or leave it empty")

@@ -41,6 +41,8 @@ from cardioscar.errors import CardioScarError, TrainingCancelled
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("cyclical", "onecycle")
+#: ``TrainingConfig.shape_prior`` value (the fast preset's) that lets the targets decide.
+SHAPE_PRIOR_AUTO = "auto"
 PROGRESS_INTERVAL_S = 0.2
 #: A fit whose best loss is above this fraction of the group targets' variance explains almost
 #: nothing of them (healthy fits of the phantoms end near 1 % of it; collapsed ones near 85 %).
@@ -90,6 +92,9 @@ class TrainingConfig:
     ``shape_prior``: learn a residual on the shape-based interpolation of the slices' scar
     (:mod:`cardioscar.shape_prior`): ``p = sigmoid(prior_logit + f)``; applied where the training
     data is built (:func:`cardioscar.logic.train_scar_model`), stored in the checkpoint.
+    ``"auto"`` (the fast preset's): with it where every target is 0 or 1 (label maps,
+    segmentations, raw-LGE rules) and the slices hold a stack, without it on fractions
+    (:func:`cardioscar.shape_prior.use.training_prior` says why); the checkpoint records which.
     ``convergence_tolerance``: with the one-cycle schedule, how much the dropout-free group loss
     may still fall over the schedule's last ``CONVERGENCE_TAIL``, as a share of the group targets'
     variance (of what a constant field leaves unexplained), for the run to count as converged; a
@@ -116,7 +121,7 @@ class TrainingConfig:
     retry_failed_fit: bool = False
     fourier_features: int = 0
     fourier_scale_mm: float = 16.0
-    shape_prior: bool = False
+    shape_prior: bool | str = False
     weight_decay: float = 0.0
     convergence_tolerance: float = 0.0
 
@@ -132,9 +137,11 @@ class TrainingConfig:
             raise CardioScarError(f"training option fourier_features must be an integer >= 0, "
                                   f"got {self.fourier_features!r}")
         self.fourier_features = int(self.fourier_features)
-        if not isinstance(self.shape_prior, (bool, np.bool_)):
-            raise CardioScarError(f"training option shape_prior must be true or false, got {self.shape_prior!r}")
-        self.shape_prior = bool(self.shape_prior)
+        if isinstance(self.shape_prior, (bool, np.bool_)):
+            self.shape_prior = bool(self.shape_prior)
+        elif self.shape_prior != SHAPE_PRIOR_AUTO:
+            raise CardioScarError(f"training option shape_prior must be true, false or '{SHAPE_PRIOR_AUTO}', "
+                                  f"got {self.shape_prior!r}")
         for name in ("base_lr", "max_lr", "fourier_scale_mm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -247,7 +254,7 @@ class TrainingConfig:
         values = dict(batch_size=65536, max_epochs=600, early_stopping_patience=600, mc_samples=1,
                       dropout_rate=0.1, base_lr=1e-4, max_lr=1e-2, hidden_dim=96, n_layers=4,
                       schedule="onecycle", init_output_bias=True, retry_failed_fit=True,
-                      convergence_tolerance=0.01)
+                      convergence_tolerance=0.01, shape_prior=SHAPE_PRIOR_AUTO)
         values.update(overrides)
         return cls(**values)
 

@@ -133,6 +133,13 @@ class ShapePrior:
     network_beyond_ends: bool = True
     weigh_lone_planes: bool = False
 
+    def stacks_only(self) -> bool:
+        """Whether every plane belongs to a stack of two or more parallel planes: what the prior
+        interpolates across, with no lone (long-axis) view pooled in, where it gained nothing
+        measured (README, *Prior version 4*)."""
+        stacks = group_stacks(self.geometry[:, 8:11])
+        return bool(stacks) and all(len(members) >= 2 for members, _ in stacks)
+
     def signed_distance(self, points_lps: np.ndarray) -> np.ndarray:
         """(N,) interpolated signed distance (mm, negative inside the scar); NaN where no slice
         covers a point."""
