@@ -44,6 +44,7 @@ import vtk
 from scipy import ndimage
 from vtk.util import numpy_support
 
+from cardioscar.errors import CardioScarError
 from cardioscar.lge.rules import apply_rule
 from cardioscar.lge.synthetic import add_rician_noise
 from cardioscar.phantoms.phantom import LVGeometry, _stack_geometry, _to_vtk_grid, lattice_cubes, tets_from_cubes
@@ -102,9 +103,9 @@ class UnseenConfig:
 
     def validate(self) -> None:
         for name, kinds in (("mesh_kind", MESH_KINDS), ("input_kind", INPUT_KINDS), ("scar_kind", SCAR_KINDS),
-                            ("rule_target", ("scar", "core"))):
+                            ("rule_target", ("scar", "core")), ("profile", ("gaussian", "box"))):
             if getattr(self, name) not in kinds:
-                raise ValueError(f"unseen family {name}={getattr(self, name)!r}: use one of {', '.join(kinds)}")
+                raise CardioScarError(f"unseen family {name}={getattr(self, name)!r}: use one of {', '.join(kinds)}")
 
 
 @dataclass
