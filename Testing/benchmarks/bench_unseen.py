@@ -7,9 +7,9 @@ nsd``), a tetrahedral, surface-only or label-built mesh, 8-16 mm gaps, faint/sma
 scar-free heart. Cases follow :data:`SCHEDULE` (seed -> mesh, input, scar, forced gap); everything
 else is drawn from the seed.
 
-Each case is scored by ``bench_robust.run_case`` (fast preset by default): Dice at 0.5, best Dice
+Each case is scored by ``bench_robust.run_case`` with the fast preset: Dice at 0.5, best Dice
 and its threshold, AUC, volume error, copy-voxel, nearest slice, LogOdds, seconds; one JSON line
-per case on stdout.
+per case on stdout, with the volume shares each method calls scar (the scar-free case's score).
 
 Usage:
   PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/bench_unseen.py [--seeds 0-11]
@@ -20,7 +20,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
