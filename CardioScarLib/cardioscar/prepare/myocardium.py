@@ -170,6 +170,8 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
         out.append(dataclasses.replace(layer, values=values))
     if scar_map:
         check_scar_inside(layers, masks, source, [layer.values for layer in out])
+    else:
+        warn_normalised_myocardium_mostly_scar(layers, masks, source)
     report = MyocardiumReport(source, np.asarray(dropped, np.int64), np.asarray(kept, np.int64))
     if report.myocardium_pixels.sum() == 0:
         raise CardioScarError(f"no chosen pixel lies in the myocardium ({source}): check the labels or mask")
@@ -228,6 +230,35 @@ def check_scar_inside(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray],
                               "frame or patient?); give the mask drawn on these images")
     logger.warning("%s: they constrain nothing or the wrong value; check that the myocardium mask was drawn on these "
                    "images", share)
+
+
+#: Share of the myocardium's pixels at >= 0.5 after ``--normalize-intensities`` above which the
+#: normalised map is called suspect. Min-max over a stack puts healthy myocardium at mid-range when
+#: nothing in it is much brighter or when zero signal is stored at an offset: EMIDEC's PSIR stacks
+#: (zero at ~2048) give 22-100 % (over 60 % on 69 of 75 cases) while their experts' scar (labels 3, 4)
+#: covers at most 52 % of the myocardium's pixels (P001); a scar-free dark-blood stack of the unseen
+#: phantom family (Testing/benchmarks/unseen_family.py) gives 69-78 %, a bright-blood one 4 % and its
+#: scarred cases 9-14 %.
+NORMALISED_SCAR_WARNING = 0.6
+
+
+def warn_normalised_myocardium_mostly_scar(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray],
+                                           source: str) -> float:
+    """Warn when min-max normalised raw LGE (``--normalize-intensities``) is >= 0.5 on over
+    :data:`NORMALISED_SCAR_WARNING` of the myocardium's pixels: the reconstruction would then be
+    trained to call more of the LV scar than any infarct of EMIDEC's experts covers. Returns that
+    share (0 with no myocardium pixel)."""
+    inside = np.concatenate([np.asarray(layer.values, float)[mask] for layer, mask in zip(layers, masks)])
+    inside = inside[np.isfinite(inside)]
+    share = float((inside >= 0.5).mean()) if inside.size else 0.0
+    if share > NORMALISED_SCAR_WARNING:
+        logger.warning("--normalize-intensities: %.0f%% of the myocardium's pixels (%s) are >= 0.5 after min-max "
+                       "scaling, so most of the myocardium would be trained as scar (more than any EMIDEC expert "
+                       "label covers). Min-max over the stack puts healthy myocardium at mid-range when nothing in "
+                       "the stack is much brighter (a scar-free or dark-blood stack) or when zero signal is stored "
+                       "at an offset (PSIR, e.g. 2048); grade raw LGE with a scar rule instead (--scar-rule nsd, "
+                       "with --intensity-offset for ratio rules)", 100 * share, source)
+    return share
 
 
 def check_margin(margin_px) -> None:
