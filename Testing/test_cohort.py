@@ -235,6 +235,8 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
             2 * np.sum(scar & (truth >= 0.5)) / (scar.sum() + (truth >= 0.5).sum()), abs=1e-4)
         # the manifest's 30 epochs, and any lower-rate phases the convergence test added (at most two of 15)
         assert int(row["epochs"]) in (30, 45, 60) and row["device"].startswith("cpu")
+        # the fast preset's auto on the phantoms' fractions: no prior, and the row says which way it went
+        assert row["shape_prior"] == "off"
     assert not list(out.glob(".*partial*"))
 
     # second run, through the CLI: nothing re-runs; the bad patient still fails, so exit code 2

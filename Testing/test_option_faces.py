@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "CardioScar"))
 import CardioScarLogic as csl  # noqa: E402  (needs slicer-core)
 
 from cardioscar import cli  # noqa: E402
+from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.cohort import manifest as cohort_manifest  # noqa: E402
 from cardioscar.fit.training import TrainingConfig  # noqa: E402
 from cardioscar import logic as api  # noqa: E402
@@ -306,3 +307,14 @@ def test_the_table_names_every_face_of_every_option():
         for face in FACES:
             entry: Optional[Any] = getattr(option, face)
             assert entry and (not isinstance(entry, Absent) or entry.why), (name, face)
+
+
+def test_the_shape_prior_s_words_mean_the_same_on_the_logic_as_on_the_command_line():
+    """``ReconstructionOptions.shape_prior`` takes the words ``train --shape-prior`` takes, in any
+    case and spacing (``"Auto"`` was refused while ``"ON"`` was accepted); None is the preset's."""
+    for text in ("on", " OFF ", "Auto", "auto"):
+        assert csl.ReconstructionOptions(shape_prior=text).shape_prior == cli.on_off_auto(text)
+    assert csl.ReconstructionOptions(preset="fast").training_config().shape_prior == "auto"
+    assert csl.ReconstructionOptions().training_config().shape_prior is False
+    with pytest.raises(CardioScarError, match="shape prior must be True, False, 'auto' or None"):
+        csl.ReconstructionOptions(shape_prior="maybe")

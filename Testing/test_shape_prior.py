@@ -296,8 +296,13 @@ def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog
     slices as fractions do not, and neither does a lone plane; the checkpoint says which ran."""
     grid, slices, _ = _training_case()
     config = TrainingConfig.fast(max_epochs=5, early_stopping_patience=5, seed=1)
-    labels = train_scar_model(prepare_from_slices(grid, slices), config)
+    with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
+        labels = train_scar_model(prepare_from_slices(grid, slices), config)
     assert labels["hyperparameters"]["shape_prior"] is True and "shape_prior" in labels
+    # the user reads why it went on (it once gave the long-axis reason for an "on")
+    assert "shape prior (auto): on, every target is 0 or 1 and every slice with targets lies in a stack" in caplog.text
+    assert "long-axis" not in caplog.text
+    caplog.clear()
     fractions = [dataclasses.replace(layer, values=np.where(layer.values > 0, 0.7, 0.05)) for layer in slices]
     with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
         soft = train_scar_model(prepare_from_slices(grid, fractions), config)
@@ -308,7 +313,10 @@ def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog
     long_axis = edge_slice(20.0, 10, axis_i=(0.0, 1.0, 0.0), axis_j=(0.0, 0.0, 1.0), origin=(0.0, 0.0, -3.0))
     pooled = prepare_from_slices(grid, slices + [long_axis])
     assert len(pooled.shape_prior.maps) == 4
-    assert train_scar_model(pooled, config)["hyperparameters"]["shape_prior"] is False
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
+        assert train_scar_model(pooled, config)["hyperparameters"]["shape_prior"] is False
+    assert "shape prior (auto): off, the targets are 0/1 but some slice with targets lies in no stack" in caplog.text
     # "on" still means on, whatever the targets
     forced = train_scar_model(prepare_from_slices(grid, fractions), dataclasses.replace(config, shape_prior=True))
     assert forced["hyperparameters"]["shape_prior"] is True

@@ -335,7 +335,9 @@ def test_cancel_leaves_the_model_as_it_was(case, scene):
 
 
 def test_label_map_and_segmentation_inputs_give_the_same_result(case, tmp_path):
-    """A scar label map file and the same scar as a segmentation segment train identically."""
+    """A scar label map file and the same scar as a segmentation segment train identically; with
+    the fast preset's ``auto`` both (0/1 targets over a stack) train with the shape prior, and the
+    summary table says so, while the phantom's fractions train without it."""
     image = sitk.ReadImage(str(case["paths"]["image"]))
     label = sitk.Cast(image > 0.3, sitk.sitkUInt8)
     label_path = tmp_path / "scar_label.nii.gz"
@@ -346,18 +348,26 @@ def test_label_map_and_segmentation_inputs_give_the_same_result(case, tmp_path):
     assert labelmap.IsA("vtkMRMLLabelMapVolumeNode")
     model = csl.load_model(context.scene, case["paths"]["mesh"])
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
-    from_labels = logic.train_and_apply(labelmap, model, _options(case)).probability
+    labelled = logic.train_and_apply(labelmap, model, _options(case))
+    from_labels = labelled.probability
+    assert labelled.checkpoint["hyperparameters"]["shape_prior"] is True and "shape_prior" in labelled.checkpoint
+    assert ("Shape prior", "on", "") in labelled.summary
 
     segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labelmap)
     assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
     n_nodes = context.scene.GetNumberOfNodes()
-    from_segment = logic.train_and_apply(segmentation, model, _options(case)).probability
+    segmented = logic.train_and_apply(segmentation, model, _options(case))
+    from_segment = segmented.probability
+    assert ("Shape prior", "on", "") in segmented.summary
     assert context.scene.GetNumberOfNodes() == n_nodes  # the temporary label map is gone
     np.testing.assert_allclose(from_segment, from_labels, atol=1e-6)
 
     text_labels = logic.train_and_apply(labelmap, model, _options(case, scar_labels="1")).probability
     np.testing.assert_array_equal(text_labels, from_labels)
+    fractions = logic.train_and_apply(csl.load_volume(context.scene, case["paths"]["image"]), model, _options(case))
+    assert fractions.checkpoint["hyperparameters"]["shape_prior"] is False
+    assert ("Shape prior", "off", "") in fractions.summary
 
 
 def test_bad_inputs_give_one_line_messages_that_say_what_to_fix(case, scene):

@@ -341,7 +341,7 @@ class CardioScarLogic:
         # volumes and areas of the mesh as shown (under its parent transform), the frame of the slices
         rows = results.summary_rows(world_mesh_lps(model_node, points), arrays[results.PROBABILITY],
                                     arrays[results.UNCERTAINTY], options.threshold, history, device, seconds, slab,
-                                    myocardium)
+                                    myocardium, shape_prior=bool(checkpoint.get("shape_prior")))
         results.write_point_arrays(model_node, arrays)
         if drop_stale_tissue_tags(model_node.GetMesh()):
             # a *Tag* of an earlier result: the old scar's classes beside the new field (saved with the model)

@@ -111,7 +111,8 @@ class ReconstructionOptions:
             raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; set the margin to 0.")
         if isinstance(self.shape_prior, str):  # the panel's box: on, off or auto
-            self.shape_prior = {"on": True, "off": False}.get(self.shape_prior.strip().lower(), self.shape_prior)
+            self.shape_prior = {"on": True, "off": False, "auto": "auto"}.get(self.shape_prior.strip().lower(),
+                                                                               self.shape_prior)
         if not (self.shape_prior is None or isinstance(self.shape_prior, bool) or self.shape_prior == "auto"):
             raise CardioScarError(f"shape prior must be True, False, 'auto' or None (the preset's), "
                                   f"got {self.shape_prior!r}.")

@@ -178,12 +178,15 @@ def mesh_measure_kind(mesh) -> str:
 
 def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, threshold: Optional[float],
                  history: Optional[dict], device: str, seconds: float,
-                 slab: Optional[tuple[list[float], bool]] = None, myocardium=None) -> list[tuple[str, str, str]]:
+                 slab: Optional[tuple[list[float], bool]] = None, myocardium=None,
+                 shape_prior: Optional[bool] = None) -> list[tuple[str, str, str]]:
     """(measure, value, unit) rows of the summary table. ``slab``: the distinct slab half-widths
     the slices were cut with and whether they were read from DICOM (training runs), so that the
     geometry a result rests on is recorded next to it; ``myocardium``: the
     :class:`cardioscar.prepare.myocardium.MyocardiumReport` of a training run (what said where the
-    myocardium is, and how many chosen pixels outside it carried no constraint)."""
+    myocardium is, and how many chosen pixels outside it carried no constraint); ``shape_prior``:
+    whether the model learnt a residual on the shape prior, the outcome of the fast preset's
+    ``auto`` that the panel shows nowhere else."""
     from cardioscar.evaluate.metrics import node_volumes
 
     weights, kind = node_volumes(mesh), mesh_measure_kind(mesh)
@@ -223,6 +226,8 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
         if variance > 0:  # a fit quality check: under ~50 % the network collapsed towards a constant
             explained = 100.0 * variance_explained(float(history["best_loss"]), variance)
             rows.append(("Pixel variance explained", f"{explained:.1f}", "%"))
+    if shape_prior is not None:
+        rows.append(("Shape prior", "on" if shape_prior else "off", ""))
     rows += [("Time", f"{seconds:.1f}", "s"), ("Device", device, "")]
     return rows
 

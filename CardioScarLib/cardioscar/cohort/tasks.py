@@ -262,6 +262,8 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "best_loss": float(history["best_loss"]),
         "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,
         "epochs": int(history["epochs_run"]),
+        # what the model trained with: with the fast preset's auto the targets decided, per patient
+        "shape_prior": "on" if checkpoint.get("shape_prior") else "off",
         "n_mesh_nodes": int(prepared.n_mesh_nodes),
         "n_groups": int(prepared.n_groups),
         "device": describe_device(device),

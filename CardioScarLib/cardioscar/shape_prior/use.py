@@ -45,11 +45,18 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     shape is not the outline of ``target >= 0.5`` the prior draws."""
     if wanted == SHAPE_PRIOR_AUTO:
         labels = targets is not None and len(targets) > 0 and bool(np.isin(np.asarray(targets), (0.0, 1.0)).all())
-        chosen = prior is not None and labels and prior.stacks_only()
-        why = ("some plane is in no stack of two parallel planes (a long-axis view)" if prior is not None and labels
-               else "the targets are 0/1 labels" if labels else "the targets are not all 0 or 1 (fractions)")
-        logger.info("shape prior (auto): %s, %s", "on" if chosen else "off",
-                    "the training data holds none" if prior is None else why)
+        stacks = prior is not None and prior.stacks_only()
+        chosen = labels and stacks
+        if prior is None:
+            why = "the training data holds none"
+        elif not labels:
+            why = "the targets are not all 0 or 1 (fractions)"
+        elif not stacks:
+            why = ("the targets are 0/1 but some slice with targets lies in no stack of two or more parallel ones "
+                   "(a long-axis view, or a short-axis slice alone)")
+        else:
+            why = "every target is 0 or 1 and every slice with targets lies in a stack of two or more parallel ones"
+        logger.info("shape prior (auto): %s, %s", "on" if chosen else "off", why)
         return prior if chosen else None
     if not wanted:
         return None
