@@ -438,6 +438,7 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             "group_loss_truth": round(group_loss(case.truth_fraction, prepared), 5),
             "group_loss_truth_binary": round(group_loss(case.truth, prepared), 5),   # the yardstick for 0/1 labels
             "epochs": int(checkpoint["history"]["epochs_run"]),
+            "shape_prior_used": bool(checkpoint.get("shape_prior")),  # what an 'auto' config chose
             # the convergence test (TrainingConfig.convergence_tolerance): why the run ended, phases added,
             # the last relative fall of the dropout-free group loss over a schedule's tail
             "stop_reason": checkpoint["history"].get("stop_reason"),

@@ -14,7 +14,8 @@ per case on stdout, with the volume shares each method calls scar (the scar-free
 Usage:
   PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/bench_unseen.py [--seeds 0-11]
       [--nodes 12000] [--mc-samples 10] [--margin PIXELS] [--rule fwhm --rule-target core]
-      [--ablate box,nopsf,darkblood] > Testing/benchmarks/results/unseen_family_fast.jsonl
+      [--ablate box,nopsf,darkblood] [--shape-prior auto|on|off]
+      > Testing/benchmarks/results/unseen_family_fast.jsonl
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="the rule's training target: border zone + core (default) or core only")
     parser.add_argument("--ablate", default="", help="comma-separated: box, nopsf, darkblood (see unseen_case)")
     parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--shape-prior", choices=("auto", "on", "off"), default="auto",
+                        help="the fast preset's auto (default; on for 0/1 targets such as the nsd cases'), or on/off")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    config = TrainingConfig.fast()
+    config = TrainingConfig.fast(shape_prior={"on": True, "off": False, "auto": "auto"}[args.shape_prior])
     for seed in br._parse_seeds(args.seeds):
         start = time.perf_counter()
         case = unseen_case(seed, args.nodes, args.rule, args.rule_target,
