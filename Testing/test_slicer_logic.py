@@ -126,7 +126,7 @@ def test_logic_writes_arrays_display_legend_table_and_plot(case, scene):
     assert again.table_node is result.table_node and again.chart_node is result.chart_node
     np.testing.assert_array_equal(again.probability, probability)  # same seed, same result
     # the panel's Colour by: the risk and the MC spread on the same legend, then the probability again
-    assert logic.show_field(model, "scar_error_risk") is legend and legend.GetTitleText() == "Chance the call is wrong"
+    assert logic.show_field(model, "scar_error_risk") is legend and legend.GetTitleText() == "Error risk (relative)"
     assert display.GetActiveScalarName() == "scar_error_risk" and display.GetScalarRange() == (0.0, 1.0)
     logic.show_field(model, "scar_uncertainty")
     spread = _point_array(model, "scar_uncertainty")

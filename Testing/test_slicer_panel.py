@@ -300,14 +300,14 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
     # Colour by: the risk and the MC spread on the newest result, then back to the probability
     display = model.GetDisplayNode()
     assert ui.resultFieldComboBox.enabled and display.GetActiveScalarName() == "scar_probability"
-    ui.resultFieldComboBox.choose("Chance the call is wrong")
+    ui.resultFieldComboBox.choose("Error risk (relative)")
     assert display.GetActiveScalarName() == "scar_error_risk" and display.GetScalarRange() == (0.0, 1.0)
     ui.resultFieldComboBox.choose("Scar uncertainty (MC-dropout std)")
     assert display.GetActiveScalarName() == "scar_uncertainty"
     assert display.GetScalarRange()[1] == pytest.approx(float(_arrays(model)["scar_uncertainty"].max()))
     ui.resultFieldComboBox.choose("Scar probability")
     assert display.GetActiveScalarName() == "scar_probability" and display.GetScalarRange() == (0.0, 1.0)
-    ui.resultFieldComboBox.choose("Chance the call is wrong")  # a new result starts on the probability again
+    ui.resultFieldComboBox.choose("Error risk (relative)")  # a new result starts on the probability again
     log = ui.logTextEdit.toPlainText()
     assert "epoch 15/15" in log and "Finished on cpu" in log
     assert ui.outputNewModelCheckBox.checked, "the next run goes into a new node by default"
@@ -325,7 +325,7 @@ def test_train_writes_the_chosen_node_and_a_saved_model_applies(panel, tmp_path)
     assert "scar_probability" in _arrays(new) and new is not model
     assert ui.resultFieldComboBox.currentText == "Scar probability"
     assert new.GetDisplayNode().GetActiveScalarName() == "scar_probability"
-    ui.resultFieldComboBox.choose("Chance the call is wrong")  # recolours the newest result, not the first
+    ui.resultFieldComboBox.choose("Error risk (relative)")  # recolours the newest result, not the first
     assert new.GetDisplayNode().GetActiveScalarName() == "scar_error_risk"
     assert model.GetDisplayNode().GetActiveScalarName() == "scar_error_risk"  # as the user left it
     np.testing.assert_array_equal(_arrays(model)["scar_probability"], first)  # the first result is kept

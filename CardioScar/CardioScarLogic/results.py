@@ -124,7 +124,7 @@ def new_output_model(model_node, label: str = "CardioScar"):
 #: What the model can be coloured by after a run (the panel's *Colour by*): field -> legend title.
 #: The probability and the risk are chances on a fixed 0-1 range; the MC-dropout spread is not,
 #: and is shown from 0 to its largest value on the mesh.
-SHOWN_FIELDS = {PROBABILITY: "Scar probability", ERROR_RISK: "Chance the call is wrong",
+SHOWN_FIELDS = {PROBABILITY: "Scar probability", ERROR_RISK: "Error risk (relative)",
                 UNCERTAINTY: "Scar uncertainty (MC-dropout std)"}
 
 
