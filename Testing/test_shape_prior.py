@@ -293,7 +293,8 @@ def test_training_option_is_checked():
 
 def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog):
     """The fast preset's ``auto``: 0/1 targets (a label map) over a stack get the prior, the same
-    slices as fractions do not, and neither does a lone plane; the checkpoint says which ran."""
+    slices as fractions do not, nor a lone plane, a pooled long-axis view or a raw-LGE rule's 0/1
+    grades; the checkpoint says which ran."""
     grid, slices, _ = _training_case()
     config = TrainingConfig.fast(max_epochs=5, early_stopping_patience=5, seed=1)
     with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
@@ -317,6 +318,12 @@ def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog
     with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
         assert train_scar_model(pooled, config)["hyperparameters"]["shape_prior"] is False
     assert "shape prior (auto): off, the targets are 0/1 but some slice with targets lies in no stack" in caplog.text
+    # 0/1 grades of a raw-LGE rule (prepare records the rule) are not drawn labels: off
+    graded = dataclasses.replace(prepare_from_slices(grid, slices), scar_rule='{"rule": "nsd", "target": "scar"}')
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
+        assert train_scar_model(graded, config)["hyperparameters"]["shape_prior"] is False
+    assert "shape prior (auto): off, the targets are a raw-LGE rule's grades" in caplog.text
     # "on" still means on, whatever the targets
     forced = train_scar_model(prepare_from_slices(grid, fractions), dataclasses.replace(config, shape_prior=True))
     assert forced["hyperparameters"]["shape_prior"] is True

@@ -558,7 +558,7 @@ def _fit_checkpoint(
                               "(written by an older CardioScar?): re-run `cardioscar prepare` for it, or train a new "
                               "model without --shape-prior")
     prior = training_prior(result.shape_prior, bool(start[0].get("shape_prior")) if start else config.shape_prior,
-                           result.intensities)
+                           result.intensities, result.scar_rule)
     prior, row_logit = (None, None) if prior is None else fit_to_rows(prior, result.coordinates, result.scaler_min,
                                                                       result.scaler_max)
     model, history = fit_scar_field(

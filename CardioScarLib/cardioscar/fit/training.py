@@ -92,9 +92,9 @@ class TrainingConfig:
     ``shape_prior``: learn a residual on the shape-based interpolation of the slices' scar
     (:mod:`cardioscar.shape_prior`): ``p = sigmoid(prior_logit + f)``; applied where the training
     data is built (:func:`cardioscar.logic.train_scar_model`), stored in the checkpoint.
-    ``"auto"`` (the fast preset's): with it where every target is 0 or 1 (label maps,
-    segmentations, raw-LGE rules) and the slices hold a stack, without it on fractions
-    (:func:`cardioscar.shape_prior.use.training_prior` says why); the checkpoint records which.
+    ``"auto"`` (the fast preset's): with it where every target is a drawn 0 or 1 (label maps,
+    segmentations) and every slice lies in a stack, without it on fractions and a scar rule's
+    grades (:func:`cardioscar.shape_prior.use.training_prior` says why); the checkpoint records which.
     ``convergence_tolerance``: with the one-cycle schedule, how much the dropout-free group loss
     may still fall over the schedule's last ``CONVERGENCE_TAIL``, as a share of the group targets'
     variance (of what a constant field leaves unexplained), for the run to count as converged; a
