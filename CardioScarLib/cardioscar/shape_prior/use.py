@@ -40,13 +40,14 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     long-axis views pooled the prior gained nothing measured); without it otherwise. A rule's
     0/1 grades lost with the prior on every phantom set measured (the raw-LGE demo's scar Dice
     0.838 against 0.852 off; the unseen family's n-SD cases 0.302 against 0.316, their core
-    0.446 against 0.503): a threshold on noisy intensities draws no outline worth interpolating. Why the targets decide (fast preset, ``Testing/benchmarks``, figures in the
-    README): on 0/1 labels the prior is the better interpolation between the slices (EMIDEC
-    leave-one-slice-out, 49 real label maps: Dice at 0.5 0.704 / AUC 0.932 against 0.671 / 0.917
-    without; the segmented phantoms' four label-map seeds, whole reconstruction: mean Dice 0.888
-    against 0.879), while on fractions it adds nothing and can cost (the four fraction-map seeds
-    0.910 against 0.913, seed 4 0.872 against 0.888; the demo with its long-axis slice pooled
-    0.905 against 0.916; the real biv-me planes' held-out AUC 0.882 against 0.933): a fraction's
+    0.446 against 0.503): a threshold on noisy intensities draws no outline worth interpolating.
+    Why the targets decide (fast preset, ``Testing/benchmarks``, figures in the README): on 0/1
+    labels the prior is the better interpolation between the slices (EMIDEC leave-one-slice-out,
+    49 real label maps: Dice at 0.5 0.705 / AUC 0.932 against 0.671 / 0.917 without; the
+    segmented phantoms' four label-map seeds, whole reconstruction: mean Dice 0.887 against
+    0.880), while on fractions it adds nothing and can cost (the four fraction-map seeds with
+    prior version 3 0.910 against 0.913, seed 4 0.872 against 0.888; the demo with its long-axis
+    slice pooled 0.905 against 0.916; the real biv-me planes' held-out AUC 0.882 against 0.933): a fraction's
     shape is not the outline of ``target >= 0.5`` the prior draws."""
     if wanted == SHAPE_PRIOR_AUTO:
         labels = targets is not None and len(targets) > 0 and bool(np.isin(np.asarray(targets), (0.0, 1.0)).all())
