@@ -157,3 +157,22 @@ def test_user_inputs_follow_the_segmentation():
         assert finite.min() >= 0.0 and finite.max() <= 1.0
         if input_kind == "nsd":
             assert set(np.unique(finite)) <= {0.0, 1.0}
+
+
+def test_benchmark_hands_the_rule_record_on_so_auto_leaves_rule_grades_off():
+    """bench_unseen's default ``--shape-prior auto`` must do what ``cardioscar train`` does with the
+    fast preset: the n-SD cases' 0/1 grades over one stack would get the prior if the training data
+    did not say they come from a rule (the record ``prepare --scar-rule`` writes)."""
+    import bench_robust as br
+    from bench_unseen import unseen_case
+
+    from cardioscar.fit.training import SHAPE_PRIOR_AUTO
+    from cardioscar.shape_prior.use import training_prior
+
+    case = unseen_case(3, nodes=3000)
+    prepared = br.prepared_case(case, case.slices)
+    assert '"rule": "nsd"' in prepared.scar_rule
+    assert prepared.shape_prior is not None and prepared.shape_prior.stacks_only()
+    assert set(np.unique(prepared.intensities)) <= {0.0, 1.0}   # only the record tells these are grades
+    assert training_prior(prepared.shape_prior, SHAPE_PRIOR_AUTO, prepared.intensities, prepared.scar_rule) is None
+    assert training_prior(prepared.shape_prior, SHAPE_PRIOR_AUTO, prepared.intensities, "") is not None

@@ -97,6 +97,7 @@ class Case:
     parallel: list[int] | None = None  # indices of the parallel (short-axis) slices, in stack order
     coverage_mesh: vtk.vtkDataSet | None = None   # demo family: partial-volume correction
     info: dict = field(default_factory=dict)
+    scar_rule: str = ""                # a raw-LGE rule's record (prepare's .npz): auto leaves its grades to the network
 
 
 # --------------------------------------------------------------------------- targets
@@ -406,9 +407,17 @@ def with_prior_overrides(prepared: PreprocessingResult) -> PreprocessingResult:
     return dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior, **PRIOR_OVERRIDES))
 
 
+def prepared_case(case: Case, slices: list[SliceLayer]) -> PreprocessingResult:
+    """The training data of ``slices`` as ``cardioscar prepare`` writes it, the case's rule record
+    included (what the fast preset's shape prior ``auto`` reads)."""
+    prepared = with_prior_overrides(prepare_from_slices(case.points, slices, coverage_mesh=case.coverage_mesh))
+    prepared.scar_rule = case.scar_rule
+    return prepared
+
+
 def _reconstruct(case: Case, slices: list[SliceLayer], config: TrainingConfig, mc_samples: int, seed: int):
     start = time.perf_counter()
-    prepared = with_prior_overrides(prepare_from_slices(case.points, slices, coverage_mesh=case.coverage_mesh))
+    prepared = prepared_case(case, slices)
     checkpoint = train_scar_model(prepared, dataclasses.replace(config, seed=seed))
     trained = time.perf_counter()
     result = predict_on_points(checkpoint, case.points, mc_samples=mc_samples, seed=seed)

@@ -78,7 +78,8 @@ def unseen_case(seed: int, nodes: int = 12000, rule: str | None = None, rule_tar
                    truth=phantom.truth, truth_fraction=phantom.truth_fraction,
                    weights=metrics.node_volumes(phantom.mesh), slices=phantom.slices, acquired=phantom.acquired,
                    stack=br._stack_image(phantom.acquired, phantom.signal),
-                   parallel=list(range(len(phantom.slices))), info=phantom.info)
+                   parallel=list(range(len(phantom.slices))), info=phantom.info,
+                   scar_rule=phantom.scar_rule)
 
 #: ``--ablate`` choices: UnseenConfig overrides that remove one way the family differs from the library's model.
 ABLATIONS = {"box": {"profile": "box"}, "nopsf": {"psf_fwhm_px": 0.0}, "darkblood": {"blood": 0.0}}
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ablate", default="", help="comma-separated: box, nopsf, darkblood (see unseen_case)")
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--shape-prior", choices=("auto", "on", "off"), default="auto",
-                        help="the fast preset's auto (default; on for 0/1 targets such as the nsd cases'), or on/off")
+                        help="the fast preset's auto (default: off on these cases, the probability maps' fractions and "
+                             "the rules' grades), or on/off")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     config = TrainingConfig.fast(shape_prior={"on": True, "off": False, "auto": "auto"}[args.shape_prior])

@@ -45,6 +45,7 @@ from scipy import ndimage
 from vtk.util import numpy_support
 
 from cardioscar.errors import CardioScarError
+from cardioscar.lge.prepare import rule_record_json
 from cardioscar.lge.rules import apply_rule
 from cardioscar.lge.synthetic import add_rician_noise
 from cardioscar.phantoms.phantom import LVGeometry, _stack_geometry, _to_vtk_grid, lattice_cubes, tets_from_cubes
@@ -123,6 +124,10 @@ class UnseenPhantom:
     slices: list[SliceLayer]             # training targets in [0, 1], NaN outside the myocardium
     acquired: list[SliceLayer]           # the same values with 0 outside the myocardium (the yardsticks')
     info: dict
+    #: the rule's record as ``prepare --scar-rule`` writes it into the ``.npz`` (empty for a
+    #: probability map): the fast preset's shape prior ``auto`` reads it to leave a rule's grades
+    #: to the network, so a benchmark that trains these slices must hand it on
+    scar_rule: str = ""
 
     @property
     def truth(self) -> np.ndarray:
@@ -275,22 +280,25 @@ def _acquire(config: UnseenConfig, geometry: LVGeometry, scar: ScarModel, rng: n
     return images[0], images[1], [float(z) for z in z_centres]
 
 
-def user_targets(config: UnseenConfig, signal: sitk.Image, labels: sitk.Image) -> tuple[list[SliceLayer], list[SliceLayer]]:
-    """(training targets, acquired values) by the library's own paths, as ``cardioscar prepare``
-    makes them: ``--normalize-intensities --myocardium-mask labels --myocardium-labels 2`` or
-    ``--scar-rule nsd|fwhm --myocardium-mask labels --myocardium-labels 2`` (default thresholds,
-    ``--scar-target`` from ``rule_target``)."""
+def user_targets(config: UnseenConfig, signal: sitk.Image,
+                 labels: sitk.Image) -> tuple[list[SliceLayer], list[SliceLayer], str]:
+    """(training targets, acquired values, the rule's record) by the library's own paths, as
+    ``cardioscar prepare`` makes them: ``--normalize-intensities --myocardium-mask labels
+    --myocardium-labels 2`` (no record) or ``--scar-rule nsd|fwhm --myocardium-mask labels
+    --myocardium-labels 2`` (default thresholds, ``--scar-target`` from ``rule_target``)."""
     half = config.slab_mm / 2.0
     image = slices_from_image(signal, half_thickness=half, label="lge")
     masks = [layer.values == MYOCARDIUM for layer in slices_from_image(labels, half_thickness=half, label="labels")]
     if config.input_kind == "probability":
         slices, _ = restrict_to_myocardium(slice_targets(image, normalize=True), masks, "labels 2", scar_map=False)
+        record = ""
     else:
         rule = apply_rule(config.input_kind, [layer.values for layer in image], masks)
         targets = rule.scar_targets() if config.rule_target == "scar" else rule.core_targets()
         slices = [dataclasses.replace(layer, values=v) for layer, v in zip(image, targets)]
+        record = rule_record_json(rule, config.rule_target)
     acquired = [dataclasses.replace(layer, values=np.nan_to_num(layer.values, nan=0.0)) for layer in slices]
-    return slices, acquired
+    return slices, acquired, record
 
 
 def make_unseen_phantom(config: UnseenConfig) -> UnseenPhantom:
@@ -304,11 +312,12 @@ def make_unseen_phantom(config: UnseenConfig) -> UnseenPhantom:
     points = numpy_support.vtk_to_numpy(mesh.GetPoints().GetData()).astype(np.float64)
     truth_fraction = scar.fraction(geometry.to_local(points))
     signal, labels, z_centres = _acquire(config, geometry, scar, np.random.default_rng([config.seed, 17]))
-    slices, acquired = user_targets(config, signal, labels)
+    slices, acquired, record = user_targets(config, signal, labels)
     info = {"family": "unseen", "seed": config.seed, "mesh": config.mesh_kind, "input": config.input_kind + ("" if config.rule_target == "scar" else "_core"),
             "scar": config.scar_kind, "pixel_mm": round(config.pixel_mm, 3), "gap_mm": round(config.slice_gap_mm, 2),
             "slab_mm": round(config.slab_mm, 2), "psf_fwhm_px": round(config.psf_fwhm_px, 2),
             "noise_sd": config.noise_sd, "snr_scar_vs_healthy": round((config.core - config.healthy) / config.noise_sd, 1),
             "wall_offset_px": round(config.wall_offset_px, 2), "n_slices": len(z_centres),
             "infarct_peaks": [round(p, 3) for p in scar.peaks]}
-    return UnseenPhantom(config, geometry, scar, mesh, points, truth_fraction, signal, labels, slices, acquired, info)
+    return UnseenPhantom(config, geometry, scar, mesh, points, truth_fraction, signal, labels, slices, acquired, info,
+                         record)
