@@ -60,7 +60,7 @@ class ReconstructionOptions:
     outside the myocardium then carry no constraint (:mod:`cardioscar.prepare.myocardium`).
     ``shape_prior``: learn a residual on the shape-based interpolation of the slices' scar
     (``cardioscar train --shape-prior on``, :mod:`cardioscar.shape_prior`): True (``"on"``), False
-    (``"off"``), ``"auto"`` (on for 0/1 targets only) or None, the preset's (documented off, fast auto).
+    (``"off"``), ``"auto"`` (on for drawn 0/1 targets over a stack only) or None, the preset's (documented off, fast auto).
     """
 
     slice_axis: str = "z"

@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=None, help="rows per training batch")
     tr.add_argument("--seed", type=int, default=42, help="seed of training and of the inference dropout masks")
     tr.add_argument("--shape-prior", type=on_off_auto, default=None, metavar="{on,off,auto}",
-                    help="on: learn a residual on the shape-based interpolation of the slices' scar; auto: on for 0/1 "
-                         "targets only (as cardioscar train --shape-prior; default: the preset's, off with documented, "
+                    help="on: learn a residual on the shape-based interpolation of the slices' scar; auto: on for drawn "
+                         "0/1 targets over a stack of parallel slices, off for fractions, scar rules and long-axis "
+                         "views (as cardioscar train --shape-prior; default: the preset's, off with documented, "
                          "auto with fast)")
     for name, kind in _EXTRA_TRAINING:
         tr.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"TrainingConfig.{name}")

@@ -57,8 +57,9 @@ _TRAINING_OPTIONS = (
      "(at most 2); 0 turns the test off (documented preset: 0)"),
     ("shape_prior", "--shape-prior", on_off_auto,
      "on: learn a residual on the shape-based interpolation of the slices' scar (issue 18; see the README); off: the "
-     "network alone; auto: on where every target is a drawn 0 or 1 (label maps, segmentations; not a scar rule) and the slices "
-     "hold a stack, off on fractions (default: off with the documented preset, auto with fast)"),
+     "network alone; auto: on where every target is a drawn 0 or 1 (label maps, segmentations) and every slice with targets "
+     "lies in a stack of two or more parallel slices, off on fractions, a scar rule's grades or with a long-axis view "
+     "(default: off with the documented preset, auto with fast)"),
 )
 
 

@@ -105,7 +105,7 @@ def _flag(value: Any) -> bool:
 
 
 def _flag_or_auto(value: Any) -> bool | str:
-    """yes / no, or ``auto`` (the shape prior on for 0/1 targets only)."""
+    """yes / no, or ``auto`` (the shape prior on for drawn 0/1 targets over a stack only)."""
     return "auto" if _text(value).lower() == "auto" else _flag(value)
 
 
