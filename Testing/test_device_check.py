@@ -42,6 +42,11 @@ def test_inputs_hold_every_case_with_its_rows_and_truth(inputs):
             # the scaler spans the mesh, so every training row lies in the unit cube
             assert data["coordinates"].min() >= -1e-6 and data["coordinates"].max() <= 1 + 1e-6
             assert meta["cpu_reference"]["epochs"] >= 200
+            # the fast preset's auto: the prior for the label map (0/1 over a stack), not for fractions
+            assert meta["shape_prior_used"] is ("labels" in path.stem), path.stem
+            assert ("node_prior_logit" in data.files) is meta["shape_prior_used"]
+            if meta["shape_prior_used"]:
+                assert len(data["node_prior_logit"]) == len(data["node_residual_weight"]) == meta["nodes"]
 
 
 def test_run_needs_no_vtk_and_reproduces_the_cpu_reference(inputs, tmp_path):

@@ -10,7 +10,9 @@ split where the data need no VTK any more:
    the library (segmented-family phantoms at about 29k nodes, a fraction map and a label map, and
    the demo phantom as ``cardioscar demo`` makes it), prepares each exactly as ``bench_robust.py``
    does, and writes one ``<case>.npz``: the training rows (normalised coordinates, targets,
-   groups), the scaler, the mesh nodes with their truth and volumes, and, with
+   groups), the scaler, the mesh nodes with their truth and volumes, the shape prior's log-odds
+   at the rows and nodes where the fast preset's ``auto`` trains with it (the label map; the
+   prior is built from VTK-read slices, so here), and, with
    ``--cpu-reference``, this machine's fast-preset fit of the same rows (seconds, Dice) to compare
    against;
 2. **there**: ``run`` trains each case with ``TrainingConfig.fast()`` on the GPU (twice: the first
@@ -77,19 +79,21 @@ def scores(probability: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> d
 
 
 def fit_and_score(case: dict, device: torch.device, config: TrainingConfig, mc_samples: int = 10) -> dict:
-    """Train the case's rows with ``config`` on ``device``, predict every node, score against the truth."""
+    """Train the case's rows with ``config`` on ``device``, predict every node, score against the truth;
+    with the shape prior's terms in ``case`` (:func:`prior_terms`), as ``cardioscar train``/``apply`` use them."""
     extent = case["scaler_max"] - case["scaler_min"]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     net, history = fit_scar_field(case["coordinates"], case["intensities"], case["group_ids"], config, device=device,
-                                  extent_mm=extent)
+                                  extent_mm=extent, prior_logit=case.get("row_prior_logit"))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     trained = time.perf_counter()
     nodes = normalize(case["points"], case["scaler_min"], case["scaler_max"]).astype(np.float32)
     torch.manual_seed(config.seed)
-    mean, _ = mc_dropout_predict(net, nodes, mc_samples=mc_samples, device=device)
+    mean, _ = mc_dropout_predict(net, nodes, mc_samples=mc_samples, device=device,
+                                 prior_logit=case.get("node_prior_logit"), residual_weight=case.get("node_residual_weight"))
     return {"train_s": round(trained - start, 2), "predict_s": round(time.perf_counter() - trained, 2),
             "epochs": int(history["epochs_run"]), "best_loss": round(float(history["best_loss"]), 6),
             **scores(mean, case["truth"], case["weights"])}
@@ -99,7 +103,6 @@ def make_inputs(output: Path, cpu_reference: bool, nodes: int | None = None, epo
     """Build, prepare and write every case of :data:`CASES` (``nodes``/``epochs``: smaller, for the test)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_robust as br          # VTK and SimpleITK: only on this side
-    from cardioscar.logic import prepare_from_slices
 
     output.mkdir(parents=True, exist_ok=True)
     written = []
@@ -107,13 +110,15 @@ def make_inputs(output: Path, cpu_reference: bool, nodes: int | None = None, epo
         size = nodes or size
         case = (br.segmented_case(seed, variant=variant, mesh_type=mesh_type, nodes=size) if family == "segmented"
                 else br.demo_case(seed, nodes=size))
-        prepared = prepare_from_slices(case.points, case.slices, coverage_mesh=case.coverage_mesh)
+        prepared = br.prepared_case(case, case.slices)
         arrays = {"coordinates": prepared.coordinates, "intensities": prepared.intensities,
                   "group_ids": prepared.group_ids, "scaler_min": prepared.scaler_min,
                   "scaler_max": prepared.scaler_max, "points": case.points, "truth": case.truth,
                   "weights": case.weights}
+        terms = prior_terms(prepared, case.points)
+        arrays.update(terms)
         meta = {"case": case.name, "nodes": len(case.points), "rows": len(prepared.coordinates),
-                "groups": prepared.n_groups}
+                "groups": prepared.n_groups, "shape_prior_used": bool(terms)}
         if cpu_reference:
             arrays_for_fit = {k: np.asarray(v) for k, v in arrays.items()}
             meta["cpu_reference"] = fit_and_score(arrays_for_fit, torch.device("cpu"), _config(epochs)) | {
@@ -123,6 +128,22 @@ def make_inputs(output: Path, cpu_reference: bool, nodes: int | None = None, epo
         logger.info("%s: %d nodes, %d rows -> %s", name, meta["nodes"], meta["rows"], path)
         written.append(path)
     return written
+
+
+def prior_terms(prepared, points: np.ndarray) -> dict[str, np.ndarray]:
+    """The shape prior's arrays the fast preset's ``auto`` trains and predicts with (none when it
+    chooses the network alone): the log-odds at the training rows and, at the nodes, the log-odds
+    and the residual's weight, as ``cardioscar.logic`` computes them."""
+    from cardioscar.shape_prior.use import fit_to_rows, node_prior, training_prior
+
+    prior = training_prior(prepared.shape_prior, TrainingConfig.fast().shape_prior, prepared.intensities,
+                           prepared.scar_rule)
+    if prior is None:
+        return {}
+    prior, row_logit = fit_to_rows(prior, prepared.coordinates, prepared.scaler_min, prepared.scaler_max)
+    at_nodes = node_prior(prior, points)
+    terms = {"node_prior_logit": at_nodes["prior_logit"], "node_residual_weight": at_nodes["residual_weight"]}
+    return terms if row_logit is None else {**terms, "row_prior_logit": row_logit}
 
 
 def _config(epochs: int | None) -> TrainingConfig:
