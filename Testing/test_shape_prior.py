@@ -342,6 +342,9 @@ def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys
     with pytest.raises(SystemExit):
         parser.parse_args(base + ["--shape-prior", "maybe"])
     assert "must be on, off or auto" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the usage line names the choices (it read SHAPE_PRIOR)
+        parser.parse_args(["train", "--help"])
+    assert "--shape-prior {on,off,auto}" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a fine-tuned model keeps its base model's choice
         parser.parse_args(["fine-tune", "--model", "m.pth"] + base[1:] + ["--shape-prior", "on"])
     batch = importlib.util.module_from_spec(spec := importlib.util.spec_from_file_location(

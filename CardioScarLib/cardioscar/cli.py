@@ -103,7 +103,8 @@ def _add_training_options(parser: argparse.ArgumentParser, architecture: bool = 
     )
     for name, flag, kind, text in _TRAINING_OPTIONS:
         if architecture or name not in _ARCHITECTURE_OPTIONS:
-            parser.add_argument(flag, dest=name, type=kind, default=None, help=text)
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=text,
+                                metavar="{on,off,auto}" if kind is on_off_auto else None)
     parser.add_argument("--cpu", action="store_true", help="force CPU even when a CUDA GPU is available")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
