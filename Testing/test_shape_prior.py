@@ -324,6 +324,12 @@ def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog
     with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
         assert train_scar_model(graded, config)["hyperparameters"]["shape_prior"] is False
     assert "shape prior (auto): off, the targets are a raw-LGE rule's grades" in caplog.text
+    # labels in a .npz of a CardioScar without the prior: auto cannot use it, and says so as "on" does
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
+        old = train_scar_model(dataclasses.replace(prepare_from_slices(grid, slices), shape_prior=None), config)
+    assert old["hyperparameters"]["shape_prior"] is False
+    assert [r.levelname for r in caplog.records if "holds none" in r.getMessage()] == ["WARNING"]
     # "on" still means on, whatever the targets
     forced = train_scar_model(prepare_from_slices(grid, fractions), dataclasses.replace(config, shape_prior=True))
     assert forced["hyperparameters"]["shape_prior"] is True

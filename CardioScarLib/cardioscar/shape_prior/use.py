@@ -64,7 +64,12 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
                    "(a long-axis view, or a short-axis slice alone)")
         else:
             why = "every target is 0 or 1 and every slice with targets lies in a stack of two or more parallel ones"
-        logger.info("shape prior (auto): %s, %s", "on" if chosen else "off", why)
+        if prior is None and labels and not scar_rule:
+            # drawn labels, for which a fresh prepare would give auto a prior to choose: say so, as "on" does
+            logger.warning("shape prior (auto): off, the training data holds none (written by an older CardioScar?) "
+                           "although its targets are 0/1 labels; re-run `cardioscar prepare` to let auto use it")
+        else:
+            logger.info("shape prior (auto): %s, %s", "on" if chosen else "off", why)
         return prior if chosen else None
     if not wanted:
         return None
