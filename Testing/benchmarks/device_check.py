@@ -30,7 +30,7 @@ The call, from the repository root, with the inputs made here in an ignored fold
     PYTHONPATH=CardioScarLib PYTHONUNBUFFERED=1 python3 Testing/benchmarks/device_check.py run \\
         --inputs Testing/benchmarks/device_inputs --output $OUT/device_check.jsonl
 
-(``Testing/benchmarks/device_inputs/`` is in ``.gitignore``; the three cases take 3.5 MB.)
+(``Testing/benchmarks/device_inputs/`` is in ``.gitignore``; the three cases take 3.6 MB.)
 """
 
 from __future__ import annotations
