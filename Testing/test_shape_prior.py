@@ -289,6 +289,7 @@ def test_training_option_is_checked():
     with pytest.raises(CardioScarError, match="shape_prior must be true, false or 'auto'"):
         TrainingConfig(shape_prior="yes")
     assert TrainingConfig().shape_prior is False and TrainingConfig.fast().shape_prior == "auto"
+    assert TrainingConfig(shape_prior=" Auto").shape_prior == "auto"  # as the faces take it
 
 
 def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog):

@@ -139,7 +139,9 @@ class TrainingConfig:
         self.fourier_features = int(self.fourier_features)
         if isinstance(self.shape_prior, (bool, np.bool_)):
             self.shape_prior = bool(self.shape_prior)
-        elif self.shape_prior != SHAPE_PRIOR_AUTO:
+        elif isinstance(self.shape_prior, str) and self.shape_prior.strip().lower() == SHAPE_PRIOR_AUTO:
+            self.shape_prior = SHAPE_PRIOR_AUTO  # as every face takes it ("Auto" from a JSON config too)
+        else:
             raise CardioScarError(f"training option shape_prior must be true, false or '{SHAPE_PRIOR_AUTO}', "
                                   f"got {self.shape_prior!r}")
         for name in ("base_lr", "max_lr", "fourier_scale_mm"):
