@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from cardioscar.io.checks import check_seed, check_threshold
+from cardioscar.io.checks import check_seed, check_threshold, shape_prior_word
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import TARGETS
 from cardioscar.prepare.myocardium import check_margin
@@ -110,9 +110,8 @@ class ReconstructionOptions:
         if self.myocardium_margin and self.scar_rule:
             raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; set the margin to 0.")
-        if isinstance(self.shape_prior, str):  # the panel's box: on, off or auto
-            self.shape_prior = {"on": True, "off": False, "auto": "auto"}.get(self.shape_prior.strip().lower(),
-                                                                               self.shape_prior)
+        if isinstance(self.shape_prior, str) and shape_prior_word(self.shape_prior) is not None:  # the panel's box
+            self.shape_prior = shape_prior_word(self.shape_prior)
         if not (self.shape_prior is None or isinstance(self.shape_prior, bool) or self.shape_prior == "auto"):
             raise CardioScarError(f"shape prior must be True, False, 'auto' or None (the preset's), "
                                   f"got {self.shape_prior!r}.")

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from cardioscar import __version__
 from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
-from cardioscar.io.checks import check_output_dir, check_output_path, check_seed
+from cardioscar.io.checks import check_output_dir, check_output_path, check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import export
@@ -32,10 +32,10 @@ EXIT_CANCELLED = 130
 def on_off_auto(text: str) -> bool | str:
     """An ``on|off|auto`` option value: True, False or ``"auto"`` (``--shape-prior auto``: the
     targets decide, :func:`cardioscar.shape_prior.use.training_prior`)."""
-    choices = {"on": True, "off": False, "auto": "auto"}
-    if text.strip().lower() not in choices:
+    value = shape_prior_word(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"must be on, off or auto (got {text!r})")
-    return choices[text.strip().lower()]
+    return value
 
 
 #: TrainingConfig fields that the command line can override, with their option names.

@@ -120,8 +120,7 @@ def make_inputs(output: Path, cpu_reference: bool, nodes: int | None = None, epo
         meta = {"case": case.name, "nodes": len(case.points), "rows": len(prepared.coordinates),
                 "groups": prepared.n_groups, "shape_prior_used": bool(terms)}
         if cpu_reference:
-            arrays_for_fit = {k: np.asarray(v) for k, v in arrays.items()}
-            meta["cpu_reference"] = fit_and_score(arrays_for_fit, torch.device("cpu"), _config(epochs)) | {
+            meta["cpu_reference"] = fit_and_score(arrays, torch.device("cpu"), _config(epochs)) | {
                 "threads": torch.get_num_threads()}
         path = output / f"{name}.npz"
         np.savez_compressed(path, meta=json.dumps(meta), **arrays)

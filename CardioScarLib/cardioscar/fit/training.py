@@ -35,7 +35,7 @@ from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_g
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.fit.engines import BayesianNN
-from cardioscar.io.checks import check_seed
+from cardioscar.io.checks import check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class TrainingConfig:
         self.fourier_features = int(self.fourier_features)
         if isinstance(self.shape_prior, (bool, np.bool_)):
             self.shape_prior = bool(self.shape_prior)
-        elif isinstance(self.shape_prior, str) and self.shape_prior.strip().lower() == SHAPE_PRIOR_AUTO:
+        elif isinstance(self.shape_prior, str) and shape_prior_word(self.shape_prior) == SHAPE_PRIOR_AUTO:
             self.shape_prior = SHAPE_PRIOR_AUTO  # as every face takes it ("Auto" from a JSON config too)
         else:
             raise CardioScarError(f"training option shape_prior must be true, false or '{SHAPE_PRIOR_AUTO}', "

@@ -24,6 +24,16 @@ LABEL_TOLERANCE = 1e-3
 SAME_NODE_TOLERANCE_MM = 1e-3
 
 
+#: The words every face takes for the shape prior (``--shape-prior``, the panel's box, the
+#: Slicer Logic's options), as ``TrainingConfig.shape_prior`` values.
+SHAPE_PRIOR_WORDS = {"on": True, "off": False, "auto": "auto"}
+
+
+def shape_prior_word(text: str) -> bool | str | None:
+    """True, False or ``"auto"`` for on / off / auto in any case and spacing; None for any other text."""
+    return SHAPE_PRIOR_WORDS.get(text.strip().lower())
+
+
 def check_seed(seed: object, option: str = "--seed") -> int:
     """``seed`` as an int in 0..2**63-1, else a one-line error naming ``option``."""
     if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__"):
