@@ -259,3 +259,30 @@ def test_mesh_cells_are_hexahedra_of_positive_volume_in_any_image_direction(mirr
     cells = vtk_to_numpy(grid.GetCells().GetConnectivityArray()).reshape(-1, 8)
     volumes = [_signed_volume(points[cell], HEX_FACES) for cell in cells[:: max(1, len(cells) // 200)]]
     np.testing.assert_allclose(volumes, 8.0, rtol=1e-6)
+
+
+def test_burden_benchmark_against_slice_summation(tmp_path) -> None:
+    """``bench_emidec_burden.py``: the experts' slice summation, the yardsticks' burden on the mesh and
+    the reconstruction's, on a stack whose every slice holds a quarter of the ring as scar."""
+    import bench_emidec_burden as burden_bench
+
+    image = _ring_stack([(0, 90)] * 5)
+    labels = sitk.GetArrayFromImage(image)
+    share = (labels == 3).sum() / np.isin(labels, (2, 3)).sum()
+    assert 0.2 < share < 0.3
+    case = _write_case(tmp_path, "Case_P904", image)
+    config = TrainingConfig.fast(max_epochs=60, early_stopping_patience=60, seed=1)
+    record = burden_bench.run_case(case, ["auto", "off"], mc_samples=4, config=config, mesh_spacing_mm=2.5)
+    assert record["expert"] == pytest.approx(share)
+    # the same scar on every slice: copying the nearest slice onto the mesh keeps the share
+    assert record["nearest_slice"] == pytest.approx(share, abs=0.03)
+    assert record["prior_used_auto"] and not record["prior_used_off"]  # 0/1 labels over one stack
+    for setting in ("auto", "off"):
+        assert 0.0 <= record[f"recon_{setting}"] <= 1.0 and 0.0 <= record[f"on_slice_dice_{setting}"] <= 1.0
+    rows = [{"expert": 0.10, "nearest_slice": 0.12, "logodds": 0.08, "recon_auto": 0.11},
+            {"expert": 0.20, "nearest_slice": 0.20, "logodds": 0.18, "recon_auto": 0.23}]
+    summary = burden_bench.summarize(rows, ["auto"])
+    assert summary["nearest_slice"]["bias_points"] == pytest.approx(1.0)
+    assert summary["logodds"]["bias_points"] == pytest.approx(-2.0)
+    assert summary["recon_auto"]["bias_points"] == pytest.approx(2.0)
+    assert summary["recon_auto"]["sd_points"] == pytest.approx(np.std([1.0, 3.0], ddof=1))
