@@ -176,3 +176,68 @@ def test_benchmark_hands_the_rule_record_on_so_auto_leaves_rule_grades_off():
     assert set(np.unique(prepared.intensities)) <= {0.0, 1.0}   # only the record tells these are grades
     assert training_prior(prepared.shape_prior, SHAPE_PRIOR_AUTO, prepared.intensities, prepared.scar_rule) is None
     assert training_prior(prepared.shape_prior, SHAPE_PRIOR_AUTO, prepared.intensities, "") is not None
+
+
+def test_drawn_label_map_marks_the_pixels_whose_myocardium_is_half_scar():
+    """``labels`` input: 3 where the pixel's PSF- and profile-weighted myocardium is >= 50 % scar,
+    re-derived by a Monte-Carlo integral of the scar over the wall around the pixel centres
+    (SimpleITK places them); targets are the CLI's ``--scar-labels 3 --myocardium-labels 2,3``."""
+    phantom = make_unseen_phantom(UnseenConfig(seed=0, target_nodes=3000, input_kind="labels", noise_sd=1e-6))
+    plain = make_unseen_phantom(UnseenConfig(seed=0, target_nodes=3000, input_kind="probability", noise_sd=1e-6))
+    image, cfg = phantom.labels, phantom.config
+    labels = sitk.GetArrayFromImage(image)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    assert np.array_equal(np.where(labels == 3, 2, labels), sitk.GetArrayFromImage(plain.labels))  # scar drawn on the wall only
+    targets = np.stack([layer.values for layer in phantom.slices])
+    assert np.array_equal(np.isfinite(targets), labels >= 2)
+    assert np.array_equal(targets[labels >= 2], (labels[labels >= 2] == 3).astype(float))
+    assert phantom.scar_rule == ""                             # drawn, so the fast preset's auto may train the prior
+    # pixels where the call is made: scar pixels and the myocardium pixels next to them
+    from scipy import ndimage
+    ring = ndimage.binary_dilation(labels == 3, structure=np.ones((1, 3, 3), bool)) & (labels == 2)
+    rng = np.random.default_rng(2)
+    picks = [tuple(p) for kind in (labels == 3, ring) for p in rng.permutation(np.argwhere(kind))[:25]]
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    sigma = np.array([cfg.psf_fwhm_px * cfg.pixel_mm, cfg.psf_fwhm_px * cfg.pixel_mm, cfg.slab_mm]) / 2.3548
+    geo = phantom.geometry
+    agree = clear = 0
+    for k, j, i in picks:
+        centre = np.asarray(image.TransformIndexToPhysicalPoint((int(i), int(j), int(k))))
+        local = geo.to_local(centre + (rng.normal(size=(40000, 3)) * sigma) @ direction.T)
+        r2, z = local[:, 0] ** 2 + local[:, 1] ** 2, local[:, 2]
+        wall = (r2 / geo.a_epi ** 2 + z ** 2 / geo.c_epi ** 2 <= 1.0) \
+            & ~(r2 / geo.a_endo ** 2 + z ** 2 / geo.c_endo ** 2 < 1.0) & (z <= 0.0)
+        share = phantom.scar.fraction(local[wall]).sum() / wall.sum()
+        if abs(share - 0.5) > 0.05:                            # Monte-Carlo SE ~0.005; the PSF's truncation aside
+            clear += 1
+            agree += (share >= 0.5) == (labels[k, j, i] == 3)
+    assert clear >= 30 and agree == clear, (agree, clear)
+
+
+def test_drawn_label_map_without_scar_is_refused_as_prepare_refuses_it():
+    from cardioscar.errors import CardioScarError
+    with pytest.raises(CardioScarError, match="--scar-labels 3 match no pixel"):
+        make_unseen_phantom(UnseenConfig(seed=8, target_nodes=3000, input_kind="labels", scar_kind="none"))
+
+
+def test_drawn_label_targets_are_what_prepare_makes_from_the_files(tmp_path):
+    """The benchmark's in-memory ``labels`` targets against ``prepare_training_data`` reading the
+    label map (MetaImage: NIfTI's float32 header would move the slab edges) and the mesh from
+    disk with ``--scar-labels 3 --myocardium-labels 2,3``: the same training rows."""
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.logic import PreprocessingRequest, prepare_from_slices, prepare_training_data
+
+    phantom = make_unseen_phantom(UnseenConfig(seed=9, target_nodes=2000, input_kind="labels"))
+    sitk.WriteImage(phantom.labels, str(tmp_path / "labels.mha"))
+    writer = vtk.vtkXMLUnstructuredGridWriter()
+    writer.SetFileName(str(tmp_path / "mesh.vtu"))
+    writer.SetInputData(phantom.mesh)
+    writer.Write()
+    cli = prepare_training_data(PreprocessingRequest(
+        mesh_path=tmp_path / "mesh.vtu", image_path=tmp_path / "labels.mha", scar_labels=[3], myocardium_labels=[2, 3],
+        slice_thickness_padding=phantom.config.slab_mm / 2.0))
+    ours = prepare_from_slices(read_mesh(tmp_path / "mesh.vtu").points_lps(), phantom.slices)
+    assert cli.n_groups == ours.n_groups and cli.group_targets.sum() > 0
+    for name in ("intensities", "group_ids", "node_ids"):
+        assert np.array_equal(getattr(cli, name), getattr(ours, name)), name
+    assert cli.scar_rule == "" and cli.myocardium_source == "labels 2,3"

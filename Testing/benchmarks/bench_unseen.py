@@ -5,7 +5,10 @@ footprint, LGE-like intensities with Rician noise turned into the user's scar in
 library's own paths (``--normalize-intensities`` inside the myocardium mask, or ``--scar-rule
 nsd``), a tetrahedral, surface-only or label-built mesh, 8-16 mm gaps, faint/small scars and a
 scar-free heart. Cases follow :data:`SCHEDULE` (seed -> mesh, input, scar, forced gap); everything
-else is drawn from the seed.
+else is drawn from the seed. ``--input`` gives every chosen seed another input kind, e.g. ``labels``
+(a drawn scar label map, ``--scar-labels 3 --myocardium-labels 2,3``) on the same meshes and
+acquisitions; a case whose input ``prepare`` refuses (a label map without scar) gets a line with
+``refused`` (the error) and no scores.
 
 Each case is scored by ``bench_robust.run_case`` with the fast preset: Dice at 0.5, best Dice
 and its threshold, AUC, volume error, copy-voxel, nearest slice, LogOdds, seconds; one JSON line
@@ -14,7 +17,7 @@ per case on stdout, with the volume shares each method calls scar (the scar-free
 Usage:
   PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/bench_unseen.py [--seeds 0-11]
       [--nodes 12000] [--mc-samples 10] [--margin PIXELS] [--rule fwhm --rule-target core]
-      [--ablate box,nopsf,darkblood] [--shape-prior auto|on|off]
+      [--ablate box,nopsf,darkblood] [--shape-prior auto|on|off] [--input labels]
       > Testing/benchmarks/results/unseen_family_fast.jsonl
 """
 
@@ -33,8 +36,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_robust as br  # noqa: E402
-from unseen_family import UnseenConfig, make_unseen_phantom  # noqa: E402
+from unseen_family import INPUT_KINDS, UnseenConfig, make_unseen_phantom  # noqa: E402
 
+from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.evaluate import metrics  # noqa: E402
 from cardioscar.evaluate.baselines import nearest_slice_baseline  # noqa: E402
 from cardioscar.fit.training import TrainingConfig  # noqa: E402
@@ -57,13 +61,15 @@ SCHEDULE = {
 
 
 def unseen_case(seed: int, nodes: int = 12000, rule: str | None = None, rule_target: str = "scar",
-                ablations: tuple[str, ...] = ()) -> br.Case:
-    """The scheduled case of ``seed`` as a ``bench_robust.Case``; ``rule`` replaces a scheduled
-    ``nsd`` input by another scar rule (a control), ``rule_target`` picks the rule's target.
+                ablations: tuple[str, ...] = (), input_kind: str | None = None) -> br.Case:
+    """The scheduled case of ``seed`` as a ``bench_robust.Case``; ``input_kind`` replaces the
+    scheduled input (same mesh, acquisition and scar), ``rule`` then a ``nsd`` input by another
+    scar rule (a control), ``rule_target`` picks the rule's target.
     ``ablations`` take one difference from the real-data model away: ``box`` (the slab profile the
     library assumes), ``nopsf`` (no in-plane blur), ``darkblood`` (blood pool signal 0: no blood
     partial volume in the myocardium's border pixels)."""
-    mesh_kind, input_kind, scar_kind, gap = SCHEDULE[seed]
+    mesh_kind, scheduled, scar_kind, gap = SCHEDULE[seed]
+    input_kind = input_kind or scheduled
     if rule is not None and input_kind == "nsd":
         input_kind = rule
     unknown = set(ablations) - set(ABLATIONS)
@@ -106,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the rule's training target: border zone + core (default) or core only")
     parser.add_argument("--ablate", default="", help="comma-separated: box, nopsf, darkblood (see unseen_case)")
     parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--input", choices=INPUT_KINDS, help="this input kind for every chosen seed instead of the "
+                        "schedule's (labels: a drawn scar label map, --scar-labels 3 --myocardium-labels 2,3)")
     parser.add_argument("--shape-prior", choices=("auto", "on", "off"), default="auto",
                         help="the fast preset's auto (default: off on these cases, the probability maps' fractions and "
                              "the rules' grades), or on/off")
@@ -114,8 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     config = TrainingConfig.fast(shape_prior={"on": True, "off": False, "auto": "auto"}[args.shape_prior])
     for seed in br._parse_seeds(args.seeds):
         start = time.perf_counter()
-        case = unseen_case(seed, args.nodes, args.rule, args.rule_target,
-                           tuple(name for name in args.ablate.split(",") if name))
+        try:
+            case = unseen_case(seed, args.nodes, args.rule, args.rule_target,
+                               tuple(name for name in args.ablate.split(",") if name), args.input)
+        except CardioScarError as error:   # what `cardioscar prepare` would refuse for this input
+            mesh_kind, scheduled, scar_kind, _ = SCHEDULE[seed]
+            print(json.dumps({"case": f"unseen_s{seed}_{mesh_kind}_{args.input or scheduled}_{scar_kind}",
+                              "seed": seed, "refused": str(error)}), flush=True)
+            continue
         if args.margin and case.info["input"] == "probability":
             case = br.with_margin(case, args.margin)
         built = time.perf_counter() - start

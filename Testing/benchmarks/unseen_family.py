@@ -17,7 +17,12 @@ differs from both in the ways real data differ:
   ``probability`` = the library's ``--normalize-intensities`` (min-max over the whole stack)
   inside the myocardium mask; ``nsd`` = the library's raw-LGE rule ``--scar-rule nsd`` (2 SD
   above the darkest sector, 0/1 targets) with the myocardium label map; ``fwhm`` (a control, not
-  in the benchmark's schedule) the same with ``--scar-rule fwhm`` (35 % of the myocardial maximum).
+  in the benchmark's schedule) the same with ``--scar-rule fwhm`` (35 % of the myocardial maximum);
+  ``labels`` (not in the schedule: ``bench_unseen.py --input labels``) a scar label map as an expert
+  draws it, without the noise: 3 (scar) on the myocardium label's pixels whose myocardium holds a
+  scar fraction >= 0.5 (the scar fraction weighted by the same PSF and slice profile, divided by
+  the equally weighted myocardium: the segmented family's "scar fraction within the
+  myocardium"), the EMIDEC-style map 0/1/2/3 prepared as ``--scar-labels 3 --myocardium-labels 2,3``.
 * **Mesh** (``mesh_kind``): ``tet`` a tetrahedral (t, u, theta) lattice pushed up to
   ``wall_offset_px`` pixels off the image's wall (as the segmented family, other resolution and
   offsets); ``surface`` only its endocardial and epicardial triangles (no interior node: what a
@@ -52,14 +57,14 @@ from cardioscar.phantoms.phantom import LVGeometry, _stack_geometry, _to_vtk_gri
 from cardioscar.phantoms.phantom_segmented import (ScarModel, SegmentedConfig, _draw_geometry, _draw_scar,
                                                    _smooth_offset)
 from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
-from cardioscar.prepare.myocardium import restrict_to_myocardium
+from cardioscar.prepare.myocardium import label_masks, restrict_to_myocardium
 from cardioscar.prepare.slices import SliceLayer, slices_from_image
-from cardioscar.prepare.targets import slice_targets
+from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar
 
 MESH_KINDS = ("tet", "surface", "labels")
-INPUT_KINDS = ("probability", "nsd", "fwhm")
+INPUT_KINDS = ("probability", "nsd", "fwhm", "labels")
 SCAR_KINDS = ("usual", "faint", "none")
-BACKGROUND, BLOOD, MYOCARDIUM = 0, 1, 2
+BACKGROUND, BLOOD, MYOCARDIUM, SCAR = 0, 1, 2, 3
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
@@ -120,7 +125,7 @@ class UnseenPhantom:
     points_lps: np.ndarray
     truth_fraction: np.ndarray           # (N,) true scar fraction at the nodes
     signal: sitk.Image                   # the LGE magnitude stack (Rician noise)
-    labels: sitk.Image                   # the user's segmentation: 0 background, 1 blood, 2 myocardium
+    labels: sitk.Image                   # the user's segmentation: 0 background, 1 blood, 2 myocardium (3 scar: ``labels`` input)
     slices: list[SliceLayer]             # training targets in [0, 1], NaN outside the myocardium
     acquired: list[SliceLayer]           # the same values with 0 outside the myocardium (the yardsticks')
     info: dict
@@ -235,9 +240,11 @@ def slice_profile(slab_mm: float, step_mm: float = 1.0, reach_sigmas: float = 2.
 
 
 def _acquire(config: UnseenConfig, geometry: LVGeometry, scar: ScarModel, rng: np.random.Generator):
-    """(LGE magnitude stack, label map, z centres): tissue signal on the fine grid, through-plane
-    Gaussian profile, in-plane Gaussian PSF, sampled at the pixel centres; Rician noise on top.
-    The label map thresholds the same blurred tissue indicators at 0.5."""
+    """(LGE magnitude stack, label map, z centres, scar fraction of each pixel's myocardium): tissue
+    signal on the fine grid, through-plane Gaussian profile, in-plane Gaussian PSF, sampled at the
+    pixel centres; Rician noise on top. The label map thresholds the same blurred tissue indicators
+    at 0.5; the scar fraction is the equally blurred scar over the equally blurred myocardium (0
+    where a pixel sees none), what an expert's drawn label map thresholds."""
     corner, z_centres, n_xy, _ = _stack_geometry(config, geometry)
     sub = max(1, math.ceil(config.pixel_mm / config.fine_mm))
     step = config.pixel_mm / sub
@@ -247,29 +254,33 @@ def _acquire(config: UnseenConfig, geometry: LVGeometry, scar: ScarModel, rng: n
     in_plane = np.stack([gx.ravel(), gy.ravel()], axis=1)
     offsets, weights = slice_profile(config.slab_mm, shape=config.profile)
     sigma_fine = config.psf_fwhm_px * config.pixel_mm / FWHM_PER_SIGMA / step
-    signals, labels = [], []
+    signals, labels, scar_fractions = [], [], []
     for z in z_centres:
         signal = np.zeros(n_fine * n_fine)
         myo = np.zeros(n_fine * n_fine)
         blood = np.zeros(n_fine * n_fine)
+        scarred = np.zeros(n_fine * n_fine)
         for dz, w in zip(offsets, weights):
             local = np.column_stack([in_plane, np.full(len(in_plane), z + dz)])
             tissue = _tissue_labels(geometry, local)
             inside = tissue == MYOCARDIUM
+            fraction = scar.fraction(local[inside])
             layer = np.where(tissue == BLOOD, config.blood, 0.0)
-            layer[inside] = config.healthy + scar.fraction(local[inside]) * (config.core - config.healthy)
+            layer[inside] = config.healthy + fraction * (config.core - config.healthy)
             signal += w * layer
             myo += w * inside
             blood += w * (tissue == BLOOD)
+            scarred[inside] += w * fraction
         at_pixels = []
-        for field in (signal, myo, blood):
+        for field in (signal, myo, blood, scarred):
             blurred = field.reshape(n_fine, n_fine)
             if sigma_fine > 0:  # 0: no in-plane PSF (an ablation)
                 blurred = ndimage.gaussian_filter(blurred, sigma_fine, mode="constant", truncate=3.0)
             at_pixels.append(blurred[::sub, ::sub])
-        signal_px, myo_px, blood_px = at_pixels
+        signal_px, myo_px, blood_px, scar_px = at_pixels
         signals.append(add_rician_noise(signal_px, config.noise_sd, rng))
         labels.append(np.where(myo_px >= 0.5, MYOCARDIUM, np.where(blood_px >= 0.5, BLOOD, BACKGROUND)))
+        scar_fractions.append(np.divide(scar_px, myo_px, out=np.zeros_like(scar_px), where=myo_px > 1e-9))
     images = []
     for volume, pixel_type in ((signals, np.float32), (labels, np.uint8)):
         image = sitk.GetImageFromArray(np.stack(volume).astype(pixel_type))
@@ -277,16 +288,30 @@ def _acquire(config: UnseenConfig, geometry: LVGeometry, scar: ScarModel, rng: n
         image.SetDirection(tuple(float(v) for v in geometry.rotation.ravel()))
         image.SetOrigin(tuple(float(v) for v in geometry.to_lps(corner[None, :])[0]))
         images.append(image)
-    return images[0], images[1], [float(z) for z in z_centres]
+    return images[0], images[1], [float(z) for z in z_centres], np.stack(scar_fractions)
+
+
+def drawn_label_map(labels: sitk.Image, scar_fraction: np.ndarray) -> sitk.Image:
+    """The expert's label map: ``labels`` with 3 (scar) on its myocardium pixels whose myocardium
+    holds a scar fraction >= 0.5 (``scar_fraction``, (slices, rows, columns) as SimpleITK orders)."""
+    values = sitk.GetArrayFromImage(labels)
+    drawn = sitk.GetImageFromArray(np.where((values == MYOCARDIUM) & (scar_fraction >= 0.5), SCAR, values)
+                                   .astype(np.uint8))
+    drawn.CopyInformation(labels)
+    return drawn
 
 
 def user_targets(config: UnseenConfig, signal: sitk.Image,
                  labels: sitk.Image) -> tuple[list[SliceLayer], list[SliceLayer], str]:
     """(training targets, acquired values, the rule's record) by the library's own paths, as
     ``cardioscar prepare`` makes them: ``--normalize-intensities --myocardium-mask labels
-    --myocardium-labels 2`` (no record) or ``--scar-rule nsd|fwhm --myocardium-mask labels
-    --myocardium-labels 2`` (default thresholds, ``--scar-target`` from ``rule_target``)."""
+    --myocardium-labels 2`` (no record), ``--scar-rule nsd|fwhm --myocardium-mask labels
+    --myocardium-labels 2`` (default thresholds, ``--scar-target`` from ``rule_target``), or for
+    ``labels`` the drawn map alone as ``--image labels --scar-labels 3 --myocardium-labels 2,3``
+    (``signal`` unused; a map without scar is refused there, as prepare refuses it)."""
     half = config.slab_mm / 2.0
+    if config.input_kind == "labels":
+        return (*drawn_label_targets(labels, half), "")
     image = slices_from_image(signal, half_thickness=half, label="lge")
     masks = [layer.values == MYOCARDIUM for layer in slices_from_image(labels, half_thickness=half, label="labels")]
     if config.input_kind == "probability":
@@ -297,8 +322,24 @@ def user_targets(config: UnseenConfig, signal: sitk.Image,
         targets = rule.scar_targets() if config.rule_target == "scar" else rule.core_targets()
         slices = [dataclasses.replace(layer, values=v) for layer, v in zip(image, targets)]
         record = rule_record_json(rule, config.rule_target)
-    acquired = [dataclasses.replace(layer, values=np.nan_to_num(layer.values, nan=0.0)) for layer in slices]
-    return slices, acquired, record
+    return slices, _acquired(slices), record
+
+
+def _acquired(slices: list[SliceLayer]) -> list[SliceLayer]:
+    """The yardsticks' values: the targets with 0 outside the myocardium."""
+    return [dataclasses.replace(layer, values=np.nan_to_num(layer.values, nan=0.0)) for layer in slices]
+
+
+def drawn_label_targets(labels: sitk.Image, half_thickness: float) -> tuple[list[SliceLayer], list[SliceLayer]]:
+    """(training targets, acquired values) of a drawn label map, by the steps ``cardioscar prepare
+    --scar-labels 3 --myocardium-labels 2,3`` takes (``logic._load_slices``): 0/1 targets from the
+    scar label, the no-reflow warning, NaN outside labels 2 and 3."""
+    layers = slices_from_image(labels, half_thickness=half_thickness, label="labels")
+    targets = slice_targets(layers, scar_labels=[SCAR])
+    warn_labels_inside_scar(layers, [SCAR])
+    masks = label_masks(layers, [MYOCARDIUM, SCAR])
+    slices, _ = restrict_to_myocardium(targets, masks, f"labels {MYOCARDIUM},{SCAR}")
+    return slices, _acquired(slices)
 
 
 def make_unseen_phantom(config: UnseenConfig) -> UnseenPhantom:
@@ -311,7 +352,9 @@ def make_unseen_phantom(config: UnseenConfig) -> UnseenPhantom:
     mesh = _build_mesh(config, geometry, rng)
     points = numpy_support.vtk_to_numpy(mesh.GetPoints().GetData()).astype(np.float64)
     truth_fraction = scar.fraction(geometry.to_local(points))
-    signal, labels, z_centres = _acquire(config, geometry, scar, np.random.default_rng([config.seed, 17]))
+    signal, labels, z_centres, scar_fraction = _acquire(config, geometry, scar, np.random.default_rng([config.seed, 17]))
+    if config.input_kind == "labels":
+        labels = drawn_label_map(labels, scar_fraction)
     slices, acquired, record = user_targets(config, signal, labels)
     info = {"family": "unseen", "seed": config.seed, "mesh": config.mesh_kind, "input": config.input_kind + ("" if config.rule_target == "scar" else "_core"),
             "scar": config.scar_kind, "pixel_mm": round(config.pixel_mm, 3), "gap_mm": round(config.slice_gap_mm, 2),
