@@ -61,7 +61,7 @@ from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
-from CardioScarLogic.results import SHOWN_FIELDS, learned_target, new_output_model  # noqa: E402
+from CardioScarLogic.results import PROBABILITY, SHOWN_FIELDS, learned_target, new_output_model  # noqa: E402
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
@@ -109,7 +109,8 @@ class CardioScarParameterNode:
     fast preset's, for interactive use (the command line and batch mode default to the
     documented preset, one click away in the preset box); the others equal the command line's.
     ``savedModelPath`` is a string kept by the panel itself: the wrapper's path type defaults
-    to ``Path()``, which a path box shows as ".".
+    to ``Path()``, which a path box shows as "."; ``resultModel`` (the newest result) is kept by
+    the panel too and read by *Colour by*.
 
     Adding an option: a field here, a widget with that name as its ``SlicerParameterName`` in
     the .ui (bound by :meth:`CardioScarWidget._guiMapping`), and its keyword in
@@ -136,7 +137,9 @@ class CardioScarParameterNode:
     trainingMcSamples: Annotated[int, WithinRange(1, 100)] = 1
     inferenceMcSamples: Annotated[int, WithinRange(1, 1000)] = 10
     useThreshold: bool = True
-    threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    # the range the box offers (Slicer's spin-box connector replaces the .ui's minimum and maximum by
+    # WithinRange): inside the Logic's 0 < threshold < 1 (cardioscar.io.checks.check_threshold)
+    threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
     seed: Annotated[int, WithinRange(0, 2147483647)] = 42
     normalizeIntensities: bool = False
     partialVolumeCorrection: bool = False
@@ -144,6 +147,9 @@ class CardioScarParameterNode:
     forceCpu: bool = False
     outputToNewModel: bool = False
     savedModelPath: str = ""
+    # the newest result, which *Colour by* recolours; kept by the panel (no widget of its own), so that a
+    # reloaded scene can still be recoloured and the box shows what that model's display shows
+    resultModel: vtkMRMLModelNode
     # AHA segments: the model to divide, the RV insertion (points, or a label map and its
     # labels; the points win when both are chosen) and optionally the apex and base points
     ahaModel: vtkMRMLModelNode
@@ -261,8 +267,12 @@ class WorkerPanelMixin:
 
     def onSceneEndImport(self, caller, event) -> None:
         """A scene loaded into the open panel: its parameter node's values replaced ours (the
-        widgets follow), and the nodes it names (CardioScar's "Also use" inputs) exist only now."""
+        widgets follow), and the nodes it names (CardioScar's "Also use" inputs) exist only now.
+        Their data too: the scene reads the files after it set the references (which updated the
+        panel while the models were still empty), so the panel is updated again here, or a
+        loaded result would leave the buttons that need it disabled."""
         self.initializeParameterNode()
+        self._updatePanel()
 
     def setParameterNode(self, inputParameterNode) -> None:
         """Connect the widgets to ``inputParameterNode``; nothing happens when it wraps the
@@ -326,7 +336,6 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._run: Optional[BackgroundRun] = None
         self._runButton = None
         self._runOutput = None
-        self._resultModel = None  # the newest result's model node, which *Colour by* recolours
         self._torchDeclined = False
         self._lastProgressLog = 0.0
         self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
@@ -445,6 +454,22 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.computeAhaButton.toolTip = missing or _(
             "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
         self._updateTissueSection()
+        self._updateResultField()
+
+    def _updateResultField(self) -> None:
+        """*Colour by* follows the newest result's display node: enabled while that model holds a
+        result, its item the field the display shows, and no item when the display shows another
+        one (Tag tissue colours it by tissue_tag) or no scalars, so that the box never names a
+        field the 3D view is not showing. Read from the scene, so it holds after a scene reload."""
+        model = self._parameterNode.resultModel
+        mesh = model.GetMesh() if model is not None else None
+        hasResult = mesh is not None and mesh.GetPointData().GetArray(PROBABILITY) is not None
+        display = model.GetDisplayNode() if hasResult else None
+        shown = display.GetActiveScalarName() if display is not None and display.GetScalarVisibility() else None
+        fields = list(SHOWN_FIELDS)
+        combo = self.ui.resultFieldComboBox
+        combo.enabled = hasResult
+        combo.currentIndex = fields.index(shown) if shown in fields else -1
 
     def _inputNodes(self) -> list:
         """The input node, then the checked "Also use" nodes (the input itself counted once)."""
@@ -587,6 +612,11 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._runButton.text = _("Stop") if running else self._runButton.property("idleText")
         self._runButton.enabled = True
         self.ui.progressBar.setVisible(running)
+        # busy (Qt's indeterminate bar, minimum = maximum = 0, as Slicer's pip dialog in
+        # slicer/packaging.py) until the first epoch's report sets the range: the worker's start,
+        # the data preparation and a saved model's prediction report no fraction done, and a 0 %
+        # bar (or the last run's "epoch 600/600" text) would say the wrong thing
+        self.ui.progressBar.maximum = 0
         self.ui.progressBar.value = 0
         if not running:
             self._run = self._runButton = self._runOutput = None
@@ -723,9 +753,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """Summary in the panel; the 3D view, the table and the loss plot in the results layout."""
         rows = "".join(f"<tr><td>{m}</td><td align='right'><b>{v}</b> {u}</td></tr>" for m, v, u in result.summary)
         self.ui.resultsLabel.text = f"<table>{rows}</table>"
-        self._resultModel = output  # the Logic coloured it by the probability
-        self.ui.resultFieldComboBox.currentIndex = 0
-        self.ui.resultFieldComboBox.enabled = True
+        self._parameterNode.resultModel = output  # the Logic coloured it by the probability
+        self._updateResultField()
         self.ui.statusLabel.text = _("Done in {seconds:.1f} s on {device}: the result is on '{name}'.").format(
             seconds=result.seconds, device=result.device, name=output.GetName())
         self._log(self.ui.statusLabel.text)
@@ -738,16 +767,16 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """Colour the newest result by the chosen field (the items follow ``SHOWN_FIELDS``)."""
         from cardioscar.errors import CardioScarError
 
-        model = self._resultModel
-        if model is None or model.GetScene() is None:  # removed, or the scene was closed
-            self._resultModel = None
-            self.ui.resultFieldComboBox.enabled = False
+        model = self._parameterNode.resultModel  # None once removed, or after the scene was closed
+        if model is None or model.GetScene() is None:
+            self._updateResultField()
             self.ui.statusLabel.text = _("No result to colour: train or apply a model first.")
             return
         try:
             self.logic.show_field(model, list(SHOWN_FIELDS)[index])
         except CardioScarError as error:
             self._showError(str(error))
+        self._updateResultField()
 
     # ------------------------------------------------------------------ AHA segments
 
@@ -872,6 +901,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._reportFailure(error)
             return None
+        self._updateResultField()  # the tagged model is coloured by tissue_tag now
         rows, p = tags.summary(), self._parameterNode
         core = (_(" (core from '{model}')").format(model=p.tagCoreModel.GetName()) if p.tagCoreModel is not None
                 else _(" (core from {field})").format(field=p.tagCoreField.strip()) if p.tagCoreField.strip() else "")
