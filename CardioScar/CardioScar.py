@@ -61,7 +61,8 @@ from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
-from CardioScarLogic.results import PROBABILITY, SHOWN_FIELDS, learned_target, new_output_model  # noqa: E402
+from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
+                                     new_output_model)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
@@ -376,8 +377,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """
         import importlib
 
-        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "acquisition",
-                     "layout", "aha", "tissue", "rulemasks", "logic", "worker", "background", ""):
+        for name in ("scratch", "geometry", "headless", "options", "results", "render", "scarsource", "myocardium",
+                     "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks", "logic", "worker", "background",
+                     ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)
@@ -457,13 +459,21 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._updateResultField()
 
     def _updateResultField(self) -> None:
-        """*Colour by* follows the newest result's display node: enabled while that model holds a
-        result, its item the field the display shows, and no item when the display shows another
-        one (Tag tissue colours it by tissue_tag) or no scalars, so that the box never names a
-        field the 3D view is not showing. Read from the scene, so it holds after a scene reload."""
+        """The Results section follows the newest result in the scene, so that it holds after a
+        scene reload and says nothing of a closed scene's result: its summary table as the summary,
+        and *Colour by* enabled while that model holds a result, its item the field the display
+        shows, and no item when the display shows another one (Tag tissue colours it by tissue_tag)
+        or no scalars, so that the box never names a field the 3D view is not showing."""
         model = self._parameterNode.resultModel
         mesh = model.GetMesh() if model is not None else None
         hasResult = mesh is not None and mesh.GetPointData().GetArray(PROBABILITY) is not None
+        table = model.GetNodeReference(SUMMARY_REFERENCE) if hasResult else None
+        if table is not None and table.GetTable() is not None and table.GetNumberOfColumns() >= 3:
+            rows = "".join(f"<tr><td>{table.GetCellText(r, 0)}</td><td align='right'><b>{table.GetCellText(r, 1)}</b> "
+                           f"{table.GetCellText(r, 2)}</td></tr>" for r in range(table.GetNumberOfRows()))
+            self.ui.resultsLabel.text = f"<table>{rows}</table>"
+        else:
+            self.ui.resultsLabel.text = _("No result yet.")
         display = model.GetDisplayNode() if hasResult else None
         shown = display.GetActiveScalarName() if display is not None and display.GetScalarVisibility() else None
         fields = list(SHOWN_FIELDS)
@@ -751,9 +761,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def _showResult(self, result, output) -> None:
         """Summary in the panel; the 3D view, the table and the loss plot in the results layout."""
-        rows = "".join(f"<tr><td>{m}</td><td align='right'><b>{v}</b> {u}</td></tr>" for m, v, u in result.summary)
-        self.ui.resultsLabel.text = f"<table>{rows}</table>"
-        self._parameterNode.resultModel = output  # the Logic coloured it by the probability
+        self._parameterNode.resultModel = output  # the Logic coloured it by the probability and filled its table
         self._updateResultField()
         self.ui.statusLabel.text = _("Done in {seconds:.1f} s on {device}: the result is on '{name}'.").format(
             seconds=result.seconds, device=result.device, name=output.GetName())

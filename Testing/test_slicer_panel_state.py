@@ -63,6 +63,7 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     harness.run_to_end(widget)
     display = model.GetDisplayNode()
     assert combo.enabled and combo.currentText == "Scar probability"
+    assert "Mean scar probability" in ui.resultsLabel.text
     combo.choose("Error risk (relative)")
     assert display.GetActiveScalarName() == "scar_error_risk" and combo.currentText == "Error risk (relative)"
 
@@ -71,6 +72,7 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     ui.tagButton.click()
     assert display.GetActiveScalarName() == "tissue_tag", ui.statusLabel.text
     assert combo.enabled and combo.currentIndex == -1 and combo.currentText == ""
+    assert "Tissue core" in ui.resultsLabel.text  # the summary is the result's table, tag rows included
     combo.choose("Scar uncertainty (MC-dropout std)")
     assert display.GetActiveScalarName() == "scar_uncertainty" and combo.currentText.startswith("Scar uncertainty")
 
@@ -78,11 +80,16 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     storage = model.GetStorageNode()
     storage.SetFileName(str(tmp_path / "result.vtk"))
     assert storage.WriteData(model)
+    summary = model.GetNodeReference("CardioScarSummaryTable")
+    summary.AddDefaultStorageNode()
+    summary.GetStorageNode().SetFileName(str(tmp_path / "summary.tsv"))
+    assert summary.GetStorageNode().WriteData(summary)
     scene.SetRootDirectory(str(tmp_path))
     scene.SetURL(str(tmp_path / "scene.mrml"))
     assert scene.Commit()
     scene.Clear(0)
     assert widget._parameterNode.resultModel is None and not combo.enabled
+    assert ui.resultsLabel.text == "No result yet."  # not the closed scene's result
     scene.SetURL(str(tmp_path / "scene.mrml"))
     assert scene.Import()
     loaded = widget._parameterNode.resultModel
@@ -91,6 +98,7 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     assert widget._parameterNode.tagModel is loaded and ui.tagButton.enabled, ui.tagButton.toolTip
     assert widget._parameterNode.ahaModel is loaded
     assert combo.enabled and combo.currentText.startswith("Scar uncertainty")  # as the scene shows it
+    assert "Mean scar probability" in ui.resultsLabel.text and "Tissue core" in ui.resultsLabel.text
     combo.choose("Scar probability")
     assert loaded.GetDisplayNode().GetActiveScalarName() == "scar_probability"
     assert loaded.GetDisplayNode().GetScalarRange() == (0.0, 1.0)

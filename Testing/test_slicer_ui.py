@@ -298,6 +298,47 @@ def test_every_bound_spin_box_shows_the_range_its_parameter_declares(module, wra
     assert checked
 
 
+@pytest.mark.parametrize("module, wrapper", [("CardioScar", "CardioScarParameterNode"),
+                                             ("AttriVAE", "AttriVAEParameterNode")])
+def test_every_bound_node_box_lists_the_node_types_of_its_parameter(module, wrapper):
+    """Slicer's node combo-box connector sets ``nodeTypes`` from the parameter's annotation
+    (``qMRMLNodeComboBoxToNodeConnector`` in guiConnectors.py, ``getNodeTypes`` in util.py), over the
+    .ui's: the .ui (and the tooltips written from it) must list the same classes, in that order."""
+    folder = REPO / module
+    tree = ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
+    ui_root = ET.parse(folder / "Resources" / "UI" / f"{module}.ui").getroot()
+    widgets, bindings = _widgets(ui_root), _bindings(ui_root)
+    checked = 0
+    for name, node in _parameters(tree, wrapper).items():
+        widget = widgets.get(bindings.get(name, ""))
+        if widget is None or widget.get("class") != "qMRMLNodeComboBox":
+            continue
+        declared = [t for t in re.findall(r"vtkMRML\w+", ast.unparse(node.annotation))]
+        listed = [s.text for p in widget.findall("property") if p.get("name") == "nodeTypes" for s in p.iter("string")]
+        assert listed == declared, f"{name}: the .ui lists {listed}, Slicer offers {declared}"
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("module", ["CardioScar", "AttriVAE"])
+def test_reload_re_reads_every_logic_module_after_the_ones_it_imports(module):
+    """*Reload* (developer mode) re-reads only the module's own file (ScriptedLoadableModuleWidget.onReload
+    in Base/Python/slicer/ScriptedLoadableModule.py, through slicer.util.reloadScriptedModule);
+    ``onReload`` reloads the Logic package too. A module left out of its list, or reloaded before a
+    module that imports names from it, keeps the old code after an edit (CardioScar's list lacked
+    ``myocardium`` and ``scratch``)."""
+    tree = ast.parse((REPO / module / f"{module}.py").read_text(encoding="utf-8"))
+    method = _method(tree, f"{module}Widget", "onReload")
+    order = next(ast.literal_eval(node.iter) for node in ast.walk(method) if isinstance(node, ast.For))
+    package = REPO / module / f"{module}Logic"
+    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    assert set(order) - {""} == modules and order[-1] == ""  # the package itself last
+    for name in modules:
+        text = (package / f"{name}.py").read_text(encoding="utf-8")
+        for leaf in set(re.findall(r"from \.(\w+) import", text)) | set(re.findall(r"from \. import (\w+)", text)):
+            assert order.index(leaf) < order.index(name), f"{name} imports {leaf}, which is reloaded after it"
+
+
 def test_the_threshold_box_offers_only_thresholds_the_logic_accepts(module_ast, ui):
     """The Logic refuses 0 and 1 (``cardioscar.io.checks.check_threshold``); a spin box that reaches
     them lets a click end in an error instead of keeping the user inside the valid range. The range
