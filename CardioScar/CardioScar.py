@@ -337,6 +337,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._run: Optional[BackgroundRun] = None
         self._runButton = None
         self._runOutput = None
+        self._resultDisplay = None  # the newest result's display node, observed for *Colour by*
         self._torchDeclined = False
         self._lastProgressLog = 0.0
         self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
@@ -475,11 +476,27 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         else:
             self.ui.resultsLabel.text = _("No result yet.")
         display = model.GetDisplayNode() if hasResult else None
+        self._observeResultDisplay(display)
         shown = display.GetActiveScalarName() if display is not None and display.GetScalarVisibility() else None
         fields = list(SHOWN_FIELDS)
         combo = self.ui.resultFieldComboBox
         combo.enabled = hasResult
         combo.currentIndex = fields.index(shown) if shown in fields else -1
+
+    def _observeResultDisplay(self, display) -> None:
+        """Observe the newest result's display node (and no other), so that a colouring made
+        elsewhere (the Models module, ``logic.show_field`` in the console) shows in *Colour by* too."""
+        if display is self._resultDisplay:
+            return
+        if self._resultDisplay is not None:
+            self.removeObserver(self._resultDisplay, vtk.vtkCommand.ModifiedEvent, self._onResultDisplayModified)
+        self._resultDisplay = display
+        if display is not None:
+            self.addObserver(display, vtk.vtkCommand.ModifiedEvent, self._onResultDisplayModified)
+
+    def _onResultDisplayModified(self, caller, event) -> None:
+        if self._parameterNode is not None:
+            self._updateResultField()
 
     def _inputNodes(self) -> list:
         """The input node, then the checked "Also use" nodes (the input itself counted once)."""
@@ -761,8 +778,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def _showResult(self, result, output) -> None:
         """Summary in the panel; the 3D view, the table and the loss plot in the results layout."""
-        self._parameterNode.resultModel = output  # the Logic coloured it by the probability and filled its table
-        self._updateResultField()
+        # the Logic coloured it by the probability and filled its table; the Results section follows
+        self._parameterNode.resultModel = output
         self.ui.statusLabel.text = _("Done in {seconds:.1f} s on {device}: the result is on '{name}'.").format(
             seconds=result.seconds, device=result.device, name=output.GetName())
         self._log(self.ui.statusLabel.text)
@@ -782,9 +799,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             return
         try:
             self.logic.show_field(model, list(SHOWN_FIELDS)[index])
-        except CardioScarError as error:
+        except CardioScarError as error:  # the display is as it was: the box goes back to what it shows
             self._showError(str(error))
-        self._updateResultField()
+            self._updateResultField()
 
     # ------------------------------------------------------------------ AHA segments
 
@@ -909,7 +926,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._reportFailure(error)
             return None
-        self._updateResultField()  # the tagged model is coloured by tissue_tag now
+        self._updateResultField()  # the summary table gained the tag rows (after the display changed)
         rows, p = tags.summary(), self._parameterNode
         core = (_(" (core from '{model}')").format(model=p.tagCoreModel.GetName()) if p.tagCoreModel is not None
                 else _(" (core from {field})").format(field=p.tagCoreField.strip()) if p.tagCoreField.strip() else "")

@@ -73,6 +73,11 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     assert display.GetActiveScalarName() == "tissue_tag", ui.statusLabel.text
     assert combo.enabled and combo.currentIndex == -1 and combo.currentText == ""
     assert "Tissue core" in ui.resultsLabel.text  # the summary is the result's table, tag rows included
+    widget.logic.show_field(model, "scar_error_risk")  # from the Python console (or the Models module)
+    assert combo.currentText == "Error risk (relative)"
+    display.SetScalarVisibility(False)  # the Models module's "Scalars: visible" unticked
+    assert combo.currentIndex == -1
+    display.SetScalarVisibility(True)
     combo.choose("Scar uncertainty (MC-dropout std)")
     assert display.GetActiveScalarName() == "scar_uncertainty" and combo.currentText.startswith("Scar uncertainty")
 
