@@ -690,7 +690,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         try:
             if not run.succeeded:
                 raise CardioScarError(run.failure())
-            output = self._outputModel(inputModel)
+            output = self._outputModel(inputModel, run)
             try:
                 result = run.finish(output)
             except Exception:
@@ -716,11 +716,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         p = self._parameterNode
         return p.scarRule != "none" and p.scarTarget == "core"
 
-    def _outputModel(self, inputModel):
-        """The node a finished run writes on: a training run that learned the core always gets a
-        new model node ("<mesh> CardioScar core"), so that it never replaces the scar result it is
-        tagged with; otherwise the input model or, with *new model node* ticked, a copy of it."""
-        if self._runButton is self.ui.applyButton and self._learnsCore():
+    def _outputModel(self, inputModel, run: BackgroundRun):
+        """The node a finished run writes on: a core result (a training run that learned the core,
+        or a saved core model applied) always gets a new model node ("<mesh> CardioScar core"), so
+        that it never replaces the scar result it is tagged with; otherwise the input model or,
+        with *new model node* ticked, a copy of it."""
+        core = (self._learnsCore() if self._runButton is self.ui.applyButton
+                else learned_target(checkpoint=run.checkpoint) == "core")
+        if core:
             return new_output_model(inputModel, "CardioScar core")
         return new_output_model(inputModel) if self._parameterNode.outputToNewModel else inputModel
 

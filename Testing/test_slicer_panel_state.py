@@ -8,6 +8,7 @@ Testing/slicer_widget_harness.py; see there for what that cannot prove).
   Base/Python/slicer/packaging.py) until the worker reports an epoch.
 - *Colour by*: follows the newest result's display node, also after the scene is saved and
   loaded again (the result is a node reference on the parameter node, as Slicer keeps state).
+- A saved core model applied lands on a new core node, as a core training run does.
 """
 
 from __future__ import annotations
@@ -107,3 +108,42 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     combo.choose("Scar probability")
     assert loaded.GetDisplayNode().GetActiveScalarName() == "scar_probability"
     assert loaded.GetDisplayNode().GetScalarRange() == (0.0, 1.0)
+
+
+@LATEST
+def test_a_saved_core_model_applied_never_replaces_the_scar_result(panel, tmp_path):
+    """A core run always lands on a new "<mesh> CardioScar core" node, so that it never overwrites
+    the scar result it is tagged with; *Apply a saved model* with a saved core model did not, and
+    with *new model node* unticked wrote the core over the scar result on the mesh."""
+    import json
+
+    import numpy as np
+    from test_slicer_panel import _arrays
+    from test_slicer_panel_tissue import _labelmap_of_ones
+
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    parameters = widget._parameterNode
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.scarRuleComboBox.choose("psi")
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    ui.applyButton.click()
+    harness.run_to_end(widget)
+    scar = _arrays(model)["scar_probability"]
+    ui.scarTargetComboBox.choose("core")
+    ui.applyButton.click()
+    harness.run_to_end(widget)
+    harness.QFileDialog.answer = str(tmp_path / "core.pth")
+    ui.saveModelButton.click()  # the model trained last: the core
+    assert (tmp_path / "core.pth").is_file(), ui.statusLabel.text
+    models = scene.GetNumberOfNodesByClass("vtkMRMLModelNode")
+
+    ui.outputNewModelCheckBox.checked = False
+    ui.applySavedButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    harness.run_to_end(widget)
+    np.testing.assert_array_equal(_arrays(model)["scar_probability"], scar)  # the scar result is kept
+    assert json.loads(model.GetAttribute("CardioScar.ScarRule"))["target"] == "scar"
+    assert scene.GetNumberOfNodesByClass("vtkMRMLModelNode") == models + 1, ui.statusLabel.text
+    applied = parameters.tagCoreModel
+    assert applied.GetName() == "phantom_mesh CardioScar core_1" and parameters.tagModel is model
+    assert json.loads(applied.GetAttribute("CardioScar.ScarRule"))["target"] == "core"
