@@ -61,7 +61,8 @@ from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
-from CardioScarLogic.results import SHOWN_FIELDS, learned_target, new_output_model  # noqa: E402
+from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
+                                     new_output_model)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
@@ -109,7 +110,8 @@ class CardioScarParameterNode:
     fast preset's, for interactive use (the command line and batch mode default to the
     documented preset, one click away in the preset box); the others equal the command line's.
     ``savedModelPath`` is a string kept by the panel itself: the wrapper's path type defaults
-    to ``Path()``, which a path box shows as ".".
+    to ``Path()``, which a path box shows as "."; ``resultModel`` (the newest result) is kept by
+    the panel too and read by *Colour by*.
 
     Adding an option: a field here, a widget with that name as its ``SlicerParameterName`` in
     the .ui (bound by :meth:`CardioScarWidget._guiMapping`), and its keyword in
@@ -136,7 +138,9 @@ class CardioScarParameterNode:
     trainingMcSamples: Annotated[int, WithinRange(1, 100)] = 1
     inferenceMcSamples: Annotated[int, WithinRange(1, 1000)] = 10
     useThreshold: bool = True
-    threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    # the range the box offers (Slicer's spin-box connector replaces the .ui's minimum and maximum by
+    # WithinRange): inside the Logic's 0 < threshold < 1 (cardioscar.io.checks.check_threshold)
+    threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
     seed: Annotated[int, WithinRange(0, 2147483647)] = 42
     normalizeIntensities: bool = False
     partialVolumeCorrection: bool = False
@@ -144,6 +148,9 @@ class CardioScarParameterNode:
     forceCpu: bool = False
     outputToNewModel: bool = False
     savedModelPath: str = ""
+    # the newest result, which *Colour by* recolours; kept by the panel (no widget of its own), so that a
+    # reloaded scene can still be recoloured and the box shows what that model's display shows
+    resultModel: vtkMRMLModelNode
     # AHA segments: the model to divide, the RV insertion (points, or a label map and its
     # labels; the points win when both are chosen) and optionally the apex and base points
     ahaModel: vtkMRMLModelNode
@@ -261,8 +268,12 @@ class WorkerPanelMixin:
 
     def onSceneEndImport(self, caller, event) -> None:
         """A scene loaded into the open panel: its parameter node's values replaced ours (the
-        widgets follow), and the nodes it names (CardioScar's "Also use" inputs) exist only now."""
+        widgets follow), and the nodes it names (CardioScar's "Also use" inputs) exist only now.
+        Their data too: the scene reads the files after it set the references (which updated the
+        panel while the models were still empty), so the panel is updated again here, or a
+        loaded result would leave the buttons that need it disabled."""
         self.initializeParameterNode()
+        self._updatePanel()
 
     def setParameterNode(self, inputParameterNode) -> None:
         """Connect the widgets to ``inputParameterNode``; nothing happens when it wraps the
@@ -326,7 +337,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._run: Optional[BackgroundRun] = None
         self._runButton = None
         self._runOutput = None
-        self._resultModel = None  # the newest result's model node, which *Colour by* recolours
+        self._resultDisplay = None  # the newest result's display node, observed for *Colour by*
         self._torchDeclined = False
         self._lastProgressLog = 0.0
         self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
@@ -367,8 +378,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """
         import importlib
 
-        for name in ("geometry", "headless", "options", "results", "render", "scarsource", "slabwidth", "acquisition",
-                     "layout", "aha", "tissue", "rulemasks", "logic", "worker", "background", ""):
+        for name in ("scratch", "geometry", "headless", "options", "results", "render", "scarsource", "myocardium",
+                     "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks", "logic", "worker", "background",
+                     ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)
@@ -445,6 +457,46 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.computeAhaButton.toolTip = missing or _(
             "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
         self._updateTissueSection()
+        self._updateResultField()
+
+    def _updateResultField(self) -> None:
+        """The Results section follows the newest result in the scene, so that it holds after a
+        scene reload and says nothing of a closed scene's result: its summary table as the summary,
+        and *Colour by* enabled while that model holds a result, its item the field the display
+        shows, and no item when the display shows another one (Tag tissue colours it by tissue_tag)
+        or no scalars, so that the box never names a field the 3D view is not showing."""
+        model = self._parameterNode.resultModel
+        mesh = model.GetMesh() if model is not None else None
+        hasResult = mesh is not None and mesh.GetPointData().GetArray(PROBABILITY) is not None
+        table = model.GetNodeReference(SUMMARY_REFERENCE) if hasResult else None
+        if table is not None and table.GetTable() is not None and table.GetNumberOfColumns() >= 3:
+            rows = "".join(f"<tr><td>{table.GetCellText(r, 0)}</td><td align='right'><b>{table.GetCellText(r, 1)}</b> "
+                           f"{table.GetCellText(r, 2)}</td></tr>" for r in range(table.GetNumberOfRows()))
+            self.ui.resultsLabel.text = f"<table>{rows}</table>"
+        else:
+            self.ui.resultsLabel.text = _("No result yet.")
+        display = model.GetDisplayNode() if hasResult else None
+        self._observeResultDisplay(display)
+        shown = display.GetActiveScalarName() if display is not None and display.GetScalarVisibility() else None
+        fields = list(SHOWN_FIELDS)
+        combo = self.ui.resultFieldComboBox
+        combo.enabled = hasResult
+        combo.currentIndex = fields.index(shown) if shown in fields else -1
+
+    def _observeResultDisplay(self, display) -> None:
+        """Observe the newest result's display node (and no other), so that a colouring made
+        elsewhere (the Models module, ``logic.show_field`` in the console) shows in *Colour by* too."""
+        if display is self._resultDisplay:
+            return
+        if self._resultDisplay is not None:
+            self.removeObserver(self._resultDisplay, vtk.vtkCommand.ModifiedEvent, self._onResultDisplayModified)
+        self._resultDisplay = display
+        if display is not None:
+            self.addObserver(display, vtk.vtkCommand.ModifiedEvent, self._onResultDisplayModified)
+
+    def _onResultDisplayModified(self, caller, event) -> None:
+        if self._parameterNode is not None:
+            self._updateResultField()
 
     def _inputNodes(self) -> list:
         """The input node, then the checked "Also use" nodes (the input itself counted once)."""
@@ -587,6 +639,11 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._runButton.text = _("Stop") if running else self._runButton.property("idleText")
         self._runButton.enabled = True
         self.ui.progressBar.setVisible(running)
+        # busy (Qt's indeterminate bar, minimum = maximum = 0, as Slicer's pip dialog in
+        # slicer/packaging.py) until the first epoch's report sets the range: the worker's start,
+        # the data preparation and a saved model's prediction report no fraction done, and a 0 %
+        # bar (or the last run's "epoch 600/600" text) would say the wrong thing
+        self.ui.progressBar.maximum = 0
         self.ui.progressBar.value = 0
         if not running:
             self._run = self._runButton = self._runOutput = None
@@ -633,7 +690,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         try:
             if not run.succeeded:
                 raise CardioScarError(run.failure())
-            output = self._outputModel(inputModel)
+            output = self._outputModel(inputModel, run)
             try:
                 result = run.finish(output)
             except Exception:
@@ -659,11 +716,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         p = self._parameterNode
         return p.scarRule != "none" and p.scarTarget == "core"
 
-    def _outputModel(self, inputModel):
-        """The node a finished run writes on: a training run that learned the core always gets a
-        new model node ("<mesh> CardioScar core"), so that it never replaces the scar result it is
-        tagged with; otherwise the input model or, with *new model node* ticked, a copy of it."""
-        if self._runButton is self.ui.applyButton and self._learnsCore():
+    def _outputModel(self, inputModel, run: BackgroundRun):
+        """The node a finished run writes on: a core result (a training run that learned the core,
+        or a saved core model applied) always gets a new model node ("<mesh> CardioScar core"), so
+        that it never replaces the scar result it is tagged with; otherwise the input model or,
+        with *new model node* ticked, a copy of it."""
+        core = (self._learnsCore() if self._runButton is self.ui.applyButton
+                else learned_target(checkpoint=run.checkpoint) == "core")
+        if core:
             return new_output_model(inputModel, "CardioScar core")
         return new_output_model(inputModel) if self._parameterNode.outputToNewModel else inputModel
 
@@ -721,11 +781,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def _showResult(self, result, output) -> None:
         """Summary in the panel; the 3D view, the table and the loss plot in the results layout."""
-        rows = "".join(f"<tr><td>{m}</td><td align='right'><b>{v}</b> {u}</td></tr>" for m, v, u in result.summary)
-        self.ui.resultsLabel.text = f"<table>{rows}</table>"
-        self._resultModel = output  # the Logic coloured it by the probability
-        self.ui.resultFieldComboBox.currentIndex = 0
-        self.ui.resultFieldComboBox.enabled = True
+        # the Logic coloured it by the probability and filled its table; the Results section follows
+        self._parameterNode.resultModel = output
         self.ui.statusLabel.text = _("Done in {seconds:.1f} s on {device}: the result is on '{name}'.").format(
             seconds=result.seconds, device=result.device, name=output.GetName())
         self._log(self.ui.statusLabel.text)
@@ -738,16 +795,16 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """Colour the newest result by the chosen field (the items follow ``SHOWN_FIELDS``)."""
         from cardioscar.errors import CardioScarError
 
-        model = self._resultModel
-        if model is None or model.GetScene() is None:  # removed, or the scene was closed
-            self._resultModel = None
-            self.ui.resultFieldComboBox.enabled = False
+        model = self._parameterNode.resultModel  # None once removed, or after the scene was closed
+        if model is None or model.GetScene() is None:
+            self._updateResultField()
             self.ui.statusLabel.text = _("No result to colour: train or apply a model first.")
             return
         try:
             self.logic.show_field(model, list(SHOWN_FIELDS)[index])
-        except CardioScarError as error:
+        except CardioScarError as error:  # the display is as it was: the box goes back to what it shows
             self._showError(str(error))
+            self._updateResultField()
 
     # ------------------------------------------------------------------ AHA segments
 
@@ -872,6 +929,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._reportFailure(error)
             return None
+        self._updateResultField()  # the summary table gained the tag rows (after the display changed)
         rows, p = tags.summary(), self._parameterNode
         core = (_(" (core from '{model}')").format(model=p.tagCoreModel.GetName()) if p.tagCoreModel is not None
                 else _(" (core from {field})").format(field=p.tagCoreField.strip()) if p.tagCoreField.strip() else "")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -223,6 +224,8 @@ def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_a
     bindings = _bindings(ui)
     # the saved model's path is a string the panel keeps itself (a path parameter defaults to ".")
     assert ast.unparse(parameters.pop("savedModelPath").annotation) == "str"
+    # the newest result: a node reference the panel sets after a run and *Colour by* reads
+    assert ast.unparse(parameters.pop("resultModel").annotation) == "vtkMRMLModelNode"
     assert set(bindings) == set(parameters), "every parameter needs exactly one widget, and vice versa"
     assert ast.unparse(parameters["sliceIndices"].annotation) == "str"  # no connector for list[int]
     widgets = _widgets(ui)
@@ -234,7 +237,7 @@ def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_a
 def test_every_parameter_reaches_the_run(module_ast):
     """Adding an option is a field, a widget and a keyword: a field that no run reads is caught."""
     used = {node.attr for name in ("options", "onApplyButton", "onApplySavedButton", "_finishRun", "_updatePanel",
-                                   "ahaInputs", "_ahaMissing", "tissueOptions", "_tissueMissing", "onExportButton")
+                                   "ahaInputs", "_ahaMissing", "tissueOptions", "_tissueMissing", "onExportButton", "_updateResultField")
             for node in ast.walk(_method(module_ast, "CardioScarWidget", name)) if isinstance(node, ast.Attribute)}
     assert set(_parameters(module_ast)) <= used, sorted(set(_parameters(module_ast)) - used)
 
@@ -260,18 +263,93 @@ def test_the_colour_by_items_are_the_fields_the_logic_shows_in_its_order(ui):
     assert items == list(SHOWN_FIELDS.values())
 
 
-def test_the_threshold_box_offers_only_thresholds_the_logic_accepts(ui):
+def _within_range(node: ast.AnnAssign) -> Optional[tuple[float, float]]:
+    """(minimum, maximum) of a parameter's ``WithinRange`` annotation, or None."""
+    found = re.search(r"WithinRange\(([^,]+), ([^)]+)\)", ast.unparse(node.annotation))
+    return None if found is None else (float(ast.literal_eval(found.group(1))), float(ast.literal_eval(found.group(2))))
+
+
+def _ui_range(widget: ET.Element) -> tuple[float, float]:
+    values = {p.get("name"): float(p[0].text) for p in widget.findall("property") if p.get("name") in ("minimum", "maximum")}
+    return values["minimum"], values["maximum"]
+
+
+@pytest.mark.parametrize("module, wrapper", [("CardioScar", "CardioScarParameterNode"),
+                                             ("AttriVAE", "AttriVAEParameterNode")])
+def test_every_bound_spin_box_shows_the_range_its_parameter_declares(module, wrapper):
+    """Slicer's spin-box connectors (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py,
+    ``QSliderOrSpinBoxToIntConnector`` and ``QDoubleSpinBoxCtkSliderWidgetToFloatIntConnector``)
+    replace the widget's minimum and maximum by the parameter's ``WithinRange`` when they connect:
+    the .ui's range is never what the user gets. The two must be the same, so that reading the .ui
+    (and its tests) tells the truth. What this cannot prove: PythonQt applying the connector."""
+    folder = REPO / module
+    tree = ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
+    ui_root = ET.parse(folder / "Resources" / "UI" / f"{module}.ui").getroot()
+    widgets, bindings = _widgets(ui_root), _bindings(ui_root)
+    checked = 0
+    for name, node in _parameters(tree, wrapper).items():
+        widget = widgets.get(bindings.get(name, ""))
+        if widget is None or widget.get("class") not in ("QSpinBox", "QDoubleSpinBox"):
+            continue
+        declared = _within_range(node)
+        assert declared is not None, f"{name}: a spin box without WithinRange gets -2^31..2^31-1 (or +-inf) in Slicer"
+        assert _ui_range(widget) == declared, f"{name}: the .ui says {_ui_range(widget)}, Slicer shows {declared}"
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("module, wrapper", [("CardioScar", "CardioScarParameterNode"),
+                                             ("AttriVAE", "AttriVAEParameterNode")])
+def test_every_bound_node_box_lists_the_node_types_of_its_parameter(module, wrapper):
+    """Slicer's node combo-box connector sets ``nodeTypes`` from the parameter's annotation
+    (``qMRMLNodeComboBoxToNodeConnector`` in guiConnectors.py, ``getNodeTypes`` in util.py), over the
+    .ui's: the .ui (and the tooltips written from it) must list the same classes, in that order."""
+    folder = REPO / module
+    tree = ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
+    ui_root = ET.parse(folder / "Resources" / "UI" / f"{module}.ui").getroot()
+    widgets, bindings = _widgets(ui_root), _bindings(ui_root)
+    checked = 0
+    for name, node in _parameters(tree, wrapper).items():
+        widget = widgets.get(bindings.get(name, ""))
+        if widget is None or widget.get("class") != "qMRMLNodeComboBox":
+            continue
+        declared = [t for t in re.findall(r"vtkMRML\w+", ast.unparse(node.annotation))]
+        listed = [s.text for p in widget.findall("property") if p.get("name") == "nodeTypes" for s in p.iter("string")]
+        assert listed == declared, f"{name}: the .ui lists {listed}, Slicer offers {declared}"
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("module", ["CardioScar", "AttriVAE"])
+def test_reload_re_reads_every_logic_module_after_the_ones_it_imports(module):
+    """*Reload* (developer mode) re-reads only the module's own file (ScriptedLoadableModuleWidget.onReload
+    in Base/Python/slicer/ScriptedLoadableModule.py, through slicer.util.reloadScriptedModule);
+    ``onReload`` reloads the Logic package too. A module left out of its list, or reloaded before a
+    module that imports names from it, keeps the old code after an edit (CardioScar's list lacked
+    ``myocardium`` and ``scratch``)."""
+    tree = ast.parse((REPO / module / f"{module}.py").read_text(encoding="utf-8"))
+    method = _method(tree, f"{module}Widget", "onReload")
+    order = next(ast.literal_eval(node.iter) for node in ast.walk(method) if isinstance(node, ast.For))
+    package = REPO / module / f"{module}Logic"
+    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    assert set(order) - {""} == modules and order[-1] == ""  # the package itself last
+    for name in modules:
+        text = (package / f"{name}.py").read_text(encoding="utf-8")
+        for leaf in set(re.findall(r"from \.(\w+) import", text)) | set(re.findall(r"from \. import (\w+)", text)):
+            assert order.index(leaf) < order.index(name), f"{name} imports {leaf}, which is reloaded after it"
+
+
+def test_the_threshold_box_offers_only_thresholds_the_logic_accepts(module_ast, ui):
     """The Logic refuses 0 and 1 (``cardioscar.io.checks.check_threshold``); a spin box that reaches
-    them lets a click end in an error instead of keeping the user inside the valid range."""
+    them lets a click end in an error instead of keeping the user inside the valid range. The range
+    the user gets is the parameter's ``WithinRange`` (Slicer's connector sets it over the .ui's)."""
     from cardioscar.errors import CardioScarError
     from cardioscar.io.checks import check_threshold
 
-    box = _widgets(ui)["thresholdSpinBox"]
-    bounds = {p.get("name"): float(p.find("double").text) for p in box.findall("property")
-              if p.get("name") in ("minimum", "maximum")}
-    for value in bounds.values():
+    low, high = _within_range(_parameters(module_ast)["threshold"])
+    for value in (low, high):
         assert check_threshold(value) == value
-    for outside in (bounds["minimum"] - 0.01, bounds["maximum"] + 0.01):  # one step of the box's 2 decimals
+    for outside in (low - 0.01, high + 0.01):  # one step of the box's 2 decimals
         with pytest.raises(CardioScarError):
             check_threshold(round(outside, 2))
 

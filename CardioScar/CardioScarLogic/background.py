@@ -172,6 +172,8 @@ class BackgroundRun(WorkerProcess):
         self._messages: "queue.Queue[WorkerMessage]" = queue.Queue()
         self.device = ""
         self.error: Optional[str] = None
+        #: the saved model a prediction applies (read before the worker starts); None for training
+        self.checkpoint: Optional[dict] = None
         self._process = subprocess.Popen(
             [python, str(Path(worker.__file__).resolve()), str(self.folder)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_environment(), encoding="utf-8",
@@ -223,7 +225,9 @@ class BackgroundRun(WorkerProcess):
 
         def start(folder: Path) -> "BackgroundRun":
             write_prediction_job(folder, Path(model_path), points, options)
-            return cls(folder, python or worker_python(_in_application()), finish)
+            run = cls(folder, python or worker_python(_in_application()), finish)
+            run.checkpoint = checkpoint  # what it learned decides where the panel writes the result
+            return run
 
         return start_in_job_folder(JOB_FOLDER_PREFIX, start)
 

@@ -157,9 +157,16 @@ def show_field(model_node, field: str = PROBABILITY, color_logic=None):
         return None
     legend = color_logic.GetColorLegendDisplayNode(model_node) or color_logic.AddDefaultColorLegendDisplayNode(model_node)
     if legend is not None:
-        legend.SetTitleText(SHOWN_FIELDS[field])
-        legend.SetLabelFormat("%.1f" if top == 1.0 else "%.3f")
-        legend.SetNumberOfLabels(6)
+        # values, not colour names, on a bar of the whole table: the model's one legend may come from
+        # Tag tissue, which turns names on (this table's 256 names would each become a label) and, when
+        # the legend was made on the tag table, limits the bar to its few colours; set all three, as
+        # Slicer's own legend widget does when it switches (qMRMLColorLegendDisplayNodeWidget.cxx)
+        with slicer.util.NodeModify(legend):
+            legend.SetTitleText(SHOWN_FIELDS[field])
+            legend.SetUseColorNamesForLabels(False)
+            legend.SetMaxNumberOfColors(N_COLORS)
+            legend.SetLabelFormat("%.1f" if top == 1.0 else "%.3f")
+            legend.SetNumberOfLabels(6)
     return legend
 
 

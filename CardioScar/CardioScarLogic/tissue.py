@@ -162,9 +162,12 @@ def tag_model_node(model_node, border_zone: Optional[float] = None, core: Option
     if color_logic is not None:
         legend = (color_logic.GetColorLegendDisplayNode(model_node)
                   or color_logic.AddDefaultColorLegendDisplayNode(model_node))
-        if legend is not None:
-            legend.SetTitleText("Tissue")
-            legend.SetUseColorNamesForLabels(True)
+        if legend is not None:  # class names on a bar of the table's colours, as Slicer's default legend
+            with slicer.util.NodeModify(legend):  # of a discrete table (vtkSlicerColorLogic.cxx)
+                legend.SetTitleText("Tissue")
+                legend.SetUseColorNamesForLabels(True)
+                legend.SetLabelFormat(legend.GetDefaultTextLabelFormat())  # a number format prints no name
+                legend.SetMaxNumberOfColors(color_node.GetNumberOfColors())
     update_summary_table(model_node, _existing_rows(model_node) + tissue_rows(tags))
     return tags
 
