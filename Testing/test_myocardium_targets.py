@@ -110,3 +110,38 @@ def test_a_mask_that_misses_the_slices_is_refused(segmented, tmp_path):
     done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["image"], "--myocardium-mask", far,
                    "--output", tmp_path / "x.npz")
     assert done.returncode == 2 and "does not overlap slice" in done.stderr, done.stderr
+
+
+def _scar_free_label_map(segmented, tmp_path):
+    """The phantom's label map with its scar drawn as healthy myocardium (3 -> 2): an expert's map
+    of a patient without infarct (as EMIDEC's normal cases, labels 0-2)."""
+    image = sitk.ReadImage(str(segmented["label_map"]))
+    array = sitk.GetArrayFromImage(image)
+    array[array == 3] = 2
+    healthy = sitk.GetImageFromArray(array)
+    healthy.CopyInformation(image)
+    path = tmp_path / "no_scar_labels.nii.gz"
+    sitk.WriteImage(healthy, str(path))
+    return path
+
+
+def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segmented, tmp_path):
+    """Scar labels that match no pixel were refused whatever else was given, so a normal patient's
+    expert map could not be prepared (nor a cohort with normal controls finish). With the myocardium
+    given they are a scar-free heart, said in a warning; without it they stay an error that says
+    how a scar-free heart goes through."""
+    labels = _scar_free_label_map(segmented, tmp_path)
+    out = tmp_path / "healthy.npz"
+    done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", labels, "--scar-labels", "3,4",
+                   "--myocardium-labels", "2,3,4", "--output", out)
+    assert done.returncode == 0, done.stderr
+    assert "Scar labels 3,4 match no pixel" in done.stderr and "a scar-free heart" in done.stderr
+    data = load_preprocessing_result(out)
+    assert data.n_groups > 100 and not data.group_targets.any()
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels)))
+    k, (i, j) = data.group_slice, data.group_pixel.T
+    assert (array[k, j, i] == 2).all()  # the groups are the myocardium's pixels, all healthy
+    refused = run_cli("prepare", "--mesh", segmented["mesh"], "--image", labels, "--scar-labels", "3,4",
+                      "--output", tmp_path / "x.npz")
+    assert refused.returncode == 2 and "give its myocardium too" in refused.stderr, refused.stderr
+    assert not (tmp_path / "x.npz").exists()

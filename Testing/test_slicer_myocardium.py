@@ -170,3 +170,30 @@ def test_bad_myocardium_inputs_are_one_line_errors_and_change_nothing(segmented)
             logic.train_and_apply(node, model, options, myocardium_mask=mask)
     assert context.scene.GetNumberOfNodes() == n_nodes
     assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
+
+
+def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segmented, tmp_path, caplog):
+    """As the command line: scar labels matching no pixel are a scar-free heart when the myocardium
+    labels are given (the groups the library makes, every target 0, a warning), and stay an error
+    without them, the scene left as it was."""
+    image = sitk.ReadImage(str(segmented["label_map"]))
+    array = sitk.GetArrayFromImage(image)
+    array[array == 3] = 2
+    healthy = sitk.GetImageFromArray(array)
+    healthy.CopyInformation(image)
+    path = tmp_path / "no_scar_labels.nii.gz"
+    sitk.WriteImage(healthy, str(path))
+    expected = prepare_training_data(PreprocessingRequest(mesh_path=segmented["mesh"], image_path=path,
+                                                          scar_labels=[3, 4], myocardium_labels=[2, 3, 4]))
+    context, model, logic = _scene(segmented)
+    labels = csl.load_volume(context.scene, path, labelmap=True)
+    with caplog.at_level("WARNING", logger="cardioscar.prepare.targets"):
+        run = logic.prepare_training(labels, model, _options(scar_labels="3,4", myocardium_labels="2,3,4"))
+    assert "a scar-free heart" in caplog.text
+    _same_groups(run.prepared, expected)
+    assert run.prepared.n_groups > 100 and not run.prepared.intensities.any()
+    n_nodes = context.scene.GetNumberOfNodes()
+    with pytest.raises(CardioScarError, match="give its myocardium too"):
+        logic.train_and_apply(labels, model, _options(scar_labels="3,4"))
+    assert context.scene.GetNumberOfNodes() == n_nodes
+    assert model.GetMesh().GetPointData().GetArray("scar_probability") is None

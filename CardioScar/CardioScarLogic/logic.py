@@ -87,7 +87,8 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
     ``myocardium_mask``: a mask volume node."""
     from cardioscar.prepare.slices import pooled_slices
-    from cardioscar.prepare.targets import scar_label_pixels, slice_targets, unmatched_labels, warn_labels_inside_scar
+    from cardioscar.prepare.targets import (scar_label_pixels, slice_targets, unmatched_labels,
+                                             warn_labels_inside_scar, warn_scar_free)
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node, options.myocardium_segment) for node in nodes or [None]]
@@ -115,9 +116,14 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     owners = [owner_of[id(layer)] for layer in slices]
     if labels:  # 0/1 slice by slice: a segmentation's scar is label 1, whatever labels the label maps use
         chosen = [owner.scar_labels(scar_labels) for owner in owners]
-        # one input without scar is fine when pooled; scar labels that match nothing anywhere are not
+        # one input without scar is fine when pooled; scar labels that match nothing anywhere are not,
+        # unless a myocardium is given: then it is a scar-free heart (targets.warn_scar_free)
         if sum(scar_label_pixels([layer], mine) for layer, mine in zip(slices, chosen)) == 0:
-            raise unmatched_labels(slices, [label for mine in chosen for label in mine])
+            wanted = [label for mine in chosen for label in mine]
+            if myocardium_mask is None and not options.parsed_myocardium_labels() \
+                    and not options.myocardium_segment.strip():
+                raise unmatched_labels(slices, wanted)
+            warn_scar_free(slices, wanted)
         targets = [slice_targets([layer], scar_labels=mine, normalize=options.normalize_intensities,
                                  require_scar=False)[0] for layer, mine in zip(slices, chosen)]
         for source in {id(owner): owner for owner in owners}.values():

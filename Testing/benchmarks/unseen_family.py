@@ -59,7 +59,7 @@ from cardioscar.phantoms.phantom_segmented import (ScarModel, SegmentedConfig, _
 from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
 from cardioscar.prepare.myocardium import label_masks, restrict_to_myocardium
 from cardioscar.prepare.slices import SliceLayer, slices_from_image
-from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar
+from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar, warn_scar_free
 
 MESH_KINDS = ("tet", "surface", "labels")
 INPUT_KINDS = ("probability", "nsd", "fwhm", "labels")
@@ -308,7 +308,7 @@ def user_targets(config: UnseenConfig, signal: sitk.Image,
     --myocardium-labels 2`` (no record), ``--scar-rule nsd|fwhm --myocardium-mask labels
     --myocardium-labels 2`` (default thresholds, ``--scar-target`` from ``rule_target``), or for
     ``labels`` the drawn map alone as ``--image labels --scar-labels 3 --myocardium-labels 2,3``
-    (``signal`` unused; a map without scar is refused there, as prepare refuses it)."""
+    (``signal`` unused; a map without scar trains a scar-free heart, with prepare's warning)."""
     half = config.slab_mm / 2.0
     if config.input_kind == "labels":
         return (*drawn_label_targets(labels, half), "")
@@ -333,10 +333,11 @@ def _acquired(slices: list[SliceLayer]) -> list[SliceLayer]:
 def drawn_label_targets(labels: sitk.Image, half_thickness: float) -> tuple[list[SliceLayer], list[SliceLayer]]:
     """(training targets, acquired values) of a drawn label map, by the steps ``cardioscar prepare
     --scar-labels 3 --myocardium-labels 2,3`` takes (``logic._load_slices``): 0/1 targets from the
-    scar label, the no-reflow warning, NaN outside labels 2 and 3."""
+    scar label, the no-reflow and scar-free warnings, NaN outside labels 2 and 3."""
     layers = slices_from_image(labels, half_thickness=half_thickness, label="labels")
-    targets = slice_targets(layers, scar_labels=[SCAR])
+    targets = slice_targets(layers, scar_labels=[SCAR], require_scar=False)
     warn_labels_inside_scar(layers, [SCAR])
+    warn_scar_free(layers, [SCAR])
     masks = label_masks(layers, [MYOCARDIUM, SCAR])
     slices, _ = restrict_to_myocardium(targets, masks, f"labels {MYOCARDIUM},{SCAR}")
     return slices, _acquired(slices)

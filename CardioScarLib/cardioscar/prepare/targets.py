@@ -111,16 +111,41 @@ def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> in
     return count
 
 
-def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int], shown: int = 12,
+def _labels_present(layers: Sequence[SliceLayer], shown: int = 12) -> str:
+    """The label values of ``layers``, at most ``shown`` of them, for a message."""
+    values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers]))
+    return (", ".join(f"{v:g}" for v in values[:shown]) + (", ..." if len(values) > shown else "")) or "none"
+
+
+def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int],
                      option: str = "--scar-labels", what: str = "scar") -> CardioScarError:
     """The error for labels that match no pixel of ``layers``, naming the labels present.
 
     The one wording for every label option (scar labels here, myocardium labels in
-    :mod:`cardioscar.prepare.myocardium`, the Slicer Logic), so a user reads the same fix everywhere."""
-    values = np.unique(np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers]))
-    present = ", ".join(f"{v:g}" for v in values[:shown]) + (", ..." if len(values) > shown else "")
+    :mod:`cardioscar.prepare.myocardium`, the Slicer Logic), so a user reads the same fix everywhere.
+    For scar labels the error says how a scar-free heart goes through: with its myocardium given
+    (:func:`warn_scar_free`)."""
+    free = (" (a scar-free heart: give its myocardium too, --myocardium-labels or --myocardium-mask)"
+            if what == "scar" else "")
     return CardioScarError(f"{option} {','.join(map(str, sorted(set(labels))))} match no pixel of the chosen "
-                           f"slices (labels present: {present or 'none'}); give the {what} labels of this label map")
+                           f"slices (labels present: {_labels_present(layers)}); give the {what} labels of this "
+                           f"label map{free}")
+
+
+def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int]) -> bool:
+    """Warn, and return True, when no pixel of ``layers`` carries a scar label.
+
+    Called where a myocardium is given (labels, mask or segment): an expert's map of a patient
+    without infarct (EMIDEC's 25 normal cases hold labels 0-2 only) is then a real input whose
+    answer is a scar-free field, not a mistake to refuse. Without a myocardium the map cannot say
+    where the wall is and unmatched scar labels stay an error (:func:`unmatched_labels`)."""
+    labels = sorted({int(v) for v in labels})
+    if scar_label_pixels(layers, labels):
+        return False
+    logger.warning("Scar labels %s match no pixel of the chosen slices (labels present: %s): every myocardium "
+                   "pixel trains as healthy, a scar-free heart; if this patient has scar, give the scar labels "
+                   "of this label map (--scar-labels)", ",".join(map(str, labels)), _labels_present(layers))
+    return True
 
 
 def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:
