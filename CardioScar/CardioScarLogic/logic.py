@@ -87,7 +87,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
     ``myocardium_mask``: a mask volume node."""
     from cardioscar.prepare.slices import pooled_slices
-    from cardioscar.prepare.targets import scar_label_pixels, slice_targets, unmatched_labels, warn_labels_inside_scar
+    from cardioscar.prepare.targets import check_scar_labels, scar_label_pixels, slice_targets, unmatched_labels
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node, options.myocardium_segment) for node in nodes or [None]]
@@ -122,8 +122,8 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
                                  require_scar=False)[0] for layer, mine in zip(slices, chosen)]
         for source in {id(owner): owner for owner in owners}.values():
             if not source.from_segmentation:  # a segmentation's scar is its segment, chosen by name
-                warn_labels_inside_scar([layer for layer, owner in zip(slices, owners) if owner is source],
-                                        source.scar_labels(scar_labels))
+                check_scar_labels([layer for layer, owner in zip(slices, owners) if owner is source],
+                                  source.scar_labels(scar_labels))
     else:
         targets = slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
     return restrict_targets(slices, targets, owners, options, myocardium_mask)

@@ -41,7 +41,7 @@ from cardioscar.shape_prior import ShapePrior, build_shape_prior
 from cardioscar.simulation.opencarp import TAG_ARRAY, drop_stale_tissue_tags
 from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
-from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar
+from cardioscar.prepare.targets import check_scar_labels, slice_targets
 from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD, error_risk
 
@@ -277,7 +277,7 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
     else:
         targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities)
         if request.scar_labels is not None:
-            warn_labels_inside_scar(slices, request.scar_labels)
+            check_scar_labels(slices, request.scar_labels)
     if masks is None:
         return targets, no_restriction(targets), rule_record
     margin = request.myocardium_margin_px

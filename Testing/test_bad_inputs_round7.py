@@ -1,0 +1,98 @@
+"""Round 7 of silent wrong answers: label numbers copied from another dataset's command. They still
+match pixels of the map, so no earlier check stopped them, and the model trained on the wrong
+tissue with exit 0 on main:
+
+* the cavity given as the scar (EMIDEC's ``--scar-labels 3,4`` on an ACDC map, whose 3 is the LV
+  cavity): every endocardial node trained towards scar. Now refused in one line;
+* the healthy myocardium given as the scar (``--scar-labels 2`` on an EMIDEC map): the healthy wall
+  trained as scar and the infarct as healthy; the round-4 no-reflow warning then even advised adding
+  the cavity (label 1) to the scar labels. Now one warning says the labels look like the myocardium.
+
+Real parts: the real EMIDEC and ACDC label maps (read from the shared data folder, never copied),
+meshes built from them by ``cardioscar mesh-from-labels``, the real command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardioscar.cli import main
+from conftest import assert_refused_in_one_line
+
+#: An EMIDEC infarct on which main's no-reflow warning, given ``--scar-labels 2``, named the cavity.
+EMIDEC_CASE = "Case_P010"
+ACDC_MAP = Path("acdc_patient101") / "patient101_frame01_gt.nii.gz"
+
+
+def _mesh(labels: Path, out: Path, myocardium: str) -> Path:
+    mesh = out / "lv.vtu"
+    assert main(["mesh-from-labels", "--labels", str(labels), "--myocardium-labels", myocardium, "--spacing", "3",
+                 "--output", str(mesh)]) == 0
+    return mesh
+
+
+def _warnings(stderr: str, fragment: str) -> list[str]:
+    return [line for line in stderr.splitlines() if fragment in line]
+
+
+def test_cavity_given_as_scar_labels_is_refused(shared_data, tmp_path, capsys):
+    """ACDC numbers its LV cavity 3. EMIDEC's ``--scar-labels 3,4`` on an ACDC map (no
+    ``--myocardium-labels``, whose cavity check would have caught it) trained the blood pool as scar:
+    16 % of the rows scar, every endocardial node pulled towards a ring of infarct. Refused: no
+    wall holds a disc of the cavity's size (EMIDEC's scar at most 10.5 mm in radius, cavities
+    16 mm and more). ACDC's own myocardium label 2 is not refused as a cavity."""
+    labels = shared_data / ACDC_MAP
+    mesh = _mesh(labels, tmp_path, "2")
+    for scar in ("3,4", "3"):
+        assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", labels, "--scar-labels", scar, "--output",
+                                    tmp_path / "out.npz"], "the cavity (blood pool), not scar in a wall",
+                                   capsys, tmp_path)
+    assert main(["prepare", "--mesh", str(mesh), "--image", str(labels), "--scar-labels", "2", "--myocardium-labels",
+                 "2", "--output", str(tmp_path / "myocardium.npz")]) == 0
+
+
+def test_myocardium_given_as_scar_labels_is_named(shared_data, tmp_path, capsys):
+    """``--scar-labels 2`` on an EMIDEC map (its healthy myocardium) trained the healthy wall as
+    scar and the infarct (3, 4) as healthy, silently (P010: mean target 0.94 instead of 0.06 with
+    ``--myocardium-labels 2,3,4``); without myocardium labels the round-4 warning even told the user
+    to add label 1, the cavity, to the scar labels. Now one warning says the labels line the
+    heart's outer border like the myocardium (EMIDEC: 61-100 % for 2, under 40 % for 3,4 on all 52
+    infarct maps) and the no-reflow advice is left out; the right labels stay quiet."""
+    labels = shared_data / "emidec" / EMIDEC_CASE / "Contours" / f"{EMIDEC_CASE}.nii.gz"
+    mesh = _mesh(labels, tmp_path, "2,3,4")
+    common = ["prepare", "--mesh", str(mesh), "--image", str(labels)]
+    for extra in (["--myocardium-labels", "2,3,4"], []):
+        capsys.readouterr()
+        assert main([*common, "--scar-labels", "2", *extra, "--output", str(tmp_path / "wrong.npz")]) == 0
+        stderr = capsys.readouterr().err
+        warned = _warnings(stderr, "look like the myocardium, not scar")
+        assert len(warned) == 1 and "--scar-labels 2 " in warned[0] and "(1,3,4)" in warned[0], stderr[-2000:]
+        assert not _warnings(stderr, "add it to the scar labels"), stderr[-2000:]
+    assert float(np.nanmean(np.load(tmp_path / "wrong.npz")["intensities"])) > 0.5
+    # the whole myocardium as scar is named too; the right labels are not
+    assert main([*common, "--scar-labels", "2,3,4", "--output", str(tmp_path / "all.npz")]) == 0
+    assert _warnings(capsys.readouterr().err, "look like the myocardium, not scar")
+    assert main([*common, "--scar-labels", "3,4", "--myocardium-labels", "2,3,4", "--output",
+                 str(tmp_path / "right.npz")]) == 0
+    stderr = capsys.readouterr().err
+    assert not _warnings(stderr, "look like the myocardium") and not _warnings(stderr, "inside the scar")
+    assert float(np.nanmean(np.load(tmp_path / "right.npz")["intensities"])) < 0.2
+
+
+def test_a_scar_mask_given_with_scar_labels_1_is_not_taken_for_the_myocardium(shared_data, tmp_path, capsys):
+    """A 0/1 scar mask (the scar its only non-zero label) lines the outer border by itself; it is
+    not named."""
+    import SimpleITK as sitk
+
+    labels = shared_data / "emidec" / EMIDEC_CASE / "Contours" / f"{EMIDEC_CASE}.nii.gz"
+    image = sitk.ReadImage(str(labels))
+    mask = sitk.Cast(sitk.BinaryThreshold(image, 3, 4, 1, 0), sitk.sitkUInt8)
+    sitk.WriteImage(mask, str(tmp_path / "scar_mask.nii.gz"))
+    mesh = _mesh(labels, tmp_path, "2,3,4")
+    capsys.readouterr()
+    assert main(["prepare", "--mesh", str(mesh), "--image", str(tmp_path / "scar_mask.nii.gz"), "--scar-labels", "1",
+                 "--output", str(tmp_path / "mask.npz")]) == 0
+    assert not _warnings(capsys.readouterr().err, "look like the myocardium")
