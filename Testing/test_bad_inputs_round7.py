@@ -118,3 +118,37 @@ def test_a_label_map_without_physical_spacing_is_named_by_mesh_from_labels(share
     assert main(["mesh-from-labels", "--labels", str(labels), "--spacing", "3", "--output",
                  str(tmp_path / "true.vtu")]) == 0
     assert not _warnings(capsys.readouterr().err, "physical spacing")
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("round7_segmented")
+    assert main(["phantom", "--family", "segmented", "--nodes", "1500", "--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("scar, myocardium, fragment", [
+    ("23", None, "scar_labels must be a list of whole label values such as [3, 4], got '23'"),
+    ("3,4", None, "(the text form is the command line's)"),
+    (3, None, "scar_labels must be a list"),
+    ([3.7], None, "got 3.7 in [3.7]"),
+    ([True], None, "got True"),
+    ([3], "2,3", "myocardium_labels must be a list of whole label values such as [2, 3, 4]"),
+    ([3], [2.6, 3], "myocardium_labels must hold whole label values"),
+])
+def test_python_api_label_fields_take_whole_numbers_only(segmented, scar, myocardium, fragment):
+    """``PreprocessingRequest(scar_labels=...)`` read each item with ``int()``: the text ``"23"``
+    became labels 2 and 3 (the phantom's myocardium trained as scar: mean target 0.50 instead of
+    0.01), 3.7 label 3 and ``True`` label 1, silently; ``"3,4"`` and a bare 3 ended in a
+    ``ValueError``/``TypeError`` traceback. Refused in one line, as ``slice_indices`` are (round 3);
+    numpy integers and 3.0 are fine."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+
+    common = dict(mesh_path=segmented / "phantom_mesh.vtk", image_path=segmented / "phantom_labels.nii.gz")
+    with pytest.raises(CardioScarError) as refused:
+        PreprocessingRequest(**common, scar_labels=scar, myocardium_labels=myocardium)
+    assert fragment in str(refused.value) and "\n" not in str(refused.value)
+    fine = prepare_training_data(PreprocessingRequest(**common, scar_labels=np.array([3.0]),
+                                                      myocardium_labels=(np.int64(2), 3)))
+    assert float(np.mean(fine.intensities)) < 0.1

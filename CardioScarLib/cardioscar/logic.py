@@ -24,7 +24,7 @@ import vtk
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.fit.devices import as_device
-from cardioscar.io.checks import check_seed, check_threshold
+from cardioscar.io.checks import check_label_list, check_seed, check_threshold
 from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, load_checkpoint, model_from_checkpoint,
                                        save_checkpoint)
 from cardioscar.errors import CardioScarError
@@ -129,6 +129,8 @@ class PreprocessingRequest:
         elif not (isinstance(self.slice_thickness_padding, numbers.Real) and self.slice_thickness_padding > 0):
             raise CardioScarError(f"slice_thickness_padding must be > 0 mm (the slab half-width) or 'auto' (half of each "
                                   f"DICOM file's slice thickness), got {self.slice_thickness_padding!r}.")
+        self.scar_labels = check_label_list(self.scar_labels, "scar_labels", "[3, 4]")
+        self.myocardium_labels = check_label_list(self.myocardium_labels, "myocardium_labels", "[2, 3, 4]")
         check_margin(self.myocardium_margin_px)
         if self.myocardium_margin_px and self.myocardium_labels is None and self.myocardium_mask is None:
             raise CardioScarError("--myocardium-margin widens a myocardium: give --myocardium-labels (a label map) or "
