@@ -152,3 +152,41 @@ def test_python_api_label_fields_take_whole_numbers_only(segmented, scar, myocar
     fine = prepare_training_data(PreprocessingRequest(**common, scar_labels=np.array([3.0]),
                                                       myocardium_labels=(np.int64(2), 3)))
     assert float(np.mean(fine.intensities)) < 0.1
+
+
+def test_aha_of_a_mesh_in_micrometres_is_refused(tmp_path, capsys):
+    """openCARP works in micrometres, and a mesh brought back from it (or from a pipeline in metres)
+    passed ``aha`` as millimetres: with the stack's normal given, the phantom's segments were
+    reported 10^9 times too large, on segments that moved too, since the analysis's distances are
+    millimetres (segment 1: 90 nodes, 9.5e9 ml; the mesh in mm: 75 nodes, 7.9 ml), exit 0 (in metres, a confusing "RV insertion on the
+    long axis" instead). Refused as ``export`` refuses it: a heart mesh is 1-2000 mm across; the
+    same mesh in millimetres is analysed."""
+    import vtk
+
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+
+    paths = write_phantom(make_phantom(PhantomConfig(target_nodes=1500, seed=3)), tmp_path / "phantom")
+    reader = vtk.vtkUnstructuredGridReader()
+    reader.SetFileName(str(paths["mesh"]))
+    reader.ReadAllScalarsOn()
+    reader.Update()
+    scale = vtk.vtkTransform()
+    scale.Scale(1000.0, 1000.0, 1000.0)
+    scaled = vtk.vtkTransformFilter()
+    scaled.SetTransform(scale)
+    scaled.SetInputData(reader.GetOutput())
+    scaled.Update()
+    writer = vtk.vtkUnstructuredGridWriter()
+    writer.SetFileName(str(tmp_path / "heart_um.vtk"))
+    writer.SetInputData(scaled.GetOutput())
+    writer.Write()
+    points = read_mesh(paths["mesh"]).points_lps()
+    rv = points[int(np.argmax(points[:, 0]))]
+    common = ["--field", "scar_truth", "--slice-normal-from", str(paths["image"])]
+    assert_refused_in_one_line(["aha", "--mesh", tmp_path / "heart_um.vtk", "--output-dir", tmp_path / "out_um",
+                                "--rv-point", ",".join(f"{v * 1000:.3f}" for v in rv), *common],
+                               "scale a mesh in metres or micrometres to millimetres before the AHA analysis",
+                               capsys, tmp_path)
+    assert main(["aha", "--mesh", str(paths["mesh"]), "--output-dir", str(tmp_path / "mm"), "--rv-point",
+                 ",".join(f"{v:.3f}" for v in rv), *common]) == 0
