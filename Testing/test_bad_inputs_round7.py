@@ -215,3 +215,23 @@ def test_the_scar_mask_as_the_myocardium_mask_is_refused(shared_data, tmp_path, 
     assert main(["prepare", "--mesh", str(mesh), "--image", str(scar), "--myocardium-mask", str(myocardium),
                  "--output", str(tmp_path / "right.npz")]) == 0
     assert 0.3 < float(np.mean(np.load(tmp_path / "right.npz")["intensities"])) < 0.7
+
+
+def test_integer_lge_given_as_the_label_map_is_refused_as_such(shared_data, tmp_path, capsys):
+    """Raw LGE stored as whole numbers (a magnitude image: EMIDEC P001's stack with its 2048 offset
+    taken off) given with ``--scar-labels 3,4`` in place of the label map: its dark air pixels of
+    value 3 and 4 became "scar", and the run failed later with "none of the 3137 scar pixels reaches
+    a mesh node", blaming the mesh's patient or frame. Now the slice's hundreds of values are
+    refused as an intensity image, naming the options for raw LGE."""
+    import SimpleITK as sitk
+
+    case = shared_data / "emidec" / "Case_P001"
+    image = sitk.ReadImage(str(case / "Images" / "Case_P001.nii.gz"))
+    magnitude = np.clip(sitk.GetArrayFromImage(image).astype(np.int32) - 2048, 0, None) // 4
+    written = sitk.GetImageFromArray(magnitude.astype(np.int16))
+    written.CopyInformation(image)
+    sitk.WriteImage(written, str(tmp_path / "magnitude.nii.gz"))
+    mesh = _mesh(case / "Contours" / "Case_P001.nii.gz", tmp_path, "2,3,4")
+    assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", tmp_path / "magnitude.nii.gz", "--scar-labels",
+                                "3,4", "--output", tmp_path / "out.npz"],
+                               "an intensity image, not a label map (at most 256)", capsys, tmp_path)

@@ -175,10 +175,17 @@ def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[
     return found
 
 
+#: More distinct values than this on one slice is an intensity image, not a label map (a label map
+#: of the heart holds a handful: EMIDEC 5, ACDC 4; 8-bit label files hold at most 256).
+MAX_LABELS_PER_SLICE = 256
+
+
 def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> int:
     """How many pixels of ``layers`` carry one of ``labels``; refuses values that are not whole
     numbers (a probability map or LGE intensities given with --scar-labels would silently become
-    all 0)."""
+    all 0), and whole-numbered intensities: raw LGE stored as integers given as the label map
+    matched its labels to dark air pixels, and the run failed later blaming the mesh's patient or
+    frame (EMIDEC P001 as magnitude: "none of the 3137 scar pixels reaches a mesh node")."""
     count = 0
     for layer in layers:
         finite = layer.values[np.isfinite(layer.values)]
@@ -186,6 +193,12 @@ def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> in
             raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds non-integer values "
                                   f"({finite.min():g}..{finite.max():g}), not labels; leave --scar-labels out for a "
                                   "probability map, or use --normalize-intensities for raw LGE")
+        distinct = np.unique(finite).size
+        if distinct > MAX_LABELS_PER_SLICE:
+            raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds {distinct} different values "
+                                  f"({finite.min():g}..{finite.max():g}), an intensity image, not a label map (at most "
+                                  f"{MAX_LABELS_PER_SLICE}); give the label map, or raw LGE with --scar-rule or "
+                                  "--normalize-intensities instead of --scar-labels")
         count += int(np.isin(finite, labels).sum())
     return count
 
