@@ -103,7 +103,7 @@ def test_a_label_map_without_physical_spacing_is_named_by_mesh_from_labels(share
     stack converted) reads as 1 mm in every direction. ``mesh-from-labels`` meshed EMIDEC P010's
     7 slices 10 mm apart as a heart 7 mm long and 51 mm wide, silently: the mesh, its export and
     any simulation on it 7 times too flat. Now a warning names the spacing (the true map's LV is
-    about as long as wide: 0.71-1.30 on 77 EMIDEC and ACDC maps; read at 1 mm: 0.15-0.21)."""
+    about as long as wide: 0.71-1.30 on 77 EMIDEC and ACDC maps; read at 1 mm: 0.09-0.21)."""
     import SimpleITK as sitk
 
     labels = shared_data / "emidec" / EMIDEC_CASE / "Contours" / f"{EMIDEC_CASE}.nii.gz"

@@ -125,7 +125,7 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
 #: The myocardium's extent along the stack over its widest in-plane extent below which the spacing
 #: is doubted. EMIDEC's 75 maps and ACDC's two: 0.71-1.30 (a short-axis stack covers the LV, about
 #: as long as it is wide); the same maps read with the 1 mm spacing of a header that records none
-#: (an array saved with an identity affine, a PNG stack): 0.15-0.21.
+#: (an array saved with an identity affine, a PNG stack): 0.09-0.21.
 FLAT_HEART_RATIO = 0.3
 
 
