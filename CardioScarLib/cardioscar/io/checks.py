@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def check_label_list(labels: object, field: str, example: str) -> list[int] | No
     a ``ValueError`` traceback, and 3.7 label 3: numbers that were never the user's labels."""
     if labels is None:
         return None
-    if isinstance(labels, str) or not isinstance(labels, (list, tuple, set, frozenset, np.ndarray)):
+    if isinstance(labels, (str, bytes, dict)) or not isinstance(labels, Iterable):
         raise CardioScarError(f"{field} must be a list of whole label values such as {example}, got {labels!r}"
                               + (" (the text form is the command line's)" if isinstance(labels, str) else ""))
     values = []
