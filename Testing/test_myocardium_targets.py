@@ -145,3 +145,9 @@ def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segm
                       "--output", tmp_path / "x.npz")
     assert refused.returncode == 2 and "give its myocardium too" in refused.stderr, refused.stderr
     assert not (tmp_path / "x.npz").exists()
+    # a mistyped scar label beside a map that holds scar (label 3, a myocardium label) is no scar-free
+    # heart: the infarct would train as healthy
+    typo = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"], "--scar-labels", "4",
+                   "--myocardium-labels", "2,3,4", "--output", tmp_path / "x.npz")
+    assert typo.returncode == 2 and "myocardium labels present are 2, 3" in typo.stderr, typo.stderr
+    assert not (tmp_path / "x.npz").exists()

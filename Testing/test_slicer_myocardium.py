@@ -195,5 +195,10 @@ def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segm
     n_nodes = context.scene.GetNumberOfNodes()
     with pytest.raises(CardioScarError, match="give its myocardium too"):
         logic.train_and_apply(labels, model, _options(scar_labels="3,4"))
+    scarred = csl.load_volume(context.scene, segmented["label_map"], labelmap=True)
+    n_nodes = context.scene.GetNumberOfNodes()
+    with pytest.raises(CardioScarError, match="myocardium labels present are 2, 3"):  # a mistyped scar label
+        logic.train_and_apply(scarred, model, _options(scar_labels="4", myocardium_labels="2,3,4"))
+    assert context.scene.GetNumberOfNodes() == n_nodes
     assert context.scene.GetNumberOfNodes() == n_nodes
     assert model.GetMesh().GetPointData().GetArray("scar_probability") is None

@@ -87,8 +87,8 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
     ``myocardium_mask``: a mask volume node."""
     from cardioscar.prepare.slices import pooled_slices
-    from cardioscar.prepare.targets import (scar_label_pixels, slice_targets, unmatched_labels,
-                                             warn_labels_inside_scar, warn_scar_free)
+    from cardioscar.prepare.targets import (check_scar_labels, scar_label_pixels, slice_targets, unmatched_labels,
+                                             warn_scar_free)
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node, options.myocardium_segment) for node in nodes or [None]]
@@ -123,13 +123,13 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
             if myocardium_mask is None and not options.parsed_myocardium_labels() \
                     and not options.myocardium_segment.strip():
                 raise unmatched_labels(slices, wanted)
-            warn_scar_free(slices, wanted)
+            warn_scar_free(slices, wanted, options.parsed_myocardium_labels() if myocardium_mask is None else None)
         targets = [slice_targets([layer], scar_labels=mine, normalize=options.normalize_intensities,
                                  require_scar=False)[0] for layer, mine in zip(slices, chosen)]
         for source in {id(owner): owner for owner in owners}.values():
             if not source.from_segmentation:  # a segmentation's scar is its segment, chosen by name
-                warn_labels_inside_scar([layer for layer, owner in zip(slices, owners) if owner is source],
-                                        source.scar_labels(scar_labels))
+                check_scar_labels([layer for layer, owner in zip(slices, owners) if owner is source],
+                                  source.scar_labels(scar_labels))
     else:
         targets = slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
     return restrict_targets(slices, targets, owners, options, myocardium_mask)

@@ -24,7 +24,7 @@ import vtk
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.fit.devices import as_device
-from cardioscar.io.checks import check_seed, check_threshold
+from cardioscar.io.checks import check_label_list, check_seed, check_threshold
 from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, load_checkpoint, model_from_checkpoint,
                                        save_checkpoint)
 from cardioscar.errors import CardioScarError
@@ -41,7 +41,7 @@ from cardioscar.shape_prior import ShapePrior, build_shape_prior
 from cardioscar.simulation.opencarp import TAG_ARRAY, drop_stale_tissue_tags
 from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
-from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar, warn_scar_free
+from cardioscar.prepare.targets import check_scar_labels, slice_targets, warn_scar_free
 from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD, error_risk
 
@@ -129,6 +129,8 @@ class PreprocessingRequest:
         elif not (isinstance(self.slice_thickness_padding, numbers.Real) and self.slice_thickness_padding > 0):
             raise CardioScarError(f"slice_thickness_padding must be > 0 mm (the slab half-width) or 'auto' (half of each "
                                   f"DICOM file's slice thickness), got {self.slice_thickness_padding!r}.")
+        self.scar_labels = check_label_list(self.scar_labels, "scar_labels", "[3, 4]")
+        self.myocardium_labels = check_label_list(self.myocardium_labels, "myocardium_labels", "[2, 3, 4]")
         check_margin(self.myocardium_margin_px)
         if self.myocardium_margin_px and self.myocardium_labels is None and self.myocardium_mask is None:
             raise CardioScarError("--myocardium-margin widens a myocardium: give --myocardium-labels (a label map) or "
@@ -278,9 +280,10 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities,
                                 require_scar=masks is None)
         if request.scar_labels is not None:
-            warn_labels_inside_scar(slices, request.scar_labels)
+            check_scar_labels(slices, request.scar_labels)
             if masks is not None:
-                warn_scar_free(slices, request.scar_labels)
+                warn_scar_free(slices, request.scar_labels,
+                               None if request.myocardium_mask is not None else request.myocardium_labels)
     if masks is None:
         return targets, no_restriction(targets), rule_record
     margin = request.myocardium_margin_px

@@ -59,7 +59,7 @@ from cardioscar.phantoms.phantom_segmented import (ScarModel, SegmentedConfig, _
 from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
 from cardioscar.prepare.myocardium import label_masks, restrict_to_myocardium
 from cardioscar.prepare.slices import SliceLayer, slices_from_image
-from cardioscar.prepare.targets import slice_targets, warn_labels_inside_scar, warn_scar_free
+from cardioscar.prepare.targets import check_scar_labels, slice_targets, warn_scar_free
 
 MESH_KINDS = ("tet", "surface", "labels")
 INPUT_KINDS = ("probability", "nsd", "fwhm", "labels")
@@ -333,11 +333,11 @@ def _acquired(slices: list[SliceLayer]) -> list[SliceLayer]:
 def drawn_label_targets(labels: sitk.Image, half_thickness: float) -> tuple[list[SliceLayer], list[SliceLayer]]:
     """(training targets, acquired values) of a drawn label map, by the steps ``cardioscar prepare
     --scar-labels 3 --myocardium-labels 2,3`` takes (``logic._load_slices``): 0/1 targets from the
-    scar label, the no-reflow and scar-free warnings, NaN outside labels 2 and 3."""
+    scar label, the scar-label checks and the scar-free warning, NaN outside labels 2 and 3."""
     layers = slices_from_image(labels, half_thickness=half_thickness, label="labels")
     targets = slice_targets(layers, scar_labels=[SCAR], require_scar=False)
-    warn_labels_inside_scar(layers, [SCAR])
-    warn_scar_free(layers, [SCAR])
+    check_scar_labels(layers, [SCAR])
+    warn_scar_free(layers, [SCAR], [MYOCARDIUM, SCAR])
     masks = label_masks(layers, [MYOCARDIUM, SCAR])
     slices, _ = restrict_to_myocardium(targets, masks, f"labels {MYOCARDIUM},{SCAR}")
     return slices, _acquired(slices)

@@ -20,7 +20,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
-from cardioscar.simulation.opencarp import TAG_ARRAY
+from cardioscar.simulation.opencarp import TAG_ARRAY, check_millimetres
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
@@ -279,6 +279,8 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
                               "complete prediction")
     check_probability_field(values[lv_ids], f"{where}: field '{options.field}' (--field), cut at --threshold,")
     points = mesh.points_lps()
+    # openCARP's micrometres (or metres) would pass as millimetres: volumes 10^9 off, the mm checks wrong
+    check_millimetres(points, "before the AHA analysis (its volumes are ml, its distances mm)")
     dataset = _lps_dataset(mesh, points)
     refuse_debris(dataset, points, lv_nodes, where)
     weights = node_volumes(dataset)

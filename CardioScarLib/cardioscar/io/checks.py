@@ -7,8 +7,10 @@ hour; a seed out of range ends in torch's overflow traceback.
 
 from __future__ import annotations
 
+import numbers
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,27 @@ def check_seed(seed: object, option: str = "--seed") -> int:
     if not 0 <= value <= MAX_SEED:
         raise CardioScarError(f"{option} must be in 0..2**63-1 ({MAX_SEED}), got {value}")
     return value
+
+
+def check_label_list(labels: object, field: str, example: str) -> list[int] | None:
+    """``labels`` (a list of label values, or None) as ints; text, a bare number, a fraction or a
+    bool is refused in one line naming ``field``, with ``example`` (e.g. ``[3, 4]``) as the form.
+
+    Why: the Python API's label fields were read with ``int(v) for v in labels``, so the text
+    ``"23"`` became labels 2 and 3 (the myocardium trained as scar with the infarct), ``"3,4"``
+    a ``ValueError`` traceback, and 3.7 label 3: numbers that were never the user's labels."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes, dict)) or not isinstance(labels, Iterable):
+        raise CardioScarError(f"{field} must be a list of whole label values such as {example}, got {labels!r}"
+                              + (" (the text form is the command line's)" if isinstance(labels, str) else ""))
+    values = []
+    for value in np.asarray(list(labels), dtype=object).ravel():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+                or not float(value).is_integer():
+            raise CardioScarError(f"{field} must hold whole label values such as {example}, got {value!r} in {labels!r}")
+        values.append(int(value))
+    return values
 
 
 def check_threshold(value: object, option: str = "--threshold") -> float:

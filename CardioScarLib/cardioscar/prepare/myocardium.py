@@ -170,6 +170,7 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
         out.append(dataclasses.replace(layer, values=values))
     if scar_map:
         check_scar_inside(layers, masks, source, [layer.values for layer in out])
+        refuse_mask_of_scar_only(layers, masks, source)
     else:
         warn_normalised_myocardium_mostly_scar(layers, masks, source)
     report = MyocardiumReport(source, np.asarray(dropped, np.int64), np.asarray(kept, np.int64))
@@ -184,6 +185,24 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
                 f"; those within {margin_px} px take the nearest myocardium pixel's value" if margin_px else "",
                 report.dropped_pixels.tolist())
     return out, report
+
+
+def refuse_mask_of_scar_only(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray], source: str) -> None:
+    """Refuse a myocardium whose every pixel is scar (target >= 0.5) on two or more chosen slices.
+
+    Why: the scar mask given as the myocardium mask (``--image scar.nii.gz --myocardium-mask
+    scar.nii.gz``, the same file twice) leaves only scar pixels: EMIDEC P001 trained 3,851 rows
+    all of target 1, and a model with no healthy example calls the whole heart scar, silently. A
+    real myocardium is never all scar over two slices (EMIDEC's 52 infarcts: at most 93 % over any
+    two slices, 52 % over a whole stack); one apical slice can be, so one slice is not judged."""
+    values = [np.asarray(layer.values, dtype=float)[mask & np.isfinite(layer.values)]
+              for layer, mask in zip(layers, masks)]
+    with_myocardium = [v for v in values if v.size]
+    pixels = sum(v.size for v in with_myocardium)
+    if len(with_myocardium) >= 2 and pixels >= SCAR_PIXELS_TO_JUDGE and all((v >= 0.5).all() for v in with_myocardium):
+        raise CardioScarError(f"every one of the {pixels} myocardium pixels ({source}) on {len(with_myocardium)} slices "
+                              "is scar (target >= 0.5): no healthy example, the model would call the whole heart scar; "
+                              "is this the scar's mask or labels? Give the whole myocardium, healthy and scar (EMIDEC labels 2,3,4)")
 
 
 #: Share of the scar pixels (target >= 0.5) that may lie more than a pixel outside the myocardium

@@ -55,6 +55,85 @@ def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | Non
     return layers
 
 
+#: The scar labels are the myocardium itself when over this share of the heart's outer border (the
+#: pixels of any non-zero label next to background 0) carries them. EMIDEC's 52 infarct maps: the
+#: true scar labels 3,4 hold 0.00-0.39 of that border; its healthy myocardium 2 given as the scar
+#: 0.61-1.00 (and 2,3,4, the whole myocardium, 1.00 on all 75).
+EPICARDIAL_SCAR_SHARE = 0.5
+
+#: The scar labels are the cavity (blood pool) when they hold a disc of this radius (mm) that lies
+#: inside the ring the other labels make. EMIDEC's 75 maps: the true scar 3,4 at most 10.5 mm (the
+#: wall is thinner than 21 mm); the cavity 1 at least 16.3 mm; ACDC's cavity 3 26-31 mm.
+CAVITY_RADIUS_MM = 13.0
+
+
+def check_scar_labels(slices: Sequence[SliceLayer], scar_labels: Iterable[int]) -> None:
+    """Check that the scar labels of a label map look like scar: not the cavity, not the myocardium,
+    and not leaving out the infarct's core (see :func:`warn_labels_inside_scar`).
+
+    Why: the label numbers differ between datasets (EMIDEC 1 cavity, 2 myocardium, 3 infarct,
+    4 no-reflow; ACDC 1 right ventricle, 2 myocardium, 3 LV cavity), and a number copied from
+    another dataset's command still matches pixels, so nothing else stops it:
+    * the cavity as scar (EMIDEC's ``3,4`` on an ACDC map) trains every endocardial node towards
+      scar: refused, since no myocardial wall holds a blood-pool-sized disc inside its ring;
+    * the healthy myocardium as scar (``2`` on an EMIDEC map) trains the healthy wall as scar and
+      the real infarct as healthy: a warning (a diffuse subepicardial scar, as in myocarditis, may
+      legitimately cover much of the outer border), which replaces the no-reflow advice that would
+      then name the infarct or the cavity."""
+    scar = sorted({int(v) for v in scar_labels})
+    refuse_cavity_as_scar(slices, scar)
+    if not warn_myocardium_as_scar(slices, scar):
+        warn_labels_inside_scar(slices, scar)
+
+
+def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> None:
+    """Refuse scar labels whose widest disc (radius :data:`CAVITY_RADIUS_MM` or more) sits inside
+    the ring the map's other non-zero labels make: the cavity, not a scar in the wall."""
+    for layer in slices:
+        values = np.nan_to_num(layer.values, nan=0.0)
+        inside = np.isin(values, scar)
+        if not inside.any():
+            continue
+        depth = ndimage.distance_transform_edt(inside, sampling=(layer.spacing[1], layer.spacing[0]))
+        if depth.max() < CAVITY_RADIUS_MM:
+            continue
+        others = (values != 0) & ~inside
+        lumen = ndimage.binary_fill_holes(others) & ~others
+        centre = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        if lumen[centre]:
+            raise CardioScarError(
+                f"--scar-labels {','.join(map(str, scar))}: on slice '{layer.label}' they fill a disc of radius "
+                f"{depth.max():.0f} mm inside the ring of the other labels, the cavity (blood pool), not scar in a wall "
+                f"(a scar label holds under {CAVITY_RADIUS_MM:g} mm); give this map's scar labels (EMIDEC 3,4; ACDC "
+                "maps hold no scar label, its 3 is the LV cavity)")
+
+
+def warn_myocardium_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> bool:
+    """Warn when the scar labels make up over :data:`EPICARDIAL_SCAR_SHARE` of the heart's outer
+    border while other non-zero labels are present; returns whether it warned.
+
+    An infarct starts at the endocardium and reaches the outer border only where it is transmural,
+    so the labels lining most of that border are the (healthy) myocardium. A 0/1 scar mask, whose
+    only non-zero label is the scar, is not checked."""
+    border = scar_border = 0
+    other_labels: set[int] = set()
+    for layer in slices:
+        values = np.nan_to_num(layer.values, nan=0.0)
+        heart = values != 0
+        other_labels.update(int(v) for v in np.unique(values[heart]) if int(v) not in scar)
+        outer = heart & ndimage.binary_dilation(~heart)
+        border += int(outer.sum())
+        scar_border += int(np.isin(values[outer], scar).sum())
+    if not other_labels or not border or scar_border <= EPICARDIAL_SCAR_SHARE * border:
+        return False
+    logger.warning("--scar-labels %s make up %.0f %% of the heart's outer border (the pixels next to background 0): "
+                   "they look like the myocardium, not scar (an infarct reaches the outer border only where it is "
+                   "transmural; EMIDEC's scar labels 3,4 hold under 40 %%), and the other labels (%s) train as no scar: check the "
+                   "map's numbering (EMIDEC: scar 3,4, myocardium 2,3,4)",
+                   ",".join(map(str, scar)), 100.0 * scar_border / border, ",".join(map(str, sorted(other_labels))))
+    return True
+
+
 #: A label left out of the scar labels lies inside the scar when over this fraction of the pixels
 #: bordering it are scar and it has fewer pixels than the scar. EMIDEC (52 infarct label maps,
 #: scar label 3): the no-reflow label 4 (in 32) 0.55-1.0 of its border scar, 0.02-0.55 of the
@@ -96,10 +175,17 @@ def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[
     return found
 
 
+#: More distinct values than this on one slice is an intensity image, not a label map (a label map
+#: of the heart holds a handful: EMIDEC 5, ACDC 4; 8-bit label files hold at most 256).
+MAX_LABELS_PER_SLICE = 256
+
+
 def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> int:
     """How many pixels of ``layers`` carry one of ``labels``; refuses values that are not whole
     numbers (a probability map or LGE intensities given with --scar-labels would silently become
-    all 0)."""
+    all 0), and whole-numbered intensities: raw LGE stored as integers given as the label map
+    matched its labels to dark air pixels, and the run failed later blaming the mesh's patient or
+    frame (EMIDEC P001 as magnitude: "none of the 3137 scar pixels reaches a mesh node")."""
     count = 0
     for layer in layers:
         finite = layer.values[np.isfinite(layer.values)]
@@ -107,6 +193,12 @@ def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> in
             raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds non-integer values "
                                   f"({finite.min():g}..{finite.max():g}), not labels; leave --scar-labels out for a "
                                   "probability map, or use --normalize-intensities for raw LGE")
+        distinct = np.unique(finite).size
+        if distinct > MAX_LABELS_PER_SLICE:
+            raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds {distinct} different values "
+                                  f"({finite.min():g}..{finite.max():g}), an intensity image, not a label map (at most "
+                                  f"{MAX_LABELS_PER_SLICE}); give the label map, or raw LGE with --scar-rule or "
+                                  "--normalize-intensities instead of --scar-labels")
         count += int(np.isin(finite, labels).sum())
     return count
 
@@ -132,16 +224,29 @@ def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int],
                            f"label map{free}")
 
 
-def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int]) -> bool:
+def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int],
+                   myocardium_labels: Iterable[int] | None = None) -> bool:
     """Warn, and return True, when no pixel of ``layers`` carries a scar label.
 
     Called where a myocardium is given (labels, mask or segment): an expert's map of a patient
     without infarct (EMIDEC's 25 normal cases hold labels 0-2 only) is then a real input whose
     answer is a scar-free field, not a mistake to refuse. Without a myocardium the map cannot say
-    where the wall is and unmatched scar labels stay an error (:func:`unmatched_labels`)."""
+    where the wall is and unmatched scar labels stay an error (:func:`unmatched_labels`).
+    ``myocardium_labels``: the same map's myocardium labels, when they were given. Two or more of
+    them present is no scar-free heart but mistyped scar labels (EMIDEC's ``--scar-labels 4
+    --myocardium-labels 2,3,4`` on a map without no-reflow: its infarct, label 3, would train as
+    healthy): refused, naming them."""
     labels = sorted({int(v) for v in labels})
     if scar_label_pixels(layers, labels):
         return False
+    if myocardium_labels is not None:
+        present = [label for label in sorted({int(v) for v in myocardium_labels})
+                   if any((layer.values == label).any() for layer in layers)]
+        if len(present) > 1:
+            raise CardioScarError(
+                f"--scar-labels {','.join(map(str, labels))} match no pixel of the chosen slices, yet the myocardium "
+                f"labels present are {', '.join(map(str, present))}: one of them is likely the scar; give the scar "
+                "labels of this label map (a scar-free heart has one myocardium label)")
     logger.warning("Scar labels %s match no pixel of the chosen slices (labels present: %s): every myocardium "
                    "pixel trains as healthy, a scar-free heart; if this patient has scar, give the scar labels "
                    "of this label map (--scar-labels)", ",".join(map(str, labels)), _labels_present(layers))

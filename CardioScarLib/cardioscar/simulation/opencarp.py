@@ -69,16 +69,17 @@ def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, 
     return points * UNIT_SCALE[units], frame
 
 
-def check_millimetres(points: np.ndarray) -> None:
+def check_millimetres(points: np.ndarray, before: str = "before exporting") -> None:
     """The mesh must be in millimetres (the frame of the images and of every writer here): a heart
-    in metres or micrometres would be written 1000 times off in every unit, silently."""
+    in metres or micrometres would be written 1000 times off in every unit, silently (and ``aha``
+    would report its volumes 10^9 times off). ``before``: what the user scales the mesh before."""
     if len(points) < 2:
         return
     diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
     if not MIN_DIAGONAL_MM <= diagonal <= MAX_DIAGONAL_MM:
         raise CardioScarError(f"The mesh is {diagonal:.4g} mm across (its bounding-box diagonal); a heart mesh in "
                               f"millimetres is {MIN_DIAGONAL_MM:g}-{MAX_DIAGONAL_MM:g} mm: scale a mesh in metres or "
-                              "micrometres to millimetres before exporting")
+                              f"micrometres to millimetres {before}")
 
 
 def check_exportable(mesh: Mesh) -> None:
