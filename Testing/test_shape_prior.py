@@ -286,10 +286,12 @@ def test_with_slab_scale_0_the_slabs_and_the_ends_train_and_predict_as_without_a
 
 
 def test_training_option_is_checked():
-    with pytest.raises(CardioScarError, match="shape_prior must be true, false or 'auto'"):
+    with pytest.raises(CardioScarError, match="shape_prior must be true, false, 'on', 'off' or 'auto'"):
         TrainingConfig(shape_prior="yes")
     assert TrainingConfig().shape_prior is False and TrainingConfig.fast().shape_prior == "auto"
     assert TrainingConfig(shape_prior=" Auto").shape_prior == "auto"  # as the faces take it
+    # on / off as the command line, the Slicer options and the manifest take them (they were refused here)
+    assert TrainingConfig(shape_prior="on").shape_prior is True and TrainingConfig(shape_prior="OFF").shape_prior is False
 
 
 def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog):

@@ -139,11 +139,12 @@ class TrainingConfig:
         self.fourier_features = int(self.fourier_features)
         if isinstance(self.shape_prior, (bool, np.bool_)):
             self.shape_prior = bool(self.shape_prior)
-        elif isinstance(self.shape_prior, str) and shape_prior_word(self.shape_prior) == SHAPE_PRIOR_AUTO:
-            self.shape_prior = SHAPE_PRIOR_AUTO  # as every face takes it ("Auto" from a JSON config too)
+        elif isinstance(self.shape_prior, str) and shape_prior_word(self.shape_prior) is not None:
+            # the words every other face takes (CLI, Slicer options, manifest; "Auto" from a JSON config too)
+            self.shape_prior = shape_prior_word(self.shape_prior)
         else:
-            raise CardioScarError(f"training option shape_prior must be true, false or '{SHAPE_PRIOR_AUTO}', "
-                                  f"got {self.shape_prior!r}")
+            raise CardioScarError(f"training option shape_prior must be true, false, 'on', 'off' or "
+                                  f"'{SHAPE_PRIOR_AUTO}', got {self.shape_prior!r}")
         for name in ("base_lr", "max_lr", "fourier_scale_mm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
