@@ -286,3 +286,11 @@ def test_burden_benchmark_against_slice_summation(tmp_path) -> None:
     assert summary["logodds"]["bias_points"] == pytest.approx(-2.0)
     assert summary["recon_auto"]["bias_points"] == pytest.approx(2.0)
     assert summary["recon_auto"]["sd_points"] == pytest.approx(np.std([1.0, 3.0], ddof=1))
+
+
+@pytest.mark.parametrize("labels", ["234", [2, 3.7], (True,)])
+def test_mesh_from_labels_refuses_label_values_that_are_not_whole_numbers(labels) -> None:
+    """The Python API read ``labels`` with ``int(v)``: the text "234" meshed labels 2, 3, 4 by
+    accident, 3.7 became 3 and True label 1 (the cavity); now a one-line error, as prepare's fields."""
+    with pytest.raises(CardioScarError, match="must (be a list of|hold) whole label values"):
+        myocardium_mesh_from_labels(_ring_stack([(0, 90)] * 3), labels)

@@ -29,7 +29,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from ..aha.islands import node_parts
 from ..evaluate.baselines import signed_distance_mm
 from ..errors import CardioScarError
-from ..io.checks import whole_labels
+from ..io.checks import check_label_list, whole_labels
 from ..io.meshio import Mesh
 from .myocardium import refuse_cavity_label
 
@@ -67,7 +67,7 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
         raise CardioScarError(f"The label image must be 3D (a short-axis stack), got {label_image.GetDimension()}D")
     if not (np.isfinite(spacing_mm) and 0.2 <= spacing_mm <= 10.0):
         raise CardioScarError(f"The mesh voxel edge (spacing_mm, --spacing) must be within 0.2-10 mm, got {spacing_mm}")
-    labels = sorted({int(v) for v in labels})
+    labels = sorted(set(check_label_list(labels, "The myocardium labels (labels, --myocardium-labels)", "[2, 3, 4]")))
     if not labels:
         raise CardioScarError("No myocardium labels given; list them, e.g. 2,3,4")
     array = whole_labels(sitk.GetArrayViewFromImage(label_image), "The label image (--labels)")
