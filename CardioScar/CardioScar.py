@@ -840,6 +840,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         WorkerPanelMixin.cleanup(self)
         self._bullseye.discard()
 
+    def onSceneEndClose(self, caller, event) -> None:
+        """As every panel, and the last bull's-eye goes with the scene it was drawn from: its label
+        and *Save bull's-eye* kept pointing at the closed scene's model."""
+        WorkerPanelMixin.onSceneEndClose(self, caller, event)
+        self._bullseye.discard()
+        self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
+        self.ui.saveBullseyeButton.enabled = False
+
     def onComputeAhaButton(self) -> None:
         """AHA segments of the chosen model: arrays and table on the model, the bull's-eye PNG in a
         temporary folder (kept for *Save bull's-eye* until the next one replaces it or the panel

@@ -471,6 +471,10 @@ def test_aha_section_writes_segments_fills_the_table_and_saves_the_bullseye(pane
     harness.QFileDialog.answer = str(tmp_path / "copy.png")
     ui.saveBullseyeButton.click()
     assert (tmp_path / "copy.png").read_bytes() == shown.read_bytes() and "copy.png" in ui.statusLabel.text
+    # a closed scene takes its bull's-eye along: the label and Save no longer point at it
+    scene.Clear(0)
+    assert ui.ahaBullseyeLabel.text == "No bull's-eye yet." and not ui.saveBullseyeButton.enabled
+    assert not shown.exists()
 
 
 @BOTH_VERSIONS
