@@ -35,7 +35,7 @@ from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_g
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.fit.engines import BayesianNN
-from cardioscar.io.checks import check_seed, shape_prior_word
+from cardioscar.io.checks import MAX_SEED, check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,15 @@ PROGRESS_INTERVAL_S = 0.2
 FAILED_FIT_FRACTION = 0.5
 #: How many times a failed fit is trained again, each time with a third of the peak rate before.
 MAX_RETRIES = 2
+#: A group the field gets outright wrong: its fitted mean is more than this far from its target (a
+#: drawn scar pixel fitted as background, or the reverse).
+WRONG_GROUP_MISS = 0.5
+#: A fit whose outright wrong groups hold more than this share of the group targets' variance has
+#: stalled in a poor minimum: the sigmoid is saturated on the wrong side there, so the group loss
+#: passes almost no gradient and the convergence test sees a flat loss. Healthy fast-preset fits of
+#: the phantom families and EMIDEC leave at most 5 % there; the stalled ones 12-22 % (README,
+#: "a fit that reaches what the constraints allow").
+STALLED_FIT_FRACTION = 0.1
 #: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
 #: the same for this many epochs: then no unit passes a gradient (the output saturated or every
 #: ReLU died), while with dropout a live network's loss changes every epoch.
@@ -85,7 +94,10 @@ class TrainingConfig:
     ``DEAD_EPOCHS`` epochs: it is stopped at once, and its best epoch is where it stood before
     the collapse, not a converged fit, whatever its loss), train again from scratch with a third
     of ``max_lr``, up to ``MAX_RETRIES`` times, and keep the run whose weights have the lowest
-    group loss with dropout off (used by the fast preset).
+    group loss with dropout off (used by the fast preset). A run that stalled (the groups it gets
+    outright wrong hold more than ``STALLED_FIT_FRACTION`` of the targets' variance: it sits in a
+    poor minimum that a lower rate does not leave, since the same start leads back into it) is
+    trained again from the next seed at the same peak rate, within the same ``MAX_RETRIES``.
     ``fourier_features``: number of random Fourier frequencies encoding the coordinates
     (:class:`cardioscar.engines.FourierFeatures`; 0 = raw coordinates, as documented), drawn
     with a standard deviation of ``1 / fourier_scale_mm`` cycles per millimetre.
@@ -448,9 +460,12 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     ``retried_max_lr`` (the peak rate of the last retry, see ``TrainingConfig.retry_failed_fit``,
     or None), ``retry_kept`` (the weights come from a retry), ``max_lr`` (the peak rate the
     returned weights were trained with; see :func:`config_used`), ``final_loss`` (the returned
-    weights' group loss with dropout off, on which runs are compared) and ``attempts`` (one
-    dict per run: ``max_lr``, ``epochs_run``, ``best_epoch``, ``best_loss``, ``final_loss``,
-    ``dead_epoch``).
+    weights' group loss with dropout off, on which runs are compared), ``wrong_groups`` and
+    ``wrong_share`` (the groups those weights fit more than ``WRONG_GROUP_MISS`` from their targets,
+    and their share of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled),
+    ``seed`` (the kept run's; a stalled run is retried from the next seed) and ``attempts`` (one
+    dict per run: ``max_lr``, ``seed``, ``epochs_run``, ``best_epoch``, ``best_loss``,
+    ``final_loss``, ``wrong_share``, ``dead_epoch``).
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
@@ -469,11 +484,16 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     attempts = [_attempt_summary(config, history)]
     kept, attempt, seconds = config, config, history["seconds"]
     for _ in range(MAX_RETRIES if dead_level is not None else 0):
-        reason = _retry_reason(history, failed_level, variance)
-        if reason is None:
+        retry = _retry_reason(history, failed_level, variance)
+        if retry is None:
             break
-        attempt = _lowered_peak(attempt)
-        logger.warning("%s; training again with max_lr %.3g", reason, attempt.max_lr)
+        reason, stalled = retry
+        if stalled:  # the same start leads back into the same minimum, whatever the rate
+            attempt = replace(attempt, seed=(attempt.seed + 1) % (MAX_SEED + 1))
+            logger.warning("%s; training again from seed %d", reason, attempt.seed)
+        else:
+            attempt = _lowered_peak(attempt)
+            logger.warning("%s; training again with max_lr %.3g", reason, attempt.max_lr)
         again_net, again = run(attempt)
         seconds += again["seconds"]
         attempts.append(_attempt_summary(attempt, again))
@@ -483,18 +503,25 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
         if better:
             net, history, kept = again_net, again, attempt
     history.update(target_variance=variance, retried_max_lr=None if attempt is config else attempt.max_lr,
-                   retry_kept=kept is not config, max_lr=kept.max_lr, seconds=seconds, attempts=attempts)
+                   retry_kept=kept is not config, max_lr=kept.max_lr, seed=kept.seed, seconds=seconds,
+                   attempts=attempts)
     if history["best_loss"] > failed_level > 0:
         advice = ("even with lower peak rates; check the targets and the slab half-width" if config.retry_failed_fit
                   else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
                        "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
         logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
                        _explained(history["best_loss"], variance), history["best_loss"], advice)
+    elif history["wrong_share"] > STALLED_FIT_FRACTION:
+        logger.warning("the result is %s; train again with another --seed%s, or give the slices' scar as a shape "
+                       "prior (--shape-prior on) where they are drawn labels", _stalled(history),
+                       " (the fast preset tried several)" if config.retry_failed_fit else
+                       " or with the fast preset (--preset fast), which retries such fits")
     return net, history
 
 
-def _retry_reason(history: dict, failed_level: float, variance: float) -> str | None:
-    """Why the run behind ``history`` must be trained again, or None when it may be kept.
+def _retry_reason(history: dict, failed_level: float, variance: float) -> tuple[str, bool] | None:
+    """Why the run behind ``history`` must be trained again and whether it stalled (then it is
+    retried from another seed, else with a lower peak rate), or None when it may be kept.
 
     A run that died was stopped part-way through its schedule: its best epoch is where the
     network stood before it collapsed, not where it converged, even when that epoch already
@@ -504,17 +531,27 @@ def _retry_reason(history: dict, failed_level: float, variance: float) -> str | 
     if history["dead_epoch"] is not None:
         return (f"the network died: its loss froze from epoch {history['dead_epoch'] - DEAD_EPOCHS + 1} of "
                 f"{history['epochs_run']}, so its best epoch ({history['best_epoch']}, loss "
-                f"{history['best_loss']:.3g}) is where it stood, not where it would have converged")
+                f"{history['best_loss']:.3g}) is where it stood, not where it would have converged"), False
     if history["best_loss"] > failed_level:
         return f"the fit explains {_explained(history['best_loss'], variance)} of the targets' variance " \
-               f"(best loss {history['best_loss']:.3g})"
+               f"(best loss {history['best_loss']:.3g})", False
+    if history["wrong_share"] > STALLED_FIT_FRACTION:
+        return f"the fit {_stalled(history)}", True
     return None
+
+
+def _stalled(history: dict) -> str:
+    """What makes a run stalled, in words for the retry and the final warning."""
+    return (f"stalled in a poor minimum: {history['wrong_groups']} groups are fitted more than {WRONG_GROUP_MISS} "
+            f"from their targets (scar called background or the reverse) and hold "
+            f"{100 * history['wrong_share']:.0f} % of the targets' variance")
 
 
 def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
     """One training run of :func:`fit_scar_field`, as its history's ``attempts`` lists it."""
-    return {"max_lr": config.max_lr, "epochs_run": history["epochs_run"], "best_epoch": history["best_epoch"],
-            "best_loss": history["best_loss"], "final_loss": history["final_loss"], "dead_epoch": history["dead_epoch"]}
+    return {"max_lr": config.max_lr, "seed": config.seed, "epochs_run": history["epochs_run"],
+            "best_epoch": history["best_epoch"], "best_loss": history["best_loss"], "final_loss": history["final_loss"],
+            "wrong_share": history["wrong_share"], "dead_epoch": history["dead_epoch"]}
 
 
 def describe_stop(history: dict) -> str:
@@ -557,8 +594,10 @@ def _lowered_peak(config: TrainingConfig) -> TrainingConfig:
 
 def config_used(config: TrainingConfig, history: dict) -> TrainingConfig:
     """The configuration of the run whose weights :func:`fit_scar_field` returned with ``history``
-    (checkpoints record it, so a retried fit is not described with the peak rate that failed)."""
-    return _with_peak(config, history.get("max_lr", config.max_lr))
+    (checkpoints record it, so a retried fit is not described with the peak rate or seed that failed)."""
+    used = _with_peak(config, history.get("max_lr", config.max_lr))
+    seed = history.get("seed", config.seed)
+    return used if seed == used.seed else replace(used, seed=seed)
 
 
 def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
@@ -723,12 +762,17 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     for parameter in net.parameters():
         parameter.requires_grad_(True)
     net.eval()
-    final_loss = _group_loss(net, dataset, device)
+    misses = _group_field(net, dataset, device) - _group_means(dataset, dataset.intensities.reshape(-1))
+    final_loss = float(np.mean(misses ** 2))
+    wrong = np.abs(misses) > WRONG_GROUP_MISS
+    variance = _group_target_variance(dataset)
     seconds = time.perf_counter() - started
     logger.info("best loss %.6g at epoch %d of %d (%.1f s)", best_loss, best_epoch, len(losses), seconds)
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
-            "final_loss": final_loss, "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device),
+            "final_loss": final_loss, "wrong_groups": int(wrong.sum()),
+            "wrong_share": float(np.sum(misses[wrong] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
+            "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device),
             "stop_reason": stop_reason, "converged": None if test is None or stop_reason in ("dead", "patience")
             else test.converged, "extensions": 0 if test is None else test.extensions,
             "convergence_fall": None if test is None else test.fall}
@@ -807,14 +851,19 @@ def _group_loss(net: BayesianNN, dataset: ScarReconstructionDataset, device: tor
             return _group_loss(net, dataset, device)
         finally:
             net.train(training)
+    fitted = _group_field(net, dataset, device)
+    return float(np.mean((fitted - _group_means(dataset, dataset.intensities.reshape(-1))) ** 2))
+
+
+def _group_field(net: BayesianNN, dataset: ScarReconstructionDataset, device: torch.device) -> np.ndarray:
+    """Each group's mean of ``net``'s field with dropout off (``net`` in eval mode)."""
     rows = torch.from_numpy(dataset.coordinates)
     prior = None if dataset.prior_logit is None else torch.from_numpy(dataset.prior_logit).view(-1, 1)
     with torch.no_grad():
         field = torch.cat([net(rows[start:start + ROWS_PER_EVAL].to(device), prior_logit=None if prior is None
                                else prior[start:start + ROWS_PER_EVAL].to(device)).cpu()
                            for start in range(0, len(rows), ROWS_PER_EVAL)])
-    fitted = _group_means(dataset, field.numpy().reshape(-1))
-    return float(np.mean((fitted - _group_means(dataset, dataset.intensities.reshape(-1))) ** 2))
+    return _group_means(dataset, field.numpy().reshape(-1))
 
 
 def _is_dead(losses: list[float], level: float) -> bool:
