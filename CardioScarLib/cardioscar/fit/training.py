@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
@@ -49,15 +50,19 @@ PROGRESS_INTERVAL_S = 0.2
 FAILED_FIT_FRACTION = 0.5
 #: How many times a failed fit is trained again, each time with a third of the peak rate before.
 MAX_RETRIES = 2
-#: A group the field gets outright wrong: its fitted mean is more than this far from its target (a
-#: drawn scar pixel fitted as background, or the reverse).
-WRONG_GROUP_MISS = 0.5
-#: A fit whose outright wrong groups hold more than this share of the group targets' variance has
-#: stalled in a poor minimum: the sigmoid is saturated on the wrong side there, so the group loss
-#: passes almost no gradient and the convergence test sees a flat loss. Healthy fast-preset fits of
-#: the phantom families and EMIDEC leave at most 5 % there; the stalled ones 12-22 % (README,
-#: "a fit that reaches what the constraints allow").
-STALLED_FIT_FRACTION = 0.1
+#: A group the field ignores: its fitted mean is more than this far from its target (a drawn scar
+#: pixel fitted as background, or the reverse) while the mean target of its ``NEIGHBOUR_GROUPS``
+#: nearest groups is within this distance of it (a patch of the targets, not a lone pixel that a
+#: smooth field cannot follow, such as a scar rule's noise).
+IGNORED_GROUP_MISS = 0.5
+#: The group itself and its nearest groups by centroid (in mm): on a slice, its closest pixels.
+NEIGHBOUR_GROUPS = 5
+#: A fit whose ignored groups hold more than this share of the group targets' variance has stalled
+#: in a poor minimum: the sigmoid is saturated on the wrong side over that patch, so the group loss
+#: passes almost no gradient there and the convergence test sees a flat loss. Healthy fast-preset
+#: fits of the phantom families and EMIDEC leave at most about 5 % there, stalled ones 10-22 %
+#: (README, "a fit that reaches what the constraints allow").
+STALLED_FIT_FRACTION = 0.08
 #: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
 #: the same for this many epochs: then no unit passes a gradient (the output saturated or every
 #: ReLU died), while with dropout a live network's loss changes every epoch.
@@ -94,10 +99,11 @@ class TrainingConfig:
     ``DEAD_EPOCHS`` epochs: it is stopped at once, and its best epoch is where it stood before
     the collapse, not a converged fit, whatever its loss), train again from scratch with a third
     of ``max_lr``, up to ``MAX_RETRIES`` times, and keep the run whose weights have the lowest
-    group loss with dropout off (used by the fast preset). A run that stalled (the groups it gets
-    outright wrong hold more than ``STALLED_FIT_FRACTION`` of the targets' variance: it sits in a
-    poor minimum that a lower rate does not leave, since the same start leads back into it) is
-    trained again from the next seed at the same peak rate, within the same ``MAX_RETRIES``.
+    group loss with dropout off (used by the fast preset). A run that stalled (the groups it
+    ignores, see ``IGNORED_GROUP_MISS``, hold more than ``STALLED_FIT_FRACTION`` of the targets'
+    variance: it sits in a poor minimum that a lower rate does not leave, since the same start
+    leads back into it) is trained again from the next seed at the same peak rate, within the
+    same ``MAX_RETRIES``.
     ``fourier_features``: number of random Fourier frequencies encoding the coordinates
     (:class:`cardioscar.engines.FourierFeatures`; 0 = raw coordinates, as documented), drawn
     with a standard deviation of ``1 / fourier_scale_mm`` cycles per millimetre.
@@ -460,12 +466,12 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     ``retried_max_lr`` (the peak rate of the last retry, see ``TrainingConfig.retry_failed_fit``,
     or None), ``retry_kept`` (the weights come from a retry), ``max_lr`` (the peak rate the
     returned weights were trained with; see :func:`config_used`), ``final_loss`` (the returned
-    weights' group loss with dropout off, on which runs are compared), ``wrong_groups`` and
-    ``wrong_share`` (the groups those weights fit more than ``WRONG_GROUP_MISS`` from their targets,
-    and their share of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled),
+    weights' group loss with dropout off, on which runs are compared), ``ignored_groups`` and
+    ``ignored_share`` (the groups those weights ignore, see ``IGNORED_GROUP_MISS``, and their share
+    of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled),
     ``seed`` (the kept run's; a stalled run is retried from the next seed) and ``attempts`` (one
     dict per run: ``max_lr``, ``seed``, ``epochs_run``, ``best_epoch``, ``best_loss``,
-    ``final_loss``, ``wrong_share``, ``dead_epoch``).
+    ``final_loss``, ``ignored_share``, ``dead_epoch``).
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
@@ -475,10 +481,11 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
 
     extent = [DEFAULT_EXTENT_MM] * 3 if extent_mm is None else [float(e) for e in np.asarray(extent_mm).reshape(3)]
+    coherent = _coherent_groups(dataset, extent)
 
     def run(attempt: TrainingConfig) -> tuple[BayesianNN, dict]:
         return _fit(dataset, attempt, device, progress_callback, should_cancel, model, frozen_layers, dead_level,
-                    extent)
+                    extent, coherent)
 
     net, history = run(config)
     attempts = [_attempt_summary(config, history)]
@@ -511,7 +518,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
                        "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
         logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
                        _explained(history["best_loss"], variance), history["best_loss"], advice)
-    elif history["wrong_share"] > STALLED_FIT_FRACTION:
+    elif history["ignored_share"] > STALLED_FIT_FRACTION:
         logger.warning("the result is %s; train again with another --seed%s, or give the slices' scar as a shape "
                        "prior (--shape-prior on) where they are drawn labels", _stalled(history),
                        " (the fast preset tried several)" if config.retry_failed_fit else
@@ -535,31 +542,34 @@ def _retry_reason(history: dict, failed_level: float, variance: float) -> tuple[
     if history["best_loss"] > failed_level:
         return f"the fit explains {_explained(history['best_loss'], variance)} of the targets' variance " \
                f"(best loss {history['best_loss']:.3g})", False
-    if history["wrong_share"] > STALLED_FIT_FRACTION:
+    if history["ignored_share"] > STALLED_FIT_FRACTION:
         return f"the fit {_stalled(history)}", True
     return None
 
 
 def _stalled(history: dict) -> str:
     """What makes a run stalled, in words for the retry and the final warning."""
-    return (f"stalled in a poor minimum: {history['wrong_groups']} groups are fitted more than {WRONG_GROUP_MISS} "
-            f"from their targets (scar called background or the reverse) and hold "
-            f"{100 * history['wrong_share']:.0f} % of the targets' variance")
+    return (f"stalled in a poor minimum: it ignores a patch of the targets ({history['ignored_groups']} groups "
+            f"fitted more than {IGNORED_GROUP_MISS} from targets their neighbours share: scar called background or "
+            f"the reverse) holding {100 * history['ignored_share']:.0f} % of the targets' variance")
 
 
 def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
     """One training run of :func:`fit_scar_field`, as its history's ``attempts`` lists it."""
     return {"max_lr": config.max_lr, "seed": config.seed, "epochs_run": history["epochs_run"],
             "best_epoch": history["best_epoch"], "best_loss": history["best_loss"], "final_loss": history["final_loss"],
-            "wrong_share": history["wrong_share"], "dead_epoch": history["dead_epoch"]}
+            "ignored_share": history["ignored_share"], "dead_epoch": history["dead_epoch"]}
 
 
 def describe_stop(history: dict) -> str:
     """Why a run ended, in a few words for logs and summary tables (old histories: the budget or
-    the patience, as ``stopped_early`` says)."""
+    the patience, as ``stopped_early`` says). A stalled fit's loss stops falling too, so "converged"
+    alone would read as a good fit: it is called a poor minimum."""
     reason = history.get("stop_reason") or ("patience" if history.get("stopped_early") else "budget")
     extensions = int(history.get("extensions") or 0)
     added = f" after {extensions} further phase{'s' if extensions > 1 else ''}" if extensions else ""
+    if reason == "converged" and (history.get("ignored_share") or 0.0) > STALLED_FIT_FRACTION:
+        return f"converged{added} in a poor minimum: {history['ignored_groups']} groups ignored (see the log)"
     if reason == "converged":
         return f"converged{added}"
     if reason == "budget" and history.get("converged") is False:
@@ -605,6 +615,20 @@ def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
     return float(_group_means(dataset, dataset.intensities.reshape(-1)).var())
 
 
+def _coherent_groups(dataset: ScarReconstructionDataset, extent_mm) -> np.ndarray:
+    """Per group: whether the mean target of it and its ``NEIGHBOUR_GROUPS - 1`` nearest groups (by
+    centroid in mm) is within ``IGNORED_GROUP_MISS`` of its own target. Only such a group, fitted
+    outright wrong, is a patch the field ignores: a lone scar pixel among background ones (a scar
+    rule's noise) is one a smooth field rightly does not follow. Computed once per fit (a k-d tree
+    query over the groups, milliseconds)."""
+    targets = _group_means(dataset, dataset.intensities.reshape(-1))
+    centroids = np.stack([_group_means(dataset, dataset.coordinates[:, axis]) * float(extent_mm[axis])
+                          for axis in range(3)], axis=1)
+    _, nearest = cKDTree(centroids).query(centroids, k=min(NEIGHBOUR_GROUPS, len(targets)))
+    local = targets[np.asarray(nearest).reshape(len(targets), -1)].mean(axis=1)
+    return np.abs(local - targets) <= IGNORED_GROUP_MISS
+
+
 def _group_means(dataset: ScarReconstructionDataset, values: np.ndarray) -> np.ndarray:
     """Mean of per-row ``values`` over each group of ``dataset`` (in group order)."""
     _, inverse, counts = np.unique(dataset.group_ids, return_inverse=True, return_counts=True)
@@ -613,9 +637,10 @@ def _group_means(dataset: ScarReconstructionDataset, values: np.ndarray) -> np.n
 
 def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: torch.device, progress_callback,
          should_cancel, model: BayesianNN | None, frozen_layers: int,
-         dead_level: float | None = None, extent_mm=(DEFAULT_EXTENT_MM,) * 3) -> tuple[BayesianNN, dict]:
+         dead_level: float | None = None, extent_mm=(DEFAULT_EXTENT_MM,) * 3,
+         coherent: np.ndarray | None = None) -> tuple[BayesianNN, dict]:
     """One training run of :func:`fit_scar_field` (seeded, on ``device``, threads restored);
-    ``dead_level``: see :func:`_train_loop`."""
+    ``dead_level``, ``coherent``: see :func:`_train_loop`."""
     previous_threads = torch.get_num_threads()
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     try:
@@ -634,16 +659,17 @@ def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: tor
                 net = copy.deepcopy(model)
             net = net.to(device)
             _freeze(net, frozen_layers)
-            return net, _train(net, dataset, config, device, progress_callback, should_cancel, dead_level)
+            return net, _train(net, dataset, config, device, progress_callback, should_cancel, dead_level, coherent)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
-           device: torch.device, progress_callback, should_cancel, dead_level: float | None) -> dict:
+           device: torch.device, progress_callback, should_cancel, dead_level: float | None,
+           coherent: np.ndarray | None) -> dict:
     with cpu_workers(device) as pool:
         return _train_loop(net, dataset, config, device, _batch_steps(net, dataset, config, device, pool),
-                           progress_callback, should_cancel, dead_level)
+                           progress_callback, should_cancel, dead_level, coherent)
 
 
 def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
@@ -683,11 +709,12 @@ def _autograd_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config:
 
 def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
                 device: torch.device, batch_steps: list, progress_callback, should_cancel,
-                dead_level: float | None = None) -> dict:
+                dead_level: float | None = None, coherent: np.ndarray | None = None) -> dict:
     """The epochs of one run. With a ``dead_level`` the run stops once its loss has stayed at one
     value of at least that level for ``DEAD_EPOCHS`` epochs (see ``DEAD_EPOCHS``). With a
     ``convergence_tolerance`` the schedule's end is a convergence test (:class:`_ConvergenceTest`)
-    that may add lower-rate phases."""
+    that may add lower-rate phases. ``coherent`` (per group, :func:`_coherent_groups`): the groups
+    whose misses count as ignored (all when None)."""
     trainable = [p for p in net.parameters() if p.requires_grad]
     # fused: one kernel for all parameters (on the CPU ~0.3 ms per step instead of ~1.1 ms of
     # per-tensor operations, time in which the CPU workers wait)
@@ -764,14 +791,16 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     net.eval()
     misses = _group_field(net, dataset, device) - _group_means(dataset, dataset.intensities.reshape(-1))
     final_loss = float(np.mean(misses ** 2))
-    wrong = np.abs(misses) > WRONG_GROUP_MISS
+    ignored = np.abs(misses) > IGNORED_GROUP_MISS
+    if coherent is not None:
+        ignored &= coherent
     variance = _group_target_variance(dataset)
     seconds = time.perf_counter() - started
     logger.info("best loss %.6g at epoch %d of %d (%.1f s)", best_loss, best_epoch, len(losses), seconds)
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
-            "final_loss": final_loss, "wrong_groups": int(wrong.sum()),
-            "wrong_share": float(np.sum(misses[wrong] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
+            "final_loss": final_loss, "ignored_groups": int(ignored.sum()),
+            "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
             "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device),
             "stop_reason": stop_reason, "converged": None if test is None or stop_reason in ("dead", "patience")
             else test.converged, "extensions": 0 if test is None else test.extensions,
