@@ -51,17 +51,19 @@ FAILED_FIT_FRACTION = 0.5
 #: How many times a failed fit is trained again, each time with a third of the peak rate before.
 MAX_RETRIES = 2
 #: A group the field ignores: its fitted mean is more than this far from its target (a drawn scar
-#: pixel fitted as background, or the reverse) while the mean target of its ``NEIGHBOUR_GROUPS``
-#: nearest groups is within this distance of it (a patch of the targets, not a lone pixel that a
-#: smooth field cannot follow, such as a scar rule's noise).
-IGNORED_GROUP_MISS = 0.5
+#: pixel fitted as background, or the reverse, with the sigmoid saturated on the wrong side: a
+#: group fitted part-way still passes a gradient) while the mean target of its ``NEIGHBOUR_GROUPS``
+#: nearest groups is within ``NEIGHBOUR_AGREEMENT`` of its own (a patch of the targets, not a lone
+#: pixel that a smooth field cannot follow, such as a scar rule's noise).
+IGNORED_GROUP_MISS = 0.9
+NEIGHBOUR_AGREEMENT = 0.5
 #: The group itself and its nearest groups by centroid (in mm): on a slice, its closest pixels.
 NEIGHBOUR_GROUPS = 5
 #: A fit whose ignored groups hold more than this share of the group targets' variance has stalled
 #: in a poor minimum: the sigmoid is saturated on the wrong side over that patch, so the group loss
 #: passes almost no gradient there and the convergence test sees a flat loss. Healthy fast-preset
-#: fits of the phantom families and EMIDEC leave at most about 5 % there, stalled ones 10-22 %
-#: (README, "a fit that reaches what the constraints allow").
+#: fits of the phantom families and EMIDEC leave at most 5.4 % there, stalled ones 10-22 % (README,
+#: *Stalled fits*).
 STALLED_FIT_FRACTION = 0.08
 #: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
 #: the same for this many epochs: then no unit passes a gradient (the output saturated or every
@@ -617,7 +619,7 @@ def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
 
 def _coherent_groups(dataset: ScarReconstructionDataset, extent_mm) -> np.ndarray:
     """Per group: whether the mean target of it and its ``NEIGHBOUR_GROUPS - 1`` nearest groups (by
-    centroid in mm) is within ``IGNORED_GROUP_MISS`` of its own target. Only such a group, fitted
+    centroid in mm) is within ``NEIGHBOUR_AGREEMENT`` of its own target. Only such a group, fitted
     outright wrong, is a patch the field ignores: a lone scar pixel among background ones (a scar
     rule's noise) is one a smooth field rightly does not follow. Computed once per fit (a k-d tree
     query over the groups, milliseconds)."""
@@ -626,7 +628,7 @@ def _coherent_groups(dataset: ScarReconstructionDataset, extent_mm) -> np.ndarra
                           for axis in range(3)], axis=1)
     _, nearest = cKDTree(centroids).query(centroids, k=min(NEIGHBOUR_GROUPS, len(targets)))
     local = targets[np.asarray(nearest).reshape(len(targets), -1)].mean(axis=1)
-    return np.abs(local - targets) <= IGNORED_GROUP_MISS
+    return np.abs(local - targets) <= NEIGHBOUR_AGREEMENT
 
 
 def _group_means(dataset: ScarReconstructionDataset, values: np.ndarray) -> np.ndarray:
