@@ -222,6 +222,9 @@ class TrainingConfig:
           the peak costs Dice on the larger cases (headline 0.9575 instead of 0.963). With the
           long-axis planes added (a 12 mm scar between two short-axis planes) even 3e-3 died for
           one seed, and 1.1e-3 fitted (``Testing/benchmarks/bench_real_planes.py``).
+          A run that converged in a poor minimum (a patch of the targets fitted outright wrong,
+          ``STALLED_FIT_FRACTION``) is retried from the next seed within the same retries: a
+          lower rate from the same start stalled on the same patch (an unseen label-map phantom).
         * The run ends on a convergence test (``convergence_tolerance`` 0.01, :class:`_ConvergenceTest`):
           600 epochs are the least it runs, and a fit whose group loss still fell by more than 1 %
           of the targets' variance over the cycle's last fifth gets lower-rate phases. On the
