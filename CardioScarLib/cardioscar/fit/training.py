@@ -30,12 +30,13 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.fit.engines import BayesianNN
-from cardioscar.io.checks import check_seed, shape_prior_word
+from cardioscar.io.checks import MAX_SEED, check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,21 @@ PROGRESS_INTERVAL_S = 0.2
 FAILED_FIT_FRACTION = 0.5
 #: How many times a failed fit is trained again, each time with a third of the peak rate before.
 MAX_RETRIES = 2
+#: A group the field ignores: its fitted mean is more than this far from its target (a drawn scar
+#: pixel fitted as background, or the reverse, with the sigmoid saturated on the wrong side: a
+#: group fitted part-way still passes a gradient) while the mean target of its ``NEIGHBOUR_GROUPS``
+#: nearest groups is within ``NEIGHBOUR_AGREEMENT`` of its own (a patch of the targets, not a lone
+#: pixel that a smooth field cannot follow, such as a scar rule's noise).
+IGNORED_GROUP_MISS = 0.9
+NEIGHBOUR_AGREEMENT = 0.5
+#: The group itself and its nearest groups by centroid (in mm): on a slice, its closest pixels.
+NEIGHBOUR_GROUPS = 5
+#: A fit whose ignored groups hold more than this share of the group targets' variance has stalled
+#: in a poor minimum: the sigmoid is saturated on the wrong side over that patch, so the group loss
+#: passes almost no gradient there and the convergence test sees a flat loss. Healthy fast-preset
+#: fits of the phantom families and EMIDEC leave at most 5.4 % there, stalled ones 10-22 % (README,
+#: *Stalled fits*).
+STALLED_FIT_FRACTION = 0.08
 #: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
 #: the same for this many epochs: then no unit passes a gradient (the output saturated or every
 #: ReLU died), while with dropout a live network's loss changes every epoch.
@@ -85,7 +101,11 @@ class TrainingConfig:
     ``DEAD_EPOCHS`` epochs: it is stopped at once, and its best epoch is where it stood before
     the collapse, not a converged fit, whatever its loss), train again from scratch with a third
     of ``max_lr``, up to ``MAX_RETRIES`` times, and keep the run whose weights have the lowest
-    group loss with dropout off (used by the fast preset).
+    group loss with dropout off (used by the fast preset). A run that stalled (the groups it
+    ignores, see ``IGNORED_GROUP_MISS``, hold more than ``STALLED_FIT_FRACTION`` of the targets'
+    variance: it sits in a poor minimum that a lower rate does not leave, since the same start
+    leads back into it) is trained again from the next seed at the same peak rate, within the
+    same ``MAX_RETRIES``.
     ``fourier_features``: number of random Fourier frequencies encoding the coordinates
     (:class:`cardioscar.engines.FourierFeatures`; 0 = raw coordinates, as documented), drawn
     with a standard deviation of ``1 / fourier_scale_mm`` cycles per millimetre.
@@ -203,6 +223,9 @@ class TrainingConfig:
           the peak costs Dice on the larger cases (headline 0.9575 instead of 0.963). With the
           long-axis planes added (a 12 mm scar between two short-axis planes) even 3e-3 died for
           one seed, and 1.1e-3 fitted (``Testing/benchmarks/bench_real_planes.py``).
+          A run that converged in a poor minimum (a patch of the targets fitted outright wrong,
+          ``STALLED_FIT_FRACTION``) is retried from the next seed within the same retries: a
+          lower rate from the same start stalled on the same patch (an unseen label-map phantom).
         * The run ends on a convergence test (``convergence_tolerance`` 0.01, :class:`_ConvergenceTest`):
           600 epochs are the least it runs, and a fit whose group loss still fell by more than 1 %
           of the targets' variance over the cycle's last fifth gets lower-rate phases. On the
@@ -449,9 +472,12 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     ``retried_max_lr`` (the peak rate of the last retry, see ``TrainingConfig.retry_failed_fit``,
     or None), ``retry_kept`` (the weights come from a retry), ``max_lr`` (the peak rate the
     returned weights were trained with; see :func:`config_used`), ``final_loss`` (the returned
-    weights' group loss with dropout off, on which runs are compared) and ``attempts`` (one
-    dict per run: ``max_lr``, ``epochs_run``, ``best_epoch``, ``best_loss``, ``final_loss``,
-    ``dead_epoch``).
+    weights' group loss with dropout off, on which runs are compared), ``ignored_groups`` and
+    ``ignored_share`` (the groups those weights ignore, see ``IGNORED_GROUP_MISS``, and their share
+    of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled),
+    ``seed`` (the kept run's; a stalled run is retried from the next seed) and ``attempts`` (one
+    dict per run: ``max_lr``, ``seed``, ``epochs_run``, ``best_epoch``, ``best_loss``,
+    ``final_loss``, ``ignored_share``, ``dead_epoch``).
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
@@ -461,20 +487,26 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
 
     extent = [DEFAULT_EXTENT_MM] * 3 if extent_mm is None else [float(e) for e in np.asarray(extent_mm).reshape(3)]
+    coherent = _coherent_groups(dataset, extent)
 
     def run(attempt: TrainingConfig) -> tuple[BayesianNN, dict]:
         return _fit(dataset, attempt, device, progress_callback, should_cancel, model, frozen_layers, dead_level,
-                    extent)
+                    extent, coherent)
 
     net, history = run(config)
     attempts = [_attempt_summary(config, history)]
     kept, attempt, seconds = config, config, history["seconds"]
     for _ in range(MAX_RETRIES if dead_level is not None else 0):
-        reason = _retry_reason(history, failed_level, variance)
-        if reason is None:
+        retry = _retry_reason(history, failed_level, variance)
+        if retry is None:
             break
-        attempt = _lowered_peak(attempt)
-        logger.warning("%s; training again with max_lr %.3g", reason, attempt.max_lr)
+        reason, stalled = retry
+        if stalled:  # the same start leads back into the same minimum, whatever the rate
+            attempt = replace(attempt, seed=(attempt.seed + 1) % (MAX_SEED + 1))
+            logger.warning("%s; training again from seed %d", reason, attempt.seed)
+        else:
+            attempt = _lowered_peak(attempt)
+            logger.warning("%s; training again with max_lr %.3g", reason, attempt.max_lr)
         again_net, again = run(attempt)
         seconds += again["seconds"]
         attempts.append(_attempt_summary(attempt, again))
@@ -484,18 +516,25 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
         if better:
             net, history, kept = again_net, again, attempt
     history.update(target_variance=variance, retried_max_lr=None if attempt is config else attempt.max_lr,
-                   retry_kept=kept is not config, max_lr=kept.max_lr, seconds=seconds, attempts=attempts)
+                   retry_kept=kept is not config, max_lr=kept.max_lr, seed=kept.seed, seconds=seconds,
+                   attempts=attempts)
     if history["best_loss"] > failed_level > 0:
         advice = ("even with lower peak rates; check the targets and the slab half-width" if config.retry_failed_fit
                   else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
                        "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
         logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
                        _explained(history["best_loss"], variance), history["best_loss"], advice)
+    elif history["ignored_share"] > STALLED_FIT_FRACTION:
+        logger.warning("the result is %s; train again with another --seed%s, or give the slices' scar as a shape "
+                       "prior (--shape-prior on) where they are drawn labels", _stalled(history),
+                       " (the fast preset tried several)" if config.retry_failed_fit else
+                       " or with the fast preset (--preset fast), which retries such fits")
     return net, history
 
 
-def _retry_reason(history: dict, failed_level: float, variance: float) -> str | None:
-    """Why the run behind ``history`` must be trained again, or None when it may be kept.
+def _retry_reason(history: dict, failed_level: float, variance: float) -> tuple[str, bool] | None:
+    """Why the run behind ``history`` must be trained again and whether it stalled (then it is
+    retried from another seed, else with a lower peak rate), or None when it may be kept.
 
     A run that died was stopped part-way through its schedule: its best epoch is where the
     network stood before it collapsed, not where it converged, even when that epoch already
@@ -505,25 +544,38 @@ def _retry_reason(history: dict, failed_level: float, variance: float) -> str | 
     if history["dead_epoch"] is not None:
         return (f"the network died: its loss froze from epoch {history['dead_epoch'] - DEAD_EPOCHS + 1} of "
                 f"{history['epochs_run']}, so its best epoch ({history['best_epoch']}, loss "
-                f"{history['best_loss']:.3g}) is where it stood, not where it would have converged")
+                f"{history['best_loss']:.3g}) is where it stood, not where it would have converged"), False
     if history["best_loss"] > failed_level:
         return f"the fit explains {_explained(history['best_loss'], variance)} of the targets' variance " \
-               f"(best loss {history['best_loss']:.3g})"
+               f"(best loss {history['best_loss']:.3g})", False
+    if history["ignored_share"] > STALLED_FIT_FRACTION:
+        return f"the fit {_stalled(history)}", True
     return None
+
+
+def _stalled(history: dict) -> str:
+    """What makes a run stalled, in words for the retry and the final warning."""
+    return (f"stalled in a poor minimum: it ignores a patch of the targets ({history['ignored_groups']} groups "
+            f"fitted more than {IGNORED_GROUP_MISS} from targets their neighbours share: scar called background or "
+            f"the reverse) holding {100 * history['ignored_share']:.0f} % of the targets' variance")
 
 
 def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
     """One training run of :func:`fit_scar_field`, as its history's ``attempts`` lists it."""
-    return {"max_lr": config.max_lr, "epochs_run": history["epochs_run"], "best_epoch": history["best_epoch"],
-            "best_loss": history["best_loss"], "final_loss": history["final_loss"], "dead_epoch": history["dead_epoch"]}
+    return {"max_lr": config.max_lr, "seed": config.seed, "epochs_run": history["epochs_run"],
+            "best_epoch": history["best_epoch"], "best_loss": history["best_loss"], "final_loss": history["final_loss"],
+            "ignored_share": history["ignored_share"], "dead_epoch": history["dead_epoch"]}
 
 
 def describe_stop(history: dict) -> str:
     """Why a run ended, in a few words for logs and summary tables (old histories: the budget or
-    the patience, as ``stopped_early`` says)."""
+    the patience, as ``stopped_early`` says). A stalled fit's loss stops falling too, so "converged"
+    alone would read as a good fit: it is called a poor minimum."""
     reason = history.get("stop_reason") or ("patience" if history.get("stopped_early") else "budget")
     extensions = int(history.get("extensions") or 0)
     added = f" after {extensions} further phase{'s' if extensions > 1 else ''}" if extensions else ""
+    if reason == "converged" and (history.get("ignored_share") or 0.0) > STALLED_FIT_FRACTION:
+        return f"converged{added} in a poor minimum: {history['ignored_groups']} groups ignored (see the log)"
     if reason == "converged":
         return f"converged{added}"
     if reason == "budget" and history.get("converged") is False:
@@ -558,13 +610,29 @@ def _lowered_peak(config: TrainingConfig) -> TrainingConfig:
 
 def config_used(config: TrainingConfig, history: dict) -> TrainingConfig:
     """The configuration of the run whose weights :func:`fit_scar_field` returned with ``history``
-    (checkpoints record it, so a retried fit is not described with the peak rate that failed)."""
-    return _with_peak(config, history.get("max_lr", config.max_lr))
+    (checkpoints record it, so a retried fit is not described with the peak rate or seed that failed)."""
+    used = _with_peak(config, history.get("max_lr", config.max_lr))
+    seed = history.get("seed", config.seed)
+    return used if seed == used.seed else replace(used, seed=seed)
 
 
 def _group_target_variance(dataset: ScarReconstructionDataset) -> float:
     """Variance over groups of the group mean targets: the loss of the best constant field."""
     return float(_group_means(dataset, dataset.intensities.reshape(-1)).var())
+
+
+def _coherent_groups(dataset: ScarReconstructionDataset, extent_mm) -> np.ndarray:
+    """Per group: whether the mean target of it and its ``NEIGHBOUR_GROUPS - 1`` nearest groups (by
+    centroid in mm) is within ``NEIGHBOUR_AGREEMENT`` of its own target. Only such a group, fitted
+    outright wrong, is a patch the field ignores: a lone scar pixel among background ones (a scar
+    rule's noise) is one a smooth field rightly does not follow. Computed once per fit (a k-d tree
+    query over the groups, milliseconds)."""
+    targets = _group_means(dataset, dataset.intensities.reshape(-1))
+    centroids = np.stack([_group_means(dataset, dataset.coordinates[:, axis]) * float(extent_mm[axis])
+                          for axis in range(3)], axis=1)
+    _, nearest = cKDTree(centroids).query(centroids, k=min(NEIGHBOUR_GROUPS, len(targets)))
+    local = targets[np.asarray(nearest).reshape(len(targets), -1)].mean(axis=1)
+    return np.abs(local - targets) <= NEIGHBOUR_AGREEMENT
 
 
 def _group_means(dataset: ScarReconstructionDataset, values: np.ndarray) -> np.ndarray:
@@ -575,9 +643,10 @@ def _group_means(dataset: ScarReconstructionDataset, values: np.ndarray) -> np.n
 
 def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: torch.device, progress_callback,
          should_cancel, model: BayesianNN | None, frozen_layers: int,
-         dead_level: float | None = None, extent_mm=(DEFAULT_EXTENT_MM,) * 3) -> tuple[BayesianNN, dict]:
+         dead_level: float | None = None, extent_mm=(DEFAULT_EXTENT_MM,) * 3,
+         coherent: np.ndarray | None = None) -> tuple[BayesianNN, dict]:
     """One training run of :func:`fit_scar_field` (seeded, on ``device``, threads restored);
-    ``dead_level``: see :func:`_train_loop`."""
+    ``dead_level``, ``coherent``: see :func:`_train_loop`."""
     previous_threads = torch.get_num_threads()
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     try:
@@ -596,16 +665,17 @@ def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: tor
                 net = copy.deepcopy(model)
             net = net.to(device)
             _freeze(net, frozen_layers)
-            return net, _train(net, dataset, config, device, progress_callback, should_cancel, dead_level)
+            return net, _train(net, dataset, config, device, progress_callback, should_cancel, dead_level, coherent)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
-           device: torch.device, progress_callback, should_cancel, dead_level: float | None) -> dict:
+           device: torch.device, progress_callback, should_cancel, dead_level: float | None,
+           coherent: np.ndarray | None) -> dict:
     with cpu_workers(device) as pool:
         return _train_loop(net, dataset, config, device, _batch_steps(net, dataset, config, device, pool),
-                           progress_callback, should_cancel, dead_level)
+                           progress_callback, should_cancel, dead_level, coherent)
 
 
 def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
@@ -645,11 +715,12 @@ def _autograd_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config:
 
 def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
                 device: torch.device, batch_steps: list, progress_callback, should_cancel,
-                dead_level: float | None = None) -> dict:
+                dead_level: float | None = None, coherent: np.ndarray | None = None) -> dict:
     """The epochs of one run. With a ``dead_level`` the run stops once its loss has stayed at one
     value of at least that level for ``DEAD_EPOCHS`` epochs (see ``DEAD_EPOCHS``). With a
     ``convergence_tolerance`` the schedule's end is a convergence test (:class:`_ConvergenceTest`)
-    that may add lower-rate phases."""
+    that may add lower-rate phases. ``coherent`` (per group, :func:`_coherent_groups`): the groups
+    whose misses count as ignored (all when None)."""
     trainable = [p for p in net.parameters() if p.requires_grad]
     # fused: one kernel for all parameters (on the CPU ~0.3 ms per step instead of ~1.1 ms of
     # per-tensor operations, time in which the CPU workers wait)
@@ -724,12 +795,19 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     for parameter in net.parameters():
         parameter.requires_grad_(True)
     net.eval()
-    final_loss = _group_loss(net, dataset, device)
+    misses = _group_field(net, dataset, device) - _group_means(dataset, dataset.intensities.reshape(-1))
+    final_loss = float(np.mean(misses ** 2))
+    ignored = np.abs(misses) > IGNORED_GROUP_MISS
+    if coherent is not None:
+        ignored &= coherent
+    variance = _group_target_variance(dataset)
     seconds = time.perf_counter() - started
     logger.info("best loss %.6g at epoch %d of %d (%.1f s)", best_loss, best_epoch, len(losses), seconds)
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
-            "final_loss": final_loss, "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device),
+            "final_loss": final_loss, "ignored_groups": int(ignored.sum()),
+            "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
+            "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device),
             "stop_reason": stop_reason, "converged": None if test is None or stop_reason in ("dead", "patience")
             else test.converged, "extensions": 0 if test is None else test.extensions,
             "convergence_fall": None if test is None else test.fall}
@@ -808,14 +886,19 @@ def _group_loss(net: BayesianNN, dataset: ScarReconstructionDataset, device: tor
             return _group_loss(net, dataset, device)
         finally:
             net.train(training)
+    fitted = _group_field(net, dataset, device)
+    return float(np.mean((fitted - _group_means(dataset, dataset.intensities.reshape(-1))) ** 2))
+
+
+def _group_field(net: BayesianNN, dataset: ScarReconstructionDataset, device: torch.device) -> np.ndarray:
+    """Each group's mean of ``net``'s field with dropout off (``net`` in eval mode)."""
     rows = torch.from_numpy(dataset.coordinates)
     prior = None if dataset.prior_logit is None else torch.from_numpy(dataset.prior_logit).view(-1, 1)
     with torch.no_grad():
         field = torch.cat([net(rows[start:start + ROWS_PER_EVAL].to(device), prior_logit=None if prior is None
                                else prior[start:start + ROWS_PER_EVAL].to(device)).cpu()
                            for start in range(0, len(rows), ROWS_PER_EVAL)])
-    fitted = _group_means(dataset, field.numpy().reshape(-1))
-    return float(np.mean((fitted - _group_means(dataset, dataset.intensities.reshape(-1))) ** 2))
+    return _group_means(dataset, field.numpy().reshape(-1))
 
 
 def _is_dead(losses: list[float], level: float) -> bool:
