@@ -274,6 +274,19 @@ def _ui_range(widget: ET.Element) -> tuple[float, float]:
     return values["minimum"], values["maximum"]
 
 
+def _bound_widgets(module: str, wrapper: str, classes: tuple[str, ...]):
+    """(parameter name, its AST annotation node, its .ui widget) for every parameter of ``wrapper``
+    bound to a widget of one of ``classes`` in the module's .ui."""
+    folder = REPO / module
+    tree = ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
+    ui_root = ET.parse(folder / "Resources" / "UI" / f"{module}.ui").getroot()
+    widgets, bindings = _widgets(ui_root), _bindings(ui_root)
+    for name, node in _parameters(tree, wrapper).items():
+        widget = widgets.get(bindings.get(name, ""))
+        if widget is not None and widget.get("class") in classes:
+            yield name, node, widget
+
+
 @pytest.mark.parametrize("module, wrapper", [("CardioScar", "CardioScarParameterNode"),
                                              ("AttriVAE", "AttriVAEParameterNode")])
 def test_every_bound_spin_box_shows_the_range_its_parameter_declares(module, wrapper):
@@ -282,15 +295,8 @@ def test_every_bound_spin_box_shows_the_range_its_parameter_declares(module, wra
     replace the widget's minimum and maximum by the parameter's ``WithinRange`` when they connect:
     the .ui's range is never what the user gets. The two must be the same, so that reading the .ui
     (and its tests) tells the truth. What this cannot prove: PythonQt applying the connector."""
-    folder = REPO / module
-    tree = ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
-    ui_root = ET.parse(folder / "Resources" / "UI" / f"{module}.ui").getroot()
-    widgets, bindings = _widgets(ui_root), _bindings(ui_root)
     checked = 0
-    for name, node in _parameters(tree, wrapper).items():
-        widget = widgets.get(bindings.get(name, ""))
-        if widget is None or widget.get("class") not in ("QSpinBox", "QDoubleSpinBox"):
-            continue
+    for name, node, widget in _bound_widgets(module, wrapper, ("QSpinBox", "QDoubleSpinBox")):
         declared = _within_range(node)
         assert declared is not None, f"{name}: a spin box without WithinRange gets -2^31..2^31-1 (or +-inf) in Slicer"
         assert _ui_range(widget) == declared, f"{name}: the .ui says {_ui_range(widget)}, Slicer shows {declared}"
@@ -304,15 +310,8 @@ def test_every_bound_node_box_lists_the_node_types_of_its_parameter(module, wrap
     """Slicer's node combo-box connector sets ``nodeTypes`` from the parameter's annotation
     (``qMRMLNodeComboBoxToNodeConnector`` in guiConnectors.py, ``getNodeTypes`` in util.py), over the
     .ui's: the .ui (and the tooltips written from it) must list the same classes, in that order."""
-    folder = REPO / module
-    tree = ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
-    ui_root = ET.parse(folder / "Resources" / "UI" / f"{module}.ui").getroot()
-    widgets, bindings = _widgets(ui_root), _bindings(ui_root)
     checked = 0
-    for name, node in _parameters(tree, wrapper).items():
-        widget = widgets.get(bindings.get(name, ""))
-        if widget is None or widget.get("class") != "qMRMLNodeComboBox":
-            continue
+    for name, node, widget in _bound_widgets(module, wrapper, ("qMRMLNodeComboBox",)):
         declared = [t for t in re.findall(r"vtkMRML\w+", ast.unparse(node.annotation))]
         listed = [s.text for p in widget.findall("property") if p.get("name") == "nodeTypes" for s in p.iter("string")]
         assert listed == declared, f"{name}: the .ui lists {listed}, Slicer offers {declared}"
