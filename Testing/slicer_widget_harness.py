@@ -879,6 +879,13 @@ def run_to_end(widget, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def click_to_end(widget, button, timeout: float = 120.0) -> None:
+    """Click ``button`` and let the worker run it starts, if any, end (Tag tissue and Export run in
+    a worker as training does)."""
+    button.click()
+    run_to_end(widget, timeout)
+
+
 def observer_count(widget) -> int:
     """ModifiedEvent observers on the panel's parameter node: the wrappers' (counted by the
     stand-in) and the panel's own (VTKObservationMixin's records)."""
