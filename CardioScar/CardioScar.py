@@ -381,8 +381,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """
         import importlib
 
-        for name in ("scratch", "geometry", "headless", "options", "results", "render", "scarsource", "myocardium",
-                     "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks", "logic", "worker", "background",
+        for name in ("worker", "scratch", "geometry", "headless", "options", "results", "render", "scarsource",
+                     "myocardium", "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks", "logic", "background",
                      ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:

@@ -431,15 +431,19 @@ class QFileDialog:
 
 
 class QApplication:
-    """Only the cursor calls of ``slicer.util.WaitCursor``."""
+    """Only the cursor calls of ``slicer.util.WaitCursor``: Qt keeps override cursors as a stack,
+    ``cursors`` here, so that a test sees the wait cursor while a step runs and gone after it."""
+
+    cursors: list = []
 
     @staticmethod
-    def setOverrideCursor(_cursor) -> None:
-        pass
+    def setOverrideCursor(cursor) -> None:
+        QApplication.cursors.append(cursor)
 
     @staticmethod
     def restoreOverrideCursor() -> None:
-        pass
+        if QApplication.cursors:
+            QApplication.cursors.pop()
 
 
 class QFile:
@@ -797,11 +801,11 @@ class Application(QWidget):
         for timer in list(QTimer.active):
             timer.timeout.emit()
 
-    def setOverrideCursor(self, _cursor) -> None:
-        pass
+    def setOverrideCursor(self, cursor) -> None:  # QApplication's static functions, as PythonQt reaches them
+        QApplication.setOverrideCursor(cursor)
 
     def restoreOverrideCursor(self) -> None:
-        pass
+        QApplication.restoreOverrideCursor()
 
 
 def _module(name: str, **attributes) -> types.ModuleType:
@@ -815,6 +819,7 @@ def install(application_logic, version: str = "5.10") -> dict:
     global SLICER_VERSION
     SLICER_VERSION = version
     QTimer.active = []
+    QApplication.cursors = []
     GUI_OBSERVERS.clear()
     qt = _module("qt", Qt=Qt, QMessageBox=QMessageBox, QFileDialog=QFileDialog, QFile=QFile, QUiLoader=QUiLoader,
                  QTimer=QTimer, QApplication=QApplication, QVBoxLayout=_Layout, **WIDGET_CLASSES)
