@@ -339,6 +339,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._runButton = None
         self._runOutput = None
         self._runFinish = None  # writes a finished run's result into the scene (see _startRun)
+        self._disabledForRun = []  # the widgets a run or a step disabled, enabled again after it
         self._resultObserved = []  # (node, event) of the newest result observed for the Results section
         self._torchDeclined = False
         self._lastProgressLog = 0.0
@@ -644,10 +645,12 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         ``output``: the model the result goes on (or is copied from, for a new model node);
         ``finish(run)``: writes the finished run's result into the scene and returns what shows it
         once the panel is idle again (default: a training or prediction's, :meth:`_writeReconstruction`)."""
+        button.enabled = False  # the wait cursor processes pending events: a second click must not start twice
         try:
             with slicer.util.WaitCursor():  # reading the scene and writing the job block the application
                 run = makeRun()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            button.enabled = True
             self._reportFailure(error)
             return
         self._run, self._runButton, self._runOutput = run, button, output
@@ -664,13 +667,21 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         (Tag tissue, Export) has its other widgets disabled one by one, since a disabled section
         would disable its Stop button with it."""
         button, stoppable = self._runButton, self._run is not None
-        for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
-                       self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
-                       self.ui.installTorchButton, self.ui.ahaCollapsibleButton, self.ui.tissueCollapsibleButton):
-            inside = widget.findChildren(qt.QWidget) if stoppable else ()
-            for each in (inside if button in inside else (widget,)):
-                if each is not button:
-                    each.enabled = not running
+        if running:  # exactly the widgets disabled here are enabled again afterwards
+            self._disabledForRun = []
+            for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
+                           self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
+                           self.ui.installTorchButton, self.ui.ahaCollapsibleButton, self.ui.tissueCollapsibleButton):
+                # the section's own widgets (the .ui's form layout makes them its direct children)
+                inside = [child for child in widget.children() if child.isWidgetType()] if stoppable else []
+                self._disabledForRun += [each for each in (inside if button in inside else [widget])
+                                         if each is not button and each.enabled]
+            for widget in self._disabledForRun:
+                widget.enabled = False
+        else:
+            for widget in self._disabledForRun:
+                widget.enabled = True
+            self._disabledForRun = []
         if stoppable:
             button.text = _("Stop") if running else button.property("idleText")
             button.enabled = True
