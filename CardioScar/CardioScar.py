@@ -18,7 +18,6 @@ import shutil
 import sys
 import time
 import traceback
-from contextlib import contextmanager
 from typing import Annotated, Optional, Union
 
 import qt
@@ -912,24 +911,25 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
         self.ui.saveBullseyeButton.enabled = False
 
-    @contextmanager
-    def _step(self, button, text: str):
-        """A step that runs on the main thread (AHA segments): while it runs, the status says what it
-        does, the progress bar is busy, every action (``button`` too) is disabled and the application
-        shows its wait cursor (slicer.util.WaitCursor, which also processes the pending events so that
-        all of this is drawn before the work blocks the event loop). A failure is one status line."""
+    def _runStep(self, button, text: str, work):
+        """Call ``work()`` on the main thread (AHA segments) and return what it returns, or None when
+        it failed (one status line). While it runs the status says ``text``, the progress bar is busy,
+        every action (``button`` too) is disabled and the application shows its wait cursor
+        (slicer.util.WaitCursor, which also processes the pending events, so that all of this is
+        drawn before the work blocks the event loop)."""
         self._runButton = button
         self._setRunning(True)
         self.ui.statusLabel.text = text
         self._log(text)
         try:
             with slicer.util.WaitCursor():
-                yield
+                done = work()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
             self._setRunning(False)
             self._reportFailure(error)
-            return
+            return None
         self._setRunning(False)
+        return done
 
     def onComputeAhaButton(self) -> None:
         """AHA segments of the chosen model: arrays and table on the model, the bull's-eye PNG in a
@@ -937,7 +937,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         closes), the table in the results layout. A failure is one status line and changes
         nothing (its folder is removed at once).
 
-        It runs on the main thread, as a busy step without Stop (:meth:`_step`): its inputs are
+        It runs on the main thread, as a busy step without Stop (:meth:`_runStep`): its inputs are
         markups and label maps read from the scene and its options hold arrays, which a worker
         would need a file format for, and it takes seconds (4 s on a 30,000-node phantom result,
         6 s on 100,000 nodes and 530,000 tetrahedra, bull's-eye included, on a 2-core machine);
@@ -946,17 +946,19 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         from cardioscar.errors import CardioScarError
 
         p = self._parameterNode
-        done = []
-        with self._step(self.ui.computeAhaButton, _("Computing AHA segments of '{name}'...").format(
-                name=p.ahaModel.GetName() if p.ahaModel is not None else "")):
+
+        def compute():
             missing = self._ahaMissing()
             if missing:
                 raise CardioScarError(missing)
             with self._bullseye.attempt() as png:
-                done.append(self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png))
-        if not done:
+                return self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png), png
+
+        done = self._runStep(self.ui.computeAhaButton, _("Computing AHA segments of '{name}'...").format(
+            name=p.ahaModel.GetName() if p.ahaModel is not None else ""), compute)
+        if done is None:
             return
-        result = done[0]
+        result, png = done
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=png)
         self.ui.saveBullseyeButton.enabled = True
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(

@@ -65,6 +65,15 @@ def test_export_runs_in_a_worker_and_stop_leaves_model_and_folder_as_they_were(p
     harness.click_to_end(widget, ui.exportButton)  # the same export, to its end
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heart.elem", "heart.json", "heart.pts"], ui.statusLabel.text
     assert "tissue_tag" in _arrays(model) and ui.statusLabel.text.startswith("Exported 'phantom_mesh'")
+    # the worker's files are the console's, byte for byte (the Logic in this process, same inputs)
+    from CardioScarLogic.tissue import export_model_node, read_tagging_inputs
+
+    console = tmp_path / "console"
+    console.mkdir()
+    tags = read_tagging_inputs(model, **widget.tissueOptions()).tags()
+    export_model_node(model, tags, console / "heart")
+    for name in ("heart.pts", "heart.elem", "heart.json"):
+        assert (tmp_path / name).read_bytes() == (console / name).read_bytes(), name
 
 
 @LATEST

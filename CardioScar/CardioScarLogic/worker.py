@@ -177,9 +177,9 @@ def run_tissue_job(folder: Path, job: dict) -> None:
 
     reader = vtk.vtkDataSetReader()
     reader.SetFileName(str(folder / MESH_FILE))
-    reader.ReadAllScalarsOn()
-    reader.ReadAllVectorsOn()
-    reader.ReadAllFieldsOn()
+    for read_all in (reader.ReadAllScalarsOn, reader.ReadAllVectorsOn, reader.ReadAllNormalsOn, reader.ReadAllTensorsOn,
+                     reader.ReadAllColorScalarsOn, reader.ReadAllTCoordsOn, reader.ReadAllFieldsOn):
+        read_all()  # every array the node's mesh holds, not only the active ones (the legacy reader's default)
     reader.Update()
     dataset = reader.GetOutput()
     core = np.load(folder / CORE_FILE) if (folder / CORE_FILE).is_file() else None
