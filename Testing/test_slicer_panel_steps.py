@@ -20,11 +20,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import slicer  # noqa: E402
 
 import slicer_widget_harness as harness  # noqa: E402
 from test_slicer_panel import (LATEST, _arrays, _rv_insertions_ras, _with_scar_probability, case,  # noqa: E402,F401

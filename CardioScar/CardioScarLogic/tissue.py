@@ -5,6 +5,11 @@ field) with the library's rule (:mod:`cardioscar.simulation.tags`), stores ``tis
 and cell arrays on the node's mesh, colours the model with a 3-colour table plus legend, and adds
 volume rows to the model's summary table. ``export_model_node`` writes the node (world LPS
 coordinates, any parent transform applied) as openCARP files or a ``.vtu``.
+
+``tag_model_node`` is three steps, which the panel runs apart so that the slow middle one runs in
+its worker process (:meth:`CardioScarLogic.background.BackgroundRun.tissue`): read and check the
+inputs (:func:`read_tagging_inputs`, scene only), compute the tags (no scene), and write them on
+the node (:func:`apply_tags`).
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
 
 from .geometry import model_points_lps, world_mesh_lps
-from .worker import tag_world_mesh, write_export
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
                       write_point_arrays)
+from .worker import tag_world_mesh, write_export
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
 TAG_COLOR_ID = "vtkMRMLColorTableNode" + TAG_COLOR_TAG

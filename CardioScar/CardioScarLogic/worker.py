@@ -34,6 +34,13 @@ import threading
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotations only: the worker imports them where it needs them
+    import numpy as np
+    import vtk
+
+    from cardioscar.simulation.tags import TissueTags
 
 #: Start of every structured line on stdout; the rest of the line is a JSON object.
 MESSAGE_PREFIX = "CARDIOSCAR-WORKER "
@@ -108,7 +115,8 @@ def _write_prediction(folder: Path, inference) -> None:
             np.savez(handle, **arrays)
 
 
-def tag_world_mesh(dataset, scar, core, border_zone, core_threshold, tag_values, name: str):
+def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndarray | None", border_zone: float,
+                   core_threshold: float, tag_values: tuple[int, int, int], name: str) -> "TissueTags":
     """The library's tags of a mesh in world LPS (the panel's worker and the console's
     ``tag_model_node`` both call this), with the warning when the border zone is not the cut the
     mesh's ``scar_binary`` was made with."""
@@ -119,8 +127,9 @@ def tag_world_mesh(dataset, scar, core, border_zone, core_threshold, tag_values,
     return tags
 
 
-def write_export(dataset, tags, prefix, fmt: str = "opencarp", units: str = "um", space: str = "LPS",
-                 fibres=None, scar_rule=None) -> list[Path]:
+def write_export(dataset: "vtk.vtkDataSet", tags: "TissueTags", prefix: str | Path, fmt: str = "opencarp",
+                 units: str = "um", space: str = "LPS", fibres: "np.ndarray | None" = None,
+                 scar_rule: dict | None = None) -> list[Path]:
     """Write a tagged mesh in world LPS for a simulator (each file atomically); the files written."""
     from cardioscar.errors import CardioScarError
     from cardioscar.io.meshio import Mesh
@@ -142,7 +151,7 @@ def write_export(dataset, tags, prefix, fmt: str = "opencarp", units: str = "um"
 _TAG_ARRAYS = ("node_tags", "element_tags", "element_volumes_mm3", "element_areas_mm2")
 
 
-def save_tags(path: Path, tags) -> None:
+def save_tags(path: Path, tags: "TissueTags") -> None:
     """``tags`` as arrays and a JSON record of its numbers, atomically (no pickle: :func:`load_tags`
     reads it with ``allow_pickle=False``)."""
     import numpy as np
@@ -157,7 +166,7 @@ def save_tags(path: Path, tags) -> None:
             np.savez(handle, record=np.array(json.dumps(record)), **arrays)
 
 
-def load_tags(path: Path):
+def load_tags(path: Path) -> "TissueTags":
     """The :class:`TissueTags` :func:`save_tags` wrote."""
     import numpy as np
 
