@@ -671,8 +671,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
                            self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
                            self.ui.installTorchButton, self.ui.ahaCollapsibleButton, self.ui.tissueCollapsibleButton):
-                # the section's own widgets (the .ui's form layout makes them its direct children)
-                inside = [child for child in widget.children() if child.isWidgetType()] if stoppable else []
+                # the section's own widgets (the .ui's form layout makes them its direct children; its
+                # layout is a child too, and not a widget: checked as Slicer's parameterNodeWrapper does)
+                inside = ([child for child in widget.children() if getattr(child, "isWidgetType", lambda: False)()]
+                          if stoppable else [])
                 self._disabledForRun += [each for each in (inside if button in inside else [widget])
                                          if each is not button and each.enabled]
             for widget in self._disabledForRun:
