@@ -18,7 +18,8 @@ What is a stand-in, written for these tests from Qt's and Slicer's documented be
   the line-edit connector writes the text on every change on 5.8, only a different text on
   5.10; the combo-box connector clears the box and adds the choices when it is made;
 - ``slicer.ScriptedLoadableModule`` (singleton parameter node, cooperative ``__init__``),
-  ``slicer.app`` (in testing mode, so ``slicer.util`` dialogs log and return their default).
+  ``slicer.app`` (in testing mode, so ``slicer.util`` dialogs log and return their default), and
+  the application's override cursors, kept as Qt keeps them (a stack: ``QApplication.cursors``).
 
 What this cannot prove: PythonQt's conversions (QString, enums, signals' argument types), the
 real CTK/MRML widgets (their painting, their own signal order beyond the rules above), the
