@@ -5,9 +5,10 @@ Qt-free ``CardioScarLogic`` (package ``CardioScarLogic`` next to this file), the
 Python console and ``Scripts/cardioscar_batch.py`` use. The numerical core is the ``cardioscar``
 package (CardioScarLib), installed next to this module by the extension.
 
-The panel runs training and prediction in a worker process (``CardioScarLogic.background``), so
-Slicer never freezes and *Stop* ends the work at once; the console and batch mode call the Logic
-directly and wait. torch is never imported by the panel at load time; the *Dependencies* section
+The panel runs training, prediction, tissue tagging and export in a worker process
+(``CardioScarLogic.background``), so Slicer never freezes and *Stop* ends the work at once; the
+AHA segments are a busy step on the main thread (wait cursor, actions disabled). The console and
+batch mode call the Logic directly and wait. torch is never imported by the panel at load time; the *Dependencies* section
 shows its version and installs or updates it through the PyTorch extension.
 """
 
