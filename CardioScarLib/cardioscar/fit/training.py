@@ -62,8 +62,8 @@ NEIGHBOUR_GROUPS = 5
 #: A fit whose ignored groups hold more than this share of the group targets' variance has stalled
 #: in a poor minimum: the sigmoid is saturated on the wrong side over that patch, so the group loss
 #: passes almost no gradient there and the convergence test sees a flat loss. Healthy fast-preset
-#: fits of the phantom families and EMIDEC leave at most 5.4 % there, stalled ones 10-22 % (README,
-#: *Stalled fits*).
+#: fits of the phantom families and EMIDEC leave at most 5.4 % there, stalled ones 10-22 %
+#: (Testing/benchmarks/ROBUSTNESS.md, *Stalled fits*).
 STALLED_FIT_FRACTION = 0.08
 #: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
 #: the same for this many epochs: then no unit passes a gradient (the output saturated or every
@@ -73,10 +73,11 @@ DEAD_EPOCHS = 20
 #: is above its best epoch's loss by more than this share of the group targets' variance: the
 #: network left the fit it had and never came back to it, though its loss did not freeze exactly
 #: (dropout still moves it, so ``DEAD_EPOCHS`` does not see it). Only the best epoch's weights are
-#: kept then, taken mid-cycle at a high rate, not where a run converged. The unseen label map s7
-#: (training seed 1, no prior) rose from 0.0001 to 0.021 (81 % of its targets' variance) at epoch
-#: 250 and stayed there; in healthy fast-preset runs the best epoch lies in that last fifth (a
-#: late rise of 0: the 8 segmented seeds, the demo, EMIDEC cases; README, *Diverged runs*).
+#: kept then, possibly taken mid-cycle at a high rate, not where a run converged. The unseen label
+#: map s7 (training seed 1, no prior) rose from 0.0001 to 0.021 (81 % of its targets' variance) at
+#: epoch 230 and stayed there; in healthy fast-preset runs the best epoch lies in that last fifth (a
+#: late rise of 0: the 8 segmented seeds, the demo, EMIDEC cases; Testing/benchmarks/ROBUSTNESS.md,
+#: *Diverged runs*).
 DIVERGED_FRACTION = 0.1
 #: Millimetres per normalised unit assumed when ``fit_scar_field`` is not told the mesh's
 #: extent (a heart's bounding box is 80-120 mm).
@@ -240,7 +241,7 @@ class TrainingConfig:
           ``STALLED_FIT_FRACTION``) is retried from the next seed within the same retries: a
           lower rate from the same start stalled on the same patch (an unseen label-map phantom).
           A run that diverged without dying (the unseen label map s7, training seed 1: from 0.0001
-          at epoch 158 to 0.021 from epoch 250 on, 81 % of the targets' variance) is retried like
+          at epoch 158 to 0.021 from epoch 234 on, 81 % of the targets' variance) is retried like
           a dead one; after a stall retry whose run died, the next retry lowers that run's peak.
         * The run ends on a convergence test (``convergence_tolerance`` 0.01, :class:`_ConvergenceTest`):
           600 epochs are the least it runs, and a fit whose group loss still fell by more than 1 %
@@ -856,7 +857,8 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
             "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
             "dead_epoch": dead_epoch, "late_rise": rise, "diverged": diverged, "seconds": seconds,
             "device": str(device), "stop_reason": stop_reason,
-            "converged": None if test is None or stop_reason in ("dead", "patience", "diverged") else test.converged, "extensions": 0 if test is None else test.extensions,
+            "converged": None if test is None or stop_reason in ("dead", "patience", "diverged") else test.converged,
+            "extensions": 0 if test is None else test.extensions,
             "convergence_fall": None if test is None else test.fall}
 
 
