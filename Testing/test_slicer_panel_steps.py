@@ -165,7 +165,7 @@ def test_the_margin_box_is_disabled_under_a_scar_rule_and_not_used_there(panel):
 
 
 @LATEST
-def test_the_error_risk_has_its_own_sequential_colour_table(panel, phantom):
+def test_the_error_risk_and_the_uncertainty_have_their_own_sequential_colour_tables(panel, phantom):
     from CardioScarLogic import results
     from CardioScarLogic.results import write_point_arrays
 
@@ -175,21 +175,25 @@ def test_the_error_risk_has_its_own_sequential_colour_table(panel, phantom):
                                "scar_error_risk": (0.5 * truth).astype(np.float64)})
     widget._parameterNode.resultModel = model
     display = model.GetDisplayNode()
-    ui.resultFieldComboBox.choose("Error risk (relative)")
-    risk_table = display.GetColorNode()
-    assert display.GetActiveScalarName() == "scar_error_risk" and risk_table.GetID() != results.COLOR_TABLE_ID
-    assert risk_table.GetID() == results.RISK_COLOR_TABLE_ID
-    legend = widget.logic.color_logic.GetColorLegendDisplayNode(model)
-    assert legend.GetTitleText() == "Error risk (relative)"
-    rgb = np.array([_rgba(risk_table, i)[:3] for i in range(risk_table.GetNumberOfColors())])
-    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
-    # sequential: darker with the risk (colours are stored as 8-bit, so neighbours may tie), from
-    # near white to dark, where the probability's diverging table is lightest at its middle
-    assert np.all(np.diff(luminance) <= 0) and luminance[0] - luminance[-1] > 0.8
-    for field in ("Scar probability", "Scar uncertainty (MC-dropout std)"):  # the probability's palette
-        ui.resultFieldComboBox.choose(field)
-        assert display.GetColorNodeID() == results.COLOR_TABLE_ID
-    assert scene.GetNodeByID(results.RISK_COLOR_TABLE_ID).GetName() == "CardioScar scar error risk"
+    legend = widget.logic.color_logic.GetColorLegendDisplayNode
+    tables = {"Error risk (relative)": ("scar_error_risk", results.RISK_COLOR_TABLE_ID, "CardioScar scar error risk"),
+              "Scar uncertainty (MC-dropout std)": ("scar_uncertainty", results.UNCERTAINTY_COLOR_TABLE_ID,
+                                                    "CardioScar scar uncertainty")}
+    for shown, (field, table_id, name) in tables.items():
+        ui.resultFieldComboBox.choose(shown)
+        table = display.GetColorNode()
+        assert display.GetActiveScalarName() == field and table.GetID() == table_id
+        assert legend(model).GetTitleText() == shown and table.GetName() == name
+        rgb = np.array([_rgba(table, i)[:3] for i in range(table.GetNumberOfColors())])
+        luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
+        # sequential: darker with the value (colours are stored as 8-bit, so neighbours may tie), from
+        # near white to dark, where the probability's diverging table is lightest at its middle
+        assert np.all(np.diff(luminance) <= 0) and luminance[0] - luminance[-1] > 0.75
+    # two hues: a risk map is not mistaken for an uncertainty map
+    risk, spread = (scene.GetNodeByID(table_id) for _, table_id, _ in tables.values())
+    assert np.abs(np.array(_rgba(risk, 128)[:3]) - np.array(_rgba(spread, 128)[:3])).max() > 0.2
+    ui.resultFieldComboBox.choose("Scar probability")  # the probability keeps its diverging palette
+    assert display.GetColorNodeID() == results.COLOR_TABLE_ID
 
 
 def _rgba(table, index: int) -> list:

@@ -39,6 +39,13 @@ COLOR_ANCHORS = np.array([[0.0, 0.19, 0.33, 0.76], [0.5, 0.96, 0.92, 0.62], [1.0
 RISK_COLOR_TABLE_TAG = "CardioScarErrorRisk"
 RISK_COLOR_TABLE_ID = "vtkMRMLColorTableNode" + RISK_COLOR_TABLE_TAG
 RISK_COLOR_ANCHORS = np.array([[0.0, 0.988, 0.984, 0.992], [0.5, 0.620, 0.604, 0.784], [1.0, 0.247, 0.0, 0.490]])
+#: The uncertainty's own table, sequential for the same reason (a spread has no middle to read as a
+#: call) in another hue (the anchors of ColorBrewer's 9-class "Greens"), so that the two maps a user
+#: distrusts a result by are not mistaken for each other either.
+UNCERTAINTY_COLOR_TABLE_TAG = "CardioScarUncertainty"
+UNCERTAINTY_COLOR_TABLE_ID = "vtkMRMLColorTableNode" + UNCERTAINTY_COLOR_TABLE_TAG
+UNCERTAINTY_COLOR_ANCHORS = np.array([[0.0, 0.969, 0.988, 0.961], [0.5, 0.455, 0.769, 0.463],
+                                      [1.0, 0.0, 0.267, 0.106]])
 N_COLORS = 256
 
 SUMMARY_REFERENCE = "CardioScarSummaryTable"
@@ -80,6 +87,12 @@ def probability_color_node(scene):
 def risk_color_node(scene):
     """The scene's error-risk colour table (:data:`RISK_COLOR_ANCHORS`), created once per scene."""
     return _color_table_node(scene, RISK_COLOR_TABLE_TAG, "CardioScar scar error risk", RISK_COLOR_ANCHORS)
+
+
+def uncertainty_color_node(scene):
+    """The scene's uncertainty colour table (:data:`UNCERTAINTY_COLOR_ANCHORS`), created once per scene."""
+    return _color_table_node(scene, UNCERTAINTY_COLOR_TABLE_TAG, "CardioScar scar uncertainty",
+                             UNCERTAINTY_COLOR_ANCHORS)
 
 
 def keep_scar_rule(model_node, checkpoint: dict) -> None:
@@ -163,7 +176,8 @@ def show_field(model_node, field: str = PROBABILITY, color_logic=None):
     if model_node.GetDisplayNode() is None:
         model_node.CreateDefaultDisplayNodes()
     display = model_node.GetDisplayNode()
-    color_node = risk_color_node(scene) if field == ERROR_RISK else probability_color_node(scene)
+    table = {ERROR_RISK: risk_color_node, UNCERTAINTY: uncertainty_color_node}.get(field, probability_color_node)
+    color_node = table(scene)
     with slicer.util.NodeModify(display):
         display.SetActiveScalar(field, vtk.vtkAssignAttribute.POINT_DATA)
         display.SetAndObserveColorNodeID(color_node.GetID())
@@ -328,5 +342,7 @@ def update_loss_plot(model_node, losses: list[float]):
 
 
 __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "ERROR_RISK", "COLOR_TABLE_ID", "RISK_COLOR_TABLE_ID",
-           "probability_colors", "probability_color_node", "risk_color_node", "write_point_arrays", "new_output_model", "show_field", "SHOWN_FIELDS", "mesh_measure_kind", "summary_rows",
+           "UNCERTAINTY_COLOR_TABLE_ID", "probability_colors", "probability_color_node", "risk_color_node",
+           "uncertainty_color_node", "write_point_arrays", "new_output_model", "show_field", "SHOWN_FIELDS",
+           "mesh_measure_kind", "summary_rows",
            "update_summary_table", "fill_string_table", "update_loss_plot", "referenced_or_new"]
