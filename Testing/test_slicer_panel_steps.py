@@ -62,6 +62,7 @@ def test_export_runs_in_a_worker_and_stop_leaves_model_and_folder_as_they_were(p
     harness.click_to_end(widget, ui.exportButton)  # the same export, to its end
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heart.elem", "heart.json", "heart.pts"], ui.statusLabel.text
     assert "tissue_tag" in _arrays(model) and ui.statusLabel.text.startswith("Exported 'phantom_mesh'")
+    assert "Finished on" not in ui.logTextEdit.toPlainText()  # no network ran: no device to name
     # the worker's files are the console's, byte for byte (the Logic in this process, same inputs)
     from CardioScarLogic.tissue import export_model_node, read_tagging_inputs
 

@@ -70,8 +70,8 @@ class WorkerMessage:
             f = self.fields
             left = "?" if f.get("eta_s") is None else f"{f['eta_s']:.0f} s"
             return f"epoch {f['epoch']}/{f['max_epochs']}  loss {f['loss']:.4g}  best {f['best_loss']:.4g}  {left} left"
-        if self.kind == "done":
-            return f"Finished on {self.fields.get('device', '?')}"
+        if self.kind == "done":  # a tissue job (its files listed) ran no network: no device to name
+            return "Finished" if "files" in self.fields else f"Finished on {self.fields.get('device', '?')}"
         message = self.fields.get("message", "")
         return f"Warning: {message}" if self.kind == "warning" else message
 
