@@ -132,6 +132,8 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
                                   source.scar_labels(scar_labels))
     else:
         targets = slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
+        if scar_labels is not None:  # a label map loaded as a scalar volume: its labels are checked alike
+            check_scar_labels(slices, scar_labels)
     return restrict_targets(slices, targets, owners, options, myocardium_mask)
 
 
