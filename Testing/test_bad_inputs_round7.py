@@ -210,7 +210,7 @@ def test_the_scar_mask_as_the_myocardium_mask_is_refused(shared_data, tmp_path, 
     assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", scar, "--myocardium-mask", scar, "--output",
                                 tmp_path / "out.npz"], fragment, capsys, tmp_path)
     # the scar labels as the myocardium labels: refused since round 8 before the targets are made, as
-    # labels that leave the wall's ring open (label 2 closes it), by refuse_part_of_the_wall
+    # labels that leave the wall's ring open (label 2 closes it), by check_whole_wall
     assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", labels, "--scar-labels", "3,4",
                                 "--myocardium-labels", "3,4", "--output", tmp_path / "out.npz"],
                                "part of the myocardium, not all of it", capsys, tmp_path)
