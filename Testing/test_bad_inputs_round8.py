@@ -60,7 +60,7 @@ def test_lge_in_8_bits_given_as_the_label_map_is_refused(shared_data, p001, tmp_
     and 4 became 5,854 "scar" pixels and the run failed blaming the mesh's patient or frame (with
     the myocardium mask: blaming the mask). Refused as an intensity image: many values on a slice
     and most scar pixels alone (EMIDEC's 75 stacks scaled to 8 bits four ways, whole or cropped to
-    the heart: all refused; a label map's labels stand alone under 2 %)."""
+    the heart: all refused; a label map's labels stand alone under 2 %), however few the pixels."""
     import SimpleITK as sitk
 
     lge = sitk.ReadImage(str(shared_data / P001 / "Images" / "Case_P001.nii.gz"))
@@ -70,6 +70,15 @@ def test_lge_in_8_bits_given_as_the_label_map_is_refused(shared_data, p001, tmp_
     assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", image, "--scar-labels", "3,4", "--output",
                                 tmp_path / "out.npz"], "an intensity image (LGE in 8 bits?), not a label map",
                                capsys, tmp_path)
+    # P003's PSIR stack scaled to 8 bits over its whole range: zero signal mid-range, one air pixel
+    # of value 3 or 4, too few for the mesh check: a scar-free heart, exit 0 on main
+    psir = sitk.ReadImage(str(shared_data / "emidec" / "Case_P003" / "Images" / "Case_P003.nii.gz"))
+    values = sitk.GetArrayFromImage(psir)
+    whole = np.round((values - values.min()) / (values.max() - values.min()) * 255).astype(np.uint8)
+    image = _write_like(whole, psir, tmp_path / "psir8.nii.gz")
+    assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", image, "--scar-labels", "3,4", "--output",
+                                tmp_path / "out.npz"], "100 % of the pixels with these values stand alone", capsys,
+                               tmp_path)
 
 
 def test_a_label_map_of_many_labels_is_not_taken_for_an_intensity_image(p001):
