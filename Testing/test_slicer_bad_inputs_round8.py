@@ -38,6 +38,22 @@ def test_logic_checks_the_scar_labels_of_a_label_map_loaded_as_a_scalar_volume(s
         logic.prepare_training(volume, model, csl.ReconstructionOptions(scar_labels="3,4"))
 
 
+def test_logic_prepares_a_scar_free_map_loaded_as_a_scalar_volume_with_a_myocardium_mask(shared_data, tmp_path):
+    """An EMIDEC normal control's map (labels 0-2) loaded as a scalar volume, *Scar labels* 3,4 and
+    its myocardium as a mask volume: refused with "give its myocardium too", which was given (a
+    label map node, and ``cardioscar prepare``, train a scar-free heart with a warning)."""
+    labels = shared_data / "emidec" / "Case_N020" / "Contours" / "Case_N020.nii.gz"
+    mesh = _mesh(labels, tmp_path, "2")
+    context = csl.create_scene()
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    model = csl.load_model(context.scene, mesh)
+    volume = csl.load_volume(context.scene, labels)
+    mask = csl.load_volume(context.scene, labels, labelmap=True, name="myocardium")
+    prepared = logic.prepare_training(volume, model, csl.ReconstructionOptions(scar_labels="3,4", myocardium_labels="2"),
+                                      myocardium_mask=mask)
+    assert float(np.nanmax(prepared.prepared.intensities)) == 0.0
+
+
 def test_logic_refuses_lge_in_8_bits_as_a_label_map(shared_data, tmp_path):
     import SimpleITK as sitk
 
