@@ -6,6 +6,7 @@ Slicer and accuracy tests all run on the same real files without paying for it r
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -35,6 +36,27 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+class _WarningRecords(logging.Handler):
+    """The ``cardioscar`` logger's warnings, whatever another test did to its propagation (caplog
+    sees only what propagates to the root logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture()
+def warnings_of_cardioscar():
+    """The warnings the ``cardioscar`` loggers emit during the test, as messages."""
+    handler, logger = _WarningRecords(), logging.getLogger("cardioscar")
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+
+
 @pytest.fixture(scope="session")
 def small_phantom(tmp_path_factory):
     """A small oblique LV phantom (mesh, truth, LGE stack) written to disk, with its object."""
@@ -43,6 +65,31 @@ def small_phantom(tmp_path_factory):
     phantom = make_phantom(PhantomConfig(target_nodes=8000, seed=3))
     paths = write_phantom(phantom, tmp_path_factory.mktemp("phantom"))
     return phantom, paths
+
+
+@pytest.fixture(scope="session")
+def segmented(tmp_path_factory):
+    """A small segmented-family phantom (seed 2, about 4,000 nodes) on disk: an LGE-like fraction map,
+    its myocardium mask and its EMIDEC-style label map (0-3). Shared: the tests only read it."""
+    from cardioscar.phantoms.phantom import make_phantom, write_phantom
+    from cardioscar.phantoms.phantom_segmented import SegmentedConfig
+
+    return write_phantom(make_phantom(SegmentedConfig(seed=2, target_nodes=4000)), tmp_path_factory.mktemp("segmented"))
+
+
+def scar_free_label_map(label_map: Path, folder: Path) -> Path:
+    """``label_map`` with its scar drawn as healthy myocardium (3 -> 2): an expert's map of a patient
+    without infarct (as EMIDEC's normal cases, labels 0-2), written into ``folder``."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(label_map))
+    array = sitk.GetArrayFromImage(image)
+    array[array == 3] = 2
+    healthy = sitk.GetImageFromArray(array)
+    healthy.CopyInformation(image)
+    path = folder / "no_scar_labels.nii.gz"
+    sitk.WriteImage(healthy, str(path))
+    return path
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

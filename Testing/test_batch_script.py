@@ -312,14 +312,13 @@ def test_aha_argument_mistakes_are_refused_before_the_run(case, tmp_path, capsys
     assert not (tmp_path / "o.vtk").exists()
 
 
-def test_batch_restricts_targets_to_the_myocardium_mask_file(tmp_path, capsys):
+def test_batch_restricts_targets_to_the_myocardium_mask_file(segmented, tmp_path, capsys):
     """`--myocardium-mask FILE` on the segmented phantom's fraction map: the same field as the
     Logic given the mask node in process, the summary records the mask and the dropped pixels
     (the count `cardioscar prepare --myocardium-mask` records for the same files)."""
     from cardioscar.logic import PreprocessingRequest, prepare_training_data
-    from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 
-    paths = write_phantom(make_phantom(SegmentedConfig(seed=2, target_nodes=4000)), tmp_path)
+    paths = segmented
     args = ["--volume", paths["image"], "--mesh", paths["mesh"], "--myocardium-mask", paths["myocardium_mask"],
             "--preset", "fast", "--max-epochs", "3", "--seed", "7", "--threads", "1", "--inference-mc-samples", "3",
             "--output", tmp_path / "scar.vtk", "--summary", tmp_path / "summary.csv"]

@@ -1,6 +1,6 @@
 """Checks of the repository's Markdown files that GitHub would not report: the README and the
-benchmark record link to each other's sections by anchor, and a renamed heading silently breaks
-such a link; a `|` inside a table cell silently splits the cell. Every in-document and relative
+benchmark records (speed, issue 18's robustness) link to each other's sections by anchor, and a
+renamed or moved heading silently breaks such a link; a `|` inside a table cell silently splits the cell. Every in-document and relative
 link is checked against the headings (GitHub's slug rule) and the files on disk, and every table
 row against its header's cell count."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOCUMENTS = ["README.md", "Testing/benchmarks/RESULTS.md", "CardioScarLib/README.md",
-             "CardioScarLib/ARCHITECTURE.md"]
+RECORDS = ["README.md", "Testing/benchmarks/RESULTS.md", "Testing/benchmarks/ROBUSTNESS.md"]
+DOCUMENTS = RECORDS + ["CardioScarLib/README.md", "CardioScarLib/ARCHITECTURE.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -65,9 +65,9 @@ def test_the_slug_rule_matches_github_on_known_headings():
         "figures-on-emidec-testingbenchmarksbench_attrivaepy"
 
 
-@pytest.mark.parametrize("document", DOCUMENTS)
-def test_every_relative_link_and_anchor_resolves(document):
-    source = REPO / document
+def broken_links(source: Path) -> list[str]:
+    """Each relative link of a Markdown file whose file does not exist, or whose #anchor names no
+    heading of its Markdown target (the file itself for a bare #anchor)."""
     broken = []
     for link in links(source):
         target, _, anchor = link.partition("#")
@@ -76,10 +76,28 @@ def test_every_relative_link_and_anchor_resolves(document):
             broken.append(f"{link}: no file {target_path}")
         elif anchor and target_path.suffix == ".md" and anchor not in anchors(target_path):
             broken.append(f"{link}: no heading with anchor #{anchor} in {target_path.name}")
+    return broken
+
+
+def test_the_check_reports_a_missing_file_and_a_moved_heading(tmp_path):
+    """A section moved out of the README into a record leaves its old `#anchor` links dangling."""
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "RECORD.md").write_text("# Record\n\n## The fast preset's auto\n", encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Top\n\n## Performance\n\n[ok](#performance), [ok](bench/RECORD.md#the-fast-presets-auto), "
+                      "[moved](#the-fast-presets-auto), [gone](bench/NONE.md), [wrong](bench/RECORD.md#performance)\n"
+                      "`[code](#nowhere)`\n```\n[fenced](#nowhere)\n```\n", encoding="utf-8")
+    assert [line.split(":")[0] for line in broken_links(readme)] == [
+        "#the-fast-presets-auto", "bench/NONE.md", "bench/RECORD.md#performance"]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_relative_link_and_anchor_resolves(document):
+    broken = broken_links(REPO / document)
     assert not broken, "\n".join(broken)
 
 
-@pytest.mark.parametrize("document", ["README.md", "Testing/benchmarks/RESULTS.md"])
+@pytest.mark.parametrize("document", RECORDS)
 def test_every_table_row_has_its_header_cell_count(document):
     """GitHub splits a row at every unescaped `|`, also inside code spans (write `\\|` there)."""
     uneven, table = [], []

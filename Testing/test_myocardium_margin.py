@@ -22,8 +22,6 @@ import CardioScarLogic as csl  # noqa: E402  (needs slicer-core)
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingRequest, load_preprocessing_result, prepare_training_data
 from cardioscar.prepare.myocardium import restrict_to_myocardium
-from cardioscar.phantoms.phantom import make_phantom, write_phantom
-from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 from cardioscar.prepare.slices import SliceLayer
 
 
@@ -74,11 +72,6 @@ def test_margin_with_a_scar_rule_is_refused_not_ignored(tmp_path):
                              myocardium_mask=tmp_path / "labels.nii.gz", myocardium_labels=[2], myocardium_margin_px=1)
     with pytest.raises(CardioScarError, match="myocardium margin has no effect with a scar rule"):
         csl.ReconstructionOptions(scar_rule="psi", myocardium_labels="2", myocardium_margin=1)
-
-
-@pytest.fixture(scope="module")
-def segmented(tmp_path_factory):
-    return write_phantom(make_phantom(SegmentedConfig(seed=2, target_nodes=4000)), tmp_path_factory.mktemp("seg"))
 
 
 def test_command_line_margin_adds_groups_only_next_to_the_myocardium(segmented, tmp_path):

@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import run_cli
+from conftest import run_cli, scar_free_label_map
 
 from cardioscar.logic import PreprocessingRequest, load_preprocessing_result, prepare_training_data
-from cardioscar.phantoms.phantom import make_phantom, write_phantom
-from cardioscar.phantoms.phantom_segmented import SegmentedConfig
-
-
-@pytest.fixture(scope="module")
-def segmented(tmp_path_factory):
-    phantom = make_phantom(SegmentedConfig(seed=2, target_nodes=4000))
-    return write_phantom(phantom, tmp_path_factory.mktemp("segmented"))
 
 
 def _myocardium(paths) -> np.ndarray:
@@ -112,25 +104,12 @@ def test_a_mask_that_misses_the_slices_is_refused(segmented, tmp_path):
     assert done.returncode == 2 and "does not overlap slice" in done.stderr, done.stderr
 
 
-def _scar_free_label_map(segmented, tmp_path):
-    """The phantom's label map with its scar drawn as healthy myocardium (3 -> 2): an expert's map
-    of a patient without infarct (as EMIDEC's normal cases, labels 0-2)."""
-    image = sitk.ReadImage(str(segmented["label_map"]))
-    array = sitk.GetArrayFromImage(image)
-    array[array == 3] = 2
-    healthy = sitk.GetImageFromArray(array)
-    healthy.CopyInformation(image)
-    path = tmp_path / "no_scar_labels.nii.gz"
-    sitk.WriteImage(healthy, str(path))
-    return path
-
-
 def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segmented, tmp_path):
     """Scar labels that match no pixel were refused whatever else was given, so a normal patient's
     expert map could not be prepared (nor a cohort with normal controls finish). With the myocardium
     given they are a scar-free heart, said in a warning; without it they stay an error that says
     how a scar-free heart goes through."""
-    labels = _scar_free_label_map(segmented, tmp_path)
+    labels = scar_free_label_map(segmented["label_map"], tmp_path)
     out = tmp_path / "healthy.npz"
     done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", labels, "--scar-labels", "3,4",
                    "--myocardium-labels", "2,3,4", "--output", out)

@@ -26,6 +26,8 @@ PACKAGE_DIR = REPO_ROOT / "CardioScarLib" / "cardioscar"
 STAGES = sorted({new.split(".")[0] for new in MOVED.values()})
 SPEC = REPO_ROOT.parent / "shared" / "spec" / "cardioscar-api-reference.md"
 README = REPO_ROOT / "README.md"
+#: the issue-18 record moved out of the README; its module names and paths are the README's
+ROBUSTNESS = REPO_ROOT / "Testing" / "benchmarks" / "ROBUSTNESS.md"
 
 
 def _stage_modules() -> set[str]:
@@ -131,13 +133,13 @@ def _resolve(dotted: str) -> object:
     raise ModuleNotFoundError(dotted)
 
 
-@pytest.mark.parametrize("document", [SPEC, README], ids=["api-reference", "README"])
-def test_documented_module_paths_resolve(document):
-    """Every import line and every inline ``cardioscar.x.y`` name the document gives a reader works."""
-    text = document.read_text(encoding="utf-8")
+@pytest.mark.parametrize("documents", [[SPEC], [README, ROBUSTNESS]], ids=["api-reference", "README"])
+def test_documented_module_paths_resolve(documents):
+    """Every import line and every inline ``cardioscar.x.y`` name the documents give a reader works."""
+    text = "\n".join(document.read_text(encoding="utf-8") for document in documents)
     lines = _import_lines(text)
     names = sorted(set(re.findall(r"`(cardioscar(?:\.\w+)+)", text)))
-    assert len(lines) + len(names) >= 5, f"too few cardioscar names found in {document}"
+    assert len(lines) + len(names) >= 5, f"too few cardioscar names found in {documents}"
     failed = []
     for line in lines:
         try:
@@ -153,9 +155,11 @@ def test_documented_module_paths_resolve(document):
 
 
 def test_documented_file_paths_exist():
-    """The README's ``cardioscar/...py`` paths and every module row of ARCHITECTURE.md's tables
-    name files that exist, and every stage module has its row (no stale rows after a move)."""
-    readme_paths = re.findall(r"`(cardioscar/[\w/]+\.py)`", README.read_text(encoding="utf-8"))
+    """The ``cardioscar/...py`` paths of the README and its robustness record, and every module row
+    of ARCHITECTURE.md's tables, name files that exist, and every stage module has its row (no stale
+    rows after a move)."""
+    readme_paths = [path for document in (README, ROBUSTNESS)
+                    for path in re.findall(r"`(cardioscar/[\w/]+\.py)`", document.read_text(encoding="utf-8"))]
     missing = [path for path in readme_paths if not (PACKAGE_DIR.parent / path).is_file()]
     architecture = (REPO_ROOT / "CardioScarLib" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     rows = [cell for line in architecture.splitlines() if line.startswith("| `")

@@ -93,8 +93,8 @@ def test_fast_preset_recovers_a_small_scar_from_the_real_planes(case, prepared, 
     """Seeds 0 and 1 both ended at Dice 0 before the fast preset retried failed fits. The network
     alone (``--shape-prior off``): this is the retry's test, and here, a 12 mm scar on one plane
     of a surface mesh between planes 17.7-35 mm apart, the fast preset's ``auto`` prior (on: the
-    targets are 0/1) over-calls it (Dice 0.60 against 0.70 off over seeds 0-3; README, *The fast
-    preset's auto*)."""
+    targets are 0/1) over-calls it (Dice 0.60 against 0.70 off over seeds 0-3; Testing/benchmarks/ROBUSTNESS.md,
+    *The fast preset's auto*)."""
     folder = case["folder"]
     data, model, result = prepared[0], folder / f"m{seed}.pth", folder / f"p{seed}.vtk"
     steps = [

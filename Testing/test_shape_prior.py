@@ -382,8 +382,9 @@ def test_a_lone_long_axis_view_does_not_split_a_short_axis_gap_between_the_netwo
     """Version 4: the residual weight is measured against stacks of two or more parallel planes.
     Before, a point between two short-axis slices 1 mm from a long-axis plane had weight 1 (the
     network rules) and its neighbour 8 mm from it the prior's weight, so a held-out slice was
-    ranked by where its nodes lie (biv-me: held-out AUC 0.51, prior off 0.93; README). Every
-    long-axis row must still have weight 1: where that view carries groups the network follows them."""
+    ranked by where its nodes lie (biv-me: held-out AUC 0.51, prior off 0.93;
+    Testing/benchmarks/ROBUSTNESS.md). Every long-axis row must still have weight 1: where that view
+    carries groups the network follows them."""
     below, above, lone, rows = _pooled_views()
     prior = linear([below, above, lone]).reaching(rows)
     assert prior.weigh_lone_planes is False  # the default

@@ -7,11 +7,9 @@ warning, as ``cardioscar prepare`` does (``Testing/test_bad_inputs_round4.py``).
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
@@ -20,25 +18,6 @@ import CardioScarLogic as csl  # noqa: E402
 from cardioscar.cli import main  # noqa: E402
 
 CASE = "Case_P001"  # an infarct with no-reflow (label 4) inside it
-
-
-class _Records(logging.Handler):
-    """The ``cardioscar`` logger's messages, whatever another test did to its propagation."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture()
-def warnings_of_cardioscar():
-    handler, logger = _Records(), logging.getLogger("cardioscar")
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
 
 
 def test_logic_names_a_no_reflow_label_left_out_of_the_scar_labels(shared_data, tmp_path, warnings_of_cardioscar):

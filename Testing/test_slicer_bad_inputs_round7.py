@@ -7,7 +7,6 @@ the first and names the second, as ``cardioscar prepare`` does (``Testing/test_b
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -19,25 +18,6 @@ sys.path.insert(0, str(REPO / "CardioScar"))
 import CardioScarLogic as csl  # noqa: E402
 from cardioscar.cli import main  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-
-
-class _Records(logging.Handler):
-    """The ``cardioscar`` logger's messages, whatever another test did to its propagation."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture()
-def warnings_of_cardioscar():
-    handler, logger = _Records(), logging.getLogger("cardioscar")
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
 
 
 def _scene_with(labels: Path, myocardium: str, out: Path):

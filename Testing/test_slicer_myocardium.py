@@ -24,16 +24,9 @@ import SimpleITK as sitk  # noqa: E402
 import CardioScarLogic as csl  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.logic import PreprocessingRequest, prepare_training_data  # noqa: E402
-from cardioscar.phantoms.phantom import make_phantom, write_phantom  # noqa: E402
-from cardioscar.phantoms.phantom_segmented import SegmentedConfig  # noqa: E402
+from conftest import scar_free_label_map  # noqa: E402
 
 GROUP_KEYS = ("group_ids", "node_ids", "group_slice", "group_pixel")
-
-
-@pytest.fixture(scope="module")
-def segmented(tmp_path_factory):
-    phantom = make_phantom(SegmentedConfig(seed=2, target_nodes=4000))
-    return write_phantom(phantom, tmp_path_factory.mktemp("segmented"))
 
 
 @pytest.fixture(scope="module")
@@ -176,13 +169,7 @@ def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segm
     """As the command line: scar labels matching no pixel are a scar-free heart when the myocardium
     labels are given (the groups the library makes, every target 0, a warning), and stay an error
     without them, the scene left as it was."""
-    image = sitk.ReadImage(str(segmented["label_map"]))
-    array = sitk.GetArrayFromImage(image)
-    array[array == 3] = 2
-    healthy = sitk.GetImageFromArray(array)
-    healthy.CopyInformation(image)
-    path = tmp_path / "no_scar_labels.nii.gz"
-    sitk.WriteImage(healthy, str(path))
+    path = scar_free_label_map(segmented["label_map"], tmp_path)
     expected = prepare_training_data(PreprocessingRequest(mesh_path=segmented["mesh"], image_path=path,
                                                           scar_labels=[3, 4], myocardium_labels=[2, 3, 4]))
     context, model, logic = _scene(segmented)

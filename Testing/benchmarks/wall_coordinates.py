@@ -14,7 +14,7 @@ that pair is a point of that slice's own wall (:meth:`WallFrame.warp`), where it
 On a plane the warp is the identity, so the slices' own constraints are read where they are.
 
 A helper of ``emidec_wall_interpolation.py``, not part of the product: on EMIDEC's held-out slices
-it did not beat the Cartesian shape prior (README, "Wall coordinates instead of Cartesian"), so the
+it did not beat the Cartesian shape prior (``ROBUSTNESS.md``, "Wall coordinates instead of Cartesian"), so the
 shape prior does not use it.
 """
 

@@ -27,9 +27,9 @@ The call at a node is right when two things hold, taken as independent:
 The risk is ``1 - (1 - value term) (1 - border term)``. Files without constraint points (older
 checkpoints, the reference tool's) get the value term alone, as before. Why the border term
 (ROC AUC for the nodes wrong at 0.5, fast preset, 10 MC samples; ``Testing/benchmarks/
-bench_emidec_loso.py`` and ``bench_robust.py``, figures in the README): on the 49 EMIDEC
-leave-one-slice-out cases with scar on the held-out slice, the value term alone scores 0.851
-(the margin 0.852), with the border 0.861, and the risk is higher on the held-out slice than on
+bench_emidec_loso.py`` and ``bench_robust.py``, figures in ``Testing/benchmarks/ROBUSTNESS.md``):
+on the 49 EMIDEC leave-one-slice-out cases with scar on the held-out slice, the value term
+alone scores 0.851 (the margin 0.852), with the border 0.861, and the risk is higher on the held-out slice than on
 the training slices on 50 of 52 cases (38 of 52); on the 8 segmented phantom seeds 0.961 ->
 0.959, on the real biv-me planes 0.882 -> 0.944. Adding the distance to the value term's
 spread instead cost label-map inputs up to 0.19 of AUC: it lifts every confident node between

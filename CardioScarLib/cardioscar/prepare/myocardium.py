@@ -224,8 +224,9 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
     Euclidean) takes the value of its nearest myocardium pixel instead of NaN. Why: a mesh made
     from other data lies up to a pixel or so off the segmentation, and its wall nodes in such a
     pixel belong to the wall next to it; read as "no data" they are left to the network's
-    extrapolation (on the segmented phantom family it over-called the scar there; see the README,
-    issue-18 section). Such pixels still count as dropped (their own value is not used).
+    extrapolation (on the segmented phantom family it over-called the scar there; see
+    Testing/benchmarks/ROBUSTNESS.md, *Where the error is*). Such pixels still count as dropped
+    (their own value is not used).
 
     ``scar_map``: the values are scar (a scar map, labels, a rule's targets), so the mask must hold
     them (:func:`check_scar_inside`); False for min-max normalised raw LGE, whose bright blood pool

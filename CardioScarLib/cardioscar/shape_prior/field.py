@@ -91,8 +91,8 @@ RESIDUAL_DECAY_MM = 2.0
 #: 12k-node phantoms (segmented seeds 0, 1, 3, 4 and the demo) full reconstructions with it (and the
 #: end rule) reached mean Dice 0.909 against 0.898 with version 2 (prior off 0.908), leave-one-slice-out
 #: on the segmented seeds 0-3 unchanged; 0 (the slabs exactly as without a prior) lost the held-out
-#: scar of segmented seed 3 at 10 mm (Dice 0.12 against 0.41, AUC 0.65 against 0.94). README: "The
-#: prior in a full reconstruction".
+#: scar of segmented seed 3 at 10 mm (Dice 0.12 against 0.41, AUC 0.65 against 0.94).
+#: Testing/benchmarks/ROBUSTNESS.md: "The prior in a full reconstruction".
 SLAB_SCALE = 0.5
 #: Millimetres below which a point counts as lying on a plane (its weight stays finite).
 ON_PLANE_MM = 1e-3
@@ -136,7 +136,7 @@ class ShapePrior:
     def stacks_only(self) -> bool:
         """Whether every plane belongs to a stack of two or more parallel planes: what the prior
         interpolates across, with no lone (long-axis) view pooled in, where it gained nothing
-        measured (README, *Prior version 4*)."""
+        measured (Testing/benchmarks/ROBUSTNESS.md, *Prior version 4*)."""
         stacks = group_stacks(self.geometry[:, 8:11])
         return bool(stacks) and all(len(members) >= 2 for members, _ in stacks)
 

@@ -41,9 +41,9 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     0/1 grades lost with the prior on every phantom set measured (the raw-LGE demo's scar Dice
     0.838 against 0.852 off; the unseen family's n-SD cases 0.302 against 0.316, their core
     0.446 against 0.503): a threshold on noisy intensities draws no outline worth interpolating.
-    Why the targets decide (fast preset, ``Testing/benchmarks``, figures in the README): on 0/1
-    labels the prior is the better interpolation between the slices (EMIDEC leave-one-slice-out,
-    49 real label maps: Dice at 0.5 0.705 / AUC 0.932 against 0.671 / 0.917 without; the
+    Why the targets decide (fast preset, ``Testing/benchmarks``, figures in
+    ``Testing/benchmarks/ROBUSTNESS.md``): on 0/1 labels the prior is the better interpolation
+    between the slices (EMIDEC leave-one-slice-out, 49 real label maps: Dice at 0.5 0.705 / AUC 0.932 against 0.671 / 0.917 without; the
     segmented phantoms' four label-map seeds, whole reconstruction: mean Dice 0.887 against
     0.880), while on fractions it adds nothing and can cost (the four fraction-map seeds with
     prior version 3 0.910 against 0.913, seed 4 0.872 against 0.888; the demo with its long-axis
