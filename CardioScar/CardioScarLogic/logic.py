@@ -131,7 +131,14 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
                 check_scar_labels([layer for layer, owner in zip(slices, owners) if owner is source],
                                   source.scar_labels(scar_labels))
     else:
-        targets = slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities)
+        # a label map loaded as a scalar volume, with scar labels typed: checked as a label map node is;
+        # with a myocardium mask node, scar labels that match nothing are a scar-free heart, as in prepare
+        targets = slice_targets(slices, scar_labels=scar_labels, normalize=options.normalize_intensities,
+                                require_scar=myocardium_mask is None)
+        if scar_labels is not None:
+            check_scar_labels(slices, scar_labels)
+            if myocardium_mask is not None:
+                warn_scar_free(slices, scar_labels)
     return restrict_targets(slices, targets, owners, options, myocardium_mask)
 
 

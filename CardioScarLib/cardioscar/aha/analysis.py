@@ -18,6 +18,7 @@ from scipy.spatial import cKDTree
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
+from cardioscar.io.checks import whole_labels
 from cardioscar.io.meshio import Mesh, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.simulation.opencarp import TAG_ARRAY, check_millimetres
@@ -155,9 +156,12 @@ def _insertions(options: AhaOptions, lv_points: np.ndarray, axis: LongAxis) -> t
         return anterior, inferior, "given point" + ("s" if inferior is not None else "")
     if options.labels is not None:
         label_map = options.labels
-        contacts = contact_points(label_map.labels, label_map.ijk_to_lps, label_map.rv_label,
-                                  label_map.myocardium_label, label_map.source)
-        refuse_cavity_as_rv(label_map.labels, label_map.ijk_to_lps, label_map.rv_label, axis, label_map.source)
+        # a map resampled linearly holds 1.0 between 0 and 2 (the RV's label along the LV's outer
+        # edge) and 2.4 beside 2, which the labels present read as 2: refused, as masks are
+        labels = whole_labels(label_map.labels, f"The RV label map {label_map.source}")
+        contacts = contact_points(labels, label_map.ijk_to_lps, label_map.rv_label, label_map.myocardium_label,
+                                  label_map.source)
+        refuse_cavity_as_rv(labels, label_map.ijk_to_lps, label_map.rv_label, axis, label_map.source)
         distance, _ = tree.query(contacts)
         if np.median(distance) > MAX_RV_DISTANCE_MM * 2:
             raise CardioScarError(f"{label_map.source}: its RV-myocardium contact lies {np.median(distance):.0f} mm "

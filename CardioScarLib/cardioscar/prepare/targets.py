@@ -81,9 +81,88 @@ def check_scar_labels(slices: Sequence[SliceLayer], scar_labels: Iterable[int]) 
       legitimately cover much of the outer border), which replaces the no-reflow advice that would
       then name the infarct or the cavity."""
     scar = sorted({int(v) for v in scar_labels})
+    refuse_intensities_as_labels(slices, scar)
     refuse_cavity_as_scar(slices, scar)
-    if not warn_myocardium_as_scar(slices, scar):
+    if not warn_myocardium_as_scar(slices, scar) and not warn_scar_rings(slices, scar):
         warn_labels_inside_scar(slices, scar)
+
+
+#: More different values than this on a slice is not a cardiac label map (EMIDEC 5, ACDC 4); an
+#: LGE slice scaled to 8 bits holds dozens to hundreds (EMIDEC's 75 stacks, scaled in four ways: at
+#: least 75 per slice, 22 once cropped to the heart).
+MANY_VALUES = 16
+#: ... and then over this share of the scar-label pixels without a 4-neighbour of a scar label is an
+#: intensity image: a label map's labels form regions (EMIDEC's 75 maps, any label: at most 1.9 %
+#: alone over a stack), an 8-bit LGE slice's grey values are scattered (8 % and more for three
+#: adjacent values such as 1,2,3; 17 % and more for 3,4). Judged however few they are: a PSIR stack
+#: scaled to 8 bits over its whole range puts zero signal mid-range, and labels 3,4 then match a
+#: handful of pixels in the air (1-10 on 14 of EMIDEC's 75, none on the rest), too few to reach the
+#: mesh check, so the heart trained scar-free.
+ALONE_SHARE = 0.05
+
+
+def refuse_intensities_as_labels(slices: Sequence[SliceLayer], scar: Sequence[int]) -> None:
+    """Refuse an intensity image (raw LGE in 8 bits, 256 or fewer grey values per slice) given as
+    the label map: its pixels of the scar labels' grey values are scattered, in the air and in the
+    nulled myocardium, and would train as scar.
+
+    Why: :func:`scar_label_pixels` refuses a slice of over 256 values; an 8-bit image passed that,
+    so EMIDEC's LGE in 8 bits with ``--scar-labels 3,4`` trained its darkest pixels as scar. Told by
+    both signs together: many different values on a slice (:data:`MANY_VALUES`) and scar pixels that
+    stand alone (:data:`ALONE_SHARE`); a label map with many labels still has its labels in regions,
+    and a thresholded scar map with speckle has few values."""
+    most = max((np.unique(layer.values[np.isfinite(layer.values)]).size for layer in slices), default=0)
+    if most <= MANY_VALUES:
+        return
+    cross = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])
+    pixels = alone = 0
+    for layer in slices:
+        inside = np.isin(np.nan_to_num(layer.values, nan=0.0), scar)
+        neighbours = ndimage.convolve(inside.astype(np.int8), cross, mode="constant")
+        pixels += int(inside.sum())
+        alone += int((inside & (neighbours == 0)).sum())
+    if alone > ALONE_SHARE * pixels:
+        raise CardioScarError(
+            f"--scar-labels {','.join(map(str, scar))}: the chosen slices hold up to {most} different values and "
+            f"{100.0 * alone / pixels:.0f} % of the pixels with these values stand alone (no neighbour with a scar "
+            f"label): an intensity image (LGE in 8 bits?), not a label map, whose labels form regions (EMIDEC: under "
+            f"{100 * ALONE_SHARE:g} %); give the label map, or raw LGE with --scar-rule or --normalize-intensities "
+            "instead of --scar-labels")
+
+
+def enclosed_disc_mm(mask: np.ndarray, spacing: tuple[float, float]) -> float:
+    """Radius (mm) of the widest disc in the holes of ``mask`` (the lumen a ring of it encloses);
+    0 when it encloses none. ``spacing``: the pixel spacing (columns, rows), a layer's order."""
+    lumen = ndimage.binary_fill_holes(mask) & ~mask
+    if not lumen.any():
+        return 0.0
+    return float(ndimage.distance_transform_edt(lumen, sampling=(spacing[1], spacing[0])).max())
+
+
+def warn_scar_rings(slices: Sequence[SliceLayer], scar: Sequence[int]) -> bool:
+    """Warn when the scar labels close a ring around a cavity-sized lumen (a disc of
+    :data:`CAVITY_RADIUS_MM`) on two or more slices and on over half of the slices they are on;
+    returns whether it warned.
+
+    Why: that is what a myocardium does, and an infarct rarely does (EMIDEC's 52 infarct maps: on
+    at most one slice of a stack): the myocardium's label given as scar (a map numbered one above
+    EMIDEC's, 3 myocardium and 4 infarct, without a cavity label and so without the other labels
+    :func:`warn_myocardium_as_scar` needs), or a 0/1 myocardium mask given as the scar map, would
+    train the whole wall as scar. A warning: a circumferential scar (cardiac amyloidosis) rings too."""
+    with_scar = ringed = 0
+    for layer in slices:
+        inside = np.isin(np.nan_to_num(layer.values, nan=0.0), scar)
+        if inside.any():
+            with_scar += 1
+            ringed += enclosed_disc_mm(inside, layer.spacing) >= CAVITY_RADIUS_MM
+    if ringed < 2 or ringed <= with_scar / 2:
+        return False
+    logger.warning("--scar-labels %s close a ring around the cavity on %d of the %d slices they are on, as the "
+                   "myocardium does (an infarct rarely does: EMIDEC's on at most one slice of a stack): if these "
+                   "are the myocardium's labels or a myocardium mask, the whole wall trains as scar; give the "
+                   "scar's labels (EMIDEC 3,4). A circumferential scar (amyloidosis) rings too",
+                   ",".join(map(str, scar)), ringed, with_scar)
+    return True
 
 
 def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> None:
@@ -190,6 +269,11 @@ def scar_label_pixels(layers: Sequence[SliceLayer], labels: Sequence[int]) -> in
     for layer in layers:
         finite = layer.values[np.isfinite(layer.values)]
         if finite.size and not np.array_equal(finite, np.round(finite)):
+            if finite.max() > 1.0 and _between_labels(finite):  # no probability map: a label map made fractional
+                raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds values between its labels (e.g. "
+                                      f"{finite[finite != np.round(finite)][0]:g}): a label map resampled with linear "
+                                      "interpolation; resample it with nearest neighbour (its edges would be read "
+                                      "as other labels or none)")
             raise CardioScarError(f"--scar-labels: slice '{layer.label}' holds non-integer values "
                                   f"({finite.min():g}..{finite.max():g}), not labels; leave --scar-labels out for a "
                                   "probability map, or use --normalize-intensities for raw LGE")
@@ -265,6 +349,19 @@ def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:
 MAX_LABEL_VALUES = 10
 #: ... over at least this many pixels (a handful of pixels may hold few values by chance).
 MIN_PIXELS_FOR_LABELS = 100
+#: ... held by over this share of the pixels: a label map resampled with linear interpolation keeps
+#: its labels inside regions and holds fractions only at their edges (EMIDEC P001 onto a 1.25 mm
+#: grid: 99.3 % whole); LGE stored as floats holds fractions or many whole values.
+LABEL_PIXEL_SHARE = 0.5
+
+
+def _between_labels(finite: np.ndarray) -> bool:
+    """Whether ``finite`` (pixel values) is a label map, perhaps resampled linearly: 3 to
+    :data:`MAX_LABEL_VALUES` whole values held by over :data:`LABEL_PIXEL_SHARE` of at least
+    :data:`MIN_PIXELS_FOR_LABELS` pixels."""
+    whole = finite[finite == np.round(finite)]
+    return (finite.size >= MIN_PIXELS_FOR_LABELS and whole.size > LABEL_PIXEL_SHARE * finite.size
+            and 3 <= np.unique(whole).size <= MAX_LABEL_VALUES)
 
 
 def _min_max(layers: list[SliceLayer]) -> list[SliceLayer]:
@@ -274,14 +371,16 @@ def _min_max(layers: list[SliceLayer]) -> list[SliceLayer]:
     low, high = float(finite.min()), float(finite.max())
     if high <= low:
         raise CardioScarError(f"All chosen pixels have the same value {low:g}; min-max normalisation is undefined")
-    values = np.unique(finite)
-    if finite.size >= MIN_PIXELS_FOR_LABELS and 3 <= len(values) <= MAX_LABEL_VALUES and high > 1 \
-            and np.array_equal(values, np.round(values)):
+    if high > 1 and _between_labels(finite):
         # min-max scaling turns the labels between the lowest and highest into grades: EMIDEC's
         # myocardium 2 of 0..4 would be a 0.5 scar (two values, a mask at any scale, become 0 and 1: fine)
-        raise CardioScarError(f"--normalize-intensities: the chosen slices ('{layers[0].label}', ...) hold only "
-                              f"the whole values {', '.join(f'{v:g}' for v in values)}: a label map, not raw LGE; give "
-                              "--scar-labels (e.g. 3,4) instead")
+        values = np.unique(finite[finite == np.round(finite)])
+        between = int((finite != np.round(finite)).sum())
+        fix = ("give --scar-labels (e.g. 3,4) instead" if not between else
+               f"{between} pixels lie between them, as a linear resampling leaves: resample the label map with "
+               "nearest neighbour and give --scar-labels (e.g. 3,4)")
+        raise CardioScarError(f"--normalize-intensities: the chosen slices ('{layers[0].label}', ...) hold mostly "
+                              f"the whole values {', '.join(f'{v:g}' for v in values)}: a label map, not raw LGE; {fix}")
     logger.info("Min-max normalising intensities over %d pixels: %g..%g -> 0..1", finite.size, low, high)
     return [dataclasses.replace(layer, values=(layer.values - low) / (high - low)) for layer in layers]
 
