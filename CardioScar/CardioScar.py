@@ -65,6 +65,7 @@ from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
+from CardioScarLogic.wording import in_panel_words  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -382,9 +383,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """
         import importlib
 
-        for name in ("worker", "scratch", "geometry", "headless", "options", "results", "render", "scarsource",
-                     "myocardium", "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks", "logic", "background",
-                     ""):
+        for name in ("worker", "wording", "scratch", "geometry", "headless", "options", "results", "render",
+                     "scarsource", "myocardium", "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks",
+                     "logic", "background", ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
                 importlib.reload(module)
@@ -635,8 +636,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         with the traceback in the log."""
         from cardioscar.errors import CardioScarError
 
-        if isinstance(error, CardioScarError):
-            self._showError(str(error))
+        if isinstance(error, CardioScarError):  # the library's words, with the panel's box names
+            self._showError(in_panel_words(str(error)))
         else:
             self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
 
@@ -840,7 +841,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         try:
             self.logic.save_model(path)
         except CardioScarError as error:
-            self._showError(str(error))
+            self._reportFailure(error)
             return
         self._parameterNode.savedModelPath = str(path)
         self.ui.statusLabel.text = _("Model saved to {path}").format(path=path)
@@ -869,7 +870,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         try:
             self.logic.show_field(model, list(SHOWN_FIELDS)[index])
         except CardioScarError as error:  # the display is as it was: the box goes back to what it shows
-            self._showError(str(error))
+            self._reportFailure(error)
             self._updateResultField()
 
     # ------------------------------------------------------------------ AHA segments

@@ -538,3 +538,26 @@ def test_a_failure_inside_the_worker_is_shown_once_and_changes_nothing(panel, mo
     assert "max_epochs" in ui.statusLabel.text, ui.statusLabel.text
     assert log.count("max_epochs") == 1, log
     assert set(_arrays(model)) == set(before) and scene.GetNumberOfNodes() == nodes
+
+
+@BOTH_VERSIONS
+def test_a_library_error_names_the_panel_s_boxes_not_command_line_options(panel):
+    """The library names what to fix by its command-line option; the panel shows the same line
+    with the box's label, since a user who clicks has no ``--scar-labels`` to look for."""
+    widget, ui = panel["widget"], panel["ui"]
+    ui.scarLabelsLineEdit.text = "3"  # an LGE volume given scar labels: refused by the library
+    ui.applyButton.click()
+    assert widget._run is None and "\n" not in ui.statusLabel.text
+    assert "'Scar labels'" in ui.statusLabel.text and "--scar-labels" not in ui.statusLabel.text, ui.statusLabel.text
+
+
+def test_panel_words_leave_quoted_commands_and_options_without_a_box():
+    from CardioScarLogic.wording import PANEL_NAMES, in_panel_words
+
+    assert in_panel_words("give --myocardium-labels 2,3,4 or --myocardium-label 2") == \
+        "give 'Myocardium labels' 2,3,4 or 'Myocardium label' 2"  # the longer name is not cut short
+    kept = "see cardioscar export --border-zone; --slurm and --exclude-slices have no box"
+    assert in_panel_words(kept) == kept
+    # every label named is a label of the panel's .ui
+    ui = (REPO / "CardioScar" / "Resources" / "UI" / "CardioScar.ui").read_text(encoding="utf-8")
+    assert all(f"<string>{label}:</string>" in ui for label in PANEL_NAMES.values())
