@@ -243,3 +243,45 @@ def test_the_label_checks_pass_every_real_map(shared_data, caplog):
                 refuse_intensities_as_labels(layers, [3, 4])
                 assert not warn_scar_rings(layers, [3, 4]), path
             assert not [r for r in caplog.records if r.levelno >= logging.WARNING], (path, caplog.text)
+
+
+def test_a_small_hearts_cavity_is_not_named_as_lying_inside_the_wall(shared_data, tmp_path, capsys):
+    """EMIDEC's P003 shrunk 0.6x with nearest neighbour (a small heart: its cavity under 13 mm in
+    radius, as 28 of the 75 maps shrunk so, and 4 shrunk 0.75x): its cavity, label 1, held no
+    blood pool's disc and so counted as wall, and ``mesh-from-labels --myocardium-labels 2,3,4``
+    (and ``prepare``) warned that label 1 lies inside the wall, advising to add it to the
+    myocardium labels, which the cavity check then refuses. The cavity fills the ring's lumen: a pool."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(shared_data / "emidec" / "Case_P003" / "Contours" / "Case_P003.nii.gz"))
+    size = image.GetSize()
+    shrink = sitk.ScaleTransform(3, (1 / 0.6, 1 / 0.6, 1.0))
+    shrink.SetCenter(image.TransformContinuousIndexToPhysicalPoint([size[0] / 2, size[1] / 2, size[2] / 2]))
+    small = tmp_path / "small.nii.gz"
+    sitk.WriteImage(sitk.Resample(image, image, shrink, sitk.sitkNearestNeighbor, 0), str(small))
+    capsys.readouterr()
+    assert main(["mesh-from-labels", "--labels", str(small), "--myocardium-labels", "2,3,4", "--spacing", "3",
+                 "--output", str(tmp_path / "small.vtu")]) == 0
+    assert not _warnings(capsys.readouterr().err, "lies inside the wall")
+
+
+def test_lge_in_8_bits_zoomed_with_nearest_neighbour_is_refused(shared_data, p001, tmp_path, capsys):
+    """P001's LGE in 8 bits (as above) zoomed 2x in-plane with nearest neighbour (a viewer's
+    export, a grid matched to another series): each scattered dark pixel became a 2x2 block, so no
+    pixel of value 3 or 4 stood alone (0 %) and the check let it through, 23,380 "scar" pixels.
+    A pixel in a region under 4 mm2 stands alone too: refused (62 %)."""
+    import SimpleITK as sitk
+
+    lge = sitk.ReadImage(str(shared_data / P001 / "Images" / "Case_P001.nii.gz"))
+    eight = _like(np.minimum(np.clip(sitk.GetArrayFromImage(lge) - 2048, 0, None) // 8, 255).astype(np.uint8), lge)
+    size, spacing = eight.GetSize(), eight.GetSpacing()
+    grid = sitk.Image([2 * size[0], 2 * size[1], size[2]], sitk.sitkUInt8)
+    grid.SetSpacing((spacing[0] / 2, spacing[1] / 2, spacing[2]))
+    grid.SetOrigin(eight.GetOrigin())
+    grid.SetDirection(eight.GetDirection())
+    zoomed = tmp_path / "lge8_zoomed.nii.gz"
+    sitk.WriteImage(sitk.Resample(eight, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0), str(zoomed))
+    _, _, mesh = p001
+    assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", zoomed, "--scar-labels", "3,4", "--output",
+                                tmp_path / "out.npz"], "an intensity image (LGE in 8 bits?), not a label map",
+                               capsys, tmp_path)
