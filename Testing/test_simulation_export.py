@@ -98,9 +98,10 @@ def test_ras_frame_and_mm_units_are_honoured(tmp_path):
 
 
 def test_fibres_of_other_lengths_are_written_as_unit_vectors(tmp_path, caplog):
-    """A fibre field averaged from node directions onto cells is shorter than 1 (0.6 here): openCARP
-    builds its conductivity tensor from the vectors as read, so the .lon held fibres that conduct at
-    0.36 of the set value, without a word. Now the directions go in as unit vectors, with a warning."""
+    """A fibre field averaged from node directions onto cells is shorter than 1 (0.6 here); the .lon
+    held it as given, and a simulator that builds its conductivity from the vectors as read
+    (sigma_t I + (sigma_l - sigma_t) f f^T) conducts along it at sigma_t + 0.36 (sigma_l - sigma_t),
+    without a word. Now the directions go in as unit vectors, with a warning."""
     mesh = _tet_mesh()
     n = mesh.dataset.GetNumberOfCells()
     fibre, sheet = np.array([0.0, 0.36, 0.48]), np.array([2.0, 0.0, 0.0])

@@ -154,8 +154,9 @@ def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str
                               "direction to every element (a fibre rule's output covers the whole mesh)")
     off_unit = np.abs(lengths - 1.0) > UNIT_TOLERANCE
     if off_unit.any():
-        # a simulator builds the conductivity tensor from f f^T as read: a fibre of length 0.8 (a cell
-        # average of node directions) conducts at 0.64 of the set value along it; only the direction counts
+        # a simulator that builds its conductivity from the vectors as read, sigma_t I + (sigma_l - sigma_t)
+        # f f^T, gets sigma_t + 0.64 (sigma_l - sigma_t) along a fibre of length 0.8 (a cell average of
+        # node directions); only the direction is meant
         logger.warning("The fibre field has %d element(s) whose fibre or sheet vector is not of unit length (%.3g to "
                        "%.3g); the .lon gets their directions as unit vectors", int(off_unit.any(axis=1).sum()),
                        float(lengths[off_unit].min()), float(lengths[off_unit].max()))
