@@ -5,9 +5,10 @@ Qt-free ``CardioScarLogic`` (package ``CardioScarLogic`` next to this file), the
 Python console and ``Scripts/cardioscar_batch.py`` use. The numerical core is the ``cardioscar``
 package (CardioScarLib), installed next to this module by the extension.
 
-The panel runs training and prediction in a worker process (``CardioScarLogic.background``), so
-Slicer never freezes and *Stop* ends the work at once; the console and batch mode call the Logic
-directly and wait. torch is never imported by the panel at load time; the *Dependencies* section
+The panel runs training, prediction, tissue tagging and export in a worker process
+(``CardioScarLogic.background``), so Slicer never freezes and *Stop* ends the work at once; the
+AHA segments are a busy step on the main thread (wait cursor, actions disabled). The console and
+batch mode call the Logic directly and wait. torch is never imported by the panel at load time; the *Dependencies* section
 shows its version and installs or updates it through the PyTorch extension.
 """
 
@@ -337,7 +338,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._run: Optional[BackgroundRun] = None
         self._runButton = None
         self._runOutput = None
-        self._resultDisplay = None  # the newest result's display node, observed for *Colour by*
+        self._runFinish = None  # writes a finished run's result into the scene (see _startRun)
+        self._disabledForRun = []  # the widgets a run or a step disabled, enabled again after it
+        self._resultObserved = []  # (node, event) of the newest result observed for the Results section
         self._torchDeclined = False
         self._lastProgressLog = 0.0
         self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
@@ -368,6 +371,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
         self.ui.progressBar.setVisible(False)
+        self._marginToolTip = self.ui.myocardiumMarginSpinBox.toolTip  # the .ui's, shown while the box applies
         self._updateDependencies()
         self.initializeParameterNode()
 
@@ -378,8 +382,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """
         import importlib
 
-        for name in ("scratch", "geometry", "headless", "options", "results", "render", "scarsource", "myocardium",
-                     "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks", "logic", "worker", "background",
+        for name in ("worker", "scratch", "geometry", "headless", "options", "results", "render", "scarsource",
+                     "myocardium", "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks", "logic", "background",
                      ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:
@@ -429,7 +433,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         p = self._parameterNode
         if self.ui.savedModelPathLineEdit.currentPath != p.savedModelPath:
             self.ui.savedModelPathLineEdit.currentPath = p.savedModelPath
-        if self._run is not None:
+        if self._runButton is not None:  # a run or a step: _setRunning(False) updates the panel after it
             return
         inputs = self._inputNodes()
         counts = [self.logic.slice_count(node, p.sliceAxis) for node in inputs]
@@ -446,6 +450,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             self.ui.sliceRangeLabel.text = _("from the segmentation's reference geometry")
         self.ui.thresholdSpinBox.enabled = p.useThreshold
         self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom
+        self._updateMarginBox()
         canTrain = bool(p.inputVolume and p.heartModel)
         self.ui.applyButton.enabled = canTrain
         self.ui.applyButton.toolTip = (_("Train on the chosen slices and write the scar fields on the mesh")
@@ -456,8 +461,20 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.computeAhaButton.enabled = not missing
         self.ui.computeAhaButton.toolTip = missing or _(
             "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
+        self.ui.saveBullseyeButton.enabled = self._bullseye.path is not None
         self._updateTissueSection()
         self._updateResultField()
+
+    def _updateMarginBox(self) -> None:
+        """The margin widens a myocardium that gates pixels; a scar rule grades the myocardium's own
+        pixels instead, and the Logic refuses the two together. So with a rule the box is disabled
+        (its value kept for when the rule goes back to none, and not used meanwhile: see
+        :meth:`options`) and its tool tip says why, as the threshold box is while *Threshold* is off."""
+        box, rule = self.ui.myocardiumMarginSpinBox, self._parameterNode.scarRule
+        box.enabled = rule == "none"
+        box.toolTip = self._marginToolTip if box.enabled else _(
+            "Not used with a scar rule ({rule}): the rule grades the myocardium's own pixels, so there is no "
+            "margin to widen. Set Scar rule to none to use it.").format(rule=rule)
 
     def _updateResultField(self) -> None:
         """The Results section follows the newest result in the scene, so that it holds after a
@@ -476,25 +493,34 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         else:
             self.ui.resultsLabel.text = _("No result yet.")
         display = model.GetDisplayNode() if hasResult else None
-        self._observeResultDisplay(display)
+        self._observeResult(model, table, display)
         shown = display.GetActiveScalarName() if display is not None and display.GetScalarVisibility() else None
         fields = list(SHOWN_FIELDS)
         combo = self.ui.resultFieldComboBox
         combo.enabled = hasResult
         combo.currentIndex = fields.index(shown) if shown in fields else -1
 
-    def _observeResultDisplay(self, display) -> None:
-        """Observe the newest result's display node (and no other), so that a colouring made
-        elsewhere (the Models module, ``logic.show_field`` in the console) shows in *Colour by* too."""
-        if display is self._resultDisplay:
+    def _observeResult(self, model, table, display) -> None:
+        """Observe the newest result (and no other): the model node (its ModifiedEvent, and
+        MeshModifiedEvent, which Slicer's model node sends when its mesh's arrays change:
+        vtkMRMLModelNode::ProcessMRMLEvents), its summary table and its display node, so that a
+        rerun, a tagging or a colouring made elsewhere (the Python console through the Logic, the
+        Models module) shows in the summary and *Colour by* too. The Logic writes the arrays before
+        the table, so the table is observed as well, or the summary would show the old rows."""
+        wanted = [(node, event) for node, events in ((model, (vtk.vtkCommand.ModifiedEvent,
+                                                              slicer.vtkMRMLModelNode.MeshModifiedEvent)),
+                                                     (table, (vtk.vtkCommand.ModifiedEvent,)),
+                                                     (display, (vtk.vtkCommand.ModifiedEvent,)))
+                  if node is not None for event in events]
+        if wanted == self._resultObserved:
             return
-        if self._resultDisplay is not None:
-            self.removeObserver(self._resultDisplay, vtk.vtkCommand.ModifiedEvent, self._onResultDisplayModified)
-        self._resultDisplay = display
-        if display is not None:
-            self.addObserver(display, vtk.vtkCommand.ModifiedEvent, self._onResultDisplayModified)
+        for node, event in self._resultObserved:
+            self.removeObserver(node, event, self._onResultModified)
+        for node, event in wanted:
+            self.addObserver(node, event, self._onResultModified)
+        self._resultObserved = wanted
 
-    def _onResultDisplayModified(self, caller, event) -> None:
+    def _onResultModified(self, caller, event) -> None:
         if self._parameterNode is not None:
             self._updateResultField()
 
@@ -522,7 +548,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             slice_axis=p.sliceAxis, slice_indices=p.sliceIndices,
             half_thickness="auto" if p.halfThicknessFromDicom else p.halfThickness,
             scar_labels=p.scarLabels, myocardium_labels=p.myocardiumLabels, myocardium_segment=p.myocardiumSegment,
-            myocardium_margin=p.myocardiumMargin,
+            myocardium_margin=p.myocardiumMargin if p.scarRule == "none" else 0,  # the box is disabled with a rule
             normalize_intensities=p.normalizeIntensities,
             partial_volume_correction=p.partialVolumeCorrection, preset=p.preset, shape_prior=p.shapePrior,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
@@ -614,15 +640,21 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         else:
             self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
 
-    def _startRun(self, button, idleText: str, output, makeRun, startText: str) -> None:
+    def _startRun(self, button, idleText: str, output, makeRun, startText: str, finish=None) -> None:
         """Read the inputs and start the worker; a bad input shows one line and starts nothing.
-        ``output``: the model the result goes on (or is copied from, for a new model node)."""
+        ``output``: the model the result goes on (or is copied from, for a new model node);
+        ``finish(run)``: writes the finished run's result into the scene and returns what shows it
+        once the panel is idle again (default: a training or prediction's, :meth:`_writeReconstruction`)."""
+        button.enabled = False  # the wait cursor processes pending events: a second click must not start twice
         try:
-            run = makeRun()
+            with slicer.util.WaitCursor():  # reading the scene and writing the job block the application
+                run = makeRun()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            button.enabled = True
             self._reportFailure(error)
             return
         self._run, self._runButton, self._runOutput = run, button, output
+        self._runFinish = finish or self._writeReconstruction
         button.setProperty("idleText", idleText)
         self._setRunning(True)
         self.ui.statusLabel.text = startText
@@ -630,14 +662,33 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._timer.start()
 
     def _setRunning(self, running: bool) -> None:
-        """While running, the pressed button reads Stop and every other action is disabled."""
-        for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
-                       self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
-                       self.ui.installTorchButton, self.ui.ahaCollapsibleButton, self.ui.tissueCollapsibleButton):
-            if widget is not self._runButton:
-                widget.enabled = not running
-        self._runButton.text = _("Stop") if running else self._runButton.property("idleText")
-        self._runButton.enabled = True
+        """While running, every other action is disabled; a worker run's button reads Stop, the
+        button of a step on the main thread (AHA) is disabled too. A section holding a Stop button
+        (Tag tissue, Export) has its other widgets disabled one by one, since a disabled section
+        would disable its Stop button with it."""
+        button, stoppable = self._runButton, self._run is not None
+        if running:  # exactly the widgets disabled here are enabled again afterwards
+            self._disabledForRun = []
+            for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
+                           self.ui.applySavedButton, self.ui.saveModelButton, self.ui.outputNewModelCheckBox,
+                           self.ui.installTorchButton, self.ui.ahaCollapsibleButton, self.ui.tissueCollapsibleButton):
+                # the section's own widgets (the .ui's form layout makes them its direct children; its
+                # layout is a child too, and not a widget: checked as Slicer's parameterNodeWrapper does)
+                inside = ([child for child in widget.children() if getattr(child, "isWidgetType", lambda: False)()]
+                          if stoppable else [])
+                self._disabledForRun += [each for each in (inside if button in inside else [widget])
+                                         if each is not button and each.enabled]
+            for widget in self._disabledForRun:
+                widget.enabled = False
+        else:
+            for widget in self._disabledForRun:
+                widget.enabled = True
+            self._disabledForRun = []
+        if stoppable:
+            button.text = _("Stop") if running else button.property("idleText")
+            button.enabled = True
+        else:
+            button.enabled = not running
         self.ui.progressBar.setVisible(running)
         # busy (Qt's indeterminate bar, minimum = maximum = 0, as Slicer's pip dialog in
         # slicer/packaging.py) until the first epoch's report sets the range: the worker's start,
@@ -646,7 +697,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.progressBar.maximum = 0
         self.ui.progressBar.value = 0
         if not running:
-            self._run = self._runButton = self._runOutput = None
+            self._run = self._runButton = self._runOutput = self._runFinish = None
             self._updatePanel()
 
     def _pollRun(self) -> None:
@@ -684,25 +735,40 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             epoch=fields["epoch"], total=fields["max_epochs"], loss=fields["loss"], left=left)
 
     def _finishRun(self, run: BackgroundRun) -> None:
+        """The worker ended: write its result into the scene (a failure there changes nothing and is
+        one line), then show it. Stop is disabled first: the wait cursor processes pending events,
+        and a click on Stop then would remove the job folder being read."""
         from cardioscar.errors import CardioScarError
 
-        inputModel = self._runOutput
+        self._runButton.enabled = False
         try:
             if not run.succeeded:
                 raise CardioScarError(run.failure())
-            output = self._outputModel(inputModel, run)
-            try:
-                result = run.finish(output)
-            except Exception:
-                if output is not inputModel:
-                    slicer.mrmlScene.RemoveNode(output)
-                raise
+            with slicer.util.WaitCursor():
+                show = self._runFinish(run)
         except Exception as error:  # noqa: BLE001 - shown in the panel
             run.stop()
             self._setRunning(False)
             self._reportFailure(error)
             return
         self._setRunning(False)
+        show()
+
+    def _writeReconstruction(self, run: BackgroundRun):
+        """A training or prediction's result on its model node (a new one when it must not replace
+        another result; removed again when writing fails)."""
+        inputModel = self._runOutput
+        output = self._outputModel(inputModel, run)
+        try:
+            result = run.finish(output)
+        except Exception:
+            if output is not inputModel:
+                slicer.mrmlScene.RemoveNode(output)
+            raise
+        return lambda: self._showReconstruction(result, output)
+
+    def _showReconstruction(self, result, output) -> None:
+        """Summary, layout and the sections that analyse the newest result."""
         self._showResult(result, output)
         if learned_target(checkpoint=result.checkpoint) == "core":
             self._useAsCoreModel(output)
@@ -848,23 +914,54 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
         self.ui.saveBullseyeButton.enabled = False
 
+    def _runStep(self, button, text: str, work):
+        """Call ``work()`` on the main thread (AHA segments) and return what it returns, or None when
+        it failed (one status line). While it runs the status says ``text``, the progress bar is busy,
+        every action (``button`` too) is disabled and the application shows its wait cursor
+        (slicer.util.WaitCursor, which also processes the pending events, so that all of this is
+        drawn before the work blocks the event loop)."""
+        self._runButton = button
+        self._setRunning(True)
+        self.ui.statusLabel.text = text
+        self._log(text)
+        try:
+            with slicer.util.WaitCursor():
+                done = work()
+        except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            self._setRunning(False)
+            self._reportFailure(error)
+            return None
+        self._setRunning(False)
+        return done
+
     def onComputeAhaButton(self) -> None:
         """AHA segments of the chosen model: arrays and table on the model, the bull's-eye PNG in a
         temporary folder (kept for *Save bull's-eye* until the next one replaces it or the panel
         closes), the table in the results layout. A failure is one status line and changes
-        nothing (its folder is removed at once)."""
+        nothing (its folder is removed at once).
+
+        It runs on the main thread, as a busy step without Stop (:meth:`_runStep`): its inputs are
+        markups and label maps read from the scene and its options hold arrays, which a worker
+        would need a file format for, and it takes seconds (4 s on a 30,000-node phantom result,
+        6 s on 100,000 nodes and 530,000 tetrahedra, bull's-eye included, on a 2-core machine);
+        Tag tissue and Export, which take tens of seconds on a simulation mesh, run in a worker
+        with Stop."""
         from cardioscar.errors import CardioScarError
 
         p = self._parameterNode
-        try:
+
+        def compute():
             missing = self._ahaMissing()
             if missing:
                 raise CardioScarError(missing)
             with self._bullseye.attempt() as png:
-                result = self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png)
-        except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
-            self._reportFailure(error)
+                return self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png), png
+
+        done = self._runStep(self.ui.computeAhaButton, _("Computing AHA segments of '{name}'...").format(
+            name=p.ahaModel.GetName() if p.ahaModel is not None else ""), compute)
+        if done is None:
             return
+        result, png = done
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=png)
         self.ui.saveBullseyeButton.enabled = True
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
@@ -922,23 +1019,47 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         return {"border_zone": p.tagBorderZone, "core": p.tagCore, "tag_values": parse_tags(p.tagNumbers),
                 "core_model": p.tagCoreModel, "core_field": p.tagCoreField.strip() or None}
 
-    def onTagButton(self) -> Optional[object]:
-        """Tag the chosen model (arrays, colours, legend, table rows); a failure is one status line
-        and leaves the model as it was (the Logic checks everything before it changes the node)."""
-        from CardioScarLogic.tissue import tag_model_node
+    def onTagButton(self) -> None:
+        """Tag the chosen model in a worker (or stop it): arrays, colours, legend and table rows are
+        written once it finished; a failure or a Stop leaves the model as it was."""
+        self._startTissueRun(export=False)
+
+    def onExportButton(self) -> None:
+        """Tag with the current thresholds and write the simulator files, in a worker (or stop it).
+        The files are written in the worker's folder and copied next to the prefix (each renamed
+        into place, once all are complete) only when it finished, and the model is tagged after
+        them; a failure or a Stop writes no file and leaves the model as it was."""
+        self._startTissueRun(export=True)
+
+    def _startTissueRun(self, export: bool) -> None:
         from cardioscar.errors import CardioScarError
 
-        try:
-            missing = self._tissueMissing()
+        if self._run is not None:
+            self._stopRun()
+            return
+        p = self._parameterNode
+        button = self.ui.exportButton if export else self.ui.tagButton
+
+        def makeRun() -> BackgroundRun:
+            missing = self._tissueMissing(export)
             if missing:
                 raise CardioScarError(missing)
-            tags = tag_model_node(self._parameterNode.tagModel, color_logic=self.logic.color_logic,
-                                  **self.tissueOptions())
-        except Exception as error:  # noqa: BLE001 - shown in the panel
-            self._reportFailure(error)
-            return None
+            files = {"prefix": p.exportPrefix, "format": p.exportFormat, "units": p.exportUnits} if export else None
+            return BackgroundRun.tissue(p.tagModel, self.tissueOptions(), color_logic=self.logic.color_logic,
+                                        export=files)
+
+        self._startRun(button, _("Export") if export else _("Tag tissue"), p.tagModel, makeRun,
+                       _("Exporting...") if export else _("Tagging..."), finish=self._writeTissue)
+
+    def _writeTissue(self, run: BackgroundRun):
+        """A finished tagging on its model (and an export's files in place)."""
+        model, export = self._runOutput, self._runButton is self.ui.exportButton
+        result = run.finish(model)
+        return lambda: self._showTissue(model, result, export)
+
+    def _showTissue(self, model, result, export: bool) -> None:
         self._updateResultField()  # the summary table gained the tag rows (after the display changed)
-        rows, p = tags.summary(), self._parameterNode
+        rows, p = result.tags.summary(), self._parameterNode
         core = (_(" (core from '{model}')").format(model=p.tagCoreModel.GetName()) if p.tagCoreModel is not None
                 else _(" (core from {field})").format(field=p.tagCoreField.strip()) if p.tagCoreField.strip() else "")
         if "area_cm2" in rows["core"]:  # a surface model has no volume: its classes as areas, as the sidecar's
@@ -947,37 +1068,13 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         else:
             amounts = _("border zone {border:.2f} ml, core {volume:.2f} ml").format(
                 border=rows["border_zone"]["volume_ml"], volume=rows["core"]["volume_ml"])
-        self.ui.statusLabel.text = _("Tagged '{name}'{core}: {amounts}.").format(name=p.tagModel.GetName(), core=core,
+        self.ui.statusLabel.text = _("Tagged '{name}'{core}: {amounts}.").format(name=model.GetName(), core=core,
                                                                                  amounts=amounts)
         self._log(self.ui.statusLabel.text)
-        return tags
-
-    def onExportButton(self) -> None:
-        """Tag with the current thresholds, then write the simulator files (each atomically);
-        the prefix is checked first, so a bad one changes neither the model nor any file."""
-        from CardioScarLogic.tissue import check_export_prefix, export_model_node
-        from cardioscar.errors import CardioScarError
-
-        p = self._parameterNode
-        try:
-            missing = self._tissueMissing(export=True)
-            if missing:
-                raise CardioScarError(missing)
-            prefix = check_export_prefix(p.exportPrefix)
-        except Exception as error:  # noqa: BLE001 - shown in the panel
-            self._reportFailure(error)
-            return
-        tags = self.onTagButton()
-        if tags is None:
-            return
-        try:
-            written = export_model_node(p.tagModel, tags, prefix, fmt=p.exportFormat, units=p.exportUnits)
-        except Exception as error:  # noqa: BLE001 - shown in the panel
-            self._reportFailure(error)
-            return
-        self.ui.statusLabel.text = _("Exported '{name}': {files}").format(
-            name=p.tagModel.GetName(), files=", ".join(path.name for path in written))
-        self._log(self.ui.statusLabel.text)
+        if export:
+            self.ui.statusLabel.text = _("Exported '{name}': {files}").format(
+                name=model.GetName(), files=", ".join(path.name for path in result.files))
+            self._log(self.ui.statusLabel.text)
 
 class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):
     """The Slicer module's logic: the Qt-free Logic plus Slicer's parameter-node plumbing.

@@ -18,7 +18,8 @@ What is a stand-in, written for these tests from Qt's and Slicer's documented be
   the line-edit connector writes the text on every change on 5.8, only a different text on
   5.10; the combo-box connector clears the box and adds the choices when it is made;
 - ``slicer.ScriptedLoadableModule`` (singleton parameter node, cooperative ``__init__``),
-  ``slicer.app`` (in testing mode, so ``slicer.util`` dialogs log and return their default).
+  ``slicer.app`` (in testing mode, so ``slicer.util`` dialogs log and return their default), and
+  the application's override cursors, kept as Qt keeps them (a stack: ``QApplication.cursors``).
 
 What this cannot prove: PythonQt's conversions (QString, enums, signals' argument types), the
 real CTK/MRML widgets (their painting, their own signal order beyond the rules above), the
@@ -431,15 +432,19 @@ class QFileDialog:
 
 
 class QApplication:
-    """Only the cursor calls of ``slicer.util.WaitCursor``."""
+    """Only the cursor calls of ``slicer.util.WaitCursor``: Qt keeps override cursors as a stack,
+    ``cursors`` here, so that a test sees the wait cursor while a step runs and gone after it."""
+
+    cursors: list = []
 
     @staticmethod
-    def setOverrideCursor(_cursor) -> None:
-        pass
+    def setOverrideCursor(cursor) -> None:
+        QApplication.cursors.append(cursor)
 
     @staticmethod
     def restoreOverrideCursor() -> None:
-        pass
+        if QApplication.cursors:
+            QApplication.cursors.pop()
 
 
 class QFile:
@@ -797,11 +802,11 @@ class Application(QWidget):
         for timer in list(QTimer.active):
             timer.timeout.emit()
 
-    def setOverrideCursor(self, _cursor) -> None:
-        pass
+    def setOverrideCursor(self, cursor) -> None:  # QApplication's static functions, as PythonQt reaches them
+        QApplication.setOverrideCursor(cursor)
 
     def restoreOverrideCursor(self) -> None:
-        pass
+        QApplication.restoreOverrideCursor()
 
 
 def _module(name: str, **attributes) -> types.ModuleType:
@@ -815,6 +820,7 @@ def install(application_logic, version: str = "5.10") -> dict:
     global SLICER_VERSION
     SLICER_VERSION = version
     QTimer.active = []
+    QApplication.cursors = []
     GUI_OBSERVERS.clear()
     qt = _module("qt", Qt=Qt, QMessageBox=QMessageBox, QFileDialog=QFileDialog, QFile=QFile, QUiLoader=QUiLoader,
                  QTimer=QTimer, QApplication=QApplication, QVBoxLayout=_Layout, **WIDGET_CLASSES)
@@ -877,6 +883,13 @@ def run_to_end(widget, timeout: float = 120.0) -> None:
         assert time.monotonic() < deadline, "the run did not end"
         slicer.app.processEvents()
         time.sleep(0.05)
+
+
+def click_to_end(widget, button, timeout: float = 120.0) -> None:
+    """Click ``button`` and let the worker run it starts, if any, end (Tag tissue and Export run in
+    a worker as training does)."""
+    button.click()
+    run_to_end(widget, timeout)
 
 
 def observer_count(widget) -> int:

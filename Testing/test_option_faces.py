@@ -219,11 +219,19 @@ def test_slicer_logic(name, names, option):
 
 
 def _keywords_reading(tree: ast.Module, parameter: str) -> set[str]:
-    """The keywords to which CardioScarWidget hands ``p.<parameter>`` (p: its parameter node)."""
+    """The keywords to which CardioScarWidget hands ``p.<parameter>`` (p: its parameter node), also
+    where it does so only while its widget applies (``p.x if <condition> else <default>``, as the
+    margin while no scar rule is chosen)."""
     widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CardioScarWidget")
+
+    def reads(value) -> bool:
+        if isinstance(value, ast.IfExp):
+            return reads(value.body)
+        return (isinstance(value, ast.Attribute) and value.attr == parameter and isinstance(value.value, ast.Name)
+                and value.value.id == "p")
+
     return {keyword.arg for node in ast.walk(widget) if isinstance(node, ast.Call) for keyword in node.keywords
-            if isinstance(keyword.value, ast.Attribute) and keyword.value.attr == parameter
-            and isinstance(keyword.value.value, ast.Name) and keyword.value.value.id == "p"}
+            if reads(keyword.value)}
 
 
 @pytest.mark.parametrize("name, names, option", _cases("panel"))

@@ -70,7 +70,7 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
 
     # Tag tissue recolours the same model by tissue_tag: the box must stop naming the risk
     assert widget._parameterNode.tagModel is model
-    ui.tagButton.click()
+    harness.click_to_end(panel["widget"], ui.tagButton)
     assert display.GetActiveScalarName() == "tissue_tag", ui.statusLabel.text
     assert combo.enabled and combo.currentIndex == -1 and combo.currentText == ""
     assert "Tissue core" in ui.resultsLabel.text  # the summary is the result's table, tag rows included

@@ -47,7 +47,7 @@ def test_tag_and_export_write_the_tagged_model_and_the_files(panel, phantom, tmp
     assert ui.tagButton.enabled and not ui.exportButton.enabled and "prefix" in ui.exportButton.toolTip
     ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
     assert ui.exportButton.enabled
-    ui.exportButton.click()
+    harness.click_to_end(panel["widget"], ui.exportButton)
     assert "Exported 'phantom_mesh'" in ui.statusLabel.text, ui.statusLabel.text
     scar = phantom.truth
     expected_nodes = np.where(scar >= 0.6, 6, np.where(scar >= 0.3, 5, 4))
@@ -61,7 +61,7 @@ def test_tag_and_export_write_the_tagged_model_and_the_files(panel, phantom, tmp
     assert sidecar["units"] == "mm" and sidecar["tags"] == {"healthy": 4, "border_zone": 5, "core": 6}
     # the same section, format vtu
     ui.exportFormatComboBox.choose("vtu")
-    ui.exportButton.click()
+    harness.click_to_end(panel["widget"], ui.exportButton)
     assert (tmp_path / "heart.vtu").is_file() and "heart.vtu" in ui.statusLabel.text
     parameters = widget._parameterNode  # every choice is kept on the parameter node (saved with the scene)
     assert (parameters.tagBorderZone, parameters.tagCore, parameters.tagNumbers, parameters.exportFormat,
@@ -87,7 +87,7 @@ def test_tagging_a_surface_model_reports_areas_not_zero_volumes(panel, phantom):
     ui.tagModelSelector.setCurrentNode(model)
     ui.tagBorderZoneSpinBox.value = 0.3
     ui.tagCoreSpinBox.value = 0.6
-    ui.tagButton.click()
+    harness.click_to_end(panel["widget"], ui.tagButton)
     text = ui.statusLabel.text
     assert text.startswith("Tagged 'surface'") and "cm² (a surface: areas)" in text and " ml" not in text, text
     border, core = (float(text.split(name)[1].split()[0]) for name in ("border zone ", "core "))
@@ -103,15 +103,15 @@ def test_a_bad_threshold_order_or_prefix_is_one_line_and_writes_nothing(panel, p
     ui.tagCoreSpinBox.value = 0.5
     ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
     for button in (ui.tagButton, ui.exportButton):
-        button.click()
+        harness.click_to_end(panel["widget"], button)
         assert "--border-zone 0.9 must be below --core 0.5" in ui.statusLabel.text
         assert "\n" not in ui.statusLabel.text
     ui.tagBorderZoneSpinBox.value = 0.3
     ui.exportPrefixLineEdit.text = str(tmp_path / "no such folder" / "heart")
-    ui.exportButton.click()
+    harness.click_to_end(panel["widget"], ui.exportButton)
     assert "does not exist" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
     ui.tagNumbersLineEdit.text = "1,1,2"
-    ui.tagButton.click()
+    harness.click_to_end(panel["widget"], ui.tagButton)
     assert "three different numbers" in ui.statusLabel.text
     assert "tissue_tag" not in _arrays(model) and model.GetMesh().GetCellData().GetArray("tissue_tag") is None
     assert model.GetNodeReference("CardioScarSummaryTable") is None
@@ -165,7 +165,7 @@ def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
     assert widget._parameterNode.tagModel is panel["model"] and ui.tagButton.enabled  # the result, ready to tag
     # its export says how the scar was defined: the rule travels with the model into the sidecar
     ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
-    ui.exportButton.click()
+    harness.click_to_end(panel["widget"], ui.exportButton)
     sidecar = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
     assert sidecar["scar_rule"]["rule"] == "nsd" and sidecar["scar_rule"]["core"] == 4.0, ui.statusLabel.text
 
@@ -238,7 +238,7 @@ def test_a_scar_run_and_a_core_run_tag_by_the_two_field_rule(panel):
     # thresholds inside the ranges of these short fits, so that all three classes occur
     border_zone, core_threshold = (max(0.01, round(float(np.quantile(v, q)), 2)) for v, q in ((scar, 0.6), (core, 0.85)))
     ui.tagBorderZoneSpinBox.value, ui.tagCoreSpinBox.value = border_zone, core_threshold
-    ui.tagButton.click()
+    harness.click_to_end(panel["widget"], ui.tagButton)
     assert "core from 'phantom_mesh CardioScar core'" in ui.statusLabel.text, ui.statusLabel.text
     expected = _library_tags(model, scar, core, border_zone, core_threshold)
     np.testing.assert_array_equal(_arrays(model)["tissue_tag"], expected.node_tags)
@@ -266,18 +266,18 @@ def test_a_core_model_that_does_not_fit_is_one_line_and_changes_nothing(panel, p
     ui.tagCoreModelSelector.setCurrentNode(other)
     n_other, n_model = other.GetMesh().GetNumberOfPoints(), model.GetMesh().GetNumberOfPoints()
     for button in (ui.tagButton, ui.exportButton):
-        button.click()
+        harness.click_to_end(panel["widget"], button)
         assert (f"The core model 'other mesh' has {n_other} nodes but 'phantom_mesh' has {n_model}: apply the core "
                 "model to the same mesh") in ui.statusLabel.text
         assert "\n" not in ui.statusLabel.text
     ui.tagCoreModelSelector.setCurrentNode(model)
-    ui.tagButton.click()
+    harness.click_to_end(panel["widget"], ui.tagButton)
     assert "is the model to tag itself" in ui.statusLabel.text
     scar_result = scene.AddNewNodeByClass("vtkMRMLModelNode", "scar result")
     scar_result.SetAndObserveMesh(model.GetMesh())
     scar_result.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "psi", "target": "scar"}))
     ui.tagCoreModelSelector.setCurrentNode(scar_result)
-    ui.exportButton.click()
+    harness.click_to_end(panel["widget"], ui.exportButton)
     assert "learned the scar (border zone + core), not the core" in ui.statusLabel.text
     assert "tissue_tag" not in _arrays(model) and model.GetMesh().GetCellData().GetArray("tissue_tag") is None
     assert model.GetNodeReference("CardioScarSummaryTable") is None and list(tmp_path.iterdir()) == []
@@ -290,7 +290,7 @@ def test_a_core_model_that_does_not_fit_is_one_line_and_changes_nothing(panel, p
     ui.tagCoreFieldLineEdit.text = "core_probability"
     ui.tagBorderZoneSpinBox.value = 0.3
     ui.tagCoreSpinBox.value = 0.5
-    ui.tagButton.click()
+    harness.click_to_end(panel["widget"], ui.tagButton)
     assert "core from core_probability" in ui.statusLabel.text, ui.statusLabel.text
     expected = _library_tags(model, phantom.truth, core, 0.3, 0.5)
     np.testing.assert_array_equal(_arrays(model)["tissue_tag"], expected.node_tags)

@@ -1,6 +1,7 @@
 """TrainingConfig, CyclicalLR and fit_scar_field (real torch training on small data)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -196,6 +197,7 @@ def test_a_healthy_fit_is_not_taken_for_a_stalled_one(caplog):
     assert history["ignored_groups"] == 0 and history["ignored_share"] == 0.0
     assert len(history["attempts"]) == 1 and history["seed"] == config.seed and "stalled" not in caplog.text
     assert training.describe_stop(history) == "converged"
+    assert not history["diverged"] and history["late_rise"] < training.DIVERGED_FRACTION / 10
     saved = training.STALLED_FIT_FRACTION
     try:
         training.STALLED_FIT_FRACTION = math.inf
@@ -203,6 +205,54 @@ def test_a_healthy_fit_is_not_taken_for_a_stalled_one(caplog):
     finally:
         training.STALLED_FIT_FRACTION = saved
     assert unchecked["final_loss"] == history["final_loss"] and unchecked["train_loss"] == history["train_loss"]
+
+
+def test_a_run_that_diverges_without_freezing_is_retried_with_a_lower_peak(caplog):
+    """At a peak rate of 0.3 this network fits the halves by epoch 16 (7 % of the targets' variance
+    left), then its loss rises to nearly twice the variance and stays there to the end without
+    freezing (dropout still moves it, so the dead-run test does not fire). Its best epoch is kept
+    from part-way up the warm-up: the fast preset must see the late rise, record it and train
+    again from the same seed at a third of the peak, keeping the closer fit; without retries the
+    run is kept, its history says it diverged and the log says so in one line. (Before the fix
+    nothing was recorded and the diverged run was kept, "converged".)"""
+    coords, values, groups = small_problem(n_groups=120)
+    config = TrainingConfig.fast(max_epochs=150, max_lr=0.3, hidden_dim=32, seed=4, num_threads=1)
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
+        _, history = fit_scar_field(coords, values, groups, config, device="cpu")
+    first, *retries = history["attempts"]
+    assert first["dead_epoch"] is None and first["diverged"] and first["late_rise"] > training.DIVERGED_FRACTION
+    assert first["best_loss"] < training.FAILED_FIT_FRACTION * history["target_variance"]  # no failed fit either
+    assert "the run diverged: its loss rose after epoch" in caplog.text and "training again with max_lr 0.1" in caplog.text
+    assert retries[0]["seed"] == 4 and retries[0]["max_lr"] == pytest.approx(config.max_lr / 3)
+    assert history["retry_kept"] and not history["diverged"]
+    assert history["final_loss"] == min(a["final_loss"] for a in history["attempts"]) < first["final_loss"] / 3
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
+        _, kept = fit_scar_field(coords, values, groups, replace(config, retry_failed_fit=False), device="cpu")
+    assert len(kept["attempts"]) == 1 and kept["diverged"] and kept["late_rise"] == first["late_rise"]
+    assert kept["stop_reason"] == "diverged" and kept["converged"] is None
+    assert caplog.text.count("the result diverged") == 1 and "which retries such runs" in caplog.text
+    assert training.describe_stop(kept).startswith(f"diverged: its loss rose after epoch {kept['best_epoch']}")
+
+
+def test_a_stall_retry_whose_network_dies_is_retried_with_a_lower_peak(caplog):
+    """The halves with a 9-group spot far inside the background: at peak 0.3, seed 19 stalls
+    (the spot fitted as background), the retry from seed 20 dies, fitting worse, so the stalled
+    run stays the kept one. The next retry must answer the death, the last run's failure (seed 20
+    at a third of the peak: it fits the spot too), not the kept run's stall again (seed 21 at the
+    same peak, before the fix: 18 times the group loss)."""
+    coords, values, groups = small_problem(n_groups=120)
+    values = np.where((groups >= 10) & (groups < 19), 1.0, values).astype(np.float32)
+    config = TrainingConfig.fast(max_epochs=150, max_lr=0.3, hidden_dim=32, seed=19, num_threads=1)
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
+        _, history = fit_scar_field(coords, values, groups, config, device="cpu")
+    stalled, dead, lowered = history["attempts"]
+    assert stalled["ignored_share"] > training.STALLED_FIT_FRACTION and stalled["dead_epoch"] is None
+    assert dead["seed"] == 20 and dead["dead_epoch"] is not None and dead["final_loss"] > stalled["final_loss"]
+    assert lowered["seed"] == 20 and lowered["max_lr"] == pytest.approx(config.max_lr / 3)
+    assert "the network died" in caplog.text and "training again with max_lr 0.1" in caplog.text
+    assert history["seed"] == 20 and history["final_loss"] == lowered["final_loss"] < stalled["final_loss"] / 10
+    assert history["ignored_share"] <= training.STALLED_FIT_FRACTION
 
 
 def test_a_dead_run_is_stopped_and_retried(caplog):

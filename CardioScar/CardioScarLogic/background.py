@@ -11,6 +11,12 @@ stopped run leaves the scene and the user's files as they were.
 
 The console and batch mode keep calling :meth:`CardioScarLogic.train_and_apply`, which does
 the same three steps in one process; for the same seed both give the same result.
+
+The panel's *Tag tissue* and *Export* run the same way (:meth:`BackgroundRun.tissue`): on a mesh
+of a million elements tagging and writing openCARP text take about ten seconds each, which
+Slicer must not spend frozen and the user must be able to stop. An export's files are written in
+the job folder and copied next to the user's prefix only once the worker finished (all copies
+staged, then each renamed into place), so a stopped export leaves no file, whole or half.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import vtk
 
 from cardioscar.errors import CardioScarError
 
@@ -128,6 +135,48 @@ def write_training_job(folder: Path, run: PreparedRun) -> None:
     (folder / worker.JOB_FILE).write_text(json.dumps(job))
 
 
+def write_tissue_job(folder: Path, inputs, export: Optional[dict]) -> None:
+    """Export a tagging (:class:`CardioScarLogic.tissue.TaggingInputs`): the world mesh with its
+    arrays (binary legacy VTK, which keeps a surface or a volume mesh as it is), the fields, and
+    what to write (``export``: format, units, the prefix's file name, the scar rule; or None)."""
+    writer = vtk.vtkDataSetWriter()
+    writer.SetFileName(str(folder / worker.MESH_FILE))
+    writer.SetInputData(inputs.world_mesh)
+    writer.SetFileTypeToBinary()
+    if not writer.Write():
+        raise CardioScarError(f"Could not write the mesh of '{inputs.model_name}' to the temporary folder {folder}; "
+                              "check that it has space.")
+    np.save(folder / worker.SCAR_FILE, inputs.scar)
+    if inputs.core is not None:
+        np.save(folder / worker.CORE_FILE, inputs.core)
+    job = {"kind": "tissue", "model_name": inputs.model_name, "border_zone": inputs.border_zone,
+           "core": inputs.core_threshold, "tag_values": list(inputs.tag_values), "export": export}
+    (folder / worker.JOB_FILE).write_text(json.dumps(job))
+
+
+def place_files(sources: list[Path], folder: Path) -> list[Path]:
+    """Copy ``sources`` into ``folder`` under their names: every copy is written to a temporary file
+    there first, and only when all are complete is each renamed onto its name (atomic_write), so a
+    failure leaves the folder as it was."""
+    from contextlib import ExitStack
+
+    from cardioscar.io.atomic import atomic_write
+
+    targets = [folder / source.name for source in sources]
+    with ExitStack() as stack:
+        for source, target in zip(sources, targets):
+            shutil.copyfile(source, stack.enter_context(atomic_write(target)))
+    return targets
+
+
+@dataclass
+class TissueResult:
+    """A finished tagging: the tags written on the model and the files an export placed."""
+
+    tags: object
+    files: list
+
+
 def write_prediction_job(folder: Path, model_path: Path, points: np.ndarray, options: ReconstructionOptions) -> None:
     """Export a prediction with a saved model (read by the worker where it is, never changed)."""
     np.save(folder / worker.POINTS_FILE, points)
@@ -171,6 +220,8 @@ class BackgroundRun(WorkerProcess):
         self._finish = finish
         self._messages: "queue.Queue[WorkerMessage]" = queue.Queue()
         self.device = ""
+        #: the names of the files a tissue job wrote under its export folder
+        self.files: list[str] = []
         self.error: Optional[str] = None
         #: the saved model a prediction applies (read before the worker starts); None for training
         self.checkpoint: Optional[dict] = None
@@ -231,6 +282,34 @@ class BackgroundRun(WorkerProcess):
 
         return start_in_job_folder(JOB_FOLDER_PREFIX, start)
 
+    @classmethod
+    def tissue(cls, model_node, tag_options: dict, color_logic=None, export: Optional[dict] = None,
+               python: Optional[str] = None) -> "BackgroundRun":
+        """Read and check the tagging's inputs here (errors raise before any process starts), then
+        tag, and with ``export`` (``prefix``, ``format``, ``units``) write the simulator files, in a
+        worker. Its ``finish(model_node)`` places the files, then writes the tags on the model
+        (:func:`CardioScarLogic.tissue.apply_tags`) and returns a :class:`TissueResult`."""
+        from .tissue import apply_tags, check_export_prefix, check_tags_fit, export_scar_rule, read_tagging_inputs
+
+        prefix = check_export_prefix(export["prefix"]) if export is not None else None
+        inputs = read_tagging_inputs(model_node, **tag_options)
+        job_export = None if export is None else {"name": prefix.name, "format": export["format"],
+                                                  "units": export["units"], "scar_rule": export_scar_rule(model_node)}
+
+        def finish(background: "BackgroundRun", output_node) -> TissueResult:
+            tags = worker.load_tags(background.folder / worker.TAGS_FILE)
+            check_tags_fit(output_node, tags)  # before a file is placed: a refused model leaves no file either
+            files = [] if prefix is None else place_files(
+                [background.folder / worker.EXPORT_FOLDER / name for name in background.files], prefix.parent)
+            apply_tags(output_node, tags, color_logic)
+            return TissueResult(tags, files)
+
+        def start(folder: Path) -> "BackgroundRun":
+            write_tissue_job(folder, inputs, job_export)
+            return cls(folder, python or worker_python(_in_application()), finish)
+
+        return start_in_job_folder(JOB_FOLDER_PREFIX, start)
+
     # ------------------------------------------------------------------ while it runs
 
     def _read(self) -> None:
@@ -248,6 +327,7 @@ class BackgroundRun(WorkerProcess):
                 break
             if message.kind == "done":
                 self.device = message.fields.get("device", "")
+                self.files = list(message.fields.get("files", []))
             elif message.kind == "error":
                 self.error = message.fields.get("message", "")
             drained.append(message)
@@ -305,5 +385,5 @@ def _stop_all() -> None:
         run.stop()
 
 
-__all__ = ["BackgroundRun", "WorkerProcess", "LIVE_RUNS", "WorkerMessage", "parse_line", "worker_python",
-           "worker_environment", "write_training_job", "write_prediction_job"]
+__all__ = ["BackgroundRun", "WorkerProcess", "LIVE_RUNS", "WorkerMessage", "TissueResult", "parse_line", "worker_python",
+           "worker_environment", "write_training_job", "write_prediction_job", "write_tissue_job", "place_files"]

@@ -33,6 +33,12 @@ COLOR_TABLE_TAG = "CardioScarProbability"
 COLOR_TABLE_ID = "vtkMRMLColorTableNode" + COLOR_TABLE_TAG
 #: Anchor colours of the probability table: healthy blue, uncertain pale yellow, scar red.
 COLOR_ANCHORS = np.array([[0.0, 0.19, 0.33, 0.76], [0.5, 0.96, 0.92, 0.62], [1.0, 0.74, 0.05, 0.12]])
+#: The error risk's own table: a sequential palette (one hue growing darker with the risk, the
+#: anchors of ColorBrewer's 9-class "Purples"), so that a risk map is never read as a scar map: the
+#: probability's diverging blue-yellow-red puts its middle at the 0.5 call, which a risk does not have.
+RISK_COLOR_TABLE_TAG = "CardioScarErrorRisk"
+RISK_COLOR_TABLE_ID = "vtkMRMLColorTableNode" + RISK_COLOR_TABLE_TAG
+RISK_COLOR_ANCHORS = np.array([[0.0, 0.988, 0.984, 0.992], [0.5, 0.620, 0.604, 0.784], [1.0, 0.247, 0.0, 0.490]])
 N_COLORS = 256
 
 SUMMARY_REFERENCE = "CardioScarSummaryTable"
@@ -42,27 +48,38 @@ LOSS_TABLE_REFERENCE = "CardioScarLossTable"
 LOSS_CHART_REFERENCE = "CardioScarLossChart"
 
 
-def probability_colors(n_colors: int = N_COLORS) -> np.ndarray:
-    """(n, 3) RGB of the probability table, linear between the anchors."""
+def probability_colors(n_colors: int = N_COLORS, anchors: np.ndarray = COLOR_ANCHORS) -> np.ndarray:
+    """(n, 3) RGB of a table, linear between its anchors (default: the probability table's)."""
     positions = np.linspace(0.0, 1.0, n_colors)
-    return np.stack([np.interp(positions, COLOR_ANCHORS[:, 0], COLOR_ANCHORS[:, c]) for c in (1, 2, 3)], axis=1)
+    return np.stack([np.interp(positions, anchors[:, 0], anchors[:, c]) for c in (1, 2, 3)], axis=1)
 
 
-def probability_color_node(scene):
-    """The scene's probability colour table, created once per scene."""
-    node = scene.GetNodeByID(COLOR_TABLE_ID)
+def _color_table_node(scene, tag: str, name: str, anchors: np.ndarray):
+    """The scene's colour table with singleton ``tag``, created once per scene from ``anchors``."""
+    node_id = "vtkMRMLColorTableNode" + tag
+    node = scene.GetNodeByID(node_id)
     if node is not None:
         return node
     node = slicer.vtkMRMLColorTableNode()
-    node.SetSingletonTag(COLOR_TABLE_TAG)
-    node.SetName("CardioScar scar probability")
+    node.SetSingletonTag(tag)
+    node.SetName(name)
     node.SetTypeToUser()
     node.SetNumberOfColors(N_COLORS)
-    for index, (r, g, b) in enumerate(probability_colors()):
+    for index, (r, g, b) in enumerate(probability_colors(anchors=anchors)):
         node.SetColor(index, f"{index / (N_COLORS - 1):.3f}", r, g, b, 1.0)
     node.SetAttribute("Category", "CardioScar")
     scene.AddNode(node)
-    return scene.GetNodeByID(COLOR_TABLE_ID)
+    return scene.GetNodeByID(node_id)
+
+
+def probability_color_node(scene):
+    """The scene's probability colour table (also the uncertainty's), created once per scene."""
+    return _color_table_node(scene, COLOR_TABLE_TAG, "CardioScar scar probability", COLOR_ANCHORS)
+
+
+def risk_color_node(scene):
+    """The scene's error-risk colour table (:data:`RISK_COLOR_ANCHORS`), created once per scene."""
+    return _color_table_node(scene, RISK_COLOR_TABLE_TAG, "CardioScar scar error risk", RISK_COLOR_ANCHORS)
 
 
 def keep_scar_rule(model_node, checkpoint: dict) -> None:
@@ -146,7 +163,7 @@ def show_field(model_node, field: str = PROBABILITY, color_logic=None):
     if model_node.GetDisplayNode() is None:
         model_node.CreateDefaultDisplayNodes()
     display = model_node.GetDisplayNode()
-    color_node = probability_color_node(scene)
+    color_node = risk_color_node(scene) if field == ERROR_RISK else probability_color_node(scene)
     with slicer.util.NodeModify(display):
         display.SetActiveScalar(field, vtk.vtkAssignAttribute.POINT_DATA)
         display.SetAndObserveColorNodeID(color_node.GetID())
@@ -310,6 +327,6 @@ def update_loss_plot(model_node, losses: list[float]):
     return chart
 
 
-__all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "COLOR_TABLE_ID", "probability_colors", "probability_color_node",
-           "write_point_arrays", "new_output_model", "show_field", "SHOWN_FIELDS", "mesh_measure_kind", "summary_rows",
+__all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "ERROR_RISK", "COLOR_TABLE_ID", "RISK_COLOR_TABLE_ID",
+           "probability_colors", "probability_color_node", "risk_color_node", "write_point_arrays", "new_output_model", "show_field", "SHOWN_FIELDS", "mesh_measure_kind", "summary_rows",
            "update_summary_table", "fill_string_table", "update_loss_plot", "referenced_or_new"]

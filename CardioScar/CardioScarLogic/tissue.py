@@ -5,10 +5,16 @@ field) with the library's rule (:mod:`cardioscar.simulation.tags`), stores ``tis
 and cell arrays on the node's mesh, colours the model with a 3-colour table plus legend, and adds
 volume rows to the model's summary table. ``export_model_node`` writes the node (world LPS
 coordinates, any parent transform applied) as openCARP files or a ``.vtu``.
+
+``tag_model_node`` is three steps, which the panel runs apart so that the slow middle one runs in
+its worker process (:meth:`CardioScarLogic.background.BackgroundRun.tissue`): read and check the
+inputs (:func:`read_tagging_inputs`, scene only), compute the tags (no scene), and write them on
+the node (:func:`apply_tags`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -18,14 +24,14 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.io.meshio import Mesh
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, refuse_scar_as_core
-from cardioscar.simulation.opencarp import TAG_ARRAY, write_opencarp, write_tagged_vtu
-from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, tag_mesh, warn_border_zone_off_the_call
+from cardioscar.simulation.opencarp import TAG_ARRAY
+from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
 
 from .geometry import model_points_lps, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
                       write_point_arrays)
+from .worker import tag_world_mesh, write_export
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
 TAG_COLOR_ID = "vtkMRMLColorTableNode" + TAG_COLOR_TAG
@@ -129,6 +135,38 @@ def _rule_definition(model_node) -> Optional[tuple]:
     return (record.get("rule"), record.get("border"), record.get("core"), record.get("intensity_offset", 0.0))
 
 
+@dataclass
+class TaggingInputs:
+    """What a tagging reads from the scene, checked: the model's mesh in world LPS (any parent
+    transform applied, its arrays included), its scar field and the core field (two fields) or
+    None, and the thresholds and tag numbers. Computing the tags from it needs no scene."""
+
+    model_name: str
+    world_mesh: vtk.vtkDataSet
+    scar: np.ndarray
+    core: Optional[np.ndarray]
+    border_zone: float
+    core_threshold: float
+    tag_values: tuple[int, int, int]
+
+    def tags(self) -> TissueTags:
+        """The library's tags (in this process; the panel computes them in its worker instead)."""
+        return tag_world_mesh(self.world_mesh, self.scar, self.core, self.border_zone, self.core_threshold,
+                              self.tag_values, self.model_name)
+
+
+def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
+                        core_field: Optional[str] = None, tag_values: tuple[int, int, int] = (1, 2, 3),
+                        core_model=None) -> TaggingInputs:
+    """Read and check what :func:`tag_model_node` needs (see :func:`core_values`, and every check of
+    the library's ``tag_mesh``, so that a worker computing the tags gets good input); changes nothing."""
+    scar = _point_field(model_node, PROBABILITY)
+    core_array = core_values(model_node, core_field, core_model)
+    world = world_mesh_lps(model_node, model_points_lps(model_node))
+    border_zone, core = check_tag_inputs(world, scar, core_array, border_zone, core, tuple(tag_values))
+    return TaggingInputs(model_node.GetName(), world, scar, core_array, border_zone, core, tuple(tag_values))
+
+
 def tag_model_node(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
                    core_field: Optional[str] = None, tag_values: tuple[int, int, int] = (1, 2, 3),
                    color_logic=None, core_model=None) -> TissueTags:
@@ -138,12 +176,16 @@ def tag_model_node(model_node, border_zone: Optional[float] = None, core: Option
     from two fields (see :func:`core_values`). All checks run before the node changes, so a bad
     threshold or core model leaves the model as it was.
     """
-    scar = _point_field(model_node, PROBABILITY)
-    core_array = core_values(model_node, core_field, core_model)
+    tags = read_tagging_inputs(model_node, border_zone, core, core_field, tag_values, core_model).tags()
+    apply_tags(model_node, tags, color_logic)
+    return tags
+
+
+def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
+    """Write computed tags on the model: ``tissue_tag`` point and cell arrays, the tag colours and
+    legend, and the volume rows of its summary table (after :func:`check_tags_fit`)."""
+    check_tags_fit(model_node, tags)
     mesh = model_node.GetMesh()
-    tags = tag_mesh(world_mesh_lps(model_node, model_points_lps(model_node)), scar, core_array, border_zone, core,
-                    tag_values)
-    warn_border_zone_off_the_call(mesh, scar, tags.border_zone, f"The model '{model_node.GetName()}'")
     write_point_arrays(model_node, {TAG_ARRAY: tags.node_tags})
     cell_array = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=True)
     cell_array.SetName(TAG_ARRAY)
@@ -169,7 +211,17 @@ def tag_model_node(model_node, border_zone: Optional[float] = None, core: Option
                 legend.SetLabelFormat(legend.GetDefaultTextLabelFormat())  # a number format prints no name
                 legend.SetMaxNumberOfColors(color_node.GetNumberOfColors())
     update_summary_table(model_node, _existing_rows(model_node) + tissue_rows(tags))
-    return tags
+
+
+def check_tags_fit(model_node, tags: TissueTags) -> None:
+    """Refuse a model that left the scene, or whose mesh no longer has the node and cell counts of
+    ``tags`` (the user changed it while a worker computed them): nothing may be written then."""
+    mesh = model_node.GetMesh()
+    if model_node.GetScene() is None or mesh is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the tagging: nothing was written")
+    if (mesh.GetNumberOfPoints(), mesh.GetNumberOfCells()) != (len(tags.node_tags), len(tags.element_tags)):
+        raise CardioScarError(f"The model '{model_node.GetName()}' changed during the tagging (now {mesh.GetNumberOfPoints()} "
+                              f"nodes, tagged {len(tags.node_tags)}): nothing was written; tag it again")
 
 
 def check_export_prefix(prefix: str) -> Path:
@@ -190,18 +242,14 @@ def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str
     """Write the model tagged by :func:`tag_model_node` (its returned ``tags``) for a simulator, in
     world coordinates (any parent transform applied). ``scar_rule`` defaults to the rule the
     model's result was trained on (recorded on the node by the run), for the .json sidecar."""
-    if scar_rule is None and model_node.GetAttribute(SCAR_RULE_ATTRIBUTE):
-        import json
+    return write_export(world_mesh_lps(model_node, model_points_lps(model_node)), tags, prefix, fmt, units, space,
+                        fibres, export_scar_rule(model_node) if scar_rule is None else scar_rule)
 
-        scar_rule = json.loads(model_node.GetAttribute(SCAR_RULE_ATTRIBUTE))  # as export --rule-from writes it
-    mesh = Mesh(dataset=world_mesh_lps(model_node, model_points_lps(model_node)), space="LPS")
-    if fmt == "opencarp":
-        return list(write_opencarp(mesh, tags, prefix, units=units, space=space, fibres=fibres,
-                                   scar_rule=scar_rule).values())
-    if fmt == "vtu":
-        target = Path(prefix)
-        target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
-        write_tagged_vtu(mesh, tags, target)
-        return [target]
-    raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
 
+def export_scar_rule(model_node) -> Optional[dict]:
+    """The scar rule the model's result was trained on (recorded on the node by the run), for the
+    export's .json sidecar; None when none is recorded."""
+    import json
+
+    text = model_node.GetAttribute(SCAR_RULE_ATTRIBUTE)
+    return json.loads(text) if text else None  # as export --rule-from writes it

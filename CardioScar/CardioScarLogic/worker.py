@@ -12,6 +12,12 @@ points) and, for training, ``training_data.npz`` (the training rows in the libra
 The worker writes ``model.pth`` (training) and ``prediction.npz`` into the same folder, each
 atomically, and says ``done`` last. Nothing else is written.
 
+A tissue job (the panel's *Tag tissue* and *Export*) holds ``mesh.vtk`` (the model's mesh in world
+LPS, its point arrays included), ``scar.npy`` and optionally ``core.npy``; the worker writes
+``tags.npz`` and, for an export, the simulator files under ``export/`` in the same folder. The
+panel copies them to the user's folder only after ``done``, so a stopped export leaves nothing
+there (the folder goes with the run).
+
 Every report is one line: ``MESSAGE_PREFIX`` followed by a JSON object with a ``kind``
 (``progress``, ``log``, ``warning``, ``done``, ``error``); other lines (a library's print, a
 traceback) are passed on as they are. The worker ends itself when its standard input closes,
@@ -28,6 +34,13 @@ import threading
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotations only: the worker imports them where it needs them
+    import numpy as np
+    import vtk
+
+    from cardioscar.simulation.tags import TissueTags
 
 #: Start of every structured line on stdout; the rest of the line is a JSON object.
 MESSAGE_PREFIX = "CARDIOSCAR-WORKER "
@@ -36,6 +49,11 @@ POINTS_FILE = "points.npy"
 TRAINING_DATA_FILE = "training_data.npz"
 MODEL_FILE = "model.pth"
 PREDICTION_FILE = "prediction.npz"
+MESH_FILE = "mesh.vtk"
+SCAR_FILE = "scar.npy"
+CORE_FILE = "core.npy"
+TAGS_FILE = "tags.npz"
+EXPORT_FOLDER = "export"
 #: Exit status of a job that failed on bad input (the message says what to fix).
 EXIT_USER_ERROR = 2
 
@@ -97,15 +115,110 @@ def _write_prediction(folder: Path, inference) -> None:
             np.savez(handle, **arrays)
 
 
+def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndarray | None", border_zone: float,
+                   core_threshold: float, tag_values: tuple[int, int, int], name: str) -> "TissueTags":
+    """The library's tags of a mesh in world LPS (the panel's worker and the console's
+    ``tag_model_node`` both call this), with the warning when the border zone is not the cut the
+    mesh's ``scar_binary`` was made with."""
+    from cardioscar.simulation.tags import tag_mesh, warn_border_zone_off_the_call
+
+    tags = tag_mesh(dataset, scar, core, border_zone, core_threshold, tuple(tag_values))
+    warn_border_zone_off_the_call(dataset, scar, tags.border_zone, f"The model '{name}'")
+    return tags
+
+
+def write_export(dataset: "vtk.vtkDataSet", tags: "TissueTags", prefix: str | Path, fmt: str = "opencarp",
+                 units: str = "um", space: str = "LPS", fibres: "np.ndarray | None" = None,
+                 scar_rule: dict | None = None) -> list[Path]:
+    """Write a tagged mesh in world LPS for a simulator (each file atomically); the files written."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io.meshio import Mesh
+    from cardioscar.simulation.opencarp import write_opencarp, write_tagged_vtu
+
+    mesh = Mesh(dataset=dataset, space="LPS")
+    if fmt == "opencarp":
+        return list(write_opencarp(mesh, tags, prefix, units=units, space=space, fibres=fibres,
+                                   scar_rule=scar_rule).values())
+    if fmt == "vtu":
+        target = Path(prefix)
+        target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
+        write_tagged_vtu(mesh, tags, target)
+        return [target]
+    raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+
+
+#: The arrays of :class:`cardioscar.simulation.tags.TissueTags` in ``tags.npz`` (the rest in its JSON).
+_TAG_ARRAYS = ("node_tags", "element_tags", "element_volumes_mm3", "element_areas_mm2")
+
+
+def save_tags(path: Path, tags: "TissueTags") -> None:
+    """``tags`` as arrays and a JSON record of its numbers, atomically (no pickle: :func:`load_tags`
+    reads it with ``allow_pickle=False``)."""
+    import numpy as np
+
+    from cardioscar.io.atomic import atomic_write
+
+    arrays = {name: getattr(tags, name) for name in _TAG_ARRAYS if getattr(tags, name) is not None}
+    record = {"border_zone": tags.border_zone, "core": tags.core, "tag_values": list(tags.tag_values),
+              "two_fields": tags.two_fields}
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, record=np.array(json.dumps(record)), **arrays)
+
+
+def load_tags(path: Path) -> "TissueTags":
+    """The :class:`TissueTags` :func:`save_tags` wrote."""
+    import numpy as np
+
+    from cardioscar.simulation.tags import TissueTags
+
+    with np.load(path, allow_pickle=False) as data:
+        record = json.loads(str(data["record"]))
+        arrays = {name: data[name] if name in data.files else None for name in _TAG_ARRAYS}
+    return TissueTags(**arrays, border_zone=float(record["border_zone"]), core=float(record["core"]),
+                      tag_values=tuple(record["tag_values"]), two_fields=bool(record["two_fields"]))
+
+
+def run_tissue_job(folder: Path, job: dict) -> None:
+    """Tag the job's mesh, save the tags and, for an export, write the files under ``export/``."""
+    import numpy as np
+    import vtk
+
+    reader = vtk.vtkDataSetReader()
+    reader.SetFileName(str(folder / MESH_FILE))
+    for read_all in (reader.ReadAllScalarsOn, reader.ReadAllVectorsOn, reader.ReadAllNormalsOn, reader.ReadAllTensorsOn,
+                     reader.ReadAllColorScalarsOn, reader.ReadAllTCoordsOn, reader.ReadAllFieldsOn):
+        read_all()  # every array the node's mesh holds, not only the active ones (the legacy reader's default)
+    reader.Update()
+    dataset = reader.GetOutput()
+    core = np.load(folder / CORE_FILE) if (folder / CORE_FILE).is_file() else None
+    tags = tag_world_mesh(dataset, np.load(folder / SCAR_FILE), core, job["border_zone"], job["core"],
+                          job["tag_values"], job["model_name"])
+    save_tags(folder / TAGS_FILE, tags)
+    export = job.get("export")
+    files = []
+    if export:
+        emit("log", message=f"Writing {export['format']} files")
+        (folder / EXPORT_FOLDER).mkdir()
+        written = write_export(dataset, tags, folder / EXPORT_FOLDER / export["name"], fmt=export["format"],
+                               units=export["units"], scar_rule=export.get("scar_rule"))
+        files = [path.name for path in written]
+    emit("done", device="CPU", files=files)
+
+
 def run_job(folder: Path) -> None:
     """Do the job described in ``folder/job.json`` and write its results into ``folder``."""
     import numpy as np
+
+    job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+    if job["kind"] == "tissue":  # no torch: a tissue job needs only numpy and VTK
+        run_tissue_job(folder, job)
+        return
 
     from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.logic import (load_trained_model, predict_on_points, save_trained_model, train_scar_model)
     from cardioscar.fit.training import TrainingConfig
 
-    job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
     device = resolve_device(bool(job["force_cpu"]))
     emit("log", message=f"Running on {describe_device(device)}")
     points = np.load(folder / POINTS_FILE)

@@ -29,7 +29,8 @@ of ``scar_uncertainty`` for "wrong at 0.5" and the same for -|p - 0.5| and ``sca
 the mean uncertainty and risk on the slices (nodes inside any slab) vs between; the fit's group loss (of the MC mean field on the
 training groups, and the training history's best) vs the true fraction field's group loss (and
 the binary truth's, the fair yardstick when the targets are 0/1 labels); the training runs
-(``attempts``: peak rate, epochs, final group loss of each; more than one when a run died or failed);
+(``attempts``: peak rate, epochs, final group loss and seed of each; more than one when a run died,
+failed, diverged or stalled; ``late_rise``: the kept run's, see ``training.DIVERGED_FRACTION``);
 seconds. ``--loso``: hold out the middle myocardial slice of the stack, reconstruct from the
 others, score the held-out slab's nodes (Dice at 0.5, AUC) beside nearest slice and LogOdds from
 the remaining slices, at 10 and 13 mm spacing for the phantoms (real spacing for ACDC/biv-me).
@@ -453,9 +454,13 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             "stop_reason": checkpoint["history"].get("stop_reason"),
             "extensions": checkpoint["history"].get("extensions"),
             "convergence_fall": checkpoint["history"].get("convergence_fall"),
-            # every training run (a dead or failed one is retried): its peak rate, epochs, final group loss
-            "attempts": [[a["max_lr"], a["epochs_run"], round(a["final_loss"], 5)]
+            # every training run (a dead, failed, diverged or stalled one is retried): its peak rate, epochs,
+            # final group loss and seed (appended last, so the first three read as in older result files)
+            "attempts": [[a["max_lr"], a["epochs_run"], round(a["final_loss"], 5), a.get("seed")]
                          for a in checkpoint["history"].get("attempts", [])],
+            # the kept run's late rise (training.DIVERGED_FRACTION): how far its last epochs stayed above its best
+            "late_rise": None if checkpoint["history"].get("late_rise") is None
+            else round(float(checkpoint["history"]["late_rise"]), 5),
             "train_s": round(train_s, 1), "predict_s": round(predict_s, 1)}
     sticks = yardsticks(case, case.acquired)
     if case.stack is not None:

@@ -62,13 +62,23 @@ NEIGHBOUR_GROUPS = 5
 #: A fit whose ignored groups hold more than this share of the group targets' variance has stalled
 #: in a poor minimum: the sigmoid is saturated on the wrong side over that patch, so the group loss
 #: passes almost no gradient there and the convergence test sees a flat loss. Healthy fast-preset
-#: fits of the phantom families and EMIDEC leave at most 5.4 % there, stalled ones 10-22 % (README,
-#: *Stalled fits*).
+#: fits of the phantom families and EMIDEC leave at most 5.4 % there, stalled ones 10-22 %
+#: (Testing/benchmarks/ROBUSTNESS.md, *Stalled fits*).
 STALLED_FIT_FRACTION = 0.08
 #: A run that may be retried stops once its loss, above the failed-fit level, has been exactly
 #: the same for this many epochs: then no unit passes a gradient (the output saturated or every
 #: ReLU died), while with dropout a live network's loss changes every epoch.
 DEAD_EPOCHS = 20
+#: A run has diverged when even the lowest epoch loss over its last ``CONVERGENCE_TAIL`` of epochs
+#: is above its best epoch's loss by more than this share of the group targets' variance: the
+#: network left the fit it had and never came back to it, though its loss did not freeze exactly
+#: (dropout still moves it, so ``DEAD_EPOCHS`` does not see it). Only the best epoch's weights are
+#: kept then, possibly taken mid-cycle at a high rate, not where a run converged. The unseen label
+#: map s7 (training seed 1, no prior) rose from 0.0001 to 0.021 (81 % of its targets' variance) at
+#: epoch 230 and stayed there; in healthy fast-preset runs the best epoch lies in that last fifth (a
+#: late rise of 0: the 8 segmented seeds, the demo, EMIDEC cases; Testing/benchmarks/ROBUSTNESS.md,
+#: *Diverged runs*).
+DIVERGED_FRACTION = 0.1
 #: Millimetres per normalised unit assumed when ``fit_scar_field`` is not told the mesh's
 #: extent (a heart's bounding box is 80-120 mm).
 DEFAULT_EXTENT_MM = 100.0
@@ -105,7 +115,11 @@ class TrainingConfig:
     ignores, see ``IGNORED_GROUP_MISS``, hold more than ``STALLED_FIT_FRACTION`` of the targets'
     variance: it sits in a poor minimum that a lower rate does not leave, since the same start
     leads back into it) is trained again from the next seed at the same peak rate, within the
-    same ``MAX_RETRIES``.
+    same ``MAX_RETRIES``. A run that diverged (its loss rose after the best epoch and stayed more
+    than ``DIVERGED_FRACTION`` of the variance above it over its last ``CONVERGENCE_TAIL``, without
+    freezing) is retried like a dead one. Each retry answers the last run's own failure (a stall
+    retry whose run died or diverged is retried with a third of that run's peak), or, when the last
+    run had none but fitted worse than the kept one, the kept run's.
     ``fourier_features``: number of random Fourier frequencies encoding the coordinates
     (:class:`cardioscar.engines.FourierFeatures`; 0 = raw coordinates, as documented), drawn
     with a standard deviation of ``1 / fourier_scale_mm`` cycles per millimetre.
@@ -226,6 +240,9 @@ class TrainingConfig:
           A run that converged in a poor minimum (a patch of the targets fitted outright wrong,
           ``STALLED_FIT_FRACTION``) is retried from the next seed within the same retries: a
           lower rate from the same start stalled on the same patch (an unseen label-map phantom).
+          A run that diverged without dying (the unseen label map s7, training seed 1: from 0.0001
+          at epoch 158 to 0.021 from epoch 234 on, 81 % of the targets' variance) is retried like
+          a dead one; after a stall retry whose run died, the next retry lowers that run's peak.
         * The run ends on a convergence test (``convergence_tolerance`` 0.01, :class:`_ConvergenceTest`):
           600 epochs are the least it runs, and a fit whose group loss still fell by more than 1 %
           of the targets' variance over the cycle's last fifth gets lower-rate phases. On the
@@ -474,10 +491,13 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     returned weights were trained with; see :func:`config_used`), ``final_loss`` (the returned
     weights' group loss with dropout off, on which runs are compared), ``ignored_groups`` and
     ``ignored_share`` (the groups those weights ignore, see ``IGNORED_GROUP_MISS``, and their share
-    of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled),
+    of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled), ``late_rise`` (how far
+    the lowest epoch loss of the run's last ``CONVERGENCE_TAIL`` stayed above the best, in shares of
+    the targets' variance) and ``diverged`` (it exceeds ``DIVERGED_FRACTION``; ``stop_reason`` is then
+    ``"diverged"`` and ``converged`` None, as the convergence test measured weights that were not kept),
     ``seed`` (the kept run's; a stalled run is retried from the next seed) and ``attempts`` (one
     dict per run: ``max_lr``, ``seed``, ``epochs_run``, ``best_epoch``, ``best_loss``,
-    ``final_loss``, ``ignored_share``, ``dead_epoch``).
+    ``final_loss``, ``ignored_share``, ``dead_epoch``, ``late_rise``, ``diverged``).
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
@@ -495,9 +515,12 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
 
     net, history = run(config)
     attempts = [_attempt_summary(config, history)]
-    kept, attempt, seconds = config, config, history["seconds"]
+    kept, attempt, last, seconds = config, config, history, history["seconds"]
     for _ in range(MAX_RETRIES if dead_level is not None else 0):
-        retry = _retry_reason(history, failed_level, variance)
+        # the last run's own failure decides the remedy: a stall retry whose run died is a run that
+        # died at that peak rate, so the next one lowers it; a last run without a failure but
+        # worse than the kept one leaves the kept run's reason
+        retry = _retry_reason(last, failed_level, variance) or _retry_reason(history, failed_level, variance)
         if retry is None:
             break
         reason, stalled = retry
@@ -508,6 +531,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
             attempt = _lowered_peak(attempt)
             logger.warning("%s; training again with max_lr %.3g", reason, attempt.max_lr)
         again_net, again = run(attempt)
+        last = again
         seconds += again["seconds"]
         attempts.append(_attempt_summary(attempt, again))
         better = again["final_loss"] < history["final_loss"]
@@ -524,6 +548,10 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
                        "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
         logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
                        _explained(history["best_loss"], variance), history["best_loss"], advice)
+    elif history["diverged"]:
+        logger.warning("the result %s; train again with a lower --max-lr or another --seed%s", _diverged(history),
+                       " (the fast preset's retries fitted worse)" if config.retry_failed_fit else
+                       ", or with the fast preset (--preset fast), which retries such runs")
     elif history["ignored_share"] > STALLED_FIT_FRACTION:
         logger.warning("the result is %s; train again with another --seed%s, or give the slices' scar as a shape "
                        "prior (--shape-prior on) where they are drawn labels", _stalled(history),
@@ -548,6 +576,8 @@ def _retry_reason(history: dict, failed_level: float, variance: float) -> tuple[
     if history["best_loss"] > failed_level:
         return f"the fit explains {_explained(history['best_loss'], variance)} of the targets' variance " \
                f"(best loss {history['best_loss']:.3g})", False
+    if history["diverged"]:
+        return f"the run {_diverged(history)}", False
     if history["ignored_share"] > STALLED_FIT_FRACTION:
         return f"the fit {_stalled(history)}", True
     return None
@@ -560,11 +590,20 @@ def _stalled(history: dict) -> str:
             f"the reverse) holding {100 * history['ignored_share']:.0f} % of the targets' variance")
 
 
+def _diverged(history: dict) -> str:
+    """What makes a run diverged, in words for the retry and the final warning."""
+    return (f"diverged: its loss rose after epoch {history['best_epoch']} (loss {history['best_loss']:.3g}) and over "
+            f"its last {round(100 * CONVERGENCE_TAIL)} % of {history['epochs_run']} epochs came no nearer to it than "
+            f"{100 * history['late_rise']:.0f} % of the targets' variance, so the weights kept are that "
+            f"epoch's, taken part-way through the schedule")
+
+
 def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
     """One training run of :func:`fit_scar_field`, as its history's ``attempts`` lists it."""
     return {"max_lr": config.max_lr, "seed": config.seed, "epochs_run": history["epochs_run"],
             "best_epoch": history["best_epoch"], "best_loss": history["best_loss"], "final_loss": history["final_loss"],
-            "ignored_share": history["ignored_share"], "dead_epoch": history["dead_epoch"]}
+            "ignored_share": history["ignored_share"], "dead_epoch": history["dead_epoch"],
+            "late_rise": history["late_rise"], "diverged": history["diverged"]}
 
 
 def describe_stop(history: dict) -> str:
@@ -580,6 +619,8 @@ def describe_stop(history: dict) -> str:
         return f"converged{added}"
     if reason == "budget" and history.get("converged") is False:
         return f"not converged{added}: the loss was still falling"
+    if reason == "diverged":
+        return f"diverged: its loss rose after epoch {history.get('best_epoch')}, whose weights are kept (see the log)"
     return {"budget": "ran its epochs (no convergence test)", "patience": "stopped by the patience",
             "dead": "stopped: the network died"}.get(reason, reason)
 
@@ -801,15 +842,23 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     if coherent is not None:
         ignored &= coherent
     variance = _group_target_variance(dataset)
+    rise = _late_rise(losses, best_loss, variance)
+    diverged = dead_epoch is None and rise > DIVERGED_FRACTION
+    if diverged:  # the convergence test measured the weights it ended on, not the best epoch's that are kept
+        stop_reason = "diverged"
+        logger.info("the loss rose after epoch %d and stayed up: over the last %d %% of the epochs it came no nearer "
+                    "than %.0f %% of the targets' variance to its best", best_epoch, round(100 * CONVERGENCE_TAIL),
+                    100 * rise)
     seconds = time.perf_counter() - started
     logger.info("best loss %.6g at epoch %d of %d (%.1f s)", best_loss, best_epoch, len(losses), seconds)
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
             "final_loss": final_loss, "ignored_groups": int(ignored.sum()),
             "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
-            "dead_epoch": dead_epoch, "seconds": seconds, "device": str(device),
-            "stop_reason": stop_reason, "converged": None if test is None or stop_reason in ("dead", "patience")
-            else test.converged, "extensions": 0 if test is None else test.extensions,
+            "dead_epoch": dead_epoch, "late_rise": rise, "diverged": diverged, "seconds": seconds,
+            "device": str(device), "stop_reason": stop_reason,
+            "converged": None if test is None or stop_reason in ("dead", "patience", "diverged") else test.converged,
+            "extensions": 0 if test is None else test.extensions,
             "convergence_fall": None if test is None else test.fall}
 
 
@@ -899,6 +948,17 @@ def _group_field(net: BayesianNN, dataset: ScarReconstructionDataset, device: to
                                else prior[start:start + ROWS_PER_EVAL].to(device)).cpu()
                            for start in range(0, len(rows), ROWS_PER_EVAL)])
     return _group_means(dataset, field.numpy().reshape(-1))
+
+
+def _late_rise(losses: list[float], best_loss: float, variance: float) -> float:
+    """How far the lowest epoch loss over the run's last ``CONVERGENCE_TAIL`` of epochs stays above
+    the best epoch's, in shares of the group targets' variance (0 when the best epoch is among them).
+    The lowest, not the mean: one epoch near the best is enough to say the run came back, so a
+    late rise counts only when it lasted over the whole tail. A non-finite epoch loss counts as
+    infinitely high (a run that ended in NaN has diverged)."""
+    tail = losses[-max(1, math.ceil(CONVERGENCE_TAIL * len(losses))):]
+    lowest = min((loss for loss in tail if math.isfinite(loss)), default=math.inf)
+    return (lowest - best_loss) / variance if variance > 0 else 0.0
 
 
 def _is_dead(losses: list[float], level: float) -> bool:

@@ -198,10 +198,11 @@ def _shortest_cut(below: float, top: float) -> str:
     return f"{top:.9g}"
 
 
-def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray | None = None,
-             border_zone: float | None = None, core: float | None = None,
-             tag_values: tuple[int, int, int] = DEFAULT_TAGS) -> TissueTags:
-    """Tag nodes and elements of ``dataset`` from the scar field (and optional core field)."""
+def check_tag_inputs(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray | None = None,
+                     border_zone: float | None = None, core: float | None = None,
+                     tag_values: tuple[int, int, int] = DEFAULT_TAGS) -> tuple[float, float]:
+    """Every check of :func:`tag_mesh` (all cheap), and its thresholds with the defaults filled in:
+    a caller that tags elsewhere (the Slicer panel's worker) refuses bad input at once with them."""
     two_fields = core_field is not None
     border_zone = DEFAULT_BORDER_ZONE if border_zone is None else border_zone
     core = (DEFAULT_CORE_TWO_FIELDS if two_fields else DEFAULT_CORE_ONE_FIELD) if core is None else core
@@ -214,6 +215,15 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
     if core_field is not None:
         check_probability_field(core_field, "The core field (--core-field)")
         check_core_inside_scar(scar, core_field, border_zone, core)
+    return border_zone, core
+
+
+def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray | None = None,
+             border_zone: float | None = None, core: float | None = None,
+             tag_values: tuple[int, int, int] = DEFAULT_TAGS) -> TissueTags:
+    """Tag nodes and elements of ``dataset`` from the scar field (and optional core field)."""
+    two_fields = core_field is not None
+    border_zone, core = check_tag_inputs(dataset, scar, core_field, border_zone, core, tag_values)
     nodes = cell_node_lists(dataset)
     scar = np.asarray(scar, np.float64)
     mean_scar = np.array([scar[n].mean() for n in nodes])

@@ -1,0 +1,219 @@
+"""The panel's longer steps and the state it shows, round 2, read against Slicer's own sources (the
+real panel class on a real MRML scene, with the Qt stand-in of Testing/slicer_widget_harness.py;
+see there for what that cannot prove).
+
+- *Tag tissue* and *Export* run in a worker process as training does, with Stop; a stopped or
+  failed run leaves the model and the user's folder as they were. *AHA segments* is a busy step
+  on the main thread: status, busy bar, every action disabled and the wait cursor
+  (``slicer.util.WaitCursor``, Base/Python/slicer/util.py, as SlicerTotalSegmentator wraps its
+  runs in ``tryWithErrorDisplay(waitCursor=True)``), all undone after it, a failure in one line.
+- The myocardium margin box is disabled under a scar rule, its tool tip says why.
+- ``scar_error_risk`` is drawn with its own sequential colour table.
+- The Results section follows the result model when its arrays or summary change outside the
+  panel (vtkMRMLModelNode sends MeshModifiedEvent when its mesh changes,
+  Libs/MRML/Core/vtkMRMLModelNode.cxx).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import slicer_widget_harness as harness  # noqa: E402
+from test_slicer_panel import (LATEST, _arrays, _rv_insertions_ras, _with_scar_probability, case,  # noqa: E402,F401
+                               panel, phantom)
+
+
+def _ready_to_export(panel, phantom, folder: Path) -> None:
+    ui, model = panel["ui"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.tagModelSelector.setCurrentNode(model)
+    ui.exportPrefixLineEdit.text = str(folder / "heart")
+
+
+def _untouched(model, folder: Path) -> bool:
+    """No tag on the model, no summary table made for it, and no file (whole or part) in ``folder``."""
+    return ("tissue_tag" not in _arrays(model) and model.GetMesh().GetCellData().GetArray("tissue_tag") is None
+            and model.GetNodeReference("CardioScarSummaryTable") is None and list(folder.iterdir()) == [])
+
+
+@LATEST
+def test_export_runs_in_a_worker_and_stop_leaves_model_and_folder_as_they_were(panel, phantom, tmp_path):
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    ui.exportButton.click()
+    run = widget._run
+    assert run is not None, "Export ran on the main thread: " + ui.statusLabel.text
+    assert ui.exportButton.text == "Stop" and ui.exportButton.enabled and ui.statusLabel.text == "Exporting..."
+    assert (ui.progressBar.visible, ui.progressBar.maximum) == (True, 0)  # busy: no fraction to show
+    for other in (ui.tagButton, ui.tagModelSelector, ui.exportPrefixLineEdit, ui.applyButton,
+                  ui.ahaCollapsibleButton, ui.inputsCollapsibleButton):
+        assert not other.enabled, other.name
+    assert ui.tissueCollapsibleButton.enabled  # it holds the Stop button
+    ui.exportButton.click()  # Stop
+    assert widget._run is None and not run.folder.exists() and "Stopped" in ui.statusLabel.text
+    assert _untouched(model, tmp_path)
+    assert ui.exportButton.text == "Export" and ui.exportButton.enabled and ui.tagButton.enabled
+    assert ui.tagModelSelector.enabled and not ui.progressBar.visible
+    harness.click_to_end(widget, ui.exportButton)  # the same export, to its end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heart.elem", "heart.json", "heart.pts"], ui.statusLabel.text
+    assert "tissue_tag" in _arrays(model) and ui.statusLabel.text.startswith("Exported 'phantom_mesh'")
+    # the worker's files are the console's, byte for byte (the Logic in this process, same inputs)
+    from CardioScarLogic.tissue import export_model_node, read_tagging_inputs
+
+    console = tmp_path / "console"
+    console.mkdir()
+    tags = read_tagging_inputs(model, **widget.tissueOptions()).tags()
+    export_model_node(model, tags, console / "heart")
+    for name in ("heart.pts", "heart.elem", "heart.json"):
+        assert (tmp_path / name).read_bytes() == (console / name).read_bytes(), name
+
+
+@LATEST
+def test_a_model_removed_while_the_worker_tags_writes_no_file(panel, phantom, tmp_path):
+    """The worker finished, but the model left the scene meanwhile: one line, and no file either."""
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    ui.exportButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    scene.RemoveNode(model)
+    harness.run_to_end(widget)
+    assert "was removed during the tagging: nothing was written" in ui.statusLabel.text
+    assert "\n" not in ui.statusLabel.text and list(tmp_path.iterdir()) == []
+    assert ui.exportButton.text == "Export" and not ui.progressBar.visible
+
+
+@LATEST
+def test_tag_runs_in_a_worker_with_stop(panel, phantom, tmp_path):
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    ui.tagButton.click()
+    assert widget._run is not None and ui.tagButton.text == "Stop" and not ui.exportButton.enabled
+    ui.tagButton.click()
+    assert widget._run is None and _untouched(model, tmp_path) and ui.tagButton.text == "Tag tissue"
+
+
+def _aha_ready(panel, phantom, points: bool = True):
+    ui, scene, model = panel["ui"], panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    ui.ahaModelSelector.setCurrentNode(model)
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertions")
+    for point in _rv_insertions_ras(phantom) if points else []:
+        markups.AddControlPointWorld(point)
+    ui.ahaRvMarkupsSelector.setCurrentNode(markups)
+
+
+def _watch_aha(widget) -> list:
+    """What the panel shows while the Logic computes the segments (the real computation runs)."""
+    ui, seen, compute = widget.ui, [], widget.logic.aha_segments
+
+    def watched(*args, **kwargs):
+        seen.append({"status": ui.statusLabel.text, "bar": (ui.progressBar.visible, ui.progressBar.maximum),
+                     "cursors": list(harness.QApplication.cursors),
+                     "enabled": {w.name: w.enabled for w in (ui.computeAhaButton, ui.ahaCollapsibleButton,
+                                                             ui.tissueCollapsibleButton, ui.applyButton,
+                                                             ui.inputsCollapsibleButton)}})
+        return compute(*args, **kwargs)
+
+    widget.logic.aha_segments = watched
+    return seen
+
+
+@LATEST
+def test_aha_is_a_busy_step_with_every_action_disabled_and_the_wait_cursor(panel, phantom):
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _aha_ready(panel, phantom)
+    seen = _watch_aha(widget)
+    ui.computeAhaButton.click()
+    assert len(seen) == 1 and seen[0]["status"].startswith("Computing AHA segments of 'phantom_mesh'")
+    assert seen[0]["bar"] == (True, 0) and seen[0]["cursors"] == [harness.Qt.WaitCursor]
+    assert not any(seen[0]["enabled"].values()), seen[0]["enabled"]
+    assert ui.statusLabel.text.startswith("AHA segments on") and "aha_segment" in _arrays(model)
+    assert harness.QApplication.cursors == [] and not ui.progressBar.visible
+    assert ui.computeAhaButton.enabled and ui.applyButton.enabled and ui.tissueCollapsibleButton.enabled
+    assert ui.saveBullseyeButton.enabled
+
+
+@LATEST
+def test_a_failed_aha_step_is_one_line_and_gives_the_panel_back(panel, phantom):
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _aha_ready(panel, phantom, points=False)
+    seen = _watch_aha(widget)
+    ui.computeAhaButton.click()
+    assert len(seen) == 1 and seen[0]["cursors"] == [harness.Qt.WaitCursor]
+    assert "'RV insertions' has 0 point" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+    assert "aha_segment" not in _arrays(model) and model.GetNodeReference("CardioScarAhaTable") is None
+    assert harness.QApplication.cursors == [] and not ui.progressBar.visible
+    assert ui.computeAhaButton.enabled and ui.ahaCollapsibleButton.enabled and ui.applyButton.enabled
+    assert not ui.saveBullseyeButton.enabled  # no bull's-eye was made
+
+
+@LATEST
+def test_the_margin_box_is_disabled_under_a_scar_rule_and_not_used_there(panel):
+    widget, ui = panel["widget"], panel["ui"]
+    box, written = ui.myocardiumMarginSpinBox, ui.myocardiumMarginSpinBox.toolTip
+    box.value = 2
+    ui.scarRuleComboBox.choose("psi")
+    assert not box.enabled and "Not used with a scar rule (psi)" in box.toolTip
+    assert widget.options().myocardium_margin == 0  # the Logic refused 2 with a rule, and the box cannot change it
+    ui.scarRuleComboBox.choose("none")
+    assert box.enabled and box.toolTip == written and widget.options().myocardium_margin == 2
+
+
+@LATEST
+def test_the_error_risk_has_its_own_sequential_colour_table(panel, phantom):
+    from CardioScarLogic import results
+    from CardioScarLogic.results import write_point_arrays
+
+    widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
+    truth = phantom.truth.astype(np.float32)
+    write_point_arrays(model, {"scar_probability": truth, "scar_uncertainty": 0.1 * truth,
+                               "scar_error_risk": (0.5 * truth).astype(np.float64)})
+    widget._parameterNode.resultModel = model
+    display = model.GetDisplayNode()
+    ui.resultFieldComboBox.choose("Error risk (relative)")
+    risk_table = display.GetColorNode()
+    assert display.GetActiveScalarName() == "scar_error_risk" and risk_table.GetID() != results.COLOR_TABLE_ID
+    assert risk_table.GetID() == results.RISK_COLOR_TABLE_ID
+    legend = widget.logic.color_logic.GetColorLegendDisplayNode(model)
+    assert legend.GetTitleText() == "Error risk (relative)"
+    rgb = np.array([_rgba(risk_table, i)[:3] for i in range(risk_table.GetNumberOfColors())])
+    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    # sequential: darker with the risk (colours are stored as 8-bit, so neighbours may tie), from
+    # near white to dark, where the probability's diverging table is lightest at its middle
+    assert np.all(np.diff(luminance) <= 0) and luminance[0] - luminance[-1] > 0.8
+    for field in ("Scar probability", "Scar uncertainty (MC-dropout std)"):  # the probability's palette
+        ui.resultFieldComboBox.choose(field)
+        assert display.GetColorNodeID() == results.COLOR_TABLE_ID
+    assert scene.GetNodeByID(results.RISK_COLOR_TABLE_ID).GetName() == "CardioScar scar error risk"
+
+
+def _rgba(table, index: int) -> list:
+    colour = [0.0] * 4
+    table.GetColor(index, colour)
+    return colour
+
+
+@LATEST
+def test_the_summary_follows_the_result_model_changed_from_the_console(panel, phantom):
+    """The Logic's writers called from the Python console, in the order a rerun calls them (arrays,
+    then the summary table), a tagging that adds rows, and a removed field: the summary and
+    *Colour by* follow each without a click in the panel."""
+    from CardioScarLogic.results import SUMMARY_REFERENCE, update_summary_table, write_point_arrays
+    from CardioScarLogic.tissue import tag_model_node
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    widget._parameterNode.resultModel = model
+    assert ui.resultsLabel.text == "No result yet." and not ui.resultFieldComboBox.enabled
+    _with_scar_probability(model, phantom)  # arrays first, as the Logic writes a result
+    assert ui.resultFieldComboBox.enabled
+    update_summary_table(model, [("Mean scar probability", "0.1234", "")])
+    assert "0.1234" in ui.resultsLabel.text
+    tag_model_node(model, border_zone=0.3, core=0.6, color_logic=widget.logic.color_logic)
+    assert "Tissue core" in ui.resultsLabel.text and model.GetNodeReference(SUMMARY_REFERENCE) is not None
+    write_point_arrays(model, {"scar_probability": None})
+    assert ui.resultsLabel.text == "No result yet." and not ui.resultFieldComboBox.enabled
