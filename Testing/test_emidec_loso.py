@@ -261,6 +261,24 @@ def test_mesh_cells_are_hexahedra_of_positive_volume_in_any_image_direction(mirr
     np.testing.assert_allclose(volumes, 8.0, rtol=1e-6)
 
 
+def test_mesh_from_labels_ends_with_the_end_slices_slabs() -> None:
+    """The mesh along the stack spans the end slices' slabs (half a slice spacing beyond the first
+    and last slice) to the nearest voxel layer. Five slices 10 mm apart are 50 mm of slabs, not a
+    whole number of 1.5 mm layers: the count was rounded up, and a 34th layer lay beyond the last
+    slab, outside the acquired image (EMIDEC P051: 683 of 19,527 exported elements, the AHA base
+    1 mm too far)."""
+    image = _ring_stack([(0, 0)] * 5)
+    mesh = myocardium_mesh_from_labels(image, spacing_mm=1.5)
+    k = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(p)) for p in mesh.points_lps()])[:, 2]
+    centres = vtk.vtkCellCenters()
+    centres.SetInputData(mesh.dataset)
+    centres.Update()
+    k_centres = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(p))
+                          for p in vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)])[:, 2]
+    assert k_centres.min() >= -0.5 and k_centres.max() <= 4.5  # every element inside the image's slabs
+    assert k.min() == pytest.approx(-0.5) and abs(k.max() - 4.5) * 10.0 <= 0.75  # mm: within half a layer
+
+
 def test_burden_benchmark_against_slice_summation(tmp_path) -> None:
     """``bench_emidec_burden.py``: the experts' slice summation, the yardsticks' burden on the mesh and
     the reconstruction's, on a stack whose every slice holds a quarter of the ring as scar."""

@@ -97,6 +97,28 @@ def test_ras_frame_and_mm_units_are_honoured(tmp_path):
     assert json.loads((tmp_path / "lps.json").read_text(encoding="utf-8"))["coordinate_frame"] == "LPS"
 
 
+def test_fibres_of_other_lengths_are_written_as_unit_vectors(tmp_path, caplog):
+    """A fibre field averaged from node directions onto cells is shorter than 1 (0.6 here); the .lon
+    held it as given, and a simulator that builds its conductivity from the vectors as read
+    (sigma_t I + (sigma_l - sigma_t) f f^T) conducts along it at sigma_t + 0.36 (sigma_l - sigma_t),
+    without a word. Now the directions go in as unit vectors, with a warning."""
+    mesh = _tet_mesh()
+    n = mesh.dataset.GetNumberOfCells()
+    fibre, sheet = np.array([0.0, 0.36, 0.48]), np.array([2.0, 0.0, 0.0])
+    array = numpy_to_vtk(np.tile(np.concatenate([fibre, sheet]), (n, 1)), deep=1)
+    array.SetName("fibres")
+    mesh.dataset.GetCellData().AddArray(array)
+    path = tmp_path / "pred.vtk"
+    write_mesh(mesh, path, {"scar_probability": np.zeros(mesh.n_points)})
+    with caplog.at_level("WARNING"):
+        export_model(path, tmp_path / "model", fibres_field="fibres")
+    lon = (tmp_path / "model.lon").read_text(encoding="utf-8").split("\n")
+    rows = np.array([[float(v) for v in line.split()] for line in lon[1:] if line.strip()])
+    assert lon[0] == "2" and rows.shape == (n, 6)
+    np.testing.assert_allclose(rows[0], [0.0, 0.6, 0.8, 1.0, 0.0, 0.0], atol=1e-6)
+    assert f"{n} element(s) whose fibre or sheet vector is not of unit length (0.6 to 2)" in caplog.text
+
+
 def test_fibres_follow_the_points_into_the_other_frame(tmp_path):
     """An oblique fibre written with the points in RAS from an LPS file: x and y change sign with
     the points (the .lon kept the LPS components, a mirrored fibre: wrong conduction, exit 0)."""

@@ -3,7 +3,9 @@
 Each case: the LGE stack, the myocardium (labels 2-4) and the blood pool (label 1, the LV cavity)
 from the expert contours; the rule's scar (border zone + core) is scored against labels 3-4 (Dice
 over the whole stack), and its core against the same labels. Infarct cases only (P); on normal (N)
-cases the fraction of myocardium called scar is printed (it should be small).
+cases the fraction of myocardium called scar is printed (it should be small). On the cases with
+no-reflow (label 4, dark on LGE), the share of its pixels graded scar and core, beside the share of
+the enhanced infarct (label 3) graded scar.
 
     PYTHONPATH=CardioScarLib python Testing/benchmarks/lge_rules_emidec.py [../shared/data/emidec] [OFFSET]
 
@@ -28,7 +30,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def main(root: Path, offset: float = 0.0) -> None:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     cases = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Case_"))
-    scores = {rule: {"scar": [], "core": [], "normal_fraction": []} for rule in RULES}
+    scores = {rule: {"scar": [], "core": [], "normal_fraction": [], "no_reflow": []} for rule in RULES}
     for case in cases:
         image = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Images" / f"{case.name}.nii.gz")))
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Contours" / f"{case.name}.nii.gz")))
@@ -40,6 +42,9 @@ def main(root: Path, offset: float = 0.0) -> None:
             if case.name.startswith("Case_P"):
                 scores[rule]["scar"].append(dice(grades >= 1, truth))
                 scores[rule]["core"].append(dice(grades == 2, truth))
+                if (labels == 4).any():
+                    scores[rule]["no_reflow"].append(((grades[labels == 4] >= 1).mean(), (grades[labels == 4] == 2).mean(),
+                                                      (grades[labels == 3] >= 1).mean()))
             else:
                 scores[rule]["normal_fraction"].append(float((grades >= 1).sum() / (grades >= 0).sum()))
     n_p = len(scores["nsd"]["scar"])
@@ -50,6 +55,11 @@ def main(root: Path, offset: float = 0.0) -> None:
         s = scores[rule]
         print(f"{rule:5s} {border:g},{core:g}  {np.mean(s['scar']):.3f} [{np.median(s['scar']):.3f}]"
               f"  {np.mean(s['core']):.3f} [{np.median(s['core']):.3f}]  {np.mean(s['normal_fraction']):.3f}")
+    print(f"no-reflow (label 4) on the {len(scores['nsd']['no_reflow'])} cases that have it: share graded scar, core; "
+          "share of the infarct (label 3) graded scar")
+    for rule, s in scores.items():
+        scar, core, infarct = np.mean(s["no_reflow"], axis=0)
+        print(f"{rule:5s} {scar:.3f} {core:.3f}  infarct {infarct:.3f}")
 
 
 if __name__ == "__main__":

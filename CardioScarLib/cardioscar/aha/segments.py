@@ -122,7 +122,7 @@ MAX_NORMAL_TO_SHAPE_DEG = 60.0
 
 #: How clearly the shape must give its axis (:attr:`ShapeAxis.contrast`: the median direction's
 #: ring misfit over the best one's). Under MIN_RING_CONTRAST (a ball shell: 1.07) no axis is read
-#: from the shape; under CLEAR_RING_CONTRAST it is used with a warning. Measured: 1.80-4.09 on the
+#: from the shape; under CLEAR_RING_CONTRAST it is used with a warning. Measured: 1.80-4.16 on the
 #: 75 EMIDEC meshes, 2.2-4.7 on the phantoms, ACDC and the biv-me endocardium.
 MIN_RING_CONTRAST, CLEAR_RING_CONTRAST = 1.3, 1.6
 

@@ -15,7 +15,8 @@ Formats written (openCARP's text mesh format):
   they are reordered to a hexahedron (quad) first. Other cell types (polyhedra, quadratic cells, ...)
   are refused.
 * ``.lon`` (only with fibres): first line ``1`` (one fibre direction per element, 3 numbers a line)
-  or ``2`` (fibre and sheet directions, 6 numbers a line), then one line per element.
+  or ``2`` (fibre and sheet directions, 6 numbers a line), then one line per element; unit vectors
+  (a field of other lengths is normalised, with a warning).
 * ``.json``: what the tags mean, the thresholds, the units, the coordinate frame, class volumes and
   the scar rule that produced the training targets (when known).
 Every file is written atomically; the set is written only after all checks pass.
@@ -53,6 +54,9 @@ MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
 TAG_ARRAY = "tissue_tag"
 #: A fibre or sheet vector shorter than this has no direction.
 MIN_FIBRE_LENGTH = 1e-6
+#: How far a fibre or sheet vector's length may lie from 1 before it is normalised (with a warning):
+#: 6-decimal values of a unit vector stay well within it.
+UNIT_TOLERANCE = 1e-3
 
 
 def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, str]:
@@ -148,6 +152,15 @@ def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str
         raise CardioScarError(f"The fibre field has {int((lengths < MIN_FIBRE_LENGTH).any(axis=1).sum())} element(s) "
                               f"with a zero-length {('fibre', 'sheet')[part]} direction (e.g. element {element}): give a "
                               "direction to every element (a fibre rule's output covers the whole mesh)")
+    off_unit = np.abs(lengths - 1.0) > UNIT_TOLERANCE
+    if off_unit.any():
+        # a simulator that builds its conductivity from the vectors as read, sigma_t I + (sigma_l - sigma_t)
+        # f f^T, gets sigma_t + 0.64 (sigma_l - sigma_t) along a fibre of length 0.8 (a cell average of
+        # node directions); only the direction is meant
+        logger.warning("The fibre field has %d element(s) whose fibre or sheet vector is not of unit length (%.3g to "
+                       "%.3g); the .lon gets their directions as unit vectors", int(off_unit.any(axis=1).sum()),
+                       float(lengths[off_unit].min()), float(lengths[off_unit].max()))
+        fibres = (fibres.reshape(n_elements, -1, 3) / lengths[:, :, None]).reshape(n_elements, -1)
     if flip_xy:
         fibres = fibres * np.tile([-1.0, -1.0, 1.0], fibres.shape[1] // 3)
     header = "1" if fibres.shape[1] == 3 else "2"
