@@ -104,7 +104,7 @@ def test_a_bad_threshold_order_or_prefix_is_one_line_and_writes_nothing(panel, p
     ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
     for button in (ui.tagButton, ui.exportButton):
         harness.click_to_end(panel["widget"], button)
-        assert "--border-zone 0.9 must be below --core 0.5" in ui.statusLabel.text
+        assert "'Border zone from' 0.9 must be below 'Core from' 0.5" in ui.statusLabel.text  # the panel's box names
         assert "\n" not in ui.statusLabel.text
     ui.tagBorderZoneSpinBox.value = 0.3
     ui.exportPrefixLineEdit.text = str(tmp_path / "no such folder" / "heart")
