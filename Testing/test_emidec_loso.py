@@ -213,6 +213,8 @@ def test_run_cases_writes_resumable_records(tmp_path) -> None:
         assert key in record
     assert record["nearest_slice"]["dice"] == 1.0
     assert 0.0 <= record["fit_loss"] <= record["targets_variance"]
+    # each training run with its seed, and the kept run's late rise (a diverged run is seen in the file)
+    assert record["attempts"] and record["attempts"][-1][3] is not None and record["late_rise"] is not None
     assert json.loads(output.read_text(encoding="utf-8").splitlines()[0])["case"] == "Case_P903"
 
     def must_not_train(*_):

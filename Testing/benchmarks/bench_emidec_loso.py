@@ -249,6 +249,11 @@ def run_case(case_dir: Path, config: TrainingConfig, train: Trainer | None = Non
     record.update(best_training_loss=history.get("best_loss"), epochs=history.get("epochs_run"),
                   retried_max_lr=history.get("retried_max_lr"), stop_reason=history.get("stop_reason"),
                   extensions=history.get("extensions"), convergence_fall=history.get("convergence_fall"),
+                  # every training run (peak rate, epochs, final group loss, seed; more than one when a run
+                  # was retried) and the kept run's late rise, as bench_robust.py records them
+                  attempts=[[a["max_lr"], a["epochs_run"], round(a["final_loss"], 5), a.get("seed")]
+                            for a in history.get("attempts", [])],
+                  late_rise=None if history.get("late_rise") is None else round(float(history["late_rise"]), 5),
                   seconds={"prepare": round(prepared.seconds, 2), "train": round(outcome["train_seconds"], 2),
                            "predict": round(outcome["predict_seconds"], 2)})
     return record
