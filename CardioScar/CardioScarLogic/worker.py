@@ -130,21 +130,13 @@ def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndar
 def write_export(dataset: "vtk.vtkDataSet", tags: "TissueTags", prefix: str | Path, fmt: str = "opencarp",
                  units: str = "um", space: str = "LPS", fibres: "np.ndarray | None" = None,
                  scar_rule: dict | None = None) -> list[Path]:
-    """Write a tagged mesh in world LPS for a simulator (each file atomically); the files written."""
-    from cardioscar.errors import CardioScarError
+    """Write a tagged mesh in world LPS for a simulator (each file atomically, as the command line's
+    ``export`` writes: :func:`cardioscar.simulation.export.write_simulator_files`); the files written."""
     from cardioscar.io.meshio import Mesh
-    from cardioscar.simulation.opencarp import write_opencarp, write_tagged_vtu
+    from cardioscar.simulation.export import write_simulator_files
 
-    mesh = Mesh(dataset=dataset, space="LPS")
-    if fmt == "opencarp":
-        return list(write_opencarp(mesh, tags, prefix, units=units, space=space, fibres=fibres,
-                                   scar_rule=scar_rule).values())
-    if fmt == "vtu":
-        target = Path(prefix)
-        target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
-        write_tagged_vtu(mesh, tags, target)
-        return [target]
-    raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+    return list(write_simulator_files(Mesh(dataset=dataset, space="LPS"), tags, prefix, fmt, units, space, fibres,
+                                      scar_rule).values())
 
 
 #: The arrays of :class:`cardioscar.simulation.tags.TissueTags` in ``tags.npz`` (the rest in its JSON).

@@ -15,6 +15,9 @@ from ..errors import CardioScarError
 from ..io.checks import SAME_NODE_TOLERANCE_MM
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from ..io.meshio import Mesh
     from .tags import TissueTags
 
 logger = logging.getLogger(__name__)
@@ -37,7 +40,6 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     from vtk.util.numpy_support import vtk_to_numpy
 
     from ..io.meshio import node_offset_mm, read_mesh
-    from .opencarp import write_opencarp, write_tagged_vtu
     from .tags import check_scar_field_name, tag_mesh, warn_border_zone_off_the_call
 
     if fmt not in ("opencarp", "vtu"):
@@ -83,14 +85,25 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
             raise CardioScarError(f"{Path(mesh_path).name} has no cell field '{fibres_field}' for --fibres; the "
                                   "fibres must be a cell array of 3 (fibre) or 6 (fibre+sheet) components")
         fibres = vtk_to_numpy(array).reshape(mesh.dataset.GetNumberOfCells(), -1)
+    return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule)
+
+
+def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, fmt: str = "opencarp",
+                          units: str = "um", space: str | None = None, fibres: "np.ndarray | None" = None,
+                          scar_rule: dict | None = None) -> dict[str, Path]:
+    """Write a tagged mesh for a simulator (each file atomically): openCARP files at the prefix
+    ``output``, or one ``.vtu`` (the suffix added when missing); the files written by suffix. The
+    command line's ``export`` and the Slicer panel's worker both write through this."""
+    from .opencarp import write_opencarp, write_tagged_vtu
+
     if fmt == "opencarp":
-        files = write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule)
-    else:
+        return write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule)
+    if fmt == "vtu":
         target = Path(output)
         target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
         write_tagged_vtu(mesh, tags, target)
-        files = {".vtu": target}
-    return tags, files
+        return {".vtu": target}
+    raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
 
 
 def refuse_scar_as_core(scar_field: str, core_field: str | None, same_mesh: bool) -> None:
