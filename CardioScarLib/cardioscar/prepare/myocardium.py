@@ -26,7 +26,7 @@ from scipy import ndimage
 from ..errors import CardioScarError
 from ..io.checks import whole_labels
 from .slices import SliceLayer, ijk_to_lps_matrix
-from .targets import CAVITY_RADIUS_MM, enclosed_disc_mm, unmatched_labels
+from .targets import CAVITY_RADIUS_MM, enclosed_disc_mm, lumen_of, unmatched_labels
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +85,11 @@ def fills_the_lumen(label_slices: Sequence[np.ndarray], ring: Sequence[int], lab
         if not own.any():
             continue
         others = np.isin(values, list(ring))
-        lumen = ndimage.binary_fill_holes(others) & ~others
-        union = others | own
+        lumen = lumen_of(others)
         total += int(own.sum())
         inside += int((own & lumen).sum())
         lumen_without += int(lumen.sum())
-        lumen_left += int((ndimage.binary_fill_holes(union) & ~union).sum())
+        lumen_left += int(lumen_of(others | own).sum())
     return bool(total) and inside >= CAVITY_SHARE * total and lumen_left < CLOSED_LUMEN * lumen_without
 
 

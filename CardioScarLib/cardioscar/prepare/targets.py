@@ -140,10 +140,15 @@ def refuse_intensities_as_labels(slices: Sequence[SliceLayer], scar: Sequence[in
             "instead of --scar-labels")
 
 
+def lumen_of(mask: np.ndarray) -> np.ndarray:
+    """The pixels a ring of ``mask`` encloses (its holes), not ``mask`` itself."""
+    return ndimage.binary_fill_holes(mask) & ~mask
+
+
 def enclosed_disc_mm(mask: np.ndarray, spacing: tuple[float, float]) -> float:
     """Radius (mm) of the widest disc in the holes of ``mask`` (the lumen a ring of it encloses);
     0 when it encloses none. ``spacing``: the pixel spacing (columns, rows), a layer's order."""
-    lumen = ndimage.binary_fill_holes(mask) & ~mask
+    lumen = lumen_of(mask)
     if not lumen.any():
         return 0.0
     return float(ndimage.distance_transform_edt(lumen, sampling=(spacing[1], spacing[0])).max())
@@ -186,8 +191,7 @@ def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> 
         depth = ndimage.distance_transform_edt(inside, sampling=(layer.spacing[1], layer.spacing[0]))
         if depth.max() < CAVITY_RADIUS_MM:
             continue
-        others = (values != 0) & ~inside
-        lumen = ndimage.binary_fill_holes(others) & ~others
+        lumen = lumen_of((values != 0) & ~inside)
         centre = np.unravel_index(int(np.argmax(depth)), depth.shape)
         if lumen[centre]:
             raise CardioScarError(
