@@ -16,7 +16,8 @@ The panel's *Tag tissue* and *Export* run the same way (:meth:`BackgroundRun.tis
 of a million elements tagging and writing openCARP text take about ten seconds each, which
 Slicer must not spend frozen and the user must be able to stop. An export's files are written in
 the job folder and copied next to the user's prefix only once the worker finished (all copies
-staged, then each renamed into place), so a stopped export leaves no file, whole or half.
+staged, then each renamed into place, the previous ones put back if a rename fails), so a stopped
+or failed export leaves the user's files as they were.
 """
 
 from __future__ import annotations
@@ -155,17 +156,15 @@ def write_tissue_job(folder: Path, inputs, export: Optional[dict]) -> None:
 
 
 def place_files(sources: list[Path], folder: Path) -> list[Path]:
-    """Copy ``sources`` into ``folder`` under their names: every copy is written to a temporary file
-    there first, and only when all are complete is each renamed onto its name (atomic_write), so a
-    failure leaves the folder as it was."""
-    from contextlib import ExitStack
-
-    from cardioscar.io.atomic import atomic_write
+    """Copy ``sources`` into ``folder`` under their names, as one set (:func:`atomic_write_set`): all
+    copies are written as temporary files there first, then renamed into place, and a failure at
+    any step leaves the folder's previous files as they were."""
+    from cardioscar.io.atomic import atomic_write_set
 
     targets = [folder / source.name for source in sources]
-    with ExitStack() as stack:
-        for source, target in zip(sources, targets):
-            shutil.copyfile(source, stack.enter_context(atomic_write(target)))
+    with atomic_write_set(targets) as temporaries:
+        for source, temporary in zip(sources, temporaries):
+            shutil.copyfile(source, temporary)
     return targets
 
 
