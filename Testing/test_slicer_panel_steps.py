@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import vtk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -96,6 +98,79 @@ def test_tag_runs_in_a_worker_with_stop(panel, phantom, tmp_path):
     assert widget._run is not None and ui.tagButton.text == "Stop" and not ui.exportButton.enabled
     ui.tagButton.click()
     assert widget._run is None and _untouched(model, tmp_path) and ui.tagButton.text == "Tag tissue"
+
+
+@LATEST
+def test_a_model_whose_points_moved_while_the_worker_tags_gets_no_tag_and_no_file(panel, phantom, tmp_path):
+    """The same node and cell counts, other points (edited while the worker ran): the counts alone
+    let the old tags through onto the moved model; the points' checksum refuses them."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    ui.exportButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    points = model.GetMesh().GetPoints()
+    vtk_to_numpy(points.GetData())[:10] += 2.0  # ten nodes moved by 2 mm, in place, as an edit does
+    points.Modified()
+    harness.run_to_end(widget)
+    assert "changed during the tagging (its points moved): nothing was written" in ui.statusLabel.text
+    assert "\n" not in ui.statusLabel.text and _untouched(model, tmp_path)
+
+
+@LATEST
+def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(panel, phantom, tmp_path,
+                                                                                 monkeypatch):
+    """The worker wrote all the files; placing them next to the prefix fails on the second (a rename
+    refused: injected, as a real one fails only on a broken file system). The user's previous export
+    stays whole, the model gets no tag, and the status is one line naming the file."""
+    import os
+
+    from cardioscar.io import atomic
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    previous = {name: f"previous {name}" for name in ("heart.pts", "heart.elem", "heart.json")}
+    for name, text in previous.items():
+        (tmp_path / name).write_text(text)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target).endswith("heart.elem"):
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    harness.click_to_end(widget, ui.exportButton)
+    assert "heart.elem" in ui.statusLabel.text and "Input/output error" in ui.statusLabel.text, ui.statusLabel.text
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == previous
+    assert "tissue_tag" not in _arrays(model) and ui.exportButton.text == "Export"
+
+
+@LATEST
+def test_a_changed_scar_field_or_moved_points_refuse_the_computed_tags(panel, phantom):
+    """The Logic's check (no worker): tags computed from one scar field are not written once the
+    field was rewritten, nor once a parent transform moved the model, with the same counts."""
+    from CardioScarLogic.results import write_point_arrays
+    from CardioScarLogic.tissue import check_tags_fit, read_tagging_inputs
+    from cardioscar.errors import CardioScarError
+
+    scene, model = panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    inputs = read_tagging_inputs(model)
+    tags = inputs.tags()
+    check_tags_fit(model, tags, inputs.state)  # unchanged: fits
+    write_point_arrays(model, {"scar_probability": (1.0 - phantom.truth).astype(np.float32)})  # a rerun's result
+    with pytest.raises(CardioScarError, match="its field 'scar_probability' changed"):
+        check_tags_fit(model, tags, inputs.state)
+    _with_scar_probability(model, phantom)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 5.0)
+    transform.SetMatrixTransformToParent(matrix)
+    model.SetAndObserveTransformNodeID(transform.GetID())
+    with pytest.raises(CardioScarError, match=r"changed during the tagging \(its points moved\)"):
+        check_tags_fit(model, tags, inputs.state)
 
 
 def _aha_ready(panel, phantom, points: bool = True):
