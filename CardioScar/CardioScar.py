@@ -64,7 +64,7 @@ from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
-from CardioScarLogic.wording import in_panel_words  # noqa: E402
+from CardioScarLogic.wording import in_panel_words, library_words  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -636,7 +636,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         from cardioscar.errors import CardioScarError
 
         if isinstance(error, CardioScarError):  # the library's words, with the panel's box names
-            self._showError(in_panel_words(str(error)))
+            self._showError(in_panel_words(library_words(error)))
         else:
             self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
 

@@ -31,6 +31,7 @@ from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
                       write_point_arrays)
+from .wording import TISSUE_NAMES, speaks_logic_words
 from .worker import tag_world_mesh, write_export
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
@@ -170,6 +171,7 @@ def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: O
                          model_state(model_node, [PROBABILITY]))
 
 
+@speaks_logic_words(TISSUE_NAMES)
 def tag_model_node(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
                    core_field: Optional[str] = None, tag_values: tuple[int, int, int] = (1, 2, 3),
                    color_logic=None, core_model=None) -> TissueTags:
@@ -243,6 +245,7 @@ def check_export_prefix(prefix: str) -> Path:
     return target
 
 
+@speaks_logic_words(TISSUE_NAMES)
 def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
                       space: str = "LPS", fibres: Optional[np.ndarray] = None,
                       scar_rule: Optional[dict] = None) -> list[Path]:
