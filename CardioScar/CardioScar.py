@@ -7,8 +7,9 @@ package (CardioScarLib), installed next to this module by the extension.
 
 The panel runs training, prediction, the AHA segments, tissue tagging and export in a worker
 process (``CardioScarLogic.background``), so Slicer never freezes and *Stop* ends the work at once.
-The console and batch mode call the Logic directly and wait. torch is never imported by the panel at load time; the *Dependencies* section
-shows its version and installs or updates it through the PyTorch extension.
+The console and batch mode call the Logic directly and wait. torch is never imported by the panel
+at load time; the *Dependencies* section shows its version and installs or updates it through the
+PyTorch extension.
 """
 
 import importlib.metadata

@@ -153,7 +153,8 @@ def test_bad_myocardium_inputs_are_one_line_errors_and_change_nothing(segmented)
         # labels absent from the chosen slices: the scar labels are checked first (scar labels are
         # myocardium labels), either way in targets.unmatched_labels' wording, with the Logic's names
         (labels, _options(scar_labels="7", myocardium_labels="7,8"), None,
-         r"(options.scar_labels 7|myocardium labels of 'phantom_labels' 7,8) match no pixel .*labels present: 0, 1, 2, 3"),
+         r"(options.scar_labels 7|myocardium labels of 'phantom_labels' 7,8) match no pixel "
+         r".*labels present: 0, 1, 2, 3"),
         (image, _options(myocardium_segment="Myocardium"), None, "names a segment of a segmentation input"),
         (image, _options(myocardium_labels="9"), labels, "myocardium mask 'phantom_labels' has no voxel with labels 9"),
         (image, _options(myocardium_labels="2;3"), None, "options.myocardium_labels must be comma-separated integers"),

@@ -166,7 +166,8 @@ def read_aha_inputs(model_node, inputs: AhaInputs) -> AhaJob:
                               "label map with an RV label")
     world = world_mesh_lps(model_node, model_points_lps(model_node))
     title = f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}"
-    return AhaJob(model_node.GetName(), world, aha_options(inputs), title, model_state(model_node, [inputs.measure.field]))
+    state = model_state(model_node, [inputs.measure.field])
+    return AhaJob(model_node.GetName(), world, aha_options(inputs), title, state)
 
 
 def apply_segments(model_node, rows: list[dict], summary: dict, point_segments: np.ndarray,
@@ -180,8 +181,8 @@ def apply_segments(model_node, rows: list[dict], summary: dict, point_segments: 
                               "written")
     if (mesh.GetNumberOfPoints(), mesh.GetNumberOfCells()) != (len(point_segments), len(cell_segments)):
         raise CardioScarError(f"The model '{model_node.GetName()}' changed during the AHA analysis (now "
-                              f"{mesh.GetNumberOfPoints()} nodes, analysed {len(point_segments)}): nothing was written; "
-                              "run it again")
+                              f"{mesh.GetNumberOfPoints()} nodes, analysed {len(point_segments)}): nothing was "
+                              "written; run it again")
     if state:
         check_unchanged(model_node, state, "the AHA analysis")
     results.write_point_arrays(model_node, {SEGMENT_ARRAY: np.asarray(point_segments).astype(np.int32)})

@@ -314,7 +314,8 @@ class BackgroundRun(WorkerProcess):
 
         def finish(background: "BackgroundRun", output_node) -> TissueResult:
             tags = worker.load_tags(background.folder / worker.TAGS_FILE)
-            check_tags_fit(output_node, tags, inputs.state)  # before a file is placed: a refused model leaves no file either
+            # before a file is placed: a refused model leaves no file either
+            check_tags_fit(output_node, tags, inputs.state)
             files = [] if prefix is None else place_files(
                 [background.folder / worker.EXPORT_FOLDER / name for name in background.files], prefix.parent)
             apply_tags(output_node, tags, color_logic)
