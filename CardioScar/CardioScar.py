@@ -5,11 +5,11 @@ Qt-free ``CardioScarLogic`` (package ``CardioScarLogic`` next to this file), the
 Python console and ``Scripts/cardioscar_batch.py`` use. The numerical core is the ``cardioscar``
 package (CardioScarLib), installed next to this module by the extension.
 
-The panel runs training, prediction, tissue tagging and export in a worker process
-(``CardioScarLogic.background``), so Slicer never freezes and *Stop* ends the work at once; the
-AHA segments are a busy step on the main thread (wait cursor, actions disabled). The console and
-batch mode call the Logic directly and wait. torch is never imported by the panel at load time; the *Dependencies* section
-shows its version and installs or updates it through the PyTorch extension.
+The panel runs training, prediction, the AHA segments, tissue tagging and export in a worker
+process (``CardioScarLogic.background``), so Slicer never freezes and *Stop* ends the work at once.
+The console and batch mode call the Logic directly and wait. torch is never imported by the panel
+at load time; the *Dependencies* section shows its version and installs or updates it through the
+PyTorch extension.
 """
 
 import importlib.metadata
@@ -65,7 +65,7 @@ from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
-from CardioScarLogic.wording import in_panel_words  # noqa: E402
+from CardioScarLogic.wording import in_panel_words, library_words  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -434,7 +434,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         p = self._parameterNode
         if self.ui.savedModelPathLineEdit.currentPath != p.savedModelPath:
             self.ui.savedModelPathLineEdit.currentPath = p.savedModelPath
-        if self._runButton is not None:  # a run or a step: _setRunning(False) updates the panel after it
+        if self._runButton is not None:  # a run: _setRunning(False) updates the panel after it
             return
         inputs = self._inputNodes()
         counts = [self.logic.slice_count(node, p.sliceAxis) for node in inputs]
@@ -637,7 +637,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         from cardioscar.errors import CardioScarError
 
         if isinstance(error, CardioScarError):  # the library's words, with the panel's box names
-            self._showError(in_panel_words(str(error)))
+            self._showError(in_panel_words(library_words(error)))
         else:
             self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
 
@@ -663,11 +663,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._timer.start()
 
     def _setRunning(self, running: bool) -> None:
-        """While running, every other action is disabled; a worker run's button reads Stop, the
-        button of a step on the main thread (AHA) is disabled too. A section holding a Stop button
-        (Tag tissue, Export) has its other widgets disabled one by one, since a disabled section
-        would disable its Stop button with it."""
-        button, stoppable = self._runButton, self._run is not None
+        """While running, every other action is disabled and the run's button reads Stop. A section
+        holding a Stop button (AHA segments, Tag tissue, Export) has its other widgets disabled one
+        by one, since a disabled section would disable its Stop button with it."""
+        button = self._runButton
         if running:  # exactly the widgets disabled here are enabled again afterwards
             self._disabledForRun = []
             for widget in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.applyButton,
@@ -675,8 +674,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                            self.ui.installTorchButton, self.ui.ahaCollapsibleButton, self.ui.tissueCollapsibleButton):
                 # the section's own widgets (the .ui's form layout makes them its direct children; its
                 # layout is a child too, and not a widget: checked as Slicer's parameterNodeWrapper does)
-                inside = ([child for child in widget.children() if getattr(child, "isWidgetType", lambda: False)()]
-                          if stoppable else [])
+                inside = [child for child in widget.children() if getattr(child, "isWidgetType", lambda: False)()]
                 self._disabledForRun += [each for each in (inside if button in inside else [widget])
                                          if each is not button and each.enabled]
             for widget in self._disabledForRun:
@@ -685,11 +683,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             for widget in self._disabledForRun:
                 widget.enabled = True
             self._disabledForRun = []
-        if stoppable:
-            button.text = _("Stop") if running else button.property("idleText")
-            button.enabled = True
-        else:
-            button.enabled = not running
+        button.text = _("Stop") if running else button.property("idleText")
+        button.enabled = True
         self.ui.progressBar.setVisible(running)
         # busy (Qt's indeterminate bar, minimum = maximum = 0, as Slicer's pip dialog in
         # slicer/packaging.py) until the first epoch's report sets the range: the worker's start,
@@ -915,58 +910,45 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
         self.ui.saveBullseyeButton.enabled = False
 
-    def _runStep(self, button, text: str, work):
-        """Call ``work()`` on the main thread (AHA segments) and return what it returns, or None when
-        it failed (one status line). While it runs the status says ``text``, the progress bar is busy,
-        every action (``button`` too) is disabled and the application shows its wait cursor
-        (slicer.util.WaitCursor, which also processes the pending events, so that all of this is
-        drawn before the work blocks the event loop)."""
-        self._runButton = button
-        self._setRunning(True)
-        self.ui.statusLabel.text = text
-        self._log(text)
-        try:
-            with slicer.util.WaitCursor():
-                done = work()
-        except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
-            self._setRunning(False)
-            self._reportFailure(error)
-            return None
-        self._setRunning(False)
-        return done
-
     def onComputeAhaButton(self) -> None:
-        """AHA segments of the chosen model: arrays and table on the model, the bull's-eye PNG in a
-        temporary folder (kept for *Save bull's-eye* until the next one replaces it or the panel
-        closes), the table in the results layout. A failure is one status line and changes
-        nothing (its folder is removed at once).
+        """AHA segments of the chosen model in a worker (or stop it): arrays and table on the model,
+        the bull's-eye PNG in a temporary folder (kept for *Save bull's-eye* until the next one
+        replaces it or the panel closes), the table in the results layout. A missing input is one
+        status line at once; a failure in the worker, a Stop, or a model edited meanwhile changes
+        nothing and keeps the previous bull's-eye.
 
-        It runs on the main thread, as a busy step without Stop (:meth:`_runStep`): its inputs are
-        markups and label maps read from the scene and its options hold arrays, which a worker
-        would need a file format for, and it takes seconds (4 s on a 30,000-node phantom result,
-        6 s on 100,000 nodes and 530,000 tetrahedra, bull's-eye included, on a 2-core machine);
-        Tag tissue and Export, which take tens of seconds on a simulation mesh, run in a worker
-        with Stop."""
+        It runs in a worker with Stop, as Tag tissue and Export do: it takes seconds (4 s on a
+        30,000-node phantom result, 6 s on 100,000 nodes and 530,000 tetrahedra, bull's-eye
+        included, on a 2-core machine), which on the main thread blocked Slicer's event loop, so
+        that its busy bar stood still and nothing could stop it."""
         from cardioscar.errors import CardioScarError
 
+        if self._run is not None:
+            self._stopRun()
+            return
         p = self._parameterNode
 
-        def compute():
+        def makeRun() -> BackgroundRun:
             missing = self._ahaMissing()
             if missing:
                 raise CardioScarError(missing)
-            with self._bullseye.attempt() as png:
-                return self.logic.aha_segments(p.ahaModel, self.ahaInputs(), bullseye_png=png), png
+            return BackgroundRun.aha(p.ahaModel, self.ahaInputs(), bullseye=self._bullseye)
 
-        done = self._runStep(self.ui.computeAhaButton, _("Computing AHA segments of '{name}'...").format(
-            name=p.ahaModel.GetName() if p.ahaModel is not None else ""), compute)
-        if done is None:
-            return
-        result, png = done
-        self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=png)
+        self._startRun(self.ui.computeAhaButton, _("Compute AHA segments"), p.ahaModel, makeRun,
+                       _("Computing AHA segments of '{name}'...").format(
+                           name=p.ahaModel.GetName() if p.ahaModel is not None else ""), finish=self._writeAha)
+
+    def _writeAha(self, run: BackgroundRun):
+        """A finished AHA analysis on its model (and its bull's-eye kept)."""
+        model = self._runOutput
+        result = run.finish(model)
+        return lambda: self._showAha(model, result)
+
+    def _showAha(self, model, result) -> None:
+        self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=self._bullseye.path)
         self.ui.saveBullseyeButton.enabled = True
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
-            name=p.ahaModel.GetName(), table=result.table_node.GetName())
+            name=model.GetName(), table=result.table_node.GetName())
         self._log(self.ui.statusLabel.text)
         layoutNode = layout_node_of(slicer.mrmlScene)
         if layoutNode is not None:

@@ -52,3 +52,66 @@ def test_an_operating_system_error_names_the_target_not_the_temporary_file(tmp_p
     with pytest.raises(CardioScarError, match="No output file name given"):
         with atomic_write(""):
             pass
+
+
+def _previous_set(folder, names=("heart.pts", "heart.elem", "heart.json")) -> dict:
+    for name in names:
+        (folder / name).write_text(f"previous {name}")
+    return {name: f"previous {name}" for name in names}
+
+
+def _contents(folder) -> dict:
+    return {path.name: path.read_text(encoding="utf-8") for path in folder.iterdir() if path.is_file()}
+
+
+def test_a_set_that_fails_on_its_second_file_changes_none_of_them(tmp_path):
+    """A full disk while the second file of a set is written: every previous file stays, none new."""
+    import errno
+
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io.atomic import atomic_write_set
+
+    before = _previous_set(tmp_path)
+    targets = [tmp_path / name for name in before]
+    with pytest.raises(CardioScarError, match="No space left on device"):
+        with atomic_write_set(targets) as temporaries:
+            temporaries[0].write_text("new points")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporaries[1]))
+    assert _contents(tmp_path) == before
+
+
+def test_a_set_whose_second_rename_fails_puts_the_first_file_back(tmp_path, monkeypatch):
+    """The renames themselves: the first file is placed, the second's rename fails (injected: a
+    real one fails only on a broken file system), and the first file's previous version returns."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io import atomic
+    from cardioscar.io.atomic import atomic_write_set
+
+    before = _previous_set(tmp_path)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target).endswith("heart.elem"):
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(CardioScarError) as info:
+        with atomic_write_set([tmp_path / name for name in before]) as temporaries:
+            for tmp in temporaries:
+                tmp.write_text("new")
+    assert str(tmp_path / "heart.elem") in str(info.value) and "Input/output error" in str(info.value)
+    assert _contents(tmp_path) == before  # heart.pts its old self again, and no temporary or second name left
+    # a set into a folder with no previous files: the first new file goes again, and nothing is left
+    empty = tmp_path / "fresh"
+    empty.mkdir()
+    with pytest.raises(CardioScarError):
+        with atomic_write_set([empty / name for name in before]) as temporaries:
+            for tmp in temporaries:
+                tmp.write_text("new")
+    assert list(empty.iterdir()) == []
+    monkeypatch.undo()
+    with atomic_write_set([tmp_path / name for name in before]) as temporaries:  # and a set that succeeds
+        for tmp, name in zip(temporaries, before):
+            tmp.write_text(f"new {name}")
+    assert _contents(tmp_path) == {name: f"new {name}" for name in before}

@@ -168,6 +168,46 @@ def test_bad_options_write_nothing(tmp_path, kwargs, fragment):
 
 
 
+def _export_set(prefix) -> dict:
+    return {path.name: path.read_bytes() for path in prefix.parent.iterdir() if path.name.startswith(prefix.name + ".")}
+
+
+def test_a_failure_on_the_second_file_leaves_the_previous_set_whole(tmp_path, monkeypatch):
+    """The files of one export are one set: a second export (other units and thresholds: every file
+    differs) that fails on its second file, while it is written (a full disk) or while it is renamed
+    into place, leaves the first export's files byte for byte, and no temporary."""
+    import errno
+    import pathlib
+
+    from cardioscar.io import atomic
+
+    path, _ = _write_prediction(tmp_path)
+    out = tmp_path / "out"
+    export_model(path, out / "heart")
+    before = _export_set(out / "heart")
+    assert sorted(before) == ["heart.elem", "heart.json", "heart.pts"]
+    real_write, real_replace = pathlib.Path.write_text, os.replace
+
+    def full_disk(self, *args, **kwargs):
+        if ".elem" in self.name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write(self, *args, **kwargs)
+
+    def broken_rename(source, target):
+        if str(target).endswith(".elem"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(source, target)
+
+    for patch in ((pathlib.Path, "write_text", full_disk), (atomic.os, "replace", broken_rename)):
+        with monkeypatch.context() as patched:
+            patched.setattr(*patch)
+            with pytest.raises(CardioScarError, match="heart.elem"):
+                export_model(path, out / "heart", units="mm", border_zone=0.3, core=0.6)
+        assert sorted(p.name for p in out.iterdir()) == sorted(before) and _export_set(out / "heart") == before
+    export_model(path, out / "heart", units="mm", border_zone=0.3, core=0.6)  # unpatched: the new set, whole
+    assert all(content != before[name] for name, content in _export_set(out / "heart").items())
+
+
 def test_rule_from_takes_the_training_data_only(tmp_path):
     """A model or mesh given to --rule-from said "prepared without --scar-rule" (np.load reads a
     .pth zip as an empty archive): it now says which file to give."""

@@ -102,8 +102,9 @@ def test_bad_inputs_leave_the_model_as_it_was(case):
     with pytest.raises(CardioScarError, match="'nothing placed' has 0 point"):
         csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=empty))
     far = _markups(context.scene, [np.array([500.0, 500.0, 500.0])])
-    with pytest.raises(CardioScarError, match="--rv-point is .* mm from the nearest LV node"):
-        csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=far))
+    with pytest.raises(CardioScarError, match="^inputs.rv_markups is .* mm from the nearest LV node") as info:
+        csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=far))  # the Logic's name, not --rv-point
+    assert info.value.library_message.startswith("--rv-point is ")  # what the batch script prints
     with pytest.raises(CardioScarError, match="no RV insertion: place a markups point"):
         csl.CardioScarLogic.aha_segments(model, csl.AhaInputs())
     assert model.GetMesh().GetPointData().GetArray("aha_segment") is None

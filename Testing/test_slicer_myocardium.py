@@ -151,12 +151,13 @@ def test_bad_myocardium_inputs_are_one_line_errors_and_change_nothing(segmented)
         (labels, _options(scar_labels="3", myocardium_labels="2"), None, "Scar labels 3 are not among the myocardium "
                                                                           "labels 2"),
         # labels absent from the chosen slices: the scar labels are checked first (scar labels are
-        # myocardium labels), either way in targets.unmatched_labels' wording
+        # myocardium labels), either way in targets.unmatched_labels' wording, with the Logic's names
         (labels, _options(scar_labels="7", myocardium_labels="7,8"), None,
-         r"(--scar-labels 7|myocardium labels of 'phantom_labels' 7,8) match no pixel .*labels present: 0, 1, 2, 3"),
+         r"(options.scar_labels 7|myocardium labels of 'phantom_labels' 7,8) match no pixel "
+         r".*labels present: 0, 1, 2, 3"),
         (image, _options(myocardium_segment="Myocardium"), None, "names a segment of a segmentation input"),
         (image, _options(myocardium_labels="9"), labels, "myocardium mask 'phantom_labels' has no voxel with labels 9"),
-        (image, _options(myocardium_labels="2;3"), None, "--myocardium-labels must be comma-separated integers"),
+        (image, _options(myocardium_labels="2;3"), None, "options.myocardium_labels must be comma-separated integers"),
     ]
     for node, options, mask, message in cases:
         with pytest.raises(CardioScarError, match=message):

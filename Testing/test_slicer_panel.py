@@ -25,6 +25,7 @@ import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic import background as csl_background, worker as csl_worker  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
 from CardioScarLogic.layout import RESULTS_LAYOUT_ID  # noqa: E402
+from cardioscar.aha import AhaOptions  # noqa: E402
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 
 VERSIONS = ("5.8", "5.10")
@@ -61,7 +62,7 @@ def panel(request, case):
         widget._parameterNode.halfThickness = half
         widget._parameterNode.maxEpochs = 15
         yield {"widget": widget, "ui": widget.ui, "scene": context.scene, "volume": volume, "model": model,
-               "module": CardioScar, "context": context, "layout_logic": layout_logic}
+               "module": CardioScar, "context": context, "layout_logic": layout_logic, "version": request.param}
         widget.cleanup()
     finally:
         harness.uninstall(saved)
@@ -454,7 +455,7 @@ def test_aha_section_writes_segments_fills_the_table_and_saves_the_bullseye(pane
         markups.AddControlPointWorld(point)
     ui.ahaRvMarkupsSelector.setCurrentNode(markups)
     assert widget._parameterNode.ahaRvMarkups is markups and ui.computeAhaButton.enabled
-    ui.computeAhaButton.click()
+    harness.click_to_end(widget, ui.computeAhaButton)  # in a worker, as Tag tissue
     assert "AHA segments on" in ui.statusLabel.text, ui.statusLabel.text
     segments = _arrays(model)["aha_segment"]
     assert len(segments) == model.GetMesh().GetNumberOfPoints() and set(np.unique(segments)) == set(range(1, 18))
@@ -465,6 +466,12 @@ def test_aha_section_writes_segments_fills_the_table_and_saves_the_bullseye(pane
     columns = [table.GetTable().GetColumnName(c) for c in range(table.GetNumberOfColumns())]
     scar = [table.GetTable().GetValue(r, columns.index("scar_pct")).ToDouble() for r in range(17)]
     assert max(scar) > 0 and min(scar) == 0
+    if panel["version"] == VERSIONS[-1]:  # once: the worker's segments and table are the console's (same inputs)
+        cells = vtk.util.numpy_support.vtk_to_numpy(model.GetMesh().GetCellData().GetArray("aha_segment")).copy()
+        console = widget.logic.aha_segments(model, widget.ahaInputs())
+        np.testing.assert_array_equal(console.point_segments, segments)
+        np.testing.assert_array_equal(console.cell_segments, cells)
+        assert [row["scar_pct"] for row in console.rows] == pytest.approx(scar)
     # the bull's-eye: its path in the panel, and a copy where the user saves it
     shown = Path(ui.ahaBullseyeLabel.text.split(": ", 1)[1])
     assert shown.read_bytes()[:4] == b"\x89PNG" and ui.saveBullseyeButton.enabled
@@ -509,7 +516,7 @@ def test_aha_section_hands_the_label_map_and_its_labels_to_the_logic(panel, phan
     inputs = widget.ahaInputs()
     assert (inputs.labels_node, inputs.rv_label, inputs.myocardium_label, inputs.rv_markups) == (labels, 77, 5, None)
     assert ui.computeAhaButton.enabled
-    ui.computeAhaButton.click()
+    harness.click_to_end(widget, ui.computeAhaButton)  # the worker's refusal
     assert "no RV here" in ui.statusLabel.text and "77" in ui.statusLabel.text and "\n" not in ui.statusLabel.text, ui.statusLabel.text
     assert "aha_segment" not in _arrays(model)
 
@@ -549,6 +556,57 @@ def test_a_library_error_names_the_panel_s_boxes_not_command_line_options(panel)
     ui.applyButton.click()
     assert widget._run is None and "\n" not in ui.statusLabel.text
     assert "'Scar labels'" in ui.statusLabel.text and "--scar-labels" not in ui.statusLabel.text, ui.statusLabel.text
+
+
+@LATEST
+def test_the_logic_from_the_console_names_its_own_parameters(panel, phantom):
+    """The same library error as above, raised by the Logic for a console user, names the Logic's
+    parameters (``options.scar_labels``), never an option of a command line the user is not using;
+    the panel keeps its box labels (above), from the library's words the error keeps."""
+    from CardioScarLogic.tissue import tag_model_node
+
+    from cardioscar.errors import CardioScarError
+
+    logic, volume, model = panel["widget"].logic, panel["volume"], panel["model"]
+    with pytest.raises(CardioScarError) as info:
+        logic.train_and_apply(volume, model, csl.ReconstructionOptions(scar_labels="3", half_thickness=2.0))
+    message = str(info.value)
+    assert "options.scar_labels" in message and "--" not in message, message
+    assert "--scar-labels" in info.value.library_message
+    with pytest.raises(CardioScarError, match=r"^myocardium_margin .*whole number of pixels") as info:
+        csl.ReconstructionOptions(myocardium_margin=-1)  # the field itself, as typed
+    assert "--" not in str(info.value)
+    _with_scar_probability(model, phantom)
+    with pytest.raises(CardioScarError, match="^border_zone 0.6 must be below core 0.4"):
+        tag_model_node(model, border_zone=0.6, core=0.4)
+    markups = panel["scene"].AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertions")
+    markups.AddControlPointWorld(_rv_insertions_ras(phantom)[0])
+    with pytest.raises(CardioScarError, match=r"^inputs.measure.threshold 1.5: use a value between 0 and 1"):
+        logic.aha_segments(model, csl.AhaInputs(rv_markups=markups, measure=AhaOptions(threshold=1.5)))
+    assert "aha_segment" not in _arrays(model) and "tissue_tag" not in _arrays(model)
+
+
+def test_every_logic_name_is_a_parameter_of_the_logic():
+    """The Logic's names in its errors are its real parameters: a renamed field fails here."""
+    import dataclasses
+    import inspect
+
+    from CardioScarLogic import logic, tissue
+    from CardioScarLogic.wording import AHA_NAMES, OPTION_FIELDS, RECONSTRUCTION_NAMES, TISSUE_NAMES
+
+    fields = {each.name for each in dataclasses.fields(csl.ReconstructionOptions)}
+    assert set(OPTION_FIELDS.values()) <= fields
+    arguments = {name for method in (logic.CardioScarLogic.train_and_apply, logic.CardioScarLogic.apply_model)
+                 for name in inspect.signature(method).parameters}
+    assert {name.split(".")[0] for name in RECONSTRUCTION_NAMES.values()} <= arguments
+    assert {name for name in TISSUE_NAMES.values()} <= {
+        name for function in (tissue.tag_model_node, tissue.export_model_node)
+        for name in inspect.signature(function).parameters}
+    inputs = {each.name for each in dataclasses.fields(csl.AhaInputs)}
+    measure = {each.name for each in dataclasses.fields(AhaOptions)}
+    for name in AHA_NAMES.values():
+        parts = name.split(".")
+        assert parts[0] == "model_node" or (parts[1] in inputs and (len(parts) == 2 or parts[2] in measure)), name
 
 
 def test_panel_words_leave_quoted_commands_and_options_without_a_box():

@@ -2,11 +2,10 @@
 real panel class on a real MRML scene, with the Qt stand-in of Testing/slicer_widget_harness.py;
 see there for what that cannot prove).
 
-- *Tag tissue* and *Export* run in a worker process as training does, with Stop; a stopped or
-  failed run leaves the model and the user's folder as they were. *AHA segments* is a busy step
-  on the main thread: status, busy bar, every action disabled and the wait cursor
-  (``slicer.util.WaitCursor``, Base/Python/slicer/util.py, as SlicerTotalSegmentator wraps its
-  runs in ``tryWithErrorDisplay(waitCursor=True)``), all undone after it, a failure in one line.
+- *Tag tissue*, *Export* and *AHA segments* run in a worker process as training does, with Stop; a
+  stopped or failed run, or one whose model was edited meanwhile (same counts, moved points),
+  leaves the model and the user's folder as they were; an export that fails on its second file
+  leaves the user's previous files whole.
 - The myocardium margin box is disabled under a scar rule, its tool tip says why.
 - ``scar_error_risk`` is drawn with its own sequential colour table.
 - The Results section follows the result model when its arrays or summary change outside the
@@ -20,6 +19,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import vtk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -98,6 +99,79 @@ def test_tag_runs_in_a_worker_with_stop(panel, phantom, tmp_path):
     assert widget._run is None and _untouched(model, tmp_path) and ui.tagButton.text == "Tag tissue"
 
 
+@LATEST
+def test_a_model_whose_points_moved_while_the_worker_tags_gets_no_tag_and_no_file(panel, phantom, tmp_path):
+    """The same node and cell counts, other points (edited while the worker ran): the counts alone
+    let the old tags through onto the moved model; the points' checksum refuses them."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    ui.exportButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    points = model.GetMesh().GetPoints()
+    vtk_to_numpy(points.GetData())[:10] += 2.0  # ten nodes moved by 2 mm, in place, as an edit does
+    points.Modified()
+    harness.run_to_end(widget)
+    assert "changed during the tagging (its points moved): nothing was written" in ui.statusLabel.text
+    assert "\n" not in ui.statusLabel.text and _untouched(model, tmp_path)
+
+
+@LATEST
+def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(panel, phantom, tmp_path,
+                                                                                 monkeypatch):
+    """The worker wrote all the files; placing them next to the prefix fails on the second (a rename
+    refused: injected, as a real one fails only on a broken file system). The user's previous export
+    stays whole, the model gets no tag, and the status is one line naming the file."""
+    import os
+
+    from cardioscar.io import atomic
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    previous = {name: f"previous {name}" for name in ("heart.pts", "heart.elem", "heart.json")}
+    for name, text in previous.items():
+        (tmp_path / name).write_text(text)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target).endswith("heart.elem"):
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    harness.click_to_end(widget, ui.exportButton)
+    assert "heart.elem" in ui.statusLabel.text and "Input/output error" in ui.statusLabel.text, ui.statusLabel.text
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == previous
+    assert "tissue_tag" not in _arrays(model) and ui.exportButton.text == "Export"
+
+
+@LATEST
+def test_a_changed_scar_field_or_moved_points_refuse_the_computed_tags(panel, phantom):
+    """The Logic's check (no worker): tags computed from one scar field are not written once the
+    field was rewritten, nor once a parent transform moved the model, with the same counts."""
+    from CardioScarLogic.results import write_point_arrays
+    from CardioScarLogic.tissue import check_tags_fit, read_tagging_inputs
+    from cardioscar.errors import CardioScarError
+
+    scene, model = panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    inputs = read_tagging_inputs(model)
+    tags = inputs.tags()
+    check_tags_fit(model, tags, inputs.state)  # unchanged: fits
+    write_point_arrays(model, {"scar_probability": (1.0 - phantom.truth).astype(np.float32)})  # a rerun's result
+    with pytest.raises(CardioScarError, match="its field 'scar_probability' changed"):
+        check_tags_fit(model, tags, inputs.state)
+    _with_scar_probability(model, phantom)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 5.0)
+    transform.SetMatrixTransformToParent(matrix)
+    model.SetAndObserveTransformNodeID(transform.GetID())
+    with pytest.raises(CardioScarError, match=r"changed during the tagging \(its points moved\)"):
+        check_tags_fit(model, tags, inputs.state)
+
+
 def _aha_ready(panel, phantom, points: bool = True):
     ui, scene, model = panel["ui"], panel["scene"], panel["model"]
     _with_scar_probability(model, phantom)
@@ -108,44 +182,47 @@ def _aha_ready(panel, phantom, points: bool = True):
     ui.ahaRvMarkupsSelector.setCurrentNode(markups)
 
 
-def _watch_aha(widget) -> list:
-    """What the panel shows while the Logic computes the segments (the real computation runs)."""
-    ui, seen, compute = widget.ui, [], widget.logic.aha_segments
-
-    def watched(*args, **kwargs):
-        seen.append({"status": ui.statusLabel.text, "bar": (ui.progressBar.visible, ui.progressBar.maximum),
-                     "cursors": list(harness.QApplication.cursors),
-                     "enabled": {w.name: w.enabled for w in (ui.computeAhaButton, ui.ahaCollapsibleButton,
-                                                             ui.tissueCollapsibleButton, ui.applyButton,
-                                                             ui.inputsCollapsibleButton)}})
-        return compute(*args, **kwargs)
-
-    widget.logic.aha_segments = watched
-    return seen
-
-
 @LATEST
-def test_aha_is_a_busy_step_with_every_action_disabled_and_the_wait_cursor(panel, phantom):
+def test_aha_runs_in_a_worker_with_stop_and_refuses_a_model_edited_meanwhile(panel, phantom):
+    """The click returns at once and the event loop goes on (the busy bar can move; no wait cursor
+    while the worker works); Stop, and a model whose points moved meanwhile, change nothing."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
     widget, ui, model = panel["widget"], panel["ui"], panel["model"]
     _aha_ready(panel, phantom)
-    seen = _watch_aha(widget)
     ui.computeAhaButton.click()
-    assert len(seen) == 1 and seen[0]["status"].startswith("Computing AHA segments of 'phantom_mesh'")
-    assert seen[0]["bar"] == (True, 0) and seen[0]["cursors"] == [harness.Qt.WaitCursor]
-    assert not any(seen[0]["enabled"].values()), seen[0]["enabled"]
-    assert ui.statusLabel.text.startswith("AHA segments on") and "aha_segment" in _arrays(model)
-    assert harness.QApplication.cursors == [] and not ui.progressBar.visible
+    run = widget._run
+    assert run is not None, "AHA ran on the main thread: " + ui.statusLabel.text
+    assert ui.computeAhaButton.text == "Stop" and ui.computeAhaButton.enabled
+    assert ui.statusLabel.text.startswith("Computing AHA segments of 'phantom_mesh'")
+    assert (ui.progressBar.visible, ui.progressBar.maximum) == (True, 0) and harness.QApplication.cursors == []
+    for other in (ui.ahaModelSelector, ui.ahaRvMarkupsSelector, ui.applyButton, ui.tissueCollapsibleButton,
+                  ui.inputsCollapsibleButton):
+        assert not other.enabled, other.name
+    assert ui.ahaCollapsibleButton.enabled  # it holds the Stop button
+    ui.computeAhaButton.click()  # Stop
+    assert widget._run is None and not run.folder.exists() and "Stopped" in ui.statusLabel.text
+    assert "aha_segment" not in _arrays(model) and model.GetNodeReference("CardioScarAhaTable") is None
+    assert ui.computeAhaButton.text == "Compute AHA segments" and ui.ahaModelSelector.enabled
+    assert not ui.progressBar.visible and not ui.saveBullseyeButton.enabled
+    ui.computeAhaButton.click()  # again, and the mesh is edited while the worker segments it
+    assert widget._run is not None, ui.statusLabel.text
+    points = model.GetMesh().GetPoints()
+    vtk_to_numpy(points.GetData())[:10] += 2.0
+    points.Modified()
+    harness.run_to_end(widget)
+    assert "changed during the AHA analysis (its points moved): nothing was written" in ui.statusLabel.text
+    assert "aha_segment" not in _arrays(model) and model.GetNodeReference("CardioScarAhaTable") is None
+    assert not ui.saveBullseyeButton.enabled and ui.ahaBullseyeLabel.text == "No bull's-eye yet."
     assert ui.computeAhaButton.enabled and ui.applyButton.enabled and ui.tissueCollapsibleButton.enabled
-    assert ui.saveBullseyeButton.enabled
 
 
 @LATEST
-def test_a_failed_aha_step_is_one_line_and_gives_the_panel_back(panel, phantom):
+def test_a_missing_aha_input_is_one_line_and_starts_nothing(panel, phantom):
     widget, ui, model = panel["widget"], panel["ui"], panel["model"]
     _aha_ready(panel, phantom, points=False)
-    seen = _watch_aha(widget)
     ui.computeAhaButton.click()
-    assert len(seen) == 1 and seen[0]["cursors"] == [harness.Qt.WaitCursor]
+    assert widget._run is None
     assert "'RV insertions' has 0 point" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
     assert "aha_segment" not in _arrays(model) and model.GetNodeReference("CardioScarAhaTable") is None
     assert harness.QApplication.cursors == [] and not ui.progressBar.visible

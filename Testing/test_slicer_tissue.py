@@ -75,7 +75,7 @@ def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):
 
 def test_bad_threshold_leaves_the_node_untouched(tagged_case):
     _, node, _ = tagged_case
-    with pytest.raises(CardioScarError, match="--border-zone 0.9 must be below --core 0.5"):
+    with pytest.raises(CardioScarError, match="^border_zone 0.9 must be below core 0.5"):  # the arguments' names
         tag_model_node(node, border_zone=0.9, core=0.5)
     assert node.GetMesh().GetPointData().GetArray("tissue_tag") is None
     assert node.GetNodeReference("CardioScarSummaryTable") is None

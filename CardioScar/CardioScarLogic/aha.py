@@ -9,6 +9,11 @@ in world coordinates (parent transforms included) and converted to LPS for ``car
 Outputs are written only after the analysis succeeded: ``aha_segment`` point and cell arrays on
 the model's mesh, and a second table node (referenced from the model, so a rerun updates it).
 The bull's-eye PNG is written on request (the panel can show it; ``bullseye_png``).
+
+``analyse_model`` is three steps, which the panel runs apart so that the middle one runs in its
+worker process, with *Stop* (:meth:`CardioScarLogic.background.BackgroundRun.aha`): read and check
+the inputs (:func:`read_aha_inputs`, scene only), analyse (no scene), and write the result on the
+model (:func:`apply_segments`, which refuses a model edited meanwhile).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from cardioscar.aha import AhaOptions, LabelMap
 from cardioscar.errors import CardioScarError
 
 from . import results
-from .geometry import RAS_TO_LPS, model_points_lps, volume_ijk_to_lps, world_mesh_lps
+from .geometry import RAS_TO_LPS, check_unchanged, model_points_lps, model_state, volume_ijk_to_lps, world_mesh_lps
+from .worker import aha_of_world_mesh
 
 AHA_TABLE_REFERENCE = "CardioScarAhaTable"
 SEGMENT_ARRAY = "aha_segment"
@@ -139,27 +145,60 @@ def _write_cell_array(model_node, values: np.ndarray) -> None:
     mesh.GetCellData().Modified()
 
 
-def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Path] = None) -> AhaSceneResult:
-    """Segment the model as shown (world coordinates), then write the arrays, the table and,
-    when asked, the bull's-eye PNG. A failure leaves the model and the scene as they were."""
-    from cardioscar.aha import analyse_mesh
-    from cardioscar.aha.bullseye import write_bullseye
-    from cardioscar.io.meshio import Mesh
+@dataclass
+class AhaJob:
+    """What an AHA analysis reads from the scene, checked: the model's mesh in world LPS (its arrays
+    included), the library's options (points and label map in world LPS), the bull's-eye's title
+    and ``state``, the checksums of the model's points and measured field (:func:`apply_segments`).
+    Analysing it needs no scene (the panel does it in its worker)."""
 
+    model_name: str
+    world_mesh: vtk.vtkDataSet
+    options: AhaOptions
+    title: str
+    state: dict
+
+
+def read_aha_inputs(model_node, inputs: AhaInputs) -> AhaJob:
+    """Read and check what :func:`analyse_model` needs from the scene; changes nothing."""
     if inputs.rv_markups is None and inputs.labels_node is None:
         raise CardioScarError("no RV insertion: place a markups point on the anterior RV insertion, or choose a "
                               "label map with an RV label")
-    points = model_points_lps(model_node)
-    mesh = Mesh(dataset=world_mesh_lps(model_node, points), space="LPS", path=None)
-    result = analyse_mesh(mesh, aha_options(inputs))
-    if bullseye_png is not None:
-        write_bullseye(result.rows, Path(bullseye_png),
-                       f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}")
-    results.write_point_arrays(model_node, {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
-    _write_cell_array(model_node, result.cell_segments)
-    table = update_aha_table(model_node, result.rows)
-    return AhaSceneResult(result.rows, result.summary, table, result.point_segments, result.cell_segments)
+    world = world_mesh_lps(model_node, model_points_lps(model_node))
+    title = f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}"
+    state = model_state(model_node, [inputs.measure.field])
+    return AhaJob(model_node.GetName(), world, aha_options(inputs), title, state)
 
 
-__all__ = ["AhaInputs", "AhaSceneResult", "analyse_model", "aha_options", "update_aha_table", "AHA_TABLE_REFERENCE",
-           "SEGMENT_ARRAY"]
+def apply_segments(model_node, rows: list[dict], summary: dict, point_segments: np.ndarray,
+                   cell_segments: np.ndarray, state: Optional[dict] = None) -> AhaSceneResult:
+    """Write a finished analysis on the model: ``aha_segment`` point and cell arrays and the AHA
+    table. Refused, with nothing written, when the model left the scene or (given the ``state`` of
+    its :class:`AhaJob`) changed since its inputs were read."""
+    mesh = model_node.GetMesh()
+    if model_node.GetScene() is None or mesh is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the AHA analysis: nothing was "
+                              "written")
+    if (mesh.GetNumberOfPoints(), mesh.GetNumberOfCells()) != (len(point_segments), len(cell_segments)):
+        raise CardioScarError(f"The model '{model_node.GetName()}' changed during the AHA analysis (now "
+                              f"{mesh.GetNumberOfPoints()} nodes, analysed {len(point_segments)}): nothing was "
+                              "written; run it again")
+    if state:
+        check_unchanged(model_node, state, "the AHA analysis")
+    results.write_point_arrays(model_node, {SEGMENT_ARRAY: np.asarray(point_segments).astype(np.int32)})
+    _write_cell_array(model_node, np.asarray(cell_segments))
+    table = update_aha_table(model_node, rows)
+    return AhaSceneResult(rows, summary, table, np.asarray(point_segments), np.asarray(cell_segments))
+
+
+def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Path] = None) -> AhaSceneResult:
+    """Segment the model as shown (world coordinates), then write the arrays, the table and, when
+    asked, the bull's-eye PNG. A failure leaves the model and the scene as they were. The panel runs
+    the same three steps with the middle one in its worker (:meth:`CardioScarLogic.background.BackgroundRun.aha`)."""
+    job = read_aha_inputs(model_node, inputs)
+    result = aha_of_world_mesh(job.world_mesh, job.options, bullseye_png, job.title)
+    return apply_segments(model_node, result.rows, result.summary, result.point_segments, result.cell_segments)
+
+
+__all__ = ["AhaInputs", "AhaJob", "AhaSceneResult", "analyse_model", "aha_options", "apply_segments", "read_aha_inputs",
+           "update_aha_table", "AHA_TABLE_REFERENCE", "SEGMENT_ARRAY"]

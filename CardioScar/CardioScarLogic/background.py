@@ -12,11 +12,14 @@ stopped run leaves the scene and the user's files as they were.
 The console and batch mode keep calling :meth:`CardioScarLogic.train_and_apply`, which does
 the same three steps in one process; for the same seed both give the same result.
 
-The panel's *Tag tissue* and *Export* run the same way (:meth:`BackgroundRun.tissue`): on a mesh
+The panel's *Compute AHA segments* runs the same way (:meth:`BackgroundRun.aha`), with Stop: it
+takes seconds, during which a step on the main thread blocked Slicer's event loop (the busy bar
+stood still). The panel's *Tag tissue* and *Export* run the same way (:meth:`BackgroundRun.tissue`): on a mesh
 of a million elements tagging and writing openCARP text take about ten seconds each, which
 Slicer must not spend frozen and the user must be able to stop. An export's files are written in
 the job folder and copied next to the user's prefix only once the worker finished (all copies
-staged, then each renamed into place), so a stopped export leaves no file, whole or half.
+staged, then each renamed into place, the previous ones put back if a rename fails), so a stopped
+or failed export leaves the user's files as they were.
 """
 
 from __future__ import annotations
@@ -135,17 +138,23 @@ def write_training_job(folder: Path, run: PreparedRun) -> None:
     (folder / worker.JOB_FILE).write_text(json.dumps(job))
 
 
-def write_tissue_job(folder: Path, inputs, export: Optional[dict]) -> None:
-    """Export a tagging (:class:`CardioScarLogic.tissue.TaggingInputs`): the world mesh with its
-    arrays (binary legacy VTK, which keeps a surface or a volume mesh as it is), the fields, and
-    what to write (``export``: format, units, the prefix's file name, the scar rule; or None)."""
+def _write_job_mesh(folder: Path, dataset: vtk.vtkDataSet, model_name: str) -> None:
+    """The model's world mesh with its arrays, as binary legacy VTK (which keeps a surface or a
+    volume mesh as it is; the worker reads it with :func:`CardioScarLogic.worker.read_job_mesh`)."""
     writer = vtk.vtkDataSetWriter()
     writer.SetFileName(str(folder / worker.MESH_FILE))
-    writer.SetInputData(inputs.world_mesh)
+    writer.SetInputData(dataset)
     writer.SetFileTypeToBinary()
     if not writer.Write():
-        raise CardioScarError(f"Could not write the mesh of '{inputs.model_name}' to the temporary folder {folder}; "
+        raise CardioScarError(f"Could not write the mesh of '{model_name}' to the temporary folder {folder}; "
                               "check that it has space.")
+
+
+def write_tissue_job(folder: Path, inputs, export: Optional[dict]) -> None:
+    """Export a tagging (:class:`CardioScarLogic.tissue.TaggingInputs`): the world mesh with its
+    arrays, the fields, and what to write (``export``: format, units, the prefix's file name, the
+    scar rule; or None)."""
+    _write_job_mesh(folder, inputs.world_mesh, inputs.model_name)
     np.save(folder / worker.SCAR_FILE, inputs.scar)
     if inputs.core is not None:
         np.save(folder / worker.CORE_FILE, inputs.core)
@@ -154,18 +163,25 @@ def write_tissue_job(folder: Path, inputs, export: Optional[dict]) -> None:
     (folder / worker.JOB_FILE).write_text(json.dumps(job))
 
 
-def place_files(sources: list[Path], folder: Path) -> list[Path]:
-    """Copy ``sources`` into ``folder`` under their names: every copy is written to a temporary file
-    there first, and only when all are complete is each renamed onto its name (atomic_write), so a
-    failure leaves the folder as it was."""
-    from contextlib import ExitStack
+def write_aha_job(folder: Path, job) -> None:
+    """Export an AHA analysis (:class:`CardioScarLogic.aha.AhaJob`): the world mesh with its arrays,
+    and the options (a label map's labels as ``.npy``, the rest as JSON)."""
+    _write_job_mesh(folder, job.world_mesh, job.model_name)
+    record = {"kind": "aha", "model_name": job.model_name, "title": job.title,
+              "options": worker.save_aha_options(folder, job.options)}
+    (folder / worker.JOB_FILE).write_text(json.dumps(record))
 
-    from cardioscar.io.atomic import atomic_write
+
+def place_files(sources: list[Path], folder: Path) -> list[Path]:
+    """Copy ``sources`` into ``folder`` under their names, as one set (:func:`atomic_write_set`): all
+    copies are written as temporary files there first, then renamed into place, and a failure at
+    any step leaves the folder's previous files as they were."""
+    from cardioscar.io.atomic import atomic_write_set
 
     targets = [folder / source.name for source in sources]
-    with ExitStack() as stack:
-        for source, target in zip(sources, targets):
-            shutil.copyfile(source, stack.enter_context(atomic_write(target)))
+    with atomic_write_set(targets) as temporaries:
+        for source, temporary in zip(sources, temporaries):
+            shutil.copyfile(source, temporary)
     return targets
 
 
@@ -298,7 +314,8 @@ class BackgroundRun(WorkerProcess):
 
         def finish(background: "BackgroundRun", output_node) -> TissueResult:
             tags = worker.load_tags(background.folder / worker.TAGS_FILE)
-            check_tags_fit(output_node, tags)  # before a file is placed: a refused model leaves no file either
+            # before a file is placed: a refused model leaves no file either
+            check_tags_fit(output_node, tags, inputs.state)
             files = [] if prefix is None else place_files(
                 [background.folder / worker.EXPORT_FOLDER / name for name in background.files], prefix.parent)
             apply_tags(output_node, tags, color_logic)
@@ -306,6 +323,40 @@ class BackgroundRun(WorkerProcess):
 
         def start(folder: Path) -> "BackgroundRun":
             write_tissue_job(folder, inputs, job_export)
+            return cls(folder, python or worker_python(_in_application()), finish)
+
+        return start_in_job_folder(JOB_FOLDER_PREFIX, start)
+
+    @classmethod
+    def aha(cls, model_node, inputs, bullseye=None, python: Optional[str] = None) -> "BackgroundRun":
+        """Read and check the AHA inputs here (:class:`CardioScarLogic.aha.AhaInputs`; errors raise
+        before any process starts), then analyse and draw the bull's-eye in a worker. Its
+        ``finish(model_node)`` writes the segments and the table on the model
+        (:func:`CardioScarLogic.aha.apply_segments`: refused if the model changed meanwhile) and,
+        given ``bullseye`` (a :class:`CardioScarLogic.scratch.KeptFile`), keeps the bull's-eye
+        there; it returns the :class:`CardioScarLogic.aha.AhaSceneResult`."""
+        from .aha import apply_segments, read_aha_inputs
+
+        job = read_aha_inputs(model_node, inputs)
+
+        def finish(background: "BackgroundRun", output_node):
+            folder = background.folder
+            with np.load(folder / worker.AHA_ARRAYS_FILE, allow_pickle=False) as arrays:
+                point_segments, cell_segments = arrays["point_segments"], arrays["cell_segments"]
+            table = json.loads((folder / worker.AHA_TABLE_FILE).read_text(encoding="utf-8"))
+
+            def write():
+                return apply_segments(output_node, table["rows"], table["summary"], point_segments, cell_segments,
+                                      job.state)
+
+            if bullseye is None:
+                return write()
+            with bullseye.attempt() as png:  # kept only when the model took the segments
+                shutil.copyfile(folder / worker.BULLSEYE_FILE, png)
+                return write()
+
+        def start(folder: Path) -> "BackgroundRun":
+            write_aha_job(folder, job)
             return cls(folder, python or worker_python(_in_application()), finish)
 
         return start_in_job_folder(JOB_FOLDER_PREFIX, start)
@@ -386,4 +437,5 @@ def _stop_all() -> None:
 
 
 __all__ = ["BackgroundRun", "WorkerProcess", "LIVE_RUNS", "WorkerMessage", "TissueResult", "parse_line", "worker_python",
-           "worker_environment", "write_training_job", "write_prediction_job", "write_tissue_job", "place_files"]
+           "worker_environment", "write_training_job", "write_prediction_job", "write_tissue_job", "write_aha_job",
+           "place_files"]

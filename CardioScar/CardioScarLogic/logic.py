@@ -37,6 +37,7 @@ from .options import ReconstructionOptions
 from .rulemasks import rule_myocardium, rule_slices
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
+from .wording import AHA_NAMES, RECONSTRUCTION_NAMES, speaks_logic_words
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class CardioScarLogic:
 
     # ------------------------------------------------------------------ runs
 
+    @speaks_logic_words(RECONSTRUCTION_NAMES)
     def train_and_apply(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
                         progress_callback: Optional[ProgressCallback] = None,
                         should_cancel: Optional[CancelHook] = None, myocardium_mask=None, *,
@@ -234,6 +236,7 @@ class CardioScarLogic:
         inference = self._predict(checkpoint, run.points, run.options, device, should_cancel)
         return self.finish_training(run, model_node, checkpoint, inference, describe_device(device))
 
+    @speaks_logic_words(RECONSTRUCTION_NAMES)
     def prepare_training(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
                          myocardium_mask=None, *, blood_pool_node=None, remote_node=None) -> PreparedRun:
         """Read the inputs (copies only) and map the chosen slices onto the mesh: the training rows
@@ -271,6 +274,7 @@ class CardioScarLogic:
         self.last_checkpoint = checkpoint
         return result
 
+    @speaks_logic_words(RECONSTRUCTION_NAMES)
     def apply_model(self, model: Union[dict, str, Path], model_node,
                     options: Optional[ReconstructionOptions] = None,
                     should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
@@ -328,6 +332,7 @@ class CardioScarLogic:
                                  should_cancel=should_cancel, seed=int(options.seed))
 
     @staticmethod
+    @speaks_logic_words(AHA_NAMES)
     def aha_segments(model_node, inputs: "AhaInputs", bullseye_png: Optional[Union[str, Path]] = None):
         """AHA 17-segment table, ``aha_segment`` arrays and optionally the bull's-eye PNG of a model
         (see ``CardioScarLogic.aha``); returns an ``AhaSceneResult``."""

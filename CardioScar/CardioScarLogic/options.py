@@ -19,6 +19,8 @@ from cardioscar.lge.prepare import TARGETS
 from cardioscar.prepare.myocardium import check_margin
 from cardioscar.prepare.slices import RECORDED, parse_half_thickness
 
+from .wording import OPTION_FIELDS, speaks_logic_words
+
 PRESETS = ("documented", "fast")
 IntList = Union[str, Sequence[int], None]
 
@@ -98,6 +100,7 @@ class ReconstructionOptions:
     blood_pool_segment: str = ""
     remote_segment: str = ""
 
+    @speaks_logic_words(OPTION_FIELDS)  # the fields' names, not the command line's options
     def __post_init__(self) -> None:
         if self.slice_axis not in ("x", "y", "z"):
             raise CardioScarError(f"slice axis must be x, y or z (image index axes i, j, k), got {self.slice_axis!r}.")

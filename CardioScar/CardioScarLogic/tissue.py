@@ -14,7 +14,7 @@ the node (:func:`apply_tags`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -28,9 +28,10 @@ from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, refuse_scar_as_
 from cardioscar.simulation.opencarp import TAG_ARRAY
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
 
-from .geometry import model_points_lps, world_mesh_lps
+from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
                       write_point_arrays)
+from .wording import TISSUE_NAMES, speaks_logic_words
 from .worker import tag_world_mesh, write_export
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
@@ -139,7 +140,8 @@ def _rule_definition(model_node) -> Optional[tuple]:
 class TaggingInputs:
     """What a tagging reads from the scene, checked: the model's mesh in world LPS (any parent
     transform applied, its arrays included), its scar field and the core field (two fields) or
-    None, and the thresholds and tag numbers. Computing the tags from it needs no scene."""
+    None, and the thresholds and tag numbers. Computing the tags from it needs no scene.
+    ``state``: the checksums of the points and the scar field read (:func:`check_tags_fit`)."""
 
     model_name: str
     world_mesh: vtk.vtkDataSet
@@ -148,6 +150,7 @@ class TaggingInputs:
     border_zone: float
     core_threshold: float
     tag_values: tuple[int, int, int]
+    state: dict = field(default_factory=dict)
 
     def tags(self) -> TissueTags:
         """The library's tags (in this process; the panel computes them in its worker instead)."""
@@ -164,9 +167,11 @@ def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: O
     core_array = core_values(model_node, core_field, core_model)
     world = world_mesh_lps(model_node, model_points_lps(model_node))
     border_zone, core = check_tag_inputs(world, scar, core_array, border_zone, core, tuple(tag_values))
-    return TaggingInputs(model_node.GetName(), world, scar, core_array, border_zone, core, tuple(tag_values))
+    return TaggingInputs(model_node.GetName(), world, scar, core_array, border_zone, core, tuple(tag_values),
+                         model_state(model_node, [PROBABILITY]))
 
 
+@speaks_logic_words(TISSUE_NAMES)
 def tag_model_node(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
                    core_field: Optional[str] = None, tag_values: tuple[int, int, int] = (1, 2, 3),
                    color_logic=None, core_model=None) -> TissueTags:
@@ -213,15 +218,19 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     update_summary_table(model_node, _existing_rows(model_node) + tissue_rows(tags))
 
 
-def check_tags_fit(model_node, tags: TissueTags) -> None:
+def check_tags_fit(model_node, tags: TissueTags, state: Optional[dict] = None) -> None:
     """Refuse a model that left the scene, or whose mesh no longer has the node and cell counts of
-    ``tags`` (the user changed it while a worker computed them): nothing may be written then."""
+    ``tags``, or (given the ``state`` of :class:`TaggingInputs`) whose points or scar field changed
+    with the same counts (the user edited it while a worker computed them): nothing may be written
+    then."""
     mesh = model_node.GetMesh()
     if model_node.GetScene() is None or mesh is None:
         raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the tagging: nothing was written")
     if (mesh.GetNumberOfPoints(), mesh.GetNumberOfCells()) != (len(tags.node_tags), len(tags.element_tags)):
         raise CardioScarError(f"The model '{model_node.GetName()}' changed during the tagging (now {mesh.GetNumberOfPoints()} "
                               f"nodes, tagged {len(tags.node_tags)}): nothing was written; tag it again")
+    if state:
+        check_unchanged(model_node, state, "the tagging")
 
 
 def check_export_prefix(prefix: str) -> Path:
@@ -236,6 +245,7 @@ def check_export_prefix(prefix: str) -> Path:
     return target
 
 
+@speaks_logic_words(TISSUE_NAMES)
 def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
                       space: str = "LPS", fibres: Optional[np.ndarray] = None,
                       scar_rule: Optional[dict] = None) -> list[Path]:

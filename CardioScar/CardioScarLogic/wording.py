@@ -1,15 +1,28 @@
-"""The library's one-line errors in the panel's words.
+"""The library's one-line errors in the words of the face that shows them.
 
 The library names what to fix by its command-line option (``--scar-labels 3,4 match no pixel``),
-which is right on the command line and in the batch script but means nothing to someone who clicks:
-the panel shows the same message with each option it has a box for named as that box's label
-(``'Scar labels' 3,4 match no pixel``). Options with no box in the panel keep their name, so the
-message stays findable in the README's option tables.
+which is right on the command line and in the batch script but means nothing to someone who clicks
+or types Python:
+
+- the panel shows the same message with each option it has a box for named as that box's label
+  (``'Scar labels' 3,4 match no pixel``; :func:`in_panel_words`);
+- the Logic used from the Python console raises it with each option named as the Logic's own
+  parameter (``options.scar_labels 3,4 match no pixel``, ``border_zone``, ``inputs.rv_label``;
+  :func:`speaks_logic_words` on its entry points).
+
+Options with no name on a face keep their command-line name, so the message stays findable in the
+README's option tables. A reworded error keeps the library's words (:func:`library_words`), from
+which the panel and the batch script word it their own way.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
+from typing import Callable, TypeVar
+
+from cardioscar.errors import CardioScarError
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -47,19 +60,107 @@ PANEL_NAMES = {
     "--myocardium-label": "Myocardium label",
 }
 
+#: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
+#: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).
+OPTION_FIELDS = {
+    "--slice-axis": "slice_axis",
+    "--slice-indices": "slice_indices",
+    "--slice-thickness-padding": "half_thickness",
+    "--scar-labels": "scar_labels",
+    "--myocardium-labels": "myocardium_labels",
+    "--myocardium-margin": "myocardium_margin",
+    "--normalize-intensities": "normalize_intensities",
+    "--partial-volume-correction": "partial_volume_correction",
+    "--preset": "preset",
+    "--shape-prior": "shape_prior",
+    "--max-epochs": "max_epochs",
+    "--early-stopping-patience": "early_stopping_patience",
+    "--batch-size": "batch_size",
+    "--seed": "seed",
+    "--threshold": "threshold",
+    "--cpu": "force_cpu",
+    "--scar-rule": "scar_rule",
+    "--scar-thresholds": "scar_thresholds",
+    "--scar-target": "scar_target",
+    "--blood-pool-labels": "blood_pool_labels",
+    "--intensity-offset": "intensity_offset",
+}
+
+#: The same for a reconstruction's entry points (``train_and_apply``, ``prepare_training``,
+#: ``apply_model``): the options argument's fields and the node arguments.
+RECONSTRUCTION_NAMES = {**{option: f"options.{name}" for option, name in OPTION_FIELDS.items()},
+                        "--image": "scar_node", "--mesh": "model_node", "--model": "model",
+                        "--myocardium-mask": "myocardium_mask", "--blood-pool-mask": "blood_pool_node",
+                        "--remote-mask": "remote_node"}
+
+#: ``tag_model_node`` / ``export_model_node`` (CardioScarLogic.tissue) arguments.
+TISSUE_NAMES = {"--mesh": "model_node", "--border-zone": "border_zone", "--core": "core", "--core-field": "core_field",
+                "--core-mesh": "core_model", "--tags": "tag_values", "--format": "fmt", "--units": "units",
+                "--space": "space", "--fibres": "fibres", "--output": "prefix"}
+
+#: ``aha_segments(model_node, inputs)``: the :class:`CardioScarLogic.aha.AhaInputs` fields (what to
+#: measure in ``inputs.measure``, a :class:`cardioscar.aha.AhaOptions`).
+AHA_NAMES = {"--mesh": "model_node", "--rv-point": "inputs.rv_markups", "--rv-inferior-point": "inputs.rv_markups",
+             "--labels": "inputs.labels_node", "--rv-label": "inputs.rv_label",
+             "--myocardium-label": "inputs.myocardium_label", "--apex": "inputs.apex_base_markups",
+             "--base": "inputs.apex_base_markups", "--slice-normal-from": "inputs.slice_normal_volume",
+             **{f"--{option}": f"inputs.measure.{name}" for option, name in (
+                 ("threshold", "threshold"), ("field", "field"), ("uncertainty-field", "uncertainty_field"),
+                 ("lv-mask", "lv_mask_field"), ("lv-value", "lv_mask_value"), ("tags-field", "tags_field"),
+                 ("border-zone-tag", "border_zone_tag"), ("transmurality", "transmurality"))}}
+
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*[a-z]")
 #: A command a message quotes (``run cardioscar aha --help``): left as written, to be typed.
 _COMMAND_BEFORE = re.compile(r"cardioscar [a-z-]+ $")
 
 
-def in_panel_words(message: str) -> str:
-    """``message`` with each command-line option the panel has a box for replaced by that box's
-    label in quotes; a quoted command and everything else as it was."""
+def _renamed(message: str, names: dict[str, str], form: str) -> str:
+    """``message`` with each command-line option in ``names`` written as ``form`` of its name; a
+    quoted command and everything else as it was."""
 
     def named(found: re.Match) -> str:
         option = found.group(0)
-        if option not in PANEL_NAMES or _COMMAND_BEFORE.search(message, 0, found.start()):
+        if option not in names or _COMMAND_BEFORE.search(message, 0, found.start()):
             return option
-        return f"'{PANEL_NAMES[option]}'"
+        return form.format(names[option])
 
     return _OPTION.sub(named, message)
+
+
+def in_panel_words(message: str) -> str:
+    """``message`` with each command-line option the panel has a box for replaced by that box's
+    label in quotes; a quoted command and everything else as it was."""
+    return _renamed(message, PANEL_NAMES, "'{}'")
+
+
+def library_words(error: BaseException) -> str:
+    """The library's own message of ``error``, also when the Logic reworded it."""
+    return getattr(error, "library_message", str(error))
+
+
+Function = TypeVar("Function", bound=Callable)
+
+
+def speaks_logic_words(names: dict[str, str]) -> Callable[[Function], Function]:
+    """Decorate a Logic entry point: a :class:`CardioScarError` it raises names each command-line
+    option in ``names`` as the Logic's parameter instead (same class, same traceback), and keeps
+    the library's words in ``library_message``."""
+
+    def decorate(function: Function) -> Function:
+        @functools.wraps(function)
+        def worded(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except CardioScarError as error:
+                original = library_words(error)
+                message = _renamed(original, names, "{}")
+                if message == str(error):
+                    raise
+                reworded = copy.copy(error)
+                reworded.args = (message,)
+                reworded.library_message = original
+                raise reworded.with_traceback(error.__traceback__) from None
+
+        return worded  # type: ignore[return-value]
+
+    return decorate

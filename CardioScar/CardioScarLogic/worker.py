@@ -18,6 +18,10 @@ LPS, its point arrays included), ``scar.npy`` and optionally ``core.npy``; the w
 panel copies them to the user's folder only after ``done``, so a stopped export leaves nothing
 there (the folder goes with the run).
 
+An AHA job (the panel's *Compute AHA segments*) holds ``mesh.vtk`` and, when the RV insertions come
+from a label map, ``labels.npy`` (the rest of the options in its JSON); the worker writes the
+segments (``aha.npz``), the table and how it was made (``aha.json``) and the bull's-eye PNG.
+
 Every report is one line: ``MESSAGE_PREFIX`` followed by a JSON object with a ``kind``
 (``progress``, ``log``, ``warning``, ``done``, ``error``); other lines (a library's print, a
 traceback) are passed on as they are. The worker ends itself when its standard input closes,
@@ -54,6 +58,10 @@ SCAR_FILE = "scar.npy"
 CORE_FILE = "core.npy"
 TAGS_FILE = "tags.npz"
 EXPORT_FOLDER = "export"
+LABELS_FILE = "labels.npy"
+AHA_ARRAYS_FILE = "aha.npz"
+AHA_TABLE_FILE = "aha.json"
+BULLSEYE_FILE = "aha_bullseye.png"
 #: Exit status of a job that failed on bad input (the message says what to fix).
 EXIT_USER_ERROR = 2
 
@@ -130,7 +138,7 @@ def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndar
 def write_export(dataset: "vtk.vtkDataSet", tags: "TissueTags", prefix: str | Path, fmt: str = "opencarp",
                  units: str = "um", space: str = "LPS", fibres: "np.ndarray | None" = None,
                  scar_rule: dict | None = None) -> list[Path]:
-    """Write a tagged mesh in world LPS for a simulator (each file atomically, as the command line's
+    """Write a tagged mesh in world LPS for a simulator (the set atomically, as the command line's
     ``export`` writes: :func:`cardioscar.simulation.export.write_simulator_files`); the files written."""
     from cardioscar.io.meshio import Mesh
     from cardioscar.simulation.export import write_simulator_files
@@ -171,9 +179,8 @@ def load_tags(path: Path) -> "TissueTags":
                       tag_values=tuple(record["tag_values"]), two_fields=bool(record["two_fields"]))
 
 
-def run_tissue_job(folder: Path, job: dict) -> None:
-    """Tag the job's mesh, save the tags and, for an export, write the files under ``export/``."""
-    import numpy as np
+def read_job_mesh(folder: Path) -> "vtk.vtkDataSet":
+    """The job's ``mesh.vtk`` (the model's mesh in world LPS) with every array it holds."""
     import vtk
 
     reader = vtk.vtkDataSetReader()
@@ -182,7 +189,14 @@ def run_tissue_job(folder: Path, job: dict) -> None:
                      reader.ReadAllColorScalarsOn, reader.ReadAllTCoordsOn, reader.ReadAllFieldsOn):
         read_all()  # every array the node's mesh holds, not only the active ones (the legacy reader's default)
     reader.Update()
-    dataset = reader.GetOutput()
+    return reader.GetOutput()
+
+
+def run_tissue_job(folder: Path, job: dict) -> None:
+    """Tag the job's mesh, save the tags and, for an export, write the files under ``export/``."""
+    import numpy as np
+
+    dataset = read_job_mesh(folder)
     core = np.load(folder / CORE_FILE) if (folder / CORE_FILE).is_file() else None
     tags = tag_world_mesh(dataset, np.load(folder / SCAR_FILE), core, job["border_zone"], job["core"],
                           job["tag_values"], job["model_name"])
@@ -198,13 +212,83 @@ def run_tissue_job(folder: Path, job: dict) -> None:
     emit("done", device="CPU", files=files)
 
 
+#: AhaOptions fields that hold a point or a direction (lists in the job's JSON).
+_AHA_VECTORS = ("rv_point", "rv_inferior_point", "apex", "base", "slice_normal")
+
+
+def save_aha_options(folder: Path, options) -> dict:
+    """An :class:`cardioscar.aha.AhaOptions` as the JSON record of an AHA job, its label map's
+    labels in ``labels.npy`` (no pickle: :func:`load_aha_options` reads it back)."""
+    import dataclasses
+
+    import numpy as np
+
+    record = {each.name: getattr(options, each.name) for each in dataclasses.fields(options)}
+    labels = record.pop("labels")
+    for name in _AHA_VECTORS:
+        record[name] = None if record[name] is None else np.asarray(record[name], dtype=float).tolist()
+    if labels is not None:
+        np.save(folder / LABELS_FILE, labels.labels)
+        record["labels"] = {"ijk_to_lps": np.asarray(labels.ijk_to_lps).tolist(), "source": labels.source,
+                            "rv_label": int(labels.rv_label), "myocardium_label": int(labels.myocardium_label)}
+    else:
+        record["labels"] = None
+    return record
+
+
+def load_aha_options(folder: Path, record: dict):
+    """The :class:`cardioscar.aha.AhaOptions` that :func:`save_aha_options` recorded."""
+    import numpy as np
+
+    from cardioscar.aha import AhaOptions, LabelMap
+
+    record = dict(record)
+    for name in _AHA_VECTORS:
+        record[name] = None if record[name] is None else np.asarray(record[name], dtype=float)
+    labels = record.pop("labels")
+    if labels is not None:
+        record["labels"] = LabelMap(np.load(folder / LABELS_FILE, allow_pickle=False), np.asarray(labels["ijk_to_lps"]),
+                                    labels["source"], rv_label=labels["rv_label"],
+                                    myocardium_label=labels["myocardium_label"])
+    return AhaOptions(**record)
+
+
+def aha_of_world_mesh(dataset: "vtk.vtkDataSet", options, bullseye_png: "Path | None", title: str):
+    """The library's AHA analysis of a mesh in world LPS and, when asked, its bull's-eye (the panel's
+    worker and the console's ``analyse_model`` both call this); the library's ``AhaResult``."""
+    from cardioscar.aha import analyse_mesh
+    from cardioscar.aha.bullseye import write_bullseye
+    from cardioscar.io.meshio import Mesh
+
+    result = analyse_mesh(Mesh(dataset=dataset, space="LPS", path=None), options)
+    if bullseye_png is not None:
+        write_bullseye(result.rows, Path(bullseye_png), title)
+    return result
+
+
+def run_aha_job(folder: Path, job: dict) -> None:
+    """Analyse the job's mesh; write the segments, the table and the bull's-eye into the folder."""
+    import numpy as np
+
+    from cardioscar.io.atomic import atomic_write
+
+    result = aha_of_world_mesh(read_job_mesh(folder), load_aha_options(folder, job["options"]), folder / BULLSEYE_FILE,
+                               job["title"])
+    with atomic_write(folder / AHA_ARRAYS_FILE) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, point_segments=result.point_segments, cell_segments=result.cell_segments)
+    with atomic_write(folder / AHA_TABLE_FILE) as tmp:
+        tmp.write_text(json.dumps({"rows": result.rows, "summary": result.summary}), encoding="utf-8")
+    emit("done", device="CPU", files=[])
+
+
 def run_job(folder: Path) -> None:
     """Do the job described in ``folder/job.json`` and write its results into ``folder``."""
     import numpy as np
 
     job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
-    if job["kind"] == "tissue":  # no torch: a tissue job needs only numpy and VTK
-        run_tissue_job(folder, job)
+    if job["kind"] in ("tissue", "aha"):  # no torch: these need only numpy, VTK (and matplotlib)
+        (run_tissue_job if job["kind"] == "tissue" else run_aha_job)(folder, job)
         return
 
     from cardioscar.fit.devices import describe_device, resolve_device

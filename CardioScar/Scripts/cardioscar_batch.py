@@ -373,7 +373,9 @@ def run(argv: list[str]) -> int:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
             view.close()
     except CardioScarError as error:
-        print(f"cardioscar_batch: error: {error}", file=sys.stderr)
+        from CardioScarLogic.wording import library_words  # its options are the command line's
+
+        print(f"cardioscar_batch: error: {library_words(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
     for measure, value, unit in result.summary:
         print(f"{measure}: {value} {unit}".rstrip())

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import vtk
-from sklearn.metrics import roc_auc_score
 from vtk.util import numpy_support
 
 from ..errors import CardioScarError
@@ -101,6 +100,8 @@ def volume_error(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None
 
 def auc(pred: np.ndarray, truth: np.ndarray) -> float:
     """ROC AUC of the probability against the truth binarised at 0.5; NaN if one class only."""
+    from sklearn.metrics import roc_auc_score  # here: 1-2 s to import, and the AHA analysis needs only node_volumes
+
     _check_same_length(pred, truth)
     labels = _binary(truth, 0.5)
     if labels.all() or not labels.any():
@@ -169,6 +170,8 @@ def uncertainty_on_off_slices(uncertainty: np.ndarray, on_slice_mask: np.ndarray
 def wrong_node_auc(score: np.ndarray, probability: np.ndarray, truth: np.ndarray,
                    threshold: float = 0.5) -> float | None:
     """ROC AUC of ``score`` for finding the nodes wrong at ``threshold``; None if none or all are wrong."""
+    from sklearn.metrics import roc_auc_score
+
     wrong = (np.asarray(probability) >= threshold) != (np.asarray(truth) >= 0.5)
     if wrong.all() or not wrong.any():
         return None

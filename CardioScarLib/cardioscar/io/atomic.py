@@ -11,11 +11,12 @@ import glob
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 from cardioscar.io.checks import check_output_place
 from cardioscar.errors import CardioScarError
@@ -73,27 +74,106 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     An operating-system error (a full disk, no permission, a folder in the way) becomes a
     one-line :class:`CardioScarError` that names ``path``, not the temporary file.
     """
-    target = Path(path)
-    if not target.name:
-        raise CardioScarError(f"No output file name given (got '{path}'): name the file to write.")
-    check_output_place(target)
-    tmp = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(target.suffixes)
-        _remove_stale_parts(target, suffix)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}-", suffix=f".part{suffix}",
-                                        dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+    with atomic_write_set([path]) as (tmp,):
         yield tmp
-        os.replace(tmp, target)
+
+
+@contextmanager
+def atomic_write_set(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield one temporary path next to each of ``paths``; once the block has written them all, put
+    every one in place, or none.
+
+    Why: files that are read together (openCARP's ``.pts``, ``.elem`` and ``.json`` of one mesh)
+    must not be left half replaced: a new ``.pts`` beside the previous ``.elem`` is a mesh that
+    never existed. Nothing at ``paths`` changes while the block runs, so a failure there (a full
+    disk on the second file) leaves every previous file as it was. Then each temporary is renamed
+    onto its target; before that, each previous file but the last one's gets a second name (a
+    hard link, else a copy), so that if a later rename fails, the ones already placed are put back.
+    Errors are reported as :func:`atomic_write` reports them.
+    """
+    targets = [Path(path) for path in paths]
+    for path, target in zip(paths, targets):
+        if not target.name:
+            raise CardioScarError(f"No output file name given (got '{path}'): name the file to write.")
+        check_output_place(target)
+    temporaries: list[Path] = []
+    current = targets
+    try:
+        for target in targets:
+            current = [target]
+            temporaries.append(_temporary_beside(target))
+        current = targets  # the block writes them all: the error may concern any of them
+        yield temporaries
+        _place_all(temporaries, targets)
     except OSError as error:
-        raise write_failed(target, error.strerror or str(error)) from error
+        raise write_failed(", ".join(str(target) for target in current), error.strerror or str(error)) from error
     finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
+        for tmp in temporaries:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _temporary_beside(target: Path) -> Path:
+    """An empty temporary file in the folder of ``target`` (made if missing), named after it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(target.suffixes)
+    _remove_stale_parts(target, suffix)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}-", suffix=f".part{suffix}",
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def _place_all(temporaries: list[Path], targets: list[Path]) -> None:
+    """Rename each temporary onto its target; if one cannot be placed, put back the previous versions
+    of the targets already replaced (and remove the new ones that had none) before raising."""
+    placed: list[tuple[Path, Optional[Path]]] = []  # each replaced target and its previous file's second name
+    for index, (tmp, target) in enumerate(zip(temporaries, targets)):
+        kept = None
+        try:
+            # the last target needs no second name: when its own rename fails it is unchanged
+            kept = _second_name(target) if index < len(targets) - 1 else None
+            os.replace(tmp, target)
+        except BaseException as error:
+            if kept is not None:
+                kept.unlink(missing_ok=True)
+            for done, its_previous in reversed(placed):
+                _put_back(done, its_previous)
+            if isinstance(error, OSError):
+                raise write_failed(target, error.strerror or str(error)) from error
+            raise
+        placed.append((target, kept))
+    for _, kept in placed:
+        if kept is not None:
+            kept.unlink(missing_ok=True)
+
+
+def _second_name(target: Path) -> Optional[Path]:
+    """A hard link to the file at ``target`` (a copy where the file system has no hard links), named
+    as a temporary so that one left by a killed writer is cleared; None when no file is there."""
+    if not target.is_file():
+        return None
+    kept = _temporary_beside(target)
+    kept.unlink()
+    try:
+        os.link(target, kept)
+    except OSError:
+        shutil.copy2(target, kept)
+    return kept
+
+
+def _put_back(target: Path, kept: Optional[Path]) -> None:
+    """Undo the placing of ``target``: its previous file back, or no file when it had none."""
+    try:
+        if kept is None:
+            target.unlink(missing_ok=True)
+        else:
+            os.replace(kept, target)
+    except OSError as error:  # the error being raised says what failed; this says what is left
+        logger.error("Could not put back the previous %s (%s)%s", target, error.strerror or error,
+                     "" if kept is None else f"; it is in {kept}")

@@ -91,9 +91,10 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
 def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, fmt: str = "opencarp",
                           units: str = "um", space: str | None = None, fibres: "np.ndarray | None" = None,
                           scar_rule: dict | None = None) -> dict[str, Path]:
-    """Write a tagged mesh for a simulator (each file atomically): openCARP files at the prefix
-    ``output``, or one ``.vtu`` (the suffix added when missing); the files written by suffix. The
-    command line's ``export`` and the Slicer panel's worker both write through this."""
+    """Write a tagged mesh for a simulator: openCARP files at the prefix ``output`` (the set as a
+    whole: all new files, or the previous ones untouched), or one ``.vtu`` (atomically; the suffix
+    added when missing); the files written by suffix. The command line's ``export``, the Slicer
+    Logic's ``export_model_node`` and the panel's worker all write through this."""
     from .opencarp import write_opencarp, write_tagged_vtu
 
     if fmt == "opencarp":

@@ -19,7 +19,8 @@ Formats written (openCARP's text mesh format):
   (a field of other lengths is normalised, with a warning).
 * ``.json``: what the tags mean, the thresholds, the units, the coordinate frame, class volumes and
   the scar rule that produced the training targets (when known).
-Every file is written atomically; the set is written only after all checks pass.
+The set is written only after all checks pass, and atomically as a whole (``atomic_write_set``): a
+failure on any file leaves the previous files at the prefix as they were.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk
 
-from ..io.atomic import atomic_write
+from ..io.atomic import atomic_write_set
 from ..errors import CardioScarError
 from ..io.meshio import Mesh, write_mesh
 from .tags import CLASS_NAMES, TissueTags, cell_node_lists
@@ -179,12 +180,10 @@ def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str 
     if fibres is not None:
         texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements), frame != mesh.space)) + "\n"
     texts[".json"] = json.dumps(sidecar(tags, units, frame, scar_rule, fibres), indent=2) + "\n"
-    written = {}
-    for suffix, text in texts.items():
-        target = prefix.with_name(prefix.name + suffix)
-        with atomic_write(target) as tmp:
+    written = {suffix: prefix.with_name(prefix.name + suffix) for suffix in texts}
+    with atomic_write_set(list(written.values())) as temporaries:  # the whole set, or the previous one
+        for tmp, text in zip(temporaries, texts.values()):
             tmp.write_text(text, encoding="utf-8")
-        written[suffix] = target
     logger.info("Wrote openCARP model %s.{%s}: %d nodes, %d elements, %s in %s", prefix,
                 ",".join(s[1:] for s in written), len(points), len(elements), units, frame)
     return written
