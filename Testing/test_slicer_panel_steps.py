@@ -122,14 +122,16 @@ def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(
                                                                                  monkeypatch):
     """The worker wrote all the files; placing them next to the prefix fails on the second (a rename
     refused: injected, as a real one fails only on a broken file system). The user's previous export
-    stays whole, the model gets no tag, and the status is one line naming the file."""
+    (one with fibres, from the command line) stays whole, the model gets no tag, and the status is
+    one line naming the file. The export that then succeeds (no fibres: the panel writes none)
+    removes the previous export's .lon, which openCARP would read with the new mesh."""
     import os
 
     from cardioscar.io import atomic
 
     widget, ui, model = panel["widget"], panel["ui"], panel["model"]
     _ready_to_export(panel, phantom, tmp_path)
-    previous = {name: f"previous {name}" for name in ("heart.pts", "heart.elem", "heart.json")}
+    previous = {name: f"previous {name}" for name in ("heart.pts", "heart.elem", "heart.lon", "heart.json")}
     for name, text in previous.items():
         (tmp_path / name).write_text(text)
     real_replace = os.replace
@@ -144,6 +146,9 @@ def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(
     assert "heart.elem" in ui.statusLabel.text and "Input/output error" in ui.statusLabel.text, ui.statusLabel.text
     assert {path.name: path.read_text() for path in tmp_path.iterdir()} == previous
     assert "tissue_tag" not in _arrays(model) and ui.exportButton.text == "Export"
+    monkeypatch.undo()
+    harness.click_to_end(widget, ui.exportButton)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["heart.elem", "heart.json", "heart.pts"]
 
 
 @LATEST
