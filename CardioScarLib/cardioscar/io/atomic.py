@@ -196,7 +196,7 @@ def _second_name(target: Path) -> Optional[Path]:
 
 
 def _put_back(target: Path, kept: Optional[Path]) -> None:
-    """Undo the placing of ``target``: its previous file back, or no file when it had none."""
+    """Undo the placing (or the removal) of ``target``: its previous file back, or no file when it had none."""
     try:
         if kept is None:
             target.unlink(missing_ok=True)
