@@ -115,3 +115,60 @@ def test_a_set_whose_second_rename_fails_puts_the_first_file_back(tmp_path, monk
         for tmp, name in zip(temporaries, before):
             tmp.write_text(f"new {name}")
     assert _contents(tmp_path) == {name: f"new {name}" for name in before}
+
+
+def test_a_second_name_whose_copy_fails_leaves_no_partial_file(tmp_path, monkeypatch):
+    """Where the file system has no hard links the previous file's second name is a copy; a copy that
+    fails (a full disk) refuses the set without leaving the half copy beside the user's files."""
+    import errno
+    import shutil
+
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io import atomic
+    from cardioscar.io.atomic import atomic_write_set
+
+    before = _previous_set(tmp_path)
+
+    def no_hard_links(source, target, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    def full_disk(source, target, **kwargs):
+        shutil.copyfile(source, target, **kwargs)  # written, then the disk fills before the metadata
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "link", no_hard_links)
+    monkeypatch.setattr(atomic.shutil, "copy2", full_disk)
+    with pytest.raises(CardioScarError, match="No space left on device"):
+        with atomic_write_set([tmp_path / name for name in before]) as temporaries:
+            for tmp in temporaries:
+                tmp.write_text("new")
+    assert sorted(os.listdir(tmp_path)) == sorted(before) and _contents(tmp_path) == before
+
+
+def test_a_previous_file_the_new_set_has_not_goes_with_the_placing_or_stays(tmp_path, monkeypatch):
+    """``remove``: an earlier set's file that the new set does not write (an export's ``.lon``) is
+    removed once the new set is placed; interrupted while placing (Ctrl-C on the last rename), the
+    previous set returns whole, the removed file included, with no temporary left."""
+    from cardioscar.io import atomic
+    from cardioscar.io.atomic import atomic_write_set
+
+    before = _previous_set(tmp_path, ("heart.pts", "heart.elem", "heart.lon", "heart.json"))
+    targets = [tmp_path / name for name in ("heart.pts", "heart.elem", "heart.json")]
+    real_replace = os.replace
+
+    def interrupted(source, target):
+        if str(target).endswith("heart.json"):
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(atomic.os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_write_set(targets, remove=[tmp_path / "heart.lon"]) as temporaries:
+                for tmp in temporaries:
+                    tmp.write_text("new")
+    assert _contents(tmp_path) == before
+    with atomic_write_set(targets, remove=[tmp_path / "heart.lon", tmp_path / "absent.lon"]) as temporaries:
+        for tmp in temporaries:
+            tmp.write_text("new")
+    assert _contents(tmp_path) == {target.name: "new" for target in targets}

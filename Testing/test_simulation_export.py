@@ -3,6 +3,7 @@ small openCARP reader (below), run through the ``cardioscar export`` command lin
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -206,6 +207,33 @@ def test_a_failure_on_the_second_file_leaves_the_previous_set_whole(tmp_path, mo
         assert sorted(p.name for p in out.iterdir()) == sorted(before) and _export_set(out / "heart") == before
     export_model(path, out / "heart", units="mm", border_zone=0.3, core=0.6)  # unpatched: the new set, whole
     assert all(content != before[name] for name, content in _export_set(out / "heart").items())
+
+
+def test_an_export_without_fibres_removes_an_earlier_exports_lon(tmp_path, monkeypatch):
+    """openCARP reads PREFIX.lon with PREFIX.elem: an export with fibres, then one without to the same
+    prefix, left the first one's .lon beside the new mesh (one line per element, so a simulator
+    takes it when the counts agree). Now it goes with the new set; a failed export keeps it."""
+    from cardioscar.io import atomic
+
+    path, _ = _write_prediction(tmp_path, fibres=True)
+    out = tmp_path / "out"
+    export_model(path, out / "heart", fibres_field="fibres")
+    before = _export_set(out / "heart")
+    assert "heart.lon" in before
+    real_replace = os.replace
+
+    def broken_rename(source, target):
+        if str(target).endswith(".json"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(source, target)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(atomic.os, "replace", broken_rename)
+        with pytest.raises(CardioScarError, match="heart.json"):
+            export_model(path, out / "heart", units="mm")
+    assert _export_set(out / "heart") == before and sorted(p.name for p in out.iterdir()) == sorted(before)
+    export_model(path, out / "heart", units="mm")
+    assert sorted(p.name for p in out.iterdir()) == ["heart.elem", "heart.json", "heart.pts"]
 
 
 def test_rule_from_takes_the_training_data_only(tmp_path):

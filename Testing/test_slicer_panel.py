@@ -609,6 +609,40 @@ def test_every_logic_name_is_a_parameter_of_the_logic():
         assert parts[0] == "model_node" or (parts[1] in inputs and (len(parts) == 2 or parts[2] in measure)), name
 
 
+def test_a_reworded_error_keeps_its_cause_and_a_subclass_s_own_arguments():
+    """The Logic rewords the error it was given: its cause (the operating system's error behind it)
+    stays for the traceback, a subclass whose __init__ takes other arguments than the message is
+    reworded as well (a copy of it raised a TypeError instead), and it pickles with both wordings."""
+    import pickle
+
+    from CardioScarLogic.wording import TISSUE_NAMES, speaks_logic_words
+
+    from cardioscar.errors import CardioScarError
+
+    class PrefixError(CardioScarError):  # a subclass with its own arguments
+        def __init__(self, prefix: str, reason: str) -> None:
+            super().__init__(f"--output {prefix}: {reason}")
+            self.prefix = prefix
+
+    @speaks_logic_words(TISSUE_NAMES)
+    def export(prefix: str, error_class=PrefixError) -> None:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as error:
+            raise (error_class(prefix, "full") if error_class is PrefixError
+                   else CardioScarError(f"--output {prefix}: full")) from error
+
+    with pytest.raises(PrefixError) as info:
+        export("/data/heart")
+    assert str(info.value) == "prefix /data/heart: full" and info.value.prefix == "/data/heart"
+    assert info.value.library_message == "--output /data/heart: full"
+    assert isinstance(info.value.__cause__, OSError)
+    with pytest.raises(CardioScarError) as info:
+        export("/data/heart", CardioScarError)
+    copied = pickle.loads(pickle.dumps(info.value))
+    assert (str(copied), copied.library_message) == ("prefix /data/heart: full", "--output /data/heart: full")
+
+
 def test_panel_words_leave_quoted_commands_and_options_without_a_box():
     from CardioScarLogic.wording import PANEL_NAMES, in_panel_words
 

@@ -122,14 +122,16 @@ def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(
                                                                                  monkeypatch):
     """The worker wrote all the files; placing them next to the prefix fails on the second (a rename
     refused: injected, as a real one fails only on a broken file system). The user's previous export
-    stays whole, the model gets no tag, and the status is one line naming the file."""
+    (one with fibres, from the command line) stays whole, the model gets no tag, and the status is
+    one line naming the file. The export that then succeeds (no fibres: the panel writes none)
+    removes the previous export's .lon, which openCARP would read with the new mesh."""
     import os
 
     from cardioscar.io import atomic
 
     widget, ui, model = panel["widget"], panel["ui"], panel["model"]
     _ready_to_export(panel, phantom, tmp_path)
-    previous = {name: f"previous {name}" for name in ("heart.pts", "heart.elem", "heart.json")}
+    previous = {name: f"previous {name}" for name in ("heart.pts", "heart.elem", "heart.lon", "heart.json")}
     for name, text in previous.items():
         (tmp_path / name).write_text(text)
     real_replace = os.replace
@@ -144,6 +146,9 @@ def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(
     assert "heart.elem" in ui.statusLabel.text and "Input/output error" in ui.statusLabel.text, ui.statusLabel.text
     assert {path.name: path.read_text() for path in tmp_path.iterdir()} == previous
     assert "tissue_tag" not in _arrays(model) and ui.exportButton.text == "Export"
+    monkeypatch.undo()
+    harness.click_to_end(widget, ui.exportButton)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["heart.elem", "heart.json", "heart.pts"]
 
 
 @LATEST
@@ -170,6 +175,50 @@ def test_a_changed_scar_field_or_moved_points_refuse_the_computed_tags(panel, ph
     model.SetAndObserveTransformNodeID(transform.GetID())
     with pytest.raises(CardioScarError, match=r"changed during the tagging \(its points moved\)"):
         check_tags_fit(model, tags, inputs.state)
+    model.SetAndObserveTransformNodeID(None)
+    check_tags_fit(model, tags, inputs.state)  # back as it was: fits
+    _swap_first_two_cells(model)  # same points, same counts: the element tags are the other cells'
+    with pytest.raises(CardioScarError, match=r"changed during the tagging \(its cells changed\)"):
+        check_tags_fit(model, tags, inputs.state)
+
+
+def _swap_first_two_cells(model) -> None:
+    mesh, first, second = model.GetMesh(), vtk.vtkIdList(), vtk.vtkIdList()
+    mesh.GetCellPoints(0, first)
+    mesh.GetCellPoints(1, second)
+    assert mesh.GetCellType(0) == mesh.GetCellType(1) and first.GetNumberOfIds() == second.GetNumberOfIds()
+    mesh.ReplaceCell(0, second.GetNumberOfIds(), [second.GetId(i) for i in range(second.GetNumberOfIds())])
+    mesh.ReplaceCell(1, first.GetNumberOfIds(), [first.GetId(i) for i in range(first.GetNumberOfIds())])
+    mesh.Modified()
+
+
+@LATEST
+def test_aha_segments_are_refused_on_a_model_whose_cells_or_read_fields_changed(panel, phantom):
+    """The AHA's check (no worker): segments per cell belong to the cells analysed, and the
+    analysis reads the uncertainty and the tags too (a rerun or a retagging meanwhile)."""
+    from CardioScarLogic.aha import AhaInputs, read_aha_inputs
+    from CardioScarLogic.geometry import check_unchanged
+    from CardioScarLogic.results import write_point_arrays
+    from cardioscar.aha import AhaOptions
+    from cardioscar.errors import CardioScarError
+
+    scene, model = panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    truth = phantom.truth.astype(np.float32)
+    write_point_arrays(model, {"scar_uncertainty": 0.1 * truth, "tissue_tag": (1 + truth).astype(np.int32)})
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertions")
+    for point in _rv_insertions_ras(phantom):
+        markups.AddControlPointWorld(point)
+    job = read_aha_inputs(model, AhaInputs(rv_markups=markups, measure=AhaOptions(tags_field="tissue_tag")))
+    check_unchanged(model, job.state, "the AHA analysis")  # unchanged: fits
+    for name, values in (("scar_uncertainty", 0.2 * truth), ("tissue_tag", (1 + 2 * truth).astype(np.int32))):
+        write_point_arrays(model, {name: values})
+        with pytest.raises(CardioScarError, match=f"its field '{name}' changed"):
+            check_unchanged(model, job.state, "the AHA analysis")
+    job = read_aha_inputs(model, AhaInputs(rv_markups=markups))
+    _swap_first_two_cells(model)
+    with pytest.raises(CardioScarError, match=r"changed during the AHA analysis \(its cells changed\)"):
+        check_unchanged(model, job.state, "the AHA analysis")
 
 
 def _aha_ready(panel, phantom, points: bool = True):

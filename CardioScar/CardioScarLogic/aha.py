@@ -149,7 +149,7 @@ def _write_cell_array(model_node, values: np.ndarray) -> None:
 class AhaJob:
     """What an AHA analysis reads from the scene, checked: the model's mesh in world LPS (its arrays
     included), the library's options (points and label map in world LPS), the bull's-eye's title
-    and ``state``, the checksums of the model's points and measured field (:func:`apply_segments`).
+    and ``state``, the checksums of the model's points, cells and the fields it reads (:func:`apply_segments`).
     Analysing it needs no scene (the panel does it in its worker)."""
 
     model_name: str
@@ -166,7 +166,9 @@ def read_aha_inputs(model_node, inputs: AhaInputs) -> AhaJob:
                               "label map with an RV label")
     world = world_mesh_lps(model_node, model_points_lps(model_node))
     title = f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}"
-    state = model_state(model_node, [inputs.measure.field])
+    measure = inputs.measure  # every field of the model the analysis reads
+    state = model_state(model_node, [name for name in (measure.field, measure.uncertainty_field, measure.lv_mask_field,
+                                                       measure.tags_field) if name])
     return AhaJob(model_node.GetName(), world, aha_options(inputs), title, state)
 
 

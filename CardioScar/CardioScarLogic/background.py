@@ -37,7 +37,7 @@ import time
 import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import vtk
@@ -163,6 +163,14 @@ def write_tissue_job(folder: Path, inputs, export: Optional[dict]) -> None:
     (folder / worker.JOB_FILE).write_text(json.dumps(job))
 
 
+def _left_over(prefix: Path, fmt: str, names: Sequence[str]) -> list[Path]:
+    """An earlier openCARP export's files at ``prefix`` that the worker's files ``names`` do not
+    replace (:func:`cardioscar.simulation.opencarp.left_over`); none for another format."""
+    from cardioscar.simulation.opencarp import left_over
+
+    return left_over(prefix, [name[len(prefix.name):] for name in names]) if fmt == "opencarp" else []
+
+
 def write_aha_job(folder: Path, job) -> None:
     """Export an AHA analysis (:class:`CardioScarLogic.aha.AhaJob`): the world mesh with its arrays,
     and the options (a label map's labels as ``.npy``, the rest as JSON)."""
@@ -172,14 +180,15 @@ def write_aha_job(folder: Path, job) -> None:
     (folder / worker.JOB_FILE).write_text(json.dumps(record))
 
 
-def place_files(sources: list[Path], folder: Path) -> list[Path]:
+def place_files(sources: list[Path], folder: Path, remove: Sequence[Path] = ()) -> list[Path]:
     """Copy ``sources`` into ``folder`` under their names, as one set (:func:`atomic_write_set`): all
     copies are written as temporary files there first, then renamed into place, and a failure at
-    any step leaves the folder's previous files as they were."""
+    any step leaves the folder's previous files as they were. ``remove``: the previous set's files
+    that this one has not (an openCARP export's ``.lon``), removed with the placing."""
     from cardioscar.io.atomic import atomic_write_set
 
     targets = [folder / source.name for source in sources]
-    with atomic_write_set(targets) as temporaries:
+    with atomic_write_set(targets, remove) as temporaries:
         for source, temporary in zip(sources, temporaries):
             shutil.copyfile(source, temporary)
     return targets
@@ -317,7 +326,8 @@ class BackgroundRun(WorkerProcess):
             # before a file is placed: a refused model leaves no file either
             check_tags_fit(output_node, tags, inputs.state)
             files = [] if prefix is None else place_files(
-                [background.folder / worker.EXPORT_FOLDER / name for name in background.files], prefix.parent)
+                [background.folder / worker.EXPORT_FOLDER / name for name in background.files], prefix.parent,
+                _left_over(prefix, export["format"], background.files))
             apply_tags(output_node, tags, color_logic)
             return TissueResult(tags, files)
 

@@ -146,35 +146,53 @@ def world_mesh_lps(model_node, points_lps: np.ndarray) -> vtk.vtkDataSet:
     return world
 
 
-def _digest(values: np.ndarray) -> str:
-    """A checksum of an array's numbers, type and shape (blake2b: about 1 GB/s, so a few ms for the
+def _digest(*arrays: np.ndarray) -> str:
+    """A checksum of arrays' numbers, types and shapes (blake2b: about 1 GB/s, so a few ms for the
     points of a simulation mesh)."""
-    data = np.ascontiguousarray(values)
-    digest = hashlib.blake2b(repr((data.dtype.str, data.shape)).encode(), digest_size=16)
-    digest.update(memoryview(data).cast("B"))
+    digest = hashlib.blake2b(digest_size=16)
+    for values in arrays:
+        data = np.ascontiguousarray(values)
+        digest.update(repr((data.dtype.str, data.shape)).encode())
+        digest.update(memoryview(data).cast("B"))
     return digest.hexdigest()
+
+
+def _cell_arrays(mesh: vtk.vtkDataSet) -> list[np.ndarray]:
+    """The arrays that say which nodes each cell joins: each cell array's offsets and connectivity
+    (a polydata's vertices, lines, polygons and strips; an unstructured grid's cells)."""
+    cell_arrays = ([mesh.GetCells()] if isinstance(mesh, vtk.vtkUnstructuredGrid)
+                   else [mesh.GetVerts(), mesh.GetLines(), mesh.GetPolys(), mesh.GetStrips()])
+    return [vtk_to_numpy(array) for cells in cell_arrays if cells is not None
+            for array in (cells.GetOffsetsArray(), cells.GetConnectivityArray())]
+
+
+#: A state's keys for the model's geometry, and what a change of each is called.
+_GEOMETRY = {"points": "its points moved", "cells": "its cells changed"}
+_FIELD = "field "
 
 
 def model_state(model_node, fields: Sequence[str] = ()) -> dict[str, str]:
     """Checksums of what a step computed from: the model's world points (its nodes where the user
-    sees them) and its point ``fields`` ("" for a field it lacks). Taken when a worker's inputs are
-    read and again before its result is written, it tells a model edited meanwhile from one that
-    only kept its node and cell counts."""
-    data = model_node.GetMesh().GetPointData()
-    state = {"points": _digest(model_points_lps(model_node))}
-    for name in fields:
+    sees them), its cells (which nodes each joins: a result per cell belongs to these cells) and its
+    point ``fields`` ("" for a field it lacks). Taken when a worker's inputs are read and again
+    before its result is written, it tells a model edited meanwhile from one that only kept its
+    node and cell counts."""
+    mesh = model_node.GetMesh()
+    data = mesh.GetPointData()
+    state = {"points": _digest(model_points_lps(model_node)), "cells": _digest(*_cell_arrays(mesh))}
+    for name in dict.fromkeys(fields):
         array = data.GetArray(name)
-        state[name] = "" if array is None else _digest(vtk_to_numpy(array))
+        state[_FIELD + name] = "" if array is None else _digest(vtk_to_numpy(array))
     return state
 
 
 def check_unchanged(model_node, state: dict[str, str], step: str) -> None:
     """Refuse to write the result of ``step`` (e.g. "the tagging") on a model that changed since
     ``state`` (:func:`model_state`) was taken: its points moved (edited, or its transform changed),
-    or one of the fields the step read was rewritten."""
-    now = model_state(model_node, [name for name in state if name != "points"])
-    changed = ["its points moved" if name == "points" else f"its field '{name}' changed"
-               for name in state if now[name] != state[name]]
+    its cells were rebuilt, or one of the fields the step read was rewritten."""
+    now = model_state(model_node, [key[len(_FIELD):] for key in state if key.startswith(_FIELD)])
+    changed = [_GEOMETRY.get(key) or f"its field '{key[len(_FIELD):]}' changed"
+               for key in state if now.get(key) != state[key]]
     if changed:
         raise CardioScarError(f"The model '{model_node.GetName()}' changed during {step} ({' and '.join(changed)}): "
                               f"nothing was written; run it again on the model as it is now")

@@ -141,7 +141,7 @@ class TaggingInputs:
     """What a tagging reads from the scene, checked: the model's mesh in world LPS (any parent
     transform applied, its arrays included), its scar field and the core field (two fields) or
     None, and the thresholds and tag numbers. Computing the tags from it needs no scene.
-    ``state``: the checksums of the points and the scar field read (:func:`check_tags_fit`)."""
+    ``state``: the checksums of the points, the cells and the model's fields read (:func:`check_tags_fit`)."""
 
     model_name: str
     world_mesh: vtk.vtkDataSet
@@ -167,8 +167,9 @@ def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: O
     core_array = core_values(model_node, core_field, core_model)
     world = world_mesh_lps(model_node, model_points_lps(model_node))
     border_zone, core = check_tag_inputs(world, scar, core_array, border_zone, core, tuple(tag_values))
+    fields = [PROBABILITY] + ([core_field] if core_field and core_model is None else [])  # the model's, read
     return TaggingInputs(model_node.GetName(), world, scar, core_array, border_zone, core, tuple(tag_values),
-                         model_state(model_node, [PROBABILITY]))
+                         model_state(model_node, fields))
 
 
 @speaks_logic_words(TISSUE_NAMES)
@@ -220,7 +221,7 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
 
 def check_tags_fit(model_node, tags: TissueTags, state: Optional[dict] = None) -> None:
     """Refuse a model that left the scene, or whose mesh no longer has the node and cell counts of
-    ``tags``, or (given the ``state`` of :class:`TaggingInputs`) whose points or scar field changed
+    ``tags``, or (given the ``state`` of :class:`TaggingInputs`) whose points, cells or fields changed
     with the same counts (the user edited it while a worker computed them): nothing may be written
     then."""
     mesh = model_node.GetMesh()

@@ -17,7 +17,6 @@ which the panel and the batch script word it their own way.
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from typing import Callable, TypeVar
@@ -143,8 +142,10 @@ Function = TypeVar("Function", bound=Callable)
 
 def speaks_logic_words(names: dict[str, str]) -> Callable[[Function], Function]:
     """Decorate a Logic entry point: a :class:`CardioScarError` it raises names each command-line
-    option in ``names`` as the Logic's parameter instead (same class, same traceback), and keeps
-    the library's words in ``library_message``."""
+    option in ``names`` as the Logic's parameter instead, and keeps the library's words in
+    ``library_message``. The error itself is reworded, not a copy of it: a copy lost its cause
+    (``raise ... from OSError``) and could not be made of a subclass whose ``__init__`` takes other
+    arguments than its message (a TypeError in place of the user's error)."""
 
     def decorate(function: Function) -> Function:
         @functools.wraps(function)
@@ -154,12 +155,10 @@ def speaks_logic_words(names: dict[str, str]) -> Callable[[Function], Function]:
             except CardioScarError as error:
                 original = library_words(error)
                 message = _renamed(original, names, "{}")
-                if message == str(error):
-                    raise
-                reworded = copy.copy(error)
-                reworded.args = (message,)
-                reworded.library_message = original
-                raise reworded.with_traceback(error.__traceback__) from None
+                if message != str(error):
+                    error.args = (message,)
+                    error.library_message = original
+                raise
 
         return worded  # type: ignore[return-value]
 

@@ -79,7 +79,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_write_set(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+def atomic_write_set(paths: Sequence[str | os.PathLike],
+                     remove: Sequence[str | os.PathLike] = ()) -> Iterator[list[Path]]:
     """Yield one temporary path next to each of ``paths``; once the block has written them all, put
     every one in place, or none.
 
@@ -89,7 +90,11 @@ def atomic_write_set(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]
     disk on the second file) leaves every previous file as it was. Then each temporary is renamed
     onto its target; before that, each previous file but the last one's gets a second name (a
     hard link, else a copy), so that if a later rename fails, the ones already placed are put back.
-    Errors are reported as :func:`atomic_write` reports them.
+    ``remove``: files of the previous set that the new one has not (an earlier export's ``.lon``
+    where this one writes no fibres), which would otherwise be read with the new files; they go
+    with the placing, and come back if it fails. A process killed while the files are renamed
+    (a few system calls) can still leave a mixed set; what it left under temporary names is cleared
+    by the next write there. Errors are reported as :func:`atomic_write` reports them.
     """
     targets = [Path(path) for path in paths]
     for path, target in zip(paths, targets):
@@ -104,7 +109,7 @@ def atomic_write_set(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]
             temporaries.append(_temporary_beside(target))
         current = targets  # the block writes them all: the error may concern any of them
         yield temporaries
-        _place_all(temporaries, targets)
+        _place_all(temporaries, targets, [Path(path) for path in remove])
     except OSError as error:
         raise write_failed(", ".join(str(target) for target in current), error.strerror or str(error)) from error
     finally:
@@ -129,33 +134,52 @@ def _temporary_beside(target: Path) -> Path:
     return tmp
 
 
-def _place_all(temporaries: list[Path], targets: list[Path]) -> None:
-    """Rename each temporary onto its target; if one cannot be placed, put back the previous versions
-    of the targets already replaced (and remove the new ones that had none) before raising."""
-    placed: list[tuple[Path, Optional[Path]]] = []  # each replaced target and its previous file's second name
-    for index, (tmp, target) in enumerate(zip(temporaries, targets)):
-        kept = None
-        try:
+def _place_all(temporaries: list[Path], targets: list[Path], removals: list[Path]) -> None:
+    """Move each of ``removals`` aside, then rename each temporary onto its target; if one step
+    fails (or is interrupted), put back what the earlier steps replaced or moved (and remove the
+    new files that had no previous one) before raising."""
+    done: list[tuple[Path, Optional[Path]]] = []  # each changed path and its previous file's second name
+    current: Optional[Path] = None
+    try:
+        for stale in removals:
+            current = stale
+            if os.path.lexists(stale):
+                done.append((stale, _moved_aside(stale)))
+        for index, (tmp, target) in enumerate(zip(temporaries, targets)):
+            current = target
             # the last target needs no second name: when its own rename fails it is unchanged
             kept = _second_name(target) if index < len(targets) - 1 else None
-            os.replace(tmp, target)
-        except BaseException as error:
-            if kept is not None:
-                kept.unlink(missing_ok=True)
-            for done, its_previous in reversed(placed):
-                _put_back(done, its_previous)
-            if isinstance(error, OSError):
-                raise write_failed(target, error.strerror or str(error)) from error
-            raise
-        placed.append((target, kept))
-    for _, kept in placed:
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                if kept is not None:
+                    kept.unlink(missing_ok=True)
+                raise
+            done.append((target, kept))
+    except BaseException as error:
+        for changed, its_previous in reversed(done):
+            _put_back(changed, its_previous)
+        if isinstance(error, OSError):
+            raise write_failed(current, error.strerror or str(error)) from error
+        raise
+    for changed, kept in done:
         if kept is not None:
             kept.unlink(missing_ok=True)
+        if changed in removals:
+            logger.info("Removed %s: the previous set's, not written this time", changed)
+
+
+def _moved_aside(stale: Path) -> Path:
+    """Rename ``stale`` to a temporary name beside it (what :func:`_put_back` undoes); that name."""
+    aside = _temporary_beside(stale)
+    os.replace(stale, aside)
+    return aside
 
 
 def _second_name(target: Path) -> Optional[Path]:
     """A hard link to the file at ``target`` (a copy where the file system has no hard links), named
-    as a temporary so that one left by a killed writer is cleared; None when no file is there."""
+    as a temporary so that one left by a killed writer is cleared; None when no file is there. A
+    copy that fails (a full disk) leaves no partial second name behind."""
     if not target.is_file():
         return None
     kept = _temporary_beside(target)
@@ -163,12 +187,16 @@ def _second_name(target: Path) -> Optional[Path]:
     try:
         os.link(target, kept)
     except OSError:
-        shutil.copy2(target, kept)
+        try:
+            shutil.copy2(target, kept)
+        except BaseException:
+            kept.unlink(missing_ok=True)
+            raise
     return kept
 
 
 def _put_back(target: Path, kept: Optional[Path]) -> None:
-    """Undo the placing of ``target``: its previous file back, or no file when it had none."""
+    """Undo the placing (or the removal) of ``target``: its previous file back, or no file when it had none."""
     try:
         if kept is None:
             target.unlink(missing_ok=True)

@@ -20,7 +20,8 @@ Formats written (openCARP's text mesh format):
 * ``.json``: what the tags mean, the thresholds, the units, the coordinate frame, class volumes and
   the scar rule that produced the training targets (when known).
 The set is written only after all checks pass, and atomically as a whole (``atomic_write_set``): a
-failure on any file leaves the previous files at the prefix as they were.
+failure on any file leaves the previous files at the prefix as they were; a successful export
+without fibres removes an earlier export's ``PREFIX.lon`` (:func:`left_over`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import vtk
@@ -168,6 +170,19 @@ def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str
     return [header] + [" ".join(f"{v:.6f}" for v in row) for row in fibres]
 
 
+#: The files of an openCARP export at a prefix (``.lon`` only with fibres).
+SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
+
+
+def left_over(prefix: str | Path, suffixes: Iterable[str]) -> list[Path]:
+    """The files of an earlier export at ``prefix`` that a set of ``suffixes`` does not replace: its
+    ``.lon`` when this export has no fibres. They are removed with the new set's placing, because
+    openCARP reads ``PREFIX.lon`` with ``PREFIX.elem``: an earlier mesh's fibres with this mesh's
+    elements (one per line, so nothing fails when the counts agree) would be a wrong simulation."""
+    prefix = Path(prefix)
+    return [prefix.with_name(prefix.name + suffix) for suffix in SET_SUFFIXES if suffix not in set(suffixes)]
+
+
 def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str = "um", space: str | None = None,
                    fibres: np.ndarray | None = None, scar_rule: dict | None = None) -> dict[str, Path]:
     """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with ``fibres``: one
@@ -181,7 +196,8 @@ def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str 
         texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements), frame != mesh.space)) + "\n"
     texts[".json"] = json.dumps(sidecar(tags, units, frame, scar_rule, fibres), indent=2) + "\n"
     written = {suffix: prefix.with_name(prefix.name + suffix) for suffix in texts}
-    with atomic_write_set(list(written.values())) as temporaries:  # the whole set, or the previous one
+    # the whole set, or the previous one; an earlier export's .lon goes with its set
+    with atomic_write_set(list(written.values()), left_over(prefix, written)) as temporaries:
         for tmp, text in zip(temporaries, texts.values()):
             tmp.write_text(text, encoding="utf-8")
     logger.info("Wrote openCARP model %s.{%s}: %d nodes, %d elements, %s in %s", prefix,
