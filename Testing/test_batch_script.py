@@ -128,6 +128,7 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
     (["--scar-labels", "x"], "comma-separated integers"),
     (["--slice-thickness-padding", "thin"], "slab half-width must be > 0 mm or 'auto'"),
     (["--slice-thickness-padding", "auto"], "records no slice thickness (DICOM 0018,0050; other formats have none)"),
+    (["--slices=-1,2"], "--slices must be >= 0, got '-1,2'"),  # the library's --slice-indices, named as here
 ])
 def test_user_errors_are_one_actionable_line(case, tmp_path, capsys, extra, expected):
     paths = case["paths"]
@@ -180,6 +181,39 @@ def test_batch_accepts_the_options_of_cardioscar_prepare_train_and_apply_by_name
     expected = (cli["train"] | cli["prepare"] | {renamed.get(o, o) for o in cli["apply"]}) - not_applicable
     assert expected <= batch, sorted(expected - batch)
     assert {"--volume", "--slices", "--save-model"} <= batch
+
+
+def test_library_options_the_script_names_otherwise_are_in_its_table():
+    """BATCH_NAMES against both real parsers: each entry an option of its verb and of the script,
+    and every option of the verbs the script runs is the script's option by the same name, an alias
+    of one (--image), in the table, or one the script does not have."""
+    from CardioScarLogic.wording import BATCH_NAMES
+
+    from cardioscar.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    cli = {verb: {o for a in sub.choices[verb]._actions for o in a.option_strings}
+           for verb in ("prepare", "train", "apply", "export", "aha")}
+    script = _load_script()
+    parser = script.build_parser()
+    batch = {o for a in parser._actions for o in a.option_strings}
+    for verb, names in BATCH_NAMES.items():
+        assert set(names) <= cli[verb] and set(names.values()) <= batch, verb
+    assert script._aliases(parser) == {"--image": "--volume", "--mesh-vtk": "--mesh", "--slice-indices": "--slices"}
+    absent = {"--grid-layers", "--vtk-scalar-field", "--training-data", "--format", "--space", "--fibres", "--tags",
+              "--rule-from", "--scar-field", "--field", "--uncertainty-field"}
+    for verb, options in cli.items():
+        assert options - batch - set(BATCH_NAMES.get(verb, {})) - absent == set(), verb
+
+
+def test_an_aha_error_of_the_library_names_the_script_s_option(case, trained, tmp_path, capsys):
+    """`cardioscar aha --threshold` is --aha-threshold here; --threshold is apply's (scar_binary)."""
+    argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+            "--output", str(tmp_path / "o.vtk"), "--aha-dir", str(tmp_path / "aha"), "--rv-point=1,2,3",
+            "--aha-threshold", "1.5"]
+    assert _load_script().run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cardioscar_batch: error: --aha-threshold 1.5: use a value between 0 and 1"], err
 
 
 def test_batch_pools_several_volumes(tmp_path):

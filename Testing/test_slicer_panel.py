@@ -650,6 +650,9 @@ def test_panel_words_leave_quoted_commands_and_options_without_a_box():
         "give 'Myocardium labels' 2,3,4 or 'Myocardium label' 2"  # the longer name is not cut short
     kept = "see cardioscar export --border-zone; --slurm and --exclude-slices have no box"
     assert in_panel_words(kept) == kept
+    # every option of a quoted command stays (the second was renamed), up to the command's end
+    assert in_panel_words("run `cardioscar export --border-zone 0.3 --core 0.8`; else set --core") == \
+        "run `cardioscar export --border-zone 0.3 --core 0.8`; else set 'Core from'"
     # every label named is a label of the panel's .ui
     ui = (REPO / "CardioScar" / "Resources" / "UI" / "CardioScar.ui").read_text(encoding="utf-8")
     assert all(f"<string>{label}:</string>" in ui for label in PANEL_NAMES.values())

@@ -1,14 +1,16 @@
 """The library's one-line errors in the words of the face that shows them.
 
 The library names what to fix by its command-line option (``--scar-labels 3,4 match no pixel``),
-which is right on the command line and in the batch script but means nothing to someone who clicks
-or types Python:
+which is right on the command line but means nothing to someone who clicks or types Python, and
+is another option, or none, in the batch script:
 
 - the panel shows the same message with each option it has a box for named as that box's label
   (``'Scar labels' 3,4 match no pixel``; :func:`in_panel_words`);
 - the Logic used from the Python console raises it with each option named as the Logic's own
   parameter (``options.scar_labels 3,4 match no pixel``, ``border_zone``, ``inputs.rv_label``;
-  :func:`speaks_logic_words` on its entry points).
+  :func:`speaks_logic_words` on its entry points);
+- the batch script prints it with each option it calls otherwise named as the script's option
+  (``--aha-threshold 1.5: use a value between 0 and 1``; :data:`BATCH_NAMES`, :func:`in_batch_words`).
 
 Options with no name on a face keep their command-line name, so the message stays findable in the
 README's option tables. A reworded error keeps the library's words (:func:`library_words`), from
@@ -108,9 +110,22 @@ AHA_NAMES = {"--mesh": "model_node", "--rv-point": "inputs.rv_markups", "--rv-in
                  ("lv-mask", "lv_mask_field"), ("lv-value", "lv_mask_value"), ("tags-field", "tags_field"),
                  ("border-zone-tag", "border_zone_tag"), ("transmurality", "transmurality"))}}
 
+#: ``cardioscar`` verb -> its options that the batch script (``CardioScar/Scripts/cardioscar_batch.py``)
+#: sets under another name, with that name. The script runs every step in one go, so names the
+#: verbs share mean one step's option there: its ``--mc-samples``, ``--batch-size`` are train's and
+#: its ``--output`` the result mesh (apply's), its ``--threshold`` apply's. The names the script takes
+#: as aliases of its own (``--image`` for ``--volume``) it reads from its parser.
+BATCH_NAMES = {
+    "apply": {"--mc-samples": "--inference-mc-samples", "--batch-size": "--inference-batch-size"},
+    "train": {"--output": "--save-model"},
+    "export": {"--output": "--export-opencarp"},
+    "aha": {"--threshold": "--aha-threshold", "--output-dir": "--aha-dir"},
+}
+
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*[a-z]")
-#: A command a message quotes (``run cardioscar aha --help``): left as written, to be typed.
-_COMMAND_BEFORE = re.compile(r"cardioscar [a-z-]+ $")
+#: A command a message quotes (``run `cardioscar export --border-zone T --core C` ``), from its verb
+#: to the first ; ` " ( ) or a , . : that ends a clause: left as written, to be typed.
+_IN_COMMAND = re.compile(r"cardioscar [a-z-]+ (?:[^;`\"()\n,.:]|[,.:](?!\s))*$")
 
 
 def _renamed(message: str, names: dict[str, str], form: str) -> str:
@@ -119,7 +134,7 @@ def _renamed(message: str, names: dict[str, str], form: str) -> str:
 
     def named(found: re.Match) -> str:
         option = found.group(0)
-        if option not in names or _COMMAND_BEFORE.search(message, 0, found.start()):
+        if option not in names or _IN_COMMAND.search(message, 0, found.start()):
             return option
         return form.format(names[option])
 
@@ -130,6 +145,12 @@ def in_panel_words(message: str) -> str:
     """``message`` with each command-line option the panel has a box for replaced by that box's
     label in quotes; a quoted command and everything else as it was."""
     return _renamed(message, PANEL_NAMES, "'{}'")
+
+
+def in_batch_words(message: str, names: dict[str, str]) -> str:
+    """``message`` (the library's words) with each command-line option in ``names`` replaced by the
+    batch script's option; a quoted command and everything else as it was."""
+    return _renamed(message, names, "{}")
 
 
 def library_words(error: BaseException) -> str:

@@ -16,7 +16,9 @@ rows per training batch) and ``--inference-mc-samples`` / ``--inference-batch-si
 ``apply``'s ``--mc-samples`` / ``--batch-size``. With ``--model`` (apply a saved model, no
 training) the training-only options are refused rather than silently ignored.
 
-Bad input ends with one line on stderr and exit status 2; a crash with status 1.
+Bad input ends with one line on stderr and exit status 2; a crash with status 1. The line is the
+library's, with each option this script calls otherwise named as here (``--aha-threshold`` where
+``cardioscar aha`` says ``--threshold``; :data:`CardioScarLogic.wording.BATCH_NAMES`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import argparse
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
@@ -229,6 +233,35 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         check_output_dir(args.aha_dir, "--aha-dir")
 
 
+def _aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The command line's names that this script takes as aliases (``--image``, ``--slice-indices``)
+    -> the option's name here (its first, the one its help shows)."""
+    return {alias: action.option_strings[0] for action in parser._actions
+            for alias in action.option_strings[1:] if action.option_strings[0].startswith("--")}
+
+
+@contextmanager
+def _doing(verb: str) -> Iterator[None]:
+    """A library error raised inside comes from the work of ``cardioscar VERB`` and names that verb's
+    options: mark it so, for :func:`_in_script_words`."""
+    from cardioscar.errors import CardioScarError
+
+    try:
+        yield
+    except CardioScarError as error:
+        error.batch_verb = verb
+        raise
+
+
+def _in_script_words(error: Exception, parser: argparse.ArgumentParser) -> str:
+    """The library's words of ``error`` with each command-line option named as this script's option
+    for the same thing (the verb's options of :data:`CardioScarLogic.wording.BATCH_NAMES` and the aliases)."""
+    from CardioScarLogic.wording import BATCH_NAMES, in_batch_words, library_words
+
+    names = {**_aliases(parser), **BATCH_NAMES.get(getattr(error, "batch_verb", ""), {})}
+    return in_batch_words(library_words(error), names)
+
+
 def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
     """The AHA table, picture and arrays of the reconstructed model (after it was saved once)."""
     from CardioScarLogic import AhaInputs, load_volume
@@ -328,12 +361,14 @@ def run(argv: list[str]) -> int:
         if tagging:  # a wrong core mesh or field is found before the training, not after it
             from CardioScarLogic.tissue import core_values
 
-            core_values(model_node, args.core_field, core_node)
+            with _doing("export"):
+                core_values(model_node, args.core_field, core_node)
         if args.export_opencarp is not None:  # so is a mesh the openCARP export refuses
             from cardioscar.io.meshio import read_mesh
             from cardioscar.simulation.opencarp import check_exportable
 
-            check_exportable(read_mesh(args.mesh))
+            with _doing("export"):
+                check_exportable(read_mesh(args.mesh))
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:
@@ -343,7 +378,8 @@ def run(argv: list[str]) -> int:
             view = OffscreenThreeDView(context.scene, context.application_logic, size=(800, 800),
                                        background=(0.12, 0.13, 0.18))
         if args.model is not None:
-            result = logic.apply_model(args.model, model_node, options)
+            with _doing("apply"):
+                result = logic.apply_model(args.model, model_node, options)
         else:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
             masks = {name: None if path is None else load_mask(context.scene, path) for name, path in
@@ -355,27 +391,29 @@ def run(argv: list[str]) -> int:
         if tagging:
             from CardioScarLogic.tissue import tag_model_node
 
-            tags = tag_model_node(model_node, args.border_zone, args.core, args.core_field,
-                                  color_logic=context.color_logic, core_model=core_node)
+            with _doing("export"):
+                tags = tag_model_node(model_node, args.border_zone, args.core, args.core_field,
+                                      color_logic=context.color_logic, core_model=core_node)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
-            logic.save_model(args.save_model)
+            with _doing("train"):
+                logic.save_model(args.save_model)
         if args.export_opencarp is not None:
             from CardioScarLogic.tissue import export_model_node
 
-            export_model_node(model_node, tags, args.export_opencarp, units=args.units)
+            with _doing("export"):
+                export_model_node(model_node, tags, args.export_opencarp, units=args.units)
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
         if args.aha_dir is not None:
-            _aha(args, context, logic, model_node)
+            with _doing("aha"):
+                _aha(args, context, logic, model_node)
             save_model(model_node, args.output)  # again, now with the aha_segment arrays
         if view is not None:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
             view.close()
     except CardioScarError as error:
-        from CardioScarLogic.wording import library_words  # its options are the command line's
-
-        print(f"cardioscar_batch: error: {library_words(error)}", file=sys.stderr)
+        print(f"cardioscar_batch: error: {_in_script_words(error, parser)}", file=sys.stderr)
         return EXIT_USER_ERROR
     for measure, value, unit in result.summary:
         print(f"{measure}: {value} {unit}".rstrip())
