@@ -129,6 +129,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
     (["--slice-thickness-padding", "thin"], "slab half-width must be > 0 mm or 'auto'"),
     (["--slice-thickness-padding", "auto"], "records no slice thickness (DICOM 0018,0050; other formats have none)"),
     (["--slices=-1,2"], "--slices must be >= 0, got '-1,2'"),  # the library's --slice-indices, named as here
+    # refused before training, not by the AHA step after the run was trained and written
+    (["--aha-dir", "aha", "--rv-point", "1,2,3", "--aha-threshold", "nan"], "--aha-threshold nan: use a value between"),
 ])
 def test_user_errors_are_one_actionable_line(case, tmp_path, capsys, extra, expected):
     paths = case["paths"]

@@ -230,6 +230,8 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             raise CardioScarError("--rv-inferior-point needs --rv-point (the anterior insertion) too.")
         if (args.apex is None) != (args.base is None):
             raise CardioScarError("give both --apex and --base (or neither).")
+        if not 0.0 < args.aha_threshold < 1.0:  # the AHA step would refuse it only after training and saving
+            raise CardioScarError(f"--aha-threshold {args.aha_threshold}: use a value between 0 and 1")
         check_output_dir(args.aha_dir, "--aha-dir")
 
 
