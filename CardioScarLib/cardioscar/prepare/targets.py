@@ -66,6 +66,10 @@ EPICARDIAL_SCAR_SHARE = 0.5
 #: wall is thinner than 21 mm); the cavity 1 at least 16.3 mm; ACDC's cavity 3 26-31 mm.
 CAVITY_RADIUS_MM = 13.0
 
+#: A label counts as the cavity when this share of its pixels fills the lumen of the ring the other
+#: labels make, and the labels together leave under CLOSED_LUMEN of that lumen open.
+CAVITY_SHARE, CLOSED_LUMEN = 0.5, 0.1
+
 
 def check_scar_labels(slices: Sequence[SliceLayer], scar_labels: Iterable[int]) -> None:
     """Check that the scar labels of a label map look like scar: not the cavity, not the myocardium,
@@ -181,17 +185,22 @@ def warn_scar_rings(slices: Sequence[SliceLayer], scar: Sequence[int]) -> bool:
 
 
 def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> None:
-    """Refuse scar labels whose widest disc (radius :data:`CAVITY_RADIUS_MM` or more) sits inside
-    the ring the map's other non-zero labels make: the cavity, not a scar in the wall."""
-    for layer in slices:
-        values = np.nan_to_num(layer.values, nan=0.0)
-        inside = np.isin(values, scar)
+    """Refuse scar labels that are the cavity (blood pool), not a scar in the wall: on one slice,
+    their widest disc (radius :data:`CAVITY_RADIUS_MM` or more) sits inside the ring the map's other
+    non-zero labels make; or, whatever the heart's size, they look like the cavity
+    (:func:`looks_like_cavity`) on over half of the slices they are on.
+
+    Why the second test: a child's or a small adult's LV cavity holds no 13 mm disc (EMIDEC's maps
+    at a third of their size: 6-12 mm), so the first passed it and trained the blood pool as scar."""
+    values = [np.nan_to_num(layer.values, nan=0.0) for layer in slices]
+    for layer, slice_values in zip(slices, values):
+        inside = np.isin(slice_values, scar)
         if not inside.any():
             continue
         depth = ndimage.distance_transform_edt(inside, sampling=(layer.spacing[1], layer.spacing[0]))
         if depth.max() < CAVITY_RADIUS_MM:
             continue
-        lumen = lumen_of((values != 0) & ~inside)
+        lumen = lumen_of((slice_values != 0) & ~inside)
         centre = np.unravel_index(int(np.argmax(depth)), depth.shape)
         if lumen[centre]:
             raise CardioScarError(
@@ -199,6 +208,53 @@ def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> 
                 f"{depth.max():.0f} mm inside the ring of the other labels, the cavity (blood pool), not scar in a wall "
                 f"(a scar label holds under {CAVITY_RADIUS_MM:g} mm); give this map's scar labels (EMIDEC 3,4; ACDC "
                 "maps hold no scar label, its 3 is the LV cavity)")
+    cavity, present = cavity_slices(values, scar, [layer.spacing for layer in slices])
+    if cavity > present / 2:
+        raise CardioScarError(
+            f"--scar-labels {','.join(map(str, scar))}: on {cavity} of the {present} slices they are on they fill the "
+            "inside of the ring of the other labels and are wider than any of them, the cavity (blood pool) of a "
+            "small heart, not scar in a wall (a scar label does so on none of EMIDEC's slices, at any size); give "
+            "this map's scar labels (EMIDEC 3,4; ACDC maps hold no scar label, its 3 is the LV cavity)")
+
+
+def looks_like_cavity(values: np.ndarray, labels: Sequence[int], spacing: tuple[float, float]) -> bool:
+    """Whether the pixels of ``labels`` on one slice (``values``, 0 background) are the cavity: the
+    deepest of them lies in the lumen of the ring the other non-zero labels make, over half of them
+    lie in it and with them under a tenth of it stays open, and their widest disc is wider than
+    that of each other label.
+
+    Why by shape and not by size: a small heart's cavity is no wider than an adult's infarct. Why
+    the widest: a subendocardial infarct also fills a hole of the others (between the cavity and
+    the myocardium) and then the cavity fills a hole of the infarct and the myocardium; what tells
+    them apart is that the cavity is the disc and the infarct the band around it. EMIDEC's 75 maps
+    at full size, half and a third of their spacing, and shrunk 0.6x: the cavity (label 1) on
+    80-100 % of its slices, the scar (3,4) on none, with or without the cavity label."""
+    inside = np.isin(values, labels)
+    if not inside.any():
+        return False
+    sampling = (spacing[1], spacing[0])
+    depth = ndimage.distance_transform_edt(inside, sampling=sampling)
+    others = (values != 0) & ~inside
+    lumen = lumen_of(others)
+    if not lumen[np.unravel_index(int(np.argmax(depth)), depth.shape)]:
+        return False
+    if (inside & lumen).sum() < CAVITY_SHARE * inside.sum() or lumen_of(others | inside).sum() >= CLOSED_LUMEN * lumen.sum():
+        return False
+    return all(depth.max() > ndimage.distance_transform_edt(values == other, sampling=sampling).max()
+               for other in np.unique(values[others]))
+
+
+def cavity_slices(label_slices: Sequence[np.ndarray], labels: Sequence[int],
+                  spacings: Sequence[tuple[float, float]]) -> tuple[int, int]:
+    """On how many slices ``labels`` look like the cavity (:func:`looks_like_cavity`), and on how
+    many they are present."""
+    cavity = present = 0
+    for values, spacing in zip(label_slices, spacings):
+        values = np.nan_to_num(np.asarray(values, np.float64), nan=0.0)
+        if np.isin(values, labels).any():
+            present += 1
+            cavity += looks_like_cavity(values, labels, spacing)
+    return cavity, present
 
 
 def warn_myocardium_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> bool:
