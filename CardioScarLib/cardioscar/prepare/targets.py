@@ -169,10 +169,15 @@ def refuse_intensities_as_labels(slices: Sequence[SliceLayer], scar: Sequence[in
     map with many labels still has its labels in regions,
     and a thresholded scar map with speckle has few values. Fewer values, or grey values in bands
     (smoothed), are judged by how they ramp (:func:`refuse_ramps`)."""
-    refuse_ramps(slices, scar)
     most = max((np.unique(layer.values[np.isfinite(layer.values)]).size for layer in slices), default=0)
-    if most <= MANY_VALUES:
-        return
+    if most > MANY_VALUES:
+        refuse_scattered(slices, scar, most)
+    refuse_ramps(slices, scar)
+
+
+def refuse_scattered(slices: Sequence[SliceLayer], scar: Sequence[int], most: int) -> None:
+    """Refuse scar-label pixels that stand alone (:data:`ALONE_SHARE`) on slices of up to ``most``
+    values: an 8-bit intensity image (see :func:`refuse_intensities_as_labels`)."""
     cross = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])
     pixels = alone = 0
     for layer in slices:
@@ -261,8 +266,8 @@ def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> 
         raise CardioScarError(
             f"--scar-labels {','.join(map(str, scar))}: on {cavity} of the {present} slices they are on they fill the "
             "inside of the ring of the other labels and are wider than any of them, the cavity (blood pool) of a "
-            "small heart, not scar in a wall (a scar label does so on none of EMIDEC's slices, at any size); give "
-            "this map's scar labels (EMIDEC 3,4; ACDC maps hold no scar label, its 3 is the LV cavity)")
+            "small heart, not scar in a wall (EMIDEC's scar labels do so on none of their slices, at 0.35x to 1x "
+            "spacing); give this map's scar labels (EMIDEC 3,4; ACDC maps hold no scar label, its 3 is the LV cavity)")
 
 
 def looks_like_cavity(values: np.ndarray, labels: Sequence[int], spacing: tuple[float, float]) -> bool:
