@@ -125,7 +125,7 @@ def main() -> None:
     runs = refusals = right_warnings = scar_free = 0
     caught: Counter = Counter()
     tried: Counter = Counter()
-    before: Counter = Counter()  # the LGE stacks round 8's rule refused
+    round_8: Counter = Counter()  # the LGE stacks round 8's rule refused
     maps = [(p, "emidec") for p in sorted((args.data / "emidec").glob("Case_*/Contours/*.nii.gz"))]
     maps += [(p, "acdc") for p in sorted((args.data / "acdc_patient101").glob("*_gt.nii.gz"))]
     for path, kind in maps:
@@ -160,11 +160,11 @@ def main() -> None:
             layers = _layers(values, image.GetSpacing()[:2])
             tried[what, "1x"] += 1
             caught[what, "1x"] += _refused(lambda: check_scar_labels(layers, [3, 4]))
-            before[what] += _round_8_refuses(layers)
+            round_8[what] += _round_8_refuses(layers)
     print(f"real maps: {runs} runs, {refusals} refused, {right_warnings} warnings (and {scar_free} "
           "scar-free warnings: a normal control's map, as given with labels and with a mask)")
     for key in sorted(tried):
-        was = f" (round 8's rule alone: {before[key[0]]})" if key[0] in before else ""
+        was = f" (round 8's rule alone: {round_8[key[0]]})" if key[0] in round_8 else ""
         print(f"{key[0]:<28} {key[1]:<14} caught {caught[key]} of {tried[key]}{was}")
 
 
