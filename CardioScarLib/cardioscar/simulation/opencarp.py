@@ -141,6 +141,34 @@ def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
     return lines
 
 
+def perpendicular_sheets(fibres: np.ndarray, sheets: np.ndarray) -> np.ndarray:
+    """The unit ``sheets`` (n x 3) made perpendicular to the unit ``fibres``, or refused.
+
+    Why: a simulator takes the sheet as the second axis of an orthonormal frame (the sheet normal
+    is fibre x sheet) and builds the conductivity tensor from it; a leaning sheet gives a frame that
+    is not orthonormal, so conduction along the fibre leaks into the sheet direction and the normal
+    is no longer of unit length, silently. Within :data:`PERPENDICULAR_TOLERANCE` a sheet is kept
+    as given (six decimals); up to :data:`MAX_SHEET_TILT_DEGREES` off it loses its part along the
+    fibre, with a warning; beyond, refused, naming an element."""
+    cosine = np.einsum("ij,ij->i", fibres, sheets)
+    leaning = np.abs(cosine) > PERPENDICULAR_TOLERANCE
+    if not leaning.any():
+        return sheets
+    tilt = np.degrees(np.arcsin(np.minimum(np.abs(cosine), 1.0)))
+    if tilt.max() > MAX_SHEET_TILT_DEGREES:
+        element = int(np.argmax(tilt))
+        raise CardioScarError(f"The fibre field's sheet direction leans {tilt[element]:.0f} degrees from perpendicular to "
+                              f"the fibre in element {element} ({int((tilt > MAX_SHEET_TILT_DEGREES).sum())} element(s) "
+                              f"over {MAX_SHEET_TILT_DEGREES:g}): a sheet must be perpendicular to its fibre (the "
+                              "simulator builds an orthonormal frame from them); check the field's 6 components "
+                              "(fibre x, y, z, then sheet x, y, z)")
+    logger.warning("The fibre field has %d element(s) whose sheet direction leans up to %.2g degrees from perpendicular "
+                   "to the fibre; the .lon gets the sheet made perpendicular (its part along the fibre removed)",
+                   int(leaning.sum()), float(tilt.max()))
+    sheets = sheets - cosine[:, None] * fibres
+    return sheets / np.linalg.norm(sheets, axis=1, keepdims=True)
+
+
 def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str]:
     """The .lon lines; ``flip_xy``: the points are written in the other frame than the fibres'
     (LPS <-> RAS), so their x and y components change sign too (a fibre is an axis, but the
@@ -173,34 +201,6 @@ def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str
         fibres = fibres * np.tile([-1.0, -1.0, 1.0], fibres.shape[1] // 3)
     header = "1" if fibres.shape[1] == 3 else "2"
     return [header] + [" ".join(f"{v:.6f}" for v in row) for row in fibres]
-
-
-def perpendicular_sheets(fibres: np.ndarray, sheets: np.ndarray) -> np.ndarray:
-    """The unit ``sheets`` (n x 3) made perpendicular to the unit ``fibres``, or refused.
-
-    Why: a simulator takes the sheet as the second axis of an orthonormal frame (the sheet normal
-    is fibre x sheet) and builds the conductivity tensor from it; a leaning sheet gives a frame that
-    is not orthonormal, so conduction along the fibre leaks into the sheet direction and the normal
-    is no longer of unit length, silently. Within :data:`PERPENDICULAR_TOLERANCE` a sheet is kept
-    as given (six decimals); up to :data:`MAX_SHEET_TILT_DEGREES` off it loses its part along the
-    fibre, with a warning; beyond, refused, naming an element."""
-    cosine = np.einsum("ij,ij->i", fibres, sheets)
-    leaning = np.abs(cosine) > PERPENDICULAR_TOLERANCE
-    if not leaning.any():
-        return sheets
-    tilt = np.degrees(np.arcsin(np.minimum(np.abs(cosine), 1.0)))
-    if tilt.max() > MAX_SHEET_TILT_DEGREES:
-        element = int(np.argmax(tilt))
-        raise CardioScarError(f"The fibre field's sheet direction leans {tilt[element]:.0f} degrees from perpendicular to "
-                              f"the fibre in element {element} ({int((tilt > MAX_SHEET_TILT_DEGREES).sum())} element(s) "
-                              f"over {MAX_SHEET_TILT_DEGREES:g}): a sheet must be perpendicular to its fibre (the "
-                              "simulator builds an orthonormal frame from them); check the field's 6 components "
-                              "(fibre x, y, z, then sheet x, y, z)")
-    logger.warning("The fibre field has %d element(s) whose sheet direction leans up to %.2g degrees from perpendicular "
-                   "to the fibre; the .lon gets the sheet made perpendicular (its part along the fibre removed)",
-                   int(leaning.sum()), float(tilt.max()))
-    sheets = sheets - cosine[:, None] * fibres
-    return sheets / np.linalg.norm(sheets, axis=1, keepdims=True)
 
 
 def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str = "um", space: str | None = None,
