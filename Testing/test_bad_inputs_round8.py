@@ -101,7 +101,7 @@ def test_a_map_numbered_one_below_emidec_without_a_cavity_label_is_refused(p001,
     writes the wall alone may), given EMIDEC's ``--scar-labels 3,4 --myocardium-labels 2,3,4``:
     the "myocardium" was the infarct alone, trained healthy around the no-reflow "scar", and the
     healthy wall dropped (3,851 rows, mean target 0.36), silent. Refused: those labels close the
-    ring around the cavity on 1 of 9 slices where the map's wall does (the right labels: on all of
+    ring around the cavity on 2 of 10 slices where the map's wall does (the right labels: on all of
     them on EMIDEC's 75 and ACDC's maps). The map's own numbers pass."""
     import SimpleITK as sitk
 
@@ -110,7 +110,7 @@ def test_a_map_numbered_one_below_emidec_without_a_cavity_label_is_refused(p001,
     shifted = _write_like(np.where(values >= 2, values - 1, 0).astype(np.uint8), image, tmp_path / "below.nii.gz")
     common = ["prepare", "--mesh", mesh, "--image", shifted]
     assert_refused_in_one_line([*common, "--scar-labels", "3,4", "--myocardium-labels", "2,3,4", "--output",
-                                tmp_path / "out.npz"], "close the ring around the cavity on 1 of the 9 slices",
+                                tmp_path / "out.npz"], "close the ring around the cavity on 2 of the 10 slices",
                                capsys, tmp_path)
     assert main([str(a) for a in [*common, "--scar-labels", "2,3", "--myocardium-labels", "1,2,3", "--output",
                                   tmp_path / "right.npz"]]) == 0

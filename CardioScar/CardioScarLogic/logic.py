@@ -32,7 +32,7 @@ from .aha import AhaInputs
 from .acquisition import check_slices_where_acquired
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import check_file_of_node, color_logic_for
-from .myocardium import restrict_targets
+from .myocardium import masks_from_node, restrict_targets
 from .options import ReconstructionOptions
 from .rulemasks import rule_myocardium, rule_slices
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
@@ -88,8 +88,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
     ``myocardium_mask``: a mask volume node."""
     from cardioscar.prepare.slices import pooled_slices
-    from cardioscar.prepare.targets import (check_scar_labels, scar_label_pixels, slice_targets, unmatched_labels,
-                                             warn_scar_free)
+    from cardioscar.prepare.targets import check_scar_labels, scar_label_pixels, slice_targets, unmatched_labels
 
     nodes = list(scar_nodes) if isinstance(scar_nodes, (list, tuple)) else [scar_nodes]
     sources = [scar_source_from_node(node, options.myocardium_segment) for node in nodes or [None]]
@@ -124,7 +123,7 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
             if myocardium_mask is None and not options.parsed_myocardium_labels() \
                     and not options.myocardium_segment.strip():
                 raise unmatched_labels(slices, wanted)
-            warn_scar_free(slices, wanted, options.parsed_myocardium_labels() if myocardium_mask is None else None)
+            _warn_scar_free(slices, wanted, options, myocardium_mask)
         targets = [slice_targets([layer], scar_labels=mine, normalize=options.normalize_intensities,
                                  require_scar=False)[0] for layer, mine in zip(slices, chosen)]
         for source in {id(owner): owner for owner in owners}.values():
@@ -139,8 +138,22 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
         if scar_labels is not None:
             check_scar_labels(slices, scar_labels)
             if myocardium_mask is not None:
-                warn_scar_free(slices, scar_labels)
+                _warn_scar_free(slices, scar_labels, options, myocardium_mask)
     return restrict_targets(slices, targets, owners, options, myocardium_mask)
+
+
+def _warn_scar_free(slices: list, scar_labels: list[int], options: ReconstructionOptions, mask_node=None) -> None:
+    """Scar labels that match no pixel with a myocardium given: a scar-free heart (a warning), or
+    mistyped when the myocardium holds two or more of the map's labels (refused), as in prepare
+    (:func:`cardioscar.prepare.targets.warn_scar_free`); a mask node's myocardium is sampled here
+    only on this rare path."""
+    from cardioscar.prepare.targets import warn_scar_free
+
+    if mask_node is None:
+        warn_scar_free(slices, scar_labels, options.parsed_myocardium_labels())
+    else:
+        warn_scar_free(slices, scar_labels, None,
+                       masks_from_node(mask_node, slices, options.parsed_myocardium_labels()))
 
 
 class CardioScarLogic:

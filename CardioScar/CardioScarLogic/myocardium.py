@@ -27,7 +27,7 @@ def _labels_text(labels: Sequence[int]) -> str:
     return ",".join(map(str, labels))
 
 
-def _masks_from_node(node, slices: list, labels: list[int] | None) -> list[np.ndarray]:
+def masks_from_node(node, slices: list, labels: list[int] | None) -> list[np.ndarray]:
     """The mask volume node sampled at the slices' pixel centres (world LPS, linear transforms)."""
     if node.IsA("vtkMRMLSegmentationNode"):
         raise CardioScarError(f"'{node.GetName()}' is a segmentation: choose a label map or 0/1 volume as myocardium "
@@ -84,7 +84,7 @@ def restrict_targets(slices: list, targets: list, owners: Sequence[ScarSource], 
         raise CardioScarError(f"The myocardium segment '{options.myocardium_segment}' names a segment of a "
                               "segmentation input; for a volume give myocardium labels or a mask volume instead.")
     if mask_node is not None:
-        masks = _masks_from_node(mask_node, slices, labels)
+        masks = masks_from_node(mask_node, slices, labels)
         source = f"mask {mask_node.GetName()}" + (f" labels {_labels_text(labels)}" if labels else "")
     else:
         masks, source = _masks_from_labels(slices, owners, options, labels)
@@ -99,4 +99,4 @@ def restrict_targets(slices: list, targets: list, owners: Sequence[ScarSource], 
                                   scar_map=not options.normalize_intensities)
 
 
-__all__ = ["restrict_targets"]
+__all__ = ["masks_from_node", "restrict_targets"]

@@ -282,8 +282,9 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         if request.scar_labels is not None:
             check_scar_labels(slices, request.scar_labels)
             if masks is not None:
-                warn_scar_free(slices, request.scar_labels,
-                               None if request.myocardium_mask is not None else request.myocardium_labels)
+                given_mask = request.myocardium_mask is not None
+                warn_scar_free(slices, request.scar_labels, None if given_mask else request.myocardium_labels,
+                               masks if given_mask else None)
     if masks is None:
         return targets, no_restriction(targets), rule_record
     margin = request.myocardium_margin_px

@@ -32,7 +32,7 @@ from ..evaluate.baselines import signed_distance_mm
 from ..errors import CardioScarError
 from ..io.checks import check_label_list, whole_labels
 from ..io.meshio import Mesh
-from .myocardium import check_whole_wall, refuse_cavity_label
+from .myocardium import MESH_HARM, check_myocardium_labels
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +90,8 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
         raise CardioScarError(f"mesh extend_mm must be >= 0, got {extend_mm}")
 
     # the cavity listed as myocardium (1,2,3,4 on EMIDEC) fills the LV: P001 133,189 nodes for 73,382
-    refuse_cavity_label(list(array[used]), labels, "--myocardium-labels (myocardium labels)",
-                        "the mesh would fill the ventricle with it")
-    check_whole_wall(list(array[used]), labels, [(di, dj)] * len(used), "--myocardium-labels (myocardium labels)",
-                     "the mesh would leave the rest out", advice="", hole="the mesh has a hole there")
+    check_myocardium_labels(list(array[used]), labels, [(di, dj)] * len(used), "--myocardium-labels (myocardium labels)",
+                            MESH_HARM)
     masks = np.isin(array[used], labels)
     empty_mm = float(np.median(np.diff(heights)))
     distances = [signed_distance_mm(mask.astype(float), (di, dj), empty_mm) for mask in masks]

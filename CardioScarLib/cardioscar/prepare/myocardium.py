@@ -26,7 +26,8 @@ from scipy import ndimage
 from ..errors import CardioScarError
 from ..io.checks import whole_labels
 from .slices import SliceLayer, ijk_to_lps_matrix
-from .targets import CAVITY_RADIUS_MM, enclosed_disc_mm, lumen_of, unmatched_labels
+from .targets import (CAVITY_RADIUS_MM, CAVITY_SHARE, CLOSED_LUMEN, cavity_slices, enclosed_disc_mm, lumen_of,
+                      unmatched_labels)
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,8 @@ def label_masks(layers: Sequence[SliceLayer], labels: Sequence[int], what: str =
     masks = [np.isin(layer.values, wanted) for layer in layers]
     if not any(mask.any() for mask in masks):
         raise unmatched_labels(layers, wanted, option=what, what="myocardium")
-    refuse_cavity_label([layer.values for layer in layers], wanted, what)
-    check_whole_wall([layer.values for layer in layers], wanted, [layer.spacing for layer in layers], what)
+    check_myocardium_labels([layer.values for layer in layers], wanted, [layer.spacing for layer in layers], what)
     return masks
-
-
-#: A label counts as the cavity when this share of its pixels fills the lumen of the ring the other
-#: labels make, and the labels together leave under CLOSED_LUMEN of that lumen open.
-CAVITY_SHARE, CLOSED_LUMEN = 0.5, 0.1
 
 
 #: What the cavity listed as myocardium does to the training targets.
@@ -108,18 +103,44 @@ WALL_RING_SHARE = 0.75
 INSIDE_THE_WALL = 0.5
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelHarm:
+    """What wrong myocardium labels would do, in the words of the step that uses them."""
+
+    cavity: str = TRAINS_THE_WALL  # the cavity listed among them
+    part: str = "the rest would train as no data, and scar in it with it"  # part of the wall only
+    advice: str = "or a 0/1 --myocardium-mask for part of the wall"  # the other way to give part of it
+    hole: str = "its pixels train as no data"  # a label inside the wall left out
+
+
+#: The words of ``mesh-from-labels``, which meshes the labels instead of training on them.
+MESH_HARM = LabelHarm("the mesh would fill the ventricle with it", "the mesh would leave the rest out", "",
+                      "the mesh has a hole there")
+
+
+def check_myocardium_labels(label_slices: Sequence[np.ndarray], labels: Sequence[int],
+                            spacings: Sequence[tuple[float, float]], what: str, harm: LabelHarm = LabelHarm()) -> None:
+    """Every check of myocardium labels on a label map: not the cavity (:func:`refuse_cavity_label`),
+    the whole wall (:func:`check_whole_wall`). One call for every step that takes such labels
+    (``prepare``'s labels and mask labels, ``mesh-from-labels``, the Slicer Logic through them)."""
+    refuse_cavity_label(label_slices, labels, what, harm.cavity)
+    check_whole_wall(label_slices, labels, spacings, what, harm)
+
+
+#: The wall's lumen counts as a ring to judge on a slice when it holds a disc of this many pixels
+#: (a speck inside the wall is no cavity); the myocardium labels close that ring when their own
+#: lumen covers over RING_COVER of it.
+RING_DISC_PX, RING_COVER = 1.5, 0.5
+
+
 def check_whole_wall(label_slices: Sequence[np.ndarray], labels: Sequence[int],
-                     spacings: Sequence[tuple[float, float]], what: str,
-                     harm: str = "the rest would train as no data, and scar in it with it",
-                     advice: str = "or a 0/1 --myocardium-mask for part of the wall",
-                     hole: str = "its pixels train as no data") -> None:
+                     spacings: Sequence[tuple[float, float]], what: str, harm: LabelHarm = LabelHarm()) -> None:
     """Check that myocardium labels hold the whole wall of a label map.
 
-    The wall is the map's non-zero labels less its blood pools (labels holding a disc of
-    :data:`CAVITY_RADIUS_MM` on some slice: the LV cavity, a large RV; or filling the lumen of the
-    myocardium labels' ring, :func:`fills_the_lumen`: a small heart's cavity). Refused: labels that close
-    the ring around the cavity on under :data:`WALL_RING_SHARE` of the (two or more) slices where
-    the wall does. Warned: a label left out that lies inside the wall (:data:`INSIDE_THE_WALL`).
+    The wall is the map's non-zero labels less its blood pools (:func:`blood_pools`). Refused:
+    labels that close the ring around the cavity (their lumen covers over :data:`RING_COVER` of the
+    wall's) on under :data:`WALL_RING_SHARE` of the (two or more) slices where the wall does.
+    Warned: a label left out that lies inside the wall (:data:`INSIDE_THE_WALL`).
 
     Why: label numbers differ between datasets and tools, and the wrong numbers still match
     pixels: a map numbered one below EMIDEC's with no cavity label (1 myocardium, 2 infarct, 3
@@ -128,22 +149,17 @@ def check_whole_wall(label_slices: Sequence[np.ndarray], labels: Sequence[int],
     ``--myocardium-labels 2`` on an EMIDEC map leaves its infarct out of the myocardium and of a
     ``mesh-from-labels`` mesh; ``2,3`` leaves the no-reflow core out, a hole in the mesh's wall
     where the infarct is (P001: 5,943 voxels for 7,454). The hole is a warning: a map may label
-    something inside the wall that is not myocardium. A cavity narrower than the disc (EMIDEC's
-    maps shrunk 0.6x: 28 of 75) is a pool by where it lies; taken for wall, it was named as lying
-    inside the wall, with the advice to add it to the myocardium labels."""
+    something inside the wall that is not myocardium. The ring is judged by cover, not by a
+    cavity's size: a ring counted only around a 13 mm disc never ran on a small heart (EMIDEC's
+    maps at half their spacing: 11 of the 52 maps numbered one below refused, now all 52)."""
     wanted = sorted({int(v) for v in labels})
     slices = [np.rint(np.nan_to_num(np.asarray(values, np.float64), nan=0.0)).astype(np.int64)
               for values in label_slices]
-    widest: dict[int, float] = {}
-    for values, spacing in zip(slices, spacings):
-        for label in (int(v) for v in np.unique(values) if v != 0 and int(v) not in wanted):
-            disc = float(ndimage.distance_transform_edt(values == label, sampling=(spacing[1], spacing[0])).max())
-            widest[label] = max(widest.get(label, 0.0), disc)
-    pools = {label for label, disc in widest.items()
-             if disc >= CAVITY_RADIUS_MM or fills_the_lumen(slices, wanted, label)}
+    pools = blood_pools(slices, wanted, spacings)
     wall_rings = labels_ring = 0
     others: set[int] = set()
-    border = {label: 0 for label in widest if label not in pools}
+    present = {int(v) for values in slices for v in np.unique(values)} - {0} - set(wanted) - pools
+    border = {label: 0 for label in present}
     on_myocardium = dict(border)
     for values, spacing in zip(slices, spacings):
         wall = (values != 0) & ~np.isin(values, sorted(pools))
@@ -153,23 +169,47 @@ def check_whole_wall(label_slices: Sequence[np.ndarray], labels: Sequence[int],
                 ring = ndimage.binary_dilation(own) & ~own
                 border[label] += int(ring.sum())
                 on_myocardium[label] += int(np.isin(values[ring], wanted).sum())
-        if enclosed_disc_mm(wall, spacing) < CAVITY_RADIUS_MM:
+        if enclosed_disc_mm(wall, spacing) < RING_DISC_PX * min(spacing):
             continue
+        lumen = lumen_of(wall)
         wall_rings += 1
-        labels_ring += enclosed_disc_mm(np.isin(values, wanted), spacing) >= CAVITY_RADIUS_MM
+        labels_ring += (lumen_of(np.isin(values, wanted)) & lumen).sum() > RING_COVER * lumen.sum()
         others.update(int(v) for v in np.unique(values[wall]) if int(v) not in wanted)
     if wall_rings >= 2 and labels_ring < WALL_RING_SHARE * wall_rings:
         rest = ",".join(map(str, sorted(others))) or "none"
         raise CardioScarError(f"{what} {','.join(map(str, wanted))} close the ring around the cavity on {labels_ring} "
                               f"of the {wall_rings} slices where the map's wall does (with labels {rest}): they are "
-                              f"part of the myocardium, not all of it; {harm}: give this map's myocardium labels "
-                              f"(EMIDEC 2,3,4; ACDC 2){', ' + advice if advice else ''}")
+                              f"part of the myocardium, not all of it; {harm.part}: give this map's myocardium labels "
+                              f"(EMIDEC 2,3,4; ACDC 2){', ' + harm.advice if harm.advice else ''}")
     for label in sorted(border):
         if border[label] and on_myocardium[label] > INSIDE_THE_WALL * border[label]:
             logger.warning("Label %d lies inside the wall (%.0f %% of the pixels around it are myocardium labels %s) "
                            "but is not one of them (%s): %s; if it is part of the wall (EMIDEC's no-reflow 4), add it "
                            "to the myocardium labels", label, 100.0 * on_myocardium[label] / border[label],
-                           ",".join(map(str, wanted)), what, hole)
+                           ",".join(map(str, wanted)), what, harm.hole)
+
+
+def blood_pools(slices: Sequence[np.ndarray], wanted: Sequence[int], spacings: Sequence[tuple[float, float]]) -> set[int]:
+    """The labels of a map, other than the myocardium labels ``wanted``, that are blood pools: they
+    hold a disc of :data:`CAVITY_RADIUS_MM` on some slice (the LV cavity, a large RV), fill the
+    lumen of the myocardium labels' ring (:func:`fills_the_lumen`), or look like the cavity of the
+    ring of all the other labels on over half of their slices (:func:`cavity_slices`).
+
+    Why the last two: a small heart's cavity holds no 13 mm disc (EMIDEC's maps shrunk 0.6x: 28 of
+    75); taken for wall, it was named as lying inside the wall with the advice to add it to the
+    myocardium labels, and where the labels leave the ring open (ACDC's 2 on an EMIDEC map) it
+    filled the wall's lumen, so no ring was judged."""
+    widest: dict[int, float] = {}
+    for values, spacing in zip(slices, spacings):
+        for label in (int(v) for v in np.unique(values) if v != 0 and int(v) not in wanted):
+            disc = float(ndimage.distance_transform_edt(values == label, sampling=(spacing[1], spacing[0])).max())
+            widest[label] = max(widest.get(label, 0.0), disc)
+    pools = set()
+    for label, disc in widest.items():
+        cavity, present = cavity_slices(slices, [label], spacings)
+        if disc >= CAVITY_RADIUS_MM or fills_the_lumen(slices, wanted, label) or cavity > present / 2:
+            pools.add(label)
+    return pools
 
 
 def masks_from_image(image: sitk.Image, layers: Sequence[SliceLayer], labels: Sequence[int] | None = None,
@@ -209,8 +249,7 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         sampled.append(label.reshape(layer.shape))
     if labels is not None and "myocardium" in what.lower():
-        refuse_cavity_label(sampled, labels, f"{what} {source} labels")
-        check_whole_wall(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels")
+        check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels")
     return masks
 
 

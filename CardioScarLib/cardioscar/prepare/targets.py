@@ -66,6 +66,10 @@ EPICARDIAL_SCAR_SHARE = 0.5
 #: wall is thinner than 21 mm); the cavity 1 at least 16.3 mm; ACDC's cavity 3 26-31 mm.
 CAVITY_RADIUS_MM = 13.0
 
+#: A label counts as the cavity when this share of its pixels fills the lumen of the ring the other
+#: labels make, and the labels together leave under CLOSED_LUMEN of that lumen open.
+CAVITY_SHARE, CLOSED_LUMEN = 0.5, 0.1
+
 
 def check_scar_labels(slices: Sequence[SliceLayer], scar_labels: Iterable[int]) -> None:
     """Check that the scar labels of a label map look like scar: not the cavity, not the myocardium,
@@ -107,6 +111,52 @@ ALONE_SHARE = 0.05
 SPECK_MM2 = 4.0
 
 
+#: More distinct ramps than this over the chosen slices is an intensity image: a ramp is three runs
+#: of values side by side along a row or column, the middle one strictly between the other two
+#: (a < b < c), counted once per value triple. A label map's labels meet in few such ways: EMIDEC's
+#: 75 maps and ACDC's 2 (also zoomed and with 20 more labels drawn beside the heart): at most 6; an
+#: LGE stack in 4 bits (16 values), scaled over its range or with its offset taken off, smoothed
+#: or not, zoomed or not (25 of EMIDEC's): 14 and more; in 8 bits, smoothed: hundreds.
+MANY_RAMPS = 10
+
+
+def ramps(values: np.ndarray) -> set[tuple[int, int, int]]:
+    """The value triples (low, middle, high) that ramp along a row or column of one slice."""
+    found: set[tuple[int, int, int]] = set()
+    whole = np.rint(np.nan_to_num(values, nan=0.0)).astype(np.int64)
+    for lines in (whole, whole.T):
+        for line in lines:
+            starts = np.flatnonzero(np.diff(line)) + 1
+            if len(starts) < 2:
+                continue
+            runs = line[np.concatenate([[0], starts])]
+            low, middle, high = np.minimum(runs[:-2], runs[2:]), runs[1:-1], np.maximum(runs[:-2], runs[2:])
+            between = (low < middle) & (middle < high)
+            found.update(zip(low[between].tolist(), middle[between].tolist(), high[between].tolist()))
+    return found
+
+
+def refuse_ramps(slices: Sequence[SliceLayer], scar: Sequence[int]) -> None:
+    """Refuse slices whose values ramp in over :data:`MANY_RAMPS` ways: an intensity image (LGE
+    quantised to a few bits, or smoothed), not a label map.
+
+    Why: :func:`refuse_intensities_as_labels` judges only slices of over :data:`MANY_VALUES` values
+    and scattered scar pixels; LGE in 4 bits holds 16 values or fewer, and smoothed LGE in 8 bits
+    has its grey values in bands, not scattered, so both passed with ``--scar-labels 3,4`` and
+    trained a band of dark grey as scar. Intensities rise and fall through every value between,
+    labels meet side by side (zoom keeps the count: it counts runs, not pixels)."""
+    found: set[tuple[int, int, int]] = set()
+    for layer in slices:
+        found |= ramps(layer.values)
+    if len(found) > MANY_RAMPS:
+        raise CardioScarError(
+            f"--scar-labels {','.join(map(str, scar))}: the chosen slices' values rise through a middle value in "
+            f"{len(found)} different ways (e.g. {'<'.join(map(str, sorted(found)[len(found) // 2]))} side by side), as "
+            f"intensities do: an intensity image (LGE in 4 bits, or smoothed?), not a label map, whose labels do so in "
+            f"at most {MANY_RAMPS} (EMIDEC, ACDC: 6); give the label map, or raw LGE with --scar-rule or "
+            "--normalize-intensities instead of --scar-labels")
+
+
 def refuse_intensities_as_labels(slices: Sequence[SliceLayer], scar: Sequence[int]) -> None:
     """Refuse an intensity image (raw LGE in 8 bits, 256 or fewer grey values per slice) given as
     the label map: its pixels of the scar labels' grey values are scattered, in the air and in the
@@ -117,10 +167,17 @@ def refuse_intensities_as_labels(slices: Sequence[SliceLayer], scar: Sequence[in
     both signs together: many different values on a slice (:data:`MANY_VALUES`) and scar pixels that
     stand alone (:data:`ALONE_SHARE`; no 4-neighbour, or a region under :data:`SPECK_MM2`); a label
     map with many labels still has its labels in regions,
-    and a thresholded scar map with speckle has few values."""
+    and a thresholded scar map with speckle has few values. Fewer values, or grey values in bands
+    (smoothed), are judged by how they ramp (:func:`refuse_ramps`)."""
     most = max((np.unique(layer.values[np.isfinite(layer.values)]).size for layer in slices), default=0)
-    if most <= MANY_VALUES:
-        return
+    if most > MANY_VALUES:
+        refuse_scattered(slices, scar, most)
+    refuse_ramps(slices, scar)
+
+
+def refuse_scattered(slices: Sequence[SliceLayer], scar: Sequence[int], most: int) -> None:
+    """Refuse scar-label pixels that stand alone (:data:`ALONE_SHARE`) on slices of up to ``most``
+    values: an 8-bit intensity image (see :func:`refuse_intensities_as_labels`)."""
     cross = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])
     pixels = alone = 0
     for layer in slices:
@@ -181,17 +238,22 @@ def warn_scar_rings(slices: Sequence[SliceLayer], scar: Sequence[int]) -> bool:
 
 
 def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> None:
-    """Refuse scar labels whose widest disc (radius :data:`CAVITY_RADIUS_MM` or more) sits inside
-    the ring the map's other non-zero labels make: the cavity, not a scar in the wall."""
-    for layer in slices:
-        values = np.nan_to_num(layer.values, nan=0.0)
-        inside = np.isin(values, scar)
+    """Refuse scar labels that are the cavity (blood pool), not a scar in the wall: on one slice,
+    their widest disc (radius :data:`CAVITY_RADIUS_MM` or more) sits inside the ring the map's other
+    non-zero labels make; or, whatever the heart's size, they look like the cavity
+    (:func:`looks_like_cavity`) on over half of the slices they are on.
+
+    Why the second test: a child's or a small adult's LV cavity holds no 13 mm disc (EMIDEC's maps
+    at a third of their size: 6-12 mm), so the first passed it and trained the blood pool as scar."""
+    values = [np.nan_to_num(layer.values, nan=0.0) for layer in slices]
+    for layer, slice_values in zip(slices, values):
+        inside = np.isin(slice_values, scar)
         if not inside.any():
             continue
         depth = ndimage.distance_transform_edt(inside, sampling=(layer.spacing[1], layer.spacing[0]))
         if depth.max() < CAVITY_RADIUS_MM:
             continue
-        lumen = lumen_of((values != 0) & ~inside)
+        lumen = lumen_of((slice_values != 0) & ~inside)
         centre = np.unravel_index(int(np.argmax(depth)), depth.shape)
         if lumen[centre]:
             raise CardioScarError(
@@ -199,6 +261,53 @@ def refuse_cavity_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> 
                 f"{depth.max():.0f} mm inside the ring of the other labels, the cavity (blood pool), not scar in a wall "
                 f"(a scar label holds under {CAVITY_RADIUS_MM:g} mm); give this map's scar labels (EMIDEC 3,4; ACDC "
                 "maps hold no scar label, its 3 is the LV cavity)")
+    cavity, present = cavity_slices(values, scar, [layer.spacing for layer in slices])
+    if cavity > present / 2:
+        raise CardioScarError(
+            f"--scar-labels {','.join(map(str, scar))}: on {cavity} of the {present} slices they are on they fill the "
+            "inside of the ring of the other labels and are wider than any of them, the cavity (blood pool) of a "
+            "small heart, not scar in a wall (EMIDEC's scar labels do so on none of their slices, at 0.35x to 1x "
+            "spacing); give this map's scar labels (EMIDEC 3,4; ACDC maps hold no scar label, its 3 is the LV cavity)")
+
+
+def looks_like_cavity(values: np.ndarray, labels: Sequence[int], spacing: tuple[float, float]) -> bool:
+    """Whether the pixels of ``labels`` on one slice (``values``, 0 background) are the cavity: the
+    deepest of them lies in the lumen of the ring the other non-zero labels make, over half of them
+    lie in it and with them under a tenth of it stays open, and their widest disc is wider than
+    that of each other label.
+
+    Why by shape and not by size: a small heart's cavity is no wider than an adult's infarct. Why
+    the widest: a subendocardial infarct also fills a hole of the others (between the cavity and
+    the myocardium) and then the cavity fills a hole of the infarct and the myocardium; what tells
+    them apart is that the cavity is the disc and the infarct the band around it. EMIDEC's 75 maps
+    at full size, half and a third of their spacing, and shrunk 0.6x: the cavity (label 1) on
+    80-100 % of its slices, the scar (3,4) on none, with or without the cavity label."""
+    inside = np.isin(values, labels)
+    if not inside.any():
+        return False
+    sampling = (spacing[1], spacing[0])
+    depth = ndimage.distance_transform_edt(inside, sampling=sampling)
+    others = (values != 0) & ~inside
+    lumen = lumen_of(others)
+    if not lumen[np.unravel_index(int(np.argmax(depth)), depth.shape)]:
+        return False
+    if (inside & lumen).sum() < CAVITY_SHARE * inside.sum() or lumen_of(others | inside).sum() >= CLOSED_LUMEN * lumen.sum():
+        return False
+    return all(depth.max() > ndimage.distance_transform_edt(values == other, sampling=sampling).max()
+               for other in np.unique(values[others]))
+
+
+def cavity_slices(label_slices: Sequence[np.ndarray], labels: Sequence[int],
+                  spacings: Sequence[tuple[float, float]]) -> tuple[int, int]:
+    """On how many slices ``labels`` look like the cavity (:func:`looks_like_cavity`), and on how
+    many they are present."""
+    cavity = present = 0
+    for values, spacing in zip(label_slices, spacings):
+        values = np.nan_to_num(np.asarray(values, np.float64), nan=0.0)
+        if np.isin(values, labels).any():
+            present += 1
+            cavity += looks_like_cavity(values, labels, spacing)
+    return cavity, present
 
 
 def warn_myocardium_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -> bool:
@@ -323,32 +432,57 @@ def unmatched_labels(layers: Sequence[SliceLayer], labels: Iterable[int],
 
 
 def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int],
-                   myocardium_labels: Iterable[int] | None = None) -> bool:
+                   myocardium_labels: Iterable[int] | None = None,
+                   myocardium_masks: Sequence[np.ndarray] | None = None) -> bool:
     """Warn, and return True, when no pixel of ``layers`` carries a scar label.
 
     Called where a myocardium is given (labels, mask or segment): an expert's map of a patient
     without infarct (EMIDEC's 25 normal cases hold labels 0-2 only) is then a real input whose
     answer is a scar-free field, not a mistake to refuse. Without a myocardium the map cannot say
     where the wall is and unmatched scar labels stay an error (:func:`unmatched_labels`).
-    ``myocardium_labels``: the same map's myocardium labels, when they were given. Two or more of
-    them present is no scar-free heart but mistyped scar labels (EMIDEC's ``--scar-labels 4
-    --myocardium-labels 2,3,4`` on a map without no-reflow: its infarct, label 3, would train as
-    healthy): refused, naming them."""
+    Two or more labels in the myocardium is no scar-free heart but mistyped scar labels (EMIDEC's
+    ``--scar-labels 4 --myocardium-labels 2,3,4`` on a map without no-reflow, or ``--scar-labels 5
+    --myocardium-mask``: its infarct, label 3, would train as healthy): refused, naming them. The
+    myocardium's labels are ``myocardium_labels`` (the same map's, when given) present in the map,
+    or the map's non-zero labels over half of whose pixels lie in ``myocardium_masks`` (per layer,
+    a mask given apart from the map)."""
     labels = sorted({int(v) for v in labels})
     if scar_label_pixels(layers, labels):
         return False
     if myocardium_labels is not None:
         present = [label for label in sorted({int(v) for v in myocardium_labels})
                    if any((layer.values == label).any() for layer in layers)]
-        if len(present) > 1:
-            raise CardioScarError(
-                f"--scar-labels {','.join(map(str, labels))} match no pixel of the chosen slices, yet the myocardium "
-                f"labels present are {', '.join(map(str, present))}: one of them is likely the scar; give the scar "
-                "labels of this label map (a scar-free heart has one myocardium label)")
+        where = "the myocardium labels present are"
+    elif myocardium_masks is not None:
+        present = labels_in_myocardium(layers, myocardium_masks)
+        where = "the myocardium mask holds this map's labels"
+    else:
+        present = []
+    if len(present) > 1:
+        raise CardioScarError(
+            f"--scar-labels {','.join(map(str, labels))} match no pixel of the chosen slices (labels present: "
+            f"{_labels_present(layers)}), yet {where} {', '.join(map(str, present))}: one of them is likely the scar; "
+            "give the scar labels of this label map (a scar-free heart has one myocardium label)")
     logger.warning("Scar labels %s match no pixel of the chosen slices (labels present: %s): every myocardium "
                    "pixel trains as healthy, a scar-free heart; if this patient has scar, give the scar labels "
                    "of this label map (--scar-labels)", ",".join(map(str, labels)), _labels_present(layers))
     return True
+
+
+def labels_in_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray]) -> list[int]:
+    """The non-zero labels of ``layers`` over half of whose pixels lie in ``masks`` (one per layer).
+
+    By share, not by any pixel: a mask drawn apart from the map reaches a pixel or so into the
+    cavity, whose label still lies mostly outside it."""
+    inside: dict[int, int] = {}
+    total: dict[int, int] = {}
+    for layer, mask in zip(layers, masks):
+        values = np.nan_to_num(layer.values, nan=0.0)
+        for label in (int(v) for v in np.unique(values) if v != 0):
+            own = values == label
+            total[label] = total.get(label, 0) + int(own.sum())
+            inside[label] = inside.get(label, 0) + int((own & mask).sum())
+    return sorted(label for label in total if inside[label] > 0.5 * total[label])
 
 
 def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:

@@ -60,6 +60,12 @@ MIN_FIBRE_LENGTH = 1e-6
 #: How far a fibre or sheet vector's length may lie from 1 before it is normalised (with a warning):
 #: 6-decimal values of a unit vector stay well within it.
 UNIT_TOLERANCE = 1e-3
+#: How far a sheet may lean from perpendicular to its fibre (|cos| of the angle between them) before
+#: it is made perpendicular (with a warning), and the tilt (degrees from perpendicular) beyond which
+#: the pair is refused: cell averages of orthonormal node frames lean a few degrees; a sheet that
+#: leans further is no sheet of that fibre (the fibre field twice, components in another order).
+PERPENDICULAR_TOLERANCE = 1e-3
+MAX_SHEET_TILT_DEGREES = 10.0
 
 
 def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, str]:
@@ -138,6 +144,34 @@ def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
     return lines
 
 
+def perpendicular_sheets(fibres: np.ndarray, sheets: np.ndarray) -> np.ndarray:
+    """The unit ``sheets`` (n x 3) made perpendicular to the unit ``fibres``, or refused.
+
+    Why: a simulator takes the sheet as the second axis of an orthonormal frame (the sheet normal
+    is fibre x sheet) and builds the conductivity tensor from it; a leaning sheet gives a frame that
+    is not orthonormal, so conduction along the fibre leaks into the sheet direction and the normal
+    is no longer of unit length, silently. Within :data:`PERPENDICULAR_TOLERANCE` a sheet is kept
+    as given (six decimals); up to :data:`MAX_SHEET_TILT_DEGREES` off it loses its part along the
+    fibre, with a warning; beyond, refused, naming an element."""
+    cosine = np.einsum("ij,ij->i", fibres, sheets)
+    leaning = np.abs(cosine) > PERPENDICULAR_TOLERANCE
+    if not leaning.any():
+        return sheets
+    tilt = np.degrees(np.arcsin(np.minimum(np.abs(cosine), 1.0)))
+    if tilt.max() > MAX_SHEET_TILT_DEGREES:
+        element = int(np.argmax(tilt))
+        raise CardioScarError(f"The fibre field's sheet direction leans {tilt[element]:.0f} degrees from perpendicular to "
+                              f"the fibre in element {element} ({int((tilt > MAX_SHEET_TILT_DEGREES).sum())} element(s) "
+                              f"over {MAX_SHEET_TILT_DEGREES:g}): a sheet must be perpendicular to its fibre (the "
+                              "simulator builds an orthonormal frame from them); check the field's 6 components "
+                              "(fibre x, y, z, then sheet x, y, z)")
+    logger.warning("The fibre field has %d element(s) whose sheet direction leans up to %.2g degrees from perpendicular "
+                   "to the fibre; the .lon gets the sheet made perpendicular (its part along the fibre removed)",
+                   int(leaning.sum()), float(tilt.max()))
+    sheets = sheets - cosine[:, None] * fibres
+    return sheets / np.linalg.norm(sheets, axis=1, keepdims=True)
+
+
 def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str]:
     """The .lon lines; ``flip_xy``: the points are written in the other frame than the fibres'
     (LPS <-> RAS), so their x and y components change sign too (a fibre is an axis, but the
@@ -164,6 +198,8 @@ def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str
                        "%.3g); the .lon gets their directions as unit vectors", int(off_unit.any(axis=1).sum()),
                        float(lengths[off_unit].min()), float(lengths[off_unit].max()))
         fibres = (fibres.reshape(n_elements, -1, 3) / lengths[:, :, None]).reshape(n_elements, -1)
+    if fibres.shape[1] == 6:
+        fibres = np.hstack([fibres[:, :3], perpendicular_sheets(fibres[:, :3], fibres[:, 3:])])
     if flip_xy:
         fibres = fibres * np.tile([-1.0, -1.0, 1.0], fibres.shape[1] // 3)
     header = "1" if fibres.shape[1] == 3 else "2"
