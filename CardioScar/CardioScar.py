@@ -135,6 +135,7 @@ class CardioScarParameterNode:
     preset: Annotated[str, Choice(["fast", "documented"])] = "fast"
     halfThickness: Annotated[float, WithinRange(0.1, 100.0)] = 5.0
     halfThicknessFromDicom: bool = False
+    sliceProfile: Annotated[str, Choice(["box", "gaussian"])] = "box"  # cardioscar prepare --slice-profile
     maxEpochs: Annotated[int, WithinRange(1, 1000000)] = 600
     earlyStoppingPatience: Annotated[int, WithinRange(1, 1000000)] = 600
     trainingMcSamples: Annotated[int, WithinRange(1, 100)] = 1
@@ -550,7 +551,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             half_thickness="auto" if p.halfThicknessFromDicom else p.halfThickness,
             scar_labels=p.scarLabels, myocardium_labels=p.myocardiumLabels, myocardium_segment=p.myocardiumSegment,
             myocardium_margin=p.myocardiumMargin if p.scarRule == "none" else 0,  # the box is disabled with a rule
-            normalize_intensities=p.normalizeIntensities,
+            slice_profile=p.sliceProfile, normalize_intensities=p.normalizeIntensities,
             partial_volume_correction=p.partialVolumeCorrection, preset=p.preset, shape_prior=p.shapePrior,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,

@@ -95,6 +95,9 @@ TABLE: dict[str, Option] = {
         "prepare --myocardium-margin", "PreprocessingRequest.myocardium_margin_px",
         "ReconstructionOptions.myocardium_margin",
         ("myocardiumMargin", "myocardium_margin"), "--myocardium-margin", "myocardium_margin", "2", 2),
+    "slice profile": Option(
+        "prepare --slice-profile", "PreprocessingRequest.slice_profile", "ReconstructionOptions.slice_profile",
+        ("sliceProfile", "slice_profile"), "--slice-profile", "slice_profile", "gaussian", "gaussian"),
     "shape prior": Option(
         "train --shape-prior", "TrainingConfig.shape_prior", "ReconstructionOptions.shape_prior",
         ("shapePrior", "shape_prior"), "--shape-prior", "shape_prior", "on", True),
@@ -288,6 +291,7 @@ def test_cohort_manifest(name, names, option, tmp_path):
     fast = config == TrainingConfig.fast(seed=config.seed, num_threads=1, shape_prior=config.shape_prior)
     reached = {"myocardium_labels": request.myocardium_labels, "myocardium_mask": request.myocardium_mask,
                "scar_labels": request.scar_labels, "myocardium_margin": request.myocardium_margin_px,
+               "slice_profile": request.slice_profile,
                "shape_prior": config.shape_prior, "preset": "fast" if fast else "documented", "seed": config.seed,
                "training_mc_samples": config.mc_samples,
                "mc_samples": spec.options["mc_samples"]}[names]  # apply_scar_model's, read by cohort.tasks

@@ -87,7 +87,8 @@ def _choose_options(ui) -> dict:
     ui.ahaMyocardiumLabelSpinBox.value = 4
     ui.myocardiumMarginSpinBox.value = 2
     ui.shapePriorComboBox.choose("on")
-    return {"shapePrior": "on", "myocardiumMargin": 2, "ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
+    ui.sliceProfileComboBox.choose("gaussian")
+    return {"shapePrior": "on", "sliceProfile": "gaussian", "myocardiumMargin": 2, "ahaRvLabel": 3, "ahaMyocardiumLabel": 4, "sliceAxis": "y", "preset": "documented", "sliceIndices": "2,5", "scarLabels": "3", "seed": 9,
             "useThreshold": False, "maxEpochs": 10000, "myocardiumLabels": "2,3", "myocardiumSegment": "Myocardium"}
 
 
@@ -266,6 +267,30 @@ def test_the_shape_prior_box_reaches_the_worker_s_training_configuration(panel):
     for preset, choice in (("documented", "off"), ("fast", "auto")):
         ui.presetComboBox.choose(preset)
         assert widget._parameterNode.shapePrior == choice and ui.shapePriorComboBox.currentText == choice
+
+
+@LATEST
+def test_the_slice_profile_box_reaches_the_rows_the_worker_trains_on(panel):
+    """The profile box is bound to its parameter and handed to the Logic: with gaussian the rows
+    the panel writes for its worker record the profile and one weight per row, and hold more rows
+    in the same groups than with the box (the profile's tails)."""
+    from cardioscar.logic import load_preprocessing_result
+
+    widget, ui = panel["widget"], panel["ui"]
+    assert widget._parameterNode.sliceProfile == "box" and ui.sliceProfileComboBox.currentText == "box"
+    rows = {}
+    for choice in ("gaussian", "box"):
+        ui.sliceProfileComboBox.choose(choice)
+        assert widget._parameterNode.sliceProfile == choice and widget.options().slice_profile == choice
+        ui.applyButton.click()
+        assert widget._run is not None, ui.statusLabel.text
+        rows[choice] = load_preprocessing_result(widget._run.folder / csl_worker.TRAINING_DATA_FILE)
+        ui.applyButton.click()  # Stop: the rows are what the worker was given
+        assert widget._run is None
+    gaussian, box = rows["gaussian"], rows["box"]
+    assert (gaussian.slice_profile, box.slice_profile, box.row_weights) == ("gaussian", "box", None)
+    assert gaussian.n_groups == box.n_groups and gaussian.n_nodes > box.n_nodes == len(box.group_ids)
+    assert gaussian.row_weights.shape == (gaussian.n_nodes,) and gaussian.row_weights.min() < 0.5
 
 
 @LATEST  # the run itself does not depend on the binding rules

@@ -270,7 +270,8 @@ class CardioScarLogic:
         points = model_points_lps(model_node)
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage,
-                                       scar_targets=not options.normalize_intensities)
+                                       scar_targets=not options.normalize_intensities,
+                                       slice_profile=options.slice_profile)
         prepared.myocardium_source = myocardium.source
         prepared.scar_rule = rule_record  # into the checkpoint's provenance, as prepare --scar-rule
         prepared.dropped_outside_myocardium = myocardium.dropped_pixels

@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Union
 from cardioscar.io.checks import check_seed, check_threshold, shape_prior_word
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import TARGETS
+from cardioscar.prepare.mapping import check_slice_profile
 from cardioscar.prepare.myocardium import check_margin
 from cardioscar.prepare.slices import RECORDED, parse_half_thickness
 
@@ -74,6 +75,7 @@ class ReconstructionOptions:
     myocardium_labels: IntList = None
     myocardium_segment: str = ""
     myocardium_margin: int = 0  # pixels just outside the myocardium that read its nearest pixel (cardioscar prepare --myocardium-margin)
+    slice_profile: str = "box"  # the pixel's through-plane model, box or gaussian (cardioscar prepare --slice-profile)
     preset: str = "documented"
     shape_prior: Union[bool, str, None] = None
     max_epochs: Optional[int] = None
@@ -110,6 +112,7 @@ class ReconstructionOptions:
                                   f"give it in mm to cut along {self.slice_axis}.")
         self.seed = check_seed(self.seed, "seed")
         check_margin(self.myocardium_margin)
+        check_slice_profile(self.slice_profile)
         if self.myocardium_margin and self.scar_rule:
             raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; set the margin to 0.")

@@ -36,6 +36,7 @@ PANEL_NAMES = {
     "--myocardium-labels": "Myocardium labels",
     "--myocardium-mask": "Myocardium mask",
     "--myocardium-margin": "Myocardium margin",
+    "--slice-profile": "Slice profile",
     "--preset": "Preset",
     "--max-epochs": "Max epochs",
     "--seed": "Seed",

@@ -38,7 +38,7 @@ _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float
                    ("hidden_dim", int), ("n_layers", int), ("convergence_tolerance", float))
 #: Arguments that only a training run reads: refused with --model when they differ from their default.
 _TRAINING_ONLY = ("volume", "slice_axis", "slices", "slice_thickness_padding", "scar_labels", "myocardium_labels",
-                  "myocardium_mask", "myocardium_margin", "normalize_intensities", "partial_volume_correction",
+                  "myocardium_mask", "myocardium_margin", "slice_profile", "normalize_intensities", "partial_volume_correction",
                   "preset", "shape_prior", "max_epochs", "early_stopping_patience", "mc_samples", "batch_size",
                   "save_model", "threads", "no_progress") + tuple(name for name, _ in _EXTRA_TRAINING)
 
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--myocardium-margin", type=int, default=0, metavar="PIXELS",
                     help="pixels outside the myocardium within this many pixels of it take the nearest myocardium "
                          "pixel's value instead of no constraint (as cardioscar prepare --myocardium-margin)")
+    sl.add_argument("--slice-profile", choices=("box", "gaussian"), default="box",
+                    help="the pixel's through-plane model: box (default) or gaussian, the scanner's smooth profile "
+                         "with FWHM twice --slice-thickness-padding (as cardioscar prepare --slice-profile)")
     sl.add_argument("--myocardium-segment", default="",
                     help="with --scar-rule: the myocardium segment's name in a .seg.nrrd --myocardium-mask")
     sl.add_argument("--blood-pool-segment", default="",
@@ -299,7 +302,8 @@ def _options(args: argparse.Namespace):
     return ReconstructionOptions(
         slice_axis=args.slice_axis, slice_indices=args.slices, half_thickness=args.slice_thickness_padding,
         scar_labels=args.scar_labels, myocardium_labels=args.myocardium_labels,
-        myocardium_margin=args.myocardium_margin, normalize_intensities=args.normalize_intensities,
+        myocardium_margin=args.myocardium_margin, slice_profile=args.slice_profile,
+        normalize_intensities=args.normalize_intensities,
         partial_volume_correction=args.partial_volume_correction, preset=args.preset, shape_prior=args.shape_prior,
         max_epochs=args.max_epochs, early_stopping_patience=args.early_stopping_patience,
         mc_samples=args.mc_samples, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads,

@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--myocardium-margin", type=int, default=0, metavar="PIXELS",
                       help="pixels outside the myocardium within this many pixels of it take the nearest myocardium "
                            "pixel's value instead of no constraint (a mesh up to a pixel off the segmentation; try 1)")
+    prep.add_argument("--slice-profile", choices=("box", "gaussian"), default="box",  # prepare.mapping.SLICE_PROFILES
+                      help="the pixel's through-plane model: box (default; the slab, every node weighted 1) or "
+                           "gaussian (the scanner's smooth profile, FWHM = twice --slice-thickness-padding: nodes "
+                           "weighted by it, out to twice the slab's half-width)")
     prep.add_argument("--normalize-intensities", action="store_true", help="min-max scale raw intensities to [0, 1]")
     prep.add_argument(
         "--partial-volume-correction", action="store_true",
@@ -312,13 +316,14 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         myocardium_mask=args.myocardium_mask,
         myocardium_margin_px=args.myocardium_margin,
         scar_rule=lge_options.scar_rule_request(args),
+        slice_profile=args.slice_profile,
     )
     result = prepare_training_data(request)
     save_preprocessing_result(result, args.output)
     logger.info(
-        "Prepared %d rows (%d of %d mesh nodes) in %d groups, mean group size %.1f -> %s",
+        "Prepared %d rows (%d of %d mesh nodes) in %d groups, mean group size %.1f, %s slice profile -> %s",
         result.n_nodes, result.n_covered_nodes, result.n_mesh_nodes, result.n_groups,
-        result.group_sizes.mean(), args.output,
+        result.group_sizes.mean(), result.slice_profile, args.output,
     )
 
 

@@ -30,7 +30,7 @@ from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, l
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
-from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -100,6 +100,9 @@ class PreprocessingRequest:
     outside the myocardium within that many pixels of it take the nearest myocardium pixel's
     value instead of carrying no constraint (for a mesh up to a pixel off the segmentation;
     :func:`cardioscar.myocardium.restrict_to_myocardium`); 0 = none, as before.
+    ``slice_profile``: the pixel's through-plane model, ``"box"`` (the slab, every node weighted 1;
+    the default) or ``"gaussian"`` (the scanner's smooth profile, FWHM the slab's full width:
+    each row weighted by it, the footprint twice as deep; :mod:`cardioscar.prepare.mapping`).
     """
 
     mesh_path: Path
@@ -116,8 +119,10 @@ class PreprocessingRequest:
     myocardium_labels: Optional[List[int]] = None
     myocardium_mask: Optional[Path] = None
     myocardium_margin_px: int = 0
+    slice_profile: str = "box"
 
     def __post_init__(self) -> None:
+        check_slice_profile(self.slice_profile)
         has_grids = bool(self.vtk_grid_paths)
         has_image = self.image_path is not None
         if has_grids == has_image:
@@ -174,7 +179,9 @@ class PreprocessingResult:
 
     The documented fields come first. ``node_ids`` says which mesh node each row is, so a node
     covered by two slabs appears in both groups; the scaler is fitted on every mesh node so that
-    inference never extrapolates outside the normalised cube.
+    inference never extrapolates outside the normalised cube. ``row_weights`` (K,): each row's
+    slice-profile weight in its group's mean (``slice_profile`` ``"gaussian"``); ``None``: the box,
+    every row weighted 1 (and files written before the profile existed).
     """
 
     coordinates: np.ndarray
@@ -198,6 +205,8 @@ class PreprocessingResult:
     shape_prior: Optional[ShapePrior] = None  # the slices' shape prior (cardioscar.shape_prior), if any
     # the scaler spans every mesh node (ours); False for the reference tool's files (in-slice nodes only)
     scaler_spans_mesh: bool = True
+    slice_profile: str = "box"
+    row_weights: Optional[np.ndarray] = None
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -301,6 +310,7 @@ def prepare_from_slices(
     coverage_mesh: Optional[Union[Mesh, vtk.vtkDataSet]] = None,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     scar_targets: bool = True,
+    slice_profile: str = "box",
 ) -> PreprocessingResult:
     """Map mesh nodes (LPS mm) to slice pixels and build normalised training rows.
 
@@ -309,12 +319,14 @@ def prepare_from_slices(
     dataset in LPS) the targets are partial-volume corrected and groups whose box is less than
     ``min_coverage`` myocardium are dropped (:mod:`cardioscar.partial_volume`). ``scar_targets``
     False: the slices hold normalised raw intensities (``normalize_intensities``), not scar
-    targets (see :func:`cardioscar.prepare.mapping.map_slices_to_nodes`).
+    targets (see :func:`cardioscar.prepare.mapping.map_slices_to_nodes`). ``slice_profile``: the
+    pixel's through-plane model (``box`` or ``gaussian``, same function); the partial-volume
+    coverage stays that of the box.
     """
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
-    mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets)
+    mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets, slice_profile=slice_profile)
     coverage = np.zeros(0, dtype=np.float64)
     if coverage_mesh is not None:
         dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")
@@ -343,6 +355,8 @@ def prepare_from_slices(
         partial_volume_correction=coverage_mesh is not None,
         group_coverage=coverage,
         shape_prior=build_shape_prior(slices),
+        slice_profile=mapping.slice_profile,
+        row_weights=mapping.row_weights,
     )
     logger.info(
         "Mapped %d of %d mesh nodes into %d groups (%d rows) from %d slices",
@@ -363,7 +377,8 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
     slices, myocardium, rule_record = _load_slices(request)
     result = prepare_from_slices(mesh.points_lps(), slices,
                                  coverage_mesh=mesh if request.partial_volume_correction else None,
-                                 scar_targets=not request.normalize_intensities)
+                                 scar_targets=not request.normalize_intensities,
+                                 slice_profile=request.slice_profile)
     result.myocardium_source = myocardium.source
     result.dropped_outside_myocardium = myocardium.dropped_pixels
     result.scar_rule = rule_record
@@ -394,6 +409,9 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 coordinate_space=np.asarray("LPS"),
                 format_version=np.int64(TRAINING_DATA_FORMAT),
                 cardioscar_version=np.asarray(__version__),
+                slice_profile=np.asarray(result.slice_profile),
+                row_weights=(np.ones(result.n_nodes, dtype=np.float32) if result.row_weights is None
+                             else np.asarray(result.row_weights, dtype=np.float32)),
                 **({"scar_rule": np.asarray(result.scar_rule)} if result.scar_rule else {}),
                 **npz_entries(result.shape_prior),
             )
@@ -465,6 +483,8 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
                                                         arrays["group_ids"], f"Training data {path}")
     scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
     n_rows = len(group_ids)
+    profile, row_weights = _checked_profile(str(arrays.get("slice_profile", "box")), arrays.get("row_weights"), n_rows,
+                                            f"Training data {path}")
     return PreprocessingResult(
         coordinates=coordinates,
         intensities=intensities,
@@ -486,7 +506,27 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         scar_rule=str(arrays.get("scar_rule", "")),
         shape_prior=prior_from_npz(arrays, f"Training data {path}"),
         scaler_spans_mesh="format_version" in arrays,
+        slice_profile=profile,
+        row_weights=row_weights,
     )
+
+
+def _checked_profile(profile: str, weights: Optional[np.ndarray], n_rows: int,
+                     where: str) -> tuple[str, Optional[np.ndarray]]:
+    """The slice profile and its (K,) float64 row weights (``None`` for the box), or a one-line
+    refusal. Files written before the profile existed hold neither: the box. Why checked: a
+    weight of 0 or NaN makes a group's weighted mean 0/0, and a length off the rows trains on
+    another file's weights."""
+    if profile not in SLICE_PROFILES:
+        raise CardioScarError(f"{where}: slice_profile {profile!r} is not one of {', '.join(SLICE_PROFILES)}; re-run `cardioscar prepare`.")
+    if profile == "box":
+        return profile, None
+    values = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if values is None or values.size != n_rows or not np.all(np.isfinite(values)) \
+            or values.min(initial=1.0) <= 0 or values.max(initial=0.0) > 1:
+        raise CardioScarError(f"{where}: the gaussian slice profile needs row_weights, one in (0, 1] per row "
+                              f"({n_rows}); re-run `cardioscar prepare`.")
+    return profile, values
 
 
 # --------------------------------------------------------------------------- training
@@ -496,7 +536,10 @@ def _as_result(training_data: Union[Path, str, PreprocessingResult]) -> tuple[Pr
     if isinstance(training_data, PreprocessingResult):
         coordinates, intensities, group_ids = _checked_rows(training_data.coordinates, training_data.intensities,
                                                             training_data.group_ids, "The PreprocessingResult")
-        return replace(training_data, coordinates=coordinates, intensities=intensities, group_ids=group_ids), "in-memory"
+        profile, weights = _checked_profile(training_data.slice_profile, training_data.row_weights, len(group_ids),
+                                            "The PreprocessingResult")
+        return replace(training_data, coordinates=coordinates, intensities=intensities, group_ids=group_ids,
+                       slice_profile=profile, row_weights=weights), "in-memory"
     return load_preprocessing_result(Path(training_data)), str(training_data)
 
 
@@ -512,6 +555,7 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
         "n_mesh_nodes": int(result.n_mesh_nodes),
         "slices": list(result.slice_labels),
         **({"scar_rule": result.scar_rule} if result.scar_rule else {}),
+        **({"slice_profile": result.slice_profile} if result.slice_profile != "box" else {}),
     }
 
 
@@ -580,6 +624,7 @@ def _fit_checkpoint(
         frozen_layers=frozen_layers,
         extent_mm=np.asarray(result.scaler_max) - np.asarray(result.scaler_min),
         prior_logit=row_logit,
+        row_weights=result.row_weights,
     )
     provenance = _provenance(result, source)
     if start:

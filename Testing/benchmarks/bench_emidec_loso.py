@@ -57,6 +57,7 @@ from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseli
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingResult, predict_on_points, prepare_from_slices, train_scar_model
 from cardioscar.shape_prior.use import with_residual_decay
+from cardioscar.prepare.mapping import SLICE_PROFILES
 from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, labelled_slices, myocardium_mesh_from_labels
 from cardioscar.prepare.slices import SliceLayer, slices_from_image
 from cardioscar.fit.training import TrainingConfig
@@ -122,13 +123,17 @@ def yardstick_slices(layers: list[SliceLayer]) -> list[SliceLayer]:
 
 
 def group_loss(node_values: np.ndarray, training: PreprocessingResult) -> float:
-    """The documented group loss of a deterministic field: mean over groups of (group mean - target)^2."""
-    sums = np.bincount(training.group_ids, weights=node_values[training.node_ids], minlength=training.n_groups)
-    return float(np.mean((sums / training.group_sizes - training.group_targets) ** 2))
+    """The documented group loss of a deterministic field: mean over groups of (group mean - target)^2
+    (means weighted by the rows' slice-profile weights, as training forms them)."""
+    weights = np.ones(training.n_nodes) if training.row_weights is None else training.row_weights
+    sums = np.bincount(training.group_ids, weights=node_values[training.node_ids] * weights, minlength=training.n_groups)
+    totals = np.bincount(training.group_ids, weights=weights, minlength=training.n_groups)
+    return float(np.mean((sums / totals - training.group_targets) ** 2))
 
 
-def prepare_case(case_dir: Path, mesh_spacing_mm: float = 1.5) -> PreparedCase:
-    """Hold out the middle myocardial slice, mesh the others, map them, score the yardsticks."""
+def prepare_case(case_dir: Path, mesh_spacing_mm: float = 1.5, slice_profile: str = "box") -> PreparedCase:
+    """Hold out the middle myocardial slice, mesh the others, map them (with the pixel model
+    ``slice_profile``, ``prepare --slice-profile``), score the yardsticks."""
     start = time.perf_counter()
     image = read_labels(case_dir)
     labelled = labelled_slices(sitk.GetArrayViewFromImage(image), MYOCARDIUM_LABELS)
@@ -139,7 +144,8 @@ def prepare_case(case_dir: Path, mesh_spacing_mm: float = 1.5) -> PreparedCase:
     points = mesh.points_lps()
     half = 0.5 * spacing
     label_slices = slices_from_image(image, "z", used, half, label=case_dir.name)
-    training = prepare_from_slices(points, [myocardium_targets(layer) for layer in label_slices])
+    training = prepare_from_slices(points, [myocardium_targets(layer) for layer in label_slices],
+                                   slice_profile=slice_profile)
     held = slices_from_image(image, "z", [k], half, label=f"{case_dir.name} k={k}")[0]
     score_half = 0.25 * spacing
     nodes, truth = heldout.scored_nodes(points, held, score_half, MYOCARDIUM_LABELS, SCAR_LABELS)
@@ -180,6 +186,7 @@ def score_case(prepared: PreparedCase, probability: np.ndarray, uncertainty: np.
         "slice_spacing_mm": prepared.slice_spacing_mm, "score_half_width_mm": prepared.score_half_width_mm,
         "nodes": int(len(prepared.points)), "training_rows": int(prepared.training.n_nodes),
         "training_groups": int(prepared.training.n_groups), "held_out_nodes": int(truth.size),
+        "slice_profile": prepared.training.slice_profile,
         "held_out_scar_nodes": int(truth.sum()), "held_out_has_scar": bool(truth.any()),
         "scar_share": float(truth.mean()), **scores,
         "uncertainty_on_slices": float(uncertainty[on_slices].mean()),
@@ -236,9 +243,10 @@ def dump_nodes(prepared: PreparedCase, outcome: dict, folder: Path) -> None:
 
 
 def run_case(case_dir: Path, config: TrainingConfig, train: Trainer | None = None, mc_samples: int = 10,
-             seed: int = 0, mesh_spacing_mm: float = 1.5, residual_decays: Sequence[float] = ()) -> dict:
+             seed: int = 0, mesh_spacing_mm: float = 1.5, residual_decays: Sequence[float] = (),
+             slice_profile: str = "box") -> dict:
     """Prepare, reconstruct and score one case; the record adds the seconds of each step."""
-    prepared = prepare_case(Path(case_dir), mesh_spacing_mm)
+    prepared = prepare_case(Path(case_dir), mesh_spacing_mm, slice_profile)
     outcome = reconstruct(prepared, config, train, mc_samples, seed)
     record = score_case(prepared, outcome["probability"], outcome["uncertainty"], outcome["error_risk"])
     if os.environ.get(DUMP_DIR_VARIABLE):
@@ -337,7 +345,7 @@ def _worker_init() -> None:
 def run_cases(cases: list[Path], config: TrainingConfig, train: Trainer | None = None, jobs: int = 1,
               output: Path | None = None, mc_samples: int = 10, seed: int = 0,
               mesh_spacing_mm: float = 1.5, echo: Callable[[dict], None] | None = None,
-              residual_decays: Sequence[float] = ()) -> list[dict]:
+              residual_decays: Sequence[float] = (), slice_profile: str = "box") -> list[dict]:
     """Run every case not already in ``output`` (JSON lines, rewritten atomically after each case).
 
     ``jobs`` > 1 runs cases in that many processes (one torch thread each); a custom ``train``
@@ -356,7 +364,7 @@ def run_cases(cases: list[Path], config: TrainingConfig, train: Trainer | None =
         if output is not None:
             _write_records(output, records)
 
-    args = (config, train, mc_samples, seed, mesh_spacing_mm, tuple(residual_decays))
+    args = (config, train, mc_samples, seed, mesh_spacing_mm, tuple(residual_decays), slice_profile)
     if jobs <= 1:
         for case in todo:
             keep(run_case(case, *args))
@@ -403,6 +411,8 @@ def main() -> None:
                         help="with the shape prior: also score the trained model applied with each of these "
                              "residual decays in mm (comma-separated, inf = residual everywhere)")
     parser.add_argument("--dump-dir", type=Path, help="write each case's per-node arrays there (dump_nodes)")
+    parser.add_argument("--slice-profile", choices=SLICE_PROFILES, default="box",
+                        help="the mapping's through-plane pixel model (prepare --slice-profile)")
     args = parser.parse_args()
     if args.dump_dir is not None:
         os.environ[DUMP_DIR_VARIABLE] = str(args.dump_dir)
@@ -417,10 +427,12 @@ def main() -> None:
         records = run_cases(cases, config, jobs=args.jobs, output=args.output, mc_samples=args.mc_samples,
                             seed=args.seed, mesh_spacing_mm=args.mesh_spacing,
                             echo=lambda r: print(json.dumps(r), flush=True),
-                            residual_decays=[float(v) for v in args.residual_decays.split(",") if v])
+                            residual_decays=[float(v) for v in args.residual_decays.split(",") if v],
+                            slice_profile=args.slice_profile)
     except CardioScarError as exc:
         raise SystemExit(f"error: {exc}") from None
-    summary = {**summarize(records), "preset": args.preset, "config": config.to_dict()}
+    summary = {**summarize(records), "preset": args.preset, "config": config.to_dict(),
+               "slice_profile": args.slice_profile}
     print(json.dumps(summary), flush=True)
     if args.output is not None:
         _write_records(args.output, records + [summary])

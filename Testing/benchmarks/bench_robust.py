@@ -72,6 +72,7 @@ from cardioscar.evaluate.baselines import logodds_baseline, nearest_slice_baseli
 from cardioscar.logic import PreprocessingResult, predict_on_points, prepare_from_slices, train_scar_model
 from cardioscar.io.meshio import Mesh, read_mesh
 from cardioscar.prepare.myocardium import restrict_to_myocardium
+from cardioscar.prepare.mapping import SLICE_PROFILES
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
 from cardioscar.phantoms.phantom_segmented import MYOCARDIUM, SCAR, SegmentedConfig
 from cardioscar.prepare.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
@@ -363,10 +364,13 @@ def in_footprint(points: np.ndarray, layer: SliceLayer) -> np.ndarray:
 
 
 def group_loss(field_values: np.ndarray, prepared: PreprocessingResult) -> float:
-    """Mean squared error between each group's mean of ``field_values`` and its target."""
-    _, inverse, counts = np.unique(prepared.group_ids, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse, weights=field_values[prepared.node_ids]) / counts
-    targets = np.bincount(inverse, weights=prepared.intensities[:, 0].astype(np.float64)) / counts
+    """Mean squared error between each group's mean of ``field_values`` and its target (means
+    weighted by the rows' slice-profile weights, as training forms them)."""
+    _, inverse = np.unique(prepared.group_ids, return_inverse=True)
+    weights = np.ones(len(inverse)) if prepared.row_weights is None else prepared.row_weights
+    counts = np.bincount(inverse, weights=weights)
+    means = np.bincount(inverse, weights=field_values[prepared.node_ids] * weights) / counts
+    targets = np.bincount(inverse, weights=prepared.intensities[:, 0].astype(np.float64) * weights) / counts
     return float(np.mean((means - targets) ** 2))
 
 
@@ -399,6 +403,8 @@ def yardsticks(case: Case, acquired: list[SliceLayer], nodes: np.ndarray | None 
 
 #: ``--prior-json``: ShapePrior fields overriding the library's defaults for every case.
 PRIOR_OVERRIDES: dict = {}
+#: ``--slice-profile``: the mapping's pixel model for every case (``prepare --slice-profile``).
+MAPPING = {"slice_profile": "box"}
 
 
 def with_prior_overrides(prepared: PreprocessingResult) -> PreprocessingResult:
@@ -411,7 +417,8 @@ def with_prior_overrides(prepared: PreprocessingResult) -> PreprocessingResult:
 def prepared_case(case: Case, slices: list[SliceLayer]) -> PreprocessingResult:
     """The training data of ``slices`` as ``cardioscar prepare`` writes it, the case's rule record
     included (what the fast preset's shape prior ``auto`` reads)."""
-    prepared = with_prior_overrides(prepare_from_slices(case.points, slices, coverage_mesh=case.coverage_mesh))
+    prepared = with_prior_overrides(prepare_from_slices(case.points, slices, coverage_mesh=case.coverage_mesh,
+                                                        slice_profile=MAPPING["slice_profile"]))
     prepared.scar_rule = case.scar_rule
     return prepared
 
@@ -438,7 +445,8 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
         on_slices |= in_footprint(case.points, layer)
     dropped = sum(int(np.isnan(layer.values).sum()) for layer in case.slices)
     line = {"case": case.name, **case.info, "nodes": len(case.points), "scar_nodes": int(case.truth.sum()),
-            "groups": prepared.n_groups, "nan_pixels": dropped, **scores(p, case.truth, case.weights),
+            "groups": prepared.n_groups, "rows": prepared.n_nodes, "slice_profile": prepared.slice_profile,
+            "nan_pixels": dropped, **scores(p, case.truth, case.weights),
             "uncertainty_auc_wrong": _auc(wrong, u), "margin_auc_wrong": _auc(wrong, -np.abs(p - 0.5)),
             "uncertainty_on_slices": round(float(u[on_slices].mean()), 5),
             "uncertainty_between": round(float(u[~on_slices].mean()), 5) if (~on_slices).any() else None,
@@ -565,6 +573,12 @@ def plain_targets(case: Case) -> Case:
 
 # --------------------------------------------------------------------------- command line
 
+def add_slice_profile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--slice-profile box|gaussian``: the mapping's pixel model (sets :data:`MAPPING`)."""
+    parser.add_argument("--slice-profile", choices=SLICE_PROFILES, default="box",
+                        help="the mapping's through-plane pixel model (prepare --slice-profile)")
+
+
 def _parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
@@ -615,10 +629,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prior-json", help='with the shape prior: ShapePrior fields overriding the defaults, inline '
                                              'JSON, e.g. \'{"slab_scale": 0.5}\' or \'{"clip_logit": 1.5, "alpha_mm": 4}\'')
     parser.add_argument("--train-seed", type=int, default=0, help="training and MC-dropout seed")
+    add_slice_profile_argument(parser)
     parser.add_argument("--dump-dir", type=Path, help="write each case's per-node arrays there (dump_nodes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     PRIOR_OVERRIDES.update(json.loads(args.prior_json) if args.prior_json else {})
+    MAPPING["slice_profile"] = args.slice_profile
     seeds, nodes, mc = _parse_seeds(args.seeds), args.nodes, args.mc_samples
     if args.quick:
         seeds, nodes, mc = seeds[:4], 12000, 5

@@ -18,6 +18,7 @@ Usage:
   PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/bench_unseen.py [--seeds 0-11]
       [--nodes 12000] [--mc-samples 10] [--margin PIXELS] [--rule fwhm --rule-target core]
       [--ablate box,nopsf,darkblood] [--shape-prior auto|on|off] [--input labels]
+      [--slice-profile box|gaussian]
       > Testing/benchmarks/results/unseen_family_fast.jsonl
 """
 
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape-prior", choices=("auto", "on", "off"), default="auto",
                         help="the fast preset's auto (default: off on these cases, the probability maps' fractions and "
                              "the rules' grades), or on/off")
+    br.add_slice_profile_argument(parser)
     args = parser.parse_args(argv)
+    br.MAPPING["slice_profile"] = args.slice_profile
     logging.basicConfig(level=logging.WARNING)
     config = TrainingConfig.fast(shape_prior={"on": True, "off": False, "auto": "auto"}[args.shape_prior])
     for seed in br._parse_seeds(args.seeds):

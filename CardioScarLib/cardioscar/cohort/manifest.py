@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "myocardium_labels": None,
     "myocardium_mask": None,
     "myocardium_margin": 0,
+    "slice_profile": "box",
     "aha": None,
     "export": None,
 }
@@ -181,6 +182,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "truth_field": (_text, "a point field name"),
     "myocardium_labels": (_int_list, "comma-separated integer labels of the myocardium, e.g. 2,3,4"),
     "myocardium_margin": (_bounded(int, 0), "a whole number of pixels >= 0 (0: none)"),
+    "slice_profile": (_choice("box", "gaussian"), "box or gaussian"),
     "export": (_export, "opencarp, vtu or opencarp;vtu"),
 }
 
@@ -323,6 +325,7 @@ def preparation_request(spec: PatientSpec) -> PreprocessingRequest:
         myocardium_labels=options["myocardium_labels"],
         myocardium_mask=options["myocardium_mask"],
         myocardium_margin_px=options["myocardium_margin"],
+        slice_profile=options["slice_profile"],
     )
 
 

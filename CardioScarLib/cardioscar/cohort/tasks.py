@@ -42,7 +42,7 @@ FILE_OPTIONS = ("myocardium_mask", "aha")
 DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
 #: Options added after cohorts were first run, with the default that behaves as before: left out
 #: of the hash at that default, so results written before the option existed stay up to date.
-LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None}
+LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None, "slice_profile": "box"}
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
 SIMULATION = "simulation"
 

@@ -24,10 +24,13 @@ class ScarReconstructionDataset(Dataset):
     Attributes are numpy arrays: ``coordinates`` (N, 3) float32, ``intensities`` (N, 1) float32,
     ``group_ids`` (N,) int64 non-decreasing, ``group_sizes`` (M,) int64 as given, ``prior_logit``
     (N,) float32 or ``None``: a fixed log-odds added to the network's output before the sigmoid
-    (the shape prior, :mod:`cardioscar.shape_prior`).
+    (the shape prior, :mod:`cardioscar.shape_prior`), ``row_weights`` (N,) float64 or ``None``:
+    each row's weight in its group's mean (the gaussian slice profile,
+    :mod:`cardioscar.prepare.mapping`; ``None`` is the box, every row 1, on the unweighted paths).
     """
 
-    def __init__(self, coordinates, intensities, group_ids, group_sizes=None, prior_logit=None) -> None:
+    def __init__(self, coordinates, intensities, group_ids, group_sizes=None, prior_logit=None,
+                 row_weights=None) -> None:
         coords = np.asarray(coordinates, dtype=np.float32)
         values = np.asarray(intensities, dtype=np.float32).reshape(-1, 1)
         groups = np.asarray(group_ids).reshape(-1).astype(np.int64)
@@ -50,6 +53,13 @@ class ScarReconstructionDataset(Dataset):
                 raise CardioScarError(f"the prior log-odds must be {coords.shape[0]} finite values, one per row, "
                                       f"got {prior.shape[0]}")
             self.prior_logit = np.ascontiguousarray(prior[order])
+        self.row_weights = None
+        if row_weights is not None:
+            weights = np.asarray(row_weights, dtype=np.float64).reshape(-1)
+            if weights.shape[0] != coords.shape[0] or not np.isfinite(weights).all() or weights.min() <= 0:
+                raise CardioScarError(f"the row weights must be {coords.shape[0]} finite values > 0, one per row, "
+                                      f"got {weights.shape[0]}")
+            self.row_weights = np.ascontiguousarray(weights[order])
         self.group_sizes = (np.asarray(group_sizes, dtype=np.int64) if group_sizes is not None
                             else np.unique(self.group_ids, return_counts=True)[1])
 

@@ -96,14 +96,17 @@ def network_layers(model: BayesianNN) -> list[Layer]:
 @dataclass
 class Chunk:
     """Whole groups of one batch: ``inputs`` (n, 3), ``inverse`` (n,) the chunk-local group of each
-    row, per group ``inv_counts`` (1 / size) and ``targets``, and ``prior_logit`` (n, 1), the
-    fixed log-odds added before the sigmoid (the shape prior), or ``None``."""
+    row, per group ``inv_counts`` (1 / size, or 1 / the sum of its rows' weights) and ``targets``,
+    ``prior_logit`` (n, 1), the fixed log-odds added before the sigmoid (the shape prior), or
+    ``None``, and ``weights`` (n, 1), each row's weight in its group's mean (the gaussian slice
+    profile), or ``None`` (every row 1: the box, on the unweighted path)."""
 
     inputs: torch.Tensor
     inverse: torch.Tensor
     inv_counts: torch.Tensor
     targets: torch.Tensor
     prior_logit: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 @dataclass
@@ -115,23 +118,34 @@ class ChunkedBatch:
 
 
 def chunk_batch(coordinates: np.ndarray, intensities: np.ndarray, group_ids: np.ndarray,
-                rows_per_chunk: int, prior_logit: np.ndarray | None = None) -> ChunkedBatch:
+                rows_per_chunk: int, prior_logit: np.ndarray | None = None,
+                row_weights: np.ndarray | None = None) -> ChunkedBatch:
     """Cut one batch (rows sorted by group) into chunks of whole groups of about
-    ``rows_per_chunk`` rows (``prior_logit``: the rows' fixed log-odds, or ``None``)."""
+    ``rows_per_chunk`` rows (``prior_logit``: the rows' fixed log-odds, or ``None``;
+    ``row_weights``: their weights in the group means, or ``None`` for all 1)."""
     bounds = group_boundaries(group_ids)
     chunks = []
     for start, end in pack_groups(bounds, max(1, rows_per_chunk)):
         local = bounds[(bounds >= start) & (bounds <= end)] - start
         sizes = np.diff(local)
         inverse = np.repeat(np.arange(len(sizes)), sizes)
-        sums = np.bincount(inverse, weights=intensities[start:end].reshape(-1).astype(np.float64))
+        weights = None if row_weights is None else np.asarray(row_weights[start:end], dtype=np.float64)
+        totals = sizes if weights is None else np.bincount(inverse, weights=weights)
+        values = intensities[start:end].reshape(-1).astype(np.float64)
+        sums = np.bincount(inverse, weights=values if weights is None else values * weights)
         chunks.append(Chunk(torch.from_numpy(np.ascontiguousarray(coordinates[start:end])),
                             torch.from_numpy(inverse.astype(np.int64)),
-                            torch.from_numpy((1.0 / sizes).astype(np.float32)),
-                            torch.from_numpy((sums / sizes).astype(np.float32)),
-                            None if prior_logit is None else
-                            torch.from_numpy(np.ascontiguousarray(prior_logit[start:end], dtype=np.float32)).view(-1, 1)))
+                            torch.from_numpy((1.0 / totals).astype(np.float32)),
+                            torch.from_numpy((sums / totals).astype(np.float32)),
+                            _column(prior_logit, start, end), _column(row_weights, start, end)))
     return ChunkedBatch(chunks, len(bounds) - 1)
+
+
+def _column(values: np.ndarray | None, start: int, end: int) -> torch.Tensor | None:
+    """Rows ``[start, end)`` of a per-row array as a float32 (n, 1) tensor, or ``None``."""
+    if values is None:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(values[start:end], dtype=np.float32)).view(-1, 1)
 
 
 class GroupLossStep:
@@ -232,11 +246,18 @@ class GroupLossStep:
         if chunk.prior_logit is not None:  # sigmoid(prior + f): the gradient at f is still p (1 - p)
             p.view(n, passes).add_(chunk.prior_logit)
         p = p.sigmoid_()
-        # the group loss of the mean over passes, and its gradient at the output unit
-        residual = torch.zeros_like(chunk.targets).index_add_(0, chunk.inverse, p.view(n, passes).mean(dim=1))
+        # the group loss of the (weighted) group mean of the mean over passes, and its gradient at
+        # the output unit: d(mean)/d(p of a row) = w / sum(w) of its group (1 / size unweighted)
+        row_mean = p.view(n, passes).mean(dim=1)
+        if chunk.weights is not None:
+            row_mean = row_mean * chunk.weights.view(-1)
+        residual = torch.zeros_like(chunk.targets).index_add_(0, chunk.inverse, row_mean)
         residual = residual.mul_(chunk.inv_counts).sub_(chunk.targets)
         coefficient = residual * chunk.inv_counts * (2.0 / (n_groups * passes))
-        grad = (coefficient[chunk.inverse].view(n, 1) * (p - p * p).view(n, passes)).view(-1)
+        per_row = coefficient[chunk.inverse].view(n, 1)
+        if chunk.weights is not None:
+            per_row = per_row * chunk.weights
+        grad = (per_row * (p - p * p).view(n, passes)).view(-1)
         # backward, from the output unit down to the first trainable layer
         grads = []
         for index in range(last, self.first_trainable - 1, -1):

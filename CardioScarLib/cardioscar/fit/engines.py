@@ -207,8 +207,11 @@ class BayesianNN(nn.Module):
 def compute_group_reconstruction_loss(predictions: torch.Tensor, targets: torch.Tensor,
                                       group_ids: torch.Tensor, return_per_group: bool = False,
                                       *, inverse: torch.Tensor | None = None,
-                                      n_groups: int | None = None):
+                                      n_groups: int | None = None, weights: torch.Tensor | None = None):
     """Mean over groups of ``(mean prediction in the group - group target)^2``.
+
+    ``weights`` ``(N,)``: each row's weight in its group's means (the gaussian slice profile,
+    :mod:`cardioscar.prepare.mapping`), ``sum(w p) / sum(w)``; ``None``: the plain mean (the box).
 
     ``predictions`` and ``targets`` are ``(N,)`` or ``(N, 1)``; ``group_ids`` ``(N,)`` may hold any
     integer labels in any order. Every node of a group is expected to carry the group's target;
@@ -228,10 +231,13 @@ def compute_group_reconstruction_loss(predictions: torch.Tensor, targets: torch.
     if inverse is None or n_groups is None:
         _, inverse = torch.unique(group_ids.reshape(-1), return_inverse=True)
         n_groups = int(inverse.max().item()) + 1 if inverse.numel() else 0
+    w = None if weights is None else weights.reshape(-1).to(pred.dtype)
     counts = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add_(
-        0, inverse, torch.ones_like(pred))
-    pred_sum = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add(0, inverse, pred)
-    tgt_sum = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add_(0, inverse, tgt)
+        0, inverse, torch.ones_like(pred) if w is None else w)
+    pred_sum = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add(
+        0, inverse, pred if w is None else pred * w)
+    tgt_sum = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add_(
+        0, inverse, tgt if w is None else tgt * w)
     per_group = ((pred_sum - tgt_sum) / counts) ** 2
     loss = per_group.mean()
     if return_per_group:

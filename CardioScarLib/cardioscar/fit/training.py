@@ -404,11 +404,12 @@ class _Batch:
 
     inputs: torch.Tensor        # (mc * n, 3): the batch repeated mc times
     inverse: torch.Tensor       # (n,) local group index 0..n_groups-1
-    inv_counts: torch.Tensor    # (n_groups,) 1 / group size
+    inv_counts: torch.Tensor    # (n_groups,) 1 / group size (1 / sum of the row weights)
     group_targets: torch.Tensor  # (n_groups,)
     n_rows: int
     n_groups: int
     prior_logit: torch.Tensor | None = None  # (mc * n, 1) the shape prior's log-odds, repeated like inputs
+    row_weights: torch.Tensor | None = None  # (n,) the rows' slice-profile weights; None: all 1 (the box)
 
 
 def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_samples: int,
@@ -417,25 +418,33 @@ def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_sam
     coords = torch.from_numpy(dataset.coordinates).to(device)
     targets = torch.from_numpy(dataset.intensities.reshape(-1)).to(device)
     inverse_all = torch.from_numpy(inverse_np.reshape(-1).astype(np.int64)).to(device)
+    weights_all = None if dataset.row_weights is None else \
+        torch.from_numpy(dataset.row_weights.astype(np.float32)).to(device)
     prepared = []
     for start, end in create_complete_group_batches(dataset, batch_size):
         first, last = int(inverse_np[start]), int(inverse_np[end - 1])
         n_groups = last - first + 1
         inverse = inverse_all[start:end] - first
-        counts = torch.zeros(n_groups, device=device).index_add_(0, inverse, torch.ones(end - start, device=device))
-        group_targets = torch.zeros(n_groups, device=device).index_add_(0, inverse, targets[start:end]) / counts
+        weights = None if weights_all is None else weights_all[start:end]
+        counts = torch.zeros(n_groups, device=device).index_add_(
+            0, inverse, torch.ones(end - start, device=device) if weights is None else weights)
+        weighted = targets[start:end] if weights is None else targets[start:end] * weights
+        group_targets = torch.zeros(n_groups, device=device).index_add_(0, inverse, weighted) / counts
         inputs = coords[start:end].repeat(mc_samples, 1) if mc_samples > 1 else coords[start:end]
         prior = None
         if dataset.prior_logit is not None:
             prior = torch.from_numpy(dataset.prior_logit[start:end]).to(device).view(-1, 1).repeat(mc_samples, 1)
         prepared.append(_Batch(inputs.contiguous(), inverse, 1.0 / counts, group_targets, end - start, n_groups,
-                               prior))
+                               prior, weights))
     return prepared
 
 
 def _batch_loss(model: BayesianNN, batch: _Batch, mc_samples: int) -> torch.Tensor:
-    """Group loss of the MC-dropout mean prediction (same maths as the documented loss)."""
+    """Group loss of the MC-dropout mean prediction (same maths as the documented loss), each
+    group's mean weighted by its rows' slice-profile weights when there are any."""
     predictions = model(batch.inputs, prior_logit=batch.prior_logit).view(mc_samples, batch.n_rows).mean(dim=0)
+    if batch.row_weights is not None:
+        predictions = predictions * batch.row_weights
     sums = torch.zeros(batch.n_groups, dtype=predictions.dtype, device=predictions.device)
     sums = sums.index_add(0, batch.inverse, predictions)
     return ((sums * batch.inv_counts - batch.group_targets) ** 2).mean()
@@ -454,8 +463,9 @@ def _freeze(model: BayesianNN, frozen_layers: int) -> None:
 
 
 def _init_output_bias(net: BayesianNN, dataset: ScarReconstructionDataset) -> None:
-    """Start the output at the mean target; on a shape prior, at the prior itself (residual 0)."""
-    mean_target = float(np.clip(dataset.intensities.mean(), 0.01, 0.99))
+    """Start the output at the mean target (of the rows, weighted as in the group means); on a
+    shape prior, at the prior itself (residual 0)."""
+    mean_target = float(np.clip(np.average(dataset.intensities.reshape(-1), weights=dataset.row_weights), 0.01, 0.99))
     with torch.no_grad():
         net.linear_layers()[-1].bias.fill_(0.0 if dataset.prior_logit is not None
                                            else math.log(mean_target / (1.0 - mean_target)))
@@ -465,7 +475,8 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
                    device: str | torch.device | None = None,
                    progress_callback: Callable[[TrainingProgress], None] | None = None,
                    should_cancel: Callable[[], bool] | None = None, model: BayesianNN | None = None,
-                   frozen_layers: int = 0, extent_mm=None, prior_logit=None) -> tuple[BayesianNN, dict]:
+                   frozen_layers: int = 0, extent_mm=None, prior_logit=None,
+                   row_weights=None) -> tuple[BayesianNN, dict]:
     """Train a network whose group means match the group targets; return it with its history.
 
     ``coordinates`` (K, 3) normalised, ``intensities`` (K,) or (K, 1) in [0, 1], ``group_ids``
@@ -476,7 +487,9 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     is taken as ``DEFAULT_EXTENT_MM``. ``prior_logit`` (K,): a fixed log-odds per row added to
     the network's output before the sigmoid (the shape prior, :mod:`cardioscar.shape_prior`): the
     network learns the residual, and a fresh one starts with output bias 0 (the prior as it is).
-    ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
+    ``row_weights`` (K,): each row's weight in its group's mean (the gaussian slice profile,
+    :mod:`cardioscar.prepare.mapping`): every group mean below is ``sum(w f) / sum(w)``; ``None``:
+    the plain mean (the box). ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
     seconds; the Slicer panel pumps its events from this hook); when it returns True,
     :class:`TrainingCancelled` is raised and nothing is returned.
 
@@ -501,7 +514,8 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
-    dataset = ScarReconstructionDataset(coordinates, intensities, group_ids, prior_logit=prior_logit)
+    dataset = ScarReconstructionDataset(coordinates, intensities, group_ids, prior_logit=prior_logit,
+                                        row_weights=row_weights)
     variance = _group_target_variance(dataset)
     failed_level = FAILED_FIT_FRACTION * variance
     dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
@@ -677,9 +691,14 @@ def _coherent_groups(dataset: ScarReconstructionDataset, extent_mm) -> np.ndarra
 
 
 def _group_means(dataset: ScarReconstructionDataset, values: np.ndarray) -> np.ndarray:
-    """Mean of per-row ``values`` over each group of ``dataset`` (in group order)."""
+    """Mean of per-row ``values`` over each group of ``dataset`` (in group order), weighted by the
+    rows' slice-profile weights when the dataset has them."""
     _, inverse, counts = np.unique(dataset.group_ids, return_inverse=True, return_counts=True)
-    return np.bincount(inverse.reshape(-1), weights=values.astype(np.float64)) / counts
+    inverse = inverse.reshape(-1)
+    if dataset.row_weights is None:
+        return np.bincount(inverse, weights=values.astype(np.float64)) / counts
+    return (np.bincount(inverse, weights=values.astype(np.float64) * dataset.row_weights)
+            / np.bincount(inverse, weights=dataset.row_weights))
 
 
 def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: torch.device, progress_callback,
@@ -732,9 +751,10 @@ def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tr
     nodes_per_chunk = max(1, ROWS_PER_CHUNK // step.passes)
     with torch.no_grad():  # a fixed encoding: once per row, not once per step
         inputs = net.encode(torch.from_numpy(dataset.coordinates)).numpy()
-    prior = dataset.prior_logit
+    prior, weights = dataset.prior_logit, dataset.row_weights
     batches = [chunk_batch(inputs[start:end], dataset.intensities[start:end], dataset.group_ids[start:end],
-                           nodes_per_chunk, None if prior is None else prior[start:end])
+                           nodes_per_chunk, None if prior is None else prior[start:end],
+                           None if weights is None else weights[start:end])
                for start, end in create_complete_group_batches(dataset, config.batch_size)]
     return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
 
