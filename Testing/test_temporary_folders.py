@@ -25,6 +25,7 @@ import slicer  # noqa: E402  (slicer-core)
 
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
+import slicer_widget_harness as harness  # noqa: E402
 from test_slicer_panel import _rv_insertions_ras, _with_scar_probability, case, panel, phantom  # noqa: E402,F401
 
 NO_PYTHON = "/nonexistent/python3"  # a Python that cannot be started
@@ -68,7 +69,7 @@ def test_the_aha_bullseye_folder_goes_on_failure_replacement_and_close(panel, ph
     ui.ahaRvMarkupsSelector.setCurrentNode(markups)
     shown = []
     for _ in range(2):
-        ui.computeAhaButton.click()
+        harness.click_to_end(widget, ui.computeAhaButton)  # AHA runs in the worker; its job folder goes too
         shown.append(Path(ui.ahaBullseyeLabel.text.split(": ", 1)[1]))
         assert shown[-1].read_bytes()[:4] == b"\x89PNG" and _left(temporary) == [shown[-1].parent.name]
     assert shown[0] != shown[1] and not shown[0].parent.exists(), "the next bull's-eye replaces the last"
