@@ -132,6 +132,21 @@ def trained_small_phantom(out: Path, max_epochs: int):
     return phantom, paths
 
 
+def fail_renames_onto(monkeypatch, suffix: str) -> None:
+    """Make every rename onto a path ending in ``suffix`` fail with an I/O error, as only a broken
+    file system would (cardioscar.io.atomic's placing of a file set); ``monkeypatch.undo()`` heals it."""
+    from cardioscar.io import atomic
+
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target).endswith(suffix):
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+
+
 def error_lines(stderr: str) -> list[str]:
     """The lines of a command's stderr that report an error or a traceback.
 

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from cardioscar.io.atomic import atomic_write
+from conftest import fail_renames_onto
 
 
 def test_success_replaces_file_with_normal_permissions(tmp_path):
@@ -84,18 +85,10 @@ def test_a_set_whose_second_rename_fails_puts_the_first_file_back(tmp_path, monk
     """The renames themselves: the first file is placed, the second's rename fails (injected: a
     real one fails only on a broken file system), and the first file's previous version returns."""
     from cardioscar.errors import CardioScarError
-    from cardioscar.io import atomic
     from cardioscar.io.atomic import atomic_write_set
 
     before = _previous_set(tmp_path)
-    real_replace = os.replace
-
-    def replace(source, target):
-        if str(target).endswith("heart.elem"):
-            raise OSError(5, "Input/output error")
-        real_replace(source, target)
-
-    monkeypatch.setattr(atomic.os, "replace", replace)
+    fail_renames_onto(monkeypatch, "heart.elem")
     with pytest.raises(CardioScarError) as info:
         with atomic_write_set([tmp_path / name for name in before]) as temporaries:
             for tmp in temporaries:

@@ -25,6 +25,7 @@ import vtk
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import slicer_widget_harness as harness  # noqa: E402
+from conftest import fail_renames_onto  # noqa: E402
 from test_slicer_panel import (LATEST, _arrays, _rv_insertions_ras, _with_scar_probability, case,  # noqa: E402,F401
                                panel, phantom)
 
@@ -125,23 +126,12 @@ def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(
     (one with fibres, from the command line) stays whole, the model gets no tag, and the status is
     one line naming the file. The export that then succeeds (no fibres: the panel writes none)
     removes the previous export's .lon, which openCARP would read with the new mesh."""
-    import os
-
-    from cardioscar.io import atomic
-
     widget, ui, model = panel["widget"], panel["ui"], panel["model"]
     _ready_to_export(panel, phantom, tmp_path)
     previous = {name: f"previous {name}" for name in ("heart.pts", "heart.elem", "heart.lon", "heart.json")}
     for name, text in previous.items():
         (tmp_path / name).write_text(text)
-    real_replace = os.replace
-
-    def replace(source, target):
-        if str(target).endswith("heart.elem"):
-            raise OSError(5, "Input/output error")
-        real_replace(source, target)
-
-    monkeypatch.setattr(atomic.os, "replace", replace)
+    fail_renames_onto(monkeypatch, "heart.elem")
     harness.click_to_end(widget, ui.exportButton)
     assert "heart.elem" in ui.statusLabel.text and "Input/output error" in ui.statusLabel.text, ui.statusLabel.text
     assert {path.name: path.read_text() for path in tmp_path.iterdir()} == previous
