@@ -158,12 +158,12 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
     offset = 0
     for layer in layers:
         nodes, keys, footprint, distance = _slice_rows(points, layer, slice_profile)
-        if slice_profile != "box":
+        if slice_profile != "box":  # the box's rows all weigh 1: no weights to compute or keep
             nodes, keys, distance = _anchored(nodes, keys, distance, layer)
+            weight_parts.append(profile_weights(distance, layer.half_thickness))
         node_parts.append(nodes)
         footprint_parts.append(footprint)
         key_parts.append(keys + offset)
-        weight_parts.append(profile_weights(distance, layer.half_thickness))
         offset += layer.values.size
     node_ids = np.concatenate(node_parts)
     keys = np.concatenate(key_parts)
