@@ -248,7 +248,8 @@ def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fi
     return {
         "tags": {name: tag for name, tag in zip(CLASS_NAMES, tags.tag_values)},
         "tag_rule": {"nodes": field_rule, "elements": "the same thresholds on the mean of the element's nodes",
-                     "border_zone": tags.border_zone, "core": tags.core},
+                     "border_zone": tags.border_zone, "core": tags.core,
+                     "border_zone_is": tags.border_zone_meaning()},
         "units": units, "coordinate_frame": frame,
         "fibres": None if fibres is None else ("fibre" if np.shape(fibres)[1] == 3 else "fibre+sheet"),
         "classes": tags.summary(),
