@@ -128,3 +128,70 @@ def test_a_scar_free_map_with_a_mask_keeps_the_warning(segmented, tmp_path, warn
     masks = masks_from_image(read_mask_image(segmented["myocardium_mask"]), layers, None)
     assert warn_scar_free(layers, [3], None, masks)
     assert [w for w in warnings_of_cardioscar if "a scar-free heart" in w]
+
+
+def _unmerged(mesh, shift_mm: float | None = None):
+    """``mesh``'s elements with their corners written apart (every node once per element), or,
+    with ``shift_mm``, the block and a copy shifted along x by it, appended without merging."""
+    import vtk
+
+    from cardioscar.io.meshio import Mesh
+
+    if shift_mm is None:
+        apart = vtk.vtkShrinkFilter()
+        apart.SetShrinkFactor(1.0)  # the corners stay where they were, each element its own
+        apart.SetInputData(mesh.dataset)
+        apart.Update()
+        return Mesh(dataset=apart.GetOutput(), space=mesh.space)
+    moved = vtk.vtkTransformFilter()
+    moved.SetTransform(vtk.vtkTransform())
+    moved.GetTransform().Translate(shift_mm, 0.0, 0.0)
+    moved.SetInputData(mesh.dataset)
+    appended = vtk.vtkAppendFilter()  # MergePoints off: the seam's nodes twice
+    appended.AddInputData(mesh.dataset)
+    appended.AddInputConnection(moved.GetOutputPort())
+    appended.Update()
+    return Mesh(dataset=appended.GetOutput(), space=mesh.space)
+
+
+def _scaled_block():
+    """The 64-node tetrahedral block scaled to 30 mm (a heart's size, so the unit check passes)."""
+    import vtk
+
+    from cardioscar.io.meshio import Mesh
+    from test_simulation_export import _tet_mesh
+
+    scale = vtk.vtkTransformFilter()
+    scale.SetTransform(vtk.vtkTransform())
+    scale.GetTransform().Scale(10.0, 10.0, 10.0)
+    scale.SetInputData(_tet_mesh().dataset)
+    scale.Update()
+    return Mesh(dataset=scale.GetOutput(), space="LPS")
+
+
+@pytest.mark.parametrize("fmt", ["opencarp", "vtu"])
+def test_export_of_elements_that_share_no_node_is_refused(tmp_path, capsys, fmt):
+    """A mesh written without merging its points (a converter's, a shrink filter's) tagged and
+    exported with exit 0, and openCARP simulated every element alone: no propagation at all."""
+    mesh = _unmerged(_scaled_block())
+    points = mesh.points_lps()
+    path = tmp_path / "apart.vtk"
+    write_mesh(mesh, path, {"scar_probability": (points[:, 0] - points[:, 0].min()) / np.ptp(points[:, 0])})
+    assert_refused_in_one_line(["export", "--mesh", path, "--format", fmt, "--output", tmp_path / "out"],
+                               "476 of its 540 nodes lie on another node", capsys, tmp_path)
+
+
+def test_export_of_parts_appended_without_merging_warns(tmp_path, capsys):
+    """Two blocks touching along a face, appended without merging: the seam is a line of block in
+    the simulation; a split can be meant, so a warning with the count. A merged mesh: none."""
+    from cardioscar.simulation.opencarp import check_elements_joined
+
+    block = _scaled_block()
+    check_elements_joined(block)  # the 64-node block itself: every node once
+    seam = _unmerged(block, shift_mm=30.0)
+    points = seam.points_lps()
+    path = tmp_path / "seam.vtk"
+    write_mesh(seam, path, {"scar_probability": (points[:, 0] - points[:, 0].min()) / np.ptp(points[:, 0])})
+    capsys.readouterr()
+    assert main(["export", "--mesh", str(path), "--output", str(tmp_path / "seam")]) == 0
+    assert _warnings(capsys.readouterr().err, "16 of its 128 nodes lie on another node (16 places)")

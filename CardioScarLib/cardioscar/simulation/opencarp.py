@@ -113,6 +113,14 @@ def check_exportable(mesh: Mesh) -> None:
                               "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
                               "(e.g. tetrahedralise it)")
     check_volume_cells_only(mesh)
+    check_elements_joined(mesh)
+
+
+def check_vtu_exportable(mesh: Mesh) -> None:
+    """Refuse a mesh the tagged ``.vtu`` export would write wrong (see :func:`check_exportable`)."""
+    check_millimetres(mesh.points_lps())
+    check_volume_cells_only(mesh)
+    check_elements_joined(mesh)
 
 
 def check_volume_cells_only(mesh: Mesh) -> None:
@@ -130,6 +138,40 @@ def check_volume_cells_only(mesh: Mesh) -> None:
         raise CardioScarError(f"{source} mixes {volume} volume elements with {len(kinds) - volume} surface or line "
                               "elements (e.g. a mesher's boundary faces); a simulator would take them as tissue: "
                               "remove them from the mesh (keep the volume cells only) and export again")
+
+
+#: Nodes closer than this (mm) are one place: a node written twice (float32 round trips stay far below it).
+COINCIDENT_MM = 1e-3
+#: The share of the nodes lying on another node above which the elements are not joined at all.
+MAX_COINCIDENT_SHARE = 0.5
+
+
+def check_elements_joined(mesh: Mesh) -> None:
+    """Refuse a mesh whose elements share no nodes (each element's corners written apart: over
+    :data:`MAX_COINCIDENT_SHARE` of the nodes lie on another node), and warn about a few such nodes.
+
+    Why: a simulator conducts from one element to the next only through shared nodes. A mesh
+    written without merging its points (a converter, a shrink or append filter) looks whole in a
+    viewer, tags and exports with exit 0, but openCARP then simulates every element alone (no
+    propagation at all), and parts appended without merging are split by a line of block along
+    their seam. A few coincident nodes can be meant (a split that models a line of block): a
+    warning with the count, so the user knows either way."""
+    points = mesh.points_lps()
+    used = np.unique(np.concatenate(cell_node_lists(mesh.dataset))) if mesh.dataset.GetNumberOfCells() else []
+    keys = np.round(points[used] / COINCIDENT_MM).astype(np.int64)
+    _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    extra = int(len(used) - len(first))
+    if not extra:
+        return
+    source = mesh.path.name if mesh.path else "the mesh"
+    what = (f"{source}: {extra} of its {len(used)} nodes lie on another node ({int((counts > 1).sum())} places), so "
+            "the elements there share no node")
+    if extra > MAX_COINCIDENT_SHARE * len(used):
+        raise CardioScarError(f"{what}: a simulator would conduct through none of them (a mesh written without "
+                              "merging its points); merge the coincident points (e.g. vtkCleanUnstructuredGrid, "
+                              "ParaView's Clean to Grid) and export again")
+    logger.warning("%s: a simulator conducts across none of them (a line of block), as where parts were appended "
+                   "without merging their points; merge them unless the split is meant", what)
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
@@ -277,8 +319,7 @@ def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
     target = Path(path)
     if target.suffix.lower() != ".vtu":
         raise CardioScarError(f"--output for --format vtu must end in .vtu or be a prefix, got '{target.name}'")
-    check_millimetres(mesh.points_lps())
-    check_volume_cells_only(mesh)
+    check_vtu_exportable(mesh)
     copy = mesh.dataset.NewInstance()
     copy.DeepCopy(mesh.dataset)
     cell_tags = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=1)
