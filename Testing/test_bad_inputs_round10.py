@@ -195,3 +195,15 @@ def test_export_of_parts_appended_without_merging_warns(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", "--mesh", str(path), "--output", str(tmp_path / "seam")]) == 0
     assert _warnings(capsys.readouterr().err, "16 of its 128 nodes lie on another node (16 places)")
+
+
+def test_aha_of_cells_that_share_no_node_is_refused(segmented, tmp_path, capsys):
+    """``aha`` on the segmented phantom's mesh written without merging its points: every cell face
+    a boundary, so the wall's faces and thickness came out of single cells (transmurality 15 % ->
+    0.9 % in segment 9 of a prediction), exit 0. Now refused."""
+    apart = _unmerged(read_mesh(segmented["mesh"]))
+    x = apart.points_lps()[:, 0]
+    path = tmp_path / "apart.vtk"
+    write_mesh(apart, path, {"scar_probability": (x - x.min()) / np.ptp(x)})
+    assert_refused_in_one_line(["aha", "--mesh", path, "--output-dir", tmp_path / "out", "--rv-point", "30,0,20"],
+                               "so its cells share no node", capsys, tmp_path)

@@ -92,6 +92,39 @@ def text_field(dataset: vtk.vtkDataObject, name: str) -> str | None:
     return str(array.GetVariantValue(0).ToString())
 
 
+#: Nodes closer than this (mm) are one place: a node written twice (float32 round trips stay far below it).
+COINCIDENT_MM = 1e-3
+
+
+def cell_point_ids(dataset: vtk.vtkDataSet) -> np.ndarray:
+    """Every node index the dataset's cells use, with repeats (their connectivity)."""
+    if isinstance(dataset, vtk.vtkUnstructuredGrid):
+        arrays = [dataset.GetCells()]
+    elif isinstance(dataset, vtk.vtkPolyData):
+        arrays = [dataset.GetVerts(), dataset.GetLines(), dataset.GetPolys(), dataset.GetStrips()]
+    else:
+        ids = vtk.vtkIdList()
+        nodes = []
+        for c in range(dataset.GetNumberOfCells()):
+            dataset.GetCellPoints(c, ids)
+            nodes.extend(ids.GetId(i) for i in range(ids.GetNumberOfIds()))
+        return np.asarray(nodes, np.int64)
+    parts = [vtk_to_numpy(a.GetConnectivityArray()) for a in arrays if a is not None and a.GetNumberOfCells()]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def coincident_nodes(mesh: "Mesh") -> tuple[int, int, int]:
+    """(nodes the cells use that lie on another such node, the places where they do, the nodes the
+    cells use): a mesh written without merging its points holds each shared node once per cell, and
+    cells that share no node are not joined, whatever a viewer shows."""
+    used = np.unique(cell_point_ids(mesh.dataset))
+    if used.size == 0:
+        return 0, 0, 0
+    keys = np.ascontiguousarray(np.round(mesh.points_lps()[used] / COINCIDENT_MM).astype(np.int64))
+    _, counts = np.unique(keys.view(np.dtype((np.void, 24))).ravel(), return_counts=True)  # rows as one key: fast
+    return int(used.size - counts.size), int((counts > 1).sum()), int(used.size)
+
+
 #: Field-data string array that ``apply`` writes on a predicted mesh: which targets the model was
 #: trained on (:data:`BINARY_TARGETS` or :data:`GRADED_TARGETS`), so that ``export`` can tell a
 #: one-field border zone of graded tissue from the blurred edge of a 0/1-trained scar.

@@ -37,7 +37,7 @@ from vtk.util.numpy_support import numpy_to_vtk
 
 from ..io.atomic import atomic_write_set
 from ..errors import CardioScarError
-from ..io.meshio import Mesh, write_mesh
+from ..io.meshio import Mesh, coincident_nodes, write_mesh
 from .tags import CLASS_NAMES, TissueTags, cell_node_lists
 
 logger = logging.getLogger(__name__)
@@ -140,10 +140,13 @@ def check_volume_cells_only(mesh: Mesh) -> None:
                               "remove them from the mesh (keep the volume cells only) and export again")
 
 
-#: Nodes closer than this (mm) are one place: a node written twice (float32 round trips stay far below it).
-COINCIDENT_MM = 1e-3
-#: The share of the nodes lying on another node above which the elements are not joined at all.
+#: The share of the nodes lying on another node above which the elements are not joined at all
+#: (each element's corners written apart: nearly every node; parts appended unmerged: their seam).
 MAX_COINCIDENT_SHARE = 0.5
+
+
+#: How to join the elements of a mesh written without merging its points.
+MERGE_ADVICE = "merge the coincident points (e.g. vtkCleanUnstructuredGrid, ParaView's Clean to Grid)"
 
 
 def check_elements_joined(mesh: Mesh) -> None:
@@ -156,20 +159,14 @@ def check_elements_joined(mesh: Mesh) -> None:
     propagation at all), and parts appended without merging are split by a line of block along
     their seam. A few coincident nodes can be meant (a split that models a line of block): a
     warning with the count, so the user knows either way."""
-    points = mesh.points_lps()
-    used = np.unique(np.concatenate(cell_node_lists(mesh.dataset))) if mesh.dataset.GetNumberOfCells() else []
-    keys = np.round(points[used] / COINCIDENT_MM).astype(np.int64)
-    _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
-    extra = int(len(used) - len(first))
+    extra, places, used = coincident_nodes(mesh)
     if not extra:
         return
     source = mesh.path.name if mesh.path else "the mesh"
-    what = (f"{source}: {extra} of its {len(used)} nodes lie on another node ({int((counts > 1).sum())} places), so "
-            "the elements there share no node")
-    if extra > MAX_COINCIDENT_SHARE * len(used):
+    what = f"{source}: {extra} of its {used} nodes lie on another node ({places} places), so the elements there share no node"
+    if extra > MAX_COINCIDENT_SHARE * used:
         raise CardioScarError(f"{what}: a simulator would conduct through none of them (a mesh written without "
-                              "merging its points); merge the coincident points (e.g. vtkCleanUnstructuredGrid, "
-                              "ParaView's Clean to Grid) and export again")
+                              f"merging its points); {MERGE_ADVICE} and export again")
     logger.warning("%s: a simulator conducts across none of them (a line of block), as where parts were appended "
                    "without merging their points; merge them unless the split is meant", what)
 
