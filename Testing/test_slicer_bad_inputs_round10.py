@@ -55,3 +55,19 @@ def test_logic_refuses_a_0_1_scar_map_with_mistyped_scar_labels_and_a_mask(segme
     mask = csl.load_volume(context.scene, segmented["myocardium_mask"], labelmap=True, name="myocardium")
     with pytest.raises(CardioScarError, match="the myocardium mask holds label 1 on only 7 % of its pixels"):
         logic.prepare_training(volume, model, csl.ReconstructionOptions(scar_labels="2"), myocardium_mask=mask)
+
+
+def test_the_panels_worker_gets_the_note_and_keeps_it_in_its_tags(segmented, tmp_path):
+    """The panel tags in its worker process: the note travels in the job's mesh file, and the tags
+    the worker saves come back with it (what the exported sidecar describes)."""
+    from CardioScarLogic.background import _write_job_mesh
+    from CardioScarLogic.worker import load_tags, read_job_mesh, save_tags
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.simulation.tags import tag_mesh
+
+    mesh = read_mesh(_prediction(segmented["mesh"], tmp_path, BINARY_TARGETS))
+    _write_job_mesh(tmp_path, mesh.dataset, "heart")
+    job_mesh = read_job_mesh(tmp_path)
+    assert text_field(job_mesh, TRAINING_TARGETS_ARRAY) == BINARY_TARGETS
+    save_tags(tmp_path / "tags.npz", tag_mesh(job_mesh, mesh.point_array("scar_probability")))
+    assert load_tags(tmp_path / "tags.npz").scar_targets == BINARY_TARGETS
