@@ -380,6 +380,7 @@ class CardioScarLogic:
             logger.warning("CardioScar: the model '%s' had tissue_tag tags of an earlier result; they are removed "
                            "(tag the new result again)", model_node.GetName())
         results.keep_scar_rule(model_node, checkpoint)
+        results.keep_training_targets(model_node, checkpoint)
         legend = results.show_field(model_node, results.PROBABILITY, self.color_logic)
         table = results.update_summary_table(model_node, rows)
         chart = results.update_loss_plot(model_node, list(history.get("train_loss", []))) if history else None

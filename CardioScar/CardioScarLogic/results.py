@@ -18,6 +18,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
+from cardioscar.io.meshio import TRAINING_TARGETS_ARRAY, set_text_field
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,16 @@ def keep_scar_rule(model_node, checkpoint: dict) -> None:
         model_node.SetAttribute(SCAR_RULE_ATTRIBUTE, str(rule))
     else:
         model_node.RemoveAttribute(SCAR_RULE_ATTRIBUTE)
+
+
+def keep_training_targets(model_node, checkpoint: dict) -> None:
+    """Note on the model's mesh (field data, saved with it) which targets its result's network was
+    trained on, as ``cardioscar apply`` notes them on its output, so that *Tag* can tell a one-field
+    border zone of graded tissue from the edge of a 0/1-trained scar; an older checkpoint that does
+    not say removes an earlier result's note."""
+    from cardioscar.logic import recorded_training_targets  # torch: imported when a result is written
+
+    set_text_field(model_node.GetMesh(), TRAINING_TARGETS_ARRAY, recorded_training_targets(checkpoint))
 
 
 def learned_target(model_node=None, checkpoint: Optional[dict] = None) -> str:

@@ -123,15 +123,21 @@ def _write_prediction(folder: Path, inference) -> None:
             np.savez(handle, **arrays)
 
 
+#: The Slicer words for the advice of :func:`cardioscar.simulation.tags.warn_edge_as_border_zone`.
+SLICER_CORE_MODEL_ADVICE = ("train a core model (Network learns: core, or Scar labels of the core) on the same mesh "
+                            "and choose it as the Core model (core_model)")
+
+
 def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndarray | None", border_zone: float,
                    core_threshold: float, tag_values: tuple[int, int, int], name: str) -> "TissueTags":
     """The library's tags of a mesh in world LPS (the panel's worker and the console's
     ``tag_model_node`` both call this), with the warning when the border zone is not the cut the
     mesh's ``scar_binary`` was made with."""
-    from cardioscar.simulation.tags import tag_mesh, warn_border_zone_off_the_call
+    from cardioscar.simulation.tags import tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
     tags = tag_mesh(dataset, scar, core, border_zone, core_threshold, tuple(tag_values))
     warn_border_zone_off_the_call(dataset, scar, tags.border_zone, f"The model '{name}'")
+    warn_edge_as_border_zone(tags, f"The model '{name}'", SLICER_CORE_MODEL_ADVICE)
     return tags
 
 
@@ -160,7 +166,7 @@ def save_tags(path: Path, tags: "TissueTags") -> None:
 
     arrays = {name: getattr(tags, name) for name in _TAG_ARRAYS if getattr(tags, name) is not None}
     record = {"border_zone": tags.border_zone, "core": tags.core, "tag_values": list(tags.tag_values),
-              "two_fields": tags.two_fields}
+              "two_fields": tags.two_fields, "scar_targets": tags.scar_targets}
     with atomic_write(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, record=np.array(json.dumps(record)), **arrays)
@@ -176,7 +182,8 @@ def load_tags(path: Path) -> "TissueTags":
         record = json.loads(str(data["record"]))
         arrays = {name: data[name] if name in data.files else None for name in _TAG_ARRAYS}
     return TissueTags(**arrays, border_zone=float(record["border_zone"]), core=float(record["core"]),
-                      tag_values=tuple(record["tag_values"]), two_fields=bool(record["two_fields"]))
+                      tag_values=tuple(record["tag_values"]), two_fields=bool(record["two_fields"]),
+                      scar_targets=record.get("scar_targets"))
 
 
 def read_job_mesh(folder: Path) -> "vtk.vtkDataSet":

@@ -31,7 +31,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, TRAINING_TARGETS_ARRAY, Mesh, read_mesh,
+                                  set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
@@ -244,6 +245,8 @@ class InferenceResult:
     threshold: Optional[float] = None
     mc_samples: int = 10
     error_risk: Optional[np.ndarray] = None  # see cardioscar.error_risk; None: not computed
+    #: the checkpoint's ``dataset_info.targets`` ("0/1" or "graded"); None for older checkpoints
+    training_targets: Optional[str] = None
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -571,7 +574,16 @@ def _dataset_info(result: PreprocessingResult, nodes: np.ndarray) -> dict:
         "n_mesh_nodes": int(result.n_mesh_nodes),
         "coordinate_space": "LPS",
         "scaler_spans_mesh": bool(result.scaler_spans_mesh),
+        "targets": training_targets_kind(result.intensities),
     }
+
+
+def training_targets_kind(intensities: np.ndarray) -> str:
+    """``"0/1"`` when every training target is 0 or 1 (scar labels, a scar rule's targets), else
+    ``"graded"``: recorded in the checkpoint and on every predicted mesh, because a one-field
+    export's border zone (0.5-0.8) is graded tissue only for a field trained on graded targets."""
+    values = np.asarray(intensities)
+    return BINARY_TARGETS if bool(np.all((values == 0) | (values == 1))) else GRADED_TARGETS
 
 
 def train_scar_model(
@@ -808,7 +820,14 @@ def predict_on_points(
         # the risk of the call written
         error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold, points_lps,
                               checkpoint_constraint_points(checkpoint)),
+        training_targets=recorded_training_targets(checkpoint),
     )
+
+
+def recorded_training_targets(checkpoint: dict) -> Optional[str]:
+    """The kind of targets the checkpoint's model was trained on, or None when it does not say."""
+    kind = (checkpoint.get("dataset_info") or {}).get("targets")
+    return kind if kind in (BINARY_TARGETS, GRADED_TARGETS) else None
 
 
 def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
@@ -861,5 +880,7 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
     if drop_stale_tissue_tags(mesh.dataset):
         logger.warning("%s had %s tags from an earlier export; they describe that run's scar, not this one, and are "
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
+    # the input's note of an earlier run would describe that run's model: replaced, or removed
+    set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

@@ -240,9 +240,9 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     mesh = read_mesh(spec.mesh)
     truth = truth_values(spec, mesh)  # a wrong truth column, and a mesh the export refuses, fail before the training
     if options["export"]:
-        from cardioscar.simulation.opencarp import check_exportable, check_volume_cells_only
+        from cardioscar.simulation.opencarp import check_exportable, check_vtu_exportable
 
-        (check_exportable if "opencarp" in options["export"] else check_volume_cells_only)(mesh)
+        (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
     prepared = prepare_training_data(preparation_request(spec))
     checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)

@@ -61,21 +61,76 @@ def space_from_dataset(dataset: vtk.vtkDataObject, header: str | None, source: s
         match = _SPACE_IN_HEADER.search(header)
         if match:
             return _normalise_space(match.group(1), source)
-    field_data = dataset.GetFieldData()
-    array = field_data.GetAbstractArray(SPACE_ARRAY_NAME) if field_data is not None else None
-    if array is not None and array.GetNumberOfValues() > 0:
-        return _normalise_space(str(array.GetVariantValue(0).ToString()), source)
-    return "LPS"
+    marker = text_field(dataset, SPACE_ARRAY_NAME)
+    return "LPS" if marker is None else _normalise_space(marker, source)
 
 
 def set_space_field(dataset: vtk.vtkDataObject, space: str) -> None:
     """Replace the dataset's ``SPACE`` field array with one holding ``space`` (XML files)."""
+    set_text_field(dataset, SPACE_ARRAY_NAME, space)
+
+
+def set_text_field(dataset: vtk.vtkDataObject, name: str, text: str | None) -> None:
+    """Replace the dataset's field-data string array ``name`` with one holding ``text`` (``None``:
+    remove it): a note about the whole mesh that every mesh format, and 3D Slicer, keeps."""
     field_data = dataset.GetFieldData()
-    field_data.RemoveArray(SPACE_ARRAY_NAME)
+    field_data.RemoveArray(name)
+    if text is None:
+        return
     marker = vtk.vtkStringArray()
-    marker.SetName(SPACE_ARRAY_NAME)
-    marker.InsertNextValue(space)
+    marker.SetName(name)
+    marker.InsertNextValue(text)
     field_data.AddArray(marker)
+
+
+def text_field(dataset: vtk.vtkDataObject, name: str) -> str | None:
+    """The first value of the dataset's field-data string array ``name``, or None."""
+    field_data = dataset.GetFieldData()
+    array = field_data.GetAbstractArray(name) if field_data is not None else None
+    if array is None or array.GetNumberOfValues() == 0:
+        return None
+    return str(array.GetVariantValue(0).ToString())
+
+
+#: Nodes closer than this (mm) are one place: a node written twice (float32 round trips stay far below it).
+COINCIDENT_MM = 1e-3
+
+
+def cell_point_ids(dataset: vtk.vtkDataSet) -> np.ndarray:
+    """Every node index the dataset's cells use, with repeats (their connectivity)."""
+    if isinstance(dataset, vtk.vtkUnstructuredGrid):
+        arrays = [dataset.GetCells()]
+    elif isinstance(dataset, vtk.vtkPolyData):
+        arrays = [dataset.GetVerts(), dataset.GetLines(), dataset.GetPolys(), dataset.GetStrips()]
+    else:
+        ids = vtk.vtkIdList()
+        nodes = []
+        for c in range(dataset.GetNumberOfCells()):
+            dataset.GetCellPoints(c, ids)
+            nodes.extend(ids.GetId(i) for i in range(ids.GetNumberOfIds()))
+        return np.asarray(nodes, np.int64)
+    parts = [vtk_to_numpy(a.GetConnectivityArray()) for a in arrays if a is not None and a.GetNumberOfCells()]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def coincident_nodes(mesh: "Mesh") -> tuple[int, int, int]:
+    """(nodes the cells use that lie on another such node, the places where they do, the nodes the
+    cells use): a mesh written without merging its points holds each shared node once per cell, and
+    cells that share no node are not joined, whatever a viewer shows."""
+    used = np.unique(cell_point_ids(mesh.dataset))
+    if used.size == 0:
+        return 0, 0, 0
+    keys = np.ascontiguousarray(np.round(mesh.points_lps()[used] / COINCIDENT_MM).astype(np.int64))
+    _, counts = np.unique(keys.view(np.dtype((np.void, 24))).ravel(), return_counts=True)  # rows as one key: fast
+    return int(used.size - counts.size), int((counts > 1).sum()), int(used.size)
+
+
+#: Field-data string array that ``apply`` writes on a predicted mesh: which targets the model was
+#: trained on (:data:`BINARY_TARGETS` or :data:`GRADED_TARGETS`), so that ``export`` can tell a
+#: one-field border zone of graded tissue from the blurred edge of a 0/1-trained scar.
+TRAINING_TARGETS_ARRAY = "CardioScarTrainingTargets"
+BINARY_TARGETS = "0/1"
+GRADED_TARGETS = "graded"
 
 
 def legacy_header(space: str) -> str:

@@ -463,10 +463,34 @@ def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int],
             f"--scar-labels {','.join(map(str, labels))} match no pixel of the chosen slices (labels present: "
             f"{_labels_present(layers)}), yet {where} {', '.join(map(str, present))}: one of them is likely the scar; "
             "give the scar labels of this label map (a scar-free heart has one myocardium label)")
+    if myocardium_masks is not None and len(present) == 1:
+        refuse_part_of_the_mask(layers, myocardium_masks, labels, present[0])
     logger.warning("Scar labels %s match no pixel of the chosen slices (labels present: %s): every myocardium "
                    "pixel trains as healthy, a scar-free heart; if this patient has scar, give the scar labels "
                    "of this label map (--scar-labels)", ",".join(map(str, labels)), _labels_present(layers))
     return True
+
+
+#: The share of a myocardium mask's pixels that a scar-free map's one myocardium label fills at
+#: least: the map's wall and the mask are the same structure (EMIDEC's normal controls, mask of
+#: their own labels: 100 %). A 0/1 scar map's scar fills the part of the mask that is scar (the
+#: segmented phantom: 7 %; an infarct is seldom half of the wall), the rest of the mask being 0.
+MIN_MASK_SHARE_OF_WALL_LABEL = 0.5
+
+
+def refuse_part_of_the_mask(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray], labels: list[int],
+                            label: int) -> None:
+    """Refuse unmatched scar labels when the map's one label in the myocardium mask fills under
+    :data:`MIN_MASK_SHARE_OF_WALL_LABEL` of the mask: a 0/1 scar map (1 scar)
+    given mistyped scar labels, whose scar would train as healthy behind the scar-free warning."""
+    in_mask = sum(int(np.asarray(mask, bool).sum()) for mask in masks)
+    filled = sum(int(((layer.values == label) & np.asarray(mask, bool)).sum()) for layer, mask in zip(layers, masks))
+    if in_mask and filled < MIN_MASK_SHARE_OF_WALL_LABEL * in_mask:
+        raise CardioScarError(
+            f"--scar-labels {','.join(map(str, labels))} match no pixel of the chosen slices (labels present: "
+            f"{_labels_present(layers)}), and the myocardium mask holds label {label} on only "
+            f"{100.0 * filled / in_mask:.0f} % of its pixels: a scar map whose scar is {label}, not a "
+            f"scar-free heart (whose myocardium label fills the mask); give --scar-labels {label}")
 
 
 def labels_in_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray]) -> list[int]:

@@ -40,7 +40,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     from vtk.util.numpy_support import vtk_to_numpy
 
     from ..io.meshio import node_offset_mm, read_mesh
-    from .tags import check_scar_field_name, tag_mesh, warn_border_zone_off_the_call
+    from .tags import check_scar_field_name, tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
     if fmt not in ("opencarp", "vtu"):
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
@@ -74,6 +74,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     tags = tag_mesh(mesh.dataset, scar, core_values, border_zone, core, tag_values)
     if scar_field == "scar_probability":
         warn_border_zone_off_the_call(mesh.dataset, scar, tags.border_zone, Path(mesh_path).name)
+    warn_edge_as_border_zone(tags, Path(mesh_path).name)
     if tags.element_areas_mm2 is not None:
         logger.warning("%s has no volume cells: the exported model is a surface without thickness (a wall's "
                        "transmural scar cannot be simulated on it) and its class shares are of area; export the "

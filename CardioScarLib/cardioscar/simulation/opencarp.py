@@ -37,7 +37,7 @@ from vtk.util.numpy_support import numpy_to_vtk
 
 from ..io.atomic import atomic_write_set
 from ..errors import CardioScarError
-from ..io.meshio import Mesh, write_mesh
+from ..io.meshio import Mesh, coincident_nodes, write_mesh
 from .tags import CLASS_NAMES, TissueTags, cell_node_lists
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,14 @@ def check_exportable(mesh: Mesh) -> None:
                               "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
                               "(e.g. tetrahedralise it)")
     check_volume_cells_only(mesh)
+    check_elements_joined(mesh)
+
+
+def check_vtu_exportable(mesh: Mesh) -> None:
+    """Refuse a mesh the tagged ``.vtu`` export would write wrong (see :func:`check_exportable`)."""
+    check_millimetres(mesh.points_lps())
+    check_volume_cells_only(mesh)
+    check_elements_joined(mesh)
 
 
 def check_volume_cells_only(mesh: Mesh) -> None:
@@ -130,6 +138,37 @@ def check_volume_cells_only(mesh: Mesh) -> None:
         raise CardioScarError(f"{source} mixes {volume} volume elements with {len(kinds) - volume} surface or line "
                               "elements (e.g. a mesher's boundary faces); a simulator would take them as tissue: "
                               "remove them from the mesh (keep the volume cells only) and export again")
+
+
+#: The share of the nodes lying on another node above which the elements are not joined at all
+#: (each element's corners written apart: nearly every node; parts appended unmerged: their seam).
+MAX_COINCIDENT_SHARE = 0.5
+
+
+#: How to join the elements of a mesh written without merging its points.
+MERGE_ADVICE = "merge the coincident points (e.g. vtkCleanUnstructuredGrid, ParaView's Clean to Grid)"
+
+
+def check_elements_joined(mesh: Mesh) -> None:
+    """Refuse a mesh whose elements share no nodes (each element's corners written apart: over
+    :data:`MAX_COINCIDENT_SHARE` of the nodes lie on another node), and warn about a few such nodes.
+
+    Why: a simulator conducts from one element to the next only through shared nodes. A mesh
+    written without merging its points (a converter, a shrink or append filter) looks whole in a
+    viewer, tags and exports with exit 0, but openCARP then simulates every element alone (no
+    propagation at all), and parts appended without merging are split by a line of block along
+    their seam. A few coincident nodes can be meant (a split that models a line of block): a
+    warning with the count, so the user knows either way."""
+    extra, places, used = coincident_nodes(mesh)
+    if not extra:
+        return
+    source = mesh.path.name if mesh.path else "the mesh"
+    what = f"{source}: {extra} of its {used} nodes lie on another node ({places} places), so the elements there share no node"
+    if extra > MAX_COINCIDENT_SHARE * used:
+        raise CardioScarError(f"{what}: a simulator would conduct through none of them (a mesh written without "
+                              f"merging its points); {MERGE_ADVICE} and export again")
+    logger.warning("%s: a simulator conducts across none of them (a line of block), as where parts were appended "
+                   "without merging their points; merge them unless the split is meant", what)
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
@@ -248,7 +287,8 @@ def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fi
     return {
         "tags": {name: tag for name, tag in zip(CLASS_NAMES, tags.tag_values)},
         "tag_rule": {"nodes": field_rule, "elements": "the same thresholds on the mean of the element's nodes",
-                     "border_zone": tags.border_zone, "core": tags.core},
+                     "border_zone": tags.border_zone, "core": tags.core,
+                     "border_zone_is": tags.border_zone_meaning()},
         "units": units, "coordinate_frame": frame,
         "fibres": None if fibres is None else ("fibre" if np.shape(fibres)[1] == 3 else "fibre+sheet"),
         "classes": tags.summary(),
@@ -276,8 +316,7 @@ def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
     target = Path(path)
     if target.suffix.lower() != ".vtu":
         raise CardioScarError(f"--output for --format vtu must end in .vtu or be a prefix, got '{target.name}'")
-    check_millimetres(mesh.points_lps())
-    check_volume_cells_only(mesh)
+    check_vtu_exportable(mesh)
     copy = mesh.dataset.NewInstance()
     copy.DeepCopy(mesh.dataset)
     cell_tags = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=1)

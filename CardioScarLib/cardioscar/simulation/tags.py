@@ -21,6 +21,7 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from ..errors import CardioScarError
+from ..io.meshio import BINARY_TARGETS, GRADED_TARGETS, TRAINING_TARGETS_ARRAY, text_field
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,21 @@ class TissueTags:
     two_fields: bool
     #: Area (mm^2) of each element of a mesh without volume cells (a surface), else None.
     element_areas_mm2: np.ndarray | None = None
+    #: The targets the scar model was trained on, as ``apply`` noted them on the mesh ("0/1",
+    #: "graded"; None when not noted): what a one-field border zone is (:meth:`border_zone_meaning`).
+    scar_targets: str | None = None
+
+    def border_zone_meaning(self) -> str:
+        """What the border-zone tag stands for, for the sidecar: with one field it is graded tissue
+        only when the scar model learned graded targets; trained on 0/1 it is the field's edge."""
+        if self.two_fields:
+            return "the scar model's scar outside the core model's core"
+        if self.scar_targets == BINARY_TARGETS:
+            return ("the scar field's blurred edge: its model was trained on 0/1 targets, so the band between the "
+                    "thresholds is not graded border-zone tissue")
+        if self.scar_targets == GRADED_TARGETS:
+            return "the scar field between the thresholds, its model trained on graded targets"
+        return "the scar field between the thresholds (the targets its model learned are not recorded)"
 
     def summary(self) -> dict:
         """Volume (ml) and percentage of the tagged volume per class, and node counts. On a surface
@@ -233,4 +249,27 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
                       element_tags=_grade(mean_scar, mean_core, border_zone, core, tag_values),
                       element_volumes_mm3=volumes, border_zone=border_zone, core=core,
                       tag_values=tuple(tag_values), two_fields=two_fields,
-                      element_areas_mm2=element_sizes(dataset, "Area") if volumes.sum() <= 0 else None)
+                      element_areas_mm2=element_sizes(dataset, "Area") if volumes.sum() <= 0 else None,
+                      scar_targets=text_field(dataset, TRAINING_TARGETS_ARRAY))
+
+
+#: What :func:`warn_edge_as_border_zone` tells a command-line user to do.
+CORE_MODEL_ADVICE = ("train a core model (prepare --scar-target core, or --scar-labels of the core) and give its "
+                     "prediction as --core-mesh (or --core-field)")
+
+
+def warn_edge_as_border_zone(tags: TissueTags, name: str, advice: str = CORE_MODEL_ADVICE) -> None:
+    """Warn when one field's border zone is the edge of a scar model trained on 0/1 targets.
+
+    Why: the one-field rule tags border zone where border_zone <= p < core. A model that learned
+    0/1 targets (``--scar-labels``, a scar rule's scar target) has no graded tissue to learn; its
+    values between the thresholds are the learned scar's blurred edge, yet a simulator gives that
+    band border-zone conductivity. A warning, not an error: the band may be wanted as a
+    transition; the sidecar says what it is (:meth:`TissueTags.border_zone_meaning`)."""
+    if tags.two_fields or tags.scar_targets != BINARY_TARGETS:
+        return
+    share = tags.summary()["border_zone"]["percent"]
+    logger.warning("%s: its scar model was trained on 0/1 targets, so the border zone tagged from the scar field alone "
+                   "(%g <= scar_probability < %g, %.1f %% of the tissue) is the learned scar's blurred edge, not "
+                   "border-zone tissue, yet a simulator gives it border-zone conductivity; for a border zone of "
+                   "tissue %s", name, tags.border_zone, tags.core, share, advice)
