@@ -32,9 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cardioscar.fit.batching import group_boundaries, pack_groups
+from cardioscar.fit.batching import group_boundaries, group_means, group_sums, pack_groups
 from cardioscar.fit.engines import BayesianNN, drop_threshold
-from cardioscar.fit.group_means import group_means, group_sums
 
 #: Row-samples (rows x passes after the first dropout) per chunk. Large enough that the ~80
 #: Python-level operations of a chunk cost little beside its matrix products, small enough that

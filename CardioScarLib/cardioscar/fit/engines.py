@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cardioscar.fit.group_means import group_sums
+from cardioscar.fit.batching import group_sums
 
 logger = logging.getLogger(__name__)
 

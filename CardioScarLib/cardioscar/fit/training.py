@@ -32,11 +32,10 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches, group_means, group_sums
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.fit.engines import BayesianNN
-from cardioscar.fit.group_means import group_means, group_sums
 from cardioscar.io.checks import MAX_SEED, check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
