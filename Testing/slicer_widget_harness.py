@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -856,11 +857,12 @@ def install(application_logic, version: str = "5.10") -> dict:
     script.chmod(0o755)
     saved_path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.pathsep.join([str(launcher), saved_path])
-    return {"modules": saved, "attributes": saved_attributes, "PATH": saved_path}
+    return {"modules": saved, "attributes": saved_attributes, "PATH": saved_path, "launcher": launcher}
 
 
 def uninstall(saved: dict) -> None:
     os.environ["PATH"] = saved["PATH"]
+    shutil.rmtree(saved["launcher"], ignore_errors=True)  # one per install: /tmp held thousands
     for name, module in saved["modules"].items():
         if module is None:
             sys.modules.pop(name, None)

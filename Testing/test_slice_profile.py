@@ -132,11 +132,16 @@ def test_the_autograd_batches_and_the_convergence_measure_weight_the_group_means
     assert training._group_loss(model, data, torch.device("cpu")) == pytest.approx(expected, rel=1e-5)
 
 
-def test_the_npz_records_the_profile_and_an_old_file_loads_as_box(tmp_path):
+def _prepared(slice_profile: str) -> logic.PreprocessingResult:
+    """A 4 x 4 slice with a third of its pixels scar, over a grid of nodes through its slab."""
     slices = [one_slice(np.where(np.arange(16).reshape(4, 4) % 3 == 0, 1.0, 0.0))]
     grid = np.stack(np.meshgrid(np.linspace(0, 3, 7), np.linspace(0, 3, 7), np.linspace(-3.5, 3.5, 8),
                                 indexing="ij"), -1).reshape(-1, 3)
-    result = logic.prepare_from_slices(grid, slices, slice_profile="gaussian")
+    return logic.prepare_from_slices(grid, slices, slice_profile=slice_profile)
+
+
+def test_the_npz_records_the_profile_and_an_old_file_loads_as_box(tmp_path):
+    result = _prepared("gaussian")
     path = tmp_path / "g.npz"
     logic.save_preprocessing_result(result, path)
     loaded = logic.load_preprocessing_result(path)
@@ -150,3 +155,15 @@ def test_the_npz_records_the_profile_and_an_old_file_loads_as_box(tmp_path):
     np.savez(tmp_path / "cut.npz", **old, slice_profile=np.asarray("gaussian"), row_weights=np.ones(3, np.float32))
     with pytest.raises(CardioScarError, match=r"cut.npz: the gaussian slice profile needs row_weights, one in \(0, 1\]"):
         logic.load_preprocessing_result(tmp_path / "cut.npz")
+
+
+def test_a_box_npz_stores_no_row_weights_and_round_trips(tmp_path):
+    result = _prepared("box")
+    path = tmp_path / "b.npz"
+    logic.save_preprocessing_result(result, path)
+    with np.load(path) as data:  # the box's weights are all 1: nothing is stored for them
+        assert "row_weights" not in data.files and str(data["slice_profile"]) == "box"
+    loaded = logic.load_preprocessing_result(path)
+    assert loaded.slice_profile == "box" and loaded.row_weights is None
+    for name in ("coordinates", "intensities", "group_ids", "node_ids"):
+        assert np.array_equal(getattr(loaded, name), getattr(result, name)), name

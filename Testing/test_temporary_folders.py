@@ -79,3 +79,17 @@ def test_the_aha_bullseye_folder_goes_on_failure_replacement_and_close(panel, ph
     widget.cleanup()
     assert _left(temporary) == [], "closing the panel removes the last one"
     slicer.app.connect("aboutToQuit()", widget._stopRun)  # the fixture cleans up once more
+
+
+def test_the_widget_harness_removes_its_launcher_folder(temporary):
+    """Each panel test installs the harness, whose PythonSlicer stand-in lives in a folder of its
+    own; uninstall removes it (it once stayed: thousands of cardioscar-launcher-* in /tmp)."""
+    context = csl.ensure_scene()  # a new headless scene has a folder of its own (removed at exit)
+    before = _left(temporary)
+    saved = harness.install(context.application_logic)
+    try:
+        added = sorted(set(_left(temporary)) - set(before))
+        assert [name.startswith("cardioscar-launcher-") for name in added] == [True]
+    finally:
+        harness.uninstall(saved)
+    assert _left(temporary) == before

@@ -164,11 +164,12 @@ def read_aha_inputs(model_node, inputs: AhaInputs) -> AhaJob:
     if inputs.rv_markups is None and inputs.labels_node is None:
         raise CardioScarError("no RV insertion: place a markups point on the anterior RV insertion, or choose a "
                               "label map with an RV label")
-    world = world_mesh_lps(model_node, model_points_lps(model_node))
+    points = model_points_lps(model_node)  # once, for the mesh and its state
+    world = world_mesh_lps(model_node, points)
     title = f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}"
     measure = inputs.measure  # every field of the model the analysis reads
     state = model_state(model_node, [name for name in (measure.field, measure.uncertainty_field, measure.lv_mask_field,
-                                                       measure.tags_field) if name])
+                                                       measure.tags_field) if name], points)
     return AhaJob(model_node.GetName(), world, aha_options(inputs), title, state)
 
 

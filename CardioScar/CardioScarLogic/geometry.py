@@ -171,15 +171,17 @@ _GEOMETRY = {"points": "its points moved", "cells": "its cells changed"}
 _FIELD = "field "
 
 
-def model_state(model_node, fields: Sequence[str] = ()) -> dict[str, str]:
+def model_state(model_node, fields: Sequence[str] = (), points_lps: np.ndarray | None = None) -> dict[str, str]:
     """Checksums of what a step computed from: the model's world points (its nodes where the user
-    sees them), its cells (which nodes each joins: a result per cell belongs to these cells) and its
-    point ``fields`` ("" for a field it lacks). Taken when a worker's inputs are read and again
-    before its result is written, it tells a model edited meanwhile from one that only kept its
-    node and cell counts."""
+    sees them; ``points_lps`` when the caller has just read them with :func:`model_points_lps`, so a
+    large mesh is not transformed twice), its cells (which nodes each joins: a result per cell
+    belongs to these cells) and its point ``fields`` ("" for a field it lacks). Taken when a
+    worker's inputs are read and again before its result is written, it tells a model edited
+    meanwhile from one that only kept its node and cell counts."""
     mesh = model_node.GetMesh()
     data = mesh.GetPointData()
-    state = {"points": _digest(model_points_lps(model_node)), "cells": _digest(*_cell_arrays(mesh))}
+    points = model_points_lps(model_node) if points_lps is None else points_lps
+    state = {"points": _digest(points), "cells": _digest(*_cell_arrays(mesh))}
     for name in dict.fromkeys(fields):
         array = data.GetArray(name)
         state[_FIELD + name] = "" if array is None else _digest(vtk_to_numpy(array))

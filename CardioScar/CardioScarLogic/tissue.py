@@ -88,12 +88,14 @@ def _existing_rows(model_node) -> list[tuple[str, str, str]]:
     return [row for row in rows if not row[0].startswith(ROW_PREFIX)]
 
 
-def core_values(model_node, core_field: Optional[str] = None, core_model=None) -> Optional[np.ndarray]:
+def core_values(model_node, core_field: Optional[str] = None, core_model=None,
+                model_points: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """The core field of a two-field tagging, checked before anything changes: ``core_field`` of
     ``core_model`` (a core model's result on the same mesh; default ``scar_probability``, as
     ``cardioscar export --core-mesh``), else ``core_field`` of the model itself (``--core-field``),
     else None (one field). A result whose recorded scar rule says it learned the other target is
-    refused, since swapping the two would tag every scar node core."""
+    refused, since swapping the two would tag every scar node core. ``model_points``: the model's
+    world LPS points when the caller has read them already (:func:`model_points_lps`)."""
     check_scar_field_name(core_field, "The core field")
     if core_model is None:
         refuse_scar_as_core(PROBABILITY, core_field, same_mesh=True)
@@ -113,7 +115,8 @@ def core_values(model_node, core_field: Optional[str] = None, core_model=None) -
     if learned_target(model_node) == "core":
         raise CardioScarError(f"The model to tag '{name}' learned the core: choose the scar result (scar target "
                               f"scar) to tag, and '{name}' as its core model")
-    offset = float(np.abs(model_points_lps(core_model) - model_points_lps(model_node)).max())
+    points = model_points_lps(model_node) if model_points is None else model_points
+    offset = float(np.abs(model_points_lps(core_model) - points).max())
     if offset > CORE_MESH_TOLERANCE_MM:  # as export --core-mesh: the same count of other nodes
         raise CardioScarError(f"The core model '{core_name}' has as many nodes as '{name}', but not at the same places "
                               f"(up to {offset:.3g} mm apart): choose the core model's result on this mesh")
@@ -164,12 +167,13 @@ def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: O
     """Read and check what :func:`tag_model_node` needs (see :func:`core_values`, and every check of
     the library's ``tag_mesh``, so that a worker computing the tags gets good input); changes nothing."""
     scar = _point_field(model_node, PROBABILITY)
-    core_array = core_values(model_node, core_field, core_model)
-    world = world_mesh_lps(model_node, model_points_lps(model_node))
+    points = model_points_lps(model_node)  # once: the mesh, the core model's check and the state use them
+    core_array = core_values(model_node, core_field, core_model, points)
+    world = world_mesh_lps(model_node, points)
     border_zone, core = check_tag_inputs(world, scar, core_array, border_zone, core, tuple(tag_values))
     fields = [PROBABILITY] + ([core_field] if core_field and core_model is None else [])  # the model's, read
     return TaggingInputs(model_node.GetName(), world, scar, core_array, border_zone, core, tuple(tag_values),
-                         model_state(model_node, fields))
+                         model_state(model_node, fields, points))
 
 
 @speaks_logic_words(TISSUE_NAMES)

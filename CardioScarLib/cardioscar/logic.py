@@ -413,8 +413,8 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 format_version=np.int64(TRAINING_DATA_FORMAT),
                 cardioscar_version=np.asarray(__version__),
                 slice_profile=np.asarray(result.slice_profile),
-                row_weights=(np.ones(result.n_nodes, dtype=np.float32) if result.row_weights is None
-                             else np.asarray(result.row_weights, dtype=np.float32)),
+                **({} if result.row_weights is None  # the box's rows are all 1: nothing to store
+                   else {"row_weights": np.asarray(result.row_weights, dtype=np.float32)}),
                 **({"scar_rule": np.asarray(result.scar_rule)} if result.scar_rule else {}),
                 **npz_entries(result.shape_prior),
             )

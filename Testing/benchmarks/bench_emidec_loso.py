@@ -60,6 +60,7 @@ from cardioscar.shape_prior.use import with_residual_decay
 from cardioscar.prepare.mapping import SLICE_PROFILES
 from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, labelled_slices, myocardium_mesh_from_labels
 from cardioscar.prepare.slices import SliceLayer, slices_from_image
+from cardioscar.fit.batching import group_means
 from cardioscar.fit.training import TrainingConfig
 
 SCAR_LABELS = (3, 4)
@@ -125,10 +126,8 @@ def yardstick_slices(layers: list[SliceLayer]) -> list[SliceLayer]:
 def group_loss(node_values: np.ndarray, training: PreprocessingResult) -> float:
     """The documented group loss of a deterministic field: mean over groups of (group mean - target)^2
     (means weighted by the rows' slice-profile weights, as training forms them)."""
-    weights = np.ones(training.n_nodes) if training.row_weights is None else training.row_weights
-    sums = np.bincount(training.group_ids, weights=node_values[training.node_ids] * weights, minlength=training.n_groups)
-    totals = np.bincount(training.group_ids, weights=weights, minlength=training.n_groups)
-    return float(np.mean((sums / totals - training.group_targets) ** 2))
+    means = group_means(node_values[training.node_ids], training.group_ids, training.row_weights)[0]
+    return float(np.mean((means - training.group_targets) ** 2))
 
 
 def prepare_case(case_dir: Path, mesh_spacing_mm: float = 1.5, slice_profile: str = "box") -> PreparedCase:

@@ -78,6 +78,7 @@ from cardioscar.phantoms.phantom_segmented import MYOCARDIUM, SCAR, SegmentedCon
 from cardioscar.prepare.slices import SliceLayer, ijk_to_lps_matrix, slices_from_image, slices_from_path
 from cardioscar.shape_prior import build_shape_prior
 from cardioscar.shape_prior.use import with_residual_decay
+from cardioscar.fit.batching import group_means
 from cardioscar.fit.training import TrainingConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -367,10 +368,8 @@ def group_loss(field_values: np.ndarray, prepared: PreprocessingResult) -> float
     """Mean squared error between each group's mean of ``field_values`` and its target (means
     weighted by the rows' slice-profile weights, as training forms them)."""
     _, inverse = np.unique(prepared.group_ids, return_inverse=True)
-    weights = np.ones(len(inverse)) if prepared.row_weights is None else prepared.row_weights
-    counts = np.bincount(inverse, weights=weights)
-    means = np.bincount(inverse, weights=field_values[prepared.node_ids] * weights) / counts
-    targets = np.bincount(inverse, weights=prepared.intensities[:, 0].astype(np.float64) * weights) / counts
+    means = group_means(field_values[prepared.node_ids], inverse, prepared.row_weights)[0]
+    targets = group_means(prepared.intensities[:, 0], inverse, prepared.row_weights)[0]
     return float(np.mean((means - targets) ** 2))
 
 

@@ -1,8 +1,15 @@
-"""Complete-group batching.
+"""Complete-group batching, and the group mean itself.
 
 The loss compares a group's *mean* prediction with its pixel value, so a batch must hold every
 node of each group it touches: a split group would be fitted on a partial mean. Rows are sorted
 by group once, after which each batch is a contiguous slice ``[start, end)``.
+
+The weighted group mean ``sum(w v) / sum(w)`` is written once in numpy (:func:`group_means`) and
+once in torch (:func:`group_sums`): every place training forms a group's mean (its target, the
+network's mean prediction, the loss) calls them, so the box (``weights`` ``None``, every row 1) and
+the gaussian slice profile (:mod:`cardioscar.prepare.mapping`) are the same formula everywhere.
+``None`` takes the unweighted path (no multiplication by ones), which keeps the box's numbers
+exactly as they were.
 """
 
 from __future__ import annotations
@@ -102,3 +109,29 @@ def create_complete_group_batches(dataset: ScarReconstructionDataset,
     if int(target_batch_size) < 1:
         raise CardioScarError(f"batch_size must be a positive integer, got {target_batch_size}")
     return pack_groups(group_boundaries(dataset.group_ids), int(target_batch_size))
+
+
+def group_means(values: np.ndarray, inverse: np.ndarray,
+                weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(means, totals)`` float64 per group: ``inverse`` (n,) holds each row's group 0..G-1 (every
+    group with a row), ``values`` (n,) the rows' values, ``weights`` (n,) their weights or ``None``
+    (all 1). ``totals`` is each group's weight sum (its size for the box), which the CPU step keeps
+    as ``1 / totals``."""
+    inverse = np.asarray(inverse).reshape(-1)
+    values = np.asarray(values).reshape(-1).astype(np.float64)
+    if weights is None:
+        totals = np.bincount(inverse).astype(np.float64)
+        return np.bincount(inverse, weights=values) / totals, totals
+    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+    totals = np.bincount(inverse, weights=weights)
+    return np.bincount(inverse, weights=values * weights) / totals, totals
+
+
+def group_sums(values: torch.Tensor, inverse: torch.Tensor, n_groups: int,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum(w v)`` per group (``n_groups``,), in ``values``' dtype and device; ``inverse`` (n,) the
+    rows' groups 0..n_groups-1, ``weights`` (n,) or ``None`` (all 1). A group's weight total is
+    ``group_sums(torch.ones_like(values), ...)``; the callers divide (or keep ``1 / total`` for a
+    loss evaluated every step)."""
+    return torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add(
+        0, inverse, values if weights is None else values * weights)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cardioscar.fit.batching import group_boundaries, pack_groups
+from cardioscar.fit.batching import group_boundaries, group_means, group_sums, pack_groups
 from cardioscar.fit.engines import BayesianNN, drop_threshold
 
 #: Row-samples (rows x passes after the first dropout) per chunk. Large enough that the ~80
@@ -129,14 +129,12 @@ def chunk_batch(coordinates: np.ndarray, intensities: np.ndarray, group_ids: np.
         local = bounds[(bounds >= start) & (bounds <= end)] - start
         sizes = np.diff(local)
         inverse = np.repeat(np.arange(len(sizes)), sizes)
-        weights = None if row_weights is None else np.asarray(row_weights[start:end], dtype=np.float64)
-        totals = sizes if weights is None else np.bincount(inverse, weights=weights)
-        values = intensities[start:end].reshape(-1).astype(np.float64)
-        sums = np.bincount(inverse, weights=values if weights is None else values * weights)
+        means, totals = group_means(intensities[start:end], inverse,
+                                    None if row_weights is None else row_weights[start:end])
         chunks.append(Chunk(torch.from_numpy(np.ascontiguousarray(coordinates[start:end])),
                             torch.from_numpy(inverse.astype(np.int64)),
                             torch.from_numpy((1.0 / totals).astype(np.float32)),
-                            torch.from_numpy((sums / totals).astype(np.float32)),
+                            torch.from_numpy(means.astype(np.float32)),
                             _column(prior_logit, start, end), _column(row_weights, start, end)))
     return ChunkedBatch(chunks, len(bounds) - 1)
 
@@ -249,9 +247,8 @@ class GroupLossStep:
         # the group loss of the (weighted) group mean of the mean over passes, and its gradient at
         # the output unit: d(mean)/d(p of a row) = w / sum(w) of its group (1 / size unweighted)
         row_mean = p.view(n, passes).mean(dim=1)
-        if chunk.weights is not None:
-            row_mean = row_mean * chunk.weights.view(-1)
-        residual = torch.zeros_like(chunk.targets).index_add_(0, chunk.inverse, row_mean)
+        residual = group_sums(row_mean, chunk.inverse, len(chunk.targets),
+                              None if chunk.weights is None else chunk.weights.view(-1))
         residual = residual.mul_(chunk.inv_counts).sub_(chunk.targets)
         coefficient = residual * chunk.inv_counts * (2.0 / (n_groups * passes))
         per_row = coefficient[chunk.inverse].view(n, 1)

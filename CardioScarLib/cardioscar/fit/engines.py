@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cardioscar.fit.batching import group_sums
+
 logger = logging.getLogger(__name__)
 
 
@@ -232,13 +234,8 @@ def compute_group_reconstruction_loss(predictions: torch.Tensor, targets: torch.
         _, inverse = torch.unique(group_ids.reshape(-1), return_inverse=True)
         n_groups = int(inverse.max().item()) + 1 if inverse.numel() else 0
     w = None if weights is None else weights.reshape(-1).to(pred.dtype)
-    counts = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add_(
-        0, inverse, torch.ones_like(pred) if w is None else w)
-    pred_sum = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add(
-        0, inverse, pred if w is None else pred * w)
-    tgt_sum = torch.zeros(n_groups, dtype=pred.dtype, device=pred.device).index_add_(
-        0, inverse, tgt if w is None else tgt * w)
-    per_group = ((pred_sum - tgt_sum) / counts) ** 2
+    counts = group_sums(torch.ones_like(pred), inverse, n_groups, w)
+    per_group = ((group_sums(pred, inverse, n_groups, w) - group_sums(tgt, inverse, n_groups, w)) / counts) ** 2
     loss = per_group.mean()
     if return_per_group:
         return loss, per_group

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches
+from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_group_batches, group_means, group_sums
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.fit.engines import BayesianNN
@@ -426,10 +426,8 @@ def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_sam
         n_groups = last - first + 1
         inverse = inverse_all[start:end] - first
         weights = None if weights_all is None else weights_all[start:end]
-        counts = torch.zeros(n_groups, device=device).index_add_(
-            0, inverse, torch.ones(end - start, device=device) if weights is None else weights)
-        weighted = targets[start:end] if weights is None else targets[start:end] * weights
-        group_targets = torch.zeros(n_groups, device=device).index_add_(0, inverse, weighted) / counts
+        counts = group_sums(torch.ones_like(targets[start:end]), inverse, n_groups, weights)
+        group_targets = group_sums(targets[start:end], inverse, n_groups, weights) / counts
         inputs = coords[start:end].repeat(mc_samples, 1) if mc_samples > 1 else coords[start:end]
         prior = None
         if dataset.prior_logit is not None:
@@ -443,10 +441,7 @@ def _batch_loss(model: BayesianNN, batch: _Batch, mc_samples: int) -> torch.Tens
     """Group loss of the MC-dropout mean prediction (same maths as the documented loss), each
     group's mean weighted by its rows' slice-profile weights when there are any."""
     predictions = model(batch.inputs, prior_logit=batch.prior_logit).view(mc_samples, batch.n_rows).mean(dim=0)
-    if batch.row_weights is not None:
-        predictions = predictions * batch.row_weights
-    sums = torch.zeros(batch.n_groups, dtype=predictions.dtype, device=predictions.device)
-    sums = sums.index_add(0, batch.inverse, predictions)
+    sums = group_sums(predictions, batch.inverse, batch.n_groups, batch.row_weights)
     return ((sums * batch.inv_counts - batch.group_targets) ** 2).mean()
 
 
@@ -693,12 +688,8 @@ def _coherent_groups(dataset: ScarReconstructionDataset, extent_mm) -> np.ndarra
 def _group_means(dataset: ScarReconstructionDataset, values: np.ndarray) -> np.ndarray:
     """Mean of per-row ``values`` over each group of ``dataset`` (in group order), weighted by the
     rows' slice-profile weights when the dataset has them."""
-    _, inverse, counts = np.unique(dataset.group_ids, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    if dataset.row_weights is None:
-        return np.bincount(inverse, weights=values.astype(np.float64)) / counts
-    return (np.bincount(inverse, weights=values.astype(np.float64) * dataset.row_weights)
-            / np.bincount(inverse, weights=dataset.row_weights))
+    _, inverse = np.unique(dataset.group_ids, return_inverse=True)
+    return group_means(values, inverse, dataset.row_weights)[0]
 
 
 def _fit(dataset: ScarReconstructionDataset, config: TrainingConfig, device: torch.device, progress_callback,

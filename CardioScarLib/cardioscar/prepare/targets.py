@@ -300,10 +300,10 @@ def looks_like_cavity(values: np.ndarray, labels: Sequence[int], spacing: tuple[
 def cavity_slices(label_slices: Sequence[np.ndarray], labels: Sequence[int],
                   spacings: Sequence[tuple[float, float]]) -> tuple[int, int]:
     """On how many slices ``labels`` look like the cavity (:func:`looks_like_cavity`), and on how
-    many they are present."""
+    many they are present. ``label_slices``: NaN-free label values (0 background); both callers
+    have already cleaned theirs, as NaN (a pixel of no value) would count as a label here."""
     cavity = present = 0
     for values, spacing in zip(label_slices, spacings):
-        values = np.nan_to_num(np.asarray(values, np.float64), nan=0.0)
         if np.isin(values, labels).any():
             present += 1
             cavity += looks_like_cavity(values, labels, spacing)
