@@ -207,3 +207,42 @@ def test_aha_of_cells_that_share_no_node_is_refused(segmented, tmp_path, capsys)
     write_mesh(apart, path, {"scar_probability": (x - x.min()) / np.ptp(x)})
     assert_refused_in_one_line(["aha", "--mesh", path, "--output-dir", tmp_path / "out", "--rv-point", "30,0,20"],
                                "so its cells share no node", capsys, tmp_path)
+
+
+def test_a_scar_free_map_with_a_mask_larger_than_its_wall_keeps_the_warning(segmented, tmp_path,
+                                                                             warnings_of_cardioscar):
+    """A scar-free map with its cavity label (labels 1, 2) and a myocardium mask reaching 6 pixels
+    beyond its epicardium (a generous contour): its wall fills 44 % of the mask. That is no 0/1
+    scar map, whose one label is its only one; refusing it advised --scar-labels 2, which trains
+    the whole wall as scar (EMIDEC's normal controls, myocardium dilated 4 pixels: 12 of 23)."""
+    from scipy import ndimage
+
+    from cardioscar.prepare.myocardium import read_mask_image, masks_from_image
+    from cardioscar.prepare.slices import slices_from_path
+    from cardioscar.prepare.targets import warn_scar_free
+    from conftest import scar_free_label_map
+
+    layers = slices_from_path(scar_free_label_map(segmented["label_map"], tmp_path))
+    masks = masks_from_image(read_mask_image(segmented["myocardium_mask"]), layers, None)
+    wider = [ndimage.binary_dilation(mask | (layer.values == 1), iterations=6) & (layer.values != 1)
+             for layer, mask in zip(layers, masks)]
+    wall = sum(int(((layer.values == 2) & mask).sum()) for layer, mask in zip(layers, wider))
+    assert wall < 0.5 * sum(int(mask.sum()) for mask in wider)
+    assert warn_scar_free(layers, [3], None, wider)
+    assert [w for w in warnings_of_cardioscar if "a scar-free heart" in w]
+
+
+def test_export_of_another_field_than_the_models_does_not_call_it_the_models_edge(segmented, tmp_path, capsys):
+    """apply's note says what its scar_probability learned; ``--scar-field`` naming another field
+    of that mesh (a truth, a map sampled onto it) is not that model's field: no edge warning, and
+    the sidecar does not call its border zone a 0/1 model's edge."""
+    mesh = read_mesh(segmented["mesh"])
+    x = mesh.points_lps()[:, 0]
+    ramp = (x - x.min()) / np.ptp(x)
+    set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, BINARY_TARGETS)
+    path = tmp_path / "pred.vtk"
+    write_mesh(mesh, path, {"scar_probability": ramp, "sampled_map": ramp ** 2})
+    capsys.readouterr()
+    assert main(["export", "--mesh", str(path), "--scar-field", "sampled_map", "--output", str(tmp_path / "map")]) == 0
+    assert not _warnings(capsys.readouterr().err, EDGE)
+    assert "blurred edge" not in json.loads((tmp_path / "map.json").read_text())["tag_rule"]["border_zone_is"]
