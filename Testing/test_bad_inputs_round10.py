@@ -246,3 +246,16 @@ def test_export_of_another_field_than_the_models_does_not_call_it_the_models_edg
     assert main(["export", "--mesh", str(path), "--scar-field", "sampled_map", "--output", str(tmp_path / "map")]) == 0
     assert not _warnings(capsys.readouterr().err, EDGE)
     assert "blurred edge" not in json.loads((tmp_path / "map.json").read_text())["tag_rule"]["border_zone_is"]
+
+
+def test_one_field_export_of_a_scar_free_0_1_model_does_not_warn(segmented, tmp_path, capsys):
+    """A scar-free heart's labels (EMIDEC's normal controls) train a 0/1 model whose field stays
+    near 0: nothing is tagged border zone, so no warning about its edge (it said 0.0 % and asked for
+    a core model of a heart without scar)."""
+    mesh = read_mesh(segmented["mesh"])
+    set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, BINARY_TARGETS)
+    path = tmp_path / "free.vtk"
+    write_mesh(mesh, path, {"scar_probability": np.full(mesh.n_points, 0.02)})
+    capsys.readouterr()
+    assert main(["export", "--mesh", str(path), "--output", str(tmp_path / "free")]) == 0
+    assert not _warnings(capsys.readouterr().err, EDGE)
