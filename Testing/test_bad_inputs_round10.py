@@ -259,3 +259,17 @@ def test_one_field_export_of_a_scar_free_0_1_model_does_not_warn(segmented, tmp_
     capsys.readouterr()
     assert main(["export", "--mesh", str(path), "--output", str(tmp_path / "free")]) == 0
     assert not _warnings(capsys.readouterr().err, EDGE)
+
+
+def test_a_cohort_record_keeps_each_warning_once():
+    """A cohort row exporting openCARP and .vtu tags its prediction once per format: the 0/1 border
+    zone's warning (and the coincident nodes') came twice into the patient's record."""
+    import logging
+
+    from cardioscar.cohort.tasks import _KeptWarnings
+
+    with _KeptWarnings() as kept:
+        for _ in range(2):
+            logging.getLogger("cardioscar.simulation.tags").warning("pred.vtk: its scar model was trained on 0/1")
+        logging.getLogger("cardioscar.simulation.opencarp").warning("pred.vtk: 16 of its 128 nodes")
+    assert kept.messages == ["pred.vtk: its scar model was trained on 0/1", "pred.vtk: 16 of its 128 nodes"]
