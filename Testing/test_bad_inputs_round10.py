@@ -273,3 +273,22 @@ def test_a_cohort_record_keeps_each_warning_once():
             logging.getLogger("cardioscar.simulation.tags").warning("pred.vtk: its scar model was trained on 0/1")
         logging.getLogger("cardioscar.simulation.opencarp").warning("pred.vtk: 16 of its 128 nodes")
     assert kept.messages == ["pred.vtk: its scar model was trained on 0/1", "pred.vtk: 16 of its 128 nodes"]
+
+
+def test_a_one_label_map_in_a_larger_mask_is_refused_naming_both_readings():
+    """A map holding one label only, filling a third of the mask: a 0/1 scar map (give that label
+    as the scar) or, less likely, a scar-free heart's myocardium-only map with a mask far beyond its
+    wall; the message names the fix of each, not only the one that trains the wall as scar."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.prepare.slices import SliceLayer
+    from cardioscar.prepare.targets import refuse_part_of_the_mask
+
+    values = np.zeros((8, 8))
+    values[2:4, 2:6] = 1.0
+    layer = SliceLayer(values=values, origin=np.zeros(3), axis_i=np.array([1.0, 0, 0]), axis_j=np.array([0, 1.0, 0]),
+                       spacing=(1.5, 1.5), half_thickness=5.0, label="k=0")
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 1:7] = True
+    with pytest.raises(CardioScarError, match="33 % of its pixels.*give --scar-labels 1 .*--myocardium-labels 1 "
+                                              "instead of the mask"):
+        refuse_part_of_the_mask([layer], [mask], [2], 1)
