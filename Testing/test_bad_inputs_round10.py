@@ -81,7 +81,9 @@ def test_one_field_export_of_a_model_trained_on_0_1_targets_warns_and_says_so(se
     prediction = tmp_path / "labels_pred.vtk"
     assert main(["apply", "--model", str(model), "--mesh", str(segmented["mesh"]), "--output", str(prediction),
                  "--mc-samples", "2"]) == 0
-    assert main(["export", "--mesh", str(prediction), "--output", str(tmp_path / "edge")]) == 0
+    # an untrained network's field: thresholds that make most of it the band (none there: no warning)
+    assert main(["export", "--mesh", str(prediction), "--border-zone", "0.01", "--core", "0.99", "--output",
+                 str(tmp_path / "edge")]) == 0
     [warning] = _warnings(capsys.readouterr().err, EDGE)
     assert "--core-mesh" in warning and "prepare --scar-target core" in warning
     assert "blurred edge" in json.loads((tmp_path / "edge.json").read_text())["tag_rule"]["border_zone_is"]
