@@ -81,7 +81,9 @@ def test_one_field_export_of_a_model_trained_on_0_1_targets_warns_and_says_so(se
     prediction = tmp_path / "labels_pred.vtk"
     assert main(["apply", "--model", str(model), "--mesh", str(segmented["mesh"]), "--output", str(prediction),
                  "--mc-samples", "2"]) == 0
-    assert main(["export", "--mesh", str(prediction), "--output", str(tmp_path / "edge")]) == 0
+    # an untrained network's field: thresholds that make most of it the band (none there: no warning)
+    assert main(["export", "--mesh", str(prediction), "--border-zone", "0.01", "--core", "0.99", "--output",
+                 str(tmp_path / "edge")]) == 0
     [warning] = _warnings(capsys.readouterr().err, EDGE)
     assert "--core-mesh" in warning and "prepare --scar-target core" in warning
     assert "blurred edge" in json.loads((tmp_path / "edge.json").read_text())["tag_rule"]["border_zone_is"]
@@ -207,3 +209,88 @@ def test_aha_of_cells_that_share_no_node_is_refused(segmented, tmp_path, capsys)
     write_mesh(apart, path, {"scar_probability": (x - x.min()) / np.ptp(x)})
     assert_refused_in_one_line(["aha", "--mesh", path, "--output-dir", tmp_path / "out", "--rv-point", "30,0,20"],
                                "so its cells share no node", capsys, tmp_path)
+
+
+def test_a_scar_free_map_with_a_mask_larger_than_its_wall_keeps_the_warning(segmented, tmp_path,
+                                                                             warnings_of_cardioscar):
+    """A scar-free map with its cavity label (labels 1, 2) and a myocardium mask reaching 6 pixels
+    beyond its epicardium (a generous contour): its wall fills 44 % of the mask. That is no 0/1
+    scar map, whose one label is its only one; refusing it advised --scar-labels 2, which trains
+    the whole wall as scar (EMIDEC's normal controls, myocardium dilated 4 pixels: 12 of 23)."""
+    from scipy import ndimage
+
+    from cardioscar.prepare.myocardium import read_mask_image, masks_from_image
+    from cardioscar.prepare.slices import slices_from_path
+    from cardioscar.prepare.targets import warn_scar_free
+    from conftest import scar_free_label_map
+
+    layers = slices_from_path(scar_free_label_map(segmented["label_map"], tmp_path))
+    masks = masks_from_image(read_mask_image(segmented["myocardium_mask"]), layers, None)
+    wider = [ndimage.binary_dilation(mask | (layer.values == 1), iterations=6) & (layer.values != 1)
+             for layer, mask in zip(layers, masks)]
+    wall = sum(int(((layer.values == 2) & mask).sum()) for layer, mask in zip(layers, wider))
+    assert wall < 0.5 * sum(int(mask.sum()) for mask in wider)
+    assert warn_scar_free(layers, [3], None, wider)
+    assert [w for w in warnings_of_cardioscar if "a scar-free heart" in w]
+
+
+def test_export_of_another_field_than_the_models_does_not_call_it_the_models_edge(segmented, tmp_path, capsys):
+    """apply's note says what its scar_probability learned; ``--scar-field`` naming another field
+    of that mesh (a truth, a map sampled onto it) is not that model's field: no edge warning, and
+    the sidecar does not call its border zone a 0/1 model's edge."""
+    mesh = read_mesh(segmented["mesh"])
+    x = mesh.points_lps()[:, 0]
+    ramp = (x - x.min()) / np.ptp(x)
+    set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, BINARY_TARGETS)
+    path = tmp_path / "pred.vtk"
+    write_mesh(mesh, path, {"scar_probability": ramp, "sampled_map": ramp ** 2})
+    capsys.readouterr()
+    assert main(["export", "--mesh", str(path), "--scar-field", "sampled_map", "--output", str(tmp_path / "map")]) == 0
+    assert not _warnings(capsys.readouterr().err, EDGE)
+    assert "blurred edge" not in json.loads((tmp_path / "map.json").read_text())["tag_rule"]["border_zone_is"]
+
+
+def test_one_field_export_of_a_scar_free_0_1_model_does_not_warn(segmented, tmp_path, capsys):
+    """A scar-free heart's labels (EMIDEC's normal controls) train a 0/1 model whose field stays
+    near 0: nothing is tagged border zone, so no warning about its edge (it said 0.0 % and asked for
+    a core model of a heart without scar)."""
+    mesh = read_mesh(segmented["mesh"])
+    set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, BINARY_TARGETS)
+    path = tmp_path / "free.vtk"
+    write_mesh(mesh, path, {"scar_probability": np.full(mesh.n_points, 0.02)})
+    capsys.readouterr()
+    assert main(["export", "--mesh", str(path), "--output", str(tmp_path / "free")]) == 0
+    assert not _warnings(capsys.readouterr().err, EDGE)
+
+
+def test_a_cohort_record_keeps_each_warning_once():
+    """A cohort row exporting openCARP and .vtu tags its prediction once per format: the 0/1 border
+    zone's warning (and the coincident nodes') came twice into the patient's record."""
+    import logging
+
+    from cardioscar.cohort.tasks import _KeptWarnings
+
+    with _KeptWarnings() as kept:
+        for _ in range(2):
+            logging.getLogger("cardioscar.simulation.tags").warning("pred.vtk: its scar model was trained on 0/1")
+        logging.getLogger("cardioscar.simulation.opencarp").warning("pred.vtk: 16 of its 128 nodes")
+    assert kept.messages == ["pred.vtk: its scar model was trained on 0/1", "pred.vtk: 16 of its 128 nodes"]
+
+
+def test_a_one_label_map_in_a_larger_mask_is_refused_naming_both_readings():
+    """A map holding one label only, filling a third of the mask: a 0/1 scar map (give that label
+    as the scar) or, less likely, a scar-free heart's myocardium-only map with a mask far beyond its
+    wall; the message names the fix of each, not only the one that trains the wall as scar."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.prepare.slices import SliceLayer
+    from cardioscar.prepare.targets import refuse_part_of_the_mask
+
+    values = np.zeros((8, 8))
+    values[2:4, 2:6] = 1.0
+    layer = SliceLayer(values=values, origin=np.zeros(3), axis_i=np.array([1.0, 0, 0]), axis_j=np.array([0, 1.0, 0]),
+                       spacing=(1.5, 1.5), half_thickness=5.0, label="k=0")
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 1:7] = True
+    with pytest.raises(CardioScarError, match="33 % of its pixels.*give --scar-labels 1 .*--myocardium-labels 1 "
+                                              "instead of the mask"):
+        refuse_part_of_the_mask([layer], [mask], [2], 1)

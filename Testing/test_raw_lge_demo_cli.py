@@ -19,7 +19,7 @@ from vtk.util.numpy_support import vtk_to_numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cardioscar.io.meshio import read_mesh  # noqa: E402
+from cardioscar.io.meshio import BINARY_TARGETS, TRAINING_TARGETS_ARRAY, read_mesh, text_field  # noqa: E402
 from test_simulation_export import read_opencarp  # noqa: E402
 
 BORDER, CORE = 0.4, 0.6  # PSI's default thresholds, the demo's truth classes on the scar fraction
@@ -70,6 +70,9 @@ def test_the_opencarp_and_vtu_files_carry_the_tagged_mesh(demo):
     np.testing.assert_array_equal(tags, expected)
     sidecar = json.loads((out / "model_opencarp.json").read_text(encoding="utf-8"))
     assert sidecar["scar_rule"]["rule"] == "psi" and sidecar["tags"] == {"healthy": 1, "border_zone": 2, "core": 3}
+    # the scar model's 0/1 targets noted as apply notes them: a one-field export of this file warns
+    assert text_field(prediction.dataset, TRAINING_TARGETS_ARRAY) == BINARY_TARGETS
+    assert sidecar["tag_rule"]["border_zone_is"] == "the scar model's scar outside the core model's core"
     vtu = read_mesh(out / "model_tagged.vtu")
     cell_tags = vtk_to_numpy(vtu.dataset.GetCellData().GetArray("tissue_tag"))
     np.testing.assert_array_equal(cell_tags, tags)

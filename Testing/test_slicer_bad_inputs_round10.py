@@ -71,3 +71,22 @@ def test_the_panels_worker_gets_the_note_and_keeps_it_in_its_tags(segmented, tmp
     assert text_field(job_mesh, TRAINING_TARGETS_ARRAY) == BINARY_TARGETS
     save_tags(tmp_path / "tags.npz", tag_mesh(job_mesh, mesh.point_array("scar_probability")))
     assert load_tags(tmp_path / "tags.npz").scar_targets == BINARY_TARGETS
+
+
+def test_the_batch_script_names_its_own_options_for_the_core_model(segmented, tmp_path, warnings_of_cardioscar):
+    """The batch script tags through the Logic, whose warning named the panel's boxes (Network
+    learns, Core model (core_model)): options the script does not have. It names its own."""
+    import importlib.util
+
+    from test_bad_inputs_round10 import _model
+
+    spec = importlib.util.spec_from_file_location("cardioscar_batch_round10",
+                                                  REPO / "CardioScar" / "Scripts" / "cardioscar_batch.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = _model(segmented["mesh"], tmp_path / "labels.pth", BINARY_TARGETS)
+    assert script.run(["--model", str(model), "--mesh", str(segmented["mesh"]), "--output", str(tmp_path / "o.vtk"),
+                       "--inference-mc-samples", "2", "--border-zone", "0.01", "--core", "0.99",
+                       "--export-opencarp", str(tmp_path / "heart")]) == 0
+    [warning] = [w for w in warnings_of_cardioscar if EDGE in w]
+    assert "--core-mesh CORE.vtk" in warning and "Core model" not in warning and "core_model" not in warning

@@ -32,7 +32,7 @@ from .geometry import check_unchanged, model_points_lps, model_state, world_mesh
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
                       write_point_arrays)
 from .wording import TISSUE_NAMES, speaks_logic_words
-from .worker import tag_world_mesh, write_export
+from .worker import SLICER_CORE_MODEL_ADVICE, tag_world_mesh, write_export
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
 TAG_COLOR_ID = "vtkMRMLColorTableNode" + TAG_COLOR_TAG
@@ -155,10 +155,10 @@ class TaggingInputs:
     tag_values: tuple[int, int, int]
     state: dict = field(default_factory=dict)
 
-    def tags(self) -> TissueTags:
+    def tags(self, core_advice: str = SLICER_CORE_MODEL_ADVICE) -> TissueTags:
         """The library's tags (in this process; the panel computes them in its worker instead)."""
         return tag_world_mesh(self.world_mesh, self.scar, self.core, self.border_zone, self.core_threshold,
-                              self.tag_values, self.model_name)
+                              self.tag_values, self.model_name, core_advice)
 
 
 def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
@@ -179,14 +179,15 @@ def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: O
 @speaks_logic_words(TISSUE_NAMES)
 def tag_model_node(model_node, border_zone: Optional[float] = None, core: Optional[float] = None,
                    core_field: Optional[str] = None, tag_values: tuple[int, int, int] = (1, 2, 3),
-                   color_logic=None, core_model=None) -> TissueTags:
+                   color_logic=None, core_model=None, core_advice: str = SLICER_CORE_MODEL_ADVICE) -> TissueTags:
     """Tag the model's nodes and cells, colour it by tag with a legend, and add summary rows.
 
     With ``core_model`` (a core model's result on the same mesh) or ``core_field`` the tags come
     from two fields (see :func:`core_values`). All checks run before the node changes, so a bad
-    threshold or core model leaves the model as it was.
+    threshold or core model leaves the model as it was. ``core_advice``: how the caller's user
+    gives a core model, in the warning that a 0/1 model's one-field border zone is its edge.
     """
-    tags = read_tagging_inputs(model_node, border_zone, core, core_field, tag_values, core_model).tags()
+    tags = read_tagging_inputs(model_node, border_zone, core, core_field, tag_values, core_model).tags(core_advice)
     apply_tags(model_node, tags, color_logic)
     return tags
 

@@ -129,15 +129,17 @@ SLICER_CORE_MODEL_ADVICE = ("train a core model (Network learns: core, or Scar l
 
 
 def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndarray | None", border_zone: float,
-                   core_threshold: float, tag_values: tuple[int, int, int], name: str) -> "TissueTags":
+                   core_threshold: float, tag_values: tuple[int, int, int], name: str,
+                   core_advice: str = SLICER_CORE_MODEL_ADVICE) -> "TissueTags":
     """The library's tags of a mesh in world LPS (the panel's worker and the console's
     ``tag_model_node`` both call this), with the warning when the border zone is not the cut the
-    mesh's ``scar_binary`` was made with."""
+    mesh's ``scar_binary`` was made with, and the one when it is a 0/1 model's edge (``core_advice``:
+    how this face gives a core model; the batch script has its own options)."""
     from cardioscar.simulation.tags import tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
     tags = tag_mesh(dataset, scar, core, border_zone, core_threshold, tuple(tag_values))
     warn_border_zone_off_the_call(dataset, scar, tags.border_zone, f"The model '{name}'")
-    warn_edge_as_border_zone(tags, f"The model '{name}'", SLICER_CORE_MODEL_ADVICE)
+    warn_edge_as_border_zone(tags, f"The model '{name}'", core_advice)
     return tags
 
 

@@ -33,6 +33,11 @@ from typing import Iterator
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
+#: How this script's user gives a core model, in the warning that a model trained on 0/1 targets,
+#: tagged alone, has its blurred edge as border zone (the panel's words name its boxes instead).
+CORE_MODEL_ADVICE = ("run this script for a core model first (--scar-target core, or --scar-labels of the core; "
+                     "--output CORE.vtk) and give its result as --core-mesh CORE.vtk")
+
 #: Further `cardioscar train` options, passed to TrainingConfig under their field names.
 _EXTRA_TRAINING = (("dropout_rate", float), ("base_lr", float), ("max_lr", float), ("lr_step_size", int),
                    ("hidden_dim", int), ("n_layers", int), ("convergence_tolerance", float))
@@ -399,7 +404,8 @@ def run(argv: list[str]) -> int:
 
             with _doing("export"):
                 tags = tag_model_node(model_node, args.border_zone, args.core, args.core_field,
-                                      color_logic=context.color_logic, core_model=core_node)
+                                      color_logic=context.color_logic, core_model=core_node,
+                                      core_advice=CORE_MODEL_ADVICE)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
             with _doing("train"):

@@ -289,7 +289,9 @@ class _KeptWarnings(logging.Handler):
     Why: on a worker they went to that process's stderr (a Slurm job's log), apart from the
     patient, while the summary said ``done``: a mesh of another patient (nodes outside the field
     of view), a scar label left out, a slab far off the slices' thickness, reached nobody. Only
-    this thread's records are kept: a worker may run several patients at once."""
+    this thread's records are kept: a worker may run several patients at once. Each message once:
+    a row exporting two formats checks and tags its mesh once per format (and once before the
+    training), and said the same coincident nodes or 0/1 border zone two or three times."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -297,8 +299,9 @@ class _KeptWarnings(logging.Handler):
         self._thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self._thread:
-            self.messages.append(record.getMessage())
+        message = record.getMessage()
+        if record.thread == self._thread and message not in self.messages:
+            self.messages.append(message)
 
     def __enter__(self) -> "_KeptWarnings":
         logging.getLogger("cardioscar").addHandler(self)

@@ -117,7 +117,9 @@ def coincident_nodes(mesh: "Mesh") -> tuple[int, int, int]:
     """(nodes the cells use that lie on another such node, the places where they do, the nodes the
     cells use): a mesh written without merging its points holds each shared node once per cell, and
     cells that share no node are not joined, whatever a viewer shows."""
-    used = np.unique(cell_point_ids(mesh.dataset))
+    in_cells = np.zeros(mesh.dataset.GetNumberOfPoints(), bool)
+    in_cells[cell_point_ids(mesh.dataset)] = True  # not np.unique of the ids: 2.3 s for 1M nodes' tetrahedra
+    used = np.flatnonzero(in_cells)
     if used.size == 0:
         return 0, 0, 0
     keys = np.ascontiguousarray(np.round(mesh.points_lps()[used] / COINCIDENT_MM).astype(np.int64))

@@ -23,7 +23,7 @@ from ..io.atomic import atomic_write
 from ..fit.devices import resolve_device
 from ..logic import (PreprocessingRequest, apply_scar_model, prepare_training_data, save_preprocessing_result,
                      save_trained_model, train_scar_model)
-from ..io.meshio import read_mesh, write_mesh
+from ..io.meshio import TRAINING_TARGETS_ARRAY, read_mesh, set_text_field, write_mesh
 from ..phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
 from ..simulation.export import export_model, summary_lines
 from ..simulation.tags import CLASS_NAMES
@@ -61,7 +61,7 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
     seconds["phantom"] = time.perf_counter() - clock
 
     border, core = RULES[RULE][:2]
-    probabilities, records = {}, {}
+    probabilities, records, learned = {}, {}, {}
     for target in ("scar", "core"):
         clock = time.perf_counter()
         rule = ScarRuleRequest(rule=RULE, myocardium_path=labels_path, myocardium_labels=[2],
@@ -78,10 +78,13 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
         result = apply_scar_model(out / f"model_{target}.pth", files["mesh"], mc_samples=MC_SAMPLES, device=device,
                                   seed=train_config.seed)
         probabilities[target] = result.mean_predictions
+        learned[target] = result.training_targets
         seconds[f"prepare_train_apply_{target}"] = time.perf_counter() - clock
 
     prediction = out / "prediction_raw_lge.vtk"
     mesh = read_mesh(files["mesh"])
+    # apply's note of what scar_probability's model learned: a one-field export or Tag of this file warns
+    set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, learned["scar"])
     write_mesh(mesh, prediction, {"scar_probability": probabilities["scar"],
                                   "core_probability": probabilities["core"], "scar_truth": phantom.truth})
     tags, _ = export_model(prediction, out / "model_opencarp", core_field="core_probability",

@@ -480,9 +480,17 @@ MIN_MASK_SHARE_OF_WALL_LABEL = 0.5
 
 def refuse_part_of_the_mask(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray], labels: list[int],
                             label: int) -> None:
-    """Refuse unmatched scar labels when the map's one label in the myocardium mask fills under
-    :data:`MIN_MASK_SHARE_OF_WALL_LABEL` of the mask: a 0/1 scar map (1 scar)
-    given mistyped scar labels, whose scar would train as healthy behind the scar-free warning."""
+    """Refuse unmatched scar labels when the map holds one label only (a 0/1 scar map: 1 scar) and
+    it fills under :data:`MIN_MASK_SHARE_OF_WALL_LABEL` of the myocardium mask: its scar would
+    train as healthy behind the scar-free warning.
+
+    A map with other labels beside it (a cavity's, outside the mask) is an anatomical map whose one
+    label in the mask is its wall: a mask drawn larger than that wall (a generous epicardial contour,
+    a dilated mask: EMIDEC's normal controls with their myocardium dilated 4 pixels, 12 of 23 under
+    half) does not make the wall scar, and the refusal's ``--scar-labels`` would have trained the
+    whole wall as scar."""
+    if any(np.isin(np.nan_to_num(layer.values, nan=0.0), [0, label], invert=True).any() for layer in layers):
+        return
     in_mask = sum(int(np.asarray(mask, bool).sum()) for mask in masks)
     filled = sum(int(((layer.values == label) & np.asarray(mask, bool)).sum()) for layer, mask in zip(layers, masks))
     if in_mask and filled < MIN_MASK_SHARE_OF_WALL_LABEL * in_mask:
@@ -490,7 +498,9 @@ def refuse_part_of_the_mask(layers: Sequence[SliceLayer], masks: Sequence[np.nda
             f"--scar-labels {','.join(map(str, labels))} match no pixel of the chosen slices (labels present: "
             f"{_labels_present(layers)}), and the myocardium mask holds label {label} on only "
             f"{100.0 * filled / in_mask:.0f} % of its pixels: a scar map whose scar is {label}, not a "
-            f"scar-free heart (whose myocardium label fills the mask); give --scar-labels {label}")
+            f"scar-free heart (whose myocardium label fills the mask); give --scar-labels {label} (if {label} is "
+            f"this scar-free heart's myocardium, the mask reaches far beyond it: give --myocardium-labels {label} "
+            "instead of the mask)")
 
 
 def labels_in_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray]) -> list[int]:

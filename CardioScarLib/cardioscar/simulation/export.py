@@ -6,6 +6,7 @@ VTK is imported inside the functions so that building the CLI parser stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     tags = tag_mesh(mesh.dataset, scar, core_values, border_zone, core, tag_values)
     if scar_field == "scar_probability":
         warn_border_zone_off_the_call(mesh.dataset, scar, tags.border_zone, Path(mesh_path).name)
-    warn_edge_as_border_zone(tags, Path(mesh_path).name)
+        warn_edge_as_border_zone(tags, Path(mesh_path).name)
+    else:  # apply's note of the targets describes its scar_probability, not another field of the mesh
+        tags = dataclasses.replace(tags, scar_targets=None)
     if tags.element_areas_mm2 is not None:
         logger.warning("%s has no volume cells: the exported model is a surface without thickness (a wall's "
                        "transmural scar cannot be simulated on it) and its class shares are of area; export the "

@@ -265,10 +265,14 @@ def warn_edge_as_border_zone(tags: TissueTags, name: str, advice: str = CORE_MOD
     0/1 targets (``--scar-labels``, a scar rule's scar target) has no graded tissue to learn; its
     values between the thresholds are the learned scar's blurred edge, yet a simulator gives that
     band border-zone conductivity. A warning, not an error: the band may be wanted as a
-    transition; the sidecar says what it is (:meth:`TissueTags.border_zone_meaning`)."""
+    transition; the sidecar says what it is (:meth:`TissueTags.border_zone_meaning`). Nothing tagged
+    border zone (a scar-free heart's labels: a field near 0 everywhere), nothing to warn about."""
     if tags.two_fields or tags.scar_targets != BINARY_TARGETS:
         return
-    share = tags.summary()["border_zone"]["percent"]
+    band = tags.summary()["border_zone"]
+    if not band["nodes"] and not band["elements"]:
+        return
+    share = band["percent"]
     logger.warning("%s: its scar model was trained on 0/1 targets, so the border zone tagged from the scar field alone "
                    "(%g <= scar_probability < %g, %.1f %% of the tissue) is the learned scar's blurred edge, not "
                    "border-zone tissue, yet a simulator gives it border-zone conductivity; for a border zone of "
