@@ -136,10 +136,15 @@ def test_fibres_follow_the_points_into_the_other_frame(tmp_path):
         np.testing.assert_allclose([float(v) for v in lon[1].split()], expected, atol=1e-6)
 
 
-def test_vtu_has_cell_and_point_tags(tmp_path):
+def test_vtu_has_cell_and_point_tags(tmp_path, caplog):
     path, scar = _write_prediction(tmp_path)
-    tags, files = export_model(path, tmp_path / "tagged", fmt="vtu", border_zone=0.3, core=0.6, tag_values=(0, 5, 9))
+    with caplog.at_level("INFO", logger="cardioscar"):
+        tags, files = export_model(path, tmp_path / "tagged", fmt="vtu", border_zone=0.3, core=0.6,
+                                   tag_values=(0, 5, 9))
     back = read_mesh(files[".vtu"])
+    # the log names every point field the file holds (it named tissue_tag alone, beside the scar's)
+    assert back.point_array("scar_probability") is not None
+    assert "fields: scar_probability, tissue_tag)" in caplog.text
     cell = vtk_to_numpy(back.dataset.GetCellData().GetArray("tissue_tag"))
     np.testing.assert_array_equal(cell, tags.element_tags)
     np.testing.assert_array_equal(back.point_array("tissue_tag"), np.where(scar >= 0.6, 9, np.where(scar >= 0.3, 5, 0)))
