@@ -115,7 +115,7 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--intensity-offset", "2048"], "need --scar-rule"),
         (["--scar-target", "core"], "--scar-target core needs --scar-rule"),  # was ignored: the image learnt as is
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--blood-pool-labels", "1"],
-         "lies inside the myocardium mask: check --myocardium-labels"),
+         "is a label map (labels 1,2,3,4) given without --myocardium-labels"),  # the cavity in the mask, any rule
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--myocardium-labels", "2,3,4",
           "--blood-pool-labels", "1", "--intensity-offset", "100000", "--slice-indices", "3,4"],
          f"The blood-pool mean on {image_path.name} k=3 is "),  # the file's slice, not its place in the list

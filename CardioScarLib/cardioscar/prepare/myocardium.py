@@ -250,7 +250,27 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         sampled.append(label.reshape(layer.shape))
     if labels is not None and "myocardium" in what.lower():
         check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels")
+    elif "myocardium" in what.lower():
+        refuse_label_map_as_mask(sampled, f"{what} {source}")
     return masks
+
+
+def refuse_label_map_as_mask(label_slices: Sequence[np.ndarray], what: str) -> None:
+    """Refuse a label map given as a 0/1 myocardium mask (no myocardium labels) whose non-zero
+    labels include the cavity: one that fills the inside of the ring the others make.
+
+    Why: without labels every non-zero voxel is myocardium, so EMIDEC's map (1 cavity, 2-4 wall)
+    as ``--myocardium-mask`` made the blood pool myocardium. On P022 (a 45 ml infarct) n-SD took
+    its remote and levels over that region and graded 88 pixels border zone and none core, where
+    with ``--myocardium-labels 2,3,4`` it grades 606 and 1,022; exit 0, nothing said. A map of the
+    wall alone (EMIDEC's 2,3,4 without the cavity, a 0/1 mask) passes."""
+    present = sorted({int(v) for values in label_slices for v in np.unique(np.nan_to_num(values, nan=0.0))} - {0})
+    for label in present if len(present) > 1 else ():
+        if fills_the_lumen(label_slices, [v for v in present if v != label], label):
+            raise CardioScarError(f"{what} is a label map (labels {','.join(map(str, present))}) given without "
+                                  f"--myocardium-labels, so every non-zero voxel would be myocardium, and its label "
+                                  f"{label} fills the inside of the ring the others make: the cavity (blood pool); "
+                                  "give the myocardium's labels with --myocardium-labels (EMIDEC 2,3,4; ACDC 2)")
 
 
 @dataclasses.dataclass(frozen=True)
