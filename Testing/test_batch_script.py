@@ -332,6 +332,10 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     for row, reference in zip(table, expected.rows):
         assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=1e-3)
     assert (tmp_path / "aha" / "bullseye.png").read_bytes()[:4] == b"\x89PNG"
+    # and it says so, as cardioscar aha does (it wrote them silently)
+    burden = ", ".join(f"{r['segment']}:{float(r['scar_pct']):.0f}%" for r in expected.rows if r["scar_pct"]) or "none"
+    assert f"AHA scar per segment: {burden}\n" in completed.stdout
+    assert f"Wrote aha.csv, aha.json and bullseye.png into {tmp_path / 'aha'}" in completed.stdout
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -387,8 +391,9 @@ def test_batch_restricts_targets_to_the_myocardium_mask_file(segmented, tmp_path
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "o.vtk").exists()
-def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
-    """--border-zone/--core tag the written mesh; --export-opencarp writes the simulator files."""
+def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
+    """--border-zone/--core tag the written mesh; --export-opencarp writes the simulator files (and
+    names them: it wrote them silently)."""
     out = case["dir"]
     status = _load_script().run(["--model", str(out / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
                                  "--output", str(tmp_path / "tagged.vtu"), "--seed", "7", "--border-zone", "0.3",
@@ -404,6 +409,8 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
     with open(tmp_path / "summary.csv", newline="") as handle:
         measures = [row["Measure"] for row in csv.DictReader(handle)]
     assert "Tissue core (tag 3) volume" in measures
+    prefix = tmp_path / "heart"
+    assert f"Wrote {prefix}.pts, {prefix}.elem, {prefix}.json\n" in capsys.readouterr().out
 
 
 
