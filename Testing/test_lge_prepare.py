@@ -57,7 +57,11 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
         record = json.loads(str(data["scar_rule"]))
         slices, pixels, targets = data["group_slice"], data["group_pixel"], data["intensities"][:, 0]
         starts = np.r_[0, np.cumsum(data["group_sizes"])[:-1]]
+        dropped = data["dropped_outside_myocardium"]
     assert record["rule"] == "nsd" and (record["border"], record["core"]) == (2.0, 5.0) and record["target"] == target
+    # the LGE's pixels outside the myocardium, as the Slicer Logic counts them (the targets are NaN
+    # there already, so they were counted as 0 dropped)
+    np.testing.assert_array_equal(dropped, (~np.isin(labels, [2, 3, 4])).sum(axis=(1, 2)))
     graded = [s for s in record["slices"] if s["myocardium_pixels"]]
     assert graded and all(s["remote_sd"] > 0 and s["core_level"] > s["border_level"] for s in graded)
     # every group is one myocardial pixel and carries that pixel's graded target

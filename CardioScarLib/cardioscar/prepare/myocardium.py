@@ -283,7 +283,8 @@ class MyocardiumReport:
 
 
 def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray], source: str,
-                           margin_px: int = 0, scar_map: bool = True) -> tuple[list[SliceLayer], MyocardiumReport]:
+                           margin_px: int = 0, scar_map: bool = True,
+                           counted: Sequence[SliceLayer] | None = None) -> tuple[list[SliceLayer], MyocardiumReport]:
     """Copies of ``layers`` with NaN outside ``masks`` and the counts of what was dropped.
 
     ``margin_px`` > 0: a pixel outside the mask but within that many pixels of it (in-plane,
@@ -296,7 +297,11 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
 
     ``scar_map``: the values are scar (a scar map, labels, a rule's targets), so the mask must hold
     them (:func:`check_scar_inside`); False for min-max normalised raw LGE, whose bright blood pool
-    outside the myocardium is what the mask is there to remove."""
+    outside the myocardium is what the mask is there to remove.
+
+    ``counted``: the layers whose valued pixels outside the mask count as dropped, when not
+    ``layers`` themselves: a scar rule's targets are already NaN outside the myocardium, so their
+    raw LGE is counted (the Slicer Logic's count; the log and ``.npz`` said 0 dropped)."""
     check_margin(margin_px)
     if len(masks) != len(layers):
         raise CardioScarError(f"{len(masks)} myocardium masks for {len(layers)} slices")
@@ -304,12 +309,12 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
         if mask.shape != layer.shape:
             raise CardioScarError(f"the myocardium mask of slice '{layer.label}' is {mask.shape}, the slice {layer.shape}")
     out, dropped, kept = [], [], []
-    for layer, mask in zip(layers, masks):
+    for layer, mask, raw in zip(layers, masks, counted or layers):
         has_value = np.isfinite(layer.values)
         values = np.where(mask, layer.values, np.nan)
         if margin_px > 0 and mask.any():
             values = np.where(has_value, nearest_within(values, mask, margin_px), np.nan)
-        dropped.append(int((has_value & ~mask).sum()))
+        dropped.append(int((np.isfinite(raw.values) & ~mask).sum()))
         kept.append(int((has_value & mask).sum()))
         out.append(dataclasses.replace(layer, values=values))
     if scar_map:
