@@ -204,6 +204,12 @@ def test_a_patch_ignored_under_the_stall_share_is_said(caplog, monkeypatch):
     assert (f"the result ignores {history['ignored_groups']} groups ({100 * history['ignored_share']:.1f} % of the "
             "targets' variance; a stalled fit holds over 90 %)") in caplog.text
     assert "train again with another --seed" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(training, "SAID_IGNORED_FRACTION", 0.5)  # a speck under it (a healthy fit's) is not said
+    with caplog.at_level("INFO", logger="cardioscar.fit.training"):
+        fit_scar_field(coords, values, groups, small_config(max_epochs=20), device="cpu", model=start,
+                       frozen_layers=len(start.linear_layers()) - 1)
+    assert "the result ignores" not in caplog.text
 
 
 def test_a_healthy_fit_is_not_taken_for_a_stalled_one(caplog):
