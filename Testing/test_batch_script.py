@@ -131,6 +131,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
     (["--slices=-1,2"], "--slices must be >= 0, got '-1,2'"),  # the library's --slice-indices, named as here
     # refused before training, not by the AHA step after the run was trained and written
     (["--aha-dir", "aha", "--rv-point", "1,2,3", "--aha-threshold", "nan"], "--aha-threshold nan: use a value between"),
+    (["--export-opencarp", "heart.pts"], "--export-opencarp {tmp}/heart.pts names a file, but the openCARP files "
+                                         "take a prefix: give {tmp}/heart"),  # it wrote heart.pts.pts, ... after training
 ])
 def test_user_errors_are_one_actionable_line(case, tmp_path, capsys, extra, expected):
     paths = case["paths"]
@@ -142,12 +144,14 @@ def test_user_errors_are_one_actionable_line(case, tmp_path, capsys, extra, expe
         argv = argv[2:]
     elif extra[0] == "--model":
         argv = [a for a in argv if a not in ("--max-epochs", "2")] + extra
+    elif extra[0] == "--export-opencarp":  # in the test's folder, whatever the script would write
+        argv += [extra[0], str(tmp_path / extra[1])]
     else:
         argv += extra
     status = _load_script().run(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2
-    assert len(err) == 1 and expected.format(last=case["n_slices"] - 1) in err[0], err
+    assert len(err) == 1 and expected.format(last=case["n_slices"] - 1, tmp=tmp_path) in err[0], err
     assert not (tmp_path / "o.vtk").exists()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -239,6 +240,21 @@ def test_an_export_without_fibres_removes_an_earlier_exports_lon(tmp_path, monke
     assert _export_set(out / "heart") == before and sorted(p.name for p in out.iterdir()) == sorted(before)
     export_model(path, out / "heart", units="mm")
     assert sorted(p.name for p in out.iterdir()) == ["heart.elem", "heart.json", "heart.pts"]
+
+
+@pytest.mark.parametrize("output, hint", [("heart.pts", ""), ("heart.elem", ""),
+                                          ("heart.vtu", "; for one tagged .vtu, the vtu format (--format vtu)")])
+def test_a_file_name_for_the_prefix_is_refused(tmp_path, output, hint):
+    """`--output heart.pts` wrote heart.pts.pts, heart.pts.elem and heart.pts.json (EMIDEC walk):
+    refused before any work, with the prefix to give; --format vtu keeps its .vtu."""
+    path, _ = _write_prediction(tmp_path)
+    with pytest.raises(CardioScarError, match=re.escape(
+            f"--output {tmp_path / output} names a file, but the openCARP files take a prefix: give "
+            f"{tmp_path / 'heart'} (it writes heart.pts, heart.elem and heart.json){hint}")):
+        export_model(path, tmp_path / output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.vtk"]
+    _, files = export_model(path, tmp_path / "heart.vtu", fmt="vtu")
+    assert files[".vtu"] == tmp_path / "heart.vtu"
 
 
 def test_rule_from_takes_the_training_data_only(tmp_path):

@@ -375,9 +375,10 @@ def run(argv: list[str]) -> int:
                 core_values(model_node, args.core_field, core_node)
         if args.export_opencarp is not None:  # so is a mesh the openCARP export refuses
             from cardioscar.io.meshio import read_mesh
-            from cardioscar.simulation.opencarp import check_exportable
+            from cardioscar.simulation.opencarp import check_exportable, check_prefix
 
             with _doing("export"):
+                check_prefix(args.export_opencarp)
                 check_exportable(read_mesh(args.mesh))
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
