@@ -197,6 +197,21 @@ def test_errors_say_what_to_give(lad_phantom):
         analyse_mesh(Mesh(dataset=poly, space="LPS"), AhaOptions(rv_point=(30.0, 0.0, 0.0)))
 
 
+def test_a_point_read_in_the_other_frame_is_named(lad_phantom):
+    """A modeller reads the insertion off 3D Slicer, which shows RAS, for an LPS mesh: X and Y
+    have the wrong signs. The refusal says so, instead of only that the point is far off."""
+    mesh = _mesh(lad_phantom)
+    anterior = _options(lad_phantom).rv_point
+    read_in_ras = anterior * np.array([-1.0, -1.0, 1.0])
+    assert np.linalg.norm(lad_phantom.points_lps - read_in_ras, axis=1).min() > 5.0  # far off, as the user's was
+    with pytest.raises(CardioScarError, match=r"--rv-point .* from the nearest LV node .*with its X and Y negated it "
+                                              r"lies on the wall.*3D Slicer shows RAS"):
+        analyse_mesh(mesh, AhaOptions(field="scar_truth", rv_point=read_in_ras))
+    far = np.array([anterior[0], anterior[1], anterior[2] + 500.0])  # off along z: no frame slip
+    with pytest.raises(CardioScarError, match=r"in the mesh file's own coordinates$"):
+        analyse_mesh(mesh, AhaOptions(field="scar_truth", rv_point=far))
+
+
 def test_apex_and_base_points_and_border_zone_tags(lad_phantom):
     geometry = lad_phantom.geometry
     apex, base = geometry.to_lps(np.array([[0.0, 0.0, -geometry.c_epi], [0.0, 0.0, 0.0]]))

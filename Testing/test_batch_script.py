@@ -131,6 +131,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
     (["--slices=-1,2"], "--slices must be >= 0, got '-1,2'"),  # the library's --slice-indices, named as here
     # refused before training, not by the AHA step after the run was trained and written
     (["--aha-dir", "aha", "--rv-point", "1,2,3", "--aha-threshold", "nan"], "--aha-threshold nan: use a value between"),
+    (["--export-opencarp", "heart.pts"], "--export-opencarp {tmp}/heart.pts names a file, but the openCARP files "
+                                         "take a prefix: give {tmp}/heart"),  # it wrote heart.pts.pts, ... after training
 ])
 def test_user_errors_are_one_actionable_line(case, tmp_path, capsys, extra, expected):
     paths = case["paths"]
@@ -142,12 +144,14 @@ def test_user_errors_are_one_actionable_line(case, tmp_path, capsys, extra, expe
         argv = argv[2:]
     elif extra[0] == "--model":
         argv = [a for a in argv if a not in ("--max-epochs", "2")] + extra
+    elif extra[0] == "--export-opencarp":  # in the test's folder, whatever the script would write
+        argv += [extra[0], str(tmp_path / extra[1])]
     else:
         argv += extra
     status = _load_script().run(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2
-    assert len(err) == 1 and expected.format(last=case["n_slices"] - 1) in err[0], err
+    assert len(err) == 1 and expected.format(last=case["n_slices"] - 1, tmp=tmp_path) in err[0], err
     assert not (tmp_path / "o.vtk").exists()
 
 
@@ -332,6 +336,10 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     for row, reference in zip(table, expected.rows):
         assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=1e-3)
     assert (tmp_path / "aha" / "bullseye.png").read_bytes()[:4] == b"\x89PNG"
+    # and it says so, as cardioscar aha does (it wrote them silently)
+    burden = ", ".join(f"{r['segment']}:{float(r['scar_pct']):.0f}%" for r in expected.rows if r["scar_pct"]) or "none"
+    assert f"AHA scar per segment: {burden}\n" in completed.stdout
+    assert f"Wrote aha.csv, aha.json and bullseye.png into {tmp_path / 'aha'}" in completed.stdout
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -387,8 +395,9 @@ def test_batch_restricts_targets_to_the_myocardium_mask_file(segmented, tmp_path
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "o.vtk").exists()
-def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
-    """--border-zone/--core tag the written mesh; --export-opencarp writes the simulator files."""
+def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
+    """--border-zone/--core tag the written mesh; --export-opencarp writes the simulator files (and
+    names them: it wrote them silently)."""
     out = case["dir"]
     status = _load_script().run(["--model", str(out / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
                                  "--output", str(tmp_path / "tagged.vtu"), "--seed", "7", "--border-zone", "0.3",
@@ -404,6 +413,8 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path):
     with open(tmp_path / "summary.csv", newline="") as handle:
         measures = [row["Measure"] for row in csv.DictReader(handle)]
     assert "Tissue core (tag 3) volume" in measures
+    prefix = tmp_path / "heart"
+    assert f"Wrote {prefix}.pts, {prefix}.elem, {prefix}.json\n" in capsys.readouterr().out
 
 
 

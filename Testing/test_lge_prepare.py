@@ -57,7 +57,11 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
         record = json.loads(str(data["scar_rule"]))
         slices, pixels, targets = data["group_slice"], data["group_pixel"], data["intensities"][:, 0]
         starts = np.r_[0, np.cumsum(data["group_sizes"])[:-1]]
+        dropped = data["dropped_outside_myocardium"]
     assert record["rule"] == "nsd" and (record["border"], record["core"]) == (2.0, 5.0) and record["target"] == target
+    # the LGE's pixels outside the myocardium, as the Slicer Logic counts them (the targets are NaN
+    # there already, so they were counted as 0 dropped)
+    np.testing.assert_array_equal(dropped, (~np.isin(labels, [2, 3, 4])).sum(axis=(1, 2)))
     graded = [s for s in record["slices"] if s["myocardium_pixels"]]
     assert graded and all(s["remote_sd"] > 0 and s["core_level"] > s["border_level"] for s in graded)
     # every group is one myocardial pixel and carries that pixel's graded target
@@ -115,7 +119,7 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--intensity-offset", "2048"], "need --scar-rule"),
         (["--scar-target", "core"], "--scar-target core needs --scar-rule"),  # was ignored: the image learnt as is
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--blood-pool-labels", "1"],
-         "lies inside the myocardium mask: check --myocardium-labels"),
+         "is a label map (labels 1,2,3,4) given without --myocardium-labels"),  # the cavity in the mask, any rule
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--myocardium-labels", "2,3,4",
           "--blood-pool-labels", "1", "--intensity-offset", "100000", "--slice-indices", "3,4"],
          f"The blood-pool mean on {image_path.name} k=3 is "),  # the file's slice, not its place in the list

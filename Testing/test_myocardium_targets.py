@@ -6,12 +6,15 @@ its 0/1 myocardium mask and its EMIDEC-style label map: 0 background, 1 blood, 2
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from conftest import run_cli, scar_free_label_map
 
+from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingRequest, load_preprocessing_result, prepare_training_data
 
 
@@ -92,6 +95,28 @@ def test_bad_combinations_are_one_line_errors(segmented, tmp_path, args, message
     errors = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0], done.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_label_map_given_as_a_mask_without_its_labels_is_refused(segmented, tmp_path):
+    """EMIDEC's map as --myocardium-mask without --myocardium-labels: every non-zero voxel, the
+    cavity's too, was myocardium, silently (P022's n-SD graded 88 pixels for a 45 ml infarct).
+    The wall's labels alone (no cavity among them) still pass as a mask."""
+    request = PreprocessingRequest(mesh_path=segmented["mesh"], image_path=segmented["image"],
+                                   myocardium_mask=segmented["label_map"])
+    with pytest.raises(CardioScarError, match=r"--myocardium-mask .* is a label map \(labels 1,2,3\) given without "
+                                              r"--myocardium-labels.* label 1 fills the inside .*give the myocardium's "
+                                              r"labels with --myocardium-labels"):
+        prepare_training_data(request)
+    labels = sitk.ReadImage(str(segmented["label_map"]))
+    wall = sitk.GetArrayFromImage(labels)
+    wall[wall == 1] = 0  # the wall's labels 2, 3 and no cavity: a mask of the whole wall
+    image = sitk.GetImageFromArray(wall)
+    image.CopyInformation(labels)
+    wall_path = tmp_path / "wall_labels_only.nii.gz"
+    sitk.WriteImage(image, str(wall_path))
+    by_wall = prepare_training_data(dataclasses.replace(request, myocardium_mask=wall_path))
+    by_mask = prepare_training_data(dataclasses.replace(request, myocardium_mask=segmented["myocardium_mask"]))
+    np.testing.assert_array_equal(by_wall.group_pixel, by_mask.group_pixel)
 
 
 def test_a_mask_that_misses_the_slices_is_refused(segmented, tmp_path):

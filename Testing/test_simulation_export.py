@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -136,10 +137,15 @@ def test_fibres_follow_the_points_into_the_other_frame(tmp_path):
         np.testing.assert_allclose([float(v) for v in lon[1].split()], expected, atol=1e-6)
 
 
-def test_vtu_has_cell_and_point_tags(tmp_path):
+def test_vtu_has_cell_and_point_tags(tmp_path, caplog):
     path, scar = _write_prediction(tmp_path)
-    tags, files = export_model(path, tmp_path / "tagged", fmt="vtu", border_zone=0.3, core=0.6, tag_values=(0, 5, 9))
+    with caplog.at_level("INFO", logger="cardioscar"):
+        tags, files = export_model(path, tmp_path / "tagged", fmt="vtu", border_zone=0.3, core=0.6,
+                                   tag_values=(0, 5, 9))
     back = read_mesh(files[".vtu"])
+    # the log names every point field the file holds (it named tissue_tag alone, beside the scar's)
+    assert back.point_array("scar_probability") is not None
+    assert "fields: scar_probability, tissue_tag)" in caplog.text
     cell = vtk_to_numpy(back.dataset.GetCellData().GetArray("tissue_tag"))
     np.testing.assert_array_equal(cell, tags.element_tags)
     np.testing.assert_array_equal(back.point_array("tissue_tag"), np.where(scar >= 0.6, 9, np.where(scar >= 0.3, 5, 0)))
@@ -234,6 +240,21 @@ def test_an_export_without_fibres_removes_an_earlier_exports_lon(tmp_path, monke
     assert _export_set(out / "heart") == before and sorted(p.name for p in out.iterdir()) == sorted(before)
     export_model(path, out / "heart", units="mm")
     assert sorted(p.name for p in out.iterdir()) == ["heart.elem", "heart.json", "heart.pts"]
+
+
+@pytest.mark.parametrize("output, hint", [("heart.pts", ""), ("heart.elem", ""),
+                                          ("heart.vtu", "; for one tagged .vtu, the vtu format (--format vtu)")])
+def test_a_file_name_for_the_prefix_is_refused(tmp_path, output, hint):
+    """`--output heart.pts` wrote heart.pts.pts, heart.pts.elem and heart.pts.json (EMIDEC walk):
+    refused before any work, with the prefix to give; --format vtu keeps its .vtu."""
+    path, _ = _write_prediction(tmp_path)
+    with pytest.raises(CardioScarError, match=re.escape(
+            f"--output {tmp_path / output} names a file, but the openCARP files take a prefix: give "
+            f"{tmp_path / 'heart'} (it writes heart.pts, heart.elem and heart.json){hint}")):
+        export_model(path, tmp_path / output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.vtk"]
+    _, files = export_model(path, tmp_path / "heart.vtu", fmt="vtu")
+    assert files[".vtu"] == tmp_path / "heart.vtu"
 
 
 def test_rule_from_takes_the_training_data_only(tmp_path):

@@ -110,6 +110,10 @@ def test_a_bad_threshold_order_or_prefix_is_one_line_and_writes_nothing(panel, p
     ui.exportPrefixLineEdit.text = str(tmp_path / "no such folder" / "heart")
     harness.click_to_end(panel["widget"], ui.exportButton)
     assert "does not exist" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+    ui.exportPrefixLineEdit.text = str(tmp_path / "heart.pts")  # a file name for the prefix: heart.pts.pts, ...
+    harness.click_to_end(panel["widget"], ui.exportButton)
+    assert f"Output prefix {tmp_path / 'heart.pts'} names a file" in ui.statusLabel.text
+    assert f"give {tmp_path / 'heart'} (it writes heart.pts, heart.elem and heart.json)" in ui.statusLabel.text
     ui.tagNumbersLineEdit.text = "1,1,2"
     harness.click_to_end(panel["widget"], ui.tagButton)
     assert "three different numbers" in ui.statusLabel.text

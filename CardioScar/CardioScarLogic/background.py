@@ -316,7 +316,7 @@ class BackgroundRun(WorkerProcess):
         (:func:`CardioScarLogic.tissue.apply_tags`) and returns a :class:`TissueResult`."""
         from .tissue import apply_tags, check_export_prefix, check_tags_fit, export_scar_rule, read_tagging_inputs
 
-        prefix = check_export_prefix(export["prefix"]) if export is not None else None
+        prefix = check_export_prefix(export["prefix"], export["format"]) if export is not None else None
         inputs = read_tagging_inputs(model_node, **tag_options)
         job_export = None if export is None else {"name": prefix.name, "format": export["format"],
                                                   "units": export["units"], "scar_rule": export_scar_rule(model_node)}

@@ -239,12 +239,17 @@ def check_tags_fit(model_node, tags: TissueTags, state: Optional[dict] = None) -
         check_unchanged(model_node, state, "the tagging")
 
 
-def check_export_prefix(prefix: str) -> Path:
-    """The output prefix as a path whose folder exists; refused before anything is tagged or written."""
+def check_export_prefix(prefix: str, fmt: str = "opencarp") -> Path:
+    """The output prefix as a path whose folder exists; refused before anything is tagged or written
+    (for openCARP files, also a prefix that names one of them: heart.pts wrote heart.pts.pts, ...)."""
+    from cardioscar.simulation.opencarp import check_prefix
+
     text = prefix.strip()
     target = Path(text).expanduser()
     if not text or not target.name or target.name in (".", ".."):
         raise CardioScarError(f"Output prefix '{prefix}' needs a file name, e.g. /data/heart (writes heart.pts, ...)")
+    if fmt == "opencarp":
+        check_prefix(target, "Output prefix", "Export format: vtu")
     if not target.parent.is_dir():
         raise CardioScarError(f"Output prefix '{prefix}': the folder {target.parent} does not exist; create it or "
                               "choose another")

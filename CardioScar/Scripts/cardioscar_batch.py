@@ -272,8 +272,9 @@ def _in_script_words(error: Exception, parser: argparse.ArgumentParser) -> str:
     return in_batch_words(library_words(error), names)
 
 
-def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
-    """The AHA table, picture and arrays of the reconstructed model (after it was saved once)."""
+def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
+    """The AHA table, picture and arrays of the reconstructed model (after it was saved once), and
+    the lines that say so (as ``cardioscar aha`` logs them)."""
     from CardioScarLogic import AhaInputs, load_volume
     from cardioscar.aha import AhaOptions
     from cardioscar.aha.table import write_table
@@ -299,6 +300,9 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> None:
                            border_zone_tag=args.border_zone_tag, transmurality=args.transmurality))
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
+    burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]
+    return [f"AHA scar per segment: {', '.join(burden) or 'none'}",
+            f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
 
 def _options(args: argparse.Namespace):
@@ -376,9 +380,10 @@ def run(argv: list[str]) -> int:
                 core_values(model_node, args.core_field, core_node)
         if args.export_opencarp is not None:  # so is a mesh the openCARP export refuses
             from cardioscar.io.meshio import read_mesh
-            from cardioscar.simulation.opencarp import check_exportable
+            from cardioscar.simulation.opencarp import check_exportable, check_prefix
 
             with _doing("export"):
+                check_prefix(args.export_opencarp)
                 check_exportable(read_mesh(args.mesh))
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
@@ -398,7 +403,7 @@ def run(argv: list[str]) -> int:
                       ("remote_node", args.remote_mask))}
             progress = None if args.no_progress else _progress_logger()
             result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress, **masks)
-        tags = None
+        tags, written = None, []  # what the steps after the reconstruction wrote, said at the end
         if tagging:
             from CardioScarLogic.tissue import tag_model_node
 
@@ -414,12 +419,13 @@ def run(argv: list[str]) -> int:
             from CardioScarLogic.tissue import export_model_node
 
             with _doing("export"):
-                export_model_node(model_node, tags, args.export_opencarp, units=args.units)
+                files = export_model_node(model_node, tags, args.export_opencarp, units=args.units)
+            written.append(f"Wrote {', '.join(str(path) for path in files)}")
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
         if args.aha_dir is not None:
             with _doing("aha"):
-                _aha(args, context, logic, model_node)
+                written += _aha(args, context, logic, model_node)
             save_model(model_node, args.output)  # again, now with the aha_segment arrays
         if view is not None:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
@@ -434,6 +440,8 @@ def run(argv: list[str]) -> int:
 
         for line in summary_lines(tags):
             print(line)
+    for line in written:
+        print(line)
     print(f"Wrote {args.output}")
     return 0
 

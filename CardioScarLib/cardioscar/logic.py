@@ -302,8 +302,8 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
     margin = request.myocardium_margin_px
     if margin:
         source += f" margin {margin} px"
-    return (*restrict_to_myocardium(targets, masks, source, margin, scar_map=not request.normalize_intensities),
-            rule_record)
+    return (*restrict_to_myocardium(targets, masks, source, margin, scar_map=not request.normalize_intensities,
+                                    counted=slices if rule_record else None), rule_record)
 
 
 def prepare_from_slices(

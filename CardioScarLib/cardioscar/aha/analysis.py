@@ -139,8 +139,19 @@ def _checked_point(point: Sequence[float], tree: cKDTree, flag: str) -> np.ndarr
     if distance > MAX_RV_DISTANCE_MM:
         raise CardioScarError(f"{flag} is {distance:.1f} mm from the nearest "
                               f"LV node (at most {MAX_RV_DISTANCE_MM:.0f} mm): give a point on the LV wall where the RV "
-                              "meets it, in the mesh file's own coordinates")
+                              f"meets it, in the mesh file's own coordinates{_mirrored_hint(value, tree)}")
     return value
+
+
+def _mirrored_hint(value: np.ndarray, tree: cKDTree) -> str:
+    """Name the commonest slip: a point read in RAS (what 3D Slicer shows) for an LPS mesh, or the
+    reverse. The two frames differ by the signs of X and Y, so such a point lies on the wall once
+    both are negated; say so rather than leave the user to guess why it is far off."""
+    mirrored_distance, _ = tree.query(value * np.array([-1.0, -1.0, 1.0]))
+    if mirrored_distance > MAX_RV_DISTANCE_MM:
+        return ""
+    return ("; with its X and Y negated it lies on the wall: it was read in the other frame (3D Slicer shows RAS; "
+            "the mesh file's SPACE marker says which frame it uses, LPS without one): negate X and Y")
 
 
 def _insertions(options: AhaOptions, lv_points: np.ndarray, axis: LongAxis) -> tuple[np.ndarray, Optional[np.ndarray], str]:

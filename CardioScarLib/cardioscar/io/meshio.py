@@ -321,8 +321,12 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
         writer = vtk.vtkXMLPolyDataWriter() if suffix == ".vtp" else vtk.vtkXMLUnstructuredGridWriter()
     writer.SetInputData(dataset)
     write_dataset(writer, target)
+    # every point field the file holds, not only those added here: an export's .vtu keeps the
+    # predicted mesh's fields beside tissue_tag, and a log naming tissue_tag alone said otherwise
+    point_data = dataset.GetPointData()
+    held = [point_data.GetArrayName(i) for i in range(point_data.GetNumberOfArrays())]
     logger.info("Wrote %s (%d points, frame %s, fields: %s)", target, mesh.n_points, mesh.space,
-                ", ".join(arrays) or "none")
+                ", ".join(name for name in held if name) or "none")
 
 
 def write_dataset(writer: vtk.vtkWriter, target: Path) -> None:

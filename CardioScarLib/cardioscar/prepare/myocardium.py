@@ -250,7 +250,27 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         sampled.append(label.reshape(layer.shape))
     if labels is not None and "myocardium" in what.lower():
         check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels")
+    elif "myocardium" in what.lower():
+        refuse_label_map_as_mask(sampled, f"{what} {source}")
     return masks
+
+
+def refuse_label_map_as_mask(label_slices: Sequence[np.ndarray], what: str) -> None:
+    """Refuse a label map given as a 0/1 myocardium mask (no myocardium labels) whose non-zero
+    labels include the cavity: one that fills the inside of the ring the others make.
+
+    Why: without labels every non-zero voxel is myocardium, so EMIDEC's map (1 cavity, 2-4 wall)
+    as ``--myocardium-mask`` made the blood pool myocardium. On P022 (a 45 ml infarct) n-SD took
+    its remote and levels over that region and graded 88 pixels border zone and none core, where
+    with ``--myocardium-labels 2,3,4`` it grades 606 and 1,022; exit 0, nothing said. A map of the
+    wall alone (EMIDEC's 2,3,4 without the cavity, a 0/1 mask) passes."""
+    present = sorted({int(v) for values in label_slices for v in np.unique(np.nan_to_num(values, nan=0.0))} - {0})
+    for label in present if len(present) > 1 else ():
+        if fills_the_lumen(label_slices, [v for v in present if v != label], label):
+            raise CardioScarError(f"{what} is a label map (labels {','.join(map(str, present))}) given without "
+                                  f"--myocardium-labels, so every non-zero voxel would be myocardium, and its label "
+                                  f"{label} fills the inside of the ring the others make: the cavity (blood pool); "
+                                  "give the myocardium's labels with --myocardium-labels (EMIDEC 2,3,4; ACDC 2)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +283,8 @@ class MyocardiumReport:
 
 
 def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray], source: str,
-                           margin_px: int = 0, scar_map: bool = True) -> tuple[list[SliceLayer], MyocardiumReport]:
+                           margin_px: int = 0, scar_map: bool = True,
+                           counted: Sequence[SliceLayer] | None = None) -> tuple[list[SliceLayer], MyocardiumReport]:
     """Copies of ``layers`` with NaN outside ``masks`` and the counts of what was dropped.
 
     ``margin_px`` > 0: a pixel outside the mask but within that many pixels of it (in-plane,
@@ -276,7 +297,11 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
 
     ``scar_map``: the values are scar (a scar map, labels, a rule's targets), so the mask must hold
     them (:func:`check_scar_inside`); False for min-max normalised raw LGE, whose bright blood pool
-    outside the myocardium is what the mask is there to remove."""
+    outside the myocardium is what the mask is there to remove.
+
+    ``counted``: the layers whose valued pixels outside the mask count as dropped, when not
+    ``layers`` themselves: a scar rule's targets are already NaN outside the myocardium, so their
+    raw LGE is counted (the Slicer Logic's count; the log and ``.npz`` said 0 dropped)."""
     check_margin(margin_px)
     if len(masks) != len(layers):
         raise CardioScarError(f"{len(masks)} myocardium masks for {len(layers)} slices")
@@ -284,12 +309,12 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
         if mask.shape != layer.shape:
             raise CardioScarError(f"the myocardium mask of slice '{layer.label}' is {mask.shape}, the slice {layer.shape}")
     out, dropped, kept = [], [], []
-    for layer, mask in zip(layers, masks):
+    for layer, mask, raw in zip(layers, masks, counted or layers):
         has_value = np.isfinite(layer.values)
         values = np.where(mask, layer.values, np.nan)
         if margin_px > 0 and mask.any():
             values = np.where(has_value, nearest_within(values, mask, margin_px), np.nan)
-        dropped.append(int((has_value & ~mask).sum()))
+        dropped.append(int((np.isfinite(raw.values) & ~mask).sum()))
         kept.append(int((has_value & mask).sum()))
         out.append(dataclasses.replace(layer, values=values))
     if scar_map:

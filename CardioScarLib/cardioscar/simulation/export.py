@@ -41,10 +41,13 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     from vtk.util.numpy_support import vtk_to_numpy
 
     from ..io.meshio import node_offset_mm, read_mesh
+    from .opencarp import check_prefix
     from .tags import check_scar_field_name, tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
     if fmt not in ("opencarp", "vtu"):
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
+    if fmt == "opencarp":
+        check_prefix(output)  # before any work, as every check of the options
     check_scar_field_name(scar_field, "--scar-field")
     check_scar_field_name(core_field, "--core-field")
     refuse_scar_as_core(scar_field, core_field or (None if core_mesh is None else "scar_probability"),

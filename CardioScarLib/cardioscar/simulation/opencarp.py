@@ -95,6 +95,25 @@ def check_millimetres(points: np.ndarray, before: str = "before exporting") -> N
                               f"micrometres to millimetres {before}")
 
 
+#: The files of an openCARP set, written at ``PREFIX`` + each suffix.
+SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
+
+
+def check_prefix(prefix: str | Path, what: str = "--output", vtu_format: str = "--format vtu") -> None:
+    """Refuse a prefix that is the name of one of the set's files (or of a ``.vtu``): ``--output
+    heart.pts`` wrote heart.pts.pts, heart.pts.elem and heart.pts.json, and openCARP, told
+    ``heart``, finds none of them. ``what`` and ``vtu_format`` name the prefix and the choice of
+    the vtu format in the caller's words."""
+    path = Path(prefix)
+    suffix = path.suffix.lower()
+    if suffix not in SET_SUFFIXES + (".vtu",):
+        return
+    stem = path.with_suffix("")
+    extra = f"; for one tagged .vtu, the vtu format ({vtu_format})" if suffix == ".vtu" else ""
+    raise CardioScarError(f"{what} {path} names a file, but the openCARP files take a prefix: give {stem} (it "
+                          f"writes {stem.name}.pts, {stem.name}.elem and {stem.name}.json){extra}")
+
+
 def check_exportable(mesh: Mesh) -> None:
     """Refuse, without writing anything, a mesh the openCARP export cannot write as it is. Faces that
     train before they export (cohorts, the batch script) call it first, so the refusal does not
@@ -262,6 +281,7 @@ def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str 
                    fibres: np.ndarray | None = None, scar_rule: dict | None = None) -> dict[str, Path]:
     """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with ``fibres``: one
     row per element, in the frame of ``mesh.space`` as a mesh file's cell vectors are)."""
+    check_prefix(prefix)
     prefix = Path(prefix)
     points, frame = coordinates(mesh, space, units)
     texts = {".pts": "\n".join([str(len(points))] + [f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in points]) + "\n"}
