@@ -504,7 +504,8 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     returned weights were trained with; see :func:`config_used`), ``final_loss`` (the returned
     weights' group loss with dropout off, on which runs are compared), ``ignored_groups`` and
     ``ignored_share`` (the groups those weights ignore, see ``IGNORED_GROUP_MISS``, and their share
-    of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled), ``late_rise`` (how far
+    of the targets' variance: above ``STALLED_FIT_FRACTION`` the run stalled), ``ignored_scar_groups``
+    (how many of them have a scar target, >= 0.5, called healthy: a missed scar patch), ``late_rise`` (how far
     the lowest epoch loss of the run's last ``CONVERGENCE_TAIL`` stayed above the best, in shares of
     the targets' variance) and ``diverged`` (it exceeds ``DIVERGED_FRACTION``; ``stop_reason`` is then
     ``"diverged"`` and ``converged`` None, as the convergence test measured weights that were not kept),
@@ -859,7 +860,8 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     for parameter in net.parameters():
         parameter.requires_grad_(True)
     net.eval()
-    misses = _group_field(net, dataset, device) - _group_means(dataset, dataset.intensities.reshape(-1))
+    targets = _group_means(dataset, dataset.intensities.reshape(-1))
+    misses = _group_field(net, dataset, device) - targets
     final_loss = float(np.mean(misses ** 2))
     ignored = np.abs(misses) > IGNORED_GROUP_MISS
     if coherent is not None:
@@ -877,6 +879,7 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
             "final_loss": final_loss, "ignored_groups": int(ignored.sum()),
+            "ignored_scar_groups": int((ignored & (targets >= 0.5)).sum()),
             "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
             "dead_epoch": dead_epoch, "late_rise": rise, "diverged": diverged, "seconds": seconds,
             "device": str(device), "stop_reason": stop_reason,
