@@ -428,7 +428,8 @@ def ignored_record(history: dict) -> dict:
     (the stall test, ``training.STALLED_FIT_FRACTION``, retries a run from the next seed)."""
     return {"ignored_groups": history.get("ignored_groups"), "ignored_scar_groups": history.get("ignored_scar_groups"),
             "ignored_share": None if history.get("ignored_share") is None else round(float(history["ignored_share"]), 5),
-            "attempt_ignored": [[a.get("seed"), round(float(a["ignored_share"]), 5)] for a in history.get("attempts", [])]}
+            "attempt_ignored": [[a.get("seed"), round(float(a["ignored_share"]), 5), a.get("ignored_scar_groups")]
+                                for a in history.get("attempts", [])]}
 
 
 def _reconstruct(case: Case, slices: list[SliceLayer], config: TrainingConfig, mc_samples: int, seed: int):
