@@ -299,6 +299,9 @@ def test_burden_benchmark_against_slice_summation(tmp_path) -> None:
     assert record["prior_used_auto"] and not record["prior_used_off"]  # 0/1 labels over one stack
     for setting in ("auto", "off"):
         assert 0.0 <= record[f"recon_{setting}"] <= 1.0 and 0.0 <= record[f"on_slice_dice_{setting}"] <= 1.0
+        # the kept fit's ignored groups (the stall test's figures), each run's seed and share
+        assert 0 <= record[f"ignored_scar_groups_{setting}"] <= record[f"ignored_groups_{setting}"]
+        assert record[f"attempt_ignored_{setting}"][0][0] == 1 and record[f"ignored_share_{setting}"] >= 0.0
     rows = [{"expert": 0.10, "nearest_slice": 0.12, "logodds": 0.08, "recon_auto": 0.11},
             {"expert": 0.20, "nearest_slice": 0.20, "logodds": 0.18, "recon_auto": 0.23}]
     summary = burden_bench.summarize(rows, ["auto"])

@@ -19,7 +19,9 @@ node-volume-weighted share of the mesh called scar at 0.5 (:func:`cardioscar.eva
 * ``nearest_slice`` and ``logodds``: the no-learning yardsticks on the same mesh (each slice's
   scar map with non-myocardium pixels given their nearest myocardium pixel's value);
 * ``recon_<setting>``: the reconstruction; ``on_slice_dice_<setting>``: its Dice at 0.5 on the nodes
-  within a quarter spacing of a slice plane that lie in that slice's myocardium (the fit).
+  within a quarter spacing of a slice plane that lie in that slice's myocardium (the fit);
+  ``ignored_groups_<setting>``, ``ignored_scar_groups_<setting>``, ``ignored_share_<setting>``,
+  ``attempt_ignored_<setting>``: the groups the kept fit ignores (``bench_robust.ignored_record``).
 
 One JSON line per case, then a summary: mean bias against the expert (points of burden), the SD
 of the differences, Pearson r, per method.
@@ -45,6 +47,7 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_emidec_loso as loso  # noqa: E402
+from bench_robust import ignored_record  # noqa: E402
 
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.evaluate import heldout, metrics  # noqa: E402
@@ -103,6 +106,7 @@ def run_case(case_dir: Path, settings: list[str], mc_samples: int = 10, seed: in
         record[f"recon_{setting}"] = burden(result.mean_predictions, volumes)
         record[f"on_slice_dice_{setting}"] = metrics.dice(result.mean_predictions[nodes], truth, 0.5)
         record[f"prior_used_{setting}"] = bool(checkpoint.get("hyperparameters", {}).get("shape_prior"))
+        record.update({f"{key}_{setting}": value for key, value in ignored_record(checkpoint["history"]).items()})
         record[f"seconds_{setting}"] = round(time.perf_counter() - begun, 1)
     return record
 

@@ -422,6 +422,16 @@ def prepared_case(case: Case, slices: list[SliceLayer]) -> PreprocessingResult:
     return prepared
 
 
+def ignored_record(history: dict) -> dict:
+    """The kept fit's ignored groups (``training.IGNORED_GROUP_MISS``): how many, how many of them are
+    scar targets called healthy, their share of the targets' variance, and each run's seed and share
+    (the stall test, ``training.STALLED_FIT_FRACTION``, retries a run from the next seed)."""
+    return {"ignored_groups": history.get("ignored_groups"), "ignored_scar_groups": history.get("ignored_scar_groups"),
+            "ignored_share": None if history.get("ignored_share") is None else round(float(history["ignored_share"]), 5),
+            "attempt_ignored": [[a.get("seed"), round(float(a["ignored_share"]), 5), a.get("ignored_scar_groups")]
+                                for a in history.get("attempts", [])]}
+
+
 def _reconstruct(case: Case, slices: list[SliceLayer], config: TrainingConfig, mc_samples: int, seed: int):
     start = time.perf_counter()
     prepared = prepared_case(case, slices)
@@ -468,6 +478,7 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             # the kept run's late rise (training.DIVERGED_FRACTION): how far its last epochs stayed above its best
             "late_rise": None if checkpoint["history"].get("late_rise") is None
             else round(float(checkpoint["history"]["late_rise"]), 5),
+            **ignored_record(checkpoint["history"]),
             "train_s": round(train_s, 1), "predict_s": round(predict_s, 1)}
     sticks = yardsticks(case, case.acquired)
     if case.stack is not None:
