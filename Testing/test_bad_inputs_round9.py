@@ -113,6 +113,10 @@ def test_a_mistyped_scar_label_with_a_myocardium_mask_is_refused(shared_data, p0
     assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", labels, "--scar-labels", "5", *mask, "--output",
                                 tmp_path / "out.npz"], "yet the myocardium mask holds this map's labels 2, 3, 4",
                                capsys, tmp_path)
+    # the message also names the scar-free heart's way into it: a mask that reaches the cavity
+    assert_refused_in_one_line(["prepare", "--mesh", mesh, "--image", labels, "--scar-labels", "5", *mask, "--output",
+                                tmp_path / "out.npz"], "the mask reaches beyond the myocardium (into the cavity)",
+                               capsys, tmp_path)
     normal = shared_data / "emidec" / "Case_N020" / "Contours" / "Case_N020.nii.gz"
     capsys.readouterr()
     assert main(["prepare", "--mesh", str(_mesh(normal, tmp_path, "2")), "--image", str(normal), "--scar-labels", "3,4",

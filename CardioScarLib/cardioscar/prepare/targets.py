@@ -449,6 +449,7 @@ def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int],
     labels = sorted({int(v) for v in labels})
     if scar_label_pixels(layers, labels):
         return False
+    otherwise = ""
     if myocardium_labels is not None:
         present = [label for label in sorted({int(v) for v in myocardium_labels})
                    if any((layer.values == label).any() for layer in layers)]
@@ -456,13 +457,16 @@ def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int],
     elif myocardium_masks is not None:
         present = labels_in_myocardium(layers, myocardium_masks)
         where = "the myocardium mask holds this map's labels"
+        # a scar-free map's mask that reaches into the cavity holds two labels as well
+        otherwise = ("; or, if this heart has no scar, the mask reaches beyond the myocardium (into the cavity): "
+                     "give a mask of the myocardium alone, or --myocardium-labels instead of the mask")
     else:
         present = []
     if len(present) > 1:
         raise CardioScarError(
             f"--scar-labels {','.join(map(str, labels))} match no pixel of the chosen slices (labels present: "
             f"{_labels_present(layers)}), yet {where} {', '.join(map(str, present))}: one of them is likely the scar; "
-            "give the scar labels of this label map (a scar-free heart has one myocardium label)")
+            f"give the scar labels of this label map (a scar-free heart has one myocardium label){otherwise}")
     if myocardium_masks is not None and len(present) == 1:
         refuse_part_of_the_mask(layers, myocardium_masks, labels, present[0])
     logger.warning("Scar labels %s match no pixel of the chosen slices (labels present: %s): every myocardium "
