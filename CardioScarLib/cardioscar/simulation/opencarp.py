@@ -203,9 +203,10 @@ def check_elements_joined(mesh: Mesh) -> None:
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
     check_exportable(mesh)
     dataset = mesh.dataset
+    kinds = cell_types(dataset)
     lines = []
     for c, nodes in enumerate(cell_node_lists(dataset)):
-        kind = dataset.GetCellType(c)
+        kind = int(kinds[c])
         if kind in VTK_TO_CARP:
             nodes = nodes[VTK_TO_CARP[kind]]
         lines.append(f"{ELEMENT_CODES[kind]} {' '.join(str(n) for n in nodes)} {int(tags[c])}")
