@@ -199,7 +199,7 @@ def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, bor
     differ = int(np.count_nonzero(called != tagged))
     if differ:
         cut = _shortest_cut(float(np.max(scar[~called], initial=0.0)), float(np.min(scar[called], initial=1.0)))
-        logger.warning("%s: its scar_binary (the call of apply --threshold %s) marks %d nodes scar, the cut at %g marks "
+        logger.warning("%s: its scar_binary (the call of cardioscar apply --threshold %s) marks %d nodes scar, the cut at %g marks "
                        "%d (%d differ); give %s %s (the same setting in Slicer) to %s the scar apply called", name, cut,
                        int(called.sum()), border_zone, int(tagged.sum()), differ, option, cut, use)
 
