@@ -253,7 +253,10 @@ def _aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
 class _ScriptWords(logging.Filter):
     """Rewords each log record it sees (a handler's filter) in the script's option names, as
     :func:`_in_script_words` does an error: a library warning's advice ("give --threshold 0.3" in the
-    AHA step) must name the option to give here (--aha-threshold; --threshold is apply's)."""
+    AHA step) must name the option to give here (--aha-threshold; --threshold is apply's). Only the
+    record's own words (its format string) are reworded, not the values filled in: a file name, or
+    this script's own advice given to the library (:data:`CORE_MODEL_ADVICE` names --output, the
+    core run's mesh, inside the export step where --output is --export-opencarp)."""
 
     def __init__(self, names: dict[str, str]) -> None:
         super().__init__()
@@ -262,7 +265,7 @@ class _ScriptWords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from CardioScarLogic.wording import in_batch_words
 
-        record.msg, record.args = in_batch_words(record.getMessage(), self.names), ()
+        record.msg = in_batch_words(str(record.msg), self.names)
         return True
 
 
