@@ -159,7 +159,7 @@ def test_cohort_ids_that_differ_only_in_case_are_refused(trained, capsys):
 
 
 #: The warning's words (the vtu export also lists scar_binary among the fields it wrote).
-CALL_WARNING = "its scar_binary (the call of apply"
+CALL_WARNING = "its scar_binary (the call of cardioscar apply"
 
 
 def test_export_names_a_border_zone_off_the_threshold_apply_called(trained, capsys):
@@ -173,7 +173,7 @@ def test_export_names_a_border_zone_off_the_threshold_apply_called(trained, caps
          "--threshold", 0.3, "--seed", 1)
     err = _run(capsys, "export", "--mesh", out / "called.vtk", "--format", "vtu", "--output", out / "tagged05.vtu")
     warned = [line for line in err.splitlines() if CALL_WARNING in line]
-    assert len(warned) == 1 and "(the call of apply --threshold 0.3)" in warned[0] \
+    assert len(warned) == 1 and "(the call of cardioscar apply --threshold 0.3)" in warned[0] \
         and "give --border-zone 0.3" in warned[0], err[-2000:]
     # aha counted the scar at its own --threshold (0.5) the same way
     anterior, inferior = (",".join(f"{c:.4f}" for c in _wall_point(trained["phantom"], angle)) for angle in INSERTION_DEG)

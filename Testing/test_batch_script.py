@@ -206,20 +206,41 @@ def test_library_options_the_script_names_otherwise_are_in_its_table():
     for verb, names in BATCH_NAMES.items():
         assert set(names) <= cli[verb] and set(names.values()) <= batch, verb
     assert script._aliases(parser) == {"--image": "--volume", "--mesh-vtk": "--mesh", "--slice-indices": "--slices"}
+    # --output-dir: aha's folder is --aha-dir here, which the script checks itself before any step
     absent = {"--grid-layers", "--vtk-scalar-field", "--training-data", "--format", "--space", "--fibres", "--tags",
-              "--rule-from", "--scar-field", "--field", "--uncertainty-field"}
+              "--rule-from", "--scar-field", "--field", "--uncertainty-field", "--output-dir"}
     for verb, options in cli.items():
         assert options - batch - set(BATCH_NAMES.get(verb, {})) - absent == set(), verb
 
 
-def test_an_aha_error_of_the_library_names_the_script_s_option(case, trained, tmp_path, capsys):
-    """`cardioscar aha --threshold` is --aha-threshold here; --threshold is apply's (scar_binary)."""
+def _rv_insertions():
+    """The phantom's anterior and inferior RV insertions (LPS, the mesh file's frame), off its node
+    rings (nodes lying exactly on a sector boundary go either way), and as the script's X,Y,Z text."""
+    import math
+
+    geometry = make_phantom(PhantomConfig(target_nodes=2000, seed=3)).geometry
+    points = [geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]), np.array([math.radians(a)])))[0]
+              for a in (33.0, 153.0)]
+    return points, [",".join(f"{v:.12g}" for v in p) for p in points]
+
+
+def test_memory_running_out_while_applying_names_the_script_s_inference_options(case, trained, tmp_path, capsys,
+                                                                                monkeypatch):
+    """Memory runs out while a saved model predicts (injected: a real MemoryError needs the machine's
+    memory filled): one line with the command line's advice in the script's names (apply's
+    --batch-size is --inference-batch-size here), exit 2 and no output; it was a traceback (exit 1)."""
+    import cardioscar.logic
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(cardioscar.logic, "mc_dropout_predict", out_of_memory)
     argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
-            "--output", str(tmp_path / "o.vtk"), "--aha-dir", str(tmp_path / "aha"), "--rv-point=1,2,3",
-            "--aha-threshold", "1.5"]
+            "--output", str(tmp_path / "o.vtk")]
     assert _load_script().run(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["cardioscar_batch: error: --aha-threshold 1.5: use a value between 0 and 1"], err
+    assert err == ["cardioscar_batch: error: out of memory; lower --inference-batch-size (or --inference-mc-samples)"]
+    assert not (tmp_path / "o.vtk").exists()
 
 
 def test_batch_pools_several_volumes(tmp_path):
@@ -305,26 +326,28 @@ def test_a_file_the_readers_cannot_read_is_one_line_too(case, tmp_path, corrupt)
 
 def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tmp_path):
     """--aha-dir with the RV insertion given as points in the mesh file's frame: the table, the
-    bull's-eye and the arrays on the output mesh equal the library's on the same prediction."""
+    bull's-eye and the arrays on the output mesh equal the library's on the same prediction.
+    --threshold 0.3 writes scar_binary (apply's call) while the AHA counts at --aha-threshold 0.5: the
+    library warns and gives the threshold that counts the called scar (`cardioscar aha --threshold`);
+    here --threshold is apply's, so the advice names --aha-threshold (it said --threshold, which
+    would only move scar_binary), and the call it quotes stays apply's."""
     import csv
-    import math
+    import re
 
-    import numpy as np
     from vtk.util.numpy_support import vtk_to_numpy
 
     from cardioscar.aha import AhaOptions, analyse_mesh
 
-    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
-    geometry = phantom.geometry
-    # off the phantom's node rings (nodes lying exactly on a sector boundary go either way)
-    points = [geometry.to_lps(geometry.wall_to_local(np.array([0.5]), np.array([1.2]), np.array([math.radians(a)])))[0]
-              for a in (33.0, 153.0)]
-    text = [",".join(f"{v:.12g}" for v in p) for p in points]
+    points, text = _rv_insertions()
     out = tmp_path / "scar.vtk"
     completed = _run(["--model", case["dir"] / "model.pth", "--mesh", case["paths"]["mesh"], "--output", out,
-                      "--aha-dir", tmp_path / "aha", "--rv-point", text[0], "--rv-inferior-point", text[1]],
-                     cwd=tmp_path)
+                      "--aha-dir", tmp_path / "aha", "--rv-point", text[0], "--rv-inferior-point", text[1],
+                      "--threshold", "0.3"], cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
+    warned = [line for line in completed.stderr.splitlines() if "its scar_binary" in line]
+    assert len(warned) == 1 and re.search(r"\(the call of cardioscar apply --threshold ([0-9.]+)\).*; give "
+                                          r"--aha-threshold \1 \(the same setting in Slicer\) to count", warned[0]), \
+        completed.stderr
     mesh = read_mesh(out)
     expected = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1]))
     np.testing.assert_array_equal(mesh.point_array("aha_segment"), expected.point_segments)

@@ -95,6 +95,38 @@ def test_markups_points_give_the_librarys_table_arrays_and_a_second_table(case, 
     assert len([n for n in context.scene.GetNodesByClass("vtkMRMLTableNode")]) == 1
 
 
+def test_whole_number_floats_stay_double_columns_through_json_and_a_saved_scene(case, tmp_path):
+    """The panel's table is made from the worker's aha.json (CardioScarLogic.background): a float
+    column whose every value is a whole number (a scar-free model's scar_pct: all 0.0) must stay a
+    double column there and in a table file Slicer saves and reads back (its .schema.tsv), and the
+    library's int columns int ones. (Slicer's table view prints 12.0 as "12": its own vtkVariant
+    text, qMRMLTableModel.cxx; the column stays double.)"""
+    import json
+
+    from CardioScarLogic.aha import update_aha_table
+
+    rows = [{**row, "scar_volume_ml": 0.0, "scar_pct": 0.0, "myocardial_volume_ml": float(index)}
+            for index, row in enumerate(case["expected"].rows, start=1)]
+    kinds = {key: type(value) for key, value in rows[0].items()}
+    rows = json.loads(json.dumps({"rows": rows}))["rows"]  # as the worker writes and the panel reads it
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, case["path"])
+    written = update_aha_table(model, rows)
+    storage = context.scene.AddNewNodeByClass("vtkMRMLTableStorageNode")
+    storage.SetFileName(str(tmp_path / "aha.tsv"))
+    assert storage.WriteData(written)
+    read = context.scene.AddNewNodeByClass("vtkMRMLTableNode")
+    assert storage.ReadData(read)
+    expected = {int: "vtkIntArray", float: "vtkDoubleArray", str: "vtkStringArray"}
+    for node in (written, read):
+        table = node.GetTable()
+        got = {table.GetColumnName(c): table.GetColumn(c) for c in range(table.GetNumberOfColumns())}
+        assert list(got) == list(kinds)
+        for key, kind in kinds.items():
+            assert got[key].IsA(expected[kind]), (key, got[key].GetClassName())
+    assert read.GetTable().GetValue(2, list(kinds).index("myocardial_volume_ml")).ToDouble() == 3.0
+
+
 def test_bad_inputs_leave_the_model_as_it_was(case):
     context = csl.create_scene()
     model = csl.load_model(context.scene, case["path"])

@@ -73,9 +73,11 @@ def test_the_panels_worker_gets_the_note_and_keeps_it_in_its_tags(segmented, tmp
     assert load_tags(tmp_path / "tags.npz").scar_targets == BINARY_TARGETS
 
 
-def test_the_batch_script_names_its_own_options_for_the_core_model(segmented, tmp_path, warnings_of_cardioscar):
+def test_the_batch_script_names_its_own_options_for_the_core_model(segmented, tmp_path, warnings_of_cardioscar, caplog):
     """The batch script tags through the Logic, whose warning named the panel's boxes (Network
-    learns, Core model (core_model)): options the script does not have. It names its own."""
+    learns, Core model (core_model)): options the script does not have. It names its own, and the
+    script's rewording of the export step's warnings (export's --output is --export-opencarp here)
+    leaves that advice's --output (the core run's mesh) as it is."""
     import importlib.util
 
     from test_bad_inputs_round10 import _model
@@ -90,3 +92,5 @@ def test_the_batch_script_names_its_own_options_for_the_core_model(segmented, tm
                        "--export-opencarp", str(tmp_path / "heart")]) == 0
     [warning] = [w for w in warnings_of_cardioscar if EDGE in w]
     assert "--core-mesh CORE.vtk" in warning and "Core model" not in warning and "core_model" not in warning
+    [shown] = [r.getMessage() for r in caplog.records if EDGE in r.getMessage()]  # as the script's handlers write it
+    assert "--output CORE.vtk) and give its result as --core-mesh CORE.vtk" in shown, shown

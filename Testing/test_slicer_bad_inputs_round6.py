@@ -55,7 +55,7 @@ def test_tag_names_a_border_zone_off_the_threshold_of_the_run(tmp_path, caplog):
                       csl.ReconstructionOptions(inference_mc_samples=2, seed=7, num_threads=1, threshold=0.3))
     caplog.clear()
     tag_model_node(model)
-    assert "its scar_binary (the call of apply --threshold 0.3)" in caplog.text, caplog.text[-2000:]
+    assert "its scar_binary (the call of cardioscar apply --threshold 0.3)" in caplog.text, caplog.text[-2000:]
     caplog.clear()
     tag_model_node(model, border_zone=0.3)
     assert "scar_binary" not in caplog.text

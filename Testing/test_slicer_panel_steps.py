@@ -118,6 +118,64 @@ def test_a_model_whose_points_moved_while_the_worker_tags_gets_no_tag_and_no_fil
     assert "\n" not in ui.statusLabel.text and _untouched(model, tmp_path)
 
 
+def _core_model_of(panel, phantom):
+    """A core model's result on the model's mesh (its own copy), chosen as the tissue section's core model."""
+    from CardioScarLogic.results import write_point_arrays
+
+    mesh = panel["model"].GetMesh().NewInstance()
+    mesh.DeepCopy(panel["model"].GetMesh())
+    core_model = panel["scene"].AddNewNodeByClass("vtkMRMLModelNode", "core result")
+    core_model.SetAndObserveMesh(mesh)
+    write_point_arrays(core_model, {"scar_probability": np.clip(phantom.truth * 1.5 - 0.6, 0.0, 1.0).astype(np.float32)})
+    panel["ui"].tagCoreModelSelector.setCurrentNode(core_model)
+    return core_model
+
+
+@LATEST
+def test_a_core_model_rerun_while_the_worker_tags_gets_no_tag_and_no_file(panel, phantom, tmp_path):
+    """The core model's field rewritten while the worker tags (a core run again, on the same mesh):
+    the tags were computed from the old core field, so none is written and no file placed, as for
+    the scar model itself (the core model went unchecked: its old tags were written)."""
+    from CardioScarLogic.results import write_point_arrays
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _ready_to_export(panel, phantom, tmp_path)
+    core_model = _core_model_of(panel, phantom)
+    ui.exportButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    write_point_arrays(core_model, {"scar_probability": np.zeros(len(phantom.truth), np.float32)})
+    harness.run_to_end(widget)
+    assert ("The core model 'core result' changed during the tagging (its field 'scar_probability' changed): "
+            "nothing was written") in ui.statusLabel.text, ui.statusLabel.text
+    assert "\n" not in ui.statusLabel.text and _untouched(model, tmp_path)
+
+
+@LATEST
+def test_a_core_model_moved_or_removed_refuses_the_computed_tags(panel, phantom):
+    """The Logic's check (no worker): tags computed with a core model are not written once a parent
+    transform moved the core model, nor once it left the scene; the unchanged one fits."""
+    from CardioScarLogic.tissue import check_tags_fit, read_tagging_inputs
+    from cardioscar.errors import CardioScarError
+
+    scene, model = panel["scene"], panel["model"]
+    _with_scar_probability(model, phantom)
+    core_model = _core_model_of(panel, phantom)
+    inputs = read_tagging_inputs(model, core_model=core_model)
+    tags = inputs.tags()
+    check_tags_fit(model, tags, inputs.state, inputs.core_model, inputs.core_state)  # unchanged: fits
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 5.0)
+    transform.SetMatrixTransformToParent(matrix)
+    core_model.SetAndObserveTransformNodeID(transform.GetID())
+    with pytest.raises(CardioScarError, match=r"core model 'core result' changed during the tagging \(its points moved\)"):
+        check_tags_fit(model, tags, inputs.state, inputs.core_model, inputs.core_state)
+    core_model.SetAndObserveTransformNodeID(None)
+    scene.RemoveNode(core_model)
+    with pytest.raises(CardioScarError, match="core model 'core result' was removed during the tagging"):
+        check_tags_fit(model, tags, inputs.state, inputs.core_model, inputs.core_state)
+
+
 @LATEST
 def test_an_export_whose_second_file_cannot_be_placed_leaves_the_previous_files(panel, phantom, tmp_path,
                                                                                  monkeypatch):

@@ -324,7 +324,7 @@ class BackgroundRun(WorkerProcess):
         def finish(background: "BackgroundRun", output_node) -> TissueResult:
             tags = worker.load_tags(background.folder / worker.TAGS_FILE)
             # before a file is placed: a refused model leaves no file either
-            check_tags_fit(output_node, tags, inputs.state)
+            check_tags_fit(output_node, tags, inputs.state, inputs.core_model, inputs.core_state)
             files = [] if prefix is None else place_files(
                 [background.folder / worker.EXPORT_FOLDER / name for name in background.files], prefix.parent,
                 _left_over(prefix, export["format"], background.files))

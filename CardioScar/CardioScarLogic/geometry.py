@@ -188,15 +188,16 @@ def model_state(model_node, fields: Sequence[str] = (), points_lps: np.ndarray |
     return state
 
 
-def check_unchanged(model_node, state: dict[str, str], step: str) -> None:
+def check_unchanged(model_node, state: dict[str, str], step: str, role: str = "model") -> None:
     """Refuse to write the result of ``step`` (e.g. "the tagging") on a model that changed since
     ``state`` (:func:`model_state`) was taken: its points moved (edited, or its transform changed),
-    its cells were rebuilt, or one of the fields the step read was rewritten."""
+    its cells were rebuilt, or one of the fields the step read was rewritten. ``role``: what the
+    step read the node as, for the message ("model", or "core model" for a tagging's second field)."""
     now = model_state(model_node, [key[len(_FIELD):] for key in state if key.startswith(_FIELD)])
     changed = [_GEOMETRY.get(key) or f"its field '{key[len(_FIELD):]}' changed"
                for key in state if now.get(key) != state[key]]
     if changed:
-        raise CardioScarError(f"The model '{model_node.GetName()}' changed during {step} ({' and '.join(changed)}): "
+        raise CardioScarError(f"The {role} '{model_node.GetName()}' changed during {step} ({' and '.join(changed)}): "
                               f"nothing was written; run it again on the model as it is now")
 
 

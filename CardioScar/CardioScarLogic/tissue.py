@@ -144,7 +144,9 @@ class TaggingInputs:
     """What a tagging reads from the scene, checked: the model's mesh in world LPS (any parent
     transform applied, its arrays included), its scar field and the core field (two fields) or
     None, and the thresholds and tag numbers. Computing the tags from it needs no scene.
-    ``state``: the checksums of the points, the cells and the model's fields read (:func:`check_tags_fit`)."""
+    ``state``: the checksums of the points, the cells and the model's fields read (:func:`check_tags_fit`);
+    ``core_model`` and ``core_state``: the core model read for the core field (two fields) and the
+    same checksums of it, since a core model rerun or moved meanwhile changes the tags as much."""
 
     model_name: str
     world_mesh: vtk.vtkDataSet
@@ -154,6 +156,8 @@ class TaggingInputs:
     core_threshold: float
     tag_values: tuple[int, int, int]
     state: dict = field(default_factory=dict)
+    core_model: object = None
+    core_state: dict = field(default_factory=dict)
 
     def tags(self, core_advice: str = SLICER_CORE_MODEL_ADVICE) -> TissueTags:
         """The library's tags (in this process; the panel computes them in its worker instead)."""
@@ -172,8 +176,9 @@ def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: O
     world = world_mesh_lps(model_node, points)
     border_zone, core = check_tag_inputs(world, scar, core_array, border_zone, core, tuple(tag_values))
     fields = [PROBABILITY] + ([core_field] if core_field and core_model is None else [])  # the model's, read
+    core_state = {} if core_model is None else model_state(core_model, [core_field or PROBABILITY])
     return TaggingInputs(model_node.GetName(), world, scar, core_array, border_zone, core, tuple(tag_values),
-                         model_state(model_node, fields, points))
+                         model_state(model_node, fields, points), core_model, core_state)
 
 
 @speaks_logic_words(TISSUE_NAMES)
@@ -224,11 +229,13 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     update_summary_table(model_node, _existing_rows(model_node) + tissue_rows(tags))
 
 
-def check_tags_fit(model_node, tags: TissueTags, state: Optional[dict] = None) -> None:
+def check_tags_fit(model_node, tags: TissueTags, state: Optional[dict] = None, core_model=None,
+                   core_state: Optional[dict] = None) -> None:
     """Refuse a model that left the scene, or whose mesh no longer has the node and cell counts of
     ``tags``, or (given the ``state`` of :class:`TaggingInputs`) whose points, cells or fields changed
     with the same counts (the user edited it while a worker computed them): nothing may be written
-    then."""
+    then. The same for the ``core_model`` the core field came from (given its ``core_state``): removed,
+    moved, or its core field rewritten (a core run again) meanwhile."""
     mesh = model_node.GetMesh()
     if model_node.GetScene() is None or mesh is None:
         raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the tagging: nothing was written")
@@ -237,6 +244,11 @@ def check_tags_fit(model_node, tags: TissueTags, state: Optional[dict] = None) -
                               f"nodes, tagged {len(tags.node_tags)}): nothing was written; tag it again")
     if state:
         check_unchanged(model_node, state, "the tagging")
+    if core_model is not None and core_state:
+        if core_model.GetScene() is None or core_model.GetMesh() is None:
+            raise CardioScarError(f"The core model '{core_model.GetName()}' was removed during the tagging: nothing "
+                                  "was written")
+        check_unchanged(core_model, core_state, "the tagging", "core model")
 
 
 def check_export_prefix(prefix: str, fmt: str = "opencarp") -> Path:

@@ -115,12 +115,15 @@ AHA_NAMES = {"--mesh": "model_node", "--rv-point": "inputs.rv_markups", "--rv-in
 #: sets under another name, with that name. The script runs every step in one go, so names the
 #: verbs share mean one step's option there: its ``--mc-samples``, ``--batch-size`` are train's and
 #: its ``--output`` the result mesh (apply's), its ``--threshold`` apply's. The names the script takes
-#: as aliases of its own (``--image`` for ``--volume``) it reads from its parser.
+#: as aliases of its own (``--image`` for ``--volume``) it reads from its parser. Only names that a
+#: library message can show in that step are here (each is reached by a test in
+#: Testing/test_batch_script.py): apply's out-of-memory advice, the export's prefix refusal, the
+#: AHA's warning of a threshold off the call apply wrote. The script checks its --save-model and
+#: --aha-dir itself, in its own words, before any step runs.
 BATCH_NAMES = {
     "apply": {"--mc-samples": "--inference-mc-samples", "--batch-size": "--inference-batch-size"},
-    "train": {"--output": "--save-model"},
     "export": {"--output": "--export-opencarp"},
-    "aha": {"--threshold": "--aha-threshold", "--output-dir": "--aha-dir"},
+    "aha": {"--threshold": "--aha-threshold"},
 }
 
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*[a-z]")

@@ -250,26 +250,63 @@ def _aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
             for alias in action.option_strings[1:] if action.option_strings[0].startswith("--")}
 
 
+class _ScriptWords(logging.Filter):
+    """Rewords each log record it sees (a handler's filter) in the script's option names, as
+    :func:`_in_script_words` does an error: a library warning's advice ("give --threshold 0.3" in the
+    AHA step) must name the option to give here (--aha-threshold; --threshold is apply's). Only the
+    record's own words (its format string) are reworded, not the values filled in: a file name, or
+    this script's own advice given to the library (:data:`CORE_MODEL_ADVICE` names --output, the
+    core run's mesh, inside the export step where --output is --export-opencarp)."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from CardioScarLogic.wording import in_batch_words
+
+        record.msg = in_batch_words(str(record.msg), self.names)
+        return True
+
+
 @contextmanager
-def _doing(verb: str) -> Iterator[None]:
-    """A library error raised inside comes from the work of ``cardioscar VERB`` and names that verb's
-    options: mark it so, for :func:`_in_script_words`."""
+def _doing(verb: str, parser: argparse.ArgumentParser) -> Iterator[None]:
+    """Inside, the work of ``cardioscar VERB``, whose options the library's words name: an error
+    raised (or memory running out) is marked so, for :func:`_in_script_words`, and each warning
+    logged is reworded as it is written."""
     from cardioscar.errors import CardioScarError
 
+    words = _ScriptWords(_script_names(verb, parser))
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(words)
     try:
         yield
-    except CardioScarError as error:
+    except (CardioScarError, MemoryError) as error:
         error.batch_verb = verb
         raise
+    finally:
+        for handler in handlers:
+            handler.removeFilter(words)
+
+
+def _script_names(verb: str, parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Command-line option -> this script's option for the same thing, in the work of ``cardioscar
+    VERB`` (its entry of :data:`CardioScarLogic.wording.BATCH_NAMES`, and the script's aliases)."""
+    from CardioScarLogic.wording import BATCH_NAMES
+
+    return {**_aliases(parser), **BATCH_NAMES.get(verb, {})}
 
 
 def _in_script_words(error: Exception, parser: argparse.ArgumentParser) -> str:
     """The library's words of ``error`` with each command-line option named as this script's option
-    for the same thing (the verb's options of :data:`CardioScarLogic.wording.BATCH_NAMES` and the aliases)."""
-    from CardioScarLogic.wording import BATCH_NAMES, in_batch_words, library_words
+    for the same thing (:func:`_script_names` of the verb :func:`_doing` marked it with). Memory
+    running out is the command line's advice (a smaller batch), not a crash."""
+    from cardioscar.cli import OUT_OF_MEMORY
+    from CardioScarLogic.wording import in_batch_words, library_words
 
-    names = {**_aliases(parser), **BATCH_NAMES.get(getattr(error, "batch_verb", ""), {})}
-    return in_batch_words(library_words(error), names)
+    message = OUT_OF_MEMORY if isinstance(error, MemoryError) else library_words(error)
+    return in_batch_words(message, _script_names(getattr(error, "batch_verb", ""), parser))
 
 
 def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
@@ -376,13 +413,13 @@ def run(argv: list[str]) -> int:
         if tagging:  # a wrong core mesh or field is found before the training, not after it
             from CardioScarLogic.tissue import core_values
 
-            with _doing("export"):
+            with _doing("export", parser):
                 core_values(model_node, args.core_field, core_node)
         if args.export_opencarp is not None:  # so is a mesh the openCARP export refuses
             from cardioscar.io.meshio import read_mesh
             from cardioscar.simulation.opencarp import check_exportable, check_prefix
 
-            with _doing("export"):
+            with _doing("export", parser):
                 check_prefix(args.export_opencarp)
                 check_exportable(read_mesh(args.mesh))
         logic = CardioScarLogic(context.scene, context.color_logic)
@@ -394,7 +431,7 @@ def run(argv: list[str]) -> int:
             view = OffscreenThreeDView(context.scene, context.application_logic, size=(800, 800),
                                        background=(0.12, 0.13, 0.18))
         if args.model is not None:
-            with _doing("apply"):
+            with _doing("apply", parser):
                 result = logic.apply_model(args.model, model_node, options)
         else:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
@@ -407,30 +444,29 @@ def run(argv: list[str]) -> int:
         if tagging:
             from CardioScarLogic.tissue import tag_model_node
 
-            with _doing("export"):
+            with _doing("export", parser):
                 tags = tag_model_node(model_node, args.border_zone, args.core, args.core_field,
                                       color_logic=context.color_logic, core_model=core_node,
                                       core_advice=CORE_MODEL_ADVICE)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
-            with _doing("train"):
-                logic.save_model(args.save_model)
+            logic.save_model(args.save_model)
         if args.export_opencarp is not None:
             from CardioScarLogic.tissue import export_model_node
 
-            with _doing("export"):
+            with _doing("export", parser):
                 files = export_model_node(model_node, tags, args.export_opencarp, units=args.units)
             written.append(f"Wrote {', '.join(str(path) for path in files)}")
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
         if args.aha_dir is not None:
-            with _doing("aha"):
+            with _doing("aha", parser):
                 written += _aha(args, context, logic, model_node)
             save_model(model_node, args.output)  # again, now with the aha_segment arrays
         if view is not None:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
             view.close()
-    except CardioScarError as error:
+    except (CardioScarError, MemoryError) as error:  # MemoryError: as cardioscar, a smaller batch is the fix
         print(f"cardioscar_batch: error: {_in_script_words(error, parser)}", file=sys.stderr)
         return EXIT_USER_ERROR
     for measure, value, unit in result.summary:

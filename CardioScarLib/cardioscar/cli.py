@@ -28,6 +28,8 @@ logger = logging.getLogger("cardioscar")
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
+#: The advice when memory runs out (a MemoryError): the batch options are the user's fix, not a bug.
+OUT_OF_MEMORY = "out of memory; lower --batch-size (or --mc-samples)"
 
 def on_off_auto(text: str) -> bool | str:
     """An ``on|off|auto`` option value: True, False or ``"auto"`` (``--shape-prior auto``: the
@@ -470,7 +472,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MemoryError:
         if args.debug:
             raise
-        sys.stderr.write(f"cardioscar {args.command}: error: out of memory; lower --batch-size (or --mc-samples)\n")
+        sys.stderr.write(f"cardioscar {args.command}: error: {OUT_OF_MEMORY}\n")
         return EXIT_USER_ERROR
     return 0
 

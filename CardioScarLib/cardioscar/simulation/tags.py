@@ -199,9 +199,10 @@ def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, bor
     differ = int(np.count_nonzero(called != tagged))
     if differ:
         cut = _shortest_cut(float(np.max(scar[~called], initial=0.0)), float(np.min(scar[called], initial=1.0)))
-        logger.warning("%s: its scar_binary (the call of apply --threshold %s) marks %d nodes scar, the cut at %g marks "
-                       "%d (%d differ); give %s %s (the same setting in Slicer) to %s the scar apply called", name, cut,
-                       int(called.sum()), border_zone, int(tagged.sum()), differ, option, cut, use)
+        # the option is part of the message's words, not a value filled in: the batch script names it its own way
+        logger.warning("%s: its scar_binary (the call of cardioscar apply --threshold %s) marks %d nodes scar, the cut at "
+                       f"%g marks %d (%d differ); give {option} %s (the same setting in Slicer) to %s the scar apply "
+                       "called", name, cut, int(called.sum()), border_zone, int(tagged.sum()), differ, cut, use)
 
 
 def _shortest_cut(below: float, top: float) -> str:
