@@ -81,6 +81,10 @@ def rule_slices(lge_node, options: ReconstructionOptions, myocardium_node, blood
         raise CardioScarError(f"The scar rule {options.scar_rule} needs the myocardium: choose a label map "
                               "(and its myocardium labels, e.g. 2,3,4) or a segmentation (and its myocardium segment).")
     request = options.scar_rule_request(myocardium_node.GetName())
+    if request.expert_scar_labels and _is_segmentation(myocardium_node):
+        raise CardioScarError(f"--expert-scar-labels names labels of a label map, but the myocardium "
+                              f"'{myocardium_node.GetName()}' is a segmentation: choose the experts' label map as the "
+                              "myocardium mask (its myocardium labels, e.g. 2,3,4), or clear the expert labels")
     axis, indices = options.slice_axis, options.parsed_slice_indices()
     slicing = (axis, indices, half_width(lge_node, options.half_thickness, dicom_database))
     image = scar_source_from_node(lge_node).slices(*slicing)
@@ -110,10 +114,6 @@ def _expert_masks(request, myocardium_node, slicing: tuple, image: list):
 
     if not request.expert_scar_labels:
         return None
-    if _is_segmentation(myocardium_node):
-        raise CardioScarError(f"--expert-scar-labels names labels of a label map, but the myocardium "
-                              f"'{myocardium_node.GetName()}' is a segmentation: choose the experts' label map as the "
-                              "myocardium mask (its myocardium labels, e.g. 2,3,4), or clear the expert labels")
     source = scar_source_from_node(myocardium_node)
     if source.ijk_to_lps is not None:
         return expert_masks(source.volume_kji, source.ijk_to_lps, image, request, f"'{myocardium_node.GetName()}'")
