@@ -142,3 +142,21 @@ def test_the_request_refuses_expert_labels_outside_the_myocardium_in_python(case
     with pytest.raises(CardioScarError, match="--expert-scar-labels 5 not in --myocardium-labels 2,3,4"):
         ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4],
                         expert_scar_labels=[3, 5])
+
+
+def test_a_sliver_sector_is_never_the_remote():
+    """The healthy remainder of a ring: its lower half, and 2 darker pixels at the top, alone in
+    their sector (around the remainder's centroid, low in the ring). The darkest sector of 5 pixels
+    or more is chosen, where the 2-pixel sliver would have been (a remote n-SD refuses)."""
+    from cardioscar.lge.rules import darkest_sector
+
+    rows, cols = np.mgrid[0:41, 0:41]
+    radius = np.hypot(rows - 20, cols - 20)
+    ring = (radius > 12) & (radius < 17)
+    mask = ring & (rows > 20)
+    sliver = np.zeros_like(ring)
+    sliver[4, 20:22] = True
+    values = np.where(cols < 20, 50.0, 100.0)
+    values[sliver] = 0.0
+    region, _ = darkest_sector(values, mask | sliver)
+    assert region.sum() >= 5 and not (region & sliver).any() and (values[region] == 50.0).all()
