@@ -170,6 +170,9 @@ class CardioScarParameterNode:
     bloodPoolMask: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None]
     bloodPoolLabels: str = ""
     bloodPoolSegment: str = ""
+    # labels of the myocardium label map the experts drew as scar / as core (used with a rule only)
+    expertScarLabels: str = ""
+    expertCoreLabels: str = ""
     remoteMask: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None]
     remoteSegment: str = ""
     intensityOffset: Annotated[float, WithinRange(-100000.0, 100000.0)] = 0.0
@@ -453,6 +456,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.thresholdSpinBox.enabled = p.useThreshold
         self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom
         self._updateMarginBox()
+        self._updateExpertBoxes()
         canTrain = bool(p.inputVolume and p.heartModel)
         self.ui.applyButton.enabled = canTrain
         self.ui.applyButton.toolTip = (_("Train on the chosen slices and write the scar fields on the mesh")
@@ -477,6 +481,13 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         box.toolTip = self._marginToolTip if box.enabled else _(
             "Not used with a scar rule ({rule}): the rule grades the myocardium's own pixels, so there is no "
             "margin to widen. Set Scar rule to none to use it.").format(rule=rule)
+
+    def _updateExpertBoxes(self) -> None:
+        """The experts' labels say where a scar rule grades; without a rule they mean nothing (the Logic
+        refuses them), so their boxes are disabled, their values kept and not used (:meth:`options`)."""
+        ruled = self._parameterNode.scarRule != "none"
+        for box in (self.ui.expertScarLabelsLineEdit, self.ui.expertCoreLabelsLineEdit):
+            box.enabled = ruled
 
     def _updateResultField(self) -> None:
         """The Results section follows the newest result in the scene, so that it holds after a
@@ -558,7 +569,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu,
             scar_rule=None if p.scarRule == "none" else p.scarRule, scar_thresholds=p.scarThresholds,
             scar_target=p.scarTarget, blood_pool_labels=p.bloodPoolLabels, blood_pool_segment=p.bloodPoolSegment,
-            remote_segment=p.remoteSegment, intensity_offset=p.intensityOffset)
+            remote_segment=p.remoteSegment, intensity_offset=p.intensityOffset,
+            expert_scar_labels=p.expertScarLabels if p.scarRule != "none" else "",  # the boxes are disabled without
+            expert_core_labels=p.expertCoreLabels if p.scarRule != "none" else "")  # a rule
 
     # ------------------------------------------------------------------ dependencies
 

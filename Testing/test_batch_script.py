@@ -299,6 +299,8 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
          "--volume, --scar-labels, --normalize-intensities, --partial-volume-correction, --preset, --threads, "
          "--no-progress only apply to training; --model applies a saved model without training"),
         (["--volume", missing, "--output", str(tmp_path / "o.vtp")], "Cannot write the volumetric mesh"),
+        (["--volume", missing, "--expert-scar-labels", "3,4", "--expert-core-labels", "4"],
+         "--expert-scar-labels, --expert-core-labels need --scar-rule"),
     ]
     script = _load_script()
     for extra, expected in cases:

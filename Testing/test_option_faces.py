@@ -75,6 +75,9 @@ class Option:
 NO_SEGMENTATION = Absent("a Slicer segmentation is a node; files give the myocardium as a label image "
                          "(--myocardium-mask FILE --myocardium-labels)")
 
+NO_RULE_COLUMNS = Absent("the cohort manifest has no scar-rule columns (--scar-rule and its masks); a cohort trains on "
+                         "drawn labels or maps")
+
 TABLE: dict[str, Option] = {
     "myocardium labels": Option(
         "prepare --myocardium-labels", "PreprocessingRequest.myocardium_labels",
@@ -123,7 +126,17 @@ TABLE: dict[str, Option] = {
         "train --cpu; fine-tune --cpu; apply --cpu", "train_scar_model(device); apply_scar_model(device)",
         "ReconstructionOptions.force_cpu", ("forceCpu", "force_cpu"), "--cpu",
         Absent("per cohort run, not per patient: cohort run --gpus-per-worker (CohortOptions.gpus_per_worker)")),
+    "expert scar labels": Option(
+        "prepare --expert-scar-labels", "ScarRuleRequest.expert_scar_labels", "ReconstructionOptions.expert_scar_labels",
+        ("expertScarLabels", "expert_scar_labels"), "--expert-scar-labels", NO_RULE_COLUMNS, "3,4", [3, 4]),
+    "expert core labels": Option(
+        "prepare --expert-core-labels", "ScarRuleRequest.expert_core_labels", "ReconstructionOptions.expert_core_labels",
+        ("expertCoreLabels", "expert_core_labels"), "--expert-core-labels", NO_RULE_COLUMNS, "4", [4]),
 }
+
+#: Options of a scar rule, and what they need beside them to be read (on the Logic, in the batch script).
+RULE_CONTEXT = {"expert scar labels": {"scar_rule": "nsd", "myocardium_labels": "2,3,4"},
+                "expert core labels": {"scar_rule": "nsd", "myocardium_labels": "2,3,4", "expert_scar_labels": "3,4"}}
 
 #: Options that are constants on purpose: on no face (where to change them: the module named).
 CONSTANTS = {"shape prior residual decay": (prior_field, "RESIDUAL_DECAY_MM", "residual_decay")}
@@ -144,7 +157,9 @@ REQUIRED = {"prepare": ["--mesh", "m.vtk", "--image", "i.nii.gz", "--output", "d
 def _parsed(options, attribute: str) -> Any:
     """A ReconstructionOptions value as the Logic reads it (label lists are kept as typed)."""
     readers = {"scar_labels": lambda: options.parsed_scar_labels(False),
-               "myocardium_labels": options.parsed_myocardium_labels}
+               "myocardium_labels": options.parsed_myocardium_labels,
+               "expert_scar_labels": lambda: options.scar_rule_request("labels").expert_scar_labels,
+               "expert_core_labels": lambda: options.scar_rule_request("labels").expert_core_labels}
     return readers[attribute]() if attribute in readers else getattr(options, attribute)
 
 
@@ -199,7 +214,8 @@ def test_python_api(name, names, option):
             assert parameter in inspect.signature(getattr(api, function)).parameters, entry
         else:
             owner, attribute = entry.split(".")
-            kind = {"PreprocessingRequest": api.PreprocessingRequest, "TrainingConfig": TrainingConfig}[owner]
+            kind = {"PreprocessingRequest": api.PreprocessingRequest, "TrainingConfig": TrainingConfig,
+                    "ScarRuleRequest": api.ScarRuleRequest}[owner]
             fields = {f.name for f in dataclasses.fields(kind)}
             assert attribute in fields or callable(getattr(kind, attribute, None)), entry
 
@@ -215,7 +231,7 @@ def test_slicer_logic(name, names, option):
     if option.expected is None:
         return
     given = option.value if isinstance(option.expected, list) else option.expected  # labels as typed
-    options = csl.ReconstructionOptions(**{attribute: given})
+    options = csl.ReconstructionOptions(**{**RULE_CONTEXT.get(name, {}), attribute: given})
     assert _parsed(options, attribute) == option.expected
     if attribute in ("mc_samples", "seed", "shape_prior"):  # reaches the configuration the worker trains with
         assert getattr(options.training_config(), attribute) == option.expected
@@ -259,6 +275,7 @@ def test_batch_script(name, names, option, batch, tmp_path):
         assert '("myocardium_mask", args.myocardium_mask)' in source
         return
     rule = ["--scar-rule", "psi"] if name == "myocardium segment" else []  # a segment names a rule's mask
+    rule += [f"--{key.replace('_', '-')}={value}" for key, value in RULE_CONTEXT.get(name, {}).items()]
     rule += ["--preset", "fast"] if name == "convergence test" else []  # the test needs the one-cycle schedule
     given = [names] if action.nargs == 0 else [names, option.value]
     options = batch._options(parser.parse_args(base + rule + given))

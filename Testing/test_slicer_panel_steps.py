@@ -340,6 +340,23 @@ def test_the_margin_box_is_disabled_under_a_scar_rule_and_not_used_there(panel):
 
 
 @LATEST
+def test_the_expert_label_boxes_apply_under_a_scar_rule_only(panel):
+    """Typed without a rule the experts' labels are kept but disabled and not handed over (the Logic
+    refuses them without a rule); with one they reach the options as typed."""
+    widget, ui = panel["widget"], panel["ui"]
+    boxes = (ui.expertScarLabelsLineEdit, ui.expertCoreLabelsLineEdit)
+    assert not any(box.enabled for box in boxes)
+    ui.expertScarLabelsLineEdit.text, ui.expertCoreLabelsLineEdit.text = "3,4", "4"
+    assert (widget._parameterNode.expertScarLabels, widget._parameterNode.expertCoreLabels) == ("3,4", "4")
+    assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("", "")
+    ui.scarRuleComboBox.choose("nsd")
+    assert all(box.enabled for box in boxes)
+    assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("3,4", "4")
+    ui.scarRuleComboBox.choose("none")
+    assert not any(box.enabled for box in boxes)
+
+
+@LATEST
 def test_the_error_risk_and_the_uncertainty_have_their_own_sequential_colour_tables(panel, phantom):
     from CardioScarLogic import results
     from CardioScarLogic.results import write_point_arrays

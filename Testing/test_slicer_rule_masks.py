@@ -173,3 +173,40 @@ def test_masks_are_sampled_in_world_coordinates_like_the_command_line(scene):
     fine.SetAndObserveTransformNodeID(away.GetID())
     with pytest.raises(CardioScarError, match="The myocardium mask 'fine labels' does not overlap slice"):
         _targets_and_record(s, options, fine)
+
+
+def test_expert_labels_of_the_label_map_node_bound_the_rule_as_on_the_command_line(scene):
+    """``expert_scar_labels`` / ``expert_core_labels`` read from the myocardium's label-map node: each
+    group's scar target is the experts' scar at its pixel, its core target within it (no-reflow
+    always core); the record names the labels; a segmentation, or the labels without a rule, is
+    refused in one line in the Logic's words, and in the panel's."""
+    from test_expert_scar_labels import expert_label_map
+    from CardioScarLogic.wording import in_panel_words, library_words
+
+    s = scene
+    drawn = expert_label_map(slicer.util.arrayFromVolume(s["labels"]))
+    experts = _labelmap_like(s["scene"], s["labels"], drawn, "experts")
+    chosen = {"scar_rule": "nsd", "myocardium_labels": "2,3,4", "expert_scar_labels": "3,4", "expert_core_labels": "4"}
+    targets = {}
+    for target in ("scar", "core"):
+        prepared = s["logic"].prepare_training(s["lge"], s["model"], _options(s, scar_target=target, **chosen),
+                                               experts).prepared
+        k = np.array(SLICES)[prepared.group_slice]
+        at_group = drawn[k, prepared.group_pixel[:, 1], prepared.group_pixel[:, 0]]
+        targets[target] = prepared.group_targets == 1, at_group
+        record = json.loads(prepared.scar_rule)
+        assert (record["expert_scar_labels"], record["expert_core_labels"]) == ([3, 4], [4])
+    scar, at_group = targets["scar"]
+    np.testing.assert_array_equal(scar, np.isin(at_group, [3, 4]))
+    core, _ = targets["core"]
+    assert core[at_group == 4].all() and not core[~np.isin(at_group, [3, 4])].any() and 0 < core.mean() < scar.mean()
+    segmentation = _segmentation(s["scene"], experts, {2: "Myocardium", 3: "Scar", 4: "No-reflow", 1: "Blood"})
+    with pytest.raises(CardioScarError, match="options.expert_scar_labels names labels of a label map") as error:
+        s["logic"].prepare_training(s["lge"], s["model"], _options(s, **chosen), segmentation)
+    assert "\n" not in str(error.value)
+    with pytest.raises(CardioScarError, match="^expert_scar_labels and expert_core_labels need a scar rule") as error:
+        csl.ReconstructionOptions(expert_scar_labels="3,4")
+    assert in_panel_words(library_words(error.value)).startswith("'Expert scar labels' and 'Expert core labels' need")
+
+
+SLICES = [1, 2, 3, 4, 5, 6, 7, 8]

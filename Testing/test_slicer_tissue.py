@@ -163,6 +163,10 @@ def test_a_core_model_of_other_nodes_or_another_rule_is_refused(tagged_case, tmp
     with pytest.raises(CardioScarError, match="different scar rules .*nsd.* vs .*psi"):
         tag_model_node(node, core_model=core)
     assert node.GetMesh().GetPointData().GetArray("tissue_tag") is None
+    core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "core",
+                                                        "expert_scar_labels": [3, 4], "expert_core_labels": [4]}))
+    with pytest.raises(CardioScarError, match=r"different scar rules .*None, None\) vs .*\[3, 4\], \[4\]\)"):
+        tag_model_node(node, core_model=core)  # the core within the experts' scar, the scar over the whole wall
     core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "core"}))
     tags = tag_model_node(node, core_model=core)  # one rule, two targets: the two-field tagging
     assert tags.two_fields

@@ -32,6 +32,11 @@ def _int_list(value: IntList, parse) -> Optional[list[int]]:
     return [int(v) for v in value]
 
 
+def _given(value: IntList) -> bool:
+    """Whether a label list was given (the panel's empty box is not)."""
+    return value is not None and (not isinstance(value, str) or bool(value.strip()))
+
+
 def _half_thickness(value: Union[float, str]) -> Union[float, str]:
     """A slab half-width as given in Python or on a command line: mm > 0, or ``"auto"``."""
     try:
@@ -101,6 +106,10 @@ class ReconstructionOptions:
     # segment names when the rule's masks are segmentations (the myocardium's is ``myocardium_segment``)
     blood_pool_segment: str = ""
     remote_segment: str = ""
+    # labels of the myocardium label map that the experts drew as scar (the rule grades only inside
+    # them) and, of those, the ones that are core whatever their intensity (prepare --expert-*-labels)
+    expert_scar_labels: IntList = None
+    expert_core_labels: IntList = None
 
     @speaks_logic_words(OPTION_FIELDS)  # the fields' names, not the command line's options
     def __post_init__(self) -> None:
@@ -134,6 +143,10 @@ class ReconstructionOptions:
         if self.scar_target == "core" and not self.scar_rule:
             raise CardioScarError("scar target 'core' needs a scar rule (nsd, fwhm, iir or psi): the core is graded "
                                   "from the raw LGE; choose a rule, or learn the scar.")
+        if not self.scar_rule and (_given(self.expert_scar_labels) or _given(self.expert_core_labels)):
+            raise CardioScarError("--expert-scar-labels and --expert-core-labels need a scar rule (nsd, fwhm, iir or "
+                                  "psi): it splits the experts' scar into border zone and core; to learn the experts' "
+                                  "scar alone give --scar-labels instead.")
 
     def scar_rule_request(self, myocardium_name: str):
         """The :class:`cardioscar.lge.prepare.ScarRuleRequest` of these options (None without a rule)."""
@@ -145,10 +158,13 @@ class ReconstructionOptions:
             return None
         myocardium = _int_list(self.myocardium_labels, lambda t: _parse_int_list(t, "myocardium labels", "2,3,4"))
         blood = _int_list(self.blood_pool_labels, lambda t: _parse_int_list(t, "blood-pool labels", "1"))
+        expert_scar = _int_list(self.expert_scar_labels, lambda t: _parse_int_list(t, "expert scar labels", "3,4"))
+        expert_core = _int_list(self.expert_core_labels, lambda t: _parse_int_list(t, "expert core labels", "4"))
         return ScarRuleRequest(rule=self.scar_rule, myocardium_path=Path(myocardium_name),
                                myocardium_labels=myocardium, blood_pool_labels=blood,
                                thresholds=parse_thresholds(self.scar_rule, self.scar_thresholds or None),
-                               target=self.scar_target, intensity_offset=float(self.intensity_offset or 0.0))
+                               target=self.scar_target, intensity_offset=float(self.intensity_offset or 0.0),
+                               expert_scar_labels=expert_scar, expert_core_labels=expert_core)
 
     def parsed_slice_indices(self) -> Optional[list[int]]:
         """Slice indices as a list, or None for all slices."""

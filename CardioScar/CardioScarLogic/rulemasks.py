@@ -6,6 +6,8 @@ The masks mean what the command line's do (``cardioscar prepare --myocardium-mas
 * a label map (or 0/1 scalar volume): the myocardium's labels are ``options.myocardium_labels``
   (else non-zero), the blood pool's ``options.blood_pool_labels`` (else non-zero), the remote
   region is non-zero;
+* the experts' scar and core (``options.expert_scar_labels`` / ``expert_core_labels``): labels of
+  the myocardium's label map (a segmentation has no labels: refused);
 * a segmentation: its segment named ``options.myocardium_segment`` / ``blood_pool_segment`` /
   ``remote_segment``, exported on the segmentation's reference grid.
 
@@ -79,6 +81,10 @@ def rule_slices(lge_node, options: ReconstructionOptions, myocardium_node, blood
         raise CardioScarError(f"The scar rule {options.scar_rule} needs the myocardium: choose a label map "
                               "(and its myocardium labels, e.g. 2,3,4) or a segmentation (and its myocardium segment).")
     request = options.scar_rule_request(myocardium_node.GetName())
+    if request.expert_scar_labels and _is_segmentation(myocardium_node):
+        raise CardioScarError(f"--expert-scar-labels names labels of a label map, but the myocardium "
+                              f"'{myocardium_node.GetName()}' is a segmentation: choose the experts' label map as the "
+                              "myocardium mask (its myocardium labels, e.g. 2,3,4), or clear the expert labels")
     axis, indices = options.slice_axis, options.parsed_slice_indices()
     slicing = (axis, indices, half_width(lge_node, options.half_thickness, dicom_database))
     image = scar_source_from_node(lge_node).slices(*slicing)
@@ -97,8 +103,25 @@ def rule_slices(lge_node, options: ReconstructionOptions, myocardium_node, blood
     if remote is not None and not any((r & m).any() for r, m in zip(remote, myocardium)):
         raise CardioScarError(f"The remote region '{remote_from.GetName()}' has no pixel inside the myocardium on the "
                               "chosen slices: draw it in healthy myocardium, or leave it empty for the darkest sector")
-    layers, rule = graded_targets(request, image, myocardium, blood, remote, myocardium_node.GetName())
+    expert = _expert_masks(request, myocardium_node, slicing, image)
+    layers, rule = graded_targets(request, image, myocardium, blood, remote, myocardium_node.GetName(), expert)
     return layers, rule_record_json(rule, request.target)
+
+
+def _expert_masks(request, myocardium_node, slicing: tuple, image: list):
+    """The experts' scar and core masks of the myocardium's label map (None without expert labels)."""
+    from cardioscar.lge.prepare import ExpertMasks, expert_masks, mask_arrays
+
+    if not request.expert_scar_labels:
+        return None
+    source = scar_source_from_node(myocardium_node)
+    if source.ijk_to_lps is not None:
+        return expert_masks(source.volume_kji, source.ijk_to_lps, image, request, f"'{myocardium_node.GetName()}'")
+    layers = source.slices(*slicing)  # placed slice by slice: on the LGE's own slices
+    core = request.expert_core_labels
+    return ExpertMasks(mask_arrays(layers, request.expert_scar_labels, "--expert-scar-labels", myocardium_node.GetName(),
+                                   image),
+                       mask_arrays(layers, core, "--expert-core-labels", myocardium_node.GetName(), image) if core else None)
 
 
 def rule_myocardium(layers: list, options: ReconstructionOptions, myocardium_node):

@@ -124,19 +124,22 @@ def core_values(model_node, core_field: Optional[str] = None, core_model=None,
     if None not in rules and rules[0] != rules[1]:
         raise CardioScarError(f"'{name}' and its core model '{core_name}' were trained on different scar rules "
                               f"({rules[0]} vs {rules[1]}): the border zone and the core must come from one rule; "
-                              "train both with the same rule, thresholds and offset")
+                              "train both with the same rule, thresholds, offset and expert labels")
     return _point_field(core_model, core_field or PROBABILITY)
 
 
 def _rule_definition(model_node) -> Optional[tuple]:
-    """(rule, border, core, intensity offset) of the scar rule recorded on a result, or None."""
+    """(rule, border, core, intensity offset, expert scar and core labels) of the scar rule recorded on
+    a result, or None. The expert labels are part of it: a core learned over the whole myocardium
+    beside a scar cut to the experts' would tag core outside the scar."""
     import json
 
     text = model_node.GetAttribute(SCAR_RULE_ATTRIBUTE)
     if not text:
         return None
     record = json.loads(text)
-    return (record.get("rule"), record.get("border"), record.get("core"), record.get("intensity_offset", 0.0))
+    return (record.get("rule"), record.get("border"), record.get("core"), record.get("intensity_offset", 0.0),
+            record.get("expert_scar_labels"), record.get("expert_core_labels"))
 
 
 @dataclass

@@ -49,6 +49,8 @@ PANEL_NAMES = {
     "--scar-target": "Network learns",
     "--blood-pool-mask": "Blood pool",
     "--blood-pool-labels": "Blood-pool labels",
+    "--expert-scar-labels": "Expert scar labels",
+    "--expert-core-labels": "Expert core labels",
     "--remote-mask": "Remote myocardium",
     "--intensity-offset": "Intensity offset",
     "--core-mesh": "Core model",
@@ -85,6 +87,8 @@ OPTION_FIELDS = {
     "--scar-thresholds": "scar_thresholds",
     "--scar-target": "scar_target",
     "--blood-pool-labels": "blood_pool_labels",
+    "--expert-scar-labels": "expert_scar_labels",
+    "--expert-core-labels": "expert_core_labels",
     "--intensity-offset": "intensity_offset",
 }
 

@@ -36,6 +36,12 @@ def add_prepare_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--blood-pool-labels", type=_labels("--blood-pool-labels"), default=None,
                        help="labels of the blood pool, e.g. 1 (in --blood-pool-mask, else in --myocardium-mask)")
     # --myocardium-mask / --myocardium-labels are prepare's own options (cardioscar.prepare.myocardium)
+    group.add_argument("--expert-scar-labels", type=_labels("--expert-scar-labels"), default=None,
+                       help="labels of the --myocardium-mask label map that the experts drew as scar, e.g. 3,4: the "
+                            "rule grades only inside them (outside healthy, inside border zone or core)")
+    group.add_argument("--expert-core-labels", type=_labels("--expert-core-labels"), default=None,
+                       help="of --expert-scar-labels, those that are core whatever their intensity, e.g. 4 (EMIDEC's "
+                            "no-reflow: dark on LGE, dense necrosis)")
     group.add_argument("--remote-mask", type=Path, default=None,
                        help="healthy (remote) myocardium mask for nsd (default: the darkest of 6 myocardial sectors)")
     group.add_argument("--intensity-offset", type=float, default=None, metavar="VALUE",
@@ -55,6 +61,10 @@ def scar_rule_request(args: argparse.Namespace):
                                                             "blood_pool_labels", "intensity_offset")):
             raise CardioScarError("--scar-thresholds, --blood-pool-*, --remote-mask and --intensity-offset need "
                                   "--scar-rule {nsd,fwhm,iir,psi}")
+        if args.expert_scar_labels is not None or args.expert_core_labels is not None:
+            raise CardioScarError("--expert-scar-labels and --expert-core-labels need --scar-rule {nsd,fwhm,iir,psi}: "
+                                  "they split the experts' scar into border zone and core by the rule; to learn the "
+                                  "experts' scar alone give --scar-labels 3,4 instead")
         return None
     if args.myocardium_mask is None:
         raise CardioScarError(f"--scar-rule {args.scar_rule} needs --myocardium-mask FILE (with --myocardium-labels "
@@ -69,4 +79,5 @@ def scar_rule_request(args: argparse.Namespace):
                            myocardium_labels=args.myocardium_labels, blood_pool_path=blood,
                            blood_pool_labels=args.blood_pool_labels, remote_path=args.remote_mask,
                            thresholds=parse_thresholds(args.scar_rule, args.scar_thresholds), target=args.scar_target,
-                           intensity_offset=args.intensity_offset or 0.0)
+                           intensity_offset=args.intensity_offset or 0.0, expert_scar_labels=args.expert_scar_labels,
+                           expert_core_labels=args.expert_core_labels)

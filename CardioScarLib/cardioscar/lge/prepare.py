@@ -6,6 +6,14 @@ default, so ``scar_probability`` keeps its meaning: probability that the node is
 ``core``. A second model trained on the core target gives a core probability; ``cardioscar export
 --core-mesh`` turns the two into healthy / border zone / core tags (see :mod:`cardioscar.simulation.tags`).
 
+Experts' scar (``expert_scar_labels``, ``--expert-scar-labels``): labels of the myocardium label map
+that the experts drew as scar (EMIDEC 3,4). The rule then grades only inside them: myocardium outside
+is healthy, every pixel inside is at least border zone and core where the rule calls core, so the
+scar target is the experts' scar and the core target the rule's core within it. The labels in
+``expert_core_labels`` (EMIDEC's no-reflow, 4: microvascular obstruction, dense necrosis, dark on
+LGE so never core by intensity) are core whatever their intensity. The darkest sector (n-SD's remote,
+the relative rules' enhancement test) is sought outside the experts' scar.
+
 The myocardium masks come from prepare's ``--myocardium-mask``/``--myocardium-labels`` reader
 (:mod:`cardioscar.prepare.myocardium`), which also reads the blood-pool and remote masks here. In Slicer the
 masks are label-map nodes cut like the LGE node (:func:`mask_arrays`).
@@ -21,11 +29,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import SimpleITK as sitk
 
 from ..checks import whole_labels
 from ..errors import CardioScarError
 from ..prepare.slices import SliceLayer
-from .rules import RuleResult, apply_rule, parse_thresholds
+from .rules import BORDER, CORE, HEALTHY, OUTSIDE, RuleResult, apply_rule, parse_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +54,44 @@ class ScarRuleRequest:
     thresholds: Optional[tuple[float, float]] = None
     target: str = "scar"
     intensity_offset: float = 0.0
+    expert_scar_labels: Optional[list[int]] = None
+    expert_core_labels: Optional[list[int]] = None
+
+    def __post_init__(self) -> None:
+        check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
+
+
+def _listed(labels: Sequence[int]) -> str:
+    return ",".join(map(str, labels))
+
+
+def check_expert_labels(myocardium: Optional[Sequence[int]], scar: Optional[Sequence[int]],
+                        core: Optional[Sequence[int]]) -> None:
+    """The experts' labels name a part of the myocardium's label map, and their core a part of their scar."""
+    if core and not scar:
+        raise CardioScarError(f"--expert-core-labels {_listed(core)} needs --expert-scar-labels: the core labels are "
+                              "part of the experts' scar (e.g. --expert-scar-labels 3,4 --expert-core-labels 4)")
+    if not scar:
+        return
+    if not myocardium:
+        raise CardioScarError(f"--expert-scar-labels {_listed(scar)} names labels of the --myocardium-mask label map: "
+                              "give its --myocardium-labels too (e.g. --myocardium-labels 2,3,4 --expert-scar-labels 3,4)")
+    outside = sorted(set(scar) - set(myocardium))
+    if outside:
+        raise CardioScarError(f"--expert-scar-labels {_listed(outside)} not in --myocardium-labels {_listed(myocardium)}: "
+                              "the experts' scar is myocardium; list it in both")
+    outside = sorted(set(core or ()) - set(scar))
+    if outside:
+        raise CardioScarError(f"--expert-core-labels {_listed(outside)} not in --expert-scar-labels {_listed(scar)}: "
+                              "the experts' core is scar; list it in both")
+
+
+@dataclass
+class ExpertMasks:
+    """Per-slice boolean masks of the experts' scar and (optionally) core labels, on the LGE's slices."""
+
+    scar: list[np.ndarray]
+    core: Optional[list[np.ndarray]] = None
 
 
 def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], option: str, name: str,
@@ -64,40 +111,75 @@ def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], optio
     return masks
 
 
+def expert_masks(values: np.ndarray, ijk_to_lps: np.ndarray, image: list[SliceLayer], request: ScarRuleRequest,
+                 source: str) -> ExpertMasks:
+    """The experts' scar and core masks of a label map's voxels (k, j, i), sampled at each LGE pixel's
+    centre. Labels with no voxel give empty masks (no no-reflow drawn is common; no scar drawn is
+    refused by :func:`check_expert_masks`, which says so in the words of the option)."""
+    from ..prepare.myocardium import masks_from_voxels
+
+    labels = whole_labels(values, f"--myocardium-mask {source}")
+
+    def sampled(wanted: Sequence[int], option: str) -> list[np.ndarray]:
+        chosen = np.isin(labels, list(wanted))
+        if not chosen.any():
+            return [np.zeros(layer.values.shape, bool) for layer in image]
+        return masks_from_voxels(chosen.astype(np.uint8), ijk_to_lps, image, None, source=source, what=option)
+
+    core = request.expert_core_labels
+    return ExpertMasks(sampled(request.expert_scar_labels, "--expert-scar-labels"),
+                       sampled(core, "--expert-core-labels") if core else None)
+
+
 def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: list[np.ndarray],
                  myocardium_name: str) -> tuple[list[SliceLayer], RuleResult]:
     """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers and
     their myocardium masks; the blood-pool and remote mask files are sampled at each pixel centre by
     the library's mask reader (:func:`cardioscar.prepare.myocardium.masks_from_image`), so any grid works."""
     from ..prepare.myocardium import masks_from_image, read_mask_image
+    from ..prepare.slices import ijk_to_lps_matrix
 
     def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
         if path is None:
             return None
         return masks_from_image(read_mask_image(path), image, labels, source=str(path), what=option)
 
+    expert = None
+    if request.expert_scar_labels:
+        label_map = read_mask_image(request.myocardium_path)
+        expert = expert_masks(sitk.GetArrayFromImage(label_map), ijk_to_lps_matrix(label_map), image, request,
+                              str(request.myocardium_path))
     return graded_targets(request, image, myocardium,
                           masks(request.blood_pool_path, request.blood_pool_labels, "--blood-pool-mask"),
-                          masks(request.remote_path, None, "--remote-mask"), myocardium_name)
+                          masks(request.remote_path, None, "--remote-mask"), myocardium_name, expert)
 
 
 def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: list[np.ndarray],
                    blood: Optional[list[np.ndarray]], remote: Optional[list[np.ndarray]],
-                   myocardium_name: str) -> tuple[list[SliceLayer], RuleResult]:
-    """Apply the request's rule to raw LGE layers with per-slice masks (shared by the CLI and Slicer)."""
+                   myocardium_name: str, expert: Optional[ExpertMasks] = None) -> tuple[list[SliceLayer], RuleResult]:
+    """Apply the request's rule to raw LGE layers with per-slice masks (shared by the CLI and Slicer);
+    with ``expert`` (the masks of ``request.expert_scar_labels``), only inside the experts' scar."""
     if request.target not in TARGETS:
         raise CardioScarError(f"--scar-target '{request.target}' must be one of {', '.join(TARGETS)}")
+    if (expert is None) != (not request.expert_scar_labels):
+        raise ValueError("graded_targets needs the expert masks exactly when the request names expert labels")
     thresholds = parse_thresholds(request.rule, None if request.thresholds is None else
                                   ",".join(str(t) for t in request.thresholds))
+    healthy = None
+    if expert is not None:
+        check_expert_masks(request, expert, myocardium, myocardium_name)
+        healthy = [m & ~e for m, e in zip(myocardium, expert.scar)]
     try:
         result = apply_rule(request.rule, [layer.values for layer in image], myocardium, blood, remote, thresholds,
-                            request.intensity_offset, [layer.label for layer in image])
+                            request.intensity_offset, [layer.label for layer in image], healthy)
     except CardioScarError as error:
         if "does not overlap" in str(error):
             raise CardioScarError(f"--myocardium-mask {myocardium_name} (labels {request.myocardium_labels or 'nonzero'}) "
                                   "has no pixel on the chosen slices; check --myocardium-labels and "
                                   "--slice-indices") from None
         raise
+    if expert is not None:
+        result = within_expert_scar(result, expert, request)
     values = result.scar_targets() if request.target == "scar" else result.core_targets()
     layers = [dataclasses.replace(layer, values=v) for layer, v in zip(image, values)]
     for layer, stats in zip(layers, result.statistics):
@@ -105,6 +187,46 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
     logger.info("Scar rule %s thresholds %g,%g; training target: %s", result.rule, result.border, result.core,
                 request.target)
     return layers, result
+
+
+def check_expert_masks(request: ScarRuleRequest, expert: ExpertMasks, myocardium: list[np.ndarray],
+                       myocardium_name: str) -> None:
+    """The experts' scar labels must mark pixels of the chosen slices: a typo (or a heart the experts
+    call scar-free) would otherwise make every target healthy without a word. Core labels that mark
+    none are common (most infarcts have no no-reflow), so they are only logged."""
+    if not any((m & e).any() for m, e in zip(myocardium, expert.scar)):
+        raise CardioScarError(f"--expert-scar-labels {_listed(request.expert_scar_labels)} match no pixel of "
+                              f"--myocardium-mask {myocardium_name} on the chosen slices: give the labels the experts "
+                              "drew the scar with (EMIDEC 3,4), check --slice-indices, or leave the option out for a "
+                              "scar-free heart")
+    if expert.core is not None and not any((m & e).any() for m, e in zip(myocardium, expert.core)):
+        logger.info("--expert-core-labels %s match no pixel on the chosen slices (no no-reflow drawn): the core is "
+                    "the rule's alone", _listed(request.expert_core_labels))
+
+
+def within_expert_scar(result: RuleResult, expert: ExpertMasks, request: ScarRuleRequest) -> RuleResult:
+    """The rule's grades cut to the experts' scar: healthy outside it, at least border zone inside,
+    core where the rule calls core or the experts drew core. The statistics keep the rule's own
+    counts (``rule_border_pixels``, ``rule_core_pixels``) beside the new ones."""
+    grades, statistics = [], []
+    core = expert.core or [None] * len(expert.scar)
+    for grade, scar, own_core, record in zip(result.grades, expert.scar, core, result.statistics):
+        myocardium = grade != OUTSIDE
+        cut = np.where(myocardium & ~scar, HEALTHY, grade).astype(grade.dtype)
+        cut[myocardium & scar & (grade == HEALTHY)] = BORDER
+        if own_core is not None:
+            cut[myocardium & own_core] = CORE
+        statistics.append({**record, "rule_border_pixels": record.get("border_pixels", 0),
+                           "rule_core_pixels": record.get("core_pixels", 0),
+                           "expert_scar_pixels": int((myocardium & scar).sum()),
+                           "border_pixels": int((cut == BORDER).sum()), "core_pixels": int((cut == CORE).sum())})
+        grades.append(cut)
+    logger.info("Within the experts' scar (labels %s; core labels %s): %d border-zone and %d core pixels",
+                _listed(request.expert_scar_labels), _listed(request.expert_core_labels or []) or "none",
+                sum(s["border_pixels"] for s in statistics), sum(s["core_pixels"] for s in statistics))
+    return dataclasses.replace(result, grades=grades, statistics=statistics,
+                               expert={"expert_scar_labels": list(request.expert_scar_labels),
+                                       "expert_core_labels": list(request.expert_core_labels or [])})
 
 
 def rule_record_json(result: RuleResult, target: str) -> str:

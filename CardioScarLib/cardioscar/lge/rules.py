@@ -71,6 +71,8 @@ class RuleResult:
     grades: list[np.ndarray]
     statistics: list[dict] = field(default_factory=list)
     intensity_offset: float = 0.0
+    #: the experts' labels the grades were cut to (``expert_scar_labels``, ``expert_core_labels``); empty: none
+    expert: dict = field(default_factory=dict)
 
     def scar_targets(self) -> list[np.ndarray]:
         """Per-slice targets for the scar (border zone + core) field: 1/0 inside, NaN outside."""
@@ -83,7 +85,7 @@ class RuleResult:
     def record(self) -> dict:
         """A JSON-ready description: rule, thresholds and their unit, per-slice statistics."""
         return {"rule": self.rule, "border": self.border, "core": self.core, "unit": RULES[self.rule][4],
-                "intensity_offset": self.intensity_offset, "slices": self.statistics}
+                "intensity_offset": self.intensity_offset, **self.expert, "slices": self.statistics}
 
 
 def _target(grades: np.ndarray, positive: np.ndarray) -> np.ndarray:
@@ -115,13 +117,15 @@ def parse_thresholds(rule: str, text: str | None) -> tuple[float, float]:
 def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray],
                blood_pool: Sequence[np.ndarray] | None = None, remote: Sequence[np.ndarray] | None = None,
                thresholds: tuple[float, float] | None = None, intensity_offset: float = 0.0,
-               slice_names: Sequence[str] | None = None) -> RuleResult:
+               slice_names: Sequence[str] | None = None, healthy: Sequence[np.ndarray] | None = None) -> RuleResult:
     """Grade every slice of ``images`` by ``rule`` inside its ``myocardium`` mask.
 
     ``blood_pool`` is required by ``iir``; ``remote`` (optional, ``nsd`` only) replaces the automatic
     darkest-sector choice. ``intensity_offset`` is the stored value of zero signal, subtracted
     first (see the module's docstring). All per-slice arrays must have the image's shape.
     ``slice_names`` (e.g. "lge.nii.gz k=5") name the slices in errors; default "slice <position>".
+    ``healthy`` (optional): myocardium known to be healthy (outside the experts' scar), where the
+    darkest sector is sought, so that dark no-reflow inside a scar is never taken for the remote.
     """
     offset = float(intensity_offset)
     if not np.isfinite(offset):
@@ -135,6 +139,8 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         _check_shapes(images, blood_pool, "blood-pool")
     if remote is not None:
         _check_shapes(images, remote, "remote")
+    if healthy is not None:
+        _check_shapes(images, healthy, "healthy")
     masks = [np.asarray(m, bool) for m in myocardium]
     if not any(m.any() for m in masks):
         raise CardioScarError("The myocardium mask does not overlap any chosen slice; check the mask file/labels "
@@ -153,7 +159,9 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         own_remote = None if remote is None else np.asarray(remote[k], bool)
         where = f"slice {k}" if slice_names is None else str(slice_names[k])
         _check_contrast(values[myo], where, offset, rule)
-        border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, where)
+        reference = _sector_search(myo, None if healthy is None else np.asarray(healthy[k], bool))
+        border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, where,
+                                                         reference)
         inside = values[myo]
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
         # levels in intensity units; None on a slice a relative rule left ungraded (no enhancement)
@@ -234,12 +242,29 @@ def _check_shapes(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], wha
                                   f"{np.shape(image)}; the mask must be on the image's grid")
 
 
+#: The healthy myocardium (outside the experts' scar) of a slice is searched for the darkest sector
+#: when it has this many pixels (enough for six sectors of MIN_REFERENCE_PIXELS each, twice over).
+MIN_HEALTHY_PIXELS = 2 * N_SECTORS * MIN_REFERENCE_PIXELS
+
+
+def _sector_search(myocardium: np.ndarray, healthy: np.ndarray | None) -> np.ndarray:
+    """Where the darkest sector is sought: the slice's healthy myocardium when it is known and large
+    enough, else the whole myocardium (a slice the experts call nearly all scar)."""
+    if healthy is None:
+        return myocardium
+    known = myocardium & healthy
+    return known if known.sum() >= MIN_HEALTHY_PIXELS else myocardium
+
+
 def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = N_SECTORS) -> tuple[np.ndarray, int]:
-    """The myocardial sector (angles around the myocardium's centroid) with the lowest mean intensity."""
+    """The myocardial sector (angles around the myocardium's centroid) with the lowest mean intensity,
+    among the sectors of at least MIN_REFERENCE_PIXELS pixels (a sliver's mean is noise), unless none has."""
     rows, cols = np.nonzero(myocardium)
     angle = np.arctan2(rows - rows.mean(), cols - cols.mean())
     sector = np.minimum(((angle + np.pi) / (2 * np.pi) * n_sectors).astype(int), n_sectors - 1)
-    means = [values[rows[sector == s], cols[sector == s]].mean() if np.any(sector == s) else np.inf
+    sizes = np.bincount(sector, minlength=n_sectors)
+    least = MIN_REFERENCE_PIXELS if sizes.max() >= MIN_REFERENCE_PIXELS else 1
+    means = [values[rows[sector == s], cols[sector == s]].mean() if sizes[s] >= least else np.inf
              for s in range(n_sectors)]
     best = int(np.argmin(means))
     mask = np.zeros_like(myocardium, bool)
@@ -248,10 +273,11 @@ def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = 
 
 
 def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-         border: float, core: float, where: str) -> Levels:
+         border: float, core: float, where: str, reference: np.ndarray) -> Levels:
     if remote is None:
-        region, sector = darkest_sector(values, myo)
-        source = f"darkest of {N_SECTORS} sectors (sector {sector})"
+        region, sector = darkest_sector(values, reference)
+        outside = " outside the expert scar" if reference is not myo else ""
+        source = f"darkest of {N_SECTORS} sectors{outside} (sector {sector})"
     else:
         region, source = remote & myo, "user mask"
     reference = values[region]
@@ -266,9 +292,10 @@ def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
             {"remote": source, "remote_mean": mean, "remote_sd": sd, "remote_pixels": int(reference.size)})
 
 
-def _enhanced(values: np.ndarray, myo: np.ndarray, peak: float) -> bool:
-    """Whether the slice's myocardial maximum stands ENHANCEMENT_SD SDs above its darkest sector."""
-    region, _ = darkest_sector(values, myo)
+def _enhanced(values: np.ndarray, reference: np.ndarray, peak: float) -> bool:
+    """Whether the slice's myocardial maximum stands ENHANCEMENT_SD SDs above its darkest sector
+    (sought in ``reference``: the myocardium, or its part known to be healthy)."""
+    region, _ = darkest_sector(values, reference)
     reference = values[region]
     return bool(peak > reference.mean() + ENHANCEMENT_SD * reference.std())
 
@@ -279,13 +306,13 @@ def _relative_levels(border_level: float, core_level: float, enhanced: bool, rec
 
 
 def _fwhm(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-          border: float, core: float, where: str) -> Levels:
+          border: float, core: float, where: str, reference: np.ndarray) -> Levels:
     peak = float(np.percentile(values[myo], 99))
-    return _relative_levels(border * peak, core * peak, _enhanced(values, myo, peak), {"maximum": peak})
+    return _relative_levels(border * peak, core * peak, _enhanced(values, reference, peak), {"maximum": peak})
 
 
 def _iir(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-         border: float, core: float, where: str) -> Levels:
+         border: float, core: float, where: str, reference: np.ndarray) -> Levels:
     pool = values[blood & ~myo]
     if pool.size < MIN_REFERENCE_PIXELS and blood.sum() >= MIN_REFERENCE_PIXELS:
         raise CardioScarError(f"The blood pool on {where} lies inside the myocardium mask: check --myocardium-labels "
@@ -302,10 +329,10 @@ def _iir(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
 
 
 def _psi(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
-         border: float, core: float, where: str) -> Levels:
+         border: float, core: float, where: str, reference: np.ndarray) -> Levels:
     low, high = (float(v) for v in np.percentile(values[myo], [1, 99]))
     span = high - low
-    return _relative_levels(low + border * span, low + core * span, _enhanced(values, myo, high),
+    return _relative_levels(low + border * span, low + core * span, _enhanced(values, reference, high),
                             {"minimum": low, "maximum": high})
 
 

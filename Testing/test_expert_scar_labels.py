@@ -1,0 +1,162 @@
+"""``prepare --scar-rule ... --expert-scar-labels/--expert-core-labels``: border zone and core graded
+by the rule only inside the scar the experts drew (README, *From LGE to an openCARP model*).
+
+The phantom's raw LGE (``raw_lge_acquisition``: enhanced where the phantom has scar) with an expert
+label map made from its own (1 blood pool, 2 myocardium): the myocardium of one half of every slice
+is the experts' scar (3), a band of it their no-reflow (4). So the LGE is bright outside the
+experts' scar too, and the tests can tell the experts' extent from the rule's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioscar.cli import main
+from cardioscar.errors import CardioScarError
+from cardioscar.lge.prepare import ScarRuleRequest, rule_targets
+from cardioscar.lge.rules import CORE, apply_rule
+from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+from cardioscar.prepare.myocardium import masks_from_image
+from cardioscar.prepare.slices import slices_from_image
+from conftest import assert_refused_in_one_line
+
+SLICES = [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def expert_label_map(labels: np.ndarray) -> np.ndarray:
+    """Labels 3 (scar) on the myocardium of the columns left of each slice's myocardial median, 4
+    (no-reflow) on the rows of that scar above its median row."""
+    expert = labels.copy()
+    for k in range(labels.shape[0]):
+        rows, cols = np.nonzero(labels[k] == 2)
+        if rows.size:
+            scar = (labels[k] == 2) & (np.arange(labels.shape[2])[None, :] < np.median(cols))
+            expert[k][scar] = 3
+            srows = np.nonzero(scar)[0]
+            expert[k][scar & (np.arange(labels.shape[1])[:, None] < np.median(srows))] = 4
+    return expert
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    out = tmp_path_factory.mktemp("expert")
+    phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3))
+    paths = write_phantom(phantom, out)
+    lge, labels = raw_lge_acquisition(phantom)
+    expert = sitk.GetImageFromArray(expert_label_map(sitk.GetArrayFromImage(labels)).astype(np.uint8))
+    expert.CopyInformation(labels)
+    for image, name in ((lge, "lge.nii.gz"), (expert, "labels.nii.gz"), (labels, "no_scar.nii.gz")):
+        sitk.WriteImage(image, str(out / name))
+    half = phantom.slice_half_thickness_mm
+    layers = slices_from_image(lge, slice_indices=SLICES, half_thickness=half)
+    masks = {name: masks_from_image(expert, layers, wanted, what=what) for name, wanted, what in
+             (("myocardium", [2, 3, 4], "--myocardium-mask"), ("scar", [3, 4], "experts' scar"),
+              ("no_reflow", [4], "experts' no-reflow"))}
+    return {"out": out, "mesh": paths["mesh"], "half": half, "layers": layers, **masks}
+
+
+def _request(case, target: str, core_labels=(4,), rule: str = "nsd") -> ScarRuleRequest:
+    return ScarRuleRequest(rule=rule, myocardium_path=case["out"] / "labels.nii.gz", myocardium_labels=[2, 3, 4],
+                           target=target, expert_scar_labels=[3, 4],
+                           expert_core_labels=list(core_labels) or None)
+
+
+def _targets(case, request) -> list[np.ndarray]:
+    layers, _ = rule_targets(request, case["layers"], case["myocardium"], "labels.nii.gz")
+    return [layer.values for layer in layers]
+
+
+def test_the_scar_target_is_the_experts_scar_though_the_lge_is_bright_outside_it(case):
+    alone = apply_rule("nsd", [layer.values for layer in case["layers"]], case["myocardium"]).grades
+    outside = [m & ~s for m, s in zip(case["myocardium"], case["scar"])]
+    assert sum(int((g[o] >= 1).sum()) for g, o in zip(alone, outside)) > 20  # the rule alone calls scar out there
+    for values, myocardium, scar in zip(_targets(case, _request(case, "scar")), case["myocardium"], case["scar"]):
+        np.testing.assert_array_equal(np.isnan(values), ~myocardium)
+        np.testing.assert_array_equal(values[myocardium] == 1, scar[myocardium])
+
+
+@pytest.mark.parametrize("core_labels", [(4,), ()], ids=["no-reflow core", "rule core only"])
+def test_the_core_is_the_rules_core_within_the_experts_scar(case, core_labels):
+    images = [layer.values for layer in case["layers"]]
+    healthy = [m & ~s for m, s in zip(case["myocardium"], case["scar"])]
+    rule = apply_rule("nsd", images, case["myocardium"], healthy=healthy).grades
+    cores = _targets(case, _request(case, "core", core_labels))
+    for core, grade, myocardium, scar, no_reflow in zip(cores, rule, case["myocardium"], case["scar"],
+                                                         case["no_reflow"]):
+        expected = (grade == CORE) & scar | (no_reflow if core_labels else False)
+        np.testing.assert_array_equal(core[myocardium] == 1, expected[myocardium])
+        assert not (core[myocardium & ~scar] == 1).any()
+    called = sum(int((c == 1).sum()) for c in cores)
+    assert called > 0 and (not core_labels or all((c[n] == 1).all() for c, n in zip(cores, case["no_reflow"])))
+
+
+def test_the_record_names_the_expert_labels_and_keeps_the_rules_own_counts(case, tmp_path):
+    npz = tmp_path / "scar.npz"
+    assert main(["prepare", "--mesh", str(case["mesh"]), "--image", str(case["out"] / "lge.nii.gz"),
+                 "--scar-rule", "nsd", "--myocardium-mask", str(case["out"] / "labels.nii.gz"),
+                 "--myocardium-labels", "2,3,4", "--expert-scar-labels", "3,4", "--expert-core-labels", "4",
+                 "--slice-indices", ",".join(map(str, SLICES)), "--slice-thickness-padding", str(case["half"]),
+                 "--output", str(npz)]) == 0
+    with np.load(npz) as data:
+        record = json.loads(str(data["scar_rule"]))
+        targets = data["intensities"][np.r_[0, np.cumsum(data["group_sizes"])[:-1]], 0]
+    assert (record["expert_scar_labels"], record["expert_core_labels"], record["target"]) == ([3, 4], [4], "scar")
+    slices = record["slices"]
+    assert all(s["remote"].startswith("darkest of 6 sectors outside the expert scar") for s in slices)
+    assert [s["expert_scar_pixels"] for s in slices] == [int(s.sum()) for s in case["scar"]]
+    assert [s["border_pixels"] + s["core_pixels"] for s in slices] == [int(s.sum()) for s in case["scar"]]
+    assert sum(s["rule_border_pixels"] + s["rule_core_pixels"] for s in slices) > 0
+    assert 0 < targets.mean() < 1
+
+
+BAD = [
+    (["--expert-scar-labels", "3,4"], "--expert-scar-labels and --expert-core-labels need --scar-rule"),
+    (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--expert-scar-labels", "3,4"],
+     "--expert-scar-labels 3,4 names labels of the --myocardium-mask label map: give its --myocardium-labels"),
+    (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--myocardium-labels", "2,3", "--expert-scar-labels", "3,4"],
+     "--expert-scar-labels 4 not in --myocardium-labels 2,3"),
+    (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--myocardium-labels", "2,3,4", "--expert-scar-labels", "3",
+      "--expert-core-labels", "4"], "--expert-core-labels 4 not in --expert-scar-labels 3"),
+    (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--myocardium-labels", "2,3,4",
+      "--expert-core-labels", "4"], "--expert-core-labels 4 needs --expert-scar-labels"),
+    (["--scar-rule", "nsd", "--myocardium-mask", "NO_SCAR", "--myocardium-labels", "2,3,4", "--expert-scar-labels",
+      "3,4"], "--expert-scar-labels 3,4 match no pixel of --myocardium-mask no_scar.nii.gz on the chosen slices"),
+]
+
+
+@pytest.mark.parametrize("extra, fragment", BAD, ids=["no rule", "no labels", "not myocardium", "core not scar",
+                                                      "core alone", "no pixel"])
+def test_bad_expert_labels_are_refused_in_one_line(case, extra, fragment, capsys, tmp_path):
+    files = {"LABELS": str(case["out"] / "labels.nii.gz"), "NO_SCAR": str(case["out"] / "no_scar.nii.gz")}
+    args = ["prepare", "--mesh", str(case["mesh"]), "--image", str(case["out"] / "lge.nii.gz"),
+            "--slice-thickness-padding", str(case["half"]), *[files.get(a, a) for a in extra],
+            "--output", str(tmp_path / "out.npz")]
+    assert_refused_in_one_line(args, fragment, capsys, tmp_path)
+
+
+def test_the_request_refuses_expert_labels_outside_the_myocardium_in_python(case):
+    with pytest.raises(CardioScarError, match="--expert-scar-labels 5 not in --myocardium-labels 2,3,4"):
+        ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4],
+                        expert_scar_labels=[3, 5])
+
+
+def test_a_sliver_sector_is_never_the_remote():
+    """The healthy remainder of a ring: its lower half, and 2 darker pixels at the top, alone in
+    their sector (around the remainder's centroid, low in the ring). The darkest sector of 5 pixels
+    or more is chosen, where the 2-pixel sliver would have been (a remote n-SD refuses)."""
+    from cardioscar.lge.rules import darkest_sector
+
+    rows, cols = np.mgrid[0:41, 0:41]
+    radius = np.hypot(rows - 20, cols - 20)
+    ring = (radius > 12) & (radius < 17)
+    mask = ring & (rows > 20)
+    sliver = np.zeros_like(ring)
+    sliver[4, 20:22] = True
+    values = np.where(cols < 20, 50.0, 100.0)
+    values[sliver] = 0.0
+    region, _ = darkest_sector(values, mask | sliver)
+    assert region.sum() >= 5 and not (region & sliver).any() and (values[region] == 50.0).all()
