@@ -2,6 +2,9 @@
 
 * a NIfTI whose sform and qform place it apart (a sheared sform: ITK reads the qform, nibabel the
   sform; up to centimetres), read without a word;
+* ``prepare --scar-labels`` with another patient's mesh: every pixel of a label map trains, so
+  the myocardium check never ran, and the part of the scar the mesh met trained, exit 0;
+* ``export`` of a core model's prediction alone: advised to "train a core model";
 
 Real parts: the segmented phantom (conftest's session fixture), the real command line, real
 NIfTI files whose header bytes are edited as a converter would have written them.
@@ -10,6 +13,7 @@ NIfTI files whose header bytes are edited as a converter would have written them
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 from pathlib import Path
 
@@ -51,3 +55,65 @@ def test_a_nifti_whose_sform_and_qform_disagree_is_refused(segmented, tmp_path, 
                                 "--output", tmp_path / "out.npz"], apart, capsys, tmp_path)
     with pytest.raises(CardioScarError, match="two_places.nii.gz: its NIfTI sform and qform"):
         read_image(bad)
+
+
+def _moved(mesh_path: Path, target: Path, shift_mm: float) -> Path:
+    """The mesh at ``mesh_path`` moved ``shift_mm`` along x: a heart elsewhere in the field of view."""
+    from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+    from cardioscar.io.meshio import read_mesh, write_mesh
+
+    mesh = read_mesh(mesh_path)
+    points = vtk_to_numpy(mesh.dataset.GetPoints().GetData()).copy()
+    points[:, 0] += shift_mm
+    mesh.dataset.GetPoints().SetData(numpy_to_vtk(points, deep=True))
+    write_mesh(mesh, target, {})
+    return target
+
+
+def test_a_mesh_off_the_label_maps_scar_is_refused_or_named(segmented, tmp_path, capsys):
+    """``--scar-labels`` alone trains every pixel of the map: a mesh 30 mm off (another patient's
+    heart in the same field of view) met 28 % of the scar and trained, exit 0; now refused. 15 mm
+    off (52 %): a warning with the share. The phantom's own mesh: neither (EMIDEC's own meshes
+    0.98-1.00, other patients' median 0.04: ``Testing/benchmarks/other_patients_mesh.py``)."""
+    from cardioscar.cli import main
+
+    args = ["--image", segmented["label_map"], "--scar-labels", "3", "--output", tmp_path / "out.npz"]
+    assert_refused_in_one_line(["prepare", "--mesh", _moved(segmented["mesh"], tmp_path / "far.vtk", 30.0), *args],
+                               "The mesh is not where the image's scar is: only 28 % of the", capsys, tmp_path)
+    near = _moved(segmented["mesh"], tmp_path / "near.vtk", 15.0)
+    assert main([str(a) for a in ["prepare", "--mesh", near, *args[:-1], tmp_path / "near.npz"]]) == 0
+    assert "Only 52 % of the 299 scar pixels of the chosen slices lie on the mesh" in capsys.readouterr().err
+    assert main([str(a) for a in ["prepare", "--mesh", segmented["mesh"], *args[:-1], tmp_path / "own.npz"]]) == 0
+    assert "scar pixels of the chosen slices lie on the mesh" not in capsys.readouterr().err
+
+
+def test_export_of_a_core_models_prediction_alone_says_it_is_the_core(segmented, tmp_path, capsys):
+    """A model trained on a scar rule's core target (0/1 targets) records the target in its rule;
+    ``apply`` notes it on the mesh and ``export`` of that prediction alone says it is the core (the
+    scar outside it tagged healthy) and to give it as the core, not round 10's "train a core
+    model", which it is; the sidecar says the same."""
+    from cardioscar.cli import main
+    from cardioscar.fit.checkpoint import build_checkpoint
+    from cardioscar.fit.engines import BayesianNN
+    from cardioscar.io.meshio import BINARY_TARGETS, MODEL_TARGET_ARRAY, read_mesh, text_field
+    from cardioscar.logic import save_trained_model
+
+    points = read_mesh(segmented["mesh"]).points_lps()
+    info = {"scaler_min": points.min(axis=0).tolist(), "scaler_max": points.max(axis=0).tolist(),
+            "targets": BINARY_TARGETS}
+    rule = json.dumps({"rule": "fwhm", "target": "core"})
+    model = tmp_path / "core.pth"
+    save_trained_model(build_checkpoint(BayesianNN(3, 8, 2, 0.1), {}, {}, info, {"scar_rule": rule}), model)
+    prediction = tmp_path / "core_pred.vtk"
+    assert main(["apply", "--model", str(model), "--mesh", str(segmented["mesh"]), "--output", str(prediction),
+                 "--mc-samples", "2", "--seed", "1"]) == 0
+    assert text_field(read_mesh(prediction).dataset, MODEL_TARGET_ARRAY) == "core"
+    capsys.readouterr()
+    assert main(["export", "--mesh", str(prediction), "--output", str(tmp_path / "tissue"), "--border-zone", "0.3",
+                 "--core", "0.5"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "core_pred.vtk" in line and "core" in line
+            and ("core model" in line or "core's" in line)]
+    assert len(said) == 1 and "is a core model's prediction" in said[0] and "train a core model" not in said[0]
+    sidecar = json.loads((tmp_path / "tissue.json").read_text())
+    assert "the core model's field" in json.dumps(sidecar)

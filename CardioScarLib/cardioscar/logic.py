@@ -10,6 +10,7 @@ same code on the same numbers.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import numbers
 import platform
@@ -31,7 +32,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, TRAINING_TARGETS_ARRAY, Mesh, read_mesh,
+from cardioscar.io.meshio import (BINARY_TARGETS, CORE_TARGET, GRADED_TARGETS, MODEL_TARGET_ARRAY, TRAINING_TARGETS_ARRAY,
+                                  Mesh, read_mesh,
                                   set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -247,6 +249,8 @@ class InferenceResult:
     error_risk: Optional[np.ndarray] = None  # see cardioscar.error_risk; None: not computed
     #: the checkpoint's ``dataset_info.targets`` ("0/1" or "graded"); None for older checkpoints
     training_targets: Optional[str] = None
+    #: the field its scar rule made the model learn ("scar" or "core"); None without a rule
+    model_target: Optional[str] = None
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -821,6 +825,7 @@ def predict_on_points(
         error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold, points_lps,
                               checkpoint_constraint_points(checkpoint)),
         training_targets=recorded_training_targets(checkpoint),
+        model_target=recorded_model_target(checkpoint),
     )
 
 
@@ -828,6 +833,18 @@ def recorded_training_targets(checkpoint: dict) -> Optional[str]:
     """The kind of targets the checkpoint's model was trained on, or None when it does not say."""
     kind = (checkpoint.get("dataset_info") or {}).get("targets")
     return kind if kind in (BINARY_TARGETS, GRADED_TARGETS) else None
+
+
+def recorded_model_target(checkpoint: dict) -> Optional[str]:
+    """``"core"`` or ``"scar"``: the field a model trained on a scar rule's targets learned (the
+    rule's record in the checkpoint's provenance); None for a model trained without a rule, whose
+    labels or map do not say whether they were the scar or its core."""
+    text = (checkpoint.get("provenance") or {}).get("scar_rule") or ""
+    try:
+        target = json.loads(text).get("target", "scar") if text else None
+    except (ValueError, AttributeError):  # a damaged record says nothing
+        return None
+    return target if target in ("scar", CORE_TARGET) else None
 
 
 def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
@@ -882,5 +899,6 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
     # the input's note of an earlier run would describe that run's model: replaced, or removed
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
+    set_text_field(mesh.dataset, MODEL_TARGET_ARRAY, result.model_target)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))
