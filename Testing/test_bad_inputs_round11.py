@@ -117,3 +117,28 @@ def test_export_of_a_core_models_prediction_alone_says_it_is_the_core(segmented,
     assert len(said) == 1 and "is a core model's prediction" in said[0] and "train a core model" not in said[0]
     sidecar = json.loads((tmp_path / "tissue.json").read_text())
     assert "the core model's field" in json.dumps(sidecar)
+
+
+def test_a_cohort_says_its_meshs_coincident_nodes_once_naming_the_users_file(tmp_path):
+    """A cohort row with ``export`` checks the user's mesh before training and the export checks
+    the prediction again: the same 16 coincident nodes came into the record twice, under the
+    user's file and under the prediction's name. Once now, naming the user's file."""
+    from cardioscar.cohort.manifest import PatientSpec
+    from cardioscar.cohort.tasks import _KeptWarnings, _export
+    from cardioscar.io.meshio import read_mesh, write_mesh
+    from cardioscar.simulation.opencarp import check_exportable
+    from test_bad_inputs_round10 import _scaled_block, _unmerged
+
+    seam = _unmerged(_scaled_block(), shift_mm=30.0)
+    points = seam.points_lps()
+    write_mesh(seam, tmp_path / "patient_mesh.vtk", {})
+    write_mesh(seam, tmp_path / "p0_prediction.vtk",
+               {"scar_probability": (points[:, 0] - points[:, 0].min()) / np.ptp(points[:, 0])})
+    spec = PatientSpec(id="p0", row=2, mesh=tmp_path / "patient_mesh.vtk", images=(),
+                       options={"export": ["opencarp", "vtu"], "threshold": 0.5, "core_threshold": 0.8})
+    with _KeptWarnings() as kept:
+        check_exportable(read_mesh(spec.mesh))  # the pipeline's check before the training
+        _export(spec, tmp_path / "p0_prediction.vtk", tmp_path / "simulation")
+    said = [message for message in kept.messages if "lie on another node" in message]
+    assert len(said) == 1 and said[0].startswith("patient_mesh.vtk: 16 of its 128 nodes"), kept.messages
+    assert (tmp_path / "simulation" / "heart.elem").exists()

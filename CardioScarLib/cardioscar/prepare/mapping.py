@@ -329,8 +329,9 @@ def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], gr
     (EMIDEC's maps all have their origin at 0) meets part of this one's scar and trained, exit 0
     (P001's mesh on P003's map: 4 % of the scar pixels caught a node). Measured within one node
     spacing of the pixels that catch a node, so that a coarse mesh of this heart is not taken
-    for another's."""
-    if len(points) < 20:
+    for another's. For 0/1 targets only (labels, a rule's grades): a graded map or an image's
+    values at or above 0.5 may be a bright blood pool, which no mesh of the wall covers."""
+    if len(points) < 20 or not _zero_one(layers):
         return
     near, total = scar_near_the_mesh(layers, group_slice, group_pixel, node_spacing(points))
     if total < MIN_LOST_SCAR_PIXELS or near >= WARN_SCAR_ON_MESH * total:
@@ -341,6 +342,11 @@ def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], gr
         raise CardioScarError(f"The mesh is not where the image's scar is: {text}; give the mesh of this patient and "
                               "exam, in the image's frame (SPACE marker)")
     logger.warning("%s: is the mesh of this patient and exam, and in the image's frame?", text[0].upper() + text[1:])
+
+
+def _zero_one(layers: Sequence[SliceLayer]) -> bool:
+    """Whether every target of the slices is 0 or 1 (NaN: no target)."""
+    return all(bool(np.all((layer.values == 0) | (layer.values == 1) | np.isnan(layer.values))) for layer in layers)
 
 
 #: The share of the nodes inside the chosen slices that may miss the myocardium (NaN pixels once a
