@@ -142,3 +142,40 @@ def test_a_cohort_says_its_meshs_coincident_nodes_once_naming_the_users_file(tmp
     said = [message for message in kept.messages if "lie on another node" in message]
     assert len(said) == 1 and said[0].startswith("patient_mesh.vtk: 16 of its 128 nodes"), kept.messages
     assert (tmp_path / "simulation" / "heart.elem").exists()
+
+
+def test_apply_reads_its_mesh_once_and_a_rule_its_label_map_once(tmp_path, capsys):
+    """``apply`` read (and logged) the mesh for the prediction and again for the output; a scar
+    rule's ``prepare`` read one label map as the myocardium mask and again as the blood-pool mask.
+    Each is read once now, and the output is what it was (the note of the targets, the fields)."""
+    import SimpleITK as sitk
+
+    from cardioscar.cli import main
+    from cardioscar.fit.checkpoint import build_checkpoint
+    from cardioscar.fit.engines import BayesianNN
+    from cardioscar.io.meshio import TRAINING_TARGETS_ARRAY, read_mesh, text_field
+    from cardioscar.logic import save_trained_model
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
+
+    phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=3))
+    paths = write_phantom(phantom, tmp_path)
+    lge, labels = raw_lge_acquisition(phantom, seed=0)
+    sitk.WriteImage(lge, str(tmp_path / "lge.nii.gz"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+    capsys.readouterr()
+    assert main([str(a) for a in ["prepare", "--mesh", paths["mesh"], "--image", tmp_path / "lge.nii.gz",
+                                  "--scar-rule", "psi", "--myocardium-mask", tmp_path / "labels.nii.gz",
+                                  "--myocardium-labels", "2", "--blood-pool-mask", tmp_path / "labels.nii.gz",
+                                  "--blood-pool-labels", "1", "--output", tmp_path / "rule.npz"]]) == 0
+    assert capsys.readouterr().err.count("Read image " + str(tmp_path / "labels.nii.gz")) == 1
+
+    points = read_mesh(paths["mesh"]).points_lps()
+    info = {"scaler_min": points.min(axis=0).tolist(), "scaler_max": points.max(axis=0).tolist(), "targets": "0/1"}
+    save_trained_model(build_checkpoint(BayesianNN(3, 8, 2, 0.1), {}, {}, info), tmp_path / "m.pth")
+    assert main(["apply", "--model", str(tmp_path / "m.pth"), "--mesh", str(paths["mesh"]), "--output",
+                 str(tmp_path / "pred.vtk"), "--mc-samples", "2", "--threshold", "0.5"]) == 0
+    assert capsys.readouterr().err.count("Read mesh ") == 1
+    written = read_mesh(tmp_path / "pred.vtk")
+    assert text_field(written.dataset, TRAINING_TARGETS_ARRAY) == "0/1"
+    data = written.dataset.GetPointData()
+    assert {"scar_probability", "scar_uncertainty", "scar_binary"} <= {data.GetArrayName(i) for i in range(data.GetNumberOfArrays())}

@@ -275,9 +275,10 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
     else:
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
-    masks, source = None, ""
+    masks, source, read = None, "", {}
     if request.myocardium_mask is not None:
         image = read_mask_image(request.myocardium_mask)
+        read[Path(request.myocardium_mask).resolve()] = image
         masks = masks_from_image(image, slices, request.myocardium_labels, source=str(request.myocardium_mask))
         source = f"mask {request.myocardium_mask}" + (
             f" labels {','.join(map(str, request.myocardium_labels))}" if request.myocardium_labels else "")
@@ -290,7 +291,7 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
                 request.myocardium_mask is None:
             raise CardioScarError("--scar-rule needs the raw LGE as --image and --myocardium-mask FILE (with "
                                   "--myocardium-labels for a label map), without --scar-labels or --normalize-intensities")
-        targets, rule = rule_targets(request.scar_rule, slices, masks, Path(request.myocardium_mask).name)
+        targets, rule = rule_targets(request.scar_rule, slices, masks, Path(request.myocardium_mask).name, read)
         rule_record = rule_record_json(rule, request.scar_rule.target)
     else:
         targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities,
@@ -860,9 +861,14 @@ def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_nam
         check_inside_training_box(low, high, points_lps, mesh_name)
 
 
+def _as_mesh(mesh: Union[str, Path, Mesh]) -> Mesh:
+    """``mesh`` read from its file, or as given when it is a :class:`Mesh` already."""
+    return mesh if isinstance(mesh, Mesh) else read_mesh(mesh)
+
+
 def apply_scar_model(
     model_checkpoint_path: Path,
-    mesh_path: Path,
+    mesh_path: Union[Path, Mesh],
     mc_samples: int = 10,
     batch_size: int = 50000,
     threshold: Optional[float] = None,
@@ -870,20 +876,33 @@ def apply_scar_model(
     *,
     seed: Optional[int] = None,
 ) -> InferenceResult:
-    """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path``."""
+    """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path`` (or of a
+    :class:`Mesh` already read, which :func:`save_inference_result` then takes too: read once)."""
     checkpoint = load_trained_model(model_checkpoint_path)
-    mesh = read_mesh(mesh_path)
-    check_mesh_for_checkpoint(checkpoint, mesh.points_lps(), f"The mesh {mesh_path}")
+    mesh = _as_mesh(mesh_path)
+    check_mesh_for_checkpoint(checkpoint, mesh.points_lps(), f"The mesh {mesh.path or 'given'}")
     return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device, seed=seed)
 
 
-def save_inference_result(result: InferenceResult, mesh_path: Path, output_path: Path) -> None:
-    """Write the mesh at ``mesh_path`` with the prediction arrays to ``output_path`` (atomically).
+def _own_copy(mesh: Union[str, Path, Mesh]) -> Mesh:
+    """``mesh`` read from its file, or a shallow copy of a :class:`Mesh` (its arrays shared, its
+    lists of arrays its own), so that the notes and arrays changed for the output leave it as it was."""
+    if not isinstance(mesh, Mesh):
+        return read_mesh(mesh)
+    copy = mesh.dataset.NewInstance()
+    copy.ShallowCopy(mesh.dataset)
+    return replace(mesh, dataset=copy)
+
+
+def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh], output_path: Path) -> None:
+    """Write the mesh at ``mesh_path`` (or a :class:`Mesh` already read, left unchanged) with the
+    prediction arrays to ``output_path`` (atomically).
 
     Coordinates stay as in the input file and the file's frame marker (SPACE=LPS/RAS) is kept,
     so 3D Slicer loads the result exactly over the input.
     """
-    mesh = read_mesh(mesh_path)
+    mesh = _own_copy(mesh_path)
+    mesh_path = mesh.path or "the mesh given"
     if mesh.n_points != result.n_nodes:
         raise CardioScarError(
             f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "

@@ -272,9 +272,9 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     prepared = prepare_training_data(preparation_request(spec))
     checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)
-    result = apply_scar_model(folder / MODEL, spec.mesh, options["mc_samples"], threshold=options["threshold"],
+    result = apply_scar_model(folder / MODEL, mesh, options["mc_samples"], threshold=options["threshold"],
                               device=device, seed=options["seed"])
-    save_inference_result(result, spec.mesh, folder / prediction_name(spec))
+    save_inference_result(result, mesh, folder / prediction_name(spec))
     aha = None
     if options["aha"] is not None:
         aha = _aha(spec, folder / prediction_name(spec), folder / "aha", final / prediction_name(spec))
