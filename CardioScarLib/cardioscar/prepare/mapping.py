@@ -339,9 +339,10 @@ def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], gr
     text = (f"only {100.0 * near / total:.0f} % of the {total} scar pixels of the chosen slices lie on the mesh (within "
             f"its node spacing of a pixel that catches a node; a mesh of this heart: over 90 %)")
     if near < MIN_SCAR_ON_MESH * total:
-        raise CardioScarError(f"The mesh is not where the image's scar is: {text}; give the mesh of this patient and "
-                              "exam, in the image's frame (SPACE marker)")
-    logger.warning("%s: is the mesh of this patient and exam, and in the image's frame?", text[0].upper() + text[1:])
+        raise CardioScarError(f"The mesh is not where the image's scar is: {text}; give the mesh (and any myocardium "
+                              "mask) of the image's patient and exam, the mesh in the image's frame (SPACE marker)")
+    logger.warning("%s: are the mesh (and any myocardium mask) of the image's patient and exam, and the mesh in the "
+                   "image's frame?", text[0].upper() + text[1:])
 
 
 def _zero_one(layers: Sequence[SliceLayer]) -> bool:
