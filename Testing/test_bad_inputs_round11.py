@@ -5,6 +5,8 @@
 * ``prepare --scar-labels`` with another patient's mesh: every pixel of a label map trains, so
   the myocardium check never ran, and the part of the scar the mesh met trained, exit 0;
 * ``export`` of a core model's prediction alone: advised to "train a core model";
+* ``aha`` into a folder holding an earlier run's ``aha_mesh.vtu`` with a ``.vtk`` mesh: the old
+  segmented mesh stayed beside the new table, exit 0 (found in this round's hunt);
 
 Real parts: the segmented phantom (conftest's session fixture), the real command line, real
 NIfTI files whose header bytes are edited as a converter would have written them.
@@ -179,3 +181,22 @@ def test_apply_reads_its_mesh_once_and_a_rule_its_label_map_once(tmp_path, capsy
     assert text_field(written.dataset, TRAINING_TARGETS_ARRAY) == "0/1"
     data = written.dataset.GetPointData()
     assert {"scar_probability", "scar_uncertainty", "scar_binary"} <= {data.GetArrayName(i) for i in range(data.GetNumberOfArrays())}
+
+
+def test_aha_removes_an_earlier_runs_segmented_mesh_of_another_format(segmented, tmp_path, capsys):
+    """``aha`` of a ``.vtu`` prediction, then of a ``.vtk`` one into the same folder: the first run's
+    ``aha_mesh.vtu`` stayed beside the second run's table and ``aha_mesh.vtk``, and a viewer opened
+    the earlier segments as this result's. Removed now, with a warning naming it."""
+    from cardioscar.cli import main
+    from cardioscar.io.meshio import read_mesh, write_mesh
+
+    mesh = read_mesh(segmented["mesh"])
+    x = mesh.points_lps()[:, 0]
+    ramp = ((x - x.min()) / np.ptp(x)).astype(np.float32)
+    write_mesh(mesh, tmp_path / "first.vtu", {"scar_probability": ramp})
+    write_mesh(mesh, tmp_path / "second.vtk", {"scar_probability": 1 - ramp})
+    out = tmp_path / "aha"
+    for name in ("first.vtu", "second.vtk"):
+        assert main(["aha", "--mesh", str(tmp_path / name), "--rv-point", "0,-60,0", "--output-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["aha.csv", "aha.json", "aha_mesh.vtk", "bullseye.png"]
+    assert "Removed aha_mesh.vtu from" in capsys.readouterr().err
