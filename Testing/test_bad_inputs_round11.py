@@ -5,6 +5,8 @@
 * ``prepare --scar-labels`` with another patient's mesh: every pixel of a label map trains, so
   the myocardium check never ran, and the part of the scar the mesh met trained, exit 0;
 * ``export`` of a core model's prediction alone: advised to "train a core model";
+* a scar fraction map in percent: refused, with the advice ``--normalize-intensities``, which
+  stretches its largest value to 1 and trains it as raw LGE (found in this round's hunt);
 * ``aha`` into a folder holding an earlier run's ``aha_mesh.vtu`` with a ``.vtk`` mesh: the old
   segmented mesh stayed beside the new table, exit 0 (found in this round's hunt);
 
@@ -200,3 +202,25 @@ def test_aha_removes_an_earlier_runs_segmented_mesh_of_another_format(segmented,
         assert main(["aha", "--mesh", str(tmp_path / name), "--rv-point", "0,-60,0", "--output-dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["aha.csv", "aha.json", "aha_mesh.vtk", "bullseye.png"]
     assert "Removed aha_mesh.vtu from" in capsys.readouterr().err
+
+
+def test_a_percent_scar_map_is_told_to_be_divided_not_normalised(segmented, tmp_path, capsys):
+    """The phantom's scar fraction map in percent was refused with the advice to give
+    ``--normalize-intensities``, which, followed, stretched its largest value (89 %) to 1 and
+    trained it as raw LGE, exit 0. The refusal now says to divide by 100; a label map's and raw
+    LGE's refusals keep their advice alone."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(segmented["image"]))
+    percent = sitk.GetImageFromArray(sitk.GetArrayFromImage(image).astype(np.float32) * 100)
+    percent.CopyInformation(image)
+    sitk.WriteImage(percent, str(tmp_path / "percent.nii.gz"))
+    assert_refused_in_one_line(["prepare", "--mesh", segmented["mesh"], "--image", tmp_path / "percent.nii.gz",
+                                "--output", tmp_path / "out.npz"],
+                               "a scar fraction map in percent (0..100): divide it by 100 instead", capsys, tmp_path)
+    from cardioscar.cli import main
+
+    assert main([str(a) for a in ["prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"],
+                                  "--output", tmp_path / "out.npz"]]) == 2
+    error = capsys.readouterr().err
+    assert "or --normalize-intensities (raw LGE)" in error and "divide it" not in error
