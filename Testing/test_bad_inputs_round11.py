@@ -224,3 +224,23 @@ def test_a_percent_scar_map_is_told_to_be_divided_not_normalised(segmented, tmp_
                                   "--output", tmp_path / "out.npz"]]) == 2
     error = capsys.readouterr().err
     assert "or --normalize-intensities (raw LGE)" in error and "divide it" not in error
+
+
+def test_oblique_niftis_of_either_handedness_keep_one_placement(tmp_path):
+    """SimpleITK writes an oblique image's qform as a quaternion and qfac (-1: a left-handed
+    stack) and its sform as the matrix: read back, the two agree (within 0.001 mm), so the check
+    refuses no such file; a wrong quaternion reading would refuse every oblique stack."""
+    import SimpleITK as sitk
+    from scipy.spatial.transform import Rotation
+
+    from cardioscar.io.imageio import check_image_file
+
+    for seed in range(6):
+        direction = Rotation.random(random_state=seed).as_matrix()
+        direction[:, 2] *= -1 if seed % 2 else 1
+        image = sitk.GetImageFromArray(np.zeros((3, 20, 16), np.float32))
+        image.SetSpacing((1.3, 1.7, 8.0))
+        image.SetOrigin((120.0 * seed - 300.0, 40.0, -75.0))
+        image.SetDirection(tuple(direction.ravel()))
+        sitk.WriteImage(image, str(tmp_path / "oblique.nii.gz"))
+        check_image_file(tmp_path / "oblique.nii.gz")
