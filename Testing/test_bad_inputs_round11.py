@@ -9,6 +9,8 @@
   stretches its largest value to 1 and trains it as raw LGE (found in this round's hunt);
 * ``aha`` into a folder holding an earlier run's ``aha_mesh.vtu`` with a ``.vtk`` mesh: the old
   segmented mesh stayed beside the new table, exit 0 (found in this round's hunt);
+* a cohort said the same coincident nodes twice (of the user's mesh, then of its prediction), and
+  ``apply`` read its mesh twice, a rule's ``prepare`` its label map twice.
 
 Real parts: the segmented phantom (conftest's session fixture), the real command line, real
 NIfTI files whose header bytes are edited as a converter would have written them.
