@@ -85,6 +85,16 @@ def _pixdim(good, out: Path, value: float) -> dict:
     return {"image": _write_nifti(raw, out / "pixdim.nii.gz")}
 
 
+def _sheared_sform(good, out: Path) -> dict:
+    """The image with its sform sheared (x moves 0.3 pixel per row) and its qform kept: ITK reads
+    the qform, nibabel the sform (round 11)."""
+    raw = _nifti_bytes(good["image"])
+    rows = np.array(struct.unpack_from("<12f", raw, 280)).reshape(3, 4)
+    rows[0, 1] += 0.3 * abs(rows[1, 1])
+    struct.pack_into("<12f", raw, 280, *rows.ravel())
+    return {"image": _write_nifti(raw, out / "sheared.nii.gz")}
+
+
 def _with_nan(good, out: Path) -> dict:
     image = sitk.ReadImage(str(good["image"]))
     values = sitk.GetArrayFromImage(image)
@@ -186,6 +196,7 @@ ROWS = [
     ("nifti-pixdim-zero", "prepare", lambda g, o: _pixdim(g, o, 0.0), r"pixdim\[3\] = 0 "),
     ("nifti-pixdim-nan", "prepare", lambda g, o: _pixdim(g, o, float("nan")), r"pixdim\[3\] = nan"),
     ("nifti-pixdim-negative", "prepare", lambda g, o: _pixdim(g, o, -8.0), r"pixdim\[3\] = -8"),
+    ("nifti-sform-sheared", "prepare", _sheared_sform, r"sform and qform place it up to [\d.]+ mm apart"),
     ("mha-cut", "prepare", _cut_mha, r"truncated or corrupted file"),
     ("spacing-1e-9-mm", "prepare", _tiny_spacing, r"voxel spacing along k is 1e-09 mm"),
     ("vtk-binary-cut", "prepare", _cut_mesh, r"corrupted or truncated"),

@@ -18,7 +18,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.io.meshio import TRAINING_TARGETS_ARRAY, set_text_field
+from cardioscar.io.meshio import MODEL_TARGET_ARRAY, TRAINING_TARGETS_ARRAY, set_text_field
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +110,12 @@ def keep_training_targets(model_node, checkpoint: dict) -> None:
     """Note on the model's mesh (field data, saved with it) which targets its result's network was
     trained on, as ``cardioscar apply`` notes them on its output, so that *Tag* can tell a one-field
     border zone of graded tissue from the edge of a 0/1-trained scar; an older checkpoint that does
-    not say removes an earlier result's note."""
-    from cardioscar.logic import recorded_training_targets  # torch: imported when a result is written
+    not say removes an earlier result's note. The field its rule made it learn (core or scar) is
+    noted too, so that ``cardioscar export`` of a saved core result alone says what it is."""
+    from cardioscar.logic import recorded_model_target, recorded_training_targets  # torch: imported when written
 
     set_text_field(model_node.GetMesh(), TRAINING_TARGETS_ARRAY, recorded_training_targets(checkpoint))
+    set_text_field(model_node.GetMesh(), MODEL_TARGET_ARRAY, recorded_model_target(checkpoint))
 
 
 def learned_target(model_node=None, checkpoint: Optional[dict] = None) -> str:

@@ -351,14 +351,15 @@ def _cmd_fine_tune(args: argparse.Namespace) -> None:
 def _cmd_apply(args: argparse.Namespace) -> None:
     from cardioscar.fit.devices import resolve_device
     from cardioscar.logic import apply_scar_model, save_inference_result
-    from cardioscar.io.meshio import MESH_SUFFIXES
+    from cardioscar.io.meshio import MESH_SUFFIXES, read_mesh
 
     _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
     check_seed(args.seed)
+    mesh = read_mesh(args.mesh)  # once: the prediction and the output both come from it
     result = apply_scar_model(
-        args.model, args.mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
+        args.model, mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
     )
-    save_inference_result(result, args.mesh, args.output)
+    save_inference_result(result, mesh, args.output)
     logger.info(
         "%d nodes: mean scar probability %.3f, mean uncertainty %.3f -> %s",
         result.n_nodes, result.mean_scar_probability, result.mean_uncertainty, args.output,

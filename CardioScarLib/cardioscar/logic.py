@@ -10,6 +10,7 @@ same code on the same numbers.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import numbers
 import platform
@@ -31,7 +32,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, TRAINING_TARGETS_ARRAY, Mesh, read_mesh,
+from cardioscar.io.meshio import (BINARY_TARGETS, CORE_TARGET, GRADED_TARGETS, MODEL_TARGET_ARRAY, TRAINING_TARGETS_ARRAY,
+                                  Mesh, read_mesh,
                                   set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -247,6 +249,8 @@ class InferenceResult:
     error_risk: Optional[np.ndarray] = None  # see cardioscar.error_risk; None: not computed
     #: the checkpoint's ``dataset_info.targets`` ("0/1" or "graded"); None for older checkpoints
     training_targets: Optional[str] = None
+    #: the field its scar rule made the model learn ("scar" or "core"); None without a rule
+    model_target: Optional[str] = None
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -271,9 +275,10 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
     else:
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
-    masks, source = None, ""
+    masks, source, read = None, "", {}
     if request.myocardium_mask is not None:
         image = read_mask_image(request.myocardium_mask)
+        read[Path(request.myocardium_mask).resolve()] = image
         masks = masks_from_image(image, slices, request.myocardium_labels, source=str(request.myocardium_mask))
         source = f"mask {request.myocardium_mask}" + (
             f" labels {','.join(map(str, request.myocardium_labels))}" if request.myocardium_labels else "")
@@ -286,7 +291,7 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
                 request.myocardium_mask is None:
             raise CardioScarError("--scar-rule needs the raw LGE as --image and --myocardium-mask FILE (with "
                                   "--myocardium-labels for a label map), without --scar-labels or --normalize-intensities")
-        targets, rule = rule_targets(request.scar_rule, slices, masks, Path(request.myocardium_mask).name)
+        targets, rule = rule_targets(request.scar_rule, slices, masks, Path(request.myocardium_mask).name, read)
         rule_record = rule_record_json(rule, request.scar_rule.target)
     else:
         targets = slice_targets(slices, scar_labels=request.scar_labels, normalize=request.normalize_intensities,
@@ -821,6 +826,7 @@ def predict_on_points(
         error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold, points_lps,
                               checkpoint_constraint_points(checkpoint)),
         training_targets=recorded_training_targets(checkpoint),
+        model_target=recorded_model_target(checkpoint),
     )
 
 
@@ -828,6 +834,18 @@ def recorded_training_targets(checkpoint: dict) -> Optional[str]:
     """The kind of targets the checkpoint's model was trained on, or None when it does not say."""
     kind = (checkpoint.get("dataset_info") or {}).get("targets")
     return kind if kind in (BINARY_TARGETS, GRADED_TARGETS) else None
+
+
+def recorded_model_target(checkpoint: dict) -> Optional[str]:
+    """``"core"`` or ``"scar"``: the field a model trained on a scar rule's targets learned (the
+    rule's record in the checkpoint's provenance); None for a model trained without a rule, whose
+    labels or map do not say whether they were the scar or its core."""
+    text = (checkpoint.get("provenance") or {}).get("scar_rule") or ""
+    try:
+        target = json.loads(text).get("target", "scar") if text else None
+    except (ValueError, AttributeError):  # a damaged record says nothing
+        return None
+    return target if target in ("scar", CORE_TARGET) else None
 
 
 def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
@@ -843,9 +861,14 @@ def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_nam
         check_inside_training_box(low, high, points_lps, mesh_name)
 
 
+def _as_mesh(mesh: Union[str, Path, Mesh]) -> Mesh:
+    """``mesh`` read from its file, or as given when it is a :class:`Mesh` already."""
+    return mesh if isinstance(mesh, Mesh) else read_mesh(mesh)
+
+
 def apply_scar_model(
     model_checkpoint_path: Path,
-    mesh_path: Path,
+    mesh_path: Union[Path, Mesh],
     mc_samples: int = 10,
     batch_size: int = 50000,
     threshold: Optional[float] = None,
@@ -853,20 +876,33 @@ def apply_scar_model(
     *,
     seed: Optional[int] = None,
 ) -> InferenceResult:
-    """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path``."""
+    """Predict scar probability and uncertainty on every node of the mesh at ``mesh_path`` (or of a
+    :class:`Mesh` already read, which :func:`save_inference_result` then takes too: read once)."""
     checkpoint = load_trained_model(model_checkpoint_path)
-    mesh = read_mesh(mesh_path)
-    check_mesh_for_checkpoint(checkpoint, mesh.points_lps(), f"The mesh {mesh_path}")
+    mesh = _as_mesh(mesh_path)
+    check_mesh_for_checkpoint(checkpoint, mesh.points_lps(), f"The mesh {mesh.path or 'given'}")
     return predict_on_points(checkpoint, mesh.points_lps(), mc_samples, batch_size, threshold, device, seed=seed)
 
 
-def save_inference_result(result: InferenceResult, mesh_path: Path, output_path: Path) -> None:
-    """Write the mesh at ``mesh_path`` with the prediction arrays to ``output_path`` (atomically).
+def _own_copy(mesh: Union[str, Path, Mesh]) -> Mesh:
+    """``mesh`` read from its file, or a shallow copy of a :class:`Mesh` (its arrays shared, its
+    lists of arrays its own), so that the notes and arrays changed for the output leave it as it was."""
+    if not isinstance(mesh, Mesh):
+        return read_mesh(mesh)
+    copy = mesh.dataset.NewInstance()
+    copy.ShallowCopy(mesh.dataset)
+    return replace(mesh, dataset=copy)
+
+
+def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh], output_path: Path) -> None:
+    """Write the mesh at ``mesh_path`` (or a :class:`Mesh` already read, left unchanged) with the
+    prediction arrays to ``output_path`` (atomically).
 
     Coordinates stay as in the input file and the file's frame marker (SPACE=LPS/RAS) is kept,
     so 3D Slicer loads the result exactly over the input.
     """
-    mesh = read_mesh(mesh_path)
+    mesh = _own_copy(mesh_path)
+    mesh_path = mesh.path or "the mesh given"
     if mesh.n_points != result.n_nodes:
         raise CardioScarError(
             f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "
@@ -882,5 +918,6 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
     # the input's note of an earlier run would describe that run's model: replaced, or removed
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
+    set_text_field(mesh.dataset, MODEL_TARGET_ARRAY, result.model_target)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

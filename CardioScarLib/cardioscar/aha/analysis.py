@@ -19,7 +19,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import whole_labels
-from cardioscar.io.meshio import Mesh, coincident_nodes, write_mesh
+from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.simulation.opencarp import MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
@@ -40,6 +40,8 @@ MAX_RV_DISTANCE_MM = 5.0
 #: Without an identifiable endocardium the apical cap is this share of the length at the apex.
 CAP_SHARE_WITHOUT_CAVITY = 0.10
 FILES = {"csv": "aha.csv", "json": "aha.json", "png": "bullseye.png"}
+#: The segmented mesh's name without its suffix (the input's format): ``aha_mesh.vtk`` etc.
+MESH_STEM = "aha_mesh"
 #: The border-zone value of a tags field (0 none, 1 border zone, 2 core) unless --border-zone-tag says.
 DEFAULT_BORDER_ZONE_TAG = 1
 
@@ -381,7 +383,22 @@ def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_na
     write_table(result.rows, result.summary, paths["csv"], paths["json"])
     if mesh_name:
         write_mesh(mesh_with_segments(mesh, result), paths["mesh"], {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
+    _drop_earlier_meshes(out, paths.get("mesh"))
     return paths
+
+
+def _drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
+    """Remove an earlier run's ``aha_mesh.<ext>`` that this run did not write (another format:
+    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh), with a warning.
+
+    Why: it stayed beside the new table and plot, so the folder held two segmented meshes, one of
+    them another run's (another patient, axis or field) that a viewer opened as this result's,
+    exit 0; as an openCARP export's earlier ``.lon`` goes with its set."""
+    for suffix in MESH_SUFFIXES:
+        earlier = out / f"{MESH_STEM}{suffix}"
+        if earlier != written and earlier.is_file():
+            earlier.unlink()
+            logger.warning("Removed %s from %s: an earlier run's segmented mesh, not this table's", earlier.name, out)
 
 
 def _subtitle(result: AhaResult) -> str:
@@ -399,5 +416,5 @@ def run_aha(mesh: Mesh | str | Path, output_dir: str | Path, options: Optional[A
         mesh = read_mesh(mesh)
     result = analyse_mesh(mesh, options)
     suffix = mesh.path.suffix.lower() if mesh.path is not None else ".vtk"
-    write_outputs(mesh, result, output_dir, mesh_name=f"aha_mesh{suffix}")
+    write_outputs(mesh, result, output_dir, mesh_name=f"{MESH_STEM}{suffix}")
     return result

@@ -204,11 +204,37 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path) -> dict:
 
     folder.mkdir()
     written, tags = [], None
-    for fmt in spec.options["export"]:
-        tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
-                                   core=spec.options["core_threshold"])
-        written += [path.name for path in files.values()]
+    with _SaidBeforeTraining():
+        for fmt in spec.options["export"]:
+            tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
+                                       core=spec.options["core_threshold"])
+            written += [path.name for path in files.values()]
     return {"folder": folder.name, "files": sorted(written), "tags": tags.summary()}
+
+
+class _SaidBeforeTraining(logging.Filter):
+    """Leaves out, while a patient's export runs, this thread's warning about coincident nodes:
+    the check before the training said it of the user's mesh, whose nodes the prediction has.
+
+    Why: the record and the log said the same nodes twice, once of the mesh the user gave and once
+    of the prediction file, whose name the user never chose. Other threads' records pass: a
+    worker may run several patients at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from cardioscar.simulation.opencarp import COINCIDENT_RECORD
+
+        return record.thread != self._thread or not getattr(record, COINCIDENT_RECORD, False)
+
+    def __enter__(self) -> "_SaidBeforeTraining":
+        logging.getLogger("cardioscar.simulation.opencarp").addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("cardioscar.simulation.opencarp").removeFilter(self)
 
 
 def training_config(spec: PatientSpec, threads: int = 1):
@@ -246,9 +272,9 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     prepared = prepare_training_data(preparation_request(spec))
     checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)
-    result = apply_scar_model(folder / MODEL, spec.mesh, options["mc_samples"], threshold=options["threshold"],
+    result = apply_scar_model(folder / MODEL, mesh, options["mc_samples"], threshold=options["threshold"],
                               device=device, seed=options["seed"])
-    save_inference_result(result, spec.mesh, folder / prediction_name(spec))
+    save_inference_result(result, mesh, folder / prediction_name(spec))
     aha = None
     if options["aha"] is not None:
         aha = _aha(spec, folder / prediction_name(spec), folder / "aha", final / prediction_name(spec))

@@ -293,6 +293,9 @@ class _NiftiLayout:
     data_end: int
     dtype: np.dtype | None  # the voxel type when it can hold NaN/inf (float32/float64), else None
     pixdim: tuple[float, ...]  # pixdim[1..rank]: the voxel size along each axis
+    size: tuple[int, ...] = ()  # dim[1..3]: the voxel counts along i, j, k
+    qform: np.ndarray | None = None  # 3 x 4 voxel -> RAS mm of the qform (qform_code > 0), else None
+    sform: np.ndarray | None = None  # 3 x 4 voxel -> RAS mm of the sform (sform_code > 0), else None
 
 
 #: NIfTI datatype codes of float voxels, whose NaN/inf ITK turns into 0 on reading.
@@ -310,12 +313,14 @@ def _nifti_layout(header: bytes) -> _NiftiLayout | None:
             bitpix = int(np.frombuffer(header[72:74], dtype=f"{order}i2")[0])
             pixdim = np.frombuffer(header[76:108], dtype=f"{order}f4").astype(np.float64)
             offset = float(np.frombuffer(header[108:112], dtype=f"{order}f4")[0])
+            xforms = _xforms(header, f"{order}i2", f"{order}f4", 252, 256, pixdim)
         elif size == 540 and len(header) >= 540:  # NIfTI-2: datatype i2@12, bitpix i2@14, dim i8[8]@16, pixdim f8[8]@104, vox_offset i8@168
             datatype = int(np.frombuffer(header[12:14], dtype=f"{order}i2")[0])
             bitpix = int(np.frombuffer(header[14:16], dtype=f"{order}i2")[0])
             dim = np.frombuffer(header[16:80], dtype=f"{order}i8")
             pixdim = np.frombuffer(header[104:168], dtype=f"{order}f8")
             offset = float(np.frombuffer(header[168:176], dtype=f"{order}i8")[0])
+            xforms = _xforms(header, f"{order}i4", f"{order}f8", 344, 352, pixdim)
         else:
             continue
         rank = int(dim[0])
@@ -324,8 +329,28 @@ def _nifti_layout(header: bytes) -> _NiftiLayout | None:
         start = int(offset)
         kind = _NIFTI_FLOATS.get(datatype)
         return _NiftiLayout(start, start + int(np.prod(np.maximum(dim[1:rank + 1], 1))) * bitpix // 8,
-                            np.dtype(f"{order}{kind}") if kind else None, tuple(float(v) for v in pixdim[1:rank + 1]))
+                            np.dtype(f"{order}{kind}") if kind else None, tuple(float(v) for v in pixdim[1:rank + 1]),
+                            tuple(int(n) for n in np.maximum(dim[1:4], 1)), *xforms)
     return None
+
+
+def _xforms(header: bytes, code_type: str, float_type: str, codes_at: int, quatern_at: int,
+            pixdim: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The qform and sform of a NIfTI header as 3 x 4 voxel -> RAS matrices (None where the
+    field's code is 0, i.e. unset). Both layouts hold qform_code, sform_code side by side at
+    ``codes_at``, then quatern_b, c, d, qoffset_x, y, z and srow_x, y, z (4 each) from
+    ``quatern_at``."""
+    qform_code, sform_code = np.frombuffer(header[codes_at:codes_at + 2 * np.dtype(code_type).itemsize], code_type)
+    values = np.frombuffer(header[quatern_at:quatern_at + 18 * np.dtype(float_type).itemsize],
+                           float_type).astype(np.float64)
+    b, c, d = values[:3]
+    a = math.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+    rotation = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+                         [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+                         [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])
+    qfac = -1.0 if pixdim[0] < 0 else 1.0  # pixdim[0] (qfac): -1 flips k; 0 is taken as 1, as nifti1_io does
+    qform = np.column_stack([rotation @ np.diag([pixdim[1], pixdim[2], qfac * pixdim[3]]), values[3:6]])
+    return (qform if qform_code > 0 else None), (values[6:].reshape(3, 4) if sform_code > 0 else None)
 
 
 def check_image_file(path: str | Path) -> None:
@@ -350,6 +375,7 @@ def check_image_file(path: str | Path) -> None:
             if layout is None:
                 return
             _check_pixdim(layout, source)
+            _check_one_placement(layout, source)
             length = _scan_voxels(stream, header, layout, source)
     except (OSError, EOFError, zlib.error) as error:  # a cut gzip stream ends without its end marker
         raise CardioScarError(f"Cannot read image {source}: the file is truncated or corrupted ({error}); copy it "
@@ -365,6 +391,27 @@ def _check_pixdim(layout: _NiftiLayout, source: Path) -> None:
             raise CardioScarError(f"Image {source.name}: its NIfTI header's pixdim[{axis}] = {size:g} is not a voxel "
                                   "size (it must be a positive number of mm; ITK would substitute 1 mm or flip the "
                                   f"axis): set pixdim[{axis}] to the voxel spacing in mm")
+
+
+#: How far (mm) the sform may place a corner voxel from where the qform does before the file is
+#: refused: below a millimetre the two agree to within the float rounding of a converter.
+MAX_SFORM_QFORM_MM = 1.0
+
+
+def _check_one_placement(layout: _NiftiLayout, source: Path) -> None:
+    """Refuse a NIfTI whose sform and qform put the image in two places. ITK (so Slicer and this
+    library) reads the sform when it is a rotation times scales and the qform when it is sheared,
+    while nibabel and other tools read the sform: the same file lands up to centimetres apart."""
+    if layout.qform is None or layout.sform is None or len(layout.size) < 3:
+        return
+    corners = np.array([[i, j, k, 1.0] for i in (0, layout.size[0] - 1) for j in (0, layout.size[1] - 1)
+                        for k in (0, layout.size[2] - 1)])
+    apart = float(np.linalg.norm(corners @ (layout.sform - layout.qform).T, axis=1).max())
+    if not apart <= MAX_SFORM_QFORM_MM:  # NaN in either transform is refused too
+        raise CardioScarError(f"Image {source.name}: its NIfTI sform and qform place it up to {apart:.1f} mm apart "
+                              f"(at most {MAX_SFORM_QFORM_MM:g} mm; ITK and Slicer read the qform when the sform is "
+                              "sheared, other tools the sform): rewrite the file with one transform (e.g. resample "
+                              "it, or set the qform and sform to the same placement)")
 
 
 def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> int:

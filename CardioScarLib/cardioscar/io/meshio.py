@@ -133,6 +133,11 @@ def coincident_nodes(mesh: "Mesh") -> tuple[int, int, int]:
 TRAINING_TARGETS_ARRAY = "CardioScarTrainingTargets"
 BINARY_TARGETS = "0/1"
 GRADED_TARGETS = "graded"
+#: Field-data string array that ``apply`` writes beside it when the model's scar rule says which
+#: field it learned (``prepare --scar-rule ... --scar-target``): :data:`CORE_TARGET` or ``"scar"``,
+#: so that ``export`` of a core model's field alone is not taken for a scar field.
+MODEL_TARGET_ARRAY = "CardioScarModelTarget"
+CORE_TARGET = "core"
 
 
 def legacy_header(space: str) -> str:

@@ -132,17 +132,24 @@ def expert_masks(values: np.ndarray, ijk_to_lps: np.ndarray, image: list[SliceLa
 
 
 def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: list[np.ndarray],
-                 myocardium_name: str) -> tuple[list[SliceLayer], RuleResult]:
+                 myocardium_name: str, read: Optional[dict] = None) -> tuple[list[SliceLayer], RuleResult]:
     """Target layers (``request.target``: scar or core) and the rule's record, from raw LGE layers and
     their myocardium masks; the blood-pool and remote mask files are sampled at each pixel centre by
-    the library's mask reader (:func:`cardioscar.prepare.myocardium.masks_from_image`), so any grid works."""
+    the library's mask reader (:func:`cardioscar.prepare.myocardium.masks_from_image`), so any grid works.
+    ``read``: images already read, by resolved path (the myocardium mask's: one label map is often
+    the myocardium and the blood-pool mask both, and was read and logged twice)."""
     from ..prepare.myocardium import masks_from_image, read_mask_image
     from ..prepare.slices import ijk_to_lps_matrix
+
+    known = dict(read or {})
 
     def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
         if path is None:
             return None
-        return masks_from_image(read_mask_image(path), image, labels, source=str(path), what=option)
+        key = Path(path).resolve()
+        if key not in known:
+            known[key] = read_mask_image(path)
+        return masks_from_image(known[key], image, labels, source=str(path), what=option)
 
     expert = None
     if request.expert_scar_labels:

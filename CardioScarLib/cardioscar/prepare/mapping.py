@@ -196,6 +196,7 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
     group_values = _gather_values(layers, group_slice, group_pixel)
     if scar_targets:
         _check_scar_reaches_the_mesh(points, layers, [nodes.size for nodes in node_parts], group_values)
+        _check_scar_on_the_mesh(points, layers, group_slice, group_pixel)
     _warn_mesh_off_the_myocardium(np.unique(np.concatenate(footprint_parts)).size, np.unique(node_ids).size)
 
     warn_about_slab_widths(points, layers)
@@ -286,6 +287,67 @@ def _check_scar_reaches_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer
         logger.warning("%d of %d scar pixels lie on slices that catch no mesh node (%s): that scar constrains "
                        "nothing; check the slice positions against the mesh", int(scar[missed].sum()),
                        int(scar.sum()), where)
+
+
+def scar_near_the_mesh(layers: Sequence[SliceLayer], group_slice: np.ndarray, group_pixel: np.ndarray,
+                       reach_mm: float) -> tuple[int, int]:
+    """(scar pixels within ``reach_mm`` in-plane of a pixel that catches a node, scar pixels) on
+    the chosen slices, scar meaning target >= 0.5. Measured in-plane from the pixels that catch a
+    node, so that a coarse mesh, whose nodes miss many of its own wall's pixels, still covers its
+    wall when ``reach_mm`` is its node spacing."""
+    from scipy.ndimage import distance_transform_edt
+
+    near = total = 0
+    for index, layer in enumerate(layers):
+        scar = layer.values >= 0.5
+        if not scar.any():
+            continue
+        total += int(scar.sum())
+        caught = np.zeros(layer.shape, bool)
+        pixels = group_pixel[group_slice == index]
+        caught[pixels[:, 1], pixels[:, 0]] = True
+        if caught.any():
+            distance = distance_transform_edt(~caught, sampling=(layer.spacing[1], layer.spacing[0]))
+            near += int(np.count_nonzero(scar & (distance <= reach_mm)))
+    return near, total
+
+
+#: Shares of the scar pixels near the mesh (:func:`scar_near_the_mesh`) under which the mesh is
+#: refused as another patient's, and under which it is named in a warning. EMIDEC's 52 infarct maps
+#: (``Testing/benchmarks/other_patients_mesh.py``): their own ``mesh-from-labels`` mesh 0.98-1.00 at
+#: 1.5, 3 and 4.5 mm, 0.92 shifted 3 mm in-plane and 0.71 shifted 6 mm; the next three patients'
+#: meshes 0.00-0.90 (median 0.04), 124 of 156 under 0.3 and 149 under 0.6.
+MIN_SCAR_ON_MESH, WARN_SCAR_ON_MESH = 0.3, 0.6
+
+
+def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], group_slice: np.ndarray,
+                            group_pixel: np.ndarray) -> None:
+    """Refuse a mesh that lies off most of the slices' scar, and warn when it lies off much of it.
+
+    Why: with ``--scar-labels`` alone every pixel of a label map trains, so the check of in-slab
+    nodes on the myocardium (which needs the myocardium given) never runs; another patient's mesh
+    (EMIDEC's maps all have their origin at 0) meets part of this one's scar and trained, exit 0
+    (P001's mesh on P003's map: 4 % of the scar pixels caught a node). Measured within one node
+    spacing of the pixels that catch a node, so that a coarse mesh of this heart is not taken
+    for another's. For 0/1 targets only (labels, a rule's grades): a graded map or an image's
+    values at or above 0.5 may be a bright blood pool, which no mesh of the wall covers."""
+    if len(points) < 20 or not _zero_one(layers):
+        return
+    near, total = scar_near_the_mesh(layers, group_slice, group_pixel, node_spacing(points))
+    if total < MIN_LOST_SCAR_PIXELS or near >= WARN_SCAR_ON_MESH * total:
+        return
+    text = (f"only {100.0 * near / total:.0f} % of the {total} scar pixels of the chosen slices lie on the mesh (within "
+            f"its node spacing of a pixel that catches a node; a mesh of this heart: over 90 %)")
+    if near < MIN_SCAR_ON_MESH * total:
+        raise CardioScarError(f"The mesh is not where the image's scar is: {text}; give the mesh (and any myocardium "
+                              "mask) of the image's patient and exam, the mesh in the image's frame (SPACE marker)")
+    logger.warning("%s: are the mesh (and any myocardium mask) of the image's patient and exam, and the mesh in the "
+                   "image's frame?", text[0].upper() + text[1:])
+
+
+def _zero_one(layers: Sequence[SliceLayer]) -> bool:
+    """Whether every target of the slices is 0 or 1 (NaN: no target)."""
+    return all(bool(np.all((layer.values == 0) | (layer.values == 1) | np.isnan(layer.values))) for layer in layers)
 
 
 #: The share of the nodes inside the chosen slices that may miss the myocardium (NaN pixels once a

@@ -51,8 +51,24 @@ def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | Non
         if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
             raise CardioScarError(
                 f"Slice '{layer.label}' has values {finite.min():g}..{finite.max():g} outside [0, 1]; pass "
-                "--scar-labels (label map, e.g. 3,4) or --normalize-intensities (raw LGE)")
+                f"--scar-labels (label map, e.g. 3,4) or --normalize-intensities (raw LGE){_scaled_map_hint(layers)}")
     return layers
+
+
+def _scaled_map_hint(layers: Sequence[SliceLayer]) -> str:
+    """The advice for a scar fraction map stored in percent or 8 bits (values 0..100 or 0..255,
+    not whole labels), which the error's other advice would get wrong: ``--normalize-intensities``
+    stretches the chosen slices' largest value to 1 (a map whose largest scar is 60 % trained as
+    100 %) and drops the scar checks meant for targets; the map is to be divided by its scale."""
+    finite = np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers])
+    if finite.size == 0 or finite.min() < 0.0 or (np.all(finite == np.round(finite)) and finite.max() <= 20):
+        return ""  # negative values, or a few whole values: labels or raw intensities, not a scaled fraction
+    scale = 100 if finite.max() <= 100 else 255 if finite.max() <= 255 else None
+    if scale is None:
+        return ""
+    return (f"; a scar fraction map in {'percent' if scale == 100 else '8 bits'} (0..{scale}): divide it by {scale} "
+            "instead (--normalize-intensities would stretch its largest value, "
+            f"{finite.max():g}, to 1 and train it as raw LGE)")
 
 
 #: The scar labels are the myocardium itself when over this share of the heart's outer border (the

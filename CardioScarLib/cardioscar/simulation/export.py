@@ -80,7 +80,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         warn_border_zone_off_the_call(mesh.dataset, scar, tags.border_zone, Path(mesh_path).name)
         warn_edge_as_border_zone(tags, Path(mesh_path).name)
     else:  # apply's note of the targets describes its scar_probability, not another field of the mesh
-        tags = dataclasses.replace(tags, scar_targets=None)
+        tags = dataclasses.replace(tags, scar_targets=None, model_target=None)
     if tags.element_areas_mm2 is not None:
         logger.warning("%s has no volume cells: the exported model is a surface without thickness (a wall's "
                        "transmural scar cannot be simulated on it) and its class shares are of area; export the "

@@ -175,6 +175,9 @@ MAX_COINCIDENT_SHARE = 0.5
 
 
 #: How to join the elements of a mesh written without merging its points.
+#: The attribute set on the log record of :func:`check_elements_joined`'s warning, so that a face
+#: that checked the user's mesh before training can leave out the same warning about its prediction.
+COINCIDENT_RECORD = "cardioscar_coincident_nodes"
 MERGE_ADVICE = "merge the coincident points (e.g. vtkCleanUnstructuredGrid, ParaView's Clean to Grid)"
 
 
@@ -197,7 +200,8 @@ def check_elements_joined(mesh: Mesh) -> None:
         raise CardioScarError(f"{what}: a simulator would conduct through none of them (a mesh written without "
                               f"merging its points); {MERGE_ADVICE} and export again")
     logger.warning("%s: a simulator conducts across none of them (a line of block), as where parts were appended "
-                   "without merging their points; merge them unless the split is meant", what)
+                   "without merging their points; merge them unless the split is meant", what,
+                   extra={COINCIDENT_RECORD: True})
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:

@@ -21,7 +21,8 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from ..errors import CardioScarError
-from ..io.meshio import BINARY_TARGETS, GRADED_TARGETS, TRAINING_TARGETS_ARRAY, text_field
+from ..io.meshio import (BINARY_TARGETS, CORE_TARGET, GRADED_TARGETS, MODEL_TARGET_ARRAY, TRAINING_TARGETS_ARRAY,
+                         text_field)
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,18 @@ class TissueTags:
     #: The targets the scar model was trained on, as ``apply`` noted them on the mesh ("0/1",
     #: "graded"; None when not noted): what a one-field border zone is (:meth:`border_zone_meaning`).
     scar_targets: str | None = None
+    #: The field the model learned by its scar rule, as ``apply`` noted it ("core", "scar"; None
+    #: when not noted or trained without a rule): a core model's field alone is no scar field.
+    model_target: str | None = None
 
     def border_zone_meaning(self) -> str:
         """What the border-zone tag stands for, for the sidecar: with one field it is graded tissue
         only when the scar model learned graded targets; trained on 0/1 it is the field's edge."""
         if self.two_fields:
             return "the scar model's scar outside the core model's core"
+        if self.model_target == CORE_TARGET:
+            return ("the core model's field between the thresholds: its core's blurred edge (the scar outside the "
+                    "core is tagged healthy)")
         if self.scar_targets == BINARY_TARGETS:
             return ("the scar field's blurred edge: its model was trained on 0/1 targets, so the band between the "
                     "thresholds is not graded border-zone tissue")
@@ -251,7 +258,8 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
                       element_volumes_mm3=volumes, border_zone=border_zone, core=core,
                       tag_values=tuple(tag_values), two_fields=two_fields,
                       element_areas_mm2=element_sizes(dataset, "Area") if volumes.sum() <= 0 else None,
-                      scar_targets=text_field(dataset, TRAINING_TARGETS_ARRAY))
+                      scar_targets=text_field(dataset, TRAINING_TARGETS_ARRAY),
+                      model_target=text_field(dataset, MODEL_TARGET_ARRAY))
 
 
 #: What :func:`warn_edge_as_border_zone` tells a command-line user to do.
@@ -268,6 +276,12 @@ def warn_edge_as_border_zone(tags: TissueTags, name: str, advice: str = CORE_MOD
     band border-zone conductivity. A warning, not an error: the band may be wanted as a
     transition; the sidecar says what it is (:meth:`TissueTags.border_zone_meaning`). Nothing tagged
     border zone (a scar-free heart's labels: a field near 0 everywhere), nothing to warn about."""
+    if not tags.two_fields and tags.model_target == CORE_TARGET:
+        logger.warning("%s is a core model's prediction (its scar rule's --scar-target core): tagged alone, the scar "
+                       "outside the core is tagged healthy and the core's edge border zone; give the scar model's "
+                       "prediction as the scar field and this one as the core (--core-mesh; in Slicer the *Core "
+                       "model*)", name)
+        return
     if tags.two_fields or tags.scar_targets != BINARY_TARGETS:
         return
     band = tags.summary()["border_zone"]
