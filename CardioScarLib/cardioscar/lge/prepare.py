@@ -143,17 +143,20 @@ def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: 
 
     known = dict(read or {})
 
-    def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
-        if path is None:
-            return None
+    def once(path: Path):
         key = Path(path).resolve()
         if key not in known:
             known[key] = read_mask_image(path)
-        return masks_from_image(known[key], image, labels, source=str(path), what=option)
+        return known[key]
+
+    def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
+        if path is None:
+            return None
+        return masks_from_image(once(path), image, labels, source=str(path), what=option)
 
     expert = None
     if request.expert_scar_labels:
-        label_map = read_mask_image(request.myocardium_path)
+        label_map = once(request.myocardium_path)
         expert = expert_masks(sitk.GetArrayFromImage(label_map), ijk_to_lps_matrix(label_map), image, request,
                               str(request.myocardium_path))
     return graded_targets(request, image, myocardium,
