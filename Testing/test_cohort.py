@@ -26,7 +26,7 @@ from cardioscar.cli import main as cli_main
 from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,
                                run_cohort, slurm_cluster)
 from cardioscar.cohort.manifest import PatientSpec, preparation_request
-from cardioscar.cohort.tasks import input_hash
+from cardioscar.cohort.tasks import input_hash, run_patient
 from cardioscar.errors import CardioScarError
 from cardioscar.io.imageio import read_image
 from cardioscar.io.meshio import read_mesh
@@ -363,3 +363,26 @@ def test_myocardium_margin_column_reaches_prepare_and_is_checked(tmp_path, cohor
         assert (f"row {row} (id {'ab'[row - 1]}): column 'myocardium_margin' must be a whole number of pixels >= 0 "
                 f"(0: none), got '{value}'") in text
     assert "row 3 (id c): column 'myocardium_margin' (1) widens a myocardium: give myocardium_labels" in text
+
+
+def test_a_bad_aha_value_fails_the_patient_before_its_fit_naming_the_column(tmp_path, cohort_data, monkeypatch):
+    """An ``aha`` point off the wall, or a label map the manifest cannot read as an RV map (here
+    EMIDEC-like: no RV; the phantom's LGE as a stand-in), fails the patient before the training,
+    with the column named and, for a map, what the manifest accepts instead. Why: the frame was
+    found after the fit, so such a row cost a whole fit (46 s for EMIDEC P062 on the CPU) and then
+    said to give '--rv-label', which a manifest cannot set."""
+    import cardioscar.logic
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the patient was trained before its AHA frame was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", no_training)
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f'id,mesh,image,aha\noff,{mesh},{image},"900,900,900"\nmap,{mesh},{image},{image}\n')
+    off, label_map = (run_patient(spec, str(tmp_path / "out"), "hash") for spec in read_manifest(manifest))
+    assert off["status"] == label_map["status"] == "failed"
+    assert off["error"].startswith("column 'aha': --rv-point is ") and "mm from the nearest LV node" in off["error"]
+    assert label_map["error"].startswith("column 'aha': ")
+    assert label_map["error"].endswith("put the anterior RV insertion X,Y,Z in the aha column instead")
+    assert not (tmp_path / "out" / "off").exists() and not (tmp_path / "out" / "map").exists()
