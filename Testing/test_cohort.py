@@ -386,3 +386,36 @@ def test_a_bad_aha_value_fails_the_patient_before_its_fit_naming_the_column(tmp_
     assert label_map["error"].startswith("column 'aha': ")
     assert label_map["error"].endswith("put the anterior RV insertion X,Y,Z in the aha column instead")
     assert not (tmp_path / "out" / "off").exists() and not (tmp_path / "out" / "map").exists()
+
+
+def test_bullseye_sheet_draws_each_patients_scar_table_readably(tmp_path):
+    """The cohort sheet draws one scar-% disc per patient from its record, on one scale, with each
+    segment's number written in it and the patient's burden in the title; patients without a table
+    (no aha column, failed) are left out. Why: it pasted each patient's three-disc bullseye.png
+    into a 2.6-inch cell, so on a 7-patient EMIDEC cohort a segment's number could not be read."""
+    from cardioscar.cohort.summary import bullseye_sheet_figure, write_bullseye_sheet
+
+    table = {str(segment): float(segment * 5) for segment in range(1, 17)} | {"17": None}  # as report.json holds it
+    rows = [{"id": "P1", "status": "done", "scar_percent": 12.34, "aha": {"scar_pct_by_segment": table}},
+            {"id": "P2", "status": "skipped", "scar_percent": 0.0,
+             "aha": {"scar_pct_by_segment": {str(s): 0.0 for s in range(1, 18)}}},
+            {"id": "P3", "status": "done", "scar_percent": 3.0, "aha": None},
+            {"id": "P4", "status": "failed", "error": "x"}]
+    fig = bullseye_sheet_figure(rows)
+    titled = [axis for axis in fig.axes if axis.get_title()]
+    assert [axis.get_title() for axis in titled] == ["P1: 12.3 % scar", "P2: 0.0 % scar"]
+    written = {text.get_text() for text in titled[0].texts}
+    assert {"5", "40", "80", "n/a"} <= written  # segments 1, 8 and 16 of P1, and its empty apex
+    assert fig.get_size_inches()[0] / 2 >= 3.0  # each disc at least 3 inches wide
+    assert write_bullseye_sheet(tmp_path, rows) == tmp_path / "cohort_bullseyes.png"
+    assert write_bullseye_sheet(tmp_path, rows[2:]) is None
+
+
+def test_progress_counts_as_running_only_what_the_workers_can_run_at_once():
+    """Dask queues more tasks on a worker than its threads run: the progress line's 'running' is
+    capped per worker at its slots (EMIDEC, 7 patients, 2 single-fit workers: it said 4 running)."""
+    from cardioscar.cohort.runner import running_now
+
+    processing = {"tcp://w1": ("P1", "P2", "P3"), "tcp://w2": ("P4",), "tcp://w3": ()}
+    assert running_now(processing, {"tcp://w1": 1, "tcp://w2": 1, "tcp://w3": 1}) == 2
+    assert running_now(processing, {"tcp://w1": 2, "tcp://w2": 2, "tcp://w3": 2}) == 3  # --fits-per-worker 2
