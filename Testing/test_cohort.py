@@ -154,7 +154,7 @@ def test_myocardium_columns_reach_prepare_and_the_hash(tmp_path, cohort_data):
     assert input_hash(spec) != digest
 
     manifest.write_text('id,mesh,image,myocardium_labels\na,moved/phantom_mesh.vtk,moved/phantom_lge.nii.gz,2\n')
-    with pytest.raises(CardioScarError, match=r"row 1 \(id a\): --myocardium-labels without --myocardium-mask"):
+    with pytest.raises(CardioScarError, match=r"row 1 \(id a\): myocardium_labels without myocardium_mask"):
         read_manifest(manifest)
 
 
@@ -382,7 +382,7 @@ def test_a_bad_aha_value_fails_the_patient_before_its_fit_naming_the_column(tmp_
     manifest.write_text(f'id,mesh,image,aha\noff,{mesh},{image},"900,900,900"\nmap,{mesh},{image},{image}\n')
     off, label_map = (run_patient(spec, str(tmp_path / "out"), "hash") for spec in read_manifest(manifest))
     assert off["status"] == label_map["status"] == "failed"
-    assert off["error"].startswith("column 'aha': --rv-point is ") and "mm from the nearest LV node" in off["error"]
+    assert off["error"].startswith("column 'aha': the aha point is ") and "mm from the nearest LV node" in off["error"]
     assert label_map["error"].startswith("column 'aha': ")
     assert label_map["error"].endswith("put the anterior RV insertion X,Y,Z in the aha column instead")
     assert not (tmp_path / "out" / "off").exists() and not (tmp_path / "out" / "map").exists()
@@ -419,3 +419,15 @@ def test_progress_counts_as_running_only_what_the_workers_can_run_at_once():
     processing = {"tcp://w1": ("P1", "P2", "P3"), "tcp://w2": ("P4",), "tcp://w3": ()}
     assert running_now(processing, {"tcp://w1": 1, "tcp://w2": 1, "tcp://w3": 1}) == 2
     assert running_now(processing, {"tcp://w1": 2, "tcp://w2": 2, "tcp://w3": 2}) == 3  # --fits-per-worker 2
+
+
+def test_a_rows_errors_name_the_manifests_columns_not_the_cli_options(tmp_path, cohort_data):
+    """A row's error from the library names the manifest's columns: 'scar_labels', not the CLI's
+    '--scar-labels', which a manifest's user cannot give (EMIDEC with a mistyped scar label)."""
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f'id,mesh,image,scar_labels,myocardium_labels\nP1,{mesh},{image},"5","2,3,4"\n')
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)
+    line = str(error.value).splitlines()[1]
+    assert line.startswith("  row 1 (id P1): scar_labels 5 not in myocardium_labels 2,3,4") and "--" not in line

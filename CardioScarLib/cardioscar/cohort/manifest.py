@@ -56,6 +56,13 @@ PLANNED = {
 REQUIRED = ("id", "mesh", "image")
 COLUMNS = REQUIRED + tuple(DEFAULTS) + tuple(PLANNED)
 _POINT = re.compile(r"^\s*-?[\d.]+(?:[eE][-+]?\d+)?(?:\s*,\s*-?[\d.]+(?:[eE][-+]?\d+)?){2}\s*$")
+#: The CLI options the library's messages name, as a manifest names them (its columns). ``--mc-samples``
+#: is left alone: it is train's (``training_mc_samples``) or apply's (``mc_samples``).
+COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
+    "scar_labels", "myocardium_labels", "myocardium_mask", "myocardium_margin", "slice_indices", "slice_axis",
+    "slice_thickness_padding", "normalize_intensities", "partial_volume_correction", "slice_profile", "shape_prior",
+    "preset", "seed", "max_epochs", "threshold")} | {"--rv-point": "the aha point", "--image": "image", "--mesh": "mesh"}
+_OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -236,6 +243,15 @@ def _images(value: Any) -> list[str]:
     return [_text(p) for p in parts if _text(p)]
 
 
+def in_manifest_terms(message: str) -> str:
+    """``message`` with the CLI options it names written as the manifest's columns.
+
+    Why: a row's errors come from the library the CLI shares, so they said 'give the scar labels of
+    this label map (--scar-labels)' to a user who has no such option, only a ``scar_labels``
+    column (EMIDEC, a mistyped label)."""
+    return _OPTION.sub(lambda found: COLUMN_OF_OPTION.get(found.group(0), found.group(0)), message)
+
+
 def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tuple[Optional[PatientSpec], list[str]]:
     """One row's spec, or the list of its problems (one line each)."""
     ident = _text(row.get("id"))
@@ -306,7 +322,7 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     try:
         preparation_request(spec)  # the library's own checks of option combinations, before anything runs
     except CardioScarError as error:
-        return None, [f"{where}: {error}"]
+        return None, [f"{where}: {in_manifest_terms(str(error))}"]
     return spec, []
 
 

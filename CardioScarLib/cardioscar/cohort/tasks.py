@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 from cardioscar.io.atomic import atomic_write
-from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, preparation_request
+from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -393,7 +393,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
         _install(folder, out / spec.id)
         return record
     except (CardioScarError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = in_manifest_terms(str(error).splitlines()[0]) if str(error) else type(error).__name__
         return {**record, "status": "failed", "error": message, "seconds": round(time.perf_counter() - start, 3),
                 "warnings": kept.messages}
     finally:
