@@ -431,3 +431,28 @@ def test_a_rows_errors_name_the_manifests_columns_not_the_cli_options(tmp_path, 
         read_manifest(manifest)
     line = str(error.value).splitlines()[1]
     assert line.startswith("  row 1 (id P1): scar_labels 5 not in myocardium_labels 2,3,4") and "--" not in line
+
+
+def test_aha_column_takes_both_rv_insertions(tmp_path, cohort_data, monkeypatch):
+    """``aha`` as ``X,Y,Z;X,Y,Z``: the anterior and the inferior RV insertion reach the AHA analysis
+    (an inferior point off the wall is refused as that point, before the fit), as ``aha
+    --rv-inferior-point`` does; one point still parses as before. Why: a manifest could give the
+    anterior insertion only, so EMIDEC's septum (no RV label: both read off the images) was taken
+    as 120 degrees wide whatever it measured."""
+    import cardioscar.logic
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", lambda *a, **k: pytest.fail("trained before the check"))
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    anterior = _rv_point(cohort_data).strip('"')
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f'id,mesh,image,aha\none,{mesh},{image},"{anterior}"\n'
+                        f'two,{mesh},{image},"{anterior};900,900,900"\nbad,{mesh},{image},"1,2,3;4,5"\n')
+    with pytest.raises(CardioScarError, match=r"row 3 \(id bad\): column 'aha' must be .* X,Y,Z;X,Y,Z"):
+        read_manifest(manifest)
+    manifest.write_text("\n".join(manifest.read_text(encoding="utf-8").splitlines()[:3]) + "\n")
+    one, two = read_manifest(manifest)
+    assert one.options["aha"] == pytest.approx([float(v) for v in anterior.split(",")])
+    assert len(two.options["aha"]) == 2 and two.options["aha"][1] == [900.0, 900.0, 900.0]
+    record = run_patient(two, str(tmp_path / "out"), "hash")
+    assert record["status"] == "failed"
+    assert record["error"].startswith("column 'aha': the aha inferior point is "), record["error"]

@@ -61,7 +61,8 @@ _POINT = re.compile(r"^\s*-?[\d.]+(?:[eE][-+]?\d+)?(?:\s*,\s*-?[\d.]+(?:[eE][-+]
 COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
     "scar_labels", "myocardium_labels", "myocardium_mask", "myocardium_margin", "slice_indices", "slice_axis",
     "slice_thickness_padding", "normalize_intensities", "partial_volume_correction", "slice_profile", "shape_prior",
-    "preset", "seed", "max_epochs", "threshold")} | {"--rv-point": "the aha point", "--image": "image", "--mesh": "mesh"}
+    "preset", "seed", "max_epochs", "threshold")} | {
+    "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image", "--mesh": "mesh"}
 _OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TRUE = {"1", "true", "yes", "y", "on"}
@@ -195,13 +196,17 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
 
 
 def _aha(value: Any, base: Path) -> Any:
-    """``X,Y,Z`` (the anterior RV insertion, in the mesh file's frame) or a label map with the RV
-    blood pool (label 1) and LV myocardium (label 2), relative to the manifest; ``no``: none."""
+    """``X,Y,Z`` (the anterior RV insertion, in the mesh file's frame), ``X,Y,Z;X,Y,Z`` (the anterior
+    and the inferior one, as ``aha --rv-point --rv-inferior-point``: the septum's width measured,
+    not taken as 120 degrees) or a label map with the RV blood pool (label 1) and LV myocardium
+    (label 2), relative to the manifest; ``no``: none."""
     text = _text(value)
     if text.lower() in ("", "no", "none"):
         return None
-    if _POINT.match(text):
-        return [float(part) for part in text.split(",")]
+    points = text.split(";")
+    if len(points) <= 2 and all(_POINT.match(point) for point in points):
+        parsed = [[float(number) for number in point.split(",")] for point in points]
+        return parsed[0] if len(parsed) == 1 else parsed  # one point as before: its rows' hashes unchanged
     path = base / text
     if not path.exists():
         raise ValueError(text)
@@ -298,8 +303,8 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     try:
         options["aha"] = _aha(row.get("aha"), base)
     except ValueError:
-        problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame) or an existing label map "
-                f"(RV 1, myocardium 2), got {_text(row.get('aha'))!r}")
+        problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame), it and the inferior one "
+                f"X,Y,Z;X,Y,Z, or an existing label map (RV 1, myocardium 2), got {_text(row.get('aha'))!r}")
     for column, (parse, valid) in _PARSERS.items():
         value = row.get(column)
         if _text(value) == "" and not isinstance(value, (list, tuple)):

@@ -176,7 +176,8 @@ AHA_LABEL_MAP_HINT = ("the manifest reads an aha label map as RV blood pool 1 an
 
 def _aha_options(spec: PatientSpec, space: str):
     """The AHA options of a row: its threshold, the first image's slice normal as the long axis,
-    and its ``aha`` value as the anterior RV insertion (in the mesh's frame) or an RV label map."""
+    and its ``aha`` value as the RV insertions (the anterior one, or both; in the mesh's frame) or
+    an RV label map."""
     import SimpleITK as sitk
 
     from cardioscar.aha import AhaOptions, LabelMap
@@ -188,8 +189,10 @@ def _aha_options(spec: PatientSpec, space: str):
                          slice_normal=np.asarray(stack.GetDirection(), dtype=float).reshape(3, 3)[:, 2],
                          slice_normal_source=f"slice normal of {spec.images[0].name}")
     value = spec.options["aha"]
-    if isinstance(value, list):
-        options.rv_point = np.asarray(value) * (np.array([-1.0, -1.0, 1.0]) if space == "RAS" else 1.0)
+    if isinstance(value, list):  # [x, y, z] (anterior), or [[x, y, z], [x, y, z]] (anterior, inferior)
+        points = np.asarray(value, dtype=float).reshape(-1, 3) * (np.array([-1.0, -1.0, 1.0]) if space == "RAS" else 1.0)
+        options.rv_point = points[0]
+        options.rv_inferior_point = points[1] if len(points) == 2 else None
     else:
         labels = read_image(value)
         options.labels = LabelMap(sitk.GetArrayFromImage(labels), ijk_to_lps_of(labels), Path(value).name)
