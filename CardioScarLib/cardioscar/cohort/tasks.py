@@ -358,7 +358,7 @@ class _KeptWarnings(logging.Handler):
         self._thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
+        message = in_manifest_terms(record.getMessage())  # the row's columns, as its errors say them
         if record.thread == self._thread and message not in self.messages:
             self.messages.append(message)
 
