@@ -321,6 +321,9 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "best_loss": float(history["best_loss"]),
         "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,
         "epochs": int(history["epochs_run"]),
+        # the kept run's seed: the fast preset retrains a missed scar patch from the next seed (EMIDEC
+        # P026: seed 42's run called a 12-pixel patch healthy, 43's is kept), which options.seed hides
+        "fit_seed": int(history["seed"]),
         # what the model trained with: with the fast preset's auto the targets decided, per patient
         "shape_prior": "on" if checkpoint.get("shape_prior") else "off",
         "n_mesh_nodes": int(prepared.n_mesh_nodes),
