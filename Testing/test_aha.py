@@ -410,6 +410,12 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
         assert row["territory"] == reference["territory"]
     summary = json.loads((out / "aha.json").read_text(encoding="utf-8"))
     assert len(summary["segments"]) == 17 and summary["transmurality_method"].startswith("nearest-endocardium")
+    # the whole LV's burden beside the segments (aha.json and the log), as a cohort's summary gives it
+    myocardium = sum(r["myocardial_volume_ml"] for r in expected)
+    scar = sum(r["scar_volume_ml"] for r in expected)
+    assert summary["lv"] == pytest.approx({"myocardial_volume_ml": myocardium, "scar_volume_ml": scar,
+                                           "scar_pct": 100 * scar / myocardium}, rel=1e-6)
+    assert f"LV scar: {scar:.2f} ml of {myocardium:.2f} ml of myocardium ({100 * scar / myocardium:.1f} %)" in done.stderr
     assert (out / "bullseye.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = read_mesh(out / "aha_mesh.vtk")
     assert written.space == "RAS"

@@ -314,7 +314,11 @@ def test_a_cohort_patient_keeps_the_warnings_of_its_run(phantom_files, tmp_path)
     (spec,) = read_manifest(manifest)
     record = run_patient(spec, str(tmp_path / "results"), input_hash(spec))
     assert record["status"] == "done"
+    assert record["fit_seed"] == spec.options["seed"]  # no retry here: the kept run is the row's seed's
     assert any("overlapping slabs" in message for message in record["warnings"]), record["warnings"]
+    # in the manifest's terms, as its errors (test_cohort): the column, not the CLI option
+    assert any("slice_thickness_padding is HALF" in message for message in record["warnings"]), record["warnings"]
+    assert not any("--slice-thickness-padding" in message for message in record["warnings"])
     report = json.loads((tmp_path / "results" / "p0" / "report.json").read_text())
     assert report["warnings"] == record["warnings"]
     csv_path, _ = write_summary(tmp_path / "results", [record])

@@ -26,7 +26,7 @@ from cardioscar.cli import main as cli_main
 from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,
                                run_cohort, slurm_cluster)
 from cardioscar.cohort.manifest import PatientSpec, preparation_request
-from cardioscar.cohort.tasks import input_hash
+from cardioscar.cohort.tasks import input_hash, run_patient
 from cardioscar.errors import CardioScarError
 from cardioscar.io.imageio import read_image
 from cardioscar.io.meshio import read_mesh
@@ -154,7 +154,7 @@ def test_myocardium_columns_reach_prepare_and_the_hash(tmp_path, cohort_data):
     assert input_hash(spec) != digest
 
     manifest.write_text('id,mesh,image,myocardium_labels\na,moved/phantom_mesh.vtk,moved/phantom_lge.nii.gz,2\n')
-    with pytest.raises(CardioScarError, match=r"row 1 \(id a\): --myocardium-labels without --myocardium-mask"):
+    with pytest.raises(CardioScarError, match=r"row 1 \(id a\): myocardium_labels without myocardium_mask"):
         read_manifest(manifest)
 
 
@@ -363,3 +363,96 @@ def test_myocardium_margin_column_reaches_prepare_and_is_checked(tmp_path, cohor
         assert (f"row {row} (id {'ab'[row - 1]}): column 'myocardium_margin' must be a whole number of pixels >= 0 "
                 f"(0: none), got '{value}'") in text
     assert "row 3 (id c): column 'myocardium_margin' (1) widens a myocardium: give myocardium_labels" in text
+
+
+def test_a_bad_aha_value_fails_the_patient_before_its_fit_naming_the_column(tmp_path, cohort_data, monkeypatch):
+    """An ``aha`` point off the wall, or a label map the manifest cannot read as an RV map (here
+    EMIDEC-like: no RV; the phantom's LGE as a stand-in), fails the patient before the training,
+    with the column named and, for a map, what the manifest accepts instead. Why: the frame was
+    found after the fit, so such a row cost a whole fit (46 s for EMIDEC P062 on the CPU) and then
+    said to give '--rv-label', which a manifest cannot set."""
+    import cardioscar.logic
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the patient was trained before its AHA frame was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", no_training)
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f'id,mesh,image,aha\noff,{mesh},{image},"900,900,900"\nmap,{mesh},{image},{image}\n')
+    off, label_map = (run_patient(spec, str(tmp_path / "out"), "hash") for spec in read_manifest(manifest))
+    assert off["status"] == label_map["status"] == "failed"
+    assert off["error"].startswith("column 'aha': the aha point is ") and "mm from the nearest LV node" in off["error"]
+    assert label_map["error"].startswith("column 'aha': ")
+    assert label_map["error"].endswith("put the anterior RV insertion X,Y,Z in the aha column instead")
+    assert not (tmp_path / "out" / "off").exists() and not (tmp_path / "out" / "map").exists()
+
+
+def test_bullseye_sheet_draws_each_patients_scar_table_readably(tmp_path):
+    """The cohort sheet draws one scar-% disc per patient from its record, on one scale, with each
+    segment's number written in it and the patient's burden in the title; patients without a table
+    (no aha column, failed) are left out. Why: it pasted each patient's three-disc bullseye.png
+    into a 2.6-inch cell, so on a 7-patient EMIDEC cohort a segment's number could not be read."""
+    from cardioscar.cohort.summary import bullseye_sheet_figure, write_bullseye_sheet
+
+    table = {str(segment): float(segment * 5) for segment in range(1, 17)} | {"17": None}  # as report.json holds it
+    rows = [{"id": "P1", "status": "done", "scar_percent": 12.34, "aha": {"scar_pct_by_segment": table}},
+            {"id": "P2", "status": "skipped", "scar_percent": 0.0,
+             "aha": {"scar_pct_by_segment": {str(s): 0.0 for s in range(1, 18)}}},
+            {"id": "P3", "status": "done", "scar_percent": 3.0, "aha": None},
+            {"id": "P4", "status": "failed", "error": "x"}]
+    fig = bullseye_sheet_figure(rows)
+    titled = [axis for axis in fig.axes if axis.get_title()]
+    assert [axis.get_title() for axis in titled] == ["P1: 12.3 % scar", "P2: 0.0 % scar"]
+    written = {text.get_text() for text in titled[0].texts}
+    assert {"5", "40", "80", "n/a"} <= written  # segments 1, 8 and 16 of P1, and its empty apex
+    assert fig.get_size_inches()[0] / 2 >= 3.0  # each disc at least 3 inches wide
+    assert write_bullseye_sheet(tmp_path, rows) == tmp_path / "cohort_bullseyes.png"
+    assert write_bullseye_sheet(tmp_path, rows[2:]) is None
+
+
+def test_progress_counts_as_running_only_what_the_workers_can_run_at_once():
+    """Dask queues more tasks on a worker than its threads run: the progress line's 'running' is
+    capped per worker at its slots (EMIDEC, 7 patients, 2 single-fit workers: it said 4 running)."""
+    from cardioscar.cohort.runner import running_now
+
+    processing = {"tcp://w1": ("P1", "P2", "P3"), "tcp://w2": ("P4",), "tcp://w3": ()}
+    assert running_now(processing, {"tcp://w1": 1, "tcp://w2": 1, "tcp://w3": 1}) == 2
+    assert running_now(processing, {"tcp://w1": 2, "tcp://w2": 2, "tcp://w3": 2}) == 3  # --fits-per-worker 2
+
+
+def test_a_rows_errors_name_the_manifests_columns_not_the_cli_options(tmp_path, cohort_data):
+    """A row's error from the library names the manifest's columns: 'scar_labels', not the CLI's
+    '--scar-labels', which a manifest's user cannot give (EMIDEC with a mistyped scar label)."""
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f'id,mesh,image,scar_labels,myocardium_labels\nP1,{mesh},{image},"5","2,3,4"\n')
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)
+    line = str(error.value).splitlines()[1]
+    assert line.startswith("  row 1 (id P1): scar_labels 5 not in myocardium_labels 2,3,4") and "--" not in line
+
+
+def test_aha_column_takes_both_rv_insertions(tmp_path, cohort_data, monkeypatch):
+    """``aha`` as ``X,Y,Z;X,Y,Z``: the anterior and the inferior RV insertion reach the AHA analysis
+    (an inferior point off the wall is refused as that point, before the fit), as ``aha
+    --rv-inferior-point`` does; one point still parses as before. Why: a manifest could give the
+    anterior insertion only, so EMIDEC's septum (no RV label: both read off the images) was taken
+    as 120 degrees wide whatever it measured."""
+    import cardioscar.logic
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", lambda *a, **k: pytest.fail("trained before the check"))
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    anterior = _rv_point(cohort_data).strip('"')
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f'id,mesh,image,aha\none,{mesh},{image},"{anterior}"\n'
+                        f'two,{mesh},{image},"{anterior};900,900,900"\nbad,{mesh},{image},"1,2,3;4,5"\n')
+    with pytest.raises(CardioScarError, match=r"row 3 \(id bad\): column 'aha' must be .* X,Y,Z;X,Y,Z"):
+        read_manifest(manifest)
+    manifest.write_text("\n".join(manifest.read_text(encoding="utf-8").splitlines()[:3]) + "\n")
+    one, two = read_manifest(manifest)
+    assert one.options["aha"] == pytest.approx([float(v) for v in anterior.split(",")])
+    assert len(two.options["aha"]) == 2 and two.options["aha"][1] == [900.0, 900.0, 900.0]
+    record = run_patient(two, str(tmp_path / "out"), "hash")
+    assert record["status"] == "failed"
+    assert record["error"].startswith("column 'aha': the aha inferior point is "), record["error"]

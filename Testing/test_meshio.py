@@ -160,6 +160,16 @@ def test_read_errors(tmp_path: Path) -> None:
     (tmp_path / "cut.vtk").write_bytes(legacy.read_bytes()[: len(legacy.read_bytes()) // 2])
     with pytest.raises(CardioScarError, match="cut.vtk: the file is corrupted or truncated"):
         read_mesh(tmp_path / "cut.vtk")
+    # appended (binary) data cut short: VTK's message under its 'ERROR: In' header says no 'error';
+    # it read as a mesh without points (EMIDEC P088's heart.vtu cut to 20 kB in a cohort)
+    grid = vtk.vtkAppendFilter()
+    grid.AddInputData(sphere())
+    grid.Update()
+    write_mesh(Mesh(grid.GetOutput(), "LPS", None), tmp_path / "good.vtu", {})
+    whole = (tmp_path / "good.vtu").read_bytes()
+    (tmp_path / "cut.vtu").write_bytes(whole[: int(len(whole) * 0.6)])
+    with pytest.raises(CardioScarError, match=r"cut.vtu: the file is corrupted or truncated \(Cannot read .* may be too short"):
+        read_mesh(tmp_path / "cut.vtu")
     (tmp_path / "junk.vtk").write_bytes(b"\x00\x01garbage" * 50)
     with pytest.raises(CardioScarError, match="junk.vtk"):
         read_mesh(tmp_path / "junk.vtk")

@@ -29,7 +29,7 @@ from .insertion import contact_points, insertions_from_contacts, refuse_cavity_a
 from .islands import refuse_debris
 from .segments import (AhaFrame, LongAxis, axis_from_direction, axis_from_points, axis_from_shape,
                        insertion_frame, orient_towards_base)
-from .table import segment_rows, write_table
+from .table import lv_total, segment_rows, write_table
 from .wall import WallFaces, column_transmurality, is_volumetric, wall_faces
 
 logger = logging.getLogger(__name__)
@@ -348,8 +348,9 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
                   else "ESTIMATED on a surface mesh from the endocardial and nearest epicardial node only")
     rows = segment_rows(point_segments, weights, scar, volumetric=is_volumetric(dataset),
                         border_zone=border, uncertainty=uncertainty, **columns)
-    summary = _summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
-                       cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None)
+    summary = {**_summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
+                          cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None),
+               "lv": lv_total(rows)}
     return AhaResult(point_segments=point_segments, cell_segments=_cell_segments(dataset, lv_nodes, frame),
                      rows=rows, summary=summary, frame=frame)
 

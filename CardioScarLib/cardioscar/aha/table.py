@@ -59,6 +59,17 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
     return rows
 
 
+def lv_total(rows: list[dict]) -> dict:
+    """The whole LV over the 17 segments: its myocardium, its scar and their ratio, the scar burden.
+
+    Why: the table gave each segment's scar only, so a reader of ``aha.json`` (or of the CLI's
+    log) summed 17 rows for the patient's burden, the figure a cohort's summary puts first."""
+    unit = "volume_ml" if "myocardial_volume_ml" in rows[0] else "area_cm2"
+    myocardium = sum(row[f"myocardial_{unit}"] for row in rows)
+    scar = sum(row[f"scar_{unit}"] for row in rows)
+    return {f"myocardial_{unit}": myocardium, f"scar_{unit}": scar, "scar_pct": _pct(_share(scar, myocardium))}
+
+
 def _pct(share: Optional[float]) -> Optional[float]:
     return None if share is None else 100.0 * share
 

@@ -56,6 +56,14 @@ PLANNED = {
 REQUIRED = ("id", "mesh", "image")
 COLUMNS = REQUIRED + tuple(DEFAULTS) + tuple(PLANNED)
 _POINT = re.compile(r"^\s*-?[\d.]+(?:[eE][-+]?\d+)?(?:\s*,\s*-?[\d.]+(?:[eE][-+]?\d+)?){2}\s*$")
+#: The CLI options the library's messages name, as a manifest names them (its columns). ``--mc-samples``
+#: is left alone: it is train's (``training_mc_samples``) or apply's (``mc_samples``).
+COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
+    "scar_labels", "myocardium_labels", "myocardium_mask", "myocardium_margin", "slice_indices", "slice_axis",
+    "slice_thickness_padding", "normalize_intensities", "partial_volume_correction", "slice_profile", "shape_prior",
+    "preset", "seed", "max_epochs", "threshold")} | {
+    "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image", "--mesh": "mesh"}
+_OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -188,13 +196,17 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
 
 
 def _aha(value: Any, base: Path) -> Any:
-    """``X,Y,Z`` (the anterior RV insertion, in the mesh file's frame) or a label map with the RV
-    blood pool (label 1) and LV myocardium (label 2), relative to the manifest; ``no``: none."""
+    """``X,Y,Z`` (the anterior RV insertion, in the mesh file's frame), ``X,Y,Z;X,Y,Z`` (the anterior
+    and the inferior one, as ``aha --rv-point --rv-inferior-point``: the septum's width measured,
+    not taken as 120 degrees) or a label map with the RV blood pool (label 1) and LV myocardium
+    (label 2), relative to the manifest; ``no``: none."""
     text = _text(value)
     if text.lower() in ("", "no", "none"):
         return None
-    if _POINT.match(text):
-        return [float(part) for part in text.split(",")]
+    points = text.split(";")
+    if len(points) <= 2 and all(_POINT.match(point) for point in points):
+        parsed = [[float(number) for number in point.split(",")] for point in points]
+        return parsed[0] if len(parsed) == 1 else parsed  # one point as before: its rows' hashes unchanged
     path = base / text
     if not path.exists():
         raise ValueError(text)
@@ -234,6 +246,15 @@ def _read_rows(path: Path) -> list[dict]:
 def _images(value: Any) -> list[str]:
     parts = value if isinstance(value, (list, tuple)) else _text(value).split(";")
     return [_text(p) for p in parts if _text(p)]
+
+
+def in_manifest_terms(message: str) -> str:
+    """``message`` with the CLI options it names written as the manifest's columns.
+
+    Why: a row's errors come from the library the CLI shares, so they said 'give the scar labels of
+    this label map (--scar-labels)' to a user who has no such option, only a ``scar_labels``
+    column (EMIDEC, a mistyped label)."""
+    return _OPTION.sub(lambda found: COLUMN_OF_OPTION.get(found.group(0), found.group(0)), message)
 
 
 def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tuple[Optional[PatientSpec], list[str]]:
@@ -282,8 +303,8 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     try:
         options["aha"] = _aha(row.get("aha"), base)
     except ValueError:
-        problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame) or an existing label map "
-                f"(RV 1, myocardium 2), got {_text(row.get('aha'))!r}")
+        problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame), it and the inferior one "
+                f"X,Y,Z;X,Y,Z, or an existing label map (RV 1, myocardium 2), got {_text(row.get('aha'))!r}")
     for column, (parse, valid) in _PARSERS.items():
         value = row.get(column)
         if _text(value) == "" and not isinstance(value, (list, tuple)):
@@ -306,7 +327,7 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     try:
         preparation_request(spec)  # the library's own checks of option combinations, before anything runs
     except CardioScarError as error:
-        return None, [f"{where}: {error}"]
+        return None, [f"{where}: {in_manifest_terms(str(error))}"]
     return spec, []
 
 

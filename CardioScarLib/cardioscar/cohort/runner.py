@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from cardioscar.io.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, read_manifest
@@ -206,6 +206,15 @@ def _eta(started: float, finished: int, remaining: int) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def running_now(processing: dict[str, Sequence], slots: dict[str, int]) -> int:
+    """Patients being fitted now: on each worker, its assigned tasks up to its slots (threads).
+
+    Why not the assigned tasks alone (``Client.processing``): Dask hands a worker more tasks than
+    it can run and queues the rest there, so a 2-core LocalCluster of 2 workers said '4 running,
+    2 queued' over 7 patients while 2 ran."""
+    return sum(min(len(keys), slots.get(worker, 1)) for worker, keys in processing.items())
+
+
 def _check_only(patients: list[PatientSpec], only: Optional[list[str]]) -> None:
     known = {p.id for p in patients}
     missing = [ident for ident in only or [] if ident not in known]
@@ -319,7 +328,7 @@ def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], row
             _record(out, row)
             finished += 1
             failed = sum(r["status"] == "failed" for r in rows.values())
-            running = sum(len(keys) for keys in client.processing().values())
+            running = running_now(client.processing(), client.nthreads())
             logger.info("cohort: %s %s%s | %d/%d finished (%d failed), %d running, %d queued, ETA %s", spec.id,
                         row["status"],
                         (f" ({row['error']})" if row["status"] == "failed" else f" in {row.get('seconds', 0):.1f} s")

@@ -103,31 +103,64 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     return save_figure(fig, output_dir / SUMMARY_PNG)
 
 
-def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
-    """The patients' AHA bull's-eyes (``<id>/aha/bullseye.png``) side by side on one page, so a
-    cohort's scar territories can be compared at a glance; None when no patient has one."""
-    from cardioscar.aha.analysis import FILES
+def _segment_scar(row: dict) -> Optional[dict[int, Optional[float]]]:
+    """A patient's scar % per AHA segment as its record holds it (``aha.scar_pct_by_segment``; keys
+    are strings once read back from JSON); None for a patient without an AHA table."""
+    if row.get("status") not in ("done", "skipped"):
+        return None
+    table = (row.get("aha") or {}).get("scar_pct_by_segment")
+    return {int(segment): value for segment, value in table.items()} if table else None
 
-    found = [(row["id"], output_dir / row["id"] / "aha" / FILES["png"]) for row in rows
-             if row.get("status") in ("done", "skipped")]
-    found = [(ident, path) for ident, path in found if path.is_file()]
+
+def bullseye_sheet_figure(rows: Iterable[dict]):
+    """One scar-% bull's-eye per patient (at most :data:`MAX_BULLSEYES`), all on one 0-100 % scale
+    and one colour bar, titled with the patient's id and scar burden; None when no patient has an
+    AHA table.
+
+    Why drawn here rather than pasted from each ``bullseye.png``: pasted, each patient's three discs
+    (scar, transmurality, uncertainty) shrank to about 90 pixels each on the sheet, too small to
+    read a segment's number, and each uncertainty disc had its own scale. The per-patient pictures
+    keep all three."""
+    tables = [(row, _segment_scar(row)) for row in rows]
+    found = [(row, table) for row, table in tables if table is not None]
     if not found:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
+
+    from cardioscar.aha.bullseye import draw_bullseye
 
     shown = found[:MAX_BULLSEYES]
     columns = min(6, len(shown))
     lines = -(-len(shown) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.8 * lines), squeeze=False)
+    fig, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 3.4 * lines + 0.8), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, (ident, path) in zip(axes.ravel(), shown):
-        axis.imshow(mpimg.imread(path))
-        axis.set_title(ident, fontsize=8)
+    mapping = None
+    for axis, (row, table) in zip(axes.ravel(), shown):
+        burden = row.get("scar_percent")
+        title = row["id"] + ("" if burden is None else f": {burden:.1f} % scar")
+        mapping = draw_bullseye(axis, table, title=title, vmin=0.0, vmax=100.0, cmap="Reds")
+    fig.colorbar(mapping, ax=axes.ravel().tolist(), orientation="horizontal", fraction=0.3 / lines, pad=0.02,
+                 shrink=0.5, label="scar (% of segment, probability >= threshold)")
     more = f" (first {MAX_BULLSEYES} of {len(found)})" if len(found) > MAX_BULLSEYES else ""
-    fig.suptitle(f"AHA bull's-eyes{more}", fontsize=9)
-    return save_figure(fig, output_dir / BULLSEYES_PNG)
+    fig.suptitle(f"AHA 17-segment scar per patient{more}", fontsize=10)
+    return fig
+
+
+def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
+    """The patients' scar-% bull's-eyes side by side on one page (:func:`bullseye_sheet_figure`), so
+    a cohort's scar territories can be compared at a glance; None when no patient has one."""
+    fig = bullseye_sheet_figure(rows)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_write(output_dir / BULLSEYES_PNG) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return output_dir / BULLSEYES_PNG

@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 from cardioscar.io.atomic import atomic_write
-from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, preparation_request
+from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -168,31 +168,88 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[n
     }
 
 
+#: Said after an AHA error of a row whose ``aha`` is a label map: the manifest reads it with fixed
+#: labels (the CLI's defaults, ACDC's), so the CLI's ``--rv-label`` in the message cannot be given.
+AHA_LABEL_MAP_HINT = ("the manifest reads an aha label map as RV blood pool 1 and myocardium 2 (ACDC's); for "
+                      "another map (EMIDEC's has no RV) put the anterior RV insertion X,Y,Z in the aha column instead")
+
+
+def _aha_options(spec: PatientSpec, space: str):
+    """The AHA options of a row: its threshold, the first image's slice normal as the long axis,
+    and its ``aha`` value as the RV insertions (the anterior one, or both; in the mesh's frame) or
+    an RV label map."""
+    import SimpleITK as sitk
+
+    from cardioscar.aha import AhaOptions, LabelMap
+    from cardioscar.aha.insertion import ijk_to_lps_of
+    from cardioscar.io.imageio import read_image
+
+    stack = read_image(spec.images[0])
+    options = AhaOptions(threshold=spec.options["threshold"],
+                         slice_normal=np.asarray(stack.GetDirection(), dtype=float).reshape(3, 3)[:, 2],
+                         slice_normal_source=f"slice normal of {spec.images[0].name}")
+    value = spec.options["aha"]
+    if isinstance(value, list):  # [x, y, z] (anterior), or [[x, y, z], [x, y, z]] (anterior, inferior)
+        points = np.asarray(value, dtype=float).reshape(-1, 3) * (np.array([-1.0, -1.0, 1.0]) if space == "RAS" else 1.0)
+        options.rv_point = points[0]
+        options.rv_inferior_point = points[1] if len(points) == 2 else None
+    else:
+        labels = read_image(value)
+        options.labels = LabelMap(sitk.GetArrayFromImage(labels), ijk_to_lps_of(labels), Path(value).name)
+    return options
+
+
+def _aha_error(spec: PatientSpec, error: CardioScarError) -> CardioScarError:
+    """The AHA step's error as the manifest's user must read it: which column, and (for a label
+    map, whose RV label the manifest cannot set) what to put there instead."""
+    value = spec.options["aha"]
+    hint = "" if isinstance(value, list) else f"; {AHA_LABEL_MAP_HINT}"
+    return CardioScarError(f"column 'aha': {str(error).splitlines()[0]}{hint}")
+
+
+def check_aha(spec: PatientSpec, mesh) -> None:
+    """Find the row's AHA frame (long axis, levels, RV insertions) on its input mesh before the fit.
+
+    Why: the frame depends on the mesh and the ``aha`` value only, yet it was first found after
+    the training, so a point off the wall or a label map without an RV failed the patient minutes
+    (on a CPU) after the cause could have been named. A scar-free field stands in for the
+    prediction; transmurality is left out (it needs the field, not the frame)."""
+    import dataclasses
+
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    from cardioscar.aha import analyse_mesh
+
+    if spec.options["aha"] is None:
+        return
+    dataset = mesh.dataset.NewInstance()
+    dataset.ShallowCopy(mesh.dataset)
+    dataset.GetPointData().Initialize()  # the copy's fields only: the input's are not the frame's business
+    field = numpy_to_vtk(np.zeros(mesh.n_points), deep=True)
+    field.SetName("scar_probability")
+    dataset.GetPointData().AddArray(field)
+    try:
+        options = _aha_options(spec, mesh.space)
+        analyse_mesh(dataclasses.replace(mesh, dataset=dataset),
+                     dataclasses.replace(options, uncertainty_field=None, transmurality="off"))
+    except CardioScarError as error:
+        raise _aha_error(spec, error) from None
+
+
 def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict:
     """The AHA 17-segment table, bull's-eye and segmented mesh of the prediction into ``folder``;
     the long axis is the first image's slice normal (the short-axis stack's). ``aha.json`` names
     the prediction at ``final``, where it will be once the patient's folder is in place."""
     import dataclasses
 
-    import SimpleITK as sitk
-
-    from cardioscar.aha import AhaOptions, LabelMap, run_aha
-    from cardioscar.aha.insertion import ijk_to_lps_of
-    from cardioscar.io.imageio import read_image
+    from cardioscar.aha import run_aha
     from cardioscar.io.meshio import read_mesh
 
     mesh = dataclasses.replace(read_mesh(prediction), path=final)
-    stack = read_image(spec.images[0])
-    options = AhaOptions(threshold=spec.options["threshold"],
-                         slice_normal=np.asarray(stack.GetDirection(), dtype=float).reshape(3, 3)[:, 2],
-                         slice_normal_source=f"slice normal of {spec.images[0].name}")
-    value = spec.options["aha"]
-    if isinstance(value, list):
-        options.rv_point = np.asarray(value) * (np.array([-1.0, -1.0, 1.0]) if mesh.space == "RAS" else 1.0)
-    else:
-        labels = read_image(value)
-        options.labels = LabelMap(sitk.GetArrayFromImage(labels), ijk_to_lps_of(labels), Path(value).name)
-    rows = run_aha(mesh, folder, options).rows
+    try:
+        rows = run_aha(mesh, folder, _aha_options(spec, mesh.space)).rows
+    except CardioScarError as error:
+        raise _aha_error(spec, error) from None
     return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in rows}}
 
 
@@ -264,11 +321,13 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
     device = _device(use_gpu)
     mesh = read_mesh(spec.mesh)
-    truth = truth_values(spec, mesh)  # a wrong truth column, and a mesh the export refuses, fail before the training
+    truth = truth_values(spec, mesh)  # a wrong truth column, a mesh the export refuses, an AHA frame not
+    # found (check_aha): each fails before the training
     if options["export"]:
         from cardioscar.simulation.opencarp import check_exportable, check_vtu_exportable
 
         (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
+    check_aha(spec, mesh)
     prepared = prepare_training_data(preparation_request(spec))
     checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
     save_trained_model(checkpoint, folder / MODEL)
@@ -288,6 +347,9 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "best_loss": float(history["best_loss"]),
         "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,
         "epochs": int(history["epochs_run"]),
+        # the kept run's seed: the fast preset retrains a missed scar patch from the next seed (EMIDEC
+        # P026: seed 42's run called a 12-pixel patch healthy, 43's is kept), which options.seed hides
+        "fit_seed": int(history["seed"]),
         # what the model trained with: with the fast preset's auto the targets decided, per patient
         "shape_prior": "on" if checkpoint.get("shape_prior") else "off",
         "n_mesh_nodes": int(prepared.n_mesh_nodes),
@@ -325,7 +387,7 @@ class _KeptWarnings(logging.Handler):
         self._thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
+        message = in_manifest_terms(record.getMessage())  # the row's columns, as its errors say them
         if record.thread == self._thread and message not in self.messages:
             self.messages.append(message)
 
@@ -363,7 +425,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
         _install(folder, out / spec.id)
         return record
     except (CardioScarError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = in_manifest_terms(str(error).splitlines()[0]) if str(error) else type(error).__name__
         return {**record, "status": "failed", "error": message, "seconds": round(time.perf_counter() - start, 3),
                 "warnings": kept.messages}
     finally:

@@ -127,5 +127,9 @@ def run(args: argparse.Namespace) -> None:
     result = run_aha(mesh, args.output_dir, options)
     burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]
     logger.info("AHA scar per segment: %s", ", ".join(burden) or "none")
+    lv = result.summary["lv"]
+    unit, name = ("ml", "volume_ml") if "scar_volume_ml" in lv else ("cm2", "area_cm2")
+    logger.info("LV scar: %.2f %s of %.2f %s of myocardium (%.1f %%)", lv[f"scar_{name}"], unit,
+                lv[f"myocardial_{name}"], unit, lv["scar_pct"] or 0.0)
     logger.info("Wrote aha.csv, aha.json, bullseye.png and aha_mesh%s into %s", args.mesh.suffix.lower(),
                 args.output_dir)

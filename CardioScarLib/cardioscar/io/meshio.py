@@ -168,10 +168,20 @@ def _vtk_messages() -> Iterator[list[str]]:
 
 
 def _reported_failure(text: str) -> str | None:
-    """The first VTK line that reports an error, if any."""
+    """The first VTK line that reports an error, if any: one that says 'error', or the message
+    under an ``ERROR: In file, line N`` header, whatever its words.
+
+    Why the header: an XML mesh whose appended data was cut short says only 'Cannot read points
+    array from Points in piece 0. The data array in the element may be too short.', so it read as
+    a mesh without points (EMIDEC P088's heart.vtu cut to 20 kB: 'has no points')."""
+    after_header = False
     for line in text.splitlines():
-        if "error" in line.lower() and "ERROR: In" not in line and "Generic Warning: In" not in line:
-            return re.sub(r"^\w+ \(0x[0-9a-fA-F]+\): ", "", line.strip())[:160]
+        stripped = line.strip()
+        if "ERROR: In" in line or "Generic Warning: In" in line:
+            after_header = "ERROR: In" in line
+            continue
+        if stripped and (after_header or "error" in stripped.lower()):
+            return re.sub(r"^\w+ \(0x[0-9a-fA-F]+\): ", "", stripped)[:160]
     return None
 
 
