@@ -18,7 +18,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.io.meshio import TRAINING_TARGETS_ARRAY, set_text_field
+from cardioscar.io.meshio import SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, set_text_field, text_field
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +98,22 @@ def uncertainty_color_node(scene):
 
 def keep_scar_rule(model_node, checkpoint: dict) -> None:
     """Record on the model the scar rule its result came from (none: the attribute is removed), so
-    that an export of the model can say how its scar was defined."""
+    that an export of the model can say how its scar was defined; and on its mesh, as ``cardioscar
+    apply`` notes it on its output, so that a model saved to a file and loaded again (the batch
+    script's core run, read back as --core-mesh) still tells which rule it learned."""
     rule = (checkpoint.get("provenance") or {}).get("scar_rule", "")
     if rule:
         model_node.SetAttribute(SCAR_RULE_ATTRIBUTE, str(rule))
     else:
         model_node.RemoveAttribute(SCAR_RULE_ATTRIBUTE)
+    set_text_field(model_node.GetMesh(), SCAR_RULE_ARRAY, str(rule) if rule else None)
+
+
+def recorded_scar_rule(model_node) -> str:
+    """The scar-rule record (JSON) of a result: the node's attribute, else its mesh's note (a model
+    file written by ``cardioscar apply`` or saved from a run); "" when neither says."""
+    mesh = model_node.GetMesh()
+    return model_node.GetAttribute(SCAR_RULE_ATTRIBUTE) or (mesh is not None and text_field(mesh, SCAR_RULE_ARRAY)) or ""
 
 
 def keep_training_targets(model_node, checkpoint: dict) -> None:
@@ -120,7 +130,7 @@ def learned_target(model_node=None, checkpoint: Optional[dict] = None) -> str:
     """What a result's network learned by its scar rule: "core" (a core model), "scar" (border zone
     + core), or "" (no rule recorded), read from the checkpoint or from the record on the model."""
     text = ((checkpoint.get("provenance") or {}).get("scar_rule", "") if checkpoint is not None
-            else model_node.GetAttribute(SCAR_RULE_ATTRIBUTE) or "")
+            else recorded_scar_rule(model_node))
     return str(json.loads(text).get("target", "scar")) if text else ""
 
 

@@ -31,8 +31,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, TRAINING_TARGETS_ARRAY, Mesh, read_mesh,
-                                  set_text_field, write_mesh)
+from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
+                                  read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
@@ -247,6 +247,8 @@ class InferenceResult:
     error_risk: Optional[np.ndarray] = None  # see cardioscar.error_risk; None: not computed
     #: the checkpoint's ``dataset_info.targets`` ("0/1" or "graded"); None for older checkpoints
     training_targets: Optional[str] = None
+    #: the checkpoint's scar-rule record (``provenance["scar_rule"]``, JSON); None: trained without a rule
+    scar_rule: Optional[str] = None
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -821,6 +823,7 @@ def predict_on_points(
         error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold, points_lps,
                               checkpoint_constraint_points(checkpoint)),
         training_targets=recorded_training_targets(checkpoint),
+        scar_rule=(checkpoint.get("provenance") or {}).get("scar_rule") or None,
     )
 
 
@@ -882,5 +885,6 @@ def save_inference_result(result: InferenceResult, mesh_path: Path, output_path:
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
     # the input's note of an earlier run would describe that run's model: replaced, or removed
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
+    set_text_field(mesh.dataset, SCAR_RULE_ARRAY, result.scar_rule)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

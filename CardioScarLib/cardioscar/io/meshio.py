@@ -133,6 +133,11 @@ def coincident_nodes(mesh: "Mesh") -> tuple[int, int, int]:
 TRAINING_TARGETS_ARRAY = "CardioScarTrainingTargets"
 BINARY_TARGETS = "0/1"
 GRADED_TARGETS = "graded"
+#: Field-data string array that ``apply`` writes on a predicted mesh: the scar-rule record (JSON) of
+#: the model's training data, so that ``export --core-mesh`` can refuse a scar and a core model
+#: trained on two definitions (another rule, thresholds, offset or expert labels, or the targets
+#: the other way round), as the Slicer module refuses them. None for a model trained without a rule.
+SCAR_RULE_ARRAY = "CardioScarScarRule"
 
 
 def legacy_header(space: str) -> str:
