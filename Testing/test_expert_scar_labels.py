@@ -190,3 +190,16 @@ def test_a_remote_mask_partly_on_the_experts_scar_is_used_outside_it(case):
     expected = apply_rule("nsd", images, case["myocardium"], remote=healthy).grades
     for core, grade, myocardium, scar in zip(_targets(case, request), expected, case["myocardium"], case["scar"]):
         np.testing.assert_array_equal(core[myocardium] == 1, ((grade == CORE) & scar)[myocardium])
+
+
+def test_the_requests_label_lists_are_whole_numbers_in_python():
+    """As PreprocessingRequest's: the text "3,4" was read as the labels ',', '3', ',', '4' (a message naming
+    ",,3,4"), a numpy array raised a ValueError traceback."""
+    request = ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=np.array([2, 3, 4]),
+                              expert_scar_labels=np.array([3, 4]), expert_core_labels=(4,))
+    assert (request.myocardium_labels, request.expert_scar_labels, request.expert_core_labels) == ([2, 3, 4], [3, 4],
+                                                                                                   [4])
+    with pytest.raises(CardioScarError, match=r"^expert_scar_labels must be a list of whole label values such as "
+                                              r"\[3, 4\], got '3,4' \(the text form is the command line's\)$"):
+        ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4],
+                        expert_scar_labels="3,4")

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..checks import whole_labels
+from ..io.checks import check_label_list, whole_labels
 from ..errors import CardioScarError
 from ..prepare.slices import SliceLayer
 from .rules import BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule, parse_thresholds
@@ -58,6 +58,11 @@ class ScarRuleRequest:
     expert_core_labels: Optional[list[int]] = None
 
     def __post_init__(self) -> None:
+        # the Python API's label lists as ints, as PreprocessingRequest's: the text "3,4" was read as the
+        # labels ',', '3', ',', '4', a numpy array raised a ValueError traceback
+        for name, example in (("myocardium_labels", "[2, 3, 4]"), ("blood_pool_labels", "[1]"),
+                              ("expert_scar_labels", "[3, 4]"), ("expert_core_labels", "[4]")):
+            setattr(self, name, check_label_list(getattr(self, name), name, example))
         check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
 
 
