@@ -102,7 +102,7 @@ def test_export_of_a_core_models_prediction_alone_says_it_is_the_core(segmented,
     from cardioscar.cli import main
     from cardioscar.fit.checkpoint import build_checkpoint
     from cardioscar.fit.engines import BayesianNN
-    from cardioscar.io.meshio import BINARY_TARGETS, MODEL_TARGET_ARRAY, read_mesh, text_field
+    from cardioscar.io.meshio import BINARY_TARGETS, SCAR_RULE_ARRAY, read_mesh, rule_record_target, text_field
     from cardioscar.logic import save_trained_model
 
     points = read_mesh(segmented["mesh"]).points_lps()
@@ -114,7 +114,7 @@ def test_export_of_a_core_models_prediction_alone_says_it_is_the_core(segmented,
     prediction = tmp_path / "core_pred.vtk"
     assert main(["apply", "--model", str(model), "--mesh", str(segmented["mesh"]), "--output", str(prediction),
                  "--mc-samples", "2", "--seed", "1"]) == 0
-    assert text_field(read_mesh(prediction).dataset, MODEL_TARGET_ARRAY) == "core"
+    assert rule_record_target(text_field(read_mesh(prediction).dataset, SCAR_RULE_ARRAY)) == "core"
     capsys.readouterr()
     assert main(["export", "--mesh", str(prediction), "--output", str(tmp_path / "tissue"), "--border-zone", "0.3",
                  "--core", "0.5"]) == 0

@@ -484,6 +484,25 @@ def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_pa
         assert status == 2 and len(err) == 1 and expected_line in err[0], err
     assert not (tmp_path / "o.vtk").exists()
 
+
+def test_batch_takes_the_core_runs_output_as_its_mesh(case, trained, tmp_path):
+    """The core run's output given as --mesh of the scar run (the same mesh): its note of the core run's
+    rule (target core) is an earlier run's, which this run replaces; the check of --core-mesh before the
+    training must not read it as 'the model to tag learned the core'."""
+    import json
+
+    from cardioscar.io.meshio import SCAR_RULE_ARRAY, set_text_field, text_field, write_mesh
+
+    mesh = read_mesh(case["paths"]["mesh"])
+    set_text_field(mesh.dataset, SCAR_RULE_ARRAY, json.dumps({"rule": "nsd", "border": 2.0, "core": 3.0,
+                                                              "target": "core"}))
+    for name in ("core_pred.vtk", "core_copy.vtk"):
+        write_mesh(mesh, tmp_path / name, {"scar_probability": np.zeros(mesh.n_points)})
+    assert _load_script().run(["--model", str(case["dir"] / "model.pth"), "--mesh", str(tmp_path / "core_pred.vtk"),
+                               "--core-mesh", str(tmp_path / "core_copy.vtk"), "--seed", "7", "--output",
+                               str(tmp_path / "tagged.vtk")]) == 0
+    assert text_field(read_mesh(tmp_path / "tagged.vtk").dataset, SCAR_RULE_ARRAY) is None  # a labels model's
+
 def test_batch_rule_masks_from_label_maps_and_a_segmentation_file_agree(tmp_path, capsys):
     """n-SD with a user-drawn remote region, from label-map files and from one Slicer segmentation
     file (.seg.nrrd, written by Slicer's storage node) with named segments: the same field. The

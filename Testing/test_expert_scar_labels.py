@@ -160,3 +160,46 @@ def test_a_sliver_sector_is_never_the_remote():
     values[sliver] = 0.0
     region, _ = darkest_sector(values, mask | sliver)
     assert region.sum() >= 5 and not (region & sliver).any() and (values[region] == 50.0).all()
+
+
+def _remote_file(case, name: str, labels: list[int]) -> Path:
+    """A 0/1 remote mask of the expert label map's ``labels``."""
+    expert = sitk.ReadImage(str(case["out"] / "labels.nii.gz"))
+    remote = sitk.GetImageFromArray(np.isin(sitk.GetArrayFromImage(expert), labels).astype(np.uint8))
+    remote.CopyInformation(expert)
+    path = case["out"] / name
+    sitk.WriteImage(remote, str(path))
+    return path
+
+
+def test_a_remote_mask_on_the_experts_scar_is_refused(case):
+    """A remote drawn on the scar made n-SD's levels the scar's own: the experts' scar all border zone, exit 0."""
+    request = _request(case, "scar")
+    request.remote_path = _remote_file(case, "remote_on_scar.nii.gz", [3])
+    with pytest.raises(CardioScarError, match=r"--remote-mask: \d+ of its \d+ myocardial pixels on slice .* lie in "
+                                              r"the experts' scar \(--expert-scar-labels 3,4\), leaving 0"):
+        _targets(case, request)
+
+
+def test_a_remote_mask_partly_on_the_experts_scar_is_used_outside_it(case):
+    """The whole myocardium as the remote: n-SD's reference is its part outside the experts' scar."""
+    request = _request(case, "core", core_labels=())
+    request.remote_path = _remote_file(case, "remote_everywhere.nii.gz", [2, 3, 4])
+    images = [layer.values for layer in case["layers"]]
+    healthy = [m & ~s for m, s in zip(case["myocardium"], case["scar"])]
+    expected = apply_rule("nsd", images, case["myocardium"], remote=healthy).grades
+    for core, grade, myocardium, scar in zip(_targets(case, request), expected, case["myocardium"], case["scar"]):
+        np.testing.assert_array_equal(core[myocardium] == 1, ((grade == CORE) & scar)[myocardium])
+
+
+def test_the_requests_label_lists_are_whole_numbers_in_python():
+    """As PreprocessingRequest's: the text "3,4" was read as the labels ',', '3', ',', '4' (a message naming
+    ",,3,4"), a numpy array raised a ValueError traceback."""
+    request = ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=np.array([2, 3, 4]),
+                              expert_scar_labels=np.array([3, 4]), expert_core_labels=(4,))
+    assert (request.myocardium_labels, request.expert_scar_labels, request.expert_core_labels) == ([2, 3, 4], [3, 4],
+                                                                                                   [4])
+    with pytest.raises(CardioScarError, match=r"^expert_scar_labels must be a list of whole label values such as "
+                                              r"\[3, 4\], got '3,4' \(the text form is the command line's\)$"):
+        ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4],
+                        expert_scar_labels="3,4")

@@ -170,3 +170,31 @@ def test_a_core_model_of_other_nodes_or_another_rule_is_refused(tagged_case, tmp
     core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "core"}))
     tags = tag_model_node(node, core_model=core)  # one rule, two targets: the two-field tagging
     assert tags.two_fields
+
+
+def test_a_core_model_read_from_a_file_tells_its_rule_by_its_mesh(tagged_case, tmp_path):
+    """A core model loaded from a file has no attribute: the batch script's core run saved and read
+    back as --core-mesh, or ``cardioscar apply``'s output. Its mesh's note of the rule (apply's, and
+    now a run's) is compared the same way: a core within the experts' scar beside a scar over the
+    whole wall was tagged without a word."""
+    import json
+
+    from CardioScarLogic.results import keep_scar_rule
+    from cardioscar.io.meshio import SCAR_RULE_ARRAY, set_text_field, text_field
+
+    context, node, scar = tagged_case
+    expert = json.dumps({"rule": "nsd", "border": 2.0, "core": 3.0, "target": "core", "expert_scar_labels": [3, 4],
+                         "expert_core_labels": [4]})
+    grid = _tet_mesh().dataset
+    set_text_field(grid, SCAR_RULE_ARRAY, expert)
+    write_mesh(Mesh(dataset=grid, space="LPS"), tmp_path / "core.vtk", {"scar_probability": (scar > 0.8) * 1.0})
+    core = csl.load_model(context.scene, tmp_path / "core.vtk", name="core")
+    assert core.GetAttribute("CardioScar.ScarRule") is None
+    keep_scar_rule(node, {"provenance": {"scar_rule": json.dumps({"rule": "nsd", "border": 2.0, "core": 3.0,
+                                                                   "target": "scar"})}})
+    with pytest.raises(CardioScarError, match=r"different scar rules .*None, None\) vs .*\[3, 4\], \[4\]\)"):
+        tag_model_node(node, core_model=core)
+    keep_scar_rule(node, {"provenance": {"scar_rule": expert.replace('"core"}', '"scar"}').replace(
+        '"target": "core"', '"target": "scar"')}})
+    assert json.loads(text_field(node.GetMesh(), SCAR_RULE_ARRAY))["target"] == "scar"  # saved with the model
+    assert tag_model_node(node, core_model=core).two_fields

@@ -8,7 +8,6 @@ piling up copies.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Iterable, Optional
 
@@ -18,7 +17,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.io.meshio import MODEL_TARGET_ARRAY, TRAINING_TARGETS_ARRAY, set_text_field
+from cardioscar.io.meshio import SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, rule_record_target, set_text_field, text_field
 
 logger = logging.getLogger(__name__)
 
@@ -98,32 +97,41 @@ def uncertainty_color_node(scene):
 
 def keep_scar_rule(model_node, checkpoint: dict) -> None:
     """Record on the model the scar rule its result came from (none: the attribute is removed), so
-    that an export of the model can say how its scar was defined."""
+    that an export of the model can say how its scar was defined; and on its mesh, as ``cardioscar
+    apply`` notes it on its output, so that a model saved to a file and loaded again (the batch
+    script's core run, read back as --core-mesh) still tells which rule it learned."""
     rule = (checkpoint.get("provenance") or {}).get("scar_rule", "")
     if rule:
         model_node.SetAttribute(SCAR_RULE_ATTRIBUTE, str(rule))
     else:
         model_node.RemoveAttribute(SCAR_RULE_ATTRIBUTE)
+    set_text_field(model_node.GetMesh(), SCAR_RULE_ARRAY, str(rule) if rule else None)
+
+
+def recorded_scar_rule(model_node) -> str:
+    """The scar-rule record (JSON) of a result: the node's attribute, else its mesh's note (a model
+    file written by ``cardioscar apply`` or saved from a run); "" when neither says."""
+    mesh = model_node.GetMesh()
+    return model_node.GetAttribute(SCAR_RULE_ATTRIBUTE) or (mesh is not None and text_field(mesh, SCAR_RULE_ARRAY)) or ""
 
 
 def keep_training_targets(model_node, checkpoint: dict) -> None:
     """Note on the model's mesh (field data, saved with it) which targets its result's network was
     trained on, as ``cardioscar apply`` notes them on its output, so that *Tag* can tell a one-field
     border zone of graded tissue from the edge of a 0/1-trained scar; an older checkpoint that does
-    not say removes an earlier result's note. The field its rule made it learn (core or scar) is
-    noted too, so that ``cardioscar export`` of a saved core result alone says what it is."""
-    from cardioscar.logic import recorded_model_target, recorded_training_targets  # torch: imported when written
+    not say removes an earlier result's note. (The field its rule made it learn, core or scar, is in
+    the rule record the result keeps beside it.)"""
+    from cardioscar.logic import recorded_training_targets  # torch: imported when written
 
     set_text_field(model_node.GetMesh(), TRAINING_TARGETS_ARRAY, recorded_training_targets(checkpoint))
-    set_text_field(model_node.GetMesh(), MODEL_TARGET_ARRAY, recorded_model_target(checkpoint))
 
 
 def learned_target(model_node=None, checkpoint: Optional[dict] = None) -> str:
     """What a result's network learned by its scar rule: "core" (a core model), "scar" (border zone
     + core), or "" (no rule recorded), read from the checkpoint or from the record on the model."""
     text = ((checkpoint.get("provenance") or {}).get("scar_rule", "") if checkpoint is not None
-            else model_node.GetAttribute(SCAR_RULE_ATTRIBUTE) or "")
-    return str(json.loads(text).get("target", "scar")) if text else ""
+            else recorded_scar_rule(model_node))
+    return rule_record_target(text) or ""
 
 
 def write_point_arrays(model_node, arrays: dict) -> None:

@@ -29,8 +29,8 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
-from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, update_summary_table,
-                      write_point_arrays)
+from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, recorded_scar_rule,
+                      update_summary_table, write_point_arrays)
 from .wording import TISSUE_NAMES, speaks_logic_words
 from .worker import SLICER_CORE_MODEL_ADVICE, tag_world_mesh, write_export
 
@@ -129,17 +129,14 @@ def core_values(model_node, core_field: Optional[str] = None, core_model=None,
 
 
 def _rule_definition(model_node) -> Optional[tuple]:
-    """(rule, border, core, intensity offset, expert scar and core labels) of the scar rule recorded on
-    a result, or None. The expert labels are part of it: a core learned over the whole myocardium
-    beside a scar cut to the experts' would tag core outside the scar."""
+    """:func:`cardioscar.lge.rules.rule_definition` of the scar rule recorded on a result (the node's
+    attribute, else its mesh's note), or None."""
     import json
 
-    text = model_node.GetAttribute(SCAR_RULE_ATTRIBUTE)
-    if not text:
-        return None
-    record = json.loads(text)
-    return (record.get("rule"), record.get("border"), record.get("core"), record.get("intensity_offset", 0.0),
-            record.get("expert_scar_labels"), record.get("expert_core_labels"))
+    from cardioscar.lge.rules import rule_definition
+
+    text = recorded_scar_rule(model_node)
+    return rule_definition(json.loads(text)) if text else None
 
 
 @dataclass

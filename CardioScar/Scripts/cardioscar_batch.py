@@ -403,12 +403,16 @@ def run(argv: list[str]) -> int:
     try:
         from CardioScarLogic import (CardioScarLogic, check_mesh_output, ensure_scene, load_mask, load_model, load_volume,
                                      save_model)
+        from CardioScarLogic.results import keep_scar_rule
 
         _check_arguments(args, parser)
         options = _options(args)
         context = ensure_scene()
         model_node = load_model(context.scene, args.mesh)
         check_mesh_output(model_node, args.output)
+        # an earlier run's note of its rule on the mesh file (the core run's output given as --mesh) is not
+        # this run's, which writes its own: the core is checked against the note of none, not the old one
+        keep_scar_rule(model_node, {})
         core_node = None if args.core_mesh is None else load_model(context.scene, args.core_mesh, args.core_mesh.name)
         tagging = any(v is not None for v in (args.border_zone, args.core, args.core_mesh, args.core_field,
                                              args.export_opencarp))

@@ -10,7 +10,6 @@ same code on the same numbers.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import numbers
 import platform
@@ -32,9 +31,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import (BINARY_TARGETS, CORE_TARGET, GRADED_TARGETS, MODEL_TARGET_ARRAY, TRAINING_TARGETS_ARRAY,
-                                  Mesh, read_mesh,
-                                  set_text_field, write_mesh)
+from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
+                                  read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
                                    read_mask_image, restrict_to_myocardium)
@@ -249,8 +247,8 @@ class InferenceResult:
     error_risk: Optional[np.ndarray] = None  # see cardioscar.error_risk; None: not computed
     #: the checkpoint's ``dataset_info.targets`` ("0/1" or "graded"); None for older checkpoints
     training_targets: Optional[str] = None
-    #: the field its scar rule made the model learn ("scar" or "core"); None without a rule
-    model_target: Optional[str] = None
+    #: the checkpoint's scar-rule record (``provenance["scar_rule"]``, JSON); None: trained without a rule
+    scar_rule: Optional[str] = None
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -826,7 +824,7 @@ def predict_on_points(
         error_risk=error_risk(mean, std, 0.5 if threshold is None else threshold, points_lps,
                               checkpoint_constraint_points(checkpoint)),
         training_targets=recorded_training_targets(checkpoint),
-        model_target=recorded_model_target(checkpoint),
+        scar_rule=(checkpoint.get("provenance") or {}).get("scar_rule") or None,
     )
 
 
@@ -835,17 +833,6 @@ def recorded_training_targets(checkpoint: dict) -> Optional[str]:
     kind = (checkpoint.get("dataset_info") or {}).get("targets")
     return kind if kind in (BINARY_TARGETS, GRADED_TARGETS) else None
 
-
-def recorded_model_target(checkpoint: dict) -> Optional[str]:
-    """``"core"`` or ``"scar"``: the field a model trained on a scar rule's targets learned (the
-    rule's record in the checkpoint's provenance); None for a model trained without a rule, whose
-    labels or map do not say whether they were the scar or its core."""
-    text = (checkpoint.get("provenance") or {}).get("scar_rule") or ""
-    try:
-        target = json.loads(text).get("target", "scar") if text else None
-    except (ValueError, AttributeError):  # a damaged record says nothing
-        return None
-    return target if target in ("scar", CORE_TARGET) else None
 
 
 def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
@@ -918,6 +905,6 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
     # the input's note of an earlier run would describe that run's model: replaced, or removed
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
-    set_text_field(mesh.dataset, MODEL_TARGET_ARRAY, result.model_target)
+    set_text_field(mesh.dataset, SCAR_RULE_ARRAY, result.scar_rule)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

@@ -11,6 +11,7 @@ result where it showed the input.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from contextlib import contextmanager
@@ -133,11 +134,25 @@ def coincident_nodes(mesh: "Mesh") -> tuple[int, int, int]:
 TRAINING_TARGETS_ARRAY = "CardioScarTrainingTargets"
 BINARY_TARGETS = "0/1"
 GRADED_TARGETS = "graded"
-#: Field-data string array that ``apply`` writes beside it when the model's scar rule says which
-#: field it learned (``prepare --scar-rule ... --scar-target``): :data:`CORE_TARGET` or ``"scar"``,
-#: so that ``export`` of a core model's field alone is not taken for a scar field.
-MODEL_TARGET_ARRAY = "CardioScarModelTarget"
+#: The field a scar rule's ``--scar-target core`` model learned (its record's ``target``; else "scar").
 CORE_TARGET = "core"
+#: Field-data string array that ``apply`` writes on a predicted mesh: the scar-rule record (JSON) of
+#: the model's training data, so that ``export --core-mesh`` can refuse a scar and a core model
+#: trained on two definitions (another rule, thresholds, offset or expert labels, or the targets
+#: the other way round), as the Slicer module refuses them. None for a model trained without a rule.
+SCAR_RULE_ARRAY = "CardioScarScarRule"
+
+
+def rule_record_target(record: str | None) -> str | None:
+    """``"core"`` or ``"scar"``: the field a model learned by the scar-rule record (JSON) noted on its
+    mesh or kept in its checkpoint, so that ``export`` of a core model's field alone is not taken for
+    a scar field; None without a record (labels or a map do not say whether they were the scar or its
+    core), or when the record is damaged."""
+    try:
+        target = json.loads(record).get("target", "scar") if record else None
+    except (ValueError, AttributeError):
+        return None
+    return target if target in ("scar", CORE_TARGET) else None
 
 
 def legacy_header(space: str) -> str:

@@ -23,7 +23,7 @@ from ..io.atomic import atomic_write
 from ..fit.devices import resolve_device
 from ..logic import (PreprocessingRequest, apply_scar_model, prepare_training_data, save_preprocessing_result,
                      save_trained_model, train_scar_model)
-from ..io.meshio import TRAINING_TARGETS_ARRAY, read_mesh, set_text_field, write_mesh
+from ..io.meshio import SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, read_mesh, set_text_field, write_mesh
 from ..phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
 from ..simulation.export import export_model, summary_lines
 from ..simulation.tags import CLASS_NAMES
@@ -85,6 +85,7 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
     mesh = read_mesh(files["mesh"])
     # apply's note of what scar_probability's model learned: a one-field export or Tag of this file warns
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, learned["scar"])
+    set_text_field(mesh.dataset, SCAR_RULE_ARRAY, json.dumps(records["scar"]))  # and the rule its model learned
     write_mesh(mesh, prediction, {"scar_probability": probabilities["scar"],
                                   "core_probability": probabilities["core"], "scar_truth": phantom.truth})
     tags, _ = export_model(prediction, out / "model_opencarp", core_field="core_probability",

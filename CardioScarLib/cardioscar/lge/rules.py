@@ -88,6 +88,15 @@ class RuleResult:
                 "intensity_offset": self.intensity_offset, **self.expert, "slices": self.statistics}
 
 
+def rule_definition(record: dict) -> tuple:
+    """What defines the tissue classes of a rule's record (:meth:`RuleResult.record`): rule, border
+    and core thresholds, intensity offset, and the experts' scar and core labels. A scar model and a
+    core model are one tagging only when these agree (a core learned over the whole myocardium
+    beside a scar cut to the experts' would tag core outside the scar); the statistics may differ."""
+    return (record.get("rule"), record.get("border"), record.get("core"), record.get("intensity_offset", 0.0),
+            record.get("expert_scar_labels"), record.get("expert_core_labels"))
+
+
 def _target(grades: np.ndarray, positive: np.ndarray) -> np.ndarray:
     target = positive.astype(np.float64)
     target[grades == OUTSIDE] = np.nan

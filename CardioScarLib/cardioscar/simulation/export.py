@@ -70,6 +70,9 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
                                   f"same places (up to {offset:.3g} mm apart): apply the core model to the same mesh "
                                   "file")
         core_values = other.point_array(core_field or "scar_probability")
+        check_one_rule(recorded_rule(mesh), recorded_rule(other), Path(mesh_path).name, Path(core_mesh).name)
+    check_rule_from(scar_rule, recorded_rule(mesh) if scar_field == "scar_probability" else None,
+                    Path(mesh_path).name)
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
         raise CardioScarError(f"{Path(mesh_path).name}: the scar/core fields must have one value per node")
     if mesh.dataset.GetNumberOfCells() == 0:
@@ -124,6 +127,50 @@ def refuse_scar_as_core(scar_field: str, core_field: str | None, same_mesh: bool
                               "file, or --core-field the scar field): give the core model's prediction (prepare "
                               "--scar-target core, train, apply), or leave it out to grade the scar field alone at "
                               "--border-zone and --core")
+
+
+def recorded_rule(mesh: "Mesh") -> dict | None:
+    """The scar-rule record ``apply`` noted on its output (its model's training data's), or None."""
+    import json
+
+    from ..io.meshio import SCAR_RULE_ARRAY, text_field
+
+    text = text_field(mesh.dataset, SCAR_RULE_ARRAY)
+    return json.loads(text) if text else None
+
+
+def check_one_rule(scar: dict | None, core: dict | None, mesh_name: str, core_name: str) -> None:
+    """Refuse a ``--mesh`` and ``--core-mesh`` whose models' records (``scar``, ``core``; None: a model
+    trained without a rule, or an older apply's output) say the targets the other way round, or two
+    definitions of the classes (:func:`cardioscar.lge.rules.rule_definition`): the border zone of one
+    rule beside the core of another (a core over the whole wall beside a scar cut to the experts')
+    was tagged without a word, where the Slicer module refuses the pair."""
+    from ..lge.rules import rule_definition
+
+    if scar is not None and scar.get("target", "scar") != "scar":
+        raise CardioScarError(f"--mesh {mesh_name} is the prediction of a model that learned the core (prepare "
+                              "--scar-target core): give the scar model's prediction as --mesh and this one as "
+                              "--core-mesh")
+    if core is not None and core.get("target", "scar") != "core":
+        raise CardioScarError(f"--core-mesh {core_name} is the prediction of a model that learned the scar (border "
+                              "zone + core), not the core: give the prediction of a model prepared with --scar-target "
+                              "core")
+    if scar is not None and core is not None and rule_definition(scar) != rule_definition(core):
+        raise CardioScarError(f"--mesh {mesh_name} and --core-mesh {core_name} come from models trained on different "
+                              f"scar rules ({rule_definition(scar)} vs {rule_definition(core)}): the border zone and the "
+                              "core must come from one rule; prepare both with the same --scar-rule, "
+                              "--scar-thresholds, --intensity-offset and --expert-scar-labels / --expert-core-labels")
+
+
+def check_rule_from(given: dict | None, recorded: dict | None, mesh_name: str) -> None:
+    """Refuse a ``--rule-from`` record that defines the classes otherwise than the one ``apply`` noted
+    on the ``--mesh`` (its scar model's): the sidecar would describe another scar than the one tagged."""
+    from ..lge.rules import rule_definition
+
+    if given is not None and recorded is not None and rule_definition(given) != rule_definition(recorded):
+        raise CardioScarError(f"--rule-from describes the scar rule {rule_definition(given)}, but the model of --mesh "
+                              f"{mesh_name} was trained on {rule_definition(recorded)}: give the training data .npz "
+                              "of the scar model that --mesh is the prediction of")
 
 
 def summary_lines(tags: "TissueTags") -> list[str]:

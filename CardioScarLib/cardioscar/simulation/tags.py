@@ -21,8 +21,8 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from ..errors import CardioScarError
-from ..io.meshio import (BINARY_TARGETS, CORE_TARGET, GRADED_TARGETS, MODEL_TARGET_ARRAY, TRAINING_TARGETS_ARRAY,
-                         text_field)
+from ..io.meshio import (BINARY_TARGETS, CORE_TARGET, GRADED_TARGETS, SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY,
+                         rule_record_target, text_field)
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
                       tag_values=tuple(tag_values), two_fields=two_fields,
                       element_areas_mm2=element_sizes(dataset, "Area") if volumes.sum() <= 0 else None,
                       scar_targets=text_field(dataset, TRAINING_TARGETS_ARRAY),
-                      model_target=text_field(dataset, MODEL_TARGET_ARRAY))
+                      model_target=rule_record_target(text_field(dataset, SCAR_RULE_ARRAY)))
 
 
 #: What :func:`warn_edge_as_border_zone` tells a command-line user to do.
