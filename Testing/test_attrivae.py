@@ -234,7 +234,7 @@ def test_another_images_label_map_on_the_same_grid_is_refused(tmp_path):
                             (1.6, 1.6, 10.0))
 
     check_labels_fit_image(prepared(labels), convention, "--labels own.nii.gz")
-    with pytest.raises(CardioScarError, match="--labels other.nii.gz does not outline this --image's left ventricle"):
+    with pytest.raises(CardioScarError, match="--labels other.nii.gz does not outline the image's left ventricle"):
         check_labels_fit_image(prepared(np.roll(labels, 15, axis=1)), convention, "--labels other.nii.gz")
 
 

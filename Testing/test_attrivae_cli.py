@@ -139,7 +139,7 @@ def test_other_label_conventions_give_the_same_answer(trained, emidec, tmp_path,
     (["predict", "--model", "{model}", "--image", "{image}", "--labels", "{image}"],
      "holds 2736 different values, not a few labels (an intensity image?)"),
     (["predict", "--model", "{model}", "--image", "{n083}", "--labels", "{p062}"],
-     "Case_P062.nii.gz does not outline this --image's left ventricle"),
+     "Case_P062.nii.gz does not outline the image's left ventricle"),
 ])
 def test_bad_input_is_one_error_line_with_status_2(trained, emidec, tmp_path, capsys, args, words):
     folder, model, _ = trained
