@@ -244,3 +244,21 @@ def test_an_empty_attention_map_is_warned_and_listed(trained, emidec, tmp_path, 
     assert sitk.GetArrayFromImage(sitk.ReadImage(printed["files"]["attention"]["age"])).max() == 0
     assert sitk.GetArrayFromImage(sitk.ReadImage(printed["files"]["attention"]["lv_volume_ml"])).max() > 0
     assert "No attention for age" in err
+
+
+def test_the_python_api_the_readme_names_takes_paths_as_text(trained, emidec, tmp_path):
+    """`explain_case(prediction, checkpoint, "why")` (a folder as text, as every other function
+    of the README's list takes it) failed with AttributeError: 'str' object has no attribute 'mkdir'."""
+    import torch
+
+    from cardioscar.attrivae.checkpoint import load_checkpoint
+    from cardioscar.attrivae.explain import explain_case
+    from cardioscar.attrivae.predict import predict_case
+    from cardioscar.attrivae.preprocess import LabelConvention
+
+    _, model, _ = trained
+    image, labels = _files(emidec, "Case_N023")
+    checkpoint = load_checkpoint(str(model))
+    prediction = predict_case(checkpoint, str(image), str(labels), LabelConvention(), torch.device("cpu"))
+    summary = explain_case(prediction, checkpoint, str(tmp_path / "why"), ["lv_volume_ml"], 2)
+    assert summary == json.loads((tmp_path / "why" / "explain.json").read_text(encoding="utf-8"))

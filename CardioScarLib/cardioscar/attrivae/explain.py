@@ -100,7 +100,7 @@ def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np
     save_figure(fig, path)
 
 
-def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
+def explain_case(prediction: Prediction, checkpoint: dict, output_dir: str | Path,
                  attributes: Optional[Sequence[str]] = None, steps: int = 7) -> dict:
     """Write every explanation file into ``output_dir`` and return the explain.json content.
 
@@ -108,6 +108,7 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
     network's work (the slow part) leaves ``output_dir`` as it was; each file is then written
     atomically.
     """
+    output_dir = Path(output_dir)
     names = choose_attributes(checkpoint, attributes)
     traversal_values(0.0, 1.0, steps)  # checks --steps before any work
     maps, traversals = {}, {}
