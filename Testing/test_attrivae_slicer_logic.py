@@ -300,8 +300,9 @@ def test_label_mistakes_are_told_in_the_panels_words(attrivae_model, shared_data
     labels = csl.load_volume(context.scene, acdc / "patient101_frame01_gt.nii.gz", labelmap=True)
     logic = AttriVAELogic(context.scene)
     options = AttriVAEOptions(model_path=str(attrivae_model))
-    with pytest.raises(CardioScarError, match=r"^Only 0 % of the cavity \(label\(s\) 1\) of '.*frame01_gt.*' lies "
-                                              r"inside its myocardium \(label\(s\) 2,3,4\): choose the label convention"):
+    refused = (r"^Only 0 % of the cavity \(label\(s\) 1\) of '.*frame01_gt.*' lies inside its myocardium "
+               r"\(label\(s\) 2,3,4\): choose the label convention")
+    with pytest.raises(CardioScarError, match=refused):
         logic.start_prediction(lge, labels, options)
     emidec = shared_data / "emidec"
     lge = csl.load_volume(context.scene, emidec / "Case_N083" / "Images" / "Case_N083.nii.gz")

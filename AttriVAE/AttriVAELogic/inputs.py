@@ -114,10 +114,11 @@ def _check_cavity_inside(written: np.ndarray, labels_node, options: AttriVAEOpti
     too, but in its own words: the written file's temporary path and its --cavity-labels option."""
     share = cavity_share_inside(written, (CAVITY,), (MYOCARDIUM,))
     if share < MIN_CAVITY_INSIDE:
+        cavity, myocardium = (_label_text(labels_node, options, role) for role in ("cavity", "myocardium"))
         raise CardioScarError(
-            f"Only {100 * share:.0f} % of the cavity ({_label_text(labels_node, options, 'cavity')}) of "
-            f"'{labels_node.GetName()}' lies inside its myocardium ({_label_text(labels_node, options, 'myocardium')}): "
-            "choose the label convention of these labels (EMIDEC: cavity 1, myocardium 2,3,4; ACDC: 3 and 2).")
+            f"Only {100 * share:.0f} % of the cavity ({cavity}) of '{labels_node.GetName()}' lies inside its "
+            f"myocardium ({myocardium}): choose the label convention of these labels (EMIDEC: cavity 1, myocardium "
+            "2,3,4; ACDC: 3 and 2).")
 
 
 def write_inputs(lge_node, labels_node, options: AttriVAEOptions, folder: Path) -> WrittenInputs:

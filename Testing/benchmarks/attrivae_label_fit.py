@@ -8,7 +8,8 @@ image (corner at index 0, cut or padded to the image's size; pairs whose pasted 
 50 voxels of cavity or of myocardium are left out). Prints one JSON line per group: the runs
 and the refusals.
 
-Usage: OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/attrivae_label_fit.py [--data ../shared/data]
+Usage:
+    OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/attrivae_label_fit.py [--data ../shared/data]
 """
 
 from __future__ import annotations
