@@ -18,7 +18,8 @@ from cardioscar.attrivae.dataset import Case, load_cases
 from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.losses import attribute_regularisation, kl_divergence
 from cardioscar.attrivae.model import Architecture, AttriVAE
-from cardioscar.attrivae.preprocess import (LabelConvention, PreprocessConfig, cube_to_image, prepare_arrays,
+from cardioscar.attrivae.preprocess import (LabelConvention, PreparedCase, PreprocessConfig,
+                                            check_labels_fit_image, cube_to_image, lv_mask, prepare_arrays,
                                             read_case)
 from cardioscar.attrivae.synthetic import ring_labels, write_synthetic_set
 from cardioscar.attrivae.train import TrainConfig, cross_validate, encode_cases, fit_model, stratified_folds
@@ -186,6 +187,55 @@ def test_clinical_table_maps_emidec_columns_and_refuses_a_table_without_cases(tm
     bad.write_text("id,age\n1,50\n", encoding="utf-8")
     with pytest.raises(CardioScarError, match="no 'case' column"):
         read_clinical_table(bad)
+
+
+def test_clinical_table_as_spreadsheets_write_it_and_a_warning_for_absent_columns(tmp_path, warnings_of_cardioscar):
+    """Case cells holding the folder's name, a semicolon-separated file with a byte-order mark (what
+    spreadsheets save in many locales) are read as the same table; columns of other names are named
+    in a warning (they were left out of the model with an info line only)."""
+    table = tmp_path / "semicolon.csv"
+    table.write_text('\ufeffcase;sex;age;FEVG;tobacco\nCase_P007;1;60;45;0\ncase_n008;0;;55;1\n', encoding="utf-8")
+    rows = read_clinical_table(table)
+    assert rows[7] == {"ejection_fraction": 45.0, "age": 60.0, "sex": 1.0, "tobacco": 0.0} and set(rows) == {7, 8}
+    assert not warnings_of_cardioscar
+    other = tmp_path / "other.csv"
+    other.write_text("case\tAge\tGender\tLVEF_percent\n7\t60\t1\t45\n", encoding="utf-8")
+    assert read_clinical_table(other) == {7: {"age": 60.0}}
+    assert len(warnings_of_cardioscar) == 1
+    assert all(words in warnings_of_cardioscar[0] for words in ("ejection_fraction (column ejection_fraction or fevg",
+                                                                "sex (column sex)", "tobacco", "left out of the model"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("case,age\nP7,50\n", encoding="utf-8")
+    with pytest.raises(CardioScarError, match="line 2: case 'P7' is neither a number nor a folder name"):
+        read_clinical_table(bad)
+
+
+def test_a_folder_without_normal_cases_is_refused_before_any_case_is_read(tmp_path):
+    folder = write_synthetic_set(tmp_path / "mi_only", n_mi=2, n_normal=0)
+    (folder / "Case_P001" / "Images" / "Case_P001.nii.gz").write_bytes(b"not read")
+    with pytest.raises(CardioScarError, match="has no Case_N<number> folders \\(normal cases\\)"):
+        load_cases(folder, folder / "clinical.csv", LabelConvention(), PreprocessConfig(cube=16))
+    with pytest.raises(CardioScarError, match="has 1 normal case.*give --folds 0"):
+        stratified_folds(np.array([1, 1, 1, 0]), 5, seed=0)
+
+
+def test_another_images_label_map_on_the_same_grid_is_refused(tmp_path):
+    """Same grid, so no geometric check sees it: a ring map 24 mm off the image's ring fits the
+    image's bright cavity and dark wall better moved in most directions; the own map in none."""
+    labels = ring_labels(14.0, 7.0, 0.5, size=(48, 48, 6))
+    noise = np.random.default_rng(0).normal(0.0, 40.0, labels.shape)
+    image = 100.0 + 500.0 * (labels == 1) + 600.0 * (labels == 3) + noise
+    convention = LabelConvention()
+
+    def prepared(label_array):
+        grid = sitk.GetImageFromArray(image.astype(np.float32))
+        grid.SetSpacing((1.6, 1.6, 10.0))
+        return PreparedCase(np.zeros((16,) * 3, np.float32), None, grid, label_array, lv_mask(label_array, convention),
+                            (1.6, 1.6, 10.0))
+
+    check_labels_fit_image(prepared(labels), convention, "--labels own.nii.gz")
+    with pytest.raises(CardioScarError, match="--labels other.nii.gz does not outline the image's left ventricle"):
+        check_labels_fit_image(prepared(np.roll(labels, 15, axis=1)), convention, "--labels other.nii.gz")
 
 
 # --------------------------------------------------------------------------- training

@@ -136,6 +136,10 @@ def test_other_label_conventions_give_the_same_answer(trained, emidec, tmp_path,
     (["train", "--data", "{data}", "--clinical", "{clinical}", "--output", "{out}/m.pth", "--folds", "3"],
      "--folds must be in 2..2"),
     (["train", "--data", "{out}", "--clinical", "{clinical}", "--output", "{out}/m.pth"], "--data"),
+    (["predict", "--model", "{model}", "--image", "{image}", "--labels", "{image}"],
+     "holds 2736 different values, not a few labels (an intensity image?)"),
+    (["predict", "--model", "{model}", "--image", "{n083}", "--labels", "{p062}"],
+     "Case_P062.nii.gz does not outline the image's left ventricle"),
 ])
 def test_bad_input_is_one_error_line_with_status_2(trained, emidec, tmp_path, capsys, args, words):
     folder, model, _ = trained
@@ -143,7 +147,8 @@ def test_bad_input_is_one_error_line_with_status_2(trained, emidec, tmp_path, ca
     small = tmp_path / "small.nii.gz"
     sitk.WriteImage(sitk.Image(8, 8, 2, sitk.sitkFloat32), str(small))
     names = {"missing": tmp_path / "none.pth", "image": image, "labels": labels, "image_small": small, "model": model,
-             "out": tmp_path / "out", "data": folder / "data", "clinical": emidec / "clinical.csv"}
+             "out": tmp_path / "out", "data": folder / "data", "clinical": emidec / "clinical.csv",
+             "n083": _files(emidec, "Case_N083")[0], "p062": _files(emidec, "Case_P062")[1]}  # one grid, two hearts
     try:
         code, _, err = _in_process(capsys, "attrivae", *[a.format(**names) for a in args])
     except SystemExit as parser_exit:  # argparse's own refusals end the parse with status 2
@@ -216,3 +221,44 @@ def test_explain_that_fails_midway_leaves_the_output_folder_as_it_was(trained, e
               "--output-dir", str(out), "--attributes", "lv_volume_ml,wall_thickness_mm", "--steps", "3"])
     capsys.readouterr()
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_an_empty_attention_map_is_warned_and_listed(trained, emidec, tmp_path, capsys):
+    """A latent dimension that nothing in the encoder's last layer raises has a Grad-CAM of 0
+    everywhere: its map was written empty, its row of explain.png left blank, without a word."""
+    from cardioscar.attrivae.checkpoint import load_checkpoint, save_checkpoint
+
+    _, model, _ = trained
+    checkpoint = load_checkpoint(model)
+    age = checkpoint["latent_dims"]["age"]
+    checkpoint["state_dict"]["to_mu.weight"][age] = 0.0  # mu_age no longer depends on the features
+    patched = tmp_path / "patched.pth"
+    save_checkpoint(checkpoint, patched)
+    image, labels = _files(emidec, "Case_N023")
+    code, out, err = _in_process(capsys, "attrivae", "explain", "--model", patched, "--image", image, "--labels",
+                                 labels, "--output-dir", tmp_path / "why", "--attributes", "age,lv_volume_ml",
+                                 "--steps", "2")
+    assert code == 0, err
+    printed = json.loads(out)
+    assert printed["empty_attention"] == ["age"]
+    assert sitk.GetArrayFromImage(sitk.ReadImage(printed["files"]["attention"]["age"])).max() == 0
+    assert sitk.GetArrayFromImage(sitk.ReadImage(printed["files"]["attention"]["lv_volume_ml"])).max() > 0
+    assert "No attention for age" in err
+
+
+def test_the_python_api_the_readme_names_takes_paths_as_text(trained, emidec, tmp_path):
+    """`explain_case(prediction, checkpoint, "why")` (a folder as text, as every other function
+    of the README's list takes it) failed with AttributeError: 'str' object has no attribute 'mkdir'."""
+    import torch
+
+    from cardioscar.attrivae.checkpoint import load_checkpoint
+    from cardioscar.attrivae.explain import explain_case
+    from cardioscar.attrivae.predict import predict_case
+    from cardioscar.attrivae.preprocess import LabelConvention
+
+    _, model, _ = trained
+    image, labels = _files(emidec, "Case_N023")
+    checkpoint = load_checkpoint(str(model))
+    prediction = predict_case(checkpoint, str(image), str(labels), LabelConvention(), torch.device("cpu"))
+    summary = explain_case(prediction, checkpoint, str(tmp_path / "why"), ["lv_volume_ml"], 2)
+    assert summary == json.loads((tmp_path / "why" / "explain.json").read_text(encoding="utf-8"))

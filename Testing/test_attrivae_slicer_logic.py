@@ -288,6 +288,32 @@ def test_failures_and_stop_change_nothing(nodes, attrivae_model, tmp_path):
     assert (kept / "attention_lv_volume_ml.nii.gz").read_bytes() == b"the user's own file"
 
 
+def test_label_mistakes_are_told_in_the_panels_words(attrivae_model, shared_data):
+    """An ACDC map with EMIDEC's convention reached the command line, whose error named the
+    temporary labels file and its --cavity-labels option, which the panel does not have; now it
+    is refused before any process starts. The command's errors that name the files it was given
+    name the nodes (here another case's label map on the LGE's grid: EMIDEC N083's image, P062's
+    labels)."""
+    context = csl.create_scene()
+    acdc = shared_data / "acdc_patient101"
+    lge = csl.load_volume(context.scene, acdc / "patient101_frame01.nii.gz")
+    labels = csl.load_volume(context.scene, acdc / "patient101_frame01_gt.nii.gz", labelmap=True)
+    logic = AttriVAELogic(context.scene)
+    options = AttriVAEOptions(model_path=str(attrivae_model))
+    refused = (r"^Only 0 % of the cavity \(label\(s\) 1\) of '.*frame01_gt.*' lies inside its myocardium "
+               r"\(label\(s\) 2,3,4\): choose the label convention")
+    with pytest.raises(CardioScarError, match=refused):
+        logic.start_prediction(lge, labels, options)
+    emidec = shared_data / "emidec"
+    lge = csl.load_volume(context.scene, emidec / "Case_N083" / "Images" / "Case_N083.nii.gz")
+    other = csl.load_volume(context.scene, emidec / "Case_P062" / "Contours" / "Case_P062.nii.gz", labelmap=True)
+    with pytest.raises(CardioScarError) as error:
+        logic.predict(lge, other, options)
+    message = str(error.value)
+    assert message.startswith(f"'{other.GetName()}' (the labels) does not outline the image's left ventricle"), message
+    assert "labels.nii.gz" not in message and "\n" not in message
+
+
 def test_outputs_that_break_the_contract_are_refused(tmp_path):
     """The checks that stand between the command's files and the scene (no command needed)."""
     grid = np.diag([1.5, 1.5, 8.0, 1.0])

@@ -164,6 +164,15 @@ def test_missing_file_and_missing_keys(tmp_path):
         load_checkpoint(path)
 
 
+def test_an_attrivae_model_given_for_a_scar_model_is_named_as_such(tmp_path):
+    """`cardioscar apply --model attrivae.pth` said 'missing model_state_dict: retrain or restore a
+    backup', sending the user to retrain a model that is fine, only of the other module."""
+    path = tmp_path / "attrivae.pth"
+    torch.save({"format": "cardioscar-attrivae", "state_dict": {}}, path)
+    with pytest.raises(CardioScarError, match="is an Attri-VAE model .*give the .pth written by 'cardioscar train'"):
+        load_checkpoint(path)
+
+
 def test_weights_that_do_not_fit_the_architecture(tmp_path):
     _, checkpoint = make_checkpoint(hidden=32)
     checkpoint["hyperparameters"]["hidden_dim"] = 64

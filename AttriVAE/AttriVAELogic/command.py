@@ -75,8 +75,9 @@ class CommandRun(WorkerProcess):
     """
 
     def __init__(self, arguments: list[str], folder: Path, finish: Callable[["CommandRun"], object],
-                 python: Optional[str] = None) -> None:
+                 python: Optional[str] = None, names: Optional[dict[str, str]] = None) -> None:
         self.folder = Path(folder)
+        self.names = dict(names or {})  # the written files as the command names them -> as the user does
         self.arguments = [str(a) for a in arguments]
         self._finish = finish
         self._log: "queue.Queue[str]" = queue.Queue()
@@ -132,6 +133,8 @@ class CommandRun(WorkerProcess):
         """One line on why the command did not succeed (call once it has ended)."""
         found = error_line(self._stderr)
         if found:
+            for written, user in self.names.items():
+                found = found.replace(written, user)
             return found
         if self._process.returncode == 0:
             return f"cardioscar attrivae {self.verb} printed no JSON result: is the installed library too old?"

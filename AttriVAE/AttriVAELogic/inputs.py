@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
+from cardioscar.attrivae.labels import MIN_CAVITY_INSIDE, cavity_share_inside
 from cardioscar.errors import CardioScarError
 from cardioscar.io.imageio import check_spacing
 from CardioScarLogic.geometry import RAS_TO_LPS, linear_world_matrix, volume_ijk_to_lps
@@ -107,6 +108,19 @@ def _label_text(labels_node, options: AttriVAEOptions, role: str) -> str:
     return f"label(s) {options.cavity_labels if role == 'cavity' else options.myocardium_labels}"
 
 
+def _check_cavity_inside(written: np.ndarray, labels_node, options: AttriVAEOptions) -> None:
+    """Refuse, before anything runs, a cavity outside its myocardium's ring (an ACDC map read with
+    EMIDEC's convention: its right ventricle, 1, taken for the cavity). The command line refuses it
+    too, but in its own words: the written file's temporary path and its --cavity-labels option."""
+    share = cavity_share_inside(written, (CAVITY,), (MYOCARDIUM,))
+    if share < MIN_CAVITY_INSIDE:
+        cavity, myocardium = (_label_text(labels_node, options, role) for role in ("cavity", "myocardium"))
+        raise CardioScarError(
+            f"Only {100 * share:.0f} % of the cavity ({cavity}) of '{labels_node.GetName()}' lies inside its "
+            f"myocardium ({myocardium}): choose the label convention of these labels (EMIDEC: cavity 1, myocardium "
+            "2,3,4; ACDC: 3 and 2).")
+
+
 def write_inputs(lge_node, labels_node, options: AttriVAEOptions, folder: Path) -> WrittenInputs:
     """Write the LGE and its labels (on the LGE's world grid) into ``folder``; nodes unchanged.
 
@@ -133,6 +147,7 @@ def write_inputs(lge_node, labels_node, options: AttriVAEOptions, folder: Path) 
                 f"No voxel of the {role} ({_label_text(labels_node, options, role)}) of '{labels_node.GetName()}' "
                 f"lies on the LGE '{lge_node.GetName()}': choose the label convention of these labels (EMIDEC: "
                 "cavity 1, myocardium 2,3,4; ACDC: 3 and 2), or labels drawn on this LGE.")
+    _check_cavity_inside(found, labels_node, options)
     folder = Path(folder)
     sitk.WriteImage(image, str(folder / IMAGE_FILE), True)
     sitk.WriteImage(on_grid, str(folder / LABELS_FILE), True)

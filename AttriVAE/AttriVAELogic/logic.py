@@ -79,7 +79,10 @@ class AttriVAELogic:
 
         def start(folder: Path) -> CommandRun:
             written = write_inputs(lge_node, labels_node, options, folder)
-            return CommandRun(arguments(written, model), folder, lambda run: finish(run, written), python)
+            # the command's error names the temporary files; the status line names the nodes
+            names = {f"--labels {written.labels}": f"'{labels_node.GetName()}' (the labels)",
+                     f"--image {written.image}": f"'{lge_node.GetName()}' (the LGE)"}
+            return CommandRun(arguments(written, model), folder, lambda run: finish(run, written), python, names)
 
         return start_in_job_folder(JOB_FOLDER_PREFIX, start)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -79,24 +80,17 @@ def read_clinical_table(path: str | Path) -> dict[int, dict[str, float]]:
     source = Path(path)
     if not source.is_file():
         raise CardioScarError(f"--clinical {source} not found: give the clinical CSV (EMIDEC: clinical.csv)")
-    with source.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
+    with source.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter=_delimiter(handle.readline()))
+        handle.seek(0)
         header = {name.strip().lower(): name for name in (reader.fieldnames or [])}
         if "case" not in header:
-            raise CardioScarError(f"--clinical {source} has no 'case' column (columns: {list(header)}); "
-                                  "it must hold the case number of each row")
-        columns = {}
-        for attribute, candidates in CLINICAL_COLUMNS.items():
-            found = next((header[c] for c in candidates if c in header), None)
-            if found is not None:
-                columns[attribute] = found
+            raise CardioScarError(f"--clinical {source} has no 'case' column (columns: {list(header)}); name the "
+                                  "column of case numbers 'case' (Case_P012 -> 12)")
+        columns = _clinical_columns(header, source)
         rows: dict[int, dict[str, float]] = {}
         for line, row in enumerate(reader, start=2):
-            try:
-                case = int(float(row[header["case"]]))
-            except (TypeError, ValueError):
-                raise CardioScarError(f"--clinical {source} line {line}: case {row[header['case']]!r} is not a number"
-                                      ) from None
+            case = _case_number(row[header["case"]], f"--clinical {source} line {line}")
             if case in rows:
                 raise CardioScarError(f"--clinical {source} line {line}: case {case} is on two rows; give one row per "
                                       "case")
@@ -104,6 +98,45 @@ def read_clinical_table(path: str | Path) -> dict[int, dict[str, float]]:
                           for attribute, column in columns.items()}
     logger.info("Clinical table %s: %d rows, attributes %s", source, len(rows), sorted(columns))
     return rows
+
+
+def _delimiter(first_line: str) -> str:
+    """Comma, semicolon (spreadsheets in many locales save CSV so) or tab: the one the header uses most."""
+    return max(",;\t", key=first_line.count)
+
+
+def _clinical_columns(header: dict[str, str], source: Path) -> dict[str, str]:
+    """Attribute -> column of the table; those it lacks are left out of the model, with a warning
+    naming the columns looked for (a table with 'LVEF_percent' or 'Gender' would otherwise train
+    without them, said only in the checkpoint)."""
+    columns, missing = {}, []
+    for attribute, candidates in CLINICAL_COLUMNS.items():
+        found = next((header[c] for c in candidates if c in header), None)
+        if found is None:
+            missing.append(f"{attribute} (column {' or '.join(candidates)})")
+        else:
+            columns[attribute] = found
+    if missing:
+        logger.warning("--clinical %s has no column for %s: left out of the model; rename the columns to use them",
+                       source, ", ".join(missing))
+    return columns
+
+
+#: A case cell holding the folder's name instead of its number.
+_CASE_FOLDER = re.compile(r"case_[pn](\d+)", re.IGNORECASE)
+
+
+def _case_number(text: str | None, where: str) -> int:
+    """The case number of a row: a number, or the folder's name (Case_P012 -> 12)."""
+    cell = (text or "").strip()
+    named = _CASE_FOLDER.fullmatch(cell)
+    if named:
+        return int(named.group(1))
+    try:
+        return int(float(cell))
+    except ValueError:
+        raise CardioScarError(f"{where}: case {cell!r} is neither a number nor a folder name (Case_P012 or 12)"
+                              ) from None
 
 
 #: Cells that mean "not known" (what pandas, R and spreadsheets write for a missing value).

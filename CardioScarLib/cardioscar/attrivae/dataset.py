@@ -71,12 +71,12 @@ def present_attributes(clinical: dict[int, dict[str, float]]) -> list[str]:
 def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: LabelConvention,
                config: PreprocessConfig, limit: list[str] | None = None) -> tuple[list[Case], list[str]]:
     """Every case of ``data_dir`` (or those named in ``limit``) preprocessed, and the attribute names."""
+    folders = [f for f in case_folders(data_dir) if limit is None or f.name in limit]
+    _check_both_classes(folders, data_dir)
     clinical = read_clinical_table(clinical_csv)
     names = present_attributes(clinical)
     cases = []
-    for folder in case_folders(data_dir):
-        if limit is not None and folder.name not in limit:
-            continue
+    for folder in folders:
         letter, number = CASE_NAME.fullmatch(folder.name).groups()  # type: ignore[union-attr]
         image_path, labels_path = case_files(folder)
         prepared = prepare_case(image_path, labels_path, convention, config)
@@ -92,6 +92,16 @@ def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: Label
     _check_clinical_known(cases, names, clinical_csv)
     logger.info("Loaded %d cases (%d MI) from %s", len(cases), sum(c.mi for c in cases), data_dir)
     return cases, names
+
+
+def _check_both_classes(folders: list[Path], data_dir: str | Path) -> None:
+    """Refuse, before any case is read, a folder without MI or without normal cases: the classifier
+    has nothing to tell apart (and cross-validation's folds would name an impossible range)."""
+    letters = {CASE_NAME.fullmatch(f.name).group(1) for f in folders}  # type: ignore[union-attr]
+    for letter, kind in (("P", "MI"), ("N", "normal")):
+        if folders and letter not in letters:
+            raise CardioScarError(f"--data {data_dir} has no Case_{letter}<number> folders ({kind} cases): training "
+                                  "needs both MI (Case_P...) and normal (Case_N...) cases; add some")
 
 
 def _check_clinical_known(cases: list[Case], names: list[str], clinical_csv: str | Path) -> None:

@@ -2,7 +2,7 @@
 
 On EMIDEC (when the folder is there) it trains on the first five MI and five normal cases and
 explains the sixth MI case, which training never saw; otherwise on a synthetic set written into
-the output folder. A 32^3 cube and a few epochs keep it to minutes on two CPU cores: it shows
+the output folder. A 32^3 cube and a few epochs keep it under a minute on two CPU cores: it shows
 the files and the workflow, not the accuracy (see the benchmark for that).
 """
 

@@ -4,8 +4,10 @@
 the input image's grid (same size, spacing, origin, direction; 0 outside the LV crop), float32 in
 [0, 1]. ``explain.png``: short-axis slices through the LV with each map over the image.
 ``traversal_<attribute>.png``: decoded mid-ventricular slices as the attribute's dimension sweeps
-its training range. ``explain.json`` lists them. Nothing is written until every map and traversal
-is computed; then every file is written atomically.
+its training range. ``explain.json`` lists them, and under ``empty_attention`` the attributes whose
+map is 0 everywhere (nothing raises their dimension for this case; warned, and so titled in the
+PNG). Nothing is written until every map and traversal is computed; then every file is written
+atomically.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.nda
             ax.imshow(image[window], cmap="gray")
             ax.imshow(np.ma.masked_less_equal(volume[window], 0.05), cmap="jet", vmin=0, vmax=1, alpha=0.5)
             ax.contour(outline[window], levels=[0.5], colors="white", linewidths=0.5)
-            ax.set_title(f"{name} k={k}" if col == 0 else f"k={k}", fontsize=7)
+            label = f"{name} (no attention)" if not volume.any() else name
+            ax.set_title(f"{label} k={k}" if col == 0 else f"k={k}", fontsize=7)
             ax.axis("off")
     fig.suptitle(f"MI probability {prediction.result['mi_probability']:.2f}", fontsize=9)
     save_figure(fig, path)
@@ -97,7 +100,7 @@ def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np
     save_figure(fig, path)
 
 
-def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
+def explain_case(prediction: Prediction, checkpoint: dict, output_dir: str | Path,
                  attributes: Optional[Sequence[str]] = None, steps: int = 7) -> dict:
     """Write every explanation file into ``output_dir`` and return the explain.json content.
 
@@ -105,6 +108,7 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
     network's work (the slow part) leaves ``output_dir`` as it was; each file is then written
     atomically.
     """
+    output_dir = Path(output_dir)
     names = choose_attributes(checkpoint, attributes)
     traversal_values(0.0, 1.0, steps)  # checks --steps before any work
     maps, traversals = {}, {}
@@ -122,6 +126,10 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
             readings.append(attribute_readout(checkpoint, mu)[0][name])
         traversals[name] = (decoded, np.array(readings))
 
+    empty = [name for name in names if not maps[name].any()]
+    if empty:
+        logger.warning("No attention for %s: nothing in the encoder's last layer raises that latent dimension for "
+                       "this case (Grad-CAM is 0 everywhere), so those maps are empty", ", ".join(empty))
     output_dir.mkdir(parents=True, exist_ok=True)
     attention_files, traversal_files = {}, {}
     for name in names:
@@ -136,7 +144,7 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: Path,
     write_explain_png(png, prediction, maps)
     summary = {"attributes": names,
                "files": {"attention": attention_files, "png": str(png.resolve()), "traversal": traversal_files},
-               "mi_probability": prediction.result["mi_probability"]}
+               "empty_attention": empty, "mi_probability": prediction.result["mi_probability"]}
     with atomic_write(output_dir / "explain.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
+from cardioscar.attrivae.labels import MIN_CAVITY_INSIDE, cavity_share_inside
 from cardioscar.io.checks import whole_labels
 from cardioscar.errors import CardioScarError
 
@@ -114,39 +115,71 @@ def lv_mask(labels: np.ndarray, convention: LabelConvention) -> np.ndarray:
     return np.isin(labels, convention.cavity + convention.myocardium)
 
 
-#: Least share of the cavity's voxels inside the myocardium's ring (EMIDEC: 0.84 or more, 1.0 in the
-#: median; an ACDC map read with EMIDEC's labels: 0, its "cavity" the right ventricle).
-MIN_CAVITY_INSIDE = 0.5
-
-
 def _check_cavity_inside(labels: np.ndarray, convention: LabelConvention, source: str) -> None:
     """The LV cavity lies inside the myocardium's ring on its slices; labels of another convention
     (ACDC's right ventricle is 1, EMIDEC's cavity) put it outside, and the prediction would be made
     from the wrong structures, silently."""
-    from scipy import ndimage
-
-    inside = total = 0
-    for labels_k in labels:
-        cavity = np.isin(labels_k, convention.cavity)
-        if cavity.any():
-            myocardium = np.isin(labels_k, convention.myocardium)
-            inside += int((cavity & ndimage.binary_fill_holes(myocardium) & ~myocardium).sum())
-            total += int(cavity.sum())
-    if total and inside / total < MIN_CAVITY_INSIDE:
-        raise CardioScarError(f"{source}: only {100 * inside / total:.0f} % of the cavity (labels "
+    share = cavity_share_inside(labels, convention.cavity, convention.myocardium)
+    if share < MIN_CAVITY_INSIDE:
+        raise CardioScarError(f"{source}: only {100 * share:.0f} % of the cavity (labels "
                               f"{list(convention.cavity)}) lies inside the myocardium (labels "
                               f"{list(convention.myocardium)}): these are not this map's labels; set --cavity-labels "
                               "and --myocardium-labels (EMIDEC 1 and 2,3,4; ACDC 3 and 2)")
 
 
+#: In-plane shifts (mm, along i and along j) tried by :func:`check_labels_fit_image`.
+FIT_SHIFTS_MM = (-12.0, -8.0, -4.0, 0.0, 4.0, 8.0, 12.0)
+#: Share of the shifted positions with a higher blood-pool contrast from which labels are refused:
+#: none of EMIDEC's 75 own maps, 689 of 1,404 other cases' maps pasted on
+#: (``Testing/benchmarks/attrivae_label_fit.py``).
+MAX_BETTER_SHIFTS = 0.5
+
+
+def _blood_pool_contrast(image: np.ndarray, cavity: np.ndarray, myocardium: np.ndarray) -> float:
+    """Median intensity of the cavity minus that of the myocardium (LGE: bright blood, nulled wall)."""
+    return float(np.median(image[cavity]) - np.median(image[myocardium]))
+
+
+def check_labels_fit_image(prepared: PreparedCase, convention: LabelConvention, source: str) -> None:
+    """Refuse a label map that does not outline this image's left ventricle.
+
+    A label map of another case (or series) on the same grid passes every geometric check and
+    gives a confident answer about the wrong heart. A map drawn on this image sits where the blood
+    pool is bright and the wall dark, so moving it a few millimetres in-plane lowers the contrast
+    between its cavity and its myocardium; when most moves raise it instead, the map was drawn on
+    another image. A heuristic: it catches about half of the other cases' maps, and refuses none of
+    EMIDEC's or ACDC's own."""
+    image = sitk.GetArrayFromImage(prepared.image).astype(np.float64)
+    cavity = np.isin(prepared.labels, convention.cavity)
+    myocardium = np.isin(prepared.labels, convention.myocardium)
+    base = _blood_pool_contrast(image, cavity, myocardium)
+    di, dj = prepared.spacing[0], prepared.spacing[1]
+    moves = [(int(round(y / dj)), int(round(x / di))) for y in FIT_SHIFTS_MM for x in FIT_SHIFTS_MM if (x, y) != (0, 0)]
+    better = sum(_blood_pool_contrast(image, np.roll(cavity, move, (1, 2)), np.roll(myocardium, move, (1, 2))) > base
+                 for move in moves)
+    if better >= MAX_BETTER_SHIFTS * len(moves):
+        raise CardioScarError(f"{source} does not outline the image's left ventricle: moved a few mm, its cavity "
+                              f"and myocardium fit the image's bright blood pool and dark wall better in {better} of "
+                              f"{len(moves)} directions (another case's or series' label map?); give the label map "
+                              "drawn on this image")
+
+
+#: More distinct values than this and a "label map" is an image (EMIDEC has 5 labels, ACDC 4).
+MAX_LABEL_VALUES = 32
+
+
 def lv_box(labels: np.ndarray, convention: LabelConvention, margin: int, source: str = "--labels") -> CropBox:
     """The LV's bounding box with an in-plane margin, clipped to the image."""
     mask = lv_mask(labels, convention)
+    values = np.unique(labels)
+    if len(values) > MAX_LABEL_VALUES:  # an MRI given as labels: whole numbers too, but hundreds of them
+        raise CardioScarError(f"{source} holds {len(values)} different values, not a few labels (an intensity image?): "
+                              "give the label map (EMIDEC: Contours/Case_xxx.nii.gz) as --labels")
     for part, wanted, option, example in (
             ("myocardium", convention.myocardium, "--myocardium-labels", "EMIDEC 2,3,4; ACDC 2"),
             ("cavity", convention.cavity, "--cavity-labels", "EMIDEC 1; ACDC 3")):
         if not np.isin(labels, wanted).any():  # no cavity: an LV volume of 0 and a crop without it, silently
-            present = sorted(int(v) for v in np.unique(labels))
+            present = [int(v) for v in values]
             raise CardioScarError(f"{source} has no {part} label {list(wanted)} (labels present: {present}); set "
                                   f"{option} ({example})")
     _check_cavity_inside(labels, convention, source)

@@ -173,7 +173,12 @@ def read_attributes(fitted_slope: np.ndarray, fitted_intercept: np.ndarray, scal
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs, each fold with the classes in the data's proportion."""
-    smallest = int(min(np.bincount(labels.astype(int), minlength=2)))
+    counts = np.bincount(labels.astype(int), minlength=2)
+    smallest = int(counts.min())
+    if smallest < 2:
+        kind = "MI" if counts[1] < counts[0] else "normal"
+        raise CardioScarError(f"--folds {folds}: stratified cross-validation needs 2 cases of each class and the data "
+                              f"has {smallest} {kind} case(s); add cases or give --folds 0 (no cross-validation)")
     if not 2 <= folds <= smallest:
         raise CardioScarError(f"--folds must be in 2..{smallest} (the smaller class has {smallest} cases), got {folds}")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)

@@ -86,7 +86,8 @@ def register(subparsers) -> None:
     explain.add_argument("--steps", type=_int_in(2, 50), default=7, help="traversal steps (default 7)")
     explain.set_defaults(handler=_explain)
 
-    demo = verbs.add_parser("demo", help="train a small model on a few cases, then predict and explain (CPU, minutes)")
+    demo = verbs.add_parser("demo", help="train a small model on a few cases, then predict and explain "
+                                         "(CPU, under a minute)")
     demo.add_argument("--output-dir", required=True, type=Path)
     demo.add_argument("--data", type=Path, default=Path("../shared/data/emidec"),
                       help="EMIDEC folder (default ../shared/data/emidec); a synthetic set is made when it is absent")

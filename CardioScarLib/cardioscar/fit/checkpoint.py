@@ -138,6 +138,11 @@ def _check_allocation(path: Path) -> None:
                               f"may ({MAX_CHECKPOINT_BYTES // 2**20} MB): refused; retrain or restore a backup")
 
 
+#: The ``format`` of an Attri-VAE checkpoint (``cardioscar.attrivae.checkpoint.FORMAT``, not imported:
+#: the scar-field stages do not depend on the Attri-VAE package).
+ATTRIVAE_FORMAT = "cardioscar-attrivae"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``) and check its required keys."""
     path = Path(path)
@@ -157,6 +162,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f"objects other than plain data): retrain or restore a backup") from None
     if not isinstance(checkpoint, dict):
         raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (not a dict): retrain or restore a backup")
+    if checkpoint.get("format") == ATTRIVAE_FORMAT:
+        raise CardioScarError(f"{path} is an Attri-VAE model (MI classification, from 'cardioscar attrivae train'), "
+                              "not a scar-field model: give the .pth written by 'cardioscar train' (Attri-VAE models "
+                              "go to 'cardioscar attrivae predict')")
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (missing {', '.join(missing)}): "
