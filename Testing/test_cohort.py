@@ -456,3 +456,166 @@ def test_aha_column_takes_both_rv_insertions(tmp_path, cohort_data, monkeypatch)
     record = run_patient(two, str(tmp_path / "out"), "hash")
     assert record["status"] == "failed"
     assert record["error"].startswith("column 'aha': the aha inferior point is "), record["error"]
+
+
+# --------------------------------------------------------------------------- the scar rule on raw LGE
+
+RULE_HEADER = ("id,mesh,image,slice_thickness_padding,preset,seed,max_epochs,mc_samples,myocardium_mask,"
+               "myocardium_labels,blood_pool_labels,scar_rule,export")
+
+
+@pytest.fixture(scope="module")
+def rule_data(tmp_path_factory) -> Path:
+    """Two small phantoms as a scanner gives them (``demo --raw-lge``'s acquisition): raw LGE and a
+    label map (1 blood pool, 2 myocardium) on its grid, and a manifest grading them by PSI (the
+    demo's rule) into two fields; p0 exports its simulator files."""
+    import SimpleITK as sitk
+
+    from cardioscar.phantoms.phantom import raw_lge_acquisition
+
+    root = tmp_path_factory.mktemp("rule_data")
+    rows = [RULE_HEADER]
+    for seed in range(2):
+        phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=seed))
+        write_phantom(phantom, root / f"p{seed}")
+        for image, name in zip(raw_lge_acquisition(phantom, seed=seed), ("lge.nii.gz", "labels.nii.gz")):
+            sitk.WriteImage(image, str(root / f"p{seed}" / name))
+        rows.append(f"p{seed},p{seed}/phantom_mesh.vtk,p{seed}/lge.nii.gz,{phantom.slice_half_thickness_mm},fast,"
+                    f"{seed + 3},30,5,p{seed}/labels.nii.gz,2,1,psi,{'opencarp;vtu' if seed == 0 else ''}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_data):
+    """The rule columns parse to what ``prepare --scar-rule`` reads (scar and core requests, the
+    two-field core threshold); bad values, a rule column without ``scar_rule`` and a missing mask
+    are each one line of the manifest's one error, prepare's own refusals with the columns named."""
+    p0 = rule_data / "p0"
+    mesh, lge, labels = p0 / "phantom_mesh.vtk", p0 / "lge.nii.gz", p0 / "labels.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,scar_rule,scar_thresholds,blood_pool_labels,"
+                        "blood_pool_mask,remote_mask,intensity_offset,expert_scar_labels,expert_core_labels\n"
+                        f'a,{mesh},{lge},{labels},"2,3,4",nsd,"2.5,4",1,{labels},{labels},2048,"3,4",4\n')
+    (spec,) = read_manifest(manifest)
+    scar, core = preparation_request(spec).scar_rule, preparation_request(spec, "core").scar_rule
+    assert (scar.rule, scar.thresholds, scar.target, core.target) == ("nsd", (2.5, 4.0), "scar", "core")
+    assert (scar.blood_pool_path, scar.remote_path) == (labels.resolve(), labels.resolve())
+    assert (scar.blood_pool_labels, scar.intensity_offset) == ([1], 2048.0)
+    assert (scar.expert_scar_labels, scar.expert_core_labels) == ([3, 4], [4])
+    assert spec.options["core_threshold"] == 0.5  # the core model's field, cut as export --core-mesh cuts it
+
+    manifest.write_text(
+        "id,mesh,image,myocardium_mask,myocardium_labels,scar_rule,scar_thresholds,blood_pool_labels,remote_mask,"
+        "intensity_offset,expert_scar_labels\n"
+        f"a,{mesh},{lge},{labels},2,otsu,,,,,\n"                      # unknown rule
+        f'b,{mesh},{lge},{labels},2,nsd,"3",x,,inf,\n'               # one threshold, labels not numbers, offset inf
+        f"c,{mesh},{lge},{labels},2,,,1,,,\n"                        # a rule column without scar_rule
+        f"d,{mesh},{lge},{labels},2,psi,,,missing.nii.gz,,\n"        # a mask that is not there
+        f'e,{mesh},{lge},{labels},2,psi,"0.7,0.3",,,,\n'             # thresholds out of order (the rule's check)
+        f"f,{mesh},{lge},{labels},2,psi,,,{labels},,\n"              # a remote mask for a rule without remote
+        f'g,{mesh},{lge},{labels},"2,3",nsd,,,,,4\n'                 # experts' scar outside the myocardium labels
+        f"h,{mesh},{lge},,,nsd,,,,,\n")                              # a rule without the myocardium mask
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)
+    text = str(error.value)
+    assert "10 problem(s)" in text.splitlines()[0], text
+    for expected in ("row 1 (id a): column 'scar_rule' must be one of nsd, fwhm, iir, psi",
+                     "row 2 (id b): column 'scar_thresholds' must be two numbers BORDER,CORE",
+                     "row 2 (id b): column 'blood_pool_labels' must be comma-separated integer labels",
+                     "row 2 (id b): column 'intensity_offset' must be a number",
+                     "row 3 (id c): scar_thresholds, --blood-pool-*, remote_mask and intensity_offset need scar_rule",
+                     f"row 4 (id d): column 'remote_mask': {tmp_path / 'missing.nii.gz'} does not exist",
+                     "row 5 (id e): scar_thresholds 0.7,0.3 for scar_rule psi",
+                     "row 6 (id f): remote_mask is used by scar_rule nsd only",
+                     "row 7 (id g): expert_scar_labels 4 not in myocardium_labels 2,3",
+                     "row 8 (id h): scar_rule nsd needs myocardium_mask FILE"):
+        assert expected in text, expected
+    assert all(line.count("row ") == 1 for line in text.splitlines()[1:])  # one line per problem
+    manifest.write_text(f"id,mesh,image,myocardium_mask,scar_rule,scar_labels\na,{mesh},{lge},{labels},psi,2\n")
+    with pytest.raises(CardioScarError, match=r"row 1 \(id a\): scar_rule needs .* without scar_labels"):
+        read_manifest(manifest)  # refused while the manifest is read, not after the patient's images are cut
+
+
+def test_rule_masks_and_columns_are_in_the_hash(tmp_path, rule_data):
+    """The blood-pool mask's bytes and the rule's options are hashed (a changed mask redoes the
+    patient); a manifest without rule columns hashes as before they existed."""
+    study = tmp_path / "study"
+    study.mkdir()
+    for name in ("phantom_mesh.vtk", "lge.nii.gz", "labels.nii.gz"):
+        (study / name).write_bytes((rule_data / "p0" / name).read_bytes())
+    (study / "blood.nii.gz").write_bytes((rule_data / "p0" / "labels.nii.gz").read_bytes())
+    manifest = tmp_path / "manifest.csv"
+    row = "a,study/phantom_mesh.vtk,study/lge.nii.gz,study/labels.nii.gz,2"
+    manifest.write_text(f"id,mesh,image,myocardium_mask,myocardium_labels,scar_rule,blood_pool_mask,blood_pool_labels\n"
+                        f"{row},iir,study/blood.nii.gz,1\n{row.replace('a,', 'b,', 1)},,,\n")
+    rule, plain = read_manifest(manifest)
+    digest = input_hash(rule)
+    before = PatientSpec(plain.id, plain.row, plain.mesh, plain.images,
+                         {k: v for k, v in plain.options.items() if k not in RULE_COLUMNS})
+    assert input_hash(plain) == input_hash(before) != digest
+    (study / "blood.nii.gz").write_bytes(b"changed")
+    assert input_hash(rule) != digest
+
+
+RULE_COLUMNS = ("scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask", "remote_mask",
+                "intensity_offset", "expert_scar_labels", "expert_core_labels")
+
+
+def _cli_rule_chain(patient: Path, out: Path, seed: int) -> None:
+    """The README's two-model path by the command line: prepare scar and core, train and apply
+    both with one seed, export the two fields with the rule's record."""
+    common = ["--mesh", str(patient / "phantom_mesh.vtk"), "--image", str(patient / "lge.nii.gz"),
+              "--scar-rule", "psi", "--myocardium-mask", str(patient / "labels.nii.gz"), "--myocardium-labels", "2",
+              "--blood-pool-labels", "1", "--slice-thickness-padding", "4.0"]
+    for target in ("scar", "core"):
+        assert cli_main(["prepare", *common, "--scar-target", target, "--output", str(out / f"{target}.npz")]) == 0
+        assert cli_main(["train", "--training-data", str(out / f"{target}.npz"), "--output", str(out / f"{target}.pth"),
+                         "--preset", "fast", "--max-epochs", "30", "--seed", str(seed), "--cpu", "--no-progress"]) == 0
+        assert cli_main(["apply", "--model", str(out / f"{target}.pth"), "--mesh", str(patient / "phantom_mesh.vtk"),
+                         "--output", str(out / f"{target}_pred.vtk"), "--mc-samples", "5", "--seed", str(seed),
+                         "--cpu"]) == 0
+    tagged = ["export", "--mesh", str(out / "scar_pred.vtk"), "--core-mesh", str(out / "core_pred.vtk")]
+    assert cli_main([*tagged, "--rule-from", str(out / "scar.npz"), "--output", str(out / "heart")]) == 0
+    assert cli_main([*tagged, "--format", "vtu", "--output", str(out / "heart.vtu")]) == 0
+
+
+def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_data, tmp_path):
+    """Two raw-LGE patients with a rule on the cluster: each gets a scar and a core model, the
+    summary's border zone and core are the two fields' tissue tags, and p0's simulator files are
+    byte for byte those of prepare x2 -> train x2 -> apply x2 -> export --core-mesh --rule-from."""
+    _, client = cluster
+    out = tmp_path / "out"
+    run = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
+    assert run.counts == {"done": 2}
+    rows = _summary(out)
+    for row in rows:
+        folder = out / row["id"]
+        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
+            "core_model.pth", "core_prediction.vtk", "model.pth", "report.json", "scar_prediction.vtk"]
+        scar = read_mesh(folder / "scar_prediction.vtk")
+        p, c = scar.point_array("scar_probability"), read_mesh(folder / "core_prediction.vtk").point_array(
+            "scar_probability")
+        weights = node_volumes(scar.dataset)
+        core, border = c >= 0.5, (c < 0.5) & (p >= 0.5)  # the two-field rule, as export tags it
+        assert row["classes"] == "tissue"
+        assert float(row["core_percent"]) == pytest.approx(100 * weights[core].sum() / weights.sum(), abs=1e-3)
+        assert float(row["border_percent"]) == pytest.approx(100 * weights[border].sum() / weights.sum(), abs=1e-3)
+        assert core.any() and border.any()
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        assert set(report["models"]) == {"scar", "core"} and report["models"]["core"]["model"] == "core_model.pth"
+        assert report["scar_rule"]["rule"] == "psi" and report["scar_rule"]["target"] == "scar"
+        np.testing.assert_array_equal(read_mesh(folder / "core_prediction.vtk").point_array("scar_binary"), core)
+
+    chain = tmp_path / "chain"
+    _cli_rule_chain(rule_data / "p0", chain, seed=3)
+    ours = out / "p0" / "simulation"
+    for name in ("heart.pts", "heart.elem", "heart.json"):
+        assert (ours / name).read_bytes() == (chain / name).read_bytes(), name
+    np.testing.assert_array_equal(read_mesh(ours / "heart.vtu").point_array("tissue_tag"),
+                                  read_mesh(chain / "heart.vtu").point_array("tissue_tag"))
+    assert json.loads((ours / "heart.json").read_text(encoding="utf-8"))["scar_rule"]["rule"] == "psi"
+
+    # resuming: nothing changed, nothing runs; a deleted core model redoes only that patient
+    (out / "p1" / "core_model.pth").unlink()
+    again = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
+    assert [r["status"] for r in _summary(out)] == ["skipped", "done"] and again.counts == {"skipped": 1, "done": 1}

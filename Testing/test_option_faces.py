@@ -75,9 +75,6 @@ class Option:
 NO_SEGMENTATION = Absent("a Slicer segmentation is a node; files give the myocardium as a label image "
                          "(--myocardium-mask FILE --myocardium-labels)")
 
-NO_RULE_COLUMNS = Absent("the cohort manifest has no scar-rule columns (--scar-rule and its masks); a cohort trains on "
-                         "drawn labels or maps")
-
 TABLE: dict[str, Option] = {
     "myocardium labels": Option(
         "prepare --myocardium-labels", "PreprocessingRequest.myocardium_labels",
@@ -128,13 +125,14 @@ TABLE: dict[str, Option] = {
         Absent("per cohort run, not per patient: cohort run --gpus-per-worker (CohortOptions.gpus_per_worker)")),
     "expert scar labels": Option(
         "prepare --expert-scar-labels", "ScarRuleRequest.expert_scar_labels", "ReconstructionOptions.expert_scar_labels",
-        ("expertScarLabels", "expert_scar_labels"), "--expert-scar-labels", NO_RULE_COLUMNS, "3,4", [3, 4]),
+        ("expertScarLabels", "expert_scar_labels"), "--expert-scar-labels", "expert_scar_labels", "3,4", [3, 4]),
     "expert core labels": Option(
         "prepare --expert-core-labels", "ScarRuleRequest.expert_core_labels", "ReconstructionOptions.expert_core_labels",
-        ("expertCoreLabels", "expert_core_labels"), "--expert-core-labels", NO_RULE_COLUMNS, "4", [4]),
+        ("expertCoreLabels", "expert_core_labels"), "--expert-core-labels", "expert_core_labels", "4", [4]),
 }
 
-#: Options of a scar rule, and what they need beside them to be read (on the Logic, in the batch script).
+#: Options of a scar rule, and what they need beside them to be read (on the Logic, in the batch script, in
+#: the cohort manifest, where the rule's myocardium mask is a file).
 RULE_CONTEXT = {"expert scar labels": {"scar_rule": "nsd", "myocardium_labels": "2,3,4"},
                 "expert core labels": {"scar_rule": "nsd", "myocardium_labels": "2,3,4", "expert_scar_labels": "3,4"}}
 
@@ -290,7 +288,8 @@ def test_batch_script(name, names, option, batch, tmp_path):
 
 #: Columns a column needs beside it in a valid row (a myocardium label map's scar labels; a
 #: margin's myocardium).
-NEEDS = {"myocardium_labels": {"scar_labels": "2"}, "myocardium_margin": {"myocardium_labels": "2,3", "scar_labels": "2"}}
+NEEDS = {"myocardium_labels": {"scar_labels": "2"}, "myocardium_margin": {"myocardium_labels": "2,3", "scar_labels": "2"},
+         **{TABLE[name].cohort: {**context, "myocardium_mask": "lge.nii.gz"} for name, context in RULE_CONTEXT.items()}}
 
 
 @pytest.mark.parametrize("name, names, option", _cases("cohort"))
@@ -311,7 +310,9 @@ def test_cohort_manifest(name, names, option, tmp_path):
                "slice_profile": request.slice_profile,
                "shape_prior": config.shape_prior, "preset": "fast" if fast else "documented", "seed": config.seed,
                "training_mc_samples": config.mc_samples,
-               "mc_samples": spec.options["mc_samples"]}[names]  # apply_scar_model's, read by cohort.tasks
+               "mc_samples": spec.options["mc_samples"],  # apply_scar_model's, read by cohort.tasks
+               **{column: getattr(request.scar_rule, column, None) for column in ("expert_scar_labels",
+                                                                                 "expert_core_labels")}}[names]
     expected = (tmp_path / "lge.nii.gz").resolve() if name == "myocardium mask" else option.expected
     assert reached == expected, names
 

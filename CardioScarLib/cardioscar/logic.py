@@ -144,6 +144,11 @@ class PreprocessingRequest:
         if self.myocardium_margin_px and self.scar_rule is not None:
             raise CardioScarError("--myocardium-margin has no effect with --scar-rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; leave the margin out")
+        if self.scar_rule is not None and (not has_image or self.scar_labels or self.normalize_intensities
+                                           or self.myocardium_mask is None):
+            # here, not where the slices are read: a cohort manifest is checked whole before anything runs
+            raise CardioScarError("--scar-rule needs the raw LGE as --image and --myocardium-mask FILE (with "
+                                  "--myocardium-labels for a label map), without --scar-labels or --normalize-intensities")
         if self.myocardium_labels is not None and self.myocardium_mask is None:
             if self.scar_labels is None:
                 raise CardioScarError("--myocardium-labels without --myocardium-mask names labels of the image itself, "
@@ -285,10 +290,6 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         source = f"labels {','.join(map(str, request.myocardium_labels))}"
     rule_record = ""
     if request.scar_rule is not None:
-        if request.image_path is None or request.scar_labels or request.normalize_intensities or \
-                request.myocardium_mask is None:
-            raise CardioScarError("--scar-rule needs the raw LGE as --image and --myocardium-mask FILE (with "
-                                  "--myocardium-labels for a label map), without --scar-labels or --normalize-intensities")
         targets, rule = rule_targets(request.scar_rule, slices, masks, Path(request.myocardium_mask).name, read)
         rule_record = rule_record_json(rule, request.scar_rule.target)
     else:

@@ -5,20 +5,30 @@ Every problem of every row is collected and raised at once (one line each), so a
 manifest's folder. A column this version does not take (``tags``: the tissue tags come from
 ``threshold`` and ``core_threshold``) is recognised and refused with the reason, rather than
 ignored: a silently ignored option would be a different patient model.
+
+A row with ``scar_rule`` takes the path of ``prepare --scar-rule`` (raw LGE graded by a rule): its
+rule columns are checked by the command line's own reader (:func:`cardioscar.lge.options.scar_rule_request`),
+and the patient trains two fields, scar and core (:mod:`cardioscar.cohort.tasks`).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from cardioscar.errors import CardioScarError
+from cardioscar.lge.options import scar_rule_request
+from cardioscar.lge.prepare import ScarRuleRequest
+from cardioscar.lge.rules import RULES
 from cardioscar.logic import PreprocessingRequest
 from cardioscar.io.meshio import MESH_SUFFIXES
+from cardioscar.simulation.tags import DEFAULT_CORE_TWO_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +55,19 @@ DEFAULTS: dict[str, Any] = {
     "slice_profile": "box",
     "aha": None,
     "export": None,
+    # the scar rule on raw LGE (prepare --scar-rule and its options); empty: the field learns the image's values
+    "scar_rule": None,
+    "scar_thresholds": None,
+    "blood_pool_labels": None,
+    "blood_pool_mask": None,
+    "remote_mask": None,
+    "intensity_offset": None,
+    "expert_scar_labels": None,
+    "expert_core_labels": None,
 }
+
+#: Columns that name a file (relative to the manifest): a mask or label map read by ``prepare``.
+MASK_COLUMNS = ("myocardium_mask", "blood_pool_mask", "remote_mask")
 
 #: Columns of later pipeline stages: recognised, refused with the reason while unsupported.
 PLANNED = {
@@ -61,7 +83,8 @@ _POINT = re.compile(r"^\s*-?[\d.]+(?:[eE][-+]?\d+)?(?:\s*,\s*-?[\d.]+(?:[eE][-+]
 COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
     "scar_labels", "myocardium_labels", "myocardium_mask", "myocardium_margin", "slice_indices", "slice_axis",
     "slice_thickness_padding", "normalize_intensities", "partial_volume_correction", "slice_profile", "shape_prior",
-    "preset", "seed", "max_epochs", "threshold")} | {
+    "preset", "seed", "max_epochs", "threshold", "scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
+    "remote_mask", "intensity_offset", "expert_scar_labels", "expert_core_labels")} | {
     "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image", "--mesh": "mesh"}
 _OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -171,6 +194,23 @@ def _export(value: Any) -> Optional[tuple[str, ...]]:
     return formats
 
 
+def _two_numbers(value: Any) -> list[float]:
+    """``BORDER,CORE`` as two numbers; their order and range per rule are checked by the rule's
+    own reader (:func:`cardioscar.lge.rules.parse_thresholds`)."""
+    parts = value if isinstance(value, (list, tuple)) else _text(value).split(",")
+    numbers = [float(_text(part)) for part in parts]
+    if len(numbers) != 2 or not all(math.isfinite(n) for n in numbers):
+        raise ValueError(value)
+    return numbers
+
+
+def _finite(value: Any) -> float:
+    number = float(_text(value))
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
 #: column -> (parser, what a valid value looks like)
 _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "slice_indices": (_slice_indices, "comma-separated slice indices >= 0, e.g. 2,5,8"),
@@ -192,6 +232,12 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "myocardium_margin": (_bounded(int, 0), "a whole number of pixels >= 0 (0: none)"),
     "slice_profile": (_choice("box", "gaussian"), "box or gaussian"),
     "export": (_export, "opencarp, vtu or opencarp;vtu"),
+    "scar_rule": (_choice(*RULES), f"one of {', '.join(RULES)} (as prepare --scar-rule)"),
+    "scar_thresholds": (_two_numbers, "two numbers BORDER,CORE, e.g. 2,3 for nsd (as prepare --scar-thresholds)"),
+    "blood_pool_labels": (_int_list, "comma-separated integer labels of the blood pool, e.g. 1"),
+    "intensity_offset": (_finite, "a number: the stored value of zero signal, e.g. 2048"),
+    "expert_scar_labels": (_int_list, "comma-separated integer labels the experts drew as scar, e.g. 3,4"),
+    "expert_core_labels": (_int_list, "comma-separated integer labels of the experts' core, e.g. 4"),
 }
 
 
@@ -295,11 +341,12 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
             problem(f"column 'image': {base / image} does not exist")
 
     options = dict(DEFAULTS)
-    mask = _text(row.get("myocardium_mask"))
-    if mask and not (base / mask).is_file():
-        problem(f"column 'myocardium_mask': {base / mask} does not exist")
-    elif mask:
-        options["myocardium_mask"] = str((base / mask).resolve())
+    for column in MASK_COLUMNS:
+        mask = _text(row.get(column))
+        if mask and not (base / mask).is_file():
+            problem(f"column '{column}': {base / mask} does not exist")
+        elif mask:
+            options[column] = str((base / mask).resolve())
     try:
         options["aha"] = _aha(row.get("aha"), base)
     except ValueError:
@@ -318,7 +365,10 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     if options["myocardium_margin"] and options["myocardium_labels"] is None and options["myocardium_mask"] is None:
         problem(f"column 'myocardium_margin' ({options['myocardium_margin']}) widens a myocardium: give "
                 "myocardium_labels (a label map) or myocardium_mask too, or leave it empty")
-    if options["core_threshold"] <= options["threshold"]:
+    if options["scar_rule"] is not None and _text(row.get("core_threshold")) == "":
+        # two fields: the core model's probability is cut at the two-field default, as export's --core
+        options["core_threshold"] = DEFAULT_CORE_TWO_FIELDS
+    if options["scar_rule"] is None and options["core_threshold"] <= options["threshold"]:
         problem(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold "
                 f"({options['threshold']})")
     if errors:
@@ -331,8 +381,25 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     return spec, []
 
 
-def preparation_request(spec: PatientSpec) -> PreprocessingRequest:
-    """What ``cardioscar prepare`` would be asked for this patient."""
+def rule_request(spec: PatientSpec, target: str = "scar") -> Optional[ScarRuleRequest]:
+    """The scar rule ``cardioscar prepare --scar-rule ... --scar-target TARGET`` would be asked for
+    this patient (None without ``scar_rule``), through the command line's own reader, so that the
+    manifest refuses what ``prepare`` refuses (its options then named as the columns, :func:`in_manifest_terms`)."""
+    options = spec.options
+    thresholds = options["scar_thresholds"]
+    args = argparse.Namespace(
+        scar_rule=options["scar_rule"], scar_target=target,
+        scar_thresholds=None if thresholds is None else ",".join(str(t) for t in thresholds),
+        blood_pool_labels=options["blood_pool_labels"], intensity_offset=options["intensity_offset"],
+        expert_scar_labels=options["expert_scar_labels"], expert_core_labels=options["expert_core_labels"],
+        myocardium_labels=options["myocardium_labels"],
+        **{column: None if options[column] is None else Path(options[column]) for column in MASK_COLUMNS})
+    return scar_rule_request(args)
+
+
+def preparation_request(spec: PatientSpec, target: str = "scar") -> PreprocessingRequest:
+    """What ``cardioscar prepare`` would be asked for this patient (with a scar rule: for the
+    ``target`` field, scar or core)."""
     options = spec.options
     return PreprocessingRequest(
         mesh_path=spec.mesh,
@@ -347,6 +414,7 @@ def preparation_request(spec: PatientSpec) -> PreprocessingRequest:
         myocardium_mask=options["myocardium_mask"],
         myocardium_margin_px=options["myocardium_margin"],
         slice_profile=options["slice_profile"],
+        scar_rule=rule_request(spec, target),
     )
 
 

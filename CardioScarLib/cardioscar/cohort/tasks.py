@@ -5,6 +5,11 @@ The pipeline is the library's own (:mod:`cardioscar.logic`, the calls the ``prep
 chain gives for the same seed. Outputs go to a hidden temporary folder beside ``D/<id>`` that is
 renamed into place only when complete: a killed worker leaves no half-written patient behind.
 
+With a scar rule (the manifest's ``scar_rule``) the patient takes the two-model path of ``prepare
+--scar-rule``: a scar field (border zone + core) and a core field (``--scar-target core``) from the
+same rule, trained and applied with the patient's seed; its border zone and core are then tissue
+classes (the two fields' tags, as ``export --core-mesh`` tags them), not bands of one probability.
+
 A user error (:class:`CardioScarError`, an unreadable file) is returned as a ``failed`` record
 with its one-line message; it would fail the same way again, so it is not retried. Anything else
 propagates, so that Dask retries the task (boundedly) on another attempt.
@@ -36,13 +41,20 @@ logger = logging.getLogger(__name__)
 PIPELINE_VERSION = 1
 REPORT = "report.json"
 MODEL = "model.pth"
+#: The core model of a patient with a scar rule (``prepare --scar-target core``), beside the scar's MODEL.
+CORE_MODEL = "core_model.pth"
 PARTIAL = ".partial-"
-#: Options whose value (a string) is a file: a myocardium mask, an AHA label map.
-FILE_OPTIONS = ("myocardium_mask", "aha")
+#: Options whose value (a string) is a file: the masks (myocardium, blood pool, remote), an AHA label map.
+FILE_OPTIONS = ("myocardium_mask", "blood_pool_mask", "remote_mask", "aha")
 DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
 #: Options added after cohorts were first run, with the default that behaves as before: left out
 #: of the hash at that default, so results written before the option existed stay up to date.
-LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None, "slice_profile": "box"}
+LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None, "slice_profile": "box",
+                 **{name: None for name in ("scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
+                                            "remote_mask", "intensity_offset", "expert_scar_labels",
+                                            "expert_core_labels")}}
+#: Keys of a patient's record that go into its ``report.json`` only (too long for the summary's rows).
+REPORT_ONLY = ("models", "scar_rule")
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
 SIMULATION = "simulation"
 
@@ -50,6 +62,18 @@ SIMULATION = "simulation"
 def prediction_name(spec: PatientSpec) -> str:
     """The annotated mesh keeps the input's format (``scar_prediction.vtu`` for a ``.vtu``)."""
     return f"scar_prediction{spec.mesh.suffix.lower()}"
+
+
+def core_prediction_name(spec: PatientSpec) -> str:
+    """The core model's prediction on the same mesh (a patient with a scar rule)."""
+    return f"core_prediction{spec.mesh.suffix.lower()}"
+
+
+def result_files(spec: PatientSpec) -> list[str]:
+    """The files a complete result holds besides its report: the scar model and its prediction, and
+    with a scar rule the core model and its prediction."""
+    files = [MODEL, prediction_name(spec)]
+    return files + ([CORE_MODEL, core_prediction_name(spec)] if spec.options["scar_rule"] else [])
 
 
 def _file_digest(path: Path, digest: "hashlib._Hash") -> None:
@@ -92,7 +116,7 @@ def up_to_date(spec: PatientSpec, output_dir: Path, digest: str) -> bool:
         report = json.loads((folder / REPORT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return report.get("input_hash") == digest and (folder / prediction_name(spec)).is_file() and (folder / MODEL).is_file()
+    return report.get("input_hash") == digest and all((folder / name).is_file() for name in result_files(spec))
 
 
 def _device(use_gpu: bool):
@@ -140,17 +164,35 @@ def truth_values(spec: PatientSpec, mesh) -> Optional[np.ndarray]:
     return truth
 
 
-def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[np.ndarray]) -> dict:
-    """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares;
-    Dice against ``truth`` (:func:`truth_values`) where there is one."""
+def _classes(spec: PatientSpec, mesh, probability: np.ndarray,
+             core_probability: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Border-zone and core nodes: bands of the one probability (``threshold`` <= p <
+    ``core_threshold``, p >= ``core_threshold``), or with a core model the two fields' node tags
+    (:func:`cardioscar.simulation.tags.tag_mesh`, the rule ``export --core-mesh`` tags with; it
+    refuses a core field that lies outside the scar field)."""
+    threshold, core = spec.options["threshold"], spec.options["core_threshold"]
+    if core_probability is None:
+        core_mask = probability >= core
+        return (probability >= threshold) & ~core_mask, core_mask
+    from cardioscar.simulation.tags import DEFAULT_TAGS, tag_mesh
+
+    tags = tag_mesh(mesh.dataset, probability, core_probability, threshold, core).node_tags
+    return tags == DEFAULT_TAGS[1], tags == DEFAULT_TAGS[2]
+
+
+def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[np.ndarray],
+             core_probability: Optional[np.ndarray] = None) -> dict:
+    """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares, the
+    border zone and core by :func:`_classes`; Dice against ``truth`` (:func:`truth_values`) where
+    there is one."""
     from cardioscar.aha.wall import is_volumetric
     from cardioscar.evaluate.metrics import dice, node_volumes
 
     weights = node_volumes(mesh.dataset)
     total = float(weights.sum())
-    threshold, core = spec.options["threshold"], spec.options["core_threshold"]
+    threshold = spec.options["threshold"]
     scar = probability >= threshold
-    core_mask = probability >= core
+    border, core_mask = _classes(spec, mesh, probability, core_probability)
 
     def share(mask: np.ndarray) -> Optional[float]:
         return round(100.0 * float(weights[mask].sum()) / total, 4) if total > 0 else None
@@ -162,8 +204,9 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[n
         "scar_volume_ml": round(measured / 1000.0, 4) if volumetric else None,
         "scar_area_cm2": None if volumetric else round(measured / 100.0, 4),
         "scar_percent": share(scar),
-        "border_percent": share(scar & ~core_mask),
+        "border_percent": share(border),
         "core_percent": share(core_mask),
+        "classes": "bands" if core_probability is None else "tissue",
         "dice": score,
     }
 
@@ -253,10 +296,13 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict
     return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in rows}}
 
 
-def _export(spec: PatientSpec, prediction: Path, folder: Path) -> dict:
+def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: Optional[Path] = None,
+            scar_rule: Optional[dict] = None) -> dict:
     """The simulator files of ``spec``'s ``export`` formats in ``folder`` (``heart.*``), tagged
     healthy / border zone / core at the patient's ``threshold`` and ``core_threshold`` (as
-    ``cardioscar export --border-zone T --core C``); returns the file names and the tag volumes."""
+    ``cardioscar export --border-zone T --core C``; with a scar rule, by the two fields and with
+    the rule's record in the sidecar, as ``export --core-mesh core_pred --rule-from scar.npz``);
+    returns the file names and the tag volumes."""
     from cardioscar.simulation.export import export_model
 
     folder.mkdir()
@@ -264,7 +310,8 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path) -> dict:
     with _SaidBeforeTraining():
         for fmt in spec.options["export"]:
             tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
-                                       core=spec.options["core_threshold"])
+                                       core=spec.options["core_threshold"], core_mesh=core_prediction,
+                                       scar_rule=scar_rule)
             written += [path.name for path in files.values()]
     return {"folder": folder.name, "files": sorted(written), "tags": tags.summary()}
 
@@ -307,15 +354,56 @@ def training_config(spec: PatientSpec, threads: int = 1):
     return TrainingConfig.fast(**overrides) if options["preset"] == "fast" else TrainingConfig(**overrides)
 
 
+def _fit(spec: PatientSpec, target: str, mesh, model: Path, prediction: Path, threads: int, device) -> tuple:
+    """prepare -> train -> apply of one field (``target``: scar, or a scar rule's core), the model
+    and its prediction written; returns (prepared data, checkpoint, inference result). Both fields
+    of a patient are trained and applied with its seed, as the README's two-model path; the core
+    prediction's ``scar_binary`` is its call at ``core_threshold``, where the tags cut it."""
+    from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
+        train_scar_model
+
+    options = spec.options
+    prepared = prepare_training_data(preparation_request(spec, target))
+    checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
+    save_trained_model(checkpoint, model)
+    threshold = options["core_threshold"] if target == "core" else options["threshold"]
+    result = apply_scar_model(model, mesh, options["mc_samples"], threshold=threshold, device=device,
+                              seed=options["seed"])
+    save_inference_result(result, mesh, prediction)
+    return prepared, checkpoint, result
+
+
+def _fit_details(checkpoint: dict) -> dict:
+    """Fit quality of one model: loss, variance explained, epochs, and whether the prior was on."""
+    from cardioscar.fit.training import variance_explained
+
+    history = checkpoint["history"]
+    variance = history.get("target_variance") or 0.0
+    return {
+        "best_loss": float(history["best_loss"]),
+        "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,
+        "epochs": int(history["epochs_run"]),
+        # the kept run's seed: the fast preset retrains a missed scar patch from the next seed (EMIDEC
+        # P026: seed 42's run called a 12-pixel patch healthy, 43's is kept), which options.seed hides
+        "fit_seed": int(history["seed"]),
+        # what the model trained with: with the fast preset's auto the targets decided, per patient
+        "shape_prior": "on" if checkpoint.get("shape_prior") else "off",
+    }
+
+
+def _model_entry(model: str, prediction: Path, checkpoint: dict, result) -> dict:
+    """One model's entry in ``report.json``'s ``models``: its files, fit and mean uncertainty."""
+    return {"model": model, "prediction": prediction.name, **_fit_details(checkpoint),
+            "mean_uncertainty": round(result.mean_uncertainty, 6)}
+
+
 def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool) -> dict:
-    """prepare -> train -> apply into ``folder``; returns the measurements and fit details."""
+    """prepare -> train -> apply into ``folder`` (twice with a scar rule: scar and core); returns
+    the measurements and fit details."""
     import torch
 
     from cardioscar.fit.devices import describe_device
-    from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
-        train_scar_model
     from cardioscar.io.meshio import read_mesh
-    from cardioscar.fit.training import variance_explained
 
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
@@ -328,35 +416,34 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
 
         (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
     check_aha(spec, mesh)
-    prepared = prepare_training_data(preparation_request(spec))
-    checkpoint = train_scar_model(prepared, training_config(spec, threads), device)
-    save_trained_model(checkpoint, folder / MODEL)
-    result = apply_scar_model(folder / MODEL, mesh, options["mc_samples"], threshold=options["threshold"],
-                              device=device, seed=options["seed"])
-    save_inference_result(result, mesh, folder / prediction_name(spec))
+    prediction = folder / prediction_name(spec)
+    prepared, checkpoint, result = _fit(spec, "scar", mesh, folder / MODEL, prediction, threads, device)
+    models = {"scar": _model_entry(MODEL, prediction, checkpoint, result)}
+    core_prediction, core_probability, rule = None, None, None
+    if options["scar_rule"]:
+        rule = json.loads(prepared.scar_rule)
+        core_prediction = folder / core_prediction_name(spec)
+        _, core_checkpoint, core_result = _fit(spec, "core", mesh, folder / CORE_MODEL, core_prediction, threads,
+                                               device)
+        core_probability = core_result.mean_predictions
+        models["core"] = _model_entry(CORE_MODEL, core_prediction, core_checkpoint, core_result)
+    measured = _measure(spec, mesh, result.mean_predictions, truth, core_probability)  # before the export: its checks
     aha = None
     if options["aha"] is not None:
-        aha = _aha(spec, folder / prediction_name(spec), folder / "aha", final / prediction_name(spec))
-    exported = None if options["export"] is None else _export(spec, folder / prediction_name(spec),
-                                                               folder / SIMULATION)
-    history = checkpoint["history"]
-    variance = history.get("target_variance") or 0.0
+        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec))
+    exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,
+                                                               core_prediction, rule)
     return {
-        **_measure(spec, mesh, result.mean_predictions, truth),
+        **measured,
         "mean_uncertainty": round(result.mean_uncertainty, 6),
-        "best_loss": float(history["best_loss"]),
-        "variance_explained": round(variance_explained(history["best_loss"], variance), 4) if variance > 0 else None,
-        "epochs": int(history["epochs_run"]),
-        # the kept run's seed: the fast preset retrains a missed scar patch from the next seed (EMIDEC
-        # P026: seed 42's run called a 12-pixel patch healthy, 43's is kept), which options.seed hides
-        "fit_seed": int(history["seed"]),
-        # what the model trained with: with the fast preset's auto the targets decided, per patient
-        "shape_prior": "on" if checkpoint.get("shape_prior") else "off",
+        **_fit_details(checkpoint),
         "n_mesh_nodes": int(prepared.n_mesh_nodes),
         "n_groups": int(prepared.n_groups),
         "device": describe_device(device),
         "aha": aha,
         "export": exported,
+        "models": models,
+        "scar_rule": rule,
     }
 
 
@@ -418,7 +505,8 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
         with kept:
             record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu))
         record.update(status="done", seconds=round(time.perf_counter() - start, 3), warnings=kept.messages)
-        report = {**record, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},
+        report_only = {key: record.pop(key) for key in REPORT_ONLY}
+        report = {**record, **report_only, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},
                   "options": spec.options, "pipeline_version": PIPELINE_VERSION}
         with atomic_write(folder / REPORT) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
