@@ -351,7 +351,7 @@ class AttriVAETest(ScriptedLoadableModuleTest):
 
         from CardioScarLogic.background import worker_environment, worker_python
 
-        self.delayDisplay("Train a small model (cardioscar attrivae demo, minutes), then predict and explain")
+        self.delayDisplay("Train a small model (cardioscar attrivae demo, under a minute), then predict and explain")
         folder = pathlib.Path(slicer.util.tempDirectory())
         demo = subprocess.run([worker_python(True), "-m", "cardioscar", "attrivae", "demo", "--output-dir",
                                str(folder)], env=worker_environment(), capture_output=True, text=True)

@@ -371,3 +371,48 @@ def test_traversal_moves_only_the_chosen_dimension_and_readout_flags_extrapolati
     values, outside = attribute_readout(checkpoint, np.array([0.0, 1.5, 9.0]))
     assert values == pytest.approx({"lv_volume_ml": 150.0, "age": 110.0})
     assert outside == {"lv_volume_ml": False, "age": True}
+
+
+def _prepared_from_files(folder, image: np.ndarray, labels: np.ndarray, convention: LabelConvention) -> PreparedCase:
+    """The case as ``attrivae explain`` reads it: an image and its label map written as NIfTI files."""
+    from cardioscar.attrivae.preprocess import prepare_case
+
+    for array, name in ((image.astype(np.float32), "lge.nii.gz"), (labels.astype(np.uint8), "labels.nii.gz")):
+        volume = sitk.GetImageFromArray(array)
+        volume.SetSpacing((1.6, 1.6, 10.0))
+        sitk.WriteImage(volume, str(folder / name))
+    return prepare_case(folder / "lge.nii.gz", folder / "labels.nii.gz", convention, PreprocessConfig(cube=16))
+
+
+def _magenta_pixels(png) -> int:
+    from matplotlib.image import imread
+
+    rgb = imread(str(png))[..., :3]
+    return int(((rgb[..., 0] > 0.85) & (rgb[..., 1] < 0.35) & (rgb[..., 2] > 0.85)).sum())
+
+
+@pytest.mark.parametrize("infarct_sector", [0.5, None], ids=["infarct drawn", "no infarct"])
+def test_explain_png_outlines_the_experts_infarct(tmp_path, infarct_sector):
+    """explain.png drew the attention over the image with the LV outlined but not the experts'
+    infarct, so nobody could see whether the attention sits on it: now its contour (labels 3,4 of
+    an EMIDEC-style map, magenta), and none on a map without infarct."""
+    from cardioscar.attrivae.explain import write_explain_png
+    from cardioscar.attrivae.predict import Prediction
+
+    labels = ring_labels(14.0, 7.0, infarct_sector)
+    image = 100.0 + 500.0 * (labels == 1) + 600.0 * (labels == 3) + np.random.default_rng(0).normal(0, 40, labels.shape)
+    prepared = _prepared_from_files(tmp_path, image, labels, LabelConvention())
+    assert prepared.infarct_labels == (3, 4) and prepared.infarct.any() == (infarct_sector is not None)
+    attention = np.where(prepared.lv, 0.8, 0.0)
+    # write_explain_png reads the case and the result only; the network's parts are not drawn
+    write_explain_png(tmp_path / "explain.png", Prediction({"mi_probability": 0.9}, prepared, None, None, None),
+                      {"infarct_size": attention})
+    assert (_magenta_pixels(tmp_path / "explain.png") > 20) == (infarct_sector is not None)
+
+
+def test_acdc_s_label_3_is_its_cavity_not_an_infarct(tmp_path):
+    labels = ring_labels(14.0, 7.0, None)
+    acdc = np.where(labels == 1, 3, labels)  # ACDC: cavity 3, myocardium 2
+    image = 100.0 + 500.0 * (labels == 1) + np.random.default_rng(0).normal(0, 40, labels.shape)
+    prepared = _prepared_from_files(tmp_path, image, acdc, LabelConvention(cavity=(3,), myocardium=(2,)))
+    assert prepared.infarct_labels == () and not prepared.infarct.any()

@@ -243,6 +243,26 @@ def test_memory_running_out_while_applying_names_the_script_s_inference_options(
     assert not (tmp_path / "o.vtk").exists()
 
 
+@pytest.mark.parametrize("step, patched, advice", [
+    ("training", "fit_scar_field", "--batch-size (or --mc-samples)"),
+    ("prediction", "mc_dropout_predict", "--inference-batch-size (or --inference-mc-samples)")])
+def test_memory_running_out_in_the_training_route_names_the_step_s_options(case, tmp_path, capsys, monkeypatch,
+                                                                           step, patched, advice):
+    """Training and then predicting (no --model): the advice named train's --batch-size/--mc-samples
+    whichever step ran out; now the step's own (injected MemoryError, as above)."""
+    import cardioscar.logic
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(cardioscar.logic, patched, out_of_memory)
+    argv = [str(a) for a in _common(case)] + ["--max-epochs", "2", "--output", str(tmp_path / "o.vtk")]
+    assert _load_script().run(argv) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error:" in line]
+    assert err == [f"cardioscar_batch: error: out of memory; lower {advice}"], step
+    assert not (tmp_path / "o.vtk").exists()
+
+
 def test_batch_pools_several_volumes(tmp_path):
     """`--volume stack long_axis`: both loaded as nodes and pooled by the Logic, `--slices`
     counting across them; the result equals the Logic given the two nodes in-process."""

@@ -523,7 +523,7 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
                      "row 2 (id b): column 'scar_thresholds' must be two numbers BORDER,CORE",
                      "row 2 (id b): column 'blood_pool_labels' must be comma-separated integer labels",
                      "row 2 (id b): column 'intensity_offset' must be a number",
-                     "row 3 (id c): scar_thresholds, --blood-pool-*, remote_mask and intensity_offset need scar_rule",
+                     "row 3 (id c): blood_pool_labels needs scar_rule {nsd,fwhm,iir,psi}",
                      f"row 4 (id d): column 'remote_mask': {tmp_path / 'missing.nii.gz'} does not exist",
                      "row 5 (id e): scar_thresholds 0.7,0.3 for scar_rule psi",
                      "row 6 (id f): remote_mask is used by scar_rule nsd only",

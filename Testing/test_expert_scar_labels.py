@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from cardioscar.cli import main
 from cardioscar.errors import CardioScarError
-from cardioscar.lge.prepare import ScarRuleRequest, rule_targets
+from cardioscar.lge.prepare import ScarRuleRequest, graded_targets, rule_targets
 from cardioscar.lge.rules import CORE, apply_rule
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, raw_lge_acquisition, write_phantom
 from cardioscar.prepare.myocardium import masks_from_image
@@ -125,11 +125,17 @@ BAD = [
       "--expert-core-labels", "4"], "--expert-core-labels 4 needs --expert-scar-labels"),
     (["--scar-rule", "nsd", "--myocardium-mask", "NO_SCAR", "--myocardium-labels", "2,3,4", "--expert-scar-labels",
       "3,4"], "--expert-scar-labels 3,4 match no pixel of --myocardium-mask no_scar.nii.gz on the chosen slices"),
+    # label 0 (the background) as the experts' scar graded every pixel off the heart "scar", exit 0
+    (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--myocardium-labels", "0,2,3,4", "--expert-scar-labels", "0"],
+     "--expert-scar-labels 0 holds label 0, the label map's background"),
+    (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--myocardium-labels", "0,2,3,4", "--expert-scar-labels",
+      "3,4"], "--myocardium-labels 0,2,3,4 holds label 0, the label map's background"),
 ]
 
 
 @pytest.mark.parametrize("extra, fragment", BAD, ids=["no rule", "no labels", "not myocardium", "core not scar",
-                                                      "core alone", "no pixel"])
+                                                      "core alone", "no pixel", "background as scar",
+                                                      "background as myocardium"])
 def test_bad_expert_labels_are_refused_in_one_line(case, extra, fragment, capsys, tmp_path):
     files = {"LABELS": str(case["out"] / "labels.nii.gz"), "NO_SCAR": str(case["out"] / "no_scar.nii.gz")}
     args = ["prepare", "--mesh", str(case["mesh"]), "--image", str(case["out"] / "lge.nii.gz"),
@@ -203,3 +209,49 @@ def test_the_requests_label_lists_are_whole_numbers_in_python():
                                               r"\[3, 4\], got '3,4' \(the text form is the command line's\)$"):
         ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4],
                         expert_scar_labels="3,4")
+
+
+def test_the_background_is_refused_as_the_experts_core_in_python():
+    with pytest.raises(CardioScarError, match=r"^--expert-core-labels 0 holds label 0, the label map's background"):
+        ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4],
+                        expert_scar_labels=[3, 4], expert_core_labels=[0])
+
+
+def _ring(healthy_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A noisy myocardial ring of ~450 pixels (41 x 41) and its healthy part: the rows below
+    ``healthy_rows`` (the rest the experts' scar)."""
+    rows, cols = np.mgrid[0:41, 0:41]
+    radius = np.hypot(rows - 20, cols - 20)
+    ring = (radius > 12) & (radius < 17)
+    values = 100 + np.random.default_rng(0).normal(0, 10, ring.shape)
+    return values, ring, ring & (rows >= 41 - healthy_rows)
+
+
+@pytest.mark.parametrize("rule", ["nsd", "psi", "fwhm"])
+def test_a_slice_searched_in_the_whole_myocardium_is_warned_about(rule, warnings_of_cardioscar):
+    """Slices 'a' and 'c' keep under 60 healthy pixels (4 rows of the ring), 'b' over 200: one
+    warning names 'a' and 'c' (their darkest sector may lie on the experts' scar), not 'b'."""
+    slices = [_ring(4), _ring(20), _ring(3)]
+    apply_rule(rule, [s[0] for s in slices], [s[1] for s in slices], healthy=[s[2] for s in slices],
+               slice_names=["a", "b", "c"])
+    assert [s[2].sum() < 60 <= slices[1][2].sum() for s in slices] == [True, False, True]
+    searched = [w for w in warnings_of_cardioscar if "sought in the whole myocardium" in w]
+    assert len(searched) == 1 and "on 2 slice(s) (a, c)" in searched[0], warnings_of_cardioscar
+
+
+def test_a_remote_mask_or_iir_searches_no_sector_and_is_not_warned_about(warnings_of_cardioscar):
+    values, ring, healthy = _ring(4)
+    apply_rule("nsd", [values], [ring], remote=[ring], healthy=[healthy])
+    apply_rule("iir", [values], [ring], blood_pool=[~ring], healthy=[healthy])
+    assert not [w for w in warnings_of_cardioscar if "sought in the whole myocardium" in w]
+
+
+@pytest.mark.parametrize("rule", ["nsd", "psi", "fwhm", "iir"])
+def test_a_blood_pool_a_rule_does_not_read_is_warned_about(case, rule, warnings_of_cardioscar):
+    """Only iir reads the blood pool (the myocardium's cavity checks use the label map's own): given
+    to another rule it was accepted and unused, silently."""
+    request = ScarRuleRequest(rule=rule, myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4])
+    blood = [~m for m in case["myocardium"]]
+    graded_targets(request, case["layers"], case["myocardium"], blood, None, "labels.nii.gz")
+    unused = [w for w in warnings_of_cardioscar if "are used by --scar-rule iir only" in w]
+    assert len(unused) == (rule != "iir") and (rule == "iir" or f"; {rule} does not read them" in unused[0])

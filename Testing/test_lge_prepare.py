@@ -115,8 +115,8 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--scar-rule", "nsd"], "needs --myocardium-mask"),
         (["--scar-rule", "nsd", "--myocardium-mask", str(labels_path), "--myocardium-labels", "7"], "has no voxel with labels 7"),
         (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
-        (["--scar-thresholds", "2,3"], "need --scar-rule"),
-        (["--intensity-offset", "2048"], "need --scar-rule"),
+        (["--scar-thresholds", "2,3"], "--scar-thresholds needs --scar-rule"),
+        (["--intensity-offset", "2048"], "--intensity-offset needs --scar-rule"),
         (["--scar-target", "core"], "--scar-target core needs --scar-rule"),  # was ignored: the image learnt as is
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--blood-pool-labels", "1"],
          "is a label map (labels 1,2,3,4) given without --myocardium-labels"),  # the cavity in the mask, any rule

@@ -44,6 +44,7 @@ from cardioscar import cli  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.cohort import manifest as cohort_manifest  # noqa: E402
 from cardioscar.fit.training import TrainingConfig  # noqa: E402
+from cardioscar.lge.options import scar_rule_request  # noqa: E402
 from cardioscar import logic as api  # noqa: E402
 from cardioscar.shape_prior import field as prior_field  # noqa: E402
 
@@ -129,12 +130,46 @@ TABLE: dict[str, Option] = {
     "expert core labels": Option(
         "prepare --expert-core-labels", "ScarRuleRequest.expert_core_labels", "ReconstructionOptions.expert_core_labels",
         ("expertCoreLabels", "expert_core_labels"), "--expert-core-labels", "expert_core_labels", "4", [4]),
+    "scar rule": Option(
+        "prepare --scar-rule", "PreprocessingRequest.scar_rule; ScarRuleRequest.rule", "ReconstructionOptions.scar_rule",
+        ("scarRule", "scar_rule"), "--scar-rule", "scar_rule", "psi", "psi"),
+    "scar-rule thresholds": Option(
+        "prepare --scar-thresholds", "ScarRuleRequest.thresholds", "ReconstructionOptions.scar_thresholds",
+        ("scarThresholds", "scar_thresholds"), "--scar-thresholds", "scar_thresholds", "0.3,0.6", (0.3, 0.6)),
+    "scar-rule target (scar or core)": Option(
+        "prepare --scar-target", "ScarRuleRequest.target", "ReconstructionOptions.scar_target",
+        ("scarTarget", "scar_target"), "--scar-target",
+        Absent("a row with scar_rule trains both fields, scar and core (prepare --scar-target scar, then core), "
+               "and exports them tagged"), "core", "core"),
+    "blood-pool mask": Option(
+        "prepare --blood-pool-mask", "ScarRuleRequest.blood_pool_path", "CardioScarLogic.train_and_apply(blood_pool_node)",
+        ("bloodPoolMask", "blood_pool_node"), "--blood-pool-mask", "blood_pool_mask", "lge.nii.gz", Path("lge.nii.gz")),
+    "blood-pool labels": Option(
+        "prepare --blood-pool-labels", "ScarRuleRequest.blood_pool_labels", "ReconstructionOptions.blood_pool_labels",
+        ("bloodPoolLabels", "blood_pool_labels"), "--blood-pool-labels", "blood_pool_labels", "1", [1]),
+    "remote mask": Option(
+        "prepare --remote-mask", "ScarRuleRequest.remote_path", "CardioScarLogic.train_and_apply(remote_node)",
+        ("remoteMask", "remote_node"), "--remote-mask", "remote_mask", "lge.nii.gz", Path("lge.nii.gz")),
+    "intensity offset": Option(
+        "prepare --intensity-offset", "ScarRuleRequest.intensity_offset", "ReconstructionOptions.intensity_offset",
+        ("intensityOffset", "intensity_offset"), "--intensity-offset", "intensity_offset", "2048", 2048.0),
 }
 
 #: Options of a scar rule, and what they need beside them to be read (on the Logic, in the batch script, in
 #: the cohort manifest, where the rule's myocardium mask is a file).
 RULE_CONTEXT = {"expert scar labels": {"scar_rule": "nsd", "myocardium_labels": "2,3,4"},
-                "expert core labels": {"scar_rule": "nsd", "myocardium_labels": "2,3,4", "expert_scar_labels": "3,4"}}
+                "expert core labels": {"scar_rule": "nsd", "myocardium_labels": "2,3,4", "expert_scar_labels": "3,4"},
+                "scar rule": {}, "scar-rule thresholds": {"scar_rule": "psi"},
+                "scar-rule target (scar or core)": {"scar_rule": "nsd"}, "blood-pool mask": {"scar_rule": "iir"},
+                "blood-pool labels": {"scar_rule": "iir"}, "remote mask": {"scar_rule": "nsd"},
+                "intensity offset": {"scar_rule": "iir"}}
+
+#: A scar rule's options (the command line's dest, the Logic's field and the manifest's column: one
+#: name) -> the ScarRuleRequest field where the rule reads them, on every face.
+RULE_REQUEST = {"scar_rule": "rule", "scar_thresholds": "thresholds", "scar_target": "target",
+                "blood_pool_mask": "blood_pool_path", "blood_pool_labels": "blood_pool_labels",
+                "remote_mask": "remote_path", "intensity_offset": "intensity_offset",
+                "expert_scar_labels": "expert_scar_labels", "expert_core_labels": "expert_core_labels"}
 
 #: Options that are constants on purpose: on no face (where to change them: the module named).
 CONSTANTS = {"shape prior residual decay": (prior_field, "RESIDUAL_DECAY_MM", "residual_decay")}
@@ -154,10 +189,10 @@ REQUIRED = {"prepare": ["--mesh", "m.vtk", "--image", "i.nii.gz", "--output", "d
 
 def _parsed(options, attribute: str) -> Any:
     """A ReconstructionOptions value as the Logic reads it (label lists are kept as typed)."""
+    if attribute in RULE_REQUEST:
+        return getattr(options.scar_rule_request("labels"), RULE_REQUEST[attribute])
     readers = {"scar_labels": lambda: options.parsed_scar_labels(False),
-               "myocardium_labels": options.parsed_myocardium_labels,
-               "expert_scar_labels": lambda: options.scar_rule_request("labels").expert_scar_labels,
-               "expert_core_labels": lambda: options.scar_rule_request("labels").expert_core_labels}
+               "myocardium_labels": options.parsed_myocardium_labels}
     return readers[attribute]() if attribute in readers else getattr(options, attribute)
 
 
@@ -200,8 +235,19 @@ def test_command_line(name, names, option):
         action = _action(verbs[verb], flag)
         assert action is not None, f"cardioscar {verb} has no {flag} ({name})"
         if option.value and action.nargs != 0:
-            parsed = verbs[verb].parse_args(REQUIRED[verb] + [flag, option.value])
-            assert getattr(parsed, action.dest) == option.expected, (verb, flag)
+            parsed = verbs[verb].parse_args(REQUIRED[verb] + _rule_flags(name) + [flag, option.value])
+            value = getattr(parsed, action.dest)
+            if action.dest in RULE_REQUEST:  # followed to the request prepare grades with
+                value = getattr(scar_rule_request(parsed), RULE_REQUEST[action.dest])
+            assert value == option.expected, (verb, flag)
+
+
+def _rule_flags(name: str) -> list[str]:
+    """The flags a scar rule's option needs beside it on the command line (the rule's myocardium mask)."""
+    if name not in RULE_CONTEXT:
+        return []
+    context = {"myocardium_mask": "m.nii.gz", **RULE_CONTEXT[name]}
+    return [f"--{key.replace('_', '-')}={value}" for key, value in context.items()]
 
 
 @pytest.mark.parametrize("name, names, option", _cases("api"))
@@ -228,7 +274,7 @@ def test_slicer_logic(name, names, option):
     assert attribute in {f.name for f in dataclasses.fields(csl.ReconstructionOptions)}, names
     if option.expected is None:
         return
-    given = option.value if isinstance(option.expected, list) else option.expected  # labels as typed
+    given = option.value if isinstance(option.expected, (list, tuple)) else option.expected  # labels as typed
     options = csl.ReconstructionOptions(**{**RULE_CONTEXT.get(name, {}), attribute: given})
     assert _parsed(options, attribute) == option.expected
     if attribute in ("mc_samples", "seed", "shape_prior"):  # reaches the configuration the worker trains with
@@ -238,12 +284,12 @@ def test_slicer_logic(name, names, option):
 def _keywords_reading(tree: ast.Module, parameter: str) -> set[str]:
     """The keywords to which CardioScarWidget hands ``p.<parameter>`` (p: its parameter node), also
     where it does so only while its widget applies (``p.x if <condition> else <default>``, as the
-    margin while no scar rule is chosen)."""
+    margin while no scar rule is chosen, or ``<default> if <condition> else p.x``)."""
     widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "CardioScarWidget")
 
     def reads(value) -> bool:
-        if isinstance(value, ast.IfExp):
-            return reads(value.body)
+        if isinstance(value, ast.IfExp):  # also ``None if <no rule> else p.x``, as the scar rule's box
+            return reads(value.body) or reads(value.orelse)
         return (isinstance(value, ast.Attribute) and value.attr == parameter and isinstance(value.value, ast.Name)
                 and value.value.id == "p")
 
@@ -268,9 +314,10 @@ def test_batch_script(name, names, option, batch, tmp_path):
     action = _action(parser, names)
     assert action is not None, f"cardioscar_batch.py has no {names} ({name})"
     base = ["--volume", "v.nii.gz", "--mesh", "m.vtk", "--output", "o.vtk"]
-    if name == "myocardium mask":  # a file the script loads as a node for train_and_apply(myocardium_mask=)
-        source = inspect.getsource(batch.run)
-        assert '("myocardium_mask", args.myocardium_mask)' in source
+    logic = TABLE[name].logic
+    if isinstance(logic, str) and "(" in logic:  # a file the script loads as a node for train_and_apply(<parameter>=)
+        parameter = logic.split("(")[1].rstrip(")")
+        assert f'("{parameter}", args.{action.dest})' in inspect.getsource(batch.run), names
         return
     rule = ["--scar-rule", "psi"] if name == "myocardium segment" else []  # a segment names a rule's mask
     rule += [f"--{key.replace('_', '-')}={value}" for key, value in RULE_CONTEXT.get(name, {}).items()]
@@ -289,7 +336,8 @@ def test_batch_script(name, names, option, batch, tmp_path):
 #: Columns a column needs beside it in a valid row (a myocardium label map's scar labels; a
 #: margin's myocardium).
 NEEDS = {"myocardium_labels": {"scar_labels": "2"}, "myocardium_margin": {"myocardium_labels": "2,3", "scar_labels": "2"},
-         **{TABLE[name].cohort: {**context, "myocardium_mask": "lge.nii.gz"} for name, context in RULE_CONTEXT.items()}}
+         **{TABLE[name].cohort: {**context, "myocardium_mask": "lge.nii.gz"} for name, context in RULE_CONTEXT.items()
+            if not isinstance(TABLE[name].cohort, Absent)}}
 
 
 @pytest.mark.parametrize("name, names, option", _cases("cohort"))
@@ -300,7 +348,7 @@ def test_cohort_manifest(name, names, option, tmp_path):
     for stand_in in ("heart.vtk", "lge.nii.gz"):  # read_manifest checks that the files exist; nothing reads them
         (tmp_path / stand_in).write_text("stand-in")
     row = {"id": "p1", "mesh": "heart.vtk", "image": "lge.nii.gz", **NEEDS.get(names, {}),
-           names: "lge.nii.gz" if name == "myocardium mask" else option.value}
+           names: "lge.nii.gz" if names in cohort_manifest.MASK_COLUMNS else option.value}
     (tmp_path / "m.csv").write_text(",".join(row) + "\n" + ",".join(f'"{v}"' for v in row.values()) + "\n")
     (spec,) = cohort_manifest.read_manifest(tmp_path / "m.csv")
     request, config = cohort_manifest.preparation_request(spec), cohort_training_config(spec)
@@ -311,9 +359,8 @@ def test_cohort_manifest(name, names, option, tmp_path):
                "shape_prior": config.shape_prior, "preset": "fast" if fast else "documented", "seed": config.seed,
                "training_mc_samples": config.mc_samples,
                "mc_samples": spec.options["mc_samples"],  # apply_scar_model's, read by cohort.tasks
-               **{column: getattr(request.scar_rule, column, None) for column in ("expert_scar_labels",
-                                                                                 "expert_core_labels")}}[names]
-    expected = (tmp_path / "lge.nii.gz").resolve() if name == "myocardium mask" else option.expected
+               **{column: getattr(request.scar_rule, field, None) for column, field in RULE_REQUEST.items()}}[names]
+    expected = (tmp_path / "lge.nii.gz").resolve() if names in cohort_manifest.MASK_COLUMNS else option.expected
     assert reached == expected, names
 
 

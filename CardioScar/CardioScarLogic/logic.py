@@ -18,7 +18,8 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 import slicer
@@ -156,6 +157,22 @@ def _warn_scar_free(slices: list, scar_labels: list[int], options: Reconstructio
                        masks_from_node(mask_node, slices, options.parsed_myocardium_labels()))
 
 
+@contextmanager
+def verb_of_the_work(verb: str) -> Iterator[None]:
+    """Mark an error raised inside (or memory running out) with the ``cardioscar`` verb whose work
+    ran (``error.cardioscar_verb``), unless an inner step marked it first.
+
+    Why: :meth:`CardioScarLogic.train_and_apply` does train's and apply's work, whose options share
+    names but not meanings (``--batch-size``, ``--mc-samples``), so a face must know which step ran
+    out of memory to name the right ones (the batch script named train's when the prediction had)."""
+    try:
+        yield
+    except (CardioScarError, MemoryError) as error:
+        if not hasattr(error, "cardioscar_verb"):
+            error.cardioscar_verb = verb
+        raise
+
+
 class CardioScarLogic:
     """Reconstruct 3D scar on a model node from LGE slices (Qt-free, GUI-free)."""
 
@@ -244,9 +261,11 @@ class CardioScarLogic:
         device = resolve_device(run.options.force_cpu)
         logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
                     run.prepared.n_nodes, run.prepared.n_groups)
-        checkpoint = train_scar_model(run.prepared, run.options.training_config(), device,
-                                      progress_callback=progress_callback, should_cancel=should_cancel)
-        inference = self._predict(checkpoint, run.points, run.options, device, should_cancel)
+        with verb_of_the_work("train"):
+            checkpoint = train_scar_model(run.prepared, run.options.training_config(), device,
+                                          progress_callback=progress_callback, should_cancel=should_cancel)
+        with verb_of_the_work("apply"):
+            inference = self._predict(checkpoint, run.points, run.options, device, should_cancel)
         return self.finish_training(run, model_node, checkpoint, inference, describe_device(device))
 
     @speaks_logic_words(RECONSTRUCTION_NAMES)

@@ -301,13 +301,16 @@ def _script_names(verb: str, parser: argparse.ArgumentParser) -> dict[str, str]:
 
 def _in_script_words(error: Exception, parser: argparse.ArgumentParser) -> str:
     """The library's words of ``error`` with each command-line option named as this script's option
-    for the same thing (:func:`_script_names` of the verb :func:`_doing` marked it with). Memory
-    running out is the command line's advice (a smaller batch), not a crash."""
+    for the same thing (:func:`_script_names` of the verb :func:`_doing` marked it with, or inside
+    the training route the Logic's :func:`CardioScarLogic.logic.verb_of_the_work`). Memory running
+    out is the command line's advice (a smaller batch of the step that ran out), not a crash."""
     from cardioscar.cli import OUT_OF_MEMORY
     from CardioScarLogic.wording import in_batch_words, library_words
 
     message = OUT_OF_MEMORY if isinstance(error, MemoryError) else library_words(error)
-    return in_batch_words(message, _script_names(getattr(error, "batch_verb", ""), parser))
+    # the verb the script marked, else the one the Logic's train_and_apply marked (train or apply)
+    verb = getattr(error, "batch_verb", None) or getattr(error, "cardioscar_verb", "")
+    return in_batch_words(message, _script_names(verb, parser))
 
 
 def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:

@@ -2,7 +2,9 @@
 
 ``attention_<attribute>.nii.gz``: the Grad-CAM of the attribute's latent dimension, placed back on
 the input image's grid (same size, spacing, origin, direction; 0 outside the LV crop), float32 in
-[0, 1]. ``explain.png``: short-axis slices through the LV with each map over the image.
+[0, 1]. ``explain.png``: short-axis slices through the LV with each map over the image, the LV
+outlined in white and the experts' infarct (labels 3 and 4 where the label map has them as
+myocardium, EMIDEC's) in magenta, so that one sees whether the attention sits on the infarct.
 ``traversal_<attribute>.png``: decoded mid-ventricular slices as the attribute's dimension sweeps
 its training range. ``explain.json`` lists them, and under ``empty_attention`` the attributes whose
 map is 0 everywhere (nothing raises their dimension for this case; warned, and so titled in the
@@ -66,12 +68,14 @@ def _plt():
 
 
 def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.ndarray]) -> None:
-    """Rows: attributes; columns: slices through the LV; the map (jet) over the image (grey), the LV outlined."""
+    """Rows: attributes; columns: slices through the LV; the map (jet) over the image (grey), the LV
+    outlined (white) and the experts' infarct (magenta), where drawn: without it a user could not
+    tell whether the attention sits on the infarct."""
     plt = _plt()
     image = sitk.GetArrayFromImage(prediction.prepared.image).astype(np.float64)
     box = prediction.prepared.box
     ks = _lv_slices(prediction)
-    outline = prediction.prepared.lv
+    outline, infarct = prediction.prepared.lv, prediction.prepared.infarct
     fig, axes = plt.subplots(len(maps), len(ks), figsize=(2.4 * len(ks), 2.4 * len(maps)), squeeze=False)
     for row, (name, volume) in enumerate(maps.items()):
         for col, k in enumerate(ks):
@@ -80,10 +84,14 @@ def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.nda
             ax.imshow(image[window], cmap="gray")
             ax.imshow(np.ma.masked_less_equal(volume[window], 0.05), cmap="jet", vmin=0, vmax=1, alpha=0.5)
             ax.contour(outline[window], levels=[0.5], colors="white", linewidths=0.5)
+            if infarct[window].any():
+                ax.contour(infarct[window], levels=[0.5], colors="magenta", linewidths=0.8)
             label = f"{name} (no attention)" if not volume.any() else name
             ax.set_title(f"{label} k={k}" if col == 0 else f"k={k}", fontsize=7)
             ax.axis("off")
-    fig.suptitle(f"MI probability {prediction.result['mi_probability']:.2f}", fontsize=9)
+    drawn = (f"; magenta: the experts' infarct (labels {','.join(map(str, prediction.prepared.infarct_labels))})"
+             if infarct.any() else "")
+    fig.suptitle(f"MI probability {prediction.result['mi_probability']:.2f}; white: the LV{drawn}", fontsize=9)
     save_figure(fig, path)
 
 

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 #: EMIDEC: 1 cavity, 2 myocardium, 3 infarct, 4 no-reflow. ACDC: cavity 3, myocardium 2.
 EMIDEC_CAVITY = (1,)
 EMIDEC_MYOCARDIUM = (2, 3, 4)
+#: The experts' infarct (EMIDEC 3) and no-reflow (4): outlined in explain.png where they are
+#: myocardium labels of the case's convention (ACDC's 3 is its cavity).
+INFARCT_LABELS = (3, 4)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class PreparedCase:
     labels: np.ndarray          # (k, j, i) int label map on the image grid
     lv: np.ndarray              # (k, j, i) bool: cavity + myocardium under the case's label convention
     spacing: tuple[float, float, float]  # (di, dj, dk) mm
+    infarct_labels: tuple[int, ...] = ()  # of INFARCT_LABELS, those the convention calls myocardium
+
+    @property
+    def infarct(self) -> np.ndarray:
+        """(k, j, i) bool: the experts' infarct (all False without infarct labels, or none drawn)."""
+        return np.isin(self.labels, self.infarct_labels)
 
 
 def read_case(image_path: str | Path, labels_path: str | Path) -> tuple[sitk.Image, np.ndarray]:
@@ -230,7 +239,8 @@ def prepare_case(image_path: str | Path, labels_path: str | Path, convention: La
         raise CardioScarError(f"--image {image_path} has NaN or infinite voxels: fix the file")
     cube, box = prepare_arrays(array, labels, convention, config, f"--labels {labels_path}")
     return PreparedCase(cube, box, image, labels, lv_mask(labels, convention),
-                        tuple(float(s) for s in image.GetSpacing()))  # type: ignore[arg-type]
+                        tuple(float(s) for s in image.GetSpacing()),  # type: ignore[arg-type]
+                        tuple(v for v in INFARCT_LABELS if v in convention.myocardium))
 
 
 def cube_to_image(volume: np.ndarray, box: CropBox) -> np.ndarray:

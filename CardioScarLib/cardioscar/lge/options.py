@@ -21,6 +21,10 @@ def _labels(option: str):
     return parse
 
 
+#: The options read by a scar rule alone (refused without --scar-rule), by their argparse names.
+RULE_ONLY = ("scar_thresholds", "blood_pool_mask", "blood_pool_labels", "remote_mask", "intensity_offset")
+
+
 def add_prepare_options(parser: argparse.ArgumentParser) -> None:
     """Add --scar-rule and its masks to the prepare parser (which has --myocardium-mask/-labels)."""
     defaults = "; ".join(f"{rule} {b:g},{c:g}" for rule, (b, c, *_r) in RULES.items())
@@ -57,10 +61,12 @@ def scar_rule_request(args: argparse.Namespace):
         if args.scar_target != "scar":
             raise CardioScarError(f"--scar-target {args.scar_target} needs --scar-rule {{nsd,fwhm,iir,psi}}: the core is "
                                   "graded from the raw LGE")
-        if any(getattr(args, name) is not None for name in ("scar_thresholds", "blood_pool_mask", "remote_mask",
-                                                            "blood_pool_labels", "intensity_offset")):
-            raise CardioScarError("--scar-thresholds, --blood-pool-*, --remote-mask and --intensity-offset need "
-                                  "--scar-rule {nsd,fwhm,iir,psi}")
+        given = [f"--{name.replace('_', '-')}" for name in RULE_ONLY if getattr(args, name) is not None]
+        if given:
+            # each given option by its own name: the cohort writes them as its columns (in_manifest_terms),
+            # where "--blood-pool-*" named no column at all
+            raise CardioScarError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --scar-rule "
+                                  "{nsd,fwhm,iir,psi}: they are options of a scar rule on raw LGE")
         if args.expert_scar_labels is not None or args.expert_core_labels is not None:
             raise CardioScarError("--expert-scar-labels and --expert-core-labels need --scar-rule {nsd,fwhm,iir,psi}: "
                                   "they split the experts' scar into border zone and core by the rule; to learn the "

@@ -73,6 +73,7 @@ def _listed(labels: Sequence[int]) -> str:
 def check_expert_labels(myocardium: Optional[Sequence[int]], scar: Optional[Sequence[int]],
                         core: Optional[Sequence[int]]) -> None:
     """The experts' labels name a part of the myocardium's label map, and their core a part of their scar."""
+    _refuse_background(scar, core, myocardium)
     if core and not scar:
         raise CardioScarError(f"--expert-core-labels {_listed(core)} needs --expert-scar-labels: the core labels are "
                               "part of the experts' scar (e.g. --expert-scar-labels 3,4 --expert-core-labels 4)")
@@ -89,6 +90,19 @@ def check_expert_labels(myocardium: Optional[Sequence[int]], scar: Optional[Sequ
     if outside:
         raise CardioScarError(f"--expert-core-labels {_listed(outside)} not in --expert-scar-labels {_listed(scar)}: "
                               "the experts' core is scar; list it in both")
+
+
+def _refuse_background(scar: Optional[Sequence[int]], core: Optional[Sequence[int]],
+                      myocardium: Optional[Sequence[int]]) -> None:
+    """Label 0 is a label map's background: as the experts' scar (or core) every pixel off the heart
+    was graded "scar" and ``prepare`` exited 0. On the expert route the myocardium labels are refused
+    with 0 too, here, before the images are read (elsewhere a later check of the wall refuses them)."""
+    for option, labels in (("--expert-scar-labels", scar), ("--expert-core-labels", core),
+                           ("--myocardium-labels", myocardium if scar or core else None)):
+        if labels and 0 in labels:
+            raise CardioScarError(f"{option} {_listed(labels)} holds label 0, the label map's background: give the "
+                                  "labels the experts drew (EMIDEC: --myocardium-labels 2,3,4 --expert-scar-labels 3,4 "
+                                  "--expert-core-labels 4)")
 
 
 @dataclass
@@ -180,6 +194,9 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
         raise ValueError("graded_targets needs the expert masks exactly when the request names expert labels")
     thresholds = parse_thresholds(request.rule, None if request.thresholds is None else
                                   ",".join(str(t) for t in request.thresholds))
+    if blood is not None and request.rule != "iir":
+        logger.warning("--blood-pool-mask/--blood-pool-labels are used by --scar-rule iir only (the ratio to the "
+                       "blood pool); %s does not read them: leave them out, or use --scar-rule iir", request.rule)
     healthy = None
     if expert is not None:
         check_expert_masks(request, expert, myocardium, myocardium_name)

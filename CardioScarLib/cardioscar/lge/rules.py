@@ -156,7 +156,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
                               "and --slice-indices")
     if rule in OFFSET_RULES:
         _warn_zero_signal_not_at_zero(images, masks, offset, rule)
-    grades, stats = [], []
+    grades, stats, whole_myocardium_searched = [], [], []
     for k, (image, myo) in enumerate(zip(images, masks)):
         values = np.asarray(image, np.float64) - offset
         grade = np.full(values.shape, OUTSIDE, np.int8)
@@ -169,6 +169,8 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         where = f"slice {k}" if slice_names is None else str(slice_names[k])
         _check_contrast(values[myo], where, offset, rule)
         reference = _sector_search(myo, None if healthy is None else np.asarray(healthy[k], bool))
+        if healthy is not None and reference is myo and _uses_darkest_sector(rule, own_remote):
+            whole_myocardium_searched.append(where)
         border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, where,
                                                          reference)
         inside = values[myo]
@@ -179,6 +181,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
                       core_pixels=int((grade == CORE).sum()))
         grades.append(grade)
         stats.append(record)
+    _warn_whole_myocardium_searched(whole_myocardium_searched)
     logger.info("Scar rule %s: border %g, core %g (%s), intensity offset %g; %d border and %d core pixels on %d "
                 "slices", rule, border, core, RULES[rule][4], offset, sum(s.get("border_pixels", 0) for s in stats),
                 sum(s.get("core_pixels", 0) for s in stats), len(grades))
@@ -263,6 +266,25 @@ def _sector_search(myocardium: np.ndarray, healthy: np.ndarray | None) -> np.nda
         return myocardium
     known = myocardium & healthy
     return known if known.sum() >= MIN_HEALTHY_PIXELS else myocardium
+
+
+def _uses_darkest_sector(rule: str, remote: np.ndarray | None) -> bool:
+    """Whether ``rule`` reads the darkest sector: n-SD without a remote mask (its remote), FWHM and
+    PSI (their enhancement test); IIR reads the blood pool instead."""
+    return rule in ("fwhm", "psi") or (rule == "nsd" and remote is None)
+
+
+def _warn_whole_myocardium_searched(slices: Sequence[str]) -> None:
+    """One warning naming the slices whose healthy myocardium (outside the experts' scar) was too
+    small for the darkest-sector search, so the whole myocardium, scar included, was searched.
+
+    Why: there the remote (n-SD) or the enhancement test (FWHM, PSI) may sit on the experts' own
+    scar (dark no-reflow taken for the remote), and only the rule's record in the ``.npz`` said so."""
+    if slices:
+        logger.warning("--expert-scar-labels leave under %d healthy myocardial pixels on %d slice(s) (%s): their "
+                       "darkest sector (n-SD's remote, FWHM/PSI's enhancement test) was sought in the whole "
+                       "myocardium, the experts' scar included; check the expert labels there, or give n-SD a "
+                       "--remote-mask", MIN_HEALTHY_PIXELS, len(slices), ", ".join(slices))
 
 
 def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = N_SECTORS) -> tuple[np.ndarray, int]:
