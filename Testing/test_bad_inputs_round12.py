@@ -1,0 +1,89 @@
+"""Round 12 (review zrev17 of the second batch merged on 2026-12-06): what a hostile review found.
+
+* a NIfTI-1 pair (``.hdr`` + ``.img``, as SPM, FSL and ITK write it) skipped every NIfTI check:
+  NaN voxels read as 0 ("no scar"), a sheared sform and a cut ``.img`` were read, exit 0;
+* a cohort's input hash read a header without its voxels' file (``.mhd`` + ``.raw``,
+  ``.hdr`` + ``.img``): a patient whose voxels were replaced kept its results as up to date.
+
+Real parts: SimpleITK writes the files, the real command line and the cohort's real hash read them.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioscar.errors import CardioScarError
+from conftest import assert_refused_in_one_line
+
+
+def _pair(folder: Path, values: np.ndarray, name: str = "lge.hdr") -> Path:
+    """``values`` written by SimpleITK as a NIfTI-1 pair (``name`` and its ``.img``), 1.5 mm voxels."""
+    image = sitk.GetImageFromArray(values.astype(np.float32))
+    image.SetSpacing((1.5, 1.5, 8.0))
+    sitk.WriteImage(image, str(folder / name))
+    return folder / name
+
+
+def _edit_header(header: Path, at: int, fmt: str, *values) -> None:
+    raw = bytearray(header.read_bytes())
+    raw[at:at + struct.calcsize(fmt)] = struct.pack(fmt, *values)
+    header.write_bytes(bytes(raw))
+
+
+def test_a_nifti_pair_is_checked_as_a_nii_is(segmented, tmp_path, capsys):
+    """NaN voxels, a sheared sform and a cut .img of a .hdr/.img pair were read without a word
+    (ITK: NaN as 0); each is refused now whichever half is named, while a sound pair, and an
+    Analyze 7.5 pair (no NIfTI magic: its bytes where NIfTI keeps the transforms are other fields),
+    read as before."""
+    from cardioscar.io.imageio import read_image
+
+    values = np.full((3, 6, 7), 0.2)
+    good = _pair(tmp_path, values, "good.hdr")
+    assert np.allclose(sitk.GetArrayFromImage(read_image(good)), 0.2)
+    read_image(tmp_path / "good.img")
+    analyze = _pair(tmp_path, values, "analyze.hdr")
+    _edit_header(analyze, 344, "4s", b"\0\0\0\0")
+    _edit_header(analyze, 252, "<hh", 1, 1)  # orient, originator as an Analyze writer may leave them
+    read_image(analyze)
+
+    values[1, 2, 3] = np.nan
+    nan = _pair(tmp_path, values, "nan.hdr")
+    assert_refused_in_one_line(["prepare", "--mesh", segmented["mesh"], "--image", nan,
+                                "--output", tmp_path / "out.npz"], "NaN or infinite", capsys, tmp_path)
+    with pytest.raises(CardioScarError, match="nan.img holds NaN"):
+        read_image(tmp_path / "nan.img")
+
+    sheared = _pair(tmp_path, np.full((3, 6, 7), 0.2), "sheared.hdr")
+    _edit_header(sheared, 284, "<f", 0.5)  # srow_x[1]: x moves half a voxel per row
+    with pytest.raises(CardioScarError, match="sheared.hdr: its NIfTI sform and qform place it up to"):
+        read_image(sheared)
+
+    cut = _pair(tmp_path, np.full((3, 6, 7), 0.2), "cut.hdr")
+    data = tmp_path / "cut.img"
+    data.write_bytes(data.read_bytes()[:200])
+    with pytest.raises(CardioScarError, match=r"cut.img: it is truncated \(200 of the 504 bytes"):
+        read_image(cut)
+
+
+@pytest.mark.parametrize("header, data", [("lge.mhd", "lge.raw"), ("lge.hdr", "lge.img")])
+def test_a_cohort_hash_holds_the_voxels_file_beside_a_header(tmp_path, header, data):
+    """Only the header's bytes were hashed: new voxels in the .raw / .img left the hash as it was,
+    so ``cohort`` skipped the patient as up to date with the old image's results."""
+    from cardioscar.cohort.manifest import DEFAULTS, PatientSpec
+    from cardioscar.cohort.tasks import input_hash
+
+    (tmp_path / "mesh.vtk").write_text("the mesh's bytes")
+    values = np.full((3, 6, 7), 0.2, np.float32)
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / header))
+    spec = PatientSpec(id="p0", row=2, mesh=tmp_path / "mesh.vtk", images=(tmp_path / header,),
+                       options=dict(DEFAULTS))
+    before = input_hash(spec)
+    values[1, 2, 3] = 0.9
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / header))
+    assert (tmp_path / data).is_file()
+    assert input_hash(spec) != before
