@@ -87,3 +87,25 @@ def test_a_cohort_hash_holds_the_voxels_file_beside_a_header(tmp_path, header, d
     sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / header))
     assert (tmp_path / data).is_file()
     assert input_hash(spec) != before
+
+
+def test_a_yaml_manifest_says_no_and_lists_as_a_csv_does(tmp_path):
+    """YAML reads ``no`` as False: ``export: no`` and ``aha: no`` were refused ("got 'False'"),
+    and ``export: [opencarp, vtu]`` or the two RV points as lists (a list is what a YAML user
+    writes; lists worked for the labels) were refused too. Each now reads as the CSV row's text,
+    down to the hash."""
+    from cardioscar.cohort.manifest import read_manifest
+    from cardioscar.cohort.tasks import input_hash
+
+    (tmp_path / "mesh.vtk").write_text("the mesh's bytes")
+    (tmp_path / "lge.nii.gz").write_text("the image's bytes")
+    (tmp_path / "m.csv").write_text('id,mesh,image,export,aha,tags\n'
+                                    'a,mesh.vtk,lge.nii.gz,,,no\n'
+                                    'b,mesh.vtk,lge.nii.gz,opencarp;vtu,"1.5,2,3;4,5,6",\n')
+    (tmp_path / "m.yaml").write_text("defaults: {mesh: mesh.vtk, image: lge.nii.gz}\npatients:\n"
+                                     "  - {id: a, export: no, aha: no, tags: no}\n"
+                                     "  - {id: b, export: [opencarp, vtu], aha: [[1.5, 2, 3], [4, 5, 6]]}\n")
+    csv_rows, yaml_rows = read_manifest(tmp_path / "m.csv"), read_manifest(tmp_path / "m.yaml")
+    assert yaml_rows[0].options["export"] is None and yaml_rows[0].options["aha"] is None
+    assert yaml_rows[1].options["aha"] == [[1.5, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert [input_hash(spec) for spec in yaml_rows] == [input_hash(spec) for spec in csv_rows]
