@@ -109,3 +109,33 @@ def test_a_yaml_manifest_says_no_and_lists_as_a_csv_does(tmp_path):
     assert yaml_rows[0].options["export"] is None and yaml_rows[0].options["aha"] is None
     assert yaml_rows[1].options["aha"] == [[1.5, 2.0, 3.0], [4.0, 5.0, 6.0]]
     assert [input_hash(spec) for spec in yaml_rows] == [input_hash(spec) for spec in csv_rows]
+
+
+def _nifti2(path: Path, values: np.ndarray) -> Path:
+    """``values`` (k, j, i) as a NIfTI-2 file, header field by field as the standard lays it out
+    (nibabel's Nifti2Image writes the same): float32, 1.5 x 1.5 x 8 mm, data at byte 544."""
+    header = bytearray(544)
+    struct.pack_into("<i8s", header, 0, 540, b"n+2\0\r\n\x1a\n")
+    struct.pack_into("<hh8q", header, 12, 16, 32, 3, *values.shape[::-1], 1, 1, 1, 1)
+    struct.pack_into("<8d", header, 104, 1.0, 1.5, 1.5, 8.0, 0, 0, 0, 0)
+    struct.pack_into("<q", header, 168, 544)
+    path.write_bytes(bytes(header) + values.astype("<f4").tobytes())
+    return path
+
+
+def test_a_nifti2_file_is_named_as_such_not_as_corrupted(tmp_path):
+    """SimpleITK reads no NIfTI-2 (nibabel's Nifti2Image, FreeSurfer's large volumes): the sound file
+    was refused as "unreadable, truncated or corrupted". It is named as NIfTI-2 now, with the way to
+    NIfTI-1; its header still passes the NIfTI checks (NaN, cut data), which read NIfTI-2."""
+    from cardioscar.io.imageio import check_image_file, read_image
+
+    sound = _nifti2(tmp_path / "lge2.nii", np.full((3, 5, 4), 0.2))
+    check_image_file(sound)
+    with pytest.raises(CardioScarError, match=r"lge2.nii: it is a NIfTI-2 file, which SimpleITK [\d.]+ does not read; "
+                                              r"save it as NIfTI-1") as refused:
+        read_image(sound)
+    assert "corrupted" not in str(refused.value)
+    values = np.full((3, 5, 4), 0.2)
+    values[2, 1, 0] = np.inf
+    with pytest.raises(CardioScarError, match="holds NaN or infinite"):
+        check_image_file(_nifti2(tmp_path / "inf2.nii", values))

@@ -278,6 +278,10 @@ def read_image(path: str | Path) -> sitk.Image:
             detail = _first_line(error)
             if "No such file" in detail:  # ITK's words for a data section that ends early (MHA, NRRD)
                 detail = "its voxel data is missing or cut short"
+            if _is_nifti2(source):
+                raise CardioScarError(f"Cannot read image {source}: it is a NIfTI-2 file, which SimpleITK "
+                                      f"{sitk.Version.VersionString()} does not read; save it as NIfTI-1 (e.g. "
+                                      "nibabel.Nifti1Image.from_image(nibabel.load(path)))") from error
             raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
                                   ) from error
     image = _checked(image, source)
@@ -391,6 +395,20 @@ def check_image_file(path: str | Path) -> None:
     if length < layout.data_end:
         raise CardioScarError(f"Cannot read image {data_file or source}: it is truncated ({length} of the "
                               f"{layout.data_end} bytes its header describes); copy it again")
+
+
+def _is_nifti2(source: Path) -> bool:
+    """Whether ``source`` starts with a NIfTI-2 header (its size field, 540, in either byte order).
+    Why: SimpleITK's reader does not know the format, and said the file was "unreadable, truncated
+    or corrupted" of a sound file nibabel had written."""
+    if not source.name.lower().endswith((".nii", ".nii.gz")):
+        return False
+    try:
+        with _open_maybe_gzip(source) as stream:
+            first = stream.read(4)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return len(first) == 4 and 540 in (int.from_bytes(first, "little"), int.from_bytes(first, "big"))
 
 
 def _open_maybe_gzip(path: Path):
