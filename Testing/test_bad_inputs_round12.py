@@ -70,7 +70,7 @@ def test_a_nifti_pair_is_checked_as_a_nii_is(segmented, tmp_path, capsys):
         read_image(cut)
 
 
-@pytest.mark.parametrize("header, data", [("lge.mhd", "lge.raw"), ("lge.hdr", "lge.img")])
+@pytest.mark.parametrize("header, data", [("lge.mhd", "lge.raw"), ("lge.nhdr", "lge.raw"), ("lge.hdr", "lge.img")])
 def test_a_cohort_hash_holds_the_voxels_file_beside_a_header(tmp_path, header, data):
     """Only the header's bytes were hashed: new voxels in the .raw / .img left the hash as it was,
     so ``cohort`` skipped the patient as up to date with the old image's results."""
