@@ -37,9 +37,9 @@ def _edit_header(header: Path, at: int, fmt: str, *values) -> None:
 
 def test_a_nifti_pair_is_checked_as_a_nii_is(segmented, tmp_path, capsys):
     """NaN voxels, a sheared sform and a cut .img of a .hdr/.img pair were read without a word
-    (ITK: NaN as 0); each is refused now whichever half is named, while a sound pair, and an
-    Analyze 7.5 pair (no NIfTI magic: its bytes where NIfTI keeps the transforms are other fields),
-    read as before."""
+    (ITK: NaN as 0); each is refused now whichever half is named (a missing .img named as such,
+    not as a cut file), while a sound pair, and an Analyze 7.5 pair (no NIfTI magic: its bytes
+    where NIfTI keeps the transforms are other fields), read as before."""
     from cardioscar.io.imageio import read_image
 
     values = np.full((3, 6, 7), 0.2)
@@ -67,6 +67,9 @@ def test_a_nifti_pair_is_checked_as_a_nii_is(segmented, tmp_path, capsys):
     data = tmp_path / "cut.img"
     data.write_bytes(data.read_bytes()[:200])
     with pytest.raises(CardioScarError, match=r"cut.img: it is truncated \(200 of the 504 bytes"):
+        read_image(cut)
+    data.unlink()
+    with pytest.raises(CardioScarError, match="the voxel file of its pair, cut.img, is not beside cut.hdr"):
         read_image(cut)
 
 

@@ -373,9 +373,12 @@ def check_image_file(path: str | Path) -> None:
     source = Path(path)
     name = source.name.lower()
     pair = _nifti_pair(source)
-    if not (name.endswith((".nii", ".nii.gz")) or pair) or not source.is_file():
-        return
     header_file, data_file = pair or (source, None)
+    if not (name.endswith((".nii", ".nii.gz")) or pair) or not source.is_file() or not header_file.is_file():
+        return  # a .img without its .hdr: ITK's reader says so
+    if pair and data_file is None:
+        raise CardioScarError(f"Cannot read image {source}: the voxel file of its pair, {header_file.stem}.img, is "
+                              f"not beside {header_file.name}; copy it too")
     try:
         with _open_maybe_gzip(header_file) as stream:
             header = stream.read(540)
@@ -384,9 +387,9 @@ def check_image_file(path: str | Path) -> None:
                 return
             _check_pixdim(layout, source)
             _check_one_placement(layout, source)
-            if data_file is None:
+            if not pair:
                 length = _scan_voxels(stream, header, layout, source)
-        if data_file is not None:
+        if pair:
             with _open_maybe_gzip(data_file) as stream:
                 length = _scan_voxels(stream, stream.read(1 << 20), layout, source)
     except (OSError, EOFError, zlib.error) as error:  # a cut gzip stream ends without its end marker
