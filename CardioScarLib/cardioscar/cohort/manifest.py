@@ -107,6 +107,15 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _cell(value: Any) -> str:
+    """A CSV cell's text for a YAML list: ``[a, b]`` as ``a,b``, ``[[x, y, z], [x, y, z]]`` (two
+    points) as ``x,y,z;x,y,z``; other values as :func:`_text` gives them."""
+    if isinstance(value, (list, tuple)):
+        return ";".join(_cell(part) for part in value) if any(isinstance(part, (list, tuple)) for part in value) \
+            else ",".join(_text(part) for part in value)
+    return _text(value)
+
+
 def _int_list(value: Any) -> Optional[list[int]]:
     if isinstance(value, (list, tuple)):
         parts = [_text(v) for v in value]
@@ -185,7 +194,7 @@ def _choice(*choices: str) -> Callable[[Any], str]:
 def _export(value: Any) -> Optional[tuple[str, ...]]:
     """``opencarp``, ``vtu`` or both (``opencarp;vtu``): the simulator files written beside the
     prediction, tagged healthy / border zone / core at ``threshold`` and ``core_threshold``."""
-    text = _text(value)
+    text = _cell(value)
     if text.lower() in ("", "no", "none"):
         return None
     formats = tuple(dict.fromkeys(part.strip() for part in re.split(r"[;,]", text) if part.strip()))
@@ -245,8 +254,8 @@ def _aha(value: Any, base: Path) -> Any:
     """``X,Y,Z`` (the anterior RV insertion, in the mesh file's frame), ``X,Y,Z;X,Y,Z`` (the anterior
     and the inferior one, as ``aha --rv-point --rv-inferior-point``: the septum's width measured,
     not taken as 120 degrees) or a label map with the RV blood pool (label 1) and LV myocardium
-    (label 2), relative to the manifest; ``no``: none."""
-    text = _text(value)
+    (label 2), relative to the manifest; ``no``: none. YAML lists are read as that text."""
+    text = _cell(value)
     if text.lower() in ("", "no", "none"):
         return None
     points = text.split(";")
@@ -257,6 +266,12 @@ def _aha(value: Any, base: Path) -> Any:
     if not path.exists():
         raise ValueError(text)
     return str(path.resolve())
+
+
+def _yaml_word(value: Any) -> Any:
+    """A YAML boolean as the word a CSV cell holds. Why: YAML reads ``no``, ``off`` and ``false``
+    as False, whose text 'False' the columns that take ``no`` (``export``, ``aha``) refused."""
+    return ("yes" if value else "no") if isinstance(value, bool) else value
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -285,7 +300,7 @@ def _read_rows(path: Path) -> list[dict]:
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data) or not isinstance(defaults, dict):
             raise CardioScarError(f"{path}: expected a list of patients, or a mapping with 'patients' (a list) and "
                                   "optional 'defaults' (a mapping)")
-        return [{**defaults, **row} for row in data]
+        return [{key: _yaml_word(value) for key, value in {**defaults, **row}.items()} for row in data]
     raise CardioScarError(f"the manifest {path} must be a .csv, .yaml or .yml file")
 
 
@@ -351,7 +366,7 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
         options["aha"] = _aha(row.get("aha"), base)
     except ValueError:
         problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame), it and the inferior one "
-                f"X,Y,Z;X,Y,Z, or an existing label map (RV 1, myocardium 2), got {_text(row.get('aha'))!r}")
+                f"X,Y,Z;X,Y,Z, or an existing label map (RV 1, myocardium 2), got {_cell(row.get('aha'))!r}")
     for column, (parse, valid) in _PARSERS.items():
         value = row.get(column)
         if _text(value) == "" and not isinstance(value, (list, tuple)):

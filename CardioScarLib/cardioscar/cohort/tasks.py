@@ -32,6 +32,7 @@ from typing import Optional
 import numpy as np
 
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.imageio import image_data_files
 from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
 from cardioscar.errors import CardioScarError
 
@@ -92,7 +93,8 @@ def input_paths(spec: PatientSpec) -> list[tuple[str, Path]]:
 
 def input_hash(spec: PatientSpec) -> str:
     """SHA-256 of the patient's options and the bytes of every input file (a DICOM folder: all its
-    files, by relative name). Paths themselves are not hashed: moving a study keeps its outputs."""
+    files, by relative name; a header with its voxels in another file, such as .mhd/.raw or
+    .hdr/.img: that file too). Paths themselves are not hashed: moving a study keeps its outputs."""
     digest = hashlib.sha256()
     inputs = input_paths(spec)
     options = {name: value for name, value in spec.options.items()
@@ -106,6 +108,9 @@ def input_hash(spec: PatientSpec) -> str:
         for file in files:
             digest.update(f"{role}:{file.relative_to(path) if path.is_dir() else ''}\n".encode())
             _file_digest(file, digest)
+            for data in image_data_files(file):  # none for one-file formats: their hashes are as before
+                digest.update(f"{role}+{data.name}\n".encode())
+                _file_digest(data, digest)
     return digest.hexdigest()
 
 

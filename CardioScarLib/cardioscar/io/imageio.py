@@ -278,6 +278,10 @@ def read_image(path: str | Path) -> sitk.Image:
             detail = _first_line(error)
             if "No such file" in detail:  # ITK's words for a data section that ends early (MHA, NRRD)
                 detail = "its voxel data is missing or cut short"
+            if _is_nifti2(source):
+                raise CardioScarError(f"Cannot read image {source}: it is a NIfTI-2 file, which SimpleITK "
+                                      f"{sitk.Version.VersionString()} does not read; save it as NIfTI-1 (e.g. "
+                                      "nibabel.Nifti1Image.from_image(nibabel.load(path)))") from error
             raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
                                   ) from error
     image = _checked(image, source)
@@ -313,7 +317,8 @@ def _nifti_layout(header: bytes) -> _NiftiLayout | None:
             bitpix = int(np.frombuffer(header[72:74], dtype=f"{order}i2")[0])
             pixdim = np.frombuffer(header[76:108], dtype=f"{order}f4").astype(np.float64)
             offset = float(np.frombuffer(header[108:112], dtype=f"{order}f4")[0])
-            xforms = _xforms(header, f"{order}i2", f"{order}f4", 252, 256, pixdim)
+            xforms = _xforms(header, f"{order}i2", f"{order}f4", 252, 256, pixdim) if header[344:348] in (
+                b"n+1\0", b"ni1\0") else (None, None)  # an Analyze 7.5 .hdr has other fields there
         elif size == 540 and len(header) >= 540:  # NIfTI-2: datatype i2@12, bitpix i2@14, dim i8[8]@16, pixdim f8[8]@104, vox_offset i8@168
             datatype = int(np.frombuffer(header[12:14], dtype=f"{order}i2")[0])
             bitpix = int(np.frombuffer(header[14:16], dtype=f"{order}i2")[0])
@@ -357,32 +362,92 @@ def check_image_file(path: str | Path) -> None:
     """Refuse an image file whose voxels ITK would read wrong without an error. Every path that
     reads an image calls it (our reader, and the Slicer Logic before its storage nodes read).
 
-    NIfTI (.nii, .nii.gz), from the file's own header and data:
+    NIfTI (.nii, .nii.gz, and a .hdr/.img pair named by either file), from the file's own header
+    and data:
     * a file that ends before its voxel data does (an interrupted copy): ITK fills zeros;
     * pixdim[1..3] zero, negative or NaN: ITK substitutes 1 mm or flips the axis;
+    * sform and qform that place the image apart (see :func:`_check_one_placement`);
     * NaN or infinite float voxels: ITK's NIfTI reader turns them into 0, "no scar".
     Other formats need no check here (ITK reports their damage, and NaN reaches our own check).
     """
     source = Path(path)
     name = source.name.lower()
-    if not name.endswith((".nii", ".nii.gz")) or not source.is_file():
-        return
-    opener = gzip.open if name.endswith(".gz") else open
+    pair = _nifti_pair(source)
+    header_file, data_file = pair or (source, None)
+    if not (name.endswith((".nii", ".nii.gz")) or pair) or not source.is_file() or not header_file.is_file():
+        return  # a .img without its .hdr: ITK's reader says so
+    if pair and data_file is None:
+        raise CardioScarError(f"Cannot read image {source}: the voxel file of its pair, {header_file.stem}.img, is "
+                              f"not beside {header_file.name}; copy it too")
     try:
-        with opener(source, "rb") as stream:
+        with _open_maybe_gzip(header_file) as stream:
             header = stream.read(540)
             layout = _nifti_layout(header)
             if layout is None:
                 return
             _check_pixdim(layout, source)
             _check_one_placement(layout, source)
-            length = _scan_voxels(stream, header, layout, source)
+            if not pair:
+                length = _scan_voxels(stream, header, layout, source)
+        if pair:
+            with _open_maybe_gzip(data_file) as stream:
+                length = _scan_voxels(stream, stream.read(1 << 20), layout, source)
     except (OSError, EOFError, zlib.error) as error:  # a cut gzip stream ends without its end marker
-        raise CardioScarError(f"Cannot read image {source}: the file is truncated or corrupted ({error}); copy it "
-                              "again") from None
+        raise CardioScarError(f"Cannot read image {data_file or source}: the file is truncated or corrupted "
+                              f"({error}); copy it again") from None
     if length < layout.data_end:
-        raise CardioScarError(f"Cannot read image {source}: it is truncated ({length} of the {layout.data_end} bytes "
-                              "its header describes); copy it again")
+        raise CardioScarError(f"Cannot read image {data_file or source}: it is truncated ({length} of the "
+                              f"{layout.data_end} bytes its header describes); copy it again")
+
+
+def _is_nifti2(source: Path) -> bool:
+    """Whether ``source`` starts with a NIfTI-2 header (its size field, 540, in either byte order).
+    Why: SimpleITK's reader does not know the format, and said the file was "unreadable, truncated
+    or corrupted" of a sound file nibabel had written."""
+    if not source.name.lower().endswith((".nii", ".nii.gz")):
+        return False
+    try:
+        with _open_maybe_gzip(source) as stream:
+            first = stream.read(4)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return len(first) == 4 and 540 in (int.from_bytes(first, "little"), int.from_bytes(first, "big"))
+
+
+def _open_maybe_gzip(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _nifti_pair(source: Path) -> tuple[Path, Path | None] | None:
+    """(header, voxel data) of a NIfTI-1 / Analyze pair named by its .hdr or its .img (ITK reads
+    either name), the data None where no .img lies beside the header; None for other names."""
+    suffix = next((end for end in (".hdr", ".img.gz", ".img") if source.name.lower().endswith(end)), None)
+    if suffix is None:
+        return None
+    stem, upper = source.name[:-len(suffix)], source.name[-len(suffix):].isupper()
+    named = [source.with_name(stem + (end.upper() if upper else end)) for end in (".hdr", ".img", ".img.gz")]
+    return named[0], next((file for file in named[1:] if file.is_file()), None)
+
+
+def image_data_files(path: str | Path) -> list[Path]:
+    """The files other than ``path`` that hold its voxels: a NIfTI/Analyze pair's other half, a
+    MetaImage header's ``ElementDataFile`` or a detached NRRD header's ``data file`` (one file
+    each; LOCAL, LIST and file patterns name none). Why: a cohort's input hash read the header
+    alone, so a .raw or .img whose voxels were replaced kept the patient's results as up to date."""
+    source = Path(path)
+    if not source.is_file():
+        return []
+    pair = _nifti_pair(source)
+    if pair:
+        return [file for file in pair if file is not None and file.is_file() and file != source]
+    key = {".mhd": "ElementDataFile", ".nhdr": "data file"}.get(source.suffix.lower())
+    if key is None:
+        return []
+    with open(source, "rb") as stream:
+        text = stream.read(1 << 16).decode("latin-1")
+    named = re.search(rf"^\s*{key}\s*[=:]\s*(\S+)\s*$", text, re.MULTILINE | re.IGNORECASE)
+    data = source.parent / named.group(1) if named else None
+    return [data] if data is not None and data.is_file() else []
 
 
 def _check_pixdim(layout: _NiftiLayout, source: Path) -> None:
