@@ -12,6 +12,7 @@ at load time; the *Dependencies* section shows its version and installs or updat
 PyTorch extension.
 """
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import pathlib
@@ -65,7 +66,7 @@ from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
-from CardioScarLogic.wording import in_panel_words, library_words  # noqa: E402
+from CardioScarLogic.wording import in_panel_words, library_warnings, library_words  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -313,6 +314,22 @@ class WorkerPanelMixin:
     def _log(self, line: str) -> None:
         self.ui.logTextEdit.appendPlainText(line)
 
+    def _logWarning(self, message: str) -> None:
+        """A library warning in the Log section, with the panel's box names for its options."""
+        self._log(_("Warning: ") + in_panel_words(message))
+
+    @contextlib.contextmanager
+    def _warningsInLog(self):
+        """The library's warnings raised in the block (reading the inputs, writing a result: on the
+        main thread, where they reached only the Python console) go to the Log section, also when
+        the block fails (they come before its error line)."""
+        with library_warnings() as heard:
+            try:
+                yield
+            finally:
+                for message in heard:
+                    self._logWarning(message)
+
     def _stopRun(self) -> None:
         """End the worker now; the scene and the user's files stay as they were."""
         if self._run is None:
@@ -376,7 +393,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
         self.ui.progressBar.setVisible(False)
-        self._marginToolTip = self.ui.myocardiumMarginSpinBox.toolTip  # the .ui's, shown while the box applies
+        # the .ui's tool tips of the boxes a scar rule switches, shown while the box applies
+        self._writtenToolTips = {name: getattr(self.ui, name).toolTip for name in (
+            "myocardiumMarginSpinBox", "expertScarLabelsLineEdit", "expertCoreLabelsLineEdit")}
         self._updateDependencies()
         self.initializeParameterNode()
 
@@ -476,18 +495,27 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         pixels instead, and the Logic refuses the two together. So with a rule the box is disabled
         (its value kept for when the rule goes back to none, and not used meanwhile: see
         :meth:`options`) and its tool tip says why, as the threshold box is while *Threshold* is off."""
-        box, rule = self.ui.myocardiumMarginSpinBox, self._parameterNode.scarRule
-        box.enabled = rule == "none"
-        box.toolTip = self._marginToolTip if box.enabled else _(
+        rule = self._parameterNode.scarRule
+        self._applies("myocardiumMarginSpinBox", rule == "none", _(
             "Not used with a scar rule ({rule}): the rule grades the myocardium's own pixels, so there is no "
-            "margin to widen. Set Scar rule to none to use it.").format(rule=rule)
+            "margin to widen. Set Scar rule to none to use it.").format(rule=rule))
 
     def _updateExpertBoxes(self) -> None:
         """The experts' labels say where a scar rule grades; without a rule they mean nothing (the Logic
-        refuses them), so their boxes are disabled, their values kept and not used (:meth:`options`)."""
+        refuses them), so their boxes are disabled, their values kept and not used (:meth:`options`), and
+        their tool tips say why, as the margin box's does under a rule."""
         ruled = self._parameterNode.scarRule != "none"
-        for box in (self.ui.expertScarLabelsLineEdit, self.ui.expertCoreLabelsLineEdit):
-            box.enabled = ruled
+        for name in ("expertScarLabelsLineEdit", "expertCoreLabelsLineEdit"):
+            self._applies(name, ruled, _(
+                "Not used without a scar rule: the experts' labels say where the rule grades the LGE (border zone "
+                "or core inside them). Choose a Scar rule (nsd, fwhm, iir or psi) to use them."))
+
+    def _applies(self, name: str, applies: bool, why: str) -> None:
+        """Enable the box ``self.ui.<name>`` with the .ui's tool tip where its value is used; else disable
+        it and say ``why``."""
+        box = getattr(self.ui, name)
+        box.enabled = applies
+        box.toolTip = self._writtenToolTips[name] if applies else why
 
     def _updateResultField(self) -> None:
         """The Results section follows the newest result in the scene, so that it holds after a
@@ -662,7 +690,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         once the panel is idle again (default: a training or prediction's, :meth:`_writeReconstruction`)."""
         button.enabled = False  # the wait cursor processes pending events: a second click must not start twice
         try:
-            with slicer.util.WaitCursor():  # reading the scene and writing the job block the application
+            # reading the scene and writing the job block the application
+            with slicer.util.WaitCursor(), self._warningsInLog():
                 run = makeRun()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
             button.enabled = True
@@ -722,7 +751,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                 self._onProgress(message.fields)
             if message.kind == "error":
                 continue  # _finishRun shows the worker's failure once, in the status and the log
-            if message.kind != "progress" or self._progressWorthLogging(message.fields):
+            if message.kind == "warning":
+                self._logWarning(message.fields.get("message", ""))
+            elif message.kind != "progress" or self._progressWorthLogging(message.fields):
                 self._log(message.text)
         if run.running:
             return
@@ -754,7 +785,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         try:
             if not run.succeeded:
                 raise CardioScarError(run.failure())
-            with slicer.util.WaitCursor():
+            with slicer.util.WaitCursor(), self._warningsInLog():
                 show = self._runFinish(run)
         except Exception as error:  # noqa: BLE001 - shown in the panel
             run.stop()

@@ -345,15 +345,68 @@ def test_the_expert_label_boxes_apply_under_a_scar_rule_only(panel):
     refuses them without a rule); with one they reach the options as typed."""
     widget, ui = panel["widget"], panel["ui"]
     boxes = (ui.expertScarLabelsLineEdit, ui.expertCoreLabelsLineEdit)
+    written = [_ui_tool_tip("expertScarLabelsLineEdit"), _ui_tool_tip("expertCoreLabelsLineEdit")]
     assert not any(box.enabled for box in boxes)
+    # a disabled box says why, as the margin box does under a rule (it showed the .ui's "e.g. 3,4" hint)
+    assert all("Not used without a scar rule" in box.toolTip and "Scar rule" in box.toolTip for box in boxes)
     ui.expertScarLabelsLineEdit.text, ui.expertCoreLabelsLineEdit.text = "3,4", "4"
     assert (widget._parameterNode.expertScarLabels, widget._parameterNode.expertCoreLabels) == ("3,4", "4")
     assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("", "")
     ui.scarRuleComboBox.choose("nsd")
     assert all(box.enabled for box in boxes)
+    assert [box.toolTip for box in boxes] == written
     assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("3,4", "4")
     ui.scarRuleComboBox.choose("none")
-    assert not any(box.enabled for box in boxes)
+    assert not any(box.enabled for box in boxes) and "Not used without a scar rule" in boxes[1].toolTip
+
+
+def _ui_tool_tip(name: str) -> str:
+    """The tool tip CardioScar.ui gives the widget ``name``."""
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(harness.MODULE_DIR / "Resources" / "UI" / "CardioScar.ui")
+    widget = next(w for w in tree.iter("widget") if w.get("name") == name)
+    return next(p.find("string").text for p in widget.findall("property") if p.get("name") == "toolTip")
+
+
+@LATEST
+def test_a_warning_while_the_panel_reads_its_inputs_is_in_its_log_in_its_words(panel):
+    """The panel reads its inputs on the main thread, where the library's warnings went only to the
+    Python console (Slicer's root logging handlers, Base/Python/slicer/__init__.py): blood-pool labels
+    given with n-SD, which does not read them, said nothing in the panel. Now the Log section has it,
+    naming the panel's boxes, before the run starts."""
+    from test_slicer_panel_tissue import _labelmap_of_ones
+
+    widget, ui = panel["widget"], panel["ui"]
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.scarRuleComboBox.choose("nsd")
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    ui.bloodPoolLabelsLineEdit.text = "1"
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    ui.applyButton.click()  # Stop: the warning came while the inputs were read
+    log = ui.logTextEdit.toPlainText().splitlines()
+    warned = [line for line in log if line.startswith("Warning: ")]
+    assert len(warned) == 1 and "'Blood-pool labels' are used by 'Scar rule (raw LGE)' iir only" in warned[0], log
+    assert "--" not in warned[0] and log.index(warned[0]) < log.index("Training...")
+
+
+@LATEST
+def test_a_workers_warning_is_in_the_log_in_the_panels_words(panel, phantom):
+    """Tagging a core model's result alone (a file cardioscar apply wrote) warns in the worker; the Log
+    section showed the command line's options (--scar-target, --core-mesh) where the panel has boxes."""
+    import json
+
+    from cardioscar.io.meshio import SCAR_RULE_ARRAY, set_text_field
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _with_scar_probability(model, phantom)  # as a core model's result that cardioscar apply wrote
+    set_text_field(model.GetMesh(), SCAR_RULE_ARRAY, json.dumps({"rule": "psi", "target": "core"}))
+    ui.tagModelSelector.setCurrentNode(model)
+    harness.click_to_end(widget, ui.tagButton)
+    warned = [line for line in ui.logTextEdit.toPlainText().splitlines() if line.startswith("Warning: ")]
+    assert any("core model's prediction" in line for line in warned), ui.logTextEdit.toPlainText()
+    assert all("--" not in line for line in warned) and any("'Network learns' core" in line for line in warned)
 
 
 @LATEST
