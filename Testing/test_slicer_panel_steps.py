@@ -370,6 +370,31 @@ def _ui_tool_tip(name: str) -> str:
 
 
 @LATEST
+def test_a_mistyped_rule_label_list_names_the_panels_box(panel):
+    """The Logic parsed the rule's label boxes under names of its own ("expert scar labels must be
+    ..."), neither the panel's box nor the console's field; now each face words them its way."""
+    from test_slicer_panel_tissue import _labelmap_of_ones
+
+    widget, ui = panel["widget"], panel["ui"]
+    ui.scarRuleComboBox.choose("nsd")
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    for box, label in ((ui.expertScarLabelsLineEdit, "Expert scar labels"), (ui.expertCoreLabelsLineEdit,
+                                                                             "Expert core labels"),
+                       (ui.bloodPoolLabelsLineEdit, "Blood-pool labels"), (ui.myocardiumLabelsLineEdit,
+                                                                           "Myocardium labels")):
+        box.text = "3;4"
+        ui.applyButton.click()
+        assert widget._run is None
+        assert ui.statusLabel.text.startswith(f"'{label}' must be comma-separated integers"), ui.statusLabel.text
+        box.text = ""
+    from CardioScarLogic.options import ReconstructionOptions
+
+    with pytest.raises(Exception, match=r"^options\.expert_scar_labels must be comma-separated"):
+        widget.logic.prepare_training(panel["volume"], panel["model"], ReconstructionOptions(
+            scar_rule="nsd", expert_scar_labels="3;4"), _labelmap_of_ones(panel, "mask"))
+
+
+@LATEST
 def test_a_warning_while_the_panel_reads_its_inputs_is_in_its_log_in_its_words(panel):
     """The panel reads its inputs on the main thread, where the library's warnings went only to the
     Python console (Slicer's root logging handlers, Base/Python/slicer/__init__.py): blood-pool labels

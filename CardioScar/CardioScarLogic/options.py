@@ -156,10 +156,12 @@ class ReconstructionOptions:
 
         if not self.scar_rule:
             return None
-        myocardium = _int_list(self.myocardium_labels, lambda t: _parse_int_list(t, "myocardium labels", "2,3,4"))
-        blood = _int_list(self.blood_pool_labels, lambda t: _parse_int_list(t, "blood-pool labels", "1"))
-        expert_scar = _int_list(self.expert_scar_labels, lambda t: _parse_int_list(t, "expert scar labels", "3,4"))
-        expert_core = _int_list(self.expert_core_labels, lambda t: _parse_int_list(t, "expert core labels", "4"))
+        # named by the command line's options, which every face words its own way (wording.py): the
+        # panel's box, the Logic's field, the batch script's option
+        myocardium = _int_list(self.myocardium_labels, lambda t: _parse_int_list(t, "--myocardium-labels", "2,3,4"))
+        blood = _int_list(self.blood_pool_labels, lambda t: _parse_int_list(t, "--blood-pool-labels", "1"))
+        expert_scar = _int_list(self.expert_scar_labels, lambda t: _parse_int_list(t, "--expert-scar-labels", "3,4"))
+        expert_core = _int_list(self.expert_core_labels, lambda t: _parse_int_list(t, "--expert-core-labels", "4"))
         return ScarRuleRequest(rule=self.scar_rule, myocardium_path=Path(myocardium_name),
                                myocardium_labels=myocardium, blood_pool_labels=blood,
                                thresholds=parse_thresholds(self.scar_rule, self.scar_thresholds or None),
