@@ -6,7 +6,11 @@ see there for what that cannot prove).
   stopped or failed run, or one whose model was edited meanwhile (same counts, moved points),
   leaves the model and the user's folder as they were; an export that fails on its second file
   leaves the user's previous files whole.
-- The myocardium margin box is disabled under a scar rule, its tool tip says why.
+- The myocardium margin box is disabled under a scar rule, its tool tip says why; so are the expert
+  label boxes without a rule.
+- The library's warnings reach the Log section in the panel's words: those raised while the panel
+  reads its inputs on the main thread (they went only to the Python console) and the worker's; a
+  mistyped rule label list names its box.
 - ``scar_error_risk`` is drawn with its own sequential colour table.
 - The Results section follows the result model when its arrays or summary change outside the
   panel (vtkMRMLModelNode sends MeshModifiedEvent when its mesh changes,
@@ -388,8 +392,9 @@ def test_a_mistyped_rule_label_list_names_the_panels_box(panel):
         assert ui.statusLabel.text.startswith(f"'{label}' must be comma-separated integers"), ui.statusLabel.text
         box.text = ""
     from CardioScarLogic.options import ReconstructionOptions
+    from cardioscar.errors import CardioScarError
 
-    with pytest.raises(Exception, match=r"^options\.expert_scar_labels must be comma-separated"):
+    with pytest.raises(CardioScarError, match=r"^options\.expert_scar_labels must be comma-separated"):
         widget.logic.prepare_training(panel["volume"], panel["model"], ReconstructionOptions(
             scar_rule="nsd", expert_scar_labels="3;4"), _labelmap_of_ones(panel, "mask"))
 
@@ -397,8 +402,9 @@ def test_a_mistyped_rule_label_list_names_the_panels_box(panel):
 @LATEST
 def test_a_warning_while_the_panel_reads_its_inputs_is_in_its_log_in_its_words(panel):
     """The panel reads its inputs on the main thread, where the library's warnings went only to the
-    Python console (Slicer's root logging handlers, Base/Python/slicer/__init__.py): blood-pool labels
-    given with n-SD, which does not read them, said nothing in the panel. Now the Log section has it,
+    Python console and the application log (Slicer's initLogging on the root logger,
+    Base/Python/slicer/slicerqt.py): blood-pool labels given with n-SD, which does not read them, said
+    nothing in the panel. Now the Log section has it,
     naming the panel's boxes, before the run starts."""
     from test_slicer_panel_tissue import _labelmap_of_ones
 

@@ -9,7 +9,8 @@ the scar and the core runs train (``fast`` preset, seed 42); *Tag tissue* with t
 *Export* openCARP in mm; the scene (MRML + parameter node) is saved, closed and loaded again.
 
 The command line's files of the same route (``expert_scar_split_emidec.py``, seed 42) are compared:
-the scar and core probabilities node by node and the exported ``.pts`` / ``.elem`` byte by byte.
+the scar and core probabilities node by node and the exported ``.pts`` / ``.elem`` byte by byte. A few
+mistakes typed into the route's boxes (:data:`MISTAKES`) must each be one status line in the panel's words.
 One JSON line of figures; the checks that fail are listed under ``"defects"``.
 
     PYTHONPATH=CardioScarLib python Testing/benchmarks/panel_walk_emidec.py CLI_DIR OUT_DIR [CASE]
@@ -79,6 +80,30 @@ def _prepared_targets(widget, labels, lge, model) -> np.ndarray:
     """The training targets the panel's Logic prepares with ``labels`` as the myocardium mask."""
     run = widget.logic.prepare_training(lge, model, widget.options(), labels)
     return np.asarray(run.prepared.intensities)
+
+
+#: Mistakes a modeller makes in the route's boxes (box, typed value): each must be one status line in the
+#: panel's words, and start nothing.
+MISTAKES = (("expertScarLabelsLineEdit", "7"), ("expertCoreLabelsLineEdit", "2"), ("expertScarLabelsLineEdit", ""),
+            ("myocardiumLabelsLineEdit", "2"), ("expertScarLabelsLineEdit", "0,3"), ("scarThresholdsLineEdit", "3,2"),
+            ("expertScarLabelsLineEdit", "3;4"))
+
+
+def _refusals(widget, defects: list) -> dict:
+    """The status line of each mistake, the box put back after it."""
+    ui, lines = widget.ui, {}
+    for name, typed in MISTAKES:
+        box = getattr(ui, name)
+        kept, box.text = box.text, typed
+        ui.applyButton.click()
+        line = lines[f"{name}={typed}"] = ui.statusLabel.text
+        if widget._run is not None:
+            ui.applyButton.click()  # Stop
+            defects.append(f"{name} {typed!r} started a run")
+        elif "--" in line or "\n" in line:
+            defects.append(f"{name} {typed!r}: not in the panel's words: {line}")
+        box.text = kept
+    return lines
 
 
 def _save_scene(scene, folder: Path) -> None:
@@ -166,6 +191,13 @@ def main(cli_dir: Path, out_dir: Path, case: str) -> None:
             if ours.is_file() and theirs.is_file():
                 figures[f"{name}_equals_cli"] = ours.read_bytes() == theirs.read_bytes()
 
+        ui.myocardiumMaskSelector.setCurrentNode(as_scalar)
+        figures["scalar_volume_accepted_as_mask"] = p.myocardiumMask is as_scalar
+        ui.myocardiumMaskSelector.setCurrentNode(label_map)
+        figures["refusals"] = _refusals(widget, defects)
+        figures["warnings_in_log"] = [line for line in ui.logTextEdit.toPlainText().splitlines()
+                                      if line.startswith("Warning: ")]
+
         # save, close, load: the boxes, the rule and the core model come back
         _save_scene(scene, out_dir / "scene")
         scene.Clear(0)
@@ -180,6 +212,7 @@ def main(cli_dir: Path, out_dir: Path, case: str) -> None:
         if boxes != {k: KEPT[k] for k in boxes} or not ui.expertScarLabelsLineEdit.enabled:
             defects.append(f"the reloaded expert boxes show {boxes}, enabled {ui.expertScarLabelsLineEdit.enabled}")
         figures["reloaded_core_model"] = p.tagCoreModel.GetName() if p.tagCoreModel is not None else None
+        figures["reloaded_myocardium_mask"] = p.myocardiumMask.GetName() if p.myocardiumMask is not None else None
         figures["reloaded_target"] = p.scarTarget
         figures["reloaded_tag_enabled"] = ui.tagButton.enabled
         if figures["reloaded_core_model"] != figures["tag_core_model"]:
