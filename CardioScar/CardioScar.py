@@ -395,7 +395,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.progressBar.setVisible(False)
         # the .ui's tool tips of the boxes a scar rule switches, shown while the box applies
         self._writtenToolTips = {name: getattr(self.ui, name).toolTip for name in (
-            "myocardiumMarginSpinBox", "expertScarLabelsLineEdit", "expertCoreLabelsLineEdit")}
+            "myocardiumMarginSpinBox", "scarLabelsLineEdit", "normalizeCheckBox", "expertScarLabelsLineEdit",
+            "expertCoreLabelsLineEdit")}
         self._updateDependencies()
         self.initializeParameterNode()
 
@@ -474,7 +475,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             self.ui.sliceRangeLabel.text = _("from the segmentation's reference geometry")
         self.ui.thresholdSpinBox.enabled = p.useThreshold
         self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom
-        self._updateMarginBox()
+        self._updateBoxesARuleReplaces()
         self._updateExpertBoxes()
         canTrain = bool(p.inputVolume and p.heartModel)
         self.ui.applyButton.enabled = canTrain
@@ -490,15 +491,22 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._updateTissueSection()
         self._updateResultField()
 
-    def _updateMarginBox(self) -> None:
-        """The margin widens a myocardium that gates pixels; a scar rule grades the myocardium's own
-        pixels instead, and the Logic refuses the two together. So with a rule the box is disabled
-        (its value kept for when the rule goes back to none, and not used meanwhile: see
-        :meth:`options`) and its tool tip says why, as the threshold box is while *Threshold* is off."""
+    def _updateBoxesARuleReplaces(self) -> None:
+        """A scar rule grades the raw LGE's myocardium pixels into the targets, so the boxes that make
+        targets otherwise mean nothing under it: the margin (it widens a myocardium that gates pixels),
+        *Scar labels* (which labels are scar) and *Normalise intensities* (intensities as targets). The
+        Logic and the command line refuse them with a rule; so the boxes are disabled (their values kept
+        for when the rule goes back to none, and not used meanwhile: see :meth:`options`) and their tool
+        tips say why, as the threshold box is while *Threshold* is off."""
         rule = self._parameterNode.scarRule
-        self._applies("myocardiumMarginSpinBox", rule == "none", _(
-            "Not used with a scar rule ({rule}): the rule grades the myocardium's own pixels, so there is no "
-            "margin to widen. Set Scar rule to none to use it.").format(rule=rule))
+        why = {"myocardiumMarginSpinBox": _("the rule grades the myocardium's own pixels, so there is no margin to "
+                                            "widen"),
+               "scarLabelsLineEdit": _("the rule grades the raw LGE into border zone and core; for the experts' scar "
+                                       "give Expert scar labels"),
+               "normalizeCheckBox": _("the rule's grades are the targets, not the intensities")}
+        for name, reason in why.items():
+            self._applies(name, rule == "none", _("Not used with a scar rule ({rule}): {reason}. Set Scar rule to none "
+                                                  "to use it.").format(rule=rule, reason=reason))
 
     def _updateExpertBoxes(self) -> None:
         """The experts' labels say where a scar rule grades; without a rule they mean nothing (the Logic
@@ -585,12 +593,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
     def options(self) -> ReconstructionOptions:
         """The panel's values as Logic options."""
         p = self._parameterNode
+        ruled = p.scarRule != "none"
         return ReconstructionOptions(
             slice_axis=p.sliceAxis, slice_indices=p.sliceIndices,
             half_thickness="auto" if p.halfThicknessFromDicom else p.halfThickness,
-            scar_labels=p.scarLabels, myocardium_labels=p.myocardiumLabels, myocardium_segment=p.myocardiumSegment,
-            myocardium_margin=p.myocardiumMargin if p.scarRule == "none" else 0,  # the box is disabled with a rule
-            slice_profile=p.sliceProfile, normalize_intensities=p.normalizeIntensities,
+            # the boxes a rule replaces are disabled with one (_updateBoxesARuleReplaces): not used then
+            scar_labels=p.scarLabels if not ruled else "", myocardium_labels=p.myocardiumLabels,
+            myocardium_segment=p.myocardiumSegment, myocardium_margin=p.myocardiumMargin if not ruled else 0,
+            slice_profile=p.sliceProfile, normalize_intensities=p.normalizeIntensities and not ruled,
             partial_volume_correction=p.partialVolumeCorrection, preset=p.preset, shape_prior=p.shapePrior,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
@@ -598,8 +608,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             scar_rule=None if p.scarRule == "none" else p.scarRule, scar_thresholds=p.scarThresholds,
             scar_target=p.scarTarget, blood_pool_labels=p.bloodPoolLabels, blood_pool_segment=p.bloodPoolSegment,
             remote_segment=p.remoteSegment, intensity_offset=p.intensityOffset,
-            expert_scar_labels=p.expertScarLabels if p.scarRule != "none" else "",  # the boxes are disabled without
-            expert_core_labels=p.expertCoreLabels if p.scarRule != "none" else "")  # a rule
+            expert_scar_labels=p.expertScarLabels if ruled else "",  # the boxes are disabled without a rule
+            expert_core_labels=p.expertCoreLabels if ruled else "")
 
     # ------------------------------------------------------------------ dependencies
 

@@ -6,8 +6,8 @@ see there for what that cannot prove).
   stopped or failed run, or one whose model was edited meanwhile (same counts, moved points),
   leaves the model and the user's folder as they were; an export that fails on its second file
   leaves the user's previous files whole.
-- The myocardium margin box is disabled under a scar rule, its tool tip says why; so are the expert
-  label boxes without a rule.
+- The myocardium margin, *Scar labels* and *Normalise intensities* boxes are disabled under a scar
+  rule, their tool tips say why; so are the expert label boxes without a rule.
 - The library's warnings reach the Log section in the panel's words: those raised while the panel
   reads its inputs on the main thread (they went only to the Python console) and the worker's; a
   mistyped rule label list names its box.
@@ -341,6 +341,36 @@ def test_the_margin_box_is_disabled_under_a_scar_rule_and_not_used_there(panel):
     assert widget.options().myocardium_margin == 0  # the Logic refused 2 with a rule, and the box cannot change it
     ui.scarRuleComboBox.choose("none")
     assert box.enabled and box.toolTip == written and widget.options().myocardium_margin == 2
+
+
+@LATEST
+def test_scar_labels_and_normalise_are_disabled_under_a_scar_rule_and_not_used_there(panel):
+    """A rule grades the raw LGE into the targets: *Scar labels* typed for an earlier labels run and
+    *Normalise intensities* were handed to the Logic and silently unused (normalising even skipped the
+    check that the mesh lies on the slices' scar), where the command line refuses them with a rule.
+    Now they behave as the margin box: disabled, saying why, not used; the console's Logic refuses."""
+    from CardioScarLogic.options import ReconstructionOptions
+    from cardioscar.errors import CardioScarError
+
+    widget, ui = panel["widget"], panel["ui"]
+    labels, normalise = ui.scarLabelsLineEdit, ui.normalizeCheckBox
+    written = (_ui_tool_tip("scarLabelsLineEdit"), _ui_tool_tip("normalizeCheckBox"))
+    labels.text, normalise.checked = "3,4", True
+    ui.scarRuleComboBox.choose("nsd")
+    assert not labels.enabled and not normalise.enabled
+    assert "Not used with a scar rule (nsd)" in labels.toolTip and "Expert scar labels" in labels.toolTip
+    assert "Not used with a scar rule (nsd)" in normalise.toolTip
+    options = widget.options()
+    assert (options.scar_labels, options.normalize_intensities) == ("", False)
+    ui.scarRuleComboBox.choose("none")
+    assert labels.enabled and normalise.enabled and (labels.toolTip, normalise.toolTip) == written
+    options = widget.options()
+    assert (options.scar_labels, options.normalize_intensities) == ("3,4", True)
+    with pytest.raises(CardioScarError, match=r"^scar_labels and normalize_intensities have no effect with "
+                                              r"scar_rule nsd.*expert_scar_labels"):
+        ReconstructionOptions(scar_rule="nsd", scar_labels="3,4", normalize_intensities=True)
+    with pytest.raises(CardioScarError, match=r"^scar_labels has no effect"):
+        ReconstructionOptions(scar_rule="psi", scar_labels=[3])
 
 
 @LATEST

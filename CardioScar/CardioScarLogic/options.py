@@ -125,6 +125,13 @@ class ReconstructionOptions:
         if self.myocardium_margin and self.scar_rule:
             raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; set the margin to 0.")
+        replaced = [option for option, given in (("--scar-labels", _given(self.scar_labels)),
+                                                 ("--normalize-intensities", self.normalize_intensities)) if given]
+        if self.scar_rule and replaced:  # as prepare --scar-rule refuses them (cardioscar.logic.PreprocessingRequest)
+            raise CardioScarError(f"{' and '.join(replaced)} {'have' if len(replaced) > 1 else 'has'} no effect with "
+                                  f"--scar-rule {self.scar_rule}: the rule grades the raw LGE into the targets (for the "
+                                  "experts' scar give --expert-scar-labels); leave "
+                                  f"{'them' if len(replaced) > 1 else 'it'} out, or the rule.")
         if isinstance(self.shape_prior, str) and shape_prior_word(self.shape_prior) is not None:  # the panel's box
             self.shape_prior = shape_prior_word(self.shape_prior)
         if not (self.shape_prior is None or isinstance(self.shape_prior, bool) or self.shape_prior == "auto"):
