@@ -12,6 +12,7 @@ at load time; the *Dependencies* section shows its version and installs or updat
 PyTorch extension.
 """
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import pathlib
@@ -65,7 +66,7 @@ from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
-from CardioScarLogic.wording import in_panel_words, library_words  # noqa: E402
+from CardioScarLogic.wording import in_panel_words, library_warnings, library_words  # noqa: E402
 
 #: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
 #: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
@@ -313,6 +314,22 @@ class WorkerPanelMixin:
     def _log(self, line: str) -> None:
         self.ui.logTextEdit.appendPlainText(line)
 
+    def _logWarning(self, message: str) -> None:
+        """A library warning in the Log section, with the panel's box names for its options."""
+        self._log(_("Warning: ") + in_panel_words(message))
+
+    @contextlib.contextmanager
+    def _warningsInLog(self):
+        """The library's warnings raised in the block (reading the inputs, writing a result: on the
+        main thread, where they reached only the Python console) go to the Log section, also when
+        the block fails (they come before its error line)."""
+        with library_warnings() as heard:
+            try:
+                yield
+            finally:
+                for message in heard:
+                    self._logWarning(message)
+
     def _stopRun(self) -> None:
         """End the worker now; the scene and the user's files stay as they were."""
         if self._run is None:
@@ -376,7 +393,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
         self.ui.progressBar.setVisible(False)
-        self._marginToolTip = self.ui.myocardiumMarginSpinBox.toolTip  # the .ui's, shown while the box applies
+        # the .ui's tool tips of the boxes a scar rule switches, shown while the box applies
+        self._writtenToolTips = {name: getattr(self.ui, name).toolTip for name in (
+            "myocardiumMarginSpinBox", "scarLabelsLineEdit", "normalizeCheckBox", "expertScarLabelsLineEdit",
+            "expertCoreLabelsLineEdit")}
         self._updateDependencies()
         self.initializeParameterNode()
 
@@ -455,7 +475,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             self.ui.sliceRangeLabel.text = _("from the segmentation's reference geometry")
         self.ui.thresholdSpinBox.enabled = p.useThreshold
         self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom
-        self._updateMarginBox()
+        self._updateBoxesARuleReplaces()
         self._updateExpertBoxes()
         canTrain = bool(p.inputVolume and p.heartModel)
         self.ui.applyButton.enabled = canTrain
@@ -471,23 +491,39 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._updateTissueSection()
         self._updateResultField()
 
-    def _updateMarginBox(self) -> None:
-        """The margin widens a myocardium that gates pixels; a scar rule grades the myocardium's own
-        pixels instead, and the Logic refuses the two together. So with a rule the box is disabled
-        (its value kept for when the rule goes back to none, and not used meanwhile: see
-        :meth:`options`) and its tool tip says why, as the threshold box is while *Threshold* is off."""
-        box, rule = self.ui.myocardiumMarginSpinBox, self._parameterNode.scarRule
-        box.enabled = rule == "none"
-        box.toolTip = self._marginToolTip if box.enabled else _(
-            "Not used with a scar rule ({rule}): the rule grades the myocardium's own pixels, so there is no "
-            "margin to widen. Set Scar rule to none to use it.").format(rule=rule)
+    def _updateBoxesARuleReplaces(self) -> None:
+        """A scar rule grades the raw LGE's myocardium pixels into the targets, so the boxes that make
+        targets otherwise mean nothing under it: the margin (it widens a myocardium that gates pixels),
+        *Scar labels* (which labels are scar) and *Normalise intensities* (intensities as targets). The
+        Logic and the command line refuse them with a rule; so the boxes are disabled (their values kept
+        for when the rule goes back to none, and not used meanwhile: see :meth:`options`) and their tool
+        tips say why, as the threshold box is while *Threshold* is off."""
+        rule = self._parameterNode.scarRule
+        why = {"myocardiumMarginSpinBox": _("the rule grades the myocardium's own pixels, so there is no margin to "
+                                            "widen"),
+               "scarLabelsLineEdit": _("the rule grades the raw LGE into border zone and core; for the experts' scar "
+                                       "give Expert scar labels"),
+               "normalizeCheckBox": _("the rule's grades are the targets, not the intensities")}
+        for name, reason in why.items():
+            self._applies(name, rule == "none", _("Not used with a scar rule ({rule}): {reason}. Set Scar rule to none "
+                                                  "to use it.").format(rule=rule, reason=reason))
 
     def _updateExpertBoxes(self) -> None:
         """The experts' labels say where a scar rule grades; without a rule they mean nothing (the Logic
-        refuses them), so their boxes are disabled, their values kept and not used (:meth:`options`)."""
+        refuses them), so their boxes are disabled, their values kept and not used (:meth:`options`), and
+        their tool tips say why, as the margin box's does under a rule."""
         ruled = self._parameterNode.scarRule != "none"
-        for box in (self.ui.expertScarLabelsLineEdit, self.ui.expertCoreLabelsLineEdit):
-            box.enabled = ruled
+        for name in ("expertScarLabelsLineEdit", "expertCoreLabelsLineEdit"):
+            self._applies(name, ruled, _(
+                "Not used without a scar rule: the experts' labels say where the rule grades the LGE (border zone "
+                "or core inside them). Choose a Scar rule (nsd, fwhm, iir or psi) to use them."))
+
+    def _applies(self, name: str, applies: bool, why: str) -> None:
+        """Enable the box ``self.ui.<name>`` with the .ui's tool tip where its value is used; else disable
+        it and say ``why``."""
+        box = getattr(self.ui, name)
+        box.enabled = applies
+        box.toolTip = self._writtenToolTips[name] if applies else why
 
     def _updateResultField(self) -> None:
         """The Results section follows the newest result in the scene, so that it holds after a
@@ -557,12 +593,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
     def options(self) -> ReconstructionOptions:
         """The panel's values as Logic options."""
         p = self._parameterNode
+        ruled = p.scarRule != "none"
         return ReconstructionOptions(
             slice_axis=p.sliceAxis, slice_indices=p.sliceIndices,
             half_thickness="auto" if p.halfThicknessFromDicom else p.halfThickness,
-            scar_labels=p.scarLabels, myocardium_labels=p.myocardiumLabels, myocardium_segment=p.myocardiumSegment,
-            myocardium_margin=p.myocardiumMargin if p.scarRule == "none" else 0,  # the box is disabled with a rule
-            slice_profile=p.sliceProfile, normalize_intensities=p.normalizeIntensities,
+            # the boxes a rule replaces are disabled with one (_updateBoxesARuleReplaces): not used then
+            scar_labels=p.scarLabels if not ruled else "", myocardium_labels=p.myocardiumLabels,
+            myocardium_segment=p.myocardiumSegment, myocardium_margin=p.myocardiumMargin if not ruled else 0,
+            slice_profile=p.sliceProfile, normalize_intensities=p.normalizeIntensities and not ruled,
             partial_volume_correction=p.partialVolumeCorrection, preset=p.preset, shape_prior=p.shapePrior,
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
@@ -570,8 +608,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             scar_rule=None if p.scarRule == "none" else p.scarRule, scar_thresholds=p.scarThresholds,
             scar_target=p.scarTarget, blood_pool_labels=p.bloodPoolLabels, blood_pool_segment=p.bloodPoolSegment,
             remote_segment=p.remoteSegment, intensity_offset=p.intensityOffset,
-            expert_scar_labels=p.expertScarLabels if p.scarRule != "none" else "",  # the boxes are disabled without
-            expert_core_labels=p.expertCoreLabels if p.scarRule != "none" else "")  # a rule
+            expert_scar_labels=p.expertScarLabels if ruled else "",  # the boxes are disabled without a rule
+            expert_core_labels=p.expertCoreLabels if ruled else "")
 
     # ------------------------------------------------------------------ dependencies
 
@@ -662,7 +700,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         once the panel is idle again (default: a training or prediction's, :meth:`_writeReconstruction`)."""
         button.enabled = False  # the wait cursor processes pending events: a second click must not start twice
         try:
-            with slicer.util.WaitCursor():  # reading the scene and writing the job block the application
+            # reading the scene and writing the job block the application
+            with slicer.util.WaitCursor(), self._warningsInLog():
                 run = makeRun()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
             button.enabled = True
@@ -722,7 +761,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                 self._onProgress(message.fields)
             if message.kind == "error":
                 continue  # _finishRun shows the worker's failure once, in the status and the log
-            if message.kind != "progress" or self._progressWorthLogging(message.fields):
+            if message.kind == "warning":
+                self._logWarning(message.fields.get("message", ""))
+            elif message.kind != "progress" or self._progressWorthLogging(message.fields):
                 self._log(message.text)
         if run.running:
             return
@@ -754,7 +795,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         try:
             if not run.succeeded:
                 raise CardioScarError(run.failure())
-            with slicer.util.WaitCursor():
+            with slicer.util.WaitCursor(), self._warningsInLog():
                 show = self._runFinish(run)
         except Exception as error:  # noqa: BLE001 - shown in the panel
             run.stop()

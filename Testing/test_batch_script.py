@@ -126,6 +126,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
     (["--output-suffix"], "--output must end in .vtk"),
     (["--no-volume"], "Give --volume"),
     (["--scar-labels", "x"], "comma-separated integers"),
+    # trained on the rule's grades with the labels unused (prepare refuses the two together)
+    (["--scar-rule", "psi", "--scar-labels", "3"], "--scar-labels has no effect with --scar-rule psi"),
     (["--slice-thickness-padding", "thin"], "slab half-width must be > 0 mm or 'auto'"),
     (["--slice-thickness-padding", "auto"], "records no slice thickness (DICOM 0018,0050; other formats have none)"),
     (["--slices=-1,2"], "--slices must be >= 0, got '-1,2'"),  # the library's --slice-indices, named as here

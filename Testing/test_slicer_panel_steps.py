@@ -6,7 +6,11 @@ see there for what that cannot prove).
   stopped or failed run, or one whose model was edited meanwhile (same counts, moved points),
   leaves the model and the user's folder as they were; an export that fails on its second file
   leaves the user's previous files whole.
-- The myocardium margin box is disabled under a scar rule, its tool tip says why.
+- The myocardium margin, *Scar labels* and *Normalise intensities* boxes are disabled under a scar
+  rule, their tool tips say why; so are the expert label boxes without a rule.
+- The library's warnings reach the Log section in the panel's words: those raised while the panel
+  reads its inputs on the main thread (they went only to the Python console) and the worker's; a
+  mistyped rule label list names its box.
 - ``scar_error_risk`` is drawn with its own sequential colour table.
 - The Results section follows the result model when its arrays or summary change outside the
   panel (vtkMRMLModelNode sends MeshModifiedEvent when its mesh changes,
@@ -340,20 +344,130 @@ def test_the_margin_box_is_disabled_under_a_scar_rule_and_not_used_there(panel):
 
 
 @LATEST
+def test_scar_labels_and_normalise_are_disabled_under_a_scar_rule_and_not_used_there(panel):
+    """A rule grades the raw LGE into the targets: *Scar labels* typed for an earlier labels run and
+    *Normalise intensities* were handed to the Logic and silently unused (normalising even skipped the
+    check that the mesh lies on the slices' scar), where the command line refuses them with a rule.
+    Now they behave as the margin box: disabled, saying why, not used; the console's Logic refuses."""
+    from CardioScarLogic.options import ReconstructionOptions
+    from cardioscar.errors import CardioScarError
+
+    widget, ui = panel["widget"], panel["ui"]
+    labels, normalise = ui.scarLabelsLineEdit, ui.normalizeCheckBox
+    written = (_ui_tool_tip("scarLabelsLineEdit"), _ui_tool_tip("normalizeCheckBox"))
+    labels.text, normalise.checked = "3,4", True
+    ui.scarRuleComboBox.choose("nsd")
+    assert not labels.enabled and not normalise.enabled
+    assert "Not used with a scar rule (nsd)" in labels.toolTip and "Expert scar labels" in labels.toolTip
+    assert "Not used with a scar rule (nsd)" in normalise.toolTip
+    options = widget.options()
+    assert (options.scar_labels, options.normalize_intensities) == ("", False)
+    ui.scarRuleComboBox.choose("none")
+    assert labels.enabled and normalise.enabled and (labels.toolTip, normalise.toolTip) == written
+    options = widget.options()
+    assert (options.scar_labels, options.normalize_intensities) == ("3,4", True)
+    with pytest.raises(CardioScarError, match=r"^scar_labels and normalize_intensities have no effect with "
+                                              r"scar_rule nsd.*expert_scar_labels"):
+        ReconstructionOptions(scar_rule="nsd", scar_labels="3,4", normalize_intensities=True)
+    with pytest.raises(CardioScarError, match=r"^scar_labels has no effect"):
+        ReconstructionOptions(scar_rule="psi", scar_labels=[3])
+
+
+@LATEST
 def test_the_expert_label_boxes_apply_under_a_scar_rule_only(panel):
     """Typed without a rule the experts' labels are kept but disabled and not handed over (the Logic
     refuses them without a rule); with one they reach the options as typed."""
     widget, ui = panel["widget"], panel["ui"]
     boxes = (ui.expertScarLabelsLineEdit, ui.expertCoreLabelsLineEdit)
+    written = [_ui_tool_tip("expertScarLabelsLineEdit"), _ui_tool_tip("expertCoreLabelsLineEdit")]
     assert not any(box.enabled for box in boxes)
+    # a disabled box says why, as the margin box does under a rule (it showed the .ui's "e.g. 3,4" hint)
+    assert all("Not used without a scar rule" in box.toolTip and "Scar rule" in box.toolTip for box in boxes)
     ui.expertScarLabelsLineEdit.text, ui.expertCoreLabelsLineEdit.text = "3,4", "4"
     assert (widget._parameterNode.expertScarLabels, widget._parameterNode.expertCoreLabels) == ("3,4", "4")
     assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("", "")
     ui.scarRuleComboBox.choose("nsd")
     assert all(box.enabled for box in boxes)
+    assert [box.toolTip for box in boxes] == written
     assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("3,4", "4")
     ui.scarRuleComboBox.choose("none")
-    assert not any(box.enabled for box in boxes)
+    assert not any(box.enabled for box in boxes) and "Not used without a scar rule" in boxes[1].toolTip
+
+
+def _ui_tool_tip(name: str) -> str:
+    """The tool tip CardioScar.ui gives the widget ``name``."""
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(harness.MODULE_DIR / "Resources" / "UI" / "CardioScar.ui")
+    widget = next(w for w in tree.iter("widget") if w.get("name") == name)
+    return next(p.find("string").text for p in widget.findall("property") if p.get("name") == "toolTip")
+
+
+@LATEST
+def test_a_mistyped_rule_label_list_names_the_panels_box(panel):
+    """The Logic parsed the rule's label boxes under names of its own ("expert scar labels must be
+    ..."), neither the panel's box nor the console's field; now each face words them its way."""
+    from test_slicer_panel_tissue import _labelmap_of_ones
+
+    widget, ui = panel["widget"], panel["ui"]
+    ui.scarRuleComboBox.choose("nsd")
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    for box, label in ((ui.expertScarLabelsLineEdit, "Expert scar labels"), (ui.expertCoreLabelsLineEdit,
+                                                                             "Expert core labels"),
+                       (ui.bloodPoolLabelsLineEdit, "Blood-pool labels"), (ui.myocardiumLabelsLineEdit,
+                                                                           "Myocardium labels")):
+        box.text = "3;4"
+        ui.applyButton.click()
+        assert widget._run is None
+        assert ui.statusLabel.text.startswith(f"'{label}' must be comma-separated integers"), ui.statusLabel.text
+        box.text = ""
+    from CardioScarLogic.options import ReconstructionOptions
+    from cardioscar.errors import CardioScarError
+
+    with pytest.raises(CardioScarError, match=r"^options\.expert_scar_labels must be comma-separated"):
+        widget.logic.prepare_training(panel["volume"], panel["model"], ReconstructionOptions(
+            scar_rule="nsd", expert_scar_labels="3;4"), _labelmap_of_ones(panel, "mask"))
+
+
+@LATEST
+def test_a_warning_while_the_panel_reads_its_inputs_is_in_its_log_in_its_words(panel):
+    """The panel reads its inputs on the main thread, where the library's warnings went only to the
+    Python console and the application log (Slicer's initLogging on the root logger,
+    Base/Python/slicer/slicerqt.py): blood-pool labels given with n-SD, which does not read them, said
+    nothing in the panel. Now the Log section has it,
+    naming the panel's boxes, before the run starts."""
+    from test_slicer_panel_tissue import _labelmap_of_ones
+
+    widget, ui = panel["widget"], panel["ui"]
+    ui.sliceIndicesLineEdit.text = "0,2,4"
+    ui.scarRuleComboBox.choose("nsd")
+    ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
+    ui.bloodPoolLabelsLineEdit.text = "1"
+    ui.applyButton.click()
+    assert widget._run is not None, ui.statusLabel.text
+    ui.applyButton.click()  # Stop: the warning came while the inputs were read
+    log = ui.logTextEdit.toPlainText().splitlines()
+    warned = [line for line in log if line.startswith("Warning: ")]
+    assert len(warned) == 1 and "'Blood-pool labels' are used by 'Scar rule (raw LGE)' iir only" in warned[0], log
+    assert "--" not in warned[0] and log.index(warned[0]) < log.index("Training...")
+
+
+@LATEST
+def test_a_workers_warning_is_in_the_log_in_the_panels_words(panel, phantom):
+    """Tagging a core model's result alone (a file cardioscar apply wrote) warns in the worker; the Log
+    section showed the command line's options (--scar-target, --core-mesh) where the panel has boxes."""
+    import json
+
+    from cardioscar.io.meshio import SCAR_RULE_ARRAY, set_text_field
+
+    widget, ui, model = panel["widget"], panel["ui"], panel["model"]
+    _with_scar_probability(model, phantom)  # as a core model's result that cardioscar apply wrote
+    set_text_field(model.GetMesh(), SCAR_RULE_ARRAY, json.dumps({"rule": "psi", "target": "core"}))
+    ui.tagModelSelector.setCurrentNode(model)
+    harness.click_to_end(widget, ui.tagButton)
+    warned = [line for line in ui.logTextEdit.toPlainText().splitlines() if line.startswith("Warning: ")]
+    assert any("core model's prediction" in line for line in warned), ui.logTextEdit.toPlainText()
+    assert all("--" not in line for line in warned) and any("'Network learns' core" in line for line in warned)
 
 
 @LATEST

@@ -125,6 +125,13 @@ class ReconstructionOptions:
         if self.myocardium_margin and self.scar_rule:
             raise CardioScarError("myocardium margin has no effect with a scar rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; set the margin to 0.")
+        replaced = [option for option, given in (("--scar-labels", _given(self.scar_labels)),
+                                                 ("--normalize-intensities", self.normalize_intensities)) if given]
+        if self.scar_rule and replaced:  # as prepare --scar-rule refuses them (cardioscar.logic.PreprocessingRequest)
+            raise CardioScarError(f"{' and '.join(replaced)} {'have' if len(replaced) > 1 else 'has'} no effect with "
+                                  f"--scar-rule {self.scar_rule}: the rule grades the raw LGE into the targets (for the "
+                                  "experts' scar give --expert-scar-labels); leave "
+                                  f"{'them' if len(replaced) > 1 else 'it'} out, or the rule.")
         if isinstance(self.shape_prior, str) and shape_prior_word(self.shape_prior) is not None:  # the panel's box
             self.shape_prior = shape_prior_word(self.shape_prior)
         if not (self.shape_prior is None or isinstance(self.shape_prior, bool) or self.shape_prior == "auto"):
@@ -156,10 +163,12 @@ class ReconstructionOptions:
 
         if not self.scar_rule:
             return None
-        myocardium = _int_list(self.myocardium_labels, lambda t: _parse_int_list(t, "myocardium labels", "2,3,4"))
-        blood = _int_list(self.blood_pool_labels, lambda t: _parse_int_list(t, "blood-pool labels", "1"))
-        expert_scar = _int_list(self.expert_scar_labels, lambda t: _parse_int_list(t, "expert scar labels", "3,4"))
-        expert_core = _int_list(self.expert_core_labels, lambda t: _parse_int_list(t, "expert core labels", "4"))
+        # named by the command line's options, which every face words its own way (wording.py): the
+        # panel's box, the Logic's field, the batch script's option
+        myocardium = _int_list(self.myocardium_labels, lambda t: _parse_int_list(t, "--myocardium-labels", "2,3,4"))
+        blood = _int_list(self.blood_pool_labels, lambda t: _parse_int_list(t, "--blood-pool-labels", "1"))
+        expert_scar = _int_list(self.expert_scar_labels, lambda t: _parse_int_list(t, "--expert-scar-labels", "3,4"))
+        expert_core = _int_list(self.expert_core_labels, lambda t: _parse_int_list(t, "--expert-core-labels", "4"))
         return ScarRuleRequest(rule=self.scar_rule, myocardium_path=Path(myocardium_name),
                                myocardium_labels=myocardium, blood_pool_labels=blood,
                                thresholds=parse_thresholds(self.scar_rule, self.scar_thresholds or None),

@@ -19,9 +19,12 @@ which the panel and the batch script word it their own way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import re
-from typing import Callable, TypeVar
+import threading
+from typing import Callable, Iterator, TypeVar
 
 from cardioscar.errors import CardioScarError
 
@@ -164,6 +167,41 @@ def in_batch_words(message: str, names: dict[str, str]) -> str:
 def library_words(error: BaseException) -> str:
     """The library's own message of ``error``, also when the Logic reworded it."""
     return getattr(error, "library_message", str(error))
+
+
+#: The loggers whose warnings a face shows its user: the library's and the Logic's.
+LIBRARY_LOGGERS = ("cardioscar", "CardioScarLogic")
+
+
+class _HeardWarnings(logging.Handler):
+    """The library's warnings raised on this thread, each once, in its own words."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.thread == self._thread and message not in self.messages:
+            self.messages.append(message)
+
+
+@contextlib.contextmanager
+def library_warnings() -> Iterator[list[str]]:
+    """The warnings the library and the Logic log on this thread inside the block, in the library's
+    words (the caller words them for its face). Why: the panel reads its inputs on Slicer's main
+    thread, where a logged warning reaches only the Python console and the application log, never
+    the panel the user is looking at; the worker's warnings come to the panel as report lines."""
+    heard = _HeardWarnings()
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(heard)
+    try:
+        yield heard.messages
+    finally:
+        for logger in loggers:
+            logger.removeHandler(heard)
 
 
 Function = TypeVar("Function", bound=Callable)
