@@ -96,6 +96,12 @@ DEAD_EPOCHS = 20
 #: late rise of 0: the 8 segmented seeds, the demo, EMIDEC cases; Testing/benchmarks/ROBUSTNESS.md,
 #: *Diverged runs*).
 DIVERGED_FRACTION = 0.1
+#: A run that may be retried stops as diverged once every one of its last this many epoch losses
+#: has been above its best so far by more than ``DIVERGED_FRACTION`` of the targets' variance:
+#: the end-of-run test above would call it diverged anyway, and the epochs left are wasted. S7 seed
+#: 1 sat there from epoch 234 to its 600th; the longest such stretch of a healthy fast-preset run
+#: measured is WINDOW_TBD epochs (Testing/benchmarks/ROBUSTNESS.md, *Diverged runs*).
+DIVERGED_EPOCHS = 50
 #: Millimetres per normalised unit assumed when ``fit_scar_field`` is not told the mesh's
 #: extent (a heart's bounding box is 80-120 mm).
 DEFAULT_EXTENT_MM = 100.0
@@ -649,10 +655,13 @@ def _stalled(history: dict) -> str:
 
 def _diverged(history: dict) -> str:
     """What makes a run diverged, in words for the retry and the final warning."""
-    return (f"diverged: its loss rose after epoch {history['best_epoch']} (loss {history['best_loss']:.3g}) and over "
-            f"its last {round(100 * CONVERGENCE_TAIL)} % of {history['epochs_run']} epochs came no nearer to it than "
-            f"{100 * history['late_rise']:.0f} % of the targets' variance, so the weights kept are that "
-            f"epoch's, taken part-way through the schedule")
+    stopped = history.get("diverged_epoch")
+    span = (f"for its last {DIVERGED_EPOCHS} epochs" if stopped is not None
+            else f"over its last {round(100 * CONVERGENCE_TAIL)} % of {history['epochs_run']} epochs")
+    until = f" (stopped at epoch {stopped})" if stopped is not None else ""
+    return (f"diverged: its loss rose after epoch {history['best_epoch']} (loss {history['best_loss']:.3g}) and "
+            f"{span} came no nearer to it than {100 * history['late_rise']:.0f} % of the targets' variance{until}, "
+            f"so the weights kept are that epoch's, taken part-way through the schedule")
 
 
 def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
@@ -660,8 +669,8 @@ def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
     return {"max_lr": config.max_lr, "seed": config.seed, "epochs_run": history["epochs_run"],
             "best_epoch": history["best_epoch"], "best_loss": history["best_loss"], "final_loss": history["final_loss"],
             "ignored_share": history["ignored_share"], "ignored_scar_groups": history["ignored_scar_groups"],
-            "dead_epoch": history["dead_epoch"],
-            "late_rise": history["late_rise"], "diverged": history["diverged"]}
+            "dead_epoch": history["dead_epoch"], "late_rise": history["late_rise"], "diverged": history["diverged"],
+            "diverged_epoch": history["diverged_epoch"], "longest_rise": history["longest_rise"]}
 
 
 def describe_stop(history: dict) -> str:
@@ -835,12 +844,14 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     logger.info("training on %s: %d rows, %d batches, max %d epochs, patience %d",
                 device, len(dataset), len(batch_steps), config.max_epochs, config.early_stopping_patience)
 
+    variance = _group_target_variance(dataset)
     test = _ConvergenceTest(config, lambda: _group_loss(net, dataset, device, keep_mode=True),
-                            _group_target_variance(dataset)) if config.convergence_tolerance > 0 else None
+                            variance) if config.convergence_tolerance > 0 else None
     losses: list[float] = []
     rates: list[float] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     stopped_early, dead_epoch, stop_reason = False, None, "budget"
+    risen, longest_rise, diverged_epoch = 0, 0, None  # epochs in a row above the best by the diverged share
     planned = config.max_epochs
     started = last_report = time.perf_counter()
     net.train()
@@ -869,6 +880,13 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
             logger.info("the loss has stayed at %.6g for %d epochs: no unit learns any more; stopping at epoch %d",
                         epoch_loss, DEAD_EPOCHS, epoch)
             stop, dead_epoch, stop_reason = True, epoch, "dead"
+        risen = risen + 1 if _risen(epoch_loss, best_loss, variance) else 0
+        longest_rise = max(longest_rise, risen)
+        if dead_level is not None and dead_epoch is None and risen >= DIVERGED_EPOCHS:
+            logger.info("the loss has stayed more than %.0f %% of the targets' variance above its best (epoch %d) for "
+                        "%d epochs: the run diverged; stopping at epoch %d", 100 * DIVERGED_FRACTION, best_epoch,
+                        DIVERGED_EPOCHS, epoch)
+            stop, diverged_epoch, stop_reason = True, epoch, "diverged"
         if test is not None and not stop:
             extension = test.after_epoch(epoch, planned)
             if extension:
@@ -903,22 +921,24 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     ignored = np.abs(misses) > IGNORED_GROUP_MISS
     if coherent is not None:
         ignored &= coherent
-    variance = _group_target_variance(dataset)
-    rise = _late_rise(losses, best_loss, variance)
+    # a run stopped as diverged is judged on the epochs that stopped it (its last fifth may reach back before the rise)
+    rise = _late_rise(losses, best_loss, variance, DIVERGED_EPOCHS if diverged_epoch is not None else None)
     diverged = dead_epoch is None and rise > DIVERGED_FRACTION
     if diverged:  # the convergence test measured the weights it ended on, not the best epoch's that are kept
         stop_reason = "diverged"
-        logger.info("the loss rose after epoch %d and stayed up: over the last %d %% of the epochs it came no nearer "
-                    "than %.0f %% of the targets' variance to its best", best_epoch, round(100 * CONVERGENCE_TAIL),
-                    100 * rise)
+        logger.info("the loss rose after epoch %d and stayed up: over the last %s it came no nearer than %.0f %% "
+                    "of the targets' variance to its best", best_epoch, f"{DIVERGED_EPOCHS} epochs" if diverged_epoch
+                    else f"{round(100 * CONVERGENCE_TAIL)} % of the epochs", 100 * rise)
     seconds = time.perf_counter() - started
-    logger.info("best loss %.6g at epoch %d of %d (%.1f s)", best_loss, best_epoch, len(losses), seconds)
+    logger.info("best loss %.6g at epoch %d of %d (%.1f s); longest rise above the best: %d epochs", best_loss,
+                best_epoch, len(losses), seconds, longest_rise)
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
             "final_loss": final_loss, "ignored_groups": int(ignored.sum()),
             "ignored_scar_groups": int((ignored & (targets >= 0.5)).sum()),
             "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
-            "dead_epoch": dead_epoch, "late_rise": rise, "diverged": diverged, "seconds": seconds,
+            "dead_epoch": dead_epoch, "late_rise": rise, "diverged": diverged, "diverged_epoch": diverged_epoch,
+            "longest_rise": longest_rise, "seconds": seconds,
             "device": str(device), "stop_reason": stop_reason,
             "converged": None if test is None or stop_reason in ("dead", "patience", "diverged") else test.converged,
             "extensions": 0 if test is None else test.extensions,
@@ -1013,15 +1033,21 @@ def _group_field(net: BayesianNN, dataset: ScarReconstructionDataset, device: to
     return _group_means(dataset, field.numpy().reshape(-1))
 
 
-def _late_rise(losses: list[float], best_loss: float, variance: float) -> float:
-    """How far the lowest epoch loss over the run's last ``CONVERGENCE_TAIL`` of epochs stays above
-    the best epoch's, in shares of the group targets' variance (0 when the best epoch is among them).
-    The lowest, not the mean: one epoch near the best is enough to say the run came back, so a
-    late rise counts only when it lasted over the whole tail. A non-finite epoch loss counts as
-    infinitely high (a run that ended in NaN has diverged)."""
-    tail = losses[-max(1, math.ceil(CONVERGENCE_TAIL * len(losses))):]
+def _late_rise(losses: list[float], best_loss: float, variance: float, tail_epochs: int | None = None) -> float:
+    """How far the lowest epoch loss over the run's last ``CONVERGENCE_TAIL`` of epochs (or its last
+    ``tail_epochs``) stays above the best epoch's, in shares of the group targets' variance (0 when
+    the best epoch is among them). The lowest, not the mean: one epoch near the best is enough to
+    say the run came back, so a late rise counts only when it lasted over the whole tail. A
+    non-finite epoch loss counts as infinitely high (a run that ended in NaN has diverged)."""
+    tail = losses[-(tail_epochs or max(1, math.ceil(CONVERGENCE_TAIL * len(losses)))):]
     lowest = min((loss for loss in tail if math.isfinite(loss)), default=math.inf)
     return (lowest - best_loss) / variance if variance > 0 else 0.0
+
+
+def _risen(loss: float, best_loss: float, variance: float) -> bool:
+    """The epoch loss is above the best so far by more than ``DIVERGED_FRACTION`` of the targets'
+    variance (a non-finite one always is)."""
+    return not math.isfinite(loss) or loss - best_loss > DIVERGED_FRACTION * variance
 
 
 def _is_dead(losses: list[float], level: float) -> bool:
