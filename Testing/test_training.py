@@ -307,8 +307,10 @@ def test_a_run_whose_loss_rises_and_stays_up_is_stopped_and_retried(monkeypatch,
     """A run whose loss falls to 0.01 by epoch 30 and then sits at 0.2 (the halves' variance is
     0.25: 76 % of it above the best, never frozen, as the unseen label map s7 at training seed 1 sat
     for its last 366 epochs) is stopped DIVERGED_EPOCHS epochs into the rise, recorded as diverged,
-    and the retries at lower peaks take over; their loss leaves its best by as much for one epoch
-    fewer than the window, as a healthy schedule's bump might, and they run to their end. Without
+    and the retries at lower peaks take over. They run to their end: the first one's loss leaves its
+    best by as much for one epoch fewer than the window, as a healthy schedule's bump might; the
+    second one's best explains under half the variance (0.15) when its loss sits higher for twice the
+    window, a run that has not fit yet (the unseen s6's retry in the warm-up), then it fits. Without
     retries the run is not stopped: it is judged at its end, as before. (Before, the diverged run
     trained all 150 epochs and was only judged at the end.)"""
     coords, values, groups = small_problem(n_groups=60)
@@ -324,7 +326,10 @@ def test_a_run_whose_loss_rises_and_stays_up_is_stopped_and_retried(monkeypatch,
     def bumpy(epoch):
         return noisy(0.2 if 30 < epoch < 30 + window else 0.01, epoch)
 
-    scripted_losses(monkeypatch, lambda max_lr: diverging if max_lr == config.max_lr else bumpy)
+    def late_fit(epoch):
+        return noisy(0.15 if epoch <= 5 else 0.2 if epoch <= 5 + 2 * window else 0.01, epoch)
+
+    scripted_losses(monkeypatch, lambda max_lr: {config.max_lr: diverging, config.max_lr / 3: bumpy}.get(max_lr, late_fit))
     with caplog.at_level("INFO", logger="cardioscar.fit.training"):
         _, history = fit_scar_field(coords, values, groups, config, device="cpu")
     first, *retries = history["attempts"]
@@ -335,8 +340,9 @@ def test_a_run_whose_loss_rises_and_stays_up_is_stopped_and_retried(monkeypatch,
     assert f"the run diverged: its loss rose after epoch {first['best_epoch']} (loss 0.01) and for its last " \
            f"{window} epochs came no nearer to it than 76 % of the targets' variance (stopped at epoch " \
            f"{30 + window})" in caplog.text
-    assert retries[0]["max_lr"] == pytest.approx(config.max_lr / 3)
+    assert [r["max_lr"] for r in retries] == pytest.approx([config.max_lr / 3, config.max_lr / 9])
     assert all(r["epochs_run"] == 150 and r["diverged_epoch"] is None and not r["diverged"] for r in retries)
+    assert [r["longest_rise"] for r in retries] == [window - 1, 0]
     _, kept = fit_scar_field(coords, values, groups, replace(config, retry_failed_fit=False), device="cpu")
     assert kept["epochs_run"] == 150 and kept["diverged_epoch"] is None and kept["diverged"]  # judged at the end
 

@@ -142,7 +142,8 @@ class TrainingConfig:
     ``MISSED_SCAR_GROUPS`` or more groups whose targets are scar, and its ignored groups hold at
     least ``SAID_IGNORED_FRACTION``). A run that diverged (its loss rose after the best epoch and stayed more
     than ``DIVERGED_FRACTION`` of the variance above it over its last ``CONVERGENCE_TAIL``, without
-    freezing) is retried like a dead one. Each retry answers the last run's own failure (a stall
+    freezing) is retried like a dead one; it is stopped as soon as its loss has stayed up for
+    ``DIVERGED_EPOCHS`` epochs in a row, instead of being judged at its end. Each retry answers the last run's own failure (a stall
     retry whose run died or diverged is retried with a third of that run's peak), or, when the last
     run had none but fitted worse than the kept one, the kept run's.
     ``fourier_features``: number of random Fourier frequencies encoding the coordinates
@@ -267,7 +268,8 @@ class TrainingConfig:
           lower rate from the same start stalled on the same patch (an unseen label-map phantom).
           A run that diverged without dying (the unseen label map s7, training seed 1: from 0.0001
           at epoch 158 to 0.021 from epoch 234 on, 81 % of the targets' variance) is retried like
-          a dead one; after a stall retry whose run died, the next retry lowers that run's peak.
+          a dead one, stopped once its loss has stayed up for ``DIVERGED_EPOCHS`` epochs (s7: at
+          epoch 278, not 600); after a stall retry whose run died, the next retry lowers that run's peak.
         * The run ends on a convergence test (``convergence_tolerance`` 0.01, :class:`_ConvergenceTest`):
           600 epochs are the least it runs, and a fit whose group loss still fell by more than 1 %
           of the targets' variance over the cycle's last fifth gets lower-rate phases. On the
@@ -529,10 +531,14 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     the lowest epoch loss of the run's last ``CONVERGENCE_TAIL`` stayed above the best, in shares of
     the targets' variance) and ``diverged`` (it exceeds ``DIVERGED_FRACTION``; ``stop_reason`` is then
     ``"diverged"`` and ``converged`` None, as the convergence test measured weights that were not kept),
+    ``diverged_epoch`` (the epoch at which a run that could be retried was stopped as diverged,
+    ``DIVERGED_EPOCHS``, or None; its ``late_rise`` is then measured over those epochs),
+    ``longest_rise`` (the most epochs in a row the loss stayed above its best so far by the diverged share,
+    counted once that best explains at least half the variance),
     ``seed`` (the kept run's; a stalled run is retried from the next seed) and ``attempts`` (one
     dict per run: ``max_lr``, ``seed``, ``epochs_run``, ``best_epoch``, ``best_loss``,
     ``final_loss``, ``ignored_share``, ``ignored_scar_groups``, ``dead_epoch``, ``late_rise``,
-    ``diverged``).
+    ``diverged``, ``diverged_epoch``, ``longest_rise``).
     """
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
@@ -827,8 +833,9 @@ def _autograd_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config:
 def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
                 device: torch.device, batch_steps: list, progress_callback, should_cancel,
                 dead_level: float | None = None, coherent: np.ndarray | None = None) -> dict:
-    """The epochs of one run. With a ``dead_level`` the run stops once its loss has stayed at one
-    value of at least that level for ``DEAD_EPOCHS`` epochs (see ``DEAD_EPOCHS``). With a
+    """The epochs of one run. With a ``dead_level`` (a run that may be retried) the run stops once its
+    loss has stayed at one value of at least that level for ``DEAD_EPOCHS`` epochs, or above its best
+    by the diverged share for ``DIVERGED_EPOCHS`` epochs (see those constants). With a
     ``convergence_tolerance`` the schedule's end is a convergence test (:class:`_ConvergenceTest`)
     that may add lower-rate phases. ``coherent`` (per group, :func:`_coherent_groups`): the groups
     whose misses count as ignored (all when None)."""
@@ -1045,9 +1052,14 @@ def _late_rise(losses: list[float], best_loss: float, variance: float, tail_epoc
 
 
 def _risen(loss: float, best_loss: float, variance: float) -> bool:
-    """The epoch loss is above the best so far by more than ``DIVERGED_FRACTION`` of the targets'
-    variance (a non-finite one always is)."""
-    return not math.isfinite(loss) or loss - best_loss > DIVERGED_FRACTION * variance
+    """The run had a fit (its best so far explains at least ``1 - FAILED_FIT_FRACTION`` of the
+    targets' variance) and the epoch loss is above that best by more than ``DIVERGED_FRACTION`` of
+    the variance (a non-finite one always is). A run still near the constant field has no fit to
+    lose: in the warm-up's high rates such a run can sit above its early best for 50 epochs and
+    more, then fit (the unseen label map s6 with the prior, seed 0's retry at 3.3e-3). None is
+    when the targets are all one value: no share to measure, as ``_late_rise`` says."""
+    return 0 < variance and best_loss <= FAILED_FIT_FRACTION * variance and \
+        (not math.isfinite(loss) or loss - best_loss > DIVERGED_FRACTION * variance)
 
 
 def _is_dead(losses: list[float], level: float) -> bool:
