@@ -101,8 +101,8 @@ DIVERGED_FRACTION = 0.1
 #: explaining at least half of it (a fit to lose): the epochs left are wasted, as the retry trains
 #: again from scratch. The unseen label map s7 at training seed 1 sat there for its last 372
 #: epochs (now stopped at epoch 278 of 600); of 86 fast-preset runs that neither died nor diverged
-#: (the unseen family's label maps off and auto and scheduled cases, the segmented seeds) none sat
-#: there longer than 18 epochs in a row, most 0-4 (Testing/benchmarks/ROBUSTNESS.md, *Diverged runs*).
+#: (the unseen family's label maps off and auto and scheduled cases, the segmented seeds; 3 EMIDEC
+#: cases: 0-3) none sat there longer than 18 epochs in a row, most 0-4 (Testing/benchmarks/ROBUSTNESS.md, *Diverged runs*).
 DIVERGED_EPOCHS = 50
 #: Millimetres per normalised unit assumed when ``fit_scar_field`` is not told the mesh's
 #: extent (a heart's bounding box is 80-120 mm).
