@@ -329,7 +329,8 @@ def test_a_run_whose_loss_rises_and_stays_up_is_stopped_and_retried(monkeypatch,
     def late_fit(epoch):
         return noisy(0.15 if epoch <= 5 else 0.2 if epoch <= 5 + 2 * window else 0.01, epoch)
 
-    scripted_losses(monkeypatch, lambda max_lr: {config.max_lr: diverging, config.max_lr / 3: bumpy}.get(max_lr, late_fit))
+    scripts = {config.max_lr: diverging, config.max_lr / 3: bumpy}
+    scripted_losses(monkeypatch, lambda max_lr: scripts.get(max_lr, late_fit))
     with caplog.at_level("INFO", logger="cardioscar.fit.training"):
         _, history = fit_scar_field(coords, values, groups, config, device="cpu")
     first, *retries = history["attempts"]

@@ -100,9 +100,10 @@ DIVERGED_FRACTION = 0.1
 #: been above its best so far by more than ``DIVERGED_FRACTION`` of the targets' variance, that best
 #: explaining at least half of it (a fit to lose): the epochs left are wasted, as the retry trains
 #: again from scratch. The unseen label map s7 at training seed 1 sat there for its last 372
-#: epochs (now stopped at epoch 278 of 600); of 86 fast-preset runs that neither died nor diverged
-#: (the unseen family's label maps off and auto and scheduled cases, the segmented seeds; 3 EMIDEC
-#: cases: 0-3) none sat there longer than 18 epochs in a row, most 0-4 (Testing/benchmarks/ROBUSTNESS.md, *Diverged runs*).
+#: epochs (now stopped at epoch 278 of 600); of 89 fast-preset runs that neither died nor diverged
+#: (the unseen family's label maps off and auto and its scheduled cases, the segmented seeds, 3
+#: EMIDEC cases) none sat there longer than 18 epochs in a row, most 0-4
+#: (Testing/benchmarks/ROBUSTNESS.md, *Diverged runs*).
 DIVERGED_EPOCHS = 50
 #: Millimetres per normalised unit assumed when ``fit_scar_field`` is not told the mesh's
 #: extent (a heart's bounding box is 80-120 mm).
@@ -145,9 +146,10 @@ class TrainingConfig:
     least ``SAID_IGNORED_FRACTION``). A run that diverged (its loss rose after the best epoch and stayed more
     than ``DIVERGED_FRACTION`` of the variance above it over its last ``CONVERGENCE_TAIL``, without
     freezing) is retried like a dead one; it is stopped as soon as its loss has stayed up for
-    ``DIVERGED_EPOCHS`` epochs in a row, instead of being judged at its end. Each retry answers the last run's own failure (a stall
-    retry whose run died or diverged is retried with a third of that run's peak), or, when the last
-    run had none but fitted worse than the kept one, the kept run's.
+    ``DIVERGED_EPOCHS`` epochs in a row, instead of being judged at its end. Each retry answers the
+    last run's own failure (a stall retry whose run died or diverged is retried with a third of
+    that run's peak), or, when the last run had none but fitted worse than the kept one, the kept
+    run's.
     ``fourier_features``: number of random Fourier frequencies encoding the coordinates
     (:class:`cardioscar.engines.FourierFeatures`; 0 = raw coordinates, as documented), drawn
     with a standard deviation of ``1 / fourier_scale_mm`` cycles per millimetre.
@@ -930,14 +932,16 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     ignored = np.abs(misses) > IGNORED_GROUP_MISS
     if coherent is not None:
         ignored &= coherent
-    # a run stopped as diverged is judged on the epochs that stopped it (its last fifth may reach back before the rise)
+    # a run stopped as diverged is judged on the epochs that stopped it (its last fifth may reach back
+    # before the rise)
     rise = _late_rise(losses, best_loss, variance, DIVERGED_EPOCHS if diverged_epoch is not None else None)
     diverged = dead_epoch is None and rise > DIVERGED_FRACTION
     if diverged:  # the convergence test measured the weights it ended on, not the best epoch's that are kept
         stop_reason = "diverged"
+        span = (f"{DIVERGED_EPOCHS} epochs" if diverged_epoch is not None
+                else f"{round(100 * CONVERGENCE_TAIL)} % of the epochs")
         logger.info("the loss rose after epoch %d and stayed up: over the last %s it came no nearer than %.0f %% "
-                    "of the targets' variance to its best", best_epoch, f"{DIVERGED_EPOCHS} epochs" if diverged_epoch
-                    else f"{round(100 * CONVERGENCE_TAIL)} % of the epochs", 100 * rise)
+                    "of the targets' variance to its best", best_epoch, span, 100 * rise)
     seconds = time.perf_counter() - started
     logger.info("best loss %.6g at epoch %d of %d (%.1f s); longest rise above the best: %d epochs", best_loss,
                 best_epoch, len(losses), seconds, longest_rise)
