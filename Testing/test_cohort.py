@@ -619,3 +619,18 @@ def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_dat
     (out / "p1" / "core_model.pth").unlink()
     again = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
     assert [r["status"] for r in _summary(out)] == ["skipped", "done"] and again.counts == {"skipped": 1, "done": 1}
+
+
+def test_summary_says_pending_for_a_patient_not_yet_started(tmp_path):
+    """While a run is under way the summary says ``running`` only for a patient being fitted (its
+    temporary folder exists), ``pending`` for one queued behind it; finished rows are left as they
+    are. EMIDEC, 4 patients, one worker: the summary said 3 running while one ran."""
+    from cardioscar.cohort.runner import mark_unfinished
+    from cardioscar.cohort.tasks import PARTIAL, partial_ids
+
+    (tmp_path / f".P2{PARTIAL}abc").mkdir()
+    (tmp_path / "P1").mkdir()
+    rows = {"P1": {"id": "P1", "status": "done"}, "P2": {"id": "P2", "status": "failed", "error": "old"},
+            "P3": {"id": "P3", "status": "pending"}}
+    mark_unfinished(rows, {"P2", "P3"}, partial_ids(tmp_path))
+    assert [rows[ident]["status"] for ident in ("P1", "P2", "P3")] == ["done", "running", "pending"]

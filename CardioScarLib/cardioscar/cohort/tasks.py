@@ -45,6 +45,12 @@ MODEL = "model.pth"
 #: The core model of a patient with a scar rule (``prepare --scar-target core``), beside the scar's MODEL.
 CORE_MODEL = "core_model.pth"
 PARTIAL = ".partial-"
+
+
+def partial_ids(output_dir: Path) -> set[str]:
+    """The patients with a temporary ``.<id>.partial-*`` folder in ``output_dir``: being fitted now
+    (or interrupted there, before a run clears its own)."""
+    return {path.name[1:].split(PARTIAL)[0] for path in output_dir.glob(f".*{PARTIAL}*")}
 #: Options whose value (a string) is a file: the masks (myocardium, blood pool, remote), an AHA label map.
 FILE_OPTIONS = ("myocardium_mask", "blood_pool_mask", "remote_mask", "aha")
 DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
