@@ -634,3 +634,23 @@ def test_summary_says_pending_for_a_patient_not_yet_started(tmp_path):
             "P3": {"id": "P3", "status": "pending"}}
     mark_unfinished(rows, {"P2", "P3"}, partial_ids(tmp_path))
     assert [rows[ident]["status"] for ident in ("P1", "P2", "P3")] == ["done", "running", "pending"]
+
+
+def test_a_tissue_rows_scar_is_its_border_zone_plus_core(cohort_data):
+    """With two fields the summary's scar is what the export tags border zone or core, so
+    scar_percent = border_percent + core_percent; a core-model core node where the scar field is
+    below threshold is core (EMIDEC P022: scar 42.39 % beside 13.50 + 29.76 %)."""
+    from cardioscar.cohort.tasks import _measure
+
+    mesh = read_mesh(cohort_data / "p0" / "phantom_mesh.vtk")
+    x = mesh.points_lps()[:, 0]
+    scar_field = (x < np.quantile(x, 0.5)).astype(float)
+    core_field = ((x < np.quantile(x, 0.3)) | ((x > np.quantile(x, 0.5)) & (x < np.quantile(x, 0.51)))).astype(float)
+    spec = PatientSpec("P1", 1, cohort_data / "p0" / "phantom_mesh.vtk", (), {"threshold": 0.5, "core_threshold": 0.5})
+    measured = _measure(spec, mesh, scar_field, None, core_field)
+    weights = node_volumes(mesh.dataset)
+    tagged = (scar_field >= 0.5) | (core_field >= 0.5)
+    assert measured["classes"] == "tissue"
+    assert measured["scar_percent"] == pytest.approx(measured["border_percent"] + measured["core_percent"], abs=1e-3)
+    assert measured["scar_volume_ml"] == pytest.approx(weights[tagged].sum() / 1000, abs=1e-3)
+    assert measured["scar_percent"] > 100 * weights[scar_field >= 0.5].sum() / weights.sum() + 0.2

@@ -89,7 +89,7 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     fig, (bars, spread) = plt.subplots(1, 2, figsize=(11, max(3.5, height)), gridspec_kw={"width_ratios": [2, 1]})
     bars.barh(range(len(ids)), values, color="#b2182b")
     bars.set_yticks(range(len(ids)), ids if len(ids) <= 60 else [""] * len(ids), fontsize=7)
-    bars.set_xlabel("scar (% of myocardium, probability >= threshold)")
+    bars.set_xlabel("scar (% of myocardium: probability >= threshold; with a scar rule, border zone + core)")
     bars.set_title("scar burden per patient")
     spread.hist(values, bins=min(20, max(5, len(values) // 3)), color="#555555")
     spread.set_xlabel("scar (%)")
