@@ -654,3 +654,53 @@ def test_a_tissue_rows_scar_is_its_border_zone_plus_core(cohort_data):
     assert measured["scar_percent"] == pytest.approx(measured["border_percent"] + measured["core_percent"], abs=1e-3)
     assert measured["scar_volume_ml"] == pytest.approx(weights[tagged].sum() / 1000, abs=1e-3)
     assert measured["scar_percent"] > 100 * weights[scar_field >= 0.5].sum() / weights.sum() + 0.2
+
+
+def test_a_rule_rows_fit_warnings_name_their_model():
+    """A scar rule's row fits two models; each fit's kept warnings say which model they are about
+    (EMIDEC P047: three retry warnings of the scar model read as the patient's), the others as
+    said, each once."""
+    import logging
+
+    from cardioscar.cohort.tasks import _KeptWarnings
+
+    log = logging.getLogger("cardioscar.fit.training")
+    with _KeptWarnings() as kept:
+        with kept.about("scar model"):
+            log.warning("the result misses a scar patch; train again with another --seed")
+        with kept.about("core model"):
+            log.warning("the result misses a scar patch; train again with another --seed")
+        log.warning("an export warning")
+        log.warning("an export warning")
+    assert kept.messages == ["scar model: the result misses a scar patch; train again with another seed",
+                             "core model: the result misses a scar patch; train again with another seed",
+                             "an export warning"]
+
+
+def test_summary_picture_tells_tissue_rows_from_one_field_rows_and_sheet_titles_its_table():
+    """A mixed cohort's bars: a scar rule's row stacked as core + border zone, a one-field row as
+    its scar, with a legend naming both; the bull's-eye sheet titles a disc with its own table's LV
+    burden (the scar field at threshold), not the row's border zone + core."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cardioscar.cohort.summary import _draw_bars, bullseye_sheet_figure
+
+    rows = [{"id": "N1", "status": "done", "classes": "bands", "scar_percent": 5.0, "border_percent": 1.0,
+             "core_percent": 4.0},
+            {"id": "P1", "status": "done", "classes": "tissue", "scar_percent": 43.3, "border_percent": 13.5,
+             "core_percent": 29.8, "aha": {"scar_pct_by_segment": {str(s): 40.0 for s in range(1, 18)},
+                                          "lv_scar_pct": 42.4}}]
+    fig, axis = plt.subplots()
+    _draw_bars(axis, rows)
+    spans = sorted((round(p.get_y(), 3), round(p.get_x(), 2), round(p.get_width(), 2)) for p in axis.patches
+                   if p.get_width() > 0)
+    assert spans == [(-0.4, 0.0, 5.0), (0.6, 0.0, 29.8), (0.6, 29.8, 13.5)]
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert any("one field" in label for label in labels) and any("border zone" in label for label in labels)
+    plt.close(fig)
+    sheet = bullseye_sheet_figure(rows)
+    assert [a.get_title() for a in sheet.axes if a.get_title()] == ["P1: 42.4 % scar"]
+    plt.close(sheet)

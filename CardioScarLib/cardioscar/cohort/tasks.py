@@ -17,6 +17,7 @@ propagates, so that Dask retries the task (boundedly) on another attempt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -305,10 +306,11 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict
 
     mesh = dataclasses.replace(read_mesh(prediction), path=final)
     try:
-        rows = run_aha(mesh, folder, _aha_options(spec, mesh.space)).rows
+        result = run_aha(mesh, folder, _aha_options(spec, mesh.space))
     except CardioScarError as error:
         raise _aha_error(spec, error) from None
-    return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in rows}}
+    return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in result.rows},
+            "lv_scar_pct": result.summary["lv"]["scar_pct"]}
 
 
 def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: Optional[Path] = None,
@@ -412,9 +414,11 @@ def _model_entry(model: str, prediction: Path, checkpoint: dict, result) -> dict
             "mean_uncertainty": round(result.mean_uncertainty, 6)}
 
 
-def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool) -> dict:
+def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool,
+              kept: "_KeptWarnings") -> dict:
     """prepare -> train -> apply into ``folder`` (twice with a scar rule: scar and core); returns
-    the measurements and fit details."""
+    the measurements and fit details. With two models, ``kept`` names the model each fit's warnings
+    are about."""
     import torch
 
     from cardioscar.fit.devices import describe_device
@@ -432,14 +436,16 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)
-    prepared, checkpoint, result = _fit(spec, "scar", mesh, folder / MODEL, prediction, threads, device)
+    with kept.about("scar model" if options["scar_rule"] else None):
+        prepared, checkpoint, result = _fit(spec, "scar", mesh, folder / MODEL, prediction, threads, device)
     models = {"scar": _model_entry(MODEL, prediction, checkpoint, result)}
     core_prediction, core_probability, rule = None, None, None
     if options["scar_rule"]:
         rule = json.loads(prepared.scar_rule)
         core_prediction = folder / core_prediction_name(spec)
-        _, core_checkpoint, core_result = _fit(spec, "core", mesh, folder / CORE_MODEL, core_prediction, threads,
-                                               device)
+        with kept.about("core model"):
+            _, core_checkpoint, core_result = _fit(spec, "core", mesh, folder / CORE_MODEL, core_prediction,
+                                                   threads, device)
         core_probability = core_result.mean_predictions
         models["core"] = _model_entry(CORE_MODEL, core_prediction, core_checkpoint, core_result)
     measured = _measure(spec, mesh, result.mean_predictions, truth, core_probability)  # before the export: its checks
@@ -481,15 +487,29 @@ class _KeptWarnings(logging.Handler):
     of view), a scar label left out, a slab far off the slices' thickness, reached nobody. Only
     this thread's records are kept: a worker may run several patients at once. Each message once:
     a row exporting two formats checks and tags its mesh once per format (and once before the
-    training), and said the same coincident nodes or 0/1 border zone two or three times."""
+    training), and said the same coincident nodes or 0/1 border zone two or three times. With a
+    scar rule's two models, a fit's warning is prefixed by the model it is about (``scar model:``,
+    ``core model:``): EMIDEC P047's three retry warnings did not say they were the scar model's."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
         self._thread = threading.get_ident()
+        self._about: Optional[str] = None
+
+    @contextlib.contextmanager
+    def about(self, model: Optional[str]) -> Iterator[None]:
+        """Prefix the warnings said inside the block with ``model`` (None: no prefix)."""
+        self._about = model
+        try:
+            yield
+        finally:
+            self._about = None
 
     def emit(self, record: logging.LogRecord) -> None:
         message = in_manifest_terms(record.getMessage())  # the row's columns, as its errors say them
+        if self._about:
+            message = f"{self._about}: {message}"
         if record.thread == self._thread and message not in self.messages:
             self.messages.append(message)
 
@@ -518,7 +538,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     kept = _KeptWarnings()
     try:
         with kept:
-            record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu))
+            record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu, kept))
         record.update(status="done", seconds=round(time.perf_counter() - start, 3), warnings=kept.messages)
         report_only = {key: record.pop(key) for key in REPORT_ONLY}
         report = {**record, **report_only, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},
