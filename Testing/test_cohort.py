@@ -704,3 +704,19 @@ def test_summary_picture_tells_tissue_rows_from_one_field_rows_and_sheet_titles_
     sheet = bullseye_sheet_figure(rows)
     assert [a.get_title() for a in sheet.axes if a.get_title()] == ["P1: 42.4 % scar"]
     plt.close(sheet)
+
+
+def test_manifest_keeps_the_names_the_row_gives_through_links(tmp_path, cohort_data):
+    """A row's files reached through links (a study folder of links into shared data) keep the
+    names the row gives: errors and report.json named the links' targets (EMIDEC N020's
+    ``labels.nii.gz`` refused as ``Case_N020.nii.gz``)."""
+    patient = tmp_path / "N1"
+    patient.mkdir()
+    for name, target in (("heart.vtk", "phantom_mesh.vtk"), ("lge.nii.gz", "phantom_lge.nii.gz"),
+                         ("labels.nii.gz", "phantom_lge.nii.gz")):
+        (patient / name).symlink_to(cohort_data / "p0" / target)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask\nN1,N1/heart.vtk,N1/lge.nii.gz,N1/../N1/labels.nii.gz\n")
+    (spec,) = read_manifest(manifest)
+    assert spec.mesh == patient / "heart.vtk" and spec.images == (patient / "lge.nii.gz",)
+    assert spec.options["myocardium_mask"] == str(patient / "labels.nii.gz")
