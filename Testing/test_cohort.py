@@ -706,10 +706,11 @@ def test_summary_picture_tells_tissue_rows_from_one_field_rows_and_sheet_titles_
     plt.close(sheet)
 
 
-def test_manifest_keeps_the_names_the_row_gives_through_links(tmp_path, cohort_data):
+def test_manifest_keeps_the_names_the_row_gives_through_links(tmp_path, cohort_data, warnings_of_cardioscar):
     """A row's files reached through links (a study folder of links into shared data) keep the
     names the row gives: errors and report.json named the links' targets (EMIDEC N020's
-    ``labels.nii.gz`` refused as ``Case_N020.nii.gz``)."""
+    ``labels.nii.gz`` refused as ``Case_N020.nii.gz``); two rows whose links reach one mesh and
+    image are still named as the same patient twice."""
     patient = tmp_path / "N1"
     patient.mkdir()
     for name, target in (("heart.vtk", "phantom_mesh.vtk"), ("lge.nii.gz", "phantom_lge.nii.gz"),
@@ -720,3 +721,8 @@ def test_manifest_keeps_the_names_the_row_gives_through_links(tmp_path, cohort_d
     (spec,) = read_manifest(manifest)
     assert spec.mesh == patient / "heart.vtk" and spec.images == (patient / "lge.nii.gz",)
     assert spec.options["myocardium_mask"] == str(patient / "labels.nii.gz")
+    assert not warnings_of_cardioscar
+    manifest.write_text(f"id,mesh,image\nN1,N1/heart.vtk,N1/lge.nii.gz\n"
+                        f"N2,{cohort_data / 'p0' / 'phantom_mesh.vtk'},{cohort_data / 'p0' / 'phantom_lge.nii.gz'}\n")
+    read_manifest(manifest)
+    assert any("rows 1, 2 (ids N1, N2) have the same mesh and images" in m for m in warnings_of_cardioscar)

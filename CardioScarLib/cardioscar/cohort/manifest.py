@@ -317,6 +317,11 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
+def _real(path: Path) -> Path:
+    """The file ``path`` is, links followed: rows that reach one file by two links are one patient."""
+    return Path(os.path.realpath(path))
+
+
 def in_manifest_terms(message: str) -> str:
     """``message`` with the CLI options it names written as the manifest's columns.
 
@@ -482,7 +487,7 @@ def _warn_shared_inputs(patients: list[PatientSpec]) -> None:
     (one mesh under two settings), so a warning names the rows."""
     by_file: dict[Path, list[PatientSpec]] = {}
     for spec in patients:
-        for source in {spec.mesh, *spec.images}:
+        for source in {_real(spec.mesh), *map(_real, spec.images)}:  # a link and its target are one file
             by_file.setdefault(source, []).append(spec)
     reported: set[tuple[str, ...]] = set()
     for source, specs in by_file.items():
@@ -490,7 +495,7 @@ def _warn_shared_inputs(patients: list[PatientSpec]) -> None:
         if len(specs) < 2 or ids in reported:
             continue
         reported.add(ids)
-        same = all((spec.mesh, spec.images) == (specs[0].mesh, specs[0].images) for spec in specs)
+        same = len({(_real(spec.mesh), tuple(map(_real, spec.images))) for spec in specs}) == 1
         logger.warning("the manifest's rows %s (ids %s) %s: %s", ", ".join(str(spec.row) for spec in specs),
                        ", ".join(ids), "have the same mesh and images" if same else f"share {source.name}",
                        "the same patient twice?" if same else "a row copied and not fully edited? each patient "
