@@ -514,11 +514,12 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
         f'e,{mesh},{lge},{labels},2,psi,"0.7,0.3",,,,\n'             # thresholds out of order (the rule's check)
         f"f,{mesh},{lge},{labels},2,psi,,,{labels},,\n"              # a remote mask for a rule without remote
         f'g,{mesh},{lge},{labels},"2,3",nsd,,,,,4\n'                 # experts' scar outside the myocardium labels
-        f"h,{mesh},{lge},,,nsd,,,,,\n")                              # a rule without the myocardium mask
+        f"h,{mesh},{lge},,,nsd,,,,,\n"                               # a rule without the myocardium mask
+        f"i,{mesh},{lge},{labels},2,iir,,,,2048,\n")                  # iir without the blood pool (was refused mid-run)
     with pytest.raises(CardioScarError) as error:
         read_manifest(manifest)
     text = str(error.value)
-    assert "10 problem(s)" in text.splitlines()[0], text
+    assert "11 problem(s)" in text.splitlines()[0], text
     for expected in ("row 1 (id a): column 'scar_rule' must be one of nsd, fwhm, iir, psi",
                      "row 2 (id b): column 'scar_thresholds' must be two numbers BORDER,CORE",
                      "row 2 (id b): column 'blood_pool_labels' must be comma-separated integer labels",
@@ -528,7 +529,8 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
                      "row 5 (id e): scar_thresholds 0.7,0.3 for scar_rule psi",
                      "row 6 (id f): remote_mask is used by scar_rule nsd only",
                      "row 7 (id g): expert_scar_labels 4 not in myocardium_labels 2,3",
-                     "row 8 (id h): scar_rule nsd needs myocardium_mask FILE"):
+                     "row 8 (id h): scar_rule nsd needs myocardium_mask FILE",
+                     "row 9 (id i): scar_rule iir needs the blood pool: give blood_pool_mask FILE or blood_pool_labels"):
         assert expected in text, expected
     assert all(line.count("row ") == 1 for line in text.splitlines()[1:])  # one line per problem
     manifest.write_text(f"id,mesh,image,myocardium_mask,scar_rule,scar_labels\na,{mesh},{lge},{labels},psi,2\n")
