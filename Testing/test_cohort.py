@@ -728,3 +728,31 @@ def test_manifest_keeps_the_names_the_row_gives_through_links(tmp_path, cohort_d
                         f"N2,{cohort_data / 'p0' / 'phantom_mesh.vtk'},{cohort_data / 'p0' / 'phantom_lge.nii.gz'}\n")
     read_manifest(manifest)
     assert any("rows 1, 2 (ids N1, N2) have the same mesh and images" in m for m in warnings_of_cardioscar)
+
+
+def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_data):
+    """A scar rule's row gives the AHA table its node tags, so ``aha.csv`` has the border zone per
+    segment (as ``aha --tags-field tissue_tag --border-zone-tag 2``); a one-field row's has none.
+    EMIDEC P022's rule row had only the scar field's % per segment."""
+    from cardioscar.cohort.tasks import _aha
+    from cardioscar.io.meshio import write_mesh
+
+    p0 = cohort_data / "p0"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id,mesh,image,aha\nP1,{p0 / 'phantom_mesh.vtk'},{p0 / 'phantom_lge.nii.gz'},{_rv_point(cohort_data)}\n")
+    (spec,) = read_manifest(manifest)
+    mesh = read_mesh(p0 / "phantom_mesh.vtk")
+    truth = mesh.point_array("scar_truth")
+    prediction = tmp_path / "scar_prediction.vtk"
+    write_mesh(mesh, prediction, {"scar_probability": truth})
+    tags = np.where(truth >= 0.5, 3, 1)
+    tags[(truth >= 0.5) & (mesh.points_lps()[:, 2] > np.median(mesh.points_lps()[:, 2]))] = 2  # the basal half
+    _aha(spec, prediction, tmp_path / "aha", prediction, tags)
+    _aha(spec, prediction, tmp_path / "aha_one_field", prediction)
+    with open(tmp_path / "aha" / "aha.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(tmp_path / "aha_one_field" / "aha.csv", encoding="utf-8") as handle:
+        assert "border_zone_pct" not in next(csv.DictReader(handle))
+    border = [float(row["border_zone_pct"]) for row in rows]
+    assert max(border) > 5.0 and min(border) == 0.0
+    assert all(b <= float(row["scar_pct"]) + 1e-6 for b, row in zip(border, rows))  # the border zone is scar here

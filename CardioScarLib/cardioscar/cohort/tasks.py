@@ -176,19 +176,30 @@ def truth_values(spec: PatientSpec, mesh) -> Optional[np.ndarray]:
     return truth
 
 
+def _tissue_tags(spec: PatientSpec, mesh, probability: np.ndarray,
+                 core_probability: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """With a core model, the two fields' node tags (healthy, border zone, core: ``DEFAULT_TAGS``)
+    by :func:`cardioscar.simulation.tags.tag_mesh`, the rule ``export --core-mesh`` tags with (it
+    refuses a core field that lies outside the scar field); None with one field."""
+    if core_probability is None:
+        return None
+    from cardioscar.simulation.tags import tag_mesh
+
+    return tag_mesh(mesh.dataset, probability, core_probability, spec.options["threshold"],
+                    spec.options["core_threshold"]).node_tags
+
+
 def _classes(spec: PatientSpec, mesh, probability: np.ndarray,
              core_probability: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Border-zone and core nodes: bands of the one probability (``threshold`` <= p <
-    ``core_threshold``, p >= ``core_threshold``), or with a core model the two fields' node tags
-    (:func:`cardioscar.simulation.tags.tag_mesh`, the rule ``export --core-mesh`` tags with; it
-    refuses a core field that lies outside the scar field)."""
-    threshold, core = spec.options["threshold"], spec.options["core_threshold"]
-    if core_probability is None:
-        core_mask = probability >= core
-        return (probability >= threshold) & ~core_mask, core_mask
-    from cardioscar.simulation.tags import DEFAULT_TAGS, tag_mesh
+    ``core_threshold``, p >= ``core_threshold``), or with a core model the two fields' tags
+    (:func:`_tissue_tags`)."""
+    from cardioscar.simulation.tags import DEFAULT_TAGS
 
-    tags = tag_mesh(mesh.dataset, probability, core_probability, threshold, core).node_tags
+    tags = _tissue_tags(spec, mesh, probability, core_probability)
+    if tags is None:
+        core_mask = probability >= spec.options["core_threshold"]
+        return (probability >= spec.options["threshold"]) & ~core_mask, core_mask
     return tags == DEFAULT_TAGS[1], tags == DEFAULT_TAGS[2]
 
 
@@ -295,18 +306,31 @@ def check_aha(spec: PatientSpec, mesh) -> None:
         raise _aha_error(spec, error) from None
 
 
-def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict:
+def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: Optional[np.ndarray] = None) -> dict:
     """The AHA 17-segment table, bull's-eye and segmented mesh of the prediction into ``folder``;
     the long axis is the first image's slice normal (the short-axis stack's). ``aha.json`` names
-    the prediction at ``final``, where it will be once the patient's folder is in place."""
+    the prediction at ``final``, where it will be once the patient's folder is in place. With a
+    scar rule's node ``tags`` the table also has each segment's border zone (as ``aha --tags-field
+    tissue_tag --border-zone-tag 2`` on the export's ``heart.vtu``): a modeller's border zone per
+    segment was nowhere in a rule row's results (EMIDEC P022: only the scar field's %)."""
     import dataclasses
+
+    from vtk.util.numpy_support import numpy_to_vtk
 
     from cardioscar.aha import run_aha
     from cardioscar.io.meshio import read_mesh
+    from cardioscar.simulation.opencarp import TAG_ARRAY
+    from cardioscar.simulation.tags import DEFAULT_TAGS
 
     mesh = dataclasses.replace(read_mesh(prediction), path=final)
+    options = _aha_options(spec, mesh.space)
+    if tags is not None:
+        array = numpy_to_vtk(np.ascontiguousarray(tags, dtype=np.int32), deep=1)
+        array.SetName(TAG_ARRAY)
+        mesh.dataset.GetPointData().AddArray(array)
+        options.tags_field, options.border_zone_tag = TAG_ARRAY, DEFAULT_TAGS[1]
     try:
-        result = run_aha(mesh, folder, _aha_options(spec, mesh.space))
+        result = run_aha(mesh, folder, options)
     except CardioScarError as error:
         raise _aha_error(spec, error) from None
     return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in result.rows},
@@ -451,7 +475,8 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     measured = _measure(spec, mesh, result.mean_predictions, truth, core_probability)  # before the export: its checks
     aha = None
     if options["aha"] is not None:
-        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec))
+        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec),
+                   _tissue_tags(spec, mesh, result.mean_predictions, core_probability))
     exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,
                                                                core_prediction, rule)
     return {
