@@ -514,11 +514,12 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
         f'e,{mesh},{lge},{labels},2,psi,"0.7,0.3",,,,\n'             # thresholds out of order (the rule's check)
         f"f,{mesh},{lge},{labels},2,psi,,,{labels},,\n"              # a remote mask for a rule without remote
         f'g,{mesh},{lge},{labels},"2,3",nsd,,,,,4\n'                 # experts' scar outside the myocardium labels
-        f"h,{mesh},{lge},,,nsd,,,,,\n")                              # a rule without the myocardium mask
+        f"h,{mesh},{lge},,,nsd,,,,,\n"                               # a rule without the myocardium mask
+        f"i,{mesh},{lge},{labels},2,iir,,,,2048,\n")                  # iir without the blood pool (was refused mid-run)
     with pytest.raises(CardioScarError) as error:
         read_manifest(manifest)
     text = str(error.value)
-    assert "10 problem(s)" in text.splitlines()[0], text
+    assert "11 problem(s)" in text.splitlines()[0], text
     for expected in ("row 1 (id a): column 'scar_rule' must be one of nsd, fwhm, iir, psi",
                      "row 2 (id b): column 'scar_thresholds' must be two numbers BORDER,CORE",
                      "row 2 (id b): column 'blood_pool_labels' must be comma-separated integer labels",
@@ -528,7 +529,8 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
                      "row 5 (id e): scar_thresholds 0.7,0.3 for scar_rule psi",
                      "row 6 (id f): remote_mask is used by scar_rule nsd only",
                      "row 7 (id g): expert_scar_labels 4 not in myocardium_labels 2,3",
-                     "row 8 (id h): scar_rule nsd needs myocardium_mask FILE"):
+                     "row 8 (id h): scar_rule nsd needs myocardium_mask FILE",
+                     "row 9 (id i): scar_rule iir needs the blood pool: give blood_pool_mask FILE or blood_pool_labels"):
         assert expected in text, expected
     assert all(line.count("row ") == 1 for line in text.splitlines()[1:])  # one line per problem
     manifest.write_text(f"id,mesh,image,myocardium_mask,scar_rule,scar_labels\na,{mesh},{lge},{labels},psi,2\n")
@@ -619,3 +621,138 @@ def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_dat
     (out / "p1" / "core_model.pth").unlink()
     again = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
     assert [r["status"] for r in _summary(out)] == ["skipped", "done"] and again.counts == {"skipped": 1, "done": 1}
+
+
+def test_summary_says_pending_for_a_patient_not_yet_started(tmp_path):
+    """While a run is under way the summary says ``running`` only for a patient being fitted (its
+    temporary folder exists), ``pending`` for one queued behind it; finished rows are left as they
+    are. EMIDEC, 4 patients, one worker: the summary said 3 running while one ran."""
+    from cardioscar.cohort.runner import mark_unfinished
+    from cardioscar.cohort.tasks import PARTIAL, partial_ids
+
+    (tmp_path / f".P2{PARTIAL}abc").mkdir()
+    (tmp_path / "P1").mkdir()
+    rows = {"P1": {"id": "P1", "status": "done"}, "P2": {"id": "P2", "status": "failed", "error": "old"},
+            "P3": {"id": "P3", "status": "pending"}}
+    mark_unfinished(rows, {"P2", "P3"}, partial_ids(tmp_path))
+    assert [rows[ident]["status"] for ident in ("P1", "P2", "P3")] == ["done", "running", "pending"]
+
+
+def test_a_tissue_rows_scar_is_its_border_zone_plus_core(cohort_data):
+    """With two fields the summary's scar is what the export tags border zone or core, so
+    scar_percent = border_percent + core_percent; a core-model core node where the scar field is
+    below threshold is core (EMIDEC P022: scar 42.39 % beside 13.50 + 29.76 %)."""
+    from cardioscar.cohort.tasks import _measure
+
+    mesh = read_mesh(cohort_data / "p0" / "phantom_mesh.vtk")
+    x = mesh.points_lps()[:, 0]
+    scar_field = (x < np.quantile(x, 0.5)).astype(float)
+    core_field = ((x < np.quantile(x, 0.3)) | ((x > np.quantile(x, 0.5)) & (x < np.quantile(x, 0.51)))).astype(float)
+    spec = PatientSpec("P1", 1, cohort_data / "p0" / "phantom_mesh.vtk", (), {"threshold": 0.5, "core_threshold": 0.5})
+    measured = _measure(spec, mesh, scar_field, None, core_field)
+    weights = node_volumes(mesh.dataset)
+    tagged = (scar_field >= 0.5) | (core_field >= 0.5)
+    assert measured["classes"] == "tissue"
+    assert measured["scar_percent"] == pytest.approx(measured["border_percent"] + measured["core_percent"], abs=1e-3)
+    assert measured["scar_volume_ml"] == pytest.approx(weights[tagged].sum() / 1000, abs=1e-3)
+    assert measured["scar_percent"] > 100 * weights[scar_field >= 0.5].sum() / weights.sum() + 0.2
+
+
+def test_a_rule_rows_fit_warnings_name_their_model():
+    """A scar rule's row fits two models; each fit's kept warnings say which model they are about
+    (EMIDEC P047: three retry warnings of the scar model read as the patient's), the others as
+    said, each once."""
+    import logging
+
+    from cardioscar.cohort.tasks import _KeptWarnings
+
+    log = logging.getLogger("cardioscar.fit.training")
+    with _KeptWarnings() as kept:
+        with kept.about("scar model"):
+            log.warning("the result misses a scar patch; train again with another --seed")
+        with kept.about("core model"):
+            log.warning("the result misses a scar patch; train again with another --seed")
+        log.warning("an export warning")
+        log.warning("an export warning")
+    assert kept.messages == ["scar model: the result misses a scar patch; train again with another seed",
+                             "core model: the result misses a scar patch; train again with another seed",
+                             "an export warning"]
+
+
+def test_summary_picture_tells_tissue_rows_from_one_field_rows_and_sheet_titles_its_table():
+    """A mixed cohort's bars: a scar rule's row stacked as core + border zone, a one-field row as
+    its scar, with a legend naming both; the bull's-eye sheet titles a disc with its own table's LV
+    burden (the scar field at threshold), not the row's border zone + core."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cardioscar.cohort.summary import _draw_bars, bullseye_sheet_figure
+
+    rows = [{"id": "N1", "status": "done", "classes": "bands", "scar_percent": 5.0, "border_percent": 1.0,
+             "core_percent": 4.0},
+            {"id": "P1", "status": "done", "classes": "tissue", "scar_percent": 43.3, "border_percent": 13.5,
+             "core_percent": 29.8, "aha": {"scar_pct_by_segment": {str(s): 40.0 for s in range(1, 18)},
+                                          "lv_scar_pct": 42.4}}]
+    fig, axis = plt.subplots()
+    _draw_bars(axis, rows)
+    spans = sorted((round(p.get_y(), 3), round(p.get_x(), 2), round(p.get_width(), 2)) for p in axis.patches
+                   if p.get_width() > 0)
+    assert spans == [(-0.4, 0.0, 5.0), (0.6, 0.0, 29.8), (0.6, 29.8, 13.5)]
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert any("one field" in label for label in labels) and any("border zone" in label for label in labels)
+    plt.close(fig)
+    sheet = bullseye_sheet_figure(rows)
+    assert [a.get_title() for a in sheet.axes if a.get_title()] == ["P1: 42.4 % scar"]
+    plt.close(sheet)
+
+
+def test_manifest_keeps_the_names_the_row_gives_through_links(tmp_path, cohort_data, warnings_of_cardioscar):
+    """A row's files reached through links (a study folder of links into shared data) keep the
+    names the row gives: errors and report.json named the links' targets (EMIDEC N020's
+    ``labels.nii.gz`` refused as ``Case_N020.nii.gz``); two rows whose links reach one mesh and
+    image are still named as the same patient twice."""
+    patient = tmp_path / "N1"
+    patient.mkdir()
+    for name, target in (("heart.vtk", "phantom_mesh.vtk"), ("lge.nii.gz", "phantom_lge.nii.gz"),
+                         ("labels.nii.gz", "phantom_lge.nii.gz")):
+        (patient / name).symlink_to(cohort_data / "p0" / target)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask\nN1,N1/heart.vtk,N1/lge.nii.gz,N1/../N1/labels.nii.gz\n")
+    (spec,) = read_manifest(manifest)
+    assert spec.mesh == patient / "heart.vtk" and spec.images == (patient / "lge.nii.gz",)
+    assert spec.options["myocardium_mask"] == str(patient / "labels.nii.gz")
+    assert not warnings_of_cardioscar
+    manifest.write_text(f"id,mesh,image\nN1,N1/heart.vtk,N1/lge.nii.gz\n"
+                        f"N2,{cohort_data / 'p0' / 'phantom_mesh.vtk'},{cohort_data / 'p0' / 'phantom_lge.nii.gz'}\n")
+    read_manifest(manifest)
+    assert any("rows 1, 2 (ids N1, N2) have the same mesh and images" in m for m in warnings_of_cardioscar)
+
+
+def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_data):
+    """A scar rule's row gives the AHA table its node tags, so ``aha.csv`` has the border zone per
+    segment (as ``aha --tags-field tissue_tag --border-zone-tag 2``); a one-field row's has none.
+    EMIDEC P022's rule row had only the scar field's % per segment."""
+    from cardioscar.cohort.tasks import _aha
+    from cardioscar.io.meshio import write_mesh
+
+    p0 = cohort_data / "p0"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id,mesh,image,aha\nP1,{p0 / 'phantom_mesh.vtk'},{p0 / 'phantom_lge.nii.gz'},{_rv_point(cohort_data)}\n")
+    (spec,) = read_manifest(manifest)
+    mesh = read_mesh(p0 / "phantom_mesh.vtk")
+    truth = mesh.point_array("scar_truth")
+    prediction = tmp_path / "scar_prediction.vtk"
+    write_mesh(mesh, prediction, {"scar_probability": truth})
+    tags = np.where(truth >= 0.5, 3, 1)
+    tags[(truth >= 0.5) & (mesh.points_lps()[:, 2] > np.median(mesh.points_lps()[:, 2]))] = 2  # the basal half
+    _aha(spec, prediction, tmp_path / "aha", prediction, tags)
+    _aha(spec, prediction, tmp_path / "aha_one_field", prediction)
+    with open(tmp_path / "aha" / "aha.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(tmp_path / "aha_one_field" / "aha.csv", encoding="utf-8") as handle:
+        assert "border_zone_pct" not in next(csv.DictReader(handle))
+    border = [float(row["border_zone_pct"]) for row in rows]
+    assert max(border) > 5.0 and min(border) == 0.0
+    assert all(b <= float(row["scar_pct"]) + 1e-6 for b, row in zip(border, rows))  # the border zone is scar here

@@ -124,7 +124,9 @@ BAD = [
     (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--myocardium-labels", "2,3,4",
       "--expert-core-labels", "4"], "--expert-core-labels 4 needs --expert-scar-labels"),
     (["--scar-rule", "nsd", "--myocardium-mask", "NO_SCAR", "--myocardium-labels", "2,3,4", "--expert-scar-labels",
-      "3,4"], "--expert-scar-labels 3,4 match no pixel of --myocardium-mask no_scar.nii.gz on the chosen slices"),
+      "3,4"], "--expert-scar-labels 3,4 match no pixel of --myocardium-mask no_scar.nii.gz on the chosen slices: give the "
+     "labels the experts drew the scar with (EMIDEC 3,4), check --slice-indices, or leave --expert-scar-labels out "
+     "for a scar-free heart"),  # the option named: a cohort says its column (EMIDEC N020: 'leave the option out')
     # label 0 (the background) as the experts' scar graded every pixel off the heart "scar", exit 0
     (["--scar-rule", "nsd", "--myocardium-mask", "LABELS", "--myocardium-labels", "0,2,3,4", "--expert-scar-labels", "0"],
      "--expert-scar-labels 0 holds label 0, the label map's background"),

@@ -162,7 +162,7 @@ RULE_CONTEXT = {"expert scar labels": {"scar_rule": "nsd", "myocardium_labels": 
                 "scar rule": {}, "scar-rule thresholds": {"scar_rule": "psi"},
                 "scar-rule target (scar or core)": {"scar_rule": "nsd"}, "blood-pool mask": {"scar_rule": "iir"},
                 "blood-pool labels": {"scar_rule": "iir"}, "remote mask": {"scar_rule": "nsd"},
-                "intensity offset": {"scar_rule": "iir"}}
+                "intensity offset": {"scar_rule": "fwhm"}}  # fwhm reads it too; iir needs a blood pool
 
 #: A scar rule's options (the command line's dest, the Logic's field and the manifest's column: one
 #: name) -> the ScarRuleRequest field where the rule reads them, on every face.

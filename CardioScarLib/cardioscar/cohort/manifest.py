@@ -17,6 +17,7 @@ import argparse
 import csv
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,7 +266,7 @@ def _aha(value: Any, base: Path) -> Any:
     path = base / text
     if not path.exists():
         raise ValueError(text)
-    return str(path.resolve())
+    return str(_absolute(path))
 
 
 def _yaml_word(value: Any) -> Any:
@@ -307,6 +308,18 @@ def _read_rows(path: Path) -> list[dict]:
 def _images(value: Any) -> list[str]:
     parts = value if isinstance(value, (list, tuple)) else _text(value).split(";")
     return [_text(p) for p in parts if _text(p)]
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute with ``..`` folded, its links kept. Why not ``resolve()``: a link's
+    target named the files in errors and records, so a row giving ``N020/labels.nii.gz`` (a link
+    into the shared EMIDEC folder) was refused as ``myocardium_mask Case_N020.nii.gz``."""
+    return Path(os.path.abspath(path))
+
+
+def _real(path: Path) -> Path:
+    """The file ``path`` is, links followed: rows that reach one file by two links are one patient."""
+    return Path(os.path.realpath(path))
 
 
 def in_manifest_terms(message: str) -> str:
@@ -361,7 +374,7 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
         if mask and not (base / mask).is_file():
             problem(f"column '{column}': {base / mask} does not exist")
         elif mask:
-            options[column] = str((base / mask).resolve())
+            options[column] = str(_absolute(base / mask))
     try:
         options["aha"] = _aha(row.get("aha"), base)
     except ValueError:
@@ -388,7 +401,7 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
                 f"({options['threshold']})")
     if errors:
         return None, errors
-    spec = PatientSpec(ident, number, mesh_path.resolve(), tuple((base / i).resolve() for i in images), options)
+    spec = PatientSpec(ident, number, _absolute(mesh_path), tuple(_absolute(base / i) for i in images), options)
     try:
         preparation_request(spec)  # the library's own checks of option combinations, before anything runs
     except CardioScarError as error:
@@ -455,7 +468,7 @@ def read_manifest(path: str | Path) -> list[PatientSpec]:
     seen: dict[str, int] = {}
     patients, errors = [], _unknown_columns(rows)
     for number, row in enumerate(rows, start=1):
-        spec, problems = _check_row(row, number, path.resolve().parent, seen)
+        spec, problems = _check_row(row, number, _absolute(path).parent, seen)
         errors.extend(problems)
         if spec is not None:
             patients.append(spec)
@@ -474,7 +487,7 @@ def _warn_shared_inputs(patients: list[PatientSpec]) -> None:
     (one mesh under two settings), so a warning names the rows."""
     by_file: dict[Path, list[PatientSpec]] = {}
     for spec in patients:
-        for source in {spec.mesh, *spec.images}:
+        for source in {_real(spec.mesh), *map(_real, spec.images)}:  # a link and its target are one file
             by_file.setdefault(source, []).append(spec)
     reported: set[tuple[str, ...]] = set()
     for source, specs in by_file.items():
@@ -482,7 +495,7 @@ def _warn_shared_inputs(patients: list[PatientSpec]) -> None:
         if len(specs) < 2 or ids in reported:
             continue
         reported.add(ids)
-        same = all((spec.mesh, spec.images) == (specs[0].mesh, specs[0].images) for spec in specs)
+        same = len({(_real(spec.mesh), tuple(map(_real, spec.images))) for spec in specs}) == 1
         logger.warning("the manifest's rows %s (ids %s) %s: %s", ", ".join(str(spec.row) for spec in specs),
                        ", ".join(ids), "have the same mesh and images" if same else f"share {source.name}",
                        "the same patient twice?" if same else "a row copied and not fully edited? each patient "

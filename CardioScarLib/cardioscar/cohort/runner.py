@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 from cardioscar.io.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, read_manifest
 from cardioscar.cohort.summary import FAILED_DIR, write_bullseye_sheet, write_picture, write_summary
-from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, input_paths, run_patient, up_to_date
+from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, input_paths, partial_ids, run_patient, up_to_date
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -215,6 +215,16 @@ def running_now(processing: dict[str, Sequence], slots: dict[str, int]) -> int:
     return sum(min(len(keys), slots.get(worker, 1)) for worker, keys in processing.items())
 
 
+def mark_unfinished(rows: dict[str, dict], unfinished: set[str], fitting: set[str]) -> None:
+    """Set each unfinished patient's summary status: ``running`` while its temporary folder exists
+    (``fitting``, :func:`partial_ids`), else ``pending``.
+
+    Why: every submitted patient was summarised as ``running``, so with one worker the summary
+    said 4 running while the progress line said 1 running, 2 queued (EMIDEC, 4 patients)."""
+    for ident in unfinished:
+        rows[ident] = {**rows[ident], "status": "running" if ident in fitting else "pending"}
+
+
 def _check_only(patients: list[PatientSpec], only: Optional[list[str]]) -> None:
     known = {p.id for p in patients}
     missing = [ident for ident in only or [] if ident not in known]
@@ -289,6 +299,7 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
                                       indent=2) + "\n")
     todo = [spec for spec in selected if rows[spec.id]["status"] != "skipped"]
     logger.info("cohort: %d patients, %d up to date, %d to run", len(selected), len(selected) - len(todo), len(todo))
+    _remove_partials(out, {spec.id for spec in todo})  # an interrupted run's: not running now
     if todo:
         _run_on_dask(todo, out, hashes, rows, options)
     _remove_partials(out, {spec.id for spec in todo})
@@ -314,8 +325,7 @@ def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], row
                           retries=options.retries, pure=False): spec
             for spec in todo
         }
-        for spec in todo:
-            rows[spec.id] = {**rows[spec.id], "status": "running"}
+        unfinished = {spec.id for spec in todo}
         finished = 0
         for future in as_completed(futures):
             spec = futures[future]
@@ -326,6 +336,8 @@ def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], row
                        "error": _one_line(error, options.retries)}
             rows[spec.id] = row
             _record(out, row)
+            unfinished.discard(spec.id)
+            mark_unfinished(rows, unfinished, partial_ids(out))
             finished += 1
             failed = sum(r["status"] == "failed" for r in rows.values())
             running = running_now(client.processing(), client.nthreads())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cardioscar.cohort.runner import COHORT_RECORD
 from cardioscar.cohort.summary import FAILED_DIR
-from cardioscar.cohort.tasks import PARTIAL, REPORT
+from cardioscar.cohort.tasks import REPORT, partial_ids
 from cardioscar.errors import CardioScarError
 
 
@@ -31,7 +31,7 @@ def cohort_status(output_dir: str | Path) -> list[dict]:
     if record is None:
         raise CardioScarError(f"{out} holds no cohort ({COHORT_RECORD} is missing): give the --output-dir of "
                               "`cardioscar cohort run`")
-    running = {path.name[1:].split(PARTIAL)[0] for path in out.glob(f".*{PARTIAL}*")}
+    running = partial_ids(out)
     rows = []
     for patient in record["patients"]:
         ident = patient["id"]

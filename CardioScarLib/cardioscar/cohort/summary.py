@@ -72,11 +72,28 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def _draw_bars(axis, rows: list[dict]) -> None:
+    """One bar per patient: a one-field row's scar (probability >= threshold) in one colour; a scar
+    rule's row (``classes`` tissue) as its border zone and core, stacked, so a mixed cohort's bars
+    say which are tissue classes (EMIDEC: the experts' P022 beside a plain n-SD P047 looked alike)."""
+    tissue = [row.get("classes") == "tissue" and row.get("core_percent") is not None for row in rows]
+    place = range(len(rows))
+    one = [0.0 if split else _burden(row) for row, split in zip(rows, tissue)]
+    core = [row["core_percent"] if split else 0.0 for row, split in zip(rows, tissue)]
+    border = [row["border_percent"] if split else 0.0 for row, split in zip(rows, tissue)]
+    if not all(tissue):
+        axis.barh(place, one, color="#b2182b", label="scar: probability >= threshold (one field)")
+    if any(tissue):
+        axis.barh(place, core, color="#67001f", label="core (scar rule, two fields)")
+        axis.barh(place, border, left=core, color="#f4a582", label="border zone (scar rule, two fields)")
+    axis.legend(fontsize=7, loc="lower right")
+
+
 def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     """Scar burden (% of myocardium) per patient, sorted, beside its distribution; failed patients
     are listed in the title. None when no patient has a result yet."""
     rows = list(rows)
-    measured = sorted(((row["id"], _burden(row)) for row in rows if _burden(row) is not None), key=lambda item: item[1])
+    measured = sorted((row for row in rows if _burden(row) is not None), key=_burden)
     if not measured:
         return None
     import matplotlib
@@ -84,12 +101,12 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ids, values = zip(*measured)
+    ids, values = [row["id"] for row in measured], [_burden(row) for row in measured]
     height = min(0.25 * len(ids) + 1.5, 30.0)
     fig, (bars, spread) = plt.subplots(1, 2, figsize=(11, max(3.5, height)), gridspec_kw={"width_ratios": [2, 1]})
-    bars.barh(range(len(ids)), values, color="#b2182b")
+    _draw_bars(bars, measured)
     bars.set_yticks(range(len(ids)), ids if len(ids) <= 60 else [""] * len(ids), fontsize=7)
-    bars.set_xlabel("scar (% of myocardium, probability >= threshold)")
+    bars.set_xlabel("scar (% of myocardium)")
     bars.set_title("scar burden per patient")
     spread.hist(values, bins=min(20, max(5, len(values) // 3)), color="#555555")
     spread.set_xlabel("scar (%)")
@@ -140,7 +157,9 @@ def bullseye_sheet_figure(rows: Iterable[dict]):
         axis.axis("off")
     mapping = None
     for axis, (row, table) in zip(axes.ravel(), shown):
-        burden = row.get("scar_percent")
+        # the burden of the table drawn (the LV's, the scar field at threshold); a record from before
+        # it was kept: the row's scar_percent (with a scar rule border zone + core, not the disc's)
+        burden = (row.get("aha") or {}).get("lv_scar_pct", row.get("scar_percent"))
         title = row["id"] + ("" if burden is None else f": {burden:.1f} % scar")
         mapping = draw_bullseye(axis, table, title=title, vmin=0.0, vmax=100.0, cmap="Reds")
     fig.colorbar(mapping, ax=axes.ravel().tolist(), orientation="horizontal", fraction=0.3 / lines, pad=0.02,

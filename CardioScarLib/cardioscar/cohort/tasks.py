@@ -17,6 +17,7 @@ propagates, so that Dask retries the task (boundedly) on another attempt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -45,6 +46,12 @@ MODEL = "model.pth"
 #: The core model of a patient with a scar rule (``prepare --scar-target core``), beside the scar's MODEL.
 CORE_MODEL = "core_model.pth"
 PARTIAL = ".partial-"
+
+
+def partial_ids(output_dir: Path) -> set[str]:
+    """The patients with a temporary ``.<id>.partial-*`` folder in ``output_dir``: being fitted now
+    (or interrupted there, before a run clears its own)."""
+    return {path.name[1:].split(PARTIAL)[0] for path in output_dir.glob(f".*{PARTIAL}*")}
 #: Options whose value (a string) is a file: the masks (myocardium, blood pool, remote), an AHA label map.
 FILE_OPTIONS = ("myocardium_mask", "blood_pool_mask", "remote_mask", "aha")
 DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
@@ -169,19 +176,30 @@ def truth_values(spec: PatientSpec, mesh) -> Optional[np.ndarray]:
     return truth
 
 
+def _tissue_tags(spec: PatientSpec, mesh, probability: np.ndarray,
+                 core_probability: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """With a core model, the two fields' node tags (healthy, border zone, core: ``DEFAULT_TAGS``)
+    by :func:`cardioscar.simulation.tags.tag_mesh`, the rule ``export --core-mesh`` tags with (it
+    refuses a core field that lies outside the scar field); None with one field."""
+    if core_probability is None:
+        return None
+    from cardioscar.simulation.tags import tag_mesh
+
+    return tag_mesh(mesh.dataset, probability, core_probability, spec.options["threshold"],
+                    spec.options["core_threshold"]).node_tags
+
+
 def _classes(spec: PatientSpec, mesh, probability: np.ndarray,
              core_probability: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Border-zone and core nodes: bands of the one probability (``threshold`` <= p <
-    ``core_threshold``, p >= ``core_threshold``), or with a core model the two fields' node tags
-    (:func:`cardioscar.simulation.tags.tag_mesh`, the rule ``export --core-mesh`` tags with; it
-    refuses a core field that lies outside the scar field)."""
-    threshold, core = spec.options["threshold"], spec.options["core_threshold"]
-    if core_probability is None:
-        core_mask = probability >= core
-        return (probability >= threshold) & ~core_mask, core_mask
-    from cardioscar.simulation.tags import DEFAULT_TAGS, tag_mesh
+    ``core_threshold``, p >= ``core_threshold``), or with a core model the two fields' tags
+    (:func:`_tissue_tags`)."""
+    from cardioscar.simulation.tags import DEFAULT_TAGS
 
-    tags = tag_mesh(mesh.dataset, probability, core_probability, threshold, core).node_tags
+    tags = _tissue_tags(spec, mesh, probability, core_probability)
+    if tags is None:
+        core_mask = probability >= spec.options["core_threshold"]
+        return (probability >= spec.options["threshold"]) & ~core_mask, core_mask
     return tags == DEFAULT_TAGS[1], tags == DEFAULT_TAGS[2]
 
 
@@ -196,8 +214,12 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[n
     weights = node_volumes(mesh.dataset)
     total = float(weights.sum())
     threshold = spec.options["threshold"]
-    scar = probability >= threshold
     border, core_mask = _classes(spec, mesh, probability, core_probability)
+    # the scar is what is tagged border zone or core: with one field the same as probability >=
+    # threshold (core_threshold lies above it); with two, it also counts the core model's core
+    # where the scar field is below threshold, which the export tags core (EMIDEC P022: 0.92 ml,
+    # so scar_percent was 0.87 points short of border_percent + core_percent)
+    scar = border | core_mask
 
     def share(mask: np.ndarray) -> Optional[float]:
         return round(100.0 * float(weights[mask].sum()) / total, 4) if total > 0 else None
@@ -284,21 +306,35 @@ def check_aha(spec: PatientSpec, mesh) -> None:
         raise _aha_error(spec, error) from None
 
 
-def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path) -> dict:
+def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: Optional[np.ndarray] = None) -> dict:
     """The AHA 17-segment table, bull's-eye and segmented mesh of the prediction into ``folder``;
     the long axis is the first image's slice normal (the short-axis stack's). ``aha.json`` names
-    the prediction at ``final``, where it will be once the patient's folder is in place."""
+    the prediction at ``final``, where it will be once the patient's folder is in place. With a
+    scar rule's node ``tags`` the table also has each segment's border zone (as ``aha --tags-field
+    tissue_tag --border-zone-tag 2`` on the export's ``heart.vtu``): a modeller's border zone per
+    segment was nowhere in a rule row's results (EMIDEC P022: only the scar field's %)."""
     import dataclasses
+
+    from vtk.util.numpy_support import numpy_to_vtk
 
     from cardioscar.aha import run_aha
     from cardioscar.io.meshio import read_mesh
+    from cardioscar.simulation.opencarp import TAG_ARRAY
+    from cardioscar.simulation.tags import DEFAULT_TAGS
 
     mesh = dataclasses.replace(read_mesh(prediction), path=final)
+    options = _aha_options(spec, mesh.space)
+    if tags is not None:
+        array = numpy_to_vtk(np.ascontiguousarray(tags, dtype=np.int32), deep=1)
+        array.SetName(TAG_ARRAY)
+        mesh.dataset.GetPointData().AddArray(array)
+        options.tags_field, options.border_zone_tag = TAG_ARRAY, DEFAULT_TAGS[1]
     try:
-        rows = run_aha(mesh, folder, _aha_options(spec, mesh.space)).rows
+        result = run_aha(mesh, folder, options)
     except CardioScarError as error:
         raise _aha_error(spec, error) from None
-    return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in rows}}
+    return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in result.rows},
+            "lv_scar_pct": result.summary["lv"]["scar_pct"]}
 
 
 def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: Optional[Path] = None,
@@ -402,9 +438,11 @@ def _model_entry(model: str, prediction: Path, checkpoint: dict, result) -> dict
             "mean_uncertainty": round(result.mean_uncertainty, 6)}
 
 
-def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool) -> dict:
+def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gpu: bool,
+              kept: "_KeptWarnings") -> dict:
     """prepare -> train -> apply into ``folder`` (twice with a scar rule: scar and core); returns
-    the measurements and fit details."""
+    the measurements and fit details. With two models, ``kept`` names the model each fit's warnings
+    are about."""
     import torch
 
     from cardioscar.fit.devices import describe_device
@@ -422,20 +460,23 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)
-    prepared, checkpoint, result = _fit(spec, "scar", mesh, folder / MODEL, prediction, threads, device)
+    with kept.about("scar model" if options["scar_rule"] else None):
+        prepared, checkpoint, result = _fit(spec, "scar", mesh, folder / MODEL, prediction, threads, device)
     models = {"scar": _model_entry(MODEL, prediction, checkpoint, result)}
     core_prediction, core_probability, rule = None, None, None
     if options["scar_rule"]:
         rule = json.loads(prepared.scar_rule)
         core_prediction = folder / core_prediction_name(spec)
-        _, core_checkpoint, core_result = _fit(spec, "core", mesh, folder / CORE_MODEL, core_prediction, threads,
-                                               device)
+        with kept.about("core model"):
+            _, core_checkpoint, core_result = _fit(spec, "core", mesh, folder / CORE_MODEL, core_prediction,
+                                                   threads, device)
         core_probability = core_result.mean_predictions
         models["core"] = _model_entry(CORE_MODEL, core_prediction, core_checkpoint, core_result)
     measured = _measure(spec, mesh, result.mean_predictions, truth, core_probability)  # before the export: its checks
     aha = None
     if options["aha"] is not None:
-        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec))
+        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec),
+                   _tissue_tags(spec, mesh, result.mean_predictions, core_probability))
     exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,
                                                                core_prediction, rule)
     return {
@@ -471,15 +512,29 @@ class _KeptWarnings(logging.Handler):
     of view), a scar label left out, a slab far off the slices' thickness, reached nobody. Only
     this thread's records are kept: a worker may run several patients at once. Each message once:
     a row exporting two formats checks and tags its mesh once per format (and once before the
-    training), and said the same coincident nodes or 0/1 border zone two or three times."""
+    training), and said the same coincident nodes or 0/1 border zone two or three times. With a
+    scar rule's two models, a fit's warning is prefixed by the model it is about (``scar model:``,
+    ``core model:``): EMIDEC P047's three retry warnings did not say they were the scar model's."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
         self._thread = threading.get_ident()
+        self._about: Optional[str] = None
+
+    @contextlib.contextmanager
+    def about(self, model: Optional[str]) -> Iterator[None]:
+        """Prefix the warnings said inside the block with ``model`` (None: no prefix)."""
+        self._about = model
+        try:
+            yield
+        finally:
+            self._about = None
 
     def emit(self, record: logging.LogRecord) -> None:
         message = in_manifest_terms(record.getMessage())  # the row's columns, as its errors say them
+        if self._about:
+            message = f"{self._about}: {message}"
         if record.thread == self._thread and message not in self.messages:
             self.messages.append(message)
 
@@ -508,7 +563,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     kept = _KeptWarnings()
     try:
         with kept:
-            record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu))
+            record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu, kept))
         record.update(status="done", seconds=round(time.perf_counter() - start, 3), warnings=kept.messages)
         report_only = {key: record.pop(key) for key in REPORT_ONLY}
         report = {**record, **report_only, "inputs": {"mesh": str(spec.mesh), "images": [str(p) for p in spec.images]},

@@ -81,6 +81,9 @@ def scar_rule_request(args: argparse.Namespace):
     blood = args.blood_pool_mask
     if blood is None and args.blood_pool_labels is not None:
         blood = args.myocardium_mask  # one label map holding both
+    if args.scar_rule == "iir" and blood is None:  # said before any image is read (a cohort: before anything runs)
+        raise CardioScarError("--scar-rule iir needs the blood pool: give --blood-pool-mask FILE or --blood-pool-labels "
+                              "(its labels in the --myocardium-mask label map, EMIDEC's 1)")
     return ScarRuleRequest(rule=args.scar_rule, myocardium_path=args.myocardium_mask,
                            myocardium_labels=args.myocardium_labels, blood_pool_path=blood,
                            blood_pool_labels=args.blood_pool_labels, remote_path=args.remote_mask,

@@ -230,8 +230,8 @@ def check_expert_masks(request: ScarRuleRequest, expert: ExpertMasks, myocardium
     if not any((m & e).any() for m, e in zip(myocardium, expert.scar)):
         raise CardioScarError(f"--expert-scar-labels {_listed(request.expert_scar_labels)} match no pixel of "
                               f"--myocardium-mask {myocardium_name} on the chosen slices: give the labels the experts "
-                              "drew the scar with (EMIDEC 3,4), check --slice-indices, or leave the option out for a "
-                              "scar-free heart")
+                              "drew the scar with (EMIDEC 3,4), check --slice-indices, or leave --expert-scar-labels out "
+                              "for a scar-free heart")
     if expert.core is not None and not any((m & e).any() for m, e in zip(myocardium, expert.core)):
         logger.info("--expert-core-labels %s match no pixel on the chosen slices (no no-reflow drawn): the core is "
                     "the rule's alone", _listed(request.expert_core_labels))
