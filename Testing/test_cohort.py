@@ -642,14 +642,14 @@ def test_a_tissue_rows_scar_is_its_border_zone_plus_core(cohort_data):
     """With two fields the summary's scar is what the export tags border zone or core, so
     scar_percent = border_percent + core_percent; a core-model core node where the scar field is
     below threshold is core (EMIDEC P022: scar 42.39 % beside 13.50 + 29.76 %)."""
-    from cardioscar.cohort.tasks import _measure
+    from cardioscar.cohort.tasks import _measure, _tissue_tags
 
     mesh = read_mesh(cohort_data / "p0" / "phantom_mesh.vtk")
     x = mesh.points_lps()[:, 0]
     scar_field = (x < np.quantile(x, 0.5)).astype(float)
     core_field = ((x < np.quantile(x, 0.3)) | ((x > np.quantile(x, 0.5)) & (x < np.quantile(x, 0.51)))).astype(float)
     spec = PatientSpec("P1", 1, cohort_data / "p0" / "phantom_mesh.vtk", (), {"threshold": 0.5, "core_threshold": 0.5})
-    measured = _measure(spec, mesh, scar_field, None, core_field)
+    measured = _measure(spec, mesh, scar_field, None, _tissue_tags(spec, mesh, scar_field, core_field))
     weights = node_volumes(mesh.dataset)
     tagged = (scar_field >= 0.5) | (core_field >= 0.5)
     assert measured["classes"] == "tissue"

@@ -47,11 +47,6 @@ MODEL = "model.pth"
 CORE_MODEL = "core_model.pth"
 PARTIAL = ".partial-"
 
-
-def partial_ids(output_dir: Path) -> set[str]:
-    """The patients with a temporary ``.<id>.partial-*`` folder in ``output_dir``: being fitted now
-    (or interrupted there, before a run clears its own)."""
-    return {path.name[1:].split(PARTIAL)[0] for path in output_dir.glob(f".*{PARTIAL}*")}
 #: Options whose value (a string) is a file: the masks (myocardium, blood pool, remote), an AHA label map.
 FILE_OPTIONS = ("myocardium_mask", "blood_pool_mask", "remote_mask", "aha")
 DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
@@ -65,6 +60,12 @@ LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samp
 REPORT_ONLY = ("models", "scar_rule")
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
 SIMULATION = "simulation"
+
+
+def partial_ids(output_dir: Path) -> set[str]:
+    """The patients with a temporary ``.<id>.partial-*`` folder in ``output_dir``: being fitted now
+    (or interrupted there, before a run clears its own)."""
+    return {path.name[1:].split(PARTIAL)[0] for path in output_dir.glob(f".*{PARTIAL}*")}
 
 
 def prediction_name(spec: PatientSpec) -> str:
@@ -189,14 +190,13 @@ def _tissue_tags(spec: PatientSpec, mesh, probability: np.ndarray,
                     spec.options["core_threshold"]).node_tags
 
 
-def _classes(spec: PatientSpec, mesh, probability: np.ndarray,
-             core_probability: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _classes(spec: PatientSpec, probability: np.ndarray,
+             tags: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Border-zone and core nodes: bands of the one probability (``threshold`` <= p <
-    ``core_threshold``, p >= ``core_threshold``), or with a core model the two fields' tags
+    ``core_threshold``, p >= ``core_threshold``), or with a core model the two fields' ``tags``
     (:func:`_tissue_tags`)."""
     from cardioscar.simulation.tags import DEFAULT_TAGS
 
-    tags = _tissue_tags(spec, mesh, probability, core_probability)
     if tags is None:
         core_mask = probability >= spec.options["core_threshold"]
         return (probability >= spec.options["threshold"]) & ~core_mask, core_mask
@@ -204,17 +204,17 @@ def _classes(spec: PatientSpec, mesh, probability: np.ndarray,
 
 
 def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[np.ndarray],
-             core_probability: Optional[np.ndarray] = None) -> dict:
+             tags: Optional[np.ndarray] = None) -> dict:
     """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares, the
-    border zone and core by :func:`_classes`; Dice against ``truth`` (:func:`truth_values`) where
-    there is one."""
+    border zone and core by :func:`_classes` (``tags``: a scar rule's two fields' node tags, None for
+    one field); Dice against ``truth`` (:func:`truth_values`) where there is one."""
     from cardioscar.aha.wall import is_volumetric
     from cardioscar.evaluate.metrics import dice, node_volumes
 
     weights = node_volumes(mesh.dataset)
     total = float(weights.sum())
     threshold = spec.options["threshold"]
-    border, core_mask = _classes(spec, mesh, probability, core_probability)
+    border, core_mask = _classes(spec, probability, tags)
     # the scar is what is tagged border zone or core: with one field the same as probability >=
     # threshold (core_threshold lies above it); with two, it also counts the core model's core
     # where the scar field is below threshold, which the export tags core (EMIDEC P022: 0.92 ml,
@@ -233,7 +233,7 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[n
         "scar_percent": share(scar),
         "border_percent": share(border),
         "core_percent": share(core_mask),
-        "classes": "bands" if core_probability is None else "tissue",
+        "classes": "bands" if tags is None else "tissue",
         "dice": score,
     }
 
@@ -472,11 +472,11 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
                                                    threads, device)
         core_probability = core_result.mean_predictions
         models["core"] = _model_entry(CORE_MODEL, core_prediction, core_checkpoint, core_result)
-    measured = _measure(spec, mesh, result.mean_predictions, truth, core_probability)  # before the export: its checks
+    tags = _tissue_tags(spec, mesh, result.mean_predictions, core_probability)  # before the export: its checks
+    measured = _measure(spec, mesh, result.mean_predictions, truth, tags)
     aha = None
     if options["aha"] is not None:
-        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec),
-                   _tissue_tags(spec, mesh, result.mean_predictions, core_probability))
+        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec), tags)
     exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,
                                                                core_prediction, rule)
     return {
