@@ -82,6 +82,9 @@ PIP_REQUIREMENTS = {"sklearn": "scikit-learn"}
 TORCH_REQUIREMENT = ">=2.4"
 #: Milliseconds between reads of the worker's reports.
 POLL_INTERVAL_MS = 100
+# the boxes that set up a scar rule, used with one only (CardioScarWidget._updateRuleOnlyBoxes)
+RULE_ONLY_BOXES = ("scarThresholdsLineEdit", "scarTargetComboBox", "bloodPoolSelector", "bloodPoolLabelsLineEdit",
+                   "bloodPoolSegmentLineEdit", "remoteSelector", "remoteSegmentLineEdit", "intensityOffsetSpinBox")
 #: Seconds between progress lines in the log pane (the progress bar shows every report).
 LOG_PROGRESS_S = 5.0
 
@@ -396,7 +399,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         # the .ui's tool tips of the boxes a scar rule switches, shown while the box applies
         self._writtenToolTips = {name: getattr(self.ui, name).toolTip for name in (
             "myocardiumMarginSpinBox", "scarLabelsLineEdit", "normalizeCheckBox", "expertScarLabelsLineEdit",
-            "expertCoreLabelsLineEdit")}
+            "expertCoreLabelsLineEdit", *RULE_ONLY_BOXES)}
         self._updateDependencies()
         self.initializeParameterNode()
 
@@ -476,6 +479,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.thresholdSpinBox.enabled = p.useThreshold
         self.ui.halfThicknessSpinBox.enabled = not p.halfThicknessFromDicom
         self._updateBoxesARuleReplaces()
+        self._updateRuleOnlyBoxes()
         self._updateExpertBoxes()
         canTrain = bool(p.inputVolume and p.heartModel)
         self.ui.applyButton.enabled = canTrain
@@ -508,15 +512,36 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             self._applies(name, rule == "none", _("Not used with a scar rule ({rule}): {reason}. Set Scar rule to none "
                                                   "to use it.").format(rule=rule, reason=reason))
 
+    def _updateRuleOnlyBoxes(self) -> None:
+        """The boxes that set up a scar rule (its thresholds, what it learns, the blood pool, the remote
+        myocardium, the intensity offset) mean nothing without one (the command line refuses them, the
+        Logic ignores them), so without a rule they are disabled, their values kept and not used
+        (:meth:`options`, :meth:`onApplyButton`), and their tool tips say why, as the margin box's
+        does under a rule."""
+        for name in RULE_ONLY_BOXES:
+            self._applies(name, self._parameterNode.scarRule != "none", _(
+                "Not used without a scar rule: it sets up the rule that grades the raw LGE. Choose a Scar rule "
+                "(nsd, fwhm, iir or psi) to use it."))
+
     def _updateExpertBoxes(self) -> None:
-        """The experts' labels say where a scar rule grades; without a rule they mean nothing (the Logic
-        refuses them), so their boxes are disabled, their values kept and not used (:meth:`options`), and
-        their tool tips say why, as the margin box's does under a rule."""
-        ruled = self._parameterNode.scarRule != "none"
+        """The experts' labels say where a scar rule grades, in the myocardium mask's label map; without a
+        rule, or with a segmentation as the mask (it has no labels), they mean nothing (the Logic refuses
+        them), so their boxes are disabled, their values kept and not used (:meth:`options`), and their
+        tool tips say why, as the margin box's does under a rule."""
+        if self._parameterNode.scarRule == "none":
+            why = _("Not used without a scar rule: the experts' labels say where the rule grades the LGE (border "
+                    "zone or core inside them). Choose a Scar rule (nsd, fwhm, iir or psi) to use them.")
+        else:
+            why = _("Not used with a segmentation as the Myocardium mask: the experts' labels are labels of a label "
+                    "map. Choose the experts' label map as the Myocardium mask to use them.")
         for name in ("expertScarLabelsLineEdit", "expertCoreLabelsLineEdit"):
-            self._applies(name, ruled, _(
-                "Not used without a scar rule: the experts' labels say where the rule grades the LGE (border zone "
-                "or core inside them). Choose a Scar rule (nsd, fwhm, iir or psi) to use them."))
+            self._applies(name, self._expertLabelsApply(), why)
+
+    def _expertLabelsApply(self) -> bool:
+        """A scar rule grades inside the experts' labels of a label map chosen as the myocardium mask."""
+        p = self._parameterNode
+        return p.scarRule != "none" and not (p.myocardiumMask is not None
+                                             and p.myocardiumMask.IsA("vtkMRMLSegmentationNode"))
 
     def _applies(self, name: str, applies: bool, why: str) -> None:
         """Enable the box ``self.ui.<name>`` with the .ui's tool tip where its value is used; else disable
@@ -605,11 +630,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             max_epochs=p.maxEpochs, early_stopping_patience=p.earlyStoppingPatience,
             mc_samples=p.trainingMcSamples, seed=p.seed, inference_mc_samples=p.inferenceMcSamples,
             threshold=p.threshold if p.useThreshold else None, force_cpu=p.forceCpu,
-            scar_rule=None if p.scarRule == "none" else p.scarRule, scar_thresholds=p.scarThresholds,
-            scar_target=p.scarTarget, blood_pool_labels=p.bloodPoolLabels, blood_pool_segment=p.bloodPoolSegment,
-            remote_segment=p.remoteSegment, intensity_offset=p.intensityOffset,
-            expert_scar_labels=p.expertScarLabels if ruled else "",  # the boxes are disabled without a rule
-            expert_core_labels=p.expertCoreLabels if ruled else "")
+            scar_rule=None if p.scarRule == "none" else p.scarRule,
+            # the rule-only boxes are disabled without a rule (_updateRuleOnlyBoxes), the expert ones also
+            # with a segmentation as the myocardium mask (_updateExpertBoxes): not used then
+            scar_thresholds=p.scarThresholds if ruled else "", scar_target=p.scarTarget if ruled else "scar",
+            blood_pool_labels=p.bloodPoolLabels if ruled else "", blood_pool_segment=p.bloodPoolSegment if ruled else "",
+            remote_segment=p.remoteSegment if ruled else "", intensity_offset=p.intensityOffset if ruled else 0.0,
+            expert_scar_labels=p.expertScarLabels if self._expertLabelsApply() else "",
+            expert_core_labels=p.expertCoreLabels if self._expertLabelsApply() else "")
 
     # ------------------------------------------------------------------ dependencies
 
@@ -863,10 +891,13 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if not self._dependenciesReady():
             return
         p = self._parameterNode
+        ruled = p.scarRule != "none"
         self._startRun(self.ui.applyButton, _("Train and apply"), p.heartModel,
                        lambda: BackgroundRun.training(self.logic, self._inputNodes(), p.heartModel, self.options(),
-                                                      myocardium_mask=p.myocardiumMask, blood_pool_node=p.bloodPoolMask,
-                                                      remote_node=p.remoteMask),
+                                                      myocardium_mask=p.myocardiumMask,
+                                                      # disabled without a rule (_updateRuleOnlyBoxes): not used
+                                                      blood_pool_node=p.bloodPoolMask if ruled else None,
+                                                      remote_node=p.remoteMask if ruled else None),
                        _("Training..."))
 
     def onApplySavedButton(self) -> None:

@@ -92,6 +92,36 @@ def test_a_cohort_hash_holds_the_voxels_file_beside_a_header(tmp_path, header, d
     assert input_hash(spec) != before
 
 
+MHD_SLICES = ("ObjectType = Image\nNDims = 3\nDimSize = 7 6 3\nElementSpacing = 1.5 1.5 8\n"
+              "ElementType = MET_FLOAT\nElementByteOrderMSB = False\nElementDataFile = ")
+NHDR_SLICES = "NRRD0004\ntype: float\ndimension: 3\nsizes: 7 6 3\nspacings: 1.5 1.5 8\nencoding: raw\nendian: little\ndata file: "
+
+
+@pytest.mark.parametrize("header, data_file", [("lge.mhd", MHD_SLICES + "LIST 2D\ns0.raw\ns1.raw\ns2.raw\n"),
+                                               ("lge.mhd", MHD_SLICES + "s%d.raw 0 2 1\n"),
+                                               ("lge.nhdr", NHDR_SLICES + "LIST 2\ns0.raw\ns1.raw\ns2.raw\n"),
+                                               ("lge.nhdr", NHDR_SLICES + "s%d.raw 0 2 1 2\n")])
+def test_a_cohort_hash_holds_each_slice_file_a_header_lists(tmp_path, header, data_file):
+    """A MetaImage or NRRD header may name one data file per slice (``LIST`` and the names after it,
+    or a numbered pattern), which SimpleITK reads; the hash read none of them, so new voxels in one
+    slice's file kept the patient's results as up to date."""
+    from cardioscar.cohort.manifest import DEFAULTS, PatientSpec
+    from cardioscar.cohort.tasks import input_hash
+    from cardioscar.io.imageio import read_image
+
+    (tmp_path / "mesh.vtk").write_text("the mesh's bytes")
+    values = np.full((3, 6, 7), 0.2, np.float32)
+    for k in range(3):
+        values[k].tofile(tmp_path / f"s{k}.raw")
+    (tmp_path / header).write_text(data_file)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(tmp_path / header)), values)  # read whole
+    spec = PatientSpec(id="p0", row=2, mesh=tmp_path / "mesh.vtk", images=(tmp_path / header,), options=dict(DEFAULTS))
+    before = input_hash(spec)
+    values[2, 2, 3] = 0.9  # the last slice's file only
+    values[2].tofile(tmp_path / "s2.raw")
+    assert input_hash(spec) != before
+
+
 def test_a_yaml_manifest_says_no_and_lists_as_a_csv_does(tmp_path):
     """YAML reads ``no`` as False: ``export: no`` and ``aha: no`` were refused ("got 'False'"),
     and ``export: [opencarp, vtu]`` or the two RV points as lists (a list is what a YAML user

@@ -183,6 +183,26 @@ def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path):
     _assert_user_error(proc, str(depth), f"0-{depth - 1}")
 
 
+def test_memory_running_out_while_preparing_advises_what_helps_preparing(small_phantom, tmp_path, capsys,
+                                                                          monkeypatch):
+    """``prepare`` has no batches, yet memory running out in it advised ``--batch-size (or
+    --mc-samples)``, options it does not take; now fewer slices or a coarser mesh (injected
+    MemoryError, in process: a real one needs the machine's memory filled)."""
+    import cardioscar.logic
+    from cardioscar.cli import main
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(cardioscar.logic, "map_slices_to_nodes", out_of_memory)
+    _, paths = small_phantom
+    assert main(["prepare", "--mesh-vtk", str(paths["mesh"]), "--image", str(paths["image"]),
+                 "--output", str(tmp_path / "d.npz")]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert line.startswith("cardioscar prepare: error: out of memory") and "--batch-size" not in line
+    assert "--slice-indices" in line and "coarser mesh" in line and not (tmp_path / "d.npz").exists()
+
+
 def test_missing_scalar_field_lists_fields(small_phantom, tmp_path):
     from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
 

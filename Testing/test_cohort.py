@@ -747,12 +747,56 @@ def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_da
     write_mesh(mesh, prediction, {"scar_probability": truth})
     tags = np.where(truth >= 0.5, 3, 1)
     tags[(truth >= 0.5) & (mesh.points_lps()[:, 2] > np.median(mesh.points_lps()[:, 2]))] = 2  # the basal half
-    _aha(spec, prediction, tmp_path / "aha", prediction, tags)
-    _aha(spec, prediction, tmp_path / "aha_one_field", prediction)
+    record = _aha(spec, prediction, tmp_path / "aha", prediction, tags)
+    assert "border_zone_pct_by_segment" not in _aha(spec, prediction, tmp_path / "aha_one_field", prediction)
     with open(tmp_path / "aha" / "aha.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     with open(tmp_path / "aha_one_field" / "aha.csv", encoding="utf-8") as handle:
         assert "border_zone_pct" not in next(csv.DictReader(handle))
     border = [float(row["border_zone_pct"]) for row in rows]
+    # the record the cohort's bull's-eye sheet draws it from
+    assert [record["border_zone_pct_by_segment"][int(row["segment"])] for row in rows] == pytest.approx(border, rel=1e-5)
     assert max(border) > 5.0 and min(border) == 0.0
     assert all(b <= float(row["scar_pct"]) + 1e-6 for b, row in zip(border, rows))  # the border zone is scar here
+
+
+def test_the_summary_lists_the_cohort_pending_before_the_first_fit(tmp_path, cohort_data, monkeypatch):
+    """``cohort_summary.csv`` was written only once the first patient finished: during a long first fit
+    a user who opened it found none (or a previous run's, with its errors). It is written as the run
+    starts, every patient to run ``pending``; read here at the moment the fits would be submitted."""
+    import cardioscar.cohort.runner as runner
+
+    out = tmp_path / "out"
+    (out / "_failed").mkdir(parents=True)
+    (out / "_failed" / "p1.json").write_text(json.dumps({"id": "p1", "status": "failed", "error": "old error"}))
+    (out / "cohort_summary.csv").write_text("id,status\nstale,done\n")
+    seen = {}
+
+    def fits_submitted(todo, *args):  # the Dask engine is the end-to-end test's; here what is on disk then
+        seen["todo"], seen["rows"] = [spec.id for spec in todo], _summary(out)
+
+    monkeypatch.setattr(runner, "_run_on_dask", fits_submitted)
+    run_cohort(cohort_data / "manifest.csv", out)
+    assert seen["todo"] == ["p0", "p1", "p2", "bad"]
+    assert [(row["id"], row["status"], row["error"]) for row in seen["rows"]] == [
+        ("p0", "pending", ""), ("p1", "pending", ""), ("p2", "pending", ""), ("bad", "pending", "")]
+
+
+def test_the_bullseye_sheet_draws_a_rule_rows_border_zone_beside_its_scar():
+    """A scar rule's row has each segment's border zone in its AHA table; the sheet drew the scar %
+    only. The record keeps the border zone per segment (checked against ``aha.csv`` in
+    test_a_rule_rows_aha_table_has_each_segments_border_zone) and the sheet draws it beside the
+    scar, with the colour bar and title saying so; a one-field row keeps its one disc."""
+    from cardioscar.cohort.summary import bullseye_sheet_figure
+
+    rule = {"scar_pct_by_segment": {str(s): 40.0 for s in range(1, 18)}, "lv_scar_pct": 42.4,
+            "border_zone_pct_by_segment": {str(s): float(s) for s in range(1, 17)} | {"17": None}}
+    one = {"scar_pct_by_segment": {str(s): 10.0 for s in range(1, 18)}, "lv_scar_pct": 10.0}
+    sheet = bullseye_sheet_figure([{"id": "P1", "status": "done", "aha": rule},
+                                   {"id": "N1", "status": "done", "aha": one}])
+    titles = [axis.get_title() for axis in sheet.axes if axis.get_title()]
+    assert titles == ["P1: 42.4 % scar", "P1: border zone", "N1: 10.0 % scar"]
+    assert {"1", "16", "n/a"} <= {text.get_text() for text in sheet.axes[1].texts}  # the border zone's own numbers
+    assert "border zone" in sheet.axes[-1].get_xlabel() and "border zone" in sheet._suptitle.get_text()
+    alone = bullseye_sheet_figure([{"id": "N1", "status": "done", "aha": one}])
+    assert "border zone" not in alone.axes[-1].get_xlabel() + alone._suptitle.get_text()

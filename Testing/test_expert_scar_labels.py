@@ -257,3 +257,32 @@ def test_a_blood_pool_a_rule_does_not_read_is_warned_about(case, rule, warnings_
     graded_targets(request, case["layers"], case["myocardium"], blood, None, "labels.nii.gz")
     unused = [w for w in warnings_of_cardioscar if "are used by --scar-rule iir only" in w]
     assert len(unused) == (rule != "iir") and (rule == "iir" or f"; {rule} does not read them" in unused[0])
+
+
+def test_the_label_map_is_sampled_once_for_both_expert_masks(case, monkeypatch):
+    """The experts' scar and core masks were each resampled from the label map (every pixel centre
+    mapped into it twice); now it is sampled once and both are label sets of those samples, equal to
+    what resampling each gave (here on another grid than the LGE's: finer and a fraction of a voxel off)."""
+    from cardioscar.lge.prepare import expert_masks
+    from cardioscar.prepare.myocardium import masks_from_voxels
+    from cardioscar.prepare.slices import SliceLayer, ijk_to_lps_matrix
+
+    drawn = sitk.ReadImage(str(case["out"] / "labels.nii.gz"))
+    grid = sitk.Image([int(n * 1.4) for n in drawn.GetSize()], drawn.GetPixelID())
+    grid.SetDirection(drawn.GetDirection())
+    grid.SetSpacing([s / 1.4 for s in drawn.GetSpacing()])
+    grid.SetOrigin([o + 0.3 for o in drawn.GetOrigin()])
+    moved = sitk.Resample(drawn, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    values, matrix, layers = sitk.GetArrayFromImage(moved), ijk_to_lps_matrix(moved), case["layers"]
+    before = {option: masks_from_voxels(np.isin(values, wanted).astype(np.uint8), matrix, layers, None, "moved",
+                                        option) for option, wanted in (("--expert-scar-labels", [3, 4]),
+                                                                       ("--expert-core-labels", [4]))}
+    centres = SliceLayer.pixel_centres_lps
+    calls = []
+    monkeypatch.setattr(SliceLayer, "pixel_centres_lps", lambda layer: calls.append(layer) or centres(layer))
+    masks = expert_masks(values, matrix, layers, _request(case, "scar"), "moved")
+    assert len(calls) == len(layers)  # each pixel centre mapped into the label map once
+    for got, expected in ((masks.scar, before["--expert-scar-labels"]), (masks.core, before["--expert-core-labels"])):
+        assert len(got) == len(expected) and all(np.array_equal(g, e) for g, e in zip(got, expected))
+    assert sum(int(m.sum()) for m in masks.core) > 0 and sum(int(m.sum()) for m in masks.scar) > sum(
+        int(m.sum()) for m in masks.core)

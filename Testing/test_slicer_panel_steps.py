@@ -7,7 +7,9 @@ see there for what that cannot prove).
   leaves the model and the user's folder as they were; an export that fails on its second file
   leaves the user's previous files whole.
 - The myocardium margin, *Scar labels* and *Normalise intensities* boxes are disabled under a scar
-  rule, their tool tips say why; so are the expert label boxes without a rule.
+  rule, their tool tips say why; so are the boxes that set up a rule (thresholds, target, blood
+  pool, remote mask, intensity offset) without one, and the expert label boxes without a rule or
+  with a segmentation as the myocardium mask.
 - The library's warnings reach the Log section in the panel's words: those raised while the panel
   reads its inputs on the main thread (they went only to the Python console) and the worker's; a
   mistyped rule label list names its box.
@@ -392,6 +394,55 @@ def test_the_expert_label_boxes_apply_under_a_scar_rule_only(panel):
     assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("3,4", "4")
     ui.scarRuleComboBox.choose("none")
     assert not any(box.enabled for box in boxes) and "Not used without a scar rule" in boxes[1].toolTip
+
+
+@LATEST
+def test_the_rule_only_boxes_apply_under_a_scar_rule_only(panel):
+    """The rule's thresholds, target, blood pool, remote mask and intensity offset stayed enabled without
+    a rule and were then unused (the command line refuses them): now they are disabled, say why, and
+    what they hold is kept but not handed over (options, and the masks given to the run)."""
+    from test_slicer_panel_tissue import _labelmap_of_ones
+
+    from CardioScar import RULE_ONLY_BOXES
+
+    widget, ui = panel["widget"], panel["ui"]
+    boxes = [getattr(ui, name) for name in RULE_ONLY_BOXES]
+    assert not any(box.enabled for box in boxes)
+    assert all("Not used without a scar rule" in box.toolTip for box in boxes)
+    ui.scarThresholdsLineEdit.text, ui.bloodPoolLabelsLineEdit.text, ui.intensityOffsetSpinBox.value = "2,3", "1", 7.0
+    ui.remoteSegmentLineEdit.text, ui.bloodPoolSegmentLineEdit.text = "Remote", "Blood"
+    ui.bloodPoolSelector.setCurrentNode(_labelmap_of_ones(panel, "blood"))
+    widget._parameterNode.scarTarget = "core"
+    unused = widget.options()
+    assert (unused.scar_thresholds, unused.scar_target, unused.blood_pool_labels, unused.blood_pool_segment,
+            unused.remote_segment, unused.intensity_offset) == ("", "scar", "", "", "", 0.0)
+    ui.scarRuleComboBox.choose("nsd")
+    assert all(box.enabled for box in boxes)
+    assert [box.toolTip for box in boxes] == [_ui_tool_tip(name) for name in RULE_ONLY_BOXES]
+    used = widget.options()
+    assert (used.scar_thresholds, used.scar_target, used.blood_pool_labels, used.blood_pool_segment,
+            used.remote_segment, used.intensity_offset) == ("2,3", "core", "1", "Blood", "Remote", 7.0)
+    ui.scarRuleComboBox.choose("none")
+    assert not any(box.enabled for box in boxes) and widget._parameterNode.intensityOffset == 7.0
+
+
+@LATEST
+def test_the_expert_label_boxes_are_disabled_with_a_segmentation_as_the_myocardium_mask(panel):
+    """A segmentation has no labels: the Logic refused the experts' labels with one as the mask after the
+    click; now the boxes say so beforehand and their values are not handed over."""
+    widget, ui = panel["widget"], panel["ui"]
+    boxes = (ui.expertScarLabelsLineEdit, ui.expertCoreLabelsLineEdit)
+    ui.scarRuleComboBox.choose("nsd")
+    ui.expertScarLabelsLineEdit.text, ui.expertCoreLabelsLineEdit.text = "3,4", "4"
+    assert all(box.enabled for box in boxes)
+    ui.myocardiumMaskSelector.setCurrentNode(panel["scene"].AddNewNodeByClass("vtkMRMLSegmentationNode", "wall"))
+    assert widget._parameterNode.myocardiumMask.IsA("vtkMRMLSegmentationNode")
+    assert not any(box.enabled for box in boxes)
+    assert all("segmentation as the Myocardium mask" in box.toolTip for box in boxes)
+    assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("", "")
+    ui.myocardiumMaskSelector.setCurrentNode(None)
+    assert all(box.enabled for box in boxes)
+    assert (widget.options().expert_scar_labels, widget.options().expert_core_labels) == ("3,4", "4")
 
 
 def _ui_tool_tip(name: str) -> str:

@@ -126,11 +126,16 @@ def test_a_bad_threshold_order_or_prefix_is_one_line_and_writes_nothing(panel, p
 def test_the_scar_rule_controls_reach_the_logic(panel):
     """Rule, thresholds and masks chosen in the panel: their mistakes come back from the Logic as
     the one status line and no run starts."""
+    from CardioScarLogic.options import ReconstructionOptions
+    from cardioscar.errors import CardioScarError
+
     widget, ui = panel["widget"], panel["ui"]
-    ui.scarTargetComboBox.choose("core")  # the core is graded from raw LGE: no rule, no core
-    ui.applyButton.click()
-    assert widget._run is None and "scar target 'core' needs a scar rule" in ui.statusLabel.text
+    # the core is graded from raw LGE: no rule, no core; the box is disabled without one, the Logic refuses it
+    assert not ui.scarTargetComboBox.enabled
+    with pytest.raises(CardioScarError, match="scar target 'core' needs a scar rule"):
+        ReconstructionOptions(scar_target="core")
     ui.scarRuleComboBox.choose("iir")
+    ui.scarTargetComboBox.choose("core")
     ui.applyButton.click()
     assert widget._run is None and "needs the myocardium" in ui.statusLabel.text
     ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))

@@ -348,6 +348,23 @@ def test_a_run_whose_loss_rises_and_stays_up_is_stopped_and_retried(monkeypatch,
     assert kept["epochs_run"] == 150 and kept["diverged_epoch"] is None and kept["diverged"]  # judged at the end
 
 
+def test_a_kept_run_stopped_as_diverged_says_so_in_its_stop(monkeypatch):
+    """Every run diverges (scripted losses, as above): the kept one was stopped early, DIVERGED_EPOCHS
+    into its rise, but its stop read as a run judged at its end ("diverged: its loss rose after epoch
+    N, whose weights are kept"), the early stop said nowhere in a summary."""
+    coords, values, groups = small_problem(n_groups=60)
+    config = TrainingConfig.fast(max_epochs=150, hidden_dim=16, num_threads=1, convergence_tolerance=0.0)
+    scripted_losses(monkeypatch, lambda max_lr: lambda epoch: (0.01 if epoch <= 30 else 0.2) * (1 + 1e-3 * (epoch % 7)))
+    _, history = fit_scar_field(coords, values, groups, config, device="cpu")
+    stopped = 30 + training.DIVERGED_EPOCHS
+    assert history["stop_reason"] == "diverged" and history["diverged_epoch"] == stopped == history["epochs_run"]
+    assert training.describe_stop(history) == (f"diverged: its loss rose after epoch {history['best_epoch']}, whose "
+                                               f"weights are kept; stopped early at epoch {stopped} (see the log)")
+    judged = {**history, "diverged_epoch": None}  # a run without retries runs to its end
+    assert training.describe_stop(judged) == (f"diverged: its loss rose after epoch {history['best_epoch']}, whose "
+                                              "weights are kept (see the log)")
+
+
 def test_a_stall_retry_whose_network_dies_is_retried_with_a_lower_peak(caplog):
     """The halves with a 9-group spot far inside the background: at peak 0.3, seed 19 stalls
     (the spot fitted as background), the retry from seed 20 dies, fitting worse, so the stalled

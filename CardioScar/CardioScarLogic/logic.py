@@ -162,9 +162,10 @@ def verb_of_the_work(verb: str) -> Iterator[None]:
     """Mark an error raised inside (or memory running out) with the ``cardioscar`` verb whose work
     ran (``error.cardioscar_verb``), unless an inner step marked it first.
 
-    Why: :meth:`CardioScarLogic.train_and_apply` does train's and apply's work, whose options share
-    names but not meanings (``--batch-size``, ``--mc-samples``), so a face must know which step ran
-    out of memory to name the right ones (the batch script named train's when the prediction had)."""
+    Why: :meth:`CardioScarLogic.train_and_apply` does prepare's, train's and apply's work; train's and
+    apply's options share names but not meanings (``--batch-size``, ``--mc-samples``) and prepare has
+    neither, so a face must know which step ran out of memory to name what helps it (the batch script
+    named train's when the prediction, or the preparation, had)."""
     try:
         yield
     except (CardioScarError, MemoryError) as error:
@@ -256,8 +257,9 @@ class CardioScarLogic:
         from cardioscar.fit.devices import describe_device, resolve_device
         from cardioscar.logic import train_scar_model
 
-        run = self.prepare_training(scar_node, model_node, options, myocardium_mask, blood_pool_node=blood_pool_node,
-                                    remote_node=remote_node)
+        with verb_of_the_work("prepare"):
+            run = self.prepare_training(scar_node, model_node, options, myocardium_mask,
+                                        blood_pool_node=blood_pool_node, remote_node=remote_node)
         device = resolve_device(run.options.force_cpu)
         logger.info("CardioScar: training on %s, %d rows in %d groups", describe_device(device),
                     run.prepared.n_nodes, run.prepared.n_groups)

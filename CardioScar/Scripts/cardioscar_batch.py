@@ -303,13 +303,14 @@ def _in_script_words(error: Exception, parser: argparse.ArgumentParser) -> str:
     """The library's words of ``error`` with each command-line option named as this script's option
     for the same thing (:func:`_script_names` of the verb :func:`_doing` marked it with, or inside
     the training route the Logic's :func:`CardioScarLogic.logic.verb_of_the_work`). Memory running
-    out is the command line's advice (a smaller batch of the step that ran out), not a crash."""
-    from cardioscar.cli import OUT_OF_MEMORY
+    out is the command line's advice for the step that ran out (fewer rows to map while preparing, a
+    smaller batch while training or predicting), not a crash."""
+    from cardioscar.cli import out_of_memory
     from CardioScarLogic.wording import in_batch_words, library_words
 
-    message = OUT_OF_MEMORY if isinstance(error, MemoryError) else library_words(error)
-    # the verb the script marked, else the one the Logic's train_and_apply marked (train or apply)
+    # the verb the script marked, else the one the Logic's train_and_apply marked (prepare, train or apply)
     verb = getattr(error, "batch_verb", None) or getattr(error, "cardioscar_verb", "")
+    message = out_of_memory(verb) if isinstance(error, MemoryError) else library_words(error)
     return in_batch_words(message, _script_names(verb, parser))
 
 

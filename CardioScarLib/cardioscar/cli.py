@@ -30,6 +30,16 @@ EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
 #: The advice when memory runs out (a MemoryError): the batch options are the user's fix, not a bug.
 OUT_OF_MEMORY = "out of memory; lower --batch-size (or --mc-samples)"
+#: ... while preparing, which has no batches: its rows are the mesh nodes in each chosen slice's slab.
+PREPARE_OUT_OF_MEMORY = ("out of memory while mapping the slices onto the mesh; choose fewer slices (--slice-indices) "
+                         "or a coarser mesh, or use --slice-profile box (gaussian maps twice the slab's nodes)")
+
+
+def out_of_memory(verb: str) -> str:
+    """The advice when memory runs out in the work of ``cardioscar VERB``: what helps that step
+    (train's and apply's batch options helped nothing while preparing)."""
+    return PREPARE_OUT_OF_MEMORY if verb == "prepare" else OUT_OF_MEMORY
+
 
 def on_off_auto(text: str) -> bool | str:
     """An ``on|off|auto`` option value: True, False or ``"auto"`` (``--shape-prior auto``: the
@@ -473,7 +483,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MemoryError:
         if args.debug:
             raise
-        sys.stderr.write(f"cardioscar {args.command}: error: {OUT_OF_MEMORY}\n")
+        sys.stderr.write(f"cardioscar {args.command}: error: {out_of_memory(args.command)}\n")
         return EXIT_USER_ERROR
     return 0
 

@@ -4,8 +4,9 @@ One Dask task per patient (:func:`cardioscar.cohort.tasks.run_patient`). Patient
 hold the same input hash are skipped before anything is submitted. Dask reschedules a task whose
 worker died (at most ``retries`` + 1 attempts, through the scheduler's ``allowed-failures``) and
 re-runs a task that raised an unexpected error (``retries=``); a patient's user error comes back
-as a failed record at once. The summary is rewritten after every patient, so an interrupted
-cohort still has an up-to-date ``cohort_summary.csv``.
+as a failed record at once. The summary is written when the run starts (every patient to run
+``pending``) and rewritten after every patient, so an interrupted cohort still has an up-to-date
+``cohort_summary.csv``.
 
 Threads: each worker runs ``fits_per_worker`` patients at a time (Dask threads) and each fit uses
 ``threads_per_worker`` torch threads; the defaults (one fit, one thread, a worker per core) keep
@@ -300,6 +301,11 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     todo = [spec for spec in selected if rows[spec.id]["status"] != "skipped"]
     logger.info("cohort: %d patients, %d up to date, %d to run", len(selected), len(selected) - len(todo), len(todo))
     _remove_partials(out, {spec.id for spec in todo})  # an interrupted run's: not running now
+    # the cohort as it starts, each patient to run pending (a previous failure's error is not its
+    # row's now): written only after the first patient finished, the summary was missing (or a
+    # previous run's) during a long first fit
+    rows.update({spec.id: {"id": spec.id, "status": "pending", "input_hash": hashes[spec.id]} for spec in todo})
+    write_summary(out, [rows[spec.id] for spec in patients])
     if todo:
         _run_on_dask(todo, out, hashes, rows, options)
     _remove_partials(out, {spec.id for spec in todo})

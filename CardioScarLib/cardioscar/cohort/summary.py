@@ -120,26 +120,41 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     return save_figure(fig, output_dir / SUMMARY_PNG)
 
 
-def _segment_scar(row: dict) -> Optional[dict[int, Optional[float]]]:
-    """A patient's scar % per AHA segment as its record holds it (``aha.scar_pct_by_segment``; keys
-    are strings once read back from JSON); None for a patient without an AHA table."""
+def _segment_table(row: dict, key: str) -> Optional[dict[int, Optional[float]]]:
+    """A patient's % per AHA segment as its record's ``aha.<key>`` holds it (keys are strings once read
+    back from JSON); None for a patient without it."""
     if row.get("status") not in ("done", "skipped"):
         return None
-    table = (row.get("aha") or {}).get("scar_pct_by_segment")
+    table = (row.get("aha") or {}).get(key)
     return {int(segment): value for segment, value in table.items()} if table else None
 
 
+def _discs(row: dict) -> list[tuple[str, dict]]:
+    """The (title, table) discs of a patient on the sheet: its scar % per segment, titled with the
+    burden of that table (the LV's, the scar field at threshold; a record from before it was kept:
+    the row's scar_percent, with a scar rule border zone + core, not the disc's); and, for a scar
+    rule's row, its border zone % per segment (the export's tags), which a modeller reads beside it."""
+    scar = _segment_table(row, "scar_pct_by_segment")
+    if scar is None:
+        return []
+    burden = (row.get("aha") or {}).get("lv_scar_pct", row.get("scar_percent"))
+    discs = [(row["id"] + ("" if burden is None else f": {burden:.1f} % scar"), scar)]
+    border = _segment_table(row, "border_zone_pct_by_segment")
+    if border is not None:
+        discs.append((f"{row['id']}: border zone", border))
+    return discs
+
+
 def bullseye_sheet_figure(rows: Iterable[dict]):
-    """One scar-% bull's-eye per patient (at most :data:`MAX_BULLSEYES`), all on one 0-100 % scale
-    and one colour bar, titled with the patient's id and scar burden; None when no patient has an
-    AHA table.
+    """One scar-% bull's-eye per patient (and a border-zone one beside it for a scar rule's row), at
+    most :data:`MAX_BULLSEYES` discs, all on one 0-100 % scale and one colour bar, titled with the
+    patient's id and what the disc shows; None when no patient has an AHA table.
 
     Why drawn here rather than pasted from each ``bullseye.png``: pasted, each patient's three discs
     (scar, transmurality, uncertainty) shrank to about 90 pixels each on the sheet, too small to
     read a segment's number, and each uncertainty disc had its own scale. The per-patient pictures
     keep all three."""
-    tables = [(row, _segment_scar(row)) for row in rows]
-    found = [(row, table) for row, table in tables if table is not None]
+    found = [discs for discs in (_discs(row) for row in rows) if discs]
     if not found:
         return None
     import matplotlib
@@ -149,23 +164,27 @@ def bullseye_sheet_figure(rows: Iterable[dict]):
 
     from cardioscar.aha.bullseye import draw_bullseye
 
-    shown = found[:MAX_BULLSEYES]
+    shown: list[tuple[str, dict]] = []
+    patients = 0
+    for discs in found:  # whole patients only: a scar disc is not shown without its border zone
+        if len(shown) + len(discs) > MAX_BULLSEYES:
+            break
+        shown += discs
+        patients += 1
     columns = min(6, len(shown))
     lines = -(-len(shown) // columns)
     fig, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 3.4 * lines + 0.8), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
     mapping = None
-    for axis, (row, table) in zip(axes.ravel(), shown):
-        # the burden of the table drawn (the LV's, the scar field at threshold); a record from before
-        # it was kept: the row's scar_percent (with a scar rule border zone + core, not the disc's)
-        burden = (row.get("aha") or {}).get("lv_scar_pct", row.get("scar_percent"))
-        title = row["id"] + ("" if burden is None else f": {burden:.1f} % scar")
+    for axis, (title, table) in zip(axes.ravel(), shown):
         mapping = draw_bullseye(axis, table, title=title, vmin=0.0, vmax=100.0, cmap="Reds")
+    borders = any(len(discs) > 1 for discs in found[:patients])
     fig.colorbar(mapping, ax=axes.ravel().tolist(), orientation="horizontal", fraction=0.3 / lines, pad=0.02,
-                 shrink=0.5, label="scar (% of segment, probability >= threshold)")
-    more = f" (first {MAX_BULLSEYES} of {len(found)})" if len(found) > MAX_BULLSEYES else ""
-    fig.suptitle(f"AHA 17-segment scar per patient{more}", fontsize=10)
+                 shrink=0.5, label="% of segment: scar (probability >= threshold)"
+                 + ("; border zone (the scar rule's tissue tags)" if borders else ""))
+    more = f" (first {patients} of {len(found)} patients)" if patients < len(found) else ""
+    fig.suptitle(f"AHA 17-segment scar{' and border zone' if borders else ''} per patient{more}", fontsize=10)
     return fig
 
 

@@ -333,8 +333,11 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
         result = run_aha(mesh, folder, options)
     except CardioScarError as error:
         raise _aha_error(spec, error) from None
-    return {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in result.rows},
-            "lv_scar_pct": result.summary["lv"]["scar_pct"]}
+    record = {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in result.rows},
+              "lv_scar_pct": result.summary["lv"]["scar_pct"]}
+    if tags is not None:  # drawn beside the scar on the cohort's bull's-eye sheet
+        record["border_zone_pct_by_segment"] = {row["segment"]: row["border_zone_pct"] for row in result.rows}
+    return record
 
 
 def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: Optional[Path] = None,

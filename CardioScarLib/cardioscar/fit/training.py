@@ -697,8 +697,10 @@ def describe_stop(history: dict) -> str:
         return f"converged{added}"
     if reason == "budget" and history.get("converged") is False:
         return f"not converged{added}: the loss was still falling"
-    if reason == "diverged":
-        return f"diverged: its loss rose after epoch {history.get('best_epoch')}, whose weights are kept (see the log)"
+    if reason == "diverged":  # stopped DIVERGED_EPOCHS into the rise where it could be retried, else judged at its end
+        stopped = history.get("diverged_epoch")
+        early = "" if stopped is None else f"; stopped early at epoch {stopped}"
+        return f"diverged: its loss rose after epoch {history.get('best_epoch')}, whose weights are kept{early} (see the log)"
     return {"budget": "ran its epochs (no convergence test)", "patience": "stopped by the patience",
             "dead": "stopped: the network died"}.get(reason, reason)
 

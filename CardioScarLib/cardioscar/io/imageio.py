@@ -431,9 +431,11 @@ def _nifti_pair(source: Path) -> tuple[Path, Path | None] | None:
 
 def image_data_files(path: str | Path) -> list[Path]:
     """The files other than ``path`` that hold its voxels: a NIfTI/Analyze pair's other half, a
-    MetaImage header's ``ElementDataFile`` or a detached NRRD header's ``data file`` (one file
-    each; LOCAL, LIST and file patterns name none). Why: a cohort's input hash read the header
-    alone, so a .raw or .img whose voxels were replaced kept the patient's results as up to date."""
+    MetaImage header's ``ElementDataFile`` or a detached NRRD header's ``data file`` (one file, the
+    files its ``LIST`` names on the lines after it, or those its pattern ``name%03d.raw MIN MAX STEP``
+    numbers; ``LOCAL``: none). Why: a cohort's input hash read the header alone, so a .raw or .img
+    whose voxels were replaced kept the patient's results as up to date; SimpleITK reads a list of
+    slice files too (one per slice, as some converters write them)."""
     source = Path(path)
     if not source.is_file():
         return []
@@ -445,9 +447,28 @@ def image_data_files(path: str | Path) -> list[Path]:
         return []
     with open(source, "rb") as stream:
         text = stream.read(1 << 16).decode("latin-1")
-    named = re.search(rf"^\s*{key}\s*[=:]\s*(\S+)\s*$", text, re.MULTILINE | re.IGNORECASE)
-    data = source.parent / named.group(1) if named else None
-    return [data] if data is not None and data.is_file() else []
+    named = re.search(rf"^\s*{key}\s*[=:]\s*(.+?)\s*$", text, re.MULTILINE | re.IGNORECASE)
+    if named is None:
+        return []
+    words = named.group(1).split()
+    if words[0].upper() == "LIST":  # the file names follow, one a line, to the end of the header
+        listed = source.read_bytes().decode("latin-1")[named.end():].splitlines()
+        names = [line.strip() for line in listed if line.strip()]
+    else:
+        names = _numbered_names(words) or [named.group(1)]
+    return [file for file in (source.parent / name for name in names) if file.is_file()]
+
+
+def _numbered_names(words: list[str]) -> list[str]:
+    """The names a data-file pattern ``format MIN MAX STEP [SUBDIM]`` numbers (MIN to MAX inclusive,
+    as MetaIO and NRRD read it); none when ``words`` is one file name."""
+    if len(words) < 4 or "%" not in words[0]:
+        return []
+    try:
+        first, last, step = (int(word) for word in words[1:4])
+        return [words[0] % number for number in range(first, last + (1 if step > 0 else -1), step)]
+    except (TypeError, ValueError):  # not a numbered pattern: the name as written (which reading refuses)
+        return []
 
 
 def _check_pixdim(layout: _NiftiLayout, source: Path) -> None:

@@ -132,22 +132,27 @@ def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], optio
 
 def expert_masks(values: np.ndarray, ijk_to_lps: np.ndarray, image: list[SliceLayer], request: ScarRuleRequest,
                  source: str) -> ExpertMasks:
-    """The experts' scar and core masks of a label map's voxels (k, j, i), sampled at each LGE pixel's
-    centre. Labels with no voxel give empty masks (no no-reflow drawn is common; no scar drawn is
-    refused by :func:`check_expert_masks`, which says so in the words of the option)."""
-    from ..prepare.myocardium import masks_from_voxels
+    """The experts' scar and core masks of a label map's voxels (k, j, i), sampled once at each LGE
+    pixel's centre (the two masks are label sets of the same samples). Labels with no voxel give
+    empty masks (no no-reflow drawn is common; no scar drawn is refused by :func:`check_expert_masks`,
+    which says so in the words of the option)."""
+    from ..prepare.myocardium import labels_at_pixel_centres
 
     labels = whole_labels(values, f"--myocardium-mask {source}")
-
-    def sampled(wanted: Sequence[int], option: str) -> list[np.ndarray]:
-        chosen = np.isin(labels, list(wanted))
-        if not chosen.any():
-            return [np.zeros(layer.values.shape, bool) for layer in image]
-        return masks_from_voxels(chosen.astype(np.uint8), ijk_to_lps, image, None, source=source, what=option)
-
     core = request.expert_core_labels
-    return ExpertMasks(sampled(request.expert_scar_labels, "--expert-scar-labels"),
-                       sampled(core, "--expert-core-labels") if core else None)
+    wanted = [(option, chosen) for option, chosen in (("--expert-scar-labels", request.expert_scar_labels),
+                                                       ("--expert-core-labels", core)) if chosen]
+    drawn = [option for option, chosen in wanted if np.isin(labels, list(chosen)).any()]
+    # the label map does not overlap a slice: said in the words of the first option whose labels it holds
+    sampled = labels_at_pixel_centres(labels, ijk_to_lps, image, source, drawn[0]) if drawn else None
+
+    def masks(chosen: Sequence[int], option: str) -> list[np.ndarray]:
+        if option not in drawn:
+            return [np.zeros(layer.values.shape, bool) for layer in image]
+        return [np.isin(pixels, list(chosen)) for pixels in sampled]
+
+    return ExpertMasks(masks(request.expert_scar_labels, "--expert-scar-labels"),
+                       masks(core, "--expert-core-labels") if core else None)
 
 
 def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: list[np.ndarray],

@@ -232,20 +232,12 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
     if not inside.any():
         wanted = "" if labels is None else f" with labels {','.join(map(str, labels))}"
         raise CardioScarError(f"{what} {source} has no voxel{wanted} (a mask needs non-zero voxels)")
-    lps_to_ijk = np.linalg.inv(ijk_to_lps)
-    size = np.array(values.shape[::-1])
     masks, sampled = [], []
-    for layer in layers:
-        centres = layer.pixel_centres_lps().reshape(-1, 3)
-        ijk = np.floor(centres @ lps_to_ijk[:3, :3].T + lps_to_ijk[:3, 3] + 0.5).astype(np.int64)
-        within = np.all((ijk >= 0) & (ijk < size), axis=1)
-        if not within.any():
-            raise CardioScarError(f"{what} {source} does not overlap slice '{layer.label}': give the mask drawn on "
-                                  "the same images (same patient frame)")
-        mask = np.zeros(len(centres), dtype=bool)
+    for layer, (ijk, within) in zip(layers, _voxels_at_pixel_centres(values.shape, ijk_to_lps, layers, source, what)):
+        mask = np.zeros(len(within), dtype=bool)
         mask[within] = inside[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         masks.append(mask.reshape(layer.shape))
-        label = np.full(len(centres), np.nan)
+        label = np.full(len(within), np.nan)
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         sampled.append(label.reshape(layer.shape))
     if labels is not None and "myocardium" in what.lower():
@@ -253,6 +245,38 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
     elif "myocardium" in what.lower():
         refuse_label_map_as_mask(sampled, f"{what} {source}")
     return masks
+
+
+def _voxels_at_pixel_centres(shape: tuple, ijk_to_lps: np.ndarray, layers: Sequence[SliceLayer], source: str,
+                             what: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per layer, the (i, j, k) index of the voxel (of a (k, j, i) array of ``shape`` placed by
+    ``ijk_to_lps``) nearest each pixel centre, flattened, and whether it lies inside the array;
+    a layer the voxels miss entirely is refused (a mask of another frame or patient)."""
+    lps_to_ijk = np.linalg.inv(ijk_to_lps)
+    size = np.array(shape[::-1])
+    found = []
+    for layer in layers:
+        centres = layer.pixel_centres_lps().reshape(-1, 3)
+        ijk = np.floor(centres @ lps_to_ijk[:3, :3].T + lps_to_ijk[:3, 3] + 0.5).astype(np.int64)
+        within = np.all((ijk >= 0) & (ijk < size), axis=1)
+        if not within.any():
+            raise CardioScarError(f"{what} {source} does not overlap slice '{layer.label}': give the mask drawn on "
+                                  "the same images (same patient frame)")
+        found.append((ijk, within))
+    return found
+
+
+def labels_at_pixel_centres(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequence[SliceLayer],
+                            source: str, what: str) -> list[np.ndarray]:
+    """Per layer, the label of the voxel of ``values`` (k, j, i, whole numbers) at each pixel centre, 0
+    outside the voxels: a label map sampled once, from which masks of several label sets are taken
+    (the experts' scar and core) without resampling it for each."""
+    labels = []
+    for layer, (ijk, within) in zip(layers, _voxels_at_pixel_centres(values.shape, ijk_to_lps, layers, source, what)):
+        label = np.zeros(len(within), dtype=values.dtype)
+        label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
+        labels.append(label.reshape(layer.shape))
+    return labels
 
 
 def refuse_label_map_as_mask(label_slices: Sequence[np.ndarray], what: str) -> None:
