@@ -203,6 +203,17 @@ def test_memory_running_out_while_preparing_advises_what_helps_preparing(small_p
     assert "--slice-indices" in line and "coarser mesh" in line and not (tmp_path / "d.npz").exists()
 
 
+def test_memory_running_out_elsewhere_names_no_batch_option():
+    """``aha``, ``export`` and ``mesh-from-labels`` take no ``--batch-size``: running out of memory
+    there advised it anyway; the batched commands keep that advice."""
+    from cardioscar.cli import out_of_memory
+
+    for verb in ("aha", "export", "mesh-from-labels", "demo"):
+        assert "--batch-size" not in out_of_memory(verb) and "coarser mesh" in out_of_memory(verb)
+    for verb in ("train", "fine-tune", "apply"):
+        assert "--batch-size" in out_of_memory(verb)
+
+
 def test_missing_scalar_field_lists_fields(small_phantom, tmp_path):
     from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
 

@@ -35,10 +35,19 @@ PREPARE_OUT_OF_MEMORY = ("out of memory while mapping the slices onto the mesh; 
                          "or a coarser mesh, or use --slice-profile box (gaussian maps twice the slab's nodes)")
 
 
+#: ... in a command with no batch options (demo, aha, export, mesh-from-labels, ...).
+OTHER_OUT_OF_MEMORY = "out of memory; close other programs, or give a coarser mesh or image"
+#: The commands whose batches the user sizes (``--batch-size``, ``--mc-samples``).
+BATCHED_COMMANDS = frozenset({"train", "fine-tune", "apply"})
+
+
 def out_of_memory(verb: str) -> str:
     """The advice when memory runs out in the work of ``cardioscar VERB``: what helps that step
-    (train's and apply's batch options helped nothing while preparing)."""
-    return PREPARE_OUT_OF_MEMORY if verb == "prepare" else OUT_OF_MEMORY
+    (train's and apply's batch options helped nothing while preparing, and other commands have none;
+    an unnamed step keeps the batch advice, as before)."""
+    if verb == "prepare":
+        return PREPARE_OUT_OF_MEMORY
+    return OUT_OF_MEMORY if verb in BATCHED_COMMANDS or not verb else OTHER_OUT_OF_MEMORY
 
 
 def on_off_auto(text: str) -> bool | str:
