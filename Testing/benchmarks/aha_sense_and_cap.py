@@ -1,4 +1,5 @@
-"""The numbering direction two RV insertion points give, on real hearts, and what a swap costs.
+"""The numbering direction two RV insertion points give, on real hearts, and what a swap costs;
+and the apical cap (segment 17) on real EMIDEC stacks.
 
 Why: with two points the AHA numbering runs the way they say, so points given inferior first
 mirror the table silently; ``aha`` now warns when their direction is the mirror of
@@ -13,10 +14,13 @@ mirror the table silently; ``aha`` now warns when their direction is the mirror 
   (assumed), and how far apart they lie front to back in the file's frame (a placeholder direction).
 * the demo phantom (LAD, 12k nodes): the share of nodes whose segment changes when the two points
   are swapped, and where the LAD scar is then reported.
+* EMIDEC: the first 8 normal and 6 infarct label maps meshed by ``mesh-from-labels`` (axis: the
+  stack's normal; a wall node as the RV point): whether the cavity reaches the most apical and basal
+  myocardial slice, and whether segment 17 is covered.
 
 Prints one JSON line per case.
 
-    PYTHONPATH=CardioScarLib .venv/bin/python Testing/benchmarks/aha_rv_sense.py
+    PYTHONPATH=CardioScarLib .venv/bin/python Testing/benchmarks/aha_sense_and_cap.py
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cardioscar.aha.insertion import contact_points, ijk_to_lps_of, insertions_f
 from cardioscar.aha.segments import ANATOMICAL_SENSE, axis_from_shape, insertion_frame
 from cardioscar.io.meshio import Mesh, read_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
+from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, myocardium_mesh_from_labels
 
 DATA = Path("/work/shared/data")
 MIRROR = np.array([-1.0, 1.0, 1.0])
@@ -106,7 +111,33 @@ def phantom_swap() -> None:
                       "scar_pct_right": scarred(right), "scar_pct_swapped": scarred(swapped)}))
 
 
+def emidec_apical_cap() -> None:
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    folder = DATA / "emidec"
+    cases = sorted(folder.glob("Case_N*"))[:8] + sorted(folder.glob("Case_P*"))[:6]
+    for case in cases:
+        image = sitk.ReadImage(str(case / "Contours" / f"{case.name}.nii.gz"))
+        labels = sitk.GetArrayFromImage(image)
+        wall = [k for k in range(labels.shape[0]) if np.isin(labels[k], MYOCARDIUM_LABELS).any()]
+        mesh = myocardium_mesh_from_labels(image, MYOCARDIUM_LABELS)
+        field = numpy_to_vtk(np.zeros(mesh.n_points), deep=True)
+        field.SetName("scar_probability")
+        mesh.dataset.GetPointData().AddArray(field)
+        points = mesh.points_lps()
+        normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
+        heights = points @ normal
+        middle = points[np.abs(heights - np.median(heights)) < 3.0]
+        result = analyse_mesh(mesh, AhaOptions(rv_point=middle[np.argmax(middle[:, 0])], slice_normal=normal,
+                                               uncertainty_field=None))
+        print(json.dumps({"case": f"emidec_{case.name[5:]}",
+                          "cavity_on_end_slices": [bool((labels[k] == 1).any()) for k in (wall[0], wall[-1])],
+                          "segment_17_covered": result.rows[16]["covered"],
+                          "apical_cap": result.summary["levels"]["apical_cap"]}))
+
+
 if __name__ == "__main__":
     bivme()
     acdc()
     phantom_swap()
+    emidec_apical_cap()
