@@ -264,7 +264,8 @@ def _numbering_sense(options: AhaOptions, frame: AhaFrame, anterior: np.ndarray,
     """``aha.json``'s word on the numbering direction, warned when it is the mirror of the anatomy's.
 
     Why: with two given points the direction is theirs, so points given inferior first numbered
-    the whole table mirrored (2|3 <-> 6|5, 8|9 <-> 12|11, 14 <-> 16), exit 0. Warned, not refused:
+    the whole table mirrored about the septum (1|4, 2|3, 5|6, 7|10, 8|9, 11|12, 13|15 swapped: the LAD
+    phantom's anterior scar reported in the RCA's segments), exit 0. Warned, not refused:
     correct points on a mesh in a mirrored frame (voxel indices of an image whose direction matrix
     has a negative determinant) or on a mirrored heart (dextrocardia) give the same sense, and
     there the points' own direction numbers the segments right. A label map's arc ends and a
