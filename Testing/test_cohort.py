@@ -756,3 +756,28 @@ def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_da
     border = [float(row["border_zone_pct"]) for row in rows]
     assert max(border) > 5.0 and min(border) == 0.0
     assert all(b <= float(row["scar_pct"]) + 1e-6 for b, row in zip(border, rows))  # the border zone is scar here
+
+
+def test_a_rows_aha_points_in_the_wrong_order_are_warned_in_its_record(tmp_path, cohort_data):
+    """The AHA step's warning of insertion points numbering mirrored reaches the patient's record in
+    the manifest's words (the check before the fit and the step after it say it once), and the
+    row's aha.json records it."""
+    from cardioscar.cohort.tasks import _aha, _KeptWarnings, check_aha
+    from cardioscar.io.meshio import write_mesh
+
+    options = phantom_options(make_phantom(PhantomConfig(target_nodes=2000, seed=0)), "scar_probability")
+    swapped = ";".join(",".join(repr(float(v)) for v in point) for point in (options.rv_inferior_point, options.rv_point))
+    p0 = cohort_data / "p0"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f'id,mesh,image,aha\nP1,{p0 / "phantom_mesh.vtk"},{p0 / "phantom_lge.nii.gz"},"{swapped}"\n')
+    (spec,) = read_manifest(manifest)
+    mesh = read_mesh(p0 / "phantom_mesh.vtk")
+    prediction = tmp_path / "scar_prediction.vtk"
+    write_mesh(mesh, prediction, {"scar_probability": mesh.point_array("scar_truth")})
+    with _KeptWarnings() as kept:
+        check_aha(spec, mesh)
+        _aha(spec, prediction, tmp_path / "aha", prediction)
+    mirrored = [message for message in kept.messages if "mirror" in message]
+    assert len(mirrored) == 1 and "(the aha point, then the aha inferior point)" in mirrored[0]
+    record = json.loads((tmp_path / "aha" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
+    assert record["sense"] == "mirrored"
