@@ -91,7 +91,7 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
         text = ("not\ncovered" if segment in uncovered else "n/a") if value is None else fmt.format(value)
         dark = value is not None and norm(value) > 0.6
         ax.text(x, y + 0.16, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
-        ax.text(x, y - 0.14, text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
+        ax.text(x, y - (0.36 if "\n" in text else 0.14), text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
                 color="white" if dark else "black")
     for line in _territory_edges():
         ax.plot(line[:, 0], line[:, 1], color="black", linewidth=2.0, solid_capstyle="round")
