@@ -8,6 +8,7 @@ endocardium); its infarct's territory gives the segments the scar must land in.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -145,14 +146,79 @@ def test_rotating_the_scene_leaves_the_table_unchanged(lad_phantom):
 
 def test_one_insertion_point_numbers_in_the_anatomical_direction(lad_phantom):
     """With only the anterior insertion the septum is assumed 120 degrees wide, clockwise seen
-    from the base; the phantom's septum runs the other way, so its segments come out mirrored
-    about the anterior insertion (segment 2 where the two-point frame puts 1)."""
+    from the base; the phantom's septum (theta 30-150) runs that way, so one point gives the
+    two-point frame's segments, and aha.json says the direction was assumed."""
     options = _options(lad_phantom)
     options.rv_inferior_point = None
     result = analyse_mesh(_mesh(lad_phantom), options)
     assert result.frame.sense == -1 and result.frame.septum_deg == 120.0
-    at = {deg: result.frame.segments(_wall_point(lad_phantom, deg, u=1.5)[None])[0] for deg in (0.0, 60.0, 150.0)}
-    assert at == {0.0: 2, 60.0: 1, 150.0: 5}
+    assert result.summary["rv_insertion"]["sense"] == "assumed"
+    at = {deg: result.frame.segments(_wall_point(lad_phantom, deg, u=1.5)[None])[0] for deg in (0.0, 60.0, 180.0)}
+    assert at == {0.0: 1, 60.0: 2, 180.0: 4}
+
+
+def test_swapped_insertion_points_warn_and_are_recorded(lad_phantom, warnings_of_cardioscar):
+    """Points given inferior first number the table mirrored (the LAD scar of 7, 8 and 13 read in the
+    RCA's 10, 9 and 15; 74 % of the nodes in another segment): one warning, and aha.json's ``sense`` says
+    ``mirrored`` with the warning's words; the right order gives ``anatomical`` and no warning."""
+    right = analyse_mesh(_mesh(lad_phantom), _options(lad_phantom))
+    assert right.summary["rv_insertion"]["sense"] == "anatomical" and right.summary["rv_insertion"]["warning"] is None
+    assert not warnings_of_cardioscar
+    swapped = _options(lad_phantom)
+    swapped.rv_point, swapped.rv_inferior_point = swapped.rv_inferior_point, swapped.rv_point
+    result = analyse_mesh(_mesh(lad_phantom), swapped)
+    mirrored = [m for m in warnings_of_cardioscar if "mirror" in m]
+    assert len(mirrored) == 1 and "give the anterior insertion first" in mirrored[0] and "mirrored frame" in mirrored[0]
+    assert result.summary["rv_insertion"] == {**result.summary["rv_insertion"], "sense": "mirrored",
+                                              "warning": mirrored[0]}
+    assert (result.point_segments != right.point_segments).mean() > 0.5
+
+
+def test_the_demos_aha_path_is_anatomical(lad_phantom, warnings_of_cardioscar):
+    """The demo's own insertions and axis (``phantom_options``) number the phantom anatomically."""
+    from cardioscar.aha.demo_report import phantom_options
+
+    result = analyse_mesh(_mesh(lad_phantom), phantom_options(lad_phantom, "scar_truth"))
+    assert result.summary["rv_insertion"]["sense"] == "anatomical"
+    assert not [m for m in warnings_of_cardioscar if "mirror" in m]
+
+
+def test_an_apex_the_slices_did_not_reach_is_not_covered(lad_phantom, warnings_of_cardioscar, tmp_path):
+    """A mesh cut 10 mm above the cavity's tip (a stack whose most apical slice still holds cavity):
+    there is no apical cap, so segment 17 is not covered, with no figures (not 0 ml, not 0 %) in
+    aha.json and aha.csv, one warning, and "not covered" on the bull's-eye; 1-16 are all covered."""
+    import csv
+    import json
+
+    from cardioscar.aha import write_outputs
+
+    geometry = lad_phantom.geometry
+    kept = geometry.to_local(lad_phantom.points_lps)[:, 2] > -geometry.c_endo + 10.0
+    cells = vtk.vtkIdList()
+    for cell in range(lad_phantom.mesh.GetNumberOfCells()):
+        ids = lad_phantom.mesh.GetCell(cell).GetPointIds()
+        if all(kept[ids.GetId(k)] for k in range(ids.GetNumberOfIds())):
+            cells.InsertNextId(cell)
+    extract = vtk.vtkExtractCells()
+    extract.SetInputData(lad_phantom.mesh)
+    extract.SetCellList(cells)
+    extract.Update()
+    cut = Mesh(dataset=extract.GetOutput(), space="LPS")
+    result = analyse_mesh(cut, _options(lad_phantom))
+    apex = result.rows[16]
+    assert (apex["segment"], apex["covered"], apex["nodes"]) == (17, False, 0)
+    assert apex["myocardial_volume_ml"] is None and apex["scar_volume_ml"] is None and apex["scar_pct"] is None
+    assert all(row["covered"] and row["nodes"] > 0 for row in result.rows[:16])
+    assert result.summary["levels"]["apical_cap"].startswith("not covered by the slices")
+    assert len([m for m in warnings_of_cardioscar if "segment 17 (apex) is not covered" in m]) == 1
+    write_outputs(cut, result, tmp_path)
+    with open(tmp_path / "aha.csv") as handle:
+        row = list(csv.DictReader(handle))[16]
+    assert (row["covered"], row["myocardial_volume_ml"], row["scar_pct"]) == ("no", "", "")
+    assert json.loads((tmp_path / "aha.json").read_text())["segments"][16]["myocardial_volume_ml"] is None
+    # the whole LV's burden is over the covered segments
+    assert result.summary["lv"]["myocardial_volume_ml"] == pytest.approx(
+        sum(r["myocardial_volume_ml"] for r in result.rows[:16]))
 
 
 def test_surface_mesh_transmurality_is_estimated_or_refused(lad_phantom):
@@ -406,10 +472,14 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     expected = analyse_mesh(_mesh(lad_phantom), options).rows
     assert [int(r["segment"]) for r in table] == list(range(1, 18))
     for row, reference in zip(table, expected):
-        assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=0.01)
+        assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=0.005)
         assert row["territory"] == reference["territory"]
+        # fixed decimals per column (12.0 was written "12"): % to 0.01, ml to 0.001, the MC spread to 0.0001
+        assert re.fullmatch(r"\d+\.\d{2}", row["scar_pct"]) and re.fullmatch(r"\d+\.\d{3}", row["scar_volume_ml"])
+        assert re.fullmatch(r"\d+\.\d{3}", row["myocardial_volume_ml"]) and row["covered"] == "yes"
     summary = json.loads((out / "aha.json").read_text(encoding="utf-8"))
     assert len(summary["segments"]) == 17 and summary["transmurality_method"].startswith("nearest-endocardium")
+    assert summary["rv_insertion"]["sense"] == "anatomical" and "mirror" not in done.stderr
     # the whole LV's burden beside the segments (aha.json and the log), as a cohort's summary gives it
     myocardium = sum(r["myocardial_volume_ml"] for r in expected)
     scar = sum(r["scar_volume_ml"] for r in expected)
@@ -421,6 +491,14 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     assert written.space == "RAS"
     segments = written.point_array("aha_segment")
     assert set(np.unique(segments)) == set(range(1, 18))
+    # the points the other way round: the command warns in one line and aha.json records it
+    swapped = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", f"--rv-point={point_text[1]}",
+                      f"--rv-inferior-point={point_text[0]}", "--output-dir", tmp_path / "swapped")
+    assert swapped.returncode == 0, swapped.stderr
+    warned = [line for line in swapped.stderr.splitlines() if "mirror" in line]
+    assert len(warned) == 1 and "give the anterior insertion first (--rv-point" in warned[0]
+    record = json.loads((tmp_path / "swapped" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
+    assert record["sense"] == "mirrored" and record["warning"] in warned[0]
     cells = vtk_to_numpy(written.dataset.GetCellData().GetArray("aha_segment"))
     assert len(cells) == written.dataset.GetNumberOfCells() and set(np.unique(cells)) == set(range(1, 18))
 

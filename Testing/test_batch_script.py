@@ -384,7 +384,7 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
         table = list(csv.DictReader(handle))
     assert [int(r["segment"]) for r in table] == list(range(1, 18))
     for row, reference in zip(table, expected.rows):
-        assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=1e-3)
+        assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=0.005)  # aha.csv: 0.01 points
     assert (tmp_path / "aha" / "bullseye.png").read_bytes()[:4] == b"\x89PNG"
     # and it says so, as cardioscar aha does (it wrote them silently)
     burden = ", ".join(f"{r['segment']}:{float(r['scar_pct']):.0f}%" for r in expected.rows if r["scar_pct"]) or "none"

@@ -204,7 +204,7 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
     direct = analyse_mesh(read_mesh(out / "p0" / "scar_prediction.vtk"), AhaOptions(
         rv_point=json.loads((cohort_data / "rv_point.json").read_text(encoding="utf-8")),
         slice_normal=np.asarray(stack.GetDirection()).reshape(3, 3)[:, 2]))
-    assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=1e-3)
+    assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=0.005)
     assert (out / "p0" / "aha" / "bullseye.png").exists() and not (out / "p1" / "aha").exists()
     report = json.loads((out / "p0" / "report.json").read_text(encoding="utf-8"))
     assert report["aha"]["folder"] == "aha"
@@ -754,10 +754,10 @@ def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_da
     with open(tmp_path / "aha_one_field" / "aha.csv", encoding="utf-8") as handle:
         assert "border_zone_pct" not in next(csv.DictReader(handle))
     border = [float(row["border_zone_pct"]) for row in rows]
-    # the record the cohort's bull's-eye sheet draws it from
-    assert [record["border_zone_pct_by_segment"][int(row["segment"])] for row in rows] == pytest.approx(border, rel=1e-5)
+    # the record the cohort's bull's-eye sheet draws it from (the CSV rounds percentages to 0.01)
+    assert [record["border_zone_pct_by_segment"][int(row["segment"])] for row in rows] == pytest.approx(border, abs=0.005)
     assert max(border) > 5.0 and min(border) == 0.0
-    assert all(b <= float(row["scar_pct"]) + 1e-6 for b, row in zip(border, rows))  # the border zone is scar here
+    assert all(b <= float(row["scar_pct"]) + 0.01 for b, row in zip(border, rows))  # the border zone is scar here
 
 
 def test_the_summary_lists_the_cohort_pending_before_the_first_fit(tmp_path, cohort_data, monkeypatch):
@@ -800,3 +800,28 @@ def test_the_bullseye_sheet_draws_a_rule_rows_border_zone_beside_its_scar():
     assert "border zone" in sheet.axes[-1].get_xlabel() and "border zone" in sheet._suptitle.get_text()
     alone = bullseye_sheet_figure([{"id": "N1", "status": "done", "aha": one}])
     assert "border zone" not in alone.axes[-1].get_xlabel() + alone._suptitle.get_text()
+
+
+def test_a_rows_aha_points_in_the_wrong_order_are_warned_in_its_record(tmp_path, cohort_data):
+    """The AHA step's warning of insertion points numbering mirrored reaches the patient's record in
+    the manifest's words (the check before the fit and the step after it say it once), and the
+    row's aha.json records it."""
+    from cardioscar.cohort.tasks import _aha, _KeptWarnings, check_aha
+    from cardioscar.io.meshio import write_mesh
+
+    options = phantom_options(make_phantom(PhantomConfig(target_nodes=2000, seed=0)), "scar_probability")
+    swapped = ";".join(",".join(repr(float(v)) for v in point) for point in (options.rv_inferior_point, options.rv_point))
+    p0 = cohort_data / "p0"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f'id,mesh,image,aha\nP1,{p0 / "phantom_mesh.vtk"},{p0 / "phantom_lge.nii.gz"},"{swapped}"\n')
+    (spec,) = read_manifest(manifest)
+    mesh = read_mesh(p0 / "phantom_mesh.vtk")
+    prediction = tmp_path / "scar_prediction.vtk"
+    write_mesh(mesh, prediction, {"scar_probability": mesh.point_array("scar_truth")})
+    with _KeptWarnings() as kept:
+        check_aha(spec, mesh)
+        _aha(spec, prediction, tmp_path / "aha", prediction)
+    mirrored = [message for message in kept.messages if "mirror" in message]
+    assert len(mirrored) == 1 and "(the aha point, then the aha inferior point)" in mirrored[0]
+    record = json.loads((tmp_path / "aha" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
+    assert record["sense"] == "mirrored"

@@ -171,7 +171,7 @@ def test_demo_aha_table_matches_the_truth(demo):
     with open(out / FILES["aha_csv"]) as handle:
         table = list(csv.DictReader(handle))
     for row, entry in zip(table, aha["segments"]):
-        assert float(row["scar_pct"]) == pytest.approx(entry["scar_pct"], abs=1e-3)
+        assert float(row["scar_pct"]) == pytest.approx(entry["scar_pct"], abs=0.005)  # aha.csv: 0.01 points
     assert aha["mean_abs_error_scar_pct"] < 5.0
     truth_scarred = {e["segment"] for e in aha["segments"] if e["truth_scar_pct"] > 20}
     predicted_scarred = {e["segment"] for e in aha["segments"] if e["scar_pct"] > 20}

@@ -117,7 +117,7 @@ def test_whole_number_floats_stay_double_columns_through_json_and_a_saved_scene(
     assert storage.WriteData(written)
     read = context.scene.AddNewNodeByClass("vtkMRMLTableNode")
     assert storage.ReadData(read)
-    expected = {int: "vtkIntArray", float: "vtkDoubleArray", str: "vtkStringArray"}
+    expected = {int: "vtkIntArray", bool: "vtkIntArray", float: "vtkDoubleArray", str: "vtkStringArray"}
     for node in (written, read):
         table = node.GetTable()
         got = {table.GetColumnName(c): table.GetColumn(c) for c in range(table.GetNumberOfColumns())}
@@ -125,6 +125,19 @@ def test_whole_number_floats_stay_double_columns_through_json_and_a_saved_scene(
         for key, kind in kinds.items():
             assert got[key].IsA(expected[kind]), (key, got[key].GetClassName())
     assert read.GetTable().GetValue(2, list(kinds).index("myocardial_volume_ml")).ToDouble() == 3.0
+
+
+def test_markups_in_the_wrong_order_are_warned_and_recorded(case, warnings_of_cardioscar):
+    """The inferior insertion placed first: the library's warning (which the panel's log shows) and
+    the result's ``rv_insertion.sense``; the right order (the case's expected table) is anatomical."""
+    assert case["expected"].summary["rv_insertion"]["sense"] == "anatomical"
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, case["path"])
+    markups = _markups(context.scene, case["insertions"][::-1])
+    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups))
+    warned = [message for message in warnings_of_cardioscar if "mirror" in message]
+    assert len(warned) == 1 and result.summary["rv_insertion"]["sense"] == "mirrored"
+    assert result.summary["rv_insertion"]["warning"] == warned[0]
 
 
 def test_bad_inputs_leave_the_model_as_it_was(case):

@@ -27,8 +27,8 @@ from cardioscar.simulation.tags import check_probability_field, check_scar_field
 from .bullseye import write_bullseye
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
-from .segments import (AhaFrame, LongAxis, axis_from_direction, axis_from_points, axis_from_shape,
-                       insertion_frame, orient_towards_base)
+from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
+                       axis_from_shape, insertion_frame, orient_towards_base)
 from .table import lv_total, segment_rows, write_table
 from .wall import WallFaces, column_transmurality, is_volumetric, wall_faces
 
@@ -232,15 +232,57 @@ def _point_values(mesh: Mesh, name: str) -> np.ndarray:
     return mesh.point_array(name).reshape(mesh.n_points, -1)[:, 0].astype(float)
 
 
-def _levels(axis: LongAxis, lv_points: np.ndarray, faces: Optional[WallFaces], points: np.ndarray
+#: The apical cap (17) is not covered when the myocardium reaches less than this far (mm) beyond
+#: the cavity's tip: the mesh of a stack whose most apical slice still holds cavity ends there.
+MIN_CAP_MM = 1.0
+CAP_NOT_COVERED = ("not covered by the slices: the cavity reaches the mesh's apical end (its most apical slice still "
+                   "holds cavity)")
+
+
+def _levels(axis: LongAxis, lv_points: np.ndarray, faces: Optional[WallFaces], points: np.ndarray, where: str
             ) -> tuple[float, float, str]:
-    """(cavity tip height, base height, how the apical cap was found)."""
+    """(cavity tip height, base height, how the apical cap was found).
+
+    Where the cavity reaches the mesh's apical end the cap was never imaged: the tip is put at the
+    mesh's end, so segment 17 holds no node and is reported not covered (no figures, not 0 %),
+    with a warning; no scar is made up there."""
     heights = axis.heights(lv_points)
     base_height = float(heights.max())
     if faces is not None:
-        return float(axis.heights(points[faces.endo_ids]).min()), base_height, "beyond the cavity's tip"
+        tip = float(axis.heights(points[faces.endo_ids]).min())
+        if tip - heights.min() >= MIN_CAP_MM:
+            return tip, base_height, "beyond the cavity's tip"
+        logger.warning("%s: segment 17 (apex) is %s; it is reported without figures, not as scar-free: add a slice "
+                       "beyond the cavity's tip for it", where, CAP_NOT_COVERED)
+        return float(heights.min()), base_height, CAP_NOT_COVERED
     tip = float(heights.min() + CAP_SHARE_WITHOUT_CAVITY * (base_height - heights.min()))
     return tip, base_height, f"estimated: the apical {100 * CAP_SHARE_WITHOUT_CAVITY:.0f} % of the length (no endocardium found)"
+
+
+def _numbering_sense(options: AhaOptions, frame: AhaFrame, anterior: np.ndarray,
+                     inferior: Optional[np.ndarray]) -> dict:
+    """``aha.json``'s word on the numbering direction, warned when it is the mirror of the anatomy's.
+
+    Why: with two given points the direction is theirs, so points given inferior first numbered
+    the whole table mirrored about the septum (1|4, 2|3, 5|6, 7|10, 8|9, 11|12, 13|15 swapped: the LAD
+    phantom's anterior scar reported in the RCA's segments), exit 0. Warned, not refused:
+    correct points on a mesh in a mirrored frame (voxel indices of an image whose direction matrix
+    has a negative determinant) or on a mirrored heart (dextrocardia) give the same sense, and
+    there the points' own direction numbers the segments right. A label map's arc ends and a
+    single point are named in the anatomical direction (assumed, never warned)."""
+    if options.rv_point is None or inferior is None:
+        return {"sense": "assumed", "warning": None}
+    if frame.sense == ANATOMICAL_SENSE:
+        return {"sense": "anatomical", "warning": None}
+    front = float(anterior[1] - inferior[1])  # LPS y grows towards the back
+    warning = ("the RV insertion points number the segments counter-clockwise seen from the base, the mirror of a "
+               "heart in the patient's frame: swapped? give the anterior insertion first (--rv-point, then "
+               "--rv-inferior-point); in the patient's frame it is the front one, and --rv-point lies "
+               f"{abs(front):.0f} mm {'in front of' if front < 0 else 'behind'} the other (LPS y); with the points "
+               "right, the mesh is in a mirrored frame (voxel indices, an axis flipped) or the heart is mirrored "
+               "(dextrocardia), and the table follows the points")
+    logger.warning(warning)
+    return {"sense": "mirrored", "warning": warning}
 
 
 def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndarray, inferior: Optional[np.ndarray],
@@ -258,7 +300,8 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
         "rv_insertion": {"source": frame.insertion_source, "anterior_lps": np.asarray(anterior).tolist(),
                          "inferior_lps": None if inferior is None else np.asarray(inferior).tolist(),
                          "septum_deg": frame.septum_deg,
-                         "numbering": ("clockwise" if frame.sense < 0 else "counter-clockwise") + " seen from the base"},
+                         "numbering": ("clockwise" if frame.sense < 0 else "counter-clockwise") + " seen from the base",
+                         **_numbering_sense(options, frame, anterior, inferior)},
         "convention": "AHA 17 segments (Cerqueira 2002): thirds of the LV between cavity tip and base; anterior RV "
                       "insertion = boundary of segments 1|2, inferior = 3|4; see the README",
     }
@@ -319,7 +362,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     if faces is not None and not faces.volumetric and options.transmurality == "required":
         raise CardioScarError(f"{where} is a surface mesh: transmurality needs the wall's inside; give the volumetric "
                               "(tetrahedral) mesh, or leave --transmurality out for an estimate from the surfaces")
-    cavity_tip, base_height, cap_method = _levels(axis, points[lv_ids], faces, points)
+    cavity_tip, base_height, cap_method = _levels(axis, points[lv_ids], faces, points, where)
     anterior, inferior, insertion_source = _insertions(options, points[lv_ids], axis)
     frame = insertion_frame(axis, anterior, inferior, cavity_tip, base_height, insertion_source)
 

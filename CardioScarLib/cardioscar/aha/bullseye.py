@@ -71,9 +71,10 @@ def _label_position(segment: int) -> tuple[float, float]:
 
 
 def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: float, vmax: float, cmap: str,
-                  fmt: str = "{:.0f}") -> object:
+                  fmt: str = "{:.0f}", uncovered: frozenset[int] = frozenset()) -> object:
     """One disc on ``ax``: each segment coloured by its value (grey: none), its number and value
-    written in it, the territories outlined in thick black. Returns the colour mapping for a bar."""
+    written in it ("not covered" for the ``uncovered`` segments, which no slice reached), the
+    territories outlined in thick black. Returns the colour mapping for a bar."""
     import matplotlib.cm
     import matplotlib.colors
     from matplotlib.patches import Wedge
@@ -87,10 +88,10 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
         ax.add_patch(Wedge((0, 0), outer, start, end, width=outer - inner, facecolor=colour, edgecolor="white",
                            linewidth=0.8))
         x, y = _label_position(segment)
-        text = "n/a" if value is None else fmt.format(value)
+        text = ("not\ncovered" if segment in uncovered else "n/a") if value is None else fmt.format(value)
         dark = value is not None and norm(value) > 0.6
         ax.text(x, y + 0.16, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
-        ax.text(x, y - 0.14, text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
+        ax.text(x, y - (0.36 if "\n" in text else 0.14), text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
                 color="white" if dark else "black")
     for line in _territory_edges():
         ax.plot(line[:, 0], line[:, 1], color="black", linewidth=2.0, solid_capstyle="round")
@@ -133,7 +134,8 @@ def bullseye_figure(rows: Sequence[dict], subtitle: str = "", reference_rows: Op
         values = {row["segment"]: row.get(key) for row in table}
         present = [v for v in values.values() if v is not None]
         top = upper if upper is not None else max(max(present, default=0.0), 1e-6)
-        mapping = draw_bullseye(ax, values, title=title, vmin=0.0, vmax=top, cmap=cmap, fmt=fmt)
+        uncovered = frozenset(row["segment"] for row in table if row.get("covered") is False)
+        mapping = draw_bullseye(ax, values, title=title, vmin=0.0, vmax=top, cmap=cmap, fmt=fmt, uncovered=uncovered)
         fig.colorbar(mapping, ax=ax, orientation="horizontal", fraction=0.05, pad=0.02, shrink=0.8)
     if subtitle:
         import textwrap

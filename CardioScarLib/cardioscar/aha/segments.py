@@ -17,9 +17,11 @@ Convention implemented (Cerqueira et al., Circulation 2002), stated once here an
 * **Direction of numbering**: from the anterior insertion, the numbers run over the septum.
   Anatomically that is *clockwise seen from the base* (counter-clockwise seen from the apex, as
   a short-axis image is shown with the RV on the left and the bull's-eye is drawn); measured on
-  the real biv-me patient's fitted LV and RV surfaces. With two insertion points the septum is the
-  shorter arc between them, whatever the handedness of the mesh; with one point the anatomical
-  direction is assumed (a mirrored mesh would then be numbered mirrored).
+  the real biv-me patient's fitted LV and RV surfaces (and its five pairs of clinician-placed RV
+  insertion guide points). With two insertion points the septum is the shorter arc between them,
+  whatever the handedness of the mesh, and a direction against the anatomical one is warned (the
+  points swapped, or a mirrored frame or heart; ``aha.json``'s ``rv_insertion.sense``); with one
+  point the anatomical direction is assumed (a mirrored mesh would then be numbered mirrored).
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ TERRITORY_OF: dict[int, str] = {seg: name for name, segs in TERRITORY_SEGMENTS.i
 
 #: Width assumed for the septum when only the anterior RV insertion is known.
 DEFAULT_SEPTUM_DEG = 120.0
-#: Numbering direction about the apex-to-base axis when it cannot be read from two insertions:
-#: clockwise seen from the base (see the module docstring).
+#: Numbering direction about the apex-to-base axis: clockwise seen from the base (see the module
+#: docstring). Assumed when it cannot be read from two insertions; two that read the other way are warned.
 ANATOMICAL_SENSE = -1
 
 

@@ -28,22 +28,27 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
                  border_zone: Optional[np.ndarray] = None, uncertainty: Optional[np.ndarray] = None,
                  column_segments: Optional[np.ndarray] = None, column_values: Optional[np.ndarray] = None,
                  column_area: Optional[np.ndarray] = None) -> list[dict]:
-    """One dict per segment 1-17 (also for an empty segment, whose figures are ``None``).
+    """One dict per segment 1-17; a segment without a node is ``covered: False`` and its figures
+    ``None`` (empty in ``aha.csv``, NaN in the Slicer table), not 0.
 
-    ``segments`` is 0 for nodes outside the LV. Volumes in ml (mm^3 / 1000), areas in cm^2.
-    Transmurality: mean over the segment's endocardial columns weighted by their endocardial
-    area, and the share of that area whose column is more than 50 % scar.
+    Why: on a mesh of a stack whose most apical slice still holds cavity there is no apical cap, and
+    segment 17 read "0 ml, scar-free" where nothing had been imaged. ``segments`` is 0 for nodes
+    outside the LV. Volumes in ml (mm^3 / 1000), areas in cm^2. Transmurality: mean over the
+    segment's endocardial columns weighted by their endocardial area, and the share of that area
+    whose column is more than 50 % scar.
     """
     unit = "volume_ml" if volumetric else "area_cm2"
     scale = 1e-3 if volumetric else 1e-2
     rows = []
     for segment, (name, level) in SEGMENTS.items():
         inside = segments == segment
+        covered = bool(inside.any())
         myocardium = float(weights[inside].sum())
         scarred = float((weights[inside] * scar[inside]).sum())
         row = {"segment": segment, "name": name, "level": level, "territory": TERRITORY_OF[segment],
-               "nodes": int(inside.sum()), f"myocardial_{unit}": myocardium * scale,
-               f"scar_{unit}": scarred * scale, "scar_pct": _pct(_share(scarred, myocardium))}
+               "covered": covered, "nodes": int(inside.sum()),
+               f"myocardial_{unit}": myocardium * scale if covered else None,
+               f"scar_{unit}": scarred * scale if covered else None, "scar_pct": _pct(_share(scarred, myocardium))}
         if border_zone is not None:
             row["border_zone_pct"] = _pct(_share(float((weights[inside] * border_zone[inside]).sum()), myocardium))
         if column_values is not None:
@@ -65,8 +70,8 @@ def lv_total(rows: list[dict]) -> dict:
     Why: the table gave each segment's scar only, so a reader of ``aha.json`` (or of the CLI's
     log) summed 17 rows for the patient's burden, the figure a cohort's summary puts first."""
     unit = "volume_ml" if "myocardial_volume_ml" in rows[0] else "area_cm2"
-    myocardium = sum(row[f"myocardial_{unit}"] for row in rows)
-    scar = sum(row[f"scar_{unit}"] for row in rows)
+    myocardium = sum(row[f"myocardial_{unit}"] for row in rows if row["covered"])
+    scar = sum(row[f"scar_{unit}"] for row in rows if row["covered"])
     return {f"myocardial_{unit}": myocardium, f"scar_{unit}": scar, "scar_pct": _pct(_share(scar, myocardium))}
 
 
@@ -74,14 +79,32 @@ def _pct(share: Optional[float]) -> Optional[float]:
     return None if share is None else 100.0 * share
 
 
+#: Decimals ``aha.csv`` writes, by the end of a column's name: percentages to 0.01 points, volumes
+#: to 0.001 ml (1 mm^3) and areas to 0.001 cm^2, the MC-dropout spread to 0.0001. Why: ``%.6g``
+#: wrote 12.0 as "12" beside 12.3457 and 0.000123 in full, a column of varying precision that a
+#: reader could not line up or read as the table's resolution. ``aha.json`` keeps full precision.
+CSV_DECIMALS = {"_pct": 2, "_ml": 3, "_cm2": 3, "uncertainty_mean": 4}
+
+
+def _csv_cell(column: str, value: object) -> object:
+    """One cell: a number at its column's fixed decimals, empty where the figure does not exist."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        decimals = next(places for end, places in CSV_DECIMALS.items() if column.endswith(end))
+        return f"{value:.{decimals}f}"
+    return value
+
+
 def rows_to_csv(rows: list[dict]) -> str:
-    """CSV text, one line per segment; empty cells where a figure does not exist."""
+    """CSV text, one line per segment, numbers at :data:`CSV_DECIMALS`."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: ("" if value is None else (f"{value:.6g}" if isinstance(value, float) else value))
-                         for key, value in row.items()})
+        writer.writerow({key: _csv_cell(key, value) for key, value in row.items()})
     return buffer.getvalue()
 
 

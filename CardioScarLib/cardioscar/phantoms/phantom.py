@@ -12,8 +12,13 @@ ellipsoids; a wall point is described by *wall coordinates*
 * ``u`` in [0, pi/2]: meridional angle, 0 at the apex, pi/2 on the base plane;
 * ``theta``: circumferential angle (0 anterior, pi/2 septal, pi inferior, 3pi/2 lateral),
 
-with ``x = a(t) sin u cos theta``, ``y = a(t) sin u sin theta``, ``z = -c(t) cos u`` and semi
+with ``x = a(t) sin u cos theta``, ``y = -a(t) sin u sin theta``, ``z = -c(t) cos u`` and semi
 axes ``a(t), c(t)`` interpolated linearly between the endocardial and epicardial ellipsoids.
+``theta`` grows clockwise seen from the base (from ``+z``), as the AHA numbers run from the
+anterior wall over the septum in a real heart (:data:`cardioscar.aha.segments.ANATOMICAL_SENSE`):
+any proper rotation into LPS then gives an anatomically handed heart, whose RV insertions given
+anterior first are not warned as mirrored. (Until 2026-12-06 ``y`` had the other sign, a mirrored
+heart; the segmented family keeps that layout, ``LVGeometry.mirrored``, so its recorded figures stand.)
 Because both semi axes grow with ``t`` the ellipsoids are nested, so the map is one-to-one and
 can be inverted exactly (a monotone 1D root per point). The mesh, the ground truth on its nodes
 and the rasterised acquisition all use these same formulas, so the truth and the image agree
@@ -119,6 +124,11 @@ class LVGeometry:
     c_epi: float
     rotation: np.ndarray
     offset: np.ndarray
+    mirrored: bool = False  # theta counter-clockwise seen from the base: a mirrored heart (see the docstring)
+
+    @property
+    def _y_sign(self) -> float:
+        return 1.0 if self.mirrored else -1.0
 
     def axes(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Semi axes (radial, long) of the ellipsoid at transmural depth ``t``."""
@@ -127,7 +137,8 @@ class LVGeometry:
     def wall_to_local(self, t: np.ndarray, u: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """(N,3) local coordinates of wall coordinates."""
         a, c = self.axes(t)
-        return np.stack([a * np.sin(u) * np.cos(theta), a * np.sin(u) * np.sin(theta), -c * np.cos(u)], axis=-1)
+        return np.stack([a * np.sin(u) * np.cos(theta), self._y_sign * a * np.sin(u) * np.sin(theta), -c * np.cos(u)],
+                        axis=-1)
 
     def to_local(self, points_lps: np.ndarray) -> np.ndarray:
         return (np.asarray(points_lps, dtype=float) - self.offset) @ self.rotation
@@ -162,7 +173,7 @@ class LVGeometry:
         t = 0.5 * (lo + hi)
         _, c = self.axes(t)
         u = np.arccos(np.clip(-local[:, 2] / c, -1.0, 1.0))
-        theta = np.mod(np.arctan2(local[:, 1], local[:, 0]), 2.0 * np.pi)
+        theta = np.mod(np.arctan2(self._y_sign * local[:, 1], local[:, 0]), 2.0 * np.pi)
         return t, u, theta
 
 

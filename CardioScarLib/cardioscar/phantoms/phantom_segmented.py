@@ -177,7 +177,7 @@ def _draw_geometry(config: SegmentedConfig, rng: np.random.Generator) -> LVGeome
     wall = float(rng.uniform(8.0, 11.0))
     rotation = _random_rotation(rng, config.oblique_deg)
     return LVGeometry(a_endo=a_endo, c_endo=c_endo, a_epi=a_endo + wall, c_epi=c_endo + wall,
-                      rotation=rotation, offset=np.asarray(config.offset_lps, dtype=float))
+                      rotation=rotation, offset=np.asarray(config.offset_lps, dtype=float), mirrored=True)
 
 
 def _wall_samples(geometry: LVGeometry, seed: int, count: int = 150_000) -> np.ndarray:
