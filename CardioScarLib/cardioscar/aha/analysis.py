@@ -264,11 +264,12 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
     }
 
 
-def _with_border_zone_tag(options: AhaOptions) -> AhaOptions:
+def with_border_zone_tag(options: AhaOptions) -> AhaOptions:
     """``options`` with the border-zone tag settled. ``cardioscar export`` writes its own tags field
     (healthy / border zone / core, 1 / 2 / 3 unless ``--tags`` changed them): read with this
     analysis's default border-zone tag 1, its healthy nodes would be counted as border zone, so
-    there the tag must be given."""
+    there the tag must be given. Public so that a face that passes the tag on (the batch script)
+    can refuse before its training rather than after it."""
     if options.tags_field is None or options.border_zone_tag is not None:
         return options
     if options.tags_field == TAG_ARRAY:
@@ -292,7 +293,7 @@ def refuse_unjoined_cells(mesh: Mesh, where: str) -> None:
 
 def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment."""
-    options = _with_border_zone_tag(options or AhaOptions())
+    options = with_border_zone_tag(options or AhaOptions())
     where = _where(mesh)
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
