@@ -222,7 +222,7 @@ def test_apex_and_base_points_and_border_zone_tags(lad_phantom):
     array.SetName("tags")
     grid.GetPointData().AddArray(array)
     result = analyse_mesh(Mesh(dataset=grid, space="LPS"), _options(lad_phantom, apex=apex, base=base,
-                                                                      tags_field="tags"))
+                                                                      tags_field="tags", core_tag=2))
     assert result.summary["long_axis"]["source"] == "apex and base points"
     expected = analytic_segments(lad_phantom, lad_phantom.points_lps)
     assert (result.point_segments == expected).mean() > 0.95
@@ -231,6 +231,16 @@ def test_apex_and_base_points_and_border_zone_tags(lad_phantom):
         inside = expected == row["segment"]
         share = 100 * weights[inside & (tags == 1)].sum() / weights[inside].sum()
         assert row["border_zone_pct"] == pytest.approx(share, abs=3.0)
+        # the dense core per segment (an ablation plan's figure; the table had the border zone only)
+        core_share = 100 * weights[inside & (tags == 2)].sum() / weights[inside].sum()
+        assert row["core_pct"] == pytest.approx(core_share, abs=3.0)
+    assert max(row["core_pct"] for row in result.rows) > 20.0
+    lv = result.summary["lv"]
+    assert lv["border_zone_pct"] == pytest.approx(100 * weights[tags == 1].sum() / weights.sum(), rel=1e-6)
+    assert lv["core_pct"] == pytest.approx(100 * weights[tags == 2].sum() / weights.sum(), rel=1e-6)
+    assert result.summary["core_tag"] == 2
+    with pytest.raises(CardioScarError, match=r"--core-tag 1 is the border-zone tag \(--border-zone-tag\)"):
+        analyse_mesh(Mesh(dataset=grid, space="LPS"), _options(lad_phantom, tags_field="tags", core_tag=1))
 
 
 # --------------------------------------------------------------------------- the real ACDC labels
@@ -492,6 +502,7 @@ def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys
     point = ",".join(f"{v:.4f}" for v in _options(lad_phantom).rv_point)
     for extra, message in ((["--rv-label", "3"], "--rv-label needs --labels"),
                            (["--border-zone-tag", "2"], "--border-zone-tag needs --tags-field"),
+                           (["--core-tag", "3"], "--core-tag needs --tags-field"),
                            (["--apex", "0,0,0", "--base", "0,0,50", "--slice-normal-from", "x.nii.gz"],
                             "give the long axis once"),
                            (["--uncertainty-field", "spread"], "no point field 'spread'")):

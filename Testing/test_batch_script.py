@@ -400,21 +400,23 @@ def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, t
     points, text = _rv_insertions()
     out = tmp_path / "scar.vtk"
     status = _load_script().run(["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
-                                 "--output", str(out), "--border-zone", "0.3", "--core", "0.6",
+                                 "--output", str(out), "--border-zone", "0.2", "--core", "0.3",
                                  "--aha-dir", str(tmp_path / "aha"), "--rv-point", text[0], "--rv-inferior-point",
-                                 text[1], "--tags-field", "tissue_tag", "--border-zone-tag", "2"])
+                                 text[1], "--tags-field", "tissue_tag", "--border-zone-tag", "2", "--core-tag", "3"])
     assert status == 0, capsys.readouterr().err
     mesh = read_mesh(out)
     tags = mesh.point_array("tissue_tag")
     assert (tags == 2).any() and (tags == 1).any()
     expected = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1],
-                                             tags_field="tissue_tag", border_zone_tag=2))
+                                             tags_field="tissue_tag", border_zone_tag=2, core_tag=3))
     healthy = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1],
                                             tags_field="tissue_tag", border_zone_tag=1))
     with open(tmp_path / "aha" / "aha.csv") as handle:
         table = list(csv.DictReader(handle))
     for row, reference in zip(table, expected.rows):
         assert float(row["border_zone_pct"]) == pytest.approx(reference["border_zone_pct"], abs=1e-3)
+        assert float(row["core_pct"]) == pytest.approx(reference["core_pct"], abs=1e-3)
+    assert (tags == 3).any() and max(r["core_pct"] for r in expected.rows) > 0.0
     assert sum(r["border_zone_pct"] for r in healthy.rows) > sum(r["border_zone_pct"] for r in expected.rows)
 
 
@@ -428,6 +430,7 @@ def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, t
      "give --border-zone-tag (2 for the export's default tags)"),
     (["--aha-dir", "aha", "--rv-point=1,2,3", "--border-zone-tag", "2"], "--border-zone-tag needs --tags-field"),
     (["--border-zone-tag", "2"], "--border-zone-tag only apply to the AHA segments"),
+    (["--aha-dir", "aha", "--rv-point=1,2,3", "--core-tag", "3"], "--core-tag needs --tags-field"),
 ])
 def test_aha_argument_mistakes_are_refused_before_the_run(case, tmp_path, capsys, extra, expected):
     argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),

@@ -755,4 +755,9 @@ def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_da
         assert "border_zone_pct" not in next(csv.DictReader(handle))
     border = [float(row["border_zone_pct"]) for row in rows]
     assert max(border) > 5.0 and min(border) == 0.0
+    # and the dense core (tag 3) per segment: with the border zone it makes up the scar here
+    core = [float(row["core_pct"]) for row in rows]
+    assert max(core) > 5.0
+    for b, c, row in zip(border, core, rows):
+        assert b + c == pytest.approx(float(row["scar_pct"]), abs=1e-3)
     assert all(b <= float(row["scar_pct"]) + 1e-6 for b, row in zip(border, rows))  # the border zone is scar here

@@ -84,6 +84,7 @@ class AhaOptions:
     lv_mask_value: Optional[float] = None
     tags_field: Optional[str] = None
     border_zone_tag: Optional[int] = None  # None: DEFAULT_BORDER_ZONE_TAG, refused on the export's tags
+    core_tag: Optional[int] = None  # the dense core's value of tags_field (export's: 3); None: no core column
     transmurality: str = "auto"
 
 
@@ -251,6 +252,7 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
         "mesh": str(mesh.path) if mesh.path else None, "field": options.field, "threshold": options.threshold,
         "uncertainty_field": options.uncertainty_field if has_uncertainty else None,
         "tags_field": options.tags_field, "border_zone_tag": options.border_zone_tag if has_tags else None,
+        "core_tag": options.core_tag if has_tags else None,
         "lv_nodes": lv_nodes, "transmurality_method": method,
         "long_axis": {"source": axis.source, "origin_lps": axis.origin.tolist(),
                       "apex_to_base_lps": axis.base_direction.tolist()},
@@ -270,13 +272,17 @@ def with_border_zone_tag(options: AhaOptions) -> AhaOptions:
     analysis's default border-zone tag 1, its healthy nodes would be counted as border zone, so
     there the tag must be given. Public so that a face that passes the tag on (the batch script)
     can refuse before its training rather than after it."""
-    if options.tags_field is None or options.border_zone_tag is not None:
-        return options
-    if options.tags_field == TAG_ARRAY:
-        raise CardioScarError(f"--tags-field {TAG_ARRAY} holds cardioscar export's tags (healthy, border zone, core: "
-                              "1, 2, 3 unless export --tags changed them), whose border zone is not the default tag "
-                              f"{DEFAULT_BORDER_ZONE_TAG}: give --border-zone-tag (2 for the export's default tags)")
-    return dataclasses.replace(options, border_zone_tag=DEFAULT_BORDER_ZONE_TAG)
+    if options.tags_field is not None and options.border_zone_tag is None:
+        if options.tags_field == TAG_ARRAY:
+            raise CardioScarError(f"--tags-field {TAG_ARRAY} holds cardioscar export's tags (healthy, border zone, "
+                                  "core: 1, 2, 3 unless export --tags changed them), whose border zone is not the "
+                                  f"default tag {DEFAULT_BORDER_ZONE_TAG}: give --border-zone-tag (2 for the export's "
+                                  "default tags)")
+        options = dataclasses.replace(options, border_zone_tag=DEFAULT_BORDER_ZONE_TAG)
+    if options.core_tag is not None and options.core_tag == options.border_zone_tag:
+        raise CardioScarError(f"--core-tag {options.core_tag} is the border-zone tag (--border-zone-tag): give the "
+                              "dense core's own tag (3 for cardioscar export's default tags)")
+    return options
 
 
 def refuse_unjoined_cells(mesh: Mesh, where: str) -> None:
@@ -329,9 +335,12 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     if options.field == "scar_probability":
         warn_border_zone_off_the_call(mesh.dataset, values, options.threshold, where, "--threshold", "count")
     scar = np.where(lv_nodes, values >= options.threshold, False).astype(float)
-    border = None
+    border = core = None
     if options.tags_field is not None:
-        border = (np.rint(_point_values(mesh, options.tags_field)) == options.border_zone_tag).astype(float)
+        tag_values = np.rint(_point_values(mesh, options.tags_field))
+        border = (tag_values == options.border_zone_tag).astype(float)
+        if options.core_tag is not None:
+            core = (tag_values == options.core_tag).astype(float)
     uncertainty = None
     if options.uncertainty_field and options.uncertainty_field in mesh.point_field_names():
         uncertainty = _point_values(mesh, options.uncertainty_field)
@@ -348,7 +357,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
         method = ("nearest-endocardium columns of the volumetric mesh" if faces.volumetric
                   else "ESTIMATED on a surface mesh from the endocardial and nearest epicardial node only")
     rows = segment_rows(point_segments, weights, scar, volumetric=is_volumetric(dataset),
-                        border_zone=border, uncertainty=uncertainty, **columns)
+                        border_zone=border, core=core, uncertainty=uncertainty, **columns)
     summary = {**_summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
                           cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None),
                "lv": lv_total(rows)}
