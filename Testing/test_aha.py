@@ -338,6 +338,22 @@ def test_label_map_without_rv_label_is_refused(acdc):
 # --------------------------------------------------------------------------- the bull's-eye
 
 
+def test_bullseye_draws_the_border_zone_and_the_dense_core_when_the_table_has_them():
+    """With tags (``--tags-field`` and ``--core-tag``) the picture an ablation plan is read from shows
+    the border zone and the dense core per segment beside the scar; it drew the scar only."""
+    import matplotlib.pyplot as plt
+
+    from cardioscar.aha.bullseye import bullseye_figure
+
+    rows = [{"segment": s, "scar_pct": 50.0, "border_zone_pct": 20.0, "core_pct": 30.0} for s in range(1, 18)]
+    figure = bullseye_figure(rows)
+    try:
+        titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    finally:
+        plt.close(figure)
+    assert titles == ["scar (% of segment)", "border zone (% of segment)", "dense core (% of segment)"]
+
+
 def test_bullseye_layout_and_picture(tmp_path):
     """Segment 1 at the top, 2 upper left (septum on the left), 4 at the bottom, 17 in the centre;
     the PNG shows a value where its segment is drawn."""
