@@ -7,6 +7,7 @@ endocardium); its infarct's territory gives the segments the scar must land in.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -506,6 +507,44 @@ def test_lv_mask_segments_only_the_lv_of_a_two_chamber_mesh(lad_phantom):
     both.GetPointData().AddArray(nothing)
     with pytest.raises(CardioScarError, match="--lv-mask 'nothing' marks 0 nodes as LV"):
         analyse_mesh(Mesh(dataset=both, space="LPS"), _options(lad_phantom, lv_mask_field="nothing"))
+
+
+def test_the_tags_noted_by_export_are_read_and_a_contradicting_tag_refused(lad_phantom, tmp_path, capsys):
+    """``export --format vtu --tags 0,1,2`` notes its tag values beside ``tissue_tag``: ``aha
+    --tags-field tissue_tag`` then counts border zone 1 and core 2 without being told, and refuses
+    ``--border-zone-tag 2`` (the README's advice for the default tags), which counted this export's
+    core as border zone and no core, exit 0. A tags field without the note is refused as before."""
+    from cardioscar.cli import main
+    from cardioscar.io.meshio import read_mesh, set_text_field, write_mesh
+    from cardioscar.simulation.opencarp import TAG_VALUES_ARRAY
+
+    scar = np.clip(lad_phantom.truth * 1.2, 0.0, 1.0)  # a border zone (0.5-0.8) and a core (>= 0.8)
+    mesh_path, tagged = tmp_path / "heart.vtk", tmp_path / "tagged.vtu"
+    write_mesh(_mesh(lad_phantom), mesh_path, {"scar_probability": scar})
+    assert main(["export", "--mesh", str(mesh_path), "--format", "vtu", "--tags", "0,1,2", "--output",
+                 str(tagged)]) == 0
+    mesh = read_mesh(tagged)
+    tags = mesh.point_array("tissue_tag")
+    assert set(np.unique(tags)) == {0, 1, 2}
+    noted = analyse_mesh(mesh, dataclasses.replace(_options(lad_phantom), field="scar_probability", tags_field="tissue_tag"))
+    weights = node_volumes(mesh.dataset)
+    for row in noted.rows:
+        inside = noted.point_segments == row["segment"]
+        if weights[inside].sum() == 0:
+            continue
+        assert row["border_zone_pct"] == pytest.approx(100 * weights[inside & (tags == 1)].sum()
+                                                       / weights[inside].sum(), abs=1e-6)
+        assert row["core_pct"] == pytest.approx(100 * weights[inside & (tags == 2)].sum() / weights[inside].sum(),
+                                                abs=1e-6)
+    assert noted.summary["border_zone_tag"] == 1 and noted.summary["core_tag"] == 2
+    point = ",".join(f"{v:.4f}" for v in _options(lad_phantom).rv_point)
+    status = main(["aha", "--mesh", str(tagged), "--rv-point", point, "--tags-field", "tissue_tag",
+                   "--border-zone-tag", "2", "--output-dir", str(tmp_path / "aha")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--border-zone-tag 2 is not its border zone" in err and "give --border-zone-tag 1" in err
+    set_text_field(mesh.dataset, TAG_VALUES_ARRAY, None)  # tags without the note (an older export, a cohort's)
+    with pytest.raises(CardioScarError, match="give --border-zone-tag"):
+        analyse_mesh(mesh, dataclasses.replace(_options(lad_phantom), field="scar_probability", tags_field="tissue_tag"))
 
 
 def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys):

@@ -25,7 +25,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, refuse_scar_as_core
-from cardioscar.simulation.opencarp import TAG_ARRAY
+from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
@@ -207,6 +207,7 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     cell_array.SetName(TAG_ARRAY)
     mesh.GetCellData().AddArray(cell_array)
     mesh.GetCellData().Modified()
+    note_tag_values(mesh, tags.tag_values)  # the AHA reads which value is which class (as on export's .vtu)
     if model_node.GetDisplayNode() is None:
         model_node.CreateDefaultDisplayNodes()
     display = model_node.GetDisplayNode()

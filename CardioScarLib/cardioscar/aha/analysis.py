@@ -21,7 +21,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import whole_labels
 from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
-from cardioscar.simulation.opencarp import MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres
+from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres,
+                                            recorded_tag_values)
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
@@ -285,6 +286,27 @@ def with_border_zone_tag(options: AhaOptions) -> AhaOptions:
     return options
 
 
+def with_recorded_tags(mesh: Mesh, options: AhaOptions) -> AhaOptions:
+    """``options`` with the tags that ``cardioscar export`` noted on the mesh beside its
+    ``tissue_tag`` (``CardioScarTissueTagValues``): an unset border-zone or core tag takes the noted
+    value, a given one that names another class is refused. Why: the tag values are the export's
+    ``--tags`` (1, 2, 3 unless changed); with ``--tags 0,1,2``, ``--border-zone-tag 2`` (the
+    README's advice) counted the core as border zone and no core, exit 0."""
+    if options.tags_field != TAG_ARRAY:
+        return options
+    noted = recorded_tag_values(mesh.dataset)
+    if noted is None:
+        return options
+    for option, name in (("border_zone_tag", "border_zone"), ("core_tag", "core")):
+        given = getattr(options, option)
+        if given is not None and given != noted[name]:
+            flag = "--" + option.replace("_", "-")
+            raise CardioScarError(f"{_where(mesh)}: {flag} {given} is not its {name.replace('_', ' ')}: the export that "
+                                  f"wrote {TAG_ARRAY} noted {', '.join(f'{k} {v}' for k, v in noted.items())} (export "
+                                  f"--tags); give {flag} {noted[name]} or leave it out")
+    return dataclasses.replace(options, border_zone_tag=noted["border_zone"], core_tag=noted["core"])
+
+
 def refuse_unjoined_cells(mesh: Mesh, where: str) -> None:
     """Refuse a mesh whose cells share no nodes (written without merging its points): every cell
     face is then a boundary, so the wall's inner and outer faces and its transmural columns are
@@ -299,7 +321,7 @@ def refuse_unjoined_cells(mesh: Mesh, where: str) -> None:
 
 def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment."""
-    options = with_border_zone_tag(options or AhaOptions())
+    options = with_border_zone_tag(with_recorded_tags(mesh, options or AhaOptions()))
     where = _where(mesh)
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
