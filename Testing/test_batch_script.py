@@ -396,6 +396,8 @@ def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, t
     import csv
 
     from cardioscar.aha import AhaOptions, analyse_mesh
+    from cardioscar.io.meshio import set_text_field
+    from cardioscar.simulation.opencarp import TAG_VALUES_ARRAY
 
     points, text = _rv_insertions()
     out = tmp_path / "scar.vtk"
@@ -409,6 +411,7 @@ def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, t
     assert (tags == 2).any() and (tags == 1).any()
     expected = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1],
                                              tags_field="tissue_tag", border_zone_tag=2, core_tag=3))
+    set_text_field(mesh.dataset, TAG_VALUES_ARRAY, None)  # the note of the tags would refuse tag 1
     healthy = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1],
                                             tags_field="tissue_tag", border_zone_tag=1))
     with open(tmp_path / "aha" / "aha.csv") as handle:
