@@ -117,7 +117,7 @@ def test_a_labels_model_of_the_scar_given_as_the_core_is_refused(segmented, tmp_
     scar = _prediction(segmented["mesh"], out / "scar_pred.vtk", _record({**EXPERT, "expert_scar_labels": [3]}, "scar"),
                        np.maximum(field, 0.6))
     assert_refused_in_one_line(["export", "--mesh", scar, "--core-mesh", out / "labels_pred.vtk", "--format", "vtu",
-                                "--output", out / "out.vtu"], "learned the labels 3, the scar of --mesh's model",
+                                "--output", out / "out.vtu"], "learned the labels 3, the scar model's own scar",
                                capsys, out)
     # a labels model of the scar beside another labels model of the same labels: refused the same way
     scar_mesh = read_mesh(out / "labels_pred.vtk")
