@@ -7,6 +7,7 @@ endocardium); its infarct's territory gives the segments the scar must land in.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -288,7 +289,7 @@ def test_apex_and_base_points_and_border_zone_tags(lad_phantom):
     array.SetName("tags")
     grid.GetPointData().AddArray(array)
     result = analyse_mesh(Mesh(dataset=grid, space="LPS"), _options(lad_phantom, apex=apex, base=base,
-                                                                      tags_field="tags"))
+                                                                      tags_field="tags", core_tag=2))
     assert result.summary["long_axis"]["source"] == "apex and base points"
     expected = analytic_segments(lad_phantom, lad_phantom.points_lps)
     assert (result.point_segments == expected).mean() > 0.95
@@ -297,6 +298,16 @@ def test_apex_and_base_points_and_border_zone_tags(lad_phantom):
         inside = expected == row["segment"]
         share = 100 * weights[inside & (tags == 1)].sum() / weights[inside].sum()
         assert row["border_zone_pct"] == pytest.approx(share, abs=3.0)
+        # the dense core per segment (an ablation plan's figure; the table had the border zone only)
+        core_share = 100 * weights[inside & (tags == 2)].sum() / weights[inside].sum()
+        assert row["core_pct"] == pytest.approx(core_share, abs=3.0)
+    assert max(row["core_pct"] for row in result.rows) > 20.0
+    lv = result.summary["lv"]
+    assert lv["border_zone_pct"] == pytest.approx(100 * weights[tags == 1].sum() / weights.sum(), rel=1e-6)
+    assert lv["core_pct"] == pytest.approx(100 * weights[tags == 2].sum() / weights.sum(), rel=1e-6)
+    assert result.summary["core_tag"] == 2
+    with pytest.raises(CardioScarError, match=r"--core-tag 1 is the border-zone tag \(--border-zone-tag\)"):
+        analyse_mesh(Mesh(dataset=grid, space="LPS"), _options(lad_phantom, tags_field="tags", core_tag=1))
 
 
 # --------------------------------------------------------------------------- the real ACDC labels
@@ -392,6 +403,22 @@ def test_label_map_without_rv_label_is_refused(acdc):
 
 
 # --------------------------------------------------------------------------- the bull's-eye
+
+
+def test_bullseye_draws_the_border_zone_and_the_dense_core_when_the_table_has_them():
+    """With tags (``--tags-field`` and ``--core-tag``) the picture an ablation plan is read from shows
+    the border zone and the dense core per segment beside the scar; it drew the scar only."""
+    import matplotlib.pyplot as plt
+
+    from cardioscar.aha.bullseye import bullseye_figure
+
+    rows = [{"segment": s, "scar_pct": 50.0, "border_zone_pct": 20.0, "core_pct": 30.0} for s in range(1, 18)]
+    figure = bullseye_figure(rows)
+    try:
+        titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    finally:
+        plt.close(figure)
+    assert titles == ["scar (% of segment)", "border zone (% of segment)", "dense core (% of segment)"]
 
 
 def test_bullseye_layout_and_picture(tmp_path):
@@ -560,6 +587,44 @@ def test_lv_mask_segments_only_the_lv_of_a_two_chamber_mesh(lad_phantom):
         analyse_mesh(Mesh(dataset=both, space="LPS"), _options(lad_phantom, lv_mask_field="nothing"))
 
 
+def test_the_tags_noted_by_export_are_read_and_a_contradicting_tag_refused(lad_phantom, tmp_path, capsys):
+    """``export --format vtu --tags 0,1,2`` notes its tag values beside ``tissue_tag``: ``aha
+    --tags-field tissue_tag`` then counts border zone 1 and core 2 without being told, and refuses
+    ``--border-zone-tag 2`` (the README's advice for the default tags), which counted this export's
+    core as border zone and no core, exit 0. A tags field without the note is refused as before."""
+    from cardioscar.cli import main
+    from cardioscar.io.meshio import read_mesh, set_text_field, write_mesh
+    from cardioscar.simulation.opencarp import TAG_VALUES_ARRAY
+
+    scar = np.clip(lad_phantom.truth * 1.2, 0.0, 1.0)  # a border zone (0.5-0.8) and a core (>= 0.8)
+    mesh_path, tagged = tmp_path / "heart.vtk", tmp_path / "tagged.vtu"
+    write_mesh(_mesh(lad_phantom), mesh_path, {"scar_probability": scar})
+    assert main(["export", "--mesh", str(mesh_path), "--format", "vtu", "--tags", "0,1,2", "--output",
+                 str(tagged)]) == 0
+    mesh = read_mesh(tagged)
+    tags = mesh.point_array("tissue_tag")
+    assert set(np.unique(tags)) == {0, 1, 2}
+    noted = analyse_mesh(mesh, dataclasses.replace(_options(lad_phantom), field="scar_probability", tags_field="tissue_tag"))
+    weights = node_volumes(mesh.dataset)
+    for row in noted.rows:
+        inside = noted.point_segments == row["segment"]
+        if weights[inside].sum() == 0:
+            continue
+        assert row["border_zone_pct"] == pytest.approx(100 * weights[inside & (tags == 1)].sum()
+                                                       / weights[inside].sum(), abs=1e-6)
+        assert row["core_pct"] == pytest.approx(100 * weights[inside & (tags == 2)].sum() / weights[inside].sum(),
+                                                abs=1e-6)
+    assert noted.summary["border_zone_tag"] == 1 and noted.summary["core_tag"] == 2
+    point = ",".join(f"{v:.4f}" for v in _options(lad_phantom).rv_point)
+    status = main(["aha", "--mesh", str(tagged), "--rv-point", point, "--tags-field", "tissue_tag",
+                   "--border-zone-tag", "2", "--output-dir", str(tmp_path / "aha")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--border-zone-tag 2 is not its border zone" in err and "give --border-zone-tag 1" in err
+    set_text_field(mesh.dataset, TAG_VALUES_ARRAY, None)  # tags without the note (an older export, a cohort's)
+    with pytest.raises(CardioScarError, match="give --border-zone-tag"):
+        analyse_mesh(mesh, dataclasses.replace(_options(lad_phantom), field="scar_probability", tags_field="tissue_tag"))
+
+
 def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys):
     """In process through cardioscar.cli.main (the subprocess tests above cover the entry point)."""
     from cardioscar.cli import main
@@ -570,6 +635,7 @@ def test_cli_refuses_options_that_would_be_ignored(lad_phantom, tmp_path, capsys
     point = ",".join(f"{v:.4f}" for v in _options(lad_phantom).rv_point)
     for extra, message in ((["--rv-label", "3"], "--rv-label needs --labels"),
                            (["--border-zone-tag", "2"], "--border-zone-tag needs --tags-field"),
+                           (["--core-tag", "3"], "--core-tag needs --tags-field"),
                            (["--apex", "0,0,0", "--base", "0,0,50", "--slice-normal-from", "x.nii.gz"],
                             "give the long axis once"),
                            (["--uncertainty-field", "spread"], "no point field 'spread'")):

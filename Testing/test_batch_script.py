@@ -392,10 +392,51 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     assert f"Wrote aha.csv, aha.json and bullseye.png into {tmp_path / 'aha'}" in completed.stdout
 
 
+def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, tmp_path, capsys):
+    """--tags-field tissue_tag --border-zone-tag 2 after the script's own tagging: the table's
+    border-zone % is the share of the nodes tagged border zone (2), as the library counts it on the
+    written mesh, and not the healthy share (tag 1) that the script's old default counted."""
+    import csv
+
+    from cardioscar.aha import AhaOptions, analyse_mesh
+    from cardioscar.io.meshio import set_text_field
+    from cardioscar.simulation.opencarp import TAG_VALUES_ARRAY
+
+    points, text = _rv_insertions()
+    out = tmp_path / "scar.vtk"
+    status = _load_script().run(["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+                                 "--output", str(out), "--border-zone", "0.2", "--core", "0.3",
+                                 "--aha-dir", str(tmp_path / "aha"), "--rv-point", text[0], "--rv-inferior-point",
+                                 text[1], "--tags-field", "tissue_tag", "--border-zone-tag", "2", "--core-tag", "3"])
+    assert status == 0, capsys.readouterr().err
+    mesh = read_mesh(out)
+    tags = mesh.point_array("tissue_tag")
+    assert (tags == 2).any() and (tags == 1).any()
+    expected = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1],
+                                             tags_field="tissue_tag", border_zone_tag=2, core_tag=3))
+    set_text_field(mesh.dataset, TAG_VALUES_ARRAY, None)  # the note of the tags would refuse tag 1
+    healthy = analyse_mesh(mesh, AhaOptions(rv_point=points[0], rv_inferior_point=points[1],
+                                            tags_field="tissue_tag", border_zone_tag=1))
+    with open(tmp_path / "aha" / "aha.csv") as handle:
+        table = list(csv.DictReader(handle))
+    for row, reference in zip(table, expected.rows):
+        assert float(row["border_zone_pct"]) == pytest.approx(reference["border_zone_pct"], abs=0.005)  # aha.csv: 0.01 points
+        assert float(row["core_pct"]) == pytest.approx(reference["core_pct"], abs=0.005)
+    assert (tags == 3).any() and max(r["core_pct"] for r in expected.rows) > 0.0
+    assert sum(r["border_zone_pct"] for r in healthy.rows) > sum(r["border_zone_pct"] for r in expected.rows)
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["--rv-point=1,2,3"], "--rv-point only apply to the AHA segments: add --aha-dir D"),
     (["--aha-dir", "aha"], "--aha-dir needs the RV insertion"),
     (["--aha-dir", "aha", "--rv-point=1,2,3", "--apex=1,2,3"], "give both --apex and --base"),
+    # the script's own tissue_tag (healthy 1): read with the border-zone tag 1 it counted healthy as
+    # border zone, exit 0, after the whole run (the default was 1, so the library's refusal never fired)
+    (["--border-zone", "0.5", "--aha-dir", "aha", "--rv-point=1,2,3", "--tags-field", "tissue_tag"],
+     "give --border-zone-tag (2 for the export's default tags)"),
+    (["--aha-dir", "aha", "--rv-point=1,2,3", "--border-zone-tag", "2"], "--border-zone-tag needs --tags-field"),
+    (["--border-zone-tag", "2"], "--border-zone-tag only apply to the AHA segments"),
+    (["--aha-dir", "aha", "--rv-point=1,2,3", "--core-tag", "3"], "--core-tag needs --tags-field"),
 ])
 def test_aha_argument_mistakes_are_refused_before_the_run(case, tmp_path, capsys, extra, expected):
     argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),

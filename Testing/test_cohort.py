@@ -757,6 +757,11 @@ def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_da
     # the record the cohort's bull's-eye sheet draws it from (the CSV rounds percentages to 0.01)
     assert [record["border_zone_pct_by_segment"][int(row["segment"])] for row in rows] == pytest.approx(border, abs=0.005)
     assert max(border) > 5.0 and min(border) == 0.0
+    # and the dense core (tag 3) per segment: with the border zone it makes up the scar here
+    core = [float(row["core_pct"]) for row in rows]
+    assert max(core) > 5.0
+    for b, c, row in zip(border, core, rows):
+        assert b + c == pytest.approx(float(row["scar_pct"]), abs=0.015)  # three cells rounded to 0.01
     assert all(b <= float(row["scar_pct"]) + 0.01 for b, row in zip(border, rows))  # the border zone is scar here
 
 

@@ -92,3 +92,40 @@ def test_export_takes_a_pair_of_one_definition_and_rule_from_its_scar_model_only
     assert_refused_in_one_line(["export", "--mesh", str(scar), "--core-mesh", str(core), "--rule-from", str(npz),
                                 "--output", str(tmp_path / "out")], "--rule-from describes the scar rule", capsys,
                                tmp_path)
+
+
+def test_a_labels_model_of_the_scar_given_as_the_core_is_refused(segmented, tmp_path, capsys):
+    """``prepare --scar-labels`` records its labels in the ``.npz``, ``train`` in the checkpoint and
+    ``apply`` on its mesh (``CardioScarScarLabels``); ``export --core-mesh`` refuses a core model
+    that learned the very labels of the scar model (its own, or its rule's expert scar labels).
+    Before: EMIDEC P022's labels model (3,4) given as the core of the experts' scar split by n-SD
+    tagged 45.3 ml core and 1.5 ml border zone (14.7 ml with its core model), exit 0. A labels model
+    of other labels (the no-reflow as the core) passes."""
+    from cardioscar.io.meshio import SCAR_LABELS_ARRAY
+
+    out = tmp_path
+    assert main(["prepare", "--mesh", str(segmented["mesh"]), "--image", str(segmented["label_map"]), "--scar-labels",
+                 "3", "--myocardium-labels", "2,3", "--output", str(out / "labels.npz")]) == 0
+    assert str(np.load(out / "labels.npz")["scar_labels"]) == "3"
+    assert main(["train", "--training-data", str(out / "labels.npz"), "--output", str(out / "labels.pth"),
+                 "--max-epochs", "2", "--cpu"]) == 0
+    assert main(["apply", "--model", str(out / "labels.pth"), "--mesh", str(segmented["mesh"]), "--output",
+                 str(out / "labels_pred.vtk"), "--mc-samples", "2"]) == 0
+    core = read_mesh(out / "labels_pred.vtk")
+    assert text_field(core.dataset, SCAR_LABELS_ARRAY) == "3"
+    field = core.point_array("scar_probability")
+    scar = _prediction(segmented["mesh"], out / "scar_pred.vtk", _record({**EXPERT, "expert_scar_labels": [3]}, "scar"),
+                       np.maximum(field, 0.6))
+    assert_refused_in_one_line(["export", "--mesh", scar, "--core-mesh", out / "labels_pred.vtk", "--format", "vtu",
+                                "--output", out / "out.vtu"], "learned the labels 3, the scar model's own scar",
+                               capsys, out)
+    # a labels model of the scar beside another labels model of the same labels: refused the same way
+    scar_mesh = read_mesh(out / "labels_pred.vtk")
+    write_mesh(scar_mesh, out / "labels_scar.vtk", {"scar_probability": np.maximum(field, 0.6)})
+    assert_refused_in_one_line(["export", "--mesh", out / "labels_scar.vtk", "--core-mesh", out / "labels_pred.vtk",
+                                "--format", "vtu", "--output", out / "out.vtu"], "learned the labels 3", capsys, out)
+    # a core model of other labels (EMIDEC's no-reflow, 4, as the core of 3,4): tagged
+    set_text_field(scar_mesh.dataset, SCAR_LABELS_ARRAY, "3,4")
+    write_mesh(scar_mesh, out / "labels_scar34.vtk", {"scar_probability": np.maximum(field, 0.6)})
+    assert main(["export", "--mesh", str(out / "labels_scar34.vtk"), "--core-mesh", str(out / "labels_pred.vtk"),
+                 "--format", "vtu", "--output", str(out / "tagged.vtu")]) == 0

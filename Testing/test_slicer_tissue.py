@@ -198,3 +198,38 @@ def test_a_core_model_read_from_a_file_tells_its_rule_by_its_mesh(tagged_case, t
         '"target": "core"', '"target": "scar"')}})
     assert json.loads(text_field(node.GetMesh(), SCAR_RULE_ARRAY))["target"] == "scar"  # saved with the model
     assert tag_model_node(node, core_model=core).two_fields
+
+
+def test_tag_refuses_a_labels_model_of_the_scar_as_its_core_model(segmented, tmp_path):
+    """A Slicer run on a label map records its scar labels (as ``prepare --scar-labels``), its result
+    notes them on the mesh (as ``apply``), and *Tag* refuses a core model that learned the scar
+    model's own labels (as ``export --core-mesh``): that "core" was the whole scar and the border
+    zone vanished without a word. A core model of other labels (the no-reflow) is taken."""
+    from CardioScarLogic import results
+
+    from cardioscar.io.meshio import SCAR_LABELS_ARRAY, read_mesh, set_text_field, text_field
+
+    context = csl.create_scene()
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    volume = csl.load_volume(context.scene, segmented["label_map"], labelmap=True)
+    scar_model = csl.load_model(context.scene, segmented["mesh"])
+    run = logic.prepare_training(volume, scar_model, csl.ReconstructionOptions(scar_labels="3", myocardium_labels="2,3"))
+    assert run.prepared.scar_labels == "3"
+    results.keep_training_targets(scar_model, {"provenance": {"scar_labels": run.prepared.scar_labels}})
+    assert text_field(scar_model.GetMesh(), SCAR_LABELS_ARRAY) == "3"
+    x = read_mesh(segmented["mesh"]).points_lps()[:, 0]
+    scar = (x - x.min()) / (x.max() - x.min())
+    array = numpy_to_vtk(scar, deep=True)  # the scar model's result: a field rising along x
+    array.SetName("scar_probability")
+    scar_model.GetMesh().GetPointData().AddArray(array)
+    mesh = read_mesh(segmented["mesh"])
+    for labels, name in (("3", "same.vtk"), ("4", "other.vtk")):
+        set_text_field(mesh.dataset, SCAR_LABELS_ARRAY, labels)
+        write_mesh(mesh, tmp_path / name, {"scar_probability": (scar > 0.8).astype(float)})
+    same, other = (csl.load_model(context.scene, tmp_path / name) for name in ("same.vtk", "other.vtk"))
+    with pytest.raises(CardioScarError, match=r"The core model 'same' is the prediction of a model that learned the "
+                                              r"labels 3, the scar model.s own scar"):
+        tag_model_node(scar_model, core_model=same)
+    assert not scar_model.GetMesh().GetPointData().HasArray("tissue_tag")
+    tags = tag_model_node(scar_model, core_model=other)
+    assert (tags.node_tags == 3).any() and (tags.node_tags == 2).any()

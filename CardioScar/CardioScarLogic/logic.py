@@ -295,6 +295,8 @@ class CardioScarLogic:
                                        slice_profile=options.slice_profile)
         prepared.myocardium_source = myocardium.source
         prepared.scar_rule = rule_record  # into the checkpoint's provenance, as prepare --scar-rule
+        typed = None if options.scar_rule else options.parsed_scar_labels(False)
+        prepared.scar_labels = ",".join(str(v) for v in typed or ())  # as prepare --scar-labels records them
         prepared.dropped_outside_myocardium = myocardium.dropped_pixels
         slab = (sorted({layer.half_thickness for layer in slices}), options.half_thickness == RECORDED)
         return PreparedRun(options, points, prepared, slab, started, myocardium)

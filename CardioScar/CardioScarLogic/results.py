@@ -17,7 +17,8 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.io.meshio import SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, rule_record_target, set_text_field, text_field
+from cardioscar.io.meshio import (SCAR_LABELS_ARRAY, SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, rule_record_target,
+                                  set_text_field, text_field)
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,9 @@ def keep_training_targets(model_node, checkpoint: dict) -> None:
     from cardioscar.logic import recorded_training_targets  # torch: imported when written
 
     set_text_field(model_node.GetMesh(), TRAINING_TARGETS_ARRAY, recorded_training_targets(checkpoint))
+    # the labels a label-map run learned, as apply notes them: *Tag* refuses them as the core of their own scar
+    set_text_field(model_node.GetMesh(), SCAR_LABELS_ARRAY, (checkpoint.get("provenance") or {}).get("scar_labels")
+                   or None)
 
 
 def learned_target(model_node=None, checkpoint: Optional[dict] = None) -> str:

@@ -14,6 +14,7 @@ the node (:func:`apply_tags`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -24,8 +25,8 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
-from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, refuse_scar_as_core
-from cardioscar.simulation.opencarp import TAG_ARRAY
+from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, check_core_labels, refuse_scar_as_core
+from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
@@ -125,6 +126,9 @@ def core_values(model_node, core_field: Optional[str] = None, core_model=None,
         raise CardioScarError(f"'{name}' and its core model '{core_name}' were trained on different scar rules "
                               f"({rules[0]} vs {rules[1]}): the border zone and the core must come from one rule; "
                               "train both with the same rule, thresholds, offset and expert labels")
+    rule = recorded_scar_rule(model_node)
+    check_core_labels(model_node.GetMesh(), json.loads(rule) if rule else None, core_model.GetMesh(),
+                      f"The core model '{core_name}'")
     return _point_field(core_model, core_field or PROBABILITY)
 
 
@@ -207,6 +211,7 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     cell_array.SetName(TAG_ARRAY)
     mesh.GetCellData().AddArray(cell_array)
     mesh.GetCellData().Modified()
+    note_tag_values(mesh, tags.tag_values)  # the AHA reads which value is which class (as on export's .vtu)
     if model_node.GetDisplayNode() is None:
         model_node.CreateDefaultDisplayNodes()
     display = model_node.GetDisplayNode()

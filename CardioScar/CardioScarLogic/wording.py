@@ -116,7 +116,8 @@ AHA_NAMES = {"--mesh": "model_node", "--rv-point": "inputs.rv_markups", "--rv-in
              **{f"--{option}": f"inputs.measure.{name}" for option, name in (
                  ("threshold", "threshold"), ("field", "field"), ("uncertainty-field", "uncertainty_field"),
                  ("lv-mask", "lv_mask_field"), ("lv-value", "lv_mask_value"), ("tags-field", "tags_field"),
-                 ("border-zone-tag", "border_zone_tag"), ("transmurality", "transmurality"))}}
+                 ("border-zone-tag", "border_zone_tag"), ("core-tag", "core_tag"),
+                 ("transmurality", "transmurality"))}}
 
 #: ``cardioscar`` verb -> its options that the batch script (``CardioScar/Scripts/cardioscar_batch.py``)
 #: sets under another name, with that name. The script runs every step in one go, so names the

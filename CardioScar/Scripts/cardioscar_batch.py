@@ -185,18 +185,24 @@ def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
     aha.add_argument("--lv-mask", help="point field marking the LV nodes: non-zero, or equal to --lv-value")
     aha.add_argument("--lv-value", type=float, help="value of --lv-mask on LV nodes (e.g. a region label)")
     aha.add_argument("--tags-field", help="point field of scar tags (border zone = --border-zone-tag)")
-    aha.add_argument("--border-zone-tag", type=int, default=1)
+    aha.add_argument("--border-zone-tag", type=int, default=None,
+                     help="border-zone value of --tags-field (default 1; required on the tissue_tag this script's "
+                          "tagging writes, whose default border zone is 2)")
+    aha.add_argument("--core-tag", type=int, default=None,
+                     help="dense-core value of --tags-field: adds each segment's core %% (3 for the script's tags)")
     aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto")
 
 
 #: AHA options that need --aha-dir.
 _AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_normal_from", "lv_mask", "lv_value",
-            "tags_field")
+            "tags_field", "border_zone_tag", "core_tag")
 
 
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything that can be checked before reading files or training (a mistake found after a
     long training would lose it)."""
+    from cardioscar.aha import AhaOptions
+    from cardioscar.aha.analysis import with_border_zone_tag
     from cardioscar.io.checks import check_output_dir, check_output_path
     from cardioscar.errors import CardioScarError
     from cardioscar.io.meshio import MESH_SUFFIXES
@@ -242,6 +248,13 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         if not 0.0 < args.aha_threshold < 1.0:  # the AHA step would refuse it only after training and saving
             raise CardioScarError(f"--aha-threshold {args.aha_threshold}: use a value between 0 and 1")
         check_output_dir(args.aha_dir, "--aha-dir")
+        for tag in ("border_zone_tag", "core_tag"):
+            if getattr(args, tag) is not None and args.tags_field is None:
+                raise CardioScarError(f"--{tag.replace('_', '-')} needs --tags-field (it would be ignored without it)")
+        # the tag 1 of tissue_tag (this script's own tags) is healthy: counted as border zone it was a
+        # wrong table after a whole training; refused here, before any work, as cardioscar aha refuses it
+        with_border_zone_tag(AhaOptions(tags_field=args.tags_field, border_zone_tag=args.border_zone_tag,
+                                        core_tag=args.core_tag))
 
 
 def _aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -339,7 +352,8 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
         slice_normal_volume=load_volume(context.scene, args.slice_normal_from) if args.slice_normal_from else None,
         measure=AhaOptions(threshold=args.aha_threshold, lv_mask_field=args.lv_mask, lv_mask_value=args.lv_value,
                            tags_field=args.tags_field,
-                           border_zone_tag=args.border_zone_tag, transmurality=args.transmurality))
+                           border_zone_tag=args.border_zone_tag, core_tag=args.core_tag,
+                           transmurality=args.transmurality))
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
     burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]

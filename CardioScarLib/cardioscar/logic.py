@@ -31,7 +31,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
+from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, SCAR_LABELS_ARRAY, SCAR_RULE_ARRAY,
+                                  TRAINING_TARGETS_ARRAY, Mesh,
                                   read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -208,6 +209,7 @@ class PreprocessingResult:
     myocardium_source: str = ""  # what said where the myocardium is ("" = every pixel constrains)
     dropped_outside_myocardium: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (S,)
     scar_rule: str = ""  # JSON record of the scar rule that made the targets (cardioscar.lge), if any
+    scar_labels: str = ""  # the label map's labels that made the scar targets ("3,4"), if any
     shape_prior: Optional[ShapePrior] = None  # the slices' shape prior (cardioscar.shape_prior), if any
     # the scaler spans every mesh node (ours); False for the reference tool's files (in-slice nodes only)
     scaler_spans_mesh: bool = True
@@ -254,6 +256,8 @@ class InferenceResult:
     training_targets: Optional[str] = None
     #: the checkpoint's scar-rule record (``provenance["scar_rule"]``, JSON); None: trained without a rule
     scar_rule: Optional[str] = None
+    #: the labels the checkpoint's model learned as its targets (``provenance["scar_labels"]``, "3,4"); None: no labels
+    scar_labels: Optional[str] = None
 
     def point_arrays(self) -> dict:
         """The arrays written onto the mesh, under their documented names."""
@@ -389,6 +393,7 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
     result.myocardium_source = myocardium.source
     result.dropped_outside_myocardium = myocardium.dropped_pixels
     result.scar_rule = rule_record
+    result.scar_labels = "" if request.scar_labels is None else ",".join(str(int(v)) for v in request.scar_labels)
     return result
 
 
@@ -420,6 +425,7 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 **({} if result.row_weights is None  # the box's rows are all 1: nothing to store
                    else {"row_weights": np.asarray(result.row_weights, dtype=np.float32)}),
                 **({"scar_rule": np.asarray(result.scar_rule)} if result.scar_rule else {}),
+                **({"scar_labels": np.asarray(result.scar_labels)} if result.scar_labels else {}),
                 **npz_entries(result.shape_prior),
             )
     logger.info("Wrote training data %s", output_path)
@@ -511,6 +517,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         myocardium_source=str(arrays.get("myocardium_source", "")),
         dropped_outside_myocardium=arrays.get("dropped_outside_myocardium", np.zeros(0, np.int64)).astype(np.int64),
         scar_rule=str(arrays.get("scar_rule", "")),
+        scar_labels=str(arrays.get("scar_labels", "")),
         shape_prior=prior_from_npz(arrays, f"Training data {path}"),
         scaler_spans_mesh="format_version" in arrays,
         slice_profile=profile,
@@ -562,6 +569,7 @@ def _provenance(result: PreprocessingResult, source: str) -> dict:
         "n_mesh_nodes": int(result.n_mesh_nodes),
         "slices": list(result.slice_labels),
         **({"scar_rule": result.scar_rule} if result.scar_rule else {}),
+        **({"scar_labels": result.scar_labels} if result.scar_labels else {}),
         **({"slice_profile": result.slice_profile} if result.slice_profile != "box" else {}),
     }
 
@@ -826,6 +834,7 @@ def predict_on_points(
                               checkpoint_constraint_points(checkpoint)),
         training_targets=recorded_training_targets(checkpoint),
         scar_rule=(checkpoint.get("provenance") or {}).get("scar_rule") or None,
+        scar_labels=(checkpoint.get("provenance") or {}).get("scar_labels") or None,
     )
 
 
@@ -907,5 +916,6 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
     # the input's note of an earlier run would describe that run's model: replaced, or removed
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
     set_text_field(mesh.dataset, SCAR_RULE_ARRAY, result.scar_rule)
+    set_text_field(mesh.dataset, SCAR_LABELS_ARRAY, result.scar_labels)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))

@@ -21,7 +21,8 @@ from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import whole_labels
 from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
-from cardioscar.simulation.opencarp import MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres
+from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres,
+                                            recorded_tag_values)
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
@@ -84,6 +85,7 @@ class AhaOptions:
     lv_mask_value: Optional[float] = None
     tags_field: Optional[str] = None
     border_zone_tag: Optional[int] = None  # None: DEFAULT_BORDER_ZONE_TAG, refused on the export's tags
+    core_tag: Optional[int] = None  # the dense core's value of tags_field (export's: 3); None: no core column
     transmurality: str = "auto"
 
 
@@ -293,6 +295,7 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
         "mesh": str(mesh.path) if mesh.path else None, "field": options.field, "threshold": options.threshold,
         "uncertainty_field": options.uncertainty_field if has_uncertainty else None,
         "tags_field": options.tags_field, "border_zone_tag": options.border_zone_tag if has_tags else None,
+        "core_tag": options.core_tag if has_tags else None,
         "lv_nodes": lv_nodes, "transmurality_method": method,
         "long_axis": {"source": axis.source, "origin_lps": axis.origin.tolist(),
                       "apex_to_base_lps": axis.base_direction.tolist()},
@@ -307,18 +310,44 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
     }
 
 
-def _with_border_zone_tag(options: AhaOptions) -> AhaOptions:
+def with_border_zone_tag(options: AhaOptions) -> AhaOptions:
     """``options`` with the border-zone tag settled. ``cardioscar export`` writes its own tags field
     (healthy / border zone / core, 1 / 2 / 3 unless ``--tags`` changed them): read with this
     analysis's default border-zone tag 1, its healthy nodes would be counted as border zone, so
-    there the tag must be given."""
-    if options.tags_field is None or options.border_zone_tag is not None:
+    there the tag must be given. Public so that a face that passes the tag on (the batch script)
+    can refuse before its training rather than after it."""
+    if options.tags_field is not None and options.border_zone_tag is None:
+        if options.tags_field == TAG_ARRAY:
+            raise CardioScarError(f"--tags-field {TAG_ARRAY} holds cardioscar export's tags (healthy, border zone, "
+                                  "core: 1, 2, 3 unless export --tags changed them), whose border zone is not the "
+                                  f"default tag {DEFAULT_BORDER_ZONE_TAG}: give --border-zone-tag (2 for the export's "
+                                  "default tags)")
+        options = dataclasses.replace(options, border_zone_tag=DEFAULT_BORDER_ZONE_TAG)
+    if options.core_tag is not None and options.core_tag == options.border_zone_tag:
+        raise CardioScarError(f"--core-tag {options.core_tag} is the border-zone tag (--border-zone-tag): give the "
+                              "dense core's own tag (3 for cardioscar export's default tags)")
+    return options
+
+
+def with_recorded_tags(mesh: Mesh, options: AhaOptions) -> AhaOptions:
+    """``options`` with the tags that ``cardioscar export`` noted on the mesh beside its
+    ``tissue_tag`` (``CardioScarTissueTagValues``): an unset border-zone or core tag takes the noted
+    value, a given one that names another class is refused. Why: the tag values are the export's
+    ``--tags`` (1, 2, 3 unless changed); with ``--tags 0,1,2``, ``--border-zone-tag 2`` (the
+    README's advice) counted the core as border zone and no core, exit 0."""
+    if options.tags_field != TAG_ARRAY:
         return options
-    if options.tags_field == TAG_ARRAY:
-        raise CardioScarError(f"--tags-field {TAG_ARRAY} holds cardioscar export's tags (healthy, border zone, core: "
-                              "1, 2, 3 unless export --tags changed them), whose border zone is not the default tag "
-                              f"{DEFAULT_BORDER_ZONE_TAG}: give --border-zone-tag (2 for the export's default tags)")
-    return dataclasses.replace(options, border_zone_tag=DEFAULT_BORDER_ZONE_TAG)
+    noted = recorded_tag_values(mesh.dataset)
+    if noted is None:
+        return options
+    for option, name in (("border_zone_tag", "border_zone"), ("core_tag", "core")):
+        given = getattr(options, option)
+        if given is not None and given != noted[name]:
+            flag = "--" + option.replace("_", "-")
+            raise CardioScarError(f"{_where(mesh)}: {flag} {given} is not its {name.replace('_', ' ')}: the export that "
+                                  f"wrote {TAG_ARRAY} noted {', '.join(f'{k} {v}' for k, v in noted.items())} (export "
+                                  f"--tags); give {flag} {noted[name]} or leave it out")
+    return dataclasses.replace(options, border_zone_tag=noted["border_zone"], core_tag=noted["core"])
 
 
 def refuse_unjoined_cells(mesh: Mesh, where: str) -> None:
@@ -335,7 +364,7 @@ def refuse_unjoined_cells(mesh: Mesh, where: str) -> None:
 
 def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment."""
-    options = _with_border_zone_tag(options or AhaOptions())
+    options = with_border_zone_tag(with_recorded_tags(mesh, options or AhaOptions()))
     where = _where(mesh)
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
@@ -371,9 +400,12 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     if options.field == "scar_probability":
         warn_border_zone_off_the_call(mesh.dataset, values, options.threshold, where, "--threshold", "count")
     scar = np.where(lv_nodes, values >= options.threshold, False).astype(float)
-    border = None
+    border = core = None
     if options.tags_field is not None:
-        border = (np.rint(_point_values(mesh, options.tags_field)) == options.border_zone_tag).astype(float)
+        tag_values = np.rint(_point_values(mesh, options.tags_field))
+        border = (tag_values == options.border_zone_tag).astype(float)
+        if options.core_tag is not None:
+            core = (tag_values == options.core_tag).astype(float)
     uncertainty = None
     if options.uncertainty_field and options.uncertainty_field in mesh.point_field_names():
         uncertainty = _point_values(mesh, options.uncertainty_field)
@@ -390,7 +422,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
         method = ("nearest-endocardium columns of the volumetric mesh" if faces.volumetric
                   else "ESTIMATED on a surface mesh from the endocardial and nearest epicardial node only")
     rows = segment_rows(point_segments, weights, scar, volumetric=is_volumetric(dataset),
-                        border_zone=border, uncertainty=uncertainty, **columns)
+                        border_zone=border, core=core, uncertainty=uncertainty, **columns)
     summary = {**_summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
                           cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None),
                "lv": lv_total(rows)}

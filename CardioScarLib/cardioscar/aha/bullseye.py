@@ -113,6 +113,8 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
 #: (key in the table rows, title, colour map, fixed upper bound or None for the data's maximum, format)
 PANELS = (
     ("scar_pct", "scar (% of segment)", "Reds", 100.0, "{:.0f}"),
+    ("border_zone_pct", "border zone (% of segment)", "Purples", 100.0, "{:.0f}"),  # with tags: what an
+    ("core_pct", "dense core (% of segment)", "Greys", 100.0, "{:.0f}"),  # ablation plan reads beside the scar
     ("transmurality_mean_pct", "mean transmurality (%)", "Oranges", 100.0, "{:.0f}"),
     ("uncertainty_mean", "mean uncertainty (MC std)", "Blues", None, "{:.3f}"),
 )

@@ -25,7 +25,8 @@ def _share(numerator: float, denominator: float) -> Optional[float]:
 
 
 def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *, volumetric: bool,
-                 border_zone: Optional[np.ndarray] = None, uncertainty: Optional[np.ndarray] = None,
+                 border_zone: Optional[np.ndarray] = None, core: Optional[np.ndarray] = None,
+                 uncertainty: Optional[np.ndarray] = None,
                  column_segments: Optional[np.ndarray] = None, column_values: Optional[np.ndarray] = None,
                  column_area: Optional[np.ndarray] = None) -> list[dict]:
     """One dict per segment 1-17; a segment without a node is ``covered: False`` and its figures
@@ -35,7 +36,9 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
     segment 17 read "0 ml, scar-free" where nothing had been imaged. ``segments`` is 0 for nodes
     outside the LV. Volumes in ml (mm^3 / 1000), areas in cm^2. Transmurality: mean over the
     segment's endocardial columns weighted by their endocardial area, and the share of that area
-    whose column is more than 50 % scar.
+    whose column is more than 50 % scar. ``border_zone`` and ``core`` (0/1 per node, from tags) give
+    ``border_zone_pct`` and ``core_pct``: an ablation plan reads the dense core and the border zone
+    per segment, not only the scar they make up.
     """
     unit = "volume_ml" if volumetric else "area_cm2"
     scale = 1e-3 if volumetric else 1e-2
@@ -51,6 +54,8 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
                f"scar_{unit}": scarred * scale if covered else None, "scar_pct": _pct(_share(scarred, myocardium))}
         if border_zone is not None:
             row["border_zone_pct"] = _pct(_share(float((weights[inside] * border_zone[inside]).sum()), myocardium))
+        if core is not None:
+            row["core_pct"] = _pct(_share(float((weights[inside] * core[inside]).sum()), myocardium))
         if column_values is not None:
             columns = column_segments == segment
             area = float(column_area[columns].sum())
@@ -70,9 +75,15 @@ def lv_total(rows: list[dict]) -> dict:
     Why: the table gave each segment's scar only, so a reader of ``aha.json`` (or of the CLI's
     log) summed 17 rows for the patient's burden, the figure a cohort's summary puts first."""
     unit = "volume_ml" if "myocardial_volume_ml" in rows[0] else "area_cm2"
-    myocardium = sum(row[f"myocardial_{unit}"] for row in rows if row["covered"])
-    scar = sum(row[f"scar_{unit}"] for row in rows if row["covered"])
-    return {f"myocardial_{unit}": myocardium, f"scar_{unit}": scar, "scar_pct": _pct(_share(scar, myocardium))}
+    covered = [row for row in rows if row["covered"]]
+    myocardium = sum(row[f"myocardial_{unit}"] for row in covered)
+    scar = sum(row[f"scar_{unit}"] for row in covered)
+    total = {f"myocardial_{unit}": myocardium, f"scar_{unit}": scar, "scar_pct": _pct(_share(scar, myocardium))}
+    for tagged in ("border_zone_pct", "core_pct"):  # from tags: the patient's border-zone and dense-core burden
+        if tagged in rows[0]:
+            part = sum(row[f"myocardial_{unit}"] * row[tagged] for row in covered if row[tagged] is not None)
+            total[tagged] = _share(part, myocardium)
+    return total
 
 
 def _pct(share: Optional[float]) -> Optional[float]:

@@ -328,7 +328,7 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
         array = numpy_to_vtk(np.ascontiguousarray(tags, dtype=np.int32), deep=1)
         array.SetName(TAG_ARRAY)
         mesh.dataset.GetPointData().AddArray(array)
-        options.tags_field, options.border_zone_tag = TAG_ARRAY, DEFAULT_TAGS[1]
+        options.tags_field, options.border_zone_tag, options.core_tag = TAG_ARRAY, DEFAULT_TAGS[1], DEFAULT_TAGS[2]
     try:
         result = run_aha(mesh, folder, options)
     except CardioScarError as error:

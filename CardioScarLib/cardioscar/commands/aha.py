@@ -21,7 +21,7 @@ DEFAULT_UNCERTAINTY = "scar_uncertainty"
 #: (option, the option it needs, its default): given without the option it belongs to, it would be ignored.
 _DEPENDENT_OPTIONS = (("rv_inferior_point", "rv_point", None), ("rv_label", "labels", 1),
                       ("myocardium_label", "labels", 2), ("lv_value", "lv_mask", None),
-                      ("border_zone_tag", "tags_field", None))
+                      ("border_zone_tag", "tags_field", None), ("core_tag", "tags_field", None))
 
 
 #: A negative number or a comma-separated point starting with one (argparse's own pattern plus commas).
@@ -71,6 +71,9 @@ def register(subparsers) -> None:
     aha.add_argument("--border-zone-tag", type=int, default=None,
                      help="border-zone value of --tags-field (default 1; required on export's tissue_tag, whose "
                           "default border zone is 2)")
+    aha.add_argument("--core-tag", type=int, default=None,
+                     help="dense-core value of --tags-field: adds each segment's core %% (3 for export's default "
+                          "tags; default: no core column)")
     aha.add_argument("--transmurality", choices=("auto", "required", "off"), default="auto",
                      help="auto: computed on a volumetric mesh, estimated on a surface mesh; required: refuse a "
                           "surface mesh; off: none")
@@ -113,7 +116,8 @@ def run(args: argparse.Namespace) -> None:
                          rv_inferior_point=_in_lps(args.rv_inferior_point, mesh.space),
                          apex=_in_lps(args.apex, mesh.space), base=_in_lps(args.base, mesh.space),
                          lv_mask_field=args.lv_mask, lv_mask_value=args.lv_value, tags_field=args.tags_field,
-                         border_zone_tag=args.border_zone_tag, transmurality=args.transmurality)
+                         border_zone_tag=args.border_zone_tag, core_tag=args.core_tag,
+                         transmurality=args.transmurality)
     if args.labels is not None:
         import SimpleITK as sitk
 
@@ -131,5 +135,9 @@ def run(args: argparse.Namespace) -> None:
     unit, name = ("ml", "volume_ml") if "scar_volume_ml" in lv else ("cm2", "area_cm2")
     logger.info("LV scar: %.2f %s of %.2f %s of myocardium (%.1f %%)", lv[f"scar_{name}"], unit,
                 lv[f"myocardial_{name}"], unit, lv["scar_pct"] or 0.0)
+    tagged = [f"{what} {lv[key]:.1f} %" for what, key in (("border zone", "border_zone_pct"), ("dense core", "core_pct"))
+              if lv.get(key) is not None]
+    if tagged:
+        logger.info("LV tissue by --tags-field %s: %s of the myocardium", args.tags_field, ", ".join(tagged))
     logger.info("Wrote aha.csv, aha.json, bullseye.png and aha_mesh%s into %s", args.mesh.suffix.lower(),
                 args.output_dir)

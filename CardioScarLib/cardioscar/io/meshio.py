@@ -141,6 +141,10 @@ CORE_TARGET = "core"
 #: trained on two definitions (another rule, thresholds, offset or expert labels, or the targets
 #: the other way round), as the Slicer module refuses them. None for a model trained without a rule.
 SCAR_RULE_ARRAY = "CardioScarScarRule"
+#: Field-data string array that ``apply`` writes on a predicted mesh: the label map's labels its model
+#: learned as the scar (``prepare --scar-labels``, "3,4"), so that ``export --core-mesh`` can refuse a
+#: labels model of the very scar given as the core (EMIDEC P022: border zone 14.7 -> 1.5 ml, exit 0).
+SCAR_LABELS_ARRAY = "CardioScarScarLabels"
 
 
 def rule_record_target(record: str | None) -> str | None:

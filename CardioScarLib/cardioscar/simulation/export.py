@@ -71,6 +71,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
                                   "file")
         core_values = other.point_array(core_field or "scar_probability")
         check_one_rule(recorded_rule(mesh), recorded_rule(other), Path(mesh_path).name, Path(core_mesh).name)
+        check_core_labels(mesh.dataset, recorded_rule(mesh), other.dataset, f"--core-mesh {Path(core_mesh).name}")
     check_rule_from(scar_rule, recorded_rule(mesh) if scar_field == "scar_probability" else None,
                     Path(mesh_path).name)
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
@@ -160,6 +161,30 @@ def check_one_rule(scar: dict | None, core: dict | None, mesh_name: str, core_na
                               f"scar rules ({rule_definition(scar)} vs {rule_definition(core)}): the border zone and the "
                               "core must come from one rule; prepare both with the same --scar-rule, "
                               "--scar-thresholds, --intensity-offset and --expert-scar-labels / --expert-core-labels")
+
+
+def _label_set(text: str | None) -> frozenset[int]:
+    return frozenset(int(part) for part in text.split(",") if part.strip()) if text else frozenset()
+
+
+def check_core_labels(scar_dataset, scar_rule: dict | None, core_dataset, core_name: str) -> None:
+    """Refuse a core prediction (``core_name``: ``--core-mesh FILE``, or the Slicer *Core model*)
+    whose model learned the very labels that are the scar model's scar (``prepare --scar-labels
+    3,4``, noted by ``apply`` and a Slicer run as ``CardioScarScarLabels``; the scar model's own
+    labels, or its rule's ``expert_scar_labels``): that "core" is the whole scar, and the border
+    zone vanished without a word (EMIDEC P022's labels model given as the core of the experts' scar
+    split by n-SD: border zone 14.7 -> 1.5 ml, core 31.1 -> 45.3 ml, exit 0)."""
+    from ..io.meshio import SCAR_LABELS_ARRAY, text_field
+
+    core_labels = _label_set(text_field(core_dataset, SCAR_LABELS_ARRAY))
+    scar_labels = _label_set(text_field(scar_dataset, SCAR_LABELS_ARRAY)) or frozenset(
+        int(v) for v in (scar_rule or {}).get("expert_scar_labels") or ())
+    if core_labels and core_labels == scar_labels:
+        labels = ",".join(str(v) for v in sorted(core_labels))
+        raise CardioScarError(f"{core_name} is the prediction of a model that learned the labels {labels}, "
+                              "the scar model's own scar, not its core: give a core model's prediction (prepare "
+                              "--scar-labels of the core, e.g. EMIDEC's no-reflow 4, or --scar-target core with the "
+                              "scar rule)")
 
 
 def check_rule_from(given: dict | None, recorded: dict | None, mesh_name: str) -> None:

@@ -37,7 +37,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from ..io.atomic import atomic_write_set
 from ..errors import CardioScarError
-from ..io.meshio import Mesh, coincident_nodes, write_mesh
+from ..io.meshio import Mesh, coincident_nodes, set_text_field, text_field, write_mesh
 from .tags import CLASS_NAMES, TissueTags, cell_node_lists
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
 #: Bounding-box diagonal (mm) of a mesh that can be a heart (or a piece of one) in millimetres.
 MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
 TAG_ARRAY = "tissue_tag"
+#: Field-data note (JSON ``{"healthy": 1, "border_zone": 2, "core": 3}``) beside ``tissue_tag``: which
+#: value is which class, so that ``aha --tags-field tissue_tag`` reads them from the mesh; with
+#: ``export --tags 0,1,2`` the README's "border zone 2" was the core, counted as border zone, exit 0.
+TAG_VALUES_ARRAY = "CardioScarTissueTagValues"
 #: A fibre or sheet vector shorter than this has no direction.
 MIN_FIBRE_LENGTH = 1e-6
 #: How far a fibre or sheet vector's length may lie from 1 before it is normalised (with a warning):
@@ -343,7 +347,23 @@ def drop_stale_tissue_tags(dataset) -> bool:
         if data.HasArray(TAG_ARRAY):
             data.RemoveArray(TAG_ARRAY)
             found = True
+    set_text_field(dataset, TAG_VALUES_ARRAY, None)
     return found
+
+
+def note_tag_values(dataset, tag_values: tuple[int, int, int]) -> None:
+    """Note on ``dataset`` which ``tissue_tag`` value is healthy, border zone and core."""
+    set_text_field(dataset, TAG_VALUES_ARRAY, json.dumps(dict(zip(CLASS_NAMES, (int(v) for v in tag_values)))))
+
+
+def recorded_tag_values(dataset) -> dict | None:
+    """The class -> ``tissue_tag`` value note of a tagged mesh (None without one: an older export, or
+    tags made elsewhere)."""
+    try:
+        record = json.loads(text_field(dataset, TAG_VALUES_ARRAY) or "null")
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and set(CLASS_NAMES) <= set(record) else None
 
 
 def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
@@ -358,4 +378,5 @@ def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
     cell_tags.SetName(TAG_ARRAY)
     copy.GetCellData().RemoveArray(TAG_ARRAY)
     copy.GetCellData().AddArray(cell_tags)
+    note_tag_values(copy, tags.tag_values)
     write_mesh(Mesh(dataset=copy, space=mesh.space, path=mesh.path), target, {TAG_ARRAY: tags.node_tags})
