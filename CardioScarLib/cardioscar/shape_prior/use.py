@@ -3,6 +3,7 @@ its log-odds on the training rows. Kept here so that ``logic.py`` gains only a f
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -52,10 +53,11 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     if wanted == SHAPE_PRIOR_AUTO:
         labels = targets is not None and len(targets) > 0 and bool(np.isin(np.asarray(targets), (0.0, 1.0)).all())
         stacks = prior is not None and prior.stacks_only()
-        chosen = labels and stacks and not scar_rule
+        drawn = not scar_rule or experts_outline(scar_rule)
+        chosen = labels and stacks and drawn
         if prior is None:
             why = "the training data holds none"
-        elif scar_rule:
+        elif not drawn:
             why = "the targets are a raw-LGE rule's grades, not drawn labels"
         elif not labels:
             why = "the targets are not all 0 or 1 (fractions)"
@@ -63,8 +65,9 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
             why = ("the targets are 0/1 but some slice with targets lies in no stack of two or more parallel ones "
                    "(a long-axis view, or a short-axis slice alone)")
         else:
-            why = "every target is 0 or 1 and every slice with targets lies in a stack of two or more parallel ones"
-        if prior is None and labels and not scar_rule:
+            experts = " (the experts' scar: a rule's scar target cut to --expert-scar-labels)" if scar_rule else ""
+            why = f"every target is 0 or 1{experts} and every slice with targets lies in a stack of two or more parallel ones"
+        if prior is None and labels and drawn:
             # drawn labels, for which a fresh prepare would give auto a prior to choose: say so, as "on" does
             logger.warning("shape prior (auto): off, the training data holds none (written by an older CardioScar?) "
                            "although its targets are 0/1 labels; re-run `cardioscar prepare` to let auto use it")
@@ -77,6 +80,19 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
         logger.warning("shape prior requested but the training data holds none (written by an older "
                        "CardioScar?): training without it; re-run `cardioscar prepare` to use it")
     return prior
+
+
+def experts_outline(scar_rule: str) -> bool:
+    """Whether a raw-LGE rule's targets (``scar_rule``, the training data's JSON record) are outlined
+    by the experts: the scar target of a rule cut to their labels (``expert_scar_labels``) is 1 on
+    every pixel of their scar and 0 elsewhere, the rule grading only inside it, so the targets are
+    the drawn labels the prior interpolates well. A core target's outline is the rule's within the
+    scar; a damaged record is taken as a rule's grades."""
+    try:
+        record = json.loads(scar_rule)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and bool(record.get("expert_scar_labels")) and record.get("target", "scar") == "scar"
 
 
 def fit_to_rows(prior: ShapePrior, coordinates: np.ndarray, scaler_min,
