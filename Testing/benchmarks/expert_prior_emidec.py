@@ -19,6 +19,7 @@ Per case, through the command line (``expert_scar_split_emidec.py``'s rule optio
 One JSON line per case and run.
 
     PYTHONPATH=CardioScarLib python Testing/benchmarks/expert_prior_emidec.py whole|loso OUT_DIR [CASE ...]
+    PYTHONPATH=CardioScarLib python Testing/benchmarks/expert_prior_emidec.py summary FILE.jsonl [FILE.jsonl ...]
 
 (default cases: every 6th infarct case in name order, P001 P011 P029 P044 P055 P064 P073 P085 P094.)
 """
@@ -44,6 +45,7 @@ from cardioscar.shape_prior.use import prior_from_npz, training_prior  # noqa: E
 
 TARGETS = ("scar", "core")
 PRIORS = ("on", "off")
+MODELS = {f"{target}_{prior}" for target in TARGETS for prior in PRIORS}
 
 
 def case_files(case: str) -> tuple[Path, Path]:
@@ -158,6 +160,33 @@ def loso_run(case: str, folder: Path) -> dict:
 RUNS = {"whole": whole_run, "loso": loso_run}
 
 
+def with_errors(scores: dict) -> dict:
+    """``scores`` plus the called share's distance from the targets' (on the groups; the mesh's
+    node share from the slices' for a whole run: the burden against slice summation)."""
+    errors = {"abs_share_error": abs(scores["share"] - scores["target_share"])}
+    if "node_share" in scores:
+        errors["abs_burden_error"] = abs(scores["node_share"] - scores["target_share"])
+    return {**scores, **errors}
+
+
+def summary(lines: list[dict]) -> dict:
+    """Per run, target and score: the mean over the cases of on and off, and on's wins / losses."""
+    lines = [{key: with_errors(value) if key in MODELS else value for key, value in line.items()}
+             for line in lines]
+    out = {}
+    for run in RUNS:
+        rows = [line for line in lines if line["run"] == run]
+        for target in TARGETS:
+            for score in sorted({key for row in rows for key in row.get(f"{target}_on", {})}):
+                pairs = [(row[f"{target}_on"][score], row[f"{target}_off"][score]) for row in rows
+                         if score in row[f"{target}_on"] and score in row[f"{target}_off"]]
+                on, off = np.array(pairs).T
+                out[f"{run} {target} {score}"] = {"cases": len(pairs), "on": round(float(on.mean()), 3),
+                                                  "off": round(float(off.mean()), 3),
+                                                  "on_higher": int((on > off).sum()), "on_lower": int((on < off).sum())}
+    return out
+
+
 def main(run: str, out_dir: Path, cases: list[str]) -> None:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     logging.basicConfig(level=logging.WARNING)
@@ -165,5 +194,9 @@ def main(run: str, out_dir: Path, cases: list[str]) -> None:
         print(json.dumps({"case": case, "run": run, **RUNS[run](case, out_dir / case / run)}), flush=True)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1] == "summary":
+    for key, value in summary([json.loads(text) for path in sys.argv[2:]
+                               for text in Path(path).read_text().splitlines()]).items():
+        print(key, json.dumps(value))
+elif __name__ == "__main__":
     main(sys.argv[1], Path(sys.argv[2]), sys.argv[3:] or ["P001", "P011", "P029", "P044", "P055", "P064", "P073", "P085", "P094"])

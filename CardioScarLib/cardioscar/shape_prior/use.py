@@ -66,7 +66,8 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
                    "(a long-axis view, or a short-axis slice alone)")
         else:
             experts = " (the experts' scar: a rule's scar target cut to --expert-scar-labels)" if scar_rule else ""
-            why = f"every target is 0 or 1{experts} and every slice with targets lies in a stack of two or more parallel ones"
+            why = (f"every target is 0 or 1{experts} and every slice with targets lies in a stack of two or more "
+                   "parallel ones")
         if prior is None and labels and drawn:
             # drawn labels, for which a fresh prepare would give auto a prior to choose: say so, as "on" does
             logger.warning("shape prior (auto): off, the training data holds none (written by an older CardioScar?) "
@@ -92,7 +93,9 @@ def experts_outline(scar_rule: str) -> bool:
         record = json.loads(scar_rule)
     except ValueError:
         return False
-    return isinstance(record, dict) and bool(record.get("expert_scar_labels")) and record.get("target", "scar") == "scar"
+    if not isinstance(record, dict):
+        return False
+    return bool(record.get("expert_scar_labels")) and record.get("target", "scar") == "scar"
 
 
 def fit_to_rows(prior: ShapePrior, coordinates: np.ndarray, scaler_min,
