@@ -21,6 +21,10 @@ One JSON line per case and run.
     PYTHONPATH=CardioScarLib python Testing/benchmarks/expert_prior_emidec.py whole|loso OUT_DIR [CASE ...]
     PYTHONPATH=CardioScarLib python Testing/benchmarks/expert_prior_emidec.py summary FILE.jsonl [FILE.jsonl ...]
 
+(``EXPERT_PRIOR_TARGETS=core``: the core target alone. The scar target's rows are the labels route's,
+``prepare --scar-labels 3,4 --myocardium-labels 2,3,4`` on the same mesh, array for array: only the
+``scar_rule`` record differs.)
+
 (default cases: every 6th infarct case in name order, P001 P011 P029 P044 P055 P064 P073 P085 P094.)
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -111,13 +116,26 @@ def group_scores(means: np.ndarray, target: np.ndarray) -> dict:
     return scores
 
 
-def whole_run(case: str, folder: Path) -> dict:
+def same_rows_as_labels_route(folder: Path, case: str) -> bool:
+    """Whether the scar target's ``.npz`` holds the labels route's arrays (``prepare --scar-labels 3,4``
+    on the same mesh and slab), the rule's record and the myocardium's source aside."""
+    _, labels = case_files(case)
+    prepare(folder, case, "scar", "scar.npz", None)
+    cli(folder, "labels.npz", "prepare", "--mesh", "heart.vtk", "--image", str(labels), "--scar-labels", "3,4",
+        "--myocardium-labels", "2,3,4", "--slice-thickness-padding", "5", "--output", "labels.npz")
+    with np.load(folder / "scar.npz", allow_pickle=False) as rule, np.load(folder / "labels.npz") as drawn:
+        keys = set(drawn.files) - {"myocardium_source"}
+        return set(rule.files) - keys == {"scar_rule", "myocardium_source"} and all(
+            np.array_equal(rule[key], drawn[key]) for key in keys)
+
+
+def whole_run(case: str, folder: Path, targets: tuple[str, ...] = TARGETS) -> dict:
     _, labels_path = case_files(case)
     folder.mkdir(parents=True, exist_ok=True)
     cli(folder, "heart.vtk", "mesh-from-labels", "--labels", str(labels_path), "--output", "heart.vtk")
     image = sitk.ReadImage(str(labels_path))
-    out = {}
-    for target in TARGETS:
+    out = {"scar_rows_are_the_labels_routes": same_rows_as_labels_route(folder, case)}
+    for target in targets:
         prepare(folder, case, target, f"{target}.npz", None)
         train_and_apply(folder, target)
         nodes, index, values = groups(folder / f"{target}.npz")
@@ -135,7 +153,7 @@ def whole_run(case: str, folder: Path) -> dict:
     return out
 
 
-def loso_run(case: str, folder: Path) -> dict:
+def loso_run(case: str, folder: Path, targets: tuple[str, ...] = TARGETS) -> dict:
     _, labels_path = case_files(case)
     folder.mkdir(parents=True, exist_ok=True)
     image = sitk.ReadImage(str(labels_path))
@@ -145,7 +163,7 @@ def loso_run(case: str, folder: Path) -> dict:
         write_mesh(myocardium_mesh_from_labels(image, MYOCARDIUM_LABELS, held_out_k=held), folder / "heart.vtk")
     kept = [k for k in range(image.GetSize()[2]) if k != held]
     out = {"held_out_k": held}
-    for target in TARGETS:
+    for target in targets:
         prepare(folder, case, target, f"{target}.npz", kept)
         prepare(folder, case, target, f"{target}_held.npz", [held])
         train_and_apply(folder, target)
@@ -179,7 +197,7 @@ def summary(lines: list[dict]) -> dict:
         for target in TARGETS:
             for score in sorted({key for row in rows for key in row.get(f"{target}_on", {})}):
                 pairs = [(row[f"{target}_on"][score], row[f"{target}_off"][score]) for row in rows
-                         if score in row[f"{target}_on"] and score in row[f"{target}_off"]]
+                         if score in row.get(f"{target}_on", {}) and score in row.get(f"{target}_off", {})]
                 on, off = np.array(pairs).T
                 out[f"{run} {target} {score}"] = {"cases": len(pairs), "on": round(float(on.mean()), 3),
                                                   "off": round(float(off.mean()), 3),
@@ -187,11 +205,11 @@ def summary(lines: list[dict]) -> dict:
     return out
 
 
-def main(run: str, out_dir: Path, cases: list[str]) -> None:
+def main(run: str, out_dir: Path, cases: list[str], targets: tuple[str, ...]) -> None:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     logging.basicConfig(level=logging.WARNING)
     for case in cases:
-        print(json.dumps({"case": case, "run": run, **RUNS[run](case, out_dir / case / run)}), flush=True)
+        print(json.dumps({"case": case, "run": run, **RUNS[run](case, out_dir / case / run, targets)}), flush=True)
 
 
 if __name__ == "__main__" and sys.argv[1] == "summary":
@@ -199,4 +217,5 @@ if __name__ == "__main__" and sys.argv[1] == "summary":
                                for text in Path(path).read_text().splitlines()]).items():
         print(key, json.dumps(value))
 elif __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3:] or ["P001", "P011", "P029", "P044", "P055", "P064", "P073", "P085", "P094"])
+    chosen = tuple(os.environ.get("EXPERT_PRIOR_TARGETS", ",".join(TARGETS)).split(","))
+    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3:] or ["P001", "P011", "P029", "P044", "P055", "P064", "P073", "P085", "P094"], chosen)
