@@ -14,7 +14,8 @@ Per case, through the command line (``expert_scar_split_emidec.py``'s rule optio
   mesh built without it (as ``bench_emidec_loso.py``), the targets of the other slices. Scored on the
   held-out slice's own groups (its targets prepared alone on the same mesh: the experts' scar for the
   scar target, the rule's core within it for the core target): Dice at 0.5 of the groups' means, the
-  best-threshold Dice, ROC AUC, and the called share against the targets' share.
+  best-threshold Dice, ROC AUC, and the called share against the targets' share. A case whose held-out
+  slice has no expert scar is not scored (``prepare`` refuses expert labels that mark no pixel).
 
 One JSON line per case and run.
 
@@ -162,7 +163,10 @@ def loso_run(case: str, folder: Path, targets: tuple[str, ...] = TARGETS) -> dic
     if not (folder / "heart.vtk").exists():
         write_mesh(myocardium_mesh_from_labels(image, MYOCARDIUM_LABELS, held_out_k=held), folder / "heart.vtk")
     kept = [k for k in range(image.GetSize()[2]) if k != held]
-    out = {"held_out_k": held}
+    scarred = bool(np.isin(sitk.GetArrayViewFromImage(image)[held], (3, 4)).any())
+    out = {"held_out_k": held, "held_out_slice_has_expert_scar": scarred}
+    if not scarred:  # prepare refuses expert labels that mark no pixel: nothing to score on that slice
+        return out
     for target in targets:
         prepare(folder, case, target, f"{target}.npz", kept)
         prepare(folder, case, target, f"{target}_held.npz", [held])
