@@ -42,6 +42,14 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     0/1 grades lost with the prior on every phantom set measured (the raw-LGE demo's scar Dice
     0.838 against 0.852 off; the unseen family's n-SD cases 0.302 against 0.316, their core
     0.446 against 0.503): a threshold on noisy intensities draws no outline worth interpolating.
+    Except a rule's scar target cut to the experts' labels (``prepare --expert-scar-labels``,
+    :func:`experts_outline`): the rule grades only inside their scar, so those rows are the labels
+    route's array for array (EMIDEC, 9 cases; ``Testing/benchmarks/expert_prior_emidec.py``) and
+    train with the prior as those do. Its core target (the rule's core within that scar) stays off:
+    held out, the prior gained on 4 and lost on 3 of 8 EMIDEC slices (mean Dice 0.546 against
+    0.528) and over-called more (mean |called - target share| 0.118 against 0.079; P029 39 % of the
+    slice called against 1.4 %, P064 28 % against 5 %), though it fits the slices closer (Dice
+    0.932 against 0.914 on 9 of 9): a gain too mixed to change the default for.
     Why the targets decide (fast preset, ``Testing/benchmarks``, figures in
     ``Testing/benchmarks/ROBUSTNESS.md``): on 0/1 labels the prior is the better interpolation
     between the slices (EMIDEC leave-one-slice-out, 49 real label maps: Dice at 0.5 0.705 / AUC 0.932 against 0.671 / 0.917 without; the
