@@ -338,6 +338,42 @@ def test_auto_trains_with_the_prior_on_labels_and_without_it_on_fractions(caplog
     assert forced["hyperparameters"]["shape_prior"] is True
 
 
+EXPERT_RULE = {"rule": "nsd", "border": 2.0, "core": 3.0, "expert_scar_labels": [3, 4], "expert_core_labels": [4]}
+
+
+def test_auto_trains_a_rules_scar_cut_to_the_experts_labels_with_the_prior(caplog):
+    """``prepare --scar-rule ... --expert-scar-labels``: the scar target is the experts' drawn scar
+    (the rule grades only inside it), so ``auto`` treats it as the labels route does; the core target
+    (the rule's core within it), a rule without expert labels and a damaged record stay off."""
+    import json
+
+    from cardioscar.fit.training import SHAPE_PRIOR_AUTO
+    from cardioscar.shape_prior.use import training_prior
+
+    grid, slices, _ = _training_case()
+    prepared = prepare_from_slices(grid, slices)
+    scar = json.dumps({**EXPERT_RULE, "target": "scar"})
+    with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
+        chosen = training_prior(prepared.shape_prior, SHAPE_PRIOR_AUTO, prepared.intensities, scar)
+    assert chosen is prepared.shape_prior
+    assert ("shape prior (auto): on, every target is 0 or 1 (the experts' scar: a rule's scar target cut to "
+            "--expert-scar-labels) and every slice") in caplog.text
+    off = {"core": json.dumps({**EXPERT_RULE, "target": "core"}), "no experts": '{"rule": "nsd", "target": "scar"}',
+           "empty list": json.dumps({**EXPERT_RULE, "expert_scar_labels": [], "target": "scar"}), "damaged": "{"}
+    for why, record in off.items():
+        caplog.clear()
+        with caplog.at_level("INFO", logger="cardioscar.shape_prior.use"):
+            assert training_prior(prepared.shape_prior, SHAPE_PRIOR_AUTO, prepared.intensities, record) is None, why
+        assert "shape prior (auto): off, the targets are a raw-LGE rule's" in caplog.text, why
+    # graded (not 0/1) targets with the experts' record stay off, as fractions do
+    soft = np.where(prepared.intensities > 0.5, 0.7, 0.1)
+    assert training_prior(prepared.shape_prior, SHAPE_PRIOR_AUTO, soft, scar) is None
+    # and the checkpoint says the model trained with it
+    config = TrainingConfig.fast(max_epochs=5, early_stopping_patience=5, seed=1)
+    model = train_scar_model(dataclasses.replace(prepared, scar_rule=scar), config)
+    assert model["hyperparameters"]["shape_prior"] is True and "shape_prior" in model
+
+
 def test_the_command_line_and_the_batch_script_take_shape_prior_on_or_off(capsys):
     from cardioscar.cli import _training_config, build_parser
 

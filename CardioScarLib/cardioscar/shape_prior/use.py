@@ -3,6 +3,7 @@ its log-odds on the training rows. Kept here so that ``logic.py`` gains only a f
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -41,6 +42,14 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     0/1 grades lost with the prior on every phantom set measured (the raw-LGE demo's scar Dice
     0.838 against 0.852 off; the unseen family's n-SD cases 0.302 against 0.316, their core
     0.446 against 0.503): a threshold on noisy intensities draws no outline worth interpolating.
+    Except a rule's scar target cut to the experts' labels (``prepare --expert-scar-labels``,
+    :func:`experts_outline`): the rule grades only inside their scar, so those rows are the labels
+    route's array for array (EMIDEC, 9 cases; ``Testing/benchmarks/expert_prior_emidec.py``) and
+    train with the prior as those do. Its core target (the rule's core within that scar) stays off:
+    held out, the prior gained on 4 and lost on 3 of 8 EMIDEC slices (mean Dice 0.546 against
+    0.528) and over-called more (mean |called - target share| 0.118 against 0.079; P029 39 % of the
+    slice called against 1.4 %, P064 28 % against 5 %), though it fits the slices closer (Dice
+    0.932 against 0.914 on 9 of 9): a gain too mixed to change the default for.
     Why the targets decide (fast preset, ``Testing/benchmarks``, figures in
     ``Testing/benchmarks/ROBUSTNESS.md``): on 0/1 labels the prior is the better interpolation
     between the slices (EMIDEC leave-one-slice-out, 49 real label maps: Dice at 0.5 0.705 / AUC 0.932 against 0.671 / 0.917 without; the
@@ -52,10 +61,11 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     if wanted == SHAPE_PRIOR_AUTO:
         labels = targets is not None and len(targets) > 0 and bool(np.isin(np.asarray(targets), (0.0, 1.0)).all())
         stacks = prior is not None and prior.stacks_only()
-        chosen = labels and stacks and not scar_rule
+        drawn = not scar_rule or experts_outline(scar_rule)
+        chosen = labels and stacks and drawn
         if prior is None:
             why = "the training data holds none"
-        elif scar_rule:
+        elif not drawn:
             why = "the targets are a raw-LGE rule's grades, not drawn labels"
         elif not labels:
             why = "the targets are not all 0 or 1 (fractions)"
@@ -63,8 +73,10 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
             why = ("the targets are 0/1 but some slice with targets lies in no stack of two or more parallel ones "
                    "(a long-axis view, or a short-axis slice alone)")
         else:
-            why = "every target is 0 or 1 and every slice with targets lies in a stack of two or more parallel ones"
-        if prior is None and labels and not scar_rule:
+            experts = " (the experts' scar: a rule's scar target cut to --expert-scar-labels)" if scar_rule else ""
+            why = (f"every target is 0 or 1{experts} and every slice with targets lies in a stack of two or more "
+                   "parallel ones")
+        if prior is None and labels and drawn:
             # drawn labels, for which a fresh prepare would give auto a prior to choose: say so, as "on" does
             logger.warning("shape prior (auto): off, the training data holds none (written by an older CardioScar?) "
                            "although its targets are 0/1 labels; re-run `cardioscar prepare` to let auto use it")
@@ -77,6 +89,21 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
         logger.warning("shape prior requested but the training data holds none (written by an older "
                        "CardioScar?): training without it; re-run `cardioscar prepare` to use it")
     return prior
+
+
+def experts_outline(scar_rule: str) -> bool:
+    """Whether a raw-LGE rule's targets (``scar_rule``, the training data's JSON record) are outlined
+    by the experts: the scar target of a rule cut to their labels (``expert_scar_labels``) is 1 on
+    every pixel of their scar and 0 elsewhere, the rule grading only inside it, so the targets are
+    the drawn labels the prior interpolates well. A core target's outline is the rule's within the
+    scar; a damaged record is taken as a rule's grades."""
+    try:
+        record = json.loads(scar_rule)
+    except ValueError:
+        return False
+    if not isinstance(record, dict):
+        return False
+    return bool(record.get("expert_scar_labels")) and record.get("target", "scar") == "scar"
 
 
 def fit_to_rows(prior: ShapePrior, coordinates: np.ndarray, scaler_min,
