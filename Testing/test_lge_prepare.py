@@ -133,14 +133,15 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("other", ["shifted 12 px", "Case_P022"])
+@pytest.mark.parametrize("other", ["moved 12 px", "Case_P022"])
 def test_prepare_refuses_a_mask_off_this_lges_left_ventricle(emidec_case, shared_data, other, tmp_path, capsys):
-    """P015's LGE with its own mask moved 12 pixels (17 mm) in-plane, or with another patient's
-    (P022, on the 7 slices it covers): the rule ran on the wrong pixels and exited 0."""
+    """P015's LGE with its own mask moved 12 pixels (17 mm) to lower i, or with another patient's
+    (P022, on the 7 slices it covers): the rule ran on the wrong pixels and exited 0. (Moved 12
+    pixels to higher i it passes this check, 0.91, and the mesh check refuses it.)"""
     image_path, labels_path, mesh_path, _, _ = emidec_case
-    if other.startswith("shifted"):
+    if other.startswith("moved"):
         own = sitk.ReadImage(str(labels_path))
-        moved = sitk.GetImageFromArray(np.roll(sitk.GetArrayFromImage(own), 12, axis=2))
+        moved = sitk.GetImageFromArray(np.roll(sitk.GetArrayFromImage(own), -12, axis=2))
         moved.CopyInformation(own)
         mask, slices = tmp_path / "moved.nii.gz", []
         sitk.WriteImage(moved, str(mask))

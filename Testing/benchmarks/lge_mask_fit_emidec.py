@@ -2,7 +2,8 @@
 
 Runs the library's check (``lge.mask_fit.check_mask_on_lge``, as ``graded_targets`` runs it on
 every face) on EMIDEC's 75 LGE stacks with their own label map (myocardium 2,3,4) and with the
-label maps of the next two cases in name order (150 wrong pairs): the map sampled at each LGE
+label maps of the next two cases in name order (150 wrong pairs), and with their own maps
+moved 6 and 12 mm in-plane in four directions (300 each: the own mask of another breath-hold); the map sampled at each LGE
 pixel centre by prepare's reader (``masks_from_image``). EMIDEC's images all have their origin at
 0, so another heart lands in the field of view. Where the other map misses some of the LGE's
 slices, prepare refuses it already (``misses_slices``); the check is then run on the slices it
@@ -75,6 +76,15 @@ def run_pair(image: sitk.Image, labels: sitk.Image, warned: _Warned) -> dict:
             "outcome": outcome}
 
 
+def moved(labels: sitk.Image, shift_mm: float, axis: int) -> sitk.Image:
+    """The label map moved in-plane by ``shift_mm`` (rounded to whole pixels) along array ``axis``
+    (2: i, 1: j), on its own grid: the own mask of another breath-hold."""
+    spacing = labels.GetSpacing()[2 - axis]
+    placed = sitk.GetImageFromArray(np.roll(sitk.GetArrayFromImage(labels), int(round(shift_mm / spacing)), axis=axis))
+    placed.CopyInformation(labels)
+    return placed
+
+
 def summary(kind: str, rows: list[dict]) -> dict:
     """Outcome counts and the range of the shares of one kind of pair."""
     shares = np.array([row["share"] for row in rows if row["share"] is not None])
@@ -117,12 +127,18 @@ def main() -> None:
     images = {f.name: sitk.ReadImage(str(f / "Images" / f"{f.name}.nii.gz"), sitk.sitkFloat64) for f in folders}
     maps = {f.name: sitk.ReadImage(str(f / "Contours" / f"{f.name}.nii.gz")) for f in folders}
     names = list(images)
-    rows: dict[str, list[dict]] = {"own": [], "other": []}
+    rows: dict[str, list[dict]] = {"own": [], "other": [], "own moved 6 mm": [], "own moved 12 mm": []}
     for index, name in enumerate(names):
         for kind, other in [("own", name)] + [("other", names[(index + s) % len(names)]) for s in (1, 2)]:
             row = {"kind": kind, "image": name, "mask": other, **run_pair(images[name], maps[other], warned)}
             rows[kind].append(row)
             print(json.dumps(row), flush=True)
+        for shift in (6.0, 12.0):
+            for axis, sign in ((2, 1), (2, -1), (1, 1), (1, -1)):
+                row = {"kind": f"own moved {shift:g} mm", "image": name, "mask": name, "axis": "kji"[axis],
+                       "sign": sign, **run_pair(images[name], moved(maps[name], sign * shift, axis), warned)}
+                rows[row["kind"]].append(row)
+                print(json.dumps(row), flush=True)
     for kind, found in rows.items():
         print(json.dumps(summary(kind, found)))
     if args.mesh_pairs:
