@@ -51,6 +51,7 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
                     "--myocardium-labels", "2,3,4", "--blood-pool-labels", "1", "--slice-thickness-padding", "1",
                     "--output", str(npz))
     assert proc.returncode == 0, proc.stderr
+    assert "may not lie on the left ventricle" not in proc.stderr  # P015: EMIDEC's own mask nearest the warning
     image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
     grades = np.stack(apply_rule("nsd", list(image), list(np.isin(labels, [2, 3, 4])), thresholds=(2, 5)).grades)
     with np.load(npz) as data:
@@ -130,3 +131,26 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         errors = error_lines(stderr)
         assert len(errors) == 1 and fragment in errors[0], (extra, stderr)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("other", ["moved 12 px", "Case_P022"])
+def test_prepare_refuses_a_mask_off_this_lges_left_ventricle(emidec_case, shared_data, other, tmp_path, capsys):
+    """P015's LGE with its own mask moved 12 pixels (17 mm) to lower i, or with another patient's
+    (P022, on the 7 slices it covers): the rule ran on the wrong pixels and exited 0. (Moved 12
+    pixels to higher i it passes this check, 0.91, and the mesh check refuses it.)"""
+    image_path, labels_path, mesh_path, _, _ = emidec_case
+    if other.startswith("moved"):
+        own = sitk.ReadImage(str(labels_path))
+        moved = sitk.GetImageFromArray(np.roll(sitk.GetArrayFromImage(own), -12, axis=2))
+        moved.CopyInformation(own)
+        mask, slices = tmp_path / "moved.nii.gz", []
+        sitk.WriteImage(moved, str(mask))
+    else:
+        mask, slices = shared_data / "emidec" / other / "Contours" / f"{other}.nii.gz", ["--slice-indices", "0,1,2,3,4,5,6"]
+    args = ["prepare", "--mesh", str(mesh_path), "--image", str(image_path), "--scar-rule", "nsd",
+            "--myocardium-mask", str(mask), "--myocardium-labels", "2,3,4", *slices, "--output", str(tmp_path / "out.npz")]
+    assert main(args) != 0
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and f"--myocardium-mask {mask.name} does not lie on the left ventricle" in errors[0], errors
+    assert f"LGE {image_path.name}:" in errors[0]
+    assert not (tmp_path / "out.npz").exists()

@@ -153,6 +153,24 @@ def test_mask_mistakes_are_one_line_and_change_nothing(scene, kwargs, nodes, fra
     assert s["scene"].GetNumberOfNodes() == nodes_before
 
 
+def test_a_mask_off_the_lges_left_ventricle_is_refused_as_on_the_command_line(scene):
+    """The phantom's label map moved 15 pixels (22 mm) in-plane: its cavity no longer on the bright
+    blood pool (share 0.81 on the 4 slices where it still encloses one), refused by the library's
+    check in one line naming the node; nothing added to the scene or the model."""
+    s = scene
+    moved = _labelmap_like(s["scene"], s["labels"], np.roll(slicer.util.arrayFromVolume(s["labels"]), 15, axis=2),
+                           "moved labels")
+    arrays_before = s["model"].GetMesh().GetPointData().GetNumberOfArrays()
+    nodes_before = s["scene"].GetNumberOfNodes()
+    with pytest.raises(CardioScarError) as error:
+        s["logic"].train_and_apply(s["lge"], s["model"], _options(s, scar_rule="nsd", myocardium_labels="2"),
+                                   myocardium_mask=moved)
+    assert "moved labels does not lie on the left ventricle of the LGE lge:" in str(error.value)  # in the Logic's words
+    assert "\n" not in str(error.value)
+    assert s["model"].GetMesh().GetPointData().GetNumberOfArrays() == arrays_before
+    assert s["scene"].GetNumberOfNodes() == nodes_before
+
+
 def test_masks_are_sampled_in_world_coordinates_like_the_command_line(scene):
     """The label map on a twice finer in-plane grid gives the same targets (each LGE pixel centre
     reads the mask where it lies); moved away by a transform, the mask no longer overlaps: one line."""

@@ -34,6 +34,7 @@ import SimpleITK as sitk
 from ..io.checks import check_label_list, whole_labels
 from ..errors import CardioScarError
 from ..prepare.slices import SliceLayer
+from .mask_fit import check_mask_on_lge
 from .rules import BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
                                   "has no pixel on the chosen slices; check --myocardium-labels and "
                                   "--slice-indices") from None
         raise
+    check_mask_on_lge(image, myocardium, myocardium_name)
     if expert is not None:
         result = within_expert_scar(result, expert, request)
     values = result.scar_targets() if request.target == "scar" else result.core_targets()
