@@ -421,6 +421,39 @@ def test_bullseye_draws_the_border_zone_and_the_dense_core_when_the_table_has_th
     assert titles == ["scar (% of segment)", "border zone (% of segment)", "dense core (% of segment)"]
 
 
+def test_the_error_risk_is_averaged_per_segment_and_drawn(lad_phantom, tmp_path):
+    """The MC-dropout spread says little between the slices (about 0 there with the shape prior);
+    ``scar_error_risk``, which ``apply`` writes beside it, says where the call is unsure. With the
+    field on the mesh each segment gets its volume-weighted mean, ``aha.csv`` at 0.001 and a disc;
+    without it, no column."""
+    import csv
+
+    from cardioscar.aha.analysis import write_outputs
+    from cardioscar.aha.bullseye import bullseye_figure
+    from cardioscar.io.meshio import read_mesh, write_mesh
+
+    mesh = _mesh(lad_phantom)
+    segments = analyse_mesh(mesh, _options(lad_phantom)).point_segments
+    assert all("error_risk_mean" not in row for row in analyse_mesh(mesh, _options(lad_phantom)).rows)
+    risk = np.where(segments == 4, 0.8, 0.1)  # unsure in the basal inferior segment only
+    path = tmp_path / "with_risk.vtk"
+    write_mesh(mesh, path, {"scar_truth": mesh.point_array("scar_truth"), "scar_error_risk": risk})
+    result = analyse_mesh(read_mesh(path), _options(lad_phantom))
+    means = {row["segment"]: row["error_risk_mean"] for row in result.rows}
+    assert means[4] == pytest.approx(0.8) and all(means[s] == pytest.approx(0.1) for s in means if s != 4)
+    assert result.summary["error_risk_field"] == "scar_error_risk"
+    write_outputs(read_mesh(path), result, tmp_path / "aha")
+    with open(tmp_path / "aha" / "aha.csv", encoding="utf-8") as handle:
+        assert next(row for row in csv.DictReader(handle) if row["segment"] == "4")["error_risk_mean"] == "0.800"
+    figure = bullseye_figure(result.rows)
+    try:
+        assert "mean error risk (call at 0.5 wrong)" in [axis.get_title() for axis in figure.axes]
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
 def test_bullseye_layout_and_picture(tmp_path):
     """Segment 1 at the top, 2 upper left (septum on the left), 4 at the bottom, 17 in the centre;
     the PNG shows a value where its segment is drawn."""

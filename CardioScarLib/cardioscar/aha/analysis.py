@@ -21,6 +21,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import whole_labels
 from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
+from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres,
                                             recorded_tag_values)
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
@@ -288,12 +289,14 @@ def _numbering_sense(options: AhaOptions, frame: AhaFrame, anterior: np.ndarray,
 
 
 def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndarray, inferior: Optional[np.ndarray],
-             *, lv_nodes: int, method: str, cap_method: str, has_uncertainty: bool, has_tags: bool) -> dict:
+             *, lv_nodes: int, method: str, cap_method: str, has_uncertainty: bool, has_tags: bool,
+             has_error_risk: bool) -> dict:
     """How the table was made, for ``aha.json``."""
     axis = frame.axis
     return {
         "mesh": str(mesh.path) if mesh.path else None, "field": options.field, "threshold": options.threshold,
         "uncertainty_field": options.uncertainty_field if has_uncertainty else None,
+        "error_risk_field": ERROR_RISK_FIELD if has_error_risk else None,
         "tags_field": options.tags_field, "border_zone_tag": options.border_zone_tag if has_tags else None,
         "core_tag": options.core_tag if has_tags else None,
         "lv_nodes": lv_nodes, "transmurality_method": method,
@@ -414,6 +417,9 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
         # typo gave a table without uncertainty as if the prediction had none (as evaluate refuses)
         raise CardioScarError(f"{where}: no point field '{options.uncertainty_field}' (--uncertainty-field); fields: "
                               f"{', '.join(mesh.point_field_names())}")
+    # the risk that the call at 0.5 is wrong (cardioscar apply writes it beside the spread): the
+    # segment's mean says where the map is unsure, between the slices too
+    error_risk = _point_values(mesh, ERROR_RISK_FIELD) if ERROR_RISK_FIELD in mesh.point_field_names() else None
     columns, method = {}, "off"
     if faces is not None and options.transmurality != "off":
         column_values, column_centres = column_transmurality(points, lv_ids, scar, weights, faces)
@@ -422,9 +428,10 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
         method = ("nearest-endocardium columns of the volumetric mesh" if faces.volumetric
                   else "ESTIMATED on a surface mesh from the endocardial and nearest epicardial node only")
     rows = segment_rows(point_segments, weights, scar, volumetric=is_volumetric(dataset),
-                        border_zone=border, core=core, uncertainty=uncertainty, **columns)
+                        border_zone=border, core=core, uncertainty=uncertainty, error_risk=error_risk, **columns)
     summary = {**_summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
-                          cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None),
+                          cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None,
+                          has_error_risk=error_risk is not None),
                "lv": lv_total(rows)}
     return AhaResult(point_segments=point_segments, cell_segments=_cell_segments(dataset, lv_nodes, frame),
                      rows=rows, summary=summary, frame=frame)

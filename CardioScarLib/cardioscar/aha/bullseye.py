@@ -117,6 +117,7 @@ PANELS = (
     ("core_pct", "dense core (% of segment)", "Greys", 100.0, "{:.0f}"),  # ablation plan reads beside the scar
     ("transmurality_mean_pct", "mean transmurality (%)", "Oranges", 100.0, "{:.0f}"),
     ("uncertainty_mean", "mean uncertainty (MC std)", "Blues", None, "{:.3f}"),
+    ("error_risk_mean", "mean error risk (call at 0.5 wrong)", "YlOrBr", 1.0, "{:.2f}"),
 )
 
 

@@ -1,4 +1,4 @@
-"""The per-segment table: myocardium, scar, border zone, transmurality and uncertainty.
+"""The per-segment table: myocardium, scar, border zone, transmurality, uncertainty and error risk.
 
 Scar is the field at or above the threshold (0/1 per node); each node carries its share of the
 volume of the cells around it (area on a surface mesh), so percentages are of myocardial volume,
@@ -26,7 +26,7 @@ def _share(numerator: float, denominator: float) -> Optional[float]:
 
 def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *, volumetric: bool,
                  border_zone: Optional[np.ndarray] = None, core: Optional[np.ndarray] = None,
-                 uncertainty: Optional[np.ndarray] = None,
+                 uncertainty: Optional[np.ndarray] = None, error_risk: Optional[np.ndarray] = None,
                  column_segments: Optional[np.ndarray] = None, column_values: Optional[np.ndarray] = None,
                  column_area: Optional[np.ndarray] = None) -> list[dict]:
     """One dict per segment 1-17; a segment without a node is ``covered: False`` and its figures
@@ -38,7 +38,10 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
     segment's endocardial columns weighted by their endocardial area, and the share of that area
     whose column is more than 50 % scar. ``border_zone`` and ``core`` (0/1 per node, from tags) give
     ``border_zone_pct`` and ``core_pct``: an ablation plan reads the dense core and the border zone
-    per segment, not only the scar they make up.
+    per segment, not only the scar they make up. ``error_risk`` (``scar_error_risk``, the risk that
+    the call at 0.5 is wrong) gives ``error_risk_mean``: where the reconstruction is unsure, which
+    the MC-dropout spread (``uncertainty_mean``) does not say between the slices (it falls to ~0
+    there with the shape prior).
     """
     unit = "volume_ml" if volumetric else "area_cm2"
     scale = 1e-3 if volumetric else 1e-2
@@ -65,6 +68,8 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
                                                         area))
         if uncertainty is not None:
             row["uncertainty_mean"] = _share(float((weights[inside] * uncertainty[inside]).sum()), myocardium)
+        if error_risk is not None:
+            row["error_risk_mean"] = _share(float((weights[inside] * error_risk[inside]).sum()), myocardium)
         rows.append(row)
     return rows
 
@@ -94,7 +99,7 @@ def _pct(share: Optional[float]) -> Optional[float]:
 #: to 0.001 ml (1 mm^3) and areas to 0.001 cm^2, the MC-dropout spread to 0.0001. Why: ``%.6g``
 #: wrote 12.0 as "12" beside 12.3457 and 0.000123 in full, a column of varying precision that a
 #: reader could not line up or read as the table's resolution. ``aha.json`` keeps full precision.
-CSV_DECIMALS = {"_pct": 2, "_ml": 3, "_cm2": 3, "uncertainty_mean": 4}
+CSV_DECIMALS = {"_pct": 2, "_ml": 3, "_cm2": 3, "uncertainty_mean": 4, "error_risk_mean": 3}
 
 
 def _csv_cell(column: str, value: object) -> object:
