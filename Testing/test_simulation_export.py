@@ -288,6 +288,25 @@ def test_core_from_a_second_prediction_mesh(tmp_path):
     np.testing.assert_array_equal(tags.node_tags, np.where(core >= 0.5, 3, np.where(scar >= 0.5, 2, 1)))
 
 
+def test_a_two_field_vtu_carries_the_core_models_fields_under_their_own_names(tmp_path):
+    """The tagged ``.vtu`` of a scar and a core model held only the scar model's probability and
+    uncertainty, so how unsure the core's boundary is (a border-zone channel through the core) could
+    not be seen; it now carries the core model's fields as ``core_*``, the scar's unchanged."""
+    path, scar = _write_prediction(tmp_path)
+    mesh = read_mesh(path)
+    core = (scar > 0.9).astype(float)
+    spread, risk = np.linspace(0.0, 0.2, mesh.n_points), np.linspace(0.5, 0.0, mesh.n_points)
+    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core, "scar_uncertainty": spread,
+                                                  "scar_error_risk": risk})
+    export_model(path, tmp_path / "two.vtu", fmt="vtu", core_mesh=tmp_path / "core_pred.vtk")
+    written = read_mesh(tmp_path / "two.vtu")
+    np.testing.assert_allclose(written.point_array("core_probability"), core)
+    np.testing.assert_allclose(written.point_array("core_uncertainty"), spread)
+    np.testing.assert_allclose(written.point_array("core_error_risk"), risk)
+    np.testing.assert_allclose(written.point_array("scar_probability"), scar)
+    assert "core_probability" not in read_mesh(path).point_field_names()  # the user's prediction file as it was
+
+
 # --- hexahedra and wedges: openCARP's node order -------------------------------------------------
 # Our own reading of meshtool's convention (openCARP's mesh converter, vtk_utils.cpp,
 # perm_con_carp_to_vtk): VTK node i of a hexahedron is openCARP node CARP_TO_VTK_HEX[i], of a wedge

@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 #: How far (mm) a --core-mesh node may lie from the same node of --mesh (the Slicer Logic's name).
 CORE_MESH_TOLERANCE_MM = SAME_NODE_TOLERANCE_MM
+#: The core model's point fields a ``.vtu`` export carries beside the scar model's, and their names
+#: there: how unsure the core's boundary is (is a border-zone channel through the core real?) is
+#: read from them, and the scar's own names would be ambiguous beside the scar model's.
+CORE_COPIES = {"scar_probability": "core_probability", "scar_uncertainty": "core_uncertainty",
+               "scar_error_risk": "core_error_risk"}
 
 
 def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp", units: str = "um",
@@ -72,6 +77,8 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         core_values = other.point_array(core_field or "scar_probability")
         check_one_rule(recorded_rule(mesh), recorded_rule(other), Path(mesh_path).name, Path(core_mesh).name)
         check_core_labels(mesh.dataset, recorded_rule(mesh), other.dataset, f"--core-mesh {Path(core_mesh).name}")
+        if fmt == "vtu":
+            _copy_core_fields(other, mesh)
     check_rule_from(scar_rule, recorded_rule(mesh) if scar_field == "scar_probability" else None,
                     Path(mesh_path).name)
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
@@ -97,6 +104,21 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
                                   "fibres must be a cell array of 3 (fibre) or 6 (fibre+sheet) components")
         fibres = vtk_to_numpy(array).reshape(mesh.dataset.GetNumberOfCells(), -1)
     return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule)
+
+
+def _copy_core_fields(core: "Mesh", mesh: "Mesh") -> None:
+    """Add the core model's prediction fields to ``mesh`` (read for this export, not the user's
+    file) under :data:`CORE_COPIES`' names, those it has."""
+    import numpy as np
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    names = set(core.point_field_names())
+    for name, copy_name in CORE_COPIES.items():
+        if name in names:
+            array = numpy_to_vtk(np.ascontiguousarray(core.point_array(name)), deep=1)
+            array.SetName(copy_name)
+            mesh.dataset.GetPointData().RemoveArray(copy_name)
+            mesh.dataset.GetPointData().AddArray(array)
 
 
 def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, fmt: str = "opencarp",
