@@ -67,6 +67,7 @@ def test_opencarp_round_trip_geometry_tags_and_units(tmp_path):
     path, scar = _write_prediction(tmp_path, fibres=True)
     proc = _run_cli("--mesh", str(path), "--output", str(tmp_path / "model"), "--fibres", "fibres")
     assert proc.returncode == 0, proc.stderr
+    assert ".lon was written" not in proc.stderr  # the fibres given: nothing to say
     points, elements = read_opencarp(tmp_path / "model")
     mesh = read_mesh(path)
     np.testing.assert_allclose(points, mesh.points_lps() * 1000.0, atol=1e-3)  # um, LPS as in the file
@@ -286,6 +287,19 @@ def test_core_from_a_second_prediction_mesh(tmp_path):
     write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": core})
     tags, _ = export_model(path, tmp_path / "two", core_mesh=tmp_path / "core_pred.vtk")
     np.testing.assert_array_equal(tags.node_tags, np.where(core >= 0.5, 3, np.where(scar >= 0.5, 2, 1)))
+
+
+def test_an_opencarp_export_without_fibres_says_openCARP_needs_them(tmp_path):
+    """openCARP reads ``PREFIX.lon`` with ``PREFIX.pts``/``.elem``; an export without ``--fibres``
+    wrote none and said nothing, so the modeller found out in the simulator."""
+    path, _ = _write_prediction(tmp_path)
+    proc = _run_cli("--mesh", str(path), "--output", str(tmp_path / "heart"))
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if ".lon was written" in line]
+    assert "no heart.lon was written (no --fibres)" in line and "--fibres CELLFIELD" in line
+    assert not (tmp_path / "heart.lon").exists()
+    vtu = _run_cli("--mesh", str(path), "--output", str(tmp_path / "heart.vtu"), "--format", "vtu")
+    assert vtu.returncode == 0 and ".lon" not in vtu.stderr  # a .vtu has no fibre file to miss
 
 
 def test_a_two_field_vtu_carries_the_core_models_fields_under_their_own_names(tmp_path):

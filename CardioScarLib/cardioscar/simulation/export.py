@@ -276,6 +276,10 @@ def _run(args: argparse.Namespace) -> None:
     for line in summary_lines(tags):
         logger.info(line)
     logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
+    if args.format == "opencarp" and args.fibres is None:  # openCARP reads PREFIX.lon with the mesh
+        logger.warning("no %s.lon was written (no --fibres): openCARP reads a fibre file with the mesh "
+                       "(-meshname %s); give --fibres CELLFIELD, a cell array of fibre (or fibre+sheet) directions "
+                       "from a fibre rule or atlas, before simulating", Path(args.output).name, Path(args.output).name)
 
 
 def register(subparsers) -> None:
