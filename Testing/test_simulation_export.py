@@ -321,6 +321,21 @@ def test_a_two_field_vtu_carries_the_core_models_fields_under_their_own_names(tm
     assert "core_probability" not in read_mesh(path).point_field_names()  # the user's prediction file as it was
 
 
+def test_a_vtu_with_another_core_field_carries_that_field_as_core_probability(tmp_path):
+    """With ``--core-field`` naming another field of the core model's mesh, ``core_probability``
+    was its ``scar_probability`` (not the field the core tags came from) beside a spread and risk of
+    that other field; now it is the field the tags used, without the spread and risk."""
+    path, scar = _write_prediction(tmp_path)
+    mesh = read_mesh(path)
+    core = (scar > 0.9).astype(float)
+    write_mesh(mesh, tmp_path / "core_pred.vtk", {"scar_probability": scar, "dense": core,
+                                                  "scar_uncertainty": np.full(mesh.n_points, 0.1)})
+    export_model(path, tmp_path / "two.vtu", fmt="vtu", core_mesh=tmp_path / "core_pred.vtk", core_field="dense")
+    written = read_mesh(tmp_path / "two.vtu")
+    np.testing.assert_allclose(written.point_array("core_probability"), core)
+    assert "core_uncertainty" not in written.point_field_names()
+
+
 # --- hexahedra and wedges: openCARP's node order -------------------------------------------------
 # Our own reading of meshtool's convention (openCARP's mesh converter, vtk_utils.cpp,
 # perm_con_carp_to_vtk): VTK node i of a hexahedron is openCARP node CARP_TO_VTK_HEX[i], of a wedge

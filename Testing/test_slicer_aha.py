@@ -21,7 +21,7 @@ import vtk  # noqa: E402
 from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
-from CardioScarLogic.aha import AHA_TABLE_REFERENCE  # noqa: E402
+from CardioScarLogic.aha import AHA_TABLE_REFERENCE, apply_segments, read_aha_inputs  # noqa: E402
 from cardioscar.aha import AhaOptions, analyse_mesh  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
@@ -93,6 +93,28 @@ def test_markups_points_give_the_librarys_table_arrays_and_a_second_table(case, 
     again = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups))
     assert again.table_node is table
     assert len([n for n in context.scene.GetNodesByClass("vtkMRMLTableNode")]) == 1
+
+
+def test_a_models_error_risk_gives_the_tables_column_and_is_watched(case, tmp_path):
+    """The Slicer table gets the library's ``error_risk_mean`` from the model's ``scar_error_risk``,
+    and the analysis' inputs include that field, so a model whose risk is rewritten while the
+    worker runs is refused (main watched only the probability, uncertainty, mask and tags)."""
+    from cardioscar.io.meshio import read_mesh
+
+    heart = read_mesh(case["path"])
+    risk = np.linspace(0.0, 0.4, heart.n_points)
+    path = tmp_path / "risky.vtk"
+    write_mesh(heart, path, {"scar_probability": heart.point_array("scar_probability"), "scar_error_risk": risk})
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, path)
+    markups = _markups(context.scene, case["insertions"])
+    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups))
+    assert "error_risk_mean" in _table(result.table_node)
+    job = read_aha_inputs(model, csl.AhaInputs(rv_markups=markups))
+    model.GetMesh().GetPointData().GetArray("scar_error_risk").SetValue(0, 0.9)
+    model.GetMesh().GetPointData().GetArray("scar_error_risk").Modified()
+    with pytest.raises(CardioScarError, match="its field 'scar_error_risk' changed"):
+        apply_segments(model, result.rows, result.summary, result.point_segments, result.cell_segments, job.state)
 
 
 def test_whole_number_floats_stay_double_columns_through_json_and_a_saved_scene(case, tmp_path):

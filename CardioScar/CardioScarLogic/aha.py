@@ -167,9 +167,9 @@ def read_aha_inputs(model_node, inputs: AhaInputs) -> AhaJob:
     points = model_points_lps(model_node)  # once, for the mesh and its state
     world = world_mesh_lps(model_node, points)
     title = f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}"
-    measure = inputs.measure  # every field of the model the analysis reads
+    measure = inputs.measure  # every field of the model the analysis reads (the error risk's mean when it has one)
     state = model_state(model_node, [name for name in (measure.field, measure.uncertainty_field, measure.lv_mask_field,
-                                                       measure.tags_field) if name], points)
+                                                       measure.tags_field, results.ERROR_RISK) if name], points)
     return AhaJob(model_node.GetName(), world, aha_options(inputs), title, state)
 
 

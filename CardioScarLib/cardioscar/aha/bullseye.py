@@ -119,17 +119,27 @@ PANELS = (
     ("uncertainty_mean", "mean uncertainty (MC std)", "Blues", None, "{:.3f}"),
     ("error_risk_mean", "mean error risk (call at 0.5 wrong)", "YlOrBr", 1.0, "{:.2f}"),
 )
+#: A disc left out when the table has the column that supersedes it (the table keeps both): the
+#: MC-dropout spread falls to ~0 between the slices with the shape prior, so beside the error risk
+#: its disc, scaled to its own maximum, would paint noise as where the map is unsure.
+SUPERSEDED_BY = {"uncertainty_mean": "error_risk_mean"}
+
+
+def _in_table(rows: Sequence[dict], key: str) -> bool:
+    return any(row.get(key) is not None for row in rows)
 
 
 def bullseye_figure(rows: Sequence[dict], subtitle: str = "", reference_rows: Optional[Sequence[dict]] = None):
-    """A matplotlib figure with one bull's-eye per quantity present in the table rows, and the
-    reference's scar % (e.g. a phantom's truth) as the last one."""
+    """A matplotlib figure with one bull's-eye per quantity present in the table rows (but the MC
+    spread's where the error risk is there: :data:`SUPERSEDED_BY`), and the reference's scar %
+    (e.g. a phantom's truth) as the last one."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    panels = [(rows, *panel) for panel in PANELS if any(row.get(panel[0]) is not None for row in rows)]
+    panels = [(rows, *panel) for panel in PANELS if _in_table(rows, panel[0])
+              and not (panel[0] in SUPERSEDED_BY and _in_table(rows, SUPERSEDED_BY[panel[0]]))]
     if reference_rows is not None:
         panels.append((reference_rows, "scar_pct", "truth: scar (% of segment)", "Reds", 100.0, "{:.0f}"))
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 4.2), squeeze=False)

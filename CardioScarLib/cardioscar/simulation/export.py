@@ -63,7 +63,8 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     except CardioScarError as error:
         raise CardioScarError(f"--mesh: {error}; give the mesh written by cardioscar apply, or name the scar field "
                               "with --scar-field") from None
-    core_values = None if core_field is None else mesh.point_array(core_field)
+    # with --core-mesh, --core-field names the core model's field, which the scar's mesh need not have
+    core_values = None if core_field is None or core_mesh is not None else mesh.point_array(core_field)
     if core_mesh is not None:
         other = read_mesh(core_mesh)
         if other.n_points != mesh.n_points:
@@ -78,7 +79,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         check_one_rule(recorded_rule(mesh), recorded_rule(other), Path(mesh_path).name, Path(core_mesh).name)
         check_core_labels(mesh.dataset, recorded_rule(mesh), other.dataset, f"--core-mesh {Path(core_mesh).name}")
         if fmt == "vtu":
-            _copy_core_fields(other, mesh)
+            _copy_core_fields(other, mesh, core_field or "scar_probability")
     check_rule_from(scar_rule, recorded_rule(mesh) if scar_field == "scar_probability" else None,
                     Path(mesh_path).name)
     if scar.ndim != 1 or (core_values is not None and core_values.ndim != 1):
@@ -106,14 +107,17 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule)
 
 
-def _copy_core_fields(core: "Mesh", mesh: "Mesh") -> None:
+def _copy_core_fields(core: "Mesh", mesh: "Mesh", core_field: str) -> None:
     """Add the core model's prediction fields to ``mesh`` (read for this export, not the user's
-    file) under :data:`CORE_COPIES`' names, those it has."""
+    file) under :data:`CORE_COPIES`' names, those it has. With another ``--core-field`` than its
+    ``scar_probability``, ``core_probability`` is that field (the one the core tags came from) and
+    the spread and risk, which describe ``scar_probability``, are left out."""
     import numpy as np
     from vtk.util.numpy_support import numpy_to_vtk
 
+    copies = CORE_COPIES if core_field == "scar_probability" else {core_field: "core_probability"}
     names = set(core.point_field_names())
-    for name, copy_name in CORE_COPIES.items():
+    for name, copy_name in copies.items():
         if name in names:
             array = numpy_to_vtk(np.ascontiguousarray(core.point_array(name)), deep=1)
             array.SetName(copy_name)
