@@ -70,3 +70,16 @@ def test_the_rule_refuses_a_surface_mesh_and_bad_angles(segmented):
         rule_fibres(read_mesh(segmented["surface"]))
     with pytest.raises(CardioScarError, match="within \\[-90, 90\\]"):
         rule_fibres(read_mesh(segmented["mesh"]), (120.0, -60.0))
+
+
+def test_an_api_export_without_fibres_warns_that_openCARP_needs_a_lon(segmented, tmp_path, caplog):
+    """Every face writes through write_simulator_files, so the API's export says it too."""
+    from cardioscar.io.meshio import write_mesh
+
+    mesh = read_mesh(segmented["mesh"])
+    scar = tmp_path / "pred.vtk"
+    write_mesh(mesh, scar, {"scar_probability": np.zeros(mesh.n_points)})
+    with caplog.at_level("WARNING", logger="cardioscar"):
+        export_model(scar, tmp_path / "heart")
+    lines = [r.getMessage() for r in caplog.records if "heart.lon was written" in r.getMessage()]
+    assert len(lines) == 1 and "--fibres rule" in lines[0] and not (tmp_path / "heart.lon").exists()

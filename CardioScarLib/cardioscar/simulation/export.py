@@ -50,7 +50,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     from vtk.util.numpy_support import vtk_to_numpy
 
     from ..io.meshio import node_offset_mm, read_mesh
-    from .fibres import DEFAULT_HELIX_DEG, RULE_NAME, rule_fibres, rule_record
+    from .fibres import RULE_NAME
     from .opencarp import check_prefix
     from .tags import check_scar_field_name, tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
@@ -101,17 +101,14 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         logger.warning("%s has no volume cells: the exported model is a surface without thickness (a wall's "
                        "transmural scar cannot be simulated on it) and its class shares are of area; export the "
                        "volumetric mesh's prediction for a ventricular model", Path(mesh_path).name)
-    fibres, fibre_rule = None, None
-    if fibres_field == RULE_NAME:
-        helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg
-        fibres, fibre_rule = rule_fibres(mesh, helix_deg), rule_record(helix_deg)
-    elif fibres_field is not None:
+    fibres = RULE_NAME if fibres_field == RULE_NAME else None
+    if fibres_field not in (None, RULE_NAME):
         array = mesh.dataset.GetCellData().GetArray(fibres_field)
         if array is None:
             raise CardioScarError(f"{Path(mesh_path).name} has no cell field '{fibres_field}' for --fibres; the "
                                   "fibres must be a cell array of 3 (fibre) or 6 (fibre+sheet) components")
         fibres = vtk_to_numpy(array).reshape(mesh.dataset.GetNumberOfCells(), -1)
-    return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule, fibre_rule)
+    return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule, helix_deg)
 
 
 def _copy_core_fields(core: "Mesh", mesh: "Mesh") -> None:
@@ -130,17 +127,32 @@ def _copy_core_fields(core: "Mesh", mesh: "Mesh") -> None:
 
 
 def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, fmt: str = "opencarp",
-                          units: str = "um", space: str | None = None, fibres: "np.ndarray | None" = None,
-                          scar_rule: dict | None = None, fibre_rule: dict | None = None) -> dict[str, Path]:
+                          units: str = "um", space: str | None = None, fibres: "np.ndarray | str | None" = None,
+                          scar_rule: dict | None = None, helix_deg: tuple[float, float] | None = None
+                          ) -> dict[str, Path]:
     """Write a tagged mesh for a simulator: openCARP files at the prefix ``output`` (the set as a
     whole: all new files, or the previous ones untouched), or one ``.vtu`` (atomically; the suffix
     added when missing); the files written by suffix. The command line's ``export``, the Slicer
-    Logic's ``export_model_node`` and the panel's worker all write through this."""
+    Logic's ``export_model_node`` and the panel's worker all write through this. ``fibres="rule"``:
+    the LV fibre rule's (:mod:`.fibres`, helix angles ``helix_deg``, default 60, -60), recorded as
+    rule-based in the .json; an openCARP set without fibres is warned (openCARP reads PREFIX.lon)."""
+    from .fibres import DEFAULT_HELIX_DEG, RULE_NAME, rule_fibres, rule_record
     from .opencarp import write_opencarp, write_tagged_vtu
 
+    fibre_rule = None
+    if isinstance(fibres, str) and fibres == RULE_NAME and fmt == "opencarp":
+        helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg
+        fibres, fibre_rule = rule_fibres(mesh, helix_deg), rule_record(helix_deg)
     if fmt == "opencarp":
-        return write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule,
-                              fibre_rule=fibre_rule)
+        files = write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule,
+                               fibre_rule=fibre_rule)
+        if fibres is None:  # openCARP reads PREFIX.lon with the mesh
+            name = Path(output).name
+            logger.warning("no %s.lon was written (no --fibres): openCARP reads a fibre file with the mesh "
+                           "(-meshname %s); give --fibres CELLFIELD, a cell array of fibre (or fibre+sheet) "
+                           "directions from a fibre rule or atlas, or --fibres rule (the LV rule), before simulating",
+                           name, name)
+        return files
     if fmt == "vtu":
         target = Path(output)
         target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
@@ -294,11 +306,6 @@ def _run(args: argparse.Namespace) -> None:
     for line in summary_lines(tags):
         logger.info(line)
     logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
-    if args.format == "opencarp" and args.fibres is None:  # openCARP reads PREFIX.lon with the mesh
-        logger.warning("no %s.lon was written (no --fibres): openCARP reads a fibre file with the mesh "
-                       "(-meshname %s); give --fibres CELLFIELD, a cell array of fibre (or fibre+sheet) directions "
-                       "from a fibre rule or atlas, or --fibres rule (the LV rule), before simulating",
-                       Path(args.output).name, Path(args.output).name)
 
 
 def register(subparsers) -> None:
