@@ -83,3 +83,21 @@ def test_an_api_export_without_fibres_warns_that_openCARP_needs_a_lon(segmented,
         export_model(scar, tmp_path / "heart")
     lines = [r.getMessage() for r in caplog.records if "heart.lon was written" in r.getMessage()]
     assert len(lines) == 1 and "--fibres rule" in lines[0] and not (tmp_path / "heart.lon").exists()
+
+
+def test_a_mesh_file_in_RAS_gets_the_same_helix_in_its_own_frame(segmented):
+    """The helix's sense is the heart's (LPS, right-handed); an RAS file's fibres are the LPS ones
+    with x and y negated, not a mirrored (left-handed where it should be right) field."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    from cardioscar.io.meshio import Mesh
+
+    lps = read_mesh(segmented["mesh"])
+    copy = lps.dataset.NewInstance()
+    copy.DeepCopy(lps.dataset)
+    points = vtk.vtkPoints()
+    points.SetData(numpy_to_vtk(lps.points_lps() * [-1.0, -1.0, 1.0], deep=True))
+    copy.SetPoints(points)
+    ras = Mesh(dataset=copy, space="RAS")
+    np.testing.assert_allclose(rule_fibres(ras), rule_fibres(lps) * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
