@@ -83,7 +83,8 @@ def test_the_logic_s_opencarp_export_without_fibres_says_openCARP_needs_a_lon(ta
     assert sum("no heart.lon was written" in m and "rule" in m for m in warnings_of_cardioscar) == 1
     with pytest.raises(CardioScarError) as error:
         export_model_node(node, tags, tmp_path / "ruled", fibres="rule")
-    assert "\n" not in str(error.value) and not (tmp_path / "ruled.lon").exists()
+    assert "the fibre rule found no LV wall" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "ruled.lon").exists()
 
 
 def test_bad_threshold_leaves_the_node_untouched(tagged_case):

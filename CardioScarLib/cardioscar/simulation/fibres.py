@@ -95,9 +95,14 @@ def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.
                               "epicardium and the depth between them; give a volumetric (tetrahedral or hexahedral) "
                               "LV mesh, or --fibres CELLFIELD")
     points = mesh.points_lps()
-    axis = axis_from_shape(points, np.ones(len(points)))
     lps = _in_lps(mesh)
-    faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
+    try:
+        axis = axis_from_shape(points, np.ones(len(points)))
+        faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
+    except CardioScarError as error:  # aha's advice (its options) does not apply to the export
+        reason = str(error).split(";")[0]
+        raise CardioScarError(f"{name}: the fibre rule found no LV wall ({reason}); give a volumetric mesh of the "
+                              "LV myocardium, or --fibres CELLFIELD") from None
     depth, e_c, e_l, e_t = _frame(_cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
                                   axis.base_direction)
     helix = np.radians(endo_deg + (epi_deg - endo_deg) * depth)
