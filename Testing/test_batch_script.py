@@ -210,6 +210,7 @@ def test_library_options_the_script_names_otherwise_are_in_its_table():
     assert script._aliases(parser) == {"--image": "--volume", "--mesh-vtk": "--mesh", "--slice-indices": "--slices"}
     # --output-dir: aha's folder is --aha-dir here, which the script checks itself before any step
     absent = {"--grid-layers", "--vtk-scalar-field", "--training-data", "--format", "--space", "--fibres", "--tags",
+              "--helix-angles",
               "--rule-from", "--scar-field", "--field", "--uncertainty-field", "--output-dir"}
     for verb, options in cli.items():
         assert options - batch - set(BATCH_NAMES.get(verb, {})) - absent == set(), verb
@@ -492,10 +493,12 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
     out = case["dir"]
     status = _load_script().run(["--model", str(out / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
                                  "--output", str(tmp_path / "tagged.vtu"), "--seed", "7", "--border-zone", "0.3",
-                                 "--core", "0.6", "--export-opencarp", str(tmp_path / "heart"),
+                                 "--core", "0.6", "--export-opencarp", str(tmp_path / "heart"), "--fibre-rule",
                                  "--summary", str(tmp_path / "summary.csv")])
     assert status == 0
     tagged = read_mesh(tmp_path / "tagged.vtu")
+    lon = (tmp_path / "heart.lon").read_text(encoding="utf-8").split("\n")  # the LV rule's fibre + sheet
+    assert lon[0] == "2" and len([line for line in lon[1:] if line]) == tagged.dataset.GetNumberOfCells()
     p = tagged.point_array("scar_probability")
     np.testing.assert_array_equal(tagged.point_array("tissue_tag"), np.where(p >= 0.6, 3, np.where(p >= 0.3, 2, 1)))
     elem = (tmp_path / "heart.elem").read_text(encoding="utf-8").split("\n")
@@ -505,7 +508,7 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
         measures = [row["Measure"] for row in csv.DictReader(handle)]
     assert "Tissue core (tag 3) volume" in measures
     prefix = tmp_path / "heart"
-    assert f"Wrote {prefix}.pts, {prefix}.elem, {prefix}.json\n" in capsys.readouterr().out
+    assert f"Wrote {prefix}.pts, {prefix}.elem, {prefix}.lon, {prefix}.json\n" in capsys.readouterr().out
 
 
 

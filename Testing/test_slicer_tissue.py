@@ -73,6 +73,20 @@ def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):
     assert vtu.name == "heart.vtu" and vtu.is_file()
 
 
+def test_the_logic_s_opencarp_export_without_fibres_says_openCARP_needs_a_lon(tagged_case, tmp_path,
+                                                                              warnings_of_cardioscar):
+    """The Slicer face writes through the same writer as the command line, so it warns too; the LV
+    fibre rule goes through it as ``fibres="rule"`` (a 4 mm block has no LV wall: refused, one line)."""
+    _, node, _ = tagged_case
+    tags = tag_model_node(node)
+    export_model_node(node, tags, tmp_path / "heart")
+    assert sum("no heart.lon was written" in m and "rule" in m for m in warnings_of_cardioscar) == 1
+    with pytest.raises(CardioScarError) as error:
+        export_model_node(node, tags, tmp_path / "ruled", fibres="rule")
+    assert "the fibre rule found no LV wall" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "ruled.lon").exists()
+
+
 def test_bad_threshold_leaves_the_node_untouched(tagged_case):
     _, node, _ = tagged_case
     with pytest.raises(CardioScarError, match="^border_zone 0.9 must be below core 0.5"):  # the arguments' names

@@ -144,7 +144,7 @@ def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndar
 
 
 def write_export(dataset: "vtk.vtkDataSet", tags: "TissueTags", prefix: str | Path, fmt: str = "opencarp",
-                 units: str = "um", space: str = "LPS", fibres: "np.ndarray | None" = None,
+                 units: str = "um", space: str = "LPS", fibres: "np.ndarray | str | None" = None,
                  scar_rule: dict | None = None) -> list[Path]:
     """Write a tagged mesh in world LPS for a simulator (the set atomically, as the command line's
     ``export`` writes: :func:`cardioscar.simulation.export.write_simulator_files`); the files written."""

@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--export-opencarp", type=Path, default=None, metavar="PREFIX",
                      help="also write PREFIX.pts/.elem/.json (implies tagging)")
     sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
+    sim.add_argument("--fibre-rule", action="store_true",
+                     help="write PREFIX.lon from the LV fibre rule (helix +60 endo to -60 epi; rule-based, LV only)")
     _add_aha_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     return parser
@@ -479,7 +481,8 @@ def run(argv: list[str]) -> int:
             from CardioScarLogic.tissue import export_model_node
 
             with _doing("export", parser):
-                files = export_model_node(model_node, tags, args.export_opencarp, units=args.units)
+                files = export_model_node(model_node, tags, args.export_opencarp, units=args.units,
+                                          fibres="rule" if args.fibre_rule else None)
             written.append(f"Wrote {', '.join(str(path) for path in files)}")
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)

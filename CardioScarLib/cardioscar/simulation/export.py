@@ -36,8 +36,12 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
                  space: str | None = None, scar_field: str = "scar_probability", core_field: str | None = None,
                  border_zone: float | None = None, core: float | None = None,
                  tag_values: tuple[int, int, int] = (1, 2, 3), fibres_field: str | None = None,
-                 scar_rule: dict | None = None, core_mesh: str | Path | None = None) -> tuple["TissueTags", dict[str, Path]]:
+                 scar_rule: dict | None = None, core_mesh: str | Path | None = None,
+                 helix_deg: tuple[float, float] | None = None) -> tuple["TissueTags", dict[str, Path]]:
     """Tag the predicted mesh and write it for a simulator; returns the tags and the files written.
+
+    ``fibres_field="rule"``: the LV fibre rule's fibres and sheets (:mod:`.fibres`, helix angles
+    ``helix_deg`` at the endocardium and epicardium, default 60, -60), recorded as rule-based in ``PREFIX.json``.
 
     The core field is ``core_field`` of ``mesh_path``, or of ``core_mesh`` (the core model's
     prediction on the same mesh; ``core_field`` then defaults to ``scar_probability``).
@@ -46,6 +50,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     from vtk.util.numpy_support import vtk_to_numpy
 
     from ..io.meshio import node_offset_mm, read_mesh
+    from .fibres import RULE_NAME
     from .opencarp import check_prefix
     from .tags import check_scar_field_name, tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
@@ -97,14 +102,14 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         logger.warning("%s has no volume cells: the exported model is a surface without thickness (a wall's "
                        "transmural scar cannot be simulated on it) and its class shares are of area; export the "
                        "volumetric mesh's prediction for a ventricular model", Path(mesh_path).name)
-    fibres = None
-    if fibres_field is not None:
+    fibres = RULE_NAME if fibres_field == RULE_NAME else None
+    if fibres_field not in (None, RULE_NAME):
         array = mesh.dataset.GetCellData().GetArray(fibres_field)
         if array is None:
             raise CardioScarError(f"{Path(mesh_path).name} has no cell field '{fibres_field}' for --fibres; the "
                                   "fibres must be a cell array of 3 (fibre) or 6 (fibre+sheet) components")
         fibres = vtk_to_numpy(array).reshape(mesh.dataset.GetNumberOfCells(), -1)
-    return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule)
+    return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule, helix_deg)
 
 
 def _copy_core_fields(core: "Mesh", mesh: "Mesh", core_field: str) -> None:
@@ -126,16 +131,32 @@ def _copy_core_fields(core: "Mesh", mesh: "Mesh", core_field: str) -> None:
 
 
 def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, fmt: str = "opencarp",
-                          units: str = "um", space: str | None = None, fibres: "np.ndarray | None" = None,
-                          scar_rule: dict | None = None) -> dict[str, Path]:
+                          units: str = "um", space: str | None = None, fibres: "np.ndarray | str | None" = None,
+                          scar_rule: dict | None = None, helix_deg: tuple[float, float] | None = None
+                          ) -> dict[str, Path]:
     """Write a tagged mesh for a simulator: openCARP files at the prefix ``output`` (the set as a
     whole: all new files, or the previous ones untouched), or one ``.vtu`` (atomically; the suffix
     added when missing); the files written by suffix. The command line's ``export``, the Slicer
-    Logic's ``export_model_node`` and the panel's worker all write through this."""
+    Logic's ``export_model_node`` and the panel's worker all write through this. ``fibres="rule"``:
+    the LV fibre rule's (:mod:`.fibres`, helix angles ``helix_deg``, default 60, -60), recorded as
+    rule-based in the .json; an openCARP set without fibres is warned (openCARP reads PREFIX.lon)."""
+    from .fibres import DEFAULT_HELIX_DEG, RULE_NAME, rule_fibres, rule_record
     from .opencarp import write_opencarp, write_tagged_vtu
 
+    fibre_rule = None
+    if isinstance(fibres, str) and fibres == RULE_NAME and fmt == "opencarp":
+        helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg
+        fibres, fibre_rule = rule_fibres(mesh, helix_deg), rule_record(helix_deg)
     if fmt == "opencarp":
-        return write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule)
+        files = write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule,
+                               fibre_rule=fibre_rule)
+        if fibres is None:  # openCARP reads PREFIX.lon with the mesh
+            name = Path(output).name
+            logger.warning("no %s.lon was written (no --fibres): openCARP reads a fibre file with the mesh "
+                           "(-meshname %s); give --fibres CELLFIELD, a cell array of fibre (or fibre+sheet) "
+                           "directions from a fibre rule or atlas, or --fibres rule (the LV rule), before simulating",
+                           name, name)
+        return files
     if fmt == "vtu":
         target = Path(output)
         target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
@@ -272,18 +293,23 @@ def parse_tags(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def parse_helix(text: str) -> tuple[float, float]:
+    """``ENDO,EPI`` degrees of ``--helix-angles``, or a one-line error."""
+    try:
+        endo, epi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise CardioScarError(f"--helix-angles '{text}' must be two numbers ENDO,EPI in degrees (e.g. 60,-60)") from None
+    return endo, epi
+
+
 def _run(args: argparse.Namespace) -> None:
     tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
                                args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
-                               core_mesh=args.core_mesh,
+                               core_mesh=args.core_mesh, helix_deg=parse_helix(args.helix_angles),
                                scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
     for line in summary_lines(tags):
         logger.info(line)
     logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
-    if args.format == "opencarp" and args.fibres is None:  # openCARP reads PREFIX.lon with the mesh
-        logger.warning("no %s.lon was written (no --fibres): openCARP reads a fibre file with the mesh "
-                       "(-meshname %s); give --fibres CELLFIELD, a cell array of fibre (or fibre+sheet) directions "
-                       "from a fibre rule or atlas, before simulating", Path(args.output).name, Path(args.output).name)
 
 
 def register(subparsers) -> None:
@@ -306,5 +332,9 @@ def register(subparsers) -> None:
     parser.add_argument("--tags", default="1,2,3", help="region tags HEALTHY,BORDER,CORE (default 1,2,3)")
     parser.add_argument("--rule-from", type=Path, default=None, metavar="NPZ",
                         help="training data made by prepare --scar-rule: its rule and statistics go into PREFIX.json")
-    parser.add_argument("--fibres", default=None, help="cell field with fibre (3) or fibre+sheet (6) directions")
+    parser.add_argument("--fibres", default=None, help="cell field with fibre (3) or fibre+sheet (6) directions, or "
+                                                       "'rule': the LV fibre rule (rule-based, LV only)")
+    parser.add_argument("--helix-angles", default="60,-60", metavar="ENDO,EPI",
+                        help="with --fibres rule: helix angles (degrees) at the endocardium and epicardium "
+                             "(default 60,-60, Streeter 1969)")
     parser.set_defaults(handler=_run)

@@ -297,7 +297,8 @@ def left_over(prefix: str | Path, suffixes: Iterable[str]) -> list[Path]:
 
 
 def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str = "um", space: str | None = None,
-                   fibres: np.ndarray | None = None, scar_rule: dict | None = None) -> dict[str, Path]:
+                   fibres: np.ndarray | None = None, scar_rule: dict | None = None,
+                   fibre_rule: dict | None = None) -> dict[str, Path]:
     """Write ``PREFIX.pts``, ``PREFIX.elem``, ``PREFIX.json`` (and ``PREFIX.lon`` with ``fibres``: one
     row per element, in the frame of ``mesh.space`` as a mesh file's cell vectors are)."""
     check_prefix(prefix)
@@ -308,7 +309,7 @@ def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str 
     texts[".elem"] = "\n".join([str(len(elements))] + elements) + "\n"
     if fibres is not None:
         texts[".lon"] = "\n".join(_fibre_lines(fibres, len(elements), frame != mesh.space)) + "\n"
-    texts[".json"] = json.dumps(sidecar(tags, units, frame, scar_rule, fibres), indent=2) + "\n"
+    texts[".json"] = json.dumps(sidecar(tags, units, frame, scar_rule, fibres, fibre_rule), indent=2) + "\n"
     written = {suffix: prefix.with_name(prefix.name + suffix) for suffix in texts}
     # the whole set, or the previous one; an earlier export's .lon goes with its set
     with atomic_write_set(list(written.values()), left_over(prefix, written)) as temporaries:
@@ -319,8 +320,10 @@ def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str 
     return written
 
 
-def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fibres: np.ndarray | None) -> dict:
-    """The .json description that travels with the simulator files."""
+def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fibres: np.ndarray | None,
+            fibre_rule: dict | None = None) -> dict:
+    """The .json description that travels with the simulator files (``fibre_rule``: the fibres are
+    rule-based, not measured; its rule and angles)."""
     field_rule = ("core field >= core, else scar field >= border_zone" if tags.two_fields
                   else "scar field >= core -> core, >= border_zone -> border zone")
     return {
@@ -331,6 +334,7 @@ def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fi
         "units": units, "coordinate_frame": frame,
         "fibres": None if fibres is None else ("fibre" if np.shape(fibres)[1] == 3 else "fibre+sheet"),
         "classes": tags.summary(),
+        "fibre_rule": fibre_rule,
         "scar_rule": scar_rule,
     }
 

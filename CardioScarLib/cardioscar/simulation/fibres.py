@@ -1,0 +1,121 @@
+"""A rule-based left-ventricular fibre field for the openCARP export (``export --fibres rule``).
+
+Why: openCARP reads a fibre file (``PREFIX.lon``) with the mesh, and most meshes here
+(``mesh-from-labels``, the phantoms, many patient meshes) carry no fibres. The classic rule
+gives every element of the LV wall a fibre in the wall's local circumferential-longitudinal
+plane whose *helix angle* varies linearly with transmural depth, from +60 degrees at the
+endocardium to -60 degrees at the epicardium (Streeter et al. 1969, Circ Res 24:339, measured
+angles; the rule-based assignment as in Bayer et al. 2012, Ann Biomed Eng 40:2243), and the
+sheet along the transmural direction. The fibres are *rule-based*, not measured, and LV-only:
+no right ventricle, no Laplace solves (the record in ``PREFIX.json`` says so).
+
+Frame, in LPS (right-handed): ``e_t`` the transmural direction (nearest endocardial node to
+nearest epicardial node), ``e_l`` the apex-to-base axis made perpendicular to ``e_t``,
+``e_c = e_l x e_t`` (counter-clockwise seen from the base). The fibre is
+``cos(a) e_c + sin(a) e_l``: a positive angle a right-handed helix (the subendocardium), a
+negative one left-handed (the subepicardium). Depth is ``d_endo / (d_endo + d_epi)`` at the
+element's centre, the distances to the nearest endocardial and epicardial nodes
+(:mod:`cardioscar.aha.wall`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import vtk
+from scipy.spatial import cKDTree
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from ..errors import CardioScarError
+
+#: Helix angles (degrees) at the endocardium and the epicardium (Streeter et al. 1969).
+DEFAULT_HELIX_DEG = (60.0, -60.0)
+#: The value of ``--fibres`` that asks for the rule instead of a cell field.
+RULE_NAME = "rule"
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _in_lps(mesh) -> vtk.vtkDataSet:
+    """A shallow copy of the mesh's cells on its LPS points: the helix's sense is fixed in the
+    right-handed LPS frame, whatever frame the file's coordinates are in."""
+    copy = mesh.dataset.NewInstance()
+    copy.ShallowCopy(mesh.dataset)
+    points = vtk.vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.points_lps()), deep=True))
+    copy.SetPoints(points)
+    return copy
+
+
+def _cell_centres(dataset: vtk.vtkDataSet) -> np.ndarray:
+    centres = vtk.vtkCellCenters()
+    centres.SetInputData(dataset)
+    centres.Update()
+    return vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)
+
+
+def _frame(centres: np.ndarray, endo: np.ndarray, epi: np.ndarray, base_direction: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Depth in [0, 1] and the unit (e_c, e_l, e_t) of each element (see the module docstring)."""
+    d_endo, i_endo = cKDTree(endo).query(centres)
+    d_epi, i_epi = cKDTree(epi).query(centres)
+    depth = d_endo / np.maximum(d_endo + d_epi, 1e-12)
+    e_t = _unit_rows(epi[i_epi] - endo[i_endo])
+    e_l = base_direction - (e_t @ base_direction)[:, None] * e_t
+    flat = np.linalg.norm(e_l, axis=1) < 1e-3  # the wall across the axis (an apical cap): any in-wall direction
+    if flat.any():
+        helper = np.where(np.abs(base_direction[0]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
+        e_l[flat] = helper - (e_t[flat] @ helper)[:, None] * e_t[flat]
+    e_l = _unit_rows(e_l)
+    return depth, np.cross(e_l, e_t), e_l, e_t
+
+
+def check_helix_angles(helix_deg: tuple[float, float]) -> tuple[float, float]:
+    """The (endocardium, epicardium) helix angles, each in [-90, 90] degrees, or a one-line error."""
+    angles = tuple(float(a) for a in helix_deg)
+    if len(angles) != 2 or not all(np.isfinite(angles)) or any(abs(a) > 90.0 for a in angles):
+        raise CardioScarError(f"--helix-angles {helix_deg}: give two angles ENDO,EPI in degrees within [-90, 90] "
+                              "(Streeter 1969: 60,-60)")
+    return angles  # type: ignore[return-value]
+
+
+def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.ndarray:
+    """(n_cells, 6) unit fibre and sheet of each element by the LV rule, in the mesh file's frame.
+
+    Refuses a mesh without volume cells: the rule needs the wall's two faces and the depth between.
+    """
+    from ..aha.segments import axis_from_shape
+    from ..aha.wall import is_volumetric, wall_faces
+
+    endo_deg, epi_deg = check_helix_angles(helix_deg)
+    name = "the mesh" if mesh.path is None else mesh.path.name
+    if not is_volumetric(mesh.dataset):
+        raise CardioScarError(f"{name} has no volume cells: the fibre rule needs the LV wall's endocardium, "
+                              "epicardium and the depth between them; give a volumetric (tetrahedral or hexahedral) "
+                              "LV mesh, or --fibres CELLFIELD")
+    points = mesh.points_lps()
+    lps = _in_lps(mesh)
+    try:
+        axis = axis_from_shape(points, np.ones(len(points)))
+        faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
+    except CardioScarError as error:  # aha's advice (its options) does not apply to the export
+        reason = str(error).split(";")[0]
+        raise CardioScarError(f"{name}: the fibre rule found no LV wall ({reason}); give a volumetric mesh of the "
+                              "LV myocardium, or --fibres CELLFIELD") from None
+    depth, e_c, e_l, e_t = _frame(_cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
+                                  axis.base_direction)
+    helix = np.radians(endo_deg + (epi_deg - endo_deg) * depth)
+    fibres = np.cos(helix)[:, None] * e_c + np.sin(helix)[:, None] * e_l
+    field = np.hstack([fibres, e_t])
+    if mesh.space != "LPS":  # the file's frame: RAS = diag(-1, -1, 1) LPS
+        field = field * np.tile([-1.0, -1.0, 1.0], 2)
+    return field
+
+
+def rule_record(helix_deg: tuple[float, float]) -> dict:
+    """What ``PREFIX.json`` says of rule-based fibres: not measured, LV-only, the rule and its sources."""
+    endo_deg, epi_deg = check_helix_angles(helix_deg)
+    return {"rule": "LV helix angle linear in transmural depth; sheet transmural", "measured": False,
+            "helix_endo_deg": endo_deg, "helix_epi_deg": epi_deg, "scope": "left ventricle only",
+            "sources": ["Streeter et al. 1969 (angles)", "Bayer et al. 2012 (rule-based fibres)"]}

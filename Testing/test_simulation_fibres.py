@@ -1,0 +1,103 @@
+"""The LV fibre rule of ``export --fibres rule`` (cardioscar.simulation.fibres) on the session's
+segmented phantom: helix angles against the local circumferential direction, unit fibres,
+perpendicular sheets, the .lon and the .json record, the refusal of a surface mesh."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from cardioscar.errors import CardioScarError
+from cardioscar.io.meshio import read_mesh
+from cardioscar.simulation.export import export_model
+from cardioscar.simulation.fibres import _cell_centres, _in_lps, rule_fibres
+from cardioscar.aha.segments import axis_from_shape
+from cardioscar.aha.wall import wall_faces
+
+
+def _helix_and_depth(mesh, field):
+    """Each element's helix angle measured independently of the rule's frame: against the
+    circumferential direction about the shape's axis (base x radial), in the plane of it and the axis."""
+    points = mesh.points_lps()
+    axis = axis_from_shape(points, np.ones(len(points)))
+    lps = _in_lps(mesh)
+    centres = _cell_centres(lps)
+    radial = axis.radial(centres)
+    circ = np.cross(axis.base_direction, radial)
+    circ /= np.linalg.norm(circ, axis=1, keepdims=True)
+    fibres = field[:, :3] * (1.0 if mesh.space == "LPS" else np.array([-1.0, -1.0, 1.0]))
+    helix = np.degrees(np.arctan2(fibres @ axis.base_direction, np.einsum("ij,ij->i", fibres, circ)))
+    faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
+    d_endo = cKDTree(points[faces.endo_ids]).query(centres)[0]
+    d_epi = cKDTree(points[faces.epi_ids]).query(centres)[0]
+    heights = axis.heights(centres)
+    mid = (heights > np.quantile(heights, 0.3)) & (heights < np.quantile(heights, 0.8))  # away from apex and base
+    return helix, d_endo / (d_endo + d_epi), mid
+
+
+def test_rule_fibres_turn_from_plus_60_at_the_endocardium_to_minus_60_at_the_epicardium(segmented):
+    mesh = read_mesh(segmented["mesh"])
+    field = rule_fibres(mesh)
+    assert field.shape == (mesh.dataset.GetNumberOfCells(), 6)
+    assert np.allclose(np.linalg.norm(field[:, :3], axis=1), 1.0)
+    assert np.allclose(np.linalg.norm(field[:, 3:], axis=1), 1.0)
+    assert np.abs(np.einsum("ij,ij->i", field[:, :3], field[:, 3:])).max() < 1e-9
+    helix, depth, mid = _helix_and_depth(mesh, field)
+    assert (mid & (depth < 0.25)).sum() > 20 and (mid & (depth > 0.75)).sum() > 20
+    slope, at_endo = np.polyfit(depth[mid], helix[mid], 1)  # the line through the wall, read at depth 0 and 1
+    assert abs(at_endo - 60.0) < 8.0 and abs(at_endo + slope + 60.0) < 8.0, (at_endo, at_endo + slope)
+    assert np.median(np.abs(helix[mid] - (60.0 - 120.0 * depth[mid]))) < 8.0  # element by element, not on average
+
+
+def test_export_fibres_rule_writes_a_header_2_lon_and_records_the_rule(segmented, tmp_path):
+    prefix = tmp_path / "heart"
+    mesh = read_mesh(segmented["mesh"])
+    scar = tmp_path / "pred.vtk"
+    from cardioscar.io.meshio import write_mesh
+    write_mesh(mesh, scar, {"scar_probability": np.zeros(mesh.n_points)})
+    export_model(scar, prefix, fibres_field="rule", helix_deg=(50.0, -40.0))
+    lines = (tmp_path / "heart.lon").read_text(encoding="utf-8").split("\n")
+    assert lines[0] == "2" and len([line for line in lines[1:] if line]) == mesh.dataset.GetNumberOfCells()
+    record = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
+    assert record["fibres"] == "fibre+sheet"
+    assert record["fibre_rule"]["measured"] is False
+    assert (record["fibre_rule"]["helix_endo_deg"], record["fibre_rule"]["helix_epi_deg"]) == (50.0, -40.0)
+
+
+def test_the_rule_refuses_a_surface_mesh_and_bad_angles(segmented):
+    with pytest.raises(CardioScarError, match="no volume cells.*volumetric"):
+        rule_fibres(read_mesh(segmented["surface"]))
+    with pytest.raises(CardioScarError, match="within \\[-90, 90\\]"):
+        rule_fibres(read_mesh(segmented["mesh"]), (120.0, -60.0))
+
+
+def test_an_api_export_without_fibres_warns_that_openCARP_needs_a_lon(segmented, tmp_path, caplog):
+    """Every face writes through write_simulator_files, so the API's export says it too."""
+    from cardioscar.io.meshio import write_mesh
+
+    mesh = read_mesh(segmented["mesh"])
+    scar = tmp_path / "pred.vtk"
+    write_mesh(mesh, scar, {"scar_probability": np.zeros(mesh.n_points)})
+    with caplog.at_level("WARNING", logger="cardioscar"):
+        export_model(scar, tmp_path / "heart")
+    lines = [r.getMessage() for r in caplog.records if "heart.lon was written" in r.getMessage()]
+    assert len(lines) == 1 and "--fibres rule" in lines[0] and not (tmp_path / "heart.lon").exists()
+
+
+def test_a_mesh_file_in_RAS_gets_the_same_helix_in_its_own_frame(segmented):
+    """The helix's sense is the heart's (LPS, right-handed); an RAS file's fibres are the LPS ones
+    with x and y negated, not a mirrored (left-handed where it should be right) field."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    from cardioscar.io.meshio import Mesh
+
+    lps = read_mesh(segmented["mesh"])
+    copy = lps.dataset.NewInstance()
+    copy.DeepCopy(lps.dataset)
+    points = vtk.vtkPoints()
+    points.SetData(numpy_to_vtk(lps.points_lps() * [-1.0, -1.0, 1.0], deep=True))
+    copy.SetPoints(points)
+    ras = Mesh(dataset=copy, space="RAS")
+    np.testing.assert_allclose(rule_fibres(ras), rule_fibres(lps) * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
