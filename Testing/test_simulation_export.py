@@ -302,6 +302,14 @@ def test_an_opencarp_export_without_fibres_says_openCARP_needs_them(tmp_path):
     assert vtu.returncode == 0 and ".lon" not in vtu.stderr  # a .vtu has no fibre file to miss
 
 
+def test_helix_angles_without_the_fibre_rule_are_refused(tmp_path):
+    """``--helix-angles`` only shapes ``--fibres rule``; given alone it was parsed and unused."""
+    path, _ = _write_prediction(tmp_path)
+    proc = _run_cli("--mesh", str(path), "--output", str(tmp_path / "heart"), "--helix-angles", "70,-50")
+    assert proc.returncode == 2 and "--helix-angles is for --fibres rule" in proc.stderr
+    assert not list(tmp_path.glob("heart*"))
+
+
 def test_a_two_field_vtu_carries_the_core_models_fields_under_their_own_names(tmp_path):
     """The tagged ``.vtu`` of a scar and a core model held only the scar model's probability and
     uncertainty, so how unsure the core's boundary is (a border-zone channel through the core) could

@@ -303,9 +303,12 @@ def parse_helix(text: str) -> tuple[float, float]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.helix_angles is not None and args.fibres != "rule":  # else parsed and silently unused
+        raise CardioScarError("--helix-angles is for --fibres rule (the LV fibre rule's angles): add --fibres rule, or "
+                              "leave --helix-angles out")
     tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
                                args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
-                               core_mesh=args.core_mesh, helix_deg=parse_helix(args.helix_angles),
+                               core_mesh=args.core_mesh, helix_deg=None if args.helix_angles is None else parse_helix(args.helix_angles),
                                scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
     for line in summary_lines(tags):
         logger.info(line)
@@ -334,7 +337,7 @@ def register(subparsers) -> None:
                         help="training data made by prepare --scar-rule: its rule and statistics go into PREFIX.json")
     parser.add_argument("--fibres", default=None, help="cell field with fibre (3) or fibre+sheet (6) directions, or "
                                                        "'rule': the LV fibre rule (rule-based, LV only)")
-    parser.add_argument("--helix-angles", default="60,-60", metavar="ENDO,EPI",
+    parser.add_argument("--helix-angles", default=None, metavar="ENDO,EPI",
                         help="with --fibres rule: helix angles (degrees) at the endocardium and epicardium "
                              "(default 60,-60, Streeter 1969)")
     parser.set_defaults(handler=_run)
