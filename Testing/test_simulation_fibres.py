@@ -11,9 +11,9 @@ from scipy.spatial import cKDTree
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import read_mesh
 from cardioscar.simulation.export import export_model
-from cardioscar.simulation.fibres import _cell_centres, _in_lps, rule_fibres
+from cardioscar.simulation.fibres import rule_fibres
 from cardioscar.aha.segments import axis_from_shape
-from cardioscar.aha.wall import wall_faces
+from cardioscar.aha.wall import cell_centres, wall_faces
 
 
 def _helix_and_depth(mesh, field):
@@ -21,8 +21,8 @@ def _helix_and_depth(mesh, field):
     circumferential direction about the shape's axis (base x radial), in the plane of it and the axis."""
     points = mesh.points_lps()
     axis = axis_from_shape(points, np.ones(len(points)))
-    lps = _in_lps(mesh)
-    centres = _cell_centres(lps)
+    lps = mesh.dataset_lps()
+    centres = cell_centres(lps)
     radial = axis.radial(centres)
     circ = np.cross(axis.base_direction, radial)
     circ /= np.linalg.norm(circ, axis=1, keepdims=True)

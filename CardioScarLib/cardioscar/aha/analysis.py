@@ -32,7 +32,7 @@ from .islands import refuse_debris
 from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
                        axis_from_shape, insertion_frame, orient_towards_base)
 from .table import lv_total, segment_rows, write_table
-from .wall import WallFaces, column_transmurality, is_volumetric, wall_faces
+from .wall import WallFaces, cell_centres, column_transmurality, is_volumetric, wall_faces
 
 logger = logging.getLogger(__name__)
 
@@ -189,17 +189,6 @@ def _insertions(options: AhaOptions, lv_points: np.ndarray, axis: LongAxis) -> t
                           "or --labels LABELMAP with its --rv-label")
 
 
-def _lps_dataset(mesh: Mesh, points: np.ndarray) -> vtk.vtkDataSet:
-    """The mesh's cells over its points in LPS (a shallow copy when the file is already LPS)."""
-    dataset = mesh.dataset.NewInstance()
-    dataset.ShallowCopy(mesh.dataset)
-    if mesh.space != "LPS":
-        lps = vtk.vtkPoints()
-        lps.SetData(numpy_to_vtk(np.ascontiguousarray(points), deep=True))
-        dataset.SetPoints(lps)
-    return dataset
-
-
 def _cell_segments(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, frame: AhaFrame) -> np.ndarray:
     """Segment of each cell's centre; 0 for cells with less than half of their nodes in the LV."""
     copy = dataset.NewInstance()
@@ -211,11 +200,7 @@ def _cell_segments(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, frame: AhaFram
     to_cells.SetInputData(copy)
     to_cells.Update()
     lv_share = vtk_to_numpy(to_cells.GetOutput().GetCellData().GetArray("aha_lv"))
-    centres = vtk.vtkCellCenters()
-    centres.SetInputData(dataset)
-    centres.Update()
-    centre_points = vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)
-    return np.where(lv_share >= 0.5, frame.segments(centre_points), 0).astype(np.int64)
+    return np.where(lv_share >= 0.5, frame.segments(cell_centres(dataset)), 0).astype(np.int64)
 
 
 def _wall(mode: str, dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAxis, where: str) -> Optional[WallFaces]:
@@ -386,7 +371,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     # openCARP's micrometres (or metres) would pass as millimetres: volumes 10^9 off, the mm checks wrong
     check_millimetres(points, "before the AHA analysis (its volumes are ml, its distances mm)")
     refuse_unjoined_cells(mesh, where)
-    dataset = _lps_dataset(mesh, points)
+    dataset = mesh.dataset_lps(points)
     refuse_debris(dataset, points, lv_nodes, where)
     weights = node_volumes(dataset)
     axis = _long_axis(options, points[lv_ids], weights[lv_ids])

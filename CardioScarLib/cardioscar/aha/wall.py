@@ -43,6 +43,14 @@ class WallFaces:
     volumetric: bool
 
 
+def cell_centres(dataset: vtk.vtkDataSet) -> np.ndarray:
+    """(n_cells, 3) float centre of each cell (VTK's mean of its nodes)."""
+    centres = vtk.vtkCellCenters()
+    centres.SetInputData(dataset)
+    centres.Update()
+    return vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)
+
+
 def is_volumetric(dataset: vtk.vtkDataSet) -> bool:
     """True when the mesh has 3D cells (tetrahedra, hexahedra, ...) among its cells."""
     if not isinstance(dataset, vtk.vtkUnstructuredGrid) or dataset.GetNumberOfCells() == 0:
@@ -102,10 +110,7 @@ def _boundary_faces(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np
     if cell_ids is not None and is_volumetric(dataset):
         # outward = away from the 3D cell the face bounds
         owners = vtk_to_numpy(cell_ids).astype(np.int64)
-        centres = vtk.vtkCellCenters()
-        centres.SetInputData(dataset)
-        centres.Update()
-        owner_centres = vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)[owners]
+        owner_centres = cell_centres(dataset)[owners]
         flip = np.einsum("ij,ij->i", normals, centroids - owner_centres) < 0
         normals[flip] *= -1.0
     return original[conn], centroids, normals, areas

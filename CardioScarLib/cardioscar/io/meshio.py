@@ -272,6 +272,17 @@ class Mesh:
             coords *= _RAS_FROM_LPS
         return coords
 
+    def dataset_lps(self, points: np.ndarray | None = None) -> vtk.vtkDataSet:
+        """The mesh's cells over its points in LPS: a shallow copy, whose points are replaced (by
+        ``points``, :meth:`points_lps` when not given) only when the file is not LPS."""
+        dataset = self.dataset.NewInstance()
+        dataset.ShallowCopy(self.dataset)
+        if self.space != "LPS":
+            lps = vtk.vtkPoints()
+            lps.SetData(numpy_to_vtk(np.ascontiguousarray(self.points_lps() if points is None else points), deep=True))
+            dataset.SetPoints(lps)
+        return dataset
+
     def point_field_names(self) -> list[str]:
         data = self.dataset.GetPointData()
         return [data.GetArrayName(k) for k in range(data.GetNumberOfArrays()) if data.GetArrayName(k)]

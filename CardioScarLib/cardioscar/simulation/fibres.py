@@ -21,9 +21,7 @@ element's centre, the distances to the nearest endocardial and epicardial nodes
 from __future__ import annotations
 
 import numpy as np
-import vtk
 from scipy.spatial import cKDTree
-from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from ..errors import CardioScarError
 
@@ -35,24 +33,6 @@ RULE_NAME = "rule"
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def _in_lps(mesh) -> vtk.vtkDataSet:
-    """A shallow copy of the mesh's cells on its LPS points: the helix's sense is fixed in the
-    right-handed LPS frame, whatever frame the file's coordinates are in."""
-    copy = mesh.dataset.NewInstance()
-    copy.ShallowCopy(mesh.dataset)
-    points = vtk.vtkPoints()
-    points.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.points_lps()), deep=True))
-    copy.SetPoints(points)
-    return copy
-
-
-def _cell_centres(dataset: vtk.vtkDataSet) -> np.ndarray:
-    centres = vtk.vtkCellCenters()
-    centres.SetInputData(dataset)
-    centres.Update()
-    return vtk_to_numpy(centres.GetOutput().GetPoints().GetData()).astype(float)
 
 
 def _frame(centres: np.ndarray, endo: np.ndarray, epi: np.ndarray, base_direction: np.ndarray
@@ -86,7 +66,7 @@ def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.
     Refuses a mesh without volume cells: the rule needs the wall's two faces and the depth between.
     """
     from ..aha.segments import axis_from_shape
-    from ..aha.wall import is_volumetric, wall_faces
+    from ..aha.wall import cell_centres, is_volumetric, wall_faces
 
     endo_deg, epi_deg = check_helix_angles(helix_deg)
     name = "the mesh" if mesh.path is None else mesh.path.name
@@ -95,7 +75,7 @@ def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.
                               "epicardium and the depth between them; give a volumetric (tetrahedral or hexahedral) "
                               "LV mesh, or --fibres CELLFIELD")
     points = mesh.points_lps()
-    lps = _in_lps(mesh)
+    lps = mesh.dataset_lps(points)  # the helix's sense is fixed in the right-handed LPS frame
     try:
         axis = axis_from_shape(points, np.ones(len(points)))
         faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
@@ -103,7 +83,7 @@ def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.
         reason = str(error).split(";")[0]
         raise CardioScarError(f"{name}: the fibre rule found no LV wall ({reason}); give a volumetric mesh of the "
                               "LV myocardium, or --fibres CELLFIELD") from None
-    depth, e_c, e_l, e_t = _frame(_cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
+    depth, e_c, e_l, e_t = _frame(cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
                                   axis.base_direction)
     helix = np.radians(endo_deg + (epi_deg - endo_deg) * depth)
     fibres = np.cos(helix)[:, None] * e_c + np.sin(helix)[:, None] * e_l
