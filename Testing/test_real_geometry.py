@@ -88,14 +88,15 @@ def test_prepare_keeps_each_real_plane_where_it_was_acquired(prepared):
     assert 0 < (targets > 0.5).mean() < 0.05 and set(np.unique(targets)) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_fast_preset_recovers_a_small_scar_from_the_real_planes(case, prepared, seed):
-    """Seeds 0 and 1 both ended at Dice 0 before the fast preset retried failed fits. The network
+def test_fast_preset_recovers_a_small_scar_from_the_real_planes(case, prepared):
+    """Seeds 0 and 1 both ended at Dice 0 before the fast preset retried failed fits; seed 0 is
+    kept here (seed 1 was dropped to keep the suite within its time; the retry itself is held by
+    ``test_training.py``'s dying-run test). The network
     alone (``--shape-prior off``): this is the retry's test, and here, a 12 mm scar on one plane
     of a surface mesh between planes 17.7-35 mm apart, the fast preset's ``auto`` prior (on: the
     targets are 0/1) over-calls it (Dice 0.60 against 0.70 off over seeds 0-3; Testing/benchmarks/ROBUSTNESS.md,
     *The fast preset's auto*)."""
-    folder = case["folder"]
+    folder, seed = case["folder"], 0
     data, model, result = prepared[0], folder / f"m{seed}.pth", folder / f"p{seed}.vtk"
     steps = [
         ("train", "--training-data", data, "--output", model, "--preset", "fast", "--seed", str(seed), "--no-progress",
@@ -149,12 +150,19 @@ def test_one_series_per_plane_gives_the_rows_of_one_stack(case, prepared, own_se
     assert [str(label) for label in separate["slice_labels"]] == [f"{name} k=0" for name in along_the_normal]
 
 
-def test_long_axis_series_add_groups_on_their_own_planes(case, own_series):
-    names = PLANES + LONG_AXIS
+@pytest.fixture(scope="module")
+def with_long_axis(case, own_series) -> tuple[Path, str]:
+    """``cardioscar prepare`` on every short- and long-axis series: (training data, its stderr)."""
     out = case["folder"] / "with_long_axis.npz"
-    proc = _prepare(case, [own_series[name] for name in names], out)
+    proc = _prepare(case, [own_series[name] for name in PLANES + LONG_AXIS], out)
     assert proc.returncode == 0, proc.stderr
-    assert f"{len(names)} of the {len(names)} slices of {len(names)} images chosen" in proc.stderr
+    return out, proc.stderr
+
+
+def test_long_axis_series_add_groups_on_their_own_planes(case, own_series, with_long_axis):
+    names = PLANES + LONG_AXIS
+    out, log = with_long_axis
+    assert f"{len(names)} of the {len(names)} slices of {len(names)} images chosen" in log
     data = np.load(out)
     points = read_mesh(case["folder"] / "lv.vtk").points_lps()
     row_slice = data["group_slice"][data["group_ids"]]
@@ -188,11 +196,9 @@ def test_slice_indices_count_across_the_images(case, own_series):
         "cardioscar prepare: error: slice index 10 is out of range for axis z of the 10 images together: valid 0-9")
 
 
-def test_fast_preset_with_long_axis_planes(case, own_series):
+def test_fast_preset_with_long_axis_planes(case, with_long_axis):
     folder = case["folder"]
-    data, model, result = folder / "lax.npz", folder / "lax.pth", folder / "lax.vtk"
-    proc = _prepare(case, [own_series[name] for name in PLANES + LONG_AXIS], data)
-    assert proc.returncode == 0, proc.stderr
+    data, model, result = with_long_axis[0], folder / "lax.pth", folder / "lax.vtk"
     for step in [("train", "--training-data", data, "--output", model, "--preset", "fast", "--no-progress"),
                  ("apply", "--model", model, "--mesh", folder / "lv.vtk", "--output", result),
                  ("evaluate", "--prediction", result, "--truth", folder / "truth.vtk")]:
