@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
 
 from cardioscar import __version__
-from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, channels as channels_command
-from cardioscar.commands import cohort as cohort_command
+from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
 from cardioscar.io.checks import check_output_dir, check_output_path, check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
-from cardioscar.simulation import export
+from cardioscar.simulation import channels_cli, export
 
 logger = logging.getLogger("cardioscar")
 
@@ -248,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh_cli.register(sub)
     cohort_command.register(sub)
     export.register(sub)
-    channels_command.register(sub)
+    channels_cli.register(sub)
     attrivae_command.register(sub)
     return parser
 

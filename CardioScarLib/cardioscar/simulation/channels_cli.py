@@ -1,7 +1,9 @@
 """``cardioscar channels``: border-zone conducting channels, layer by layer through the wall.
 
-Kept beside ``cli.py`` (registered with one line); the work is
-:func:`cardioscar.simulation.channels.run_channels`, imported only when the verb runs.
+The verb's parser and handler, registered by ``cli.py`` with one line, as ``export`` is (the
+``commands/`` package holds the verbs that had flat module names before it); the work is
+:func:`cardioscar.simulation.channels.run_channels`, imported only when the verb runs (it
+imports VTK and SciPy).
 """
 
 from __future__ import annotations
