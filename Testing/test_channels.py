@@ -123,6 +123,7 @@ def test_no_core_is_refused_and_no_border_zone_is_an_explicit_none(wall):
     result = wall.search(np.where(wall.patch, 3, 1), layers=(0.5,))
     assert result.channels == [] and "no conducting channel" in result.summary()
     assert result.layers[0]["border_zone_nodes"] == 0 and result.layers[0]["core_nodes"] > 0
+    assert result.layers[0]["candidates"] == 0 and not result.node_channel.any()
 
 
 def test_bad_options_and_tags_are_refused_in_one_line(wall):

@@ -168,7 +168,9 @@ def _distance_from(graph: csr_matrix, sources: np.ndarray, limit: float) -> np.n
 
 
 def _components(graph: csr_matrix, mask: np.ndarray) -> list[np.ndarray]:
-    """The node ids of each connected part of ``mask`` along ``graph``."""
+    """The node ids of each connected part of ``mask`` along ``graph`` (none for an empty mask)."""
+    if not mask.any():
+        return []
     _, labels = connected_components(_within(graph, mask), directed=False)
     ids = np.flatnonzero(mask)
     order = np.argsort(labels[ids], kind="stable")
@@ -279,8 +281,11 @@ def _near(nodes: np.ndarray, entrances: list[np.ndarray], n: int) -> np.ndarray:
 
 def _warn_thin_band(counts: dict, width: float) -> None:
     """Warn when most of a layer's nodes have no neighbour in its band: the mesh has too few nodes
-    through the wall for the band, and channels there are cut into pieces (or missed)."""
-    if counts["nodes"] and counts["joined_share"] < MIN_JOINED_SHARE:
+    through the wall for the band, and channels there are cut into pieces (or missed); or has none."""
+    if not counts["nodes"]:
+        logger.warning("layer %g: no node lies within its band (depth +/- %g of the wall): the mesh has too few nodes "
+                       "through the wall for it; widen --layer-width or use a finer mesh", counts["layer"], width / 2.0)
+    elif counts["joined_share"] < MIN_JOINED_SHARE:
         logger.warning("layer %g: %.0f %% of its %d nodes have no neighbour within the band (depth +/- %g of the "
                        "wall): the mesh is too coarse through the wall for it; widen --layer-width or use a finer mesh",
                        counts["layer"], 100.0 * (1.0 - counts["joined_share"]), counts["nodes"], width / 2.0)
@@ -370,8 +375,8 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
 
 def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: ChannelOptions,
                         output_dir: str | Path) -> dict[str, Path]:
-    """Write ``channels.csv``, ``channels.json`` and ``channels_mesh.<ext>`` (the input's format, with
-    ``bz_channel`` and ``wall_depth``) into ``output_dir`` as one set: all new, or the previous kept."""
+    """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel`` and ``wall_depth``), then
+    ``channels.csv`` and ``channels.json`` as one set, into ``output_dir``; each file atomically."""
     from ..io.atomic import atomic_write_set
     from ..io.checks import check_output_dir
     from ..io.meshio import write_mesh
@@ -382,10 +387,10 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
     paths = {"csv": out / "channels.csv", "json": out / "channels.json", "mesh": out / f"channels_mesh{suffix}"}
     if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
         raise CardioScarError(f"the channels' mesh would overwrite the input {mesh.path}; choose another --output-dir")
-    with atomic_write_set(list(paths.values())) as (csv_tmp, json_tmp, mesh_tmp):
+    write_mesh(mesh, paths["mesh"], {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth})
+    with atomic_write_set([paths["csv"], paths["json"]]) as (csv_tmp, json_tmp):
         csv_tmp.write_text(channels_csv(result.channels), encoding="utf-8")
         json_tmp.write_text(json.dumps(channels_record(result, tissue, options), indent=2), encoding="utf-8")
-        write_mesh(mesh, mesh_tmp, {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth})
     return paths
 
 
