@@ -194,6 +194,7 @@ def test_bad_input_on_the_command_line(wall, tmp_path, capsys):
              (["--mesh", tmp_path / "bare.vtu", "--scar-field", "other"], "outside [0, 1]"),
              (["--mesh", tmp_path / "bare.vtu", "--scar-field", "p"], "no scar field 'p'"),
              (["--mesh", tmp_path / "surface.vtp"], "has no volume cells"),
+             (["--mesh", tmp_path / "bare.vtu", "--tags", "1,2,3"], "leave --tags out"),
              (["--mesh", tmp_path / "unnoted.vtu", "--tags", "1,2,3", "--layers", "0.5,2"], "--layers")]
     for args, fragment in cases:
         assert_refused_in_one_line(["channels", *args, "--output-dir", out / "out1"], fragment, capsys, out)

@@ -334,6 +334,10 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
             raise CardioScarError(f"{name}: field '{tags_field}' carries no note of which value is which class: give "
                                   f"--tags HEALTHY,BORDER,CORE (cardioscar export's default {','.join(map(str, DEFAULT_TAGS))})")
         return tissue_from_tags(mesh.point_array(tags_field), tuple(values), f"{name} field '{tags_field}'")
+    if tag_values is not None:
+        raise CardioScarError(f"--tags numbers the values of a tags field, but {name} is tagged from a probability "
+                              f"here (it has no '{TAG_ARRAY}', or --scar-field was given): leave --tags out, or name "
+                              "the field with --tags-field")
     scar_field = scar_field or "scar_probability"
     check_scar_field_name(scar_field, "--scar-field")
     if scar_field not in fields:
@@ -394,30 +398,38 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
     return paths
 
 
-def run_channels(mesh, output_dir: str | Path | None = None, options: ChannelOptions = ChannelOptions(), *,
-                 tags_field: str | None = None, tag_values: tuple[int, int, int] | None = None,
-                 scar_field: str | None = None, border_zone: float | None = None, core: float | None = None
-                 ) -> ChannelResult:
-    """Files in (a mesh or its path), files out (with ``output_dir``): the tissue (:func:`tissue_of_mesh`),
+def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_field: str | None = None,
+                     tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
+                     border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
+    """In memory (the command line's and the Slicer Logic's work): the tissue (:func:`tissue_of_mesh`),
     the wall's depth, every layer's channels; a summary line logged, a warning when none was found."""
     from ..aha.wall import lv_wall, wall_depth
-    from ..io.meshio import Mesh, read_mesh
 
     options.check()
-    if output_dir is not None:
-        from ..io.checks import check_output_dir
-
-        check_output_dir(output_dir)
-    if not isinstance(mesh, Mesh):
-        mesh = read_mesh(mesh)
     tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
     points, lps, _, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
     result = find_channels(lps, points, depth, tissue, options)
-    if result.channels:
-        logger.info("%s: %s", tissue.source, result.summary())
-    else:
-        logger.warning("%s: %s", tissue.source, result.summary())
+    (logger.info if result.channels else logger.warning)("%s: %s", tissue.source, result.summary())
+    return result, tissue
+
+
+def run_channels(mesh, output_dir: str | Path | None = None, options: ChannelOptions = ChannelOptions(), *,
+                 tags_field: str | None = None, tag_values: tuple[int, int, int] | None = None,
+                 scar_field: str | None = None, border_zone: float | None = None, core: float | None = None
+                 ) -> ChannelResult:
+    """Files in (a mesh or its path), files out (with ``output_dir``: :func:`write_channel_files`),
+    the output folder checked before any work; see :func:`channels_of_mesh`."""
+    from ..io.checks import check_output_dir
+    from ..io.meshio import Mesh, read_mesh
+
+    options.check()
+    if output_dir is not None:
+        check_output_dir(output_dir)
+    if not isinstance(mesh, Mesh):
+        mesh = read_mesh(mesh)
+    result, tissue = channels_of_mesh(mesh, options, tags_field=tags_field, tag_values=tag_values,
+                                      scar_field=scar_field, border_zone=border_zone, core=core)
     if output_dir is not None:
         write_channel_files(mesh, result, tissue, options, output_dir)
     return result
