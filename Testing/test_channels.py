@@ -148,7 +148,8 @@ def test_the_command_line_writes_the_field_and_tables(wall, tmp_path):
     from cardioscar.cli import main
 
     tags = wall.tags()
-    _write(wall, tmp_path / "tagged.vtu", {TAG_ARRAY: tags})
+    spread = np.where(tags == 2, 0.25, 0.0)  # the core's edge unsure along the corridor only
+    _write(wall, tmp_path / "tagged.vtu", {TAG_ARRAY: tags, "core_uncertainty": spread})
     out = tmp_path / "channels"
     assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out),
                  "--layers", "0.1,0.9"]) == 0
@@ -157,7 +158,9 @@ def test_the_command_line_writes_the_field_and_tables(wall, tmp_path):
     assert record["tissue"].endswith(f"field '{TAG_ARRAY}'") and "not validated" in record["limits"]
     assert [row["channels"] for row in record["per_layer"]] == [1, 0]
     lines = (out / "channels.csv").read_text().splitlines()
-    assert lines[0].startswith("channel,layer,nodes,length_mm") and len(lines) == 2 and lines[1].startswith("1,0.1,")
+    assert lines[0].startswith("channel,layer,nodes,length_mm") and lines[0].endswith(",mean_core_uncertainty")
+    assert len(lines) == 2 and lines[1].startswith("1,0.1,") and lines[1].endswith(",0.2500")
+    assert record["channels"][0]["mean_core_uncertainty"] == 0.25
     written = read_mesh(out / "channels_mesh.vtu")
     field = written.point_array(channels.CHANNEL_FIELD)
     assert set(np.unique(field)) == {0, 1} and np.all(tags[field == 1] == 2)

@@ -57,6 +57,10 @@ CHANNEL_FIELD = "bz_channel"
 DEPTH_FIELD = "wall_depth"
 #: A layer whose band nodes are mostly without a neighbour in the band is too thin for the mesh.
 MIN_JOINED_SHARE = 0.5
+#: The MC-dropout spreads whose mean over a channel's nodes its row gives, when the mesh has them
+#: (``apply``'s, and the core model's as ``export --format vtu --core-mesh`` copies it): a channel
+#: through a core whose boundary is unsure may be the reconstruction's, not the tissue's.
+SPREAD_FIELDS = ("scar_uncertainty", "core_uncertainty")
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,16 @@ class Channel:
     length_mm: float
     entrances_lps: np.ndarray
     centroid_lps: np.ndarray
+    #: ``mean_<field>`` of each of :data:`SPREAD_FIELDS` the mesh has, over the channel's nodes.
+    spreads: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> dict:
-        """The table's row: the channel's figures, its centroid and entrances in LPS mm."""
+        """The table's row: the channel's figures, its centroid and entrances in LPS mm, its spreads."""
         return {"channel": self.id, "layer": self.layer, "nodes": int(len(self.nodes)),
                 "length_mm": round(self.length_mm, 2), "entrances": int(len(self.entrances_lps)),
                 "centroid_lps": [round(float(v), 2) for v in self.centroid_lps],
-                "entrances_lps": [[round(float(v), 2) for v in point] for point in self.entrances_lps]}
+                "entrances_lps": [[round(float(v), 2) for v in point] for point in self.entrances_lps],
+                **{name: round(value, 4) for name, value in self.spreads.items()}}
 
 
 @dataclass
@@ -240,8 +247,10 @@ def layer_channels(graph: csr_matrix, points: np.ndarray, tissue: Tissue, band: 
 
 
 def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray, tissue: Tissue,
-                  options: ChannelOptions = ChannelOptions()) -> ChannelResult:
-    """Every layer's channels on a mesh (``points`` LPS mm, ``depth`` in [0, 1] per node).
+                  options: ChannelOptions = ChannelOptions(), spreads: dict[str, np.ndarray] | None = None
+                  ) -> ChannelResult:
+    """Every layer's channels on a mesh (``points`` LPS mm, ``depth`` in [0, 1] per node; ``spreads``:
+    per-node fields averaged over each channel as ``mean_<name>``).
 
     ``bz_channel`` of a node in channels of several (overlapping) layers is the channel of the
     layer nearest its depth. Channels are numbered from 1 by layer, then by size (largest first)."""
@@ -262,7 +271,9 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
             channel = Channel(id=len(channels) + 1, layer=layer, nodes=nodes,
                               length_mm=_length(_within(graph, band & _near(nodes, entrances, len(points))), entrances),
                               entrances_lps=np.array([points[e].mean(axis=0) for e in entrances]),
-                              centroid_lps=points[nodes].mean(axis=0))
+                              centroid_lps=points[nodes].mean(axis=0),
+                              spreads={f"mean_{name}": float(values[nodes].mean())
+                                       for name, values in (spreads or {}).items()})
             channels.append(channel)
             closer = np.abs(depth[nodes] - layer) < nearest[nodes]
             node_channel[nodes[closer]] = channel.id
@@ -358,12 +369,15 @@ LIMITS = ("channels depend on the border-zone and core thresholds behind the tag
 
 
 def channels_csv(channels: list[Channel]) -> str:
-    """``channels.csv``: one line per channel (a header alone when none was found)."""
-    lines = [",".join(CSV_COLUMNS)]
+    """``channels.csv``: one line per channel (a header alone when none was found), with a
+    ``mean_<field>`` column for each spread the mesh had."""
+    spread_names = list(channels[0].spreads) if channels else []
+    lines = [",".join(CSV_COLUMNS + tuple(spread_names))]
     for channel in channels:
         row = channel.row()
         lines.append(",".join([str(row["channel"]), f"{row['layer']:g}", str(row["nodes"]), f"{row['length_mm']:.2f}",
-                               str(row["entrances"])] + [f"{v:.2f}" for v in row["centroid_lps"]]))
+                               str(row["entrances"])] + [f"{v:.2f}" for v in row["centroid_lps"]]
+                              + [f"{row[name]:.4f}" for name in spread_names]))
     return "\n".join(lines) + "\n"
 
 
@@ -409,7 +423,8 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
     points, lps, _, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
-    result = find_channels(lps, points, depth, tissue, options)
+    spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
+    result = find_channels(lps, points, depth, tissue, options, spreads)
     (logger.info if result.channels else logger.warning)("%s: %s", tissue.source, result.summary())
     return result, tissue
 
