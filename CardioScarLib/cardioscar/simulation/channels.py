@@ -187,12 +187,11 @@ def _components(graph: csr_matrix, mask: np.ndarray) -> list[np.ndarray]:
 
 def _entrances(graph: csr_matrix, points: np.ndarray, contacts: np.ndarray, radius: float) -> list[np.ndarray]:
     """Clusters of the ``contacts`` (node ids): joined by an edge or closer than ``radius``."""
-    local = {node: k for k, node in enumerate(contacts)}
     sub = graph[contacts][:, contacts].tocoo()
     close = np.array(sorted(cKDTree(points[contacts]).query_pairs(radius)), np.int64).reshape(-1, 2)
     rows = np.concatenate([sub.row, close[:, 0]])
     cols = np.concatenate([sub.col, close[:, 1]])
-    links = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(local), len(local)))
+    links = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(contacts), len(contacts)))
     count, labels = connected_components(links, directed=False)
     return [contacts[labels == k] for k in range(count)]
 
@@ -201,7 +200,9 @@ def _length(graph: csr_matrix, entrances: list[np.ndarray]) -> float:
     """The largest, over pairs of entrances, of the shortest path between them along ``graph``."""
     longest = 0.0
     for first, second in itertools.combinations(entrances, 2):
-        reach = _distance_from(graph, np.isin(np.arange(graph.shape[0]), first), np.inf)[second]
+        sources = np.zeros(graph.shape[0], bool)
+        sources[first] = True
+        reach = _distance_from(graph, sources, np.inf)[second]
         if np.isfinite(reach).any():
             longest = max(longest, float(reach.min()))
     return longest
@@ -212,11 +213,11 @@ def _layer_band(depth: np.ndarray, layer: float, width: float) -> np.ndarray:
     return np.abs(depth - layer) <= 0.5 * width + 1e-9
 
 
-def layer_channels(graph: csr_matrix, points: np.ndarray, tissue: Tissue, band: np.ndarray, layer: float,
+def layer_channels(layer_graph: csr_matrix, points: np.ndarray, tissue: Tissue, band: np.ndarray, layer: float,
                    max_width_mm: float) -> tuple[list[tuple[np.ndarray, list[np.ndarray]]], dict]:
-    """The channels of one layer, as (node ids, entrances' node ids), and the layer's counts."""
+    """The channels of one layer (``band`` its nodes, ``layer_graph`` the edges among them), as
+    (node ids, entrances' node ids), and the layer's counts."""
     radius = 0.5 * max_width_mm
-    layer_graph = _within(graph, band)
     core = band & tissue.core
     counts = {"layer": layer, "nodes": int(band.sum()), "core_nodes": int(core.sum()),
               "border_zone_nodes": int((band & tissue.border_zone).sum()),
@@ -262,18 +263,14 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
     channels, layers = [], []
     node_channel = np.zeros(len(points), np.int32)
     nearest = np.full(len(points), np.inf)
-    for layer in sorted(float(v) for v in options.layers):
+    for layer in sorted({float(v) for v in options.layers}):
         band = _layer_band(depth, layer, options.layer_width)
-        found, counts = layer_channels(graph, points, tissue, band, layer, options.max_width_mm)
+        layer_graph = _within(graph, band)
+        found, counts = layer_channels(layer_graph, points, tissue, band, layer, options.max_width_mm)
         layers.append(counts)
         _warn_thin_band(counts, options.layer_width)
         for nodes, entrances in sorted(found, key=lambda item: -len(item[0])):
-            channel = Channel(id=len(channels) + 1, layer=layer, nodes=nodes,
-                              length_mm=_length(_within(graph, band & _near(nodes, entrances, len(points))), entrances),
-                              entrances_lps=np.array([points[e].mean(axis=0) for e in entrances]),
-                              centroid_lps=points[nodes].mean(axis=0),
-                              spreads={f"mean_{name}": float(values[nodes].mean())
-                                       for name, values in (spreads or {}).items()})
+            channel = _channel(len(channels) + 1, layer, layer_graph, points, nodes, entrances, spreads or {})
             channels.append(channel)
             closer = np.abs(depth[nodes] - layer) < nearest[nodes]
             node_channel[nodes[closer]] = channel.id
@@ -281,13 +278,15 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
     return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers)
 
 
-def _near(nodes: np.ndarray, entrances: list[np.ndarray], n: int) -> np.ndarray:
-    """A mask of the channel's nodes and its entrances' (the paths its length is measured along)."""
-    mask = np.zeros(n, bool)
-    mask[nodes] = True
-    for entrance in entrances:
-        mask[entrance] = True
-    return mask
+def _channel(channel_id: int, layer: float, layer_graph: csr_matrix, points: np.ndarray, nodes: np.ndarray,
+             entrances: list[np.ndarray], spreads: dict[str, np.ndarray]) -> Channel:
+    """A found channel's figures; its length along the edges among its nodes and its entrances' only."""
+    through = np.zeros(len(points), bool)
+    through[np.concatenate([nodes, *entrances])] = True
+    return Channel(id=channel_id, layer=layer, nodes=nodes, length_mm=_length(_within(layer_graph, through), entrances),
+                   entrances_lps=np.array([points[e].mean(axis=0) for e in entrances]),
+                   centroid_lps=points[nodes].mean(axis=0),
+                   spreads={f"mean_{name}": float(values[nodes].mean()) for name, values in spreads.items()})
 
 
 def _warn_thin_band(counts: dict, width: float) -> None:
