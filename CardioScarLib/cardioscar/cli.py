@@ -22,7 +22,7 @@ from cardioscar.commands import mesh_from_labels as mesh_cli
 from cardioscar.io.checks import check_output_dir, check_output_path, check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
-from cardioscar.simulation import export
+from cardioscar.simulation import channels_cli, export
 
 logger = logging.getLogger("cardioscar")
 
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh_cli.register(sub)
     cohort_command.register(sub)
     export.register(sub)
+    channels_cli.register(sub)
     attrivae_command.register(sub)
     return parser
 

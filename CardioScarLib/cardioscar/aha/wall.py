@@ -27,7 +27,7 @@ from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to
 
 from cardioscar.errors import CardioScarError
 
-from .segments import LongAxis
+from .segments import LongAxis, axis_from_shape
 
 BASE_NORMAL_COS = 0.7071
 BASE_ZONE = 0.15
@@ -182,3 +182,37 @@ def column_transmurality(points: np.ndarray, lv_ids: np.ndarray, scar: np.ndarra
     centres[~empty] /= volume[~empty, None]
     centres[empty] = endo_points[empty]
     return np.divide(scar_volume, volume, out=np.zeros_like(volume), where=~empty), centres
+
+
+def wall_depth(positions: np.ndarray, endo_points: np.ndarray, epi_points: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Transmural depth ``d_endo / (d_endo + d_epi)`` in [0, 1] at ``positions`` (0 on the
+    endocardium, 1 on the epicardium), from the nearest endocardial and epicardial node, and the
+    indices of those nodes (into ``endo_points``, ``epi_points``): the fibre rule's frame and the
+    channel search's layers both stand on it."""
+    d_endo, i_endo = cKDTree(endo_points).query(positions)
+    d_epi, i_epi = cKDTree(epi_points).query(positions)
+    return d_endo / np.maximum(d_endo + d_epi, 1e-12), i_endo, i_epi
+
+
+def lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkDataSet, LongAxis, WallFaces]:
+    """The whole mesh as the LV wall: its points and cells in LPS, its long axis (from its shape)
+    and its two faces, or a one-line error naming the ``user`` of the wall ("the fibre rule") and
+    the ``advice`` (its alternative, appended to the error).
+
+    Why here: the fibre rule and the channel search need the same wall of a volumetric LV mesh
+    with no AHA options (all nodes are LV); aha's own advice does not apply to them."""
+    name = "the mesh" if mesh.path is None else mesh.path.name
+    if not is_volumetric(mesh.dataset):
+        raise CardioScarError(f"{name} has no volume cells: {user} needs the LV wall's endocardium, epicardium and the "
+                              f"depth between them; give a volumetric (tetrahedral or hexahedral) LV mesh{advice}")
+    points = mesh.points_lps()
+    lps = mesh.dataset_lps(points)  # a helix's sense is fixed in the right-handed LPS frame
+    try:
+        axis = axis_from_shape(points, np.ones(len(points)))
+        faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
+    except CardioScarError as error:
+        reason = str(error).split(";")[0]
+        raise CardioScarError(f"{name}: {user} found no LV wall ({reason}); give a volumetric mesh of the "
+                              f"LV myocardium{advice}") from None
+    return points, lps, axis, faces

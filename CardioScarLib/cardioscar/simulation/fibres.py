@@ -21,7 +21,6 @@ element's centre, the distances to the nearest endocardial and epicardial nodes
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
 
@@ -38,9 +37,9 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
 def _frame(centres: np.ndarray, endo: np.ndarray, epi: np.ndarray, base_direction: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Depth in [0, 1] and the unit (e_c, e_l, e_t) of each element (see the module docstring)."""
-    d_endo, i_endo = cKDTree(endo).query(centres)
-    d_epi, i_epi = cKDTree(epi).query(centres)
-    depth = d_endo / np.maximum(d_endo + d_epi, 1e-12)
+    from ..aha.wall import wall_depth
+
+    depth, i_endo, i_epi = wall_depth(centres, endo, epi)
     e_t = _unit_rows(epi[i_epi] - endo[i_endo])
     e_l = base_direction - (e_t @ base_direction)[:, None] * e_t
     flat = np.linalg.norm(e_l, axis=1) < 1e-3  # the wall across the axis (an apical cap): any in-wall direction
@@ -65,24 +64,10 @@ def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.
 
     Refuses a mesh without volume cells: the rule needs the wall's two faces and the depth between.
     """
-    from ..aha.segments import axis_from_shape
-    from ..aha.wall import cell_centres, is_volumetric, wall_faces
+    from ..aha.wall import cell_centres, lv_wall
 
     endo_deg, epi_deg = check_helix_angles(helix_deg)
-    name = "the mesh" if mesh.path is None else mesh.path.name
-    if not is_volumetric(mesh.dataset):
-        raise CardioScarError(f"{name} has no volume cells: the fibre rule needs the LV wall's endocardium, "
-                              "epicardium and the depth between them; give a volumetric (tetrahedral or hexahedral) "
-                              "LV mesh, or --fibres CELLFIELD")
-    points = mesh.points_lps()
-    lps = mesh.dataset_lps(points)  # the helix's sense is fixed in the right-handed LPS frame
-    try:
-        axis = axis_from_shape(points, np.ones(len(points)))
-        faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
-    except CardioScarError as error:  # aha's advice (its options) does not apply to the export
-        reason = str(error).split(";")[0]
-        raise CardioScarError(f"{name}: the fibre rule found no LV wall ({reason}); give a volumetric mesh of the "
-                              "LV myocardium, or --fibres CELLFIELD") from None
+    points, lps, axis, faces = lv_wall(mesh, "the fibre rule", ", or --fibres CELLFIELD")
     depth, e_c, e_l, e_t = _frame(cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
                                   axis.base_direction)
     helix = np.radians(endo_deg + (epi_deg - endo_deg) * depth)

@@ -242,6 +242,15 @@ def check_tag_inputs(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.n
     return border_zone, core
 
 
+def tag_nodes(dataset: vtk.vtkDataSet, scar: np.ndarray, border_zone: float | None = None, core: float | None = None
+              ) -> tuple[np.ndarray, tuple[float, float]]:
+    """The nodes' tags (:data:`DEFAULT_TAGS`) of one scar field by :func:`tag_mesh`'s rule and
+    checks, and the thresholds used: for a search over nodes (the channels), which needs no
+    element tags or volumes."""
+    border_zone, core = check_tag_inputs(dataset, scar, None, border_zone, core)
+    return _grade(np.asarray(scar, np.float64), None, border_zone, core, DEFAULT_TAGS), (border_zone, core)
+
+
 def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray | None = None,
              border_zone: float | None = None, core: float | None = None,
              tag_values: tuple[int, int, int] = DEFAULT_TAGS) -> TissueTags:

@@ -1,0 +1,449 @@
+"""Border-zone conducting channels per transmural layer: a planning aid for VT ablation.
+
+Why: electrophysiologists look for *conducting channels* on scar maps, corridors of border-zone
+(BZ) tissue that run through dense scar (core) and open onto healthy myocardium at two ends, the
+substrate of re-entrant VT isthmuses (Andreu et al. 2011, 2017), searched layer by layer through
+the wall (the layered analysis of ADAS-3D-like tools: 10 % to 90 % of the wall in 10 % steps).
+
+What is found here, per layer (nodes whose transmural depth lies within ``layer_width / 2`` of the
+layer's depth, joined by the mesh's edges between such nodes, distances along them in mm):
+
+* the core is *closed* at radius ``r = max_width_mm / 2`` (dilated by r, then eroded by r along the
+  layer's edges), which fills every gap in the core narrower than ``max_width_mm``;
+* the BZ nodes so filled are *enclosed* BZ; each of their connected parts is a candidate;
+* an *entrance* is a cluster of the candidate's neighbours that are neither core nor enclosed BZ
+  and whose free tissue reaches a healthy node (healthy myocardium, or the BZ rim that leads to
+  it); neighbours closer than r to each other are one entrance;
+* a candidate with two or more entrances is a channel. Its length is the largest, over pairs of
+  entrances, of the shortest path between them through the channel (mm, along the edges).
+
+Depth is ``d_endo / (d_endo + d_epi)`` at each node (:func:`cardioscar.aha.wall.wall_depth`), so
+the mesh must have volume cells. Everything here is in LPS mm; the tags come from the healthy /
+border zone / core rule of :mod:`.tags`. The result depends on the thresholds behind the tags,
+on the mesh's resolution (a layer needs nodes joined within its band) and on ``max_width_mm``;
+it is not validated against invasive maps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import vtk
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.spatial import cKDTree
+from vtk.util.numpy_support import vtk_to_numpy
+
+from ..errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+#: The layers' depths (share of the wall from the endocardium): 10 % to 90 % in 10 % steps.
+DEFAULT_LAYERS = tuple(round(0.1 * k, 1) for k in range(1, 10))
+#: Each layer's band of depth (share of the wall): 0.2 takes the nodes within 10 % of the wall of
+#: the layer's depth, so neighbouring bands overlap by half and a mesh with 5-6 nodes through the
+#: wall has a joined shell of nodes in every band.
+DEFAULT_LAYER_WIDTH = 0.2
+#: The widest gap in the core (mm) that counts as a channel.
+DEFAULT_MAX_WIDTH_MM = 10.0
+#: The point field written on the mesh: the channel's id at the node, 0 elsewhere.
+CHANNEL_FIELD = "bz_channel"
+#: The point field of each node's transmural depth (0 endocardium, 1 epicardium) written beside it.
+DEPTH_FIELD = "wall_depth"
+#: A layer whose band nodes are mostly without a neighbour in the band is too thin for the mesh.
+MIN_JOINED_SHARE = 0.5
+#: The MC-dropout spreads whose mean over a channel's nodes its row gives, when the mesh has them
+#: (``apply``'s, and the core model's as ``export --format vtu --core-mesh`` copies it): a channel
+#: through a core whose boundary is unsure may be the reconstruction's, not the tissue's.
+SPREAD_FIELDS = ("scar_uncertainty", "core_uncertainty")
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    """The layers searched and the widest corridor that counts (see the module docstring)."""
+
+    layers: tuple[float, ...] = DEFAULT_LAYERS
+    layer_width: float = DEFAULT_LAYER_WIDTH
+    max_width_mm: float = DEFAULT_MAX_WIDTH_MM
+
+    def check(self) -> None:
+        """One-line errors for layers outside [0, 1], a band outside (0, 1] or a width <= 0."""
+        if not self.layers or any(not 0.0 <= float(v) <= 1.0 for v in self.layers):
+            raise CardioScarError(f"--layers {','.join(f'{v:g}' for v in self.layers) or '(none)'}: give depths "
+                                  "between 0 (endocardium) and 1 (epicardium), e.g. 0.1,0.2,...,0.9")
+        if not 0.0 < self.layer_width <= 1.0:
+            raise CardioScarError(f"--layer-width {self.layer_width:g} must lie in (0, 1] (a share of the wall)")
+        if not np.isfinite(self.max_width_mm) or self.max_width_mm <= 0.0:
+            raise CardioScarError(f"--max-width {self.max_width_mm:g} must be a positive width in mm")
+
+
+@dataclass(frozen=True)
+class Tissue:
+    """Healthy, border-zone and core nodes (boolean masks) and where they came from."""
+
+    healthy: np.ndarray
+    border_zone: np.ndarray
+    core: np.ndarray
+    source: str
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One conducting channel of one layer."""
+
+    id: int
+    layer: float
+    nodes: np.ndarray
+    length_mm: float
+    entrances_lps: np.ndarray
+    centroid_lps: np.ndarray
+    #: ``mean_<field>`` of each of :data:`SPREAD_FIELDS` the mesh has, over the channel's nodes.
+    spreads: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict:
+        """The table's row: the channel's figures, its centroid and entrances in LPS mm, its spreads."""
+        return {"channel": self.id, "layer": self.layer, "nodes": int(len(self.nodes)),
+                "length_mm": round(self.length_mm, 2), "entrances": int(len(self.entrances_lps)),
+                "centroid_lps": [round(float(v), 2) for v in self.centroid_lps],
+                "entrances_lps": [[round(float(v), 2) for v in point] for point in self.entrances_lps],
+                **{name: round(value, 4) for name, value in self.spreads.items()}}
+
+
+@dataclass
+class ChannelResult:
+    """Every layer's channels, the per-node field and per-layer counts (what was searched)."""
+
+    channels: list[Channel]
+    node_channel: np.ndarray
+    depth: np.ndarray
+    layers: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: how many channels in which layers, or that none was found and why none could be."""
+        if not self.channels:
+            return ("no conducting channel found in any layer (no border-zone corridor through the core with two "
+                    "entrances); see the per-layer counts")
+        layers = sorted({c.layer for c in self.channels})
+        return f"{len(self.channels)} channel(s) in layer(s) {', '.join(f'{v:g}' for v in layers)}"
+
+
+def edge_graph(dataset: vtk.vtkDataSet, points: np.ndarray) -> csr_matrix:
+    """The symmetric graph of node pairs that share a cell, weighted by their distance (mm).
+
+    Every pair of a cell's nodes is joined (a tetrahedron's six edges; a hexahedron's also its
+    diagonals, still paths through tissue)."""
+    grid = vtk.vtkAppendFilter()  # one cell layout (offsets + connectivity) for any dataset type
+    grid.AddInputData(dataset)
+    grid.Update()
+    cells = grid.GetOutput().GetCells()
+    offsets = vtk_to_numpy(cells.GetOffsetsArray()).astype(np.int64)
+    connectivity = vtk_to_numpy(cells.GetConnectivityArray()).astype(np.int64)
+    sizes = np.diff(offsets)
+    pairs = []
+    for size in np.unique(sizes):
+        nodes = connectivity[offsets[:-1][sizes == size][:, None] + np.arange(size)]
+        for a, b in itertools.combinations(range(int(size)), 2):
+            pairs.append(nodes[:, [a, b]])
+    both = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    n = len(points)
+    keys = np.unique(both.min(axis=1) * n + both.max(axis=1))  # each edge once, in one sort of integers
+    first, second = keys // n, keys % n
+    first, second = first[first != second], second[first != second]
+    lengths = np.linalg.norm(points[first] - points[second], axis=1)
+    graph = coo_matrix((np.concatenate([lengths, lengths]), (np.concatenate([first, second]),
+                                                             np.concatenate([second, first]))), shape=(n, n))
+    return graph.tocsr()
+
+
+def _within(graph: csr_matrix, mask: np.ndarray) -> csr_matrix:
+    """The graph's edges whose two nodes are in ``mask`` (the other nodes kept, without edges)."""
+    edges = graph.tocoo()
+    keep = mask[edges.row] & mask[edges.col]
+    return coo_matrix((edges.data[keep], (edges.row[keep], edges.col[keep])), shape=graph.shape).tocsr()
+
+
+def _distance_from(graph: csr_matrix, sources: np.ndarray, limit: float) -> np.ndarray:
+    """Shortest distance (mm) from the nearest of ``sources`` (boolean) along ``graph``; inf beyond ``limit``."""
+    if not sources.any():
+        return np.full(graph.shape[0], np.inf)
+    return dijkstra(graph, directed=False, indices=np.flatnonzero(sources), min_only=True, limit=limit)
+
+
+def _components(graph: csr_matrix, mask: np.ndarray) -> list[np.ndarray]:
+    """The node ids of each connected part of ``mask`` along ``graph`` (none for an empty mask)."""
+    if not mask.any():
+        return []
+    _, labels = connected_components(_within(graph, mask), directed=False)
+    ids = np.flatnonzero(mask)
+    order = np.argsort(labels[ids], kind="stable")
+    _, starts = np.unique(labels[ids][order], return_index=True)
+    return np.split(ids[order], starts[1:])
+
+
+def _entrances(graph: csr_matrix, points: np.ndarray, contacts: np.ndarray, radius: float) -> list[np.ndarray]:
+    """Clusters of the ``contacts`` (node ids): joined by an edge or closer than ``radius``."""
+    sub = graph[contacts][:, contacts].tocoo()
+    close = np.array(sorted(cKDTree(points[contacts]).query_pairs(radius)), np.int64).reshape(-1, 2)
+    rows = np.concatenate([sub.row, close[:, 0]])
+    cols = np.concatenate([sub.col, close[:, 1]])
+    links = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(contacts), len(contacts)))
+    count, labels = connected_components(links, directed=False)
+    return [contacts[labels == k] for k in range(count)]
+
+
+def _length(graph: csr_matrix, entrances: list[np.ndarray]) -> float:
+    """The largest, over pairs of entrances, of the shortest path between them along ``graph``."""
+    longest = 0.0
+    for first, second in itertools.combinations(entrances, 2):
+        sources = np.zeros(graph.shape[0], bool)
+        sources[first] = True
+        reach = _distance_from(graph, sources, np.inf)[second]
+        if np.isfinite(reach).any():
+            longest = max(longest, float(reach.min()))
+    return longest
+
+
+def _layer_band(depth: np.ndarray, layer: float, width: float) -> np.ndarray:
+    """Nodes within half the band's width of the layer's depth (a hair of slack for float depths)."""
+    return np.abs(depth - layer) <= 0.5 * width + 1e-9
+
+
+def layer_channels(layer_graph: csr_matrix, points: np.ndarray, tissue: Tissue, band: np.ndarray, layer: float,
+                   max_width_mm: float) -> tuple[list[tuple[np.ndarray, list[np.ndarray]]], dict]:
+    """The channels of one layer (``band`` its nodes, ``layer_graph`` the edges among them), as
+    (node ids, entrances' node ids), and the layer's counts."""
+    radius = 0.5 * max_width_mm
+    core = band & tissue.core
+    counts = {"layer": layer, "nodes": int(band.sum()), "core_nodes": int(core.sum()),
+              "border_zone_nodes": int((band & tissue.border_zone).sum()),
+              "healthy_nodes": int((band & tissue.healthy).sum()), "enclosed_border_zone_nodes": 0,
+              "candidates": 0, "channels": 0}
+    counts["joined_share"] = round(float((np.diff(layer_graph.indptr)[band] > 0).mean()) if band.any() else 0.0, 3)
+    if not core.any() or not counts["border_zone_nodes"]:
+        return [], counts
+    dilated = band & (_distance_from(layer_graph, core, radius) <= radius)
+    closed = dilated & (_distance_from(layer_graph, band & ~dilated, radius) > radius)
+    enclosed = closed & tissue.border_zone
+    free = band & ~core & ~enclosed
+    open_parts = [part for part in _components(layer_graph, free) if tissue.healthy[part].any()]
+    reaches_healthy = np.zeros(len(band), bool)
+    for part in open_parts:
+        reaches_healthy[part] = True
+    found = []
+    candidates = _components(layer_graph, enclosed)
+    for candidate in candidates:
+        touching = np.zeros(len(band), bool)
+        touching[np.unique(layer_graph[candidate].indices)] = True
+        contacts = np.flatnonzero(touching & reaches_healthy)
+        entrances = _entrances(layer_graph, points, contacts, radius) if len(contacts) else []
+        if len(entrances) >= 2:
+            found.append((candidate, entrances))
+    counts.update(enclosed_border_zone_nodes=int(enclosed.sum()), candidates=len(candidates), channels=len(found))
+    return found, counts
+
+
+def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray, tissue: Tissue,
+                  options: ChannelOptions = ChannelOptions(), spreads: dict[str, np.ndarray] | None = None
+                  ) -> ChannelResult:
+    """Every layer's channels on a mesh (``points`` LPS mm, ``depth`` in [0, 1] per node; ``spreads``:
+    per-node fields averaged over each channel as ``mean_<name>``).
+
+    ``bz_channel`` of a node in channels of several (overlapping) layers is the channel of the
+    layer nearest its depth. Channels are numbered from 1 by layer, then by size (largest first)."""
+    options.check()
+    if not tissue.core.any():
+        raise CardioScarError(f"{tissue.source}: no node is core, so no border-zone corridor can run through core; "
+                              "check the tags (or lower --core) before looking for channels")
+    graph = edge_graph(dataset, points)
+    channels, layers = [], []
+    node_channel = np.zeros(len(points), np.int32)
+    nearest = np.full(len(points), np.inf)
+    for layer in sorted({float(v) for v in options.layers}):
+        band = _layer_band(depth, layer, options.layer_width)
+        layer_graph = _within(graph, band)
+        found, counts = layer_channels(layer_graph, points, tissue, band, layer, options.max_width_mm)
+        layers.append(counts)
+        _warn_thin_band(counts, options.layer_width)
+        for nodes, entrances in sorted(found, key=lambda item: -len(item[0])):
+            channel = _channel(len(channels) + 1, layer, layer_graph, points, nodes, entrances, spreads or {})
+            channels.append(channel)
+            closer = np.abs(depth[nodes] - layer) < nearest[nodes]
+            node_channel[nodes[closer]] = channel.id
+            nearest[nodes[closer]] = np.abs(depth[nodes[closer]] - layer)
+    return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers)
+
+
+def _channel(channel_id: int, layer: float, layer_graph: csr_matrix, points: np.ndarray, nodes: np.ndarray,
+             entrances: list[np.ndarray], spreads: dict[str, np.ndarray]) -> Channel:
+    """A found channel's figures; its length along the edges among its nodes and its entrances' only."""
+    through = np.zeros(len(points), bool)
+    through[np.concatenate([nodes, *entrances])] = True
+    return Channel(id=channel_id, layer=layer, nodes=nodes, length_mm=_length(_within(layer_graph, through), entrances),
+                   entrances_lps=np.array([points[e].mean(axis=0) for e in entrances]),
+                   centroid_lps=points[nodes].mean(axis=0),
+                   spreads={f"mean_{name}": float(values[nodes].mean()) for name, values in spreads.items()})
+
+
+def _warn_thin_band(counts: dict, width: float) -> None:
+    """Warn when most of a layer's nodes have no neighbour in its band: the mesh has too few nodes
+    through the wall for the band, and channels there are cut into pieces (or missed); or has none."""
+    if not counts["nodes"]:
+        logger.warning("layer %g: no node lies within its band (depth +/- %g of the wall): the mesh has too few nodes "
+                       "through the wall for it; widen --layer-width or use a finer mesh", counts["layer"], width / 2.0)
+    elif counts["joined_share"] < MIN_JOINED_SHARE:
+        logger.warning("layer %g: %.0f %% of its %d nodes have no neighbour within the band (depth +/- %g of the "
+                       "wall): the mesh is too coarse through the wall for it; widen --layer-width or use a finer mesh",
+                       counts["layer"], 100.0 * (1.0 - counts["joined_share"]), counts["nodes"], width / 2.0)
+
+
+def tissue_from_tags(values: np.ndarray, tag_values: tuple[int, int, int], source: str) -> Tissue:
+    """The three classes of a tags field; a node with another value is refused (not a tags field of
+    these values: a probability, or other tag numbers)."""
+    values = np.asarray(values, np.float64)
+    known = np.isin(values, np.asarray(tag_values, np.float64))
+    if not known.all():
+        others = ", ".join(f"{v:g}" for v in np.unique(values[~known])[:5])
+        raise CardioScarError(f"{source} has values ({others}) that are none of its tags healthy, border zone, core = "
+                              f"{','.join(str(v) for v in tag_values)}: give --tags HEALTHY,BORDER,CORE as the tags "
+                              "were written (cardioscar export --tags)")
+    return Tissue(healthy=values == tag_values[0], border_zone=values == tag_values[1], core=values == tag_values[2],
+                  source=source)
+
+
+def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, int, int] | None = None,
+                   scar_field: str | None = None, border_zone: float | None = None, core: float | None = None
+                   ) -> Tissue:
+    """The mesh's healthy / border-zone / core nodes: from a tags field (``tags_field``, else the
+    export's ``tissue_tag`` when the mesh has it and no ``scar_field`` is named), its values from
+    ``tag_values`` or the export's note beside ``tissue_tag``; else from ``scar_field`` (default
+    ``scar_probability``) cut by the tag rule's thresholds (:mod:`.tags`). A mesh with neither is
+    refused: there is no tissue to search."""
+    from .opencarp import TAG_ARRAY, recorded_tag_values
+    from .tags import DEFAULT_TAGS, check_scar_field_name, tag_nodes
+
+    name = "the mesh" if mesh.path is None else mesh.path.name
+    fields = mesh.point_field_names()
+    if tags_field is None and scar_field is None and TAG_ARRAY in fields:
+        tags_field = TAG_ARRAY
+    if tags_field is not None:
+        if border_zone is not None or core is not None:
+            raise CardioScarError(f"--border-zone/--core cut a probability, but the tags of {name} are read from its "
+                                  f"field '{tags_field}': leave them out, or give --scar-field to tag from the probability")
+        noted = recorded_tag_values(mesh.dataset) if tags_field == TAG_ARRAY else None
+        noted = None if noted is None else (noted["healthy"], noted["border_zone"], noted["core"])
+        if tag_values is not None and noted is not None and tuple(tag_values) != noted:
+            raise CardioScarError(f"--tags {','.join(map(str, tag_values))} is not what the export noted beside "
+                                  f"{TAG_ARRAY} on {name} ({','.join(map(str, noted))}): leave --tags out")
+        values = tag_values or noted
+        if values is None:
+            raise CardioScarError(f"{name}: field '{tags_field}' carries no note of which value is which class: give "
+                                  f"--tags HEALTHY,BORDER,CORE (cardioscar export's default {','.join(map(str, DEFAULT_TAGS))})")
+        return tissue_from_tags(mesh.point_array(tags_field), tuple(values), f"{name} field '{tags_field}'")
+    if tag_values is not None:
+        raise CardioScarError(f"--tags numbers the values of a tags field, but {name} is tagged from a probability "
+                              f"here (it has no '{TAG_ARRAY}', or --scar-field was given): leave --tags out, or name "
+                              "the field with --tags-field")
+    scar_field = scar_field or "scar_probability"
+    check_scar_field_name(scar_field, "--scar-field")
+    if scar_field not in fields:
+        raise CardioScarError(f"{name} has no tags ('{TAG_ARRAY}', from cardioscar export --format vtu) and no scar "
+                              f"field '{scar_field}' (from cardioscar apply): give a tagged or predicted mesh, or name "
+                              "the field with --tags-field / --scar-field")
+    tags, cut = tag_nodes(mesh.dataset, mesh.point_array(scar_field), border_zone, core)
+    return Tissue(healthy=tags == DEFAULT_TAGS[0], border_zone=tags == DEFAULT_TAGS[1], core=tags == DEFAULT_TAGS[2],
+                  source=f"{name} field '{scar_field}' (border zone >= {cut[0]:g}, core >= {cut[1]:g})")
+
+
+#: The table's columns (``channels.csv``): the centroid in LPS mm, as every point the library reports.
+CSV_COLUMNS = ("channel", "layer", "nodes", "length_mm", "entrances", "centroid_l_mm", "centroid_p_mm",
+               "centroid_s_mm")
+#: What every ``channels.json`` says of the method's limits.
+LIMITS = ("channels depend on the border-zone and core thresholds behind the tags, on the mesh's resolution through "
+          "and along the wall, and on max_width_mm; not validated against invasive (electro-anatomical) maps")
+
+
+def channels_csv(channels: list[Channel]) -> str:
+    """``channels.csv``: one line per channel (a header alone when none was found), with a
+    ``mean_<field>`` column for each spread the mesh had."""
+    spread_names = list(channels[0].spreads) if channels else []
+    lines = [",".join(CSV_COLUMNS + tuple(spread_names))]
+    for channel in channels:
+        row = channel.row()
+        lines.append(",".join([str(row["channel"]), f"{row['layer']:g}", str(row["nodes"]), f"{row['length_mm']:.2f}",
+                               str(row["entrances"])] + [f"{v:.2f}" for v in row["centroid_lps"]]
+                              + [f"{row[name]:.4f}" for name in spread_names]))
+    return "\n".join(lines) + "\n"
+
+
+def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptions) -> dict:
+    """``channels.json``: how the search was made, what each layer held, and the channels."""
+    return {"result": result.summary(), "n_channels": len(result.channels), "coordinate_frame": "LPS",
+            "tissue": tissue.source, "layers": [float(v) for v in sorted(options.layers)],
+            "layer_width": options.layer_width, "max_width_mm": options.max_width_mm,
+            "depth": "d_endo / (d_endo + d_epi) at each node (0 endocardium, 1 epicardium)",
+            "node_field": f"{CHANNEL_FIELD}: the channel's id (of the layer nearest the node's depth), 0 elsewhere",
+            "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels]}
+
+
+def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: ChannelOptions,
+                        output_dir: str | Path) -> dict[str, Path]:
+    """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel`` and ``wall_depth``), then
+    ``channels.csv`` and ``channels.json`` as one set, into ``output_dir``; each file atomically."""
+    from ..io.atomic import atomic_write_set
+    from ..io.checks import check_output_dir
+    from ..io.meshio import write_mesh
+
+    out = check_output_dir(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = mesh.path.suffix.lower() if mesh.path is not None else ".vtk"
+    paths = {"csv": out / "channels.csv", "json": out / "channels.json", "mesh": out / f"channels_mesh{suffix}"}
+    if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
+        raise CardioScarError(f"the channels' mesh would overwrite the input {mesh.path}; choose another --output-dir")
+    write_mesh(mesh, paths["mesh"], {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth})
+    with atomic_write_set([paths["csv"], paths["json"]]) as (csv_tmp, json_tmp):
+        csv_tmp.write_text(channels_csv(result.channels), encoding="utf-8")
+        json_tmp.write_text(json.dumps(channels_record(result, tissue, options), indent=2), encoding="utf-8")
+    return paths
+
+
+def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_field: str | None = None,
+                     tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
+                     border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
+    """In memory (the command line's and the Slicer Logic's work): the tissue (:func:`tissue_of_mesh`),
+    the wall's depth, every layer's channels; a summary line logged, a warning when none was found."""
+    from ..aha.wall import lv_wall, wall_depth
+
+    options.check()
+    tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
+    points, lps, _, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
+    depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
+    spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
+    result = find_channels(lps, points, depth, tissue, options, spreads)
+    (logger.info if result.channels else logger.warning)("%s: %s", tissue.source, result.summary())
+    return result, tissue
+
+
+def run_channels(mesh, output_dir: str | Path | None = None, options: ChannelOptions = ChannelOptions(), *,
+                 tags_field: str | None = None, tag_values: tuple[int, int, int] | None = None,
+                 scar_field: str | None = None, border_zone: float | None = None, core: float | None = None
+                 ) -> ChannelResult:
+    """Files in (a mesh or its path), files out (with ``output_dir``: :func:`write_channel_files`),
+    the output folder checked before any work; see :func:`channels_of_mesh`."""
+    from ..io.checks import check_output_dir
+    from ..io.meshio import Mesh, read_mesh
+
+    options.check()
+    if output_dir is not None:
+        check_output_dir(output_dir)
+    if not isinstance(mesh, Mesh):
+        mesh = read_mesh(mesh)
+    result, tissue = channels_of_mesh(mesh, options, tags_field=tags_field, tag_values=tag_values,
+                                      scar_field=scar_field, border_zone=border_zone, core=core)
+    if output_dir is not None:
+        write_channel_files(mesh, result, tissue, options, output_dir)
+    return result

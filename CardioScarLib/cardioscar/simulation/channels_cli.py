@@ -1,0 +1,74 @@
+"""``cardioscar channels``: border-zone conducting channels, layer by layer through the wall.
+
+The verb's parser and handler, registered by ``cli.py`` with one line, as ``export`` is (the
+``commands/`` package holds the verbs that had flat module names before it); the work is
+:func:`cardioscar.simulation.channels.run_channels`, imported only when the verb runs (it
+imports VTK and SciPy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger("cardioscar")
+
+
+def _depths(text: str) -> tuple[float, ...]:
+    """``--layers``: comma-separated depths (shares of the wall), e.g. 0.1,0.5,0.9."""
+    try:
+        values = tuple(float(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"must be comma-separated depths between 0 and 1, e.g. 0.1,0.5,0.9 (got {text!r})")
+    return values
+
+
+def _tag_values(text: str) -> tuple[int, int, int]:
+    from cardioscar.simulation.export import parse_tags
+
+    return parse_tags(text)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from cardioscar.simulation.channels import ChannelOptions, run_channels
+
+    given = {"layers": args.layers, "layer_width": args.layer_width, "max_width_mm": args.max_width}
+    options = ChannelOptions(**{name: value for name, value in given.items() if value is not None})
+    result = run_channels(args.mesh, args.output_dir, options, tags_field=args.tags_field,
+                          tag_values=None if args.tags is None else _tag_values(args.tags), scar_field=args.scar_field,
+                          border_zone=args.border_zone, core=args.core)
+    for channel in result.channels:
+        row = channel.row()
+        logger.info("channel %d: layer %g, %d nodes, %.1f mm, %d entrances, centroid LPS %s", row["channel"],
+                    row["layer"], row["nodes"], row["length_mm"], row["entrances"], row["centroid_lps"])
+    logger.info("Wrote %s", ", ".join(str(Path(args.output_dir) / name) for name in ("channels.csv", "channels.json")))
+
+
+def register(subparsers) -> None:
+    """Add the ``channels`` verb to the ``cardioscar`` command line."""
+    # the defaults are ChannelOptions' (the module imports VTK: not while the parser is built)
+    verb = subparsers.add_parser(
+        "channels", help="border-zone conducting channels through the core, per transmural layer (VT ablation aid)",
+        description="Writes OUTPUT_DIR/channels.csv, channels.json and channels_mesh.<ext> (point fields bz_channel "
+                    "and wall_depth). Points in the tables are LPS mm. Needs a volumetric LV mesh.")
+    verb.add_argument("--mesh", required=True, type=Path,
+                      help="tagged mesh (export --format vtu: tissue_tag) or predicted mesh (apply: scar_probability)")
+    verb.add_argument("--output-dir", required=True, type=Path)
+    verb.add_argument("--layers", type=_depths, default=None,
+                      help="depths searched, shares of the wall from the endocardium (default 0.1,0.2,...,0.9)")
+    verb.add_argument("--layer-width", type=float, default=None,
+                      help="each layer's band of depth, a share of the wall (default 0.2)")
+    verb.add_argument("--max-width", type=float, default=None,
+                      help="widest gap in the core (mm) that counts as a channel (default 10)")
+    verb.add_argument("--tags-field", default=None,
+                      help="point field of tissue tags (default tissue_tag when the mesh has it)")
+    verb.add_argument("--tags", default=None, metavar="HEALTHY,BORDER,CORE",
+                      help="the tag values of --tags-field (default: the note export writes beside tissue_tag)")
+    verb.add_argument("--scar-field", default=None,
+                      help="tag from this probability field instead (default scar_probability when there are no tags)")
+    verb.add_argument("--border-zone", type=float, default=None, help="with a probability: border-zone threshold (0.5)")
+    verb.add_argument("--core", type=float, default=None, help="with a probability: core threshold (0.8)")
+    verb.set_defaults(handler=_run)

@@ -1,0 +1,203 @@
+"""Border-zone conducting channels (``cardioscar channels``, :mod:`cardioscar.simulation.channels`).
+
+Real parts: the demo phantom's tetrahedral wall lattice (``lattice_cubes``, the mesh the phantoms
+are made of), built here without its acquisition, with tags painted by hand in its wall
+coordinates (depth t, meridian and circumference in mm), so the answer is known: a core patch
+crossed by a border-zone corridor in the inner half of the wall has exactly one channel in the
+inner layers and none in the outer ones; a solid core none; two corridors two. Files are real
+``.vtu`` files through the real command line (in process).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import vtk
+
+from cardioscar.errors import CardioScarError
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.phantoms.phantom import LVGeometry, lattice_cubes, tets_from_cubes
+from cardioscar.simulation import channels
+from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
+from conftest import assert_refused_in_one_line
+
+#: The core patch's half-size (mm, on the mid-wall) and the corridor's half-width (mm).
+PATCH_MM, CORRIDOR_MM = 15.0, 2.5
+#: The corridor runs through the wall's inner part only (depth t below this).
+CORRIDOR_DEPTH = 0.45
+INNER, OUTER = (0.1, 0.2, 0.3), (0.7, 0.8, 0.9)
+
+
+class Wall:
+    """The lattice mesh (LPS, as read from a file) and each node's wall coordinates in mm."""
+
+    def __init__(self, target_nodes: int) -> None:
+        geometry = LVGeometry(25.0, 80.0, 35.0, 90.0, np.eye(3), np.array([12.0, -25.0, 40.0]))
+        local, wall, corners = lattice_cubes(geometry, target_nodes)
+        self.points = geometry.to_lps(local)
+        self.grid = _tetra_grid(self.points, tets_from_cubes(local, corners))
+        self.depth, u, theta = wall.T
+        a_mid, c_mid = (float(v) for v in geometry.axes(np.array(0.5)))
+        u0, theta0 = 1.1, 1.0  # the patch's centre: mid-ventricle
+        self.circumference = (theta - theta0) * a_mid * np.sin(u)
+        self.meridian = (u - u0) * np.hypot(a_mid * np.cos(u), c_mid * np.sin(u))
+        self.patch = (np.abs(self.circumference) < PATCH_MM) & (np.abs(self.meridian) < PATCH_MM)
+
+    def tags(self, corridors: tuple[float, ...] = (0.0,), rim: bool = False, notch: bool = False) -> np.ndarray:
+        """1 healthy, 2 border zone, 3 core: the patch core, each corridor (at that meridian offset,
+        across the patch) border zone in the inner wall; ``rim`` a 4 mm border zone around the patch
+        (a reconstruction's field has one); ``notch`` a corridor entering from one side only."""
+        tags = np.ones(len(self.points), np.int32)
+        tags[self.patch] = 3
+        inner = self.patch & (self.depth < CORRIDOR_DEPTH)
+        for offset in corridors:
+            corridor = inner & (np.abs(self.meridian - offset) < CORRIDOR_MM)
+            tags[corridor & ((self.circumference < 0) if notch else True)] = 2
+        if rim:
+            tags[~self.patch & (np.abs(self.circumference) < PATCH_MM + 4) & (np.abs(self.meridian) < PATCH_MM + 4)] = 2
+        return tags
+
+    def search(self, tags: np.ndarray, layers=INNER + OUTER) -> channels.ChannelResult:
+        tissue = channels.tissue_from_tags(tags, (1, 2, 3), "painted tags")
+        return channels.find_channels(self.grid, self.points, self.depth, tissue, channels.ChannelOptions(layers=layers))
+
+
+def _tetra_grid(points: np.ndarray, tets: np.ndarray) -> vtk.vtkUnstructuredGrid:
+    from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+
+    grid = vtk.vtkUnstructuredGrid()
+    vtk_points = vtk.vtkPoints()
+    vtk_points.SetData(numpy_to_vtk(np.ascontiguousarray(points), deep=True))
+    grid.SetPoints(vtk_points)
+    cells = vtk.vtkCellArray()
+    cells.ImportLegacyFormat(numpy_to_vtkIdTypeArray(np.hstack([np.full((len(tets), 1), 4), tets]).ravel(), deep=True))
+    grid.SetCells(vtk.VTK_TETRA, cells)
+    return grid
+
+
+@pytest.fixture(scope="module")
+def wall() -> Wall:
+    return Wall(15000)
+
+
+def per_layer(result: channels.ChannelResult) -> dict[float, int]:
+    return {row["layer"]: row["channels"] for row in result.layers}
+
+
+def test_a_corridor_through_the_core_is_one_channel_in_the_layers_it_spans(wall):
+    tags = wall.tags()
+    result = wall.search(tags)
+    counts = per_layer(result)
+    assert [counts[v] for v in INNER] == [1, 1, 1] and [counts[v] for v in OUTER] == [0, 0, 0], counts
+    for channel in result.channels:
+        assert len(channel.entrances_lps) == 2
+        assert np.all(tags[channel.nodes] == 2) and np.all(np.abs(wall.meridian[channel.nodes]) < CORRIDOR_MM)
+        # it crosses the 30 mm patch (shorter on the endocardium, whose radius is 25 of the mid-wall's 30 mm)
+        assert 20.0 < channel.length_mm < 2 * PATCH_MM + 2.0, channel.length_mm
+        assert np.linalg.norm(channel.centroid_lps - wall.points[wall.patch].mean(axis=0)) < 10.0
+    marked = result.node_channel > 0
+    assert np.all(tags[marked] == 2) and marked.sum() > 0.5 * (tags == 2).sum()
+
+
+def test_a_solid_core_has_none_and_two_corridors_two(wall):
+    assert wall.search(wall.tags(corridors=())).channels == []
+    counts = per_layer(wall.search(wall.tags(corridors=(-7.0, 7.0))))
+    assert [counts[v] for v in INNER] == [2, 2, 2] and [counts[v] for v in OUTER] == [0, 0, 0], counts
+
+
+def test_a_border_zone_rim_keeps_the_channel_and_a_dead_end_is_none(wall):
+    """A reconstruction's core always has a border-zone rim, which joins the corridor's ends: the
+    corridor is still one channel (its entrances open onto the rim that leads to healthy tissue),
+    the rim alone none; a corridor open at one end only has one entrance, so none."""
+    counts = per_layer(wall.search(wall.tags(rim=True), layers=INNER))
+    assert [counts[v] for v in INNER] == [1, 1, 1], counts
+    assert wall.search(wall.tags(corridors=(), rim=True)).channels == []
+    assert wall.search(wall.tags(notch=True), layers=INNER).channels == []
+
+
+def test_no_core_is_refused_and_no_border_zone_is_an_explicit_none(wall):
+    with pytest.raises(CardioScarError, match="no node is core"):
+        wall.search(np.where(wall.patch, 2, 1))
+    result = wall.search(np.where(wall.patch, 3, 1), layers=(0.5,))
+    assert result.channels == [] and "no conducting channel" in result.summary()
+    assert result.layers[0]["border_zone_nodes"] == 0 and result.layers[0]["core_nodes"] > 0
+    assert result.layers[0]["candidates"] == 0 and not result.node_channel.any()
+
+
+def test_bad_options_and_tags_are_refused_in_one_line(wall):
+    for options, fragment in ((channels.ChannelOptions(layers=(0.5, 1.5)), "--layers"),
+                              (channels.ChannelOptions(layer_width=0.0), "--layer-width"),
+                              (channels.ChannelOptions(max_width_mm=-1.0), "--max-width")):
+        with pytest.raises(CardioScarError, match=fragment):
+            options.check()
+    with pytest.raises(CardioScarError, match=r"values \(0\.6\) that are none of its tags"):
+        channels.tissue_from_tags(np.where(wall.patch, 0.6, 1.0), (1, 2, 3), "field 'x'")
+
+
+def _write(wall: Wall, path, fields: dict, tag_note: bool = True) -> None:
+    grid = vtk.vtkUnstructuredGrid()
+    grid.DeepCopy(wall.grid)
+    if tag_note:
+        note_tag_values(grid, (1, 2, 3))
+    write_mesh(Mesh(dataset=grid, space="LPS", path=None), path, fields)
+
+
+def test_the_command_line_writes_the_field_and_tables(wall, tmp_path):
+    from cardioscar.cli import main
+
+    tags = wall.tags()
+    spread = np.where(tags == 2, 0.25, 0.0)  # the core's edge unsure along the corridor only
+    _write(wall, tmp_path / "tagged.vtu", {TAG_ARRAY: tags, "core_uncertainty": spread})
+    out = tmp_path / "channels"
+    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out),
+                 "--layers", "0.1,0.9"]) == 0
+    record = json.loads((out / "channels.json").read_text())
+    assert record["n_channels"] == 1 and record["coordinate_frame"] == "LPS"
+    assert record["tissue"].endswith(f"field '{TAG_ARRAY}'") and "not validated" in record["limits"]
+    assert [row["channels"] for row in record["per_layer"]] == [1, 0]
+    lines = (out / "channels.csv").read_text().splitlines()
+    assert lines[0].startswith("channel,layer,nodes,length_mm") and lines[0].endswith(",mean_core_uncertainty")
+    assert len(lines) == 2 and lines[1].startswith("1,0.1,") and lines[1].endswith(",0.2500")
+    assert record["channels"][0]["mean_core_uncertainty"] == 0.25
+    written = read_mesh(out / "channels_mesh.vtu")
+    field = written.point_array(channels.CHANNEL_FIELD)
+    assert set(np.unique(field)) == {0, 1} and np.all(tags[field == 1] == 2)
+    # the depth computed from the wall's faces is the lattice's own (its shells at t = 0, 0.25, ...)
+    assert np.percentile(np.abs(written.point_array(channels.DEPTH_FIELD) - wall.depth), 95) < 0.05
+
+
+def test_a_probability_field_is_tagged_by_the_tag_rule(wall, tmp_path):
+    probability = np.choose(wall.tags() - 1, [0.1, 0.6, 0.9])
+    _write(wall, tmp_path / "scar.vtu", {"scar_probability": probability}, tag_note=False)
+    result = channels.run_channels(tmp_path / "scar.vtu", None, channels.ChannelOptions(layers=(0.1,)))
+    assert len(result.channels) == 1
+    # cut above the border zone's 0.6 the corridor is healthy: a gap of healthy tissue is no channel
+    above = channels.tissue_of_mesh(read_mesh(tmp_path / "scar.vtu"), border_zone=0.7)
+    assert "border zone >= 0.7, core >= 0.8" in above.source and not above.border_zone.any()
+    assert channels.find_channels(wall.grid, wall.points, wall.depth, above).channels == []
+
+
+def test_bad_input_on_the_command_line(wall, tmp_path, capsys):
+    tags = wall.tags()
+    _write(wall, tmp_path / "unnoted.vtu", {TAG_ARRAY: tags}, tag_note=False)
+    _write(wall, tmp_path / "bare.vtu", {"other": tags.astype(float)})
+    tagged = read_mesh(tmp_path / "unnoted.vtu").dataset
+    note_tag_values(tagged, (1, 2, 3))
+    surface = vtk.vtkDataSetSurfaceFilter()  # the wall's faces with their nodes' tags: no depth through it
+    surface.SetInputData(tagged)
+    surface.Update()
+    write_mesh(Mesh(dataset=surface.GetOutput(), space="LPS", path=None), tmp_path / "surface.vtp")
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [(["--mesh", tmp_path / "unnoted.vtu"], "give --tags HEALTHY,BORDER,CORE"),
+             (["--mesh", tmp_path / "bare.vtu"], "has no tags"),
+             (["--mesh", tmp_path / "unnoted.vtu", "--tags", "1,2,3", "--core", "0.7"], "leave them out"),
+             (["--mesh", tmp_path / "bare.vtu", "--scar-field", "other"], "outside [0, 1]"),
+             (["--mesh", tmp_path / "bare.vtu", "--scar-field", "p"], "no scar field 'p'"),
+             (["--mesh", tmp_path / "surface.vtp"], "has no volume cells"),
+             (["--mesh", tmp_path / "bare.vtu", "--tags", "1,2,3"], "leave --tags out"),
+             (["--mesh", tmp_path / "unnoted.vtu", "--tags", "1,2,3", "--layers", "0.5,2"], "--layers")]
+    for args, fragment in cases:
+        assert_refused_in_one_line(["channels", *args, "--output-dir", out / "out1"], fragment, capsys, out)
