@@ -411,7 +411,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         import importlib
 
         for name in ("worker", "wording", "scratch", "geometry", "headless", "options", "results", "render",
-                     "scarsource", "myocardium", "slabwidth", "acquisition", "layout", "aha", "tissue", "rulemasks",
+                     "scarsource", "myocardium", "slabwidth", "acquisition", "layout", "aha", "tissue", "channels", "rulemasks",
                      "logic", "background", ""):
             module = sys.modules.get("CardioScarLogic" + (f".{name}" if name else ""))
             if module is not None:

@@ -93,9 +93,21 @@ class QWidget:
         self._signals: dict = {}
         self._properties: dict = {}
         self._children: list = []
+        self._parent = parent
         self.enabled, self.visible, self.toolTip, self.text = True, True, "", ""
         if parent is not None:
             parent._children.append(self)
+
+    def _user_acts(self, action: str) -> None:
+        """Refuse a test's user action on a widget Qt would not let the user reach: disabled, or
+        inside a disabled parent (Qt's ``isEnabled``). Raised, not ignored, so that a test which
+        picks a value the user could not pick fails where it does so."""
+        widget = self
+        while widget is not None:
+            if not widget.enabled:
+                raise AssertionError(f"the user cannot {action} {self.name!r}: "
+                                     f"{'it' if widget is self else repr(widget.name)} is disabled")
+            widget = widget._parent
 
     def __getattr__(self, name):
         if name not in SIGNALS:
@@ -184,6 +196,7 @@ class QCheckBox(QWidget):
             self.toggled.emit(bool(value))
 
     def click(self) -> None:
+        self._user_acts("click")
         self.checked = not self.checked
         self.clicked.emit(self.checked)
 
@@ -208,6 +221,7 @@ class QLineEdit(QWidget):
 
     def type(self, keys: str) -> None:
         """The user types ``keys`` at the cursor, one keystroke at a time."""
+        self._user_acts("type into")
         for key in keys:
             at = self.cursorPosition
             self.__dict__["_text"] = self.text[:at] + key + self.text[at:]
@@ -252,6 +266,7 @@ class QComboBox(QWidget):
 
     def choose(self, text: str) -> None:
         """The user picks an item: ``currentIndexChanged`` then ``activated``."""
+        self._user_acts("pick in")
         index = self._items.index(text)
         self.currentIndex = index
         self.activated.emit(index)
