@@ -101,3 +101,29 @@ def test_a_mesh_file_in_RAS_gets_the_same_helix_in_its_own_frame(segmented):
     copy.SetPoints(points)
     ras = Mesh(dataset=copy, space="RAS")
     np.testing.assert_allclose(rule_fibres(ras), rule_fibres(lps) * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
+
+
+def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(segmented, tmp_path):
+    """``--format vtu --fibres rule`` wrote no fibres at all; now the .vtu holds them as the cell
+    vectors ``fibre`` and ``sheet`` (the .lon's numbers, in the points' frame) and notes the rule."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from cardioscar.io.meshio import text_field, write_mesh
+    from cardioscar.simulation.opencarp import FIBRE_RULE_ARRAY
+
+    mesh = read_mesh(segmented["mesh"])
+    scar = tmp_path / "pred.vtk"
+    write_mesh(mesh, scar, {"scar_probability": np.zeros(mesh.n_points)})
+    _, files = export_model(scar, tmp_path / "heart", fmt="vtu", fibres_field="rule", helix_deg=(50.0, -40.0))
+    written = read_mesh(files[".vtu"])
+    cells = written.dataset.GetCellData()
+    expected = rule_fibres(mesh, (50.0, -40.0))
+    assert written.space == mesh.space
+    np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("fibre")), expected[:, :3], atol=1e-9)
+    np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("sheet")), expected[:, 3:], atol=1e-9)
+    record = json.loads(text_field(written.dataset, FIBRE_RULE_ARRAY))
+    assert record["measured"] is False and (record["helix_endo_deg"], record["helix_epi_deg"]) == (50.0, -40.0)
+    _, plain = export_model(scar, tmp_path / "plain.vtu", fmt="vtu")  # without --fibres: neither the vectors nor the note
+    plain_mesh = read_mesh(plain[".vtu"])
+    assert plain_mesh.dataset.GetCellData().GetArray("fibre") is None
+    assert text_field(plain_mesh.dataset, FIBRE_RULE_ARRAY) is None
