@@ -127,3 +127,42 @@ def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(se
     plain_mesh = read_mesh(plain[".vtu"])
     assert plain_mesh.dataset.GetCellData().GetArray("fibre") is None
     assert text_field(plain_mesh.dataset, FIBRE_RULE_ARRAY) is None
+
+
+def _ventricles_mesh(with_rv: bool):
+    """A 48 mm tall wall (2 mm hexahedra of mesh-from-labels): an LV ring (cavity radius 12 mm,
+    wall 8 mm) and, ``with_rv``, an RV crescent on its side (cavity radius 10 mm, free wall 4 mm)
+    sharing the LV's wall as its septum: the cross-sections of a biventricular mesh."""
+    import SimpleITK as sitk
+
+    from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
+
+    z, y, x = np.mgrid[0:30, 0:40, 0:45] * 2.0 + 1.0
+    r_lv, r_rv = np.hypot(x - 30.0, y - 40.0), np.hypot(x - 56.0, y - 40.0)
+    wall = (r_lv >= 12.0) & (r_lv <= 20.0)
+    if with_rv:
+        wall |= (r_rv >= 10.0) & (r_rv <= 14.0) & (r_lv > 20.0)
+    image = sitk.GetImageFromArray((wall & (z > 6.0) & (z < 54.0)).astype(np.uint8) * 2)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    return myocardium_mesh_from_labels(image, (2,), spacing_mm=2.0)
+
+
+def test_the_rule_refuses_a_biventricular_mesh_in_one_line(tmp_path):
+    """The LV rule gave a mesh of both ventricles LV fibres about whatever axis its shape gave;
+    cross-sections that enclose two cavities (the RV's beside the LV's) now refuse it, on every
+    face (the API's export here), while the LV ring alone encloses one."""
+    from cardioscar.io.meshio import write_mesh
+    from cardioscar.simulation.fibres import cavity_counts
+
+    lv_counts, _ = cavity_counts(_ventricles_mesh(with_rv=False).dataset_lps())
+    assert lv_counts.max() == 1
+    biv = _ventricles_mesh(with_rv=True)
+    counts, _ = cavity_counts(biv.dataset_lps())
+    assert (counts == 2).all(), counts
+    write_mesh(biv, tmp_path / "biv.vtk", {"scar_probability": np.zeros(biv.n_points)})
+    with pytest.raises(CardioScarError) as error:
+        export_model(tmp_path / "biv.vtk", tmp_path / "heart", fmt="vtu", fibres_field="rule")
+    message = str(error.value)
+    assert message.startswith("biv.vtk looks biventricular: 15 of 15 cross-sections") and "\n" not in message
+    assert "give an LV-only mesh, or export without --fibres rule" in message
+    assert not (tmp_path / "heart.vtu").exists()

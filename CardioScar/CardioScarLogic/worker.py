@@ -216,8 +216,10 @@ def run_tissue_job(folder: Path, job: dict) -> None:
     if export:
         emit("log", message=f"Writing {export['format']} files")
         (folder / EXPORT_FOLDER).mkdir()
+        helix_deg = export.get("helix_deg")
         written = write_export(dataset, tags, folder / EXPORT_FOLDER / export["name"], fmt=export["format"],
-                               units=export["units"], scar_rule=export.get("scar_rule"))
+                               units=export["units"], fibres=export.get("fibres"), scar_rule=export.get("scar_rule"),
+                               helix_deg=None if helix_deg is None else tuple(helix_deg))
         files = [path.name for path in written]
     emit("done", device="CPU", files=files)
 
