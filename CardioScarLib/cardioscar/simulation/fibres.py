@@ -7,7 +7,8 @@ plane whose *helix angle* varies linearly with transmural depth, from +60 degree
 endocardium to -60 degrees at the epicardium (Streeter et al. 1969, Circ Res 24:339, measured
 angles; the rule-based assignment as in Bayer et al. 2012, Ann Biomed Eng 40:2243), and the
 sheet along the transmural direction. The fibres are *rule-based*, not measured, and LV-only:
-no right ventricle, no Laplace solves (the record in ``PREFIX.json`` says so).
+no right ventricle, no Laplace solves (the record in ``PREFIX.json`` says so); a mesh of both
+ventricles is refused (:func:`check_one_ventricle`), not given LV fibres on its RV.
 
 Frame, in LPS (right-handed): ``e_t`` the transmural direction (nearest endocardial node to
 nearest epicardial node), ``e_l`` the apex-to-base axis made perpendicular to ``e_t``,
@@ -58,8 +59,8 @@ def _frame(centres: np.ndarray, endo: np.ndarray, epi: np.ndarray, base_directio
 #: How :func:`cavity_counts` cuts a mesh: :data:`CAVITY_LEVELS` cross-sections evenly over this
 #: share of its length along each direction (away from the apex, where the cavity closes, and the
 #: base, where a mesh may be open), across :data:`CAVITY_DIRECTIONS` directions over a hemisphere
-#: (about 18 degrees apart; a biventricular mesh's shape gives no LV axis: biv-me's lies 79 degrees
-#: off its short-axis planes' normal), sampled from the mesh's cells on a grid of
+#: (about 18 degrees apart; a biventricular mesh's shape gives no LV axis: on biv-me's, the sections
+#: with both cavities lie 83-87 degrees from the shape's axis), sampled from the mesh's cells on a grid of
 #: :data:`CAVITY_PIXEL_MM` (larger for a mesh of over :data:`MAX_CAVITY_SAMPLES` grid points);
 #: a cavity is an enclosed hole of at least :data:`MIN_CAVITY_MM2` (5 mm wide; gaps between a
 #: coarse mesh's elements are far smaller).
@@ -133,6 +134,8 @@ def cavity_counts(dataset_lps) -> tuple[np.ndarray, np.ndarray]:
 
     inside, origin, pixel = _inside_grid(dataset_lps)
     filled = origin + pixel * np.argwhere(inside)
+    if len(filled) == 0:  # a mesh thinner than the grid: no section to cut (the rule refuses it for its wall)
+        return np.zeros(CAVITY_LEVELS, dtype=int), hemisphere(1)[0]
     found = []
     for direction in hemisphere(CAVITY_DIRECTIONS):
         sections = _sections(inside, origin, pixel, direction, filled)
@@ -166,7 +169,8 @@ def check_helix_angles(helix_deg: tuple[float, float]) -> tuple[float, float]:
 def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.ndarray:
     """(n_cells, 6) unit fibre and sheet of each element by the LV rule, in the mesh file's frame.
 
-    Refuses a mesh without volume cells: the rule needs the wall's two faces and the depth between.
+    Refuses a mesh without volume cells (the rule needs the wall's two faces and the depth between)
+    and a biventricular one (:func:`check_one_ventricle`).
     """
     from ..aha.segments import axis_from_shape
     from ..aha.wall import cell_centres, is_volumetric, wall_faces
