@@ -191,6 +191,9 @@ class CardioScarParameterNode:
     exportFormat: Annotated[str, Choice(["opencarp", "vtu"])] = "opencarp"
     exportUnits: Annotated[str, Choice(["um", "mm"])] = "um"
     exportPrefix: str = ""
+    # the LV fibre rule's fibres in the export (PREFIX.lon, or a .vtu's fibre/sheet cell vectors)
+    exportFibreRule: bool = False
+    exportHelixAngles: str = "60,-60"
 
 
 class LineEditConnector(GuiConnector):
@@ -1078,6 +1081,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             missing = self._tissueMissing(export)
             button.enabled = not missing
             button.toolTip = missing or idle
+        # both formats carry fibres (a .vtu as cell vectors), so the rule's box is never off for the format
+        self.ui.exportHelixAnglesLineEdit.enabled = self._parameterNode.exportFibreRule
 
     def tissueOptions(self) -> dict:
         """The tissue section's thresholds, tag numbers and core field as keyword arguments of
@@ -1087,6 +1092,17 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         p = self._parameterNode
         return {"border_zone": p.tagBorderZone, "core": p.tagCore, "tag_values": parse_tags(p.tagNumbers),
                 "core_model": p.tagCoreModel, "core_field": p.tagCoreField.strip() or None}
+
+    def fibreOptions(self) -> dict:
+        """The export's fibres as keyword arguments of export_model_node: the LV fibre rule at the
+        typed helix angles (checked here, before any worker starts), or none."""
+        from cardioscar.simulation.export import parse_helix
+        from cardioscar.simulation.fibres import RULE_NAME, check_helix_angles
+
+        p = self._parameterNode
+        if not p.exportFibreRule:
+            return {"fibres": None, "helix_deg": None}
+        return {"fibres": RULE_NAME, "helix_deg": check_helix_angles(parse_helix(p.exportHelixAngles))}
 
     def onTagButton(self) -> None:
         """Tag the chosen model in a worker (or stop it): arrays, colours, legend and table rows are
@@ -1113,7 +1129,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             missing = self._tissueMissing(export)
             if missing:
                 raise CardioScarError(missing)
-            files = {"prefix": p.exportPrefix, "format": p.exportFormat, "units": p.exportUnits} if export else None
+            files = {"prefix": p.exportPrefix, "format": p.exportFormat, "units": p.exportUnits,
+                     **self.fibreOptions()} if export else None
             return BackgroundRun.tissue(p.tagModel, self.tissueOptions(), color_logic=self.logic.color_logic,
                                         export=files)
 

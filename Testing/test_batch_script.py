@@ -327,6 +327,8 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
         (["--volume", missing, "--output", str(tmp_path / "o.vtp")], "Cannot write the volumetric mesh"),
         (["--volume", missing, "--expert-scar-labels", "3,4", "--expert-core-labels", "4"],
          "--expert-scar-labels, --expert-core-labels need --scar-rule"),
+        (["--volume", missing, "--fibre-rule"], "--fibre-rule writes the LV fibre rule's PREFIX.lon with "
+                                                "--export-opencarp PREFIX"),  # it was parsed and silently unused
     ]
     script = _load_script()
     for extra, expected in cases:
@@ -668,4 +670,19 @@ def test_a_mesh_the_opencarp_export_refuses_is_refused_before_the_run(case, tmp_
     status = _load_script().run(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "a simulator would take them as tissue" in err[0], err
+    assert not (tmp_path / "o.vtk").exists() and not list(tmp_path.glob("heart.*"))
+
+
+def test_a_biventricular_mesh_with_the_fibre_rule_is_refused_before_the_run(case, tmp_path, capsys):
+    """--fibre-rule on a mesh of both ventricles: the LV rule refuses it, and the batch script says
+    so before training instead of after it."""
+    from cardioscar.io.meshio import write_mesh
+    from test_simulation_fibres import _ventricles_mesh
+
+    write_mesh(_ventricles_mesh(with_rv=True), tmp_path / "biv.vtk")
+    argv = [str(a) for a in _common(case)] + ["--mesh", str(tmp_path / "biv.vtk"), "--output", str(tmp_path / "o.vtk"),
+                                               "--export-opencarp", str(tmp_path / "heart"), "--fibre-rule"]
+    status = _load_script().run(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "biv.vtk looks biventricular" in err[0], err
     assert not (tmp_path / "o.vtk").exists() and not list(tmp_path.glob("heart.*"))

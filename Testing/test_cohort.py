@@ -830,3 +830,67 @@ def test_a_rows_aha_points_in_the_wrong_order_are_warned_in_its_record(tmp_path,
     assert len(mirrored) == 1 and "(the aha point, then the aha inferior point)" in mirrored[0]
     record = json.loads((tmp_path / "aha" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
     assert record["sense"] == "mirrored"
+
+
+def test_fibre_columns_are_checked_and_reach_the_export(tmp_path, cohort_data, segmented, warnings_of_cardioscar):
+    """``fibres`` rule and ``helix_angles`` are the manifest's ``export --fibres rule --helix-angles``:
+    the openCARP rows carried the no-fibres warning. Bad values and either column without what it
+    needs are listed at load, one line each; a manifest without them hashes as before they existed;
+    the patient's export writes the rule's .lon and the .vtu's fibre vectors at the row's angles."""
+    from cardioscar.cohort.tasks import SIMULATION, _export
+    from cardioscar.io.meshio import text_field, write_mesh
+    from cardioscar.simulation.opencarp import FIBRE_RULE_ARRAY
+
+    mesh, image = cohort_data / "p0" / "phantom_mesh.vtk", cohort_data / "p0" / "phantom_lge.nii.gz"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,export,fibres,helix_angles\n"
+                        f'a,{mesh},{image},opencarp,yes,\nb,{mesh},{image},opencarp,rule,"95,-60"\n'
+                        f'c,{mesh},{image},,rule,\nd,{mesh},{image},vtu,,"60,-60"\n')
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)
+    text = str(error.value)
+    assert "4 problem(s)" in text.splitlines()[0]
+    assert "row 1 (id a): column 'fibres' must be rule (the LV fibre rule, as export --fibres rule) or no, got 'yes'" in text
+    assert "row 2 (id b): column 'helix_angles' must be two angles ENDO,EPI in degrees, each within [-90, 90]" in text
+    assert "row 3 (id c): column 'fibres' (rule) shapes the simulator files: give export too" in text
+    assert "row 4 (id d): column 'helix_angles' is for fibres rule" in text
+
+    segmented_mesh = read_mesh(segmented["mesh"])
+    manifest.write_text("id,mesh,image,export,fibres,helix_angles\n"
+                        f'a,{segmented["mesh"]},{image},opencarp;vtu,rule,"50,-40"\nb,{mesh},{image},opencarp,,\n')
+    ruled, plain = read_manifest(manifest)
+    assert (ruled.options["fibres"], ruled.options["helix_angles"]) == ("rule", [50.0, -40.0])
+    before = PatientSpec(plain.id, plain.row, plain.mesh, plain.images,
+                         {k: v for k, v in plain.options.items() if k not in ("fibres", "helix_angles")})
+    assert input_hash(plain) == input_hash(before)
+    prediction = tmp_path / "scar_prediction.vtk"
+    write_mesh(segmented_mesh, prediction, {"scar_probability": np.zeros(segmented_mesh.n_points)})
+    record = _export(ruled, prediction, tmp_path / SIMULATION)
+    assert record["files"] == ["heart.elem", "heart.json", "heart.lon", "heart.pts", "heart.vtu"]
+    sidecar = json.loads((tmp_path / SIMULATION / "heart.json").read_text(encoding="utf-8"))
+    assert (sidecar["fibre_rule"]["helix_endo_deg"], sidecar["fibre_rule"]["helix_epi_deg"]) == (50.0, -40.0)
+    vtu = read_mesh(tmp_path / SIMULATION / "heart.vtu").dataset
+    assert json.loads(text_field(vtu, FIBRE_RULE_ARRAY))["helix_epi_deg"] == -40.0
+    assert vtu.GetCellData().GetArray("fibre") is not None
+    assert not any(".lon was written" in message for message in warnings_of_cardioscar)
+
+
+def test_a_fibre_rule_row_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, cohort_data, monkeypatch):
+    """The rule refuses a mesh of both ventricles; a cohort row asking for it fails before the
+    training (not after a whole fit), in the manifest's words."""
+    import cardioscar.logic
+    from cardioscar.io.meshio import write_mesh
+    from test_simulation_fibres import _ventricles_mesh
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the patient was trained before its fibre rule was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", no_training)
+    write_mesh(_ventricles_mesh(with_rv=True), tmp_path / "biv.vtk")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"id,mesh,image,export,fibres\nbiv,{tmp_path / 'biv.vtk'},"
+                        f"{cohort_data / 'p0' / 'phantom_lge.nii.gz'},opencarp,rule\n")
+    [spec] = read_manifest(manifest)
+    result = run_patient(spec, str(tmp_path / "out"), "hash")
+    assert result["status"] == "failed" and result["error"].startswith("biv.vtk looks biventricular")
+    assert "export without fibres rule" in result["error"] and not (tmp_path / "out" / "biv").exists()

@@ -120,6 +120,11 @@ def test_fibres_of_other_lengths_are_written_as_unit_vectors(tmp_path, caplog):
     assert lon[0] == "2" and rows.shape == (n, 6)
     np.testing.assert_allclose(rows[0], [0.0, 0.6, 0.8, 1.0, 0.0, 0.0], atol=1e-6)
     assert f"{n} element(s) whose fibre or sheet vector is not of unit length (0.6 to 2)" in caplog.text
+    # the .vtu export wrote no fibres of its own; now it holds the same unit vectors as 'fibre' and 'sheet'
+    _, files = export_model(path, tmp_path / "model.vtu", fmt="vtu", fibres_field="fibres")
+    cells = read_mesh(files[".vtu"]).dataset.GetCellData()
+    np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("fibre")), np.tile([0.0, 0.6, 0.8], (n, 1)), atol=1e-12)
+    np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("sheet")), np.tile([1.0, 0.0, 0.0], (n, 1)), atol=1e-12)
 
 
 def test_fibres_follow_the_points_into_the_other_frame(tmp_path):

@@ -101,3 +101,84 @@ def test_a_mesh_file_in_RAS_gets_the_same_helix_in_its_own_frame(segmented):
     copy.SetPoints(points)
     ras = Mesh(dataset=copy, space="RAS")
     np.testing.assert_allclose(rule_fibres(ras), rule_fibres(lps) * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
+
+
+def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(segmented, tmp_path):
+    """``--format vtu --fibres rule`` wrote no fibres at all; now the .vtu holds them as the cell
+    vectors ``fibre`` and ``sheet`` (the .lon's numbers, in the points' frame) and notes the rule."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from cardioscar.io.meshio import text_field, write_mesh
+    from cardioscar.simulation.opencarp import FIBRE_RULE_ARRAY
+
+    mesh = read_mesh(segmented["mesh"])
+    scar = tmp_path / "pred.vtk"
+    write_mesh(mesh, scar, {"scar_probability": np.zeros(mesh.n_points)})
+    _, files = export_model(scar, tmp_path / "heart", fmt="vtu", fibres_field="rule", helix_deg=(50.0, -40.0))
+    written = read_mesh(files[".vtu"])
+    cells = written.dataset.GetCellData()
+    expected = rule_fibres(mesh, (50.0, -40.0))
+    assert written.space == mesh.space
+    np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("fibre")), expected[:, :3], atol=1e-9)
+    np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("sheet")), expected[:, 3:], atol=1e-9)
+    record = json.loads(text_field(written.dataset, FIBRE_RULE_ARRAY))
+    assert record["measured"] is False and (record["helix_endo_deg"], record["helix_epi_deg"]) == (50.0, -40.0)
+    _, plain = export_model(scar, tmp_path / "plain.vtu", fmt="vtu")  # without --fibres: neither the vectors nor the note
+    plain_mesh = read_mesh(plain[".vtu"])
+    assert plain_mesh.dataset.GetCellData().GetArray("fibre") is None
+    assert text_field(plain_mesh.dataset, FIBRE_RULE_ARRAY) is None
+
+
+def _ventricles_mesh(with_rv: bool):
+    """A 48 mm tall wall (2 mm hexahedra of mesh-from-labels): an LV ring (cavity radius 12 mm,
+    wall 8 mm) and, ``with_rv``, an RV crescent on its side (cavity radius 10 mm, free wall 4 mm)
+    sharing the LV's wall as its septum: the cross-sections of a biventricular mesh."""
+    import SimpleITK as sitk
+
+    from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
+
+    z, y, x = np.mgrid[0:30, 0:40, 0:45] * 2.0 + 1.0
+    r_lv, r_rv = np.hypot(x - 30.0, y - 40.0), np.hypot(x - 56.0, y - 40.0)
+    wall = (r_lv >= 12.0) & (r_lv <= 20.0)
+    if with_rv:
+        wall |= (r_rv >= 10.0) & (r_rv <= 14.0) & (r_lv > 20.0)
+    image = sitk.GetImageFromArray((wall & (z > 6.0) & (z < 54.0)).astype(np.uint8) * 2)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    return myocardium_mesh_from_labels(image, (2,), spacing_mm=2.0)
+
+
+def test_the_rule_refuses_a_biventricular_mesh_in_one_line(tmp_path):
+    """The LV rule gave a mesh of both ventricles LV fibres about whatever axis its shape gave;
+    cross-sections that enclose two cavities (the RV's beside the LV's) now refuse it, on every
+    face (the API's export here), while the LV ring alone encloses one."""
+    from cardioscar.io.meshio import write_mesh
+    from cardioscar.aha.one_ventricle import cavity_counts
+
+    lv_counts, _ = cavity_counts(_ventricles_mesh(with_rv=False).dataset_lps())
+    assert lv_counts.max() == 1
+    biv = _ventricles_mesh(with_rv=True)
+    counts, _ = cavity_counts(biv.dataset_lps())
+    assert (counts == 2).all(), counts
+    write_mesh(biv, tmp_path / "biv.vtk", {"scar_probability": np.zeros(biv.n_points)})
+    with pytest.raises(CardioScarError) as error:
+        export_model(tmp_path / "biv.vtk", tmp_path / "heart", fmt="vtu", fibres_field="rule")
+    message = str(error.value)
+    assert message.startswith("biv.vtk looks biventricular: 15 of 15 cross-sections") and "\n" not in message
+    assert "give an LV-only mesh, or export without --fibres rule" in message
+    assert not (tmp_path / "heart.vtu").exists()
+
+
+def test_the_channel_search_refuses_the_same_biventricular_mesh():
+    """The channel search takes the whole mesh as the LV wall too (``aha.wall.lv_wall``), so the
+    same test refuses it there: an RV's nodes would get depths between whichever faces lie nearest."""
+    from cardioscar.simulation.channels import channels_of_mesh
+
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    biv = _ventricles_mesh(with_rv=True)
+    probability = numpy_to_vtk(np.resize([0.1, 0.6, 0.9], biv.n_points), deep=True)  # healthy, border zone, core
+    probability.SetName("scar_probability")
+    biv.dataset.GetPointData().AddArray(probability)
+    with pytest.raises(CardioScarError) as error:
+        channels_of_mesh(biv, scar_field="scar_probability", border_zone=0.5, core=0.8)
+    assert "looks biventricular" in str(error.value) and "the channel search is the LV's" in str(error.value)

@@ -18,6 +18,8 @@ import vtk  # noqa: E402
 import vtk.util.numpy_support  # noqa: E402
 
 import slicer_widget_harness as harness  # noqa: E402
+from cardioscar.io.meshio import read_mesh, text_field  # noqa: E402
+from cardioscar.simulation.opencarp import FIBRE_RULE_ARRAY  # noqa: E402
 from test_simulation_export import read_opencarp  # noqa: E402
 from test_slicer_panel import (BOTH_VERSIONS, LATEST, _arrays, _with_scar_probability,  # noqa: E402,F401
                                case, panel, phantom)
@@ -59,13 +61,27 @@ def test_tag_and_export_write_the_tagged_model_and_the_files(panel, phantom, tmp
     np.testing.assert_array_equal([int(e[5]) for e in elements], np.where(mean >= 0.6, 6, np.where(mean >= 0.3, 5, 4)))
     sidecar = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
     assert sidecar["units"] == "mm" and sidecar["tags"] == {"healthy": 4, "border_zone": 5, "core": 6}
-    # the same section, format vtu
+    assert not (tmp_path / "heart.lon").exists() and not ui.exportHelixAnglesLineEdit.enabled
+    # the same section, format vtu, with the LV fibre rule at the angles typed (the panel had no control for it)
+    ui.exportFibreRuleCheckBox.click()
+    assert ui.exportHelixAnglesLineEdit.enabled and ui.exportHelixAnglesLineEdit.text == "60,-60"
+    ui.exportHelixAnglesLineEdit.text = "50,-40"
     ui.exportFormatComboBox.choose("vtu")
     harness.click_to_end(panel["widget"], ui.exportButton)
     assert (tmp_path / "heart.vtu").is_file() and "heart.vtu" in ui.statusLabel.text
+    written = read_mesh(tmp_path / "heart.vtu")
+    fibre = vtk.util.numpy_support.vtk_to_numpy(written.dataset.GetCellData().GetArray("fibre"))
+    assert fibre.shape == (written.dataset.GetNumberOfCells(), 3) and np.allclose(np.linalg.norm(fibre, axis=1), 1.0)
+    assert written.dataset.GetCellData().GetArray("sheet") is not None
+    record = json.loads(text_field(written.dataset, FIBRE_RULE_ARRAY))
+    assert (record["helix_endo_deg"], record["helix_epi_deg"]) == (50.0, -40.0) and record["measured"] is False
     parameters = widget._parameterNode  # every choice is kept on the parameter node (saved with the scene)
     assert (parameters.tagBorderZone, parameters.tagCore, parameters.tagNumbers, parameters.exportFormat,
-            parameters.exportUnits) == (0.3, 0.6, "4,5,6", "vtu", "mm")
+            parameters.exportUnits, parameters.exportFibreRule, parameters.exportHelixAngles) == (
+                0.3, 0.6, "4,5,6", "vtu", "mm", True, "50,-40")
+    ui.exportHelixAnglesLineEdit.text = "95,-60"  # refused before a worker starts, in one line
+    harness.click_to_end(panel["widget"], ui.exportButton)
+    assert "within [-90, 90]" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
 
 
 @LATEST

@@ -87,6 +87,27 @@ def test_the_logic_s_opencarp_export_without_fibres_says_openCARP_needs_a_lon(ta
     assert not (tmp_path / "ruled.lon").exists()
 
 
+def test_the_logic_s_vtu_export_carries_the_rule_s_fibres_in_world_lps(segmented, tmp_path):
+    """``export_model_node(..., fmt="vtu", fibres="rule", helix_deg=...)`` wrote no fibres; now the
+    ``.vtu`` holds the rule's unit fibre and sheet vectors in its points' frame (world LPS), the
+    angles given reaching the rule (the same field as the command line's on the same file)."""
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.simulation.fibres import rule_fibres
+
+    mesh = read_mesh(segmented["mesh"])
+    write_mesh(mesh, tmp_path / "pred.vtk", {"scar_probability": np.zeros(mesh.n_points)})
+    node = csl.load_model(csl.create_scene().scene, tmp_path / "pred.vtk")
+    [vtu] = export_model_node(node, tag_model_node(node), tmp_path / "heart", fmt="vtu", fibres="rule",
+                              helix_deg=(50.0, -40.0))
+    written = read_mesh(vtu)
+    field = rule_fibres(mesh, (50.0, -40.0)) * (1.0 if mesh.space == "LPS" else np.tile([-1.0, -1.0, 1.0], 2))
+    assert written.space == "LPS"
+    np.testing.assert_allclose(vtk_to_numpy(written.dataset.GetCellData().GetArray("fibre")), field[:, :3], atol=1e-5)
+    np.testing.assert_allclose(vtk_to_numpy(written.dataset.GetCellData().GetArray("sheet")), field[:, 3:], atol=1e-5)
+    with pytest.raises(CardioScarError, match="^helix_deg \\(95.0, -60.0\\): give two angles"):  # the argument's name
+        export_model_node(node, tag_model_node(node), tmp_path / "bad", fmt="vtu", fibres="rule", helix_deg=(95.0, -60.0))
+
+
 def test_bad_threshold_leaves_the_node_untouched(tagged_case):
     _, node, _ = tagged_case
     with pytest.raises(CardioScarError, match="^border_zone 0.9 must be below core 0.5"):  # the arguments' names

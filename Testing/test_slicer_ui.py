@@ -237,7 +237,8 @@ def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_a
 def test_every_parameter_reaches_the_run(module_ast):
     """Adding an option is a field, a widget and a keyword: a field that no run reads is caught."""
     used = {node.attr for name in ("options", "onApplyButton", "onApplySavedButton", "_showReconstruction", "_updatePanel",
-                                   "ahaInputs", "_ahaMissing", "tissueOptions", "_tissueMissing", "_startTissueRun", "_updateResultField")
+                                   "ahaInputs", "_ahaMissing", "tissueOptions", "fibreOptions", "_tissueMissing",
+                                   "_startTissueRun", "_updateResultField")
             for node in ast.walk(_method(module_ast, "CardioScarWidget", name)) if isinstance(node, ast.Attribute)}
     assert set(_parameters(module_ast)) <= used, sorted(set(_parameters(module_ast)) - used)
 

@@ -311,7 +311,8 @@ class BackgroundRun(WorkerProcess):
     def tissue(cls, model_node, tag_options: dict, color_logic=None, export: Optional[dict] = None,
                python: Optional[str] = None) -> "BackgroundRun":
         """Read and check the tagging's inputs here (errors raise before any process starts), then
-        tag, and with ``export`` (``prefix``, ``format``, ``units``) write the simulator files, in a
+        tag, and with ``export`` (``prefix``, ``format``, ``units``; ``fibres``, ``helix_deg`` as
+        :func:`CardioScarLogic.tissue.export_model_node`'s) write the simulator files, in a
         worker. Its ``finish(model_node)`` places the files, then writes the tags on the model
         (:func:`CardioScarLogic.tissue.apply_tags`) and returns a :class:`TissueResult`."""
         from .tissue import apply_tags, check_export_prefix, check_tags_fit, export_scar_rule, read_tagging_inputs
@@ -319,7 +320,8 @@ class BackgroundRun(WorkerProcess):
         prefix = check_export_prefix(export["prefix"], export["format"]) if export is not None else None
         inputs = read_tagging_inputs(model_node, **tag_options)
         job_export = None if export is None else {"name": prefix.name, "format": export["format"],
-                                                  "units": export["units"], "scar_rule": export_scar_rule(model_node)}
+                                                  "units": export["units"], "scar_rule": export_scar_rule(model_node),
+                                                  "fibres": export.get("fibres"), "helix_deg": export.get("helix_deg")}
 
         def finish(background: "BackgroundRun", output_node) -> TissueResult:
             tags = worker.load_tags(background.folder / worker.TAGS_FILE)

@@ -276,13 +276,15 @@ def check_export_prefix(prefix: str, fmt: str = "opencarp") -> Path:
 @speaks_logic_words(TISSUE_NAMES)
 def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
                       space: str = "LPS", fibres: "Optional[np.ndarray | str]" = None,
-                      scar_rule: Optional[dict] = None) -> list[Path]:
+                      scar_rule: Optional[dict] = None, helix_deg: Optional[tuple[float, float]] = None
+                      ) -> list[Path]:
     """Write the model tagged by :func:`tag_model_node` (its returned ``tags``) for a simulator, in
     world coordinates (any parent transform applied); ``fibres="rule"``: the LV fibre rule's
-    (:mod:`cardioscar.simulation.fibres`). ``scar_rule`` defaults to the rule the
+    (:mod:`cardioscar.simulation.fibres`, helix angles ``helix_deg``, default 60, -60; in the
+    ``.lon``, or the ``.vtu``'s ``fibre`` and ``sheet`` cell vectors). ``scar_rule`` defaults to the rule the
     model's result was trained on (recorded on the node by the run), for the .json sidecar."""
     return write_export(world_mesh_lps(model_node, model_points_lps(model_node)), tags, prefix, fmt, units, space,
-                        fibres, export_scar_rule(model_node) if scar_rule is None else scar_rule)
+                        fibres, export_scar_rule(model_node) if scar_rule is None else scar_rule, helix_deg)
 
 
 def export_scar_rule(model_node) -> Optional[dict]:

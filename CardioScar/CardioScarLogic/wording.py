@@ -105,7 +105,7 @@ RECONSTRUCTION_NAMES = {**{option: f"options.{name}" for option, name in OPTION_
 #: ``tag_model_node`` / ``export_model_node`` (CardioScarLogic.tissue) arguments.
 TISSUE_NAMES = {"--mesh": "model_node", "--border-zone": "border_zone", "--core": "core", "--core-field": "core_field",
                 "--core-mesh": "core_model", "--tags": "tag_values", "--format": "fmt", "--units": "units",
-                "--space": "space", "--fibres": "fibres", "--output": "prefix"}
+                "--space": "space", "--fibres": "fibres", "--helix-angles": "helix_deg", "--output": "prefix"}
 
 #: ``aha_segments(model_node, inputs)``: the :class:`CardioScarLogic.aha.AhaInputs` fields (what to
 #: measure in ``inputs.measure``, a :class:`cardioscar.aha.AhaOptions`).

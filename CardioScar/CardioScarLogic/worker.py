@@ -145,14 +145,15 @@ def tag_world_mesh(dataset: "vtk.vtkDataSet", scar: "np.ndarray", core: "np.ndar
 
 def write_export(dataset: "vtk.vtkDataSet", tags: "TissueTags", prefix: str | Path, fmt: str = "opencarp",
                  units: str = "um", space: str = "LPS", fibres: "np.ndarray | str | None" = None,
-                 scar_rule: dict | None = None) -> list[Path]:
+                 scar_rule: dict | None = None, helix_deg: tuple[float, float] | None = None) -> list[Path]:
     """Write a tagged mesh in world LPS for a simulator (the set atomically, as the command line's
-    ``export`` writes: :func:`cardioscar.simulation.export.write_simulator_files`); the files written."""
+    ``export`` writes: :func:`cardioscar.simulation.export.write_simulator_files`; ``helix_deg``: the
+    fibre rule's angles with ``fibres="rule"``); the files written."""
     from cardioscar.io.meshio import Mesh
     from cardioscar.simulation.export import write_simulator_files
 
     return list(write_simulator_files(Mesh(dataset=dataset, space="LPS"), tags, prefix, fmt, units, space, fibres,
-                                      scar_rule).values())
+                                      scar_rule, helix_deg).values())
 
 
 #: The arrays of :class:`cardioscar.simulation.tags.TissueTags` in ``tags.npz`` (the rest in its JSON).
@@ -215,8 +216,10 @@ def run_tissue_job(folder: Path, job: dict) -> None:
     if export:
         emit("log", message=f"Writing {export['format']} files")
         (folder / EXPORT_FOLDER).mkdir()
+        helix_deg = export.get("helix_deg")
         written = write_export(dataset, tags, folder / EXPORT_FOLDER / export["name"], fmt=export["format"],
-                               units=export["units"], scar_rule=export.get("scar_rule"))
+                               units=export["units"], fibres=export.get("fibres"), scar_rule=export.get("scar_rule"),
+                               helix_deg=None if helix_deg is None else tuple(helix_deg))
         files = [path.name for path in written]
     emit("done", device="CPU", files=files)
 

@@ -231,6 +231,9 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if args.scar_rule is None and args.myocardium_mask and args.myocardium_mask.name.lower().endswith(".seg.nrrd"):
         raise CardioScarError("--myocardium-mask as a segmentation (.seg.nrrd) needs --scar-rule; without a rule give "
                               "a label map or 0/1 mask image.")
+    if args.fibre_rule and args.export_opencarp is None:  # else parsed and silently unused
+        raise CardioScarError("--fibre-rule writes the LV fibre rule's PREFIX.lon with --export-opencarp PREFIX: add "
+                              "--export-opencarp, or leave --fibre-rule out.")
     if args.core_mesh is not None and args.scar_target == "core":
         raise CardioScarError("--core-mesh tags this run's scar with a core model's result: this run learns the core "
                               "(--scar-target core); tag the scar run instead.")
@@ -441,13 +444,18 @@ def run(argv: list[str]) -> int:
 
             with _doing("export", parser):
                 core_values(model_node, args.core_field, core_node)
-        if args.export_opencarp is not None:  # so is a mesh the openCARP export refuses
+        if args.export_opencarp is not None:  # so is a mesh the openCARP export (or its fibre rule) refuses
             from cardioscar.io.meshio import read_mesh
             from cardioscar.simulation.opencarp import check_exportable, check_prefix
 
             with _doing("export", parser):
                 check_prefix(args.export_opencarp)
-                check_exportable(read_mesh(args.mesh))
+                mesh = read_mesh(args.mesh)
+                check_exportable(mesh)
+                if args.fibre_rule:  # a mesh the rule refuses (biventricular, a surface), before the training
+                    from cardioscar.simulation.fibres import rule_fibres
+
+                    rule_fibres(mesh)
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:

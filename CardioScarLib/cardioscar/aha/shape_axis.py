@@ -56,7 +56,7 @@ class ShapeAxis:
     contrast: float
 
 
-def _hemisphere(count: int) -> np.ndarray:
+def hemisphere(count: int) -> np.ndarray:
     """(count, 3) unit vectors spread evenly over the upper hemisphere (a Fibonacci lattice)."""
     index = np.arange(count) + 0.5
     z = index / count
@@ -65,7 +65,7 @@ def _hemisphere(count: int) -> np.ndarray:
     return np.stack([ring * np.cos(phi), ring * np.sin(phi), z], axis=1)
 
 
-def _frames(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def frames(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two unit vectors (each (D, 3)) completing each direction to an orthonormal frame."""
     helper = np.where(np.abs(directions[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
     first = np.cross(directions, helper)
@@ -85,7 +85,7 @@ class _Slabs(NamedTuple):
 
 def _slab_circles(points: np.ndarray, weights: np.ndarray, directions: np.ndarray, slab_mm: float) -> _Slabs:
     """Circles fitted (Kasa's least squares on x^2 + y^2) to the slabs cut across each direction."""
-    first, second = _frames(directions)
+    first, second = frames(directions)
     heights, x, y = points @ directions.T, points @ first.T, points @ second.T      # (N, D) each
     slabs = np.floor((heights - heights.min(axis=0)) / slab_mm).astype(np.int64)
     n_slabs = int(slabs.max()) + 1
@@ -160,7 +160,7 @@ def shape_axis(points: np.ndarray, weights: np.ndarray) -> ShapeAxis:
         keep = np.random.default_rng(0).choice(len(points), MAX_POINTS, replace=False)
         points, weights = points[keep], weights[keep]
     points = points - (points * weights[:, None]).sum(axis=0) / weights.sum()
-    directions = _hemisphere(SEARCH_DIRECTIONS)
+    directions = hemisphere(SEARCH_DIRECTIONS)
     misfit = _ring_misfit(points, weights, directions)
     finite = misfit[np.isfinite(misfit)]
     if finite.size == 0:

@@ -27,6 +27,7 @@ from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to
 
 from cardioscar.errors import CardioScarError
 
+from .one_ventricle import check_one_ventricle
 from .segments import LongAxis, axis_from_shape
 
 BASE_NORMAL_COS = 0.7071
@@ -198,7 +199,8 @@ def wall_depth(positions: np.ndarray, endo_points: np.ndarray, epi_points: np.nd
 def lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkDataSet, LongAxis, WallFaces]:
     """The whole mesh as the LV wall: its points and cells in LPS, its long axis (from its shape)
     and its two faces, or a one-line error naming the ``user`` of the wall ("the fibre rule") and
-    the ``advice`` (its alternative, appended to the error).
+    the ``advice`` (its alternative, appended to the error); a biventricular mesh is refused
+    (:mod:`.one_ventricle`).
 
     Why here: the fibre rule and the channel search need the same wall of a volumetric LV mesh
     with no AHA options (all nodes are LV); aha's own advice does not apply to them."""
@@ -208,6 +210,7 @@ def lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkDataSet, L
                               f"depth between them; give a volumetric (tetrahedral or hexahedral) LV mesh{advice}")
     points = mesh.points_lps()
     lps = mesh.dataset_lps(points)  # a helix's sense is fixed in the right-handed LPS frame
+    check_one_ventricle(lps, name, user, advice)  # first: a biventricular shape gives no LV axis to refuse it by
     try:
         axis = axis_from_shape(points, np.ones(len(points)))
         faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)

@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "slice_profile": "box",
     "aha": None,
     "export": None,
+    # the export's fibres (export --fibres rule [--helix-angles ENDO,EPI]); empty: none
+    "fibres": None,
+    "helix_angles": None,
     # the scar rule on raw LGE (prepare --scar-rule and its options); empty: the field learns the image's values
     "scar_rule": None,
     "scar_thresholds": None,
@@ -85,7 +88,7 @@ COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
     "scar_labels", "myocardium_labels", "myocardium_mask", "myocardium_margin", "slice_indices", "slice_axis",
     "slice_thickness_padding", "normalize_intensities", "partial_volume_correction", "slice_profile", "shape_prior",
     "preset", "seed", "max_epochs", "threshold", "scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
-    "remote_mask", "intensity_offset", "expert_scar_labels", "expert_core_labels")} | {
+    "remote_mask", "intensity_offset", "expert_scar_labels", "expert_core_labels", "fibres", "helix_angles")} | {
     "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image", "--mesh": "mesh"}
 _OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -204,6 +207,28 @@ def _export(value: Any) -> Optional[tuple[str, ...]]:
     return formats
 
 
+def _fibres(value: Any) -> Optional[str]:
+    """``rule`` (the LV fibre rule's fibres in every export format) or ``no``/empty (none)."""
+    from cardioscar.simulation.fibres import RULE_NAME
+
+    text = _text(value).lower()
+    if text in ("", "no", "none"):
+        return None
+    if text != RULE_NAME:
+        raise ValueError(text)
+    return RULE_NAME
+
+
+def _helix_angles(value: Any) -> list[float]:
+    """``ENDO,EPI``: the fibre rule's helix angles, each within [-90, 90] degrees."""
+    from cardioscar.simulation.fibres import check_helix_angles
+
+    try:
+        return list(check_helix_angles(tuple(_two_numbers(value))))
+    except CardioScarError:
+        raise ValueError(value) from None
+
+
 def _two_numbers(value: Any) -> list[float]:
     """``BORDER,CORE`` as two numbers; their order and range per rule are checked by the rule's
     own reader (:func:`cardioscar.lge.rules.parse_thresholds`)."""
@@ -242,6 +267,8 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "myocardium_margin": (_bounded(int, 0), "a whole number of pixels >= 0 (0: none)"),
     "slice_profile": (_choice("box", "gaussian"), "box or gaussian"),
     "export": (_export, "opencarp, vtu or opencarp;vtu"),
+    "fibres": (_fibres, "rule (the LV fibre rule, as export --fibres rule) or no"),
+    "helix_angles": (_helix_angles, "two angles ENDO,EPI in degrees, each within [-90, 90], e.g. 60,-60"),
     "scar_rule": (_choice(*RULES), f"one of {', '.join(RULES)} (as prepare --scar-rule)"),
     "scar_thresholds": (_two_numbers, "two numbers BORDER,CORE, e.g. 2,3 for nsd (as prepare --scar-thresholds)"),
     "blood_pool_labels": (_int_list, "comma-separated integer labels of the blood pool, e.g. 1"),
@@ -393,6 +420,11 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     if options["myocardium_margin"] and options["myocardium_labels"] is None and options["myocardium_mask"] is None:
         problem(f"column 'myocardium_margin' ({options['myocardium_margin']}) widens a myocardium: give "
                 "myocardium_labels (a label map) or myocardium_mask too, or leave it empty")
+    if options["fibres"] is not None and options["export"] is None:
+        problem("column 'fibres' (rule) shapes the simulator files: give export too (opencarp, vtu), or leave it empty")
+    if options["helix_angles"] is not None and options["fibres"] is None:
+        problem("column 'helix_angles' is for fibres rule (the LV fibre rule's angles): give fibres rule, or leave it "
+                "empty")
     if options["scar_rule"] is not None and _text(row.get("core_threshold")) == "":
         # two fields: the core model's probability is cut at the two-field default, as export's --core
         options["core_threshold"] = DEFAULT_CORE_TWO_FIELDS

@@ -55,7 +55,7 @@ DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
 LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None, "slice_profile": "box",
                  **{name: None for name in ("scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
                                             "remote_mask", "intensity_offset", "expert_scar_labels",
-                                            "expert_core_labels")}}
+                                            "expert_core_labels", "fibres", "helix_angles")}}
 #: Keys of a patient's record that go into its ``report.json`` only (too long for the summary's rows).
 REPORT_ONLY = ("models", "scar_rule")
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
@@ -340,13 +340,20 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
     return record
 
 
+def helix_deg(spec: PatientSpec) -> Optional[tuple[float, float]]:
+    """The row's ``helix_angles`` for the fibre rule (None: the rule's default)."""
+    angles = spec.options["helix_angles"]
+    return None if angles is None else (float(angles[0]), float(angles[1]))
+
+
 def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: Optional[Path] = None,
             scar_rule: Optional[dict] = None) -> dict:
     """The simulator files of ``spec``'s ``export`` formats in ``folder`` (``heart.*``), tagged
     healthy / border zone / core at the patient's ``threshold`` and ``core_threshold`` (as
     ``cardioscar export --border-zone T --core C``; with a scar rule, by the two fields and with
     the rule's record in the sidecar, as ``export --core-mesh core_pred --rule-from scar.npz``);
-    returns the file names and the tag volumes."""
+    returns the file names and the tag volumes. ``fibres`` rule: the LV fibre rule's fibres at
+    ``helix_angles`` in every format (``export --fibres rule --helix-angles``)."""
     from cardioscar.simulation.export import export_model
 
     folder.mkdir()
@@ -355,7 +362,8 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: 
         for fmt in spec.options["export"]:
             tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
                                        core=spec.options["core_threshold"], core_mesh=core_prediction,
-                                       scar_rule=scar_rule)
+                                       scar_rule=scar_rule, fibres_field=spec.options["fibres"],
+                                       helix_deg=helix_deg(spec))
             written += [path.name for path in files.values()]
     return {"folder": folder.name, "files": sorted(written), "tags": tags.summary()}
 
@@ -461,6 +469,10 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         from cardioscar.simulation.opencarp import check_exportable, check_vtu_exportable
 
         (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
+    if options["fibres"]:  # a mesh the fibre rule refuses (a biventricular one, a surface) too
+        from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_fibres
+
+        rule_fibres(mesh, helix_deg(spec) or DEFAULT_HELIX_DEG)
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)
     with kept.about("scar model" if options["scar_rule"] else None):

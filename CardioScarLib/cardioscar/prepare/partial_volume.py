@@ -71,8 +71,9 @@ def _box_samples(layer: SliceLayer, pixels: np.ndarray, in_plane: int, normal_st
     return samples @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def _inside_cells(dataset: vtk.vtkDataSet, points: np.ndarray) -> np.ndarray:
-    """Boolean per point: inside some cell of ``dataset`` (one C++ probe over all points)."""
+def inside_cells(dataset: vtk.vtkDataSet, points: np.ndarray) -> np.ndarray:
+    """Boolean per point: inside some cell of ``dataset`` (one C++ probe over all points; also the
+    fibre rule's cross-sections, :func:`cardioscar.simulation.fibres.cavity_counts`)."""
     vtk_points = vtk.vtkPoints()
     vtk_points.SetData(numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
     probe_input = vtk.vtkPolyData()
@@ -127,7 +128,7 @@ def myocardial_coverage(
     points = np.concatenate(parts)
     if space == "RAS":
         points = points * _RAS_FROM_LPS
-    inside = _inside_cells(dataset, points)
+    inside = inside_cells(dataset, points)
     start = 0
     for mine, per_group in zip(owners, counts):
         stop = start + mine.size * per_group

@@ -139,12 +139,16 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
     added when missing); the files written by suffix. The command line's ``export``, the Slicer
     Logic's ``export_model_node`` and the panel's worker all write through this. ``fibres="rule"``:
     the LV fibre rule's (:mod:`.fibres`, helix angles ``helix_deg``, default 60, -60), recorded as
-    rule-based in the .json; an openCARP set without fibres is warned (openCARP reads PREFIX.lon)."""
+    rule-based in the .json (the .vtu's ``CardioScarFibreRule`` note); an openCARP set without fibres
+    is warned (openCARP reads PREFIX.lon). A .vtu gets the fibres as the cell vectors ``fibre`` and
+    ``sheet`` (it wrote none, silently, before)."""
     from .fibres import DEFAULT_HELIX_DEG, RULE_NAME, rule_fibres, rule_record
     from .opencarp import write_opencarp, write_tagged_vtu
 
+    if fmt not in ("opencarp", "vtu"):  # before the rule's work
+        raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
     fibre_rule = None
-    if isinstance(fibres, str) and fibres == RULE_NAME and fmt == "opencarp":
+    if isinstance(fibres, str) and fibres == RULE_NAME:
         helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg
         fibres, fibre_rule = rule_fibres(mesh, helix_deg), rule_record(helix_deg)
     if fmt == "opencarp":
@@ -157,12 +161,10 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
                            "directions from a fibre rule or atlas, or --fibres rule (the LV rule), before simulating",
                            name, name)
         return files
-    if fmt == "vtu":
-        target = Path(output)
-        target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
-        write_tagged_vtu(mesh, tags, target)
-        return {".vtu": target}
-    raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+    target = Path(output)
+    target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")
+    write_tagged_vtu(mesh, tags, target, fibres, fibre_rule)
+    return {".vtu": target}
 
 
 def refuse_scar_as_core(scar_field: str, core_field: str | None, same_mesh: bool) -> None:

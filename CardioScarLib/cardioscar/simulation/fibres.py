@@ -7,7 +7,8 @@ plane whose *helix angle* varies linearly with transmural depth, from +60 degree
 endocardium to -60 degrees at the epicardium (Streeter et al. 1969, Circ Res 24:339, measured
 angles; the rule-based assignment as in Bayer et al. 2012, Ann Biomed Eng 40:2243), and the
 sheet along the transmural direction. The fibres are *rule-based*, not measured, and LV-only:
-no right ventricle, no Laplace solves (the record in ``PREFIX.json`` says so).
+no right ventricle, no Laplace solves (the record in ``PREFIX.json`` says so); a mesh of both
+ventricles is refused (:mod:`cardioscar.aha.one_ventricle`), not given LV fibres on its RV.
 
 Frame, in LPS (right-handed): ``e_t`` the transmural direction (nearest endocardial node to
 nearest epicardial node), ``e_l`` the apex-to-base axis made perpendicular to ``e_t``,
@@ -62,12 +63,13 @@ def check_helix_angles(helix_deg: tuple[float, float]) -> tuple[float, float]:
 def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.ndarray:
     """(n_cells, 6) unit fibre and sheet of each element by the LV rule, in the mesh file's frame.
 
-    Refuses a mesh without volume cells: the rule needs the wall's two faces and the depth between.
+    Refuses a mesh without volume cells (the rule needs the wall's two faces and the depth between)
+    and a biventricular one (:mod:`cardioscar.aha.one_ventricle`, through ``lv_wall``).
     """
     from ..aha.wall import cell_centres, lv_wall
 
     endo_deg, epi_deg = check_helix_angles(helix_deg)
-    points, lps, axis, faces = lv_wall(mesh, "the fibre rule", ", or --fibres CELLFIELD")
+    points, lps, axis, faces = lv_wall(mesh, "the fibre rule", ", or export without --fibres rule (or with --fibres CELLFIELD)")
     depth, e_c, e_l, e_t = _frame(cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
                                   axis.base_direction)
     helix = np.radians(endo_deg + (epi_deg - endo_deg) * depth)

@@ -99,8 +99,13 @@ def check_millimetres(points: np.ndarray, before: str = "before exporting") -> N
                               f"micrometres to millimetres {before}")
 
 
-#: The files of an openCARP set, written at ``PREFIX`` + each suffix.
+#: The files of an openCARP set, written at ``PREFIX`` + each suffix (``.lon`` only with fibres).
 SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
+#: The tagged ``.vtu``'s cell vectors of the fibre and sheet directions (unit, the points' frame).
+FIBRE_ARRAY, SHEET_ARRAY = "fibre", "sheet"
+#: Field-data note (JSON, :func:`cardioscar.simulation.fibres.rule_record`) on a ``.vtu`` whose fibres
+#: are rule-based: what ``PREFIX.json``'s ``fibre_rule`` says of an openCARP set's.
+FIBRE_RULE_ARRAY = "CardioScarFibreRule"
 
 
 def check_prefix(prefix: str | Path, what: str = "--output", vtu_format: str = "--format vtu") -> None:
@@ -249,10 +254,9 @@ def perpendicular_sheets(fibres: np.ndarray, sheets: np.ndarray) -> np.ndarray:
     return sheets / np.linalg.norm(sheets, axis=1, keepdims=True)
 
 
-def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str]:
-    """The .lon lines; ``flip_xy``: the points are written in the other frame than the fibres'
-    (LPS <-> RAS), so their x and y components change sign too (a fibre is an axis, but the
-    mirrored axis of an oblique fibre is another fibre)."""
+def unit_fibres(fibres: np.ndarray, n_elements: int) -> np.ndarray:
+    """The fibre field as one row per element of unit fibre (and perpendicular unit sheet)
+    directions, or refused: what every writer of fibres (``.lon``, the tagged ``.vtu``) writes."""
     fibres = np.asarray(fibres, np.float64)
     if fibres.ndim != 2 or fibres.shape[0] != n_elements or fibres.shape[1] not in (3, 6):
         raise CardioScarError(f"The fibre field has shape {fibres.shape}; it must be one row per element "
@@ -277,14 +281,18 @@ def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str
         fibres = (fibres.reshape(n_elements, -1, 3) / lengths[:, :, None]).reshape(n_elements, -1)
     if fibres.shape[1] == 6:
         fibres = np.hstack([fibres[:, :3], perpendicular_sheets(fibres[:, :3], fibres[:, 3:])])
+    return fibres
+
+
+def _fibre_lines(fibres: np.ndarray, n_elements: int, flip_xy: bool) -> list[str]:
+    """The .lon lines; ``flip_xy``: the points are written in the other frame than the fibres'
+    (LPS <-> RAS), so their x and y components change sign too (a fibre is an axis, but the
+    mirrored axis of an oblique fibre is another fibre)."""
+    fibres = unit_fibres(fibres, n_elements)
     if flip_xy:
         fibres = fibres * np.tile([-1.0, -1.0, 1.0], fibres.shape[1] // 3)
     header = "1" if fibres.shape[1] == 3 else "2"
     return [header] + [" ".join(f"{v:.6f}" for v in row) for row in fibres]
-
-
-#: The files of an openCARP export at a prefix (``.lon`` only with fibres).
-SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
 
 
 def left_over(prefix: str | Path, suffixes: Iterable[str]) -> list[Path]:
@@ -370,17 +378,35 @@ def recorded_tag_values(dataset) -> dict | None:
     return record if isinstance(record, dict) and set(CLASS_NAMES) <= set(record) else None
 
 
-def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path) -> None:
-    """The mesh as ``.vtu`` with ``tissue_tag`` as cell and point data (meshtool and ParaView read it)."""
+def _set_cell_array(dataset, name: str, values: np.ndarray) -> None:
+    """Put ``values`` (one row per cell) on ``dataset`` as the cell array ``name``, replacing one of that name."""
+    array = numpy_to_vtk(np.ascontiguousarray(values), deep=1)
+    array.SetName(name)
+    dataset.GetCellData().RemoveArray(name)
+    dataset.GetCellData().AddArray(array)
+
+
+def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path, fibres: np.ndarray | None = None,
+                     fibre_rule: dict | None = None) -> None:
+    """The mesh as ``.vtu`` with ``tissue_tag`` as cell and point data (meshtool and ParaView read it).
+
+    ``fibres`` (one row per element, in the frame of ``mesh.space``, as the ``.lon``'s): written as
+    the unit cell vectors :data:`FIBRE_ARRAY` (and :data:`SHEET_ARRAY` with 6 components), in the
+    frame of the written points, so a modeller finds them under names that say what they are;
+    ``fibre_rule``: the rule's record (rule-based, not measured) as the :data:`FIBRE_RULE_ARRAY` note,
+    the ``.vtu``'s counterpart of ``PREFIX.json``'s ``fibre_rule``."""
     target = Path(path)
     if target.suffix.lower() != ".vtu":
         raise CardioScarError(f"--output for --format vtu must end in .vtu or be a prefix, got '{target.name}'")
     check_vtu_exportable(mesh)
     copy = mesh.dataset.NewInstance()
     copy.DeepCopy(mesh.dataset)
-    cell_tags = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=1)
-    cell_tags.SetName(TAG_ARRAY)
-    copy.GetCellData().RemoveArray(TAG_ARRAY)
-    copy.GetCellData().AddArray(cell_tags)
+    _set_cell_array(copy, TAG_ARRAY, np.asarray(tags.element_tags, np.int32))
+    if fibres is not None:
+        field = unit_fibres(fibres, copy.GetNumberOfCells())
+        _set_cell_array(copy, FIBRE_ARRAY, field[:, :3])
+        if field.shape[1] == 6:
+            _set_cell_array(copy, SHEET_ARRAY, field[:, 3:])
+        set_text_field(copy, FIBRE_RULE_ARRAY, None if fibre_rule is None else json.dumps(fibre_rule))
     note_tag_values(copy, tags.tag_values)
     write_mesh(Mesh(dataset=copy, space=mesh.space, path=mesh.path), target, {TAG_ARRAY: tags.node_tags})

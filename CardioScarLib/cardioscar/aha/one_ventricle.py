@@ -1,0 +1,119 @@
+"""Whether a volumetric mesh holds one ventricle: the cavities its cross-sections enclose.
+
+Why: the steps that take the whole mesh as the LV wall (the fibre rule, the channel search; both
+through :func:`cardioscar.aha.wall.lv_wall`) would give a biventricular mesh's RV free wall and
+septum LV fibres and LV depths without a word. A plane cuts an LV's cavity once; short-axis
+sections of both ventricles enclose the RV's cavity beside the LV's. The thresholds were measured
+by ``Testing/benchmarks/fibre_one_ventricle.py`` (``Testing/benchmarks/ROBUSTNESS.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import CardioScarError
+
+logger = logging.getLogger(__name__)
+
+#: How :func:`cavity_counts` cuts a mesh: :data:`CAVITY_LEVELS` cross-sections evenly over this
+#: share of its length along each direction (away from the apex, where the cavity closes, and the
+#: base, where a mesh may be open), across :data:`CAVITY_DIRECTIONS` directions over a hemisphere
+#: (about 18 degrees apart; a biventricular mesh's shape gives no LV axis: on biv-me's, the sections
+#: with both cavities lie 83-87 degrees from the shape's axis), sampled from the mesh's cells on a grid of
+#: :data:`CAVITY_PIXEL_MM` (larger for a mesh of over :data:`MAX_CAVITY_SAMPLES` grid points);
+#: a cavity is an enclosed hole of at least :data:`MIN_CAVITY_MM2` (5 mm wide; gaps between a
+#: coarse mesh's elements are far smaller).
+CAVITY_LEVELS, CAVITY_SPAN, CAVITY_DIRECTIONS = 15, (0.2, 0.8), 40
+CAVITY_PIXEL_MM, MAX_CAVITY_SAMPLES, MIN_CAVITY_MM2 = 1.5, 1_000_000, 20.0
+#: The share of one direction's cross-sections that may enclose two cavities or more before the
+#: mesh is taken for more than one ventricle (a plane cuts an LV's cavity once; a biventricular
+#: mesh's short-axis sections cut the LV's and the RV's). Measured by
+#: ``Testing/benchmarks/fibre_one_ventricle.py`` (ROBUSTNESS.md): 0-2 of 15 on LV-only meshes (EMIDEC's
+#: 75 ``mesh-from-labels`` meshes, the demo and segmented phantoms, biv-me's LV part), 14 of 15 on
+#: biv-me's biventricular myocardium; refused over 6.
+MAX_TWO_CAVITY_SHARE = 0.4
+
+
+def _inside_grid(dataset_lps) -> tuple[np.ndarray, np.ndarray, float]:
+    """The mesh's cells on a regular LPS grid: (nx, ny, nz) inside a cell or not, the grid's first
+    point and its pixel (mm); two pixels of outside around the mesh."""
+    from ..prepare.partial_volume import inside_cells
+
+    low, high = (np.array(dataset_lps.GetBounds()).reshape(3, 2).T)
+    pixel = max(CAVITY_PIXEL_MM, float(np.prod(high - low) / MAX_CAVITY_SAMPLES) ** (1.0 / 3.0))
+    origin = low - 2.0 * pixel
+    axes = [origin[k] + pixel * np.arange(int(np.ceil((high[k] - low[k]) / pixel)) + 5) for k in range(3)]
+    samples = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    return inside_cells(dataset_lps, samples).reshape([len(a) for a in axes]), origin, pixel
+
+
+def _cavities(section: np.ndarray, pixel: float) -> int:
+    """The enclosed holes of at least :data:`MIN_CAVITY_MM2` in a cross-section (True: the wall)."""
+    from scipy import ndimage
+
+    four = ndimage.generate_binary_structure(2, 1)  # the outside's 4-neighbours: no leak through a diagonal
+    regions, _ = ndimage.label(~section, structure=four)
+    sizes = np.bincount(regions.ravel())
+    sizes[np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))] = 0  # around it
+    sizes[0] = 0  # the wall
+    return int((sizes * pixel ** 2 >= MIN_CAVITY_MM2).sum())
+
+
+def _sections(inside: np.ndarray, origin: np.ndarray, pixel: float, direction: np.ndarray,
+              filled: np.ndarray) -> np.ndarray:
+    """(levels, n, n) cross-sections of the gridded mesh (``filled``: its grid points inside, LPS)
+    across the unit ``direction``, by the nearest grid point (outside the grid: outside the mesh)."""
+    from scipy import ndimage
+
+    from .shape_axis import frames
+
+    e_u, e_v = (vector[0] for vector in frames(direction[None, :]))
+    centre = filled.mean(axis=0)
+    heights = (filled - centre) @ direction
+    half = float(np.linalg.norm(filled - centre, axis=1).max()) + 2.0 * pixel  # outside all round
+    steps = np.arange(-half, half + pixel, pixel)
+    levels = heights.min() + np.linspace(*CAVITY_SPAN, CAVITY_LEVELS) * np.ptp(heights)
+    grid_h, grid_u, grid_v = np.meshgrid(levels, steps, steps, indexing="ij")
+    samples = centre + grid_h[..., None] * direction + grid_u[..., None] * e_u + grid_v[..., None] * e_v
+    index = ((samples - origin) / pixel).reshape(-1, 3).T
+    values = ndimage.map_coordinates(inside.astype(np.uint8), index, order=0, mode="constant", cval=0)
+    return values.reshape(grid_h.shape).astype(bool)
+
+
+def cavity_counts(dataset_lps) -> tuple[np.ndarray, np.ndarray]:
+    """The cavities each of the :data:`CAVITY_LEVELS` cross-sections encloses, across the one of
+    :data:`CAVITY_DIRECTIONS` directions along which most enclose two or more (then: most
+    cavities); returns (counts, that direction).
+
+    Why: the fibre rule and the channel search are the LV's; on a biventricular mesh they would give
+    the RV free wall and the septum LV fibres and depths about an axis the shape does not give,
+    without a word. A plane cuts an LV's
+    cavity once; short-axis sections of both ventricles enclose two cavities, the RV's beside the
+    LV's. Every direction is tried, as a biventricular shape gives no LV long axis to cut across."""
+    from .shape_axis import hemisphere
+
+    inside, origin, pixel = _inside_grid(dataset_lps)
+    filled = origin + pixel * np.argwhere(inside)
+    if len(filled) == 0:  # a mesh thinner than the grid: no section to cut (the rule refuses it for its wall)
+        return np.zeros(CAVITY_LEVELS, dtype=int), hemisphere(1)[0]
+    found = []
+    for direction in hemisphere(CAVITY_DIRECTIONS):
+        sections = _sections(inside, origin, pixel, direction, filled)
+        found.append((np.array([_cavities(section, pixel) for section in sections]), direction))
+    # most sections with two cavities, then most cavities (an LV's: across its long axis)
+    return max(found, key=lambda pair: (int((pair[0] >= 2).sum()), int(pair[0].sum())))
+
+
+def check_one_ventricle(dataset_lps, name: str, user: str, advice: str) -> None:
+    """Refuse a mesh whose cross-sections along some direction enclose two cavities too often
+    (:func:`cavity_counts`): a mesh of both ventricles, to which ``user`` (an LV-only step: "the
+    fibre rule", "the channel search") does not apply; ``advice`` is appended to the error."""
+    counts, direction = cavity_counts(dataset_lps)
+    two = int((counts >= 2).sum())
+    logger.debug("%s: cavities per cross-section %s across %s", name, counts.tolist(), np.round(direction, 2).tolist())
+    if two > MAX_TWO_CAVITY_SHARE * len(counts):
+        raise CardioScarError(f"{name} looks biventricular: {two} of {len(counts)} cross-sections across one direction "
+                              f"enclose two cavities (an LV's enclose one); {user} is the LV's: give an LV-only "
+                              f"mesh{advice}")
