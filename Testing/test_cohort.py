@@ -641,6 +641,7 @@ def test_summary_says_pending_for_a_patient_not_yet_started(tmp_path):
             "P3": {"id": "P3", "status": "pending"}}
     mark_unfinished(rows, {"P2", "P3"}, partial_ids(tmp_path))
     assert [rows[ident]["status"] for ident in ("P1", "P2", "P3")] == ["done", "running", "pending"]
+    assert "error" not in rows["P2"]  # retried: its earlier failure's error is not this attempt's
 
 
 def test_a_tissue_rows_scar_is_its_border_zone_plus_core(cohort_data):
@@ -784,12 +785,15 @@ def test_the_summary_lists_the_cohort_pending_before_the_first_fit(tmp_path, coh
 
     def fits_submitted(todo, *args):  # the Dask engine is the end-to-end test's; here what is on disk then
         seen["todo"], seen["rows"] = [spec.id for spec in todo], _summary(out)
+        seen["status"] = {row["id"]: row for row in cohort_status(out)}
 
     monkeypatch.setattr(runner, "_run_on_dask", fits_submitted)
     run_cohort(cohort_data / "manifest.csv", out)
     assert seen["todo"] == ["p0", "p1", "p2", "bad"]
     assert [(row["id"], row["status"], row["error"]) for row in seen["rows"]] == [
         ("p0", "pending", ""), ("p1", "pending", ""), ("p2", "pending", ""), ("bad", "pending", "")]
+    # nor does the failure record on disk say otherwise (`cohort status`, another --only run's summary)
+    assert seen["status"]["p1"] == {"id": "p1", "status": "pending"}
 
 
 def test_the_bullseye_sheet_draws_a_rule_rows_border_zone_beside_its_scar():
