@@ -44,10 +44,15 @@ TARGETS = ("scar", "core")
 
 @dataclass
 class ScarRuleRequest:
-    """A scar rule and its masks, as given on the command line or by the panel."""
+    """A scar rule and its masks, as given on the command line or by the panel.
+
+    ``myocardium_path`` / ``myocardium_labels``: the myocardium mask the rule grades in (the experts'
+    labels are labels of it). In the Python API leave them out: a ``PreprocessingRequest`` gives the
+    rule its own ``myocardium_mask`` and ``myocardium_labels`` (:meth:`on_myocardium`), where they
+    had to be given twice."""
 
     rule: str
-    myocardium_path: Path
+    myocardium_path: Optional[Path] = None
     myocardium_labels: Optional[list[int]] = None
     blood_pool_path: Optional[Path] = None
     blood_pool_labels: Optional[list[int]] = None
@@ -66,9 +71,16 @@ class ScarRuleRequest:
         for name, example in (("myocardium_labels", "[2, 3, 4]"), ("blood_pool_labels", "[1]"),
                               ("expert_scar_labels", "[3, 4]"), ("expert_core_labels", "[4]")):
             setattr(self, name, check_label_list(getattr(self, name), name, example))
-        check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
+        if self.myocardium_path is not None:  # else checked once a PreprocessingRequest gives its mask (on_myocardium)
+            self.myocardium_path = Path(self.myocardium_path)
+            check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
         if not isinstance(self.dark_blood_lge, (bool, np.bool_)):
             raise CardioScarError(f"dark_blood_lge must be True or False, got {self.dark_blood_lge!r}")
+
+
+    def on_myocardium(self, mask: Path, labels: Optional[list[int]]) -> "ScarRuleRequest":
+        """This rule on a preparation's myocardium mask and labels (checked as a whole here)."""
+        return dataclasses.replace(self, myocardium_path=Path(mask), myocardium_labels=labels)
 
 
 def _listed(labels: Sequence[int]) -> str:
