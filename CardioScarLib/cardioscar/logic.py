@@ -138,12 +138,12 @@ class PreprocessingRequest:
                                   f"DICOM file's slice thickness), got {self.slice_thickness_padding!r}.")
         self.scar_labels = check_label_list(self.scar_labels, "scar_labels", "[3, 4]")
         self.myocardium_labels = check_label_list(self.myocardium_labels, "myocardium_labels", "[2, 3, 4]")
+        if self.scar_rule is not None:
+            self._give_the_rule_its_myocardium()
         check_margin(self.myocardium_margin_px)
         if self.myocardium_margin_px and self.myocardium_labels is None and self.myocardium_mask is None:
             raise CardioScarError("--myocardium-margin widens a myocardium: give --myocardium-labels (a label map) or "
                                   "--myocardium-mask FILE too")
-        if self.scar_rule is not None:
-            self._give_the_rule_its_myocardium()
         if self.myocardium_margin_px and self.scar_rule is not None:
             raise CardioScarError("--myocardium-margin has no effect with --scar-rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; leave the margin out")

@@ -47,9 +47,9 @@ class ScarRuleRequest:
     """A scar rule and its masks, as given on the command line or by the panel.
 
     ``myocardium_path`` / ``myocardium_labels``: the myocardium mask the rule grades in (the experts'
-    labels are labels of it). In the Python API leave them out: a ``PreprocessingRequest`` gives the
-    rule its own ``myocardium_mask`` and ``myocardium_labels`` (:meth:`on_myocardium`), where they
-    had to be given twice."""
+    labels are labels of it). In the Python API they may be left out: a ``PreprocessingRequest`` gives
+    the rule its own ``myocardium_mask`` and ``myocardium_labels`` (:meth:`on_myocardium`), so the mask
+    is given once (it had to be given on both)."""
 
     rule: str
     myocardium_path: Optional[Path] = None
@@ -76,7 +76,6 @@ class ScarRuleRequest:
             check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
         if not isinstance(self.dark_blood_lge, (bool, np.bool_)):
             raise CardioScarError(f"dark_blood_lge must be True or False, got {self.dark_blood_lge!r}")
-
 
     def on_myocardium(self, mask: Path, labels: Optional[list[int]]) -> "ScarRuleRequest":
         """This rule on a preparation's myocardium mask and labels (checked as a whole here)."""
