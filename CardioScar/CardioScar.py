@@ -84,7 +84,8 @@ TORCH_REQUIREMENT = ">=2.4"
 POLL_INTERVAL_MS = 100
 # the boxes that set up a scar rule, used with one only (CardioScarWidget._updateRuleOnlyBoxes)
 RULE_ONLY_BOXES = ("scarThresholdsLineEdit", "scarTargetComboBox", "bloodPoolSelector", "bloodPoolLabelsLineEdit",
-                   "bloodPoolSegmentLineEdit", "remoteSelector", "remoteSegmentLineEdit", "intensityOffsetSpinBox")
+                   "bloodPoolSegmentLineEdit", "remoteSelector", "remoteSegmentLineEdit", "intensityOffsetSpinBox",
+                   "darkBloodLgeCheckBox")
 #: Seconds between progress lines in the log pane (the progress bar shows every report).
 LOG_PROGRESS_S = 5.0
 
@@ -180,6 +181,8 @@ class CardioScarParameterNode:
     remoteMask: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None]
     remoteSegment: str = ""
     intensityOffset: Annotated[float, WithinRange(-100000.0, 100000.0)] = 0.0
+    # a dark-blood LGE: the rule's check of the myocardium mask against the bright blood pool is skipped
+    darkBloodLge: bool = False
     tagModel: vtkMRMLModelNode
     # the core field of a two-field tagging: a core model's result (its tagCoreField, default
     # scar_probability), else tagCoreField of the model to tag; neither = one field
@@ -639,6 +642,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             scar_thresholds=p.scarThresholds if ruled else "", scar_target=p.scarTarget if ruled else "scar",
             blood_pool_labels=p.bloodPoolLabels if ruled else "", blood_pool_segment=p.bloodPoolSegment if ruled else "",
             remote_segment=p.remoteSegment if ruled else "", intensity_offset=p.intensityOffset if ruled else 0.0,
+            dark_blood_lge=p.darkBloodLge if ruled else False,
             expert_scar_labels=p.expertScarLabels if self._expertLabelsApply() else "",
             expert_core_labels=p.expertCoreLabels if self._expertLabelsApply() else "")
 

@@ -494,14 +494,15 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
     mesh, lge, labels = p0 / "phantom_mesh.vtk", p0 / "lge.nii.gz", p0 / "labels.nii.gz"
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,scar_rule,scar_thresholds,blood_pool_labels,"
-                        "blood_pool_mask,remote_mask,intensity_offset,expert_scar_labels,expert_core_labels\n"
-                        f'a,{mesh},{lge},{labels},"2,3,4",nsd,"2.5,4",1,{labels},{labels},2048,"3,4",4\n')
+                        "blood_pool_mask,remote_mask,intensity_offset,expert_scar_labels,expert_core_labels,dark_blood_lge\n"
+                        f'a,{mesh},{lge},{labels},"2,3,4",nsd,"2.5,4",1,{labels},{labels},2048,"3,4",4,yes\n')
     (spec,) = read_manifest(manifest)
     scar, core = preparation_request(spec).scar_rule, preparation_request(spec, "core").scar_rule
     assert (scar.rule, scar.thresholds, scar.target, core.target) == ("nsd", (2.5, 4.0), "scar", "core")
     assert (scar.blood_pool_path, scar.remote_path) == (labels.resolve(), labels.resolve())
     assert (scar.blood_pool_labels, scar.intensity_offset) == ([1], 2048.0)
     assert (scar.expert_scar_labels, scar.expert_core_labels) == ([3, 4], [4])
+    assert scar.dark_blood_lge and core.dark_blood_lge
     assert spec.options["core_threshold"] == 0.5  # the core model's field, cut as export --core-mesh cuts it
 
     manifest.write_text(
@@ -536,6 +537,10 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
     manifest.write_text(f"id,mesh,image,myocardium_mask,scar_rule,scar_labels\na,{mesh},{lge},{labels},psi,2\n")
     with pytest.raises(CardioScarError, match=r"row 1 \(id a\): scar_rule needs .* without scar_labels"):
         read_manifest(manifest)  # refused while the manifest is read, not after the patient's images are cut
+    manifest.write_text(f"id,mesh,image,dark_blood_lge\na,{mesh},{lge},yes\nb,{mesh},{lge},no\n")
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)  # the flag skips a check only a rule runs; "no" without a rule is no problem
+    assert "1 problem(s)" in str(error.value) and "row 1 (id a): dark_blood_lge needs scar_rule" in str(error.value)
 
 
 def test_rule_masks_and_columns_are_in_the_hash(tmp_path, rule_data):
@@ -560,7 +565,7 @@ def test_rule_masks_and_columns_are_in_the_hash(tmp_path, rule_data):
 
 
 RULE_COLUMNS = ("scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask", "remote_mask",
-                "intensity_offset", "expert_scar_labels", "expert_core_labels")
+                "intensity_offset", "expert_scar_labels", "expert_core_labels", "dark_blood_lge")
 
 
 def _cli_rule_chain(patient: Path, out: Path, seed: int) -> None:
@@ -636,6 +641,7 @@ def test_summary_says_pending_for_a_patient_not_yet_started(tmp_path):
             "P3": {"id": "P3", "status": "pending"}}
     mark_unfinished(rows, {"P2", "P3"}, partial_ids(tmp_path))
     assert [rows[ident]["status"] for ident in ("P1", "P2", "P3")] == ["done", "running", "pending"]
+    assert "error" not in rows["P2"]  # retried: its earlier failure's error is not this attempt's
 
 
 def test_a_tissue_rows_scar_is_its_border_zone_plus_core(cohort_data):
@@ -779,12 +785,15 @@ def test_the_summary_lists_the_cohort_pending_before_the_first_fit(tmp_path, coh
 
     def fits_submitted(todo, *args):  # the Dask engine is the end-to-end test's; here what is on disk then
         seen["todo"], seen["rows"] = [spec.id for spec in todo], _summary(out)
+        seen["status"] = {row["id"]: row for row in cohort_status(out)}
 
     monkeypatch.setattr(runner, "_run_on_dask", fits_submitted)
     run_cohort(cohort_data / "manifest.csv", out)
     assert seen["todo"] == ["p0", "p1", "p2", "bad"]
     assert [(row["id"], row["status"], row["error"]) for row in seen["rows"]] == [
         ("p0", "pending", ""), ("p1", "pending", ""), ("p2", "pending", ""), ("bad", "pending", "")]
+    # nor does the failure record on disk say otherwise (`cohort status`, another --only run's summary)
+    assert seen["status"]["p1"] == {"id": "p1", "status": "pending"}
 
 
 def test_the_bullseye_sheet_draws_a_rule_rows_border_zone_beside_its_scar():

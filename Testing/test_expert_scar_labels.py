@@ -9,6 +9,7 @@ experts' scar too, and the tests can tell the experts' extent from the rule's.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,44 @@ def test_the_request_refuses_expert_labels_outside_the_myocardium_in_python(case
     with pytest.raises(CardioScarError, match="--expert-scar-labels 5 not in --myocardium-labels 2,3,4"):
         ScarRuleRequest(rule="nsd", myocardium_path=Path("labels.nii.gz"), myocardium_labels=[2, 3, 4],
                         expert_scar_labels=[3, 5])
+
+
+def test_the_api_takes_the_myocardium_mask_once(case):
+    """The Python API's expert split needed the mask on the PreprocessingRequest (to cut the slices)
+    and on its ScarRuleRequest (the experts' labels are its labels), and said what was missing in the
+    command line's words: given once, on either, the other takes it, and the targets are those of the
+    request that gave it twice; a rule with no mask, or two masks, is refused in the API's field names."""
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+
+    labels = case["out"] / "labels.nii.gz"
+    common = dict(mesh_path=case["mesh"], image_path=case["out"] / "lge.nii.gz", slice_indices=SLICES,
+                  slice_thickness_padding=case["half"])
+    experts = dict(expert_scar_labels=[3, 4], expert_core_labels=[4])
+    once = PreprocessingRequest(**common, myocardium_mask=labels, myocardium_labels=[2, 3, 4],
+                                scar_rule=ScarRuleRequest(rule="nsd", **experts))
+    assert (once.scar_rule.myocardium_path, once.scar_rule.myocardium_labels) == (labels, [2, 3, 4])
+    on_the_rule = PreprocessingRequest(**common, scar_rule=ScarRuleRequest(rule="nsd", myocardium_path=labels,
+                                                                           myocardium_labels=[2, 3, 4], **experts))
+    assert (on_the_rule.myocardium_mask, on_the_rule.myocardium_labels) == (labels, [2, 3, 4])
+    twice = PreprocessingRequest(**common, myocardium_mask=labels, myocardium_labels=[2, 3, 4],
+                                 scar_rule=_request(case, "scar"))
+    targets = [prepare_training_data(request).group_targets for request in (once, twice)]
+    np.testing.assert_array_equal(targets[0], targets[1])
+    assert 0 < targets[0].mean() < 1
+    for given, message in (
+            ({}, re.escape("scar_rule needs the myocardium: give PreprocessingRequest.myocardium_mask (the mask or "
+                           "label map file, with myocardium_labels for a label map, e.g. [2, 3, 4])")),
+            ({"myocardium_mask": case["out"] / "no_scar.nii.gz", "myocardium_labels": [2, 3, 4]},
+             "PreprocessingRequest.myocardium_mask .*no_scar.nii.gz and its scar_rule.myocardium_path .*labels.nii.gz "
+             "differ: give it once, as PreprocessingRequest.myocardium_mask"),
+            ({"myocardium_mask": labels, "myocardium_labels": [2, 3]},
+             r"PreprocessingRequest.myocardium_labels \[2, 3\] and its scar_rule.myocardium_labels \[2, 3, 4\] differ")):
+        rule = ScarRuleRequest(rule="nsd", **experts) if not given else _request(case, "scar")
+        with pytest.raises(CardioScarError, match=f"^{message}") as refused:
+            PreprocessingRequest(**common, **given, scar_rule=rule)
+        assert "--" not in str(refused.value)  # no command-line option in the API's words
+    with pytest.raises(CardioScarError, match=r"^scar_rule must be a ScarRuleRequest \(e.g. ScarRuleRequest\(rule='nsd'\)\), got 'nsd'"):
+        PreprocessingRequest(**common, myocardium_mask=labels, scar_rule="nsd")
 
 
 def test_a_sliver_sector_is_never_the_remote():

@@ -46,10 +46,11 @@ def _prepare(*args):
 def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, target):
     image_path, labels_path, mesh_path, labels, out = emidec_case
     npz = out / f"{target}.npz"
+    # the core run names its LGE dark-blood (P015's is not): the targets are the same, the check only skipped
     proc = _prepare("--mesh", str(mesh_path), "--image", str(image_path), "--scar-rule", "nsd",
                     "--scar-thresholds", "2,5", "--scar-target", target, "--myocardium-mask", str(labels_path),
                     "--myocardium-labels", "2,3,4", "--blood-pool-labels", "1", "--slice-thickness-padding", "1",
-                    "--output", str(npz))
+                    "--output", str(npz), *(["--dark-blood-lge"] if target == "core" else []))
     assert proc.returncode == 0, proc.stderr
     assert "may not lie on the left ventricle" not in proc.stderr  # P015: EMIDEC's own mask nearest the warning
     image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
@@ -60,6 +61,11 @@ def test_prepare_with_nsd_rule_records_targets_and_statistics(emidec_case, targe
         starts = np.r_[0, np.cumsum(data["group_sizes"])[:-1]]
         dropped = data["dropped_outside_myocardium"]
     assert record["rule"] == "nsd" and (record["border"], record["core"]) == (2.0, 5.0) and record["target"] == target
+    # the mask-fit check's measured share (P015's own mask: 0.916, the lowest of EMIDEC's own) is recorded,
+    # judged or (--dark-blood-lge) not
+    fit = record["mask_fit"]
+    assert 0.90 <= fit["cavity_brighter_share"] < 0.95 and fit["checked"] == (target == "scar")
+    assert fit.get("skipped") == (None if target == "scar" else "dark-blood LGE")
     # the LGE's pixels outside the myocardium, as the Slicer Logic counts them (the targets are NaN
     # there already, so they were counted as 0 dropped)
     np.testing.assert_array_equal(dropped, (~np.isin(labels, [2, 3, 4])).sum(axis=(1, 2)))
@@ -118,6 +124,7 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
         (["--scar-thresholds", "2,3"], "--scar-thresholds needs --scar-rule"),
         (["--intensity-offset", "2048"], "--intensity-offset needs --scar-rule"),
+        (["--dark-blood-lge"], "--dark-blood-lge needs --scar-rule"),  # it skips a check only a rule runs
         (["--scar-target", "core"], "--scar-target core needs --scar-rule"),  # was ignored: the image learnt as is
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--blood-pool-labels", "1"],
          "is a label map (labels 1,2,3,4) given without --myocardium-labels"),  # the cavity in the mask, any rule
@@ -152,5 +159,13 @@ def test_prepare_refuses_a_mask_off_this_lges_left_ventricle(emidec_case, shared
     assert main(args) != 0
     errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and f"--myocardium-mask {mask.name} does not lie on the left ventricle" in errors[0], errors
-    assert f"LGE {image_path.name}:" in errors[0]
+    assert f"LGE {image_path.name}:" in errors[0] and "--dark-blood-lge" in errors[0]
     assert not (tmp_path / "out.npz").exists()
+    if other.startswith("moved"):
+        return
+    # --dark-blood-lge skips this check (what it is for: a dark-blood LGE, where the cavity is dark): the
+    # next check, of P015's mesh on these targets, is the one that refuses
+    assert main([*args, "--dark-blood-lge"]) != 0
+    stderr = capsys.readouterr().err
+    assert "--dark-blood-lge: the fit of --myocardium-mask Case_P022.nii.gz to the LGE is not checked" in stderr
+    assert "does not lie on the left ventricle" not in stderr and "No mesh node lies inside" in error_lines(stderr)[0]

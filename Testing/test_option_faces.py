@@ -153,6 +153,9 @@ TABLE: dict[str, Option] = {
     "intensity offset": Option(
         "prepare --intensity-offset", "ScarRuleRequest.intensity_offset", "ReconstructionOptions.intensity_offset",
         ("intensityOffset", "intensity_offset"), "--intensity-offset", "intensity_offset", "2048", 2048.0),
+    "dark-blood LGE (skips the mask-fit check)": Option(
+        "prepare --dark-blood-lge", "ScarRuleRequest.dark_blood_lge", "ReconstructionOptions.dark_blood_lge",
+        ("darkBloodLge", "dark_blood_lge"), "--dark-blood-lge", "dark_blood_lge", "yes", True),
 }
 
 #: Options of a scar rule, and what they need beside them to be read (on the Logic, in the batch script, in
@@ -162,14 +165,16 @@ RULE_CONTEXT = {"expert scar labels": {"scar_rule": "nsd", "myocardium_labels": 
                 "scar rule": {}, "scar-rule thresholds": {"scar_rule": "psi"},
                 "scar-rule target (scar or core)": {"scar_rule": "nsd"}, "blood-pool mask": {"scar_rule": "iir"},
                 "blood-pool labels": {"scar_rule": "iir"}, "remote mask": {"scar_rule": "nsd"},
-                "intensity offset": {"scar_rule": "fwhm"}}  # fwhm reads it too; iir needs a blood pool
+                "intensity offset": {"scar_rule": "fwhm"},  # fwhm reads it too; iir needs a blood pool
+                "dark-blood LGE (skips the mask-fit check)": {"scar_rule": "nsd"}}
 
 #: A scar rule's options (the command line's dest, the Logic's field and the manifest's column: one
 #: name) -> the ScarRuleRequest field where the rule reads them, on every face.
 RULE_REQUEST = {"scar_rule": "rule", "scar_thresholds": "thresholds", "scar_target": "target",
                 "blood_pool_mask": "blood_pool_path", "blood_pool_labels": "blood_pool_labels",
                 "remote_mask": "remote_path", "intensity_offset": "intensity_offset",
-                "expert_scar_labels": "expert_scar_labels", "expert_core_labels": "expert_core_labels"}
+                "expert_scar_labels": "expert_scar_labels", "expert_core_labels": "expert_core_labels",
+                "dark_blood_lge": "dark_blood_lge"}
 
 #: Options that are constants on purpose: on no face (where to change them: the module named).
 CONSTANTS = {"shape prior residual decay": (prior_field, "RESIDUAL_DECAY_MM", "residual_decay")}
@@ -395,3 +400,14 @@ def test_the_shape_prior_s_words_mean_the_same_on_the_logic_as_on_the_command_li
     assert csl.ReconstructionOptions().training_config().shape_prior is False
     with pytest.raises(CardioScarError, match="shape prior must be True, False, 'auto' or None"):
         csl.ReconstructionOptions(shape_prior="maybe")
+
+
+def test_dark_blood_lge_without_a_scar_rule_is_refused_on_each_face(batch):
+    """It skips a check only a scar rule runs: without one it would change nothing, so every face
+    refuses it in its own words (the command line's and the manifest's in test_lge_prepare / test_cohort)."""
+    with pytest.raises(CardioScarError, match=r"^dark_blood_lge needs a scar rule"):
+        csl.ReconstructionOptions(dark_blood_lge=True)
+    parsed = batch.build_parser().parse_args(["--volume", "v.nii.gz", "--mesh", "m.vtk", "--output", "o.vtk",
+                                              "--dark-blood-lge"])
+    with pytest.raises(CardioScarError, match="--dark-blood-lge need --scar-rule"):
+        batch._check_arguments(parsed, batch.build_parser())

@@ -400,7 +400,8 @@ def test_the_expert_label_boxes_apply_under_a_scar_rule_only(panel):
 def test_the_rule_only_boxes_apply_under_a_scar_rule_only(panel):
     """The rule's thresholds, target, blood pool, remote mask and intensity offset stayed enabled without
     a rule and were then unused (the command line refuses them): now they are disabled, say why, and
-    what they hold is kept but not handed over (options, and the masks given to the run)."""
+    what they hold is kept but not handed over (options, and the masks given to the run); so is the
+    later dark-blood LGE box."""
     from test_slicer_panel_tissue import _labelmap_of_ones
 
     from CardioScar import RULE_ONLY_BOXES
@@ -411,17 +412,19 @@ def test_the_rule_only_boxes_apply_under_a_scar_rule_only(panel):
     assert all("Not used without a scar rule" in box.toolTip for box in boxes)
     ui.scarThresholdsLineEdit.text, ui.bloodPoolLabelsLineEdit.text, ui.intensityOffsetSpinBox.value = "2,3", "1", 7.0
     ui.remoteSegmentLineEdit.text, ui.bloodPoolSegmentLineEdit.text = "Remote", "Blood"
+    ui.darkBloodLgeCheckBox.checked = True
     ui.bloodPoolSelector.setCurrentNode(_labelmap_of_ones(panel, "blood"))
     widget._parameterNode.scarTarget = "core"
     unused = widget.options()
     assert (unused.scar_thresholds, unused.scar_target, unused.blood_pool_labels, unused.blood_pool_segment,
-            unused.remote_segment, unused.intensity_offset) == ("", "scar", "", "", "", 0.0)
+            unused.remote_segment, unused.intensity_offset, unused.dark_blood_lge) == ("", "scar", "", "", "", 0.0, False)
     ui.scarRuleComboBox.choose("nsd")
     assert all(box.enabled for box in boxes)
     assert [box.toolTip for box in boxes] == [_ui_tool_tip(name) for name in RULE_ONLY_BOXES]
     used = widget.options()
     assert (used.scar_thresholds, used.scar_target, used.blood_pool_labels, used.blood_pool_segment,
-            used.remote_segment, used.intensity_offset) == ("2,3", "core", "1", "Blood", "Remote", 7.0)
+            used.remote_segment, used.intensity_offset, used.dark_blood_lge) == ("2,3", "core", "1", "Blood", "Remote",
+                                                                                7.0, True)
     ui.scarRuleComboBox.choose("none")
     assert not any(box.enabled for box in boxes) and widget._parameterNode.intensityOffset == 7.0
 

@@ -166,9 +166,13 @@ def test_a_mask_off_the_lges_left_ventricle_is_refused_as_on_the_command_line(sc
         s["logic"].train_and_apply(s["lge"], s["model"], _options(s, scar_rule="nsd", myocardium_labels="2"),
                                    myocardium_mask=moved)
     assert "moved labels does not lie on the left ventricle of the LGE lge:" in str(error.value)  # in the Logic's words
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and "options.dark_blood_lge, which skips this check" in str(error.value)
     assert s["model"].GetMesh().GetPointData().GetNumberOfArrays() == arrays_before
     assert s["scene"].GetNumberOfNodes() == nodes_before
+    # the way out the message names: the Logic's dark_blood_lge reaches the check, which is skipped and recorded
+    options = _options(s, scar_rule="nsd", myocardium_labels="2", dark_blood_lge=True)
+    _, record = _targets_and_record(s, options, moved)
+    assert record["mask_fit"]["skipped"] == "dark-blood LGE" and record["mask_fit"]["cavity_brighter_share"] < 0.85
 
 
 def test_masks_are_sampled_in_world_coordinates_like_the_command_line(scene):

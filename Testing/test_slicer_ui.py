@@ -140,6 +140,26 @@ def _method(tree: ast.Module, class_name: str, name: str) -> ast.FunctionDef:
     return next(node for node in _class(tree, class_name).body if isinstance(node, ast.FunctionDef) and node.name == name)
 
 
+@pytest.mark.parametrize("module", ["CardioScar", "AttriVAE"])
+def test_no_two_widgets_share_a_grid_cell(module):
+    """A QFormLayout given an occupied cell warns ("Cell (15, 0) already occupied") and leaves the
+    widget unmanaged, drawn over the section's corner; a QGridLayout draws the two on top of each
+    other. Rows added in the middle of a section without renumbering those below had left the Tag
+    button on the *Core from* row and the Export button on the *Units* row."""
+    root = ET.parse(REPO / module / "Resources" / "UI" / f"{module}.ui").getroot()
+    for layout in root.iter("layout"):
+        if layout.get("class") not in ("QGridLayout", "QFormLayout"):
+            continue
+        taken: dict = {}
+        for item in layout.findall("item"):
+            row, column = int(item.get("row")), int(item.get("column"))
+            name = next((child.get("name") for child in item if child.tag in ("widget", "layout", "spacer")), "?")
+            for cell in ((r, c) for r in range(row, row + int(item.get("rowspan", 1)))
+                         for c in range(column, column + int(item.get("colspan", 1)))):
+                assert cell not in taken, f"{module}.ui: {name} and {taken[cell]} share row {cell[0]}, column {cell[1]}"
+                taken[cell] = name
+
+
 def test_extra_inputs_are_saved_and_restored_by_the_panel(module_ast):
     """Static (Qt and the Slicer application cannot run here): a change of the "Also use" box is
     written through the Logic's set_extra_inputs (tested on real MRML in test_slicer_logic), and

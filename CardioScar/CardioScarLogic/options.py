@@ -110,6 +110,9 @@ class ReconstructionOptions:
     # them) and, of those, the ones that are core whatever their intensity (prepare --expert-*-labels)
     expert_scar_labels: IntList = None
     expert_core_labels: IntList = None
+    # a dark-blood LGE (blood nulled): the check that the myocardium mask's cavity is the LGE's bright
+    # blood pool is skipped (prepare --dark-blood-lge)
+    dark_blood_lge: bool = False
 
     @speaks_logic_words(OPTION_FIELDS)  # the fields' names, not the command line's options
     def __post_init__(self) -> None:
@@ -154,6 +157,9 @@ class ReconstructionOptions:
             raise CardioScarError("--expert-scar-labels and --expert-core-labels need a scar rule (nsd, fwhm, iir or "
                                   "psi): it splits the experts' scar into border zone and core; to learn the experts' "
                                   "scar alone give --scar-labels instead.")
+        if self.dark_blood_lge and not self.scar_rule:
+            raise CardioScarError("--dark-blood-lge needs a scar rule (nsd, fwhm, iir or psi): it skips the rule's check "
+                                  "of the myocardium mask against the LGE; clear it, or choose a rule.")
 
     def scar_rule_request(self, myocardium_name: str):
         """The :class:`cardioscar.lge.prepare.ScarRuleRequest` of these options (None without a rule)."""
@@ -173,7 +179,8 @@ class ReconstructionOptions:
                                myocardium_labels=myocardium, blood_pool_labels=blood,
                                thresholds=parse_thresholds(self.scar_rule, self.scar_thresholds or None),
                                target=self.scar_target, intensity_offset=float(self.intensity_offset or 0.0),
-                               expert_scar_labels=expert_scar, expert_core_labels=expert_core)
+                               expert_scar_labels=expert_scar, expert_core_labels=expert_core,
+                               dark_blood_lge=bool(self.dark_blood_lge))
 
     def parsed_slice_indices(self) -> Optional[list[int]]:
         """Slice indices as a list, or None for all slices."""

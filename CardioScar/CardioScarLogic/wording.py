@@ -93,6 +93,7 @@ OPTION_FIELDS = {
     "--expert-scar-labels": "expert_scar_labels",
     "--expert-core-labels": "expert_core_labels",
     "--intensity-offset": "intensity_offset",
+    "--dark-blood-lge": "dark_blood_lge",
 }
 
 #: The same for a reconstruction's entry points (``train_and_apply``, ``prepare_training``,

@@ -224,7 +224,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             check_output_path(getattr(args, option), "--" + option.replace("_", "-"), suffixes)
     rule_only = ("scar_thresholds", "blood_pool_mask", "blood_pool_labels", "remote_mask", "intensity_offset",
                  "myocardium_segment", "blood_pool_segment", "remote_segment", "expert_scar_labels",
-                 "expert_core_labels")
+                 "expert_core_labels", "dark_blood_lge")
     given = [f"--{name.replace('_', '-')}" for name in rule_only if getattr(args, name)]
     if args.scar_rule is None and given:
         raise CardioScarError(f"{', '.join(given)} need --scar-rule {{nsd,fwhm,iir,psi}}.")
@@ -383,6 +383,7 @@ def _options(args: argparse.Namespace):
         intensity_offset=args.intensity_offset or 0.0, myocardium_segment=args.myocardium_segment,
         blood_pool_segment=args.blood_pool_segment, remote_segment=args.remote_segment,
         expert_scar_labels=args.expert_scar_labels, expert_core_labels=args.expert_core_labels,
+        dark_blood_lge=bool(args.dark_blood_lge),
         extra_training={name: getattr(args, name) for name, _ in _EXTRA_TRAINING if getattr(args, name) is not None})
 
 

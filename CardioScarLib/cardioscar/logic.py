@@ -138,6 +138,8 @@ class PreprocessingRequest:
                                   f"DICOM file's slice thickness), got {self.slice_thickness_padding!r}.")
         self.scar_labels = check_label_list(self.scar_labels, "scar_labels", "[3, 4]")
         self.myocardium_labels = check_label_list(self.myocardium_labels, "myocardium_labels", "[2, 3, 4]")
+        if self.scar_rule is not None:
+            self._give_the_rule_its_myocardium()
         check_margin(self.myocardium_margin_px)
         if self.myocardium_margin_px and self.myocardium_labels is None and self.myocardium_mask is None:
             raise CardioScarError("--myocardium-margin widens a myocardium: give --myocardium-labels (a label map) or "
@@ -145,11 +147,10 @@ class PreprocessingRequest:
         if self.myocardium_margin_px and self.scar_rule is not None:
             raise CardioScarError("--myocardium-margin has no effect with --scar-rule: the rule grades myocardium pixels "
                                   "only, so no pixel next to it has a value to widen; leave the margin out")
-        if self.scar_rule is not None and (not has_image or self.scar_labels or self.normalize_intensities
-                                           or self.myocardium_mask is None):
+        if self.scar_rule is not None and (not has_image or self.scar_labels or self.normalize_intensities):
             # here, not where the slices are read: a cohort manifest is checked whole before anything runs
-            raise CardioScarError("--scar-rule needs the raw LGE as --image and --myocardium-mask FILE (with "
-                                  "--myocardium-labels for a label map), without --scar-labels or --normalize-intensities")
+            raise CardioScarError("--scar-rule needs the raw LGE as --image, without --scar-labels or "
+                                  "--normalize-intensities")
         if self.myocardium_labels is not None and self.myocardium_mask is None:
             if self.scar_labels is None:
                 raise CardioScarError("--myocardium-labels without --myocardium-mask names labels of the image itself, "
@@ -172,12 +173,41 @@ class PreprocessingRequest:
         else:
             self.vtk_grid_paths = [Path(p) for p in self.vtk_grid_paths]
 
+    def _give_the_rule_its_myocardium(self) -> None:
+        """One myocardium mask (and its labels) for the slices and the rule: given on this request or
+        on its ``scar_rule`` (the API needed it on both), the other takes it; two that differ are refused.
+        Said in the API's field names: the command line and the cohort refuse a rule without a mask first."""
+        rule = self.scar_rule
+        if not isinstance(rule, ScarRuleRequest):
+            raise CardioScarError(f"scar_rule must be a ScarRuleRequest (e.g. ScarRuleRequest(rule='nsd')), got {rule!r}")
+        mask = _one_of(self.myocardium_mask, rule.myocardium_path, "myocardium_mask", "myocardium_path",
+                       lambda path: Path(path).resolve())
+        if mask is None:
+            raise CardioScarError("scar_rule needs the myocardium: give PreprocessingRequest.myocardium_mask (the mask "
+                                  "or label map file, with myocardium_labels for a label map, e.g. [2, 3, 4])")
+        self.myocardium_labels = _one_of(self.myocardium_labels, rule.myocardium_labels, "myocardium_labels",
+                                         "myocardium_labels", lambda labels: sorted(labels))
+        self.myocardium_mask = Path(mask)
+        self.scar_rule = rule.on_myocardium(self.myocardium_mask, self.myocardium_labels)
+
     @property
     def image_paths(self) -> List[Path]:
         """The images to cut, as a list (empty without an image)."""
         if self.image_path is None:
             return []
         return [self.image_path] if isinstance(self.image_path, Path) else list(self.image_path)
+
+
+def _one_of(request_value, rule_value, request_field: str, rule_field: str, key: Callable):
+    """The value given on the PreprocessingRequest or on its scar_rule (None: neither); refused when both
+    are given and differ (compared by ``key``)."""
+    if request_value is None or rule_value is None:
+        return rule_value if request_value is None else request_value
+    if key(request_value) != key(rule_value):
+        raise CardioScarError(f"PreprocessingRequest.{request_field} {request_value} and its "
+                              f"scar_rule.{rule_field} {rule_value} differ: give it once, as "
+                              f"PreprocessingRequest.{request_field} (the rule takes it from there)")
+    return request_value
 
 
 @dataclass

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "intensity_offset": None,
     "expert_scar_labels": None,
     "expert_core_labels": None,
+    "dark_blood_lge": False,
 }
 
 #: Columns that name a file (relative to the manifest): a mask or label map read by ``prepare``.
@@ -88,7 +89,8 @@ COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
     "scar_labels", "myocardium_labels", "myocardium_mask", "myocardium_margin", "slice_indices", "slice_axis",
     "slice_thickness_padding", "normalize_intensities", "partial_volume_correction", "slice_profile", "shape_prior",
     "preset", "seed", "max_epochs", "threshold", "scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
-    "remote_mask", "intensity_offset", "expert_scar_labels", "expert_core_labels", "fibres", "helix_angles")} | {
+    "remote_mask", "intensity_offset", "expert_scar_labels", "expert_core_labels", "dark_blood_lge", "fibres",
+    "helix_angles")} | {
     "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image", "--mesh": "mesh"}
 _OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -275,6 +277,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "intensity_offset": (_finite, "a number: the stored value of zero signal, e.g. 2048"),
     "expert_scar_labels": (_int_list, "comma-separated integer labels the experts drew as scar, e.g. 3,4"),
     "expert_core_labels": (_int_list, "comma-separated integer labels of the experts' core, e.g. 4"),
+    "dark_blood_lge": (_flag, "yes or no (yes: a dark-blood LGE, as prepare --dark-blood-lge)"),
 }
 
 
@@ -452,7 +455,7 @@ def rule_request(spec: PatientSpec, target: str = "scar") -> Optional[ScarRuleRe
         scar_thresholds=None if thresholds is None else ",".join(str(t) for t in thresholds),
         blood_pool_labels=options["blood_pool_labels"], intensity_offset=options["intensity_offset"],
         expert_scar_labels=options["expert_scar_labels"], expert_core_labels=options["expert_core_labels"],
-        myocardium_labels=options["myocardium_labels"],
+        dark_blood_lge=options["dark_blood_lge"], myocardium_labels=options["myocardium_labels"],
         **{column: None if options[column] is None else Path(options[column]) for column in MASK_COLUMNS})
     return scar_rule_request(args)
 

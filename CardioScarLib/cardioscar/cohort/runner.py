@@ -221,9 +221,12 @@ def mark_unfinished(rows: dict[str, dict], unfinished: set[str], fitting: set[st
     (``fitting``, :func:`partial_ids`), else ``pending``.
 
     Why: every submitted patient was summarised as ``running``, so with one worker the summary
-    said 4 running while the progress line said 1 running, 2 queued (EMIDEC, 4 patients)."""
+    said 4 running while the progress line said 1 running, 2 queued (EMIDEC, 4 patients). A row
+    kept a previous failure's ``error`` cell as ``pending`` or ``running``: it is dropped."""
     for ident in unfinished:
-        rows[ident] = {**rows[ident], "status": "running" if ident in fitting else "pending"}
+        # the row of this attempt: an earlier attempt's cells (a failure's error, its seconds) are not its
+        kept = {key: rows[ident][key] for key in ("id", "input_hash") if key in rows[ident]}
+        rows[ident] = {**kept, "status": "running" if ident in fitting else "pending"}
 
 
 def _check_only(patients: list[PatientSpec], only: Optional[list[str]]) -> None:
@@ -305,6 +308,8 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     # row's now): written only after the first patient finished, the summary was missing (or a
     # previous run's) during a long first fit
     rows.update({spec.id: {"id": spec.id, "status": "pending", "input_hash": hashes[spec.id]} for spec in todo})
+    for spec in todo:  # nor is it the patient's on disk: `cohort status` and other --only runs read it as failed
+        _failed_path(out, spec.id).unlink(missing_ok=True)
     write_summary(out, [rows[spec.id] for spec in patients])
     if todo:
         _run_on_dask(todo, out, hashes, rows, options)

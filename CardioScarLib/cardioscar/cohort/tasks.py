@@ -53,6 +53,7 @@ DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
 #: Options added after cohorts were first run, with the default that behaves as before: left out
 #: of the hash at that default, so results written before the option existed stay up to date.
 LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None, "slice_profile": "box",
+                 "dark_blood_lge": False,
                  **{name: None for name in ("scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
                                             "remote_mask", "intensity_offset", "expert_scar_labels",
                                             "expert_core_labels", "fibres", "helix_angles")}}

@@ -15,7 +15,10 @@ Measured on EMIDEC (``Testing/benchmarks/lge_mask_fit_emidec.py``): the share is
 the 75 own masks (no warning); of each case's LGE with the next two cases' masks, 112 of 150 are
 refused and 17 warned (9 of the 18 passed enclose no cavity on the LGE's slices, so are not read).
 It assumes bright blood, as the rules' darkest-sector remote assumes a nulled wall: a dark-blood
-LGE (blood darker than the wall) was not measured and would be refused.
+LGE (blood darker than the wall) was not measured and would be refused, so ``dark_blood``
+(``prepare --dark-blood-lge`` and its name on every face) skips the judgement; the share is
+measured and recorded either way (``mask_fit`` of the rule's record), so a reader sees what the
+check saw.
 """
 
 from __future__ import annotations
@@ -66,22 +69,34 @@ def mask_fit(images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray]) -> 
     return (float(np.median(shares)), len(shares)) if shares else (None, 0)
 
 
-def check_mask_on_lge(image: Sequence[SliceLayer], myocardium: Sequence[np.ndarray], myocardium_name: str) -> None:
+def check_mask_on_lge(image: Sequence[SliceLayer], myocardium: Sequence[np.ndarray], myocardium_name: str,
+                      dark_blood: bool = False) -> dict:
     """Refuse a myocardium mask whose cavity is not the LGE's bright blood pool (another patient's
-    or series' mask), warn on a borderline one; every face's scar rule runs it (``graded_targets``)."""
+    or series' mask), warn on a borderline one; every face's scar rule runs it (``graded_targets``).
+    With ``dark_blood`` (a dark-blood LGE, where the cavity is dark whatever the mask) the share is
+    measured but not judged. Returns the record written with the rule (``mask_fit``)."""
     share, read = mask_fit([layer.values for layer in image], myocardium)
+    record = {"cavity_brighter_share": None if share is None else round(share, 4), "slices_read": read,
+              "checked": share is not None and not dark_blood}
+    if dark_blood:
+        logger.info("--dark-blood-lge: the fit of --myocardium-mask %s to the LGE is not checked (the check needs "
+                    "bright blood, a cavity brighter than the nulled wall; measured share %s); make sure the mask was "
+                    "drawn on this image", myocardium_name, "none" if share is None else f"{100 * share:.0f} %")
+        return {**record, "skipped": "dark-blood LGE"}
     if share is None:
         logger.info("--myocardium-mask %s encloses no cavity on the chosen slices: its fit to the LGE is not "
                     "checked", myocardium_name)
-        return
+        return record
     lge = image[0].label.split(" k=")[0]
     seen = (f"the cavity it encloses is brighter than the darker half of its myocardium (the nulled wall) in "
             f"{100 * share:.0f} % of pixel pairs (median of {read} slices; masks drawn on their own LGE: 92-100 % "
             f"on EMIDEC's 75)")
     if share < REFUSE_BELOW:
         raise CardioScarError(f"--myocardium-mask {myocardium_name} does not lie on the left ventricle of the LGE "
-                              f"{lge}: {seen}; give the mask drawn on this image (not another patient's or series'; "
-                              "this check assumes bright blood, a dark-blood LGE is refused too)")
+                              f"{lge}: {seen}; give the mask drawn on this image (not another patient's or series'), "
+                              "or, for a dark-blood LGE (blood darker than the wall), --dark-blood-lge, which skips "
+                              "this check")
     if share < WARN_BELOW:
         logger.warning("--myocardium-mask %s may not lie on the left ventricle of the LGE %s: %s; check that the "
                        "mask was drawn on this image", myocardium_name, lge, seen)
+    return record

@@ -22,7 +22,8 @@ def _labels(option: str):
 
 
 #: The options read by a scar rule alone (refused without --scar-rule), by their argparse names.
-RULE_ONLY = ("scar_thresholds", "blood_pool_mask", "blood_pool_labels", "remote_mask", "intensity_offset")
+RULE_ONLY = ("scar_thresholds", "blood_pool_mask", "blood_pool_labels", "remote_mask", "intensity_offset",
+             "dark_blood_lge")
 
 
 def add_prepare_options(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,10 @@ def add_prepare_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--intensity-offset", type=float, default=None, metavar="VALUE",
                        help="stored value of zero signal, subtracted before the rule (default 0: none); matters for "
                             "fwhm and iir only, e.g. 2048 for PSIR images stored with that offset (see the README)")
+    group.add_argument("--dark-blood-lge", action="store_true", default=None,
+                       help="the LGE is a dark-blood sequence (blood nulled): skip the check that --myocardium-mask's "
+                            "cavity is the LGE's bright blood pool (which catches another patient's mask); the share "
+                            "it measures is still recorded")
 
 
 def scar_rule_request(args: argparse.Namespace):
@@ -61,7 +66,9 @@ def scar_rule_request(args: argparse.Namespace):
         if args.scar_target != "scar":
             raise CardioScarError(f"--scar-target {args.scar_target} needs --scar-rule {{nsd,fwhm,iir,psi}}: the core is "
                                   "graded from the raw LGE")
-        given = [f"--{name.replace('_', '-')}" for name in RULE_ONLY if getattr(args, name) is not None]
+        # a flag left off is None on the command line and False in a manifest's row: neither was given
+        given = [f"--{name.replace('_', '-')}" for name in RULE_ONLY
+                 if getattr(args, name) is not None and getattr(args, name) is not False]
         if given:
             # each given option by its own name: the cohort writes them as its columns (in_manifest_terms),
             # where "--blood-pool-*" named no column at all
@@ -89,4 +96,4 @@ def scar_rule_request(args: argparse.Namespace):
                            blood_pool_labels=args.blood_pool_labels, remote_path=args.remote_mask,
                            thresholds=parse_thresholds(args.scar_rule, args.scar_thresholds), target=args.scar_target,
                            intensity_offset=args.intensity_offset or 0.0, expert_scar_labels=args.expert_scar_labels,
-                           expert_core_labels=args.expert_core_labels)
+                           expert_core_labels=args.expert_core_labels, dark_blood_lge=bool(args.dark_blood_lge))

@@ -44,10 +44,15 @@ TARGETS = ("scar", "core")
 
 @dataclass
 class ScarRuleRequest:
-    """A scar rule and its masks, as given on the command line or by the panel."""
+    """A scar rule and its masks, as given on the command line or by the panel.
+
+    ``myocardium_path`` / ``myocardium_labels``: the myocardium mask the rule grades in (the experts'
+    labels are labels of it). In the Python API they may be left out: a ``PreprocessingRequest`` gives
+    the rule its own ``myocardium_mask`` and ``myocardium_labels`` (:meth:`on_myocardium`), so the mask
+    is given once (it had to be given on both)."""
 
     rule: str
-    myocardium_path: Path
+    myocardium_path: Optional[Path] = None
     myocardium_labels: Optional[list[int]] = None
     blood_pool_path: Optional[Path] = None
     blood_pool_labels: Optional[list[int]] = None
@@ -57,6 +62,8 @@ class ScarRuleRequest:
     intensity_offset: float = 0.0
     expert_scar_labels: Optional[list[int]] = None
     expert_core_labels: Optional[list[int]] = None
+    #: a dark-blood LGE (blood nulled): the check that the mask lies on this LGE's bright blood pool is skipped
+    dark_blood_lge: bool = False
 
     def __post_init__(self) -> None:
         # the Python API's label lists as ints, as PreprocessingRequest's: the text "3,4" was read as the
@@ -64,7 +71,15 @@ class ScarRuleRequest:
         for name, example in (("myocardium_labels", "[2, 3, 4]"), ("blood_pool_labels", "[1]"),
                               ("expert_scar_labels", "[3, 4]"), ("expert_core_labels", "[4]")):
             setattr(self, name, check_label_list(getattr(self, name), name, example))
-        check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
+        if self.myocardium_path is not None:  # else checked once a PreprocessingRequest gives its mask (on_myocardium)
+            self.myocardium_path = Path(self.myocardium_path)
+            check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
+        if not isinstance(self.dark_blood_lge, (bool, np.bool_)):
+            raise CardioScarError(f"dark_blood_lge must be True or False, got {self.dark_blood_lge!r}")
+
+    def on_myocardium(self, mask: Path, labels: Optional[list[int]]) -> "ScarRuleRequest":
+        """This rule on a preparation's myocardium mask and labels (checked as a whole here)."""
+        return dataclasses.replace(self, myocardium_path=Path(mask), myocardium_labels=labels)
 
 
 def _listed(labels: Sequence[int]) -> str:
@@ -203,6 +218,10 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
     if blood is not None and request.rule != "iir":
         logger.warning("--blood-pool-mask/--blood-pool-labels are used by --scar-rule iir only (the ratio to the "
                        "blood pool); %s does not read them: leave them out, or use --scar-rule iir", request.rule)
+    if request.dark_blood_lge and request.rule == "iir":
+        logger.warning("--scar-rule iir with --dark-blood-lge: iir's thresholds are ratios to the blood-pool mean, "
+                       "published for bright-blood LGE; with dark blood give --scar-thresholds measured on this "
+                       "sequence, or use nsd, fwhm or psi, which read the myocardium alone")
     healthy = None
     if expert is not None:
         check_expert_masks(request, expert, myocardium, myocardium_name)
@@ -217,7 +236,8 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
                                   "has no pixel on the chosen slices; check --myocardium-labels and "
                                   "--slice-indices") from None
         raise
-    check_mask_on_lge(image, myocardium, myocardium_name)
+    fit = check_mask_on_lge(image, myocardium, myocardium_name, request.dark_blood_lge)
+    result = dataclasses.replace(result, mask_fit=fit)
     if expert is not None:
         result = within_expert_scar(result, expert, request)
     values = result.scar_targets() if request.target == "scar" else result.core_targets()

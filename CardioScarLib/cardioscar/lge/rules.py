@@ -73,6 +73,9 @@ class RuleResult:
     intensity_offset: float = 0.0
     #: the experts' labels the grades were cut to (``expert_scar_labels``, ``expert_core_labels``); empty: none
     expert: dict = field(default_factory=dict)
+    #: whether the myocardium mask lies on this LGE (:func:`cardioscar.lge.mask_fit.check_mask_on_lge`'s
+    #: record: the share measured, and whether it was judged); empty: not run
+    mask_fit: dict = field(default_factory=dict)
 
     def scar_targets(self) -> list[np.ndarray]:
         """Per-slice targets for the scar (border zone + core) field: 1/0 inside, NaN outside."""
@@ -85,7 +88,8 @@ class RuleResult:
     def record(self) -> dict:
         """A JSON-ready description: rule, thresholds and their unit, per-slice statistics."""
         return {"rule": self.rule, "border": self.border, "core": self.core, "unit": RULES[self.rule][4],
-                "intensity_offset": self.intensity_offset, **self.expert, "slices": self.statistics}
+                "intensity_offset": self.intensity_offset, **self.expert,
+                **({"mask_fit": self.mask_fit} if self.mask_fit else {}), "slices": self.statistics}
 
 
 def rule_definition(record: dict) -> tuple:
