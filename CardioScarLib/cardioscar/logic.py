@@ -24,15 +24,15 @@ import vtk
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.fit.devices import as_device
-from cardioscar.io.checks import check_label_list, check_seed, check_threshold
+from cardioscar.io.checks import check_label_list, check_output_path, check_seed, check_threshold
 from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, load_checkpoint, model_from_checkpoint,
                                        save_checkpoint)
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, SCAR_LABELS_ARRAY, SCAR_RULE_ARRAY,
-                                  TRAINING_TARGETS_ARRAY, Mesh,
+from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES, SCAR_LABELS_ARRAY,
+                                  SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
                                   read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -68,6 +68,7 @@ __all__ = [
     "predict_on_points",
     "check_mesh_for_checkpoint",
     "save_inference_result",
+    "evaluate_on_slices",
 ]
 
 #: Version of the ``.npz`` layout written by :func:`save_preprocessing_result`.
@@ -919,3 +920,84 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
     set_text_field(mesh.dataset, SCAR_LABELS_ARRAY, result.scar_labels)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))
+
+
+# --------------------------------------------------------------------------- scoring on the slices
+
+
+def evaluate_on_slices(
+    prediction_path: Union[str, Path],
+    truth_image: Union[str, Path],
+    *,
+    scar_labels: Optional[List[int]] = None,
+    myocardium_labels: Optional[List[int]] = None,
+    myocardium_mask: Optional[Path] = None,
+    slice_axis: str = "z",
+    slice_indices: Optional[List[int]] = None,
+    slice_thickness_padding: Union[float, str] = 5.0,
+    truth_threshold: Optional[float] = None,
+    probability_field: str = "scar_probability",
+    uncertainty_field: str = "scar_uncertainty",
+    threshold: float = 0.5,
+    write_truth: Optional[Path] = None,
+) -> dict:
+    """Score a prediction mesh against the truth of an image's acquired slices (``cardioscar
+    evaluate --truth-image``): the twin of :func:`cardioscar.evaluate.metrics.evaluate_meshes` for
+    real data, whose only truth is the experts' labels on the slices.
+
+    The slices are chosen and read as ``prepare`` reads them (same options, same checks): a label
+    map with ``scar_labels`` and ``myocardium_labels`` (EMIDEC 3,4 and 2,3,4), or a scar map in
+    [0, 1] (scar where ``>= truth_threshold``, default 0.5), optionally within ``myocardium_mask``.
+    The nodes on the slices are scored (:mod:`cardioscar.evaluate.label_truth`); the dict holds
+    ``evaluate_meshes``'s scores over them plus ``slices`` (per slice: nodes in its slab, scored,
+    scar, and why the others were not) and ``not_scored``. ``write_truth``: also write the mesh
+    with ``scar_truth`` (NaN off the scored nodes), ``scar_truth_scored`` and ``scar_truth_slice``.
+    For a leave-one-slice-out check, prepare without slice k and evaluate with ``slice_indices=[k]``.
+    """
+    from cardioscar.evaluate import label_truth, metrics
+
+    threshold = check_threshold(threshold, "threshold (--threshold)")
+    metrics.check_prediction_field_names(probability_field, uncertainty_field)
+    truth_cut = _truth_threshold(scar_labels, myocardium_labels, myocardium_mask, truth_threshold)
+    if write_truth is not None:
+        write_truth = check_output_path(write_truth, "--write-truth", MESH_SUFFIXES)
+    request = PreprocessingRequest(mesh_path=Path(prediction_path), image_path=Path(truth_image),
+                                   slice_axis=slice_axis, slice_indices=slice_indices,
+                                   slice_thickness_padding=slice_thickness_padding, scar_labels=scar_labels,
+                                   myocardium_labels=myocardium_labels, myocardium_mask=myocardium_mask)
+    prediction = read_mesh(prediction_path)
+    probability, uncertainty, error_risk = metrics.prediction_fields(prediction, probability_field, uncertainty_field)
+    targets = _load_slices(request)[0]
+    points = prediction.points_lps()
+    sampled = label_truth.sample_slice_truth(points, targets)
+    label_truth.check_something_scored(sampled, points, targets, Path(prediction_path).name, Path(truth_image).name)
+    nodes = np.flatnonzero(sampled.scored)
+    error_risk = metrics.risk_of_this_call(prediction, probability_field, probability, threshold, error_risk)
+    scores = metrics.evaluate_fields(
+        probability[nodes], (sampled.truth[nodes] >= truth_cut).astype(np.float64),
+        None if uncertainty is None else uncertainty[nodes], None, metrics.node_volumes(prediction.dataset)[nodes],
+        threshold, None if error_risk is None else error_risk[nodes])
+    scores.update(mesh_nodes=len(points), truth_threshold=truth_cut, slices=sampled.per_slice,
+                  not_scored=sampled.not_scored)
+    if write_truth is not None:
+        write_mesh(prediction, write_truth, sampled.point_arrays())
+        logger.info("Wrote %s with the slices' truth on %d of %d nodes", write_truth, nodes.size, len(points))
+    return scores
+
+
+def _truth_threshold(scar_labels: Optional[List[int]], myocardium_labels: Optional[List[int]],
+                     myocardium_mask: Optional[Path], truth_threshold: Optional[float]) -> float:
+    """The cut of the sampled truth into scar (0.5 for a label map's 0/1 targets) after the label
+    options' checks that scoring adds to prepare's: a label map needs its myocardium, since outside
+    it a label says nothing about scar (its background scored as healthy myocardium), and the
+    truth threshold is for a scar map only."""
+    if scar_labels is not None and myocardium_labels is None and myocardium_mask is None:
+        raise CardioScarError("--truth-image with --scar-labels needs --myocardium-labels (EMIDEC 2,3,4; ACDC 2): "
+                              "outside the myocardium a label says nothing about scar, and the nodes there would be "
+                              "scored as healthy")
+    if truth_threshold is None:
+        return 0.5
+    if scar_labels is not None:
+        raise CardioScarError("--truth-threshold cuts a scar map in [0, 1]; a label map's scar is its --scar-labels: "
+                              "leave --truth-threshold out")
+    return check_threshold(truth_threshold, "--truth-threshold")

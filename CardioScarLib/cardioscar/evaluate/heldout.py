@@ -42,17 +42,29 @@ def middle_slice(labelled: Sequence[int]) -> int:
 def scored_nodes(points_lps: np.ndarray, labels: SliceLayer, half_width_mm: float,
                  myocardium_labels: Iterable[int], scar_labels: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
     """(node indices, truth 0/1) of the nodes scored on a held-out slice of labels (see module doc)."""
-    if not half_width_mm > 0:
-        raise CardioScarError(f"the scoring half-width must be > 0 mm, got {half_width_mm}")
-    index = labels.lps_to_index(points_lps)
-    near = (index[:, 2] >= -half_width_mm) & (index[:, 2] < half_width_mm)
-    pixel = np.floor(index[:, :2] + 0.5).astype(np.int64)
-    rows, cols = labels.shape
-    inside = near & (pixel[:, 0] >= 0) & (pixel[:, 0] < cols) & (pixel[:, 1] >= 0) & (pixel[:, 1] < rows)
+    _, pixel, inside = nodes_in_pixels(points_lps, labels, half_width_mm)
     nodes = np.flatnonzero(inside)
     value = labels.values[pixel[nodes, 1], pixel[nodes, 0]]
     myocardium = np.isin(value, list(myocardium_labels))
     return nodes[myocardium], np.isin(value[myocardium], list(scar_labels)).astype(np.float64)
+
+
+def nodes_in_pixels(points_lps: np.ndarray, layer: SliceLayer,
+                    half_width_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: its signed distance (mm) from the slice's plane, the (i, j) of the pixel square it
+    falls in, and whether it lies within ``half_width_mm`` of the plane (half-open, like a slab)
+    and inside the pixel grid.
+
+    The one reading of "which pixel is this node on" for every scoring of slices (the held-out
+    slice here, ``evaluate --truth-image`` in :mod:`cardioscar.evaluate.label_truth`)."""
+    if not half_width_mm > 0:
+        raise CardioScarError(f"the scoring half-width must be > 0 mm, got {half_width_mm}")
+    index = layer.lps_to_index(points_lps)
+    near = (index[:, 2] >= -half_width_mm) & (index[:, 2] < half_width_mm)
+    pixel = np.floor(index[:, :2] + 0.5).astype(np.int64)
+    rows, cols = layer.shape
+    inside = near & (pixel[:, 0] >= 0) & (pixel[:, 0] < cols) & (pixel[:, 1] >= 0) & (pixel[:, 1] < rows)
+    return index[:, 2], pixel, inside
 
 
 def filled_outside(layer: SliceLayer, inside: np.ndarray) -> SliceLayer:
