@@ -21,7 +21,7 @@ from conftest import SHARED_DATA, assert_refused_in_one_line
 
 from cardioscar.cli import main
 from cardioscar.errors import CardioScarError
-from cardioscar.evaluate import heldout, label_truth
+from cardioscar.evaluate import heldout
 from cardioscar.io.meshio import read_mesh, write_mesh
 from cardioscar.logic import evaluate_on_slices
 from cardioscar.prepare.slices import slices_from_image
@@ -105,8 +105,8 @@ def test_write_truth_puts_the_slices_truth_on_the_scored_nodes_only(case):
     evaluate(case, 0, "--write-truth", str(out))
     written = read_mesh(out)
     scored = expected_scored(case)
-    mask = written.point_array(label_truth.SCORED_FIELD).astype(bool)
-    truth = written.point_array(label_truth.TRUTH_FIELD)
+    mask = written.point_array(heldout.SCORED_FIELD).astype(bool)
+    truth = written.point_array(heldout.TRUTH_FIELD)
     assert np.array_equal(mask, scored)
     assert np.array_equal(truth[scored], (case["index"][scored, 0] >= I0 - 0.5).astype(np.float32))
     assert np.isnan(truth[~scored]).all()
@@ -141,10 +141,10 @@ def test_no_node_on_pixels_with_truth_is_refused_naming_the_myocardium(segmented
     points = read_mesh(segmented["mesh"]).points_lps()
     layer = slices_from_image(sitk.ReadImage(str(segmented["image"])), "z", [3], 4.0)[0]
     empty = type(layer)(**{**layer.__dict__, "values": np.full(layer.shape, np.nan)})
-    sampled = label_truth.sample_slice_truth(points, [empty])
+    sampled = heldout.sample_slice_truth(points, [empty])
     assert sampled.not_scored["outside_the_myocardium"] > 100
     with pytest.raises(CardioScarError, match="all lie in pixels outside the myocardium"):
-        label_truth.check_something_scored(sampled, points, [empty], "mesh.vtk", "labels.nii.gz")
+        heldout.check_something_scored(sampled, points, [empty], "mesh.vtk", "labels.nii.gz")
 
 
 @pytest.mark.parametrize("extra, fragment", [

@@ -948,13 +948,13 @@ def evaluate_on_slices(
     The slices are chosen and read as ``prepare`` reads them (same options, same checks): a label
     map with ``scar_labels`` and ``myocardium_labels`` (EMIDEC 3,4 and 2,3,4), or a scar map in
     [0, 1] (scar where ``>= truth_threshold``, default 0.5), optionally within ``myocardium_mask``.
-    The nodes on the slices are scored (:mod:`cardioscar.evaluate.label_truth`); the dict holds
+    The nodes on the slices are scored (:func:`cardioscar.evaluate.heldout.sample_slice_truth`); the dict holds
     ``evaluate_meshes``'s scores over them plus ``slices`` (per slice: nodes in its slab, scored,
     scar, and why the others were not) and ``not_scored``. ``write_truth``: also write the mesh
     with ``scar_truth`` (NaN off the scored nodes), ``scar_truth_scored`` and ``scar_truth_slice``.
     For a leave-one-slice-out check, prepare without slice k and evaluate with ``slice_indices=[k]``.
     """
-    from cardioscar.evaluate import label_truth, metrics
+    from cardioscar.evaluate import heldout, metrics
 
     threshold = check_threshold(threshold, "threshold (--threshold)")
     metrics.check_prediction_field_names(probability_field, uncertainty_field)
@@ -969,8 +969,8 @@ def evaluate_on_slices(
     probability, uncertainty, error_risk = metrics.prediction_fields(prediction, probability_field, uncertainty_field)
     targets = _load_slices(request)[0]
     points = prediction.points_lps()
-    sampled = label_truth.sample_slice_truth(points, targets)
-    label_truth.check_something_scored(sampled, points, targets, Path(prediction_path).name, Path(truth_image).name)
+    sampled = heldout.sample_slice_truth(points, targets)
+    heldout.check_something_scored(sampled, points, targets, Path(prediction_path).name, Path(truth_image).name)
     nodes = np.flatnonzero(sampled.scored)
     error_risk = metrics.risk_of_this_call(prediction, probability_field, probability, threshold, error_risk)
     scores = metrics.evaluate_fields(
