@@ -69,6 +69,7 @@ __all__ = [
     "check_mesh_for_checkpoint",
     "save_inference_result",
     "evaluate_on_slices",
+    "score_on_slices",
 ]
 
 #: Version of the ``.npz`` layout written by :func:`save_preprocessing_result`.
@@ -954,11 +955,12 @@ def evaluate_on_slices(
     with ``scar_truth`` (NaN off the scored nodes), ``scar_truth_scored`` and ``scar_truth_slice``.
     For a leave-one-slice-out check, prepare without slice k and evaluate with ``slice_indices=[k]``.
     """
-    from cardioscar.evaluate import heldout, metrics
+    from cardioscar.evaluate import metrics
 
     threshold = check_threshold(threshold, "threshold (--threshold)")
     metrics.check_prediction_field_names(probability_field, uncertainty_field)
-    truth_cut = _truth_threshold(scar_labels, myocardium_labels, myocardium_mask, truth_threshold)
+    truth_cut = check_truth_options(scar_labels is not None, myocardium_labels is not None or myocardium_mask is not None,
+                                    truth_threshold)
     if write_truth is not None:
         write_truth = check_output_path(write_truth, "--write-truth", MESH_SUFFIXES)
     request = PreprocessingRequest(mesh_path=Path(prediction_path), image_path=Path(truth_image),
@@ -968,36 +970,54 @@ def evaluate_on_slices(
     prediction = read_mesh(prediction_path)
     probability, uncertainty, error_risk = metrics.prediction_fields(prediction, probability_field, uncertainty_field)
     targets = _load_slices(request)[0]
-    points = prediction.points_lps()
-    sampled = heldout.sample_slice_truth(points, targets)
-    heldout.check_something_scored(sampled, points, targets, Path(prediction_path).name, Path(truth_image).name)
-    nodes = np.flatnonzero(sampled.scored)
-    error_risk = metrics.risk_of_this_call(prediction, probability_field, probability, threshold, error_risk)
-    scores = metrics.evaluate_fields(
-        probability[nodes], (sampled.truth[nodes] >= truth_cut).astype(np.float64),
-        None if uncertainty is None else uncertainty[nodes], None, metrics.node_volumes(prediction.dataset)[nodes],
-        threshold, None if error_risk is None else error_risk[nodes])
-    scores.update(mesh_nodes=len(points), truth_threshold=truth_cut, slices=sampled.per_slice,
-                  not_scored=sampled.not_scored)
+    scores, sampled = score_on_slices(
+        prediction.points_lps(), targets, probability, uncertainty=uncertainty,
+        error_risk=metrics.risk_of_this_call(prediction, probability_field, probability, threshold, error_risk),
+        weights=metrics.node_volumes(prediction.dataset), threshold=threshold, truth_threshold=truth_cut,
+        names=(Path(prediction_path).name, Path(truth_image).name))
     if write_truth is not None:
         write_mesh(prediction, write_truth, sampled.point_arrays())
-        logger.info("Wrote %s with the slices' truth on %d of %d nodes", write_truth, nodes.size, len(points))
+        logger.info("Wrote %s with the slices' truth on %d of %d nodes", write_truth, scores["n_nodes"],
+                    prediction.n_points)
     return scores
 
 
-def _truth_threshold(scar_labels: Optional[List[int]], myocardium_labels: Optional[List[int]],
-                     myocardium_mask: Optional[Path], truth_threshold: Optional[float]) -> float:
-    """The cut of the sampled truth into scar (0.5 for a label map's 0/1 targets) after the label
-    options' checks that scoring adds to prepare's: a label map needs its myocardium, since outside
-    it a label says nothing about scar (its background scored as healthy myocardium), and the
-    truth threshold is for a scar map only."""
-    if scar_labels is not None and myocardium_labels is None and myocardium_mask is None:
+def score_on_slices(points_lps: np.ndarray, targets: List[SliceLayer], probability: np.ndarray, *,
+                    uncertainty: Optional[np.ndarray] = None, error_risk: Optional[np.ndarray] = None,
+                    weights: Optional[np.ndarray] = None, threshold: float = 0.5, truth_threshold: float = 0.5,
+                    names: tuple[str, str] = ("the mesh", "the image")):
+    """The in-memory twin of :func:`evaluate_on_slices` (the Slicer Logic's): per-node fields of
+    the nodes ``points_lps`` scored against target slices (values in [0, 1], NaN: no truth) cut at
+    ``truth_threshold``. ``names``: the mesh's and the image's, for the refusal of no node scored.
+    Returns the scores and the :class:`cardioscar.evaluate.heldout.SliceTruth` sampled."""
+    from cardioscar.evaluate import heldout, metrics
+
+    sampled = heldout.sample_slice_truth(points_lps, targets)
+    heldout.check_something_scored(sampled, points_lps, targets, *names)
+    nodes = np.flatnonzero(sampled.scored)
+
+    def scored(values: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        return None if values is None else np.asarray(values)[nodes]
+
+    scores = metrics.evaluate_fields(scored(probability), (sampled.truth[nodes] >= truth_threshold).astype(np.float64),
+                                     scored(uncertainty), None, scored(weights), threshold, scored(error_risk))
+    scores.update(mesh_nodes=len(points_lps), truth_threshold=truth_threshold, slices=sampled.per_slice,
+                  not_scored=sampled.not_scored)
+    return scores, sampled
+
+
+def check_truth_options(label_map: bool, has_myocardium: bool, truth_threshold: Optional[float]) -> float:
+    """The cut of the sampled truth into scar (0.5 for a label map's 0/1 targets) after the checks
+    that scoring adds to prepare's: a label map needs its myocardium, since outside it a label says
+    nothing about scar (its background scored as healthy myocardium), and the truth threshold is for
+    a scar map only (the file and Slicer faces of the scoring)."""
+    if label_map and not has_myocardium:
         raise CardioScarError("--truth-image with --scar-labels needs --myocardium-labels (EMIDEC 2,3,4; ACDC 2): "
                               "outside the myocardium a label says nothing about scar, and the nodes there would be "
                               "scored as healthy")
     if truth_threshold is None:
         return 0.5
-    if scar_labels is not None:
+    if label_map:
         raise CardioScarError("--truth-threshold cuts a scar map in [0, 1]; a label map's scar is its --scar-labels: "
                               "leave --truth-threshold out")
     return check_threshold(truth_threshold, "--truth-threshold")
