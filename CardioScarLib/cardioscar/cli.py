@@ -142,6 +142,14 @@ def _add_slice_choice(parser: argparse.ArgumentParser) -> None:
                              "DICOM file's recorded slice thickness")
 
 
+def _add_label_options(parser: argparse.ArgumentParser, scar: str, myocardium: str, mask: str) -> None:
+    """``--scar-labels``, ``--myocardium-labels`` and ``--myocardium-mask``, parsed alike for
+    ``prepare`` and ``evaluate --truth-image`` (``scar``, ``myocardium``, ``mask``: each verb's help)."""
+    parser.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help=scar)
+    parser.add_argument("--myocardium-labels", type=_comma_ints("--myocardium-labels"), default=None, help=myocardium)
+    parser.add_argument("--myocardium-mask", type=Path, default=None, help=mask)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, as every other error (argparse prints
     a usage block first); ``--help`` still shows the usage. Subcommand parsers inherit it."""
@@ -171,13 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "the long-axis views) are combined, and --slice-indices then count their slices in order")
     prep.add_argument("--vtk-scalar-field", default="ScalarValue", help="cell field of the grid layers (default ScalarValue)")
     _add_slice_choice(prep)
-    prep.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help="the input is a label map; these labels are scar (e.g. 3,4)")
-    prep.add_argument("--myocardium-labels", type=_comma_ints("--myocardium-labels"), default=None,
-                      help="labels of the myocardium (EMIDEC 2,3,4; ACDC 2): in the label map itself (with "
-                           "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint")
-    prep.add_argument("--myocardium-mask", type=Path, default=None,
-                      help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
-                           "patient frame as --image; pixels outside carry no constraint")
+    _add_label_options(prep, "the input is a label map; these labels are scar (e.g. 3,4)",
+                       "labels of the myocardium (EMIDEC 2,3,4; ACDC 2): in the label map itself (with "
+                       "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint",
+                       "a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
+                       "patient frame as --image; pixels outside carry no constraint")
     prep.add_argument("--myocardium-margin", type=int, default=0, metavar="PIXELS",
                       help="pixels outside the myocardium within this many pixels of it take the nearest myocardium "
                            "pixel's value instead of no constraint (a mesh up to a pixel off the segmentation; try 1)")
@@ -228,14 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--probability-field", default="scar_probability")
     ev.add_argument("--truth-field", default=None, help="the truth mesh's field (default scar_truth)")
     _add_slice_choice(ev)
-    ev.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None,
-                    help="--truth-image is a label map; these labels are scar (e.g. 3,4)")
-    ev.add_argument("--myocardium-labels", type=_comma_ints("--myocardium-labels"), default=None,
-                    help="labels of the myocardium (EMIDEC 2,3,4; ACDC 2), in the label map or in --myocardium-mask; "
-                         "nodes on other pixels are not scored")
-    ev.add_argument("--myocardium-mask", type=Path, default=None,
-                    help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium for a scar map; "
-                         "nodes on pixels outside it are not scored")
+    _add_label_options(ev, "--truth-image is a label map; these labels are scar (e.g. 3,4)",
+                       "labels of the myocardium (EMIDEC 2,3,4; ACDC 2), in the label map or in --myocardium-mask; "
+                       "nodes on other pixels are not scored",
+                       "a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium for a scar map; "
+                       "nodes on pixels outside it are not scored")
     ev.add_argument("--truth-threshold", type=float, default=None,
                     help="--truth-image is a scar map: scar where it is >= this (default 0.5)")
     ev.add_argument("--write-truth", type=Path, default=None,
