@@ -38,7 +38,7 @@ from .options import ReconstructionOptions
 from .rulemasks import rule_myocardium, rule_slices
 from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
-from .wording import AHA_NAMES, RECONSTRUCTION_NAMES, speaks_logic_words
+from .wording import AHA_NAMES, RECONSTRUCTION_NAMES, SCORING_NAMES, speaks_logic_words
 
 logger = logging.getLogger(__name__)
 
@@ -335,6 +335,39 @@ class CardioScarLogic:
         """Write a saved model's finished prediction on ``model_node`` (no loss plot)."""
         return self._publish(model_node, points, inference, checkpoint, options, device,
                              time.perf_counter() - started, with_plot=False)
+
+    @speaks_logic_words(SCORING_NAMES)
+    def score_on_slices(self, truth_node, model_node, options: Optional[ReconstructionOptions] = None,
+                        myocardium_mask=None, *, truth_threshold: Optional[float] = None,
+                        write_truth: bool = True) -> dict:
+        """Score the ``scar_probability`` on ``model_node`` against the truth of ``truth_node``'s
+        chosen slices, as ``cardioscar evaluate --truth-image`` does (the same slices, labels and
+        checks as training reads: ``options.slice_indices``, ``scar_labels``, ``myocardium_labels``
+        or ``myocardium_segment``, ``half_thickness``; a scar map cut at ``truth_threshold``).
+        Returns that command's JSON as a dict; ``write_truth`` puts ``scar_truth`` (NaN where not
+        scored), ``scar_truth_scored`` and ``scar_truth_slice`` on the model, to show where the
+        experts' labels fall on it."""
+        from cardioscar.evaluate.metrics import prediction_fields
+        from cardioscar.io.meshio import Mesh
+        from cardioscar.logic import check_truth_options, score_on_slices
+
+        options = options or ReconstructionOptions()
+        _check_model_node(model_node)
+        label_map = (options.scar_labels is not None or truth_node.IsA("vtkMRMLLabelMapVolumeNode")
+                     or truth_node.IsA("vtkMRMLSegmentationNode"))
+        has_myocardium = (myocardium_mask is not None or bool(options.parsed_myocardium_labels())
+                          or bool(options.myocardium_segment.strip()))
+        cut = check_truth_options(label_map, has_myocardium, truth_threshold)
+        probability, uncertainty, _ = prediction_fields(Mesh(model_node.GetMesh(), "LPS"), results.PROBABILITY,
+                                                        results.UNCERTAINTY)
+        database = self.dicom_database if self.dicom_database is not None else getattr(slicer, "dicomDatabase", None)
+        slices, _ = _target_slices(truth_node, options, database, myocardium_mask)
+        scores, sampled = score_on_slices(model_points_lps(model_node), slices, probability, uncertainty=uncertainty,
+                                          threshold=options.threshold or 0.5, truth_threshold=cut,
+                                          names=(model_node.GetName(), truth_node.GetName()))
+        if write_truth:
+            results.write_point_arrays(model_node, sampled.point_arrays())
+        return scores
 
     def save_model(self, path: Union[str, Path], checkpoint: Optional[dict] = None) -> None:
         """Write ``checkpoint`` (default: the latest training) to a ``.pth`` file, atomically."""

@@ -103,6 +103,11 @@ RECONSTRUCTION_NAMES = {**{option: f"options.{name}" for option, name in OPTION_
                         "--myocardium-mask": "myocardium_mask", "--blood-pool-mask": "blood_pool_node",
                         "--remote-mask": "remote_node"}
 
+#: ``score_on_slices`` (``cardioscar evaluate --truth-image``) arguments.
+SCORING_NAMES = {**{option: f"options.{name}" for option, name in OPTION_FIELDS.items()},
+                 "--truth-image": "truth_node", "--prediction": "model_node", "--mesh": "model_node",
+                 "--myocardium-mask": "myocardium_mask", "--truth-threshold": "truth_threshold"}
+
 #: ``tag_model_node`` / ``export_model_node`` (CardioScarLogic.tissue) arguments.
 TISSUE_NAMES = {"--mesh": "model_node", "--border-zone": "border_zone", "--core": "core", "--core-field": "core_field",
                 "--core-mesh": "core_model", "--tags": "tag_values", "--format": "fmt", "--units": "units",

@@ -130,6 +130,26 @@ def _add_training_options(parser: argparse.ArgumentParser, architecture: bool = 
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _add_slice_choice(parser: argparse.ArgumentParser) -> None:
+    """The options that choose an image's slices and their slabs: one wording for ``prepare`` (the
+    slices that train) and ``evaluate --truth-image`` (the slices that score)."""
+    parser.add_argument("--slice-axis", choices=("x", "y", "z"), default="z",
+                        help="image index axis i, j or k to slice along (default z)")
+    parser.add_argument("--slice-indices", type=_comma_ints("--slice-indices"), default=None,
+                        help="comma-separated slice indices, e.g. 2,5,8,11 (default all)")
+    parser.add_argument("--slice-thickness-padding", type=_padding, default=5.0,
+                        help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half of each "
+                             "DICOM file's recorded slice thickness")
+
+
+def _add_label_options(parser: argparse.ArgumentParser, scar: str, myocardium: str, mask: str) -> None:
+    """``--scar-labels``, ``--myocardium-labels`` and ``--myocardium-mask``, parsed alike for
+    ``prepare`` and ``evaluate --truth-image`` (``scar``, ``myocardium``, ``mask``: each verb's help)."""
+    parser.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help=scar)
+    parser.add_argument("--myocardium-labels", type=_comma_ints("--myocardium-labels"), default=None, help=myocardium)
+    parser.add_argument("--myocardium-mask", type=Path, default=None, help=mask)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, as every other error (argparse prints
     a usage block first); ``--help`` still shows the usage. Subcommand parsers inherit it."""
@@ -158,18 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image (NIfTI, NRRD, MHA) or DICOM series folder; several (e.g. one series per slice plus "
                              "the long-axis views) are combined, and --slice-indices then count their slices in order")
     prep.add_argument("--vtk-scalar-field", default="ScalarValue", help="cell field of the grid layers (default ScalarValue)")
-    prep.add_argument("--slice-axis", choices=("x", "y", "z"), default="z", help="image index axis i, j or k to slice along (default z)")
-    prep.add_argument("--slice-indices", type=_comma_ints("--slice-indices"), default=None, help="comma-separated slice indices, e.g. 2,5,8,11 (default all)")
-    prep.add_argument("--slice-thickness-padding", type=_padding, default=5.0,
-                      help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half of each DICOM "
-                           "file's recorded slice thickness")
-    prep.add_argument("--scar-labels", type=_comma_ints("--scar-labels"), default=None, help="the input is a label map; these labels are scar (e.g. 3,4)")
-    prep.add_argument("--myocardium-labels", type=_comma_ints("--myocardium-labels"), default=None,
-                      help="labels of the myocardium (EMIDEC 2,3,4; ACDC 2): in the label map itself (with "
-                           "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint")
-    prep.add_argument("--myocardium-mask", type=Path, default=None,
-                      help="a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
-                           "patient frame as --image; pixels outside carry no constraint")
+    _add_slice_choice(prep)
+    _add_label_options(prep, "the input is a label map; these labels are scar (e.g. 3,4)",
+                       "labels of the myocardium (EMIDEC 2,3,4; ACDC 2): in the label map itself (with "
+                       "--scar-labels) or in --myocardium-mask; pixels outside carry no constraint",
+                       "a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium in the same "
+                       "patient frame as --image; pixels outside carry no constraint")
     prep.add_argument("--myocardium-margin", type=int, default=0, metavar="PIXELS",
                       help="pixels outside the myocardium within this many pixels of it take the nearest myocardium "
                            "pixel's value instead of no constraint (a mesh up to a pixel off the segmentation; try 1)")
@@ -209,11 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--cpu", action="store_true", help="force CPU")
     apply.set_defaults(handler=_cmd_apply)
 
-    ev = sub.add_parser("evaluate", help="compare a predicted probability field with a ground-truth field")
+    ev = sub.add_parser("evaluate", help="compare a predicted probability field with a ground-truth field, or with "
+                                         "the truth of an image's slices (the experts' labels)")
     ev.add_argument("--prediction", required=True, type=Path, help="mesh with the predicted probability")
-    ev.add_argument("--truth", required=True, type=Path, help="mesh with the ground truth (same nodes)")
+    truth = ev.add_mutually_exclusive_group(required=True)
+    truth.add_argument("--truth", type=Path, help="mesh with the ground truth (same nodes)")
+    truth.add_argument("--truth-image", type=Path,
+                       help="a label map (with --scar-labels and --myocardium-labels) or a scar map in [0, 1] whose "
+                            "chosen slices are the truth: the nodes on them are scored (see the README's evaluate)")
     ev.add_argument("--probability-field", default="scar_probability")
-    ev.add_argument("--truth-field", default="scar_truth")
+    ev.add_argument("--truth-field", default=None, help="the truth mesh's field (default scar_truth)")
+    _add_slice_choice(ev)
+    _add_label_options(ev, "--truth-image is a label map; these labels are scar (e.g. 3,4)",
+                       "labels of the myocardium (EMIDEC 2,3,4; ACDC 2), in the label map or in --myocardium-mask; "
+                       "nodes on other pixels are not scored",
+                       "a 0/1 mask (or, with --myocardium-labels, a label image) of the myocardium for a scar map; "
+                       "nodes on pixels outside it are not scored")
+    ev.add_argument("--truth-threshold", type=float, default=None,
+                    help="--truth-image is a scar map: scar where it is >= this (default 0.5)")
+    ev.add_argument("--write-truth", type=Path, default=None,
+                    help="also write the prediction mesh with the slices' truth: scar_truth (NaN where not scored), "
+                         "scar_truth_scored, scar_truth_slice (.vtk, .vtp, .vtu)")
     ev.add_argument("--uncertainty-field", default="scar_uncertainty")
     ev.add_argument("--threshold", type=float, default=0.5)
     ev.add_argument("--json", dest="json_path", type=Path, default=None, help="also write the metrics to this JSON file")
@@ -386,25 +416,55 @@ def _cmd_apply(args: argparse.Namespace) -> None:
     )
 
 
+#: ``evaluate``'s options that read a --truth-image (with --truth they would be ignored).
+_TRUTH_IMAGE_OPTIONS = ("scar_labels", "myocardium_labels", "myocardium_mask", "slice_indices", "truth_threshold",
+                        "write_truth")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from cardioscar.io.atomic import atomic_write
     from cardioscar.evaluate.metrics import evaluate_meshes
 
+    inputs = [args.prediction, args.truth, args.truth_image]
     if args.json_path is not None:
-        _check_output(args.json_path, ".json", [args.prediction, args.truth], "--json")
-    metrics = evaluate_meshes(
-        args.prediction,
-        args.truth,
-        probability_field=args.probability_field,
-        truth_field=args.truth_field,
-        uncertainty_field=args.uncertainty_field,
-        threshold=args.threshold,
-    )
+        _check_output(args.json_path, ".json", inputs, "--json")
+    if args.truth_image is not None:
+        metrics = _evaluate_on_slices(args, inputs)
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in _TRUTH_IMAGE_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise CardioScarError(f"{', '.join(given)} read a --truth-image; with --truth (a mesh) leave them out")
+        metrics = evaluate_meshes(
+            args.prediction,
+            args.truth,
+            probability_field=args.probability_field,
+            truth_field=args.truth_field or "scar_truth",
+            uncertainty_field=args.uncertainty_field,
+            threshold=args.threshold,
+        )
     text = json.dumps(metrics, indent=2)
     sys.stdout.write(text + "\n")
     if args.json_path is not None:
         with atomic_write(args.json_path) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
+
+
+def _evaluate_on_slices(args: argparse.Namespace, inputs: Sequence[Optional[Path]]) -> dict:
+    """``evaluate --truth-image``: the prediction scored on the nodes of the image's chosen slices."""
+    from cardioscar.io.meshio import MESH_SUFFIXES
+    from cardioscar.logic import evaluate_on_slices
+
+    if args.truth_field is not None:
+        raise CardioScarError("--truth-field names a field of a --truth mesh; --truth-image's truth is its pixels "
+                              "(--scar-labels for a label map): leave --truth-field out")
+    if args.write_truth is not None:
+        _check_output(args.write_truth, MESH_SUFFIXES, inputs, "--write-truth")
+    return evaluate_on_slices(
+        args.prediction, args.truth_image, scar_labels=args.scar_labels, myocardium_labels=args.myocardium_labels,
+        myocardium_mask=args.myocardium_mask, slice_axis=args.slice_axis, slice_indices=args.slice_indices,
+        slice_thickness_padding=args.slice_thickness_padding, truth_threshold=args.truth_threshold,
+        probability_field=args.probability_field, uncertainty_field=args.uncertainty_field,
+        threshold=args.threshold, write_truth=args.write_truth)
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:

@@ -24,15 +24,15 @@ import vtk
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.fit.devices import as_device
-from cardioscar.io.checks import check_label_list, check_seed, check_threshold
+from cardioscar.io.checks import check_label_list, check_output_path, check_seed, check_threshold
 from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, load_checkpoint, model_from_checkpoint,
                                        save_checkpoint)
 from cardioscar.errors import CardioScarError
 from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
-from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, SCAR_LABELS_ARRAY, SCAR_RULE_ARRAY,
-                                  TRAINING_TARGETS_ARRAY, Mesh,
+from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES, SCAR_LABELS_ARRAY,
+                                  SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
                                   read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -68,6 +68,8 @@ __all__ = [
     "predict_on_points",
     "check_mesh_for_checkpoint",
     "save_inference_result",
+    "evaluate_on_slices",
+    "score_on_slices",
 ]
 
 #: Version of the ``.npz`` layout written by :func:`save_preprocessing_result`.
@@ -949,3 +951,103 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
     set_text_field(mesh.dataset, SCAR_LABELS_ARRAY, result.scar_labels)
     write_mesh(mesh, output_path, result.point_arrays())
     logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))
+
+
+# --------------------------------------------------------------------------- scoring on the slices
+
+
+def evaluate_on_slices(
+    prediction_path: Union[str, Path],
+    truth_image: Union[str, Path],
+    *,
+    scar_labels: Optional[List[int]] = None,
+    myocardium_labels: Optional[List[int]] = None,
+    myocardium_mask: Optional[Path] = None,
+    slice_axis: str = "z",
+    slice_indices: Optional[List[int]] = None,
+    slice_thickness_padding: Union[float, str] = 5.0,
+    truth_threshold: Optional[float] = None,
+    probability_field: str = "scar_probability",
+    uncertainty_field: str = "scar_uncertainty",
+    threshold: float = 0.5,
+    write_truth: Optional[Path] = None,
+) -> dict:
+    """Score a prediction mesh against the truth of an image's acquired slices (``cardioscar
+    evaluate --truth-image``): the twin of :func:`cardioscar.evaluate.metrics.evaluate_meshes` for
+    real data, whose only truth is the experts' labels on the slices.
+
+    The slices are chosen and read as ``prepare`` reads them (same options, same checks): a label
+    map with ``scar_labels`` and ``myocardium_labels`` (EMIDEC 3,4 and 2,3,4), or a scar map in
+    [0, 1] (scar where ``>= truth_threshold``, default 0.5), optionally within ``myocardium_mask``.
+    The nodes on the slices are scored (:func:`cardioscar.evaluate.heldout.sample_slice_truth`); the dict holds
+    ``evaluate_meshes``'s scores over them plus ``slices`` (per slice: nodes in its slab, scored,
+    scar, and why the others were not) and ``not_scored``. ``write_truth``: also write the mesh
+    with ``scar_truth`` (NaN off the scored nodes), ``scar_truth_scored`` and ``scar_truth_slice``.
+    For a leave-one-slice-out check, prepare without slice k and evaluate with ``slice_indices=[k]``.
+    """
+    from cardioscar.evaluate import metrics
+
+    threshold = check_threshold(threshold, "threshold (--threshold)")
+    metrics.check_prediction_field_names(probability_field, uncertainty_field)
+    truth_cut = check_truth_options(scar_labels is not None, myocardium_labels is not None or myocardium_mask is not None,
+                                    truth_threshold)
+    if write_truth is not None:
+        write_truth = check_output_path(write_truth, "--write-truth", MESH_SUFFIXES)
+    request = PreprocessingRequest(mesh_path=Path(prediction_path), image_path=Path(truth_image),
+                                   slice_axis=slice_axis, slice_indices=slice_indices,
+                                   slice_thickness_padding=slice_thickness_padding, scar_labels=scar_labels,
+                                   myocardium_labels=myocardium_labels, myocardium_mask=myocardium_mask)
+    prediction = read_mesh(prediction_path)
+    probability, uncertainty, error_risk = metrics.prediction_fields(prediction, probability_field, uncertainty_field)
+    targets = _load_slices(request)[0]
+    scores, sampled = score_on_slices(
+        prediction.points_lps(), targets, probability, uncertainty=uncertainty,
+        error_risk=metrics.risk_of_this_call(prediction, probability_field, probability, threshold, error_risk),
+        weights=metrics.node_volumes(prediction.dataset), threshold=threshold, truth_threshold=truth_cut,
+        names=(Path(prediction_path).name, Path(truth_image).name))
+    if write_truth is not None:
+        write_mesh(prediction, write_truth, sampled.point_arrays())
+        logger.info("Wrote %s with the slices' truth on %d of %d nodes", write_truth, scores["n_nodes"],
+                    prediction.n_points)
+    return scores
+
+
+def score_on_slices(points_lps: np.ndarray, targets: List[SliceLayer], probability: np.ndarray, *,
+                    uncertainty: Optional[np.ndarray] = None, error_risk: Optional[np.ndarray] = None,
+                    weights: Optional[np.ndarray] = None, threshold: float = 0.5, truth_threshold: float = 0.5,
+                    names: tuple[str, str] = ("the mesh", "the image")):
+    """The in-memory twin of :func:`evaluate_on_slices` (the Slicer Logic's): per-node fields of
+    the nodes ``points_lps`` scored against target slices (values in [0, 1], NaN: no truth) cut at
+    ``truth_threshold``. ``names``: the mesh's and the image's, for the refusal of no node scored.
+    Returns the scores and the :class:`cardioscar.evaluate.heldout.SliceTruth` sampled."""
+    from cardioscar.evaluate import heldout, metrics
+
+    sampled = heldout.sample_slice_truth(points_lps, targets)
+    heldout.check_something_scored(sampled, points_lps, targets, *names)
+    nodes = np.flatnonzero(sampled.scored)
+
+    def scored(values: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        return None if values is None else np.asarray(values)[nodes]
+
+    scores = metrics.evaluate_fields(scored(probability), (sampled.truth[nodes] >= truth_threshold).astype(np.float64),
+                                     scored(uncertainty), None, scored(weights), threshold, scored(error_risk))
+    scores.update(mesh_nodes=len(points_lps), truth_threshold=truth_threshold, slices=sampled.per_slice,
+                  not_scored=sampled.not_scored)
+    return scores, sampled
+
+
+def check_truth_options(label_map: bool, has_myocardium: bool, truth_threshold: Optional[float]) -> float:
+    """The cut of the sampled truth into scar (0.5 for a label map's 0/1 targets) after the checks
+    that scoring adds to prepare's: a label map needs its myocardium, since outside it a label says
+    nothing about scar (its background scored as healthy myocardium), and the truth threshold is for
+    a scar map only (the file and Slicer faces of the scoring)."""
+    if label_map and not has_myocardium:
+        raise CardioScarError("--truth-image with --scar-labels needs --myocardium-labels (EMIDEC 2,3,4; ACDC 2): "
+                              "outside the myocardium a label says nothing about scar, and the nodes there would be "
+                              "scored as healthy")
+    if truth_threshold is None:
+        return 0.5
+    if label_map:
+        raise CardioScarError("--truth-threshold cuts a scar map in [0, 1]; a label map's scar is its --scar-labels: "
+                              "leave --truth-threshold out")
+    return check_threshold(truth_threshold, "--truth-threshold")

@@ -296,10 +296,7 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
     nodes of the same index at the same place.
     """
     threshold = check_threshold(threshold, "threshold (--threshold)")
-    check_scar_field_name(probability_field, "--probability-field")
-    if uncertainty_field == probability_field:
-        raise CardioScarError(f"--uncertainty-field '{uncertainty_field}' is the probability field itself: give the "
-                              "MC-dropout spread (scar_uncertainty from cardioscar apply)")
+    check_prediction_field_names(probability_field, uncertainty_field)
     if probability_field == truth_field and Path(prediction_path).resolve() == Path(truth_path).resolve():
         # the prediction scored against itself: Dice 1, AUC 1, whatever the model did
         raise CardioScarError(f"--prediction and --truth are the same file and field ('{truth_field}'): the score "
@@ -316,24 +313,59 @@ def evaluate_meshes(prediction_path: str | Path, truth_path: str | Path,
         raise CardioScarError(f"{Path(prediction_path).name} and {Path(truth_path).name} have as many nodes but not "
                               f"at the same places (up to {offset:.3g} mm apart); evaluate the prediction on the "
                               "truth's own mesh (apply the model to that file)")
-    probability = prediction.point_array(probability_field)
+    probability, uncertainty, error_risk = prediction_fields(prediction, probability_field, uncertainty_field)
     truth = truth_mesh.point_array(truth_field)
-    has_uncertainty = prediction.dataset.GetPointData().GetArray(uncertainty_field) is not None
-    # the default field may be absent (a prediction without one); a field named on purpose must exist,
-    # or a typo would print "mean_uncertainty": null as if the prediction had none
-    named = uncertainty_field != DEFAULT_UNCERTAINTY_FIELD
-    uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty or named else None
-    # scored beside the uncertainty when apply wrote it (cardioscar.predict.error_risk)
-    has_risk = prediction.dataset.GetPointData().GetArray(ERROR_RISK_FIELD) is not None
-    error_risk = prediction.point_array(ERROR_RISK_FIELD) if has_risk else None
-    for path, field, values in ((prediction_path, probability_field, probability), (truth_path, truth_field, truth)):
-        if not np.all(np.isfinite(values)):
-            raise CardioScarError(f"{Path(path).name}: field '{field}' holds NaN or infinite values at "
-                                  f"{int(np.sum(~np.isfinite(values)))} nodes; give a complete field")
-        check_unit_range(values, f"{Path(path).name}: field '{field}'")
+    check_complete_unit_field(truth, f"{Path(truth_path).name}: field '{truth_field}'")
     _refuse_truth_made_from_the_prediction(truth_mesh, truth_field, probability_field, probability, Path(truth_path).name)
-    if error_risk is not None and not _risk_is_of_this_call(prediction, probability_field, probability, threshold,
-                                                            Path(prediction_path).name):
-        error_risk = None
+    error_risk = risk_of_this_call(prediction, probability_field, probability, threshold, error_risk)
     return evaluate_fields(probability, truth, uncertainty, on_slice_mask,
                            node_volumes(truth_mesh.dataset), threshold, error_risk)
+
+
+def check_prediction_field_names(probability_field: str, uncertainty_field: str) -> None:
+    """Refuse, before any file is read, a probability field that is a spread, and an uncertainty
+    field that is the probability itself (every scoring of a prediction, any truth)."""
+    check_scar_field_name(probability_field, "--probability-field")
+    if uncertainty_field == probability_field:
+        raise CardioScarError(f"--uncertainty-field '{uncertainty_field}' is the probability field itself: give the "
+                              "MC-dropout spread (scar_uncertainty from cardioscar apply)")
+
+
+def check_complete_unit_field(values: np.ndarray, what: str) -> None:
+    """Refuse a field with NaN or infinite values, or outside [0, 1] (:func:`check_unit_range`)."""
+    if not np.all(np.isfinite(values)):
+        raise CardioScarError(f"{what} holds NaN or infinite values at {int(np.sum(~np.isfinite(values)))} nodes; "
+                              "give a complete field")
+    check_unit_range(values, what)
+
+
+def prediction_fields(prediction, probability_field: str,
+                      uncertainty_field: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The prediction mesh's probability (checked complete and in [0, 1]), its uncertainty and its
+    ``scar_error_risk`` (None where absent: the default uncertainty field may be missing, a field
+    named on purpose must exist, or a typo would print ``"mean_uncertainty": null`` as if the
+    prediction had none)."""
+    probability = prediction.point_array(probability_field)
+    check_complete_unit_field(probability, f"{_name(prediction)}: field '{probability_field}'")
+    point_data = prediction.dataset.GetPointData()
+    named = uncertainty_field != DEFAULT_UNCERTAINTY_FIELD
+    has_uncertainty = point_data.GetArray(uncertainty_field) is not None
+    uncertainty = prediction.point_array(uncertainty_field) if has_uncertainty or named else None
+    # scored beside the uncertainty when apply wrote it (cardioscar.predict.error_risk)
+    error_risk = prediction.point_array(ERROR_RISK_FIELD) if point_data.GetArray(ERROR_RISK_FIELD) is not None else None
+    return probability, uncertainty, error_risk
+
+
+def risk_of_this_call(prediction, probability_field: str, probability: np.ndarray, threshold: float,
+                      error_risk: np.ndarray | None) -> np.ndarray | None:
+    """``error_risk`` when it is the risk of the call being scored, else None (with the warning of
+    :func:`_risk_is_of_this_call`)."""
+    if error_risk is None or not _risk_is_of_this_call(prediction, probability_field, probability, threshold,
+                                                       _name(prediction)):
+        return None
+    return error_risk
+
+
+def _name(mesh) -> str:
+    """The mesh's file name for messages ("the prediction" when it was not read from a file)."""
+    return "the prediction" if mesh.path is None else Path(mesh.path).name
