@@ -16,9 +16,9 @@ import vtk
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from vtk.util.numpy_support import vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
+from cardioscar.io.meshio import cell_layout
 
 #: A part with under this share of the LV nodes counts as small (a shell of a surface mesh holds
 #: about half of them).
@@ -30,12 +30,7 @@ MAX_GAP_MM = 5.0
 def node_parts(dataset: vtk.vtkDataSet, nodes: np.ndarray) -> np.ndarray:
     """Connected part (0, 1, ...) of every node in the boolean mask ``nodes``, joined through the
     cells' edges between such nodes; a node in no cell is a part of its own. -1 off the mask."""
-    grid = vtk.vtkAppendFilter()  # one cell layout (offsets + connectivity) for any dataset type
-    grid.AddInputData(dataset)
-    grid.Update()
-    cells = grid.GetOutput().GetCells()
-    offsets = vtk_to_numpy(cells.GetOffsetsArray()).astype(np.int64)
-    connectivity = vtk_to_numpy(cells.GetConnectivityArray()).astype(np.int64)
+    offsets, connectivity = cell_layout(dataset)
     first = np.repeat(connectivity[offsets[:-1]], np.diff(offsets))  # each cell's node to its first node
     inside = nodes[first] & nodes[connectivity]
     n = len(nodes)

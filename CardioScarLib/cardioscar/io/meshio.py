@@ -114,6 +114,18 @@ def cell_point_ids(dataset: vtk.vtkDataSet) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
+def cell_layout(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, connectivity) of every cell in cell-id order, for any dataset type: appended into
+    one unstructured grid, whose cell array VTK gives in bulk (the mesh's edges for the AHA's
+    islands and the channel search's layer graphs)."""
+    grid = vtk.vtkAppendFilter()
+    grid.AddInputData(dataset)
+    grid.Update()
+    cells = grid.GetOutput().GetCells()
+    return (vtk_to_numpy(cells.GetOffsetsArray()).astype(np.int64),
+            vtk_to_numpy(cells.GetConnectivityArray()).astype(np.int64))
+
+
 def coincident_nodes(mesh: "Mesh") -> tuple[int, int, int]:
     """(nodes the cells use that lie on another such node, the places where they do, the nodes the
     cells use): a mesh written without merging its points holds each shared node once per cell, and

@@ -37,9 +37,9 @@ import vtk
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
-from vtk.util.numpy_support import vtk_to_numpy
 
 from ..errors import CardioScarError
+from ..io.meshio import cell_layout
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +137,7 @@ def edge_graph(dataset: vtk.vtkDataSet, points: np.ndarray) -> csr_matrix:
 
     Every pair of a cell's nodes is joined (a tetrahedron's six edges; a hexahedron's also its
     diagonals, still paths through tissue)."""
-    grid = vtk.vtkAppendFilter()  # one cell layout (offsets + connectivity) for any dataset type
-    grid.AddInputData(dataset)
-    grid.Update()
-    cells = grid.GetOutput().GetCells()
-    offsets = vtk_to_numpy(cells.GetOffsetsArray()).astype(np.int64)
-    connectivity = vtk_to_numpy(cells.GetConnectivityArray()).astype(np.int64)
+    offsets, connectivity = cell_layout(dataset)
     sizes = np.diff(offsets)
     pairs = []
     for size in np.unique(sizes):
