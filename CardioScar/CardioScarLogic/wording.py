@@ -65,6 +65,9 @@ PANEL_NAMES = {
     "--units": "Units",
     "--rv-label": "RV label",
     "--myocardium-label": "Myocardium label",
+    "--layers": "Channel layers",
+    "--layer-width": "Layer width",
+    "--max-width": "Max channel width",
 }
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
