@@ -16,6 +16,7 @@ the result on the model (:func:`apply_channels`, which refuses a model edited me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -23,9 +24,11 @@ import slicer
 import vtk
 
 from cardioscar.errors import CardioScarError
+from cardioscar.io.checks import check_output_dir
 from cardioscar.io.meshio import Mesh
 from cardioscar.simulation.channels import (CHANNEL_FIELD, DEPTH_FIELD, ChannelOptions, ChannelResult,
-                                            channels_csv, channels_of_mesh, tissue_of_mesh)
+                                            channels_csv, channels_of_mesh, tissue_of_mesh,
+                                            write_channel_tables)
 from cardioscar.simulation.opencarp import TAG_ARRAY
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
@@ -153,14 +156,20 @@ def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_
 @speaks_logic_words(CHANNEL_NAMES)
 def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), tags_field: Optional[str] = None,
                         tag_values: Optional[tuple[int, int, int]] = None, scar_field: Optional[str] = None,
-                        border_zone: Optional[float] = None, core: Optional[float] = None) -> ChannelResult:
+                        border_zone: Optional[float] = None, core: Optional[float] = None, *,
+                        output_dir: Optional[str | Path] = None) -> ChannelResult:
     """The model's channels per layer (``options``), from its ``tissue_tag`` (as *Tag* writes it) or
     ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel``, ``wall_depth``, the
-    channel table and the colouring on the model and returns the library's result (channels in
-    world LPS mm, per-layer counts)."""
+    channel table and the colouring on the model (and, with ``output_dir``, ``channels.csv`` and
+    ``channels.json`` there first, the folder checked before the search) and returns the library's
+    result (channels in world LPS mm, per-layer counts)."""
+    if output_dir is not None:
+        check_output_dir(output_dir, "output_dir")
     job = read_channel_inputs(model_node, options, tags_field=tags_field, tag_values=tag_values,
                               scar_field=scar_field, border_zone=border_zone, core=core)
-    result, _ = channels_of_mesh(Mesh(dataset=job.world_mesh, space="LPS", path=None), options, **job.tissue)
+    result, tissue = channels_of_mesh(Mesh(dataset=job.world_mesh, space="LPS", path=None), options, **job.tissue)
+    if output_dir is not None:
+        write_channel_tables(result, tissue, options, output_dir)
     apply_channels(model_node, result.node_channel, result.depth, channels_csv(result.channels))
     return result
 

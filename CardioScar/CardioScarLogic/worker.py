@@ -306,7 +306,7 @@ def run_channels_job(folder: Path, job: dict) -> None:
 
     from cardioscar.io.atomic import atomic_write
     from cardioscar.io.meshio import Mesh
-    from cardioscar.simulation.channels import ChannelOptions, channels_csv, channels_of_mesh, channels_record
+    from cardioscar.simulation.channels import ChannelOptions, channels_of_mesh, write_channel_tables
 
     options = ChannelOptions(layers=tuple(job["options"]["layers"]), layer_width=job["options"]["layer_width"],
                              max_width_mm=job["options"]["max_width_mm"])
@@ -317,11 +317,8 @@ def run_channels_job(folder: Path, job: dict) -> None:
     with atomic_write(folder / CHANNEL_ARRAYS_FILE) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, node_channel=result.node_channel, depth=result.depth)
-    (folder / EXPORT_FOLDER).mkdir()
-    (folder / EXPORT_FOLDER / "channels.csv").write_text(channels_csv(result.channels), encoding="utf-8")
-    (folder / EXPORT_FOLDER / "channels.json").write_text(
-        json.dumps(channels_record(result, found_in, options), indent=2), encoding="utf-8")
-    emit("done", device="CPU", files=["channels.csv", "channels.json"])
+    written = write_channel_tables(result, found_in, options, folder / EXPORT_FOLDER)
+    emit("done", device="CPU", files=[path.name for path in written.values()])
 
 
 #: The jobs that need no torch (numpy, VTK, SciPy and matplotlib only), by kind.
