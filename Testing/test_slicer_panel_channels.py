@@ -107,3 +107,33 @@ def test_a_surface_model_disables_the_button_and_says_why(panel, phantom):
     model.SetAndObserveMesh(surface)
     ui.tagModelSelector.setCurrentNode(model)
     assert not ui.findChannelsButton.enabled and "is a surface" in ui.findChannelsButton.toolTip
+
+
+@LATEST
+def test_stop_or_a_model_edited_meanwhile_writes_nothing(panel, wall, tmp_path):
+    """The search runs in the worker with Stop (the rest of the panel disabled meanwhile); Stop, and a
+    model whose points moved while the worker searched, leave the model and the folder as they were."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    widget, ui = panel["widget"], panel["ui"]
+    model = _load(panel, wall, tmp_path / "tagged.vtu", {TAG_ARRAY: wall.tags()})
+    ui.tagModelSelector.setCurrentNode(model)
+    ui.channelLayersLineEdit.text = "0.1"
+    ui.channelOutputDirLineEdit.text = str(tmp_path / "channels")
+    ui.findChannelsButton.click()
+    run = widget._run
+    assert run is not None and ui.findChannelsButton.text == "Stop" and ui.findChannelsButton.enabled
+    assert ui.statusLabel.text == "Finding channels on 'tagged'..."
+    assert not ui.tagButton.enabled and not ui.applyButton.enabled and not ui.channelLayersLineEdit.enabled
+    ui.findChannelsButton.click()  # Stop
+    assert widget._run is None and not run.folder.exists() and "Stopped" in ui.statusLabel.text
+    assert ui.findChannelsButton.text == "Find channels" and ui.channelLayersLineEdit.enabled
+    ui.findChannelsButton.click()  # again, and the mesh is moved while the worker searches it
+    assert widget._run is not None, ui.statusLabel.text
+    points = model.GetMesh().GetPoints()
+    vtk_to_numpy(points.GetData())[:10] += 2.0
+    points.Modified()
+    harness.run_to_end(widget)
+    assert "changed during the channel search (its points moved): nothing was written" in ui.statusLabel.text
+    assert CHANNEL_FIELD not in _arrays(model) and model.GetNodeReference("CardioScarChannelTable") is None
+    assert not (tmp_path / "channels").exists() and ui.findChannelsButton.enabled
