@@ -1217,7 +1217,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def onFindChannelsButton(self) -> None:
         """Search the model to tag for conducting channels in a worker (or stop it): its tissue_tag
-        when tagged, else its scar_probability cut at the section's thresholds. The fields, colours
+        when tagged (values from its note, else *Tag numbers*), else its scar_probability cut at the
+        section's thresholds. The fields, colours
         and table are written on the model, and the files placed in the output folder, only once it
         finished; a failure or a Stop leaves the model and the folder as they were."""
         from cardioscar.errors import CardioScarError
@@ -1233,7 +1234,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             if missing:
                 raise CardioScarError(missing)
             return BackgroundRun.channels(p.tagModel, self.channelOptions(),
-                                          tissue_of_model(p.tagModel, p.tagBorderZone, p.tagCore),
+                                          tissue_of_model(p.tagModel, p.tagBorderZone, p.tagCore,
+                                                          p.tagNumbers),
                                           output_dir=p.channelOutputDir.strip() or None)
 
         self._startRun(self.ui.findChannelsButton, _("Find channels"), p.tagModel, makeRun,

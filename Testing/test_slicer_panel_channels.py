@@ -96,6 +96,24 @@ def test_a_probability_is_cut_at_the_thresholds_and_refusals_change_nothing(pane
 
 
 @LATEST
+def test_tags_without_their_note_are_read_with_the_sections_tag_numbers(panel, wall, tmp_path):
+    """A tissue_tag loaded from a file without the export's note of its values is read with *Tag
+    numbers*: tags 4,5,6 under the default 1,2,3 are one line before any worker; under 4,5,6 the
+    search's inputs are accepted."""
+    from CardioScarLogic.channels import read_channel_inputs, tissue_of_model
+
+    widget, ui = panel["widget"], panel["ui"]
+    model = _load(panel, wall, tmp_path / "unnoted.vtu", {TAG_ARRAY: wall.tags() + 3}, tag_note=False)
+    ui.tagModelSelector.setCurrentNode(model)
+    harness.click_to_end(widget, ui.findChannelsButton)
+    assert "has values (4, 5, 6) that are none of its tags" in ui.statusLabel.text and widget._run is None
+    assert "'Tag numbers' HEALTHY,BORDER,CORE" in ui.statusLabel.text, ui.statusLabel.text
+    ui.tagNumbersLineEdit.text = "4,5,6"
+    tissue = tissue_of_model(model, 0.5, 0.8, widget._parameterNode.tagNumbers)
+    assert tissue == {"tag_values": (4, 5, 6)} and read_channel_inputs(model, **tissue).tissue == tissue
+
+
+@LATEST
 def test_a_surface_model_disables_the_button_and_says_why(panel, phantom):
     ui, scene = panel["ui"], panel["scene"]
     surface = vtk.vtkPolyData()

@@ -48,15 +48,18 @@ CHANNEL_COLORS = ((0.90, 0.10, 0.10), (0.10, 0.45, 0.90), (0.95, 0.65, 0.05), (0
                   (0.05, 0.65, 0.35), (0.95, 0.35, 0.70), (0.45, 0.30, 0.15), (0.10, 0.75, 0.80))
 
 
-def tissue_of_model(model_node, border_zone: float, core: float) -> dict:
+def tissue_of_model(model_node, border_zone: float, core: float, tag_numbers: str = "1,2,3") -> dict:
     """Where the panel's search reads the tissue: the model's ``tissue_tag`` when *Tag* (or an
-    export) wrote one (its noted tag values; the thresholds were applied then), else its
-    ``scar_probability`` cut at ``border_zone`` / ``core`` (keyword arguments of
-    :func:`find_model_channels`)."""
+    export) wrote one (the thresholds were applied then; its values from the note written beside
+    it, else ``tag_numbers``, the section's *Tag numbers*), else its ``scar_probability`` cut at
+    ``border_zone`` / ``core`` (keyword arguments of :func:`find_model_channels`)."""
+    from cardioscar.simulation.export import parse_tags
+    from cardioscar.simulation.opencarp import recorded_tag_values
+
     mesh = model_node.GetMesh()
-    if mesh is not None and mesh.GetPointData().GetArray(TAG_ARRAY) is not None:
-        return {}
-    return {"scar_field": PROBABILITY, "border_zone": border_zone, "core": core}
+    if mesh is None or mesh.GetPointData().GetArray(TAG_ARRAY) is None:
+        return {"scar_field": PROBABILITY, "border_zone": border_zone, "core": core}
+    return {} if recorded_tag_values(mesh) is not None else {"tag_values": parse_tags(tag_numbers)}
 
 
 @dataclass
