@@ -935,6 +935,33 @@ def test_channels_column_is_checked_at_load_hashes_as_before_and_writes_the_sear
     assert not (tmp_path / "none").exists() and any("no node is tagged core" in m for m in warnings_of_cardioscar)
 
 
+def test_a_channels_row_on_a_surface_mesh_fails_before_its_fit(tmp_path, rule_data, monkeypatch):
+    """The channel search needs the wall's depth: a rule row asking for channels on a surface mesh
+    fails before its two fits (not after them), in the manifest's words."""
+    import cardioscar.logic
+    import vtk
+
+    from cardioscar.io.meshio import Mesh, write_mesh
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the patient was trained before its channel search's mesh was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", no_training)
+    p0 = rule_data / "p0"
+    surface = vtk.vtkDataSetSurfaceFilter()
+    surface.SetInputData(read_mesh(p0 / "phantom_mesh.vtk").dataset)
+    surface.Update()
+    write_mesh(Mesh(dataset=surface.GetOutput(), space="LPS", path=None), tmp_path / "surface.vtp")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,blood_pool_labels,scar_rule,channels\n"
+                        f"s,{tmp_path / 'surface.vtp'},{p0 / 'lge.nii.gz'},{p0 / 'labels.nii.gz'},2,1,psi,yes\n")
+    [spec] = read_manifest(manifest)
+    result = run_patient(spec, str(tmp_path / "out"), "hash")
+    assert result["status"] == "failed" and result["error"].startswith("surface.vtp has no volume cells: column "
+                                                                       "'channels' (the channel search) needs")
+    assert result["error"].endswith("or leave the column 'channels' empty") and not (tmp_path / "out" / "s").exists()
+
+
 def test_a_fibre_rule_row_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, cohort_data, monkeypatch):
     """The rule refuses a mesh of both ventricles; a cohort row asking for it fails before the
     training (not after a whole fit), in the manifest's words."""

@@ -85,7 +85,7 @@ def read_channel_inputs(model_node, options: ChannelOptions = ChannelOptions(), 
     points = model_points_lps(model_node)
     world = world_mesh_lps(model_node, points)
     tissue_of_mesh(Mesh(dataset=world, space="LPS", path=None), **tissue)  # its refusals before any worker starts
-    fields = [name for name in (tissue.get("tags_field") or TAG_ARRAY, tissue.get("scar_field") or PROBABILITY)]
+    fields = [tissue.get("tags_field") or TAG_ARRAY, tissue.get("scar_field") or PROBABILITY]  # what it may read
     return ChannelJob(model_node.GetName(), world, options, dict(tissue), model_state(model_node, fields, points))
 
 
