@@ -197,6 +197,12 @@ class CardioScarParameterNode:
     # the LV fibre rule's fibres in the export (PREFIX.lon, or a .vtu's fibre/sheet cell vectors)
     exportFibreRule: bool = False
     exportHelixAngles: str = "60,-60"
+    # border-zone conducting channels of the model to tag (its tissue_tag, else its result cut at the
+    # thresholds above); the defaults are cardioscar channels' (ChannelOptions)
+    channelLayers: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+    channelLayerWidth: Annotated[float, WithinRange(0.01, 1.0)] = 0.2
+    channelMaxWidth: Annotated[float, WithinRange(0.5, 100.0)] = 10.0
+    channelOutputDir: str = ""
 
 
 class LineEditConnector(GuiConnector):
@@ -396,6 +402,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.saveBullseyeButton.connect("clicked(bool)", self.onSaveBullseyeButton)
         self.ui.tagButton.connect("clicked(bool)", self.onTagButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.findChannelsButton.connect("clicked(bool)", self.onFindChannelsButton)
         self.ui.resultFieldComboBox.connect("activated(int)", self.onResultFieldActivated)
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
@@ -1087,6 +1094,12 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             button.toolTip = missing or idle
         # both formats carry fibres (a .vtu as cell vectors), so the rule's box is never off for the format
         self.ui.exportHelixAnglesLineEdit.enabled = self._parameterNode.exportFibreRule
+        missing = self._channelsMissing()
+        self.ui.findChannelsButton.enabled = not missing
+        self.ui.findChannelsButton.toolTip = missing or _(
+            "Find border-zone conducting channels through the core, layer by layer through the wall: writes "
+            "bz_channel and wall_depth, colours the model by channel and shows the channel table (LPS mm; a planning "
+            "aid, not validated against invasive maps)")
 
     def tissueOptions(self) -> dict:
         """The tissue section's thresholds, tag numbers and core field as keyword arguments of
@@ -1165,6 +1178,92 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             self.ui.statusLabel.text = _("Exported '{name}': {files}").format(
                 name=model.GetName(), files=", ".join(path.name for path in result.files))
             self._log(self.ui.statusLabel.text)
+
+    # ------------------------------------------------------------------ conducting channels
+
+    def _channelsMissing(self) -> str:
+        """What the channel search still needs, as one line; empty when it can run: a model to tag
+        with tissue_tag or scar_probability, and volume cells (the search needs depth through the wall)."""
+        from cardioscar.simulation.opencarp import TAG_ARRAY
+
+        model = self._parameterNode.tagModel
+        if model is None:
+            return _("Choose the model to tag (a tagged or predicted volumetric model).")
+        mesh = model.GetMesh()
+        data = mesh.GetPointData() if mesh is not None else None
+        if data is None or (data.GetArray(TAG_ARRAY) is None and data.GetArray(PROBABILITY) is None):
+            return _("The model '{name}' has neither tissue_tag nor scar_probability: tag it, or train or apply a "
+                     "model on it first.").format(name=model.GetName())
+        if not mesh.IsA("vtkUnstructuredGrid"):
+            return _("The model '{name}' is a surface: channels are searched in layers through the wall, which needs "
+                     "a volumetric (tetrahedral or hexahedral) model.").format(name=model.GetName())
+        return ""
+
+    def channelOptions(self):
+        """The section's layers, band and width as the library's ChannelOptions (the layers parsed
+        here, so a bad list is one line before any worker starts)."""
+        from cardioscar.errors import CardioScarError
+        from cardioscar.simulation.channels import ChannelOptions
+
+        p = self._parameterNode
+        try:
+            layers = tuple(float(part) for part in p.channelLayers.replace(" ", "").split(",") if part)
+        except ValueError:
+            layers = ()
+        if not layers:
+            raise CardioScarError(_("Channel layers '{text}': give comma-separated depths between 0 and 1, e.g. "
+                                    "0.1,0.5,0.9").format(text=p.channelLayers))
+        return ChannelOptions(layers=layers, layer_width=p.channelLayerWidth, max_width_mm=p.channelMaxWidth)
+
+    def onFindChannelsButton(self) -> None:
+        """Search the model to tag for conducting channels in a worker (or stop it): its tissue_tag
+        when tagged (values from its note, else *Tag numbers*), else its scar_probability cut at the
+        section's thresholds. The fields, colours
+        and table are written on the model, and the files placed in the output folder, only once it
+        finished; a failure or a Stop leaves the model and the folder as they were."""
+        from cardioscar.errors import CardioScarError
+        from CardioScarLogic.channels import tissue_of_model
+
+        if self._run is not None:
+            self._stopRun()
+            return
+        p = self._parameterNode
+
+        def makeRun() -> BackgroundRun:
+            missing = self._channelsMissing()
+            if missing:
+                raise CardioScarError(missing)
+            return BackgroundRun.channels(p.tagModel, self.channelOptions(),
+                                          tissue_of_model(p.tagModel, p.tagBorderZone, p.tagCore,
+                                                          p.tagNumbers),
+                                          output_dir=p.channelOutputDir.strip() or None)
+
+        self._startRun(self.ui.findChannelsButton, _("Find channels"), p.tagModel, makeRun,
+                       _("Finding channels on '{name}'...").format(
+                           name=p.tagModel.GetName() if p.tagModel is not None else ""), finish=self._writeChannels)
+
+    def _writeChannels(self, run: BackgroundRun):
+        """A finished search on its model (and its files in place)."""
+        model = self._runOutput
+        result = run.finish(model)
+        return lambda: self._showChannels(model, result)
+
+    def _showChannels(self, model, result) -> None:
+        """The count and the longest channel in the status line, the table in the results layout."""
+        record = result.record
+        lengths = [row["length_mm"] for row in record["channels"]]
+        found = (_("{count} channel(s), the longest {length:.1f} mm").format(count=len(lengths), length=max(lengths))
+                 if lengths else _("no channel"))
+        self.ui.statusLabel.text = _("Channels on '{name}' ({source}): {found}; bz_channel written, table "
+                                     "'{table}'.").format(name=model.GetName(), source=record["tissue"], found=found,
+                                                          table=result.table_node.GetName())
+        self._log(self.ui.statusLabel.text)
+        if result.files:
+            self._log(_("Wrote {files}").format(files=", ".join(str(path) for path in result.files)))
+        layoutNode = layout_node_of(slicer.mrmlScene)
+        if layoutNode is not None:
+            show_results(layoutNode, slicer.app.applicationLogic(), result.table_node)
+
 
 class CardioScarLogic(ScriptedLoadableModuleLogic, _QtFreeLogic):
     """The Slicer module's logic: the Qt-free Logic plus Slicer's parameter-node plumbing.

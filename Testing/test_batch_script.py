@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -201,7 +202,7 @@ def test_library_options_the_script_names_otherwise_are_in_its_table():
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     cli = {verb: {o for a in sub.choices[verb]._actions for o in a.option_strings}
-           for verb in ("prepare", "train", "apply", "export", "aha")}
+           for verb in ("prepare", "train", "apply", "export", "aha", "channels")}
     script = _load_script()
     parser = script.build_parser()
     batch = {o for a in parser._actions for o in a.option_strings}
@@ -512,6 +513,36 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
     prefix = tmp_path / "heart"
     assert f"Wrote {prefix}.pts, {prefix}.elem, {prefix}.lon, {prefix}.json\n" in capsys.readouterr().out
 
+
+
+def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(case, trained, tmp_path, capsys):
+    """--channels-dir tags (at the thresholds given), searches the tagged result and writes the
+    channel files beside the other outputs, the fields on --output; its mistakes are one line before
+    any work, in the script's option names."""
+    argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+            "--output", str(tmp_path / "scar.vtu"), "--border-zone", "0.2", "--core", "0.3"]
+    for extra, expected in ((["--channel-layers", "0.1"], "--channel-layers only apply to the channel search: add "
+                                                          "--channels-dir D"),
+                            (["--channels-dir", str(tmp_path / "c"), "--channel-max-width", "0"],
+                             "--channel-max-width 0 must be a positive width in mm"),
+                            (["--channels-dir", str(case["paths"]["image"])], "--channels-dir "),
+                            (["--channels-dir", str(tmp_path / "c"), "--channel-layers", "0.1,2"], "--channel-layers ")):
+        assert _load_script().run(argv + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+        assert not (tmp_path / "scar.vtu").exists() and not (tmp_path / "c").exists()
+    assert _load_script().run(argv + ["--channels-dir", str(tmp_path / "channels"), "--channel-layers", "0.1,0.5"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tmp_path / "channels" / "channels.json").read_text(encoding="utf-8"))
+    assert record["layers"] == [0.1, 0.5] and "tissue_tag" in record["tissue"]
+    assert f"Wrote {tmp_path / 'channels' / 'channels.csv'}, {tmp_path / 'channels' / 'channels.json'}" in out
+    assert out.count("Channels: ") == 1 and (tmp_path / "channels" / "channels.csv").read_text().startswith("channel,")
+    written = read_mesh(tmp_path / "scar.vtu")
+    assert len(np.unique(written.point_array("bz_channel"))) == record["n_channels"] + 1  # 0 and each channel's id
+    depth = written.point_array("wall_depth")
+    assert depth.min() == pytest.approx(0.0, abs=1e-6) and depth.max() == pytest.approx(1.0, abs=1e-6)
+    p = written.point_array("scar_probability")
+    np.testing.assert_array_equal(written.point_array("tissue_tag"), np.where(p >= 0.3, 3, np.where(p >= 0.2, 2, 1)))
 
 
 def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_path, capsys):

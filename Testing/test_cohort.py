@@ -461,14 +461,14 @@ def test_aha_column_takes_both_rv_insertions(tmp_path, cohort_data, monkeypatch)
 # --------------------------------------------------------------------------- the scar rule on raw LGE
 
 RULE_HEADER = ("id,mesh,image,slice_thickness_padding,preset,seed,max_epochs,mc_samples,myocardium_mask,"
-               "myocardium_labels,blood_pool_labels,scar_rule,export")
+               "myocardium_labels,blood_pool_labels,scar_rule,export,channels")
 
 
 @pytest.fixture(scope="module")
 def rule_data(tmp_path_factory) -> Path:
     """Two small phantoms as a scanner gives them (``demo --raw-lge``'s acquisition): raw LGE and a
     label map (1 blood pool, 2 myocardium) on its grid, and a manifest grading them by PSI (the
-    demo's rule) into two fields; p0 exports its simulator files."""
+    demo's rule) into two fields; p0 exports its simulator files and searches its channels."""
     import SimpleITK as sitk
 
     from cardioscar.phantoms.phantom import raw_lge_acquisition
@@ -481,7 +481,7 @@ def rule_data(tmp_path_factory) -> Path:
         for image, name in zip(raw_lge_acquisition(phantom, seed=seed), ("lge.nii.gz", "labels.nii.gz")):
             sitk.WriteImage(image, str(root / f"p{seed}" / name))
         rows.append(f"p{seed},p{seed}/phantom_mesh.vtk,p{seed}/lge.nii.gz,{phantom.slice_half_thickness_mm},fast,"
-                    f"{seed + 3},30,5,p{seed}/labels.nii.gz,2,1,psi,{'opencarp;vtu' if seed == 0 else ''}")
+                    f"{seed + 3},30,5,p{seed}/labels.nii.gz,2,1,psi,{'opencarp;vtu,yes' if seed == 0 else ','}")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root
 
@@ -612,6 +612,13 @@ def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_dat
         assert set(report["models"]) == {"scar", "core"} and report["models"]["core"]["model"] == "core_model.pth"
         assert report["scar_rule"]["rule"] == "psi" and report["scar_rule"]["target"] == "scar"
         np.testing.assert_array_equal(read_mesh(folder / "core_prediction.vtk").point_array("scar_binary"), core)
+        if row["id"] == "p0":  # channels yes: the search's files beside the others, its count in the summary
+            record = json.loads((folder / "channels" / "channels.json").read_text(encoding="utf-8"))
+            assert row["channels"] == str(record["n_channels"]) == str(report["channel_search"]["n_channels"])
+            assert report["channel_search"]["files"] == ["channels.csv", "channels.json", "channels_mesh.vtk"]
+            assert record["tissue"].endswith("field 'tissue_tag'")
+        else:
+            assert row["channels"] == "" and not (folder / "channels").exists()
 
     chain = tmp_path / "chain"
     _cli_rule_chain(rule_data / "p0", chain, seed=3)
@@ -882,6 +889,77 @@ def test_fibre_columns_are_checked_and_reach_the_export(tmp_path, cohort_data, s
     assert json.loads(text_field(vtu, FIBRE_RULE_ARRAY))["helix_epi_deg"] == -40.0
     assert vtu.GetCellData().GetArray("fibre") is not None
     assert not any(".lon was written" in message for message in warnings_of_cardioscar)
+
+
+def test_channels_column_is_checked_at_load_hashes_as_before_and_writes_the_search(tmp_path, rule_data,
+                                                                                   warnings_of_cardioscar):
+    """``channels`` yes/no: a bad value or yes without scar_rule is listed at load, one line each; a
+    row without the column (or with no) hashes as before it existed; the patient's search on the
+    two fields' tags writes the channel files and its count (the painted lattice of test_channels:
+    one corridor), and a patient with no core node records 0 channels, warned, and no file."""
+    from cardioscar.cohort.tasks import _channels
+    from cardioscar.simulation.tags import DEFAULT_TAGS
+    from test_channels import Wall, _write
+
+    p0 = rule_data / "p0"
+    row = f"{p0 / 'phantom_mesh.vtk'},{p0 / 'lge.nii.gz'},{p0 / 'labels.nii.gz'},2,1"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,blood_pool_labels,scar_rule,channels\n"
+                        f"a,{row},psi,maybe\nb,{row},,yes\n")
+    with pytest.raises(CardioScarError) as error:
+        read_manifest(manifest)
+    text = str(error.value)
+    assert "2 problem(s)" in text.splitlines()[0]
+    assert "row 1 (id a): column 'channels' must be yes or no" in text
+    assert "row 2 (id b): column 'channels' (yes) searches the border zone between a scar rule's two fields" in text
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,blood_pool_labels,scar_rule,channels\n"
+                        f"a,{row},psi,yes\nb,{row},psi,no\n")
+    searched, plain = read_manifest(manifest)
+    assert (searched.options["channels"], plain.options["channels"]) == (True, False)
+    before = PatientSpec(plain.id, plain.row, plain.mesh, plain.images,
+                         {k: v for k, v in plain.options.items() if k != "channels"})
+    assert input_hash(plain) == input_hash(before) != input_hash(searched)
+
+    wall = Wall(6000)
+    tags = wall.tags()
+    _write(wall, tmp_path / "scar_prediction.vtu", {"scar_uncertainty": np.full(len(tags), 0.1)}, tag_note=False)
+    _write(wall, tmp_path / "core_prediction.vtu", {"scar_uncertainty": np.where(tags == 2, 0.3, 0.0)}, tag_note=False)
+    record = _channels(tmp_path / "scar_prediction.vtu", tmp_path / "core_prediction.vtu", tmp_path / "channels",
+                       np.choose(tags - 1, DEFAULT_TAGS))
+    assert record["files"] == ["channels.csv", "channels.json", "channels_mesh.vtu"] and record["n_channels"] >= 1
+    found = json.loads((tmp_path / "channels" / "channels.json").read_text(encoding="utf-8"))
+    assert found["n_channels"] == record["n_channels"] and found["channels"][0]["mean_core_uncertainty"] > 0.1
+    assert found["channels"][0]["mean_scar_uncertainty"] == pytest.approx(0.1)
+    assert _channels(tmp_path / "scar_prediction.vtu", tmp_path / "core_prediction.vtu", tmp_path / "none",
+                     np.where(tags == 3, 2, tags)) == {"folder": None, "files": [], "n_channels": 0}
+    assert not (tmp_path / "none").exists() and any("no node is tagged core" in m for m in warnings_of_cardioscar)
+
+
+def test_a_channels_row_on_a_surface_mesh_fails_before_its_fit(tmp_path, rule_data, monkeypatch):
+    """The channel search needs the wall's depth: a rule row asking for channels on a surface mesh
+    fails before its two fits (not after them), in the manifest's words."""
+    import cardioscar.logic
+    import vtk
+
+    from cardioscar.io.meshio import Mesh, write_mesh
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the patient was trained before its channel search's mesh was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", no_training)
+    p0 = rule_data / "p0"
+    surface = vtk.vtkDataSetSurfaceFilter()
+    surface.SetInputData(read_mesh(p0 / "phantom_mesh.vtk").dataset)
+    surface.Update()
+    write_mesh(Mesh(dataset=surface.GetOutput(), space="LPS", path=None), tmp_path / "surface.vtp")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,blood_pool_labels,scar_rule,channels\n"
+                        f"s,{tmp_path / 'surface.vtp'},{p0 / 'lge.nii.gz'},{p0 / 'labels.nii.gz'},2,1,psi,yes\n")
+    [spec] = read_manifest(manifest)
+    result = run_patient(spec, str(tmp_path / "out"), "hash")
+    assert result["status"] == "failed" and result["error"].startswith("surface.vtp has no volume cells: column "
+                                                                       "'channels' (the channel search) needs")
+    assert result["error"].endswith("or leave the column 'channels' empty") and not (tmp_path / "out" / "s").exists()
 
 
 def test_a_fibre_rule_row_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, cohort_data, monkeypatch):

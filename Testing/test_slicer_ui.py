@@ -258,7 +258,8 @@ def test_every_parameter_reaches_the_run(module_ast):
     """Adding an option is a field, a widget and a keyword: a field that no run reads is caught."""
     used = {node.attr for name in ("options", "onApplyButton", "onApplySavedButton", "_showReconstruction", "_updatePanel",
                                    "ahaInputs", "_ahaMissing", "tissueOptions", "fibreOptions", "_tissueMissing",
-                                   "_startTissueRun", "_updateResultField")
+                                   "_startTissueRun", "_updateResultField", "channelOptions",
+                                   "onFindChannelsButton")
             for node in ast.walk(_method(module_ast, "CardioScarWidget", name)) if isinstance(node, ast.Attribute)}
     assert set(_parameters(module_ast)) <= used, sorted(set(_parameters(module_ast)) - used)
 
@@ -394,6 +395,12 @@ def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
     assert defaults["inferenceMcSamples"] == options.inference_mc_samples == 10
     assert defaults["seed"] == options.seed == TrainingConfig().seed
     assert defaults["sliceAxis"] == options.slice_axis
+    # the channel search's: ChannelOptions' (cardioscar channels' defaults)
+    from cardioscar.simulation.channels import ChannelOptions
+
+    channel = ChannelOptions()
+    assert tuple(float(v) for v in defaults["channelLayers"].split(",")) == channel.layers
+    assert (defaults["channelLayerWidth"], defaults["channelMaxWidth"]) == (channel.layer_width, channel.max_width_mm)
 
 
 def test_nothing_heavy_or_installing_runs_at_import(module_ast):

@@ -1,41 +1,181 @@
-"""Border-zone conducting channels of a model node in the scene (Qt-free), for the Python console
-and batch mode.
+"""Border-zone conducting channels of a model node in the scene (Qt-free), for the panel, the
+Python console and batch mode.
 
 The model is read in world coordinates (any parent transform applied) and converted to LPS, as
 the AHA analysis and the export read it; the library's search
 (:func:`cardioscar.simulation.channels.channels_of_mesh`) runs on it, and its per-node fields
-``bz_channel`` and ``wall_depth`` are written on the model's mesh only after it succeeded. The
-channels' centroids and entrances are in world LPS mm.
+``bz_channel`` and ``wall_depth``, the per-channel table and the colouring by channel are written
+on the model only after it succeeded. The channels' centroids and entrances are in world LPS mm.
+
+:func:`find_model_channels` is three steps, which the panel runs apart so that the middle one runs
+in its worker process, with *Stop* (:meth:`CardioScarLogic.background.BackgroundRun.channels`):
+read and check the inputs (:func:`read_channel_inputs`, scene only), search (no scene), and write
+the result on the model (:func:`apply_channels`, which refuses a model edited meanwhile).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
+import numpy as np
+import slicer
+import vtk
+
+from cardioscar.errors import CardioScarError
+from cardioscar.io.checks import check_output_dir
 from cardioscar.io.meshio import Mesh
 from cardioscar.simulation.channels import (CHANNEL_FIELD, DEPTH_FIELD, ChannelOptions, ChannelResult,
-                                            channels_of_mesh)
+                                            channels_csv, channels_of_mesh, tissue_of_mesh,
+                                            write_channel_tables)
+from cardioscar.simulation.opencarp import TAG_ARRAY
 
-from .geometry import model_points_lps, world_mesh_lps
-from .results import write_point_arrays
+from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
+from .results import PROBABILITY, fill_string_table, referenced_or_new, write_point_arrays
 from .wording import speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
 CHANNEL_NAMES = {"--mesh": "model_node", "--layers": "options.layers", "--layer-width": "options.layer_width",
                  "--max-width": "options.max_width_mm", "--tags-field": "tags_field", "--tags": "tag_values",
                  "--scar-field": "scar_field", "--border-zone": "border_zone", "--core": "core"}
+#: The model's reference to its channel table (one row per channel, ``channels.csv``'s columns).
+CHANNEL_TABLE_REFERENCE = "CardioScarChannelTable"
+#: The scene's colour table of the channel ids (singleton tag).
+CHANNEL_COLOR_TAG = "CardioScarChannels"
+#: Channel colours, cycled by id (0, no channel, is light grey).
+CHANNEL_COLORS = ((0.90, 0.10, 0.10), (0.10, 0.45, 0.90), (0.95, 0.65, 0.05), (0.55, 0.15, 0.75),
+                  (0.05, 0.65, 0.35), (0.95, 0.35, 0.70), (0.45, 0.30, 0.15), (0.10, 0.75, 0.80))
+
+
+def tissue_of_model(model_node, border_zone: float, core: float, tag_numbers: str = "1,2,3") -> dict:
+    """Where the panel's search reads the tissue: the model's ``tissue_tag`` when *Tag* (or an
+    export) wrote one (the thresholds were applied then; its values from the note written beside
+    it, else ``tag_numbers``, the section's *Tag numbers*), else its ``scar_probability`` cut at
+    ``border_zone`` / ``core`` (keyword arguments of :func:`find_model_channels`)."""
+    from cardioscar.simulation.export import parse_tags
+    from cardioscar.simulation.opencarp import recorded_tag_values
+
+    mesh = model_node.GetMesh()
+    if mesh is None or mesh.GetPointData().GetArray(TAG_ARRAY) is None:
+        return {"scar_field": PROBABILITY, "border_zone": border_zone, "core": core}
+    return {} if recorded_tag_values(mesh) is not None else {"tag_values": parse_tags(tag_numbers)}
+
+
+@dataclass
+class ChannelJob:
+    """What a channel search reads from the scene, checked: the model's mesh in world LPS (its
+    arrays included), the options and tissue keywords, and ``state``, the checksums of the model's
+    points, cells and the fields the search reads (:func:`apply_channels`)."""
+
+    model_name: str
+    world_mesh: vtk.vtkDataSet
+    options: ChannelOptions
+    tissue: dict
+    state: dict
+
+
+@speaks_logic_words(CHANNEL_NAMES)
+def read_channel_inputs(model_node, options: ChannelOptions = ChannelOptions(), **tissue) -> ChannelJob:
+    """Read and check what the search needs from the scene (the options and the tissue here, before
+    any worker); changes nothing. ``tissue``: ``tags_field``, ``tag_values``, ``scar_field``, ``border_zone``, ``core``."""
+    options.check()
+    if model_node is None or model_node.GetMesh() is None:
+        raise CardioScarError("Choose the model to search (a tagged or predicted volumetric model).")
+    points = model_points_lps(model_node)
+    world = world_mesh_lps(model_node, points)
+    tissue_of_mesh(Mesh(dataset=world, space="LPS", path=None), **tissue)  # its refusals before any worker starts
+    fields = [tissue.get("tags_field") or TAG_ARRAY, tissue.get("scar_field") or PROBABILITY]  # what it may read
+    return ChannelJob(model_node.GetName(), world, options, dict(tissue), model_state(model_node, fields, points))
+
+
+def channel_color_node(scene, n_channels: int):
+    """The scene's channel colour table: 0 light grey, channel k the palette's colour k (cycled)."""
+    node_id = "vtkMRMLColorTableNode" + CHANNEL_COLOR_TAG
+    node = scene.GetNodeByID(node_id)
+    if node is None:
+        node = slicer.vtkMRMLColorTableNode()
+        node.SetSingletonTag(CHANNEL_COLOR_TAG)
+        node.SetTypeToUser()
+        node.SetAttribute("Category", "CardioScar")
+        scene.AddNode(node)
+        node = scene.GetNodeByID(node_id)
+    node.SetName("CardioScar conducting channels")
+    node.SetNumberOfColors(n_channels + 1)
+    node.SetColor(0, "no channel", 0.85, 0.85, 0.85, 1.0)
+    for channel in range(1, n_channels + 1):
+        r, g, b = CHANNEL_COLORS[(channel - 1) % len(CHANNEL_COLORS)]
+        node.SetColor(channel, f"channel {channel}", r, g, b, 1.0)
+    return node
+
+
+def _show_channels(model_node, n_channels: int) -> None:
+    """Colour the model by ``bz_channel``, one colour per channel."""
+    if model_node.GetDisplayNode() is None:
+        model_node.CreateDefaultDisplayNodes()
+    display = model_node.GetDisplayNode()
+    color_node = channel_color_node(model_node.GetScene(), n_channels)
+    with slicer.util.NodeModify(display):
+        display.SetActiveScalar(CHANNEL_FIELD, vtk.vtkAssignAttribute.POINT_DATA)
+        display.SetAndObserveColorNodeID(color_node.GetID())
+        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
+        display.SetScalarRange(0.0, float(max(n_channels, 1)))
+        display.SetScalarVisibility(True)
+
+
+def update_channel_table(model_node, csv_text: str):
+    """The model's channel table node (created on first use): ``channels.csv``'s columns and rows."""
+    lines = csv_text.splitlines()
+    table = referenced_or_new(model_node, CHANNEL_TABLE_REFERENCE, "vtkMRMLTableNode",
+                              f"{model_node.GetName()} conducting channels")
+    return fill_string_table(table, lines[0].split(","), [line.split(",") for line in lines[1:]])
+
+
+def check_channels_fit(model_node, n_nodes: int, state: Optional[dict] = None) -> None:
+    """Refuse a model that left the scene, no longer has the ``n_nodes`` searched, or (given the
+    ``state`` of its :class:`ChannelJob`) changed since its inputs were read."""
+    mesh = model_node.GetMesh()
+    if model_node.GetScene() is None or mesh is None:
+        raise CardioScarError(f"The model '{model_node.GetName()}' was removed during the channel search: nothing was "
+                              "written")
+    if mesh.GetNumberOfPoints() != n_nodes:
+        raise CardioScarError(f"The model '{model_node.GetName()}' changed during the channel search (now "
+                              f"{mesh.GetNumberOfPoints()} nodes, searched {n_nodes}): nothing was written; run it again")
+    if state:
+        check_unchanged(model_node, state, "the channel search")
+
+
+def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_text: str,
+                   state: Optional[dict] = None):
+    """Write a finished search on the model: ``bz_channel`` and ``wall_depth``, the channel table
+    and the colouring by channel (after :func:`check_channels_fit`, so a refusal writes nothing).
+    Returns the table node."""
+    check_channels_fit(model_node, len(node_channel), state)
+    write_point_arrays(model_node, {CHANNEL_FIELD: np.asarray(node_channel, np.int32), DEPTH_FIELD: depth})
+    _show_channels(model_node, int(np.max(node_channel, initial=0)))
+    return update_channel_table(model_node, csv_text)
 
 
 @speaks_logic_words(CHANNEL_NAMES)
 def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), tags_field: Optional[str] = None,
                         tag_values: Optional[tuple[int, int, int]] = None, scar_field: Optional[str] = None,
-                        border_zone: Optional[float] = None, core: Optional[float] = None) -> ChannelResult:
+                        border_zone: Optional[float] = None, core: Optional[float] = None, *,
+                        output_dir: Optional[str | Path] = None) -> ChannelResult:
     """The model's channels per layer (``options``), from its ``tissue_tag`` (as *Tag* writes it) or
-    ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel`` and ``wall_depth`` on the
-    model and returns the library's result (channels in world LPS mm, per-layer counts)."""
-    points = model_points_lps(model_node)
-    mesh = Mesh(dataset=world_mesh_lps(model_node, points), space="LPS", path=None)
-    result, _ = channels_of_mesh(mesh, options, tags_field=tags_field, tag_values=tag_values, scar_field=scar_field,
-                                 border_zone=border_zone, core=core)
-    write_point_arrays(model_node, {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth})
+    ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel``, ``wall_depth``, the
+    channel table and the colouring on the model (and, with ``output_dir``, ``channels.csv`` and
+    ``channels.json`` there first, the folder checked before the search) and returns the library's
+    result (channels in world LPS mm, per-layer counts)."""
+    if output_dir is not None:
+        check_output_dir(output_dir, "output_dir")
+    job = read_channel_inputs(model_node, options, tags_field=tags_field, tag_values=tag_values,
+                              scar_field=scar_field, border_zone=border_zone, core=core)
+    result, tissue = channels_of_mesh(Mesh(dataset=job.world_mesh, space="LPS", path=None), options, **job.tissue)
+    if output_dir is not None:
+        write_channel_tables(result, tissue, options, output_dir)
+    apply_channels(model_node, result.node_channel, result.depth, channels_csv(result.channels))
     return result
+
+
+__all__ = ["CHANNEL_NAMES", "CHANNEL_TABLE_REFERENCE", "ChannelJob", "apply_channels", "channel_color_node", "check_channels_fit",
+           "find_model_channels", "read_channel_inputs", "tissue_of_model", "update_channel_table"]

@@ -65,6 +65,9 @@ PANEL_NAMES = {
     "--units": "Units",
     "--rv-label": "RV label",
     "--myocardium-label": "Myocardium label",
+    "--layers": "Channel layers",
+    "--layer-width": "Layer width",
+    "--max-width": "Max channel width",
 }
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
@@ -138,6 +141,8 @@ BATCH_NAMES = {
     "apply": {"--mc-samples": "--inference-mc-samples", "--batch-size": "--inference-batch-size"},
     "export": {"--output": "--export-opencarp"},
     "aha": {"--threshold": "--aha-threshold"},
+    "channels": {"--layers": "--channel-layers", "--layer-width": "--channel-layer-width",
+                 "--max-width": "--channel-max-width", "--output-dir": "--channels-dir"},
 }
 
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*[a-z]")

@@ -22,6 +22,10 @@ An AHA job (the panel's *Compute AHA segments*) holds ``mesh.vtk`` and, when the
 from a label map, ``labels.npy`` (the rest of the options in its JSON); the worker writes the
 segments (``aha.npz``), the table and how it was made (``aha.json``) and the bull's-eye PNG.
 
+A channel job (the panel's *Find channels*) holds ``mesh.vtk``; the worker writes the per-node
+fields (``channels.npz``) and ``channels.csv`` and ``channels.json`` under ``export/``, which the
+panel reads for its table and copies to the user's folder when one was given.
+
 Every report is one line: ``MESSAGE_PREFIX`` followed by a JSON object with a ``kind``
 (``progress``, ``log``, ``warning``, ``done``, ``error``); other lines (a library's print, a
 traceback) are passed on as they are. The worker ends itself when its standard input closes,
@@ -62,6 +66,7 @@ LABELS_FILE = "labels.npy"
 AHA_ARRAYS_FILE = "aha.npz"
 AHA_TABLE_FILE = "aha.json"
 BULLSEYE_FILE = "aha_bullseye.png"
+CHANNEL_ARRAYS_FILE = "channels.npz"
 #: Exit status of a job that failed on bad input (the message says what to fix).
 EXIT_USER_ERROR = 2
 
@@ -294,13 +299,39 @@ def run_aha_job(folder: Path, job: dict) -> None:
     emit("done", device="CPU", files=[])
 
 
+def run_channels_job(folder: Path, job: dict) -> None:
+    """Search the job's mesh for channels; write the per-node fields and, under ``export/``, the
+    channel table and record as ``cardioscar channels`` writes them."""
+    import numpy as np
+
+    from cardioscar.io.atomic import atomic_write
+    from cardioscar.io.meshio import Mesh
+    from cardioscar.simulation.channels import ChannelOptions, channels_of_mesh, write_channel_tables
+
+    options = ChannelOptions(layers=tuple(job["options"]["layers"]), layer_width=job["options"]["layer_width"],
+                             max_width_mm=job["options"]["max_width_mm"])
+    tissue = dict(job["tissue"])
+    if tissue.get("tag_values") is not None:
+        tissue["tag_values"] = tuple(tissue["tag_values"])
+    result, found_in = channels_of_mesh(Mesh(dataset=read_job_mesh(folder), space="LPS", path=None), options, **tissue)
+    with atomic_write(folder / CHANNEL_ARRAYS_FILE) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, node_channel=result.node_channel, depth=result.depth)
+    written = write_channel_tables(result, found_in, options, folder / EXPORT_FOLDER)
+    emit("done", device="CPU", files=[path.name for path in written.values()])
+
+
+#: The jobs that need no torch (numpy, VTK, SciPy and matplotlib only), by kind.
+_PLAIN_JOBS = {"tissue": run_tissue_job, "aha": run_aha_job, "channels": run_channels_job}
+
+
 def run_job(folder: Path) -> None:
     """Do the job described in ``folder/job.json`` and write its results into ``folder``."""
     import numpy as np
 
     job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
-    if job["kind"] in ("tissue", "aha"):  # no torch: these need only numpy, VTK (and matplotlib)
-        (run_tissue_job if job["kind"] == "tissue" else run_aha_job)(folder, job)
+    if job["kind"] in _PLAIN_JOBS:
+        _PLAIN_JOBS[job["kind"]](folder, job)
         return
 
     from cardioscar.fit.devices import describe_device, resolve_device

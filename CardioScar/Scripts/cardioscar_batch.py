@@ -162,9 +162,38 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
     sim.add_argument("--fibre-rule", action="store_true",
                      help="write PREFIX.lon from the LV fibre rule (helix +60 endo to -60 epi; rule-based, LV only)")
+    _add_channel_arguments(parser)
     _add_aha_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     return parser
+
+
+def _add_channel_arguments(parser: argparse.ArgumentParser) -> None:
+    """The channel search's options (``cardioscar channels``'s, named for this script: ``--layers``
+    beside the network's ``--n-layers`` would be a trap)."""
+    from cardioscar.simulation.channels_cli import depths
+
+    ch = parser.add_argument_group("border-zone conducting channels (as cardioscar channels), after the tagging")
+    ch.add_argument("--channels-dir", type=Path, default=None,
+                    help="search the tagged result for conducting channels (implies tagging) and write channels.csv "
+                         "and channels.json here; --output gains bz_channel and wall_depth (a volumetric LV mesh)")
+    ch.add_argument("--channel-layers", type=depths, default=None,
+                    help="depths searched, shares of the wall from the endocardium (default 0.1,0.2,...,0.9)")
+    ch.add_argument("--channel-layer-width", type=float, default=None,
+                    help="each layer's band of depth, a share of the wall (default 0.2)")
+    ch.add_argument("--channel-max-width", type=float, default=None,
+                    help="widest gap in the core (mm) that counts as a channel (default 10)")
+
+
+def _channel_options(args: argparse.Namespace):
+    """The channel search's options given (ChannelOptions' defaults for the rest), checked."""
+    from cardioscar.simulation.channels import ChannelOptions
+
+    given = {"layers": args.channel_layers, "layer_width": args.channel_layer_width,
+             "max_width_mm": args.channel_max_width}
+    options = ChannelOptions(**{name: value for name, value in given.items() if value is not None})
+    options.check()
+    return options
 
 
 def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +266,13 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if args.core_mesh is not None and args.scar_target == "core":
         raise CardioScarError("--core-mesh tags this run's scar with a core model's result: this run learns the core "
                               "(--scar-target core); tag the scar run instead.")
+    if args.channels_dir is None:
+        given = [f"--{name.replace('_', '-')}" for name in ("channel_layers", "channel_layer_width", "channel_max_width")
+                 if getattr(args, name) is not None]
+        if given:
+            raise CardioScarError(f"{', '.join(given)} only apply to the channel search: add --channels-dir D.")
+    else:
+        check_output_dir(args.channels_dir, "--channels-dir")
     if args.aha_dir is None:
         given = [f"--{name.replace('_', '-')}" for name in _AHA_ONLY if getattr(args, name) is not None]
         if given:
@@ -366,6 +402,23 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
 
+def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_node, options) -> list[str]:
+    """The channel search on the tagged model: the files in --channels-dir, the fields on --output
+    (saved again), and the lines that say so (as ``cardioscar channels`` logs them)."""
+    from CardioScarLogic import save_model
+    from CardioScarLogic.channels import find_model_channels
+
+    with _doing("channels", parser):
+        found = find_model_channels(model_node, options, output_dir=args.channels_dir)
+    save_model(model_node, args.output)  # again, now with bz_channel and wall_depth
+    lines = [f"Channels: {found.summary()}"]
+    for channel in found.channels:
+        row = channel.row()
+        lines.append(f"channel {row['channel']}: layer {row['layer']:g}, {row['nodes']} nodes, {row['length_mm']:.1f} mm, "
+                     f"{row['entrances']} entrances, centroid LPS {row['centroid_lps']}")
+    return lines + [f"Wrote {args.channels_dir / 'channels.csv'}, {args.channels_dir / 'channels.json'}"]
+
+
 def _options(args: argparse.Namespace):
     from CardioScarLogic import ReconstructionOptions
 
@@ -439,7 +492,7 @@ def run(argv: list[str]) -> int:
         keep_scar_rule(model_node, {})
         core_node = None if args.core_mesh is None else load_model(context.scene, args.core_mesh, args.core_mesh.name)
         tagging = any(v is not None for v in (args.border_zone, args.core, args.core_mesh, args.core_field,
-                                             args.export_opencarp))
+                                             args.export_opencarp, args.channels_dir))
         if tagging:  # a wrong core mesh or field is found before the training, not after it
             from CardioScarLogic.tissue import core_values
 
@@ -457,6 +510,13 @@ def run(argv: list[str]) -> int:
                     from cardioscar.simulation.fibres import rule_fibres
 
                     rule_fibres(mesh)
+        if args.channels_dir is not None:  # its options, and a mesh the search refuses, before the training
+            from cardioscar.aha.wall import lv_wall
+            from cardioscar.io.meshio import read_mesh
+
+            with _doing("channels", parser):
+                channel_options = _channel_options(args)
+                lv_wall(read_mesh(args.mesh), "the channel search", " (or leave --channels-dir out)")
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:
@@ -495,6 +555,8 @@ def run(argv: list[str]) -> int:
             written.append(f"Wrote {', '.join(str(path) for path in files)}")
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)
+        if args.channels_dir is not None:
+            written += _channels(args, parser, model_node, channel_options)
         if args.aha_dir is not None:
             with _doing("aha", parser):
                 written += _aha(args, context, logic, model_node)

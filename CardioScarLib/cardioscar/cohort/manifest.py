@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "expert_scar_labels": None,
     "expert_core_labels": None,
     "dark_blood_lge": False,
+    # a scar-rule row's border-zone conducting channels (cardioscar channels on its two fields' tags)
+    "channels": False,
 }
 
 #: Columns that name a file (relative to the manifest): a mask or label map read by ``prepare``.
@@ -278,6 +280,7 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "expert_scar_labels": (_int_list, "comma-separated integer labels the experts drew as scar, e.g. 3,4"),
     "expert_core_labels": (_int_list, "comma-separated integer labels of the experts' core, e.g. 4"),
     "dark_blood_lge": (_flag, "yes or no (yes: a dark-blood LGE, as prepare --dark-blood-lge)"),
+    "channels": (_flag, "yes or no (yes: the conducting channels of the row's tissue tags, as cardioscar channels)"),
 }
 
 
@@ -428,6 +431,9 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
     if options["helix_angles"] is not None and options["fibres"] is None:
         problem("column 'helix_angles' is for fibres rule (the LV fibre rule's angles): give fibres rule, or leave it "
                 "empty")
+    if options["channels"] and options["scar_rule"] is None:
+        problem("column 'channels' (yes) searches the border zone between a scar rule's two fields (scar and core "
+                "models): give scar_rule too, or leave it empty")
     if options["scar_rule"] is not None and _text(row.get("core_threshold")) == "":
         # two fields: the core model's probability is cut at the two-field default, as export's --core
         options["core_threshold"] = DEFAULT_CORE_TWO_FIELDS

@@ -53,14 +53,16 @@ DEFAULT_TRUTH_FIELD = DEFAULTS["truth_field"]
 #: Options added after cohorts were first run, with the default that behaves as before: left out
 #: of the hash at that default, so results written before the option existed stay up to date.
 LATER_OPTIONS = {"myocardium_margin": 0, "shape_prior": False, "training_mc_samples": None, "slice_profile": "box",
-                 "dark_blood_lge": False,
+                 "dark_blood_lge": False, "channels": False,
                  **{name: None for name in ("scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
                                             "remote_mask", "intensity_offset", "expert_scar_labels",
                                             "expert_core_labels", "fibres", "helix_angles")}}
 #: Keys of a patient's record that go into its ``report.json`` only (too long for the summary's rows).
-REPORT_ONLY = ("models", "scar_rule")
+REPORT_ONLY = ("models", "scar_rule", "channel_search")
 #: Sub-folder of a patient's outputs with the simulator files (the ``export`` column).
 SIMULATION = "simulation"
+#: Sub-folder with the conducting channels' files (the ``channels`` column).
+CHANNELS = "channels"
 
 
 def partial_ids(output_dir: Path) -> set[str]:
@@ -307,6 +309,15 @@ def check_aha(spec: PatientSpec, mesh) -> None:
         raise _aha_error(spec, error) from None
 
 
+def _add_point_field(mesh, name: str, values: np.ndarray) -> None:
+    """Put ``values`` on ``mesh``'s nodes as point field ``name`` (in memory; the file is not changed)."""
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    array = numpy_to_vtk(np.ascontiguousarray(values), deep=1)
+    array.SetName(name)
+    mesh.dataset.GetPointData().AddArray(array)
+
+
 def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: Optional[np.ndarray] = None) -> dict:
     """The AHA 17-segment table, bull's-eye and segmented mesh of the prediction into ``folder``;
     the long axis is the first image's slice normal (the short-axis stack's). ``aha.json`` names
@@ -316,8 +327,6 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
     segment was nowhere in a rule row's results (EMIDEC P022: only the scar field's %)."""
     import dataclasses
 
-    from vtk.util.numpy_support import numpy_to_vtk
-
     from cardioscar.aha import run_aha
     from cardioscar.io.meshio import read_mesh
     from cardioscar.simulation.opencarp import TAG_ARRAY
@@ -326,9 +335,7 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
     mesh = dataclasses.replace(read_mesh(prediction), path=final)
     options = _aha_options(spec, mesh.space)
     if tags is not None:
-        array = numpy_to_vtk(np.ascontiguousarray(tags, dtype=np.int32), deep=1)
-        array.SetName(TAG_ARRAY)
-        mesh.dataset.GetPointData().AddArray(array)
+        _add_point_field(mesh, TAG_ARRAY, np.asarray(tags, dtype=np.int32))
         options.tags_field, options.border_zone_tag, options.core_tag = TAG_ARRAY, DEFAULT_TAGS[1], DEFAULT_TAGS[2]
     try:
         result = run_aha(mesh, folder, options)
@@ -339,6 +346,29 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
     if tags is not None:  # drawn beside the scar on the cohort's bull's-eye sheet
         record["border_zone_pct_by_segment"] = {row["segment"]: row["border_zone_pct"] for row in result.rows}
     return record
+
+
+def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.ndarray) -> dict:
+    """The conducting channels of a scar rule's two fields' node ``tags`` (as ``cardioscar channels
+    --tags 1,2,3`` on the export's ``heart.vtu``, whose ``core_uncertainty`` is the core model's
+    spread): ``channels.csv``, ``channels.json`` and ``channels_mesh.<ext>`` in ``folder``; returns
+    the file names and the count. A patient with no core node has no channel to search: its count
+    is 0, said in a warning, and no file is written (the library refuses such a mesh)."""
+    from cardioscar.io.meshio import read_mesh
+    from cardioscar.simulation.channels import run_channels
+    from cardioscar.simulation.opencarp import TAG_ARRAY
+    from cardioscar.simulation.tags import DEFAULT_TAGS
+
+    if not np.any(tags == DEFAULT_TAGS[2]):
+        logger.warning("column 'channels': no node is tagged core, so there is no conducting channel to search; "
+                       "none written")
+        return {"folder": None, "files": [], "n_channels": 0}
+    mesh = read_mesh(prediction)
+    _add_point_field(mesh, TAG_ARRAY, np.asarray(tags, dtype=np.int32))
+    _add_point_field(mesh, "core_uncertainty", read_mesh(core_prediction).point_array("scar_uncertainty"))
+    result = run_channels(mesh, folder, tags_field=TAG_ARRAY, tag_values=DEFAULT_TAGS)
+    return {"folder": folder.name, "files": sorted(path.name for path in folder.iterdir()),
+            "n_channels": len(result.channels)}
 
 
 def helix_deg(spec: PatientSpec) -> Optional[tuple[float, float]]:
@@ -474,6 +504,10 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_fibres
 
         rule_fibres(mesh, helix_deg(spec) or DEFAULT_HELIX_DEG)
+    if options["channels"]:  # a surface or a biventricular mesh, which the channel search refuses
+        from cardioscar.aha.wall import lv_wall
+
+        lv_wall(mesh, "column 'channels' (the channel search)", "; or leave the column 'channels' empty")
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)
     with kept.about("scar model" if options["scar_rule"] else None):
@@ -495,6 +529,7 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec), tags)
     exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,
                                                                core_prediction, rule)
+    channels = _channels(prediction, core_prediction, folder / CHANNELS, tags) if options["channels"] else None
     return {
         **measured,
         "mean_uncertainty": round(result.mean_uncertainty, 6),
@@ -504,6 +539,8 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "device": describe_device(device),
         "aha": aha,
         "export": exported,
+        "channels": None if channels is None else channels["n_channels"],
+        "channel_search": channels,
         "models": models,
         "scar_rule": rule,
     }

@@ -389,7 +389,6 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
                         output_dir: str | Path) -> dict[str, Path]:
     """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel`` and ``wall_depth``), then
     ``channels.csv`` and ``channels.json`` as one set, into ``output_dir``; each file atomically."""
-    from ..io.atomic import atomic_write_set
     from ..io.checks import check_output_dir
     from ..io.meshio import write_mesh
 
@@ -400,6 +399,19 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
     if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
         raise CardioScarError(f"the channels' mesh would overwrite the input {mesh.path}; choose another --output-dir")
     write_mesh(mesh, paths["mesh"], {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth})
+    return {**write_channel_tables(result, tissue, options, out), "mesh": paths["mesh"]}
+
+
+def write_channel_tables(result: ChannelResult, tissue: Tissue, options: ChannelOptions,
+                         output_dir: str | Path) -> dict[str, Path]:
+    """Write ``channels.csv`` and ``channels.json`` into ``output_dir`` (created if missing) as one
+    set: both placed, or the previous ones kept (the batch script's and the panel's files)."""
+    from ..io.atomic import atomic_write_set
+    from ..io.checks import check_output_dir
+
+    out = check_output_dir(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "channels.csv", "json": out / "channels.json"}
     with atomic_write_set([paths["csv"], paths["json"]]) as (csv_tmp, json_tmp):
         csv_tmp.write_text(channels_csv(result.channels), encoding="utf-8")
         json_tmp.write_text(json.dumps(channels_record(result, tissue, options), indent=2), encoding="utf-8")

@@ -15,7 +15,7 @@ from pathlib import Path
 logger = logging.getLogger("cardioscar")
 
 
-def _depths(text: str) -> tuple[float, ...]:
+def depths(text: str) -> tuple[float, ...]:
     """``--layers``: comma-separated depths (shares of the wall), e.g. 0.1,0.5,0.9."""
     try:
         values = tuple(float(part) for part in text.replace(" ", "").split(",") if part)
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     verb.add_argument("--mesh", required=True, type=Path,
                       help="tagged mesh (export --format vtu: tissue_tag) or predicted mesh (apply: scar_probability)")
     verb.add_argument("--output-dir", required=True, type=Path)
-    verb.add_argument("--layers", type=_depths, default=None,
+    verb.add_argument("--layers", type=depths, default=None,
                       help="depths searched, shares of the wall from the endocardium (default 0.1,0.2,...,0.9)")
     verb.add_argument("--layer-width", type=float, default=None,
                       help="each layer's band of depth, a share of the wall (default 0.2)")
