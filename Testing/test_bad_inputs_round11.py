@@ -129,7 +129,7 @@ def test_a_cohort_says_its_meshs_coincident_nodes_once_naming_the_users_file(tmp
     """A cohort row with ``export`` checks the user's mesh before training and the export checks
     the prediction again: the same 16 coincident nodes came into the record twice, under the
     user's file and under the prediction's name. Once now, naming the user's file."""
-    from cardioscar.cohort.manifest import PatientSpec
+    from cardioscar.cohort.manifest import DEFAULTS, PatientSpec
     from cardioscar.cohort.tasks import _KeptWarnings, _export
     from cardioscar.io.meshio import read_mesh, write_mesh
     from cardioscar.simulation.opencarp import check_exportable
@@ -141,7 +141,7 @@ def test_a_cohort_says_its_meshs_coincident_nodes_once_naming_the_users_file(tmp
     write_mesh(seam, tmp_path / "p0_prediction.vtk",
                {"scar_probability": (points[:, 0] - points[:, 0].min()) / np.ptp(points[:, 0])})
     spec = PatientSpec(id="p0", row=2, mesh=tmp_path / "patient_mesh.vtk", images=(),
-                       options={"export": ["opencarp", "vtu"], "threshold": 0.5, "core_threshold": 0.8})
+                       options={**DEFAULTS, "export": ["opencarp", "vtu"], "threshold": 0.5, "core_threshold": 0.8})
     with _KeptWarnings() as kept:
         check_exportable(read_mesh(spec.mesh))  # the pipeline's check before the training
         _export(spec, tmp_path / "p0_prediction.vtk", tmp_path / "simulation")

@@ -33,6 +33,7 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import PROBABILITY, fill_string_table, referenced_or_new, write_point_arrays
+from .tissue import singleton_color_table
 from .wording import speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
@@ -91,16 +92,7 @@ def read_channel_inputs(model_node, options: ChannelOptions = ChannelOptions(), 
 
 def channel_color_node(scene, n_channels: int):
     """The scene's channel colour table: 0 light grey, channel k the palette's colour k (cycled)."""
-    node_id = "vtkMRMLColorTableNode" + CHANNEL_COLOR_TAG
-    node = scene.GetNodeByID(node_id)
-    if node is None:
-        node = slicer.vtkMRMLColorTableNode()
-        node.SetSingletonTag(CHANNEL_COLOR_TAG)
-        node.SetTypeToUser()
-        node.SetAttribute("Category", "CardioScar")
-        scene.AddNode(node)
-        node = scene.GetNodeByID(node_id)
-    node.SetName("CardioScar conducting channels")
+    node = singleton_color_table(scene, CHANNEL_COLOR_TAG, "CardioScar conducting channels")
     node.SetNumberOfColors(n_channels + 1)
     node.SetColor(0, "no channel", 0.85, 0.85, 0.85, 1.0)
     for channel in range(1, n_channels + 1):

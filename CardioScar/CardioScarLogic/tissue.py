@@ -51,17 +51,25 @@ def _point_field(model_node, name: str) -> np.ndarray:
     return vtk_to_numpy(array).astype(np.float64)
 
 
-def tag_color_node(scene, tag_values: tuple[int, int, int]):
-    """A colour table whose entries at the tag numbers are the three class colours (others clear)."""
-    node = scene.GetNodeByID(TAG_COLOR_ID)
+def singleton_color_table(scene, singleton_tag: str, name: str):
+    """The scene's one user colour table of ``singleton_tag`` (made on first use, CardioScar's
+    category), named ``name``: the tissue tags' and the channels' tables, refilled on each use."""
+    node_id = "vtkMRMLColorTableNode" + singleton_tag
+    node = scene.GetNodeByID(node_id)
     if node is None:
         node = slicer.vtkMRMLColorTableNode()
-        node.SetSingletonTag(TAG_COLOR_TAG)
+        node.SetSingletonTag(singleton_tag)
         node.SetTypeToUser()
         node.SetAttribute("Category", "CardioScar")
         scene.AddNode(node)
-        node = scene.GetNodeByID(TAG_COLOR_ID)
-    node.SetName("CardioScar tissue tags")
+        node = scene.GetNodeByID(node_id)
+    node.SetName(name)
+    return node
+
+
+def tag_color_node(scene, tag_values: tuple[int, int, int]):
+    """A colour table whose entries at the tag numbers are the three class colours (others clear)."""
+    node = singleton_color_table(scene, TAG_COLOR_TAG, "CardioScar tissue tags")
     node.SetNumberOfColors(max(tag_values) + 1)
     for index in range(max(tag_values) + 1):  # unused numbers opaque too: a translucent entry makes VTK draw
         node.SetColor(index, "", 0.0, 0.0, 0.0, 1.0)  # the whole model as translucent
