@@ -87,6 +87,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> List[str]:
+    """Every name, the torch-side ones unbound or not (``dir``, ``help``, completion list them all)."""
     return sorted(_TORCH_NAMES.union(globals()))
 
 
