@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -107,6 +108,60 @@ def test_old_names_first_in_a_fresh_process_and_import_stays_light():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+#: A fresh interpreter runs the commands that neither train nor predict, then names the torch
+#: modules it loaded (``{segmented}``, ``{out}``: the phantom's files, a scratch folder).
+TORCH_FREE_COMMANDS = """
+import json, sys
+from pathlib import Path
+from cardioscar.cli import main
+from cardioscar.cohort.runner import COHORT_RECORD
+files, out = {segmented}, Path({out})
+image = ["--image", files["label_map"], "--scar-labels", "3", "--myocardium-labels", "2,3",
+         "--slice-thickness-padding", "3"]
+codes = [main(["prepare", "--mesh", files["mesh"], *image, "--output", str(out / "data.npz")]),
+         main(["evaluate", "--prediction", files["mesh"], "--probability-field", "scar_fraction_truth",
+               "--truth-image", *image[1:], "--json", str(out / "scores.json")])]
+(out / "cohort").mkdir()
+(out / "cohort" / COHORT_RECORD).write_text(json.dumps({{"patients": [{{"id": "P1", "input_hash": "0"}}]}}))
+codes.append(main(["cohort", "status", str(out / "cohort")]))
+print(json.dumps({{"codes": codes, "torch": sorted(m for m in sys.modules if m.split(".")[0] == "torch")}}))
+"""
+
+
+def test_commands_that_do_not_train_do_not_import_torch(segmented, tmp_path):
+    """prepare, evaluate --truth-image and cohort status start without torch's import (1.6-1.9 s
+    of every run before): cardioscar.logic binds its fit and predict names on first use."""
+    files = {key: str(segmented[key]) for key in ("mesh", "label_map")}
+    code = TORCH_FREE_COMMANDS.format(segmented=repr(files), out=repr(str(tmp_path)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"codes": [0, 0, 0], "torch": []}, result.stderr[-2000:]
+    assert (tmp_path / "data.npz").is_file() and json.loads((tmp_path / "scores.json").read_text())["dice"] > 0
+
+
+def test_torch_side_names_bind_on_first_use_and_keep_a_patch(monkeypatch):
+    """As after a fresh import (the names unbound), a name patched first is kept when the rest bind,
+    and each bound name is its module's own object; ``import *`` gives every name of ``__all__``."""
+    import cardioscar.logic as logic
+    from cardioscar.fit import checkpoint, training
+    from cardioscar.predict import inference
+
+    for name in logic._TORCH_NAMES:
+        monkeypatch.delitem(vars(logic), name, raising=False)
+    patched = object()
+    monkeypatch.setitem(vars(logic), "mc_dropout_predict", patched)  # no getattr: nothing binds yet
+    assert logic.fit_scar_field is training.fit_scar_field  # the first access binds the rest
+    assert logic.mc_dropout_predict is patched and logic.load_checkpoint is checkpoint.load_checkpoint
+    monkeypatch.undo()
+    assert logic.mc_dropout_predict is inference.mc_dropout_predict and "TrainingConfig" in dir(logic)
+    names: dict = {}
+    exec("from cardioscar.logic import *", names)
+    assert set(logic.__all__) <= set(names) and names["TrainingConfig"] is training.TrainingConfig
+    with pytest.raises(AttributeError):
+        logic.no_such_name
 
 
 def _import_lines(markdown: str) -> list[str]:

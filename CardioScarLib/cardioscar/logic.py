@@ -10,25 +10,21 @@ same code on the same numbers.
 from __future__ import annotations
 
 import datetime
+import importlib
 import logging
 import numbers
 import platform
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Union
 
 import numpy as np
-import torch
 import vtk
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
-from cardioscar.fit.devices import as_device
 from cardioscar.io.checks import check_label_list, check_output_path, check_seed, check_threshold
-from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, load_checkpoint, model_from_checkpoint,
-                                       save_checkpoint)
 from cardioscar.errors import CardioScarError
-from cardioscar.predict.inference import mc_dropout_predict
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
 from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES, SCAR_LABELS_ARRAY,
@@ -44,8 +40,56 @@ from cardioscar.simulation.opencarp import TAG_ARRAY, drop_stale_tissue_tags
 from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.prepare.targets import check_scar_labels, slice_targets, warn_scar_free
-from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD, error_risk
+
+if TYPE_CHECKING:  # at run time these are bound on first use, by _bind_torch_side
+    import torch
+    from cardioscar.fit.checkpoint import (DEFAULT_ARCHITECTURE, build_checkpoint, load_checkpoint,
+                                           model_from_checkpoint, save_checkpoint)
+    from cardioscar.fit.devices import as_device
+    from cardioscar.fit.training import TrainingConfig, TrainingProgress, config_used, fit_scar_field
+    from cardioscar.predict.inference import mc_dropout_predict
+
+#: The names this module takes from the modules that import torch, by module. They are bound as
+#: module attributes on first use (:func:`_bind_torch_side`; ``cardioscar.logic.NAME`` from outside
+#: binds them too), not at import: torch's import cost 1.6-1.9 s at the start of every command,
+#: and ``prepare``, ``evaluate --truth-image`` and ``cohort status`` never train or predict. The
+#: functions look them up as module attributes at call time, so a patch of one (a test's
+#: ``monkeypatch.setattr(cardioscar.logic, "mc_dropout_predict", ...)``) is what they run.
+_TORCH_SIDE = {
+    "cardioscar.fit.checkpoint": ("DEFAULT_ARCHITECTURE", "build_checkpoint", "load_checkpoint",
+                                  "model_from_checkpoint", "save_checkpoint"),
+    "cardioscar.fit.devices": ("as_device",),
+    "cardioscar.fit.training": ("TrainingConfig", "TrainingProgress", "config_used", "fit_scar_field"),
+    "cardioscar.predict.inference": ("mc_dropout_predict",),
+}
+_TORCH_NAMES = frozenset({"torch"}.union(*_TORCH_SIDE.values()))
+
+
+def _bind_torch_side() -> None:
+    """Import torch and the :data:`_TORCH_SIDE` names into this module; a name already set (by an
+    earlier call, or patched) is left as it is."""
+    names = globals()
+    names.setdefault("torch", importlib.import_module("torch"))
+    for module, attributes in _TORCH_SIDE.items():
+        for attribute in attributes:
+            if attribute not in names:
+                names[attribute] = getattr(importlib.import_module(module), attribute)
+
+
+def __getattr__(name: str):
+    """``cardioscar.logic.NAME`` for a torch-side name not bound yet (``from cardioscar.logic import
+    TrainingConfig``, ``import *``, a patch): binds them all, as the first training or prediction does."""
+    if name in _TORCH_NAMES:
+        _bind_torch_side()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    """Every name, the torch-side ones unbound or not (``dir``, ``help``, completion list them all)."""
+    return sorted(_TORCH_NAMES.union(globals()))
+
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +121,7 @@ TRAINING_DATA_FORMAT = 2
 _REQUIRED_NPZ_KEYS = ("coordinates", "intensities", "group_ids", "group_sizes", "scaler_min", "scaler_max")
 _VALID_AXES = ("x", "y", "z")
 
-ProgressCallback = Callable[[TrainingProgress], None]
+ProgressCallback = Callable[["TrainingProgress"], None]
 CancelHook = Callable[[], bool]
 
 
@@ -656,6 +700,7 @@ def _fit_checkpoint(
     start: Optional[tuple[dict, Path, int]] = None,
 ) -> dict:
     """Train (from scratch, or from ``start`` = (checkpoint, its path, frozen layers)) and package."""
+    _bind_torch_side()
     result, source = _as_result(training_data)
     model, frozen_layers = (model_from_checkpoint(start[0]), start[2]) if start else (None, 0)
     # a fine-tuned model learnt a residual on a prior (or not) and keeps doing so, like its architecture
@@ -723,6 +768,7 @@ def checkpoint_constraint_points(checkpoint: dict) -> Optional[np.ndarray]:
 
 def _constraint_points_or_problem(checkpoint: dict) -> tuple[Optional[np.ndarray], str]:
     """(points, "") or (None, what is wrong with the checkpoint's constraint points)."""
+    _bind_torch_side()
     entry = checkpoint[CONSTRAINT_POINTS_KEY]
     if not isinstance(entry, torch.Tensor):
         return None, f"is a {type(entry).__name__}, not a tensor"
@@ -763,12 +809,14 @@ def fine_tune_scar_model(
 
 def save_trained_model(checkpoint: dict, output_path: Path) -> None:
     """Write a checkpoint atomically (it loads with ``torch.load(weights_only=True)``)."""
+    _bind_torch_side()
     save_checkpoint(checkpoint, output_path)
     logger.info("Wrote model %s", output_path)
 
 
 def load_trained_model(model_checkpoint_path: Path) -> dict:
     """Load a checkpoint safely; a crafted or damaged file raises :class:`CardioScarError`."""
+    _bind_torch_side()
     return load_checkpoint(model_checkpoint_path)
 
 
@@ -811,6 +859,7 @@ def predict_on_points(
     With a ``seed`` the dropout masks, and so the outputs, are reproducible on the CPU; the
     caller's global random state is left untouched either way.
     """
+    _bind_torch_side()
     if mc_samples < 1:
         raise CardioScarError(f"mc_samples must be >= 1 (10 or more for a useful uncertainty), got {mc_samples}.")
     if mc_samples == 1:

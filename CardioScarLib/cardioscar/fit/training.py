@@ -36,14 +36,12 @@ from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_g
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.fit.engines import BayesianNN
-from cardioscar.io.checks import MAX_SEED, check_seed, shape_prior_word
+from cardioscar.io.checks import MAX_SEED, SHAPE_PRIOR_AUTO, check_seed, shape_prior_word
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("cyclical", "onecycle")
-#: ``TrainingConfig.shape_prior`` value (the fast preset's) that lets the targets decide.
-SHAPE_PRIOR_AUTO = "auto"
 PROGRESS_INTERVAL_S = 0.2
 #: A fit whose best loss is above this fraction of the group targets' variance explains almost
 #: nothing of them (healthy fits of the phantoms end near 1 % of it; collapsed ones near 85 %).

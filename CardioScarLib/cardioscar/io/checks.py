@@ -26,9 +26,13 @@ LABEL_TOLERANCE = 1e-3
 SAME_NODE_TOLERANCE_MM = 1e-3
 
 
+#: ``TrainingConfig.shape_prior`` value (the fast preset's) that lets the targets decide
+#: (:func:`cardioscar.shape_prior.use.training_prior`); here, not in :mod:`cardioscar.fit.training`,
+#: so that ``prepare`` stores the prior without importing torch.
+SHAPE_PRIOR_AUTO = "auto"
 #: The words every face takes for the shape prior (``--shape-prior``, the panel's box, the
 #: Slicer Logic's options), as ``TrainingConfig.shape_prior`` values.
-SHAPE_PRIOR_WORDS = {"on": True, "off": False, "auto": "auto"}
+SHAPE_PRIOR_WORDS = {"on": True, "off": False, "auto": SHAPE_PRIOR_AUTO}
 
 
 def shape_prior_word(text: str) -> bool | str | None:

@@ -62,7 +62,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from cardioscar.errors import CardioScarError
@@ -308,6 +307,8 @@ class ShapePrior:
 
     def to_checkpoint(self) -> dict:
         """The checkpoint entry: tensors and numbers only (loads with ``weights_only=True``)."""
+        import torch  # here: prepare stores the prior in its .npz without torch
+
         arrays = self.to_arrays()
         return {"version": PRIOR_VERSION, "distance_mm": torch.from_numpy(arrays["distance_mm"]),
                 "geometry": torch.from_numpy(arrays["geometry"]), "alpha_mm": float(self.alpha_mm),
@@ -324,5 +325,7 @@ class ShapePrior:
             return None
         if not isinstance(entry, dict):
             raise CardioScarError("the checkpoint's shape_prior is not a dict: retrain the model")
+        import torch  # here: prepare stores the prior in its .npz without torch
+
         return cls.from_arrays({key: (value.numpy() if isinstance(value, torch.Tensor) else value)
                                 for key, value in entry.items()}, "the checkpoint")

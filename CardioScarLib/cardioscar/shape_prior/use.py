@@ -9,7 +9,7 @@ import logging
 import numpy as np
 
 from cardioscar.fit.normalization import denormalize
-from cardioscar.fit.training import SHAPE_PRIOR_AUTO
+from cardioscar.io.checks import SHAPE_PRIOR_AUTO
 from cardioscar.shape_prior.field import ShapePrior
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
     """The prior to train with: ``prior`` when ``wanted``; a warning when it is wanted but the
     training data has none (a ``.npz`` written before the prior existed: re-run prepare).
 
-    ``wanted`` ``"auto"`` (:data:`cardioscar.fit.training.SHAPE_PRIOR_AUTO`): the prior when
+    ``wanted`` ``"auto"`` (:data:`cardioscar.io.checks.SHAPE_PRIOR_AUTO`): the prior when
     every target (``targets``, the rows' values) is 0 or 1, drawn rather than graded by a raw-LGE
     rule (``scar_rule``, the training data's record of one: empty for labels and maps), and every
     plane lies in a stack of two or more parallel ones (:meth:`ShapePrior.stacks_only`: with
