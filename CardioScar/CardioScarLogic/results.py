@@ -122,7 +122,7 @@ def keep_training_targets(model_node, checkpoint: dict) -> None:
     border zone of graded tissue from the edge of a 0/1-trained scar; an older checkpoint that does
     not say removes an earlier result's note. (The field its rule made it learn, core or scar, is in
     the rule record the result keeps beside it.)"""
-    from cardioscar.logic import recorded_training_targets  # torch: imported when written
+    from cardioscar.logic import recorded_training_targets  # imported when written: the module loads vtk and scipy
 
     set_text_field(model_node.GetMesh(), TRAINING_TARGETS_ARRAY, recorded_training_targets(checkpoint))
     # the labels a label-map run learned, as apply notes them: *Tag* refuses them as the core of their own scar
