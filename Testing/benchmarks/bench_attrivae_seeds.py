@@ -12,11 +12,12 @@ with the AUC, Brier score and expected calibration error (5 equal-width bins). B
 label-free brightness rule of ``bench_attrivae.py`` (share of myocardial voxels brighter than the
 cavity's median): its AUC (no seed involved), and its Brier and ECE once Platt-scaled on the same
 folds (a share is not a probability). The results file is rewritten after every seed, so a run
-cut short keeps the seeds it finished.
+cut short keeps the seeds it finished (``--resume`` then runs only the seeds it lacks).
 
-Usage (from the repository root; one seed takes about 6 min on one CPU thread at 32^3 and 80 epochs):
+Usage (from the repository root; one seed, five fits, took 2-6 min on one CPU thread of the shared
+machine at 32^3 and 80 epochs, Testing/benchmarks/RESULTS.md has the figures):
   OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_attrivae_seeds.py \
-      --seeds 42,1,2,3,4 --output Testing/benchmarks/results/attrivae_emidec_seeds.json
+      --seeds 42,1,2,3,4,5,6,7,8,9,10,11 --resume --output Testing/benchmarks/results/attrivae_emidec_seeds.json
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[42, 1, 2, 3, 4])
     parser.add_argument("--output", type=Path, required=True, help="results JSON (rewritten after each seed)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds an earlier run with the same settings wrote to --output; run the rest")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("cardioscar.io.imageio").setLevel(logging.WARNING)
@@ -110,7 +113,13 @@ def main() -> None:
                                   "brier_of_always_the_mi_frequency": float(labels.mean() * (1 - labels.mean()))},
                      "rule_auc": float(roc_auc_score(labels, rule)), "runs": []}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
+    if args.resume and args.output.is_file():
+        earlier = json.loads(args.output.read_text(encoding="utf-8"))
+        same = {k: v for k, v in earlier["settings"].items() if k not in ("seeds", "device", "torch_threads")}
+        if same != {k: v for k, v in results["settings"].items() if k in same}:
+            raise SystemExit(f"--resume: {args.output} was written with other settings: {earlier['settings']}")
+        results["runs"] = [run for run in earlier["runs"] if run["seed"] in args.seeds]
+    for seed in [s for s in args.seeds if s not in {run["seed"] for run in results["runs"]}]:
         args.seed_now = seed
         results["runs"].append(one_seed(cases, names, labels, rule, args, device))
         results["summary"] = summary(results["runs"])
@@ -118,6 +127,8 @@ def main() -> None:
         run = results["runs"][-1]
         logging.info("seed %d (%.0f s): %s", seed, run["seconds"],
                      json.dumps({k: run[k] for k in ("raw", "platt", "isotonic", "rule_platt")}))
+    results["summary"] = summary(results["runs"])
+    args.output.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({"rule_auc": results["rule_auc"], **results["summary"]}, indent=1))
 
 
