@@ -102,9 +102,10 @@ def _check_calibration(calibration: Optional[dict], source: Path) -> None:
     """A recorded calibration must be a Platt scaling with finite numbers and a slope >= 0."""
     if calibration is None:
         return
-    numbers = [calibration.get(key) if isinstance(calibration, dict) else None for key in ("slope", "intercept")]
-    if not isinstance(calibration, dict) or calibration.get("method") != "platt" or not all(
-            isinstance(v, float) and np.isfinite(v) for v in numbers) or numbers[0] < 0:
+    record = calibration if isinstance(calibration, dict) else {}
+    slope, intercept = record.get("slope"), record.get("intercept")
+    numbers_ok = all(isinstance(v, float) and np.isfinite(v) for v in (slope, intercept))
+    if record.get("method") != "platt" or not numbers_ok or slope < 0 or not isinstance(record.get("n_cases"), int):
         raise CardioScarError(f"--model {source} records a calibration that is not a Platt scaling with a finite slope "
                               ">= 0 and intercept (a damaged or edited file); train the model again with "
                               "`cardioscar attrivae train`")

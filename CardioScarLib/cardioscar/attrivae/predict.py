@@ -84,6 +84,7 @@ def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Pa
     attributes, out_of_range = attribute_readout(checkpoint, mu_np)
     result = {"mi_probability": probability, "mi_probability_uncalibrated": raw,
               "calibration": calibration.to_dict() if calibration else None,
-              "mi_predicted": probability >= checkpoint["threshold"], "attributes": attributes, "out_of_range": out_of_range, "model": model_summary(checkpoint)}
+              "mi_predicted": probability >= checkpoint["threshold"], "attributes": attributes,
+              "out_of_range": out_of_range, "model": model_summary(checkpoint)}
     logger.info("MI probability %.3f (uncalibrated %.3f) for %s", probability, raw, image_path)
     return Prediction(result, prepared, model, volume, mu_np)
