@@ -17,7 +17,7 @@ cut short keeps the seeds it finished (``--resume`` then runs only the seeds it 
 Usage (from the repository root; one seed, five fits, took 2-6 min on one CPU thread of the shared
 machine at 32^3 and 80 epochs, Testing/benchmarks/RESULTS.md has the figures):
   OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_attrivae_seeds.py \
-      --seeds 42,1,2,3,4,5,6,7,8,9,10,11 --resume --output Testing/benchmarks/results/attrivae_emidec_seeds.json
+      --seeds 42,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 --resume --output Testing/benchmarks/results/attrivae_emidec_seeds.json
 """
 
 from __future__ import annotations
