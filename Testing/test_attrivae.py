@@ -14,6 +14,7 @@ from scipy.stats import spearmanr
 
 from cardioscar.attrivae import checkpoint as ckpt
 from cardioscar.attrivae.attributes import read_clinical_table, shape_attributes, wall_thickness_mm
+from cardioscar.attrivae.calibration import PlattScaling
 from cardioscar.attrivae.dataset import Case, load_cases
 from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.losses import attribute_regularisation, kl_divergence
@@ -280,6 +281,15 @@ def test_folds_are_stratified_and_scalers_see_only_their_training_folds(syntheti
         np.testing.assert_allclose(ranges["min"], np.nanmin(raw[train], axis=0))
         np.testing.assert_allclose(ranges["max"], np.nanmax(raw[train], axis=0))
     assert not np.isnan(result["probability"]).any() and set(result["figures"]) >= {"auc", "balanced_accuracy"}
+    # each fold's Platt scaling saw the held-out scores of its training folds only; the saved one, all of them
+    probability, fold_of = np.array(result["probability"]), np.array(result["fold"])
+    for number, (train, test) in enumerate(folds):
+        assert set(np.flatnonzero(fold_of != number)) == set(train)
+        scaling = PlattScaling.fit(labels[train], probability[train])
+        assert result["fold_calibration"][number] == scaling.to_dict()
+        np.testing.assert_allclose(np.array(result["calibrated_probability"])[test], scaling.apply(probability[test]))
+    assert result["calibration"] == PlattScaling.fit(labels, probability).to_dict()
+    assert set(result["figures"]["calibration"]["calibrated"]) >= {"brier", "ece", "reliability"}
     with pytest.raises(CardioScarError, match="--folds must be in 2..6"):
         stratified_folds(labels, 7, seed=0)
 

@@ -53,6 +53,10 @@ def test_train_cross_validates_and_records_the_attributes(trained):
     assert model.is_file() and summary["attributes"] == ATTRIBUTES
     assert summary["cross_validation"]["n_cases"] == 4 and summary["cross_validation"]["n_mi"] == 2
     assert 0 <= summary["cross_validation"]["auc"] <= 1
+    calibration = summary["calibration"]  # Platt scaling on the held-out scores, with Brier/ECE before and after
+    assert calibration["method"] == "platt" and calibration["n_cases"] == 4 and calibration["slope"] >= 0
+    assert calibration["brier_calibrated"] == summary["cross_validation"]["calibration"]["calibrated"]["brier"]
+    assert all(0 <= calibration[f"{m}_{w}"] <= 1 for m in ("brier", "ece") for w in ("uncalibrated", "calibrated"))
 
 
 def test_predict_prints_one_json_line_with_the_contract_fields(trained, emidec):
@@ -64,6 +68,9 @@ def test_predict_prints_one_json_line_with_the_contract_fields(trained, emidec):
     assert len(lines) == 1
     answer = json.loads(lines[0])
     assert 0 <= answer["mi_probability"] <= 1 and answer["mi_predicted"] == (answer["mi_probability"] >= 0.5)
+    platt = answer["calibration"]  # the trained model's scaling, applied to the network's own score
+    logit = np.log(answer["mi_probability_uncalibrated"] / (1 - answer["mi_probability_uncalibrated"]))
+    assert answer["mi_probability"] == pytest.approx(1 / (1 + np.exp(-(platt["slope"] * logit + platt["intercept"]))))
     assert list(answer["attributes"]) == ATTRIBUTES and list(answer["out_of_range"]) == ATTRIBUTES
     assert all(isinstance(v, float) and np.isfinite(v) for v in answer["attributes"].values())
     assert all(isinstance(v, bool) for v in answer["out_of_range"].values())

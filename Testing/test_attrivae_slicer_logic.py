@@ -199,6 +199,8 @@ def test_predict_fills_the_table_with_the_command_lines_values(nodes, attrivae_m
     rows = {table.GetCellText(r, 0): [table.GetCellText(r, c) for c in range(1, 5)]
             for r in range(table.GetNumberOfRows())}
     assert rows["MI probability"][0] == f"{truth['mi_probability']:.3f}"
+    assert rows["MI score, uncalibrated"][0] == f"{truth['mi_probability_uncalibrated']:.3f}"
+    assert rows["MI probability calibration"][0].startswith("none")  # the session's model has no folds
     low, high = truth["model"]["training_ranges"]["wall_thickness_mm"]
     assert rows["Wall thickness"] == [f"{truth['attributes']['wall_thickness_mm']:.4g}", "mm", f"{low:.4g} to {high:.4g}",
                                       "yes" if truth["out_of_range"]["wall_thickness_mm"] else "no"]
@@ -341,6 +343,23 @@ def test_outputs_that_break_the_contract_are_refused(tmp_path):
                                  "out_of_range": {}})
     with pytest.raises(CardioScarError, match="names no attention map"):
         results.read_explanation({"files": {"attention": {}}}, tmp_path, grid, (5, 6, 4))
+
+
+def test_the_table_shows_the_calibrated_probability_and_names_the_uncalibrated_score(nodes):
+    """A calibrated model's result (the contract's keys, as ``predict`` prints them): the table's MI
+    probability is the calibrated one, then how it was calibrated and the network's own score."""
+    calibration = {"method": "platt", "slope": 0.4, "intercept": 1.2, "n_cases": 75}
+    prediction = results.read_prediction({"mi_probability": 0.81, "mi_probability_uncalibrated": 0.35,
+                                          "calibration": calibration, "mi_predicted": True, "attributes": {},
+                                          "out_of_range": {}})
+    table = results.show_prediction(nodes["lge"], prediction)
+    rows = [[table.GetCellText(r, c) for c in range(2)] for r in range(table.GetNumberOfRows())]
+    assert rows[:4] == [["MI probability", "0.810"], ["MI probability calibration",
+                                                      "Platt scaling fitted on 75 held-out cases"],
+                        ["MI score, uncalibrated", "0.350"], ["MI predicted", "yes"]]
+    older = results.read_prediction({"mi_probability": 0.35, "mi_predicted": False, "attributes": {},
+                                     "out_of_range": {}})  # a cardioscar from before calibration
+    assert [row[0] for row in older.rows()] == ["MI probability", "MI predicted"]
 
 
 def test_an_attrivae_command_that_cannot_start_leaves_no_job_folder(nodes, attrivae_model, temporary):

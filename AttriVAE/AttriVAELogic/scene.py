@@ -66,11 +66,15 @@ class Prediction:
     attributes: dict
     out_of_range: dict
     model: dict = field(default_factory=dict)
+    #: The network's own score before the model's calibration (None from an older cardioscar).
+    mi_probability_uncalibrated: Optional[float] = None
+    #: The Platt scaling applied (``method``, ``n_cases``...), None when the model has none.
+    calibration: Optional[dict] = None
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
         """(measure, value, unit, training range, out of that range) rows of the table and the
         panel, then what the model was trained on (from the command's ``model`` summary)."""
-        rows = [("MI probability", f"{self.mi_probability:.3f}", "", "", ""),
+        rows = [("MI probability", f"{self.mi_probability:.3f}", "", "", ""), *self.calibration_rows(),
                 ("MI predicted", "yes" if self.mi_predicted else "no", "", "", "")]
         ranges = self.model.get("training_ranges") if isinstance(self.model.get("training_ranges"), dict) else {}
         for name, value in self.attributes.items():
@@ -81,6 +85,15 @@ class Prediction:
                 and len(low_high) == 2 else ""
             rows.append((label, f"{value:.4g}", unit, span, "" if flag is None else ("yes" if flag else "no")))
         return rows + self.model_rows()
+
+    def calibration_rows(self) -> list[tuple[str, str, str, str, str]]:
+        """Whether the MI probability is calibrated, and the uncalibrated score named as such."""
+        if self.mi_probability_uncalibrated is None:
+            return []
+        how = (f"Platt scaling fitted on {self.calibration.get('n_cases', '?')} held-out cases" if self.calibration
+               else "none (model trained without cross-validation)")
+        return [("MI probability calibration", how, "", "", ""),
+                ("MI score, uncalibrated", f"{self.mi_probability_uncalibrated:.3f}", "", "", "")]
 
     def model_rows(self) -> list[tuple[str, str, str, str, str]]:
         """The model's training cases, cube and the attributes it lacks, where the summary says."""
@@ -114,7 +127,10 @@ def read_prediction(result: dict) -> Prediction:
     attributes = {str(name): _number(value, f"attribute {name}") for name, value in dict(result["attributes"]).items()}
     out_of_range = {str(name): bool(flag) for name, flag in dict(result["out_of_range"]).items()}
     model = result.get("model") if isinstance(result.get("model"), dict) else {}
-    return Prediction(probability, bool(result["mi_predicted"]), attributes, out_of_range, model)
+    raw = result.get("mi_probability_uncalibrated")
+    raw = None if raw is None else _number(raw, "mi_probability_uncalibrated")
+    calibration = result.get("calibration") if isinstance(result.get("calibration"), dict) else None
+    return Prediction(probability, bool(result["mi_predicted"]), attributes, out_of_range, model, raw, calibration)
 
 
 def show_prediction(lge_node, prediction: Prediction):

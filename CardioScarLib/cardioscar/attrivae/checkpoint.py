@@ -4,7 +4,9 @@ The file is a plain dict of tensors, numbers, strings and lists, so it loads wit
 ``torch.load(weights_only=True)`` (no code runs from the file). It records the architecture, the
 attributes and the latent dimension each is tied to, those the clinical table lacked, the
 training scaler and ranges, the read-back lines, the preprocessing and label conventions, the
-training settings and the cross-validated figures.
+training settings, the cross-validated figures and the Platt scaling of the MI probability
+(``calibration``: two numbers fitted on the cross-validation's held-out scores; None without
+cross-validation, and in models written before it existed).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from cardioscar.io.atomic import atomic_write
 from cardioscar.attrivae.attributes import ALL_ATTRIBUTES
+from cardioscar.attrivae.calibration import PlattScaling
 from cardioscar.attrivae.model import Architecture, AttriVAE
 from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig
 from cardioscar.attrivae.train import AttributeScaler, FittedModel, TrainConfig
@@ -58,6 +61,7 @@ def checkpoint_dict(fitted: FittedModel, preprocess: PreprocessConfig, conventio
                      "n_cases": n_cases, "n_mi": n_mi, "folds": folds, "device": device,
                      "seconds": float(fitted.seconds), "pos_weight": float(fitted.pos_weight)},
         "cross_validation": cross_validation,
+        "calibration": cross_validation["calibration"] if cross_validation else None,
         "threshold": 0.5,
     }
 
@@ -90,7 +94,27 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CardioScarError(f"--model {source} is inconsistent: its network takes {cubes[0]}^3 cubes but its "
                               f"preprocessing makes {cubes[1]}^3; train the model again with "
                               "`cardioscar attrivae train`")
+    _check_calibration(checkpoint.get("calibration"), source)
     return checkpoint
+
+
+def _check_calibration(calibration: Optional[dict], source: Path) -> None:
+    """A recorded calibration must be a Platt scaling with finite numbers and a slope >= 0."""
+    if calibration is None:
+        return
+    record = calibration if isinstance(calibration, dict) else {}
+    slope, intercept = record.get("slope"), record.get("intercept")
+    numbers_ok = all(isinstance(v, float) and np.isfinite(v) for v in (slope, intercept))
+    if record.get("method") != "platt" or not numbers_ok or slope < 0 or not isinstance(record.get("n_cases"), int):
+        raise CardioScarError(f"--model {source} records a calibration that is not a Platt scaling with a finite slope "
+                              ">= 0 and intercept (a damaged or edited file); train the model again with "
+                              "`cardioscar attrivae train`")
+
+
+def calibration_of(checkpoint: dict) -> Optional[PlattScaling]:
+    """The Platt scaling the model applies to its raw MI score, or None (trained without folds)."""
+    recorded = checkpoint.get("calibration")
+    return PlattScaling.from_dict(recorded) if recorded else None
 
 
 def build_model(checkpoint: dict, device: torch.device) -> AttriVAE:

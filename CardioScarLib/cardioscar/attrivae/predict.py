@@ -3,6 +3,12 @@
 Each attribute is read from its own latent dimension (the line fitted on the training cases,
 then the training scaler back to the attribute's units). ``out_of_range`` flags a latent
 coordinate outside those of the training cases: the value is then an extrapolation.
+
+``mi_probability`` is the network's score through the model's Platt scaling (fitted on the
+cross-validation's held-out scores), so that of the cases given 0.8 about eight in ten are MI on
+a cohort like the training one; ``mi_probability_uncalibrated`` keeps the network's own sigmoid.
+A model trained without cross-validation (``--folds 0``, the demo) has no calibration: both are
+then the raw score and ``calibration`` is null. ``mi_predicted`` is ``mi_probability`` >= 0.5.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cardioscar.attrivae.checkpoint import build_model, model_summary, preprocess_of, scaler_of
+from cardioscar.attrivae.checkpoint import build_model, calibration_of, model_summary, preprocess_of, scaler_of
 from cardioscar.attrivae.model import AttriVAE
 from cardioscar.attrivae.preprocess import LabelConvention, PreparedCase, check_labels_fit_image, prepare_case
 from cardioscar.attrivae.train import read_attributes
@@ -71,10 +77,14 @@ def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Pa
     volume = torch.as_tensor(prepared.cube[None, None], device=device)
     with torch.no_grad():
         mu, _ = model.encode(volume)
-        probability = float(torch.sigmoid(model.classify(mu))[0])
+        raw = float(torch.sigmoid(model.classify(mu))[0])
+    calibration = calibration_of(checkpoint)
+    probability = float(calibration.apply(raw)) if calibration else raw
     mu_np = mu[0].cpu().numpy().astype(np.float64)
     attributes, out_of_range = attribute_readout(checkpoint, mu_np)
-    result = {"mi_probability": probability, "mi_predicted": probability >= checkpoint["threshold"],
-              "attributes": attributes, "out_of_range": out_of_range, "model": model_summary(checkpoint)}
-    logger.info("MI probability %.3f for %s", probability, image_path)
+    result = {"mi_probability": probability, "mi_probability_uncalibrated": raw,
+              "calibration": calibration.to_dict() if calibration else None,
+              "mi_predicted": probability >= checkpoint["threshold"], "attributes": attributes,
+              "out_of_range": out_of_range, "model": model_summary(checkpoint)}
+    logger.info("MI probability %.3f (uncalibrated %.3f) for %s", probability, raw, image_path)
     return Prediction(result, prepared, model, volume, mu_np)

@@ -25,6 +25,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from cardioscar.attrivae.calibration import PlattScaling, calibration_figures, fold_calibrated
 from cardioscar.attrivae.dataset import Case, attribute_matrix
 from cardioscar.attrivae.losses import LossWeights, attrivae_loss
 from cardioscar.attrivae.model import Architecture, AttriVAE
@@ -190,6 +191,10 @@ def cross_validate(cases: list[Case], attribute_names: list[str], architecture: 
                    after_fold: Optional[Callable[[FittedModel, np.ndarray], None]] = None) -> dict:
     """Held-out predictions of every case and the figures computed from them.
 
+    ``probability`` is the network's raw (uncalibrated) score; ``calibrated_probability`` each
+    fold's scores through a Platt scaling fitted on the other folds' held-out scores only; and
+    ``calibration`` the Platt scaling of every held-out score, which the final model applies.
+
     ``after_fold(fitted, test_indices)`` runs after each fold (the benchmark's attention maps of
     held-out cases use it); it must not change the model.
     """
@@ -210,9 +215,16 @@ def cross_validate(cases: list[Case], attribute_names: list[str], architecture: 
         logger.info("fold %d/%d: %d train, %d held out (%.0f s)", number + 1, folds, len(train), len(test),
                     fitted.seconds)
     raw = attribute_matrix(cases, attribute_names)
+    calibrated, scalings = fold_calibrated(labels, probability, fold_of)
+    figures = heldout_figures(labels, probability, tied, raw, attribute_names)
+    figures["calibration"] = {"uncalibrated": calibration_figures(labels, probability),
+                              "calibrated": calibration_figures(labels, calibrated),
+                              "balanced_accuracy_calibrated": float(balanced_accuracy_score(labels, calibrated >= 0.5))}
     return {"case_ids": [c.case_id for c in cases], "labels": labels.tolist(), "probability": probability.tolist(),
+            "calibrated_probability": calibrated.tolist(), "fold_calibration": [s.to_dict() for s in scalings],
+            "calibration": PlattScaling.fit(labels, probability).to_dict(),
             "fold": fold_of.tolist(), "tied_latents": tied.tolist(), "fold_scaler_ranges": fold_ranges,
-            "figures": heldout_figures(labels, probability, tied, raw, attribute_names)}
+            "figures": figures}
 
 
 def heldout_figures(labels: np.ndarray, probability: np.ndarray, tied: np.ndarray, raw: np.ndarray,

@@ -33,6 +33,9 @@ def train_from_folder(data_dir: str | Path, clinical_csv: str | Path, output: st
         figures = cv["figures"]
         logger.info("Cross-validated (%d folds): AUC %.3f, balanced accuracy %.3f", folds, figures["auc"],
                     figures["balanced_accuracy"])
+        before, after = figures["calibration"]["uncalibrated"], figures["calibration"]["calibrated"]
+        logger.info("MI probability on held-out cases: Brier %.3f -> %.3f, ECE %.3f -> %.3f with Platt scaling "
+                    "fitted on the other folds", before["brier"], after["brier"], before["ece"], after["ece"])
     fitted = fit_model(loaded, names, architecture, config, device)
     checkpoint = checkpoint_dict(fitted, preprocess, convention, config, len(loaded), sum(c.mi for c in loaded),
                                  folds, device.type, cv)

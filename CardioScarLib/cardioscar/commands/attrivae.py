@@ -139,7 +139,17 @@ def _train(args: argparse.Namespace) -> None:
                                    device=device)
     cv = checkpoint["cross_validation"]
     _emit({"model": str(args.output), "attributes": checkpoint["attributes"],
-           "cross_validation": cv["figures"] if cv else None})
+           "cross_validation": cv["figures"] if cv else None, "calibration": _calibration_summary(checkpoint)})
+
+
+def _calibration_summary(checkpoint: dict) -> dict | None:
+    """Brier and ECE of the held-out MI probability before and after Platt scaling, and the scaling."""
+    cv = checkpoint["cross_validation"]
+    if not cv:
+        return None
+    figures = cv["figures"]["calibration"]
+    return {**checkpoint["calibration"], **{f"{name}_{when}": figures[when][name] for name in ("brier", "ece")
+                                            for when in ("uncalibrated", "calibrated")}}
 
 
 def _predict_with(checkpoint: dict, args: argparse.Namespace):
