@@ -507,9 +507,9 @@ def run(argv: list[str]) -> int:
                 mesh = read_mesh(args.mesh)
                 check_exportable(mesh)
                 if args.fibre_rule:  # a mesh the rule refuses (biventricular, a surface), before the training
-                    from cardioscar.simulation.fibres import rule_fibres
+                    from cardioscar.simulation.fibres import rule_wall
 
-                    rule_fibres(mesh)
+                    rule_wall(mesh)
         if args.channels_dir is not None:  # its options, and a mesh the search refuses, before the training
             from cardioscar.aha.wall import lv_wall
             from cardioscar.io.meshio import read_mesh

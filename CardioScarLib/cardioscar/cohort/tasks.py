@@ -501,9 +501,9 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
 
         (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
     if options["fibres"]:  # a mesh the fibre rule refuses (a biventricular one, a surface) too
-        from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_fibres
+        from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_wall
 
-        rule_fibres(mesh, helix_deg(spec) or DEFAULT_HELIX_DEG)
+        rule_wall(mesh, helix_deg(spec) or DEFAULT_HELIX_DEG)
     if options["channels"]:  # a surface or a biventricular mesh, which the channel search refuses
         from cardioscar.aha.wall import lv_wall
 

@@ -60,16 +60,23 @@ def check_helix_angles(helix_deg: tuple[float, float]) -> tuple[float, float]:
     return angles  # type: ignore[return-value]
 
 
+def rule_wall(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG):
+    """The checked helix angles and the LV wall the rule runs on (``aha.wall.lv_wall``), or the
+    rule's one-line refusal: a mesh without volume cells (the rule needs the wall's two faces and
+    the depth between) or a biventricular one (:mod:`cardioscar.aha.one_ventricle`). What the
+    cohort and the batch script run before training, so that the refusal comes before the fit."""
+    from ..aha.wall import lv_wall
+
+    angles = check_helix_angles(helix_deg)
+    return angles, lv_wall(mesh, "the fibre rule", ", or export without --fibres rule (or with --fibres CELLFIELD)")
+
+
 def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.ndarray:
-    """(n_cells, 6) unit fibre and sheet of each element by the LV rule, in the mesh file's frame.
+    """(n_cells, 6) unit fibre and sheet of each element by the LV rule, in the mesh file's frame,
+    on the wall :func:`rule_wall` checks."""
+    from ..aha.wall import cell_centres
 
-    Refuses a mesh without volume cells (the rule needs the wall's two faces and the depth between)
-    and a biventricular one (:mod:`cardioscar.aha.one_ventricle`, through ``lv_wall``).
-    """
-    from ..aha.wall import cell_centres, lv_wall
-
-    endo_deg, epi_deg = check_helix_angles(helix_deg)
-    points, lps, axis, faces = lv_wall(mesh, "the fibre rule", ", or export without --fibres rule (or with --fibres CELLFIELD)")
+    (endo_deg, epi_deg), (points, lps, axis, faces) = rule_wall(mesh, helix_deg)
     depth, e_c, e_l, e_t = _frame(cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
                                   axis.base_direction)
     helix = np.radians(endo_deg + (epi_deg - endo_deg) * depth)
