@@ -28,6 +28,7 @@ import numpy as np
 from . import metrics
 from .metrics import wrong_node_auc
 from ..errors import CardioScarError
+from ..io.meshio import bounds_text
 from ..prepare.myocardium import nearest_within
 from ..prepare.slices import SliceLayer
 
@@ -189,13 +190,7 @@ def check_something_scored(sampled: SliceTruth, points_lps: np.ndarray, targets:
                               f"nodes on the chosen slices of {image_name} all lie in pixels outside the myocardium; "
                               "check --myocardium-labels (EMIDEC 2,3,4; ACDC 2) and that the mesh is this image's heart")
     box = np.vstack([layer.footprint_corners_lps() for layer in targets])
-    points = np.asarray(points_lps, dtype=np.float64)
     raise CardioScarError(f"{image_name} does not overlap {mesh_name}: no node lies on its chosen slices (within their "
-                          f"slabs and pixel grids); slices span LPS {_span(box)} mm, the mesh {_span(points)} mm "
-                          "(another patient's or frame's image, or a mesh in other units?)")
+                          f"slabs and pixel grids); slices span LPS {bounds_text(box)} mm, the mesh "
+                          f"{bounds_text(points_lps)} mm (another patient's or frame's image, or a mesh in other units?)")
 
-
-def _span(points: np.ndarray) -> str:
-    """``[x0..x1, y0..y1, z0..z1]`` of points, rounded to the millimetre."""
-    low, high = points.min(axis=0), points.max(axis=0)
-    return "[" + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in zip(low, high)) + "]"
