@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import slicer
 import vtk
 
 from cardioscar.errors import CardioScarError
@@ -33,7 +32,7 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import PROBABILITY, fill_string_table, referenced_or_new, write_point_arrays
-from .tissue import singleton_color_table
+from .tissue import show_by_table, singleton_color_table
 from .wording import speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
@@ -103,16 +102,8 @@ def channel_color_node(scene, n_channels: int):
 
 def _show_channels(model_node, n_channels: int) -> None:
     """Colour the model by ``bz_channel``, one colour per channel."""
-    if model_node.GetDisplayNode() is None:
-        model_node.CreateDefaultDisplayNodes()
-    display = model_node.GetDisplayNode()
-    color_node = channel_color_node(model_node.GetScene(), n_channels)
-    with slicer.util.NodeModify(display):
-        display.SetActiveScalar(CHANNEL_FIELD, vtk.vtkAssignAttribute.POINT_DATA)
-        display.SetAndObserveColorNodeID(color_node.GetID())
-        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
-        display.SetScalarRange(0.0, float(max(n_channels, 1)))
-        display.SetScalarVisibility(True)
+    show_by_table(model_node, CHANNEL_FIELD, vtk.vtkAssignAttribute.POINT_DATA,
+                  channel_color_node(model_node.GetScene(), n_channels), max(n_channels, 1))
 
 
 def update_channel_table(model_node, csv_text: str):

@@ -67,6 +67,21 @@ def singleton_color_table(scene, singleton_tag: str, name: str):
     return node
 
 
+def show_by_table(model_node, field: str, association: int, color_node, top: int) -> None:
+    """Colour ``model_node`` by the integer ``field`` (point or cell data, ``association``) through
+    ``color_node``, one entry per value 0..``top`` (a manual range: the table's entries are the
+    values; the tissue tags', the channels')."""
+    if model_node.GetDisplayNode() is None:
+        model_node.CreateDefaultDisplayNodes()
+    display = model_node.GetDisplayNode()
+    with slicer.util.NodeModify(display):
+        display.SetActiveScalar(field, association)
+        display.SetAndObserveColorNodeID(color_node.GetID())
+        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
+        display.SetScalarRange(0.0, float(top))
+        display.SetScalarVisibility(True)
+
+
 def tag_color_node(scene, tag_values: tuple[int, int, int]):
     """A colour table whose entries at the tag numbers are the three class colours (others clear)."""
     node = singleton_color_table(scene, TAG_COLOR_TAG, "CardioScar tissue tags")
@@ -220,16 +235,8 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     mesh.GetCellData().AddArray(cell_array)
     mesh.GetCellData().Modified()
     note_tag_values(mesh, tags.tag_values)  # the AHA reads which value is which class (as on export's .vtu)
-    if model_node.GetDisplayNode() is None:
-        model_node.CreateDefaultDisplayNodes()
-    display = model_node.GetDisplayNode()
     color_node = tag_color_node(model_node.GetScene(), tags.tag_values)
-    with slicer.util.NodeModify(display):
-        display.SetActiveScalar(TAG_ARRAY, vtk.vtkAssignAttribute.CELL_DATA)
-        display.SetAndObserveColorNodeID(color_node.GetID())
-        display.SetScalarRangeFlag(slicer.vtkMRMLDisplayNode.UseManualScalarRange)
-        display.SetScalarRange(0.0, float(max(tags.tag_values)))  # one colour per tag number
-        display.SetScalarVisibility(True)
+    show_by_table(model_node, TAG_ARRAY, vtk.vtkAssignAttribute.CELL_DATA, color_node, max(tags.tag_values))
     if color_logic is not None:
         legend = (color_logic.GetColorLegendDisplayNode(model_node)
                   or color_logic.AddDefaultColorLegendDisplayNode(model_node))
