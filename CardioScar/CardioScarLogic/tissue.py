@@ -32,7 +32,7 @@ from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, recorded_scar_rule,
                       update_summary_table, write_point_arrays)
-from .wording import TISSUE_NAMES, speaks_logic_words
+from .wording import LOGIC_FIBRE_ADVICE, TISSUE_NAMES, speaks_logic_words
 from .worker import SLICER_CORE_MODEL_ADVICE, tag_world_mesh, write_export
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
@@ -288,7 +288,7 @@ def check_export_prefix(prefix: str, fmt: str = "opencarp") -> Path:
     return target
 
 
-@speaks_logic_words(TISSUE_NAMES)
+@speaks_logic_words(TISSUE_NAMES, LOGIC_FIBRE_ADVICE)
 def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
                       space: str = "LPS", fibres: "Optional[np.ndarray | str]" = None,
                       scar_rule: Optional[dict] = None, helix_deg: Optional[tuple[float, float]] = None
