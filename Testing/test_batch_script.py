@@ -522,22 +522,6 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
 
 
 
-def test_the_fibre_rule_s_refusal_gives_the_script_s_own_advice(tmp_path, capsys):
-    """The rule's refusal of a biventricular mesh, before any image is read, advised "export without
-    --fibre-rule rule (or with --fibre-rule CELLFIELD)" here, where --fibre-rule takes no value and
-    no cell field can be given (zstalefibre): the advice is the script's own now."""
-    from cardioscar.io.meshio import write_mesh
-    from test_simulation_fibres import _ventricles_mesh
-
-    write_mesh(_ventricles_mesh(with_rv=True), tmp_path / "biv.vtk")
-    status = _load_script().run(["--volume", str(tmp_path / "missing.nii.gz"), "--mesh", str(tmp_path / "biv.vtk"),
-                                 "--output", str(tmp_path / "o.vtk"), "--export-opencarp", str(tmp_path / "heart"),
-                                 "--fibre-rule"])
-    [err] = capsys.readouterr().err.strip().splitlines()
-    assert status == 2 and err.startswith("cardioscar_batch: error: biv.vtk looks biventricular"), err
-    assert err.endswith("give an LV-only mesh, or leave --fibre-rule out (no fibres)"), err
-
-
 def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(case, trained, tmp_path, capsys):
     """--channels-dir tags (at the thresholds given), searches the tagged result and writes the
     channel files beside the other outputs, the fields on --output; its mistakes are one line before
@@ -737,7 +721,9 @@ def test_a_mesh_the_opencarp_export_refuses_is_refused_before_the_run(case, tmp_
 
 def test_a_biventricular_mesh_with_the_fibre_rule_is_refused_before_the_run(case, tmp_path, capsys):
     """--fibre-rule on a mesh of both ventricles: the LV rule refuses it, and the batch script says
-    so before training instead of after it."""
+    so before training instead of after it, with its own advice: it advised "export without
+    --fibre-rule rule (or with --fibre-rule CELLFIELD)", where --fibre-rule takes no value and no
+    cell field can be given (zstalefibre)."""
     from cardioscar.io.meshio import write_mesh
     from test_simulation_fibres import _ventricles_mesh
 
@@ -747,4 +733,5 @@ def test_a_biventricular_mesh_with_the_fibre_rule_is_refused_before_the_run(case
     status = _load_script().run(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "biv.vtk looks biventricular" in err[0], err
+    assert err[0].endswith("give an LV-only mesh, or leave --fibre-rule out (no fibres)"), err
     assert not (tmp_path / "o.vtk").exists() and not list(tmp_path.glob("heart.*"))

@@ -19,7 +19,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy  # noqa: E402
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.tissue import TAG_COLOR_ID, export_model_node, tag_model_node  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh  # noqa: E402
 from test_simulation_export import _tet_mesh  # noqa: E402  (the same 64-node tetrahedral block)
 
 
@@ -84,6 +84,12 @@ def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):
     np.testing.assert_allclose(first_ras, ras, atol=1e-5)
     [vtu] = export_model_node(node, tags, tmp_path / "heart", fmt="vtu")
     assert vtu.name == "heart.vtu" and vtu.is_file()
+    # a model read from an earlier fibre export: its fibre vectors are not this export's (zstalefibre)
+    fibre = numpy_to_vtk(np.tile([1.0, 0.0, 0.0], (node.GetMesh().GetNumberOfCells(), 1)), deep=True)
+    fibre.SetName("fibre")
+    node.GetMesh().GetCellData().AddArray(fibre)
+    [vtu] = export_model_node(node, tags, tmp_path / "again", fmt="vtu")
+    assert not read_mesh(vtu).dataset.GetCellData().HasArray("fibre")
 
 
 def test_the_logic_s_opencarp_export_without_fibres_says_openCARP_needs_a_lon(tagged_case, tmp_path,

@@ -239,7 +239,8 @@ def lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkDataSet, L
     (:mod:`.one_ventricle`).
 
     Why here: the fibre rule and the channel search need the same wall of a volumetric LV mesh
-    with no AHA options (all nodes are LV); aha's own advice does not apply to them. Inside :func:`walls_kept`, found once per geometry."""
+    with no AHA options (all nodes are LV); aha's own advice does not apply to them. Inside
+    :func:`walls_kept`, found once per geometry."""
     kept = _KEPT_WALLS.get()
     key = None if kept is None else _geometry_key(mesh)
     if key is not None and key in kept:

@@ -94,8 +94,8 @@ COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
     "preset", "seed", "max_epochs", "threshold", "scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
     "remote_mask", "intensity_offset", "expert_scar_labels", "expert_core_labels", "dark_blood_lge", "fibres",
     "helix_angles")} | {
-    "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image", "--mesh": "mesh",
-    "--core": "core_threshold"}
+    "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image",
+    "--mesh": "mesh", "--core": "core_threshold"}
 _OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
 #: The fibre advice of the command line (:mod:`cardioscar.simulation.fibres`) as a manifest gives fibres:
 #: its ``fibres`` column takes the rule or none, never a cell field.
