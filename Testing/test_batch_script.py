@@ -330,6 +330,11 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
          "--expert-scar-labels, --expert-core-labels need --scar-rule"),
         (["--volume", missing, "--fibre-rule"], "--fibre-rule writes the LV fibre rule's PREFIX.lon with "
                                                 "--export-opencarp PREFIX"),  # it was parsed and silently unused
+        (["--volume", missing, "--helix-angles", "50,-40"], "--helix-angles is for --fibre-rule"),
+        (["--volume", missing, "--fibre-rule", "--export-opencarp", str(tmp_path / "heart"), "--helix-angles", "95,-60"],
+         "--helix-angles (95.0, -60.0): give two angles ENDO,EPI in degrees within [-90, 90]"),
+        (["--volume", missing, "--fibre-rule", "--export-opencarp", str(tmp_path / "heart"), "--helix-angles", "60"],
+         "--helix-angles '60' must be two numbers ENDO,EPI"),
     ]
     script = _load_script()
     for extra, expected in cases:
@@ -497,11 +502,13 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
     status = _load_script().run(["--model", str(out / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
                                  "--output", str(tmp_path / "tagged.vtu"), "--seed", "7", "--border-zone", "0.3",
                                  "--core", "0.6", "--export-opencarp", str(tmp_path / "heart"), "--fibre-rule",
-                                 "--summary", str(tmp_path / "summary.csv")])
+                                 "--helix-angles", "50,-40", "--summary", str(tmp_path / "summary.csv")])
     assert status == 0
     tagged = read_mesh(tmp_path / "tagged.vtu")
     lon = (tmp_path / "heart.lon").read_text(encoding="utf-8").split("\n")  # the LV rule's fibre + sheet
     assert lon[0] == "2" and len([line for line in lon[1:] if line]) == tagged.dataset.GetNumberOfCells()
+    rule = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))["fibre_rule"]  # --helix-angles reached it
+    assert (rule["helix_endo_deg"], rule["helix_epi_deg"]) == (50.0, -40.0)
     p = tagged.point_array("scar_probability")
     np.testing.assert_array_equal(tagged.point_array("tissue_tag"), np.where(p >= 0.6, 3, np.where(p >= 0.3, 2, 1)))
     elem = (tmp_path / "heart.elem").read_text(encoding="utf-8").split("\n")
@@ -543,6 +550,14 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     assert depth.min() == pytest.approx(0.0, abs=1e-6) and depth.max() == pytest.approx(1.0, abs=1e-6)
     p = written.point_array("scar_probability")
     np.testing.assert_array_equal(written.point_array("tissue_tag"), np.where(p >= 0.3, 3, np.where(p >= 0.2, 2, 1)))
+    # a result with no core has no channel: exit 0 and 0 channels, as cardioscar channels and the cohort say it
+    # (exit 2 after writing --output, where the cohort recorded 0; zstalefibre)
+    no_core = argv[:-1] + ["0.9999", "--channels-dir", str(tmp_path / "none"), "--channel-layers", "0.5",
+                           "--inference-mc-samples", "2"]
+    assert _load_script().run(no_core) == 0
+    assert "Channels: no conducting channel: no node of the searched layers is core" in capsys.readouterr().out
+    assert json.loads((tmp_path / "none" / "channels.json").read_text(encoding="utf-8"))["n_channels"] == 0
+    assert not read_mesh(tmp_path / "scar.vtu").point_array("bz_channel").any()
 
 
 def test_batch_tags_with_a_core_mesh_by_the_two_field_rule(case, trained, tmp_path, capsys):
@@ -706,7 +721,9 @@ def test_a_mesh_the_opencarp_export_refuses_is_refused_before_the_run(case, tmp_
 
 def test_a_biventricular_mesh_with_the_fibre_rule_is_refused_before_the_run(case, tmp_path, capsys):
     """--fibre-rule on a mesh of both ventricles: the LV rule refuses it, and the batch script says
-    so before training instead of after it."""
+    so before training instead of after it, with its own advice: it advised "export without
+    --fibre-rule rule (or with --fibre-rule CELLFIELD)", where --fibre-rule takes no value and no
+    cell field can be given (zstalefibre)."""
     from cardioscar.io.meshio import write_mesh
     from test_simulation_fibres import _ventricles_mesh
 
@@ -716,4 +733,5 @@ def test_a_biventricular_mesh_with_the_fibre_rule_is_refused_before_the_run(case
     status = _load_script().run(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "biv.vtk looks biventricular" in err[0], err
+    assert err[0].endswith("give an LV-only mesh, or leave --fibre-rule out (no fibres)"), err
     assert not (tmp_path / "o.vtk").exists() and not list(tmp_path.glob("heart.*"))

@@ -117,9 +117,13 @@ def test_a_border_zone_rim_keeps_the_channel_and_a_dead_end_is_none(wall):
     assert wall.search(wall.tags(notch=True), layers=INNER).channels == []
 
 
-def test_no_core_is_refused_and_no_border_zone_is_an_explicit_none(wall):
-    with pytest.raises(CardioScarError, match="no node is core"):
-        wall.search(np.where(wall.patch, 2, 1))
+def test_no_core_and_no_border_zone_are_each_an_explicit_none(wall):
+    """A result with no core has no channel (zstalefibre): the search said so as an error (exit 2
+    on the command line and in the batch script, after its training) where the cohort recorded 0
+    channels; now every face gets the empty result and its summary says why."""
+    no_core = wall.search(np.where(wall.patch, 2, 1), layers=(0.5,))
+    assert no_core.channels == [] and not no_core.node_channel.any() and no_core.layers[0]["core_nodes"] == 0
+    assert "no node of the searched layers is core" in no_core.summary() and "lower --core" in no_core.summary()
     result = wall.search(np.where(wall.patch, 3, 1), layers=(0.5,))
     assert result.channels == [] and "no conducting channel" in result.summary()
     assert result.layers[0]["border_zone_nodes"] == 0 and result.layers[0]["core_nodes"] > 0
@@ -166,6 +170,19 @@ def test_the_command_line_writes_the_field_and_tables(wall, tmp_path):
     assert set(np.unique(field)) == {0, 1} and np.all(tags[field == 1] == 2)
     # the depth computed from the wall's faces is the lattice's own (its shells at t = 0, 0.25, ...)
     assert np.percentile(np.abs(written.point_array(channels.DEPTH_FIELD) - wall.depth), 95) < 0.05
+
+
+def test_the_command_line_on_a_result_without_core_writes_no_channel_and_warns(wall, tmp_path, capsys):
+    from cardioscar.cli import main
+
+    _write(wall, tmp_path / "tagged.vtu", {TAG_ARRAY: np.where(wall.patch, 2, 1)})
+    out = tmp_path / "channels"
+    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out), "--layers", "0.5"]) == 0
+    record = json.loads((out / "channels.json").read_text())
+    assert record["n_channels"] == 0 and record["channels"] == [] and "is core" in record["result"]
+    assert (out / "channels.csv").read_text().count("\n") == 1  # the header alone
+    assert not read_mesh(out / "channels_mesh.vtu").point_array(channels.CHANNEL_FIELD).any()
+    assert "no node of the searched layers is core" in capsys.readouterr().err
 
 
 def test_a_probability_field_is_tagged_by_the_tag_rule(wall, tmp_path):

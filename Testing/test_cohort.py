@@ -25,7 +25,7 @@ from cardioscar.aha.demo_report import phantom_options
 from cardioscar.cli import main as cli_main
 from cardioscar.cohort import (CohortOptions, SlurmOptions, cohort_status, local_cluster, read_manifest,
                                run_cohort, slurm_cluster)
-from cardioscar.cohort.manifest import PatientSpec, preparation_request
+from cardioscar.cohort.manifest import PatientSpec, in_manifest_terms, preparation_request
 from cardioscar.cohort.tasks import input_hash, run_patient
 from cardioscar.errors import CardioScarError
 from cardioscar.io.imageio import read_image
@@ -889,6 +889,10 @@ def test_fibre_columns_are_checked_and_reach_the_export(tmp_path, cohort_data, s
     assert json.loads(text_field(vtu, FIBRE_RULE_ARRAY))["helix_epi_deg"] == -40.0
     assert vtu.GetCellData().GetArray("fibre") is not None
     assert not any(".lon was written" in message for message in warnings_of_cardioscar)
+    _export(plain, prediction, tmp_path / "plain")  # no fibres: the warning's advice in the manifest's words
+    [said] = [in_manifest_terms(m) for m in warnings_of_cardioscar if ".lon was written" in m]
+    assert "(no fibres)" in said and "give the fibres column rule (the LV fibre rule)" in said
+    assert "CELLFIELD" not in said and "--" not in said
 
 
 def test_channels_column_is_checked_at_load_hashes_as_before_and_writes_the_search(tmp_path, rule_data,
@@ -930,9 +934,14 @@ def test_channels_column_is_checked_at_load_hashes_as_before_and_writes_the_sear
     found = json.loads((tmp_path / "channels" / "channels.json").read_text(encoding="utf-8"))
     assert found["n_channels"] == record["n_channels"] and found["channels"][0]["mean_core_uncertainty"] > 0.1
     assert found["channels"][0]["mean_scar_uncertainty"] == pytest.approx(0.1)
-    assert _channels(tmp_path / "scar_prediction.vtu", tmp_path / "core_prediction.vtu", tmp_path / "none",
-                     np.where(tags == 3, 2, tags)) == {"folder": None, "files": [], "n_channels": 0}
-    assert not (tmp_path / "none").exists() and any("no node is tagged core" in m for m in warnings_of_cardioscar)
+    # a result with no core has no channel: 0 in its files, as cardioscar channels and the batch script say it
+    # (the cohort wrote none and the others refused the mesh, exit 2)
+    none = _channels(tmp_path / "scar_prediction.vtu", tmp_path / "core_prediction.vtu", tmp_path / "none",
+                     np.where(tags == 3, 2, tags))
+    assert none == {"folder": "none", "files": record["files"], "n_channels": 0}
+    assert json.loads((tmp_path / "none" / "channels.json").read_text(encoding="utf-8"))["n_channels"] == 0
+    [said] = [m for m in warnings_of_cardioscar if "no node of the searched layers is core" in m]
+    assert in_manifest_terms(said).endswith("(or lower core_threshold)")
 
 
 def test_a_channels_row_on_a_surface_mesh_fails_before_its_fit(tmp_path, rule_data, monkeypatch):
@@ -980,4 +989,41 @@ def test_a_fibre_rule_row_on_a_biventricular_mesh_fails_before_its_fit(tmp_path,
     [spec] = read_manifest(manifest)
     result = run_patient(spec, str(tmp_path / "out"), "hash")
     assert result["status"] == "failed" and result["error"].startswith("biv.vtk looks biventricular")
-    assert "export without fibres rule" in result["error"] and not (tmp_path / "out" / "biv").exists()
+    # the advice in the manifest's words: it takes no cell field (it read "export without fibres rule (or with
+    # fibres CELLFIELD)")
+    assert result["error"].endswith("or leave the fibres column empty (no fibres)"), result["error"]
+    assert not (tmp_path / "out" / "biv").exists()
+
+
+def test_a_row_finds_its_mesh_s_wall_once_for_the_fibre_rule_and_the_channels(tmp_path, cohort_data, monkeypatch):
+    """With fibres and channels, a row ran the biventricular test and the wall's faces five times on
+    one geometry (zstalefibre): the rule's and the channel search's checks before the fit, the rule
+    in each export format, the channel search. ``run_patient`` keeps each geometry's wall for the
+    row (``walls_kept``), whichever file it is read from; a refusal's words are unchanged."""
+    import cardioscar.aha.wall as wall
+    from cardioscar.cohort import tasks
+    from cardioscar.io.meshio import write_mesh
+    from cardioscar.simulation.fibres import rule_wall
+
+    calls = []  # the biventricular test's calls, counted (its refusals are test_simulation_fibres')
+    monkeypatch.setattr(wall, "check_one_ventricle", lambda *args: calls.append(args[1]))
+    mesh = read_mesh(cohort_data / "p0" / "phantom_mesh.vtk")
+    prediction = tmp_path / "scar_prediction.vtk"
+    write_mesh(mesh, prediction, {"scar_probability": np.zeros(mesh.n_points)})
+    spec = PatientSpec("a", 1, mesh.path, (), {"export": ["opencarp", "vtu"], "fibres": "rule", "helix_angles": None,
+                                               "threshold": 0.5, "core_threshold": 0.8})
+    with wall.walls_kept():
+        rule_wall(mesh)  # the checks before the fit, on the user's mesh
+        wall.lv_wall(mesh, "the channel search", "")
+        tasks._export(spec, prediction, tmp_path / "simulation")  # the rule in both formats, on the prediction
+        wall.lv_wall(read_mesh(prediction), "the channel search", "")
+    assert calls == ["phantom_mesh.vtk"], calls  # found on the user's mesh, handed to the prediction's readings
+    wall.lv_wall(mesh, "the channel search", "")  # outside a row: found again, as before
+    assert len(calls) == 2
+
+    def pipeline(*args):
+        assert wall._KEPT_WALLS.get() is not None, "run_patient's row does not keep its walls"
+        raise CardioScarError("stop here")
+
+    monkeypatch.setattr(tasks, "_pipeline", pipeline)
+    assert tasks.run_patient(spec, str(tmp_path / "out"), "hash")["error"] == "stop here"

@@ -411,3 +411,25 @@ def test_dark_blood_lge_without_a_scar_rule_is_refused_on_each_face(batch):
                                               "--dark-blood-lge"])
     with pytest.raises(CardioScarError, match="--dark-blood-lge need --scar-rule"):
         batch._check_arguments(parsed, batch.build_parser())
+
+
+def test_the_fibre_advice_names_each_face_s_own_way_of_giving_fibres(batch):
+    """The fibre rule's refusal and the warning of an openCARP set without fibres advise the command
+    line's ``--fibres CELLFIELD`` / ``--fibres rule``; a cohort row, the batch script and the panel
+    take the rule or none, never a cell field, and said so in those words (zstalefibre). Each face
+    now words the advice its own way (the Logic's: Testing/test_slicer_tissue.py)."""
+    from CardioScarLogic.wording import BATCH_NAMES, in_batch_words, in_panel_words
+    from cardioscar.cohort.manifest import in_manifest_terms
+    from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
+
+    refusal = f"biv.vtk looks biventricular: ...; give an LV-only mesh, or {WITHOUT_RULE}"
+    warning = f"no heart.lon was written (no --fibres): openCARP reads ...; {GIVE_FIBRES}, before simulating"
+    faces = {"cohort": (in_manifest_terms, "leave the fibres column empty", "give the fibres column rule"),
+             "batch": (lambda m: in_batch_words(m, BATCH_NAMES["export"]), "leave --fibre-rule out",
+                       "give --fibre-rule"),
+             "panel": (in_panel_words, "untick 'LV fibre rule'", "tick 'LV fibre rule'")}
+    for face, (words, without, give) in faces.items():
+        said = words(refusal), words(warning)
+        assert said[0].endswith(f"or {without} (no fibres)") and give in said[1], (face, said)
+        assert not any("CELLFIELD" in text or "--fibres" in text for text in said), (face, said)
+    assert any(action.option_strings == ["--fibre-rule"] for action in batch.build_parser()._actions)

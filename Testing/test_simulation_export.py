@@ -488,3 +488,55 @@ def test_pixel_meshes_export_as_quads_going_round(tmp_path):
         corners = points[[int(v) for v in element[1:5]]]
         steps = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
         np.testing.assert_allclose(steps, 1.0)
+
+
+def test_a_vtu_export_leaves_out_earlier_fibres_and_channels_it_does_not_write(tmp_path, caplog):
+    """A ``.vtu`` re-exported without ``--fibres`` from an earlier fibre export kept its ``fibre``,
+    ``sheet`` and rule note (zstalefibre), and one exported with fibres only kept the earlier sheet
+    beside the new fibre: a simulator read fibres that were not this export's. ``bz_channel`` (the
+    channels of the earlier tags) went along too. Each is left out now, with a warning naming it;
+    and ``--fibres CELLFIELD``'s own array is not copied beside the unit ``fibre`` / ``sheet``."""
+    from cardioscar.io.meshio import set_text_field, text_field
+    from cardioscar.simulation.opencarp import FIBRE_RULE_ARRAY
+
+    path, _ = _write_prediction(tmp_path, fibres=True)
+    _, files = export_model(path, tmp_path / "first.vtu", fmt="vtu", fibres_field="fibres")
+    first = read_mesh(files[".vtu"])
+    cells = first.dataset.GetCellData()
+    assert cells.HasArray("fibre") and cells.HasArray("sheet") and not cells.HasArray("fibres")
+    set_text_field(first.dataset, FIBRE_RULE_ARRAY, '{"rule": "an earlier rule"}')
+    write_mesh(first, path, {"bz_channel": np.ones(first.n_points, np.int32)})  # an earlier channel search
+    with caplog.at_level("WARNING"):
+        _, files = export_model(path, tmp_path / "again.vtu", fmt="vtu")
+    again = read_mesh(files[".vtu"]).dataset
+    assert not any(data.HasArray(name) for data in (again.GetCellData(), again.GetPointData())
+                   for name in ("fibre", "sheet", "bz_channel"))
+    assert text_field(again, FIBRE_RULE_ARRAY) is None and again.GetCellData().HasArray("tissue_tag")
+    assert "carries bz_channel, fibre, sheet from an earlier export or run" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # fibres of 3 components: the earlier sheet is no sheet of them
+        _, files = export_model(path, tmp_path / "fibre_only.vtu", fmt="vtu", fibres_field="fibre")
+    cells = read_mesh(files[".vtu"]).dataset.GetCellData()
+    assert cells.HasArray("fibre") and not cells.HasArray("sheet")
+    assert "carries bz_channel, sheet from an earlier" in caplog.text
+
+
+def test_a_new_result_leaves_out_an_earlier_results_channels_and_core_copies(tmp_path, caplog):
+    """``apply`` onto an earlier run's channels mesh or two-field ``.vtu`` kept its ``bz_channel``
+    and ``core_probability`` / ``core_uncertainty`` beside the new scar (zstalefibre): ``export
+    --core-field core_probability`` tagged the new scar with the old core. They are dropped with a
+    warning; a truth the mesh carries (``scar_truth``) is no result and stays."""
+    from cardioscar.logic import InferenceResult, save_inference_result
+
+    path, scar = _write_prediction(tmp_path)
+    mesh = read_mesh(path)
+    n = mesh.n_points
+    write_mesh(mesh, path, {"bz_channel": np.ones(n, np.int32), "core_probability": scar, "core_uncertainty": scar,
+                            "scar_truth": scar})
+    result = InferenceResult(scar, np.zeros(n), None, n, float(scar.mean()), 0.0, error_risk=np.zeros(n))
+    with caplog.at_level("WARNING"):
+        save_inference_result(result, path, tmp_path / "again.vtk")
+    again = read_mesh(tmp_path / "again.vtk")
+    assert {"bz_channel", "core_probability", "core_uncertainty"}.isdisjoint(again.point_field_names())
+    assert {"scar_truth", "scar_probability", "scar_error_risk"} <= set(again.point_field_names())
+    assert "had bz_channel, core_probability, core_uncertainty from an earlier run's channels" in caplog.text

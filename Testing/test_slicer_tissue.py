@@ -19,7 +19,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy  # noqa: E402
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.tissue import TAG_COLOR_ID, export_model_node, tag_model_node  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
+from cardioscar.io.meshio import Mesh, read_mesh, write_mesh  # noqa: E402
 from test_simulation_export import _tet_mesh  # noqa: E402  (the same 64-node tetrahedral block)
 
 
@@ -57,6 +57,19 @@ def test_tags_colours_and_summary_rows(tagged_case):
     assert table.GetNumberOfRows() == len(measures)
 
 
+def test_tagging_again_removes_the_channels_of_the_earlier_tags(tagged_case, caplog):
+    """``bz_channel`` is where the channels of the model's earlier tags ran; *Tag* at other thresholds
+    kept it beside the new ``tissue_tag`` (zstalefibre): removed now, with a warning."""
+    _, node, _ = tagged_case
+    channel = numpy_to_vtk(np.ones(node.GetMesh().GetNumberOfPoints(), np.int32), deep=True)
+    channel.SetName("bz_channel")
+    node.GetMesh().GetPointData().AddArray(channel)
+    with caplog.at_level("WARNING"):
+        tag_model_node(node, border_zone=0.4, core=0.7)
+    assert not node.GetMesh().GetPointData().HasArray("bz_channel") and node.GetMesh().GetPointData().HasArray("tissue_tag")
+    assert "had the bz_channel channels of its earlier tags" in caplog.text
+
+
 def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):
     _, node, _ = tagged_case
     tags = tag_model_node(node)
@@ -71,6 +84,12 @@ def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):
     np.testing.assert_allclose(first_ras, ras, atol=1e-5)
     [vtu] = export_model_node(node, tags, tmp_path / "heart", fmt="vtu")
     assert vtu.name == "heart.vtu" and vtu.is_file()
+    # a model read from an earlier fibre export: its fibre vectors are not this export's (zstalefibre)
+    fibre = numpy_to_vtk(np.tile([1.0, 0.0, 0.0], (node.GetMesh().GetNumberOfCells(), 1)), deep=True)
+    fibre.SetName("fibre")
+    node.GetMesh().GetCellData().AddArray(fibre)
+    [vtu] = export_model_node(node, tags, tmp_path / "again", fmt="vtu")
+    assert not read_mesh(vtu).dataset.GetCellData().HasArray("fibre")
 
 
 def test_the_logic_s_opencarp_export_without_fibres_says_openCARP_needs_a_lon(tagged_case, tmp_path,
@@ -84,6 +103,9 @@ def test_the_logic_s_opencarp_export_without_fibres_says_openCARP_needs_a_lon(ta
     with pytest.raises(CardioScarError) as error:
         export_model_node(node, tags, tmp_path / "ruled", fibres="rule")
     assert "the fibre rule found no LV wall" in str(error.value) and "\n" not in str(error.value)
+    # the advice in the Logic's words (it read "--fibres CELLFIELD", a cell field the Logic takes as an array)
+    assert str(error.value).endswith("or export with fibres=None (or fibres, an array of one fibre or fibre+sheet "
+                                     "direction per cell)"), str(error.value)
     assert not (tmp_path / "ruled.lon").exists()
 
 

@@ -26,7 +26,7 @@ import slicer
 
 from cardioscar.errors import CardioScarError
 from cardioscar.prepare.slices import RECORDED
-from cardioscar.simulation.opencarp import drop_stale_tissue_tags
+from cardioscar.simulation.opencarp import drop_earlier_result_fields, drop_stale_tissue_tags
 
 from . import results
 from .aha import AhaInputs
@@ -435,6 +435,10 @@ class CardioScarLogic:
             # a *Tag* of an earlier result: the old scar's classes beside the new field (saved with the model)
             logger.warning("CardioScar: the model '%s' had tissue_tag tags of an earlier result; they are removed "
                            "(tag the new result again)", model_node.GetName())
+        dropped = drop_earlier_result_fields(model_node.GetMesh())
+        if dropped:
+            logger.warning("CardioScar: the model '%s' had %s of an earlier result's channels or core model; they are "
+                           "removed (they belong to that result's scar)", model_node.GetName(), ", ".join(dropped))
         results.keep_scar_rule(model_node, checkpoint)
         results.keep_training_targets(model_node, checkpoint)
         legend = results.show_field(model_node, results.PROBABILITY, self.color_logic)

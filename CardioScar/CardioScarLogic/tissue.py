@@ -15,6 +15,7 @@ the node (:func:`apply_tags`).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -25,6 +26,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
+from cardioscar.simulation.channels import CHANNEL_FIELD
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, check_core_labels, refuse_scar_as_core
 from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
@@ -32,8 +34,10 @@ from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, recorded_scar_rule,
                       update_summary_table, write_point_arrays)
-from .wording import TISSUE_NAMES, speaks_logic_words
+from .wording import LOGIC_FIBRE_ADVICE, TISSUE_NAMES, speaks_logic_words
 from .worker import SLICER_CORE_MODEL_ADVICE, tag_world_mesh, write_export
+
+logger = logging.getLogger(__name__)
 
 TAG_COLOR_TAG = "CardioScarTissueTags"
 TAG_COLOR_ID = "vtkMRMLColorTableNode" + TAG_COLOR_TAG
@@ -229,6 +233,10 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     legend, and the volume rows of its summary table (after :func:`check_tags_fit`)."""
     check_tags_fit(model_node, tags)
     mesh = model_node.GetMesh()
+    if mesh.GetPointData().HasArray(CHANNEL_FIELD):  # where the earlier tags' channels ran, not the new ones'
+        mesh.GetPointData().RemoveArray(CHANNEL_FIELD)
+        logger.warning("CardioScar: the model '%s' had the %s channels of its earlier tags; they are removed (find "
+                       "channels again on the new tags)", model_node.GetName(), CHANNEL_FIELD)
     write_point_arrays(model_node, {TAG_ARRAY: tags.node_tags})
     cell_array = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=True)
     cell_array.SetName(TAG_ARRAY)
@@ -288,7 +296,7 @@ def check_export_prefix(prefix: str, fmt: str = "opencarp") -> Path:
     return target
 
 
-@speaks_logic_words(TISSUE_NAMES)
+@speaks_logic_words(TISSUE_NAMES, LOGIC_FIBRE_ADVICE)
 def export_model_node(model_node, tags: TissueTags, prefix: str | Path, fmt: str = "opencarp", units: str = "um",
                       space: str = "LPS", fibres: "Optional[np.ndarray | str]" = None,
                       scar_rule: Optional[dict] = None, helix_deg: Optional[tuple[float, float]] = None

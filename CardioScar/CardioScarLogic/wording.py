@@ -27,6 +27,7 @@ import threading
 from typing import Callable, Iterator, TypeVar
 
 from cardioscar.errors import CardioScarError
+from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -68,7 +69,21 @@ PANEL_NAMES = {
     "--layers": "Channel layers",
     "--layer-width": "Layer width",
     "--max-width": "Max channel width",
+    "--fibres": "LV fibre rule",
+    "--helix-angles": "Helix angles (endo,epi)",
 }
+
+#: The command line's fibre advice (:mod:`cardioscar.simulation.fibres`) on each face that gives
+#: fibres otherwise: the panel and the batch script ask for the rule or none, the Logic takes
+#: ``fibres="rule"`` or an array, none of them a cell field's name.
+PANEL_FIBRE_ADVICE = {WITHOUT_RULE: "untick 'LV fibre rule' (no fibres)",
+                      GIVE_FIBRES: "tick 'LV fibre rule' (the LV rule)"}
+BATCH_FIBRE_ADVICE = {WITHOUT_RULE: "leave --fibre-rule out (no fibres)",
+                      GIVE_FIBRES: "give --fibre-rule (the LV rule)"}
+LOGIC_FIBRE_ADVICE = {WITHOUT_RULE: "export with fibres=None (or fibres, an array of one fibre or fibre+sheet "
+                                    "direction per cell)",
+                      GIVE_FIBRES: "give fibres, an array of one fibre (or fibre+sheet) direction per cell from a "
+                                   "fibre rule or atlas, or fibres=\"rule\" (the LV rule)"}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
 #: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).
@@ -139,7 +154,7 @@ AHA_NAMES = {"--mesh": "model_node", "--rv-point": "inputs.rv_markups", "--rv-in
 #: --aha-dir itself, in its own words, before any step runs.
 BATCH_NAMES = {
     "apply": {"--mc-samples": "--inference-mc-samples", "--batch-size": "--inference-batch-size"},
-    "export": {"--output": "--export-opencarp"},
+    "export": {"--output": "--export-opencarp", "--fibres": "--fibre-rule"},
     "aha": {"--threshold": "--aha-threshold"},
     "channels": {"--layers": "--channel-layers", "--layer-width": "--channel-layer-width",
                  "--max-width": "--channel-max-width", "--output-dir": "--channels-dir"},
@@ -167,13 +182,13 @@ def _renamed(message: str, names: dict[str, str], form: str) -> str:
 def in_panel_words(message: str) -> str:
     """``message`` with each command-line option the panel has a box for replaced by that box's
     label in quotes; a quoted command and everything else as it was."""
-    return _renamed(message, PANEL_NAMES, "'{}'")
+    return _renamed(advice_in_face_words(message, PANEL_FIBRE_ADVICE), PANEL_NAMES, "'{}'")
 
 
 def in_batch_words(message: str, names: dict[str, str]) -> str:
     """``message`` (the library's words) with each command-line option in ``names`` replaced by the
     batch script's option; a quoted command and everything else as it was."""
-    return _renamed(message, names, "{}")
+    return _renamed(advice_in_face_words(message, BATCH_FIBRE_ADVICE), names, "{}")
 
 
 def library_words(error: BaseException) -> str:
@@ -219,9 +234,11 @@ def library_warnings() -> Iterator[list[str]]:
 Function = TypeVar("Function", bound=Callable)
 
 
-def speaks_logic_words(names: dict[str, str]) -> Callable[[Function], Function]:
+def speaks_logic_words(names: dict[str, str], advice: dict[str, str] | None = None
+                       ) -> Callable[[Function], Function]:
     """Decorate a Logic entry point: a :class:`CardioScarError` it raises names each command-line
-    option in ``names`` as the Logic's parameter instead, and keeps the library's words in
+    option in ``names`` as the Logic's parameter instead (and gives ``advice``'s phrases, the
+    command line's fibre advice, in the Logic's words), and keeps the library's words in
     ``library_message``. The error itself is reworded, not a copy of it: a copy lost its cause
     (``raise ... from OSError``) and could not be made of a subclass whose ``__init__`` takes other
     arguments than its message (a TypeError in place of the user's error)."""
@@ -233,7 +250,7 @@ def speaks_logic_words(names: dict[str, str]) -> Callable[[Function], Function]:
                 return function(*args, **kwargs)
             except CardioScarError as error:
                 original = library_words(error)
-                message = _renamed(original, names, "{}")
+                message = _renamed(advice_in_face_words(original, advice or {}), names, "{}")
                 if message != str(error):
                     error.args = (message,)
                     error.library_message = original

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
     sim.add_argument("--fibre-rule", action="store_true",
                      help="write PREFIX.lon from the LV fibre rule (helix +60 endo to -60 epi; rule-based, LV only)")
+    sim.add_argument("--helix-angles", default=None, metavar="ENDO,EPI",
+                     help="with --fibre-rule: helix angles (degrees) at the endocardium and epicardium (default "
+                          "60,-60, Streeter 1969; as cardioscar export --helix-angles)")
     _add_channel_arguments(parser)
     _add_aha_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
@@ -263,6 +266,14 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if args.fibre_rule and args.export_opencarp is None:  # else parsed and silently unused
         raise CardioScarError("--fibre-rule writes the LV fibre rule's PREFIX.lon with --export-opencarp PREFIX: add "
                               "--export-opencarp, or leave --fibre-rule out.")
+    if args.helix_angles is not None:  # checked before the training, as the rule's other refusals
+        from cardioscar.simulation.export import parse_helix
+        from cardioscar.simulation.fibres import check_helix_angles
+
+        if not args.fibre_rule:
+            raise CardioScarError("--helix-angles is for --fibre-rule (the LV fibre rule's angles): add --fibre-rule, "
+                                  "or leave --helix-angles out.")
+        args.helix_angles = check_helix_angles(parse_helix(args.helix_angles))
     if args.core_mesh is not None and args.scar_target == "core":
         raise CardioScarError("--core-mesh tags this run's scar with a core model's result: this run learns the core "
                               "(--scar-target core); tag the scar run instead.")
@@ -507,9 +518,9 @@ def run(argv: list[str]) -> int:
                 mesh = read_mesh(args.mesh)
                 check_exportable(mesh)
                 if args.fibre_rule:  # a mesh the rule refuses (biventricular, a surface), before the training
-                    from cardioscar.simulation.fibres import rule_wall
+                    from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_wall
 
-                    rule_wall(mesh)
+                    rule_wall(mesh, args.helix_angles or DEFAULT_HELIX_DEG)
         if args.channels_dir is not None:  # its options, and a mesh the search refuses, before the training
             from cardioscar.aha.wall import lv_wall
             from cardioscar.io.meshio import read_mesh
@@ -551,7 +562,7 @@ def run(argv: list[str]) -> int:
 
             with _doing("export", parser):
                 files = export_model_node(model_node, tags, args.export_opencarp, units=args.units,
-                                          fibres="rule" if args.fibre_rule else None)
+                                          fibres="rule" if args.fibre_rule else None, helix_deg=args.helix_angles)
             written.append(f"Wrote {', '.join(str(path) for path in files)}")
         if args.summary is not None:
             _write_summary(result.table_node, args.summary)

@@ -36,7 +36,7 @@ from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label
 from cardioscar.fit.normalization import fit_scaler, normalize
 from cardioscar.prepare.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
-from cardioscar.simulation.opencarp import TAG_ARRAY, drop_stale_tissue_tags
+from cardioscar.simulation.opencarp import TAG_ARRAY, drop_earlier_result_fields, drop_stale_tissue_tags
 from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
 from cardioscar.prepare.targets import check_scar_labels, slice_targets, warn_scar_free
@@ -994,6 +994,10 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
     if drop_stale_tissue_tags(mesh.dataset):
         logger.warning("%s had %s tags from an earlier export; they describe that run's scar, not this one, and are "
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
+    dropped = drop_earlier_result_fields(mesh.dataset)
+    if dropped:
+        logger.warning("%s had %s from an earlier run's channels or core model; they belong to that run's scar, not "
+                       "this one, and are not copied to %s", mesh_path, ", ".join(dropped), output_path)
     # the input's note of an earlier run would describe that run's model: replaced, or removed
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
     set_text_field(mesh.dataset, SCAR_RULE_ARRAY, result.scar_rule)

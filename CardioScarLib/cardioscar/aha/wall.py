@@ -18,7 +18,11 @@ node and the nearest epicardial node (both scar: 1, one: 0.5, none: 0), and is l
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import vtk
@@ -196,6 +200,38 @@ def wall_depth(positions: np.ndarray, endo_points: np.ndarray, epi_points: np.nd
     return d_endo / np.maximum(d_endo + d_epi, 1e-12), i_endo, i_epi
 
 
+#: The walls :func:`lv_wall` found inside :func:`walls_kept`, by the geometry they were found on.
+_KEPT_WALLS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cardioscar_kept_walls", default=None)
+
+
+@contextlib.contextmanager
+def walls_kept() -> Iterator[None]:
+    """Inside, :func:`lv_wall` finds the wall of each geometry once (the same nodes and cells in the
+    same frame, from any file or :class:`~cardioscar.io.meshio.Mesh`) and hands it out again.
+
+    Why: a cohort row asking for fibres and channels ran the biventricular test (cross-sections in
+    40 directions) and the wall's faces five times on one geometry: the fibre rule's and the channel
+    search's checks before the fit, the rule in each export format's file, the channel search. A
+    refusal is not kept: it ends the row."""
+    kept = _KEPT_WALLS.get()
+    token = _KEPT_WALLS.set({} if kept is None else kept)
+    try:
+        yield
+    finally:
+        _KEPT_WALLS.reset(token)
+
+
+def _geometry_key(mesh) -> str:
+    """A digest of the mesh's frame, LPS nodes, cell types and cells: what its wall depends on."""
+    from cardioscar.io.meshio import cell_layout
+    from cardioscar.simulation.opencarp import cell_types
+
+    digest = hashlib.blake2b(mesh.space.encode(), digest_size=16)
+    for part in (mesh.points_lps(), cell_types(mesh.dataset), *cell_layout(mesh.dataset)):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
+
+
 def lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkDataSet, LongAxis, WallFaces]:
     """The whole mesh as the LV wall: its points and cells in LPS, its long axis (from its shape)
     and its two faces, or a one-line error naming the ``user`` of the wall ("the fibre rule") and
@@ -203,7 +239,21 @@ def lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkDataSet, L
     (:mod:`.one_ventricle`).
 
     Why here: the fibre rule and the channel search need the same wall of a volumetric LV mesh
-    with no AHA options (all nodes are LV); aha's own advice does not apply to them."""
+    with no AHA options (all nodes are LV); aha's own advice does not apply to them. Inside
+    :func:`walls_kept`, found once per geometry."""
+    kept = _KEPT_WALLS.get()
+    key = None if kept is None else _geometry_key(mesh)
+    if key is not None and key in kept:
+        return kept[key]
+    wall = _find_lv_wall(mesh, user, advice)
+    if key is not None:
+        wall[0].flags.writeable = False  # handed out again: read, never changed in place
+        kept[key] = wall
+    return wall
+
+
+def _find_lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkDataSet, LongAxis, WallFaces]:
+    """:func:`lv_wall`'s work, its refusals in one line."""
     name = "the mesh" if mesh.path is None else mesh.path.name
     if not is_volumetric(mesh.dataset):
         raise CardioScarError(f"{name} has no volume cells: {user} needs the LV wall's endocardium, epicardium and the "

@@ -29,6 +29,7 @@ from cardioscar.lge.prepare import ScarRuleRequest
 from cardioscar.lge.rules import RULES
 from cardioscar.logic import PreprocessingRequest
 from cardioscar.io.meshio import MESH_SUFFIXES
+from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
 from cardioscar.simulation.tags import DEFAULT_CORE_TWO_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,13 @@ COLUMN_OF_OPTION = {f"--{column.replace('_', '-')}": column for column in (
     "preset", "seed", "max_epochs", "threshold", "scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask",
     "remote_mask", "intensity_offset", "expert_scar_labels", "expert_core_labels", "dark_blood_lge", "fibres",
     "helix_angles")} | {
-    "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image", "--mesh": "mesh"}
+    "--rv-point": "the aha point", "--rv-inferior-point": "the aha inferior point", "--image": "image",
+    "--mesh": "mesh", "--core": "core_threshold"}
 _OPTION = re.compile(r"--[a-z]+(?:-[a-z]+)*")
+#: The fibre advice of the command line (:mod:`cardioscar.simulation.fibres`) as a manifest gives fibres:
+#: its ``fibres`` column takes the rule or none, never a cell field.
+FIBRE_ADVICE = {WITHOUT_RULE: "leave the fibres column empty (no fibres)",
+                GIVE_FIBRES: "give the fibres column rule (the LV fibre rule)"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
@@ -361,7 +367,8 @@ def in_manifest_terms(message: str) -> str:
     Why: a row's errors come from the library the CLI shares, so they said 'give the scar labels of
     this label map (--scar-labels)' to a user who has no such option, only a ``scar_labels``
     column (EMIDEC, a mistyped label)."""
-    return _OPTION.sub(lambda found: COLUMN_OF_OPTION.get(found.group(0), found.group(0)), message)
+    return _OPTION.sub(lambda found: COLUMN_OF_OPTION.get(found.group(0), found.group(0)),
+                       advice_in_face_words(message, FIBRE_ADVICE))
 
 
 def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tuple[Optional[PatientSpec], list[str]]:

@@ -352,17 +352,13 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     """The conducting channels of a scar rule's two fields' node ``tags`` (as ``cardioscar channels
     --tags 1,2,3`` on the export's ``heart.vtu``, whose ``core_uncertainty`` is the core model's
     spread): ``channels.csv``, ``channels.json`` and ``channels_mesh.<ext>`` in ``folder``; returns
-    the file names and the count. A patient with no core node has no channel to search: its count
-    is 0, said in a warning, and no file is written (the library refuses such a mesh)."""
+    the file names and the count. A patient with no core node has no channel: its files say 0, as
+    the library's warning does (``cardioscar channels`` and the batch script alike)."""
     from cardioscar.io.meshio import read_mesh
     from cardioscar.simulation.channels import run_channels
     from cardioscar.simulation.opencarp import TAG_ARRAY
     from cardioscar.simulation.tags import DEFAULT_TAGS
 
-    if not np.any(tags == DEFAULT_TAGS[2]):
-        logger.warning("column 'channels': no node is tagged core, so there is no conducting channel to search; "
-                       "none written")
-        return {"folder": None, "files": [], "n_channels": 0}
     mesh = read_mesh(prediction)
     _add_point_field(mesh, TAG_ARRAY, np.asarray(tags, dtype=np.int32))
     _add_point_field(mesh, "core_uncertainty", read_mesh(core_prediction).point_array("scar_uncertainty"))
@@ -615,7 +611,9 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0700 would hide the results from the user's group
     kept = _KeptWarnings()
     try:
-        with kept:
+        from cardioscar.aha.wall import walls_kept
+
+        with kept, walls_kept():  # walls_kept: the fibre rule's and the channel search's wall, once per mesh
             record.update(_pipeline(spec, folder, out / spec.id, threads, use_gpu, kept))
         record.update(status="done", seconds=round(time.perf_counter() - start, 3), warnings=kept.messages)
         report_only = {key: record.pop(key) for key in REPORT_ONLY}

@@ -125,6 +125,9 @@ class ChannelResult:
 
     def summary(self) -> str:
         """One line: how many channels in which layers, or that none was found and why none could be."""
+        if not any(layer["core_nodes"] for layer in self.layers):  # a result with no core has no channel
+            return ("no conducting channel: no node of the searched layers is core, so no border-zone corridor can "
+                    "run through core; check the tags (or lower --core)")
         if not self.channels:
             return ("no conducting channel found in any layer (no border-zone corridor through the core with two "
                     "entrances); see the per-layer counts")
@@ -251,9 +254,6 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
     ``bz_channel`` of a node in channels of several (overlapping) layers is the channel of the
     layer nearest its depth. Channels are numbered from 1 by layer, then by size (largest first)."""
     options.check()
-    if not tissue.core.any():
-        raise CardioScarError(f"{tissue.source}: no node is core, so no border-zone corridor can run through core; "
-                              "check the tags (or lower --core) before looking for channels")
     graph = edge_graph(dataset, points)
     channels, layers = [], []
     node_channel = np.zeros(len(points), np.int32)

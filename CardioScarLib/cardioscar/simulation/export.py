@@ -108,8 +108,24 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         if array is None:
             raise CardioScarError(f"{Path(mesh_path).name} has no cell field '{fibres_field}' for --fibres; the "
                                   "fibres must be a cell array of 3 (fibre) or 6 (fibre+sheet) components")
-        fibres = vtk_to_numpy(array).reshape(mesh.dataset.GetNumberOfCells(), -1)
+        fibres = np.array(vtk_to_numpy(array)).reshape(mesh.dataset.GetNumberOfCells(), -1)
+        if fmt == "vtu":
+            _drop_fibre_source(mesh, fibres_field)
     return tags, write_simulator_files(mesh, tags, output, fmt, units, space, fibres, scar_rule, helix_deg)
+
+
+def _drop_fibre_source(mesh: "Mesh", fibres_field: str) -> None:
+    """Leave the ``--fibres CELLFIELD`` array itself out of a ``.vtu`` export (``mesh`` is read for
+    this export, not the user's file), which carries the field as the unit, perpendicular cell
+    vectors ``fibre`` and ``sheet``. Why: beside them it was a second fibre field that disagreed
+    with the first (not normalised, the sheet leaning), and a simulator told to read it read the
+    directions the export had refused or corrected."""
+    from .opencarp import FIBRE_ARRAY, SHEET_ARRAY
+
+    if fibres_field not in (FIBRE_ARRAY, SHEET_ARRAY):
+        mesh.dataset.GetCellData().RemoveArray(fibres_field)
+        logger.info("The .vtu carries --fibres %s as the cell vectors %s and %s (unit, the sheet perpendicular), "
+                    "not the cell field %s itself", fibres_field, FIBRE_ARRAY, SHEET_ARRAY, fibres_field)
 
 
 def _copy_core_fields(core: "Mesh", mesh: "Mesh", core_field: str) -> None:
@@ -142,7 +158,7 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
     rule-based in the .json (the .vtu's ``CardioScarFibreRule`` note); an openCARP set without fibres
     is warned (openCARP reads PREFIX.lon). A .vtu gets the fibres as the cell vectors ``fibre`` and
     ``sheet`` (it wrote none, silently, before)."""
-    from .fibres import DEFAULT_HELIX_DEG, RULE_NAME, rule_fibres, rule_record
+    from .fibres import DEFAULT_HELIX_DEG, GIVE_FIBRES, RULE_NAME, rule_fibres, rule_record
     from .opencarp import write_opencarp, write_tagged_vtu
 
     if fmt not in ("opencarp", "vtu"):  # before the rule's work
@@ -157,9 +173,7 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
         if fibres is None:  # openCARP reads PREFIX.lon with the mesh
             name = Path(output).name
             logger.warning("no %s.lon was written (no --fibres): openCARP reads a fibre file with the mesh "
-                           "(-meshname %s); give --fibres CELLFIELD, a cell array of fibre (or fibre+sheet) "
-                           "directions from a fibre rule or atlas, or --fibres rule (the LV rule), before simulating",
-                           name, name)
+                           f"(-meshname %s); {GIVE_FIBRES}, before simulating", name, name)
         return files
     target = Path(output)
     target = target if target.suffix.lower() == ".vtu" else target.with_name(target.name + ".vtu")

@@ -363,6 +363,29 @@ def drop_stale_tissue_tags(dataset) -> bool:
     return found
 
 
+def earlier_result_fields() -> tuple[str, ...]:
+    """The point fields that an earlier result's later steps derived from its scar, besides the
+    tags: the channel search's ``bz_channel`` and the core model's fields an ``export --format vtu
+    --core-mesh`` copied in (:data:`cardioscar.simulation.export.CORE_COPIES`)."""
+    from .channels import CHANNEL_FIELD
+    from .export import CORE_COPIES
+
+    return (CHANNEL_FIELD, *CORE_COPIES.values())
+
+
+def drop_earlier_result_fields(dataset) -> list[str]:
+    """Remove :func:`earlier_result_fields` from a mesh that now gets a new probability; the names removed.
+
+    Why: a re-run on an earlier run's channels mesh or tagged ``.vtu`` kept its channels and its
+    core model's probability beside the new scar: ``channels --scar-field``, ``export --core-field
+    core_probability`` or a viewer then paired the new scar with the old run's core and channels."""
+    data = dataset.GetPointData()
+    dropped = [name for name in earlier_result_fields() if data.HasArray(name)]
+    for name in dropped:
+        data.RemoveArray(name)
+    return dropped
+
+
 def note_tag_values(dataset, tag_values: tuple[int, int, int]) -> None:
     """Note on ``dataset`` which ``tissue_tag`` value is healthy, border zone and core."""
     set_text_field(dataset, TAG_VALUES_ARRAY, json.dumps(dict(zip(CLASS_NAMES, (int(v) for v in tag_values)))))
@@ -386,6 +409,28 @@ def _set_cell_array(dataset, name: str, values: np.ndarray) -> None:
     dataset.GetCellData().AddArray(array)
 
 
+def _drop_unwritten(dataset, fibres: np.ndarray | None, source: str, target: str) -> None:
+    """Remove from the export's copy the fields an earlier export or run left that this export does
+    not write anew, with a warning naming them: the ``fibre`` / ``sheet`` cell vectors this export
+    has no fibres (or no sheet) for, and the channels (:data:`.channels.CHANNEL_FIELD`) of earlier tags.
+
+    Why: a ``.vtu`` re-exported without fibres from an earlier fibre export kept its ``fibre`` and
+    ``sheet``, and a simulator read them as this model's (another helix, or another mesh's rule
+    beside the new tags); ``bz_channel`` is where the earlier tags' channels ran, not the new ones'."""
+    from .channels import CHANNEL_FIELD
+
+    written = () if fibres is None else (FIBRE_ARRAY, SHEET_ARRAY)[:fibres.shape[1] // 3]
+    stale = [(data, name) for data, names in ((dataset.GetCellData(), (FIBRE_ARRAY, SHEET_ARRAY)),
+                                              (dataset.GetPointData(), (FIBRE_ARRAY, SHEET_ARRAY, CHANNEL_FIELD)))
+             for name in names if data.HasArray(name) and not (data is dataset.GetCellData() and name in written)]
+    for data, name in stale:
+        data.RemoveArray(name)
+    if stale:
+        logger.warning("%s carries %s from an earlier export or run, which this export does not write anew: not "
+                       "copied to %s, whose fibres and tags are this export's alone (give --fibres to write fibres)",
+                       source, ", ".join(sorted({name for _, name in stale})), target)
+
+
 def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path, fibres: np.ndarray | None = None,
                      fibre_rule: dict | None = None) -> None:
     """The mesh as ``.vtu`` with ``tissue_tag`` as cell and point data (meshtool and ParaView read it).
@@ -401,12 +446,13 @@ def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path, fibres: np.
     check_vtu_exportable(mesh)
     copy = mesh.dataset.NewInstance()
     copy.DeepCopy(mesh.dataset)
+    field = None if fibres is None else unit_fibres(fibres, copy.GetNumberOfCells())
+    _drop_unwritten(copy, field, mesh.path.name if mesh.path else "the mesh", target.name)
     _set_cell_array(copy, TAG_ARRAY, np.asarray(tags.element_tags, np.int32))
-    if fibres is not None:
-        field = unit_fibres(fibres, copy.GetNumberOfCells())
+    if field is not None:
         _set_cell_array(copy, FIBRE_ARRAY, field[:, :3])
         if field.shape[1] == 6:
             _set_cell_array(copy, SHEET_ARRAY, field[:, 3:])
-        set_text_field(copy, FIBRE_RULE_ARRAY, None if fibre_rule is None else json.dumps(fibre_rule))
+    set_text_field(copy, FIBRE_RULE_ARRAY, None if fibre_rule is None else json.dumps(fibre_rule))
     note_tag_values(copy, tags.tag_values)
     write_mesh(Mesh(dataset=copy, space=mesh.space, path=mesh.path), target, {TAG_ARRAY: tags.node_tags})
