@@ -1311,9 +1311,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def onScoreButton(self) -> None:
         """Score the chosen model against the truth labels, on the main thread: the scoring is numpy
-        on arrays already in memory and takes under a second (0.4 s for 153,000 nodes on five EMIDEC
-        slices, on a shared 2-core machine), less than a worker process takes to start, so there is
-        nothing to stop. A bad input or a refusal is one status line and changes nothing."""
+        on arrays already in memory and takes about a second (153,000 nodes on five EMIDEC slices:
+        0.3-0.5 s to read the slices, 0.4-0.5 s to score, on a loaded 2-core machine), no longer than
+        a worker process takes to start, so there is nothing to stop. A bad input or a refusal is
+        one status line and changes nothing."""
         from cardioscar.errors import CardioScarError
 
         p = self._parameterNode
