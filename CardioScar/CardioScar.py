@@ -1017,12 +1017,13 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._bullseye.discard()
 
     def onSceneEndClose(self, caller, event) -> None:
-        """As every panel, and the last bull's-eye goes with the scene it was drawn from: its label
-        and *Save bull's-eye* kept pointing at the closed scene's model."""
+        """As every panel, and the last bull's-eye and score go with the scene they were made from:
+        their labels and *Save bull's-eye* kept pointing at the closed scene's model."""
         WorkerPanelMixin.onSceneEndClose(self, caller, event)
         self._bullseye.discard()
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
         self.ui.saveBullseyeButton.enabled = False
+        self.ui.scoreResultsLabel.text = _("No score yet.")  # its figures were the closed scene's model's
 
     def onComputeAhaButton(self) -> None:
         """AHA segments of the chosen model in a worker (or stop it): arrays and table on the model,

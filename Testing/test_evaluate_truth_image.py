@@ -153,6 +153,9 @@ def test_no_node_on_pixels_with_truth_is_refused_naming_the_myocardium(segmented
     (["--scar-labels", "3", "--myocardium-labels", "2,3", "--truth-field", "scar_truth"], "leave --truth-field out"),
     (["--scar-labels", "3", "--myocardium-labels", "2,3", "--truth-threshold", "0.3"], "leave --truth-threshold out"),
     (["--scar-labels", "3", "--myocardium-labels", "2,3", "--slice-indices", "9"], "out of range for axis z: valid 0-8"),
+    # prepare's check of the myocardium labels, in the scoring's words
+    (["--scar-labels", "3", "--myocardium-labels", "1,2,3"], "would score the wall at the endocardium against a "
+                                                             "healthy truth"),
 ])
 def test_bad_truth_image_options_are_refused_in_one_line(case, extra, fragment, capsys, tmp_path):
     assert_refused_in_one_line(["evaluate", "--prediction", case["prediction"](0), "--truth-image", case["labels"],

@@ -46,10 +46,6 @@ def scoring(panel, segmented, tmp_path):
     return {"model": model, "labels": labels, "expected": expected}
 
 
-def _figures(scores: dict) -> str:
-    return results.score_summary(scores)
-
-
 @LATEST
 def test_score_shows_the_command_lines_figures_and_writes_nothing_unless_asked(panel, scoring):
     widget, ui, model = panel["widget"], panel["ui"], scoring["model"]
@@ -59,7 +55,7 @@ def test_score_shows_the_command_lines_figures_and_writes_nothing_unless_asked(p
     expected = scoring["expected"]
     assert expected["n_nodes"] > 500 and 0 < expected["dice"] < 1
     text = ui.statusLabel.text
-    assert text == f"Scored 'prediction' against 'phantom_labels': {_figures(expected)}.", text
+    assert text == f"Scored 'prediction' against 'phantom_labels': {results.score_summary(expected)}.", text
     assert f"Dice {expected['dice']:.3f} at 0.5" in text and f"AUC {expected['auc']:.3f}" in text
     shown = ui.scoreResultsLabel.text
     for line in expected["slices"]:  # per slice: nodes scored (of them scar)
@@ -67,6 +63,8 @@ def test_score_shows_the_command_lines_figures_and_writes_nothing_unless_asked(p
     assert shown.count("<tr>") == len(expected["slices"]) + 1
     assert set(_arrays(model)) == before  # 'Write scar_truth on the model' unticked
     assert ui.logTextEdit.toPlainText().splitlines()[-1] == text
+    panel["scene"].Clear(0)  # a closed scene takes its score with it
+    assert ui.scoreResultsLabel.text == "No score yet." and not ui.scoreButton.enabled
 
 
 @LATEST

@@ -470,8 +470,8 @@ def _evaluate_on_slices(args: argparse.Namespace, inputs: Sequence[Optional[Path
         myocardium_mask=args.myocardium_mask, slice_axis=args.slice_axis or SLICE_AXIS,
         slice_indices=args.slice_indices, slice_thickness_padding=(
             SLICE_PADDING_MM if args.slice_thickness_padding is None else args.slice_thickness_padding),
-        truth_threshold=args.truth_threshold, probability_field=args.probability_field, uncertainty_field=args.uncertainty_field,
-        threshold=args.threshold, write_truth=args.write_truth)
+        truth_threshold=args.truth_threshold, probability_field=args.probability_field,
+        uncertainty_field=args.uncertainty_field, threshold=args.threshold, write_truth=args.write_truth)
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:

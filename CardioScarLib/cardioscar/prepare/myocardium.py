@@ -247,7 +247,8 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         sampled.append(label.reshape(layer.shape))
     if labels is not None and "myocardium" in what.lower():
-        check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels")
+        check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels",
+                                as_used(LabelHarm(), SCORE_HARM))
     elif "myocardium" in what.lower():
         refuse_label_map_as_mask(sampled, f"{what} {source}")
     return masks

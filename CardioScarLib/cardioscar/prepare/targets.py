@@ -35,7 +35,8 @@ _SLICE_USE: contextvars.ContextVar[str] = contextvars.ContextVar("cardioscar_sli
 @contextlib.contextmanager
 def reading_for_scoring() -> Iterator[None]:
     """The slices read inside are a truth to score against: the checks' messages say what a wrong
-    label does to the score, not to the training (a scar-free map "scores every node as healthy")."""
+    label does to the score, not to the training (a scar-free map's nodes "scored against a healthy
+    truth", not its pixels "trained as healthy")."""
     token = _SLICE_USE.set("score")
     try:
         yield
