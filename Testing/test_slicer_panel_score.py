@@ -103,3 +103,19 @@ def test_refusals_are_one_line_in_the_sections_words_and_change_nothing(panel, s
     assert (_arrays(model)[heldout.TRUTH_FIELD] == 1).all() and heldout.SCORED_FIELD not in _arrays(model)
     ui.scoreModelSelector.setCurrentNode(None)
     assert not ui.scoreButton.enabled and "Choose the model to score" in ui.scoreButton.toolTip
+
+
+@LATEST
+def test_a_segmentation_of_the_same_labels_scores_as_the_label_map(panel, scoring, segmented, tmp_path):
+    """The Logic takes a segmentation as it does for training: its scar segment, and its myocardium
+    segment named in *Truth myocardium segment* (the label boxes then say nothing)."""
+    from test_slicer_myocardium import _segmentation_of
+
+    ui = panel["ui"]
+    ui.scoreTruthSelector.setCurrentNode(_segmentation_of(panel["context"], segmented, tmp_path))
+    ui.scoreScarLabelsLineEdit.text = ""
+    ui.scoreMyocardiumLabelsLineEdit.text = ""
+    ui.scoreMyocardiumSegmentLineEdit.text = "Myocardium"
+    ui.scoreButton.click()
+    assert ui.statusLabel.text.startswith("Scored 'prediction' against 'Segmentation")
+    assert results.score_summary(scoring["expected"]) in ui.statusLabel.text
