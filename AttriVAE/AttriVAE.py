@@ -289,8 +289,9 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
                        f"<td>{'out of training range ' + span if flag == 'yes' else ''}</td></tr>"
                        for m, v, u, span, flag in result.prediction.rows())
         self.ui.resultsLabel.text = f"<table>{rows}</table>"
-        self.ui.statusLabel.text = _("MI probability {p:.3f}: table '{table}'.").format(
-            p=result.prediction.mi_probability, table=result.table_node.GetName())
+        self.ui.statusLabel.text = _("MI probability {p:.3f} ({calibration}): table '{table}'.").format(
+            p=result.prediction.mi_probability, calibration=result.prediction.calibration_note(),
+            table=result.table_node.GetName())
         self._log(self.ui.statusLabel.text)
         self._showTable(result.table_node)
 

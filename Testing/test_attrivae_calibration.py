@@ -13,6 +13,7 @@ from cardioscar.attrivae.calibration import (PlattScaling, brier_score, calibrat
                                              expected_calibration_error, fold_calibrated, reliability_curve)
 from cardioscar.attrivae.dataset import case_files, load_cases
 from cardioscar.attrivae.model import Architecture
+from cardioscar.attrivae import predict as predict_module
 from cardioscar.attrivae.predict import predict_case
 from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig
 from cardioscar.attrivae.synthetic import write_synthetic_set
@@ -105,12 +106,19 @@ def _checkpoint(fitted, tmp_path, calibration):
     return path
 
 
-def test_predict_applies_the_recorded_calibration_and_keeps_the_raw_score(small_model, tmp_path):
+def test_predict_applies_the_recorded_calibration_and_keeps_the_raw_score(small_model, tmp_path, monkeypatch,
+                                                                           warnings_of_cardioscar):
     folder, fitted = small_model
     image, labels = case_files(folder / "Case_P001")
-    plain = predict_case(ckpt.load_checkpoint(_checkpoint(fitted, tmp_path, None)), image, labels,
-                         LabelConvention(), CPU).result
+    monkeypatch.setattr(predict_module, "_WARNED_UNCALIBRATED", set())  # none warned yet in this process
+    uncalibrated = ckpt.load_checkpoint(_checkpoint(fitted, tmp_path, None))
+    plain = predict_case(uncalibrated, image, labels, LabelConvention(), CPU).result
     assert plain["calibration"] is None and plain["mi_probability"] == plain["mi_probability_uncalibrated"]
+    assert plain["mi_probability_calibrated"] is False
+    # said once per model: a second case of the same model is not warned about again
+    predict_case(uncalibrated, *case_files(folder / "Case_N003"), LabelConvention(), CPU)
+    said = [message for message in warnings_of_cardioscar if "records no calibration" in message]
+    assert len(said) == 1 and "mi_probability is the network's raw score" in said[0], warnings_of_cardioscar
     scaling = PlattScaling(slope=0.4, intercept=1.2, n_cases=30)
     path = _checkpoint(fitted, tmp_path, scaling.to_dict())
     assert torch.load(path, weights_only=True)["calibration"] == scaling.to_dict()
@@ -120,6 +128,8 @@ def test_predict_applies_the_recorded_calibration_and_keeps_the_raw_score(small_
     assert result["mi_probability"] == pytest.approx(float(scaling.apply(raw)))
     assert abs(result["mi_probability"] - raw) > 1e-3  # the calibration moved it
     assert result["mi_predicted"] == (result["mi_probability"] >= 0.5) and result["calibration"]["method"] == "platt"
+    assert result["mi_probability_calibrated"] is True
+    assert len([message for message in warnings_of_cardioscar if "records no calibration" in message]) == 1
 
 
 def test_a_damaged_calibration_record_is_refused_in_one_line(small_model, tmp_path):

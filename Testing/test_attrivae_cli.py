@@ -69,6 +69,7 @@ def test_predict_prints_one_json_line_with_the_contract_fields(trained, emidec):
     answer = json.loads(lines[0])
     assert 0 <= answer["mi_probability"] <= 1 and answer["mi_predicted"] == (answer["mi_probability"] >= 0.5)
     platt = answer["calibration"]  # the trained model's scaling, applied to the network's own score
+    assert answer["mi_probability_calibrated"] is True and "records no calibration" not in result.stderr
     logit = np.log(answer["mi_probability_uncalibrated"] / (1 - answer["mi_probability_uncalibrated"]))
     assert answer["mi_probability"] == pytest.approx(1 / (1 + np.exp(-(platt["slope"] * logit + platt["intercept"]))))
     assert list(answer["attributes"]) == ATTRIBUTES and list(answer["out_of_range"]) == ATTRIBUTES
@@ -175,6 +176,10 @@ def test_demo_without_the_data_folder_trains_on_a_synthetic_set_and_explains(tmp
     assert summary == json.loads((out / "demo.json").read_text(encoding="utf-8"))
     assert summary["data"] == "synthetic" and summary["heldout_case"] not in summary["training_cases"]
     assert 0 <= summary["mi_probability"] <= 1 and (out / "model.pth").is_file()
+    # the demo trains without cross-validation: its probability is the raw score, said on each output
+    assert summary["mi_probability_calibrated"] is summary["explain"]["mi_probability_calibrated"] is False
+    assert json.loads((out / "predict.json").read_text(encoding="utf-8"))["mi_probability_calibrated"] is False
+    assert err.count("records no calibration") == 1
     for path in summary["explain"]["files"]["attention"].values():
         assert sitk.ReadImage(path).GetSize() == sitk.ReadImage(
             str(out / "synthetic_data" / summary["heldout_case"] / "Images" / f"{summary['heldout_case']}.nii.gz")).GetSize()

@@ -201,6 +201,8 @@ def test_predict_fills_the_table_with_the_command_lines_values(nodes, attrivae_m
     assert rows["MI probability"][0] == f"{truth['mi_probability']:.3f}"
     assert rows["MI score, uncalibrated"][0] == f"{truth['mi_probability_uncalibrated']:.3f}"
     assert rows["MI probability calibration"][0].startswith("none")  # the session's model has no folds
+    assert truth["mi_probability_calibrated"] is False and result.prediction.calibrated is False
+    assert any("records no calibration" in line for line in lines), "the command's warning reaches the caller"
     low, high = truth["model"]["training_ranges"]["wall_thickness_mm"]
     assert rows["Wall thickness"] == [f"{truth['attributes']['wall_thickness_mm']:.4g}", "mm", f"{low:.4g} to {high:.4g}",
                                       "yes" if truth["out_of_range"]["wall_thickness_mm"] else "no"]
@@ -360,6 +362,14 @@ def test_the_table_shows_the_calibrated_probability_and_names_the_uncalibrated_s
     older = results.read_prediction({"mi_probability": 0.35, "mi_predicted": False, "attributes": {},
                                      "out_of_range": {}})  # a cardioscar from before calibration
     assert [row[0] for row in older.rows()] == ["MI probability", "MI predicted"]
+    # the status line's words: calibrated, the raw score, or not said by an older cardioscar
+    said = {"mi_probability": 0.35, "mi_predicted": False, "attributes": {}, "out_of_range": {}}
+    assert results.read_prediction({**said, "mi_probability_calibrated": True}).calibration_note() == "calibrated"
+    assert results.read_prediction({**said, "mi_probability_calibrated": False}).calibration_note().startswith(
+        "not calibrated: the network's raw score")
+    assert older.calibration_note() == "calibration not reported by this cardioscar"
+    with pytest.raises(CardioScarError, match="mi_probability_calibrated is 'yes', not true or false"):
+        results.read_prediction({**said, "mi_probability_calibrated": "yes"})
 
 
 def test_an_attrivae_command_that_cannot_start_leaves_no_job_folder(nodes, attrivae_model, temporary):

@@ -100,7 +100,8 @@ def test_predict_then_explain_from_the_panel(panel, attrivae_model):
     table = lge.GetNodeReference(results.PREDICTION_REFERENCE)
     assert table is not None and table.GetCellText(0, 0) == "MI probability"
     assert f"<b>{table.GetCellText(0, 1)}</b>" in ui.resultsLabel.text and "Wall thickness" in ui.resultsLabel.text
-    assert ui.statusLabel.text.startswith(f"MI probability {table.GetCellText(0, 1)}")
+    assert ui.statusLabel.text.startswith(f"MI probability {table.GetCellText(0, 1)} (not calibrated: the network's "
+                                          "raw score")  # the session's model was trained with --folds 0
     # the slice views (where the maps will be drawn) and the table view
     layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
     assert layout.GetViewArrangement() == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView

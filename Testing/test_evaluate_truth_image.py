@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import SHARED_DATA, assert_refused_in_one_line
+from conftest import SHARED_DATA, assert_refused_in_one_line, scar_free_label_map
 
 from cardioscar.cli import main
 from cardioscar.errors import CardioScarError
@@ -153,6 +153,9 @@ def test_no_node_on_pixels_with_truth_is_refused_naming_the_myocardium(segmented
     (["--scar-labels", "3", "--myocardium-labels", "2,3", "--truth-field", "scar_truth"], "leave --truth-field out"),
     (["--scar-labels", "3", "--myocardium-labels", "2,3", "--truth-threshold", "0.3"], "leave --truth-threshold out"),
     (["--scar-labels", "3", "--myocardium-labels", "2,3", "--slice-indices", "9"], "out of range for axis z: valid 0-8"),
+    # prepare's check of the myocardium labels, in the scoring's words
+    (["--scar-labels", "3", "--myocardium-labels", "1,2,3"], "would score the wall at the endocardium against a "
+                                                             "healthy truth"),
 ])
 def test_bad_truth_image_options_are_refused_in_one_line(case, extra, fragment, capsys, tmp_path):
     assert_refused_in_one_line(["evaluate", "--prediction", case["prediction"](0), "--truth-image", case["labels"],
@@ -177,6 +180,53 @@ def test_truth_and_truth_image_together_or_image_options_with_a_mesh_are_refused
     assert refused.value.code != 0 and len(errors) == 1 and "not allowed with argument --truth" in errors[0]
     assert_refused_in_one_line([*mesh_truth, "--scar-labels", "3", "--write-truth", tmp_path / "out.vtk"],
                                "with --truth (a mesh) leave them out", capsys, tmp_path)
+
+
+@pytest.mark.parametrize("option", [["--slice-axis", "z"], ["--slice-thickness-padding", "2"],
+                                    ["--slice-thickness-padding", "5.0"]])
+def test_the_slices_options_given_with_a_truth_mesh_are_refused_even_at_their_defaults(case, segmented, option,
+                                                                                       capsys, tmp_path):
+    assert_refused_in_one_line(["evaluate", "--prediction", case["prediction"](0), "--truth", segmented["mesh"],
+                                *option, "--json", tmp_path / "out.json"],
+                               f"{option[0]} read a --truth-image; with --truth (a mesh) leave them out", capsys,
+                               tmp_path)
+
+
+def test_write_truth_says_which_scar_truth_it_replaces(case, warnings_of_cardioscar):
+    """The phantom's prediction carries the phantom's whole scar_truth: the written file holds the
+    slices' truth in its place (a new file; the prediction is left as it was), and the warning says
+    so; a second scoring of that file replaces an earlier scoring's truth, named as such."""
+    first, second = case["folder"] / "replaced_once.vtk", case["folder"] / "replaced_twice.vtk"
+    given = dict(scar_labels=[3], myocardium_labels=[2, 3], slice_thickness_padding=case["half"])
+    evaluate_on_slices(case["prediction"](0), case["labels"], write_truth=first, **given)
+    assert any("has a scar_truth that no scoring wrote (a ground truth, as a phantom's)" in message
+               and str(first) in message for message in warnings_of_cardioscar), warnings_of_cardioscar
+    assert np.isfinite(read_mesh(case["prediction"](0)).point_array(heldout.TRUTH_FIELD)).all()  # unchanged
+    warnings_of_cardioscar.clear()
+    scores = evaluate_on_slices(first, case["labels"], write_truth=second, **given)
+    assert any(message.startswith("replaced_once.vtk has an earlier scoring's scar_truth")
+               for message in warnings_of_cardioscar), warnings_of_cardioscar
+    assert scores["dice"] == 1.0
+
+
+def test_a_scar_free_truth_is_worded_as_a_score_not_as_training(segmented, tmp_path, warnings_of_cardioscar):
+    """The checks prepare and the scoring share say what a label does to the score when scoring."""
+    healthy = scar_free_label_map(segmented["label_map"], tmp_path)
+    mesh = read_mesh(segmented["mesh"])
+    prediction = tmp_path / "prediction.vtk"
+    write_mesh(mesh, prediction, {"scar_probability": np.zeros(mesh.n_points, np.float32)})
+    scores = evaluate_on_slices(prediction, healthy, scar_labels=[3], myocardium_labels=[2, 3],
+                                slice_thickness_padding=4.0)
+    assert scores["n_nodes"] > 1000 and sum(line["scar_nodes"] for line in scores["slices"]) == 0
+    scar_free = [message for message in warnings_of_cardioscar if message.startswith("Scar labels 3 match no pixel")]
+    assert len(scar_free) == 1 and "scored against a healthy truth" in scar_free[0]
+    assert not any("train" in message for message in warnings_of_cardioscar), warnings_of_cardioscar
+    # prepare's reading of the same map still speaks of training
+    from cardioscar.prepare.targets import warn_scar_free
+
+    warnings_of_cardioscar.clear()
+    warn_scar_free(slices_from_image(sitk.ReadImage(str(healthy)), "z", None, 4.0), [3], [2, 3])
+    assert "every myocardium pixel trains as healthy" in warnings_of_cardioscar[0]
 
 
 EMIDEC_CASE = SHARED_DATA / "emidec" / "Case_P085" / "Contours" / "Case_P085.nii.gz"

@@ -41,7 +41,16 @@ def test_the_logic_scores_and_writes_the_truth_as_the_command_line(segmented, tm
     logic = csl.CardioScarLogic(context.scene, context.color_logic)
     options = csl.ReconstructionOptions(scar_labels="3", myocardium_labels="2,3", slice_indices="1,2,3",
                                         half_thickness=4.0)
+    # the phantom's own scar_truth (its whole ground truth) is not written over on the node
+    with pytest.raises(CardioScarError, match="holds a scar_truth that no scoring wrote .* without writing the truth "
+                                              r"\(write_truth\)"):
+        logic.score_on_slices(labels, model, options)
+    assert model.GetMesh().GetPointData().GetArray(heldout.SCORED_FIELD) is None
+    assert logic.score_on_slices(labels, model, options, write_truth=False)["n_nodes"] == expected["n_nodes"]
+    results.write_point_arrays(model, {heldout.TRUTH_FIELD: None})  # as a copy of the model without it
     scores = logic.score_on_slices(labels, model, options)
+    again = logic.score_on_slices(labels, model, options)  # an earlier scoring's truth is replaced
+    assert again["dice"] == scores["dice"]
     assert scores["n_nodes"] == expected["n_nodes"] > 500 and scores["not_scored"] == expected["not_scored"]
     counts = [[{k: v for k, v in line.items() if k != "slice"} for line in found["slices"]]
               for found in (scores, expected)]  # the slices named by node here, by file there

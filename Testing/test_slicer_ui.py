@@ -119,7 +119,8 @@ def test_ui_structure_follows_slicer_conventions(ui):
                  if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
     assert receivers == {"inputSelector", "extraInputsSelector", "modelSelector", "myocardiumMaskSelector",
                          "ahaModelSelector", "ahaRvMarkupsSelector", "ahaLabelsSelector", "ahaApexBaseSelector",
-                         "bloodPoolSelector", "remoteSelector", "tagModelSelector", "tagCoreModelSelector"}
+                         "bloodPoolSelector", "remoteSelector", "tagModelSelector", "tagCoreModelSelector",
+                         "scoreModelSelector", "scoreTruthSelector"}
     # a node selector that is not given the scene lists no node (a new selector is easily forgotten)
     assert receivers == {name for name, w in widgets.items() if w.get("class", "").startswith("qMRML")
                          and w.get("class").endswith("NodeComboBox")}
@@ -129,6 +130,9 @@ def test_ui_structure_follows_slicer_conventions(ui):
                                                                                "vtkMRMLSegmentationNode"]
     assert node_types("ahaRvMarkupsSelector") == node_types("ahaApexBaseSelector") == ["vtkMRMLMarkupsFiducialNode"]
     assert node_types("ahaLabelsSelector") == ["vtkMRMLLabelMapVolumeNode"]
+    # the scoring: a result, and the experts' labels as the Logic's score_on_slices takes them
+    assert node_types("scoreModelSelector") == ["vtkMRMLModelNode"]
+    assert node_types("scoreTruthSelector") == ["vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"]
     # label maps and 0/1 volumes; segmentations for the scar rules (refused by the Logic without one)
     assert node_types("myocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"]
     declared = {c.find("class").text for c in ui.iter("customwidget")}
@@ -259,7 +263,7 @@ def test_every_parameter_reaches_the_run(module_ast):
     used = {node.attr for name in ("options", "onApplyButton", "onApplySavedButton", "_showReconstruction", "_updatePanel",
                                    "ahaInputs", "_ahaMissing", "tissueOptions", "fibreOptions", "_tissueMissing",
                                    "_startTissueRun", "_updateResultField", "channelOptions",
-                                   "onFindChannelsButton")
+                                   "onFindChannelsButton", "scoreOptions", "onScoreButton")
             for node in ast.walk(_method(module_ast, "CardioScarWidget", name)) if isinstance(node, ast.Attribute)}
     assert set(_parameters(module_ast)) <= used, sorted(set(_parameters(module_ast)) - used)
 

@@ -70,6 +70,16 @@ class Prediction:
     mi_probability_uncalibrated: Optional[float] = None
     #: The Platt scaling applied (``method``, ``n_cases``...), None when the model has none.
     calibration: Optional[dict] = None
+    #: Whether ``mi_probability`` is calibrated; None from a cardioscar that does not say.
+    calibrated: Optional[bool] = None
+
+    def calibration_note(self) -> str:
+        """The words beside the MI probability in the status line: calibrated or the raw score."""
+        if self.calibrated is None:
+            return "calibration not reported by this cardioscar"
+        if self.calibrated:
+            return "calibrated"
+        return "not calibrated: the network's raw score (model trained without cross-validation)"
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
         """(measure, value, unit, training range, out of that range) rows of the table and the
@@ -130,7 +140,12 @@ def read_prediction(result: dict) -> Prediction:
     raw = result.get("mi_probability_uncalibrated")
     raw = None if raw is None else _number(raw, "mi_probability_uncalibrated")
     calibration = result.get("calibration") if isinstance(result.get("calibration"), dict) else None
-    return Prediction(probability, bool(result["mi_predicted"]), attributes, out_of_range, model, raw, calibration)
+    calibrated = result.get("mi_probability_calibrated")
+    if calibrated is not None and not isinstance(calibrated, bool):
+        raise CardioScarError(f"The Attri-VAE result's mi_probability_calibrated is {calibrated!r}, not true or false: "
+                              "the installed cardioscar does not follow the module's contract (update the extension).")
+    return Prediction(probability, bool(result["mi_predicted"]), attributes, out_of_range, model, raw, calibration,
+                      calibrated)
 
 
 def show_prediction(lge_node, prediction: Prediction):

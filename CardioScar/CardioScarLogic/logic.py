@@ -82,6 +82,23 @@ def _check_model_node(model_node) -> None:
     check_file_of_node(model_node)
 
 
+def _check_truth_may_be_written(model_node) -> None:
+    """Refuse to write the slices' truth over a ``scar_truth`` that no scoring wrote (a phantom's
+    whole ground truth, loaded with its mesh): on the node it would be lost, unlike
+    ``evaluate --write-truth``, which writes a new file and warns. An earlier scoring's truth is
+    replaced, said in the log."""
+    from cardioscar.evaluate.heldout import GROUND_TRUTH, truth_on_the_mesh
+
+    data = model_node.GetMesh().GetPointData()
+    replaced = truth_on_the_mesh(data.GetArrayName(i) for i in range(data.GetNumberOfArrays()))
+    if replaced == GROUND_TRUTH:
+        raise CardioScarError(f"The model '{model_node.GetName()}' holds {replaced}: writing the slices' truth on it "
+                              "would replace it; score without writing the truth (--write-truth), or score a copy of "
+                              "the model")
+    if replaced:
+        logger.info("CardioScar: the slices' truth replaces %s on '%s'", replaced, model_node.GetName())
+
+
 def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None,
                    myocardium_mask=None) -> tuple[list, object]:
     """The chosen slices of one scar node or of a list of them, with their training targets (NaN
@@ -350,9 +367,12 @@ class CardioScarLogic:
         from cardioscar.evaluate.metrics import prediction_fields
         from cardioscar.io.meshio import Mesh
         from cardioscar.logic import check_truth_options, score_on_slices
+        from cardioscar.prepare.targets import reading_for_scoring
 
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
+        if write_truth:
+            _check_truth_may_be_written(model_node)
         label_map = (options.scar_labels is not None or truth_node.IsA("vtkMRMLLabelMapVolumeNode")
                      or truth_node.IsA("vtkMRMLSegmentationNode"))
         has_myocardium = (myocardium_mask is not None or bool(options.parsed_myocardium_labels())
@@ -361,7 +381,8 @@ class CardioScarLogic:
         probability, uncertainty, _ = prediction_fields(Mesh(model_node.GetMesh(), "LPS"), results.PROBABILITY,
                                                         results.UNCERTAINTY)
         database = self.dicom_database if self.dicom_database is not None else getattr(slicer, "dicomDatabase", None)
-        slices, _ = _target_slices(truth_node, options, database, myocardium_mask)
+        with reading_for_scoring():  # the checks' messages speak of the score, not of training
+            slices, _ = _target_slices(truth_node, options, database, myocardium_mask)
         scores, sampled = score_on_slices(model_points_lps(model_node), slices, probability, uncertainty=uncertainty,
                                           threshold=options.threshold or 0.5, truth_threshold=cut,
                                           names=(model_node.GetName(), truth_node.GetName()))

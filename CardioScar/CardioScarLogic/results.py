@@ -295,6 +295,30 @@ def summary_rows(mesh, probability: np.ndarray, uncertainty: np.ndarray, thresho
     return rows
 
 
+def _figure(value: Optional[float], form: str = ".3f") -> str:
+    """A score as shown, or "n/a" where it is undefined (an AUC without scar or without healthy nodes)."""
+    return "n/a" if value is None else format(value, form)
+
+
+def score_summary(scores: dict) -> str:
+    """One line of a scoring's figures (``score_on_slices``'s dict), for the status line and the log."""
+    return (f"Dice {_figure(scores['dice'])} at {scores['threshold']:g}, best {_figure(scores['best_dice'])} at "
+            f"{_figure(scores['best_threshold'], 'g')}, AUC {_figure(scores['auc'])}; {scores['n_nodes']} of "
+            f"{scores['mesh_nodes']} nodes scored on {len(scores['slices'])} slice(s)")
+
+
+def score_slice_rows(scores: dict) -> list[tuple[str, str, str]]:
+    """Per scored slice: its name, its nodes scored (of them scar) and the nodes in its slab not
+    scored, by reason, for the panel's table of the scoring."""
+    rows = []
+    for line in scores["slices"]:
+        skipped = ", ".join(f"{line[key]} {words}" for key, words in (
+            ("outside_the_image", "outside the image"), ("outside_the_myocardium", "outside the myocardium"),
+            ("on_a_nearer_slice", "on a nearer slice")) if line[key])
+        rows.append((line["slice"], f"{line['scored_nodes']} ({line['scar_nodes']} scar)", skipped or "-"))
+    return rows
+
+
 def referenced_or_new(model_node, reference: str, node_class: str, name: str):
     scene = model_node.GetScene()
     node = model_node.GetNodeReference(reference)

@@ -85,6 +85,13 @@ LOGIC_FIBRE_ADVICE = {WITHOUT_RULE: "export with fibres=None (or fibres, an arra
                       GIVE_FIBRES: "give fibres, an array of one fibre (or fibre+sheet) direction per cell from a "
                                    "fibre rule or atlas, or fibres=\"rule\" (the LV rule)"}
 
+#: :data:`PANEL_NAMES` for the panel's *Score against labels* section, whose boxes set the scoring's labels and
+#: slices (``evaluate --truth-image``'s options); the slice axis, slab and threshold are the Options'.
+SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--prediction": "Model to score",
+                     "--mesh": "Model to score", "--scar-labels": "Truth scar labels",
+                     "--myocardium-labels": "Truth myocardium labels", "--slice-indices": "Scored slices",
+                     "--write-truth": "Write scar_truth on the model"}
+
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
 #: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).
 OPTION_FIELDS = {
@@ -124,7 +131,8 @@ RECONSTRUCTION_NAMES = {**{option: f"options.{name}" for option, name in OPTION_
 #: ``score_on_slices`` (``cardioscar evaluate --truth-image``) arguments.
 SCORING_NAMES = {**{option: f"options.{name}" for option, name in OPTION_FIELDS.items()},
                  "--truth-image": "truth_node", "--prediction": "model_node", "--mesh": "model_node",
-                 "--myocardium-mask": "myocardium_mask", "--truth-threshold": "truth_threshold"}
+                 "--myocardium-mask": "myocardium_mask", "--truth-threshold": "truth_threshold",
+                 "--write-truth": "write_truth"}
 
 #: ``tag_model_node`` / ``export_model_node`` (CardioScarLogic.tissue) arguments.
 TISSUE_NAMES = {"--mesh": "model_node", "--border-zone": "border_zone", "--core": "core", "--core-field": "core_field",
@@ -179,10 +187,11 @@ def _renamed(message: str, names: dict[str, str], form: str) -> str:
     return _OPTION.sub(named, message)
 
 
-def in_panel_words(message: str) -> str:
+def in_panel_words(message: str, names: dict[str, str] = PANEL_NAMES) -> str:
     """``message`` with each command-line option the panel has a box for replaced by that box's
-    label in quotes; a quoted command and everything else as it was."""
-    return _renamed(advice_in_face_words(message, PANEL_FIBRE_ADVICE), PANEL_NAMES, "'{}'")
+    label in quotes; a quoted command and everything else as it was. ``names``: the boxes of the
+    section that ran (:data:`SCORE_PANEL_NAMES` for the scoring's)."""
+    return _renamed(advice_in_face_words(message, PANEL_FIBRE_ADVICE), names, "'{}'")
 
 
 def in_batch_words(message: str, names: dict[str, str]) -> str:

@@ -130,14 +130,18 @@ def _add_training_options(parser: argparse.ArgumentParser, architecture: bool = 
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: ``--slice-axis`` and ``--slice-thickness-padding`` when not given (``evaluate`` resolves them itself).
+SLICE_AXIS, SLICE_PADDING_MM = "z", 5.0
+
+
 def _add_slice_choice(parser: argparse.ArgumentParser) -> None:
     """The options that choose an image's slices and their slabs: one wording for ``prepare`` (the
     slices that train) and ``evaluate --truth-image`` (the slices that score)."""
-    parser.add_argument("--slice-axis", choices=("x", "y", "z"), default="z",
+    parser.add_argument("--slice-axis", choices=("x", "y", "z"), default=SLICE_AXIS,
                         help="image index axis i, j or k to slice along (default z)")
     parser.add_argument("--slice-indices", type=_comma_ints("--slice-indices"), default=None,
                         help="comma-separated slice indices, e.g. 2,5,8,11 (default all)")
-    parser.add_argument("--slice-thickness-padding", type=_padding, default=5.0,
+    parser.add_argument("--slice-thickness-padding", type=_padding, default=SLICE_PADDING_MM,
                         help="slab half-width in mm along the slice normal (default 5.0), or 'auto': half of each "
                              "DICOM file's recorded slice thickness")
 
@@ -234,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--probability-field", default="scar_probability")
     ev.add_argument("--truth-field", default=None, help="the truth mesh's field (default scar_truth)")
     _add_slice_choice(ev)
+    # None: not given, so that --truth (a mesh, no slices) can refuse them when they are given explicitly
+    ev.set_defaults(slice_axis=None, slice_thickness_padding=None)
     _add_label_options(ev, "--truth-image is a label map; these labels are scar (e.g. 3,4)",
                        "labels of the myocardium (EMIDEC 2,3,4; ACDC 2), in the label map or in --myocardium-mask; "
                        "nodes on other pixels are not scored",
@@ -417,8 +423,8 @@ def _cmd_apply(args: argparse.Namespace) -> None:
 
 
 #: ``evaluate``'s options that read a --truth-image (with --truth they would be ignored).
-_TRUTH_IMAGE_OPTIONS = ("scar_labels", "myocardium_labels", "myocardium_mask", "slice_indices", "truth_threshold",
-                        "write_truth")
+_TRUTH_IMAGE_OPTIONS = ("scar_labels", "myocardium_labels", "myocardium_mask", "slice_axis", "slice_indices",
+                        "slice_thickness_padding", "truth_threshold", "write_truth")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -461,10 +467,11 @@ def _evaluate_on_slices(args: argparse.Namespace, inputs: Sequence[Optional[Path
         _check_output(args.write_truth, MESH_SUFFIXES, inputs, "--write-truth")
     return evaluate_on_slices(
         args.prediction, args.truth_image, scar_labels=args.scar_labels, myocardium_labels=args.myocardium_labels,
-        myocardium_mask=args.myocardium_mask, slice_axis=args.slice_axis, slice_indices=args.slice_indices,
-        slice_thickness_padding=args.slice_thickness_padding, truth_threshold=args.truth_threshold,
-        probability_field=args.probability_field, uncertainty_field=args.uncertainty_field,
-        threshold=args.threshold, write_truth=args.write_truth)
+        myocardium_mask=args.myocardium_mask, slice_axis=args.slice_axis or SLICE_AXIS,
+        slice_indices=args.slice_indices, slice_thickness_padding=(
+            SLICE_PADDING_MM if args.slice_thickness_padding is None else args.slice_thickness_padding),
+        truth_threshold=args.truth_threshold, probability_field=args.probability_field,
+        uncertainty_field=args.uncertainty_field, threshold=args.threshold, write_truth=args.write_truth)
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:

@@ -39,7 +39,7 @@ from cardioscar.shape_prior import ShapePrior, build_shape_prior
 from cardioscar.simulation.opencarp import TAG_ARRAY, drop_earlier_result_fields, drop_stale_tissue_tags
 from cardioscar.shape_prior.use import fit_to_rows, node_prior, npz_entries, prior_from_npz, training_prior
 from cardioscar.prepare.slices import RECORDED, SliceLayer, slice_from_vtk_grid, slices_from_paths
-from cardioscar.prepare.targets import check_scar_labels, slice_targets, warn_scar_free
+from cardioscar.prepare.targets import check_scar_labels, reading_for_scoring, slice_targets, warn_scar_free
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD, error_risk
 
 if TYPE_CHECKING:  # at run time these are bound on first use, by _bind_torch_side
@@ -1052,17 +1052,31 @@ def evaluate_on_slices(
                                    myocardium_labels=myocardium_labels, myocardium_mask=myocardium_mask)
     prediction = read_mesh(prediction_path)
     probability, uncertainty, error_risk = metrics.prediction_fields(prediction, probability_field, uncertainty_field)
-    targets = _load_slices(request)[0]
+    with reading_for_scoring():  # the checks' messages speak of the score, not of training
+        targets = _load_slices(request)[0]
     scores, sampled = score_on_slices(
         prediction.points_lps(), targets, probability, uncertainty=uncertainty,
         error_risk=metrics.risk_of_this_call(prediction, probability_field, probability, threshold, error_risk),
         weights=metrics.node_volumes(prediction.dataset), threshold=threshold, truth_threshold=truth_cut,
         names=(Path(prediction_path).name, Path(truth_image).name))
     if write_truth is not None:
+        _warn_truth_replaced(prediction, Path(prediction_path).name, write_truth)
         write_mesh(prediction, write_truth, sampled.point_arrays())
         logger.info("Wrote %s with the slices' truth on %d of %d nodes", write_truth, scores["n_nodes"],
                     prediction.n_points)
     return scores
+
+
+def _warn_truth_replaced(prediction: Mesh, name: str, output: Path) -> None:
+    """Say what ``--write-truth`` replaces: the prediction's own ``scar_truth`` (a phantom's ground
+    truth, an earlier scoring's) is not copied to ``output`` but replaced by the slices' truth; the
+    prediction file itself is left as it was. A warning, not a refusal: nothing is lost."""
+    from cardioscar.evaluate.heldout import truth_on_the_mesh
+
+    replaced = truth_on_the_mesh(prediction.point_field_names())
+    if replaced:
+        logger.warning("%s has %s; %s holds the slices' truth in its place (NaN off the scored nodes), and %s is "
+                       "unchanged", name, replaced, output, name)
 
 
 def score_on_slices(points_lps: np.ndarray, targets: List[SliceLayer], probability: np.ndarray, *,

@@ -66,6 +66,7 @@ def run_demo(output_dir: str | Path, data_dir: str | Path, device: torch.device,
     explained = explain_case(prediction, checkpoint, output / "explain")
     summary = {"data": kind, "data_dir": str(source), "training_cases": training, "heldout_case": heldout.name,
                "heldout_is_mi": True, "mi_probability": prediction.result["mi_probability"],
+               "mi_probability_calibrated": prediction.result["mi_probability_calibrated"],
                "attributes": prediction.result["attributes"], "model": str(model_path.resolve()),
                "explain": explained}
     with atomic_write(output / "demo.json") as tmp:

@@ -152,7 +152,8 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: str | Pat
     write_explain_png(png, prediction, maps)
     summary = {"attributes": names,
                "files": {"attention": attention_files, "png": str(png.resolve()), "traversal": traversal_files},
-               "empty_attention": empty, "mi_probability": prediction.result["mi_probability"]}
+               "empty_attention": empty, "mi_probability": prediction.result["mi_probability"],
+               "mi_probability_calibrated": prediction.result["mi_probability_calibrated"]}
     with atomic_write(output_dir / "explain.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

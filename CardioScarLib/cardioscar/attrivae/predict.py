@@ -8,11 +8,15 @@ coordinate outside those of the training cases: the value is then an extrapolati
 cross-validation's held-out scores), so that of the cases given 0.8 about eight in ten are MI on
 a cohort like the training one; ``mi_probability_uncalibrated`` keeps the network's own sigmoid.
 A model trained without cross-validation (``--folds 0``, the demo) has no calibration: both are
-then the raw score and ``calibration`` is null. ``mi_predicted`` is ``mi_probability`` >= 0.5.
+then the raw score and ``calibration`` is null. ``mi_probability_calibrated`` says which it is, on
+every face (the command's JSON, this result, the Slicer module's status line), and a model without
+calibration is warned about once per Python process (a loop over a cohort's cases, once).
+``mi_predicted`` is ``mi_probability`` >= 0.5.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,9 @@ from cardioscar.attrivae.train import read_attributes
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
+
+#: The models (by their training summary) already warned about for having no calibration.
+_WARNED_UNCALIBRATED: set[str] = set()
 
 
 @dataclass
@@ -67,6 +74,18 @@ def _check_no_myocardium_left_out(checkpoint: dict, labels: np.ndarray, conventi
                               "scar would be masked as background; add them to --myocardium-labels")
 
 
+def _warn_uncalibrated(summary: dict) -> None:
+    """Warn, once per model, that its MI probability is the network's raw score: a score of 0.8
+    is then no promise that about eight in ten such cases are MI."""
+    key = json.dumps(summary, sort_keys=True, default=str)
+    if key in _WARNED_UNCALIBRATED:
+        return
+    _WARNED_UNCALIBRATED.add(key)
+    logger.warning("This Attri-VAE model was trained without cross-validation (--folds 0, as the demo's) and records "
+                   "no calibration: its mi_probability is the network's raw score, not a calibrated probability "
+                   "(train with --folds 2 or more to have it calibrated)")
+
+
 def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Path,
                  convention: LabelConvention, device: torch.device) -> Prediction:
     """Preprocess the case as in training, encode it, classify it and read its attributes."""
@@ -82,9 +101,12 @@ def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Pa
     probability = float(calibration.apply(raw)) if calibration else raw
     mu_np = mu[0].cpu().numpy().astype(np.float64)
     attributes, out_of_range = attribute_readout(checkpoint, mu_np)
-    result = {"mi_probability": probability, "mi_probability_uncalibrated": raw,
-              "calibration": calibration.to_dict() if calibration else None,
+    summary = model_summary(checkpoint)
+    if calibration is None:
+        _warn_uncalibrated(summary)
+    result = {"mi_probability": probability, "mi_probability_calibrated": calibration is not None,
+              "mi_probability_uncalibrated": raw, "calibration": calibration.to_dict() if calibration else None,
               "mi_predicted": probability >= checkpoint["threshold"], "attributes": attributes,
-              "out_of_range": out_of_range, "model": model_summary(checkpoint)}
+              "out_of_range": out_of_range, "model": summary}
     logger.info("MI probability %.3f (uncalibrated %.3f) for %s", probability, raw, image_path)
     return Prediction(result, prepared, model, volume, mu_np)

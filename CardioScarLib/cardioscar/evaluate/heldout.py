@@ -135,6 +135,23 @@ class SliceTruth:
                 SLICE_FIELD: self.slice_index.astype(np.int32)}
 
 
+#: What writing the slices' truth would replace on a mesh (:func:`truth_on_the_mesh`).
+EARLIER_SCORING = f"an earlier scoring's {TRUTH_FIELD}"
+GROUND_TRUTH = f"a {TRUTH_FIELD} that no scoring wrote (a ground truth, as a phantom's)"
+
+
+def truth_on_the_mesh(point_fields: Iterable[str]) -> str:
+    """What writing the slices' truth would replace on a mesh with these point fields, for the
+    message of every face that writes it: :data:`EARLIER_SCORING` (a ``scar_truth`` beside its
+    ``scar_truth_scored``), :data:`GROUND_TRUTH` (a ``scar_truth`` no scoring wrote: a truth
+    mesh's, as every phantom's, the whole ground truth that the slices' truth, NaN off their nodes,
+    must not silently replace), or "" when there is none."""
+    names = set(point_fields)
+    if TRUTH_FIELD not in names:
+        return ""
+    return EARLIER_SCORING if SCORED_FIELD in names else GROUND_TRUTH
+
+
 def sample_slice_truth(points_lps: np.ndarray, targets: Sequence[SliceLayer]) -> SliceTruth:
     """The targets of ``targets`` (slices of values in [0, 1], NaN: no truth) at the nodes
     ``points_lps`` (LPS mm); see the module doc for which nodes are scored."""

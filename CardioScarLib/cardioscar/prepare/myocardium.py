@@ -26,8 +26,8 @@ from scipy import ndimage
 from ..errors import CardioScarError
 from ..io.checks import whole_labels
 from .slices import SliceLayer, ijk_to_lps_matrix
-from .targets import (CAVITY_RADIUS_MM, CAVITY_SHARE, CLOSED_LUMEN, cavity_slices, enclosed_disc_mm, lumen_of,
-                      unmatched_labels)
+from .targets import (CAVITY_RADIUS_MM, CAVITY_SHARE, CLOSED_LUMEN, as_used, cavity_slices, enclosed_disc_mm,
+                      lumen_of, unmatched_labels)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def label_masks(layers: Sequence[SliceLayer], labels: Sequence[int], what: str =
     masks = [np.isin(layer.values, wanted) for layer in layers]
     if not any(mask.any() for mask in masks):
         raise unmatched_labels(layers, wanted, option=what, what="myocardium")
-    check_myocardium_labels([layer.values for layer in layers], wanted, [layer.spacing for layer in layers], what)
+    check_myocardium_labels([layer.values for layer in layers], wanted, [layer.spacing for layer in layers], what,
+                            as_used(LabelHarm(), SCORE_HARM))
     return masks
 
 
@@ -112,6 +113,11 @@ class LabelHarm:
     advice: str = "or a 0/1 --myocardium-mask for part of the wall"  # the other way to give part of it
     hole: str = "its pixels train as no data"  # a label inside the wall left out
 
+
+#: The words of ``evaluate --truth-image``, which scores against the labels instead of training on them.
+SCORE_HARM = LabelHarm("its pixels would score the wall at the endocardium against a healthy truth",
+                       "the rest would not be scored, and scar in it with it", LabelHarm.advice,
+                       "its nodes are not scored")
 
 #: The words of ``mesh-from-labels``, which meshes the labels instead of training on them.
 MESH_HARM = LabelHarm("the mesh would fill the ventricle with it", "the mesh would leave the rest out", "",
@@ -241,7 +247,8 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         sampled.append(label.reshape(layer.shape))
     if labels is not None and "myocardium" in what.lower():
-        check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels")
+        check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels",
+                                as_used(LabelHarm(), SCORE_HARM))
     elif "myocardium" in what.lower():
         refuse_label_map_as_mask(sampled, f"{what} {source}")
     return masks
@@ -351,10 +358,12 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
         raise CardioScarError(f"no chosen pixel lies in the myocardium ({source}): check the labels or mask")
     empty = [layer.label for layer, count in zip(layers, kept) if count == 0]
     if empty:  # an apex or base slice may truly have none; a wrong slice choice or mask shows here
-        logger.warning("No myocardium (%s) on %d chosen slice(s): %s; they constrain nothing (check the mask and "
-                       "--slice-indices)", source, len(empty), ", ".join(empty))
-    logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (no constraint%s), per slice %s",
+        logger.warning("No myocardium (%s) on %d chosen slice(s): %s; %s (check the mask and --slice-indices)",
+                       source, len(empty), ", ".join(empty),
+                       as_used("they constrain nothing", "no node is scored on them"))
+    logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (%s%s), per slice %s",
                 source, int(report.myocardium_pixels.sum()), int(report.dropped_pixels.sum()),
+                as_used("no constraint", "not scored"),
                 f"; those within {margin_px} px take the nearest myocardium pixel's value" if margin_px else "",
                 report.dropped_pixels.tolist())
     return out, report
@@ -420,8 +429,8 @@ def check_scar_inside(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray],
     if outside > SCAR_OUTSIDE_ERROR * scar:
         raise CardioScarError(f"{share}: the myocardium mask does not match the scar image (shifted, another series, "
                               "frame or patient?); give the mask drawn on these images")
-    logger.warning("%s: they constrain nothing or the wrong value; check that the myocardium mask was drawn on these "
-                   "images", share)
+    logger.warning("%s: they %s; check that the myocardium mask was drawn on these images", share,
+                   as_used("constrain nothing or the wrong value", "are not scored, or scored against the wrong truth"))
 
 
 #: Share of the myocardium's pixels at >= 0.5 after ``--normalize-intensities`` above which the

@@ -10,9 +10,11 @@ NaN marks pixels without data (grid-layer holes) and stays NaN; such pixels make
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import logging
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -21,6 +23,30 @@ from ..errors import CardioScarError
 from .slices import SliceLayer
 
 logger = logging.getLogger(__name__)
+Words = TypeVar("Words")
+
+#: What the chosen slices are read for: ``"train"`` (``prepare``, training) or ``"score"``
+#: (``evaluate --truth-image``, the Slicer Logic's ``score_on_slices``), which read them through the
+#: same checks. A context variable rather than a parameter of each check: the checks sit several
+#: calls below the two readers, and only their messages differ.
+_SLICE_USE: contextvars.ContextVar[str] = contextvars.ContextVar("cardioscar_slice_use", default="train")
+
+
+@contextlib.contextmanager
+def reading_for_scoring() -> Iterator[None]:
+    """The slices read inside are a truth to score against: the checks' messages say what a wrong
+    label does to the score, not to the training (a scar-free map's nodes "scored against a healthy
+    truth", not its pixels "trained as healthy")."""
+    token = _SLICE_USE.set("score")
+    try:
+        yield
+    finally:
+        _SLICE_USE.reset(token)
+
+
+def as_used(training: Words, scoring: Words) -> Words:
+    """``training`` or ``scoring``, the words for what the slices are read for now."""
+    return scoring if _SLICE_USE.get() == "score" else training
 
 
 def slice_targets(slices: Sequence[SliceLayer], scar_labels: Iterable[int] | None = None,
@@ -247,9 +273,9 @@ def warn_scar_rings(slices: Sequence[SliceLayer], scar: Sequence[int]) -> bool:
         return False
     logger.warning("--scar-labels %s close a ring around the cavity on %d of the %d slices they are on, as the "
                    "myocardium does (an infarct rarely does: EMIDEC's on at most one slice of a stack): if these "
-                   "are the myocardium's labels or a myocardium mask, the whole wall trains as scar; give the "
+                   "are the myocardium's labels or a myocardium mask, the whole wall %s as scar; give the "
                    "scar's labels (EMIDEC 3,4). A circumferential scar (amyloidosis) rings too",
-                   ",".join(map(str, scar)), ringed, with_scar)
+                   ",".join(map(str, scar)), ringed, with_scar, as_used("trains", "is scored"))
     return True
 
 
@@ -346,9 +372,10 @@ def warn_myocardium_as_scar(slices: Sequence[SliceLayer], scar: Sequence[int]) -
         return False
     logger.warning("--scar-labels %s make up %.0f %% of the heart's outer border (the pixels next to background 0): "
                    "they look like the myocardium, not scar (an infarct reaches the outer border only where it is "
-                   "transmural; EMIDEC's scar labels 3,4 hold under 40 %%), and the other labels (%s) train as no scar: check the "
-                   "map's numbering (EMIDEC: scar 3,4, myocardium 2,3,4)",
-                   ",".join(map(str, scar)), 100.0 * scar_border / border, ",".join(map(str, sorted(other_labels))))
+                   "transmural; EMIDEC's scar labels 3,4 hold under 40 %%), and the other labels (%s) %s as no "
+                   "scar: check the map's numbering (EMIDEC: scar 3,4, myocardium 2,3,4)",
+                   ",".join(map(str, scar)), 100.0 * scar_border / border, ",".join(map(str, sorted(other_labels))),
+                   as_used("train", "are scored"))
     return True
 
 
@@ -387,9 +414,10 @@ def warn_labels_inside_scar(slices: Sequence[SliceLayer], scar_labels: Iterable[
         if border and scar_border / border > ENCLOSED_BY_SCAR and size < scar_size:
             found.append(label)
             logger.warning("Label %d lies inside the scar (%.0f %% of the pixels around it are scar labels %s) but "
-                           "is not a scar label, so it does not train as scar: if it is the infarct's no-reflow "
+                           "is not a scar label, so it %s as scar: if it is the infarct's no-reflow "
                            "core (EMIDEC's 4), add it to the scar labels (--scar-labels)",
-                           label, 100.0 * scar_border / border, ",".join(map(str, scar)))
+                           label, 100.0 * scar_border / border, ",".join(map(str, scar)),
+                           as_used("does not train", "is not scored"))
     return found
 
 
@@ -485,9 +513,11 @@ def warn_scar_free(layers: Sequence[SliceLayer], labels: Iterable[int],
             f"give the scar labels of this label map (a scar-free heart has one myocardium label){otherwise}")
     if myocardium_masks is not None and len(present) == 1:
         refuse_part_of_the_mask(layers, myocardium_masks, labels, present[0])
-    logger.warning("Scar labels %s match no pixel of the chosen slices (labels present: %s): every myocardium "
-                   "pixel trains as healthy, a scar-free heart; if this patient has scar, give the scar labels "
-                   "of this label map (--scar-labels)", ",".join(map(str, labels)), _labels_present(layers))
+    logger.warning("Scar labels %s match no pixel of the chosen slices (labels present: %s): %s, a scar-free "
+                   "heart; if this patient has scar, give the scar labels of this label map (--scar-labels)",
+                   ",".join(map(str, labels)), _labels_present(layers),
+                   as_used("every myocardium pixel trains as healthy",
+                           "every node scored on the myocardium is scored against a healthy truth"))
     return True
 
 
