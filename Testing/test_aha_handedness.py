@@ -86,3 +86,18 @@ def test_two_points_on_a_mirrored_copy_warn_once_by_their_order_or_by_the_frame(
     assert swapped.summary["rv_insertion"]["sense"] == "anatomical"
     assert swapped.summary["rv_insertion"]["frame_handedness"]["verdict"] == "not as in the patient's frame"
     assert len([message for message in warnings_of_cardioscar if "mirror" in message]) == 2
+
+
+def test_the_command_says_it_in_one_line_and_aha_json_records_it(hearts, tmp_path, capsys):
+    """``cardioscar aha`` (in process) on the copy mirrored across the slice axis, one point."""
+    import json
+
+    from cardioscar.cli import main
+
+    path, anterior, _ = hearts["slice axis"]
+    capsys.readouterr()
+    assert main(["aha", "--mesh", str(path), "--rv-point", ",".join(f"{v:.4f}" for v in anterior),
+                 "--transmurality", "off", "--output-dir", str(tmp_path / "aha")]) == 0
+    (warned,) = [line for line in capsys.readouterr().err.splitlines() if "mirror" in line]
+    record = json.loads((tmp_path / "aha" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
+    assert record["sense"] == "assumed" and record["frame_handedness"]["warning"] in warned
