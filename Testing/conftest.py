@@ -162,6 +162,37 @@ def bivme_dicom(series: str) -> Path:
     return path
 
 
+def bivme_lv_mesh(path: Path, mirror_normal=None):
+    """The real biv-me LV endocardium (in its scanner's LPS frame) written to ``path`` with a
+    scar-free ``scar_probability``, and its RV insertions (the ends of the fitted RV's contact arc,
+    named anterior and inferior by the anatomical direction, on the LV's nodes): ``(path, anterior,
+    inferior)``. With ``mirror_normal`` the heart and points are mirrored across the plane through
+    the LV's centre with that normal: an image flipped along that axis with its header kept."""
+    import numpy as np
+    import vtk
+    from scipy.spatial import cKDTree
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    from cardioscar.aha.insertion import insertions_from_contacts
+    from cardioscar.aha.segments import axis_from_shape
+    from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+
+    fitted = BIVME / "fitted_model_frame000"
+    mesh = read_mesh(fitted / "patient1_LV_ENDOCARDIAL_000.vtk")
+    lv, rv = mesh.points_lps(), read_mesh(fitted / "patient1_RV_ENDOCARDIAL_000.vtk").points_lps()
+    tree = cKDTree(lv)
+    found = insertions_from_contacts(rv[tree.query(rv)[0] < 12.0], axis_from_shape(lv, np.ones(len(lv))))
+    ends = lv[tree.query(np.array([found.anterior, found.inferior]))[1]]
+    if mirror_normal is not None:
+        normal, centre = np.asarray(mirror_normal, dtype=float) / np.linalg.norm(mirror_normal), lv.mean(axis=0)
+        lv, ends = (p - 2.0 * np.outer((p - centre) @ normal, normal) for p in (lv, ends))
+    points = vtk.vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(lv), deep=True))
+    mesh.dataset.SetPoints(points)
+    write_mesh(Mesh(dataset=mesh.dataset, space="LPS"), path, {"scar_probability": np.zeros(len(lv))})
+    return path, ends[0], ends[1]
+
+
 def bivme_dicom_with_thickness(series: str, thickness_mm: str, folder: Path, instance_uid: str | None = None) -> Path:
     """The real biv-me file of ``series`` rewritten into ``folder`` with another recorded slice
     thickness (DICOM 0018,0050; "" for none), and with ``instance_uid`` as its SOP instance UID

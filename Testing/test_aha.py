@@ -351,6 +351,9 @@ def test_acdc_rv_insertion_found_and_segment_1_borders_the_anterior_junction(acd
     result = analyse_mesh(Mesh(dataset=grid, space="LPS"), options)
     frame = result.frame
     assert result.summary["rv_insertion"]["source"].startswith("RV label 1")
+    # ACDC's placeholder direction (identity): its frame is not the patient's, so the arc's ends,
+    # named in the anatomical direction, are not judged by it (aha_mirror_check.py)
+    assert result.summary["rv_insertion"]["frame_handedness"]["verdict"].startswith("not checked: the long axis lies")
     assert 60.0 < frame.septum_deg < 200.0
     points = vtk_to_numpy(grid.GetPoints().GetData())
     anterior = np.asarray(result.summary["rv_insertion"]["anterior_lps"])

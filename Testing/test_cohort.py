@@ -848,6 +848,27 @@ def test_a_rows_aha_points_in_the_wrong_order_are_warned_in_its_record(tmp_path,
     assert record["sense"] == "mirrored"
 
 
+def test_a_rows_mirrored_mesh_with_one_aha_point_is_warned_in_its_record(tmp_path):
+    """A mesh in a mirrored frame (biv-me's real heart with its short-axis slices' order reversed,
+    the header kept) and one aha point: the AHA step numbered it mirrored, silently; the frame
+    check's warning reaches the patient's record in the manifest's words."""
+    import SimpleITK as sitk
+
+    from conftest import bivme_dicom, bivme_lv_mesh
+    from cardioscar.cohort.tasks import _KeptWarnings, check_aha
+
+    image = bivme_dicom("Se1")
+    normal = np.asarray(sitk.ReadImage(str(image)).GetDirection()).reshape(3, 3)[:, 2]
+    mesh, anterior, _ = bivme_lv_mesh(tmp_path / "mirrored.vtk", normal)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f'id,mesh,image,aha\nP1,{mesh},{image},"{",".join(repr(float(v)) for v in anterior)}"\n')
+    (spec,) = read_manifest(manifest)
+    with _KeptWarnings() as kept:
+        check_aha(spec, read_mesh(mesh))
+    (warned,) = [message for message in kept.messages if "mirror" in message]
+    assert "(the aha point, then the aha inferior point)" in warned and "--rv-point" not in warned
+
+
 def test_fibre_columns_are_checked_and_reach_the_export(tmp_path, cohort_data, segmented, warnings_of_cardioscar):
     """``fibres`` rule and ``helix_angles`` are the manifest's ``export --fibres rule --helix-angles``:
     the openCARP rows carried the no-fibres warning. Bad values and either column without what it

@@ -162,6 +162,20 @@ def test_markups_in_the_wrong_order_are_warned_and_recorded(case, warnings_of_ca
     assert result.summary["rv_insertion"]["warning"] == warned[0]
 
 
+def test_one_markup_on_a_mirrored_heart_is_warned_and_recorded(tmp_path, warnings_of_cardioscar):
+    """biv-me's real heart mirrored across x (a frame with one sign changed), one markup: the
+    library's frame check warns (the panel's log) and the result's ``frame_handedness`` records it."""
+    from conftest import bivme_lv_mesh
+
+    path, anterior, _ = bivme_lv_mesh(tmp_path / "mirrored.vtk", (1.0, 0.0, 0.0))
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, path)
+    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=_markups(context.scene, [anterior]),
+                                                                   measure=AhaOptions(transmurality="off")))
+    (warned,) = [message for message in warnings_of_cardioscar if "mirror" in message]
+    assert result.summary["rv_insertion"]["frame_handedness"]["warning"] == warned
+
+
 def test_bad_inputs_leave_the_model_as_it_was(case):
     context = csl.create_scene()
     model = csl.load_model(context.scene, case["path"])

@@ -27,6 +27,7 @@ from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, 
 from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
+from .handedness import frame_handedness
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
 from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
@@ -257,7 +258,8 @@ def _numbering_sense(options: AhaOptions, frame: AhaFrame, anterior: np.ndarray,
     correct points on a mesh in a mirrored frame (voxel indices of an image whose direction matrix
     has a negative determinant) or on a mirrored heart (dextrocardia) give the same sense, and
     there the points' own direction numbers the segments right. A label map's arc ends and a
-    single point are named in the anatomical direction (assumed, never warned)."""
+    single point are named in the anatomical direction (assumed); whether that numbering sits on
+    the heart as in the patient's frame is ``frame_handedness``'s word (:mod:`.handedness`)."""
     if options.rv_point is None or inferior is None:
         return {"sense": "assumed", "warning": None}
     if frame.sense == ANATOMICAL_SENSE:
@@ -292,7 +294,8 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
                          "inferior_lps": None if inferior is None else np.asarray(inferior).tolist(),
                          "septum_deg": frame.septum_deg,
                          "numbering": ("clockwise" if frame.sense < 0 else "counter-clockwise") + " seen from the base",
-                         **_numbering_sense(options, frame, anterior, inferior)},
+                         **_numbering_sense(options, frame, anterior, inferior),
+                         "frame_handedness": frame_handedness(frame)},
         "convention": "AHA 17 segments (Cerqueira 2002): thirds of the LV between cavity tip and base; anterior RV "
                       "insertion = boundary of segments 1|2, inferior = 3|4; see the README",
     }

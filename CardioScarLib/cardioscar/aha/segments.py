@@ -21,7 +21,9 @@ Convention implemented (Cerqueira et al., Circulation 2002), stated once here an
   insertion guide points). With two insertion points the septum is the shorter arc between them,
   whatever the handedness of the mesh, and a direction against the anatomical one is warned (the
   points swapped, or a mirrored frame or heart; ``aha.json``'s ``rv_insertion.sense``); with one
-  point the anatomical direction is assumed (a mirrored mesh would then be numbered mirrored).
+  point the anatomical direction is assumed, and a numbering that does not sit on the heart as in
+  the patient's frame (a mirrored mesh) is warned where the frame can be the patient's
+  (:mod:`cardioscar.aha.handedness`, ``rv_insertion.frame_handedness``).
 """
 
 from __future__ import annotations
