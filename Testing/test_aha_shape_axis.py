@@ -55,6 +55,17 @@ def test_truncated_emidec_ventricles_get_their_stacks_axis(case):
     assert _degrees(axis.base_direction, normal) < 15.0
 
 
+def test_voxel_centres_whose_slabs_hold_one_row_get_the_stacks_axis():
+    """EMIDEC N020's myocardium voxel centres (1.46 mm pixels, 10 mm slices): some slabs across the
+    search directions hold a single row of centres, on which no circle fits; their singular normal
+    equations crashed the search with numpy's LinAlgError (found by zmirror's benchmark)."""
+    image = sitk.ReadImage(str(SHARED_DATA / "emidec" / "Case_N020" / "Contours" / "Case_N020.nii.gz"))
+    voxels = np.argwhere(np.isin(sitk.GetArrayFromImage(image), MYOCARDIUM_LABELS))[:, ::-1].astype(float)
+    points = np.array([image.TransformContinuousIndexToPhysicalPoint(v) for v in voxels])
+    normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
+    assert _degrees(shape_axis(points, np.ones(len(points))).direction, normal) < 15.0
+
+
 def test_a_tube_wider_than_long_keeps_its_axis_without_a_warning(caplog):
     points = _tube(radius=35.0, wall=10.0, length=40.0, tilt=TILT)
     assert _degrees(_longest_spread(points), TILT[:, 2]) > 80.0

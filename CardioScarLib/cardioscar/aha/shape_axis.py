@@ -46,6 +46,8 @@ SEARCH_DIRECTIONS = 800
 MAX_POINTS = 4000
 #: A slab with fewer points has no circle.
 MIN_SLAB_POINTS = 12
+#: A slab whose in-plane covariance determinant / trace squared is below this lies along a line.
+LINE_SHARE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,22 @@ class _Slabs(NamedTuple):
     weight: np.ndarray   # (P,) the slab's weight; 0 where it has too few points for a circle
 
 
+def _spread_in_two_directions(normal: np.ndarray) -> np.ndarray:
+    """(S,) whether each slab's points spread across its plane rather than along one line.
+
+    Why: a slab of voxel centres can hold one row of them only (EMIDEC N020's myocardium cut along
+    its in-plane grid); no circle fits a line, and its normal equations are singular. The test is
+    the in-plane covariance's determinant against its trace squared (0 for a line, 1 for a ring,
+    about 0.01 for a strip cut lengthwise through a 10 mm wall), so it does not depend on the scale."""
+    weight = np.maximum(normal[:, 2, 2], 1e-12)
+    mx, my = normal[:, 0, 2] / weight, normal[:, 1, 2] / weight
+    cxx = normal[:, 0, 0] / weight - mx * mx
+    cyy = normal[:, 1, 1] / weight - my * my
+    cxy = normal[:, 0, 1] / weight - mx * my
+    trace = np.maximum(cxx + cyy, 1e-12)
+    return (cxx * cyy - cxy * cxy) / (trace * trace) > LINE_SHARE
+
+
 def _slab_circles(points: np.ndarray, weights: np.ndarray, directions: np.ndarray, slab_mm: float) -> _Slabs:
     """Circles fitted (Kasa's least squares on x^2 + y^2) to the slabs cut across each direction."""
     first, second = frames(directions)
@@ -104,7 +122,7 @@ def _slab_circles(points: np.ndarray, weights: np.ndarray, directions: np.ndarra
     normal = np.stack([np.stack([total(x * x), sxy, sx], -1), np.stack([sxy, total(y * y), sy], -1),
                        np.stack([sx, sy, s1], -1)], -2)
     rhs = np.stack([total(x * r2), total(y * r2), total(r2)], -1)
-    usable = count >= MIN_SLAB_POINTS
+    usable = (count >= MIN_SLAB_POINTS) & _spread_in_two_directions(normal)
     normal[~usable], rhs[~usable] = np.eye(3), 0.0
     solution = np.linalg.solve(normal, rhs[..., None])[..., 0]
     cx, cy = solution[:, 0] / 2.0, solution[:, 1] / 2.0
