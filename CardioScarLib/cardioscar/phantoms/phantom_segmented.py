@@ -53,6 +53,7 @@ import vtk
 from vtk.util import numpy_support
 
 from ..errors import CardioScarError
+from .corridor import CorridorSpec, corridor_scar
 from .phantom import (TERRITORIES, Infarct, LVGeometry, Phantom, _add_point_array, _random_rotation,
                       _stack_geometry, _to_vtk_grid, footprint_layers, lattice_cubes, scar_from_wall,
                       tets_from_cubes)
@@ -90,6 +91,8 @@ class SegmentedConfig:
     noise_std: float = 0.0
     offset_lps: tuple[float, float, float] = (12.0, -25.0, 40.0)
     family: str = "segmented"
+    #: A core crossed by a border-zone corridor instead of the drawn infarcts (:mod:`.corridor`).
+    corridor: CorridorSpec | None = None
 
     def validate(self) -> None:
         """Reject settings that cannot produce a meaningful phantom, with one-line reasons."""
@@ -114,6 +117,8 @@ class SegmentedConfig:
             raise CardioScarError(f"phantom wall_offset_mm={self.wall_offset_mm}: must be >= 0")
         if self.noise_std < 0:
             raise CardioScarError(f"phantom noise_std={self.noise_std}: must be >= 0")
+        if self.corridor is not None:
+            self.corridor.validate()
 
     def resolved(self) -> "SegmentedConfig":
         """A copy with the acquisition and infarct count drawn from the seed where not given."""
@@ -327,7 +332,8 @@ def make_segmented_phantom(config: SegmentedConfig | None = None) -> Phantom:
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     geometry = _draw_geometry(config, rng)
-    scar, scar_info = _draw_scar(config, geometry, rng)
+    scar, scar_info = (corridor_scar(config.corridor, geometry, _wall_samples(geometry, config.seed))
+                       if config.corridor is not None else _draw_scar(config, geometry, rng))
     mesh, points_local, displacement = _build_mesh(config, geometry, rng)
     fraction = scar.fraction(points_local)
     truth = (fraction >= 0.5).astype(np.float64)
