@@ -267,9 +267,8 @@ def test_the_corridor_phantom_truth_holds_the_channel(orientation):
     """The segmented phantom's corridor layout: a core at scar fraction 1 crossed by a 6 mm strip at
     0.65 (border zone by the tag rule), running apex to base (across the short-axis slices) or round
     the wall (along them); the channel search on its true fraction finds the strip as a channel."""
-    from cardioscar.phantoms.corridor import CorridorSpec
     from cardioscar.phantoms.phantom import make_phantom
-    from cardioscar.phantoms.phantom_segmented import SegmentedConfig
+    from cardioscar.phantoms.phantom_segmented import CorridorSpec, SegmentedConfig
 
     phantom = make_phantom(SegmentedConfig(seed=2, target_nodes=4000,
                                            corridor=CorridorSpec(width_mm=6.0, orientation=orientation)))
@@ -298,8 +297,7 @@ def test_the_corridor_phantom_truth_holds_the_channel(orientation):
 
 
 def test_bad_corridor_layouts_are_refused_in_one_line():
-    from cardioscar.phantoms.corridor import CorridorSpec
-    from cardioscar.phantoms.phantom_segmented import SegmentedConfig
+    from cardioscar.phantoms.phantom_segmented import CorridorSpec, SegmentedConfig
 
     for spec, fragment in ((CorridorSpec(orientation="diagonal"), "orientation='diagonal'"),
                            (CorridorSpec(width_mm=40.0), "width_mm=40"),

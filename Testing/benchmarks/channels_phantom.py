@@ -39,9 +39,8 @@ from vtk.util import numpy_support
 from cardioscar.fit.training import TrainingConfig
 from cardioscar.io.meshio import Mesh
 from cardioscar.logic import predict_on_points, prepare_from_slices, train_scar_model
-from cardioscar.phantoms.corridor import CorridorSpec
 from cardioscar.phantoms.phantom import make_phantom
-from cardioscar.phantoms.phantom_segmented import SegmentedConfig
+from cardioscar.phantoms.phantom_segmented import CorridorSpec, SegmentedConfig
 from cardioscar.prepare.slices import slices_from_image
 from cardioscar.simulation.channels import ChannelOptions, channels_of_mesh
 
