@@ -283,7 +283,12 @@ def test_the_corridor_phantom_truth_holds_the_channel(orientation):
     z_span = np.ptp(local[strip, 2])  # the local z is the long axis, the short-axis slices' normal
     assert (z_span > 30.0) if orientation == "across" else (z_span < 15.0), z_span
     assert phantom.metadata["corridor"]["orientation"] == orientation and phantom.infarcts == []
-    if orientation == "along":  # the search below is the same for both: once is enough
+    if orientation == "along":  # the search below is the same for both: once is enough; a patchy core instead
+        patchy = make_phantom(SegmentedConfig(seed=2, target_nodes=4000, corridor=CorridorSpec(
+            width_mm=6.0, orientation=orientation, patchiness=0.3))).truth_fraction
+        deep = (np.abs(across) > 6.0) & (np.abs(across) < 15) & (np.abs(along) < 15)
+        assert patchy[deep].min() < 0.8 < patchy[deep].max() and np.all(patchy[deep] > 0.69)
+        assert np.allclose(patchy[strip & (np.abs(across) < 1.0) & (np.abs(along) < 15)], 0.65, atol=0.02)
         return
     grid = vtk.vtkUnstructuredGrid()
     grid.DeepCopy(phantom.mesh)
@@ -300,6 +305,7 @@ def test_bad_corridor_layouts_are_refused_in_one_line():
     from cardioscar.phantoms.phantom_segmented import CorridorSpec, SegmentedConfig
 
     for spec, fragment in ((CorridorSpec(orientation="diagonal"), "orientation='diagonal'"),
+                           (CorridorSpec(patchiness=0.5), "patchiness=0.5"),
                            (CorridorSpec(width_mm=40.0), "width_mm=40"),
                            (CorridorSpec(border_zone=1.0), "border_zone=1")):
         with pytest.raises(CardioScarError, match=fragment):

@@ -16,10 +16,11 @@ true corridor's strip), ``corridor_recall`` (share of the corridor's nodes in su
 any layer), and the other channels, ``spurious``: count, nodes and lengths (mm). The corridor's
 centre's distance to the nearest slice plane and the slab's half-width say whether an ``along``
 corridor was imaged at all. ``--noise``: Gaussian noise of that SD on the myocardium's pixels
-(clipped to [0, 1]), the segmented family's ``noise_std``.
+(clipped to [0, 1]), the segmented family's ``noise_std``; ``--patchiness``: the core's scar
+fraction 1 - patchiness x a smooth random texture (8-14 mm waves), so it has border-zone patches.
 
     PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/channels_phantom.py
-        [--seeds 0,1] [--widths 5,8] [--orientations across,along] [--nodes 12000] [--noise 0.1]
+        [--seeds 0,1] [--widths 5,8] [--orientations across,along] [--nodes 12000] [--noise 0.1] [--patchiness 0.3]
 
 One JSON line per case.
 """
@@ -84,9 +85,9 @@ def score(result, corridor: np.ndarray) -> dict:
             "spurious_lengths_mm": [round(c.length_mm, 1) for c in spurious]}
 
 
-def run(seed: int, width: float, orientation: str, nodes: int, noise: float = 0.0) -> dict:
+def run(seed: int, width: float, orientation: str, nodes: int, noise: float = 0.0, patchiness: float = 0.0) -> dict:
     start = time.perf_counter()
-    spec = CorridorSpec(width_mm=width, orientation=orientation)
+    spec = CorridorSpec(width_mm=width, orientation=orientation, patchiness=patchiness)
     phantom = make_phantom(SegmentedConfig(seed=seed, target_nodes=nodes, corridor=spec, noise_std=noise))
     points = phantom.points_lps
     scar = phantom.scar_field.__self__
@@ -99,7 +100,7 @@ def run(seed: int, width: float, orientation: str, nodes: int, noise: float = 0.
                                                     "scar_uncertainty": predicted.std_predictions}), OPTIONS)
     ceiling, _ = channels_of_mesh(mesh_with(phantom, {"scar_probability": phantom.truth_fraction}), OPTIONS)
     p = predicted.mean_predictions
-    return {"seed": seed, "width_mm": width, "orientation": orientation, "noise_std": noise, "nodes": int(len(points)),
+    return {"seed": seed, "width_mm": width, "orientation": orientation, "noise_std": noise, "patchiness": patchiness, "nodes": int(len(points)),
             "gap_mm": round(phantom.config.slice_gap_mm, 2), "slab_half_mm": round(phantom.slice_half_thickness_mm, 2),
             "corridor_to_plane_mm": round(float(np.abs(planes - scar.centre_local()[2]).min()), 2),
             "corridor_nodes": int(corridor.sum()), "p_corridor_median": round(float(np.median(p[corridor])), 3),
@@ -114,12 +115,13 @@ def main() -> None:
     parser.add_argument("--orientations", default="across,along")
     parser.add_argument("--nodes", type=int, default=12000)
     parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise on the myocardium's pixels (SD)")
+    parser.add_argument("--patchiness", type=float, default=0.0, help="the core's texture (CorridorSpec.patchiness)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     for seed in (int(v) for v in args.seeds.split(",")):
         for orientation in args.orientations.split(","):
             for width in (float(v) for v in args.widths.split(",")):
-                print(json.dumps(run(seed, width, orientation, args.nodes, args.noise)), flush=True)
+                print(json.dumps(run(seed, width, orientation, args.nodes, args.noise, args.patchiness)), flush=True)
 
 
 if __name__ == "__main__":

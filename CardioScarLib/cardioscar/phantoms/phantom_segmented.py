@@ -92,6 +92,7 @@ class CorridorSpec:
     core_half_mm: float = 20.0
     border_zone: float = 0.65
     edge_mm: float = 0.75
+    patchiness: float = 0.0  # the core's fraction 1 - patchiness x a smooth texture, as the patchy infarct's
     u: float = 1.1          # meridional angle of the patch's centre (0 apex, pi/2 base): mid-ventricle
     theta: float = 4.4      # circumferential angle (3 pi / 2 lateral)
 
@@ -104,9 +105,25 @@ class CorridorSpec:
                                   f"({2.0 * self.core_half_mm:g} mm)")
         if not 0.0 < self.border_zone < 1.0:
             raise CardioScarError(f"corridor border_zone={self.border_zone:g}: use a scar fraction in (0, 1)")
+        if not 0.0 <= self.patchiness < 0.5:
+            raise CardioScarError(f"corridor patchiness={self.patchiness:g}: use 0 to 0.5 (the core stays scar)")
         if self.edge_mm <= 0.0 or not 0.2 < self.u < 1.4:
             raise CardioScarError(f"corridor edge_mm={self.edge_mm:g} / u={self.u:g}: need edge_mm > 0 and the patch "
                                   "away from the apex and the base (0.2 < u < 1.4)")
+
+
+def draw_waves(rng: np.random.Generator, n_waves: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Wave vectors (per mm, 8-14 mm wavelengths, random directions) and phases of a texture."""
+    directions = rng.normal(size=(n_waves, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    wave_vectors = directions * (2 * np.pi / rng.uniform(8.0, 14.0, size=(n_waves, 1)))
+    return wave_vectors, rng.uniform(0, 2 * np.pi, size=n_waves)
+
+
+def smooth_texture(local: np.ndarray, wave_vectors: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """Smooth random texture in [0, 1] (mean of cosines, rescaled and clipped)."""
+    waves = np.cos(local @ wave_vectors.T + phases).mean(axis=1)
+    return np.clip(0.5 + waves * math.sqrt(len(phases) / 2.0) * 0.5, 0.0, 1.0)
 
 
 def _soft_inside(signed_mm: np.ndarray, edge_mm: float) -> np.ndarray:
@@ -121,6 +138,8 @@ class CorridorScar:
 
     geometry: LVGeometry
     spec: CorridorSpec
+    wave_vectors: np.ndarray    # the core's texture (used when spec.patchiness > 0)
+    phases: np.ndarray
     infarcts: list = field(default_factory=list)
     peaks: list = field(default_factory=list)
 
@@ -137,14 +156,16 @@ class CorridorScar:
         return (meridian, circumference) if self.spec.orientation == "across" else (circumference, meridian)
 
     def fraction(self, local: np.ndarray) -> np.ndarray:
-        """True scar fraction at local points: the core patch, lowered to ``border_zone`` in the corridor."""
+        """True scar fraction at local points: the core patch (patchy with ``patchiness``), lowered to
+        ``border_zone`` in the corridor."""
         if len(local) == 0:
             return np.zeros(0)
         along, across = self.mid_wall_mm(local)
         spec = self.spec
         core = _soft_inside(np.maximum(np.abs(along), np.abs(across)) - spec.core_half_mm, spec.edge_mm)
         corridor = _soft_inside(np.abs(across) - 0.5 * spec.width_mm, spec.edge_mm)
-        return core * (1.0 - (1.0 - spec.border_zone) * corridor)
+        dense = 1.0 - spec.patchiness * smooth_texture(local, self.wave_vectors, self.phases)
+        return core * (dense - (dense - spec.border_zone) * corridor)
 
     def in_corridor(self, local: np.ndarray) -> np.ndarray:
         """Points inside the corridor's strip within the core patch (what a channel should hold)."""
@@ -156,14 +177,16 @@ class CorridorScar:
         return self.geometry.wall_to_local(np.array([0.5]), np.array([self.spec.u]), np.array([self.spec.theta]))[0]
 
 
-def corridor_scar(spec: CorridorSpec, geometry: LVGeometry, wall_points: np.ndarray) -> tuple[CorridorScar, dict]:
-    """The layout on ``geometry`` and what the phantom's metadata records of it (the scar volume
-    share of ``wall_points``, points drawn uniformly in the wall)."""
-    scar = CorridorScar(geometry, spec)
+def corridor_scar(spec: CorridorSpec, geometry: LVGeometry, wall_points: np.ndarray,
+                  rng: np.random.Generator) -> tuple[CorridorScar, dict]:
+    """The layout on ``geometry`` (its core's texture drawn from ``rng``) and what the phantom's
+    metadata records of it (the scar volume share of ``wall_points``, points drawn uniformly in the wall)."""
+    scar = CorridorScar(geometry, spec, *draw_waves(rng))
     fraction = scar.fraction(wall_points)
     return scar, {"scar_fraction": float((fraction >= 0.5).mean()),
                   "corridor": {"width_mm": spec.width_mm, "orientation": spec.orientation,
                                "core_half_mm": spec.core_half_mm, "border_zone": spec.border_zone,
+                               "patchiness": spec.patchiness,
                                "centre_local_z_mm": round(float(scar.centre_local()[2]), 2)}}
 
 
@@ -252,9 +275,8 @@ class ScarModel:
     phases: np.ndarray          # (K,)
 
     def texture(self, local: np.ndarray) -> np.ndarray:
-        """Smooth random texture in [0, 1] (mean of cosines, rescaled and clipped)."""
-        waves = np.cos(local @ self.wave_vectors.T + self.phases).mean(axis=1)
-        return np.clip(0.5 + waves * math.sqrt(len(self.phases) / 2.0) * 0.5, 0.0, 1.0)
+        """Smooth random texture in [0, 1] of the first infarct (:func:`smooth_texture`)."""
+        return smooth_texture(local, self.wave_vectors, self.phases)
 
     def envelopes(self, local: np.ndarray) -> np.ndarray:
         """(n_infarcts, N) soft indicator of each infarct (wall depth clamped to the wall).
@@ -311,12 +333,7 @@ def _draw_scar(config: SegmentedConfig, geometry: LVGeometry, rng: np.random.Gen
                 radius_mm=float(rng.uniform(14.0, 28.0) if k == 0 else rng.uniform(10.0, 20.0)),
                 transmurality=float(rng.uniform(0.3, 1.05))))
         peaks = [1.0] + [float(rng.uniform(*config.faint_peak_range)) for _ in infarcts[1:]]
-        n_waves = 6
-        directions = rng.normal(size=(n_waves, 3))
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        wave_vectors = directions * (2 * np.pi / rng.uniform(8.0, 14.0, size=(n_waves, 1)))
-        model = ScarModel(geometry, infarcts, peaks, config.patchiness, config.border_mm,
-                          wave_vectors, rng.uniform(0, 2 * np.pi, size=n_waves))
+        model = ScarModel(geometry, infarcts, peaks, config.patchiness, config.border_mm, *draw_waves(rng))
         fraction = model.fraction(wall_points)
         scar = fraction >= 0.5
         env = model.envelopes(wall_points)
@@ -435,7 +452,7 @@ def make_segmented_phantom(config: SegmentedConfig | None = None) -> Phantom:
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     geometry = _draw_geometry(config, rng)
-    scar, scar_info = (corridor_scar(config.corridor, geometry, _wall_samples(geometry, config.seed))
+    scar, scar_info = (corridor_scar(config.corridor, geometry, _wall_samples(geometry, config.seed), rng)
                        if config.corridor is not None else _draw_scar(config, geometry, rng))
     mesh, points_local, displacement = _build_mesh(config, geometry, rng)
     fraction = scar.fraction(points_local)
