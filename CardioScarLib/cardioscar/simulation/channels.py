@@ -52,11 +52,11 @@ DEFAULT_LAYER_WIDTH = 0.2
 #: The widest gap in the core (mm) that counts as a channel.
 DEFAULT_MAX_WIDTH_MM = 10.0
 #: The shortest channel (mm, its length between entrances) kept; shorter ones are counted as
-#: dropped. Every channel is at least half ``max_width_mm`` long (its entrances lie further apart);
-#: one shorter than the default width is a passage no longer than it is wide, a notch in the core's
-#: edge rather than a corridor: on EMIDEC reconstructions 13 of 31 channels were 6.6-9.4 mm, while
-#: every true corridor of ``Testing/benchmarks/channels_phantom.py`` read 26-37 mm
-#: (``Testing/benchmarks/ROBUSTNESS.md``, *Conducting channels on a phantom*). 0 keeps every one.
+#: dropped (0 keeps every one). Every channel is at least half ``max_width_mm`` long (its entrances
+#: lie further apart); on the phantoms of ``Testing/benchmarks/channels_phantom.py`` 13 of the 23
+#: spurious channels (all from a patchy core) were under 10 mm, most of 1-2 nodes, and 44 of the 51
+#: channels on the true corridor 11-37 mm (``Testing/benchmarks/ROBUSTNESS.md``, *Conducting
+#: channels on a phantom*): a passage shorter than the default width is a notch, not a corridor.
 DEFAULT_MIN_LENGTH_MM = 10.0
 #: The point field written on the mesh: the channel's id at the node, 0 elsewhere.
 CHANNEL_FIELD = "bz_channel"
