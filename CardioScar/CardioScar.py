@@ -203,6 +203,7 @@ class CardioScarParameterNode:
     channelLayers: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
     channelLayerWidth: Annotated[float, WithinRange(0.01, 1.0)] = 0.2
     channelMaxWidth: Annotated[float, WithinRange(0.5, 100.0)] = 10.0
+    channelMinLength: Annotated[float, WithinRange(0.0, 200.0)] = 10.0
     channelOutputDir: str = ""
     # scoring a result against the experts' labels of the slices (cardioscar evaluate --truth-image); the
     # slice axis, slab half-width and threshold are the Options' (the slices read as training reads them)
@@ -1215,7 +1216,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         return ""
 
     def channelOptions(self):
-        """The section's layers, band and width as the library's ChannelOptions (the layers parsed
+        """The section's layers, band, width and minimum length as the library's ChannelOptions (the layers parsed
         here, so a bad list is one line before any worker starts)."""
         from cardioscar.errors import CardioScarError
         from cardioscar.simulation.channels import ChannelOptions
@@ -1228,7 +1229,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if not layers:
             raise CardioScarError(_("Channel layers '{text}': give comma-separated depths between 0 and 1, e.g. "
                                     "0.1,0.5,0.9").format(text=p.channelLayers))
-        return ChannelOptions(layers=layers, layer_width=p.channelLayerWidth, max_width_mm=p.channelMaxWidth)
+        return ChannelOptions(layers=layers, layer_width=p.channelLayerWidth, max_width_mm=p.channelMaxWidth,
+                              min_length_mm=p.channelMinLength)
 
     def onFindChannelsButton(self) -> None:
         """Search the model to tag for conducting channels in a worker (or stop it): its tissue_tag
@@ -1269,6 +1271,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         lengths = [row["length_mm"] for row in record["channels"]]
         found = (_("{count} channel(s), the longest {length:.1f} mm").format(count=len(lengths), length=max(lengths))
                  if lengths else _("no channel"))
+        if record.get("n_dropped_short"):
+            found += _(" ({count} shorter than {length:g} mm dropped)").format(count=record["n_dropped_short"],
+                                                                              length=record["min_length_mm"])
         self.ui.statusLabel.text = _("Channels on '{name}' ({source}): {found}; bz_channel written, table "
                                      "'{table}'.").format(name=model.GetName(), source=record["tissue"], found=found,
                                                           table=result.table_node.GetName())

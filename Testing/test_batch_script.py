@@ -532,16 +532,20 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
                                                           "--channels-dir D"),
                             (["--channels-dir", str(tmp_path / "c"), "--channel-max-width", "0"],
                              "--channel-max-width 0 must be a positive width in mm"),
+                            (["--channels-dir", str(tmp_path / "c"), "--channel-min-length", "-1"],
+                             "--channel-min-length -1 must be a length in mm >= 0"),
+                            (["--channel-min-length", "0"], "--channel-min-length only apply to the channel search"),
                             (["--channels-dir", str(case["paths"]["image"])], "--channels-dir "),
                             (["--channels-dir", str(tmp_path / "c"), "--channel-layers", "0.1,2"], "--channel-layers ")):
         assert _load_script().run(argv + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err
         assert not (tmp_path / "scar.vtu").exists() and not (tmp_path / "c").exists()
-    assert _load_script().run(argv + ["--channels-dir", str(tmp_path / "channels"), "--channel-layers", "0.1,0.5"]) == 0
+    assert _load_script().run(argv + ["--channels-dir", str(tmp_path / "channels"), "--channel-layers", "0.1,0.5",
+                                      "--channel-min-length", "0"]) == 0
     out = capsys.readouterr().out
     record = json.loads((tmp_path / "channels" / "channels.json").read_text(encoding="utf-8"))
-    assert record["layers"] == [0.1, 0.5] and "tissue_tag" in record["tissue"]
+    assert record["layers"] == [0.1, 0.5] and "tissue_tag" in record["tissue"] and record["min_length_mm"] == 0.0
     assert f"Wrote {tmp_path / 'channels' / 'channels.csv'}, {tmp_path / 'channels' / 'channels.json'}" in out
     assert out.count("Channels: ") == 1 and (tmp_path / "channels" / "channels.csv").read_text().startswith("channel,")
     written = read_mesh(tmp_path / "scar.vtu")

@@ -218,3 +218,95 @@ def test_bad_input_on_the_command_line(wall, tmp_path, capsys):
              (["--mesh", tmp_path / "unnoted.vtu", "--tags", "1,2,3", "--layers", "0.5,2"], "--layers")]
     for args, fragment in cases:
         assert_refused_in_one_line(["channels", *args, "--output-dir", out / "out1"], fragment, capsys, out)
+
+
+def test_a_minimum_length_drops_shorter_channels_and_counts_them(wall):
+    """``min_length_mm`` leaves out the channels shorter than it (their nodes 0 in ``bz_channel``),
+    counts them per layer and in the summary, and numbers the kept ones from 1; 0 keeps every one."""
+    tags = wall.tags()
+    every = channels.find_channels(wall.grid, wall.points, wall.depth, channels.tissue_from_tags(tags, (1, 2, 3), "t"),
+                                   channels.ChannelOptions(layers=INNER, min_length_mm=0.0))
+    lengths = sorted(c.length_mm for c in every.channels)
+    assert len(lengths) == 3 and lengths[0] < lengths[-1], lengths
+    tissue = channels.tissue_from_tags(tags, (1, 2, 3), "t")
+    for cut, kept in ((lengths[-1] + 1.0, 0), (0.5 * (lengths[0] + lengths[-1]), None)):
+        result = channels.find_channels(wall.grid, wall.points, wall.depth, tissue,
+                                        channels.ChannelOptions(layers=INNER, min_length_mm=cut))
+        expected = sum(v >= cut for v in lengths) if kept is None else kept
+        assert len(result.channels) == expected and result.dropped_short == 3 - expected
+        assert [c.id for c in result.channels] == list(range(1, expected + 1))
+        assert all(c.length_mm >= cut for c in result.channels)
+        assert sum(row["channels"] for row in result.layers) == expected
+        assert sum(row["dropped_short"] for row in result.layers) == 3 - expected
+        assert result.node_channel.max() <= expected and result.node_channel.any() == (expected > 0)
+        assert f"{3 - expected} shorter than --min-length dropped" in result.summary()
+        record = channels.channels_record(result, tissue, channels.ChannelOptions(layers=INNER, min_length_mm=cut))
+        assert record["n_dropped_short"] == 3 - expected and record["min_length_mm"] == cut
+    with pytest.raises(CardioScarError, match="--min-length -1 must be a length in mm >= 0"):
+        channels.ChannelOptions(min_length_mm=-1.0).check()
+
+
+def test_the_command_line_min_length(wall, tmp_path, capsys):
+    """``--min-length`` reaches the search (the channel dropped and counted in channels.json); a
+    negative one is refused in one line."""
+    from cardioscar.cli import main
+
+    _write(wall, tmp_path / "tagged.vtu", {TAG_ARRAY: wall.tags()})
+    out = tmp_path / "channels"
+    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out), "--layers", "0.1",
+                 "--min-length", "60"]) == 0
+    record = json.loads((out / "channels.json").read_text())
+    assert (record["n_channels"], record["n_dropped_short"], record["min_length_mm"]) == (0, 1, 60.0)
+    assert "1 shorter than --min-length dropped" in record["result"]
+    assert_refused_in_one_line(["channels", "--mesh", tmp_path / "tagged.vtu", "--output-dir", tmp_path / "o2",
+                                "--min-length", "-1"], "--min-length", capsys, tmp_path)
+
+
+@pytest.mark.parametrize("orientation", ["across", "along"])
+def test_the_corridor_phantom_truth_holds_the_channel(orientation):
+    """The segmented phantom's corridor layout: a core at scar fraction 1 crossed by a 6 mm strip at
+    0.65 (border zone by the tag rule), running apex to base (across the short-axis slices) or round
+    the wall (along them); the channel search on its true fraction finds the strip as a channel."""
+    from cardioscar.phantoms.phantom import make_phantom
+    from cardioscar.phantoms.phantom_segmented import CorridorSpec, SegmentedConfig
+
+    phantom = make_phantom(SegmentedConfig(seed=2, target_nodes=4000,
+                                           corridor=CorridorSpec(width_mm=6.0, orientation=orientation)))
+    scar = phantom.scar_field.__self__
+    local = phantom.geometry.to_local(phantom.points_lps)
+    along, across = scar.mid_wall_mm(local)
+    strip = scar.in_corridor(local)
+    fraction = phantom.truth_fraction
+    assert np.allclose(fraction[strip & (np.abs(across) < 1.0) & (np.abs(along) < 15)], 0.65, atol=0.02)
+    assert np.all(fraction[(np.abs(across) > 6.0) & (np.abs(across) < 15) & (np.abs(along) < 15)] > 0.97)
+    assert np.all(fraction[np.maximum(np.abs(along), np.abs(across)) > 25.0] < 0.01)
+    z_span = np.ptp(local[strip, 2])  # the local z is the long axis, the short-axis slices' normal
+    assert (z_span > 30.0) if orientation == "across" else (z_span < 15.0), z_span
+    assert phantom.metadata["corridor"]["orientation"] == orientation and phantom.infarcts == []
+    if orientation == "along":  # the search below is the same for both: once is enough; a patchy core instead
+        patchy = make_phantom(SegmentedConfig(seed=2, target_nodes=4000, corridor=CorridorSpec(
+            width_mm=6.0, orientation=orientation, patchiness=0.3))).truth_fraction
+        deep = (np.abs(across) > 6.0) & (np.abs(across) < 15) & (np.abs(along) < 15)
+        assert patchy[deep].min() < 0.8 < patchy[deep].max() and np.all(patchy[deep] > 0.69)
+        assert np.allclose(patchy[strip & (np.abs(across) < 1.0) & (np.abs(along) < 15)], 0.65, atol=0.02)
+        return
+    grid = vtk.vtkUnstructuredGrid()
+    grid.DeepCopy(phantom.mesh)
+    mesh = Mesh(dataset=grid, space="LPS", path=None)
+    probability = vtk.util.numpy_support.numpy_to_vtk(fraction, deep=True)
+    probability.SetName("scar_probability")
+    grid.GetPointData().AddArray(probability)
+    result, _ = channels.channels_of_mesh(mesh, channels.ChannelOptions(layers=(0.1, 0.9)))
+    assert [c.layer for c in result.channels] == [0.1, 0.9]
+    assert all(strip[c.nodes].mean() > 0.9 and 20.0 < c.length_mm < 45.0 for c in result.channels)
+
+
+def test_bad_corridor_layouts_are_refused_in_one_line():
+    from cardioscar.phantoms.phantom_segmented import CorridorSpec, SegmentedConfig
+
+    for spec, fragment in ((CorridorSpec(orientation="diagonal"), "orientation='diagonal'"),
+                           (CorridorSpec(patchiness=0.5), "patchiness=0.5"),
+                           (CorridorSpec(width_mm=40.0), "width_mm=40"),
+                           (CorridorSpec(border_zone=1.0), "border_zone=1")):
+        with pytest.raises(CardioScarError, match=fragment):
+            SegmentedConfig(corridor=spec).validate()

@@ -43,6 +43,10 @@ def test_the_logic_finds_the_corridor_in_world_coordinates(tmp_path):
         matrix.SetElement(axis, 3, SHIFT_RAS[axis])
     transform.SetMatrixTransformToParent(matrix)
     node.SetAndObserveTransformNodeID(transform.GetID())
+    with pytest.raises(CardioScarError, match=r"options\.min_length_mm -1 must be a length in mm >= 0"):
+        find_model_channels(node, ChannelOptions(min_length_mm=-1.0))
+    dropped = find_model_channels(node, ChannelOptions(layers=(0.1,), min_length_mm=60.0))
+    assert dropped.channels == [] and dropped.dropped_short == 1
     result = find_model_channels(node, ChannelOptions(layers=(0.1,)))  # tag values from the note
     assert len(result.channels) == 1
     field = vtk_to_numpy(node.GetMesh().GetPointData().GetArray(CHANNEL_FIELD))

@@ -21,7 +21,7 @@ import vtk.util.numpy_support  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
-from cardioscar.simulation.channels import CHANNEL_FIELD, DEPTH_FIELD  # noqa: E402
+from cardioscar.simulation.channels import CHANNEL_FIELD, DEFAULT_MIN_LENGTH_MM, DEPTH_FIELD  # noqa: E402
 from cardioscar.simulation.opencarp import TAG_ARRAY  # noqa: E402
 from test_channels import Wall, _write  # noqa: E402  (the painted lattice)
 from test_slicer_panel import LATEST, _arrays, case, panel, phantom  # noqa: E402,F401
@@ -46,8 +46,8 @@ def test_find_channels_writes_the_field_table_colours_and_files(panel, wall, tmp
     ui.tagModelSelector.setCurrentNode(model)
     assert ui.findChannelsButton.enabled
     parameters = widget._parameterNode  # the CLI's defaults (test_slicer_ui checks them against ChannelOptions)
-    assert (parameters.channelLayers, parameters.channelLayerWidth, parameters.channelMaxWidth) == (
-        "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", 0.2, 10.0)
+    assert (parameters.channelLayers, parameters.channelLayerWidth, parameters.channelMaxWidth,
+            parameters.channelMinLength) == ("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", 0.2, 10.0, DEFAULT_MIN_LENGTH_MM)
     ui.channelLayersLineEdit.text = "0.1,0.9"
     ui.channelOutputDirLineEdit.text = str(tmp_path / "channels")
     harness.click_to_end(widget, ui.findChannelsButton)
@@ -65,6 +65,13 @@ def test_find_channels_writes_the_field_table_colours_and_files(panel, wall, tmp
     assert record["n_channels"] == 1 and [row["channels"] for row in record["per_layer"]] == [1, 0]
     csv = (tmp_path / "channels" / "channels.csv").read_text(encoding="utf-8").splitlines()
     assert len(csv) == 2 and csv[1].split(",")[:2] == [table.GetCellText(0, 0), table.GetCellText(0, 1)]
+    # *Min channel length* reaches the worker's search: the corridor (20-32 mm) dropped, and counted
+    ui.channelMinLengthSpinBox.value = 60.0
+    harness.click_to_end(widget, ui.findChannelsButton)
+    assert "no channel (1 shorter than 60 mm dropped)" in ui.statusLabel.text, ui.statusLabel.text
+    record = json.loads((tmp_path / "channels" / "channels.json").read_text(encoding="utf-8"))
+    assert (record["n_channels"], record["n_dropped_short"], record["min_length_mm"]) == (0, 1, 60.0)
+    assert not _arrays(model)[CHANNEL_FIELD].any()
 
 
 @LATEST

@@ -404,7 +404,8 @@ def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
 
     channel = ChannelOptions()
     assert tuple(float(v) for v in defaults["channelLayers"].split(",")) == channel.layers
-    assert (defaults["channelLayerWidth"], defaults["channelMaxWidth"]) == (channel.layer_width, channel.max_width_mm)
+    assert (defaults["channelLayerWidth"], defaults["channelMaxWidth"], defaults["channelMinLength"]) == (
+        channel.layer_width, channel.max_width_mm, channel.min_length_mm)
 
 
 def test_nothing_heavy_or_installing_runs_at_import(module_ast):

@@ -187,7 +187,7 @@ def write_channels_job(folder: Path, job) -> None:
     its arrays, the options and the tissue keywords (JSON)."""
     _write_job_mesh(folder, job.world_mesh, job.model_name)
     options = {"layers": [float(v) for v in job.options.layers], "layer_width": float(job.options.layer_width),
-               "max_width_mm": float(job.options.max_width_mm)}
+               "max_width_mm": float(job.options.max_width_mm), "min_length_mm": float(job.options.min_length_mm)}
     record = {"kind": "channels", "model_name": job.model_name, "options": options, "tissue": job.tissue}
     (folder / worker.JOB_FILE).write_text(json.dumps(record))
 

@@ -71,6 +71,7 @@ PANEL_NAMES = {
     "--max-width": "Max channel width",
     "--fibres": "LV fibre rule",
     "--helix-angles": "Helix angles (endo,epi)",
+    "--min-length": "Min channel length",
 }
 
 #: The command line's fibre advice (:mod:`cardioscar.simulation.fibres`) on each face that gives
@@ -165,7 +166,8 @@ BATCH_NAMES = {
     "export": {"--output": "--export-opencarp", "--fibres": "--fibre-rule"},
     "aha": {"--threshold": "--aha-threshold"},
     "channels": {"--layers": "--channel-layers", "--layer-width": "--channel-layer-width",
-                 "--max-width": "--channel-max-width", "--output-dir": "--channels-dir"},
+                 "--max-width": "--channel-max-width", "--min-length": "--channel-min-length",
+                 "--output-dir": "--channels-dir"},
 }
 
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*[a-z]")

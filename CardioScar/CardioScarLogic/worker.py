@@ -308,8 +308,7 @@ def run_channels_job(folder: Path, job: dict) -> None:
     from cardioscar.io.meshio import Mesh
     from cardioscar.simulation.channels import ChannelOptions, channels_of_mesh, write_channel_tables
 
-    options = ChannelOptions(layers=tuple(job["options"]["layers"]), layer_width=job["options"]["layer_width"],
-                             max_width_mm=job["options"]["max_width_mm"])
+    options = ChannelOptions(**{**job["options"], "layers": tuple(job["options"]["layers"])})
     tissue = dict(job["tissue"])
     if tissue.get("tag_values") is not None:
         tissue["tag_values"] = tuple(tissue["tag_values"])

@@ -186,6 +186,8 @@ def _add_channel_arguments(parser: argparse.ArgumentParser) -> None:
                     help="each layer's band of depth, a share of the wall (default 0.2)")
     ch.add_argument("--channel-max-width", type=float, default=None,
                     help="widest gap in the core (mm) that counts as a channel (default 10)")
+    ch.add_argument("--channel-min-length", type=float, default=None,
+                    help="shortest channel kept, mm between its entrances (default 10, 0 keeps every channel)")
 
 
 def _channel_options(args: argparse.Namespace):
@@ -193,7 +195,7 @@ def _channel_options(args: argparse.Namespace):
     from cardioscar.simulation.channels import ChannelOptions
 
     given = {"layers": args.channel_layers, "layer_width": args.channel_layer_width,
-             "max_width_mm": args.channel_max_width}
+             "max_width_mm": args.channel_max_width, "min_length_mm": args.channel_min_length}
     options = ChannelOptions(**{name: value for name, value in given.items() if value is not None})
     options.check()
     return options
@@ -278,7 +280,8 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         raise CardioScarError("--core-mesh tags this run's scar with a core model's result: this run learns the core "
                               "(--scar-target core); tag the scar run instead.")
     if args.channels_dir is None:
-        given = [f"--{name.replace('_', '-')}" for name in ("channel_layers", "channel_layer_width", "channel_max_width")
+        given = [f"--{name.replace('_', '-')}" for name in ("channel_layers", "channel_layer_width", "channel_max_width",
+                                                              "channel_min_length")
                  if getattr(args, name) is not None]
         if given:
             raise CardioScarError(f"{', '.join(given)} only apply to the channel search: add --channels-dir D.")

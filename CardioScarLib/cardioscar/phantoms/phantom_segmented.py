@@ -25,7 +25,9 @@ from the demo family in the three ways that matter:
   endocardium (sub-endocardial to transmural) with a soft logistic border. The first reaches a
   scar fraction of 1 and is patchy (multiplied by ``1 - patchiness * n(x)``, ``n`` a smooth
   random texture in [0, 1] with 8-14 mm wavelengths); the second, when drawn, is homogeneous
-  and fainter, its peak fraction drawn from ``faint_peak_range`` (within 0.5-0.7).
+  and fainter, its peak fraction drawn from ``faint_peak_range`` (within 0.5-0.7). Or, with
+  ``corridor`` (:class:`CorridorSpec`), no infarct but a dense core crossed by a border-zone
+  corridor: a truth that holds a conducting channel.
 
 The truth is a continuous scar fraction ``f(x)`` defined everywhere (wall coordinates of the
 image's geometry, transmural depth clamped to the wall, so a mesh node just outside the image's
@@ -45,7 +47,7 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
@@ -61,6 +63,131 @@ logger = logging.getLogger(__name__)
 
 #: Label values of the label map (EMIDEC convention without the no-reflow label 4).
 BACKGROUND, BLOOD, MYOCARDIUM, SCAR = 0, 1, 2, 3
+
+
+# --------------------------------------------------------------------------- the corridor layout
+# A scar whose truth holds a conducting channel: a dense core crossed by a border-zone corridor.
+#
+# Why: the channel search (cardioscar.simulation.channels) was checked on tags painted by hand;
+# whether a border-zone isthmus of a given width survives the reconstruction from 8-13 mm slices,
+# and what spurious channels the reconstruction adds, needs a heart whose *true* scar holds one
+# (Testing/benchmarks/channels_phantom.py). Measured on the image wall's mid-wall, in mm from the
+# patch's centre (u, theta): along the meridian (apex to base) and along the circumference. The
+# core is a transmural square patch of half-side ``core_half_mm`` at scar fraction 1; the corridor,
+# ``width_mm`` wide, crosses it from edge to edge at scar fraction ``border_zone`` (0.65: border
+# zone by the tag rule's defaults, 0.5 <= p < 0.8), either ``across`` the short-axis slices (apex
+# to base, so every slice cuts it) or ``along`` them (circumferential, so it lies in one slab, or in
+# a gap between slabs, as the stack falls). Every edge is a logistic of ``edge_mm``.
+
+#: The corridor's directions relative to the short-axis slices.
+ORIENTATIONS = ("across", "along")
+
+
+@dataclass(frozen=True)
+class CorridorSpec:
+    """The corridor layout's parameters (see the comment above); mm on the mid-wall."""
+
+    width_mm: float = 8.0
+    orientation: str = "across"
+    core_half_mm: float = 20.0
+    border_zone: float = 0.65
+    edge_mm: float = 0.75
+    patchiness: float = 0.0  # the core's fraction 1 - patchiness x a smooth texture, as the patchy infarct's
+    u: float = 1.1          # meridional angle of the patch's centre (0 apex, pi/2 base): mid-ventricle
+    theta: float = 4.4      # circumferential angle (3 pi / 2 lateral)
+
+    def validate(self) -> None:
+        """One-line refusals of a corridor that cannot cross its core as border zone."""
+        if self.orientation not in ORIENTATIONS:
+            raise CardioScarError(f"corridor orientation='{self.orientation}': use one of {', '.join(ORIENTATIONS)}")
+        if not 0.0 < self.width_mm < 2.0 * self.core_half_mm:
+            raise CardioScarError(f"corridor width_mm={self.width_mm:g}: use a positive width below the core's side "
+                                  f"({2.0 * self.core_half_mm:g} mm)")
+        if not 0.0 < self.border_zone < 1.0:
+            raise CardioScarError(f"corridor border_zone={self.border_zone:g}: use a scar fraction in (0, 1)")
+        if not 0.0 <= self.patchiness < 0.5:
+            raise CardioScarError(f"corridor patchiness={self.patchiness:g}: use 0 to 0.5 (the core stays scar)")
+        if self.edge_mm <= 0.0 or not 0.2 < self.u < 1.4:
+            raise CardioScarError(f"corridor edge_mm={self.edge_mm:g} / u={self.u:g}: need edge_mm > 0 and the patch "
+                                  "away from the apex and the base (0.2 < u < 1.4)")
+
+
+def draw_waves(rng: np.random.Generator, n_waves: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Wave vectors (per mm, 8-14 mm wavelengths, random directions) and phases of a texture."""
+    directions = rng.normal(size=(n_waves, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    wave_vectors = directions * (2 * np.pi / rng.uniform(8.0, 14.0, size=(n_waves, 1)))
+    return wave_vectors, rng.uniform(0, 2 * np.pi, size=n_waves)
+
+
+def smooth_texture(local: np.ndarray, wave_vectors: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """Smooth random texture in [0, 1] (mean of cosines, rescaled and clipped)."""
+    waves = np.cos(local @ wave_vectors.T + phases).mean(axis=1)
+    return np.clip(0.5 + waves * math.sqrt(len(phases) / 2.0) * 0.5, 0.0, 1.0)
+
+
+def _soft_inside(signed_mm: np.ndarray, edge_mm: float) -> np.ndarray:
+    """1 well inside (negative signed distance), 0 well outside, the phantoms' logistic edge."""
+    return 0.5 * (1.0 - np.tanh(signed_mm / (2.0 * edge_mm)))
+
+
+@dataclass(frozen=True)
+class CorridorScar:
+    """The corridor layout's true scar fraction on an :class:`LVGeometry` (the segmented family's
+    scar model: ``fraction`` of local points; no infarcts)."""
+
+    geometry: LVGeometry
+    spec: CorridorSpec
+    wave_vectors: np.ndarray    # the core's texture (used when spec.patchiness > 0)
+    phases: np.ndarray
+    infarcts: list = field(default_factory=list)
+    peaks: list = field(default_factory=list)
+
+    def mid_wall_mm(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(along, across) the corridor in mm from the patch's centre, on the mid-wall."""
+        t, _, theta = self.geometry.local_to_wall(local)
+        a, c = self.geometry.axes(t)
+        u = np.arctan2(np.hypot(local[:, 0], local[:, 1]) / a, -local[:, 2] / c)  # as ScarModel.envelopes
+        a_mid, c_mid = (float(v) for v in self.geometry.axes(np.array(0.5)))
+        fine = np.linspace(0.0, math.pi / 2, 4000)
+        arc = np.concatenate([[0.0], np.cumsum(np.hypot(a_mid * np.diff(np.sin(fine)), c_mid * np.diff(np.cos(fine))))])
+        meridian = np.interp(u, fine, arc) - float(np.interp(self.spec.u, fine, arc))
+        circumference = (np.mod(theta - self.spec.theta + math.pi, 2 * math.pi) - math.pi) * a_mid * np.sin(u)
+        return (meridian, circumference) if self.spec.orientation == "across" else (circumference, meridian)
+
+    def fraction(self, local: np.ndarray) -> np.ndarray:
+        """True scar fraction at local points: the core patch (patchy with ``patchiness``), lowered to
+        ``border_zone`` in the corridor."""
+        if len(local) == 0:
+            return np.zeros(0)
+        along, across = self.mid_wall_mm(local)
+        spec = self.spec
+        core = _soft_inside(np.maximum(np.abs(along), np.abs(across)) - spec.core_half_mm, spec.edge_mm)
+        corridor = _soft_inside(np.abs(across) - 0.5 * spec.width_mm, spec.edge_mm)
+        dense = 1.0 - spec.patchiness * smooth_texture(local, self.wave_vectors, self.phases)
+        return core * (dense - (dense - spec.border_zone) * corridor)
+
+    def in_corridor(self, local: np.ndarray) -> np.ndarray:
+        """Points inside the corridor's strip within the core patch (what a channel should hold)."""
+        along, across = self.mid_wall_mm(local)
+        return (np.abs(across) < 0.5 * self.spec.width_mm) & (np.abs(along) < self.spec.core_half_mm)
+
+    def centre_local(self) -> np.ndarray:
+        """The patch's centre on the mid-wall, local frame (the slices' distance to it)."""
+        return self.geometry.wall_to_local(np.array([0.5]), np.array([self.spec.u]), np.array([self.spec.theta]))[0]
+
+
+def corridor_scar(spec: CorridorSpec, geometry: LVGeometry, wall_points: np.ndarray,
+                  rng: np.random.Generator) -> tuple[CorridorScar, dict]:
+    """The layout on ``geometry`` (its core's texture drawn from ``rng``) and what the phantom's
+    metadata records of it (the scar volume share of ``wall_points``, points drawn uniformly in the wall)."""
+    scar = CorridorScar(geometry, spec, *draw_waves(rng))
+    fraction = scar.fraction(wall_points)
+    return scar, {"scar_fraction": float((fraction >= 0.5).mean()),
+                  "corridor": {"width_mm": spec.width_mm, "orientation": spec.orientation,
+                               "core_half_mm": spec.core_half_mm, "border_zone": spec.border_zone,
+                               "patchiness": spec.patchiness,
+                               "centre_local_z_mm": round(float(scar.centre_local()[2]), 2)}}
 
 
 @dataclass
@@ -90,6 +217,8 @@ class SegmentedConfig:
     noise_std: float = 0.0
     offset_lps: tuple[float, float, float] = (12.0, -25.0, 40.0)
     family: str = "segmented"
+    #: A core crossed by a border-zone corridor instead of the drawn infarcts (:class:`CorridorSpec`).
+    corridor: CorridorSpec | None = None
 
     def validate(self) -> None:
         """Reject settings that cannot produce a meaningful phantom, with one-line reasons."""
@@ -114,6 +243,8 @@ class SegmentedConfig:
             raise CardioScarError(f"phantom wall_offset_mm={self.wall_offset_mm}: must be >= 0")
         if self.noise_std < 0:
             raise CardioScarError(f"phantom noise_std={self.noise_std}: must be >= 0")
+        if self.corridor is not None:
+            self.corridor.validate()
 
     def resolved(self) -> "SegmentedConfig":
         """A copy with the acquisition and infarct count drawn from the seed where not given."""
@@ -144,9 +275,8 @@ class ScarModel:
     phases: np.ndarray          # (K,)
 
     def texture(self, local: np.ndarray) -> np.ndarray:
-        """Smooth random texture in [0, 1] (mean of cosines, rescaled and clipped)."""
-        waves = np.cos(local @ self.wave_vectors.T + self.phases).mean(axis=1)
-        return np.clip(0.5 + waves * math.sqrt(len(self.phases) / 2.0) * 0.5, 0.0, 1.0)
+        """Smooth random texture in [0, 1] of the first infarct (:func:`smooth_texture`)."""
+        return smooth_texture(local, self.wave_vectors, self.phases)
 
     def envelopes(self, local: np.ndarray) -> np.ndarray:
         """(n_infarcts, N) soft indicator of each infarct (wall depth clamped to the wall).
@@ -203,12 +333,7 @@ def _draw_scar(config: SegmentedConfig, geometry: LVGeometry, rng: np.random.Gen
                 radius_mm=float(rng.uniform(14.0, 28.0) if k == 0 else rng.uniform(10.0, 20.0)),
                 transmurality=float(rng.uniform(0.3, 1.05))))
         peaks = [1.0] + [float(rng.uniform(*config.faint_peak_range)) for _ in infarcts[1:]]
-        n_waves = 6
-        directions = rng.normal(size=(n_waves, 3))
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        wave_vectors = directions * (2 * np.pi / rng.uniform(8.0, 14.0, size=(n_waves, 1)))
-        model = ScarModel(geometry, infarcts, peaks, config.patchiness, config.border_mm,
-                          wave_vectors, rng.uniform(0, 2 * np.pi, size=n_waves))
+        model = ScarModel(geometry, infarcts, peaks, config.patchiness, config.border_mm, *draw_waves(rng))
         fraction = model.fraction(wall_points)
         scar = fraction >= 0.5
         env = model.envelopes(wall_points)
@@ -327,7 +452,8 @@ def make_segmented_phantom(config: SegmentedConfig | None = None) -> Phantom:
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     geometry = _draw_geometry(config, rng)
-    scar, scar_info = _draw_scar(config, geometry, rng)
+    scar, scar_info = (corridor_scar(config.corridor, geometry, _wall_samples(geometry, config.seed), rng)
+                       if config.corridor is not None else _draw_scar(config, geometry, rng))
     mesh, points_local, displacement = _build_mesh(config, geometry, rng)
     fraction = scar.fraction(points_local)
     truth = (fraction >= 0.5).astype(np.float64)

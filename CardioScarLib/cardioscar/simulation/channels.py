@@ -51,6 +51,13 @@ DEFAULT_LAYERS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 DEFAULT_LAYER_WIDTH = 0.2
 #: The widest gap in the core (mm) that counts as a channel.
 DEFAULT_MAX_WIDTH_MM = 10.0
+#: The shortest channel (mm, its length between entrances) kept; shorter ones are counted as
+#: dropped (0 keeps every one). Every channel is at least half ``max_width_mm`` long (its entrances
+#: lie further apart); on the phantoms of ``Testing/benchmarks/channels_phantom.py`` 13 of the 23
+#: spurious channels (all from a patchy core) were under 10 mm, most of 1-2 nodes, and 44 of the 51
+#: channels on the true corridor 11-37 mm (``Testing/benchmarks/ROBUSTNESS.md``, *Conducting
+#: channels on a phantom*): a passage shorter than the default width is a notch, not a corridor.
+DEFAULT_MIN_LENGTH_MM = 10.0
 #: The point field written on the mesh: the channel's id at the node, 0 elsewhere.
 CHANNEL_FIELD = "bz_channel"
 #: The point field of each node's transmural depth (0 endocardium, 1 epicardium) written beside it.
@@ -70,9 +77,11 @@ class ChannelOptions:
     layers: tuple[float, ...] = DEFAULT_LAYERS
     layer_width: float = DEFAULT_LAYER_WIDTH
     max_width_mm: float = DEFAULT_MAX_WIDTH_MM
+    min_length_mm: float = DEFAULT_MIN_LENGTH_MM
 
     def check(self) -> None:
-        """One-line errors for layers outside [0, 1], a band outside (0, 1] or a width <= 0."""
+        """One-line errors for layers outside [0, 1], a band outside (0, 1], a width <= 0 or a
+        negative minimum length."""
         if not self.layers or any(not 0.0 <= float(v) <= 1.0 for v in self.layers):
             raise CardioScarError(f"--layers {','.join(f'{v:g}' for v in self.layers) or '(none)'}: give depths "
                                   "between 0 (endocardium) and 1 (epicardium), e.g. 0.1,0.2,...,0.9")
@@ -80,6 +89,9 @@ class ChannelOptions:
             raise CardioScarError(f"--layer-width {self.layer_width:g} must lie in (0, 1] (a share of the wall)")
         if not np.isfinite(self.max_width_mm) or self.max_width_mm <= 0.0:
             raise CardioScarError(f"--max-width {self.max_width_mm:g} must be a positive width in mm")
+        if not np.isfinite(self.min_length_mm) or self.min_length_mm < 0.0:
+            raise CardioScarError(f"--min-length {self.min_length_mm:g} must be a length in mm >= 0 (0 keeps every "
+                                  "channel)")
 
 
 @dataclass(frozen=True)
@@ -123,16 +135,23 @@ class ChannelResult:
     depth: np.ndarray
     layers: list[dict] = field(default_factory=list)
 
+    @property
+    def dropped_short(self) -> int:
+        """Channels found but shorter than the minimum length, over every layer (not in ``channels``)."""
+        return sum(row.get("dropped_short", 0) for row in self.layers)
+
     def summary(self) -> str:
-        """One line: how many channels in which layers, or that none was found and why none could be."""
+        """One line: how many channels in which layers, or that none was found and why none could
+        be; and how many were dropped as shorter than the minimum length."""
+        dropped = f"; {self.dropped_short} shorter than --min-length dropped" if self.dropped_short else ""
         if not any(layer["core_nodes"] for layer in self.layers):  # a result with no core has no channel
             return ("no conducting channel: no node of the searched layers is core, so no border-zone corridor can "
                     "run through core; check the tags (or lower --core)")
         if not self.channels:
             return ("no conducting channel found in any layer (no border-zone corridor through the core with two "
-                    "entrances); see the per-layer counts")
+                    f"entrances){dropped}; see the per-layer counts")
         layers = sorted({c.layer for c in self.channels})
-        return f"{len(self.channels)} channel(s) in layer(s) {', '.join(f'{v:g}' for v in layers)}"
+        return f"{len(self.channels)} channel(s) in layer(s) {', '.join(f'{v:g}' for v in layers)}{dropped}"
 
 
 def edge_graph(dataset: vtk.vtkDataSet, points: np.ndarray) -> csr_matrix:
@@ -220,7 +239,7 @@ def layer_channels(layer_graph: csr_matrix, points: np.ndarray, tissue: Tissue, 
     counts = {"layer": layer, "nodes": int(band.sum()), "core_nodes": int(core.sum()),
               "border_zone_nodes": int((band & tissue.border_zone).sum()),
               "healthy_nodes": int((band & tissue.healthy).sum()), "enclosed_border_zone_nodes": 0,
-              "candidates": 0, "channels": 0}
+              "candidates": 0, "channels": 0, "dropped_short": 0}
     counts["joined_share"] = round(float((np.diff(layer_graph.indptr)[band] > 0).mean()) if band.any() else 0.0, 3)
     if not core.any() or not counts["border_zone_nodes"]:
         return [], counts
@@ -252,7 +271,8 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
     per-node fields averaged over each channel as ``mean_<name>``).
 
     ``bz_channel`` of a node in channels of several (overlapping) layers is the channel of the
-    layer nearest its depth. Channels are numbered from 1 by layer, then by size (largest first)."""
+    layer nearest its depth. Channels are numbered from 1 by layer, then by size (largest first);
+    one shorter than ``options.min_length_mm`` is left out and counted in its layer's ``dropped_short``."""
     options.check()
     graph = edge_graph(dataset, points)
     channels, layers = [], []
@@ -265,20 +285,30 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
         layers.append(counts)
         _warn_thin_band(counts, options.layer_width)
         for nodes, entrances in sorted(found, key=lambda item: -len(item[0])):
-            channel = _channel(len(channels) + 1, layer, layer_graph, points, nodes, entrances, spreads or {})
+            length = _channel_length(layer_graph, len(points), nodes, entrances)
+            if length < options.min_length_mm:
+                counts["dropped_short"] += 1
+                continue
+            channel = _channel(len(channels) + 1, layer, length, points, nodes, entrances, spreads or {})
             channels.append(channel)
             closer = np.abs(depth[nodes] - layer) < nearest[nodes]
             node_channel[nodes[closer]] = channel.id
             nearest[nodes[closer]] = np.abs(depth[nodes[closer]] - layer)
+        counts["channels"] -= counts["dropped_short"]
     return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers)
 
 
-def _channel(channel_id: int, layer: float, layer_graph: csr_matrix, points: np.ndarray, nodes: np.ndarray,
-             entrances: list[np.ndarray], spreads: dict[str, np.ndarray]) -> Channel:
-    """A found channel's figures; its length along the edges among its nodes and its entrances' only."""
-    through = np.zeros(len(points), bool)
+def _channel_length(layer_graph: csr_matrix, n_points: int, nodes: np.ndarray, entrances: list[np.ndarray]) -> float:
+    """A found channel's length (mm), along the edges among its nodes and its entrances' only."""
+    through = np.zeros(n_points, bool)
     through[np.concatenate([nodes, *entrances])] = True
-    return Channel(id=channel_id, layer=layer, nodes=nodes, length_mm=_length(_within(layer_graph, through), entrances),
+    return _length(_within(layer_graph, through), entrances)
+
+
+def _channel(channel_id: int, layer: float, length_mm: float, points: np.ndarray, nodes: np.ndarray,
+             entrances: list[np.ndarray], spreads: dict[str, np.ndarray]) -> Channel:
+    """A kept channel's figures: its centroid and entrances in LPS mm, its spreads."""
+    return Channel(id=channel_id, layer=layer, nodes=nodes, length_mm=length_mm,
                    entrances_lps=np.array([points[e].mean(axis=0) for e in entrances]),
                    centroid_lps=points[nodes].mean(axis=0),
                    spreads={f"mean_{name}": float(values[nodes].mean()) for name, values in spreads.items()})
@@ -380,6 +410,7 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
     return {"result": result.summary(), "n_channels": len(result.channels), "coordinate_frame": "LPS",
             "tissue": tissue.source, "layers": [float(v) for v in sorted(options.layers)],
             "layer_width": options.layer_width, "max_width_mm": options.max_width_mm,
+            "min_length_mm": options.min_length_mm, "n_dropped_short": result.dropped_short,
             "depth": "d_endo / (d_endo + d_epi) at each node (0 endocardium, 1 epicardium)",
             "node_field": f"{CHANNEL_FIELD}: the channel's id (of the layer nearest the node's depth), 0 elsewhere",
             "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels]}

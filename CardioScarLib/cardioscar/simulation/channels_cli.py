@@ -35,7 +35,8 @@ def _tag_values(text: str) -> tuple[int, int, int]:
 def _run(args: argparse.Namespace) -> None:
     from cardioscar.simulation.channels import ChannelOptions, run_channels
 
-    given = {"layers": args.layers, "layer_width": args.layer_width, "max_width_mm": args.max_width}
+    given = {"layers": args.layers, "layer_width": args.layer_width, "max_width_mm": args.max_width,
+             "min_length_mm": args.min_length}
     options = ChannelOptions(**{name: value for name, value in given.items() if value is not None})
     result = run_channels(args.mesh, args.output_dir, options, tags_field=args.tags_field,
                           tag_values=None if args.tags is None else _tag_values(args.tags), scar_field=args.scar_field,
@@ -63,6 +64,9 @@ def register(subparsers) -> None:
                       help="each layer's band of depth, a share of the wall (default 0.2)")
     verb.add_argument("--max-width", type=float, default=None,
                       help="widest gap in the core (mm) that counts as a channel (default 10)")
+    verb.add_argument("--min-length", type=float, default=None,
+                      help="shortest channel kept (mm between its entrances; shorter ones are counted as dropped in "
+                           "channels.json; default 10, 0 keeps every channel)")
     verb.add_argument("--tags-field", default=None,
                       help="point field of tissue tags (default tissue_tag when the mesh has it)")
     verb.add_argument("--tags", default=None, metavar="HEALTHY,BORDER,CORE",
