@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import CardioScarError
-from ..io.checks import whole_labels
+from ..io.checks import check_mask_values, whole_labels
 from .slices import SliceLayer, ijk_to_lps_matrix
 from .targets import (CAVITY_RADIUS_MM, CAVITY_SHARE, CLOSED_LUMEN, cavity_slices, enclosed_disc_mm, lumen_of,
                       unmatched_labels)
@@ -240,6 +240,8 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         label = np.full(len(within), np.nan)
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         sampled.append(label.reshape(layer.shape))
+    if labels is None:
+        check_mask_values(np.concatenate([label.ravel() for label in sampled]), f"{what} {source}")
     if labels is not None and "myocardium" in what.lower():
         check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels")
     elif "myocardium" in what.lower():
