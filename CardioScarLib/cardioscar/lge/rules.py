@@ -196,6 +196,8 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
                                                          reference)
         inside = values[myo]
         _check_grey_levels(inside, border_level, core_level, where, rule, offset)
+        if record.get("enhanced") is False:  # a relative rule leaves a slice without enhancement healthy
+            border_level = core_level = np.inf
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
         # levels in intensity units; None on a slice a relative rule left ungraded (no enhancement)
         record.update(slice=k, myocardium_pixels=int(myo.sum()), border_level=_finite_or_none(border_level + offset),
@@ -233,11 +235,10 @@ def _check_grey_levels(inside: np.ndarray, border_level: float, core_level: floa
 
     Why: each level may move by a step, so the border zone would be the quantisation's, not the rule's.
     A 3-bit EMIDEC stack (P015) passed every rule, FWHM calling 2,286 pixels core where the stack at
-    8 bits gives 3,570; a label map given as the LGE with --dark-blood-lge (which skips the mask's fit
-    check) was graded too. The step is the smallest gap between the slice's distinct myocardial values,
+    8 bits gives 3,570, and P055's infarct was judged unenhanced (no scar); a label map given as the LGE
+    with --dark-blood-lge (which skips the mask's fit check) was graded too. Checked on slices judged
+    unenhanced as well, since that judgement reads the same coarse levels. The step is the smallest gap between the slice's distinct myocardial values,
     so a finely quantised or a float image always passes."""
-    if not np.isfinite(border_level):  # a relative rule left the slice ungraded (no enhancement)
-        return
     levels = np.unique(inside)
     step = float(np.diff(levels).min())
     spans = (core_level - border_level) / step
@@ -375,8 +376,10 @@ def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
                               f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium")
     mean, sd = float(reference.mean()), float(reference.std())
     if sd == 0:
-        raise CardioScarError(f"The remote region on {where} has constant intensity (SD 0); n-SD needs a noisy "
-                              "healthy region: check the image and the remote mask")
+        raise CardioScarError(f"The remote region on {where} has one intensity in all "
+                              f"{reference.size} pixels (SD 0); n-SD needs a noisy healthy region: give the raw LGE as "
+                              "the scanner stored it (not a label map, a mask, or an image reduced to a few grey "
+                              "levels), and check the remote mask")
     return (mean + border * sd, mean + core * sd,
             {"remote": source, "remote_mean": mean, "remote_sd": sd, "remote_pixels": int(reference.size)})
 
@@ -398,8 +401,10 @@ def _enhanced(values: np.ndarray, reference: np.ndarray, peak: float, record: di
 
 
 def _relative_levels(border_level: float, core_level: float, enhanced: bool, record: dict) -> Levels:
+    """The levels with the enhancement verdict recorded; :func:`apply_rule` leaves an unenhanced slice healthy
+    after checking its grey levels (a coarse image must not pass by being judged unenhanced)."""
     record["enhanced"] = enhanced
-    return (border_level, core_level, record) if enhanced else (np.inf, np.inf, record)
+    return border_level, core_level, record
 
 
 def _fwhm(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
