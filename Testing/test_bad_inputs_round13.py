@@ -10,6 +10,8 @@
 * a mask read without labels that is a probability map (0..100, 0..255) or an intensity image:
   its whole numbers passed, every non-zero voxel was mask (EMIDEC P015, n-SD: 322 scar rows
   instead of 1,714, exit 0); the LGE as the mask was refused listing 2,610 "labels";
+* an 8-bit LGE given as the label map with ``--myocardium-labels 2,3,4`` (its air's grey values):
+  the air trained as the myocardium, exit 0 with two warnings; refused now as its values ramp;
 * a mask on another grid whose labels miss the chosen slices was refused with "check
   --myocardium-labels and --slice-indices" only; the message now names the mask's placement.
 
@@ -150,3 +152,14 @@ def test_a_mask_off_the_lge_grid_is_named_so(case, capsys):
     sitk.WriteImage(flipped, str(path))
     assert_refused_in_one_line(_prepare(case, str(case["out"] / "lge.nii.gz"), str(path), "--myocardium-labels", "2",
                                         "--scar-rule", "nsd"), "origin, spacing and direction", capsys, case["out"])
+
+
+def test_an_lge_as_the_label_map_is_refused_as_an_intensity_image(case, capsys):
+    """An 8-bit LGE given as the label map holds its air's grey values 2, 3, 4: with
+    ``--myocardium-labels 2,3,4`` the air was the myocardium, and prepare passed with two warnings,
+    34 rows all healthy, exit 0. Refused as ``--scar-labels`` refuses one: its values ramp."""
+    values = sitk.GetArrayFromImage(case["lge"]).astype(np.float64)
+    eight_bits = _write(case, np.rint(values / values.max() * 255).astype(np.uint8), "lge_8bit.nii.gz", like="lge")
+    args = _prepare(case, str(case["out"] / "lge.nii.gz"), eight_bits, "--myocardium-labels", "2,3,4",
+                    "--scar-rule", "nsd")
+    assert_refused_in_one_line(args, "as intensities do: an intensity image (the LGE?)", capsys, case["out"])

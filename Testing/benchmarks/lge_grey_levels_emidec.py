@@ -9,8 +9,11 @@ cavity 3; no offset), every scar rule is run through ``lge.rules.apply_rule`` as
   enhancement test fell back to the whole myocardium (no sector of ``MIN_ENHANCEMENT_PIXELS``);
 * ``3 bits`` / ``4 bits``: the same stack quantised to 8 / 16 grey levels over the heart's
   intensities (0.5th-99.5th percentiles of labels 1-4): how many are now refused;
-* the mask check (``io.checks.check_mask_values``) on each label map read without labels, and on
-  its myocardium as a 0/1 mask: refused (must be 0).
+* the mask checks on each label map: ``io.checks.check_mask_values`` on the map read without labels and
+  on its myocardium as a 0/1 mask; prepare's reader (``masks_from_image``, which runs them and
+  ``refuse_intensity_map``) on the LGE's slices with the myocardium labels, the blood-pool label and the
+  0/1 myocardium: refused (must be 0); and the LGE itself in 8 bits (its range to 0..255) given as
+  the label map with the myocardium labels: refused (should be all).
 
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/lge_grey_levels_emidec.py
        [--data ../shared/data]
@@ -29,6 +32,8 @@ import SimpleITK as sitk
 from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import check_mask_values
 from cardioscar.lge.rules import apply_rule
+from cardioscar.prepare.myocardium import masks_from_image
+from cardioscar.prepare.slices import slices_from_image
 
 RULES = ("nsd", "fwhm", "psi", "iir")
 
@@ -64,6 +69,31 @@ def grade(rule: str, image: np.ndarray, labels: np.ndarray, myocardium: list[int
     return "passed", (min(spans) if spans else None), sum("enhancement_reference" in s for s in result.statistics)
 
 
+def read_masks(image: sitk.Image, labels: np.ndarray, label_image: sitk.Image, myocardium: list[int],
+               blood: int) -> tuple[int, int]:
+    """(valid masks refused, of them) through prepare's reader on the LGE's slices with myocardium, and
+    whether the LGE in 8 bits as the label map was refused (1) or not (0)."""
+    layers = slices_from_image(image)
+    wall = sitk.GetImageFromArray(np.isin(labels, myocardium).astype(np.uint8))
+    wall.CopyInformation(label_image)
+    refused = 0
+    for mask, wanted, what in ((label_image, myocardium, "--myocardium-mask"), (label_image, [blood], "--blood-pool-mask"),
+                               (wall, None, "--myocardium-mask")):
+        try:
+            masks_from_image(mask, layers, wanted, "valid", what)
+        except CardioScarError as error:
+            refused += 1
+            print(f"valid mask {what} {wanted} refused: {error}")
+    pixels = sitk.GetArrayFromImage(image).astype(np.float64)
+    eight_bits = sitk.GetImageFromArray(np.rint((pixels - pixels.min()) / np.ptp(pixels) * 255).astype(np.uint8))
+    eight_bits.CopyInformation(image)
+    try:
+        masks_from_image(eight_bits, layers, myocardium, "lge", "--myocardium-mask")
+        return refused, 0
+    except CardioScarError:
+        return refused, 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2].parent / "shared" / "data")
@@ -71,7 +101,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     outcomes: dict[tuple[str, str], Counter] = defaultdict(Counter)
     smallest: dict[str, tuple[float, str]] = {}
-    whole_ring, mask_refused, total = 0, 0, 0
+    whole_ring, mask_refused, lge_as_map_refused, total = 0, 0, 0, 0
     for name, image_path, labels_path, myocardium, blood, offset in cases(data):
         image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path))).astype(np.float64)
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_path)))
@@ -82,6 +112,10 @@ def main() -> None:
             except CardioScarError:
                 mask_refused += 1
         heart = labels > 0
+        label_image = sitk.ReadImage(str(labels_path))
+        wrong, caught = read_masks(sitk.ReadImage(str(image_path)), labels, label_image, myocardium, blood)
+        mask_refused += wrong
+        lge_as_map_refused += caught
         for rule in RULES:
             outcome, span, small = grade(rule, image, labels, myocardium, blood, offset)
             outcomes[("valid", rule)][outcome.split(":")[0]] += 1
@@ -99,7 +133,8 @@ def main() -> None:
     for rule, (span, name) in sorted(smallest.items()):
         print(f"valid {rule}: smallest border zone {span:.1f} grey-level steps ({name})")
     print(f"slices whose enhancement test used the whole ring: {whole_ring}")
-    print(f"masks read without labels refused by check_mask_values: {mask_refused} of {2 * total}")
+    print(f"valid masks refused: {mask_refused} of {5 * total} (check_mask_values on 2 per stack, prepare's reader on 3)")
+    print(f"the LGE in 8 bits as the label map (myocardium labels) refused: {lge_as_map_refused} of {total}")
 
 
 if __name__ == "__main__":

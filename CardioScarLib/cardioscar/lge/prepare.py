@@ -33,6 +33,7 @@ import SimpleITK as sitk
 
 from ..io.checks import check_label_list, check_mask_values, whole_labels
 from ..errors import CardioScarError
+from ..prepare.myocardium import refuse_intensity_map
 from ..prepare.slices import SliceLayer
 from .mask_fit import check_mask_on_lge
 from .rules import BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule, parse_thresholds
@@ -144,6 +145,7 @@ def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], optio
         values = whole_labels(np.nan_to_num(mask.values), f"{option} {name}")
         if not labels:
             check_mask_values(values, f"{option} {name}")
+        refuse_intensity_map([values], f"{option} {name}")
         masks.append(np.isin(values, list(labels)) if labels else values > 0)
     return masks
 
