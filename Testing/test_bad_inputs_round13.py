@@ -111,6 +111,25 @@ def test_a_small_ring_is_tested_for_enhancement_against_its_whole_myocardium(war
     assert any("no myocardial sector of 15 pixels" in w and "slice 0" in w for w in warnings_of_cardioscar)
 
 
+@pytest.mark.parametrize("rule", ["fwhm", "psi", "iir"])
+@pytest.mark.parametrize("edge_values", ["one value", "noise"])
+def test_a_slice_of_a_few_myocardial_pixels_is_graded(rule, edge_values):
+    """Three myocardial pixels (a mask's edge on a slice): of one value, under the constant-slice
+    check's 5 pixels, they ended in an empty step's ValueError; of three noisy values, their gaps
+    were taken for grey-level steps and the slice refused. The grey-level check leaves them alone."""
+    rows, cols = np.mgrid[-10:11, -10:11]
+    ring = (np.hypot(rows, cols) >= 2.9) & (np.hypot(rows, cols) < 4.0)
+    values = np.random.default_rng(0).normal(100.0, 5.0, ring.shape)
+    edge = np.zeros_like(ring)
+    edge[0, :3] = True
+    edged = values.copy()
+    if edge_values == "one value":
+        edged[edge] = 50.0
+    blood = np.hypot(rows, cols) < 2.9
+    result = apply_rule(rule, [values, edged], [ring, edge], [blood, blood])
+    assert result.statistics[1]["myocardium_pixels"] == 3
+
+
 @pytest.mark.parametrize("scale", [100, 255])
 def test_a_probability_map_as_a_mask_is_refused_on_every_path(case, capsys, scale):
     """A myocardium probability map stored in percent or 8 bits holds whole numbers, so it passed

@@ -238,8 +238,13 @@ def _check_grey_levels(inside: np.ndarray, border_level: float, core_level: floa
     8 bits gives 3,570, and P055's infarct was judged unenhanced (no scar); a label map given as the LGE
     with --dark-blood-lge (which skips the mask's fit check) was graded too. Checked on slices judged
     unenhanced as well, since that judgement reads the same coarse levels. The step is the smallest gap between the slice's distinct myocardial values,
-    so a finely quantised or a float image always passes."""
+    so a finely quantised or a float image always passes; a slice whose values barely repeat (fewer
+    pixels than twice its distinct values) is not judged, since its gaps are the sampling's."""
     levels = np.unique(inside)
+    if levels.size < 2 or levels.size > inside.size / 2:
+        # one value (over MIN_REFERENCE_PIXELS pixels _check_contrast refused it), or values that barely repeat:
+        # their gaps are those of a few samples (a slice's 3 pixels at a mask's edge), not a quantisation's
+        return
     step = float(np.diff(levels).min())
     spans = (core_level - border_level) / step
     if spans < MIN_BORDER_ZONE_STEPS:
@@ -373,7 +378,8 @@ def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
     reference = values[region]
     if reference.size < MIN_REFERENCE_PIXELS:
         raise CardioScarError(f"The remote region on {where} has {reference.size} myocardial pixels (need >= "
-                              f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium")
+                              f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium, or leave "
+                              "out a slice of so little myocardium (--slice-indices)")
     mean, sd = float(reference.mean()), float(reference.std())
     if sd == 0:
         raise CardioScarError(f"The remote region on {where} has one intensity in all "
