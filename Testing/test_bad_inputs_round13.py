@@ -12,6 +12,8 @@
   instead of 1,714, exit 0); the LGE as the mask was refused listing 2,610 "labels";
 * an 8-bit LGE given as the label map with ``--myocardium-labels 2,3,4`` (its air's grey values):
   the air trained as the myocardium, exit 0 with two warnings; refused now as its values ramp;
+* the blood pool given as the myocardium mask: the mask-fit check skipped in an info line, exit 0;
+  now a warning names the mask;
 * a mask on another grid whose labels miss the chosen slices was refused with "check
   --myocardium-labels and --slice-indices" only; the message now names the mask's placement.
 
@@ -182,3 +184,17 @@ def test_an_lge_as_the_label_map_is_refused_as_an_intensity_image(case, capsys):
     args = _prepare(case, str(case["out"] / "lge.nii.gz"), eight_bits, "--myocardium-labels", "2,3,4",
                     "--scar-rule", "nsd")
     assert_refused_in_one_line(args, "as intensities do: an intensity image (the LGE?)", capsys, case["out"])
+
+
+def test_the_blood_pool_as_the_myocardium_mask_is_named(case, capsys):
+    """A 0/1 mask of the cavity given as the myocardium mask (labels swapped): no ring, so the check
+    that the mask lies on this LGE was skipped at the info level, and the run passed with warnings
+    that named the mesh; now a warning names the mask. A warning, since a few open basal rings or
+    apical caps enclose no cavity either."""
+    from cardioscar.cli import main
+
+    cavity = _write(case, (sitk.GetArrayFromImage(case["labels"]) == 1).astype(np.uint8), "cavity.nii.gz")
+    capsys.readouterr()
+    main([str(a) for a in _prepare(case, str(case["out"] / "lge.nii.gz"), cavity, "--scar-rule", "nsd")])
+    assert "encloses no cavity on any of the 5 chosen slices it covers" in capsys.readouterr().err
+    (case["out"] / "out.npz").unlink(missing_ok=True)
