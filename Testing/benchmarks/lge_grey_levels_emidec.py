@@ -77,8 +77,8 @@ def read_masks(image: sitk.Image, labels: np.ndarray, label_image: sitk.Image, m
     wall = sitk.GetImageFromArray(np.isin(labels, myocardium).astype(np.uint8))
     wall.CopyInformation(label_image)
     refused = 0
-    for mask, wanted, what in ((label_image, myocardium, "--myocardium-mask"), (label_image, [blood], "--blood-pool-mask"),
-                               (wall, None, "--myocardium-mask")):
+    for mask, wanted, what in ((label_image, myocardium, "--myocardium-mask"),
+                               (label_image, [blood], "--blood-pool-mask"), (wall, None, "--myocardium-mask")):
         try:
             masks_from_image(mask, layers, wanted, "valid", what)
         except CardioScarError as error:
@@ -133,7 +133,8 @@ def main() -> None:
     for rule, (span, name) in sorted(smallest.items()):
         print(f"valid {rule}: smallest border zone {span:.1f} grey-level steps ({name})")
     print(f"slices whose enhancement test used the whole ring: {whole_ring}")
-    print(f"valid masks refused: {mask_refused} of {5 * total} (check_mask_values on 2 per stack, prepare's reader on 3)")
+    print(f"valid masks refused: {mask_refused} of {5 * total} "
+          "(check_mask_values on 2 per stack, prepare's reader on 3)")
     print(f"the LGE in 8 bits as the label map (myocardium labels) refused: {lge_as_map_refused} of {total}")
 
 

@@ -237,9 +237,10 @@ def _check_grey_levels(inside: np.ndarray, border_level: float, core_level: floa
     A 3-bit EMIDEC stack (P015) passed every rule, FWHM calling 2,286 pixels core where the stack at
     8 bits gives 3,570, and P055's infarct was judged unenhanced (no scar); a label map given as the LGE
     with --dark-blood-lge (which skips the mask's fit check) was graded too. Checked on slices judged
-    unenhanced as well, since that judgement reads the same coarse levels. The step is the smallest gap between the slice's distinct myocardial values,
-    so a finely quantised or a float image always passes; a slice whose values barely repeat (fewer
-    pixels than twice its distinct values) is not judged, since its gaps are the sampling's."""
+    unenhanced as well, since that judgement reads the same coarse levels. The step is the smallest gap
+    between the slice's distinct myocardial values, so a finely quantised or a float image always
+    passes; a slice whose values barely repeat (fewer pixels than twice its distinct values) is not
+    judged, since its gaps are the sampling's."""
     levels = np.unique(inside)
     if levels.size < 2 or levels.size > inside.size / 2:
         # one value (over MIN_REFERENCE_PIXELS pixels _check_contrast refused it), or values that barely repeat:
@@ -248,9 +249,9 @@ def _check_grey_levels(inside: np.ndarray, border_level: float, core_level: floa
     step = float(np.diff(levels).min())
     spans = (core_level - border_level) / step
     if spans < MIN_BORDER_ZONE_STEPS:
-        raise CardioScarError(f"The LGE on {where} has {levels.size} grey levels in the myocardium (steps of {step:g}): "
-                              f"--scar-rule {rule}'s border zone ({border_level + offset:.4g} to {core_level + offset:.4g}) "
-                              f"spans {spans:.1f} steps (need >= {MIN_BORDER_ZONE_STEPS}), so the quantisation, not "
+        raise CardioScarError(f"The LGE on {where} has {levels.size} grey levels in the myocardium (steps of "
+                              f"{step:g}): --scar-rule {rule}'s border zone ({border_level + offset:.4g} to "
+                              f"{core_level + offset:.4g}) spans {spans:.1f} steps (need >= {MIN_BORDER_ZONE_STEPS}), so the quantisation, not "
                               "the rule, would set the grades: give the raw LGE as the scanner stored it (not a label "
                               "map, a mask, or an image reduced to a few grey levels)")
 
