@@ -22,6 +22,9 @@ from ..errors import CardioScarError
 MAX_SEED = 2**63 - 1
 #: How far a label map's voxel may be from a whole number (float files keep 1.9999 for 2).
 LABEL_TOLERANCE = 1e-3
+#: The most different non-zero values a mask given without labels may hold: one (0/1, 0/255) or a
+#: label map's few labels (EMIDEC 4, ACDC 3); a probability map (0..100, 0..255) or an image holds more.
+MAX_MASK_VALUES = 16
 #: How far (mm) the same node may lie in two files of one mesh (files may keep float32).
 SAME_NODE_TOLERANCE_MM = 1e-3
 
@@ -159,3 +162,20 @@ def whole_labels(values: np.ndarray, source: str) -> np.ndarray:
                               f"{int(off.sum())} voxels): a mask or label map holds whole numbers; give the mask, not "
                               "an intensity image, and resample a label map with nearest neighbour, not linearly")
     return rounded
+
+
+def check_mask_values(values: np.ndarray, source: str) -> None:
+    """Refuse a mask read without labels (every non-zero voxel inside) that holds more than
+    MAX_MASK_VALUES different non-zero whole values: a probability map stored 0..100 or 0..255, or
+    an intensity image, named by ``source``.
+
+    Why: whole numbers pass :func:`whole_labels`, so a myocardium probability map in percent was
+    taken whole, its faint tails included: on EMIDEC P015 n-SD then graded 322 scar rows where the
+    0/1 mask gives 1,714, exit 0 (and the LGE itself as the mask was refused listing its hundreds
+    of grey values as "labels")."""
+    present = np.unique(values[np.isfinite(values) & (values != 0)])
+    if present.size > MAX_MASK_VALUES:
+        raise CardioScarError(f"{source} holds {present.size} different non-zero values ({present[0]:g} to "
+                              f"{present[-1]:g}) where a mask holds one (0/1) or a few labels: a probability map or an "
+                              "intensity image is no mask; threshold it into a 0/1 mask (e.g. at half its maximum), or "
+                              "give the labels of a label map")

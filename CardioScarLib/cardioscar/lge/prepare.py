@@ -31,8 +31,9 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..io.checks import check_label_list, whole_labels
+from ..io.checks import check_label_list, check_mask_values, whole_labels
 from ..errors import CardioScarError
+from ..prepare.myocardium import refuse_intensity_map
 from ..prepare.slices import SliceLayer
 from .mask_fit import check_mask_on_lge
 from .rules import BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule, parse_thresholds
@@ -142,6 +143,9 @@ def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], optio
                                   f"({mask.values.shape} at {np.round(mask.origin, 2).tolist()} vs "
                                   f"{pixels.values.shape} at {np.round(pixels.origin, 2).tolist()})")
         values = whole_labels(np.nan_to_num(mask.values), f"{option} {name}")
+        if not labels:
+            check_mask_values(values, f"{option} {name}")
+        refuse_intensity_map([values], f"{option} {name}")
         masks.append(np.isin(values, list(labels)) if labels else values > 0)
     return masks
 
@@ -233,8 +237,9 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
     except CardioScarError as error:
         if "does not overlap" in str(error):
             raise CardioScarError(f"--myocardium-mask {myocardium_name} (labels {request.myocardium_labels or 'nonzero'}) "
-                                  "has no pixel on the chosen slices; check --myocardium-labels and "
-                                  "--slice-indices") from None
+                                  "has no pixel on the chosen slices; check --myocardium-labels and --slice-indices, "
+                                  "and that the mask lies where the LGE does (its origin, spacing and direction: a "
+                                  "mask of another image's grid)") from None
         raise
     fit = check_mask_on_lge(image, myocardium, myocardium_name, request.dark_blood_lge)
     result = dataclasses.replace(result, mask_fit=fit)

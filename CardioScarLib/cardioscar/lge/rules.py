@@ -28,7 +28,15 @@ the levels are recorded in the image's own units, the other statistics after the
 FWHM and PSI are relative to the slice's own maximum, so on a slice without enhancement they would
 call the brightest noise scar. They therefore grade only slices whose myocardial maximum (99th
 percentile) exceeds the darkest sector's mean by ``ENHANCEMENT_SD`` (5) SDs; other slices are all
-healthy (recorded as ``enhanced: false``). A slice with no myocardium is skipped (grade all -1). The statistics of every slice (remote or
+healthy (recorded as ``enhanced: false``). That test reads the darkest sector's SD, so it needs a sector of
+``MIN_ENHANCEMENT_PIXELS`` (15): on a smaller ring (under about 90 pixels) it is made against the whole
+myocardium (recorded as ``enhancement_reference``), see :func:`_enhanced`. A slice with no myocardium is
+skipped (grade all -1).
+
+Grey levels: a rule's border zone lies between its two levels (border, core); an image with so few grey
+levels (a label map, a mask, a volume quantised to a few bits) that this band spans under
+``MIN_BORDER_ZONE_STEPS`` (2) of its grey-level steps is refused, per slice, since the quantisation and
+not the rule would set the grades. The statistics of every slice (remote or
 blood-pool mean and SD, the maximum, the thresholds in intensity units) are returned so that they
 can be recorded with the training data and in the report.
 """
@@ -48,6 +56,14 @@ logger = logging.getLogger(__name__)
 OUTSIDE, HEALTHY, BORDER, CORE = -1, 0, 1, 2
 N_SECTORS = 6
 MIN_REFERENCE_PIXELS = 5
+#: The fewest pixels of the darkest sector whose mean and SD test a slice for enhancement (FWHM, PSI).
+#: Measured on unenhanced rings (Gaussian noise, Testing/test_bad_inputs_round13.py): with sectors of
+#: 5 pixels or fewer, 6-34 % of them were called enhanced, and then FWHM graded the whole ring scar;
+#: with sectors of 15 pixels (a 90-pixel ring), 0.3 %. EMIDEC's smallest sector: 19 pixels.
+MIN_ENHANCEMENT_PIXELS = 15
+#: The fewest grey-level steps of the image a rule's border zone (border level to core level) must span.
+#: EMIDEC's 75 stacks: 3.7 (iir, P092) to hundreds; the same stacks quantised to 3 bits: 0.2-1.2.
+MIN_BORDER_ZONE_STEPS = 2
 Levels = tuple[float, float, dict]  # border level, core level (intensity units), statistics
 ENHANCEMENT_SD = 5.0
 
@@ -161,6 +177,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
     if rule in OFFSET_RULES:
         _warn_zero_signal_not_at_zero(images, masks, offset, rule)
     grades, stats, whole_myocardium_searched = [], [], []
+    names = [f"slice {k}" for k in range(len(images))] if slice_names is None else [str(n) for n in slice_names]
     for k, (image, myo) in enumerate(zip(images, masks)):
         values = np.asarray(image, np.float64) - offset
         grade = np.full(values.shape, OUTSIDE, np.int8)
@@ -170,7 +187,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
             continue
         blood = None if blood_pool is None else np.asarray(blood_pool[k], bool)
         own_remote = None if remote is None else np.asarray(remote[k], bool)
-        where = f"slice {k}" if slice_names is None else str(slice_names[k])
+        where = names[k]
         _check_contrast(values[myo], where, offset, rule)
         reference = _sector_search(myo, None if healthy is None else np.asarray(healthy[k], bool))
         if healthy is not None and reference is myo and _uses_darkest_sector(rule, own_remote):
@@ -178,6 +195,9 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         border_level, core_level, record = _LEVELS[rule](values, myo, blood, own_remote, border, core, where,
                                                          reference)
         inside = values[myo]
+        _check_grey_levels(inside, border_level, core_level, where, rule, offset)
+        if record.get("enhanced") is False:  # a relative rule leaves a slice without enhancement healthy
+            border_level = core_level = np.inf
         grade[myo] = np.where(inside >= core_level, CORE, np.where(inside >= border_level, BORDER, HEALTHY))
         # levels in intensity units; None on a slice a relative rule left ungraded (no enhancement)
         record.update(slice=k, myocardium_pixels=int(myo.sum()), border_level=_finite_or_none(border_level + offset),
@@ -186,6 +206,7 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         grades.append(grade)
         stats.append(record)
     _warn_whole_myocardium_searched(whole_myocardium_searched)
+    _warn_small_rings([name for name, s in zip(names, stats) if "enhancement_reference" in s], rule)
     logger.info("Scar rule %s: border %g, core %g (%s), intensity offset %g; %d border and %d core pixels on %d "
                 "slices", rule, border, core, RULES[rule][4], offset, sum(s.get("border_pixels", 0) for s in stats),
                 sum(s.get("core_pixels", 0) for s in stats), len(grades))
@@ -205,6 +226,34 @@ def _check_contrast(inside: np.ndarray, where: str, offset: float, rule: str) ->
         raise CardioScarError(f"The myocardial maximum on {where} is {peak:g} after --intensity-offset {offset:g}; "
                               f"FWHM needs positive intensities: give --intensity-offset below {peak + offset:g} (the "
                               "stored value of zero signal; 0 = none)")
+
+
+def _check_grey_levels(inside: np.ndarray, border_level: float, core_level: float, where: str, rule: str,
+                       offset: float) -> None:
+    """Refuse a slice whose grey levels are too coarse for the rule: its border zone (border level up
+    to core level) spans under MIN_BORDER_ZONE_STEPS of the myocardium's smallest grey-level step.
+
+    Why: each level may move by a step, so the border zone would be the quantisation's, not the rule's.
+    A 3-bit EMIDEC stack (P015) passed every rule, FWHM calling 2,286 pixels core where the stack at
+    8 bits gives 3,570, and P055's infarct was judged unenhanced (no scar); a label map given as the LGE
+    with --dark-blood-lge (which skips the mask's fit check) was graded too. Checked on slices judged
+    unenhanced as well, since that judgement reads the same coarse levels. The step is the smallest gap
+    between the slice's distinct myocardial values, so a finely quantised or a float image always
+    passes; a slice whose values barely repeat (fewer pixels than twice its distinct values) is not
+    judged, since its gaps are the sampling's."""
+    levels = np.unique(inside)
+    if levels.size < 2 or levels.size > inside.size / 2:
+        # one value (over MIN_REFERENCE_PIXELS pixels _check_contrast refused it), or values that barely repeat:
+        # their gaps are those of a few samples (a slice's 3 pixels at a mask's edge), not a quantisation's
+        return
+    step = float(np.diff(levels).min())
+    spans = (core_level - border_level) / step
+    if spans < MIN_BORDER_ZONE_STEPS:
+        raise CardioScarError(f"The LGE on {where} has {levels.size} grey levels in the myocardium (steps of "
+                              f"{step:g}): --scar-rule {rule}'s border zone ({border_level + offset:.4g} to "
+                              f"{core_level + offset:.4g}) spans {spans:.1f} steps (need >= {MIN_BORDER_ZONE_STEPS}), so the quantisation, not "
+                              "the rule, would set the grades: give the raw LGE as the scanner stored it (not a label "
+                              "map, a mask, or an image reduced to a few grey levels)")
 
 
 #: The rules that divide intensities, and so need zero signal stored as 0.
@@ -291,14 +340,26 @@ def _warn_whole_myocardium_searched(slices: Sequence[str]) -> None:
                        "--remote-mask", MIN_HEALTHY_PIXELS, len(slices), ", ".join(slices))
 
 
-def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = N_SECTORS) -> tuple[np.ndarray, int]:
+def _warn_small_rings(slices: Sequence[str], rule: str) -> None:
+    """One warning naming the slices too small for the darkest-sector enhancement test (FWHM, PSI),
+    tested against their whole myocardium instead: an enhanced small ring may be left healthy."""
+    if slices:
+        logger.warning("--scar-rule %s: %d slice(s) (%s) have no myocardial sector of %d pixels (of %d) for the test "
+                       "of enhancement, so it was made against their whole myocardium, where a small scar may stay "
+                       "ungraded (healthy); use --scar-rule nsd there, or leave them out (--slice-indices)", rule,
+                       len(slices), ", ".join(slices), MIN_ENHANCEMENT_PIXELS, N_SECTORS)
+
+
+def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = N_SECTORS,
+                   min_pixels: int = MIN_REFERENCE_PIXELS) -> tuple[np.ndarray, int]:
     """The myocardial sector (angles around the myocardium's centroid) with the lowest mean intensity,
-    among the sectors of at least MIN_REFERENCE_PIXELS pixels (a sliver's mean is noise), unless none has."""
+    among the sectors of at least ``min_pixels`` pixels (a sliver's mean is noise), unless none has
+    (then any sector: n-SD refuses a remote under MIN_REFERENCE_PIXELS, :func:`_enhanced` does not use it)."""
     rows, cols = np.nonzero(myocardium)
     angle = np.arctan2(rows - rows.mean(), cols - cols.mean())
     sector = np.minimum(((angle + np.pi) / (2 * np.pi) * n_sectors).astype(int), n_sectors - 1)
     sizes = np.bincount(sector, minlength=n_sectors)
-    least = MIN_REFERENCE_PIXELS if sizes.max() >= MIN_REFERENCE_PIXELS else 1
+    least = min_pixels if sizes.max() >= min_pixels else 1
     means = [values[rows[sector == s], cols[sector == s]].mean() if sizes[s] >= least else np.inf
              for s in range(n_sectors)]
     best = int(np.argmin(means))
@@ -318,32 +379,46 @@ def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
     reference = values[region]
     if reference.size < MIN_REFERENCE_PIXELS:
         raise CardioScarError(f"The remote region on {where} has {reference.size} myocardial pixels (need >= "
-                              f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium")
+                              f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium, or leave "
+                              "out a slice of so little myocardium (--slice-indices)")
     mean, sd = float(reference.mean()), float(reference.std())
     if sd == 0:
-        raise CardioScarError(f"The remote region on {where} has constant intensity (SD 0); n-SD needs a noisy "
-                              "healthy region: check the image and the remote mask")
+        raise CardioScarError(f"The remote region on {where} has one intensity in all "
+                              f"{reference.size} pixels (SD 0); n-SD needs a noisy healthy region: give the raw LGE as "
+                              "the scanner stored it (not a label map, a mask, or an image reduced to a few grey "
+                              "levels), and check the remote mask")
     return (mean + border * sd, mean + core * sd,
             {"remote": source, "remote_mean": mean, "remote_sd": sd, "remote_pixels": int(reference.size)})
 
 
-def _enhanced(values: np.ndarray, reference: np.ndarray, peak: float) -> bool:
+def _enhanced(values: np.ndarray, reference: np.ndarray, peak: float, record: dict) -> bool:
     """Whether the slice's myocardial maximum stands ENHANCEMENT_SD SDs above its darkest sector
-    (sought in ``reference``: the myocardium, or its part known to be healthy)."""
-    region, _ = darkest_sector(values, reference)
-    reference = values[region]
-    return bool(peak > reference.mean() + ENHANCEMENT_SD * reference.std())
+    (sought in ``reference``: the myocardium, or its part known to be healthy) of at least
+    MIN_ENHANCEMENT_PIXELS pixels, else above the whole ``reference`` (recorded in ``record``).
+
+    Why not any sector: the SD of a sliver is noise. On a 20-pixel ring (sectors of 3) 34 % of
+    unenhanced slices were called enhanced and FWHM then graded every pixel scar; against the whole
+    small ring, whose SD the scar widens, an enhanced slice may be missed instead (no scar invented)."""
+    region, _ = darkest_sector(values, reference, min_pixels=MIN_ENHANCEMENT_PIXELS)
+    if region.sum() < MIN_ENHANCEMENT_PIXELS:
+        region = reference
+        record["enhancement_reference"] = f"whole myocardium (no sector of {MIN_ENHANCEMENT_PIXELS} pixels)"
+    pixels = values[region]
+    return bool(peak > pixels.mean() + ENHANCEMENT_SD * pixels.std())
 
 
 def _relative_levels(border_level: float, core_level: float, enhanced: bool, record: dict) -> Levels:
+    """The levels with the enhancement verdict recorded; :func:`apply_rule` leaves an unenhanced slice healthy
+    after checking its grey levels (a coarse image must not pass by being judged unenhanced)."""
     record["enhanced"] = enhanced
-    return (border_level, core_level, record) if enhanced else (np.inf, np.inf, record)
+    return border_level, core_level, record
 
 
 def _fwhm(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
           border: float, core: float, where: str, reference: np.ndarray) -> Levels:
     peak = float(np.percentile(values[myo], 99))
-    return _relative_levels(border * peak, core * peak, _enhanced(values, reference, peak), {"maximum": peak})
+    record = {"maximum": peak}
+    return _relative_levels(border * peak, core * peak, _enhanced(values, reference, peak, record), record)
 
 
 def _iir(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
@@ -367,8 +442,8 @@ def _psi(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
          border: float, core: float, where: str, reference: np.ndarray) -> Levels:
     low, high = (float(v) for v in np.percentile(values[myo], [1, 99]))
     span = high - low
-    return _relative_levels(low + border * span, low + core * span, _enhanced(values, reference, high),
-                            {"minimum": low, "maximum": high})
+    record = {"minimum": low, "maximum": high}
+    return _relative_levels(low + border * span, low + core * span, _enhanced(values, reference, high, record), record)
 
 
 _LEVELS: dict[str, Callable] = {"nsd": _nsd, "fwhm": _fwhm, "iir": _iir, "psi": _psi}

@@ -24,10 +24,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import CardioScarError
-from ..io.checks import whole_labels
+from ..io.checks import check_mask_values, whole_labels
 from .slices import SliceLayer, ijk_to_lps_matrix
-from .targets import (CAVITY_RADIUS_MM, CAVITY_SHARE, CLOSED_LUMEN, as_used, cavity_slices, enclosed_disc_mm,
-                      lumen_of, unmatched_labels)
+from .targets import (CAVITY_RADIUS_MM, CAVITY_SHARE, CLOSED_LUMEN, MANY_RAMPS, as_used, cavity_slices,
+                      enclosed_disc_mm, lumen_of, ramps, unmatched_labels)
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,9 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         label = np.full(len(within), np.nan)
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         sampled.append(label.reshape(layer.shape))
+    if labels is None:
+        check_mask_values(np.concatenate([label.ravel() for label in sampled]), f"{what} {source}")
+    refuse_intensity_map(sampled, f"{what} {source}")
     if labels is not None and "myocardium" in what.lower():
         check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels",
                                 as_used(LabelHarm(), SCORE_HARM))
@@ -284,6 +287,21 @@ def labels_at_pixel_centres(values: np.ndarray, ijk_to_lps: np.ndarray, layers: 
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         labels.append(label.reshape(layer.shape))
     return labels
+
+
+def refuse_intensity_map(label_slices: Sequence[np.ndarray], what: str) -> None:
+    """Refuse a mask or label map whose values ramp (rise through a middle value along a row or
+    column) in over MANY_RAMPS ways: an intensity image, as ``--scar-labels`` refuses one.
+
+    Why: an 8-bit LGE given as the label map holds its air's grey values 2, 3, 4, so
+    ``--myocardium-labels 2,3,4`` took the air for the myocardium; on the phantom it passed with two
+    warnings and trained 34 rows, all healthy, exit 0."""
+    found = set().union(*(ramps(values) for values in label_slices))
+    if len(found) > MANY_RAMPS:
+        raise CardioScarError(f"{what}: the chosen slices' values rise through a middle value in {len(found)} different "
+                              f"ways, as intensities do: an intensity image (the LGE?), not a mask or label map, whose "
+                              f"labels do so in at most {MANY_RAMPS} ways (EMIDEC's and ACDC's maps: 6); give the mask "
+                              "or label map the myocardium was drawn in")
 
 
 def refuse_label_map_as_mask(label_slices: Sequence[np.ndarray], what: str) -> None:
