@@ -193,19 +193,21 @@ def test_export_names_a_border_zone_off_the_threshold_apply_called(trained, caps
 def test_another_patients_mesh_on_a_myocardium_map_is_named(shared_data, tmp_path, capsys):
     """EMIDEC's label maps share one origin, so another patient's mesh lies inside the field of
     view, meets scar and passed every check: P087's mesh on P064's map trained the rows of the
-    9 % of its in-slab nodes that touch P064's myocardium, exit 0. A warning now; the mesh made
-    from the map itself (77 % on the myocardium) says nothing."""
+    9 % of its in-slab nodes that touch P064's myocardium, exit 0. A warning since round 6;
+    refused since the mesh's cut is read against the myocardium (16 % of it on P064's; EMIDEC's
+    own meshes 0.91-1.00, ``Testing/benchmarks/mesh_pair_check.py``); the mesh made from the map
+    itself says nothing."""
     def labels(case: str) -> str:
         return str(shared_data / "emidec" / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz")
 
     for case in ("P064", "P087"):
         _run(capsys, "mesh-from-labels", "--labels", labels(case), "--output", tmp_path / f"{case}.vtk")
     common = ["--image", labels("P064"), "--scar-labels", "3,4", "--myocardium-labels", "2,3,4"]
-    err = _run(capsys, "prepare", "--mesh", tmp_path / "P087.vtk", *common, "--output", tmp_path / "other.npz")
-    warned = [line for line in err.splitlines() if "lie on the myocardium the mask or labels give" in line]
-    assert len(warned) == 1 and "only 9% of the mesh's nodes inside the chosen slices" in warned[0], err[-2000:]
+    assert_refused_in_one_line(["prepare", "--mesh", tmp_path / "P087.vtk", *common, "--output", tmp_path / "out.npz"],
+                               "The mesh is not where the image's myocardium is: only 16 % of the mesh's cut", capsys,
+                               tmp_path)
     err = _run(capsys, "prepare", "--mesh", tmp_path / "P064.vtk", *common, "--output", tmp_path / "own.npz")
-    assert "lie on the myocardium the mask or labels give" not in err
+    assert "on the myocardium the mask or labels give" not in err and "lie on the mesh" not in err
 
 
 def test_cohort_rows_sharing_a_mesh_or_image_are_named(trained, caplog):

@@ -23,9 +23,10 @@ thickness (half its FWHM): the gaussian's reach past it is by design, not a slab
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -111,10 +112,11 @@ def _anchored(nodes: np.ndarray, keys: np.ndarray, distance: np.ndarray,
 
 
 def _slice_rows(points: np.ndarray, layer: SliceLayer,
-                profile: str = "box") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                profile: str = "box") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Node ids inside one slice's footprint on a pixel with a value, their flat pixel key
     ``j * n_cols + i``, every node inside the footprint (NaN pixels, outside a myocardium mask,
-    included), and the signed distance to the plane of each of the first (mm)."""
+    included), the signed distance to the plane of each of the first (mm), and the flat keys of
+    the mesh's cut: every pixel that holds a node inside the slab (the box), whatever its value."""
     index_to_lps = layer.index_to_lps()
     lps_to_index = np.linalg.inv(index_to_lps)
     # Distance along the normal first (one mat-vec), so the in-plane solve only runs on slab nodes.
@@ -123,7 +125,7 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer,
     in_slab = np.flatnonzero(_in_footprint(distance, layer, profile))
     if in_slab.size == 0:
         empty = in_slab.astype(np.int64)
-        return empty, empty, empty, np.zeros(0)
+        return empty, empty, empty, np.zeros(0), empty
     ij = points[in_slab] @ lps_to_index[:2, :3].T + lps_to_index[:2, 3]
     pixel = np.floor(ij + 0.5)  # half-open footprint [i-0.5, i+0.5)
     rows, cols = layer.shape
@@ -132,8 +134,9 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer,
     pixel_j = pixel[inside, 1].astype(np.int64)
     nodes = in_slab[inside].astype(np.int64)
     has_value = np.isfinite(layer.values[pixel_j, pixel_i])
+    cut = np.unique((pixel_j * cols + pixel_i)[layer.in_slab(distance[nodes])])
     return (nodes[has_value], pixel_j[has_value] * cols + pixel_i[has_value], nodes,
-            distance[nodes[has_value]])
+            distance[nodes[has_value]], cut)
 
 
 def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
@@ -154,10 +157,11 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
     if not layers:
         raise CardioScarError("No slices given to map onto the mesh")
 
-    node_parts, key_parts, footprint_parts, weight_parts = [], [], [], []
+    node_parts, key_parts, footprint_parts, weight_parts, cuts = [], [], [], [], []
     offset = 0
     for layer in layers:
-        nodes, keys, footprint, distance = _slice_rows(points, layer, slice_profile)
+        nodes, keys, footprint, distance, cut = _slice_rows(points, layer, slice_profile)
+        cuts.append(cut)
         if slice_profile != "box":  # the box's rows all weigh 1: no weights to compute or keep
             nodes, keys, distance = _anchored(nodes, keys, distance, layer)
             weight_parts.append(profile_weights(distance, layer.half_thickness))
@@ -194,10 +198,12 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
     n_cols = np.array([layer.shape[1] for layer in layers], dtype=np.int64)[group_slice]
     group_pixel = np.column_stack([local % n_cols, local // n_cols]).astype(np.int64)
     group_values = _gather_values(layers, group_slice, group_pixel)
+    spacing = functools.cache(lambda: node_spacing(points))  # once, and only if a check below reads it
     if scar_targets:
         _check_scar_reaches_the_mesh(points, layers, [nodes.size for nodes in node_parts], group_values)
-        _check_scar_on_the_mesh(points, layers, group_slice, group_pixel)
-    _warn_mesh_off_the_myocardium(np.unique(np.concatenate(footprint_parts)).size, np.unique(node_ids).size)
+        _check_scar_on_the_mesh(points, layers, group_slice, group_pixel, spacing)
+    if not _check_mesh_on_the_myocardium(points, layers, cuts, spacing):
+        _warn_mesh_off_the_myocardium(np.unique(np.concatenate(footprint_parts)).size, np.unique(node_ids).size)
 
     warn_about_slab_widths(points, layers)
     memberships = np.bincount(node_ids, minlength=points.shape[0])
@@ -310,12 +316,25 @@ def scar_near_the_mesh(layers: Sequence[SliceLayer], group_slice: np.ndarray, gr
         pixels = group_pixel[group_slice == index]
         caught[pixels[:, 1], pixels[:, 0]] = True
         if caught.any():
-            sampling = (layer.spacing[1], layer.spacing[0])
-            grown = distance_transform_edt(~caught, sampling=sampling) <= WALL_BRIDGE_MM
-            closed = caught | (distance_transform_edt(grown, sampling=sampling) > WALL_BRIDGE_MM)
-            distance = distance_transform_edt(~closed, sampling=sampling)
+            distance = distance_transform_edt(~closed_cut(caught, layer), sampling=_sampling(layer))
             near += int(np.count_nonzero(scar & (distance <= reach_mm)))
     return near, total
+
+
+def _sampling(layer: SliceLayer) -> tuple[float, float]:
+    """The pixel's size (mm) along the rows and columns of ``values[j, i]``, as scipy's
+    distance transforms take it."""
+    return layer.spacing[1], layer.spacing[0]
+
+
+def closed_cut(caught: np.ndarray, layer: SliceLayer) -> np.ndarray:
+    """The pixels of ``layer`` that catch a node (``caught``, (rows, cols) bool), closed over
+    :data:`WALL_BRIDGE_MM`: a surface mesh's nodes lie on the endo- and epicardium only, and the
+    wall between them is this mesh's cut too."""
+    from scipy.ndimage import distance_transform_edt
+
+    grown = distance_transform_edt(~caught, sampling=_sampling(layer)) <= WALL_BRIDGE_MM
+    return caught | (distance_transform_edt(grown, sampling=_sampling(layer)) > WALL_BRIDGE_MM)
 
 
 #: Gaps between the pixels that catch a node that :func:`scar_near_the_mesh` closes (mm; a
@@ -334,7 +353,7 @@ MIN_SCAR_ON_MESH, WARN_SCAR_ON_MESH = 0.3, 0.6
 
 
 def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], group_slice: np.ndarray,
-                            group_pixel: np.ndarray) -> None:
+                            group_pixel: np.ndarray, spacing: Callable[[], float]) -> None:
     """Refuse a mesh that lies off most of the slices' scar, and warn when it lies off much of it.
 
     Why: with ``--scar-labels`` alone every pixel of a label map trains, so the check of in-slab
@@ -346,7 +365,7 @@ def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], gr
     values at or above 0.5 may be a bright blood pool, which no mesh of the wall covers."""
     if len(points) < 20 or not _zero_one(layers):
         return
-    near, total = scar_near_the_mesh(layers, group_slice, group_pixel, node_spacing(points))
+    near, total = scar_near_the_mesh(layers, group_slice, group_pixel, spacing())
     if total < MIN_LOST_SCAR_PIXELS or near >= WARN_SCAR_ON_MESH * total:
         return
     text = (f"only {100.0 * near / total:.0f} % of the {total} scar pixels of the chosen slices lie on the mesh (within "
@@ -384,6 +403,79 @@ def _warn_mesh_off_the_myocardium(in_slabs: int, on_myocardium: int) -> None:
     logger.warning("only %.0f%% of the mesh's nodes inside the chosen slices (%d of %d) lie on the myocardium the mask "
                    "or labels give (a mesh of this heart: most of them): is the mesh of this patient and exam, and "
                    "in the image's frame?", 100.0 * on_myocardium / in_slabs, on_myocardium, in_slabs)
+
+
+#: Pixels of myocardium a slice must show for :func:`mesh_on_the_myocardium` to read it.
+MIN_MYOCARDIUM_PIXELS = 20
+
+#: Shares of the mesh's cut on the myocardium (:func:`mesh_on_the_myocardium`) under which the
+#: mesh is refused as another patient's, and under which it is named in a warning. EMIDEC's 52
+#: infarct maps with ``--myocardium-labels 2,3,4`` (``Testing/benchmarks/mesh_pair_check.py``):
+#: their own ``mesh-from-labels`` mesh 0.91-1.00 (1.5 mm, its surface, 4.5 mm), shifted 3 mm
+#: in-plane 0.82-0.94, 6 mm 0.67-0.82 (all 260 silent); the next three patients' meshes 0.00-0.82
+#: (median 0.16): with the checks before this one 125 of 156 refused, 25 warned, 6 passed; now 144
+#: refused, 10 warned, 2 passed (two hearts of one shape and place, 0.78 and 0.82).
+MIN_MESH_ON_MYOCARDIUM, WARN_MESH_ON_MYOCARDIUM = 0.25, 0.6
+
+
+def mesh_on_the_myocardium(layers: Sequence[SliceLayer], cuts: Sequence[np.ndarray],
+                           reach_mm: float) -> tuple[Optional[float], int]:
+    """(median over the slices read of the share of the mesh's cut within ``reach_mm`` plus one
+    pixel of the myocardium, slices read). The myocardium is a slice's finite pixels (a mask or
+    labels make the rest NaN); a slice is read when it shows :data:`MIN_MYOCARDIUM_PIXELS` of it
+    beside NaN pixels and the mesh cuts it. ``cuts``: per slice, the flat keys ``j * n_cols + i``
+    of the pixels that hold a node in the slab, closed as :func:`closed_cut` closes them.
+
+    Why the cut and not the nodes: a mesh of this heart cuts the slice along its wall, so nearly
+    all of its cut lies on the myocardium, whatever the mesh's density (the reach) or kind (the
+    closing bridges a surface mesh's two walls); another patient's heart lying over this one's
+    scar still cuts the slice where this heart has none. The median: the mesh's cap at the base
+    or apex may cut a slice beyond this heart's myocardium."""
+    from scipy.ndimage import distance_transform_edt
+
+    shares = []
+    for layer, cut in zip(layers, cuts):
+        if cut.size == 0 or not _shows_myocardium(layer):
+            continue
+        wall = np.isfinite(layer.values)
+        caught = np.zeros(layer.values.size, bool)
+        caught[cut] = True
+        closed = closed_cut(caught.reshape(layer.shape), layer)
+        distance = distance_transform_edt(~wall, sampling=_sampling(layer))
+        shares.append(float(np.mean(distance[closed] <= reach_mm + max(layer.spacing))))
+    return (float(np.median(shares)) if shares else None), len(shares)
+
+
+def _shows_myocardium(layer: SliceLayer) -> bool:
+    """Whether ``layer`` shows a myocardium: :data:`MIN_MYOCARDIUM_PIXELS` finite pixels beside NaN ones."""
+    finite = np.count_nonzero(np.isfinite(layer.values))
+    return MIN_MYOCARDIUM_PIXELS <= finite < layer.values.size
+
+
+def _check_mesh_on_the_myocardium(points: np.ndarray, layers: Sequence[SliceLayer], cuts: Sequence[np.ndarray],
+                                  spacing: Callable[[], float]) -> bool:
+    """Refuse a mesh whose cut through the chosen slices lies mostly off the myocardium that the
+    mask or labels give, and warn when much of it does; whether a slice was read (if none, the
+    node share of :func:`_warn_mesh_off_the_myocardium` is all there is to say).
+
+    Why: another patient's mesh (EMIDEC's images all have their origin at 0) whose heart happens
+    to lie over this one's scar passed the scar check (8 of 156 pairs, P094's mesh on P092's map
+    with 91 % of the scar near it), and the node share on the myocardium (a surface mesh of this
+    heart: 45 %) cannot tell it from this heart's: the scar was put on the wrong wall, exit 0."""
+    if len(points) < 20 or not any(_shows_myocardium(layer) for layer in layers):
+        return False
+    share, read = mesh_on_the_myocardium(layers, cuts, spacing())
+    if share is None or share >= WARN_MESH_ON_MYOCARDIUM:
+        return share is not None
+    text = (f"only {100.0 * share:.0f} % of the mesh's cut through the chosen slices lies on the myocardium the mask or "
+            f"labels give (within its node spacing and a pixel; the median of {read} slices; a mesh of this heart: "
+            "over 80 %)")
+    if share < MIN_MESH_ON_MYOCARDIUM:
+        raise CardioScarError(f"The mesh is not where the image's myocardium is: {text}; give the mesh (and the mask) "
+                              "of the image's patient and exam, the mesh in the image's frame (SPACE marker)")
+    logger.warning("%s: are the mesh and the mask or labels of the image's patient and exam, and the mesh in the "
+                   "image's frame?", text[0].upper() + text[1:])
+    return True
 
 
 #: Normals closer than this (1 - |cos|) count as parallel slices of one stack.
