@@ -71,3 +71,37 @@ def test_the_maps_own_mesh_is_not_named(emidec_pair, warnings_of_cardioscar):
     map_slices_to_nodes(emidec_pair["own"], emidec_pair["layers"])
     assert not [text for text in warnings_of_cardioscar if "myocardium" in text or "lie on the mesh" in text]
 
+
+
+def _with_rv_wall(labels: sitk.Image, wall_mm: float) -> sitk.Image:
+    """ACDC's labels (1 RV cavity, 2 myocardium, 3 LV cavity) with an RV free wall drawn ``wall_mm``
+    thick around the RV cavity as myocardium (2): the labels of a biventricular mesh."""
+    from scipy import ndimage
+
+    values = sitk.GetArrayFromImage(labels)
+    spacing = labels.GetSpacing()
+    wall = np.zeros(values.shape, bool)
+    for k, plane in enumerate(values):
+        if (plane == 1).any():
+            distance = ndimage.distance_transform_edt(plane != 1, sampling=(spacing[1], spacing[0]))
+            wall[k] = (distance > 0) & (distance <= wall_mm) & (plane == 0)
+    drawn = sitk.GetImageFromArray(np.where(wall | (values == 2), 2, 0).astype(np.uint8))
+    drawn.CopyInformation(labels)
+    return drawn
+
+
+def test_a_biventricular_mesh_on_the_lv_myocardium_is_warned_as_such_not_refused(shared_data,
+                                                                                warnings_of_cardioscar):
+    """A biventricular mesh with the LV myocardium's labels alone cuts the slices along its RV wall
+    too, off that myocardium (0.54 at 1.5 mm): a warning that names this case, never a refusal."""
+    labels = sitk.ReadImage(str(shared_data / "acdc_patient101" / "patient101_frame01_gt.nii.gz"))
+    values = sitk.GetArrayFromImage(labels)
+    columns = np.arange(values.shape[2])[None, None, :]
+    scarred = sitk.GetImageFromArray(np.where((values == 2) & (columns < 110), 4, values).astype(np.uint8))
+    scarred.CopyInformation(labels)  # the myocardium's half on one side as scar (4), the rest healthy (2)
+    raw = slices_from_image(scarred)
+    layers, _ = restrict_to_myocardium(slice_targets(raw, [4]), label_masks(raw, [2, 4]), "labels 2,4")
+    mesh = myocardium_mesh_from_labels(_with_rv_wall(labels, 7.0), labels=[2])
+    map_slices_to_nodes(mesh.points_lps(), layers, scar_targets=False)
+    named = [text for text in warnings_of_cardioscar if "lies on the myocardium the mask or labels give" in text]
+    assert len(named) == 1 and "A biventricular mesh" in named[0], warnings_of_cardioscar
