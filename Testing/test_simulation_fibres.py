@@ -38,7 +38,7 @@ def _helix_and_depth(mesh, field):
 
 def test_rule_fibres_turn_from_plus_60_at_the_endocardium_to_minus_60_at_the_epicardium(segmented):
     mesh = read_mesh(segmented["mesh"])
-    field = rule_fibres(mesh)
+    field, _ = rule_fibres(mesh)
     assert field.shape == (mesh.dataset.GetNumberOfCells(), 6)
     assert np.allclose(np.linalg.norm(field[:, :3], axis=1), 1.0)
     assert np.allclose(np.linalg.norm(field[:, 3:], axis=1), 1.0)
@@ -100,7 +100,7 @@ def test_a_mesh_file_in_RAS_gets_the_same_helix_in_its_own_frame(segmented):
     points.SetData(numpy_to_vtk(lps.points_lps() * [-1.0, -1.0, 1.0], deep=True))
     copy.SetPoints(points)
     ras = Mesh(dataset=copy, space="RAS")
-    np.testing.assert_allclose(rule_fibres(ras), rule_fibres(lps) * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
+    np.testing.assert_allclose(rule_fibres(ras)[0], rule_fibres(lps)[0] * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
 
 
 def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(segmented, tmp_path):
@@ -117,7 +117,7 @@ def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(se
     _, files = export_model(scar, tmp_path / "heart", fmt="vtu", fibres_field="rule", helix_deg=(50.0, -40.0))
     written = read_mesh(files[".vtu"])
     cells = written.dataset.GetCellData()
-    expected = rule_fibres(mesh, (50.0, -40.0))
+    expected, _ = rule_fibres(mesh, (50.0, -40.0))
     assert written.space == mesh.space
     np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("fibre")), expected[:, :3], atol=1e-9)
     np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("sheet")), expected[:, 3:], atol=1e-9)
@@ -182,3 +182,33 @@ def test_the_channel_search_refuses_the_same_biventricular_mesh():
     with pytest.raises(CardioScarError) as error:
         channels_of_mesh(biv, scar_field="scar_probability", border_zone=0.5, core=0.8)
     assert "looks biventricular" in str(error.value) and "the channel search is the LV's" in str(error.value)
+
+
+def test_the_open_lv_ring_exports_with_unit_fibres_its_rim_elements_named(tmp_path, caplog):
+    """The ring is open at both ends: at the apical end's inner rim a node lies on both the
+    endocardium and the epicardium, and 11 elements found it as their nearest of both, a zero
+    transmural direction: zero fibres that every export refused. They now take the outward direction
+    from the long axis, are named in the log and the .vtu's note, and every fibre has unit length."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from cardioscar.io.meshio import text_field, write_mesh
+    from cardioscar.simulation.opencarp import FIBRE_RULE_ARRAY
+
+    ring = _ventricles_mesh(with_rv=False)
+    write_mesh(ring, tmp_path / "ring.vtk", {"scar_probability": np.zeros(ring.n_points)})
+    with caplog.at_level("INFO", logger="cardioscar"):
+        _, files = export_model(tmp_path / "ring.vtk", tmp_path / "heart", fmt="vtu", fibres_field="rule")
+    written = read_mesh(files[".vtu"]).dataset
+    fibres, sheets = (vtk_to_numpy(written.GetCellData().GetArray(name)) for name in ("fibre", "sheet"))
+    assert np.allclose(np.linalg.norm(fibres, axis=1), 1.0) and np.allclose(np.linalg.norm(sheets, axis=1), 1.0)
+    fallback = json.loads(text_field(written, FIBRE_RULE_ARRAY))["frame_fallback"]
+    named = fallback["no_transmural"]["first_ids"]
+    assert fallback["no_transmural"]["elements"] == len(named) == 11 and fallback["along_axis"]["elements"] == 0
+    lines = [r.getMessage() for r in caplog.records if "frame is undefined" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("the fibre rule's frame is undefined at 11 of 5568 elements")
+    assert ", ".join(str(i) for i in named) in lines[0]
+    # the fallback's transmural direction is the outward one from the ring's axis (x = 30, y = 40 mm)
+    centres = cell_centres(ring.dataset_lps())[named]
+    outward = centres[:, :2] - [30.0, 40.0]
+    outward /= np.linalg.norm(outward, axis=1, keepdims=True)
+    assert np.allclose(np.abs(np.einsum("ij,ij->i", sheets[named, :2], outward)), 1.0, atol=0.01)
