@@ -17,6 +17,14 @@ nearest epicardial node), ``e_l`` the apex-to-base axis made perpendicular to ``
 negative one left-handed (the subepicardium). Depth is ``d_endo / (d_endo + d_epi)`` at the
 element's centre, the distances to the nearest endocardial and epicardial nodes
 (:mod:`cardioscar.aha.wall`).
+
+Where that frame is undefined the rule falls back (:func:`_frame`), logs how many elements and
+names them in its record: ``no_transmural``, the nearest endocardial and epicardial node one node
+(a rim where the faces meet: an open end, a step where two slices' rings touch), takes the outward
+direction from the long axis as ``e_t`` (depth 0.5 there); ``along_axis``, ``e_t`` along the axis,
+takes the circumferential direction about the axis as the one the helix turns from. They were
+zero fibres, which the writers refuse. The axis is the shape's; its sign does not matter (fibre and
+sheet are axes: ``e_l`` and ``e_c`` both flip).
 """
 
 from __future__ import annotations
