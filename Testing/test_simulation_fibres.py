@@ -210,7 +210,7 @@ def test_the_open_lv_ring_exports_with_unit_fibres_its_rim_elements_named(tmp_pa
     assert len(lines) == 1 and lines[0].startswith(f"the fibre rule's frame is undefined at {count} of 5568 elements")
     assert ", ".join(str(i) for i in named) + ", ...)" in lines[0]
     centres = cell_centres(ring.dataset_lps())[named]
-    assert (centres[:, 2] < 12.0).all()  # at the open apical end (the wall runs from z = 6 to 54 mm)
+    assert (centres[:, 2] < 12.0).all()  # at the open apical end (the wall runs from z = 5 to 53 mm)
     # the fallback's transmural direction is the outward one from the ring's axis: x = 30, y = 40 mm
     # where the mask's voxel centres are 2i + 1, so at x = 29, y = 39 mm in the image's frame (2i)
     outward = centres[:, :2] - [29.0, 39.0]
