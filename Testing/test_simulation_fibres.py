@@ -216,3 +216,29 @@ def test_the_open_lv_ring_exports_with_unit_fibres_its_rim_elements_named(tmp_pa
     outward = centres[:, :2] - [29.0, 39.0]
     outward /= np.linalg.norm(outward, axis=1, keepdims=True)
     assert np.allclose(np.einsum("ij,ij->i", sheets[named, :2], outward), 1.0, atol=0.01)
+
+
+def test_the_steps_between_slices_rings_keep_their_side_of_the_wall():
+    """A ring that widens by 2 mm at z = 38 mm, above its middle (a stack of short-axis slices'
+    step): its epicardium's step faces down and its endocardium's up. "Towards the middle of the
+    axis" took the first for endocardium and the second for epicardium (144 endocardial nodes on the
+    outer half of the wall, 72 epicardial on the inner half, 252 nodes on both faces); read over the
+    surface from the faces across the axis, only the open apical end's rim (z = 5) is on both."""
+    import SimpleITK as sitk
+
+    from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
+
+    z, y, x = np.mgrid[0:30, 0:40, 0:45] * 2.0 + 1.0
+    r = np.hypot(x - 30.0, y - 40.0)
+    wall = np.where(z > 38.0, (r >= 12.0) & (r <= 20.0), (r >= 10.0) & (r <= 18.0)) & (z > 6.0) & (z < 54.0)
+    image = sitk.GetImageFromArray(wall.astype(np.uint8) * 2)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    mesh = myocardium_mesh_from_labels(image, (2,), spacing_mm=2.0)
+    points = mesh.points_lps()
+    faces = wall_faces(mesh.dataset_lps(points), np.ones(len(points), dtype=bool),
+                       axis_from_shape(points, np.ones(len(points))))
+    radius = np.hypot(points[:, 0] - 29.0, points[:, 1] - 39.0)  # the mask's (30, 40) at voxel centres 2i + 1
+    assert set(points[np.intersect1d(faces.endo_ids, faces.epi_ids), 2]) == {5.0}
+    above_the_end = points[:, 2] > 8.0
+    endo, epi = (np.intersect1d(ids, np.flatnonzero(above_the_end)) for ids in (faces.endo_ids, faces.epi_ids))
+    assert radius[endo].max() < 13.0 and radius[epi].min() > 16.5  # the inner radii 10 and 12, the outer 18 and 20
