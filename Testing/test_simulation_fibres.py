@@ -242,3 +242,22 @@ def test_the_steps_between_slices_rings_keep_their_side_of_the_wall():
     above_the_end = points[:, 2] > 8.0
     endo, epi = (np.intersect1d(ids, np.flatnonzero(above_the_end)) for ids in (faces.endo_ids, faces.epi_ids))
     assert radius[endo].max() < 13.0 and radius[epi].min() > 16.5  # the inner radii 10 and 12, the outer 18 and 20
+
+
+def test_a_transmural_direction_along_the_axis_turns_its_helix_from_the_circumferential_direction():
+    """At an apical cap the transmural direction can run along the long axis, where "the axis made
+    perpendicular to it" is no direction: the helix then turns from the circumferential direction
+    about the axis (at (0, 10, z) about the z axis: x), where it turned from one fixed direction (y
+    at every such element, circumferential only on the y = 0 plane)."""
+    from cardioscar.aha.segments import LongAxis
+    from cardioscar.simulation.fibres import _frame
+
+    axis = LongAxis(origin=np.zeros(3), base_direction=np.array([0.0, 0.0, 1.0]), source="test")
+    centres = np.array([[0.0, 10.0, -0.5], [10.0, 0.0, -0.5], [0.0, 14.0, 20.0]])
+    endo = np.array([[0.0, 10.0, 0.0], [10.0, 0.0, 0.0], [0.0, 12.0, 20.0]])
+    epi = np.array([[0.0, 10.0, -1.0], [10.0, 0.0, -1.0], [0.0, 16.0, 20.0]])
+    frame = _frame(centres, endo, epi, axis)
+    assert frame.along_axis.tolist() == [True, True, False] and not frame.no_transmural.any()
+    np.testing.assert_allclose(np.abs(frame.e_c), [[1, 0, 0], [0, 1, 0], [1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(frame.e_t, [[0, 0, -1], [0, 0, -1], [0, 1, 0]], atol=1e-12)
+    np.testing.assert_allclose(np.cross(frame.e_c, frame.e_l), frame.e_t, atol=1e-12)  # right-handed
