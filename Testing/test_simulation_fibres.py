@@ -261,3 +261,18 @@ def test_a_transmural_direction_along_the_axis_turns_its_helix_from_the_circumfe
     np.testing.assert_allclose(np.abs(frame.e_c), [[1, 0, 0], [0, 1, 0], [1, 0, 0]], atol=1e-12)
     np.testing.assert_allclose(frame.e_t, [[0, 0, -1], [0, 0, -1], [0, 1, 0]], atol=1e-12)
     np.testing.assert_allclose(np.cross(frame.e_c, frame.e_l), frame.e_t, atol=1e-12)  # right-handed
+
+
+def test_an_uncertain_shape_axis_is_warned_in_the_rule_s_own_words(segmented, tmp_path, caplog, monkeypatch):
+    """Where the shape's axis is uncertain, aha's warning advised --slice-normal-from or --apex/--base,
+    options export does not have; the rule's warning says it takes the shape's axis and what to do.
+    (The clear-contrast line raised above every mesh's, so that the segmented phantom is warned.)"""
+    from cardioscar.aha import segments
+
+    monkeypatch.setattr(segments, "CLEAR_RING_CONTRAST", 100.0)
+    with caplog.at_level("WARNING", logger="cardioscar"):
+        rule_fibres(read_mesh(segmented["mesh"]))
+    lines = [r.getMessage() for r in caplog.records if "axis from the mesh's shape is uncertain" in r.getMessage()]
+    assert len(lines) == 1 and "--apex" not in lines[0] and "--slice-normal-from" not in lines[0]
+    assert lines[0].endswith("the fibre rule has no axis option (it takes the shape's): check its output, or export "
+                             "without --fibres rule (or with --fibres CELLFIELD)")

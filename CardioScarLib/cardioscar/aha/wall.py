@@ -297,7 +297,8 @@ def _find_lv_wall(mesh, user: str, advice: str) -> tuple[np.ndarray, vtk.vtkData
     lps = mesh.dataset_lps(points)  # a helix's sense is fixed in the right-handed LPS frame
     check_one_ventricle(lps, name, user, advice)  # first: a biventricular shape gives no LV axis to refuse it by
     try:
-        axis = axis_from_shape(points, np.ones(len(points)))
+        axis = axis_from_shape(points, np.ones(len(points)),
+                               f"{user} has no axis option (it takes the shape's): check its output{advice}")
         faces = wall_faces(lps, np.ones(len(points), dtype=bool), axis)
     except CardioScarError as error:
         reason = str(error).split(";")[0]
