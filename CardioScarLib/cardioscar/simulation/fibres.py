@@ -103,8 +103,9 @@ def _frame(centres: np.ndarray, endo: np.ndarray, epi: np.ndarray, axis: LongAxi
     """The rule's frame, with the documented fallback where it is undefined.
 
     Why a fallback: an open end of the wall (a stack of short-axis slices that stops short of the
-    apex) has boundary nodes on both the endocardium and the epicardium, and an element at that rim
-    finds one node as both nearest: no transmural direction, a zero fibre that every export refused.
+    apex), or a step where two slices' rings barely overlap, has boundary nodes on both the
+    endocardium and the epicardium, and an element at that rim finds one node as both nearest: no
+    transmural direction, a zero fibre that every export refused.
     There the transmural direction is the outward one from the long axis (what its neighbours'
     endo-to-epi directions approximate on a ring); where the transmural direction runs along the
     axis the longitudinal direction is the one across the circumferential direction, so the fibre
