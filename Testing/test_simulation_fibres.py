@@ -38,7 +38,7 @@ def _helix_and_depth(mesh, field):
 
 def test_rule_fibres_turn_from_plus_60_at_the_endocardium_to_minus_60_at_the_epicardium(segmented):
     mesh = read_mesh(segmented["mesh"])
-    field = rule_fibres(mesh)
+    field, _ = rule_fibres(mesh)
     assert field.shape == (mesh.dataset.GetNumberOfCells(), 6)
     assert np.allclose(np.linalg.norm(field[:, :3], axis=1), 1.0)
     assert np.allclose(np.linalg.norm(field[:, 3:], axis=1), 1.0)
@@ -100,7 +100,7 @@ def test_a_mesh_file_in_RAS_gets_the_same_helix_in_its_own_frame(segmented):
     points.SetData(numpy_to_vtk(lps.points_lps() * [-1.0, -1.0, 1.0], deep=True))
     copy.SetPoints(points)
     ras = Mesh(dataset=copy, space="RAS")
-    np.testing.assert_allclose(rule_fibres(ras), rule_fibres(lps) * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
+    np.testing.assert_allclose(rule_fibres(ras)[0], rule_fibres(lps)[0] * np.tile([-1.0, -1.0, 1.0], 2), atol=1e-9)
 
 
 def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(segmented, tmp_path):
@@ -117,7 +117,7 @@ def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(se
     _, files = export_model(scar, tmp_path / "heart", fmt="vtu", fibres_field="rule", helix_deg=(50.0, -40.0))
     written = read_mesh(files[".vtu"])
     cells = written.dataset.GetCellData()
-    expected = rule_fibres(mesh, (50.0, -40.0))
+    expected, _ = rule_fibres(mesh, (50.0, -40.0))
     assert written.space == mesh.space
     np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("fibre")), expected[:, :3], atol=1e-9)
     np.testing.assert_allclose(vtk_to_numpy(cells.GetArray("sheet")), expected[:, 3:], atol=1e-9)
@@ -182,3 +182,97 @@ def test_the_channel_search_refuses_the_same_biventricular_mesh():
     with pytest.raises(CardioScarError) as error:
         channels_of_mesh(biv, scar_field="scar_probability", border_zone=0.5, core=0.8)
     assert "looks biventricular" in str(error.value) and "the channel search is the LV's" in str(error.value)
+
+
+def test_the_open_lv_ring_exports_with_unit_fibres_its_rim_elements_named(tmp_path, caplog):
+    """The ring is open at both ends: at the apical end a node lies on both the endocardium and the
+    epicardium, and the elements that found it as their nearest of both had no transmural direction:
+    zero fibres that every export refused (11 of 5,568). They now take the outward direction from
+    the long axis, are counted and named in the log and the .vtu's note, and every fibre has unit length."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from cardioscar.io.meshio import text_field, write_mesh
+    from cardioscar.simulation.fibres import NAMED_FALLBACKS
+    from cardioscar.simulation.opencarp import FIBRE_RULE_ARRAY
+
+    ring = _ventricles_mesh(with_rv=False)
+    write_mesh(ring, tmp_path / "ring.vtk", {"scar_probability": np.zeros(ring.n_points)})
+    with caplog.at_level("INFO", logger="cardioscar"):
+        _, files = export_model(tmp_path / "ring.vtk", tmp_path / "heart", fmt="vtu", fibres_field="rule")
+    written = read_mesh(files[".vtu"]).dataset
+    fibres, sheets = (vtk_to_numpy(written.GetCellData().GetArray(name)) for name in ("fibre", "sheet"))
+    assert np.allclose(np.linalg.norm(fibres, axis=1), 1.0) and np.allclose(np.linalg.norm(sheets, axis=1), 1.0)
+    fallback = json.loads(text_field(written, FIBRE_RULE_ARRAY))["frame_fallback"]
+    count, named = fallback["no_transmural"]["elements"], fallback["no_transmural"]["first_ids"]
+    assert NAMED_FALLBACKS < count < 0.02 * len(fibres) and len(named) == NAMED_FALLBACKS
+    assert fallback["along_axis"]["elements"] == 0
+    lines = [r.getMessage() for r in caplog.records if "frame is undefined" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"the fibre rule's frame is undefined at {count} of 5568 elements")
+    assert ", ".join(str(i) for i in named) + ", ...)" in lines[0]
+    centres = cell_centres(ring.dataset_lps())[named]
+    assert (centres[:, 2] < 12.0).all()  # at the open apical end (the wall runs from z = 5 to 53 mm)
+    # the fallback's transmural direction is the outward one from the ring's axis: x = 30, y = 40 mm
+    # where the mask's voxel centres are 2i + 1, so at x = 29, y = 39 mm in the image's frame (2i)
+    outward = centres[:, :2] - [29.0, 39.0]
+    outward /= np.linalg.norm(outward, axis=1, keepdims=True)
+    assert np.allclose(np.einsum("ij,ij->i", sheets[named, :2], outward), 1.0, atol=0.01)
+
+
+def test_the_steps_between_slices_rings_keep_their_side_of_the_wall():
+    """A ring that widens by 2 mm at z = 38 mm, above its middle (a stack of short-axis slices'
+    step): its epicardium's step faces down and its endocardium's up. "Towards the middle of the
+    axis" took the first for endocardium and the second for epicardium (144 endocardial nodes on the
+    outer half of the wall, 72 epicardial on the inner half, 252 nodes on both faces); read over the
+    surface from the faces across the axis, only the open apical end's rim (z = 5) is on both."""
+    import SimpleITK as sitk
+
+    from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
+
+    z, y, x = np.mgrid[0:30, 0:40, 0:45] * 2.0 + 1.0
+    r = np.hypot(x - 30.0, y - 40.0)
+    wall = np.where(z > 38.0, (r >= 12.0) & (r <= 20.0), (r >= 10.0) & (r <= 18.0)) & (z > 6.0) & (z < 54.0)
+    image = sitk.GetImageFromArray(wall.astype(np.uint8) * 2)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    mesh = myocardium_mesh_from_labels(image, (2,), spacing_mm=2.0)
+    points = mesh.points_lps()
+    faces = wall_faces(mesh.dataset_lps(points), np.ones(len(points), dtype=bool),
+                       axis_from_shape(points, np.ones(len(points))))
+    radius = np.hypot(points[:, 0] - 29.0, points[:, 1] - 39.0)  # the mask's (30, 40) at voxel centres 2i + 1
+    assert set(points[np.intersect1d(faces.endo_ids, faces.epi_ids), 2]) == {5.0}
+    above_the_end = points[:, 2] > 8.0
+    endo, epi = (np.intersect1d(ids, np.flatnonzero(above_the_end)) for ids in (faces.endo_ids, faces.epi_ids))
+    assert radius[endo].max() < 13.0 and radius[epi].min() > 16.5  # the inner radii 10 and 12, the outer 18 and 20
+
+
+def test_a_transmural_direction_along_the_axis_turns_its_helix_from_the_circumferential_direction():
+    """At an apical cap the transmural direction can run along the long axis, where "the axis made
+    perpendicular to it" is no direction: the helix then turns from the circumferential direction
+    about the axis (at (0, 10, z) about the z axis: x), where it turned from one fixed direction (y
+    at every such element, circumferential only on the y = 0 plane)."""
+    from cardioscar.aha.segments import LongAxis
+    from cardioscar.simulation.fibres import _frame
+
+    axis = LongAxis(origin=np.zeros(3), base_direction=np.array([0.0, 0.0, 1.0]), source="test")
+    centres = np.array([[0.0, 10.0, -0.5], [10.0, 0.0, -0.5], [0.0, 14.0, 20.0]])
+    endo = np.array([[0.0, 10.0, 0.0], [10.0, 0.0, 0.0], [0.0, 12.0, 20.0]])
+    epi = np.array([[0.0, 10.0, -1.0], [10.0, 0.0, -1.0], [0.0, 16.0, 20.0]])
+    frame = _frame(centres, endo, epi, axis)
+    assert frame.along_axis.tolist() == [True, True, False] and not frame.no_transmural.any()
+    np.testing.assert_allclose(np.abs(frame.e_c), [[1, 0, 0], [0, 1, 0], [1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(frame.e_t, [[0, 0, -1], [0, 0, -1], [0, 1, 0]], atol=1e-12)
+    np.testing.assert_allclose(np.cross(frame.e_c, frame.e_l), frame.e_t, atol=1e-12)  # right-handed
+
+
+def test_an_uncertain_shape_axis_is_warned_in_the_rule_s_own_words(segmented, tmp_path, caplog, monkeypatch):
+    """Where the shape's axis is uncertain, aha's warning advised --slice-normal-from or --apex/--base,
+    options export does not have; the rule's warning says it takes the shape's axis and what to do.
+    (The clear-contrast line raised above every mesh's, so that the segmented phantom is warned.)"""
+    from cardioscar.aha import segments
+
+    monkeypatch.setattr(segments, "CLEAR_RING_CONTRAST", 100.0)
+    with caplog.at_level("WARNING", logger="cardioscar"):
+        rule_fibres(read_mesh(segmented["mesh"]))
+    lines = [r.getMessage() for r in caplog.records if "axis from the mesh's shape is uncertain" in r.getMessage()]
+    assert len(lines) == 1 and "--apex" not in lines[0] and "--slice-normal-from" not in lines[0]
+    assert lines[0].endswith("the fibre rule has no axis option (it takes the shape's): check its output, or export "
+                             "without --fibres rule (or with --fibres CELLFIELD)")

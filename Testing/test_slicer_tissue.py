@@ -122,7 +122,7 @@ def test_the_logic_s_vtu_export_carries_the_rule_s_fibres_in_world_lps(segmented
     [vtu] = export_model_node(node, tag_model_node(node), tmp_path / "heart", fmt="vtu", fibres="rule",
                               helix_deg=(50.0, -40.0))
     written = read_mesh(vtu)
-    field = rule_fibres(mesh, (50.0, -40.0)) * (1.0 if mesh.space == "LPS" else np.tile([-1.0, -1.0, 1.0], 2))
+    field = rule_fibres(mesh, (50.0, -40.0))[0] * (1.0 if mesh.space == "LPS" else np.tile([-1.0, -1.0, 1.0], 2))
     assert written.space == "LPS"
     np.testing.assert_allclose(vtk_to_numpy(written.dataset.GetCellData().GetArray("fibre")), field[:, :3], atol=1e-5)
     np.testing.assert_allclose(vtk_to_numpy(written.dataset.GetCellData().GetArray("sheet")), field[:, 3:], atol=1e-5)

@@ -145,11 +145,16 @@ def axis_from_direction(direction: np.ndarray, points: np.ndarray, weights: np.n
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=unit, source=source)
 
 
-def axis_from_shape(points: np.ndarray, weights: np.ndarray) -> LongAxis:
+#: What ``aha`` advises where the shape's axis is uncertain: its own axis options.
+AXIS_OPTIONS_ADVICE = "give --slice-normal-from the short-axis image, or --apex X,Y,Z --base X,Y,Z"
+
+
+def axis_from_shape(points: np.ndarray, weights: np.ndarray, uncertain_advice: str = AXIS_OPTIONS_ADVICE) -> LongAxis:
     """The axis from the myocardium's shape: the line its rings are centred on (see
     :mod:`cardioscar.aha.shape_axis`; a truncated LV wider than long keeps its axis).
 
-    A shape that is round in every direction (a ball shell) gives none.
+    A shape that is round in every direction (a ball shell) gives none. ``uncertain_advice``: the
+    warning's advice where the axis is uncertain (a caller without ``aha``'s axis options words its own).
     """
     found = shape_axis(points, weights)
     if found.contrast < MIN_RING_CONTRAST:
@@ -159,8 +164,8 @@ def axis_from_shape(points: np.ndarray, weights: np.ndarray) -> LongAxis:
             "the short-axis image, or --apex X,Y,Z --base X,Y,Z")
     if found.contrast < CLEAR_RING_CONTRAST:
         logger.warning("the LV axis from the mesh's shape is uncertain: its rings are only %.2f times rounder across it "
-                       "than across a typical direction (clear from %g): give --slice-normal-from the short-axis image, "
-                       "or --apex X,Y,Z --base X,Y,Z", found.contrast, CLEAR_RING_CONTRAST)
+                       "than across a typical direction (clear from %g): %s", found.contrast, CLEAR_RING_CONTRAST,
+                       uncertain_advice)
     direction = orient_towards_base(found.direction, points, weights)
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=direction, source="mesh shape")
 

@@ -158,7 +158,7 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
     rule-based in the .json (the .vtu's ``CardioScarFibreRule`` note); an openCARP set without fibres
     is warned (openCARP reads PREFIX.lon). A .vtu gets the fibres as the cell vectors ``fibre`` and
     ``sheet`` (it wrote none, silently, before)."""
-    from .fibres import DEFAULT_HELIX_DEG, GIVE_FIBRES, RULE_NAME, rule_fibres, rule_record
+    from .fibres import DEFAULT_HELIX_DEG, GIVE_FIBRES, RULE_NAME, rule_fibres
     from .opencarp import write_opencarp, write_tagged_vtu
 
     if fmt not in ("opencarp", "vtu"):  # before the rule's work
@@ -166,7 +166,7 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
     fibre_rule = None
     if isinstance(fibres, str) and fibres == RULE_NAME:
         helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg
-        fibres, fibre_rule = rule_fibres(mesh, helix_deg), rule_record(helix_deg)
+        fibres, fibre_rule = rule_fibres(mesh, helix_deg)
     if fmt == "opencarp":
         files = write_opencarp(mesh, tags, output, units=units, space=space, fibres=fibres, scar_rule=scar_rule,
                                fibre_rule=fibre_rule)

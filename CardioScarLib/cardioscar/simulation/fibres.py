@@ -17,16 +17,37 @@ nearest epicardial node), ``e_l`` the apex-to-base axis made perpendicular to ``
 negative one left-handed (the subepicardium). Depth is ``d_endo / (d_endo + d_epi)`` at the
 element's centre, the distances to the nearest endocardial and epicardial nodes
 (:mod:`cardioscar.aha.wall`).
+
+Where that frame is undefined the rule falls back (:func:`_frame`), logs how many elements and
+names them in its record: ``no_transmural``, the nearest endocardial and epicardial node one node
+(a rim where the faces meet: an open end, a step where two slices' rings touch), takes the outward
+direction from the long axis as ``e_t`` (depth 0.5 there); ``along_axis``, ``e_t`` along the axis,
+takes the circumferential direction about the axis as the one the helix turns from. They were
+zero fibres, which the writers refuse. The axis is the shape's; its sign does not matter (fibre and
+sheet are axes: ``e_l`` and ``e_c`` both flip).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..aha.segments import LongAxis
 from ..errors import CardioScarError
+
+logger = logging.getLogger(__name__)
 
 #: Helix angles (degrees) at the endocardium and the epicardium (Streeter et al. 1969).
 DEFAULT_HELIX_DEG = (60.0, -60.0)
+#: How many of the elements whose frame fell back the record and the log name by id.
+NAMED_FALLBACKS = 20
+#: Where the rule's frame is undefined, by the kind of fallback (:class:`RuleFrame`), and what it takes there.
+FALLBACKS = {"no_transmural": ("the nearest endocardial and epicardial node are one node, on a rim where the two "
+                               "faces meet", "the outward direction from the long axis as the transmural one"),
+             "along_axis": ("the transmural direction runs along the long axis",
+                            "the circumferential direction about the axis as the one the helix turns from")}
 #: The value of ``--fibres`` that asks for the rule instead of a cell field.
 RULE_NAME = "rule"
 #: The command line's advice where the rule refuses a mesh, and where an openCARP set has no fibres.
@@ -52,20 +73,57 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def _frame(centres: np.ndarray, endo: np.ndarray, epi: np.ndarray, base_direction: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Depth in [0, 1] and the unit (e_c, e_l, e_t) of each element (see the module docstring)."""
+@dataclass(frozen=True)
+class RuleFrame:
+    """Each element's depth in [0, 1] and unit (e_c, e_l, e_t) (see the module docstring), and the
+    elements whose frame the rule leaves undefined, which took the fallback instead:
+    ``no_transmural`` (the nearest endocardial and epicardial node one node, where the two faces
+    meet) and ``along_axis`` (the transmural direction along the long axis, as at an apical cap)."""
+
+    depth: np.ndarray
+    e_c: np.ndarray
+    e_l: np.ndarray
+    e_t: np.ndarray
+    no_transmural: np.ndarray
+    along_axis: np.ndarray
+
+
+def _circumferential(centres: np.ndarray, axis: LongAxis) -> np.ndarray:
+    """The unit direction about the long axis at each centre (``base x radial``); on the axis itself,
+    where every direction across it is circumferential, a fixed one across the axis."""
+    around = np.cross(axis.base_direction, axis.radial(centres))
+    on_axis = np.linalg.norm(around, axis=1) < 1e-9
+    if on_axis.any():
+        helper = [1.0, 0.0, 0.0] if abs(axis.base_direction[0]) < 0.9 else [0.0, 1.0, 0.0]
+        around[on_axis] = np.cross(axis.base_direction, helper)
+    return _unit_rows(around)
+
+
+def _frame(centres: np.ndarray, endo: np.ndarray, epi: np.ndarray, axis: LongAxis) -> RuleFrame:
+    """The rule's frame, with the documented fallback where it is undefined.
+
+    Why a fallback: an open end of the wall (a stack of short-axis slices that stops short of the
+    apex), or a step where two slices' rings barely overlap, has boundary nodes on both the
+    endocardium and the epicardium, and an element at that rim finds one node as both nearest: no
+    transmural direction, a zero fibre that every export refused.
+    There the transmural direction is the outward one from the long axis (what its neighbours'
+    endo-to-epi directions approximate on a ring); where the transmural direction runs along the
+    axis the longitudinal direction is the one across the circumferential direction, so the fibre
+    keeps its helix angle from the circumferential direction about the axis as its neighbours do."""
     from ..aha.wall import wall_depth
 
     depth, i_endo, i_epi = wall_depth(centres, endo, epi)
-    e_t = _unit_rows(epi[i_epi] - endo[i_endo])
-    e_l = base_direction - (e_t @ base_direction)[:, None] * e_t
-    flat = np.linalg.norm(e_l, axis=1) < 1e-3  # the wall across the axis (an apical cap): any in-wall direction
-    if flat.any():
-        helper = np.where(np.abs(base_direction[0]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
-        e_l[flat] = helper - (e_t[flat] @ helper)[:, None] * e_t[flat]
+    e_t = epi[i_epi] - endo[i_endo]
+    lengths = np.linalg.norm(e_t, axis=1)
+    no_transmural = lengths <= 1e-6 * max(float(np.median(lengths)), 1e-12)
+    e_t[no_transmural] = axis.radial(centres[no_transmural])
+    e_t = _unit_rows(e_t)
+    base = axis.base_direction
+    e_l = base - (e_t @ base)[:, None] * e_t
+    along_axis = np.linalg.norm(e_l, axis=1) < 1e-3
+    e_l[along_axis] = np.cross(e_t[along_axis], _circumferential(centres[along_axis], axis))
     e_l = _unit_rows(e_l)
-    return depth, np.cross(e_l, e_t), e_l, e_t
+    return RuleFrame(depth, np.cross(e_l, e_t), e_l, e_t, no_transmural, along_axis)
 
 
 def check_helix_angles(helix_deg: tuple[float, float]) -> tuple[float, float]:
@@ -88,20 +146,41 @@ def rule_wall(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG):
     return angles, lv_wall(mesh, "the fibre rule", f", or {WITHOUT_RULE}")
 
 
-def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> np.ndarray:
+def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG) -> tuple[np.ndarray, dict]:
     """(n_cells, 6) unit fibre and sheet of each element by the LV rule, in the mesh file's frame,
-    on the wall :func:`rule_wall` checks."""
+    on the wall :func:`rule_wall` checks, and the rule's record (:func:`rule_record`) with the long
+    axis it used and the elements where its frame fell back (logged, and named in the record)."""
     from ..aha.wall import cell_centres
 
     (endo_deg, epi_deg), (points, lps, axis, faces) = rule_wall(mesh, helix_deg)
-    depth, e_c, e_l, e_t = _frame(cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids],
-                                  axis.base_direction)
-    helix = np.radians(endo_deg + (epi_deg - endo_deg) * depth)
-    fibres = np.cos(helix)[:, None] * e_c + np.sin(helix)[:, None] * e_l
-    field = np.hstack([fibres, e_t])
+    frame = _frame(cell_centres(lps), points[faces.endo_ids], points[faces.epi_ids], axis)
+    helix = np.radians(endo_deg + (epi_deg - endo_deg) * frame.depth)
+    fibres = np.cos(helix)[:, None] * frame.e_c + np.sin(helix)[:, None] * frame.e_l
+    field = np.hstack([fibres, frame.e_t])
     if mesh.space != "LPS":  # the file's frame: RAS = diag(-1, -1, 1) LPS
         field = field * np.tile([-1.0, -1.0, 1.0], 2)
-    return field
+    return field, {**rule_record((endo_deg, epi_deg)), "long_axis": _axis_record(axis),
+                   "frame_fallback": _fallback_record(frame)}
+
+
+def _axis_record(axis: LongAxis) -> dict:
+    """The long axis the rule's frame stood on: where it came from and its apex-to-base direction (LPS)."""
+    return {"source": axis.source, "base_direction_lps": [round(float(v), 4) for v in axis.base_direction]}
+
+
+def _fallback_record(frame: RuleFrame) -> dict:
+    """The elements whose frame fell back (:class:`RuleFrame`), counted and the first
+    :data:`NAMED_FALLBACKS` named by element id (0-based), logged as recorded."""
+    record = {}
+    for kind, mask in (("no_transmural", frame.no_transmural), ("along_axis", frame.along_axis)):
+        ids = np.flatnonzero(mask)
+        record[kind] = {"elements": int(len(ids)), "first_ids": ids[:NAMED_FALLBACKS].tolist()}
+        if len(ids):
+            where, fallback = FALLBACKS[kind]
+            logger.info("the fibre rule's frame is undefined at %d of %d elements (%s; elements %s%s): they take %s",
+                        len(ids), len(mask), where, ", ".join(str(i) for i in ids[:NAMED_FALLBACKS]),
+                        ", ..." if len(ids) > NAMED_FALLBACKS else "", fallback)
+    return record
 
 
 def rule_record(helix_deg: tuple[float, float]) -> dict:
