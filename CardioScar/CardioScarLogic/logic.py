@@ -309,7 +309,7 @@ class CardioScarLogic:
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage,
                                        scar_targets=not options.normalize_intensities,
-                                       slice_profile=options.slice_profile)
+                                       slice_profile=options.slice_profile, myocardium_given=bool(myocardium.source))
         prepared.myocardium_source = myocardium.source
         prepared.scar_rule = rule_record  # into the checkpoint's provenance, as prepare --scar-rule
         typed = None if options.scar_rule else options.parsed_scar_labels(False)

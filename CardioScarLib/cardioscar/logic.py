@@ -360,7 +360,7 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
     masks, source, read = None, "", {}
     if request.myocardium_mask is not None:
-        image = read_mask_image(request.myocardium_mask)
+        image = read_mask_image(request.myocardium_mask, slices)
         read[Path(request.myocardium_mask).resolve()] = image
         masks = masks_from_image(image, slices, request.myocardium_labels, source=str(request.myocardium_mask))
         source = f"mask {request.myocardium_mask}" + (
@@ -398,6 +398,7 @@ def prepare_from_slices(
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     scar_targets: bool = True,
     slice_profile: str = "box",
+    myocardium_given: bool = False,
 ) -> PreprocessingResult:
     """Map mesh nodes (LPS mm) to slice pixels and build normalised training rows.
 
@@ -408,12 +409,14 @@ def prepare_from_slices(
     False: the slices hold normalised raw intensities (``normalize_intensities``), not scar
     targets (see :func:`cardioscar.prepare.mapping.map_slices_to_nodes`). ``slice_profile``: the
     pixel's through-plane model (``box`` or ``gaussian``, same function); the partial-volume
-    coverage stays that of the box.
+    coverage stays that of the box. ``myocardium_given``: the targets are NaN outside a myocardium
+    (mask or labels), which the mesh refusals then judge (see :func:`map_slices_to_nodes`).
     """
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
-    mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets, slice_profile=slice_profile)
+    mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets, slice_profile=slice_profile,
+                                  myocardium_given=myocardium_given)
     coverage = np.zeros(0, dtype=np.float64)
     if coverage_mesh is not None:
         dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")
@@ -465,7 +468,7 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
     result = prepare_from_slices(mesh.points_lps(), slices,
                                  coverage_mesh=mesh if request.partial_volume_correction else None,
                                  scar_targets=not request.normalize_intensities,
-                                 slice_profile=request.slice_profile)
+                                 slice_profile=request.slice_profile, myocardium_given=bool(myocardium.source))
     result.myocardium_source = myocardium.source
     result.dropped_outside_myocardium = myocardium.dropped_pixels
     result.scar_rule = rule_record
