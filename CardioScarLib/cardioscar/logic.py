@@ -975,6 +975,12 @@ def _own_copy(mesh: Union[str, Path, Mesh]) -> Mesh:
     return replace(mesh, dataset=copy)
 
 
+#: Fields of a prediction that a result may leave out (None), with how to write them anew: an input
+#: mesh's copy from an earlier run is dropped then, not carried beside the new probability.
+NOT_REWRITTEN = {"scar_binary": "give --threshold to write a new one",
+                 ERROR_RISK_FIELD: "an InferenceResult without error_risk writes none; apply_scar_model computes it"}
+
+
 def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh], output_path: Path) -> None:
     """Write the mesh at ``mesh_path`` (or a :class:`Mesh` already read, left unchanged) with the
     prediction arrays to ``output_path`` (atomically).
@@ -989,11 +995,13 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
             f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "
             "save onto the mesh the model was applied to."
         )
-    if result.binary_predictions is None and mesh.dataset.GetPointData().HasArray("scar_binary"):
-        # an earlier run's thresholded map no longer matches the new probability: dropped, not kept
-        mesh.dataset.GetPointData().RemoveArray("scar_binary")
-        logger.warning("%s had a scar_binary field from an earlier run; it is not copied to %s (give --threshold "
-                       "to write a new one)", mesh_path, output_path)
+    arrays = result.point_arrays()
+    for name, advice in NOT_REWRITTEN.items():
+        # an earlier run's field no longer matches the new probability: dropped, not kept
+        if name not in arrays and mesh.dataset.GetPointData().HasArray(name):
+            mesh.dataset.GetPointData().RemoveArray(name)
+            logger.warning("%s had a %s field from an earlier run; it is not copied to %s (%s)", mesh_path, name,
+                           output_path, advice)
     if drop_stale_tissue_tags(mesh.dataset):
         logger.warning("%s had %s tags from an earlier export; they describe that run's scar, not this one, and are "
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
@@ -1005,8 +1013,8 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
     set_text_field(mesh.dataset, SCAR_RULE_ARRAY, result.scar_rule)
     set_text_field(mesh.dataset, SCAR_LABELS_ARRAY, result.scar_labels)
-    write_mesh(mesh, output_path, result.point_arrays())
-    logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))
+    write_mesh(mesh, output_path, arrays)
+    logger.info("Wrote %s with %s", output_path, ", ".join(arrays))
 
 
 # --------------------------------------------------------------------------- scoring on the slices
