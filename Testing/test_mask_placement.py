@@ -142,3 +142,14 @@ def test_a_scar_rule_on_the_blood_pool_names_it_where_its_scar_misses_the_mesh(r
     assert "scar pixels of the chosen slices reaches a mesh node" in said
     assert "likelier, the myocardium given is not the wall: it encloses no cavity" in said
     assert "else check that the mesh and the image are of the same patient" in said
+
+
+def test_the_mesh_on_the_myocardium_warning_names_the_blood_pool_first(segmented, label_map, tmp_path,
+                                                                       warnings_of_cardioscar):
+    """The pool as it is (label 1): the wall's mesh cuts the slices on its edge, 38 % on it, and the
+    warning asked whether the mesh was of this patient; it names the missing ring first now."""
+    healthy = _write(sitk.ReadImage(str(segmented["image"])) * 0, tmp_path / "healthy.nii.gz")
+    prepare_training_data(_request(segmented, str(segmented["label_map"]), None, labels=(1,), image=healthy))
+    (said,) = [w for w in warnings_of_cardioscar if "of the mesh's cut through the chosen slices" in w]
+    assert "likelier, the myocardium given is not the wall: it encloses no cavity" in said
+    assert "; else: are the mesh and the mask or labels of the image's patient" in said

@@ -395,8 +395,8 @@ def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], gr
         raise CardioScarError(f"The mesh is not where the image's scar is: {text}{cause()}; "
                               f"{'else ' if cause() else ''}give the mesh (and any myocardium mask) of the image's "
                               "patient and exam, the mesh in the image's frame (SPACE marker)")
-    logger.warning("%s: are the mesh (and any myocardium mask) of the image's patient and exam, and the mesh in the "
-                   "image's frame?", text[0].upper() + text[1:])
+    logger.warning("%s%s: are the mesh (and any myocardium mask) of the image's patient and exam, and the mesh in the "
+                   "image's frame?", text[0].upper() + text[1:], cause() and f"{cause()}; else")
 
 
 def _zero_one(layers: Sequence[SliceLayer]) -> bool:
@@ -498,9 +498,10 @@ def _check_mesh_on_the_myocardium(points: np.ndarray, layers: Sequence[SliceLaye
         raise CardioScarError(f"The mesh is not where the image's myocardium is: {text}{cause()}; "
                               f"{'else ' if cause() else ''}give the mesh (and the mask) of the image's patient and "
                               "exam, the mesh in the image's frame (SPACE marker)")
-    logger.warning("%s: are the mesh and the mask or labels of the image's patient and exam, and the mesh in the "
+    logger.warning("%s%s: are the mesh and the mask or labels of the image's patient and exam, and the mesh in the "
                    "image's frame? (A biventricular mesh with a mask or labels of the LV myocardium alone reads "
-                   "lower, its RV wall off that myocardium: 54-69 %% on ACDC 101 with an RV wall drawn 3.5-7 mm thick)", text[0].upper() + text[1:])
+                   "lower, its RV wall off that myocardium: 54-69 %% on ACDC 101 with an RV wall drawn 3.5-7 mm thick)",
+                   text[0].upper() + text[1:], cause() and f"{cause()}; else")
     return True
 
 
