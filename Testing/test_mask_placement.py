@@ -100,8 +100,8 @@ def test_the_blood_pool_as_the_myocardium_is_named_where_no_node_lies_on_it(segm
     refused first as a mask off the scar, now naming the missing ring too."""
     pool = _pool(label_map, 5, tmp_path / "pool.nii.gz")
     with pytest.raises(CardioScarError, match=r"lie more than a pixel outside the myocardium .*; likelier, the "
-                                              r"myocardium given is not the wall: .*; else the myocardium mask does not "
-                                              "match the scar image"):
+                                              r"myocardium given is not the wall: .*; else the myocardium mask does "
+                                              "not match the scar image"):
         prepare_training_data(_request(segmented, pool, None, labels=(1,)))
     healthy = _write(sitk.ReadImage(str(segmented["image"])) * 0, tmp_path / "healthy.nii.gz")  # no scar to lose
     with pytest.raises(CardioScarError) as refused:

@@ -520,9 +520,10 @@ def test_the_channel_search_s_defaults_are_the_library_s_on_every_face(batch, pa
                    and node.name == "CardioScarParameterNode")
     panel = {node.target.id: ast.literal_eval(node.value) for node in wrapper.body
              if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.value, ast.Constant)}
-    assert channel_search.ChannelOptions(
+    from_panel = channel_search.ChannelOptions(
         layers=layer_depths(panel["channelLayers"]), layer_width=panel["channelLayerWidth"],
-        max_width_mm=panel["channelMaxWidth"], min_length_mm=panel["channelMinLength"]) == channel_search.ChannelOptions()
+        max_width_mm=panel["channelMaxWidth"], min_length_mm=panel["channelMinLength"])
+    assert from_panel == channel_search.ChannelOptions()
     one_field = resolved_thresholds(None, None, two_fields=False)
     assert (panel["tagBorderZone"], panel["tagCore"]) == one_field
     options, tissue = search_arguments(_verb_parsers()["channels"].parse_args(REQUIRED["channels"]))

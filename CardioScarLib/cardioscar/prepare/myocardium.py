@@ -273,8 +273,8 @@ def _voxels_at_pixel_centres(shape: tuple, ijk_to_lps: np.ndarray, layers: Seque
     if missed:
         hit = [layer.label for layer, (_, within) in zip(layers, found) if within.any()]
         advice = ("give the mask drawn on the same images (same patient frame)" if shape[0] != 1 or not hit else
-                  f"it has one slice, which lies on {', '.join(map(repr, hit))}: choose that slice with --slice-indices "
-                  "(a one-slice mask covers one slice), or give a mask of every chosen slice")
+                  f"it has one slice, which lies on {', '.join(map(repr, hit))}: choose that slice with "
+                  "--slice-indices (a one-slice mask covers one slice), or give a mask of every chosen slice")
         raise CardioScarError(f"{what} {source} does not overlap slice '{missed[0]}': {advice}")
     return found
 
