@@ -1220,17 +1220,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         here, so a bad list is one line before any worker starts)."""
         from cardioscar.errors import CardioScarError
         from cardioscar.simulation.channels import ChannelOptions
+        from cardioscar.simulation.channels_cli import layer_depths
 
         p = self._parameterNode
-        try:
-            layers = tuple(float(part) for part in p.channelLayers.replace(" ", "").split(",") if part)
-        except ValueError:
-            layers = ()
-        if not layers:
+        if not layer_depths(p.channelLayers):
             raise CardioScarError(_("Channel layers '{text}': give comma-separated depths between 0 and 1, e.g. "
                                     "0.1,0.5,0.9").format(text=p.channelLayers))
-        return ChannelOptions(layers=layers, layer_width=p.channelLayerWidth, max_width_mm=p.channelMaxWidth,
-                              min_length_mm=p.channelMinLength)
+        return ChannelOptions(layers=layer_depths(p.channelLayers), layer_width=p.channelLayerWidth,
+                              max_width_mm=p.channelMaxWidth, min_length_mm=p.channelMinLength)
 
     def onFindChannelsButton(self) -> None:
         """Search the model to tag for conducting channels in a worker (or stop it): its tissue_tag
@@ -1251,8 +1248,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             if missing:
                 raise CardioScarError(missing)
             return BackgroundRun.channels(p.tagModel, self.channelOptions(),
-                                          tissue_of_model(p.tagModel, p.tagBorderZone, p.tagCore,
-                                                          p.tagNumbers),
+                                          tissue_of_model(p.tagModel, border_zone=p.tagBorderZone, core=p.tagCore,
+                                                          tag_numbers=p.tagNumbers),
                                           output_dir=p.channelOutputDir.strip() or None)
 
         self._startRun(self.ui.findChannelsButton, _("Find channels"), p.tagModel, makeRun,

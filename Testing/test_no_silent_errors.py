@@ -54,6 +54,21 @@ def test_apply_without_a_threshold_drops_an_earlier_scar_binary(trained, tmp_pat
     assert "scar_binary field from an earlier run" in caplog.text
 
 
+def test_a_result_without_an_error_risk_drops_an_earlier_one(trained, tmp_path, caplog):
+    """An InferenceResult built with error_risk=None carried the input mesh's scar_error_risk over,
+    beside a probability it was not computed from (zstalefibre's note)."""
+    import dataclasses
+
+    mesh = read_mesh(trained["mesh"])
+    stale = tmp_path / "with_risk.vtk"
+    write_mesh(mesh, stale, {"scar_error_risk": np.full(mesh.n_points, 0.9)})
+    result = dataclasses.replace(apply_scar_model(trained["model"], stale, mc_samples=2, seed=1), error_risk=None)
+    with caplog.at_level(logging.WARNING):
+        save_inference_result(result, stale, tmp_path / "out.vtk")
+    assert "scar_error_risk" not in read_mesh(tmp_path / "out.vtk").point_field_names()
+    assert "had a scar_error_risk field from an earlier run; it is not copied to" in caplog.text
+
+
 def _dead_pid() -> int:
     pid = 4_000_000
     while True:

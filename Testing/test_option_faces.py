@@ -20,6 +20,11 @@ to where the reconstruction reads it:
   the script builds (or, for a mask, the argument it loads into a node);
 - cohort manifest: a column of ``cardioscar.cohort.manifest``; a value in a real manifest file
   reaches the patient's prepare request or training configuration.
+
+The conducting-channel search's options (``cardioscar channels``; ``CHANNEL_READS``) are followed to
+the ``ChannelOptions`` or the tissue keyword the search reads: on the API and the Logic they are
+``ChannelOptions`` fields and parameters of ``run_channels`` / ``channels.find_model_channels``; the
+batch script's thresholds are its tagging's, whose tags the search reads.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ from cardioscar.fit.training import TrainingConfig  # noqa: E402
 from cardioscar.lge.options import scar_rule_request  # noqa: E402
 from cardioscar import logic as api  # noqa: E402
 from cardioscar.shape_prior import field as prior_field  # noqa: E402
+from cardioscar.simulation import channels as channel_search  # noqa: E402
+from cardioscar.simulation.channels_cli import search_arguments  # noqa: E402
+from CardioScarLogic import channels as logic_channels  # noqa: E402
 
 FACES = ("cli", "api", "logic", "panel", "batch", "cohort")
 
@@ -75,6 +83,8 @@ class Option:
 
 NO_SEGMENTATION = Absent("a Slicer segmentation is a node; files give the myocardium as a label image "
                          "(--myocardium-mask FILE --myocardium-labels)")
+
+NO_CHANNEL_OPTIONS = Absent("a row's channel search takes cardioscar channels' defaults (ChannelOptions())")
 
 TABLE: dict[str, Option] = {
     "myocardium labels": Option(
@@ -156,7 +166,41 @@ TABLE: dict[str, Option] = {
     "dark-blood LGE (skips the mask-fit check)": Option(
         "prepare --dark-blood-lge", "ScarRuleRequest.dark_blood_lge", "ReconstructionOptions.dark_blood_lge",
         ("darkBloodLge", "dark_blood_lge"), "--dark-blood-lge", "dark_blood_lge", "yes", True),
+    # the conducting-channel search (cardioscar channels) on the tagged or predicted result
+    "channel layers": Option(
+        "channels --layers", "ChannelOptions.layers", "channels.find_model_channels(options)",
+        ("channelLayers", "layers"), "--channel-layers", NO_CHANNEL_OPTIONS, "0.3,0.7", (0.3, 0.7)),
+    "channel layer width": Option(
+        "channels --layer-width", "ChannelOptions.layer_width", "channels.find_model_channels(options)",
+        ("channelLayerWidth", "layer_width"), "--channel-layer-width", NO_CHANNEL_OPTIONS, "0.3", 0.3),
+    "channel max width": Option(
+        "channels --max-width", "ChannelOptions.max_width_mm", "channels.find_model_channels(options)",
+        ("channelMaxWidth", "max_width_mm"), "--channel-max-width", NO_CHANNEL_OPTIONS, "6", 6.0),
+    "channel min length": Option(
+        "channels --min-length", "ChannelOptions.min_length_mm", "channels.find_model_channels(options)",
+        ("channelMinLength", "min_length_mm"), "--channel-min-length", NO_CHANNEL_OPTIONS, "0", 0.0),
+    "channel tag numbers": Option(
+        "channels --tags", "run_channels(tag_values); channels_of_mesh(tag_values)",
+        "channels.find_model_channels(tag_values)", ("tagNumbers", "tag_numbers"),
+        Absent("the script's tagging writes tissue_tag 1,2,3 with its note, which the search reads"),
+        Absent("the row's tags are the task's own (1,2,3), handed to the search"), "4,5,6", (4, 5, 6)),
+    "channel border-zone threshold": Option(
+        "channels --border-zone", "run_channels(border_zone); channels_of_mesh(border_zone)",
+        "channels.find_model_channels(border_zone)", ("tagBorderZone", "border_zone"), "--border-zone",
+        "threshold", "0.3", 0.3),
+    "channel core threshold": Option(
+        "channels --core", "run_channels(core); channels_of_mesh(core)", "channels.find_model_channels(core)",
+        ("tagCore", "core"), "--core", "core_threshold", "0.9", 0.9),
 }
+
+#: The channel rows: where the search reads each (a ``ChannelOptions`` field, or a keyword of the
+#: tissue: ``run_channels`` / ``find_model_channels``).
+CHANNEL_READS = {"channel layers": ("options", "layers"), "channel layer width": ("options", "layer_width"),
+                 "channel max width": ("options", "max_width_mm"),
+                 "channel min length": ("options", "min_length_mm"),
+                 "channel tag numbers": ("tissue", "tag_values"),
+                 "channel border-zone threshold": ("tissue", "border_zone"),
+                 "channel core threshold": ("tissue", "core")}
 
 #: Options of a scar rule, and what they need beside them to be read (on the Logic, in the batch script, in
 #: the cohort manifest, where the rule's myocardium mask is a file).
@@ -189,7 +233,8 @@ def _cases(face: str) -> list:
 REQUIRED = {"prepare": ["--mesh", "m.vtk", "--image", "i.nii.gz", "--output", "d.npz"],
             "train": ["--training-data", "d.npz", "--output", "m.pth"],
             "fine-tune": ["--model", "b.pth", "--training-data", "d.npz", "--output", "m.pth"],
-            "apply": ["--model", "m.pth", "--mesh", "m.vtk", "--output", "o.vtk"]}
+            "apply": ["--model", "m.pth", "--mesh", "m.vtk", "--output", "o.vtk"],
+            "channels": ["--mesh", "m.vtu", "--output-dir", "d"]}
 
 
 def _parsed(options, attribute: str) -> Any:
@@ -244,7 +289,15 @@ def test_command_line(name, names, option):
             value = getattr(parsed, action.dest)
             if action.dest in RULE_REQUEST:  # followed to the request prepare grades with
                 value = getattr(scar_rule_request(parsed), RULE_REQUEST[action.dest])
+            if name in CHANNEL_READS:  # followed to what run_channels reads
+                value = _channel_value(name, *search_arguments(parsed))
             assert value == option.expected, (verb, flag)
+
+
+def _channel_value(name: str, options, tissue: dict) -> Any:
+    """Where the channel search reads row ``name``: a ``ChannelOptions`` field or a tissue keyword."""
+    where, attribute = CHANNEL_READS[name]
+    return getattr(options, attribute) if where == "options" else tissue[attribute]
 
 
 def _rule_flags(name: str) -> list[str]:
@@ -260,11 +313,12 @@ def test_python_api(name, names, option):
     for entry in names.split("; "):
         if "(" in entry:
             function, parameter = entry.rstrip(")").split("(")
-            assert parameter in inspect.signature(getattr(api, function)).parameters, entry
+            module = channel_search if name in CHANNEL_READS else api  # the search's: files or memory
+            assert parameter in inspect.signature(getattr(module, function)).parameters, entry
         else:
             owner, attribute = entry.split(".")
             kind = {"PreprocessingRequest": api.PreprocessingRequest, "TrainingConfig": TrainingConfig,
-                    "ScarRuleRequest": api.ScarRuleRequest}[owner]
+                    "ScarRuleRequest": api.ScarRuleRequest, "ChannelOptions": channel_search.ChannelOptions}[owner]
             fields = {f.name for f in dataclasses.fields(kind)}
             assert attribute in fields or callable(getattr(kind, attribute, None)), entry
 
@@ -272,8 +326,13 @@ def test_python_api(name, names, option):
 @pytest.mark.parametrize("name, names, option", _cases("logic"))
 def test_slicer_logic(name, names, option):
     if "(" in names:
-        method, parameter = names.split(".")[1].rstrip(")").split("(")
-        assert parameter in inspect.signature(getattr(csl.CardioScarLogic, method)).parameters, names
+        owner, call = names.split(".")
+        method, parameter = call.rstrip(")").split("(")
+        owner = {"CardioScarLogic": csl.CardioScarLogic, "channels": logic_channels}[owner]
+        assert parameter in inspect.signature(getattr(owner, method)).parameters, names
+        if name in CHANNEL_READS and parameter == "options":  # the library's ChannelOptions, as the API's
+            assert inspect.signature(owner.find_model_channels).parameters["options"].default == \
+                channel_search.ChannelOptions()
         return
     attribute = names.split(".")[1]
     assert attribute in {f.name for f in dataclasses.fields(csl.ReconstructionOptions)}, names
@@ -295,6 +354,8 @@ def _keywords_reading(tree: ast.Module, parameter: str) -> set[str]:
     def reads(value) -> bool:
         if isinstance(value, ast.IfExp):  # also ``None if <no rule> else p.x``, as the scar rule's box
             return reads(value.body) or reads(value.orelse)
+        if isinstance(value, ast.Call) and len(value.args) == 1:  # through one reader: ``layer_depths(p.x)``
+            return reads(value.args[0])
         return (isinstance(value, ast.Attribute) and value.attr == parameter and isinstance(value.value, ast.Name)
                 and value.value.id == "p")
 
@@ -319,6 +380,14 @@ def test_batch_script(name, names, option, batch, tmp_path):
     action = _action(parser, names)
     assert action is not None, f"cardioscar_batch.py has no {names} ({name})"
     base = ["--volume", "v.nii.gz", "--mesh", "m.vtk", "--output", "o.vtk"]
+    if name in CHANNEL_READS:  # the search's options, or the tagging's thresholds behind its tissue_tag
+        args = parser.parse_args(base + ["--channels-dir", str(tmp_path / "c"), names, option.value])
+        batch._check_arguments(args, parser)
+        where, attribute = CHANNEL_READS[name]
+        value = (getattr(batch._channel_options(args), attribute) if where == "options"
+                 else batch._tag_thresholds(args)[("border_zone", "core").index(attribute)])
+        assert value == option.expected, names
+        return
     logic = TABLE[name].logic
     if isinstance(logic, str) and "(" in logic:  # a file the script loads as a node for train_and_apply(<parameter>=)
         parameter = logic.split("(")[1].rstrip(")")
@@ -342,7 +411,10 @@ def test_batch_script(name, names, option, batch, tmp_path):
 #: margin's myocardium).
 NEEDS = {"myocardium_labels": {"scar_labels": "2"}, "myocardium_margin": {"myocardium_labels": "2,3", "scar_labels": "2"},
          **{TABLE[name].cohort: {**context, "myocardium_mask": "lge.nii.gz"} for name, context in RULE_CONTEXT.items()
-            if not isinstance(TABLE[name].cohort, Absent)}}
+            if not isinstance(TABLE[name].cohort, Absent)},
+         # the thresholds of a scar-rule row's two fields' tags, which its channel search reads
+         **{column: {"scar_rule": "nsd", "myocardium_mask": "lge.nii.gz", "channels": "yes"}
+            for column in ("threshold", "core_threshold")}}
 
 
 @pytest.mark.parametrize("name, names, option", _cases("cohort"))
@@ -364,6 +436,8 @@ def test_cohort_manifest(name, names, option, tmp_path):
                "shape_prior": config.shape_prior, "preset": "fast" if fast else "documented", "seed": config.seed,
                "training_mc_samples": config.mc_samples,
                "mc_samples": spec.options["mc_samples"],  # apply_scar_model's, read by cohort.tasks
+               # the two fields' tagging (cohort.tasks._tissue_tags), whose tags the channel search reads
+               "threshold": spec.options["threshold"], "core_threshold": spec.options["core_threshold"],
                **{column: getattr(request.scar_rule, field, None) for column, field in RULE_REQUEST.items()}}[names]
     expected = (tmp_path / "lge.nii.gz").resolve() if names in cohort_manifest.MASK_COLUMNS else option.expected
     assert reached == expected, names
@@ -433,3 +507,46 @@ def test_the_fibre_advice_names_each_face_s_own_way_of_giving_fibres(batch):
         assert said[0].endswith(f"or {without} (no fibres)") and give in said[1], (face, said)
         assert not any("CELLFIELD" in text or "--fibres" in text for text in said), (face, said)
     assert any(action.option_strings == ["--fibre-rule"] for action in batch.build_parser()._actions)
+
+
+def test_the_channel_search_s_defaults_are_the_library_s_on_every_face(batch, panel_code):
+    """A channel option left out is ``ChannelOptions``' default, and the thresholds behind the tags
+    the tagging's, on the command line, the batch script and the panel (whose parameter node holds
+    its own copies of them)."""
+    from cardioscar.simulation.channels_cli import layer_depths
+    from cardioscar.simulation.tags import resolved_thresholds
+
+    wrapper = next(node for node in panel_code.body if isinstance(node, ast.ClassDef)
+                   and node.name == "CardioScarParameterNode")
+    panel = {node.target.id: ast.literal_eval(node.value) for node in wrapper.body
+             if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.value, ast.Constant)}
+    from_panel = channel_search.ChannelOptions(
+        layers=layer_depths(panel["channelLayers"]), layer_width=panel["channelLayerWidth"],
+        max_width_mm=panel["channelMaxWidth"], min_length_mm=panel["channelMinLength"])
+    assert from_panel == channel_search.ChannelOptions()
+    one_field = resolved_thresholds(None, None, two_fields=False)
+    assert (panel["tagBorderZone"], panel["tagCore"]) == one_field
+    options, tissue = search_arguments(_verb_parsers()["channels"].parse_args(REQUIRED["channels"]))
+    assert options == channel_search.ChannelOptions() and tissue["border_zone"] is tissue["core"] is None
+    args = batch.build_parser().parse_args(["--volume", "v.nii.gz", "--mesh", "m.vtk", "--output", "o.vtk",
+                                            "--channels-dir", "c"])
+    assert batch._channel_options(args) == channel_search.ChannelOptions() and batch._tag_thresholds(args) == one_field
+    assert (cohort_manifest.DEFAULTS["threshold"], cohort_manifest.DEFAULTS["core_threshold"]) == one_field
+
+
+@pytest.mark.parametrize("given, refused", [
+    (["--border-zone", "1.5"], "--border-zone 1.5 is outside the valid range 0 < P < 1"),
+    (["--core", "0"], "--core 0 is outside the valid range"),
+    (["--border-zone", "0.9"], "--border-zone 0.9 must be below --core 0.8 when both apply to one field"),
+    (["--border-zone", "0.9", "--core-field", "core_probability"], None)])  # two fields: the core's 0.5, any order
+def test_the_batch_script_refuses_a_tagging_threshold_before_the_training(batch, given, refused):
+    """Its tagging (and the channel search on its tags) runs after the training: a threshold the
+    tagging refuses was found only then, the training lost (zfacesrows)."""
+    parser = batch.build_parser()
+    args = parser.parse_args(["--volume", "v.nii.gz", "--mesh", "m.vtk", "--output", "o.vtk", *given])
+    if refused is None:
+        batch._check_arguments(args, parser)
+        assert batch._tag_thresholds(args) == (0.9, 0.5)
+        return
+    with pytest.raises(CardioScarError, match=refused.replace(".", r"\.")):
+        batch._check_arguments(args, parser)

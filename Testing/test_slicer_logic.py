@@ -586,6 +586,25 @@ def test_a_run_without_threshold_removes_the_binary_field_of_an_earlier_run(case
     np.testing.assert_array_equal(_point_array(model, results.PROBABILITY), again.probability)
 
 
+def test_a_result_without_an_error_risk_removes_the_error_risk_of_an_earlier_run(case, scene):
+    """An inference without ``error_risk`` (a worker's file without it) raised KeyError while
+    publishing; now the earlier run's ``scar_error_risk`` is removed, as its ``scar_binary`` is."""
+    import dataclasses
+
+    from CardioScarLogic.geometry import model_points_lps
+
+    context, volume, model = scene
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    first = logic.train_and_apply(volume, model, _options(case))
+    assert _point_array(model, results.ERROR_RISK) is not None
+    points = model_points_lps(model)
+    inference = dataclasses.replace(logic._predict(first.checkpoint, points, _options(case), "cpu", None),
+                                    error_risk=None)
+    logic._publish(model, points, inference, first.checkpoint, _options(case), "cpu", 0.0, False)
+    assert _point_array(model, results.ERROR_RISK) is None
+    np.testing.assert_array_equal(_point_array(model, results.PROBABILITY), inference.mean_predictions)
+
+
 def test_summary_measures_the_mesh_as_shown_under_its_parent_transform(case, scene):
     """The same mesh stored in centimetres under a x10 transform sits where the millimetre one
     does: same groups, same result, and the same scar volume (not a thousandth of it)."""

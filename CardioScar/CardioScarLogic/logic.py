@@ -309,7 +309,7 @@ class CardioScarLogic:
         coverage = world_mesh_lps(model_node, points) if options.partial_volume_correction else None
         prepared = prepare_from_slices(points, slices, coverage_mesh=coverage,
                                        scar_targets=not options.normalize_intensities,
-                                       slice_profile=options.slice_profile)
+                                       slice_profile=options.slice_profile, myocardium_given=bool(myocardium.source))
         prepared.myocardium_source = myocardium.source
         prepared.scar_rule = rule_record  # into the checkpoint's provenance, as prepare --scar-rule
         typed = None if options.scar_rule else options.parsed_scar_labels(False)
@@ -445,7 +445,7 @@ class CardioScarLogic:
         arrays = {results.PROBABILITY: inference.mean_predictions.astype(np.float32),
                   results.UNCERTAINTY: inference.std_predictions.astype(np.float32),
                   results.BINARY: None if binary is None else binary.astype(np.uint8),
-                  results.ERROR_RISK: inference.point_arrays()[results.ERROR_RISK]}
+                  results.ERROR_RISK: inference.point_arrays().get(results.ERROR_RISK)}  # None: an earlier one removed
         history = checkpoint.get("history") if with_plot else None
         # volumes and areas of the mesh as shown (under its parent transform), the frame of the slices
         rows = results.summary_rows(world_mesh_lps(model_node, points), arrays[results.PROBABILITY],

@@ -194,11 +194,18 @@ def _channel_options(args: argparse.Namespace):
     """The channel search's options given (ChannelOptions' defaults for the rest), checked."""
     from cardioscar.simulation.channels import ChannelOptions
 
-    given = {"layers": args.channel_layers, "layer_width": args.channel_layer_width,
-             "max_width_mm": args.channel_max_width, "min_length_mm": args.channel_min_length}
-    options = ChannelOptions(**{name: value for name, value in given.items() if value is not None})
+    options = ChannelOptions.given(layers=args.channel_layers, layer_width=args.channel_layer_width,
+                                   max_width_mm=args.channel_max_width, min_length_mm=args.channel_min_length)
     options.check()
     return options
+
+
+def _tag_thresholds(args: argparse.Namespace) -> tuple[float, float]:
+    """--border-zone and --core with the tagging's defaults filled in (the core's 0.5 on a core field
+    of --core-mesh or --core-field, else 0.8), checked."""
+    from cardioscar.simulation.tags import resolved_thresholds
+
+    return resolved_thresholds(args.border_zone, args.core, args.core_mesh is not None or args.core_field is not None)
 
 
 def _add_aha_arguments(parser: argparse.ArgumentParser) -> None:
@@ -279,6 +286,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if args.core_mesh is not None and args.scar_target == "core":
         raise CardioScarError("--core-mesh tags this run's scar with a core model's result: this run learns the core "
                               "(--scar-target core); tag the scar run instead.")
+    _tag_thresholds(args)  # a threshold the tagging would refuse, before the training
     if args.channels_dir is None:
         given = [f"--{name.replace('_', '-')}" for name in ("channel_layers", "channel_layer_width", "channel_max_width",
                                                               "channel_min_length")
@@ -554,7 +562,7 @@ def run(argv: list[str]) -> int:
             from CardioScarLogic.tissue import tag_model_node
 
             with _doing("export", parser):
-                tags = tag_model_node(model_node, args.border_zone, args.core, args.core_field,
+                tags = tag_model_node(model_node, *_tag_thresholds(args), args.core_field,
                                       color_logic=context.color_logic, core_model=core_node,
                                       core_advice=CORE_MODEL_ADVICE)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose

@@ -360,7 +360,7 @@ def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], Myoca
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
     masks, source, read = None, "", {}
     if request.myocardium_mask is not None:
-        image = read_mask_image(request.myocardium_mask)
+        image = read_mask_image(request.myocardium_mask, slices)
         read[Path(request.myocardium_mask).resolve()] = image
         masks = masks_from_image(image, slices, request.myocardium_labels, source=str(request.myocardium_mask))
         source = f"mask {request.myocardium_mask}" + (
@@ -398,6 +398,7 @@ def prepare_from_slices(
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     scar_targets: bool = True,
     slice_profile: str = "box",
+    myocardium_given: bool = False,
 ) -> PreprocessingResult:
     """Map mesh nodes (LPS mm) to slice pixels and build normalised training rows.
 
@@ -408,12 +409,14 @@ def prepare_from_slices(
     False: the slices hold normalised raw intensities (``normalize_intensities``), not scar
     targets (see :func:`cardioscar.prepare.mapping.map_slices_to_nodes`). ``slice_profile``: the
     pixel's through-plane model (``box`` or ``gaussian``, same function); the partial-volume
-    coverage stays that of the box.
+    coverage stays that of the box. ``myocardium_given``: the targets are NaN outside a myocardium
+    (mask or labels), which the mesh refusals then judge (see :func:`map_slices_to_nodes`).
     """
     points_lps = np.asarray(points_lps, dtype=np.float64)
     if points_lps.ndim != 2 or points_lps.shape[1] != 3 or len(points_lps) == 0:
         raise CardioScarError(f"The mesh must have at least one node with 3 coordinates, got an array of shape {points_lps.shape}.")
-    mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets, slice_profile=slice_profile)
+    mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets, slice_profile=slice_profile,
+                                  myocardium_given=myocardium_given)
     coverage = np.zeros(0, dtype=np.float64)
     if coverage_mesh is not None:
         dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")
@@ -465,7 +468,7 @@ def prepare_training_data(request: PreprocessingRequest) -> PreprocessingResult:
     result = prepare_from_slices(mesh.points_lps(), slices,
                                  coverage_mesh=mesh if request.partial_volume_correction else None,
                                  scar_targets=not request.normalize_intensities,
-                                 slice_profile=request.slice_profile)
+                                 slice_profile=request.slice_profile, myocardium_given=bool(myocardium.source))
     result.myocardium_source = myocardium.source
     result.dropped_outside_myocardium = myocardium.dropped_pixels
     result.scar_rule = rule_record
@@ -972,6 +975,12 @@ def _own_copy(mesh: Union[str, Path, Mesh]) -> Mesh:
     return replace(mesh, dataset=copy)
 
 
+#: Fields of a prediction that a result may leave out (None), with how to write them anew: an input
+#: mesh's copy from an earlier run is dropped then, not carried beside the new probability.
+NOT_REWRITTEN = {"scar_binary": "give --threshold to write a new one",
+                 ERROR_RISK_FIELD: "an InferenceResult without error_risk writes none; apply_scar_model computes it"}
+
+
 def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh], output_path: Path) -> None:
     """Write the mesh at ``mesh_path`` (or a :class:`Mesh` already read, left unchanged) with the
     prediction arrays to ``output_path`` (atomically).
@@ -986,11 +995,13 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
             f"The mesh {mesh_path} has {mesh.n_points} nodes but the predictions have {result.n_nodes}; "
             "save onto the mesh the model was applied to."
         )
-    if result.binary_predictions is None and mesh.dataset.GetPointData().HasArray("scar_binary"):
-        # an earlier run's thresholded map no longer matches the new probability: dropped, not kept
-        mesh.dataset.GetPointData().RemoveArray("scar_binary")
-        logger.warning("%s had a scar_binary field from an earlier run; it is not copied to %s (give --threshold "
-                       "to write a new one)", mesh_path, output_path)
+    arrays = result.point_arrays()
+    for name, advice in NOT_REWRITTEN.items():
+        # an earlier run's field no longer matches the new probability: dropped, not kept
+        if name not in arrays and mesh.dataset.GetPointData().HasArray(name):
+            mesh.dataset.GetPointData().RemoveArray(name)
+            logger.warning("%s had a %s field from an earlier run; it is not copied to %s (%s)", mesh_path, name,
+                           output_path, advice)
     if drop_stale_tissue_tags(mesh.dataset):
         logger.warning("%s had %s tags from an earlier export; they describe that run's scar, not this one, and are "
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)
@@ -1002,8 +1013,8 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
     set_text_field(mesh.dataset, TRAINING_TARGETS_ARRAY, result.training_targets)
     set_text_field(mesh.dataset, SCAR_RULE_ARRAY, result.scar_rule)
     set_text_field(mesh.dataset, SCAR_LABELS_ARRAY, result.scar_labels)
-    write_mesh(mesh, output_path, result.point_arrays())
-    logger.info("Wrote %s with %s", output_path, ", ".join(result.point_arrays()))
+    write_mesh(mesh, output_path, arrays)
+    logger.info("Wrote %s with %s", output_path, ", ".join(arrays))
 
 
 # --------------------------------------------------------------------------- scoring on the slices

@@ -258,11 +258,12 @@ def recorded_half_thickness_of_files(paths: list[str | Path], label: str) -> flo
     return next(iter(thicknesses)) / 2
 
 
-def read_image(path: str | Path) -> sitk.Image:
+def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
     """Read a 3D scalar image (NIfTI, NRRD, MHA/MHD, or a DICOM series folder) in LPS.
 
     A single-slice acquisition is a 3D image with one slice (size 1 along k), which is fine; a truly
-    2D image, a 4D image or a vector image is an error.
+    2D image (unless ``allow_plane``: a mask its reader places on a chosen slice), a 4D image or a
+    vector image is an error.
     """
     source = Path(path)
     if source.is_dir():
@@ -284,7 +285,7 @@ def read_image(path: str | Path) -> sitk.Image:
                                       "nibabel.Nifti1Image.from_image(nibabel.load(path)))") from error
             raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
                                   ) from error
-    image = _checked(image, source)
+    image = _checked(image, source, allow_plane)
     logger.info("Read image %s: %s", source, image_summary(image))
     return image
 
@@ -521,8 +522,8 @@ def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> i
     return length
 
 
-def _checked(image: sitk.Image, source: Path) -> sitk.Image:
-    """``image`` if it is a 3D scalar image, else a one-line error naming ``source``."""
+def _checked(image: sitk.Image, source: Path, allow_plane: bool = False) -> sitk.Image:
+    """``image`` if it is a 3D (or, ``allow_plane``, a 2D) scalar image, else a one-line error naming ``source``."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CardioScarError(f"Image {source.name} has {image.GetNumberOfComponentsPerPixel()} components per "
                               "voxel (vector/RGB); give a scalar LGE image or label map")
@@ -531,7 +532,7 @@ def _checked(image: sitk.Image, source: Path) -> sitk.Image:
         raise CardioScarError(f"Image {source.name} holds complex voxels (real and imaginary parts); give the "
                               "magnitude image (e.g. SimpleITK's ComplexToModulus) or the scanner's PSIR/magnitude "
                               "series")
-    if image.GetDimension() != 3:
+    if image.GetDimension() != 3 and not (allow_plane and image.GetDimension() == 2):
         raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
                               "be a 3D volume with N slices")
     check_spacing(image.GetSpacing(), source.name)

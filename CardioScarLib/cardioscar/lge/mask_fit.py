@@ -107,17 +107,45 @@ def check_mask_on_lge(image: Sequence[SliceLayer], myocardium: Sequence[np.ndarr
 SOLID_SLICES = 3
 
 
-def _note_no_cavity(myocardium: Sequence[np.ndarray], myocardium_name: str) -> None:
-    """Say that the fit was not checked: a warning when the mask covers SOLID_SLICES slices and
-    encloses a cavity on none, since that is no myocardium but a solid structure (the blood pool
-    given for it: ``--myocardium-labels 1`` on EMIDEC, a 0/1 cavity mask), which passed with this
-    line at the info level and a warning about the mesh's nodes that named the mesh, not the mask."""
+#: What a myocardium that encloses no cavity likely is, and what to give instead.
+SOLID_MASK_ADVICE = ("is it the blood pool or another solid structure (labels swapped)? Give the myocardium's labels "
+                     "(EMIDEC 2,3,4; ACDC 2)")
+
+
+def _encloses_cavity(ring: np.ndarray) -> bool:
+    """Whether one slice's mask is a ring (of MIN_RING_PIXELS) around a cavity (of MIN_CAVITY_PIXELS)."""
+    ring = np.asarray(ring, bool)
+    return ring.sum() >= MIN_RING_PIXELS and (ndimage.binary_fill_holes(ring) & ~ring).sum() >= MIN_CAVITY_PIXELS
+
+
+def solid_slices(myocardium: Sequence[np.ndarray]) -> int:
+    """The number of slices a myocardium mask covers (MIN_RING_PIXELS each) when it encloses a cavity
+    on none of them and covers SOLID_SLICES or more (the blood pool given for it); else 0."""
+    if any(_encloses_cavity(m) for m in myocardium):
+        return 0
     covered = sum(int(np.count_nonzero(m) >= MIN_RING_PIXELS) for m in myocardium)
-    if covered >= SOLID_SLICES:
+    return covered if covered >= SOLID_SLICES else 0
+
+
+def solid_mask_cause(myocardium: Sequence[np.ndarray]) -> str:
+    """The likelier cause, for a refusal that would blame the mesh or its frame, when the myocardium
+    (per chosen slice) is solid (:func:`solid_slices`); else ''."""
+    covered = solid_slices(myocardium)
+    return (f"; likelier, the myocardium given is not the wall: it encloses no cavity on any of the {covered} chosen "
+            f"slices it covers, where a myocardium is a ring around the blood pool: {SOLID_MASK_ADVICE}"
+            if covered else "")
+
+
+def _note_no_cavity(myocardium: Sequence[np.ndarray], myocardium_name: str) -> None:
+    """Say that the fit was not checked: a warning when the mask is solid (:func:`solid_slices`),
+    since that is no myocardium but a solid structure (the blood pool given for it:
+    ``--myocardium-labels 1`` on EMIDEC, a 0/1 cavity mask), which passed with this line at the
+    info level and a warning about the mesh's nodes that named the mesh, not the mask."""
+    covered = solid_slices(myocardium)
+    if covered:
         logger.warning("--myocardium-mask %s encloses no cavity on any of the %d chosen slices it covers, where a "
-                       "myocardium mask is a ring around the blood pool: is it the blood pool or another solid "
-                       "structure (labels swapped)? Give the myocardium's labels (EMIDEC 2,3,4; ACDC 2); its fit to "
-                       "the LGE is not checked", myocardium_name, covered)
+                       "myocardium mask is a ring around the blood pool: %s; its fit to the LGE is not checked",
+                       myocardium_name, covered, SOLID_MASK_ADVICE)
     else:
         logger.info("--myocardium-mask %s encloses no cavity on the chosen slices: its fit to the LGE is not "
                     "checked", myocardium_name)

@@ -187,16 +187,16 @@ def rule_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium: 
 
     known = dict(read or {})
 
-    def once(path: Path):
+    def once(path: Path, what: str = "--myocardium-mask"):
         key = Path(path).resolve()
         if key not in known:
-            known[key] = read_mask_image(path)
+            known[key] = read_mask_image(path, image, what)
         return known[key]
 
     def masks(path: Optional[Path], labels, option: str) -> Optional[list[np.ndarray]]:
         if path is None:
             return None
-        return masks_from_image(once(path), image, labels, source=str(path), what=option)
+        return masks_from_image(once(path, option), image, labels, source=str(path), what=option)
 
     expert = None
     if request.expert_scar_labels:

@@ -140,8 +140,12 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer,
 
 
 def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
-                        scar_targets: bool = True, slice_profile: str = "box") -> GroupMapping:
+                        scar_targets: bool = True, slice_profile: str = "box",
+                        myocardium_given: bool = False) -> GroupMapping:
     """Map (N, 3) LPS node coordinates to the pixels of ``slices``; see the module docstring.
+
+    ``myocardium_given``: the targets are NaN outside a myocardium mask or labels, so a refusal that
+    would blame the mesh names a myocardium that encloses no cavity instead (:func:`_myocardium_cause`).
 
     ``scar_targets``: the slices hold scar targets (labels, a scar map, a rule's grades), so a
     value of 0.5 or more is scar and :func:`_check_scar_reaches_the_mesh` applies; False for
@@ -172,6 +176,13 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
     node_ids = np.concatenate(node_parts)
     keys = np.concatenate(key_parts)
     corners = np.concatenate([layer.footprint_corners_lps() for layer in layers])
+    in_footprints = np.unique(np.concatenate(footprint_parts)).size
+    if node_ids.size == 0 and in_footprints and myocardium_given:
+        cause = _myocardium_cause(layers)
+        raise CardioScarError(f"No mesh node lies on a pixel with a target: {in_footprints} lie in the slices' "
+                              "footprints, all outside the myocardium given" + (
+                                  cause or "; does the myocardium mask or labels mark this mesh's wall (of this "
+                                           "patient, in the image's frame)?"))
     if node_ids.size == 0:
         raise CardioScarError(
             f"No mesh node lies inside any slice footprint: mesh LPS bounds {bounds_text(points)}, slices LPS "
@@ -199,11 +210,12 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
     group_pixel = np.column_stack([local % n_cols, local // n_cols]).astype(np.int64)
     group_values = _gather_values(layers, group_slice, group_pixel)
     spacing = functools.cache(lambda: node_spacing(points))  # once, and only if a check below reads it
+    cause = functools.cache(lambda: _myocardium_cause(layers) if myocardium_given else "")  # likewise, for a refusal
     if scar_targets:
-        _check_scar_reaches_the_mesh(points, layers, [nodes.size for nodes in node_parts], group_values)
-        _check_scar_on_the_mesh(points, layers, group_slice, group_pixel, spacing)
-    if not _check_mesh_on_the_myocardium(points, layers, cuts, spacing):
-        _warn_mesh_off_the_myocardium(np.unique(np.concatenate(footprint_parts)).size, np.unique(node_ids).size)
+        _check_scar_reaches_the_mesh(points, layers, [nodes.size for nodes in node_parts], group_values, cause)
+        _check_scar_on_the_mesh(points, layers, group_slice, group_pixel, spacing, cause)
+    if not _check_mesh_on_the_myocardium(points, layers, cuts, spacing, cause):
+        _warn_mesh_off_the_myocardium(in_footprints, np.unique(node_ids).size)
 
     warn_about_slab_widths(points, layers)
     memberships = np.bincount(node_ids, minlength=points.shape[0])
@@ -262,7 +274,7 @@ MIN_LOST_SCAR_PIXELS = 20
 
 
 def _check_scar_reaches_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], rows: Sequence[int],
-                                 group_values: np.ndarray) -> None:
+                                 group_values: np.ndarray, cause: Callable[[], str] = str) -> None:
     """Refuse when the chosen slices show scar (target >= 0.5) but no scar pixel reaches a mesh
     node, and warn when slices with scar catch no node at all.
 
@@ -286,9 +298,9 @@ def _check_scar_reaches_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer
     if len(points) >= 20 and scar.sum() >= MIN_LOST_SCAR_PIXELS and not np.any(group_values >= 0.5):
         raise CardioScarError(
             f"None of the {int(scar.sum())} scar pixels of the chosen slices reaches a mesh node"
-            f"{f' ({where})' if where else ''}: the model would learn a heart without scar; check that the mesh and "
-            "the image are of the same patient, exam and frame (SPACE marker), the image's slice positions, and "
-            "--slice-indices / --slice-thickness-padding")
+            f"{f' ({where})' if where else ''}: the model would learn a heart without scar{cause()}; "
+            f"{'else ' if cause() else ''}check that the mesh and the image are of the same patient, exam and frame "
+            "(SPACE marker), the image's slice positions, and --slice-indices / --slice-thickness-padding")
     if missed:
         logger.warning("%d of %d scar pixels lie on slices that catch no mesh node (%s): that scar constrains "
                        "nothing; check the slice positions against the mesh", int(scar[missed].sum()),
@@ -352,8 +364,17 @@ WALL_BRIDGE_MM = 6.0
 MIN_SCAR_ON_MESH, WARN_SCAR_ON_MESH = 0.3, 0.6
 
 
+def _myocardium_cause(layers: Sequence[SliceLayer]) -> str:
+    """The likelier cause of a mesh off the targets when the myocardium that bounds them (their
+    non-NaN pixels) encloses no cavity: the blood pool given for it (``lge.mask_fit``'s words)."""
+    from ..lge.mask_fit import solid_mask_cause
+
+    return solid_mask_cause([np.isfinite(layer.values) for layer in layers])
+
+
 def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], group_slice: np.ndarray,
-                            group_pixel: np.ndarray, spacing: Callable[[], float]) -> None:
+                            group_pixel: np.ndarray, spacing: Callable[[], float],
+                            cause: Callable[[], str] = str) -> None:
     """Refuse a mesh that lies off most of the slices' scar, and warn when it lies off much of it.
 
     Why: with ``--scar-labels`` alone every pixel of a label map trains, so the check of in-slab
@@ -371,10 +392,11 @@ def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], gr
     text = (f"only {100.0 * near / total:.0f} % of the {total} scar pixels of the chosen slices lie on the mesh (within "
             f"its node spacing of a pixel that catches a node; a mesh of this heart: over 90 %)")
     if near < MIN_SCAR_ON_MESH * total:
-        raise CardioScarError(f"The mesh is not where the image's scar is: {text}; give the mesh (and any myocardium "
-                              "mask) of the image's patient and exam, the mesh in the image's frame (SPACE marker)")
-    logger.warning("%s: are the mesh (and any myocardium mask) of the image's patient and exam, and the mesh in the "
-                   "image's frame?", text[0].upper() + text[1:])
+        raise CardioScarError(f"The mesh is not where the image's scar is: {text}{cause()}; "
+                              f"{'else ' if cause() else ''}give the mesh (and any myocardium mask) of the image's "
+                              "patient and exam, the mesh in the image's frame (SPACE marker)")
+    logger.warning("%s%s: are the mesh (and any myocardium mask) of the image's patient and exam, and the mesh in the "
+                   "image's frame?", text[0].upper() + text[1:], cause() and f"{cause()}; else")
 
 
 def _zero_one(layers: Sequence[SliceLayer]) -> bool:
@@ -455,7 +477,7 @@ def _shows_myocardium(layer: SliceLayer) -> bool:
 
 
 def _check_mesh_on_the_myocardium(points: np.ndarray, layers: Sequence[SliceLayer], cuts: Sequence[np.ndarray],
-                                  spacing: Callable[[], float]) -> bool:
+                                  spacing: Callable[[], float], cause: Callable[[], str] = str) -> bool:
     """Refuse a mesh whose cut through the chosen slices lies mostly off the myocardium that the
     mask or labels give, and warn when much of it does; whether a slice was read (if none, the
     node share of :func:`_warn_mesh_off_the_myocardium` is all there is to say).
@@ -473,11 +495,13 @@ def _check_mesh_on_the_myocardium(points: np.ndarray, layers: Sequence[SliceLaye
             f"labels give (within its node spacing and a pixel; the median of {read} slices; a mesh of this heart: "
             "over 80 %)")
     if share < MIN_MESH_ON_MYOCARDIUM:
-        raise CardioScarError(f"The mesh is not where the image's myocardium is: {text}; give the mesh (and the mask) "
-                              "of the image's patient and exam, the mesh in the image's frame (SPACE marker)")
-    logger.warning("%s: are the mesh and the mask or labels of the image's patient and exam, and the mesh in the "
+        raise CardioScarError(f"The mesh is not where the image's myocardium is: {text}{cause()}; "
+                              f"{'else ' if cause() else ''}give the mesh (and the mask) of the image's patient and "
+                              "exam, the mesh in the image's frame (SPACE marker)")
+    logger.warning("%s%s: are the mesh and the mask or labels of the image's patient and exam, and the mesh in the "
                    "image's frame? (A biventricular mesh with a mask or labels of the LV myocardium alone reads "
-                   "lower, its RV wall off that myocardium: 54-69 %% on ACDC 101 with an RV wall drawn 3.5-7 mm thick)", text[0].upper() + text[1:])
+                   "lower, its RV wall off that myocardium: 54-69 %% on ACDC 101 with an RV wall drawn 3.5-7 mm thick)",
+                   text[0].upper() + text[1:], cause() and f"{cause()}; else")
     return True
 
 

@@ -268,11 +268,14 @@ def _voxels_at_pixel_centres(shape: tuple, ijk_to_lps: np.ndarray, layers: Seque
     for layer in layers:
         centres = layer.pixel_centres_lps().reshape(-1, 3)
         ijk = np.floor(centres @ lps_to_ijk[:3, :3].T + lps_to_ijk[:3, 3] + 0.5).astype(np.int64)
-        within = np.all((ijk >= 0) & (ijk < size), axis=1)
-        if not within.any():
-            raise CardioScarError(f"{what} {source} does not overlap slice '{layer.label}': give the mask drawn on "
-                                  "the same images (same patient frame)")
-        found.append((ijk, within))
+        found.append((ijk, np.all((ijk >= 0) & (ijk < size), axis=1)))
+    missed = [layer.label for layer, (_, within) in zip(layers, found) if not within.any()]
+    if missed:
+        hit = [layer.label for layer, (_, within) in zip(layers, found) if within.any()]
+        advice = ("give the mask drawn on the same images (same patient frame)" if shape[0] != 1 or not hit else
+                  f"it has one slice, which lies on {', '.join(map(repr, hit))}: choose that slice with "
+                  "--slice-indices (a one-slice mask covers one slice), or give a mask of every chosen slice")
+        raise CardioScarError(f"{what} {source} does not overlap slice '{missed[0]}': {advice}")
     return found
 
 
@@ -445,8 +448,11 @@ def check_scar_inside(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray],
     share = (f"{outside} of the {scar} scar pixels (target >= 0.5) lie more than a pixel outside the myocardium "
              f"({source}) and keep no scar value")
     if outside > SCAR_OUTSIDE_ERROR * scar:
-        raise CardioScarError(f"{share}: the myocardium mask does not match the scar image (shifted, another series, "
-                              "frame or patient?); give the mask drawn on these images")
+        from ..lge.mask_fit import solid_mask_cause
+
+        cause = solid_mask_cause(masks)
+        raise CardioScarError(f"{share}{cause}{'; else' if cause else ':'} the myocardium mask does not match the scar "
+                              "image (shifted, another series, frame or patient?); give the mask drawn on these images")
     logger.warning("%s: they %s; check that the myocardium mask was drawn on these images", share,
                    as_used("constrain nothing or the wrong value", "are not scored, or scored against the wrong truth"))
 
@@ -504,8 +510,48 @@ def no_restriction(layers: Sequence[SliceLayer]) -> MyocardiumReport:
     return MyocardiumReport("", np.zeros(len(kept), np.int64), np.asarray(kept, np.int64))
 
 
-def read_mask_image(path: str | Path) -> sitk.Image:
-    """A mask or label image through the library's checked reader."""
+def read_mask_image(path: str | Path, layers: Sequence[SliceLayer] | None = None,
+                    what: str = "--myocardium-mask") -> sitk.Image:
+    """A mask or label image through the library's checked reader; given the chosen LGE ``layers``,
+    a 2D mask is placed on the one chosen slice it was drawn on (:func:`plane_on_slice`)."""
     from ..io.imageio import read_image  # one reader for every image: its checks hold for masks too
 
-    return read_image(path)
+    image = read_image(path, allow_plane=layers is not None)
+    return image if image.GetDimension() == 3 else plane_on_slice(image, layers, Path(path).name, what)
+
+
+def _plane_fits(plane: sitk.Image, layer: SliceLayer) -> bool:
+    """Whether a 2D image has ``layer``'s pixels: its size and spacing, its origin within a quarter
+    pixel of the slice's (a 2D file keeps the first two LPS coordinates of its origin only)."""
+    rows, cols = layer.values.shape
+    return (plane.GetSize() == (cols, rows) and np.allclose(plane.GetSpacing(), layer.spacing, rtol=1e-3)
+            and np.allclose(plane.GetOrigin(), layer.origin[:2], atol=0.25 * min(layer.spacing)))
+
+
+def plane_on_slice(plane: sitk.Image, layers: Sequence[SliceLayer], name: str,
+                   what: str = "--myocardium-mask") -> sitk.Image:
+    """A 2D mask as a one-slice 3D image on the chosen LGE slice whose pixels it has (:func:`_plane_fits`).
+
+    Why: a 2D file has no place across the slices, so it is valid only where one slice is chosen (a
+    one-slice LGE, or ``--slice-indices`` of the slice it was drawn on) and its grid is that slice's;
+    elsewhere it is refused, naming the slice(s) it fits."""
+    fits = [layer for layer in layers if _plane_fits(plane, layer)]
+    if len(layers) == 1 and fits:
+        layer = layers[0]
+        placed = sitk.GetImageFromArray(sitk.GetArrayFromImage(plane)[np.newaxis])
+        placed.SetSpacing((*layer.spacing, max(2.0 * layer.half_thickness, 1.0)))
+        placed.SetOrigin(tuple(float(v) for v in layer.origin))
+        placed.SetDirection(tuple(np.column_stack([layer.axis_i, layer.axis_j, layer.normal]).ravel()))
+        logger.info("%s %s is 2D: placed on slice '%s'", what, name, layer.label)
+        return placed
+    size = "x".join(map(str, plane.GetSize()))
+    said = f"{what} {name} is a 2D image ({size} pixels), which has no place across the slices: it is read on one " \
+           "chosen slice with its pixels"
+    if fits:
+        raise CardioScarError(f"{said}, and {len(layers)} slices are chosen; choose the one it was drawn on with "
+                              f"--slice-indices ({', '.join(repr(layer.label) for layer in fits)} fits it), or give "
+                              "the mask as a 3D image on the LGE's grid")
+    raise CardioScarError(f"{said}, and no chosen slice has its size, spacing and origin ({size} pixels of "
+                          f"{'x'.join(f'{v:g}' for v in plane.GetSpacing())} mm at "
+                          f"{np.round(plane.GetOrigin(), 2).tolist()}): choose the slice it was drawn on with "
+                          "--slice-indices, or give the mask drawn on this LGE as a 3D image on its grid")

@@ -79,6 +79,12 @@ class ChannelOptions:
     max_width_mm: float = DEFAULT_MAX_WIDTH_MM
     min_length_mm: float = DEFAULT_MIN_LENGTH_MM
 
+    @classmethod
+    def given(cls, **values) -> "ChannelOptions":
+        """The options a face was given (a None value: not given, the default here), so that every
+        face (the command line, the batch script) falls back to the same defaults."""
+        return cls(**{name: value for name, value in values.items() if value is not None})
+
     def check(self) -> None:
         """One-line errors for layers outside [0, 1], a band outside (0, 1], a width <= 0 or a
         negative minimum length."""

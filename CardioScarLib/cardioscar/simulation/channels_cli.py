@@ -15,12 +15,18 @@ from pathlib import Path
 logger = logging.getLogger("cardioscar")
 
 
+def layer_depths(text: str) -> tuple[float, ...]:
+    """Comma-separated depths (shares of the wall), e.g. 0.1,0.5,0.9; () when the text is none
+    (every face's reader: ``--layers``, the batch script's ``--channel-layers``, the panel's box)."""
+    try:
+        return tuple(float(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        return ()
+
+
 def depths(text: str) -> tuple[float, ...]:
     """``--layers``: comma-separated depths (shares of the wall), e.g. 0.1,0.5,0.9."""
-    try:
-        values = tuple(float(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
-        values = ()
+    values = layer_depths(text)
     if not values:
         raise argparse.ArgumentTypeError(f"must be comma-separated depths between 0 and 1, e.g. 0.1,0.5,0.9 (got {text!r})")
     return values
@@ -32,15 +38,23 @@ def _tag_values(text: str) -> tuple[int, int, int]:
     return parse_tags(text)
 
 
-def _run(args: argparse.Namespace) -> None:
-    from cardioscar.simulation.channels import ChannelOptions, run_channels
+def search_arguments(args: argparse.Namespace) -> tuple:
+    """The verb's options as :func:`~cardioscar.simulation.channels.run_channels` reads them: the
+    ``ChannelOptions`` (its defaults for those not given) and the tissue's keywords."""
+    from cardioscar.simulation.channels import ChannelOptions
 
-    given = {"layers": args.layers, "layer_width": args.layer_width, "max_width_mm": args.max_width,
-             "min_length_mm": args.min_length}
-    options = ChannelOptions(**{name: value for name, value in given.items() if value is not None})
-    result = run_channels(args.mesh, args.output_dir, options, tags_field=args.tags_field,
-                          tag_values=None if args.tags is None else _tag_values(args.tags), scar_field=args.scar_field,
-                          border_zone=args.border_zone, core=args.core)
+    options = ChannelOptions.given(layers=args.layers, layer_width=args.layer_width, max_width_mm=args.max_width,
+                                   min_length_mm=args.min_length)
+    tissue = {"tags_field": args.tags_field, "tag_values": None if args.tags is None else _tag_values(args.tags),
+              "scar_field": args.scar_field, "border_zone": args.border_zone, "core": args.core}
+    return options, tissue
+
+
+def _run(args: argparse.Namespace) -> None:
+    from cardioscar.simulation.channels import run_channels
+
+    options, tissue = search_arguments(args)
+    result = run_channels(args.mesh, args.output_dir, options, **tissue)
     for channel in result.channels:
         row = channel.row()
         logger.info("channel %d: layer %g, %d nodes, %.1f mm, %d entrances, centroid LPS %s", row["channel"],

@@ -96,6 +96,15 @@ def check_thresholds(border_zone: float, core: float, two_fields: bool) -> None:
         raise CardioScarError(f"--border-zone {border_zone:g} must be below --core {core:g} when both apply to one field")
 
 
+def resolved_thresholds(border_zone: float | None, core: float | None, two_fields: bool) -> tuple[float, float]:
+    """The thresholds with the defaults filled in (the core's depends on ``two_fields``), checked:
+    a face that tags only after a long run (the batch script) refuses a bad one before it."""
+    border_zone = DEFAULT_BORDER_ZONE if border_zone is None else border_zone
+    core = (DEFAULT_CORE_TWO_FIELDS if two_fields else DEFAULT_CORE_ONE_FIELD) if core is None else core
+    check_thresholds(border_zone, core, two_fields)
+    return border_zone, core
+
+
 #: Point fields CardioScar writes beside ``scar_probability`` that lie in [0, 1] but are not a scar
 #: probability: cut at a probability threshold they would pass every range check and tag or count
 #: the wrong nodes (the uncertain ones), so they are refused by name.
@@ -228,9 +237,7 @@ def check_tag_inputs(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.n
     """Every check of :func:`tag_mesh` (all cheap), and its thresholds with the defaults filled in:
     a caller that tags elsewhere (the Slicer panel's worker) refuses bad input at once with them."""
     two_fields = core_field is not None
-    border_zone = DEFAULT_BORDER_ZONE if border_zone is None else border_zone
-    core = (DEFAULT_CORE_TWO_FIELDS if two_fields else DEFAULT_CORE_ONE_FIELD) if core is None else core
-    check_thresholds(border_zone, core, two_fields)
+    border_zone, core = resolved_thresholds(border_zone, core, two_fields)
     if len(set(tag_values)) != 3:
         raise CardioScarError(f"--tags {tag_values} must be three different numbers (healthy, border zone, core)")
     if dataset.GetNumberOfCells() == 0:
