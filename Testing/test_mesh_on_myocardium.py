@@ -8,11 +8,15 @@ meshes; a drawn ring for the measure itself (its refusal: ``test_bad_inputs_roun
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cardioscar.cli import main
+from cardioscar.io.meshio import write_mesh
 from cardioscar.prepare.mapping import map_slices_to_nodes, mesh_on_the_myocardium
 from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
 from cardioscar.prepare.myocardium import label_masks, restrict_to_myocardium
@@ -45,19 +49,25 @@ def test_the_cut_of_this_ring_lies_on_it_and_a_ring_beside_it_does_not():
     assert mesh_on_the_myocardium([whole], [_cut(layer, (60, 40))], reach_mm=1.0) == (None, 0)  # no myocardium given
 
 
-@pytest.fixture(scope="module")
-def emidec_pair(shared_data):
-    """P092's map with ``--scar-labels 3,4 --myocardium-labels 2,3,4`` (as targets) and the 1.5 mm
-    ``mesh-from-labels`` meshes of P092 and of P094, whose heart lies over 91 % of P092's scar."""
-    def read(case: str) -> sitk.Image:
-        return sitk.ReadImage(str(shared_data / "emidec" / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz"))
+def _emidec_map(shared_data: Path, case: str) -> Path:
+    return shared_data / "emidec" / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz"
 
-    own = read("P092")
+
+@pytest.fixture(scope="module")
+def emidec_pair(shared_data, tmp_path_factory):
+    """P092's map with ``--scar-labels 3,4 --myocardium-labels 2,3,4`` (as targets) and with
+    ``--scar-labels 3,4`` alone, and the 1.5 mm ``mesh-from-labels`` meshes of P092 and of P094,
+    whose heart lies over 91 % of P092's scar (P094's also at 3 mm as a file, for the faces: 62 % of its cut on
+    the heart P092's map draws)."""
+    own = sitk.ReadImage(str(_emidec_map(shared_data, "P092")))
     raw = slices_from_image(own)
     layers, _ = restrict_to_myocardium(slice_targets(raw, [3, 4]), label_masks(raw, [2, 3, 4]), "labels 2,3,4")
-    return {"layers": layers, "scar only": slice_targets(raw, [3, 4]),
+    other = sitk.ReadImage(str(_emidec_map(shared_data, "P094")))
+    other_file = tmp_path_factory.mktemp("other_patient") / "P094.vtu"
+    write_mesh(myocardium_mesh_from_labels(other, spacing_mm=3.0), other_file)  # 9,309 nodes: cheap for the faces
+    return {"layers": layers, "scar only": slice_targets(raw, [3, 4]), "map": _emidec_map(shared_data, "P092"),
             "own": myocardium_mesh_from_labels(own).points_lps(),
-            "other": myocardium_mesh_from_labels(read("P094")).points_lps()}
+            "other": myocardium_mesh_from_labels(other).points_lps(), "other file": other_file}
 
 
 def test_another_patients_mesh_over_this_scar_is_named(emidec_pair, warnings_of_cardioscar):
@@ -65,11 +75,61 @@ def test_another_patients_mesh_over_this_scar_is_named(emidec_pair, warnings_of_
     named = [text for text in warnings_of_cardioscar if "lies on the myocardium the mask or labels give" in text]
     assert len(named) == 1 and named[0].startswith("Only 47 % of the mesh's cut"), warnings_of_cardioscar
     assert not [text for text in warnings_of_cardioscar if "lie on the mesh" in text]  # the scar check passed it
+    assert not [text for text in warnings_of_cardioscar if DRAWN in text]  # a myocardium given: its check alone
 
 
 def test_the_maps_own_mesh_is_not_named(emidec_pair, warnings_of_cardioscar):
     map_slices_to_nodes(emidec_pair["own"], emidec_pair["layers"])
     assert not [text for text in warnings_of_cardioscar if "myocardium" in text or "lie on the mesh" in text]
+
+
+#: The drawn-heart check's warning (``mapping._check_mesh_on_the_drawn_heart``).
+DRAWN = "lies on the heart the label map draws"
+
+
+def test_the_labels_besides_the_scar_are_kept_as_the_drawn_heart():
+    """``slice_targets`` keeps the pixels of every non-zero label when the slice shows one besides
+    the scar (a map of the scar alone draws no heart), and the myocardium restriction keeps them."""
+    values = np.zeros((30, 30))
+    values[5:25, 5:25], values[10:20, 10:20], values[12:14, 5:8] = 2, 1, 3
+    layer = SliceLayer(values=values, origin=np.zeros(3), axis_i=np.array([1.0, 0, 0]), axis_j=np.array([0, 1.0, 0]),
+                       spacing=(1.0, 1.0), half_thickness=5.0)
+    [target] = slice_targets([layer], [3])
+    np.testing.assert_array_equal(target.drawn, values != 0)
+    assert target.values.sum() == 6
+    [restricted], _ = restrict_to_myocardium([target], label_masks([layer], [2, 3]), "labels 2,3")
+    np.testing.assert_array_equal(restricted.drawn, values != 0)
+    [scar_alone] = slice_targets([dataclasses.replace(layer, values=np.where(values == 3, 3.0, 0.0))], [3])
+    assert scar_alone.drawn is None
+
+
+def test_with_the_scar_labels_alone_another_patients_mesh_is_named(emidec_pair, warnings_of_cardioscar):
+    """No myocardium given: P094's mesh cut P092's slices half off the heart P092's map draws (its
+    blood pool and wall, labels 1-4), and passed every check; P092's own mesh is silent."""
+    map_slices_to_nodes(emidec_pair["other"], emidec_pair["scar only"])
+    named = [text for text in warnings_of_cardioscar if DRAWN in text]
+    assert len(named) == 1 and named[0].startswith("Only 53 % of the mesh's cut"), warnings_of_cardioscar
+    warnings_of_cardioscar.clear()
+    map_slices_to_nodes(emidec_pair["own"], emidec_pair["scar only"])
+    assert not [text for text in warnings_of_cardioscar if DRAWN in text or "lie on the mesh" in text]
+
+
+def test_the_command_line_and_the_slicer_logic_name_it(emidec_pair, warnings_of_cardioscar, tmp_path, capsys):
+    """The faces: ``cardioscar prepare --scar-labels 3,4`` and the Slicer Logic's preparation (the
+    batch script's ``train_and_apply`` starts with it) keep the drawn heart through their own
+    readers to the mapping: both warn, exit 0."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
+    import CardioScarLogic as csl
+
+    assert main(["prepare", "--mesh", str(emidec_pair["other file"]), "--image", str(emidec_pair["map"]),
+                 "--scar-labels", "3,4", "--output", str(tmp_path / "other.npz")]) == 0
+    assert len([line for line in capsys.readouterr().err.splitlines() if DRAWN in line]) == 1  # its own handler
+    context = csl.create_scene()
+    volume = csl.load_volume(context.scene, emidec_pair["map"])
+    model = csl.load_model(context.scene, emidec_pair["other file"])
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    logic.prepare_training(volume, model, csl.ReconstructionOptions(scar_labels="3,4"))
+    assert len([text for text in warnings_of_cardioscar if DRAWN in text]) == 1, warnings_of_cardioscar
 
 
 

@@ -8,16 +8,18 @@ epicardium: a surface mesh), its own at 4.5 mm, its own shifted 3 and 6 mm in-pl
 breath-hold: to pass), and the meshes of the next three infarct cases (another patient's: to be
 named). Per pair it prints what the checks measure: the scar pixels near the mesh
 (``scar_near_the_mesh``), the in-slab nodes on the myocardium (``_warn_mesh_off_the_myocardium``'s
-share) and the mesh's cut on the myocardium (``mesh_on_the_myocardium``, which needs the
-myocardium given: ``--myocardium-labels 2,3,4``); and the verdict ``map_slices_to_nodes`` gives
-with the scar labels alone and with the myocardium labels (refused, warned, or passed). ACDC's
+share), the mesh's cut on the myocardium (``mesh_on_the_myocardium``, which needs the
+myocardium given: ``--myocardium-labels 2,3,4``) and on the heart the map draws
+(``mesh_on_the_drawn_heart``: its non-zero labels, read with the scar labels alone); and the
+verdicts ``map_slices_to_nodes`` gives with the scar labels alone and with the myocardium labels
+(refused, warned, or passed), each without and with the check of the cut (``before``). ACDC's
 patient101 (no scar): each frame's mesh on its own frame's map and on the other frame's
 (another phase of the heart), with half of each slice's wall painted as scar (label 4;
 ``--scar-labels 4 --myocardium-labels 2,4``). ``--timing``: only the check's cost in ``prepare``.
 
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/mesh_pair_check.py
-[--data ../shared/data] [--cases 52]  (9.4 min of CPU, 17 min wall on the shared machine; its output:
-results/mesh_pair_check.txt)
+[--data ../shared/data] [--cases 52] [--labels-alone]  (9.4 min of CPU, 17 min wall on the shared machine;
+``--labels-alone``: only the scar labels alone's verdicts; the output of both: results/mesh_pair_check.txt)
 """
 
 from __future__ import annotations
@@ -61,55 +63,73 @@ def surface_points(label_image: sitk.Image) -> np.ndarray:
     return vtk_to_numpy(surface.GetOutput().GetPoints().GetData()).astype(np.float64)
 
 
-def verdict(points: np.ndarray, layers: list[SliceLayer], caught: _Warnings, before: bool = False) -> str:
+#: The phrases of the warnings that name a mesh off the image (the scar's, the nodes', the cut's).
+NAMING = ("lie on the mesh", "lies on the myocardium", "lie on the myocardium", "lies on the heart the label map draws")
+
+
+def verdict(points: np.ndarray, layers: list[SliceLayer], caught: _Warnings, without: str = "") -> str:
     """``refused``, ``warned`` or ``passed``: what ``map_slices_to_nodes`` (as ``prepare`` runs it)
-    says of the mesh, counting only the checks that name a mesh off the image. ``before``: without
-    the check of the mesh's cut on the myocardium (the library before it)."""
+    says of the mesh, counting only the checks that name a mesh off the image. ``without``: the
+    name of a ``mapping`` check left out (the library before it): ``_check_mesh_on_the_myocardium``
+    (the cut on the myocardium given) or ``_check_mesh_on_the_drawn_heart`` (on the map's non-zero labels)."""
     caught.messages.clear()
-    check = mapping._check_mesh_on_the_myocardium
-    if before:
-        mapping._check_mesh_on_the_myocardium = lambda *args: None
+    check = getattr(mapping, without) if without else None
+    if without:
+        setattr(mapping, without, lambda *args: None)
     try:
         mapping.map_slices_to_nodes(points, layers)
     except CardioScarError:
         return "refused"
     finally:
-        mapping._check_mesh_on_the_myocardium = check
-    named = [text for text in caught.messages if "lie on the mesh" in text or "lies on the myocardium" in text
-             or "lie on the myocardium" in text]
+        if without:
+            setattr(mapping, without, check)
+    named = [text for text in caught.messages if any(phrase in text for phrase in NAMING)]
     return "warned" if named else "passed"
 
 
-def measures(points: np.ndarray, targets: list[SliceLayer], restricted: list[SliceLayer]) -> tuple[float, float, float]:
-    """(scar near the mesh, in-slab nodes on the myocardium, the mesh's cut on the myocardium)."""
+def measures(points: np.ndarray, targets: list[SliceLayer],
+             restricted: list[SliceLayer] | None) -> tuple[float, float, float, float]:
+    """(scar near the mesh, in-slab nodes on the myocardium, the mesh's cut on the myocardium, the
+    mesh's cut on the heart the map draws); the two of the myocardium NaN without ``restricted``."""
     every = mapping.map_slices_to_nodes(points, targets, scar_targets=False)  # every pixel: the cut
     spacing = node_spacing(points)
     near, total = mapping.scar_near_the_mesh(targets, every.group_slice, every.group_pixel, spacing)
     cols = np.array([layer.shape[1] for layer in targets])[every.group_slice]
     keys = every.group_pixel[:, 1] * cols + every.group_pixel[:, 0]
     cuts = [keys[every.group_slice == index] for index in range(len(targets))]
-    values = np.array([restricted[s].values[j, i] for s, (i, j) in zip(every.group_slice, every.group_pixel)])
-    on_wall = np.unique(every.node_ids[np.isfinite(values)[every.group_ids]]).size / np.unique(every.node_ids).size
-    cut_share, _ = mapping.mesh_on_the_myocardium(restricted, cuts, spacing)
-    return near / max(total, 1), on_wall, float("nan") if cut_share is None else cut_share
+    drawn, _ = mapping.mesh_on_the_drawn_heart(targets, cuts, spacing)
+    on_wall = cut_share = None
+    if restricted is not None:
+        values = np.array([restricted[s].values[j, i] for s, (i, j) in zip(every.group_slice, every.group_pixel)])
+        on_wall = np.unique(every.node_ids[np.isfinite(values)[every.group_ids]]).size / np.unique(every.node_ids).size
+        cut_share, _ = mapping.mesh_on_the_myocardium(restricted, cuts, spacing)
+    return tuple(float("nan") if value is None else value
+                 for value in (near / max(total, 1), on_wall, cut_share, drawn))  # type: ignore[return-value]
 
 
-def one_pair(points: np.ndarray, labels: sitk.Image, scar: list[int], wall: list[int], caught: _Warnings) -> str:
-    """The measures and both verdicts of one (mesh, map) pair, as a line."""
+def one_pair(points: np.ndarray, labels: sitk.Image, scar: list[int], wall: list[int], caught: _Warnings,
+             labels_alone: bool = False) -> str:
+    """The measures and the verdicts of one (mesh, map) pair, as a line: with the scar labels
+    alone before and after the drawn-heart check, and (unless ``labels_alone``) with the wall's
+    labels before and after the cut check."""
     raw = slices_from_image(labels, half_thickness=5.0)
     targets = slice_targets(raw, scar)
-    restricted, _ = restrict_to_myocardium(targets, label_masks(raw, wall), "labels")
+    restricted = None if labels_alone else restrict_to_myocardium(targets, label_masks(raw, wall), "labels")[0]
+    faces = [("labels alone before", targets, "_check_mesh_on_the_drawn_heart"), ("labels alone", targets, "")]
+    if restricted is not None:
+        faces += [("with wall before", restricted, "_check_mesh_on_the_myocardium"), ("with wall", restricted, "")]
+    names = ("near", "nodes-on-wall", "cut-on-wall", "cut-on-drawn")
     try:
-        near, on_wall, cut = measures(points, targets, restricted)
-    except CardioScarError:
-        return ("near 0.00 nodes-on-wall 0.00 cut-on-wall 0.00 | labels alone: refused | with wall before: refused "
-                "| with wall: refused")
-    return (f"near {near:.2f} nodes-on-wall {on_wall:.2f} cut-on-wall {cut:.2f} | labels alone: "
-            f"{verdict(points, targets, caught)} | with wall before: {verdict(points, restricted, caught, True)} "
-            f"| with wall: {verdict(points, restricted, caught)}")
+        figures, caught_none = measures(points, targets, restricted), False
+    except CardioScarError:  # the mesh catches no pixel: refused whatever the face
+        figures, caught_none = (0.0, 0.0, 0.0, 0.0), True
+    shown = " ".join(f"{name} {value:.2f}" for name, value in zip(names, figures)
+                     if not (labels_alone and name in ("nodes-on-wall", "cut-on-wall")))
+    return shown + "".join(f" | {face}: {'refused' if caught_none else verdict(points, layers, caught, without)}"
+                           for face, layers, without in faces)
 
 
-def emidec_pairs(data: Path, count: int, caught: _Warnings) -> list[tuple[str, str, str]]:
+def emidec_pairs(data: Path, count: int, caught: _Warnings, labels_alone: bool) -> list[tuple[str, str, str]]:
     """(kind, pair, line) for EMIDEC's infarct maps, as the module docstring lists them."""
     cases = sorted((data / "emidec").glob("Case_P*"))[:count]
     maps = {case.name: sitk.ReadImage(str(case / "Contours" / f"{case.name}.nii.gz")) for case in cases}
@@ -121,22 +141,22 @@ def emidec_pairs(data: Path, count: int, caught: _Warnings) -> list[tuple[str, s
                "own 4.5 mm": myocardium_mesh_from_labels(maps[name], spacing_mm=4.5).points_lps(),
                "own shifted 3 mm": meshes[name] + 3.0 * across, "own shifted 6 mm": meshes[name] + 6.0 * across}
         for kind, points in own.items():
-            rows.append((kind, name, one_pair(points, maps[name], [3, 4], [2, 3, 4], caught)))
+            rows.append((kind, name, one_pair(points, maps[name], [3, 4], [2, 3, 4], caught, labels_alone)))
         for step in (1, 2, 3):
             other = names[(index + step) % len(names)]
             rows.append(("other patient", f"{other} on {name}",
-                         one_pair(meshes[other], maps[name], [3, 4], [2, 3, 4], caught)))
+                         one_pair(meshes[other], maps[name], [3, 4], [2, 3, 4], caught, labels_alone)))
     return rows
 
 
-def acdc_pairs(data: Path, caught: _Warnings) -> list[tuple[str, str, str]]:
+def acdc_pairs(data: Path, caught: _Warnings, labels_alone: bool) -> list[tuple[str, str, str]]:
     """(kind, pair, line) for ACDC patient101's two frames, each mesh on each frame's map."""
     folder = data / "acdc_patient101"
     maps = {frame: with_painted_scar(sitk.ReadImage(str(folder / f"patient101_{frame}_gt.nii.gz")))
             for frame in ("frame01", "frame14")}
     meshes = {frame: myocardium_mesh_from_labels(image, labels=[2, 4]).points_lps() for frame, image in maps.items()}
     return [("ACDC own frame" if mesh == frame else "ACDC other frame", f"{mesh} on {frame}",
-             one_pair(meshes[mesh], maps[frame], [4], [2, 4], caught)) for mesh in maps for frame in maps]
+             one_pair(meshes[mesh], maps[frame], [4], [2, 4], caught, labels_alone)) for mesh in maps for frame in maps]
 
 
 def with_painted_scar(labels: sitk.Image) -> sitk.Image:
@@ -183,6 +203,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
     parser.add_argument("--cases", type=int, default=52)
     parser.add_argument("--timing", action="store_true", help="only time map_slices_to_nodes with and without the check")
+    parser.add_argument("--labels-alone", action="store_true",
+                        help="only the scar labels alone (no myocardium given): the drawn-heart check's verdicts")
     args = parser.parse_args()
     logging.getLogger("cardioscar").setLevel(logging.ERROR)  # only the mapping's warnings, caught below
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
@@ -192,14 +214,14 @@ def main() -> None:
     if args.timing:
         timing(args.data)
         return
-    rows = emidec_pairs(args.data, args.cases, caught)
+    rows = emidec_pairs(args.data, args.cases, caught, args.labels_alone)
     if (args.data / "acdc_patient101").is_dir():
-        rows += acdc_pairs(args.data, caught)
+        rows += acdc_pairs(args.data, caught, args.labels_alone)
     for kind, pair, line in rows:
         print(f"{kind}: {pair}: {line}")
     for kind in dict.fromkeys(kind for kind, _, _ in rows):
         lines = [line for k, _, line in rows if k == kind]
-        for face in ("labels alone", "with wall before", "with wall"):
+        for face in ("labels alone before", "labels alone", "with wall before", "with wall")[:2 if args.labels_alone else 4]:
             counts = Counter(line.split(f"| {face}: ")[1].split(" ")[0] for line in lines)
             print(f"SUMMARY {kind} ({len(lines)} pairs), {face}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
 

@@ -56,11 +56,24 @@ class SliceLayer:
     #: known (a single plane, a grid layer): the slab check compares the half-width with it even
     #: when the neighbours themselves are not chosen (:func:`cardioscar.prepare.mapping.warn_about_slab_widths`).
     stack_spacing: float | None = None
+    #: The pixels a label map drew (any non-zero label: blood pool, myocardium, scar), kept by
+    #: :func:`cardioscar.prepare.targets.slice_targets` when it turns labels into 0/1 targets and
+    #: the slice shows a label besides the scar; None otherwise. With no myocardium given, the
+    #: mapping reads the mesh's cut against it (:func:`cardioscar.prepare.mapping.mesh_on_the_drawn_heart`):
+    #: the heart as drawn travels with the slice through every face, no extra argument.
+    drawn: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         values = np.array(self.values, dtype=np.float64)
         if values.ndim != 2 or values.size == 0:
             raise CardioScarError(f"Slice '{self.label}' must hold a non-empty 2D array, got shape {values.shape}")
+        if self.drawn is not None:
+            drawn = np.array(self.drawn, dtype=bool)
+            if drawn.shape != values.shape:
+                raise CardioScarError(f"Slice '{self.label}': the drawn heart's shape {drawn.shape} is not the "
+                                      f"values' {values.shape}")
+            drawn.setflags(write=False)
+            object.__setattr__(self, "drawn", drawn)
         axis_i = _unit(self.axis_i, f"slice '{self.label}' axis_i")
         axis_j = _unit(self.axis_j, f"slice '{self.label}' axis_j")
         if np.linalg.norm(np.cross(axis_i, axis_j)) < 1e-6:

@@ -570,10 +570,15 @@ def labels_in_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndarra
 
 
 def _relabel(layer: SliceLayer, labels: list[int]) -> SliceLayer:
+    """``layer`` with its scar labels 1, other labels 0 (NaN kept), and, when it shows a label
+    besides the scar, the pixels of every non-zero label kept as ``drawn``: the heart the map
+    draws, which the mesh check reads when no myocardium is given (the 0/1 targets lose it)."""
     values = layer.values
-    scar = np.isin(values, labels).astype(np.float64)
+    in_scar = np.isin(values, labels)
+    drawn = np.isfinite(values) & (values != 0)
+    scar = in_scar.astype(np.float64)
     scar[np.isnan(values)] = np.nan
-    return dataclasses.replace(layer, values=scar)
+    return dataclasses.replace(layer, values=scar, drawn=drawn if np.any(drawn & ~in_scar) else None)
 
 
 #: Three to this many distinct whole values over all chosen slices: a label map, not LGE
