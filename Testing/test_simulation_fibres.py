@@ -256,7 +256,7 @@ def test_a_transmural_direction_along_the_axis_turns_its_helix_from_the_circumfe
     centres = np.array([[0.0, 10.0, -0.5], [10.0, 0.0, -0.5], [0.0, 14.0, 20.0]])
     endo = np.array([[0.0, 10.0, 0.0], [10.0, 0.0, 0.0], [0.0, 12.0, 20.0]])
     epi = np.array([[0.0, 10.0, -1.0], [10.0, 0.0, -1.0], [0.0, 16.0, 20.0]])
-    frame = _frame(centres, endo, epi, axis)
+    frame = _frame(centres, np.full(3, 0.5), epi - endo, axis)
     assert frame.along_axis.tolist() == [True, True, False] and not frame.no_transmural.any()
     np.testing.assert_allclose(np.abs(frame.e_c), [[1, 0, 0], [0, 1, 0], [1, 0, 0]], atol=1e-12)
     np.testing.assert_allclose(frame.e_t, [[0, 0, -1], [0, 0, -1], [0, 1, 0]], atol=1e-12)
