@@ -174,10 +174,10 @@ def solve_phi(stiffness: csr_matrix, endo_ids: np.ndarray, epi_ids: np.ndarray) 
 
 
 def _solve_3x3(matrices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Each ``matrices[i]^-1 vectors[i]`` by the adjugate (a symmetric 3x3 stack: far faster than a
+    """Each ``matrices[i]^-1 vectors[i]`` by the adjugate (a 3x3 stack: far faster than a
     stacked SVD), zero where the matrix is singular (nodes that do not span 3D)."""
     c0, c1, c2 = matrices[:, :, 0], matrices[:, :, 1], matrices[:, :, 2]
-    adjugate = np.stack([np.cross(c1, c2), np.cross(c2, c0), np.cross(c0, c1)], axis=1)  # rows: adj(M) for symmetric M
+    adjugate = np.stack([np.cross(c1, c2), np.cross(c2, c0), np.cross(c0, c1)], axis=1)  # det(M) M^-1, row by row
     det = np.einsum("ij,ij->i", c0, adjugate[:, 0])
     scale = np.maximum(np.abs(matrices).max(axis=(1, 2)), 1e-300) ** 3
     inverse = np.divide(1.0, det, out=np.zeros_like(det), where=np.abs(det) > 1e-9 * scale)
