@@ -36,14 +36,26 @@ def _helix_and_depth(mesh, field):
     return helix, d_endo / (d_endo + d_epi), mid
 
 
-def test_rule_fibres_turn_from_plus_60_at_the_endocardium_to_minus_60_at_the_epicardium(segmented):
+@pytest.mark.parametrize("transmural", ["laplace", "nearest"])
+def test_rule_fibres_turn_from_plus_60_at_the_endocardium_to_minus_60_at_the_epicardium(segmented, transmural):
+    """Against the depth each transmural direction stands on: the nearest faces' distances, or the
+    Laplace coordinate phi (``Testing/test_simulation_transmural.py`` checks it against ln r on a
+    ring), which lies within 0.15 of the distances' depth here."""
+    from cardioscar.simulation.fibres import rule_wall
+    from cardioscar.simulation.transmural import laplace_transmural
+
     mesh = read_mesh(segmented["mesh"])
-    field, _ = rule_fibres(mesh)
+    field, _ = rule_fibres(mesh, transmural=transmural)
     assert field.shape == (mesh.dataset.GetNumberOfCells(), 6)
     assert np.allclose(np.linalg.norm(field[:, :3], axis=1), 1.0)
     assert np.allclose(np.linalg.norm(field[:, 3:], axis=1), 1.0)
     assert np.abs(np.einsum("ij,ij->i", field[:, :3], field[:, 3:])).max() < 1e-9
     helix, depth, mid = _helix_and_depth(mesh, field)
+    if transmural == "laplace":
+        _, (points, lps, axis, faces) = rule_wall(mesh)
+        phi_depth = laplace_transmural(points, lps, faces.endo_ids, faces.epi_ids, axis).depth
+        assert np.percentile(np.abs(phi_depth - depth)[mid], 95) < 0.15
+        depth = phi_depth
     assert (mid & (depth < 0.25)).sum() > 20 and (mid & (depth > 0.75)).sum() > 20
     slope, at_endo = np.polyfit(depth[mid], helix[mid], 1)  # the line through the wall, read at depth 0 and 1
     assert abs(at_endo - 60.0) < 8.0 and abs(at_endo + slope + 60.0) < 8.0, (at_endo, at_endo + slope)
@@ -187,8 +199,10 @@ def test_the_channel_search_refuses_the_same_biventricular_mesh():
 def test_the_open_lv_ring_exports_with_unit_fibres_its_rim_elements_named(tmp_path, caplog):
     """The ring is open at both ends: at the apical end a node lies on both the endocardium and the
     epicardium, and the elements that found it as their nearest of both had no transmural direction:
-    zero fibres that every export refused (11 of 5,568). They now take the outward direction from
-    the long axis, are counted and named in the log and the .vtu's note, and every fibre has unit length."""
+    zero fibres that every export refused (11 of 5,568). The export's Laplace transmural direction
+    (the default) is defined there: no fallback, recorded as ``transmural``. By nearest nodes
+    (``transmural="nearest"``) they take the outward direction from the long axis, are counted and
+    named in the log and the record, and every fibre has unit length."""
     from vtk.util.numpy_support import vtk_to_numpy
 
     from cardioscar.io.meshio import text_field, write_mesh
@@ -202,9 +216,17 @@ def test_the_open_lv_ring_exports_with_unit_fibres_its_rim_elements_named(tmp_pa
     written = read_mesh(files[".vtu"]).dataset
     fibres, sheets = (vtk_to_numpy(written.GetCellData().GetArray(name)) for name in ("fibre", "sheet"))
     assert np.allclose(np.linalg.norm(fibres, axis=1), 1.0) and np.allclose(np.linalg.norm(sheets, axis=1), 1.0)
-    fallback = json.loads(text_field(written, FIBRE_RULE_ARRAY))["frame_fallback"]
+    record = json.loads(text_field(written, FIBRE_RULE_ARRAY))
+    assert record["transmural"].startswith("laplace: ")
+    assert all(record["frame_fallback"][kind]["elements"] == 0 for kind in ("no_transmural", "along_axis"))
+    assert not [r for r in caplog.records if "frame is undefined" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cardioscar"):
+        field, record = rule_fibres(ring, transmural="nearest")
+    assert np.allclose(np.linalg.norm(field.reshape(-1, 3), axis=1), 1.0)
+    fallback = record["frame_fallback"]
     count, named = fallback["no_transmural"]["elements"], fallback["no_transmural"]["first_ids"]
-    assert NAMED_FALLBACKS < count < 0.02 * len(fibres) and len(named) == NAMED_FALLBACKS
+    assert NAMED_FALLBACKS < count < 0.02 * len(field) and len(named) == NAMED_FALLBACKS
     assert fallback["along_axis"]["elements"] == 0
     lines = [r.getMessage() for r in caplog.records if "frame is undefined" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith(f"the fibre rule's frame is undefined at {count} of 5568 elements")
@@ -215,7 +237,8 @@ def test_the_open_lv_ring_exports_with_unit_fibres_its_rim_elements_named(tmp_pa
     # where the mask's voxel centres are 2i + 1, so at x = 29, y = 39 mm in the image's frame (2i)
     outward = centres[:, :2] - [29.0, 39.0]
     outward /= np.linalg.norm(outward, axis=1, keepdims=True)
-    assert np.allclose(np.einsum("ij,ij->i", sheets[named, :2], outward), 1.0, atol=0.01)
+    sheets = field[named, 3:] * (1.0 if ring.space == "LPS" else np.array([-1.0, -1.0, 1.0]))
+    assert np.allclose(np.einsum("ij,ij->i", sheets[:, :2], outward), 1.0, atol=0.01)
 
 
 def test_the_steps_between_slices_rings_keep_their_side_of_the_wall():
@@ -256,7 +279,7 @@ def test_a_transmural_direction_along_the_axis_turns_its_helix_from_the_circumfe
     centres = np.array([[0.0, 10.0, -0.5], [10.0, 0.0, -0.5], [0.0, 14.0, 20.0]])
     endo = np.array([[0.0, 10.0, 0.0], [10.0, 0.0, 0.0], [0.0, 12.0, 20.0]])
     epi = np.array([[0.0, 10.0, -1.0], [10.0, 0.0, -1.0], [0.0, 16.0, 20.0]])
-    frame = _frame(centres, endo, epi, axis)
+    frame = _frame(centres, np.full(3, 0.5), epi - endo, axis)
     assert frame.along_axis.tolist() == [True, True, False] and not frame.no_transmural.any()
     np.testing.assert_allclose(np.abs(frame.e_c), [[1, 0, 0], [0, 1, 0], [1, 0, 0]], atol=1e-12)
     np.testing.assert_allclose(frame.e_t, [[0, 0, -1], [0, 0, -1], [0, 1, 0]], atol=1e-12)
