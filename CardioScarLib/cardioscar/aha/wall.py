@@ -77,7 +77,7 @@ def is_volumetric(dataset: vtk.vtkDataSet) -> bool:
     return any(cell_types.GetDimension(int(kind)) == 3 for kind in types)
 
 
-def _lv_cells_only(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray) -> vtk.vtkDataSet:
+def lv_cells_only(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray) -> vtk.vtkDataSet:
     """The cells whose every node is an LV node, keeping the original point ids (``vtkOriginalPointIds``)."""
     ids = numpy_to_vtkIdTypeArray(np.arange(dataset.GetNumberOfPoints(), dtype=np.int64), deep=True)
     ids.SetName("aha_point_id")
@@ -100,7 +100,7 @@ def _lv_cells_only(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray) -> vtk.vtkData
     return threshold.GetOutput()
 
 
-def _boundary_faces(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def boundary_faces(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Triangles of the boundary: (original point ids (F, 3), centroids, outward unit normals, areas)."""
     surface = vtk.vtkDataSetSurfaceFilter()
     surface.SetInputData(dataset)
@@ -170,7 +170,7 @@ def _facing_cavity(ids: np.ndarray, centroids: np.ndarray, normals: np.ndarray, 
 def wall_faces(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAxis) -> WallFaces:
     """Classify the LV part's boundary into endocardium and epicardium (see the module docstring)."""
     volumetric = is_volumetric(dataset)
-    lv = _lv_cells_only(dataset, lv_nodes)
+    lv = lv_cells_only(dataset, lv_nodes)
     if not volumetric:
         normals_filter = vtk.vtkPolyDataNormals()
         geometry = vtk.vtkGeometryFilter()
@@ -181,7 +181,7 @@ def wall_faces(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAxis) ->
         normals_filter.ComputeCellNormalsOn()
         normals_filter.Update()
         lv = normals_filter.GetOutput()
-    ids, centroids, normals, areas = _boundary_faces(lv)
+    ids, centroids, normals, areas = boundary_faces(lv)
     heights = axis.heights(centroids)
     low, high = float(heights.min()), float(heights.max())
     centre = axis.origin + axis.base_direction * (0.5 * (low + high))
