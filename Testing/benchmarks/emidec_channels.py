@@ -7,8 +7,8 @@ values noted); then ``cardioscar channels --mesh heart.vtu --output-dir channels
 ``--min-length`` (timed), and the same search in memory at ``min_length_mm=0`` to see what the default
 drops. A step whose output exists is skipped (the layout is ``modeller_path_emidec.py``'s, so a folder
 of that script's serves). One JSON line per case: per layer, the channels kept and dropped as short
-(nodes, length in mm, entrances, how far their nodes come to either end of the mesh along the LGE's slice
-normal: the stacked-slice mesh is open at both), the CLI's own per-layer counts beside them, seconds.
+(nodes, length in mm, entrances, how far their nodes come to the mesh's base and to its apical end
+along the LGE's slice normal: the stacked-slice mesh is open at both), the CLI's own per-layer counts beside them, seconds.
 
     PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/emidec_channels.py OUT_DIR [CASE ...]
 
@@ -34,21 +34,23 @@ from cardioscar.simulation.channels import DEFAULT_MIN_LENGTH_MM, ChannelOptions
 
 
 def channel_rows(folder: Path, lge: Path) -> list[dict]:
-    """Every channel at ``min_length_mm=0`` with its layer, nodes, length and distance to the mesh's ends."""
+    """Every channel at ``min_length_mm=0``: its layer, nodes, length, entrances, and how far its nodes
+    come to the mesh's basal and apical ends (mm along the LGE's slice normal, the ends' planes; which
+    end is the base from the wall's long axis, the channel search's own)."""
     mesh = read_mesh(folder / "heart.vtu")
     result, _ = channels_of_mesh(mesh, ChannelOptions(min_length_mm=0.0))
-    points = lv_wall(mesh, "the channel search", "")[0]
+    points, _, axis, _ = lv_wall(mesh, "the channel search", "")
     normal = np.array(sitk.ReadImage(str(lge)).GetDirection()).reshape(3, 3)[:, 2]
-    heights = points @ normal
-    low, high = float(heights.min()), float(heights.max())
+    heights = points @ (normal * np.sign(normal @ axis.base_direction))  # growing towards the base
+    base, apex = float(heights.max()), float(heights.min())
     return [{"layer": c.layer, "nodes": int(len(c.nodes)), "length_mm": c.length_mm, "entrances": len(c.entrances_lps),
-             "mm_from_mesh_end": round(min(float(heights[c.nodes].min()) - low, high - float(heights[c.nodes].max())), 1)}
-            for c in result.channels]
+             "mm_from_base": round(base - float(heights[c.nodes].max()), 1),
+             "mm_from_apical_end": round(float(heights[c.nodes].min()) - apex, 1)} for c in result.channels]
 
 
 def brief(row: dict) -> list:
-    """A channel as ``[nodes, length mm, entrances, mm from the mesh's nearer end]``."""
-    return [row["nodes"], round(row["length_mm"], 1), row["entrances"], row["mm_from_mesh_end"]]
+    """A channel as ``[nodes, length mm, entrances, mm from the mesh's base, mm from its apical end]``."""
+    return [row["nodes"], round(row["length_mm"], 1), row["entrances"], row["mm_from_base"], row["mm_from_apical_end"]]
 
 
 def per_layer(rows: list[dict], cli_record: dict) -> dict:
