@@ -8,7 +8,8 @@ values noted); then ``cardioscar channels --mesh heart.vtu --output-dir channels
 drops. A step whose output exists is skipped (the layout is ``modeller_path_emidec.py``'s, so a folder
 of that script's serves). One JSON line per case: per layer, the channels kept and dropped as short
 (nodes, length in mm, entrances, how far their nodes come to the mesh's base and to its apical end
-along the LGE's slice normal: the stacked-slice mesh is open at both), the CLI's own per-layer counts beside them, seconds.
+along the LGE's slice normal: the stacked-slice mesh is open at both), the CLI's own per-layer counts
+beside them, seconds.
 
     PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/emidec_channels.py OUT_DIR [CASE ...]
 
@@ -79,11 +80,12 @@ def run_case(case: str, folder: Path) -> dict:
     rows = channel_rows(folder, lge)
     kept = [r for r in rows if r["length_mm"] >= DEFAULT_MIN_LENGTH_MM]
     lengths = [round(r["length_mm"], 1) for r in kept]
+    sizes = [r["nodes"] for r in kept]
     return {"case": case, "nodes": int(read_mesh(folder / "heart.vtu").dataset.GetNumberOfPoints()),
             "tissue": record["tissue"], "cli_result": record["result"], "cli_channels": record["n_channels"],
             "cli_dropped_short": record["n_dropped_short"], "all_channels": len(rows), "kept": len(kept),
             "dropped_short": len(rows) - len(kept),
-            "kept_nodes": [min((r["nodes"] for r in kept), default=None), max((r["nodes"] for r in kept), default=None)],
+            "kept_nodes": [min(sizes, default=None), max(sizes, default=None)],
             "kept_length_mm": [min(lengths, default=None), max(lengths, default=None)],
             "layers_with_kept": sorted({r["layer"] for r in kept}), "per_layer": per_layer(rows, record),
             "path_s": round(fit_s, 1), "channels_cli_s": round(channels_s, 1)}
