@@ -47,7 +47,9 @@ def cli(folder: Path, output: str, *args: str) -> None:
         subprocess.run([sys.executable, "-m", "cardioscar", *args], cwd=folder, check=True)
 
 
-def run_path(case: str, folder: Path) -> None:
+def rule_fields(case: str, folder: Path) -> Path:
+    """``mesh-from-labels``, then n-SD 2,3 scar and core fields (``prepare``, ``train --preset fast``,
+    ``apply``) and their two-field ``export --format vtu`` (``heart.vtu``); returns the LGE's path."""
     lge = EMIDEC / f"Case_{case}" / "Images" / f"Case_{case}.nii.gz"
     labels = EMIDEC / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz"
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,17 +59,30 @@ def run_path(case: str, folder: Path) -> None:
     cli(folder, "scar.npz", "prepare", "--mesh", "heart.vtk", "--image", str(lge), *rule, "--output", "scar.npz")
     cli(folder, "core.npz", "prepare", "--mesh", "heart.vtk", "--image", str(lge), *rule, "--scar-target", "core",
         "--output", "core.npz")
+    for model in ("scar", "core"):
+        train_and_apply(folder, model)
+    cli(folder, "heart.vtu", "export", "--mesh", "scar_pred.vtk", "--core-mesh", "core_pred.vtk", "--format", "vtu",
+        "--output", "heart.vtu")
+    return lge
+
+
+def train_and_apply(folder: Path, model: str) -> None:
+    """``train --preset fast`` on ``MODEL.npz`` and ``apply`` on ``heart.vtk`` (``MODEL_pred.vtk``)."""
+    cli(folder, f"{model}.pth", "train", "--training-data", f"{model}.npz", "--output", f"{model}.pth",
+        "--preset", "fast", "--cpu")
+    cli(folder, f"{model}_pred.vtk", "apply", "--model", f"{model}.pth", "--mesh", "heart.vtk", "--output",
+        f"{model}_pred.vtk", "--cpu")
+
+
+def run_path(case: str, folder: Path) -> None:
+    lge = rule_fields(case, folder)
+    labels = EMIDEC / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz"
     cli(folder, "labels.npz", "prepare", "--mesh", "heart.vtk", "--image", str(labels), "--scar-labels", "3,4",
         "--myocardium-labels", "2,3,4", "--slice-thickness-padding", "5", "--output", "labels.npz")
-    for model in ("scar", "core", "labels"):
-        cli(folder, f"{model}.pth", "train", "--training-data", f"{model}.npz", "--output", f"{model}.pth",
-            "--preset", "fast", "--cpu")
-        cli(folder, f"{model}_pred.vtk", "apply", "--model", f"{model}.pth", "--mesh", "heart.vtk", "--output",
-            f"{model}_pred.vtk", "--cpu")
+    train_and_apply(folder, "labels")
     two = ["--mesh", "scar_pred.vtk", "--core-mesh", "core_pred.vtk"]
     cli(folder, "heart.elem", "export", *two, "--rule-from", "scar.npz", "--output", "heart")
     cli(folder, "heart_mm.elem", "export", *two, "--rule-from", "scar.npz", "--units", "mm", "--output", "heart_mm")
-    cli(folder, "heart.vtu", "export", *two, "--format", "vtu", "--output", "heart.vtu")
     cli(folder, "labels_heart.elem", "export", "--mesh", "labels_pred.vtk", "--output", "labels_heart")
     rv = ",".join(f"{v:.3f}" for v in stand_in_insertion(read_grid(folder / "heart.vtk")[1]))
     normal = ["--rv-point=" + rv, "--slice-normal-from", str(lge)]
