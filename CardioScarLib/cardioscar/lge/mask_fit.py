@@ -27,10 +27,10 @@ import logging
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import CardioScarError
 from ..prepare.slices import SliceLayer
+from ..prepare.targets import lumen_of
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,21 @@ REFUSE_BELOW = 0.85
 WARN_BELOW = 0.90
 
 
+def _enclosed_cavity(ring: np.ndarray) -> Optional[np.ndarray]:
+    """The cavity one slice's mask encloses, where the mask is a ring (of MIN_RING_PIXELS) around one
+    (of MIN_CAVITY_PIXELS); else None. The one test of "a ring around a cavity" that the fit's
+    reading (:func:`cavity_brighter_share`) and the solid mask's (:func:`solid_slices`) share."""
+    ring = np.asarray(ring, bool)
+    cavity = lumen_of(ring)
+    return cavity if ring.sum() >= MIN_RING_PIXELS and cavity.sum() >= MIN_CAVITY_PIXELS else None
+
+
 def cavity_brighter_share(values: np.ndarray, ring: np.ndarray) -> Optional[float]:
     """The share of (cavity pixel, darker-half ring pixel) pairs where the cavity pixel is the
     brighter (ties count half), on one slice; None where the ring encloses too small a cavity."""
     ring = np.asarray(ring, bool)
-    cavity = ndimage.binary_fill_holes(ring) & ~ring
-    if cavity.sum() < MIN_CAVITY_PIXELS or ring.sum() < MIN_RING_PIXELS:
+    cavity = _enclosed_cavity(ring)
+    if cavity is None:
         return None
     wall = values[ring][np.isfinite(values[ring])]
     blood = values[cavity][np.isfinite(values[cavity])]
@@ -112,16 +121,10 @@ SOLID_MASK_ADVICE = ("is it the blood pool or another solid structure (labels sw
                      "(EMIDEC 2,3,4; ACDC 2)")
 
 
-def _encloses_cavity(ring: np.ndarray) -> bool:
-    """Whether one slice's mask is a ring (of MIN_RING_PIXELS) around a cavity (of MIN_CAVITY_PIXELS)."""
-    ring = np.asarray(ring, bool)
-    return ring.sum() >= MIN_RING_PIXELS and (ndimage.binary_fill_holes(ring) & ~ring).sum() >= MIN_CAVITY_PIXELS
-
-
 def solid_slices(myocardium: Sequence[np.ndarray]) -> int:
     """The number of slices a myocardium mask covers (MIN_RING_PIXELS each) when it encloses a cavity
     on none of them and covers SOLID_SLICES or more (the blood pool given for it); else 0."""
-    if any(_encloses_cavity(m) for m in myocardium):
+    if any(_enclosed_cavity(m) is not None for m in myocardium):
         return 0
     covered = sum(int(np.count_nonzero(m) >= MIN_RING_PIXELS) for m in myocardium)
     return covered if covered >= SOLID_SLICES else 0
