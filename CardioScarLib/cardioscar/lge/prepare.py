@@ -31,9 +31,9 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..io.checks import check_label_list, check_mask_values, whole_labels
+from ..io.checks import check_label_list, whole_labels
 from ..errors import CardioScarError
-from ..prepare.myocardium import refuse_intensity_map
+from ..prepare.myocardium import check_mask_slices
 from ..prepare.slices import SliceLayer
 from .mask_fit import check_mask_on_lge
 from .rules import BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule, parse_thresholds
@@ -143,9 +143,7 @@ def mask_arrays(layers: list[SliceLayer], labels: Optional[Sequence[int]], optio
                                   f"({mask.values.shape} at {np.round(mask.origin, 2).tolist()} vs "
                                   f"{pixels.values.shape} at {np.round(pixels.origin, 2).tolist()})")
         values = whole_labels(np.nan_to_num(mask.values), f"{option} {name}")
-        if not labels:
-            check_mask_values(values, f"{option} {name}")
-        refuse_intensity_map([values], f"{option} {name}")
+        check_mask_slices([values], labels, f"{option} {name}")
         masks.append(np.isin(values, list(labels)) if labels else values > 0)
     return masks
 

@@ -246,9 +246,7 @@ def masks_from_voxels(values: np.ndarray, ijk_to_lps: np.ndarray, layers: Sequen
         label = np.full(len(within), np.nan)
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         sampled.append(label.reshape(layer.shape))
-    if labels is None:
-        check_mask_values(np.concatenate([label.ravel() for label in sampled]), f"{what} {source}")
-    refuse_intensity_map(sampled, f"{what} {source}")
+    check_mask_slices(sampled, labels, f"{what} {source}")
     if labels is not None and "myocardium" in what.lower():
         check_myocardium_labels(sampled, labels, [layer.spacing for layer in layers], f"{what} {source} labels",
                                 as_used(LabelHarm(), SCORE_HARM))
@@ -290,6 +288,15 @@ def labels_at_pixel_centres(values: np.ndarray, ijk_to_lps: np.ndarray, layers: 
         label[within] = values[ijk[within, 2], ijk[within, 1], ijk[within, 0]]
         labels.append(label.reshape(layer.shape))
     return labels
+
+
+def check_mask_slices(label_slices: Sequence[np.ndarray], labels: Sequence[int] | None, what: str) -> None:
+    """The checks of what a mask's or label map's slices hold, for every reader of one: without
+    ``labels`` (every non-zero value inside) at most a few values (:func:`check_mask_values`), and
+    never values that ramp as an intensity image's do (:func:`refuse_intensity_map`)."""
+    if not labels:
+        check_mask_values(np.concatenate([np.ravel(values) for values in label_slices]), what)
+    refuse_intensity_map(label_slices, what)
 
 
 def refuse_intensity_map(label_slices: Sequence[np.ndarray], what: str) -> None:
