@@ -144,15 +144,24 @@ def _orient_closed_surface(normals: np.ndarray, centroids: np.ndarray, areas: np
     return normals if signed_volume >= 0 else -normals
 
 
+def axial_components(centroids: np.ndarray, normals: np.ndarray, axis: LongAxis) -> tuple[np.ndarray, np.ndarray]:
+    """Each boundary face's normal across the long axis (its component outwards from the axis at
+    the face's centroid) and along it (towards the base): a face turns across the axis (the
+    endocardium's and epicardium's walls) where the first is the larger, along it (a cap, the step
+    between two slices' rings, an open end) otherwise; the wall's faces and the fibre rule's open
+    ends (:mod:`cardioscar.simulation.transmural`) read it alike."""
+    outward = axis.radial(centroids)
+    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-12)
+    return np.einsum("ij,ij->i", normals, outward), normals @ axis.base_direction
+
+
 def _facing_cavity(ids: np.ndarray, centroids: np.ndarray, normals: np.ndarray, axis: LongAxis, base: np.ndarray,
                    centre: np.ndarray) -> np.ndarray:
     """Which of the non-``base`` faces (node ids (F, 3), centroids, outward normals) face the cavity
     (see the module docstring): by the normal across the axis, else by the nearest such face over
     the surface, else towards ``centre``, the middle of the axis."""
-    outward = axis.radial(centroids)
-    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-12)
-    across = np.einsum("ij,ij->i", normals, outward)
-    clear = ~base & (np.abs(across) > np.abs(normals @ axis.base_direction))
+    across, along = axial_components(centroids, normals, axis)
+    clear = ~base & (np.abs(across) > np.abs(along))
     endo = clear & (across < 0)
     unclear = np.flatnonzero(~base & ~clear)
     endo[unclear] = np.einsum("ij,ij->i", normals[unclear], centre - centroids[unclear]) > 0

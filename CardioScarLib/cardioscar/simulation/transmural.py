@@ -206,13 +206,12 @@ def open_end_nodes(lps: vtk.vtkDataSet, axis: LongAxis, endo_ids: np.ndarray, ep
     """The nodes of an open end (see the module docstring): on a boundary face that turns more
     along the axis than across it, in a part of such faces (sharing nodes) that holds a node on both
     faces, and on no face across the axis."""
-    from ..aha.wall import boundary_faces, lv_cells_only
+    from ..aha.wall import axial_components, boundary_faces, lv_cells_only
 
     n = lps.GetNumberOfPoints()
     ids, centroids, normals, _ = boundary_faces(lv_cells_only(lps, np.ones(n, dtype=bool)))
-    outward = axis.radial(centroids)
-    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-12)
-    along = np.abs(normals @ axis.base_direction) >= np.abs(np.einsum("ij,ij->i", normals, outward))
+    across, along_axis = axial_components(centroids, normals, axis)
+    along = np.abs(along_axis) >= np.abs(across)
     if not along.any():
         return np.zeros(0, dtype=np.int64)
     chosen = ids[along]
