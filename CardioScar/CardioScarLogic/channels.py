@@ -37,7 +37,8 @@ from .wording import speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
 CHANNEL_NAMES = {"--mesh": "model_node", "--layers": "options.layers", "--layer-width": "options.layer_width",
-                 "--max-width": "options.max_width_mm", "--min-length": "options.min_length_mm", "--tags-field": "tags_field", "--tags": "tag_values",
+                 "--max-width": "options.max_width_mm", "--min-length": "options.min_length_mm",
+                 "--tags-field": "tags_field", "--tags": "tag_values",
                  "--scar-field": "scar_field", "--border-zone": "border_zone", "--core": "core"}
 #: The model's reference to its channel table (one row per channel, ``channels.csv``'s columns).
 CHANNEL_TABLE_REFERENCE = "CardioScarChannelTable"
