@@ -150,8 +150,9 @@ def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), 
                         output_dir: Optional[str | Path] = None) -> ChannelResult:
     """The model's channels per layer (``options``), from its ``tissue_tag`` (as *Tag* writes it) or
     ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel``, ``wall_depth``,
-    ``core_marginal`` (with a probability), the channel table and the colouring on the model (and, with ``output_dir``, ``channels.csv`` and
-    ``channels.json`` there first, the folder checked before the search) and returns the library's
+    ``core_marginal`` (with a probability), the channel table and the colouring on the model (and,
+    with ``output_dir``, ``channels.csv`` and ``channels.json`` there first, the folder checked
+    before the search) and returns the library's
     result (channels in world LPS mm, per-layer counts; ``result.hidden``: how much of the core may
     hide a corridor too narrow for the reconstruction, logged as a warning)."""
     if output_dir is not None:
