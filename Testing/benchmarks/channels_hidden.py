@@ -156,7 +156,8 @@ def pooled(folder: Path, nodes: int) -> list[dict]:
         cases.append(case)
         rows = figures({name: case[name] for name in SIGNALS}, case["lost"], case["core"])
         print(json.dumps({"case": path.stem, "lost_nodes": int(case["lost"].sum()),
-                          **{f"{name}_auc": rows[name]["auc"] for name in ("margin", "valley")},
+                          **{f"{name}_{key}": rows[name][key] for name in ("margin", "valley")
+                             for key in ("auc", "recall@25%")},
                           **rows[MARGINAL_CORE_FIELD]}), flush=True)
     lost = np.concatenate([c["lost"] for c in cases])
     core = np.concatenate([c["core"] for c in cases])

@@ -10,7 +10,7 @@ table is therefore not evidence of no channel, and the search says so on every f
 Which nodes to point at (``Testing/benchmarks/channels_hidden.py``, 24 reconstructions, same
 document, *Where the reconstruction hides a corridor*): among the nodes tagged core, the lost
 corridor's nodes were not farther from the slices or from the constrained nodes than the true
-core's (ROC AUC 0.47-0.59 across the slices, 0.31-0.75 along them), and their MC-dropout spread
+core's (ROC AUC 0.46-0.59 across the slices, 0.31-0.75 along them), and their MC-dropout spread
 and ``scar_error_risk`` at the core threshold ranked them below the plain margin above the
 threshold. A filled 6-8 mm corridor's probability mostly stays just above the core threshold, so
 :data:`MARGINAL_CORE_FIELD` marks the core nodes whose probability lies within
