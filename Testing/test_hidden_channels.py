@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
 
 #: The probability painted: healthy, the filled corridor (core, just above 0.8), the solid core.
 HEALTHY_P, FILLED_P, CORE_P = 0.1, 0.85, 0.97
+#: Five layers whose bands of 0.2 cover the whole wall: every core node is searched.
+WHOLE_WALL = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +47,15 @@ def test_the_flag_marks_the_filled_corridor_and_not_the_solid_core(wall, tmp_pat
     probability, corridor = filled(wall)
     _write(wall, tmp_path / "scar.vtu", {"scar_probability": probability}, tag_note=False)
     out = tmp_path / "channels"
-    result = channels.run_channels(tmp_path / "scar.vtu", out, channels.ChannelOptions(layers=(0.1, 0.3)))
+    result = channels.run_channels(tmp_path / "scar.vtu", out, channels.ChannelOptions(layers=WHOLE_WALL))
     assert result.channels == []  # the filled corridor is core: no channel, yet it may hide one
     hidden = result.hidden
     flag = hidden.flag
     assert np.array_equal(flag, corridor) and hidden.core_nodes == int(wall.patch.sum())
     assert hidden.flagged_nodes == int(corridor.sum())
-    layer = hidden.per_layer[0]
+    layer, outer = hidden.per_layer[0], hidden.per_layer[-1]
     assert layer["layer"] == 0.1 and 0 < layer["flagged_core_nodes"] < layer["core_nodes"]
+    assert outer["layer"] == 0.9 and outer["flagged_core_nodes"] == 0 < outer["core_nodes"]  # the corridor is inner
     record = json.loads((out / "channels.json").read_text())["hidden_corridors"]
     assert record["node_field"] == MARGINAL_CORE_FIELD and record["flagged_core_nodes"] == int(corridor.sum())
     assert record["narrow_corridor_mm"] == NARROW_CORRIDOR_MM and record["core_margin"] == CORE_MARGIN
@@ -70,18 +73,21 @@ def test_tags_alone_give_the_caveat_without_a_field_and_drop_an_earlier_one(wall
     tags = np.where(wall.patch, 3, 1)
     _write(wall, tmp_path / "tagged.vtu", {TAG_ARRAY: tags, MARGINAL_CORE_FIELD: np.ones(len(tags), np.uint8)})
     out = tmp_path / "channels"
-    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out), "--layers", "0.5"]) == 0
-    record = json.loads((out / "channels.json").read_text())["hidden_corridors"]
+    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out), "--layers", "0.1"]) == 0
+    whole = json.loads((out / "channels.json").read_text())
+    record = whole["hidden_corridors"]
     assert record["node_field"] is None and record["flagged_core_nodes"] is None
-    assert record["core_nodes"] == int(wall.patch.sum()) and "no core_marginal" in record["basis"]
+    assert record["core_nodes"] == whole["per_layer"][0]["core_nodes"] > 0 and "no core_marginal" in record["basis"]
     assert "not evidence of none" in record["note"] and "not evidence of none" in capsys.readouterr().err
     assert MARGINAL_CORE_FIELD not in read_mesh(out / "channels_mesh.vtu").point_field_names()
     assert MARGINAL_CORE_FIELD in read_mesh(tmp_path / "tagged.vtu").point_field_names()  # the input untouched
 
 
-def test_no_core_has_no_caveat(wall):
+def test_no_core_has_no_caveat_and_only_the_searched_layers_count(wall):
     result = wall.search(np.where(wall.patch, 2, 1), layers=(0.5,))
     assert result.hidden.core_nodes == 0 and result.hidden.summary() == ""
+    inner = wall.search(np.where(wall.patch, 3, 1), layers=(0.1,))  # core through the wall, one inner layer searched
+    assert 0 < inner.hidden.core_nodes == inner.layers[0]["core_nodes"] < int(wall.patch.sum())
 
 
 def test_the_slicer_logic_writes_the_flag_and_removes_a_stale_one(wall, tmp_path):
@@ -94,7 +100,7 @@ def test_the_slicer_logic_writes_the_flag_and_removes_a_stale_one(wall, tmp_path
     _write(wall, tmp_path / "scar.vtu", {"scar_probability": probability}, tag_note=False)
     scene = slicer.vtkMRMLScene()
     model = csl.load_model(scene, tmp_path / "scar.vtu")
-    found = find_model_channels(model, channels.ChannelOptions(layers=(0.1,)), scar_field="scar_probability",
+    found = find_model_channels(model, channels.ChannelOptions(layers=WHOLE_WALL), scar_field="scar_probability",
                                 output_dir=tmp_path / "out")
     assert found.hidden.flagged_nodes == int(corridor.sum())
     written = model.GetMesh().GetPointData().GetArray(MARGINAL_CORE_FIELD)

@@ -26,7 +26,7 @@ carry no margin, and then only the statement is given.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -82,8 +82,9 @@ class HiddenCore:
 def hidden_core(core: np.ndarray, core_margin: np.ndarray | None, bands: dict[float, np.ndarray]) -> HiddenCore:
     """The core nodes that may hide a narrow corridor. ``core``: the core mask; ``core_margin``: the
     probability minus the core threshold per node (None: the tags carry no probability);
-    ``bands``: each searched layer's nodes (its per-layer counts)."""
-    core = np.asarray(core, bool)
+    ``bands``: each searched layer's nodes. Only the searched layers' core counts and is flagged, as
+    only it was searched (the channel summary's "no core" is of these layers too)."""
+    core = np.asarray(core, bool) & np.logical_or.reduce(list(bands.values()), initial=False)
     if core_margin is None:
         flag = None
         basis = f"no {MARGINAL_CORE_FIELD}: the tags carry no probability to measure the core's margin from"
@@ -108,8 +109,6 @@ def mesh_and_fields(mesh, fields: dict[str, np.ndarray | None]) -> tuple[object,
     data = mesh.dataset.GetPointData()
     stale = [name for name, values in fields.items() if values is None and data.HasArray(name)]
     if stale:
-        from dataclasses import replace
-
         copy = mesh.dataset.NewInstance()
         copy.ShallowCopy(mesh.dataset)
         for name in stale:
