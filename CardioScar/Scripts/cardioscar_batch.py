@@ -432,8 +432,10 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
 
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
-    save_model(model_node, args.output)  # again, now with bz_channel and wall_depth
+    save_model(model_node, args.output)  # again, now with bz_channel and wall_depth (and core_marginal)
     lines = [f"Channels: {found.summary()}"]
+    if found.hidden is not None and found.hidden.summary():
+        lines.append(f"Channels, note: {found.hidden.summary()}")
     for channel in found.channels:
         row = channel.row()
         lines.append(f"channel {row['channel']}: layer {row['layer']:g}, {row['nodes']} nodes, {row['length_mm']:.1f} mm, "

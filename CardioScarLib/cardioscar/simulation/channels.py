@@ -40,6 +40,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
 from ..io.meshio import cell_layout
+from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, mesh_and_fields
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class Tissue:
     border_zone: np.ndarray
     core: np.ndarray
     source: str
+    #: The probability minus the core threshold per node, when the tags were cut from a probability
+    #: here (None from a tags field): where a filled corridor may lie (:mod:`.hidden_channels`).
+    core_margin: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class ChannelResult:
     node_channel: np.ndarray
     depth: np.ndarray
     layers: list[dict] = field(default_factory=list)
+    #: How much of the core may hide a corridor too narrow for the reconstruction (:mod:`.hidden_channels`).
+    hidden: HiddenCore | None = None
 
     @property
     def dropped_short(self) -> int:
@@ -281,11 +287,11 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
     one shorter than ``options.min_length_mm`` is left out and counted in its layer's ``dropped_short``."""
     options.check()
     graph = edge_graph(dataset, points)
-    channels, layers = [], []
+    channels, layers, bands = [], [], {}
     node_channel = np.zeros(len(points), np.int32)
     nearest = np.full(len(points), np.inf)
     for layer in sorted({float(v) for v in options.layers}):
-        band = _layer_band(depth, layer, options.layer_width)
+        band = bands[layer] = _layer_band(depth, layer, options.layer_width)
         layer_graph = _within(graph, band)
         found, counts = layer_channels(layer_graph, points, tissue, band, layer, options.max_width_mm)
         layers.append(counts)
@@ -301,7 +307,8 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
             node_channel[nodes[closer]] = channel.id
             nearest[nodes[closer]] = np.abs(depth[nodes[closer]] - layer)
         counts["channels"] -= counts["dropped_short"]
-    return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers)
+    return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers,
+                         hidden=hidden_core(tissue.core, tissue.core_margin, bands))
 
 
 def _channel_length(layer_graph: csr_matrix, n_points: int, nodes: np.ndarray, entrances: list[np.ndarray]) -> float:
@@ -387,7 +394,8 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
                               "the field with --tags-field / --scar-field")
     tags, cut = tag_nodes(mesh.dataset, mesh.point_array(scar_field), border_zone, core)
     return Tissue(healthy=tags == DEFAULT_TAGS[0], border_zone=tags == DEFAULT_TAGS[1], core=tags == DEFAULT_TAGS[2],
-                  source=f"{name} field '{scar_field}' (border zone >= {cut[0]:g}, core >= {cut[1]:g})")
+                  source=f"{name} field '{scar_field}' (border zone >= {cut[0]:g}, core >= {cut[1]:g})",
+                  core_margin=np.asarray(mesh.point_array(scar_field), np.float64) - cut[1])
 
 
 #: The table's columns (``channels.csv``): the centroid in LPS mm, as every point the library reports.
@@ -419,12 +427,14 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
             "min_length_mm": options.min_length_mm, "n_dropped_short": result.dropped_short,
             "depth": "d_endo / (d_endo + d_epi) at each node (0 endocardium, 1 epicardium)",
             "node_field": f"{CHANNEL_FIELD}: the channel's id (of the layer nearest the node's depth), 0 elsewhere",
-            "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels]}
+            "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels],
+            **({"hidden_corridors": result.hidden.record()} if result.hidden is not None else {})}
 
 
 def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: ChannelOptions,
                         output_dir: str | Path) -> dict[str, Path]:
-    """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel`` and ``wall_depth``), then
+    """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel``, ``wall_depth`` and, when
+    the tags were cut from a probability, ``core_marginal``), then
     ``channels.csv`` and ``channels.json`` as one set, into ``output_dir``; each file atomically."""
     from ..io.checks import check_output_dir
     from ..io.meshio import write_mesh
@@ -435,7 +445,9 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
     paths = {"csv": out / "channels.csv", "json": out / "channels.json", "mesh": out / f"channels_mesh{suffix}"}
     if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
         raise CardioScarError(f"the channels' mesh would overwrite the input {mesh.path}; choose another --output-dir")
-    write_mesh(mesh, paths["mesh"], {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth})
+    target, fields = mesh_and_fields(mesh, {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth,
+                                            **marginal_core_fields(result.hidden)})
+    write_mesh(target, paths["mesh"], fields)
     return {**write_channel_tables(result, tissue, options, out), "mesh": paths["mesh"]}
 
 
@@ -469,6 +481,7 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
     result = find_channels(lps, points, depth, tissue, options, spreads)
     (logger.info if result.channels else logger.warning)("%s: %s", tissue.source, result.summary())
+    log_hidden(result.hidden, tissue.source)
     return result, tissue
 
 
