@@ -157,3 +157,20 @@ def test_attrivae_refuses_an_lv_outlined_on_one_slice(one_slice_case, attrivae_m
     errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "on 1 slice(s)" in errors[0], errors
     assert not json.dumps(errors).count("mi_probability")
+
+
+def test_the_batch_script_refuses_an_unmerged_mesh_before_its_fit(wall, small_phantom, tmp_path, capsys):
+    """The batch script's ``--channels-dir`` checks the mesh before the training (as a cohort row's
+    ``channels`` does): it trained, tagged and wrote ``--output`` and the search found no channel,
+    exit 0. (A mesh in metres was refused already, by the preparation's scale check.)"""
+    from test_batch_script import _load_script
+
+    path = tmp_path / "mesh.vtu"
+    write_mesh(_unmerged(Mesh(dataset=wall.grid, space="LPS")), path)
+    _, paths = small_phantom
+    status = _load_script().run(["--volume", str(paths["image"]), "--mesh", str(path), "--output",
+                                 str(tmp_path / "scar.vtu"), "--channels-dir", str(tmp_path / "channels"),
+                                 "--preset", "fast", "--max-epochs", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "cells share no node" in err[0], err
+    assert not (tmp_path / "scar.vtu").exists() and not (tmp_path / "channels").exists()
