@@ -170,7 +170,7 @@ def refuse_axis_beside_the_lv(axis: LongAxis, points: np.ndarray, weights: np.nd
     hint = ("; with their X and Y negated the line runs through the LV: they were read in the other frame (3D Slicer "
             "shows RAS; the mesh file's SPACE marker says which frame it uses, LPS without one): negate X and Y"
             if mirrored_offset <= MAX_AXIS_OFFSET_SHARE * radius else "")
-    raise CardioScarError(f"the long axis through --apex and --base passes {offset:.0f} mm from the LV's centre (its "
+    raise CardioScarError(f"the long axis from --apex to the base point passes {offset:.0f} mm from the LV's centre (its "
                           f"wall lies about {radius:.0f} mm from its own axis): give the apex and the centre of the "
                           f"base in the mesh file's own coordinates{hint}")
 
@@ -383,8 +383,8 @@ def refuse_unjoined_cells(mesh: Mesh, where: str, verb: str = "aha") -> None:
     """Refuse a mesh whose cells share no nodes (written without merging its points): every cell
     face is then a boundary, so the wall's inner and outer faces and its transmural columns are
     found on each cell, and volumes are spread over copies of each node (the segmented phantom's
-    prediction unmerged: transmurality 15 % -> 0.9 % in segment 9, exit 0); the channel search
-    (``verb`` channels) finds no path from one cell to the next, so no channel, exit 0."""
+    prediction unmerged: transmurality 15 % -> 0.9 % in segment 9, exit 0). ``verb``: what the user
+    runs again (the channel search refuses such a mesh too: no path joins one cell to the next)."""
     extra, places, used = coincident_nodes(mesh)
     if extra > MAX_COINCIDENT_SHARE * used:
         raise CardioScarError(f"{where}: {extra} of its {used} nodes lie on another node ({places} places), so its "

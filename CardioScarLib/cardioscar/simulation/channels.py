@@ -39,7 +39,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
-from ..io.meshio import cell_layout
+from ..io.meshio import Mesh, cell_layout
 
 logger = logging.getLogger(__name__)
 
@@ -455,7 +455,7 @@ def write_channel_tables(result: ChannelResult, tissue: Tissue, options: Channel
     return paths
 
 
-def check_searchable_mesh(mesh) -> None:
+def check_searchable_mesh(mesh: Mesh) -> None:
     """Refuse a mesh the search would read wrong without a word: one not in millimetres (its widths
     and lengths are mm: the test wall in metres found no channel, exit 0; in micrometres it was
     refused as "a ball-like shape"), or one whose cells share no node (written without merging its
@@ -493,7 +493,7 @@ def run_channels(mesh, output_dir: str | Path | None = None, options: ChannelOpt
     """Files in (a mesh or its path), files out (with ``output_dir``: :func:`write_channel_files`),
     the output folder checked before any work; see :func:`channels_of_mesh`."""
     from ..io.checks import check_output_dir
-    from ..io.meshio import Mesh, read_mesh
+    from ..io.meshio import read_mesh
 
     options.check()
     if output_dir is not None:
