@@ -1,6 +1,10 @@
 """The fibre rule's Laplace transmural coordinate (cardioscar.simulation.transmural) on a smooth
 thick-walled ring open at its apical end (radii 10 and 20 mm, 36 mm tall; hexahedra, and the same
-hexahedra split into tetrahedra), where phi is known: ln(r / 10) / ln 2, its gradient radial."""
+hexahedra split into tetrahedra), where phi is known: ln(r / 10) / ln 2, its gradient radial.
+
+A straight ring has no apex of its own: which end the shape's long axis calls apical is a tie that
+the CPU's rounding breaks (z = 0 on the Intel Xeon these tests were written on, z = 36 on an AMD
+EPYC), so the tests read the apical end from the axis the rule found (``apex_z``)."""
 
 import numpy as np
 import pytest
@@ -47,13 +51,14 @@ def _ring(tetrahedra: bool, layers: int = 5, around: int = 48, rows: int = 12) -
 def ring(request):
     mesh = _ring(request.param)
     _, (points, lps, axis, faces) = rule_wall(mesh)
-    return mesh, points, lps, axis, faces
+    apex_z = 0.0 if axis.base_direction[2] > 0 else 36.0
+    return mesh, points, lps, axis, faces, apex_z
 
 
 def test_the_stiffness_matrix_holds_constants_and_linear_fields_in_its_null_space_inside(ring):
     """Consistency of the finite elements: a constant has no flux anywhere, and a linear field none
     at an interior node (both would fail with a wrong element matrix or node order)."""
-    _, points, lps, _, faces = ring
+    _, points, lps, _, faces, _ = ring
     offsets, connectivity = cell_layout(lps)
     stiffness = stiffness_matrix(points, cell_types(lps), offsets, connectivity)
     assert abs(stiffness @ np.ones(len(points))).max() < 1e-9
@@ -65,28 +70,28 @@ def test_the_stiffness_matrix_holds_constants_and_linear_fields_in_its_null_spac
 
 
 def test_phi_is_0_and_1_on_the_faces_and_rises_through_the_wall_as_ln_r(ring):
-    _, points, lps, axis, faces = ring
+    _, points, lps, axis, faces, apex_z = ring
     coordinate = laplace_transmural(points, lps, faces.endo_ids, faces.epi_ids, axis)
     free = open_end_nodes(lps, axis, faces.endo_ids, faces.epi_ids)
-    assert len(free) and set(np.round(points[free, 2], 6)) == {0.0}  # the open end's annulus only
+    assert len(free) and set(np.round(points[free, 2], 6)) == {apex_z}  # the open end's annulus only
     assert (coordinate.phi[np.setdiff1d(faces.endo_ids, free)] == 0.0).all()
     assert (coordinate.phi[np.setdiff1d(faces.epi_ids, free)] == 1.0).all()
     radius = np.hypot(points[:, 0], points[:, 1])
     assert abs(coordinate.phi - np.log(radius / 10.0) / np.log(2.0)).max() < 0.02
-    line = np.flatnonzero((np.abs(points[:, 1]) < 1e-9) & (points[:, 0] > 0) & (points[:, 2] == 0.0))
+    line = np.flatnonzero((np.abs(points[:, 1]) < 1e-9) & (points[:, 0] > 0) & (points[:, 2] == apex_z))
     assert len(line) == 6 and (np.diff(coordinate.phi[line[np.argsort(radius[line])]]) > 0.1).all()
     assert abs(coordinate.depth - np.log(np.hypot(*cell_centres(lps)[:, :2].T) / 10.0) / np.log(2.0)).max() < 0.05
 
 
 def test_the_transmural_direction_is_radial_everywhere_even_at_the_open_end_where_nearest_nodes_fell_back(ring):
-    _, points, lps, axis, faces = ring
+    _, points, lps, axis, faces, apex_z = ring
     centres = cell_centres(lps)
     radial = np.c_[centres[:, :2] / np.hypot(*centres[:, :2].T)[:, None], np.zeros(len(centres))]
     laplace = rule_frame(points, lps, faces.endo_ids, faces.epi_ids, axis, "laplace")
     nearest = rule_frame(points, lps, faces.endo_ids, faces.epi_ids, axis, "nearest")
     off = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", laplace.e_t, radial), -1.0, 1.0)))
     assert off.max() < 3.0 and not laplace.no_transmural.any() and not laplace.along_axis.any()
-    at_the_end = centres[:, 2] < 6.0
+    at_the_end = np.abs(centres[:, 2] - apex_z) < 6.0
     assert nearest.no_transmural[at_the_end].sum() > 40 and not nearest.no_transmural[~at_the_end].any()
 
 
