@@ -350,21 +350,33 @@ class _ScriptWords(logging.Filter):
 def _doing(verb: str, parser: argparse.ArgumentParser) -> Iterator[None]:
     """Inside, the work of ``cardioscar VERB``, whose options the library's words name: an error
     raised (or memory running out) is marked so, for :func:`_in_script_words`, and each warning
-    logged is reworded as it is written."""
+    logged is reworded as it is written.
+
+    Steps nest (a step's helper may mark its own work): inside, the innermost step's verb and words
+    hold, as the Logic's ``verb_of_the_work`` keeps an inner mark. The outer step overwrote the
+    inner's mark, and both steps' filters reworded a warning, the outer's first: an error of the AHA
+    step inside an export step was worded in export's options (``--threshold``, not
+    ``--aha-threshold``), a warning's ``--output`` became ``--export-opencarp``."""
     from cardioscar.errors import CardioScarError
 
     words = _ScriptWords(_script_names(verb, parser))
     handlers = list(logging.getLogger().handlers)
+    outer = {handler: [f for f in handler.filters if isinstance(f, _ScriptWords)] for handler in handlers}
     for handler in handlers:
+        for step in outer[handler]:
+            handler.removeFilter(step)
         handler.addFilter(words)
     try:
         yield
     except (CardioScarError, MemoryError) as error:
-        error.batch_verb = verb
+        if not hasattr(error, "batch_verb"):
+            error.batch_verb = verb
         raise
     finally:
         for handler in handlers:
             handler.removeFilter(words)
+            for step in outer[handler]:
+                handler.addFilter(step)
 
 
 def _script_names(verb: str, parser: argparse.ArgumentParser) -> dict[str, str]:
