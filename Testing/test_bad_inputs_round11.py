@@ -264,9 +264,7 @@ def test_a_surface_mesh_of_this_heart_covers_the_mid_wall_scar_between_its_surfa
     layer = SliceLayer(values=values, origin=np.zeros(3), axis_i=np.array([1.0, 0, 0]),
                        axis_j=np.array([0, 1.0, 0]), spacing=(1.0, 1.0), half_thickness=2.0)
     surfaces = (np.abs(radius - 20) < 0.7) | (np.abs(radius - 30) < 0.7)
-    j, i = np.nonzero(surfaces)
-    pixels = np.column_stack([i, j])
-    near, total = scar_near_the_mesh([layer], np.zeros(len(pixels), int), pixels, reach_mm=1.5)
+    near, total = scar_near_the_mesh([layer], [np.flatnonzero(surfaces)], reach_mm=1.5)
     in_wall = int(scar.sum())
     assert total == int((values >= 0.5).sum())
     assert near == in_wall  # every mid-wall scar pixel (up to 5 mm from a surface), none of the cavity's

@@ -742,3 +742,38 @@ def test_a_biventricular_mesh_with_the_fibre_rule_is_refused_before_the_run(case
     assert status == 2 and len(err) == 1 and "biv.vtk looks biventricular" in err[0], err
     assert err[0].endswith("give an LV-only mesh, or leave --fibre-rule out (no fibres)"), err
     assert not (tmp_path / "o.vtk").exists() and not list(tmp_path.glob("heart.*"))
+
+
+def test_a_step_inside_a_step_speaks_the_inner_step_s_words():
+    """_doing's steps nested: the outer step overwrote the inner's mark on an error and reworded its
+    warnings first, so an AHA step's error inside an export step named export's options
+    (--threshold, where the script's is --aha-threshold), a warning's --output became
+    --export-opencarp (the AHA step's --output is the script's own)."""
+    import logging
+
+    from cardioscar.errors import CardioScarError
+
+    script = _load_script()
+    parser = script.build_parser()
+    heard: list[str] = []
+
+    class Heard(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    handler = Heard(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    try:
+        with pytest.raises(CardioScarError) as raised:
+            with script._doing("export", parser):
+                logging.getLogger("cardioscar").warning("the export writes --output")
+                with script._doing("aha", parser):
+                    logging.getLogger("cardioscar").warning("the AHA arrays go on --output")
+                    raise CardioScarError("--threshold 2: use a value between 0 and 1")
+        logging.getLogger("cardioscar").warning("after the steps: --output")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert raised.value.batch_verb == "aha"
+    assert script._in_script_words(raised.value, parser) == "--aha-threshold 2: use a value between 0 and 1"
+    assert heard == ["the export writes --export-opencarp", "the AHA arrays go on --output", "after the steps: --output"]
+    assert not any(isinstance(f, script._ScriptWords) for f in handler.filters)

@@ -153,3 +153,88 @@ def test_the_mesh_on_the_myocardium_warning_names_the_blood_pool_first(segmented
     (said,) = [w for w in warnings_of_cardioscar if "of the mesh's cut through the chosen slices" in w]
     assert "likelier, the myocardium given is not the wall: it encloses no cavity" in said
     assert "; else: are the mesh and the mask or labels of the image's patient" in said
+
+
+def _batch_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "CardioScar" / "Scripts" / "cardioscar_batch.py"
+    spec = importlib.util.spec_from_file_location("cardioscar_batch_2d_masks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_slicer_logic_places_a_2d_mask_file_as_prepare_does(segmented, label_map, tmp_path):
+    """Slicer reads a 2D file as one slice at z = 0, off every chosen slice: the batch script (which
+    loads masks through Slicer) refused the mask. ``load_mask`` given the chosen slices places it as
+    ``prepare`` does: the same training rows as the 3D label map."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
+    import CardioScarLogic as csl
+    from cardioscar.prepare.slices import slices_from_paths
+
+    plane = _write(label_map[:, :, SLICE], tmp_path / "plane.nii.gz")
+    context = csl.create_scene()
+    lge = csl.load_volume(context.scene, segmented["image"])
+    model = csl.load_model(context.scene, segmented["mesh"])
+    options = csl.ReconstructionOptions(slice_indices=str(SLICE), myocardium_labels="2,3")
+    chosen = lambda: slices_from_paths([segmented["image"]], "z", [SLICE], 5.0)  # noqa: E731
+    placed = csl.load_mask(context.scene, plane, chosen)
+    whole = csl.load_mask(context.scene, segmented["label_map"], chosen)  # 3D: read by Slicer, as before
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    by_plane = logic.prepare_training(lge, model, options, placed).prepared
+    by_map = logic.prepare_training(lge, model, options, whole).prepared
+    assert by_plane.n_groups > 50
+    np.testing.assert_array_equal(by_plane.node_ids, by_map.node_ids)
+    np.testing.assert_array_equal(by_plane.intensities, by_map.intensities)
+    with pytest.raises(CardioScarError, match=r"--remote-mask plane.nii.gz is a 2D image .*no chosen slice has its "
+                                              "size, spacing and origin"):
+        csl.load_mask(context.scene, plane, lambda: slices_from_paths([segmented["image"]], "z", [SLICE - 1], 5.0),
+                      "--remote-mask")
+
+
+def test_the_batch_script_trains_on_a_2d_mask_and_names_slices_elsewhere(segmented, label_map, tmp_path, capsys):
+    plane = _write(label_map[:, :, SLICE], tmp_path / "plane.nii.gz")
+    argv = ["--volume", str(segmented["image"]), "--mesh", str(segmented["mesh"]), "--myocardium-mask", plane,
+            "--myocardium-labels", "2,3", "--preset", "fast", "--max-epochs", "2", "--threads", "1",
+            "--no-progress"]
+    script = _batch_script()
+    capsys.readouterr()
+    assert script.run([*argv, "--slices", str(SLICE), "--output", str(tmp_path / "out.vtk")]) == 0
+    assert (tmp_path / "out.vtk").exists()
+    capsys.readouterr()
+    assert script.run([*argv, "--slices", f"{SLICE - 1},{SLICE}", "--output", str(tmp_path / "two.vtk")]) == 2
+    (said,) = capsys.readouterr().err.strip().splitlines()
+    assert said.startswith("cardioscar_batch: error: --myocardium-mask plane.nii.gz is a 2D image (52x52 pixels)")
+    assert f"choose the one it was drawn on with --slices ('phantom_lge.nii.gz k={SLICE}' fits it)" in said
+    assert not (tmp_path / "two.vtk").exists()
+
+
+def test_evaluate_scores_a_2d_truth_image_on_its_myocardium_mask_s_slice(segmented, label_map, tmp_path, capsys):
+    """``evaluate --truth-image`` of one slice drawn alone was refused ("2D ... must be a 3D volume");
+    with the stack's 3D label map as --myocardium-mask it is placed on that map's chosen slice whose
+    grid it has, and scores as the 3D truth on that slice; elsewhere refused naming --slice-indices."""
+    from cardioscar.logic import evaluate_on_slices
+
+    plane = _write(label_map[:, :, SLICE], tmp_path / "truth_plane.nii.gz")
+    score = dict(scar_labels=[3], myocardium_labels=[2, 3], myocardium_mask=segmented["label_map"],
+                 probability_field="scar_fraction_truth")
+    by_plane = evaluate_on_slices(segmented["mesh"], plane, slice_indices=[SLICE], **score)
+    by_map = evaluate_on_slices(segmented["mesh"], segmented["label_map"], slice_indices=[SLICE], **score)
+    assert by_plane["n_nodes"] > 50
+    assert by_plane["slices"][0]["slice"] == f"truth_plane.nii.gz on phantom_labels.nii.gz k={SLICE}"
+    for key in ("n_nodes", "dice", "not_scored"):
+        assert by_plane[key] == by_map[key], key
+    with pytest.raises(CardioScarError, match=r"--truth-image truth_plane.nii.gz is a 2D image .*2 slices are "
+                                              r"chosen; choose the one it was drawn on with --slice-indices "
+                                              rf"\('phantom_labels.nii.gz k={SLICE}'"):
+        evaluate_on_slices(segmented["mesh"], plane, slice_indices=[SLICE, SLICE + 1], **score)
+    (said,) = _refused(capsys, ["evaluate", "--prediction", segmented["mesh"], "--probability-field",
+                                "scar_fraction_truth", "--truth-image", plane, "--scar-labels", "3",
+                                "--myocardium-labels", "2,3", "--slice-indices", SLICE])
+    assert "--truth-image truth_plane.nii.gz is a 2D image, which has no place across the slices: give with it the 3D " \
+           "--myocardium-mask" in said

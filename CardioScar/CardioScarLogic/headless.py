@@ -214,11 +214,42 @@ def load_segmentation(scene, path: str | Path, name: Optional[str] = None):
                           "no segment.")
 
 
-def load_mask(scene, path: str | Path):
-    """A mask file as a node: a segmentation for ``.seg.nrrd``, else a label map volume."""
+def load_mask(scene, path: str | Path, chosen=None, option: str = "--myocardium-mask"):
+    """A mask file as a node: a segmentation for ``.seg.nrrd``, else a label map volume.
+
+    ``chosen``: a callable giving the chosen LGE slices (``SliceLayer`` s, as ``prepare`` reads
+    them), called only for a 2D image file, which is placed on the one chosen slice whose pixels it
+    has, as ``prepare`` places it (:func:`cardioscar.prepare.myocardium.read_mask_image`), else
+    refused naming ``--slice-indices``. Why: Slicer reads a 2D file as one slice at z = 0 (a 2D file
+    has no place across the slices), so its labels lay off every chosen slice and the batch script
+    refused the mask as another frame's, where ``prepare`` trains on it."""
     if Path(path).name.lower().endswith(".seg.nrrd"):
         return load_segmentation(scene, path)
+    from cardioscar.io.imageio import is_plane_file
+
+    if chosen is not None and is_plane_file(path):
+        from cardioscar.prepare.myocardium import read_mask_image
+
+        return _label_map_node(scene, read_mask_image(path, chosen(), option), Path(path).name.split(".")[0])
     return load_volume(scene, path, labelmap=True)
+
+
+def _label_map_node(scene, image, name: str):
+    """A new label map node holding a 3D SimpleITK image (LPS) in memory, placed as the image is."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from cardioscar.prepare.slices import ijk_to_lps_matrix
+
+    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
+    ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_lps_matrix(image)
+    matrix = vtk.vtkMatrix4x4()
+    for row in range(4):
+        for column in range(4):
+            matrix.SetElement(row, column, float(ijk_to_ras[row, column]))
+    node.SetIJKToRASMatrix(matrix)
+    return node
 
 
 def load_model(scene, path: str | Path, name: Optional[str] = None):

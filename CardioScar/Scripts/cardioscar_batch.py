@@ -350,21 +350,33 @@ class _ScriptWords(logging.Filter):
 def _doing(verb: str, parser: argparse.ArgumentParser) -> Iterator[None]:
     """Inside, the work of ``cardioscar VERB``, whose options the library's words name: an error
     raised (or memory running out) is marked so, for :func:`_in_script_words`, and each warning
-    logged is reworded as it is written."""
+    logged is reworded as it is written.
+
+    Steps nest (a step's helper may mark its own work): inside, the innermost step's verb and words
+    hold, as the Logic's ``verb_of_the_work`` keeps an inner mark. The outer step overwrote the
+    inner's mark, and both steps' filters reworded a warning, the outer's first: an error of the AHA
+    step inside an export step was worded in export's options (``--threshold``, not
+    ``--aha-threshold``), a warning's ``--output`` became ``--export-opencarp``."""
     from cardioscar.errors import CardioScarError
 
     words = _ScriptWords(_script_names(verb, parser))
     handlers = list(logging.getLogger().handlers)
+    outer = {handler: [f for f in handler.filters if isinstance(f, _ScriptWords)] for handler in handlers}
     for handler in handlers:
+        for step in outer[handler]:
+            handler.removeFilter(step)
         handler.addFilter(words)
     try:
         yield
     except (CardioScarError, MemoryError) as error:
-        error.batch_verb = verb
+        if not hasattr(error, "batch_verb"):
+            error.batch_verb = verb
         raise
     finally:
         for handler in handlers:
             handler.removeFilter(words)
+            for step in outer[handler]:
+                handler.addFilter(step)
 
 
 def _script_names(verb: str, parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -464,6 +476,22 @@ def _options(args: argparse.Namespace):
         extra_training={name: getattr(args, name) for name, _ in _EXTRA_TRAINING if getattr(args, name) is not None})
 
 
+#: The Logic's mask parameter -> the option that gives its file (named when a 2D mask is refused).
+_MASK_OPTIONS = {"myocardium_mask": "--myocardium-mask", "blood_pool_node": "--blood-pool-mask",
+                 "remote_node": "--remote-mask"}
+
+
+def _chosen_slices(args: argparse.Namespace, options):
+    """The chosen slices of --volume as ``prepare`` reads them, read once and only when asked for:
+    where a 2D mask file is placed (:func:`CardioScarLogic.load_mask`)."""
+    from functools import cache
+
+    from cardioscar.prepare.slices import slices_from_paths
+
+    return cache(lambda: slices_from_paths(args.volume, options.slice_axis, options.parsed_slice_indices(),
+                                           options.half_thickness))
+
+
 def _progress_logger():
     logger = logging.getLogger("cardioscar_batch")
     last = [0.0]
@@ -557,9 +585,10 @@ def run(argv: list[str]) -> int:
                 result = logic.apply_model(args.model, model_node, options)
         else:
             volume_nodes = [load_volume(context.scene, path) for path in args.volume]
-            masks = {name: None if path is None else load_mask(context.scene, path) for name, path in
-                     (("myocardium_mask", args.myocardium_mask), ("blood_pool_node", args.blood_pool_mask),
-                      ("remote_node", args.remote_mask))}
+            chosen = _chosen_slices(args, options)
+            masks = {name: None if path is None else load_mask(context.scene, path, chosen, _MASK_OPTIONS[name])
+                     for name, path in (("myocardium_mask", args.myocardium_mask),
+                                        ("blood_pool_node", args.blood_pool_mask), ("remote_node", args.remote_mask))}
             progress = None if args.no_progress else _progress_logger()
             result = logic.train_and_apply(volume_nodes, model_node, options, progress_callback=progress, **masks)
         tags, written = None, []  # what the steps after the reconstruction wrote, said at the end

@@ -351,12 +351,14 @@ class InferenceResult:
 # --------------------------------------------------------------------------- preparation
 
 
-def _load_slices(request: PreprocessingRequest) -> tuple[List[SliceLayer], MyocardiumReport, str]:
-    """The target slices, the myocardium report and, when a scar rule made the targets, its JSON record."""
+def _load_slices(request: PreprocessingRequest,
+                 slices: Optional[List[SliceLayer]] = None) -> tuple[List[SliceLayer], MyocardiumReport, str]:
+    """The target slices, the myocardium report and, when a scar rule made the targets, its JSON record.
+    ``slices``: the image's chosen slices, already read (a 2D truth image placed: :func:`_truth_plane`)."""
     padding = request.slice_thickness_padding
-    if request.image_path is not None:
+    if slices is None and request.image_path is not None:
         slices = slices_from_paths(request.image_paths, request.slice_axis, request.slice_indices, padding)
-    else:
+    elif slices is None:
         slices = [slice_from_vtk_grid(p, request.vtk_scalar_field, padding) for p in request.vtk_grid_paths]
     masks, source, read = None, "", {}
     if request.myocardium_mask is not None:
@@ -1064,7 +1066,7 @@ def evaluate_on_slices(
     prediction = read_mesh(prediction_path)
     probability, uncertainty, error_risk = metrics.prediction_fields(prediction, probability_field, uncertainty_field)
     with reading_for_scoring():  # the checks' messages speak of the score, not of training
-        targets = _load_slices(request)[0]
+        targets = _load_slices(request, _truth_plane(request))[0]
     scores, sampled = score_on_slices(
         prediction.points_lps(), targets, probability, uncertainty=uncertainty,
         error_risk=metrics.risk_of_this_call(prediction, probability_field, probability, threshold, error_risk),
@@ -1076,6 +1078,27 @@ def evaluate_on_slices(
         logger.info("Wrote %s with the slices' truth on %d of %d nodes", write_truth, scores["n_nodes"],
                     prediction.n_points)
     return scores
+
+
+def _truth_plane(request: PreprocessingRequest) -> Optional[List[SliceLayer]]:
+    """A 2D ``--truth-image`` (one slice drawn alone) as the one chosen slice of the 3D
+    ``--myocardium-mask`` whose pixels it has, as ``prepare`` places a 2D mask on the LGE's chosen
+    slice; ``None`` for a 3D truth image. Why: ``evaluate`` reads no LGE, and the myocardium mask
+    (the label map of the stack) is the grid the truth was drawn on; a 2D file alone has no place
+    across the slices, so without such a mask it is refused, saying what to give."""
+    from cardioscar.io.imageio import is_plane_file
+    from cardioscar.prepare.myocardium import plane_as_slice
+
+    if not is_plane_file(request.image_path):
+        return None
+    if request.myocardium_mask is None or is_plane_file(request.myocardium_mask):
+        raise CardioScarError(f"--truth-image {Path(request.image_path).name} is a 2D image, which has no place across "
+                              "the slices: give with it the 3D --myocardium-mask of the stack it was drawn on (the "
+                              "label map or mask on the LGE's grid) and --slice-indices of that slice, or give the "
+                              "truth as a 3D image on the LGE's grid")
+    grid = slices_from_paths([request.myocardium_mask], request.slice_axis, request.slice_indices,
+                             request.slice_thickness_padding)
+    return [plane_as_slice(request.image_path, grid, "--truth-image")]
 
 
 def _warn_truth_replaced(prediction: Mesh, name: str, output: Path) -> None:

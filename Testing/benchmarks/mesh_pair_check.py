@@ -93,10 +93,10 @@ def measures(points: np.ndarray, targets: list[SliceLayer],
     mesh's cut on the heart the map draws); the two of the myocardium NaN without ``restricted``."""
     every = mapping.map_slices_to_nodes(points, targets, scar_targets=False)  # every pixel: the cut
     spacing = node_spacing(points)
-    near, total = mapping.scar_near_the_mesh(targets, every.group_slice, every.group_pixel, spacing)
     cols = np.array([layer.shape[1] for layer in targets])[every.group_slice]
     keys = every.group_pixel[:, 1] * cols + every.group_pixel[:, 0]
     cuts = [keys[every.group_slice == index] for index in range(len(targets))]
+    near, total = mapping.scar_near_the_mesh(targets, cuts, spacing)
     drawn, _ = mapping.mesh_on_the_drawn_heart(targets, cuts, spacing)
     on_wall = cut_share = None
     if restricted is not None:

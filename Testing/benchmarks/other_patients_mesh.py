@@ -39,11 +39,13 @@ def shares(points: np.ndarray, labels: sitk.Image) -> tuple[float, float, float]
     raw = slices_from_image(labels, half_thickness=5.0)
     targets = slice_targets(raw, [3, 4])
     mapping = map_slices_to_nodes(points, targets, scar_targets=False)  # the shares, not prepare's refusals
-    near, total = scar_near_the_mesh(targets, mapping.group_slice, mapping.group_pixel, node_spacing(points))
     reached = np.zeros(sum(layer.values.size for layer in raw), bool)
     starts = np.cumsum([0] + [layer.values.size for layer in raw])
     cols = np.array([layer.shape[1] for layer in raw])[mapping.group_slice]
-    reached[starts[mapping.group_slice] + mapping.group_pixel[:, 1] * cols + mapping.group_pixel[:, 0]] = True
+    keys = mapping.group_pixel[:, 1] * cols + mapping.group_pixel[:, 0]
+    reached[starts[mapping.group_slice] + keys] = True
+    cuts = [keys[mapping.group_slice == index] for index in range(len(raw))]  # every pixel has a target: the cut
+    near, total = scar_near_the_mesh(targets, cuts, node_spacing(points))
     values = np.concatenate([layer.values.ravel() for layer in raw])
     scar, wall = np.isin(values, [3, 4]), np.isin(values, [2, 3, 4])
     return float(reached[scar].mean()), float(reached[wall].mean()), near / total

@@ -522,6 +522,22 @@ def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> i
     return length
 
 
+def is_plane_file(path: str | Path) -> bool:
+    """Whether an image file holds a 2D image, its header read alone (a mask drawn on one slice,
+    placed on the chosen slice it fits: :func:`cardioscar.prepare.myocardium.plane_on_slice`). A
+    folder or a file the header reader cannot read is not: the full reader refuses it in its words."""
+    if Path(path).is_dir():
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with itk_warnings_off():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return reader.GetDimension() == 2
+
+
 def _checked(image: sitk.Image, source: Path, allow_plane: bool = False) -> sitk.Image:
     """``image`` if it is a 3D (or, ``allow_plane``, a 2D) scalar image, else a one-line error naming ``source``."""
     if image.GetNumberOfComponentsPerPixel() != 1:

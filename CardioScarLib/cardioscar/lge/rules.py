@@ -170,6 +170,8 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
         _check_shapes(images, remote, "remote")
     if healthy is not None:
         _check_shapes(images, healthy, "healthy")
+    names = [f"slice {k}" for k in range(len(images))] if slice_names is None else [str(n) for n in slice_names]
+    refuse_wrapped_int16(images, names)
     masks = [np.asarray(m, bool) for m in myocardium]
     if not any(m.any() for m in masks):
         raise CardioScarError("The myocardium mask does not overlap any chosen slice; check the mask file/labels "
@@ -177,7 +179,6 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
     if rule in OFFSET_RULES:
         _warn_zero_signal_not_at_zero(images, masks, offset, rule)
     grades, stats, whole_myocardium_searched = [], [], []
-    names = [f"slice {k}" for k in range(len(images))] if slice_names is None else [str(n) for n in slice_names]
     for k, (image, myo) in enumerate(zip(images, masks)):
         values = np.asarray(image, np.float64) - offset
         grade = np.full(values.shape, OUTSIDE, np.int8)
@@ -211,6 +212,41 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
                 "slices", rule, border, core, RULES[rule][4], offset, sum(s.get("border_pixels", 0) for s in stats),
                 sum(s.get("core_pixels", 0) for s in stats), len(grades))
     return RuleResult(rule=rule, border=border, core=core, grades=grades, statistics=stats, intensity_offset=offset)
+
+
+#: The int16 range, and how near each end (stored values) a wrapped image's pixels lie.
+INT16_MIN, INT16_MAX, WRAP_BAND = -32768, 32767, 2048
+#: The share of the chosen slices' pixels that must lie within WRAP_BAND of each end of int16's range
+#: (the ends themselves not counted) for the LGE to be refused as a wrapped uint16 image. EMIDEC's 75
+#: stacks times 16 wrapped: the smaller of the two shares 3.4-20.6 % (times 12: 1.2-21.3 %); the same
+#: stacks less 2048 as signed PSIR images at int16's range, min-max scaled or times 16, 24 and 32
+#: clipped: at most 0.11 %; as stored, 0 (``Testing/benchmarks/lge_int16_wrap_emidec.py``).
+MIN_WRAPPED_SHARE = 0.01
+
+
+def refuse_wrapped_int16(images: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    """Refuse an LGE stored as unsigned 16 bits but written or read as signed int16: each value over
+    32767 wrapped round to a negative one, so the brightest pixels became the darkest.
+
+    Why: EMIDEC P015 times 16, so wrapped: n-SD gave 1,573 scar rows for 1,714, exit 0. No single
+    value tells it from a signed image (a PSIR LGE is legitimately negative); its signature is the
+    pixels piling at both ends of int16's range at once, as one distribution cut in two where it
+    crosses 32767/-32768 (the air of a PSIR stored at 2048 times 16 sits right on the cut). A signed
+    image at int16's full range holds only its tails there; its clipped or padding values lie on the
+    ends themselves, which are not counted."""
+    values = [np.asarray(image) for image in images]
+    if not values or any(v.size == 0 or v.min() < INT16_MIN or v.max() > INT16_MAX for v in values):
+        return  # outside int16's range: not an int16 image
+    total = sum(v.size for v in values)
+    low = sum(int(((v > INT16_MIN) & (v <= INT16_MIN + WRAP_BAND)).sum()) for v in values) / total
+    high = sum(int(((v < INT16_MAX) & (v >= INT16_MAX - WRAP_BAND)).sum()) for v in values) / total
+    if min(low, high) >= MIN_WRAPPED_SHARE:
+        sources = list(dict.fromkeys(name.rsplit(" ", 1)[0] if "=" in name else name for name in names))
+        raise CardioScarError(f"The LGE {', '.join(sources)} looks like an unsigned 16-bit image read as signed int16: "
+                              f"{100 * high:.1f} % of its pixels lie within {WRAP_BAND} of 32767 and {100 * low:.1f} % "
+                              f"within {WRAP_BAND} of -32768, so its values over 32767 wrapped round to negative (the "
+                              "brightest became the darkest): re-save it with pixel type uint16 (or float) from the "
+                              "original data")
 
 
 def _check_contrast(inside: np.ndarray, where: str, offset: float, rule: str) -> None:

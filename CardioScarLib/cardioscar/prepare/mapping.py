@@ -213,7 +213,7 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
     cause = functools.cache(lambda: _myocardium_cause(layers) if myocardium_given else "")  # likewise, for a refusal
     if scar_targets:
         _check_scar_reaches_the_mesh(points, layers, [nodes.size for nodes in node_parts], group_values, cause)
-        _check_scar_on_the_mesh(points, layers, group_slice, group_pixel, spacing, cause)
+        _check_scar_on_the_mesh(points, layers, cuts, spacing, cause)
     if not _check_mesh_on_the_myocardium(points, layers, cuts, spacing, cause):
         _warn_mesh_off_the_myocardium(in_footprints, np.unique(node_ids).size)
         _check_mesh_on_the_drawn_heart(points, layers, cuts, spacing)
@@ -308,28 +308,33 @@ def _check_scar_reaches_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer
                        int(scar.sum()), where)
 
 
-def scar_near_the_mesh(layers: Sequence[SliceLayer], group_slice: np.ndarray, group_pixel: np.ndarray,
-                       reach_mm: float) -> tuple[int, int]:
-    """(scar pixels within ``reach_mm`` in-plane of a pixel that catches a node, scar pixels) on
-    the chosen slices, scar meaning target >= 0.5. Measured in-plane from the pixels that catch a
-    node, so that a coarse mesh, whose nodes miss many of its own wall's pixels, still covers its
-    wall when ``reach_mm`` is its node spacing. Those pixels are first closed over
-    :data:`WALL_BRIDGE_MM`: a surface mesh's nodes lie on the endo- and epicardium only, and the
-    mid-wall scar between them is this heart's (the unseen phantom family's surface meshes: 0.54-0.77
-    of their own scar near the surfaces, 0.83-1.00 closed)."""
+def scar_near_the_mesh(layers: Sequence[SliceLayer], cuts: Sequence[np.ndarray], reach_mm: float) -> tuple[int, int]:
+    """(scar pixels within ``reach_mm`` in-plane of the mesh's cut, scar pixels) on the chosen
+    slices, scar meaning target >= 0.5. ``cuts``: per slice, the flat keys ``j * n_cols + i`` of the
+    pixels that hold a node in the slab, whatever their target (NaN outside a myocardium given
+    included). Measured in-plane from the cut, so that a coarse mesh, whose nodes miss many of its
+    own wall's pixels, still covers its wall when ``reach_mm`` is its node spacing. The cut is
+    first closed over :data:`WALL_BRIDGE_MM`: a surface mesh's nodes lie on the endo- and epicardium
+    only, and the mid-wall scar between them is this heart's (the unseen phantom family's surface
+    meshes: 0.54-0.77 of their own scar near the surfaces, 0.83-1.00 closed).
+
+    Why the cut and not the pixels with a target: with a myocardium given (NaN outside it), a
+    surface mesh's nodes lie on the wall's edges, about half of them on the pixels just outside
+    (the cavity's, the epicardial fat's): only the others caught a pixel, too few to close over the
+    wall, and the segmented phantom's own surface mesh (seed 0, ``--myocardium-labels 2,3``) was
+    warned as another patient's, 45 % of its scar near it."""
     from scipy.ndimage import distance_transform_edt
 
     near = total = 0
-    for index, layer in enumerate(layers):
+    for layer, cut in zip(layers, cuts):
         scar = layer.values >= 0.5
         if not scar.any():
             continue
         total += int(scar.sum())
-        caught = np.zeros(layer.shape, bool)
-        pixels = group_pixel[group_slice == index]
-        caught[pixels[:, 1], pixels[:, 0]] = True
-        if caught.any():
-            distance = distance_transform_edt(~closed_cut(caught, layer), sampling=_sampling(layer))
+        if cut.size:
+            caught = np.zeros(layer.values.size, bool)
+            caught[cut] = True
+            distance = distance_transform_edt(~closed_cut(caught.reshape(layer.shape), layer), sampling=_sampling(layer))
             near += int(np.count_nonzero(scar & (distance <= reach_mm)))
     return near, total
 
@@ -373,9 +378,8 @@ def _myocardium_cause(layers: Sequence[SliceLayer]) -> str:
     return solid_mask_cause([np.isfinite(layer.values) for layer in layers])
 
 
-def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], group_slice: np.ndarray,
-                            group_pixel: np.ndarray, spacing: Callable[[], float],
-                            cause: Callable[[], str] = str) -> None:
+def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], cuts: Sequence[np.ndarray],
+                            spacing: Callable[[], float], cause: Callable[[], str] = str) -> None:
     """Refuse a mesh that lies off most of the slices' scar, and warn when it lies off much of it.
 
     Why: with ``--scar-labels`` alone every pixel of a label map trains, so the check of in-slab
@@ -387,7 +391,7 @@ def _check_scar_on_the_mesh(points: np.ndarray, layers: Sequence[SliceLayer], gr
     values at or above 0.5 may be a bright blood pool, which no mesh of the wall covers."""
     if len(points) < 20 or not _zero_one(layers):
         return
-    near, total = scar_near_the_mesh(layers, group_slice, group_pixel, spacing())
+    near, total = scar_near_the_mesh(layers, cuts, spacing())
     if total < MIN_LOST_SCAR_PIXELS or near >= WARN_SCAR_ON_MESH * total:
         return
     text = (f"only {100.0 * near / total:.0f} % of the {total} scar pixels of the chosen slices lie on the mesh (within "

@@ -527,6 +527,16 @@ def read_mask_image(path: str | Path, layers: Sequence[SliceLayer] | None = None
     return image if image.GetDimension() == 3 else plane_on_slice(image, layers, Path(path).name, what)
 
 
+def plane_as_slice(path: str | Path, grid: Sequence[SliceLayer], what: str) -> SliceLayer:
+    """A 2D image file's pixels as the one chosen slice of ``grid`` whose pixels it has (placed and
+    refused as :func:`plane_on_slice` places and refuses a 2D mask), named after the file and that
+    slice: ``evaluate --truth-image`` of one slice drawn alone, on its myocardium mask's grid."""
+    placed = read_mask_image(path, grid, what)
+    layer = grid[0]  # placed: one slice is chosen
+    return dataclasses.replace(layer, values=sitk.GetArrayFromImage(placed)[0].astype(np.float64),
+                               label=f"{Path(path).name} on {layer.label}")
+
+
 def _plane_fits(plane: sitk.Image, layer: SliceLayer) -> bool:
     """Whether a 2D image has ``layer``'s pixels: its size and spacing, its origin within a quarter
     pixel of the slice's (a 2D file keeps the first two LPS coordinates of its origin only)."""
