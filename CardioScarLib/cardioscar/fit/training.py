@@ -164,14 +164,6 @@ class TrainingConfig:
     ``max_epochs``, at most ``MAX_EXTENSIONS`` times) and tested again, so it ends on convergence
     (or says it did not) instead of on a budget tuned to one phantom. 0 turns the test off (the
     documented behaviour: the budget and the patience end the run).
-    ``weight_average``: stochastic weight averaging over the schedule's end: the share of the
-    last epochs of the one-cycle schedule (of its last lower-rate phase when the convergence test
-    added one) whose end-of-epoch weights are averaged with equal weight; 0 = off (the best epoch's
-    weights are kept, as documented). The best epoch is picked on one dropout draw's loss, so
-    which weights it keeps is partly chance; the average is where the schedule's tail settles.
-    The average replaces the best epoch's weights when the run reached its schedule's end; a run
-    that died or diverged keeps its best epoch (its tail is the collapse, and it is retried on
-    that). Dropout is untouched: MC dropout samples the averaged weights as it would any others.
     """
 
     batch_size: int = 10000
@@ -194,7 +186,6 @@ class TrainingConfig:
     shape_prior: bool | str = False
     weight_decay: float = 0.0
     convergence_tolerance: float = 0.0
-    weight_average: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "early_stopping_patience", "mc_samples",
@@ -234,11 +225,6 @@ class TrainingConfig:
             raise CardioScarError(f"training option convergence_tolerance must be in [0, 1) (0: no test), "
                                   f"got {self.convergence_tolerance!r}")
         self.convergence_tolerance = float(self.convergence_tolerance)
-        if isinstance(self.weight_average, bool) or not isinstance(self.weight_average, (int, float)) \
-                or not 0.0 <= self.weight_average < 1.0:
-            raise CardioScarError(f"training option weight_average must be in [0, 1) (the share of the schedule's last "
-                                  f"epochs whose weights are averaged; 0: off), got {self.weight_average!r}")
-        self.weight_average = float(self.weight_average)
         if isinstance(self.dropout_rate, bool) or not isinstance(self.dropout_rate, (int, float)) \
                 or not 0.0 <= self.dropout_rate < 1.0:
             raise CardioScarError(f"training option dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
@@ -250,9 +236,6 @@ class TrainingConfig:
         if self.convergence_tolerance > 0 and self.schedule != "onecycle":
             raise CardioScarError("training option convergence_tolerance needs schedule 'onecycle' (the cyclical "
                                   "schedule ends on its patience); set it to 0 or choose onecycle")
-        if self.weight_average > 0 and self.schedule != "onecycle":
-            raise CardioScarError("training option weight_average needs schedule 'onecycle' (the cyclical schedule "
-                                  "has no known last epochs to average); set it to 0 or choose onecycle")
         if self.num_threads is not None and (not isinstance(self.num_threads, (int, np.integer))
                                              or self.num_threads < 1):
             raise CardioScarError(f"training option num_threads must be a positive integer or None, "
@@ -535,8 +518,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     :class:`TrainingCancelled` is raised and nothing is returned.
 
     The returned model holds the weights that started the best epoch (so with a single batch per
-    epoch and no dropout its loss is exactly ``best_loss``), or with ``TrainingConfig.weight_average``
-    the mean of the last epochs' weights (``weight_averaged``), in eval mode, on ``device``.
+    epoch and no dropout its loss is exactly ``best_loss``), in eval mode, on ``device``.
     History keys: ``train_loss``, ``learning_rate`` (per epoch), ``best_loss``, ``best_epoch`` and
     ``converged_epoch`` (1-based epoch of the best loss), ``epochs_run``, ``stopped_early``,
     ``seconds``, ``device``, ``target_variance`` (of the group targets), ``dead_epoch`` (the
@@ -555,8 +537,6 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     ``DIVERGED_EPOCHS``, or None; its ``late_rise`` is then measured over those epochs),
     ``longest_rise`` (the most epochs in a row the loss stayed above its best so far by the diverged share,
     counted once that best explains at least half the variance),
-    ``weight_averaged`` (the weights are the mean over the schedule's end, ``TrainingConfig.weight_average``)
-    and ``averaged_epochs`` (how many epochs' weights it holds; 0 when not averaged),
     ``seed`` (the kept run's; a stalled run is retried from the next seed) and ``attempts`` (one
     dict per run: ``max_lr``, ``seed``, ``epochs_run``, ``best_epoch``, ``best_loss``,
     ``final_loss``, ``ignored_share``, ``ignored_scar_groups``, ``dead_epoch``, ``late_rise``,
@@ -698,8 +678,7 @@ def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
             "best_epoch": history["best_epoch"], "best_loss": history["best_loss"], "final_loss": history["final_loss"],
             "ignored_share": history["ignored_share"], "ignored_scar_groups": history["ignored_scar_groups"],
             "dead_epoch": history["dead_epoch"], "late_rise": history["late_rise"], "diverged": history["diverged"],
-            "diverged_epoch": history["diverged_epoch"], "longest_rise": history["longest_rise"],
-            "weight_averaged": history["weight_averaged"]}
+            "diverged_epoch": history["diverged_epoch"], "longest_rise": history["longest_rise"]}
 
 
 def describe_stop(history: dict) -> str:
@@ -879,7 +858,6 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     variance = _group_target_variance(dataset)
     test = _ConvergenceTest(config, lambda: _group_loss(net, dataset, device, keep_mode=True),
                             variance) if config.convergence_tolerance > 0 else None
-    average = _WeightAverage(net, config.weight_average, config.max_epochs) if config.weight_average > 0 else None
     losses: list[float] = []
     rates: list[float] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
@@ -906,8 +884,6 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
         rates.append(scheduler.get_last_lr())
         if epoch_loss < best_loss:
             best_loss, best_epoch, best_state = epoch_loss, epoch, start_state
-        if average is not None:
-            average.after_epoch(epoch)
         stop = epoch - best_epoch >= config.early_stopping_patience
         if stop:
             stop_reason = "patience"
@@ -928,8 +904,6 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
                 scheduler = CosineDecay(optimizer, config.base_lr, max(config.base_lr,
                                                                        EXTENSION_PEAK_SHARE * config.max_lr),
                                         extension * len(batch_steps))
-                if average is not None:
-                    average.new_phase(planned, extension)
                 planned += extension
             elif epoch == planned:
                 stop_reason = "converged" if test.converged else "budget"
@@ -946,15 +920,8 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     if best_state is None:
         raise CardioScarError("training produced no finite loss (NaN): check that intensities are finite "
                               "and in [0, 1], or lower max_lr")
-    # a run stopped as diverged is judged on the epochs that stopped it (its last fifth may reach back
-    # before the rise)
-    rise = _late_rise(losses, best_loss, variance, DIVERGED_EPOCHS if diverged_epoch is not None else None)
-    diverged = dead_epoch is None and rise > DIVERGED_FRACTION
-    # the average stands for where the schedule settled only when the run reached its end; a dead or
-    # diverged run's tail is its collapse, so the best epoch is kept there (and the run is retried)
-    averaged = average is not None and average.count > 0 and not stopped_early and not diverged
     with torch.no_grad():
-        for parameter, value in zip(net.parameters(), average.mean if averaged else best_state):
+        for parameter, value in zip(net.parameters(), best_state):
             parameter.copy_(value)
     for parameter in net.parameters():
         parameter.requires_grad_(True)
@@ -965,6 +932,10 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     ignored = np.abs(misses) > IGNORED_GROUP_MISS
     if coherent is not None:
         ignored &= coherent
+    # a run stopped as diverged is judged on the epochs that stopped it (its last fifth may reach back
+    # before the rise)
+    rise = _late_rise(losses, best_loss, variance, DIVERGED_EPOCHS if diverged_epoch is not None else None)
+    diverged = dead_epoch is None and rise > DIVERGED_FRACTION
     if diverged:  # the convergence test measured the weights it ended on, not the best epoch's that are kept
         stop_reason = "diverged"
         span = (f"{DIVERGED_EPOCHS} epochs" if diverged_epoch is not None
@@ -974,9 +945,6 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     seconds = time.perf_counter() - started
     logger.info("best loss %.6g at epoch %d of %d (%.1f s); longest rise above the best: %d epochs", best_loss,
                 best_epoch, len(losses), seconds, longest_rise)
-    if averaged:
-        logger.info("kept the mean of the weights of the last %d epochs (weight_average %.2g): group loss %.6g",
-                    average.count, config.weight_average, final_loss)
     return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
             "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
             "final_loss": final_loss, "ignored_groups": int(ignored.sum()),
@@ -984,42 +952,10 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
             "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
             "dead_epoch": dead_epoch, "late_rise": rise, "diverged": diverged, "diverged_epoch": diverged_epoch,
             "longest_rise": longest_rise, "seconds": seconds,
-            "weight_averaged": averaged, "averaged_epochs": average.count if averaged else 0,
             "device": str(device), "stop_reason": stop_reason,
             "converged": None if test is None or stop_reason in ("dead", "patience", "diverged") else test.converged,
             "extensions": 0 if test is None else test.extensions,
             "convergence_fall": None if test is None else test.fall}
-
-
-class _WeightAverage:
-    """The equal-weight mean of a network's end-of-epoch weights over the last ``share`` of its
-    schedule's current phase (``TrainingConfig.weight_average``). A further phase of the convergence
-    test starts the mean again: the weights before it had not converged, so they are not averaged in."""
-
-    def __init__(self, net: BayesianNN, share: float, phase_epochs: int) -> None:
-        self.share = share
-        self.parameters = list(net.parameters())
-        self.mean: list[torch.Tensor] = []
-        self.count = 0
-        self.first_epoch = 0
-        self.new_phase(0, phase_epochs)
-
-    def new_phase(self, phase_start: int, phase_epochs: int) -> None:
-        """Average the epochs after ``phase_start`` from the last ``share`` of the phase's ``phase_epochs`` on."""
-        self.mean, self.count = [], 0
-        self.first_epoch = phase_start + phase_epochs - max(1, math.ceil(self.share * phase_epochs)) + 1
-
-    def after_epoch(self, epoch: int) -> None:
-        """Add the weights as they stand after 1-based ``epoch`` when it lies in the averaged window."""
-        if epoch < self.first_epoch:
-            return
-        self.count += 1
-        with torch.no_grad():
-            if not self.mean:
-                self.mean = [p.detach().clone() for p in self.parameters]
-                return
-            for mean, parameter in zip(self.mean, self.parameters):
-                mean.add_(parameter.detach() - mean, alpha=1.0 / self.count)
 
 
 class _ConvergenceTest:
