@@ -537,10 +537,13 @@ def run(argv: list[str]) -> int:
         if args.channels_dir is not None:  # its options, and a mesh the search refuses, before the training
             from cardioscar.aha.wall import lv_wall
             from cardioscar.io.meshio import read_mesh
+            from cardioscar.simulation.channels import check_searchable_mesh
 
             with _doing("channels", parser):
                 channel_options = _channel_options(args)
-                lv_wall(read_mesh(args.mesh), "the channel search", " (or leave --channels-dir out)")
+                mesh = read_mesh(args.mesh)
+                check_searchable_mesh(mesh)
+                lv_wall(mesh, "the channel search", " (or leave --channels-dir out)")
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:

@@ -504,9 +504,11 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_wall
 
         rule_wall(mesh, helix_deg(spec) or DEFAULT_HELIX_DEG)
-    if options["channels"]:  # a surface or a biventricular mesh, which the channel search refuses
+    if options["channels"]:  # a surface, a biventricular or an unmerged mesh, which the channel search refuses
         from cardioscar.aha.wall import lv_wall
+        from cardioscar.simulation.channels import check_searchable_mesh
 
+        check_searchable_mesh(mesh)
         lv_wall(mesh, "column 'channels' (the channel search)", "; or leave the column 'channels' empty")
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)

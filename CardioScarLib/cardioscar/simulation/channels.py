@@ -39,7 +39,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
-from ..io.meshio import cell_layout
+from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, mesh_and_fields
 
 logger = logging.getLogger(__name__)
@@ -467,6 +467,19 @@ def write_channel_tables(result: ChannelResult, tissue: Tissue, options: Channel
     return paths
 
 
+def check_searchable_mesh(mesh: Mesh) -> None:
+    """Refuse a mesh the search would read wrong without a word: one not in millimetres (its widths
+    and lengths are mm: the test wall in metres found no channel, exit 0; in micrometres it was
+    refused as "a ball-like shape"), or one whose cells share no node (written without merging its
+    points: no path joins one cell to the next, so no channel, exit 0). Faces that train before
+    they search (the batch script, a cohort row) call it first, with :func:`~cardioscar.aha.wall.lv_wall`."""
+    from ..aha.analysis import refuse_unjoined_cells
+    from .opencarp import check_millimetres
+
+    check_millimetres(mesh.points_lps(), "before the channel search (its widths and lengths are mm)")
+    refuse_unjoined_cells(mesh, "the mesh" if mesh.path is None else mesh.path.name, "the channel search")
+
+
 def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_field: str | None = None,
                      tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
                      border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
@@ -476,6 +489,7 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
 
     options.check()
     tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
+    check_searchable_mesh(mesh)
     points, lps, _, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
@@ -492,7 +506,7 @@ def run_channels(mesh, output_dir: str | Path | None = None, options: ChannelOpt
     """Files in (a mesh or its path), files out (with ``output_dir``: :func:`write_channel_files`),
     the output folder checked before any work; see :func:`channels_of_mesh`."""
     from ..io.checks import check_output_dir
-    from ..io.meshio import Mesh, read_mesh
+    from ..io.meshio import read_mesh
 
     options.check()
     if output_dir is not None:
