@@ -352,7 +352,7 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     """The conducting channels of a scar rule's two fields' node ``tags`` (as ``cardioscar channels
     --tags 1,2,3`` on the export's ``heart.vtu``, whose ``core_uncertainty`` is the core model's
     spread): ``channels.csv``, ``channels.json`` and ``channels_mesh.<ext>`` in ``folder``; returns
-    the file names and the count. A patient with no core node has no channel: its files say 0, as
+    the file names, the count and how many of them are near the mesh's open cut. A patient with no core node has no channel: its files say 0, as
     the library's warning does (``cardioscar channels`` and the batch script alike)."""
     from cardioscar.io.meshio import read_mesh
     from cardioscar.simulation.channels import run_channels
@@ -364,7 +364,7 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     _add_point_field(mesh, "core_uncertainty", read_mesh(core_prediction).point_array("scar_uncertainty"))
     result = run_channels(mesh, folder, tags_field=TAG_ARRAY, tag_values=DEFAULT_TAGS)
     return {"folder": folder.name, "files": sorted(path.name for path in folder.iterdir()),
-            "n_channels": len(result.channels)}
+            "n_channels": len(result.channels), "n_near_open_cut": result.near_open_cut}
 
 
 def helix_deg(spec: PatientSpec) -> Optional[tuple[float, float]]:
@@ -536,6 +536,8 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "aha": aha,
         "export": exported,
         "channels": None if channels is None else channels["n_channels"],
+        # of them, those with an entrance near the mesh's open cut (flagged: maybe the mesh's artefact)
+        "channels_near_open_cut": None if channels is None else channels["n_near_open_cut"],
         "channel_search": channels,
         "models": models,
         "scar_rule": rule,

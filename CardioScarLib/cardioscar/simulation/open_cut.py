@@ -137,6 +137,12 @@ def entrance_distances(entrances_lps: list[np.ndarray], cut_points: np.ndarray) 
     return [float(tree.query(points)[0].min()) if len(points) else float("inf") for points in entrances_lps]
 
 
+def open_cut_note(row: dict) -> str:
+    """What a channel's line (the command line's, the batch script's) adds for a flagged channel
+    (its :meth:`~cardioscar.simulation.channels.Channel.row`); empty for the others."""
+    return f", near the mesh's open cut (an entrance {row['open_cut_mm']:.1f} mm from it)" if row["near_open_cut"] else ""
+
+
 def mark_open_cut(result, cut_points: np.ndarray, max_width_mm: float) -> None:
     """Set each of the ``result``'s channels' (:class:`~cardioscar.simulation.channels.ChannelResult`)
     ``open_cut_mm`` (its nearest entrance's distance to the cut, None without a cut) and
