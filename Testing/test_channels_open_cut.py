@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk
 
-from cardioscar.aha.wall import lv_wall
+from cardioscar.aha.wall import lv_wall, walls_kept
 from cardioscar.io.meshio import Mesh, read_mesh
 from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
 from cardioscar.simulation import channels
@@ -28,8 +29,9 @@ from test_channels import Wall
 CORE_BELOW_CUT_MM, STRIP_MM, HALF_WIDTH_MM = 22.0, 3.0, 15.0
 
 
-def _wall() -> Wall:
-    return Wall(15000)
+@pytest.fixture(scope="module")
+def wall() -> Wall:
+    return Wall(6000)
 
 
 def _tagged_mesh(wall: Wall, tags: np.ndarray) -> Mesh:
@@ -53,9 +55,13 @@ def _strip_along_the_cut(wall: Wall) -> np.ndarray:
     return tags
 
 
-def test_a_strip_along_the_cut_is_flagged_and_a_corridor_far_from_it_is_not(tmp_path, caplog):
-    wall = _wall()
-    options = channels.ChannelOptions(layers=(0.2,))
+def test_a_strip_along_the_cut_is_flagged_and_a_corridor_far_from_it_is_not(wall, caplog):
+    with walls_kept():  # one wall for the three searches (the same lattice)
+        _flag_strip_not_corridor(wall, caplog)
+
+
+def _flag_strip_not_corridor(wall: Wall, caplog) -> None:
+    options = channels.ChannelOptions(layers=(0.1,))
     along_cut, _ = channels.channels_of_mesh(_tagged_mesh(wall, _strip_along_the_cut(wall)), options)
     assert len(along_cut.channels) == 1, along_cut.summary()
     channel = along_cut.channels[0]
@@ -76,15 +82,14 @@ def test_a_strip_along_the_cut_is_flagged_and_a_corridor_far_from_it_is_not(tmp_
     assert far.channels[0].near_open_cut and far.near_open_cut == 1
 
 
-def test_the_flag_reaches_the_tables_through_the_command_line(tmp_path):
+def test_the_flag_reaches_the_tables_through_the_command_line(wall, tmp_path):
     from cardioscar.cli import main
     from cardioscar.io.meshio import write_mesh
 
-    wall = _wall()
     mesh = _tagged_mesh(wall, _strip_along_the_cut(wall))
     write_mesh(mesh, tmp_path / "tagged.vtu")
     out = tmp_path / "channels"
-    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out), "--layers", "0.5"]) == 0
+    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(out), "--layers", "0.1"]) == 0
     record = json.loads((out / "channels.json").read_text())
     assert record["n_near_open_cut"] == 1 and record["open_cut_nodes"] > 0 and "open base" in record["near_open_cut"]
     assert "near the mesh's open cut" in record["result"]
