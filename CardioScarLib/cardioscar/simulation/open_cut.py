@@ -8,13 +8,17 @@ the core went on beyond it, and its ends along the cut read as entrances (on EMI
 channels 1-4 mm below the basal cut). Such a channel may be the mesh's artefact, or a real corridor
 that ends at the cut: it is *flagged*, not dropped.
 
-The cut, on a volumetric mesh, from the wall's own pieces (:mod:`cardioscar.aha.wall`): a boundary
-face turns *along* the long axis when its normal is more along the axis than across it
+The cut, on a volumetric mesh, from the wall's own pieces (:mod:`cardioscar.aha.wall`: its boundary
+faces and its long axis): a boundary face turns *along* the long axis when its normal, averaged over
+the faces within :data:`SMOOTHING_STEPS` steps over the surface (a voxel mesh's staircase then turns
+as the surface it steps along), is more along the axis than across it
 (:func:`~cardioscar.aha.wall.axial_components`: caps, the steps between two slices' rings of a
 ``mesh-from-labels`` mesh, open ends); such faces joined by shared nodes make patches. A cap or a
 step lies on one face of the wall: the across-axis faces around it all face the cavity (the
 endocardium) or all face away from it (the epicardium). An open end spans the wall: faces of both
-kinds border it, each at least :data:`MIN_SIDE_SHARE` of its border. The cut is the nodes of those
+kinds border it, each at least :data:`MIN_SIDE_SHARE` of its border; and it lies at one of the
+mesh's two ends along the axis (within :data:`END_SLACK_MM`), where a label mesh's steps that happen
+to span the wall (a slice's ring exposed across its width) do not. The cut is the nodes of those
 patches. ``Testing/benchmarks/open_cut_meshes.py`` measures it on every mesh kind the tool meets.
 
 A channel is *near the open cut* when one of its entrances (``entrances_lps``, the mean of the
@@ -44,12 +48,12 @@ logger = logging.getLogger(__name__)
 #: one kind (a few faces of the other where a voxel staircase turns); measured in
 #: ``Testing/benchmarks/open_cut_meshes.py``.
 MIN_SIDE_SHARE = 0.2
-#: Why a flagged channel is flagged (the summary's and the warning's words).
 #: An open end holds a node within this many mm (along the axis) of the mesh's top or bottom: the
 #: steps between a ``mesh-from-labels`` mesh's rings lie a slice (10 mm) or more from its ends.
 END_SLACK_MM = 3.0
 #: Steps over the surface (faces sharing a node) over which the faces' normals are averaged.
 SMOOTHING_STEPS = 2
+#: Why a flagged channel is flagged (the summary's, the warning's and the panel's words).
 OPEN_CUT_REASON = "may be an artefact of the mesh's open base: the core is closed along the cut"
 
 
@@ -78,8 +82,9 @@ class AlongAxisPatch:
 
 
 def _smoothed(adjacency: csr_matrix, normals: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """The faces' normals averaged, area-weighted, over the faces within two steps over the surface
-    (faces sharing a node): a voxel mesh's staircase then turns as the surface it steps along."""
+    """The faces' normals averaged, area-weighted, over the faces within :data:`SMOOTHING_STEPS` steps
+    over the surface (faces sharing a node): a voxel mesh's staircase then turns as the surface it
+    steps along (its single faces point along the image's axes, either way of the long axis)."""
     weighted = normals * areas[:, None]
     for _ in range(SMOOTHING_STEPS):
         weighted = adjacency @ weighted
