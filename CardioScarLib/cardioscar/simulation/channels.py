@@ -40,6 +40,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
 from ..io.meshio import cell_layout
+from .open_cut import OPEN_CUT_REASON, mark_open_cut, open_cut_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ class ChannelResult:
 
     def summary(self) -> str:
         """One line: how many channels in which layers, or that none was found and why none could
-        be; and how many were dropped as shorter than the minimum length."""
+        be; how many were dropped as shorter than the minimum length, and how many of those kept are
+        near the mesh's open cut (and why that matters)."""
         dropped = f"; {self.dropped_short} shorter than --min-length dropped" if self.dropped_short else ""
         if not any(layer["core_nodes"] for layer in self.layers):  # a result with no core has no channel
             return ("no conducting channel: no node of the searched layers is core, so no border-zone corridor can "
@@ -169,8 +171,6 @@ class ChannelResult:
         if not self.channels:
             return ("no conducting channel found in any layer (no border-zone corridor through the core with two "
                     f"entrances){dropped}; see the per-layer counts")
-        from .open_cut import OPEN_CUT_REASON
-
         layers = sorted({c.layer for c in self.channels})
         near = (f"; {self.near_open_cut} near the mesh's open cut ({OPEN_CUT_REASON})" if self.near_open_cut else "")
         return f"{len(self.channels)} channel(s) in layer(s) {', '.join(f'{v:g}' for v in layers)}{dropped}{near}"
@@ -485,9 +485,9 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
                      tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
                      border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
     """In memory (the command line's and the Slicer Logic's work): the tissue (:func:`tissue_of_mesh`),
-    the wall's depth, every layer's channels; a summary line logged, a warning when none was found."""
+    the wall's depth, every layer's channels, each flagged when an entrance lies near the mesh's open
+    cut (:mod:`.open_cut`); a summary line logged, a warning when none was found."""
     from ..aha.wall import lv_wall, wall_depth
-    from .open_cut import mark_open_cut, open_cut_nodes
 
     options.check()
     tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
