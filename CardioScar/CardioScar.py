@@ -1278,7 +1278,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                                                                             reason=OPEN_CUT_REASON)
         self.ui.statusLabel.text = _("Channels on '{name}' ({source}): {found}; bz_channel written, table "
                                      "'{table}'.").format(name=model.GetName(), source=record["tissue"], found=found,
-                                                          table=result.table_node.GetName())
+                                                          table=result.table_node.GetName()) + self._hiddenNote(record)
         self._log(self.ui.statusLabel.text)
         if result.files:
             self._log(_("Wrote {files}").format(files=", ".join(str(path) for path in result.files)))
@@ -1286,6 +1286,13 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if layoutNode is not None:
             show_results(layoutNode, slicer.app.applicationLogic(), result.table_node)
 
+
+    @staticmethod
+    def _hiddenNote(record: dict) -> str:
+        """The search's caveat that a narrow corridor may be hidden in the core (channels.json's
+        ``hidden_corridors``), as a sentence after the status line; empty with no core."""
+        note = (record.get("hidden_corridors") or {}).get("note")
+        return " " + _("Note: {note}.").format(note=note) if note else ""
 
     # ------------------------------------------------------------------ scoring against the labels
 

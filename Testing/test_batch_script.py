@@ -551,6 +551,9 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     # each channel's line names a flag near the mesh's open cut, as channels.json does
     assert out.count("near the mesh's open cut (an entrance") == record["n_near_open_cut"] == sum(
         row["near_open_cut"] for row in record["channels"])
+    # the caveat that a narrow corridor may be hidden in the core, in the log and in channels.json
+    assert out.count("Channels, note: a border-zone corridor narrower than about 8 mm") == 1, out
+    assert "not evidence of none" in record["hidden_corridors"]["note"]
     written = read_mesh(tmp_path / "scar.vtu")
     assert len(np.unique(written.point_array("bz_channel"))) == record["n_channels"] + 1  # 0 and each channel's id
     depth = written.point_array("wall_depth")

@@ -532,11 +532,12 @@ def test_a_new_result_leaves_out_an_earlier_results_channels_and_core_copies(tmp
     mesh = read_mesh(path)
     n = mesh.n_points
     write_mesh(mesh, path, {"bz_channel": np.ones(n, np.int32), "core_probability": scar, "core_uncertainty": scar,
-                            "scar_truth": scar})
+                            "scar_truth": scar, "core_marginal": np.ones(n, np.uint8)})
     result = InferenceResult(scar, np.zeros(n), None, n, float(scar.mean()), 0.0, error_risk=np.zeros(n))
     with caplog.at_level("WARNING"):
         save_inference_result(result, path, tmp_path / "again.vtk")
     again = read_mesh(tmp_path / "again.vtk")
-    assert {"bz_channel", "core_probability", "core_uncertainty"}.isdisjoint(again.point_field_names())
+    assert {"bz_channel", "core_marginal", "core_probability", "core_uncertainty"}.isdisjoint(again.point_field_names())
     assert {"scar_truth", "scar_probability", "scar_error_risk"} <= set(again.point_field_names())
-    assert "had bz_channel, core_probability, core_uncertainty from an earlier run's channels" in caplog.text
+    assert ("had bz_channel, core_marginal, core_probability, core_uncertainty from an earlier run's channels"
+            in caplog.text)

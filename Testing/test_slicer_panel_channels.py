@@ -22,6 +22,7 @@ import vtk.util.numpy_support  # noqa: E402
 import CardioScarLogic as csl  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
 from cardioscar.simulation.channels import CHANNEL_FIELD, DEFAULT_MIN_LENGTH_MM, DEPTH_FIELD  # noqa: E402
+from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD  # noqa: E402
 from cardioscar.simulation.opencarp import TAG_ARRAY  # noqa: E402
 from test_channels import Wall, _write  # noqa: E402  (the painted lattice)
 from test_slicer_panel import LATEST, _arrays, case, panel, phantom  # noqa: E402,F401
@@ -53,6 +54,9 @@ def test_find_channels_writes_the_field_table_colours_and_files(panel, wall, tmp
     harness.click_to_end(widget, ui.findChannelsButton)
     text = ui.statusLabel.text
     assert text.startswith("Channels on 'tagged'") and "1 channel(s)" in text and f"'{TAG_ARRAY}'" in text, text
+    # the caveat that a narrow corridor may be hidden in the core; tags alone: no core_marginal field
+    assert "Note: a border-zone corridor narrower than about 8 mm" in text and "not evidence of none" in text, text
+    assert MARGINAL_CORE_FIELD not in _arrays(model)
     field = _arrays(model)[CHANNEL_FIELD]
     assert set(np.unique(field)) == {0, 1} and np.all(tags[field == 1] == 2)
     assert np.all((_arrays(model)[DEPTH_FIELD] >= 0) & (_arrays(model)[DEPTH_FIELD] <= 1))
@@ -104,7 +108,11 @@ def test_a_probability_is_cut_at_the_thresholds_and_refusals_change_nothing(pane
     parameters = widget._parameterNode
     tissue = tissue_of_model(model, parameters.tagBorderZone, parameters.tagCore, parameters.tagNumbers)
     assert tissue == {"scar_field": "scar_probability", "border_zone": 0.5, "core": 0.8}
-    assert len(find_model_channels(model, widget.channelOptions(), **tissue).channels) == 1
+    found = find_model_channels(model, widget.channelOptions(), **tissue)
+    assert len(found.channels) == 1
+    # from a probability, the core within 0.1 of the core threshold is flagged on the model (the core at 0.9 here)
+    assert np.array_equal(_arrays(model)[MARGINAL_CORE_FIELD].astype(bool), found.hidden.flag)
+    assert found.hidden.flagged_nodes > 0 and np.all(probability[found.hidden.flag] == 0.9)
 
 
 @LATEST

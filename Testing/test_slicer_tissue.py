@@ -64,10 +64,15 @@ def test_tagging_again_removes_the_channels_of_the_earlier_tags(tagged_case, cap
     channel = numpy_to_vtk(np.ones(node.GetMesh().GetNumberOfPoints(), np.int32), deep=True)
     channel.SetName("bz_channel")
     node.GetMesh().GetPointData().AddArray(channel)
+    marginal = numpy_to_vtk(np.ones(node.GetMesh().GetNumberOfPoints(), np.uint8), deep=True)
+    marginal.SetName("core_marginal")  # an earlier search's core near its threshold: stale at new thresholds too
+    node.GetMesh().GetPointData().AddArray(marginal)
     with caplog.at_level("WARNING"):
         tag_model_node(node, border_zone=0.4, core=0.7)
     assert not node.GetMesh().GetPointData().HasArray("bz_channel") and node.GetMesh().GetPointData().HasArray("tissue_tag")
     assert "had the bz_channel channels of its earlier tags" in caplog.text
+    assert not node.GetMesh().GetPointData().HasArray("core_marginal")
+    assert "had the core_marginal of an earlier channel search" in caplog.text
 
 
 def test_export_writes_world_lps_and_ras(tagged_case, tmp_path):

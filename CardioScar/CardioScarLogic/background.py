@@ -415,6 +415,7 @@ class BackgroundRun(WorkerProcess):
             files = background.folder / worker.EXPORT_FOLDER
             with np.load(background.folder / worker.CHANNEL_ARRAYS_FILE, allow_pickle=False) as arrays:
                 node_channel, depth = arrays["node_channel"], arrays["depth"]
+                marginal = arrays["marginal_core"] if "marginal_core" in arrays.files else None
             record = json.loads((files / "channels.json").read_text(encoding="utf-8"))
             csv_text = (files / "channels.csv").read_text(encoding="utf-8")
             check_channels_fit(output_node, len(node_channel), job.state)  # before a file is placed
@@ -422,7 +423,7 @@ class BackgroundRun(WorkerProcess):
             if folder_out is not None:
                 folder_out.mkdir(parents=True, exist_ok=True)
                 placed = place_files([files / name for name in background.files], folder_out)
-            table = apply_channels(output_node, node_channel, depth, csv_text, job.state)
+            table = apply_channels(output_node, node_channel, depth, csv_text, job.state, marginal)
             return ChannelSceneResult(record, table, placed)
 
         def start(folder: Path) -> "BackgroundRun":

@@ -28,6 +28,7 @@ from cardioscar.io.meshio import Mesh
 from cardioscar.simulation.channels import (CHANNEL_FIELD, DEPTH_FIELD, ChannelOptions, ChannelResult,
                                             channels_csv, channels_of_mesh, tissue_of_mesh,
                                             write_channel_tables)
+from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD, marginal_core_fields
 from cardioscar.simulation.opencarp import TAG_ARRAY
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
@@ -130,12 +131,14 @@ def check_channels_fit(model_node, n_nodes: int, state: Optional[dict] = None) -
 
 
 def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_text: str,
-                   state: Optional[dict] = None):
-    """Write a finished search on the model: ``bz_channel`` and ``wall_depth``, the channel table
-    and the colouring by channel (after :func:`check_channels_fit`, so a refusal writes nothing).
-    Returns the table node."""
+                   state: Optional[dict] = None, marginal_core: Optional[np.ndarray] = None):
+    """Write a finished search on the model: ``bz_channel`` and ``wall_depth``, ``core_marginal``
+    (the core that may hide a narrow corridor, when the search had a probability; else an earlier
+    one removed), the channel table and the colouring by channel (after :func:`check_channels_fit`,
+    so a refusal writes nothing). Returns the table node."""
     check_channels_fit(model_node, len(node_channel), state)
-    write_point_arrays(model_node, {CHANNEL_FIELD: np.asarray(node_channel, np.int32), DEPTH_FIELD: depth})
+    write_point_arrays(model_node, {CHANNEL_FIELD: np.asarray(node_channel, np.int32), DEPTH_FIELD: depth,
+                                    MARGINAL_CORE_FIELD: marginal_core})
     _show_channels(model_node, int(np.max(node_channel, initial=0)))
     return update_channel_table(model_node, csv_text)
 
@@ -146,10 +149,12 @@ def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), 
                         border_zone: Optional[float] = None, core: Optional[float] = None, *,
                         output_dir: Optional[str | Path] = None) -> ChannelResult:
     """The model's channels per layer (``options``), from its ``tissue_tag`` (as *Tag* writes it) or
-    ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel``, ``wall_depth``, the
-    channel table and the colouring on the model (and, with ``output_dir``, ``channels.csv`` and
-    ``channels.json`` there first, the folder checked before the search) and returns the library's
-    result (channels in world LPS mm, per-layer counts)."""
+    ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel``, ``wall_depth``,
+    ``core_marginal`` (with a probability), the channel table and the colouring on the model (and,
+    with ``output_dir``, ``channels.csv`` and ``channels.json`` there first, the folder checked
+    before the search) and returns the library's
+    result (channels in world LPS mm, per-layer counts; ``result.hidden``: how much of the core may
+    hide a corridor too narrow for the reconstruction, logged as a warning)."""
     if output_dir is not None:
         check_output_dir(output_dir, "output_dir")
     job = read_channel_inputs(model_node, options, tags_field=tags_field, tag_values=tag_values,
@@ -157,7 +162,8 @@ def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), 
     result, tissue = channels_of_mesh(Mesh(dataset=job.world_mesh, space="LPS", path=None), options, **job.tissue)
     if output_dir is not None:
         write_channel_tables(result, tissue, options, output_dir)
-    apply_channels(model_node, result.node_channel, result.depth, channels_csv(result.channels))
+    apply_channels(model_node, result.node_channel, result.depth, channels_csv(result.channels),
+                   marginal_core=marginal_core_fields(result.hidden)[MARGINAL_CORE_FIELD])
     return result
 
 

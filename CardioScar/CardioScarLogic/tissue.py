@@ -27,6 +27,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.channels import CHANNEL_FIELD
+from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, check_core_labels, refuse_scar_as_core
 from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
@@ -237,6 +238,10 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
         mesh.GetPointData().RemoveArray(CHANNEL_FIELD)
         logger.warning("CardioScar: the model '%s' had the %s channels of its earlier tags; they are removed (find "
                        "channels again on the new tags)", model_node.GetName(), CHANNEL_FIELD)
+    if mesh.GetPointData().HasArray(MARGINAL_CORE_FIELD):  # the earlier search's core, cut at its own threshold
+        mesh.GetPointData().RemoveArray(MARGINAL_CORE_FIELD)
+        logger.warning("CardioScar: the model '%s' had the %s of an earlier channel search; it is removed (find "
+                       "channels again on the new tags)", model_node.GetName(), MARGINAL_CORE_FIELD)
     write_point_arrays(model_node, {TAG_ARRAY: tags.node_tags})
     cell_array = numpy_to_vtk(np.ascontiguousarray(tags.element_tags, np.int32), deep=True)
     cell_array.SetName(TAG_ARRAY)

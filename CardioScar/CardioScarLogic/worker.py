@@ -307,6 +307,7 @@ def run_channels_job(folder: Path, job: dict) -> None:
     from cardioscar.io.atomic import atomic_write
     from cardioscar.io.meshio import Mesh
     from cardioscar.simulation.channels import ChannelOptions, channels_of_mesh, write_channel_tables
+    from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD, marginal_core_fields
 
     options = ChannelOptions(**{**job["options"], "layers": tuple(job["options"]["layers"])})
     tissue = dict(job["tissue"])
@@ -315,7 +316,9 @@ def run_channels_job(folder: Path, job: dict) -> None:
     result, found_in = channels_of_mesh(Mesh(dataset=read_job_mesh(folder), space="LPS", path=None), options, **tissue)
     with atomic_write(folder / CHANNEL_ARRAYS_FILE) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, node_channel=result.node_channel, depth=result.depth)
+            marginal = marginal_core_fields(result.hidden)[MARGINAL_CORE_FIELD]
+            np.savez(handle, node_channel=result.node_channel, depth=result.depth,
+                     **({} if marginal is None else {"marginal_core": marginal}))
     written = write_channel_tables(result, found_in, options, folder / EXPORT_FOLDER)
     emit("done", device="CPU", files=[path.name for path in written.values()])
 

@@ -433,8 +433,10 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
 
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
-    save_model(model_node, args.output)  # again, now with bz_channel and wall_depth
+    save_model(model_node, args.output)  # again, now with bz_channel and wall_depth (and core_marginal)
     lines = [f"Channels: {found.summary()}"]
+    if found.hidden is not None and found.hidden.summary():
+        lines.append(f"Channels, note: {found.hidden.summary()}")
     for channel in found.channels:
         row = channel.row()
         lines.append(f"channel {row['channel']}: layer {row['layer']:g}, {row['nodes']} nodes, {row['length_mm']:.1f} mm, "
@@ -536,10 +538,13 @@ def run(argv: list[str]) -> int:
         if args.channels_dir is not None:  # its options, and a mesh the search refuses, before the training
             from cardioscar.aha.wall import lv_wall
             from cardioscar.io.meshio import read_mesh
+            from cardioscar.simulation.channels import check_searchable_mesh
 
             with _doing("channels", parser):
                 channel_options = _channel_options(args)
-                lv_wall(read_mesh(args.mesh), "the channel search", " (or leave --channels-dir out)")
+                mesh = read_mesh(args.mesh)
+                check_searchable_mesh(mesh)
+                lv_wall(mesh, "the channel search", " (or leave --channels-dir out)")
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:

@@ -40,6 +40,12 @@ logger = logging.getLogger(__name__)
 SEGMENT_ARRAY = "aha_segment"
 #: An RV insertion point farther than this from every LV node is refused (a click off the mesh).
 MAX_RV_DISTANCE_MM = 5.0
+#: The most the line through ``--apex`` and ``--base`` may pass from the LV's centre, as a share of the
+#: wall's typical distance from its own axis: the right points pass it through the cavity (the
+#: phantom's: 0.00; EMIDEC P001's voxel mesh, its most apical node and its basal centre: 0.19); points
+#: read in the other frame (RAS for an LPS mesh) pass it beside the heart (phantoms 1.4-2.5, P001 14.6),
+#: and the angles about it number the segments wrong.
+MAX_AXIS_OFFSET_SHARE = 0.5
 #: Without an identifiable endocardium the apical cap is this share of the length at the apex.
 CAP_SHARE_WITHOUT_CAVITY = 0.10
 FILES = {"csv": "aha.csv", "json": "aha.json", "png": "bullseye.png"}
@@ -125,6 +131,7 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> 
         raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
     if options.apex is not None:
         axis = axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
+        refuse_axis_beside_the_lv(axis, points, weights)
         if orient_towards_base(axis.base_direction, points, weights) @ axis.base_direction < 0:
             # swapped, the levels run upside down: the basal ring numbered at the apex, silently
             logger.warning("the LV is wider at --apex's end than at --base's (the apex tapers): are --apex and --base "
@@ -135,6 +142,37 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> 
         return axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
                                    options.slice_normal_source)
     return axis_from_shape(points, weights)
+
+
+def _axis_offset(base_direction: np.ndarray, origin: np.ndarray, points: np.ndarray,
+                 weights: np.ndarray) -> tuple[float, float]:
+    """How far the line through ``origin`` along ``base_direction`` passes from the LV's (volume-
+    weighted) centre, and the wall's median distance from the parallel line through that centre (mm)."""
+    centre = (points * weights[:, None]).sum(axis=0) / weights.sum()
+    across = (centre - origin) - ((centre - origin) @ base_direction) * base_direction
+    relative = points - centre
+    radial = relative - np.outer(relative @ base_direction, base_direction)
+    return float(np.linalg.norm(across)), float(np.median(np.linalg.norm(radial, axis=1)))
+
+
+def refuse_axis_beside_the_lv(axis: LongAxis, points: np.ndarray, weights: np.ndarray) -> None:
+    """Refuse ``--apex``/``--base`` whose line passes beside the LV rather than through its cavity.
+
+    Why: only the rv points were checked against the mesh; apex and base points read off a viewer
+    in the other frame (3D Slicer shows RAS, the mesh file is LPS) gave an axis about 50 mm beside
+    the phantom's cavity, and the segments cut about it put 60 % of the nodes in another segment
+    (its LAD scar of 7, 8, 9, 13, 14 reported in 2, 7, 8, 9, 14; 8 segments "not covered"), exit 0."""
+    offset, radius = _axis_offset(axis.base_direction, axis.origin, points, weights)
+    if offset <= MAX_AXIS_OFFSET_SHARE * radius:
+        return
+    mirror = np.array([-1.0, -1.0, 1.0])
+    mirrored_offset, _ = _axis_offset(axis.base_direction * mirror, axis.origin * mirror, points, weights)
+    hint = ("; with their X and Y negated the line runs through the LV: they were read in the other frame (3D Slicer "
+            "shows RAS; the mesh file's SPACE marker says which frame it uses, LPS without one): negate X and Y"
+            if mirrored_offset <= MAX_AXIS_OFFSET_SHARE * radius else "")
+    raise CardioScarError(f"the long axis from --apex to the base point passes {offset:.0f} mm from the LV's centre (its "
+                          f"wall lies about {radius:.0f} mm from its own axis): give the apex and the centre of the "
+                          f"base in the mesh file's own coordinates{hint}")
 
 
 def _checked_point(point: Sequence[float], tree: cKDTree, flag: str) -> np.ndarray:
@@ -341,16 +379,17 @@ def with_recorded_tags(mesh: Mesh, options: AhaOptions) -> AhaOptions:
     return dataclasses.replace(options, border_zone_tag=noted["border_zone"], core_tag=noted["core"])
 
 
-def refuse_unjoined_cells(mesh: Mesh, where: str) -> None:
+def refuse_unjoined_cells(mesh: Mesh, where: str, verb: str = "aha") -> None:
     """Refuse a mesh whose cells share no nodes (written without merging its points): every cell
     face is then a boundary, so the wall's inner and outer faces and its transmural columns are
     found on each cell, and volumes are spread over copies of each node (the segmented phantom's
-    prediction unmerged: transmurality 15 % -> 0.9 % in segment 9, exit 0)."""
+    prediction unmerged: transmurality 15 % -> 0.9 % in segment 9, exit 0). ``verb``: what the user
+    runs again (the channel search refuses such a mesh too: no path joins one cell to the next)."""
     extra, places, used = coincident_nodes(mesh)
     if extra > MAX_COINCIDENT_SHARE * used:
         raise CardioScarError(f"{where}: {extra} of its {used} nodes lie on another node ({places} places), so its "
                               "cells share no node and the wall's faces and thickness cannot be found (a mesh written "
-                              f"without merging its points); {MERGE_ADVICE} and run aha again")
+                              f"without merging its points); {MERGE_ADVICE} and run {verb} again")
 
 
 def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:

@@ -175,6 +175,9 @@ def check_labels_fit_image(prepared: PreparedCase, convention: LabelConvention, 
 
 #: More distinct values than this and a "label map" is an image (EMIDEC has 5 labels, ACDC 4).
 MAX_LABEL_VALUES = 32
+#: Fewest slices the LV must lie on: the network reads a stack through the LV (EMIDEC's 75 maps: 5-10
+#: slices, ACDC 101's: 9 and 10); one or two slices are no stack.
+MIN_LV_SLICES = 3
 
 
 def lv_box(labels: np.ndarray, convention: LabelConvention, margin: int, source: str = "--labels") -> CropBox:
@@ -192,6 +195,7 @@ def lv_box(labels: np.ndarray, convention: LabelConvention, margin: int, source:
             raise CardioScarError(f"{source} has no {part} label {list(wanted)} (labels present: {present}); set "
                                   f"{option} ({example})")
     _check_cavity_inside(labels, convention, source)
+    _check_a_stack(mask, source)
     where = np.nonzero(mask)
     start = [int(w.min()) for w in where]
     stop = [int(w.max()) + 1 for w in where]
@@ -199,6 +203,18 @@ def lv_box(labels: np.ndarray, convention: LabelConvention, margin: int, source:
         start[axis] = max(0, start[axis] - margin)
         stop[axis] = min(labels.shape[axis], stop[axis] + margin)
     return CropBox(tuple(start), tuple(stop), tuple(labels.shape))  # type: ignore[arg-type]
+
+
+def _check_a_stack(lv: np.ndarray, source: str) -> None:
+    """Refuse an LV outlined on one or two slices (a stack cut to its middle slice, one slice
+    exported). Why: the crop is resized to a cube, so the slice was stretched through the whole
+    depth and read as a heart of that shape: EMIDEC P010's slice 3 alone gave an MI probability and
+    attributes (an LV volume among them) as for a whole heart, exit 0."""
+    slices = int(lv.any(axis=(1, 2)).sum())
+    if slices < MIN_LV_SLICES:
+        raise CardioScarError(f"{source} outlines the LV on {slices} slice(s): the model reads a short-axis stack "
+                              f"through the LV (at least {MIN_LV_SLICES} slices; EMIDEC's hold 5-10), and this would be "
+                              "stretched through its whole depth as if it were the heart; give the whole stack")
 
 
 def resize(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:

@@ -352,7 +352,10 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     """The conducting channels of a scar rule's two fields' node ``tags`` (as ``cardioscar channels
     --tags 1,2,3`` on the export's ``heart.vtu``, whose ``core_uncertainty`` is the core model's
     spread): ``channels.csv``, ``channels.json`` and ``channels_mesh.<ext>`` in ``folder``; returns
-    the file names, the count and how many of them are near the mesh's open cut. A patient with no core node has no channel: its files say 0, as
+    the file names, the count, how many of them are near the mesh's open cut, the core's node count
+    and the note that a corridor too narrow for the reconstruction may be hidden in it
+    (:mod:`cardioscar.simulation.hidden_channels`; also among the patient's warnings). A patient with
+    no core node has no channel: its files say 0, as
     the library's warning does (``cardioscar channels`` and the batch script alike)."""
     from cardioscar.io.meshio import read_mesh
     from cardioscar.simulation.channels import run_channels
@@ -363,8 +366,10 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     _add_point_field(mesh, TAG_ARRAY, np.asarray(tags, dtype=np.int32))
     _add_point_field(mesh, "core_uncertainty", read_mesh(core_prediction).point_array("scar_uncertainty"))
     result = run_channels(mesh, folder, tags_field=TAG_ARRAY, tag_values=DEFAULT_TAGS)
+    hidden = result.hidden
     return {"folder": folder.name, "files": sorted(path.name for path in folder.iterdir()),
-            "n_channels": len(result.channels), "n_near_open_cut": result.near_open_cut}
+            "n_channels": len(result.channels), "n_near_open_cut": result.near_open_cut,
+            "core_nodes": hidden.core_nodes if hidden else 0, "note": hidden.summary() if hidden else ""}
 
 
 def helix_deg(spec: PatientSpec) -> Optional[tuple[float, float]]:
@@ -500,9 +505,11 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_wall
 
         rule_wall(mesh, helix_deg(spec) or DEFAULT_HELIX_DEG)
-    if options["channels"]:  # a surface or a biventricular mesh, which the channel search refuses
+    if options["channels"]:  # a surface, a biventricular or an unmerged mesh, which the channel search refuses
         from cardioscar.aha.wall import lv_wall
+        from cardioscar.simulation.channels import check_searchable_mesh
 
+        check_searchable_mesh(mesh)
         lv_wall(mesh, "column 'channels' (the channel search)", "; or leave the column 'channels' empty")
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)

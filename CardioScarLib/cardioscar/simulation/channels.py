@@ -39,7 +39,8 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
-from ..io.meshio import cell_layout
+from ..io.meshio import Mesh, cell_layout
+from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, mesh_and_fields
 from .open_cut import OPEN_CUT_REASON, mark_open_cut, open_cut_nodes
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ class Tissue:
     border_zone: np.ndarray
     core: np.ndarray
     source: str
+    #: The probability minus the core threshold per node, when the tags were cut from a probability
+    #: here (None from a tags field): where a filled corridor may lie (:mod:`.hidden_channels`).
+    core_margin: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ class ChannelResult:
     node_channel: np.ndarray
     depth: np.ndarray
     layers: list[dict] = field(default_factory=list)
+    #: How much of the core may hide a corridor too narrow for the reconstruction (:mod:`.hidden_channels`).
+    hidden: HiddenCore | None = None
     #: The mesh's open-cut nodes (:func:`.open_cut.mark_open_cut`; 0: none, or not looked for).
     open_cut_nodes: int = 0
 
@@ -297,11 +303,11 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
     one shorter than ``options.min_length_mm`` is left out and counted in its layer's ``dropped_short``."""
     options.check()
     graph = edge_graph(dataset, points)
-    channels, layers = [], []
+    channels, layers, bands = [], [], {}
     node_channel = np.zeros(len(points), np.int32)
     nearest = np.full(len(points), np.inf)
     for layer in sorted({float(v) for v in options.layers}):
-        band = _layer_band(depth, layer, options.layer_width)
+        band = bands[layer] = _layer_band(depth, layer, options.layer_width)
         layer_graph = _within(graph, band)
         found, counts = layer_channels(layer_graph, points, tissue, band, layer, options.max_width_mm)
         layers.append(counts)
@@ -317,7 +323,8 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
             node_channel[nodes[closer]] = channel.id
             nearest[nodes[closer]] = np.abs(depth[nodes[closer]] - layer)
         counts["channels"] -= counts["dropped_short"]
-    return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers)
+    return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers,
+                         hidden=hidden_core(tissue.core, tissue.core_margin, bands))
 
 
 def _channel_length(layer_graph: csr_matrix, n_points: int, nodes: np.ndarray, entrances: list[np.ndarray]) -> float:
@@ -403,7 +410,8 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
                               "the field with --tags-field / --scar-field")
     tags, cut = tag_nodes(mesh.dataset, mesh.point_array(scar_field), border_zone, core)
     return Tissue(healthy=tags == DEFAULT_TAGS[0], border_zone=tags == DEFAULT_TAGS[1], core=tags == DEFAULT_TAGS[2],
-                  source=f"{name} field '{scar_field}' (border zone >= {cut[0]:g}, core >= {cut[1]:g})")
+                  source=f"{name} field '{scar_field}' (border zone >= {cut[0]:g}, core >= {cut[1]:g})",
+                  core_margin=np.asarray(mesh.point_array(scar_field), np.float64) - cut[1])
 
 
 #: The table's columns (``channels.csv``): the centroid in LPS mm, as every point the library reports.
@@ -445,12 +453,14 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
             "near_open_cut": OPEN_CUT_NOTE,
             "depth": "d_endo / (d_endo + d_epi) at each node (0 endocardium, 1 epicardium)",
             "node_field": f"{CHANNEL_FIELD}: the channel's id (of the layer nearest the node's depth), 0 elsewhere",
-            "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels]}
+            "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels],
+            **({"hidden_corridors": result.hidden.record()} if result.hidden is not None else {})}
 
 
 def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: ChannelOptions,
                         output_dir: str | Path) -> dict[str, Path]:
-    """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel`` and ``wall_depth``), then
+    """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel``, ``wall_depth`` and, when
+    the tags were cut from a probability, ``core_marginal``), then
     ``channels.csv`` and ``channels.json`` as one set, into ``output_dir``; each file atomically."""
     from ..io.checks import check_output_dir
     from ..io.meshio import write_mesh
@@ -461,7 +471,9 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
     paths = {"csv": out / "channels.csv", "json": out / "channels.json", "mesh": out / f"channels_mesh{suffix}"}
     if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
         raise CardioScarError(f"the channels' mesh would overwrite the input {mesh.path}; choose another --output-dir")
-    write_mesh(mesh, paths["mesh"], {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth})
+    target, fields = mesh_and_fields(mesh, {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth,
+                                            **marginal_core_fields(result.hidden)})
+    write_mesh(target, paths["mesh"], fields)
     return {**write_channel_tables(result, tissue, options, out), "mesh": paths["mesh"]}
 
 
@@ -481,6 +493,19 @@ def write_channel_tables(result: ChannelResult, tissue: Tissue, options: Channel
     return paths
 
 
+def check_searchable_mesh(mesh: Mesh) -> None:
+    """Refuse a mesh the search would read wrong without a word: one not in millimetres (its widths
+    and lengths are mm: the test wall in metres found no channel, exit 0; in micrometres it was
+    refused as "a ball-like shape"), or one whose cells share no node (written without merging its
+    points: no path joins one cell to the next, so no channel, exit 0). Faces that train before
+    they search (the batch script, a cohort row) call it first, with :func:`~cardioscar.aha.wall.lv_wall`."""
+    from ..aha.analysis import refuse_unjoined_cells
+    from .opencarp import check_millimetres
+
+    check_millimetres(mesh.points_lps(), "before the channel search (its widths and lengths are mm)")
+    refuse_unjoined_cells(mesh, "the mesh" if mesh.path is None else mesh.path.name, "the channel search")
+
+
 def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_field: str | None = None,
                      tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
                      border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
@@ -491,12 +516,14 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
 
     options.check()
     tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
+    check_searchable_mesh(mesh)
     points, lps, axis, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
     result = find_channels(lps, points, depth, tissue, options, spreads)
     mark_open_cut(result, points[open_cut_nodes(lps, axis)], options.max_width_mm)
     (logger.info if result.channels else logger.warning)("%s: %s", tissue.source, result.summary())
+    log_hidden(result.hidden, tissue.source)
     return result, tissue
 
 
@@ -507,7 +534,7 @@ def run_channels(mesh, output_dir: str | Path | None = None, options: ChannelOpt
     """Files in (a mesh or its path), files out (with ``output_dir``: :func:`write_channel_files`),
     the output folder checked before any work; see :func:`channels_of_mesh`."""
     from ..io.checks import check_output_dir
-    from ..io.meshio import Mesh, read_mesh
+    from ..io.meshio import read_mesh
 
     options.check()
     if output_dir is not None:

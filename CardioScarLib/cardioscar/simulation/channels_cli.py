@@ -69,8 +69,10 @@ def register(subparsers) -> None:
     # the defaults are ChannelOptions' (the module imports VTK: not while the parser is built)
     verb = subparsers.add_parser(
         "channels", help="border-zone conducting channels through the core, per transmural layer (VT ablation aid)",
-        description="Writes OUTPUT_DIR/channels.csv, channels.json and channels_mesh.<ext> (point fields bz_channel "
-                    "and wall_depth). Points in the tables are LPS mm. Needs a volumetric LV mesh.")
+        description="Writes OUTPUT_DIR/channels.csv, channels.json and channels_mesh.<ext> (point fields bz_channel, "
+                    "wall_depth and, from a probability, core_marginal: core within 0.1 of the core threshold, where a "
+                    "corridor narrower than about 8 mm may have been filled with core). Points in the tables are LPS "
+                    "mm. Needs a volumetric LV mesh.")
     verb.add_argument("--mesh", required=True, type=Path,
                       help="tagged mesh (export --format vtu: tissue_tag) or predicted mesh (apply: scar_probability)")
     verb.add_argument("--output-dir", required=True, type=Path)

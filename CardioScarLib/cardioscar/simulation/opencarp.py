@@ -365,12 +365,13 @@ def drop_stale_tissue_tags(dataset) -> bool:
 
 def earlier_result_fields() -> tuple[str, ...]:
     """The point fields that an earlier result's later steps derived from its scar, besides the
-    tags: the channel search's ``bz_channel`` and the core model's fields an ``export --format vtu
-    --core-mesh`` copied in (:data:`cardioscar.simulation.export.CORE_COPIES`)."""
+    tags: the channel search's ``bz_channel`` and ``core_marginal``, and the core model's fields an
+    ``export --format vtu --core-mesh`` copied in (:data:`cardioscar.simulation.export.CORE_COPIES`)."""
     from .channels import CHANNEL_FIELD
     from .export import CORE_COPIES
+    from .hidden_channels import MARGINAL_CORE_FIELD
 
-    return (CHANNEL_FIELD, *CORE_COPIES.values())
+    return (CHANNEL_FIELD, MARGINAL_CORE_FIELD, *CORE_COPIES.values())
 
 
 def drop_earlier_result_fields(dataset) -> list[str]:
