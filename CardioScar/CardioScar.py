@@ -1271,6 +1271,11 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if record.get("n_dropped_short"):
             found += _(" ({count} shorter than {length:g} mm dropped)").format(count=record["n_dropped_short"],
                                                                               length=record["min_length_mm"])
+        if record.get("n_near_open_cut"):
+            from cardioscar.simulation.open_cut import OPEN_CUT_REASON
+
+            found += _("; {count} near the mesh's open cut ({reason})").format(count=record["n_near_open_cut"],
+                                                                            reason=OPEN_CUT_REASON)
         self.ui.statusLabel.text = _("Channels on '{name}' ({source}): {found}; bz_channel written, table "
                                      "'{table}'.").format(name=model.GetName(), source=record["tissue"], found=found,
                                                           table=result.table_node.GetName()) + self._hiddenNote(record)

@@ -548,6 +548,9 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     assert record["layers"] == [0.1, 0.5] and "tissue_tag" in record["tissue"] and record["min_length_mm"] == 0.0
     assert f"Wrote {tmp_path / 'channels' / 'channels.csv'}, {tmp_path / 'channels' / 'channels.json'}" in out
     assert out.count("Channels: ") == 1 and (tmp_path / "channels" / "channels.csv").read_text().startswith("channel,")
+    # each channel's line names a flag near the mesh's open cut, as channels.json does
+    assert out.count("near the mesh's open cut (an entrance") == record["n_near_open_cut"] == sum(
+        row["near_open_cut"] for row in record["channels"])
     # the caveat that a narrow corridor may be hidden in the core, in the log and in channels.json
     assert out.count("Channels, note: a border-zone corridor narrower than about 8 mm") == 1, out
     assert "not evidence of none" in record["hidden_corridors"]["note"]

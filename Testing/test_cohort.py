@@ -615,6 +615,8 @@ def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_dat
         if row["id"] == "p0":  # channels yes: the search's files beside the others, its count in the summary
             record = json.loads((folder / "channels" / "channels.json").read_text(encoding="utf-8"))
             assert row["channels"] == str(record["n_channels"]) == str(report["channel_search"]["n_channels"])
+            assert row["channels_near_open_cut"] == str(record["n_near_open_cut"]) == str(
+                report["channel_search"]["n_near_open_cut"])
             assert report["channel_search"]["files"] == ["channels.csv", "channels.json", "channels_mesh.vtk"]
             assert record["tissue"].endswith("field 'tissue_tag'")
             # the note that a narrow corridor may be hidden in the core: in the report and the patient's warnings
@@ -961,7 +963,8 @@ def test_channels_column_is_checked_at_load_hashes_as_before_and_writes_the_sear
     # (the cohort wrote none and the others refused the mesh, exit 2)
     none = _channels(tmp_path / "scar_prediction.vtu", tmp_path / "core_prediction.vtu", tmp_path / "none",
                      np.where(tags == 3, 2, tags))
-    assert none == {"folder": "none", "files": record["files"], "n_channels": 0, "core_nodes": 0, "note": ""}
+    assert none == {"folder": "none", "files": record["files"], "n_channels": 0, "n_near_open_cut": 0,
+                    "core_nodes": 0, "note": ""}
     # with core, the note that a narrow corridor may be hidden in it (tags alone: no per-node flag)
     assert record["core_nodes"] > 0 and "not evidence of none" in record["note"]
     assert "core_marginal" not in read_mesh(tmp_path / "channels" / "channels_mesh.vtu").point_field_names()

@@ -54,3 +54,20 @@ def test_the_logic_finds_the_corridor_in_world_coordinates(tmp_path):
     shift_lps = SHIFT_RAS * np.array([-1.0, -1.0, 1.0])
     centroid_file = wall.points[result.channels[0].nodes].mean(axis=0)
     np.testing.assert_allclose(result.channels[0].centroid_lps, centroid_file + shift_lps, atol=1e-6)
+
+
+def test_the_logic_flags_channels_along_the_open_cut(tmp_path):
+    """A border-zone strip between a core and the lattice's basal cut (``test_channels_open_cut``):
+    the Logic's result and the model's channel table say it is near the mesh's open cut."""
+    from test_channels_open_cut import _strip_along_the_cut
+
+    wall = Wall(6000)
+    _write(wall, tmp_path / "strip.vtk", {TAG_ARRAY: _strip_along_the_cut(wall)})
+    node = csl.load_model(csl.create_scene().scene, tmp_path / "strip.vtk")
+    result = find_model_channels(node, ChannelOptions(layers=(0.1, 0.9)))
+    assert len(result.channels) == 2 and result.near_open_cut == 2 and "2 near the mesh's open cut" in result.summary()
+    assert all(c.near_open_cut and c.open_cut_mm < 5.0 for c in result.channels)
+    table = node.GetNodeReference("CardioScarChannelTable")
+    columns = [table.GetColumnName(k) for k in range(table.GetNumberOfColumns())]
+    near = columns.index("near_open_cut")
+    assert [table.GetCellText(row, near) for row in range(table.GetNumberOfRows())] == ["true", "true"]

@@ -175,3 +175,24 @@ def test_stop_or_a_model_edited_meanwhile_writes_nothing(panel, wall, tmp_path):
     assert "changed during the channel search (its points moved): nothing was written" in ui.statusLabel.text
     assert CHANNEL_FIELD not in _arrays(model) and model.GetNodeReference("CardioScarChannelTable") is None
     assert not (tmp_path / "channels").exists() and ui.findChannelsButton.enabled
+
+
+@LATEST
+def test_find_channels_names_those_near_the_open_cut(panel, wall, tmp_path):
+    """A border-zone strip between a core and the lattice's basal cut (``test_channels_open_cut``):
+    the status line counts the channels near the mesh's open cut and says why, the table flags them."""
+    from test_channels_open_cut import _strip_along_the_cut
+
+    widget, ui = panel["widget"], panel["ui"]
+    model = _load(panel, wall, tmp_path / "strip.vtu", {TAG_ARRAY: _strip_along_the_cut(wall)})
+    ui.tagModelSelector.setCurrentNode(model)
+    ui.channelLayersLineEdit.text = "0.1,0.9"
+    ui.channelOutputDirLineEdit.text = str(tmp_path / "channels")
+    harness.click_to_end(widget, ui.findChannelsButton)
+    text = ui.statusLabel.text
+    assert "2 channel(s)" in text and "; 2 near the mesh's open cut (may be an artefact of the mesh's open base" in text, text
+    record = json.loads((tmp_path / "channels" / "channels.json").read_text(encoding="utf-8"))
+    assert record["n_near_open_cut"] == 2 and all(row["near_open_cut"] for row in record["channels"])
+    table = model.GetNodeReference("CardioScarChannelTable")
+    columns = [table.GetColumnName(k) for k in range(table.GetNumberOfColumns())]
+    assert table.GetCellText(0, columns.index("near_open_cut")) == "true"

@@ -441,6 +441,7 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     (saved again), and the lines that say so (as ``cardioscar channels`` logs them)."""
     from CardioScarLogic import save_model
     from CardioScarLogic.channels import find_model_channels
+    from cardioscar.simulation.open_cut import open_cut_note
 
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
@@ -451,7 +452,7 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     for channel in found.channels:
         row = channel.row()
         lines.append(f"channel {row['channel']}: layer {row['layer']:g}, {row['nodes']} nodes, {row['length_mm']:.1f} mm, "
-                     f"{row['entrances']} entrances, centroid LPS {row['centroid_lps']}")
+                     f"{row['entrances']} entrances, centroid LPS {row['centroid_lps']}{open_cut_note(row)}")
     return lines + [f"Wrote {args.channels_dir / 'channels.csv'}, {args.channels_dir / 'channels.json'}"]
 
 

@@ -18,9 +18,13 @@ centre's distance to the nearest slice plane and the slab's half-width say wheth
 corridor was imaged at all. ``--noise``: Gaussian noise of that SD on the myocardium's pixels
 (clipped to [0, 1]), the segmented family's ``noise_std``; ``--patchiness``: the core's scar
 fraction 1 - patchiness x a smooth random texture (8-14 mm waves), so it has border-zone patches.
+Each search also counts its true and spurious channels flagged ``near_open_cut`` (an entrance within
+half ``--max-width`` of the mesh's open cut, its basal plane). ``--truth-only``: the search on the
+true fraction alone (no fit; seconds a case).
 
     PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/channels_phantom.py
         [--seeds 0,1] [--widths 5,8] [--orientations across,along] [--nodes 12000] [--noise 0.1] [--patchiness 0.3]
+        [--truth-only]
 
 One JSON line per case.
 """
@@ -81,11 +85,14 @@ def score(result, corridor: np.ndarray) -> dict:
     return {"layers_true": sorted({c.layer for c in true}),
             "corridor_recall": round(float(found[corridor].mean()), 3),
             "true_lengths_mm": [round(c.length_mm, 1) for c in true],
-            "spurious": len(spurious), "spurious_nodes": [int(len(c.nodes)) for c in spurious],
+            "true_near_open_cut": sum(c.near_open_cut for c in true),
+            "spurious": len(spurious), "spurious_near_open_cut": sum(c.near_open_cut for c in spurious),
+            "spurious_nodes": [int(len(c.nodes)) for c in spurious],
             "spurious_lengths_mm": [round(c.length_mm, 1) for c in spurious]}
 
 
-def run(seed: int, width: float, orientation: str, nodes: int, noise: float = 0.0, patchiness: float = 0.0) -> dict:
+def run(seed: int, width: float, orientation: str, nodes: int, noise: float = 0.0, patchiness: float = 0.0,
+        truth_only: bool = False) -> dict:
     start = time.perf_counter()
     spec = CorridorSpec(width_mm=width, orientation=orientation, patchiness=patchiness)
     phantom = make_phantom(SegmentedConfig(seed=seed, target_nodes=nodes, corridor=spec, noise_std=noise))
@@ -93,12 +100,16 @@ def run(seed: int, width: float, orientation: str, nodes: int, noise: float = 0.
     scar = phantom.scar_field.__self__
     corridor = scar.in_corridor(phantom.geometry.to_local(points))
     planes = np.asarray(phantom.metadata["slice_positions_local_z_mm"])
+    ceiling, _ = channels_of_mesh(mesh_with(phantom, {"scar_probability": phantom.truth_fraction}), OPTIONS)
+    if truth_only:
+        return {"seed": seed, "width_mm": width, "orientation": orientation, "noise_std": noise,
+                "patchiness": patchiness, "nodes": int(len(points)), "truth": score(ceiling, corridor),
+                "seconds": round(time.perf_counter() - start, 1)}
     prepared = prepare_from_slices(points, training_slices(phantom))
     checkpoint = train_scar_model(prepared, TrainingConfig.fast(seed=seed))
     predicted = predict_on_points(checkpoint, points, mc_samples=10, seed=seed)
     found, _ = channels_of_mesh(mesh_with(phantom, {"scar_probability": predicted.mean_predictions,
                                                     "scar_uncertainty": predicted.std_predictions}), OPTIONS)
-    ceiling, _ = channels_of_mesh(mesh_with(phantom, {"scar_probability": phantom.truth_fraction}), OPTIONS)
     p = predicted.mean_predictions
     return {"seed": seed, "width_mm": width, "orientation": orientation, "noise_std": noise, "patchiness": patchiness, "nodes": int(len(points)),
             "gap_mm": round(phantom.config.slice_gap_mm, 2), "slab_half_mm": round(phantom.slice_half_thickness_mm, 2),
@@ -116,12 +127,14 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=12000)
     parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise on the myocardium's pixels (SD)")
     parser.add_argument("--patchiness", type=float, default=0.0, help="the core's texture (CorridorSpec.patchiness)")
+    parser.add_argument("--truth-only", action="store_true", help="search the true fraction only (no fit)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     for seed in (int(v) for v in args.seeds.split(",")):
         for orientation in args.orientations.split(","):
             for width in (float(v) for v in args.widths.split(",")):
-                print(json.dumps(run(seed, width, orientation, args.nodes, args.noise, args.patchiness)), flush=True)
+                print(json.dumps(run(seed, width, orientation, args.nodes, args.noise, args.patchiness,
+                                     args.truth_only)), flush=True)
 
 
 if __name__ == "__main__":

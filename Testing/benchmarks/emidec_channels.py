@@ -8,8 +8,9 @@ values noted); then ``cardioscar channels --mesh heart.vtu --output-dir channels
 drops. A step whose output exists is skipped (the layout is ``modeller_path_emidec.py``'s, so a folder
 of that script's serves). One JSON line per case: per layer, the channels kept and dropped as short
 (nodes, length in mm, entrances, how far their nodes come to the mesh's base and to its apical end
-along the LGE's slice normal: the stacked-slice mesh is open at both), the CLI's own per-layer counts
-beside them, seconds.
+along the LGE's slice normal: the stacked-slice mesh is open at both; whether the search flags it as
+near the mesh's open cut and its nearest entrance's distance to the cut, mm), the CLI's own per-layer
+counts beside them, how many of the CLI's channels are flagged, seconds.
 
     PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/emidec_channels.py OUT_DIR [CASE ...]
 
@@ -46,12 +47,16 @@ def channel_rows(folder: Path, lge: Path) -> list[dict]:
     base, apex = float(heights.max()), float(heights.min())
     return [{"layer": c.layer, "nodes": int(len(c.nodes)), "length_mm": c.length_mm, "entrances": len(c.entrances_lps),
              "mm_from_base": round(base - float(heights[c.nodes].max()), 1),
-             "mm_from_apical_end": round(float(heights[c.nodes].min()) - apex, 1)} for c in result.channels]
+             "mm_from_apical_end": round(float(heights[c.nodes].min()) - apex, 1),
+             "near_open_cut": c.near_open_cut, "open_cut_mm": None if c.open_cut_mm is None else round(c.open_cut_mm, 1)}
+            for c in result.channels]
 
 
 def brief(row: dict) -> list:
-    """A channel as ``[nodes, length mm, entrances, mm from the mesh's base, mm from its apical end]``."""
-    return [row["nodes"], round(row["length_mm"], 1), row["entrances"], row["mm_from_base"], row["mm_from_apical_end"]]
+    """A channel as ``[nodes, length mm, entrances, mm from the mesh's base, mm from its apical end,
+    near the open cut?, its nearest entrance's mm from the cut]``."""
+    return [row["nodes"], round(row["length_mm"], 1), row["entrances"], row["mm_from_base"], row["mm_from_apical_end"],
+            row["near_open_cut"], row["open_cut_mm"]]
 
 
 def per_layer(rows: list[dict], cli_record: dict) -> dict:
@@ -83,7 +88,9 @@ def run_case(case: str, folder: Path) -> dict:
     sizes = [r["nodes"] for r in kept]
     return {"case": case, "nodes": int(read_mesh(folder / "heart.vtu").dataset.GetNumberOfPoints()),
             "tissue": record["tissue"], "cli_result": record["result"], "cli_channels": record["n_channels"],
-            "cli_dropped_short": record["n_dropped_short"], "all_channels": len(rows), "kept": len(kept),
+            "cli_dropped_short": record["n_dropped_short"], "cli_near_open_cut": record["n_near_open_cut"],
+            "open_cut_nodes": record["open_cut_nodes"], "all_channels": len(rows), "kept": len(kept),
+            "kept_near_open_cut": sum(r["near_open_cut"] for r in kept),
             "dropped_short": len(rows) - len(kept),
             "kept_nodes": [min(sizes, default=None), max(sizes, default=None)],
             "kept_length_mm": [min(lengths, default=None), max(lengths, default=None)],

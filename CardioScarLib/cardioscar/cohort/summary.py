@@ -23,7 +23,8 @@ BULLSEYES_PNG = "cohort_bullseyes.png"
 MAX_BULLSEYES = 48
 FAILED_DIR = "_failed"
 
-COLUMNS = ("id", "status", "scar_volume_ml", "scar_area_cm2", "scar_percent", "border_percent", "core_percent", "classes", "channels", "dice",
+COLUMNS = ("id", "status", "scar_volume_ml", "scar_area_cm2", "scar_percent", "border_percent", "core_percent", "classes", "channels",
+           "channels_near_open_cut", "dice",
            "variance_explained", "best_loss", "epochs", "shape_prior", "mean_uncertainty", "seconds", "device", "host", "warnings",
            "error")
 

@@ -352,9 +352,10 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     """The conducting channels of a scar rule's two fields' node ``tags`` (as ``cardioscar channels
     --tags 1,2,3`` on the export's ``heart.vtu``, whose ``core_uncertainty`` is the core model's
     spread): ``channels.csv``, ``channels.json`` and ``channels_mesh.<ext>`` in ``folder``; returns
-    the file names, the count, the core's node count and the note that a corridor too narrow for the
-    reconstruction may be hidden in it (:mod:`cardioscar.simulation.hidden_channels`; also among the
-    patient's warnings). A patient with no core node has no channel: its files say 0, as
+    the file names, the count, how many of them are near the mesh's open cut, the core's node count
+    and the note that a corridor too narrow for the reconstruction may be hidden in it
+    (:mod:`cardioscar.simulation.hidden_channels`; also among the patient's warnings). A patient with
+    no core node has no channel: its files say 0, as
     the library's warning does (``cardioscar channels`` and the batch script alike)."""
     from cardioscar.io.meshio import read_mesh
     from cardioscar.simulation.channels import run_channels
@@ -367,8 +368,8 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     result = run_channels(mesh, folder, tags_field=TAG_ARRAY, tag_values=DEFAULT_TAGS)
     hidden = result.hidden
     return {"folder": folder.name, "files": sorted(path.name for path in folder.iterdir()),
-            "n_channels": len(result.channels), "core_nodes": hidden.core_nodes if hidden else 0,
-            "note": hidden.summary() if hidden else ""}
+            "n_channels": len(result.channels), "n_near_open_cut": result.near_open_cut,
+            "core_nodes": hidden.core_nodes if hidden else 0, "note": hidden.summary() if hidden else ""}
 
 
 def helix_deg(spec: PatientSpec) -> Optional[tuple[float, float]]:
@@ -542,6 +543,8 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "aha": aha,
         "export": exported,
         "channels": None if channels is None else channels["n_channels"],
+        # of them, those with an entrance near the mesh's open cut (flagged: maybe the mesh's artefact)
+        "channels_near_open_cut": None if channels is None else channels["n_near_open_cut"],
         "channel_search": channels,
         "models": models,
         "scar_rule": rule,

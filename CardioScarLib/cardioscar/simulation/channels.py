@@ -41,6 +41,7 @@ from scipy.spatial import cKDTree
 from ..errors import CardioScarError
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, mesh_and_fields
+from .open_cut import OPEN_CUT_REASON, mark_open_cut, open_cut_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,10 @@ class Channel:
     centroid_lps: np.ndarray
     #: ``mean_<field>`` of each of :data:`SPREAD_FIELDS` the mesh has, over the channel's nodes.
     spreads: dict[str, float] = field(default_factory=dict)
+    #: An entrance within half ``max_width_mm`` of the mesh's open cut (:mod:`.open_cut`), and the
+    #: nearest entrance's distance to it (mm; None: the mesh has no open cut, or it was not looked for).
+    near_open_cut: bool = False
+    open_cut_mm: float | None = None
 
     def row(self) -> dict:
         """The table's row: the channel's figures, its centroid and entrances in LPS mm, its spreads."""
@@ -133,6 +138,8 @@ class Channel:
                 "length_mm": round(self.length_mm, 2), "entrances": int(len(self.entrances_lps)),
                 "centroid_lps": [round(float(v), 2) for v in self.centroid_lps],
                 "entrances_lps": [[round(float(v), 2) for v in point] for point in self.entrances_lps],
+                "near_open_cut": self.near_open_cut,
+                "open_cut_mm": None if self.open_cut_mm is None else round(self.open_cut_mm, 2),
                 **{name: round(value, 4) for name, value in self.spreads.items()}}
 
 
@@ -146,15 +153,23 @@ class ChannelResult:
     layers: list[dict] = field(default_factory=list)
     #: How much of the core may hide a corridor too narrow for the reconstruction (:mod:`.hidden_channels`).
     hidden: HiddenCore | None = None
+    #: The mesh's open-cut nodes (:func:`.open_cut.mark_open_cut`; 0: none, or not looked for).
+    open_cut_nodes: int = 0
 
     @property
     def dropped_short(self) -> int:
         """Channels found but shorter than the minimum length, over every layer (not in ``channels``)."""
         return sum(row.get("dropped_short", 0) for row in self.layers)
 
+    @property
+    def near_open_cut(self) -> int:
+        """Kept channels with an entrance near the mesh's open cut (flagged, still in ``channels``)."""
+        return sum(channel.near_open_cut for channel in self.channels)
+
     def summary(self) -> str:
         """One line: how many channels in which layers, or that none was found and why none could
-        be; and how many were dropped as shorter than the minimum length."""
+        be; how many were dropped as shorter than the minimum length, and how many of those kept are
+        near the mesh's open cut (and why that matters)."""
         dropped = f"; {self.dropped_short} shorter than --min-length dropped" if self.dropped_short else ""
         if not any(layer["core_nodes"] for layer in self.layers):  # a result with no core has no channel
             return ("no conducting channel: no node of the searched layers is core, so no border-zone corridor can "
@@ -163,7 +178,8 @@ class ChannelResult:
             return ("no conducting channel found in any layer (no border-zone corridor through the core with two "
                     f"entrances){dropped}; see the per-layer counts")
         layers = sorted({c.layer for c in self.channels})
-        return f"{len(self.channels)} channel(s) in layer(s) {', '.join(f'{v:g}' for v in layers)}{dropped}"
+        near = (f"; {self.near_open_cut} near the mesh's open cut ({OPEN_CUT_REASON})" if self.near_open_cut else "")
+        return f"{len(self.channels)} channel(s) in layer(s) {', '.join(f'{v:g}' for v in layers)}{dropped}{near}"
 
 
 def edge_graph(dataset: vtk.vtkDataSet, points: np.ndarray) -> csr_matrix:
@@ -400,10 +416,16 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
 
 #: The table's columns (``channels.csv``): the centroid in LPS mm, as every point the library reports.
 CSV_COLUMNS = ("channel", "layer", "nodes", "length_mm", "entrances", "centroid_l_mm", "centroid_p_mm",
-               "centroid_s_mm")
+               "centroid_s_mm", "near_open_cut", "open_cut_mm")
 #: What every ``channels.json`` says of the method's limits.
 LIMITS = ("channels depend on the border-zone and core thresholds behind the tags, on the mesh's resolution through "
           "and along the wall, and on max_width_mm; not validated against invasive (electro-anatomical) maps")
+
+
+#: What ``channels.json`` says of the ``near_open_cut`` flag.
+OPEN_CUT_NOTE = ("a channel with an entrance within max_width_mm / 2 of the mesh's open cut (its basal or apical end, "
+                 "where the wall ends with no node beyond) may be an artefact of the mesh's open base: the core is "
+                 "closed along the cut; flagged, not dropped (a real corridor may end there)")
 
 
 def channels_csv(channels: list[Channel]) -> str:
@@ -415,6 +437,8 @@ def channels_csv(channels: list[Channel]) -> str:
         row = channel.row()
         lines.append(",".join([str(row["channel"]), f"{row['layer']:g}", str(row["nodes"]), f"{row['length_mm']:.2f}",
                                str(row["entrances"])] + [f"{v:.2f}" for v in row["centroid_lps"]]
+                              + [str(row["near_open_cut"]).lower(),
+                                 "" if row["open_cut_mm"] is None else f"{row['open_cut_mm']:.2f}"]
                               + [f"{row[name]:.4f}" for name in spread_names]))
     return "\n".join(lines) + "\n"
 
@@ -425,6 +449,8 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
             "tissue": tissue.source, "layers": [float(v) for v in sorted(options.layers)],
             "layer_width": options.layer_width, "max_width_mm": options.max_width_mm,
             "min_length_mm": options.min_length_mm, "n_dropped_short": result.dropped_short,
+            "n_near_open_cut": result.near_open_cut, "open_cut_nodes": result.open_cut_nodes,
+            "near_open_cut": OPEN_CUT_NOTE,
             "depth": "d_endo / (d_endo + d_epi) at each node (0 endocardium, 1 epicardium)",
             "node_field": f"{CHANNEL_FIELD}: the channel's id (of the layer nearest the node's depth), 0 elsewhere",
             "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels],
@@ -484,16 +510,18 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
                      tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
                      border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
     """In memory (the command line's and the Slicer Logic's work): the tissue (:func:`tissue_of_mesh`),
-    the wall's depth, every layer's channels; a summary line logged, a warning when none was found."""
+    the wall's depth, every layer's channels, each flagged when an entrance lies near the mesh's open
+    cut (:mod:`.open_cut`); a summary line logged, a warning when none was found."""
     from ..aha.wall import lv_wall, wall_depth
 
     options.check()
     tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
     check_searchable_mesh(mesh)
-    points, lps, _, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
+    points, lps, axis, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
     result = find_channels(lps, points, depth, tissue, options, spreads)
+    mark_open_cut(result, points[open_cut_nodes(lps, axis)], options.max_width_mm)
     (logger.info if result.channels else logger.warning)("%s: %s", tissue.source, result.summary())
     log_hidden(result.hidden, tissue.source)
     return result, tissue

@@ -52,13 +52,15 @@ def search_arguments(args: argparse.Namespace) -> tuple:
 
 def _run(args: argparse.Namespace) -> None:
     from cardioscar.simulation.channels import run_channels
+    from cardioscar.simulation.open_cut import open_cut_note
 
     options, tissue = search_arguments(args)
     result = run_channels(args.mesh, args.output_dir, options, **tissue)
     for channel in result.channels:
         row = channel.row()
-        logger.info("channel %d: layer %g, %d nodes, %.1f mm, %d entrances, centroid LPS %s", row["channel"],
-                    row["layer"], row["nodes"], row["length_mm"], row["entrances"], row["centroid_lps"])
+        logger.info("channel %d: layer %g, %d nodes, %.1f mm, %d entrances, centroid LPS %s%s", row["channel"],
+                    row["layer"], row["nodes"], row["length_mm"], row["entrances"], row["centroid_lps"],
+                    open_cut_note(row))
     logger.info("Wrote %s", ", ".join(str(Path(args.output_dir) / name) for name in ("channels.csv", "channels.json")))
 
 
