@@ -154,7 +154,8 @@ def sweep_record(case: str, folder: Path, clinical: dict[str, dict]) -> dict:
     image = sitk.ReadImage(str(EMIDEC / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz"))
     labels = sitk.GetArrayFromImage(image)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-    record = {"case": case, "failed": failed, "steps": steps,
+    last = "channels:channels_channels.json"
+    record = {"case": case, "failed": failed, "finished": failed is None and last in steps, "steps": steps,
               "seconds": round(sum(s["seconds"] for s in steps.values()), 1), "warnings": warnings,
               "experts": {"clinical_myocardium_ml": round(float(row["myo"]), 2),
                           "clinical_infarct_ml": round(float(row["inf"]), 2),
@@ -188,7 +189,8 @@ def sweep_table(records: list[dict]) -> str:
             "| --- | --- | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in records:
         e, ml = r["experts"], r.get("tool_ml", {})
-        exit_text = "ok" if r["failed"] is None else f"{r['failed']['step']} rc {r['failed']['rc']}"
+        exit_text = ("ok" if r["finished"] else f"unfinished after {list(r['steps'])[-1]}") if r["failed"] is None \
+            else f"{r['failed']['step']} rc {r['failed']['rc']}"
         tool_scar = ml.get("border_zone", 0.0) + ml.get("core", 0.0)
         tool_lv = sum(ml.values()) if ml else None
         burden = (f"{ml.get('border_zone', 0):.1f} / {ml.get('core', 0):.1f} / {tool_scar:.1f}, "
