@@ -185,6 +185,23 @@ def test_the_command_line_on_a_result_without_core_writes_no_channel_and_warns(w
     assert "no node of the searched layers is core" in capsys.readouterr().err
 
 
+def test_a_core_without_a_corridor_is_told_not_warned_and_a_result_without_core_is_warned(wall, tmp_path, caplog):
+    """No channel through a solid core is a correct answer (the sweep over EMIDEC: P051's small
+    infarct has core and border zone but no corridor, and was logged as a warning); a result without
+    core in the searched layers still warns, as the tags may be wrong."""
+    _write(wall, tmp_path / "solid.vtu", {TAG_ARRAY: wall.tags(corridors=(), rim=True)})
+    _write(wall, tmp_path / "no_core.vtu", {TAG_ARRAY: np.where(wall.patch, 2, 1)})
+    for name, level, fragment in (("solid", "INFO", "no conducting channel found"),
+                                  ("no_core", "WARNING", "no node of the searched layers is core")):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="cardioscar"):
+            result = channels.run_channels(tmp_path / f"{name}.vtu", None, channels.ChannelOptions(layers=(0.3,)))
+        assert result.channels == [] and result.without_core == (name == "no_core")
+        said = [r for r in caplog.records if fragment in r.getMessage()]
+        assert [r.levelname for r in said] == [level], [(r.levelname, r.getMessage()) for r in caplog.records]
+        assert not any(r.levelname == "WARNING" for r in caplog.records if r not in said)
+
+
 def test_a_probability_field_is_tagged_by_the_tag_rule(wall, tmp_path):
     probability = np.choose(wall.tags() - 1, [0.1, 0.6, 0.9])
     _write(wall, tmp_path / "scar.vtu", {"scar_probability": probability}, tag_note=False)

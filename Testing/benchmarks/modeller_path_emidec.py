@@ -20,6 +20,17 @@ results against the command line's files. One JSON line per case.
 (default cases P051 P022 P047: a small infarct, one with no-reflow, a large one). EMIDEC has no RV
 label, so the anterior RV insertion is a stand-in: the mesh node at mid height farthest along
 -(x + y/2) from the centre; the numbering's anatomy is then arbitrary, the comparison is not.
+
+The cohort sweep (``ROBUSTNESS.md``, *The modeller's path across EMIDEC*) runs a lighter path on
+many cases, a failing step ending its case without stopping the sweep: the n-SD fields, their
+two-field ``heart.vtu``, the openCARP export with ``--fibres rule``, ``aha`` of the tags and
+``channels`` (:func:`sweep_path`); each step's exit status, seconds and stderr (each log line with
+its level) go to ``CASE/log/``. One JSON line per case (:func:`sweep_record`); ``--sweep-records``
+rereads finished folders, ``--sweep-table`` prints the Markdown summary of such lines:
+
+    PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/modeller_path_emidec.py --sweep OUT_DIR \
+        [--max-epochs N] CASE ... > LINES.jsonl
+    python Testing/benchmarks/modeller_path_emidec.py --sweep-table LINES.jsonl
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +53,27 @@ EMIDEC = ROOT.parent / "shared" / "data" / "emidec"
 HEX_TO_CARP = np.array([7, 6, 5, 4, 3, 0, 1, 2])
 
 
-def cli(folder: Path, output: str, *args: str) -> None:
-    """Run ``cardioscar ARGS`` in ``folder`` unless ``output`` is already there."""
+#: ``python -m cardioscar`` with each log record's level before its message (the command line prints
+#: the message alone), so a step's warnings can be told from its information lines
+LEVELLED_CLI = ("import logging, sys; from cardioscar.cli import main; plain = logging.StreamHandler.format; "
+                "logging.StreamHandler.format = lambda h, r: r.levelname + ': ' + plain(h, r); sys.exit(main())")
+
+
+def cli(folder: Path, output: str, *args: str, check: bool = True) -> bool:
+    """Run ``cardioscar ARGS`` in ``folder`` unless ``output`` is already there; the step's exit status,
+    seconds and stderr go to ``log/OUTPUT.json`` (a cached step keeps its first run's). Returns whether
+    ``output`` exists after it; with ``check`` a failing step raises."""
+    log = folder / "log" / (output.replace("/", "_") + ".json")
     if not (folder / output).exists():
-        subprocess.run([sys.executable, "-m", "cardioscar", *args], cwd=folder, check=True)
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", LEVELLED_CLI, *args], cwd=folder, capture_output=True, text=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        seconds = round(time.perf_counter() - start, 1)
+        record = {"args": list(args), "rc": done.returncode, "seconds": seconds, "stderr": done.stderr}
+        log.write_text(json.dumps(record), encoding="utf-8")
+        if check and done.returncode:
+            raise subprocess.CalledProcessError(done.returncode, ["cardioscar", *args], stderr=done.stderr)
+    return (folder / output).exists()
 
 
 def rule_fields(case: str, folder: Path) -> Path:
@@ -66,10 +95,14 @@ def rule_fields(case: str, folder: Path) -> Path:
     return lge
 
 
+#: options added to every ``train`` (the sweep's ``--max-epochs N``: a shorter schedule than the preset's)
+TRAIN_OPTIONS: list[str] = []
+
+
 def train_and_apply(folder: Path, model: str) -> None:
     """``train --preset fast`` on ``MODEL.npz`` and ``apply`` on ``heart.vtk`` (``MODEL_pred.vtk``)."""
     cli(folder, f"{model}.pth", "train", "--training-data", f"{model}.npz", "--output", f"{model}.pth",
-        "--preset", "fast", "--cpu")
+        "--preset", "fast", "--cpu", *TRAIN_OPTIONS)
     cli(folder, f"{model}_pred.vtk", "apply", "--model", f"{model}.pth", "--mesh", "heart.vtk", "--output",
         f"{model}_pred.vtk", "--cpu")
 
@@ -90,6 +123,105 @@ def run_path(case: str, folder: Path) -> None:
         cli(folder, f"aha_{model}/aha.csv", "aha", "--mesh", f"{model}_pred.vtk", *normal, "--output-dir", f"aha_{model}")
     cli(folder, "aha_tagged/aha.csv", "aha", "--mesh", "heart.vtu", *normal, "--tags-field", "tissue_tag",
         "--border-zone-tag", "2", "--output-dir", "aha_tagged")
+
+
+#: a segment counts as scarred from this scar share (%), the experts' and the tool's alike
+SEGMENT_SCAR_PCT = 5.0
+
+
+def clinical_rows() -> dict[str, dict]:
+    """EMIDEC's clinical table by case number (``P022`` -> its row)."""
+    with open(EMIDEC / "clinical.csv", encoding="utf-8") as table:
+        return {int(r["case"]): r for r in csv.DictReader(table)}
+
+
+def sweep_record(case: str, folder: Path, clinical: dict[str, dict]) -> dict:
+    """One case of the sweep: each step's exit status and seconds, the warnings raised, the burden
+    against the clinical table and the experts' labels, AHA segments with scar against the experts',
+    the tags' volumes, channels kept and dropped, and the fibre rule's fallbacks."""
+    steps = {}
+    warnings = []
+    failed = None
+    for log_file in sorted((folder / "log").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        log = json.loads(log_file.read_text(encoding="utf-8"))
+        step = log["args"][0] + ":" + log_file.stem
+        steps[step] = {"rc": log["rc"], "seconds": log["seconds"]}
+        warnings += [f"{step}: {line.removeprefix('WARNING: ')}" for line in log["stderr"].splitlines()
+                     if line.startswith("WARNING: ") or "Warning: " in line]  # the library's and Python's
+        if log["rc"] and failed is None:
+            failed = {"step": step, "rc": log["rc"], "error": log["stderr"].strip().splitlines()[-1]}
+    row = clinical[int(case[1:])]
+    image = sitk.ReadImage(str(EMIDEC / f"Case_{case}" / "Contours" / f"Case_{case}.nii.gz"))
+    labels = sitk.GetArrayFromImage(image)
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    last = "channels:channels_channels.json"
+    record = {"case": case, "failed": failed, "finished": failed is None and last in steps, "steps": steps,
+              "seconds": round(sum(s["seconds"] for s in steps.values()), 1), "warnings": warnings,
+              "experts": {"clinical_myocardium_ml": round(float(row["myo"]), 2),
+                          "clinical_infarct_ml": round(float(row["inf"]), 2),
+                          "clinical_no_reflow_ml": round(float(row["pmo"]), 2),
+                          "labels_myocardium_ml": round(float(np.isin(labels, [2, 3, 4]).sum() * voxel_ml), 2),
+                          "labels_scar_ml": round(float(np.isin(labels, [3, 4]).sum() * voxel_ml), 2)}}
+    if (folder / "heart.json").exists():
+        sidecar = json.loads((folder / "heart.json").read_text(encoding="utf-8"))
+        record["tool_ml"] = {k: round(v["volume_ml"], 2) for k, v in sidecar["classes"].items()}
+        fallback = sidecar.get("fibre_rule", {}).get("frame_fallback", {})
+        record["fibre_fallback_elements"] = {k: v["elements"] for k, v in fallback.items()}
+    if (folder / "aha_tagged" / "aha.json").exists():
+        voxels, expert_scar = myocardium_voxels(image, labels)
+        _, points = read_grid(folder / "heart.vtk")
+        _, _, _, pairs = segment_shares(folder, "tagged", points, voxels, expert_scar)
+        lv = json.loads((folder / "aha_tagged" / "aha.json").read_text(encoding="utf-8"))["lv"]
+        record["aha"] = {"lv": lv, "segments": {s: [round(e, 1), round(t, 1)] for s, (e, t) in pairs.items()},
+                         "expert_scarred": sorted(s for s, (e, _) in pairs.items() if e >= SEGMENT_SCAR_PCT),
+                         "tool_scarred": sorted(s for s, (_, t) in pairs.items() if t >= SEGMENT_SCAR_PCT)}
+    if (folder / "channels" / "channels.json").exists():
+        channels = json.loads((folder / "channels" / "channels.json").read_text(encoding="utf-8"))
+        record["channels"] = {"kept": channels["n_channels"], "dropped_short": channels["n_dropped_short"]}
+    return record
+
+
+def sweep_table(records: list[dict]) -> str:
+    """The sweep's summary in Markdown, one row per case (``ROBUSTNESS.md``)."""
+    rows = ["| case | exit | s | warnings | experts' scar ml (table / labels), % "
+            "| border zone / core / scar ml, % of LV | segments >= 5 %: experts' / tool's / both "
+            "| channels kept / short | fibre fallbacks |",
+            "| --- | --- | ---: | ---: | --- | --- | --- | --- | --- |"]
+    for r in records:
+        e, ml = r["experts"], r.get("tool_ml", {})
+        exit_text = ("ok" if r["finished"] else f"unfinished after {list(r['steps'])[-1]}") if r["failed"] is None \
+            else f"{r['failed']['step']} rc {r['failed']['rc']}"
+        tool_scar = ml.get("border_zone", 0.0) + ml.get("core", 0.0)
+        tool_lv = sum(ml.values()) if ml else None
+        burden = (f"{ml.get('border_zone', 0):.1f} / {ml.get('core', 0):.1f} / {tool_scar:.1f}, "
+                  f"{100 * tool_scar / tool_lv:.1f} %") if tool_lv else "-"
+        aha = r.get("aha")
+        segments = "-" if aha is None else (f"{len(aha['expert_scarred'])} / {len(aha['tool_scarred'])} / "
+                                            f"{len(set(aha['expert_scarred']) & set(aha['tool_scarred']))}")
+        channels = "-" if "channels" not in r else f"{r['channels']['kept']} / {r['channels']['dropped_short']}"
+        fallback = r.get("fibre_fallback_elements")
+        rows.append(f"| {r['case']} | {exit_text} | {r['seconds']:.0f} | {len(r['warnings'])} | "
+                    f"{e['clinical_infarct_ml']:.1f} / {e['labels_scar_ml']:.1f}, "
+                    f"{100 * e['labels_scar_ml'] / e['labels_myocardium_ml']:.1f} % | {burden} | {segments} | "
+                    f"{channels} | "
+                    f"{'-' if fallback is None else ' + '.join(str(v) for v in fallback.values())} |")
+    return "\n".join(rows)
+
+
+def sweep_path(case: str, folder: Path) -> None:
+    """The cohort sweep's path, a failing step ending the case (its log kept): the n-SD fields and
+    their ``heart.vtu`` (:func:`rule_fields`), the openCARP export with the rule's fibres, ``aha`` of the
+    tagged ``.vtu`` and ``channels`` on it. No labels model: the experts' side is read from the labels."""
+    try:
+        lge = rule_fields(case, folder)
+        cli(folder, "heart.elem", "export", "--mesh", "scar_pred.vtk", "--core-mesh", "core_pred.vtk", "--rule-from",
+            "scar.npz", "--fibres", "rule", "--output", "heart")
+        rv = ",".join(f"{v:.3f}" for v in stand_in_insertion(read_grid(folder / "heart.vtk")[1]))
+        cli(folder, "aha_tagged/aha.csv", "aha", "--mesh", "heart.vtu", "--rv-point=" + rv, "--slice-normal-from",
+            str(lge), "--tags-field", "tissue_tag", "--border-zone-tag", "2", "--output-dir", "aha_tagged")
+        cli(folder, "channels/channels.json", "channels", "--mesh", "heart.vtu", "--output-dir", "channels")
+    except subprocess.CalledProcessError:
+        pass  # the step's log holds its exit status and stderr
 
 
 def stand_in_insertion(points: np.ndarray) -> np.ndarray:
@@ -215,27 +347,42 @@ def segments_by_readme(points: np.ndarray, origin: np.ndarray, axis: np.ndarray,
                      17)
 
 
-def check_aha(folder: Path, image: sitk.Image, labels: np.ndarray) -> dict:
+def myocardium_voxels(image: sitk.Image, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The experts' myocardial voxels (labels 2-4) as LPS points, and which of them are scar (3, 4)."""
     k, j, i = np.nonzero(np.isin(labels, [2, 3, 4]))
     voxels = np.array([image.TransformContinuousIndexToPhysicalPoint((float(a), float(b), float(c)))
                        for a, b, c in zip(i, j, k)])
-    expert_scar = np.isin(labels[k, j, i], [3, 4])
-    _, points = read_grid(folder / "heart.vtk")
+    return voxels, np.isin(labels[k, j, i], [3, 4])
+
+
+def segment_shares(folder: Path, name: str, points: np.ndarray, voxels: np.ndarray,
+                   expert_scar: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+    """For ``aha_NAME``: its table's rows by segment, the README's segment of each mesh node and of
+    each expert voxel (from the table's own axis, levels and the stand-in insertion), and per segment
+    the voxels hold and the table reports: ``{segment: (experts' scar %, table's scar %)}``."""
+    summary = json.loads((folder / f"aha_{name}" / "aha.json").read_text(encoding="utf-8"))
+    origin = np.array(summary["long_axis"]["origin_lps"])
+    axis = np.array(summary["long_axis"]["apex_to_base_lps"])
+    tip, base = summary["levels"]["cavity_tip_mm"], summary["levels"]["base_mm"]
     anterior = stand_in_insertion(points)
+    mine = segments_by_readme(points, origin, axis, anterior, tip, base)
+    segment_of_voxel = segments_by_readme(voxels, origin, axis, anterior, tip, base)
+    with open(folder / f"aha_{name}" / "aha.csv", encoding="utf-8") as table:
+        rows = {int(r["segment"]): r for r in csv.DictReader(table)}
+    pairs = {s: (100.0 * float(expert_scar[segment_of_voxel == s].mean()), float(rows[s]["scar_pct"]))
+             for s in range(1, 18) if (segment_of_voxel == s).any() and rows[s]["scar_pct"] not in ("", None)}
+    return rows, mine, segment_of_voxel, pairs
+
+
+def check_aha(folder: Path, image: sitk.Image, labels: np.ndarray) -> dict:
+    voxels, expert_scar = myocardium_voxels(image, labels)
+    _, points = read_grid(folder / "heart.vtk")
     result = {"expert_scar_pct": round(100.0 * float(expert_scar.mean()), 2)}
     for name in ("labels", "scar", "tagged"):
-        summary = json.loads((folder / f"aha_{name}" / "aha.json").read_text(encoding="utf-8"))
-        origin = np.array(summary["long_axis"]["origin_lps"])
-        axis = np.array(summary["long_axis"]["apex_to_base_lps"])
-        tip, base = summary["levels"]["cavity_tip_mm"], summary["levels"]["base_mm"]
+        rows, mine, _, pairs = segment_shares(folder, name, points, voxels, expert_scar)
         mesh_file = next((folder / f"aha_{name}").glob("aha_mesh.*"))
         tool = point_field(read_grid(mesh_file)[0], "aha_segment")
-        mine = segments_by_readme(points, origin, axis, anterior, tip, base)
-        segment_of_voxel = segments_by_readme(voxels, origin, axis, anterior, tip, base)
-        rows = {int(r["segment"]): r for r in csv.DictReader(open(folder / f"aha_{name}" / "aha.csv", encoding="utf-8"))}
-        pairs = [(100.0 * expert_scar[segment_of_voxel == s].mean(), float(rows[s]["scar_pct"]))
-                 for s in range(1, 18) if (segment_of_voxel == s).any() and rows[s]["scar_pct"] not in ("", None)]
-        expert, table = np.array(pairs).T
+        expert, table = np.array(list(pairs.values())).T
         result[name] = {"node_segments_as_readme": round(float((mine == tool).mean()), 4),
                         "segments_compared": len(pairs),
                         "mean_abs_diff_points": round(float(np.abs(expert - table).mean()), 2),
@@ -287,4 +434,18 @@ def main(out_dir: Path, cases: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:] or ["P051", "P022", "P047"])
+    if sys.argv[1] == "--sweep-table":
+        print(sweep_table([json.loads(line) for line in Path(sys.argv[2]).read_text(encoding="utf-8").splitlines()]))
+    elif sys.argv[1] in ("--sweep", "--sweep-records"):
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)
+        table = clinical_rows()
+        names = sys.argv[3:]
+        if names[0] == "--max-epochs":
+            TRAIN_OPTIONS += ["--max-epochs", names[1], "--no-progress"]
+            names = names[2:]
+        for name in names:
+            if sys.argv[1] == "--sweep":
+                sweep_path(name, Path(sys.argv[2]) / name)
+            print(json.dumps(sweep_record(name, Path(sys.argv[2]) / name, table)), flush=True)
+    else:
+        main(Path(sys.argv[1]), sys.argv[2:] or ["P051", "P022", "P047"])
