@@ -199,7 +199,9 @@ def test_a_core_without_a_corridor_is_told_not_warned_and_a_result_without_core_
         assert result.channels == [] and result.without_core == (name == "no_core")
         said = [r for r in caplog.records if fragment in r.getMessage()]
         assert [r.levelname for r in said] == [level], [(r.levelname, r.getMessage()) for r in caplog.records]
-        assert not any(r.levelname == "WARNING" for r in caplog.records if r not in said)
+        # the one other warning a search with core gives: a narrow corridor may be hidden in it
+        assert not any(r.levelname == "WARNING" and "not evidence of none" not in r.getMessage()
+                       for r in caplog.records if r not in said)
 
 
 def test_a_probability_field_is_tagged_by_the_tag_rule(wall, tmp_path):
