@@ -36,6 +36,7 @@ from ..errors import CardioScarError
 from ..prepare.myocardium import check_mask_slices
 from ..prepare.slices import SliceLayer
 from .mask_fit import check_mask_on_lge
+from .scar_spread import check_scar_spread
 from .rules import BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,8 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
                                   "mask of another image's grid)") from None
         raise
     fit = check_mask_on_lge(image, myocardium, myocardium_name, request.dark_blood_lge)
-    result = dataclasses.replace(result, mask_fit=fit)
+    spread = {} if expert is not None else check_scar_spread(image, myocardium, remote, result)
+    result = dataclasses.replace(result, mask_fit=fit, scar_spread=spread)
     if expert is not None:
         result = within_expert_scar(result, expert, request)
     values = result.scar_targets() if request.target == "scar" else result.core_targets()

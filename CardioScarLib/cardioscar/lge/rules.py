@@ -92,6 +92,9 @@ class RuleResult:
     #: whether the myocardium mask lies on this LGE (:func:`cardioscar.lge.mask_fit.check_mask_on_lge`'s
     #: record: the share measured, and whether it was judged); empty: not run
     mask_fit: dict = field(default_factory=dict)
+    #: whether the LGE shows compact enhancement (:func:`cardioscar.lge.scar_spread.check_scar_spread`'s
+    #: record: a scattered scar may be a scar-free heart's noise); empty: not run (the experts' scar)
+    scar_spread: dict = field(default_factory=dict)
 
     def scar_targets(self) -> list[np.ndarray]:
         """Per-slice targets for the scar (border zone + core) field: 1/0 inside, NaN outside."""
@@ -105,7 +108,8 @@ class RuleResult:
         """A JSON-ready description: rule, thresholds and their unit, per-slice statistics."""
         return {"rule": self.rule, "border": self.border, "core": self.core, "unit": RULES[self.rule][4],
                 "intensity_offset": self.intensity_offset, **self.expert,
-                **({"mask_fit": self.mask_fit} if self.mask_fit else {}), "slices": self.statistics}
+                **({"mask_fit": self.mask_fit} if self.mask_fit else {}),
+                **({"scar_spread": self.scar_spread} if self.scar_spread else {}), "slices": self.statistics}
 
 
 def rule_definition(record: dict) -> tuple:
