@@ -339,8 +339,9 @@ def _as_point_array(name: str, values: np.ndarray, n_points: int) -> vtk.vtkData
     return vtk_array
 
 
-def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarray] | None = None) -> None:
-    """Write ``mesh`` plus extra point fields to ``path`` atomically, with a SPACE marker.
+def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarray | None] | None = None) -> None:
+    """Write ``mesh`` plus extra point fields to ``path`` atomically, with a SPACE marker; a field
+    given as ``None`` is left out of the file (an earlier result's copy of it on ``mesh`` is stale).
 
     Coordinates are written exactly as they were read (``mesh.space`` frame) and the marker names
     that frame. The format follows the extension: ``.vtk`` (legacy binary, marker in the header),
@@ -353,13 +354,15 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
                               f"{', '.join(MESH_SUFFIXES)}")
     if mesh.n_points == 0:
         raise CardioScarError(f"Cannot write {target.name}: the mesh has no points")
-    arrays = {name: _as_point_array(name, values, mesh.n_points) for name, values in (point_arrays or {}).items()}
+    arrays = {name: None if values is None else _as_point_array(name, values, mesh.n_points)
+              for name, values in (point_arrays or {}).items()}
 
     dataset = mesh.dataset.NewInstance()
     dataset.DeepCopy(mesh.dataset)
     for name, array in arrays.items():
         dataset.GetPointData().RemoveArray(name)
-        dataset.GetPointData().AddArray(array)
+        if array is not None:
+            dataset.GetPointData().AddArray(array)
     if suffix == ".vtp" and not isinstance(dataset, vtk.vtkPolyData):
         raise CardioScarError(f"Cannot write a {dataset.GetClassName()} as {target.name}; use .vtu or .vtk")
     if suffix == ".vtu" and isinstance(dataset, vtk.vtkPolyData):

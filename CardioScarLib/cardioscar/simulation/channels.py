@@ -40,7 +40,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
 from ..io.meshio import Mesh, cell_layout
-from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, mesh_and_fields
+from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields
 from .open_cut import OPEN_CUT_REASON, mark_open_cut, open_cut_nodes
 
 logger = logging.getLogger(__name__)
@@ -477,9 +477,8 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
     paths = {"csv": out / "channels.csv", "json": out / "channels.json", "mesh": out / f"channels_mesh{suffix}"}
     if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
         raise CardioScarError(f"the channels' mesh would overwrite the input {mesh.path}; choose another --output-dir")
-    target, fields = mesh_and_fields(mesh, {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth,
-                                            **marginal_core_fields(result.hidden)})
-    write_mesh(target, paths["mesh"], fields)
+    write_mesh(mesh, paths["mesh"], {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth,
+                                     **marginal_core_fields(result.hidden)})
     return {**write_channel_tables(result, tissue, options, out), "mesh": paths["mesh"]}
 
 

@@ -26,7 +26,7 @@ carry no margin, and then only the statement is given.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -101,20 +101,6 @@ def marginal_core_fields(hidden: HiddenCore | None) -> dict[str, np.ndarray | No
     """The per-node field to write beside ``bz_channel``; None (remove it) without a per-node flag,
     so that an earlier search's flag is not left beside this search's channels."""
     return {MARGINAL_CORE_FIELD: None if hidden is None or hidden.flag is None else hidden.flag.astype(np.uint8)}
-
-
-def mesh_and_fields(mesh, fields: dict[str, np.ndarray | None]) -> tuple[object, dict[str, np.ndarray]]:
-    """The mesh to write (a shallow copy without the fields given as None, the input left as it
-    was) and the fields to add to it."""
-    data = mesh.dataset.GetPointData()
-    stale = [name for name, values in fields.items() if values is None and data.HasArray(name)]
-    if stale:
-        copy = mesh.dataset.NewInstance()
-        copy.ShallowCopy(mesh.dataset)
-        for name in stale:
-            copy.GetPointData().RemoveArray(name)
-        mesh = replace(mesh, dataset=copy)
-    return mesh, {name: values for name, values in fields.items() if values is not None}
 
 
 def log_hidden(hidden: HiddenCore, source: str) -> None:
