@@ -35,8 +35,8 @@ by shared nodes make patches. They differ, as measured before they were joined i
   Laplace solve frees only the nodes on no across-axis face, so that the rim keeps its face's value.
 
 On EMIDEC P047's label mesh the cut is 1,580 nodes and the Laplace solve frees 1,137, 135 of them
-outside the cut (its steps that span the wall away from the ends); on the phantoms the cut is the
-basal plane and the solve frees none. ``Testing/benchmarks/open_cut_meshes.py`` measures the cut on
+outside the cut (on steps that span the wall 8-13 and 29-33 mm above its apical end); on the
+phantoms the cut is the basal plane and the solve frees none. ``Testing/benchmarks/open_cut_meshes.py`` measures the cut on
 every mesh kind the tool meets.
 
 A channel is *near the open cut* when one of its entrances (``entrances_lps``, the mean of the
