@@ -10,6 +10,7 @@ through ``channels_of_mesh`` and the real command line.
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from cardioscar.aha.wall import lv_wall, walls_kept
 from cardioscar.io.meshio import Mesh, read_mesh
 from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
 from cardioscar.simulation import channels
-from cardioscar.simulation.open_cut import OPEN_CUT_REASON, along_axis_patches, mark_open_cut, open_cut_nodes
+from cardioscar.simulation.open_cut import OPEN_CUT_REASON, OpenEndUse, along_axis_patches, mark_open_cut, open_end_nodes
 from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
 from test_channels import Wall
 
@@ -77,9 +78,35 @@ def _flag_strip_not_corridor(wall: Wall, caplog) -> None:
     assert far.channels[0].open_cut_mm > 15.0, far.channels[0].open_cut_mm
     assert "open cut" not in far.summary() and "open cut" not in caplog.text
     # the reach is half --max-width: one wide enough to reach the corridor's entrances flags it
-    points, lps, axis, _ = lv_wall(_tagged_mesh(wall, wall.tags()), "the channel search", "")
-    mark_open_cut(far, points[open_cut_nodes(lps, axis)], 2.0 * far.channels[0].open_cut_mm + 0.1)
+    points, _, axis, faces = lv_wall(_tagged_mesh(wall, wall.tags()), "the channel search", "")
+    mark_open_cut(far, points[open_end_nodes(points, axis, faces, OpenEndUse.CHANNEL_CUT)],
+                  2.0 * far.channels[0].open_cut_mm + 0.1)
     assert far.channels[0].near_open_cut and far.near_open_cut == 1
+
+
+def test_the_fibre_rule_and_the_channel_search_each_find_the_boundary_faces_once(wall, monkeypatch):
+    """The open end is read off the wall's own boundary faces (``WallFaces.boundary``): the fibre
+    rule's Laplace solve and the channel search each extract them once per mesh (twice before: once
+    for the wall's faces, once for the open end). Counted by a wrapper that calls the real one,
+    wherever a module holds it."""
+    from cardioscar.aha import wall as wall_module
+    from cardioscar.simulation.fibres import rule_fibres
+
+    real, calls = wall_module.boundary_faces, []
+
+    def counted(dataset):
+        calls.append(dataset.GetNumberOfPoints())
+        return real(dataset)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "boundary_faces", None) is real:
+            monkeypatch.setattr(module, "boundary_faces", counted)
+    mesh = _tagged_mesh(wall, _strip_along_the_cut(wall))
+    rule_fibres(mesh)
+    assert calls == [len(wall.points)]
+    calls.clear()
+    result, _ = channels.channels_of_mesh(mesh, channels.ChannelOptions(layers=(0.1,)))
+    assert calls == [len(wall.points)] and result.near_open_cut == 1
 
 
 def test_the_flag_reaches_the_tables_through_the_command_line(wall, tmp_path):
@@ -119,16 +146,16 @@ def _stepped_rings() -> Mesh:
 
 def test_a_label_meshes_steps_are_not_the_cut():
     mesh = _stepped_rings()
-    points, lps, axis, _ = lv_wall(mesh, "the channel search", "")
+    points, _, axis, faces = lv_wall(mesh, "the channel search", "")
     heights = points[:, 2] * np.sign(axis.base_direction[2])  # the slabs' normal (the shape's axis is near it)
     top, bottom = heights.max(), heights.min()
-    cut = open_cut_nodes(lps, axis)
+    cut = open_end_nodes(points, axis, faces, OpenEndUse.CHANNEL_CUT)
     # the top and the bottom ring's faces, whole (with the rim's nodes one voxel along the walls:
     # the normals are smoothed over two steps), and nothing between
     assert np.all((top - heights[cut] < 1.6) | (heights[cut] - bottom < 1.6))
     for end in (top, bottom):
         assert (np.abs(heights[cut] - end) < 0.1).sum() == (np.abs(heights - end) < 0.1).sum()
-    steps = [patch for patch in along_axis_patches(lps, axis) if not patch.open_end]
+    steps = [patch for patch in along_axis_patches(points, axis, faces) if not patch.open_end]
     middle = [p for p in steps if min(p.below_top_mm, p.above_bottom_mm) > 5.0]
     assert len(middle) >= 8, [(len(p.nodes), p.cavity_share) for p in steps]  # 4 steps on each face
     assert all(p.cavity_share in (0.0, 1.0) and not np.isin(p.nodes, cut).any() for p in middle)

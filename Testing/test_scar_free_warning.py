@@ -16,7 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from cardioscar.lge.prepare import ScarRuleRequest, graded_targets
-from cardioscar.lge.scar_spread import SCATTERED_BELOW, largest_region_pixels
+from cardioscar.lge.rules import BORDER, apply_rule
+from cardioscar.lge.scar_spread import SCATTERED_BELOW, enhanced_pixels, largest_region_pixels
 from cardioscar.lge.synthetic import LGEContrast, add_rician_noise, lge_signal, sector_scar
 from cardioscar.prepare.slices import SliceLayer
 
@@ -91,3 +92,21 @@ def test_prepare_on_emidec_warns_on_a_scar_free_heart(shared_data, tmp_path, cas
         spread = json.loads(str(data["scar_rule"]))["scar_spread"]
     assert spread["scattered"] == warned and spread["reference_sd"] == 3.0
     assert (spread["largest_of_myo"] < 0.005) if warned else (spread["largest_of_myo"] > 0.1)
+
+
+def test_the_warning_reads_n_sds_own_remote():
+    """The enhancement the warning reads is n-SD's border zone at 3 SD, pixel for pixel (one remote,
+    :func:`cardioscar.lge.rules.remote_region`), with the darkest sector and with the user's mask; a
+    user's mask too small for n-SD on a slice (another rule ran) gives way to the darkest sector there."""
+    layers, masks = _stack(scar=True)
+    values = [layer.values for layer in layers]
+    remote = [ring & (np.arange(ring.shape[1])[None, :] < 28) for ring in masks]  # the ring's left part
+    for given in (None, remote):
+        rule = apply_rule("nsd", values, masks, remote=given, thresholds=(3.0, 4.0))
+        called = enhanced_pixels(values, masks, given)
+        assert all(np.array_equal(c, g >= BORDER) for c, g in zip(called, rule.grades))
+        assert 0 < sum(int(c.sum()) for c in called) < sum(int(m.sum()) for m in masks)
+    tiny = [np.zeros_like(m) for m in masks]
+    tiny[0][np.nonzero(masks[0])[0][:3], np.nonzero(masks[0])[1][:3]] = True
+    sector = enhanced_pixels(values, masks)
+    assert all(np.array_equal(t, s) for t, s in zip(enhanced_pixels(values, masks, tiny), sector))

@@ -53,7 +53,7 @@ def test_rule_fibres_turn_from_plus_60_at_the_endocardium_to_minus_60_at_the_epi
     helix, depth, mid = _helix_and_depth(mesh, field)
     if transmural == "laplace":
         _, (points, lps, axis, faces) = rule_wall(mesh)
-        phi_depth = laplace_transmural(points, lps, faces.endo_ids, faces.epi_ids, axis).depth
+        phi_depth = laplace_transmural(points, lps, faces, axis).depth
         assert np.percentile(np.abs(phi_depth - depth)[mid], 95) < 0.15
         depth = phi_depth
     assert (mid & (depth < 0.25)).sum() > 20 and (mid & (depth > 0.75)).sum() > 20

@@ -17,7 +17,8 @@ from cardioscar.io.meshio import Mesh
 from cardioscar.io.meshio import cell_layout
 from cardioscar.simulation.fibres import rule_fibres, rule_frame, rule_wall
 from cardioscar.simulation.opencarp import cell_types
-from cardioscar.simulation.transmural import laplace_transmural, open_end_nodes, stiffness_matrix
+from cardioscar.simulation.open_cut import OpenEndUse, along_axis_patches, open_end_nodes
+from cardioscar.simulation.transmural import laplace_transmural, stiffness_matrix
 
 #: Six tetrahedra about a hexahedron's 0-6 diagonal: neighbours' shared faces split alike.
 HEX_AS_TETS = np.array([[0, 1, 2, 6], [0, 2, 3, 6], [0, 3, 7, 6], [0, 7, 4, 6], [0, 4, 5, 6], [0, 5, 1, 6]])
@@ -71,8 +72,8 @@ def test_the_stiffness_matrix_holds_constants_and_linear_fields_in_its_null_spac
 
 def test_phi_is_0_and_1_on_the_faces_and_rises_through_the_wall_as_ln_r(ring):
     _, points, lps, axis, faces, apex_z = ring
-    coordinate = laplace_transmural(points, lps, faces.endo_ids, faces.epi_ids, axis)
-    free = open_end_nodes(lps, axis, faces.endo_ids, faces.epi_ids)
+    coordinate = laplace_transmural(points, lps, faces, axis)
+    free = open_end_nodes(points, axis, faces, OpenEndUse.LAPLACE_FREE)
     assert len(free) and set(np.round(points[free, 2], 6)) == {apex_z}  # the open end's annulus only
     assert (coordinate.phi[np.setdiff1d(faces.endo_ids, free)] == 0.0).all()
     assert (coordinate.phi[np.setdiff1d(faces.epi_ids, free)] == 1.0).all()
@@ -83,12 +84,32 @@ def test_phi_is_0_and_1_on_the_faces_and_rises_through_the_wall_as_ln_r(ring):
     assert abs(coordinate.depth - np.log(np.hypot(*cell_centres(lps)[:, :2].T) / 10.0) / np.log(2.0)).max() < 0.05
 
 
+def test_one_open_end_read_two_ways_the_laplace_solves_free_nodes_and_the_channel_cut(ring):
+    """One definition of the open end (:func:`open_end_nodes`), read for two uses. The ring is open at
+    both ends: the channel cut is both end planes, rims included (a channel's distance to the cut
+    counts them); the Laplace solve frees only the apical end's annulus less its rim (the base plane
+    is the wall's base, free anyway; the rim keeps its face's value)."""
+    _, points, _, axis, faces, apex_z = ring
+    radius, z = np.hypot(points[:, 0], points[:, 1]), points[:, 2]
+    apical = np.flatnonzero(np.isclose(z, apex_z))
+    rim = apical[np.isclose(radius[apical], 10.0) | np.isclose(radius[apical], 20.0)]
+    free = open_end_nodes(points, axis, faces, OpenEndUse.LAPLACE_FREE)
+    assert np.array_equal(free, np.setdiff1d(apical, rim))
+    cut = open_end_nodes(points, axis, faces, OpenEndUse.CHANNEL_CUT)
+    assert set(np.round(z[cut], 6)) == {0.0, 36.0} and np.isin(free, cut).all()
+    for end in (0.0, 36.0):  # each end's annulus, its rim on both faces with it (a hexahedral corner or two aside)
+        at_end = np.isclose(z[cut], end)
+        assert at_end.sum() >= 280 and {10.0, 20.0} <= set(np.round(radius[cut[at_end]], 6))
+    base = [p for p in along_axis_patches(points, axis, faces, OpenEndUse.LAPLACE_FREE) if p.below_top_mm == 0.0]
+    assert len(base) == 1 and not base[0].open_end and base[0].spans_wall  # the cut's reading would take it
+
+
 def test_the_transmural_direction_is_radial_everywhere_even_at_the_open_end_where_nearest_nodes_fell_back(ring):
     _, points, lps, axis, faces, apex_z = ring
     centres = cell_centres(lps)
     radial = np.c_[centres[:, :2] / np.hypot(*centres[:, :2].T)[:, None], np.zeros(len(centres))]
-    laplace = rule_frame(points, lps, faces.endo_ids, faces.epi_ids, axis, "laplace")
-    nearest = rule_frame(points, lps, faces.endo_ids, faces.epi_ids, axis, "nearest")
+    laplace = rule_frame(points, lps, faces, axis, "laplace")
+    nearest = rule_frame(points, lps, faces, axis, "nearest")
     off = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", laplace.e_t, radial), -1.0, 1.0)))
     assert off.max() < 3.0 and not laplace.no_transmural.any() and not laplace.along_axis.any()
     at_the_end = np.abs(centres[:, 2] - apex_z) < 6.0

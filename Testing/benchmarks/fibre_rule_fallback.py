@@ -79,7 +79,7 @@ def _fibres_about(mesh: Mesh, direction: np.ndarray, transmural: str) -> np.ndar
     reference = LongAxis(origin=axis.origin, base_direction=sign * direction / np.linalg.norm(direction),
                          source="reference")
     faces = wall_faces(lps, np.ones(len(points), dtype=bool), reference)
-    frame = rule_frame(points, lps, faces.endo_ids, faces.epi_ids, reference, transmural)
+    frame = rule_frame(points, lps, faces, reference, transmural)
     endo_deg, epi_deg = DEFAULT_HELIX_DEG
     helix = np.radians(endo_deg + (epi_deg - endo_deg) * frame.depth)
     return np.cos(helix)[:, None] * frame.e_c + np.sin(helix)[:, None] * frame.e_l
@@ -148,7 +148,7 @@ def timing() -> None:
         mesh = Mesh(dataset=make_phantom(config).mesh, space="LPS")
         _, (points, lps, axis, faces) = rule_wall(mesh)
         start = time.perf_counter()
-        coordinate = laplace_transmural(points, lps, faces.endo_ids, faces.epi_ids, axis)
+        coordinate = laplace_transmural(points, lps, faces, axis)
         print(json.dumps({"mesh": name, "nodes": len(points), "cells": lps.GetNumberOfCells(),
                           "cg_iterations": coordinate.iterations,
                           "laplace_seconds_under_load": round(time.perf_counter() - start, 2)}), flush=True)

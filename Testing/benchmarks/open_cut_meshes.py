@@ -61,10 +61,10 @@ def meshes(cases: list[str]) -> Iterator[tuple[str, Mesh]]:
 
 def measure(name: str, mesh: Mesh) -> dict:
     start = time.perf_counter()
-    points, lps, axis, _ = lv_wall(mesh, "the channel search", "")
+    points, _, axis, faces = lv_wall(mesh, "the channel search", "")
     heights = axis.heights(points)
     top, bottom = float(heights.max()), float(heights.min())
-    patches = sorted(along_axis_patches(lps, axis), key=lambda p: -len(p.nodes))
+    patches = sorted(along_axis_patches(points, axis, faces), key=lambda p: -len(p.nodes))
     rows = [[int(len(p.nodes)), round(p.cavity_share, 2), round(p.below_top_mm, 1), round(p.above_bottom_mm, 1),
              p.spans_wall, p.open_end] for p in patches]
     cut = np.unique(np.concatenate([p.nodes for p in patches if p.open_end] or [np.zeros(0, np.int64)]))

@@ -32,7 +32,7 @@ import contextlib
 import contextvars
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import vtk
@@ -50,14 +50,29 @@ BASE_NORMAL_COS = 0.7071
 BASE_ZONE = 0.15
 
 
+class BoundaryFaces(NamedTuple):
+    """Triangles of a mesh's boundary: original point ids (F, 3), centroids, outward unit normals, areas."""
+
+    ids: np.ndarray
+    centroids: np.ndarray
+    normals: np.ndarray
+    areas: np.ndarray
+
+
 @dataclass(frozen=True)
 class WallFaces:
-    """Boundary nodes of the LV wall: ids into the mesh, and each endocardial node's share of area."""
+    """Boundary nodes of the LV wall: ids into the mesh, and each endocardial node's share of area;
+    and the boundary triangles they were told apart on (outward normals).
+
+    Why the triangles: the open end (:func:`cardioscar.simulation.open_cut.open_end_nodes`, read by
+    the fibre rule's Laplace solve and the channel search, both after :func:`lv_wall`) is found on the
+    same faces, which are then computed once per mesh."""
 
     endo_ids: np.ndarray
     endo_area: np.ndarray
     epi_ids: np.ndarray
     volumetric: bool
+    boundary: BoundaryFaces
 
 
 def cell_centres(dataset: vtk.vtkDataSet) -> np.ndarray:
@@ -100,8 +115,8 @@ def lv_cells_only(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray) -> vtk.vtkDataS
     return threshold.GetOutput()
 
 
-def boundary_faces(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Triangles of the boundary: (original point ids (F, 3), centroids, outward unit normals, areas)."""
+def boundary_faces(dataset: vtk.vtkDataSet) -> BoundaryFaces:
+    """Triangles of the boundary, their ids the original point ids (``aha_point_id`` of :func:`lv_cells_only`)."""
     surface = vtk.vtkDataSetSurfaceFilter()
     surface.SetInputData(dataset)
     surface.PassThroughCellIdsOn()
@@ -130,7 +145,7 @@ def boundary_faces(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.
         owner_centres = cell_centres(dataset)[owners]
         flip = np.einsum("ij,ij->i", normals, centroids - owner_centres) < 0
         normals[flip] *= -1.0
-    return original[conn], centroids, normals, areas
+    return BoundaryFaces(original[conn], centroids, normals, areas)
 
 
 def _orient_closed_surface(normals: np.ndarray, centroids: np.ndarray, areas: np.ndarray, centre: np.ndarray
@@ -148,8 +163,8 @@ def axial_components(centroids: np.ndarray, normals: np.ndarray, axis: LongAxis)
     """Each boundary face's normal across the long axis (its component outwards from the axis at
     the face's centroid) and along it (towards the base): a face turns across the axis (the
     endocardium's and epicardium's walls) where the first is the larger, along it (a cap, the step
-    between two slices' rings, an open end) otherwise; the wall's faces and the fibre rule's open
-    ends (:mod:`cardioscar.simulation.transmural`) read it alike."""
+    between two slices' rings, an open end) otherwise; the wall's faces and the open end
+    (:mod:`cardioscar.simulation.open_cut`) read it alike."""
     outward = axis.radial(centroids)
     outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-12)
     return np.einsum("ij,ij->i", normals, outward), normals @ axis.base_direction
@@ -206,7 +221,7 @@ def wall_faces(dataset: vtk.vtkDataSet, lv_nodes: np.ndarray, axis: LongAxis) ->
     np.add.at(endo_area, ids[endo].ravel(), np.repeat(areas[endo] / 3.0, 3))
     endo_ids = np.unique(ids[endo])
     return WallFaces(endo_ids=endo_ids, endo_area=endo_area[endo_ids], epi_ids=np.unique(ids[epi]),
-                     volumetric=volumetric)
+                     volumetric=volumetric, boundary=BoundaryFaces(ids, centroids, normals, areas))
 
 
 def column_transmurality(points: np.ndarray, lv_ids: np.ndarray, scar: np.ndarray, weights: np.ndarray,

@@ -408,14 +408,25 @@ def darkest_sector(values: np.ndarray, myocardium: np.ndarray, n_sectors: int = 
     return mask, best
 
 
+def remote_region(values: np.ndarray, myocardium: np.ndarray, remote: np.ndarray | None = None,
+                  search_in: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """n-SD's remote myocardium on one slice, and where it came from (recorded): the user's ``remote``
+    mask within the myocardium, else the darkest of :data:`N_SECTORS` sectors of ``search_in`` (the
+    myocardium, or the part of it known to be healthy: :func:`_sector_search`).
+
+    Why one function: the scar-free warning (:mod:`cardioscar.lge.scar_spread`) reads the enhancement
+    above the same remote whatever the rule, so that its cut and n-SD's levels stand on one reference."""
+    if remote is not None:
+        return remote & myocardium, "user mask"
+    search = myocardium if search_in is None else search_in
+    region, sector = darkest_sector(values, search)
+    outside = " outside the expert scar" if search is not myocardium else ""
+    return region, f"darkest of {N_SECTORS} sectors{outside} (sector {sector})"
+
+
 def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
          border: float, core: float, where: str, reference: np.ndarray) -> Levels:
-    if remote is None:
-        region, sector = darkest_sector(values, reference)
-        outside = " outside the expert scar" if reference is not myo else ""
-        source = f"darkest of {N_SECTORS} sectors{outside} (sector {sector})"
-    else:
-        region, source = remote & myo, "user mask"
+    region, source = remote_region(values, myo, remote, reference)
     reference = values[region]
     if reference.size < MIN_REFERENCE_PIXELS:
         raise CardioScarError(f"The remote region on {where} has {reference.size} myocardial pixels (need >= "

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..prepare.slices import SliceLayer
-from .rules import BORDER, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, darkest_sector
+from .rules import BORDER, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, remote_region
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +60,21 @@ def largest_region_pixels(called: Sequence[np.ndarray]) -> tuple[int, int]:
 def enhanced_pixels(values: Sequence[np.ndarray], myocardium: Sequence[np.ndarray],
                     remote: Sequence[np.ndarray] | None = None, n_sd: float = REFERENCE_SD) -> list[np.ndarray]:
     """Per slice, the myocardial pixels above the remote mean + ``n_sd`` SD: n-SD's border zone at
-    ``n_sd``, read whatever rule graded the scar so that one cut serves every rule. The remote is the
-    user's where given (and large enough), else the darkest sector, as n-SD's."""
+    ``n_sd``, read whatever rule graded the scar so that one cut serves every rule. The remote is
+    n-SD's own (:func:`~cardioscar.lge.rules.remote_region`): the user's mask, else the darkest
+    sector; on a slice where the user's mask holds fewer myocardial pixels than n-SD accepts
+    (another rule ran, which does not read it), the darkest sector."""
     called = []
     for k, (image, myo) in enumerate(zip(values, myocardium)):
         image, myo = np.asarray(image, np.float64), np.asarray(myo, bool)
-        region = None if remote is None else np.asarray(remote[k], bool) & myo
-        if region is None or region.sum() < MIN_REFERENCE_PIXELS:
-            region = darkest_sector(image, myo)[0] if myo.any() else myo
-        reference = image[region]
-        called.append(myo & (image > reference.mean() + n_sd * reference.std()) if reference.size else myo)
+        if not myo.any():
+            called.append(myo)
+            continue
+        own = None if remote is None else np.asarray(remote[k], bool)
+        if own is not None and (own & myo).sum() < MIN_REFERENCE_PIXELS:
+            own = None
+        reference = image[remote_region(image, myo, own)[0]]
+        called.append(myo & (image > reference.mean() + n_sd * reference.std()))
     return called
 
 

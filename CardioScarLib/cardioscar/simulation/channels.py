@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 from ..errors import CardioScarError
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields
-from .open_cut import OPEN_CUT_REASON, mark_open_cut, open_cut_nodes
+from .open_cut import OPEN_CUT_REASON, OpenEndUse, mark_open_cut, open_end_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -528,7 +528,7 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
     result = find_channels(lps, points, depth, tissue, options, spreads)
-    mark_open_cut(result, points[open_cut_nodes(lps, axis)], options.max_width_mm)
+    mark_open_cut(result, points[open_end_nodes(points, axis, faces, OpenEndUse.CHANNEL_CUT)], options.max_width_mm)
     (logger.warning if result.without_core else logger.info)("%s: %s", tissue.source, result.summary())
     log_hidden(result.hidden, tissue.source)
     return result, tissue

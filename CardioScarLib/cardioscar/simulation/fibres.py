@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..aha.segments import LongAxis
+from ..aha.wall import WallFaces
 from ..errors import CardioScarError
 from .transmural import laplace_transmural
 
@@ -148,19 +149,20 @@ def _frame(centres: np.ndarray, depth: np.ndarray, transmural: np.ndarray, axis:
     return RuleFrame(depth, np.cross(e_l, e_t), e_l, e_t, no_transmural, along_axis)
 
 
-def rule_frame(points: np.ndarray, lps, endo_ids: np.ndarray, epi_ids: np.ndarray, axis: LongAxis,
+def rule_frame(points: np.ndarray, lps, wall: WallFaces, axis: LongAxis,
                transmural: str = DEFAULT_TRANSMURAL) -> RuleFrame:
     """The rule's frame on the LPS dataset ``lps`` (its points ``points``) between the wall's faces
-    (node ids), its transmural direction and depth by ``transmural`` (:data:`TRANSMURAL`)."""
+    (:func:`~cardioscar.aha.wall.wall_faces` on ``lps``), its transmural direction and depth by
+    ``transmural`` (:data:`TRANSMURAL`)."""
     from ..aha.wall import cell_centres
 
     centres = cell_centres(lps)
     if transmural == "laplace":
-        coordinate = laplace_transmural(points, lps, endo_ids, epi_ids, axis)
+        coordinate = laplace_transmural(points, lps, wall, axis)
         logger.info("the fibre rule's Laplace transmural coordinate: %d conjugate-gradient iterations on %d nodes",
                     coordinate.iterations, len(points))
         return _frame(centres, coordinate.depth, coordinate.direction, axis)
-    return _frame(centres, *nearest_transmural(centres, points[endo_ids], points[epi_ids]), axis)
+    return _frame(centres, *nearest_transmural(centres, points[wall.endo_ids], points[wall.epi_ids]), axis)
 
 
 def check_transmural(transmural: str) -> str:
@@ -200,7 +202,7 @@ def rule_fibres(mesh, helix_deg: tuple[float, float] = DEFAULT_HELIX_DEG,
     in the record)."""
     check_transmural(transmural)
     (endo_deg, epi_deg), (points, lps, axis, faces) = rule_wall(mesh, helix_deg)
-    frame = rule_frame(points, lps, faces.endo_ids, faces.epi_ids, axis, transmural)
+    frame = rule_frame(points, lps, faces, axis, transmural)
     helix = np.radians(endo_deg + (epi_deg - endo_deg) * frame.depth)
     fibres = np.cos(helix)[:, None] * frame.e_c + np.sin(helix)[:, None] * frame.e_l
     field = np.hstack([fibres, frame.e_t])

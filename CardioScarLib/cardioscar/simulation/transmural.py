@@ -12,9 +12,10 @@ An open end (a stack of slices that stops short of the apex, a cut wall) is no f
 kind, though :func:`cardioscar.aha.wall.wall_faces` splits it between them (its nearest
 across-axis face's): held at 0 on its inner half and 1 on its outer half, phi would turn along
 the axis there (55 degrees from radial in a tube's last element layer). Its nodes are left free
-as the base's are (:func:`open_end_nodes`): the faces turning along the axis whose part of the
-surface holds a node of both faces. An apical cap's faces turn along the axis too, but each part
-lies on one face, and keeps its value (the transmural direction runs along the axis there).
+as the base's are (:func:`cardioscar.simulation.open_cut.open_end_nodes`, read for this solve): the
+faces turning along the axis whose part of the surface holds a node of both faces, less the nodes
+also on an across-axis face. An apical cap's faces turn along the axis too, but each part lies on
+one face, and keeps its value (the transmural direction runs along the axis there).
 
 Discretisation: the linear finite-element stiffness matrix on the mesh's own cells, which is
 consistent on both kinds of mesh here (edge weights such as the graph Laplacian are not: on a
@@ -37,11 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 import vtk
 from scipy.sparse import coo_matrix, csr_matrix, diags
-from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import cg
 
 from ..aha.segments import LongAxis
+from ..aha.wall import WallFaces
 from ..errors import CardioScarError
+from .open_cut import OpenEndUse, open_end_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -202,40 +204,18 @@ def element_gradients(points: np.ndarray, phi: np.ndarray, offsets: np.ndarray, 
     return gradients, means
 
 
-def open_end_nodes(lps: vtk.vtkDataSet, axis: LongAxis, endo_ids: np.ndarray, epi_ids: np.ndarray) -> np.ndarray:
-    """The nodes of an open end (see the module docstring): on a boundary face that turns more
-    along the axis than across it, in a part of such faces (sharing nodes) that holds a node on both
-    faces, and on no face across the axis."""
-    from ..aha.wall import axial_components, boundary_faces, lv_cells_only
-
-    n = lps.GetNumberOfPoints()
-    ids, centroids, normals, _ = boundary_faces(lv_cells_only(lps, np.ones(n, dtype=bool)))
-    across, along_axis = axial_components(centroids, normals, axis)
-    along = np.abs(along_axis) >= np.abs(across)
-    if not along.any():
-        return np.zeros(0, dtype=np.int64)
-    chosen = ids[along]
-    incidence = csr_matrix((np.ones(chosen.size), (np.repeat(np.arange(len(chosen)), 3), chosen.ravel())),
-                           shape=(len(chosen), n))
-    _, part = connected_components(incidence.T @ incidence, directed=False)
-    both = np.intersect1d(endo_ids, epi_ids)
-    open_parts = np.unique(part[both[np.isin(both, chosen)]])
-    nodes = np.unique(chosen[np.isin(part[chosen[:, 0]], open_parts)])
-    return np.setdiff1d(nodes, ids[~along].ravel())
-
-
-def laplace_transmural(points: np.ndarray, dataset: vtk.vtkDataSet, endo_ids: np.ndarray, epi_ids: np.ndarray,
+def laplace_transmural(points: np.ndarray, dataset: vtk.vtkDataSet, wall: WallFaces,
                        axis: LongAxis) -> TransmuralCoordinate:
     """The wall's Laplace transmural coordinate on ``dataset``'s cells at ``points`` (its points, in
-    the LPS frame the fibre rule works in) between its endocardial and epicardial nodes (ids), an
-    open end's nodes left free (:func:`open_end_nodes`)."""
+    the LPS frame the fibre rule works in) between its endocardial and epicardial nodes (``wall``'s),
+    an open end's nodes left free (:func:`~.open_cut.open_end_nodes`, read for the Laplace solve)."""
     from ..io.meshio import cell_layout
     from .opencarp import cell_types
 
     offsets, connectivity = cell_layout(dataset)
-    free = open_end_nodes(dataset, axis, endo_ids, epi_ids)
+    free = open_end_nodes(points, axis, wall, OpenEndUse.LAPLACE_FREE)
     phi, iterations = solve_phi(stiffness_matrix(points, cell_types(dataset), offsets, connectivity),
-                                np.setdiff1d(endo_ids, free), np.setdiff1d(epi_ids, free))
+                                np.setdiff1d(wall.endo_ids, free), np.setdiff1d(wall.epi_ids, free))
     gradients, depth = element_gradients(points, phi, offsets, connectivity)
     lengths = np.linalg.norm(gradients, axis=1, keepdims=True)
     changes = lengths > 1e-6 * max(float(np.median(lengths)), 1e-12)  # not round-off over a face's own nodes
