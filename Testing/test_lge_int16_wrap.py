@@ -159,3 +159,16 @@ def test_the_slicer_logic_refuses_the_wrapped_volume_when_normalising(case):
     with pytest.raises(CardioScarError, match="The LGE wrapped LGE looks like an unsigned 16-bit image read as signed "
                                               "int16: .* re-save it with pixel type uint16"):
         csl.CardioScarLogic(context.scene, context.color_logic).prepare_training(lge, model, options)
+
+
+def test_the_batch_script_refuses_the_wrapped_volume_when_normalising(case, tmp_path, capsys):
+    """The batch script (the Slicer Logic's route) says it in one line, exit 2, before any training."""
+    from test_batch_script import _load_script
+
+    status = _load_script().run(["--volume", case["wrapped"], "--mesh", str(case["mesh"]), "--slices", "2,3,4,5,6",
+                                 "--slice-thickness-padding", case["half"], "--normalize-intensities",
+                                 "--preset", "fast", "--max-epochs", "1", "--output", str(tmp_path / "scar.vtk")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert "lge_wrapped looks like an unsigned 16-bit image read as signed int16" in err[0], err
+    assert not (tmp_path / "scar.vtk").exists()
