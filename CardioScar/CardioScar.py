@@ -212,6 +212,7 @@ class CardioScarParameterNode:
     scoreScarLabels: str = ""
     scoreMyocardiumLabels: str = ""
     scoreMyocardiumSegment: str = ""
+    scoreMyocardiumMask: Optional[vtkMRMLScalarVolumeNode]
     scoreSliceIndices: str = ""
     scoreWriteTruth: bool = False
 
@@ -1339,7 +1340,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                 raise CardioScarError(missing)
             with slicer.util.WaitCursor(), self._warningsInLog():
                 scores = self.logic.score_on_slices(p.scoreTruth, p.scoreModel, self.scoreOptions(),
-                                                    write_truth=p.scoreWriteTruth)
+                                                    p.scoreMyocardiumMask, write_truth=p.scoreWriteTruth)
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._reportFailure(error, SCORE_PANEL_NAMES)
             return

@@ -536,7 +536,9 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
                              "--channel-min-length -1 must be a length in mm >= 0"),
                             (["--channel-min-length", "0"], "--channel-min-length only apply to the channel search"),
                             (["--channels-dir", str(case["paths"]["image"])], "--channels-dir "),
-                            (["--channels-dir", str(tmp_path / "c"), "--channel-layers", "0.1,2"], "--channel-layers ")):
+                            (["--channels-dir", str(tmp_path / "c"), "--channel-layers", "0.1,2"], "--channel-layers "),
+                            (["--channels-dir", str(tmp_path / "c"), "--channel-layers", "0.1,0.1"],
+                             "--channel-layers 0.1,0.1: depth 0.1 is given twice; give each depth once")):
         assert _load_script().run(argv + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err

@@ -281,6 +281,31 @@ def test_the_command_line_min_length(wall, tmp_path, capsys):
                                 "--min-length", "-1"], "--min-length", capsys, tmp_path)
 
 
+def test_a_depth_given_twice_is_refused_on_the_command_line_and_the_api(wall, tmp_path, capsys):
+    """``--layers 0.1,0.1`` searched 0.1 once but ``channels.json`` listed it twice beside one
+    per-layer row: refused in one line (the command line, ``run_channels``, ``find_channels``), no
+    folder written; each depth once (in any order) is searched and listed once, by depth."""
+    from cardioscar.cli import main
+
+    _write(wall, tmp_path / "tagged.vtu", {TAG_ARRAY: wall.tags()})
+    assert_refused_in_one_line(["channels", "--mesh", tmp_path / "tagged.vtu", "--output-dir", tmp_path / "out1",
+                                "--layers", "0.1,0.1"],
+                               "--layers 0.1,0.1: depth 0.1 is given twice; give each depth once", capsys, tmp_path)
+    mesh = read_mesh(tmp_path / "tagged.vtu")
+    with pytest.raises(CardioScarError, match=r"^--layers 0.3,0.1,0.3,0.3: depth 0.3 is given 3 times; give each "
+                                              r"depth once$"):
+        channels.run_channels(mesh, tmp_path / "out2", channels.ChannelOptions(layers=(0.3, 0.1, 0.3, 0.3)))
+    with pytest.raises(CardioScarError, match="depth 0.1 is given twice"):
+        channels.find_channels(wall.grid, wall.points, wall.depth, channels.tissue_from_tags(wall.tags(), (1, 2, 3),
+                                                                                            "t"),
+                               channels.ChannelOptions(layers=(0.1, 0.10)))
+    assert not (tmp_path / "out2").exists()
+    assert main(["channels", "--mesh", str(tmp_path / "tagged.vtu"), "--output-dir", str(tmp_path / "once"),
+                 "--layers", "0.2,0.1"]) == 0
+    record = json.loads((tmp_path / "once" / "channels.json").read_text())
+    assert record["layers"] == [0.1, 0.2] == [row["layer"] for row in record["per_layer"]]
+
+
 @pytest.mark.parametrize("orientation", ["across", "along"])
 def test_the_corridor_phantom_truth_holds_the_channel(orientation):
     """The segmented phantom's corridor layout: a core at scar fraction 1 crossed by a 6 mm strip at

@@ -1000,6 +1000,62 @@ def test_a_channels_row_on_a_surface_mesh_fails_before_its_fit(tmp_path, rule_da
     assert result["error"].endswith("or leave the column 'channels' empty") and not (tmp_path / "out" / "s").exists()
 
 
+def test_a_bad_channels_value_stops_the_cohort_before_any_patient_is_fitted(tmp_path, rule_data, monkeypatch):
+    """The cohort's channel check at load: through ``run_cohort`` itself, a row with ``channels`` not
+    yes/no, or yes without the scar rule's two fields, refuses the whole manifest (its path, each
+    row's id and column, and what the column takes) before any patient is fitted or any output
+    folder made, so the good row beside them is not fitted either."""
+    import cardioscar.logic
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a patient was fitted before the manifest's channels column was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", no_training)
+    p0 = rule_data / "p0"
+    row = f"{p0 / 'phantom_mesh.vtk'},{p0 / 'lge.nii.gz'},{p0 / 'labels.nii.gz'},2,1"
+    manifest, out = tmp_path / "manifest.csv", tmp_path / "cohort"
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,blood_pool_labels,scar_rule,channels\n"
+                        f"good,{row},psi,yes\nodd,{row},psi,0.1\nplain,{row},,yes\n")
+    with pytest.raises(CardioScarError) as error:
+        run_cohort(manifest, out, CohortOptions(workers=1))
+    head, *problems = str(error.value).splitlines()
+    assert head == f"the manifest {manifest} has 2 problem(s):"
+    assert [p.strip() for p in problems] == [
+        "row 2 (id odd): column 'channels' must be yes or no (yes: the conducting channels of the row's tissue tags, "
+        "as cardioscar channels), got '0.1'",
+        "row 3 (id plain): column 'channels' (yes) searches the border zone between a scar rule's two fields (scar and "
+        "core models): give scar_rule too, or leave it empty"]
+    assert not out.exists()
+
+
+def test_a_channels_row_on_an_unmerged_mesh_fails_before_its_fit_writing_nothing(tmp_path, rule_data, monkeypatch):
+    """The cohort's per-patient pre-fit channel check (``check_searchable_mesh``, run before the
+    two fits as the batch script's ``--channels-dir`` is): a rule row asking for channels on a mesh
+    whose cells share no node fails in one line, in the manifest's words, with no fit and no file of
+    the patient; the row beside it without channels is not held back by it."""
+    import cardioscar.logic
+
+    from cardioscar.io.meshio import write_mesh
+    from test_bad_inputs_round10 import _unmerged
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the patient was trained before its channel search's mesh was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", no_training)
+    p0 = rule_data / "p0"
+    write_mesh(_unmerged(read_mesh(p0 / "phantom_mesh.vtk")), tmp_path / "apart.vtu")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,blood_pool_labels,scar_rule,channels\n"
+                        f"u,{tmp_path / 'apart.vtu'},{p0 / 'lge.nii.gz'},{p0 / 'labels.nii.gz'},2,1,psi,yes\n")
+    [spec] = read_manifest(manifest)
+    result = run_patient(spec, str(tmp_path / "out"), "hash")
+    assert result["status"] == "failed" and "\n" not in result["error"], result
+    assert result["error"].startswith("column 'channels': apart.vtu: ") and "lie on another node" in result["error"]
+    assert result["error"].endswith("merge the coincident points (e.g. vtkCleanUnstructuredGrid, ParaView's Clean to "
+                                    "Grid) and run the channel search again; or leave the column 'channels' empty")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_a_fibre_rule_row_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, cohort_data, monkeypatch):
     """The rule refuses a mesh of both ventricles; a cohort row asking for it fails before the
     training (not after a whole fit), in the manifest's words."""

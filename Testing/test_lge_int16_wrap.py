@@ -2,7 +2,8 @@
 over 32767 wrapped round to a negative one, so the brightest pixels became the darkest, and every
 scar rule graded it (EMIDEC P015 times 16: n-SD 1,573 scar pixels for 1,714, exit 0). Refused now
 (``lge.rules.refuse_wrapped_int16``) where the pixels pile at both ends of int16's range; a signed
-(PSIR) image is not refused.
+(PSIR) image is not refused. ``--normalize-intensities`` (min-max scaling of the raw LGE) reads the same
+pixels and refuses it too, on the command line, the API (NRRD) and the Slicer Logic.
 
 Real parts: the phantom's raw LGE and label map written by SimpleITK as uint16 and int16 NIfTI files,
 the real command line and the Slicer Logic on a real MRML scene (slicer-core); EMIDEC P015 for the
@@ -102,3 +103,72 @@ def test_emidec_p015_wrapped_is_refused_and_its_psir_passes(shared_data):
     psir = np.clip(np.rint((image - 2048) * 16), -32768, 32767)
     for a, b in zip(apply_rule("nsd", list(psir), myocardium).grades, stored.grades):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------- --normalize-intensities reads the raw LGE too
+
+
+def _normalise(case, image: str, output: str) -> list[str]:
+    return ["prepare", "--mesh", str(case["mesh"]), "--image", image, "--normalize-intensities",
+            "--slice-indices", "2,3,4,5,6", "--slice-thickness-padding", case["half"],
+            "--output", str(case["out"] / output)]
+
+
+def test_normalize_intensities_refuses_a_wrapped_lge_on_the_command_line(case, capsys):
+    """Min-max scaling a wrapped LGE would train its brightest scar as the lowest targets: refused
+    with the scar rules' line; the same pixels stored as uint16, or as signed (PSIR) int16, pass."""
+    assert_refused_in_one_line(_normalise(case, case["wrapped"], "out_normalised.npz"),
+                               "The LGE lge_wrapped.nii.gz looks like an unsigned 16-bit image read as signed int16",
+                               capsys, case["out"])
+    assert main(_normalise(case, case["uint16"], "normalised_unsigned.npz")) == 0
+    assert main(_normalise(case, case["signed"], "normalised_signed.npz")) == 0
+    with np.load(case["out"] / "normalised_unsigned.npz") as unsigned, \
+            np.load(case["out"] / "normalised_signed.npz") as signed:
+        # min-max scaling forgets the 32768 between them: the same targets, spread over 0..1
+        np.testing.assert_allclose(unsigned["intensities"], signed["intensities"], atol=1e-6)
+        assert unsigned["intensities"][:, 0].min() >= 0 and unsigned["intensities"][:, 0].max() > 0.5
+
+
+def test_normalize_intensities_refuses_a_wrapped_nrrd_through_the_api(case):
+    """The Python API (``PreprocessingRequest``, which the cohort and the batch script build) reads
+    the same route; an int16 NRRD this time, so the check is the pixels', not one format's."""
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data
+
+    wrapped, psir = case["out"] / "lge_wrapped.nrrd", case["out"] / "lge_psir.nrrd"
+    sitk.WriteImage(sitk.ReadImage(case["wrapped"]), str(wrapped))
+    sitk.WriteImage(sitk.ReadImage(case["signed"]), str(psir))
+    assert sitk.ReadImage(str(wrapped)).GetPixelID() == sitk.sitkInt16
+
+    def request(image: Path) -> PreprocessingRequest:
+        return PreprocessingRequest(mesh_path=Path(case["mesh"]), image_path=image, slice_indices=[2, 3, 4, 5, 6],
+                                    slice_thickness_padding=float(case["half"]), normalize_intensities=True)
+
+    with pytest.raises(CardioScarError, match=r"^The LGE lge_wrapped.nrrd looks like an unsigned 16-bit image read as "
+                                              r"signed int16: .* re-save it with pixel type uint16"):
+        prepare_training_data(request(wrapped))
+    targets = prepare_training_data(request(psir)).intensities
+    assert 0 <= targets.min() and targets.max() <= 1 and targets.max() > 0.5
+
+
+def test_the_slicer_logic_refuses_the_wrapped_volume_when_normalising(case):
+    context = csl.create_scene()
+    lge = csl.load_volume(context.scene, case["wrapped"], name="wrapped LGE")
+    model = csl.load_model(context.scene, case["mesh"])
+    options = csl.ReconstructionOptions(half_thickness=float(case["half"]), slice_indices="2,3,4,5,6",
+                                        normalize_intensities=True)
+    with pytest.raises(CardioScarError, match="The LGE wrapped LGE looks like an unsigned 16-bit image read as signed "
+                                              "int16: .* re-save it with pixel type uint16"):
+        csl.CardioScarLogic(context.scene, context.color_logic).prepare_training(lge, model, options)
+
+
+def test_the_batch_script_refuses_the_wrapped_volume_when_normalising(case, tmp_path, capsys):
+    """The batch script (the Slicer Logic's route) says it in one line, exit 2, before any training."""
+    from test_batch_script import _load_script
+
+    status = _load_script().run(["--volume", case["wrapped"], "--mesh", str(case["mesh"]), "--slices", "2,3,4,5,6",
+                                 "--slice-thickness-padding", case["half"], "--normalize-intensities",
+                                 "--preset", "fast", "--max-epochs", "1", "--output", str(tmp_path / "scar.vtk")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert "lge_wrapped looks like an unsigned 16-bit image read as signed int16" in err[0], err
+    assert not (tmp_path / "scar.vtk").exists()

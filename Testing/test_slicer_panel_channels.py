@@ -92,6 +92,10 @@ def test_a_probability_is_cut_at_the_thresholds_and_refusals_change_nothing(pane
     ui.channelLayersLineEdit.text = "1.5"
     harness.click_to_end(widget, ui.findChannelsButton)
     assert "'Channel layers' 1.5: give depths between 0" in ui.statusLabel.text, ui.statusLabel.text
+    ui.channelLayersLineEdit.text = "0.1,0.1"
+    harness.click_to_end(widget, ui.findChannelsButton)
+    assert "'Channel layers' 0.1,0.1: depth 0.1 is given twice; give each depth once" in ui.statusLabel.text, \
+        ui.statusLabel.text
     ui.channelLayersLineEdit.text = "0.1"
     (tmp_path / "afile").write_text("")
     ui.channelOutputDirLineEdit.text = str(tmp_path / "afile")

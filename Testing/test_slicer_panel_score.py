@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
 import CardioScarLogic as csl  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
 from CardioScarLogic import results  # noqa: E402
+from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.evaluate import heldout  # noqa: E402
 from cardioscar.io.meshio import read_mesh, write_mesh  # noqa: E402
 from cardioscar.logic import evaluate_on_slices  # noqa: E402
@@ -119,3 +120,79 @@ def test_a_segmentation_of_the_same_labels_scores_as_the_label_map(panel, scorin
     ui.scoreButton.click()
     assert ui.statusLabel.text.startswith("Scored 'prediction' against 'Segmentation")
     assert results.score_summary(scoring["expected"]) in ui.statusLabel.text
+
+
+#: The segmented phantom's slice drawn alone in the 2D-truth tests (its label map has 9).
+PLANE_SLICE = 4
+
+
+@pytest.fixture()
+def plane_truth(segmented, tmp_path) -> Path:
+    """The phantom's label map on slice PLANE_SLICE written alone, as a 2D NIfTI (one slice drawn)."""
+    import SimpleITK as sitk
+
+    path = tmp_path / "truth_plane.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(segmented["label_map"]))[:, :, PLANE_SLICE], str(path))
+    assert sitk.ReadImage(str(path)).GetDimension() == 2
+    return path
+
+
+def test_the_logic_places_a_2d_truth_on_its_mask_s_slice_as_evaluate_does(segmented, plane_truth, tmp_path):
+    """A truth drawn on one slice alone: Slicer reads the 2D file as one slice at z = 0, so the Logic
+    refused the slice it was drawn on as out of range, and on slice 0 scored it there (270 nodes,
+    Dice 0.71, where the slice scores 267 and 0.78). With the stack's 3D label map as the mask it is
+    placed on that map's slice, scoring as ``evaluate --truth-image`` of the 2D file does and as the
+    3D map does there; refused where no chosen slice fits it, and without the mask."""
+    context = csl.create_scene()
+    mesh = read_mesh(segmented["mesh"])
+    mesh.dataset.GetPointData().RemoveArray(heldout.TRUTH_FIELD)
+    write_mesh(mesh, tmp_path / "prediction.vtk",
+               {"scar_probability": np.clip(mesh.point_array("scar_fraction_truth") * 1.5, 0, 1)})
+    model = csl.load_model(context.scene, tmp_path / "prediction.vtk")
+    truth = csl.load_volume(context.scene, plane_truth, labelmap=True)
+    stack = csl.load_volume(context.scene, segmented["label_map"], labelmap=True)
+    assert truth.GetImageData().GetDimensions()[2] == 1
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+
+    def options(indices: str) -> csl.ReconstructionOptions:
+        return csl.ReconstructionOptions(half_thickness=4.0, slice_indices=indices, scar_labels="3",
+                                         myocardium_labels="2,3")
+
+    scores = logic.score_on_slices(truth, model, options(str(PLANE_SLICE)), stack, write_truth=False)
+    by_file = evaluate_on_slices(tmp_path / "prediction.vtk", plane_truth, scar_labels=[3], myocardium_labels=[2, 3],
+                                 myocardium_mask=segmented["label_map"], slice_indices=[PLANE_SLICE],
+                                 slice_thickness_padding=4.0)
+    by_stack = logic.score_on_slices(stack, model, options(str(PLANE_SLICE)), write_truth=False)
+    assert scores["n_nodes"] > 50
+    for key in ("n_nodes", "dice", "auc", "not_scored"):
+        assert scores[key] == by_file[key] == by_stack[key], key
+    assert scores["slices"][0]["slice"] == f"truth_plane on phantom_labels k={PLANE_SLICE}"
+    with pytest.raises(CardioScarError, match=r"^truth_node truth_plane is a 2D image \(52x52 pixels\), which has no "
+                                              r"place across the slices: .*no chosen slice has its size, spacing and "
+                                              r"origin .*: choose the slice it was drawn on with options.slice_indices"):
+        logic.score_on_slices(truth, model, options("0"), stack, write_truth=False)
+    for indices in ("0", str(PLANE_SLICE)):
+        with pytest.raises(CardioScarError, match=r"^truth_node truth_plane is a 2D image, which has no place across "
+                                                  r"the slices: give with it the 3D myocardium_mask of the stack"):
+            logic.score_on_slices(truth, model, options(indices), write_truth=False)
+
+
+@LATEST
+def test_the_panel_scores_a_2d_truth_on_the_truth_myocardium_mask(panel, scoring, plane_truth):
+    """*Truth myocardium mask* reaches the Logic: a 2D truth with the stack's label map there scores
+    as the 3D map does on that slice; without it, one line in the section's words."""
+    ui = panel["ui"]
+    truth = csl.load_volume(panel["scene"], plane_truth, labelmap=True)
+    ui.scoreTruthSelector.setCurrentNode(truth)
+    ui.scoreSliceIndicesLineEdit.text = str(PLANE_SLICE)
+    ui.scoreButton.click()
+    assert ui.statusLabel.text == ("'Truth labels' truth_plane is a 2D image, which has no place across the slices: "
+                                   "give with it the 3D 'Truth myocardium mask' of the stack it was drawn on (the label "
+                                   "map or mask on the LGE's grid) and 'Scored slices' of that slice, or give the truth "
+                                   "as a 3D image on the LGE's grid"), ui.statusLabel.text
+    ui.scoreMyocardiumMaskSelector.setCurrentNode(scoring["labels"])
+    ui.scoreButton.click()
+    one = panel["widget"].logic.score_on_slices(scoring["labels"], scoring["model"], panel["widget"].scoreOptions(),
+                                                write_truth=False)
+    assert one["n_nodes"] < scoring["expected"]["n_nodes"]
+    assert ui.statusLabel.text == f"Scored 'prediction' against 'truth_plane': {results.score_summary(one)}."

@@ -120,7 +120,7 @@ def test_ui_structure_follows_slicer_conventions(ui):
     assert receivers == {"inputSelector", "extraInputsSelector", "modelSelector", "myocardiumMaskSelector",
                          "ahaModelSelector", "ahaRvMarkupsSelector", "ahaLabelsSelector", "ahaApexBaseSelector",
                          "bloodPoolSelector", "remoteSelector", "tagModelSelector", "tagCoreModelSelector",
-                         "scoreModelSelector", "scoreTruthSelector"}
+                         "scoreModelSelector", "scoreTruthSelector", "scoreMyocardiumMaskSelector"}
     # a node selector that is not given the scene lists no node (a new selector is easily forgotten)
     assert receivers == {name for name, w in widgets.items() if w.get("class", "").startswith("qMRML")
                          and w.get("class").endswith("NodeComboBox")}
@@ -133,6 +133,8 @@ def test_ui_structure_follows_slicer_conventions(ui):
     # the scoring: a result, and the experts' labels as the Logic's score_on_slices takes them
     assert node_types("scoreModelSelector") == ["vtkMRMLModelNode"]
     assert node_types("scoreTruthSelector") == ["vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"]
+    # the scoring's myocardium (evaluate --myocardium-mask): label maps and 0/1 volumes, the grid a 2D truth is placed on
+    assert node_types("scoreMyocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode"]
     # label maps and 0/1 volumes; segmentations for the scar rules (refused by the Logic without one)
     assert node_types("myocardiumMaskSelector") == ["vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"]
     declared = {c.find("class").text for c in ui.iter("customwidget")}

@@ -99,12 +99,45 @@ def _check_truth_may_be_written(model_node) -> None:
         logger.info("CardioScar: the slices' truth replaces %s on '%s'", replaced, model_node.GetName())
 
 
+def _plane_truth(truth_node, options: ReconstructionOptions, mask_node, dicom_database) -> Optional[list]:
+    """A truth node read from a 2D file as the one chosen slice of ``mask_node`` (the 3D label map
+    of the stack it was drawn on) whose pixels it has, as ``evaluate --truth-image`` places a 2D file
+    (:func:`cardioscar.prepare.myocardium.plane_image_as_slice`); None for any other truth.
+
+    Why: Slicer reads a 2D file as a one-slice volume at z = 0, off every slice of the stack, so it
+    was scored there (slice index 0: the mesh's nodes near z = 0 against the drawn slice's labels,
+    no warning) or refused as "out of range" for the slice it was drawn on."""
+    import SimpleITK as sitk
+
+    from cardioscar.io.imageio import is_plane_file
+    from cardioscar.logic import plane_truth_without_grid
+    from cardioscar.prepare.myocardium import plane_image_as_slice
+
+    def from_plane_file(node) -> bool:
+        storage = node.GetStorageNode() if node is not None and node.IsA("vtkMRMLVolumeNode") else None
+        return storage is not None and bool(storage.GetFileName()) and is_plane_file(storage.GetFileName())
+
+    if not from_plane_file(truth_node):
+        return None
+    if mask_node is None or from_plane_file(mask_node):
+        raise plane_truth_without_grid(truth_node.GetName())
+    grid = scar_source_from_node(mask_node, options.myocardium_segment).slices(
+        options.slice_axis, options.parsed_slice_indices(), half_width(mask_node, options.half_thickness, dicom_database))
+    # the node's one slice, in LPS: the 2D file's pixels, spacing and origin, as the CLI reads the file
+    [drawn] = scar_source_from_node(truth_node).slices("z", [0], 1.0)
+    plane = sitk.GetImageFromArray(drawn.values)
+    plane.SetSpacing(tuple(float(v) for v in drawn.spacing))
+    plane.SetOrigin(tuple(float(v) for v in drawn.origin[:2]))
+    return [plane_image_as_slice(plane, truth_node.GetName(), grid, "--truth-image")]
+
+
 def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=None,
-                   myocardium_mask=None) -> tuple[list, object]:
+                   myocardium_mask=None, placed: Optional[list] = None) -> tuple[list, object]:
     """The chosen slices of one scar node or of a list of them, with their training targets (NaN
     outside the myocardium when one is given) and the :class:`cardioscar.prepare.myocardium.MyocardiumReport`.
     ``dicom_database``: where ``half_thickness="auto"`` may look up a node's DICOM files;
-    ``myocardium_mask``: a mask volume node."""
+    ``myocardium_mask``: a mask volume node; ``placed``: the one node's chosen slices, already
+    read (a 2D truth placed on its mask's slice: :func:`_plane_truth`)."""
     from cardioscar.prepare.slices import pooled_slices
     from cardioscar.prepare.targets import check_scar_labels, scar_label_pixels, slice_targets, unmatched_labels
 
@@ -127,7 +160,8 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
                            node.GetName(), axis, last)
     scar_labels = options.parsed_scar_labels(bool(labels))
     single = len(sources) == 1
-    per_image = [source.slices(axis, indices if single else None, half) for source, half in zip(sources, halves)]
+    per_image = [placed] if placed is not None else [source.slices(axis, indices if single else None, half)
+                                                     for source, half in zip(sources, halves)]
     slices = per_image[0] if single else pooled_slices(per_image, axis, indices)
     # the input each chosen slice came from (pooling keeps the layer objects)
     owner_of = {id(layer): source for source, layers in zip(sources, per_image) for layer in layers}
@@ -382,7 +416,8 @@ class CardioScarLogic:
                                                         results.UNCERTAINTY)
         database = self.dicom_database if self.dicom_database is not None else getattr(slicer, "dicomDatabase", None)
         with reading_for_scoring():  # the checks' messages speak of the score, not of training
-            slices, _ = _target_slices(truth_node, options, database, myocardium_mask)
+            slices, _ = _target_slices(truth_node, options, database, myocardium_mask,
+                                       _plane_truth(truth_node, options, myocardium_mask, database))
         scores, sampled = score_on_slices(model_points_lps(model_node), slices, probability, uncertainty=uncertainty,
                                           threshold=options.threshold or 0.5, truth_threshold=cut,
                                           names=(model_node.GetName(), truth_node.GetName()))

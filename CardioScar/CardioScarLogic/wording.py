@@ -90,7 +90,8 @@ LOGIC_FIBRE_ADVICE = {WITHOUT_RULE: "export with fibres=None (or fibres, an arra
 #: slices (``evaluate --truth-image``'s options); the slice axis, slab and threshold are the Options'.
 SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--prediction": "Model to score",
                      "--mesh": "Model to score", "--scar-labels": "Truth scar labels",
-                     "--myocardium-labels": "Truth myocardium labels", "--slice-indices": "Scored slices",
+                     "--myocardium-labels": "Truth myocardium labels", "--myocardium-mask": "Truth myocardium mask",
+                     "--slice-indices": "Scored slices",
                      "--write-truth": "Write scar_truth on the model"}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets

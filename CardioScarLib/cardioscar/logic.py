@@ -1092,13 +1092,18 @@ def _truth_plane(request: PreprocessingRequest) -> Optional[List[SliceLayer]]:
     if not is_plane_file(request.image_path):
         return None
     if request.myocardium_mask is None or is_plane_file(request.myocardium_mask):
-        raise CardioScarError(f"--truth-image {Path(request.image_path).name} is a 2D image, which has no place across "
-                              "the slices: give with it the 3D --myocardium-mask of the stack it was drawn on (the "
-                              "label map or mask on the LGE's grid) and --slice-indices of that slice, or give the "
-                              "truth as a 3D image on the LGE's grid")
+        raise plane_truth_without_grid(Path(request.image_path).name)
     grid = slices_from_paths([request.myocardium_mask], request.slice_axis, request.slice_indices,
                              request.slice_thickness_padding)
     return [plane_as_slice(request.image_path, grid, "--truth-image")]
+
+
+def plane_truth_without_grid(name: str) -> CardioScarError:
+    """The refusal of a 2D truth image given without the 3D myocardium mask it is placed on (every
+    scoring face: ``evaluate --truth-image``, the Slicer Logic's ``score_on_slices`` and its panel)."""
+    return CardioScarError(f"--truth-image {name} is a 2D image, which has no place across the slices: give with it "
+                           "the 3D --myocardium-mask of the stack it was drawn on (the label map or mask on the LGE's "
+                           "grid) and --slice-indices of that slice, or give the truth as a 3D image on the LGE's grid")
 
 
 def _warn_truth_replaced(prediction: Mesh, name: str, output: Path) -> None:

@@ -509,7 +509,11 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         from cardioscar.aha.wall import lv_wall
         from cardioscar.simulation.channels import check_searchable_mesh
 
-        check_searchable_mesh(mesh)
+        try:
+            check_searchable_mesh(mesh)
+        except CardioScarError as error:  # the manifest's words: which column asked for the search
+            raise CardioScarError(f"column 'channels': {str(error).splitlines()[0]}; or leave the column 'channels' "
+                                  "empty") from None
         lv_wall(mesh, "column 'channels' (the channel search)", "; or leave the column 'channels' empty")
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)

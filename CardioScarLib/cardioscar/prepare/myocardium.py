@@ -531,10 +531,21 @@ def plane_as_slice(path: str | Path, grid: Sequence[SliceLayer], what: str) -> S
     """A 2D image file's pixels as the one chosen slice of ``grid`` whose pixels it has (placed and
     refused as :func:`plane_on_slice` places and refuses a 2D mask), named after the file and that
     slice: ``evaluate --truth-image`` of one slice drawn alone, on its myocardium mask's grid."""
-    placed = read_mask_image(path, grid, what)
-    layer = grid[0]  # placed: one slice is chosen
+    return placed_plane(read_mask_image(path, grid, what), Path(path).name, grid)
+
+
+def plane_image_as_slice(plane: sitk.Image, name: str, grid: Sequence[SliceLayer], what: str) -> SliceLayer:
+    """:func:`plane_as_slice` of a 2D image already read (the Slicer Logic's truth node, whose
+    file Slicer read as one slice at z = 0), placed and refused by the same rule."""
+    return placed_plane(plane_on_slice(plane, grid, name, what), name, grid)
+
+
+def placed_plane(placed: sitk.Image, name: str, grid: Sequence[SliceLayer]) -> SliceLayer:
+    """The one chosen slice of ``grid`` holding ``placed``'s pixels (a 2D image :func:`plane_on_slice`
+    placed, so one slice is chosen), named after the image and that slice."""
+    layer = grid[0]
     return dataclasses.replace(layer, values=sitk.GetArrayFromImage(placed)[0].astype(np.float64),
-                               label=f"{Path(path).name} on {layer.label}")
+                               label=f"{name} on {layer.label}")
 
 
 def _plane_fits(plane: sitk.Image, layer: SliceLayer) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import CardioScarError
+from ..lge.rules import refuse_wrapped_int16
 from .slices import SliceLayer
 
 logger = logging.getLogger(__name__)
@@ -602,6 +603,11 @@ def _between_labels(finite: np.ndarray) -> bool:
 
 
 def _min_max(layers: list[SliceLayer]) -> list[SliceLayer]:
+    """Scale the chosen slices' raw LGE to 0..1 (``--normalize-intensities``).
+
+    A wrapped int16 LGE is refused first, as the scar rules refuse it: its brightest pixels, now the
+    most negative, would become the lowest targets, so the scar would train as healthy."""
+    refuse_wrapped_int16([layer.values for layer in layers], [layer.label for layer in layers])
     finite = np.concatenate([layer.values[np.isfinite(layer.values)] for layer in layers])
     if finite.size == 0:
         raise CardioScarError("The chosen slices hold no pixel values to normalise")

@@ -88,11 +88,22 @@ class ChannelOptions:
         return cls(**{name: value for name, value in values.items() if value is not None})
 
     def check(self) -> None:
-        """One-line errors for layers outside [0, 1], a band outside (0, 1], a width <= 0 or a
-        negative minimum length."""
+        """One-line errors for layers outside [0, 1] or given twice, a band outside (0, 1], a width
+        <= 0 or a negative minimum length.
+
+        A repeated depth is refused rather than merged: the search runs each depth once, so
+        ``channels.json`` would list a layer its per-layer counts hold once (and a typo such as
+        0.1,0.1 for 0.1,0.2 would go unseen)."""
+        given = f"--layers {','.join(f'{v:g}' for v in self.layers) or '(none)'}"
         if not self.layers or any(not 0.0 <= float(v) <= 1.0 for v in self.layers):
-            raise CardioScarError(f"--layers {','.join(f'{v:g}' for v in self.layers) or '(none)'}: give depths "
-                                  "between 0 (endocardium) and 1 (epicardium), e.g. 0.1,0.2,...,0.9")
+            raise CardioScarError(f"{given}: give depths between 0 (endocardium) and 1 (epicardium), e.g. "
+                                  "0.1,0.2,...,0.9")
+        depths = [float(v) for v in self.layers]
+        repeated = next((v for v in depths if depths.count(v) > 1), None)
+        if repeated is not None:
+            times = depths.count(repeated)
+            raise CardioScarError(f"{given}: depth {repeated:g} is given {'twice' if times == 2 else f'{times} times'}; "
+                                  "give each depth once")
         if not 0.0 < self.layer_width <= 1.0:
             raise CardioScarError(f"--layer-width {self.layer_width:g} must lie in (0, 1] (a share of the wall)")
         if not np.isfinite(self.max_width_mm) or self.max_width_mm <= 0.0:
@@ -312,7 +323,7 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
     channels, layers, bands = [], [], {}
     node_channel = np.zeros(len(points), np.int32)
     nearest = np.full(len(points), np.inf)
-    for layer in sorted({float(v) for v in options.layers}):
+    for layer in sorted(float(v) for v in options.layers):  # each once: check() refuses a repeat
         band = bands[layer] = _layer_band(depth, layer, options.layer_width)
         layer_graph = _within(graph, band)
         found, counts = layer_channels(layer_graph, points, tissue, band, layer, options.max_width_mm)
