@@ -71,8 +71,29 @@ def table(cases: list[str], runs: list[dict[str, dict]], copy_voxel: bool) -> li
         name = f"run {k}" if run is not None else "all runs"
         lines.append(f"- {name}: mean Dice@0.5 {dice:.3f}, mean AUC {_f(np.mean(auc) if auc else None)}, "
                      f"gap <= {CALIBRATION_GAP} on {calibrated} of {len(chosen)}, "
-                     f"|volume error| <= {VOLUME_ERROR:.0%} on {volume} of {len(chosen)}")
+                     f"|volume error| <= {VOLUME_ERROR:.0%} on {volume} of {len(chosen)}{_risk(chosen)}")
     return lines
+
+
+def _field(row: dict, *names: str) -> float | None:
+    """The first of ``names`` the row holds (the phantom and EMIDEC benchmarks name some alike
+    figures differently)."""
+    return next((row[name] for name in names if row.get(name) is not None), None)
+
+
+def _risk(rows: list[dict]) -> str:
+    """``scar_error_risk``'s ROC AUC for the nodes wrong at 0.5 beside the margin |p-0.5|'s, and how
+    often the risk is higher between the slices (held out, on EMIDEC) than on them."""
+    pairs = [(_field(r, "risk_auc_wrong", "risk_wrong_auc"), _field(r, "margin_auc_wrong", "margin_wrong_auc")) for r in rows]
+    pairs = [(risk, margin) for risk, margin in pairs if risk is not None and margin is not None]
+    between = [(_field(r, "risk_between", "risk_held_out"), r.get("risk_on_slices")) for r in rows]
+    between = [(b, on) for b, on in between if b is not None and on is not None]
+    if not pairs:
+        return ""
+    risk, margin = np.mean(pairs, axis=0)
+    return (f"; risk AUC for wrong nodes {risk:.3f} against the margin's {margin:.3f}, above it on "
+            f"{sum(r > m for r, m in pairs)} of {len(pairs)}, higher between the slices on "
+            f"{sum(b > on for b, on in between)} of {len(between)}")
 
 
 def main() -> None:
