@@ -335,13 +335,23 @@ class AttriVAETest(ScriptedLoadableModuleTest):
     the table and each attention map's grid are checked. Without PyTorch it says so and skips.
     """
 
+    #: What the tests say where PyTorch is not installed (the extension installs it on demand, so a fresh
+    #: Slicer, the extension index's test machine included, has none).
+    NO_TORCH = ("PyTorch is not installed, so Attri-VAE cannot run: tests skipped. Install it in the "
+                "CardioScar module's Dependencies section.")
+
     def setUp(self) -> None:
+        """Before each test. ctest runs this file through ``slicer_add_python_unittest``, whose
+        ``slicer.testing.runUnitTest`` loads it with unittest's loader: that calls setUp and each
+        ``test_*`` method, never :meth:`runTest` (Reload & Test's entry, which checks PyTorch first),
+        so the check is here too, or each test failed where PyTorch is not installed."""
+        if importlib.util.find_spec("torch") is None:
+            self.skipTest(self.NO_TORCH)
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
         if importlib.util.find_spec("torch") is None:
-            self.delayDisplay("PyTorch is not installed, so Attri-VAE cannot run: tests skipped. Install it in the "
-                              "CardioScar module's Dependencies section.")
+            self.delayDisplay(self.NO_TORCH)
             return
         self.setUp()
         self.test_PredictAndExplain()

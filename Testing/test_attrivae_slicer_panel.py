@@ -149,3 +149,20 @@ def test_stop_and_errors_are_one_line_and_change_nothing(panel, attrivae_model, 
     assert widget._run is None and ui.statusLabel.text.startswith("No voxel of the cavity (label(s) 9)")
     assert scene.GetNumberOfNodes() == before
     assert ui.resultsLabel.text == "(shown after Predict)"
+
+
+@LATEST
+def test_ctest_skips_the_self_test_without_torch(panel, monkeypatch):
+    """As CardioScar's: ctest's slicer.testing.runUnitTest loads AttriVAE.py with unittest's loader
+    (setUp and each test_* method, never runTest); without PyTorch (hidden here) the test skips
+    instead of failing, and the scene is left alone."""
+    import io
+    import unittest
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    nodes = panel["scene"].GetNumberOfNodes()
+    suite = unittest.TestLoader().loadTestsFromName("AttriVAE")
+    result = unittest.TextTestRunner(stream=io.StringIO()).run(suite)
+    assert result.testsRun == 1 and len(result.skipped) == 1 and result.wasSuccessful()
+    assert "PyTorch is not installed" in result.skipped[0][1]
+    assert panel["scene"].GetNumberOfNodes() == nodes

@@ -428,6 +428,29 @@ def test_the_dependencies_section_installs_through_the_pytorch_extension(panel, 
 
 
 @LATEST
+def test_a_failed_pytorch_install_is_one_line_in_the_panel(panel, monkeypatch):
+    """The PyTorch extension raises when its install fails (slicer.util._executePythonModule raises
+    CalledProcessError; its own panel wraps the call in tryWithErrorDisplay). PyTorchUtils is a
+    STAND-IN here that raises as it does. Before the fix the exception left the Qt slot, reaching only
+    the Python console: the status said nothing and the button seemed dead."""
+    import subprocess
+    import types
+
+    ui = panel["ui"]
+
+    def failing(**kwargs):
+        raise subprocess.CalledProcessError(1, ["PythonSlicer", "-m", "light_the_torch", "install", "torch>=2.4"])
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils",
+                        types.SimpleNamespace(PyTorchUtilsLogic=lambda: types.SimpleNamespace(installTorch=failing)))
+    ui.installTorchButton.click()  # raised out of the click before the fix
+    assert ui.statusLabel.text.startswith("Installing PyTorch failed (CalledProcessError: Command ")
+    assert "restart Slicer and try again" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
+    assert "Traceback" in ui.logTextEdit.toPlainText()
+    assert harness.QApplication.cursors == []  # the wait cursor went back
+
+
+@LATEST
 def test_the_self_test_says_so_and_skips_without_torch(panel, monkeypatch):
     """Reload & Test where PyTorch is not installed (hidden from the import system here)."""
     monkeypatch.setitem(sys.modules, "torch", None)
@@ -681,3 +704,21 @@ def test_panel_words_leave_quoted_commands_and_options_without_a_box():
     # every label named is a label of the panel's .ui
     ui = (REPO / "CardioScar" / "Resources" / "UI" / "CardioScar.ui").read_text(encoding="utf-8")
     assert all(f"<string>{label}:</string>" in ui for label in PANEL_NAMES.values())
+
+
+@LATEST
+def test_ctest_skips_the_self_test_without_torch(panel, monkeypatch):
+    """ctest runs CardioScar.py through slicer_add_python_unittest: slicer.testing.runUnitTest loads
+    the file with unittest's loader, which runs setUp and each test_* method and never runTest (so
+    runTest's own check, above, is not reached there). Without PyTorch (hidden from the import system
+    here) every test must skip, not fail; before the fix each one ran and failed."""
+    import io
+    import unittest
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    nodes = panel["scene"].GetNumberOfNodes()
+    suite = unittest.TestLoader().loadTestsFromName("CardioScar")  # as slicer.testing.runUnitTest does
+    result = unittest.TextTestRunner(stream=io.StringIO()).run(suite)
+    assert result.testsRun == 3 and len(result.skipped) == 3 and result.wasSuccessful()
+    assert all("PyTorch is not installed" in reason for _, reason in result.skipped)
+    assert panel["scene"].GetNumberOfNodes() == nodes  # skipped before the scene is cleared
