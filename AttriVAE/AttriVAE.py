@@ -158,6 +158,14 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
             self._parameterNode.cavityLabels = cavity
             self._parameterNode.myocardiumLabels = myocardium
 
+    def onSceneEndClose(self, caller, event) -> None:
+        """As every panel, and the last prediction and explanation go with the scene they came from:
+        their labels kept naming the closed scene's table and attention-map nodes (as CardioScar's
+        bull's-eye and score labels did before they were reset there)."""
+        WorkerPanelMixin.onSceneEndClose(self, caller, event)
+        self.ui.resultsLabel.text = _("(shown after Predict)")
+        self.ui.explanationLabel.text = ""
+
     # ------------------------------------------------------------------ state
 
     def _updatePanel(self, caller=None, event=None) -> None:

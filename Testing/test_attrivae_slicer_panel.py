@@ -121,6 +121,9 @@ def test_predict_then_explain_from_the_panel(panel, attrivae_model):
     assert composite.GetForegroundOpacity() == pytest.approx(0.5)
     assert "lv_volume_ml" in ui.explanationLabel.text and "1 attention maps" in ui.statusLabel.text
     assert selection.GetActiveTableID() == lge.GetNodeReference(results.FILES_REFERENCE).GetID()
+    # closing the scene removes the table and the maps: the labels that named them go back to empty
+    scene.Clear(0)
+    assert ui.resultsLabel.text == "(shown after Predict)" and ui.explanationLabel.text == ""
 
 
 @LATEST
