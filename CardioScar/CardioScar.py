@@ -669,15 +669,26 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     # ------------------------------------------------------------------ dependencies
 
-    def _updateDependencies(self) -> None:
-        """Show the installed torch version without importing torch (importing it in Slicer
-        would keep its files open and block an update until restart)."""
+    @staticmethod
+    def _installedTorchVersion() -> Optional[str]:
+        """The installed torch's version from its package metadata, or None: read without importing
+        torch (importing it in Slicer would keep its files open and block an update until restart),
+        and read from disk, so it tells an update apart from an install that changed nothing."""
         try:
-            version = importlib.metadata.version("torch")
+            return importlib.metadata.version("torch")
         except importlib.metadata.PackageNotFoundError:
-            version = None
+            return None
+
+    def _updateDependencies(self) -> None:
+        """Show the installed torch version; the button installs one, or updates one older than the
+        library supports (the PyTorch extension's pip keeps a torch that already meets it)."""
+        version = self._installedTorchVersion()
         self.ui.torchVersionLabel.text = version or _("not installed")
         self.ui.installTorchButton.text = _("Update PyTorch") if version else _("Install PyTorch")
+        self.ui.installTorchButton.toolTip = _(
+            "Install PyTorch {requirement} through the PyTorch extension, which picks the build that matches your GPU "
+            "driver. An installed PyTorch that meets {requirement} is kept: to replace it, uninstall it in the PyTorch "
+            "Utils module and restart Slicer first.").format(requirement=TORCH_REQUIREMENT)
 
     def onInstallTorchButton(self) -> None:
         """The Dependencies section's button. A failed install (no network, a file in use: the PyTorch
@@ -701,13 +712,23 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except ModuleNotFoundError:
             self._showError(_("Install the 'PyTorch' extension from the Extensions Manager and restart Slicer."))
             return
-        loaded = "torch" in sys.modules
+        loaded, before = "torch" in sys.modules, self._installedTorchVersion()
         with slicer.util.WaitCursor():
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation,
                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
         self._updateDependencies()
-        if torch is not None and loaded and slicer.util.confirmYesNoDisplay(
-                _("PyTorch was updated. Restart Slicer now to use the new version?")):
+        if torch is None:  # the user declined the extension's own confirmation
+            return
+        after = self._installedTorchVersion()
+        if after == before:  # pip keeps a torch that meets the requirement: nothing to restart for
+            self.ui.statusLabel.text = _("PyTorch {version} meets {requirement}: nothing was changed.").format(
+                version=after, requirement=TORCH_REQUIREMENT)
+        else:
+            self.ui.statusLabel.text = _("PyTorch {version} installed.").format(version=after)
+        self._log(self.ui.statusLabel.text)
+        if after != before and loaded and slicer.util.confirmYesNoDisplay(
+                _("PyTorch was updated from {before} to {after}. Restart Slicer now to use the new version?").format(
+                    before=before, after=after)):
             slicer.util.restart()
 
     def _dependenciesReady(self) -> bool:

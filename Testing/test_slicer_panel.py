@@ -424,7 +424,22 @@ def test_the_dependencies_section_installs_through_the_pytorch_extension(panel, 
     monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda text, **kwargs: True)
     monkeypatch.setattr(slicer.app, "restart", lambda: restarts.append(1), raising=False)
     ui.installTorchButton.click()
-    assert calls == [{"askConfirmation": True, "torchVersionRequirement": ">=2.4"}] and restarts == [1]
+    assert calls == [{"askConfirmation": True, "torchVersionRequirement": ">=2.4"}]
+    # the extension's pip keeps a torch that meets the requirement: nothing changed, so no restart is asked
+    # for (before the fix: "PyTorch was updated. Restart Slicer now?" after every click)
+    installed = importlib.metadata.version("torch")
+    assert restarts == [] and ui.statusLabel.text == f"PyTorch {installed} meets >=2.4: nothing was changed."
+    assert "is kept" in ui.installTorchButton.toolTip
+    # an update that changed the installed version (read from the package metadata on disk) asks for one
+    real_version = importlib.metadata.version
+    updated = []
+    stand_in.PyTorchUtilsLogic = lambda: types.SimpleNamespace(
+        installTorch=lambda **kwargs: updated.append(1) or sys.modules["torch"])
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "99.0" if name == "torch" and updated else real_version(name))
+    ui.installTorchButton.click()
+    assert restarts == [1] and ui.torchVersionLabel.text == "99.0"
+    assert ui.statusLabel.text == "PyTorch 99.0 installed."
 
 
 @LATEST
