@@ -33,13 +33,18 @@ from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSe
 
 # The CardioScar module of the same extension (a dependency, loaded first): the panel plumbing both panels share,
 # and the cardioscar library found through it in a source checkout.
-from CardioScar import WorkerPanelMixin  # noqa: E402
+from CardioScar import WorkerPanelMixin, documentationLink  # noqa: E402
 
 from AttriVAELogic import AttriVAELogic as _QtFreeLogic  # noqa: E402
 from AttriVAELogic import LABEL_CONVENTIONS, AttriVAEOptions  # noqa: E402
 from AttriVAELogic.command import CommandRun  # noqa: E402
 from AttriVAELogic.scene import show_in_layout  # noqa: E402
 from CardioScarLogic.layout import layout_node_of  # noqa: E402
+
+#: The module's README section on the extension's homepage (EXTENSION_HOMEPAGE), linked from the help.
+DOCUMENTATION_URL = ("https://github.com/cardioscar/SlicerCardioScar"
+                     "#second-module-attri-vae-mi-classification-with-attribute-explanations")
+
 
 class AttriVAE(ScriptedLoadableModule):
     """Module description shown by Slicer."""
@@ -55,7 +60,7 @@ class AttriVAE(ScriptedLoadableModule):
             "whose latent dimensions are tied to clinical and shape attributes, with an MI classifier on the latent. "
             "Predict gives the MI probability and each attribute read from its dimension (flagged when outside the "
             "training range); Explain overlays each attribute's attention map on the LGE and loads the latent "
-            "traversal pictures. Train a model with 'cardioscar attrivae train'.")
+            "traversal pictures. Train a model with 'cardioscar attrivae train'.") + documentationLink(DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "Method: Cetin et al., Attri-VAE, Comput Med Imaging Graph 104:102158 (2023). Built on 3D Slicer and "
             "PyTorch.")

@@ -89,6 +89,14 @@ RULE_ONLY_BOXES = ("scarThresholdsLineEdit", "scarTargetComboBox", "bloodPoolSel
                    "darkBloodLgeCheckBox")
 #: Seconds between progress lines in the log pane (the progress bar shows every report).
 LOG_PROGRESS_S = 5.0
+#: The module's documentation: its README section on the extension's homepage (EXTENSION_HOMEPAGE in
+#: the top CMakeLists.txt), linked from the help, as Slicer's module template links its own.
+DOCUMENTATION_URL = "https://github.com/cardioscar/SlicerCardioScar#3d-slicer-module"
+
+
+def documentationLink(url: str) -> str:
+    """The help text's last paragraph: a link to the module's documentation."""
+    return "<p>" + _("See the {start}module documentation{end}.").format(start=f'<a href="{url}">', end="</a>") + "</p>"
 
 
 class CardioScar(ScriptedLoadableModule):
@@ -104,7 +112,8 @@ class CardioScar(ScriptedLoadableModule):
             "Reconstruct 3D myocardial scar on a heart mesh from a few 2D LGE-MRI slices. "
             "Each pixel of each chosen slice constrains the mean of a coordinate network over the mesh nodes "
             "inside its footprint (pixel square x slab of the given half-width); MC dropout gives a scar "
-            "probability and its uncertainty per node (point arrays scar_probability, scar_uncertainty).")
+            "probability and its uncertainty per node (point arrays scar_probability, scar_uncertainty).") + \
+            documentationLink(DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "Method: Sen et al., Comput Biol Med 198:111219 (2025). Built on 3D Slicer and PyTorch.")
 
