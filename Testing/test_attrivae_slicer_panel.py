@@ -170,19 +170,3 @@ def test_ctest_skips_the_self_test_without_torch(panel, monkeypatch):
     assert "PyTorch is not installed" in result.skipped[0][1]
     assert panel["scene"].GetNumberOfNodes() == nodes
 
-
-@LATEST
-def test_the_help_links_to_the_module_section_of_the_readme(panel):
-    """As Slicer's module template, the help ends with a link to the module's documentation: the
-    README section on the extension's homepage (EXTENSION_HOMEPAGE); the anchor must exist."""
-    import re
-    import types
-
-    from test_markdown_docs import anchors
-
-    parent = types.SimpleNamespace()
-    panel["module"].AttriVAE(parent)
-    url = re.search(r'<a href="([^"]+)">', parent.helpText).group(1)
-    homepage = re.search(r'EXTENSION_HOMEPAGE "([^"]+)"', (REPO / "CMakeLists.txt").read_text()).group(1)
-    base, anchor = url.split("#")
-    assert base == homepage and anchor in anchors(REPO / "README.md") and anchor == "second-module-attri-vae-mi-classification-with-attribute-explanations"

@@ -740,17 +740,20 @@ def test_ctest_skips_the_self_test_without_torch(panel, monkeypatch):
 
 
 @LATEST
-def test_the_help_links_to_the_module_section_of_the_readme(panel):
-    """As Slicer's module template, the help ends with a link to the module's documentation: the
+@pytest.mark.parametrize("module_name, anchor", [
+    ("CardioScar", "3d-slicer-module"),
+    ("AttriVAE", "second-module-attri-vae-mi-classification-with-attribute-explanations")])
+def test_the_help_links_to_the_module_section_of_the_readme(panel, module_name, anchor):
+    """As Slicer's module template, each module's help ends with a link to its documentation: its
     README section on the extension's homepage (EXTENSION_HOMEPAGE); the anchor must exist."""
+    import importlib
     import re
     import types
 
     from test_markdown_docs import anchors
 
     parent = types.SimpleNamespace()
-    panel["module"].CardioScar(parent)
+    getattr(importlib.import_module(module_name), module_name)(parent)
     url = re.search(r'<a href="([^"]+)">', parent.helpText).group(1)
     homepage = re.search(r'EXTENSION_HOMEPAGE "([^"]+)"', (REPO / "CMakeLists.txt").read_text()).group(1)
-    base, anchor = url.split("#")
-    assert base == homepage and anchor in anchors(REPO / "README.md") and anchor == "3d-slicer-module"
+    assert url == f"{homepage}#{anchor}" and anchor in anchors(REPO / "README.md")
