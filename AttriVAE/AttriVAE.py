@@ -242,13 +242,19 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
 
     def _startOrStop(self, button, idleText: str, makeRun, startText: str) -> None:
         """Read and write the inputs and start the command; a bad input is one status line and
-        starts nothing. A click while running stops the run."""
+        starts nothing. A click while running stops the run. Writing the LGE and its labels blocks
+        the application for a moment: the wait cursor says so, as in the CardioScar panel, and the
+        button is disabled first (the wait cursor processes pending events: a second click must not
+        start a second command)."""
         if self._run is not None:
             self._stopRun()
             return
+        button.enabled = False
         try:
-            run = makeRun()
+            with slicer.util.WaitCursor():
+                run = makeRun()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            button.enabled = True
             self._reportFailure(error)
             return
         self._run, self._runButton = run, button
@@ -284,8 +290,12 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
             return
         self._timer.stop()
         started = time.monotonic()
+        # loading the result blocks the application: the wait cursor, and Stop disabled first (the wait
+        # cursor processes pending events, and a click on Stop then would remove the folder being read)
+        self._runButton.enabled = False
         try:
-            result = run.finish()
+            with slicer.util.WaitCursor():
+                result = run.finish()
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._setRunning(False)
             self._reportFailure(error)
