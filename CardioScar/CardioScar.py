@@ -431,10 +431,11 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
         self.ui.progressBar.setVisible(False)
-        # the .ui's tool tips of the boxes a scar rule switches, shown while the box applies
+        # the .ui's tool tips of the boxes a scar rule switches and of the buttons that may wait for an input,
+        # shown while the box applies or the button can run (else the reason replaces them: _applies)
         self._writtenToolTips = {name: getattr(self.ui, name).toolTip for name in (
             "myocardiumMarginSpinBox", "scarLabelsLineEdit", "normalizeCheckBox", "expertScarLabelsLineEdit",
-            "expertCoreLabelsLineEdit", *RULE_ONLY_BOXES)}
+            "expertCoreLabelsLineEdit", *RULE_ONLY_BOXES, "applySavedButton", "saveModelButton", "saveBullseyeButton")}
         self._updateDependencies()
         self.initializeParameterNode()
 
@@ -520,16 +521,28 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.applyButton.enabled = canTrain
         self.ui.applyButton.toolTip = (_("Train on the chosen slices and write the scar fields on the mesh")
                                        if canTrain else _("Select the LGE volume and the heart mesh"))
-        self.ui.applySavedButton.enabled = bool(p.heartModel and p.savedModelPath.lower().endswith(".pth"))
-        self.ui.saveModelButton.enabled = self.logic.last_checkpoint is not None
+        self._updateSavedModelButtons()
         missing = self._ahaMissing()
         self.ui.computeAhaButton.enabled = not missing
         self.ui.computeAhaButton.toolTip = missing or _(
             "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
-        self.ui.saveBullseyeButton.enabled = self._bullseye.path is not None
+        self._applies("saveBullseyeButton", self._bullseye.path is not None,
+                      _("No bull's-eye yet: run Compute AHA segments first."))
         self._updateTissueSection()
         self._updateScoreSection()
         self._updateResultField()
+
+    def _updateSavedModelButtons(self) -> None:
+        """*Apply a saved model* and *Save model* are enabled when they can run, their tool tips saying
+        what is missing otherwise, as every other action button's do."""
+        p = self._parameterNode
+        if not p.heartModel:
+            why = _("Select the heart mesh to predict on.")
+        else:
+            why = _("Choose a saved CardioScar model (.pth) in the box above.")
+        self._applies("applySavedButton", bool(p.heartModel and p.savedModelPath.lower().endswith(".pth")), why)
+        self._applies("saveModelButton", self.logic.last_checkpoint is not None,
+                      _("Nothing trained in this session yet: run Train and apply first."))
 
     def _updateBoxesARuleReplaces(self) -> None:
         """A scar rule grades the raw LGE's myocardium pixels into the targets, so the boxes that make
@@ -1065,7 +1078,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         WorkerPanelMixin.onSceneEndClose(self, caller, event)
         self._bullseye.discard()
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
-        self.ui.saveBullseyeButton.enabled = False
+        self._updatePanel()  # Save bull's-eye off, its tool tip saying why
         self.ui.scoreResultsLabel.text = _("No score yet.")  # its figures were the closed scene's model's
 
     def onComputeAhaButton(self) -> None:
@@ -1104,7 +1117,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def _showAha(self, model, result) -> None:
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=self._bullseye.path)
-        self.ui.saveBullseyeButton.enabled = True
+        self._updatePanel()  # Save bull's-eye on
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
             name=model.GetName(), table=result.table_node.GetName())
         self._log(self.ui.statusLabel.text)

@@ -140,6 +140,24 @@ def test_a_fresh_scene_shows_an_empty_saved_model_path(panel):
     assert not panel["ui"].applySavedButton.enabled
 
 
+@LATEST
+def test_the_save_and_saved_model_buttons_say_why_they_are_disabled(panel, tmp_path):
+    """As every other action button of the panel (and Slicer's module template's Apply button), a
+    disabled *Apply a saved model*, *Save model* or *Save bull's-eye* says in its tool tip what it
+    waits for, and shows the .ui's tool tip once it can run. Before the fix they kept the .ui's tool
+    tip while disabled, so nothing said why."""
+    ui, parameters = panel["ui"], panel["widget"]._parameterNode
+    assert not ui.applySavedButton.enabled and ui.applySavedButton.toolTip == (
+        "Choose a saved CardioScar model (.pth) in the box above.")
+    assert not ui.saveModelButton.enabled and "run Train and apply first" in ui.saveModelButton.toolTip
+    assert not ui.saveBullseyeButton.enabled and "run Compute AHA segments first" in ui.saveBullseyeButton.toolTip
+    ui.savedModelPathLineEdit.currentPath = str(tmp_path / "earlier.pth")
+    assert ui.applySavedButton.enabled
+    assert ui.applySavedButton.toolTip == "Predict with the saved model on the mesh (no training)"  # the .ui's
+    parameters.heartModel = None
+    assert not ui.applySavedButton.enabled and ui.applySavedButton.toolTip == "Select the heart mesh to predict on."
+
+
 @BOTH_VERSIONS
 def test_scene_close_and_import_restore_the_saved_panel(panel, tmp_path):
     widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
