@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -79,8 +80,16 @@ PRESET_PANEL_VALUES = {
 #: Pip requirement strings of the packages the module uses that Slicer does not ship (numpy,
 #: scipy, SimpleITK and VTK ship with Slicer; torch comes through the PyTorch extension).
 PIP_REQUIREMENTS = {"sklearn": "scikit-learn"}
-#: torch versions the library supports (the PyTorch extension installs within this range).
-TORCH_REQUIREMENT = ">=2.4"
+#: The oldest torch (major, minor) the library supports (CardioScarLib/pyproject.toml's torch>=2.4), and the
+#: requirement the PyTorch extension installs within.
+TORCH_MINIMUM = (2, 4)
+TORCH_REQUIREMENT = ">={}.{}".format(*TORCH_MINIMUM)
+
+
+def torchRelease(version: str) -> tuple:
+    """(major, minor) of a torch version string such as "2.5.1+cu121" or "2.4.0a0", compared with
+    TORCH_MINIMUM without importing torch (nor relying on a packaging module in Slicer's Python)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
 #: Milliseconds between reads of the worker's reports.
 POLL_INTERVAL_MS = 100
 # the boxes that set up a scar rule, used with one only (CardioScarWidget._updateRuleOnlyBoxes)
@@ -763,7 +772,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             return False
 
     def ensureDependencies(self) -> bool:
-        """torch through the PyTorch extension (asked once per session), scikit-learn through pip."""
+        """torch through the PyTorch extension (asked once per session; an installed one older than
+        TORCH_MINIMUM is refused with what to do), scikit-learn through pip."""
         missing = [req for module, req in PIP_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
         if missing:
             if not slicer.util.confirmOkCancelDisplay(
@@ -771,6 +781,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                 return False
             slicer.util.pip_install(missing)
         if importlib.util.find_spec("torch") is not None:
+            # a torch another extension installed may be older than the library supports; Update PyTorch then
+            # installs one that meets the requirement (as TotalSegmentator's module refuses one below its minimum)
+            version = self._installedTorchVersion()
+            if version is not None and torchRelease(version) < TORCH_MINIMUM:
+                self._showError(_("PyTorch {version} is older than the {requirement} CardioScar needs: click Update "
+                                  "PyTorch in the Dependencies section, then restart Slicer.").format(
+                                      version=version, requirement=TORCH_REQUIREMENT))
+                return False
             return True
         if self._torchDeclined:
             self._showError(_("PyTorch is not installed: use Install PyTorch in the Dependencies section."))

@@ -484,6 +484,29 @@ def test_a_failed_pytorch_install_is_one_line_in_the_panel(panel, monkeypatch):
 
 
 @LATEST
+def test_a_torch_older_than_the_library_supports_is_refused_with_what_to_do(panel, monkeypatch):
+    """Another extension may have installed an older torch; the panel read only whether torch was
+    there and started the worker with it. Now Train and apply refuses it in one line, naming the
+    version, the requirement and the button that updates it (the installed version is read from
+    the package metadata, here made to say 2.1.2), and starts nothing."""
+    import importlib.metadata
+
+    import tomllib
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.1.2+cu118" if name == "torch" else real_version(name))
+    ui, module = panel["ui"], panel["module"]
+    ui.applyButton.click()
+    assert panel["widget"]._run is None and ui.applyButton.text == "Train and apply"
+    assert ui.statusLabel.text == ("PyTorch 2.1.2+cu118 is older than the >=2.4 CardioScar needs: click Update PyTorch "
+                                   "in the Dependencies section, then restart Slicer.")
+    assert [module.torchRelease(text) for text in ("2.4.0a0", "2.10.1+cpu", "2.3.1")] == [(2, 4), (2, 10), (2, 3)]
+    # the panel's minimum is the library's own requirement
+    project = tomllib.loads((REPO / "CardioScarLib" / "pyproject.toml").read_text())
+    assert f"torch{module.TORCH_REQUIREMENT}" in project["project"]["dependencies"]
+
+
+@LATEST
 def test_the_self_test_says_so_and_skips_without_torch(panel, monkeypatch):
     """Reload & Test where PyTorch is not installed (hidden from the import system here)."""
     monkeypatch.setitem(sys.modules, "torch", None)
