@@ -33,13 +33,18 @@ from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSe
 
 # The CardioScar module of the same extension (a dependency, loaded first): the panel plumbing both panels share,
 # and the cardioscar library found through it in a source checkout.
-from CardioScar import WorkerPanelMixin  # noqa: E402
+from CardioScar import WorkerPanelMixin, documentationLink  # noqa: E402
 
 from AttriVAELogic import AttriVAELogic as _QtFreeLogic  # noqa: E402
 from AttriVAELogic import LABEL_CONVENTIONS, AttriVAEOptions  # noqa: E402
 from AttriVAELogic.command import CommandRun  # noqa: E402
 from AttriVAELogic.scene import show_in_layout  # noqa: E402
 from CardioScarLogic.layout import layout_node_of  # noqa: E402
+
+#: The module's README section on the extension's homepage (EXTENSION_HOMEPAGE), linked from the help.
+DOCUMENTATION_URL = ("https://github.com/cardioscar/SlicerCardioScar"
+                     "#second-module-attri-vae-mi-classification-with-attribute-explanations")
+
 
 class AttriVAE(ScriptedLoadableModule):
     """Module description shown by Slicer."""
@@ -55,7 +60,7 @@ class AttriVAE(ScriptedLoadableModule):
             "whose latent dimensions are tied to clinical and shape attributes, with an MI classifier on the latent. "
             "Predict gives the MI probability and each attribute read from its dimension (flagged when outside the "
             "training range); Explain overlays each attribute's attention map on the LGE and loads the latent "
-            "traversal pictures. Train a model with 'cardioscar attrivae train'.")
+            "traversal pictures. Train a model with 'cardioscar attrivae train'.") + documentationLink(DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "Method: Cetin et al., Attri-VAE, Comput Med Imaging Graph 104:102158 (2023). Built on 3D Slicer and "
             "PyTorch.")
@@ -158,6 +163,14 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
             self._parameterNode.cavityLabels = cavity
             self._parameterNode.myocardiumLabels = myocardium
 
+    def onSceneEndClose(self, caller, event) -> None:
+        """As every panel, and the last prediction and explanation go with the scene they came from:
+        their labels kept naming the closed scene's table and attention-map nodes (as CardioScar's
+        bull's-eye and score labels did before they were reset there)."""
+        WorkerPanelMixin.onSceneEndClose(self, caller, event)
+        self.ui.resultsLabel.text = _("(shown after Predict)")
+        self.ui.explanationLabel.text = ""
+
     # ------------------------------------------------------------------ state
 
     def _updatePanel(self, caller=None, event=None) -> None:
@@ -229,13 +242,19 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
 
     def _startOrStop(self, button, idleText: str, makeRun, startText: str) -> None:
         """Read and write the inputs and start the command; a bad input is one status line and
-        starts nothing. A click while running stops the run."""
+        starts nothing. A click while running stops the run. Writing the LGE and its labels blocks
+        the application for a moment: the wait cursor says so, as in the CardioScar panel, and the
+        button is disabled first (the wait cursor processes pending events: a second click must not
+        start a second command)."""
         if self._run is not None:
             self._stopRun()
             return
+        button.enabled = False
         try:
-            run = makeRun()
+            with slicer.util.WaitCursor():
+                run = makeRun()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
+            button.enabled = True
             self._reportFailure(error)
             return
         self._run, self._runButton = run, button
@@ -271,8 +290,12 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
             return
         self._timer.stop()
         started = time.monotonic()
+        # loading the result blocks the application: the wait cursor, and Stop disabled first (the wait
+        # cursor processes pending events, and a click on Stop then would remove the folder being read)
+        self._runButton.enabled = False
         try:
-            result = run.finish()
+            with slicer.util.WaitCursor():
+                result = run.finish()
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._setRunning(False)
             self._reportFailure(error)
@@ -335,13 +358,23 @@ class AttriVAETest(ScriptedLoadableModuleTest):
     the table and each attention map's grid are checked. Without PyTorch it says so and skips.
     """
 
+    #: What the tests say where PyTorch is not installed (the extension installs it on demand, so a fresh
+    #: Slicer, the extension index's test machine included, has none).
+    NO_TORCH = ("PyTorch is not installed, so Attri-VAE cannot run: tests skipped. Install it in the "
+                "CardioScar module's Dependencies section.")
+
     def setUp(self) -> None:
+        """Before each test. ctest runs this file through ``slicer_add_python_unittest``, whose
+        ``slicer.testing.runUnitTest`` loads it with unittest's loader: that calls setUp and each
+        ``test_*`` method, never :meth:`runTest` (Reload & Test's entry, which checks PyTorch first),
+        so the check is here too, or each test failed where PyTorch is not installed."""
+        if importlib.util.find_spec("torch") is None:
+            self.skipTest(self.NO_TORCH)
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
         if importlib.util.find_spec("torch") is None:
-            self.delayDisplay("PyTorch is not installed, so Attri-VAE cannot run: tests skipped. Install it in the "
-                              "CardioScar module's Dependencies section.")
+            self.delayDisplay(self.NO_TORCH)
             return
         self.setUp()
         self.test_PredictAndExplain()

@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -79,8 +80,16 @@ PRESET_PANEL_VALUES = {
 #: Pip requirement strings of the packages the module uses that Slicer does not ship (numpy,
 #: scipy, SimpleITK and VTK ship with Slicer; torch comes through the PyTorch extension).
 PIP_REQUIREMENTS = {"sklearn": "scikit-learn"}
-#: torch versions the library supports (the PyTorch extension installs within this range).
-TORCH_REQUIREMENT = ">=2.4"
+#: The oldest torch (major, minor) the library supports (CardioScarLib/pyproject.toml's torch>=2.4), and the
+#: requirement the PyTorch extension installs within.
+TORCH_MINIMUM = (2, 4)
+TORCH_REQUIREMENT = ">={}.{}".format(*TORCH_MINIMUM)
+
+
+def torchRelease(version: str) -> tuple:
+    """(major, minor) of a torch version string such as "2.5.1+cu121" or "2.4.0a0", compared with
+    TORCH_MINIMUM without importing torch (nor relying on a packaging module in Slicer's Python)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
 #: Milliseconds between reads of the worker's reports.
 POLL_INTERVAL_MS = 100
 # the boxes that set up a scar rule, used with one only (CardioScarWidget._updateRuleOnlyBoxes)
@@ -89,6 +98,14 @@ RULE_ONLY_BOXES = ("scarThresholdsLineEdit", "scarTargetComboBox", "bloodPoolSel
                    "darkBloodLgeCheckBox")
 #: Seconds between progress lines in the log pane (the progress bar shows every report).
 LOG_PROGRESS_S = 5.0
+#: The module's documentation: its README section on the extension's homepage (EXTENSION_HOMEPAGE in
+#: the top CMakeLists.txt), linked from the help, as Slicer's module template links its own.
+DOCUMENTATION_URL = "https://github.com/cardioscar/SlicerCardioScar#3d-slicer-module"
+
+
+def documentationLink(url: str) -> str:
+    """The help text's last paragraph: a link to the module's documentation."""
+    return "<p>" + _("See the {start}module documentation{end}.").format(start=f'<a href="{url}">', end="</a>") + "</p>"
 
 
 class CardioScar(ScriptedLoadableModule):
@@ -104,7 +121,8 @@ class CardioScar(ScriptedLoadableModule):
             "Reconstruct 3D myocardial scar on a heart mesh from a few 2D LGE-MRI slices. "
             "Each pixel of each chosen slice constrains the mean of a coordinate network over the mesh nodes "
             "inside its footprint (pixel square x slab of the given half-width); MC dropout gives a scar "
-            "probability and its uncertainty per node (point arrays scar_probability, scar_uncertainty).")
+            "probability and its uncertainty per node (point arrays scar_probability, scar_uncertainty).") + \
+            documentationLink(DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "Method: Sen et al., Comput Biol Med 198:111219 (2025). Built on 3D Slicer and PyTorch.")
 
@@ -422,10 +440,11 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
         self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
         self.ui.progressBar.setVisible(False)
-        # the .ui's tool tips of the boxes a scar rule switches, shown while the box applies
+        # the .ui's tool tips of the boxes a scar rule switches and of the buttons that may wait for an input,
+        # shown while the box applies or the button can run (else the reason replaces them: _applies)
         self._writtenToolTips = {name: getattr(self.ui, name).toolTip for name in (
             "myocardiumMarginSpinBox", "scarLabelsLineEdit", "normalizeCheckBox", "expertScarLabelsLineEdit",
-            "expertCoreLabelsLineEdit", *RULE_ONLY_BOXES)}
+            "expertCoreLabelsLineEdit", *RULE_ONLY_BOXES, "applySavedButton", "saveModelButton", "saveBullseyeButton")}
         self._updateDependencies()
         self.initializeParameterNode()
 
@@ -511,16 +530,28 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.applyButton.enabled = canTrain
         self.ui.applyButton.toolTip = (_("Train on the chosen slices and write the scar fields on the mesh")
                                        if canTrain else _("Select the LGE volume and the heart mesh"))
-        self.ui.applySavedButton.enabled = bool(p.heartModel and p.savedModelPath.lower().endswith(".pth"))
-        self.ui.saveModelButton.enabled = self.logic.last_checkpoint is not None
+        self._updateSavedModelButtons()
         missing = self._ahaMissing()
         self.ui.computeAhaButton.enabled = not missing
         self.ui.computeAhaButton.toolTip = missing or _(
             "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
-        self.ui.saveBullseyeButton.enabled = self._bullseye.path is not None
+        self._applies("saveBullseyeButton", self._bullseye.path is not None,
+                      _("No bull's-eye yet: run Compute AHA segments first."))
         self._updateTissueSection()
         self._updateScoreSection()
         self._updateResultField()
+
+    def _updateSavedModelButtons(self) -> None:
+        """*Apply a saved model* and *Save model* are enabled when they can run, their tool tips saying
+        what is missing otherwise, as every other action button's do."""
+        p = self._parameterNode
+        if not p.heartModel:
+            why = _("Select the heart mesh to predict on.")
+        else:
+            why = _("Choose a saved CardioScar model (.pth) in the box above.")
+        self._applies("applySavedButton", bool(p.heartModel and p.savedModelPath.lower().endswith(".pth")), why)
+        self._applies("saveModelButton", self.logic.last_checkpoint is not None,
+                      _("Nothing trained in this session yet: run Train and apply first."))
 
     def _updateBoxesARuleReplaces(self) -> None:
         """A scar rule grades the raw LGE's myocardium pixels into the targets, so the boxes that make
@@ -669,18 +700,40 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     # ------------------------------------------------------------------ dependencies
 
-    def _updateDependencies(self) -> None:
-        """Show the installed torch version without importing torch (importing it in Slicer
-        would keep its files open and block an update until restart)."""
+    @staticmethod
+    def _installedTorchVersion() -> Optional[str]:
+        """The installed torch's version from its package metadata, or None: read without importing
+        torch (importing it in Slicer would keep its files open and block an update until restart),
+        and read from disk, so it tells an update apart from an install that changed nothing."""
         try:
-            version = importlib.metadata.version("torch")
+            return importlib.metadata.version("torch")
         except importlib.metadata.PackageNotFoundError:
-            version = None
+            return None
+
+    def _updateDependencies(self) -> None:
+        """Show the installed torch version; the button installs one, or updates one older than the
+        library supports (the PyTorch extension's pip keeps a torch that already meets it)."""
+        version = self._installedTorchVersion()
         self.ui.torchVersionLabel.text = version or _("not installed")
         self.ui.installTorchButton.text = _("Update PyTorch") if version else _("Install PyTorch")
+        self.ui.installTorchButton.toolTip = _(
+            "Install PyTorch {requirement} through the PyTorch extension, which picks the build that matches your GPU "
+            "driver. An installed PyTorch that meets {requirement} is kept: to replace it, uninstall it in the PyTorch "
+            "Utils module and restart Slicer first.").format(requirement=TORCH_REQUIREMENT)
 
     def onInstallTorchButton(self) -> None:
-        self._installTorch(askConfirmation=True)
+        """The Dependencies section's button. A failed install (no network, a file in use: the PyTorch
+        extension raises, as its own panel's button shows in an error dialog) is one line in the status
+        and the log, and the section shows what is installed now; raised in this Qt slot it reached only
+        the Python console and the button seemed dead."""
+        try:
+            self._installTorch(askConfirmation=True)
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            self._updateDependencies()
+            first = str(error).splitlines()[0] if str(error) else ""
+            self._showError(_("Installing PyTorch failed ({kind}: {error}): restart Slicer and try again, or use the "
+                              "PyTorch Utils module.").format(kind=type(error).__name__, error=first),
+                            traceback.format_exc())
 
     def _installTorch(self, askConfirmation: bool) -> None:
         """Install or update torch through the PyTorch extension (it picks the build that matches
@@ -690,13 +743,23 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except ModuleNotFoundError:
             self._showError(_("Install the 'PyTorch' extension from the Extensions Manager and restart Slicer."))
             return
-        loaded = "torch" in sys.modules
+        loaded, before = "torch" in sys.modules, self._installedTorchVersion()
         with slicer.util.WaitCursor():
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation,
                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
         self._updateDependencies()
-        if torch is not None and loaded and slicer.util.confirmYesNoDisplay(
-                _("PyTorch was updated. Restart Slicer now to use the new version?")):
+        if torch is None:  # the user declined the extension's own confirmation
+            return
+        after = self._installedTorchVersion()
+        if after == before:  # pip keeps a torch that meets the requirement: nothing to restart for
+            self.ui.statusLabel.text = _("PyTorch {version} meets {requirement}: nothing was changed.").format(
+                version=after, requirement=TORCH_REQUIREMENT)
+        else:
+            self.ui.statusLabel.text = _("PyTorch {version} installed.").format(version=after)
+        self._log(self.ui.statusLabel.text)
+        if after != before and loaded and slicer.util.confirmYesNoDisplay(
+                _("PyTorch was updated from {before} to {after}. Restart Slicer now to use the new version?").format(
+                    before=before, after=after)):
             slicer.util.restart()
 
     def _dependenciesReady(self) -> bool:
@@ -709,7 +772,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             return False
 
     def ensureDependencies(self) -> bool:
-        """torch through the PyTorch extension (asked once per session), scikit-learn through pip."""
+        """torch through the PyTorch extension (asked once per session; an installed one older than
+        TORCH_MINIMUM is refused with what to do), scikit-learn through pip."""
         missing = [req for module, req in PIP_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
         if missing:
             if not slicer.util.confirmOkCancelDisplay(
@@ -717,6 +781,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                 return False
             slicer.util.pip_install(missing)
         if importlib.util.find_spec("torch") is not None:
+            # a torch another extension installed may be older than the library supports; Update PyTorch then
+            # installs one that meets the requirement (as TotalSegmentator's module refuses one below its minimum)
+            version = self._installedTorchVersion()
+            if version is not None and torchRelease(version) < TORCH_MINIMUM:
+                self._showError(_("PyTorch {version} is older than the {requirement} CardioScar needs: click Update "
+                                  "PyTorch in the Dependencies section, then restart Slicer.").format(
+                                      version=version, requirement=TORCH_REQUIREMENT))
+                return False
             return True
         if self._torchDeclined:
             self._showError(_("PyTorch is not installed: use Install PyTorch in the Dependencies section."))
@@ -1024,7 +1096,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         WorkerPanelMixin.onSceneEndClose(self, caller, event)
         self._bullseye.discard()
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
-        self.ui.saveBullseyeButton.enabled = False
+        self._updatePanel()  # Save bull's-eye off, its tool tip saying why
         self.ui.scoreResultsLabel.text = _("No score yet.")  # its figures were the closed scene's model's
 
     def onComputeAhaButton(self) -> None:
@@ -1063,7 +1135,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def _showAha(self, model, result) -> None:
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=self._bullseye.path)
-        self.ui.saveBullseyeButton.enabled = True
+        self._updatePanel()  # Save bull's-eye on
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
             name=model.GetName(), table=result.table_node.GetName())
         self._log(self.ui.statusLabel.text)
@@ -1386,13 +1458,23 @@ class CardioScarTest(ScriptedLoadableModuleTest):
     check the result on the mesh. Without PyTorch it says so and skips.
     """
 
+    #: What the tests say where PyTorch is not installed (the extension installs it on demand, so a fresh
+    #: Slicer, the extension index's test machine included, has none).
+    NO_TORCH = ("PyTorch is not installed, so CardioScar cannot run: tests skipped. "
+                "Install it in the module's Dependencies section.")
+
     def setUp(self) -> None:
+        """Before each test. ctest runs this file through ``slicer_add_python_unittest``, whose
+        ``slicer.testing.runUnitTest`` loads it with unittest's loader: that calls setUp and each
+        ``test_*`` method, never :meth:`runTest` (Reload & Test's entry, which checks PyTorch first),
+        so the check is here too, or each test failed where PyTorch is not installed."""
+        if importlib.util.find_spec("torch") is None:
+            self.skipTest(self.NO_TORCH)
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
         if importlib.util.find_spec("torch") is None:
-            self.delayDisplay("PyTorch is not installed, so CardioScar cannot run: tests skipped. "
-                              "Install it in the module's Dependencies section.")
+            self.delayDisplay(self.NO_TORCH)
             return
         self.setUp()
         self.test_TrainAndApply()

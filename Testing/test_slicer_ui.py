@@ -557,3 +557,36 @@ def test_attrivae_module_imports_nothing_heavy_and_has_its_self_test():
     with Image.open(ATTRIVAE_DIR / "Resources" / "Icons" / "AttriVAE.png") as image:
         assert image.format == "PNG" and image.size == (128, 128)
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(21)) > 20
+
+
+#: ctkPathLineEdit's filters when the .ui sets none (CTK's ctkPathLineEditPrivate constructor).
+CTK_PATH_DEFAULT_FILTERS = {"Dirs", "Files", "Drives", "NoDotAndDotDot", "Readable", "Executable"}
+
+
+def _path_filters(widget: ET.Element) -> set[str]:
+    """The filter flags of a ctkPathLineEdit in a .ui file, AllEntries spelled out."""
+    written = widget.find("property[@name='filters']/set")
+    if written is None:
+        return CTK_PATH_DEFAULT_FILTERS
+    flags = {flag.split("::")[-1] for flag in written.text.split("|")}
+    return flags - {"AllEntries"} | ({"Dirs", "Files", "Drives"} if "AllEntries" in flags else set())
+
+
+@pytest.mark.parametrize("ui_file, folders, files", [
+    (UI_FILE, set(), {"savedModelPathLineEdit"}),
+    (REPO / "AttriVAE" / "Resources" / "UI" / "AttriVAE.ui", {"outputFolderLineEdit"}, {"modelPathLineEdit"})])
+def test_a_folder_box_browses_for_a_folder_and_a_model_box_for_a_file(ui_file, folders, files):
+    """CTK's ctkPathLineEdit::browse() opens a file dialog whenever its filters include Files, as
+    they do by default, and a folder dialog otherwise: Attri-VAE's output folder had no filters, so
+    its browse button offered files only and a folder could only be typed. The real widget cannot
+    run here; its .ui properties are checked against CTK's rule (Slicer's DICOM export dialog sets
+    the same filters and ShowDirsOnly on its folder box)."""
+    boxes = {widget.get("name"): widget for widget in ET.parse(ui_file).getroot().iter("widget")
+             if widget.get("class") == "ctkPathLineEdit"}
+    assert set(boxes) == folders | files
+    for name in folders:
+        assert "Dirs" in _path_filters(boxes[name]) and "Files" not in _path_filters(boxes[name]), name
+        assert boxes[name].find("property[@name='options']/set").text == "ctkPathLineEdit::ShowDirsOnly", name
+    for name in files:
+        assert "Files" in _path_filters(boxes[name]), name
+        assert boxes[name].find("property[@name='nameFilters']/stringlist/string").text.endswith("(*.pth)"), name
