@@ -1,0 +1,88 @@
+"""Round 15 of the bad-input review: the modeller's path from the scanner to the simulation.
+
+Each test is one input a user could give that ran to exit 0 with a wrong or misleading result before
+this round; README's *Bad input* table has a row for each. Real parts: round 13's 1,500-node phantom
+with its raw LGE and label map (1 blood pool, 2 myocardium) written to disk, EMIDEC's P001 from the
+shared data, and the real command line in process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cardioscar.errors import CardioScarError
+from cardioscar.io.meshio import read_mesh, write_mesh
+from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
+from cardioscar.simulation.export import export_model
+from conftest import assert_refused_in_one_line
+from test_bad_inputs_round13 import case  # noqa: F401 (the phantom, its raw LGE and label map on disk)
+
+
+@pytest.fixture(scope="module")
+def prediction(case) -> Path:
+    """Round 13's phantom mesh as a prediction: its truth as ``scar_probability``, beside the
+    phantom's ``transmural_depth``, a core model's spread and a channel search's depth."""
+    mesh = read_mesh(case["mesh"])
+    truth = mesh.point_array("scar_truth").astype(np.float64)
+    path = case["out"] / "prediction.vtu"
+    write_mesh(mesh, path, {"scar_probability": truth, "core_uncertainty": np.full(truth.shape, 0.9),
+                            "wall_depth": np.linspace(0.0, 1.0, truth.size)})
+    return path
+
+
+def test_a_field_of_the_walls_depth_is_refused_as_the_scar(case, prediction, capsys):
+    """``export --scar-field transmural_depth`` (the phantom's and the raw-LGE demo's depth, in [0, 1]):
+    the demo's wall tagged 44 % healthy, 36 % border zone and 21 % core by depth alone, exit 0. The
+    same for the channel search's ``wall_depth``, the core model's spread, on every verb that cuts a
+    probability (export, evaluate, channels, aha: one shared check)."""
+    out = case["out"]
+    assert_refused_in_one_line(["export", "--mesh", prediction, "--format", "vtu", "--scar-field",
+                                "transmural_depth", "--output", out / "out_tagged.vtu"],
+                               "--scar-field 'transmural_depth' is the node's depth through the wall", capsys, out)
+    assert_refused_in_one_line(["evaluate", "--prediction", prediction, "--truth", case["mesh"],
+                                "--probability-field", "wall_depth"],
+                               "--probability-field 'wall_depth' is the node's depth", capsys, out)
+    assert_refused_in_one_line(["channels", "--mesh", prediction, "--output-dir", out / "out_channels",
+                                "--scar-field", "transmural_depth"], "not a scar probability", capsys, out)
+    with pytest.raises(CardioScarError, match="'core_uncertainty' is the MC-dropout spread of the core"):
+        export_model(prediction, out / "out_core.vtu", fmt="vtu", core_field="core_uncertainty")
+    tags, _ = export_model(prediction, out / "tagged.vtu", fmt="vtu")
+    assert tags.node_tags.size == 1491
+
+
+def test_mesh_from_labels_refuses_the_blood_pool_as_the_myocardium(shared_data, case, tmp_path, capsys):
+    """``--myocardium-labels 1`` on EMIDEC (its cavity: the "1" of a 0/1 mask): P001 meshed as a solid
+    LV cavity of 70,137 nodes, exit 0, which ``prepare`` then only warned about."""
+    p001 = shared_data / "emidec" / "Case_P001" / "Contours" / "Case_P001.nii.gz"
+    assert_refused_in_one_line(["mesh-from-labels", "--labels", p001, "--myocardium-labels", "1", "--output",
+                                tmp_path / "out_mesh.vtu"],
+                               "--myocardium-labels 1 enclose no cavity on any of the 10 slices", capsys, tmp_path)
+    with pytest.raises(CardioScarError, match="is it the blood pool"):
+        myocardium_mesh_from_labels(case["labels"], [1])
+    assert myocardium_mesh_from_labels(case["labels"], [2]).dataset.GetNumberOfCells() > 0
+
+
+def test_a_remote_mask_over_the_scar_is_named_in_the_scar_free_warning(case, capsys):
+    """``--scar-rule nsd --remote-mask`` the whole myocardium: the scar's enhancement set the remote's
+    mean and SD, 173 of 1,276 scar pixels were left, and the warning said only that the heart may
+    have no infarct. A warning (a refusal has no cut: ``Testing/benchmarks/remote_mask_emidec.py``)."""
+    from cardioscar.cli import main
+
+    labels = sitk.GetArrayFromImage(case["labels"])
+    remote = sitk.GetImageFromArray((labels == 2).astype(np.uint8))
+    remote.CopyInformation(case["labels"])
+    sitk.WriteImage(remote, str(case["out"] / "remote.nii.gz"))
+    out = case["out"]
+    base = ["prepare", "--mesh", case["mesh"], "--image", out / "lge.nii.gz", "--myocardium-mask", out / "labels.nii.gz",
+            "--myocardium-labels", "2", "--slice-thickness-padding", case["half"], "--scar-rule", "nsd",
+            "--output", case["out"] / "remote.npz"]
+    capsys.readouterr()
+    assert main([str(a) for a in base + ["--remote-mask", case["out"] / "remote.nii.gz"]]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "no compact enhancement" in line]
+    assert len(warned) == 1 and "or the --remote-mask (remote_mask) holds the scar" in warned[0], warned
+    assert main([str(a) for a in base]) == 0
+    assert "no compact enhancement" not in capsys.readouterr().err
