@@ -76,6 +76,11 @@ class ScarRuleRequest:
         if self.myocardium_path is not None:  # else checked once a PreprocessingRequest gives its mask (on_myocardium)
             self.myocardium_path = Path(self.myocardium_path)
             check_expert_labels(self.myocardium_labels, self.expert_scar_labels, self.expert_core_labels)
+        if self.thresholds is not None and (isinstance(self.thresholds, str) or np.ndim(self.thresholds) != 1
+                                            or len(self.thresholds) != 2):
+            # the text "0.3,0.8" was parsed character by character: "'0,.,3,,,0,.,8' must be two numbers"
+            raise CardioScarError(f"thresholds must be two numbers (border, core) such as (0.4, 0.6), got "
+                                  f"{self.thresholds!r}")
         if not isinstance(self.dark_blood_lge, (bool, np.bool_)):
             raise CardioScarError(f"dark_blood_lge must be True or False, got {self.dark_blood_lge!r}")
 
@@ -218,6 +223,11 @@ def graded_targets(request: ScarRuleRequest, image: list[SliceLayer], myocardium
         raise ValueError("graded_targets needs the expert masks exactly when the request names expert labels")
     thresholds = parse_thresholds(request.rule, None if request.thresholds is None else
                                   ",".join(str(t) for t in request.thresholds))
+    if remote is not None and request.rule != "nsd":
+        # the command line and the cohort refused it; the Python API and the Slicer Logic (a remote node
+        # left selected after switching the rule) dropped it without a word (round 15)
+        raise CardioScarError(f"--remote-mask is used by --scar-rule nsd only; "
+                              f"{request.rule} has no remote region: leave it out, or use --scar-rule nsd")
     if blood is not None and request.rule != "iir":
         logger.warning("--blood-pool-mask/--blood-pool-labels are used by --scar-rule iir only (the ratio to the "
                        "blood pool); %s does not read them: leave them out, or use --scar-rule iir", request.rule)
