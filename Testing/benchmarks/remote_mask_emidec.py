@@ -66,10 +66,20 @@ def main(root: Path, out: Path | None) -> None:
         stopped = sum(r[statistic] > healthy_max for r in rows if r["remote"] == "with_scar")
         print(f"{statistic:10s} above every healthy remote's value ({healthy_max:.2f}): {stopped} of "
               f"{sum(r['remote'] == 'with_scar' for r in rows)} remotes with the scar")
+    write_rows(rows, out)
+
+
+def write_rows(rows: list[dict], out: Path | None) -> None:
+    """The per-case rows as JSON lines (``results/``), when an output file was given."""
     if out is not None:
         out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def emidec_arguments() -> tuple[Path, Path | None]:
+    """EMIDEC's folder (default: the shared data beside the checkout) and the optional output file."""
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "shared" / "data" / "emidec"
+    return root, Path(sys.argv[2]) if len(sys.argv) > 2 else None
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "shared" / "data" / "emidec",
-         Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    main(*emidec_arguments())
