@@ -50,6 +50,8 @@ def test_a_field_of_the_walls_depth_is_refused_as_the_scar(case, prediction, cap
                                 "--scar-field", "transmural_depth"], "not a scar probability", capsys, out)
     with pytest.raises(CardioScarError, match="'core_uncertainty' is the MC-dropout spread of the core"):
         export_model(prediction, out / "out_core.vtu", fmt="vtu", core_field="core_uncertainty")
+    with pytest.raises(CardioScarError, match="'core_marginal' is the channel search's mark"):
+        export_model(prediction, out / "out_core.vtu", fmt="vtu", scar_field="core_marginal")
     tags, _ = export_model(prediction, out / "tagged.vtu", fmt="vtu")
     assert tags.node_tags.size == 1491
 

@@ -121,6 +121,7 @@ NOT_SCAR_FIELDS = {
     "wall_depth": "the node's depth through the wall that the channel search wrote (0 endocardium, 1 epicardium)",
     "scar_truth_scored": "the mark of the nodes evaluate scored against the slices (1 scored, 0 not)",
     "bz_channel": "the number of the conducting channel a node lies in (0 none)",
+    "core_marginal": "the channel search's mark of the core nodes within 0.1 of the core threshold (1 marked, 0 not)",
 }
 
 
