@@ -177,3 +177,18 @@ def test_the_healthy_myocardium_as_the_experts_scar_is_warned_about(shared_data,
         named = [line for line in capsys.readouterr().err.splitlines()
                  if "of the myocardium's outer border" in line and f"--expert-scar-labels {scar} " in line]
         assert len(named) == warned, named
+
+
+def test_a_mesh_given_as_a_mask_is_named_a_mesh(case, capsys):
+    """The mesh as ``--remote-mask`` (a cohort row's ``remote_mask``, ``--myocardium-mask``): "unreadable,
+    truncated or corrupted file", which sends the user to check a file that is fine. A ``.vtk`` image
+    (STRUCTURED_POINTS, which SimpleITK reads) is still an image."""
+    from cardioscar.io.imageio import read_image
+
+    out = case["out"]
+    assert_refused_in_one_line(["prepare", "--mesh", case["mesh"], "--image", out / "lge.nii.gz", "--myocardium-mask",
+                                out / "labels.nii.gz", "--myocardium-labels", "2", "--scar-rule", "nsd",
+                                "--remote-mask", case["mesh"], "--output", out / "out.npz"],
+                               "phantom_mesh.vtk: it is a mesh (.vtk of points and cells), not an image", capsys, out)
+    sitk.WriteImage(case["labels"], str(out / "labels_image.vtk"))
+    assert read_image(out / "labels_image.vtk").GetSize() == case["labels"].GetSize()
