@@ -24,8 +24,10 @@ _DEPENDENT_OPTIONS = (("rv_inferior_point", "rv_point", None), ("rv_label", "lab
                       ("border_zone_tag", "tags_field", None), ("core_tag", "tags_field", None))
 
 
-#: A negative number or a comma-separated point starting with one (argparse's own pattern plus commas).
-NEGATIVE_POINT = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+(?:[eE][-+]?\d+)?(?:,\s*-?[\d.]+(?:[eE][-+]?\d+)?){2}$")
+#: A negative number or comma-separated numbers starting with one (argparse's own pattern plus commas):
+#: a point -12.5,30,41, and since round 15 ``export --helix-angles -60,60`` too, which was refused with
+#: "expected one argument".
+NEGATIVE_POINT = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+(?:[eE][-+]?\d+)?(?:,\s*-?[\d.]+(?:[eE][-+]?\d+)?)*$")
 
 
 def _point(text: str) -> tuple[float, float, float]:

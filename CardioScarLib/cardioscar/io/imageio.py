@@ -258,6 +258,15 @@ def recorded_half_thickness_of_files(paths: list[str | Path], label: str) -> flo
     return next(iter(thicknesses)) / 2
 
 
+def _is_vtk_mesh(path: Path) -> bool:
+    """Whether a legacy ``.vtk`` file holds a mesh (polydata or a grid of cells), which SimpleITK cannot
+    read, rather than STRUCTURED_POINTS, an image it reads: the dataset line lies in its header."""
+    with open(path, "rb") as handle:
+        header = handle.read(1024).upper()
+    return any(kind in header for kind in (b"POLYDATA", b"UNSTRUCTURED_GRID", b"STRUCTURED_GRID",
+                                           b"RECTILINEAR_GRID"))
+
+
 def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
     """Read a 3D scalar image (NIfTI, NRRD, MHA/MHD, or a DICOM series folder) in LPS.
 
@@ -283,6 +292,12 @@ def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
                 raise CardioScarError(f"Cannot read image {source}: it is a NIfTI-2 file, which SimpleITK "
                                       f"{sitk.Version.VersionString()} does not read; save it as NIfTI-1 (e.g. "
                                       "nibabel.Nifti1Image.from_image(nibabel.load(path)))") from error
+            if source.suffix.lower() in (".vtp", ".vtu") or (source.suffix.lower() == ".vtk" and _is_vtk_mesh(source)):
+                # a mesh named as a mask or image (a cohort row's remote_mask, --myocardium-mask) was called
+                # "unreadable, truncated or corrupted" (round 15)
+                raise CardioScarError(f"Cannot read image {source}: it is a mesh ({source.suffix} of points and "
+                                      "cells), not an image: give the image or mask here (NIfTI, NRRD, MHA or a "
+                                      "DICOM folder), the mesh as --mesh") from error
             raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
                                   ) from error
     image = _checked(image, source, allow_plane)

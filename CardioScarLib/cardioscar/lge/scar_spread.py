@@ -34,6 +34,16 @@ SCATTERED_BELOW = 0.025
 _IN_PLANE = np.ones((3, 3), bool)
 
 
+#: The other cause of the warning when the user drew the remote: a remote mask over the scar (the whole
+#: myocardium, or a sector holding the infarct) takes its mean and SD from the enhancement itself, so
+#: nothing stands n SD above it. On the raw-LGE phantom the whole myocardium as the remote left 173 of
+#: 1,276 scar pixels and the warning advised checking for a heart with no infarct (round 15). No
+#: refusal: on EMIDEC's 52 infarct maps the remote's spread with the scar in it overlaps that of the
+#: healthy myocardium alone (the round's ``Testing/benchmarks/remote_mask_emidec.py``).
+REMOTE_HOLDS_SCAR = ("; or the --remote-mask (remote_mask) holds the scar, whose enhancement then sets the remote's "
+                     "mean and SD: draw the remote on healthy myocardium away from the enhancement")
+
+
 def largest_region_pixels(called: Sequence[np.ndarray]) -> tuple[int, int]:
     """The pixels of the largest connected region of ``called`` over the slices, and of all called.
     Slices of one shape are stacked and joined where pixels of neighbouring slices overlap; slices of
@@ -112,7 +122,7 @@ def check_scar_spread(image: Sequence[SliceLayer], myocardium: Sequence[np.ndarr
                        "%.1f %% of the myocardium (%.2f ml; EMIDEC: scar-free hearts median 1.0 %%, infarcts median "
                        "15 %%, warned under %.1f %%), so the %s scar (%.1f %% of the myocardium, its largest region "
                        "%.0f %% of it) may be the noise of a heart with no infarct; check the LGE before using this "
-                       "scar", layer.label.split(" k=")[0], REFERENCE_SD, 100 * record["largest_of_myo"],
+                       "scar%s", layer.label.split(" k=")[0], REFERENCE_SD, 100 * record["largest_of_myo"],
                        record["largest_ml"], 100 * SCATTERED_BELOW, result.rule, 100 * own["share"],
-                       100 * own["largest_of_scar"])
+                       100 * own["largest_of_scar"], REMOTE_HOLDS_SCAR if remote is not None else "")
     return record

@@ -32,6 +32,7 @@ from ..evaluate.baselines import signed_distance_mm
 from ..errors import CardioScarError
 from ..io.checks import check_label_list, whole_labels
 from ..io.meshio import Mesh
+from ..lge.mask_fit import SOLID_MASK_ADVICE, solid_slices
 from .myocardium import MESH_HARM, check_myocardium_labels
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def myocardium_mesh_from_labels(label_image: sitk.Image, labels: Sequence[int] =
     check_myocardium_labels(list(array[used]), labels, [(di, dj)] * len(used), "--myocardium-labels (myocardium labels)",
                             MESH_HARM)
     masks = np.isin(array[used], labels)
+    _refuse_a_solid_myocardium(masks, labels)
     _warn_about_a_coarse_mesh(masks, (di, dj), spacing_mm)
     empty_mm = float(np.median(np.diff(heights)))
     distances = [signed_distance_mm(mask.astype(float), (di, dj), empty_mm) for mask in masks]
@@ -160,6 +162,20 @@ def _warn_about_a_flat_heart(masks_kji: np.ndarray, labels: Sequence[int], spaci
 #: myocardium is 6.8-13.2 mm thick (median 9.1; ACDC 101: 6.8 and 8.2), so the default 1.5 mm voxel
 #: gives 4-9 through it and the test suite's 3 mm at least 2.
 MIN_VOXELS_THROUGH_WALL = 2.0
+
+
+def _refuse_a_solid_myocardium(masks_kji: np.ndarray, labels: Sequence[int]) -> None:
+    """Refuse myocardium labels that enclose no cavity on any slice: the blood pool (EMIDEC's cavity,
+    ``--myocardium-labels 1`` read as "the myocardium of a 0/1 mask") or another solid structure.
+
+    Why: EMIDEC P001 given label 1 was meshed as a solid LV cavity (70,137 nodes), exit 0, and
+    ``prepare`` then only warned; every own map of EMIDEC's 75 and ACDC's 2 encloses the cavity on
+    some slice, so a stack of solid slices is never a wall (``lge.mask_fit.solid_slices``)."""
+    covered = solid_slices(list(masks_kji))
+    if covered:
+        raise CardioScarError(f"--myocardium-labels {','.join(map(str, labels))} enclose no cavity on any of the "
+                              f"{covered} slices they cover, where a myocardium is a ring around the blood pool: "
+                              f"{SOLID_MASK_ADVICE}")
 
 
 def wall_thickness_mm(masks_kji: np.ndarray, spacing_ij: tuple[float, float]) -> float:

@@ -481,15 +481,27 @@ def warn_normalised_myocardium_mostly_scar(layers: Sequence[SliceLayer], masks: 
     trained to call more of the LV scar than any infarct of EMIDEC's experts covers. Returns that
     share (0 with no myocardium pixel)."""
     inside = np.concatenate([np.asarray(layer.values, float)[mask] for layer, mask in zip(layers, masks)])
-    inside = inside[np.isfinite(inside)]
-    share = float((inside >= 0.5).mean()) if inside.size else 0.0
+    return _warn_normalised_mostly_scar(inside, f"of the myocardium's pixels ({source})")
+
+
+def warn_normalised_mesh_mostly_scar(pixel_values: np.ndarray) -> float:
+    """The same warning without a myocardium mask or labels: over the pixels the mesh's nodes lie on
+    (the mapping's groups), which are the myocardium's when the mesh is the heart's wall. Without it
+    no check ran: EMIDEC P001's raw PSIR stack, normalised, trained 99.98 % of its rows as scar."""
+    return _warn_normalised_mostly_scar(np.asarray(pixel_values, float),
+                                        "of the pixels the mesh's nodes lie on (no myocardium mask or labels given)")
+
+
+def _warn_normalised_mostly_scar(values: np.ndarray, of_what: str) -> float:
+    values = values[np.isfinite(values)]
+    share = float((values >= 0.5).mean()) if values.size else 0.0
     if share > NORMALISED_SCAR_WARNING:
-        logger.warning("--normalize-intensities: %.0f%% of the myocardium's pixels (%s) are >= 0.5 after min-max "
+        logger.warning("--normalize-intensities: %.0f%% %s are >= 0.5 after min-max "
                        "scaling, so most of the myocardium would be trained as scar (more than any EMIDEC expert "
                        "label covers). Min-max over the stack puts healthy myocardium at mid-range when nothing in "
                        "the stack is much brighter (a scar-free or dark-blood stack) or when zero signal is stored "
                        "at an offset (PSIR, e.g. 2048); grade raw LGE with a scar rule instead (--scar-rule nsd, "
-                       "with --intensity-offset for ratio rules)", 100 * share, source)
+                       "with --intensity-offset for ratio rules)", 100 * share, of_what)
     return share
 
 

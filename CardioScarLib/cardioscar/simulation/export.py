@@ -333,8 +333,11 @@ def _run(args: argparse.Namespace) -> None:
 
 def register(subparsers) -> None:
     """Add the ``export`` verb to the CLI."""
+    from ..commands.aha import NEGATIVE_POINT
+
     parser = subparsers.add_parser("export", help="tag healthy/border zone/core and write openCARP (.pts/.elem/.lon) "
                                                   "or .vtu files")
+    parser._negative_number_matcher = NEGATIVE_POINT  # --helix-angles -60,60 is a value, not an option
     parser.add_argument("--mesh", required=True, type=Path, help="predicted mesh (from apply) with the scar field")
     parser.add_argument("--output", required=True, type=Path, help="output prefix (PREFIX.pts, ...) or PREFIX.vtu")
     parser.add_argument("--format", choices=("opencarp", "vtu"), default="opencarp")
