@@ -292,6 +292,30 @@ def test_a_run_that_diverges_without_freezing_is_retried_with_a_lower_peak(caplo
     assert training.describe_stop(kept).startswith(f"diverged: its loss rose after epoch {kept['best_epoch']}")
 
 
+def test_a_run_stopped_as_diverged_has_a_late_rise_just_above_the_share_whatever_the_height():
+    """The late rise of a run stopped as diverged is measured over the DIVERGED_EPOCHS that stopped
+    it, each of them above the best by more than DIVERGED_FRACTION of the variance: a loss that climbs
+    past that share reads just above it, however high it goes (here 0.105 of the variance, at 0.495
+    when stopped), while the same losses run to their end read the height they stayed at. So the
+    figure says "stopped", not how far the loss rose (the docstring of ``training._late_rise``)."""
+    variance = 0.25
+
+    def loss(epoch):  # 0.01 to epoch 30, then 1 % of the variance higher each epoch, up to 1.5 of it
+        return 0.01 + variance * (0.0 if epoch <= 30 else min(1.5, 0.005 + 0.01 * (epoch - 30)))
+
+    watch = training._StopWatch(10 ** 6, variance, training.FAILED_FIT_FRACTION * variance)
+    stopped_at = next(epoch for epoch in range(1, 1000) if watch.after_epoch(epoch, loss(epoch)))
+    first_risen = 40  # the first epoch above the best by more than the share: 0.105 of the variance
+    assert stopped_at == watch.diverged_epoch == first_risen + training.DIVERGED_EPOCHS - 1
+    assert watch.stop_reason == "diverged" and watch.best_epoch == 1 and watch.dead_epoch is None
+    stopped_rise = training._late_rise(watch.losses, watch.best_loss, variance, training.DIVERGED_EPOCHS)
+    assert stopped_rise == pytest.approx(0.105) and stopped_rise > training.DIVERGED_FRACTION
+    ended = training._StopWatch(10 ** 6, variance, None)  # no retries: no stop, judged over its last fifth
+    assert not any(ended.after_epoch(epoch, loss(epoch)) for epoch in range(1, 401))
+    assert ended.longest_rise == 400 - first_risen + 1 and ended.stop_reason == "budget"
+    assert training._late_rise(ended.losses, ended.best_loss, variance) == pytest.approx(1.5)
+
+
 def scripted_losses(monkeypatch, scripts):
     """Replace each run's batch steps by one that returns the next loss of ``scripts(max_lr)`` (a
     function of the 1-based epoch) and sets no gradient: the epochs' losses are the script's, the

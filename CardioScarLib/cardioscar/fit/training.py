@@ -534,7 +534,9 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     the targets' variance) and ``diverged`` (it exceeds ``DIVERGED_FRACTION``; ``stop_reason`` is then
     ``"diverged"`` and ``converged`` None, as the convergence test measured weights that were not kept),
     ``diverged_epoch`` (the epoch at which a run that could be retried was stopped as diverged,
-    ``DIVERGED_EPOCHS``, or None; its ``late_rise`` is then measured over those epochs),
+    ``DIVERGED_EPOCHS``, or None; its ``late_rise`` is then measured over those epochs, so it is above
+    ``DIVERGED_FRACTION`` by construction and reads as "stopped", not as how far the loss rose: see
+    :func:`_late_rise`),
     ``longest_rise`` (the most epochs in a row the loss stayed above its best so far by the diverged share,
     counted once that best explains at least half the variance),
     ``seed`` (the kept run's; a stalled run is retried from the next seed) and ``attempts`` (one
@@ -834,35 +836,135 @@ def _autograd_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config:
             for batch in _prepare_batches(dataset, config.batch_size, config.mc_samples, device)]
 
 
-def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
-                device: torch.device, batch_steps: list, progress_callback, should_cancel,
-                dead_level: float | None = None, coherent: np.ndarray | None = None) -> dict:
-    """The epochs of one run. With a ``dead_level`` (a run that may be retried) the run stops once its
-    loss has stayed at one value of at least that level for ``DEAD_EPOCHS`` epochs, or above its best
-    by the diverged share for ``DIVERGED_EPOCHS`` epochs (see those constants). With a
-    ``convergence_tolerance`` the schedule's end is a convergence test (:class:`_ConvergenceTest`)
-    that may add lower-rate phases. ``coherent`` (per group, :func:`_coherent_groups`): the groups
-    whose misses count as ignored (all when None)."""
+def _optimizer_and_schedule(net: BayesianNN, config: TrainingConfig,
+                            steps_per_epoch: int) -> tuple[torch.optim.Optimizer, CyclicalLR]:
+    """The optimizer over the trainable parameters (frozen layers stay out of it) and the rate
+    schedule that drives it, stepped once per batch: a one-cycle schedule spreads its warm-up and
+    decay over ``max_epochs``, the cyclical one repeats every ``2 * lr_step_size`` batches."""
     trainable = [p for p in net.parameters() if p.requires_grad]
     # fused: one kernel for all parameters (on the CPU ~0.3 ms per step instead of ~1.1 ms of
     # per-tensor operations, time in which the CPU workers wait)
     optimizer = (torch.optim.AdamW(trainable, lr=config.base_lr, weight_decay=config.weight_decay, fused=True)
                  if config.weight_decay > 0 else torch.optim.Adam(trainable, lr=config.base_lr, fused=True))
     if config.schedule == "onecycle":
-        scheduler = OneCycleCosine(optimizer, config.base_lr, config.max_lr, config.max_epochs * len(batch_steps))
-    else:
-        scheduler = CyclicalLR(optimizer, config.base_lr, config.max_lr, config.lr_step_size)
+        return optimizer, OneCycleCosine(optimizer, config.base_lr, config.max_lr, config.max_epochs * steps_per_epoch)
+    return optimizer, CyclicalLR(optimizer, config.base_lr, config.max_lr, config.lr_step_size)
+
+
+class _StopWatch:
+    """Takes each epoch's loss and says whether the run should stop before its schedule ends.
+
+    It holds what the stops are decided on and what the history reports of them: the best epoch
+    (the patience counts from it, and its weights are the ones kept), the epoch losses (a dead run
+    is one whose last ``DEAD_EPOCHS`` are one value), and the current and longest rise (epochs in a
+    row above the best so far by ``DIVERGED_FRACTION`` of the targets' variance, see :func:`_risen`).
+    The dead and diverged stops apply only with a ``dead_level`` (a run that may be retried: the
+    epochs left would be wasted, as the retry trains from scratch); the patience always does.
+    ``stop_reason`` is the latest reason found ("budget" until one is): a dead run's overrides the
+    patience's, and a run found dead is not also stopped as diverged.
+    """
+
+    def __init__(self, patience: int, variance: float, dead_level: float | None) -> None:
+        self.patience = patience
+        self.variance = variance
+        self.dead_level = dead_level
+        self.losses: list[float] = []
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.dead_epoch: int | None = None
+        self.diverged_epoch: int | None = None
+        self.risen = 0
+        self.longest_rise = 0
+        self.stop_reason = "budget"
+
+    def after_epoch(self, epoch: int, loss: float) -> bool:
+        """Record the 1-based ``epoch``'s loss; True when the run should stop after it."""
+        self.losses.append(loss)
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, epoch
+        stop = epoch - self.best_epoch >= self.patience
+        if stop:
+            self.stop_reason = "patience"
+        if self.dead_level is not None and _is_dead(self.losses, self.dead_level):
+            logger.info("the loss has stayed at %.6g for %d epochs: no unit learns any more; stopping at epoch %d",
+                        loss, DEAD_EPOCHS, epoch)
+            stop, self.dead_epoch, self.stop_reason = True, epoch, "dead"
+        self.risen = self.risen + 1 if _risen(loss, self.best_loss, self.variance) else 0
+        self.longest_rise = max(self.longest_rise, self.risen)
+        if self.dead_level is not None and self.dead_epoch is None and self.risen >= DIVERGED_EPOCHS:
+            logger.info("the loss has stayed more than %.0f %% of the targets' variance above its best (epoch %d) for "
+                        "%d epochs: the run diverged; stopping at epoch %d", 100 * DIVERGED_FRACTION,
+                        self.best_epoch, DIVERGED_EPOCHS, epoch)
+            stop, self.diverged_epoch, self.stop_reason = True, epoch, "diverged"
+        return stop
+
+    def schedule_ended(self, converged: bool) -> None:
+        """The schedule (with any phase the convergence test added) ran out without a stop: the
+        run ends converged, or on its budget when the test found it still falling."""
+        self.stop_reason = "converged" if converged else "budget"
+
+
+@dataclass
+class _Judgement:
+    """How well the kept weights fit and whether the run that made them diverged (see
+    :func:`fit_scar_field`'s history keys of the same names)."""
+
+    final_loss: float
+    ignored_groups: int
+    ignored_scar_groups: int
+    ignored_share: float
+    late_rise: float
+    diverged: bool
+
+
+def _judge_kept_run(net: BayesianNN, dataset: ScarReconstructionDataset, device: torch.device,
+                    coherent: np.ndarray | None, watch: _StopWatch, variance: float) -> _Judgement:
+    """Judge the run on the weights it keeps (``net``, in eval mode), not on the ones it ended on:
+    runs are compared on the dropout-free group loss, a stall shows as groups fitted outright
+    wrong, and a late rise as epoch losses that never came back near the best."""
+    targets = _group_means(dataset, dataset.intensities.reshape(-1))
+    misses = _group_field(net, dataset, device) - targets
+    ignored = np.abs(misses) > IGNORED_GROUP_MISS
+    if coherent is not None:
+        ignored &= coherent
+    # a run stopped as diverged is judged on the epochs that stopped it (its last fifth may reach back
+    # before the rise)
+    rise = _late_rise(watch.losses, watch.best_loss, variance,
+                      DIVERGED_EPOCHS if watch.diverged_epoch is not None else None)
+    diverged = watch.dead_epoch is None and rise > DIVERGED_FRACTION
+    if diverged:
+        span = (f"{DIVERGED_EPOCHS} epochs" if watch.diverged_epoch is not None
+                else f"{round(100 * CONVERGENCE_TAIL)} % of the epochs")
+        logger.info("the loss rose after epoch %d and stayed up: over the last %s it came no nearer than %.0f %% "
+                    "of the targets' variance to its best", watch.best_epoch, span, 100 * rise)
+    return _Judgement(
+        final_loss=float(np.mean(misses ** 2)), ignored_groups=int(ignored.sum()),
+        ignored_scar_groups=int((ignored & (targets >= 0.5)).sum()),
+        ignored_share=float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
+        late_rise=rise, diverged=diverged)
+
+
+def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: TrainingConfig,
+                device: torch.device, batch_steps: list, progress_callback, should_cancel,
+                dead_level: float | None = None, coherent: np.ndarray | None = None) -> dict:
+    """The epochs of one run. With a ``dead_level`` (a run that may be retried) the run stops once its
+    loss has stayed at one value of at least that level for ``DEAD_EPOCHS`` epochs, or above its best
+    by the diverged share for ``DIVERGED_EPOCHS`` epochs (see those constants; :class:`_StopWatch`). With
+    a ``convergence_tolerance`` the schedule's end is a convergence test (:class:`_ConvergenceTest`)
+    that may add lower-rate phases. ``coherent`` (per group, :func:`_coherent_groups`): the groups
+    whose misses count as ignored (all when None). The best epoch's starting weights are put back
+    and judged (:func:`_judge_kept_run`)."""
+    optimizer, scheduler = _optimizer_and_schedule(net, config, len(batch_steps))
     logger.info("training on %s: %d rows, %d batches, max %d epochs, patience %d",
                 device, len(dataset), len(batch_steps), config.max_epochs, config.early_stopping_patience)
 
     variance = _group_target_variance(dataset)
     test = _ConvergenceTest(config, lambda: _group_loss(net, dataset, device, keep_mode=True),
                             variance) if config.convergence_tolerance > 0 else None
-    losses: list[float] = []
+    watch = _StopWatch(config.early_stopping_patience, variance, dead_level)
     rates: list[float] = []
-    best_loss, best_epoch, best_state = math.inf, 0, None
-    stopped_early, dead_epoch, stop_reason = False, None, "budget"
-    risen, longest_rise, diverged_epoch = 0, 0, None  # epochs in a row above the best by the diverged share
+    best_state = None
+    stopped_early = False
     planned = config.max_epochs
     started = last_report = time.perf_counter()
     net.train()
@@ -880,24 +982,10 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
             optimizer.step()
             scheduler.step()
         epoch_loss = float(epoch_sum / len(batch_steps))  # the one host sync per epoch
-        losses.append(epoch_loss)
         rates.append(scheduler.get_last_lr())
-        if epoch_loss < best_loss:
-            best_loss, best_epoch, best_state = epoch_loss, epoch, start_state
-        stop = epoch - best_epoch >= config.early_stopping_patience
-        if stop:
-            stop_reason = "patience"
-        if dead_level is not None and _is_dead(losses, dead_level):
-            logger.info("the loss has stayed at %.6g for %d epochs: no unit learns any more; stopping at epoch %d",
-                        epoch_loss, DEAD_EPOCHS, epoch)
-            stop, dead_epoch, stop_reason = True, epoch, "dead"
-        risen = risen + 1 if _risen(epoch_loss, best_loss, variance) else 0
-        longest_rise = max(longest_rise, risen)
-        if dead_level is not None and dead_epoch is None and risen >= DIVERGED_EPOCHS:
-            logger.info("the loss has stayed more than %.0f %% of the targets' variance above its best (epoch %d) for "
-                        "%d epochs: the run diverged; stopping at epoch %d", 100 * DIVERGED_FRACTION, best_epoch,
-                        DIVERGED_EPOCHS, epoch)
-            stop, diverged_epoch, stop_reason = True, epoch, "diverged"
+        stop = watch.after_epoch(epoch, epoch_loss)
+        if watch.best_epoch == epoch:
+            best_state = start_state
         if test is not None and not stop:
             extension = test.after_epoch(epoch, planned)
             if extension:
@@ -906,12 +994,12 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
                                         extension * len(batch_steps))
                 planned += extension
             elif epoch == planned:
-                stop_reason = "converged" if test.converged else "budget"
+                watch.schedule_ended(test.converged)
         now = time.perf_counter()
         if progress_callback is not None and (now - last_report >= PROGRESS_INTERVAL_S or stop or epoch == planned):
             last_report = now
-            horizon = min(planned, best_epoch + config.early_stopping_patience)
-            progress_callback(TrainingProgress(epoch, planned, epoch_loss, best_loss, rates[-1],
+            horizon = min(planned, watch.best_epoch + config.early_stopping_patience)
+            progress_callback(TrainingProgress(epoch, planned, epoch_loss, watch.best_loss, rates[-1],
                                                now - started, (now - started) / epoch * (horizon - epoch)))
         if stop:
             stopped_early = epoch < planned
@@ -926,32 +1014,18 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     for parameter in net.parameters():
         parameter.requires_grad_(True)
     net.eval()
-    targets = _group_means(dataset, dataset.intensities.reshape(-1))
-    misses = _group_field(net, dataset, device) - targets
-    final_loss = float(np.mean(misses ** 2))
-    ignored = np.abs(misses) > IGNORED_GROUP_MISS
-    if coherent is not None:
-        ignored &= coherent
-    # a run stopped as diverged is judged on the epochs that stopped it (its last fifth may reach back
-    # before the rise)
-    rise = _late_rise(losses, best_loss, variance, DIVERGED_EPOCHS if diverged_epoch is not None else None)
-    diverged = dead_epoch is None and rise > DIVERGED_FRACTION
-    if diverged:  # the convergence test measured the weights it ended on, not the best epoch's that are kept
-        stop_reason = "diverged"
-        span = (f"{DIVERGED_EPOCHS} epochs" if diverged_epoch is not None
-                else f"{round(100 * CONVERGENCE_TAIL)} % of the epochs")
-        logger.info("the loss rose after epoch %d and stayed up: over the last %s it came no nearer than %.0f %% "
-                    "of the targets' variance to its best", best_epoch, span, 100 * rise)
+    judged = _judge_kept_run(net, dataset, device, coherent, watch, variance)
+    # the convergence test measured the weights a diverged run ended on, not the best epoch's that are kept
+    stop_reason = "diverged" if judged.diverged else watch.stop_reason
     seconds = time.perf_counter() - started
-    logger.info("best loss %.6g at epoch %d of %d (%.1f s); longest rise above the best: %d epochs", best_loss,
-                best_epoch, len(losses), seconds, longest_rise)
-    return {"train_loss": losses, "learning_rate": rates, "best_loss": best_loss, "best_epoch": best_epoch,
-            "converged_epoch": best_epoch, "epochs_run": len(losses), "stopped_early": stopped_early,
-            "final_loss": final_loss, "ignored_groups": int(ignored.sum()),
-            "ignored_scar_groups": int((ignored & (targets >= 0.5)).sum()),
-            "ignored_share": float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
-            "dead_epoch": dead_epoch, "late_rise": rise, "diverged": diverged, "diverged_epoch": diverged_epoch,
-            "longest_rise": longest_rise, "seconds": seconds,
+    logger.info("best loss %.6g at epoch %d of %d (%.1f s); longest rise above the best: %d epochs", watch.best_loss,
+                watch.best_epoch, len(watch.losses), seconds, watch.longest_rise)
+    return {"train_loss": watch.losses, "learning_rate": rates, "best_loss": watch.best_loss,
+            "best_epoch": watch.best_epoch, "converged_epoch": watch.best_epoch, "epochs_run": len(watch.losses),
+            "stopped_early": stopped_early, "final_loss": judged.final_loss, "ignored_groups": judged.ignored_groups,
+            "ignored_scar_groups": judged.ignored_scar_groups, "ignored_share": judged.ignored_share,
+            "dead_epoch": watch.dead_epoch, "late_rise": judged.late_rise, "diverged": judged.diverged,
+            "diverged_epoch": watch.diverged_epoch, "longest_rise": watch.longest_rise, "seconds": seconds,
             "device": str(device), "stop_reason": stop_reason,
             "converged": None if test is None or stop_reason in ("dead", "patience", "diverged") else test.converged,
             "extensions": 0 if test is None else test.extensions,
@@ -1051,7 +1125,15 @@ def _late_rise(losses: list[float], best_loss: float, variance: float, tail_epoc
     ``tail_epochs``) stays above the best epoch's, in shares of the group targets' variance (0 when
     the best epoch is among them). The lowest, not the mean: one epoch near the best is enough to
     say the run came back, so a late rise counts only when it lasted over the whole tail. A
-    non-finite epoch loss counts as infinitely high (a run that ended in NaN has diverged)."""
+    non-finite epoch loss counts as infinitely high (a run that ended in NaN has diverged).
+
+    For a run stopped as diverged (``tail_epochs`` = ``DIVERGED_EPOCHS``, the window that stopped
+    it) the figure is above ``DIVERGED_FRACTION`` by construction: each of those epochs was that far
+    above the best, which cannot fall during them. Being the lowest excess over a window that starts
+    at the first epoch to cross that share, it says little more than that: a loss that climbs
+    gradually reads just above ``DIVERGED_FRACTION`` (the unseen label map s7: 0.107, against 0.807
+    over its last fifth when it ran to the end), one that jumps reads the jump. It is not comparable
+    with the late rise of a run that ran to its end; ``diverged_epoch`` tells the two apart."""
     tail = losses[-(tail_epochs or max(1, math.ceil(CONVERGENCE_TAIL * len(losses)))):]
     lowest = min((loss for loss in tail if math.isfinite(loss)), default=math.inf)
     return (lowest - best_loss) / variance if variance > 0 else 0.0
