@@ -220,7 +220,7 @@ class CardioScarParameterNode:
     # thresholds above); the defaults are cardioscar channels' (ChannelOptions)
     channelLayers: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
     channelLayerWidth: Annotated[float, WithinRange(0.01, 1.0)] = 0.2
-    channelMaxWidth: Annotated[float, WithinRange(0.5, 100.0)] = 10.0
+    channelMaxWidth: Annotated[float, WithinRange(0.5, 30.0)] = 10.0
     channelMinLength: Annotated[float, WithinRange(0.0, 200.0)] = 10.0
     channelOutputDir: str = ""
     # scoring a result against the experts' labels of the slices (cardioscar evaluate --truth-image); the
