@@ -172,8 +172,9 @@ def test_the_scar_rule_controls_reach_the_logic(panel):
 
 @LATEST
 def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
-    """n-SD with the panel's thresholds, remote region and intensity offset, trained in the worker:
-    the checkpoint records what the panel chose."""
+    """n-SD with the panel's thresholds and remote region, trained in the worker: the checkpoint
+    records what the panel chose. An intensity offset left in its box is refused first (n-SD is
+    offset-free: it was ignored without a word), in the box's name, before any run starts."""
     widget, ui = panel["widget"], panel["ui"]
     ui.sliceIndicesLineEdit.text = "0,2,4"
     ui.scarRuleComboBox.choose("nsd")
@@ -182,10 +183,14 @@ def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
     ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
     ui.remoteSelector.setCurrentNode(_labelmap_of_ones(panel, "remote"))
     ui.applyButton.click()
+    assert widget._run is None and "'Intensity offset' 5 applies to the ratio rules (fwhm, iir); 'Scar rule (raw " \
+        "LGE)' nsd is offset-free" in ui.statusLabel.text, ui.statusLabel.text
+    ui.intensityOffsetSpinBox.value = 0.0
+    ui.applyButton.click()
     assert widget._run is not None, ui.statusLabel.text
     harness.run_to_end(widget)
     record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
-    assert (record["rule"], record["border"], record["core"], record["intensity_offset"]) == ("nsd", 2.0, 4.0, 5.0)
+    assert (record["rule"], record["border"], record["core"], record["intensity_offset"]) == ("nsd", 2.0, 4.0, 0.0)
     assert {s["remote"] for s in record["slices"] if "remote" in s} == {"user mask"}
     assert widget._parameterNode.tagModel is panel["model"] and ui.tagButton.enabled  # the result, ready to tag
     # its export says how the scar was defined: the rule travels with the model into the sidecar
