@@ -315,8 +315,11 @@ class WorkerPanelMixin:
         self._stopRun()
 
     def onSceneEndClose(self, caller, event) -> None:
+        """Reconnect to the reset parameter node, and empty the status line: its last message spoke of
+        the closed scene's nodes (a result, a score, a stopped run); the log keeps it."""
         if self.parent.isEntered:
             self.initializeParameterNode()
+        self.ui.statusLabel.text = ""
 
     def onSceneEndImport(self, caller, event) -> None:
         """A scene loaded into the open panel: its parameter node's values replaced ours (the

@@ -66,6 +66,8 @@ def test_score_shows_the_command_lines_figures_and_writes_nothing_unless_asked(p
     assert ui.logTextEdit.toPlainText().splitlines()[-1] == text
     panel["scene"].Clear(0)  # a closed scene takes its score with it
     assert ui.scoreResultsLabel.text == "No score yet." and not ui.scoreButton.enabled
+    # and its status line, which named the closed scene's model; the log keeps the line
+    assert ui.statusLabel.text == "" and ui.logTextEdit.toPlainText().splitlines()[-1] == text
 
 
 @LATEST
