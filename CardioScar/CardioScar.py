@@ -98,6 +98,10 @@ RULE_ONLY_BOXES = ("scarThresholdsLineEdit", "scarTargetComboBox", "bloodPoolSel
                    "darkBloodLgeCheckBox")
 #: Seconds between progress lines in the log pane (the progress bar shows every report).
 LOG_PROGRESS_S = 5.0
+#: The panel's path boxes (ctkPathLineEdit, with a browse button) -> the string parameter each keeps:
+#: the saved model (a file), the export prefix (a file name to write) and the channel folder.
+PATH_BOXES = {"savedModelPathLineEdit": "savedModelPath", "exportPrefixLineEdit": "exportPrefix",
+              "channelOutputDirLineEdit": "channelOutputDir"}
 #: The module's documentation: its README section on the extension's homepage (EXTENSION_HOMEPAGE in
 #: the top CMakeLists.txt), linked from the help, as Slicer's module template links its own.
 DOCUMENTATION_URL = "https://github.com/cardioscar/SlicerCardioScar#3d-slicer-module"
@@ -135,8 +139,9 @@ class CardioScarParameterNode:
     the Logic parses them and reports the valid range on error. The training defaults are the
     fast preset's, for interactive use (the command line and batch mode default to the
     documented preset, one click away in the preset box); the others equal the command line's.
-    ``savedModelPath`` is a string kept by the panel itself: the wrapper's path type defaults
-    to ``Path()``, which a path box shows as "."; ``resultModel`` (the newest result) is kept by
+    ``savedModelPath``, ``exportPrefix`` and ``channelOutputDir`` are strings kept by the panel
+    itself (:data:`PATH_BOXES`: path boxes with a browse button, which Slicer's connectors bind to
+    a path parameter only, whose default ``Path()`` a path box shows as "."); ``resultModel`` (the newest result) is kept by
     the panel too and read by *Colour by*.
 
     Adding an option: a field here, a widget with that name as its ``SlicerParameterName`` in
@@ -220,7 +225,7 @@ class CardioScarParameterNode:
     # thresholds above); the defaults are cardioscar channels' (ChannelOptions)
     channelLayers: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
     channelLayerWidth: Annotated[float, WithinRange(0.01, 1.0)] = 0.2
-    channelMaxWidth: Annotated[float, WithinRange(0.5, 100.0)] = 10.0
+    channelMaxWidth: Annotated[float, WithinRange(0.5, 30.0)] = 10.0
     channelMinLength: Annotated[float, WithinRange(0.0, 200.0)] = 10.0
     channelOutputDir: str = ""
     # scoring a result against the experts' labels of the slices (cardioscar evaluate --truth-image); the
@@ -315,8 +320,11 @@ class WorkerPanelMixin:
         self._stopRun()
 
     def onSceneEndClose(self, caller, event) -> None:
+        """Reconnect to the reset parameter node, and empty the status line: its last message spoke of
+        the closed scene's nodes (a result, a score, a stopped run); the log keeps it."""
         if self.parent.isEntered:
             self.initializeParameterNode()
+        self.ui.statusLabel.text = ""
 
     def onSceneEndImport(self, caller, event) -> None:
         """A scene loaded into the open panel: its parameter node's values replaced ours (the
@@ -438,7 +446,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         # "activated": user choices only, so restoring a saved scene keeps its epoch values.
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.extraInputsSelector.connect("checkedNodesChanged()", self._onExtraInputsChanged)
-        self.ui.savedModelPathLineEdit.connect("currentPathChanged(QString)", self._onSavedModelPathChanged)
+        for box, name in PATH_BOXES.items():
+            getattr(self.ui, box).connect("currentPathChanged(QString)",
+                                          lambda path, name=name: self._onPathChanged(name, path))
         self.ui.progressBar.setVisible(False)
         # the .ui's tool tips of the boxes a scar rule switches and of the buttons that may wait for an input,
         # shown while the box applies or the button can run (else the reason replaces them: _applies)
@@ -493,9 +503,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             self.logic.set_extra_inputs(self._parameterNode.parameterNode, self.ui.extraInputsSelector.checkedNodes())
         self._updatePanel()
 
-    def _onSavedModelPathChanged(self, path: str) -> None:
-        if self._parameterNode is not None and self._parameterNode.savedModelPath != path:
-            self._parameterNode.savedModelPath = path
+    def _onPathChanged(self, name: str, path: str) -> None:
+        """A path box (:data:`PATH_BOXES`) edited or browsed: its string parameter follows."""
+        if self._parameterNode is not None and getattr(self._parameterNode, name) != path:
+            setattr(self._parameterNode, name, path)
 
     # ------------------------------------------------------------------ state
 
@@ -504,8 +515,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if self._parameterNode is None:
             return
         p = self._parameterNode
-        if self.ui.savedModelPathLineEdit.currentPath != p.savedModelPath:
-            self.ui.savedModelPathLineEdit.currentPath = p.savedModelPath
+        for box, name in PATH_BOXES.items():
+            if getattr(self.ui, box).currentPath != getattr(p, name):
+                getattr(self.ui, box).currentPath = getattr(p, name)
         if self._runButton is not None:  # a run: _setRunning(False) updates the panel after it
             return
         inputs = self._inputNodes()

@@ -131,6 +131,7 @@ def test_predict_then_explain_from_the_panel(panel, attrivae_model, monkeypatch)
     # closing the scene removes the table and the maps: the labels that named them go back to empty
     scene.Clear(0)
     assert ui.resultsLabel.text == "(shown after Predict)" and ui.explanationLabel.text == ""
+    assert ui.statusLabel.text == ""  # "1 attention maps ..." named the closed scene's maps (every panel's close)
 
 
 @LATEST

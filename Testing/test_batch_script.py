@@ -129,6 +129,9 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
     (["--scar-labels", "x"], "comma-separated integers"),
     # trained on the rule's grades with the labels unused (prepare refuses the two together)
     (["--scar-rule", "psi", "--scar-labels", "3"], "--scar-labels has no effect with --scar-rule psi"),
+    # psi is offset-free: the offset was ignored without a word (refused where every face builds the rule)
+    (["--scar-rule", "psi", "--intensity-offset", "2048"], "--intensity-offset 2048 applies to the ratio rules "
+                                                           "(fwhm, iir); --scar-rule psi is offset-free"),
     (["--slice-thickness-padding", "thin"], "slab half-width must be > 0 mm or 'auto'"),
     (["--slice-thickness-padding", "auto"], "records no slice thickness (DICOM 0018,0050; other formats have none)"),
     (["--slices=-1,2"], "--slices must be >= 0, got '-1,2'"),  # the library's --slice-indices, named as here
@@ -532,6 +535,8 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
                                                           "--channels-dir D"),
                             (["--channels-dir", str(tmp_path / "c"), "--channel-max-width", "0"],
                              "--channel-max-width 0 must be a positive width in mm"),
+                            (["--channels-dir", str(tmp_path / "c"), "--channel-max-width", "500"],
+                             "--channel-max-width 500: give a width in (0, 30] mm"),
                             (["--channels-dir", str(tmp_path / "c"), "--channel-min-length", "-1"],
                              "--channel-min-length -1 must be a length in mm >= 0"),
                             (["--channel-min-length", "0"], "--channel-min-length only apply to the channel search"),

@@ -133,9 +133,13 @@ def test_no_core_and_no_border_zone_are_each_an_explicit_none(wall):
 def test_bad_options_and_tags_are_refused_in_one_line(wall):
     for options, fragment in ((channels.ChannelOptions(layers=(0.5, 1.5)), "--layers"),
                               (channels.ChannelOptions(layer_width=0.0), "--layer-width"),
-                              (channels.ChannelOptions(max_width_mm=-1.0), "--max-width")):
+                              (channels.ChannelOptions(max_width_mm=-1.0), "--max-width"),
+                              (channels.ChannelOptions(max_width_mm=500.0),
+                               r"--max-width 500: give a width in \(0, 30\] mm \(conducting channels are a few mm")):
         with pytest.raises(CardioScarError, match=fragment):
             options.check()
+    # the bound itself is a width still searched: every border zone a corridor only beyond it
+    channels.ChannelOptions(max_width_mm=channels.MAX_MAX_WIDTH_MM).check()
     with pytest.raises(CardioScarError, match=r"values \(0\.6\) that are none of its tags"):
         channels.tissue_from_tags(np.where(wall.patch, 0.6, 1.0), (1, 2, 3), "field 'x'")
 
@@ -234,7 +238,9 @@ def test_bad_input_on_the_command_line(wall, tmp_path, capsys):
              (["--mesh", tmp_path / "bare.vtu", "--scar-field", "p"], "no scar field 'p'"),
              (["--mesh", tmp_path / "surface.vtp"], "has no volume cells"),
              (["--mesh", tmp_path / "bare.vtu", "--tags", "1,2,3"], "leave --tags out"),
-             (["--mesh", tmp_path / "unnoted.vtu", "--tags", "1,2,3", "--layers", "0.5,2"], "--layers")]
+             (["--mesh", tmp_path / "unnoted.vtu", "--tags", "1,2,3", "--layers", "0.5,2"], "--layers"),
+             (["--mesh", tmp_path / "unnoted.vtu", "--tags", "1,2,3", "--max-width", "500"],
+              "--max-width 500: give a width in (0, 30] mm")]
     for args, fragment in cases:
         assert_refused_in_one_line(["channels", *args, "--output-dir", out / "out1"], fragment, capsys, out)
 

@@ -495,12 +495,14 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,scar_rule,scar_thresholds,blood_pool_labels,"
                         "blood_pool_mask,remote_mask,intensity_offset,expert_scar_labels,expert_core_labels,dark_blood_lge\n"
-                        f'a,{mesh},{lge},{labels},"2,3,4",nsd,"2.5,4",1,{labels},{labels},2048,"3,4",4,yes\n')
-    (spec,) = read_manifest(manifest)
+                        f'a,{mesh},{lge},{labels},"2,3,4",nsd,"2.5,4",1,{labels},{labels},,"3,4",4,yes\n'
+                        f'b,{mesh},{lge},{labels},"2,3,4",iir,,1,,,2048,,,\n')  # the offset: ratio rules only
+    spec, ratio = read_manifest(manifest)
+    assert (preparation_request(ratio).scar_rule.intensity_offset, ratio.options["scar_rule"]) == (2048.0, "iir")
     scar, core = preparation_request(spec).scar_rule, preparation_request(spec, "core").scar_rule
     assert (scar.rule, scar.thresholds, scar.target, core.target) == ("nsd", (2.5, 4.0), "scar", "core")
     assert (scar.blood_pool_path, scar.remote_path) == (labels.resolve(), labels.resolve())
-    assert (scar.blood_pool_labels, scar.intensity_offset) == ([1], 2048.0)
+    assert (scar.blood_pool_labels, scar.intensity_offset) == ([1], 0.0)
     assert (scar.expert_scar_labels, scar.expert_core_labels) == ([3, 4], [4])
     assert scar.dark_blood_lge and core.dark_blood_lge
     assert spec.options["core_threshold"] == 0.5  # the core model's field, cut as export --core-mesh cuts it
@@ -516,11 +518,12 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
         f"f,{mesh},{lge},{labels},2,psi,,,{labels},,\n"              # a remote mask for a rule without remote
         f'g,{mesh},{lge},{labels},"2,3",nsd,,,,,4\n'                 # experts' scar outside the myocardium labels
         f"h,{mesh},{lge},,,nsd,,,,,\n"                               # a rule without the myocardium mask
-        f"i,{mesh},{lge},{labels},2,iir,,,,2048,\n")                  # iir without the blood pool (was refused mid-run)
+        f"i,{mesh},{lge},{labels},2,iir,,,,2048,\n"                  # iir without the blood pool (was refused mid-run)
+        f"j,{mesh},{lge},{labels},2,nsd,,,,2048,\n")                  # an offset for an offset-free rule (was ignored)
     with pytest.raises(CardioScarError) as error:
         read_manifest(manifest)
     text = str(error.value)
-    assert "11 problem(s)" in text.splitlines()[0], text
+    assert "12 problem(s)" in text.splitlines()[0], text
     for expected in ("row 1 (id a): column 'scar_rule' must be one of nsd, fwhm, iir, psi",
                      "row 2 (id b): column 'scar_thresholds' must be two numbers BORDER,CORE",
                      "row 2 (id b): column 'blood_pool_labels' must be comma-separated integer labels",
@@ -531,7 +534,9 @@ def test_rule_columns_are_checked_whole_with_prepares_own_checks(tmp_path, rule_
                      "row 6 (id f): remote_mask is used by scar_rule nsd only",
                      "row 7 (id g): expert_scar_labels 4 not in myocardium_labels 2,3",
                      "row 8 (id h): scar_rule nsd needs myocardium_mask FILE",
-                     "row 9 (id i): scar_rule iir needs the blood pool: give blood_pool_mask FILE or blood_pool_labels"):
+                     "row 9 (id i): scar_rule iir needs the blood pool: give blood_pool_mask FILE or blood_pool_labels",
+                     "row 10 (id j): intensity_offset 2048 applies to the ratio rules (fwhm, iir); scar_rule nsd is "
+                     "offset-free"):
         assert expected in text, expected
     assert all(line.count("row ") == 1 for line in text.splitlines()[1:])  # one line per problem
     manifest.write_text(f"id,mesh,image,myocardium_mask,scar_rule,scar_labels\na,{mesh},{lge},{labels},psi,2\n")

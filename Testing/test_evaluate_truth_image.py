@@ -218,6 +218,9 @@ def test_a_scar_free_truth_is_worded_as_a_score_not_as_training(segmented, tmp_p
     scores = evaluate_on_slices(prediction, healthy, scar_labels=[3], myocardium_labels=[2, 3],
                                 slice_thickness_padding=4.0)
     assert scores["n_nodes"] > 1000 and sum(line["scar_nodes"] for line in scores["slices"]) == 0
+    # no scar to overlap: Dice undefined, not 1.0 for the empty call (nor 0 beside a best of 1)
+    assert (scores["dice"], scores["best_dice"], scores["scar_free_truth"], scores["false_positive_share"]) == \
+        (None, None, True, 0.0)
     scar_free = [message for message in warnings_of_cardioscar if message.startswith("Scar labels 3 match no pixel")]
     assert len(scar_free) == 1 and "scored against a healthy truth" in scar_free[0]
     assert not any("train" in message for message in warnings_of_cardioscar), warnings_of_cardioscar

@@ -124,6 +124,9 @@ def test_prepare_rule_errors_name_the_option(emidec_case, tmp_path, capsys):
         (["--scar-rule", "psi", "--scar-thresholds", "0.7,0.5", "--myocardium-mask", str(labels_path)], "0.05 <= BORDER < CORE <= 1"),
         (["--scar-thresholds", "2,3"], "--scar-thresholds needs --scar-rule"),
         (["--intensity-offset", "2048"], "--intensity-offset needs --scar-rule"),
+        (["--scar-rule", "psi", "--myocardium-mask", str(labels_path), "--myocardium-labels", "2,3,4",
+          "--intensity-offset", "2048"], "--intensity-offset 2048 applies to the ratio rules (fwhm, iir); --scar-rule "
+                                         "psi is offset-free (its levels move with the image): leave it out"),
         (["--dark-blood-lge"], "--dark-blood-lge needs --scar-rule"),  # it skips a check only a rule runs
         (["--scar-target", "core"], "--scar-target core needs --scar-rule"),  # was ignored: the image learnt as is
         (["--scar-rule", "iir", "--myocardium-mask", str(labels_path), "--blood-pool-labels", "1"],

@@ -139,17 +139,24 @@ def test_nsd_finds_a_border_zone_that_lies_on_its_own_scale(acdc_lge):
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_an_intensity_offset_is_removed_before_the_rule(acdc_lge, rule):
     """The same image stored with zero signal at 2048 (as EMIDEC's PSIR stacks are): with
-    --intensity-offset 2048 every rule grades it as the image stored at 0; without, the ratio rules
-    (FWHM, IIR) go wrong and the offset-free ones (n-SD, PSI) do not change."""
+    --intensity-offset 2048 the ratio rules (FWHM, IIR) grade it as the image stored at 0, without it
+    they go wrong; the offset-free ones (n-SD, PSI) do not change, so an offset given to them is
+    refused in one line (it was ignored without a word)."""
     images, myocardium, blood, _ = acdc_lge
     shifted = [image + 2048.0 for image in images]
     plain = apply_rule(rule, images, myocardium, blood)
-    fixed = apply_rule(rule, shifted, myocardium, blood, intensity_offset=2048)
     raw = apply_rule(rule, shifted, myocardium, blood)
-    for a, b in zip(plain.grades, fixed.grades):
-        np.testing.assert_array_equal(a, b)
     same = all(np.array_equal(a, b) for a, b in zip(plain.grades, raw.grades))
     assert same == (rule in ("nsd", "psi"))
+    if rule in ("nsd", "psi"):
+        with pytest.raises(CardioScarError, match=rf"^--intensity-offset 2048 applies to the ratio rules \(fwhm, iir\); "
+                                                  rf"--scar-rule {rule} is offset-free .*: leave it out"):
+            apply_rule(rule, shifted, myocardium, blood, intensity_offset=2048)
+        assert apply_rule(rule, images, myocardium, blood, intensity_offset=0).record()["intensity_offset"] == 0.0
+        return
+    fixed = apply_rule(rule, shifted, myocardium, blood, intensity_offset=2048)
+    for a, b in zip(plain.grades, fixed.grades):
+        np.testing.assert_array_equal(a, b)
     assert fixed.record()["intensity_offset"] == 2048.0 and plain.record()["intensity_offset"] == 0.0
     graded = [(p, f) for p, f in zip(plain.statistics, fixed.statistics) if p.get("border_level") is not None]
     assert graded and all(f["border_level"] == pytest.approx(p["border_level"] + 2048.0) for p, f in graded)
@@ -159,3 +166,15 @@ def test_intensity_offset_must_be_finite(acdc_lge):
     images, myocardium, blood, _ = acdc_lge
     with pytest.raises(CardioScarError, match="--intensity-offset nan must be a finite number"):
         apply_rule("iir", images, myocardium, blood, intensity_offset=float("nan"))
+
+
+def test_a_scar_rule_request_refuses_an_offset_for_an_offset_free_rule():
+    """The request every face builds (command line, cohort, Slicer Logic, batch script, Python API)
+    refuses the offset with n-SD or PSI before any image is read; 0 is no offset, kept with any rule."""
+    from cardioscar.lge.prepare import ScarRuleRequest
+
+    with pytest.raises(CardioScarError, match=r"^--intensity-offset 2048 applies to the ratio rules \(fwhm, iir\); "
+                                              r"--scar-rule nsd is offset-free"):
+        ScarRuleRequest(rule="nsd", intensity_offset=2048)
+    assert ScarRuleRequest(rule="psi", intensity_offset=0).intensity_offset == 0.0
+    assert ScarRuleRequest(rule="fwhm", intensity_offset=2048).intensity_offset == 2048.0

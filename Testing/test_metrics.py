@@ -10,8 +10,9 @@ import vtk
 
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, write_mesh
-from cardioscar.evaluate.metrics import (auc, best_threshold, dice, evaluate_fields, evaluate_meshes, node_volumes, on_slice_mask,
-                                uncertainty_on_off_slices, volume_error)
+from cardioscar.evaluate.metrics import (auc, best_threshold, dice, evaluate_fields, evaluate_meshes,
+                                         false_positive_share, node_volumes, on_slice_mask, uncertainty_on_off_slices,
+                                         volume_error)
 
 
 def test_dice_by_hand() -> None:
@@ -131,3 +132,42 @@ def test_best_threshold_by_hand_and_through_the_command_line(tmp_path, small_pha
     assert metrics["dice"] == 0.0 and metrics["threshold"] == 0.5
     # the truth is binarised at 0.5, which the scaled field moves to 0.4 * 0.5 + 0.05
     assert metrics["best_dice"] == 1.0 and metrics["best_threshold"] == pytest.approx(0.25)
+
+
+def test_a_scar_free_truth_has_no_dice_and_reports_its_false_positives(tmp_path, small_phantom, caplog) -> None:
+    """On a truth with no scar ``dice`` was 0.0 beside ``best_dice`` 1.0 (an empty call at a
+    threshold above every probability matched the empty truth): now both are null, with
+    ``best_threshold``, and ``false_positive_share`` says how much was called scar; a scarred truth
+    keeps its figures. Through the Python API and the command line's JSON."""
+    import json
+
+    from conftest import run_cli
+    from cardioscar.evaluate import heldout
+
+    pred, healthy, weights = np.array([0.6, 0.2, 0.1, 0.7]), np.zeros(4), np.array([1.0, 1.0, 1.0, 2.0])
+    assert false_positive_share(pred, healthy, weights) == pytest.approx(3 / 5)
+    scores = evaluate_fields(pred, healthy, weights=weights)
+    assert (scores["dice"], scores["best_dice"], scores["best_threshold"]) == (None, None, None)
+    assert scores["scar_free_truth"] and scores["false_positive_share"] == pytest.approx(3 / 5)
+    assert "The truth has no scar (no node >= 0.5): Dice is undefined" in caplog.text
+    assert "calls 60.00 % of the scored volume scar at 0.5" in caplog.text
+    empty = evaluate_fields(np.zeros(4), healthy)  # an empty call on an empty truth: undefined too, nothing wrong
+    assert (empty["dice"], empty["best_dice"], empty["false_positive_share"]) == (None, None, 0.0)
+    assert heldout.held_out_scores(pred, healthy)["best_dice"] is None  # the benchmarks' scores say the same
+    scarred = evaluate_fields(pred, np.array([0.0, 0.0, 0.0, 1.0]), weights=weights)
+    assert not scarred["scar_free_truth"] and scarred["dice"] == pytest.approx(2 / 3)
+    assert scarred["false_positive_share"] == pytest.approx(1 / 5) and scarred["best_dice"] == 1.0
+
+    phantom, paths = small_phantom
+    prediction_path, truth_path = tmp_path / "called.vtk", tmp_path / "healthy.vtk"
+    write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), prediction_path, {"scar_probability": 0.9 * phantom.truth})
+    write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), truth_path, {"scar_truth": np.zeros_like(phantom.truth)})
+    done = run_cli("evaluate", "--prediction", prediction_path, "--truth", truth_path, "--json", tmp_path / "m.json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed == json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
+    assert (printed["dice"], printed["best_dice"], printed["best_threshold"]) == (None, None, None)
+    volumes = node_volumes(phantom.mesh)
+    expected = float(volumes[phantom.truth >= 0.5 / 0.9].sum() / volumes.sum())
+    assert printed["scar_free_truth"] and printed["false_positive_share"] == pytest.approx(expected) and expected > 0.01
+    assert "Dice is undefined" in done.stderr

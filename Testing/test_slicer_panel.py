@@ -164,6 +164,9 @@ def test_scene_close_and_import_restore_the_saved_panel(panel, tmp_path):
     second = csl.load_volume(scene, _second_volume(panel, tmp_path))
     expected = _choose_options(ui)
     ui.savedModelPathLineEdit.currentPath = expected["savedModelPath"] = str(tmp_path / "earlier.pth")
+    # the export prefix and the channel folder are path boxes (browse buttons) the panel keeps itself too
+    ui.exportPrefixLineEdit.currentPath = expected["exportPrefix"] = str(tmp_path / "out" / "heart")
+    ui.channelOutputDirLineEdit.currentPath = expected["channelOutputDir"] = str(tmp_path / "channels")
     ui.extraInputsSelector.setCheckState(second, harness.Qt.Checked)
     scene_file = tmp_path / "scene.mrml"
     scene.SetRootDirectory(str(tmp_path))
@@ -171,13 +174,16 @@ def test_scene_close_and_import_restore_the_saved_panel(panel, tmp_path):
     assert scene.Commit()
     scene.Clear(0)
     assert widget._parameterNode.sliceAxis == "z" and ui.sliceAxisComboBox.currentText == "z"
-    assert ui.savedModelPathLineEdit.currentPath == ""
+    assert ui.savedModelPathLineEdit.currentPath == ui.exportPrefixLineEdit.currentPath == \
+        ui.channelOutputDirLineEdit.currentPath == ""
     scene.SetURL(str(scene_file))
     assert scene.Import()
     parameters = widget._parameterNode
     assert {name: getattr(parameters, name) for name in expected} == expected
     assert [node.GetName() for node in ui.extraInputsSelector.checkedNodes()] == [second.GetName()]
     assert ui.savedModelPathLineEdit.currentPath == expected["savedModelPath"] and ui.applySavedButton.enabled
+    assert (ui.exportPrefixLineEdit.currentPath, ui.channelOutputDirLineEdit.currentPath) == \
+        (expected["exportPrefix"], expected["channelOutputDir"])
 
 
 def _second_volume(panel, tmp_path):

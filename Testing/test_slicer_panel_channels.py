@@ -50,7 +50,7 @@ def test_find_channels_writes_the_field_table_colours_and_files(panel, wall, tmp
     assert (parameters.channelLayers, parameters.channelLayerWidth, parameters.channelMaxWidth,
             parameters.channelMinLength) == ("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", 0.2, 10.0, DEFAULT_MIN_LENGTH_MM)
     ui.channelLayersLineEdit.text = "0.1,0.9"
-    ui.channelOutputDirLineEdit.text = str(tmp_path / "channels")
+    ui.channelOutputDirLineEdit.currentPath = str(tmp_path / "channels")
     harness.click_to_end(widget, ui.findChannelsButton)
     text = ui.statusLabel.text
     assert text.startswith("Channels on 'tagged'") and "1 channel(s)" in text and f"'{TAG_ARRAY}'" in text, text
@@ -98,11 +98,11 @@ def test_a_probability_is_cut_at_the_thresholds_and_refusals_change_nothing(pane
         ui.statusLabel.text
     ui.channelLayersLineEdit.text = "0.1"
     (tmp_path / "afile").write_text("")
-    ui.channelOutputDirLineEdit.text = str(tmp_path / "afile")
+    ui.channelOutputDirLineEdit.currentPath = str(tmp_path / "afile")
     harness.click_to_end(widget, ui.findChannelsButton)
     assert "'Channel files to'" in ui.statusLabel.text and "is a file" in ui.statusLabel.text
     ui.tagBorderZoneSpinBox.value = 0.95  # above the core's 0.8: the library's one-line error, in box names
-    ui.channelOutputDirLineEdit.text = ""
+    ui.channelOutputDirLineEdit.currentPath = ""
     harness.click_to_end(widget, ui.findChannelsButton)
     assert "'Border zone from'" in ui.statusLabel.text and "\n" not in ui.statusLabel.text, ui.statusLabel.text
     assert CHANNEL_FIELD not in _arrays(model) and model.GetNodeReference("CardioScarChannelTable") is None
@@ -161,7 +161,7 @@ def test_stop_or_a_model_edited_meanwhile_writes_nothing(panel, wall, tmp_path):
     model = _load(panel, wall, tmp_path / "tagged.vtu", {TAG_ARRAY: wall.tags()})
     ui.tagModelSelector.setCurrentNode(model)
     ui.channelLayersLineEdit.text = "0.1"
-    ui.channelOutputDirLineEdit.text = str(tmp_path / "channels")
+    ui.channelOutputDirLineEdit.currentPath = str(tmp_path / "channels")
     ui.findChannelsButton.click()
     run = widget._run
     assert run is not None and ui.findChannelsButton.text == "Stop" and ui.findChannelsButton.enabled
@@ -191,7 +191,7 @@ def test_find_channels_names_those_near_the_open_cut(panel, wall, tmp_path):
     model = _load(panel, wall, tmp_path / "strip.vtu", {TAG_ARRAY: _strip_along_the_cut(wall)})
     ui.tagModelSelector.setCurrentNode(model)
     ui.channelLayersLineEdit.text = "0.1,0.9"
-    ui.channelOutputDirLineEdit.text = str(tmp_path / "channels")
+    ui.channelOutputDirLineEdit.currentPath = str(tmp_path / "channels")
     harness.click_to_end(widget, ui.findChannelsButton)
     text = ui.statusLabel.text
     assert "2 channel(s)" in text and "; 2 near the mesh's open cut (may be an artefact of the mesh's open base" in text, text

@@ -66,6 +66,8 @@ def test_score_shows_the_command_lines_figures_and_writes_nothing_unless_asked(p
     assert ui.logTextEdit.toPlainText().splitlines()[-1] == text
     panel["scene"].Clear(0)  # a closed scene takes its score with it
     assert ui.scoreResultsLabel.text == "No score yet." and not ui.scoreButton.enabled
+    # and its status line, which named the closed scene's model; the log keeps the line
+    assert ui.statusLabel.text == "" and ui.logTextEdit.toPlainText().splitlines()[-1] == text
 
 
 @LATEST
@@ -196,3 +198,13 @@ def test_the_panel_scores_a_2d_truth_on_the_truth_myocardium_mask(panel, scoring
                                                 write_truth=False)
     assert one["n_nodes"] < scoring["expected"]["n_nodes"]
     assert ui.statusLabel.text == f"Scored 'prediction' against 'truth_plane': {results.score_summary(one)}."
+
+
+def test_a_scar_free_scoring_shows_its_false_positives_not_a_dice():
+    """The panel's status line on a scar-free truth: Dice undefined (not 'Dice 0.000 ..., best
+    1.000'), the share of the scored volume wrongly called scar instead."""
+    scores = {"dice": None, "best_dice": None, "best_threshold": None, "auc": None, "threshold": 0.5,
+              "scar_free_truth": True, "false_positive_share": 0.034, "n_nodes": 120, "mesh_nodes": 3000,
+              "slices": [{}, {}]}
+    assert results.score_summary(scores) == ("No scar in the truth: Dice n/a; 3.4 % of the scored volume called scar "
+                                             "at 0.5; 120 of 3000 nodes scored on 2 slice(s)")

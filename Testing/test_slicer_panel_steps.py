@@ -40,7 +40,7 @@ def _ready_to_export(panel, phantom, folder: Path) -> None:
     ui, model = panel["ui"], panel["model"]
     _with_scar_probability(model, phantom)
     ui.tagModelSelector.setCurrentNode(model)
-    ui.exportPrefixLineEdit.text = str(folder / "heart")
+    ui.exportPrefixLineEdit.currentPath = str(folder / "heart")
 
 
 def _untouched(model, folder: Path) -> bool:

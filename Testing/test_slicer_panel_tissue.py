@@ -47,7 +47,7 @@ def test_tag_and_export_write_the_tagged_model_and_the_files(panel, phantom, tmp
     ui.tagNumbersLineEdit.text = "4,5,6"
     ui.exportUnitsComboBox.choose("mm")
     assert ui.tagButton.enabled and not ui.exportButton.enabled and "prefix" in ui.exportButton.toolTip
-    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    ui.exportPrefixLineEdit.currentPath = str(tmp_path / "heart")
     assert ui.exportButton.enabled
     harness.click_to_end(panel["widget"], ui.exportButton)
     assert "Exported 'phantom_mesh'" in ui.statusLabel.text, ui.statusLabel.text
@@ -117,16 +117,16 @@ def test_a_bad_threshold_order_or_prefix_is_one_line_and_writes_nothing(panel, p
     ui.tagModelSelector.setCurrentNode(model)
     ui.tagBorderZoneSpinBox.value = 0.9
     ui.tagCoreSpinBox.value = 0.5
-    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    ui.exportPrefixLineEdit.currentPath = str(tmp_path / "heart")
     for button in (ui.tagButton, ui.exportButton):
         harness.click_to_end(panel["widget"], button)
         assert "'Border zone from' 0.9 must be below 'Core from' 0.5" in ui.statusLabel.text  # the panel's box names
         assert "\n" not in ui.statusLabel.text
     ui.tagBorderZoneSpinBox.value = 0.3
-    ui.exportPrefixLineEdit.text = str(tmp_path / "no such folder" / "heart")
+    ui.exportPrefixLineEdit.currentPath = str(tmp_path / "no such folder" / "heart")
     harness.click_to_end(panel["widget"], ui.exportButton)
     assert "does not exist" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
-    ui.exportPrefixLineEdit.text = str(tmp_path / "heart.pts")  # a file name for the prefix: heart.pts.pts, ...
+    ui.exportPrefixLineEdit.currentPath = str(tmp_path / "heart.pts")  # a file name for the prefix: heart.pts.pts, ...
     harness.click_to_end(panel["widget"], ui.exportButton)
     assert f"Output prefix {tmp_path / 'heart.pts'} names a file" in ui.statusLabel.text
     assert f"give {tmp_path / 'heart'} (it writes heart.pts, heart.elem and heart.json)" in ui.statusLabel.text
@@ -172,8 +172,9 @@ def test_the_scar_rule_controls_reach_the_logic(panel):
 
 @LATEST
 def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
-    """n-SD with the panel's thresholds, remote region and intensity offset, trained in the worker:
-    the checkpoint records what the panel chose."""
+    """n-SD with the panel's thresholds and remote region, trained in the worker: the checkpoint
+    records what the panel chose. An intensity offset left in its box is refused first (n-SD is
+    offset-free: it was ignored without a word), in the box's name, before any run starts."""
     widget, ui = panel["widget"], panel["ui"]
     ui.sliceIndicesLineEdit.text = "0,2,4"
     ui.scarRuleComboBox.choose("nsd")
@@ -182,14 +183,18 @@ def test_a_run_on_a_scar_rule_records_the_panels_rule(panel, tmp_path):
     ui.myocardiumMaskSelector.setCurrentNode(_labelmap_of_ones(panel, "whole slice"))
     ui.remoteSelector.setCurrentNode(_labelmap_of_ones(panel, "remote"))
     ui.applyButton.click()
+    assert widget._run is None and "'Intensity offset' 5 applies to the ratio rules (fwhm, iir); 'Scar rule (raw " \
+        "LGE)' nsd is offset-free" in ui.statusLabel.text, ui.statusLabel.text
+    ui.intensityOffsetSpinBox.value = 0.0
+    ui.applyButton.click()
     assert widget._run is not None, ui.statusLabel.text
     harness.run_to_end(widget)
     record = json.loads(widget.logic.last_checkpoint["provenance"]["scar_rule"])
-    assert (record["rule"], record["border"], record["core"], record["intensity_offset"]) == ("nsd", 2.0, 4.0, 5.0)
+    assert (record["rule"], record["border"], record["core"], record["intensity_offset"]) == ("nsd", 2.0, 4.0, 0.0)
     assert {s["remote"] for s in record["slices"] if "remote" in s} == {"user mask"}
     assert widget._parameterNode.tagModel is panel["model"] and ui.tagButton.enabled  # the result, ready to tag
     # its export says how the scar was defined: the rule travels with the model into the sidecar
-    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    ui.exportPrefixLineEdit.currentPath = str(tmp_path / "heart")
     harness.click_to_end(panel["widget"], ui.exportButton)
     sidecar = json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))
     assert sidecar["scar_rule"]["rule"] == "nsd" and sidecar["scar_rule"]["core"] == 4.0, ui.statusLabel.text
@@ -283,7 +288,7 @@ def test_a_core_model_that_does_not_fit_is_one_line_and_changes_nothing(panel, p
     ui, scene, model = panel["ui"], panel["scene"], panel["model"]
     _with_scar_probability(model, phantom)
     ui.tagModelSelector.setCurrentNode(model)
-    ui.exportPrefixLineEdit.text = str(tmp_path / "heart")
+    ui.exportPrefixLineEdit.currentPath = str(tmp_path / "heart")
     sphere = vtk.vtkSphereSource()
     sphere.Update()
     other = scene.AddNewNodeByClass("vtkMRMLModelNode", "other mesh")

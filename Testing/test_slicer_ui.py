@@ -248,8 +248,9 @@ def test_the_worker_is_stopped_wherever_the_panel_goes_away(module_ast):
 def test_parameter_node_and_widgets_bind_one_to_one_with_matching_types(module_ast, ui):
     parameters = _parameters(module_ast)
     bindings = _bindings(ui)
-    # the saved model's path is a string the panel keeps itself (a path parameter defaults to ".")
-    assert ast.unparse(parameters.pop("savedModelPath").annotation) == "str"
+    # the path boxes' paths are strings the panel keeps itself (a path parameter defaults to ".")
+    for name in ("savedModelPath", "exportPrefix", "channelOutputDir"):
+        assert ast.unparse(parameters.pop(name).annotation) == "str", name
     # the newest result: a node reference the panel sets after a run and *Colour by* reads
     assert ast.unparse(parameters.pop("resultModel").annotation) == "vtkMRMLModelNode"
     assert set(bindings) == set(parameters), "every parameter needs exactly one widget, and vice versa"
@@ -572,21 +573,25 @@ def _path_filters(widget: ET.Element) -> set[str]:
     return flags - {"AllEntries"} | ({"Dirs", "Files", "Drives"} if "AllEntries" in flags else set())
 
 
-@pytest.mark.parametrize("ui_file, folders, files", [
-    (UI_FILE, set(), {"savedModelPathLineEdit"}),
-    (REPO / "AttriVAE" / "Resources" / "UI" / "AttriVAE.ui", {"outputFolderLineEdit"}, {"modelPathLineEdit"})])
-def test_a_folder_box_browses_for_a_folder_and_a_model_box_for_a_file(ui_file, folders, files):
+@pytest.mark.parametrize("ui_file, folders, files, to_write", [
+    (UI_FILE, {"channelOutputDirLineEdit"}, {"savedModelPathLineEdit"}, {"exportPrefixLineEdit"}),
+    (REPO / "AttriVAE" / "Resources" / "UI" / "AttriVAE.ui", {"outputFolderLineEdit"}, {"modelPathLineEdit"}, set())])
+def test_a_folder_box_browses_for_a_folder_and_a_model_box_for_a_file(ui_file, folders, files, to_write):
     """CTK's ctkPathLineEdit::browse() opens a file dialog whenever its filters include Files, as
     they do by default, and a folder dialog otherwise: Attri-VAE's output folder had no filters, so
-    its browse button offered files only and a folder could only be typed. The real widget cannot
-    run here; its .ui properties are checked against CTK's rule (Slicer's DICOM export dialog sets
-    the same filters and ShowDirsOnly on its folder box)."""
+    its browse button offered files only and a folder could only be typed. With Files and Writable
+    it opens a save dialog, so a file not there yet can be named: the export prefix (which, like the
+    channel folder, was a plain text box with no browse button). The real widget cannot run here;
+    its .ui properties are checked against CTK's rule (Slicer's DICOM export dialog sets the same
+    filters and ShowDirsOnly on its folder box)."""
     boxes = {widget.get("name"): widget for widget in ET.parse(ui_file).getroot().iter("widget")
              if widget.get("class") == "ctkPathLineEdit"}
-    assert set(boxes) == folders | files
+    assert set(boxes) == folders | files | to_write
     for name in folders:
         assert "Dirs" in _path_filters(boxes[name]) and "Files" not in _path_filters(boxes[name]), name
         assert boxes[name].find("property[@name='options']/set").text == "ctkPathLineEdit::ShowDirsOnly", name
     for name in files:
         assert "Files" in _path_filters(boxes[name]), name
         assert boxes[name].find("property[@name='nameFilters']/stringlist/string").text.endswith("(*.pth)"), name
+    for name in to_write:
+        assert {"Files", "Writable"} <= _path_filters(boxes[name]) and "Dirs" not in _path_filters(boxes[name]), name

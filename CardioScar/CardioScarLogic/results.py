@@ -301,7 +301,12 @@ def _figure(value: Optional[float], form: str = ".3f") -> str:
 
 
 def score_summary(scores: dict) -> str:
-    """One line of a scoring's figures (``score_on_slices``'s dict), for the status line and the log."""
+    """One line of a scoring's figures (``score_on_slices``'s dict), for the status line and the log;
+    on a scar-free truth, where Dice is undefined, the share of the volume wrongly called scar."""
+    if scores.get("scar_free_truth"):
+        return (f"No scar in the truth: Dice n/a; {100.0 * scores['false_positive_share']:.1f} % of the scored volume "
+                f"called scar at {scores['threshold']:g}; {scores['n_nodes']} of {scores['mesh_nodes']} nodes scored "
+                f"on {len(scores['slices'])} slice(s)")
     return (f"Dice {_figure(scores['dice'])} at {scores['threshold']:g}, best {_figure(scores['best_dice'])} at "
             f"{_figure(scores['best_threshold'], 'g')}, AUC {_figure(scores['auc'])}; {scores['n_nodes']} of "
             f"{scores['mesh_nodes']} nodes scored on {len(scores['slices'])} slice(s)")

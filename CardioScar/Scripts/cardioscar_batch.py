@@ -269,6 +269,10 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     given = [f"--{name.replace('_', '-')}" for name in rule_only if getattr(args, name)]
     if args.scar_rule is None and given:
         raise CardioScarError(f"{', '.join(given)} need --scar-rule {{nsd,fwhm,iir,psi}}.")
+    if args.scar_rule is not None and args.intensity_offset:  # before the masks are read, as the command line
+        from cardioscar.lge.rules import check_intensity_offset
+
+        check_intensity_offset(args.scar_rule, args.intensity_offset)
     if args.scar_rule is None and args.myocardium_mask and args.myocardium_mask.name.lower().endswith(".seg.nrrd"):
         raise CardioScarError("--myocardium-mask as a segmentation (.seg.nrrd) needs --scar-rule; without a rule give "
                               "a label map or 0/1 mask image.")

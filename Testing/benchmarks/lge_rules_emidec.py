@@ -11,7 +11,7 @@ the enhanced infarct (label 3) graded scar.
 
 OFFSET (default 0) is the rules' ``intensity_offset``: EMIDEC stores its PSIR images with zero
 signal near 2048 (the air peak of each stack's histogram), which the ratio rules (FWHM, IIR) need
-removed; n-SD and PSI do not change with it.
+removed; n-SD and PSI do not change with it (and refuse it), so they are run without it.
 """
 
 import sys
@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from cardioscar.lge import RULES, apply_rule
+from cardioscar.lge.rules import OFFSET_RULES
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,7 +39,8 @@ def main(root: Path, offset: float = 0.0) -> None:
         blood = list(labels == 1)
         truth = np.isin(labels, [3, 4])
         for rule in RULES:
-            grades = np.stack(apply_rule(rule, list(image), myocardium, blood, intensity_offset=offset).grades)
+            grades = np.stack(apply_rule(rule, list(image), myocardium, blood,
+                                         intensity_offset=offset if rule in OFFSET_RULES else 0.0).grades)
             if case.name.startswith("Case_P"):
                 scores[rule]["scar"].append(dice(grades >= 1, truth))
                 scores[rule]["core"].append(dice(grades == 2, truth))

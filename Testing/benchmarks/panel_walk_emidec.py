@@ -182,7 +182,7 @@ def main(cli_dir: Path, out_dir: Path, case: str) -> None:
         figures["tag_status"] = ui.statusLabel.text
         ui.exportUnitsComboBox.choose("mm")
         ui.exportFormatComboBox.choose("opencarp")
-        ui.exportPrefixLineEdit.text = str(out_dir / "export" / "heart")
+        ui.exportPrefixLineEdit.currentPath = str(out_dir / "export" / "heart")
         (out_dir / "export").mkdir(exist_ok=True)
         figures["export_s"] = _run(widget, ui.exportButton, defects, "export")
         figures["export_status"] = ui.statusLabel.text

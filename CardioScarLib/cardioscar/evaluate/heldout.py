@@ -92,13 +92,17 @@ def held_out_scores(probability: np.ndarray, truth: np.ndarray,
                     uncertainty: np.ndarray | None = None) -> dict:
     """Dice at 0.5, best Dice and threshold, AUC, volume error (node counts; the nodes of a voxel
     mesh have equal shares) and, with ``uncertainty``, how well it finds the nodes wrong at 0.5
-    next to the same AUC for ``-|p - 0.5|``. Undefined values are None."""
+    next to the same AUC for ``-|p - 0.5|``. Undefined values are None: on a scar-free held-out truth
+    Dice, best Dice and its threshold (as ``evaluate`` reports them, :func:`metrics.evaluate_fields`)."""
     probability = np.asarray(probability, dtype=float)
     truth = np.asarray(truth, dtype=float)
-    best_threshold, best_dice = metrics.best_threshold(probability, truth, near=0.0, grid=THRESHOLDS)  # lowest wins ties
+    best_threshold = best_dice = score = None
+    if (truth >= 0.5).any():
+        best_threshold, best_dice = metrics.best_threshold(probability, truth, near=0.0, grid=THRESHOLDS)  # lowest wins ties
+        score = metrics.dice(probability, truth, 0.5)
     area = metrics.auc(probability, truth)
     scores = {
-        "dice": metrics.dice(probability, truth, 0.5),
+        "dice": score,
         "best_dice": best_dice,
         "best_threshold": best_threshold,
         "auc": None if math.isnan(area) else area,

@@ -80,6 +80,21 @@ def best_threshold(pred: np.ndarray, truth: np.ndarray, near: float = 0.5,
     return float(grid[index]), float(scores[index])
 
 
+def false_positive_share(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None,
+                         threshold: float = 0.5) -> float:
+    """Share of the scored volume called scar at ``threshold`` where the truth is healthy (0-1).
+
+    Why: on a scar-free truth Dice is undefined (no overlap to measure), yet the prediction can be
+    wrong; this is what it got wrong, in the same node volumes as :func:`volume_error` (every node
+    the same without ``weights``). Defined for every truth, so a report's keys do not depend on it."""
+    _check_same_length(pred, truth)
+    w = np.ones(np.size(truth)) if weights is None else np.asarray(weights, dtype=float).ravel()
+    total = float(w.sum())
+    if total <= 0.0:
+        return 0.0
+    return float(w[_binary(pred, threshold) & ~_binary(truth, 0.5)].sum() / total)
+
+
 def volume_error(pred: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None,
                  threshold: float = 0.5) -> float | None:
     """Relative error ``(V_pred - V_truth) / V_truth`` of the thresholded scar volume (signed).
@@ -197,26 +212,42 @@ def _wrong_node_scores(probability: np.ndarray, truth: np.ndarray, uncertainty: 
 def evaluate_fields(probability: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray | None = None,
                     on_slice_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
                     threshold: float = 0.5, error_risk: np.ndarray | None = None) -> dict:
-    """All scores in one dict: dice, volume_error, auc, mean_uncertainty, uncertainty_on_slices,
+    """All scores in one dict: dice, scar_free_truth, false_positive_share (:func:`false_positive_share`),
+    volume_error, auc, mean_uncertainty, uncertainty_on_slices,
     uncertainty_between_slices, best_threshold / best_dice (:func:`best_threshold`), and how well
     the uncertainty, the margin and (given) ``scar_error_risk`` find the nodes wrong at the
     threshold (``*_wrong_auc``; the risk's ``error_risk_on_slices`` / ``_between_slices``).
 
     Values that cannot be computed (no scar in the truth, one class only, no uncertainty or mask,
-    no wrong node) are ``None`` so the dict stays valid JSON.
+    no wrong node) are ``None`` so the dict stays valid JSON. On a scar-free truth
+    (``scar_free_truth``) ``dice``, ``best_dice`` and ``best_threshold`` are all None: :func:`dice`
+    counts an empty call on an empty truth as 1.0, so the best threshold found one (above the highest
+    probability) and reported 1.0 beside a Dice of 0 at the threshold asked; ``false_positive_share``
+    then says how much the prediction called scar.
     """
     threshold = check_threshold(threshold, "threshold (--threshold)")
     check_unit_range(probability, "the probability")
     check_unit_range(truth, "the truth")
     area_under = auc(probability, truth)
     on = off = None
-    threshold_best, dice_best = best_threshold(probability, truth, near=threshold)
+    scar_free = not _binary(truth, 0.5).any()
+    false_positives = false_positive_share(probability, truth, weights, threshold)
+    if scar_free:
+        score = threshold_best = dice_best = None
+        logger.warning("The truth has no scar (no node >= 0.5): Dice is undefined (dice, best_dice and best_threshold "
+                       "are null); the prediction calls %.2f %% of the scored volume scar at %g (false_positive_share)",
+                       100.0 * false_positives, threshold)
+    else:
+        score = dice(probability, truth, threshold)
+        threshold_best, dice_best = best_threshold(probability, truth, near=threshold)
     if uncertainty is not None and on_slice_mask is not None:
         on, off = uncertainty_on_off_slices(uncertainty, on_slice_mask)
     if error_risk is not None:
         _check_same_length(error_risk, probability)
     return {
-        "dice": dice(probability, truth, threshold),
+        "dice": score,
+        "scar_free_truth": scar_free,
+        "false_positive_share": false_positives,
         "volume_error": volume_error(probability, truth, weights, threshold),
         "auc": None if math.isnan(area_under) else area_under,
         "mean_uncertainty": None if uncertainty is None else float(np.mean(uncertainty)),

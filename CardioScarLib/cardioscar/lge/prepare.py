@@ -38,7 +38,8 @@ from ..prepare.targets import EPICARDIAL_SCAR_SHARE
 from ..prepare.slices import SliceLayer
 from .mask_fit import check_mask_on_lge
 from .scar_spread import check_scar_spread
-from .rules import BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule, parse_thresholds
+from .rules import (BORDER, CORE, HEALTHY, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, apply_rule,
+                    check_intensity_offset, parse_thresholds)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ class ScarRuleRequest:
                                   f"{self.thresholds!r}")
         if not isinstance(self.dark_blood_lge, (bool, np.bool_)):
             raise CardioScarError(f"dark_blood_lge must be True or False, got {self.dark_blood_lge!r}")
+        # every face builds this request (command line, cohort, Slicer Logic, batch script): refused here
+        # before any image is read, and again in apply_rule for the API's direct calls
+        self.intensity_offset = check_intensity_offset(self.rule, self.intensity_offset)
 
     def on_myocardium(self, mask: Path, labels: Optional[list[int]]) -> "ScarRuleRequest":
         """This rule on a preparation's myocardium mask and labels (checked as a whole here)."""

@@ -22,7 +22,8 @@ Intensity offset: FWHM and IIR are ratios, so they assume that zero signal is st
 scanners store a phase-sensitive (PSIR) image with zero signal at a constant such as 2048 (EMIDEC:
 the air peak of every stack's histogram lies at 1990-2090 of a 0-4095 range). ``intensity_offset``
 (``--intensity-offset``, default 0: the image is used as stored) is subtracted from every pixel
-before the rule; it changes nothing for ``nsd`` and ``psi``, which are offset-free. It is recorded;
+before the rule; ``nsd`` and ``psi`` are offset-free, so a non-zero offset with them is refused
+(:func:`check_intensity_offset`) rather than ignored. It is recorded;
 the levels are recorded in the image's own units, the other statistics after the subtraction.
 
 FWHM and PSI are relative to the slice's own maximum, so on a slice without enhancement they would
@@ -147,6 +148,32 @@ def parse_thresholds(rule: str, text: str | None) -> tuple[float, float]:
     return border, core
 
 
+#: The rules that divide the stored intensity (ratios), so read ``intensity_offset``; n-SD and PSI
+#: are offset-free (a shift of every pixel moves their levels with it), so an offset changes nothing.
+OFFSET_RULES = ("fwhm", "iir")
+
+
+def check_intensity_offset(rule: str, intensity_offset: float) -> float:
+    """The offset as a float, refused in one line when it is not finite or when ``rule`` is offset-free.
+
+    Why refuse rather than ignore: an offset given with n-SD or PSI changed nothing without a word, so a
+    user who meant a ratio rule (or thought the offset fixed a PSIR image for n-SD) never learnt it
+    had no effect; 0 (none) is accepted with every rule."""
+    try:
+        offset = float(intensity_offset)
+    except (TypeError, ValueError):
+        raise CardioScarError(f"--intensity-offset {intensity_offset!r} must be a number (the stored value of zero "
+                              "signal, e.g. 2048; 0 = none)") from None
+    if not np.isfinite(offset):
+        raise CardioScarError(f"--intensity-offset {intensity_offset} must be a finite number (the stored value of "
+                              "zero signal, e.g. 2048; 0 = none)")
+    if offset != 0.0 and rule in RULES and rule not in OFFSET_RULES:
+        raise CardioScarError(f"--intensity-offset {offset:g} applies to the ratio rules ({', '.join(OFFSET_RULES)}); "
+                              f"--scar-rule {rule} is offset-free (its levels move with the image): leave it out, or "
+                              "use --scar-rule fwhm or iir")
+    return offset
+
+
 def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.ndarray],
                blood_pool: Sequence[np.ndarray] | None = None, remote: Sequence[np.ndarray] | None = None,
                thresholds: tuple[float, float] | None = None, intensity_offset: float = 0.0,
@@ -160,11 +187,8 @@ def apply_rule(rule: str, images: Sequence[np.ndarray], myocardium: Sequence[np.
     ``healthy`` (optional): myocardium known to be healthy (outside the experts' scar), where the
     darkest sector is sought, so that dark no-reflow inside a scar is never taken for the remote.
     """
-    offset = float(intensity_offset)
-    if not np.isfinite(offset):
-        raise CardioScarError(f"--intensity-offset {intensity_offset} must be a finite number (the stored value of "
-                              "zero signal, e.g. 2048; 0 = none)")
     border, core = parse_thresholds(rule, None if thresholds is None else f"{thresholds[0]},{thresholds[1]}")
+    offset = check_intensity_offset(rule, intensity_offset)
     if rule == "iir" and blood_pool is None:
         raise CardioScarError("--scar-rule iir needs the blood pool: give --blood-pool-mask FILE or --blood-pool-labels")
     _check_shapes(images, myocardium, "myocardium")

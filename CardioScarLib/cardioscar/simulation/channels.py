@@ -53,6 +53,11 @@ DEFAULT_LAYERS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 DEFAULT_LAYER_WIDTH = 0.2
 #: The widest gap in the core (mm) that counts as a channel.
 DEFAULT_MAX_WIDTH_MM = 10.0
+#: The largest ``max_width_mm`` accepted (mm). Conducting channels on LGE scar maps are a few mm to
+#: 10-20 mm wide (Andreu et al. 2011, 2017); closing the core at half of a wider width fills gaps of
+#: the size of a whole LV segment (a wall ~150-200 mm round), so every border zone between two
+#: patches of core becomes an "enclosed corridor" and the count says nothing about isthmuses.
+MAX_MAX_WIDTH_MM = 30.0
 #: The shortest channel (mm, its length between entrances) kept; shorter ones are counted as
 #: dropped (0 keeps every one). Every channel is at least half ``max_width_mm`` long (its entrances
 #: lie further apart); on the phantoms of ``Testing/benchmarks/channels_phantom.py`` 13 of the 23
@@ -89,7 +94,7 @@ class ChannelOptions:
 
     def check(self) -> None:
         """One-line errors for layers outside [0, 1] or given twice, a band outside (0, 1], a width
-        <= 0 or a negative minimum length.
+        outside (0, ``MAX_MAX_WIDTH_MM``] or a negative minimum length.
 
         A repeated depth is refused rather than merged: the search runs each depth once, so
         ``channels.json`` would list a layer its per-layer counts hold once (and a typo such as
@@ -108,6 +113,11 @@ class ChannelOptions:
             raise CardioScarError(f"--layer-width {self.layer_width:g} must lie in (0, 1] (a share of the wall)")
         if not np.isfinite(self.max_width_mm) or self.max_width_mm <= 0.0:
             raise CardioScarError(f"--max-width {self.max_width_mm:g} must be a positive width in mm")
+        if self.max_width_mm > MAX_MAX_WIDTH_MM:
+            raise CardioScarError(
+                f"--max-width {self.max_width_mm:g}: give a width in (0, {MAX_MAX_WIDTH_MM:g}] mm (conducting channels "
+                "are a few mm to 10-20 mm wide; a wider closing turns the border zone between any two core patches "
+                "into a corridor)")
         if not np.isfinite(self.min_length_mm) or self.min_length_mm < 0.0:
             raise CardioScarError(f"--min-length {self.min_length_mm:g} must be a length in mm >= 0 (0 keeps every "
                                   "channel)")
