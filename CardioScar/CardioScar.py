@@ -13,10 +13,8 @@ PyTorch extension.
 """
 
 import contextlib
-import importlib.metadata
 import importlib.util
 import pathlib
-import re
 import shutil
 import sys
 import time
@@ -63,6 +61,7 @@ _addLibraryPath()
 from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
+from CardioScarLogic.logic import TORCH_MINIMUM, TORCH_REQUIREMENT, installed_torch_version, torch_release  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model, score_slice_rows, score_summary)
@@ -80,16 +79,6 @@ PRESET_PANEL_VALUES = {
 #: Pip requirement strings of the packages the module uses that Slicer does not ship (numpy,
 #: scipy, SimpleITK and VTK ship with Slicer; torch comes through the PyTorch extension).
 PIP_REQUIREMENTS = {"sklearn": "scikit-learn"}
-#: The oldest torch (major, minor) the library supports (CardioScarLib/pyproject.toml's torch>=2.4), and the
-#: requirement the PyTorch extension installs within.
-TORCH_MINIMUM = (2, 4)
-TORCH_REQUIREMENT = ">={}.{}".format(*TORCH_MINIMUM)
-
-
-def torchRelease(version: str) -> tuple:
-    """(major, minor) of a torch version string such as "2.5.1+cu121" or "2.4.0a0", compared with
-    TORCH_MINIMUM without importing torch (nor relying on a packaging module in Slicer's Python)."""
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
 #: Milliseconds between reads of the worker's reports.
 POLL_INTERVAL_MS = 100
 # the boxes that set up a scar rule, used with one only (CardioScarWidget._updateRuleOnlyBoxes)
@@ -712,20 +701,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     # ------------------------------------------------------------------ dependencies
 
-    @staticmethod
-    def _installedTorchVersion() -> Optional[str]:
-        """The installed torch's version from its package metadata, or None: read without importing
-        torch (importing it in Slicer would keep its files open and block an update until restart),
-        and read from disk, so it tells an update apart from an install that changed nothing."""
-        try:
-            return importlib.metadata.version("torch")
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
     def _updateDependencies(self) -> None:
         """Show the installed torch version; the button installs one, or updates one older than the
         library supports (the PyTorch extension's pip keeps a torch that already meets it)."""
-        version = self._installedTorchVersion()
+        version = installed_torch_version()
         self.ui.torchVersionLabel.text = version or _("not installed")
         self.ui.installTorchButton.text = _("Update PyTorch") if version else _("Install PyTorch")
         self.ui.installTorchButton.toolTip = _(
@@ -755,14 +734,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except ModuleNotFoundError:
             self._showError(_("Install the 'PyTorch' extension from the Extensions Manager and restart Slicer."))
             return
-        loaded, before = "torch" in sys.modules, self._installedTorchVersion()
+        loaded, before = "torch" in sys.modules, installed_torch_version()
         with slicer.util.WaitCursor():
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation,
                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
         self._updateDependencies()
         if torch is None:  # the user declined the extension's own confirmation
             return
-        after = self._installedTorchVersion()
+        after = installed_torch_version()
         if after == before:  # pip keeps a torch that meets the requirement: nothing to restart for
             self.ui.statusLabel.text = _("PyTorch {version} meets {requirement}: nothing was changed.").format(
                 version=after, requirement=TORCH_REQUIREMENT)
@@ -795,8 +774,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if importlib.util.find_spec("torch") is not None:
             # a torch another extension installed may be older than the library supports; Update PyTorch then
             # installs one that meets the requirement (as TotalSegmentator's module refuses one below its minimum)
-            version = self._installedTorchVersion()
-            if version is not None and torchRelease(version) < TORCH_MINIMUM:
+            version = installed_torch_version()
+            if version is not None and torch_release(version) < TORCH_MINIMUM:
                 self._showError(_("PyTorch {version} is older than the {requirement} CardioScar needs: click Update "
                                   "PyTorch in the Dependencies section, then restart Slicer.").format(
                                       version=version, requirement=TORCH_REQUIREMENT))

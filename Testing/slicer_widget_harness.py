@@ -369,6 +369,7 @@ class qMRMLNodeComboBox(QWidget):
         super().__init__(name, parent)
         self.nodeTypes, self.noneEnabled, self.showChildNodeTypes = [], True, True
         self.addEnabled = self.removeEnabled = False
+        self.noneDisplay = "None"  # qMRMLNodeComboBox's own default: the "no node" entry's words
         self._scene, self._current, self._tags = None, None, []
 
     def setMRMLScene(self, scene) -> None:
