@@ -41,8 +41,9 @@ from AttriVAELogic.command import CommandRun  # noqa: E402
 from AttriVAELogic.scene import show_in_layout  # noqa: E402
 from CardioScarLogic.layout import layout_node_of  # noqa: E402
 
-#: The module's README section on the extension's homepage (EXTENSION_HOMEPAGE), linked from the help.
-DOCUMENTATION_URL = ("https://github.com/cardioscar/SlicerCardioScar"
+#: The module's section of the user guide's Slicer page (``Documentation/slicer-module.md``) on the
+#: extension's homepage (EXTENSION_HOMEPAGE), linked from the help.
+DOCUMENTATION_URL = ("https://github.com/cardioscar/SlicerCardioScar/blob/main/Documentation/slicer-module.md"
                      "#second-module-attri-vae-mi-classification-with-attribute-explanations")
 
 

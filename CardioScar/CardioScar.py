@@ -91,9 +91,10 @@ LOG_PROGRESS_S = 5.0
 #: the saved model (a file), the export prefix (a file name to write) and the channel folder.
 PATH_BOXES = {"savedModelPathLineEdit": "savedModelPath", "exportPrefixLineEdit": "exportPrefix",
               "channelOutputDirLineEdit": "channelOutputDir"}
-#: The module's documentation: its README section on the extension's homepage (EXTENSION_HOMEPAGE in
-#: the top CMakeLists.txt), linked from the help, as Slicer's module template links its own.
-DOCUMENTATION_URL = "https://github.com/cardioscar/SlicerCardioScar#3d-slicer-module"
+#: The module's documentation: its page of the user guide (``Documentation/slicer-module.md``) on the
+#: extension's homepage (EXTENSION_HOMEPAGE in the top CMakeLists.txt), linked from the help, as
+#: Slicer's module template links its own.
+DOCUMENTATION_URL = "https://github.com/cardioscar/SlicerCardioScar/blob/main/Documentation/slicer-module.md#3d-slicer-module"
 
 
 def documentationLink(url: str) -> str:

@@ -1,7 +1,7 @@
 """Round 14 of the bad-input review: the stages after the fit (channels, aha, mesh-from-labels, Attri-VAE).
 
 Each test is one input a user could give that ran to exit 0 with a wrong or misleading result (or
-was refused for the wrong reason) before this round; README's *Bad input* table has a row for each.
+was refused for the wrong reason) before this round; the *Bad input* table (Documentation/bad-input.md) has a row for each.
 Real parts: the channel tests' tetrahedral wall lattice (``test_channels.Wall``) written to real
 ``.vtu`` files, the phantom, EMIDEC's P001 and P010 from the shared data, the real command line in
 process, and the session's tiny Attri-VAE checkpoint.

@@ -1,7 +1,7 @@
 """Round 15 of the bad-input review: the modeller's path from the scanner to the simulation.
 
 Each test is one input a user could give that ran to exit 0 with a wrong or misleading result before
-this round; README's *Bad input* table has a row for each. Real parts: round 13's 1,500-node phantom
+this round; the *Bad input* table (Documentation/bad-input.md) has a row for each. Real parts: round 13's 1,500-node phantom
 with its raw LGE and label map (1 blood pool, 2 myocardium) written to disk, EMIDEC's P001 from the
 shared data, and the real command line in process.
 """

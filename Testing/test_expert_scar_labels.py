@@ -1,5 +1,5 @@
 """``prepare --scar-rule ... --expert-scar-labels/--expert-core-labels``: border zone and core graded
-by the rule only inside the scar the experts drew (README, *From LGE to an openCARP model*).
+by the rule only inside the scar the experts drew (Documentation/lge-to-opencarp.md).
 
 The phantom's raw LGE (``raw_lge_acquisition``: enhanced where the phantom has scar) with an expert
 label map made from its own (1 blood pool, 2 myocardium): the myocardium of one half of every slice

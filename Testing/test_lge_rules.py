@@ -66,7 +66,7 @@ def test_nsd_remote_is_the_darkest_sector_and_user_remote_is_used(acdc_lge):
 @pytest.mark.parametrize("name", ["Case_P004", "Case_P015"])
 def test_emidec_rules_agree_with_expert_scar(shared_data, name):
     """Real LGE: labels 2-4 myocardium, 1 blood pool, 3-4 the expert scar. Measured scar Dice:
-    P004 n-SD 0.677, PSI 0.586; P015 0.752, 0.612 (all 52 infarct cases: README table)."""
+    P004 n-SD 0.677, PSI 0.586; P015 0.752, 0.612 (all 52 infarct cases: the table of Documentation/lge-to-opencarp.md)."""
     case = shared_data / "emidec" / name
     image = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Images" / f"{name}.nii.gz")))
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Contours" / f"{name}.nii.gz")))

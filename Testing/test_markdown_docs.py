@@ -1,5 +1,6 @@
-"""Checks of the repository's Markdown files that GitHub would not report: the README and the
-benchmark records (speed, issue 18's robustness) link to each other's sections by anchor, and a
+"""Checks of the repository's Markdown files that GitHub would not report: the README, the user
+guide's pages in Documentation/ and the benchmark records (speed, issue 18's robustness) link to
+each other's sections by anchor, and a
 renamed or moved heading silently breaks such a link; a `|` inside a table cell silently splits the cell. Every in-document and relative
 link is checked against the headings (GitHub's slug rule) and the files on disk, and every table
 row against its header's cell count."""
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-RECORDS = ["README.md", "Testing/benchmarks/RESULTS.md", "Testing/benchmarks/ROBUSTNESS.md"]
+#: the user guide's reference pages, moved out of the README (every page of the folder, so a new one is checked)
+GUIDE = sorted(str(page.relative_to(REPO)) for page in (REPO / "Documentation").glob("*.md"))
+RECORDS = ["README.md", *GUIDE, "Testing/benchmarks/RESULTS.md", "Testing/benchmarks/ROBUSTNESS.md"]
 DOCUMENTS = RECORDS + ["CardioScarLib/README.md", "CardioScarLib/ARCHITECTURE.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -95,6 +98,12 @@ def test_the_check_reports_a_missing_file_and_a_moved_heading(tmp_path):
 def test_every_relative_link_and_anchor_resolves(document):
     broken = broken_links(REPO / document)
     assert not broken, "\n".join(broken)
+
+
+def test_every_guide_page_is_linked_from_the_readme():
+    """The README is the guide read top to bottom; a page it does not link is a page nobody finds."""
+    linked = {(REPO / link.partition("#")[0]).resolve() for link in links(REPO / "README.md")}
+    assert GUIDE and not [page for page in GUIDE if (REPO / page).resolve() not in linked]
 
 
 @pytest.mark.parametrize("document", RECORDS)

@@ -27,8 +27,10 @@ PACKAGE_DIR = REPO_ROOT / "CardioScarLib" / "cardioscar"
 STAGES = sorted({new.split(".")[0] for new in MOVED.values()})
 SPEC = REPO_ROOT.parent / "shared" / "spec" / "cardioscar-api-reference.md"
 README = REPO_ROOT / "README.md"
-#: the issue-18 record moved out of the README; its module names and paths are the README's
+#: the issue-18 record and the user guide's reference pages moved out of the README; their module
+#: names and paths are the README's
 ROBUSTNESS = REPO_ROOT / "Testing" / "benchmarks" / "ROBUSTNESS.md"
+GUIDE = sorted((REPO_ROOT / "Documentation").glob("*.md"))
 
 
 def _stage_modules() -> set[str]:
@@ -188,7 +190,7 @@ def _resolve(dotted: str) -> object:
     raise ModuleNotFoundError(dotted)
 
 
-@pytest.mark.parametrize("documents", [[SPEC], [README, ROBUSTNESS]], ids=["api-reference", "README"])
+@pytest.mark.parametrize("documents", [[SPEC], [README, ROBUSTNESS, *GUIDE]], ids=["api-reference", "README"])
 def test_documented_module_paths_resolve(documents):
     """Every import line and every inline ``cardioscar.x.y`` name the documents give a reader works."""
     text = "\n".join(document.read_text(encoding="utf-8") for document in documents)
@@ -210,10 +212,10 @@ def test_documented_module_paths_resolve(documents):
 
 
 def test_documented_file_paths_exist():
-    """The ``cardioscar/...py`` paths of the README and its robustness record, and every module row
+    """The ``cardioscar/...py`` paths of the README, its robustness record and the user guide's pages, and every module row
     of ARCHITECTURE.md's tables, name files that exist, and every stage module has its row (no stale
     rows after a move)."""
-    readme_paths = [path for document in (README, ROBUSTNESS)
+    readme_paths = [path for document in (README, ROBUSTNESS, *GUIDE)
                     for path in re.findall(r"`(cardioscar/[\w/]+\.py)`", document.read_text(encoding="utf-8"))]
     missing = [path for path in readme_paths if not (PACKAGE_DIR.parent / path).is_file()]
     architecture = (REPO_ROOT / "CardioScarLib" / "ARCHITECTURE.md").read_text(encoding="utf-8")

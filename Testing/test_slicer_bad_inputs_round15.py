@@ -1,6 +1,6 @@
 """Round 15 of the bad-input review in the Slicer Logic, on a real MRML scene (slicer-core): the
 phantom's raw LGE and label map read through Slicer's storage nodes (``test_slicer_rule_masks``'s
-scene). README's *Bad input* table has the row."""
+scene). The *Bad input* table (Documentation/bad-input.md) has the row."""
 
 from __future__ import annotations
 

@@ -790,9 +790,10 @@ def test_ctest_skips_the_self_test_without_torch(panel, monkeypatch):
 @pytest.mark.parametrize("module_name, anchor", [
     ("CardioScar", "3d-slicer-module"),
     ("AttriVAE", "second-module-attri-vae-mi-classification-with-attribute-explanations")])
-def test_the_help_links_to_the_module_section_of_the_readme(panel, module_name, anchor):
+def test_the_help_links_to_the_module_page_of_the_user_guide(panel, module_name, anchor):
     """As Slicer's module template, each module's help ends with a link to its documentation: its
-    README section on the extension's homepage (EXTENSION_HOMEPAGE); the anchor must exist."""
+    section of the user guide's Slicer page (Documentation/slicer-module.md) on the extension's
+    homepage (EXTENSION_HOMEPAGE); the page and the anchor must exist."""
     import importlib
     import re
     import types
@@ -803,4 +804,5 @@ def test_the_help_links_to_the_module_section_of_the_readme(panel, module_name, 
     getattr(importlib.import_module(module_name), module_name)(parent)
     url = re.search(r'<a href="([^"]+)">', parent.helpText).group(1)
     homepage = re.search(r'EXTENSION_HOMEPAGE "([^"]+)"', (REPO / "CMakeLists.txt").read_text()).group(1)
-    assert url == f"{homepage}#{anchor}" and anchor in anchors(REPO / "README.md")
+    page = REPO / "Documentation" / "slicer-module.md"
+    assert url == f"{homepage}/blob/main/Documentation/slicer-module.md#{anchor}" and anchor in anchors(page)

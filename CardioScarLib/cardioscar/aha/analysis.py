@@ -335,7 +335,7 @@ def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndar
                          **_numbering_sense(options, frame, anterior, inferior),
                          "frame_handedness": frame_handedness(frame)},
         "convention": "AHA 17 segments (Cerqueira 2002): thirds of the LV between cavity tip and base; anterior RV "
-                      "insertion = boundary of segments 1|2, inferior = 3|4; see the README",
+                      "insertion = boundary of segments 1|2, inferior = 3|4; see Documentation/aha.md",
     }
 
 
