@@ -64,9 +64,9 @@ def _process_home() -> Path:
     handler (a killed batch or test run; a pytest-xdist worker, which execnet ends with
     ``os._exit`` when its tests do not stop within 15 s of the controller closing) and left every
     scene's folder: a test run makes hundreds of scenes per worker, and the build machine's /tmp
-    held ~90 from one 13-minute run. Such a process now leaves one folder, which the next process's
-    first scene removes (the folders whose process id no longer runs); a folder removed under a
-    running process (by one that cannot see its id) is made again at its next scene."""
+    held ~90, all made within 13 minutes. Such a process now leaves one folder, which the next
+    process's first scene removes (the folders whose process id no longer runs); a folder removed
+    under a running process (by one that cannot see its id) is made again at its next scene."""
     global _HOME
     if _HOME is not None and _HOME.is_dir():
         return _HOME
