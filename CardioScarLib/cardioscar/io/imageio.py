@@ -567,6 +567,7 @@ def _checked(image: sitk.Image, source: Path, allow_plane: bool = False) -> sitk
         raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
                               "be a 3D volume with N slices")
     check_spacing(image.GetSpacing(), source.name)
+    check_direction(image.GetDirection(), source.name)
     return image
 
 
@@ -581,6 +582,35 @@ def check_spacing(spacing, name: str) -> None:
         if not (math.isfinite(size) and size >= MIN_SPACING_MM):
             raise CardioScarError(f"Image {name}: its voxel spacing along {axis} is {size:g} mm, not a plausible voxel "
                                   f"size (at least {MIN_SPACING_MM:g} mm): fix the file's spacing")
+
+
+#: How far a direction column's length may be from 1, and two columns' dot product from 0. Scanner
+#: and NIfTI (qform) directions are orthonormal to about 1e-6; a header whose direction holds a scale
+#: or a shear is no scanner's, and SimpleITK reads it without a word.
+DIRECTION_TOLERANCE = 1e-2
+_FIX_DIRECTION = "fix the file's direction (MHA TransformMatrix, NRRD space directions, NIfTI sform/qform)"
+
+
+def check_direction(direction, name: str) -> None:
+    """Refuse a direction matrix whose columns are not unit vectors at right angles.
+
+    Why: ITK places voxel (i, j, k) at origin + direction @ (spacing * index) and accepts any
+    invertible matrix, so a header whose direction carries the spacing again (an MHA
+    ``TransformMatrix`` of 2s, a converter that wrote direction * spacing) put the phantom's stack
+    twice as far apart and was refused only later as "no scar pixel reaches a mesh node", sending the
+    user to the mesh; a shear tilts every slice."""
+    size = int(round(math.sqrt(len(direction))))
+    matrix = np.asarray(direction, dtype=np.float64).reshape(size, size)
+    lengths = np.linalg.norm(matrix, axis=0)
+    if not np.all(np.isfinite(matrix)) or np.abs(lengths - 1.0).max() > DIRECTION_TOLERANCE:
+        raise CardioScarError(f"Image {name}: its direction matrix's columns have lengths "
+                              f"{', '.join(f'{v:.4g}' for v in lengths)}, not 1 (a scale belongs in the spacing): "
+                              f"{_FIX_DIRECTION}")
+    products = np.abs(matrix.T @ matrix - np.eye(size))
+    if products.max() > DIRECTION_TOLERANCE:
+        raise CardioScarError(f"Image {name}: its direction matrix's columns are not at right angles (largest dot "
+                              f"product {products.max():.3g}): a sheared header: "
+                              f"{_FIX_DIRECTION}")
 
 
 def image_summary(image: sitk.Image) -> str:

@@ -231,19 +231,30 @@ def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
 #: A heart mesh in millimetres spans dozens of pixels of any LGE slice (an adult LV 60-120 mm across
 #: 0.6-2.5 mm pixels, a mouse heart 7 mm across 0.1 mm pixels); one in centimetres spans a handful.
 MIN_MESH_PIXELS = 10.0
+#: On images with fine pixels (0.6-0.8 mm, a zero-filled reconstruction) a heart in centimetres spans
+#: 12-20 pixels; it is told apart by its slabs: it spans under two slab widths (four half-widths),
+#: where a heart in millimetres spans five or more (80 mm across 10 mm slabs, a mouse's 7 mm across 1 mm).
+MIN_MESH_PIXELS_BESIDE_SLABS = 25.0
+MIN_MESH_HALF_WIDTHS = 4.0
 
 
 def _check_not_centimetres(points: np.ndarray, corners: np.ndarray, layers: Sequence[SliceLayer]) -> None:
     """Refuse a mesh only a few pixels across inside a much larger field of view: a heart mesh in
     centimetres (10 times too small) still lands in a few pixels, so the orders-of-magnitude check
-    passes, and every group then averages nodes from all over the heart."""
+    passes, and every group then averages nodes from all over the heart. With pixels under 1 mm it
+    spans more than :data:`MIN_MESH_PIXELS` (9.8 cm across 0.7 mm pixels: 14), so there the slab
+    widths decide (round 16: such a mesh placed on the scar trained, exit 0)."""
     pixel = min(min(layer.spacing) for layer in layers)
+    half_width = max(layer.half_thickness for layer in layers)
     extent = float(np.ptp(points, axis=0).max())
-    if len(points) >= 20 and extent < MIN_MESH_PIXELS * pixel and _size_ratio(points, corners) < 1 / 5:
+    small = extent < MIN_MESH_PIXELS * pixel or (
+        extent < MIN_MESH_PIXELS_BESIDE_SLABS * pixel and extent < MIN_MESH_HALF_WIDTHS * half_width)
+    if len(points) >= 20 and small and _size_ratio(points, corners) < 1 / 5:
         raise CardioScarError(
             f"The mesh spans only {extent:.3g} mm (LPS bounds {bounds_text(points)}), {extent / pixel:.1f} pixels of "
-            f"{pixel:g} mm, inside slices {float(np.ptp(corners, axis=0).max()):.4g} mm across: a heart mesh in "
-            "centimetres? scale its coordinates to millimetres (x10)")
+            f"{pixel:g} mm and {extent / half_width:.1f} slab half-widths of {half_width:g} mm, inside slices "
+            f"{float(np.ptp(corners, axis=0).max()):.4g} mm across: a heart mesh in centimetres? scale its coordinates "
+            "to millimetres (x10)")
 
 
 #: The share of mesh nodes that may project outside every slice's pixel grid before a warning.
