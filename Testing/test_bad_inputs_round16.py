@@ -137,3 +137,31 @@ def test_an_opencarp_export_in_millimetres_is_warned_about(case, capsys):
         stderr = capsys.readouterr().err
         assert ("openCARP reads .pts as micrometres" in stderr) == warned, stderr[-1500:]
         assert json.loads((out / f"heart_{units}.json").read_text())["units"] == units
+
+
+@pytest.mark.parametrize("indices, warned", [("7,8", True), ("0", True), ("2,4,6", False), ("0,8", False)])
+def test_slices_all_at_one_end_of_the_mesh_are_warned_about(case, capsys, indices, warned):
+    """``--slice-indices 7,8`` (the phantom's two apical slices of nine): 75 % of the mesh's nodes lie
+    beyond them, and the model's answer there is the end slices' scar carried on, exit 0 without a
+    word. Now warned; slices across the heart (every other one, the two ends) are not."""
+    from cardioscar.cli import main
+
+    capsys.readouterr()
+    assert main([str(a) for a in _prepare(case, case["mesh"], case["out"] / "phantom_lge.nii.gz",
+                                          case["out"] / "ends.npz") + ["--slice-indices", indices]]) == 0
+    named = [line for line in capsys.readouterr().err.splitlines() if "lie at one end of the mesh" in line]
+    assert len(named) == warned, named
+
+
+def test_a_model_given_as_training_data_is_named_a_model(case, tmp_path, capsys):
+    """``train --training-data model.pth`` (the two files of a run swapped): numpy opened the torch
+    zip and the refusal listed a hundred ``archive/data/N`` entries as the keys present, telling
+    the user to re-run ``prepare``. Now it names the file a trained model. A checkpoint written by
+    torch.save is enough to show it (no training)."""
+    import torch
+
+    torch.save({"model_state_dict": {"layer.weight": torch.zeros(2, 2)}}, tmp_path / "model.pth")
+    assert_refused_in_one_line(["train", "--training-data", tmp_path / "model.pth", "--output", tmp_path / "out.pth",
+                                "--max-epochs", "1"],
+                               "model.pth is a PyTorch checkpoint (a trained model), not training data", capsys,
+                               tmp_path)

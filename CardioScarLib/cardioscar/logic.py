@@ -576,6 +576,10 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
     except Exception as exc:  # numpy raises several types for damaged archives
         raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__}).") from exc
     missing = [key for key in _REQUIRED_NPZ_KEYS if key not in arrays]
+    if missing and any(key.endswith("data.pkl") for key in arrays):
+        # a torch checkpoint is a zip too, so numpy opened it and listed its hundred entries (round 16)
+        raise CardioScarError(f"Training data {path} is a PyTorch checkpoint (a trained model), not training data: "
+                              "give the .npz that `cardioscar prepare` wrote (the model goes to apply --model)")
     if missing:
         raise CardioScarError(
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."

@@ -384,9 +384,12 @@ def check_image_file(path: str | Path) -> None:
     * pixdim[1..3] zero, negative or NaN: ITK substitutes 1 mm or flips the axis;
     * sform and qform that place the image apart (see :func:`_check_one_placement`);
     * NaN or infinite float voxels: ITK's NIfTI reader turns them into 0, "no scar".
-    Other formats need no check here (ITK reports their damage, and NaN reaches our own check).
+    Other formats need no check here (ITK reports their damage, and NaN reaches our own check),
+    but for every format the header's direction matrix is checked (:func:`check_direction`): Slicer
+    takes a direction's scale as the spacing.
     """
     source = Path(path)
+    _check_header_direction(source)
     name = source.name.lower()
     pair = _nifti_pair(source)
     header_file, data_file = pair or (source, None)
@@ -414,6 +417,21 @@ def check_image_file(path: str | Path) -> None:
     if length < layout.data_end:
         raise CardioScarError(f"Cannot read image {data_file or source}: it is truncated ({length} of the "
                               f"{layout.data_end} bytes its header describes); copy it again")
+
+
+def _check_header_direction(source: Path) -> None:
+    """:func:`check_direction` on the direction ``source``'s header gives (header only); a file ITK
+    cannot read is left to the reader, which says so."""
+    if not source.is_file():
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(source))
+    try:
+        with itk_warnings_off():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return
+    check_direction(reader.GetDirection(), source.name)
 
 
 def _is_nifti2(source: Path) -> bool:
