@@ -419,19 +419,26 @@ def check_image_file(path: str | Path) -> None:
                               f"{layout.data_end} bytes its header describes); copy it again")
 
 
-def _check_header_direction(source: Path) -> None:
-    """:func:`check_direction` on the direction ``source``'s header gives (header only); a file ITK
-    cannot read is left to the reader, which says so."""
-    if not source.is_file():
-        return
+def _header(path: str | Path) -> sitk.ImageFileReader | None:
+    """The image file's header, read alone, or None for a folder or a file the header reader
+    cannot read (the full reader then refuses it in its own words)."""
+    if not Path(path).is_file():
+        return None
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(source))
+    reader.SetFileName(str(path))
     try:
         with itk_warnings_off():
             reader.ReadImageInformation()
     except RuntimeError:
-        return
-    check_direction(reader.GetDirection(), source.name)
+        return None
+    return reader
+
+
+def _check_header_direction(source: Path) -> None:
+    """:func:`check_direction` on the direction ``source``'s header gives (header only)."""
+    header = _header(source)
+    if header is not None:
+        check_direction(header.GetDirection(), source.name)
 
 
 def _is_nifti2(source: Path) -> bool:
@@ -559,16 +566,8 @@ def is_plane_file(path: str | Path) -> bool:
     """Whether an image file holds a 2D image, its header read alone (a mask drawn on one slice,
     placed on the chosen slice it fits: :func:`cardioscar.prepare.myocardium.plane_on_slice`). A
     folder or a file the header reader cannot read is not: the full reader refuses it in its words."""
-    if Path(path).is_dir():
-        return False
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        with itk_warnings_off():
-            reader.ReadImageInformation()
-    except RuntimeError:
-        return False
-    return reader.GetDimension() == 2
+    header = _header(path)
+    return header is not None and header.GetDimension() == 2
 
 
 def _checked(image: sitk.Image, source: Path, allow_plane: bool = False) -> sitk.Image:
