@@ -1,5 +1,6 @@
 """Round 16 of the bad-input review in the Slicer Logic, on a real MRML scene (slicer-core): an image
-file read through Slicer's storage node. README's *Bad input* table has the row."""
+file read through Slicer's storage node, and the phantom's scar map prepared by the Logic (the
+panel's *Reconstruct*). README's *Bad input* table has the rows."""
 
 from __future__ import annotations
 
@@ -24,3 +25,25 @@ def test_a_direction_matrix_holding_the_spacing_is_refused_on_loading(files):
     with pytest.raises(CardioScarError, match="lge_scaled_direction.mha: its direction matrix's columns have lengths"):
         csl.load_volume(context.scene, out / "lge_scaled_direction.mha")
     assert csl.load_volume(context.scene, out / "lge_own.mha").GetSpacing() == pytest.approx(image.GetSpacing())
+
+
+def test_the_logic_warns_about_a_scar_map_without_scar_and_slices_at_one_end(files, warnings_of_cardioscar):
+    """The Logic's ``prepare_training`` (the panel's *Reconstruct*) on the phantom's scar map, all zero
+    and with slices 7,8 only: both ran without a word, as ``prepare`` did; the map itself with every
+    slice warns of neither."""
+    out, mesh, half = files
+    image = sitk.ReadImage(str(out / "phantom_lge.nii.gz"))
+    empty = sitk.GetImageFromArray(np.zeros(image.GetSize()[::-1], dtype=np.float32))
+    empty.CopyInformation(image)
+    sitk.WriteImage(empty, str(out / "no_scar_map.nii.gz"))
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, mesh)
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    for name, indices, warned in (("no_scar_map", "", "No pixel of the chosen slices is scar"),
+                                  ("phantom_lge", "7,8", "lie at one end of the mesh"), ("phantom_lge", "", None)):
+        warnings_of_cardioscar.clear()
+        volume = csl.load_volume(context.scene, out / f"{name}.nii.gz")
+        logic.prepare_training(volume, model, csl.ReconstructionOptions(half_thickness=half, slice_indices=indices))
+        phrases = [warned] if warned else ["No pixel of the chosen slices is scar", "lie at one end of the mesh"]
+        named = [w for w in warnings_of_cardioscar if any(phrase in w for phrase in phrases)]
+        assert len(named) == bool(warned), named
