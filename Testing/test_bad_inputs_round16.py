@@ -2,7 +2,7 @@
 scar map, the mesh, export to openCARP).
 
 Each test is one input that ran to exit 0 with a wrong or misleading result, or was refused with a
-message that sent the user to the wrong file, before this round; README's *Bad input* table has a
+message that sent the user to the wrong file, before this round; `Documentation/bad-input.md`'s table has a
 row for each. Real parts: round 13's 1,500-node phantom (its mesh, its scar-fraction map
 ``phantom_lge.nii.gz``) written to disk, SimpleITK and VTK files, the real command line in process.
 """

@@ -1,6 +1,6 @@
 """Round 16 of the bad-input review in the Slicer Logic, on a real MRML scene (slicer-core): an image
 file read through Slicer's storage node, and the phantom's scar map prepared by the Logic (the
-panel's *Reconstruct*). README's *Bad input* table has the rows."""
+panel's *Reconstruct*). `Documentation/bad-input.md`'s table has the rows."""
 
 from __future__ import annotations
 
