@@ -307,8 +307,9 @@ class BackgroundRun(WorkerProcess):
     @classmethod
     def prediction(cls, logic, model_path, model_node, options: ReconstructionOptions,
                    python: Optional[str] = None) -> "BackgroundRun":
-        """Check the saved model and the mesh here, then predict in a worker."""
-        from cardioscar.logic import load_trained_model
+        """Check the saved model and the mesh here (as :meth:`CardioScarLogic.apply_model` does), then
+        predict in a worker."""
+        from cardioscar.logic import check_mesh_for_checkpoint, load_trained_model
 
         from .geometry import model_points_lps
 
@@ -316,6 +317,7 @@ class BackgroundRun(WorkerProcess):
         _check_model_node(model_node)
         checkpoint = load_trained_model(Path(model_path))
         points = model_points_lps(model_node)
+        check_mesh_for_checkpoint(checkpoint, points, f"The model '{model_node.GetName()}'")
 
         def finish(background: "BackgroundRun", output_node) -> ReconstructionResult:
             return logic.finish_prediction(output_node, points, checkpoint, background._prediction(), options,

@@ -30,7 +30,8 @@ from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_
 from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES, SCAR_LABELS_ARRAY,
                                   SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
                                   read_mesh, set_text_field, write_mesh)
-from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
+from cardioscar.predict.meshscale import (check_inside_training_box, check_same_scale, mesh_sample, node_spacing,
+                                          warn_if_another_heart)
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
                                            read_mask_image, restrict_to_myocardium, warn_normalised_mesh_mostly_scar,
                                            warn_scar_map_on_the_mesh)
@@ -292,6 +293,9 @@ class PreprocessingResult:
     scaler_spans_mesh: bool = True
     slice_profile: str = "box"
     row_weights: Optional[np.ndarray] = None
+    # (S, 3) float32 LPS mm: a fixed sample of the mesh's nodes (meshscale.mesh_sample), kept by the
+    # checkpoint so that apply can name another heart; None: files written before it
+    mesh_sample: Optional[np.ndarray] = None
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -456,6 +460,7 @@ def prepare_from_slices(
         shape_prior=build_shape_prior(slices),
         slice_profile=mapping.slice_profile,
         row_weights=mapping.row_weights,
+        mesh_sample=mesh_sample(points_lps),
     )
     logger.info(
         "Mapped %d of %d mesh nodes into %d groups (%d rows) from %d slices",
@@ -512,6 +517,7 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
                 slice_profile=np.asarray(result.slice_profile),
                 **({} if result.row_weights is None  # the box's rows are all 1: nothing to store
                    else {"row_weights": np.asarray(result.row_weights, dtype=np.float32)}),
+                **({} if result.mesh_sample is None else {MESH_SAMPLE_KEY: np.asarray(result.mesh_sample, np.float32)}),
                 **({"scar_rule": np.asarray(result.scar_rule)} if result.scar_rule else {}),
                 **({"scar_labels": np.asarray(result.scar_labels)} if result.scar_labels else {}),
                 **npz_entries(result.shape_prior),
@@ -614,7 +620,21 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         scaler_spans_mesh="format_version" in arrays,
         slice_profile=profile,
         row_weights=row_weights,
+        mesh_sample=_checked_mesh_sample(arrays.get(MESH_SAMPLE_KEY), f"Training data {path}"),
     )
+
+
+def _checked_mesh_sample(sample: Optional[np.ndarray], where: str) -> Optional[np.ndarray]:
+    """The stored sample of the mesh's nodes as float32 (S, 3), None when absent (older files), or a
+    one-line refusal: a damaged sample would make every later ``apply`` warn, or never."""
+    if sample is None:
+        return None
+    values = np.asarray(sample)
+    if values.ndim != 2 or values.shape[1] != 3 or not len(values) or not np.issubdtype(values.dtype, np.floating) \
+            or not np.all(np.isfinite(values)):
+        raise CardioScarError(f"{where}: {MESH_SAMPLE_KEY} must hold finite (S, 3) node coordinates in mm, found "
+                              f"{values.dtype} of shape {values.shape}; re-run `cardioscar prepare`.")
+    return values.astype(np.float32)
 
 
 def _checked_profile(profile: str, weights: Optional[np.ndarray], n_rows: int,
@@ -753,12 +773,17 @@ def _fit_checkpoint(
     if prior is not None:
         checkpoint["shape_prior"] = prior.to_checkpoint()
     checkpoint[CONSTRAINT_POINTS_KEY] = torch.from_numpy(covered)
+    if result.mesh_sample is not None:
+        checkpoint[MESH_SAMPLE_KEY] = torch.from_numpy(np.ascontiguousarray(result.mesh_sample, dtype=np.float32))
     return checkpoint
 
 
 #: The checkpoint entry holding the constrained nodes (float32 LPS mm) that ``scar_error_risk``
 #: measures its border spread from (:mod:`cardioscar.predict.error_risk`).
 CONSTRAINT_POINTS_KEY = "constraint_points_lps"
+#: The entry (in the checkpoint and in prepare's ``.npz``) holding a fixed sample of the training
+#: mesh's nodes (float32 LPS mm), which ``apply`` compares the mesh it is given with.
+MESH_SAMPLE_KEY = "mesh_sample_lps"
 
 
 def constraint_points(result: PreprocessingResult) -> np.ndarray:
@@ -775,17 +800,18 @@ def checkpoint_constraint_points(checkpoint: dict) -> Optional[np.ndarray]:
     100 mm and more, a risk near 1 on every node."""
     if CONSTRAINT_POINTS_KEY not in checkpoint:
         return None
-    points, problem = _constraint_points_or_problem(checkpoint)
+    points, problem = _checkpoint_points_or_problem(checkpoint, CONSTRAINT_POINTS_KEY)
     if problem:
         logger.warning("The checkpoint's %s %s: scar_error_risk keeps its value term alone (no border term); "
                        "retrain the model to restore it", CONSTRAINT_POINTS_KEY, problem)
     return points
 
 
-def _constraint_points_or_problem(checkpoint: dict) -> tuple[Optional[np.ndarray], str]:
-    """(points, "") or (None, what is wrong with the checkpoint's constraint points)."""
+def _checkpoint_points_or_problem(checkpoint: dict, key: str) -> tuple[Optional[np.ndarray], str]:
+    """(points, "") or (None, what is wrong with the checkpoint's points at ``key``: the constraint
+    points or the training mesh's sample, both nodes of the training mesh inside its box)."""
     _bind_torch_side()
-    entry = checkpoint[CONSTRAINT_POINTS_KEY]
+    entry = checkpoint[key]
     if not isinstance(entry, torch.Tensor):
         return None, f"is a {type(entry).__name__}, not a tensor"
     if entry.layout != torch.strided:
@@ -793,7 +819,7 @@ def _constraint_points_or_problem(checkpoint: dict) -> tuple[Optional[np.ndarray
     if not entry.is_floating_point() or entry.ndim != 2 or entry.shape[1] != 3 or not len(entry):
         return None, f"holds {entry.dtype} of shape {tuple(entry.shape)}, not K x 3 coordinates in mm"
     rows = (checkpoint.get("dataset_info") or {}).get("n_nodes")
-    if isinstance(rows, int) and 0 < rows < len(entry):  # each constrained node is a training row at least once
+    if key == CONSTRAINT_POINTS_KEY and isinstance(rows, int) and 0 < rows < len(entry):  # each constrained node is a training row at least once
         return None, f"holds {len(entry)} points, more than the {rows} training rows"
     points = entry.detach().to("cpu", torch.float64).numpy()
     if not np.isfinite(points).all():
@@ -953,6 +979,23 @@ def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_nam
     if checkpoint.get("dataset_info", {}).get("scaler_spans_mesh"):
         # the reference tool's scaler spans the slices' nodes only: its apex and base lie outside by design
         check_inside_training_box(low, high, points_lps, mesh_name)
+    _warn_if_another_heart(checkpoint, points_lps, mesh_name)
+
+
+def _warn_if_another_heart(checkpoint: dict, points_lps: np.ndarray, mesh_name: str) -> None:
+    """Warn when the mesh lies away from the checkpoint's sample of its training mesh
+    (:func:`cardioscar.predict.meshscale.warn_if_another_heart`); a checkpoint without the sample
+    (older files, the reference tool's) or with a damaged one is not checked, and says so."""
+    if MESH_SAMPLE_KEY not in checkpoint:
+        logger.info("The checkpoint keeps no sample of its training mesh (written before it did): whether %s is the "
+                    "training mesh's heart is not checked", mesh_name)
+        return
+    sample, problem = _checkpoint_points_or_problem(checkpoint, MESH_SAMPLE_KEY)
+    if problem:
+        logger.warning("The checkpoint's %s %s: whether %s is the training mesh's heart is not checked; retrain the "
+                       "model to restore it", MESH_SAMPLE_KEY, problem, mesh_name)
+        return
+    warn_if_another_heart(sample, points_lps, mesh_name)
 
 
 def _as_mesh(mesh: Union[str, Path, Mesh]) -> Mesh:

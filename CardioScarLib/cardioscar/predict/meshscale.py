@@ -97,3 +97,54 @@ def _units_hint(ratio: float) -> str:
     if ratio < 1:
         return "if the mesh is in metres or centimetres, scale it to millimetres; otherwise apply the model to the mesh it was trained for"
     return "if the mesh is in micrometres, scale it to millimetres; otherwise apply the model to the mesh it was trained for"
+
+
+#: Nodes of the training mesh a checkpoint keeps (float32, 48 kB): enough for the median distance
+#: below to tell the same heart from another one (``Testing/benchmarks/other_mesh_check.py``).
+MESH_SAMPLE_SIZE = 4000
+#: The least median distance (mm) at which a mesh is named as lying away from the training mesh;
+#: above it, the allowance grows with the kept sample's own node spacing (a sparse sample of a
+#: coarse mesh lies farther from a finer mesh of the same heart).
+MIN_ALLOWED_DISTANCE_MM = 3.0
+ALLOWED_SAMPLE_SPACINGS = 1.5
+
+
+def mesh_sample(points: np.ndarray) -> np.ndarray:
+    """Up to :data:`MESH_SAMPLE_SIZE` distinct nodes of a mesh (float32 LPS mm), drawn uniformly
+    with a fixed seed, so that a checkpoint can say later where its training mesh lay without
+    keeping the whole mesh (a simulation mesh may hold millions of nodes)."""
+    unique = np.unique(np.asarray(points, dtype=np.float64), axis=0)
+    if len(unique) > MESH_SAMPLE_SIZE:
+        unique = unique[np.sort(np.random.default_rng(0).choice(len(unique), MESH_SAMPLE_SIZE, replace=False))]
+    return unique.astype(np.float32)
+
+
+def median_distance_to_sample(sample: np.ndarray, points: np.ndarray) -> float:
+    """Median distance (mm) from the nodes ``points`` (a fixed sample of at most 20,000 of them) to
+    their nearest node of ``sample``."""
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) > _SPACING_SAMPLE:
+        points = points[np.random.default_rng(0).choice(len(points), _SPACING_SAMPLE, replace=False)]
+    distances, _ = cKDTree(np.asarray(sample, dtype=np.float64)).query(points)
+    return float(np.median(distances))
+
+
+def allowed_distance(sample_spacing_mm: float) -> float:
+    """The median distance (mm) up to which a mesh passes as the training mesh's heart."""
+    return max(MIN_ALLOWED_DISTANCE_MM, ALLOWED_SAMPLE_SPACINGS * float(sample_spacing_mm))
+
+
+def warn_if_another_heart(sample: np.ndarray, points_lps: np.ndarray, mesh_name: str) -> None:
+    """Warn in one line when the nodes ``points_lps`` lie, in the median, farther from the training
+    mesh's kept ``sample`` than :func:`allowed_distance` of the sample's node spacing.
+
+    Why: another patient's heart of the same size and place passes the box and scale checks and the
+    network paints a scar learnt elsewhere onto it. Another mesh of the same heart (finer, coarser,
+    its surface, a sub-region) lies on the training mesh and passes. A warning, not a refusal: a
+    registered follow-up or a deliberately displaced mesh is the user's call.
+    """
+    distance = median_distance_to_sample(sample, points_lps)
+    allowed = allowed_distance(node_spacing(sample))
+    if distance > allowed:
+        logger.warning("%s lies a median %.1f mm from the mesh the model was trained on (%.1f mm allowed): is it the "
+                       "same heart, in the same frame?", mesh_name, distance, allowed)
