@@ -9,7 +9,9 @@ the mesh lies a median farther from it than ``meshscale.allowed_distance``
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -139,3 +141,15 @@ def test_the_panel_logs_the_warning_when_it_starts_a_saved_model(panel, meshes):
     widget._stopRun()
     named = [line for line in ui.logTextEdit.toPlainText().splitlines() if WARNING.search(line)]
     assert len(named) == 1 and named[0].startswith("Warning: The model '")
+
+
+def test_the_batch_script_warns_on_another_heart_and_writes(meshes, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "CardioScar" / "Scripts" / "cardioscar_batch.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the script finds its library itself
+    completed = subprocess.run([sys.executable, str(script), "--model", str(meshes["model"]), "--mesh",
+                                str(meshes["other"]), "--output", str(tmp_path / "out.vtk"),
+                                "--inference-mc-samples", "2"], capture_output=True, text=True,
+                               env={**env, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert len([line for line in completed.stderr.splitlines() if WARNING.search(line)]) == 1, completed.stderr
+    assert (tmp_path / "out.vtk").is_file()
