@@ -118,6 +118,11 @@ def test_the_sample_travels_prepare_to_checkpoint_and_older_files_are_not_checke
         apply_scar_model(tmp_path / "old.pth", meshes["other"], mc_samples=2, seed=1)
     assert not [m for m in warnings_of_cardioscar if WARNING.search(m)]
     assert "keeps no sample of its training mesh" in caplog.text
+    checkpoint[MESH_SAMPLE_KEY] = torch.full((10, 3), float("nan"))  # damaged: set aside, said in one line
+    save_checkpoint(checkpoint, tmp_path / "damaged.pth")
+    apply_scar_model(tmp_path / "damaged.pth", meshes["other"], mc_samples=2, seed=1)
+    said = [m for m in warnings_of_cardioscar if "mesh_sample_lps" in m or WARNING.search(m)]
+    assert len(said) == 1 and "the checkpoint's mesh_sample_lps holds NaN or infinite values" in said[0], said
 
 
 def test_a_damaged_sample_in_the_training_data_is_refused_in_one_line(meshes, tmp_path):

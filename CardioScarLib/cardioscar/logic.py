@@ -819,7 +819,8 @@ def _checkpoint_points_or_problem(checkpoint: dict, key: str) -> tuple[Optional[
     if not entry.is_floating_point() or entry.ndim != 2 or entry.shape[1] != 3 or not len(entry):
         return None, f"holds {entry.dtype} of shape {tuple(entry.shape)}, not K x 3 coordinates in mm"
     rows = (checkpoint.get("dataset_info") or {}).get("n_nodes")
-    if key == CONSTRAINT_POINTS_KEY and isinstance(rows, int) and 0 < rows < len(entry):  # each constrained node is a training row at least once
+    # each constrained node is a training row at least once
+    if key == CONSTRAINT_POINTS_KEY and isinstance(rows, int) and 0 < rows < len(entry):
         return None, f"holds {len(entry)} points, more than the {rows} training rows"
     points = entry.detach().to("cpu", torch.float64).numpy()
     if not np.isfinite(points).all():
@@ -987,13 +988,13 @@ def _warn_if_another_heart(checkpoint: dict, points_lps: np.ndarray, mesh_name: 
     (:func:`cardioscar.predict.meshscale.warn_if_another_heart`); a checkpoint without the sample
     (older files, the reference tool's) or with a damaged one is not checked, and says so."""
     if MESH_SAMPLE_KEY not in checkpoint:
-        logger.info("The checkpoint keeps no sample of its training mesh (written before it did): whether %s is the "
-                    "training mesh's heart is not checked", mesh_name)
+        logger.info("%s: the checkpoint keeps no sample of its training mesh (written before it did), so whether it "
+                    "is the training mesh's heart is not checked", mesh_name)
         return
     sample, problem = _checkpoint_points_or_problem(checkpoint, MESH_SAMPLE_KEY)
     if problem:
-        logger.warning("The checkpoint's %s %s: whether %s is the training mesh's heart is not checked; retrain the "
-                       "model to restore it", MESH_SAMPLE_KEY, problem, mesh_name)
+        logger.warning("%s: the checkpoint's %s %s, so whether it is the training mesh's heart is not checked; "
+                       "retrain the model to restore it", mesh_name, MESH_SAMPLE_KEY, problem)
         return
     warn_if_another_heart(sample, points_lps, mesh_name)
 

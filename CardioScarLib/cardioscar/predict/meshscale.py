@@ -106,6 +106,8 @@ MESH_SAMPLE_SIZE = 4000
 #: above it, the allowance grows with the kept sample's own node spacing (a sparse sample of a
 #: coarse mesh lies farther from a finer mesh of the same heart).
 MIN_ALLOWED_DISTANCE_MM = 3.0
+#: The allowance in node spacings of the kept sample: the same heart's meshes lay up to 1.18 of them
+#: away, EMIDEC's other patients from 1.43 (``Testing/benchmarks/ROBUSTNESS.md``).
 ALLOWED_SAMPLE_SPACINGS = 1.5
 
 
