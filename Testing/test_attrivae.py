@@ -19,9 +19,9 @@ from cardioscar.attrivae.dataset import Case, load_cases
 from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.losses import attribute_regularisation, kl_divergence
 from cardioscar.attrivae.model import Architecture, AttriVAE
-from cardioscar.attrivae.preprocess import (LabelConvention, PreparedCase, PreprocessConfig,
-                                            check_labels_fit_image, cube_to_image, lv_mask, prepare_arrays,
-                                            read_case)
+from cardioscar.attrivae.preprocess import (MAX_LGE_BLOOD_WALL_CONTRAST, LabelConvention, PreparedCase,
+                                            PreprocessConfig, blood_wall_contrast, check_labels_fit_image,
+                                            cube_to_image, lv_mask, prepare_arrays, read_case)
 from cardioscar.attrivae.synthetic import ring_labels, write_synthetic_set
 from cardioscar.attrivae.train import TrainConfig, cross_validate, encode_cases, fit_model, stratified_folds
 from cardioscar.errors import CardioScarError
@@ -240,6 +240,19 @@ def test_another_images_label_map_on_the_same_grid_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- training
+
+
+def test_the_blood_to_wall_contrast_does_not_move_with_an_offset_or_a_gain(shared_data):
+    """The cine check's statistic: a difference over the local range, so EMIDEC's stored offset
+    (about 2,000) cannot make a cine read as an LGE, as the ratio of the medians would (0.44 -> 0.98)."""
+    acdc = shared_data / "acdc_patient101"
+    image = sitk.ReadImage(str(acdc / "patient101_frame01.nii.gz"))
+    array = sitk.GetArrayFromImage(image).astype(np.float64)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(acdc / "patient101_frame01_gt.nii.gz"))).astype(np.int32)
+    convention = LabelConvention((3,), (2,))
+    contrast = blood_wall_contrast(array, labels, convention, image.GetSpacing())
+    assert contrast == pytest.approx(0.702, abs=1e-3) and contrast > MAX_LGE_BLOOD_WALL_CONTRAST
+    assert blood_wall_contrast(array * 16 + 2000, labels, convention, image.GetSpacing()) == pytest.approx(contrast)
 
 
 @pytest.fixture(scope="module")

@@ -173,6 +173,56 @@ def check_labels_fit_image(prepared: PreparedCase, convention: LabelConvention, 
                               "drawn on this image")
 
 
+#: In-plane margin (mm) of the box around the LV whose other voxels give the image's own intensity range.
+CONTRAST_SURROUND_MM = 20.0
+#: Blood-to-wall contrast (see :func:`blood_wall_contrast`) above which the image is warned about as
+#: cine-like: EMIDEC's 75 LGE stacks 0.069-0.541, ACDC 101's two cine frames 0.702 and 0.765
+#: (``Testing/benchmarks/attrivae_cine_contrast.py``); the cut sits between them.
+MAX_LGE_BLOOD_WALL_CONTRAST = 0.62
+
+
+def blood_wall_contrast(image: np.ndarray, labels: np.ndarray, convention: LabelConvention,
+                        spacing: tuple[float, float, float]) -> float:
+    """How far the cavity's median lies above the myocardium's, as a share of the intensity range
+    (5th to 95th percentile) of the tissue around the LV on its slices.
+
+    Why a share of the local range: stored intensities carry offsets (EMIDEC's sit on about 2,000,
+    its padding at 0), so no ratio of the two medians tells a cine from an LGE; a difference over a
+    range does not move with an offset or a gain. In a bright-blood cine the blood pool and the wall
+    span most of that range (ACDC 0.70-0.77); EMIDEC's LGE wall is close to its blood pool (at most
+    0.54). Voxels at the image's minimum (padding) are left out of the range."""
+    lv = lv_mask(labels, convention)
+    slices = np.nonzero(lv.any(axis=(1, 2)))[0]
+    rows, columns = np.nonzero(lv.any(axis=0))
+    margin_j, margin_i = (int(round(CONTRAST_SURROUND_MM / s)) for s in (spacing[1], spacing[0]))
+    box = (slice(slices.min(), slices.max() + 1),
+           slice(max(0, rows.min() - margin_j), rows.max() + 1 + margin_j),
+           slice(max(0, columns.min() - margin_i), columns.max() + 1 + margin_i))
+    around = image[box][~lv[box] & (image[box] > image.min())]
+    if around.size == 0:
+        return 0.0  # the LV fills its box: no surrounding tissue to compare with, nothing to tell
+    low, high = np.percentile(around, [5, 95])
+    blood = np.median(image[np.isin(labels, convention.cavity)])
+    wall = np.median(image[np.isin(labels, convention.myocardium)])
+    return float((blood - wall) / max(high - low, 1e-6))
+
+
+def warn_if_cine_like(prepared: PreparedCase, convention: LabelConvention, image_source: str) -> None:
+    """Warn when the image's blood pool and wall differ as a cine's do, not as an LGE's.
+
+    A cine given with its labels passes every check (the labels fit it) and is classified as if it
+    were an LGE: an MI probability that means nothing. Only a warning: the cut is set on one
+    centre's LGE (EMIDEC) and one cine patient (ACDC 101); a well-nulled LGE from another scanner,
+    with a darker wall than EMIDEC's, may pass the cut too."""
+    contrast = blood_wall_contrast(sitk.GetArrayFromImage(prepared.image).astype(np.float64), prepared.labels,
+                                   convention, prepared.spacing)
+    if contrast > MAX_LGE_BLOOD_WALL_CONTRAST:
+        logger.warning("%s looks like a cine, not an LGE: its blood pool lies %.2f of the surrounding intensity range "
+                       "above its myocardium (EMIDEC's LGE: at most 0.54; ACDC cine: 0.70-0.77); the model learned "
+                       "LGE, so give the LGE stack, or read this MI probability as meaningless",
+                       image_source, contrast)
+
+
 #: More distinct values than this and a "label map" is an image (EMIDEC has 5 labels, ACDC 4).
 MAX_LABEL_VALUES = 32
 #: Fewest slices the LV must lie on: the network reads a stack through the LV (EMIDEC's 75 maps: 5-10
