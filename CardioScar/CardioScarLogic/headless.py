@@ -152,10 +152,13 @@ def _header_size(path: Path) -> Optional[tuple]:
     """The voxel size an image file's header gives (header only), or None if unreadable."""
     import SimpleITK as sitk
 
+    from cardioscar.io.imageio import itk_warnings_off
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with itk_warnings_off():
+            reader.ReadImageInformation()
     except RuntimeError:
         return None
     return tuple(reader.GetSize())

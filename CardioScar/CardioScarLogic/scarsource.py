@@ -18,7 +18,7 @@ import slicer
 import vtk
 
 from cardioscar.errors import CardioScarError
-from cardioscar.io.imageio import check_spacing
+from cardioscar.io.imageio import check_spacing, itk_warnings_off
 
 from .geometry import (RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, transformed_planes_lps, volume_ijk_to_lps,
                        volume_planes_lps)
@@ -246,7 +246,8 @@ def counted_from_the_other_end(node, slice_axis: str) -> bool:
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
-        reader.ReadImageInformation()
+        with itk_warnings_off():
+            reader.ReadImageInformation()
     except RuntimeError:  # the file changed since Slicer read it: nothing to compare with
         return False
     if node.GetImageData() is None or tuple(reader.GetSize()) != tuple(node.GetImageData().GetDimensions()):
