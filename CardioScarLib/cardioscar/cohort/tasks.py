@@ -443,7 +443,8 @@ def training_config(spec: PatientSpec, threads: int = 1):
 def _fit(spec: PatientSpec, target: str, mesh, model: Path, prediction: Path, threads: int, device) -> tuple:
     """prepare -> train -> apply of one field (``target``: scar, or a scar rule's core), the model
     and its prediction written; returns (prepared data, checkpoint, inference result). Both fields
-    of a patient are trained and applied with its seed, as the README's two-model path; the core
+    of a patient are trained and applied with its seed, as the two-model path of
+    Documentation/lge-to-opencarp.md; the core
     prediction's ``scar_binary`` is its call at ``core_threshold``, where the tags cut it."""
     from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
         train_scar_model
