@@ -4,7 +4,9 @@ Prints one JSON line per case with ``preprocess.blood_wall_contrast`` (the stati
 ``attrivae predict`` warns on): every EMIDEC LGE case (75, EMIDEC labels) and every ACDC cine
 frame there is (patient 101, frames 01 and 14, ACDC labels: 3 cavity, 2 myocardium), then one
 line per group with its range and the library's cut. Also printed for comparison, per case: the
-ratio of the medians (myocardium / cavity) that moves with a stored offset.
+ratio of the medians (myocardium / cavity) that moves with a stored offset; and the cavity's
+spread (its SD over the cavity-wall contrast) that the label-fit check bounds
+(``preprocess.MAX_CAVITY_SPREAD``).
 
 Usage:
     OMP_NUM_THREADS=1 PYTHONPATH=CardioScarLib python Testing/benchmarks/attrivae_cine_contrast.py \
@@ -30,10 +32,11 @@ def _case(kind: str, name: str, image_path: Path, labels_path: Path, convention:
     image = sitk.ReadImage(str(image_path))
     array = sitk.GetArrayFromImage(image).astype(np.float64)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_path))).astype(np.int32)
-    ratio = np.median(array[np.isin(labels, convention.myocardium)]) / np.median(array[np.isin(labels, convention.cavity)])
+    cavity, wall = array[np.isin(labels, convention.cavity)], array[np.isin(labels, convention.myocardium)]
     return {"kind": kind, "case": name,
             "blood_wall_contrast": round(blood_wall_contrast(array, labels, convention, image.GetSpacing()), 3),
-            "median_ratio_wall_to_blood": round(float(ratio), 3)}
+            "median_ratio_wall_to_blood": round(float(np.median(wall) / np.median(cavity)), 3),
+            "cavity_spread": round(float(np.std(cavity) / (np.median(cavity) - np.median(wall))), 3)}
 
 
 def main() -> None:
@@ -52,8 +55,10 @@ def main() -> None:
     for kind in ("LGE", "cine"):
         values = [r["blood_wall_contrast"] for r in rows if r["kind"] == kind]
         ratios = [r["median_ratio_wall_to_blood"] for r in rows if r["kind"] == kind]
+        spreads = [r["cavity_spread"] for r in rows if r["kind"] == kind]
         print(json.dumps({"group": kind, "cases": len(values), "contrast_min": min(values),
                           "contrast_max": max(values), "ratio_min": min(ratios), "ratio_max": max(ratios),
+                          "cavity_spread_min": min(spreads), "cavity_spread_max": max(spreads),
                           "cut": MAX_LGE_BLOOD_WALL_CONTRAST,
                           "above_cut": sum(v > MAX_LGE_BLOOD_WALL_CONTRAST for v in values)}))
 
