@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ logger = logging.getLogger(__name__)
 #: ITK's warning as its output window writes it: "WARNING: In <source>, line <n>", the object's
 #: line, then a blank line.
 _ITK_WARNING = re.compile(r"WARNING: In [^\n]*, line \d+\n[^\n]*\n\n?")
+#: One redirection of stderr at a time: a cohort worker reads several patients' files in threads,
+#: and two overlapping redirections would restore stderr to the other's temporary file.
+_STDERR_LOCK = threading.RLock()
+#: Whether stderr is redirected now (by the thread holding the lock: nested reads keep it as it is).
+_STDERR_REDIRECTED = [False]
 
 
 @contextmanager
@@ -43,27 +49,33 @@ def _itk_text_dropped() -> Iterator[None]:
     off; they wrote "NiftiImageIO ... has unexpected scales in sform" three times per ACDC read
     in the batch script. Anything else said meanwhile is kept. Without a stderr descriptor (a
     Slicer without console) ITK has nowhere to write: nothing to drop."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
+    with _STDERR_LOCK:
+        if _STDERR_REDIRECTED[0]:
             yield
-        finally:
+            return
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            _STDERR_REDIRECTED[0] = True
             try:
-                sys.stderr.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            kept = _ITK_WARNING.sub("", sink.read().decode("utf-8", errors="replace"))
-            if kept:
-                os.write(2, kept.encode("utf-8"))
+                yield
+            finally:
+                _STDERR_REDIRECTED[0] = False
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                kept = _ITK_WARNING.sub("", sink.read().decode("utf-8", errors="replace"))
+                if kept:
+                    os.write(2, kept.encode("utf-8"))
 
 
 @contextmanager
