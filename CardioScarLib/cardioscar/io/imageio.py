@@ -630,14 +630,21 @@ def is_plane_file(path: str | Path) -> bool:
     folder or a file the header reader cannot read is not: the full reader refuses it in its words."""
     if Path(path).is_dir():
         return False
+    reader = read_header(path)
+    return reader is not None and reader.GetDimension() == 2
+
+
+def read_header(path: str | Path) -> sitk.ImageFileReader | None:
+    """An image file's header, read alone (size, spacing, direction, tags) without ITK's warning
+    text; None when the reader cannot read it (the caller decides what that means)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         with itk_warnings_off():
             reader.ReadImageInformation()
     except RuntimeError:
-        return False
-    return reader.GetDimension() == 2
+        return None
+    return reader
 
 
 def _checked(image: sitk.Image, source: Path, allow_plane: bool = False) -> sitk.Image:
