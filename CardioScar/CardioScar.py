@@ -572,7 +572,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             why = _("Choose a saved CardioScar model (.pth) in the box above.")
         self._applies("applySavedButton", bool(p.heartModel and found), why)
         self._applies("saveModelButton", self.logic.last_checkpoint is not None,
-                      _("Nothing trained in this session yet: run Train and apply first."))
+                      _("Nothing trained in this scene yet: run Train and apply first."))
 
     def _updateBoxesARuleReplaces(self) -> None:
         """A scar rule grades the raw LGE's myocardium pixels into the targets, so the boxes that make
@@ -1113,10 +1113,12 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._bullseye.discard()
 
     def onSceneEndClose(self, caller, event) -> None:
-        """As every panel, and the last bull's-eye and score go with the scene they were made from:
-        their labels and *Save bull's-eye* kept pointing at the closed scene's model."""
+        """As every panel, and the last bull's-eye, score and trained model go with the scene they were
+        made from: their labels and *Save bull's-eye* kept pointing at the closed scene's model, and *Save
+        model* saved the closed scene's patient's network as if it were the next patient's."""
         WorkerPanelMixin.onSceneEndClose(self, caller, event)
-        self._forgetBullseye()
+        self.logic.last_checkpoint = None
+        self._forgetBullseye()  # updates the panel: Save model and Save bull's-eye off, their tool tips saying why
         self._forgetScore()  # its figures were the closed scene's model's
 
     def _forgetBullseye(self) -> None:

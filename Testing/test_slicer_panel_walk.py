@@ -7,7 +7,8 @@ found, and fails without its fix:
   for where it was, with "Done";
 - a new result on a model kept its earlier result's AHA and channel tables, and the panel kept that
   result's bull's-eye (*Save bull's-eye* saved the old scar) and score;
-- a saved model path restored with a scene whose file is gone left *Apply a saved model* enabled.
+- a saved model path restored with a scene whose file is gone left *Apply a saved model* enabled;
+- *Save model* still saved the network trained on a closed scene's patient.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def test_a_new_result_on_the_model_drops_the_earlier_result_s_tables_bullseye_an
     """Train, then AHA segments, channels and a score of that result; train again onto the same model
     (*new model node* unticked). The AHA table (scar per segment) and the channel table of the first
     scar must not stay beside the second, nor the panel's bull's-eye (Save would save the first scar)
-    and score. Before the fix all four stayed, with nothing said."""
+    and score. Before the fix all four stayed, with nothing said. Then the scene closes (the next
+    patient): *Save model* must not offer the closed patient's network (before the fix it did)."""
     widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
     _start_training(panel)
     harness.run_to_end(widget)
@@ -124,6 +126,11 @@ def test_a_new_result_on_the_model_drops_the_earlier_result_s_tables_bullseye_an
     _start_training(panel)
     harness.run_to_end(widget)
     assert model.GetNodeReference(AHA_TABLE_REFERENCE) is not None and ui.saveBullseyeButton.enabled
+
+    # the next patient: the closed scene's network is not offered to Save model as if it were theirs
+    assert ui.saveModelButton.enabled
+    scene.Clear(0)
+    assert not ui.saveModelButton.enabled and "Nothing trained in this scene yet" in ui.saveModelButton.toolTip
 
 
 @LATEST
