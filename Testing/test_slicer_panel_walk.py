@@ -8,7 +8,8 @@ found, and fails without its fix:
 - a new result on a model kept its earlier result's AHA and channel tables, and the panel kept that
   result's bull's-eye (*Save bull's-eye* saved the old scar) and score;
 - a saved model path restored with a scene whose file is gone left *Apply a saved model* enabled;
-- *Save model* still saved the network trained on a closed scene's patient.
+- *Save model* still saved the network trained on a closed scene's patient;
+- a saved model applied onto a trained result left that training's loss curve in the plot view.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def test_a_new_result_on_the_model_drops_the_earlier_result_s_tables_bullseye_an
     """Train, then AHA segments, channels and a score of that result; train again onto the same model
     (*new model node* unticked). The AHA table (scar per segment) and the channel table of the first
     scar must not stay beside the second, nor the panel's bull's-eye (Save would save the first scar)
-    and score. Before the fix all four stayed, with nothing said. Then the scene closes (the next
+    and score; nor, once a saved model is applied onto it, the loss curve of the training before. Before
+    the fix all five stayed, with nothing said. Then the scene closes (the next
     patient): *Save model* must not offer the closed patient's network (before the fix it did)."""
     widget, ui, scene, model = panel["widget"], panel["ui"], panel["scene"], panel["model"]
     _start_training(panel)
@@ -115,10 +117,21 @@ def test_a_new_result_on_the_model_drops_the_earlier_result_s_tables_bullseye_an
     for role, table in tables.items():
         assert model.GetNodeReference(role) is None and table.GetScene() is None, role
     log = ui.logTextEdit.toPlainText()
-    assert "AHA segments" in log and "of an earlier result; they are removed" in log
+    assert "had 'phantom_mesh AHA segments', 'phantom_mesh conducting channels' of an earlier result; removed" in log
     assert ui.ahaBullseyeLabel.text == "No bull's-eye yet." and not ui.saveBullseyeButton.enabled
     assert not bullseye.exists() and ui.scoreResultsLabel.text == "No score yet."
     assert "The bull's-eye of 'phantom_mesh' described its earlier result" in log
+
+    # a saved model applied onto it: the loss curve of the training before is another network's
+    harness.QFileDialog.answer = str(tmp_path / "scar.pth")
+    ui.saveModelButton.click()
+    chart = model.GetNodeReference("CardioScarLossChart")
+    series = chart.GetPlotSeriesNode()
+    ui.outputNewModelCheckBox.checked = False
+    harness.click_to_end(widget, ui.applySavedButton)
+    assert ui.statusLabel.text.startswith("Done"), ui.statusLabel.text
+    assert model.GetNodeReference("CardioScarLossChart") is None and model.GetNodeReference("CardioScarLossTable") is None
+    assert chart.GetScene() is None and series.GetScene() is None
 
     # a result on another node (new model node ticked) leaves this model's analyses alone
     harness.click_to_end(widget, ui.computeAhaButton)

@@ -503,9 +503,11 @@ class CardioScarLogic:
             logger.warning("CardioScar: the model '%s' had %s of an earlier result's channels or core model; they are "
                            "removed (they belong to that result's scar)", model_node.GetName(), ", ".join(dropped))
         tables = results.drop_referenced_nodes(model_node, (AHA_TABLE_REFERENCE, CHANNEL_TABLE_REFERENCE))
+        if history is None:  # a saved model's prediction: the earlier training's loss curve is another network's
+            tables += results.drop_loss_plot(model_node)
         if tables:
-            logger.warning("CardioScar: the model '%s' had the table(s) %s of an earlier result; they are removed "
-                           "(they describe that result's scar: run the AHA segments or the channels again)",
+            logger.warning("CardioScar: the model '%s' had %s of an earlier result; removed (they describe that "
+                           "result's scar or network: run the AHA segments or the channels again)",
                            model_node.GetName(), ", ".join(f"'{name}'" for name in tables))
         results.keep_scar_rule(model_node, checkpoint)
         results.keep_training_targets(model_node, checkpoint)
