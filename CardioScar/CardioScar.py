@@ -13,10 +13,8 @@ PyTorch extension.
 """
 
 import contextlib
-import importlib.metadata
 import importlib.util
 import pathlib
-import re
 import shutil
 import sys
 import time
@@ -63,6 +61,7 @@ _addLibraryPath()
 from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
+from CardioScarLogic.logic import TORCH_MINIMUM, TORCH_REQUIREMENT, installed_torch_version, torch_release  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model, score_slice_rows, score_summary)
@@ -80,16 +79,6 @@ PRESET_PANEL_VALUES = {
 #: Pip requirement strings of the packages the module uses that Slicer does not ship (numpy,
 #: scipy, SimpleITK and VTK ship with Slicer; torch comes through the PyTorch extension).
 PIP_REQUIREMENTS = {"sklearn": "scikit-learn"}
-#: The oldest torch (major, minor) the library supports (CardioScarLib/pyproject.toml's torch>=2.4), and the
-#: requirement the PyTorch extension installs within.
-TORCH_MINIMUM = (2, 4)
-TORCH_REQUIREMENT = ">={}.{}".format(*TORCH_MINIMUM)
-
-
-def torchRelease(version: str) -> tuple:
-    """(major, minor) of a torch version string such as "2.5.1+cu121" or "2.4.0a0", compared with
-    TORCH_MINIMUM without importing torch (nor relying on a packaging module in Slicer's Python)."""
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
 #: Milliseconds between reads of the worker's reports.
 POLL_INTERVAL_MS = 100
 # the boxes that set up a scar rule, used with one only (CardioScarWidget._updateRuleOnlyBoxes)
@@ -420,6 +409,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._torchDeclined = False
         self._lastProgressLog = 0.0
         self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
+        # the model (node ID) the last bull's-eye and the last score describe: a new result on it outdates them
+        self._bullseyeModelId: Optional[str] = None
+        self._scoreModelId: Optional[str] = None
         ScriptedLoadableModuleWidget.__init__(self, parent)
 
     # ------------------------------------------------------------------ setup
@@ -558,13 +550,19 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """*Apply a saved model* and *Save model* are enabled when they can run, their tool tips saying
         what is missing otherwise, as every other action button's do."""
         p = self._parameterNode
+        path = p.savedModelPath.strip()
+        # a path restored with a scene may name a file moved, deleted or on another computer since
+        found = path.lower().endswith(".pth") and pathlib.Path(path).is_file()
         if not p.heartModel:
             why = _("Select the heart mesh to predict on.")
+        elif path.lower().endswith(".pth") and not found:
+            why = _("The saved model '{path}' is not there (moved, deleted, or the scene was saved on another "
+                    "computer): choose it again in the box above.").format(path=path)
         else:
             why = _("Choose a saved CardioScar model (.pth) in the box above.")
-        self._applies("applySavedButton", bool(p.heartModel and p.savedModelPath.lower().endswith(".pth")), why)
+        self._applies("applySavedButton", bool(p.heartModel and found), why)
         self._applies("saveModelButton", self.logic.last_checkpoint is not None,
-                      _("Nothing trained in this session yet: run Train and apply first."))
+                      _("Nothing trained in this scene yet: run Train and apply first."))
 
     def _updateBoxesARuleReplaces(self) -> None:
         """A scar rule grades the raw LGE's myocardium pixels into the targets, so the boxes that make
@@ -713,20 +711,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     # ------------------------------------------------------------------ dependencies
 
-    @staticmethod
-    def _installedTorchVersion() -> Optional[str]:
-        """The installed torch's version from its package metadata, or None: read without importing
-        torch (importing it in Slicer would keep its files open and block an update until restart),
-        and read from disk, so it tells an update apart from an install that changed nothing."""
-        try:
-            return importlib.metadata.version("torch")
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
     def _updateDependencies(self) -> None:
         """Show the installed torch version; the button installs one, or updates one older than the
         library supports (the PyTorch extension's pip keeps a torch that already meets it)."""
-        version = self._installedTorchVersion()
+        version = installed_torch_version()
         self.ui.torchVersionLabel.text = version or _("not installed")
         self.ui.installTorchButton.text = _("Update PyTorch") if version else _("Install PyTorch")
         self.ui.installTorchButton.toolTip = _(
@@ -756,14 +744,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         except ModuleNotFoundError:
             self._showError(_("Install the 'PyTorch' extension from the Extensions Manager and restart Slicer."))
             return
-        loaded, before = "torch" in sys.modules, self._installedTorchVersion()
+        loaded, before = "torch" in sys.modules, installed_torch_version()
         with slicer.util.WaitCursor():
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation,
                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
         self._updateDependencies()
         if torch is None:  # the user declined the extension's own confirmation
             return
-        after = self._installedTorchVersion()
+        after = installed_torch_version()
         if after == before:  # pip keeps a torch that meets the requirement: nothing to restart for
             self.ui.statusLabel.text = _("PyTorch {version} meets {requirement}: nothing was changed.").format(
                 version=after, requirement=TORCH_REQUIREMENT)
@@ -796,8 +784,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if importlib.util.find_spec("torch") is not None:
             # a torch another extension installed may be older than the library supports; Update PyTorch then
             # installs one that meets the requirement (as TotalSegmentator's module refuses one below its minimum)
-            version = self._installedTorchVersion()
-            if version is not None and torchRelease(version) < TORCH_MINIMUM:
+            version = installed_torch_version()
+            if version is not None and torch_release(version) < TORCH_MINIMUM:
                 self._showError(_("PyTorch {version} is older than the {requirement} CardioScar needs: click Update "
                                   "PyTorch in the Dependencies section, then restart Slicer.").format(
                                       version=version, requirement=TORCH_REQUIREMENT))
@@ -962,6 +950,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def _showReconstruction(self, result, output) -> None:
         """Summary, layout and the sections that analyse the newest result."""
+        self._forgetAnalysesOf(output)
         self._showResult(result, output)
         if learned_target(checkpoint=result.checkpoint) == "core":
             self._useAsCoreModel(output)
@@ -1104,13 +1093,34 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._bullseye.discard()
 
     def onSceneEndClose(self, caller, event) -> None:
-        """As every panel, and the last bull's-eye and score go with the scene they were made from:
-        their labels and *Save bull's-eye* kept pointing at the closed scene's model."""
+        """As every panel, and the last bull's-eye, score and trained model go with the scene they were
+        made from: their labels and *Save bull's-eye* kept pointing at the closed scene's model, and *Save
+        model* saved the closed scene's patient's network as if it were the next patient's."""
         WorkerPanelMixin.onSceneEndClose(self, caller, event)
+        self.logic.last_checkpoint = None
+        self._forgetBullseye()  # updates the panel: Save model and Save bull's-eye off, their tool tips saying why
+        self._forgetScore()  # its figures were the closed scene's model's
+
+    def _forgetBullseye(self) -> None:
         self._bullseye.discard()
+        self._bullseyeModelId = None
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
         self._updatePanel()  # Save bull's-eye off, its tool tip saying why
-        self.ui.scoreResultsLabel.text = _("No score yet.")  # its figures were the closed scene's model's
+
+    def _forgetScore(self) -> None:
+        self._scoreModelId = None
+        self.ui.scoreResultsLabel.text = _("No score yet.")
+
+    def _forgetAnalysesOf(self, model) -> None:
+        """A new result replaced the scar on ``model``: the last bull's-eye and score made from its earlier
+        result (*Save bull's-eye* would save that scar's image, the score section showed its Dice) go, as
+        the Logic removes that result's AHA and channel tables; the log says so."""
+        for modelId, forget, what in ((self._bullseyeModelId, self._forgetBullseye, _("bull's-eye")),
+                                      (self._scoreModelId, self._forgetScore, _("score"))):
+            if modelId is not None and modelId == model.GetID():
+                forget()
+                self._log(_("The {what} of '{name}' described its earlier result: cleared; run it again on the new "
+                            "result.").format(what=what, name=model.GetName()))
 
     def onComputeAhaButton(self) -> None:
         """AHA segments of the chosen model in a worker (or stop it): arrays and table on the model,
@@ -1147,6 +1157,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         return lambda: self._showAha(model, result)
 
     def _showAha(self, model, result) -> None:
+        self._bullseyeModelId = model.GetID()
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=self._bullseye.path)
         self._updatePanel()  # Save bull's-eye on
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
@@ -1434,6 +1445,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
     def _showScores(self, model, truth, scores: dict) -> None:
         """The figures in the status line and the log, the per-slice counts in the section."""
         summary = score_summary(scores)
+        self._scoreModelId = model.GetID()
         rows = "".join(f"<tr><td>{name}</td><td align='right'><b>{scored}</b></td><td>{skipped}</td></tr>"
                        for name, scored, skipped in score_slice_rows(scores))
         self.ui.scoreResultsLabel.text = (f"{summary}<table><tr><th>{_('slice')}</th><th>{_('scored nodes')}</th>"

@@ -194,3 +194,19 @@ def test_writing_the_inputs_shows_the_wait_cursor_and_blocks_a_second_click(pane
     assert seen == [([harness.Qt.WaitCursor], False)]
     assert widget._run is None and "missing.pth" in ui.statusLabel.text and "\n" not in ui.statusLabel.text
     assert harness.QApplication.cursors == [] and ui.predictButton.enabled
+
+
+@LATEST
+def test_a_selector_with_no_node_says_none_as_cardioscars_do(panel):
+    """Every node selector that may be left empty reads "none" (its ``noneDisplay``) in both panels:
+    Attri-VAE's Labels selector showed qMRMLNodeComboBox's default "None" beside CardioScar's
+    "none" (the last panel review)."""
+    def empty_words(widgets) -> dict:
+        return {w.name: w.noneDisplay for w in widgets if isinstance(w, harness.qMRMLNodeComboBox) and w.noneEnabled}
+
+    attrivae = empty_words(panel["ui"].__dict__.values())
+    cardioscar_ui = harness.QUiLoader().load(harness.QFile(REPO / "CardioScar" / "Resources" / "UI" / "CardioScar.ui"))
+    cardioscar = empty_words(cardioscar_ui.findChildren())
+    assert attrivae == {"labelsSelector": "none"}
+    assert cardioscar and all(words.split(" (")[0] == "none" for words in cardioscar.values())  # one adds why
+

@@ -98,6 +98,41 @@ def test_a_scar_mask_given_with_scar_labels_1_is_not_taken_for_the_myocardium(sh
     assert not _warnings(capsys.readouterr().err, "look like the myocardium")
 
 
+def _ring_map(transmural_share: float) -> np.ndarray:
+    """A one-slice map without a cavity label: a myocardial ring (2; radii 15-20 pixels) round a
+    background cavity, with a subendocardial infarct (3) all round its inner third and transmural
+    over ``transmural_share`` of the circumference."""
+    j, i = np.mgrid[-32:33, -32:33].astype(float)
+    radius, angle = np.hypot(j, i), (np.arctan2(j, i) + np.pi) / (2 * np.pi)
+    ring = (radius >= 15) & (radius <= 20)
+    scar = ring & ((radius < 17) | (angle < transmural_share))
+    return np.where(scar, 3, np.where(ring, 2, 0)).astype(float)
+
+
+def test_outer_border_leaves_out_a_cavity_without_a_label(caplog):
+    """The label-map check and the experts' scar check measure the same outer border (one function,
+    ``outer_border_share``): the heart's pixels next to the background that reaches the image's
+    edge, not the edge of a cavity left unlabelled. Counting that edge (the label-map check until
+    round 16) put this subendocardial infarct, transmural over 30 % of the circumference, on 60 %
+    of the "outer" border (warned as the myocardium) and its healthy myocardium on 40 % (not
+    warned): both wrong. Now 3 covers 30 % and 2 70 %."""
+    import logging
+
+    from cardioscar.prepare.slices import SliceLayer
+    from cardioscar.prepare.targets import outer_border_share, warn_myocardium_as_scar
+
+    values = _ring_map(0.3)
+    layers = [SliceLayer(values=values, origin=np.zeros(3), axis_i=np.array([1.0, 0, 0]), axis_j=np.array([0, 1.0, 0]),
+                         spacing=(1.0, 1.0), half_thickness=5.0, label="k=0")]
+    assert outer_border_share([values != 0], [values == 3]) == pytest.approx(0.3, abs=0.05)
+    assert outer_border_share([values == 2], [values == 2]) == 1.0  # a mask's holes are not its outer border
+    with caplog.at_level(logging.WARNING, logger="cardioscar"):
+        assert not warn_myocardium_as_scar(layers, [3])
+        assert warn_myocardium_as_scar(layers, [2])
+    assert [r.getMessage() for r in caplog.records if "look like the myocardium" in r.getMessage()] == [
+        caplog.records[-1].getMessage()] and "--scar-labels 2 make up 7" in caplog.records[-1].getMessage()
+
+
 def test_a_label_map_without_physical_spacing_is_named_by_mesh_from_labels(shared_data, tmp_path, capsys):
     """A label map saved without its spacing (an array written with an identity affine, a PNG
     stack converted) reads as 1 mm in every direction. ``mesh-from-labels`` meshed EMIDEC P010's

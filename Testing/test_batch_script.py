@@ -363,6 +363,24 @@ def test_a_file_the_readers_cannot_read_is_one_line_too(case, tmp_path, corrupt)
     assert len(lines) == 1 and "Cannot read" in lines[0] and str(bad) in lines[0], lines
 
 
+def test_a_torch_older_than_the_librarys_floor_is_one_line(case, tmp_path):
+    """The batch script trains through the Logic's ``train_and_apply``, which refuses a torch older
+    than 2.4 (as the panel does) before it reads the slices: one line, exit 2, no output. The
+    installed version is a stand-in string in torch's package metadata, not a real old torch."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [*map(str, _common(case)), "--output", str(tmp_path / "o.vtk")]
+    completed = subprocess.run(
+        [sys.executable, "-c", "import importlib.metadata as m, runpy, sys; real = m.version; "
+         "m.version = lambda name: '2.3.1+cu121' if name == 'torch' else real(name); "
+         f"sys.argv = [{str(SCRIPT)!r}, *{args!r}]; runpy.run_path(sys.argv[0], run_name='__main__')"],
+        cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PyTorch 2.3.1+cu121 is older than the >=2.4 CardioScar needs" in lines[0], lines
+    assert not (tmp_path / "o.vtk").exists()
+
+
 def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tmp_path):
     """--aha-dir with the RV insertion given as points in the mesh file's frame: the table, the
     bull's-eye and the arrays on the output mesh equal the library's on the same prediction.

@@ -95,9 +95,10 @@ def test_prepare_on_emidec_warns_on_a_scar_free_heart(shared_data, tmp_path, cas
 
 
 def test_the_warning_reads_n_sds_own_remote():
-    """The enhancement the warning reads is n-SD's border zone at 3 SD, pixel for pixel (one remote,
-    :func:`cardioscar.lge.rules.remote_region`), with the darkest sector and with the user's mask; a
-    user's mask too small for n-SD on a slice (another rule ran) gives way to the darkest sector there."""
+    """The enhancement the warning reads is n-SD's border zone at 3 SD, pixel for pixel (one remote
+    and one level, :func:`cardioscar.lge.rules.remote_reference`), with the darkest sector and with
+    the user's mask; a user's mask too small for n-SD on a slice (another rule ran) gives way to the
+    darkest sector there."""
     layers, masks = _stack(scar=True)
     values = [layer.values for layer in layers]
     remote = [ring & (np.arange(ring.shape[1])[None, :] < 28) for ring in masks]  # the ring's left part

@@ -314,6 +314,26 @@ def test_mesh_moved_off_the_slices_fails_and_leaves_the_model_unchanged(case, sc
     assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
 
 
+@pytest.mark.parametrize("version", ["2.3.1+cu121", "1.13.0"])
+def test_a_torch_older_than_the_librarys_floor_is_refused_in_one_line(case, scene, monkeypatch, version):
+    """The panel refuses a torch older than 2.4 (the library's floor) before a run; the Python
+    console and the batch script reach training through ``train_and_apply``, which refuses it the
+    same way, in one line naming the version and how to update, before any input is read. The
+    installed version is a stand-in string (torch's package metadata), not a real old torch."""
+    import importlib.metadata
+
+    context, volume, model = scene
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: version if name == "torch" else real_version(name))
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(CardioScarError) as error:
+        logic.train_and_apply(volume, model, _options(case))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"PyTorch {version} is older than the >=2.4 CardioScar needs")
+    assert 'pip install "torch>=2.4"' in message and "Update PyTorch" in message
+    assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
+
+
 def test_cancel_leaves_the_model_as_it_was(case, scene):
     context, volume, model = scene
     display = model.GetDisplayNode()

@@ -10,6 +10,10 @@ Testing/slicer_widget_harness.py (what it cannot prove is written there).
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -93,3 +97,48 @@ def test_the_widget_harness_removes_its_launcher_folder(temporary):
     finally:
         harness.uninstall(saved)
     assert _left(temporary) == before
+
+
+def _scene_process(folder: Path, scenes: int, wait: bool) -> subprocess.Popen:
+    """A Python process that makes ``scenes`` headless scenes with ``folder`` as its system
+    temporary folder, prints how many entries the folder then holds, and (``wait``) waits for its
+    stdin to close before it ends normally."""
+    code = ("import os, sys, tempfile, CardioScarLogic as csl\n"
+            f"contexts = [csl.create_scene() for _ in range({scenes})]\n"
+            "print(len(os.listdir(tempfile.gettempdir())), flush=True)\n"
+            + ("sys.stdin.read()\n" if wait else ""))
+    env = {**os.environ, "TMPDIR": str(folder),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "CardioScarLib"), str(REPO / "CardioScar")])}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+
+
+def test_headless_scenes_share_one_home_that_goes_with_the_process(tmp_path, monkeypatch):
+    """Every headless scene of a process shares one private Colors home (``cardioscar-mrml-<pid>-*``),
+    removed when the process ends; a process killed before its exit handlers leaves its one home,
+    and the next process's first scene removes it, leaving a running process's home alone. Before,
+    each scene made its own folder and a process that did not end normally (a killed batch, an
+    xdist worker ended by ``os._exit``) left them all (~90 in /tmp after one test run)."""
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    running, killed = _scene_process(folder, 2, wait=True), _scene_process(folder, 3, wait=True)
+    try:
+        assert int(running.stdout.readline()) >= 1 and int(killed.stdout.readline()) >= 1
+        homes = {int(name.split("-")[2]) for name in _left(folder)}
+        assert homes == {running.pid, killed.pid}, "one home per process, whatever its number of scenes"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        assert len(_left(folder)) == 2, "a killed process runs no exit handler"
+        # this process's first scene from now on, as a later batch's would be
+        monkeypatch.setattr(tempfile, "tempdir", str(folder))
+        monkeypatch.setattr(csl.headless, "_HOME", None)
+        csl.create_scene()
+        assert {int(name.split("-")[2]) for name in _left(folder)} == {running.pid, os.getpid()}, \
+            "the killed one's home went, the running one's stayed"
+        shutil.rmtree(csl.headless._HOME)
+    finally:
+        for process in (running, killed):
+            if process.poll() is None:
+                process.communicate(timeout=60)  # closing stdin ends it normally
+    assert running.returncode == 0 and _left(folder) == []
+

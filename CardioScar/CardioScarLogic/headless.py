@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -48,6 +49,48 @@ class MRMLContext:
 
 _CONTEXTS: list[MRMLContext] = []
 
+#: Prefix of the private home folder (``<prefix><pid>-<random>``) that the headless scenes' Colors
+#: logic reads its optional colour files from; the process id lets a later process remove the folder
+#: of one that ended without running its exit handlers (killed, or ended by ``os._exit``).
+HOME_PREFIX = "cardioscar-mrml-"
+_HOME: Optional[Path] = None
+
+
+def _process_home() -> Path:
+    """This process's private home (with an empty ``share/ColorFiles``), made at its first scene and
+    shared by every later one, removed when the process ends.
+
+    Why one per process, not one per scene: a process that does not end normally runs no exit
+    handler (a killed batch or test run; a pytest-xdist worker, which execnet ends with
+    ``os._exit`` when its tests do not stop within 15 s of the controller closing) and left every
+    scene's folder: a test run makes hundreds of scenes per worker, and the build machine's /tmp
+    held ~90, all made within 13 minutes. Such a process now leaves one folder, which the next
+    process's first scene removes (the folders whose process id no longer runs); a folder removed
+    under a running process (by one that cannot see its id) is made again at its next scene."""
+    global _HOME
+    if _HOME is not None and _HOME.is_dir():
+        return _HOME
+    _remove_homes_of_ended_processes(Path(tempfile.gettempdir()))
+    home = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-"))
+    (home / "share" / "ColorFiles").mkdir(parents=True)
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    _HOME = home
+    return home
+
+
+def _remove_homes_of_ended_processes(folder: Path) -> None:
+    """Remove the homes in ``folder`` whose process (the id in the name) no longer runs."""
+    for home in folder.glob(f"{HOME_PREFIX}*-*"):
+        match = re.fullmatch(re.escape(HOME_PREFIX) + r"(\d+)-\w+", home.name)
+        if match is None or not home.is_dir():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(home, ignore_errors=True)
+        except (PermissionError, OverflowError):  # another user's process runs under that id
+            continue
+
 
 def in_slicer_application() -> bool:
     """True inside the full Slicer application (GUI or ``--no-main-window``)."""
@@ -64,9 +107,7 @@ def create_scene() -> MRMLContext:
     app_logic.SetMRMLScene(scene)
     # The Colors logic looks for optional colour files under <home>/<share>/ColorFiles and logs
     # an error when these folders are not set; an empty private folder keeps batch output clean.
-    home = Path(tempfile.mkdtemp(prefix="cardioscar-mrml-"))
-    (home / "share" / "ColorFiles").mkdir(parents=True)
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    home = _process_home()
     app_logic.SetHomeDirectory(str(home))
     app_logic.SetShareDirectory("share")
     app_logic.SetTemporaryPath(str(home))

@@ -14,7 +14,9 @@ Slicer module (or this package) never imports torch; the panel can offer to inst
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,9 @@ from cardioscar.prepare.slices import RECORDED
 from cardioscar.simulation.opencarp import drop_earlier_result_fields, drop_stale_tissue_tags
 
 from . import results
-from .aha import AhaInputs
+from .aha import AHA_TABLE_REFERENCE, AhaInputs
 from .acquisition import check_slices_where_acquired
+from .channels import CHANNEL_TABLE_REFERENCE
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import check_file_of_node, color_logic_for
 from .myocardium import masks_from_node, restrict_targets
@@ -44,6 +47,41 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[object], None]  # receives cardioscar.fit.training.TrainingProgress
 CancelHook = Callable[[], bool]
+
+#: The oldest torch (major, minor) the library supports (CardioScarLib/pyproject.toml's torch>=2.4), and the
+#: requirement the panel's PyTorch extension installs within. The panel refuses an older torch before a run;
+#: :meth:`CardioScarLogic.train_and_apply` (the Python console, the batch script) refuses it too.
+TORCH_MINIMUM = (2, 4)
+TORCH_REQUIREMENT = ">={}.{}".format(*TORCH_MINIMUM)
+
+
+def torch_release(version: str) -> tuple:
+    """(major, minor) of a torch version string such as "2.5.1+cu121" or "2.4.0a0", compared with
+    TORCH_MINIMUM without importing torch (nor relying on a packaging module in Slicer's Python)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
+
+
+def installed_torch_version() -> Optional[str]:
+    """The installed torch's version from its package metadata, or None: read without importing
+    torch (importing it in Slicer would keep its files open and block an update until restart),
+    and read from disk, so it tells an update apart from an install that changed nothing."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_torch_version() -> None:
+    """Refuse an installed torch older than TORCH_MINIMUM in one line, before any input is read.
+
+    Why: another extension may have installed an older torch in Slicer's Python; the library's
+    training then failed deep inside torch (or ran on behaviour it was not tested with). The panel
+    has refused it since round 12; the console and the batch script reach training here."""
+    version = installed_torch_version()
+    if version is not None and torch_release(version) < TORCH_MINIMUM:
+        raise CardioScarError(f"PyTorch {version} is older than the {TORCH_REQUIREMENT} CardioScar needs: update it "
+                              "(in Slicer: Update PyTorch in the CardioScar module's Dependencies section, then restart "
+                              f"Slicer; elsewhere: pip install \"torch{TORCH_REQUIREMENT}\")")
 
 
 @dataclass
@@ -302,12 +340,14 @@ class CardioScarLogic:
         or segmentations with the named segments (:mod:`CardioScarLogic.rulemasks`).
 
         Raises:
-            CardioScarError: a one-line, actionable problem with the inputs or options.
+            CardioScarError: a one-line, actionable problem with the inputs or options, or a torch
+                older than :data:`TORCH_MINIMUM`.
             cardioscar.errors.TrainingCancelled: ``should_cancel()`` returned True (nothing written).
         """
         from cardioscar.fit.devices import describe_device, resolve_device
         from cardioscar.logic import train_scar_model
 
+        check_torch_version()
         with verb_of_the_work("prepare"):
             run = self.prepare_training(scar_node, model_node, options, myocardium_mask,
                                         blood_pool_node=blood_pool_node, remote_node=remote_node)
@@ -474,6 +514,12 @@ class CardioScarLogic:
         if model_node.GetScene() is not self.scene:  # the panel pumps events during a run: the user may delete it
             raise CardioScarError(f"The model '{model_node.GetName()}' was removed from the scene during the run: "
                                   "nothing was written; choose a heart mesh and run again.")
+        if not np.array_equal(model_points_lps(model_node), points):
+            # the slices were mapped onto the nodes where they were when the run read them: moved since (a
+            # transform changed, the points edited), the field would be written for a placement no longer shown
+            raise CardioScarError(f"The model '{model_node.GetName()}' moved during the run (its points or its "
+                                  "transform changed): the slices were mapped onto it where it was; nothing was "
+                                  "written; run it again on the model as it is now.")
         binary = inference.binary_predictions
         # without a threshold the binary field of an earlier run is removed (None), not left beside
         # a probability it no longer matches
@@ -495,6 +541,13 @@ class CardioScarLogic:
         if dropped:
             logger.warning("CardioScar: the model '%s' had %s of an earlier result's channels or core model; they are "
                            "removed (they belong to that result's scar)", model_node.GetName(), ", ".join(dropped))
+        tables = results.drop_referenced_nodes(model_node, (AHA_TABLE_REFERENCE, CHANNEL_TABLE_REFERENCE))
+        if history is None:  # a saved model's prediction: the earlier training's loss curve is another network's
+            tables += results.drop_loss_plot(model_node)
+        if tables:
+            logger.warning("CardioScar: the model '%s' had %s of an earlier result; removed (they describe that "
+                           "result's scar or network: run the AHA segments or the channels again)",
+                           model_node.GetName(), ", ".join(f"'{name}'" for name in tables))
         results.keep_scar_rule(model_node, checkpoint)
         results.keep_training_targets(model_node, checkpoint)
         legend = results.show_field(model_node, results.PROBABILITY, self.color_logic)

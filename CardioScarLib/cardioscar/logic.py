@@ -32,7 +32,8 @@ from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES,
                                   read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import check_inside_training_box, check_same_scale, node_spacing
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
-                                   read_mask_image, restrict_to_myocardium, warn_normalised_mesh_mostly_scar)
+                                           read_mask_image, restrict_to_myocardium, warn_normalised_mesh_mostly_scar,
+                                           warn_scar_map_on_the_mesh)
 from cardioscar.fit.normalization import fit_scaler, normalize
 from cardioscar.prepare.partial_volume import DEFAULT_MIN_COVERAGE, correct_targets, myocardial_coverage, require_volumetric
 from cardioscar.shape_prior import ShapePrior, build_shape_prior
@@ -423,6 +424,8 @@ def prepare_from_slices(
         # without a myocardium the mesh's own pixels are the myocardium's: EMIDEC P001's raw PSIR stack
         # normalised trained 99.98 % of its 72,359 rows as scar, exit 0, without a word (round 15)
         warn_normalised_mesh_mostly_scar(mapping.group_values)
+    elif not myocardium_given:
+        warn_scar_map_on_the_mesh(slices, mapping.group_values)
     coverage = np.zeros(0, dtype=np.float64)
     if coverage_mesh is not None:
         dataset, space = (coverage_mesh.dataset, coverage_mesh.space) if isinstance(coverage_mesh, Mesh) else (coverage_mesh, "LPS")
@@ -573,6 +576,10 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
     except Exception as exc:  # numpy raises several types for damaged archives
         raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__}).") from exc
     missing = [key for key in _REQUIRED_NPZ_KEYS if key not in arrays]
+    if missing and any(key.endswith("data.pkl") for key in arrays):
+        # a torch checkpoint is a zip too, so numpy opened it and listed its hundred entries (round 16)
+        raise CardioScarError(f"Training data {path} is a PyTorch checkpoint (a trained model), not training data: "
+                              "give the .npz that `cardioscar prepare` wrote (the model goes to apply --model)")
     if missing:
         raise CardioScarError(
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."

@@ -2,7 +2,7 @@
 
 ``prepare --scar-rule ... --expert-scar-labels`` warns (round 15 of the bad-input review) when the
 labels cover over half of the myocardium's outer border (its pixels next to the outside, not the
-cavity: :func:`cardioscar.lge.prepare.epicardial_share`), as ``--scar-labels`` has since round 7 on
+cavity: :func:`cardioscar.prepare.targets.outer_border_share`), as ``--scar-labels`` has since round 7 on
 the label map. This prints, on EMIDEC's 52 infarct maps (myocardium 2,3,4 on every slice), the share
 for the right scar labels 3,4 and for the healthy myocardium 2 given as the scar.
 
@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from cardioscar.lge.prepare import epicardial_share
-from cardioscar.prepare.targets import EPICARDIAL_SCAR_SHARE
+from cardioscar.prepare.targets import EPICARDIAL_SCAR_SHARE, outer_border_share
 from remote_mask_emidec import emidec_arguments, write_rows
 
 
@@ -25,7 +24,7 @@ def main(root: Path, out: Path | None) -> None:
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         myocardium = list(np.isin(labels, (2, 3, 4)))
         rows.append({"case": path.parent.parent.name,
-                     **{name: round(epicardial_share(myocardium, list(np.isin(labels, scar))), 4)
+                     **{name: round(outer_border_share(myocardium, list(np.isin(labels, scar))), 4)
                         for name, scar in (("scar_3_4", (3, 4)), ("swapped_2", (2,)))}})
     for name in ("scar_3_4", "swapped_2"):
         values = np.array([r[name] for r in rows])

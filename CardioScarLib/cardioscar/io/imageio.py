@@ -440,9 +440,12 @@ def check_image_file(path: str | Path) -> None:
     * sform and qform that place the image apart (see :func:`_check_one_placement`);
     * (a warning, once per file) an sform whose voxel size is not pixdim's (:func:`_note_sform_scales`);
     * NaN or infinite float voxels: ITK's NIfTI reader turns them into 0, "no scar".
-    Other formats need no check here (ITK reports their damage, and NaN reaches our own check).
+    Other formats need no check here (ITK reports their damage, and NaN reaches our own check),
+    but for every format the header's direction matrix is checked (:func:`check_direction`): Slicer
+    takes a direction's scale as the spacing.
     """
     source = Path(path)
+    _check_header_direction(source)
     name = source.name.lower()
     pair = _nifti_pair(source)
     header_file, data_file = pair or (source, None)
@@ -471,6 +474,29 @@ def check_image_file(path: str | Path) -> None:
     if length < layout.data_end:
         raise CardioScarError(f"Cannot read image {data_file or source}: it is truncated ({length} of the "
                               f"{layout.data_end} bytes its header describes); copy it again")
+
+
+def read_header(path: str | Path) -> sitk.ImageFileReader | None:
+    """The image file's header, read alone (size, spacing, direction, tags) without ITK's warning
+    text, or None for a folder or a file the header reader cannot read (the full reader then
+    refuses it in its own words; the Slicer Logic's header checks then leave the node alone)."""
+    if not Path(path).is_file():
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with itk_warnings_off():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return reader
+
+
+def _check_header_direction(source: Path) -> None:
+    """:func:`check_direction` on the direction ``source``'s header gives (header only)."""
+    header = read_header(source)
+    if header is not None:
+        check_direction(header.GetDirection(), source.name)
 
 
 def _is_nifti2(source: Path) -> bool:
@@ -628,23 +654,8 @@ def is_plane_file(path: str | Path) -> bool:
     """Whether an image file holds a 2D image, its header read alone (a mask drawn on one slice,
     placed on the chosen slice it fits: :func:`cardioscar.prepare.myocardium.plane_on_slice`). A
     folder or a file the header reader cannot read is not: the full reader refuses it in its words."""
-    if Path(path).is_dir():
-        return False
-    reader = read_header(path)
-    return reader is not None and reader.GetDimension() == 2
-
-
-def read_header(path: str | Path) -> sitk.ImageFileReader | None:
-    """An image file's header, read alone (size, spacing, direction, tags) without ITK's warning
-    text; None when the reader cannot read it (the caller decides what that means)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        with itk_warnings_off():
-            reader.ReadImageInformation()
-    except RuntimeError:
-        return None
-    return reader
+    header = read_header(path)
+    return header is not None and header.GetDimension() == 2
 
 
 def _checked(image: sitk.Image, source: Path, allow_plane: bool = False) -> sitk.Image:
@@ -661,6 +672,7 @@ def _checked(image: sitk.Image, source: Path, allow_plane: bool = False) -> sitk
         raise CardioScarError(f"Image {source.name} is {image.GetDimension()}D with size {image.GetSize()}; it must "
                               "be a 3D volume with N slices")
     check_spacing(image.GetSpacing(), source.name)
+    check_direction(image.GetDirection(), source.name)
     return image
 
 
@@ -675,6 +687,35 @@ def check_spacing(spacing, name: str) -> None:
         if not (math.isfinite(size) and size >= MIN_SPACING_MM):
             raise CardioScarError(f"Image {name}: its voxel spacing along {axis} is {size:g} mm, not a plausible voxel "
                                   f"size (at least {MIN_SPACING_MM:g} mm): fix the file's spacing")
+
+
+#: How far a direction column's length may be from 1, and two columns' dot product from 0. Scanner
+#: and NIfTI (qform) directions are orthonormal to about 1e-6; a header whose direction holds a scale
+#: or a shear is no scanner's, and SimpleITK reads it without a word.
+DIRECTION_TOLERANCE = 1e-2
+_FIX_DIRECTION = "fix the file's direction (MHA TransformMatrix, NRRD space directions, NIfTI sform/qform)"
+
+
+def check_direction(direction, name: str) -> None:
+    """Refuse a direction matrix whose columns are not unit vectors at right angles.
+
+    Why: ITK places voxel (i, j, k) at origin + direction @ (spacing * index) and accepts any
+    invertible matrix, so a header whose direction carries the spacing again (an MHA
+    ``TransformMatrix`` of 2s, a converter that wrote direction * spacing) put the phantom's stack
+    twice as far apart and was refused only later as "no scar pixel reaches a mesh node", sending the
+    user to the mesh; a shear tilts every slice."""
+    size = int(round(math.sqrt(len(direction))))
+    matrix = np.asarray(direction, dtype=np.float64).reshape(size, size)
+    lengths = np.linalg.norm(matrix, axis=0)
+    if not np.all(np.isfinite(matrix)) or np.abs(lengths - 1.0).max() > DIRECTION_TOLERANCE:
+        raise CardioScarError(f"Image {name}: its direction matrix's columns have lengths "
+                              f"{', '.join(f'{v:.4g}' for v in lengths)}, not 1 (a scale belongs in the spacing): "
+                              f"{_FIX_DIRECTION}")
+    products = np.abs(matrix.T @ matrix - np.eye(size))
+    if products.max() > DIRECTION_TOLERANCE:
+        raise CardioScarError(f"Image {name}: its direction matrix's columns are not at right angles (largest dot "
+                              f"product {products.max():.3g}): a sheared header: "
+                              f"{_FIX_DIRECTION}")
 
 
 def image_summary(image: sitk.Image) -> str:

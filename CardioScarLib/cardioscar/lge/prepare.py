@@ -34,7 +34,7 @@ import SimpleITK as sitk
 from ..io.checks import check_label_list, whole_labels
 from ..errors import CardioScarError
 from ..prepare.myocardium import check_mask_slices
-from ..prepare.targets import EPICARDIAL_SCAR_SHARE
+from ..prepare.targets import EPICARDIAL_SCAR_SHARE, outer_border_share
 from ..prepare.slices import SliceLayer
 from .mask_fit import check_mask_on_lge
 from .scar_spread import check_scar_spread
@@ -282,37 +282,13 @@ def check_expert_masks(request: ScarRuleRequest, expert: ExpertMasks, myocardium
     if expert.core is not None and not any((m & e).any() for m, e in zip(myocardium, expert.core)):
         logger.info("--expert-core-labels %s match no pixel on the chosen slices (no no-reflow drawn): the core is "
                     "the rule's alone", _listed(request.expert_core_labels))
-    share = epicardial_share(myocardium, expert.scar)
+    share = outer_border_share(myocardium, expert.scar)
     if share > EPICARDIAL_SCAR_SHARE:
         logger.warning("--expert-scar-labels %s make up %.0f %% of the myocardium's outer border (its pixels next to "
                        "the outside, not the cavity): they look like the healthy myocardium, not scar (an infarct "
                        "reaches the outer border only where it is transmural; EMIDEC's scar labels 3,4 hold under "
                        "40 %%), and the rest of the myocardium is graded as healthy: check the map's numbering "
                        "(EMIDEC: scar 3,4, myocardium 2,3,4)", _listed(request.expert_scar_labels), 100 * share)
-
-
-def epicardial_share(myocardium: Sequence[np.ndarray], scar: Sequence[np.ndarray]) -> float:
-    """The share of the myocardium's outer border (its pixels 4-adjacent to the region outside it
-    that reaches the image's edge, so not the enclosed cavity) that ``scar`` covers, over all slices.
-
-    Why: ``--expert-scar-labels 2`` on an EMIDEC map (its healthy myocardium, numbers swapped) graded
-    the healthy wall as the experts' scar and left the infarct healthy (P001: 48 % of the rows scar
-    for 52 %), exit 0; ``--scar-labels 2`` has been warned about since round 7 by the same measure
-    on the label map (:data:`~cardioscar.prepare.targets.EPICARDIAL_SCAR_SHARE`)."""
-    from scipy import ndimage
-
-    border = covered = 0
-    for myo, own in zip(myocardium, scar):
-        myo = np.asarray(myo, bool)
-        if not myo.any():
-            continue
-        parts, _ = ndimage.label(~myo)
-        edge = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
-        outside = np.isin(parts, edge[edge > 0])
-        outer = myo & ndimage.binary_dilation(outside)
-        border += int(outer.sum())
-        covered += int((outer & np.asarray(own, bool)).sum())
-    return covered / border if border else 0.0
 
 
 def remote_outside_expert_scar(remote: list[np.ndarray], healthy: list[np.ndarray], myocardium: list[np.ndarray],

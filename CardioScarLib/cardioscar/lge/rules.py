@@ -448,22 +448,48 @@ def remote_region(values: np.ndarray, myocardium: np.ndarray, remote: np.ndarray
     return region, f"darkest of {N_SECTORS} sectors{outside} (sector {sector})"
 
 
+@dataclass(frozen=True)
+class RemoteReference:
+    """n-SD's reference of healthy myocardium on one slice: the remote region's mean and SD, its
+    pixel count, and where the region came from (:func:`remote_region`). NaN mean and SD for an
+    empty region, which n-SD refuses and the scar-free warning reads as no enhancement."""
+
+    mean: float
+    sd: float
+    pixels: int
+    source: str
+
+    def level(self, n_sd: float) -> float:
+        """The intensity ``n_sd`` SDs above the remote mean: n-SD's border and core levels and the
+        scar-free warning's cut, computed here once so that they stay the same numbers."""
+        return self.mean + n_sd * self.sd
+
+
+def remote_reference(values: np.ndarray, myocardium: np.ndarray, remote: np.ndarray | None = None,
+                     search_in: np.ndarray | None = None) -> RemoteReference:
+    """The statistics of n-SD's remote on one slice (arguments as :func:`remote_region`)."""
+    region, source = remote_region(values, myocardium, remote, search_in)
+    pixels = values[region]
+    if not pixels.size:
+        return RemoteReference(float("nan"), float("nan"), 0, source)
+    return RemoteReference(float(pixels.mean()), float(pixels.std()), int(pixels.size), source)
+
+
 def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: np.ndarray | None,
          border: float, core: float, where: str, reference: np.ndarray) -> Levels:
-    region, source = remote_region(values, myo, remote, reference)
-    reference = values[region]
-    if reference.size < MIN_REFERENCE_PIXELS:
-        raise CardioScarError(f"The remote region on {where} has {reference.size} myocardial pixels (need >= "
+    remote_stats = remote_reference(values, myo, remote, reference)
+    if remote_stats.pixels < MIN_REFERENCE_PIXELS:
+        raise CardioScarError(f"The remote region on {where} has {remote_stats.pixels} myocardial pixels (need >= "
                               f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium, or leave "
                               "out a slice of so little myocardium (--slice-indices)")
-    mean, sd = float(reference.mean()), float(reference.std())
-    if sd == 0:
+    if remote_stats.sd == 0:
         raise CardioScarError(f"The remote region on {where} has one intensity in all "
-                              f"{reference.size} pixels (SD 0); n-SD needs a noisy healthy region: give the raw LGE as "
+                              f"{remote_stats.pixels} pixels (SD 0); n-SD needs a noisy healthy region: give the raw LGE as "
                               "the scanner stored it (not a label map, a mask, or an image reduced to a few grey "
                               "levels), and check the remote mask")
-    return (mean + border * sd, mean + core * sd,
-            {"remote": source, "remote_mean": mean, "remote_sd": sd, "remote_pixels": int(reference.size)})
+    return (remote_stats.level(border), remote_stats.level(core),
+            {"remote": remote_stats.source, "remote_mean": remote_stats.mean, "remote_sd": remote_stats.sd,
+             "remote_pixels": remote_stats.pixels})
 
 
 def _enhanced(values: np.ndarray, reference: np.ndarray, peak: float, record: dict) -> bool:

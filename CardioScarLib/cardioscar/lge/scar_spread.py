@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..prepare.slices import SliceLayer
-from .rules import BORDER, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, remote_region
+from .rules import BORDER, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, remote_reference
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def enhanced_pixels(values: Sequence[np.ndarray], myocardium: Sequence[np.ndarra
                     remote: Sequence[np.ndarray] | None = None, n_sd: float = REFERENCE_SD) -> list[np.ndarray]:
     """Per slice, the myocardial pixels above the remote mean + ``n_sd`` SD: n-SD's border zone at
     ``n_sd``, read whatever rule graded the scar so that one cut serves every rule. The remote is
-    n-SD's own (:func:`~cardioscar.lge.rules.remote_region`): the user's mask, else the darkest
+    n-SD's own, and so its level (:func:`~cardioscar.lge.rules.remote_reference`): the user's mask, else the darkest
     sector; on a slice where the user's mask holds fewer myocardial pixels than n-SD accepts
     (another rule ran, which does not read it), the darkest sector."""
     called = []
@@ -83,8 +83,7 @@ def enhanced_pixels(values: Sequence[np.ndarray], myocardium: Sequence[np.ndarra
         own = None if remote is None else np.asarray(remote[k], bool)
         if own is not None and (own & myo).sum() < MIN_REFERENCE_PIXELS:
             own = None
-        reference = image[remote_region(image, myo, own)[0]]
-        called.append(myo & (image > reference.mean() + n_sd * reference.std()))
+        called.append(myo & (image > remote_reference(image, myo, own).level(n_sd)))
     return called
 
 

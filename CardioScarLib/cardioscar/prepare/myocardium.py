@@ -492,6 +492,33 @@ def warn_normalised_mesh_mostly_scar(pixel_values: np.ndarray) -> float:
                                         "of the pixels the mesh's nodes lie on (no myocardium mask or labels given)")
 
 
+def warn_scar_map_on_the_mesh(layers: Sequence[SliceLayer], pixel_values: np.ndarray) -> None:
+    """Warn about a scar map (targets in [0, 1], no myocardium given) that holds no scar on the
+    chosen slices, or that is scar on over :data:`NORMALISED_SCAR_WARNING` of the pixels the mesh's
+    nodes lie on (the wall's pixels, when the mesh is the heart's wall).
+
+    Why (round 16): an all-zero map (another field exported, a probability scaled below 0.5) trained
+    a scar-free heart, and an inverted map (1 - scar: healthy wall 1, infarct 0) or the myocardium's
+    mask given as the scar map trained the whole wall as scar, both exit 0 without a word. Either may
+    be real (a scar-free patient; a near-transmural global infarct), so warnings: no EMIDEC expert
+    label covers more than 52 % of the myocardium."""
+    largest = max((float(np.nanmax(layer.values)) for layer in layers if np.isfinite(layer.values).any()),
+                  default=float("nan"))
+    if not largest >= 0.5:
+        logger.warning("No pixel of the chosen slices is scar (target >= 0.5; the largest value is %.3g): the model "
+                       "will call the whole heart healthy; if this patient has scar, check the scar map (another field "
+                       "of the file, a probability scaled below 0.5, or the wrong slices)", largest)
+        return
+    values = np.asarray(pixel_values, float)
+    values = values[np.isfinite(values)]
+    share = float((values >= 0.5).mean()) if values.size else 0.0
+    if share > NORMALISED_SCAR_WARNING:
+        logger.warning("%.0f%% of the pixels the mesh's nodes lie on are scar (target >= 0.5), more than any EMIDEC "
+                       "expert label covers (52%% of the myocardium): is the scar map inverted (1 - scar), or the "
+                       "myocardium's mask given as the scar map? The model would call most of the wall scar",
+                       100 * share)
+
+
 def _warn_normalised_mostly_scar(values: np.ndarray, of_what: str) -> float:
     values = values[np.isfinite(values)]
     share = float((values >= 0.5).mean()) if values.size else 0.0

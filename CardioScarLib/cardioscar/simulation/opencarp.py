@@ -313,6 +313,12 @@ def write_opencarp(mesh: Mesh, tags: TissueTags, prefix: str | Path, units: str 
     check_prefix(prefix)
     prefix = Path(prefix)
     points, frame = coordinates(mesh, space, units)
+    if units == "mm":
+        # openCARP has no unit setting for a mesh: it reads .pts as micrometres, so a heart written in
+        # mm is simulated 1,000 times too small (its activation times scaled by the same), exit 0 (round 16)
+        logger.warning("--units mm: %s.pts holds millimetres, but openCARP reads .pts as micrometres, so it would "
+                       "simulate this heart 1,000 times too small; write --units um (the default) unless the file is "
+                       "for a tool that reads millimetres", prefix.name)
     texts = {".pts": "\n".join([str(len(points))] + [f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in points]) + "\n"}
     elements = _element_lines(mesh, tags.element_tags)
     texts[".elem"] = "\n".join([str(len(elements))] + elements) + "\n"
