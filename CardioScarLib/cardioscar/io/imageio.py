@@ -438,7 +438,7 @@ def check_image_file(path: str | Path) -> None:
     * a file that ends before its voxel data does (an interrupted copy): ITK fills zeros;
     * pixdim[1..3] zero, negative or NaN: ITK substitutes 1 mm or flips the axis;
     * sform and qform that place the image apart (see :func:`_check_one_placement`);
-    * (a warning, once per file) an sform whose voxel size is not pixdim's (:func:`_note_sform_scales`);
+    * (an INFO line, once per file) an sform whose voxel size is not pixdim's (:func:`_note_sform_scales`);
     * NaN or infinite float voxels: ITK's NIfTI reader turns them into 0, "no scar".
     Other formats need no check here (ITK reports their damage, and NaN reaches our own check),
     but for every format the header's direction matrix is checked (:func:`check_direction`): Slicer
@@ -611,7 +611,9 @@ def _note_sform_scales(layout: _NiftiLayout, source: Path) -> None:
     EMIDEC's files: a unit-scale sform over 1.6 x 1.6 x 10 mm voxels), and what it means: ITK, so
     this library and Slicer, take the voxel size from pixdim, the orientation and origin from the
     sform when its axes are orthonormal and there is no qform or the sform is the scanner's (code
-    1), else from the qform; a tool that takes the whole affine from the sform sees other voxels."""
+    1), else from the qform; a tool that takes the whole affine from the sform sees other voxels.
+    Logged at INFO, not as a warning: the file is read as Slicer reads it, so there is nothing to fix,
+    and a warning would land in every EMIDEC or ACDC patient's row of a cohort's warnings."""
     if layout.sform is None or len(layout.pixdim) < 3 or source.resolve() in _SFORM_NOTED:
         return
     scales = np.linalg.norm(layout.sform[:, :3], axis=0)
@@ -624,7 +626,7 @@ def _note_sform_scales(layout: _NiftiLayout, source: Path) -> None:
                  else "the qform" if layout.qform is not None else "no transform (ITK refuses it)")
     sform_mm = " x ".join(f"{v:.4g}" for v in scales)
     pixdim_mm = " x ".join(f"{v:.4g}" for v in layout.pixdim[:3])
-    logger.warning("Image %s: its NIfTI sform gives %s mm voxels, pixdim %s mm; read with pixdim's voxel size and "
+    logger.info("Image %s: its NIfTI sform gives %s mm voxels, pixdim %s mm; read with pixdim's voxel size and "
                    "%s's orientation and origin (as ITK and Slicer read it); a tool that takes the voxel size from "
                    "the sform would see %s mm voxels", source.name, sform_mm, pixdim_mm, placed_by, sform_mm)
 
