@@ -83,7 +83,7 @@ def itk_warnings_off() -> Iterator[None]:
     """ITK's multi-line WARNING blocks off while a file is read, SimpleITK's and (Slicer's
     storage nodes) the bundled ITK's: what they report that matters (bad spacing, NaN voxels, a
     cut file) is refused beforehand in one line by :func:`check_image_file`, and an sform's
-    unexpected scales are said there once per file, as a one-line warning."""
+    unexpected scales are said there once per file, in one INFO line."""
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
