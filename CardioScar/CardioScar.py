@@ -409,6 +409,9 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._torchDeclined = False
         self._lastProgressLog = 0.0
         self._bullseye = KeptFile("cardioscar-aha-", "aha_bullseye.png")  # the last bull's-eye, until replaced
+        # the model (node ID) the last bull's-eye and the last score describe: a new result on it outdates them
+        self._bullseyeModelId: Optional[str] = None
+        self._scoreModelId: Optional[str] = None
         ScriptedLoadableModuleWidget.__init__(self, parent)
 
     # ------------------------------------------------------------------ setup
@@ -547,13 +550,19 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         """*Apply a saved model* and *Save model* are enabled when they can run, their tool tips saying
         what is missing otherwise, as every other action button's do."""
         p = self._parameterNode
+        path = p.savedModelPath.strip()
+        # a path restored with a scene may name a file moved, deleted or on another computer since
+        found = path.lower().endswith(".pth") and pathlib.Path(path).is_file()
         if not p.heartModel:
             why = _("Select the heart mesh to predict on.")
+        elif path.lower().endswith(".pth") and not found:
+            why = _("The saved model '{path}' is not there (moved, deleted, or the scene was saved on another "
+                    "computer): choose it again in the box above.").format(path=path)
         else:
             why = _("Choose a saved CardioScar model (.pth) in the box above.")
-        self._applies("applySavedButton", bool(p.heartModel and p.savedModelPath.lower().endswith(".pth")), why)
+        self._applies("applySavedButton", bool(p.heartModel and found), why)
         self._applies("saveModelButton", self.logic.last_checkpoint is not None,
-                      _("Nothing trained in this session yet: run Train and apply first."))
+                      _("Nothing trained in this scene yet: run Train and apply first."))
 
     def _updateBoxesARuleReplaces(self) -> None:
         """A scar rule grades the raw LGE's myocardium pixels into the targets, so the boxes that make
@@ -941,6 +950,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def _showReconstruction(self, result, output) -> None:
         """Summary, layout and the sections that analyse the newest result."""
+        self._forgetAnalysesOf(output)
         self._showResult(result, output)
         if learned_target(checkpoint=result.checkpoint) == "core":
             self._useAsCoreModel(output)
@@ -1083,13 +1093,34 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._bullseye.discard()
 
     def onSceneEndClose(self, caller, event) -> None:
-        """As every panel, and the last bull's-eye and score go with the scene they were made from:
-        their labels and *Save bull's-eye* kept pointing at the closed scene's model."""
+        """As every panel, and the last bull's-eye, score and trained model go with the scene they were
+        made from: their labels and *Save bull's-eye* kept pointing at the closed scene's model, and *Save
+        model* saved the closed scene's patient's network as if it were the next patient's."""
         WorkerPanelMixin.onSceneEndClose(self, caller, event)
+        self.logic.last_checkpoint = None
+        self._forgetBullseye()  # updates the panel: Save model and Save bull's-eye off, their tool tips saying why
+        self._forgetScore()  # its figures were the closed scene's model's
+
+    def _forgetBullseye(self) -> None:
         self._bullseye.discard()
+        self._bullseyeModelId = None
         self.ui.ahaBullseyeLabel.text = _("No bull's-eye yet.")
         self._updatePanel()  # Save bull's-eye off, its tool tip saying why
-        self.ui.scoreResultsLabel.text = _("No score yet.")  # its figures were the closed scene's model's
+
+    def _forgetScore(self) -> None:
+        self._scoreModelId = None
+        self.ui.scoreResultsLabel.text = _("No score yet.")
+
+    def _forgetAnalysesOf(self, model) -> None:
+        """A new result replaced the scar on ``model``: the last bull's-eye and score made from its earlier
+        result (*Save bull's-eye* would save that scar's image, the score section showed its Dice) go, as
+        the Logic removes that result's AHA and channel tables; the log says so."""
+        for modelId, forget, what in ((self._bullseyeModelId, self._forgetBullseye, _("bull's-eye")),
+                                      (self._scoreModelId, self._forgetScore, _("score"))):
+            if modelId is not None and modelId == model.GetID():
+                forget()
+                self._log(_("The {what} of '{name}' described its earlier result: cleared; run it again on the new "
+                            "result.").format(what=what, name=model.GetName()))
 
     def onComputeAhaButton(self) -> None:
         """AHA segments of the chosen model in a worker (or stop it): arrays and table on the model,
@@ -1126,6 +1157,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         return lambda: self._showAha(model, result)
 
     def _showAha(self, model, result) -> None:
+        self._bullseyeModelId = model.GetID()
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=self._bullseye.path)
         self._updatePanel()  # Save bull's-eye on
         self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
@@ -1413,6 +1445,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
     def _showScores(self, model, truth, scores: dict) -> None:
         """The figures in the status line and the log, the per-slice counts in the section."""
         summary = score_summary(scores)
+        self._scoreModelId = model.GetID()
         rows = "".join(f"<tr><td>{name}</td><td align='right'><b>{scored}</b></td><td>{skipped}</td></tr>"
                        for name, scored, skipped in score_slice_rows(scores))
         self.ui.scoreResultsLabel.text = (f"{summary}<table><tr><th>{_('slice')}</th><th>{_('scored nodes')}</th>"

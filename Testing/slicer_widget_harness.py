@@ -28,6 +28,7 @@ Slicer application's module manager and layout manager, and the PyTorch extensio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -892,6 +893,24 @@ def uninstall(saved: dict) -> None:
 
 
 # ------------------------------------------------------------------ helpers of the panel tests
+
+
+@contextlib.contextmanager
+def cardioscar_panel(application_logic, version: str = "5.10"):
+    """The CardioScar panel as Slicer's module manager makes it (built with the panel as parent, then
+    ``setup()``, then ``enter()`` when shown) under ``version``'s rules; cleaned up and the stand-ins
+    removed afterwards."""
+    saved = install(application_logic, version)
+    try:
+        import CardioScar
+
+        widget = CardioScar.CardioScarWidget(qMRMLWidget("modulePanel"))
+        widget.setup()
+        widget.enter()
+        yield widget
+        widget.cleanup()
+    finally:
+        uninstall(saved)
 
 
 def run_to_end(widget, timeout: float = 120.0) -> None:

@@ -131,6 +131,24 @@ def test_other_label_conventions_give_the_same_answer(trained, emidec, tmp_path,
     assert acdc_answer["attributes"] == pytest.approx(emidec_answer["attributes"], rel=1e-5)
 
 
+def test_a_cine_with_its_labels_is_warned_about_naming_the_file(trained, emidec, shared_data, capsys):
+    """ACDC's cine with its own labels passes every label check and was classified silently as an
+    LGE; its blood pool lies 0.70 of the surrounding range above the wall (EMIDEC's LGE: at most
+    0.54, ``Testing/benchmarks/attrivae_cine_contrast.py``). An EMIDEC LGE gets no such warning."""
+    _, model, _ = trained
+    cine = shared_data / "acdc_patient101" / "patient101_frame01.nii.gz"
+    code, out, err = _in_process(capsys, "attrivae", "predict", "--model", model, "--image", cine, "--labels",
+                                 shared_data / "acdc_patient101" / "patient101_frame01_gt.nii.gz",
+                                 "--cavity-labels", "3", "--myocardium-labels", "2", "--device", "cpu")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "looks like a cine" in line]
+    assert len(warned) == 1 and f"--image {cine} looks like a cine" in warned[0] and "0.70 " in warned[0], err
+    image, labels = _files(emidec, "Case_P001")
+    code, _, err = _in_process(capsys, "attrivae", "predict", "--model", model, "--image", image, "--labels", labels,
+                               "--device", "cpu")
+    assert code == 0 and "looks like a cine" not in err, err
+
+
 @pytest.mark.parametrize("args, words", [
     (["predict", "--model", "{missing}", "--image", "{image}", "--labels", "{labels}"], "--model"),
     (["predict", "--model", "{model}", "--image", "{image}", "--labels", "{image_small}"], "--labels"),

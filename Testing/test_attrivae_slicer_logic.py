@@ -318,6 +318,20 @@ def test_label_mistakes_are_told_in_the_panels_words(attrivae_model, shared_data
     assert "labels.nii.gz" not in message and "\n" not in message
 
 
+def test_a_cine_given_as_the_lge_is_warned_about_in_the_nodes_name(attrivae_model, shared_data):
+    """The command's cine warning reaches the panel's log naming the node, not the job's file."""
+    context = csl.create_scene()
+    acdc = shared_data / "acdc_patient101"
+    cine = csl.load_volume(context.scene, acdc / "patient101_frame14.nii.gz")
+    labels = csl.load_volume(context.scene, acdc / "patient101_frame14_gt.nii.gz", labelmap=True)
+    lines = []
+    AttriVAELogic(context.scene).predict(cine, labels, AttriVAEOptions(model_path=str(attrivae_model), cavity_labels="3",
+                                                                        myocardium_labels="2", device="cpu"),
+                                         log=lines.append)
+    warned = [line for line in lines if "looks like a cine" in line]
+    assert len(warned) == 1 and f"'{cine.GetName()}' (the LGE) looks like a cine" in warned[0], lines
+
+
 def test_outputs_that_break_the_contract_are_refused(tmp_path):
     """The checks that stand between the command's files and the scene (no command needed)."""
     grid = np.diag([1.5, 1.5, 8.0, 1.0])

@@ -624,8 +624,12 @@ def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_dat
                 report["channel_search"]["n_near_open_cut"])
             assert report["channel_search"]["files"] == ["channels.csv", "channels.json", "channels_mesh.vtk"]
             assert record["tissue"].endswith("field 'tissue_tag'")
-            # the note that a narrow corridor may be hidden in the core: in the report and the patient's warnings
-            assert "not evidence of none" in report["channel_search"]["note"] and "not evidence of none" in row["warnings"]
+            # the note that a narrow corridor may be hidden in the core: in the report, and once in the
+            # cohort summary's notes instead of in every patient's warnings
+            assert "not evidence of none" in report["channel_search"]["note"]
+            assert "not evidence of none" not in row["warnings"] and report["channels_core_nodes"] > 0
+            [note] = json.loads((out / "cohort_summary.json").read_text(encoding="utf-8"))["notes"]
+            assert "not evidence of none" in note and "1 patient(s) whose search found core: p0;" in note
         else:
             assert row["channels"] == "" and not (folder / "channels").exists()
 
@@ -976,6 +980,37 @@ def test_channels_column_is_checked_at_load_hashes_as_before_and_writes_the_sear
     assert json.loads((tmp_path / "none" / "channels.json").read_text(encoding="utf-8"))["n_channels"] == 0
     [said] = [m for m in warnings_of_cardioscar if "no node of the searched layers is core" in m]
     assert in_manifest_terms(said).endswith("(or lower core_threshold)")
+
+
+def test_the_hidden_corridor_caveat_is_said_once_per_cohort_not_in_each_patients_warnings(
+        tmp_path, warnings_of_cardioscar):
+    """Every channel search with core warns that a narrow corridor may be hidden in it: the one
+    search's log says it (as ``cardioscar channels`` does), a cohort patient's kept warnings do
+    not, and the cohort summary's notes say it once, naming the patients whose search found core."""
+    from cardioscar.cohort.summary import SUMMARY_CSV, SUMMARY_JSON, write_summary
+    from cardioscar.cohort.tasks import _channels, _KeptWarnings
+    from cardioscar.simulation.tags import DEFAULT_TAGS
+    from test_channels import Wall, _write
+
+    wall = Wall(6000)
+    tags = wall.tags()
+    for name in ("scar_prediction.vtu", "core_prediction.vtu"):
+        _write(wall, tmp_path / name, {"scar_uncertainty": np.full(len(tags), 0.1)}, tag_note=False)
+    with _KeptWarnings() as kept:
+        record = _channels(tmp_path / "scar_prediction.vtu", tmp_path / "core_prediction.vtu", tmp_path / "channels",
+                           np.choose(tags - 1, DEFAULT_TAGS))
+    assert record["core_nodes"] > 0
+    assert [m for m in warnings_of_cardioscar if "not evidence of none" in m], "the search's own log says it"
+    assert not [m for m in kept.messages if "not evidence of none" in m], kept.messages
+    rows = [{"id": "a", "status": "done", "channels_core_nodes": record["core_nodes"], "warnings": kept.messages},
+            {"id": "b", "status": "done", "channels_core_nodes": 0}, {"id": "c", "status": "done"},
+            {"id": "d", "status": "skipped", "channels_core_nodes": 5}]
+    write_summary(tmp_path, rows)
+    [note] = json.loads((tmp_path / SUMMARY_JSON).read_text(encoding="utf-8"))["notes"]
+    assert "not evidence of none" in note and "2 patient(s) whose search found core: a, d;" in note
+    assert "not evidence of none" not in (tmp_path / SUMMARY_CSV).read_text(encoding="utf-8")
+    write_summary(tmp_path, rows[1:3])
+    assert json.loads((tmp_path / SUMMARY_JSON).read_text(encoding="utf-8"))["notes"] == []
 
 
 def test_a_channels_row_on_a_surface_mesh_fails_before_its_fit(tmp_path, rule_data, monkeypatch):

@@ -298,3 +298,41 @@ def test_a_truncated_nifti_file_is_refused(tmp_path, name):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(CardioScarError, match=f"Cannot read image {cut}: .*truncated"):
         read_image(cut)
+
+
+def test_an_sform_with_unexpected_scales_is_one_logged_line_and_no_itk_text():
+    """ACDC's sform is unit-scale over 1.64 x 1.64 x 10 mm voxels: ITK printed its multi-line
+    "NiftiImageIO ... has unexpected scales in sform" WARNING on every read, the batch script
+    five times per image (twice from SimpleITK, three times from the ITK that Slicer's storage
+    nodes bundle, which SimpleITK's switch does not reach). Now one INFO line per file, saying
+    which geometry was used, on the library's reads and on a Slicer storage node's alike; other
+    text written to stderr meanwhile is kept."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    script = "\n".join([
+        "import logging, os",
+        "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')",
+        "import CardioScarLogic as csl",
+        "from cardioscar.io.imageio import itk_warnings_off, read_image",
+        f"path = {str(ACDC_GT)!r}",
+        "read_image(path)",
+        "read_image(path)",
+        "csl.load_volume(csl.create_scene().scene, path, labelmap=True)",
+        "with itk_warnings_off():",
+        "    os.write(2, b'other text\\n')",
+    ])
+    paths = os.pathsep.join(str(REPO_ROOT / folder) for folder in ("CardioScarLib", "CardioScar"))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": paths})
+    assert result.returncode == 0, result.stderr
+    assert "NiftiImageIO" not in result.stderr and "WARNING: In" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if "sform" in line] == [
+        "INFO Image patient101_frame01_gt.nii.gz: its NIfTI sform gives 1 x 1 x 1 mm voxels, pixdim 1.641 x "
+        "1.641 x 10 mm; read with pixdim's voxel size and the sform's orientation and origin (as ITK and Slicer "
+        "read it); a tool that takes the voxel size from the sform would see 1 x 1 x 1 mm voxels"], result.stderr
+    assert "other text" in lines

@@ -118,3 +118,34 @@ def test_every_table_row_has_its_header_cell_count(document):
         uneven += [f"table ending before prose line {number}: {counts}"] if len(set(counts)) > 1 else []
         table = []
     assert not uneven, "\n".join(uneven)
+
+
+#: A page of the guide named in code (help text, docstrings): ``Documentation/aha.md`` or ``README.md``,
+#: with an ``#anchor`` that may follow in the next string literal (``"...md" "#anchor"``).
+CODE_REFERENCE = re.compile(r'(?<![\w/.])(README\.md|Documentation/[\w.-]+\.md)(?:"\s*")?(#[\w-]+)?')
+
+
+def code_references(text: str) -> list[str]:
+    """The guide's pages (and anchors) a source file names."""
+    return [page + anchor for page, anchor in CODE_REFERENCE.findall(text)]
+
+
+def test_code_references_are_found_across_string_literals():
+    text = ('help="see Documentation/command-line.md"\n        "#options"); data/emidec/README.md; '
+            "Documentation/aha.md, README.md#performance")
+    assert code_references(text) == ["Documentation/command-line.md#options", "Documentation/aha.md",
+                                     "README.md#performance"]
+
+
+def test_pages_and_anchors_named_in_code_exist():
+    """Help texts and docstrings point at the guide's page and section that hold the text (the
+    README's reference moved into Documentation/): a renamed page or heading leaves them pointing
+    nowhere, which no Markdown check sees."""
+    broken = []
+    for folder in ("CardioScarLib/cardioscar", "CardioScar", "AttriVAE"):
+        for source in sorted((REPO / folder).rglob("*.py")):
+            for reference in code_references(source.read_text(encoding="utf-8")):
+                page, _, anchor = reference.partition("#")
+                if not (REPO / page).is_file() or (anchor and anchor not in anchors(REPO / page)):
+                    broken.append(f"{source.relative_to(REPO)}: {reference}")
+    assert not broken, "\n".join(broken)

@@ -152,6 +152,10 @@ def test_the_save_and_saved_model_buttons_say_why_they_are_disabled(panel, tmp_p
     assert not ui.saveModelButton.enabled and "run Train and apply first" in ui.saveModelButton.toolTip
     assert not ui.saveBullseyeButton.enabled and "run Compute AHA segments first" in ui.saveBullseyeButton.toolTip
     ui.savedModelPathLineEdit.currentPath = str(tmp_path / "earlier.pth")
+    assert not ui.applySavedButton.enabled and "is not there" in ui.applySavedButton.toolTip  # no such file
+    (tmp_path / "earlier.pth").write_bytes(b"")
+    ui.savedModelPathLineEdit.currentPath = ""
+    ui.savedModelPathLineEdit.currentPath = str(tmp_path / "earlier.pth")
     assert ui.applySavedButton.enabled
     assert ui.applySavedButton.toolTip == "Predict with the saved model on the mesh (no training)"  # the .ui's
     parameters.heartModel = None
@@ -163,6 +167,7 @@ def test_scene_close_and_import_restore_the_saved_panel(panel, tmp_path):
     widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
     second = csl.load_volume(scene, _second_volume(panel, tmp_path))
     expected = _choose_options(ui)
+    (tmp_path / "earlier.pth").write_bytes(b"")  # Apply a saved model is enabled for a file that is there
     ui.savedModelPathLineEdit.currentPath = expected["savedModelPath"] = str(tmp_path / "earlier.pth")
     # the export prefix and the channel folder are path boxes (browse buttons) the panel keeps itself too
     ui.exportPrefixLineEdit.currentPath = expected["exportPrefix"] = str(tmp_path / "out" / "heart")

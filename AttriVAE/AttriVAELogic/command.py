@@ -105,8 +105,15 @@ class CommandRun(WorkerProcess):
             line = line.rstrip("\r\n")
             lines.append(line)
             if log and line.strip():
-                self._log.put(line)
+                self._log.put(self._in_users_words(line))
         stream.close()
+
+    def _in_users_words(self, line: str) -> str:
+        """The line with the written files named as the user knows them (a warning about
+        ``--image /tmp/attrivae-run-.../lge.nii.gz`` names the LGE node)."""
+        for written, user in self.names.items():
+            line = line.replace(written, user)
+        return line
 
     def messages(self) -> list[str]:
         """The command's log lines that arrived since the last call (call from one thread only)."""
@@ -133,9 +140,7 @@ class CommandRun(WorkerProcess):
         """One line on why the command did not succeed (call once it has ended)."""
         found = error_line(self._stderr)
         if found:
-            for written, user in self.names.items():
-                found = found.replace(written, user)
-            return found
+            return self._in_users_words(found)
         if self._process.returncode == 0:
             return f"cardioscar attrivae {self.verb} printed no JSON result: is the installed library too old?"
         return (f"cardioscar attrivae {self.verb} ended with status {self._process.returncode}; its output is in "

@@ -2,7 +2,8 @@
 
 The panel, the Python console and tests build an :class:`AttriVAEOptions`; the Logic checks it
 before any file is written and turns it into the arguments of ``cardioscar attrivae predict`` /
-``explain`` (the only interface this module relies on; see the README's contract).
+``explain`` (the only interface this module relies on; its outputs are described in
+Documentation/attri-vae.md#attri-vae-mi-classification-with-attention-maps).
 """
 
 from __future__ import annotations

@@ -191,15 +191,10 @@ def check_file_of_node(node) -> None:
 
 def _header_size(path: Path) -> Optional[tuple]:
     """The voxel size an image file's header gives (header only), or None if unreadable."""
-    import SimpleITK as sitk
+    from cardioscar.io.imageio import read_header
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return None
-    return tuple(reader.GetSize())
+    reader = read_header(path)
+    return None if reader is None else tuple(reader.GetSize())
 
 
 def _declared_points(path: Path) -> Optional[int]:

@@ -31,8 +31,9 @@ from cardioscar.prepare.slices import RECORDED
 from cardioscar.simulation.opencarp import drop_earlier_result_fields, drop_stale_tissue_tags
 
 from . import results
-from .aha import AhaInputs
+from .aha import AHA_TABLE_REFERENCE, AhaInputs
 from .acquisition import check_slices_where_acquired
+from .channels import CHANNEL_TABLE_REFERENCE
 from .geometry import model_points_lps, world_mesh_lps
 from .headless import check_file_of_node, color_logic_for
 from .myocardium import masks_from_node, restrict_targets
@@ -513,6 +514,12 @@ class CardioScarLogic:
         if model_node.GetScene() is not self.scene:  # the panel pumps events during a run: the user may delete it
             raise CardioScarError(f"The model '{model_node.GetName()}' was removed from the scene during the run: "
                                   "nothing was written; choose a heart mesh and run again.")
+        if not np.array_equal(model_points_lps(model_node), points):
+            # the slices were mapped onto the nodes where they were when the run read them: moved since (a
+            # transform changed, the points edited), the field would be written for a placement no longer shown
+            raise CardioScarError(f"The model '{model_node.GetName()}' moved during the run (its points or its "
+                                  "transform changed): the slices were mapped onto it where it was; nothing was "
+                                  "written; run it again on the model as it is now.")
         binary = inference.binary_predictions
         # without a threshold the binary field of an earlier run is removed (None), not left beside
         # a probability it no longer matches
@@ -534,6 +541,13 @@ class CardioScarLogic:
         if dropped:
             logger.warning("CardioScar: the model '%s' had %s of an earlier result's channels or core model; they are "
                            "removed (they belong to that result's scar)", model_node.GetName(), ", ".join(dropped))
+        tables = results.drop_referenced_nodes(model_node, (AHA_TABLE_REFERENCE, CHANNEL_TABLE_REFERENCE))
+        if history is None:  # a saved model's prediction: the earlier training's loss curve is another network's
+            tables += results.drop_loss_plot(model_node)
+        if tables:
+            logger.warning("CardioScar: the model '%s' had %s of an earlier result; removed (they describe that "
+                           "result's scar or network: run the AHA segments or the channels again)",
+                           model_node.GetName(), ", ".join(f"'{name}'" for name in tables))
         results.keep_scar_rule(model_node, checkpoint)
         results.keep_training_targets(model_node, checkpoint)
         legend = results.show_field(model_node, results.PROBABILITY, self.color_logic)

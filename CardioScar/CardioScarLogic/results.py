@@ -333,6 +333,33 @@ def referenced_or_new(model_node, reference: str, node_class: str, name: str):
     return node
 
 
+def drop_referenced_nodes(model_node, references: Iterable[str]) -> list[str]:
+    """Remove from the scene the nodes ``model_node`` references under ``references`` (and the
+    references); the names of those removed. Why: a table a later step made from a result (the AHA
+    segments' scar per segment, the conducting channels) describes that result's scar; once a new
+    result replaces it on the same model, the table kept showing the old scar beside the new field."""
+    scene, removed = model_node.GetScene(), []
+    for reference in references:
+        node = model_node.GetNodeReference(reference)
+        model_node.RemoveNodeReferenceIDs(reference)
+        if node is not None and scene is not None:
+            removed.append(node.GetName())
+            scene.RemoveNode(node)
+    return removed
+
+
+def drop_loss_plot(model_node) -> list[str]:
+    """Remove the model's loss table, chart and series (the names of those removed). Why: a saved
+    model's prediction draws no loss curve; the one left from the training that made the model's
+    earlier result stayed in the plot view beside a field another network made."""
+    chart = model_node.GetNodeReference(LOSS_CHART_REFERENCE)
+    series = chart.GetPlotSeriesNode() if chart is not None else None
+    removed = drop_referenced_nodes(model_node, (LOSS_CHART_REFERENCE, LOSS_TABLE_REFERENCE))
+    if series is not None and series.GetScene() is not None:
+        series.GetScene().RemoveNode(series)
+    return removed
+
+
 def update_summary_table(model_node, rows: Iterable[tuple[str, str, str]]):
     """Write the summary rows into the model's summary table node (created on first use)."""
     table = referenced_or_new(model_node, SUMMARY_REFERENCE, "vtkMRMLTableNode",
@@ -399,4 +426,4 @@ __all__ = ["PROBABILITY", "UNCERTAINTY", "BINARY", "ERROR_RISK", "COLOR_TABLE_ID
            "UNCERTAINTY_COLOR_TABLE_ID", "probability_colors", "probability_color_node", "risk_color_node",
            "uncertainty_color_node", "write_point_arrays", "new_output_model", "show_field", "SHOWN_FIELDS",
            "mesh_measure_kind", "summary_rows",
-           "update_summary_table", "fill_string_table", "update_loss_plot", "referenced_or_new"]
+           "drop_referenced_nodes", "drop_loss_plot", "update_summary_table", "fill_string_table", "update_loss_plot", "referenced_or_new"]

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import slicer
 import vtk
 
 from cardioscar.errors import CardioScarError
-from cardioscar.io.imageio import check_spacing
+from cardioscar.io.imageio import check_spacing, read_header
 
 from .geometry import (RAS_TO_LPS, _matrix_to_numpy, linear_world_matrix, transformed_planes_lps, volume_ijk_to_lps,
                        volume_planes_lps)
@@ -243,11 +242,8 @@ def counted_from_the_other_end(node, slice_axis: str) -> bool:
     path = storage.GetFileName() if storage is not None else None
     if not path or not path.lower().endswith(_VOLUME_FILE_SUFFIXES) or not Path(path).is_file():
         return False
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:  # the file changed since Slicer read it: nothing to compare with
+    reader = read_header(path)
+    if reader is None:  # the file changed since Slicer read it: nothing to compare with
         return False
     if node.GetImageData() is None or tuple(reader.GetSize()) != tuple(node.GetImageData().GetDimensions()):
         return False

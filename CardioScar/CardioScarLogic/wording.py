@@ -13,8 +13,8 @@ is another option, or none, in the batch script:
   (``--aha-threshold 1.5: use a value between 0 and 1``; :data:`BATCH_NAMES`, :func:`in_batch_words`).
 
 Options with no name on a face keep their command-line name, so the message stays findable in the
-README's option tables. A reworded error keeps the library's words (:func:`library_words`), from
-which the panel and the batch script word it their own way.
+option tables of Documentation/command-line.md#options. A reworded error keeps the library's words
+(:func:`library_words`), from which the panel and the batch script word it their own way.
 """
 
 from __future__ import annotations

@@ -77,8 +77,8 @@ _TRAINING_OPTIONS = (
      "of the targets' variance, below which the run counts as converged; above it lower-rate phases are added "
      "(at most 2); 0 turns the test off (documented preset: 0)"),
     ("shape_prior", "--shape-prior", on_off_auto,
-     "on: learn a residual on the shape-based interpolation of the slices' scar (issue 18; see the README); off: the "
-     "network alone; auto: on where every target is a drawn 0 or 1 (label maps, segmentations) and every slice with targets "
+     "on: learn a residual on the shape-based interpolation of the slices' scar (issue 18; see "
+     "Documentation/shape-prior.md); off: the network alone; auto: on where every target is a drawn 0 or 1 (label maps, segmentations) and every slice with targets "
      "lies in a stack of two or more parallel slices, off on fractions, a scar rule's grades or with a long-axis view "
      "(default: off with the documented preset, auto with fast)"),
 )
@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     truth.add_argument("--truth", type=Path, help="mesh with the ground truth (same nodes)")
     truth.add_argument("--truth-image", type=Path,
                        help="a label map (with --scar-labels and --myocardium-labels) or a scar map in [0, 1] whose "
-                            "chosen slices are the truth: the nodes on them are scored (see the README's evaluate)")
+                            "chosen slices are the truth: the nodes on them are scored (see Documentation/command-line.md, "
+                            "section 'Scoring against the labels of the slices')")
     ev.add_argument("--probability-field", default="scar_probability")
     ev.add_argument("--truth-field", default=None, help="the truth mesh's field (default scar_truth)")
     _add_slice_choice(ev)

@@ -138,13 +138,7 @@ def main(cli_dir: Path, out_dir: Path, case: str) -> None:
     label_map = csl.load_volume(scene, labels_path, labelmap=True, name=f"Case_{case} labels")
     as_scalar = csl.load_volume(scene, labels_path, name=f"Case_{case} labels (scalar)")  # Add data's default
     model = csl.load_model(scene, cli_dir / "heart.vtk", name="heart")
-    saved = harness.install(context.application_logic, "5.10")
-    try:
-        import CardioScar
-
-        widget = CardioScar.CardioScarWidget(harness.qMRMLWidget("modulePanel"))
-        widget.setup()
-        widget.enter()
+    with harness.cardioscar_panel(context.application_logic) as widget:
         ui, p = widget.ui, widget._parameterNode
         ui.inputSelector.setCurrentNode(lge)
         ui.modelSelector.setCurrentNode(model)
@@ -217,9 +211,6 @@ def main(cli_dir: Path, out_dir: Path, case: str) -> None:
         figures["reloaded_tag_enabled"] = ui.tagButton.enabled
         if figures["reloaded_core_model"] != figures["tag_core_model"]:
             defects.append("the core model of the tissue tags did not come back")
-        widget.cleanup()
-    finally:
-        harness.uninstall(saved)
     figures["defects"] = defects
     print(json.dumps(figures), flush=True)
 

@@ -363,7 +363,8 @@ def with_recorded_tags(mesh: Mesh, options: AhaOptions) -> AhaOptions:
     ``tissue_tag`` (``CardioScarTissueTagValues``): an unset border-zone or core tag takes the noted
     value, a given one that names another class is refused. Why: the tag values are the export's
     ``--tags`` (1, 2, 3 unless changed); with ``--tags 0,1,2``, ``--border-zone-tag 2`` (the
-    README's advice) counted the core as border zone and no core, exit 0."""
+    guide's advice then, now in Documentation/aha.md) counted the core as border zone and no core,
+    exit 0."""
     if options.tags_field != TAG_ARRAY:
         return options
     noted = recorded_tag_values(mesh.dataset)

@@ -1,6 +1,7 @@
 """The AHA 17-segment model on a mesh: the long axis, the RV insertion and each node's segment.
 
-Convention implemented (Cerqueira et al., Circulation 2002), stated once here and in the README:
+Convention implemented (Cerqueira et al., Circulation 2002), stated once here and in
+Documentation/aha.md:
 
 * **Long axis**: a line with a direction pointing from the apex to the base. Along it, the LV
   myocardium between the cavity's tip (the most apical endocardium) and the most basal

@@ -26,7 +26,8 @@ import torch
 
 from cardioscar.attrivae.checkpoint import build_model, calibration_of, model_summary, preprocess_of, scaler_of
 from cardioscar.attrivae.model import AttriVAE
-from cardioscar.attrivae.preprocess import LabelConvention, PreparedCase, check_labels_fit_image, prepare_case
+from cardioscar.attrivae.preprocess import (LabelConvention, PreparedCase, check_labels_fit_image, prepare_case,
+                                            warn_if_cine_like)
 from cardioscar.attrivae.train import read_attributes
 from cardioscar.errors import CardioScarError
 
@@ -92,6 +93,7 @@ def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Pa
     prepared = prepare_case(image_path, labels_path, convention, preprocess_of(checkpoint))
     _check_no_myocardium_left_out(checkpoint, prepared.labels, convention, labels_path)
     check_labels_fit_image(prepared, convention, f"--labels {labels_path}")
+    warn_if_cine_like(prepared, convention, f"--image {image_path}")
     model = build_model(checkpoint, device)
     volume = torch.as_tensor(prepared.cube[None, None], device=device)
     with torch.no_grad():

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 from cardioscar.io.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, read_manifest
-from cardioscar.cohort.summary import FAILED_DIR, write_bullseye_sheet, write_picture, write_summary
+from cardioscar.cohort.summary import FAILED_DIR, cohort_notes, write_bullseye_sheet, write_picture, write_summary
 from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, input_paths, partial_ids, run_patient, up_to_date
 from cardioscar.errors import CardioScarError
 
@@ -316,6 +316,8 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     _remove_partials(out, {spec.id for spec in todo})
     ordered = [rows[spec.id] for spec in patients]
     csv_path, json_path = write_summary(out, ordered)
+    for note in cohort_notes(ordered):  # once for the cohort, not in every patient's warnings
+        logger.warning("cohort: %s", note)
     files = {"csv": csv_path, "json": json_path}
     for key, picture in (("png", write_picture(out, ordered)), ("bullseyes", write_bullseye_sheet(out, ordered))):
         if picture is not None:

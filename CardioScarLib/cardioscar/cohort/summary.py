@@ -37,9 +37,24 @@ def _cell(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def cohort_notes(rows: list[dict]) -> list[str]:
+    """What holds for many patients, said once for the cohort instead of in each patient's
+    ``warnings``: the caveat of every channel search with core (a narrow corridor may be hidden
+    in it), with the patients it applies to (their ``channels_core_nodes``); each patient's own
+    figures stay in its ``report.json`` (``channel_search``) and ``channels/channels.json``."""
+    from cardioscar.simulation.hidden_channels import corridor_caveat
+
+    with_core = [row["id"] for row in rows if row.get("channels_core_nodes")]
+    if not with_core:
+        return []
+    return [f"channels: {corridor_caveat()} (the {len(with_core)} patient(s) whose search found core: "
+            f"{', '.join(with_core)}; each one's core nodes near the threshold are in its report.json's "
+            "channel_search note)"]
+
+
 def write_summary(output_dir: Path, rows: list[dict]) -> tuple[Path, Path]:
     """Write the CSV (the columns above, one row per patient in manifest order) and the JSON
-    (the full records and the counts per status), each atomically."""
+    (the full records, the counts per status and the cohort's :func:`cohort_notes`), each atomically."""
     csv_path, json_path = output_dir / SUMMARY_CSV, output_dir / SUMMARY_JSON
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -52,7 +67,8 @@ def write_summary(output_dir: Path, rows: list[dict]) -> tuple[Path, Path]:
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     with atomic_write(json_path) as tmp:
-        tmp.write_text(json.dumps({"cardioscar_version": __version__, "counts": counts, "patients": rows}, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps({"cardioscar_version": __version__, "counts": counts, "notes": cohort_notes(rows),
+                                   "patients": rows}, indent=2) + "\n", encoding="utf-8")
     return csv_path, json_path
 
 

@@ -36,6 +36,7 @@ from cardioscar.io.atomic import atomic_write
 from cardioscar.io.imageio import image_data_files
 from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
 from cardioscar.errors import CardioScarError
+from cardioscar.simulation.hidden_channels import SAID_ONCE_PER_COHORT
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +355,8 @@ def _channels(prediction: Path, core_prediction: Path, folder: Path, tags: np.nd
     spread): ``channels.csv``, ``channels.json`` and ``channels_mesh.<ext>`` in ``folder``; returns
     the file names, the count, how many of them are near the mesh's open cut, the core's node count
     and the note that a corridor too narrow for the reconstruction may be hidden in it
-    (:mod:`cardioscar.simulation.hidden_channels`; also among the patient's warnings). A patient with
+    (:mod:`cardioscar.simulation.hidden_channels`; not among the patient's warnings: the cohort
+    summary's ``notes`` say it once). A patient with
     no core node has no channel: its files say 0, as
     the library's warning does (``cardioscar channels`` and the batch script alike)."""
     from cardioscar.io.meshio import read_mesh
@@ -441,7 +443,8 @@ def training_config(spec: PatientSpec, threads: int = 1):
 def _fit(spec: PatientSpec, target: str, mesh, model: Path, prediction: Path, threads: int, device) -> tuple:
     """prepare -> train -> apply of one field (``target``: scar, or a scar rule's core), the model
     and its prediction written; returns (prepared data, checkpoint, inference result). Both fields
-    of a patient are trained and applied with its seed, as the README's two-model path; the core
+    of a patient are trained and applied with its seed, as the two-model path of
+    Documentation/lge-to-opencarp.md; the core
     prediction's ``scar_binary`` is its call at ``core_threshold``, where the tags cut it."""
     from cardioscar.logic import apply_scar_model, prepare_training_data, save_inference_result, save_trained_model, \
         train_scar_model
@@ -549,6 +552,8 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
         "channels": None if channels is None else channels["n_channels"],
         # of them, those with an entrance near the mesh's open cut (flagged: maybe the mesh's artefact)
         "channels_near_open_cut": None if channels is None else channels["n_near_open_cut"],
+        # core searched: the summary's note that a narrow corridor may hide in it names this patient
+        "channels_core_nodes": None if channels is None else channels["core_nodes"],
         "channel_search": channels,
         "models": models,
         "scar_rule": rule,
@@ -594,6 +599,8 @@ class _KeptWarnings(logging.Handler):
             self._about = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, SAID_ONCE_PER_COHORT, False):  # said once in the cohort summary's notes
+            return
         message = in_manifest_terms(record.getMessage())  # the row's columns, as its errors say them
         if self._about:
             message = f"{self._about}: {message}"

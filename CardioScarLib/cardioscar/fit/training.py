@@ -318,8 +318,8 @@ class TrainingConfig:
         With the pixels outside the myocardium dropped, this preset already fits the groups
         below the true field's loss; Fourier features (``fourier_features``) fit them ten times
         closer still and interpolate worse between the slices, so the preset keeps raw
-        coordinates. The documented mode needs minutes for the same Dice (see the README's performance
-        section). A peak rate of 2e-2 or 4,096-row batches gave lower Dice; bfloat16 autocast
+        coordinates. The documented mode needs minutes for the same Dice (see README.md#performance).
+        A peak rate of 2e-2 or 4,096-row batches gave lower Dice; bfloat16 autocast
         does not pay on CPUs without AMX (its matmuls ran 2.6x slower than fp32 there). Keyword
         arguments override fields.
         """

@@ -12,7 +12,11 @@ from __future__ import annotations
 import gzip
 import logging
 import math
+import os
 import re
+import sys
+import tempfile
+import threading
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,15 +31,64 @@ from ..errors import CardioScarError
 logger = logging.getLogger(__name__)
 
 
+#: ITK's warning as its output window writes it: "WARNING: In <source>, line <n>", the object's
+#: line, then a blank line.
+_ITK_WARNING = re.compile(r"WARNING: In [^\n]*, line \d+\n[^\n]*\n\n?")
+#: One redirection of stderr at a time: a cohort worker reads several patients' files in threads,
+#: and two overlapping redirections would restore stderr to the other's temporary file.
+_STDERR_LOCK = threading.RLock()
+#: Whether stderr is redirected now (by the thread holding the lock: nested reads keep it as it is).
+_STDERR_REDIRECTED = [False]
+
+
+@contextmanager
+def _itk_text_dropped() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) into a temporary file while ITK code runs, then
+    written back without ITK's WARNING blocks. Why: Slicer's storage nodes read through an ITK of
+    their own, whose warnings SimpleITK's switch does not reach and which Python cannot turn
+    off; they wrote "NiftiImageIO ... has unexpected scales in sform" three times per ACDC read
+    in the batch script. Anything else said meanwhile is kept. Without a stderr descriptor (a
+    Slicer without console) ITK has nowhere to write: nothing to drop."""
+    with _STDERR_LOCK:
+        if _STDERR_REDIRECTED[0]:
+            yield
+            return
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            _STDERR_REDIRECTED[0] = True
+            try:
+                yield
+            finally:
+                _STDERR_REDIRECTED[0] = False
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                kept = _ITK_WARNING.sub("", sink.read().decode("utf-8", errors="replace"))
+                if kept:
+                    os.write(2, kept.encode("utf-8"))
+
+
 @contextmanager
 def itk_warnings_off() -> Iterator[None]:
-    """ITK's multi-line WARNING blocks off while a file is read: what they report that matters
-    (bad spacing, NaN voxels, a cut file) is refused beforehand in one line by
-    :func:`check_image_file`."""
+    """ITK's multi-line WARNING blocks off while a file is read, SimpleITK's and (Slicer's
+    storage nodes) the bundled ITK's: what they report that matters (bad spacing, NaN voxels, a
+    cut file) is refused beforehand in one line by :func:`check_image_file`, and an sform's
+    unexpected scales are said there once per file, in one INFO line."""
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        yield
+        with _itk_text_dropped():
+            yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
@@ -241,7 +294,8 @@ def recorded_half_thickness_of_files(paths: list[str | Path], label: str) -> flo
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         try:
-            reader.ReadImageInformation()
+            with itk_warnings_off():
+                reader.ReadImageInformation()
         except RuntimeError as error:
             raise CardioScarError(f"Cannot read {Path(path).name} (a file of {label}): {_first_line(error)}") from error
         thickness = _recorded_thickness(reader)
@@ -316,6 +370,7 @@ class _NiftiLayout:
     size: tuple[int, ...] = ()  # dim[1..3]: the voxel counts along i, j, k
     qform: np.ndarray | None = None  # 3 x 4 voxel -> RAS mm of the qform (qform_code > 0), else None
     sform: np.ndarray | None = None  # 3 x 4 voxel -> RAS mm of the sform (sform_code > 0), else None
+    sform_code: int = 0  # 1: scanner coordinates, which ITK prefers to the qform
 
 
 #: NIfTI datatype codes of float voxels, whose NaN/inf ITK turns into 0 on reading.
@@ -334,7 +389,7 @@ def _nifti_layout(header: bytes) -> _NiftiLayout | None:
             pixdim = np.frombuffer(header[76:108], dtype=f"{order}f4").astype(np.float64)
             offset = float(np.frombuffer(header[108:112], dtype=f"{order}f4")[0])
             xforms = _xforms(header, f"{order}i2", f"{order}f4", 252, 256, pixdim) if header[344:348] in (
-                b"n+1\0", b"ni1\0") else (None, None)  # an Analyze 7.5 .hdr has other fields there
+                b"n+1\0", b"ni1\0") else (None, None, 0)  # an Analyze 7.5 .hdr has other fields there
         elif size == 540 and len(header) >= 540:  # NIfTI-2: datatype i2@12, bitpix i2@14, dim i8[8]@16, pixdim f8[8]@104, vox_offset i8@168
             datatype = int(np.frombuffer(header[12:14], dtype=f"{order}i2")[0])
             bitpix = int(np.frombuffer(header[14:16], dtype=f"{order}i2")[0])
@@ -356,10 +411,10 @@ def _nifti_layout(header: bytes) -> _NiftiLayout | None:
 
 
 def _xforms(header: bytes, code_type: str, float_type: str, codes_at: int, quatern_at: int,
-            pixdim: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+            pixdim: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, int]:
     """The qform and sform of a NIfTI header as 3 x 4 voxel -> RAS matrices (None where the
-    field's code is 0, i.e. unset). Both layouts hold qform_code, sform_code side by side at
-    ``codes_at``, then quatern_b, c, d, qoffset_x, y, z and srow_x, y, z (4 each) from
+    field's code is 0, i.e. unset), and the sform's code. Both layouts hold qform_code, sform_code
+    side by side at ``codes_at``, then quatern_b, c, d, qoffset_x, y, z and srow_x, y, z (4 each) from
     ``quatern_at``."""
     qform_code, sform_code = np.frombuffer(header[codes_at:codes_at + 2 * np.dtype(code_type).itemsize], code_type)
     values = np.frombuffer(header[quatern_at:quatern_at + 18 * np.dtype(float_type).itemsize],
@@ -371,7 +426,7 @@ def _xforms(header: bytes, code_type: str, float_type: str, codes_at: int, quate
                          [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])
     qfac = -1.0 if pixdim[0] < 0 else 1.0  # pixdim[0] (qfac): -1 flips k; 0 is taken as 1, as nifti1_io does
     qform = np.column_stack([rotation @ np.diag([pixdim[1], pixdim[2], qfac * pixdim[3]]), values[3:6]])
-    return (qform if qform_code > 0 else None), (values[6:].reshape(3, 4) if sform_code > 0 else None)
+    return (qform if qform_code > 0 else None), (values[6:].reshape(3, 4) if sform_code > 0 else None), int(sform_code)
 
 
 def check_image_file(path: str | Path) -> None:
@@ -383,6 +438,7 @@ def check_image_file(path: str | Path) -> None:
     * a file that ends before its voxel data does (an interrupted copy): ITK fills zeros;
     * pixdim[1..3] zero, negative or NaN: ITK substitutes 1 mm or flips the axis;
     * sform and qform that place the image apart (see :func:`_check_one_placement`);
+    * (an INFO line, once per file) an sform whose voxel size is not pixdim's (:func:`_note_sform_scales`);
     * NaN or infinite float voxels: ITK's NIfTI reader turns them into 0, "no scar".
     Other formats need no check here (ITK reports their damage, and NaN reaches our own check),
     but for every format the header's direction matrix is checked (:func:`check_direction`): Slicer
@@ -406,6 +462,7 @@ def check_image_file(path: str | Path) -> None:
                 return
             _check_pixdim(layout, source)
             _check_one_placement(layout, source)
+            _note_sform_scales(layout, source)
             if not pair:
                 length = _scan_voxels(stream, header, layout, source)
         if pair:
@@ -419,9 +476,10 @@ def check_image_file(path: str | Path) -> None:
                               f"{layout.data_end} bytes its header describes); copy it again")
 
 
-def _header(path: str | Path) -> sitk.ImageFileReader | None:
-    """The image file's header, read alone, or None for a folder or a file the header reader
-    cannot read (the full reader then refuses it in its own words)."""
+def read_header(path: str | Path) -> sitk.ImageFileReader | None:
+    """The image file's header, read alone (size, spacing, direction, tags) without ITK's warning
+    text, or None for a folder or a file the header reader cannot read (the full reader then
+    refuses it in its own words; the Slicer Logic's header checks then leave the node alone)."""
     if not Path(path).is_file():
         return None
     reader = sitk.ImageFileReader()
@@ -436,7 +494,7 @@ def _header(path: str | Path) -> sitk.ImageFileReader | None:
 
 def _check_header_direction(source: Path) -> None:
     """:func:`check_direction` on the direction ``source``'s header gives (header only)."""
-    header = _header(source)
+    header = read_header(source)
     if header is not None:
         check_direction(header.GetDirection(), source.name)
 
@@ -541,6 +599,38 @@ def _check_one_placement(layout: _NiftiLayout, source: Path) -> None:
                               "it, or set the qform and sform to the same placement)")
 
 
+#: How far (mm) an sform column's length may lie from pixdim before ITK warns of "unexpected scales".
+SFORM_SCALE_TOLERANCE_MM = 1e-3
+#: The files already warned about for their sform's scales (a file is read several times a run).
+_SFORM_NOTED: set[Path] = set()
+
+
+def _note_sform_scales(layout: _NiftiLayout, source: Path) -> None:
+    """Say once per file, in one line, what ITK says as a multi-line WARNING on every read of a
+    NIfTI whose sform's voxel size is not pixdim's ("has unexpected scales in sform"; ACDC's and
+    EMIDEC's files: a unit-scale sform over 1.6 x 1.6 x 10 mm voxels), and what it means: ITK, so
+    this library and Slicer, take the voxel size from pixdim, the orientation and origin from the
+    sform when its axes are orthonormal and there is no qform or the sform is the scanner's (code
+    1), else from the qform; a tool that takes the whole affine from the sform sees other voxels.
+    Logged at INFO, not as a warning: the file is read as Slicer reads it, so there is nothing to fix,
+    and a warning would land in every EMIDEC or ACDC patient's row of a cohort's warnings."""
+    if layout.sform is None or len(layout.pixdim) < 3 or source.resolve() in _SFORM_NOTED:
+        return
+    scales = np.linalg.norm(layout.sform[:, :3], axis=0)
+    if np.all(np.abs(scales - np.array(layout.pixdim[:3])) <= SFORM_SCALE_TOLERANCE_MM):
+        return
+    _SFORM_NOTED.add(source.resolve())
+    axes = layout.sform[:, :3] / np.where(scales > 0, scales, 1.0)
+    orthonormal = np.allclose(axes.T @ axes, np.eye(3), atol=1e-4)
+    placed_by = ("the sform" if orthonormal and (layout.qform is None or layout.sform_code == 1)
+                 else "the qform" if layout.qform is not None else "no transform (ITK refuses it)")
+    sform_mm = " x ".join(f"{v:.4g}" for v in scales)
+    pixdim_mm = " x ".join(f"{v:.4g}" for v in layout.pixdim[:3])
+    logger.info("Image %s: its NIfTI sform gives %s mm voxels, pixdim %s mm; read with pixdim's voxel size and "
+                   "%s's orientation and origin (as ITK and Slicer read it); a tool that takes the voxel size from "
+                   "the sform would see %s mm voxels", source.name, sform_mm, pixdim_mm, placed_by, sform_mm)
+
+
 def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> int:
     """Read the rest of ``stream`` (which has given ``header``), refusing NaN/inf float voxels
     within the data section; returns the file's length in bytes."""
@@ -566,7 +656,7 @@ def is_plane_file(path: str | Path) -> bool:
     """Whether an image file holds a 2D image, its header read alone (a mask drawn on one slice,
     placed on the chosen slice it fits: :func:`cardioscar.prepare.myocardium.plane_on_slice`). A
     folder or a file the header reader cannot read is not: the full reader refuses it in its words."""
-    header = _header(path)
+    header = read_header(path)
     return header is not None and header.GetDimension() == 2
 
 

@@ -51,7 +51,8 @@ def add_prepare_options(parser: argparse.ArgumentParser) -> None:
                        help="healthy (remote) myocardium mask for nsd (default: the darkest of 6 myocardial sectors)")
     group.add_argument("--intensity-offset", type=float, default=None, metavar="VALUE",
                        help="stored value of zero signal, subtracted before the rule (default 0: none); matters for "
-                            "fwhm and iir only, e.g. 2048 for PSIR images stored with that offset (see the README)")
+                            "fwhm and iir only, e.g. 2048 for PSIR images stored with that offset (see "
+                            "Documentation/lge-to-opencarp.md, its rules' notes)")
     group.add_argument("--dark-blood-lge", action="store_true", default=None,
                        help="the LGE is a dark-blood sequence (blood nulled): skip the check that --myocardium-mask's "
                             "cavity is the LGE's bright blood pool (which catches another patient's mask); the share "

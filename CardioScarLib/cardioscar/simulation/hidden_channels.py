@@ -43,6 +43,17 @@ CORE_MARGIN = 0.1
 NARROW_CORRIDOR_MM = 8.0
 
 
+#: The attribute :func:`log_hidden` sets on its log record: a cohort, where the caveat would be
+#: every patient's warning, leaves it out of the patients' warnings and says it once in its summary.
+SAID_ONCE_PER_COHORT = "cardioscar_said_once_per_cohort"
+
+
+def corridor_caveat() -> str:
+    """The caveat every channel search with core carries (a cohort summary's note says it once)."""
+    return (f"a border-zone corridor narrower than about {NARROW_CORRIDOR_MM:g} mm may have been filled with core by "
+            "the reconstruction, so no channel through the core is not evidence of none")
+
+
 @dataclass(frozen=True)
 class HiddenCore:
     """How much of the core may hide a narrow corridor: the per-node flag (None without a
@@ -62,8 +73,7 @@ class HiddenCore:
         """One line for the log, the batch script and the panel (empty with no core)."""
         if not self.core_nodes:
             return ""
-        caveat = (f"a border-zone corridor narrower than about {NARROW_CORRIDOR_MM:g} mm may have been filled with "
-                  "core by the reconstruction, so no channel through the core is not evidence of none")
+        caveat = corridor_caveat()
         if self.flag is None:
             return f"{caveat} ({self.core_nodes} core nodes; {self.basis})"
         share = 100.0 * self.flagged_nodes / self.core_nodes
@@ -104,6 +114,7 @@ def marginal_core_fields(hidden: HiddenCore | None) -> dict[str, np.ndarray | No
 
 
 def log_hidden(hidden: HiddenCore, source: str) -> None:
-    """Warn, once per search with core, that a narrow corridor may be hidden in it."""
+    """Warn, once per search with core, that a narrow corridor may be hidden in it (a cohort keeps
+    it out of each patient's warnings: :data:`SAID_ONCE_PER_COHORT`)."""
     if hidden.core_nodes:
-        logger.warning("%s: %s", source, hidden.summary())
+        logger.warning("%s: %s", source, hidden.summary(), extra={SAID_ONCE_PER_COHORT: True})

@@ -57,7 +57,8 @@ MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
 TAG_ARRAY = "tissue_tag"
 #: Field-data note (JSON ``{"healthy": 1, "border_zone": 2, "core": 3}``) beside ``tissue_tag``: which
 #: value is which class, so that ``aha --tags-field tissue_tag`` reads them from the mesh; with
-#: ``export --tags 0,1,2`` the README's "border zone 2" was the core, counted as border zone, exit 0.
+#: ``export --tags 0,1,2`` the guide's "border zone 2" (its number under the default ``--tags 1,2,3``;
+#: Documentation/lge-to-opencarp.md) was the core, counted as border zone, exit 0.
 TAG_VALUES_ARRAY = "CardioScarTissueTagValues"
 #: A fibre or sheet vector shorter than this has no direction.
 MIN_FIBRE_LENGTH = 1e-6

@@ -1,6 +1,6 @@
 """Healthy / border zone / core tags on mesh nodes and elements, with class volumes.
 
-Rule (documented in the README):
+Rule (documented in Documentation/lge-to-opencarp.md#from-lge-to-an-opencarp-model):
 * one field (``scar_probability``): a node is core where p >= ``core``, border zone where
   ``border_zone`` <= p < ``core``, healthy below; defaults 0.5 and 0.8;
 * two fields (scar and core probability, from a scar model and a core model): core where the core
