@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="predict scar probability and uncertainty on every mesh node")
     apply.add_argument("--model", required=True, type=Path, help="trained checkpoint (.pth)")
     apply.add_argument("--mesh", required=True, type=Path, help="mesh to annotate (.vtk, .vtp, .vtu)")
-    apply.add_argument("--output", required=True, type=Path, help="output mesh with scar_probability, scar_uncertainty")
+    apply.add_argument("--output", required=True, type=Path, help="output mesh with scar_probability, scar_uncertainty, scar_error_risk (and scar_binary with --threshold)")
     apply.add_argument("--mc-samples", type=int, default=10, help="MC-dropout samples (default 10)")
     apply.add_argument("--batch-size", type=int, default=50000, help="nodes per inference batch (default 50000)")
     apply.add_argument("--threshold", type=float, default=None, help="also write scar_binary = probability >= threshold")

@@ -71,8 +71,8 @@ def register(subparsers) -> None:
     aha.add_argument("--lv-value", type=float, help="value of --lv-mask on LV nodes (e.g. a region label)")
     aha.add_argument("--tags-field", help="point field of scar tags; nodes equal to --border-zone-tag are border zone")
     aha.add_argument("--border-zone-tag", type=int, default=None,
-                     help="border-zone value of --tags-field (default 1; required on export's tissue_tag, whose "
-                          "default border zone is 2)")
+                     help="border-zone value of --tags-field (default 1; on export's tissue_tag, the value the "
+                          "export noted on the mesh, 2 by default; give it there only if the note is missing)")
     aha.add_argument("--core-tag", type=int, default=None,
                      help="dense-core value of --tags-field: adds each segment's core %% (3 for export's default "
                           "tags; default: no core column)")
