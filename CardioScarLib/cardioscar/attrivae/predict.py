@@ -92,8 +92,8 @@ def predict_case(checkpoint: dict, image_path: str | Path, labels_path: str | Pa
     """Preprocess the case as in training, encode it, classify it and read its attributes."""
     prepared = prepare_case(image_path, labels_path, convention, preprocess_of(checkpoint))
     _check_no_myocardium_left_out(checkpoint, prepared.labels, convention, labels_path)
-    check_labels_fit_image(prepared, convention, f"--labels {labels_path}")
-    warn_if_cine_like(prepared, convention, f"--image {image_path}")
+    contrast = check_labels_fit_image(prepared, convention, f"--labels {labels_path}")
+    warn_if_cine_like(contrast, f"--image {image_path}")
     model = build_model(checkpoint, device)
     volume = torch.as_tensor(prepared.cube[None, None], device=device)
     with torch.no_grad():

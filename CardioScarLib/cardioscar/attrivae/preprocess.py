@@ -156,8 +156,9 @@ def _blood_pool_contrast(image: np.ndarray, cavity: np.ndarray, myocardium: np.n
     return float(np.median(image[cavity]) - np.median(image[myocardium]))
 
 
-def check_labels_fit_image(prepared: PreparedCase, convention: LabelConvention, source: str) -> None:
-    """Refuse a label map that does not outline this image's left ventricle.
+def check_labels_fit_image(prepared: PreparedCase, convention: LabelConvention, source: str) -> float:
+    """Refuse a label map that does not outline this image's left ventricle; returns its
+    :func:`blood_wall_contrast`, which :func:`warn_if_cine_like` then reads.
 
     A label map of another case (or series) on the same grid passes every geometric check and
     gives a confident answer about the wrong heart. A map drawn on this image has its cavity on
@@ -191,6 +192,7 @@ def check_labels_fit_image(prepared: PreparedCase, convention: LabelConvention, 
         raise CardioScarError(f"{source} does not outline the image's left ventricle: moved a few mm, its cavity "
                               f"and myocardium fit the image's bright blood pool and dark wall better in {better} of "
                               f"{len(moves)} directions {advice}")
+    return contrast
 
 
 #: In-plane margin (mm) of the box around the LV whose other voxels give the image's own intensity range.
@@ -228,15 +230,15 @@ def blood_wall_contrast(image: np.ndarray, labels: np.ndarray, convention: Label
     return float((blood - wall) / max(high - low, 1e-6))
 
 
-def warn_if_cine_like(prepared: PreparedCase, convention: LabelConvention, image_source: str) -> None:
-    """Warn when the image's blood pool and wall differ as a cine's do, not as an LGE's.
+def warn_if_cine_like(contrast: float, image_source: str) -> None:
+    """Warn when the image's blood pool and wall differ as a cine's do, not as an LGE's: its
+    :func:`blood_wall_contrast` (as :func:`check_labels_fit_image` returns it) above
+    :data:`MAX_LGE_BLOOD_WALL_CONTRAST`.
 
     A cine given with its labels passes every check (the labels fit it) and is classified as if it
     were an LGE: an MI probability that means nothing. Only a warning: the cut is set on one
     centre's LGE (EMIDEC) and one cine patient (ACDC 101); a well-nulled LGE from another scanner,
     with a darker wall than EMIDEC's, may pass the cut too."""
-    contrast = blood_wall_contrast(sitk.GetArrayFromImage(prepared.image).astype(np.float64), prepared.labels,
-                                   convention, prepared.spacing)
     if contrast > MAX_LGE_BLOOD_WALL_CONTRAST:
         logger.warning("%s looks like a cine, not an LGE: its blood pool lies %.2f of the surrounding intensity range "
                        "above its myocardium (EMIDEC's LGE: at most 0.54; ACDC cine: 0.70-0.77); the model learned "

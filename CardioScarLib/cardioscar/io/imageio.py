@@ -627,8 +627,8 @@ def _note_sform_scales(layout: _NiftiLayout, source: Path) -> None:
     sform_mm = " x ".join(f"{v:.4g}" for v in scales)
     pixdim_mm = " x ".join(f"{v:.4g}" for v in layout.pixdim[:3])
     logger.info("Image %s: its NIfTI sform gives %s mm voxels, pixdim %s mm; read with pixdim's voxel size and "
-                   "%s's orientation and origin (as ITK and Slicer read it); a tool that takes the voxel size from "
-                   "the sform would see %s mm voxels", source.name, sform_mm, pixdim_mm, placed_by, sform_mm)
+                "%s's orientation and origin (as ITK and Slicer read it); a tool that takes the voxel size from "
+                "the sform would see %s mm voxels", source.name, sform_mm, pixdim_mm, placed_by, sform_mm)
 
 
 def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> int:

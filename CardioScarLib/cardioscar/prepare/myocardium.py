@@ -509,9 +509,7 @@ def warn_scar_map_on_the_mesh(layers: Sequence[SliceLayer], pixel_values: np.nda
                        "will call the whole heart healthy; if this patient has scar, check the scar map (another field "
                        "of the file, a probability scaled below 0.5, or the wrong slices)", largest)
         return
-    values = np.asarray(pixel_values, float)
-    values = values[np.isfinite(values)]
-    share = float((values >= 0.5).mean()) if values.size else 0.0
+    share = _scar_share(pixel_values)
     if share > NORMALISED_SCAR_WARNING:
         logger.warning("%.0f%% of the pixels the mesh's nodes lie on are scar (target >= 0.5), more than any EMIDEC "
                        "expert label covers (52%% of the myocardium): is the scar map inverted (1 - scar), or the "
@@ -519,9 +517,15 @@ def warn_scar_map_on_the_mesh(layers: Sequence[SliceLayer], pixel_values: np.nda
                        100 * share)
 
 
-def _warn_normalised_mostly_scar(values: np.ndarray, of_what: str) -> float:
+def _scar_share(values: np.ndarray) -> float:
+    """The share of the finite ``values`` that are scar (>= 0.5); 0 with none."""
+    values = np.asarray(values, float)
     values = values[np.isfinite(values)]
-    share = float((values >= 0.5).mean()) if values.size else 0.0
+    return float((values >= 0.5).mean()) if values.size else 0.0
+
+
+def _warn_normalised_mostly_scar(values: np.ndarray, of_what: str) -> float:
+    share = _scar_share(values)
     if share > NORMALISED_SCAR_WARNING:
         logger.warning("--normalize-intensities: %.0f%% %s are >= 0.5 after min-max "
                        "scaling, so most of the myocardium would be trained as scar (more than any EMIDEC expert "

@@ -129,6 +129,7 @@ def outer_border_share(heart: Sequence[np.ndarray], scar: Sequence[np.ndarray]) 
         covered += int((outer & np.asarray(own, bool)).sum())
     return covered / border if border else 0.0
 
+
 #: The scar labels are the cavity (blood pool) when they hold a disc of this radius (mm) that lies
 #: inside the ring the other labels make. EMIDEC's 75 maps: the true scar 3,4 at most 10.5 mm (the
 #: wall is thinner than 21 mm); the cavity 1 at least 16.3 mm; ACDC's cavity 3 26-31 mm.
