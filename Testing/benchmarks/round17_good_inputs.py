@@ -19,7 +19,6 @@ Usage: PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/roun
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from cardioscar.prepare.myocardium import label_masks, restrict_to_myocardium
 from cardioscar.prepare.slices import slices_from_image
 from cardioscar.prepare.targets import slice_targets
 from mesh_pair_check import _Warnings
+from round16_good_inputs import real_cases
 
 #: The words of the round-17 warning.
 INVERTED = "is the scar map inverted"
@@ -92,17 +92,10 @@ def judge_phantom(folder: Path, config) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
-    parser.add_argument("--cases", type=int, default=None, help="the first N EMIDEC cases only")
-    args = parser.parse_args()
-    logging.getLogger("cardioscar").setLevel(logging.WARNING)
-    cases = [(folder.name, folder / "Images" / f"{folder.name}.nii.gz", folder / "Contours" / f"{folder.name}.nii.gz",
-              [2, 3, 4], [3, 4]) for folder in sorted((args.data / "emidec").glob("Case_*"))][:args.cases]
+    args, cases = real_cases(__doc__.splitlines()[0])
     acdc = args.data / "acdc_patient101"
-    for frame in ("01", "14"):
-        cases.append((f"ACDC patient101 frame {frame}", acdc / f"patient101_frame{frame}.nii.gz",
-                      acdc / f"patient101_frame{frame}_gt.nii.gz", [2], [4]))
+    cases.append(("ACDC patient101 ES", acdc / "patient101_frame14.nii.gz", acdc / "patient101_frame14_gt.nii.gz",
+                  [2], [4]))
     unexpected = 0
     phantoms = [("demo phantom (cardioscar demo's, 40,000 nodes)", PhantomConfig()),
                 ("phantom seed 3, 1,500 nodes (the bad-input suites')", PhantomConfig(target_nodes=1500, seed=3))]
