@@ -104,12 +104,15 @@ def test_an_inverted_scar_map_with_its_myocardium_mask_is_warned(segmented, tmp_
     (".csv", "id, image,mesh,image \nP1,{image},{mesh},{image}\n", "the header names column 'image' 2 times"),
     (".yaml", "patients:\n  - id: P1\n    mesh: {mesh}\n    image: {image}\n    image: {image}\n",
      "line 5 gives 'image' again"),
+    (".csv", "id;mesh;image\nP1;{mesh};{image}\n", "the header is one column, 'id;mesh;image': a file separated by ';'"),
 ])
 def test_a_manifest_naming_a_column_twice_is_refused(trained, tmp_path, suffix, text, fragment):
     """A second ``image`` column (the long-axis views beside the stack, in their own column): the CSV
     reader (and YAML's, for a key) kept the last without a word, so the patient trained on the
     long-axis image alone. Now refused before anything runs; a YAML merge key's overridden values and
-    several images in one cell (or list) pass."""
+    several images in one cell (or list) pass. A CSV saved with ';' between its columns (a
+    spreadsheet in a locale with decimal commas) was four lines of unknown column and empty id, mesh
+    and image; now one line naming the separator."""
     paths = trained["paths"]
     manifest = tmp_path / f"cohort{suffix}"
     manifest.write_text(text.format(mesh=paths["mesh"], image=paths["image"]))

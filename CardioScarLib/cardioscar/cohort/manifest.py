@@ -346,12 +346,18 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 def _refuse_repeated_columns(header: list[str], path: Path) -> None:
-    """Refuse a CSV header that names a column twice (compared as the rows' keys are, spaces stripped).
+    """Refuse a CSV header that names a column twice (compared as the rows' keys are, spaces stripped),
+    or that is one column holding ';' or tabs (a spreadsheet's CSV in a locale with decimal commas).
 
     Why (round 17): the CSV reader keeps the last of two same-named columns without a word, so a
     second ``image`` column (the long-axis views beside the stack) replaced the first: the patient
     trained on the long-axis image alone, exit 0."""
     names = [name.strip() for name in header]
+    separator = next((mark for mark in (";", "\t") if len(names) == 1 and mark in names[0]), None)
+    if separator:  # else listed as an unknown column 'id;mesh;image' and every row's id, mesh and image empty
+        raise CardioScarError(f"{path}: the header is one column, {names[0]!r}: a file separated by "
+                              f"{'tabs' if separator == chr(9) else repr(separator)} (as a spreadsheet saves CSV in some "
+                              "locales); save it with commas between the columns")
     repeated = sorted({name for name in names if name and names.count(name) > 1})
     if repeated:
         raise CardioScarError(f"{path}: the header names column '{repeated[0]}' {names.count(repeated[0])} times (the "
