@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="point field of core probability: in --core-mesh (default scar_probability), else in --mesh")
     sim.add_argument("--export-opencarp", type=Path, default=None, metavar="PREFIX",
                      help="also write PREFIX.pts/.elem/.json (implies tagging)")
-    sim.add_argument("--units", choices=("um", "mm"), default="um", help="units of the .pts (default um)")
+    sim.add_argument("--units", choices=("um", "mm"), help="units of the .pts (default um)")
     sim.add_argument("--fibre-rule", action="store_true",
                      help="write PREFIX.lon from the LV fibre rule (helix +60 endo to -60 epi; rule-based, LV only)")
     sim.add_argument("--helix-angles", default=None, metavar="ENDO,EPI",
@@ -279,6 +279,10 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if args.fibre_rule and args.export_opencarp is None:  # else parsed and silently unused
         raise CardioScarError("--fibre-rule writes the LV fibre rule's PREFIX.lon with --export-opencarp PREFIX: add "
                               "--export-opencarp, or leave --fibre-rule out.")
+    if args.units is not None and args.export_opencarp is None:  # else parsed and silently unused (round 17)
+        raise CardioScarError(f"--units {args.units} sets the units of the openCARP .pts that --export-opencarp PREFIX "
+                              "writes: add --export-opencarp, or leave --units out.")
+    args.units = args.units or "um"
     if args.helix_angles is not None:  # checked before the training, as the rule's other refusals
         from cardioscar.simulation.export import parse_helix
         from cardioscar.simulation.fibres import check_helix_angles

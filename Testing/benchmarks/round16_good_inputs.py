@@ -93,8 +93,10 @@ def judge_phantom(folder: Path, config) -> list[str]:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def real_cases(description: str) -> tuple[argparse.Namespace, list[tuple]]:
+    """The command line's ``--data`` and ``--cases``, and the real cases they name: (name, image,
+    label map, myocardium labels, scar labels) of each EMIDEC case and of ACDC 101's ED frame."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
     parser.add_argument("--cases", type=int, default=None, help="the first N EMIDEC cases only")
     args = parser.parse_args()
@@ -104,6 +106,11 @@ def main() -> None:
     acdc = args.data / "acdc_patient101"
     cases.append(("ACDC patient101 ED", acdc / "patient101_frame01.nii.gz", acdc / "patient101_frame01_gt.nii.gz",
                   [2], [4]))
+    return args, cases
+
+
+def main() -> None:
+    _, cases = real_cases(__doc__.splitlines()[0])
     unexpected = 0
     phantoms = [("demo phantom (cardioscar demo's, 40,000 nodes)", PhantomConfig()),
                 ("phantom seed 3, 1,500 nodes (the bad-input suites')", PhantomConfig(target_nodes=1500, seed=3)),

@@ -322,6 +322,7 @@ def _read_rows(path: Path) -> list[dict]:
     except OSError as error:
         raise CardioScarError(f"cannot read the manifest {path}: {error.strerror or error}") from None
     if suffix == ".csv":
+        _refuse_repeated_columns(next(csv.reader(text.splitlines()), []), path)
         rows = list(csv.DictReader(text.splitlines()))
         if rows and None in rows[0]:
             raise CardioScarError(f"{path}: a row has more values than the header has columns (paths with commas "
@@ -331,7 +332,7 @@ def _read_rows(path: Path) -> list[dict]:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_loader_refusing_repeated_keys(path))
         except yaml.YAMLError as error:
             raise CardioScarError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
         defaults: dict = {}
@@ -342,6 +343,47 @@ def _read_rows(path: Path) -> list[dict]:
                                   "optional 'defaults' (a mapping)")
         return [{key: _yaml_word(value) for key, value in {**defaults, **row}.items()} for row in data]
     raise CardioScarError(f"the manifest {path} must be a .csv, .yaml or .yml file")
+
+
+def _refuse_repeated_columns(header: list[str], path: Path) -> None:
+    """Refuse a CSV header that names a column twice (compared as the rows' keys are, spaces stripped),
+    or that is one column holding ';' or tabs (a spreadsheet's CSV in a locale with decimal commas).
+
+    Why (round 17): the CSV reader keeps the last of two same-named columns without a word, so a
+    second ``image`` column (the long-axis views beside the stack) replaced the first: the patient
+    trained on the long-axis image alone, exit 0."""
+    names = [name.strip() for name in header]
+    separator = next((mark for mark in (";", "\t") if len(names) == 1 and mark in names[0]), None)
+    if separator:  # else listed as an unknown column 'id;mesh;image' and every row's id, mesh and image empty
+        raise CardioScarError(f"{path}: the header is one column, {names[0]!r}: a file separated by "
+                              f"{'tabs' if separator == chr(9) else repr(separator)} (as a spreadsheet saves CSV in some "
+                              "locales); save it with commas between the columns")
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise CardioScarError(f"{path}: the header names column '{repeated[0]}' {names.count(repeated[0])} times (the "
+                              "last would replace the others): give each column once; several images go in one "
+                              "'image' cell, separated by ';'")
+
+
+def _loader_refusing_repeated_keys(path: Path) -> type:
+    """A YAML safe loader that refuses a mapping with a key given twice (PyYAML keeps the last
+    without a word, as the CSV reader does with a column: :func:`_refuse_repeated_columns`)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *defaults': its keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if repr(key) in seen:  # repr: a key may be a list
+                    raise CardioScarError(f"{path}: line {key_node.start_mark.line + 1} gives '{key}' again (the last "
+                                          "would replace the other): give each key once; several images go in one list")
+                seen.add(repr(key))
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def _images(value: Any) -> list[str]:

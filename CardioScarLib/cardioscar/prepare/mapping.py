@@ -244,7 +244,9 @@ def _check_not_centimetres(points: np.ndarray, corners: np.ndarray, layers: Sequ
     centimetres (10 times too small) still lands in a few pixels, so the orders-of-magnitude check
     passes, and every group then averages nodes from all over the heart. With pixels under 1 mm it
     spans more than :data:`MIN_MESH_PIXELS` (9.8 cm across 0.7 mm pixels: 14), so there the slab
-    widths decide (round 16: such a mesh placed on the scar trained, exit 0)."""
+    widths decide (round 16: such a mesh placed on the scar trained, exit 0). A patch of wall in
+    millimetres as small (14 mm across 1.5 mm pixels) reads the same, so the message names it too
+    (round 17): no size tells the two apart, and the patch meets a slice or two."""
     pixel = min(min(layer.spacing) for layer in layers)
     half_width = max(layer.half_thickness for layer in layers)
     extent = float(np.ptp(points, axis=0).max())
@@ -255,7 +257,8 @@ def _check_not_centimetres(points: np.ndarray, corners: np.ndarray, layers: Sequ
             f"The mesh spans only {extent:.3g} mm (LPS bounds {bounds_text(points)}), {extent / pixel:.1f} pixels of "
             f"{pixel:g} mm and {extent / half_width:.1f} slab half-widths of {half_width:g} mm, inside slices "
             f"{float(np.ptp(corners, axis=0).max()):.4g} mm across: a heart mesh in centimetres? scale its coordinates "
-            "to millimetres (x10)")
+            "to millimetres (x10). A patch of wall this small, in mm, is not reconstructed on its own (it meets one or "
+            "two slices): give the heart's mesh and cut the patch from the result")
 
 
 #: The share of mesh nodes that may project outside every slice's pixel grid before a warning.

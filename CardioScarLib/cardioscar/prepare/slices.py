@@ -195,6 +195,27 @@ def slices_from_array(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis
     return layers
 
 
+#: Longest span (mm) of an image of the heart along one index axis; a torso is about half of it.
+MAX_VOLUME_SPAN_MM = 1000.0
+
+
+def _refuse_metre_long_volume(size_ijk: tuple, spacing: np.ndarray, label: str) -> None:
+    """Refuse a volume that spans over :data:`MAX_VOLUME_SPAN_MM` along an index axis.
+
+    Why (round 17): an array given to the Python API in nibabel's order ``[i, j, k]`` (with its
+    ``affine``, as ``slices_from_array``'s ``[k, j, i]``) made EMIDEC P001's 256 columns its
+    slices, 10 mm apart: a stack 2.56 m long of slices 10 pixels wide, refused further on as "none
+    of the scar pixels reaches a mesh node ... same patient, exam and frame", blaming the mesh."""
+    spans = np.asarray(size_ijk, dtype=np.float64) * spacing
+    if spans.max() > MAX_VOLUME_SPAN_MM:
+        axis = int(np.argmax(spans))
+        raise CardioScarError(
+            f"{label}: the volume spans {spans[axis]:.0f} mm along {'ijk'[axis]} ({size_ijk[axis]} voxels of "
+            f"{spacing[axis]:.3g} mm; sizes i, j, k {tuple(int(n) for n in size_ijk)}), more than any image of a heart: "
+            "is the array indexed [i, j, k] (nibabel's order)? Give it as [k, j, i] (volume.transpose(2, 1, 0)), or "
+            "fix the spacing")
+
+
 def _cut_volume(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis: str,
                 slice_indices: Iterable[int] | None, half_thickness: float, label: str) -> list[SliceLayer]:
     """:func:`slices_from_array` without its log line."""
@@ -214,6 +235,7 @@ def _cut_volume(volume_kji: np.ndarray, ijk_to_lps: np.ndarray, slice_axis: str,
     spacing = np.linalg.norm(columns, axis=0)
     if np.any(spacing <= 0):
         raise CardioScarError(f"{label}: the IJK->LPS matrix has a zero-length axis (spacing {spacing})")
+    _refuse_metre_long_volume(size_ijk, spacing, label)
     indices = _checked_indices(slice_indices, size_ijk[normal_axis], axis)
     stack_spacing = float(spacing[normal_axis]) if size_ijk[normal_axis] >= 2 else None
 
