@@ -282,7 +282,7 @@ def tet_mesh(h: Heart, offset_mm: float, mesh_mm: float, path: Path) -> np.ndarr
     thr = vtk.vtkThreshold()
     thr.SetInputData(img)
     thr.SetInputArrayToProcess(0, 0, 0, vtk.vtkDataObject.FIELD_ASSOCIATION_CELLS, "wall")
-    thr.SetLowerThreshold(0.5)  # the wall's voxels (1) only
+    thr.SetUpperThreshold(0.5)  # keeps the wall's voxels (1): values at or above it
     thr.SetThresholdFunction(vtk.vtkThreshold.THRESHOLD_UPPER)
     conn = vtk.vtkConnectivityFilter()
     conn.SetInputConnection(thr.GetOutputPort())
