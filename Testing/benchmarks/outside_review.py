@@ -546,7 +546,27 @@ def read_field(path: Path, name: str) -> np.ndarray:
     return vtk_to_numpy(rd.GetOutput().GetPointData().GetArray(name)).astype(float)
 
 
-def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: list[str]) -> dict:
+def decay_sweep(out: Path, decays: list[float], truth: np.ndarray, on_slab: np.ndarray) -> dict:
+    """The trained model applied with other residual decays of its shape prior (mm; the weight
+    acts only when applied, so one training serves every decay), scored like the rest."""
+    import torch
+
+    from cardioscar.shape_prior.use import with_residual_decay
+
+    checkpoint = torch.load(out / "model.pth", weights_only=False)
+    if not checkpoint.get("shape_prior"):
+        return {}
+    swept = {}
+    for decay in decays:
+        torch.save(with_residual_decay(checkpoint, decay), out / f"model_decay{decay}.pth")
+        cli(["apply", "--model", str(out / f"model_decay{decay}.pth"), "--mesh", str(out / "mesh.vtk"),
+             "--output", str(out / f"scar_decay{decay}.vtk"), "--cpu"])
+        swept[str(decay)] = score(read_field(out / f"scar_decay{decay}.vtk", "scar_probability"), truth, on_slab)
+    return swept
+
+
+def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: list[str],
+             decays: list[float]) -> dict:
     out = work / case.name
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(case.seed)
@@ -598,6 +618,7 @@ def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: l
         "fast": score(p, truth, on_slab),
         **{k: score(v, truth, on_slab) for k, v in ys.items()},
         "why": why,
+        **({"residual_decay_sweep": decay_sweep(out, decays, truth, on_slab)} if decays else {}),
         "seconds": {"build": round(t_build, 1), "prepare": round(t_prep, 1), "train": round(t_train, 1)},
     }
     return row
@@ -610,6 +631,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep each case's files here")
     ap.add_argument("--train-seed", type=int, default=42, help="train's --seed (its default 42)")
     ap.add_argument("--train-extra", default="", help="more train options, e.g. '--shape-prior off'")
+    ap.add_argument("--residual-decays", default="", help="also apply the model with these residual decays "
+                    "of its shape prior, mm (e.g. 0.25,0.5,1,2)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="change a field of the chosen cases (e.g. profile=triangle, misregister_mm=0); "
                          "the case's name gets the change appended")
@@ -622,7 +645,8 @@ def main() -> None:
         chosen = [replace(c, name=f"{c.name}+{key}={value}", **{key: typed}) for c in chosen]
     work = a.work or Path(tempfile.mkdtemp(prefix="outside_review_"))
     for c in chosen:
-        print(json.dumps(run_case(c, a.data, work, a.train_seed, a.train_extra.split())), flush=True)
+        decays = [float(d) for d in a.residual_decays.split(",") if d]
+        print(json.dumps(run_case(c, a.data, work, a.train_seed, a.train_extra.split(), decays)), flush=True)
 
 
 if __name__ == "__main__":
