@@ -25,11 +25,15 @@ myocardial pixel at the node's in-plane position) and *shape* (signed distance o
 at 0.5 in the two neighbouring slices, blended linearly along the normal; probability
 ``sigmoid(-d / 1.5 mm)``). Every node is scored against the 3D truth (Dice at 0.5, best Dice and its
 threshold, ROC AUC, scar volume error by node count), and Dice split between nodes on a slab and
-between slabs. One JSON line per case on stdout.
+between slabs. One JSON line per case on stdout, with ``why``: the targets against the truth, the
+fit's loss beside the true field's, where the wrong nodes are (per slice; with a row, on a slab
+without one, between slabs) and the library's shape prior alone.
 
 Usage: nice -n 5 env PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python \
     Testing/benchmarks/outside_review.py [--cases a,b] [--data ../shared/data] [--work DIR] \
+    [--train-seed N] [--train-extra '--shape-prior off'] [--set FIELD=VALUE] [--residual-decays 0.5,2] \
     > Testing/benchmarks/results/outside_review.jsonl
+Figures and findings: Testing/benchmarks/ROBUSTNESS.md, "An outside reviewer's cases".
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +93,6 @@ class Case:
     mesh_mm: float = 2.4
     long_axis: bool = False  # pool a four-chamber-like view with the stack (label input only)
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 CASES = [
