@@ -32,6 +32,7 @@ without one, between slabs) and the library's shape prior alone.
 Usage: nice -n 5 env PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python \
     Testing/benchmarks/outside_review.py [--cases a,b] [--data ../shared/data] [--work DIR] \
     [--train-seed N] [--train-extra '--shape-prior off'] [--set FIELD=VALUE] [--residual-decays 0.5,2] \
+    [--row-weight-reaches 0,1.5,3] \
     > Testing/benchmarks/results/outside_review.jsonl
 Figures and findings: Testing/benchmarks/ROBUSTNESS.md, "An outside reviewer's cases".
 """
@@ -568,8 +569,43 @@ def decay_sweep(out: Path, decays: list[float], truth: np.ndarray, on_slab: np.n
     return swept
 
 
+def row_weight_sweep(out: Path, nodes: np.ndarray, reaches: list[float], truth: np.ndarray,
+                     on_slab: np.ndarray) -> dict:
+    """An experiment, not the library's rule: the shape prior's residual weight (distance to the
+    nearest plane) times ``exp(-(max(d - r, 0) / decay)^2 / 2)`` of the distance ``d`` to the nearest
+    node with a training row, so the network's residual fades at nodes near a plane but in no
+    group (pixels dropped outside the mask, an apex cut obliquely) and the prior speaks there. The
+    prior's log-odds factor follows the weight as in :meth:`ShapePrior.node_terms`."""
+    import torch
+    from scipy.spatial import cKDTree
+
+    from cardioscar.fit.normalization import normalize
+    from cardioscar.logic import _scaler, model_from_checkpoint
+    from cardioscar.predict.inference import mc_dropout_predict
+    from cardioscar.shape_prior.field import ShapePrior
+
+    checkpoint = torch.load(out / "model.pth", weights_only=False)
+    prior = ShapePrior.from_checkpoint(checkpoint)
+    if prior is None:
+        return {}
+    rows = nodes[np.unique(np.load(out / "data.npz")["node_ids"])]
+    to_row = cKDTree(rows).query(nodes)[0]
+    coordinates = normalize(nodes, *_scaler(checkpoint)).astype(np.float32)
+    logit = prior.logit(nodes)
+    weight = prior.residual_weight(nodes)
+    swept = {}
+    for reach in reaches:
+        w = weight * np.exp(-0.5 * (np.maximum(to_row - reach, 0.0) / prior.residual_decay_mm) ** 2)
+        torch.manual_seed(42)  # apply's default seed: the same dropout masks
+        mean, _ = mc_dropout_predict(model_from_checkpoint(checkpoint), coordinates, mc_samples=10,
+                                     prior_logit=(logit * (1.0 - w * (1.0 - prior.slab_scale))).astype(np.float32),
+                                     residual_weight=w.astype(np.float32))
+        swept[str(reach)] = score(mean, truth, on_slab)
+    return swept
+
+
 def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: list[str],
-             decays: list[float]) -> dict:
+             decays: list[float], reaches: list[float]) -> dict:
     out = work / case.name
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(case.seed)
@@ -622,6 +658,7 @@ def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: l
         **{k: score(v, truth, on_slab) for k, v in ys.items()},
         "why": why,
         **({"residual_decay_sweep": decay_sweep(out, decays, truth, on_slab)} if decays else {}),
+        **({"row_weight_sweep": row_weight_sweep(out, nodes, reaches, truth, on_slab)} if reaches else {}),
         "seconds": {"build": round(t_build, 1), "prepare": round(t_prep, 1), "train": round(t_train, 1)},
     }
     return row
@@ -636,6 +673,8 @@ def main() -> None:
     ap.add_argument("--train-extra", default="", help="more train options, e.g. '--shape-prior off'")
     ap.add_argument("--residual-decays", default="", help="also apply the model with these residual decays "
                     "of its shape prior, mm (e.g. 0.25,0.5,1,2)")
+    ap.add_argument("--row-weight-reaches", default="", help="experiment: also apply the model with the prior's "
+                    "residual faded by the distance to the nearest node with a row beyond these reaches, mm (e.g. 0,1.5,3)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="change a field of the chosen cases (e.g. profile=triangle, misregister_mm=0); "
                          "the case's name gets the change appended")
@@ -649,7 +688,8 @@ def main() -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="outside_review_"))
     for c in chosen:
         decays = [float(d) for d in a.residual_decays.split(",") if d]
-        print(json.dumps(run_case(c, a.data, work, a.train_seed, a.train_extra.split(), decays)), flush=True)
+        reaches = [float(r) for r in a.row_weight_reaches.split(",") if r]
+        print(json.dumps(run_case(c, a.data, work, a.train_seed, a.train_extra.split(), decays, reaches)), flush=True)
 
 
 if __name__ == "__main__":
