@@ -269,7 +269,8 @@ def test_a_faint_scar_patch_missed_on_a_fraction_map_is_retried_from_the_next_se
     assert history["final_loss"] < first["final_loss"] / 2
     assert training.describe_stop(history) == "converged"
     missed = {"stop_reason": "converged", "ignored_groups": 0, "faint_scar_groups": 12, "faint_scar_share": 0.14}
-    assert training.describe_stop(missed) == "converged in a poor minimum: 0 groups ignored (see the log)"
+    assert training.describe_stop(missed) == ("converged in a poor minimum: 12 faint scar groups fitted under 50% of "
+                                              "their targets (see the log)")
 
 
 def test_drawn_labels_are_left_to_the_ignored_group_tests():
