@@ -240,6 +240,49 @@ def test_a_missed_scar_patch_under_the_stall_share_is_retried_from_the_next_seed
     assert training.describe_stop(missed) == "converged in a poor minimum: 8 groups ignored (see the log)"
 
 
+def faint_spot_on_a_fraction_map():
+    """``scar_with_a_far_spot`` as a fraction map: the big scar at 0.8, the far spot faint at 0.5, so
+    no group can be missed by ``IGNORED_GROUP_MISS`` (0.9) whatever the field does there."""
+    coords, values, groups = scar_with_a_far_spot()
+    values = (0.8 * values).astype(np.float32)
+    values[(groups >= 10) & (groups < 22)] = 0.5
+    return coords, values, groups
+
+
+def test_a_faint_scar_patch_missed_on_a_fraction_map_is_retried_from_the_next_seed(caplog):
+    """ACDC's fraction map with its middle slice held out: training seeds 1 and 2 fitted the faint
+    scar of the neighbouring slices (targets near 0.5) at 0.08-0.17, "converged" with no group
+    ignored, and called the held-out scar at Dice 0.16 against 0.61-0.80 for seeds whose fit
+    reached the targets. Here seed 6 fits the faint spot at under half its 0.5 (all 12 groups, 14 %
+    of the variance, none ignored): the fast preset must retry from seed 7, which fits it, and
+    keep that run. (Before the fix: one run, kept, and the spot lost.)"""
+    coords, values, groups = faint_spot_on_a_fraction_map()
+    config = TrainingConfig.fast(max_epochs=300, hidden_dim=32, seed=6, num_threads=1)
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
+        _, history = fit_scar_field(coords, values, groups, config, device="cpu")
+    first, *retries = history["attempts"]
+    assert first["seed"] == 6 and first["ignored_share"] == 0.0  # blind to the 0.9 miss tests
+    assert first["faint_scar_groups"] == 12 and first["faint_scar_share"] >= training.SAID_IGNORED_FRACTION
+    assert "misses a faint scar patch: it fits 12 groups" in caplog.text and "training again from seed 7" in caplog.text
+    assert retries[0]["seed"] == 7 and history["retry_kept"] and history["seed"] == 7
+    assert history["faint_scar_groups"] < training.MISSED_SCAR_GROUPS and "the result misses" not in caplog.text
+    assert history["final_loss"] < first["final_loss"] / 2
+    assert training.describe_stop(history) == "converged"
+    missed = {"stop_reason": "converged", "ignored_groups": 0, "faint_scar_groups": 12, "faint_scar_share": 0.14}
+    assert training.describe_stop(missed) == ("converged in a poor minimum: 12 faint scar groups fitted under 50% of "
+                                              "their targets (see the log)")
+
+
+def test_drawn_labels_are_left_to_the_ignored_group_tests():
+    """Targets of 1 never count as a faint scar patch, however the field misses them: the same
+    spot drawn as a label (seed 6 calls it background) is the missed-scar test's, not this one's."""
+    coords, values, groups = scar_with_a_far_spot()
+    _, history = fit_scar_field(coords, values, groups, TrainingConfig.fast(max_epochs=300, hidden_dim=32, seed=6,
+                                                                            num_threads=1), device="cpu")
+    assert history["attempts"][0]["ignored_share"] > 0
+    assert all(a["faint_scar_groups"] == 0 for a in history["attempts"])
+
+
 def test_a_healthy_fit_is_not_taken_for_a_stalled_one(caplog):
     """The halves are fitted outright: no group is more than 0.5 off, the run is trained once,
     and its figures are those of a run with the stall test switched off."""

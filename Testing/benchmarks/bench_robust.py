@@ -422,6 +422,12 @@ def prepared_case(case: Case, slices: list[SliceLayer]) -> PreprocessingResult:
     return prepared
 
 
+def attempt_record(history: dict) -> list[list]:
+    """Every training run behind ``history`` as ``[peak rate, epochs, final group loss, seed]``: more than
+    one when a run died, failed, diverged, stalled or missed a scar patch and was trained again."""
+    return [[a["max_lr"], a["epochs_run"], round(a["final_loss"], 5), a.get("seed")] for a in history.get("attempts", [])]
+
+
 def ignored_record(history: dict) -> dict:
     """The kept fit's ignored groups (``training.IGNORED_GROUP_MISS``): how many, how many of them are
     scar targets called healthy, their share of the targets' variance, and each run's seed and share
@@ -473,8 +479,7 @@ def run_case(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             "convergence_fall": checkpoint["history"].get("convergence_fall"),
             # every training run (a dead, failed, diverged or stalled one is retried): its peak rate, epochs,
             # final group loss and seed (appended last, so the first three read as in older result files)
-            "attempts": [[a["max_lr"], a["epochs_run"], round(a["final_loss"], 5), a.get("seed")]
-                         for a in checkpoint["history"].get("attempts", [])],
+            "attempts": attempt_record(checkpoint["history"]),
             # the kept run's late rise (training.DIVERGED_FRACTION): how far its last epochs stayed above its best
             "late_rise": None if checkpoint["history"].get("late_rise") is None
             else round(float(checkpoint["history"]["late_rise"]), 5),
@@ -544,6 +549,8 @@ def run_loso(case: Case, config: TrainingConfig | None = None, mc_samples: int =
             "held_out_nodes": int(len(nodes)), "held_out_scar_nodes": int(truth.sum()),
             "dice": round(metrics.dice(p, truth, 0.5), 4), "auc": _auc(truth >= 0.5, p),
             "mean_probability_on_scar": round(float(p[truth >= 0.5].mean()), 4) if truth.any() else None,
+            # every training run, as run_case lists them (a retried run shows as a second seed)
+            "attempts": attempt_record(checkpoint["history"]),
             "train_s": round(train_s, 1)}
     remaining = [case.acquired[k] for k in keep if k in case.parallel] or [case.acquired[k] for k in keep]
     for name, values in yardsticks(case, remaining, nodes).items():
