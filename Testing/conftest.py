@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -22,6 +23,52 @@ BIVME = SHARED_DATA / "bivme_patient1"
 # doing anything else spin against each other (measured here: 10x slower epochs under load).
 # Set before any test module imports torch; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+#: The test files that take longest, longest first (CPU seconds of a serial run on the 2-core AMD
+#: EPYC, 2026-12-07: test_accuracy with test_demo 90, test_cli 74, test_cohort 71, test_batch_script
+#: 64, test_slicer_panel_walk 55, ... test_aha 35). The workers start them first: with whole files
+#: per worker, a long file started last runs alone while the other worker idles.
+LONG_FILES = (
+    "test_accuracy.py", "test_demo.py", "test_cli.py", "test_cohort.py", "test_batch_script.py",
+    "test_slicer_panel_walk.py", "test_attrivae_slicer_logic.py", "test_real_geometry.py",
+    "test_slicer_panel_tissue.py", "test_slicer_panel.py", "test_documented_examples.py",
+    "test_accuracy_segmented.py", "test_aha.py",
+)
+
+#: Files that read one run kept in a module (``test_demo.demo_run``, about 80 CPU seconds): one
+#: worker runs them both, so the run is paid once; on two workers it was paid twice.
+SHARED_RUN = {"test_accuracy.py": "test_demo.py"}
+
+
+class FilesSharingARun(LoadFileScheduling):
+    """``--dist loadfile`` (each file whole on one worker), with the files of :data:`SHARED_RUN` as
+    one unit, handed out in collection order (see ``pytest_collection_modifyitems``)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        file = super()._split_scope(nodeid)
+        folder, _, name = file.rpartition("/")
+        return f"{folder}/{SHARED_RUN[name]}" if name in SHARED_RUN else file
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    # xdist otherwise hands out the files with the most tests first, which put the long files with
+    # few tests (test_accuracy's 5) last
+    config.option.loadscopereorder = False
+    return FilesSharingARun(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker, the :data:`LONG_FILES` first, in that order (a stable sort: the tests of
+    a file keep their order; a serial run keeps pytest's own order)."""
+    if not hasattr(config, "workerinput"):
+        return
+    missing = [name for name in LONG_FILES if not (Path(__file__).parent / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"conftest.py LONG_FILES names {missing}, not in Testing/: update the list")
+    rank = {name: index for index, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
 
 
 @pytest.fixture(scope="session")
