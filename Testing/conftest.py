@@ -51,8 +51,8 @@ class FilesSharingARun(LoadFileScheduling):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") != "loadfile":
-        return None
+    if config.getvalue("dist") != "loadfile" or not hasattr(LoadFileScheduling, "_split_scope"):
+        return None  # another mode, or an xdist whose file scheduling this class no longer fits: xdist's own
     # xdist otherwise hands out the files with the most tests first, which put the long files with
     # few tests (test_accuracy's 5) last
     config.option.loadscopereorder = False
