@@ -975,7 +975,7 @@ def _judge_kept_run(net: BayesianNN, dataset: ScarReconstructionDataset, device:
     misses = _group_field(net, dataset, device) - targets
     ignored = np.abs(misses) > IGNORED_GROUP_MISS
     # a drawn 1 stays a 1 up to the rounding of a slice-profile weighted mean
-    fraction = (targets >= FAINT_SCAR_TARGET) & ~np.isclose(targets, 1.0, rtol=0.0, atol=1e-4) & (targets < 1.0)
+    fraction = (targets >= FAINT_SCAR_TARGET) & (targets < 1.0 - 1e-4)
     faint = fraction & (targets + misses < FAINT_SCAR_RATIO * targets)
     if coherent is not None:
         ignored &= coherent
