@@ -990,12 +990,15 @@ def _judge_kept_run(net: BayesianNN, dataset: ScarReconstructionDataset, device:
                 else f"{round(100 * CONVERGENCE_TAIL)} % of the epochs")
         logger.info("the loss rose after epoch %d and stayed up: over the last %s it came no nearer than %.0f %% "
                     "of the targets' variance to its best", watch.best_epoch, span, 100 * rise)
+
+    def share_of_variance(groups: np.ndarray) -> float:
+        """The loss ``groups`` contribute, in shares of the targets' variance."""
+        return float(np.sum(misses[groups] ** 2) / (misses.size * variance)) if variance > 0 else 0.0
+
     return _Judgement(
         final_loss=float(np.mean(misses ** 2)), ignored_groups=int(ignored.sum()),
-        ignored_scar_groups=int((ignored & (targets >= 0.5)).sum()),
-        ignored_share=float(np.sum(misses[ignored] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
-        faint_scar_groups=int(faint.sum()),
-        faint_scar_share=float(np.sum(misses[faint] ** 2) / (misses.size * variance)) if variance > 0 else 0.0,
+        ignored_scar_groups=int((ignored & (targets >= 0.5)).sum()), ignored_share=share_of_variance(ignored),
+        faint_scar_groups=int(faint.sum()), faint_scar_share=share_of_variance(faint),
         late_rise=rise, diverged=diverged)
 
 

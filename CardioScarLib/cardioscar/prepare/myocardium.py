@@ -486,8 +486,7 @@ def warn_normalised_myocardium_mostly_scar(layers: Sequence[SliceLayer], masks: 
     :data:`NORMALISED_SCAR_WARNING` of the myocardium's pixels: the reconstruction would then be
     trained to call more of the LV scar than any infarct of EMIDEC's experts covers. Returns that
     share (0 with no myocardium pixel)."""
-    inside = np.concatenate([np.asarray(layer.values, float)[mask] for layer, mask in zip(layers, masks)])
-    return _warn_normalised_mostly_scar(inside, f"of the myocardium's pixels ({source})")
+    return _warn_normalised_mostly_scar(_myocardium_values(layers, masks), f"of the myocardium's pixels ({source})")
 
 
 def warn_myocardium_mostly_scar(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray], source: str) -> None:
@@ -501,8 +500,7 @@ def warn_myocardium_mostly_scar(layers: Sequence[SliceLayer], masks: Sequence[np
     A warning, not an error: EMIDEC's experts' scar covers at most 52 % of a whole stack's
     myocardium (P001), but a near-transmural infarct's own slices read more (P001: up to 88 % on
     three slices, 64 % on seven)."""
-    inside = np.concatenate([np.asarray(layer.values, float)[mask] for layer, mask in zip(layers, masks)])
-    share = _scar_share(inside)
+    share = _scar_share(_myocardium_values(layers, masks))
     if share > NORMALISED_SCAR_WARNING:
         logger.warning("%.0f%% of the myocardium's pixels (%s) on the chosen slices are scar (target >= 0.5), more than "
                        "EMIDEC's experts draw over a whole stack (52%%): is the scar map inverted (1 - scar: the healthy "
@@ -541,6 +539,11 @@ def warn_scar_map_on_the_mesh(layers: Sequence[SliceLayer], pixel_values: np.nda
                        "expert label covers (52%% of the myocardium): is the scar map inverted (1 - scar), or the "
                        "myocardium's mask given as the scar map? The model would call most of the wall scar",
                        100 * share)
+
+
+def _myocardium_values(layers: Sequence[SliceLayer], masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The chosen slices' values on their myocardium masks' pixels, as one float array."""
+    return np.concatenate([np.asarray(layer.values, float)[mask] for layer, mask in zip(layers, masks)])
 
 
 def _scar_share(values: np.ndarray) -> float:
