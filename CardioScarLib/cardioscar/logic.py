@@ -23,7 +23,8 @@ import vtk
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
-from cardioscar.io.checks import check_label_list, check_output_path, check_seed, check_threshold
+from cardioscar.io.checks import (check_label_list, check_output_path, check_seed, check_threshold,
+                                   check_training_data_file)
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
@@ -589,9 +590,7 @@ def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.n
 
 def load_preprocessing_result(path: Path) -> PreprocessingResult:
     """Read a ``.npz`` written by us or by the existing tool (documented keys only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CardioScarError(f"Training data file not found: {path}")
+    path = check_training_data_file(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

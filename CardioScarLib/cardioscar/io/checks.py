@@ -27,6 +27,9 @@ LABEL_TOLERANCE = 1e-3
 MAX_MASK_VALUES = 16
 #: How far (mm) the same node may lie in two files of one mesh (files may keep float32).
 SAME_NODE_TOLERANCE_MM = 1e-3
+#: The mesh files every face reads and writes (here, not in :mod:`cardioscar.io.meshio`, so that
+#: the command line refuses a wrong name before VTK loads; ``meshio.MESH_SUFFIXES`` is this tuple).
+MESH_SUFFIXES = (".vtk", ".vtp", ".vtu")
 
 
 #: ``TrainingConfig.shape_prior`` value (the fast preset's) that lets the targets decide
@@ -122,6 +125,30 @@ def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
     except OSError as error:
         raise CardioScarError(f"{option} {target}: cannot create files in {existing} ({error.strerror or error}); "
                               "choose a writable folder") from None
+
+
+def check_vtk_file(path: str | os.PathLike, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES) -> Path:
+    """Refuse a VTK input that is a folder, missing, or of a kind not in ``allowed_suffixes``;
+    returns the path. :func:`cardioscar.io.meshio.read_vtk_dataset` runs it before reading, and
+    the command line before VTK loads (a refused name then costs no import of VTK)."""
+    source = Path(path)
+    if source.is_dir():
+        raise CardioScarError(f"{source} is a folder, not a file: give the {' / '.join(allowed_suffixes)} file inside it")
+    if not source.is_file():
+        raise CardioScarError(f"File not found: {source}")
+    if source.suffix.lower() not in allowed_suffixes:
+        raise CardioScarError(
+            f"Unsupported file type '{source.suffix}' for {source.name}; use one of {', '.join(allowed_suffixes)}")
+    return source
+
+
+def check_training_data_file(path: str | os.PathLike) -> Path:
+    """Refuse training data that is not a file (:func:`cardioscar.logic.load_preprocessing_result`
+    and ``cardioscar train`` before torch loads); returns the path."""
+    source = Path(path)
+    if not source.is_file():
+        raise CardioScarError(f"Training data file not found: {source}")
+    return source
 
 
 def check_output_path(path: str | os.PathLike, option: str = "--output", suffixes: tuple[str, ...] = ()) -> Path:
