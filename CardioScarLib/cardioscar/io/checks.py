@@ -127,6 +127,32 @@ def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
                               "choose a writable folder") from None
 
 
+def check_mesh_points(points_lps: object, mesh_name: str = "The mesh") -> np.ndarray:
+    """``points_lps`` as an (N, 3) float64 array of finite coordinates, or a one-line refusal
+    naming ``mesh_name`` (a file, a Slicer model node); the one check of a mesh's nodes, for points
+    read from a file (:func:`cardioscar.io.meshio.read_mesh`) and points given in memory.
+
+    Why (round 17): the in-memory API (and the Slicer Logic, which reads a model node's points)
+    took any array. A node at NaN (a failed transform, a broken export) reached the network, which
+    then answered NaN and ``predict_on_points`` blamed the model ("its weights are damaged;
+    retrain it"); True/False values (a mask given for the points) were read as coordinates 0 and 1
+    and predicted without a word. A file's message said only that some node was NaN; it now says
+    how many and which, as the in-memory one does."""
+    array = np.asarray(points_lps)
+    if array.dtype == bool:
+        raise CardioScarError(f"{mesh_name}'s points are True/False values (a mask?), not coordinates: give the nodes' "
+                              "LPS coordinates in mm, an (N, 3) array.")
+    points = np.asarray(array, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise CardioScarError(f"{mesh_name} must have at least one node with 3 coordinates, got an array of shape "
+                              f"{points.shape}.")
+    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    if bad.size:
+        raise CardioScarError(f"{mesh_name}: {bad.size} of its {len(points)} nodes have NaN or infinite coordinates (node "
+                              f"{bad[0]} first): fix or remove them in the mesh (a failed transform or export).")
+    return points
+
+
 def check_vtk_file(path: str | os.PathLike, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES) -> Path:
     """Refuse a VTK input that is a folder, missing, or of a kind not in ``allowed_suffixes``;
     returns the path. :func:`cardioscar.io.meshio.read_vtk_dataset` runs it before reading, and

@@ -24,7 +24,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from .atomic import atomic_write, write_failed
-from .checks import MESH_SUFFIXES, check_vtk_file
+from .checks import MESH_SUFFIXES, check_mesh_points, check_vtk_file
 from ..errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -313,8 +313,7 @@ def read_mesh(path: str | Path) -> Mesh:
         raise CardioScarError(f"Mesh {source} has no points")
     space = space_from_dataset(dataset, header, str(source))
     mesh = Mesh(dataset=dataset, space=space, path=source)
-    if not np.all(np.isfinite(mesh.points_lps())):
-        raise CardioScarError(f"Mesh {source} has NaN or infinite point coordinates")
+    check_mesh_points(mesh.points_lps(), f"Mesh {source}")
     logger.info("Read mesh %s: %d points, %d cells, frame %s", source, mesh.n_points,
                 dataset.GetNumberOfCells(), space)
     return mesh
