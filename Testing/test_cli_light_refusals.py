@@ -42,6 +42,13 @@ REFUSALS = (
      "cardioscar mesh-from-labels: error: --output must end in .vtu or .vtk (a volumetric mesh), got 'x.nii'"),
     ("cohort run manifest.csv --output-dir o --queue q",
      "cardioscar cohort: error: --queue need --slurm (they would be ignored without it)"),
+    ("export --mesh m.vtk --output heart.pts",
+     "cardioscar export: error: --output heart.pts names a file, but the openCARP files take a prefix: give heart (it "
+     "writes heart.pts, heart.elem and heart.json)"),
+    ("export --mesh m.vtk --output o --scar-field scar_uncertainty",
+     "cardioscar export: error: --scar-field 'scar_uncertainty' is the MC-dropout spread of the scar probability, not a "
+     "scar probability: give scar_probability (or the field holding the scar probability)"),
+    ("export --mesh missing.vtk --output o", "cardioscar export: error: File not found: missing.vtk"),
     ("attrivae train --data d --clinical c.csv --output x.npz", "cardioscar attrivae: error: --output must end in .pth, got 'x.npz'"),
     ("attrivae explain --model m --image i --labels l --output-dir afile",
      "cardioscar attrivae: error: --output-dir afile is a file, not a folder; give a folder (it is created if missing)"),

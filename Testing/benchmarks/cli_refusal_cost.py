@@ -27,6 +27,7 @@ COMMANDS = (
     "prepare --mesh m.vtk --image i.nii --output x.pth",
     "aha --mesh m.vtk --output-dir o --rv-inferior-point 1,2,3",
     "attrivae train --data d --clinical c.csv --output x.npz",
+    "export --mesh m.vtk --output heart.pts",
 )
 REPEATS = 5
 

@@ -153,6 +153,51 @@ def check_mesh_points(points_lps: object, mesh_name: str = "The mesh") -> np.nda
     return points
 
 
+#: Point fields CardioScar writes beside ``scar_probability`` that lie in [0, 1] but are not a scar
+#: probability: cut at a probability threshold they would pass every range check and tag or count
+#: the wrong nodes (the uncertain ones), so they are refused by name. The geometry's and the
+#: scoring's fields too: ``export --scar-field transmural_depth`` on the raw-LGE demo's prediction
+#: tagged a third of the wall core by its depth alone, exit 0 (round 15); a channel search's
+#: ``wall_depth``, the core model's spread, and ``evaluate --write-truth``'s 0/1 mark of the scored
+#: nodes pass the [0, 1] check as well.
+NOT_SCAR_FIELDS = {
+    "scar_uncertainty": "the MC-dropout spread of the scar probability",
+    "scar_error_risk": "the chance that the call at 0.5 is wrong",
+    "core_uncertainty": "the MC-dropout spread of the core probability",
+    "core_error_risk": "the chance that the core model's call at 0.5 is wrong",
+    "transmural_depth": "the node's depth through the wall (0 endocardium, 1 epicardium)",
+    "wall_depth": "the node's depth through the wall that the channel search wrote (0 endocardium, 1 epicardium)",
+    "scar_truth_scored": "the mark of the nodes evaluate scored against the slices (1 scored, 0 not)",
+    "bz_channel": "the number of the conducting channel a node lies in (0 none)",
+    "core_marginal": "the channel search's mark of the core nodes within 0.1 of the core threshold (1 marked, 0 not)",
+}
+
+
+def check_scar_field_name(name: str | None, option: str) -> None:
+    """Refuse, by name, a field of :data:`NOT_SCAR_FIELDS` given as the scar (or core) field."""
+    if name in NOT_SCAR_FIELDS:
+        raise CardioScarError(f"{option} '{name}' is {NOT_SCAR_FIELDS[name]}, not a scar probability: give "
+                              "scar_probability (or the field holding the scar probability)")
+
+
+#: The files of an openCARP set, written at ``PREFIX`` + each suffix (``.lon`` only with fibres).
+SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
+
+def check_prefix(prefix: str | Path, what: str = "--output", vtu_format: str = "--format vtu") -> None:
+    """Refuse a prefix that is the name of one of the set's files (or of a ``.vtu``): ``--output
+    heart.pts`` wrote heart.pts.pts, heart.pts.elem and heart.pts.json, and openCARP, told
+    ``heart``, finds none of them. ``what`` and ``vtu_format`` name the prefix and the choice of
+    the vtu format in the caller's words."""
+    path = Path(prefix)
+    suffix = path.suffix.lower()
+    if suffix not in SET_SUFFIXES + (".vtu",):
+        return
+    stem = path.with_suffix("")
+    extra = f"; for one tagged .vtu, the vtu format ({vtu_format})" if suffix == ".vtu" else ""
+    raise CardioScarError(f"{what} {path} names a file, but the openCARP files take a prefix: give {stem} (it "
+                          f"writes {stem.name}.pts, {stem.name}.elem and {stem.name}.json){extra}")
+
+
 def check_vtk_file(path: str | os.PathLike, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES) -> Path:
     """Refuse a VTK input that is a folder, missing, or of a kind not in ``allowed_suffixes``;
     returns the path. :func:`cardioscar.io.meshio.read_vtk_dataset` runs it before reading, and
