@@ -61,7 +61,7 @@ _addLibraryPath()
 from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
 from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
-from CardioScarLogic.logic import TORCH_MINIMUM, TORCH_REQUIREMENT, installed_torch_version, torch_release  # noqa: E402
+from CardioScarLogic.logic import TORCH_REQUIREMENT, installed_torch_version, older_torch  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model, score_slice_rows, score_summary)
@@ -784,8 +784,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if importlib.util.find_spec("torch") is not None:
             # a torch another extension installed may be older than the library supports; Update PyTorch then
             # installs one that meets the requirement (as TotalSegmentator's module refuses one below its minimum)
-            version = installed_torch_version()
-            if version is not None and torch_release(version) < TORCH_MINIMUM:
+            version = older_torch()
+            if version is not None:
                 self._showError(_("PyTorch {version} is older than the {requirement} CardioScar needs: click Update "
                                   "PyTorch in the Dependencies section, then restart Slicer.").format(
                                       version=version, requirement=TORCH_REQUIREMENT))

@@ -292,6 +292,23 @@ def test_failures_and_stop_change_nothing(nodes, attrivae_model, tmp_path):
     assert (kept / "attention_lv_volume_ml.nii.gz").read_bytes() == b"the user's own file"
 
 
+def test_a_torch_older_than_the_floor_is_refused_before_the_worker_starts(nodes, monkeypatch, temporary):
+    """The worker imports the installed torch; one older than 2.4 (another extension's) was found
+    only there, deep in torch. The Logic now refuses it before any file is written or process
+    started, in the CardioScar Logic's one line. The version is a stand-in string in torch's
+    package metadata, not a real old torch."""
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.1.2+cu118" if name == "torch" else real_version(name))
+    before = _node_count(nodes["scene"])
+    for start in (AttriVAELogic(nodes["scene"]).start_prediction, AttriVAELogic(nodes["scene"]).start_explanation):
+        with pytest.raises(CardioScarError, match=r"^PyTorch 2\.1\.2\+cu118 is older than the >=2\.4 CardioScar needs: "
+                                                  r"update it"):
+            start(nodes["lge"], nodes["labels"], AttriVAEOptions(model_path="never-read.pth"))
+    assert _node_count(nodes["scene"]) == before and not list(temporary.glob("attrivae-run-*"))
+
+
 def test_label_mistakes_are_told_in_the_panels_words(attrivae_model, shared_data):
     """An ACDC map with EMIDEC's convention reached the command line, whose error named the
     temporary labels file and its --cavity-labels option, which the panel does not have; now it

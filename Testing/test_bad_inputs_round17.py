@@ -53,6 +53,27 @@ def test_mesh_points_with_nan_are_named_not_blamed_on_the_model(trained):
     assert good.n_nodes == len(points) and np.isfinite(good.mean_predictions).all()
 
 
+def test_a_mesh_file_with_nan_nodes_is_refused_by_the_same_check_naming_the_file(trained, tmp_path):
+    """A mesh file with nodes at NaN was refused as "Mesh heart.vtk has NaN or infinite point
+    coordinates" by its own check, while the same points in memory were counted and the first
+    named; both now run the one check of :mod:`cardioscar.io.checks`, the file's line naming the file."""
+    import vtk
+
+    reader = vtk.vtkUnstructuredGridReader()
+    reader.SetFileName(str(trained["paths"]["mesh"]))
+    reader.Update()
+    dataset = reader.GetOutput()
+    dataset.GetPoints().SetPoint(4, float("nan"), 0.0, 0.0)
+    dataset.GetPoints().SetPoint(8, 0.0, float("inf"), 0.0)
+    writer = vtk.vtkXMLUnstructuredGridWriter()
+    writer.SetFileName(str(tmp_path / "holes.vtu"))
+    writer.SetInputData(dataset)
+    writer.Write()
+    with pytest.raises(CardioScarError, match=r"^Mesh .*holes.vtu: 2 of its \d+ nodes have NaN or infinite coordinates "
+                                              r"\(node 4 first\): fix or remove them in the mesh"):
+        read_mesh(tmp_path / "holes.vtu")
+
+
 def test_an_array_in_nibabel_order_is_refused_naming_the_order():
     """``slices_from_array`` takes ``[k, j, i]``; EMIDEC P001's image in nibabel's ``[i, j, k]`` made
     its 256 columns the slices, a stack 2.56 m long, and ``prepare_from_slices`` then refused it as

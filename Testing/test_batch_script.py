@@ -381,6 +381,23 @@ def test_a_torch_older_than_the_librarys_floor_is_one_line(case, tmp_path):
     assert not (tmp_path / "o.vtk").exists()
 
 
+def test_a_torch_older_than_the_floor_is_refused_when_applying_a_saved_model(case, tmp_path, capsys, monkeypatch):
+    """``--model`` (a saved model applied, no training) reaches the Logic's ``apply_model``, which
+    did not check the torch version: it now refuses a torch older than 2.4 as ``train_and_apply``
+    and the panel do, in one line, before the model is read. Stand-in version string, as above."""
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.3.1" if name == "torch" else real_version(name))
+    model = tmp_path / "model.pth"
+    model.write_bytes(b"never read: the version is refused first")
+    status = _load_script().run(["--model", str(model), "--mesh", str(case["paths"]["mesh"]),
+                                 "--output", str(tmp_path / "o.vtu")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and "PyTorch 2.3.1 is older than the >=2.4 CardioScar needs" in lines[0], lines
+    assert not (tmp_path / "o.vtu").exists()
+
+
 def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tmp_path):
     """--aha-dir with the RV insertion given as points in the mesh file's frame: the table, the
     bull's-eye and the arrays on the output mesh equal the library's on the same prediction.

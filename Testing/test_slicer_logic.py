@@ -334,6 +334,21 @@ def test_a_torch_older_than_the_librarys_floor_is_refused_in_one_line(case, scen
     assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
 
 
+def test_a_torch_older_than_the_floor_is_refused_when_applying_a_saved_model(scene, monkeypatch, tmp_path):
+    """``apply_model`` (the console's and the batch script's saved model) runs torch as training
+    does but did not check its version; it now refuses an older one through the same check,
+    before the model file is read. Stand-in version string, as above."""
+    import importlib.metadata
+
+    context, _, model = scene
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.3.1" if name == "torch" else real_version(name))
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    with pytest.raises(CardioScarError, match=r"^PyTorch 2\.3\.1 is older than the >=2\.4 CardioScar needs"):
+        logic.apply_model(tmp_path / "never-read.pth", model)
+    assert model.GetMesh().GetPointData().GetArray("scar_probability") is None
+
+
 def test_cancel_leaves_the_model_as_it_was(case, scene):
     context, volume, model = scene
     display = model.GetDisplayNode()

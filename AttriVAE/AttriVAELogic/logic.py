@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import slicer
 
 from cardioscar.errors import CardioScarError
+from CardioScarLogic.logic import check_torch_version
 from CardioScarLogic.scratch import start_in_job_folder
 
 from . import scene as results
@@ -74,7 +75,9 @@ class AttriVAELogic:
     def _start(self, lge_node, labels_node, options: AttriVAEOptions, arguments: Callable[[WrittenInputs, Path], list],
                finish: Callable[[CommandRun, WrittenInputs], object], python: Optional[str]) -> CommandRun:
         """Check and write the inputs (errors raise here, before any process starts), then start
-        the command."""
+        the command. The worker imports the installed torch: one older than the library supports
+        is refused here, as the CardioScar Logic refuses it."""
+        check_torch_version()
         model = options.model_file()
 
         def start(folder: Path) -> CommandRun:

@@ -50,7 +50,8 @@ CancelHook = Callable[[], bool]
 
 #: The oldest torch (major, minor) the library supports (CardioScarLib/pyproject.toml's torch>=2.4), and the
 #: requirement the panel's PyTorch extension installs within. The panel refuses an older torch before a run;
-#: :meth:`CardioScarLogic.train_and_apply` (the Python console, the batch script) refuses it too.
+#: the Logic's runs (:meth:`CardioScarLogic.train_and_apply`, :meth:`~CardioScarLogic.apply_model`, Attri-VAE's
+#: ``AttriVAELogic``: the Python console, the batch script) refuse it too, all through :func:`older_torch`.
 TORCH_MINIMUM = (2, 4)
 TORCH_REQUIREMENT = ">={}.{}".format(*TORCH_MINIMUM)
 
@@ -71,14 +72,22 @@ def installed_torch_version() -> Optional[str]:
         return None
 
 
+def older_torch() -> Optional[str]:
+    """The installed torch's version when it is older than TORCH_MINIMUM, else None (none
+    installed, or one that meets it): the one test the panel and the Logic's runs make."""
+    version = installed_torch_version()
+    return version if version is not None and torch_release(version) < TORCH_MINIMUM else None
+
+
 def check_torch_version() -> None:
     """Refuse an installed torch older than TORCH_MINIMUM in one line, before any input is read.
 
     Why: another extension may have installed an older torch in Slicer's Python; the library's
     training then failed deep inside torch (or ran on behaviour it was not tested with). The panel
-    has refused it since round 12; the console and the batch script reach training here."""
-    version = installed_torch_version()
-    if version is not None and torch_release(version) < TORCH_MINIMUM:
+    has refused it since round 12; the console and the batch script reach training, a saved model's
+    prediction and Attri-VAE's worker here."""
+    version = older_torch()
+    if version is not None:
         raise CardioScarError(f"PyTorch {version} is older than the {TORCH_REQUIREMENT} CardioScar needs: update it "
                               "(in Slicer: Update PyTorch in the CardioScar module's Dependencies section, then restart "
                               f"Slicer; elsewhere: pip install \"torch{TORCH_REQUIREMENT}\")")
@@ -410,6 +419,7 @@ class CardioScarLogic:
         from cardioscar.fit.devices import describe_device, resolve_device
         from cardioscar.logic import check_mesh_for_checkpoint, load_trained_model
 
+        check_torch_version()
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()

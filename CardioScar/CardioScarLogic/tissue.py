@@ -30,7 +30,8 @@ from cardioscar.simulation.channels import CHANNEL_FIELD
 from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, check_core_labels, refuse_scar_as_core
 from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
-from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_scar_field_name, check_tag_inputs
+from cardioscar.io.checks import check_scar_field_name
+from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_tag_inputs
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, recorded_scar_rule,
@@ -287,7 +288,7 @@ def check_tags_fit(model_node, tags: TissueTags, state: Optional[dict] = None, c
 def check_export_prefix(prefix: str, fmt: str = "opencarp") -> Path:
     """The output prefix as a path whose folder exists; refused before anything is tagged or written
     (for openCARP files, also a prefix that names one of them: heart.pts wrote heart.pts.pts, ...)."""
-    from cardioscar.simulation.opencarp import check_prefix
+    from cardioscar.io.checks import check_prefix
 
     text = prefix.strip()
     target = Path(text).expanduser()

@@ -561,7 +561,8 @@ def run(argv: list[str]) -> int:
                 core_values(model_node, args.core_field, core_node)
         if args.export_opencarp is not None:  # so is a mesh the openCARP export (or its fibre rule) refuses
             from cardioscar.io.meshio import read_mesh
-            from cardioscar.simulation.opencarp import check_exportable, check_prefix
+            from cardioscar.io.checks import check_prefix
+            from cardioscar.simulation.opencarp import check_exportable
 
             with _doing("export", parser):
                 check_prefix(args.export_opencarp)

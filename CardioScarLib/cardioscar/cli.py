@@ -19,7 +19,8 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from cardioscar import __version__
 from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
-from cardioscar.io.checks import check_output_dir, check_output_path, check_seed, shape_prior_word
+from cardioscar.io.checks import (MESH_SUFFIXES, check_output_dir, check_output_path, check_seed, check_training_data_file,
+                                   check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import channels_cli, export
@@ -330,11 +331,15 @@ def _check_output(output: Path, suffix: str | tuple[str, ...], inputs: Sequence[
 
 
 def _run_training(args: argparse.Namespace, train: Callable) -> None:
+    """Train with ``train(config, device, update)`` (which imports what it runs) after the
+    options' own checks: a refused name costs no import of torch."""
+    _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
+    if args.command == "train":  # fine-tune reads its --model first
+        check_training_data_file(args.training_data)
     from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.fit.training import describe_stop
     from cardioscar.logic import save_trained_model
 
-    _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
     config = _training_config(args)
     device = resolve_device(args.cpu)
     logger.info("Training on %s (preset %s)", describe_device(device), args.preset)
@@ -354,12 +359,12 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
-    from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
-
     _check_output(args.output, ".npz", [args.mesh, *(args.image or []), *(args.grid_layers or []), args.myocardium_mask])
     if args.grid_layers and (args.slice_indices is not None or args.slice_axis != "z"):
         raise CardioScarError("--slice-indices and --slice-axis choose slices of an --image; with --grid-layers each "
                               "layer file is one slice: list only the layers to use")
+    from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
+
     request = PreprocessingRequest(
         mesh_path=args.mesh,
         slice_thickness_padding=args.slice_thickness_padding,
@@ -387,31 +392,32 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from cardioscar.logic import train_scar_model
+    def train(config, device, update):
+        from cardioscar.logic import train_scar_model
 
-    _run_training(
-        args, lambda config, device, update: train_scar_model(args.training_data, config, device, progress_callback=update)
-    )
+        return train_scar_model(args.training_data, config, device, progress_callback=update)
+
+    _run_training(args, train)
 
 
 def _cmd_fine_tune(args: argparse.Namespace) -> None:
-    from cardioscar.logic import fine_tune_scar_model
+    def fine_tune(config, device, update):
+        from cardioscar.logic import fine_tune_scar_model
 
-    _run_training(
-        args,
-        lambda config, device, update: fine_tune_scar_model(
-            args.model, args.training_data, config, args.freeze_layers, device, progress_callback=update
-        ),
-    )
+        return fine_tune_scar_model(args.model, args.training_data, config, args.freeze_layers, device,
+                                    progress_callback=update)
+
+    _run_training(args, fine_tune)
 
 
 def _cmd_apply(args: argparse.Namespace) -> None:
-    from cardioscar.fit.devices import resolve_device
-    from cardioscar.logic import apply_scar_model, save_inference_result
-    from cardioscar.io.meshio import MESH_SUFFIXES, read_mesh
-
     _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
     check_seed(args.seed)
+    check_vtk_file(args.mesh)
+    from cardioscar.fit.devices import resolve_device
+    from cardioscar.logic import apply_scar_model, save_inference_result
+    from cardioscar.io.meshio import read_mesh
+
     mesh = read_mesh(args.mesh)  # once: the prediction and the output both come from it
     result = apply_scar_model(
         args.model, mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
@@ -430,7 +436,6 @@ _TRUTH_IMAGE_OPTIONS = ("scar_labels", "myocardium_labels", "myocardium_mask", "
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from cardioscar.io.atomic import atomic_write
-    from cardioscar.evaluate.metrics import evaluate_meshes
 
     inputs = [args.prediction, args.truth, args.truth_image]
     if args.json_path is not None:
@@ -441,6 +446,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         given = [f"--{name.replace('_', '-')}" for name in _TRUTH_IMAGE_OPTIONS if getattr(args, name) is not None]
         if given:
             raise CardioScarError(f"{', '.join(given)} read a --truth-image; with --truth (a mesh) leave them out")
+        from cardioscar.evaluate.metrics import evaluate_meshes
+
         metrics = evaluate_meshes(
             args.prediction,
             args.truth,
@@ -458,14 +465,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _evaluate_on_slices(args: argparse.Namespace, inputs: Sequence[Optional[Path]]) -> dict:
     """``evaluate --truth-image``: the prediction scored on the nodes of the image's chosen slices."""
-    from cardioscar.io.meshio import MESH_SUFFIXES
-    from cardioscar.logic import evaluate_on_slices
-
     if args.truth_field is not None:
         raise CardioScarError("--truth-field names a field of a --truth mesh; --truth-image's truth is its pixels "
                               "(--scar-labels for a label map): leave --truth-field out")
     if args.write_truth is not None:
         _check_output(args.write_truth, MESH_SUFFIXES, inputs, "--write-truth")
+    from cardioscar.logic import evaluate_on_slices
+
     return evaluate_on_slices(
         args.prediction, args.truth_image, scar_labels=args.scar_labels, myocardium_labels=args.myocardium_labels,
         myocardium_mask=args.myocardium_mask, slice_axis=args.slice_axis or SLICE_AXIS,
@@ -476,9 +482,11 @@ def _evaluate_on_slices(args: argparse.Namespace, inputs: Sequence[Optional[Path
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:
+    check_output_dir(args.output_dir)
+    if args.family == "segmented" and args.long_axis:
+        raise CardioScarError("phantom --long-axis is for the demo family; drop it or use --family demo")
     from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
-    check_output_dir(args.output_dir)
     overrides = {}
     if args.nodes is not None:
         overrides["target_nodes"] = args.nodes
@@ -487,8 +495,6 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
     if args.family == "segmented":
         from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 
-        if args.long_axis:
-            raise CardioScarError("phantom --long-axis is for the demo family; drop it or use --family demo")
         config = SegmentedConfig(mesh_type=args.mesh_type, **overrides)
     else:
         config = PhantomConfig(long_axis=args.long_axis, **overrides)
@@ -498,14 +504,13 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from cardioscar.phantoms.demo import run_demo
-
     if args.max_epochs is not None and not 1 <= args.max_epochs <= 100000:
         raise CardioScarError(f"demo --max-epochs {args.max_epochs}: use 1 to 100000")
+    check_output_dir(args.output_dir)
+    from cardioscar.phantoms.demo import run_demo
     from cardioscar.phantoms.phantom import PhantomConfig
     from cardioscar.fit.training import TrainingConfig
 
-    check_output_dir(args.output_dir)
     training = None
     if args.max_epochs is not None:
         training = TrainingConfig.fast(max_epochs=args.max_epochs, early_stopping_patience=args.max_epochs)

@@ -23,7 +23,8 @@ import vtk
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
-from cardioscar.io.checks import check_label_list, check_output_path, check_seed, check_threshold
+from cardioscar.io.checks import (check_label_list, check_mesh_points, check_output_path, check_seed, check_threshold,
+                                   check_training_data_file)
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
@@ -397,30 +398,6 @@ def _load_slices(request: PreprocessingRequest,
                                     counted=slices if rule_record else None, rule_grades=bool(rule_record)), rule_record)
 
 
-def mesh_points(points_lps: np.ndarray, mesh_name: str = "The mesh") -> np.ndarray:
-    """``points_lps`` as an (N, 3) float64 array of finite coordinates, or a one-line refusal
-    naming ``mesh_name`` (a file, a Slicer model node).
-
-    Why (round 17): the in-memory API (and the Slicer Logic, which reads a model node's points)
-    took any array. A node at NaN (a failed transform, a broken export) reached the network, which
-    then answered NaN and :func:`predict_on_points` blamed the model ("its weights are damaged;
-    retrain it"); True/False values (a mask given for the points) were read as coordinates 0 and 1
-    and predicted without a word."""
-    array = np.asarray(points_lps)
-    if array.dtype == bool:
-        raise CardioScarError(f"{mesh_name}'s points are True/False values (a mask?), not coordinates: give the nodes' "
-                              "LPS coordinates in mm, an (N, 3) array.")
-    points = np.asarray(array, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
-        raise CardioScarError(f"{mesh_name} must have at least one node with 3 coordinates, got an array of shape "
-                              f"{points.shape}.")
-    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
-    if bad.size:
-        raise CardioScarError(f"{mesh_name}: {bad.size} of its {len(points)} nodes have NaN or infinite coordinates (node "
-                              f"{bad[0]} first): fix or remove them in the mesh (a failed transform or export).")
-    return points
-
-
 def prepare_from_slices(
     points_lps: np.ndarray,
     slices: List[SliceLayer],
@@ -443,7 +420,7 @@ def prepare_from_slices(
     coverage stays that of the box. ``myocardium_given``: the targets are NaN outside a myocardium
     (mask or labels), which the mesh refusals then judge (see :func:`map_slices_to_nodes`).
     """
-    points_lps = mesh_points(points_lps)
+    points_lps = check_mesh_points(points_lps)
     mapping = map_slices_to_nodes(points_lps, slices, scar_targets=scar_targets, slice_profile=slice_profile,
                                   myocardium_given=myocardium_given)
     if not scar_targets and not myocardium_given:
@@ -589,9 +566,7 @@ def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.n
 
 def load_preprocessing_result(path: Path) -> PreprocessingResult:
     """Read a ``.npz`` written by us or by the existing tool (documented keys only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CardioScarError(f"Training data file not found: {path}")
+    path = check_training_data_file(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -942,7 +917,7 @@ def predict_on_points(
         threshold = check_threshold(threshold, "threshold (--threshold)")
     if seed is not None:
         seed = check_seed(seed, "seed")
-    points_lps = mesh_points(points_lps)
+    points_lps = check_mesh_points(points_lps)
     scaler_min, scaler_max = _scaler(checkpoint)
     coordinates = normalize(points_lps, scaler_min, scaler_max).astype(np.float32)
     outside = np.mean(np.any((coordinates < -0.05) | (coordinates > 1.05), axis=1))
@@ -994,7 +969,7 @@ def check_mesh_for_checkpoint(checkpoint: dict, points_lps: np.ndarray, mesh_nam
     mesh's (another unit), or most of whose nodes lie outside its box (another frame or patient;
     checked where the scaler spans the training mesh, not on the reference tool's in-slice box);
     every face that applies a saved model calls it."""
-    points_lps = mesh_points(points_lps, mesh_name)
+    points_lps = check_mesh_points(points_lps, mesh_name)
     low, high = _scaler(checkpoint)
     check_same_scale({**checkpoint.get("dataset_info", {}), "scaler_min": low, "scaler_max": high}, points_lps,
                      mesh_name)

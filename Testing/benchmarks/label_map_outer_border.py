@@ -5,7 +5,9 @@ border (:func:`cardioscar.prepare.targets.warn_myocardium_as_scar`). This reads 
 (labels 1 cavity, 2 myocardium, 3 scar, 4 no-reflow) with the right scar labels 3,4 (must not warn)
 and the wrong 2 and 2,3,4 (must warn), and ACDC's two frames (1 right ventricle, 2 myocardium,
 3 LV cavity) with 2 (must warn); each map as given and with its cavity label set to 0 (a map
-without a cavity label, whose myocardium then encloses background). One JSON line per map, form and
+without a cavity label, whose myocardium then encloses background); and the label maps of the
+segmented phantom family, seeds 0-7 (1 blood pool, 2 myocardium, 3 scar; the demo phantom writes
+no label map), with the right 3 and the wrong 2 and 2,3. One JSON line per map, form and
 scar labels: ``share`` (the share of the outer border, read by calling the check with its cut set
 to 0), ``myocardium_warning`` (the check itself) and ``warnings`` (every warning or refusal of
 prepare's whole label check, :func:`~cardioscar.prepare.targets.check_scar_labels`).
@@ -25,11 +27,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from cardioscar.errors import CardioScarError
+from cardioscar.phantoms.phantom import make_phantom
+from cardioscar.phantoms.phantom_segmented import SegmentedConfig
 from cardioscar.prepare import targets
 from cardioscar.prepare.slices import SliceLayer
 
 CASES = {"emidec": {"cavity": 1, "scar": {"right 3,4": [3, 4], "wrong 2": [2], "wrong 2,3,4": [2, 3, 4]}},
-         "acdc": {"cavity": 3, "scar": {"wrong 2": [2]}}}
+         "acdc": {"cavity": 3, "scar": {"wrong 2": [2]}},
+         "phantom": {"cavity": 1, "scar": {"right 3": [3], "wrong 2": [2], "wrong 2,3": [2, 3]}}}
+#: The segmented phantom family's seeds read (a small mesh: only the label map is used).
+PHANTOM_SEEDS, PHANTOM_NODES = range(8), 2000
 
 
 class _Records(logging.Handler):
@@ -76,11 +83,16 @@ def main(data: Path, out: Path | None) -> None:
     records = _Records()
     logging.getLogger("cardioscar").addHandler(records)
     logging.getLogger("cardioscar").propagate = False
-    maps = [(p, "emidec") for p in sorted((data / "emidec").glob("Case_*/Contours/*.nii.gz"))]
-    maps += [(p, "acdc") for p in sorted((data / "acdc_patient101").glob("*_gt.nii.gz"))]
+    maps = [(p.name.split(".")[0], "emidec", lambda p=p: sitk.ReadImage(str(p)))
+            for p in sorted((data / "emidec").glob("Case_*/Contours/*.nii.gz"))]
+    maps += [(p.name.split(".")[0], "acdc", lambda p=p: sitk.ReadImage(str(p)))
+             for p in sorted((data / "acdc_patient101").glob("*_gt.nii.gz"))]
+    maps += [(f"segmented seed {seed}", "phantom",
+              lambda seed=seed: make_phantom(SegmentedConfig(seed=seed, target_nodes=PHANTOM_NODES)).label_image)
+             for seed in PHANTOM_SEEDS]
     rows = []
-    for path, kind in maps:
-        image = sitk.ReadImage(str(path))
+    for case, kind, read in maps:
+        image = read()
         volume = np.rint(sitk.GetArrayFromImage(image)).astype(np.int64)
         spacing = tuple(image.GetSpacing()[:2])
         for form, values in (("as given", volume), ("no cavity label", np.where(volume == CASES[kind]["cavity"], 0, volume))):
@@ -90,7 +102,7 @@ def main(data: Path, out: Path | None) -> None:
                     continue  # a scar-free control has no label 3 or 4
                 records.records.clear()
                 warned = targets.warn_myocardium_as_scar(layers, scar)
-                rows.append({"case": path.name.split(".")[0], "dataset": kind, "form": form, "scar_labels": name,
+                rows.append({"case": case, "dataset": kind, "form": form, "scar_labels": name,
                              "share": _share(layers, scar, records), "myocardium_warning": warned,
                              "warnings": _check_warnings(layers, scar, records)})
     counts: Counter = Counter()

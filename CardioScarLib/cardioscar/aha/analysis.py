@@ -24,7 +24,8 @@ from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres,
                                             recorded_tag_values)
-from cardioscar.simulation.tags import check_probability_field, check_scar_field_name, warn_border_zone_off_the_call
+from cardioscar.io.checks import check_scar_field_name
+from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
 from .handedness import frame_handedness

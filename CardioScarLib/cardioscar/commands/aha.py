@@ -101,15 +101,18 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Handler of ``cardioscar aha``."""
-    from cardioscar.aha import AhaOptions, LabelMap, run_aha
-    from cardioscar.aha.insertion import ijk_to_lps_of
-    from cardioscar.io.checks import check_output_dir
-    from cardioscar.io.imageio import read_image
-    from cardioscar.io.meshio import read_mesh
+    """Handler of ``cardioscar aha``: the options' own checks first, so that a refused name costs
+    no import of VTK or SimpleITK."""
+    from cardioscar.io.checks import check_output_dir, check_vtk_file
 
     _refuse_ignored(args)
     check_output_dir(args.output_dir, "--output-dir")
+    check_vtk_file(args.mesh)
+    from cardioscar.aha import AhaOptions, LabelMap, run_aha
+    from cardioscar.aha.insertion import ijk_to_lps_of
+    from cardioscar.io.imageio import read_image
+    from cardioscar.io.meshio import read_mesh
+
     mesh = read_mesh(args.mesh)
     if args.uncertainty_field != DEFAULT_UNCERTAINTY and args.uncertainty_field not in mesh.point_field_names():
         mesh.point_array(args.uncertainty_field)  # named explicitly: a missing field is an error that lists them

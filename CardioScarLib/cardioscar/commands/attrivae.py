@@ -126,12 +126,13 @@ def _emit(payload: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from cardioscar.io.checks import check_output_path
+
+    check_output_path(args.output, "--output", (".pth",))  # before torch loads: a refused name costs no import
     from cardioscar.attrivae.train import TrainConfig
     from cardioscar.attrivae.workflow import train_from_folder
-    from cardioscar.io.checks import check_output_path
     from cardioscar.fit.devices import describe_device
 
-    check_output_path(args.output, "--output", (".pth",))
     device = _device(args.device)
     logger.info("Attri-VAE training on %s", describe_device(device))
     checkpoint = train_from_folder(args.data, args.clinical, args.output, cube=args.cube,
@@ -167,11 +168,12 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _explain(args: argparse.Namespace) -> None:
-    from cardioscar.attrivae.checkpoint import load_checkpoint
-    from cardioscar.attrivae.explain import choose_attributes, explain_case
     from cardioscar.io.checks import check_output_dir
 
     check_output_dir(args.output_dir)
+    from cardioscar.attrivae.checkpoint import load_checkpoint
+    from cardioscar.attrivae.explain import choose_attributes, explain_case
+
     checkpoint = load_checkpoint(args.model)
     attributes = choose_attributes(checkpoint, args.attributes)
     prediction = _predict_with(checkpoint, args)
@@ -179,8 +181,9 @@ def _explain(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from cardioscar.attrivae.demo import run_demo
     from cardioscar.io.checks import check_output_dir
 
     check_output_dir(args.output_dir)
+    from cardioscar.attrivae.demo import run_demo
+
     _emit(run_demo(args.output_dir, args.data, _device(args.device), epochs=args.epochs))

@@ -50,7 +50,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from cardioscar.cohort import CohortOptions, SlurmOptions, run_cohort
     from cardioscar.errors import CardioScarError
 
     slurm_given = [flag for flag, value, default in (("--queue", args.queue, None), ("--account", args.account, None),
@@ -58,6 +57,8 @@ def _run(args: argparse.Namespace) -> None:
                                                       ("--memory", args.memory, "8GB")) if value != default]
     if slurm_given and not args.slurm:
         raise CardioScarError(f"{', '.join(slurm_given)} need --slurm (they would be ignored without it)")
+    from cardioscar.cohort import CohortOptions, SlurmOptions, run_cohort  # after the checks: Dask, VTK, torch
+
     options = CohortOptions(
         workers=args.workers, threads_per_worker=args.threads_per_worker, fits_per_worker=args.fits_per_worker,
         gpus_per_worker=args.gpus_per_worker, retries=args.retries, scheduler=args.scheduler, only=args.only,

@@ -34,12 +34,13 @@ def register(subparsers) -> None:
 
 def _cmd_mesh_from_labels(args: argparse.Namespace) -> None:
     from cardioscar.errors import CardioScarError
+
+    if args.output.suffix.lower() not in MESH_OUTPUT_SUFFIXES:  # before the heavy imports: a refusal costs none
+        raise CardioScarError(f"--output must end in .vtu or .vtk (a volumetric mesh), got '{args.output.name}'")
     from cardioscar.io.imageio import read_image
     from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
     from cardioscar.io.meshio import write_mesh
 
-    if args.output.suffix.lower() not in MESH_OUTPUT_SUFFIXES:
-        raise CardioScarError(f"--output must end in .vtu or .vtk (a volumetric mesh), got '{args.output.name}'")
     mesh = myocardium_mesh_from_labels(read_image(args.labels), args.myocardium_labels,
                                        held_out_k=args.exclude_slices, spacing_mm=args.spacing)
     write_mesh(mesh, args.output)

@@ -20,7 +20,7 @@ from ..errors import CardioScarError
 from ..io.checks import SAME_NODE_TOLERANCE_MM, check_threshold
 from ..io.meshio import node_offset_mm, read_mesh
 from ..predict.error_risk import ERROR_RISK_FIELD
-from ..simulation.tags import check_scar_field_name
+from ..io.checks import check_scar_field_name
 
 logger = logging.getLogger(__name__)
 

@@ -27,6 +27,9 @@ LABEL_TOLERANCE = 1e-3
 MAX_MASK_VALUES = 16
 #: How far (mm) the same node may lie in two files of one mesh (files may keep float32).
 SAME_NODE_TOLERANCE_MM = 1e-3
+#: The mesh files every face reads and writes (here, not in :mod:`cardioscar.io.meshio`, so that
+#: the command line refuses a wrong name before VTK loads; ``meshio.MESH_SUFFIXES`` is this tuple).
+MESH_SUFFIXES = (".vtk", ".vtp", ".vtu")
 
 
 #: ``TrainingConfig.shape_prior`` value (the fast preset's) that lets the targets decide
@@ -122,6 +125,101 @@ def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
     except OSError as error:
         raise CardioScarError(f"{option} {target}: cannot create files in {existing} ({error.strerror or error}); "
                               "choose a writable folder") from None
+
+
+def check_mesh_points(points_lps: object, mesh_name: str = "The mesh") -> np.ndarray:
+    """``points_lps`` as an (N, 3) float64 array of finite coordinates, or a one-line refusal
+    naming ``mesh_name`` (a file, a Slicer model node); the one check of a mesh's nodes, for points
+    read from a file (:func:`cardioscar.io.meshio.read_mesh`) and points given in memory.
+
+    Why (round 17): the in-memory API (and the Slicer Logic, which reads a model node's points)
+    took any array. A node at NaN (a failed transform, a broken export) reached the network, which
+    then answered NaN and ``predict_on_points`` blamed the model ("its weights are damaged;
+    retrain it"); True/False values (a mask given for the points) were read as coordinates 0 and 1
+    and predicted without a word. A file's message said only that some node was NaN; it now says
+    how many and which, as the in-memory one does."""
+    array = np.asarray(points_lps)
+    if array.dtype == bool:
+        raise CardioScarError(f"{mesh_name}'s points are True/False values (a mask?), not coordinates: give the nodes' "
+                              "LPS coordinates in mm, an (N, 3) array.")
+    points = np.asarray(array, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise CardioScarError(f"{mesh_name} must have at least one node with 3 coordinates, got an array of shape "
+                              f"{points.shape}.")
+    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    if bad.size:
+        raise CardioScarError(f"{mesh_name}: {bad.size} of its {len(points)} nodes have NaN or infinite coordinates (node "
+                              f"{bad[0]} first): fix or remove them in the mesh (a failed transform or export).")
+    return points
+
+
+#: Point fields CardioScar writes beside ``scar_probability`` that lie in [0, 1] but are not a scar
+#: probability: cut at a probability threshold they would pass every range check and tag or count
+#: the wrong nodes (the uncertain ones), so they are refused by name. The geometry's and the
+#: scoring's fields too: ``export --scar-field transmural_depth`` on the raw-LGE demo's prediction
+#: tagged a third of the wall core by its depth alone, exit 0 (round 15); a channel search's
+#: ``wall_depth``, the core model's spread, and ``evaluate --write-truth``'s 0/1 mark of the scored
+#: nodes pass the [0, 1] check as well.
+NOT_SCAR_FIELDS = {
+    "scar_uncertainty": "the MC-dropout spread of the scar probability",
+    "scar_error_risk": "the chance that the call at 0.5 is wrong",
+    "core_uncertainty": "the MC-dropout spread of the core probability",
+    "core_error_risk": "the chance that the core model's call at 0.5 is wrong",
+    "transmural_depth": "the node's depth through the wall (0 endocardium, 1 epicardium)",
+    "wall_depth": "the node's depth through the wall that the channel search wrote (0 endocardium, 1 epicardium)",
+    "scar_truth_scored": "the mark of the nodes evaluate scored against the slices (1 scored, 0 not)",
+    "bz_channel": "the number of the conducting channel a node lies in (0 none)",
+    "core_marginal": "the channel search's mark of the core nodes within 0.1 of the core threshold (1 marked, 0 not)",
+}
+
+
+def check_scar_field_name(name: str | None, option: str) -> None:
+    """Refuse, by name, a field of :data:`NOT_SCAR_FIELDS` given as the scar (or core) field."""
+    if name in NOT_SCAR_FIELDS:
+        raise CardioScarError(f"{option} '{name}' is {NOT_SCAR_FIELDS[name]}, not a scar probability: give "
+                              "scar_probability (or the field holding the scar probability)")
+
+
+#: The files of an openCARP set, written at ``PREFIX`` + each suffix (``.lon`` only with fibres).
+SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
+
+def check_prefix(prefix: str | Path, what: str = "--output", vtu_format: str = "--format vtu") -> None:
+    """Refuse a prefix that is the name of one of the set's files (or of a ``.vtu``): ``--output
+    heart.pts`` wrote heart.pts.pts, heart.pts.elem and heart.pts.json, and openCARP, told
+    ``heart``, finds none of them. ``what`` and ``vtu_format`` name the prefix and the choice of
+    the vtu format in the caller's words."""
+    path = Path(prefix)
+    suffix = path.suffix.lower()
+    if suffix not in SET_SUFFIXES + (".vtu",):
+        return
+    stem = path.with_suffix("")
+    extra = f"; for one tagged .vtu, the vtu format ({vtu_format})" if suffix == ".vtu" else ""
+    raise CardioScarError(f"{what} {path} names a file, but the openCARP files take a prefix: give {stem} (it "
+                          f"writes {stem.name}.pts, {stem.name}.elem and {stem.name}.json){extra}")
+
+
+def check_vtk_file(path: str | os.PathLike, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES) -> Path:
+    """Refuse a VTK input that is a folder, missing, or of a kind not in ``allowed_suffixes``;
+    returns the path. :func:`cardioscar.io.meshio.read_vtk_dataset` runs it before reading, and
+    the command line before VTK loads (a refused name then costs no import of VTK)."""
+    source = Path(path)
+    if source.is_dir():
+        raise CardioScarError(f"{source} is a folder, not a file: give the {' / '.join(allowed_suffixes)} file inside it")
+    if not source.is_file():
+        raise CardioScarError(f"File not found: {source}")
+    if source.suffix.lower() not in allowed_suffixes:
+        raise CardioScarError(
+            f"Unsupported file type '{source.suffix}' for {source.name}; use one of {', '.join(allowed_suffixes)}")
+    return source
+
+
+def check_training_data_file(path: str | os.PathLike) -> Path:
+    """Refuse training data that is not a file (:func:`cardioscar.logic.load_preprocessing_result`
+    and ``cardioscar train`` before torch loads); returns the path."""
+    source = Path(path)
+    if not source.is_file():
+        raise CardioScarError(f"Training data file not found: {source}")
+    return source
 
 
 def check_output_path(path: str | os.PathLike, option: str = "--output", suffixes: tuple[str, ...] = ()) -> Path:

@@ -24,11 +24,11 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from .atomic import atomic_write, write_failed
+from .checks import MESH_SUFFIXES, check_mesh_points, check_vtk_file
 from ..errors import CardioScarError
 
 logger = logging.getLogger(__name__)
 
-MESH_SUFFIXES = (".vtk", ".vtp", ".vtu")
 SPACE_ARRAY_NAME = "SPACE"
 _SPACE_IN_HEADER = re.compile(r"SPACE\s*=\s*([A-Za-z]+)")
 _RAS_FROM_LPS = np.array([-1.0, -1.0, 1.0])
@@ -223,15 +223,8 @@ def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_
     Raises :class:`CardioScarError` for a missing file, an unsupported extension or a file VTK
     cannot parse. Shared with :mod:`cardioscar.prepare.slices` for grid layers.
     """
-    source = Path(path)
-    if source.is_dir():
-        raise CardioScarError(f"{source} is a folder, not a file: give the {' / '.join(allowed_suffixes)} file inside it")
-    if not source.is_file():
-        raise CardioScarError(f"File not found: {source}")
+    source = check_vtk_file(path, allowed_suffixes)
     suffix = source.suffix.lower()
-    if suffix not in allowed_suffixes:
-        raise CardioScarError(
-            f"Unsupported file type '{source.suffix}' for {source.name}; use one of {', '.join(allowed_suffixes)}")
     xml_readers = {
         ".vtp": vtk.vtkXMLPolyDataReader, ".vtu": vtk.vtkXMLUnstructuredGridReader,
         ".vti": vtk.vtkXMLImageDataReader, ".vts": vtk.vtkXMLStructuredGridReader,
@@ -320,8 +313,7 @@ def read_mesh(path: str | Path) -> Mesh:
         raise CardioScarError(f"Mesh {source} has no points")
     space = space_from_dataset(dataset, header, str(source))
     mesh = Mesh(dataset=dataset, space=space, path=source)
-    if not np.all(np.isfinite(mesh.points_lps())):
-        raise CardioScarError(f"Mesh {source} has NaN or infinite point coordinates")
+    check_mesh_points(mesh.points_lps(), f"Mesh {source}")
     logger.info("Read mesh %s: %d points, %d cells, frame %s", source, mesh.n_points,
                 dataset.GetNumberOfCells(), space)
     return mesh

@@ -405,7 +405,8 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
     ``scar_probability``) cut by the tag rule's thresholds (:mod:`.tags`). A mesh with neither is
     refused: there is no tissue to search."""
     from .opencarp import TAG_ARRAY, recorded_tag_values
-    from .tags import DEFAULT_TAGS, check_scar_field_name, tag_nodes
+    from ..io.checks import check_scar_field_name
+    from .tags import DEFAULT_TAGS, tag_nodes
 
     name = "the mesh" if mesh.path is None else mesh.path.name
     fields = mesh.point_field_names()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CardioScarError
-from ..io.checks import SAME_NODE_TOLERANCE_MM
+from ..io.checks import SAME_NODE_TOLERANCE_MM, check_prefix, check_scar_field_name, check_vtk_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,14 +46,6 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     The core field is ``core_field`` of ``mesh_path``, or of ``core_mesh`` (the core model's
     prediction on the same mesh; ``core_field`` then defaults to ``scar_probability``).
     """
-    import numpy as np
-    from vtk.util.numpy_support import vtk_to_numpy
-
-    from ..io.meshio import node_offset_mm, read_mesh
-    from .fibres import RULE_NAME
-    from .opencarp import check_prefix
-    from .tags import check_scar_field_name, tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
-
     if fmt not in ("opencarp", "vtu"):
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
     if fmt == "opencarp":
@@ -62,6 +54,14 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     check_scar_field_name(core_field, "--core-field")
     refuse_scar_as_core(scar_field, core_field or (None if core_mesh is None else "scar_probability"),
                         core_mesh is None or Path(core_mesh).resolve() == Path(mesh_path).resolve())
+    check_vtk_file(mesh_path)
+    import numpy as np  # after the options' checks: a refused name costs no import of VTK
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from ..io.meshio import node_offset_mm, read_mesh
+    from .fibres import RULE_NAME
+    from .tags import tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
+
     mesh = read_mesh(mesh_path)
     try:
         scar = mesh.point_array(scar_field)

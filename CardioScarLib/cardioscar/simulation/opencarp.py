@@ -36,6 +36,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from ..io.atomic import atomic_write_set
+from ..io.checks import SET_SUFFIXES, check_prefix
 from ..errors import CardioScarError
 from ..io.meshio import Mesh, coincident_nodes, set_text_field, text_field, write_mesh
 from .tags import CLASS_NAMES, TissueTags, cell_node_lists
@@ -100,28 +101,11 @@ def check_millimetres(points: np.ndarray, before: str = "before exporting") -> N
                               f"micrometres to millimetres {before}")
 
 
-#: The files of an openCARP set, written at ``PREFIX`` + each suffix (``.lon`` only with fibres).
-SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
 #: The tagged ``.vtu``'s cell vectors of the fibre and sheet directions (unit, the points' frame).
 FIBRE_ARRAY, SHEET_ARRAY = "fibre", "sheet"
 #: Field-data note (JSON, :func:`cardioscar.simulation.fibres.rule_record`) on a ``.vtu`` whose fibres
 #: are rule-based: what ``PREFIX.json``'s ``fibre_rule`` says of an openCARP set's.
 FIBRE_RULE_ARRAY = "CardioScarFibreRule"
-
-
-def check_prefix(prefix: str | Path, what: str = "--output", vtu_format: str = "--format vtu") -> None:
-    """Refuse a prefix that is the name of one of the set's files (or of a ``.vtu``): ``--output
-    heart.pts`` wrote heart.pts.pts, heart.pts.elem and heart.pts.json, and openCARP, told
-    ``heart``, finds none of them. ``what`` and ``vtu_format`` name the prefix and the choice of
-    the vtu format in the caller's words."""
-    path = Path(prefix)
-    suffix = path.suffix.lower()
-    if suffix not in SET_SUFFIXES + (".vtu",):
-        return
-    stem = path.with_suffix("")
-    extra = f"; for one tagged .vtu, the vtu format ({vtu_format})" if suffix == ".vtu" else ""
-    raise CardioScarError(f"{what} {path} names a file, but the openCARP files take a prefix: give {stem} (it "
-                          f"writes {stem.name}.pts, {stem.name}.elem and {stem.name}.json){extra}")
 
 
 def cell_types(dataset: vtk.vtkDataSet) -> np.ndarray:

@@ -105,33 +105,6 @@ def resolved_thresholds(border_zone: float | None, core: float | None, two_field
     return border_zone, core
 
 
-#: Point fields CardioScar writes beside ``scar_probability`` that lie in [0, 1] but are not a scar
-#: probability: cut at a probability threshold they would pass every range check and tag or count
-#: the wrong nodes (the uncertain ones), so they are refused by name. The geometry's and the
-#: scoring's fields too: ``export --scar-field transmural_depth`` on the raw-LGE demo's prediction
-#: tagged a third of the wall core by its depth alone, exit 0 (round 15); a channel search's
-#: ``wall_depth``, the core model's spread, and ``evaluate --write-truth``'s 0/1 mark of the scored
-#: nodes pass the [0, 1] check as well.
-NOT_SCAR_FIELDS = {
-    "scar_uncertainty": "the MC-dropout spread of the scar probability",
-    "scar_error_risk": "the chance that the call at 0.5 is wrong",
-    "core_uncertainty": "the MC-dropout spread of the core probability",
-    "core_error_risk": "the chance that the core model's call at 0.5 is wrong",
-    "transmural_depth": "the node's depth through the wall (0 endocardium, 1 epicardium)",
-    "wall_depth": "the node's depth through the wall that the channel search wrote (0 endocardium, 1 epicardium)",
-    "scar_truth_scored": "the mark of the nodes evaluate scored against the slices (1 scored, 0 not)",
-    "bz_channel": "the number of the conducting channel a node lies in (0 none)",
-    "core_marginal": "the channel search's mark of the core nodes within 0.1 of the core threshold (1 marked, 0 not)",
-}
-
-
-def check_scar_field_name(name: str | None, option: str) -> None:
-    """Refuse, by name, a field of :data:`NOT_SCAR_FIELDS` given as the scar (or core) field."""
-    if name in NOT_SCAR_FIELDS:
-        raise CardioScarError(f"{option} '{name}' is {NOT_SCAR_FIELDS[name]}, not a scar probability: give "
-                              "scar_probability (or the field holding the scar probability)")
-
-
 def check_probability_field(values: np.ndarray, described: str) -> None:
     """Thresholds in (0, 1) are probabilities: a field with NaN (below every threshold) or values
     outside [0, 1] (another quantity: raw intensities, tags, a percentage) would be cut silently
