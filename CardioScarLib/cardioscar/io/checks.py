@@ -183,6 +183,7 @@ def check_scar_field_name(name: str | None, option: str) -> None:
 #: The files of an openCARP set, written at ``PREFIX`` + each suffix (``.lon`` only with fibres).
 SET_SUFFIXES = (".pts", ".elem", ".lon", ".json")
 
+
 def check_prefix(prefix: str | Path, what: str = "--output", vtu_format: str = "--format vtu") -> None:
     """Refuse a prefix that is the name of one of the set's files (or of a ``.vtu``): ``--output
     heart.pts`` wrote heart.pts.pts, heart.pts.elem and heart.pts.json, and openCARP, told
