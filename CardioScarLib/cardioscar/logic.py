@@ -612,6 +612,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         raise CardioScarError(
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."
         )
+    _check_layout(arrays, f"Training data {path}")
     coordinates, intensities, group_ids = _checked_rows(arrays["coordinates"], arrays["intensities"],
                                                         arrays["group_ids"], f"Training data {path}")
     scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
@@ -644,6 +645,26 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         row_weights=row_weights,
         mesh_sample=_checked_mesh_sample(arrays.get(MESH_SAMPLE_KEY), f"Training data {path}"),
     )
+
+
+def _check_layout(arrays: dict, where: str) -> None:
+    """Refuse a ``.npz`` of a layout this version cannot read: a ``format_version`` above
+    :data:`TRAINING_DATA_FORMAT` (a newer CardioScar's file, whose keys may mean other things) or
+    coordinates in a frame other than LPS. Why: both loaded without a word (round 18), and a key
+    read in another meaning trains a wrong field with exit 0. Files without the keys (older ones,
+    the reference tool's) pass."""
+    version = arrays.get("format_version")
+    try:
+        newer = version is not None and int(version) > TRAINING_DATA_FORMAT
+    except (TypeError, ValueError):
+        newer = True
+    if newer:
+        raise CardioScarError(f"{where} has format_version {version}, newer than this CardioScar reads "
+                              f"({TRAINING_DATA_FORMAT}): upgrade cardioscar, or re-run `cardioscar prepare` with this one.")
+    space = str(arrays.get("coordinate_space", "LPS"))
+    if space != "LPS":
+        raise CardioScarError(f"{where} has coordinate_space {space!r}; training data is in LPS (re-run "
+                              "`cardioscar prepare`, which writes LPS whatever the mesh file's frame).")
 
 
 def _checked_mesh_sample(sample: Optional[np.ndarray], where: str) -> Optional[np.ndarray]:

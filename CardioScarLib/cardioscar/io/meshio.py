@@ -216,6 +216,29 @@ def _reported_failure(text: str) -> str | None:
     return None
 
 
+#: The VTK XML file types (``<VTKFile type="...">``) and the suffix each is read by.
+_XML_SUFFIXES = {"PolyData": ".vtp", "UnstructuredGrid": ".vtu", "ImageData": ".vti", "StructuredGrid": ".vts",
+                 "RectilinearGrid": ".vtr"}
+
+
+def _what_it_holds(source: Path) -> str:
+    """Why a reader refused ``source``, for the user: a VTK file of another kind than its suffix
+    says (a ``.vtu`` named ``.vtp`` or the reverse, a legacy file named ``.vtu``, an XML file named
+    ``.vtk``: VTK picks its reader by the suffix) with the name to give it, else "corrupted or wrong
+    format". Why: each renamed file was called corrupted (round 18)."""
+    try:
+        with open(source, "rb") as handle:
+            head = handle.read(1024).decode("latin-1")
+    except OSError:
+        return "corrupted or wrong format"
+    found = re.search(r'<VTKFile[^>]*\btype="(\w+)"', head)
+    kind, right = ((f"a VTK {found.group(1)}", _XML_SUFFIXES.get(found.group(1))) if found
+                   else ("a legacy VTK file", ".vtk") if head.startswith("# vtk DataFile") else (None, None))
+    if right and right != source.suffix.lower():
+        return f"it holds {kind}, which is read as {right}: rename it to {source.with_suffix(right).name}"
+    return "corrupted or wrong format"
+
+
 def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES
                      ) -> tuple[vtk.vtkDataSet, str | None]:
     """Read a VTK file (legacy or XML) and return ``(dataset, legacy header or None)``.
@@ -244,12 +267,12 @@ def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_
             reader.SetFileName(str(source))
             if not reader.OpenVTKFile() or not reader.ReadHeader():
                 reader.CloseVTKFile()
-                raise CardioScarError(f"Cannot read {source}: not a valid legacy VTK file (corrupted or wrong format)")
+                raise CardioScarError(f"Cannot read {source}: not a valid legacy VTK file ({_what_it_holds(source)})")
             reader.CloseVTKFile()
         else:
             reader = xml_readers[suffix]()
             if not reader.CanReadFile(str(source)):
-                raise CardioScarError(f"Cannot read {source}: not a valid VTK XML {suffix} file (corrupted or wrong format)")
+                raise CardioScarError(f"Cannot read {source}: not a valid VTK XML {suffix} file ({_what_it_holds(source)})")
             reader.SetFileName(str(source))
         reader.Update()
         header = reader.GetHeader() if suffix == ".vtk" else None

@@ -49,6 +49,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     import numpy as np
     from vtk.util.numpy_support import vtk_to_numpy
 
+    from ..io.checks import check_output_path
     from ..io.meshio import node_offset_mm, read_mesh
     from .fibres import RULE_NAME
     from .opencarp import check_prefix
@@ -58,6 +59,11 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
     if fmt == "opencarp":
         check_prefix(output)  # before any work, as every check of the options
+    # a read-only or missing place was found only when the files were written, after the tagging
+    # and the fibre rule (round 18); every other verb checks its outputs before any work
+    first = Path(output)
+    check_output_path(first if fmt == "vtu" and first.suffix.lower() == ".vtu"
+                      else first.with_name(first.name + (".pts" if fmt == "opencarp" else ".vtu")), "--output")
     check_scar_field_name(scar_field, "--scar-field")
     check_scar_field_name(core_field, "--core-field")
     refuse_scar_as_core(scar_field, core_field or (None if core_mesh is None else "scar_probability"),
