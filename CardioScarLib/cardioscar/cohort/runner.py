@@ -328,21 +328,22 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
 
 def _warn_other_cohort(out: Path, manifest: Path, ids: set[str]) -> None:
     """Warn when ``out`` holds results of patients this manifest does not list (another cohort's
-    folder reused, or rows taken out): their folders stay, as a user's results do, but the new
-    summary leaves them out, so a script globbing ``out/*/`` would mix the two cohorts without a
-    word (round 18). The record of the previous run names them and its manifest."""
+    folder reused, or rows taken out): their folders stay, as a user's results do, but the summary
+    leaves them out, so a script globbing ``out/*/`` would mix the two cohorts without a word
+    (round 18). Read from the folders (a patient's ``report.json``), so a second run says it again;
+    the previous run's record names its manifest when it was another."""
+    left = sorted(child.name for child in out.iterdir()
+                  if child.name not in ids and child.is_dir() and (child / "report.json").is_file())
+    if not left:
+        return
     try:
-        previous = json.loads((out / COHORT_RECORD).read_text())
-        earlier = [str(row["id"]) for row in previous.get("patients", [])]
-        earlier_manifest = str(previous.get("manifest", ""))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return  # a first run, or a record we cannot read: nothing to compare with
-    left = [ident for ident in earlier if ident not in ids and (out / ident).is_dir()]
-    if left:
-        other = "" if earlier_manifest == str(manifest.resolve()) else f" of another manifest ({earlier_manifest})"
-        logger.warning("cohort: %s holds the results of %d patient(s)%s that %s does not list (%s): their folders "
-                       "stay, outside this cohort's summary; give each cohort an --output-dir of its own",
-                       out, len(left), other, manifest.name, ", ".join(left[:5]) + (", ..." if len(left) > 5 else ""))
+        earlier = str(json.loads((out / COHORT_RECORD).read_text()).get("manifest", ""))
+    except (OSError, ValueError, AttributeError):
+        earlier = ""
+    other = f" of another manifest ({earlier})" if earlier and earlier != str(manifest.resolve()) else ""
+    logger.warning("cohort: %s holds the results of %d patient(s)%s that %s does not list (%s): their folders stay, "
+                   "outside this cohort's summary; give each cohort an --output-dir of its own", out, len(left), other,
+                   manifest.name, ", ".join(left[:5]) + (", ..." if len(left) > 5 else ""))
 
 
 def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], rows: dict[str, dict],
