@@ -197,3 +197,18 @@ def test_export_checks_its_output_place_before_any_work(trained, tmp_path, capsy
         stderr = capsys.readouterr().err
         assert error_lines(stderr) == [line for line in stderr.splitlines() if "cannot create files in /proc" in line]
         assert "Read mesh" not in stderr
+
+
+def test_apply_refuses_a_vtp_output_for_a_volume_mesh_before_inference(trained, tmp_path, capsys, monkeypatch):
+    """``apply --output pred.vtp`` with a tetrahedral mesh was refused ("Cannot write a
+    vtkUnstructuredGrid as pred.vtp") only when writing, after the MC passes over every node
+    (minutes on a million-node mesh); now before the model is applied."""
+    import cardioscar.logic
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("inference ran before the output was checked")
+
+    monkeypatch.setattr(cardioscar.logic, "apply_scar_model", must_not_run)
+    assert_refused_in_one_line(["apply", "--model", trained["out"] / "model.pth", "--mesh", trained["paths"]["mesh"],
+                                "--output", tmp_path / "out.vtp"],
+                               "Cannot write a vtkUnstructuredGrid as out.vtp; use .vtu or .vtk", capsys, tmp_path)

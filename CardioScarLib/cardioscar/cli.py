@@ -408,11 +408,12 @@ def _cmd_fine_tune(args: argparse.Namespace) -> None:
 def _cmd_apply(args: argparse.Namespace) -> None:
     from cardioscar.fit.devices import resolve_device
     from cardioscar.logic import apply_scar_model, save_inference_result
-    from cardioscar.io.meshio import MESH_SUFFIXES, read_mesh
+    from cardioscar.io.meshio import MESH_SUFFIXES, check_output_holds, read_mesh
 
     _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
     check_seed(args.seed)
     mesh = read_mesh(args.mesh)  # once: the prediction and the output both come from it
+    check_output_holds(mesh, args.output)  # before the MC passes, not when writing after them
     result = apply_scar_model(
         args.model, mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
     )

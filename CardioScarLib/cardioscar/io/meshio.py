@@ -362,6 +362,15 @@ def _as_point_array(name: str, values: np.ndarray, n_points: int) -> vtk.vtkData
     return vtk_array
 
 
+def check_output_holds(mesh: "Mesh", path: str | Path) -> None:
+    """Refuse a ``.vtp`` output for a mesh that is not polydata (a volume mesh's cells have no place
+    in it). Why a function of its own: ``apply`` runs it before inference, which found it only when
+    writing, after the MC passes over every node (round 18)."""
+    target = Path(path)
+    if target.suffix.lower() == ".vtp" and not isinstance(mesh.dataset, vtk.vtkPolyData):
+        raise CardioScarError(f"Cannot write a {mesh.dataset.GetClassName()} as {target.name}; use .vtu or .vtk")
+
+
 def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarray | None] | None = None) -> None:
     """Write ``mesh`` plus extra point fields to ``path`` atomically, with a SPACE marker; a field
     given as ``None`` is left out of the file (an earlier result's copy of it on ``mesh`` is stale).
@@ -386,8 +395,7 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
         dataset.GetPointData().RemoveArray(name)
         if array is not None:
             dataset.GetPointData().AddArray(array)
-    if suffix == ".vtp" and not isinstance(dataset, vtk.vtkPolyData):
-        raise CardioScarError(f"Cannot write a {dataset.GetClassName()} as {target.name}; use .vtu or .vtk")
+    check_output_holds(mesh, target)
     if suffix == ".vtu" and isinstance(dataset, vtk.vtkPolyData):
         append = vtk.vtkAppendFilter()
         append.SetInputData(dataset)
