@@ -118,10 +118,13 @@ def cell_layout(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, connectivity) of every cell in cell-id order, for any dataset type: appended into
     one unstructured grid, whose cell array VTK gives in bulk (the mesh's edges for the AHA's
     islands and the channel search's layer graphs)."""
-    grid = vtk.vtkAppendFilter()
-    grid.AddInputData(dataset)
-    grid.Update()
-    cells = grid.GetOutput().GetCells()
+    if isinstance(dataset, vtk.vtkUnstructuredGrid):
+        cells = dataset.GetCells()  # its own array, in cell-id order: no copy of a million cells
+    else:
+        grid = vtk.vtkAppendFilter()
+        grid.AddInputData(dataset)
+        grid.Update()
+        cells = grid.GetOutput().GetCells()
     return (vtk_to_numpy(cells.GetOffsetsArray()).astype(np.int64),
             vtk_to_numpy(cells.GetConnectivityArray()).astype(np.int64))
 
