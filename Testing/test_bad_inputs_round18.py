@@ -151,10 +151,11 @@ def test_training_data_of_a_newer_layout_or_another_frame_is_refused(trained, tm
                      "--max-epochs", "1", "--preset", "fast"]) == 0
 
 
-def test_another_stages_file_given_as_the_model_is_named(trained, tmp_path, capsys):
+def test_another_stages_file_given_as_the_model_or_the_training_data_is_named(trained, tmp_path, capsys):
     """``apply --model data.npz`` (prepare's file) or a prediction ``.vtk`` (apply's) were called "not
     a valid CardioScar checkpoint (truncated, corrupted ...): retrain or restore a backup", sending
-    the user to retrain a model that was fine; now each is named for what it is."""
+    the user to retrain a model that was fine, and ``train --training-data`` the prediction "holds
+    pickled Python objects, which are refused"; now each is named for what it is."""
     assert main(["apply", "--model", str(trained["out"] / "model.pth"), "--mesh", str(trained["paths"]["mesh"]),
                  "--output", str(tmp_path / "prediction.vtk"), "--mc-samples", "2"]) == 0
     for model, fragment in ((trained["out"] / "data.npz", "is training data (a numpy .npz, as 'cardioscar prepare' "
@@ -165,6 +166,9 @@ def test_another_stages_file_given_as_the_model_is_named(trained, tmp_path, caps
         assert_refused_in_one_line(["apply", "--model", model, "--mesh", trained["paths"]["mesh"], "--output",
                                     tmp_path / "out.vtk"], fragment, capsys, tmp_path)
     assert zipfile.is_zipfile(trained["out"] / "model.pth")  # a model is a zip too, and still loads (above)
+    assert_refused_in_one_line(["train", "--training-data", tmp_path / "prediction.vtk", "--output",
+                                tmp_path / "out.pth"], "prediction.vtk is a VTK mesh (such as apply's prediction), "
+                                                      "not training data", capsys, tmp_path)
 
 
 def test_a_vtk_file_of_another_kind_than_its_suffix_is_named_with_the_suffix_to_give(trained, tmp_path, capsys):

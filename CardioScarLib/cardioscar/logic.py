@@ -29,7 +29,7 @@ from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targe
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
 from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES, SCAR_LABELS_ARRAY,
                                   SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
-                                  read_mesh, set_text_field, write_mesh)
+                                  is_vtk_file, read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import (check_inside_training_box, check_same_scale, mesh_sample, node_spacing,
                                           warn_if_another_heart)
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -596,6 +596,9 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except ValueError as exc:
+        if is_vtk_file(path):  # numpy reads a text file as a pickle: "holds pickled objects" misled (round 18)
+            raise CardioScarError(f"Training data {path} is a VTK mesh (such as apply's prediction), not training data: "
+                                  "give the .npz that `cardioscar prepare` wrote (meshes go to --mesh)") from None
         if "allow_pickle" not in str(exc):
             raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__})."
                                   ) from exc

@@ -24,6 +24,7 @@ import torch
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.meshio import is_vtk_file
 from cardioscar.fit.engines import BayesianNN
 from cardioscar.errors import CardioScarError
 
@@ -155,13 +156,9 @@ def _other_stage_file(path: Path) -> str | None:
             if names and all(name.endswith(".npy") for name in names):
                 return "training data (a numpy .npz, as 'cardioscar prepare' writes; it goes to train --training-data)"
             return None
-        with open(path, "rb") as handle:
-            head = handle.read(256).lstrip()
     except (OSError, zipfile.BadZipFile):
         return None
-    if head.startswith(b"# vtk DataFile") or (head.startswith(b"<") and b"<VTKFile" in head):
-        return "a VTK mesh (such as apply's prediction; meshes go to --mesh)"
-    return None
+    return "a VTK mesh (such as apply's prediction; meshes go to --mesh)" if is_vtk_file(path) else None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -224,6 +224,17 @@ _XML_SUFFIXES = {"PolyData": ".vtp", "UnstructuredGrid": ".vtu", "ImageData": ".
                  "RectilinearGrid": ".vtr"}
 
 
+def is_vtk_file(path: str | Path) -> bool:
+    """Whether ``path`` begins as a VTK file does (legacy or XML), whatever its suffix: how a stage
+    that reads another kind of file (a model, training data) names a mesh given to it (round 18)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256).lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"# vtk DataFile") or (head.startswith(b"<") and b"<VTKFile" in head)
+
+
 def _what_it_holds(source: Path) -> str:
     """Why a reader refused ``source``, for the user: a VTK file of another kind than its suffix
     says (a ``.vtu`` named ``.vtp`` or the reverse, a legacy file named ``.vtu``, an XML file named
