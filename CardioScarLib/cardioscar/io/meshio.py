@@ -115,9 +115,10 @@ def cell_point_ids(dataset: vtk.vtkDataSet) -> np.ndarray:
 
 
 def cell_layout(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, connectivity) of every cell in cell-id order, for any dataset type: appended into
-    one unstructured grid, whose cell array VTK gives in bulk (the mesh's edges for the AHA's
-    islands and the channel search's layer graphs)."""
+    """(offsets, connectivity) of every cell in cell-id order, for any dataset type: an unstructured
+    grid's own cell array, other datasets appended into one, whose cell array VTK gives in bulk (the
+    mesh's edges for the AHA's islands and the channel search's layer graphs, the export's check of
+    collapsed cells)."""
     if isinstance(dataset, vtk.vtkUnstructuredGrid):
         cells = dataset.GetCells()  # its own array, in cell-id order: no copy of a million cells
     else:
