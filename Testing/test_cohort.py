@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import os
 import signal
 import threading
@@ -293,6 +294,34 @@ def test_patient_in_cohort_equals_the_cli_chain(cluster, cohort_data, tmp_path):
     ours, theirs = read_mesh(cohort_out), read_mesh(chain / "pred.vtk")
     for name in ("scar_probability", "scar_uncertainty", "scar_binary"):
         np.testing.assert_allclose(ours.point_array(name), theirs.point_array(name), rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_an_output_folder_reused_with_another_manifest_warns_of_the_patients_it_leaves_out(
+        cluster, cohort_data, tmp_path, warnings_of_cardioscar):
+    """Round 18: ``cohort run`` of another manifest into a folder that holds an earlier cohort's
+    results kept the earlier patients' folders beside the new ones without a word (the new summary
+    leaves them out, a script globbing ``out/*/`` mixes the two cohorts). Now a warning names them
+    and the earlier manifest; up-to-date patients are still skipped (no patient runs here)."""
+    out = tmp_path / "out"
+    earlier = FIRST_RUN.get("out", Path("missing"))
+    if earlier.is_dir():
+        shutil.copytree(earlier, out)
+    else:  # this test alone: an earlier cohort of p1 and p2
+        _, client = cluster
+        (cohort_data / "manifest_p1_p2.csv").write_text("\n".join([HEADER, _row("p1", 1), _row("p2", 2)]) + "\n")
+        run_cohort(cohort_data / "manifest_p1_p2.csv", out, CohortOptions(scheduler=client.scheduler.address))
+    subset = cohort_data / "manifest_p2.csv"
+    subset.write_text("\n".join([HEADER, _row("p2", 2)]) + "\n")
+    warnings_of_cardioscar.clear()
+    run = run_cohort(subset, out)
+    assert run.counts == {"skipped": 1}
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "of another manifest" in warning and "that manifest_p2.csv does not list (" in warning and "p1" in warning
+    assert "p2" not in warning.split("does not list")[1]
+    warnings_of_cardioscar.clear()
+    run_cohort(subset, out)  # the same manifest again: the folders are still there, said again
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "p1" in warning and "of another manifest" not in warning
 
 
 def test_status_of_a_folder_that_is_no_cohort(tmp_path):

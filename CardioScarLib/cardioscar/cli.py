@@ -416,9 +416,10 @@ def _cmd_apply(args: argparse.Namespace) -> None:
     check_vtk_file(args.mesh)
     from cardioscar.fit.devices import resolve_device
     from cardioscar.logic import apply_scar_model, save_inference_result
-    from cardioscar.io.meshio import read_mesh
+    from cardioscar.io.meshio import check_output_holds, read_mesh
 
     mesh = read_mesh(args.mesh)  # once: the prediction and the output both come from it
+    check_output_holds(mesh, args.output)  # before the MC passes, not when writing after them
     result = apply_scar_model(
         args.model, mesh, args.mc_samples, args.batch_size, args.threshold, resolve_device(args.cpu), seed=args.seed
     )

@@ -30,7 +30,7 @@ from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targe
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
 from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES, SCAR_LABELS_ARRAY,
                                   SCAR_RULE_ARRAY, TRAINING_TARGETS_ARRAY, Mesh,
-                                  read_mesh, set_text_field, write_mesh)
+                                  is_vtk_file, read_mesh, set_text_field, write_mesh)
 from cardioscar.predict.meshscale import (check_inside_training_box, check_same_scale, mesh_sample, node_spacing,
                                           warn_if_another_heart)
 from cardioscar.prepare.myocardium import (MyocardiumReport, check_margin, label_masks, masks_from_image, no_restriction,
@@ -571,6 +571,9 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except ValueError as exc:
+        if is_vtk_file(path):  # numpy reads a text file as a pickle: "holds pickled objects" misled (round 18)
+            raise CardioScarError(f"Training data {path} is a VTK mesh (such as apply's prediction), not training data: "
+                                  "give the .npz that `cardioscar prepare` wrote (meshes go to --mesh)") from None
         if "allow_pickle" not in str(exc):
             raise CardioScarError(f"Cannot read training data {path}: not a valid .npz file ({exc.__class__.__name__})."
                                   ) from exc
@@ -587,6 +590,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         raise CardioScarError(
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."
         )
+    _check_layout(arrays, f"Training data {path}")
     coordinates, intensities, group_ids = _checked_rows(arrays["coordinates"], arrays["intensities"],
                                                         arrays["group_ids"], f"Training data {path}")
     scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
@@ -619,6 +623,26 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         row_weights=row_weights,
         mesh_sample=_checked_mesh_sample(arrays.get(MESH_SAMPLE_KEY), f"Training data {path}"),
     )
+
+
+def _check_layout(arrays: dict, where: str) -> None:
+    """Refuse a ``.npz`` of a layout this version cannot read: a ``format_version`` above
+    :data:`TRAINING_DATA_FORMAT` (a newer CardioScar's file, whose keys may mean other things) or
+    coordinates in a frame other than LPS. Why: both loaded without a word (round 18), and a key
+    read in another meaning trains a wrong field with exit 0. Files without the keys (older ones,
+    the reference tool's) pass."""
+    version = arrays.get("format_version")
+    try:
+        newer = version is not None and int(version) > TRAINING_DATA_FORMAT
+    except (TypeError, ValueError):
+        newer = True
+    if newer:
+        raise CardioScarError(f"{where} has format_version {version}, newer than this CardioScar reads "
+                              f"({TRAINING_DATA_FORMAT}): upgrade cardioscar, or re-run `cardioscar prepare` with this one.")
+    space = str(arrays.get("coordinate_space", "LPS"))
+    if space != "LPS":
+        raise CardioScarError(f"{where} has coordinate_space {space!r}; training data is in LPS (re-run "
+                              "`cardioscar prepare`, which writes LPS whatever the mesh file's frame).")
 
 
 def _checked_mesh_sample(sample: Optional[np.ndarray], where: str) -> Optional[np.ndarray]:

@@ -502,7 +502,7 @@ def diagnose(work: Path, nodes: np.ndarray, true_field: np.ndarray, truth: np.nd
     """
     from cardioscar.shape_prior.use import prior_from_npz
 
-    d = dict(np.load(work / "data.npz", allow_pickle=True))
+    d = dict(np.load(work / "data.npz"))
     node_ids, groups = d["node_ids"], d["group_ids"]
     target = d["intensities"].reshape(-1)
     n_groups = int(groups.max()) + 1
@@ -555,9 +555,10 @@ def decay_sweep(out: Path, decays: list[float], truth: np.ndarray, on_slab: np.n
     acts only when applied, so one training serves every decay), scored like the rest."""
     import torch
 
+    from cardioscar.fit.checkpoint import load_checkpoint
     from cardioscar.shape_prior.use import with_residual_decay
 
-    checkpoint = torch.load(out / "model.pth", weights_only=False)
+    checkpoint = load_checkpoint(out / "model.pth")  # weights_only, as every load site
     if not checkpoint.get("shape_prior"):
         return {}
     swept = {}
@@ -579,12 +580,13 @@ def row_weight_sweep(out: Path, nodes: np.ndarray, reaches: list[float], truth: 
     import torch
     from scipy.spatial import cKDTree
 
+    from cardioscar.fit.checkpoint import load_checkpoint
     from cardioscar.fit.normalization import normalize
     from cardioscar.logic import _scaler, model_from_checkpoint
     from cardioscar.predict.inference import mc_dropout_predict
     from cardioscar.shape_prior.field import ShapePrior
 
-    checkpoint = torch.load(out / "model.pth", weights_only=False)
+    checkpoint = load_checkpoint(out / "model.pth")  # weights_only, as every load site
     prior = ShapePrior.from_checkpoint(checkpoint)
     if prior is None:
         return {}

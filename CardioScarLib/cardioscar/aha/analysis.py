@@ -418,6 +418,12 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     dataset = mesh.dataset_lps(points)
     refuse_debris(dataset, points, lv_nodes, where)
     weights = node_volumes(dataset)
+    if not np.any(weights[lv_ids] > 0):
+        # points only (or vertex and line cells): the shape axis divided by a zero weight and
+        # ended in an OverflowError traceback (round 18)
+        raise CardioScarError(f"{where} has no cells with a volume or an area ({dataset.GetNumberOfCells()} cells on its "
+                              f"{mesh.n_points} nodes): the segments' volumes and the wall are measured on the cells; "
+                              "give the mesh with its cells (apply's output of the volumetric or surface mesh)")
     axis = _long_axis(options, points[lv_ids], weights[lv_ids])
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
     if faces is not None and not faces.volumetric and options.transmurality == "required":

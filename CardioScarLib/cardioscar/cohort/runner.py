@@ -297,6 +297,7 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
     rows = {spec.id: _row_from_disk(spec, out, hashes[spec.id]) if spec.id in hashes else _row_as_recorded(spec, out)
             for spec in patients}
     if not options.only:
+        _warn_other_cohort(out, Path(manifest), {spec.id for spec in patients})
         with atomic_write(out / COHORT_RECORD) as tmp:
             tmp.write_text(json.dumps({"manifest": str(Path(manifest).resolve()),
                                        "patients": [{"id": s.id, "input_hash": hashes[s.id]} for s in patients]},
@@ -323,6 +324,26 @@ def run_cohort(manifest: str | Path, output_dir: str | Path, options: Optional[C
         if picture is not None:
             files[key] = picture
     return CohortRun(ordered, out, [spec.id for spec in selected], files)
+
+
+def _warn_other_cohort(out: Path, manifest: Path, ids: set[str]) -> None:
+    """Warn when ``out`` holds results of patients this manifest does not list (another cohort's
+    folder reused, or rows taken out): their folders stay, as a user's results do, but the summary
+    leaves them out, so a script globbing ``out/*/`` would mix the two cohorts without a word
+    (round 18). Read from the folders (a patient's ``report.json``), so a second run says it again;
+    the previous run's record names its manifest when it was another."""
+    left = sorted(child.name for child in out.iterdir()
+                  if child.name not in ids and child.is_dir() and (child / "report.json").is_file())
+    if not left:
+        return
+    try:
+        earlier = str(json.loads((out / COHORT_RECORD).read_text()).get("manifest", ""))
+    except (OSError, ValueError, AttributeError):
+        earlier = ""
+    other = f" of another manifest ({earlier})" if earlier and earlier != str(manifest.resolve()) else ""
+    logger.warning("cohort: %s holds the results of %d patient(s)%s that %s does not list (%s): their folders stay, "
+                   "outside this cohort's summary; give each cohort an --output-dir of its own", out, len(left), other,
+                   manifest.name, ", ".join(left[:5]) + (", ..." if len(left) > 5 else ""))
 
 
 def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], rows: dict[str, dict],

@@ -24,6 +24,7 @@ import torch
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.meshio import is_vtk_file
 from cardioscar.fit.engines import BayesianNN
 from cardioscar.errors import CardioScarError
 
@@ -143,6 +144,23 @@ def _check_allocation(path: Path) -> None:
 ATTRIVAE_FORMAT = "cardioscar-attrivae"
 
 
+def _other_stage_file(path: Path) -> str | None:
+    """What another stage's file given as a model is (prepare's ``.npz``, a VTK mesh such as apply's
+    prediction), from its first bytes; None for anything else. Why: each was called "truncated,
+    corrupted ...: retrain or restore a backup", sending the user to retrain a model that was fine
+    (round 18; the reverse, a model given as training data, is named since round 16)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if names and all(name.endswith(".npy") for name in names):
+                return "training data (a numpy .npz, as 'cardioscar prepare' writes; it goes to train --training-data)"
+            return None
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return "a VTK mesh (such as apply's prediction; meshes go to --mesh)" if is_vtk_file(path) else None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``) and check its required keys."""
     path = Path(path)
@@ -158,6 +176,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unpickling failure means the same thing to the user
         logger.debug("torch.load(%s, weights_only=True) failed: %s", path, exc)
+        other = _other_stage_file(path)
+        if other:
+            raise CardioScarError(f"{path} is {other}, not a trained model: give the .pth written by "
+                                  "'cardioscar train'") from None
         raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (truncated, corrupted, or holding "
                               f"objects other than plain data): retrain or restore a backup") from None
     if not isinstance(checkpoint, dict):

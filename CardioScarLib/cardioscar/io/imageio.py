@@ -122,9 +122,42 @@ def _series_files(folder: Path) -> list[str]:
                               f"(e.g. --image {examples} ...)")
     chosen = max(files, key=lambda sid: len(files[sid]))
     if len(series_ids) > 1:
-        logger.warning("%s holds %d DICOM series; using %s (%d files)", folder, len(series_ids), chosen,
-                       len(files[chosen]))
+        others = "; ".join(_series_label(sid, files[sid]) for sid in files if sid != chosen)
+        repeated = _files_on_repeated_positions(files[chosen])
+        if repeated:
+            # a cine (its time frames at each position) holds more files than the LGE stack
+            # beside it, so "the largest" trained the cine as the LGE, exit 0 (round 18)
+            raise CardioScarError(
+                f"DICOM folder {folder} holds {len(series_ids)} series; the largest, {_series_label(chosen, files[chosen])}, "
+                f"has {repeated} files on a slice position another file holds (a cine's time frames?), so it is not "
+                f"taken for the LGE (the others: {others}): give each series a folder of its own, or pass the LGE "
+                f"series' files as images (e.g. --image {files[next(sid for sid in files if sid != chosen)][0]} ...)")
+        logger.warning("%s holds %d DICOM series; using %s (the others: %s)", folder, len(series_ids),
+                       _series_label(chosen, files[chosen]), others)
     return list(files[chosen])
+
+
+def _series_label(series_id: str, names: list[str] | tuple[str, ...]) -> str:
+    """A series as a user finds it in a viewer: its number and description (DICOM 0020,0011 and
+    0008,103E, from its first file) with its file count; the UID where neither is recorded."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(names[0]))
+    try:
+        reader.ReadImageInformation()
+        recorded = [reader.GetMetaData(tag).strip() for tag in ("0020|0011", "0008|103e") if reader.HasMetaDataKey(tag)]
+    except RuntimeError:
+        recorded = []
+    named = " ".join(f"'{value}'" if k else f"series {value}" for k, value in enumerate(recorded) if value)
+    return f"{named or series_id} ({len(names)} files)"
+
+
+def _files_on_repeated_positions(names: list[str] | tuple[str, ...]) -> int:
+    """How many of a series' files lie on a slice position that another of its files holds
+    (within :data:`POSITION_TOLERANCE_MM`): the time frames of a cine, repeated acquisitions."""
+    origins = np.array([_file_geometry(str(name))[0] for name in names])
+    keys = np.round(origins / POSITION_TOLERANCE_MM).astype(np.int64)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    return int((counts[inverse.ravel()] > 1).sum())
 
 
 def _where_the_series_are(folder: Path) -> str:

@@ -115,13 +115,17 @@ def cell_point_ids(dataset: vtk.vtkDataSet) -> np.ndarray:
 
 
 def cell_layout(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, connectivity) of every cell in cell-id order, for any dataset type: appended into
-    one unstructured grid, whose cell array VTK gives in bulk (the mesh's edges for the AHA's
-    islands and the channel search's layer graphs)."""
-    grid = vtk.vtkAppendFilter()
-    grid.AddInputData(dataset)
-    grid.Update()
-    cells = grid.GetOutput().GetCells()
+    """(offsets, connectivity) of every cell in cell-id order, for any dataset type: an unstructured
+    grid's own cell array, other datasets appended into one, whose cell array VTK gives in bulk (the
+    mesh's edges for the AHA's islands and the channel search's layer graphs, the export's check of
+    collapsed cells)."""
+    if isinstance(dataset, vtk.vtkUnstructuredGrid):
+        cells = dataset.GetCells()  # its own array, in cell-id order: no copy of a million cells
+    else:
+        grid = vtk.vtkAppendFilter()
+        grid.AddInputData(dataset)
+        grid.Update()
+        cells = grid.GetOutput().GetCells()
     return (vtk_to_numpy(cells.GetOffsetsArray()).astype(np.int64),
             vtk_to_numpy(cells.GetConnectivityArray()).astype(np.int64))
 
@@ -216,6 +220,40 @@ def _reported_failure(text: str) -> str | None:
     return None
 
 
+#: The VTK XML file types (``<VTKFile type="...">``) and the suffix each is read by.
+_XML_SUFFIXES = {"PolyData": ".vtp", "UnstructuredGrid": ".vtu", "ImageData": ".vti", "StructuredGrid": ".vts",
+                 "RectilinearGrid": ".vtr"}
+
+
+def is_vtk_file(path: str | Path) -> bool:
+    """Whether ``path`` begins as a VTK file does (legacy or XML), whatever its suffix: how a stage
+    that reads another kind of file (a model, training data) names a mesh given to it (round 18)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256).lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"# vtk DataFile") or (head.startswith(b"<") and b"<VTKFile" in head)
+
+
+def _what_it_holds(source: Path) -> str:
+    """Why a reader refused ``source``, for the user: a VTK file of another kind than its suffix
+    says (a ``.vtu`` named ``.vtp`` or the reverse, a legacy file named ``.vtu``, an XML file named
+    ``.vtk``: VTK picks its reader by the suffix) with the name to give it, else "corrupted or wrong
+    format". Why: each renamed file was called corrupted (round 18)."""
+    try:
+        with open(source, "rb") as handle:
+            head = handle.read(1024).decode("latin-1")
+    except OSError:
+        return "corrupted or wrong format"
+    found = re.search(r'<VTKFile[^>]*\btype="(\w+)"', head)
+    kind, right = ((f"a VTK {found.group(1)}", _XML_SUFFIXES.get(found.group(1))) if found
+                   else ("a legacy VTK file", ".vtk") if head.startswith("# vtk DataFile") else (None, None))
+    if right and right != source.suffix.lower():
+        return f"it holds {kind}, which is read as {right}: rename it to {source.with_suffix(right).name}"
+    return "corrupted or wrong format"
+
+
 def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_SUFFIXES
                      ) -> tuple[vtk.vtkDataSet, str | None]:
     """Read a VTK file (legacy or XML) and return ``(dataset, legacy header or None)``.
@@ -237,12 +275,12 @@ def read_vtk_dataset(path: str | Path, allowed_suffixes: tuple[str, ...] = MESH_
             reader.SetFileName(str(source))
             if not reader.OpenVTKFile() or not reader.ReadHeader():
                 reader.CloseVTKFile()
-                raise CardioScarError(f"Cannot read {source}: not a valid legacy VTK file (corrupted or wrong format)")
+                raise CardioScarError(f"Cannot read {source}: not a valid legacy VTK file ({_what_it_holds(source)})")
             reader.CloseVTKFile()
         else:
             reader = xml_readers[suffix]()
             if not reader.CanReadFile(str(source)):
-                raise CardioScarError(f"Cannot read {source}: not a valid VTK XML {suffix} file (corrupted or wrong format)")
+                raise CardioScarError(f"Cannot read {source}: not a valid VTK XML {suffix} file ({_what_it_holds(source)})")
             reader.SetFileName(str(source))
         reader.Update()
         header = reader.GetHeader() if suffix == ".vtk" else None
@@ -331,6 +369,15 @@ def _as_point_array(name: str, values: np.ndarray, n_points: int) -> vtk.vtkData
     return vtk_array
 
 
+def check_output_holds(mesh: "Mesh", path: str | Path) -> None:
+    """Refuse a ``.vtp`` output for a mesh that is not polydata (a volume mesh's cells have no place
+    in it). Why a function of its own: ``apply`` runs it before inference, which found it only when
+    writing, after the MC passes over every node (round 18)."""
+    target = Path(path)
+    if target.suffix.lower() == ".vtp" and not isinstance(mesh.dataset, vtk.vtkPolyData):
+        raise CardioScarError(f"Cannot write a {mesh.dataset.GetClassName()} as {target.name}; use .vtu or .vtk")
+
+
 def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarray | None] | None = None) -> None:
     """Write ``mesh`` plus extra point fields to ``path`` atomically, with a SPACE marker; a field
     given as ``None`` is left out of the file (an earlier result's copy of it on ``mesh`` is stale).
@@ -355,8 +402,7 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
         dataset.GetPointData().RemoveArray(name)
         if array is not None:
             dataset.GetPointData().AddArray(array)
-    if suffix == ".vtp" and not isinstance(dataset, vtk.vtkPolyData):
-        raise CardioScarError(f"Cannot write a {dataset.GetClassName()} as {target.name}; use .vtu or .vtk")
+    check_output_holds(mesh, target)
     if suffix == ".vtu" and isinstance(dataset, vtk.vtkPolyData):
         append = vtk.vtkAppendFilter()
         append.SetInputData(dataset)

@@ -59,13 +59,19 @@ def check_same_scale(dataset_info: dict, points_lps: np.ndarray, mesh_name: str)
         logger.warning("The checkpoint records no node spacing (an older file): %s is compared with the training "
                        "mesh on its extent only", mesh_name)
         return
+    try:
+        recorded = float(recorded)  # NaN: a model trained on one node (node_spacing's NaN), checked on extent
+    except (TypeError, ValueError):
+        # text ended in a ValueError traceback (round 18)
+        raise CardioScarError(f"The checkpoint's dataset_info.node_spacing_mm is {recorded!r}, not a number of mm (a "
+                              "damaged or hand-edited file): retrain the model or restore a backup") from None
     spacing = node_spacing(points)
-    if np.isfinite(spacing) and spacing > 0 and float(recorded) > 0:
-        ratio = spacing / float(recorded)
+    if np.isfinite(spacing) and spacing > 0 and recorded > 0:
+        ratio = spacing / recorded
         if not 1 / MAX_SPACING_RATIO <= ratio <= MAX_SPACING_RATIO:
             raise CardioScarError(
                 f"{mesh_name} has a median node spacing of {spacing:.4g} but the model was trained on a mesh with "
-                f"{float(recorded):.4g} mm ({ratio:.4g} times): {_units_hint(ratio)}")
+                f"{recorded:.4g} mm ({ratio:.4g} times): {_units_hint(ratio)}")
 
 
 #: The largest share of a mesh's nodes that may lie outside the training mesh's box (widened by

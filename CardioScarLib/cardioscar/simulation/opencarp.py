@@ -38,7 +38,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from ..io.atomic import atomic_write_set
 from ..io.checks import SET_SUFFIXES, check_prefix
 from ..errors import CardioScarError
-from ..io.meshio import Mesh, coincident_nodes, set_text_field, text_field, write_mesh
+from ..io.meshio import Mesh, cell_layout, coincident_nodes, set_text_field, text_field, write_mesh
 from .tags import CLASS_NAMES, TissueTags, cell_node_lists
 
 logger = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ def check_exportable(mesh: Mesh) -> None:
                               "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
                               "(e.g. tetrahedralise it)")
     check_volume_cells_only(mesh)
+    check_cells_not_collapsed(mesh)
     check_elements_joined(mesh)
 
 
@@ -144,7 +145,32 @@ def check_vtu_exportable(mesh: Mesh) -> None:
     """Refuse a mesh the tagged ``.vtu`` export would write wrong (see :func:`check_exportable`)."""
     check_millimetres(mesh.points_lps())
     check_volume_cells_only(mesh)
+    check_cells_not_collapsed(mesh)
     check_elements_joined(mesh)
+
+
+def check_cells_not_collapsed(mesh: Mesh) -> None:
+    """Refuse a mesh with cells that list one node twice (a tetrahedron ``5 6 7 7``, a hexahedron
+    collapsed into a wedge): elements without volume, which a decimation or a converter leaves.
+
+    Why: they tag and export with exit 0, and a simulator then integrates over elements of zero
+    volume (a singular element matrix: openCARP fails to converge or conducts wrongly there), or
+    meshtool drops them and the tags no longer match the elements. Where they are is the user's
+    mesh to mend (remove them, or remesh), once, not ours to guess (round 18)."""
+    offsets, connectivity = cell_layout(mesh.dataset)
+    sizes = np.diff(offsets)
+    collapsed = np.zeros(len(sizes), bool)
+    for size in np.unique(sizes):
+        cells = np.flatnonzero(sizes == size)
+        nodes = np.sort(connectivity[offsets[cells][:, None] + np.arange(size)], axis=1)
+        collapsed[cells] = (np.diff(nodes, axis=1) == 0).any(axis=1)
+    if collapsed.any():
+        c = int(np.flatnonzero(collapsed)[0])
+        source = mesh.path.name if mesh.path else "the mesh"
+        raise CardioScarError(f"{source}: {int(collapsed.sum())} of its {len(sizes)} cells list a node twice (cell {c}: "
+                              f"nodes {' '.join(str(n) for n in connectivity[offsets[c]:offsets[c + 1]])}), elements "
+                              "without volume that a simulator cannot integrate: remove them from the mesh (or "
+                              "remesh it) and export again")
 
 
 def check_volume_cells_only(mesh: Mesh) -> None:
