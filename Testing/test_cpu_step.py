@@ -108,6 +108,21 @@ def test_a_bounded_residual_enters_as_c_tanh_f_over_c_and_the_gradient_follows()
     assert abs(ref_loss - free_loss) > 0.003
     for mine, theirs in zip(ours, ref):
         assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+    # the GPU's autograd step (training._batch_loss) bounds alike: without dropout both see one field
+    from cardioscar.fit import training
+
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    bounded = ScarReconstructionDataset(data.coordinates, data.intensities, data.group_ids, prior_logit=prior,
+                                        residual_bound=1.5)
+    (gpu_batch,) = training._prepare_batches(bounded, 10 ** 6, 1, torch.device("cpu"))
+    cpu_loss = GroupLossStep(model, 1, None).step(chunk_batch(data.coordinates, data.intensities, data.group_ids, 9,
+                                                              prior, residual_bound=1.5), 5)
+    assert training._batch_loss(model, gpu_batch, 1).item() == pytest.approx(cpu_loss, rel=1e-5)
+    unbounded = ScarReconstructionDataset(data.coordinates, data.intensities, data.group_ids, prior_logit=prior)
+    (free_batch,) = training._prepare_batches(unbounded, 10 ** 6, 1, torch.device("cpu"))
+    assert abs(training._batch_loss(model, free_batch, 1).item() - cpu_loss) > 0.003
 
 
 def test_masks_drop_at_the_configured_rate_and_differ_between_seeds():

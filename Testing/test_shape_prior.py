@@ -460,7 +460,7 @@ def test_a_bounded_residual_holds_in_training_and_at_apply_and_older_priors_pred
     prepared = prepare_from_slices(grid, slices)
     bound = 0.5
     prepared = dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior, residual_bound=bound))
-    config = TrainingConfig.fast(max_epochs=20, early_stopping_patience=20, seed=4, shape_prior=True)
+    config = TrainingConfig.fast(max_epochs=8, early_stopping_patience=8, seed=4, shape_prior=True)
 
     # training: the reported loss is the group loss of sigmoid(prior + c tanh(f / c)) at the rows
     fitted, row_logit = fit_to_rows(prepared.shape_prior, prepared.coordinates, prepared.scaler_min, prepared.scaler_max)
