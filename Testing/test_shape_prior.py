@@ -445,7 +445,7 @@ def test_a_lone_long_axis_view_does_not_split_a_short_axis_gap_between_the_netwo
         ShapePrior.from_arrays({**prior.to_arrays(), "weigh_lone_planes": np.int64(2)}, "data.npz")
 
 
-def test_a_bounded_residual_holds_in_training_and_at_apply_and_older_priors_predict_as_before():
+def test_a_bounded_residual_holds_in_training_and_at_apply_and_older_priors_predict_as_before(tmp_path):
     """Prior version 5's ``residual_bound`` c: the network's residual enters as ``c tanh(f / c)`` in the
     trained fit (the group loss the training reports is that field's) and at apply (every MC sample's,
     before the residual weight), so no node's log-odds moves more than c from the prior's vote; the
@@ -505,3 +505,9 @@ def test_a_bounded_residual_holds_in_training_and_at_apply_and_older_priors_pred
     assert np.abs(as_before - with_bound).max() > 0.05
     with pytest.raises(CardioScarError, match="shape prior is damaged"):
         ShapePrior.from_arrays({**prior.to_arrays(), "residual_bound": np.float64(0.0)}, "data.npz")
+    # fine-tuning keeps the bound the base model's residual learnt under, whatever the new data's prior says
+    unbounded_data = dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior,
+                                                                                  residual_bound=np.inf))
+    save_trained_model(checkpoint, tmp_path / "model.pth")
+    tuned = fine_tune_scar_model(tmp_path / "model.pth", unbounded_data, TrainingConfig.fast(max_epochs=2))
+    assert ShapePrior.from_checkpoint(tuned).residual_bound == bound

@@ -53,8 +53,11 @@ stack alone exactly as before. Without any stack of two planes every plane count
 The residual may be bounded (``residual_bound``, version 5): it enters as ``c tanh(f / c)`` logits,
 the same in training and at prediction (:func:`cardioscar.fit.engines.bounded_residual`), so a
 network fitted to 0/1 rows cannot carry its saturated 4-6 logits to nodes near a plane with no row
-(the outside review's apical cap and EMIDEC N020). Off by default (``RESIDUAL_BOUND`` inf): measured
-in Testing/benchmarks/ROBUSTNESS.md, *A bounded residual in training*.
+(the outside review's apical cap and EMIDEC N020). Off by default (``RESIDUAL_BOUND`` inf), kept for
+experiments: at c = 3-6 it lifted the apical cap (Dice 0.92 against 0.88) but not N020 (whose errors
+are the fit of wrong 0/1 rows), cost the rim where the prior is the worse guess (AUC 0.96-0.98 against
+0.98) and EMIDEC's held-out Dice (8 cases, 0.780-0.787 against 0.792): Testing/benchmarks/ROBUSTNESS.md,
+*A bounded residual in training*.
 
 Stored as two arrays: the maps concatenated (float32) and one geometry row per slice
 (:data:`GEOMETRY_COLUMNS` numbers: the 3x4 LPS -> (i, j, d) matrix, the map's offset (i0, j0) in
