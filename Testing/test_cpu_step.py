@@ -22,9 +22,10 @@ def make_batch(n_groups=40, seed=0):
     return ScarReconstructionDataset(coords, values, groups)
 
 
-def autograd_reference(model, data, batch, step, seed, passes, prior=None):
+def autograd_reference(model, data, batch, step, seed, passes, prior=None, bound=np.inf):
     """Loss and gradients from separate passes with plain autograd and the documented loss, each
-    pass using the masks the step draws for it; ``prior`` (rows,): log-odds added before the sigmoid."""
+    pass using the masks the step draws for it; ``prior`` (rows,): log-odds added before the sigmoid,
+    the network's output entering as ``bound * tanh(f / bound)`` beside it (written out here)."""
     per_chunk = [step._masks(np.random.SFC64([seed, index]), chunk.inputs.shape[0])
                  for index, chunk in enumerate(batch.chunks)]
     masks = [torch.cat([chunk[d] for chunk in per_chunk]).view(len(data), passes, -1)
@@ -41,7 +42,8 @@ def autograd_reference(model, data, batch, step, seed, passes, prior=None):
                     dropout += 1
             else:
                 h = module(h)
-        outputs.append(torch.sigmoid(h.reshape(-1) + (0.0 if prior is None else torch.from_numpy(prior))))
+        f = h.reshape(-1) if np.isinf(bound) else bound * torch.tanh(h.reshape(-1) / bound)
+        outputs.append(torch.sigmoid(f + (0.0 if prior is None else torch.from_numpy(prior))))
     loss = compute_group_reconstruction_loss(torch.stack(outputs).mean(0), torch.from_numpy(data.intensities),
                                              torch.from_numpy(data.group_ids))
     loss.backward()
@@ -86,6 +88,41 @@ def test_a_shape_prior_is_added_before_the_sigmoid_and_the_gradient_follows():
     assert abs(ref_loss - plain_loss) > 0.01
     for mine, theirs in zip(ours, ref):
         assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_a_bounded_residual_enters_as_c_tanh_f_over_c_and_the_gradient_follows():
+    """Prior version 5's bound (cardioscar.shape_prior.ShapePrior.residual_bound): the step's loss and
+    gradients match autograd through ``c tanh(f / c)``, and differ from the unbounded step's (an output
+    scaled up so that the network's residual exceeds the bound on most rows)."""
+    torch.manual_seed(2)
+    model = BayesianNN(3, 16, 4, 0.2)
+    with torch.no_grad():
+        model.linear_layers()[-1].weight.mul_(40.0)
+    data = make_batch()
+    prior = np.random.default_rng(3).normal(0.0, 2.0, len(data)).astype(np.float32)
+    batch = chunk_batch(data.coordinates, data.intensities, data.group_ids, 9, prior, residual_bound=1.5)
+    ours_loss, ours = step_gradients(model, batch, 3, seed=5)
+    ref_loss, ref = autograd_reference(model, data, batch, GroupLossStep(model, 3, None), 5, 3, prior, 1.5)
+    free_loss, _ = autograd_reference(model, data, batch, GroupLossStep(model, 3, None), 5, 3, prior)
+    assert ours_loss == pytest.approx(ref_loss, rel=1e-5)
+    assert abs(ref_loss - free_loss) > 0.003
+    for mine, theirs in zip(ours, ref):
+        assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+    # the GPU's autograd step (training._batch_loss) bounds alike: without dropout both see one field
+    from cardioscar.fit import training
+
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    bounded = ScarReconstructionDataset(data.coordinates, data.intensities, data.group_ids, prior_logit=prior,
+                                        residual_bound=1.5)
+    (gpu_batch,) = training._prepare_batches(bounded, 10 ** 6, 1, torch.device("cpu"))
+    cpu_loss = GroupLossStep(model, 1, None).step(chunk_batch(data.coordinates, data.intensities, data.group_ids, 9,
+                                                              prior, residual_bound=1.5), 5)
+    assert training._batch_loss(model, gpu_batch, 1).item() == pytest.approx(cpu_loss, rel=1e-5)
+    unbounded = ScarReconstructionDataset(data.coordinates, data.intensities, data.group_ids, prior_logit=prior)
+    (free_batch,) = training._prepare_batches(unbounded, 10 ** 6, 1, torch.device("cpu"))
+    assert abs(training._batch_loss(model, free_batch, 1).item() - cpu_loss) > 0.003
 
 
 def test_masks_drop_at_the_configured_rate_and_differ_between_seeds():

@@ -443,3 +443,71 @@ def test_a_lone_long_axis_view_does_not_split_a_short_axis_gap_between_the_netwo
     assert ShapePrior.from_arrays(prior.to_arrays(), "data.npz").weigh_lone_planes is False
     with pytest.raises(CardioScarError, match="shape prior is damaged"):
         ShapePrior.from_arrays({**prior.to_arrays(), "weigh_lone_planes": np.int64(2)}, "data.npz")
+
+
+def test_a_bounded_residual_holds_in_training_and_at_apply_and_older_priors_predict_as_before(tmp_path):
+    """Prior version 5's ``residual_bound`` c: the network's residual enters as ``c tanh(f / c)`` in the
+    trained fit (the group loss the training reports is that field's) and at apply (every MC sample's,
+    before the residual weight), so no node's log-odds moves more than c from the prior's vote; the
+    checkpoint carries c. A version 4 prior (no field) loads unbounded and predicts as it did."""
+    import torch
+
+    from cardioscar.fit.engines import bounded_residual
+    from cardioscar.fit.training import fit_scar_field
+    from cardioscar.shape_prior.use import fit_to_rows
+
+    grid, slices, other = _training_case()
+    prepared = prepare_from_slices(grid, slices)
+    bound = 0.5
+    prepared = dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior, residual_bound=bound))
+    config = TrainingConfig.fast(max_epochs=8, early_stopping_patience=8, seed=4, shape_prior=True)
+
+    # training: the reported loss is the group loss of sigmoid(prior + c tanh(f / c)) at the rows
+    fitted, row_logit = fit_to_rows(prepared.shape_prior, prepared.coordinates, prepared.scaler_min, prepared.scaler_max)
+    model, history = fit_scar_field(prepared.coordinates, prepared.intensities, prepared.group_ids, config,
+                                    prior_logit=row_logit, residual_bound=bound)
+    with torch.no_grad():
+        f = model.network(torch.from_numpy(prepared.coordinates.astype(np.float32))).numpy().reshape(-1).astype(np.float64)
+    assert np.abs(f).max() > 2 * bound  # the bound binds
+    field = 1.0 / (1.0 + np.exp(-(row_logit + bound * np.tanh(f / bound))))
+    groups, inverse = np.unique(prepared.group_ids, return_inverse=True)
+    means = np.bincount(inverse, field) / np.bincount(inverse)
+    targets = np.bincount(inverse, prepared.intensities.reshape(-1)) / np.bincount(inverse)
+    assert history["final_loss"] == pytest.approx(np.mean((means - targets) ** 2), rel=1e-3)
+    unbounded = 1.0 / (1.0 + np.exp(-(row_logit + f)))
+    assert abs(np.mean((np.bincount(inverse, unbounded) / np.bincount(inverse) - targets) ** 2)
+               - history["final_loss"]) > 1e-3
+    assert torch.allclose(bounded_residual(torch.tensor([-9.0, 0.3, 9.0]), np.inf), torch.tensor([-9.0, 0.3, 9.0]))
+
+    # apply: each sample's residual bounded, then weighted; the bound travels in the checkpoint
+    checkpoint = train_scar_model(prepared, config)
+    prior = ShapePrior.from_checkpoint(checkpoint)
+    assert prior.residual_bound == bound and checkpoint["shape_prior"]["version"] == 5
+    logit, weight = prior.node_terms(other)
+    bare = {key: value for key, value in checkpoint.items() if key != "shape_prior"}
+    network = predict_on_points(bare, other, mc_samples=1, seed=7).mean_predictions.astype(np.float64)
+    residual = np.log(network / (1 - network))
+    assert np.abs(residual).max() > 2 * bound
+    with_bound = predict_on_points(checkpoint, other, mc_samples=1, seed=7).mean_predictions.astype(np.float64)
+    np.testing.assert_allclose(with_bound, 1 / (1 + np.exp(-(logit + weight * bound * np.tanh(residual / bound)))),
+                               atol=2e-5)
+    moved = np.log(with_bound / (1 - with_bound)) - logit
+    assert np.abs(moved).max() <= bound * 1.001
+    sampled = predict_on_points(checkpoint, other, mc_samples=6, seed=7)  # MC dropout: mean and std of the sigmoids
+    assert sampled.std_predictions.max() > 0
+
+    # a version 4 prior (before the bound) loads unbounded and predicts as the unbounded formula, as before
+    older = {key: value for key, value in checkpoint["shape_prior"].items() if key != "residual_bound"}
+    fourth = {**checkpoint, "shape_prior": {**older, "version": 4}}
+    assert ShapePrior.from_checkpoint(fourth).residual_bound == np.inf
+    as_before = predict_on_points(fourth, other, mc_samples=1, seed=7).mean_predictions.astype(np.float64)
+    np.testing.assert_allclose(as_before, 1 / (1 + np.exp(-(logit + weight * residual))), atol=2e-5)
+    assert np.abs(as_before - with_bound).max() > 0.05
+    with pytest.raises(CardioScarError, match="shape prior is damaged"):
+        ShapePrior.from_arrays({**prior.to_arrays(), "residual_bound": np.float64(0.0)}, "data.npz")
+    # fine-tuning keeps the bound the base model's residual learnt under, whatever the new data's prior says
+    unbounded_data = dataclasses.replace(prepared, shape_prior=dataclasses.replace(prepared.shape_prior,
+                                                                                  residual_bound=np.inf))
+    save_trained_model(checkpoint, tmp_path / "model.pth")
+    tuned = fine_tune_scar_model(tmp_path / "model.pth", unbounded_data, TrainingConfig.fast(max_epochs=2))
+    assert ShapePrior.from_checkpoint(tuned).residual_bound == bound

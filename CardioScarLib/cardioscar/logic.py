@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import importlib
 import logging
+import math
 import numbers
 import platform
 from dataclasses import dataclass, field, replace
@@ -768,6 +769,8 @@ def _fit_checkpoint(
                               "model without --shape-prior")
     prior = training_prior(result.shape_prior, bool(start[0].get("shape_prior")) if start else config.shape_prior,
                            result.intensities, result.scar_rule)
+    if prior is not None and start:  # its residual keeps the bound it learnt under (inf before version 5)
+        prior = replace(prior, residual_bound=ShapePrior.from_checkpoint(start[0]).residual_bound)
     prior, row_logit = (None, None) if prior is None else fit_to_rows(prior, result.coordinates, result.scaler_min,
                                                                       result.scaler_max)
     model, history = fit_scar_field(
@@ -783,6 +786,7 @@ def _fit_checkpoint(
         extent_mm=np.asarray(result.scaler_max) - np.asarray(result.scaler_min),
         prior_logit=row_logit,
         row_weights=result.row_weights,
+        residual_bound=math.inf if prior is None else prior.residual_bound,
     )
     provenance = _provenance(result, source)
     if start:

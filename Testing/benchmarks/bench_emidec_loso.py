@@ -32,12 +32,14 @@ Usage: PYTHONPATH=CardioScarLib python Testing/benchmarks/bench_emidec_loso.py
        [--config-json FILE_OR_JSON] [--seed 0] [--jobs 1|2] [--output FILE.jsonl]
        [--mesh-spacing 1.5] [--mc-samples 10] [--residual-decays 1,2,4,inf]
        [--dump-dir DIR]   (per-node arrays of each case, read by error_risk_study.py)
+       [--prior-json '{"residual_bound": 3}']   (ShapePrior fields set before training: an experiment)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -334,6 +336,15 @@ def _write_records(output: Path, lines: list[dict]) -> None:
         Path(tmp).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+def train_with_prior(training: PreprocessingResult, config: TrainingConfig, overrides: dict) -> dict:
+    """An experiment's trainer (``--prior-json``): the library's ``train_scar_model`` on the prepared
+    rows with ``overrides`` (ShapePrior fields, e.g. ``{"residual_bound": 3}``) set on their prior.
+    Module level, so ``functools.partial`` of it pickles for ``--jobs 2``."""
+    if training.shape_prior is not None:
+        training = dataclasses.replace(training, shape_prior=dataclasses.replace(training.shape_prior, **overrides))
+    return train_scar_model(training, config)
+
+
 def _worker_init() -> None:
     import torch
 
@@ -410,6 +421,8 @@ def main() -> None:
                         help="with the shape prior: also score the trained model applied with each of these "
                              "residual decays in mm (comma-separated, inf = residual everywhere)")
     parser.add_argument("--dump-dir", type=Path, help="write each case's per-node arrays there (dump_nodes)")
+    parser.add_argument("--prior-json", help='experiment: ShapePrior fields overriding the prepared prior, inline JSON, '
+                                             'e.g. \'{"residual_bound": 3}\' (train_with_prior)')
     parser.add_argument("--slice-profile", choices=SLICE_PROFILES, default="box",
                         help="the mapping's through-plane pixel model (prepare --slice-profile)")
     args = parser.parse_args()
@@ -423,14 +436,16 @@ def main() -> None:
     try:
         config = config_from_options(args.preset, args.config_json, args.seed)
         cases = case_dirs(args.data, args.cases.split(",") if args.cases else None, args.limit)
-        records = run_cases(cases, config, jobs=args.jobs, output=args.output, mc_samples=args.mc_samples,
+        overrides = json.loads(args.prior_json) if args.prior_json else {}
+        train = functools.partial(train_with_prior, overrides=overrides) if overrides else None
+        records = run_cases(cases, config, train=train, jobs=args.jobs, output=args.output, mc_samples=args.mc_samples,
                             seed=args.seed, mesh_spacing_mm=args.mesh_spacing,
                             echo=lambda r: print(json.dumps(r), flush=True),
                             residual_decays=[float(v) for v in args.residual_decays.split(",") if v],
                             slice_profile=args.slice_profile)
     except CardioScarError as exc:
         raise SystemExit(f"error: {exc}") from None
-    summary = {**summarize(records), "preset": args.preset, "config": config.to_dict(),
+    summary = {**summarize(records), "preset": args.preset, "config": config.to_dict(), "prior_overrides": overrides,
                "slice_profile": args.slice_profile}
     print(json.dumps(summary), flush=True)
     if args.output is not None:

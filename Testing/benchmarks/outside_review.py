@@ -32,7 +32,7 @@ without one, between slabs) and the library's shape prior alone.
 Usage: nice -n 5 env PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python \
     Testing/benchmarks/outside_review.py [--cases a,b] [--data ../shared/data] [--work DIR] \
     [--train-seed N] [--train-extra '--shape-prior off'] [--set FIELD=VALUE] [--residual-decays 0.5,2] \
-    [--row-weight-reaches 0,1.5,3] \
+    [--row-weight-reaches 0,1.5,3] [--prior-json '{"residual_bound": 3}'] \
     > Testing/benchmarks/results/outside_review.jsonl
 Figures and findings: Testing/benchmarks/ROBUSTNESS.md, "An outside reviewer's cases".
 """
@@ -534,6 +534,20 @@ def diagnose(work: Path, nodes: np.ndarray, true_field: np.ndarray, truth: np.nd
 
 # --- the user's route ----------------------------------------------------------------------------
 
+def override_prior(npz: Path, overrides: dict) -> None:
+    """An experiment's hook between prepare and train: ``overrides`` (ShapePrior fields, e.g.
+    ``{"residual_bound": 3}``) written into the training data's stored prior, atomically."""
+    with np.load(npz) as d:
+        arrays = dict(d)
+    for key, value in overrides.items():
+        if "shape_prior_" + key not in arrays:
+            raise SystemExit(f"--prior-json: {npz} holds no shape prior field {key!r}")
+        arrays["shape_prior_" + key] = np.asarray(value, dtype=arrays["shape_prior_" + key].dtype)
+    partial = npz.with_name(npz.stem + ".partial.npz")
+    np.savez_compressed(partial, **arrays)
+    os.replace(partial, npz)
+
+
 def cli(args: list[str]) -> str:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "cardioscar", *args], capture_output=True, text=True, env=env)
@@ -607,7 +621,7 @@ def row_weight_sweep(out: Path, nodes: np.ndarray, reaches: list[float], truth: 
 
 
 def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: list[str],
-             decays: list[float], reaches: list[float]) -> dict:
+             decays: list[float], reaches: list[float], prior_overrides: dict | None = None) -> dict:
     out = work / case.name
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(case.seed)
@@ -635,6 +649,8 @@ def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: l
     prep_log = cli(["prepare", "--mesh", str(out / "mesh.vtk"), *inputs,
                     "--slice-thickness-padding", str(case.slab_mm / 2), "--output", str(out / "data.npz")])
     t_prep = time.time() - t0
+    if prior_overrides:
+        override_prior(out / "data.npz", prior_overrides)
     t0 = time.time()
     train_log = cli(["train", "--training-data", str(out / "data.npz"), "--output", str(out / "model.pth"),
                      "--preset", "fast", "--cpu", "--seed", str(train_seed), *train_extra])
@@ -650,7 +666,8 @@ def run_case(case: Case, data: Path, work: Path, train_seed: int, train_extra: l
     true_field = truth.astype(float) if case.input_kind == "labels" else truth_frac
     why = diagnose(out, nodes, true_field, truth, {"fast": p, **ys}, on_slab, k_near, train_log)
     row = {
-        "case": case.name, "train_seed": train_seed, "train_extra": " ".join(train_extra), "geometry": case.geometry, "scar": case.scar, "input": case.input_kind,
+        "case": case.name, "train_seed": train_seed, "train_extra": " ".join(train_extra),
+        **({"prior_overrides": prior_overrides} if prior_overrides else {}), "geometry": case.geometry, "scar": case.scar, "input": case.input_kind,
         "pixel_mm": case.pixel_mm, "slab_mm": case.slab_mm, "gap_mm": case.gap_mm, "tilt_deg": case.tilt_deg,
         "noise": case.noise, "misregister_mm": case.misregister_mm, "profile": case.profile,
         "faint": case.faint, "mesh_wall_offset_mm": case.wall_offset_mm, "long_axis": case.long_axis,
@@ -677,6 +694,8 @@ def main() -> None:
                     "of its shape prior, mm (e.g. 0.25,0.5,1,2)")
     ap.add_argument("--row-weight-reaches", default="", help="experiment: also apply the model with the prior's "
                     "residual faded by the distance to the nearest node with a row beyond these reaches, mm (e.g. 0,1.5,3)")
+    ap.add_argument("--prior-json", default="", help='experiment: ShapePrior fields written into the prepared '
+                    'data before train, inline JSON, e.g. \'{"residual_bound": 3}\'')
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="change a field of the chosen cases (e.g. profile=triangle, misregister_mm=0); "
                          "the case's name gets the change appended")
@@ -691,7 +710,8 @@ def main() -> None:
     for c in chosen:
         decays = [float(d) for d in a.residual_decays.split(",") if d]
         reaches = [float(r) for r in a.row_weight_reaches.split(",") if r]
-        print(json.dumps(run_case(c, a.data, work, a.train_seed, a.train_extra.split(), decays, reaches)), flush=True)
+        print(json.dumps(run_case(c, a.data, work, a.train_seed, a.train_extra.split(), decays, reaches,
+                                  json.loads(a.prior_json) if a.prior_json else None)), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ exactly as they were.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
@@ -31,13 +32,15 @@ class ScarReconstructionDataset(Dataset):
     Attributes are numpy arrays: ``coordinates`` (N, 3) float32, ``intensities`` (N, 1) float32,
     ``group_ids`` (N,) int64 non-decreasing, ``group_sizes`` (M,) int64 as given, ``prior_logit``
     (N,) float32 or ``None``: a fixed log-odds added to the network's output before the sigmoid
-    (the shape prior, :mod:`cardioscar.shape_prior`), ``row_weights`` (N,) float64 or ``None``:
+    (the shape prior, :mod:`cardioscar.shape_prior`), ``residual_bound`` the logits the network's
+    output may move that log-odds by (:func:`cardioscar.fit.engines.bounded_residual`; inf: unbounded),
+    ``row_weights`` (N,) float64 or ``None``:
     each row's weight in its group's mean (the gaussian slice profile,
     :mod:`cardioscar.prepare.mapping`; ``None`` is the box, every row 1, on the unweighted paths).
     """
 
     def __init__(self, coordinates, intensities, group_ids, group_sizes=None, prior_logit=None,
-                 row_weights=None) -> None:
+                 row_weights=None, residual_bound: float = math.inf) -> None:
         coords = np.asarray(coordinates, dtype=np.float32)
         values = np.asarray(intensities, dtype=np.float32).reshape(-1, 1)
         groups = np.asarray(group_ids).reshape(-1).astype(np.int64)
@@ -60,6 +63,9 @@ class ScarReconstructionDataset(Dataset):
                 raise CardioScarError(f"the prior log-odds must be {coords.shape[0]} finite values, one per row, "
                                       f"got {prior.shape[0]}")
             self.prior_logit = np.ascontiguousarray(prior[order])
+        if not float(residual_bound) > 0:
+            raise CardioScarError(f"the residual bound must be > 0 logits (inf: unbounded), got {residual_bound!r}")
+        self.residual_bound = float(residual_bound)
         self.row_weights = None
         if row_weights is not None:
             weights = np.asarray(row_weights, dtype=np.float64).reshape(-1)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from cardioscar.fit.batching import group_boundaries, group_means, group_sums, pack_groups
-from cardioscar.fit.engines import BayesianNN, drop_threshold
+from cardioscar.fit.engines import BayesianNN, bounded_residual, drop_threshold
 
 #: Row-samples (rows x passes after the first dropout) per chunk. Large enough that the ~80
 #: Python-level operations of a chunk cost little beside its matrix products, small enough that
@@ -99,7 +99,8 @@ class Chunk:
     row, per group ``inv_counts`` (1 / size, or 1 / the sum of its rows' weights) and ``targets``,
     ``prior_logit`` (n, 1), the fixed log-odds added before the sigmoid (the shape prior), or
     ``None``, and ``weights`` (n, 1), each row's weight in its group's mean (the gaussian slice
-    profile), or ``None`` (every row 1: the box, on the unweighted path)."""
+    profile), or ``None`` (every row 1: the box, on the unweighted path); ``residual_bound``: the
+    network's output enters as ``bound * tanh(f / bound)`` beside a prior (inf: as it is)."""
 
     inputs: torch.Tensor
     inverse: torch.Tensor
@@ -107,6 +108,7 @@ class Chunk:
     targets: torch.Tensor
     prior_logit: torch.Tensor | None = None
     weights: torch.Tensor | None = None
+    residual_bound: float = math.inf
 
 
 @dataclass
@@ -119,10 +121,11 @@ class ChunkedBatch:
 
 def chunk_batch(coordinates: np.ndarray, intensities: np.ndarray, group_ids: np.ndarray,
                 rows_per_chunk: int, prior_logit: np.ndarray | None = None,
-                row_weights: np.ndarray | None = None) -> ChunkedBatch:
+                row_weights: np.ndarray | None = None, residual_bound: float = math.inf) -> ChunkedBatch:
     """Cut one batch (rows sorted by group) into chunks of whole groups of about
     ``rows_per_chunk`` rows (``prior_logit``: the rows' fixed log-odds, or ``None``;
-    ``row_weights``: their weights in the group means, or ``None`` for all 1)."""
+    ``row_weights``: their weights in the group means, or ``None`` for all 1; ``residual_bound``:
+    see :class:`Chunk`)."""
     bounds = group_boundaries(group_ids)
     chunks = []
     for start, end in pack_groups(bounds, max(1, rows_per_chunk)):
@@ -135,7 +138,7 @@ def chunk_batch(coordinates: np.ndarray, intensities: np.ndarray, group_ids: np.
                             torch.from_numpy(inverse.astype(np.int64)),
                             torch.from_numpy((1.0 / totals).astype(np.float32)),
                             torch.from_numpy(means.astype(np.float32)),
-                            _column(prior_logit, start, end), _column(row_weights, start, end)))
+                            _column(prior_logit, start, end), _column(row_weights, start, end), residual_bound))
     return ChunkedBatch(chunks, len(bounds) - 1)
 
 
@@ -241,7 +244,11 @@ class GroupLossStep:
             p = torch.addmv(network.biases[last], h, network.output_row)
         else:
             p = torch.mv(h, network.output_row)
+        slope = None  # d(the residual as it enters)/df: 1 unbounded, 1 - tanh^2 bounded
         if chunk.prior_logit is not None:  # sigmoid(prior + f): the gradient at f is still p (1 - p)
+            if not math.isinf(chunk.residual_bound):
+                p = bounded_residual(p, chunk.residual_bound)
+                slope = 1.0 - (p / chunk.residual_bound) ** 2
             p.view(n, passes).add_(chunk.prior_logit)
         p = p.sigmoid_()
         # the group loss of the (weighted) group mean of the mean over passes, and its gradient at
@@ -255,6 +262,8 @@ class GroupLossStep:
         if chunk.weights is not None:
             per_row = per_row * chunk.weights
         grad = (per_row * (p - p * p).view(n, passes)).view(-1)
+        if slope is not None:
+            grad = grad.mul_(slope)
         # backward, from the output unit down to the first trainable layer
         grads = []
         for index in range(last, self.first_trainable - 1, -1):

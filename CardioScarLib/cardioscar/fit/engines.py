@@ -75,6 +75,15 @@ def relu_mc_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return x * torch.where(keep & (x > 0), scale, 0.0).to(x.dtype)
 
 
+def bounded_residual(residual: torch.Tensor, bound: float) -> torch.Tensor:
+    """The shape prior's residual as it enters the log-odds: ``bound * tanh(residual / bound)``, so
+    that no residual moves the prior by more than ``bound`` logits (a network fitted to 0/1 rows
+    saturates at 4-6 logits and carried that to nodes near a plane with no row of their own:
+    Testing/benchmarks/ROBUSTNESS.md, *An outside reviewer's cases*); ``bound`` inf: the residual
+    as it is (prior versions 1-4). One function for training and inference, so both bound alike."""
+    return residual if math.isinf(bound) else bound * torch.tanh(residual / bound)
+
+
 class FourierFeatures(nn.Module):
     """Fixed random Fourier features ``[x, sin(2 pi x B), cos(2 pi x B)]`` of normalised coordinates.
 
@@ -151,13 +160,14 @@ class BayesianNN(nn.Module):
         self.network = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, training: bool = False,
-                prior_logit: torch.Tensor | None = None) -> torch.Tensor:
+                prior_logit: torch.Tensor | None = None, residual_bound: float = math.inf) -> torch.Tensor:
         """Return predictions of shape ``(N, 1)`` in [0, 1].
 
         Dropout is active when the module is in train mode (or its dropout layers were switched on
         with :meth:`enable_dropout`) and, whatever the mode, when ``training=True``.
         ``prior_logit`` (N, 1): a fixed log-odds added before the sigmoid (the shape prior of
-        :mod:`cardioscar.shape_prior`; the network then learns the residual).
+        :mod:`cardioscar.shape_prior`; the network then learns the residual), which enters
+        bounded by ``residual_bound`` logits (:func:`bounded_residual`; inf: unbounded).
         """
         x = self.encode(x)
         layers = list(self.network)
@@ -177,7 +187,7 @@ class BayesianNN(nn.Module):
             else:
                 x = layer(x)
             index += 1
-        return torch.sigmoid(x if prior_logit is None else x + prior_logit)
+        return torch.sigmoid(x if prior_logit is None else bounded_residual(x, residual_bound) + prior_logit)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The input of ``network``'s first layer: the coordinates, or their Fourier features."""

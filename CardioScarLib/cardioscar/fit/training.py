@@ -455,6 +455,7 @@ class _Batch:
     n_groups: int
     prior_logit: torch.Tensor | None = None  # (mc * n, 1) the shape prior's log-odds, repeated like inputs
     row_weights: torch.Tensor | None = None  # (n,) the rows' slice-profile weights; None: all 1 (the box)
+    residual_bound: float = math.inf  # logits the network's output may move the prior by (inf: unbounded)
 
 
 def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_samples: int,
@@ -478,14 +479,15 @@ def _prepare_batches(dataset: ScarReconstructionDataset, batch_size: int, mc_sam
         if dataset.prior_logit is not None:
             prior = torch.from_numpy(dataset.prior_logit[start:end]).to(device).view(-1, 1).repeat(mc_samples, 1)
         prepared.append(_Batch(inputs.contiguous(), inverse, 1.0 / counts, group_targets, end - start, n_groups,
-                               prior, weights))
+                               prior, weights, dataset.residual_bound))
     return prepared
 
 
 def _batch_loss(model: BayesianNN, batch: _Batch, mc_samples: int) -> torch.Tensor:
     """Group loss of the MC-dropout mean prediction (same maths as the documented loss), each
     group's mean weighted by its rows' slice-profile weights when there are any."""
-    predictions = model(batch.inputs, prior_logit=batch.prior_logit).view(mc_samples, batch.n_rows).mean(dim=0)
+    predictions = model(batch.inputs, prior_logit=batch.prior_logit,
+                        residual_bound=batch.residual_bound).view(mc_samples, batch.n_rows).mean(dim=0)
     sums = group_sums(predictions, batch.inverse, batch.n_groups, batch.row_weights)
     return ((sums * batch.inv_counts - batch.group_targets) ** 2).mean()
 
@@ -516,7 +518,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
                    progress_callback: Callable[[TrainingProgress], None] | None = None,
                    should_cancel: Callable[[], bool] | None = None, model: BayesianNN | None = None,
                    frozen_layers: int = 0, extent_mm=None, prior_logit=None,
-                   row_weights=None) -> tuple[BayesianNN, dict]:
+                   row_weights=None, residual_bound: float = math.inf) -> tuple[BayesianNN, dict]:
     """Train a network whose group means match the group targets; return it with its history.
 
     ``coordinates`` (K, 3) normalised, ``intensities`` (K,) or (K, 1) in [0, 1], ``group_ids``
@@ -527,6 +529,8 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     is taken as ``DEFAULT_EXTENT_MM``. ``prior_logit`` (K,): a fixed log-odds per row added to
     the network's output before the sigmoid (the shape prior, :mod:`cardioscar.shape_prior`): the
     network learns the residual, and a fresh one starts with output bias 0 (the prior as it is).
+    ``residual_bound``: that residual enters as ``bound * tanh(f / bound)`` logits (the prior's
+    :attr:`cardioscar.shape_prior.ShapePrior.residual_bound`, applied alike at prediction; inf: as it is).
     ``row_weights`` (K,): each row's weight in its group's mean (the gaussian slice profile,
     :mod:`cardioscar.prepare.mapping`): every group mean below is ``sum(w f) / sum(w)``; ``None``:
     the plain mean (the box). ``should_cancel()`` is polled before every batch (a large mesh's epoch can take
@@ -565,7 +569,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     config = config if config is not None else TrainingConfig()
     device = as_device(device)
     dataset = ScarReconstructionDataset(coordinates, intensities, group_ids, prior_logit=prior_logit,
-                                        row_weights=row_weights)
+                                        row_weights=row_weights, residual_bound=residual_bound)
     variance = _group_target_variance(dataset)
     failed_level = FAILED_FIT_FRACTION * variance
     dead_level = failed_level if config.retry_failed_fit and variance > 0 else None
@@ -863,7 +867,7 @@ def _batch_steps(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tr
     prior, weights = dataset.prior_logit, dataset.row_weights
     batches = [chunk_batch(inputs[start:end], dataset.intensities[start:end], dataset.group_ids[start:end],
                            nodes_per_chunk, None if prior is None else prior[start:end],
-                           None if weights is None else weights[start:end])
+                           None if weights is None else weights[start:end], dataset.residual_bound)
                for start, end in create_complete_group_batches(dataset, config.batch_size)]
     return [lambda batch=batch: step.step(batch, int(torch.randint(0, 2 ** 62, (1,)))) for batch in batches]
 
@@ -1174,7 +1178,8 @@ def _group_field(net: BayesianNN, dataset: ScarReconstructionDataset, device: to
     prior = None if dataset.prior_logit is None else torch.from_numpy(dataset.prior_logit).view(-1, 1)
     with torch.no_grad():
         field = torch.cat([net(rows[start:start + ROWS_PER_EVAL].to(device), prior_logit=None if prior is None
-                               else prior[start:start + ROWS_PER_EVAL].to(device)).cpu()
+                               else prior[start:start + ROWS_PER_EVAL].to(device),
+                               residual_bound=dataset.residual_bound).cpu()
                            for start in range(0, len(rows), ROWS_PER_EVAL)])
     return _group_means(dataset, field.numpy().reshape(-1))
 

@@ -30,6 +30,7 @@ for a fixed seed the result does not depend on ``batch_size`` whenever
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cardioscar.fit.engines import BayesianNN, drop_threshold
+from cardioscar.fit.engines import BayesianNN, bounded_residual, drop_threshold
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 
@@ -128,8 +129,10 @@ class _Sampler:
     then run on any worker thread, each with its own preallocated buffers.
     """
 
-    def __init__(self, model: BayesianNN, mc_samples: int, max_nodes: int, device: torch.device) -> None:
+    def __init__(self, model: BayesianNN, mc_samples: int, max_nodes: int, device: torch.device,
+                 residual_bound: float = math.inf) -> None:
         self.mc_samples = mc_samples
+        self.residual_bound = residual_bound
         self.max_nodes = max_nodes
         self.device = device
         self.prefix, first, rest = split_network(model)
@@ -172,11 +175,12 @@ class _Sampler:
     def __call__(self, x: torch.Tensor, words: torch.Tensor | None,
                  prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(std, mean)`` over the samples for the nodes ``x`` of shape (n, in); ``prior`` = (log-odds,
-        weight), each (n, 1): every sample's output is scaled by the weight and added to the log-odds
-        before the sigmoid (the shape prior)."""
+        weight), each (n, 1): every sample's output, bounded (:func:`bounded_residual`, as in training),
+        is scaled by the weight and added to the log-odds before the sigmoid (the shape prior)."""
         shared = self.prefix(x)
         if words is None:
-            prediction = torch.sigmoid(shared if prior is None else shared * prior[1] + prior[0]).reshape(-1)
+            prediction = torch.sigmoid(shared if prior is None else
+                                       bounded_residual(shared, self.residual_bound) * prior[1] + prior[0]).reshape(-1)
             return torch.zeros_like(prediction), prediction
         buffers, keep_buffer = self._buffers()
         n, width, t = shared.shape[0], self.width, self.mc_samples
@@ -208,7 +212,8 @@ class _Sampler:
                 h = h.relu_()
             else:
                 h = h.mul_(keep().view(n * t, width))
-        samples = torch.sigmoid(h.reshape(n, t) if prior is None else h.reshape(n, t) * prior[1] + prior[0])
+        samples = torch.sigmoid(h.reshape(n, t) if prior is None else
+                                bounded_residual(h.reshape(n, t), self.residual_bound) * prior[1] + prior[0])
         return torch.std_mean(samples, dim=1, correction=0)
 
 
@@ -216,13 +221,17 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
                        device: str | torch.device | None = None,
                        should_cancel: Callable[[], bool] | None = None,
                        prior_logit: np.ndarray | None = None,
-                       residual_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       residual_weight: np.ndarray | None = None,
+                       residual_bound: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(mean, std)``, float32 arrays of shape (N,), for normalised coordinates (N, 3).
 
     ``prior_logit`` (N,): the shape prior's log-odds per node (:mod:`cardioscar.shape_prior`),
     added to each sample's output before the sigmoid, as in training; ``None``: no prior.
     ``residual_weight`` (N,): a factor on each sample's output first (the prior's residual weight,
     :meth:`cardioscar.shape_prior.ShapePrior.residual_weight`; ``None``: 1); only with ``prior_logit``.
+    ``residual_bound``: each sample's output enters as ``bound * tanh(f / bound)`` before that weight,
+    as in training (:attr:`cardioscar.shape_prior.ShapePrior.residual_bound`; inf: as it is); the mean
+    and std are still those of the samples' sigmoids.
 
     ``std`` is the population standard deviation (ddof = 0) of the ``mc_samples`` predictions; with
     one sample it is 0 (a warning is logged). Nodes go through the network in chunks of
@@ -260,7 +269,8 @@ def mc_dropout_predict(model: BayesianNN, coordinates, mc_samples: int = 10, bat
     max_in_flight = 2 * torch.get_num_threads() if device.type == "cpu" else 2
     try:
         with torch.inference_mode(), flushed_denormals(), cpu_workers(device) as pool:
-            sampler = _Sampler(model, int(mc_samples), min(chunk_nodes, max(1, coords.shape[0])), device)
+            sampler = _Sampler(model, int(mc_samples), min(chunk_nodes, max(1, coords.shape[0])), device,
+                               float(residual_bound))
             in_flight: deque = deque()
 
             def collect() -> None:

@@ -50,6 +50,15 @@ stack's planes), so they keep weight 1 and the network follows their groups; in 
 rules the whole gap where long-axis views cross it, and the prior rules the gaps of a short-axis
 stack alone exactly as before. Without any stack of two planes every plane counts.
 
+The residual may be bounded (``residual_bound``, version 5): it enters as ``c tanh(f / c)`` logits,
+the same in training and at prediction (:func:`cardioscar.fit.engines.bounded_residual`), so a
+network fitted to 0/1 rows cannot carry its saturated 4-6 logits to nodes near a plane with no row
+(the outside review's apical cap and EMIDEC N020). Off by default (``RESIDUAL_BOUND`` inf), kept for
+experiments: at c = 3-6 it lifted the apical cap (Dice 0.92 against 0.88) but not N020 (whose errors
+are the fit of wrong 0/1 rows), cost the rim where the prior is the worse guess (AUC 0.96-0.98 against
+0.98) and EMIDEC's held-out Dice (8 cases, 0.780-0.787 against 0.792): Testing/benchmarks/ROBUSTNESS.md,
+*A bounded residual in training*.
+
 Stored as two arrays: the maps concatenated (float32) and one geometry row per slice
 (:data:`GEOMETRY_COLUMNS` numbers: the 3x4 LPS -> (i, j, d) matrix, the map's offset (i0, j0) in
 the slice grid, the grid's (rows, cols), the map's (rows, cols)).
@@ -76,7 +85,8 @@ logger = logging.getLogger(__name__)
 #: residual's decay beyond the stack's ends: as it was trained and used).
 #: 4 added ``weigh_lone_planes`` (False: the residual weight is measured against stacks of two or
 #: more parallel planes only); a version 1-3 prior loads with True (every plane, as before).
-PRIOR_VERSION = 4
+#: 5 added ``residual_bound``; a version 1-4 prior loads with inf (the residual unbounded, as before).
+PRIOR_VERSION = 5
 GEOMETRY_COLUMNS = 18
 #: Defaults of the log-odds transform (see :class:`ShapePrior`).
 ALPHA_MM = 2.0
@@ -86,6 +96,9 @@ CLIP_LOGIT = 3.0
 BULGE_RADIUS_MM = 20.0
 #: Decay (mm) of the residual's weight beyond the training slabs (see :meth:`ShapePrior.residual_weight`).
 RESIDUAL_DECAY_MM = 2.0
+#: Bound (logits) on the network's residual (``c tanh(f / c)``); inf: unbounded, the behaviour of
+#: versions 1-4 and still the default (Testing/benchmarks/ROBUSTNESS.md, *A bounded residual in training*).
+RESIDUAL_BOUND = math.inf
 #: Factor on the prior's log-odds where the groups speak (see :meth:`ShapePrior.node_terms`). 0.5: on
 #: 12k-node phantoms (segmented seeds 0, 1, 3, 4 and the demo) full reconstructions with it (and the
 #: end rule) reached mean Dice 0.909 against 0.898 with version 2 (prior off 0.908), leave-one-slice-out
@@ -131,6 +144,7 @@ class ShapePrior:
     slab_scale: float = SLAB_SCALE
     network_beyond_ends: bool = True
     weigh_lone_planes: bool = False
+    residual_bound: float = RESIDUAL_BOUND
 
     def stacks_only(self) -> bool:
         """Whether every plane belongs to a stack of two or more parallel planes: what the prior
@@ -275,7 +289,8 @@ class ShapePrior:
                 "residual_decay_mm": np.float64(self.residual_decay_mm),
                 "slab_scale": np.float64(self.slab_scale),
                 "network_beyond_ends": np.int64(self.network_beyond_ends),
-                "weigh_lone_planes": np.int64(self.weigh_lone_planes)}
+                "weigh_lone_planes": np.int64(self.weigh_lone_planes),
+                "residual_bound": np.float64(self.residual_bound)}
 
     @classmethod
     def from_arrays(cls, arrays: dict, where: str) -> "ShapePrior":
@@ -292,10 +307,11 @@ class ShapePrior:
             slab, beyond_ends = ((float(np.asarray(arrays["slab_scale"])), int(np.asarray(arrays["network_beyond_ends"])))
                                  if version >= 3 else (1.0, 0))
             lone = int(np.asarray(arrays["weigh_lone_planes"])) if version >= 4 else 1
+            bound = float(np.asarray(arrays["residual_bound"])) if version >= 5 else math.inf
             shapes = geometry[:, 16:18].astype(np.int64)
             if version > PRIOR_VERSION or shapes.min(initial=1) < 1 or int(shapes.prod(axis=1).sum()) != flat.size \
                     or not (alpha > 0 and clip > 0 and bulge > 0 and full >= 0 and decay > 0) \
-                    or not (0 <= slab <= 1 and beyond_ends in (0, 1) and lone in (0, 1)) \
+                    or not (0 <= slab <= 1 and beyond_ends in (0, 1) and lone in (0, 1) and bound > 0) \
                     or not np.isfinite(flat).all() or not np.isfinite(geometry).all():
                 raise ValueError
         except (KeyError, TypeError, ValueError):
@@ -303,7 +319,7 @@ class ShapePrior:
                                   f"model (or re-run `cardioscar prepare`)") from None
         ends = np.cumsum(shapes.prod(axis=1))
         maps = [flat[end - r * c:end].reshape(r, c) for (r, c), end in zip(shapes, ends)]
-        return cls(maps, geometry, alpha, clip, bulge, full, decay, slab, bool(beyond_ends), bool(lone))
+        return cls(maps, geometry, alpha, clip, bulge, full, decay, slab, bool(beyond_ends), bool(lone), bound)
 
     def to_checkpoint(self) -> dict:
         """The checkpoint entry: tensors and numbers only (loads with ``weights_only=True``)."""
@@ -315,7 +331,7 @@ class ShapePrior:
                 "clip_logit": float(self.clip_logit), "bulge_radius_mm": float(self.bulge_radius_mm),
                 "residual_full_mm": float(self.residual_full_mm), "residual_decay_mm": float(self.residual_decay_mm),
                 "slab_scale": float(self.slab_scale), "network_beyond_ends": int(self.network_beyond_ends),
-                "weigh_lone_planes": int(self.weigh_lone_planes)}
+                "weigh_lone_planes": int(self.weigh_lone_planes), "residual_bound": float(self.residual_bound)}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> "ShapePrior | None":

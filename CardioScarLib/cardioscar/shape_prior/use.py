@@ -123,11 +123,12 @@ def fit_to_rows(prior: ShapePrior, coordinates: np.ndarray, scaler_min,
 
 
 def node_prior(prior: ShapePrior | None, points_lps: np.ndarray) -> dict[str, np.ndarray | None]:
-    """``mc_dropout_predict``'s prior arguments at the nodes: the log-odds and the residual's weight."""
+    """``mc_dropout_predict``'s prior arguments at the nodes: the log-odds, the residual's weight and
+    its bound (as trained)."""
     if prior is None:
         return {"prior_logit": None, "residual_weight": None}
     logit, weight = prior.node_terms(points_lps)
-    return {"prior_logit": logit, "residual_weight": weight}
+    return {"prior_logit": logit, "residual_weight": weight, "residual_bound": prior.residual_bound}
 
 
 def with_residual_decay(checkpoint: dict, decay_mm: float) -> dict:
