@@ -511,3 +511,20 @@ def test_a_bounded_residual_holds_in_training_and_at_apply_and_older_priors_pred
     save_trained_model(checkpoint, tmp_path / "model.pth")
     tuned = fine_tune_scar_model(tmp_path / "model.pth", unbounded_data, TrainingConfig.fast(max_epochs=2))
     assert ShapePrior.from_checkpoint(tuned).residual_bound == bound
+
+
+def test_an_unbounded_prior_is_written_as_version_4_for_older_builds():
+    """The default (unbounded) prior is written as version 4, without ``residual_bound``, so a
+    ``.npz`` or checkpoint made with the defaults stays readable by a build that predates the
+    bound (which refuses a version 5 prior as "from a newer CardioScar"); only a finite bound
+    writes version 5. Both read back as written."""
+    grid, slices, _ = _training_case()
+    prior = prepare_from_slices(grid, slices).shape_prior
+    assert np.isinf(prior.residual_bound)
+    arrays, entry = prior.to_arrays(), prior.to_checkpoint()
+    assert int(arrays["version"]) == 4 and entry["version"] == 4
+    assert "residual_bound" not in arrays and "residual_bound" not in entry
+    assert np.isinf(ShapePrior.from_arrays(arrays, "data.npz").residual_bound)
+    bounded = dataclasses.replace(prior, residual_bound=2.0)
+    assert int(bounded.to_arrays()["version"]) == 5 and bounded.to_checkpoint()["version"] == 5
+    assert ShapePrior.from_checkpoint({"shape_prior": bounded.to_checkpoint()}).residual_bound == 2.0

@@ -87,6 +87,9 @@ logger = logging.getLogger(__name__)
 #: more parallel planes only); a version 1-3 prior loads with True (every plane, as before).
 #: 5 added ``residual_bound``; a version 1-4 prior loads with inf (the residual unbounded, as before).
 PRIOR_VERSION = 5
+#: The version an unbounded prior (the default) is written as: the newest without ``residual_bound``,
+#: so that files written with the default stay readable by builds that predate the bound.
+UNBOUNDED_VERSION = 4
 GEOMETRY_COLUMNS = 18
 #: Defaults of the log-odds transform (see :class:`ShapePrior`).
 ALPHA_MM = 2.0
@@ -278,9 +281,15 @@ class ShapePrior:
 
     # ------------------------------------------------------------------ storage
 
+    def stored_version(self) -> int:
+        """The version this prior is written as: :data:`PRIOR_VERSION` with a finite
+        ``residual_bound``, else :data:`UNBOUNDED_VERSION` (the bound is then left out)."""
+        return UNBOUNDED_VERSION if math.isinf(self.residual_bound) else PRIOR_VERSION
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain numpy arrays (for the ``.npz``; :meth:`to_checkpoint` wraps the same)."""
-        return {"version": np.int64(PRIOR_VERSION),
+        bound = {} if math.isinf(self.residual_bound) else {"residual_bound": np.float64(self.residual_bound)}
+        return {"version": np.int64(self.stored_version()),
                 "distance_mm": np.concatenate([m.reshape(-1) for m in self.maps]).astype(np.float32),
                 "geometry": np.asarray(self.geometry, dtype=np.float64),
                 "alpha_mm": np.float64(self.alpha_mm), "clip_logit": np.float64(self.clip_logit),
@@ -289,8 +298,7 @@ class ShapePrior:
                 "residual_decay_mm": np.float64(self.residual_decay_mm),
                 "slab_scale": np.float64(self.slab_scale),
                 "network_beyond_ends": np.int64(self.network_beyond_ends),
-                "weigh_lone_planes": np.int64(self.weigh_lone_planes),
-                "residual_bound": np.float64(self.residual_bound)}
+                "weigh_lone_planes": np.int64(self.weigh_lone_planes), **bound}
 
     @classmethod
     def from_arrays(cls, arrays: dict, where: str) -> "ShapePrior":
@@ -326,12 +334,13 @@ class ShapePrior:
         import torch  # here: prepare stores the prior in its .npz without torch
 
         arrays = self.to_arrays()
-        return {"version": PRIOR_VERSION, "distance_mm": torch.from_numpy(arrays["distance_mm"]),
+        bound = {} if math.isinf(self.residual_bound) else {"residual_bound": float(self.residual_bound)}
+        return {"version": self.stored_version(), "distance_mm": torch.from_numpy(arrays["distance_mm"]),
                 "geometry": torch.from_numpy(arrays["geometry"]), "alpha_mm": float(self.alpha_mm),
                 "clip_logit": float(self.clip_logit), "bulge_radius_mm": float(self.bulge_radius_mm),
                 "residual_full_mm": float(self.residual_full_mm), "residual_decay_mm": float(self.residual_decay_mm),
                 "slab_scale": float(self.slab_scale), "network_beyond_ends": int(self.network_beyond_ends),
-                "weigh_lone_planes": int(self.weigh_lone_planes), "residual_bound": float(self.residual_bound)}
+                "weigh_lone_planes": int(self.weigh_lone_planes), **bound}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> "ShapePrior | None":
