@@ -25,27 +25,28 @@ from conftest import assert_refused_in_one_line, error_lines
 from test_bad_inputs_round17 import trained  # noqa: F401 (the 1,500-node phantom and a model trained on it)
 
 
-def _dicom_series(image: sitk.Image, folder, description: str, number: int, frames: int = 1) -> None:
+def _dicom_series(image: sitk.Image, folder, description: str, number: int, frames: int = 1,
+                  again: tuple[int, ...] = ()) -> None:
     """``image``'s slices written into ``folder`` as one DICOM series (one file per slice and time
-    frame, each at its slice's position), as a scanner exports it; int16 pixels, x1000."""
+    frame, each at its slice's position, then the slices ``again`` acquired a second time), as a
+    scanner exports it; int16 pixels, x1000."""
     folder.mkdir(parents=True, exist_ok=True)
     array = sitk.GetArrayFromImage(image)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     uid = f"1.2.826.0.1.3680043.2.1125.18.{number}"
-    for k in range(array.shape[0]):
-        for frame in range(frames):
-            plane = sitk.GetImageFromArray((array[k:k + 1] * (1000 - 300 * frame)).astype(np.int16))
-            plane.SetSpacing(image.GetSpacing())
-            plane.SetDirection(image.GetDirection())
-            plane.SetOrigin(image.TransformIndexToPhysicalPoint((0, 0, k)))
-            index = k * frames + frame
-            for tag, value in {"0020|000e": uid, "0020|000d": "1.2.826.0.1.3680043.2.1125.18", "0008|0060": "MR",
-                               "0008|103e": description, "0020|0011": str(number), "0020|0013": str(index + 1),
-                               "0008|0018": f"{uid}.{index + 1}", "0018|0050": "10"}.items():
-                plane.SetMetaData(tag, value)
-            writer.SetFileName(str(folder / f"{description}_{index:03d}.dcm"))
-            writer.Execute(plane)
+    planes = [(k, frame) for k in range(array.shape[0]) for frame in range(frames)] + [(k, 0) for k in again]
+    for index, (k, frame) in enumerate(planes):
+        plane = sitk.GetImageFromArray((array[k:k + 1] * (1000 - 300 * frame)).astype(np.int16))
+        plane.SetSpacing(image.GetSpacing())
+        plane.SetDirection(image.GetDirection())
+        plane.SetOrigin(image.TransformIndexToPhysicalPoint((0, 0, k)))
+        for tag, value in {"0020|000e": uid, "0020|000d": "1.2.826.0.1.3680043.2.1125.18", "0008|0060": "MR",
+                           "0008|103e": description, "0020|0011": str(number), "0020|0013": str(index + 1),
+                           "0008|0018": f"{uid}.{index + 1}", "0018|0050": "10"}.items():
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{description}_{index:03d}.dcm"))
+        writer.Execute(plane)
 
 
 def test_a_dicom_folder_with_a_cine_beside_the_lge_is_refused_naming_both_series(trained, tmp_path, capsys):
@@ -61,8 +62,8 @@ def test_a_dicom_folder_with_a_cine_beside_the_lge_is_refused_naming_both_series
         ["prepare", "--mesh", mesh, "--image", tmp_path / "exam", "--normalize-intensities", "--output",
          tmp_path / "out.npz"],
         "holds 2 series; the largest, series 5 'CINE' (27 files), has 27 files on a slice position another file "
-        "holds (a cine's time frames?), so it is not taken for the LGE (the others: series 10 'LGE' (9 files))",
-        capsys, tmp_path)
+        "holds (a cine's time frames, or magnitude and phase images?), so it is not taken for the LGE (the others: "
+        "series 10 'LGE' (9 files))", capsys, tmp_path)
     _dicom_series(image, tmp_path / "two", "LGE", 10)
     sitk.WriteImage(image[:, :, 2:6], str(tmp_path / "short.nii.gz"))
     _dicom_series(sitk.ReadImage(str(tmp_path / "short.nii.gz")), tmp_path / "two", "LGE repeat", 11)
@@ -70,6 +71,30 @@ def test_a_dicom_folder_with_a_cine_beside_the_lge_is_refused_naming_both_series
                  "--output", str(tmp_path / "two.npz")]) == 0
     assert np.load(tmp_path / "two.npz")["slice_labels"].size == 9
     assert "using series 10 'LGE' (9 files) (the others: series 11 'LGE repeat' (4 files))" in capsys.readouterr().err
+
+
+def test_an_lge_stack_with_one_slice_acquired_again_beside_a_localiser_is_read(trained, tmp_path, capsys):
+    """An LGE stack whose slice 4 was acquired a second time (a failed breath-hold), exported with a
+    3-file localiser into one folder: the repeated position made round 18's check refuse the LGE as
+    a cine and suggest the localiser's file as the LGE; it was read before round 18, and is read
+    file by file as in a folder of its own, with the repeat's warning. A cine (every position
+    repeated) is still refused, the example naming the LGE and not the smaller localiser."""
+    image = sitk.ReadImage(str(trained["paths"]["image"]))
+    _dicom_series(image, tmp_path / "exam", "LGE", 10, again=(4,))
+    sitk.WriteImage(image[:, :, 0:3], str(tmp_path / "loc.nii.gz"))
+    _dicom_series(sitk.ReadImage(str(tmp_path / "loc.nii.gz")), tmp_path / "exam", "LOC", 2)
+    assert main(["prepare", "--mesh", str(trained["paths"]["mesh"]), "--image", str(tmp_path / "exam"),
+                 "--normalize-intensities", "--output", str(tmp_path / "exam.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "using series 10 'LGE' (10 files) (the others: series 2 'LOC' (3 files))" in err
+    assert "1 file(s) of the DICOM series" in err, err
+    _dicom_series(image, tmp_path / "exam", "CINE", 5, frames=2)
+    assert_refused_in_one_line(
+        ["prepare", "--mesh", trained["paths"]["mesh"], "--image", tmp_path / "exam", "--output", tmp_path / "c.npz"],
+        f"the largest, series 5 'CINE' (18 files), has 18 files on a slice position another file holds (a cine's "
+        f"time frames, or magnitude and phase images?), so it is not taken for the LGE (the others: series 10 'LGE' "
+        f"(10 files); series 2 'LOC' (3 files)): give each series a folder of its own, or pass the LGE series' "
+        f"files as images (e.g. --image {tmp_path / 'exam' / 'LGE_'}", capsys, tmp_path)
 
 
 def _tetra_mesh(mesh: Mesh, cells: np.ndarray) -> Mesh:
