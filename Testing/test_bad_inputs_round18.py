@@ -157,6 +157,26 @@ def test_a_checkpoint_whose_node_spacing_is_text_is_refused_in_one_line(trained,
                                capsys, tmp_path)
 
 
+def test_a_checkpoint_node_spacing_of_true_negative_or_infinite_is_refused_a_tensor_read(trained, tmp_path, capsys):
+    """Round 18's check took what ``float`` takes: True was read as 1 mm, -3 skipped the spacing check
+    without a word, inf blamed the mesh's units ("scale it to millimetres"); each is now refused
+    naming the entry, as text is. A 0-d tensor of the right spacing (a file saved by hand with
+    torch) and NaN (what a one-node training mesh records) are still applied."""
+    checkpoint = torch.load(trained["out"] / "model.pth", weights_only=True)
+    recorded = checkpoint["dataset_info"]["node_spacing_mm"]
+    for value, shown in ((True, "True"), (-3.0, "-3.0"), (float("inf"), "inf"), (torch.tensor([1.0, 2.0]), "tensor(")):
+        torch.save({**checkpoint, "dataset_info": {**checkpoint["dataset_info"], "node_spacing_mm": value}},
+                   tmp_path / "edited.pth")
+        assert_refused_in_one_line(["apply", "--model", tmp_path / "edited.pth", "--mesh", trained["paths"]["mesh"],
+                                    "--output", tmp_path / "out.vtk", "--mc-samples", "2"],
+                                   f"The checkpoint's dataset_info.node_spacing_mm is {shown}", capsys, tmp_path)
+    for value in (torch.tensor(recorded), float("nan")):
+        torch.save({**checkpoint, "dataset_info": {**checkpoint["dataset_info"], "node_spacing_mm": value}},
+                   tmp_path / "edited.pth")
+        assert main(["apply", "--model", str(tmp_path / "edited.pth"), "--mesh", str(trained["paths"]["mesh"]),
+                     "--output", str(tmp_path / "applied.vtk"), "--mc-samples", "2"]) == 0
+
+
 def test_training_data_of_a_newer_layout_or_another_frame_is_refused(trained, tmp_path, capsys):
     """A ``.npz`` with ``format_version`` 3 (a newer CardioScar's, whose keys may mean other things)
     or ``coordinate_space`` RAS trained without a word; now each is refused naming the key. The
