@@ -21,6 +21,7 @@ from vtk.util.numpy_support import numpy_to_vtk
 
 from cardioscar.cli import main
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.logic import load_preprocessing_result
 from conftest import assert_refused_in_one_line, error_lines
 from test_bad_inputs_round17 import trained  # noqa: F401 (the 1,500-node phantom and a model trained on it)
 
@@ -194,6 +195,24 @@ def test_training_data_of_a_newer_layout_or_another_frame_is_refused(trained, tm
     for data in (trained["out"] / "data.npz", tmp_path / "plain.npz"):
         assert main(["train", "--training-data", str(data), "--output", str(tmp_path / "model.pth"),
                      "--max-epochs", "1", "--preset", "fast"]) == 0
+
+
+def test_training_data_layout_keys_in_other_spellings(trained, tmp_path, capsys):
+    """Round 18's checks read ``coordinate_space`` with ``str``: LPS stored as bytes (numpy "S" text,
+    as some tools write it), as a one-element list or in lower case was refused as another frame, and
+    ``format_version`` "abc" or 2.5 was called newer than this CardioScar. Each LPS spelling now
+    loads; a version that is not a whole number is refused as such; RAS as bytes is still refused."""
+    arrays = dict(np.load(trained["out"] / "data.npz"))
+    for space in (np.asarray(b"LPS"), np.asarray(["LPS"]), np.asarray("lps")):
+        np.savez(tmp_path / "spelled.npz", **{**arrays, "coordinate_space": space})
+        assert load_preprocessing_result(tmp_path / "spelled.npz").coordinates.shape == arrays["coordinates"].shape
+    for key, value, fragment in (("coordinate_space", np.asarray(b"RAS"), "has coordinate_space 'RAS'; training data "
+                                                                          "is in LPS"),
+                                 ("format_version", np.asarray("abc"), "has format_version 'abc', not a whole number"),
+                                 ("format_version", np.float64(2.5), "has format_version 2.5, not a whole number")):
+        np.savez(tmp_path / "edited.npz", **{**arrays, key: value})
+        assert_refused_in_one_line(["train", "--training-data", tmp_path / "edited.npz", "--output",
+                                    tmp_path / "out.pth", "--max-epochs", "1"], fragment, capsys, tmp_path)
 
 
 def test_another_stages_file_given_as_the_model_or_the_training_data_is_named(trained, tmp_path, capsys):
