@@ -293,8 +293,8 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
     repeats = int((_files_per_position(origins) - 1).sum())  # not only next to each other (round 21)
     if repeats:
         logger.warning("%d file(s) of the DICOM series in %s repeat the position of another of its files (repeated "
-                       "acquisitions or time frames?); each is a slice of its own: choose the indices to use",
-                       repeats, source)
+                       "acquisitions, time frames, or magnitude and phase images?); each is a slice of its own: "
+                       "choose the indices to use", repeats, source)
     logger.info("Read DICOM series %s: %d file(s), first: %s", source, len(planes), image_summary(planes[0]))
     return planes
 
