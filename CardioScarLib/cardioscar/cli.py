@@ -19,7 +19,8 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from cardioscar import __version__
 from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
-from cardioscar.io.checks import (MESH_SUFFIXES, check_output_dir, check_output_path, check_seed, check_training_data_file,
+from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model_file, check_output_dir,
+                                   check_output_path, check_seed, check_training_data_file, check_training_values,
                                    check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
@@ -293,10 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- handlers
 
 
+def _training_overrides(args: argparse.Namespace) -> dict:
+    """The training options given on the command line, by ``TrainingConfig`` field."""
+    return {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name, None) is not None}
+
+
 def _training_config(args: argparse.Namespace):
     from cardioscar.fit.training import TrainingConfig
 
-    overrides = {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name, None) is not None}
+    overrides = _training_overrides(args)
     return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
 
 
@@ -336,6 +342,9 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
     _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
     if args.command == "train":  # fine-tune reads its --model first
         check_training_data_file(args.training_data)
+    check_training_values(_training_overrides(args))  # the config's own ranges, in its words, as before
+    if args.command == "fine-tune":
+        check_model_file(args.model)
     from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.fit.training import describe_stop
     from cardioscar.logic import save_trained_model
@@ -363,6 +372,9 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     if args.grid_layers and (args.slice_indices is not None or args.slice_axis != "z"):
         raise CardioScarError("--slice-indices and --slice-axis choose slices of an --image; with --grid-layers each "
                               "layer file is one slice: list only the layers to use")
+    check_vtk_file(args.mesh)  # the inputs in the order they are read, before VTK and SimpleITK load
+    for image in args.image or []:
+        check_image_exists(image)
     from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
 
     request = PreprocessingRequest(
