@@ -27,6 +27,12 @@ REFUSALS = (
      "cardioscar apply: error: --seed must be in 0..2**63-1 (9223372036854775807), got -1"),
     ("apply --model m.pth --mesh m.vtk --output o.txt",
      "cardioscar apply: error: --output must end in .vtk or .vtp or .vtu, got 'o.txt'"),
+    ("apply --model m.pth --mesh ./m.vtk --output m.vtk",
+     "cardioscar apply: error: --output m.vtk is also an input: choose another file name"),
+    ("export --format vtu --mesh m.vtu --output m.vtu",
+     "cardioscar export: error: --output m.vtu is also an input: choose another file name"),
+    ("export --format vtu --mesh m.vtk --core-mesh m.vtu --output m.vtu",
+     "cardioscar export: error: --output m.vtu is also an input: choose another file name"),
     ("evaluate --prediction p.vtk --truth t.vtk --json x.txt", "cardioscar evaluate: error: --json must end in .json, got 'x.txt'"),
     ("evaluate --prediction p.vtk --truth t.vtk --scar-labels 3",
      "cardioscar evaluate: error: --scar-labels read a --truth-image; with --truth (a mesh) leave them out"),
@@ -110,6 +116,7 @@ def test_argument_refusals_load_no_heavy_module(tmp_path: Path) -> None:
     (tmp_path / "d.npz").write_bytes(b"")
     (tmp_path / "m.vtk").write_text("")
     (tmp_path / "m.pth").write_bytes(b"")
+    (tmp_path / "m.vtu").write_text("")
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps([argv for argv, _ in REFUSALS]), json.dumps(HEAVY)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

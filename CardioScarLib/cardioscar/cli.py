@@ -19,9 +19,9 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from cardioscar import __version__
 from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
-from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model_file, check_output_dir,
-                                   check_output_path, check_seed, check_training_data_file, check_training_values,
-                                   check_vtk_file, shape_prior_word)
+from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model_file, check_not_an_input,
+                                   check_output_dir, check_output_path, check_seed, check_training_data_file,
+                                   check_training_values, check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import channels_cli, export
@@ -328,12 +328,10 @@ def _progress_bar(config, enabled: bool):
 def _check_output(output: Path, suffix: str | tuple[str, ...], inputs: Sequence[Optional[Path]],
                   flag: str = "--output") -> None:
     """Refuse, before any work, an output file of the wrong kind, one that cannot be written
-    (:func:`check_output_path`), or one that is also an input (writing the result there would
-    destroy that input, e.g. a mesh turned into training data)."""
+    (:func:`check_output_path`), or one that is also an input (:func:`check_not_an_input`: writing
+    the result there would destroy or change that input, e.g. a mesh turned into training data)."""
     check_output_path(output, flag, (suffix,) if isinstance(suffix, str) else suffix)
-    for given in inputs:
-        if given is not None and given.exists() and output.exists() and output.resolve() == given.resolve():
-            raise CardioScarError(f"{flag} {output} is also an input: choose another file name")
+    check_not_an_input(output, inputs, flag)
 
 
 def _run_training(args: argparse.Namespace, train: Callable) -> None:
@@ -423,7 +421,7 @@ def _cmd_fine_tune(args: argparse.Namespace) -> None:
 
 
 def _cmd_apply(args: argparse.Namespace) -> None:
-    _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
+    _check_output(args.output, MESH_SUFFIXES, [args.model, args.mesh], "--output")
     check_seed(args.seed)
     check_vtk_file(args.mesh)
     from cardioscar.fit.devices import resolve_device

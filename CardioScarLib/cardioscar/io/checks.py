@@ -266,6 +266,21 @@ def check_output_path(path: str | os.PathLike, option: str = "--output", suffixe
     return target
 
 
+def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
+                       option: str = "--output") -> None:
+    """Refuse an output file that is one of ``inputs`` (None: not given), in one line naming
+    ``option``. Why: the output is replaced whole, so the input would be gone; for a mesh the
+    result is a superset, but not of everything (``apply`` drops an earlier run's tags, channels
+    and core fields), and the user's file is changed either way. A Slicer model node is updated in
+    place by design; a file on disk is not."""
+    target = Path(output)
+    if not target.exists():
+        return
+    for given in inputs:
+        if given is not None and Path(given).exists() and os.path.samefile(target, given):
+            raise CardioScarError(f"{option} {target} is also an input: choose another file name")
+
+
 def check_output_dir(path: str | os.PathLike, option: str = "--output-dir") -> Path:
     """Refuse, before any work, an output folder that is a file or where no file can be created."""
     folder = Path(path)
