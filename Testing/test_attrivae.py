@@ -368,6 +368,10 @@ def test_foreign_or_unsafe_model_files_are_refused_in_one_line(tmp_path):
     text.write_bytes(pickle.dumps("hello")[:3])
     with pytest.raises(CardioScarError, match="--model"):
         ckpt.load_checkpoint(text)
+    empty = tmp_path / "empty.pth"  # torch's error has no text: it was an IndexError traceback
+    empty.write_bytes(b"")
+    with pytest.raises(CardioScarError, match=r"--model .*empty.pth is not a readable Attri-VAE checkpoint \(EOFError\)"):
+        ckpt.load_checkpoint(empty)
 
 
 # --------------------------------------------------------------------------- bad inputs

@@ -329,6 +329,7 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
          "--volume, --scar-labels, --normalize-intensities, --partial-volume-correction, --preset, --threads, "
          "--no-progress only apply to training; --model applies a saved model without training"),
         (["--volume", missing, "--output", str(tmp_path / "o.vtp")], "Cannot write the volumetric mesh"),
+        (["--volume", missing, "--output", mesh], f"--output {mesh} is also an input: choose another file name"),
         (["--volume", missing, "--expert-scar-labels", "3,4", "--expert-core-labels", "4"],
          "--expert-scar-labels, --expert-core-labels need --scar-rule"),
         (["--volume", missing, "--fibre-rule"], "--fibre-rule writes the LV fibre rule's PREFIX.lon with "

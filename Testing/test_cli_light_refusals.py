@@ -27,6 +27,12 @@ REFUSALS = (
      "cardioscar apply: error: --seed must be in 0..2**63-1 (9223372036854775807), got -1"),
     ("apply --model m.pth --mesh m.vtk --output o.txt",
      "cardioscar apply: error: --output must end in .vtk or .vtp or .vtu, got 'o.txt'"),
+    ("apply --model m.pth --mesh ./m.vtk --output m.vtk",
+     "cardioscar apply: error: --output m.vtk is also an input: choose another file name"),
+    ("export --format vtu --mesh m.vtu --output m.vtu",
+     "cardioscar export: error: --output m.vtu is also an input: choose another file name"),
+    ("export --format vtu --mesh m.vtk --core-mesh m.vtu --output m.vtu",
+     "cardioscar export: error: --output m.vtu is also an input: choose another file name"),
     ("evaluate --prediction p.vtk --truth t.vtk --json x.txt", "cardioscar evaluate: error: --json must end in .json, got 'x.txt'"),
     ("evaluate --prediction p.vtk --truth t.vtk --scar-labels 3",
      "cardioscar evaluate: error: --scar-labels read a --truth-image; with --truth (a mesh) leave them out"),
@@ -49,6 +55,44 @@ REFUSALS = (
      "cardioscar export: error: --scar-field 'scar_uncertainty' is the MC-dropout spread of the scar probability, not a "
      "scar probability: give scar_probability (or the field holding the scar probability)"),
     ("export --mesh missing.vtk --output o", "cardioscar export: error: File not found: missing.vtk"),
+    ("train --training-data d.npz --output m.pth --batch-size 0",
+     "cardioscar train: error: training option batch_size must be a positive integer, got 0"),
+    ("train --training-data d.npz --output m.pth --max-epochs -1",
+     "cardioscar train: error: training option max_epochs must be a positive integer, got -1"),
+    ("train --training-data d.npz --output m.pth --dropout-rate 1.5",
+     "cardioscar train: error: training option dropout_rate must be in [0, 1), got 1.5"),
+    ("train --training-data d.npz --output m.pth --base-lr 0",
+     "cardioscar train: error: training option base_lr must be a positive number, got 0.0"),
+    ("train --training-data d.npz --output m.pth --base-lr 0.5 --max-lr 0.1",
+     "cardioscar train: error: training option base_lr (0.5) must be <= max_lr (0.1)"),
+    ("train --training-data d.npz --output m.pth --convergence-tolerance 1",
+     "cardioscar train: error: training option convergence_tolerance must be in [0, 1) (0: no test), got 1.0"),
+    ("train --training-data d.npz --output m.pth --seed -1",
+     "cardioscar train: error: training option seed must be in 0..2**63-1 (9223372036854775807), got -1"),
+    ("fine-tune --model m.pth --training-data d.npz --output o.pth --mc-samples 0",
+     "cardioscar fine-tune: error: training option mc_samples must be a positive integer, got 0"),
+    ("fine-tune --model missing.pth --training-data d.npz --output o.pth",
+     "cardioscar fine-tune: error: checkpoint file missing.pth does not exist: give the .pth written by "
+     "'cardioscar train'"),
+    ("prepare --mesh m.vtk --image missing.nii --output x.npz", "cardioscar prepare: error: Image not found: missing.nii"),
+    ("prepare --mesh missing.vtk --image missing.nii --output x.npz",
+     "cardioscar prepare: error: File not found: missing.vtk"),
+    ("channels --mesh m.vtk --output-dir o --layer-width 2",
+     "cardioscar channels: error: --layer-width 2 must lie in (0, 1] (a share of the wall)"),
+    ("channels --mesh m.vtk --output-dir o --layers 0.1,0.1",
+     "cardioscar channels: error: --layers 0.1,0.1: depth 0.1 is given twice; give each depth once"),
+    ("channels --mesh m.vtk --output-dir o --max-width 50",
+     "cardioscar channels: error: --max-width 50: give a width in (0, 30] mm (conducting channels are a few mm to "
+     "10-20 mm wide; a wider closing turns the border zone between any two core patches into a corridor)"),
+    ("channels --mesh m.vtk --output-dir o --min-length -1",
+     "cardioscar channels: error: --min-length -1 must be a length in mm >= 0 (0 keeps every channel)"),
+    ("channels --mesh missing.vtk --output-dir o", "cardioscar channels: error: File not found: missing.vtk"),
+    ("attrivae predict --model missing.pth --image i.nii --labels l.nii",
+     "cardioscar attrivae: error: --model missing.pth not found: give a model from `cardioscar attrivae train`"),
+    ("attrivae predict --model m.pth --image missing.nii --labels l.nii",
+     "cardioscar attrivae: error: Image not found: missing.nii"),
+    ("attrivae explain --model missing.pth --image i.nii --labels l.nii --output-dir o",
+     "cardioscar attrivae: error: --model missing.pth not found: give a model from `cardioscar attrivae train`"),
     ("attrivae train --data d --clinical c.csv --output x.npz", "cardioscar attrivae: error: --output must end in .pth, got 'x.npz'"),
     ("attrivae explain --model m --image i --labels l --output-dir afile",
      "cardioscar attrivae: error: --output-dir afile is a file, not a folder; give a folder (it is created if missing)"),
@@ -71,6 +115,8 @@ def test_argument_refusals_load_no_heavy_module(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("a file, not a folder")
     (tmp_path / "d.npz").write_bytes(b"")
     (tmp_path / "m.vtk").write_text("")
+    (tmp_path / "m.pth").write_bytes(b"")
+    (tmp_path / "m.vtu").write_text("")
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps([argv for argv, _ in REFUSALS]), json.dumps(HEAVY)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

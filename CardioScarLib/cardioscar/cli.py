@@ -19,8 +19,9 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from cardioscar import __version__
 from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
-from cardioscar.io.checks import (MESH_SUFFIXES, check_output_dir, check_output_path, check_seed, check_training_data_file,
-                                   check_vtk_file, shape_prior_word)
+from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model_file, check_not_an_input,
+                                   check_output_dir, check_output_path, check_seed, check_training_data_file,
+                                   check_training_values, check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import channels_cli, export
@@ -293,10 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- handlers
 
 
+def _training_overrides(args: argparse.Namespace) -> dict:
+    """The training options given on the command line, by ``TrainingConfig`` field."""
+    return {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name, None) is not None}
+
+
 def _training_config(args: argparse.Namespace):
     from cardioscar.fit.training import TrainingConfig
 
-    overrides = {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name, None) is not None}
+    overrides = _training_overrides(args)
     return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
 
 
@@ -322,12 +328,10 @@ def _progress_bar(config, enabled: bool):
 def _check_output(output: Path, suffix: str | tuple[str, ...], inputs: Sequence[Optional[Path]],
                   flag: str = "--output") -> None:
     """Refuse, before any work, an output file of the wrong kind, one that cannot be written
-    (:func:`check_output_path`), or one that is also an input (writing the result there would
-    destroy that input, e.g. a mesh turned into training data)."""
+    (:func:`check_output_path`), or one that is also an input (:func:`check_not_an_input`: writing
+    the result there would destroy or change that input, e.g. a mesh turned into training data)."""
     check_output_path(output, flag, (suffix,) if isinstance(suffix, str) else suffix)
-    for given in inputs:
-        if given is not None and given.exists() and output.exists() and output.resolve() == given.resolve():
-            raise CardioScarError(f"{flag} {output} is also an input: choose another file name")
+    check_not_an_input(output, inputs, flag)
 
 
 def _run_training(args: argparse.Namespace, train: Callable) -> None:
@@ -336,6 +340,9 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
     _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
     if args.command == "train":  # fine-tune reads its --model first
         check_training_data_file(args.training_data)
+    check_training_values(_training_overrides(args))  # the config's own ranges, in its words, as before
+    if args.command == "fine-tune":
+        check_model_file(args.model)
     from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.fit.training import describe_stop
     from cardioscar.logic import save_trained_model
@@ -363,6 +370,9 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     if args.grid_layers and (args.slice_indices is not None or args.slice_axis != "z"):
         raise CardioScarError("--slice-indices and --slice-axis choose slices of an --image; with --grid-layers each "
                               "layer file is one slice: list only the layers to use")
+    check_vtk_file(args.mesh)  # the inputs in the order they are read, before VTK and SimpleITK load
+    for image in args.image or []:
+        check_image_exists(image)
     from cardioscar.logic import PreprocessingRequest, prepare_training_data, save_preprocessing_result
 
     request = PreprocessingRequest(
@@ -411,7 +421,7 @@ def _cmd_fine_tune(args: argparse.Namespace) -> None:
 
 
 def _cmd_apply(args: argparse.Namespace) -> None:
-    _check_output(args.output, MESH_SUFFIXES, [args.model], "--output")
+    _check_output(args.output, MESH_SUFFIXES, [args.model, args.mesh], "--output")
     check_seed(args.seed)
     check_vtk_file(args.mesh)
     from cardioscar.fit.devices import resolve_device

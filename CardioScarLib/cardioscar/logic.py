@@ -24,8 +24,8 @@ import vtk
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
-from cardioscar.io.checks import (check_label_list, check_mesh_points, check_output_path, check_seed, check_threshold,
-                                   check_training_data_file)
+from cardioscar.io.checks import (check_label_list, check_mesh_points, check_not_an_input, check_output_path,
+                                   check_seed, check_threshold, check_training_data_file)
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
@@ -1075,8 +1075,10 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
     prediction arrays to ``output_path`` (atomically).
 
     Coordinates stay as in the input file and the file's frame marker (SPACE=LPS/RAS) is kept,
-    so 3D Slicer loads the result exactly over the input.
+    so 3D Slicer loads the result exactly over the input. An ``output_path`` that is the mesh's own
+    file is refused (:func:`check_not_an_input`), as on the command line.
     """
+    check_not_an_input(output_path, [mesh_path.path if isinstance(mesh_path, Mesh) else mesh_path], "output_path")
     mesh = _own_copy(mesh_path)
     mesh_path = mesh.path or "the mesh given"
     if mesh.n_points != result.n_nodes:

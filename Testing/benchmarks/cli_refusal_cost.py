@@ -28,6 +28,11 @@ COMMANDS = (
     "aha --mesh m.vtk --output-dir o --rv-inferior-point 1,2,3",
     "attrivae train --data d --clinical c.csv --output x.npz",
     "export --mesh m.vtk --output heart.pts",
+    "train --training-data d.npz --output m.pth --batch-size 0",
+    "fine-tune --model missing.pth --training-data d.npz --output o.pth",
+    "prepare --mesh m.vtk --image missing.nii --output x.npz",
+    "channels --mesh m.vtk --output-dir o --layer-width 2",
+    "attrivae predict --model missing.pth --image i.nii --labels l.nii",
 )
 REPEATS = 5
 

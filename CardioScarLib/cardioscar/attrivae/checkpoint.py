@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.checks import check_attrivae_model_file
 from cardioscar.attrivae.attributes import ALL_ATTRIBUTES
 from cardioscar.attrivae.calibration import PlattScaling
 from cardioscar.attrivae.model import Architecture, AttriVAE
@@ -75,14 +76,12 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict, loaded with ``weights_only=True``; a one-line error for anything else."""
-    source = Path(path)
-    if not source.is_file():
-        raise CardioScarError(f"--model {source} not found: give a model from `cardioscar attrivae train`")
+    source = check_attrivae_model_file(path)
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for a foreign or damaged file
         raise CardioScarError(f"--model {source} is not a readable Attri-VAE checkpoint "
-                              f"({str(error).splitlines()[0][:120]})") from None
+                              f"({(str(error).splitlines() or [type(error).__name__])[0][:120]})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CardioScarError(f"--model {source} is not an Attri-VAE model (a scar-field model from "
                               "`cardioscar train`?); give one from `cardioscar attrivae train`")

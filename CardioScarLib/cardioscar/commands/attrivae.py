@@ -161,7 +161,18 @@ def _predict_with(checkpoint: dict, args: argparse.Namespace):
     return predict_case(checkpoint, args.image, args.labels, convention, _device(args.device))
 
 
+def _check_case_files(args: argparse.Namespace) -> None:
+    """``predict``'s and ``explain``'s inputs exist, checked in the order they are read, before
+    torch and SimpleITK load (a mistyped name costs no import)."""
+    from cardioscar.io.checks import check_attrivae_model_file, check_image_exists
+
+    check_attrivae_model_file(args.model)
+    check_image_exists(args.image)
+    check_image_exists(args.labels)
+
+
 def _predict(args: argparse.Namespace) -> None:
+    _check_case_files(args)
     from cardioscar.attrivae.checkpoint import load_checkpoint
 
     _emit(_predict_with(load_checkpoint(args.model), args).result)
@@ -171,6 +182,7 @@ def _explain(args: argparse.Namespace) -> None:
     from cardioscar.io.checks import check_output_dir
 
     check_output_dir(args.output_dir)
+    _check_case_files(args)
     from cardioscar.attrivae.checkpoint import load_checkpoint
     from cardioscar.attrivae.explain import choose_attributes, explain_case
 

@@ -24,6 +24,7 @@ import torch
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.checks import check_model_file
 from cardioscar.io.meshio import is_vtk_file
 from cardioscar.fit.engines import BayesianNN
 from cardioscar.errors import CardioScarError
@@ -163,9 +164,7 @@ def _other_stage_file(path: Path) -> str | None:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``) and check its required keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise CardioScarError(f"checkpoint file {path} does not exist: give the .pth written by 'cardioscar train'")
+    path = check_model_file(path)
     _check_allocation(path)
     # torch < 2.5 has no safe_globals: there only files without numpy objects (ours) load
     allowed = getattr(torch.serialization, "safe_globals", None)

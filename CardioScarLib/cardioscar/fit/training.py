@@ -36,12 +36,11 @@ from cardioscar.fit.batching import ScarReconstructionDataset, create_complete_g
 from cardioscar.fit.cpu_step import ROWS_PER_CHUNK, GroupLossStep, chunk_batch
 from cardioscar.fit.devices import as_device, cpu_workers, flushed_denormals
 from cardioscar.fit.engines import BayesianNN
-from cardioscar.io.checks import MAX_SEED, SHAPE_PRIOR_AUTO, check_seed, shape_prior_word
+from cardioscar.io.checks import MAX_SEED, SHAPE_PRIOR_AUTO, check_training_values
 from cardioscar.errors import CardioScarError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
 
-SCHEDULES = ("cyclical", "onecycle")
 PROGRESS_INTERVAL_S = 0.2
 #: A fit whose best loss is above this fraction of the group targets' variance explains almost
 #: nothing of them (healthy fits of the phantoms end near 1 % of it; collapsed ones near 85 %).
@@ -204,58 +203,9 @@ class TrainingConfig:
     convergence_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_epochs", "early_stopping_patience", "mc_samples",
-                     "lr_step_size", "hidden_dim", "n_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise CardioScarError(f"training option {name} must be a positive integer, got {value!r}")
-            setattr(self, name, int(value))
-        if isinstance(self.fourier_features, bool) or not isinstance(self.fourier_features, (int, np.integer)) \
-                or self.fourier_features < 0:
-            raise CardioScarError(f"training option fourier_features must be an integer >= 0, "
-                                  f"got {self.fourier_features!r}")
-        self.fourier_features = int(self.fourier_features)
-        if isinstance(self.shape_prior, (bool, np.bool_)):
-            self.shape_prior = bool(self.shape_prior)
-        elif isinstance(self.shape_prior, str) and shape_prior_word(self.shape_prior) is not None:
-            # the words every other face takes (CLI, Slicer options, manifest; "Auto" from a JSON config too)
-            self.shape_prior = shape_prior_word(self.shape_prior)
-        else:
-            raise CardioScarError(f"training option shape_prior must be true, false, 'on', 'off' or "
-                                  f"'{SHAPE_PRIOR_AUTO}', got {self.shape_prior!r}")
-        for name in ("base_lr", "max_lr", "fourier_scale_mm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                raise CardioScarError(f"training option {name} must be a positive number, got {value!r}")
-            setattr(self, name, float(value))
-        if self.base_lr > self.max_lr:
-            raise CardioScarError(
-                f"training option base_lr ({self.base_lr}) must be <= max_lr ({self.max_lr})")
-        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
-                or not math.isfinite(self.weight_decay) or self.weight_decay < 0:
-            raise CardioScarError(f"training option weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        self.weight_decay = float(self.weight_decay)
-        if isinstance(self.convergence_tolerance, bool) or not isinstance(self.convergence_tolerance, (int, float)) \
-                or not 0.0 <= self.convergence_tolerance < 1.0:
-            raise CardioScarError(f"training option convergence_tolerance must be in [0, 1) (0: no test), "
-                                  f"got {self.convergence_tolerance!r}")
-        self.convergence_tolerance = float(self.convergence_tolerance)
-        if isinstance(self.dropout_rate, bool) or not isinstance(self.dropout_rate, (int, float)) \
-                or not 0.0 <= self.dropout_rate < 1.0:
-            raise CardioScarError(f"training option dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
-        self.dropout_rate = float(self.dropout_rate)
-        self.seed = check_seed(self.seed, "training option seed")
-        if self.schedule not in SCHEDULES:
-            raise CardioScarError(f"training option schedule must be one of {', '.join(SCHEDULES)}, "
-                                  f"got {self.schedule!r}")
-        if self.convergence_tolerance > 0 and self.schedule != "onecycle":
-            raise CardioScarError("training option convergence_tolerance needs schedule 'onecycle' (the cyclical "
-                                  "schedule ends on its patience); set it to 0 or choose onecycle")
-        if self.num_threads is not None and (not isinstance(self.num_threads, (int, np.integer))
-                                             or self.num_threads < 1):
-            raise CardioScarError(f"training option num_threads must be a positive integer or None, "
-                                  f"got {self.num_threads!r}")
+        # the command line runs the same checks on the options it was given, before torch loads
+        for name, value in check_training_values(asdict(self)).items():
+            setattr(self, name, value)
 
     @classmethod
     def fast(cls, **overrides) -> "TrainingConfig":

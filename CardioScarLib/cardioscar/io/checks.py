@@ -7,6 +7,7 @@ hour; a seed out of range ends in torch's overflow traceback.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import tempfile
@@ -223,6 +224,34 @@ def check_training_data_file(path: str | os.PathLike) -> Path:
     return source
 
 
+def check_model_file(path: str | os.PathLike) -> Path:
+    """Refuse a scar-field checkpoint that is not a file (:func:`cardioscar.fit.checkpoint.load_checkpoint`,
+    and ``fine-tune --model`` before torch loads); returns the path."""
+    source = Path(path)
+    if not source.is_file():
+        raise CardioScarError(f"checkpoint file {source} does not exist: give the .pth written by 'cardioscar train'")
+    return source
+
+
+def check_attrivae_model_file(path: str | os.PathLike) -> Path:
+    """Refuse an Attri-VAE ``--model`` that is not a file (its loader, and ``attrivae predict`` /
+    ``explain`` before torch loads); returns the path."""
+    source = Path(path)
+    if not source.is_file():
+        raise CardioScarError(f"--model {source} not found: give a model from `cardioscar attrivae train`")
+    return source
+
+
+def check_image_exists(path: str | os.PathLike) -> Path:
+    """Refuse an image path with nothing there, a file or a DICOM folder being what
+    :func:`cardioscar.io.imageio.read_image` reads (it runs this; the command line runs it before
+    SimpleITK loads); returns the path."""
+    source = Path(path)
+    if not source.exists():
+        raise CardioScarError(f"Image not found: {source}")
+    return source
+
+
 def check_output_path(path: str | os.PathLike, option: str = "--output", suffixes: tuple[str, ...] = ()) -> Path:
     """Refuse, before any work, an output file that cannot be written: a wrong suffix (when
     ``suffixes`` are given), an existing folder, a path under a file, a folder where no file can
@@ -235,6 +264,21 @@ def check_output_path(path: str | os.PathLike, option: str = "--output", suffixe
     check_output_place(target, option)
     _check_writable_folder(target.parent, option, target)
     return target
+
+
+def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
+                       option: str = "--output") -> None:
+    """Refuse an output file that is one of ``inputs`` (None: not given), in one line naming
+    ``option``. Why: the output is replaced whole, so the input would be gone; for a mesh the
+    result is a superset, but not of everything (``apply`` drops an earlier run's tags, channels
+    and core fields), and the user's file is changed either way. A Slicer model node is updated in
+    place by design; a file on disk is not."""
+    target = Path(output)
+    if not target.exists():
+        return
+    for given in inputs:
+        if given is not None and Path(given).exists() and os.path.samefile(target, given):
+            raise CardioScarError(f"{option} {target} is also an input: choose another file name")
 
 
 def check_output_dir(path: str | os.PathLike, option: str = "--output-dir") -> Path:
@@ -278,3 +322,135 @@ def check_mask_values(values: np.ndarray, source: str) -> None:
                               f"{present[-1]:g}) where a mask holds one (0/1) or a few labels: a probability map or an "
                               "intensity image is no mask; threshold it into a 0/1 mask (e.g. at half its maximum), or "
                               "give the labels of a label map")
+
+
+#: ``TrainingConfig.schedule`` values: the documented triangular cycle, or one warm-up and decay.
+TRAINING_SCHEDULES = ("cyclical", "onecycle")
+#: ``TrainingConfig`` fields that count something (rows, epochs, passes, units): whole numbers >= 1.
+_POSITIVE_INT_FIELDS = ("batch_size", "max_epochs", "early_stopping_patience", "mc_samples", "lr_step_size",
+                        "hidden_dim", "n_layers")
+#: ... that are rates or lengths: finite numbers > 0.
+_POSITIVE_FLOAT_FIELDS = ("base_lr", "max_lr", "fourier_scale_mm")
+
+
+def _is_whole(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def check_training_values(values: dict) -> dict:
+    """The ``TrainingConfig`` fields in ``values`` checked and normalised (ints, floats, the
+    shape prior's word as True/False/"auto"); a one-line error naming the field otherwise.
+
+    Why here and on a dict: ``TrainingConfig`` lives with the training loop, which imports torch;
+    the command line checks the options it was given with this same function before that import,
+    so ``train --batch-size 0`` answers at once, in the words the config (every other face) uses.
+    A rule between two fields runs when both are in ``values`` (the config passes all of them)."""
+    checked = dict(values)
+    for name in _POSITIVE_INT_FIELDS:
+        if name in checked:
+            value = checked[name]
+            if not _is_whole(value) or value < 1:
+                raise CardioScarError(f"training option {name} must be a positive integer, got {value!r}")
+            checked[name] = int(value)
+    if "fourier_features" in checked:
+        value = checked["fourier_features"]
+        if not _is_whole(value) or value < 0:
+            raise CardioScarError(f"training option fourier_features must be an integer >= 0, got {value!r}")
+        checked["fourier_features"] = int(value)
+    if "shape_prior" in checked:
+        value = checked["shape_prior"]
+        if isinstance(value, (bool, np.bool_)):
+            checked["shape_prior"] = bool(value)
+        elif isinstance(value, str) and shape_prior_word(value) is not None:
+            # the words every other face takes (CLI, Slicer options, manifest; "Auto" from a JSON config too)
+            checked["shape_prior"] = shape_prior_word(value)
+        else:
+            raise CardioScarError(f"training option shape_prior must be true, false, 'on', 'off' or "
+                                  f"'{SHAPE_PRIOR_AUTO}', got {value!r}")
+    for name in _POSITIVE_FLOAT_FIELDS:
+        if name in checked:
+            value = checked[name]
+            if not _is_number(value) or not math.isfinite(value) or value <= 0:
+                raise CardioScarError(f"training option {name} must be a positive number, got {value!r}")
+            checked[name] = float(value)
+    if "base_lr" in checked and "max_lr" in checked and checked["base_lr"] > checked["max_lr"]:
+        raise CardioScarError(
+            f"training option base_lr ({checked['base_lr']}) must be <= max_lr ({checked['max_lr']})")
+    if "weight_decay" in checked:
+        value = checked["weight_decay"]
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise CardioScarError(f"training option weight_decay must be a number >= 0, got {value!r}")
+        checked["weight_decay"] = float(value)
+    if "convergence_tolerance" in checked:
+        value = checked["convergence_tolerance"]
+        if not _is_number(value) or not 0.0 <= value < 1.0:
+            raise CardioScarError(f"training option convergence_tolerance must be in [0, 1) (0: no test), "
+                                  f"got {value!r}")
+        checked["convergence_tolerance"] = float(value)
+    if "dropout_rate" in checked:
+        value = checked["dropout_rate"]
+        if not _is_number(value) or not 0.0 <= value < 1.0:
+            raise CardioScarError(f"training option dropout_rate must be in [0, 1), got {value!r}")
+        checked["dropout_rate"] = float(value)
+    if "seed" in checked:
+        checked["seed"] = check_seed(checked["seed"], "training option seed")
+    if "schedule" in checked and checked["schedule"] not in TRAINING_SCHEDULES:
+        raise CardioScarError(f"training option schedule must be one of {', '.join(TRAINING_SCHEDULES)}, "
+                              f"got {checked['schedule']!r}")
+    if checked.get("convergence_tolerance", 0) > 0 and checked.get("schedule", "onecycle") != "onecycle":
+        raise CardioScarError("training option convergence_tolerance needs schedule 'onecycle' (the cyclical "
+                              "schedule ends on its patience); set it to 0 or choose onecycle")
+    if checked.get("num_threads") is not None and (not isinstance(checked["num_threads"], (int, np.integer))
+                                                   or checked["num_threads"] < 1):
+        raise CardioScarError(f"training option num_threads must be a positive integer or None, "
+                              f"got {checked['num_threads']!r}")
+    return checked
+
+
+#: The largest ``max_width_mm`` of the conducting-channel search (mm). Conducting channels on LGE
+#: scar maps are a few mm to 10-20 mm wide (Andreu et al. 2011, 2017); closing the core at half of
+#: a wider width fills gaps of the size of a whole LV segment (a wall ~150-200 mm round), so every
+#: border zone between two patches of core becomes an "enclosed corridor" and the count says
+#: nothing about isthmuses.
+MAX_MAX_WIDTH_MM = 30.0
+
+
+def check_channel_options(layers: Iterable[float] | None = None, layer_width: float | None = None,
+                          max_width_mm: float | None = None, min_length_mm: float | None = None) -> None:
+    """One-line errors for the channel search's options (``ChannelOptions``; None: not given, not
+    checked): layers outside [0, 1] or given twice, a band outside (0, 1], a width outside
+    (0, ``MAX_MAX_WIDTH_MM``] or a negative minimum length.
+
+    Why here: ``ChannelOptions`` lives with the search, which imports VTK and SciPy; the command
+    line checks the options it was given with this function before those load, in the same words.
+    A repeated depth is refused rather than merged: the search runs each depth once, so
+    ``channels.json`` would list a layer its per-layer counts hold once (and a typo such as
+    0.1,0.1 for 0.1,0.2 would go unseen)."""
+    if layers is not None:
+        depths = [float(v) for v in layers]
+        given = f"--layers {','.join(f'{v:g}' for v in depths) or '(none)'}"
+        if not depths or any(not 0.0 <= v <= 1.0 for v in depths):
+            raise CardioScarError(f"{given}: give depths between 0 (endocardium) and 1 (epicardium), e.g. "
+                                  "0.1,0.2,...,0.9")
+        repeated = next((v for v in depths if depths.count(v) > 1), None)
+        if repeated is not None:
+            times = depths.count(repeated)
+            raise CardioScarError(f"{given}: depth {repeated:g} is given {'twice' if times == 2 else f'{times} times'}; "
+                                  "give each depth once")
+    if layer_width is not None and not 0.0 < layer_width <= 1.0:
+        raise CardioScarError(f"--layer-width {layer_width:g} must lie in (0, 1] (a share of the wall)")
+    if max_width_mm is not None:
+        if not math.isfinite(max_width_mm) or max_width_mm <= 0.0:
+            raise CardioScarError(f"--max-width {max_width_mm:g} must be a positive width in mm")
+        if max_width_mm > MAX_MAX_WIDTH_MM:
+            raise CardioScarError(
+                f"--max-width {max_width_mm:g}: give a width in (0, {MAX_MAX_WIDTH_MM:g}] mm (conducting channels "
+                "are a few mm to 10-20 mm wide; a wider closing turns the border zone between any two core patches "
+                "into a corridor)")
+    if min_length_mm is not None and (not math.isfinite(min_length_mm) or min_length_mm < 0.0):
+        raise CardioScarError(f"--min-length {min_length_mm:g} must be a length in mm >= 0 (0 keeps every "
+                              "channel)")

@@ -27,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import CardioScarError
+from .checks import check_image_exists
 
 logger = logging.getLogger(__name__)
 
@@ -374,9 +375,8 @@ def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
     source = Path(path)
     if source.is_dir():
         image = _read_dicom_folder(source)
-    elif not source.exists():
-        raise CardioScarError(f"Image not found: {source}")
     else:
+        check_image_exists(source)
         check_image_file(source)
         try:
             with itk_warnings_off():

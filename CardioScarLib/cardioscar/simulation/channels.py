@@ -39,6 +39,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from ..errors import CardioScarError
+from ..io.checks import MAX_MAX_WIDTH_MM, check_channel_options
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields
 from .open_cut import OPEN_CUT_REASON, OpenEndUse, mark_open_cut, open_end_nodes
@@ -53,11 +54,6 @@ DEFAULT_LAYERS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 DEFAULT_LAYER_WIDTH = 0.2
 #: The widest gap in the core (mm) that counts as a channel.
 DEFAULT_MAX_WIDTH_MM = 10.0
-#: The largest ``max_width_mm`` accepted (mm). Conducting channels on LGE scar maps are a few mm to
-#: 10-20 mm wide (Andreu et al. 2011, 2017); closing the core at half of a wider width fills gaps of
-#: the size of a whole LV segment (a wall ~150-200 mm round), so every border zone between two
-#: patches of core becomes an "enclosed corridor" and the count says nothing about isthmuses.
-MAX_MAX_WIDTH_MM = 30.0
 #: The shortest channel (mm, its length between entrances) kept; shorter ones are counted as
 #: dropped (0 keeps every one). Every channel is at least half ``max_width_mm`` long (its entrances
 #: lie further apart); on the phantoms of ``Testing/benchmarks/channels_phantom.py`` 13 of the 23
@@ -93,34 +89,9 @@ class ChannelOptions:
         return cls(**{name: value for name, value in values.items() if value is not None})
 
     def check(self) -> None:
-        """One-line errors for layers outside [0, 1] or given twice, a band outside (0, 1], a width
-        outside (0, ``MAX_MAX_WIDTH_MM``] or a negative minimum length.
-
-        A repeated depth is refused rather than merged: the search runs each depth once, so
-        ``channels.json`` would list a layer its per-layer counts hold once (and a typo such as
-        0.1,0.1 for 0.1,0.2 would go unseen)."""
-        given = f"--layers {','.join(f'{v:g}' for v in self.layers) or '(none)'}"
-        if not self.layers or any(not 0.0 <= float(v) <= 1.0 for v in self.layers):
-            raise CardioScarError(f"{given}: give depths between 0 (endocardium) and 1 (epicardium), e.g. "
-                                  "0.1,0.2,...,0.9")
-        depths = [float(v) for v in self.layers]
-        repeated = next((v for v in depths if depths.count(v) > 1), None)
-        if repeated is not None:
-            times = depths.count(repeated)
-            raise CardioScarError(f"{given}: depth {repeated:g} is given {'twice' if times == 2 else f'{times} times'}; "
-                                  "give each depth once")
-        if not 0.0 < self.layer_width <= 1.0:
-            raise CardioScarError(f"--layer-width {self.layer_width:g} must lie in (0, 1] (a share of the wall)")
-        if not np.isfinite(self.max_width_mm) or self.max_width_mm <= 0.0:
-            raise CardioScarError(f"--max-width {self.max_width_mm:g} must be a positive width in mm")
-        if self.max_width_mm > MAX_MAX_WIDTH_MM:
-            raise CardioScarError(
-                f"--max-width {self.max_width_mm:g}: give a width in (0, {MAX_MAX_WIDTH_MM:g}] mm (conducting channels "
-                "are a few mm to 10-20 mm wide; a wider closing turns the border zone between any two core patches "
-                "into a corridor)")
-        if not np.isfinite(self.min_length_mm) or self.min_length_mm < 0.0:
-            raise CardioScarError(f"--min-length {self.min_length_mm:g} must be a length in mm >= 0 (0 keeps every "
-                                  "channel)")
+        """One-line errors for options out of range (:func:`cardioscar.io.checks.check_channel_options`,
+        which the command line runs on the options it was given before VTK loads)."""
+        check_channel_options(self.layers, self.layer_width, self.max_width_mm, self.min_length_mm)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,12 @@ def search_arguments(args: argparse.Namespace) -> tuple:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from cardioscar.io.checks import check_channel_options, check_output_dir, check_vtk_file
+
+    # run_channels' own checks, in its order, before it loads VTK and SciPy: a refusal costs no import
+    check_channel_options(args.layers, args.layer_width, args.max_width, args.min_length)
+    check_output_dir(args.output_dir)
+    check_vtk_file(args.mesh)
     from cardioscar.simulation.channels import run_channels
     from cardioscar.simulation.open_cut import open_cut_note
 

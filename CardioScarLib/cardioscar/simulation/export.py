@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CardioScarError
-from ..io.checks import (SAME_NODE_TOLERANCE_MM, check_output_path, check_prefix, check_scar_field_name,
-                         check_vtk_file)
+from ..io.checks import (SAME_NODE_TOLERANCE_MM, check_not_an_input, check_output_path, check_prefix,
+                         check_scar_field_name, check_vtk_file)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,8 +54,10 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     # a read-only or missing place was found only when the files were written, after the tagging
     # and the fibre rule (round 18); every other verb checks its outputs before any work
     first = Path(output)
-    check_output_path(first if fmt == "vtu" and first.suffix.lower() == ".vtu"
-                      else first.with_name(first.name + (".pts" if fmt == "opencarp" else ".vtu")), "--output")
+    target = (first if fmt == "vtu" and first.suffix.lower() == ".vtu"
+              else first.with_name(first.name + (".pts" if fmt == "opencarp" else ".vtu")))
+    check_output_path(target, "--output")
+    check_not_an_input(target, (mesh_path, core_mesh), "--output")  # a .vtu over the prediction it tags
     check_scar_field_name(scar_field, "--scar-field")
     check_scar_field_name(core_field, "--core-field")
     refuse_scar_as_core(scar_field, core_field or (None if core_mesh is None else "scar_probability"),
