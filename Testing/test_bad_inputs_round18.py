@@ -21,31 +21,33 @@ from vtk.util.numpy_support import numpy_to_vtk
 
 from cardioscar.cli import main
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
+from cardioscar.logic import load_preprocessing_result
 from conftest import assert_refused_in_one_line, error_lines
 from test_bad_inputs_round17 import trained  # noqa: F401 (the 1,500-node phantom and a model trained on it)
 
 
-def _dicom_series(image: sitk.Image, folder, description: str, number: int, frames: int = 1) -> None:
+def _dicom_series(image: sitk.Image, folder, description: str, number: int, frames: int = 1,
+                  again: tuple[int, ...] = ()) -> None:
     """``image``'s slices written into ``folder`` as one DICOM series (one file per slice and time
-    frame, each at its slice's position), as a scanner exports it; int16 pixels, x1000."""
+    frame, each at its slice's position, then the slices ``again`` acquired a second time), as a
+    scanner exports it; int16 pixels, x1000."""
     folder.mkdir(parents=True, exist_ok=True)
     array = sitk.GetArrayFromImage(image)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     uid = f"1.2.826.0.1.3680043.2.1125.18.{number}"
-    for k in range(array.shape[0]):
-        for frame in range(frames):
-            plane = sitk.GetImageFromArray((array[k:k + 1] * (1000 - 300 * frame)).astype(np.int16))
-            plane.SetSpacing(image.GetSpacing())
-            plane.SetDirection(image.GetDirection())
-            plane.SetOrigin(image.TransformIndexToPhysicalPoint((0, 0, k)))
-            index = k * frames + frame
-            for tag, value in {"0020|000e": uid, "0020|000d": "1.2.826.0.1.3680043.2.1125.18", "0008|0060": "MR",
-                               "0008|103e": description, "0020|0011": str(number), "0020|0013": str(index + 1),
-                               "0008|0018": f"{uid}.{index + 1}", "0018|0050": "10"}.items():
-                plane.SetMetaData(tag, value)
-            writer.SetFileName(str(folder / f"{description}_{index:03d}.dcm"))
-            writer.Execute(plane)
+    planes = [(k, frame) for k in range(array.shape[0]) for frame in range(frames)] + [(k, 0) for k in again]
+    for index, (k, frame) in enumerate(planes):
+        plane = sitk.GetImageFromArray((array[k:k + 1] * (1000 - 300 * frame)).astype(np.int16))
+        plane.SetSpacing(image.GetSpacing())
+        plane.SetDirection(image.GetDirection())
+        plane.SetOrigin(image.TransformIndexToPhysicalPoint((0, 0, k)))
+        for tag, value in {"0020|000e": uid, "0020|000d": "1.2.826.0.1.3680043.2.1125.18", "0008|0060": "MR",
+                           "0008|103e": description, "0020|0011": str(number), "0020|0013": str(index + 1),
+                           "0008|0018": f"{uid}.{index + 1}", "0018|0050": "10"}.items():
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{description}_{index:03d}.dcm"))
+        writer.Execute(plane)
 
 
 def test_a_dicom_folder_with_a_cine_beside_the_lge_is_refused_naming_both_series(trained, tmp_path, capsys):
@@ -61,8 +63,8 @@ def test_a_dicom_folder_with_a_cine_beside_the_lge_is_refused_naming_both_series
         ["prepare", "--mesh", mesh, "--image", tmp_path / "exam", "--normalize-intensities", "--output",
          tmp_path / "out.npz"],
         "holds 2 series; the largest, series 5 'CINE' (27 files), has 27 files on a slice position another file "
-        "holds (a cine's time frames?), so it is not taken for the LGE (the others: series 10 'LGE' (9 files))",
-        capsys, tmp_path)
+        "holds (a cine's time frames, or magnitude and phase images?), so it is not taken for the LGE (the others: "
+        "series 10 'LGE' (9 files))", capsys, tmp_path)
     _dicom_series(image, tmp_path / "two", "LGE", 10)
     sitk.WriteImage(image[:, :, 2:6], str(tmp_path / "short.nii.gz"))
     _dicom_series(sitk.ReadImage(str(tmp_path / "short.nii.gz")), tmp_path / "two", "LGE repeat", 11)
@@ -70,6 +72,30 @@ def test_a_dicom_folder_with_a_cine_beside_the_lge_is_refused_naming_both_series
                  "--output", str(tmp_path / "two.npz")]) == 0
     assert np.load(tmp_path / "two.npz")["slice_labels"].size == 9
     assert "using series 10 'LGE' (9 files) (the others: series 11 'LGE repeat' (4 files))" in capsys.readouterr().err
+
+
+def test_an_lge_stack_with_one_slice_acquired_again_beside_a_localiser_is_read(trained, tmp_path, capsys):
+    """An LGE stack whose slice 4 was acquired a second time (a failed breath-hold), exported with a
+    3-file localiser into one folder: the repeated position made round 18's check refuse the LGE as
+    a cine and suggest the localiser's file as the LGE; it was read before round 18, and is read
+    file by file as in a folder of its own, with the repeat's warning. A cine (every position
+    repeated) is still refused, the example naming the LGE and not the smaller localiser."""
+    image = sitk.ReadImage(str(trained["paths"]["image"]))
+    _dicom_series(image, tmp_path / "exam", "LGE", 10, again=(4,))
+    sitk.WriteImage(image[:, :, 0:3], str(tmp_path / "loc.nii.gz"))
+    _dicom_series(sitk.ReadImage(str(tmp_path / "loc.nii.gz")), tmp_path / "exam", "LOC", 2)
+    assert main(["prepare", "--mesh", str(trained["paths"]["mesh"]), "--image", str(tmp_path / "exam"),
+                 "--normalize-intensities", "--output", str(tmp_path / "exam.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "using series 10 'LGE' (10 files) (the others: series 2 'LOC' (3 files))" in err
+    assert "1 file(s) of the DICOM series" in err, err
+    _dicom_series(image, tmp_path / "exam", "CINE", 5, frames=2)
+    assert_refused_in_one_line(
+        ["prepare", "--mesh", trained["paths"]["mesh"], "--image", tmp_path / "exam", "--output", tmp_path / "c.npz"],
+        f"the largest, series 5 'CINE' (18 files), has 18 files on a slice position another file holds (a cine's "
+        f"time frames, or magnitude and phase images?), so it is not taken for the LGE (the others: series 10 'LGE' "
+        f"(10 files); series 2 'LOC' (3 files)): give each series a folder of its own, or pass the LGE series' "
+        f"files as images (e.g. --image {tmp_path / 'exam' / 'LGE_'}", capsys, tmp_path)
 
 
 def _tetra_mesh(mesh: Mesh, cells: np.ndarray) -> Mesh:
@@ -132,6 +158,26 @@ def test_a_checkpoint_whose_node_spacing_is_text_is_refused_in_one_line(trained,
                                capsys, tmp_path)
 
 
+def test_a_checkpoint_node_spacing_of_true_negative_or_infinite_is_refused_a_tensor_read(trained, tmp_path, capsys):
+    """Round 18's check took what ``float`` takes: True was read as 1 mm, -3 skipped the spacing check
+    without a word, inf blamed the mesh's units ("scale it to millimetres"); each is now refused
+    naming the entry, as text is. A 0-d tensor of the right spacing (a file saved by hand with
+    torch) and NaN (what a one-node training mesh records) are still applied."""
+    checkpoint = torch.load(trained["out"] / "model.pth", weights_only=True)
+    recorded = checkpoint["dataset_info"]["node_spacing_mm"]
+    for value, shown in ((True, "True"), (-3.0, "-3.0"), (float("inf"), "inf"), (torch.tensor([1.0, 2.0]), "tensor(")):
+        torch.save({**checkpoint, "dataset_info": {**checkpoint["dataset_info"], "node_spacing_mm": value}},
+                   tmp_path / "edited.pth")
+        assert_refused_in_one_line(["apply", "--model", tmp_path / "edited.pth", "--mesh", trained["paths"]["mesh"],
+                                    "--output", tmp_path / "out.vtk", "--mc-samples", "2"],
+                                   f"The checkpoint's dataset_info.node_spacing_mm is {shown}", capsys, tmp_path)
+    for value in (torch.tensor(recorded), float("nan")):
+        torch.save({**checkpoint, "dataset_info": {**checkpoint["dataset_info"], "node_spacing_mm": value}},
+                   tmp_path / "edited.pth")
+        assert main(["apply", "--model", str(tmp_path / "edited.pth"), "--mesh", str(trained["paths"]["mesh"]),
+                     "--output", str(tmp_path / "applied.vtk"), "--mc-samples", "2"]) == 0
+
+
 def test_training_data_of_a_newer_layout_or_another_frame_is_refused(trained, tmp_path, capsys):
     """A ``.npz`` with ``format_version`` 3 (a newer CardioScar's, whose keys may mean other things)
     or ``coordinate_space`` RAS trained without a word; now each is refused naming the key. The
@@ -149,6 +195,24 @@ def test_training_data_of_a_newer_layout_or_another_frame_is_refused(trained, tm
     for data in (trained["out"] / "data.npz", tmp_path / "plain.npz"):
         assert main(["train", "--training-data", str(data), "--output", str(tmp_path / "model.pth"),
                      "--max-epochs", "1", "--preset", "fast"]) == 0
+
+
+def test_training_data_layout_keys_in_other_spellings(trained, tmp_path, capsys):
+    """Round 18's checks read ``coordinate_space`` with ``str``: LPS stored as bytes (numpy "S" text,
+    as some tools write it), as a one-element list or in lower case was refused as another frame, and
+    ``format_version`` "abc" or 2.5 was called newer than this CardioScar. Each LPS spelling now
+    loads; a version that is not a whole number is refused as such; RAS as bytes is still refused."""
+    arrays = dict(np.load(trained["out"] / "data.npz"))
+    for space in (np.asarray(b"LPS"), np.asarray(["LPS"]), np.asarray("lps")):
+        np.savez(tmp_path / "spelled.npz", **{**arrays, "coordinate_space": space})
+        assert load_preprocessing_result(tmp_path / "spelled.npz").coordinates.shape == arrays["coordinates"].shape
+    for key, value, fragment in (("coordinate_space", np.asarray(b"RAS"), "has coordinate_space 'RAS'; training data "
+                                                                          "is in LPS"),
+                                 ("format_version", np.asarray("abc"), "has format_version 'abc', not a whole number"),
+                                 ("format_version", np.float64(2.5), "has format_version 2.5, not a whole number")):
+        np.savez(tmp_path / "edited.npz", **{**arrays, key: value})
+        assert_refused_in_one_line(["train", "--training-data", tmp_path / "edited.npz", "--output",
+                                    tmp_path / "out.pth", "--max-epochs", "1"], fragment, capsys, tmp_path)
 
 
 def test_another_stages_file_given_as_the_model_or_the_training_data_is_named(trained, tmp_path, capsys):

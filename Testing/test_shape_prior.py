@@ -528,3 +528,15 @@ def test_an_unbounded_prior_is_written_as_version_4_for_older_builds():
     bounded = dataclasses.replace(prior, residual_bound=2.0)
     assert int(bounded.to_arrays()["version"]) == 5 and bounded.to_checkpoint()["version"] == 5
     assert ShapePrior.from_checkpoint({"shape_prior": bounded.to_checkpoint()}).residual_bound == 2.0
+
+
+def test_a_bounded_prior_whose_bound_is_true_is_refused_as_damaged():
+    """A version 5 prior's ``residual_bound`` of True (a hand-edited or another tool's file) was
+    read as a bound of 1 logit, which would train or predict with a bound never chosen; it is
+    refused as a damaged prior, in the checkpoint (a Python bool) and the ``.npz`` (numpy's)."""
+    grid, slices, _ = _training_case()
+    bounded = dataclasses.replace(prepare_from_slices(grid, slices).shape_prior, residual_bound=2.0)
+    with pytest.raises(CardioScarError, match="the checkpoint: the shape prior is damaged"):
+        ShapePrior.from_checkpoint({"shape_prior": {**bounded.to_checkpoint(), "residual_bound": True}})
+    with pytest.raises(CardioScarError, match="data.npz: the shape prior is damaged"):
+        ShapePrior.from_arrays({**bounded.to_arrays(), "residual_bound": np.bool_(True)}, "data.npz")

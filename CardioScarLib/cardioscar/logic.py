@@ -634,15 +634,23 @@ def _check_layout(arrays: dict, where: str) -> None:
     the reference tool's) pass."""
     version = arrays.get("format_version")
     try:
-        newer = version is not None and int(version) > TRAINING_DATA_FORMAT
+        number = None if version is None else float(version)
     except (TypeError, ValueError):
-        newer = True
-    if newer:
+        number = math.nan
+    if number is not None and not (math.isfinite(number) and number == int(number)):
+        # "abc" and [2] were called newer than this CardioScar (round 21)
+        raise CardioScarError(f"{where} has format_version {np.asarray(version).tolist()!r}, not a whole number (a damaged or hand-edited "
+                              "file): re-run `cardioscar prepare`.")
+    if number is not None and number > TRAINING_DATA_FORMAT:
         raise CardioScarError(f"{where} has format_version {version}, newer than this CardioScar reads "
                               f"({TRAINING_DATA_FORMAT}): upgrade cardioscar, or re-run `cardioscar prepare` with this one.")
-    space = str(arrays.get("coordinate_space", "LPS"))
-    if space != "LPS":
-        raise CardioScarError(f"{where} has coordinate_space {space!r}; training data is in LPS (re-run "
+    space = arrays.get("coordinate_space", "LPS")
+    if isinstance(space, np.ndarray) and space.size == 1:
+        space = space.reshape(()).item()
+    if isinstance(space, bytes):  # a tool that stores text as bytes (numpy "S" arrays): b"LPS" was refused (round 21)
+        space = space.decode("ascii", errors="replace")
+    if str(space).strip().upper() != "LPS":
+        raise CardioScarError(f"{where} has coordinate_space {str(space)!r}; training data is in LPS (re-run "
                               "`cardioscar prepare`, which writes LPS whatever the mesh file's frame).")
 
 

@@ -125,14 +125,18 @@ def _series_files(folder: Path) -> list[str]:
     if len(series_ids) > 1:
         others = "; ".join(_series_label(sid, files[sid]) for sid in files if sid != chosen)
         repeated = _files_on_repeated_positions(files[chosen])
-        if repeated:
+        if 2 * repeated >= len(files[chosen]):
             # a cine (its time frames at each position) holds more files than the LGE stack
-            # beside it, so "the largest" trained the cine as the LGE, exit 0 (round 18)
+            # beside it, so "the largest" trained the cine as the LGE, exit 0 (round 18). Only
+            # where most files repeat a position: an LGE stack with a slice acquired again (a
+            # failed breath-hold) repeats one or two, and is read as in a folder of its own,
+            # file by file with a warning (round 21: it was refused, naming the localiser)
+            likely = max((sid for sid in files if sid != chosen), key=lambda sid: len(files[sid]))
             raise CardioScarError(
                 f"DICOM folder {folder} holds {len(series_ids)} series; the largest, {_series_label(chosen, files[chosen])}, "
-                f"has {repeated} files on a slice position another file holds (a cine's time frames?), so it is not "
-                f"taken for the LGE (the others: {others}): give each series a folder of its own, or pass the LGE "
-                f"series' files as images (e.g. --image {files[next(sid for sid in files if sid != chosen)][0]} ...)")
+                f"has {repeated} files on a slice position another file holds (a cine's time frames, or magnitude "
+                f"and phase images?), so it is not taken for the LGE (the others: {others}): give each series a "
+                f"folder of its own, or pass the LGE series' files as images (e.g. --image {files[likely][0]} ...)")
         logger.warning("%s holds %d DICOM series; using %s (the others: %s)", folder, len(series_ids),
                        _series_label(chosen, files[chosen]), others)
     return list(files[chosen])
@@ -153,12 +157,18 @@ def _series_label(series_id: str, names: list[str] | tuple[str, ...]) -> str:
 
 
 def _files_on_repeated_positions(names: list[str] | tuple[str, ...]) -> int:
-    """How many of a series' files lie on a slice position that another of its files holds
-    (within :data:`POSITION_TOLERANCE_MM`): the time frames of a cine, repeated acquisitions."""
-    origins = np.array([_file_geometry(str(name))[0] for name in names])
+    """How many of a series' files lie on a slice position that another of its files holds: the
+    time frames of a cine, repeated acquisitions."""
+    counts = _files_per_position(np.array([_file_geometry(str(name))[0] for name in names]))
+    return int(counts[counts > 1].sum())
+
+
+def _files_per_position(origins: np.ndarray) -> np.ndarray:
+    """How many of the (N, 3) ``origins`` lie at each distinct position (within
+    :data:`POSITION_TOLERANCE_MM`), in any order: GDCM sorts a series with repeated positions by
+    file name, so a slice acquired again is seldom next to its first acquisition."""
     keys = np.round(origins / POSITION_TOLERANCE_MM).astype(np.int64)
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    return int((counts[inverse.ravel()] > 1).sum())
+    return np.unique(keys, axis=0, return_counts=True)[1]
 
 
 def _where_the_series_are(folder: Path) -> str:
@@ -281,11 +291,11 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
     if misplaced > POSITION_TOLERANCE_MM:
         logger.warning("The DICOM series in %s cannot be one volume (%s); each slice keeps its own recorded "
                        "position", source, _why(misplaced, worst))
-    repeats = int((np.linalg.norm(np.diff(origins, axis=0), axis=1) < POSITION_TOLERANCE_MM).sum())
+    repeats = int((_files_per_position(origins) - 1).sum())  # not only next to each other (round 21)
     if repeats:
-        logger.warning("%d file(s) of the DICOM series in %s repeat the position of the file before them (repeated "
-                       "acquisitions or time frames?); each is a slice of its own: choose the indices to use",
-                       repeats, source)
+        logger.warning("%d file(s) of the DICOM series in %s repeat the position of another of its files (repeated "
+                       "acquisitions, time frames, or magnitude and phase images?); each is a slice of its own: "
+                       "choose the indices to use", repeats, source)
     logger.info("Read DICOM series %s: %d file(s), first: %s", source, len(planes), image_summary(planes[0]))
     return planes
 

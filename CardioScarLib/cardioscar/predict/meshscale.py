@@ -10,6 +10,7 @@ extent; new checkpoints also record its node spacing (``dataset_info.node_spacin
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -60,11 +61,16 @@ def check_same_scale(dataset_info: dict, points_lps: np.ndarray, mesh_name: str)
                        "mesh on its extent only", mesh_name)
         return
     try:
-        recorded = float(recorded)  # NaN: a model trained on one node (node_spacing's NaN), checked on extent
+        # NaN: a model trained on one node, 0: on a mesh whose nodes are each written twice (node_spacing's
+        # answers, checked on extent). Text ended in a ValueError traceback (round 18); True was read as
+        # 1 mm, a negative spacing skipped the check without a word and inf blamed the mesh's units (round 21)
+        spacing_mm = float("-inf") if isinstance(recorded, bool) else float(recorded)
     except (TypeError, ValueError):
-        # text ended in a ValueError traceback (round 18)
-        raise CardioScarError(f"The checkpoint's dataset_info.node_spacing_mm is {recorded!r}, not a number of mm (a "
-                              "damaged or hand-edited file): retrain the model or restore a backup") from None
+        spacing_mm = float("-inf")
+    if spacing_mm < 0 or math.isinf(spacing_mm):
+        raise CardioScarError(f"The checkpoint's dataset_info.node_spacing_mm is {recorded!r}, not a number of mm (0 or "
+                              "more; a damaged or hand-edited file): retrain the model or restore a backup")
+    recorded = spacing_mm
     spacing = node_spacing(points)
     if np.isfinite(spacing) and spacing > 0 and recorded > 0:
         ratio = spacing / recorded

@@ -316,6 +316,8 @@ class ShapePrior:
                                  if version >= 3 else (1.0, 0))
             lone = int(np.asarray(arrays["weigh_lone_planes"])) if version >= 4 else 1
             bound = float(np.asarray(arrays["residual_bound"])) if version >= 5 else math.inf
+            if version >= 5 and np.asarray(arrays["residual_bound"]).dtype == bool:
+                raise ValueError  # True was read as a bound of 1 logit (round 21)
             shapes = geometry[:, 16:18].astype(np.int64)
             if version > PRIOR_VERSION or shapes.min(initial=1) < 1 or int(shapes.prod(axis=1).sum()) != flat.size \
                     or not (alpha > 0 and clip > 0 and bulge > 0 and full >= 0 and decay > 0) \
