@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 import vtk
-from vtk.util.numpy_support import numpy_to_vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.cli import main
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
@@ -131,6 +131,50 @@ def test_export_refuses_cells_that_list_a_node_twice(trained, tmp_path, capsys):
     write_mesh(mesh, tmp_path / "whole.vtk", {"scar_probability": scar})
     assert main(["export", "--mesh", str(tmp_path / "whole.vtk"), "--output", str(tmp_path / "whole")]) == 0
     assert int((tmp_path / "whole.elem").read_text().split("\n")[0]) == len(cells)
+
+
+def test_export_refuses_flat_cells_of_distinct_nodes_but_not_slivers(trained, tmp_path, capsys):
+    """Tetrahedra whose four nodes are distinct but coplanar (the fourth at the centroid of the other
+    three), or whose fourth node is a copy of the first's position, passed the check above: exported
+    to openCARP and a .vtu with exit 0 (the copy warned of as coincident nodes only), elements of zero
+    volume. Now refused by both formats, naming a cell; the slivers of a Delaunay mesh of random
+    points (volumes down to 1e-6 of their size cubed) are not."""
+    from cardioscar.io.meshio import cell_layout
+    from cardioscar.simulation.opencarp import cell_volumes, flat_cells
+
+    mesh = read_mesh(trained["paths"]["mesh"])
+    points = vtk_to_numpy(mesh.dataset.GetPoints().GetData()).astype(np.float64)
+    cells = cell_layout(mesh.dataset)[1].reshape(-1, 4).copy()
+    flat = cells[::7]
+    extra = np.concatenate([points[flat[:, :3]].mean(axis=1), points[flat[:1, 0]]])
+    cells = np.concatenate([cells, np.column_stack([flat[:, :3], len(points) + np.arange(len(flat))]),
+                            [[*flat[0, :3], len(points) + len(flat)]]])
+    grid = vtk.vtkUnstructuredGrid()
+    grid.SetPoints(vtk.vtkPoints())
+    # float32, as most meshes are written: rounding leaves a flat cell a little volume, not none
+    grid.GetPoints().SetData(numpy_to_vtk(np.concatenate([points, extra]).astype(np.float32), deep=True))
+    layout = vtk.vtkCellArray()
+    layout.SetData(numpy_to_vtk(np.arange(0, 4 * len(cells) + 1, 4), deep=True, array_type=vtk.VTK_ID_TYPE),
+                   numpy_to_vtk(cells.ravel(), deep=True, array_type=vtk.VTK_ID_TYPE))
+    grid.SetCells(vtk.VTK_TETRA, layout)
+    scar = np.concatenate([mesh.point_array("scar_truth"), np.zeros(len(extra))])
+    write_mesh(Mesh(dataset=grid, space=mesh.space), tmp_path / "flat.vtk", {"scar_probability": scar})
+    first = len(cells) - len(flat) - 1
+    for fmt, output in (("opencarp", "out"), ("vtu", "out.vtu")):
+        assert_refused_in_one_line(["export", "--mesh", tmp_path / "flat.vtk", "--output", tmp_path / output,
+                                    "--format", fmt],
+                                   f"flat.vtk: {len(flat) + 1} of its {len(cells)} cells have no volume (cell {first}: "
+                                   f"nodes {' '.join(str(n) for n in cells[first])}), flat elements", capsys, tmp_path)
+    rng = np.random.default_rng(0)
+    cloud = vtk.vtkPolyData()
+    cloud.SetPoints(vtk.vtkPoints())
+    cloud.GetPoints().SetData(numpy_to_vtk(rng.random((3000, 3)) * 60 + 100, deep=True))
+    delaunay = vtk.vtkDelaunay3D()
+    delaunay.SetInputData(cloud)
+    delaunay.Update()
+    volume, size, _ = cell_volumes(delaunay.GetOutput())
+    assert np.min(np.abs(volume) / size ** 3) < 1e-4
+    assert not flat_cells(delaunay.GetOutput()).any()
 
 
 def test_aha_on_a_mesh_without_cells_is_refused_in_one_line(trained, tmp_path, capsys):

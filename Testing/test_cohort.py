@@ -324,6 +324,36 @@ def test_an_output_folder_reused_with_another_manifest_warns_of_the_patients_it_
     assert "p1" in warning and "of another manifest" not in warning
 
 
+def test_the_reused_folder_warning_names_another_cohorts_failed_patients_too(tmp_path, warnings_of_cardioscar):
+    """A patient of the earlier cohort that failed leaves a failure record (``_failed/ID.json``) and
+    no folder; the warning above counted folders with a ``report.json`` only, so it was left out (or
+    no warning given when every earlier patient had failed). Now named, marked failed; this cohort's
+    own patients, an interrupted attempt's temporary folder and a folder of the user's are not. The
+    folders are built here as a run leaves them (no run)."""
+    from cardioscar.cohort.runner import _warn_other_cohort
+    from cardioscar.cohort.summary import FAILED_DIR
+
+    out = tmp_path / "out"
+    for ident in ("p1", "p2"):
+        (out / ident).mkdir(parents=True)
+        (out / ident / "report.json").write_text(json.dumps({"id": ident, "status": "done"}))
+    (out / FAILED_DIR).mkdir()
+    for ident in ("p2", "p8"):
+        (out / FAILED_DIR / f"{ident}.json").write_text(json.dumps({"id": ident, "status": "failed"}))
+    (out / ".p7.partial-abc").mkdir()
+    (out / "notes").mkdir()
+    manifest = tmp_path / "manifest_p2.csv"
+    manifest.write_text(HEADER + "\n")
+    _warn_other_cohort(out, manifest, {"p2"})
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "holds 2 patient(s) that manifest_p2.csv does not list (p1, p8 (failed))" in warning
+    shutil.rmtree(out / "p1")
+    warnings_of_cardioscar.clear()
+    _warn_other_cohort(out, manifest, {"p2"})  # the earlier cohort's only patient failed
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "holds 1 patient(s) that manifest_p2.csv does not list (p8 (failed))" in warning
+
+
 def test_status_of_a_folder_that_is_no_cohort(tmp_path):
     with pytest.raises(CardioScarError, match="cohort_manifest.json is missing"):
         cohort_status(tmp_path)

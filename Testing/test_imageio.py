@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -104,6 +105,36 @@ def test_repeated_slice_positions_are_reported(tmp_path: Path, caplog) -> None:
         planes = read_dicom_planes(tmp_path)
     assert len(planes) == 3
     assert "1 file(s) of the DICOM series" in caplog.text and "repeat the position" in caplog.text
+
+
+@pytest.mark.parametrize("series", [SHORT_AXIS, tuple(name for name in SHORT_AXIS if name != "Se2")],
+                         ids=["even", "missing-slice"])
+def test_a_psir_magnitude_and_phase_pair_is_judged_on_its_distinct_positions(tmp_path, caplog, series) -> None:
+    """A PSIR series holding a magnitude and a phase image at each position (the real short-axis
+    planes, the phase written as their negation) was also warned of as not evenly spaced: the
+    spacing was judged on all files, the repeated positions read as gaps of zero. Now the distinct
+    positions are judged: an even stack is warned of its repeats only, a stack missing a slice still
+    of its gap, naming a file's index that lies at it."""
+    originals = [sitk.ReadImage(str(bivme_dicom(name))) for name in series]
+    images = []
+    for index, (original, kind) in enumerate([(image, kind) for image in originals for kind in ("M", "P")]):
+        image = sitk.Cast(original, sitk.sitkInt16) * (1 if kind == "M" else -1)
+        for key in original.GetMetaDataKeys():
+            image.SetMetaData(key, original.GetMetaData(key))
+        image.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.79.{index}")  # an instance of its own
+        image.SetMetaData("0008|0008", f"ORIGINAL\\PRIMARY\\{kind}\\NONE")
+        images.append(image)
+    write_dicom_series(images, [f"{index:02d}" for index in range(len(images))], tmp_path,
+                       "1.2.826.0.1.3680043.2.1125.79")
+    with caplog.at_level("WARNING", logger="cardioscar.io.imageio"):
+        planes = read_dicom_planes(tmp_path)
+    assert len(planes) == 2 * len(series)
+    assert f"{len(series)} file(s) of the DICOM series" in caplog.text and "repeat the position" in caplog.text
+    if series == SHORT_AXIS:
+        assert "not evenly spaced" not in caplog.text
+    else:
+        [gap] = re.findall(r"not evenly spaced: slice k=(\d+) would sit 8\.8\d mm", caplog.text)
+        assert _original_at(originals, np.asarray(planes[int(gap)].GetOrigin())) is originals[2]
 
 
 def test_stack_missing_a_slice_keeps_each_slice_where_it_was_acquired(tmp_path: Path) -> None:

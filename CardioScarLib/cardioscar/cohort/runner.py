@@ -330,20 +330,23 @@ def _warn_other_cohort(out: Path, manifest: Path, ids: set[str]) -> None:
     """Warn when ``out`` holds results of patients this manifest does not list (another cohort's
     folder reused, or rows taken out): their folders stay, as a user's results do, but the summary
     leaves them out, so a script globbing ``out/*/`` would mix the two cohorts without a word
-    (round 18). Read from the folders (a patient's ``report.json``), so a second run says it again;
-    the previous run's record names its manifest when it was another."""
-    left = sorted(child.name for child in out.iterdir()
-                  if child.name not in ids and child.is_dir() and (child / "report.json").is_file())
-    if not left:
+    (round 18). Read from the folders (a patient's ``report.json``) and the failure records (a
+    failed patient leaves ``_failed/ID.json`` and no folder), so a second run says it again; the
+    previous run's record names its manifest when it was another."""
+    done = sorted(child.name for child in out.iterdir()
+                  if child.name not in ids and child.is_dir() and (child / REPORT).is_file())
+    failed = sorted(path.stem for path in (out / FAILED_DIR).glob("*.json") if path.stem not in ids)
+    if not done and not failed:
         return
     try:
         earlier = str(json.loads((out / COHORT_RECORD).read_text()).get("manifest", ""))
     except (OSError, ValueError, AttributeError):
         earlier = ""
     other = f" of another manifest ({earlier})" if earlier and earlier != str(manifest.resolve()) else ""
-    logger.warning("cohort: %s holds the results of %d patient(s)%s that %s does not list (%s): their folders stay, "
-                   "outside this cohort's summary; give each cohort an --output-dir of its own", out, len(left), other,
-                   manifest.name, ", ".join(left[:5]) + (", ..." if len(left) > 5 else ""))
+    names = done + [f"{ident} (failed)" for ident in failed]
+    logger.warning("cohort: %s holds %d patient(s)%s that %s does not list (%s): their results and "
+                   "failure records stay, outside this cohort's summary; give each cohort an --output-dir of its own",
+                   out, len(names), other, manifest.name, ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""))
 
 
 def _run_on_dask(todo: list[PatientSpec], out: Path, hashes: dict[str, str], rows: dict[str, dict],

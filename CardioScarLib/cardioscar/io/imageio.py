@@ -167,8 +167,20 @@ def _files_per_position(origins: np.ndarray) -> np.ndarray:
     """How many of the (N, 3) ``origins`` lie at each distinct position (within
     :data:`POSITION_TOLERANCE_MM`), in any order: GDCM sorts a series with repeated positions by
     file name, so a slice acquired again is seldom next to its first acquisition."""
-    keys = np.round(origins / POSITION_TOLERANCE_MM).astype(np.int64)
-    return np.unique(keys, axis=0, return_counts=True)[1]
+    return np.unique(_position_keys(origins), axis=0, return_counts=True)[1]
+
+
+def _position_keys(origins: np.ndarray) -> np.ndarray:
+    """The (N, 3) ``origins`` on a grid of :data:`POSITION_TOLERANCE_MM`: equal rows, one position."""
+    return np.round(origins / POSITION_TOLERANCE_MM).astype(np.int64)
+
+
+def _first_at_each_position(origins: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Indices of the first of the (N, 3) ``origins`` at each distinct position, in order along
+    ``normal``: the slices a series with repeated positions stacks, whose spacing is what can be
+    uneven (the repeats are warned of on their own)."""
+    first = np.unique(_position_keys(origins), axis=0, return_index=True)[1]
+    return first[np.argsort(origins[first] @ normal, kind="stable")]
 
 
 def _where_the_series_are(folder: Path) -> str:
@@ -286,12 +298,17 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
                                   "must have one slice per file (or convert it to NIfTI)")
         planes.append(plane)
     origins = np.array([plane.GetOrigin() for plane in planes])
-    misplaced, worst = _volume_misplacement(
-        [(origin, np.asarray(plane.GetDirection()).reshape(3, 3)) for origin, plane in zip(origins, planes)])
+    geometry = [(origin, np.asarray(plane.GetDirection()).reshape(3, 3)) for origin, plane in zip(origins, planes)]
+    misplaced, worst = _volume_misplacement(geometry)
+    repeats = int((_files_per_position(origins) - 1).sum())  # not only next to each other (round 21)
+    if repeats and math.isfinite(misplaced):
+        # a magnitude+phase pair or a slice acquired again: the repeats (warned below) are not uneven gaps
+        distinct = _first_at_each_position(origins, geometry[0][1][:, 2])
+        misplaced, worst = _volume_misplacement([geometry[i] for i in distinct])
+        worst = int(distinct[worst])
     if misplaced > POSITION_TOLERANCE_MM:
         logger.warning("The DICOM series in %s cannot be one volume (%s); each slice keeps its own recorded "
                        "position", source, _why(misplaced, worst))
-    repeats = int((_files_per_position(origins) - 1).sum())  # not only next to each other (round 21)
     if repeats:
         logger.warning("%d file(s) of the DICOM series in %s repeat the position of another of its files (repeated "
                        "acquisitions, time frames, or magnitude and phase images?); each is a slice of its own: "

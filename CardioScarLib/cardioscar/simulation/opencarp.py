@@ -138,6 +138,7 @@ def check_exportable(mesh: Mesh) -> None:
                               "(e.g. tetrahedralise it)")
     check_volume_cells_only(mesh)
     check_cells_not_collapsed(mesh)
+    check_cells_have_volume(mesh)
     check_elements_joined(mesh)
 
 
@@ -146,6 +147,7 @@ def check_vtu_exportable(mesh: Mesh) -> None:
     check_millimetres(mesh.points_lps())
     check_volume_cells_only(mesh)
     check_cells_not_collapsed(mesh)
+    check_cells_have_volume(mesh)
     check_elements_joined(mesh)
 
 
@@ -171,6 +173,75 @@ def check_cells_not_collapsed(mesh: Mesh) -> None:
                               f"nodes {' '.join(str(n) for n in connectivity[offsets[c]:offsets[c + 1]])}), elements "
                               "without volume that a simulator cannot integrate: remove them from the mesh (or "
                               "remesh it) and export again")
+
+
+#: A volume cell whose volume is at most this share of its size cubed (its nodes' bounding-box
+#: diagonal) is flat: a regular tetrahedron's share is 0.064, a cube's 0.19;
+#: real meshes' slivers (a Delaunay mesh of random points: Testing/test_bad_inputs_round18.py) far above it.
+FLAT_CELL_SHARE = 1e-9
+#: Ulps of the points' coordinates a flat cell's node may lie off its plane after rounding: a
+#: coplanar tetrahedron written in float32 100 mm from the origin is some 1e-5 mm thick, not zero.
+FLAT_CELL_ULPS = 8
+
+
+def cell_volumes(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each cell's signed volume, its size: its nodes' bounding-box diagonal, whether it is a volume
+    cell) in the points' units: tetrahedra measured here (O(cells), vectorised), other volume cells
+    by VTK's cell-size filter, which splits them into tetrahedra; 0 for surface cells."""
+    kinds = cell_types(dataset)
+    solid = np.isin(kinds, VOLUME_TYPES)
+    volume, size = np.zeros(len(kinds)), np.zeros(len(kinds))
+    if not solid.any():
+        return volume, size, solid
+    points = vtk_to_numpy(dataset.GetPoints().GetData()).astype(np.float64)
+    offsets, connectivity = cell_layout(dataset)
+    for kind in np.unique(kinds[solid]):
+        cells = np.flatnonzero(kinds == kind)
+        count = offsets[cells[0] + 1] - offsets[cells[0]]
+        corners = points[connectivity[offsets[cells][:, None] + np.arange(count)]]
+        size[cells] = np.linalg.norm(corners.max(axis=1) - corners.min(axis=1), axis=1)
+        if kind == vtk.VTK_TETRA:
+            edges = corners[:, 1:] - corners[:, :1]
+            volume[cells] = np.einsum("ij,ij->i", edges[:, 0], np.cross(edges[:, 1], edges[:, 2])) / 6
+    others = solid & (kinds != vtk.VTK_TETRA)
+    if others.any():
+        measure = vtk.vtkCellSizeFilter()
+        measure.SetInputData(dataset)
+        for switch in (measure.ComputeVertexCountOff, measure.ComputeLengthOff, measure.ComputeAreaOff):
+            switch()
+        measure.Update()
+        volume[others] = vtk_to_numpy(measure.GetOutput().GetCellData().GetArray("Volume"))[others]
+    return volume, size, solid
+
+
+def flat_cells(dataset: vtk.vtkDataSet) -> np.ndarray:
+    """Which cells are volume cells of no volume up to rounding: at most :data:`FLAT_CELL_SHARE` of
+    their size cubed, or thinner than :data:`FLAT_CELL_ULPS` of the coordinates' own rounding."""
+    volume, size, solid = cell_volumes(dataset)
+    if not solid.any():
+        return solid
+    coordinates = vtk_to_numpy(dataset.GetPoints().GetData())
+    rounding = FLAT_CELL_ULPS * np.finfo(coordinates.dtype).eps * float(np.abs(coordinates).max())
+    return solid & (np.abs(volume) <= size ** 2 * (FLAT_CELL_SHARE * size + rounding))
+
+
+def check_cells_have_volume(mesh: Mesh) -> None:
+    """Refuse a mesh with volume cells of no volume whose nodes are all distinct (four coplanar
+    nodes of a tetrahedron, a node written at another's position): the same singular element as a
+    cell listing a node twice (:func:`check_cells_not_collapsed`), which that check cannot see.
+
+    Why relative to the cell's own size and the coordinates' rounding: a real mesh's slivers are thin
+    but not flat and must export; a flat cell written in float32 far from the origin keeps a volume of
+    rounding only."""
+    flat = flat_cells(mesh.dataset)
+    if flat.any():
+        c = int(np.flatnonzero(flat)[0])
+        offsets, connectivity = cell_layout(mesh.dataset)
+        source = mesh.path.name if mesh.path else "the mesh"
+        raise CardioScarError(f"{source}: {int(flat.sum())} of its {len(flat)} cells have no volume (cell {c}: nodes "
+                              f"{' '.join(str(n) for n in connectivity[offsets[c]:offsets[c + 1]])}), flat elements "
+                              "(coplanar nodes, or a node on another's position) that a simulator cannot integrate: "
+                              "remove them from the mesh (or remesh it) and export again")
 
 
 def check_volume_cells_only(mesh: Mesh) -> None:
