@@ -137,7 +137,6 @@ def check_exportable(mesh: Mesh) -> None:
                               "hexahedra, wedges, pyramids, triangles and quads only: convert the mesh first "
                               "(e.g. tetrahedralise it)")
     check_volume_cells_only(mesh)
-    check_cells_not_collapsed(mesh)
     check_cells_have_volume(mesh)
     check_elements_joined(mesh)
 
@@ -146,33 +145,21 @@ def check_vtu_exportable(mesh: Mesh) -> None:
     """Refuse a mesh the tagged ``.vtu`` export would write wrong (see :func:`check_exportable`)."""
     check_millimetres(mesh.points_lps())
     check_volume_cells_only(mesh)
-    check_cells_not_collapsed(mesh)
     check_cells_have_volume(mesh)
     check_elements_joined(mesh)
 
 
-def check_cells_not_collapsed(mesh: Mesh) -> None:
-    """Refuse a mesh with cells that list one node twice (a tetrahedron ``5 6 7 7``, a hexahedron
-    collapsed into a wedge): elements without volume, which a decimation or a converter leaves.
-
-    Why: they tag and export with exit 0, and a simulator then integrates over elements of zero
-    volume (a singular element matrix: openCARP fails to converge or conducts wrongly there), or
-    meshtool drops them and the tags no longer match the elements. Where they are is the user's
-    mesh to mend (remove them, or remesh), once, not ours to guess (round 18)."""
-    offsets, connectivity = cell_layout(mesh.dataset)
+def _collapsed_cells(layout: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Which cells of ``layout`` (:func:`cell_layout`'s offsets and connectivity) list one node
+    twice (a tetrahedron ``5 6 7 7``, a hexahedron collapsed into a wedge)."""
+    offsets, connectivity = layout
     sizes = np.diff(offsets)
     collapsed = np.zeros(len(sizes), bool)
     for size in np.unique(sizes):
         cells = np.flatnonzero(sizes == size)
         nodes = np.sort(connectivity[offsets[cells][:, None] + np.arange(size)], axis=1)
         collapsed[cells] = (np.diff(nodes, axis=1) == 0).any(axis=1)
-    if collapsed.any():
-        c = int(np.flatnonzero(collapsed)[0])
-        source = mesh.path.name if mesh.path else "the mesh"
-        raise CardioScarError(f"{source}: {int(collapsed.sum())} of its {len(sizes)} cells list a node twice (cell {c}: "
-                              f"nodes {' '.join(str(n) for n in connectivity[offsets[c]:offsets[c + 1]])}), elements "
-                              "without volume that a simulator cannot integrate: remove them from the mesh (or "
-                              "remesh it) and export again")
+    return collapsed
 
 
 #: A volume cell whose volume is at most this share of its size cubed (its nodes' bounding-box
@@ -184,17 +171,19 @@ FLAT_CELL_SHARE = 1e-9
 FLAT_CELL_ULPS = 8
 
 
-def cell_volumes(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cell_volumes(dataset: vtk.vtkDataSet, layout: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(each cell's signed volume, its size: its nodes' bounding-box diagonal, whether it is a volume
     cell) in the points' units: tetrahedra measured here (O(cells), vectorised), other volume cells
-    by VTK's cell-size filter, which splits them into tetrahedra; 0 for surface cells."""
+    by VTK's cell-size filter, which splits them into tetrahedra; 0 for surface cells. ``layout``:
+    :func:`cell_layout` of ``dataset`` when the caller has it already."""
     kinds = cell_types(dataset)
     solid = np.isin(kinds, VOLUME_TYPES)
     volume, size = np.zeros(len(kinds)), np.zeros(len(kinds))
     if not solid.any():
         return volume, size, solid
     points = vtk_to_numpy(dataset.GetPoints().GetData()).astype(np.float64)
-    offsets, connectivity = cell_layout(dataset)
+    offsets, connectivity = cell_layout(dataset) if layout is None else layout
     for kind in np.unique(kinds[solid]):
         cells = np.flatnonzero(kinds == kind)
         count = offsets[cells[0] + 1] - offsets[cells[0]]
@@ -214,10 +203,11 @@ def cell_volumes(dataset: vtk.vtkDataSet) -> tuple[np.ndarray, np.ndarray, np.nd
     return volume, size, solid
 
 
-def flat_cells(dataset: vtk.vtkDataSet) -> np.ndarray:
+def flat_cells(dataset: vtk.vtkDataSet, layout: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Which cells are volume cells of no volume up to rounding: at most :data:`FLAT_CELL_SHARE` of
-    their size cubed, or thinner than :data:`FLAT_CELL_ULPS` of the coordinates' own rounding."""
-    volume, size, solid = cell_volumes(dataset)
+    their size cubed, or thinner than :data:`FLAT_CELL_ULPS` of the coordinates' own rounding
+    (``layout``: as in :func:`cell_volumes`)."""
+    volume, size, solid = cell_volumes(dataset, layout)
     if not solid.any():
         return solid
     coordinates = vtk_to_numpy(dataset.GetPoints().GetData())
@@ -226,22 +216,36 @@ def flat_cells(dataset: vtk.vtkDataSet) -> np.ndarray:
 
 
 def check_cells_have_volume(mesh: Mesh) -> None:
-    """Refuse a mesh with volume cells of no volume whose nodes are all distinct (four coplanar
-    nodes of a tetrahedron, a node written at another's position): the same singular element as a
-    cell listing a node twice (:func:`check_cells_not_collapsed`), which that check cannot see.
+    """Refuse a mesh with volume cells of no volume: cells that list one node twice (a decimation or
+    a converter leaves them), then cells whose nodes are all distinct but flat (four coplanar nodes
+    of a tetrahedron, a node written at another's position), each named as such. The mesh's cell
+    array is read once for both.
 
-    Why relative to the cell's own size and the coordinates' rounding: a real mesh's slivers are thin
-    but not flat and must export; a flat cell written in float32 far from the origin keeps a volume of
-    rounding only."""
-    flat = flat_cells(mesh.dataset)
-    if flat.any():
-        c = int(np.flatnonzero(flat)[0])
-        offsets, connectivity = cell_layout(mesh.dataset)
-        source = mesh.path.name if mesh.path else "the mesh"
-        raise CardioScarError(f"{source}: {int(flat.sum())} of its {len(flat)} cells have no volume (cell {c}: nodes "
-                              f"{' '.join(str(n) for n in connectivity[offsets[c]:offsets[c + 1]])}), flat elements "
-                              "(coplanar nodes, or a node on another's position) that a simulator cannot integrate: "
-                              "remove them from the mesh (or remesh it) and export again")
+    Why: they tag and export with exit 0, and a simulator then integrates over elements of zero
+    volume (a singular element matrix: openCARP fails to converge or conducts wrongly there), or
+    meshtool drops them and the tags no longer match the elements. Where they are is the user's
+    mesh to mend (remove them, or remesh), once, not ours to guess (round 18). Flat is judged
+    relative to the cell's own size and the coordinates' rounding: a real mesh's slivers are thin
+    but not flat and must export; a flat cell written in float32 far from the origin keeps a volume
+    of rounding only."""
+    layout = cell_layout(mesh.dataset)
+    _refuse_cells(mesh, _collapsed_cells(layout), layout, "list a node twice", "elements without volume")
+    _refuse_cells(mesh, flat_cells(mesh.dataset, layout), layout, "have no volume",
+                  "flat elements (coplanar nodes, or a node on another's position)")
+
+
+def _refuse_cells(mesh: Mesh, bad: np.ndarray, layout: tuple[np.ndarray, np.ndarray], fault: str,
+                  what: str) -> None:
+    """One line naming how many cells are ``bad`` (they ``fault``: ``what`` they are) and the
+    first with its nodes, when any is."""
+    if not bad.any():
+        return
+    offsets, connectivity = layout
+    c = int(np.flatnonzero(bad)[0])
+    source = mesh.path.name if mesh.path else "the mesh"
+    raise CardioScarError(f"{source}: {int(bad.sum())} of its {len(bad)} cells {fault} (cell {c}: nodes "
+                          f"{' '.join(str(n) for n in connectivity[offsets[c]:offsets[c + 1]])}), {what} that a "
+                          "simulator cannot integrate: remove them from the mesh (or remesh it) and export again")
 
 
 def check_volume_cells_only(mesh: Mesh) -> None:
