@@ -215,41 +215,39 @@ def check_vtk_file(path: str | os.PathLike, allowed_suffixes: tuple[str, ...] = 
     return source
 
 
+def _present(path: str | os.PathLike, message: str, folder_ok: bool = False) -> Path:
+    """``path`` as a Path when a file (or, ``folder_ok``, anything) is there; else ``message`` with
+    the path in its ``{}`` as the one-line refusal. The one body of the input checks below, which
+    differ in what they call the input and what to give instead."""
+    source = Path(path)
+    if not (source.exists() if folder_ok else source.is_file()):
+        raise CardioScarError(message.format(source))
+    return source
+
+
 def check_training_data_file(path: str | os.PathLike) -> Path:
     """Refuse training data that is not a file (:func:`cardioscar.logic.load_preprocessing_result`
     and ``cardioscar train`` before torch loads); returns the path."""
-    source = Path(path)
-    if not source.is_file():
-        raise CardioScarError(f"Training data file not found: {source}")
-    return source
+    return _present(path, "Training data file not found: {}")
 
 
 def check_model_file(path: str | os.PathLike) -> Path:
     """Refuse a scar-field checkpoint that is not a file (:func:`cardioscar.fit.checkpoint.load_checkpoint`,
     and ``fine-tune --model`` before torch loads); returns the path."""
-    source = Path(path)
-    if not source.is_file():
-        raise CardioScarError(f"checkpoint file {source} does not exist: give the .pth written by 'cardioscar train'")
-    return source
+    return _present(path, "checkpoint file {} does not exist: give the .pth written by 'cardioscar train'")
 
 
 def check_attrivae_model_file(path: str | os.PathLike) -> Path:
     """Refuse an Attri-VAE ``--model`` that is not a file (its loader, and ``attrivae predict`` /
     ``explain`` before torch loads); returns the path."""
-    source = Path(path)
-    if not source.is_file():
-        raise CardioScarError(f"--model {source} not found: give a model from `cardioscar attrivae train`")
-    return source
+    return _present(path, "--model {} not found: give a model from `cardioscar attrivae train`")
 
 
 def check_image_exists(path: str | os.PathLike) -> Path:
     """Refuse an image path with nothing there, a file or a DICOM folder being what
     :func:`cardioscar.io.imageio.read_image` reads (it runs this; the command line runs it before
     SimpleITK loads); returns the path."""
-    source = Path(path)
-    if not source.exists():
-        raise CardioScarError(f"Image not found: {source}")
-    return source
+    return _present(path, "Image not found: {}", folder_ok=True)
 
 
 def check_output_path(path: str | os.PathLike, option: str = "--output", suffixes: tuple[str, ...] = ()) -> Path:
