@@ -174,11 +174,13 @@ def _padding(value: Any) -> float | str:
     return number
 
 
-def _bounded(kind: Callable, low: float, high: Optional[float] = None) -> Callable[[Any], Any]:
+def _bounded(kind: Callable, low: float) -> Callable[[Any], Any]:
+    """A parser of ``kind`` (int) values of at least ``low``; anything else is a ValueError, which the
+    row's check words as the column's valid values."""
     def parse(value: Any) -> Any:
         text = _text(value)
         number = kind(text)
-        if not (low <= number and (high is None or number <= high)):
+        if not low <= number:
             raise ValueError(text)
         return number
 
