@@ -176,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    _register_prepare(sub)
+    _register_training(sub)
+    _register_apply(sub)
+    _register_evaluate(sub)
+    _register_phantom_and_demo(sub)
+    aha_command.register(sub)
+    mesh_cli.register(sub)
+    cohort_command.register(sub)
+    export.register(sub)
+    channels_cli.register(sub)
+    attrivae_command.register(sub)
+    return parser
+
+
+def _register_prepare(sub: argparse._SubParsersAction) -> None:
+    """prepare: slice pixels mapped onto the mesh nodes, the training data written."""
     prep = sub.add_parser("prepare", help="map slice pixels to mesh nodes and write training data (.npz)")
     prep.add_argument("--mesh-vtk", "--mesh", dest="mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
     source = prep.add_mutually_exclusive_group(required=True)
@@ -208,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     lge_options.add_prepare_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
 
+
+def _register_training(sub: argparse._SubParsersAction) -> None:
+    """train and fine-tune: the same training options; fine-tune starts from a saved model."""
     train = sub.add_parser("train", help="train the scar field on prepared data")
     _add_training_options(train)
     train.set_defaults(handler=_cmd_train)
@@ -218,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(tune, architecture=False)
     tune.set_defaults(handler=_cmd_fine_tune)
 
+
+def _register_apply(sub: argparse._SubParsersAction) -> None:
+    """apply: a saved model predicted on every node of a mesh."""
     apply = sub.add_parser("apply", help="predict scar probability and uncertainty on every mesh node")
     apply.add_argument("--model", required=True, type=Path, help="trained checkpoint (.pth)")
     apply.add_argument("--mesh", required=True, type=Path, help="mesh to annotate (.vtk, .vtp, .vtu)")
@@ -229,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--cpu", action="store_true", help="force CPU")
     apply.set_defaults(handler=_cmd_apply)
 
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    """evaluate: a prediction scored against a truth mesh or the labels of an image's slices."""
     ev = sub.add_parser("evaluate", help="compare a predicted probability field with a ground-truth field, or with "
                                          "the truth of an image's slices (the experts' labels)")
     ev.add_argument("--prediction", required=True, type=Path, help="mesh with the predicted probability")
@@ -258,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", dest="json_path", type=Path, default=None, help="also write the metrics to this JSON file")
     ev.set_defaults(handler=_cmd_evaluate)
 
+
+def _register_phantom_and_demo(sub: argparse._SubParsersAction) -> None:
+    """phantom and demo: the built-in data, and the whole pipeline run on it."""
     ph = sub.add_parser("phantom", help="write a left-ventricle phantom with a known scar and its simulated LGE stack")
     ph.add_argument("--output-dir", required=True, type=Path)
     ph.add_argument("--nodes", type=int, default=None, help="approximate node count of the volumetric mesh")
@@ -282,13 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=None,
                       help="epochs of the fast preset's one-cycle schedule (default 600); fewer for a quick check")
     demo.set_defaults(handler=_cmd_demo)
-    aha_command.register(sub)
-    mesh_cli.register(sub)
-    cohort_command.register(sub)
-    export.register(sub)
-    channels_cli.register(sub)
-    attrivae_command.register(sub)
-    return parser
 
 
 # --------------------------------------------------------------------------- handlers

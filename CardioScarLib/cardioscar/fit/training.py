@@ -463,6 +463,41 @@ def _init_output_bias(net: BayesianNN, dataset: ScarReconstructionDataset) -> No
                                            else math.log(mean_target / (1.0 - mean_target)))
 
 
+def _warn_about_the_kept_run(history: dict, retried: bool, failed_level: float, variance: float) -> None:
+    """Say the worst that is wrong with the kept run, once, with what to do about it.
+
+    Why one line, in this order: the conditions overlap (a run that explains little of the variance
+    also ignores groups), and the first that holds names the remedy that matters most; each remedy
+    says whether the fast preset's retries (``retried``: ``TrainingConfig.retry_failed_fit``) already
+    tried it."""
+    another_seed = (" (the fast preset tried several)" if retried else
+                    " or with the fast preset (--preset fast), which retries such fits")
+    if history["best_loss"] > failed_level > 0:
+        advice = ("even with lower peak rates; check the targets and the slab half-width" if retried
+                  else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
+                       "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
+        logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
+                       _explained(history["best_loss"], variance), history["best_loss"], advice)
+    elif history["diverged"]:
+        logger.warning("the result %s; train again with a lower --max-lr or another --seed%s", _diverged(history),
+                       " (the fast preset's retries fitted worse)" if retried else
+                       ", or with the fast preset (--preset fast), which retries such runs")
+    elif history["ignored_share"] > STALLED_FIT_FRACTION:
+        logger.warning("the result is %s; train again with another --seed%s, or give the slices' scar as a shape "
+                       "prior (--shape-prior on) where they are drawn labels", _stalled(history), another_seed)
+    elif _missed_scar(history):
+        logger.warning("the result %s; train again with another --seed%s", _missed(history), another_seed)
+    elif _missed_faint_scar(history):
+        logger.warning("the result %s; train again with another --seed%s", _faint(history), another_seed)
+    elif history["ignored_share"] >= SAID_IGNORED_FRACTION:
+        # under the stall test's share, but a patch all the same, of healthy targets called scar or of
+        # fewer scar groups than a missed scar patch: said, not retried
+        logger.info("the result ignores %d groups (%.1f %% of the targets' variance; a stalled fit holds over %.0f %%): "
+                    "a patch of the targets it calls the other class, such as a small scar on one slice; if it "
+                    "matters, train again with another --seed", history["ignored_groups"],
+                    100 * history["ignored_share"], 100 * STALLED_FIT_FRACTION)
+
+
 def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig | None = None,
                    device: str | torch.device | None = None,
                    progress_callback: Callable[[TrainingProgress], None] | None = None,
@@ -560,36 +595,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     history.update(target_variance=variance, retried_max_lr=None if attempt is config else attempt.max_lr,
                    retry_kept=kept is not config, max_lr=kept.max_lr, seed=kept.seed, seconds=seconds,
                    attempts=attempts)
-    if history["best_loss"] > failed_level > 0:
-        advice = ("even with lower peak rates; check the targets and the slab half-width" if config.retry_failed_fit
-                  else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
-                       "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
-        logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
-                       _explained(history["best_loss"], variance), history["best_loss"], advice)
-    elif history["diverged"]:
-        logger.warning("the result %s; train again with a lower --max-lr or another --seed%s", _diverged(history),
-                       " (the fast preset's retries fitted worse)" if config.retry_failed_fit else
-                       ", or with the fast preset (--preset fast), which retries such runs")
-    elif history["ignored_share"] > STALLED_FIT_FRACTION:
-        logger.warning("the result is %s; train again with another --seed%s, or give the slices' scar as a shape "
-                       "prior (--shape-prior on) where they are drawn labels", _stalled(history),
-                       " (the fast preset tried several)" if config.retry_failed_fit else
-                       " or with the fast preset (--preset fast), which retries such fits")
-    elif _missed_scar(history):
-        logger.warning("the result %s; train again with another --seed%s", _missed(history),
-                       " (the fast preset tried several)" if config.retry_failed_fit else
-                       " or with the fast preset (--preset fast), which retries such fits")
-    elif _missed_faint_scar(history):
-        logger.warning("the result %s; train again with another --seed%s", _faint(history),
-                       " (the fast preset tried several)" if config.retry_failed_fit else
-                       " or with the fast preset (--preset fast), which retries such fits")
-    elif history["ignored_share"] >= SAID_IGNORED_FRACTION:
-        # under the stall test's share, but a patch all the same, of healthy targets called scar or of
-        # fewer scar groups than a missed scar patch: said, not retried
-        logger.info("the result ignores %d groups (%.1f %% of the targets' variance; a stalled fit holds over %.0f %%): "
-                    "a patch of the targets it calls the other class, such as a small scar on one slice; if it "
-                    "matters, train again with another --seed", history["ignored_groups"],
-                    100 * history["ignored_share"], 100 * STALLED_FIT_FRACTION)
+    _warn_about_the_kept_run(history, config.retry_failed_fit, failed_level, variance)
     return net, history
 
 
