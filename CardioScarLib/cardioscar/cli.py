@@ -21,7 +21,7 @@ from cardioscar.commands import aha as aha_command, attrivae as attrivae_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
 from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model_file, check_not_an_input,
                                    check_output_dir, check_output_path, check_seed, check_training_data_file,
-                                   check_training_values, check_vtk_file, shape_prior_word)
+                                   check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import channels_cli, export
@@ -321,7 +321,8 @@ def _training_overrides(args: argparse.Namespace) -> dict:
 
 
 def _training_config(args: argparse.Namespace):
-    from cardioscar.fit.training import TrainingConfig
+    """The preset with the options given, checked whole (torch-free: :mod:`cardioscar.fit.config`)."""
+    from cardioscar.fit.config import TrainingConfig
 
     overrides = _training_overrides(args)
     return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
@@ -359,16 +360,17 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
     """Train with ``train(config, device, update)`` (which imports what it runs) after the
     options' own checks: a refused name costs no import of torch."""
     _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
-    if args.command == "train":  # fine-tune reads its --model first
-        check_training_data_file(args.training_data)
-    check_training_values(_training_overrides(args))  # the config's own ranges, in its words, as before
+    # The options, checked whole with the preset's values (base_lr against the preset's max_lr, a
+    # convergence tolerance against its schedule), then the inputs in the order they are read
+    # (fine-tune's --model first): argument-only errors first, as before the light checks came.
+    config = _training_config(args)
     if args.command == "fine-tune":
         check_model_file(args.model)
+    check_training_data_file(args.training_data)
     from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.fit.training import describe_stop
     from cardioscar.logic import save_trained_model
 
-    config = _training_config(args)
     device = resolve_device(args.cpu)
     logger.info("Training on %s (preset %s)", describe_device(device), args.preset)
     bar, update = _progress_bar(config, not args.no_progress)
