@@ -38,6 +38,23 @@ def test_apply_a_saved_model_of_a_newer_format_is_refused(trained, tmp_path):
     assert len(logic.apply_model(tmp_path / "older.pth", node, options).probability) == len(trained["points"])
 
 
+def test_apply_a_checkpoint_dict_of_a_newer_format_is_refused(trained):
+    """The Logic's ``apply_model`` takes a checkpoint dict too (the console, a script holding the
+    last training's checkpoint); only a file's ``format_version`` was checked, so a dict of a newer
+    layout was applied in this build's meaning. Now it is refused before its keys are read, and the
+    dict without the key (an older build's) applies."""
+    checkpoint = trained["checkpoint"]
+    context = csl.create_scene()
+    node = csl.load_model(context.scene, trained["paths"]["mesh"], name="heart")
+    logic = csl.CardioScarLogic()
+    options = csl.ReconstructionOptions(inference_mc_samples=2)
+    with pytest.raises(CardioScarError, match=rf"^The model given \(a checkpoint dict\) has format_version "
+                                              rf"{CHECKPOINT_FORMAT + 1}, newer than this CardioScar reads"):
+        logic.apply_model({**checkpoint, "format_version": CHECKPOINT_FORMAT + 1}, node, options)
+    older = {key: value for key, value in checkpoint.items() if key != "format_version"}
+    assert len(logic.apply_model(older, node, options).probability) == len(trained["points"])
+
+
 @pytest.mark.parametrize("preset, extra, fragment", [
     ("documented", {"base_lr": 0.05}, "training option base_lr (0.05) must be <= max_lr (0.01)"),
     ("fast", {"base_lr": 0.05}, "training option base_lr (0.05) must be <= max_lr (0.01)"),
