@@ -62,6 +62,20 @@ def test_training_options_at_odds_with_the_preset_are_refused_when_made(preset, 
     assert fragment in str(refused.value) and "\n" not in str(refused.value)
 
 
+@pytest.mark.parametrize("extra, fragment", [
+    (None, "extra_training must be a dict of TrainingConfig fields, e.g. {'base_lr': 1e-3}, got NoneType."),
+    ([("base_lr", 1e-3)], "extra_training must be a dict of TrainingConfig fields, e.g. {'base_lr': 1e-3}, got list."),
+    ({1: 0.5, "lr": 0.1}, "extra_training: 'lr', 1 is not a training option"),
+])
+def test_extra_training_that_is_no_dict_of_names_is_one_line(extra, fragment):
+    """Options made now check ``extra_training`` at once: None ended in Python's "'NoneType' object
+    is not iterable", a list of pairs was called "('base_lr', 0.001) is not a training option", and
+    a number among the names made the sort of the unknown names raise a TypeError."""
+    with pytest.raises(CardioScarError) as refused:
+        csl.ReconstructionOptions(extra_training=extra)
+    assert fragment in str(refused.value) and "\n" not in str(refused.value)
+
+
 def test_training_options_the_preset_allows_are_kept():
     """The same options where the preset allows them: the fast preset's one-cycle schedule takes a
     convergence tolerance, and a base rate under the peak is kept."""

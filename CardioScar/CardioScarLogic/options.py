@@ -9,6 +9,7 @@ preset of :meth:`cardioscar.fit.training.TrainingConfig.fast`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -216,7 +217,10 @@ class ReconstructionOptions:
 
         from cardioscar.fit.config import TrainingConfig
 
-        unknown = sorted(set(self.extra_training) - {option.name for option in fields(TrainingConfig)})
+        if not isinstance(self.extra_training, Mapping):  # None was a TypeError, pairs a puzzling name
+            raise CardioScarError(f"extra_training must be a dict of TrainingConfig fields, e.g. {{'base_lr': 1e-3}}, "
+                                  f"got {type(self.extra_training).__name__}.")
+        unknown = sorted(set(self.extra_training) - {option.name for option in fields(TrainingConfig)}, key=repr)
         if unknown:  # TrainingConfig's TypeError named no fix
             raise CardioScarError(f"extra_training: {', '.join(map(repr, unknown))} is not a training option; give "
                                   f"fields of TrainingConfig, e.g. {{'base_lr': 1e-3}}.")
