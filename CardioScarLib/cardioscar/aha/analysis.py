@@ -23,7 +23,7 @@ from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_me
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres,
-                                            recorded_tag_values)
+                                            recorded_tag_values, warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
@@ -414,6 +414,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     points = mesh.points_lps()
     # openCARP's micrometres (or metres) would pass as millimetres: volumes 10^9 off, the mm checks wrong
     check_millimetres(points, "before the AHA analysis (its volumes are ml, its distances mm)")
+    warn_if_centimetres(points, where, "the AHA analysis (its volumes are ml, its distances mm)")
     refuse_unjoined_cells(mesh, where)
     dataset = mesh.dataset_lps(points)
     refuse_debris(dataset, points, lv_nodes, where)

@@ -68,9 +68,11 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
 
     from ..io.meshio import node_offset_mm, read_mesh
     from .fibres import RULE_NAME
+    from .opencarp import warn_if_centimetres
     from .tags import tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
     mesh = read_mesh(mesh_path)
+    warn_if_centimetres(mesh.points_lps(), Path(mesh_path).name, "exporting")
     try:
         scar = mesh.point_array(scar_field)
     except CardioScarError as error:

@@ -1,0 +1,41 @@
+"""Round 19 of the bad-input review in the Slicer Logic, on a real MRML scene (slicer-core): a model
+node in centimetres or metres given to *Tag*. `Documentation/bad-input.md`'s table has the rows
+(`Testing/test_bad_inputs_round19.py` for the command line)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import CardioScarLogic as csl  # noqa: E402
+from CardioScarLogic.tissue import export_model_node, tag_model_node  # noqa: E402
+from cardioscar.errors import CardioScarError  # noqa: E402
+from test_bad_inputs_round19 import CENTIMETRES, phantom, scaled_copy  # noqa: E402,F401 (the phantom in mm and cm)
+
+
+def test_tag_of_a_model_in_centimetres_warns_and_in_metres_is_refused(phantom, tmp_path, warnings_of_cardioscar):
+    """*Tag* (the console's ``tag_model_node``, the panel's *Tag* and the batch script, which read
+    their inputs through ``read_tagging_inputs``) reports each class's volume in ml: on a model in
+    metres it tagged and reported 0.00 ml (the command line's `export` refuses such a mesh before it
+    tags), on one in centimetres a thousandth of the volume, without a word. Now metres are refused
+    with nothing written on the model, centimetres warned once (the *Export* after it not again)."""
+    context = csl.create_scene()
+    metres = csl.load_model(context.scene, scaled_copy(phantom["mm"], tmp_path / "m.vtk", 0.001), name="in metres")
+    with pytest.raises(CardioScarError, match=r"is 0\.1448 mm across .* to millimetres before tagging"):
+        tag_model_node(metres)
+    assert metres.GetMesh().GetPointData().GetArray("tissue_tag") is None
+    centimetres = csl.load_model(context.scene, phantom["cm"], name="in centimetres")
+    export_model_node(centimetres, tag_model_node(centimetres), tmp_path / "heart")
+    assert [m for m in warnings_of_cardioscar if CENTIMETRES in m] == [
+        "The model 'in centimetres' is 14.5 mm across (its bounding-box diagonal); a human heart in millimetres is "
+        f"about 100-200: {CENTIMETRES} tagging (its classes' volumes are ml); a small animal's heart or a piece of "
+        "wall this size is read as it is"]
+    assert (tmp_path / "heart.pts").is_file()
+    warnings_of_cardioscar.clear()
+    tag_model_node(csl.load_model(context.scene, phantom["mm"], name="in millimetres"))
+    assert not [m for m in warnings_of_cardioscar if CENTIMETRES in m]
