@@ -39,3 +39,29 @@ def test_tag_of_a_model_in_centimetres_warns_and_in_metres_is_refused(phantom, t
     warnings_of_cardioscar.clear()
     tag_model_node(csl.load_model(context.scene, phantom["mm"], name="in millimetres"))
     assert not [m for m in warnings_of_cardioscar if CENTIMETRES in m]
+
+
+def test_aha_of_a_biventricular_model_is_refused_naming_the_lv_mask(tmp_path):
+    """The Logic's *AHA* (the console's ``aha_segments``; the panel's worker runs the same analysis)
+    segmented a model of both ventricles as one LV, exit 0 (`Testing/test_bad_inputs_round19.py`);
+    now refused by the library's test in the Logic's words, and run with the LV marked."""
+    import numpy as np
+
+    from cardioscar.aha import AhaOptions
+    from cardioscar.io.meshio import write_mesh
+    from test_simulation_fibres import _ventricles_mesh
+    from test_slicer_aha import _markups
+
+    biv = _ventricles_mesh(with_rv=True, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24)
+    points = biv.points_lps()
+    lv = (np.hypot(points[:, 0] - 30.0, points[:, 1] - 40.0) <= 20.5).astype(float)
+    write_mesh(biv, tmp_path / "biv.vtk", {"scar_probability": np.zeros(len(points)), "lv": lv})
+    context = csl.create_scene()
+    node = csl.load_model(context.scene, tmp_path / "biv.vtk", name="both ventricles")
+    rv = _markups(context.scene, [np.array([48.0, 32.0, 24.0]), np.array([48.0, 48.0, 24.0])])
+    with pytest.raises(CardioScarError, match=r"looks biventricular: 15 of 15 cross-sections .* mark its LV nodes with "
+                                              r"inputs\.measure\.lv_mask_field FIELD"):
+        csl.CardioScarLogic.aha_segments(node, csl.AhaInputs(rv_markups=rv))
+    assert node.GetMesh().GetPointData().GetArray("aha_segment") is None
+    inputs = csl.AhaInputs(rv_markups=rv, measure=AhaOptions(lv_mask_field="lv"))
+    assert len(csl.CardioScarLogic.aha_segments(node, inputs).rows) == 17
