@@ -65,3 +65,38 @@ def test_aha_of_a_biventricular_model_is_refused_naming_the_lv_mask(tmp_path):
     assert node.GetMesh().GetPointData().GetArray("aha_segment") is None
     inputs = csl.AhaInputs(rv_markups=rv, measure=AhaOptions(lv_mask_field="lv"))
     assert len(csl.CardioScarLogic.aha_segments(node, inputs).rows) == 17
+
+
+def test_a_scar_segmentation_without_a_source_geometry_is_refused(tmp_path):
+    """A segmentation whose segments were imported without a source (reference image) geometry (a
+    script's ``ImportLabelmapToSegmentationNode`` alone, a model surface imported as a segment) is
+    exported by Slicer on the segments' own extent: as the scar map it gave the segmented phantom's
+    scar box alone (991 rows from 6 slices for 2,028 from 9, the mean target doubled), exit 0, with
+    a warning that blamed the mesh's frame. Now refused, nothing changed; with the LGE's geometry set
+    (after the import too) the same segmentation reads the LGE's slices."""
+    import numpy as np
+    import SimpleITK as sitk
+    import slicer
+
+    from cardioscar.phantoms.phantom import make_phantom, write_phantom
+    from cardioscar.phantoms.phantom_segmented import SegmentedConfig
+
+    paths = write_phantom(make_phantom(SegmentedConfig(seed=2, target_nodes=2000)), tmp_path)
+    labels = sitk.ReadImage(str(paths["label_map"]))
+    scar = sitk.GetImageFromArray((sitk.GetArrayFromImage(labels) == 3).astype(np.uint8))
+    scar.CopyInformation(labels)
+    sitk.WriteImage(scar, str(tmp_path / "scar.nii.gz"))
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, paths["mesh"])
+    logic = csl.CardioScarLogic(context.scene, context.color_logic)
+    label_node = csl.load_volume(context.scene, tmp_path / "scar.nii.gz", labelmap=True, name="Scar")
+    segmentation = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn elsewhere")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, segmentation)
+    options = csl.ReconstructionOptions(preset="fast", max_epochs=2)
+    n_nodes = context.scene.GetNumberOfNodes()
+    with pytest.raises(CardioScarError, match=r"The segmentation 'drawn elsewhere' has no source geometry, so its "
+                                              r"segments are read on their own extent \(6 slices of \d+ x \d+ pixels\)"):
+        logic.prepare_training(segmentation, model, options)
+    assert context.scene.GetNumberOfNodes() == n_nodes
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(label_node)
+    assert len(logic.prepare_training(segmentation, model, options).prepared.intensities) == 2028
