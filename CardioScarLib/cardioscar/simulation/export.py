@@ -169,10 +169,12 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
     is warned (openCARP reads PREFIX.lon). A .vtu gets the fibres as the cell vectors ``fibre`` and
     ``sheet`` (it wrote none, silently, before)."""
     from .fibres import DEFAULT_HELIX_DEG, GIVE_FIBRES, RULE_NAME, rule_fibres
-    from .opencarp import write_opencarp, write_tagged_vtu
+    from .opencarp import warn_about_pieces, write_opencarp, write_tagged_vtu
 
     if fmt not in ("opencarp", "vtu"):  # before the rule's work
         raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+    if tags.element_areas_mm2 is None:  # volume cells: a surface's shells are pieces of their own
+        warn_about_pieces(mesh)
     fibre_rule = None
     if isinstance(fibres, str) and fibres == RULE_NAME:
         helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg
