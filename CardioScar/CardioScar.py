@@ -844,6 +844,31 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._log(startText)
         self._timer.start()
 
+    def _startAnalysis(self, button, idleText: str, model, missing, makeRun, startText: str, show) -> None:
+        """Start an analysis of ``model`` in a worker (AHA segments, tissue tags and export, the channel
+        search), or stop the running one: all three write the finished run's result on the model
+        they analysed and then show it. ``missing()``: what the section still needs, one line (empty:
+        it can run), refused as a bad input is; ``makeRun()``: the run; ``startText``: the status
+        line, ``{name}`` the model's name; ``show(model, result)``: the finished result shown."""
+        from cardioscar.errors import CardioScarError
+
+        if self._run is not None:
+            self._stopRun()
+            return
+
+        def checkedRun() -> BackgroundRun:
+            reason = missing()
+            if reason:
+                raise CardioScarError(reason)
+            return makeRun()
+
+        def finish(run: BackgroundRun):
+            result = run.finish(model)
+            return lambda: show(model, result)
+
+        self._startRun(button, idleText, model, checkedRun,
+                       startText.format(name=model.GetName() if model is not None else ""), finish=finish)
+
     def _setRunning(self, running: bool) -> None:
         """While running, every other action is disabled and the run's button reads Stop. A section
         holding a Stop button (AHA segments, Tag tissue, Export) has its other widgets disabled one
@@ -1133,28 +1158,10 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         30,000-node phantom result, 6 s on 100,000 nodes and 530,000 tetrahedra, bull's-eye
         included, on a 2-core machine), which on the main thread blocked Slicer's event loop, so
         that its busy bar stood still and nothing could stop it."""
-        from cardioscar.errors import CardioScarError
-
-        if self._run is not None:
-            self._stopRun()
-            return
         p = self._parameterNode
-
-        def makeRun() -> BackgroundRun:
-            missing = self._ahaMissing()
-            if missing:
-                raise CardioScarError(missing)
-            return BackgroundRun.aha(p.ahaModel, self.ahaInputs(), bullseye=self._bullseye)
-
-        self._startRun(self.ui.computeAhaButton, _("Compute AHA segments"), p.ahaModel, makeRun,
-                       _("Computing AHA segments of '{name}'...").format(
-                           name=p.ahaModel.GetName() if p.ahaModel is not None else ""), finish=self._writeAha)
-
-    def _writeAha(self, run: BackgroundRun):
-        """A finished AHA analysis on its model (and its bull's-eye kept)."""
-        model = self._runOutput
-        result = run.finish(model)
-        return lambda: self._showAha(model, result)
+        self._startAnalysis(self.ui.computeAhaButton, _("Compute AHA segments"), p.ahaModel, self._ahaMissing,
+                            lambda: BackgroundRun.aha(p.ahaModel, self.ahaInputs(), bullseye=self._bullseye),
+                            _("Computing AHA segments of '{name}'..."), self._showAha)
 
     def _showAha(self, model, result) -> None:
         self._bullseyeModelId = model.GetID()
@@ -1247,31 +1254,18 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._startTissueRun(export=True)
 
     def _startTissueRun(self, export: bool) -> None:
-        from cardioscar.errors import CardioScarError
-
-        if self._run is not None:
-            self._stopRun()
-            return
         p = self._parameterNode
-        button = self.ui.exportButton if export else self.ui.tagButton
 
         def makeRun() -> BackgroundRun:
-            missing = self._tissueMissing(export)
-            if missing:
-                raise CardioScarError(missing)
             files = {"prefix": p.exportPrefix, "format": p.exportFormat, "units": p.exportUnits,
                      **self.fibreOptions()} if export else None
             return BackgroundRun.tissue(p.tagModel, self.tissueOptions(), color_logic=self.logic.color_logic,
                                         export=files)
 
-        self._startRun(button, _("Export") if export else _("Tag tissue"), p.tagModel, makeRun,
-                       _("Exporting...") if export else _("Tagging..."), finish=self._writeTissue)
-
-    def _writeTissue(self, run: BackgroundRun):
-        """A finished tagging on its model (and an export's files in place)."""
-        model, export = self._runOutput, self._runButton is self.ui.exportButton
-        result = run.finish(model)
-        return lambda: self._showTissue(model, result, export)
+        self._startAnalysis(self.ui.exportButton if export else self.ui.tagButton,
+                            _("Export") if export else _("Tag tissue"), p.tagModel, lambda: self._tissueMissing(export),
+                            makeRun, _("Exporting...") if export else _("Tagging..."),
+                            lambda model, result: self._showTissue(model, result, export))
 
     def _showTissue(self, model, result, export: bool) -> None:
         self._updateResultField()  # the summary table gained the tag rows (after the display changed)
@@ -1332,32 +1326,15 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         section's thresholds. The fields, colours
         and table are written on the model, and the files placed in the output folder, only once it
         finished; a failure or a Stop leaves the model and the folder as they were."""
-        from cardioscar.errors import CardioScarError
         from CardioScarLogic.channels import tissue_of_model
 
-        if self._run is not None:
-            self._stopRun()
-            return
         p = self._parameterNode
-
-        def makeRun() -> BackgroundRun:
-            missing = self._channelsMissing()
-            if missing:
-                raise CardioScarError(missing)
-            return BackgroundRun.channels(p.tagModel, self.channelOptions(),
-                                          tissue_of_model(p.tagModel, border_zone=p.tagBorderZone, core=p.tagCore,
-                                                          tag_numbers=p.tagNumbers),
-                                          output_dir=p.channelOutputDir.strip() or None)
-
-        self._startRun(self.ui.findChannelsButton, _("Find channels"), p.tagModel, makeRun,
-                       _("Finding channels on '{name}'...").format(
-                           name=p.tagModel.GetName() if p.tagModel is not None else ""), finish=self._writeChannels)
-
-    def _writeChannels(self, run: BackgroundRun):
-        """A finished search on its model (and its files in place)."""
-        model = self._runOutput
-        result = run.finish(model)
-        return lambda: self._showChannels(model, result)
+        self._startAnalysis(self.ui.findChannelsButton, _("Find channels"), p.tagModel, self._channelsMissing,
+                            lambda: BackgroundRun.channels(p.tagModel, self.channelOptions(),
+                                                           tissue_of_model(p.tagModel, border_zone=p.tagBorderZone,
+                                                                           core=p.tagCore, tag_numbers=p.tagNumbers),
+                                                           output_dir=p.channelOutputDir.strip() or None),
+                            _("Finding channels on '{name}'..."), self._showChannels)
 
     def _showChannels(self, model, result) -> None:
         """The count and the longest channel in the status line, the table in the results layout."""

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 import vtk
 from vtk.util.numpy_support import numpy_to_vtk
 
-from cardioscar.aha import AhaOptions, analyse_mesh
+from cardioscar.aha import analyse_mesh
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.simulation.channels import ChannelOptions, run_channels

@@ -13,7 +13,6 @@ from __future__ import annotations
 import zipfile
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 import torch
 import vtk

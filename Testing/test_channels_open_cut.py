@@ -19,7 +19,7 @@ import vtk
 from vtk.util.numpy_support import numpy_to_vtk
 
 from cardioscar.aha.wall import lv_wall, walls_kept
-from cardioscar.io.meshio import Mesh, read_mesh
+from cardioscar.io.meshio import Mesh
 from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
 from cardioscar.simulation import channels
 from cardioscar.simulation.open_cut import OPEN_CUT_REASON, OpenEndUse, along_axis_patches, mark_open_cut, open_end_nodes

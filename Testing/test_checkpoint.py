@@ -41,7 +41,7 @@ def test_round_trip_with_weights_only(tmp_path):
     save_checkpoint(checkpoint, path)
     assert [p.name for p in path.parent.iterdir()] == ["model.pth"]  # no temporary left over
     raw = torch.load(path, weights_only=True)  # plain data only
-    assert set(raw) == {"model_state_dict", "history", "hyperparameters", "dataset_info", "provenance"}
+    assert set(raw) == {"format_version", "model_state_dict", "history", "hyperparameters", "dataset_info", "provenance"}
     loaded = load_checkpoint(path)
     assert loaded["dataset_info"]["scaler_min"] == [-1.0, -2.0, -3.0] and type(loaded["dataset_info"]["n_nodes"]) is int
     assert loaded["hyperparameters"]["hidden_dim"] == 24 and loaded["hyperparameters"]["mc_samples"] == 3

@@ -71,6 +71,26 @@ REFUSALS = (
      "cardioscar train: error: training option seed must be in 0..2**63-1 (9223372036854775807), got -1"),
     ("fine-tune --model m.pth --training-data d.npz --output o.pth --mc-samples 0",
      "cardioscar fine-tune: error: training option mc_samples must be a positive integer, got 0"),
+    # the rules between an option and the preset's values (documented: max_lr 1e-2, the cyclical schedule)
+    ("train --training-data d.npz --output m.pth --base-lr 0.05",
+     "cardioscar train: error: training option base_lr (0.05) must be <= max_lr (0.01)"),
+    ("train --training-data d.npz --output m.pth --preset fast --base-lr 0.05",
+     "cardioscar train: error: training option base_lr (0.05) must be <= max_lr (0.01)"),
+    ("train --training-data d.npz --output m.pth --convergence-tolerance 0.01",
+     "cardioscar train: error: training option convergence_tolerance needs schedule 'onecycle' (the cyclical "
+     "schedule ends on its patience); set it to 0 or choose onecycle"),
+    ("fine-tune --model m.pth --training-data missing.npz --output o.pth",
+     "cardioscar fine-tune: error: Training data file not found: missing.npz"),
+    # Order: an option's error before a missing input's. A user fixes one thing at a time, and the
+    # argument-only error is the cheaper to find; it is also the order of the command line before
+    # the light checks (daca0a4: the config was built before the data was read) and fine-tune's.
+    ("train --training-data missing.npz --output m.pth --batch-size 0",
+     "cardioscar train: error: training option batch_size must be a positive integer, got 0"),
+    ("fine-tune --model missing.pth --training-data missing.npz --output o.pth --base-lr 0.05",
+     "cardioscar fine-tune: error: training option base_lr (0.05) must be <= max_lr (0.01)"),
+    ("fine-tune --model missing.pth --training-data missing.npz --output o.pth",
+     "cardioscar fine-tune: error: checkpoint file missing.pth does not exist: give the .pth written by "
+     "'cardioscar train'"),
     ("fine-tune --model missing.pth --training-data d.npz --output o.pth",
      "cardioscar fine-tune: error: checkpoint file missing.pth does not exist: give the .pth written by "
      "'cardioscar train'"),

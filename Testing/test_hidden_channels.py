@@ -21,7 +21,7 @@ from cardioscar.io.meshio import read_mesh
 from cardioscar.simulation import channels
 from cardioscar.simulation.hidden_channels import CORE_MARGIN, MARGINAL_CORE_FIELD, NARROW_CORRIDOR_MM
 from cardioscar.simulation.opencarp import TAG_ARRAY
-from test_channels import CORRIDOR_MM, Wall, _write
+from test_channels import Wall, _write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
 

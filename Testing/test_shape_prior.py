@@ -347,7 +347,7 @@ def test_auto_trains_a_rules_scar_cut_to_the_experts_labels_with_the_prior(caplo
     (the rule's core within it), a rule without expert labels and a damaged record stay off."""
     import json
 
-    from cardioscar.fit.training import SHAPE_PRIOR_AUTO
+    from cardioscar.io.checks import SHAPE_PRIOR_AUTO
     from cardioscar.shape_prior.use import training_prior
 
     grid, slices, _ = _training_case()

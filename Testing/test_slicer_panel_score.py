@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
 
 import CardioScarLogic as csl  # noqa: E402
-import slicer_widget_harness as harness  # noqa: E402
 from CardioScarLogic import results  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.evaluate import heldout  # noqa: E402

@@ -24,7 +24,6 @@ import vtk
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
 
-import CardioScarLogic as csl  # noqa: E402
 import slicer_widget_harness as harness  # noqa: E402
 from CardioScarLogic.aha import AHA_TABLE_REFERENCE  # noqa: E402
 from CardioScarLogic.channels import CHANNEL_TABLE_REFERENCE  # noqa: E402

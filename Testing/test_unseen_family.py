@@ -166,7 +166,7 @@ def test_benchmark_hands_the_rule_record_on_so_auto_leaves_rule_grades_off():
     import bench_robust as br
     from bench_unseen import unseen_case
 
-    from cardioscar.fit.training import SHAPE_PRIOR_AUTO
+    from cardioscar.io.checks import SHAPE_PRIOR_AUTO
     from cardioscar.shape_prior.use import training_prior
 
     case = unseen_case(3, nodes=3000)

@@ -302,13 +302,6 @@ class CardioScarLogic:
                 return node
         return None
 
-    @staticmethod
-    def device_description(force_cpu: bool = False) -> str:
-        """Where training would run, e.g. ``"cpu (2 threads)"`` (imports torch)."""
-        from cardioscar.fit.devices import describe_device, resolve_device
-
-        return describe_device(resolve_device(force_cpu))
-
     #: Node-reference role under which the panel's "Also use" inputs are kept on its parameter
     #: node (the parameter-node wrapper has no connector for a checkable node box), so that a
     #: saved scene restores them.

@@ -160,6 +160,10 @@ class ReconstructionOptions:
         if self.dark_blood_lge and not self.scar_rule:
             raise CardioScarError("--dark-blood-lge needs a scar rule (nsd, fwhm, iir or psi): it skips the rule's check "
                                   "of the myocardium mask against the LGE; clear it, or choose a rule.")
+        # the training options with the preset's values, checked whole now (base_lr against the
+        # preset's max_lr, a convergence tolerance against its schedule): they were refused only
+        # when training began, after the slices were prepared (torch-free: cardioscar.fit.config)
+        self.training_config()
 
     def scar_rule_request(self, myocardium_name: str):
         """The :class:`cardioscar.lge.prepare.ScarRuleRequest` of these options (None without a rule)."""
@@ -204,8 +208,15 @@ class ReconstructionOptions:
         return _int_list(self.myocardium_labels, parse_myocardium_labels)
 
     def training_config(self):
-        """The :class:`cardioscar.fit.training.TrainingConfig` for this run (imports torch)."""
-        from cardioscar.fit.training import TrainingConfig
+        """The :class:`cardioscar.fit.config.TrainingConfig` for this run (no torch needed)."""
+        from dataclasses import fields
+
+        from cardioscar.fit.config import TrainingConfig
+
+        unknown = sorted(set(self.extra_training) - {option.name for option in fields(TrainingConfig)})
+        if unknown:  # TrainingConfig's TypeError named no fix
+            raise CardioScarError(f"extra_training: {', '.join(map(repr, unknown))} is not a training option; give "
+                                  f"fields of TrainingConfig, e.g. {{'base_lr': 1e-3}}.")
 
         overrides = {name: getattr(self, name) for name in
                      ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads")

@@ -22,8 +22,6 @@ as EMIDEC's and ACDC's label maps do. Nothing in the scene changes.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from cardioscar.errors import CardioScarError

@@ -21,7 +21,7 @@ from cardioscar.commands import aha as aha_command, attrivae as attrivae_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
 from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model_file, check_not_an_input,
                                    check_output_dir, check_output_path, check_seed, check_training_data_file,
-                                   check_training_values, check_vtk_file, shape_prior_word)
+                                   check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
 from cardioscar.simulation import channels_cli, export
@@ -176,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    _register_prepare(sub)
+    _register_training(sub)
+    _register_apply(sub)
+    _register_evaluate(sub)
+    _register_phantom_and_demo(sub)
+    aha_command.register(sub)
+    mesh_cli.register(sub)
+    cohort_command.register(sub)
+    export.register(sub)
+    channels_cli.register(sub)
+    attrivae_command.register(sub)
+    return parser
+
+
+def _register_prepare(sub: argparse._SubParsersAction) -> None:
+    """prepare: slice pixels mapped onto the mesh nodes, the training data written."""
     prep = sub.add_parser("prepare", help="map slice pixels to mesh nodes and write training data (.npz)")
     prep.add_argument("--mesh-vtk", "--mesh", dest="mesh", required=True, type=Path, help="heart mesh (.vtk, .vtp, .vtu)")
     source = prep.add_mutually_exclusive_group(required=True)
@@ -208,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     lge_options.add_prepare_options(prep)
     prep.set_defaults(handler=_cmd_prepare)
 
+
+def _register_training(sub: argparse._SubParsersAction) -> None:
+    """train and fine-tune: the same training options; fine-tune starts from a saved model."""
     train = sub.add_parser("train", help="train the scar field on prepared data")
     _add_training_options(train)
     train.set_defaults(handler=_cmd_train)
@@ -218,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(tune, architecture=False)
     tune.set_defaults(handler=_cmd_fine_tune)
 
+
+def _register_apply(sub: argparse._SubParsersAction) -> None:
+    """apply: a saved model predicted on every node of a mesh."""
     apply = sub.add_parser("apply", help="predict scar probability and uncertainty on every mesh node")
     apply.add_argument("--model", required=True, type=Path, help="trained checkpoint (.pth)")
     apply.add_argument("--mesh", required=True, type=Path, help="mesh to annotate (.vtk, .vtp, .vtu)")
@@ -229,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--cpu", action="store_true", help="force CPU")
     apply.set_defaults(handler=_cmd_apply)
 
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    """evaluate: a prediction scored against a truth mesh or the labels of an image's slices."""
     ev = sub.add_parser("evaluate", help="compare a predicted probability field with a ground-truth field, or with "
                                          "the truth of an image's slices (the experts' labels)")
     ev.add_argument("--prediction", required=True, type=Path, help="mesh with the predicted probability")
@@ -258,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", dest="json_path", type=Path, default=None, help="also write the metrics to this JSON file")
     ev.set_defaults(handler=_cmd_evaluate)
 
+
+def _register_phantom_and_demo(sub: argparse._SubParsersAction) -> None:
+    """phantom and demo: the built-in data, and the whole pipeline run on it."""
     ph = sub.add_parser("phantom", help="write a left-ventricle phantom with a known scar and its simulated LGE stack")
     ph.add_argument("--output-dir", required=True, type=Path)
     ph.add_argument("--nodes", type=int, default=None, help="approximate node count of the volumetric mesh")
@@ -282,13 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=None,
                       help="epochs of the fast preset's one-cycle schedule (default 600); fewer for a quick check")
     demo.set_defaults(handler=_cmd_demo)
-    aha_command.register(sub)
-    mesh_cli.register(sub)
-    cohort_command.register(sub)
-    export.register(sub)
-    channels_cli.register(sub)
-    attrivae_command.register(sub)
-    return parser
 
 
 # --------------------------------------------------------------------------- handlers
@@ -300,7 +321,8 @@ def _training_overrides(args: argparse.Namespace) -> dict:
 
 
 def _training_config(args: argparse.Namespace):
-    from cardioscar.fit.training import TrainingConfig
+    """The preset with the options given, checked whole (torch-free: :mod:`cardioscar.fit.config`)."""
+    from cardioscar.fit.config import TrainingConfig
 
     overrides = _training_overrides(args)
     return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
@@ -338,16 +360,17 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
     """Train with ``train(config, device, update)`` (which imports what it runs) after the
     options' own checks: a refused name costs no import of torch."""
     _check_output(args.output, ".pth", [args.training_data, getattr(args, "model", None)])
-    if args.command == "train":  # fine-tune reads its --model first
-        check_training_data_file(args.training_data)
-    check_training_values(_training_overrides(args))  # the config's own ranges, in its words, as before
+    # The options, checked whole with the preset's values (base_lr against the preset's max_lr, a
+    # convergence tolerance against its schedule), then the inputs in the order they are read
+    # (fine-tune's --model first): argument-only errors first, as before the light checks came.
+    config = _training_config(args)
     if args.command == "fine-tune":
         check_model_file(args.model)
+    check_training_data_file(args.training_data)
     from cardioscar.fit.devices import describe_device, resolve_device
     from cardioscar.fit.training import describe_stop
     from cardioscar.logic import save_trained_model
 
-    config = _training_config(args)
     device = resolve_device(args.cpu)
     logger.info("Training on %s (preset %s)", describe_device(device), args.preset)
     bar, update = _progress_bar(config, not args.no_progress)

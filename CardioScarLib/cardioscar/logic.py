@@ -527,6 +527,8 @@ def save_preprocessing_result(result: PreprocessingResult, output_path: Path) ->
 
 #: How far outside [0, 1] a stored normalised coordinate may lie (float32 rounding only).
 _COORDINATE_SLACK = 1e-3
+#: How far apart two rows of one group may carry its target (float32 rounding of one pixel's value).
+_GROUP_TARGET_SLACK = 1e-6
 
 
 def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -562,7 +564,28 @@ def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.n
         raise CardioScarError(f"{where}: intensities must lie in [0, 1] (the network's output range), "
                               f"found {intensities.min():g}..{intensities.max():g}; prepare with "
                               "--normalize-intensities (raw LGE) or --scar-labels (label map).")
+    _check_group_targets(intensities, group_ids, where)
     return coordinates, intensities, group_ids
+
+
+def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: str) -> None:
+    """Refuse rows of one group that carry different targets. Why: a group is one pixel, and each of
+    its rows carries that pixel's value (``prepare`` writes no other file); the loss fits the group's
+    mean prediction to the mean of its rows' targets, so a file joined from two with colliding group
+    ids (or damaged) trained two pixels' blend without a word."""
+    order = np.argsort(group_ids, kind="stable")
+    ids, values = group_ids[order], intensities.ravel()[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    spread = np.maximum.reduceat(values, starts) - np.minimum.reduceat(values, starts)
+    mixed = np.flatnonzero(spread > _GROUP_TARGET_SLACK)
+    if mixed.size:
+        first = ids[starts[mixed[0]]]
+        targets = np.unique(values[ids == first])
+        shown = ", ".join(f"{value:g}" for value in targets[:4]) + (", ..." if targets.size > 4 else "")
+        raise CardioScarError(f"{where}: {mixed.size} of its {starts.size} groups hold rows with different targets "
+                              f"(group {first} first: {shown}), where a group is one pixel and its rows carry its value: "
+                              "a file joined from others with colliding group ids, or damaged; re-run `cardioscar "
+                              "prepare` (to pool files, give each its own group ids).")
 
 
 def load_preprocessing_result(path: Path) -> PreprocessingResult:

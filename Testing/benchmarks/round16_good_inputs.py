@@ -28,8 +28,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from cardioscar.errors import CardioScarError
 from cardioscar.io.imageio import read_image
 from cardioscar.logic import PreprocessingRequest, prepare_from_slices, prepare_training_data

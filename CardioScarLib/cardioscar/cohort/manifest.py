@@ -174,11 +174,13 @@ def _padding(value: Any) -> float | str:
     return number
 
 
-def _bounded(kind: Callable, low: float, high: Optional[float] = None) -> Callable[[Any], Any]:
+def _bounded(kind: Callable, low: float) -> Callable[[Any], Any]:
+    """A parser of ``kind`` (int) values of at least ``low``; anything else is a ValueError, which the
+    row's check words as the column's valid values."""
     def parse(value: Any) -> Any:
         text = _text(value)
         number = kind(text)
-        if not (low <= number and (high is None or number <= high)):
+        if not low <= number:
             raise ValueError(text)
         return number
 
@@ -414,54 +416,78 @@ def in_manifest_terms(message: str) -> str:
 
 
 def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tuple[Optional[PatientSpec], list[str]]:
-    """One row's spec, or the list of its problems (one line each)."""
+    """One row's spec, or the list of its problems (one line each).
+
+    Why in phases: every problem of a row is listed at once (a user mends the whole row in one go),
+    so each phase collects its lines rather than raising; the options are judged in combination
+    only once each column has been read on its own."""
     ident = _text(row.get("id"))
     where = f"row {number}" + (f" (id {ident})" if ident else "")
-    errors = []
+    mesh, images = _text(row.get("mesh")), _images(row.get("image"))
+    options, option_problems = _row_options(row, base)
+    problems = (_planned_columns_used(row) + _id_problems(ident, number, seen)
+                + _input_problems(mesh, images, base) + option_problems + _combination_problems(options))
+    if problems:
+        return None, [f"{where}: {text}" for text in problems]
+    spec = PatientSpec(ident, number, _absolute(base / mesh), tuple(_absolute(base / i) for i in images), options)
+    try:
+        preparation_request(spec)  # the library's own checks of option combinations, before anything runs
+    except CardioScarError as error:
+        return None, [f"{where}: {in_manifest_terms(str(error))}"]
+    return spec, []
 
-    def problem(text: str) -> None:
-        errors.append(f"{where}: {text}")
 
-    for column, reason in PLANNED.items():
-        if _text(row.get(column)) not in ("", "no", "none"):
-            problem(f"column '{column}': {reason}; leave it empty")
+def _planned_columns_used(row: dict) -> list[str]:
+    """A filled column of a feature the cohort does not run yet (:data:`PLANNED`)."""
+    return [f"column '{column}': {reason}; leave it empty" for column, reason in PLANNED.items()
+            if _text(row.get(column)) not in ("", "no", "none")]
+
+
+def _id_problems(ident: str, number: int, seen: dict[str, int]) -> list[str]:
+    """A malformed or repeated id; a good one is added to ``seen`` (casefolded id -> row number)."""
     if not _ID.match(ident):
-        problem(f"column 'id' must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {ident!r}")
-    elif ident.casefold() in seen:
+        return [f"column 'id' must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {ident!r}"]
+    if ident.casefold() in seen:
         # compared without case: each id names its results folder, and on macOS and Windows
         # P001 and p001 are one folder, where the second patient's results replaced the first's
-        problem(f"id {ident} is also on row {seen[ident.casefold()]} (ids are compared without case: each names a "
-                "results folder, one on macOS and Windows); ids must be unique")
-    else:
-        seen[ident.casefold()] = number
+        return [f"id {ident} is also on row {seen[ident.casefold()]} (ids are compared without case: each names a "
+                "results folder, one on macOS and Windows); ids must be unique"]
+    seen[ident.casefold()] = number
+    return []
 
-    mesh = _text(row.get("mesh"))
-    mesh_path = (base / mesh) if mesh else None
+
+def _input_problems(mesh: str, images: list[str], base: Path) -> list[str]:
+    """A missing, mistyped or absent mesh, and missing or absent images (paths relative to ``base``)."""
+    problems = []
     if not mesh:
-        problem("column 'mesh' is empty: give the heart mesh (.vtk, .vtp, .vtu), relative to the manifest")
-    elif mesh_path.suffix.lower() not in MESH_SUFFIXES:
-        problem(f"column 'mesh': {mesh} is not a {', '.join(MESH_SUFFIXES)} file")
-    elif not mesh_path.is_file():
-        problem(f"column 'mesh': {mesh_path} does not exist")
-    images = _images(row.get("image"))
+        problems.append("column 'mesh' is empty: give the heart mesh (.vtk, .vtp, .vtu), relative to the manifest")
+    elif (base / mesh).suffix.lower() not in MESH_SUFFIXES:
+        problems.append(f"column 'mesh': {mesh} is not a {', '.join(MESH_SUFFIXES)} file")
+    elif not (base / mesh).is_file():
+        problems.append(f"column 'mesh': {base / mesh} does not exist")
     if not images:
-        problem("column 'image' is empty: give the image(s) or DICOM folder(s), several separated by ';'")
-    for image in images:
-        if not (base / image).exists():
-            problem(f"column 'image': {base / image} does not exist")
+        problems.append("column 'image' is empty: give the image(s) or DICOM folder(s), several separated by ';'")
+    problems += [f"column 'image': {base / image} does not exist" for image in images if not (base / image).exists()]
+    return problems
 
-    options = dict(DEFAULTS)
+
+def _row_options(row: dict, base: Path) -> tuple[dict[str, Any], list[str]]:
+    """The row's options (:data:`DEFAULTS` where a column is empty) and the columns that could not be
+    read. Defaults that depend on another column are resolved here, so that a cohort's hash says
+    what was run: the shape prior by the preset, and a scar rule's core threshold."""
+    options, problems = dict(DEFAULTS), []
     for column in MASK_COLUMNS:
         mask = _text(row.get(column))
         if mask and not (base / mask).is_file():
-            problem(f"column '{column}': {base / mask} does not exist")
+            problems.append(f"column '{column}': {base / mask} does not exist")
         elif mask:
             options[column] = str(_absolute(base / mask))
     try:
         options["aha"] = _aha(row.get("aha"), base)
     except ValueError:
-        problem(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame), it and the inferior one "
-                f"X,Y,Z;X,Y,Z, or an existing label map (RV 1, myocardium 2), got {_cell(row.get('aha'))!r}")
+        problems.append(f"column 'aha' must be the anterior RV insertion X,Y,Z (the mesh's frame), it and the "
+                        f"inferior one X,Y,Z;X,Y,Z, or an existing label map (RV 1, myocardium 2), got "
+                        f"{_cell(row.get('aha'))!r}")
     for column, (parse, valid) in _PARSERS.items():
         value = row.get(column)
         if _text(value) == "" and not isinstance(value, (list, tuple)):
@@ -469,34 +495,34 @@ def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tupl
         try:
             options[column] = parse(value)
         except (TypeError, ValueError):
-            problem(f"column '{column}' must be {valid}, got {_text(value)!r}")
-    if options["shape_prior"] is None:  # resolved here, so that a cohort's hash says what was trained
+            problems.append(f"column '{column}' must be {valid}, got {_text(value)!r}")
+    if options["shape_prior"] is None:
         options["shape_prior"] = "auto" if options["preset"] == "fast" else False
-    if options["myocardium_margin"] and options["myocardium_labels"] is None and options["myocardium_mask"] is None:
-        problem(f"column 'myocardium_margin' ({options['myocardium_margin']}) widens a myocardium: give "
-                "myocardium_labels (a label map) or myocardium_mask too, or leave it empty")
-    if options["fibres"] is not None and options["export"] is None:
-        problem("column 'fibres' (rule) shapes the simulator files: give export too (opencarp, vtu), or leave it empty")
-    if options["helix_angles"] is not None and options["fibres"] is None:
-        problem("column 'helix_angles' is for fibres rule (the LV fibre rule's angles): give fibres rule, or leave it "
-                "empty")
-    if options["channels"] and options["scar_rule"] is None:
-        problem("column 'channels' (yes) searches the border zone between a scar rule's two fields (scar and core "
-                "models): give scar_rule too, or leave it empty")
     if options["scar_rule"] is not None and _text(row.get("core_threshold")) == "":
         # two fields: the core model's probability is cut at the two-field default, as export's --core
         options["core_threshold"] = DEFAULT_CORE_TWO_FIELDS
+    return options, problems
+
+
+def _combination_problems(options: dict[str, Any]) -> list[str]:
+    """Columns given without the column they need, and a core threshold at or under the scar's."""
+    problems = []
+    if options["myocardium_margin"] and options["myocardium_labels"] is None and options["myocardium_mask"] is None:
+        problems.append(f"column 'myocardium_margin' ({options['myocardium_margin']}) widens a myocardium: give "
+                        "myocardium_labels (a label map) or myocardium_mask too, or leave it empty")
+    if options["fibres"] is not None and options["export"] is None:
+        problems.append("column 'fibres' (rule) shapes the simulator files: give export too (opencarp, vtu), or leave "
+                        "it empty")
+    if options["helix_angles"] is not None and options["fibres"] is None:
+        problems.append("column 'helix_angles' is for fibres rule (the LV fibre rule's angles): give fibres rule, or "
+                        "leave it empty")
+    if options["channels"] and options["scar_rule"] is None:
+        problems.append("column 'channels' (yes) searches the border zone between a scar rule's two fields (scar and "
+                        "core models): give scar_rule too, or leave it empty")
     if options["scar_rule"] is None and options["core_threshold"] <= options["threshold"]:
-        problem(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold "
-                f"({options['threshold']})")
-    if errors:
-        return None, errors
-    spec = PatientSpec(ident, number, _absolute(mesh_path), tuple(_absolute(base / i) for i in images), options)
-    try:
-        preparation_request(spec)  # the library's own checks of option combinations, before anything runs
-    except CardioScarError as error:
-        return None, [f"{where}: {in_manifest_terms(str(error))}"]
-    return spec, []
+        problems.append(f"column 'core_threshold' ({options['core_threshold']}) must be above threshold "
+                        f"({options['threshold']})")
+    return problems
 
 
 def rule_request(spec: PatientSpec, target: str = "scar") -> Optional[ScarRuleRequest]:

@@ -50,6 +50,12 @@ def _numpy_globals() -> list:
 NUMPY_GLOBALS = _numpy_globals()
 
 REQUIRED_KEYS = ("model_state_dict",)
+#: The layout of a scar-field checkpoint, stored as ``format_version``: a later build that changes
+#: what a key means raises it, so this build refuses that file instead of reading it in the old
+#: meaning (a wrong field, exit 0). 1 is the layout of every file before the key existed (ours and
+#: the reference tool's), so a file without it reads as 1; builds before the key ignore it, so the
+#: files this one writes still load there.
+CHECKPOINT_FORMAT = 1
 ARCHITECTURE_KEYS = ("input_dim", "hidden_dim", "n_layers", "dropout_rate", "fourier_features")
 DEFAULT_ARCHITECTURE = {"input_dim": 3, "hidden_dim": 128, "n_layers": 4, "dropout_rate": 0.1, "fourier_features": 0}
 
@@ -94,6 +100,7 @@ def build_checkpoint(model: BayesianNN, history: dict, config, dataset_info: dic
              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     stamp.update(provenance or {})
     return {
+        "format_version": CHECKPOINT_FORMAT,
         "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "history": _plain({**history, **{reference: history[ours] for reference, ours in REFERENCE_HISTORY_NAMES.items()
                                           if ours in history}}),
@@ -191,11 +198,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (missing {', '.join(missing)}): "
                               f"retrain or restore a backup")
+    _check_format_version(checkpoint.get("format_version", CHECKPOINT_FORMAT), path)
     for key in ("hyperparameters", "history", "dataset_info"):
         if not isinstance(checkpoint.get(key, {}), dict):
             raise CardioScarError(f"{path} is not a valid CardioScar checkpoint ({key} is a "
                                   f"{type(checkpoint[key]).__name__}, not a dict): retrain or restore a backup")
     return checkpoint
+
+
+def _check_format_version(version: object, path: Path) -> None:
+    """Refuse a checkpoint of a layout this build cannot read: a ``format_version`` above
+    :data:`CHECKPOINT_FORMAT` (a newer CardioScar's file, whose keys may mean other things), or
+    one that is not a whole number >= 1 (a damaged or hand-edited file)."""
+    if isinstance(version, torch.Tensor) and version.numel() == 1 and not version.is_floating_point():
+        version = version.item()
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CardioScarError(f"{path} has format_version {version!r}, not a whole number >= 1 (a damaged or "
+                              "hand-edited file): retrain or restore a backup")
+    if version > CHECKPOINT_FORMAT:
+        raise CardioScarError(f"{path} has format_version {version}, newer than this CardioScar reads "
+                              f"({CHECKPOINT_FORMAT}): upgrade cardioscar, or retrain with this one")
 
 
 def _linear_indices(state: dict) -> list[int]:
