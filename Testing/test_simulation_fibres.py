@@ -141,20 +141,22 @@ def test_a_vtu_export_carries_the_rule_s_fibre_and_sheet_as_unit_cell_vectors(se
     assert text_field(plain_mesh.dataset, FIBRE_RULE_ARRAY) is None
 
 
-def _ventricles_mesh(with_rv: bool):
+def _ventricles_mesh(with_rv: bool, rv_cavity_mm: float = 10.0, rv_wall_mm: float = 4.0, rv_centre_x: float = 56.0,
+                     slices: int = 30):
     """A 48 mm tall wall (2 mm hexahedra of mesh-from-labels): an LV ring (cavity radius 12 mm,
-    wall 8 mm) and, ``with_rv``, an RV crescent on its side (cavity radius 10 mm, free wall 4 mm)
-    sharing the LV's wall as its septum: the cross-sections of a biventricular mesh."""
+    wall 8 mm, centred on x, y = 30, 40) and, ``with_rv``, an RV crescent on its side (cavity radius
+    10 mm, free wall 4 mm, centred on x = 56) sharing the LV's wall as its septum: the cross-sections
+    of a biventricular mesh. ``slices`` of 2 mm: 30 makes it 48 mm tall, 24 36 mm."""
     import SimpleITK as sitk
 
     from cardioscar.prepare.mesh_from_labels import myocardium_mesh_from_labels
 
-    z, y, x = np.mgrid[0:30, 0:40, 0:45] * 2.0 + 1.0
-    r_lv, r_rv = np.hypot(x - 30.0, y - 40.0), np.hypot(x - 56.0, y - 40.0)
+    z, y, x = np.mgrid[0:slices, 0:40, 0:45] * 2.0 + 1.0
+    r_lv, r_rv = np.hypot(x - 30.0, y - 40.0), np.hypot(x - rv_centre_x, y - 40.0)
     wall = (r_lv >= 12.0) & (r_lv <= 20.0)
     if with_rv:
-        wall |= (r_rv >= 10.0) & (r_rv <= 14.0) & (r_lv > 20.0)
-    image = sitk.GetImageFromArray((wall & (z > 6.0) & (z < 54.0)).astype(np.uint8) * 2)
+        wall |= (r_rv >= rv_cavity_mm) & (r_rv <= rv_cavity_mm + rv_wall_mm) & (r_lv > 20.0)
+    image = sitk.GetImageFromArray((wall & (z > 6.0) & (z < 2.0 * slices - 6.0)).astype(np.uint8) * 2)
     image.SetSpacing((2.0, 2.0, 2.0))
     return myocardium_mesh_from_labels(image, (2,), spacing_mm=2.0)
 

@@ -158,6 +158,21 @@ def export_segments(segmentation_node, segment_ids: list[str]) -> tuple[list[np.
     return arrays, _matrix_to_numpy(ijk_to_ras)
 
 
+def _refuse_own_extent(segmentation_node, shape: tuple[int, ...]) -> None:
+    """Refuse a segmentation without a source (reference image) geometry as the scar map: Slicer then
+    exports its segments on their own extent, so the "slices" were the scar's bounding box alone (the
+    segmented phantom's scar imported by a script without the geometry: 6 slices of its box for the
+    LGE's 9), the heart outside it without a healthy pixel, and only a warning that blamed the mesh's
+    frame; a segment imported from a model surface is cut on a fine grid of its own."""
+    geometry = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    if not segmentation_node.GetSegmentation().GetConversionParameter(geometry):
+        raise CardioScarError(
+            f"The segmentation '{segmentation_node.GetName()}' has no source geometry, so its segments are read on "
+            f"their own extent ({shape[0]} slices of {shape[2]} x {shape[1]} pixels), not on the LGE's slices, and the "
+            "heart outside the scar gets no pixel: set its source geometry to the LGE volume (Segment Editor: choose "
+            "the LGE as the source volume; in Python SetReferenceImageGeometryParameterFromVolumeNode(lge)).")
+
+
 def _from_segmentation(segmentation_node, myocardium_segment: str = "") -> ScarSource:
     """The scar segment as label 1 (and, with ``myocardium_segment``, the rest of that segment
     as label 2) on the segmentation's reference grid."""
@@ -166,6 +181,7 @@ def _from_segmentation(segmentation_node, myocardium_segment: str = "") -> ScarS
     myocardium_id = segment_named(segmentation_node, myocardium_segment) if myocardium_segment else None
     segment_ids = [_scar_segment_id(segmentation_node, myocardium_id)] + ([myocardium_id] if myocardium_id else [])
     masks, grid = export_segments(segmentation_node, segment_ids)
+    _refuse_own_extent(segmentation_node, masks[0].shape)
     if myocardium_id and not masks[1].any():
         # the scar would be the only myocardium: every group a scar pixel, a field of scar everywhere
         raise CardioScarError(f"The myocardium segment '{myocardium_segment.strip()}' of '{segmentation_node.GetName()}' "

@@ -29,7 +29,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.simulation.channels import CHANNEL_FIELD
 from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, check_core_labels, refuse_scar_as_core
-from cardioscar.simulation.opencarp import TAG_ARRAY, note_tag_values
+from cardioscar.simulation.opencarp import TAG_ARRAY, check_millimetres, note_tag_values, warn_if_centimetres
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_tag_inputs
 
@@ -207,6 +207,9 @@ def read_tagging_inputs(model_node, border_zone: Optional[float] = None, core: O
     points = model_points_lps(model_node)  # once: the mesh, the core model's check and the state use them
     core_array = core_values(model_node, core_field, core_model, points)
     world = world_mesh_lps(model_node, points)
+    # the summary's ml (the command line's export refuses such a mesh before it tags)
+    check_millimetres(points, "before tagging (its classes' volumes are ml)")
+    warn_if_centimetres(points, f"The model '{model_node.GetName()}'", "tagging (its classes' volumes are ml)")
     border_zone, core = check_tag_inputs(world, scar, core_array, border_zone, core, tuple(tag_values))
     fields = [PROBABILITY] + ([core_field] if core_field and core_model is None else [])  # the model's, read
     core_state = {} if core_model is None else model_state(core_model, [core_field or PROBABILITY])

@@ -23,7 +23,7 @@ from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_me
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres,
-                                            recorded_tag_values)
+                                            recorded_tag_values, warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
@@ -31,12 +31,23 @@ from .bullseye import write_bullseye
 from .handedness import frame_handedness
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
+from .one_ventricle import check_one_ventricle
+from .shape_axis import shape_axis
 from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
                        axis_from_shape, insertion_frame, orient_towards_base)
 from .table import lv_total, segment_rows, write_table
 from .wall import WallFaces, cell_centres, column_transmurality, is_volumetric, wall_faces
 
 logger = logging.getLogger(__name__)
+
+#: A mesh whose shape gives its axis with a ring contrast under this (:attr:`.shape_axis.ShapeAxis.contrast`)
+#: is checked for a second ventricle before it is segmented (:func:`.one_ventricle.check_one_ventricle`,
+#: a few seconds, so not on every mesh): biv-me's biventricular mesh measures 1.53-1.59 (1, 1.5, 2 and
+#: 3 mm voxels), LV meshes 1.80 and more (EMIDEC's 75; the phantoms, ACDC and biv-me's endocardium 2.2-4.7,
+#: its myocardium's LV part 2.8-3.0; ``Testing/benchmarks/round19_biventricular_aha.py``). Segmented as
+#: one LV, a biventricular mesh's RV free wall was counted as LV myocardium (biv-me's at 3 mm: 221 ml
+#: for its LV part's 156), exit 0.
+ONE_VENTRICLE_CHECK_CONTRAST = 1.8
 
 SEGMENT_ARRAY = "aha_segment"
 #: An RV insertion point farther than this from every LV node is refused (a click off the mesh).
@@ -125,7 +136,11 @@ def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
     return lv
 
 
-def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> LongAxis:
+def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
+               whole_mesh: Optional[tuple[vtk.vtkDataSet, str]] = None) -> LongAxis:
+    """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset and its name; the
+    mesh is segmented whole, no ``--lv-mask``, and volumetric) is checked for a second ventricle
+    when its shape gives its axis unclearly (:data:`ONE_VENTRICLE_CHECK_CONTRAST`)."""
     if (options.apex is None) != (options.base is None):
         raise CardioScarError("give both --apex and --base (or neither)")
     if options.apex is not None and options.slice_normal is not None:
@@ -142,7 +157,11 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray) -> 
     if options.slice_normal is not None:
         return axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
                                    options.slice_normal_source)
-    return axis_from_shape(points, weights)
+    found = shape_axis(points, weights)
+    if whole_mesh is not None and found.contrast < ONE_VENTRICLE_CHECK_CONTRAST:
+        check_one_ventricle(*whole_mesh, "the AHA segmentation",
+                            ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)")
+    return axis_from_shape(points, weights, found=found)
 
 
 def _axis_offset(base_direction: np.ndarray, origin: np.ndarray, points: np.ndarray,
@@ -414,6 +433,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
     points = mesh.points_lps()
     # openCARP's micrometres (or metres) would pass as millimetres: volumes 10^9 off, the mm checks wrong
     check_millimetres(points, "before the AHA analysis (its volumes are ml, its distances mm)")
+    warn_if_centimetres(points, where, "the AHA analysis (its volumes are ml, its distances mm)")
     refuse_unjoined_cells(mesh, where)
     dataset = mesh.dataset_lps(points)
     refuse_debris(dataset, points, lv_nodes, where)
@@ -424,7 +444,8 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
         raise CardioScarError(f"{where} has no cells with a volume or an area ({dataset.GetNumberOfCells()} cells on its "
                               f"{mesh.n_points} nodes): the segments' volumes and the wall are measured on the cells; "
                               "give the mesh with its cells (apply's output of the volumetric or surface mesh)")
-    axis = _long_axis(options, points[lv_ids], weights[lv_ids])
+    whole = options.lv_mask_field is None and is_volumetric(dataset)
+    axis = _long_axis(options, points[lv_ids], weights[lv_ids], (dataset, where) if whole else None)
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
     if faces is not None and not faces.volumetric and options.transmurality == "required":
         raise CardioScarError(f"{where} is a surface mesh: transmurality needs the wall's inside; give the volumetric "

@@ -38,7 +38,7 @@ import numpy as np
 
 from cardioscar.errors import CardioScarError
 
-from .shape_axis import shape_axis
+from .shape_axis import ShapeAxis, shape_axis
 
 logger = logging.getLogger(__name__)
 
@@ -150,14 +150,17 @@ def axis_from_direction(direction: np.ndarray, points: np.ndarray, weights: np.n
 AXIS_OPTIONS_ADVICE = "give --slice-normal-from the short-axis image, or --apex X,Y,Z --base X,Y,Z"
 
 
-def axis_from_shape(points: np.ndarray, weights: np.ndarray, uncertain_advice: str = AXIS_OPTIONS_ADVICE) -> LongAxis:
+def axis_from_shape(points: np.ndarray, weights: np.ndarray, uncertain_advice: str = AXIS_OPTIONS_ADVICE,
+                    found: Optional[ShapeAxis] = None) -> LongAxis:
     """The axis from the myocardium's shape: the line its rings are centred on (see
     :mod:`cardioscar.aha.shape_axis`; a truncated LV wider than long keeps its axis).
 
     A shape that is round in every direction (a ball shell) gives none. ``uncertain_advice``: the
     warning's advice where the axis is uncertain (a caller without ``aha``'s axis options words its own).
+    ``found``: :func:`~cardioscar.aha.shape_axis.shape_axis` of the same points and weights, when the
+    caller has it already.
     """
-    found = shape_axis(points, weights)
+    found = shape_axis(points, weights) if found is None else found
     if found.contrast < MIN_RING_CONTRAST:
         raise CardioScarError(
             f"no LV axis derivable from the mesh's shape: no direction stands out as the one it is a stack of rings "

@@ -504,6 +504,18 @@ def check_searchable_mesh(mesh: Mesh) -> None:
     refuse_unjoined_cells(mesh, "the mesh" if mesh.path is None else mesh.path.name, "the channel search")
 
 
+def warn_min_length_below_reach(options: ChannelOptions) -> None:
+    """Warn when ``--min-length`` lies under half ``--max-width``: a corridor shorter than that has its
+    two ends within half ``--max-width`` of each other, which count as one entrance, so it is no
+    channel at any ``--min-length``. ``--min-length 0`` ("keep every channel") then read as a search
+    for short corridors that found none, while none shorter could be found (round 19)."""
+    reach = options.max_width_mm / 2.0
+    if options.min_length_mm < reach:
+        logger.warning("--min-length %g: no channel shorter than half --max-width (%g mm) can be found (the ends of a "
+                       "shorter corridor count as one entrance), so it keeps the same channels as %g; to see shorter "
+                       "corridors, lower --max-width", options.min_length_mm, reach, reach)
+
+
 def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_field: str | None = None,
                      tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
                      border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
@@ -513,10 +525,14 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     may be wrong). A core without a corridor through it is an answer, not a fault: its "none found" is
     information (EMIDEC P051, a 4.4 ml infarct, was warned about on a correct input)."""
     from ..aha.wall import lv_wall, wall_depth
+    from .opencarp import warn_if_centimetres
 
     options.check()
+    warn_min_length_below_reach(options)
     tissue = tissue_of_mesh(mesh, tags_field, tag_values, scar_field, border_zone, core)
     check_searchable_mesh(mesh)
+    warn_if_centimetres(mesh.points_lps(), "the mesh" if mesh.path is None else mesh.path.name,
+                        "the channel search (its widths and lengths are mm)")
     points, lps, axis, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}

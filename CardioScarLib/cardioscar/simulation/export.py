@@ -68,9 +68,11 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
 
     from ..io.meshio import node_offset_mm, read_mesh
     from .fibres import RULE_NAME
+    from .opencarp import warn_if_centimetres
     from .tags import tag_mesh, warn_border_zone_off_the_call, warn_edge_as_border_zone
 
     mesh = read_mesh(mesh_path)
+    warn_if_centimetres(mesh.points_lps(), Path(mesh_path).name, "exporting")
     try:
         scar = mesh.point_array(scar_field)
     except CardioScarError as error:
@@ -167,10 +169,12 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
     is warned (openCARP reads PREFIX.lon). A .vtu gets the fibres as the cell vectors ``fibre`` and
     ``sheet`` (it wrote none, silently, before)."""
     from .fibres import DEFAULT_HELIX_DEG, GIVE_FIBRES, RULE_NAME, rule_fibres
-    from .opencarp import write_opencarp, write_tagged_vtu
+    from .opencarp import warn_about_pieces, write_opencarp, write_tagged_vtu
 
     if fmt not in ("opencarp", "vtu"):  # before the rule's work
         raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+    if tags.element_areas_mm2 is None:  # volume cells: a surface's shells are pieces of their own
+        warn_about_pieces(mesh)
     fibre_rule = None
     if isinstance(fibres, str) and fibres == RULE_NAME:
         helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg

@@ -55,6 +55,11 @@ VOLUME_TYPES = (vtk.VTK_TETRA, vtk.VTK_HEXAHEDRON, vtk.VTK_VOXEL, vtk.VTK_WEDGE,
 UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
 #: Bounding-box diagonal (mm) of a mesh that can be a heart (or a piece of one) in millimetres.
 MIN_DIAGONAL_MM, MAX_DIAGONAL_MM = 1.0, 2000.0
+#: Bounding-box diagonal (mm) under which a mesh is warned of as perhaps in centimetres: real human
+#: hearts measure 101-198 mm across (EMIDEC's 75 and ACDC 101's myocardium 101-161, biv-me's
+#: biventricular epicardium 198; ``Testing/benchmarks/round19_mesh_diagonals.py``), 10-20 written in
+#: centimetres, which the range above passes (a mouse heart in millimetres is as small: a warning).
+CENTIMETRE_DIAGONAL_MM = 30.0
 TAG_ARRAY = "tissue_tag"
 #: Field-data note (JSON ``{"healthy": 1, "border_zone": 2, "core": 3}``) beside ``tissue_tag``: which
 #: value is which class, so that ``aha --tags-field tissue_tag`` reads them from the mesh; with
@@ -99,6 +104,53 @@ def check_millimetres(points: np.ndarray, before: str = "before exporting") -> N
         raise CardioScarError(f"The mesh is {diagonal:.4g} mm across (its bounding-box diagonal); a heart mesh in "
                               f"millimetres is {MIN_DIAGONAL_MM:g}-{MAX_DIAGONAL_MM:g} mm: scale a mesh in metres or "
                               f"micrometres to millimetres {before}")
+
+
+def warn_if_centimetres(points: np.ndarray, source: str, work: str) -> None:
+    """Warn when the mesh is under :data:`CENTIMETRE_DIAGONAL_MM` across: a human heart written in
+    centimetres (some modelling tools' unit) passes :func:`check_millimetres` and was exported 10
+    times too small (openCARP's ``.pts`` in micrometres a tenth of the heart, each class's ml a
+    thousandth), its AHA volumes a thousandth and its channels sought 10 times too wide, exit 0.
+    ``source``: the mesh's name; ``work``: what its millimetres are read for."""
+    if len(points) < 2:
+        return
+    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+    if MIN_DIAGONAL_MM <= diagonal < CENTIMETRE_DIAGONAL_MM:
+        logger.warning("%s is %.3g mm across (its bounding-box diagonal); a human heart in millimetres is about 100-200: "
+                       "is the mesh in centimetres? then scale its coordinates to millimetres (x10) before %s; a "
+                       "small animal's heart or a piece of wall this size is read as it is", source, diagonal, work)
+
+
+def warn_about_pieces(mesh: Mesh) -> None:
+    """Warn when a volumetric mesh falls into pieces that no element joins (apart from pieces that
+    touch through coincident nodes, which :func:`check_elements_joined` names). Why: a simulator
+    conducts into none of the smaller pieces, so their tissue is never activated; the export wrote
+    them without a word (``mesh-from-labels`` warns of its own, EMIDEC P003's apical ring 2.6 mm off,
+    but not of a mesh from another tool; ``aha`` refuses only small pieces over 5 mm away)."""
+    from scipy.spatial import cKDTree
+
+    from ..aha.islands import node_parts
+
+    _, connectivity = cell_layout(mesh.dataset)
+    used = np.zeros(mesh.n_points, dtype=bool)
+    used[connectivity] = True
+    parts = node_parts(mesh.dataset, used)
+    sizes = np.bincount(parts[used])
+    if len(sizes) < 2:
+        return
+    points = mesh.points_lps()
+    main = parts == int(np.argmax(sizes))
+    loose = np.flatnonzero(used & ~main)
+    distance, _ = cKDTree(points[main]).query(points[loose])
+    gaps = np.full(len(sizes), np.inf)
+    np.minimum.at(gaps, parts[loose], distance)
+    apart = np.flatnonzero(np.isfinite(gaps) & (gaps > 1e-6))
+    if apart.size:
+        source = mesh.path.name if mesh.path else "the mesh"
+        logger.warning("%s falls apart: %d of its %d nodes lie in %d piece(s) that no element joins to the largest, "
+                       "%.1f mm or more from it: a simulator conducts into none of them; remove them, or remesh the "
+                       "heart in one piece", source, int(sizes[apart].sum()), int(used.sum()), apart.size,
+                       float(gaps[apart].min()))
 
 
 #: The tagged ``.vtu``'s cell vectors of the fibre and sheet directions (unit, the points' frame).
