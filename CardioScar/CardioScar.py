@@ -59,8 +59,9 @@ def _addLibraryPath() -> None:
 _addLibraryPath()
 
 from CardioScarLogic import CardioScarLogic as _QtFreeLogic  # noqa: E402
-from CardioScarLogic import AhaInputs, ReconstructionOptions  # noqa: E402
+from CardioScarLogic import PRESETS, AhaInputs, ReconstructionOptions  # noqa: E402
 from CardioScarLogic.background import BackgroundRun  # noqa: E402
+from CardioScarLogic.options import preset_panel_values  # noqa: E402
 from CardioScarLogic.logic import TORCH_REQUIREMENT, installed_torch_version, older_torch  # noqa: E402
 from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
@@ -69,13 +70,9 @@ from CardioScarLogic.scratch import KeptFile  # noqa: E402
 from CardioScarLogic.wording import (PANEL_NAMES, SCORE_PANEL_NAMES, in_panel_words,  # noqa: E402
                                      library_warnings, library_words)
 
-#: Panel values of each training preset; they equal cardioscar.fit.training.TrainingConfig() and
-#: TrainingConfig.fast() (checked by Testing/test_slicer_ui.py) but are written here so that
-#: switching presets does not import torch.
-PRESET_PANEL_VALUES = {
-    "documented": {"maxEpochs": 10000, "earlyStoppingPatience": 500, "trainingMcSamples": 3, "shapePrior": "off"},
-    "fast": {"maxEpochs": 600, "earlyStoppingPatience": 600, "trainingMcSamples": 1, "shapePrior": "auto"},
-}
+#: Panel values of each training preset, read from cardioscar.fit.config's TrainingConfig() and
+#: TrainingConfig.fast() (torch-free: switching presets imports no torch), so they cannot drift.
+PRESET_PANEL_VALUES = {preset: preset_panel_values(preset) for preset in PRESETS}
 #: Pip requirement strings of the packages the module uses that Slicer does not ship (numpy,
 #: scipy, SimpleITK and VTK ship with Slicer; torch comes through the PyTorch extension).
 PIP_REQUIREMENTS = {"sklearn": "scikit-learn"}

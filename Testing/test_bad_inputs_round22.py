@@ -21,7 +21,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.fit.checkpoint import CHECKPOINT_FORMAT
 from cardioscar.fit.training import TrainingConfig
 from cardioscar.io.meshio import read_mesh
-from cardioscar.logic import load_preprocessing_result, train_scar_model
+from cardioscar.logic import load_preprocessing_result, predict_on_points, train_scar_model
 from conftest import assert_refused_in_one_line
 from test_bad_inputs_round17 import trained  # noqa: F401 (the 1,500-node phantom and a model trained on it)
 
@@ -116,3 +116,89 @@ def test_a_model_of_a_newer_or_damaged_format_is_refused(trained, tmp_path, caps
     assert_refused_in_one_line(["fine-tune", "--model", tmp_path / "edited.pth", "--training-data",
                                 trained["out"] / "data.npz", "--output", tmp_path / "out.pth", "--max-epochs", "1"],
                                fragment, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (CHECKPOINT_FORMAT + 1, f"The checkpoint \\(in memory\\) has format_version {CHECKPOINT_FORMAT + 1}, newer than "
+                            f"this CardioScar reads \\({CHECKPOINT_FORMAT}\\)"),
+    ("2", "The checkpoint \\(in memory\\) has format_version '2', not a whole number >= 1"),
+])
+def test_a_checkpoint_dict_of_a_newer_or_damaged_format_is_refused_in_memory(trained, value, fragment):
+    """``predict_on_points`` given a checkpoint dict (the Python API's in-memory route: one trained or
+    loaded and edited in a script) skipped the ``format_version`` check that only the file loader
+    ran, and predicted in this build's meaning. Now the network is built only from a layout this
+    build reads; the dict without the key (an older build's) predicts the same field as the file."""
+    checkpoint, points = trained["checkpoint"], trained["points"]
+    with pytest.raises(CardioScarError, match=f"^{fragment}"):
+        predict_on_points({**checkpoint, "format_version": value}, points, mc_samples=2, seed=0)
+    older = {key: value for key, value in checkpoint.items() if key != "format_version"}
+    assert np.array_equal(predict_on_points(older, points, mc_samples=2, seed=0).mean_predictions,
+                          predict_on_points(checkpoint, points, mc_samples=2, seed=0).mean_predictions)
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("2", "has format_version '2', not a whole number >= 1 (a damaged or hand-edited file): train the model again"),
+    (2, "has format_version 2, newer than this CardioScar reads (1): upgrade cardioscar"),
+    (1.0, "has format_version 1.0, not a whole number >= 1"),
+])
+def test_an_attrivae_model_of_a_text_or_newer_format_is_refused_in_one_line(tmp_path, value, fragment):
+    """The Attri-VAE loader compared ``format_version > 1`` bare: a text version (a hand-edited or
+    foreign file) ended in Python's TypeError ("'>' not supported between instances of 'str' and
+    'int'"), not a line naming the file. Now it is refused as the scar model's is; a file without
+    the key reads as the current layout."""
+    from cardioscar.attrivae.checkpoint import FORMAT, load_checkpoint as load_attrivae
+
+    torch.save({"format": FORMAT, "format_version": value}, tmp_path / "edited.pth")
+    with pytest.raises(CardioScarError) as refused:
+        load_attrivae(tmp_path / "edited.pth")
+    assert str(refused.value).startswith(f"--model {tmp_path / 'edited.pth'} {fragment}")
+    assert "\n" not in str(refused.value)
+    torch.save({"format": FORMAT}, tmp_path / "unversioned.pth")
+    assert load_attrivae(tmp_path / "unversioned.pth")["format"] == FORMAT
+
+
+def _reference_tool_rows(n_nodes: int = 3000, seed: int = 0) -> dict:
+    """Training data laid out as the reference tool's image input writes it: nodes in a 24 mm box
+    over a 12 x 12 x 3 image of 2 x 2 x 8 mm voxels holding a scar blob; each node's group is the
+    voxel of its rounded continuous index and its value the voxel of the floored one (the tool's
+    half-voxel shift), min-max scaled; the documented keys only (no ``format_version``)."""
+    rng = np.random.default_rng(seed)
+    spacing = np.array([2.0, 2.0, 8.0])
+    shape = np.array([12, 12, 3])
+    points = rng.uniform(0.0, (shape - 1) * spacing, size=(n_nodes, 3))
+    index = points / spacing
+    i, j, k = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    image = np.exp(-((i - 4.0) ** 2 + (j - 7.0) ** 2) / 8.0) * (k + 1)
+    values = image[tuple(np.floor(index).astype(int).T)]
+    group_ids = np.ravel_multi_index(tuple(np.rint(index).astype(int).T), shape)
+    order = np.argsort(group_ids, kind="stable")
+    low, high = points.min(axis=0), points.max(axis=0)
+    return {"coordinates": ((points - low) / (high - low))[order].astype(np.float32),
+            "intensities": ((values - values.min()) / (values.max() - values.min()))[order, None].astype(np.float32),
+            "group_ids": group_ids[order].astype(np.int64),
+            "group_sizes": np.unique(group_ids, return_counts=True)[1].astype(np.int64),
+            "scaler_min": low, "scaler_max": high}
+
+
+def test_the_reference_tools_training_data_still_trains_with_a_warning(tmp_path, caplog):
+    """The reference tool's image input groups a node by its rounded voxel but reads its value from
+    the floor one, so most of its groups hold rows with different targets. Round 22's check refused
+    such files as joined or damaged, where earlier builds trained them (on each group's mean target)
+    and the documentation says its files load. A file without ``format_version`` is trained again,
+    with a warning naming the file and what to do; the same rows in our layout are still refused."""
+    arrays = _reference_tool_rows()
+    targets, ids = arrays["intensities"].ravel(), arrays["group_ids"]
+    mixed = sum(np.ptp(targets[ids == group]) > 1e-6 for group in np.unique(ids))
+    assert mixed > np.unique(ids).size // 2
+    np.savez(tmp_path / "reference.npz", **arrays)
+    with caplog.at_level("WARNING", logger="cardioscar.logic"):
+        result = load_preprocessing_result(tmp_path / "reference.npz")
+    assert f"{tmp_path / 'reference.npz'}: {mixed} of its {np.unique(ids).size} groups hold rows with different " \
+           "targets" in caplog.text and "re-run `cardioscar prepare`" in caplog.text
+    checkpoint = train_scar_model(result, TrainingConfig.fast(max_epochs=1))
+    assert checkpoint["dataset_info"]["n_groups"] == np.unique(ids).size
+    assert main(["train", "--training-data", str(tmp_path / "reference.npz"), "--output", str(tmp_path / "ref.pth"),
+                 "--preset", "fast", "--max-epochs", "1", "--no-progress"]) == 0
+    np.savez(tmp_path / "ours.npz", **arrays, format_version=np.int64(2))
+    with pytest.raises(CardioScarError, match="groups hold rows with different targets"):
+        load_preprocessing_result(tmp_path / "ours.npz")

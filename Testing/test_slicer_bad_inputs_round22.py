@@ -21,21 +21,29 @@ from cardioscar.fit.checkpoint import CHECKPOINT_FORMAT  # noqa: E402
 from test_bad_inputs_round17 import trained  # noqa: E402,F401 (the 1,500-node phantom and a model trained on it)
 
 
-def test_apply_a_saved_model_of_a_newer_format_is_refused(trained, tmp_path):
+@pytest.mark.parametrize("given", ["file", "dict"])
+def test_apply_a_saved_model_of_a_newer_format_is_refused(trained, tmp_path, given):
     """*Apply a saved model* read a checkpoint of any layout in this build's meaning; one of a newer
     ``format_version`` is now refused naming the file, its version and the newest read, and the
-    same file without the key (an older build's) applies."""
+    same file without the key (an older build's) applies. ``apply_model`` takes a checkpoint dict
+    too (the console, a script holding the last training's checkpoint), whose version went
+    unchecked after that: it is refused before its keys are read."""
     saved = torch.load(trained["out"] / "model.pth", weights_only=True)
-    torch.save({**saved, "format_version": CHECKPOINT_FORMAT + 1}, tmp_path / "newer.pth")
-    torch.save({key: value for key, value in saved.items() if key != "format_version"}, tmp_path / "older.pth")
+    newer = {**saved, "format_version": CHECKPOINT_FORMAT + 1}
+    older = {key: value for key, value in saved.items() if key != "format_version"}
+    if given == "file":
+        torch.save(newer, tmp_path / "newer.pth")
+        torch.save(older, tmp_path / "older.pth")
+        newer, older = tmp_path / "newer.pth", tmp_path / "older.pth"
+    named = "newer.pth" if given == "file" else r"^The model given \(a checkpoint dict\)"
     context = csl.create_scene()
     node = csl.load_model(context.scene, trained["paths"]["mesh"], name="heart")
     logic = csl.CardioScarLogic()
     options = csl.ReconstructionOptions(inference_mc_samples=2)
-    with pytest.raises(CardioScarError, match=rf"newer.pth has format_version {CHECKPOINT_FORMAT + 1}, newer than this "
+    with pytest.raises(CardioScarError, match=rf"{named} has format_version {CHECKPOINT_FORMAT + 1}, newer than this "
                                               rf"CardioScar reads \({CHECKPOINT_FORMAT}\)"):
-        logic.apply_model(tmp_path / "newer.pth", node, options)
-    assert len(logic.apply_model(tmp_path / "older.pth", node, options).probability) == len(trained["points"])
+        logic.apply_model(newer, node, options)
+    assert len(logic.apply_model(older, node, options).probability) == len(trained["points"])
 
 
 @pytest.mark.parametrize("preset, extra, fragment", [
@@ -51,6 +59,20 @@ def test_training_options_at_odds_with_the_preset_are_refused_when_made(preset, 
     training option ended in TrainingConfig's TypeError. Now each is one line when the options are made."""
     with pytest.raises(CardioScarError) as refused:
         csl.ReconstructionOptions(preset=preset, extra_training=extra)
+    assert fragment in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (None, "extra_training must be a dict of TrainingConfig fields, e.g. {'base_lr': 1e-3}, got NoneType."),
+    ([("base_lr", 1e-3)], "extra_training must be a dict of TrainingConfig fields, e.g. {'base_lr': 1e-3}, got list."),
+    ({1: 0.5, "lr": 0.1}, "extra_training: 'lr', 1 is not a training option"),
+])
+def test_extra_training_that_is_no_dict_of_names_is_one_line(extra, fragment):
+    """Options made now check ``extra_training`` at once: None ended in Python's "'NoneType' object
+    is not iterable", a list of pairs was called "('base_lr', 0.001) is not a training option", and
+    a number among the names made the sort of the unknown names raise a TypeError."""
+    with pytest.raises(CardioScarError) as refused:
+        csl.ReconstructionOptions(extra_training=extra)
     assert fragment in str(refused.value) and "\n" not in str(refused.value)
 
 

@@ -387,9 +387,10 @@ def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
 
     from CardioScarLogic import ReconstructionOptions
 
+    from CardioScarLogic.options import preset_panel_values
+
     defaults = {name: ast.literal_eval(node.value) for name, node in _parameters(module_ast).items() if node.value}
-    presets = next(ast.literal_eval(node.value) for node in module_ast.body if isinstance(node, ast.Assign)
-                   and node.targets[0].id == "PRESET_PANEL_VALUES")
+    presets = {preset: preset_panel_values(preset) for preset in ("documented", "fast")}
     for preset, config in (("documented", TrainingConfig()), ("fast", TrainingConfig.fast())):
         assert presets[preset] == {"maxEpochs": config.max_epochs, "earlyStoppingPatience": config.early_stopping_patience,
                                    "trainingMcSamples": config.mc_samples,
@@ -409,6 +410,24 @@ def test_panel_defaults_equal_the_command_line_and_logic_defaults(module_ast):
     assert tuple(float(v) for v in defaults["channelLayers"].split(",")) == channel.layers
     assert (defaults["channelLayerWidth"], defaults["channelMaxWidth"], defaults["channelMinLength"]) == (
         channel.layer_width, channel.max_width_mm, channel.min_length_mm)
+
+
+def test_the_preset_values_are_read_from_the_training_config_not_copied(module_ast, monkeypatch):
+    """The panel's preset values were a copy of TrainingConfig.fast()'s numbers: a preset changed in
+    cardioscar.fit.config would have left the panel filling in the old ones. The panel builds them
+    with preset_panel_values, which reads the (torch-free) config when called."""
+    from cardioscar.fit.config import TrainingConfig
+
+    from CardioScarLogic.options import preset_panel_values
+
+    assigned = next(node.value for node in module_ast.body if isinstance(node, ast.Assign)
+                    and node.targets[0].id == "PRESET_PANEL_VALUES")
+    assert not isinstance(assigned, ast.Dict)
+    assert "preset_panel_values" in {node.id for node in ast.walk(assigned) if isinstance(node, ast.Name)}
+    fast = TrainingConfig.fast
+    monkeypatch.setattr(TrainingConfig, "fast", classmethod(lambda cls: fast(max_epochs=321, shape_prior=True)))
+    assert preset_panel_values("fast") == {"maxEpochs": 321, "earlyStoppingPatience": 600, "trainingMcSamples": 1,
+                                           "shapePrior": "on"}
 
 
 def test_nothing_heavy_or_installing_runs_at_import(module_ast):

@@ -409,6 +409,7 @@ class CardioScarLogic:
                     options: Optional[ReconstructionOptions] = None,
                     should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:
         """Predict with a saved checkpoint (path or dict) on ``model_node``; no training."""
+        from cardioscar.fit.checkpoint import check_checkpoint_format
         from cardioscar.fit.devices import describe_device, resolve_device
         from cardioscar.logic import check_mesh_for_checkpoint, load_trained_model
 
@@ -416,6 +417,8 @@ class CardioScarLogic:
         options = options or ReconstructionOptions()
         _check_model_node(model_node)
         started = time.perf_counter()
+        if isinstance(model, dict):  # a file is checked as it is read; a dict before its keys are read
+            check_checkpoint_format(model, "The model given (a checkpoint dict)")
         checkpoint = model if isinstance(model, dict) else load_trained_model(Path(model))
         points = model_points_lps(model_node)
         check_mesh_for_checkpoint(checkpoint, points, f"The model '{model_node.GetName()}'")

@@ -9,11 +9,12 @@ preset of :meth:`cardioscar.fit.training.TrainingConfig.fast`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from cardioscar.io.checks import check_seed, check_threshold, shape_prior_word
+from cardioscar.io.checks import SHAPE_PRIOR_WORDS, check_seed, check_threshold, shape_prior_word
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import TARGETS
 from cardioscar.prepare.mapping import check_slice_profile
@@ -23,6 +24,9 @@ from cardioscar.prepare.slices import RECORDED, parse_half_thickness
 from .wording import OPTION_FIELDS, speaks_logic_words
 
 PRESETS = ("documented", "fast")
+#: The panel's training boxes (its parameter names) -> the TrainingConfig field each one sets.
+PANEL_TRAINING_FIELDS = {"maxEpochs": "max_epochs", "earlyStoppingPatience": "early_stopping_patience",
+                         "trainingMcSamples": "mc_samples", "shapePrior": "shape_prior"}
 IntList = Union[str, Sequence[int], None]
 
 
@@ -213,7 +217,10 @@ class ReconstructionOptions:
 
         from cardioscar.fit.config import TrainingConfig
 
-        unknown = sorted(set(self.extra_training) - {option.name for option in fields(TrainingConfig)})
+        if not isinstance(self.extra_training, Mapping):  # None was a TypeError, pairs a puzzling name
+            raise CardioScarError(f"extra_training must be a dict of TrainingConfig fields, e.g. {{'base_lr': 1e-3}}, "
+                                  f"got {type(self.extra_training).__name__}.")
+        unknown = sorted(set(self.extra_training) - {option.name for option in fields(TrainingConfig)}, key=repr)
         if unknown:  # TrainingConfig's TypeError named no fix
             raise CardioScarError(f"extra_training: {', '.join(map(repr, unknown))} is not a training option; give "
                                   f"fields of TrainingConfig, e.g. {{'base_lr': 1e-3}}.")
@@ -228,4 +235,20 @@ class ReconstructionOptions:
         return TrainingConfig.fast(**overrides) if self.preset == "fast" else TrainingConfig(**overrides)
 
 
-__all__ = ["ReconstructionOptions", "PRESETS"]
+def preset_panel_values(preset: str) -> dict[str, object]:
+    """The panel's training boxes (:data:`PANEL_TRAINING_FIELDS`) with ``preset``'s values, the shape
+    prior as its word (on / off / auto). Why read from :mod:`cardioscar.fit.config` (torch-free, so the
+    panel loads it at once): a copy of the numbers in the panel could drift from what the preset
+    trains, and a user who picked *fast* would train with other epochs than the preset's."""
+    from cardioscar.fit.config import TrainingConfig
+
+    if preset not in PRESETS:
+        raise CardioScarError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}.")
+    config = TrainingConfig.fast() if preset == "fast" else TrainingConfig()
+    words = {value: word for word, value in SHAPE_PRIOR_WORDS.items()}
+    values = {box: getattr(config, name) for box, name in PANEL_TRAINING_FIELDS.items()}
+    values["shapePrior"] = words[values["shapePrior"]]
+    return values
+
+
+__all__ = ["ReconstructionOptions", "PRESETS", "PANEL_TRAINING_FIELDS", "preset_panel_values"]

@@ -531,11 +531,14 @@ _COORDINATE_SLACK = 1e-3
 _GROUP_TARGET_SLACK = 1e-6
 
 
-def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _checked_rows(coordinates, intensities, group_ids, where: str,
+                  reference_layout: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The training rows as float32 (N, 3), float32 (N, 1) and int64 (N,), or a one-line refusal.
 
     Why: a file and an in-memory :class:`PreprocessingResult` (the Python API) must meet the same
     checks; values outside [0, 1] (targets or normalised coordinates) train a wrong field quietly.
+    ``reference_layout``: the rows are the reference tool's (no ``format_version``), whose groups
+    may hold several voxels' values (:func:`_check_group_targets`).
     """
     try:
         group_ids = np.asarray(group_ids).astype(np.int64).ravel()
@@ -564,15 +567,21 @@ def _checked_rows(coordinates, intensities, group_ids, where: str) -> tuple[np.n
         raise CardioScarError(f"{where}: intensities must lie in [0, 1] (the network's output range), "
                               f"found {intensities.min():g}..{intensities.max():g}; prepare with "
                               "--normalize-intensities (raw LGE) or --scar-labels (label map).")
-    _check_group_targets(intensities, group_ids, where)
+    _check_group_targets(intensities, group_ids, where, reference_layout)
     return coordinates, intensities, group_ids
 
 
-def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: str) -> None:
+def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: str, reference_layout: bool) -> None:
     """Refuse rows of one group that carry different targets. Why: a group is one pixel, and each of
     its rows carries that pixel's value (``prepare`` writes no other file); the loss fits the group's
     mean prediction to the mean of its rows' targets, so a file joined from two with colliding group
-    ids (or damaged) trained two pixels' blend without a word."""
+    ids (or damaged) trained two pixels' blend without a word.
+
+    The reference tool's files (``reference_layout``: no ``format_version``) are warned about
+    instead: its image input groups a node by its rounded voxel but reads its value from the floor
+    one (v0.2.0: 84 % of the nodes of a small case took another voxel's value), so most of its
+    groups hold two voxels' values. Those files trained on each group's mean target before this
+    check and still do; refusing them broke the promise that its files load."""
     order = np.argsort(group_ids, kind="stable")
     ids, values = group_ids[order], intensities.ravel()[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -582,8 +591,13 @@ def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: 
         first = ids[starts[mixed[0]]]
         targets = np.unique(values[ids == first])
         shown = ", ".join(f"{value:g}" for value in targets[:4]) + (", ..." if targets.size > 4 else "")
-        raise CardioScarError(f"{where}: {mixed.size} of its {starts.size} groups hold rows with different targets "
-                              f"(group {first} first: {shown}), where a group is one pixel and its rows carry its value: "
+        facts = f"{mixed.size} of its {starts.size} groups hold rows with different targets (group {first} first: {shown})"
+        if reference_layout:
+            logger.warning("%s: %s, as the reference tool's prepare writes them (a node's value read from another "
+                           "voxel than its group's); each such group trains on its rows' mean target: re-run "
+                           "`cardioscar prepare` for each pixel's own value", where, facts)
+            return
+        raise CardioScarError(f"{where}: {facts}, where a group is one pixel and its rows carry its value: "
                               "a file joined from others with colliding group ids, or damaged; re-run `cardioscar "
                               "prepare` (to pool files, give each its own group ids).")
 
@@ -616,7 +630,8 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         )
     _check_layout(arrays, f"Training data {path}")
     coordinates, intensities, group_ids = _checked_rows(arrays["coordinates"], arrays["intensities"],
-                                                        arrays["group_ids"], f"Training data {path}")
+                                                        arrays["group_ids"], f"Training data {path}",
+                                                        reference_layout="format_version" not in arrays)
     scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
     n_rows = len(group_ids)
     profile, row_weights = _checked_profile(str(arrays.get("slice_profile", "box")), arrays.get("row_weights"), n_rows,
@@ -714,7 +729,8 @@ def _checked_profile(profile: str, weights: Optional[np.ndarray], n_rows: int,
 def _as_result(training_data: Union[Path, str, PreprocessingResult]) -> tuple[PreprocessingResult, str]:
     if isinstance(training_data, PreprocessingResult):
         coordinates, intensities, group_ids = _checked_rows(training_data.coordinates, training_data.intensities,
-                                                            training_data.group_ids, "The PreprocessingResult")
+                                                            training_data.group_ids, "The PreprocessingResult",
+                                                            reference_layout=not training_data.scaler_spans_mesh)
         profile, weights = _checked_profile(training_data.slice_profile, training_data.row_weights, len(group_ids),
                                             "The PreprocessingResult")
         return replace(training_data, coordinates=coordinates, intensities=intensities, group_ids=group_ids,

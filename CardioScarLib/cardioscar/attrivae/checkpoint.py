@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cardioscar.io.atomic import atomic_write
-from cardioscar.io.checks import check_attrivae_model_file
+from cardioscar.io.checks import check_attrivae_model_file, check_format_version
 from cardioscar.attrivae.attributes import ALL_ATTRIBUTES
 from cardioscar.attrivae.calibration import PlattScaling
 from cardioscar.attrivae.model import Architecture, AttriVAE
@@ -85,9 +85,8 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CardioScarError(f"--model {source} is not an Attri-VAE model (a scar-field model from "
                               "`cardioscar train`?); give one from `cardioscar attrivae train`")
-    if checkpoint.get("format_version", 0) > FORMAT_VERSION:
-        raise CardioScarError(f"--model {source} was written by a newer cardioscar (format "
-                              f"{checkpoint['format_version']}); upgrade cardioscar")
+    check_format_version(checkpoint.get("format_version", FORMAT_VERSION), f"--model {source}", FORMAT_VERSION,
+                         "train the model again with `cardioscar attrivae train`", "upgrade cardioscar")
     cubes = ((checkpoint.get("architecture") or {}).get("cube"), (checkpoint.get("preprocess") or {}).get("cube"))
     if cubes[0] != cubes[1]:
         raise CardioScarError(f"--model {source} is inconsistent: its network takes {cubes[0]}^3 cubes but its "

@@ -24,7 +24,7 @@ import torch
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
-from cardioscar.io.checks import check_model_file
+from cardioscar.io.checks import check_format_version, check_model_file
 from cardioscar.io.meshio import is_vtk_file
 from cardioscar.fit.engines import BayesianNN
 from cardioscar.errors import CardioScarError
@@ -198,7 +198,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CardioScarError(f"{path} is not a valid CardioScar checkpoint (missing {', '.join(missing)}): "
                               f"retrain or restore a backup")
-    _check_format_version(checkpoint.get("format_version", CHECKPOINT_FORMAT), path)
+    check_checkpoint_format(checkpoint, path)
     for key in ("hyperparameters", "history", "dataset_info"):
         if not isinstance(checkpoint.get(key, {}), dict):
             raise CardioScarError(f"{path} is not a valid CardioScar checkpoint ({key} is a "
@@ -206,18 +206,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
-def _check_format_version(version: object, path: Path) -> None:
+def check_checkpoint_format(checkpoint: dict, where: object) -> None:
     """Refuse a checkpoint of a layout this build cannot read: a ``format_version`` above
     :data:`CHECKPOINT_FORMAT` (a newer CardioScar's file, whose keys may mean other things), or
-    one that is not a whole number >= 1 (a damaged or hand-edited file)."""
+    one that is not a whole number >= 1 (a damaged or hand-edited file); none reads as 1. Run on
+    every file :func:`load_checkpoint` reads and on a dict given in memory (the Python API's
+    ``predict_on_points``, the Slicer Logic's ``apply_model``) before its network is built."""
+    version = checkpoint.get("format_version", CHECKPOINT_FORMAT)
     if isinstance(version, torch.Tensor) and version.numel() == 1 and not version.is_floating_point():
         version = version.item()
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CardioScarError(f"{path} has format_version {version!r}, not a whole number >= 1 (a damaged or "
-                              "hand-edited file): retrain or restore a backup")
-    if version > CHECKPOINT_FORMAT:
-        raise CardioScarError(f"{path} has format_version {version}, newer than this CardioScar reads "
-                              f"({CHECKPOINT_FORMAT}): upgrade cardioscar, or retrain with this one")
+    check_format_version(version, str(where), CHECKPOINT_FORMAT, "retrain or restore a backup",
+                         "upgrade cardioscar, or retrain with this one")
 
 
 def _linear_indices(state: dict) -> list[int]:
@@ -254,7 +253,9 @@ def _ordered_linear_state(state: dict, model: BayesianNN) -> dict:
 
 def model_from_checkpoint(checkpoint: dict) -> BayesianNN:
     """Rebuild the network of a checkpoint (ours or the reference tool's), in eval mode, with its
-    dropout layers where the network that wrote it had them."""
+    dropout layers where the network that wrote it had them. A dict given in memory (not read by
+    :func:`load_checkpoint`) has its ``format_version`` checked here."""
+    check_checkpoint_format(checkpoint, "The checkpoint (in memory)")
     hyper = dict(checkpoint.get("hyperparameters") or {})
     for alias, key in (("hidden_size", "hidden_dim"), ("n_hidden_layers", "n_layers")):
         if key not in hyper and alias in hyper:

@@ -243,6 +243,21 @@ def check_attrivae_model_file(path: str | os.PathLike) -> Path:
     return _present(path, "--model {} not found: give a model from `cardioscar attrivae train`")
 
 
+def check_format_version(version: object, where: str, newest: int, damaged_fix: str, newer_fix: str) -> int:
+    """A model file's ``format_version`` as an int in 1..``newest``, or one line naming ``where``.
+
+    Why: a newer CardioScar's file may store keys in another meaning (read in this build's, a wrong
+    answer with exit 0), and a text or fractional version is a damaged or hand-edited file; a bare
+    ``>`` raised a TypeError on text. Shared by the scar-field and the Attri-VAE loaders."""
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
+        raise CardioScarError(f"{where} has format_version {version!r}, not a whole number >= 1 (a damaged or "
+                              f"hand-edited file): {damaged_fix}")
+    if version > newest:
+        raise CardioScarError(f"{where} has format_version {version}, newer than this CardioScar reads ({newest}): "
+                              f"{newer_fix}")
+    return int(version)
+
+
 def check_image_exists(path: str | os.PathLike) -> Path:
     """Refuse an image path with nothing there, a file or a DICOM folder being what
     :func:`cardioscar.io.imageio.read_image` reads (it runs this; the command line runs it before
