@@ -1,7 +1,7 @@
 """Round 19's mesh checks on good meshes (the break-it review of round 19, zbreak23): what they must
 leave alone. A volume mesh in one piece, however thin its joins (a one-element bridge, hexahedra
 sharing one node or one edge: elements that share a node are coupled by a simulator's finite
-elements), is no mesh in pieces; a real small heart in millimetres (a mouse's, 18 mm across) is
+elements), is no mesh in pieces; a real small heart in millimetres (a mouse's, about 20 mm across) is
 warned of as perhaps centimetres but analysed as it is. The 75 EMIDEC meshes, ACDC, the phantoms
 and biv-me's LV: ``Testing/benchmarks/round23_good_meshes.py`` (results/round23_good_meshes.txt).
 """
