@@ -15,7 +15,8 @@ Usage: PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/roun
     [--data ../shared/data] [--cases N] [--spacing MM] [--only Case_N020,...]
 (its output: results/round23_good_meshes.txt; the lowest-contrast cases at 1.5 mm:
 ``--spacing 1.5 --only ...``, results/round23_good_meshes_1.5mm.txt; truncated LVs of the lowest:
-``--truncated --only Case_N034,Case_P087,Case_N020``, results/round23_truncated_lvs.txt)
+``--truncated --only Case_N034,Case_P087,Case_N020``, results/round23_truncated_lvs.txt; the piece
+warning's cost on a million nodes: ``--pieces-cost``, with Testing on the path, results/round23_pieces_cost.txt)
 """
 
 from __future__ import annotations
@@ -95,11 +96,28 @@ def truncated(image: sitk.Image) -> list[tuple[str, sitk.Image]]:
     return cuts
 
 
+def pieces_cost() -> None:
+    """The export's piece warning on a million-node voxel LV (0.5 mm hexahedra): in one piece, and
+    with its halves a voxel apart (half its nodes loose, each looked up for its gap)."""
+    from test_good_meshes_round23 import lv_mask, voxel_mesh
+
+    whole = lv_mask(0.5, 20.0, 30.0, 70.0, 8.0)
+    halves = whole.copy()
+    halves[whole.shape[0] // 2] = False
+    for name, mask in (("one piece", whole), ("halves apart", halves)):
+        mesh = voxel_mesh(mask, 0.5)
+        start = time.perf_counter()
+        warn_about_pieces(mesh)
+        print(f"voxel LV, {name} ({mesh.n_points} nodes): the piece warning's check in "
+              f"{time.perf_counter() - start:.2f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     parser.add_argument("--cases", type=int, default=None)
     parser.add_argument("--spacing", type=float, default=3.0, help="mesh-from-labels voxel edge (mm)")
+    parser.add_argument("--pieces-cost", action="store_true", help="time the export's piece check on 1M nodes, only")
     parser.add_argument("--truncated", action="store_true", help="each case's truncated LVs (see truncated())")
     parser.add_argument("--only", default="", help="comma-separated case names (e.g. Case_N020), else all")
     args = parser.parse_args()
@@ -107,6 +125,9 @@ def main() -> None:
     logging.getLogger("cardioscar").addHandler(warnings)
     logging.getLogger("cardioscar").setLevel(logging.WARNING)
     logging.getLogger("cardioscar").propagate = False
+    if args.pieces_cost:
+        pieces_cost()
+        return
     cases = sorted(p for p in (Path(args.data) / "emidec").glob("Case_*") if p.is_dir())[:args.cases]
     if args.only:
         cases = [case for case in cases if case.name in args.only.split(",")]
