@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 #: one LV, a biventricular mesh's RV free wall was counted as LV myocardium (biv-me's at 3 mm: 221 ml
 #: for its LV part's 156), exit 0.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
+#: The command line's way out of the biventricular refusal; a face without ``--lv-mask`` (the Slicer
+#: panel, a cohort row) words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+LV_MASK_ADVICE = ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)"
 
 SEGMENT_ARRAY = "aha_segment"
 #: An RV insertion point farther than this from every LV node is refused (a click off the mesh).
@@ -159,8 +162,7 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
                                    options.slice_normal_source)
     found = shape_axis(points, weights)
     if whole_mesh is not None and found.contrast < ONE_VENTRICLE_CHECK_CONTRAST:
-        check_one_ventricle(*whole_mesh, "the AHA segmentation",
-                            ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)")
+        check_one_ventricle(*whole_mesh, "the AHA segmentation", LV_MASK_ADVICE)
     return axis_from_shape(points, weights, found=found)
 
 
