@@ -31,7 +31,7 @@ from .bullseye import write_bullseye
 from .handedness import frame_handedness
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
-from .one_ventricle import check_one_ventricle
+from .one_ventricle import check_one_ventricle, has_cross_sections
 from .shape_axis import shape_axis
 from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
                        axis_from_shape, insertion_frame, orient_towards_base)
@@ -142,7 +142,7 @@ def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
 def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
                whole_mesh: Optional[tuple[vtk.vtkDataSet, str]] = None) -> LongAxis:
     """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset and its name; the
-    mesh is segmented whole, no ``--lv-mask``, and volumetric) is checked for a second ventricle
+    mesh is segmented whole, no ``--lv-mask``, and volumetric or a closed surface) is checked for a second ventricle
     when its shape gives its axis unclearly (:data:`ONE_VENTRICLE_CHECK_CONTRAST`)."""
     if (options.apex is None) != (options.base is None):
         raise CardioScarError("give both --apex and --base (or neither)")
@@ -446,7 +446,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
         raise CardioScarError(f"{where} has no cells with a volume or an area ({dataset.GetNumberOfCells()} cells on its "
                               f"{mesh.n_points} nodes): the segments' volumes and the wall are measured on the cells; "
                               "give the mesh with its cells (apply's output of the volumetric or surface mesh)")
-    whole = options.lv_mask_field is None and is_volumetric(dataset)
+    whole = options.lv_mask_field is None and has_cross_sections(dataset)
     axis = _long_axis(options, points[lv_ids], weights[lv_ids], (dataset, where) if whole else None)
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
     if faces is not None and not faces.volumetric and options.transmurality == "required":

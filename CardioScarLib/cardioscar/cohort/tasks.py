@@ -289,7 +289,7 @@ def check_aha(spec: PatientSpec, mesh) -> None:
     (on a CPU) after the cause could have been named. A scar-free field stands in for the
     prediction; transmurality is left out (it needs the field, not the frame).
 
-    A volumetric mesh of both ventricles is refused first: the row's long axis is its slice normal,
+    A mesh of both ventricles (volumetric, or a closed surface) is refused first: the row's long axis is its slice normal,
     so the AHA step's own test (run where the mesh's shape gives the axis) never ran, and the RV
     free wall was segmented as LV myocardium, exit 0. A cohort has no LV mask: the advice is the
     manifest's. (A row with fibres or channels was tested by their checks already.)"""
@@ -298,12 +298,11 @@ def check_aha(spec: PatientSpec, mesh) -> None:
     from vtk.util.numpy_support import numpy_to_vtk
 
     from cardioscar.aha import analyse_mesh
-    from cardioscar.aha.one_ventricle import check_one_ventricle
-    from cardioscar.aha.wall import is_volumetric
+    from cardioscar.aha.one_ventricle import check_one_ventricle, has_cross_sections
 
     if spec.options["aha"] is None:
         return
-    if not (spec.options["fibres"] or spec.options["channels"]) and is_volumetric(mesh.dataset):
+    if not (spec.options["fibres"] or spec.options["channels"]) and has_cross_sections(mesh.dataset):
         check_one_ventricle(mesh.dataset_lps(), spec.mesh.name, "column 'aha' (the AHA segmentation)",
                             " (a cohort has no LV mask), or leave the column 'aha' empty")
     dataset = mesh.dataset.NewInstance()
