@@ -54,8 +54,8 @@ VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: _HEX_TO_CARP, vtk.VTK_VOXEL: _VOXEL_TO_HEX[_H
 #: The node order written for a tetrahedron listed inside out (negative signed volume
 #: ``((p1 - p0) x (p2 - p0)) . (p3 - p0) / 6``: a writer that keeps no orientation, a mirrored copy).
 #: openCARP's mesh tool meshtool treats such a tetrahedron as wrongly oriented and, in every
-#: ``meshtool convert``, lists it as nodes (2, 1, 0, 3) (``correct_insideOut``, "since some 3rd party
-#: tools dont keep the orientation"); files written here skip meshtool, so the export does the same.
+#: ``meshtool convert``, lists it as nodes (2, 1, 0, 3) (its ``correct_insideOut``, run because other
+#: tools may not keep the orientation); files written here skip meshtool, so the export does the same.
 INSIDE_OUT_SWAP = np.array([2, 1, 0, 3])
 #: Cell types that hold tissue volume; the others written (triangles, quads) are surface elements.
 VOLUME_TYPES = (vtk.VTK_TETRA, vtk.VTK_HEXAHEDRON, vtk.VTK_VOXEL, vtk.VTK_WEDGE, vtk.VTK_PYRAMID)
