@@ -39,7 +39,7 @@ from .headless import check_file_of_node, color_logic_for
 from .myocardium import masks_from_node, restrict_targets
 from .options import ReconstructionOptions
 from .rulemasks import rule_myocardium, rule_slices
-from .scarsource import counted_from_the_other_end, scar_source_from_node, slice_count
+from .scarsource import SEGMENT_SCAR, counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
 from .wording import AHA_NAMES, RECONSTRUCTION_NAMES, SCORING_NAMES, speaks_logic_words
 
@@ -222,7 +222,10 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
             if myocardium_mask is None and not options.parsed_myocardium_labels() \
                     and not options.myocardium_segment.strip():
                 raise unmatched_labels(slices, wanted)
-            _warn_scar_free(slices, wanted, options, myocardium_mask)
+            if all(owner.from_segmentation for owner in owners):
+                _warn_empty_scar_segments({id(owner): owner for owner in owners}.values())
+            else:
+                _warn_scar_free(slices, wanted, options, myocardium_mask)
         targets = [slice_targets([layer], scar_labels=mine, normalize=options.normalize_intensities,
                                  require_scar=False)[0] for layer, mine in zip(slices, chosen)]
         for source in {id(owner): owner for owner in owners}.values():
@@ -239,6 +242,27 @@ def _target_slices(scar_nodes, options: ReconstructionOptions, dicom_database=No
             if myocardium_mask is not None:
                 _warn_scar_free(slices, scar_labels, options, myocardium_mask)
     return restrict_targets(slices, targets, owners, options, myocardium_mask)
+
+
+def _warn_empty_scar_segments(sources) -> None:
+    """A segmentation's scar segment without a voxel on the chosen slices, its myocardium given: a
+    scar-free heart, warned in the segmentation's terms.
+
+    Why: the label maps' warning ("Scar labels 1 match no pixel ... labels present: 0, 2 ... give
+    the scar labels of this label map") named labels the user never typed and a box (*Scar labels*)
+    that does not apply to a segmentation, whose scar is its segment. Its refusals of mistyped scar
+    labels do not apply either: the scar segment is chosen by name, not by label."""
+    from cardioscar.prepare.targets import as_used
+
+    for source in sources:
+        where = ("on the chosen slices" if (source.volume_kji == SEGMENT_SCAR).any()
+                 else "anywhere (the segment is empty)")
+        logger.warning("The scar segment '%s' of '%s' has no voxel %s: %s, a scar-free heart; if this patient has "
+                       "scar, paint it in '%s' on the chosen slices (or choose the slices it is painted on)",
+                       source.scar_segment, source.label, where,
+                       as_used("every myocardium pixel trains as healthy",
+                               "every node scored on the myocardium is scored against a healthy truth"),
+                       source.scar_segment)
 
 
 def _warn_scar_free(slices: list, scar_labels: list[int], options: ReconstructionOptions, mask_node=None) -> None:

@@ -49,6 +49,8 @@ class ScarSource:
     from_segmentation: bool = False
     #: The name of the segmentation's myocardium segment (exported as label 2), or "".
     myocardium_segment: str = ""
+    #: The name of the segmentation's scar segment (exported as label 1), or "": its warnings name it.
+    scar_segment: str = ""
 
     def scar_labels(self, chosen: list[int] | None) -> list[int] | None:
         """The labels that mean scar in this input: ``chosen`` (the user's), or 1 for a segmentation."""
@@ -189,15 +191,17 @@ def _from_segmentation(segmentation_node, myocardium_segment: str = "") -> ScarS
     values = np.where(masks[0], SEGMENT_SCAR, 0).astype(np.uint8)
     if myocardium_id:
         values[masks[1] & ~masks[0]] = SEGMENT_MYOCARDIUM
-    return _segmentation_source(segmentation_node, values, grid, myocardium_segment.strip())
+    scar_segment = _segment_names(segmentation_node, segment_ids[:1])
+    return _segmentation_source(segmentation_node, values, grid, myocardium_segment.strip(), scar_segment)
 
 
-def _segmentation_source(segmentation_node, values: np.ndarray, grid: np.ndarray, myocardium_segment: str = "") -> ScarSource:
+def _segmentation_source(segmentation_node, values: np.ndarray, grid: np.ndarray, myocardium_segment: str = "",
+                         scar_segment: str = "") -> ScarSource:
     """Exported segment values on the segmentation's reference ``grid``, placed in world LPS."""
     planes = transformed_planes_lps(segmentation_node, grid, values.shape[::-1])
     ijk_to_lps = None if planes is not None else RAS_TO_LPS @ linear_world_matrix(segmentation_node) @ grid
     return ScarSource(values, ijk_to_lps, True, segmentation_node.GetName(), planes, from_segmentation=True,
-                      myocardium_segment=myocardium_segment)
+                      myocardium_segment=myocardium_segment, scar_segment=scar_segment)
 
 
 def segment_source(segmentation_node, name: str, what: str) -> ScarSource:

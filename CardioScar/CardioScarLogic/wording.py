@@ -26,6 +26,7 @@ import re
 import threading
 from typing import Callable, Iterator, TypeVar
 
+from cardioscar.aha.analysis import LV_MASK_ADVICE
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
 
@@ -79,6 +80,12 @@ PANEL_NAMES = {
 #: ``fibres="rule"`` or an array, none of them a cell field's name.
 PANEL_FIBRE_ADVICE = {WITHOUT_RULE: "untick 'LV fibre rule' (no fibres)",
                       GIVE_FIBRES: "tick 'LV fibre rule' (the LV rule)"}
+#: The panel's words for the library's advice it has no box for: ``--lv-mask`` (a biventricular model's
+#: AHA) is the Logic's ``inputs.measure.lv_mask_field``, which the panel does not set.
+PANEL_ADVICE = {**PANEL_FIBRE_ADVICE,
+                LV_MASK_ADVICE: " (the panel has no LV mask), or mark its LV nodes in a point field and segment it "
+                                "from the Python console (CardioScarLogic.aha_segments with inputs.measure."
+                                "lv_mask_field naming that field)"}
 BATCH_FIBRE_ADVICE = {WITHOUT_RULE: "leave --fibre-rule out (no fibres)",
                       GIVE_FIBRES: "give --fibre-rule (the LV rule)"}
 LOGIC_FIBRE_ADVICE = {WITHOUT_RULE: "export with fibres=None (or fibres, an array of one fibre or fibre+sheet "
@@ -194,7 +201,7 @@ def in_panel_words(message: str, names: dict[str, str] = PANEL_NAMES) -> str:
     """``message`` with each command-line option the panel has a box for replaced by that box's
     label in quotes; a quoted command and everything else as it was. ``names``: the boxes of the
     section that ran (:data:`SCORE_PANEL_NAMES` for the scoring's)."""
-    return _renamed(advice_in_face_words(message, PANEL_FIBRE_ADVICE), names, "'{}'")
+    return _renamed(advice_in_face_words(message, PANEL_ADVICE), names, "'{}'")
 
 
 def in_batch_words(message: str, names: dict[str, str]) -> str:

@@ -26,7 +26,6 @@ from typing import Iterator
 import numpy as np
 import SimpleITK as sitk
 import vtk
-from vtk.util.numpy_support import vtk_to_numpy
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -37,7 +36,7 @@ from cardioscar.io.meshio import Mesh, read_mesh  # noqa: E402
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom  # noqa: E402
 from cardioscar.phantoms.phantom_segmented import SegmentedConfig  # noqa: E402
 from cardioscar.prepare.mesh_from_labels import MYOCARDIUM_LABELS, myocardium_mesh_from_labels  # noqa: E402
-from cardioscar.aha.one_ventricle import MAX_TWO_CAVITY_SHARE, cavity_counts  # noqa: E402
+from cardioscar.aha.one_ventricle import MAX_TWO_CAVITY_SHARE, cavity_counts, enclosed_grid  # noqa: E402
 
 FITTED = DATA / "bivme_patient1" / "fitted_model_frame000"
 
@@ -52,24 +51,8 @@ def _closed_surface(name: str) -> vtk.vtkPolyData:
 
 
 def _inside(surface: vtk.vtkPolyData, origin: np.ndarray, shape: tuple[int, int, int], pixel: float) -> np.ndarray:
-    """(nz, ny, nx) voxels (centres) inside the closed ``surface``."""
-    stencil = vtk.vtkPolyDataToImageStencil()
-    stencil.SetInputData(surface)
-    stencil.SetOutputOrigin(*origin)
-    stencil.SetOutputSpacing(pixel, pixel, pixel)
-    stencil.SetOutputWholeExtent(0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1)
-    image = vtk.vtkImageData()
-    image.SetOrigin(*origin)
-    image.SetSpacing(pixel, pixel, pixel)
-    image.SetDimensions(shape[2], shape[1], shape[0])
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    image.GetPointData().GetScalars().Fill(1)
-    cut = vtk.vtkImageStencil()
-    cut.SetInputData(image)
-    cut.SetStencilConnection(stencil.GetOutputPort())
-    cut.SetBackgroundValue(0)
-    cut.Update()
-    return vtk_to_numpy(cut.GetOutput().GetPointData().GetScalars()).reshape(shape).astype(bool)
+    """(nz, ny, nx) voxels (centres) inside the closed ``surface`` (the library's stencil, whose grid is (nx, ny, nz))."""
+    return enclosed_grid(surface, origin, pixel, list(shape[::-1])).transpose(2, 1, 0)
 
 
 def _voxel_mesh(mask: np.ndarray, origin: np.ndarray, pixel: float) -> Mesh:

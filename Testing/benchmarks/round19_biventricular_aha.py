@@ -36,8 +36,10 @@ from fibre_one_ventricle import bivme_meshes
 from test_simulation_fibres import _ventricles_mesh
 
 
-def lv_volume_without_the_test(mesh, rv_point: np.ndarray) -> str:
-    """The "LV" myocardium (ml) the analysis reports with the test off, or why it stops."""
+def lv_volume_without_the_test(mesh, rv_point: np.ndarray, figure: str = "myocardial_volume_ml",
+                               unit: str = "ml") -> str:
+    """The "LV" myocardium (``figure`` of the summary's ``lv``, in ``unit``: its volume, or a surface
+    mesh's ``myocardial_area_cm2``) the analysis reports with the test off, or why it stops."""
     saved = analysis.ONE_VENTRICLE_CHECK_CONTRAST
     analysis.ONE_VENTRICLE_CHECK_CONTRAST = 0.0
     try:
@@ -45,7 +47,7 @@ def lv_volume_without_the_test(mesh, rv_point: np.ndarray) -> str:
         array.SetName("scar_probability")
         mesh.dataset.GetPointData().AddArray(array)
         result = analyse_mesh(mesh, AhaOptions(rv_point=rv_point))
-        return f"{result.summary['lv']['myocardial_volume_ml']:.1f} ml"
+        return f"{result.summary['lv'][figure]:.1f} {unit}"
     except CardioScarError as error:
         return f"stops: {str(error)[:90]}"
     finally:

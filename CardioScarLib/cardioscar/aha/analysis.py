@@ -31,7 +31,7 @@ from .bullseye import write_bullseye
 from .handedness import frame_handedness
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
-from .one_ventricle import check_one_ventricle
+from .one_ventricle import check_one_ventricle, has_cross_sections
 from .shape_axis import shape_axis
 from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
                        axis_from_shape, insertion_frame, orient_towards_base)
@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 #: one LV, a biventricular mesh's RV free wall was counted as LV myocardium (biv-me's at 3 mm: 221 ml
 #: for its LV part's 156), exit 0.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
+#: The command line's way out of the biventricular refusal; a face without ``--lv-mask`` (the Slicer
+#: panel, a cohort row) words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+LV_MASK_ADVICE = ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)"
 
 SEGMENT_ARRAY = "aha_segment"
 #: An RV insertion point farther than this from every LV node is refused (a click off the mesh).
@@ -139,7 +142,7 @@ def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
 def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
                whole_mesh: Optional[tuple[vtk.vtkDataSet, str]] = None) -> LongAxis:
     """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset and its name; the
-    mesh is segmented whole, no ``--lv-mask``, and volumetric) is checked for a second ventricle
+    mesh is segmented whole, no ``--lv-mask``, and volumetric or a closed surface) is checked for a second ventricle
     when its shape gives its axis unclearly (:data:`ONE_VENTRICLE_CHECK_CONTRAST`)."""
     if (options.apex is None) != (options.base is None):
         raise CardioScarError("give both --apex and --base (or neither)")
@@ -159,8 +162,7 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
                                    options.slice_normal_source)
     found = shape_axis(points, weights)
     if whole_mesh is not None and found.contrast < ONE_VENTRICLE_CHECK_CONTRAST:
-        check_one_ventricle(*whole_mesh, "the AHA segmentation",
-                            ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)")
+        check_one_ventricle(*whole_mesh, "the AHA segmentation", LV_MASK_ADVICE)
     return axis_from_shape(points, weights, found=found)
 
 
@@ -444,7 +446,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
         raise CardioScarError(f"{where} has no cells with a volume or an area ({dataset.GetNumberOfCells()} cells on its "
                               f"{mesh.n_points} nodes): the segments' volumes and the wall are measured on the cells; "
                               "give the mesh with its cells (apply's output of the volumetric or surface mesh)")
-    whole = options.lv_mask_field is None and is_volumetric(dataset)
+    whole = options.lv_mask_field is None and has_cross_sections(dataset)
     axis = _long_axis(options, points[lv_ids], weights[lv_ids], (dataset, where) if whole else None)
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
     if faces is not None and not faces.volumetric and options.transmurality == "required":

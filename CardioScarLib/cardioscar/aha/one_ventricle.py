@@ -1,4 +1,5 @@
-"""Whether a volumetric mesh holds one ventricle: the cavities its cross-sections enclose.
+"""Whether a volumetric mesh (or a closed surface mesh) holds one ventricle: the cavities its
+cross-sections enclose.
 
 Why: the steps that take the whole mesh as the LV wall (the fibre rule, the channel search; both
 through :func:`cardioscar.aha.wall.lv_wall`) would give a biventricular mesh's RV free wall and
@@ -10,8 +11,11 @@ by ``Testing/benchmarks/fibre_one_ventricle.py`` (``Testing/benchmarks/ROBUSTNES
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import numpy as np
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
 
 from ..errors import CardioScarError
 
@@ -36,17 +40,69 @@ CAVITY_PIXEL_MM, MAX_CAVITY_SAMPLES, MIN_CAVITY_MM2 = 1.5, 1_000_000, 20.0
 MAX_TWO_CAVITY_SHARE = 0.4
 
 
+def closed_surface(dataset_lps) -> Optional[vtk.vtkPolyData]:
+    """The triangles of a surface mesh (no volume cells) when they close (no edge bounds one face
+    only: the myocardium's epicardium, endocardia and base joined), else None. Why: such a surface
+    encloses the wall, so its cross-sections can be cut as a volumetric mesh's are; an open one
+    (a base left open, an endocardium alone) encloses nothing that tells the wall from the cavity."""
+    geometry = vtk.vtkGeometryFilter()
+    geometry.SetInputData(dataset_lps)
+    triangles = vtk.vtkTriangleFilter()
+    triangles.SetInputConnection(geometry.GetOutputPort())
+    triangles.Update()
+    surface = triangles.GetOutput()
+    if surface.GetNumberOfPolys() == 0:
+        return None
+    edges = vtk.vtkFeatureEdges()
+    edges.SetInputData(surface)
+    for switch in (edges.BoundaryEdgesOn, edges.NonManifoldEdgesOff, edges.FeatureEdgesOff, edges.ManifoldEdgesOff):
+        switch()
+    edges.Update()
+    return surface if edges.GetOutput().GetNumberOfCells() == 0 else None
+
+
+def has_cross_sections(dataset_lps) -> bool:
+    """Whether :func:`cavity_counts` can cut the mesh: volume cells, or a closed surface."""
+    from .wall import is_volumetric
+
+    return is_volumetric(dataset_lps) or closed_surface(dataset_lps) is not None
+
+
+def enclosed_grid(surface: vtk.vtkPolyData, origin: np.ndarray, pixel: float, shape: list[int]) -> np.ndarray:
+    """The grid points (``shape``, from ``origin`` by ``pixel``) that ``surface`` encloses, by the
+    parity of its crossings along each grid row (VTK's stencil): a wall between two surfaces is
+    inside, the cavity an endocardium closes is not."""
+    stencil = vtk.vtkPolyDataToImageStencil()
+    stencil.SetInputData(surface)
+    stencil.SetOutputOrigin(*origin)
+    stencil.SetOutputSpacing(pixel, pixel, pixel)
+    stencil.SetOutputWholeExtent(0, shape[0] - 1, 0, shape[1] - 1, 0, shape[2] - 1)
+    image = vtk.vtkImageStencilToImage()
+    image.SetInputConnection(stencil.GetOutputPort())
+    image.SetInsideValue(1)
+    image.SetOutsideValue(0)
+    image.SetOutputScalarType(vtk.VTK_UNSIGNED_CHAR)
+    image.Update()
+    values = vtk_to_numpy(image.GetOutput().GetPointData().GetScalars())
+    return values.reshape(shape[::-1]).transpose(2, 1, 0).astype(bool)  # VTK's x fastest -> (nx, ny, nz)
+
+
 def _inside_grid(dataset_lps) -> tuple[np.ndarray, np.ndarray, float]:
-    """The mesh's cells on a regular LPS grid: (nx, ny, nz) inside a cell or not, the grid's first
-    point and its pixel (mm); two pixels of outside around the mesh."""
+    """The mesh's cells (a closed surface mesh: what it encloses) on a regular LPS grid: (nx, ny, nz)
+    inside or not, the grid's first point and its pixel (mm); two pixels of outside around the mesh."""
     from ..prepare.partial_volume import inside_cells
+    from .wall import is_volumetric
 
     low, high = (np.array(dataset_lps.GetBounds()).reshape(3, 2).T)
     pixel = max(CAVITY_PIXEL_MM, float(np.prod(high - low) / MAX_CAVITY_SAMPLES) ** (1.0 / 3.0))
     origin = low - 2.0 * pixel
     axes = [origin[k] + pixel * np.arange(int(np.ceil((high[k] - low[k]) / pixel)) + 5) for k in range(3)]
+    shape = [len(a) for a in axes]
+    surface = None if is_volumetric(dataset_lps) else closed_surface(dataset_lps)
+    if surface is not None:
+        return enclosed_grid(surface, origin, pixel, shape), origin, pixel
     samples = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    return inside_cells(dataset_lps, samples).reshape([len(a) for a in axes]), origin, pixel
+    return inside_cells(dataset_lps, samples).reshape(shape), origin, pixel
 
 
 def _cavities(section: np.ndarray, pixel: float) -> int:

@@ -287,15 +287,24 @@ def check_aha(spec: PatientSpec, mesh) -> None:
     Why: the frame depends on the mesh and the ``aha`` value only, yet it was first found after
     the training, so a point off the wall or a label map without an RV failed the patient minutes
     (on a CPU) after the cause could have been named. A scar-free field stands in for the
-    prediction; transmurality is left out (it needs the field, not the frame)."""
+    prediction; transmurality is left out (it needs the field, not the frame).
+
+    A mesh of both ventricles (volumetric, or a closed surface) is refused first: the row's long axis is its slice normal,
+    so the AHA step's own test (run where the mesh's shape gives the axis) never ran, and the RV
+    free wall was segmented as LV myocardium, exit 0. A cohort has no LV mask: the advice is the
+    manifest's. (A row with fibres or channels was tested by their checks already.)"""
     import dataclasses
 
     from vtk.util.numpy_support import numpy_to_vtk
 
     from cardioscar.aha import analyse_mesh
+    from cardioscar.aha.one_ventricle import check_one_ventricle, has_cross_sections
 
     if spec.options["aha"] is None:
         return
+    if not (spec.options["fibres"] or spec.options["channels"]) and has_cross_sections(mesh.dataset):
+        check_one_ventricle(mesh.dataset_lps(), spec.mesh.name, "column 'aha' (the AHA segmentation)",
+                            " (a cohort has no LV mask), or leave the column 'aha' empty")
     dataset = mesh.dataset.NewInstance()
     dataset.ShallowCopy(mesh.dataset)
     dataset.GetPointData().Initialize()  # the copy's fields only: the input's are not the frame's business

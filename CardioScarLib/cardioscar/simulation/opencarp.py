@@ -9,7 +9,8 @@ Formats written (openCARP's text mesh format):
   converter, reorders exactly two VTK cell types when it reads a VTK mesh (vtk_utils.cpp,
   ``perm_con_vtk_to_carp``): a hexahedron becomes VTK nodes (7, 6, 5, 4, 3, 0, 1, 2) and a wedge
   (0, 1, 2, 3, 5, 4); every other type keeps VTK's order. :data:`VTK_TO_CARP` holds the same
-  permutations, so meshtool converts our files back to the VTK cells we started from. VTK's
+  permutations, so meshtool converts our files back to the VTK cells we started from. A
+  tetrahedron listed inside out is written positively oriented, as meshtool does (:data:`INSIDE_OUT_SWAP`). VTK's
   axis-aligned voxels and pixels (``mesh-from-labels`` writes voxels) list their nodes in x-fastest
   order, documented by VTK as (0, 1, 3, 2, 4, 5, 7, 6) of a hexahedron (pixel: (0, 1, 3, 2) of a quad);
   they are reordered to a hexahedron (quad) first. Other cell types (polyhedra, quadratic cells, ...)
@@ -50,6 +51,12 @@ _VOXEL_TO_HEX = np.array([0, 1, 3, 2, 4, 5, 7, 6])  # hexahedron node i is voxel
 # position i of an openCARP element holds VTK node VTK_TO_CARP[type][i]
 VTK_TO_CARP = {vtk.VTK_HEXAHEDRON: _HEX_TO_CARP, vtk.VTK_VOXEL: _VOXEL_TO_HEX[_HEX_TO_CARP],
                vtk.VTK_WEDGE: np.array([0, 1, 2, 3, 5, 4]), vtk.VTK_PIXEL: np.array([0, 1, 3, 2])}
+#: The node order written for a tetrahedron listed inside out (negative signed volume
+#: ``((p1 - p0) x (p2 - p0)) . (p3 - p0) / 6``: a writer that keeps no orientation, a mirrored copy).
+#: openCARP's mesh tool meshtool treats such a tetrahedron as wrongly oriented and, in every
+#: ``meshtool convert``, lists it as nodes (2, 1, 0, 3) (its ``correct_insideOut``, run because other
+#: tools may not keep the orientation); files written here skip meshtool, so the export does the same.
+INSIDE_OUT_SWAP = np.array([2, 1, 0, 3])
 #: Cell types that hold tissue volume; the others written (triangles, quads) are surface elements.
 VOLUME_TYPES = (vtk.VTK_TETRA, vtk.VTK_HEXAHEDRON, vtk.VTK_VOXEL, vtk.VTK_WEDGE, vtk.VTK_PYRAMID)
 UNIT_SCALE = {"um": 1000.0, "mm": 1.0}
@@ -352,14 +359,23 @@ def check_elements_joined(mesh: Mesh) -> None:
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
+    """The ``.elem`` lines, each tetrahedron positively oriented (:data:`INSIDE_OUT_SWAP`)."""
     check_exportable(mesh)
     dataset = mesh.dataset
     kinds = cell_types(dataset)
+    tetrahedra = kinds == vtk.VTK_TETRA
+    inside_out = tetrahedra & (cell_volumes(dataset)[0] < 0)
+    if inside_out.any():
+        logger.info("%s: %d of %d tetrahedra were inside out (negative volume, their nodes in the other order): "
+                    "written positively oriented, as openCARP's meshtool converts them",
+                    mesh.path.name if mesh.path else "the mesh", int(inside_out.sum()), int(tetrahedra.sum()))
     lines = []
     for c, nodes in enumerate(cell_node_lists(dataset)):
         kind = int(kinds[c])
         if kind in VTK_TO_CARP:
             nodes = nodes[VTK_TO_CARP[kind]]
+        elif inside_out[c]:
+            nodes = nodes[INSIDE_OUT_SWAP]
         lines.append(f"{ELEMENT_CODES[kind]} {' '.join(str(n) for n in nodes)} {int(tags[c])}")
     return lines
 
