@@ -16,7 +16,7 @@ Usage: PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/roun
 (its output: results/round23_good_meshes.txt; the lowest-contrast cases at 1.5 mm:
 ``--spacing 1.5 --only ...``, results/round23_good_meshes_1.5mm.txt; truncated LVs of the lowest:
 ``--truncated --only Case_N034,Case_P087,Case_N020``, results/round23_truncated_lvs.txt; the piece
-warning's cost on a million nodes: ``--pieces-cost``, with Testing on the path, results/round23_pieces_cost.txt)
+closed surfaces: ``--surface``, results/round23_good_surfaces.txt; the piece warning's cost on a million nodes: ``--pieces-cost``, with Testing on the path, results/round23_pieces_cost.txt)
 """
 
 from __future__ import annotations
@@ -49,6 +49,17 @@ def tetrahedra(mesh: Mesh) -> Mesh:
     cut.SetInputData(mesh.dataset)
     cut.Update()
     return Mesh(dataset=cut.GetOutput(), space=mesh.space)
+
+
+def closed_surface_of(mesh: Mesh) -> Mesh:
+    """The mesh's closed outer surface (epicardium and endocardium joined at the cut ends) in triangles:
+    a surface mesh that round 19's leftovers (zleft25) check for a second ventricle too."""
+    surface = vtk.vtkDataSetSurfaceFilter()
+    surface.SetInputData(mesh.dataset)
+    triangles = vtk.vtkTriangleFilter()
+    triangles.SetInputConnection(surface.GetOutputPort())
+    triangles.Update()
+    return Mesh(dataset=triangles.GetOutput(), space=mesh.space)
 
 
 def check_mesh(name: str, mesh: Mesh, warnings: _Warnings) -> str:
@@ -118,6 +129,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=None)
     parser.add_argument("--spacing", type=float, default=3.0, help="mesh-from-labels voxel edge (mm)")
     parser.add_argument("--pieces-cost", action="store_true", help="time the export's piece check on 1M nodes, only")
+    parser.add_argument("--surface", action="store_true", help="each mesh's closed surface, not its hex and tet")
     parser.add_argument("--truncated", action="store_true", help="each case's truncated LVs (see truncated())")
     parser.add_argument("--only", default="", help="comma-separated case names (e.g. Case_N020), else all")
     args = parser.parse_args()
@@ -136,7 +148,8 @@ def main() -> None:
         image = sitk.ReadImage(str(case / "Contours" / f"{case.name}.nii.gz"))
         for cut, labels in truncated(image) if args.truncated else [("", image)]:
             hexes = myocardium_mesh_from_labels(labels, MYOCARDIUM_LABELS, spacing_mm=args.spacing)
-            for kind, mesh in (("hex", hexes), ("tet", tetrahedra(hexes))):
+            kinds = [("surface", closed_surface_of(hexes))] if args.surface else [("hex", hexes), ("tet", tetrahedra(hexes))]
+            for kind, mesh in kinds:
                 line = check_mesh(f"{case.name}{cut}_{kind}", mesh, warnings)
                 lines.append(line)
                 print(line, flush=True)
