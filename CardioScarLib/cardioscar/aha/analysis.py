@@ -43,8 +43,9 @@ logger = logging.getLogger(__name__)
 #: A mesh whose shape gives its axis with a ring contrast under this (:attr:`.shape_axis.ShapeAxis.contrast`)
 #: is checked for a second ventricle before it is segmented (:func:`.one_ventricle.check_one_ventricle`,
 #: a few seconds, so not on every mesh): biv-me's biventricular mesh measures 1.53-1.59 (1, 1.5, 2 and
-#: 3 mm voxels), LV meshes 1.80 and more (EMIDEC's 75; the phantoms, ACDC and biv-me's endocardium 2.2-4.7,
-#: its myocardium's LV part 2.8-3.0; ``Testing/benchmarks/round19_biventricular_aha.py``). Segmented as
+#: 3 mm voxels), LV meshes 2.01 and more (EMIDEC's 75 ``mesh-from-labels`` meshes at 3 mm and its six lowest
+#: again at 1.5 mm, hexahedra and tetrahedra, ``Testing/benchmarks/round23_good_meshes.py``; the phantoms, ACDC and biv-me's
+#: endocardium 2.2-4.7, its myocardium's LV part 2.8-3.0; ``Testing/benchmarks/round19_biventricular_aha.py``). Segmented as
 #: one LV, a biventricular mesh's RV free wall was counted as LV myocardium (biv-me's at 3 mm: 221 ml
 #: for its LV part's 156), exit 0.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
