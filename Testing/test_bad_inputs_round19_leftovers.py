@@ -12,12 +12,9 @@ import SimpleITK as sitk
 from cardioscar.io.meshio import write_mesh
 
 
-def test_a_cohort_row_with_aha_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, monkeypatch):
-    """A cohort row's AHA takes its long axis from the image's slice normal, so round 19's test for a
-    second ventricle (run where the mesh's shape gives the axis) never ran there: a mesh of both
-    ventricles was segmented as one LV, its RV free wall counted as LV myocardium, and the refusal's
-    `--lv-mask` advice has no column in a manifest. Now the row fails before its fit, in the manifest's
-    words: an LV-only mesh or no `aha`."""
+def _cohort_row_with_aha(tmp_path, monkeypatch, with_rv: bool, aha: str) -> dict:
+    """A cohort row's result, its AHA RV insertion ``aha`` on the test's LV (and RV, ``with_rv``) wall;
+    failed, in one line, before its fit (a training would fail the test)."""
     import cardioscar.logic
     from cardioscar.cohort.manifest import read_manifest
     from cardioscar.cohort.tasks import run_patient
@@ -30,13 +27,24 @@ def test_a_cohort_row_with_aha_on_a_biventricular_mesh_fails_before_its_fit(tmp_
     stack = sitk.Image(16, 16, 4, sitk.sitkFloat32)  # short axis along z, the mesh's long axis; read for its normal
     stack.SetSpacing((4.0, 4.0, 8.0))
     sitk.WriteImage(stack, str(tmp_path / "lge.nii.gz"))
-    biv = _ventricles_mesh(with_rv=True, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24)
-    write_mesh(biv, tmp_path / "biv.vtk", {"scar_probability": np.zeros(biv.n_points)})
+    name = "biv" if with_rv else "lv"
+    wall = _ventricles_mesh(with_rv=with_rv, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24)
+    write_mesh(wall, tmp_path / f"{name}.vtk", {"scar_probability": np.zeros(wall.n_points)})
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text(f'id,mesh,image,aha\nbiv,{tmp_path / "biv.vtk"},{tmp_path / "lge.nii.gz"},"48,32,24"\n')
+    manifest.write_text(f'id,mesh,image,aha\n{name},{tmp_path / f"{name}.vtk"},{tmp_path / "lge.nii.gz"},"{aha}"\n')
     [spec] = read_manifest(manifest)
     result = run_patient(spec, str(tmp_path / "out"), "hash")
     assert result["status"] == "failed" and "\n" not in result["error"], result
+    return result
+
+
+def test_a_cohort_row_with_aha_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, monkeypatch):
+    """A cohort row's AHA takes its long axis from the image's slice normal, so round 19's test for a
+    second ventricle (run where the mesh's shape gives the axis) never ran there: a mesh of both
+    ventricles was segmented as one LV, its RV free wall counted as LV myocardium, and the refusal's
+    `--lv-mask` advice has no column in a manifest. Now the row fails before its fit, in the manifest's
+    words: an LV-only mesh or no `aha`."""
+    result = _cohort_row_with_aha(tmp_path, monkeypatch, with_rv=True, aha="48,32,24")
     assert result["error"] == (
         "biv.vtk looks biventricular: 15 of 15 cross-sections across one direction enclose two cavities (an LV's "
         "enclose one); column 'aha' (the AHA segmentation) is the LV's: give an LV-only mesh (a cohort has no LV "
@@ -119,3 +127,12 @@ def test_aha_on_a_biventricular_surface_mesh_without_an_lv_mask_is_refused(tmp_p
             "(an LV's enclose one); the AHA segmentation is the LV's: give an LV-only mesh, or mark its LV nodes with "
             "--lv-mask FIELD (and --lv-value for a region label)"), errors
         assert not (tmp_path / path.stem).exists()
+
+
+def test_a_cohort_row_s_aha_refusal_names_its_column_not_a_command_line_option(tmp_path, monkeypatch):
+    """A cohort row's RV insertion off the wall was refused with the command line's "--rv-point is
+    .. mm from the nearest LV node": a manifest has no such option, its insertion is the ``aha``
+    column's X,Y,Z. The refusal names that column's point; the rest of the line is the library's."""
+    result = _cohort_row_with_aha(tmp_path, monkeypatch, with_rv=False, aha="200,200,24")
+    assert result["error"].startswith("column 'aha': the anterior RV insertion (column 'aha') is "), result["error"]
+    assert "--" not in result["error"], result["error"]
