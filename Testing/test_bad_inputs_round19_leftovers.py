@@ -12,9 +12,10 @@ import SimpleITK as sitk
 from cardioscar.io.meshio import write_mesh
 
 
-def _cohort_row_with_aha(tmp_path, monkeypatch, with_rv: bool, aha: str) -> dict:
-    """A cohort row's result, its AHA RV insertion ``aha`` on the test's LV (and RV, ``with_rv``) wall;
-    failed, in one line, before its fit (a training would fail the test)."""
+def _cohort_row_with_aha(tmp_path, monkeypatch, with_rv: bool, aha: str, change=lambda wall: wall) -> dict:
+    """A cohort row's result, its AHA RV insertion ``aha`` on the test's LV (and RV, ``with_rv``) wall
+    (``change``d: a function of the mesh); failed, in one line, before its fit (a training would fail
+    the test)."""
     import cardioscar.logic
     from cardioscar.cohort.manifest import read_manifest
     from cardioscar.cohort.tasks import run_patient
@@ -28,7 +29,7 @@ def _cohort_row_with_aha(tmp_path, monkeypatch, with_rv: bool, aha: str) -> dict
     stack.SetSpacing((4.0, 4.0, 8.0))
     sitk.WriteImage(stack, str(tmp_path / "lge.nii.gz"))
     name = "biv" if with_rv else "lv"
-    wall = _ventricles_mesh(with_rv=with_rv, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24)
+    wall = change(_ventricles_mesh(with_rv=with_rv, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24))
     write_mesh(wall, tmp_path / f"{name}.vtk", {"scar_probability": np.zeros(wall.n_points)})
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f'id,mesh,image,aha\n{name},{tmp_path / f"{name}.vtk"},{tmp_path / "lge.nii.gz"},"{aha}"\n')
@@ -129,10 +130,31 @@ def test_aha_on_a_biventricular_surface_mesh_without_an_lv_mask_is_refused(tmp_p
         assert not (tmp_path / path.stem).exists()
 
 
-def test_a_cohort_row_s_aha_refusal_names_its_column_not_a_command_line_option(tmp_path, monkeypatch):
-    """A cohort row's RV insertion off the wall was refused with the command line's "--rv-point is
-    .. mm from the nearest LV node": a manifest has no such option, its insertion is the ``aha``
-    column's X,Y,Z. The refusal names that column's point; the rest of the line is the library's."""
-    result = _cohort_row_with_aha(tmp_path, monkeypatch, with_rv=False, aha="200,200,24")
-    assert result["error"].startswith("column 'aha': the anterior RV insertion (column 'aha') is "), result["error"]
-    assert "--" not in result["error"], result["error"]
+def test_a_cohort_row_s_aha_debris_refusal_names_no_lv_mask(tmp_path, monkeypatch):
+    """A cohort row's mesh with a stray piece beyond its base was refused with the command line's
+    advice, "or mark the LV nodes with --lv-mask": a manifest has no such column. The row's line now
+    says a cohort has no LV mask; the rest of the line is the library's."""
+    import dataclasses
+
+    import vtk
+
+    def with_debris(wall):
+        one = vtk.vtkIdList()
+        one.InsertNextId(0)
+        first = vtk.vtkExtractCells()  # one element, moved 80 mm along the axis, past the base: a loose piece
+        first.SetInputData(wall.dataset)
+        first.SetCellList(one)
+        moved = vtk.vtkTransformFilter()
+        moved.SetTransform(vtk.vtkTransform())
+        moved.GetTransform().Translate(0.0, 0.0, 80.0)
+        moved.SetInputConnection(first.GetOutputPort())
+        joined = vtk.vtkAppendFilter()
+        joined.AddInputData(wall.dataset)
+        joined.AddInputConnection(moved.GetOutputPort())
+        joined.Update()
+        return dataclasses.replace(wall, dataset=joined.GetOutput())
+
+    result = _cohort_row_with_aha(tmp_path, monkeypatch, with_rv=False, aha="200,200,24", change=with_debris)
+    assert result["error"].startswith("column 'aha': lv.vtk: 8 LV node(s) in 1 small part(s)"), result["error"]
+    assert result["error"].endswith("remove them from the mesh (debris of the segmentation?) (a cohort has no LV "
+                                    "mask)"), result["error"]

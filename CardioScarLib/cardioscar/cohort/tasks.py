@@ -273,29 +273,12 @@ def _aha_options(spec: PatientSpec, space: str):
     return options
 
 
-def _cohort_aha_advice() -> dict[str, str]:
-    """The AHA step's command-line advice in the manifest's words: a row gives its RV insertions in
-    column ``aha`` and its long axis as its first image's slice normal, and has no LV mask."""
-    from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
-    from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
-
-    return {LV_MASK_DEBRIS_ADVICE: " (a cohort has no LV mask)",
-            AXIS_POINTS_ADVICE: "check that the first image of column 'images' is the short-axis stack (its slice "
-                                "normal is the row's long axis)",
-            "--rv-inferior-point": "the inferior RV insertion (column 'aha')",
-            "--rv-point": "the anterior RV insertion (column 'aha')"}
-
-
 def _aha_error(spec: PatientSpec, error: CardioScarError) -> CardioScarError:
-    """The AHA step's error as the manifest's user must read it: which column, the command line's
-    advice in the manifest's words (:func:`_cohort_aha_advice`), and (for a label map, whose RV label
-    the manifest cannot set) what to put there instead."""
-    from cardioscar.simulation.fibres import advice_in_face_words
-
+    """The AHA step's error as the manifest's user must read it: which column, and (for a label
+    map, whose RV label the manifest cannot set) what to put there instead."""
     value = spec.options["aha"]
     hint = "" if isinstance(value, list) else f"; {AHA_LABEL_MAP_HINT}"
-    message = advice_in_face_words(str(error).splitlines()[0], _cohort_aha_advice())
-    return CardioScarError(f"column 'aha': {message}{hint}")
+    return CardioScarError(f"column 'aha': {str(error).splitlines()[0]}{hint}")
 
 
 def check_aha(spec: PatientSpec, mesh) -> None:
