@@ -12,12 +12,10 @@ import SimpleITK as sitk
 from cardioscar.io.meshio import write_mesh
 
 
-def test_a_cohort_row_with_aha_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, monkeypatch):
-    """A cohort row's AHA takes its long axis from the image's slice normal, so round 19's test for a
-    second ventricle (run where the mesh's shape gives the axis) never ran there: a mesh of both
-    ventricles was segmented as one LV, its RV free wall counted as LV myocardium, and the refusal's
-    `--lv-mask` advice has no column in a manifest. Now the row fails before its fit, in the manifest's
-    words: an LV-only mesh or no `aha`."""
+def _cohort_row_with_aha(tmp_path, monkeypatch, with_rv: bool, aha: str, change=lambda wall: wall) -> dict:
+    """A cohort row's result, its AHA RV insertion ``aha`` on the test's LV (and RV, ``with_rv``) wall
+    (``change``d: a function of the mesh); failed, in one line, before its fit (a training would fail
+    the test)."""
     import cardioscar.logic
     from cardioscar.cohort.manifest import read_manifest
     from cardioscar.cohort.tasks import run_patient
@@ -30,13 +28,24 @@ def test_a_cohort_row_with_aha_on_a_biventricular_mesh_fails_before_its_fit(tmp_
     stack = sitk.Image(16, 16, 4, sitk.sitkFloat32)  # short axis along z, the mesh's long axis; read for its normal
     stack.SetSpacing((4.0, 4.0, 8.0))
     sitk.WriteImage(stack, str(tmp_path / "lge.nii.gz"))
-    biv = _ventricles_mesh(with_rv=True, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24)
-    write_mesh(biv, tmp_path / "biv.vtk", {"scar_probability": np.zeros(biv.n_points)})
+    name = "biv" if with_rv else "lv"
+    wall = change(_ventricles_mesh(with_rv=with_rv, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24))
+    write_mesh(wall, tmp_path / f"{name}.vtk", {"scar_probability": np.zeros(wall.n_points)})
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text(f'id,mesh,image,aha\nbiv,{tmp_path / "biv.vtk"},{tmp_path / "lge.nii.gz"},"48,32,24"\n')
+    manifest.write_text(f'id,mesh,image,aha\n{name},{tmp_path / f"{name}.vtk"},{tmp_path / "lge.nii.gz"},"{aha}"\n')
     [spec] = read_manifest(manifest)
     result = run_patient(spec, str(tmp_path / "out"), "hash")
     assert result["status"] == "failed" and "\n" not in result["error"], result
+    return result
+
+
+def test_a_cohort_row_with_aha_on_a_biventricular_mesh_fails_before_its_fit(tmp_path, monkeypatch):
+    """A cohort row's AHA takes its long axis from the image's slice normal, so round 19's test for a
+    second ventricle (run where the mesh's shape gives the axis) never ran there: a mesh of both
+    ventricles was segmented as one LV, its RV free wall counted as LV myocardium, and the refusal's
+    `--lv-mask` advice has no column in a manifest. Now the row fails before its fit, in the manifest's
+    words: an LV-only mesh or no `aha`."""
+    result = _cohort_row_with_aha(tmp_path, monkeypatch, with_rv=True, aha="48,32,24")
     assert result["error"] == (
         "biv.vtk looks biventricular: 15 of 15 cross-sections across one direction enclose two cavities (an LV's "
         "enclose one); column 'aha' (the AHA segmentation) is the LV's: give an LV-only mesh (a cohort has no LV "
@@ -119,3 +128,33 @@ def test_aha_on_a_biventricular_surface_mesh_without_an_lv_mask_is_refused(tmp_p
             "(an LV's enclose one); the AHA segmentation is the LV's: give an LV-only mesh, or mark its LV nodes with "
             "--lv-mask FIELD (and --lv-value for a region label)"), errors
         assert not (tmp_path / path.stem).exists()
+
+
+def test_a_cohort_row_s_aha_debris_refusal_names_no_lv_mask(tmp_path, monkeypatch):
+    """A cohort row's mesh with a stray piece beyond its base was refused with the command line's
+    advice, "or mark the LV nodes with --lv-mask": a manifest has no such column. The row's line now
+    says a cohort has no LV mask; the rest of the line is the library's."""
+    import dataclasses
+
+    import vtk
+
+    def with_debris(wall):
+        one = vtk.vtkIdList()
+        one.InsertNextId(0)
+        first = vtk.vtkExtractCells()  # one element, moved 80 mm along the axis, past the base: a loose piece
+        first.SetInputData(wall.dataset)
+        first.SetCellList(one)
+        moved = vtk.vtkTransformFilter()
+        moved.SetTransform(vtk.vtkTransform())
+        moved.GetTransform().Translate(0.0, 0.0, 80.0)
+        moved.SetInputConnection(first.GetOutputPort())
+        joined = vtk.vtkAppendFilter()
+        joined.AddInputData(wall.dataset)
+        joined.AddInputConnection(moved.GetOutputPort())
+        joined.Update()
+        return dataclasses.replace(wall, dataset=joined.GetOutput())
+
+    result = _cohort_row_with_aha(tmp_path, monkeypatch, with_rv=False, aha="200,200,24", change=with_debris)
+    assert result["error"].startswith("column 'aha': lv.vtk: 8 LV node(s) in 1 small part(s)"), result["error"]
+    assert result["error"].endswith("remove them from the mesh (debris of the segmentation?) (a cohort has no LV "
+                                    "mask)"), result["error"]

@@ -199,7 +199,7 @@ def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Pa
     asked, the bull's-eye PNG. A failure leaves the model and the scene as they were. The panel runs
     the same three steps with the middle one in its worker (:meth:`CardioScarLogic.background.BackgroundRun.aha`)."""
     job = read_aha_inputs(model_node, inputs)
-    result = aha_of_world_mesh(job.world_mesh, job.options, bullseye_png, job.title)
+    result = aha_of_world_mesh(job.world_mesh, job.options, bullseye_png, job.title, job.model_name)
     return apply_segments(model_node, result.rows, result.summary, result.point_segments, result.cell_segments)
 
 

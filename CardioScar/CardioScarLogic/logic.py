@@ -41,7 +41,7 @@ from .options import ReconstructionOptions
 from .rulemasks import rule_myocardium, rule_slices
 from .scarsource import SEGMENT_SCAR, counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
-from .wording import AHA_NAMES, RECONSTRUCTION_NAMES, SCORING_NAMES, speaks_logic_words
+from .wording import AHA_NAMES, LOGIC_AHA_ADVICE, RECONSTRUCTION_NAMES, SCORING_NAMES, speaks_logic_words
 
 logger = logging.getLogger(__name__)
 
@@ -528,7 +528,7 @@ class CardioScarLogic:
                                  should_cancel=should_cancel, seed=int(options.seed))
 
     @staticmethod
-    @speaks_logic_words(AHA_NAMES)
+    @speaks_logic_words(AHA_NAMES, LOGIC_AHA_ADVICE)
     def aha_segments(model_node, inputs: "AhaInputs", bullseye_png: Optional[Union[str, Path]] = None):
         """AHA 17-segment table, ``aha_segment`` arrays and optionally the bull's-eye PNG of a model
         (see ``CardioScarLogic.aha``); returns an ``AhaSceneResult``."""

@@ -27,6 +27,10 @@ import threading
 from typing import Callable, Iterator, TypeVar
 
 from cardioscar.aha.analysis import LV_MASK_ADVICE
+from cardioscar.aha.handedness import INSERTION_ORDER
+from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
+from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
+from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
 
@@ -73,6 +77,7 @@ PANEL_NAMES = {
     "--fibres": "LV fibre rule",
     "--helix-angles": "Helix angles (endo,epi)",
     "--min-length": "Min channel length",
+    "--rv-point": "RV insertion points",
 }
 
 #: The command line's fibre advice (:mod:`cardioscar.simulation.fibres`) on each face that gives
@@ -80,12 +85,19 @@ PANEL_NAMES = {
 #: ``fibres="rule"`` or an array, none of them a cell field's name.
 PANEL_FIBRE_ADVICE = {WITHOUT_RULE: "untick 'LV fibre rule' (no fibres)",
                       GIVE_FIBRES: "tick 'LV fibre rule' (the LV rule)"}
-#: The panel's words for the library's advice it has no box for: ``--lv-mask`` (a biventricular model's
-#: AHA) is the Logic's ``inputs.measure.lv_mask_field``, which the panel does not set.
-PANEL_ADVICE = {**PANEL_FIBRE_ADVICE,
-                LV_MASK_ADVICE: " (the panel has no LV mask), or mark its LV nodes in a point field and segment it "
-                                "from the Python console (CardioScarLogic.aha_segments with inputs.measure."
-                                "lv_mask_field naming that field)"}
+#: How a panel user gives the AHA an LV mask, which the panel has no box for: the Logic's
+#: ``inputs.measure.lv_mask_field``, from the Python console.
+_CONSOLE_LV_MASK = (" (the panel has no LV mask), or mark its LV nodes in a point field and segment it from the "
+                    "Python console (CardioScarLogic.aha_segments with inputs.measure.lv_mask_field naming that field)")
+#: The panel's words for the AHA's long-axis points: its *Apex and base* point list (it has no
+#: short-axis volume for the axis; the Logic's ``inputs.slice_normal_volume``).
+_PANEL_APEX_BASE = "choose 'Apex and base' (a point list: the apex, then the base centre)"
+#: The panel's words for the library's advice it has no box for: ``--lv-mask`` (a biventricular
+#: model's AHA, or one with debris) and the AHA's axis options (``--slice-normal-from``, ``--apex``
+#: ``--base`` with coordinates), and the RV insertions' order (its *RV insertion points* list).
+PANEL_ADVICE = {**PANEL_FIBRE_ADVICE, LV_MASK_ADVICE: _CONSOLE_LV_MASK, LV_MASK_DEBRIS_ADVICE: _CONSOLE_LV_MASK,
+                AXIS_OPTIONS_ADVICE: _PANEL_APEX_BASE, AXIS_POINTS_ADVICE: _PANEL_APEX_BASE,
+                INSERTION_ORDER: "(the first point of 'RV insertion points', then its second)"}
 BATCH_FIBRE_ADVICE = {WITHOUT_RULE: "leave --fibre-rule out (no fibres)",
                       GIVE_FIBRES: "give --fibre-rule (the LV rule)"}
 LOGIC_FIBRE_ADVICE = {WITHOUT_RULE: "export with fibres=None (or fibres, an array of one fibre or fibre+sheet "
@@ -100,6 +112,13 @@ SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--predicti
                      "--myocardium-labels": "Truth myocardium labels", "--myocardium-mask": "Truth myocardium mask",
                      "--slice-indices": "Scored slices",
                      "--write-truth": "Write scar_truth on the model"}
+
+#: The Logic's words for the AHA's axis advice, which names the command line's options with coordinates
+#: (renamed one by one it read ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``).
+LOGIC_AHA_ADVICE = {AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
+                                         "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
+                    AXIS_POINTS_ADVICE: "give inputs.apex_base_markups (a markups node: the apex, then the base "
+                                        "centre)"}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
 #: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).

@@ -270,14 +270,15 @@ def load_aha_options(folder: Path, record: dict):
     return AhaOptions(**record)
 
 
-def aha_of_world_mesh(dataset: "vtk.vtkDataSet", options, bullseye_png: "Path | None", title: str):
+def aha_of_world_mesh(dataset: "vtk.vtkDataSet", options, bullseye_png: "Path | None", title: str, model_name: str):
     """The library's AHA analysis of a mesh in world LPS and, when asked, its bull's-eye (the panel's
-    worker and the console's ``analyse_model`` both call this); the library's ``AhaResult``."""
+    worker and the console's ``analyse_model`` both call this); the library's ``AhaResult``. Its
+    messages name the model ``model_name`` (as *Tag*'s do), not "the mesh"."""
     from cardioscar.aha import analyse_mesh
     from cardioscar.aha.bullseye import write_bullseye
     from cardioscar.io.meshio import Mesh
 
-    result = analyse_mesh(Mesh(dataset=dataset, space="LPS", path=None), options)
+    result = analyse_mesh(Mesh(dataset=dataset, space="LPS", path=None), options, f"The model '{model_name}'")
     if bullseye_png is not None:
         write_bullseye(result.rows, Path(bullseye_png), title)
     return result
@@ -290,7 +291,7 @@ def run_aha_job(folder: Path, job: dict) -> None:
     from cardioscar.io.atomic import atomic_write
 
     result = aha_of_world_mesh(read_job_mesh(folder), load_aha_options(folder, job["options"]), folder / BULLSEYE_FILE,
-                               job["title"])
+                               job["title"], job["model_name"])
     with atomic_write(folder / AHA_ARRAYS_FILE) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, point_segments=result.point_segments, cell_segments=result.cell_segments)

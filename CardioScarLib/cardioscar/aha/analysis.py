@@ -28,7 +28,7 @@ from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
-from .handedness import frame_handedness
+from .handedness import INSERTION_ORDER, frame_handedness
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
 from .one_ventricle import check_one_ventricle, has_cross_sections
@@ -327,8 +327,8 @@ def _numbering_sense(options: AhaOptions, frame: AhaFrame, anterior: np.ndarray,
         return {"sense": "anatomical", "warning": None}
     front = float(anterior[1] - inferior[1])  # LPS y grows towards the back
     warning = ("the RV insertion points number the segments counter-clockwise seen from the base, the mirror of a "
-               "heart in the patient's frame: swapped? give the anterior insertion first (--rv-point, then "
-               "--rv-inferior-point); in the patient's frame it is the front one, and --rv-point lies "
+               f"heart in the patient's frame: swapped? give the anterior insertion first {INSERTION_ORDER}; in the "
+               "patient's frame it is the front one, and --rv-point lies "
                f"{abs(front):.0f} mm {'in front of' if front < 0 else 'behind'} the other (LPS y); with the points "
                "right, the mesh is in a mirrored frame (voxel indices, an axis flipped) or the heart is mirrored "
                "(dextrocardia), and the table follows the points")
@@ -416,10 +416,12 @@ def refuse_unjoined_cells(mesh: Mesh, where: str, verb: str = "aha") -> None:
                               f"without merging its points); {MERGE_ADVICE} and run {verb} again")
 
 
-def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None) -> AhaResult:
-    """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment."""
+def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optional[str] = None) -> AhaResult:
+    """Segment ``mesh`` (its points in LPS) and measure ``options.field`` per segment. ``name``: what
+    the messages call the mesh (default its file's name, or "the mesh"); Slicer names its model, as
+    its *Tag* does, since its user never saw a file."""
     options = with_border_zone_tag(with_recorded_tags(mesh, options or AhaOptions()))
-    where = _where(mesh)
+    where = name or _where(mesh)
     if not 0.0 < options.threshold < 1.0:
         raise CardioScarError(f"--threshold {options.threshold}: use a value between 0 and 1")
     check_scar_field_name(options.field, "--field")

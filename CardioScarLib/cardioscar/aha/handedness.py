@@ -42,6 +42,9 @@ MIN_OBLIQUITY_DEG = 35.0
 MARGIN = 0.2
 #: Front and up in LPS (front: -y, up: +z), where a heart's anterior wall faces.
 FRONT_AND_UP = np.array([0.0, -1.0, 1.0]) / math.sqrt(2.0)
+#: The command line's order of the two RV insertions, in the mirrored-numbering warnings; the Slicer
+#: panel words it as its point list's (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+INSERTION_ORDER = "(--rv-point, then --rv-inferior-point)"
 
 
 def septum_direction(frame: AhaFrame) -> np.ndarray:
@@ -86,6 +89,6 @@ def frame_handedness(frame: AhaFrame) -> dict:
                "where a heart's apex points left, forwards and down and its anterior wall faces front and up: a mirrored "
                "frame (an image axis or the slices' order flipped with the header kept: check the image's direction), "
                "a mirrored heart (dextrocardia), or a mesh turned out of the patient's frame; give both RV insertion "
-               "points, the anterior one first (--rv-point, then --rv-inferior-point): the numbering follows them")
+               f"points, the anterior one first {INSERTION_ORDER}: the numbering follows them")
     logger.warning(warning)
     return {**record, "verdict": "not as in the patient's frame", "warning": warning}

@@ -70,6 +70,9 @@ def contact_points(labels: np.ndarray, ijk_to_lps: np.ndarray, rv_label: int, my
 #: axis is most of their mean distance (ACDC 101: 0.90); the LV cavity surrounds the axis (EMIDEC's
 #: label 1, read as the RV: 0.01-0.29 on 38 maps; ACDC's cavity 0.04-0.09).
 MIN_RV_SIDEDNESS = 0.5
+#: The command line's long-axis points, advised where the axis found does not fit the label map; a
+#: face words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+AXIS_POINTS_ADVICE = "give --apex/--base"
 
 
 def refuse_cavity_as_rv(labels: np.ndarray, ijk_to_lps: np.ndarray, rv_label: int, axis: LongAxis,
@@ -97,7 +100,7 @@ def insertions_from_contacts(points: np.ndarray, axis: LongAxis) -> Insertions:
     first = radial.mean(axis=0)
     if np.linalg.norm(first) < 1e-6:
         raise CardioScarError("the RV contact surrounds the LV axis; the label map and the mesh do not describe the "
-                              "same heart, or the LV axis is wrong: give --apex/--base")
+                              f"same heart, or the LV axis is wrong: {AXIS_POINTS_ADVICE}")
     first /= np.linalg.norm(first)
     second = np.cross(axis.base_direction, first)
     # angle from the middle of the contact, in the anatomical numbering direction

@@ -25,6 +25,9 @@ from cardioscar.io.meshio import cell_layout
 SMALL_PART_SHARE = 0.05
 #: A small part whose every node lies farther than this from every large part is debris.
 MAX_GAP_MM = 5.0
+#: The command line's way out of the debris refusal; a face without ``--lv-mask`` (the Slicer panel, a
+#: cohort row) words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+LV_MASK_DEBRIS_ADVICE = ", or mark the LV nodes with --lv-mask"
 
 
 def node_parts(dataset: vtk.vtkDataSet, nodes: np.ndarray) -> np.ndarray:
@@ -66,4 +69,4 @@ def refuse_debris(dataset: vtk.vtkDataSet, points: np.ndarray, lv_nodes: np.ndar
             f"{where}: {int(sizes[debris].sum())} LV node(s) in {debris.size} small part(s) that no cell joins to the "
             f"rest lie {gap[nearest]:.0f} mm or more from the wall (one centred at LPS {centre}); they would move the "
             "long axis, base and apex, and every segment with them: remove them from the mesh (debris of the "
-            "segmentation?), or mark the LV nodes with --lv-mask")
+            f"segmentation?){LV_MASK_DEBRIS_ADVICE}")

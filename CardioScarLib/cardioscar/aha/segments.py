@@ -146,7 +146,8 @@ def axis_from_direction(direction: np.ndarray, points: np.ndarray, weights: np.n
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=unit, source=source)
 
 
-#: What ``aha`` advises where the shape's axis is uncertain: its own axis options.
+#: What ``aha`` advises where the shape gives no axis or an uncertain one: its own axis options (a face
+#: without them, the Slicer panel or the Logic, words it as its own: ``advice_in_face_words``).
 AXIS_OPTIONS_ADVICE = "give --slice-normal-from the short-axis image, or --apex X,Y,Z --base X,Y,Z"
 
 
@@ -164,8 +165,8 @@ def axis_from_shape(points: np.ndarray, weights: np.ndarray, uncertain_advice: s
     if found.contrast < MIN_RING_CONTRAST:
         raise CardioScarError(
             f"no LV axis derivable from the mesh's shape: no direction stands out as the one it is a stack of rings "
-            f"along (ring contrast {found.contrast:.2f}, needs {MIN_RING_CONTRAST:g}: a ball-like shape); give --slice-normal-from "
-            "the short-axis image, or --apex X,Y,Z --base X,Y,Z")
+            f"along (ring contrast {found.contrast:.2f}, needs {MIN_RING_CONTRAST:g}: a ball-like shape); "
+            f"{AXIS_OPTIONS_ADVICE}")
     if found.contrast < CLEAR_RING_CONTRAST:
         logger.warning("the LV axis from the mesh's shape is uncertain: its rings are only %.2f times rounder across it "
                        "than across a typical direction (clear from %g): %s", found.contrast, CLEAR_RING_CONTRAST,

@@ -412,7 +412,20 @@ def in_manifest_terms(message: str) -> str:
     this label map (--scar-labels)' to a user who has no such option, only a ``scar_labels``
     column (EMIDEC, a mistyped label)."""
     return _OPTION.sub(lambda found: COLUMN_OF_OPTION.get(found.group(0), found.group(0)),
-                       advice_in_face_words(message, FIBRE_ADVICE))
+                       advice_in_face_words(message, _manifest_advice()))
+
+
+def _manifest_advice() -> dict[str, str]:
+    """The command line's advice that a manifest gives otherwise, in its words: fibres
+    (:data:`FIBRE_ADVICE`), and the AHA's (a row has no LV mask, and its long axis is its first
+    image's slice normal, not ``--apex``/``--base``). Imported here, not at the top: the AHA's modules
+    are not needed to read a manifest."""
+    from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
+    from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
+
+    return {**FIBRE_ADVICE, LV_MASK_DEBRIS_ADVICE: " (a cohort has no LV mask)",
+            AXIS_POINTS_ADVICE: "check that the row's first image is the short-axis stack (its slice normal is the "
+                                "row's long axis)"}
 
 
 def _check_row(row: dict, number: int, base: Path, seen: dict[str, int]) -> tuple[Optional[PatientSpec], list[str]]:
