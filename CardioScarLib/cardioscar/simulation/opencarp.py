@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 import vtk
@@ -100,14 +100,19 @@ def coordinates(mesh: Mesh, space: str | None, units: str) -> tuple[np.ndarray, 
     return points * UNIT_SCALE[units], frame
 
 
+def _diagonal_mm(points: np.ndarray) -> Optional[float]:
+    """The bounding-box diagonal both unit checks judge (None under two nodes: no size to judge)."""
+    if len(points) < 2:
+        return None
+    return float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+
+
 def check_millimetres(points: np.ndarray, before: str = "before exporting") -> None:
     """The mesh must be in millimetres (the frame of the images and of every writer here): a heart
     in metres or micrometres would be written 1000 times off in every unit, silently (and ``aha``
     would report its volumes 10^9 times off). ``before``: what the user scales the mesh before."""
-    if len(points) < 2:
-        return
-    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
-    if not MIN_DIAGONAL_MM <= diagonal <= MAX_DIAGONAL_MM:
+    diagonal = _diagonal_mm(points)
+    if diagonal is not None and not MIN_DIAGONAL_MM <= diagonal <= MAX_DIAGONAL_MM:
         raise CardioScarError(f"The mesh is {diagonal:.4g} mm across (its bounding-box diagonal); a heart mesh in "
                               f"millimetres is {MIN_DIAGONAL_MM:g}-{MAX_DIAGONAL_MM:g} mm: scale a mesh in metres or "
                               f"micrometres to millimetres {before}")
@@ -119,10 +124,8 @@ def warn_if_centimetres(points: np.ndarray, source: str, work: str) -> None:
     times too small (openCARP's ``.pts`` in micrometres a tenth of the heart, each class's ml a
     thousandth), its AHA volumes a thousandth and its channels sought 10 times too wide, exit 0.
     ``source``: the mesh's name; ``work``: what its millimetres are read for."""
-    if len(points) < 2:
-        return
-    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
-    if MIN_DIAGONAL_MM <= diagonal < CENTIMETRE_DIAGONAL_MM:
+    diagonal = _diagonal_mm(points)
+    if diagonal is not None and MIN_DIAGONAL_MM <= diagonal < CENTIMETRE_DIAGONAL_MM:
         logger.warning("%s is %.3g mm across (its bounding-box diagonal); a human heart in millimetres is about 100-200: "
                        "is the mesh in centimetres? then scale its coordinates to millimetres (x10) before %s; a "
                        "small animal's heart or a piece of wall this size is read as it is", source, diagonal, work)
