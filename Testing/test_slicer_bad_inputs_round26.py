@@ -65,8 +65,7 @@ def test_the_panel_words_the_aha_in_its_lists_says_at_which_probability_it_count
     already at 0.3 that the AHA never reads (it counts at 0.5); on a model in two halves it said nothing
     of them. Now the warnings name the list's points and say where the AHA's threshold is set, the
     status line says at which probability it counted, and the worker's piece warning is in the Log
-    section (*Find channels* runs the same search in the same worker, whose warnings reach the log the
-    same way: the Logic's test above). One run, in the real worker, for all three."""
+    section, as *Find channels*'s is. One AHA run, in the real worker, for the first three."""
     from cardioscar.io.meshio import read_mesh, write_mesh
 
     widget, ui = panel["widget"], panel["ui"]
@@ -96,3 +95,10 @@ def test_the_panel_words_the_aha_in_its_lists_says_at_which_probability_it_count
     assert "--" not in " ".join(swapped + call).replace("cardioscar apply --threshold", "")
     apart = [line for line in warned if "falls apart" in line]
     assert len(apart) == 1 and apart[0].startswith(f"Warning: {APART}") and "AHA analysis" in apart[0], warned
+    ui.tagModelSelector.setCurrentNode(node)
+    ui.channelLayersLineEdit.text = "0.5"
+    harness.click_to_end(widget, ui.findChannelsButton)
+    assert ui.statusLabel.text.startswith("Channels on 'halves'"), ui.statusLabel.text
+    apart = [line for line in ui.logTextEdit.toPlainText().splitlines() if "falls apart" in line]
+    assert len(apart) == 2 and apart[1].startswith("Warning: the mesh falls apart: ") and \
+        "the channel search finds no path across the gap" in apart[1], apart
