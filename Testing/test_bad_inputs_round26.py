@@ -9,7 +9,6 @@ cohort's own manifest reader and row runner.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +23,8 @@ from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 
 #: The piece warning's words (:func:`cardioscar.simulation.opencarp.warn_about_pieces`) up to its gap.
-APART = r"(\S+|The model '[^']+') falls apart: \d+ of its \d+ nodes lie in 1 piece\(s\) that no element joins to the largest, 2\.0 mm or more from it: "
+APART = (r"(\S+|The model '[^']+') falls apart: \d+ of its \d+ nodes lie in 1 piece\(s\) that no element joins to the "
+         r"largest, 2\.0 mm or more from it: ")
 
 
 def split_across(mesh: Mesh, direction: np.ndarray, gap_mm: float) -> Mesh:

@@ -51,8 +51,8 @@ def test_the_logic_names_the_apex_and_the_base_point_apart(halves):
     options = halves["options"]
     rv = _markups(context.scene, [options.rv_point])
     close = _markups(context.scene, [options.apex, options.apex + [3.0, 0.0, 0.0]], "apex and base")
-    with pytest.raises(CardioScarError, match=r"^no LV axis derivable: point 1 of inputs\.apex_base_markups and point 2 "
-                                              r"of inputs\.apex_base_markups are 3\.0 mm apart"):
+    with pytest.raises(CardioScarError, match=r"^no LV axis derivable: point 1 of inputs\.apex_base_markups and "
+                                              r"point 2 of inputs\.apex_base_markups are 3\.0 mm apart"):
         csl.CardioScarLogic.aha_segments(node, csl.AhaInputs(rv_markups=rv, apex_base_markups=close))
 
 
