@@ -67,8 +67,8 @@ from CardioScarLogic.layout import layout_node_of, show_results  # noqa: E402
 from CardioScarLogic.results import (PROBABILITY, SHOWN_FIELDS, SUMMARY_REFERENCE, learned_target,  # noqa: E402
                                      new_output_model, score_slice_rows, score_summary)
 from CardioScarLogic.scratch import KeptFile  # noqa: E402
-from CardioScarLogic.wording import (PANEL_NAMES, SCORE_PANEL_NAMES, in_panel_words,  # noqa: E402
-                                     library_warnings, library_words)
+from CardioScarLogic.wording import (PANEL_AHA_THRESHOLD, PANEL_NAMES, SCORE_PANEL_NAMES,  # noqa: E402
+                                     in_panel_words, library_warnings, library_words)
 
 #: Panel values of each training preset, read from cardioscar.fit.config's TrainingConfig() and
 #: TrainingConfig.fast() (torch-free: switching presets imports no torch), so they cannot drift.
@@ -354,12 +354,13 @@ class WorkerPanelMixin:
     def _log(self, line: str) -> None:
         self.ui.logTextEdit.appendPlainText(line)
 
-    def _logWarning(self, message: str) -> None:
-        """A library warning in the Log section, with the panel's box names for its options."""
-        self._log(_("Warning: ") + in_panel_words(message))
+    def _logWarning(self, message: str, aha: bool = False) -> None:
+        """A library warning in the Log section, with the panel's box names for its options (``aha``:
+        the AHA section's, :func:`CardioScarLogic.wording.in_panel_words`)."""
+        self._log(_("Warning: ") + in_panel_words(message, aha=aha))
 
     @contextlib.contextmanager
-    def _warningsInLog(self):
+    def _warningsInLog(self, aha: bool = False):
         """The library's warnings raised in the block (reading the inputs, writing a result: on the
         main thread, where they reached only the Python console) go to the Log section, also when
         the block fails (they come before its error line)."""
@@ -368,7 +369,7 @@ class WorkerPanelMixin:
                 yield
             finally:
                 for message in heard:
-                    self._logWarning(message)
+                    self._logWarning(message, aha)
 
     def _stopRun(self) -> None:
         """End the worker now; the scene and the user's files stay as they were."""
@@ -401,6 +402,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._runButton = None
         self._runOutput = None
         self._runFinish = None  # writes a finished run's result into the scene (see _startRun)
+        self._runAha = False  # the run is the AHA section's: its messages in its words (see _startRun)
         self._disabledForRun = []  # the widgets a run or a step disabled, enabled again after it
         self._resultObserved = []  # (node, event) of the newest result observed for the Results section
         self._torchDeclined = False
@@ -536,7 +538,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         missing = self._ahaMissing()
         self.ui.computeAhaButton.enabled = not missing
         self.ui.computeAhaButton.toolTip = missing or _(
-            "Write aha_segment on the model, fill its AHA table and draw the bull's-eye")
+            "Write aha_segment on the model, fill its AHA table and draw the bull's-eye; scar is counted where "
+            "scar_probability >= {threshold:g} (not at the Options' Threshold)").format(threshold=PANEL_AHA_THRESHOLD)
         self._applies("saveBullseyeButton", self._bullseye.path is not None,
                       _("No bull's-eye yet: run Compute AHA segments first."))
         self._updateTissueSection()
@@ -809,31 +812,33 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         if details:
             self._log(details)
 
-    def _reportFailure(self, error: Exception, names: dict = PANEL_NAMES) -> None:
+    def _reportFailure(self, error: Exception, names: dict = PANEL_NAMES, aha: bool = False) -> None:
         """A user error (CardioScarError) as its own line; anything else as its type and message,
-        with the traceback in the log. ``names``: the boxes of the section that ran."""
+        with the traceback in the log. ``names``: the boxes of the section that ran; ``aha``: it was
+        the AHA's (its threshold is not the Options' 'Threshold')."""
         from cardioscar.errors import CardioScarError
 
         if isinstance(error, CardioScarError):  # the library's words, with the panel's box names
-            self._showError(in_panel_words(library_words(error), names))
+            self._showError(in_panel_words(library_words(error), names, aha))
         else:
             self._showError(f"{type(error).__name__}: {error}", traceback.format_exc())
 
-    def _startRun(self, button, idleText: str, output, makeRun, startText: str, finish=None) -> None:
+    def _startRun(self, button, idleText: str, output, makeRun, startText: str, finish=None, aha: bool = False) -> None:
         """Read the inputs and start the worker; a bad input shows one line and starts nothing.
         ``output``: the model the result goes on (or is copied from, for a new model node);
         ``finish(run)``: writes the finished run's result into the scene and returns what shows it
-        once the panel is idle again (default: a training or prediction's, :meth:`_writeReconstruction`)."""
+        once the panel is idle again (default: a training or prediction's, :meth:`_writeReconstruction`);
+        ``aha``: the AHA section's run, whose messages are worded as its own (:meth:`_reportFailure`)."""
         button.enabled = False  # the wait cursor processes pending events: a second click must not start twice
         try:
             # reading the scene and writing the job block the application
-            with slicer.util.WaitCursor(), self._warningsInLog():
+            with slicer.util.WaitCursor(), self._warningsInLog(aha):
                 run = makeRun()
         except Exception as error:  # noqa: BLE001 - shown in the panel (a Qt slot's exception reaches the console only)
             button.enabled = True
-            self._reportFailure(error)
+            self._reportFailure(error, aha=aha)
             return
-        self._run, self._runButton, self._runOutput = run, button, output
+        self._run, self._runButton, self._runOutput, self._runAha = run, button, output, aha
         self._runFinish = finish or self._writeReconstruction
         button.setProperty("idleText", idleText)
         self._setRunning(True)
@@ -841,12 +846,14 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._log(startText)
         self._timer.start()
 
-    def _startAnalysis(self, button, idleText: str, model, missing, makeRun, startText: str, show) -> None:
+    def _startAnalysis(self, button, idleText: str, model, missing, makeRun, startText: str, show,
+                       aha: bool = False) -> None:
         """Start an analysis of ``model`` in a worker (AHA segments, tissue tags and export, the channel
         search), or stop the running one: all three write the finished run's result on the model
         they analysed and then show it. ``missing()``: what the section still needs, one line (empty:
         it can run), refused as a bad input is; ``makeRun()``: the run; ``startText``: the status
-        line, ``{name}`` the model's name; ``show(model, result)``: the finished result shown."""
+        line, ``{name}`` the model's name; ``show(model, result)``: the finished result shown; ``aha``:
+        the AHA section's (its messages in its words)."""
         from cardioscar.errors import CardioScarError
 
         if self._run is not None:
@@ -864,7 +871,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             return lambda: show(model, result)
 
         self._startRun(button, idleText, model, checkedRun,
-                       startText.format(name=model.GetName() if model is not None else ""), finish=finish)
+                       startText.format(name=model.GetName() if model is not None else ""), finish=finish, aha=aha)
 
     def _setRunning(self, running: bool) -> None:
         """While running, every other action is disabled and the run's button reads Stop. A section
@@ -914,7 +921,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             if message.kind == "error":
                 continue  # _finishRun shows the worker's failure once, in the status and the log
             if message.kind == "warning":
-                self._logWarning(message.fields.get("message", ""))
+                self._logWarning(message.fields.get("message", ""), self._runAha)
             elif message.kind != "progress" or self._progressWorthLogging(message.fields):
                 self._log(message.text)
         if run.running:
@@ -944,15 +951,16 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         from cardioscar.errors import CardioScarError
 
         self._runButton.enabled = False
+        aha = self._runAha  # _setRunning(False) forgets the run
         try:
             if not run.succeeded:
                 raise CardioScarError(run.failure())
-            with slicer.util.WaitCursor(), self._warningsInLog():
+            with slicer.util.WaitCursor(), self._warningsInLog(aha):
                 show = self._runFinish(run)
         except Exception as error:  # noqa: BLE001 - shown in the panel
             run.stop()
             self._setRunning(False)
-            self._reportFailure(error)
+            self._reportFailure(error, aha=aha)
             return
         self._setRunning(False)
         show()
@@ -1158,14 +1166,17 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         p = self._parameterNode
         self._startAnalysis(self.ui.computeAhaButton, _("Compute AHA segments"), p.ahaModel, self._ahaMissing,
                             lambda: BackgroundRun.aha(p.ahaModel, self.ahaInputs(), bullseye=self._bullseye),
-                            _("Computing AHA segments of '{name}'..."), self._showAha)
+                            _("Computing AHA segments of '{name}'..."), self._showAha, aha=True)
 
     def _showAha(self, model, result) -> None:
         self._bullseyeModelId = model.GetID()
         self.ui.ahaBullseyeLabel.text = _("Bull's-eye: {path}").format(path=self._bullseye.path)
         self._updatePanel()  # Save bull's-eye on
-        self.ui.statusLabel.text = _("AHA segments on '{name}': aha_segment written, table '{table}'.").format(
-            name=model.GetName(), table=result.table_node.GetName())
+        # at which probability it counted scar: the AHA's own threshold, not the Options' 'Threshold' box
+        self.ui.statusLabel.text = _("AHA segments on '{name}' (scar where {field} >= {threshold:g}; the AHA does not "
+                                     "read 'Threshold'): aha_segment written, table '{table}'.").format(
+            name=model.GetName(), field=result.summary["field"], threshold=result.summary["threshold"],
+            table=result.table_node.GetName())
         self._log(self.ui.statusLabel.text)
         layoutNode = layout_node_of(slicer.mrmlScene)
         if layoutNode is not None:

@@ -108,7 +108,8 @@ def test_manifest_lists_every_problem_of_every_row_at_once(tmp_path, cohort_data
     lines = str(error.value).splitlines()
     assert "7 problem(s)" in lines[0]
     text = str(error.value)
-    for expected in ("row 1 (id a): column 'seed' must be an integer >= 0, got '-1'",
+    for expected in ("row 1 (id a): column 'seed' must be an integer from 0 to 2**63-1 (9223372036854775807; seeds are "
+                     "stored as 64-bit integers), got '-1'",
                      "row 2 (id a): id a is also on row 1",
                      "missing.vtk does not exist",
                      "row 2 (id a): column 'threshold' must be a number between 0 and 1 (0 < threshold < 1), got '2'",

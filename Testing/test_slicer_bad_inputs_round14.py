@@ -32,8 +32,8 @@ def test_apex_and_base_markups_beside_the_lv_are_refused_and_the_model_kept(lad,
     rv = _markups(context.scene, [options.rv_point, options.rv_inferior_point])
     apex, base = _apex_and_base(lad)
     beside = _markups(context.scene, [apex + [60.0, 0.0, 0.0], base + [60.0, 0.0, 0.0]], "apex and base")
-    with pytest.raises(CardioScarError, match=r"^the long axis from inputs\.apex_base_markups to the base point "
-                                              r"passes 60 mm from the LV's centre"):
+    with pytest.raises(CardioScarError, match=r"^the long axis from point 1 of inputs\.apex_base_markups to the base "
+                                              r"point passes 60 mm from the LV's centre"):
         csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=rv, apex_base_markups=beside))
     assert model.GetMesh().GetPointData().GetArray("aha_segment") is None
     assert model.GetNodeReference(AHA_TABLE_REFERENCE) is None

@@ -26,13 +26,14 @@ import re
 import threading
 from typing import Callable, Iterator, TypeVar
 
-from cardioscar.aha.analysis import LV_MASK_ADVICE
+from cardioscar.aha.analysis import LV_MASK_ADVICE, AhaOptions
 from cardioscar.aha.handedness import INSERTION_ORDER
 from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
 from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
 from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
+from cardioscar.simulation.tags import CALL_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -98,6 +99,28 @@ _PANEL_APEX_BASE = "choose 'Apex and base' (a point list: the apex, then the bas
 PANEL_ADVICE = {**PANEL_FIBRE_ADVICE, LV_MASK_ADVICE: _CONSOLE_LV_MASK, LV_MASK_DEBRIS_ADVICE: _CONSOLE_LV_MASK,
                 AXIS_OPTIONS_ADVICE: _PANEL_APEX_BASE, AXIS_POINTS_ADVICE: _PANEL_APEX_BASE,
                 INSERTION_ORDER: "(the first point of 'RV insertion points', then its second)"}
+#: The panel's words for the AHA's points, which its point lists hold in order (unquoted phrases: the
+#: list's label is quoted within): the command line's two points of the axis and its second insertion.
+PANEL_POINTS = {"--apex": "point 1 of 'Apex and base'", "--base": "point 2 of 'Apex and base'",
+                "--rv-inferior-point": "point 2 of 'RV insertion points'"}
+#: The probability at which the panel's AHA counts scar (the library's default: the section has no
+#: threshold box). The Options' 'Threshold' is the reconstruction's call (``--threshold`` of prepare and
+#: apply), which the panel named for ``aha --threshold`` too, a box the AHA never read.
+PANEL_AHA_THRESHOLD = AhaOptions.threshold
+#: The AHA section's words for ``aha --threshold`` where no advice of a value says it otherwise.
+PANEL_AHA_THRESHOLD_WORDS = f"the AHA's threshold ({PANEL_AHA_THRESHOLD:g} in the panel, not 'Threshold')"
+#: The AHA's advice to cut at apply's call (:data:`cardioscar.simulation.tags.CALL_ADVICE`), the cut found.
+_AHA_CALL_ADVICE = re.compile(re.escape(CALL_ADVICE.format(option="--threshold", cut="\0", use="count"))
+                              .replace(re.escape("\0"), r"(?P<cut>[0-9.]+)"))
+
+
+def _panel_aha_call(found: re.Match) -> str:
+    cut = found.group("cut")
+    return (f"the panel's AHA counts scar at {PANEL_AHA_THRESHOLD:g}, not at 'Threshold': to count the scar apply "
+            f"called, segment the model from the Python console (CardioScarLogic.aha_segments with "
+            f"inputs.measure.threshold {cut})")
+
+
 BATCH_FIBRE_ADVICE = {WITHOUT_RULE: "leave --fibre-rule out (no fibres)",
                       GIVE_FIBRES: "give --fibre-rule (the LV rule)"}
 LOGIC_FIBRE_ADVICE = {WITHOUT_RULE: "export with fibres=None (or fibres, an array of one fibre or fibre+sheet "
@@ -171,8 +194,8 @@ TISSUE_NAMES = {"--mesh": "model_node", "--border-zone": "border_zone", "--core"
 #: measure in ``inputs.measure``, a :class:`cardioscar.aha.AhaOptions`).
 AHA_NAMES = {"--mesh": "model_node", "--rv-point": "inputs.rv_markups", "--rv-inferior-point": "inputs.rv_markups",
              "--labels": "inputs.labels_node", "--rv-label": "inputs.rv_label",
-             "--myocardium-label": "inputs.myocardium_label", "--apex": "inputs.apex_base_markups",
-             "--base": "inputs.apex_base_markups", "--slice-normal-from": "inputs.slice_normal_volume",
+             "--myocardium-label": "inputs.myocardium_label", "--apex": "point 1 of inputs.apex_base_markups",
+             "--base": "point 2 of inputs.apex_base_markups", "--slice-normal-from": "inputs.slice_normal_volume",
              **{f"--{option}": f"inputs.measure.{name}" for option, name in (
                  ("threshold", "threshold"), ("field", "field"), ("uncertainty-field", "uncertainty_field"),
                  ("lv-mask", "lv_mask_field"), ("lv-value", "lv_mask_value"), ("tags-field", "tags_field"),
@@ -216,11 +239,17 @@ def _renamed(message: str, names: dict[str, str], form: str) -> str:
     return _OPTION.sub(named, message)
 
 
-def in_panel_words(message: str, names: dict[str, str] = PANEL_NAMES) -> str:
+def in_panel_words(message: str, names: dict[str, str] = PANEL_NAMES, aha: bool = False) -> str:
     """``message`` with each command-line option the panel has a box for replaced by that box's
-    label in quotes; a quoted command and everything else as it was. ``names``: the boxes of the
-    section that ran (:data:`SCORE_PANEL_NAMES` for the scoring's)."""
-    return _renamed(advice_in_face_words(message, PANEL_ADVICE), names, "'{}'")
+    label in quotes, and the AHA's points as the points of its lists (:data:`PANEL_POINTS`); a quoted
+    command and everything else as it was. ``names``: the boxes of the section that ran
+    (:data:`SCORE_PANEL_NAMES` for the scoring's); ``aha``: the AHA section ran, which counts scar at
+    :data:`PANEL_AHA_THRESHOLD`, not at the Options' 'Threshold' that ``--threshold`` names elsewhere."""
+    message = advice_in_face_words(message, PANEL_ADVICE)
+    if aha:
+        message = _renamed(_AHA_CALL_ADVICE.sub(_panel_aha_call, message), {"--threshold": PANEL_AHA_THRESHOLD_WORDS},
+                           "{}")
+    return _renamed(_renamed(message, PANEL_POINTS, "{}"), names, "'{}'")
 
 
 def in_batch_words(message: str, names: dict[str, str]) -> str:

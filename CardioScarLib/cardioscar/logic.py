@@ -24,8 +24,8 @@ import vtk
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
-from cardioscar.io.checks import (check_label_list, check_mesh_points, check_not_an_input, check_output_path,
-                                   check_seed, check_threshold, check_training_data_file)
+from cardioscar.io.checks import (check_format_version, check_label_list, check_mesh_points, check_not_an_input,
+                                   check_output_path, check_seed, check_threshold, check_training_data_file)
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
@@ -298,6 +298,9 @@ class PreprocessingResult:
     # (S, 3) float32 LPS mm: a fixed sample of the mesh's nodes (meshscale.mesh_sample), kept by the
     # checkpoint so that apply can name another heart; None: files written before it
     mesh_sample: Optional[np.ndarray] = None
+    # the targets whose mixed groups (the reference tool's layout) the loader warned about: training
+    # these same targets in memory does not say it again (a script's load, then train, said it twice)
+    warned_targets: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @property
     def group_targets(self) -> np.ndarray:
@@ -531,14 +534,14 @@ _COORDINATE_SLACK = 1e-3
 _GROUP_TARGET_SLACK = 1e-6
 
 
-def _checked_rows(coordinates, intensities, group_ids, where: str,
-                  reference_layout: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _checked_rows(coordinates, intensities, group_ids, where: str, reference_layout: bool = False,
+                  warn: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The training rows as float32 (N, 3), float32 (N, 1) and int64 (N,), or a one-line refusal.
 
     Why: a file and an in-memory :class:`PreprocessingResult` (the Python API) must meet the same
     checks; values outside [0, 1] (targets or normalised coordinates) train a wrong field quietly.
     ``reference_layout``: the rows are the reference tool's (no ``format_version``), whose groups
-    may hold several voxels' values (:func:`_check_group_targets`).
+    may hold several voxels' values (:func:`_check_group_targets`; ``warn``: say so, unless said already).
     """
     try:
         group_ids = np.asarray(group_ids).astype(np.int64).ravel()
@@ -567,11 +570,12 @@ def _checked_rows(coordinates, intensities, group_ids, where: str,
         raise CardioScarError(f"{where}: intensities must lie in [0, 1] (the network's output range), "
                               f"found {intensities.min():g}..{intensities.max():g}; prepare with "
                               "--normalize-intensities (raw LGE) or --scar-labels (label map).")
-    _check_group_targets(intensities, group_ids, where, reference_layout)
+    _check_group_targets(intensities, group_ids, where, reference_layout, warn)
     return coordinates, intensities, group_ids
 
 
-def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: str, reference_layout: bool) -> None:
+def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: str, reference_layout: bool,
+                         warn: bool = True) -> None:
     """Refuse rows of one group that carry different targets. Why: a group is one pixel, and each of
     its rows carries that pixel's value (``prepare`` writes no other file); the loss fits the group's
     mean prediction to the mean of its rows' targets, so a file joined from two with colliding group
@@ -581,7 +585,8 @@ def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: 
     instead: its image input groups a node by its rounded voxel but reads its value from the floor
     one (v0.2.0: 84 % of the nodes of a small case took another voxel's value), so most of its
     groups hold two voxels' values. Those files trained on each group's mean target before this
-    check and still do; refusing them broke the promise that its files load."""
+    check and still do; refusing them broke the promise that its files load. ``warn`` False: the
+    rows were warned about when loaded (:attr:`PreprocessingResult.warned_targets`)."""
     order = np.argsort(group_ids, kind="stable")
     ids, values = group_ids[order], intensities.ravel()[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -592,6 +597,8 @@ def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: 
         targets = np.unique(values[ids == first])
         shown = ", ".join(f"{value:g}" for value in targets[:4]) + (", ..." if targets.size > 4 else "")
         facts = f"{mixed.size} of its {starts.size} groups hold rows with different targets (group {first} first: {shown})"
+        if reference_layout and not warn:
+            return
         if reference_layout:
             logger.warning("%s: %s, as the reference tool's prepare writes them (a node's value read from another "
                            "voxel than its group's); each such group trains on its rows' mean target: re-run "
@@ -661,27 +668,20 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         slice_profile=profile,
         row_weights=row_weights,
         mesh_sample=_checked_mesh_sample(arrays.get(MESH_SAMPLE_KEY), f"Training data {path}"),
+        warned_targets=intensities if "format_version" not in arrays else None,
     )
 
 
 def _check_layout(arrays: dict, where: str) -> None:
-    """Refuse a ``.npz`` of a layout this version cannot read: a ``format_version`` above
-    :data:`TRAINING_DATA_FORMAT` (a newer CardioScar's file, whose keys may mean other things) or
-    coordinates in a frame other than LPS. Why: both loaded without a word (round 18), and a key
+    """Refuse a ``.npz`` of a layout this version cannot read: a ``format_version`` that is no whole
+    number in 1..:data:`TRAINING_DATA_FORMAT` (a newer CardioScar's file, whose keys may mean other
+    things, or a damaged one; the model loaders' own check, :func:`~cardioscar.io.checks.check_format_version`)
+    or coordinates in a frame other than LPS. Why: both loaded without a word (round 18), and a key
     read in another meaning trains a wrong field with exit 0. Files without the keys (older ones,
     the reference tool's) pass."""
-    version = arrays.get("format_version")
-    try:
-        number = None if version is None else float(version)
-    except (TypeError, ValueError):
-        number = math.nan
-    if number is not None and not (math.isfinite(number) and number == int(number)):
-        # "abc" and [2] were called newer than this CardioScar (round 21)
-        raise CardioScarError(f"{where} has format_version {np.asarray(version).tolist()!r}, not a whole number (a damaged or hand-edited "
-                              "file): re-run `cardioscar prepare`.")
-    if number is not None and number > TRAINING_DATA_FORMAT:
-        raise CardioScarError(f"{where} has format_version {version}, newer than this CardioScar reads "
-                              f"({TRAINING_DATA_FORMAT}): upgrade cardioscar, or re-run `cardioscar prepare` with this one.")
+    if "format_version" in arrays:
+        check_format_version(arrays["format_version"], where, TRAINING_DATA_FORMAT, "re-run `cardioscar prepare`.",
+                             "upgrade cardioscar, or re-run `cardioscar prepare` with this one.")
     space = arrays.get("coordinate_space", "LPS")
     if isinstance(space, np.ndarray) and space.size == 1:
         space = space.reshape(()).item()
@@ -728,9 +728,11 @@ def _checked_profile(profile: str, weights: Optional[np.ndarray], n_rows: int,
 
 def _as_result(training_data: Union[Path, str, PreprocessingResult]) -> tuple[PreprocessingResult, str]:
     if isinstance(training_data, PreprocessingResult):
+        warned = training_data.warned_targets is training_data.intensities
         coordinates, intensities, group_ids = _checked_rows(training_data.coordinates, training_data.intensities,
                                                             training_data.group_ids, "The PreprocessingResult",
-                                                            reference_layout=not training_data.scaler_spans_mesh)
+                                                            reference_layout=not training_data.scaler_spans_mesh,
+                                                            warn=not warned)
         profile, weights = _checked_profile(training_data.slice_profile, training_data.row_weights, len(group_ids),
                                             "The PreprocessingResult")
         return replace(training_data, coordinates=coordinates, intensities=intensities, group_ids=group_ids,

@@ -84,7 +84,7 @@ def check_mesh(name: str, mesh: Mesh, warnings: _Warnings) -> str:
         outcome = f"REFUSED: {str(error)[:120]}"
     aha_s = time.perf_counter() - start
     warn_about_pieces(mesh)
-    said = [w for w in warnings.messages if "centimetres" in w or "looks biventricular" in w or "pieces" in w]
+    said = [w for w in warnings.messages if "centimetres" in w or "looks biventricular" in w or "falls apart" in w]
     return (f"{name} ({mesh.n_points} nodes): ring contrast {contrast:.2f} "
             f"({'checked' if tested else 'not checked'}), two-cavity sections {two}/15 in {check_s:.1f} s, "
             f"aha {outcome} in {aha_s:.1f} s; round-19 warnings: {len(said)}"

@@ -22,8 +22,9 @@ from cardioscar.io.checks import whole_labels
 from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
-from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, TAG_ARRAY, check_millimetres,
-                                            recorded_tag_values, warn_if_centimetres)
+from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, PIECES_AHA, TAG_ARRAY,
+                                            check_millimetres, recorded_tag_values, warn_about_pieces,
+                                            warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
@@ -154,9 +155,9 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
         refuse_axis_beside_the_lv(axis, points, weights)
         if orient_towards_base(axis.base_direction, points, weights) @ axis.base_direction < 0:
             # swapped, the levels run upside down: the basal ring numbered at the apex, silently
-            logger.warning("the LV is wider at --apex's end than at --base's (the apex tapers): are --apex and --base "
-                           "swapped? the basal segments would be cut at the apex; give the apex point as --apex and "
-                           "the centre of the base as --base (an apical aneurysm can be wider: then ignore this)")
+            logger.warning("the LV is wider at the end of --apex than at that of --base (the apex tapers): are --apex and "
+                           "--base swapped? the basal segments would be cut at the apex; give the apex point as --apex "
+                           "and the centre of the base as --base (an apical aneurysm can be wider: then ignore this)")
         return axis
     if options.slice_normal is not None:
         return axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
@@ -442,6 +443,8 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
     refuse_unjoined_cells(mesh, where)
     dataset = mesh.dataset_lps(points)
     refuse_debris(dataset, points, lv_nodes, where)
+    if options.lv_mask_field is None:  # with a mask, the LV may be a piece of its own (an RV meshed apart)
+        warn_about_pieces(mesh, PIECES_AHA, where)
     weights = node_volumes(dataset)
     if not np.any(weights[lv_ids] > 0):
         # points only (or vertex and line cells): the shape axis divided by a zero weight and

@@ -29,6 +29,7 @@ from cardioscar.lge.prepare import ScarRuleRequest
 from cardioscar.lge.rules import RULES
 from cardioscar.logic import PreprocessingRequest
 from cardioscar.io.meshio import MESH_SUFFIXES
+from cardioscar.io.checks import MAX_SEED
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
 from cardioscar.simulation.tags import DEFAULT_CORE_TWO_FIELDS
 
@@ -174,13 +175,13 @@ def _padding(value: Any) -> float | str:
     return number
 
 
-def _bounded(kind: Callable, low: float) -> Callable[[Any], Any]:
-    """A parser of ``kind`` (int) values of at least ``low``; anything else is a ValueError, which the
-    row's check words as the column's valid values."""
+def _bounded(kind: Callable, low: float, high: float = math.inf) -> Callable[[Any], Any]:
+    """A parser of ``kind`` (int) values from ``low`` to ``high``; anything else is a ValueError, which
+    the row's check words as the column's valid values."""
     def parse(value: Any) -> Any:
         text = _text(value)
         number = kind(text)
-        if not low <= number:
+        if not low <= number <= high:
             raise ValueError(text)
         return number
 
@@ -268,7 +269,10 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "partial_volume_correction": (_flag, "yes or no"),
     "preset": (_choice("documented", "fast"), "documented or fast"),
     "shape_prior": (_flag_or_auto, "yes, no or auto"),
-    "seed": (_bounded(int, 0), "an integer >= 0"),
+    # the training's own range (check_seed): a seed over 64 bits passed here and failed its patient
+    # when it trained, after the cohort had started
+    "seed": (_bounded(int, 0, MAX_SEED), f"an integer from 0 to 2**63-1 ({MAX_SEED}; seeds are stored as 64-bit "
+                                         "integers)"),
     "max_epochs": (_bounded(int, 1), "an integer >= 1"),
     "training_mc_samples": (_bounded(int, 1), "an integer >= 1 (MC-dropout passes in the training loss)"),
     "threshold": (_probability, "a number between 0 and 1 (0 < threshold < 1)"),

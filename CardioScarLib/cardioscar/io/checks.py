@@ -248,7 +248,10 @@ def check_format_version(version: object, where: str, newest: int, damaged_fix: 
 
     Why: a newer CardioScar's file may store keys in another meaning (read in this build's, a wrong
     answer with exit 0), and a text or fractional version is a damaged or hand-edited file; a bare
-    ``>`` raised a TypeError on text. Shared by the scar-field and the Attri-VAE loaders."""
+    ``>`` raised a TypeError on text. Shared by the scar-field and the Attri-VAE loaders and the
+    training data's reader, whose ``.npz`` holds the number as a numpy array (one element: read as its value)."""
+    if isinstance(version, (np.ndarray, np.generic)) and np.size(version) == 1:
+        version = np.asarray(version).reshape(()).item()
     if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
         raise CardioScarError(f"{where} has format_version {version!r}, not a whole number >= 1 (a damaged or "
                               f"hand-edited file): {damaged_fix}")

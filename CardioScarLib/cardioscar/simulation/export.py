@@ -173,8 +173,7 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
 
     if fmt not in ("opencarp", "vtu"):  # before the rule's work
         raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
-    if tags.element_areas_mm2 is None:  # volume cells: a surface's shells are pieces of their own
-        warn_about_pieces(mesh)
+    warn_about_pieces(mesh)
     fibre_rule = None
     if isinstance(fibres, str) and fibres == RULE_NAME:
         helix_deg = DEFAULT_HELIX_DEG if helix_deg is None else helix_deg

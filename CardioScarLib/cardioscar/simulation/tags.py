@@ -180,6 +180,11 @@ def element_sizes(dataset: vtk.vtkDataSet, measure: str = "Volume") -> np.ndarra
     return np.abs(vtk_to_numpy(sizes.GetOutput().GetCellData().GetArray(measure)).astype(np.float64))
 
 
+#: The advice of :func:`warn_border_zone_off_the_call`: a face that sets the cut otherwise (the Slicer
+#: panel's AHA, which has no threshold box) finds it by this text and words it as its own.
+CALL_ADVICE = "give {option} {cut} (the same setting in Slicer) to {use} the scar apply called"
+
+
 def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, border_zone: float, name: str,
                                   option: str = "--border-zone", use: str = "tag") -> None:
     """Warn when the mesh's ``scar_binary`` (the call ``apply --threshold T`` wrote beside the
@@ -201,8 +206,8 @@ def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, bor
         cut = _shortest_cut(float(np.max(scar[~called], initial=0.0)), float(np.min(scar[called], initial=1.0)))
         # the option is part of the message's words, not a value filled in: the batch script names it its own way
         logger.warning("%s: its scar_binary (the call of cardioscar apply --threshold %s) marks %d nodes scar, the cut at "
-                       f"%g marks %d (%d differ); give {option} %s (the same setting in Slicer) to %s the scar apply "
-                       "called", name, cut, int(called.sum()), border_zone, int(tagged.sum()), differ, cut, use)
+                       "%g marks %d (%d differ); %s", name, cut, int(called.sum()), border_zone, int(tagged.sum()),
+                       differ, CALL_ADVICE.format(option=option, cut=cut, use=use))
 
 
 def _shortest_cut(below: float, top: float) -> str:
