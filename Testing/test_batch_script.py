@@ -416,6 +416,7 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     from vtk.util.numpy_support import vtk_to_numpy
 
     from cardioscar.aha import AhaOptions, analyse_mesh
+    from cardioscar.aha.table import scar_per_segment
 
     points, text = _rv_insertions()
     out = tmp_path / "scar.vtk"
@@ -439,8 +440,7 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
         assert float(row["scar_pct"]) == pytest.approx(reference["scar_pct"], abs=0.005)  # aha.csv: 0.01 points
     assert (tmp_path / "aha" / "bullseye.png").read_bytes()[:4] == b"\x89PNG"
     # and it says so, as cardioscar aha does (it wrote them silently)
-    burden = ", ".join(f"{r['segment']}:{float(r['scar_pct']):.0f}%" for r in expected.rows if r["scar_pct"]) or "none"
-    assert f"AHA scar per segment: {burden}\n" in completed.stdout
+    assert f"AHA scar per segment: {scar_per_segment(expected.rows)}\n" in completed.stdout  # as cardioscar aha's
     assert f"Wrote aha.csv, aha.json and bullseye.png into {tmp_path / 'aha'}" in completed.stdout
 
 

@@ -416,7 +416,7 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
     the lines that say so (as ``cardioscar aha`` logs them)."""
     from CardioScarLogic import AhaInputs, load_volume
     from cardioscar.aha import AhaOptions
-    from cardioscar.aha.table import write_table
+    from cardioscar.aha.table import scar_per_segment, write_table
     from cardioscar.io.meshio import read_mesh
 
     to_ras = (1.0, 1.0, 1.0) if read_mesh(args.mesh).space == "RAS" else (-1.0, -1.0, 1.0)
@@ -440,8 +440,7 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
                            transmurality=args.transmurality))
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
-    burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]
-    return [f"AHA scar per segment: {', '.join(burden) or 'none'}",
+    return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
 
