@@ -594,7 +594,11 @@ def run(argv: list[str]) -> int:
             with _doing("apply", parser):
                 result = logic.apply_model(args.model, model_node, options)
         else:
-            volume_nodes = [load_volume(context.scene, path) for path in args.volume]
+            # --scar-labels: the volume is a label map (its --help), loaded as one, so that
+            # --myocardium-labels name its own labels as `cardioscar prepare` reads them; loaded as a
+            # scalar volume, EMIDEC's labels with --myocardium-labels 2,3,4 were refused
+            as_labels = bool(args.scar_labels) and args.scar_rule is None
+            volume_nodes = [load_volume(context.scene, path, labelmap=as_labels) for path in args.volume]
             chosen = _chosen_slices(args, options)
             masks = {name: None if path is None else load_mask(context.scene, path, chosen, _MASK_OPTIONS[name])
                      for name, path in (("myocardium_mask", args.myocardium_mask),
