@@ -192,6 +192,7 @@ def test_an_apex_the_slices_did_not_reach_is_not_covered(lad_phantom, warnings_o
     import json
 
     from cardioscar.aha import write_outputs
+    from cardioscar.aha.table import scar_per_segment
 
     geometry = lad_phantom.geometry
     kept = geometry.to_local(lad_phantom.points_lps)[:, 2] > -geometry.c_endo + 10.0
@@ -211,6 +212,7 @@ def test_an_apex_the_slices_did_not_reach_is_not_covered(lad_phantom, warnings_o
     assert apex["myocardial_volume_ml"] is None and apex["scar_volume_ml"] is None and apex["scar_pct"] is None
     assert all(row["covered"] and row["nodes"] > 0 for row in result.rows[:16])
     assert result.summary["levels"]["apical_cap"].startswith("not covered by the slices")
+    assert scar_per_segment(result.rows).endswith(", 16:0%, 17:not covered")  # the log's line, not left out
     assert len([m for m in warnings_of_cardioscar if "segment 17 (apex) is not covered" in m]) == 1
     write_outputs(cut, result, tmp_path)
     with open(tmp_path / "aha.csv") as handle:
@@ -220,6 +222,15 @@ def test_an_apex_the_slices_did_not_reach_is_not_covered(lad_phantom, warnings_o
     # the whole LV's burden is over the covered segments
     assert result.summary["lv"]["myocardial_volume_ml"] == pytest.approx(
         sum(r["myocardial_volume_ml"] for r in result.rows[:16]))
+
+
+def test_the_logs_line_tells_a_trace_of_scar_from_none():
+    """A segment at 0.3 % read "0%" in the log's line while a scar-free one was left out of it."""
+    from cardioscar.aha.table import scar_per_segment
+
+    rows = [{"segment": 1, "covered": True, "scar_pct": 0.0}, {"segment": 2, "covered": True, "scar_pct": 0.3},
+            {"segment": 3, "covered": True, "scar_pct": 55.7}, {"segment": 17, "covered": False, "scar_pct": None}]
+    assert scar_per_segment(rows) == "1:0%, 2:<1%, 3:56%, 17:not covered"
 
 
 def test_surface_mesh_transmurality_is_estimated_or_refused(lad_phantom):
@@ -553,6 +564,12 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     assert summary["lv"] == pytest.approx({"myocardial_volume_ml": myocardium, "scar_volume_ml": scar,
                                            "scar_pct": 100 * scar / myocardium}, rel=1e-6)
     assert f"LV scar: {scar:.2f} ml of {myocardium:.2f} ml of myocardium ({100 * scar / myocardium:.1f} %)" in done.stderr
+    # the log's line names every segment, the scar-free ones as 0% (they were left out, as if not measured)
+    logged = re.search(r"AHA scar per segment: (.*)", done.stderr).group(1).split(", ")
+    assert [cell.split(":")[0] for cell in logged] == [str(n) for n in range(1, 18)]
+    assert any(r["scar_pct"] == 0 for r in expected) and all(
+        cell.endswith(f":{reference['scar_pct']:.0f}%") or (cell.endswith(":<1%") and 0 < reference["scar_pct"] < 1)
+        for cell, reference in zip(logged, expected))
     assert (out / "bullseye.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = read_mesh(out / "aha_mesh.vtk")
     assert written.space == "RAS"

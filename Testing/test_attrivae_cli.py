@@ -198,6 +198,7 @@ def test_demo_without_the_data_folder_trains_on_a_synthetic_set_and_explains(tmp
     assert summary["mi_probability_calibrated"] is summary["explain"]["mi_probability_calibrated"] is False
     assert json.loads((out / "predict.json").read_text(encoding="utf-8"))["mi_probability_calibrated"] is False
     assert err.count("records no calibration") == 1
+    assert "looks like a cine" not in err  # its own synthetic LGE (a uniform background made it read as a cine)
     for path in summary["explain"]["files"]["attention"].values():
         assert sitk.ReadImage(path).GetSize() == sitk.ReadImage(
             str(out / "synthetic_data" / summary["heldout_case"] / "Images" / f"{summary['heldout_case']}.nii.gz")).GetSize()

@@ -87,6 +87,21 @@ def test_prepare_train_apply_recovers_known_scar(trained_case):
     assert b"SPACE=LPS" in header
 
 
+def test_train_logs_lines_not_a_bar_into_a_log_file(trained_case):
+    """Trained with its stderr going to a pipe (a redirected run, a cluster job's log), as a user's
+    ``cardioscar train ... 2> train.log``: the progress comes as separate lines, not tqdm's bar, whose
+    carriage returns made the whole training one line of the log with the shape prior's message
+    glued into it."""
+    _, _, out = trained_case
+    proc = run_cli("train", "--training-data", out / "data.npz", "--output", out / "logged.pth",
+                   "--preset", "fast", "--max-epochs", "30", "--cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "epoch/s" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "  epoch 30/30" in "\n".join(lines) and max(map(len, lines)) < 400
+    assert any(line.startswith("shape prior (auto): ") for line in lines)
+
+
 def test_training_data_has_documented_keys(trained_case):
     _, _, out = trained_case
     with np.load(out / "data.npz") as data:

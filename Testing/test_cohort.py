@@ -765,6 +765,26 @@ def test_a_rule_rows_fit_warnings_name_their_model():
                              "an export warning"]
 
 
+def test_a_warning_about_the_mesh_and_then_its_prediction_is_kept_once():
+    """The AHA frame is checked on the row's mesh before the fit and found again on its prediction:
+    on EMIDEC (P051, P015: an apex the slices never reached) every row's warnings cell held the
+    same long warning twice, once naming heart.vtk and once scar_prediction.vtk. A warning about
+    the prediction alone is kept."""
+    import logging
+    from types import SimpleNamespace
+
+    from cardioscar.cohort.tasks import _KeptWarnings, prediction_name
+
+    spec = SimpleNamespace(mesh=Path("heart.vtk"))  # as run_patient maps them
+    cap = "segment 17 (apex) is not covered by the slices"
+    log = logging.getLogger("cardioscar.aha.analysis")
+    with _KeptWarnings(same_file={prediction_name(spec): spec.mesh.name}) as kept:
+        log.warning("heart.vtk: %s", cap)
+        log.warning("scar_prediction.vtk: %s", cap)
+        log.warning("scar_prediction.vtk: its scar_binary was called at 0.3")
+    assert kept.messages == [f"heart.vtk: {cap}", "scar_prediction.vtk: its scar_binary was called at 0.3"]
+
+
 def test_summary_picture_tells_tissue_rows_from_one_field_rows_and_sheet_titles_its_table():
     """A mixed cohort's bars: a scar rule's row stacked as core + border zone, a one-field row as
     its scar, with a legend naming both; the bull's-eye sheet titles a disc with its own table's LV

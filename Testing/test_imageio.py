@@ -272,12 +272,22 @@ def test_the_same_plane_given_twice_is_reported(caplog) -> None:
     assert not [r for r in caplog.records if "same plane" in r.getMessage()]
 
 
-def test_auto_slab_takes_each_dicom_files_recorded_thickness(tmp_path: Path) -> None:
+def test_auto_slab_takes_each_dicom_files_recorded_thickness(tmp_path: Path, caplog) -> None:
     """``half_thickness="auto"``: half the SliceThickness each file records, file by file, in a
-    series folder as well as across pooled images (a 6 mm short-axis series beside an 8 mm one)."""
+    series folder as well as across pooled images (a 6 mm short-axis series beside an 8 mm one),
+    and the log says which half-width each image got (it was taken silently)."""
     eight = bivme_dicom_with_thickness("Se3", "8", tmp_path / "eight")
-    layers = slices_from_paths([BIVME / "dicom_ED" / "Se1", eight, BIVME / "dicom_ED" / "Se6"], half_thickness="auto")
+    with caplog.at_level("INFO", logger="cardioscar.prepare.slices"):
+        layers = slices_from_paths([BIVME / "dicom_ED" / "Se1", eight, BIVME / "dicom_ED" / "Se6"],
+                                   half_thickness="auto")
     assert [layer.half_thickness for layer in layers] == [3.0, 4.0, 3.0]
+    said = [r.getMessage() for r in caplog.records if "slab half-width" in r.getMessage()]
+    assert [message.split(" (")[0] for message in said] == ["Se1: slab half-width 3 mm", "Se3.dcm: slab half-width 4 mm",
+                                                            "Se6: slab half-width 3 mm"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cardioscar.prepare.slices"):
+        slices_from_paths([BIVME / "dicom_ED" / "Se1"], half_thickness=5.0)
+    assert not [r for r in caplog.records if "slab half-width" in r.getMessage()]  # a width given is not repeated
     stack = tmp_path / "stack"
     stack.mkdir()
     images = [sitk.ReadImage(str(bivme_dicom("Se1"))), sitk.ReadImage(str(eight))]

@@ -416,7 +416,7 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
     the lines that say so (as ``cardioscar aha`` logs them)."""
     from CardioScarLogic import AhaInputs, load_volume
     from cardioscar.aha import AhaOptions
-    from cardioscar.aha.table import write_table
+    from cardioscar.aha.table import scar_per_segment, write_table
     from cardioscar.io.meshio import read_mesh
 
     to_ras = (1.0, 1.0, 1.0) if read_mesh(args.mesh).space == "RAS" else (-1.0, -1.0, 1.0)
@@ -440,8 +440,7 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
                            transmurality=args.transmurality))
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
-    burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]
-    return [f"AHA scar per segment: {', '.join(burden) or 'none'}",
+    return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
 
@@ -595,7 +594,11 @@ def run(argv: list[str]) -> int:
             with _doing("apply", parser):
                 result = logic.apply_model(args.model, model_node, options)
         else:
-            volume_nodes = [load_volume(context.scene, path) for path in args.volume]
+            # --scar-labels: the volume is a label map (its --help), loaded as one, so that
+            # --myocardium-labels name its own labels as `cardioscar prepare` reads them; loaded as a
+            # scalar volume, EMIDEC's labels with --myocardium-labels 2,3,4 were refused
+            as_labels = bool(args.scar_labels) and args.scar_rule is None
+            volume_nodes = [load_volume(context.scene, path, labelmap=as_labels) for path in args.volume]
             chosen = _chosen_slices(args, options)
             masks = {name: None if path is None else load_mask(context.scene, path, chosen, _MASK_OPTIONS[name])
                      for name, path in (("myocardium_mask", args.myocardium_mask),

@@ -330,9 +330,15 @@ def _training_config(args: argparse.Namespace):
 
 def _progress_bar(config, enabled: bool):
     """A tqdm bar over epochs with loss and the estimated time left (early stopping may end sooner;
-    the convergence test may add epochs, and the bar's total follows)."""
+    the convergence test may add epochs, and the bar's total follows), or, where stderr is no
+    terminal (a log file, a pipe), a logged line every few seconds (:func:`progress_log_lines`: the
+    bar's carriage returns made one unreadable line of such a log, with messages glued into it)."""
     if not enabled:
         return None, None
+    if not sys.stderr.isatty():
+        from cardioscar.fit.training import progress_log_lines
+
+        return None, progress_log_lines()
     from tqdm import tqdm
 
     bar = tqdm(total=config.max_epochs, unit="epoch", desc="training", dynamic_ncols=True, leave=True)

@@ -91,6 +91,22 @@ def lv_total(rows: list[dict]) -> dict:
     return total
 
 
+def scar_per_segment(rows: list[dict]) -> str:
+    """The log's one-line summary of the table: every segment, ``N:X%``, or ``N:not covered``.
+
+    Why: the line listed only segments whose scar was not exactly 0, each rounded to whole percent,
+    so a scar-free segment and one the slices never imaged were both missing from it while a
+    segment at 0.3 % read "0%": a reader could not tell which segments had been measured. A share
+    between 0 and 1 % reads ``<1%``, never ``0%``."""
+    def cell(row: dict) -> str:
+        pct = row["scar_pct"]
+        if not row["covered"] or pct is None:
+            return f"{row['segment']}:not covered"
+        return f"{row['segment']}:{'<1' if 0 < pct < 1 else f'{pct:.0f}'}%"
+
+    return ", ".join(cell(row) for row in rows)
+
+
 def _pct(share: Optional[float]) -> Optional[float]:
     return None if share is None else 100.0 * share
 

@@ -2,8 +2,8 @@
 
 Each case is a short-axis stack of rings: a cavity disc (label 1) inside a myocardial ring
 (label 2) whose radii and thickness vary from case to case; an MI case has a bright sector of
-the ring labelled 3. Intensities: bright blood, dark myocardium, bright infarct, grey background,
-with noise. The folder layout and ``clinical.csv`` columns are EMIDEC's, so the same loader reads it.
+the ring labelled 3. Intensities: bright blood, dark myocardium, bright infarct, a background from
+bright chest wall to dark lung, with noise. The folder layout and ``clinical.csv`` columns are EMIDEC's, so the same loader reads it.
 """
 
 from __future__ import annotations
@@ -42,9 +42,23 @@ def ring_labels(cavity_mm: float, wall_mm: float, infarct_sector: float | None,
     return labels
 
 
+#: The background's values from the first image row to the last: bright chest wall to dark lung.
+BACKGROUND_RAMP = (1200.0, 0.0)
+
+
 def lge_intensities(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Scanner-like values: blood 600, myocardium 150, infarct 750, background 300, noise sd 40."""
-    base = np.choose(np.clip(labels, 0, 3), [300.0, 600.0, 150.0, 750.0])
+    """Scanner-like values: blood 600, myocardium 150, infarct 750, noise sd 40, and a background
+    that runs from 1200 (chest wall) to 0 (lung) across the rows.
+
+    Why the ramp: the cine check (:func:`cardioscar.attrivae.preprocess.blood_wall_contrast`) reads
+    the blood-to-wall difference against the intensity range of the tissue around the LV, as an
+    LGE's holds fat, chest wall and lung. A uniform grey background (300) left that range at the
+    noise's, so the demo warned that its own held-out case "looks like a cine" and its MI
+    probability meant nothing. The network never sees the background (voxels outside the LV's
+    labels are 0 in its cube)."""
+    base = np.choose(np.clip(labels, 0, 3), [0.0, 600.0, 150.0, 750.0])
+    ramp = np.linspace(*BACKGROUND_RAMP, labels.shape[1])[None, :, None]
+    base = np.where(labels == 0, ramp, base)
     return np.abs(base + rng.normal(0.0, 40.0, labels.shape))
 
 

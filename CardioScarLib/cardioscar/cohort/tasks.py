@@ -590,11 +590,17 @@ class _KeptWarnings(logging.Handler):
     a row exporting two formats checks and tags its mesh once per format (and once before the
     training), and said the same coincident nodes or 0/1 border zone two or three times. With a
     scar rule's two models, a fit's warning is prefixed by the model it is about (``scar model:``,
-    ``core model:``): EMIDEC P047's three retry warnings did not say they were the scar model's."""
+    ``core model:``): EMIDEC P047's three retry warnings did not say they were the scar model's.
+    ``same_file`` maps a file name to the one it stands for: the AHA frame is checked on the row's
+    mesh before the fit and found again on its prediction (the same nodes) after it, so a warning
+    about the mesh's shape (an apex the slices did not reach: every EMIDEC row) was kept twice,
+    once under each name; it is kept once, under the first name said."""
 
-    def __init__(self) -> None:
+    def __init__(self, same_file: Optional[dict[str, str]] = None) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self._said: set[str] = set()
+        self._same_file = same_file or {}
         self._thread = threading.get_ident()
         self._about: Optional[str] = None
 
@@ -613,7 +619,10 @@ class _KeptWarnings(logging.Handler):
         message = in_manifest_terms(record.getMessage())  # the row's columns, as its errors say them
         if self._about:
             message = f"{self._about}: {message}"
-        if record.thread == self._thread and message not in self.messages:
+        name, colon, rest = message.partition(": ")
+        said = f"{self._same_file.get(name, name)}{colon}{rest}"
+        if record.thread == self._thread and said not in self._said:
+            self._said.add(said)
             self.messages.append(message)
 
     def __enter__(self) -> "_KeptWarnings":
@@ -638,7 +647,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0700 would hide the results from the user's group
-    kept = _KeptWarnings()
+    kept = _KeptWarnings(same_file={prediction_name(spec): spec.mesh.name})
     try:
         from cardioscar.aha.wall import walls_kept
 

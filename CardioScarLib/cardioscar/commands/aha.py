@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> None:
     check_vtk_file(args.mesh)
     from cardioscar.aha import AhaOptions, LabelMap, run_aha
     from cardioscar.aha.insertion import ijk_to_lps_of
+    from cardioscar.aha.table import scar_per_segment
     from cardioscar.io.imageio import read_image
     from cardioscar.io.meshio import read_mesh
 
@@ -134,8 +135,7 @@ def run(args: argparse.Namespace) -> None:
         options.slice_normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
         options.slice_normal_source = f"slice normal of {args.slice_normal_from.name}"
     result = run_aha(mesh, args.output_dir, options)
-    burden = [f"{row['segment']}:{row['scar_pct']:.0f}%" for row in result.rows if row["scar_pct"]]
-    logger.info("AHA scar per segment: %s", ", ".join(burden) or "none")
+    logger.info("AHA scar per segment: %s", scar_per_segment(result.rows))
     lv = result.summary["lv"]
     unit, name = ("ml", "volume_ml") if "scar_volume_ml" in lv else ("cm2", "area_cm2")
     logger.info("LV scar: %.2f %s of %.2f %s of myocardium (%.1f %%)", lv[f"scar_{name}"], unit,

@@ -219,6 +219,29 @@ class TrainingProgress:
     eta_s: float | None
 
 
+#: seconds of training between two logged progress lines
+PROGRESS_LOG_INTERVAL_S = 5.0
+
+
+def progress_log_lines(interval_s: float = PROGRESS_LOG_INTERVAL_S) -> Callable[[TrainingProgress], None]:
+    """A progress callback that logs a line every ``interval_s`` seconds of training and at the
+    last epoch, never per epoch.
+
+    Why: where the messages go to a file or a pipe (a redirected run, a cluster job's log), a
+    progress bar rewrites its line with carriage returns: the log became one line of thousands of
+    characters, and the messages logged during training (the shape prior's choice) were glued into
+    it. ``cardioscar demo`` logs these lines, and ``cardioscar train`` when stderr is no terminal."""
+    last = [-interval_s]
+
+    def report(progress: TrainingProgress) -> None:
+        if progress.elapsed_s - last[0] >= interval_s or progress.epoch == progress.max_epochs:
+            last[0] = progress.elapsed_s
+            logger.info("  epoch %d/%d  loss %.5f  best %.5f  (%.0f s)", progress.epoch, progress.max_epochs,
+                        progress.loss, progress.best_loss, progress.elapsed_s)
+
+    return report
+
+
 @dataclass
 class _Batch:
     """A complete-group batch prepared once on the device."""

@@ -64,7 +64,8 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
     probabilities, records, learned = {}, {}, {}
     for target in ("scar", "core"):
         clock = time.perf_counter()
-        rule = ScarRuleRequest(rule=RULE, blood_pool_path=labels_path, blood_pool_labels=[1], target=target)
+        # no blood pool: PSI does not read one, and giving it made the demo warn about its own inputs
+        rule = ScarRuleRequest(rule=RULE, target=target)
         request = PreprocessingRequest(mesh_path=files["mesh"], image_path=lge_path, scar_rule=rule,
                                        myocardium_mask=labels_path, myocardium_labels=[2],
                                        slice_thickness_padding=phantom.slice_half_thickness_mm)

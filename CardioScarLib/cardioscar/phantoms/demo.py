@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phant
 from cardioscar.phantoms.report import build_report, render_report_png, write_report_json
 from cardioscar.prepare.slices import slices_from_image
 from cardioscar.prepare.targets import slice_targets
-from cardioscar.fit.training import TrainingConfig, TrainingProgress
+from cardioscar.fit.training import TrainingConfig, progress_log_lines
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 THRESHOLD = 0.5
 #: MC-dropout passes at inference (the documented default).
 MC_SAMPLES = 10
-PROGRESS_LOG_INTERVAL_S = 5.0
 
 FILES = {
     "training_data": "training_data.npz",
@@ -80,19 +79,6 @@ def _output_folder(output_dir: str | Path) -> Path:
         raise CardioScarError(f"cannot create demo output folder {out}: {exc.strerror or exc}; "
                               "choose a writable --output-dir") from exc
     return out
-
-
-def _progress_logger() -> Callable[[TrainingProgress], None]:
-    """Log training progress every few seconds (the CLI shows INFO), never per epoch."""
-    last = [-PROGRESS_LOG_INTERVAL_S]
-
-    def report(progress: TrainingProgress) -> None:
-        if progress.elapsed_s - last[0] >= PROGRESS_LOG_INTERVAL_S or progress.epoch == progress.max_epochs:
-            last[0] = progress.elapsed_s
-            logger.info("  epoch %d/%d  loss %.5f  best %.5f  (%.0f s)", progress.epoch, progress.max_epochs,
-                        progress.loss, progress.best_loss, progress.elapsed_s)
-
-    return report
 
 
 def run_demo(output_dir: str | Path, seed: Optional[int] = None, force_cpu: bool = False, *,
@@ -151,7 +137,7 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     clock = time.perf_counter()
     logger.info("[3/6] train (fast preset, up to %d epochs)", train_config.max_epochs)
     checkpoint = train_scar_model(out / FILES["training_data"], train_config, device,
-                                  progress_callback=_progress_logger())
+                                  progress_callback=progress_log_lines())
     save_trained_model(checkpoint, out / FILES["model"])
     seconds["train"] = time.perf_counter() - clock
 
