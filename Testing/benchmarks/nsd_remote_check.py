@@ -1,12 +1,12 @@
 """Can n-SD's gross under-calls be told from the image alone, before the experts' labels are read?
 
 On EMIDEC P001 n-SD (2,3) called 31.5 ml of scar on the mesh (32.6 ml of pixels here) where the
-experts label 103.5 ml: its slices are
-scarred nearly all round, so the darkest sector, n-SD's remote (healthy reference), is itself scar,
-and nothing stands 2 SD above it. This study runs n-SD with its defaults on every EMIDEC case (52
-infarct, 23 normal), myocardium = labels 2-4, blood pool = label 1, and computes per case signals
-that read only the LGE, the myocardium and the blood pool (never the expert scar), per slice with a
-blood pool of at least 5 pixels outside the myocardium, then over the stack:
+experts label 103.5 ml: its slices are scarred nearly all round, so the darkest sector, n-SD's
+remote (healthy reference), is itself scar, and little stands 2 SD above it. This study runs n-SD
+with its defaults on every EMIDEC case (52 infarct, 23 normal), myocardium = labels 2-4, blood pool
+= label 1, and computes per case signals that read only the LGE, the myocardium and the blood pool
+(never the expert scar), per slice (the blood-pool ones on slices with at least 5 blood-pool pixels
+outside the myocardium), then over the stack:
 
 * ``blood_gap_sd``: (blood-pool mean - remote mean) / blood-pool SD, median over slices (an enhanced
   remote approaches the bright blood: small);
