@@ -28,13 +28,24 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
+def emidec_cases(root: Path) -> list[Path]:
+    """EMIDEC's case folders (``Case_N*`` normal, ``Case_P*`` infarct), sorted by name."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Case_"))
+
+
+def read_case(case: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """One EMIDEC case: the LGE stack and the expert label map (slices first), and a voxel's volume in ml."""
+    lge = sitk.ReadImage(str(case / "Images" / f"{case.name}.nii.gz"))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Contours" / f"{case.name}.nii.gz")))
+    return sitk.GetArrayFromImage(lge), labels, float(np.prod(lge.GetSpacing())) / 1000.0
+
+
 def main(root: Path, offset: float = 0.0) -> None:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    cases = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Case_"))
+    cases = emidec_cases(root)
     scores = {rule: {"scar": [], "core": [], "normal_fraction": [], "no_reflow": []} for rule in RULES}
     for case in cases:
-        image = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Images" / f"{case.name}.nii.gz")))
-        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "Contours" / f"{case.name}.nii.gz")))
+        image, labels, _ = read_case(case)
         myocardium = list(np.isin(labels, [2, 3, 4]))
         blood = list(labels == 1)
         truth = np.isin(labels, [3, 4])
