@@ -206,8 +206,8 @@ def warn_border_zone_off_the_call(dataset: vtk.vtkDataSet, scar: np.ndarray, bor
         cut = _shortest_cut(float(np.max(scar[~called], initial=0.0)), float(np.min(scar[called], initial=1.0)))
         # the option is part of the message's words, not a value filled in: the batch script names it its own way
         logger.warning("%s: its scar_binary (the call of cardioscar apply --threshold %s) marks %d nodes scar, the cut at "
-                       "%g marks %d (%d differ); %s", name, cut, int(called.sum()), border_zone, int(tagged.sum()),
-                       differ, CALL_ADVICE.format(option=option, cut=cut, use=use))
+                       "%g marks %d (%d differ); " + CALL_ADVICE.format(option=option, cut="%s", use=use), name, cut,
+                       int(called.sum()), border_zone, int(tagged.sum()), differ, cut)
 
 
 def _shortest_cut(below: float, top: float) -> str:
