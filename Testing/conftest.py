@@ -150,6 +150,24 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+def cli_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """The ``cardioscar`` command line run through its entry function in this process, reported as
+    :func:`run_cli` reports a subprocess (exit status, stdout, stderr): the same parser, handlers and
+    one-line errors without a new interpreter's imports of torch and VTK (2-3 CPU s a call). An
+    argparse refusal's exit is its status; an unexpected exception propagates and fails the test,
+    as a traceback would."""
+    from cardioscar.cli import main
+
+    argv = [str(a) for a in args]
+    capsys.readouterr()
+    try:
+        status = main(argv)
+    except SystemExit as exit_request:
+        status = exit_request.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["cardioscar", *argv], status, captured.out, captured.err)
+
+
 def assert_refused_in_one_line(args: list, fragment: str, capsys, out: Path) -> None:
     """``cardioscar ARGS`` fails with exactly one error line holding ``fragment`` and writes no
     ``out*`` file into ``out`` (the bad-input suites' contract)."""

@@ -1,11 +1,15 @@
 """The ``cardioscar`` command line, run as a user runs it (a subprocess on real files).
 
 Covers the documented verbs and options, the full prepare -> train -> apply path recovering a
-known scar, fine-tuning, and the one-line errors for the pitfalls users actually hit.
+known scar, fine-tuning, and the one-line errors for the pitfalls users actually hit. Each verb
+runs at least once as ``python -m cardioscar`` (the installed entry); the refusals go through the
+same entry function in this process (``cli``: the same parser, stderr and exit status, without a
+new interpreter's 2-3 s of imports per call).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -17,7 +21,13 @@ from vtk.util import numpy_support
 
 from cardioscar import __version__
 from cardioscar.evaluate.metrics import dice
-from conftest import run_cli
+from conftest import cli_in_process, run_cli
+
+
+@pytest.fixture()
+def cli(capsys):
+    """``cardioscar ARGS`` in this process, reported as :func:`run_cli` reports a subprocess."""
+    return functools.partial(cli_in_process, capsys)
 
 
 def _point_array(path, name: str) -> np.ndarray:
@@ -39,19 +49,19 @@ def _assert_user_error(proc, *fragments: str) -> None:
         assert fragment in error_lines[0], error_lines[0]
 
 
-def test_version_and_help():
+def test_version_and_help(cli):
     proc = run_cli("--version")
     assert proc.returncode == 0 and __version__ in proc.stdout
     for verb in ("prepare", "train", "fine-tune", "apply", "evaluate", "phantom", "demo"):
-        proc = run_cli(verb, "--help")
+        proc = cli(verb, "--help")  # a subprocess's help: test_documented_defaults_in_help
         assert proc.returncode == 0, proc.stderr
         assert "usage: cardioscar " + verb in proc.stdout
 
 
-def test_documented_defaults_in_help():
+def test_documented_defaults_in_help(cli):
     text = " ".join(run_cli("prepare", "--help").stdout.split())
     assert "--slice-thickness-padding" in text and "default 5.0" in text and "ScalarValue" in text
-    text = " ".join(run_cli("apply", "--help").stdout.split())
+    text = " ".join(cli("apply", "--help").stdout.split())
     assert "default 10" in text and "default 50000" in text
 
 
@@ -151,11 +161,11 @@ def test_evaluate_prints_metrics(trained_case, tmp_path):
     assert 0.5 < metrics["error_risk_wrong_auc"] <= 1.0 and metrics["uncertainty_wrong_auc"] is not None
 
 
-def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path):
+def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path, cli):
     _, paths, out = trained_case
     broken = tmp_path / "broken.pth"
     broken.write_bytes((out / "model.pth").read_bytes()[:200])
-    proc = run_cli("apply", "--model", broken, "--mesh", paths["mesh"], "--output", tmp_path / "o.vtk")
+    proc = cli("apply", "--model", broken, "--mesh", paths["mesh"], "--output", tmp_path / "o.vtk")
     _assert_user_error(proc, "broken.pth")
     assert not (tmp_path / "o.vtk").exists()
 
@@ -163,23 +173,23 @@ def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path):
 # ------------------------------------------------------------------ errors users hit
 
 
-def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path):
+def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path, cli):
     phantom, paths = small_phantom
     image = sitk.ReadImage(str(paths["image"]))
     image.SetOrigin(tuple(np.array(image.GetOrigin()) + 500.0))
     moved = tmp_path / "moved.nii.gz"
     sitk.WriteImage(image, str(moved))
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", moved, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", moved, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "bounds")
     assert proc.stderr.count("[") >= 2  # both boxes printed
     assert not (tmp_path / "d.npz").exists()
 
 
-def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path):
+def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path, cli):
     _, paths = small_phantom
     depth = sitk.ReadImage(str(paths["image"])).GetSize()[2]
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", paths["image"],
-                   "--slice-indices", f"0,{depth}", "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", paths["image"],
+               "--slice-indices", f"0,{depth}", "--output", tmp_path / "d.npz")
     _assert_user_error(proc, str(depth), f"0-{depth - 1}")
 
 
@@ -214,72 +224,72 @@ def test_memory_running_out_elsewhere_names_no_batch_option():
         assert "--batch-size" in out_of_memory(verb)
 
 
-def test_missing_scalar_field_lists_fields(small_phantom, tmp_path):
+def test_missing_scalar_field_lists_fields(small_phantom, tmp_path, cli):
     from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
 
     _, paths = small_phantom
     layer = slices_from_image(sitk.ReadImage(str(paths["image"])), slice_indices=[3])[0]
     grid = tmp_path / "layer.vtk"
     slice_to_vtk_grid(layer, grid, scalar_field="Intensity")
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", grid, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", grid, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "ScalarValue", "Intensity")
 
 
-def test_unreadable_inputs(small_phantom, tmp_path):
+def test_unreadable_inputs(small_phantom, tmp_path, cli):
     _, paths = small_phantom
     bad_mesh = tmp_path / "bad.vtk"
     bad_mesh.write_text("# vtk DataFile Version 3.0\ngarbage\n")
-    proc = run_cli("prepare", "--mesh-vtk", bad_mesh, "--image", paths["image"], "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", bad_mesh, "--image", paths["image"], "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "bad.vtk")
     bad_image = tmp_path / "bad.nii.gz"
     bad_image.write_bytes(b"not an image at all")
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", bad_image, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", bad_image, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "bad.nii.gz")
-    proc = run_cli("prepare", "--mesh-vtk", tmp_path / "absent.vtk", "--image", paths["image"], "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", tmp_path / "absent.vtk", "--image", paths["image"], "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "absent.vtk")
 
 
-def test_empty_mesh_is_rejected(small_phantom, tmp_path):
+def test_empty_mesh_is_rejected(small_phantom, tmp_path, cli):
     _, paths = small_phantom
     empty = tmp_path / "empty.vtk"
     writer = vtk.vtkPolyDataWriter()
     writer.SetInputData(vtk.vtkPolyData())
     writer.SetFileName(str(empty))
     writer.Write()
-    proc = run_cli("prepare", "--mesh-vtk", empty, "--image", paths["image"], "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", empty, "--image", paths["image"], "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "empty.vtk")
 
 
-def test_two_dimensional_image_is_rejected(small_phantom, tmp_path):
+def test_two_dimensional_image_is_rejected(small_phantom, tmp_path, cli):
     _, paths = small_phantom
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.Image(32, 32, sitk.sitkFloat32), str(flat))
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", flat, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", flat, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "flat.nii.gz", "3D")
 
 
-def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path):
+def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path, cli):
     phantom, paths = small_phantom
     image = sitk.ReadImage(str(paths["image"])) * 400.0
     raw = tmp_path / "raw.nii.gz"
     sitk.WriteImage(image, str(raw))
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "--normalize-intensities", "--scar-labels")
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--normalize-intensities",
-                   "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--normalize-intensities",
+               "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output", tmp_path / "d.npz")
     assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "d.npz") as data:
         assert data["intensities"].min() >= 0 and data["intensities"].max() == pytest.approx(1.0)
 
 
-def test_bad_training_option_names_field_and_range(trained_case, tmp_path):
+def test_bad_training_option_names_field_and_range(trained_case, tmp_path, cli):
     _, _, out = trained_case
-    proc = run_cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
+    proc = cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
     _assert_user_error(proc, "mc_samples")
     assert not (tmp_path / "m.pth").exists()
 
 
-def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
+def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path, cli):
     """`phantom --long-axis` writes a long-axis slice beside the stack; `prepare --image` takes both
     (with the partial-volume correction on the volumetric mesh): the long-axis slice adds groups."""
     proc = run_cli("phantom", "--output-dir", tmp_path, "--nodes", "3000", "--seed", "4", "--long-axis")
@@ -290,8 +300,8 @@ def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
     outputs = {}
     for name, images in (("stack", [stack]), ("both", [stack, long_axis])):
         outputs[name] = tmp_path / f"{name}.npz"
-        proc = run_cli("prepare", "--mesh", tmp_path / "phantom_mesh.vtk", "--image", *images, "--partial-volume-correction",
-                       "--slice-thickness-padding", half, "--output", outputs[name])
+        proc = cli("prepare", "--mesh", tmp_path / "phantom_mesh.vtk", "--image", *images, "--partial-volume-correction",
+                   "--slice-thickness-padding", half, "--output", outputs[name])
         assert proc.returncode == 0, proc.stderr
     only, both = np.load(outputs["stack"]), np.load(outputs["both"])
     n_stack = sitk.ReadImage(str(stack)).GetSize()[2]
@@ -301,39 +311,39 @@ def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
     np.testing.assert_array_equal(both["group_coverage"][: len(only["group_coverage"])], only["group_coverage"])
 
 
-def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refused(trained_case, tmp_path):
+def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refused(trained_case, tmp_path, cli):
     """`prepare --output heart.vtk` turned the mesh into a zip archive, `train --output data.npz`
     replaced the training data by a checkpoint, and fine-tuning could overwrite its own start."""
     _, paths, out = trained_case
     mesh = tmp_path / "heart.vtk"
     mesh.write_bytes(paths["mesh"].read_bytes())
     before = mesh.read_bytes()
-    _assert_user_error(run_cli("prepare", "--mesh-vtk", mesh, "--image", paths["image"], "--output", mesh),
+    _assert_user_error(cli("prepare", "--mesh-vtk", mesh, "--image", paths["image"], "--output", mesh),
                        "--output must end in .npz", "heart.vtk")
     assert mesh.read_bytes() == before
     data = tmp_path / "data.npz"
     data.write_bytes((out / "data.npz").read_bytes())
-    _assert_user_error(run_cli("train", "--training-data", data, "--output", data), "--output must end in .pth")
+    _assert_user_error(cli("train", "--training-data", data, "--output", data), "--output must end in .pth")
     model = tmp_path / "model.pth"
     model.write_bytes((out / "model.pth").read_bytes())
-    _assert_user_error(run_cli("fine-tune", "--model", model, "--training-data", data, "--output", model),
+    _assert_user_error(cli("fine-tune", "--model", model, "--training-data", data, "--output", model),
                        "is also an input")
     assert model.read_bytes() == (out / "model.pth").read_bytes() and data.read_bytes() == (out / "data.npz").read_bytes()
 
 
-def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path):
+def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path, cli):
     _, paths, out = trained_case
-    _assert_user_error(run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
-                               "--output", tmp_path / "t.pth", "--hidden-dim", "64", "--dropout-rate", "0.3"),
+    _assert_user_error(cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
+                           "--output", tmp_path / "t.pth", "--hidden-dim", "64", "--dropout-rate", "0.3"),
                        "unrecognized arguments: --hidden-dim 64 --dropout-rate 0.3")
-    _assert_user_error(run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", tmp_path / "layer.vtk",
-                               "--slice-indices", "1", "--output", tmp_path / "d.npz"),
+    _assert_user_error(cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", tmp_path / "layer.vtk",
+                           "--slice-indices", "1", "--output", tmp_path / "d.npz"),
                        "--slice-indices and --slice-axis choose slices of an --image")
-    _assert_user_error(run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"],
-                               "--threshold", "nan"), "outside the valid range 0 < threshold < 1")
+    _assert_user_error(cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"],
+                           "--threshold", "nan"), "outside the valid range 0 < threshold < 1")
     prediction = tmp_path / "result.vtk"
     prediction.write_bytes((out / "result.vtk").read_bytes())
-    _assert_user_error(run_cli("evaluate", "--prediction", prediction, "--truth", paths["mesh"], "--json", prediction),
+    _assert_user_error(cli("evaluate", "--prediction", prediction, "--truth", paths["mesh"], "--json", prediction),
                        "--json must end in .json")
     assert prediction.read_bytes() == (out / "result.vtk").read_bytes()
     prediction.unlink()
