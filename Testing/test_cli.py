@@ -3,13 +3,12 @@
 Covers the documented verbs and options, the full prepare -> train -> apply path recovering a
 known scar, fine-tuning, and the one-line errors for the pitfalls users actually hit. Each verb
 runs at least once as ``python -m cardioscar`` (the installed entry); the refusals go through the
-same entry function in this process (``cli``: the same parser, stderr and exit status, without a
-new interpreter's 2-3 s of imports per call).
+same entry function in this process (``cli``, conftest's ``run_cli_in_process``: the same parser,
+stderr and exit status, without a new interpreter's 2-3 s of imports per call).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 
 import numpy as np
@@ -21,13 +20,7 @@ from vtk.util import numpy_support
 
 from cardioscar import __version__
 from cardioscar.evaluate.metrics import dice
-from conftest import cli_in_process, run_cli
-
-
-@pytest.fixture()
-def cli(capsys):
-    """``cardioscar ARGS`` in this process, reported as :func:`run_cli` reports a subprocess."""
-    return functools.partial(cli_in_process, capsys)
+from conftest import run_cli, run_cli_in_process as cli
 
 
 def _point_array(path, name: str) -> np.ndarray:
@@ -49,7 +42,7 @@ def _assert_user_error(proc, *fragments: str) -> None:
         assert fragment in error_lines[0], error_lines[0]
 
 
-def test_version_and_help(cli):
+def test_version_and_help():
     proc = run_cli("--version")
     assert proc.returncode == 0 and __version__ in proc.stdout
     for verb in ("prepare", "train", "fine-tune", "apply", "evaluate", "phantom", "demo"):
@@ -58,7 +51,7 @@ def test_version_and_help(cli):
         assert "usage: cardioscar " + verb in proc.stdout
 
 
-def test_documented_defaults_in_help(cli):
+def test_documented_defaults_in_help():
     text = " ".join(run_cli("prepare", "--help").stdout.split())
     assert "--slice-thickness-padding" in text and "default 5.0" in text and "ScalarValue" in text
     text = " ".join(cli("apply", "--help").stdout.split())
@@ -161,7 +154,7 @@ def test_evaluate_prints_metrics(trained_case, tmp_path):
     assert 0.5 < metrics["error_risk_wrong_auc"] <= 1.0 and metrics["uncertainty_wrong_auc"] is not None
 
 
-def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path, cli):
+def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path):
     _, paths, out = trained_case
     broken = tmp_path / "broken.pth"
     broken.write_bytes((out / "model.pth").read_bytes()[:200])
@@ -173,7 +166,7 @@ def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path, cli)
 # ------------------------------------------------------------------ errors users hit
 
 
-def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path, cli):
+def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path):
     phantom, paths = small_phantom
     image = sitk.ReadImage(str(paths["image"]))
     image.SetOrigin(tuple(np.array(image.GetOrigin()) + 500.0))
@@ -185,7 +178,7 @@ def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path, cli):
     assert not (tmp_path / "d.npz").exists()
 
 
-def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path, cli):
+def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path):
     _, paths = small_phantom
     depth = sitk.ReadImage(str(paths["image"])).GetSize()[2]
     proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", paths["image"],
@@ -224,7 +217,7 @@ def test_memory_running_out_elsewhere_names_no_batch_option():
         assert "--batch-size" in out_of_memory(verb)
 
 
-def test_missing_scalar_field_lists_fields(small_phantom, tmp_path, cli):
+def test_missing_scalar_field_lists_fields(small_phantom, tmp_path):
     from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
 
     _, paths = small_phantom
@@ -235,7 +228,7 @@ def test_missing_scalar_field_lists_fields(small_phantom, tmp_path, cli):
     _assert_user_error(proc, "ScalarValue", "Intensity")
 
 
-def test_unreadable_inputs(small_phantom, tmp_path, cli):
+def test_unreadable_inputs(small_phantom, tmp_path):
     _, paths = small_phantom
     bad_mesh = tmp_path / "bad.vtk"
     bad_mesh.write_text("# vtk DataFile Version 3.0\ngarbage\n")
@@ -249,7 +242,7 @@ def test_unreadable_inputs(small_phantom, tmp_path, cli):
     _assert_user_error(proc, "absent.vtk")
 
 
-def test_empty_mesh_is_rejected(small_phantom, tmp_path, cli):
+def test_empty_mesh_is_rejected(small_phantom, tmp_path):
     _, paths = small_phantom
     empty = tmp_path / "empty.vtk"
     writer = vtk.vtkPolyDataWriter()
@@ -260,7 +253,7 @@ def test_empty_mesh_is_rejected(small_phantom, tmp_path, cli):
     _assert_user_error(proc, "empty.vtk")
 
 
-def test_two_dimensional_image_is_rejected(small_phantom, tmp_path, cli):
+def test_two_dimensional_image_is_rejected(small_phantom, tmp_path):
     _, paths = small_phantom
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.Image(32, 32, sitk.sitkFloat32), str(flat))
@@ -268,7 +261,7 @@ def test_two_dimensional_image_is_rejected(small_phantom, tmp_path, cli):
     _assert_user_error(proc, "flat.nii.gz", "3D")
 
 
-def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path, cli):
+def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path):
     phantom, paths = small_phantom
     image = sitk.ReadImage(str(paths["image"])) * 400.0
     raw = tmp_path / "raw.nii.gz"
@@ -282,14 +275,14 @@ def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path, cli):
         assert data["intensities"].min() >= 0 and data["intensities"].max() == pytest.approx(1.0)
 
 
-def test_bad_training_option_names_field_and_range(trained_case, tmp_path, cli):
+def test_bad_training_option_names_field_and_range(trained_case, tmp_path):
     _, _, out = trained_case
     proc = cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
     _assert_user_error(proc, "mc_samples")
     assert not (tmp_path / "m.pth").exists()
 
 
-def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path, cli):
+def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
     """`phantom --long-axis` writes a long-axis slice beside the stack; `prepare --image` takes both
     (with the partial-volume correction on the volumetric mesh): the long-axis slice adds groups."""
     proc = run_cli("phantom", "--output-dir", tmp_path, "--nodes", "3000", "--seed", "4", "--long-axis")
@@ -311,7 +304,7 @@ def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path, cli):
     np.testing.assert_array_equal(both["group_coverage"][: len(only["group_coverage"])], only["group_coverage"])
 
 
-def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refused(trained_case, tmp_path, cli):
+def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refused(trained_case, tmp_path):
     """`prepare --output heart.vtk` turned the mesh into a zip archive, `train --output data.npz`
     replaced the training data by a checkpoint, and fine-tuning could overwrite its own start."""
     _, paths, out = trained_case
@@ -331,7 +324,7 @@ def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refuse
     assert model.read_bytes() == (out / "model.pth").read_bytes() and data.read_bytes() == (out / "data.npz").read_bytes()
 
 
-def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path, cli):
+def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path):
     _, paths, out = trained_case
     _assert_user_error(cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
                            "--output", tmp_path / "t.pth", "--hidden-dim", "64", "--dropout-rate", "0.3"),
