@@ -2,9 +2,11 @@
 
 Covers the documented verbs and options, the full prepare -> train -> apply path recovering a
 known scar, fine-tuning, and the one-line errors for the pitfalls users actually hit. Each verb
-runs at least once as ``python -m cardioscar`` (the installed entry); the refusals go through the
-same entry function in this process (``cli``, conftest's ``run_cli_in_process``: the same parser,
-stderr and exit status, without a new interpreter's 2-3 s of imports per call).
+runs at least once as ``python -m cardioscar`` (the installed entry), and so do the refusals of
+files VTK and ITK cannot read (what those libraries print themselves reaches only a process's own
+stderr); the other refusals go through the same entry function in this process (``cli``,
+conftest's ``run_cli_in_process``: the same parser, stderr and exit status, without a new
+interpreter's 2-3 s of imports per call).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def test_version_and_help():
     proc = run_cli("--version")
     assert proc.returncode == 0 and __version__ in proc.stdout
     for verb in ("prepare", "train", "fine-tune", "apply", "evaluate", "phantom", "demo"):
-        proc = cli(verb, "--help")  # a subprocess's help: test_documented_defaults_in_help
+        proc = run_cli(verb, "--help")
         assert proc.returncode == 0, proc.stderr
         assert "usage: cardioscar " + verb in proc.stdout
 
@@ -54,7 +56,7 @@ def test_version_and_help():
 def test_documented_defaults_in_help():
     text = " ".join(run_cli("prepare", "--help").stdout.split())
     assert "--slice-thickness-padding" in text and "default 5.0" in text and "ScalarValue" in text
-    text = " ".join(cli("apply", "--help").stdout.split())
+    text = " ".join(run_cli("apply", "--help").stdout.split())
     assert "default 10" in text and "default 50000" in text
 
 
@@ -232,13 +234,13 @@ def test_unreadable_inputs(small_phantom, tmp_path):
     _, paths = small_phantom
     bad_mesh = tmp_path / "bad.vtk"
     bad_mesh.write_text("# vtk DataFile Version 3.0\ngarbage\n")
-    proc = cli("prepare", "--mesh-vtk", bad_mesh, "--image", paths["image"], "--output", tmp_path / "d.npz")
+    proc = run_cli("prepare", "--mesh-vtk", bad_mesh, "--image", paths["image"], "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "bad.vtk")
     bad_image = tmp_path / "bad.nii.gz"
     bad_image.write_bytes(b"not an image at all")
-    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", bad_image, "--output", tmp_path / "d.npz")
+    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", bad_image, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "bad.nii.gz")
-    proc = cli("prepare", "--mesh-vtk", tmp_path / "absent.vtk", "--image", paths["image"], "--output", tmp_path / "d.npz")
+    proc = run_cli("prepare", "--mesh-vtk", tmp_path / "absent.vtk", "--image", paths["image"], "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "absent.vtk")
 
 
@@ -249,7 +251,7 @@ def test_empty_mesh_is_rejected(small_phantom, tmp_path):
     writer.SetInputData(vtk.vtkPolyData())
     writer.SetFileName(str(empty))
     writer.Write()
-    proc = cli("prepare", "--mesh-vtk", empty, "--image", paths["image"], "--output", tmp_path / "d.npz")
+    proc = run_cli("prepare", "--mesh-vtk", empty, "--image", paths["image"], "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "empty.vtk")
 
 
