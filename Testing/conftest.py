@@ -27,14 +27,18 @@ BIVME = SHARED_DATA / "bivme_patient1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 #: The test files that take longest, longest first (CPU seconds of a serial run on the 2-core AMD
-#: EPYC, 2026-12-07: test_accuracy with test_demo 90, test_cli 74, test_cohort 71, test_batch_script
-#: 64, test_slicer_panel_walk 55, ... test_aha 35). The workers start them first: with whole files
-#: per worker, a long file started last runs alone while the other worker idles.
+#: EPYC, 2026-12-07 morning: test_accuracy with test_demo 90, test_slicer_panel_walk 55, ...
+#: test_slicer_panel_state 25; the files made cheaper that afternoon at the morning's figure times
+#: their paired after/before ratio on the loaded machine, Testing/benchmarks/suite_file_cpu.py:
+#: test_cohort 71 -> 57 (68 in an earlier paired run), test_cli 74 -> 52, test_batch_script 64 -> 50,
+#: test_attrivae_slicer_logic 52 -> 44, test_documented_examples 42 -> 35, test_aha 35 -> 28,
+#: test_real_geometry 49 -> 16, off the list). The workers start them first: with whole files per
+#: worker, a long file started last runs alone while the other worker idles.
 LONG_FILES = (
-    "test_accuracy.py", "test_demo.py", "test_cli.py", "test_cohort.py", "test_batch_script.py",
-    "test_slicer_panel_walk.py", "test_attrivae_slicer_logic.py", "test_real_geometry.py",
-    "test_slicer_panel_tissue.py", "test_slicer_panel.py", "test_documented_examples.py",
-    "test_accuracy_segmented.py", "test_aha.py",
+    "test_accuracy.py", "test_demo.py", "test_cohort.py", "test_slicer_panel_walk.py", "test_cli.py",
+    "test_batch_script.py", "test_slicer_panel_tissue.py", "test_slicer_panel.py", "test_attrivae_slicer_logic.py",
+    "test_accuracy_segmented.py", "test_documented_examples.py", "test_aha.py", "test_attrivae_cli.py",
+    "test_slicer_panel_state.py",
 )
 
 #: Files that read one run kept in a module (``test_demo.demo_run``, about 80 CPU seconds): one
