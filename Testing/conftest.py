@@ -6,6 +6,8 @@ Slicer and accuracy tests all run on the same real files without paying for it r
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -25,14 +27,18 @@ BIVME = SHARED_DATA / "bivme_patient1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 #: The test files that take longest, longest first (CPU seconds of a serial run on the 2-core AMD
-#: EPYC, 2026-12-07: test_accuracy with test_demo 90, test_cli 74, test_cohort 71, test_batch_script
-#: 64, test_slicer_panel_walk 55, ... test_aha 35). The workers start them first: with whole files
-#: per worker, a long file started last runs alone while the other worker idles.
+#: EPYC, 2026-12-07 morning: test_accuracy with test_demo 90, test_slicer_panel_walk 55, ...
+#: test_slicer_panel_state 25; the files made cheaper that afternoon at the morning's figure times
+#: their paired after/before ratio on the loaded machine, Testing/benchmarks/suite_file_cpu.py:
+#: test_cohort 71 -> 57 (68 in an earlier paired run), test_cli 74 -> 52, test_batch_script 64 -> 50,
+#: test_attrivae_slicer_logic 52 -> 44, test_documented_examples 42 -> 35, test_aha 35 -> 28,
+#: test_real_geometry 49 -> 16, off the list). The workers start them first: with whole files per
+#: worker, a long file started last runs alone while the other worker idles.
 LONG_FILES = (
-    "test_accuracy.py", "test_demo.py", "test_cli.py", "test_cohort.py", "test_batch_script.py",
-    "test_slicer_panel_walk.py", "test_attrivae_slicer_logic.py", "test_real_geometry.py",
-    "test_slicer_panel_tissue.py", "test_slicer_panel.py", "test_documented_examples.py",
-    "test_accuracy_segmented.py", "test_aha.py",
+    "test_accuracy.py", "test_demo.py", "test_cohort.py", "test_slicer_panel_walk.py", "test_cli.py",
+    "test_batch_script.py", "test_slicer_panel_tissue.py", "test_slicer_panel.py", "test_attrivae_slicer_logic.py",
+    "test_accuracy_segmented.py", "test_documented_examples.py", "test_aha.py", "test_attrivae_cli.py",
+    "test_slicer_panel_state.py",
 )
 
 #: Files that read one run kept in a module (``test_demo.demo_run``, about 80 CPU seconds): one
@@ -148,6 +154,25 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
         text=True,
         timeout=timeout,
     )
+
+
+def run_cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """The ``cardioscar`` command line run through its entry function in this process, reported as
+    :func:`run_cli` reports a subprocess (exit status, stdout, stderr): the same parser, handlers and
+    one-line errors without a new interpreter's imports of torch and VTK (2-3 CPU s a call). An
+    argparse refusal's exit is its status; an unexpected exception propagates and fails the test,
+    as a traceback would. Output of C++ code (VTK's, ITK's own messages) is not caught: a test of
+    what such a library prints runs :func:`run_cli`."""
+    from cardioscar.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exit_request:
+            status = exit_request.code
+    return subprocess.CompletedProcess(["cardioscar", *argv], status, out.getvalue(), err.getvalue())
 
 
 def assert_refused_in_one_line(args: list, fragment: str, capsys, out: Path) -> None:
@@ -276,15 +301,17 @@ ATTRIVAE_CASES = ("Case_P003", "Case_N020", "Case_N023")
 @pytest.fixture(scope="session")
 def attrivae_model(tmp_path_factory, shared_data) -> Path:
     """A tiny Attri-VAE checkpoint (16^3 cube, 2 epochs, no cross-validation) trained once per
-    session by the real ``cardioscar attrivae train`` on three EMIDEC cases (about 7 s): enough to
-    exercise every file and node the Slicer module handles, not a model to judge."""
+    session by the real ``cardioscar attrivae train`` (its entry function in this process; the
+    command's own run is test_attrivae_cli's) on three EMIDEC cases (about 7 s): enough to exercise
+    every file and node the Slicer module handles, not a model to judge."""
     folder = tmp_path_factory.mktemp("attrivae")
     data = folder / "data"
     data.mkdir()
     for case in ATTRIVAE_CASES:
         (data / case).symlink_to(shared_data / "emidec" / case)
     model = folder / "model.pth"
-    completed = run_cli("attrivae", "train", "--data", data, "--clinical", shared_data / "emidec" / "clinical.csv",
-                        "--output", model, "--cube", "16", "--epochs", "2", "--folds", "0", "--device", "cpu")
+    completed = run_cli_in_process("attrivae", "train", "--data", data, "--clinical",
+                                   shared_data / "emidec" / "clinical.csv", "--output", model, "--cube", "16",
+                                   "--epochs", "2", "--folds", "0", "--device", "cpu")
     assert completed.returncode == 0, completed.stderr[-2000:]
     return model

@@ -447,8 +447,9 @@ def test_the_error_risk_is_averaged_per_segment_and_drawn(lad_phantom, tmp_path)
     from cardioscar.io.meshio import read_mesh, write_mesh
 
     mesh = _mesh(lad_phantom)
-    segments = analyse_mesh(mesh, _options(lad_phantom)).point_segments
-    assert all("error_risk_mean" not in row for row in analyse_mesh(mesh, _options(lad_phantom)).rows)
+    without_risk = analyse_mesh(mesh, _options(lad_phantom))
+    segments = without_risk.point_segments
+    assert all("error_risk_mean" not in row for row in without_risk.rows)
     risk = np.where(segments == 4, 0.8, 0.1)  # unsure in the basal inferior segment only
     path = tmp_path / "with_risk.vtk"
     write_mesh(mesh, path, {"scar_truth": mesh.point_array("scar_truth"), "scar_error_risk": risk,
@@ -527,7 +528,7 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     import csv
     import json
 
-    from conftest import run_cli
+    from conftest import run_cli, run_cli_in_process
     from cardioscar.io.meshio import read_mesh, write_mesh
 
     grid = vtk.vtkUnstructuredGrid()
@@ -576,8 +577,9 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
     segments = written.point_array("aha_segment")
     assert set(np.unique(segments)) == set(range(1, 18))
     # the points the other way round: the command warns in one line and aha.json records it
-    swapped = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", f"--rv-point={point_text[1]}",
-                      f"--rv-inferior-point={point_text[0]}", "--output-dir", tmp_path / "swapped")
+    swapped = run_cli_in_process("aha", "--mesh", mesh_path, "--field", "scar_truth",
+                                 f"--rv-point={point_text[1]}", f"--rv-inferior-point={point_text[0]}",
+                                 "--output-dir", tmp_path / "swapped")
     assert swapped.returncode == 0, swapped.stderr
     warned = [line for line in swapped.stderr.splitlines() if "mirror" in line]
     assert len(warned) == 1 and "give the anterior insertion first (--rv-point" in warned[0]
@@ -588,14 +590,15 @@ def test_cli_writes_table_plot_and_segmented_mesh(lad_phantom, tmp_path):
 
 
 def test_cli_errors_are_one_line(lad_phantom, tmp_path, capsys):
-    from conftest import run_cli
+    from conftest import run_cli_in_process
     from cardioscar.io.meshio import write_mesh
 
     mesh_path = tmp_path / "heart.vtk"
     write_mesh(_mesh(lad_phantom), mesh_path, {"scar_truth": lad_phantom.truth})
     out = tmp_path / "aha"
     far = ",".join(f"{v:.3f}" for v in lad_phantom.points_lps.max(axis=0) + 40.0)
-    done = run_cli("aha", "--mesh", mesh_path, "--field", "scar_truth", f"--rv-point={far}", "--output-dir", out)
+    done = run_cli_in_process("aha", "--mesh", mesh_path, "--field", "scar_truth", f"--rv-point={far}",
+                              "--output-dir", out)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr

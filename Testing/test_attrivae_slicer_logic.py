@@ -32,7 +32,7 @@ from AttriVAELogic import AttriVAELogic, AttriVAEOptions  # noqa: E402
 from AttriVAELogic import scene as results  # noqa: E402
 from AttriVAELogic.inputs import write_inputs  # noqa: E402
 from cardioscar.errors import CardioScarError, TrainingCancelled  # noqa: E402
-from conftest import run_cli  # noqa: E402
+from conftest import run_cli_in_process  # noqa: E402
 from test_temporary_folders import temporary  # noqa: E402,F401  (the system's temporary folder, redirected)
 
 CASE = "Case_P003"
@@ -48,14 +48,16 @@ def case_files(shared_data) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def reference(attrivae_model, case_files, tmp_path_factory) -> dict:
-    """The command line run directly on the original files: the truth the Logic must reproduce."""
+    """The command line run directly on the original files: the truth the Logic must reproduce (its
+    entry function in this process; test_attrivae_cli runs both commands as a user does)."""
     image, labels = case_files
-    predicted = run_cli("attrivae", "predict", "--model", attrivae_model, "--image", image, "--labels", labels,
-                        "--device", "cpu")
+    predicted = run_cli_in_process("attrivae", "predict", "--model", attrivae_model, "--image", image,
+                                   "--labels", labels, "--device", "cpu")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     out = tmp_path_factory.mktemp("reference_explain")
-    explained = run_cli("attrivae", "explain", "--model", attrivae_model, "--image", image, "--labels", labels,
-                        "--output-dir", out, "--attributes", EXPLAIN["attributes"], "--steps", str(EXPLAIN["steps"]))
+    explained = run_cli_in_process("attrivae", "explain", "--model", attrivae_model, "--image", image,
+                                   "--labels", labels, "--output-dir", out, "--attributes", EXPLAIN["attributes"],
+                                   "--steps", str(EXPLAIN["steps"]))
     assert explained.returncode == 0, explained.stderr[-2000:]
     maps = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"attention_{name}.nii.gz")))
             for name in EXPLAIN["attributes"].split(",")}

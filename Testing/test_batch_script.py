@@ -273,17 +273,17 @@ def test_memory_running_out_in_the_training_route_names_the_step_s_options(case,
     assert not (tmp_path / "o.vtk").exists()
 
 
-def test_batch_pools_several_volumes(tmp_path):
+def test_batch_pools_several_volumes(tmp_path, capsys):
     """`--volume stack long_axis`: both loaded as nodes and pooled by the Logic, `--slices`
-    counting across them; the result equals the Logic given the two nodes in-process."""
+    counting across them; the result equals the Logic given the two nodes in-process. The script's
+    ``run`` in this process (its own interpreter: the ``trained`` fixture)."""
     phantom = make_phantom(PhantomConfig(target_nodes=2000, seed=3, long_axis=True))
     paths = write_phantom(phantom, tmp_path)
     n_stack, half = phantom.image.GetSize()[2], phantom.slice_half_thickness_mm
     args = ["--volume", paths["image"], paths["long_axis_image"], "--mesh", paths["mesh"], "--slices", f"1,{n_stack}",
             "--slice-thickness-padding", half, "--preset", "fast", "--max-epochs", "10", "--seed", "7",
             "--threads", "1", "--output", tmp_path / "scar.vtk"]
-    completed = _run(args, cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr
+    assert _load_script().run([str(a) for a in args]) == 0, capsys.readouterr().err
 
     context = csl.create_scene()
     nodes = [csl.load_volume(context.scene, paths[key]) for key in ("image", "long_axis_image")]
@@ -394,20 +394,21 @@ def test_a_file_the_readers_cannot_read_is_one_line_too(case, tmp_path, corrupt)
     assert len(lines) == 1 and "Cannot read" in lines[0] and str(bad) in lines[0], lines
 
 
-def test_a_torch_older_than_the_librarys_floor_is_one_line(case, tmp_path):
+def test_a_torch_older_than_the_librarys_floor_is_one_line(case, tmp_path, capsys, monkeypatch):
     """The batch script trains through the Logic's ``train_and_apply``, which refuses a torch older
     than 2.4 (as the panel does) before it reads the slices: one line, exit 2, no output. The
-    installed version is a stand-in string in torch's package metadata, not a real old torch."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    args = [*map(str, _common(case)), "--output", str(tmp_path / "o.vtk")]
-    completed = subprocess.run(
-        [sys.executable, "-c", "import importlib.metadata as m, runpy, sys; real = m.version; "
-         "m.version = lambda name: '2.3.1+cu121' if name == 'torch' else real(name); "
-         f"sys.argv = [{str(SCRIPT)!r}, *{args!r}]; runpy.run_path(sys.argv[0], run_name='__main__')"],
-        cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert completed.returncode == 2
-    lines = completed.stderr.strip().splitlines()
+    installed version is a stand-in string in torch's package metadata, not a real old torch; the
+    script's ``main`` runs in this process, as ``python cardioscar_batch.py`` calls it."""
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "2.3.1+cu121" if name == "torch" else real_version(name))
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *map(str, _common(case)), "--output", str(tmp_path / "o.vtk")])
+    with pytest.raises(SystemExit) as exit_request:
+        _load_script().main()
+    assert exit_request.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "PyTorch 2.3.1+cu121 is older than the >=2.4 CardioScar needs" in lines[0], lines
     assert not (tmp_path / "o.vtk").exists()
 
@@ -535,8 +536,9 @@ def test_batch_restricts_targets_to_the_myocardium_mask_file(segmented, tmp_path
     args = ["--volume", paths["image"], "--mesh", paths["mesh"], "--myocardium-mask", paths["myocardium_mask"],
             "--preset", "fast", "--max-epochs", "3", "--seed", "7", "--threads", "1", "--inference-mc-samples", "3",
             "--output", tmp_path / "scar.vtk", "--summary", tmp_path / "summary.csv"]
-    completed = _run(args, cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr
+    script = _load_script()  # in this process (its own interpreter: the ``trained`` fixture)
+    assert script.run([str(a) for a in args]) == 0, capsys.readouterr().err
+    capsys.readouterr()
 
     context = csl.create_scene()
     image = csl.load_volume(context.scene, paths["image"])
@@ -555,7 +557,6 @@ def test_batch_restricts_targets_to_the_myocardium_mask_file(segmented, tmp_path
     assert rows["Pixels outside the myocardium (no constraint)"] == str(int(core.dropped_outside_myocardium.sum()))
     assert core.dropped_outside_myocardium.sum() > 0
 
-    script = _load_script()
     for extra, expected in ((["--myocardium-labels", "2,3"], "name labels of a label-map input"),
                             (["--model", "m.pth", "--myocardium-mask", "m.nii.gz"], "--myocardium-mask only apply to training")):
         argv = ["--mesh", str(paths["mesh"]), "--output", str(tmp_path / "o.vtk")] + (

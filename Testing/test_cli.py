@@ -1,7 +1,12 @@
 """The ``cardioscar`` command line, run as a user runs it (a subprocess on real files).
 
 Covers the documented verbs and options, the full prepare -> train -> apply path recovering a
-known scar, fine-tuning, and the one-line errors for the pitfalls users actually hit.
+known scar, fine-tuning, and the one-line errors for the pitfalls users actually hit. Each verb
+runs at least once as ``python -m cardioscar`` (the installed entry), and so do the refusals of
+files VTK and ITK cannot read (what those libraries print themselves reaches only a process's own
+stderr); the other refusals go through the same entry function in this process (``cli``,
+conftest's ``run_cli_in_process``: the same parser, stderr and exit status, without a new
+interpreter's 2-3 s of imports per call).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from vtk.util import numpy_support
 
 from cardioscar import __version__
 from cardioscar.evaluate.metrics import dice
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process as cli
 
 
 def _point_array(path, name: str) -> np.ndarray:
@@ -170,7 +175,7 @@ def test_apply_with_corrupted_model_is_a_user_error(trained_case, tmp_path):
     _, paths, out = trained_case
     broken = tmp_path / "broken.pth"
     broken.write_bytes((out / "model.pth").read_bytes()[:200])
-    proc = run_cli("apply", "--model", broken, "--mesh", paths["mesh"], "--output", tmp_path / "o.vtk")
+    proc = cli("apply", "--model", broken, "--mesh", paths["mesh"], "--output", tmp_path / "o.vtk")
     _assert_user_error(proc, "broken.pth")
     assert not (tmp_path / "o.vtk").exists()
 
@@ -184,7 +189,7 @@ def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path):
     image.SetOrigin(tuple(np.array(image.GetOrigin()) + 500.0))
     moved = tmp_path / "moved.nii.gz"
     sitk.WriteImage(image, str(moved))
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", moved, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", moved, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "bounds")
     assert proc.stderr.count("[") >= 2  # both boxes printed
     assert not (tmp_path / "d.npz").exists()
@@ -193,8 +198,8 @@ def test_no_overlap_prints_both_bounding_boxes(small_phantom, tmp_path):
 def test_slice_index_out_of_range_prints_valid_range(small_phantom, tmp_path):
     _, paths = small_phantom
     depth = sitk.ReadImage(str(paths["image"])).GetSize()[2]
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", paths["image"],
-                   "--slice-indices", f"0,{depth}", "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", paths["image"],
+               "--slice-indices", f"0,{depth}", "--output", tmp_path / "d.npz")
     _assert_user_error(proc, str(depth), f"0-{depth - 1}")
 
 
@@ -236,7 +241,7 @@ def test_missing_scalar_field_lists_fields(small_phantom, tmp_path):
     layer = slices_from_image(sitk.ReadImage(str(paths["image"])), slice_indices=[3])[0]
     grid = tmp_path / "layer.vtk"
     slice_to_vtk_grid(layer, grid, scalar_field="Intensity")
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", grid, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", grid, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "ScalarValue", "Intensity")
 
 
@@ -269,7 +274,7 @@ def test_two_dimensional_image_is_rejected(small_phantom, tmp_path):
     _, paths = small_phantom
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.Image(32, 32, sitk.sitkFloat32), str(flat))
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", flat, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", flat, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "flat.nii.gz", "3D")
 
 
@@ -278,10 +283,10 @@ def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path):
     image = sitk.ReadImage(str(paths["image"])) * 400.0
     raw = tmp_path / "raw.nii.gz"
     sitk.WriteImage(image, str(raw))
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--output", tmp_path / "d.npz")
     _assert_user_error(proc, "--normalize-intensities", "--scar-labels")
-    proc = run_cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--normalize-intensities",
-                   "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output", tmp_path / "d.npz")
+    proc = cli("prepare", "--mesh-vtk", paths["mesh"], "--image", raw, "--normalize-intensities",
+               "--slice-thickness-padding", str(phantom.slice_half_thickness_mm), "--output", tmp_path / "d.npz")
     assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "d.npz") as data:
         assert data["intensities"].min() >= 0 and data["intensities"].max() == pytest.approx(1.0)
@@ -289,7 +294,7 @@ def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path):
 
 def test_bad_training_option_names_field_and_range(trained_case, tmp_path):
     _, _, out = trained_case
-    proc = run_cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
+    proc = cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
     _assert_user_error(proc, "mc_samples")
     assert not (tmp_path / "m.pth").exists()
 
@@ -305,8 +310,8 @@ def test_phantom_long_axis_slice_pools_with_the_stack(tmp_path):
     outputs = {}
     for name, images in (("stack", [stack]), ("both", [stack, long_axis])):
         outputs[name] = tmp_path / f"{name}.npz"
-        proc = run_cli("prepare", "--mesh", tmp_path / "phantom_mesh.vtk", "--image", *images, "--partial-volume-correction",
-                       "--slice-thickness-padding", half, "--output", outputs[name])
+        proc = cli("prepare", "--mesh", tmp_path / "phantom_mesh.vtk", "--image", *images, "--partial-volume-correction",
+                   "--slice-thickness-padding", half, "--output", outputs[name])
         assert proc.returncode == 0, proc.stderr
     only, both = np.load(outputs["stack"]), np.load(outputs["both"])
     n_stack = sitk.ReadImage(str(stack)).GetSize()[2]
@@ -323,32 +328,32 @@ def test_outputs_that_would_destroy_an_input_or_are_of_the_wrong_kind_are_refuse
     mesh = tmp_path / "heart.vtk"
     mesh.write_bytes(paths["mesh"].read_bytes())
     before = mesh.read_bytes()
-    _assert_user_error(run_cli("prepare", "--mesh-vtk", mesh, "--image", paths["image"], "--output", mesh),
+    _assert_user_error(cli("prepare", "--mesh-vtk", mesh, "--image", paths["image"], "--output", mesh),
                        "--output must end in .npz", "heart.vtk")
     assert mesh.read_bytes() == before
     data = tmp_path / "data.npz"
     data.write_bytes((out / "data.npz").read_bytes())
-    _assert_user_error(run_cli("train", "--training-data", data, "--output", data), "--output must end in .pth")
+    _assert_user_error(cli("train", "--training-data", data, "--output", data), "--output must end in .pth")
     model = tmp_path / "model.pth"
     model.write_bytes((out / "model.pth").read_bytes())
-    _assert_user_error(run_cli("fine-tune", "--model", model, "--training-data", data, "--output", model),
+    _assert_user_error(cli("fine-tune", "--model", model, "--training-data", data, "--output", model),
                        "is also an input")
     assert model.read_bytes() == (out / "model.pth").read_bytes() and data.read_bytes() == (out / "data.npz").read_bytes()
 
 
 def test_options_that_would_be_ignored_are_refused(trained_case, tmp_path):
     _, paths, out = trained_case
-    _assert_user_error(run_cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
-                               "--output", tmp_path / "t.pth", "--hidden-dim", "64", "--dropout-rate", "0.3"),
+    _assert_user_error(cli("fine-tune", "--model", out / "model.pth", "--training-data", out / "data.npz",
+                           "--output", tmp_path / "t.pth", "--hidden-dim", "64", "--dropout-rate", "0.3"),
                        "unrecognized arguments: --hidden-dim 64 --dropout-rate 0.3")
-    _assert_user_error(run_cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", tmp_path / "layer.vtk",
-                               "--slice-indices", "1", "--output", tmp_path / "d.npz"),
+    _assert_user_error(cli("prepare", "--mesh-vtk", paths["mesh"], "--grid-layers", tmp_path / "layer.vtk",
+                           "--slice-indices", "1", "--output", tmp_path / "d.npz"),
                        "--slice-indices and --slice-axis choose slices of an --image")
-    _assert_user_error(run_cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"],
-                               "--threshold", "nan"), "outside the valid range 0 < threshold < 1")
+    _assert_user_error(cli("evaluate", "--prediction", out / "result.vtk", "--truth", paths["mesh"],
+                           "--threshold", "nan"), "outside the valid range 0 < threshold < 1")
     prediction = tmp_path / "result.vtk"
     prediction.write_bytes((out / "result.vtk").read_bytes())
-    _assert_user_error(run_cli("evaluate", "--prediction", prediction, "--truth", paths["mesh"], "--json", prediction),
+    _assert_user_error(cli("evaluate", "--prediction", prediction, "--truth", paths["mesh"], "--json", prediction),
                        "--json must end in .json")
     assert prediction.read_bytes() == (out / "result.vtk").read_bytes()
     prediction.unlink()

@@ -179,226 +179,6 @@ def test_slurm_job_script_books_what_the_worker_uses():
     assert cluster.scheduler_address.split(":")[-1] in script  # workers connect back to this scheduler
 
 
-# --------------------------------------------------------------------------- on the cluster
-
-
-def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_path, capsys):
-    _, client = cluster
-    out = tmp_path / "out"
-    manifest = cohort_data / "manifest.csv"
-    run = run_cohort(manifest, out, CohortOptions(scheduler=client.scheduler.address))
-    FIRST_RUN["out"] = out
-
-    rows = _summary(out)
-    assert [r["id"] for r in rows] == ["p0", "p1", "p2", "bad"]
-    assert [r["status"] for r in rows] == ["done"] * 3 + ["failed"]
-    bad = rows[3]
-    assert "bad" in bad["error"] and "phantom_mesh.vtk" in bad["error"] and "\n" not in bad["error"]
-    assert not (out / "bad").exists() and (out / "_failed" / "bad.json").exists()
-    assert run.counts == {"done": 3, "failed": 1}
-    assert (out / "cohort_summary.png").stat().st_size > 10_000
-    assert run.files["bullseyes"] == out / "cohort_bullseyes.png"  # p0's bull's-eye (the only one asked for)
-    assert out.joinpath("cohort_bullseyes.png").read_bytes()[:4] == b"\x89PNG"
-    # p0 asked for the AHA analysis: the same table `analyse_mesh` gives for its prediction, RV point and stack
-    with open(out / "p0" / "aha" / "aha.csv", newline="") as handle:
-        table = list(csv.DictReader(handle))
-    stack = read_image(cohort_data / "p0" / "phantom_lge.nii.gz")
-    direct = analyse_mesh(read_mesh(out / "p0" / "scar_prediction.vtk"), AhaOptions(
-        rv_point=json.loads((cohort_data / "rv_point.json").read_text(encoding="utf-8")),
-        slice_normal=np.asarray(stack.GetDirection()).reshape(3, 3)[:, 2]))
-    assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=0.005)
-    assert (out / "p0" / "aha" / "bullseye.png").exists() and not (out / "p1" / "aha").exists()
-    report = json.loads((out / "p0" / "report.json").read_text(encoding="utf-8"))
-    assert report["aha"]["folder"] == "aha"
-    # p0 asked for the simulator files: tagged at threshold 0.5 / core_threshold 0.8, as `cardioscar export`
-    simulation = out / "p0" / "simulation"
-    assert report["export"]["files"] == ["heart.elem", "heart.json", "heart.pts", "heart.vtu"]
-    prediction = read_mesh(out / "p0" / "scar_prediction.vtk")
-    assert int((simulation / "heart.pts").read_text(encoding="utf-8").split("\n")[0]) == prediction.n_points
-    assert int((simulation / "heart.elem").read_text(encoding="utf-8").split("\n")[0]) == \
-        prediction.dataset.GetNumberOfCells()
-    p = prediction.point_array("scar_probability")
-    np.testing.assert_array_equal(read_mesh(simulation / "heart.vtu").point_array("tissue_tag"),
-                                  np.where(p >= 0.8, 3, np.where(p >= 0.5, 2, 1)))
-    assert not (out / "p1" / "simulation").exists()
-    for row in rows[:3]:
-        folder = out / row["id"]
-        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["model.pth", "report.json",
-                                                                           "scar_prediction.vtk"]
-        mesh = read_mesh(folder / "scar_prediction.vtk")
-        probability = mesh.point_array("scar_probability")
-        weights = node_volumes(mesh.dataset)
-        scar = probability >= 0.5
-        assert float(row["scar_volume_ml"]) == pytest.approx(weights[scar].sum() / 1000, rel=1e-4)
-        assert float(row["scar_percent"]) == pytest.approx(100 * weights[scar].sum() / weights.sum(), rel=1e-4)
-        truth = mesh.point_array("scar_truth")
-        assert float(row["dice"]) > 0.3  # 30 epochs on 2,000 nodes: a real, if rough, reconstruction
-        assert float(row["dice"]) == pytest.approx(
-            2 * np.sum(scar & (truth >= 0.5)) / (scar.sum() + (truth >= 0.5).sum()), abs=1e-4)
-        # the manifest's 30 epochs, and any lower-rate phases the convergence test added (at most two of 15)
-        assert int(row["epochs"]) in (30, 45, 60) and row["device"].startswith("cpu")
-        # the fast preset's auto on the phantoms' fractions: no prior, and the row says which way it went
-        assert row["shape_prior"] == "off"
-    assert not list(out.glob(".*partial*"))
-
-    # second run, through the CLI: nothing re-runs; the bad patient still fails, so exit code 2
-    before = {ident: _mtimes(out / ident) for ident in ("p0", "p1", "p2")}
-    code = cli_main(["cohort", "run", str(manifest), "--output-dir", str(out), "--scheduler", client.scheduler.address])
-    assert code == 2
-    assert "1 of 4 patients failed" in capsys.readouterr().err
-    assert [r["status"] for r in _summary(out)] == ["skipped"] * 3 + ["failed"]
-    assert {ident: _mtimes(out / ident) for ident in before} == before
-
-    # one patient's seed changes: only that patient runs again
-    changed = cohort_data / "manifest_changed.csv"
-    changed.write_text(manifest.read_text(encoding="utf-8").replace(_row("p1", 1), _row("p1", 11)))
-    old_model = (out / "p1" / "model.pth").read_bytes()
-    run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address))
-    rows = _summary(out)
-    assert [r["status"] for r in rows] == ["skipped", "done", "skipped", "failed"]
-    assert {ident: _mtimes(out / ident) for ident in ("p0", "p2")} == {k: before[k] for k in ("p0", "p2")}
-    assert (out / "p1" / "model.pth").read_bytes() != old_model
-    assert json.loads((out / "p1" / "report.json").read_text(encoding="utf-8"))["options"]["seed"] == 11
-
-    # a Slurm array task's --only: that patient only, the summary still lists everyone
-    only = run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address, only=["p2"]))
-    assert only.counts == {"skipped": 1}
-    assert [r["status"] for r in _summary(out)] == ["done", "done", "skipped", "failed"]
-    with pytest.raises(CardioScarError, match="--only p9: not in the manifest"):
-        run_cohort(changed, out, CohortOptions(only=["p9"]))
-
-    assert cli_main(["cohort", "status", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert printed.splitlines()[0] == "4 patients: 3 done, 1 failed"
-    assert "bad: failed:" in printed
-
-
-def test_patient_in_cohort_equals_the_cli_chain(cluster, cohort_data, tmp_path):
-    """prepare -> train -> apply by the CLI with the same seed gives the cohort's field (the
-    end-to-end test's p2, computed on a worker process)."""
-    cohort_out = FIRST_RUN.get("out", Path("missing")) / "p2" / "scar_prediction.vtk"
-    if not cohort_out.exists():
-        _, client = cluster  # this test alone: run p2 on the cluster here
-        run_cohort(cohort_data / "manifest.csv", tmp_path / "cohort",
-                   CohortOptions(scheduler=client.scheduler.address, only=["p2"]))
-        cohort_out = tmp_path / "cohort" / "p2" / "scar_prediction.vtk"
-    chain = tmp_path / "chain"
-    p = cohort_data / "p2"
-    assert cli_main(["prepare", "--mesh", str(p / "phantom_mesh.vtk"), "--image", str(p / "phantom_lge.nii.gz"),
-                     "--slice-thickness-padding", "4.0", "--partial-volume-correction",
-                     "--output", str(chain / "data.npz")]) == 0
-    assert cli_main(["train", "--training-data", str(chain / "data.npz"), "--output", str(chain / "model.pth"),
-                     "--preset", "fast", "--max-epochs", "30", "--seed", "2", "--cpu", "--no-progress"]) == 0
-    assert cli_main(["apply", "--model", str(chain / "model.pth"), "--mesh", str(p / "phantom_mesh.vtk"),
-                     "--output", str(chain / "pred.vtk"), "--mc-samples", "5", "--seed", "2", "--threshold", "0.5",
-                     "--cpu"]) == 0
-    ours, theirs = read_mesh(cohort_out), read_mesh(chain / "pred.vtk")
-    for name in ("scar_probability", "scar_uncertainty", "scar_binary"):
-        np.testing.assert_allclose(ours.point_array(name), theirs.point_array(name), rtol=0, atol=1e-6, err_msg=name)
-
-
-def test_an_output_folder_reused_with_another_manifest_warns_of_the_patients_it_leaves_out(
-        cluster, cohort_data, tmp_path, warnings_of_cardioscar):
-    """Round 18: ``cohort run`` of another manifest into a folder that holds an earlier cohort's
-    results kept the earlier patients' folders beside the new ones without a word (the new summary
-    leaves them out, a script globbing ``out/*/`` mixes the two cohorts). Now a warning names them
-    and the earlier manifest; up-to-date patients are still skipped (no patient runs here)."""
-    out = tmp_path / "out"
-    earlier = FIRST_RUN.get("out", Path("missing"))
-    if earlier.is_dir():
-        shutil.copytree(earlier, out)
-    else:  # this test alone: an earlier cohort of p1 and p2
-        _, client = cluster
-        (cohort_data / "manifest_p1_p2.csv").write_text("\n".join([HEADER, _row("p1", 1), _row("p2", 2)]) + "\n")
-        run_cohort(cohort_data / "manifest_p1_p2.csv", out, CohortOptions(scheduler=client.scheduler.address))
-    subset = cohort_data / "manifest_p2.csv"
-    subset.write_text("\n".join([HEADER, _row("p2", 2)]) + "\n")
-    warnings_of_cardioscar.clear()
-    run = run_cohort(subset, out)
-    assert run.counts == {"skipped": 1}
-    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
-    assert "of another manifest" in warning and "that manifest_p2.csv does not list (" in warning and "p1" in warning
-    assert "p2" not in warning.split("does not list")[1]
-    warnings_of_cardioscar.clear()
-    run_cohort(subset, out)  # the same manifest again: the folders are still there, said again
-    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
-    assert "p1" in warning and "of another manifest" not in warning
-
-
-def test_the_reused_folder_warning_names_another_cohorts_failed_patients_too(tmp_path, warnings_of_cardioscar):
-    """A patient of the earlier cohort that failed leaves a failure record (``_failed/ID.json``) and
-    no folder; the warning above counted folders with a ``report.json`` only, so it was left out (or
-    no warning given when every earlier patient had failed). Now named, marked failed; this cohort's
-    own patients, an interrupted attempt's temporary folder and a folder of the user's are not. The
-    folders are built here as a run leaves them (no run)."""
-    from cardioscar.cohort.runner import _warn_other_cohort
-    from cardioscar.cohort.summary import FAILED_DIR
-
-    out = tmp_path / "out"
-    for ident in ("p1", "p2"):
-        (out / ident).mkdir(parents=True)
-        (out / ident / "report.json").write_text(json.dumps({"id": ident, "status": "done"}))
-    (out / FAILED_DIR).mkdir()
-    for ident in ("p2", "p8"):
-        (out / FAILED_DIR / f"{ident}.json").write_text(json.dumps({"id": ident, "status": "failed"}))
-    (out / ".p7.partial-abc").mkdir()
-    (out / "notes").mkdir()
-    manifest = tmp_path / "manifest_p2.csv"
-    manifest.write_text(HEADER + "\n")
-    _warn_other_cohort(out, manifest, {"p2"})
-    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
-    assert "holds 2 patient(s) that manifest_p2.csv does not list (p1, p8 (failed))" in warning
-    shutil.rmtree(out / "p1")
-    warnings_of_cardioscar.clear()
-    _warn_other_cohort(out, manifest, {"p2"})  # the earlier cohort's only patient failed
-    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
-    assert "holds 1 patient(s) that manifest_p2.csv does not list (p8 (failed))" in warning
-
-
-def test_status_of_a_folder_that_is_no_cohort(tmp_path):
-    with pytest.raises(CardioScarError, match="cohort_manifest.json is missing"):
-        cohort_status(tmp_path)
-
-
-def test_killed_worker_mid_run_loses_and_duplicates_nothing(cluster, cohort_data, tmp_path):
-    """SIGKILL the worker process that is running a patient: Dask reschedules it, the cohort completes."""
-    _, client = cluster
-    client.wait_for_workers(2, timeout=120)
-    pids = client.run(os.getpid)
-    out = tmp_path / "out"
-    manifest = cohort_data / "manifest_good.csv"
-    manifest.write_text("\n".join([HEADER] + [_row(f"p{s}", s) for s in range(N_GOOD)]) + "\n")
-    killed: list[tuple[str, int]] = []
-
-    def kill_first_busy_worker() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            for address, keys in client.processing().items():
-                if keys and list(out.glob(".*partial*")):  # a patient is being written right now
-                    os.kill(pids[address], signal.SIGKILL)
-                    killed.append((keys[0], pids[address]))
-                    return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_first_busy_worker)
-    killer.start()
-    run = run_cohort(manifest, out, CohortOptions(scheduler=client.scheduler.address))
-    killer.join()
-
-    assert killed, "no worker was killed while a patient ran"
-    assert run.counts == {"done": N_GOOD}
-    summary = _summary(out)
-    assert sorted(r["id"] for r in summary) == [f"p{s}" for s in range(N_GOOD)]  # each once
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"p{s}" for s in range(N_GOOD)]
-    assert not list(out.glob(".*")), "a temporary folder of the killed attempt was left behind"
-    key, dead_pid = killed[0]
-    victim = key.split("-")[1]
-    assert json.loads((out / victim / "report.json").read_text(encoding="utf-8"))["pid"] != dead_pid  # redone by a live worker
-    for s in range(N_GOOD):
-        assert read_mesh(out / f"p{s}" / "scar_prediction.vtk").point_array("scar_probability").shape == (
-            read_mesh(cohort_data / f"p{s}" / "phantom_mesh.vtk").n_points,)
-
-
 def test_myocardium_margin_column_reaches_prepare_and_is_checked(tmp_path, cohort_data):
     """``myocardium_margin`` is prepare's ``--myocardium-margin``: it reaches the request, bad values
     and a margin without a myocardium are listed as the column's problems, and a manifest without
@@ -631,81 +411,6 @@ def test_rule_masks_and_columns_are_in_the_hash(tmp_path, rule_data):
 
 RULE_COLUMNS = ("scar_rule", "scar_thresholds", "blood_pool_labels", "blood_pool_mask", "remote_mask",
                 "intensity_offset", "expert_scar_labels", "expert_core_labels", "dark_blood_lge")
-
-
-def _cli_rule_chain(patient: Path, out: Path, seed: int) -> None:
-    """The README's two-model path by the command line: prepare scar and core, train and apply
-    both with one seed, export the two fields with the rule's record."""
-    common = ["--mesh", str(patient / "phantom_mesh.vtk"), "--image", str(patient / "lge.nii.gz"),
-              "--scar-rule", "psi", "--myocardium-mask", str(patient / "labels.nii.gz"), "--myocardium-labels", "2",
-              "--blood-pool-labels", "1", "--slice-thickness-padding", "4.0"]
-    for target in ("scar", "core"):
-        assert cli_main(["prepare", *common, "--scar-target", target, "--output", str(out / f"{target}.npz")]) == 0
-        assert cli_main(["train", "--training-data", str(out / f"{target}.npz"), "--output", str(out / f"{target}.pth"),
-                         "--preset", "fast", "--max-epochs", "30", "--seed", str(seed), "--cpu", "--no-progress"]) == 0
-        assert cli_main(["apply", "--model", str(out / f"{target}.pth"), "--mesh", str(patient / "phantom_mesh.vtk"),
-                         "--output", str(out / f"{target}_pred.vtk"), "--mc-samples", "5", "--seed", str(seed),
-                         "--cpu"]) == 0
-    tagged = ["export", "--mesh", str(out / "scar_pred.vtk"), "--core-mesh", str(out / "core_pred.vtk")]
-    assert cli_main([*tagged, "--rule-from", str(out / "scar.npz"), "--output", str(out / "heart")]) == 0
-    assert cli_main([*tagged, "--format", "vtu", "--output", str(out / "heart.vtu")]) == 0
-
-
-def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_data, tmp_path):
-    """Two raw-LGE patients with a rule on the cluster: each gets a scar and a core model, the
-    summary's border zone and core are the two fields' tissue tags, and p0's simulator files are
-    byte for byte those of prepare x2 -> train x2 -> apply x2 -> export --core-mesh --rule-from."""
-    _, client = cluster
-    out = tmp_path / "out"
-    run = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
-    assert run.counts == {"done": 2}
-    rows = _summary(out)
-    for row in rows:
-        folder = out / row["id"]
-        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
-            "core_model.pth", "core_prediction.vtk", "model.pth", "report.json", "scar_prediction.vtk"]
-        scar = read_mesh(folder / "scar_prediction.vtk")
-        p, c = scar.point_array("scar_probability"), read_mesh(folder / "core_prediction.vtk").point_array(
-            "scar_probability")
-        weights = node_volumes(scar.dataset)
-        core, border = c >= 0.5, (c < 0.5) & (p >= 0.5)  # the two-field rule, as export tags it
-        assert row["classes"] == "tissue"
-        assert float(row["core_percent"]) == pytest.approx(100 * weights[core].sum() / weights.sum(), abs=1e-3)
-        assert float(row["border_percent"]) == pytest.approx(100 * weights[border].sum() / weights.sum(), abs=1e-3)
-        assert core.any() and border.any()
-        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-        assert set(report["models"]) == {"scar", "core"} and report["models"]["core"]["model"] == "core_model.pth"
-        assert report["scar_rule"]["rule"] == "psi" and report["scar_rule"]["target"] == "scar"
-        np.testing.assert_array_equal(read_mesh(folder / "core_prediction.vtk").point_array("scar_binary"), core)
-        if row["id"] == "p0":  # channels yes: the search's files beside the others, its count in the summary
-            record = json.loads((folder / "channels" / "channels.json").read_text(encoding="utf-8"))
-            assert row["channels"] == str(record["n_channels"]) == str(report["channel_search"]["n_channels"])
-            assert row["channels_near_open_cut"] == str(record["n_near_open_cut"]) == str(
-                report["channel_search"]["n_near_open_cut"])
-            assert report["channel_search"]["files"] == ["channels.csv", "channels.json", "channels_mesh.vtk"]
-            assert record["tissue"].endswith("field 'tissue_tag'")
-            # the note that a narrow corridor may be hidden in the core: in the report, and once in the
-            # cohort summary's notes instead of in every patient's warnings
-            assert "not evidence of none" in report["channel_search"]["note"]
-            assert "not evidence of none" not in row["warnings"] and report["channels_core_nodes"] > 0
-            [note] = json.loads((out / "cohort_summary.json").read_text(encoding="utf-8"))["notes"]
-            assert "not evidence of none" in note and "1 patient(s) whose search found core: p0;" in note
-        else:
-            assert row["channels"] == "" and not (folder / "channels").exists()
-
-    chain = tmp_path / "chain"
-    _cli_rule_chain(rule_data / "p0", chain, seed=3)
-    ours = out / "p0" / "simulation"
-    for name in ("heart.pts", "heart.elem", "heart.json"):
-        assert (ours / name).read_bytes() == (chain / name).read_bytes(), name
-    np.testing.assert_array_equal(read_mesh(ours / "heart.vtu").point_array("tissue_tag"),
-                                  read_mesh(chain / "heart.vtu").point_array("tissue_tag"))
-    assert json.loads((ours / "heart.json").read_text(encoding="utf-8"))["scar_rule"]["rule"] == "psi"
-
-    # resuming: nothing changed, nothing runs; a deleted core model redoes only that patient
-    (out / "p1" / "core_model.pth").unlink()
-    again = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
-    assert [r["status"] for r in _summary(out)] == ["skipped", "done"] and again.counts == {"skipped": 1, "done": 1}
 
 
 def test_summary_says_pending_for_a_patient_not_yet_started(tmp_path):
@@ -1232,3 +937,300 @@ def test_a_row_finds_its_mesh_s_wall_once_for_the_fibre_rule_and_the_channels(tm
 
     monkeypatch.setattr(tasks, "_pipeline", pipeline)
     assert tasks.run_patient(spec, str(tmp_path / "out"), "hash")["error"] == "stop here"
+
+
+# --------------------------------------------------------------------------- on the cluster
+# last in the module: the cluster (a scheduler thread in this process, two worker processes and their
+# nannies, about 0.15 CPU s a second when idle) lives from its first test to the module's end
+
+
+def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_path, capsys):
+    _, client = cluster
+    out = tmp_path / "out"
+    manifest = cohort_data / "manifest.csv"
+    run = run_cohort(manifest, out, CohortOptions(scheduler=client.scheduler.address))
+    FIRST_RUN["out"] = out
+
+    rows = _summary(out)
+    assert [r["id"] for r in rows] == ["p0", "p1", "p2", "bad"]
+    assert [r["status"] for r in rows] == ["done"] * 3 + ["failed"]
+    bad = rows[3]
+    assert "bad" in bad["error"] and "phantom_mesh.vtk" in bad["error"] and "\n" not in bad["error"]
+    assert not (out / "bad").exists() and (out / "_failed" / "bad.json").exists()
+    assert run.counts == {"done": 3, "failed": 1}
+    assert (out / "cohort_summary.png").stat().st_size > 10_000
+    assert run.files["bullseyes"] == out / "cohort_bullseyes.png"  # p0's bull's-eye (the only one asked for)
+    assert out.joinpath("cohort_bullseyes.png").read_bytes()[:4] == b"\x89PNG"
+    # p0 asked for the AHA analysis: the same table `analyse_mesh` gives for its prediction, RV point and stack
+    with open(out / "p0" / "aha" / "aha.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    stack = read_image(cohort_data / "p0" / "phantom_lge.nii.gz")
+    direct = analyse_mesh(read_mesh(out / "p0" / "scar_prediction.vtk"), AhaOptions(
+        rv_point=json.loads((cohort_data / "rv_point.json").read_text(encoding="utf-8")),
+        slice_normal=np.asarray(stack.GetDirection()).reshape(3, 3)[:, 2]))
+    assert [float(r["scar_pct"] or 0) for r in table] == pytest.approx([r["scar_pct"] or 0 for r in direct.rows], abs=0.005)
+    assert (out / "p0" / "aha" / "bullseye.png").exists() and not (out / "p1" / "aha").exists()
+    report = json.loads((out / "p0" / "report.json").read_text(encoding="utf-8"))
+    assert report["aha"]["folder"] == "aha"
+    # p0 asked for the simulator files: tagged at threshold 0.5 / core_threshold 0.8, as `cardioscar export`
+    simulation = out / "p0" / "simulation"
+    assert report["export"]["files"] == ["heart.elem", "heart.json", "heart.pts", "heart.vtu"]
+    prediction = read_mesh(out / "p0" / "scar_prediction.vtk")
+    assert int((simulation / "heart.pts").read_text(encoding="utf-8").split("\n")[0]) == prediction.n_points
+    assert int((simulation / "heart.elem").read_text(encoding="utf-8").split("\n")[0]) == \
+        prediction.dataset.GetNumberOfCells()
+    p = prediction.point_array("scar_probability")
+    np.testing.assert_array_equal(read_mesh(simulation / "heart.vtu").point_array("tissue_tag"),
+                                  np.where(p >= 0.8, 3, np.where(p >= 0.5, 2, 1)))
+    assert not (out / "p1" / "simulation").exists()
+    for row in rows[:3]:
+        folder = out / row["id"]
+        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["model.pth", "report.json",
+                                                                           "scar_prediction.vtk"]
+        mesh = read_mesh(folder / "scar_prediction.vtk")
+        probability = mesh.point_array("scar_probability")
+        weights = node_volumes(mesh.dataset)
+        scar = probability >= 0.5
+        assert float(row["scar_volume_ml"]) == pytest.approx(weights[scar].sum() / 1000, rel=1e-4)
+        assert float(row["scar_percent"]) == pytest.approx(100 * weights[scar].sum() / weights.sum(), rel=1e-4)
+        truth = mesh.point_array("scar_truth")
+        assert float(row["dice"]) > 0.3  # 30 epochs on 2,000 nodes: a real, if rough, reconstruction
+        assert float(row["dice"]) == pytest.approx(
+            2 * np.sum(scar & (truth >= 0.5)) / (scar.sum() + (truth >= 0.5).sum()), abs=1e-4)
+        # the manifest's 30 epochs, and any lower-rate phases the convergence test added (at most two of 15)
+        assert int(row["epochs"]) in (30, 45, 60) and row["device"].startswith("cpu")
+        # the fast preset's auto on the phantoms' fractions: no prior, and the row says which way it went
+        assert row["shape_prior"] == "off"
+    assert not list(out.glob(".*partial*"))
+
+    # second run, through the CLI: nothing re-runs; the bad patient still fails, so exit code 2
+    before = {ident: _mtimes(out / ident) for ident in ("p0", "p1", "p2")}
+    code = cli_main(["cohort", "run", str(manifest), "--output-dir", str(out), "--scheduler", client.scheduler.address])
+    assert code == 2
+    assert "1 of 4 patients failed" in capsys.readouterr().err
+    assert [r["status"] for r in _summary(out)] == ["skipped"] * 3 + ["failed"]
+    assert {ident: _mtimes(out / ident) for ident in before} == before
+
+    # one patient's seed changes: only that patient runs again
+    changed = cohort_data / "manifest_changed.csv"
+    changed.write_text(manifest.read_text(encoding="utf-8").replace(_row("p1", 1), _row("p1", 11)))
+    old_model = (out / "p1" / "model.pth").read_bytes()
+    run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address))
+    rows = _summary(out)
+    assert [r["status"] for r in rows] == ["skipped", "done", "skipped", "failed"]
+    assert {ident: _mtimes(out / ident) for ident in ("p0", "p2")} == {k: before[k] for k in ("p0", "p2")}
+    assert (out / "p1" / "model.pth").read_bytes() != old_model
+    assert json.loads((out / "p1" / "report.json").read_text(encoding="utf-8"))["options"]["seed"] == 11
+
+    # a Slurm array task's --only: that patient only, the summary still lists everyone
+    only = run_cohort(changed, out, CohortOptions(scheduler=client.scheduler.address, only=["p2"]))
+    assert only.counts == {"skipped": 1}
+    assert [r["status"] for r in _summary(out)] == ["done", "done", "skipped", "failed"]
+    with pytest.raises(CardioScarError, match="--only p9: not in the manifest"):
+        run_cohort(changed, out, CohortOptions(only=["p9"]))
+
+    assert cli_main(["cohort", "status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == "4 patients: 3 done, 1 failed"
+    assert "bad: failed:" in printed
+
+
+def test_patient_in_cohort_equals_the_cli_chain(cluster, cohort_data, tmp_path):
+    """prepare -> train -> apply by the CLI with the same seed gives the cohort's field (the
+    end-to-end test's p2, computed on a worker process)."""
+    cohort_out = FIRST_RUN.get("out", Path("missing")) / "p2" / "scar_prediction.vtk"
+    if not cohort_out.exists():
+        _, client = cluster  # this test alone: run p2 on the cluster here
+        run_cohort(cohort_data / "manifest.csv", tmp_path / "cohort",
+                   CohortOptions(scheduler=client.scheduler.address, only=["p2"]))
+        cohort_out = tmp_path / "cohort" / "p2" / "scar_prediction.vtk"
+    chain = tmp_path / "chain"
+    p = cohort_data / "p2"
+    assert cli_main(["prepare", "--mesh", str(p / "phantom_mesh.vtk"), "--image", str(p / "phantom_lge.nii.gz"),
+                     "--slice-thickness-padding", "4.0", "--partial-volume-correction",
+                     "--output", str(chain / "data.npz")]) == 0
+    assert cli_main(["train", "--training-data", str(chain / "data.npz"), "--output", str(chain / "model.pth"),
+                     "--preset", "fast", "--max-epochs", "30", "--seed", "2", "--cpu", "--no-progress"]) == 0
+    assert cli_main(["apply", "--model", str(chain / "model.pth"), "--mesh", str(p / "phantom_mesh.vtk"),
+                     "--output", str(chain / "pred.vtk"), "--mc-samples", "5", "--seed", "2", "--threshold", "0.5",
+                     "--cpu"]) == 0
+    ours, theirs = read_mesh(cohort_out), read_mesh(chain / "pred.vtk")
+    for name in ("scar_probability", "scar_uncertainty", "scar_binary"):
+        np.testing.assert_allclose(ours.point_array(name), theirs.point_array(name), rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_an_output_folder_reused_with_another_manifest_warns_of_the_patients_it_leaves_out(
+        cluster, cohort_data, tmp_path, warnings_of_cardioscar):
+    """Round 18: ``cohort run`` of another manifest into a folder that holds an earlier cohort's
+    results kept the earlier patients' folders beside the new ones without a word (the new summary
+    leaves them out, a script globbing ``out/*/`` mixes the two cohorts). Now a warning names them
+    and the earlier manifest; up-to-date patients are still skipped (no patient runs here)."""
+    out = tmp_path / "out"
+    earlier = FIRST_RUN.get("out", Path("missing"))
+    if earlier.is_dir():
+        shutil.copytree(earlier, out)
+    else:  # this test alone: an earlier cohort of p1 and p2
+        _, client = cluster
+        (cohort_data / "manifest_p1_p2.csv").write_text("\n".join([HEADER, _row("p1", 1), _row("p2", 2)]) + "\n")
+        run_cohort(cohort_data / "manifest_p1_p2.csv", out, CohortOptions(scheduler=client.scheduler.address))
+    subset = cohort_data / "manifest_p2.csv"
+    subset.write_text("\n".join([HEADER, _row("p2", 2)]) + "\n")
+    warnings_of_cardioscar.clear()
+    run = run_cohort(subset, out)
+    assert run.counts == {"skipped": 1}
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "of another manifest" in warning and "that manifest_p2.csv does not list (" in warning and "p1" in warning
+    assert "p2" not in warning.split("does not list")[1]
+    warnings_of_cardioscar.clear()
+    run_cohort(subset, out)  # the same manifest again: the folders are still there, said again
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "p1" in warning and "of another manifest" not in warning
+
+
+def test_the_reused_folder_warning_names_another_cohorts_failed_patients_too(tmp_path, warnings_of_cardioscar):
+    """A patient of the earlier cohort that failed leaves a failure record (``_failed/ID.json``) and
+    no folder; the warning above counted folders with a ``report.json`` only, so it was left out (or
+    no warning given when every earlier patient had failed). Now named, marked failed; this cohort's
+    own patients, an interrupted attempt's temporary folder and a folder of the user's are not. The
+    folders are built here as a run leaves them (no run)."""
+    from cardioscar.cohort.runner import _warn_other_cohort
+    from cardioscar.cohort.summary import FAILED_DIR
+
+    out = tmp_path / "out"
+    for ident in ("p1", "p2"):
+        (out / ident).mkdir(parents=True)
+        (out / ident / "report.json").write_text(json.dumps({"id": ident, "status": "done"}))
+    (out / FAILED_DIR).mkdir()
+    for ident in ("p2", "p8"):
+        (out / FAILED_DIR / f"{ident}.json").write_text(json.dumps({"id": ident, "status": "failed"}))
+    (out / ".p7.partial-abc").mkdir()
+    (out / "notes").mkdir()
+    manifest = tmp_path / "manifest_p2.csv"
+    manifest.write_text(HEADER + "\n")
+    _warn_other_cohort(out, manifest, {"p2"})
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "holds 2 patient(s) that manifest_p2.csv does not list (p1, p8 (failed))" in warning
+    shutil.rmtree(out / "p1")
+    warnings_of_cardioscar.clear()
+    _warn_other_cohort(out, manifest, {"p2"})  # the earlier cohort's only patient failed
+    [warning] = [w for w in warnings_of_cardioscar if "does not list" in w]
+    assert "holds 1 patient(s) that manifest_p2.csv does not list (p8 (failed))" in warning
+
+
+def test_status_of_a_folder_that_is_no_cohort(tmp_path):
+    with pytest.raises(CardioScarError, match="cohort_manifest.json is missing"):
+        cohort_status(tmp_path)
+
+
+def test_killed_worker_mid_run_loses_and_duplicates_nothing(cluster, cohort_data, tmp_path):
+    """SIGKILL the worker process that is running a patient: Dask reschedules it, the cohort completes."""
+    _, client = cluster
+    client.wait_for_workers(2, timeout=120)
+    pids = client.run(os.getpid)
+    out = tmp_path / "out"
+    manifest = cohort_data / "manifest_good.csv"
+    manifest.write_text("\n".join([HEADER] + [_row(f"p{s}", s) for s in range(N_GOOD)]) + "\n")
+    killed: list[tuple[str, int]] = []
+
+    def kill_first_busy_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for address, keys in client.processing().items():
+                if keys and list(out.glob(".*partial*")):  # a patient is being written right now
+                    os.kill(pids[address], signal.SIGKILL)
+                    killed.append((keys[0], pids[address]))
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_first_busy_worker)
+    killer.start()
+    run = run_cohort(manifest, out, CohortOptions(scheduler=client.scheduler.address))
+    killer.join()
+
+    assert killed, "no worker was killed while a patient ran"
+    assert run.counts == {"done": N_GOOD}
+    summary = _summary(out)
+    assert sorted(r["id"] for r in summary) == [f"p{s}" for s in range(N_GOOD)]  # each once
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"p{s}" for s in range(N_GOOD)]
+    assert not list(out.glob(".*")), "a temporary folder of the killed attempt was left behind"
+    key, dead_pid = killed[0]
+    victim = key.split("-")[1]
+    assert json.loads((out / victim / "report.json").read_text(encoding="utf-8"))["pid"] != dead_pid  # redone by a live worker
+    for s in range(N_GOOD):
+        assert read_mesh(out / f"p{s}" / "scar_prediction.vtk").point_array("scar_probability").shape == (
+            read_mesh(cohort_data / f"p{s}" / "phantom_mesh.vtk").n_points,)
+
+
+def _cli_rule_chain(patient: Path, out: Path, seed: int) -> None:
+    """The README's two-model path by the command line: prepare scar and core, train and apply
+    both with one seed, export the two fields with the rule's record."""
+    common = ["--mesh", str(patient / "phantom_mesh.vtk"), "--image", str(patient / "lge.nii.gz"),
+              "--scar-rule", "psi", "--myocardium-mask", str(patient / "labels.nii.gz"), "--myocardium-labels", "2",
+              "--blood-pool-labels", "1", "--slice-thickness-padding", "4.0"]
+    for target in ("scar", "core"):
+        assert cli_main(["prepare", *common, "--scar-target", target, "--output", str(out / f"{target}.npz")]) == 0
+        assert cli_main(["train", "--training-data", str(out / f"{target}.npz"), "--output", str(out / f"{target}.pth"),
+                         "--preset", "fast", "--max-epochs", "30", "--seed", str(seed), "--cpu", "--no-progress"]) == 0
+        assert cli_main(["apply", "--model", str(out / f"{target}.pth"), "--mesh", str(patient / "phantom_mesh.vtk"),
+                         "--output", str(out / f"{target}_pred.vtk"), "--mc-samples", "5", "--seed", str(seed),
+                         "--cpu"]) == 0
+    tagged = ["export", "--mesh", str(out / "scar_pred.vtk"), "--core-mesh", str(out / "core_pred.vtk")]
+    assert cli_main([*tagged, "--rule-from", str(out / "scar.npz"), "--output", str(out / "heart")]) == 0
+    assert cli_main([*tagged, "--format", "vtu", "--output", str(out / "heart.vtu")]) == 0
+
+
+def test_rule_cohort_trains_two_fields_tagged_as_the_cli_chain(cluster, rule_data, tmp_path):
+    """Two raw-LGE patients with a rule on the cluster: each gets a scar and a core model, the
+    summary's border zone and core are the two fields' tissue tags, and p0's simulator files are
+    byte for byte those of prepare x2 -> train x2 -> apply x2 -> export --core-mesh --rule-from."""
+    _, client = cluster
+    out = tmp_path / "out"
+    run = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
+    assert run.counts == {"done": 2}
+    rows = _summary(out)
+    for row in rows:
+        folder = out / row["id"]
+        assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
+            "core_model.pth", "core_prediction.vtk", "model.pth", "report.json", "scar_prediction.vtk"]
+        scar = read_mesh(folder / "scar_prediction.vtk")
+        p, c = scar.point_array("scar_probability"), read_mesh(folder / "core_prediction.vtk").point_array(
+            "scar_probability")
+        weights = node_volumes(scar.dataset)
+        core, border = c >= 0.5, (c < 0.5) & (p >= 0.5)  # the two-field rule, as export tags it
+        assert row["classes"] == "tissue"
+        assert float(row["core_percent"]) == pytest.approx(100 * weights[core].sum() / weights.sum(), abs=1e-3)
+        assert float(row["border_percent"]) == pytest.approx(100 * weights[border].sum() / weights.sum(), abs=1e-3)
+        assert core.any() and border.any()
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        assert set(report["models"]) == {"scar", "core"} and report["models"]["core"]["model"] == "core_model.pth"
+        assert report["scar_rule"]["rule"] == "psi" and report["scar_rule"]["target"] == "scar"
+        np.testing.assert_array_equal(read_mesh(folder / "core_prediction.vtk").point_array("scar_binary"), core)
+        if row["id"] == "p0":  # channels yes: the search's files beside the others, its count in the summary
+            record = json.loads((folder / "channels" / "channels.json").read_text(encoding="utf-8"))
+            assert row["channels"] == str(record["n_channels"]) == str(report["channel_search"]["n_channels"])
+            assert row["channels_near_open_cut"] == str(record["n_near_open_cut"]) == str(
+                report["channel_search"]["n_near_open_cut"])
+            assert report["channel_search"]["files"] == ["channels.csv", "channels.json", "channels_mesh.vtk"]
+            assert record["tissue"].endswith("field 'tissue_tag'")
+            # the note that a narrow corridor may be hidden in the core: in the report, and once in the
+            # cohort summary's notes instead of in every patient's warnings
+            assert "not evidence of none" in report["channel_search"]["note"]
+            assert "not evidence of none" not in row["warnings"] and report["channels_core_nodes"] > 0
+            [note] = json.loads((out / "cohort_summary.json").read_text(encoding="utf-8"))["notes"]
+            assert "not evidence of none" in note and "1 patient(s) whose search found core: p0;" in note
+        else:
+            assert row["channels"] == "" and not (folder / "channels").exists()
+
+    chain = tmp_path / "chain"
+    _cli_rule_chain(rule_data / "p0", chain, seed=3)
+    ours = out / "p0" / "simulation"
+    for name in ("heart.pts", "heart.elem", "heart.json"):
+        assert (ours / name).read_bytes() == (chain / name).read_bytes(), name
+    np.testing.assert_array_equal(read_mesh(ours / "heart.vtu").point_array("tissue_tag"),
+                                  read_mesh(chain / "heart.vtu").point_array("tissue_tag"))
+    assert json.loads((ours / "heart.json").read_text(encoding="utf-8"))["scar_rule"]["rule"] == "psi"
+
+    # resuming: nothing changed, nothing runs; a deleted core model redoes only that patient
+    (out / "p1" / "core_model.pth").unlink()
+    again = run_cohort(rule_data / "manifest.csv", out, CohortOptions(scheduler=client.scheduler.address))
+    assert [r["status"] for r in _summary(out)] == ["skipped", "done"] and again.counts == {"skipped": 1, "done": 1}

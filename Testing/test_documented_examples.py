@@ -62,7 +62,7 @@ def example_dir(tmp_path_factory):
     from cardioscar.prepare.slices import slice_to_vtk_grid, slices_from_image
 
     root = tmp_path_factory.mktemp("examples")
-    phantom = make_phantom(PhantomConfig(target_nodes=1500, seed=5, slice_gap_mm=8.0))
+    phantom = make_phantom(PhantomConfig(target_nodes=1000, seed=5, slice_gap_mm=8.0))  # the smallest phantom
     paths = write_phantom(phantom, root / "phantom")
     layers = slices_from_image(sitk.ReadImage(str(paths["image"])))
     assert len(layers) >= 10

@@ -25,7 +25,7 @@ from cardioscar.prepare.mesh_from_labels import labelled_slices, myocardium_mesh
 from cardioscar.prepare.slices import slices_from_image
 from cardioscar.fit.training import TrainingConfig
 from cardioscar.io.meshio import read_mesh
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, run_cli, run_cli_in_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 import bench_emidec_loso as bench  # noqa: E402
@@ -239,7 +239,8 @@ def test_mesh_from_labels_command(tmp_path) -> None:
     expected = myocardium_mesh_from_labels(sitk.ReadImage(str(labels)), held_out_k=1, spacing_mm=2).points_lps()
     np.testing.assert_allclose(mesh.points_lps(), expected, atol=1e-4)  # written as float32
     # bad input: one line naming the option and the valid range; nothing written
-    bad = run_cli("mesh-from-labels", "--labels", labels, "--exclude-slices", "7", "--output", tmp_path / "bad.vtu")
+    bad = run_cli_in_process("mesh-from-labels", "--labels", labels, "--exclude-slices", "7",
+                             "--output", tmp_path / "bad.vtu")
     assert bad.returncode == 2
     assert "--exclude-slices) is out of range: valid 0-3" in bad.stderr.strip().splitlines()[-1]
     assert "Traceback" not in bad.stderr

@@ -5,8 +5,6 @@ tetrahedral mesh built on the case's myocardial voxel centres (one node per myoc
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import SimpleITK as sitk
 from cardioscar.cli import main
 from cardioscar.errors import CardioScarError
 from cardioscar.lge import apply_rule
-from conftest import error_lines
+from conftest import error_lines, run_cli_in_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 from lge_rule_reconstruction_emidec import voxel_centre_mesh  # noqa: E402
@@ -38,8 +36,9 @@ def emidec_case(shared_data, tmp_path_factory):
 
 
 def _prepare(*args):
-    return subprocess.run([sys.executable, "-m", "cardioscar", "prepare", *args], capture_output=True, text=True,
-                          env=dict(os.environ))
+    """``cardioscar prepare ARGS`` through the command's entry function in this process (its run as
+    ``python -m cardioscar``: test_cli)."""
+    return run_cli_in_process("prepare", *args)
 
 
 @pytest.mark.parametrize("target", ["scar", "core"])

@@ -113,7 +113,7 @@ def test_best_threshold_by_hand_and_through_the_command_line(tmp_path, small_pha
     threshold, which `cardioscar evaluate` reports beside the requested one (before: no such keys)."""
     import json
 
-    from conftest import run_cli
+    from conftest import run_cli_in_process
 
     pred, truth = np.array([0.05, 0.3, 0.35, 0.1]), np.array([0, 1, 1, 0])
     assert best_threshold(pred, truth) == (pytest.approx(0.3), 1.0)  # (0.1, 0.3] all score 1; 0.3 is nearest 0.5
@@ -126,7 +126,8 @@ def test_best_threshold_by_hand_and_through_the_command_line(tmp_path, small_pha
     scaled = 0.4 * phantom.truth + 0.05
     prediction_path = tmp_path / "scaled.vtk"
     write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), prediction_path, {"scar_probability": scaled})
-    done = run_cli("evaluate", "--prediction", prediction_path, "--truth", paths["mesh"], "--json", tmp_path / "m.json")
+    done = run_cli_in_process("evaluate", "--prediction", prediction_path, "--truth", paths["mesh"],
+                              "--json", tmp_path / "m.json")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert metrics["dice"] == 0.0 and metrics["threshold"] == 0.5
@@ -141,7 +142,7 @@ def test_a_scar_free_truth_has_no_dice_and_reports_its_false_positives(tmp_path,
     keeps its figures. Through the Python API and the command line's JSON."""
     import json
 
-    from conftest import run_cli
+    from conftest import run_cli_in_process
     from cardioscar.evaluate import heldout
 
     pred, healthy, weights = np.array([0.6, 0.2, 0.1, 0.7]), np.zeros(4), np.array([1.0, 1.0, 1.0, 2.0])
@@ -162,7 +163,8 @@ def test_a_scar_free_truth_has_no_dice_and_reports_its_false_positives(tmp_path,
     prediction_path, truth_path = tmp_path / "called.vtk", tmp_path / "healthy.vtk"
     write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), prediction_path, {"scar_probability": 0.9 * phantom.truth})
     write_mesh(Mesh(dataset=phantom.mesh, space="LPS"), truth_path, {"scar_truth": np.zeros_like(phantom.truth)})
-    done = run_cli("evaluate", "--prediction", prediction_path, "--truth", truth_path, "--json", tmp_path / "m.json")
+    done = run_cli_in_process("evaluate", "--prediction", prediction_path, "--truth", truth_path,
+                              "--json", tmp_path / "m.json")
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed == json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CardioScar"))
 import CardioScarLogic as csl  # noqa: E402  (needs slicer-core)
@@ -80,8 +80,9 @@ def test_command_line_margin_adds_groups_only_next_to_the_myocardium(segmented, 
     runs = {}
     for margin in (0, 1):
         out = tmp_path / f"m{margin}.npz"
-        done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["image"], "--myocardium-mask",
-                       segmented["myocardium_mask"], "--myocardium-margin", margin, "--output", out)
+        done = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", segmented["image"],
+                                  "--myocardium-mask", segmented["myocardium_mask"], "--myocardium-margin", margin,
+                                  "--output", out)
         assert done.returncode == 0, done.stderr
         runs[margin] = load_preprocessing_result(out)
     plain, wide = runs[0], runs[1]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import run_cli, scar_free_label_map
+from conftest import run_cli_in_process, scar_free_label_map
 
 from cardioscar.errors import CardioScarError
 from cardioscar.logic import PreprocessingRequest, load_preprocessing_result, prepare_training_data
@@ -24,8 +24,8 @@ def _myocardium(paths) -> np.ndarray:
 
 def test_label_map_with_myocardium_labels_drops_every_pixel_outside(segmented, tmp_path):
     out = tmp_path / "labels.npz"
-    done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"], "--scar-labels", "3",
-                   "--myocardium-labels", "2,3", "--output", out)
+    done = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"],
+                              "--scar-labels", "3", "--myocardium-labels", "2,3", "--output", out)
     assert done.returncode == 0, done.stderr
     data = load_preprocessing_result(out)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(segmented["label_map"])))
@@ -42,8 +42,8 @@ def test_label_map_with_myocardium_labels_drops_every_pixel_outside(segmented, t
 
 def _prepare_plain(segmented, tmp_path):
     out = tmp_path / "plain.npz"
-    done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"], "--scar-labels", "3",
-                   "--output", out)
+    done = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"],
+                              "--scar-labels", "3", "--output", out)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -89,8 +89,8 @@ def test_a_mask_on_another_grid_is_sampled_at_the_pixel_centres(segmented, tmp_p
     (("--myocardium-labels", "2,3"), "give --scar-labels too"),
 ])
 def test_bad_combinations_are_one_line_errors(segmented, tmp_path, args, message):
-    done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"], *args,
-                   "--output", tmp_path / "x.npz")
+    done = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"], *args,
+                              "--output", tmp_path / "x.npz")
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0], done.stderr
@@ -124,8 +124,8 @@ def test_a_mask_that_misses_the_slices_is_refused(segmented, tmp_path):
     mask.SetOrigin(tuple(np.array(mask.GetOrigin()) + 1000.0))
     far = tmp_path / "far.nii.gz"
     sitk.WriteImage(mask, str(far))
-    done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["image"], "--myocardium-mask", far,
-                   "--output", tmp_path / "x.npz")
+    done = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", segmented["image"],
+                              "--myocardium-mask", far, "--output", tmp_path / "x.npz")
     assert done.returncode == 2 and "does not overlap slice" in done.stderr, done.stderr
 
 
@@ -136,8 +136,8 @@ def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segm
     how a scar-free heart goes through."""
     labels = scar_free_label_map(segmented["label_map"], tmp_path)
     out = tmp_path / "healthy.npz"
-    done = run_cli("prepare", "--mesh", segmented["mesh"], "--image", labels, "--scar-labels", "3,4",
-                   "--myocardium-labels", "2,3,4", "--output", out)
+    done = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", labels, "--scar-labels", "3,4",
+                              "--myocardium-labels", "2,3,4", "--output", out)
     assert done.returncode == 0, done.stderr
     assert "Scar labels 3,4 match no pixel" in done.stderr and "a scar-free heart" in done.stderr
     data = load_preprocessing_result(out)
@@ -145,13 +145,13 @@ def test_a_scar_free_label_map_with_its_myocardium_trains_a_scar_free_heart(segm
     array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels)))
     k, (i, j) = data.group_slice, data.group_pixel.T
     assert (array[k, j, i] == 2).all()  # the groups are the myocardium's pixels, all healthy
-    refused = run_cli("prepare", "--mesh", segmented["mesh"], "--image", labels, "--scar-labels", "3,4",
-                      "--output", tmp_path / "x.npz")
+    refused = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", labels, "--scar-labels", "3,4",
+                                 "--output", tmp_path / "x.npz")
     assert refused.returncode == 2 and "give its myocardium too" in refused.stderr, refused.stderr
     assert not (tmp_path / "x.npz").exists()
     # a mistyped scar label beside a map that holds scar (label 3, a myocardium label) is no scar-free
     # heart: the infarct would train as healthy
-    typo = run_cli("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"], "--scar-labels", "4",
-                   "--myocardium-labels", "2,3,4", "--output", tmp_path / "x.npz")
+    typo = run_cli_in_process("prepare", "--mesh", segmented["mesh"], "--image", segmented["label_map"],
+                              "--scar-labels", "4", "--myocardium-labels", "2,3,4", "--output", tmp_path / "x.npz")
     assert typo.returncode == 2 and "myocardium labels present are 2, 3" in typo.stderr, typo.stderr
     assert not (tmp_path / "x.npz").exists()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 
 from cardioscar.lge.synthetic import LGEContrast, add_rician_noise, lge_signal, sector_scar
 
@@ -51,10 +51,10 @@ def _write_stack(folder: Path, blood_signal: float, scar: bool) -> tuple[Path, P
 def test_prepare_warns_when_normalised_lge_calls_most_of_the_myocardium_scar(tmp_path, blood_signal, scar, warned):
     image, labels = _write_stack(tmp_path, blood_signal, scar)
     mesh = tmp_path / "mesh.vtk"
-    made = run_cli("mesh-from-labels", "--labels", labels, "--myocardium-labels", "2", "--output", mesh)
+    made = run_cli_in_process("mesh-from-labels", "--labels", labels, "--myocardium-labels", "2", "--output", mesh)
     assert made.returncode == 0, made.stderr[-2000:]
-    done = run_cli("prepare", "--mesh", mesh, "--image", image, "--normalize-intensities", "--myocardium-mask", labels,
-                   "--myocardium-labels", "2", "--output", tmp_path / "out.npz")
+    done = run_cli_in_process("prepare", "--mesh", mesh, "--image", image, "--normalize-intensities",
+                              "--myocardium-mask", labels, "--myocardium-labels", "2", "--output", tmp_path / "out.npz")
     assert done.returncode == 0, done.stderr[-2000:]
     assert (WARNING in done.stderr) == warned, done.stderr[-3000:]
     if warned:  # dark blood, no scar: healthy myocardium is what min-max puts near 0.5

@@ -17,7 +17,7 @@ from cardioscar.prepare.mapping import map_slices_to_nodes
 from cardioscar.io.meshio import read_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
 from cardioscar.prepare.slices import slices_from_image
-from conftest import run_cli
+from conftest import run_cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,8 @@ def test_surface_mesh_is_refused(small_phantom):
 def test_cli_flag_end_to_end(small_phantom, tmp_path):
     _, paths = small_phantom
     common = ["prepare", "--mesh", paths["mesh"], "--image", paths["image"], "--slice-thickness-padding", "4"]
-    plain = run_cli(*common, "--output", tmp_path / "plain.npz")
-    corrected = run_cli(*common, "--partial-volume-correction", "--output", tmp_path / "pv.npz")
+    plain = run_cli_in_process(*common, "--output", tmp_path / "plain.npz")
+    corrected = run_cli_in_process(*common, "--partial-volume-correction", "--output", tmp_path / "pv.npz")
     assert plain.returncode == 0 and corrected.returncode == 0, plain.stderr + corrected.stderr
     with np.load(tmp_path / "plain.npz") as a, np.load(tmp_path / "pv.npz") as b:
         assert not bool(a["partial_volume_correction"]) and a["group_coverage"].size == 0
@@ -126,8 +126,8 @@ def test_cli_flag_end_to_end(small_phantom, tmp_path):
         # Division by a coverage <= 1 only raises targets: the mean rises on the kept groups.
         assert b["intensities"].mean() > a["intensities"].mean()
 
-    refused = run_cli(*common[:2], paths["surface"], *common[3:], "--partial-volume-correction",
-                      "--output", tmp_path / "surface.npz")
+    refused = run_cli_in_process(*common[:2], paths["surface"], *common[3:], "--partial-volume-correction",
+                                 "--output", tmp_path / "surface.npz")
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "volumetric mesh" in refused.stderr
     assert not (tmp_path / "surface.npz").exists()

@@ -20,6 +20,7 @@ from vtk.util.numpy_support import vtk_to_numpy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cardioscar.io.meshio import BINARY_TARGETS, TRAINING_TARGETS_ARRAY, read_mesh, text_field  # noqa: E402
+from conftest import run_cli_in_process  # noqa: E402
 from test_simulation_export import read_opencarp  # noqa: E402
 
 BORDER, CORE = 0.4, 0.6  # PSI's default thresholds, the demo's truth classes on the scar fraction
@@ -82,7 +83,7 @@ def test_the_opencarp_and_vtu_files_carry_the_tagged_mesh(demo):
 
 
 def test_bad_demo_sizes_are_one_line_errors(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cardioscar", "demo", "--raw-lge", "--max-epochs", "0",
-                           "--output-dir", str(tmp_path / "d")], capture_output=True, text=True, env=dict(os.environ))
+    """In this process (the demo's own run as a new interpreter: the ``demo`` fixture)."""
+    proc = run_cli_in_process("demo", "--raw-lge", "--max-epochs", "0", "--output-dir", tmp_path / "d")
     assert proc.returncode != 0 and "--max-epochs 0: use 1 to 100000" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

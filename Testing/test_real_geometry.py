@@ -1,4 +1,5 @@
-"""End to end on real scanner geometry, through the command line.
+"""End to end on real scanner geometry, through the command line (its entry function, in this
+process: the same parser, log and exit status; ``test_cli.py`` runs each verb as a new interpreter).
 
 The biv-me case's real short-axis DICOM planes (oblique, 17.7 mm apart) with one plane left out,
 so the stack is unevenly spaced as clinical stacks can be, and its fitted LV endocardial and
@@ -23,7 +24,7 @@ import vtk
 from cardioscar.fit.checkpoint import load_checkpoint
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.fit.training import TrainingConfig
-from conftest import BIVME, bivme_dicom, run_cli, write_dicom_series
+from conftest import BIVME, bivme_dicom, run_cli_in_process, write_dicom_series
 
 PLANES = ("Se11", "Se1", "Se3", "Se4", "Se5")  # Se2 left out
 RADIUS_MM = 12.0
@@ -75,8 +76,8 @@ def _painted(name: str, centre: np.ndarray) -> sitk.Image:
 def prepared(case) -> tuple[Path, str]:
     """``cardioscar prepare`` on the DICOM folder: (training data, its stderr)."""
     out = case["folder"] / "prepared.npz"
-    proc = run_cli("prepare", "--image", case["series"], "--mesh", case["folder"] / "lv.vtk", "--normalize-intensities",
-                   "--slice-thickness-padding", "3", "--output", out)
+    proc = run_cli_in_process("prepare", "--image", case["series"], "--mesh", case["folder"] / "lv.vtk",
+                              "--normalize-intensities", "--slice-thickness-padding", "3", "--output", out)
     assert proc.returncode == 0, proc.stderr
     return out, proc.stderr
 
@@ -105,7 +106,7 @@ def test_fast_preset_recovers_a_small_scar_from_the_real_planes(case, prepared):
         ("evaluate", "--prediction", result, "--truth", folder / "truth.vtk"),
     ]
     for step in steps:
-        proc = run_cli(*step)
+        proc = run_cli_in_process(*step)
         assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)
     assert metrics["n_nodes"] == case["n_nodes"]
@@ -135,8 +136,8 @@ def own_series(case) -> dict[str, Path]:
 
 
 def _prepare(case, images: list[Path], out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli("prepare", "--image", *images, "--mesh", case["folder"] / "lv.vtk", "--normalize-intensities",
-                   "--slice-thickness-padding", "3", "--output", out, *extra)
+    return run_cli_in_process("prepare", "--image", *images, "--mesh", case["folder"] / "lv.vtk",
+                              "--normalize-intensities", "--slice-thickness-padding", "3", "--output", out, *extra)
 
 
 def test_one_series_per_plane_gives_the_rows_of_one_stack(case, prepared, own_series):
@@ -177,8 +178,9 @@ def test_long_axis_series_add_groups_on_their_own_planes(case, own_series, with_
     assert set(row_slice[scar_pixels]) - set(range(len(PLANES))), "no long-axis plane cuts the painted scar"
     # every biv-me file records a 6 mm slice thickness: "auto" gives the same 3 mm slabs
     recorded = case["folder"] / "with_long_axis_auto.npz"
-    proc = run_cli("prepare", "--image", *[own_series[name] for name in names], "--mesh", case["folder"] / "lv.vtk",
-                   "--normalize-intensities", "--slice-thickness-padding", "auto", "--output", recorded)
+    proc = run_cli_in_process("prepare", "--image", *[own_series[name] for name in names], "--mesh",
+                              case["folder"] / "lv.vtk", "--normalize-intensities", "--slice-thickness-padding", "auto",
+                              "--output", recorded)
     assert proc.returncode == 0, proc.stderr
     for key in ("coordinates", "intensities", "group_ids", "node_ids", "group_pixel"):
         np.testing.assert_array_equal(np.load(recorded)[key], data[key], err_msg=key)
@@ -202,6 +204,6 @@ def test_fast_preset_with_long_axis_planes(case, with_long_axis):
     for step in [("train", "--training-data", data, "--output", model, "--preset", "fast", "--no-progress"),
                  ("apply", "--model", model, "--mesh", folder / "lv.vtk", "--output", result),
                  ("evaluate", "--prediction", result, "--truth", folder / "truth.vtk")]:
-        proc = run_cli(*step)
+        proc = run_cli_in_process(*step)
         assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["dice"] >= 0.6

@@ -6,8 +6,6 @@ scar-free case and an infarct through ``cardioscar prepare``."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from cardioscar.lge.rules import BORDER, apply_rule
 from cardioscar.lge.scar_spread import SCATTERED_BELOW, enhanced_pixels, largest_region_pixels
 from cardioscar.lge.synthetic import LGEContrast, add_rician_noise, lge_signal, sector_scar
 from cardioscar.prepare.slices import SliceLayer
+from conftest import run_cli_in_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 from lge_rule_reconstruction_emidec import voxel_centre_mesh  # noqa: E402
@@ -82,10 +81,9 @@ def test_prepare_on_emidec_warns_on_a_scar_free_heart(shared_data, tmp_path, cas
     labels_path = folder / "Contours" / f"{case}.nii.gz"
     mesh_path, npz = tmp_path / "myocardium.vtk", tmp_path / "scar.npz"
     voxel_centre_mesh(sitk.ReadImage(str(labels_path)), mesh_path)
-    proc = subprocess.run([sys.executable, "-m", "cardioscar", "prepare", "--mesh", str(mesh_path), "--image",
-                           str(folder / "Images" / f"{case}.nii.gz"), "--scar-rule", "nsd", "--myocardium-mask",
-                           str(labels_path), "--myocardium-labels", "2,3,4", "--slice-thickness-padding", "1",
-                           "--output", str(npz)], capture_output=True, text=True, env=dict(os.environ))
+    proc = run_cli_in_process("prepare", "--mesh", mesh_path, "--image", folder / "Images" / f"{case}.nii.gz",
+                              "--scar-rule", "nsd", "--myocardium-mask", labels_path, "--myocardium-labels", "2,3,4",
+                              "--slice-thickness-padding", "1", "--output", npz)
     assert proc.returncode == 0, proc.stderr
     assert (f"The LGE {case}.nii.gz {WORDS}" in proc.stderr) == warned, proc.stderr
     with np.load(npz) as data:

@@ -7,8 +7,6 @@ import errno
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from cardioscar.errors import CardioScarError
 from cardioscar.io.meshio import Mesh, read_mesh, write_mesh
 from cardioscar.simulation.export import export_model
+from conftest import run_cli, run_cli_in_process
 
 
 def _tet_mesh(space: str = "LPS") -> Mesh:
@@ -59,13 +58,14 @@ def read_opencarp(prefix):
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "cardioscar", "export", *args], capture_output=True, text=True,
-                          env=dict(os.environ))
+    """``cardioscar export ARGS`` through the command's entry function in this process (its run as
+    ``python -m cardioscar``: test_opencarp_round_trip_geometry_tags_and_units)."""
+    return run_cli_in_process("export", *args)
 
 
 def test_opencarp_round_trip_geometry_tags_and_units(tmp_path):
     path, scar = _write_prediction(tmp_path, fibres=True)
-    proc = _run_cli("--mesh", str(path), "--output", str(tmp_path / "model"), "--fibres", "fibres")
+    proc = run_cli("export", "--mesh", str(path), "--output", str(tmp_path / "model"), "--fibres", "fibres")
     assert proc.returncode == 0, proc.stderr
     assert ".lon was written" not in proc.stderr  # the fibres given: nothing to say
     points, elements = read_opencarp(tmp_path / "model")
