@@ -6,6 +6,7 @@ batch script in process, the cohort's own row runner, real VTK meshes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -31,3 +32,54 @@ def test_reference_data_loaded_without_a_warning_is_warned_when_its_groups_are_m
         assert MIXED not in caplog.text
         train_scar_model(replace(result, group_ids=result.group_ids // 2), one_epoch)  # two rows a group
     assert caplog.text.count("The PreprocessingResult: ") == 1 and caplog.text.count(MIXED) == 1, caplog.text
+
+
+def test_a_seed_out_of_range_is_named_as_each_face_takes_it(tmp_path, capsys):
+    """The seed's range (0..2**63-1) was the same on every face, but ``phantom --seed`` and ``demo
+    --seed`` were refused as "phantom seed" (the phantom's own field), ``demo`` only after making its
+    output folder and announcing its first step, and the batch script's ``--seed`` as "seed" (the
+    Logic's field). Each now names ``--seed`` before any work; the cohort's column check is round 26's."""
+    import subprocess
+    import sys
+
+    from cardioscar.cli import main
+    from cardioscar.io.checks import MAX_SEED
+    from test_batch_script import SCRIPT
+
+    expected = f"--seed must be in 0..2**63-1 ({MAX_SEED}), got {MAX_SEED + 1}"
+    for verb in ("phantom", "demo"):
+        assert main([verb, "--output-dir", str(tmp_path / verb), "--seed", str(MAX_SEED + 1)]) != 0
+        err = capsys.readouterr().err
+        assert err.strip() == f"cardioscar {verb}: error: {expected}", err
+        assert not (tmp_path / verb).exists()
+    ran = subprocess.run([sys.executable, str(SCRIPT), "--volume", str(tmp_path / "lge.nii.gz"), "--mesh",
+                          str(tmp_path / "heart.vtk"), "--output", str(tmp_path / "out.vtk"), "--seed",
+                          str(MAX_SEED + 1)], capture_output=True, text=True)
+    assert ran.returncode != 0 and ran.stderr.strip().splitlines()[-1] == f"cardioscar_batch: error: {expected}", \
+        ran.stderr
+
+
+def test_the_panels_aha_names_no_field_option_when_the_field_is_no_probability(tmp_path):
+    """The panel's AHA reads the model's scar_probability (it has no field box), yet its refusal of a
+    field outside [0, 1] still said "(--field)", an option its user cannot give. The library's real
+    refusal, worded by the panel's AHA section (:func:`in_panel_words` with ``aha``), names no option."""
+    import pytest
+
+    from CardioScarLogic.wording import PANEL_NAMES, in_panel_words, library_words
+    from cardioscar.aha import analyse_mesh
+    from cardioscar.aha.demo_report import phantom_options
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io.meshio import read_mesh, write_mesh
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+
+    made = make_phantom(PhantomConfig(target_nodes=1500, seed=3))
+    mesh = read_mesh(write_phantom(made, tmp_path)["mesh"])
+    write_mesh(mesh, tmp_path / "percent.vtk", {"scar_probability": 100.0 * mesh.point_array("scar_truth")})
+    with pytest.raises(CardioScarError) as refused:
+        analyse_mesh(read_mesh(tmp_path / "percent.vtk"), phantom_options(made, "scar_probability"),
+                     name="The model 'heart'")
+    worded = in_panel_words(library_words(refused.value), PANEL_NAMES, aha=True)
+    assert re.match(re.escape("The model 'heart': field 'scar_probability' (the field the panel's AHA reads), cut at "
+                              "the AHA's threshold (0.5 in the panel, not 'Threshold'), ranges 0..") + r"\d+\.\d+, outside",
+                    worded), worded
+    assert "--" not in worded, worded
