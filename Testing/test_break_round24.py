@@ -83,3 +83,42 @@ def test_the_panels_aha_names_no_field_option_when_the_field_is_no_probability(t
                               "the AHA's threshold (0.5 in the panel, not 'Threshold'), ranges 0..") + r"\d+\.\d+, outside",
                     worded), worded
     assert "--" not in worded, worded
+
+
+def test_aha_and_channels_of_halves_joined_only_at_unmerged_nodes_are_warned(tmp_path, capsys,
+                                                                             warnings_of_cardioscar):
+    """Round 26 warned of an LV in two halves a gap apart, but halves that touch only at coincident
+    nodes (parts appended without merging their points: 93 of the phantom's 1,584 nodes, under the
+    share ``aha`` and ``channels`` refuse) were measured as one without a word, although no element
+    joins them: the channel search's edges do not cross the seam and segment 13's mean transmurality
+    read 76 % for the whole mesh's 68 %. Only the export, whose coincident-node check runs, said so.
+    Now `aha` (its API) and `channels` (the command line) say it falls apart at a seam, with what the
+    seam does to each and how to merge; a 0.3 mm gap keeps round 26's words."""
+    from cardioscar.aha import analyse_mesh
+    from cardioscar.aha.demo_report import phantom_options
+    from cardioscar.cli import main
+    from cardioscar.io.meshio import coincident_nodes, read_mesh, write_mesh
+    from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
+    from test_bad_inputs_round26 import split_across
+
+    made = make_phantom(PhantomConfig(target_nodes=1500, seed=3))
+    whole = read_mesh(write_phantom(made, tmp_path)["mesh"])
+    options = phantom_options(made, "scar_probability")
+    axis = np.asarray(options.base) - np.asarray(options.apex)
+    write_mesh(whole, tmp_path / "whole.vtk", {"scar_probability": whole.point_array("scar_truth")})
+    write_mesh(split_across(read_mesh(tmp_path / "whole.vtk"), axis / np.linalg.norm(axis), 0.0),
+               tmp_path / "seam.vtk")
+    seam = read_mesh(tmp_path / "seam.vtk")
+    assert coincident_nodes(seam)[0] == 93
+    analyse_mesh(seam, options)
+    assert main(["channels", "--mesh", str(tmp_path / "seam.vtk"), "--output-dir",
+                 str(tmp_path / "channels"), "--layers", "0.5"]) == 0
+    said = [m for m in warnings_of_cardioscar if "falls apart" in m]
+    said += [line for line in capsys.readouterr().err.splitlines() if "falls apart" in line]
+    start = ("seam.vtk falls apart at a seam: 778 of its 1584 nodes lie in 1 piece(s) that no element joins to the "
+             "largest, touching it only at nodes that lie on its own (points not merged): ")
+    end = ("; merge the coincident points (e.g. vtkCleanUnstructuredGrid, ParaView's Clean to Grid), or remesh the "
+           "heart in one piece")
+    assert said == [start + "the AHA analysis reads the seam's faces as wall faces, so transmurality near it is off"
+                    + end, start + "the channel search finds no path across the seam, so a corridor through it is "
+                    "cut or missed" + end], said
