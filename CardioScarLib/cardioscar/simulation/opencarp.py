@@ -147,6 +147,11 @@ SEAM_AHA = "the AHA analysis reads the seam's faces as wall faces, so transmural
 SEAM_CHANNELS = "the channel search finds no path across the seam, so a corridor through it is cut or missed"
 
 
+#: The attribute set on the log records of :func:`warn_about_pieces`, so that a face that warned of the
+#: user's mesh before training (a cohort row) can leave out the same warning about its prediction.
+PIECES_RECORD = "cardioscar_mesh_pieces"
+
+
 def warn_about_pieces(mesh: Mesh, consequence: str = PIECES_EXPORT, name: Optional[str] = None,
                       seam: Optional[str] = None) -> None:
     """Warn when a volumetric mesh falls into pieces that no element joins (apart from pieces that
@@ -187,11 +192,12 @@ def warn_about_pieces(mesh: Mesh, consequence: str = PIECES_EXPORT, name: Option
         logger.warning("%s falls apart at a seam: %d of its %d nodes lie in %d piece(s) that no element joins to the "
                        "largest, touching it only at nodes that lie on its own (points not merged): %s; %s, or remesh "
                        "the heart in one piece", source, int(sizes[touching].sum()), int(used.sum()), touching.size,
-                       seam, MERGE_ADVICE)
+                       seam, MERGE_ADVICE, extra={PIECES_RECORD: True})
     if apart.size:
         logger.warning("%s falls apart: %d of its %d nodes lie in %d piece(s) that no element joins to the largest, "
                        "%.1f mm or more from it: %s; remove them, or remesh the heart in one piece", source,
-                       int(sizes[apart].sum()), int(used.sum()), apart.size, float(gaps[apart].min()), consequence)
+                       int(sizes[apart].sum()), int(used.sum()), apart.size, float(gaps[apart].min()), consequence,
+                       extra={PIECES_RECORD: True})
 
 
 #: The tagged ``.vtu``'s cell vectors of the fibre and sheet directions (unit, the points' frame).
