@@ -939,6 +939,38 @@ def test_a_row_finds_its_mesh_s_wall_once_for_the_fibre_rule_and_the_channels(tm
     assert tasks.run_patient(spec, str(tmp_path / "out"), "hash")["error"] == "stop here"
 
 
+def test_a_channels_row_on_an_lv_in_two_halves_is_warned_before_its_fit(tmp_path, rule_data, monkeypatch):
+    """A cohort row's channel search on an LV in two halves (2 mm apart) was warned of only after its
+    two fits, of scar_prediction.vtk (a name the user never chose), where a row's `aha` was warned of
+    before its fit, of the user's mesh (and again after it). Now the channel search's piece warning
+    comes with the row's other pre-fit channel checks, naming the user's mesh; after the fits the
+    same pieces are not said again of the prediction (:class:`cardioscar.cohort.tasks._SaidBeforeTraining`)."""
+    import re
+
+    import cardioscar.logic
+    from cardioscar.io.meshio import write_mesh
+    from test_bad_inputs_round26 import APART, split_across
+
+    def stop(*args, **kwargs):
+        raise CardioScarError("stopped before the training (the test reads the row's checks only)")
+
+    monkeypatch.setattr(cardioscar.logic, "train_scar_model", stop)
+    p0 = rule_data / "p0"
+    mesh = read_mesh(p0 / "phantom_mesh.vtk")
+    points = mesh.points_lps()
+    axis = np.linalg.svd(points - points.mean(axis=0))[2][0]  # the phantom's longest extent: its long axis
+    write_mesh(split_across(mesh, axis, 2.0), tmp_path / "halves.vtk")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,mesh,image,myocardium_mask,myocardium_labels,blood_pool_labels,scar_rule,channels\n"
+                        f"h,{tmp_path / 'halves.vtk'},{p0 / 'lge.nii.gz'},{p0 / 'labels.nii.gz'},2,1,psi,yes\n")
+    [spec] = read_manifest(manifest)
+    result = run_patient(spec, str(tmp_path / "out"), "hash")
+    assert result["error"].startswith("stopped before the training"), result
+    warned = [w for w in result["warnings"] if "falls apart" in w]
+    assert len(warned) == 1 and re.fullmatch(APART + "the channel search finds no path .*",
+                                             warned[0]) and warned[0].startswith("halves.vtk"), result["warnings"]
+
+
 # --------------------------------------------------------------------------- on the cluster
 # last in the module: the cluster (a scheduler thread in this process, two worker processes and their
 # nannies, about 0.15 CPU s a second when idle) lives from its first test to the module's end

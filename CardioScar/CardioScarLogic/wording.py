@@ -109,6 +109,9 @@ PANEL_POINTS = {"--apex": "point 1 of 'Apex and base'", "--base": "point 2 of 'A
 PANEL_AHA_THRESHOLD = AhaOptions.threshold
 #: The AHA section's words for ``aha --threshold`` where no advice of a value says it otherwise.
 PANEL_AHA_THRESHOLD_WORDS = f"the AHA's threshold ({PANEL_AHA_THRESHOLD:g} in the panel, not 'Threshold')"
+#: The AHA section's words for ``aha --field``: the section has no field box, it reads the model's
+#: scar_probability (a refusal of that field said "(--field)", an option the panel user cannot give).
+PANEL_AHA_FIELD_WORDS = "the field the panel's AHA reads"
 #: The AHA's advice to cut at apply's call (:data:`cardioscar.simulation.tags.CALL_ADVICE`), the cut found.
 _AHA_CALL_ADVICE = re.compile(re.escape(CALL_ADVICE.format(option="--threshold", cut="\0", use="count"))
                               .replace(re.escape("\0"), r"(?P<cut>[0-9.]+)"))
@@ -247,8 +250,8 @@ def in_panel_words(message: str, names: dict[str, str] = PANEL_NAMES, aha: bool 
     :data:`PANEL_AHA_THRESHOLD`, not at the Options' 'Threshold' that ``--threshold`` names elsewhere."""
     message = advice_in_face_words(message, PANEL_ADVICE)
     if aha:
-        message = _renamed(_AHA_CALL_ADVICE.sub(_panel_aha_call, message), {"--threshold": PANEL_AHA_THRESHOLD_WORDS},
-                           "{}")
+        message = _renamed(_AHA_CALL_ADVICE.sub(_panel_aha_call, message),
+                           {"--threshold": PANEL_AHA_THRESHOLD_WORDS, "--field": PANEL_AHA_FIELD_WORDS}, "{}")
     return _renamed(_renamed(message, PANEL_POINTS, "{}"), names, "'{}'")
 
 

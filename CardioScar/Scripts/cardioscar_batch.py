@@ -246,7 +246,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     long training would lose it)."""
     from cardioscar.aha import AhaOptions
     from cardioscar.aha.analysis import with_border_zone_tag
-    from cardioscar.io.checks import check_not_an_input, check_output_dir, check_output_path
+    from cardioscar.io.checks import check_not_an_input, check_output_dir, check_output_path, check_seed
     from cardioscar.errors import CardioScarError
     from cardioscar.io.meshio import MESH_SUFFIXES
 
@@ -261,6 +261,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                                   "--threshold and --seed).")
     check_output_path(args.output, "--output", MESH_SUFFIXES)
     check_not_an_input(args.output, (args.mesh, args.core_mesh), "--output")  # as the command line's apply
+    check_seed(args.seed)  # the option's name: the Logic's options call it "seed"
     for option, suffixes in (("save_model", (".pth",)), ("summary", ()), ("snapshot", (".png",))):
         if getattr(args, option) is not None:
             check_output_path(getattr(args, option), "--" + option.replace("_", "-"), suffixes)

@@ -522,6 +522,8 @@ def _evaluate_on_slices(args: argparse.Namespace, inputs: Sequence[Optional[Path
 
 
 def _cmd_phantom(args: argparse.Namespace) -> None:
+    if args.seed is not None:  # in the option's name (the phantom's check says "phantom seed"), before the folder
+        check_seed(args.seed)
     check_output_dir(args.output_dir)
     if args.family == "segmented" and args.long_axis:
         raise CardioScarError("phantom --long-axis is for the demo family; drop it or use --family demo")
@@ -546,6 +548,8 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     if args.max_epochs is not None and not 1 <= args.max_epochs <= 100000:
         raise CardioScarError(f"demo --max-epochs {args.max_epochs}: use 1 to 100000")
+    if args.seed is not None:  # before the folder is made and the phantom's step announced
+        check_seed(args.seed)
     check_output_dir(args.output_dir)
     from cardioscar.phantoms.demo import run_demo
     from cardioscar.phantoms.phantom import PhantomConfig

@@ -535,8 +535,9 @@ _GROUP_TARGET_SLACK = 1e-6
 
 
 def _checked_rows(coordinates, intensities, group_ids, where: str, reference_layout: bool = False,
-                  warn: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The training rows as float32 (N, 3), float32 (N, 1) and int64 (N,), or a one-line refusal.
+                  warn: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The training rows as float32 (N, 3), float32 (N, 1) and int64 (N,), and whether their mixed
+    groups were warned about (:func:`_check_group_targets`), or a one-line refusal.
 
     Why: a file and an in-memory :class:`PreprocessingResult` (the Python API) must meet the same
     checks; values outside [0, 1] (targets or normalised coordinates) train a wrong field quietly.
@@ -570,12 +571,12 @@ def _checked_rows(coordinates, intensities, group_ids, where: str, reference_lay
         raise CardioScarError(f"{where}: intensities must lie in [0, 1] (the network's output range), "
                               f"found {intensities.min():g}..{intensities.max():g}; prepare with "
                               "--normalize-intensities (raw LGE) or --scar-labels (label map).")
-    _check_group_targets(intensities, group_ids, where, reference_layout, warn)
-    return coordinates, intensities, group_ids
+    warned = _check_group_targets(intensities, group_ids, where, reference_layout, warn)
+    return coordinates, intensities, group_ids, warned
 
 
 def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: str, reference_layout: bool,
-                         warn: bool = True) -> None:
+                         warn: bool = True) -> bool:
     """Refuse rows of one group that carry different targets. Why: a group is one pixel, and each of
     its rows carries that pixel's value (``prepare`` writes no other file); the loss fits the group's
     mean prediction to the mean of its rows' targets, so a file joined from two with colliding group
@@ -586,7 +587,9 @@ def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: 
     one (v0.2.0: 84 % of the nodes of a small case took another voxel's value), so most of its
     groups hold two voxels' values. Those files trained on each group's mean target before this
     check and still do; refusing them broke the promise that its files load. ``warn`` False: the
-    rows were warned about when loaded (:attr:`PreprocessingResult.warned_targets`)."""
+    rows were warned about when loaded (:attr:`PreprocessingResult.warned_targets`). Returns whether
+    it warned now: a clean file's rows are marked as warned about by no one (a script that then mixed
+    its groups, joining two files' rows, trained them without a word)."""
     order = np.argsort(group_ids, kind="stable")
     ids, values = group_ids[order], intensities.ravel()[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -598,15 +601,16 @@ def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: 
         shown = ", ".join(f"{value:g}" for value in targets[:4]) + (", ..." if targets.size > 4 else "")
         facts = f"{mixed.size} of its {starts.size} groups hold rows with different targets (group {first} first: {shown})"
         if reference_layout and not warn:
-            return
+            return False
         if reference_layout:
             logger.warning("%s: %s, as the reference tool's prepare writes them (a node's value read from another "
                            "voxel than its group's); each such group trains on its rows' mean target: re-run "
                            "`cardioscar prepare` for each pixel's own value", where, facts)
-            return
+            return True
         raise CardioScarError(f"{where}: {facts}, where a group is one pixel and its rows carry its value: "
                               "a file joined from others with colliding group ids, or damaged; re-run `cardioscar "
                               "prepare` (to pool files, give each its own group ids).")
+    return False
 
 
 def load_preprocessing_result(path: Path) -> PreprocessingResult:
@@ -636,9 +640,9 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
             f"Training data {path} lacks {', '.join(missing)} (present: {', '.join(sorted(arrays))}); re-run `cardioscar prepare`."
         )
     _check_layout(arrays, f"Training data {path}")
-    coordinates, intensities, group_ids = _checked_rows(arrays["coordinates"], arrays["intensities"],
-                                                        arrays["group_ids"], f"Training data {path}",
-                                                        reference_layout="format_version" not in arrays)
+    coordinates, intensities, group_ids, warned = _checked_rows(arrays["coordinates"], arrays["intensities"],
+                                                                arrays["group_ids"], f"Training data {path}",
+                                                                reference_layout="format_version" not in arrays)
     scaler_min, scaler_max = _checked_scaler(arrays["scaler_min"], arrays["scaler_max"], f"Training data {path}")
     n_rows = len(group_ids)
     profile, row_weights = _checked_profile(str(arrays.get("slice_profile", "box")), arrays.get("row_weights"), n_rows,
@@ -668,7 +672,7 @@ def load_preprocessing_result(path: Path) -> PreprocessingResult:
         slice_profile=profile,
         row_weights=row_weights,
         mesh_sample=_checked_mesh_sample(arrays.get(MESH_SAMPLE_KEY), f"Training data {path}"),
-        warned_targets=intensities if "format_version" not in arrays else None,
+        warned_targets=intensities if warned else None,
     )
 
 
@@ -729,10 +733,10 @@ def _checked_profile(profile: str, weights: Optional[np.ndarray], n_rows: int,
 def _as_result(training_data: Union[Path, str, PreprocessingResult]) -> tuple[PreprocessingResult, str]:
     if isinstance(training_data, PreprocessingResult):
         warned = training_data.warned_targets is training_data.intensities
-        coordinates, intensities, group_ids = _checked_rows(training_data.coordinates, training_data.intensities,
-                                                            training_data.group_ids, "The PreprocessingResult",
-                                                            reference_layout=not training_data.scaler_spans_mesh,
-                                                            warn=not warned)
+        coordinates, intensities, group_ids, _ = _checked_rows(training_data.coordinates, training_data.intensities,
+                                                               training_data.group_ids, "The PreprocessingResult",
+                                                               reference_layout=not training_data.scaler_spans_mesh,
+                                                               warn=not warned)
         profile, weights = _checked_profile(training_data.slice_profile, training_data.row_weights, len(group_ids),
                                             "The PreprocessingResult")
         return replace(training_data, coordinates=coordinates, intensities=intensities, group_ids=group_ids,

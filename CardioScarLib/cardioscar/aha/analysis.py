@@ -22,7 +22,7 @@ from cardioscar.io.checks import whole_labels
 from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_mesh
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
-from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, PIECES_AHA, TAG_ARRAY,
+from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, PIECES_AHA, SEAM_AHA, TAG_ARRAY,
                                             check_millimetres, recorded_tag_values, warn_about_pieces,
                                             warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
@@ -444,7 +444,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
     dataset = mesh.dataset_lps(points)
     refuse_debris(dataset, points, lv_nodes, where)
     if options.lv_mask_field is None:  # with a mask, the LV may be a piece of its own (an RV meshed apart)
-        warn_about_pieces(mesh, PIECES_AHA, where)
+        warn_about_pieces(mesh, PIECES_AHA, where, SEAM_AHA)
     weights = node_volumes(dataset)
     if not np.any(weights[lv_ids] > 0):
         # points only (or vertex and line cells): the shape axis divided by a zero weight and

@@ -412,21 +412,24 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: 
 
 
 class _SaidBeforeTraining(logging.Filter):
-    """Leaves out, while a patient's export runs, this thread's warning about coincident nodes:
-    the check before the training said it of the user's mesh, whose nodes the prediction has.
+    """Leaves out, while a patient's export, AHA or channel search runs, this thread's warnings about
+    coincident nodes and about a mesh in pieces: the checks before the training said them of the
+    user's mesh, whose nodes and cells the prediction has.
 
     Why: the record and the log said the same nodes twice, once of the mesh the user gave and once
-    of the prediction file, whose name the user never chose. Other threads' records pass: a
-    worker may run several patients at once."""
+    of the prediction file, whose name the user never chose (a row's `aha` on an LV in pieces: once
+    before its fit, again of scar_prediction.vtk). Other threads' records pass: a worker may run
+    several patients at once."""
 
     def __init__(self) -> None:
         super().__init__()
         self._thread = threading.get_ident()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from cardioscar.simulation.opencarp import COINCIDENT_RECORD
+        from cardioscar.simulation.opencarp import COINCIDENT_RECORD, PIECES_RECORD
 
-        return record.thread != self._thread or not getattr(record, COINCIDENT_RECORD, False)
+        return record.thread != self._thread or not (getattr(record, COINCIDENT_RECORD, False)
+                                                     or getattr(record, PIECES_RECORD, False))
 
     def __enter__(self) -> "_SaidBeforeTraining":
         logging.getLogger("cardioscar.simulation.opencarp").addFilter(self)
@@ -510,9 +513,10 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     truth = truth_values(spec, mesh)  # a wrong truth column, a mesh the export refuses, an AHA frame not
     # found (check_aha): each fails before the training
     if options["export"]:
-        from cardioscar.simulation.opencarp import check_exportable, check_vtu_exportable
+        from cardioscar.simulation.opencarp import check_exportable, check_vtu_exportable, warn_about_pieces
 
         (check_exportable if "opencarp" in options["export"] else check_vtu_exportable)(mesh)
+        warn_about_pieces(mesh)  # of the user's mesh, before the fit (the export's own is left out)
     if options["fibres"]:  # a mesh the fibre rule refuses (a biventricular one, a surface) too
         from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_wall
 
@@ -527,6 +531,9 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
             raise CardioScarError(f"column 'channels': {str(error).splitlines()[0]}; or leave the column 'channels' "
                                   "empty") from None
         lv_wall(mesh, "column 'channels' (the channel search)", "; or leave the column 'channels' empty")
+        from cardioscar.simulation.opencarp import PIECES_CHANNELS, SEAM_CHANNELS, warn_about_pieces
+
+        warn_about_pieces(mesh, PIECES_CHANNELS, seam=SEAM_CHANNELS)  # before the fit, as check_aha's
     check_aha(spec, mesh)
     prediction = folder / prediction_name(spec)
     with kept.about("scar model" if options["scar_rule"] else None):
@@ -544,11 +551,12 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     tags = _tissue_tags(spec, mesh, result.mean_predictions, core_probability)  # before the export: its checks
     measured = _measure(spec, mesh, result.mean_predictions, truth, tags)
     aha = None
-    if options["aha"] is not None:
-        aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec), tags)
-    exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,
-                                                               core_prediction, rule)
-    channels = _channels(prediction, core_prediction, folder / CHANNELS, tags) if options["channels"] else None
+    with _SaidBeforeTraining():  # the mesh's pieces were warned of before the fit, of the user's mesh
+        if options["aha"] is not None:
+            aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec), tags)
+        exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,
+                                                                   core_prediction, rule)
+        channels = _channels(prediction, core_prediction, folder / CHANNELS, tags) if options["channels"] else None
     return {
         **measured,
         "mean_uncertainty": round(result.mean_uncertainty, 6),

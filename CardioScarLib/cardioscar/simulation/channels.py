@@ -525,7 +525,7 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     may be wrong). A core without a corridor through it is an answer, not a fault: its "none found" is
     information (EMIDEC P051, a 4.4 ml infarct, was warned about on a correct input)."""
     from ..aha.wall import lv_wall, wall_depth
-    from .opencarp import PIECES_CHANNELS, warn_about_pieces, warn_if_centimetres
+    from .opencarp import PIECES_CHANNELS, SEAM_CHANNELS, warn_about_pieces, warn_if_centimetres
 
     options.check()
     warn_min_length_below_reach(options)
@@ -533,7 +533,7 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     check_searchable_mesh(mesh)
     warn_if_centimetres(mesh.points_lps(), "the mesh" if mesh.path is None else mesh.path.name,
                         "the channel search (its widths and lengths are mm)")
-    warn_about_pieces(mesh, PIECES_CHANNELS)
+    warn_about_pieces(mesh, PIECES_CHANNELS, seam=SEAM_CHANNELS)
     points, lps, axis, faces = lv_wall(mesh, "the channel search", " (channels are searched in layers through the wall)")
     depth, _, _ = wall_depth(points, points[faces.endo_ids], points[faces.epi_ids])
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
