@@ -73,6 +73,20 @@ def test_prepare_train_apply_say_each_file_once_and_name_dropped_pixels_per_slic
     [line] = _naming(_log_of(capsys), pred)
     assert line.startswith(f"Wrote {pred} (") and " cells, frame LPS, fields: " in line and "scar_probability, scar_uncertainty" in line
 
+    tagged, prefix = tmp_path / "tagged.vtu", tmp_path / "heart"
+    assert main(["export", "--mesh", str(pred), "--format", "vtu", "--output", str(tagged)]) == 0
+    assert [line.split(" (")[0] for line in _naming(_log_of(capsys), tagged)] == [f"Wrote {tagged}"]
+    assert main(["export", "--mesh", str(pred), "--output", str(prefix)]) == 0
+    assert [line.split(":")[0] for line in _naming(_log_of(capsys), prefix)] == [
+        f"Wrote openCARP model {prefix}.{{pts,elem,json}}"]
+
+    from cardioscar.io.meshio import read_mesh
+
+    points = read_mesh(pred).points_lps()
+    rv_point = ",".join(f"{v:.4f}" for v in points[np.argmax(points[:, 0])])  # a wall node: the command runs
+    assert main(["aha", "--mesh", str(pred), f"--rv-point={rv_point}", "--output-dir", str(tmp_path / "aha")]) == 0
+    assert len([line for line in _log_of(capsys) if "aha_mesh.vtk" in line]) == 1
+
 
 def test_a_bulk_job_reads_its_files_at_debug_under_one_summary(tmp_path, caplog):
     from cardioscar.attrivae.dataset import load_cases
