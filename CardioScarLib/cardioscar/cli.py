@@ -374,7 +374,6 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
         check_model_file(args.model)
     check_training_data_file(args.training_data)
     from cardioscar.fit.devices import describe_device, resolve_device
-    from cardioscar.fit.training import describe_stop
     from cardioscar.logic import save_trained_model
 
     device = resolve_device(args.cpu)
@@ -385,13 +384,7 @@ def _run_training(args: argparse.Namespace, train: Callable) -> None:
     finally:
         if bar is not None:
             bar.close()
-    history = checkpoint["history"]
-    save_trained_model(checkpoint, args.output)
-    logger.info(
-        "Best loss %.6f at epoch %d of %d (%.1f s, %s); model written to %s",
-        history["best_loss"], history["converged_epoch"], history["epochs_run"], history["seconds"],
-        describe_stop(history), args.output,
-    )
+    save_trained_model(checkpoint, args.output)  # logs the one line about the file and why the run ended
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
@@ -421,13 +414,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         scar_rule=lge_options.scar_rule_request(args),
         slice_profile=args.slice_profile,
     )
-    result = prepare_training_data(request)
-    save_preprocessing_result(result, args.output)
-    logger.info(
-        "Prepared %d rows (%d of %d mesh nodes) in %d groups, mean group size %.1f, %s slice profile -> %s",
-        result.n_nodes, result.n_covered_nodes, result.n_mesh_nodes, result.n_groups,
-        result.group_sizes.mean(), result.slice_profile, args.output,
-    )
+    save_preprocessing_result(prepare_training_data(request), args.output)  # logs the file's one line
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -464,8 +451,8 @@ def _cmd_apply(args: argparse.Namespace) -> None:
     )
     save_inference_result(result, mesh, args.output)
     logger.info(
-        "%d nodes: mean scar probability %.3f, mean uncertainty %.3f -> %s",
-        result.n_nodes, result.mean_scar_probability, result.mean_uncertainty, args.output,
+        "%d nodes: mean scar probability %.3f, mean uncertainty %.3f",
+        result.n_nodes, result.mean_scar_probability, result.mean_uncertainty,
     )
 
 

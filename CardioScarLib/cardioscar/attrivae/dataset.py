@@ -18,6 +18,7 @@ import numpy as np
 from cardioscar.attrivae.attributes import CLINICAL_ATTRIBUTES, SHAPE_ATTRIBUTES, read_clinical_table, shape_attributes
 from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig, prepare_case
 from cardioscar.errors import CardioScarError
+from cardioscar.io.imageio import bulk_reads
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: Label
     for folder in folders:
         letter, number = CASE_NAME.fullmatch(folder.name).groups()  # type: ignore[union-attr]
         image_path, labels_path = case_files(folder)
-        prepared = prepare_case(image_path, labels_path, convention, config)
+        with bulk_reads():  # each file's line at DEBUG: the summary below says them at INFO
+            prepared = prepare_case(image_path, labels_path, convention, config)
         values = shape_attributes(prepared.labels, prepared.spacing, convention)
         row = clinical.get(int(number))
         if row is None:
@@ -90,7 +92,8 @@ def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: Label
         missing = sorted(set(limit) - {c.case_id for c in cases})
         raise CardioScarError(f"--data {data_dir} lacks the cases {missing}")
     _check_clinical_known(cases, names, clinical_csv)
-    logger.info("Loaded %d cases (%d MI) from %s", len(cases), sum(c.mi for c in cases), data_dir)
+    logger.info("Loaded %d cases (%d MI) from %s: %d images and their label maps read (each named with --debug)",
+                len(cases), sum(c.mi for c in cases), data_dir, len(cases))
     return cases, names
 
 

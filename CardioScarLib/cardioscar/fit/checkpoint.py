@@ -122,7 +122,7 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
     torch.save(safe, buffer)
     with atomic_write(path) as tmp:
         tmp.write_bytes(buffer.getbuffer())
-    logger.info("saved checkpoint %s", path)
+    logger.debug("saved checkpoint %s", path)  # its caller logs the one line about the model
 
 
 #: Most bytes a checkpoint may unpack to. A 4 x 128 network takes 0.2 MB, a 16 x 2048 one 250 MB;

@@ -885,7 +885,8 @@ def _train_loop(net: BayesianNN, dataset: ScarReconstructionDataset, config: Tra
     # the convergence test measured the weights a diverged run ended on, not the best epoch's that are kept
     stop_reason = "diverged" if judged.diverged else watch.stop_reason
     seconds = time.perf_counter() - started
-    logger.info("best loss %.6g at epoch %d of %d (%.1f s); longest rise above the best: %d epochs", watch.best_loss,
+    # DEBUG: the model's file line says the best loss, its epoch and why the run ended, once
+    logger.debug("best loss %.6g at epoch %d of %d (%.1f s); longest rise above the best: %d epochs", watch.best_loss,
                 watch.best_epoch, len(watch.losses), seconds, watch.longest_rise)
     return {"train_loss": watch.losses, "learning_rate": rates, "best_loss": watch.best_loss,
             "best_epoch": watch.best_epoch, "converged_epoch": watch.best_epoch, "epochs_run": len(watch.losses),

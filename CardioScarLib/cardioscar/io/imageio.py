@@ -9,6 +9,7 @@ carries no scale (the ACDC data set, for instance).
 
 from __future__ import annotations
 
+import contextvars
 import gzip
 import logging
 import math
@@ -313,7 +314,8 @@ def read_dicom_planes(folder: str | Path) -> list[sitk.Image]:
         logger.warning("%d file(s) of the DICOM series in %s repeat the position of another of its files (repeated "
                        "acquisitions, time frames, or magnitude and phase images?); each is a slice of its own: "
                        "choose the indices to use", repeats, source)
-    logger.info("Read DICOM series %s: %d file(s), first: %s", source, len(planes), image_summary(planes[0]))
+    logger.log(_READ_LEVEL.get(), "Read DICOM series %s: %d file(s), first: %s", source, len(planes),
+               image_summary(planes[0]))
     return planes
 
 
@@ -382,6 +384,22 @@ def _is_vtk_mesh(path: Path) -> bool:
                                            b"RECTILINEAR_GRID"))
 
 
+#: The level of the one line each read logs: INFO, or DEBUG inside :func:`bulk_reads`.
+_READ_LEVEL: contextvars.ContextVar[int] = contextvars.ContextVar("cardioscar_read_level", default=logging.INFO)
+
+
+@contextmanager
+def bulk_reads() -> Iterator[None]:
+    """Within it, each file's read line is logged at DEBUG. Why: a job that reads many files (the
+    Attri-VAE's cases: two per case) buried its own lines under one "Read image" per file; it says
+    one summary line at INFO instead, and ``--debug`` still shows each file. Warnings are kept."""
+    token = _READ_LEVEL.set(logging.DEBUG)
+    try:
+        yield
+    finally:
+        _READ_LEVEL.reset(token)
+
+
 def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
     """Read a 3D scalar image (NIfTI, NRRD, MHA/MHD, or a DICOM series folder) in LPS.
 
@@ -415,7 +433,7 @@ def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
             raise CardioScarError(f"Cannot read image {source}: unreadable, truncated or corrupted file ({detail})"
                                   ) from error
     image = _checked(image, source, allow_plane)
-    logger.info("Read image %s: %s", source, image_summary(image))
+    logger.log(_READ_LEVEL.get(), "Read image %s: %s", source, image_summary(image))
     return image
 
 

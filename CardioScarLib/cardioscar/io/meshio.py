@@ -352,7 +352,7 @@ def read_mesh(path: str | Path) -> Mesh:
     space = space_from_dataset(dataset, header, str(source))
     mesh = Mesh(dataset=dataset, space=space, path=source)
     check_mesh_points(mesh.points_lps(), f"Mesh {source}")
-    logger.info("Read mesh %s: %d points, %d cells, frame %s", source, mesh.n_points,
+    logger.info("Read mesh %s: %d nodes, %d cells, frame %s", source, mesh.n_points,
                 dataset.GetNumberOfCells(), space)
     return mesh
 
@@ -423,8 +423,8 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
     # predicted mesh's fields beside tissue_tag, and a log naming tissue_tag alone said otherwise
     point_data = dataset.GetPointData()
     held = [point_data.GetArrayName(i) for i in range(point_data.GetNumberOfArrays())]
-    logger.info("Wrote %s (%d points, frame %s, fields: %s)", target, mesh.n_points, mesh.space,
-                ", ".join(name for name in held if name) or "none")
+    logger.info("Wrote %s (%d nodes, %d cells, frame %s, fields: %s)", target, mesh.n_points,
+                dataset.GetNumberOfCells(), mesh.space, ", ".join(name for name in held if name) or "none")
 
 
 def write_dataset(writer: vtk.vtkWriter, target: Path) -> None:

@@ -144,9 +144,10 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
     clock = time.perf_counter()
     logger.info("[4/6] apply: %d MC-dropout passes on every node", MC_SAMPLES)
     # seeded like the training, so the report's figures repeat from run to run
-    inference = apply_scar_model(out / FILES["model"], phantom_files["mesh"], mc_samples=MC_SAMPLES,
+    mesh = read_mesh(phantom_files["mesh"])  # once, for the prediction and the file (its read said once)
+    inference = apply_scar_model(out / FILES["model"], mesh, mc_samples=MC_SAMPLES,
                                  threshold=THRESHOLD, device=device, seed=train_config.seed)
-    save_inference_result(inference, phantom_files["mesh"], out / FILES["prediction"])
+    save_inference_result(inference, mesh, out / FILES["prediction"])
     seconds["apply"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

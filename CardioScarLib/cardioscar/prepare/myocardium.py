@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from ..errors import CardioScarError
 from ..io.checks import check_mask_values, whole_labels
-from .slices import SliceLayer, ijk_to_lps_matrix
+from .slices import SliceLayer, ijk_to_lps_matrix, per_slice_text
 from .targets import (CAVITY_RADIUS_MM, CAVITY_SHARE, CLOSED_LUMEN, MANY_RAMPS, as_used, cavity_slices,
                       enclosed_disc_mm, lumen_of, ramps, unmatched_labels)
 
@@ -395,11 +395,11 @@ def restrict_to_myocardium(layers: Sequence[SliceLayer], masks: Sequence[np.ndar
         logger.warning("No myocardium (%s) on %d chosen slice(s): %s; %s (check the mask and --slice-indices)",
                        source, len(empty), ", ".join(empty),
                        as_used("they constrain nothing", "no node is scored on them"))
-    logger.info("Myocardium (%s): %d pixels kept, %d outside dropped (%s%s), per slice %s",
+    logger.info("Myocardium (%s): %d pixels kept, %d outside it dropped (%s%s); per slice kept/dropped: %s",
                 source, int(report.myocardium_pixels.sum()), int(report.dropped_pixels.sum()),
                 as_used("no constraint", "not scored"),
                 f"; those within {margin_px} px take the nearest myocardium pixel's value" if margin_px else "",
-                report.dropped_pixels.tolist())
+                per_slice_text(layers, [f"{k}/{d}" for k, d in zip(kept, dropped)]))
     return out, report
 
 

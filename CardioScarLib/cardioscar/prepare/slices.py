@@ -265,6 +265,17 @@ def _log_slices(label: str, layers: list[SliceLayer], axis: str) -> None:
                 layers[0].shape[1], layers[0].shape[0])
 
 
+def per_slice_text(layers: Sequence[SliceLayer], counts: Sequence[str]) -> str:
+    """``"P005.nii.gz k=0: 12, k=1: 9"``: a per-slice figure named by its slice, the file said once
+    when every slice is of one file. Why: a bare list of numbers in a log line leaves the reader to
+    guess which slice each is, and what it counts."""
+    names = [layer.label for layer in layers]
+    files = {name.rpartition(" ")[0] for name in names}
+    if len(files) == 1 and "" not in files:  # one file: its name once, then the slices' own index
+        names = [names[0]] + [name.rpartition(" ")[2] for name in names[1:]]
+    return ", ".join(f"{name}: {count}" for name, count in zip(names, counts))
+
+
 def ijk_to_lps_matrix(image: sitk.Image) -> np.ndarray:
     """4x4 IJK->LPS matrix of a 3D SimpleITK image (direction x spacing | origin)."""
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)

@@ -333,13 +333,12 @@ def _run(args: argparse.Namespace) -> None:
     if args.helix_angles is not None and args.fibres != "rule":  # else parsed and silently unused
         raise CardioScarError("--helix-angles is for --fibres rule (the LV fibre rule's angles): add --fibres rule, or "
                               "leave --helix-angles out")
-    tags, files = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
+    tags, _ = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
                                args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
                                core_mesh=args.core_mesh, helix_deg=None if args.helix_angles is None else parse_helix(args.helix_angles),
                                scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
-    for line in summary_lines(tags):
+    for line in summary_lines(tags):  # the files were each said once, as written
         logger.info(line)
-    logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
 
 
 def register(subparsers) -> None:
