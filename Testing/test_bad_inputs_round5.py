@@ -55,7 +55,9 @@ def test_slab_wider_than_the_stack_spacing_is_named_when_no_two_chosen_slabs_ove
     assert "wider than their stack's slice spacing" in err
     err, data = _prepare(phantom_files, "right.npz", "--slice-indices", "1,4,7", "--slice-thickness-padding", "4",
                          capsys=capsys)
-    assert "slab" not in err and len(np.unique(data["node_ids"])) < 0.5 * int(data["n_mesh_nodes"])
+    # no warning names a slab (prepare's own report of the pixels with no node in their slab is no warning)
+    slab_lines = [line for line in err.splitlines() if "slab" in line and not line.startswith("Pixels with a target")]
+    assert not slab_lines and len(np.unique(data["node_ids"])) < 0.5 * int(data["n_mesh_nodes"]), slab_lines
 
 
 def test_a_stack_placed_plane_by_plane_knows_its_spacing():
