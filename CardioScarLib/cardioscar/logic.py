@@ -600,6 +600,8 @@ def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: 
     rows were warned about when loaded (:attr:`PreprocessingResult.warned_targets`). Returns whether
     it warned now: a clean file's rows are marked as warned about by no one (a script that then mixed
     its groups, joining two files' rows, trained them without a word)."""
+    if reference_layout and not warn:  # nothing left to say of these rows: no refusal, the warning given
+        return False
     order = np.argsort(group_ids, kind="stable")
     ids, values = group_ids[order], intensities.ravel()[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -610,8 +612,6 @@ def _check_group_targets(intensities: np.ndarray, group_ids: np.ndarray, where: 
         targets = np.unique(values[ids == first])
         shown = ", ".join(f"{value:g}" for value in targets[:4]) + (", ..." if targets.size > 4 else "")
         facts = f"{mixed.size} of its {starts.size} groups hold rows with different targets (group {first} first: {shown})"
-        if reference_layout and not warn:
-            return False
         if reference_layout:
             logger.warning("%s: %s, as the reference tool's prepare writes them (a node's value read from another "
                            "voxel than its group's); each such group trains on its rows' mean target: re-run "
