@@ -328,28 +328,30 @@ def slices_from_path(path: str | Path, slice_axis: str = "z", slice_indices: Ite
 
     if not (source.is_dir() and axis == "z"):
         image = read_image(source)
-        return _said_if_recorded(recorded, source, slices_from_image(image, slice_axis, slice_indices,
-                                                                     width(image, source), source.name))
-    planes = read_dicom_planes(source)
-    if len(planes) == 1:  # one file: a single slice or a multi-frame volume
-        return _said_if_recorded(recorded, source, slices_from_image(planes[0], "z", slice_indices,
-                                                                     width(planes[0], source), source.name))
-    return _said_if_recorded(recorded, source, slices_from_planes(
-        [(sitk.GetArrayViewFromImage(plane)[0], ijk_to_lps_matrix(plane)) for plane in planes], slice_indices,
-        [width(plane, f"{source.name} k={k}") for k, plane in enumerate(planes)], source.name))
+        layers = slices_from_image(image, slice_axis, slice_indices, width(image, source), source.name)
+    else:
+        planes = read_dicom_planes(source)
+        if len(planes) == 1:  # one file: a single slice or a multi-frame volume
+            layers = slices_from_image(planes[0], "z", slice_indices, width(planes[0], source), source.name)
+        else:
+            layers = slices_from_planes(
+                [(sitk.GetArrayViewFromImage(plane)[0], ijk_to_lps_matrix(plane)) for plane in planes], slice_indices,
+                [width(plane, f"{source.name} k={k}") for k, plane in enumerate(planes)], source.name)
+    if recorded:
+        _log_recorded_widths(source, layers)
+    return layers
 
 
-def _said_if_recorded(recorded: bool, source: Path, layers: list[SliceLayer]) -> list[SliceLayer]:
-    """``layers``, after logging the slab half-widths that ``--slice-thickness-padding auto`` read.
+def _log_recorded_widths(source: Path, layers: list[SliceLayer]) -> None:
+    """Log the slab half-widths that ``--slice-thickness-padding auto`` read.
 
     Why: 'auto' took each file's DICOM SliceThickness silently, so a user could not see which slab
     their pixels constrained (biv-me's 6 mm slices 17.7 mm apart: 3 mm either side of each plane),
     nor notice a series whose thickness was not the one they meant."""
-    if recorded and layers:
+    if layers:
         widths = ", ".join(f"{value:g}" for value in sorted({round(layer.half_thickness, 3) for layer in layers}))
         logger.info("%s: slab half-width %s mm (--slice-thickness-padding auto: half the slice thickness its DICOM "
                     "file(s) record)", source.name, widths)
-    return layers
 
 
 def slices_from_paths(paths: Sequence[str | Path], slice_axis: str = "z", slice_indices: Iterable[int] | None = None,
