@@ -401,12 +401,13 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: 
 
     folder.mkdir()
     written, tags = [], None
-    for fmt in spec.options["export"]:  # inside _pipeline's _SaidBeforeTraining
-        tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
-                                   core=spec.options["core_threshold"], core_mesh=core_prediction,
-                                   scar_rule=scar_rule, fibres_field=spec.options["fibres"],
-                                   helix_deg=helix_deg(spec))
-        written += [path.name for path in files.values()]
+    with _SaidBeforeTraining():
+        for fmt in spec.options["export"]:
+            tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
+                                       core=spec.options["core_threshold"], core_mesh=core_prediction,
+                                       scar_rule=scar_rule, fibres_field=spec.options["fibres"],
+                                       helix_deg=helix_deg(spec))
+            written += [path.name for path in files.values()]
     return {"folder": folder.name, "files": sorted(written), "tags": tags.summary()}
 
 
