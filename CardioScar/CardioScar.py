@@ -1363,7 +1363,7 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
                                                                             reason=OPEN_CUT_REASON)
         self.ui.statusLabel.text = _("Channels on '{name}' ({source}): {found}; bz_channel written, table "
                                      "'{table}'.").format(name=model.GetName(), source=record["tissue"], found=found,
-                                                          table=result.table_node.GetName()) + self._hiddenNote(record)
+                                                          table=result.table_node.GetName()) + self._channelNotes(record)
         self._log(self.ui.statusLabel.text)
         if result.files:
             self._log(_("Wrote {files}").format(files=", ".join(str(path) for path in result.files)))
@@ -1373,11 +1373,15 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
 
 
     @staticmethod
-    def _hiddenNote(record: dict) -> str:
-        """The search's caveat that a narrow corridor may be hidden in the core (channels.json's
-        ``hidden_corridors``), as a sentence after the status line; empty with no core."""
+    def _channelNotes(record: dict) -> str:
+        """The search's caveats, each a sentence after the status line: that a narrow corridor may be
+        hidden in the core (channels.json's ``hidden_corridors``; none with no core), and on one
+        field's bands what its channels are not (its ``bands_note``)."""
         note = (record.get("hidden_corridors") or {}).get("note")
-        return " " + _("Note: {note}.").format(note=note) if note else ""
+        notes = [note] if note else []
+        if record.get("bands_note"):  # one field's bands: what its channels are not
+            notes.append(record["bands_note"])
+        return "".join(" " + _("Note: {note}.").format(note=note) for note in notes)
 
     # ------------------------------------------------------------------ scoring against the labels
 

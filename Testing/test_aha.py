@@ -670,10 +670,11 @@ def test_the_tags_noted_by_export_are_read_and_a_contradicting_tag_refused(lad_p
         inside = noted.point_segments == row["segment"]
         if weights[inside].sum() == 0:
             continue
-        assert row["border_zone_pct"] == pytest.approx(100 * weights[inside & (tags == 1)].sum()
-                                                       / weights[inside].sum(), abs=1e-6)
-        assert row["core_pct"] == pytest.approx(100 * weights[inside & (tags == 2)].sum() / weights[inside].sum(),
-                                                abs=1e-6)
+        # one field's export: its tags are probability bands, counted in the band columns (test_one_field_aha_channels)
+        assert row["band_pct"] == pytest.approx(100 * weights[inside & (tags == 1)].sum()
+                                                / weights[inside].sum(), abs=1e-6)
+        assert row["top_band_pct"] == pytest.approx(100 * weights[inside & (tags == 2)].sum() / weights[inside].sum(),
+                                                    abs=1e-6)
     assert noted.summary["border_zone_tag"] == 1 and noted.summary["core_tag"] == 2
     point = ",".join(f"{v:.4f}" for v in _options(lad_phantom).rv_point)
     status = main(["aha", "--mesh", str(tagged), "--rv-point", point, "--tags-field", "tissue_tag",

@@ -473,8 +473,9 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
 
 def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, tmp_path, capsys):
     """--tags-field tissue_tag --border-zone-tag 2 after the script's own tagging: the table's
-    border-zone % is the share of the nodes tagged border zone (2), as the library counts it on the
-    written mesh, and not the healthy share (tag 1) that the script's old default counted."""
+    band % is the share of the nodes tagged 2, as the library counts it on the written mesh, and
+    not the healthy share (tag 1) that the script's old default counted. The script's tagging of one
+    field gives probability bands, so the columns are band_pct/top_band_pct, not tissue's."""
     import csv
 
     from cardioscar.aha import AhaOptions, analyse_mesh
@@ -498,11 +499,13 @@ def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, t
                                             tags_field="tissue_tag", border_zone_tag=1))
     with open(tmp_path / "aha" / "aha.csv") as handle:
         table = list(csv.DictReader(handle))
+    assert "border_zone_pct" not in table[0] and "core_pct" not in table[0]  # one field's bands, not tissue
     for row, reference in zip(table, expected.rows):
-        assert float(row["border_zone_pct"]) == pytest.approx(reference["border_zone_pct"], abs=0.005)  # aha.csv: 0.01 points
-        assert float(row["core_pct"]) == pytest.approx(reference["core_pct"], abs=0.005)
-    assert (tags == 3).any() and max(r["core_pct"] for r in expected.rows) > 0.0
-    assert sum(r["border_zone_pct"] for r in healthy.rows) > sum(r["border_zone_pct"] for r in expected.rows)
+        assert float(row["band_pct"]) == pytest.approx(reference["band_pct"], abs=0.005)  # aha.csv: 0.01 points
+        assert float(row["top_band_pct"]) == pytest.approx(reference["top_band_pct"], abs=0.005)
+    assert json.loads((tmp_path / "aha" / "aha.json").read_text())["bands"]["top_band_pct"] == "probability >= 0.3"
+    assert (tags == 3).any() and max(r["top_band_pct"] for r in expected.rows) > 0.0
+    assert sum(r["border_zone_pct"] for r in healthy.rows) > sum(r["band_pct"] for r in expected.rows)
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -631,6 +634,9 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
         row["near_open_cut"] for row in record["channels"])
     # the caveat that a narrow corridor may be hidden in the core, in the log and in channels.json
     assert out.count("Channels, note: a border-zone corridor narrower than about 8 mm") == 1, out
+    # one field's bands: what its channels are not, once in the log and in channels.json
+    assert out.count("Channels, note: its tags are one scar field cut at two probabilities") == 1, out
+    assert record["classes"] == "bands" and "not conducting tissue" in record["bands_note"]
     assert "not evidence of none" in record["hidden_corridors"]["note"]
     written = read_mesh(tmp_path / "scar.vtu")
     assert len(np.unique(written.point_array("bz_channel"))) == record["n_channels"] + 1  # 0 and each channel's id

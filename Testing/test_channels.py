@@ -215,7 +215,7 @@ def test_a_probability_field_is_tagged_by_the_tag_rule(wall, tmp_path):
     assert len(result.channels) == 1
     # cut above the border zone's 0.6 the corridor is healthy: a gap of healthy tissue is no channel
     above = channels.tissue_of_mesh(read_mesh(tmp_path / "scar.vtu"), border_zone=0.7)
-    assert "border zone >= 0.7, core >= 0.8" in above.source and not above.border_zone.any()
+    assert "probability band 0.7-0.8, probability >= 0.8" in above.source and not above.border_zone.any()
     assert channels.find_channels(wall.grid, wall.points, wall.depth, above).channels == []
 
 

@@ -117,6 +117,27 @@ def test_a_models_error_risk_gives_the_tables_column_and_is_watched(case, tmp_pa
         apply_segments(model, result.rows, result.summary, result.point_segments, result.cell_segments, job.state)
 
 
+def test_the_tags_of_slicers_tag_on_one_field_give_band_columns(case, tmp_path):
+    """*Tag* on one scar field notes its tags as probability bands beside ``tissue_tag``: the Logic's
+    AHA with ``tags_field`` fills the table's ``band_pct``/``top_band_pct``, not the tissue
+    classes' ``border_zone_pct``/``core_pct`` (one field cut at two probabilities is no tissue)."""
+    from CardioScarLogic.tissue import tag_model_node
+    from cardioscar.io.meshio import read_mesh
+
+    heart = read_mesh(case["path"])
+    path = tmp_path / "graded.vtk"  # a graded field: 0.5-0.8 and >= 0.8 both present
+    write_mesh(heart, path, {"scar_probability": np.clip(heart.point_array("scar_probability") * 1.2, 0.0, 1.0)})
+    context = csl.create_scene()
+    model = csl.load_model(context.scene, path)
+    tag_model_node(model, 0.5, 0.8)
+    markups = _markups(context.scene, case["insertions"])
+    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(
+        rv_markups=markups, measure=AhaOptions(tags_field="tissue_tag", transmurality="off")))
+    columns = _table(result.table_node)
+    assert "band_pct" in columns and "top_band_pct" in columns and "core_pct" not in columns
+    assert result.summary["classes"] == "bands" and result.summary["lv"]["top_band_pct"] > 0
+
+
 def test_whole_number_floats_stay_double_columns_through_json_and_a_saved_scene(case, tmp_path):
     """The panel's table is made from the worker's aha.json (CardioScarLogic.background): a float
     column whose every value is a whole number (a scar-free model's scar_pct: all 0.0) must stay a

@@ -56,6 +56,7 @@ def test_find_channels_writes_the_field_table_colours_and_files(panel, wall, tmp
     assert text.startswith("Channels on 'tagged'") and "1 channel(s)" in text and f"'{TAG_ARRAY}'" in text, text
     # the caveat that a narrow corridor may be hidden in the core; tags alone: no core_marginal field
     assert "Note: a border-zone corridor narrower than about 8 mm" in text and "not evidence of none" in text, text
+    assert "cut at two probabilities" not in text  # tags without a note of their classes: read as before
     assert MARGINAL_CORE_FIELD not in _arrays(model)
     field = _arrays(model)[CHANNEL_FIELD]
     assert set(np.unique(field)) == {0, 1} and np.all(tags[field == 1] == 2)
@@ -117,6 +118,10 @@ def test_a_probability_is_cut_at_the_thresholds_and_refusals_change_nothing(pane
     # from a probability, the core within 0.1 of the core threshold is flagged on the model (the core at 0.9 here)
     assert np.array_equal(_arrays(model)[MARGINAL_CORE_FIELD].astype(bool), found.hidden.flag)
     assert found.hidden.flagged_nodes > 0 and np.all(probability[found.hidden.flag] == 0.9)
+    # one field's bands (a probability is always one field): the status line says what its channels are not
+    harness.click_to_end(widget, ui.findChannelsButton)
+    assert "Note: its tags are one scar field cut at two probabilities" in ui.statusLabel.text, ui.statusLabel.text
+    assert "(probability band 0.5-0.8, probability >= 0.8)" in ui.statusLabel.text
 
 
 @LATEST

@@ -254,7 +254,7 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     cell_array.SetName(TAG_ARRAY)
     mesh.GetCellData().AddArray(cell_array)
     mesh.GetCellData().Modified()
-    note_tag_values(mesh, tags.tag_values)  # the AHA reads which value is which class (as on export's .vtu)
+    note_tag_values(mesh, tags.tag_values, tags)  # the AHA reads which value is which class (as on export's .vtu)
     color_node = tag_color_node(model_node.GetScene(), tags)
     show_by_table(model_node, TAG_ARRAY, vtk.vtkAssignAttribute.CELL_DATA, color_node, max(tags.tag_values))
     if color_logic is not None:

@@ -458,6 +458,8 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     lines = [f"Channels: {found.summary()}"]
     if found.hidden is not None and found.hidden.summary():
         lines.append(f"Channels, note: {found.hidden.summary()}")
+    if found.bands_note:  # one field's bands (the library's warning too): what its channels are not
+        lines.append(f"Channels, note: {found.bands_note}")
     for channel in found.channels:
         row = channel.row()
         lines.append(f"channel {row['channel']}: layer {row['layer']:g}, {row['nodes']} nodes, {row['length_mm']:.1f} mm, "

@@ -23,8 +23,8 @@ from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_me
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, PIECES_AHA, SEAM_AHA, TAG_ARRAY,
-                                            check_millimetres, recorded_tag_values, warn_about_pieces,
-                                            warn_if_centimetres)
+                                            check_millimetres, recorded_bands, recorded_tag_classes,
+                                            recorded_tag_values, warn_about_pieces, warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
@@ -36,7 +36,7 @@ from .one_ventricle import check_one_ventricle, has_cross_sections
 from .shape_axis import shape_axis
 from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
                        axis_from_shape, insertion_frame, orient_towards_base)
-from .table import lv_total, segment_rows, write_table
+from .table import BAND_COLUMNS, TISSUE_COLUMNS, lv_total, segment_rows, write_table
 from .wall import WallFaces, cell_centres, column_transmurality, is_volumetric, wall_faces
 
 logger = logging.getLogger(__name__)
@@ -339,15 +339,15 @@ def _numbering_sense(options: AhaOptions, frame: AhaFrame, anterior: np.ndarray,
 
 def _summary(mesh: Mesh, options: AhaOptions, frame: AhaFrame, anterior: np.ndarray, inferior: Optional[np.ndarray],
              *, lv_nodes: int, method: str, cap_method: str, has_uncertainty: bool, has_tags: bool,
-             has_error_risk: bool) -> dict:
-    """How the table was made, for ``aha.json``."""
+             has_error_risk: bool, tag_classes: Optional[dict] = None) -> dict:
+    """How the table was made, for ``aha.json`` (``tag_classes``: :func:`tag_classes_of`)."""
     axis = frame.axis
     return {
         "mesh": str(mesh.path) if mesh.path else None, "field": options.field, "threshold": options.threshold,
         "uncertainty_field": options.uncertainty_field if has_uncertainty else None,
         "error_risk_field": ERROR_RISK_FIELD if has_error_risk else None,
         "tags_field": options.tags_field, "border_zone_tag": options.border_zone_tag if has_tags else None,
-        "core_tag": options.core_tag if has_tags else None,
+        "core_tag": options.core_tag if has_tags else None, **(tag_classes or {}),
         "lv_nodes": lv_nodes, "transmurality_method": method,
         "long_axis": {"source": axis.source, "origin_lps": axis.origin.tolist(),
                       "apex_to_base_lps": axis.base_direction.tolist()},
@@ -402,6 +402,29 @@ def with_recorded_tags(mesh: Mesh, options: AhaOptions) -> AhaOptions:
                                   f"wrote {TAG_ARRAY} noted {', '.join(f'{k} {v}' for k, v in noted.items())} (export "
                                   f"--tags); give {flag} {noted[name]} or leave it out")
     return dataclasses.replace(options, border_zone_tag=noted["border_zone"], core_tag=noted["core"])
+
+
+def tag_classes_of(mesh: Mesh, options: AhaOptions, where: str) -> dict:
+    """What ``aha.json`` says of the tags' classes, from the note the export (or the Slicer *Tag*)
+    wrote beside ``tissue_tag``: ``classes`` "tissue" (two fields) or "bands" (one field), and for
+    bands their names; {} without the note. One field's bands are warned about once, in one line.
+
+    Why: one scar field cut at two probabilities was counted per segment as ``border_zone_pct`` and
+    ``core_pct``, so a reader of ``aha.csv`` took its confident part for dense core; a border zone
+    and a core are two tissue classes, which two thresholds of the signal define (a scar model and
+    a core model). Their columns are :data:`.table.BAND_COLUMNS` then."""
+    if options.tags_field != TAG_ARRAY:
+        return {}
+    classes = recorded_tag_classes(mesh.dataset)
+    bands = recorded_bands(mesh.dataset)
+    if classes is None or (classes == "bands" and bands is None):
+        return {}
+    if classes == "tissue":
+        return {"classes": classes}
+    logger.warning("%s: its %s is one scar field cut at two probabilities (%s; %s), not border-zone and core tissue: "
+                   "counted as %s (tissue classes need a core model's field beside the scar's: export --core-mesh)",
+                   where, TAG_ARRAY, *bands, " and ".join(BAND_COLUMNS))
+    return {"classes": classes, "bands": dict(zip(BAND_COLUMNS, bands))}
 
 
 def refuse_unjoined_cells(mesh: Mesh, where: str, verb: str = "aha") -> None:
@@ -468,6 +491,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
         warn_border_zone_off_the_call(mesh.dataset, values, options.threshold, where, "--threshold", "count")
     scar = np.where(lv_nodes, values >= options.threshold, False).astype(float)
     border = core = None
+    tag_classes = tag_classes_of(mesh, options, where)
     if options.tags_field is not None:
         tag_values = np.rint(_point_values(mesh, options.tags_field))
         border = (tag_values == options.border_zone_tag).astype(float)
@@ -492,10 +516,11 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
         method = ("nearest-endocardium columns of the volumetric mesh" if faces.volumetric
                   else "ESTIMATED on a surface mesh from the endocardial and nearest epicardial node only")
     rows = segment_rows(point_segments, weights, scar, volumetric=is_volumetric(dataset),
-                        border_zone=border, core=core, uncertainty=uncertainty, error_risk=error_risk, **columns)
+                        border_zone=border, core=core, uncertainty=uncertainty, error_risk=error_risk,
+                        tag_columns=BAND_COLUMNS if "bands" in tag_classes else TISSUE_COLUMNS, **columns)
     summary = {**_summary(mesh, options, frame, anterior, inferior, lv_nodes=int(lv_nodes.sum()), method=method,
                           cap_method=cap_method, has_uncertainty=uncertainty is not None, has_tags=border is not None,
-                          has_error_risk=error_risk is not None),
+                          has_error_risk=error_risk is not None, tag_classes=tag_classes),
                "lv": lv_total(rows)}
     return AhaResult(point_segments=point_segments, cell_segments=_cell_segments(dataset, lv_nodes, frame),
                      rows=rows, summary=summary, frame=frame)
@@ -550,8 +575,10 @@ def _drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
 
 def _subtitle(result: AhaResult) -> str:
     summary = result.summary
+    bands = "".join(f"; {column}: {name}" for column, name in summary.get("bands", {}).items())
     return (f"{summary['field']} >= {summary['threshold']:g}; axis: {summary['long_axis']['source']}; "
-            f"RV insertion: {summary['rv_insertion']['source']}; transmurality: {summary['transmurality_method']}")
+            f"RV insertion: {summary['rv_insertion']['source']}; transmurality: {summary['transmurality_method']}"
+            + (f"{bands} (one field's bands, not tissue)" if bands else ""))
 
 
 def run_aha(mesh: Mesh | str | Path, output_dir: str | Path, options: Optional[AhaOptions] = None) -> AhaResult:

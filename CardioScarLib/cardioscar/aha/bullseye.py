@@ -115,6 +115,8 @@ PANELS = (
     ("scar_pct", "scar (% of segment)", "Reds", 100.0, "{:.0f}"),
     ("border_zone_pct", "border zone (% of segment)", "Purples", 100.0, "{:.0f}"),  # with tags: what an
     ("core_pct", "dense core (% of segment)", "Greys", 100.0, "{:.0f}"),  # ablation plan reads beside the scar
+    ("band_pct", "lower probability band (% of segment)", "Purples", 100.0, "{:.0f}"),  # one field's bands,
+    ("top_band_pct", "top probability band (% of segment)", "Greys", 100.0, "{:.0f}"),  # not tissue classes
     ("transmurality_mean_pct", "mean transmurality (%)", "Oranges", 100.0, "{:.0f}"),
     ("uncertainty_mean", "mean uncertainty (MC std)", "Blues", None, "{:.3f}"),
     ("error_risk_mean", "mean error risk (call at 0.5 wrong)", "YlOrBr", 1.0, "{:.2f}"),

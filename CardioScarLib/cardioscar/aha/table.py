@@ -24,8 +24,18 @@ def _share(numerator: float, denominator: float) -> Optional[float]:
     return float(numerator / denominator) if denominator > 0 else None
 
 
+#: The columns of the tags' shares per segment: two fields' tissue classes (a scar and a core model,
+#: or a tags field of the user's own), and one field's two probability bands (``export`` of one scar
+#: field, as its ``tissue_tag`` note says). Why apart: a border zone and a core are two tissue classes
+#: that two thresholds of the signal define; one field cut at two probabilities (its smooth edge and
+#: its confident part) is neither, and ``core_pct`` read as a segment's dense scar.
+TISSUE_COLUMNS = ("border_zone_pct", "core_pct")
+BAND_COLUMNS = ("band_pct", "top_band_pct")
+
+
 def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *, volumetric: bool,
                  border_zone: Optional[np.ndarray] = None, core: Optional[np.ndarray] = None,
+                 tag_columns: tuple[str, str] = TISSUE_COLUMNS,
                  uncertainty: Optional[np.ndarray] = None, error_risk: Optional[np.ndarray] = None,
                  column_segments: Optional[np.ndarray] = None, column_values: Optional[np.ndarray] = None,
                  column_area: Optional[np.ndarray] = None) -> list[dict]:
@@ -37,8 +47,9 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
     outside the LV. Volumes in ml (mm^3 / 1000), areas in cm^2. Transmurality: mean over the
     segment's endocardial columns weighted by their endocardial area, and the share of that area
     whose column is more than 50 % scar. ``border_zone`` and ``core`` (0/1 per node, from tags) give
-    ``border_zone_pct`` and ``core_pct``: an ablation plan reads the dense core and the border zone
-    per segment, not only the scar they make up. ``error_risk`` (``scar_error_risk``, the risk that
+    ``tag_columns``, ``border_zone_pct`` and ``core_pct`` by default: an ablation plan reads the dense
+    core and the border zone per segment, not only the scar they make up (:data:`BAND_COLUMNS` for
+    one field's bands). ``error_risk`` (``scar_error_risk``, the risk that
     the call at 0.5 is wrong) gives ``error_risk_mean``: where the reconstruction is unsure, which
     the MC-dropout spread (``uncertainty_mean``) does not say between the slices (it falls to ~0
     there with the shape prior).
@@ -56,9 +67,9 @@ def segment_rows(segments: np.ndarray, weights: np.ndarray, scar: np.ndarray, *,
                f"myocardial_{unit}": myocardium * scale if covered else None,
                f"scar_{unit}": scarred * scale if covered else None, "scar_pct": _pct(_share(scarred, myocardium))}
         if border_zone is not None:
-            row["border_zone_pct"] = _pct(_share(float((weights[inside] * border_zone[inside]).sum()), myocardium))
+            row[tag_columns[0]] = _pct(_share(float((weights[inside] * border_zone[inside]).sum()), myocardium))
         if core is not None:
-            row["core_pct"] = _pct(_share(float((weights[inside] * core[inside]).sum()), myocardium))
+            row[tag_columns[1]] = _pct(_share(float((weights[inside] * core[inside]).sum()), myocardium))
         if column_values is not None:
             columns = column_segments == segment
             area = float(column_area[columns].sum())
@@ -84,7 +95,7 @@ def lv_total(rows: list[dict]) -> dict:
     myocardium = sum(row[f"myocardial_{unit}"] for row in covered)
     scar = sum(row[f"scar_{unit}"] for row in covered)
     total = {f"myocardial_{unit}": myocardium, f"scar_{unit}": scar, "scar_pct": _pct(_share(scar, myocardium))}
-    for tagged in ("border_zone_pct", "core_pct"):  # from tags: the patient's border-zone and dense-core burden
+    for tagged in (*TISSUE_COLUMNS, *BAND_COLUMNS):  # from tags: the patient's border zone and core (or bands)
         if tagged in rows[0]:
             part = sum(row[f"myocardial_{unit}"] * row[tagged] for row in covered if row[tagged] is not None)
             total[tagged] = _share(part, myocardium)

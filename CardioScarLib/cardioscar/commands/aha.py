@@ -140,9 +140,11 @@ def run(args: argparse.Namespace) -> None:
     unit, name = ("ml", "volume_ml") if "scar_volume_ml" in lv else ("cm2", "area_cm2")
     logger.info("LV scar: %.2f %s of %.2f %s of myocardium (%.1f %%)", lv[f"scar_{name}"], unit,
                 lv[f"myocardial_{name}"], unit, lv["scar_pct"] or 0.0)
-    tagged = [f"{what} {lv[key]:.1f} %" for what, key in (("border zone", "border_zone_pct"), ("dense core", "core_pct"))
-              if lv.get(key) is not None]
+    bands = result.summary.get("bands", {})  # one field's probability bands, by their names, not as tissue
+    named = bands.items() if bands else (("border_zone_pct", "border zone"), ("core_pct", "dense core"))
+    tagged = [f"{what} {lv[key]:.1f} %" for key, what in named if lv.get(key) is not None]
     if tagged:
-        logger.info("LV tissue by --tags-field %s: %s of the myocardium", args.tags_field, ", ".join(tagged))
+        logger.info("LV %s by --tags-field %s: %s of the myocardium", "bands of one scar field" if bands else "tissue",
+                    args.tags_field, ", ".join(tagged))
     # aha_mesh.* had its own line (nodes, cells, fields) as it was written
     logger.info("Wrote aha.csv, aha.json and bullseye.png into %s", args.output_dir)

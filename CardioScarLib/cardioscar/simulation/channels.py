@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,13 @@ class ChannelOptions:
         check_channel_options(self.layers, self.layer_width, self.max_width_mm, self.min_length_mm)
 
 
+#: Said once per search whose tissue is one field cut at two probabilities (:func:`channels_of_mesh`).
+ONE_FIELD_CHANNELS = ("its tags are one scar field cut at two probabilities, not border-zone and core tissue: the "
+                      "channels found are corridors of intermediate probability through confident scar, which on a "
+                      "reconstruction are mostly the field's smooth edge, not conducting tissue (tissue classes need a "
+                      "core model's field beside the scar's: export --core-mesh)")
+
+
 @dataclass(frozen=True)
 class Tissue:
     """Healthy, border-zone and core nodes (boolean masks) and where they came from."""
@@ -105,6 +112,9 @@ class Tissue:
     #: The probability minus the core threshold per node, when the tags were cut from a probability
     #: here (None from a tags field): where a filled corridor may lie (:mod:`.hidden_channels`).
     core_margin: np.ndarray | None = None
+    #: "tissue" (two fields' classes), "bands" (one field cut at two probabilities) or None (tags
+    #: without the export's note of which: an older export's, a tags field of the user's own).
+    classes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,8 @@ class ChannelResult:
     hidden: HiddenCore | None = None
     #: The mesh's open-cut nodes (:func:`.open_cut.mark_open_cut`; 0: none, or not looked for).
     open_cut_nodes: int = 0
+    #: :data:`ONE_FIELD_CHANNELS` when the tissue was one field's bands, else empty.
+    bands_note: str = ""
 
     @property
     def dropped_short(self) -> int:
@@ -375,9 +387,9 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
     ``tag_values`` or the export's note beside ``tissue_tag``; else from ``scar_field`` (default
     ``scar_probability``) cut by the tag rule's thresholds (:mod:`.tags`). A mesh with neither is
     refused: there is no tissue to search."""
-    from .opencarp import TAG_ARRAY, recorded_tag_values
+    from .opencarp import TAG_ARRAY, recorded_tag_classes, recorded_tag_values
     from ..io.checks import check_scar_field_name
-    from .tags import DEFAULT_TAGS, tag_nodes
+    from .tags import DEFAULT_TAGS, band_labels, tag_nodes
 
     name = "the mesh" if mesh.path is None else mesh.path.name
     fields = mesh.point_field_names()
@@ -396,7 +408,8 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
         if values is None:
             raise CardioScarError(f"{name}: field '{tags_field}' carries no note of which value is which class: give "
                                   f"--tags HEALTHY,BORDER,CORE (cardioscar export's default {','.join(map(str, DEFAULT_TAGS))})")
-        return tissue_from_tags(mesh.point_array(tags_field), tuple(values), f"{name} field '{tags_field}'")
+        tissue = tissue_from_tags(mesh.point_array(tags_field), tuple(values), f"{name} field '{tags_field}'")
+        return replace(tissue, classes=recorded_tag_classes(mesh.dataset) if tags_field == TAG_ARRAY else None)
     if tag_values is not None:
         raise CardioScarError(f"--tags numbers the values of a tags field, but {name} is tagged from a probability "
                               f"here (it has no '{TAG_ARRAY}', or --scar-field was given): leave --tags out, or name "
@@ -409,8 +422,8 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
                               "the field with --tags-field / --scar-field")
     tags, cut = tag_nodes(mesh.dataset, mesh.point_array(scar_field), border_zone, core)
     return Tissue(healthy=tags == DEFAULT_TAGS[0], border_zone=tags == DEFAULT_TAGS[1], core=tags == DEFAULT_TAGS[2],
-                  source=f"{name} field '{scar_field}' (border zone >= {cut[0]:g}, core >= {cut[1]:g})",
-                  core_margin=np.asarray(mesh.point_array(scar_field), np.float64) - cut[1])
+                  source=f"{name} field '{scar_field}' ({', '.join(band_labels(*cut))})",
+                  core_margin=np.asarray(mesh.point_array(scar_field), np.float64) - cut[1], classes="bands")
 
 
 #: The table's columns (``channels.csv``): the centroid in LPS mm, as every point the library reports.
@@ -452,7 +465,9 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
             "near_open_cut": OPEN_CUT_NOTE,
             "depth": "d_endo / (d_endo + d_epi) at each node (0 endocardium, 1 epicardium)",
             "node_field": f"{CHANNEL_FIELD}: the channel's id (of the layer nearest the node's depth), 0 elsewhere",
-            "limits": LIMITS, "per_layer": result.layers, "channels": [c.row() for c in result.channels],
+            "limits": LIMITS, **({"classes": tissue.classes} if tissue.classes else {}),
+            **({"bands_note": result.bands_note} if result.bands_note else {}),
+            "per_layer": result.layers, "channels": [c.row() for c in result.channels],
             **({"hidden_corridors": result.hidden.record()} if result.hidden is not None else {})}
 
 
@@ -541,6 +556,11 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     mark_open_cut(result, points[open_end_nodes(points, axis, faces, OpenEndUse.CHANNEL_CUT)], options.max_width_mm)
     (logger.warning if result.without_core else logger.info)("%s: %s", tissue.source, result.summary())
     log_hidden(result.hidden, tissue.source)
+    if tissue.classes == "bands":
+        # warned, not refused: one patient's reader sees it beside the channels, and a phantom's or a
+        # label map's scar has no second field; a cohort row refuses (its summary hides each log)
+        result.bands_note = ONE_FIELD_CHANNELS
+        logger.warning("%s: %s", tissue.source, ONE_FIELD_CHANNELS)
     return result, tissue
 
 

@@ -594,19 +594,49 @@ def drop_earlier_result_fields(dataset) -> list[str]:
     return dropped
 
 
-def note_tag_values(dataset, tag_values: tuple[int, int, int]) -> None:
-    """Note on ``dataset`` which ``tissue_tag`` value is healthy, border zone and core."""
-    set_text_field(dataset, TAG_VALUES_ARRAY, json.dumps(dict(zip(CLASS_NAMES, (int(v) for v in tag_values)))))
+def note_tag_values(dataset, tag_values: tuple[int, int, int], tags: TissueTags | None = None) -> None:
+    """Note on ``dataset`` which ``tissue_tag`` value is healthy, border zone and core; with ``tags``
+    (the tagging that made them), also whether they are tissue classes (two fields) or probability
+    bands of one field, and their names for a reader (:meth:`TissueTags.class_labels`). Why the
+    second: ``aha`` and ``channels`` often get the ``.vtu`` without its ``.json`` sidecar, and
+    named one field's bands border zone and core."""
+    note: dict = dict(zip(CLASS_NAMES, (int(v) for v in tag_values)))
+    if tags is not None:
+        note.update(classes="tissue" if tags.two_fields else "bands", labels=list(tags.class_labels()))
+    set_text_field(dataset, TAG_VALUES_ARRAY, json.dumps(note))
+
+
+def _tag_note(dataset) -> dict:
+    """The ``CardioScarTissueTagValues`` note as a dict ({} without one, or unreadable)."""
+    try:
+        record = json.loads(text_field(dataset, TAG_VALUES_ARRAY) or "null")
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def recorded_tag_values(dataset) -> dict | None:
     """The class -> ``tissue_tag`` value note of a tagged mesh (None without one: an older export, or
     tags made elsewhere)."""
-    try:
-        record = json.loads(text_field(dataset, TAG_VALUES_ARRAY) or "null")
-    except ValueError:
+    record = _tag_note(dataset)
+    return {name: record[name] for name in CLASS_NAMES} if set(CLASS_NAMES) <= set(record) else None
+
+
+def recorded_bands(dataset) -> tuple[str, str] | None:
+    """The two bands' names (:meth:`TissueTags.class_labels`) when the note says the ``tissue_tag``
+    is one field cut at two probabilities; None for two fields' tissue classes, or no such note (an
+    export before 2026-12-07 did not say: its tags are read as before)."""
+    record = _tag_note(dataset)
+    labels = record.get("labels")
+    if record.get("classes") != "bands" or not isinstance(labels, list) or len(labels) != 3:
         return None
-    return record if isinstance(record, dict) and set(CLASS_NAMES) <= set(record) else None
+    return str(labels[1]), str(labels[2])
+
+
+def recorded_tag_classes(dataset) -> str | None:
+    """``"tissue"`` (two fields) or ``"bands"`` (one field) as the note says; None without it."""
+    classes = _tag_note(dataset).get("classes")
+    return classes if classes in ("tissue", "bands") else None
 
 
 def _set_cell_array(dataset, name: str, values: np.ndarray) -> None:
@@ -662,5 +692,5 @@ def write_tagged_vtu(mesh: Mesh, tags: TissueTags, path: str | Path, fibres: np.
         if field.shape[1] == 6:
             _set_cell_array(copy, SHEET_ARRAY, field[:, 3:])
     set_text_field(copy, FIBRE_RULE_ARRAY, None if fibre_rule is None else json.dumps(fibre_rule))
-    note_tag_values(copy, tags.tag_values)
+    note_tag_values(copy, tags.tag_values, tags)
     write_mesh(Mesh(dataset=copy, space=mesh.space, path=mesh.path), target, {TAG_ARRAY: tags.node_tags})

@@ -35,6 +35,11 @@ DEFAULT_CORE_ONE_FIELD = 0.8
 DEFAULT_CORE_TWO_FIELDS = 0.5
 
 
+def band_labels(border_zone: float, core: float) -> tuple[str, str]:
+    """The names of one field's two bands, cut at ``border_zone`` and ``core`` (:meth:`TissueTags.class_labels`)."""
+    return f"probability band {border_zone:g}-{core:g}", f"probability >= {core:g}"
+
+
 @dataclass
 class TissueTags:
     """Per-node and per-element tags plus what produced them."""
@@ -80,7 +85,7 @@ class TissueTags:
         off as tissue. The machine-read names (:data:`CLASS_NAMES`) stay as they are."""
         if self.two_fields:
             return ("healthy", "border zone", "core")
-        return ("healthy", f"probability band {self.border_zone:g}-{self.core:g}", f"probability >= {self.core:g}")
+        return ("healthy", *band_labels(self.border_zone, self.core))
 
     def summary(self) -> dict:
         """Volume (ml) and percentage of the tagged volume per class, and node counts. On a surface
