@@ -8,6 +8,7 @@ readers a user would use.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 from pathlib import Path
@@ -29,18 +30,47 @@ STEPS = ("phantom", "prepare", "train", "apply", "baselines", "report")
 VERSION_KEYS = ("cardioscar", "torch", "numpy", "vtk", "SimpleITK", "python")
 
 
+class _Said(logging.Handler):
+    """The messages of the ``cardioscar`` loggers at INFO and above, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def demo_run(tmp_path_factory) -> tuple[Path, dict]:
-    """Run the real default demo once per test session; return (output folder, returned report)."""
+    """Run the real default demo once per test session; return (output folder, returned report). Its
+    default log (INFO) is kept in ``_DEMO_RUN["said"]``."""
     if "out" not in _DEMO_RUN:
         out = tmp_path_factory.mktemp("demo") / "cardioscar_demo"
-        _DEMO_RUN["report"] = run_demo(out, force_cpu=True)
-        _DEMO_RUN["out"] = out
+        said, logger = _Said(), logging.getLogger("cardioscar")
+        level = logger.level
+        logger.addHandler(said)
+        logger.setLevel(logging.INFO)
+        try:
+            _DEMO_RUN["report"] = run_demo(out, force_cpu=True)
+        finally:
+            logger.removeHandler(said)
+            logger.setLevel(level)
+        _DEMO_RUN["out"], _DEMO_RUN["said"] = out, said.messages
     return _DEMO_RUN["out"], _DEMO_RUN["report"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return demo_run(tmp_path_factory)
+
+
+def test_demo_says_its_mapping_once(demo):
+    """The baselines step mapped the slices again and said prepare's "Mapping (...)" line a second time,
+    after reading the mesh apply had read (the rule of Testing/test_quiet_logs.py: each thing once)."""
+    said = _DEMO_RUN["said"]
+    assert len([m for m in said if m.startswith("Mapping (")]) == 1, said
+    mesh_reads = [m for m in said if m.startswith("Read mesh ") and "phantom_mesh.vtk" in m]
+    assert len(mesh_reads) == 2, mesh_reads  # prepare's and apply's: the baselines use apply's
 
 
 def _png_size(path: Path) -> tuple[int, int]:
