@@ -22,6 +22,7 @@ from cardioscar.io.meshio import read_mesh
 from cardioscar.evaluate.metrics import dice, node_volumes, volume_error
 from cardioscar.phantoms.phantom import PhantomConfig
 from cardioscar.fit.training import TrainingConfig
+from conftest import _WarningRecords
 
 _DEMO_RUN: dict = {}
 
@@ -30,23 +31,13 @@ STEPS = ("phantom", "prepare", "train", "apply", "baselines", "report")
 VERSION_KEYS = ("cardioscar", "torch", "numpy", "vtk", "SimpleITK", "python")
 
 
-class _Said(logging.Handler):
-    """The messages of the ``cardioscar`` loggers at INFO and above, in order."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def demo_run(tmp_path_factory) -> tuple[Path, dict]:
     """Run the real default demo once per test session; return (output folder, returned report). Its
     default log (INFO) is kept in ``_DEMO_RUN["said"]``."""
     if "out" not in _DEMO_RUN:
         out = tmp_path_factory.mktemp("demo") / "cardioscar_demo"
-        said, logger = _Said(), logging.getLogger("cardioscar")
+        said, logger = _WarningRecords(), logging.getLogger("cardioscar")
+        said.setLevel(logging.INFO)  # the default log's lines, not only its warnings
         level = logger.level
         logger.addHandler(said)
         logger.setLevel(logging.INFO)

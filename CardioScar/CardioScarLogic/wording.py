@@ -142,11 +142,14 @@ SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--predicti
                      "--write-truth": "Write scar_truth on the model"}
 
 #: The Logic's words for the AHA's axis advice, which names the command line's options with coordinates
-#: (renamed one by one it read ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``).
+#: (renamed one by one it read ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and
+#: for the RV insertions' order, both points of one markups node (renamed one by one it read
+#: ``(inputs.rv_markups, then inputs.rv_markups)``).
 LOGIC_AHA_ADVICE = {AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
                                          "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
                     AXIS_POINTS_ADVICE: "give inputs.apex_base_markups (a markups node: the apex, then the base "
-                                        "centre)"}
+                                        "centre)",
+                    INSERTION_ORDER: "(point 1 of inputs.rv_markups, then its point 2)"}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
 #: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).
