@@ -1,7 +1,9 @@
 """Round 27 of the bad-input review: last session's leftovers that a user trips on (the batch script's
-warning of a mesh in pieces said after the training, ...). `Documentation/bad-input.md` has a row for
-each (`Testing/test_slicer_bad_inputs_round27.py` for the Slicer Logic and panel). Real parts: the
-1,500-node phantom and its halves written to real VTK files (round 26's), the batch script in process.
+warning of a mesh in pieces said after the training, a ``format_version`` of 2.0 refused, `aha` finding
+a mesh's parts twice). `Documentation/bad-input.md` has a row for each bad input
+(`Testing/test_slicer_bad_inputs_round27.py` for the Slicer Logic and panel). Real parts: the 1,500-node
+phantom and its halves written to real VTK files (round 26's), the batch script in process, real
+checkpoint and ``.npz`` files.
 """
 
 from __future__ import annotations
@@ -91,8 +93,8 @@ def test_a_format_version_stored_as_a_whole_float_reads_as_that_version(tmp_path
 
 def test_the_aha_finds_the_meshs_parts_once(halves, monkeypatch, warnings_of_cardioscar):
     """`aha` found the mesh's connected parts twice, for its debris check and again for its warning of a
-    mesh in pieces: the same question of the same cells (67 ms a time on a 30,000-node mesh). Once now,
-    and the halves are still warned of (the whole mesh is not)."""
+    mesh in pieces: the same question of the same cells. Once now, and the halves are still warned of
+    (the whole mesh is not)."""
     import cardioscar.aha.islands as islands
     from cardioscar.aha import analyse_mesh
     from cardioscar.io.meshio import read_mesh
