@@ -1280,12 +1280,15 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
         rows, p = result.tags.summary(), self._parameterNode
         core = (_(" (core from '{model}')").format(model=p.tagCoreModel.GetName()) if p.tagCoreModel is not None
                 else _(" (core from {field})").format(field=p.tagCoreField.strip()) if p.tagCoreField.strip() else "")
+        band, top = result.tags.class_labels()[1:]  # one field: its probability bands, not tissue classes
         if "area_cm2" in rows["core"]:  # a surface model has no volume: its classes as areas, as the sidecar's
-            amounts = _("border zone {border:.2f} cm², core {area:.2f} cm² (a surface: areas)").format(
-                border=rows["border_zone"]["area_cm2"], area=rows["core"]["area_cm2"])
+            amounts = _("{band} {border:.2f} cm², {top} {area:.2f} cm² (a surface: areas)").format(
+                band=band, top=top, border=rows["border_zone"]["area_cm2"], area=rows["core"]["area_cm2"])
         else:
-            amounts = _("border zone {border:.2f} ml, core {volume:.2f} ml").format(
-                border=rows["border_zone"]["volume_ml"], volume=rows["core"]["volume_ml"])
+            amounts = _("{band} {border:.2f} ml, {top} {volume:.2f} ml").format(
+                band=band, top=top, border=rows["border_zone"]["volume_ml"], volume=rows["core"]["volume_ml"])
+        if not result.tags.two_fields:
+            amounts += _(" (bands of one field, not border-zone and core tissue: choose a Core model for those)")
         self.ui.statusLabel.text = _("Tagged '{name}'{core}: {amounts}.").format(name=model.GetName(), core=core,
                                                                                  amounts=amounts)
         self._log(self.ui.statusLabel.text)

@@ -586,9 +586,13 @@ def test_batch_tags_and_exports_opencarp(case, trained, tmp_path, capsys):
     assert int((tmp_path / "heart.pts").read_text(encoding="utf-8").split("\n")[0]) == tagged.n_points
     with open(tmp_path / "summary.csv", newline="") as handle:
         measures = [row["Measure"] for row in csv.DictReader(handle)]
-    assert "Tissue core (tag 3) volume" in measures
+    assert "Tissue probability >= 0.6 (tag 3) volume" in measures  # one field: its bands, not tissue classes
     prefix = tmp_path / "heart"
-    assert f"Wrote {prefix}.pts, {prefix}.elem, {prefix}.lon, {prefix}.json\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"Wrote {prefix}.pts, {prefix}.elem, {prefix}.lon, {prefix}.json\n" in out
+    assert "probability band 0.3-0.6 tag 2:" in out and "not border-zone and core tissue" in out
+    assert json.loads((tmp_path / "heart.json").read_text(encoding="utf-8"))["region_legend"]["3"].startswith(
+        "probability >= 0.6 of one scar field")
 
 
 

@@ -986,6 +986,8 @@ def test_cohort_end_to_end_then_skip_then_rerun_one(cluster, cohort_data, tmp_pa
     rows = _summary(out)
     assert [r["id"] for r in rows] == ["p0", "p1", "p2", "bad"]
     assert [r["status"] for r in rows] == ["done"] * 3 + ["failed"]
+    # one-field rows: their two cuts in the band columns, not as a border zone and core
+    assert all(r["classes"] == "bands" and r["top_band_percent"] and not r["core_percent"] for r in rows[:3])
     bad = rows[3]
     assert "bad" in bad["error"] and "phantom_mesh.vtk" in bad["error"] and "\n" not in bad["error"]
     assert not (out / "bad").exists() and (out / "_failed" / "bad.json").exists()

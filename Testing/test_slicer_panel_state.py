@@ -71,7 +71,7 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     harness.click_to_end(panel["widget"], ui.tagButton)
     assert display.GetActiveScalarName() == "tissue_tag", ui.statusLabel.text
     assert combo.enabled and combo.currentIndex == -1 and combo.currentText == ""
-    assert "Tissue core" in ui.resultsLabel.text  # the summary is the result's table, tag rows included
+    assert "Tissue probability >=" in ui.resultsLabel.text  # the summary is the result's table, tag rows included
     widget.logic.show_field(model, "scar_error_risk")  # from the Python console (or the Models module)
     assert combo.currentText == "Error risk (relative)"
     display.SetScalarVisibility(False)  # the Models module's "Scalars: visible" unticked
@@ -102,7 +102,7 @@ def test_colour_by_names_what_the_view_shows_and_survives_a_scene_reload(panel, 
     assert widget._parameterNode.tagModel is loaded and ui.tagButton.enabled, ui.tagButton.toolTip
     assert widget._parameterNode.ahaModel is loaded
     assert combo.enabled and combo.currentText.startswith("Scar uncertainty")  # as the scene shows it
-    assert "Mean scar probability" in ui.resultsLabel.text and "Tissue core" in ui.resultsLabel.text
+    assert "Mean scar probability" in ui.resultsLabel.text and "Tissue probability >=" in ui.resultsLabel.text
     combo.choose("Scar probability")
     assert loaded.GetDisplayNode().GetActiveScalarName() == "scar_probability"
     assert loaded.GetDisplayNode().GetScalarRange() == (0.0, 1.0)

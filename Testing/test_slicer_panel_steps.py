@@ -580,6 +580,6 @@ def test_the_summary_follows_the_result_model_changed_from_the_console(panel, ph
     update_summary_table(model, [("Mean scar probability", "0.1234", "")])
     assert "0.1234" in ui.resultsLabel.text
     tag_model_node(model, border_zone=0.3, core=0.6, color_logic=widget.logic.color_logic)
-    assert "Tissue core" in ui.resultsLabel.text and model.GetNodeReference(SUMMARY_REFERENCE) is not None
+    assert "Tissue probability >= 0.6" in ui.resultsLabel.text and model.GetNodeReference(SUMMARY_REFERENCE) is not None
     write_point_arrays(model, {"scar_probability": None})
     assert ui.resultsLabel.text == "No result yet." and not ui.resultFieldComboBox.enabled

@@ -106,8 +106,10 @@ def test_tagging_a_surface_model_reports_areas_not_zero_volumes(panel, phantom):
     harness.click_to_end(panel["widget"], ui.tagButton)
     text = ui.statusLabel.text
     assert text.startswith("Tagged 'surface'") and "cm² (a surface: areas)" in text and " ml" not in text, text
-    border, core = (float(text.split(name)[1].split()[0]) for name in ("border zone ", "core "))
+    border, core = (float(text.split(name)[1].split()[0]) for name in ("probability band 0.3-0.6 ", "probability >= 0.6 "))
     assert border > 0 and core > 0  # not the zero volumes of a model without any
+    # one field: its bands, not the border zone and core of two fields (a Core model)
+    assert "(bands of one field, not border-zone and core tissue: choose a Core model for those)" in text, text
 
 
 @BOTH_VERSIONS

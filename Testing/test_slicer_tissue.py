@@ -44,14 +44,16 @@ def test_tags_colours_and_summary_rows(tagged_case):
     display = node.GetDisplayNode()
     assert display.GetActiveScalarName() == "tissue_tag" and display.GetColorNodeID() == TAG_COLOR_ID
     colors = context.scene.GetNodeByID(TAG_COLOR_ID)
-    assert colors.GetColorName(3) == "core" and colors.GetColorName(2) == "border zone"
+    # one field: its two cuts are probability bands, named so, not border zone and core (tissue classes)
+    assert colors.GetColorName(3) == "probability >= 0.7" and colors.GetColorName(2) == "probability band 0.4-0.7"
     # tag 0 is unused: opaque (a translucent entry turns the whole model translucent) but undefined, so the
     # legend lists the three classes only (it drew an unnamed black swatch)
     assert not colors.GetColorDefined(0) and [colors.GetColorDefined(t) for t in (1, 2, 3)] == [True] * 3
     assert colors.GetColorName(0) == "" and colors.GetLookupTable().GetTableValue(0)[3] == 1.0
     table = node.GetNodeReference("CardioScarSummaryTable").GetTable()
     measures = [table.GetValue(r, 0).ToString() for r in range(table.GetNumberOfRows())]
-    assert "Tissue core (tag 3) volume" in measures and "Tissue healthy (tag 1) share" in measures
+    assert "Tissue probability >= 0.7 (tag 3) volume" in measures and "Tissue healthy (tag 1) share" in measures
+    assert not any("core" in measure or "border" in measure for measure in measures)
     tag_model_node(node, border_zone=0.4, core=0.7)  # re-tagging replaces the rows, not piles them up
     table = node.GetNodeReference("CardioScarSummaryTable").GetTable()
     assert table.GetNumberOfRows() == len(measures)
@@ -232,6 +234,8 @@ def test_a_core_model_of_other_nodes_or_another_rule_is_refused(tagged_case, tmp
     core.SetAttribute("CardioScar.ScarRule", json.dumps({"rule": "nsd", "border": 2.0, "core": 5.0, "target": "core"}))
     tags = tag_model_node(node, core_model=core)  # one rule, two targets: the two-field tagging
     assert tags.two_fields
+    colors = node.GetScene().GetNodeByID(TAG_COLOR_ID)  # two fields' tags are the tissue classes, named so
+    assert [colors.GetColorName(t) for t in (1, 2, 3)] == ["healthy", "border zone", "core"]
 
 
 def test_a_core_model_read_from_a_file_tells_its_rule_by_its_mesh(tagged_case, tmp_path):

@@ -31,7 +31,7 @@ from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD
 from cardioscar.simulation.export import CORE_MESH_TOLERANCE_MM, check_core_labels, refuse_scar_as_core
 from cardioscar.simulation.opencarp import TAG_ARRAY, check_millimetres, note_tag_values, warn_if_centimetres
 from cardioscar.io.checks import check_scar_field_name
-from cardioscar.simulation.tags import CLASS_NAMES, TissueTags, check_tag_inputs
+from cardioscar.simulation.tags import TissueTags, check_tag_inputs
 
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import (PROBABILITY, SCAR_RULE_ATTRIBUTE, SUMMARY_REFERENCE, learned_target, recorded_scar_rule,
@@ -88,23 +88,26 @@ def show_by_table(model_node, field: str, association: int, color_node, top: int
         display.SetScalarVisibility(True)
 
 
-def tag_color_node(scene, tag_values: tuple[int, int, int]):
-    """A colour table whose entries at the tag numbers are the three class colours (others clear)."""
+def tag_color_node(scene, tags: TissueTags):
+    """A colour table whose entries at the tag numbers are the three class colours (others clear),
+    named as :meth:`TissueTags.class_labels` names them (one field's bands as probability bands)."""
+    tag_values = tags.tag_values
     node = singleton_color_table(scene, TAG_COLOR_TAG, "CardioScar tissue tags")
     node.SetNumberOfColors(max(tag_values) + 1)
     for index in range(max(tag_values) + 1):  # unused numbers opaque too: a translucent entry makes VTK draw
         node.SetColor(index, "", 0.0, 0.0, 0.0, 1.0)  # the whole model as translucent
         node.SetColorDefined(index, False)
-    for tag, name, (r, g, b) in zip(tag_values, CLASS_NAMES, TAG_COLORS):
-        node.SetColor(tag, name.replace("_", " "), r, g, b, 1.0)
+    for tag, name, (r, g, b) in zip(tag_values, tags.class_labels(), TAG_COLORS):
+        node.SetColor(tag, name, r, g, b, 1.0)
     return node
 
 
 def tissue_rows(tags: TissueTags) -> list[tuple[str, str, str]]:
-    """Summary-table rows: volume (ml) and percentage per class."""
+    """Summary-table rows: volume (ml) and percentage per class, named as
+    :meth:`TissueTags.class_labels` names them."""
     rows = []
-    for name, row in tags.summary().items():
-        label = f"{ROW_PREFIX}{name.replace('_', ' ')} (tag {row['tag']})"
+    for name, row in zip(tags.class_labels(), tags.summary().values()):
+        label = f"{ROW_PREFIX}{name} (tag {row['tag']})"
         rows += [(f"{label} volume", f"{row['volume_ml']:.2f}", "ml"), (f"{label} share", f"{row['percent']:.1f}", "%")]
     return rows
 
@@ -252,7 +255,7 @@ def apply_tags(model_node, tags: TissueTags, color_logic=None) -> None:
     mesh.GetCellData().AddArray(cell_array)
     mesh.GetCellData().Modified()
     note_tag_values(mesh, tags.tag_values)  # the AHA reads which value is which class (as on export's .vtu)
-    color_node = tag_color_node(model_node.GetScene(), tags.tag_values)
+    color_node = tag_color_node(model_node.GetScene(), tags)
     show_by_table(model_node, TAG_ARRAY, vtk.vtkAssignAttribute.CELL_DATA, color_node, max(tags.tag_values))
     if color_logic is not None:
         legend = (color_logic.GetColorLegendDisplayNode(model_node)

@@ -14,7 +14,8 @@ the centimetre warning speaks. One line per mesh and a summary.
 Usage: PYTHONPATH=CardioScarLib OMP_NUM_THREADS=1 python Testing/benchmarks/round23_good_meshes.py \
     [--data ../shared/data] [--cases N] [--spacing MM] [--only Case_N020,...]
 (its output: results/round23_good_meshes.txt; the lowest-contrast cases at 1.5 mm:
-``--spacing 1.5 --only ...``, results/round23_good_meshes_1.5mm.txt; truncated LVs of the lowest:
+``--spacing 1.5 --only ...``, results/round23_good_meshes_1.5mm.txt; all of them at 1.5 mm: ``--spacing 1.5``,
+results/round23_good_meshes_1.5mm_all.txt; truncated LVs of the lowest:
 ``--truncated --only Case_N034,Case_P087,Case_N020``, results/round23_truncated_lvs.txt; the piece
 closed surfaces: ``--surface``, results/round23_good_surfaces.txt; the piece warning's cost on a million nodes: ``--pieces-cost``, with Testing on the path, results/round23_pieces_cost.txt)
 """

@@ -35,6 +35,7 @@ import numpy as np
 from cardioscar.io.atomic import atomic_write
 from cardioscar.io.imageio import image_data_files
 from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
+from cardioscar.cohort.summary import BAND_COLUMNS
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.hidden_channels import SAID_ONCE_PER_COHORT
 
@@ -211,7 +212,8 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[n
              tags: Optional[np.ndarray] = None) -> dict:
     """Scar burden of the prediction on the mesh: volume (or area on a surface mesh) and shares, the
     border zone and core by :func:`_classes` (``tags``: a scar rule's two fields' node tags, None for
-    one field); Dice against ``truth`` (:func:`truth_values`) where there is one."""
+    one field, whose two bands go in :data:`BAND_COLUMNS`); Dice against ``truth``
+    (:func:`truth_values`) where there is one."""
     from cardioscar.aha.wall import is_volumetric
     from cardioscar.evaluate.metrics import dice, node_volumes
 
@@ -231,12 +233,14 @@ def _measure(spec: PatientSpec, mesh, probability: np.ndarray, truth: Optional[n
     volumetric = is_volumetric(mesh.dataset)
     measured = float(weights[scar].sum())
     score = None if truth is None else round(dice(probability, truth, threshold), 4)
+    # one field's two cuts are probability bands, not tissue: named so, and not border_percent/core_percent
+    split = ("border_percent", "core_percent") if tags is not None else BAND_COLUMNS
     return {
         "scar_volume_ml": round(measured / 1000.0, 4) if volumetric else None,
         "scar_area_cm2": None if volumetric else round(measured / 100.0, 4),
         "scar_percent": share(scar),
-        "border_percent": share(border),
-        "core_percent": share(core_mask),
+        split[0]: share(border),
+        split[1]: share(core_mask),
         "classes": "bands" if tags is None else "tissue",
         "dice": score,
     }
@@ -402,6 +406,7 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: 
 
     folder.mkdir()
     written, tags = [], None
+    # kept apart from _KeptWarnings(same_file): it also keeps the repeats out of the log, in _export called alone
     with SaidBeforeTraining():
         for fmt in spec.options["export"]:
             tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],

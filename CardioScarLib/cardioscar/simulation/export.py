@@ -272,12 +272,24 @@ def check_rule_from(given: dict | None, recorded: dict | None, mesh_name: str) -
                               "of the scar model that --mesh is the prediction of")
 
 
+#: Said after one field's class lines (:func:`summary_lines`): what its tags 2 and 3 are not.
+ONE_FIELD_BANDS = ("tags {border} and {core} are probability bands of one scar field, not border-zone and core tissue "
+                   "(those need a core model's field beside the scar model's)")
+
+
 def summary_lines(tags: "TissueTags") -> list[str]:
-    """One line per class: tag, nodes, elements, volume (ml; area in cm^2 on a surface mesh) and
-    percentage of the tagged volume (area)."""
-    return [f"{name:12s} tag {row['tag']}: {row['nodes']} nodes, {row['elements']} elements, "
-            + (f"{row['area_cm2']:.2f} cm2" if "area_cm2" in row else f"{row['volume_ml']:.2f} ml")
-            + f" ({row['percent']:.1f} %)" for name, row in tags.summary().items()]
+    """One line per class (two fields: its name; one field: its band, :meth:`TissueTags.class_labels`):
+    tag, nodes, elements, volume (ml; area in cm^2 on a surface mesh) and percentage of the tagged
+    volume (area); with one field, a last line saying its bands are no tissue classes."""
+    from .tags import CLASS_NAMES
+
+    labels = CLASS_NAMES if tags.two_fields else tags.class_labels()
+    lines = [f"{label:12s} tag {row['tag']}: {row['nodes']} nodes, {row['elements']} elements, "
+             + (f"{row['area_cm2']:.2f} cm2" if "area_cm2" in row else f"{row['volume_ml']:.2f} ml")
+             + f" ({row['percent']:.1f} %)" for label, row in zip(labels, tags.summary().values())]
+    if not tags.two_fields:
+        lines.append(ONE_FIELD_BANDS.format(border=tags.tag_values[1], core=tags.tag_values[2]))
+    return lines
 
 
 def scar_rule_of(training_data: str | Path) -> dict:

@@ -563,8 +563,15 @@ def sidecar(tags: TissueTags, units: str, frame: str, scar_rule: dict | None, fi
     rule-based, not measured; its rule and angles)."""
     field_rule = ("core field >= core, else scar field >= border_zone" if tags.two_fields
                   else "scar field >= core -> core, >= border_zone -> border zone")
+    # one field's tags 2 and 3 are probability bands, not tissue (TissueTags.class_labels): their
+    # legend says so beside the names a reader of "tags" would take for border-zone and core tissue
+    healthy, band, top = tags.class_labels()
+    legend = {} if tags.two_fields else {"region_legend": dict(zip(map(str, tags.tag_values), (
+        f"{healthy}: scar field < {tags.border_zone:g}", f"{band} of one scar field, not border-zone tissue",
+        f"{top} of one scar field, not core tissue")))}
     return {
         "tags": {name: tag for name, tag in zip(CLASS_NAMES, tags.tag_values)},
+        **legend,
         "tag_rule": {"nodes": field_rule, "elements": "the same thresholds on the mean of the element's nodes",
                      "border_zone": tags.border_zone, "core": tags.core,
                      "border_zone_is": tags.border_zone_meaning()},

@@ -70,6 +70,18 @@ class TissueTags:
             return "the scar field between the thresholds, its model trained on graded targets"
         return "the scar field between the thresholds (the targets its model learned are not recorded)"
 
+    def class_labels(self) -> tuple[str, str, str]:
+        """The three tags' names for a reader (a log line, a legend, a table row), in tag order.
+
+        Why: a border zone and a core are two tissue classes, which two thresholds of the signal
+        define (FWHM, 2-SD/3-SD, 3-SD/5-SD): two fields here, a scar model's and a core model's. One
+        field cut at two probabilities is two bands of one quantity (a label map's scar: its edge
+        and its confident part), which a table or legend that said "border zone" and "core" passed
+        off as tissue. The machine-read names (:data:`CLASS_NAMES`) stay as they are."""
+        if self.two_fields:
+            return ("healthy", "border zone", "core")
+        return ("healthy", f"probability band {self.border_zone:g}-{self.core:g}", f"probability >= {self.core:g}")
+
     def summary(self) -> dict:
         """Volume (ml) and percentage of the tagged volume per class, and node counts. On a surface
         mesh (no volume) the percentage is of the tagged area, given as ``area_cm2`` too: of the
