@@ -139,7 +139,7 @@ def test_a_checkpoint_dict_of_a_newer_or_damaged_format_is_refused_in_memory(tra
 @pytest.mark.parametrize("value, fragment", [
     ("2", "has format_version '2', not a whole number >= 1 (a damaged or hand-edited file): train the model again"),
     (2, "has format_version 2, newer than this CardioScar reads (1): upgrade cardioscar"),
-    (1.0, "has format_version 1.0, not a whole number >= 1"),
+    (1.5, "has format_version 1.5, not a whole number >= 1"),
 ])
 def test_an_attrivae_model_of_a_text_or_newer_format_is_refused_in_one_line(tmp_path, value, fragment):
     """The Attri-VAE loader compared ``format_version > 1`` bare: a text version (a hand-edited or

@@ -944,7 +944,7 @@ def test_a_channels_row_on_an_lv_in_two_halves_is_warned_before_its_fit(tmp_path
     two fits, of scar_prediction.vtk (a name the user never chose), where a row's `aha` was warned of
     before its fit, of the user's mesh (and again after it). Now the channel search's piece warning
     comes with the row's other pre-fit channel checks, naming the user's mesh; after the fits the
-    same pieces are not said again of the prediction (:class:`cardioscar.cohort.tasks._SaidBeforeTraining`)."""
+    same pieces are not said again of the prediction (:class:`cardioscar.simulation.opencarp.SaidBeforeTraining`)."""
     import re
 
     import cardioscar.logic

@@ -8,6 +8,7 @@ readers a user would use.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 from pathlib import Path
@@ -21,6 +22,7 @@ from cardioscar.io.meshio import read_mesh
 from cardioscar.evaluate.metrics import dice, node_volumes, volume_error
 from cardioscar.phantoms.phantom import PhantomConfig
 from cardioscar.fit.training import TrainingConfig
+from conftest import _WarningRecords
 
 _DEMO_RUN: dict = {}
 
@@ -30,17 +32,36 @@ VERSION_KEYS = ("cardioscar", "torch", "numpy", "vtk", "SimpleITK", "python")
 
 
 def demo_run(tmp_path_factory) -> tuple[Path, dict]:
-    """Run the real default demo once per test session; return (output folder, returned report)."""
+    """Run the real default demo once per test session; return (output folder, returned report). Its
+    default log (INFO) is kept in ``_DEMO_RUN["said"]``."""
     if "out" not in _DEMO_RUN:
         out = tmp_path_factory.mktemp("demo") / "cardioscar_demo"
-        _DEMO_RUN["report"] = run_demo(out, force_cpu=True)
-        _DEMO_RUN["out"] = out
+        said, logger = _WarningRecords(), logging.getLogger("cardioscar")
+        said.setLevel(logging.INFO)  # the default log's lines, not only its warnings
+        level = logger.level
+        logger.addHandler(said)
+        logger.setLevel(logging.INFO)
+        try:
+            _DEMO_RUN["report"] = run_demo(out, force_cpu=True)
+        finally:
+            logger.removeHandler(said)
+            logger.setLevel(level)
+        _DEMO_RUN["out"], _DEMO_RUN["said"] = out, said.messages
     return _DEMO_RUN["out"], _DEMO_RUN["report"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return demo_run(tmp_path_factory)
+
+
+def test_demo_says_its_mapping_once(demo):
+    """The baselines step mapped the slices again and said prepare's "Mapping (...)" line a second time,
+    after reading the mesh apply had read (the rule of Testing/test_quiet_logs.py: each thing once)."""
+    said = _DEMO_RUN["said"]
+    assert len([m for m in said if m.startswith("Mapping (")]) == 1, said
+    mesh_reads = [m for m in said if m.startswith("Read mesh ") and "phantom_mesh.vtk" in m]
+    assert len(mesh_reads) == 2, mesh_reads  # prepare's and apply's: the baselines use apply's
 
 
 def _png_size(path: Path) -> tuple[int, int]:

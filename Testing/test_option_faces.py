@@ -391,7 +391,7 @@ def test_batch_script(name, names, option, batch, tmp_path):
     logic = TABLE[name].logic
     if isinstance(logic, str) and "(" in logic:  # a file the script loads as a node for train_and_apply(<parameter>=)
         parameter = logic.split("(")[1].rstrip(")")
-        assert f'("{parameter}", args.{action.dest})' in inspect.getsource(batch.run), names
+        assert f'("{parameter}", args.{action.dest})' in inspect.getsource(batch._run), names
         return
     rule = ["--scar-rule", "psi"] if name == "myocardium segment" else []  # a segment names a rule's mask
     rule += [f"--{key.replace('_', '-')}={value}" for key, value in RULE_CONTEXT.get(name, {}).items()]

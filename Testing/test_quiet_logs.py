@@ -106,3 +106,50 @@ def test_a_bulk_job_reads_its_files_at_debug_under_one_summary(tmp_path, caplog)
     caplog.clear()
     read_image(folder / "Case_P001" / "Images" / "Case_P001.nii.gz")
     assert [r.levelno for r in caplog.records if r.getMessage().startswith("Read image ")] == [logging.INFO]
+
+
+def _unit_scale_sform(path: Path) -> None:
+    """Rewrite the NIfTI at ``path`` as EMIDEC's files are: a unit-scale sform (code 1, the same
+    orientation and origin) over its pixdim voxels, and no qform."""
+    import gzip
+    import struct
+
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<h", raw, 252, 0)  # qform_code
+    for row in range(3):  # srow_x, srow_y, srow_z: each axis's sign, unit length, the origin kept
+        values = list(struct.unpack_from("<4f", raw, 280 + 16 * row))
+        values[row] = float(np.sign(values[row]))
+        struct.pack_into("<4f", raw, 280 + 16 * row, *values)
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+def test_a_bulk_job_says_its_files_sform_note_once_with_a_count(tmp_path, caplog):
+    """Attri-VAE reading a folder of EMIDEC-like files (a unit-scale sform over 1.6 x 1.6 x 10 mm voxels)
+    said the same sform note once per file, two per case; now each file's at DEBUG and one line at INFO
+    with their count and the first file's note."""
+    from cardioscar.attrivae.dataset import load_cases
+    from cardioscar.attrivae.preprocess import LabelConvention, PreprocessConfig
+    from cardioscar.attrivae.synthetic import write_synthetic_set
+
+    folder = write_synthetic_set(tmp_path, n_mi=1, n_normal=1, seed=3)
+    for path in folder.rglob("*.nii.gz"):
+        _unit_scale_sform(path)
+    caplog.set_level(logging.DEBUG, logger="cardioscar")
+    load_cases(folder, folder / "clinical.csv", LabelConvention(), PreprocessConfig(cube=16))
+    notes = [r for r in caplog.records if "NIfTI sform" in r.getMessage()]
+    assert [r.levelno for r in notes] == [logging.DEBUG] * 4 + [logging.INFO], [r.getMessage() for r in notes]
+    assert notes[-1].getMessage().startswith("4 image(s) read have a NIfTI sform whose voxel size is not pixdim's, "
+                                             "each read as ITK and Slicer read it (each named with --debug); the "
+                                             "first: Image Case_N002.nii.gz: its NIfTI sform gives 1 x 1 x 1 mm "
+                                             "voxels, pixdim 1.6 x 1.6 x 10 mm"), notes[-1].getMessage()
+
+
+def test_the_partial_volume_correction_says_one_line(segmented, tmp_path, capsys):
+    """`prepare --partial-volume-correction` said two lines, the coverage's samples and median, then the
+    groups it dropped; one now, with the median coverage and what it dropped and clipped."""
+    assert main(["prepare", "--mesh", str(segmented["mesh"]), "--image", str(segmented["image"]),
+                 "--partial-volume-correction", "--output", str(tmp_path / "data.npz")]) == 0
+    said = [line for line in _log_of(capsys) if line.startswith("Partial volume")]
+    assert len(said) == 1 and re.fullmatch(r"Partial volume: median myocardial coverage \d\.\d\d; dropped \d+ of \d+ "
+                                           r"groups \(\d+ rows\) with coverage < 0\.\d\d; \d+ targets clipped to 1",
+                                           said[0]), said

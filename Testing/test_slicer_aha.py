@@ -22,6 +22,7 @@ from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 
 import CardioScarLogic as csl  # noqa: E402
 from CardioScarLogic.aha import AHA_TABLE_REFERENCE, apply_segments, read_aha_inputs  # noqa: E402
+from CardioScarLogic.wording import library_warnings  # noqa: E402
 from cardioscar.aha import AhaOptions, analyse_mesh  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
@@ -172,15 +173,19 @@ def test_whole_number_floats_stay_double_columns_through_json_and_a_saved_scene(
 
 def test_markups_in_the_wrong_order_are_warned_and_recorded(case, warnings_of_cardioscar):
     """The inferior insertion placed first: the library's warning (which the panel's log shows) and
-    the result's ``rv_insertion.sense``; the right order (the case's expected table) is anatomical."""
+    the result's ``rv_insertion.sense``; the right order (the case's expected table) is anatomical.
+    The result records the library's words; the Logic's log names its markups' points."""
     assert case["expected"].summary["rv_insertion"]["sense"] == "anatomical"
     context = csl.create_scene()
     model = csl.load_model(context.scene, case["path"])
     markups = _markups(context.scene, case["insertions"][::-1])
-    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups))
-    warned = [message for message in warnings_of_cardioscar if "mirror" in message]
+    with library_warnings() as heard:
+        result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups))
+    warned = [message for message in heard if "mirror" in message]
     assert len(warned) == 1 and result.summary["rv_insertion"]["sense"] == "mirrored"
     assert result.summary["rv_insertion"]["warning"] == warned[0]
+    [logged] = [message for message in warnings_of_cardioscar if "mirror" in message]
+    assert "the anterior insertion first (point 1 of inputs.rv_markups, then its point 2)" in logged and "--" not in logged
 
 
 def test_one_markup_on_a_mirrored_heart_is_warned_and_recorded(tmp_path, warnings_of_cardioscar):
@@ -191,10 +196,13 @@ def test_one_markup_on_a_mirrored_heart_is_warned_and_recorded(tmp_path, warning
     path, anterior, _ = bivme_lv_mesh(tmp_path / "mirrored.vtk", (1.0, 0.0, 0.0))
     context = csl.create_scene()
     model = csl.load_model(context.scene, path)
-    result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=_markups(context.scene, [anterior]),
-                                                                   measure=AhaOptions(transmurality="off")))
-    (warned,) = [message for message in warnings_of_cardioscar if "mirror" in message]
+    with library_warnings() as heard:
+        result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(
+            rv_markups=_markups(context.scene, [anterior]), measure=AhaOptions(transmurality="off")))
+    (warned,) = [message for message in heard if "mirror" in message]
     assert result.summary["rv_insertion"]["frame_handedness"]["warning"] == warned
+    (logged,) = [message for message in warnings_of_cardioscar if "mirror" in message]
+    assert "--" not in logged and "(point 1 of inputs.rv_markups, then its point 2)" in logged, logged
 
 
 def test_bad_inputs_leave_the_model_as_it_was(case):

@@ -8,18 +8,20 @@ is another option, or none, in the batch script:
   (``'Scar labels' 3,4 match no pixel``; :func:`in_panel_words`);
 - the Logic used from the Python console raises it with each option named as the Logic's own
   parameter (``options.scar_labels 3,4 match no pixel``, ``border_zone``, ``inputs.rv_label``;
-  :func:`speaks_logic_words` on its entry points);
+  :func:`speaks_logic_words` on its entry points), and logs its warnings in the same words;
 - the batch script prints it with each option it calls otherwise named as the script's option
   (``--aha-threshold 1.5: use a value between 0 and 1``; :data:`BATCH_NAMES`, :func:`in_batch_words`).
 
 Options with no name on a face keep their command-line name, so the message stays findable in the
 option tables of Documentation/command-line.md#options. A reworded error keeps the library's words
-(:func:`library_words`), from which the panel and the batch script word it their own way.
+(:func:`library_words`), and so does a reworded log record (:func:`library_message`,
+:data:`LIBRARY_MSG`), from which the panel and the batch script word it their own way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import re
@@ -140,11 +142,14 @@ SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--predicti
                      "--write-truth": "Write scar_truth on the model"}
 
 #: The Logic's words for the AHA's axis advice, which names the command line's options with coordinates
-#: (renamed one by one it read ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``).
+#: (renamed one by one it read ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and
+#: for the RV insertions' order, both points of one markups node (renamed one by one it read
+#: ``(inputs.rv_markups, then inputs.rv_markups)``).
 LOGIC_AHA_ADVICE = {AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
                                          "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
                     AXIS_POINTS_ADVICE: "give inputs.apex_base_markups (a markups node: the apex, then the base "
-                                        "centre)"}
+                                        "centre)",
+                    INSERTION_ORDER: "(point 1 of inputs.rv_markups, then its point 2)"}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
 #: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).
@@ -270,6 +275,19 @@ def library_words(error: BaseException) -> str:
 LIBRARY_LOGGERS = ("cardioscar", "CardioScarLogic")
 
 
+#: The attribute of a log record the Logic reworded that keeps its format string in the library's words.
+LIBRARY_MSG = "library_msg"
+
+
+def library_message(record: logging.LogRecord) -> str:
+    """The message of ``record`` in the library's words, also when a Logic call reworded it (the
+    panel words it its own way: the Logic's parameter names mean nothing to someone who clicks)."""
+    words = getattr(record, LIBRARY_MSG, None)
+    if words is None:
+        return record.getMessage()
+    return str(words) % record.args if record.args else str(words)
+
+
 class _HeardWarnings(logging.Handler):
     """The library's warnings raised on this thread, each once, in its own words."""
 
@@ -279,7 +297,7 @@ class _HeardWarnings(logging.Handler):
         self._thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
+        message = library_message(record)
         if record.thread == self._thread and message not in self.messages:
             self.messages.append(message)
 
@@ -303,21 +321,65 @@ def library_warnings() -> Iterator[list[str]]:
 
 Function = TypeVar("Function", bound=Callable)
 
+#: The words (option names, advice) of the Logic call running in this context, outermost call's; None
+#: outside a call. A context variable, so another thread's records (the panel's worker reports, a
+#: cohort's) keep their own words: a thread starts with none set.
+_LOGIC_WORDS: contextvars.ContextVar[tuple[dict[str, str], dict[str, str]] | None] = contextvars.ContextVar(
+    "cardioscar_logic_words", default=None)
+
+
+def _reword_in_logic_calls(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """The log record factory ``make`` whose records of the library's and the Logic's loggers, made
+    inside a Logic call, have their format string in the call's words (the values filled in, such as
+    a file name or a face's own advice given to the library, as they were) and keep the library's in
+    :data:`LIBRARY_MSG`. A record factory, not a handler's filter: it reaches every handler, the one
+    Slicer's console writes with, a script's ``basicConfig`` and Python's last resort on stderr alike."""
+
+    def made(*args, **kwargs) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        words = _LOGIC_WORDS.get()
+        if words is not None and str(record.name).split(".")[0] in LIBRARY_LOGGERS:
+            names, advice = words
+            library = getattr(record, LIBRARY_MSG, record.msg)
+            setattr(record, LIBRARY_MSG, library)
+            record.msg = _renamed(advice_in_face_words(str(library), advice), names, "{}")
+        return record
+
+    made.rewords_logic_calls = True  # type: ignore[attr-defined]
+    return made
+
+
+@contextlib.contextmanager
+def _logging_in_logic_words(names: dict[str, str], advice: dict[str, str]) -> Iterator[None]:
+    """Inside, the library's log records say the Logic's words (an outer call's words hold, as they
+    do for its errors). The factory is installed once, over whatever factory the process has, and
+    passes records through untouched outside a call."""
+    if not getattr(logging.getLogRecordFactory(), "rewords_logic_calls", False):
+        logging.setLogRecordFactory(_reword_in_logic_calls(logging.getLogRecordFactory()))
+    token = _LOGIC_WORDS.set(_LOGIC_WORDS.get() or (names, advice))
+    try:
+        yield
+    finally:
+        _LOGIC_WORDS.reset(token)
+
 
 def speaks_logic_words(names: dict[str, str], advice: dict[str, str] | None = None
                        ) -> Callable[[Function], Function]:
     """Decorate a Logic entry point: a :class:`CardioScarError` it raises names each command-line
     option in ``names`` as the Logic's parameter instead (and gives ``advice``'s phrases, the
     command line's fibre advice, in the Logic's words), and keeps the library's words in
-    ``library_message``. The error itself is reworded, not a copy of it: a copy lost its cause
-    (``raise ... from OSError``) and could not be made of a subclass whose ``__init__`` takes other
-    arguments than its message (a TypeError in place of the user's error)."""
+    ``library_message``; its log records say the same words (:func:`_logging_in_logic_words`: "are
+    --apex and --base swapped?" meant nothing in the Python console). The error itself is reworded,
+    not a copy of it: a copy lost its cause (``raise ... from OSError``) and could not be made of a
+    subclass whose ``__init__`` takes other arguments than its message (a TypeError in place of the
+    user's error)."""
 
     def decorate(function: Function) -> Function:
         @functools.wraps(function)
         def worded(*args, **kwargs):
             try:
-                return function(*args, **kwargs)
+                with _logging_in_logic_words(names, advice or {}):
+                    return function(*args, **kwargs)
             except CardioScarError as error:
                 original = library_words(error)
                 message = _renamed(advice_in_face_words(original, advice or {}), names, "{}")

@@ -350,10 +350,31 @@ class _ScriptWords(logging.Filter):
         self.names = names
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from CardioScarLogic.wording import in_batch_words
+        from CardioScarLogic.wording import LIBRARY_MSG, in_batch_words
 
-        record.msg = in_batch_words(str(record.msg), self.names)
+        # from the library's words, also where a Logic call worded the record in its parameters' names
+        record.msg = in_batch_words(str(getattr(record, LIBRARY_MSG, record.msg)), self.names)
         return True
+
+
+@contextmanager
+def _script_words(names: dict[str, str]) -> Iterator[None]:
+    """Inside, each warning logged is written in ``names`` (a :class:`_ScriptWords` on each handler of
+    the root logger, in place of an outer block's)."""
+    words = _ScriptWords(names)
+    handlers = list(logging.getLogger().handlers)
+    outer = {handler: [f for f in handler.filters if isinstance(f, _ScriptWords)] for handler in handlers}
+    for handler in handlers:
+        for step in outer[handler]:
+            handler.removeFilter(step)
+        handler.addFilter(words)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(words)
+            for step in outer[handler]:
+                handler.addFilter(step)
 
 
 @contextmanager
@@ -369,24 +390,13 @@ def _doing(verb: str, parser: argparse.ArgumentParser) -> Iterator[None]:
     ``--aha-threshold``), a warning's ``--output`` became ``--export-opencarp``."""
     from cardioscar.errors import CardioScarError
 
-    words = _ScriptWords(_script_names(verb, parser))
-    handlers = list(logging.getLogger().handlers)
-    outer = {handler: [f for f in handler.filters if isinstance(f, _ScriptWords)] for handler in handlers}
-    for handler in handlers:
-        for step in outer[handler]:
-            handler.removeFilter(step)
-        handler.addFilter(words)
-    try:
-        yield
-    except (CardioScarError, MemoryError) as error:
-        if not hasattr(error, "batch_verb"):
-            error.batch_verb = verb
-        raise
-    finally:
-        for handler in handlers:
-            handler.removeFilter(words)
-            for step in outer[handler]:
-                handler.addFilter(step)
+    with _script_words(_script_names(verb, parser)):
+        try:
+            yield
+        except (CardioScarError, MemoryError) as error:
+            if not hasattr(error, "batch_verb"):
+                error.batch_verb = verb
+            raise
 
 
 def _script_names(verb: str, parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -539,12 +549,22 @@ def run(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("cardioscar_batch").setLevel(logging.INFO)
+    # outside a step too (the training route, the options' check): the Logic's calls word their warnings
+    # in its parameters' names (options.preset), which this script's user does not give
+    with _script_words(_script_names("", parser)):
+        return _run(args, parser)
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The work of :func:`run` on its parsed ``args``; returns the exit status."""
     from cardioscar.errors import CardioScarError
 
     try:
         from CardioScarLogic import (CardioScarLogic, check_mesh_output, ensure_scene, load_mask, load_model, load_volume,
                                      save_model)
         from CardioScarLogic.results import keep_scar_rule
+        from cardioscar.io.meshio import read_mesh
+        from cardioscar.simulation.opencarp import SaidBeforeTraining
 
         _check_arguments(args, parser)
         options = _options(args)
@@ -562,29 +582,36 @@ def run(argv: list[str]) -> int:
 
             with _doing("export", parser):
                 core_values(model_node, args.core_field, core_node)
+        # the export's, the channel search's and the AHA's checks of the user's mesh, read once
+        checked = (args.export_opencarp, args.channels_dir, args.aha_dir)
+        mesh = read_mesh(args.mesh) if any(path is not None for path in checked) else None
         if args.export_opencarp is not None:  # so is a mesh the openCARP export (or its fibre rule) refuses
-            from cardioscar.io.meshio import read_mesh
             from cardioscar.io.checks import check_prefix
-            from cardioscar.simulation.opencarp import check_exportable
+            from cardioscar.simulation.opencarp import check_exportable, warn_about_pieces
 
             with _doing("export", parser):
                 check_prefix(args.export_opencarp)
-                mesh = read_mesh(args.mesh)
                 check_exportable(mesh)
+                warn_about_pieces(mesh)  # of the user's mesh, before the training (the export's own is left out)
                 if args.fibre_rule:  # a mesh the rule refuses (biventricular, a surface), before the training
                     from cardioscar.simulation.fibres import DEFAULT_HELIX_DEG, rule_wall
 
                     rule_wall(mesh, args.helix_angles or DEFAULT_HELIX_DEG)
         if args.channels_dir is not None:  # its options, and a mesh the search refuses, before the training
             from cardioscar.aha.wall import lv_wall
-            from cardioscar.io.meshio import read_mesh
             from cardioscar.simulation.channels import check_searchable_mesh
+            from cardioscar.simulation.opencarp import PIECES_CHANNELS, SEAM_CHANNELS, warn_about_pieces
 
             with _doing("channels", parser):
                 channel_options = _channel_options(args)
-                mesh = read_mesh(args.mesh)
                 check_searchable_mesh(mesh)
                 lv_wall(mesh, "the channel search", " (or leave --channels-dir out)")
+                warn_about_pieces(mesh, PIECES_CHANNELS, seam=SEAM_CHANNELS)
+        if args.aha_dir is not None and args.lv_mask is None:  # with an LV mask the AHA reads the LV's part alone
+            from cardioscar.simulation.opencarp import PIECES_AHA, SEAM_AHA, warn_about_pieces
+
+            with _doing("aha", parser):
+                warn_about_pieces(mesh, PIECES_AHA, seam=SEAM_AHA)
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:
@@ -619,21 +646,22 @@ def run(argv: list[str]) -> int:
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
         if args.save_model is not None:
             logic.save_model(args.save_model)
-        if args.export_opencarp is not None:
-            from CardioScarLogic.tissue import export_model_node
+        with SaidBeforeTraining():  # the mesh's pieces (and the export's coincident nodes): said before the run
+            if args.export_opencarp is not None:
+                from CardioScarLogic.tissue import export_model_node
 
-            with _doing("export", parser):
-                files = export_model_node(model_node, tags, args.export_opencarp, units=args.units,
-                                          fibres="rule" if args.fibre_rule else None, helix_deg=args.helix_angles)
-            written.append(f"Wrote {', '.join(str(path) for path in files)}")
-        if args.summary is not None:
-            _write_summary(result.table_node, args.summary)
-        if args.channels_dir is not None:
-            written += _channels(args, parser, model_node, channel_options)
-        if args.aha_dir is not None:
-            with _doing("aha", parser):
-                written += _aha(args, context, logic, model_node)
-            save_model(model_node, args.output)  # again, now with the aha_segment arrays
+                with _doing("export", parser):
+                    files = export_model_node(model_node, tags, args.export_opencarp, units=args.units,
+                                              fibres="rule" if args.fibre_rule else None, helix_deg=args.helix_angles)
+                written.append(f"Wrote {', '.join(str(path) for path in files)}")
+            if args.summary is not None:
+                _write_summary(result.table_node, args.summary)
+            if args.channels_dir is not None:
+                written += _channels(args, parser, model_node, channel_options)
+            if args.aha_dir is not None:
+                with _doing("aha", parser):
+                    written += _aha(args, context, logic, model_node)
+                save_model(model_node, args.output)  # again, now with the aha_segment arrays
         if view is not None:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)
             view.close()

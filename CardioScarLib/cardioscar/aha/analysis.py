@@ -465,9 +465,9 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
     warn_if_centimetres(points, where, "the AHA analysis (its volumes are ml, its distances mm)")
     refuse_unjoined_cells(mesh, where)
     dataset = mesh.dataset_lps(points)
-    refuse_debris(dataset, points, lv_nodes, where)
+    parts = refuse_debris(dataset, points, lv_nodes, where)
     if options.lv_mask_field is None:  # with a mask, the LV may be a piece of its own (an RV meshed apart)
-        warn_about_pieces(mesh, PIECES_AHA, where, SEAM_AHA)
+        warn_about_pieces(mesh, PIECES_AHA, where, SEAM_AHA, parts)  # every node is the LV's: the same parts
     weights = node_volumes(dataset)
     if not np.any(weights[lv_ids] > 0):
         # points only (or vertex and line cells): the shape axis divided by a zero weight and

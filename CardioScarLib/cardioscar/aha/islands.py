@@ -44,18 +44,20 @@ def node_parts(dataset: vtk.vtkDataSet, nodes: np.ndarray) -> np.ndarray:
     return parts
 
 
-def refuse_debris(dataset: vtk.vtkDataSet, points: np.ndarray, lv_nodes: np.ndarray, where: str) -> None:
+def refuse_debris(dataset: vtk.vtkDataSet, points: np.ndarray, lv_nodes: np.ndarray, where: str) -> np.ndarray | None:
     """Refuse small parts of the LV nodes (each under :data:`SMALL_PART_SHARE` of them) whose
     nearest node lies over :data:`MAX_GAP_MM` from every large part, naming how many nodes and
     where. A small part closer than that (an apical ring that ``mesh-from-labels`` could not join
-    to the next slice's) is near enough to be the wall's own, and is left to the mesh's maker."""
+    to the next slice's) is near enough to be the wall's own, and is left to the mesh's maker.
+    Returns the LV nodes' parts (:func:`node_parts`; None for a mesh without cells): the AHA's warning
+    of a mesh in pieces asks the same of the same cells."""
     if dataset.GetNumberOfCells() == 0:
-        return
+        return None
     parts = node_parts(dataset, lv_nodes)
     sizes = np.bincount(parts[lv_nodes])
     large = sizes >= SMALL_PART_SHARE * int(lv_nodes.sum())
     if large.all() or not large.any():
-        return
+        return parts
     in_large = lv_nodes & large[np.maximum(parts, 0)]
     loose = np.flatnonzero(lv_nodes & ~in_large)
     distance, _ = cKDTree(points[in_large]).query(points[loose])
@@ -70,3 +72,4 @@ def refuse_debris(dataset: vtk.vtkDataSet, points: np.ndarray, lv_nodes: np.ndar
             f"rest lie {gap[nearest]:.0f} mm or more from the wall (one centred at LPS {centre}); they would move the "
             "long axis, base and apex, and every segment with them: remove them from the mesh (debris of the "
             f"segmentation?){LV_MASK_DEBRIS_ADVICE}")
+    return parts

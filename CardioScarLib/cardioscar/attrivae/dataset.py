@@ -77,17 +77,17 @@ def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: Label
     clinical = read_clinical_table(clinical_csv)
     names = present_attributes(clinical)
     cases = []
-    for folder in folders:
-        letter, number = CASE_NAME.fullmatch(folder.name).groups()  # type: ignore[union-attr]
-        image_path, labels_path = case_files(folder)
-        with bulk_reads():  # each file's line at DEBUG: the summary below says them at INFO
+    with bulk_reads():  # each file's lines at DEBUG: the summary below (and the sform notes') at INFO
+        for folder in folders:
+            letter, number = CASE_NAME.fullmatch(folder.name).groups()  # type: ignore[union-attr]
+            image_path, labels_path = case_files(folder)
             prepared = prepare_case(image_path, labels_path, convention, config)
-        values = shape_attributes(prepared.labels, prepared.spacing, convention)
-        row = clinical.get(int(number))
-        if row is None:
-            logger.warning("%s has no row in %s: its clinical attributes are unknown", folder.name, clinical_csv)
-        values.update({a: (row or {}).get(a, math.nan) for a in names if a not in SHAPE_ATTRIBUTES})
-        cases.append(Case(folder.name, prepared.cube, int(letter == "P"), values))
+            values = shape_attributes(prepared.labels, prepared.spacing, convention)
+            row = clinical.get(int(number))
+            if row is None:
+                logger.warning("%s has no row in %s: its clinical attributes are unknown", folder.name, clinical_csv)
+            values.update({a: (row or {}).get(a, math.nan) for a in names if a not in SHAPE_ATTRIBUTES})
+            cases.append(Case(folder.name, prepared.cube, int(letter == "P"), values))
     if limit is not None and len(cases) != len(set(limit)):
         missing = sorted(set(limit) - {c.case_id for c in cases})
         raise CardioScarError(f"--data {data_dir} lacks the cases {missing}")

@@ -402,10 +402,12 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: 
     returns the file names and the tag volumes. ``fibres`` rule: the LV fibre rule's fibres at
     ``helix_angles`` in every format (``export --fibres rule --helix-angles``)."""
     from cardioscar.simulation.export import export_model
+    from cardioscar.simulation.opencarp import SaidBeforeTraining
 
     folder.mkdir()
     written, tags = [], None
-    with _SaidBeforeTraining():
+    # kept apart from _KeptWarnings(same_file): it also keeps the repeats out of the log, in _export called alone
+    with SaidBeforeTraining():
         for fmt in spec.options["export"]:
             tags, files = export_model(prediction, folder / "heart", fmt, border_zone=spec.options["threshold"],
                                        core=spec.options["core_threshold"], core_mesh=core_prediction,
@@ -413,35 +415,6 @@ def _export(spec: PatientSpec, prediction: Path, folder: Path, core_prediction: 
                                        helix_deg=helix_deg(spec))
             written += [path.name for path in files.values()]
     return {"folder": folder.name, "files": sorted(written), "tags": tags.summary()}
-
-
-# Kept apart from _KeptWarnings(same_file): it also keeps the repeats out of the log, in _export called alone.
-class _SaidBeforeTraining(logging.Filter):
-    """Leaves out, while a patient's export, AHA or channel search runs, this thread's warnings about
-    coincident nodes and about a mesh in pieces: the checks before the training said them of the
-    user's mesh, whose nodes and cells the prediction has.
-
-    Why: the record and the log said the same nodes twice, once of the mesh the user gave and once
-    of the prediction file, whose name the user never chose (a row's `aha` on an LV in pieces: once
-    before its fit, again of scar_prediction.vtk). Other threads' records pass: a worker may run
-    several patients at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._thread = threading.get_ident()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from cardioscar.simulation.opencarp import COINCIDENT_RECORD, PIECES_RECORD
-
-        return record.thread != self._thread or not (getattr(record, COINCIDENT_RECORD, False)
-                                                     or getattr(record, PIECES_RECORD, False))
-
-    def __enter__(self) -> "_SaidBeforeTraining":
-        logging.getLogger("cardioscar.simulation.opencarp").addFilter(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        logging.getLogger("cardioscar.simulation.opencarp").removeFilter(self)
 
 
 def training_config(spec: PatientSpec, threads: int = 1):
@@ -510,6 +483,7 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
 
     from cardioscar.fit.devices import describe_device
     from cardioscar.io.meshio import read_mesh
+    from cardioscar.simulation.opencarp import SaidBeforeTraining
 
     options = spec.options
     torch.set_num_threads(threads)  # inference too, not only training's num_threads
@@ -556,7 +530,7 @@ def _pipeline(spec: PatientSpec, folder: Path, final: Path, threads: int, use_gp
     tags = _tissue_tags(spec, mesh, result.mean_predictions, core_probability)  # before the export: its checks
     measured = _measure(spec, mesh, result.mean_predictions, truth, tags)
     aha = None
-    with _SaidBeforeTraining():  # the mesh's pieces were warned of before the fit, of the user's mesh
+    with SaidBeforeTraining():  # the mesh's pieces were warned of before the fit, of the user's mesh
         if options["aha"] is not None:
             aha = _aha(spec, prediction, folder / "aha", final / prediction_name(spec), tags)
         exported = None if options["export"] is None else _export(spec, prediction, folder / SIMULATION,

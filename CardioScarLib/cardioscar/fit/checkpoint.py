@@ -213,7 +213,7 @@ def check_checkpoint_format(checkpoint: dict, where: object) -> None:
     every file :func:`load_checkpoint` reads and on a dict given in memory (the Python API's
     ``predict_on_points``, the Slicer Logic's ``apply_model``) before its network is built."""
     version = checkpoint.get("format_version", CHECKPOINT_FORMAT)
-    if isinstance(version, torch.Tensor) and version.numel() == 1 and not version.is_floating_point():
+    if isinstance(version, torch.Tensor) and version.numel() == 1:  # a float's value is checked as a float's
         version = version.item()
     check_format_version(version, str(where), CHECKPOINT_FORMAT, "retrain or restore a backup",
                          "upgrade cardioscar, or retrain with this one")

@@ -249,9 +249,15 @@ def check_format_version(version: object, where: str, newest: int, damaged_fix: 
     Why: a newer CardioScar's file may store keys in another meaning (read in this build's, a wrong
     answer with exit 0), and a text or fractional version is a damaged or hand-edited file; a bare
     ``>`` raised a TypeError on text. Shared by the scar-field and the Attri-VAE loaders and the
-    training data's reader, whose ``.npz`` holds the number as a numpy array (one element: read as its value)."""
+    training data's reader, whose ``.npz`` holds the number as a numpy array (one element: read as its value).
+
+    A whole number stored as a float (2.0: a file rewritten by a tool whose numbers are all floats,
+    MATLAB's or JavaScript's JSON) is read as that version: the number is the same, and it was
+    refused as "not a whole number >= 1", which it is, leaving nothing the user could fix but the file."""
     if isinstance(version, (np.ndarray, np.generic)) and np.size(version) == 1:
         version = np.asarray(version).reshape(()).item()
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)
     if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
         raise CardioScarError(f"{where} has format_version {version!r}, not a whole number >= 1 (a damaged or "
                               f"hand-edited file): {damaged_fix}")

@@ -386,18 +386,29 @@ def _is_vtk_mesh(path: Path) -> bool:
 
 #: The level of the one line each read logs: INFO, or DEBUG inside :func:`bulk_reads`.
 _READ_LEVEL: contextvars.ContextVar[int] = contextvars.ContextVar("cardioscar_read_level", default=logging.INFO)
+#: Inside :func:`bulk_reads`, the sform notes of its files (:func:`_note_sform_scales`), said at its end.
+_BULK_SFORM_NOTES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("cardioscar_bulk_sform_notes",
+                                                                                    default=None)
 
 
 @contextmanager
 def bulk_reads() -> Iterator[None]:
-    """Within it, each file's read line is logged at DEBUG. Why: a job that reads many files (the
-    Attri-VAE's cases: two per case) buried its own lines under one "Read image" per file; it says
-    one summary line at INFO instead, and ``--debug`` still shows each file. Warnings are kept."""
+    """Within it, each file's read line is logged at DEBUG, and so is each file's sform note, which
+    the block's end says once at INFO with their count. Why: a job that reads many files (the
+    Attri-VAE's cases: two per case) buried its own lines under one "Read image" per file, and an
+    EMIDEC folder's under one sform note per image, the same words each time; it says one summary
+    line at INFO instead, and ``--debug`` still shows each file. Warnings are kept."""
     token = _READ_LEVEL.set(logging.DEBUG)
+    notes: list[str] = []
+    noting = _BULK_SFORM_NOTES.set(notes)
     try:
         yield
     finally:
         _READ_LEVEL.reset(token)
+        _BULK_SFORM_NOTES.reset(noting)
+    if notes:
+        logger.info("%d image(s) read have a NIfTI sform whose voxel size is not pixdim's, each read as ITK and "
+                    "Slicer read it (each named with --debug); the first: %s", len(notes), notes[0])
 
 
 def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
@@ -704,9 +715,13 @@ def _note_sform_scales(layout: _NiftiLayout, source: Path) -> None:
                  else "the qform" if layout.qform is not None else "no transform (ITK refuses it)")
     sform_mm = " x ".join(f"{v:.4g}" for v in scales)
     pixdim_mm = " x ".join(f"{v:.4g}" for v in layout.pixdim[:3])
-    logger.info("Image %s: its NIfTI sform gives %s mm voxels, pixdim %s mm; read with pixdim's voxel size and "
-                "%s's orientation and origin (as ITK and Slicer read it); a tool that takes the voxel size from "
-                "the sform would see %s mm voxels", source.name, sform_mm, pixdim_mm, placed_by, sform_mm)
+    note = (f"Image {source.name}: its NIfTI sform gives {sform_mm} mm voxels, pixdim {pixdim_mm} mm; read with "
+            f"pixdim's voxel size and {placed_by}'s orientation and origin (as ITK and Slicer read it); a tool that "
+            f"takes the voxel size from the sform would see {sform_mm} mm voxels")
+    bulk = _BULK_SFORM_NOTES.get()
+    if bulk is not None:
+        bulk.append(note)
+    logger.log(_READ_LEVEL.get(), "%s", note)
 
 
 def _scan_voxels(stream, header: bytes, layout: _NiftiLayout, source: Path) -> int:

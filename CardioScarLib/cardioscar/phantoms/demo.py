@@ -31,7 +31,7 @@ from cardioscar.prepare.partial_volume import corrected_slices
 from cardioscar.fit.devices import describe_device, resolve_device
 from cardioscar.errors import CardioScarError
 from cardioscar.io.imageio import read_image
-from cardioscar.prepare.mapping import map_slices_to_nodes
+from cardioscar.prepare.mapping import nodes_on_slices
 from cardioscar.logic import (
     PreprocessingRequest,
     apply_scar_model,
@@ -42,7 +42,7 @@ from cardioscar.logic import (
     train_scar_model,
 )
 from cardioscar.io.meshio import read_mesh
-from cardioscar.evaluate.metrics import evaluate_fields, node_volumes, on_slice_mask
+from cardioscar.evaluate.metrics import evaluate_fields, node_volumes
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom
 from cardioscar.phantoms.report import build_report, render_report_png, write_report_json
 from cardioscar.prepare.slices import slices_from_image
@@ -152,13 +152,12 @@ def _run(out: Path, seed: Optional[int], force_cpu: bool, phantom_config: Option
 
     clock = time.perf_counter()
     logger.info("[5/6] baselines: nearest slice and LogOdds interpolation")
-    mesh = read_mesh(phantom_files["mesh"])
-    points = mesh.points_lps()
+    points = mesh.points_lps()  # apply's mesh, which saving the prediction left unchanged
     slices = slice_targets(slices_from_image(read_image(phantom_files["image"]),
                                              half_thickness=phantom.slice_half_thickness_mm,
                                              label=phantom_files["image"].name))
     # "on the slices": every node inside a slab, also where the correction dropped a nearly empty box
-    on_slices = on_slice_mask(map_slices_to_nodes(points, slices).node_ids, mesh.n_points)
+    on_slices = nodes_on_slices(points, slices)  # prepare mapped them and said so: not again
     if prepared.partial_volume_correction:  # the baselines get the same corrected pixels as the network
         slices = corrected_slices(slices, prepared.group_slice, prepared.group_pixel, prepared.group_targets)
     baselines = {"nearest_slice": nearest_slice_baseline(points, slices),

@@ -139,6 +139,18 @@ def _slice_rows(points: np.ndarray, layer: SliceLayer,
             distance[nodes[has_value]], cut)
 
 
+def nodes_on_slices(points_lps: np.ndarray, slices: Sequence[SliceLayer]) -> np.ndarray:
+    """Whether each node lies on a pixel with a value inside a slice's slab (box profile): the nodes
+    :func:`map_slices_to_nodes` maps, without its checks, warnings and summary line. Why: a step that
+    needs only that set of the slices mapped before (the demo's baselines, after its prepare) said
+    the mapping's line twice."""
+    points = np.ascontiguousarray(points_lps, dtype=np.float64)
+    on = np.zeros(points.shape[0], dtype=bool)
+    for layer in slices:
+        on[_slice_rows(points, layer)[0]] = True
+    return on
+
+
 def map_slices_to_nodes(points_lps: np.ndarray, slices: Sequence[SliceLayer], *,
                         scar_targets: bool = True, slice_profile: str = "box",
                         myocardium_given: bool = False) -> GroupMapping:

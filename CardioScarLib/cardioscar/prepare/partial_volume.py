@@ -134,8 +134,9 @@ def myocardial_coverage(
         stop = start + mine.size * per_group
         coverage[mine] = inside[start:stop].reshape(mine.size, per_group).mean(axis=1)
         start = stop
-    logger.info("Partial volume: %d samples in %d boxes, median myocardial coverage %.2f",
-                points.shape[0], coverage.size, float(np.median(coverage)))
+    # at DEBUG: correct_targets, which every caller runs next, says the coverage in its one line
+    logger.debug("Partial volume: %d samples in %d boxes, median myocardial coverage %.2f",
+                 points.shape[0], coverage.size, float(np.median(coverage)))
     return coverage
 
 
@@ -160,9 +161,9 @@ def correct_targets(mapping: GroupMapping, coverage: np.ndarray,
     new_id = np.cumsum(keep) - 1
     row_keep = keep[mapping.group_ids]
     corrected = np.clip(mapping.group_values[keep] / coverage[keep], 0.0, 1.0)
-    logger.info("Partial volume: dropped %d of %d groups (%d rows) with myocardial coverage < %.2f; "
-                "%d targets clipped to 1", dropped, mapping.n_groups, int((~row_keep).sum()), min_coverage,
-                int(np.sum(mapping.group_values[keep] > coverage[keep])))
+    logger.info("Partial volume: median myocardial coverage %.2f; dropped %d of %d groups (%d rows) with coverage "
+                "< %.2f; %d targets clipped to 1", float(np.median(coverage)), dropped, mapping.n_groups,
+                int((~row_keep).sum()), min_coverage, int(np.sum(mapping.group_values[keep] > coverage[keep])))
     new_mapping = replace(
         mapping,
         node_ids=mapping.node_ids[row_keep],

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -153,7 +154,7 @@ PIECES_RECORD = "cardioscar_mesh_pieces"
 
 
 def warn_about_pieces(mesh: Mesh, consequence: str = PIECES_EXPORT, name: Optional[str] = None,
-                      seam: Optional[str] = None) -> None:
+                      seam: Optional[str] = None, parts: Optional[np.ndarray] = None) -> None:
     """Warn when a volumetric mesh falls into pieces that no element joins (apart from pieces that
     touch through coincident nodes, which :func:`check_elements_joined` names); a mesh without volume
     cells is left alone (a surface's shells are pieces of their own). Why: a simulator conducts into
@@ -164,7 +165,9 @@ def warn_about_pieces(mesh: Mesh, consequence: str = PIECES_EXPORT, name: Option
     stage that asks (:data:`PIECES_EXPORT`, :data:`PIECES_AHA`, :data:`PIECES_CHANNELS`); ``name``:
     what the message calls the mesh (default its file's name, or "the mesh"); ``seam``: what a seam of
     coincident nodes does to a stage that runs no :func:`check_elements_joined` (:data:`SEAM_AHA`,
-    :data:`SEAM_CHANNELS`; None: not looked for): such pieces were measured as one, without a word."""
+    :data:`SEAM_CHANNELS`; None: not looked for): such pieces were measured as one, without a word.
+    ``parts``: the nodes' connected parts (:func:`cardioscar.aha.islands.node_parts` of every node or of
+    those in cells) where the caller has them (the AHA's debris check), so they are not found twice."""
     from scipy.spatial import cKDTree
 
     from ..aha.islands import node_parts
@@ -175,9 +178,9 @@ def warn_about_pieces(mesh: Mesh, consequence: str = PIECES_EXPORT, name: Option
     _, connectivity = cell_layout(mesh.dataset)
     used = np.zeros(mesh.n_points, dtype=bool)
     used[connectivity] = True
-    parts = node_parts(mesh.dataset, used)
-    sizes = np.bincount(parts[used])
-    if len(sizes) < 2:
+    parts = node_parts(mesh.dataset, used) if parts is None else parts
+    sizes = np.bincount(parts[used])  # a node in no cell is a part of its own in parts of every node: size 0 here
+    if np.count_nonzero(sizes) < 2:
         return
     points = mesh.points_lps()
     main = parts == int(np.argmax(sizes))
@@ -396,6 +399,32 @@ def check_elements_joined(mesh: Mesh) -> None:
     logger.warning("%s: a simulator conducts across none of them (a line of block), as where parts were appended "
                    "without merging their points; merge them unless the split is meant", what,
                    extra={COINCIDENT_RECORD: True})
+
+
+class SaidBeforeTraining(logging.Filter):
+    """Leaves out, inside the block, this thread's warnings about coincident nodes and about a mesh in
+    pieces: a face that trains before it exports, segments or searches for channels (a cohort row, the
+    batch script) said them of the user's mesh before the fit, and the result has its nodes and cells.
+
+    Why: the log said the same nodes twice, once of the mesh the user gave and once of the prediction
+    (a cohort row's `aha` on an LV in pieces: once before its fit, again of scar_prediction.vtk; the
+    batch script only after the training, and the export's coincident nodes twice). Other threads'
+    records pass: a cohort worker may run several patients at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self._thread or not (getattr(record, COINCIDENT_RECORD, False)
+                                                     or getattr(record, PIECES_RECORD, False))
+
+    def __enter__(self) -> "SaidBeforeTraining":
+        logger.addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logger.removeFilter(self)
 
 
 def _element_lines(mesh: Mesh, tags: np.ndarray) -> list[str]:
