@@ -99,10 +99,29 @@ def test_a_bulk_job_reads_its_files_at_debug_under_one_summary(tmp_path, caplog)
     reads = [r for r in caplog.records if r.getMessage().startswith("Read image ")]
     assert len(reads) == 4 and {r.levelno for r in reads} == {logging.DEBUG}
     assert [line for line in _info_lines(caplog) if line.startswith("Loaded ")] == [
-        f"Loaded 2 cases (1 MI) from {folder}: 2 images and their label maps read (each named with --debug)"]
+        f"Loaded 2 cases (1 MI) from {folder}: 2 images and their label maps read (each named with --verbose)"]
     # outside a bulk job a read keeps its INFO line
     from cardioscar.io.imageio import read_image
 
     caplog.clear()
     read_image(folder / "Case_P001" / "Images" / "Case_P001.nii.gz")
     assert [r.levelno for r in caplog.records if r.getMessage().startswith("Read image ")] == [logging.INFO]
+
+
+def test_the_option_the_bulk_summary_names_shows_each_file(tmp_path):
+    """The summary line said each file was named "with --debug", which shows tracebacks and left
+    the log at INFO: a user who added it saw no file. The option it names now shows them."""
+    import re
+
+    from cardioscar.attrivae.synthetic import write_synthetic_set
+    from conftest import run_cli_in_process
+
+    folder = write_synthetic_set(tmp_path, n_mi=1, n_normal=1, seed=3)
+    train = ("attrivae", "train", "--data", folder, "--clinical", folder / "clinical.csv", "--cube", "8", "--epochs",
+             "1", "--folds", "0", "--device", "cpu", "--output")
+    plain = run_cli_in_process(*train, tmp_path / "plain.pth")
+    assert plain.returncode == 0, plain.stderr
+    option = re.search(r"read \(each named with (\S+)\)", plain.stderr).group(1)
+    named = run_cli_in_process(option, *train, tmp_path / "named.pth")
+    assert named.returncode == 0, named.stderr
+    assert len([line for line in named.stderr.splitlines() if line.startswith("Read image ")]) == 4, named.stderr

@@ -24,6 +24,7 @@ from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model
                                    check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
+from cardioscar.said_once import new_run
 from cardioscar.simulation import channels_cli, export
 
 logger = logging.getLogger("cardioscar")
@@ -580,6 +581,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``cardioscar`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    new_run()  # what an earlier command in this process said once, this one says again
     try:
         with _logging_to_stderr(args.verbose):
             args.handler(args)

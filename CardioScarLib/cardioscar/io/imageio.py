@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import CardioScarError
+from ..said_once import said_once_memory
 from .checks import check_image_exists
 
 logger = logging.getLogger(__name__)
@@ -392,7 +393,7 @@ _READ_LEVEL: contextvars.ContextVar[int] = contextvars.ContextVar("cardioscar_re
 def bulk_reads() -> Iterator[None]:
     """Within it, each file's read line is logged at DEBUG. Why: a job that reads many files (the
     Attri-VAE's cases: two per case) buried its own lines under one "Read image" per file; it says
-    one summary line at INFO instead, and ``--debug`` still shows each file. Warnings are kept."""
+    one summary line at INFO instead, and ``--verbose`` (DEBUG) still shows each file. Warnings are kept."""
     token = _READ_LEVEL.set(logging.DEBUG)
     try:
         yield
@@ -679,8 +680,9 @@ def _check_one_placement(layout: _NiftiLayout, source: Path) -> None:
 
 #: How far (mm) an sform column's length may lie from pixdim before ITK warns of "unexpected scales".
 SFORM_SCALE_TOLERANCE_MM = 1e-3
-#: The files already warned about for their sform's scales (a file is read several times a run).
-_SFORM_NOTED: set[Path] = set()
+#: The files already noted for their sform's scales (a file is read several times a run; a new
+#: command forgets them, :mod:`cardioscar.said_once`).
+_SFORM_NOTED = said_once_memory()
 
 
 def _note_sform_scales(layout: _NiftiLayout, source: Path) -> None:
