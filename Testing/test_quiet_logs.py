@@ -125,3 +125,21 @@ def test_the_option_the_bulk_summary_names_shows_each_file(tmp_path):
     named = run_cli_in_process(option, *train, tmp_path / "named.pth")
     assert named.returncode == 0, named.stderr
     assert len([line for line in named.stderr.splitlines() if line.startswith("Read image ")]) == 4, named.stderr
+
+
+def test_progress_lines_go_on_through_a_training_attempt_after_the_first(caplog):
+    """A training the quality checks run again (a stalled fit from another seed, a lower peak rate)
+    restarts its clock; the logged progress (train into a file or pipe, the demo) kept the first
+    run's last time, so a second 30 s run said nothing until its last epoch. Each run now has its
+    line every 5 s, from its first epoch."""
+    from cardioscar.fit.training import TrainingProgress, progress_log_lines
+
+    report = progress_log_lines()
+    caplog.set_level(logging.INFO, logger="cardioscar")
+    for attempt in (1, 2):
+        caplog.clear()
+        for second in range(31):
+            report(TrainingProgress(epoch=10 * second + 1, max_epochs=301, loss=0.1, best_loss=0.1,
+                                    learning_rate=1e-3, elapsed_s=float(second), eta_s=None))
+        times = [re.search(r"\((\d+) s\)$", line).group(1) for line in _info_lines(caplog) if "  epoch " in line]
+        assert times == ["0", "5", "10", "15", "20", "25", "30"], (attempt, times)
