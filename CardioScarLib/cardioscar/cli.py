@@ -305,7 +305,8 @@ def _register_phantom_and_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=None, help="phantom seed")
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.add_argument("--raw-lge", action="store_true",
-                      help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, .pts/.elem/.vtu")
+                      help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, "
+                           ".pts/.elem/.lon (the LV fibre rule)/.vtu")
     demo.add_argument("--nodes", type=int, default=None,
                       help="approximate node count of the phantom's mesh (smaller runs faster; default the phantom's)")
     demo.add_argument("--max-epochs", type=int, default=None,
