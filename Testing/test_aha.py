@@ -225,12 +225,14 @@ def test_an_apex_the_slices_did_not_reach_is_not_covered(lad_phantom, warnings_o
 
 
 def test_the_logs_line_tells_a_trace_of_scar_from_none():
-    """A segment at 0.3 % read "0%" in the log's line while a scar-free one was left out of it."""
+    """A segment at 0.3 % read "0%" in the log's line while a scar-free one was left out of it; one
+    at 99.6 % read "100%", as if scarred whole."""
     from cardioscar.aha.table import scar_per_segment
 
     rows = [{"segment": 1, "covered": True, "scar_pct": 0.0}, {"segment": 2, "covered": True, "scar_pct": 0.3},
-            {"segment": 3, "covered": True, "scar_pct": 55.7}, {"segment": 17, "covered": False, "scar_pct": None}]
-    assert scar_per_segment(rows) == "1:0%, 2:<1%, 3:56%, 17:not covered"
+            {"segment": 3, "covered": True, "scar_pct": 55.7}, {"segment": 4, "covered": True, "scar_pct": 99.6},
+            {"segment": 5, "covered": True, "scar_pct": 100.0}, {"segment": 17, "covered": False, "scar_pct": None}]
+    assert scar_per_segment(rows) == "1:0%, 2:<1%, 3:56%, 4:>99%, 5:100%, 17:not covered"
 
 
 def test_surface_mesh_transmurality_is_estimated_or_refused(lad_phantom):

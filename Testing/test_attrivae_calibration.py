@@ -137,3 +137,19 @@ def test_a_damaged_calibration_record_is_refused_in_one_line(small_model, tmp_pa
     path = _checkpoint(fitted, tmp_path, {"method": "platt", "slope": -1.0, "intercept": 0.0, "n_cases": 9})
     with pytest.raises(CardioScarError, match="records a calibration that is not a Platt scaling"):
         ckpt.load_checkpoint(path)
+
+
+def test_each_predict_command_in_one_process_says_the_model_is_uncalibrated(small_model, tmp_path):
+    """Said once per model and process, the warning reached only the first `cardioscar attrivae
+    predict` run in a process (Slicer's console, a script calling `main` per case, the suite's
+    in-process runs); each in a new shell said it. Now each command says it, once."""
+    from conftest import run_cli_in_process
+
+    folder, fitted = small_model
+    path = _checkpoint(fitted, tmp_path, None)
+    for case in ("Case_P001", "Case_N003"):
+        image, labels = case_files(folder / case)
+        done = run_cli_in_process("attrivae", "predict", "--model", path, "--image", image, "--labels", labels,
+                                  "--device", "cpu")
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count("records no calibration") == 1, (case, done.stderr)

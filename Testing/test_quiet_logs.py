@@ -99,7 +99,7 @@ def test_a_bulk_job_reads_its_files_at_debug_under_one_summary(tmp_path, caplog)
     reads = [r for r in caplog.records if r.getMessage().startswith("Read image ")]
     assert len(reads) == 4 and {r.levelno for r in reads} == {logging.DEBUG}
     assert [line for line in _info_lines(caplog) if line.startswith("Loaded ")] == [
-        f"Loaded 2 cases (1 MI) from {folder}: 2 images and their label maps read (each named with --debug)"]
+        f"Loaded 2 cases (1 MI) from {folder}: 2 images and their label maps read (each named with --verbose)"]
     # outside a bulk job a read keeps its INFO line
     from cardioscar.io.imageio import read_image
 
@@ -139,7 +139,7 @@ def test_a_bulk_job_says_its_files_sform_note_once_with_a_count(tmp_path, caplog
     notes = [r for r in caplog.records if "NIfTI sform" in r.getMessage()]
     assert [r.levelno for r in notes] == [logging.DEBUG] * 4 + [logging.INFO], [r.getMessage() for r in notes]
     assert notes[-1].getMessage().startswith("4 image(s) read have a NIfTI sform whose voxel size is not pixdim's, "
-                                             "each read as ITK and Slicer read it (each named with --debug); the "
+                                             "each read as ITK and Slicer read it (each named with --verbose); the "
                                              "first: Image Case_N002.nii.gz: its NIfTI sform gives 1 x 1 x 1 mm "
                                              "voxels, pixdim 1.6 x 1.6 x 10 mm"), notes[-1].getMessage()
 
@@ -153,3 +153,40 @@ def test_the_partial_volume_correction_says_one_line(segmented, tmp_path, capsys
     assert len(said) == 1 and re.fullmatch(r"Partial volume: median myocardial coverage \d\.\d\d; dropped \d+ of \d+ "
                                            r"groups \(\d+ rows\) with coverage < 0\.\d\d; \d+ targets clipped to 1",
                                            said[0]), said
+
+
+def test_the_option_the_bulk_summary_names_shows_each_file(tmp_path):
+    """The summary line said each file was named "with --debug", which shows tracebacks and left
+    the log at INFO: a user who added it saw no file. The option it names now shows them."""
+    import re
+
+    from cardioscar.attrivae.synthetic import write_synthetic_set
+    from conftest import run_cli_in_process
+
+    folder = write_synthetic_set(tmp_path, n_mi=1, n_normal=1, seed=3)
+    train = ("attrivae", "train", "--data", folder, "--clinical", folder / "clinical.csv", "--cube", "8", "--epochs",
+             "1", "--folds", "0", "--device", "cpu", "--output")
+    plain = run_cli_in_process(*train, tmp_path / "plain.pth")
+    assert plain.returncode == 0, plain.stderr
+    option = re.search(r"read \(each named with (\S+)\)", plain.stderr).group(1)
+    named = run_cli_in_process(option, *train, tmp_path / "named.pth")
+    assert named.returncode == 0, named.stderr
+    assert len([line for line in named.stderr.splitlines() if line.startswith("Read image ")]) == 4, named.stderr
+
+
+def test_progress_lines_go_on_through_a_training_attempt_after_the_first(caplog):
+    """A training the quality checks run again (a stalled fit from another seed, a lower peak rate)
+    restarts its clock; the logged progress (train into a file or pipe, the demo) kept the first
+    run's last time, so a second 30 s run said nothing until its last epoch. Each run now has its
+    line every 5 s, from its first epoch."""
+    from cardioscar.fit.training import TrainingProgress, progress_log_lines
+
+    report = progress_log_lines()
+    caplog.set_level(logging.INFO, logger="cardioscar")
+    for attempt in (1, 2):
+        caplog.clear()
+        for second in range(31):
+            report(TrainingProgress(epoch=10 * second + 1, max_epochs=301, loss=0.1, best_loss=0.1,
+                                    learning_rate=1e-3, elapsed_s=float(second), eta_s=None))
+        times = [re.search(r"\((\d+) s\)$", line).group(1) for line in _info_lines(caplog) if "  epoch " in line]
+        assert times == ["0", "5", "10", "15", "20", "25", "30"], (attempt, times)

@@ -44,8 +44,9 @@ def test_the_demo_reports_dice_per_class_that_the_files_confirm(demo):
     out, proc = demo
     report = json.loads((out / "report_raw_lge.json").read_text(encoding="utf-8"))
     assert "Dice against the phantom's truth" in proc.stderr
-    # its own inputs draw no advice to leave them out (it gave PSI a blood pool, which only IIR reads)
-    assert "leave them out" not in proc.stderr
+    # its own inputs draw no advice to leave them out (it gave PSI a blood pool, which only IIR reads),
+    # nor to give --fibres, which it does not take: its openCARP model has the LV rule's fibres
+    assert "leave them out" not in proc.stderr and "--fibres" not in proc.stderr
     prediction = read_mesh(out / "prediction_raw_lge.vtk")
     scar, core = prediction.point_array("scar_probability"), prediction.point_array("core_probability")
     truth = prediction.point_array("scar_truth")
@@ -68,6 +69,8 @@ def test_the_opencarp_and_vtu_files_carry_the_tagged_mesh(demo):
     scar, core = prediction.point_array("scar_probability"), prediction.point_array("core_probability")
     nodes = np.array([[int(v) for v in e[1:5]] for e in elements])
     assert {e[0] for e in elements} == {"Tt"}
+    lon = (out / "model_opencarp.lon").read_text(encoding="utf-8").split()
+    assert lon[0] == "2" and len(lon) == 1 + 6 * len(elements)  # fibre and sheet per element
     tags = np.array([int(e[5]) for e in elements])
     expected = np.where(core[nodes].mean(axis=1) >= 0.5, 3, np.where(scar[nodes].mean(axis=1) >= 0.5, 2, 1))
     np.testing.assert_array_equal(tags, expected)

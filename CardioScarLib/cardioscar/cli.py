@@ -24,6 +24,7 @@ from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model
                                    check_vtk_file, shape_prior_word)
 from cardioscar.errors import CardioScarError, TrainingCancelled
 from cardioscar.lge import options as lge_options
+from cardioscar.said_once import new_run
 from cardioscar.simulation import channels_cli, export
 
 logger = logging.getLogger("cardioscar")
@@ -304,7 +305,8 @@ def _register_phantom_and_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=None, help="phantom seed")
     demo.add_argument("--cpu", action="store_true", help="force CPU")
     demo.add_argument("--raw-lge", action="store_true",
-                      help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, .pts/.elem/.vtu")
+                      help="scanner to openCARP: raw LGE, PSI scar rule, scar and core models, tags, "
+                           ".pts/.elem/.lon (the LV fibre rule)/.vtu")
     demo.add_argument("--nodes", type=int, default=None,
                       help="approximate node count of the phantom's mesh (smaller runs faster; default the phantom's)")
     demo.add_argument("--max-epochs", type=int, default=None,
@@ -580,6 +582,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``cardioscar`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    new_run()  # what an earlier command in this process said once, this one says again
     try:
         with _logging_to_stderr(args.verbose):
             args.handler(args)

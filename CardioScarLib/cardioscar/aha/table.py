@@ -108,12 +108,14 @@ def scar_per_segment(rows: list[dict]) -> str:
     Why: the line listed only segments whose scar was not exactly 0, each rounded to whole percent,
     so a scar-free segment and one the slices never imaged were both missing from it while a
     segment at 0.3 % read "0%": a reader could not tell which segments had been measured. A share
-    between 0 and 1 % reads ``<1%``, never ``0%``."""
+    between 0 and 1 % reads ``<1%``, never ``0%``; one between 99 and 100 % ``>99%``, never
+    ``100%`` (99.6 % rounded read as a segment scarred whole)."""
     def cell(row: dict) -> str:
         pct = row["scar_pct"]
         if not row["covered"] or pct is None:
             return f"{row['segment']}:not covered"
-        return f"{row['segment']}:{'<1' if 0 < pct < 1 else f'{pct:.0f}'}%"
+        shown = "<1" if 0 < pct < 1 else ">99" if 99 < pct < 100 else f"{pct:.0f}"
+        return f"{row['segment']}:{shown}%"
 
     return ", ".join(cell(row) for row in rows)
 

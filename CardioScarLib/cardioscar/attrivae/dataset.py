@@ -92,7 +92,7 @@ def load_cases(data_dir: str | Path, clinical_csv: str | Path, convention: Label
         missing = sorted(set(limit) - {c.case_id for c in cases})
         raise CardioScarError(f"--data {data_dir} lacks the cases {missing}")
     _check_clinical_known(cases, names, clinical_csv)
-    logger.info("Loaded %d cases (%d MI) from %s: %d images and their label maps read (each named with --debug)",
+    logger.info("Loaded %d cases (%d MI) from %s: %d images and their label maps read (each named with --verbose)",
                 len(cases), sum(c.mi for c in cases), data_dir, len(cases))
     return cases, names
 

@@ -30,11 +30,13 @@ from cardioscar.attrivae.preprocess import (LabelConvention, PreparedCase, check
                                             warn_if_cine_like)
 from cardioscar.attrivae.train import read_attributes
 from cardioscar.errors import CardioScarError
+from cardioscar.said_once import said_once_memory
 
 logger = logging.getLogger(__name__)
 
-#: The models (by their training summary) already warned about for having no calibration.
-_WARNED_UNCALIBRATED: set[str] = set()
+#: The models (by their training summary) already warned about for having no calibration (a new
+#: command forgets them, :mod:`cardioscar.said_once`).
+_WARNED_UNCALIBRATED = said_once_memory()
 
 
 @dataclass

@@ -230,10 +230,14 @@ def progress_log_lines(interval_s: float = PROGRESS_LOG_INTERVAL_S) -> Callable[
     Why: where the messages go to a file or a pipe (a redirected run, a cluster job's log), a
     progress bar rewrites its line with carriage returns: the log became one line of thousands of
     characters, and the messages logged during training (the shape prior's choice) were glued into
-    it. ``cardioscar demo`` logs these lines, and ``cardioscar train`` when stderr is no terminal."""
+    it. ``cardioscar demo`` logs these lines, and ``cardioscar train`` when stderr is no terminal.
+    A run the quality checks start again restarts its clock: its first epoch is said at once, as
+    the first run's (kept against the earlier run's time, it was silent until that time was past)."""
     last = [-interval_s]
 
     def report(progress: TrainingProgress) -> None:
+        if progress.elapsed_s < last[0]:  # a new run: its clock starts again
+            last[0] = -interval_s
         if progress.elapsed_s - last[0] >= interval_s or progress.epoch == progress.max_epochs:
             last[0] = progress.elapsed_s
             logger.info("  epoch %d/%d  loss %.5f  best %.5f  (%.0f s)", progress.epoch, progress.max_epochs,

@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import CardioScarError
+from ..said_once import said_once_memory
 from .checks import check_image_exists
 
 logger = logging.getLogger(__name__)
@@ -397,7 +398,7 @@ def bulk_reads() -> Iterator[None]:
     the block's end says once at INFO with their count. Why: a job that reads many files (the
     Attri-VAE's cases: two per case) buried its own lines under one "Read image" per file, and an
     EMIDEC folder's under one sform note per image, the same words each time; it says one summary
-    line at INFO instead, and ``--debug`` still shows each file. Warnings are kept."""
+    line at INFO instead, and ``--verbose`` (DEBUG) still shows each file. Warnings are kept."""
     token = _READ_LEVEL.set(logging.DEBUG)
     notes: list[str] = []
     noting = _BULK_SFORM_NOTES.set(notes)
@@ -408,7 +409,7 @@ def bulk_reads() -> Iterator[None]:
         _BULK_SFORM_NOTES.reset(noting)
     if notes:
         logger.info("%d image(s) read have a NIfTI sform whose voxel size is not pixdim's, each read as ITK and "
-                    "Slicer read it (each named with --debug); the first: %s", len(notes), notes[0])
+                    "Slicer read it (each named with --verbose); the first: %s", len(notes), notes[0])
 
 
 def read_image(path: str | Path, allow_plane: bool = False) -> sitk.Image:
@@ -690,8 +691,9 @@ def _check_one_placement(layout: _NiftiLayout, source: Path) -> None:
 
 #: How far (mm) an sform column's length may lie from pixdim before ITK warns of "unexpected scales".
 SFORM_SCALE_TOLERANCE_MM = 1e-3
-#: The files already warned about for their sform's scales (a file is read several times a run).
-_SFORM_NOTED: set[Path] = set()
+#: The files already noted for their sform's scales (a file is read several times a run; a new
+#: command forgets them, :mod:`cardioscar.said_once`).
+_SFORM_NOTED = said_once_memory()
 
 
 def _note_sform_scales(layout: _NiftiLayout, source: Path) -> None:

@@ -88,8 +88,10 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
     set_text_field(mesh.dataset, SCAR_RULE_ARRAY, json.dumps(records["scar"]))  # and the rule its model learned
     write_mesh(mesh, prediction, {"scar_probability": probabilities["scar"],
                                   "core_probability": probabilities["core"], "scar_truth": phantom.truth})
+    # the LV fibre rule's .lon: a model openCARP can run (without it, the export told the demo's user to
+    # give --fibres, an option the demo does not take)
     tags, _ = export_model(prediction, out / "model_opencarp", core_field="core_probability",
-                           scar_rule=records["scar"])
+                           scar_rule=records["scar"], fibres_field="rule")
     export_model(prediction, out / "model_tagged.vtu", fmt="vtu", core_field="core_probability")
 
     truth_grade = np.where(phantom.truth >= core, 2, np.where(phantom.truth >= border, 1, 0))
@@ -98,7 +100,8 @@ def run_raw_lge_demo(output_dir: str | Path, seed: Optional[int] = None, force_c
             **{name: _dice(predicted_grade == g, truth_grade == g) for g, name in enumerate(CLASS_NAMES) if g}}
     report = {"rule": RULE, "thresholds": [border, core], "truth": f"border zone {border} <= s < {core}, core s >= {core}",
               "dice": dice, "classes": tags.summary(), "seconds": seconds, "n_nodes": int(mesh.n_points),
-              "files": ["model_opencarp.pts", "model_opencarp.elem", "model_opencarp.json", "model_tagged.vtu",
+              "files": ["model_opencarp.pts", "model_opencarp.elem", "model_opencarp.lon", "model_opencarp.json",
+                        "model_tagged.vtu",
                         prediction.name]}
     with atomic_write(out / "report_raw_lge.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
