@@ -8,6 +8,7 @@ wide whatever the septum width the mesh used: the plot is a map of segments, not
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -42,8 +43,10 @@ def segment_at(radius: float, angle_deg: float) -> Optional[int]:
     return None
 
 
-def _territory_edges() -> list[np.ndarray]:
-    """Polylines (N, 2) where two territories (or a territory and the outside) meet."""
+@lru_cache(maxsize=1)
+def _territory_edges() -> tuple[np.ndarray, ...]:
+    """Polylines (N, 2) where two territories (or a territory and the outside) meet; cached, as
+    the layout is fixed and every disc of every figure draws the same outline."""
     lines = []
     for radius in (1.0, 2.0, 3.0, 4.0):
         for degree in range(360):
@@ -58,7 +61,7 @@ def _territory_edges() -> list[np.ndarray]:
             if TERRITORY_OF.get(segment_at(middle, boundary - 0.5)) != TERRITORY_OF.get(segment_at(middle, boundary + 0.5)):
                 direction = np.array([np.cos(np.radians(boundary)), np.sin(np.radians(boundary))])
                 lines.append(np.stack([inner * direction, outer * direction]))
-    return lines
+    return tuple(lines)
 
 
 def _label_position(segment: int) -> tuple[float, float]:
@@ -77,6 +80,7 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
     territories outlined in thick black. Returns the colour mapping for a bar."""
     import matplotlib.cm
     import matplotlib.colors
+    from matplotlib.collections import LineCollection
     from matplotlib.patches import Wedge
 
     norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
@@ -93,8 +97,9 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
         ax.text(x, y + 0.16, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
         ax.text(x, y - (0.36 if "\n" in text else 0.14), text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
                 color="white" if dark else "black")
-    for line in _territory_edges():
-        ax.plot(line[:, 0], line[:, 1], color="black", linewidth=2.0, solid_capstyle="round")
+    # One collection, not one ``plot`` per arc piece: hundreds of Line2D artists made the drawing
+    # most of an ``aha`` run's time (Testing/benchmarks/bullseye_draw_time.py).
+    ax.add_collection(LineCollection(_territory_edges(), colors="black", linewidths=2.0, capstyle="round"))
     for name, segments in TERRITORY_SEGMENTS.items():
         basal = [segment_span(s) for s in segments if s <= 6]
         angle = np.radians(np.mean([0.5 * (s[2] + s[3]) for s in basal]) % 360.0)
