@@ -260,10 +260,16 @@ def in_panel_words(message: str, names: dict[str, str] = PANEL_NAMES, aha: bool 
     return _renamed(_renamed(message, PANEL_POINTS, "{}"), names, "'{}'")
 
 
+def _in_face_words(message: str, names: dict[str, str], advice: dict[str, str]) -> str:
+    """``message`` with ``advice``'s phrases in a face's words, then each command-line option in
+    ``names`` replaced by that face's name, unquoted (the Logic's and the batch script's way)."""
+    return _renamed(advice_in_face_words(message, advice), names, "{}")
+
+
 def in_batch_words(message: str, names: dict[str, str]) -> str:
     """``message`` (the library's words) with each command-line option in ``names`` replaced by the
     batch script's option; a quoted command and everything else as it was."""
-    return _renamed(advice_in_face_words(message, BATCH_FIBRE_ADVICE), names, "{}")
+    return _in_face_words(message, names, BATCH_FIBRE_ADVICE)
 
 
 def library_words(error: BaseException) -> str:
@@ -342,7 +348,7 @@ def _reword_in_logic_calls(make: Callable[..., logging.LogRecord]) -> Callable[.
             names, advice = words
             library = getattr(record, LIBRARY_MSG, record.msg)
             setattr(record, LIBRARY_MSG, library)
-            record.msg = _renamed(advice_in_face_words(str(library), advice), names, "{}")
+            record.msg = _in_face_words(str(library), names, advice)
         return record
 
     made.rewords_logic_calls = True  # type: ignore[attr-defined]
@@ -382,7 +388,7 @@ def speaks_logic_words(names: dict[str, str], advice: dict[str, str] | None = No
                     return function(*args, **kwargs)
             except CardioScarError as error:
                 original = library_words(error)
-                message = _renamed(advice_in_face_words(original, advice or {}), names, "{}")
+                message = _in_face_words(original, names, advice or {})
                 if message != str(error):
                     error.args = (message,)
                     error.library_message = original
