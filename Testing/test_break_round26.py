@@ -64,3 +64,18 @@ def test_the_logic_words_a_slice_normal_across_the_lv_in_its_parameters(halves, 
         "give a short-axis volume as inputs.slice_normal_volume, or inputs.apex_base_markups (a markups node: the "
         "apex, then the base centre)"), said
 
+
+def test_a_huge_float_format_version_is_said_as_the_file_holds_it(tmp_path):
+    """A training ``.npz`` whose ``format_version`` is 1e300 (a damaged or hand-edited file) was
+    refused with the int the float equals, 301 digits in the one line; it is said as written."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.logic import load_preprocessing_result
+    from test_bad_inputs_round22 import _reference_tool_rows
+
+    rows = _reference_tool_rows(n_nodes=50)
+    rows.update(group_ids=np.arange(50), group_sizes=np.ones(50, dtype=np.int64))
+    np.savez(tmp_path / "edited.npz", **rows, format_version=np.float64(1e300))
+    with pytest.raises(CardioScarError) as refused:
+        load_preprocessing_result(tmp_path / "edited.npz")
+    assert "has format_version 1e+300, newer than" in str(refused.value) and len(str(refused.value)) < 300, \
+        refused.value
