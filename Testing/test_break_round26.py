@@ -79,3 +79,23 @@ def test_a_huge_float_format_version_is_said_as_the_file_holds_it(tmp_path):
         load_preprocessing_result(tmp_path / "edited.npz")
     assert "has format_version 1e+300, newer than" in str(refused.value) and len(str(refused.value)) < 300, \
         refused.value
+
+
+def test_a_cohort_report_written_before_rows_had_classes_reads_as_bands(tmp_path):
+    """A patient's ``report.json`` from before the cohort's rows had ``classes`` (every row then one
+    field cut at threshold and core_threshold; PIPELINE_VERSION unchanged since, so the patient is
+    skipped as up to date on a rerun) kept its bands in ``border_percent``/``core_percent``: the
+    summary read them as border-zone and core tissue, the mislabel the band columns mend for newer
+    reports. They go in the band columns, ``classes`` bands; a failed row is left as it was."""
+    import csv
+
+    from cardioscar.cohort.summary import SUMMARY_CSV, write_summary
+
+    oldest = {"id": "P0", "status": "skipped", "scar_percent": 5.0, "border_percent": 1.0, "core_percent": 4.0}
+    failed = {"id": "P1", "status": "failed", "error": "no mesh"}
+    write_summary(tmp_path, [oldest, failed])
+    with open(tmp_path / SUMMARY_CSV, newline="") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle)}
+    assert (rows["P0"]["border_percent"], rows["P0"]["core_percent"]) == ("", ""), rows["P0"]
+    assert (rows["P0"]["band_percent"], rows["P0"]["top_band_percent"], rows["P0"]["classes"]) == ("1", "4", "bands")
+    assert rows["P1"]["classes"] == rows["P1"]["band_percent"] == "", rows["P1"]
