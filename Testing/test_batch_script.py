@@ -628,6 +628,21 @@ def test_an_lv_mask_the_mesh_lacks_is_refused_before_the_model_is_applied(case, 
         "cardioscar_batch: error: mesh has no point field 'LV'; point fields present: lv"]
     assert printed.out == "" and sorted(path.name for path in tmp_path.iterdir()) == ["biv.vtk"]
 
+
+def test_transmurality_required_of_a_surface_is_refused_before_the_model_is_applied(case, trained, tmp_path, capsys):
+    """--transmurality required on the phantom's surface mesh: the AHA refuses it whatever the scar
+    (a surface has no wall inside), so before the saved model is applied, with nothing written."""
+    _, text = _rv_insertions()
+    argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["surface"]),
+            "--output", str(tmp_path / "o.vtk"), "--aha-dir", str(tmp_path / "aha"), "--rv-point", text[0],
+            "--transmurality", "required"]
+    assert _load_script().run(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.err.strip().splitlines() == [
+        "cardioscar_batch: error: The model 'phantom_surface' is a surface mesh: transmurality needs the wall's "
+        "inside; give the volumetric (tetrahedral) mesh, or leave --transmurality out for an estimate from the surfaces"]
+    assert printed.out == "" and not list(tmp_path.iterdir())
+
 def test_batch_restricts_targets_to_the_myocardium_mask_file(segmented, tmp_path, capsys):
     """`--myocardium-mask FILE` on the segmented phantom's fraction map: the same field as the
     Logic given the mask node in process, the summary records the mask and the dropped pixels
