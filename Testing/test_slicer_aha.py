@@ -221,6 +221,36 @@ def test_bad_inputs_leave_the_model_as_it_was(case):
     assert model.GetNodeReference(AHA_TABLE_REFERENCE) is None
 
 
+
+def test_the_inputs_are_checked_on_a_model_before_it_has_a_result(case, tmp_path, warnings_of_cardioscar):
+    """``check_aha_inputs`` on the heart mesh as loaded for a training (no scar_probability yet): a
+    markup off the wall is refused with the error ``aha_segments`` gives on the model with its result
+    (the batch script says it before its training, not after), the markups in the wrong order are
+    warned of, and right inputs pass; the model is left as it was."""
+    from cardioscar.io.meshio import read_mesh
+
+    mesh = read_mesh(case["path"])
+    mesh.dataset.GetPointData().RemoveArray("scar_probability")
+    write_mesh(mesh, tmp_path / "heart.vtk")
+    context = csl.create_scene()
+    model, result_model = csl.load_model(context.scene, tmp_path / "heart.vtk"), csl.load_model(context.scene, case["path"])
+    data = model.GetMesh().GetPointData()
+    fields = [data.GetArrayName(i) for i in range(data.GetNumberOfArrays())]
+    assert "scar_probability" not in fields
+    far = _markups(context.scene, [np.array([500.0, 500.0, 500.0])])
+    with pytest.raises(CardioScarError) as after:
+        csl.CardioScarLogic.aha_segments(result_model, csl.AhaInputs(rv_markups=far))
+    with pytest.raises(CardioScarError) as before:
+        csl.CardioScarLogic.check_aha_inputs(model, csl.AhaInputs(rv_markups=far))
+    assert str(before.value) == str(after.value) and str(before.value).startswith("inputs.rv_markups is ")
+    assert before.value.library_message == after.value.library_message
+    csl.CardioScarLogic.check_aha_inputs(model, csl.AhaInputs(rv_markups=_markups(context.scene, case["insertions"])))
+    assert not [message for message in warnings_of_cardioscar if "mirror" in message]
+    csl.CardioScarLogic.check_aha_inputs(model, csl.AhaInputs(rv_markups=_markups(context.scene, case["insertions"][::-1])))
+    assert len([message for message in warnings_of_cardioscar if "mirror" in message]) == 1
+    assert [data.GetArrayName(i) for i in range(data.GetNumberOfArrays())] == fields
+    assert model.GetNodeReference(AHA_TABLE_REFERENCE) is None
+
 def test_label_map_node_finds_the_insertions(tmp_path):
     """The real ACDC labels loaded by Slicer's label-map storage node give the same segments as
     the library given the same labels read by SimpleITK."""

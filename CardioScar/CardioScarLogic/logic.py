@@ -536,6 +536,18 @@ class CardioScarLogic:
 
         return analyse_model(model_node, inputs, bullseye_png)
 
+    @staticmethod
+    @speaks_logic_words(AHA_NAMES, LOGIC_AHA_ADVICE)
+    def check_aha_inputs(model_node, inputs: "AhaInputs") -> None:
+        """Refuse, before a run, the AHA inputs that :meth:`aha_segments` would refuse on its
+        result (a point off the wall, a model of both ventricles without an LV mask, debris); a
+        warning of the inputs (swapped points) is said now. Changes nothing. For a training that
+        is to be segmented after it: the batch script's ``--aha-dir``
+        (``CardioScarLogic.aha.check_model_frame``)."""
+        from .aha import check_model_frame
+
+        check_model_frame(model_node, inputs)
+
     def _publish(self, model_node, points: np.ndarray, inference, checkpoint: dict, options: ReconstructionOptions,
                  device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None,
                  myocardium=None) -> ReconstructionResult:

@@ -526,6 +526,34 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
                      rows=rows, summary=summary, frame=frame)
 
 
+def check_frame(mesh: Mesh, options: AhaOptions, name: Optional[str] = None) -> None:
+    """Find ``mesh``'s AHA frame (long axis, levels, RV insertions) with ``options`` before there is
+    a field to measure, so that every refusal that depends on the mesh and the options alone comes
+    now: a point off the wall, a mesh of both ventricles, debris, an LV mask that marks no LV.
+
+    Why: a face that trains and then segments (a cohort row, the Slicer batch script) found the
+    frame only after the training, so such a mistake failed the run minutes after its cause could
+    have been named. The analysis itself runs (:func:`analyse_mesh`, no second copy of its rules) on
+    a copy of the mesh whose only fields are a scar-free ``options.field`` and the LV mask; what
+    needs the prediction is left out: the uncertainty, the tags and, unless ``required`` asks for
+    the wall's inside, transmurality. Its warnings are those of the mesh and the options (swapped
+    points, a cap the slices missed); ``name`` as :func:`analyse_mesh`'s."""
+    fields = {options.field: np.zeros(mesh.n_points)}
+    if options.lv_mask_field is not None:  # a missing mask is named with the fields the mesh has
+        fields[options.lv_mask_field] = mesh.point_array(options.lv_mask_field)
+    dataset = mesh.dataset.NewInstance()
+    dataset.ShallowCopy(mesh.dataset)
+    dataset.GetPointData().Initialize()  # the copy's fields only: an earlier scar_binary is not this field's
+    for field_name, values in fields.items():
+        array = numpy_to_vtk(np.ascontiguousarray(values), deep=True)
+        array.SetName(field_name)
+        dataset.GetPointData().AddArray(array)
+    frame_only = dataclasses.replace(options, uncertainty_field=None, tags_field=None, border_zone_tag=None,
+                                     core_tag=None,
+                                     transmurality="off" if options.transmurality == "auto" else options.transmurality)
+    analyse_mesh(dataclasses.replace(mesh, dataset=dataset), frame_only, name)
+
+
 def mesh_with_segments(mesh: Mesh, result: AhaResult) -> Mesh:
     """A copy of ``mesh`` whose cells carry ``aha_segment`` (the points get it when written)."""
     dataset = mesh.dataset.NewInstance()
