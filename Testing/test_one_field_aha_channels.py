@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from cardioscar.aha import AhaOptions, analyse_mesh
+from cardioscar.aha.analysis import tag_classes_of
 from cardioscar.cli import main
 from cardioscar.io.meshio import Mesh, read_mesh, set_text_field, write_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
-from cardioscar.simulation import channels
+from cardioscar.simulation import channels, opencarp
 from cardioscar.simulation.opencarp import TAG_ARRAY, TAG_VALUES_ARRAY
 from test_channels import Wall
 
@@ -82,6 +83,23 @@ def test_aha_counts_one_fields_bands_as_bands_and_two_fields_as_tissue(heart, ca
     set_text_field(mesh.dataset, TAG_VALUES_ARRAY, json.dumps({"healthy": 1, "border_zone": 2, "core": 3}))
     older = analyse_mesh(mesh, options)
     assert "border_zone_pct" in older.rows[0] and "classes" not in older.summary
+
+
+def test_aha_reads_the_note_of_the_tags_classes_in_one_parse(heart, monkeypatch, caplog):
+    """tag_classes_of read the note beside tissue_tag twice (its classes, then its bands' names)."""
+    parsed = []
+    real = opencarp._tag_note
+
+    def counted(dataset) -> dict:
+        parsed.append(dataset)
+        return real(dataset)
+
+    monkeypatch.setattr(opencarp, "_tag_note", counted)
+    mesh = read_mesh(heart["folder"] / "one.vtu")
+    found = tag_classes_of(mesh, AhaOptions(tags_field=TAG_ARRAY), "one.vtu")
+    assert found == {"classes": "bands", "bands": {"band_pct": "probability band 0.5-0.8",
+                                                   "top_band_pct": "probability >= 0.8"}}
+    assert len(parsed) == 1
 
 
 def test_channels_on_one_fields_bands_warn_once_and_two_fields_do_not(tmp_path, capsys):

@@ -387,7 +387,7 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
     ``tag_values`` or the export's note beside ``tissue_tag``; else from ``scar_field`` (default
     ``scar_probability``) cut by the tag rule's thresholds (:mod:`.tags`). A mesh with neither is
     refused: there is no tissue to search."""
-    from .opencarp import TAG_ARRAY, recorded_tag_classes, recorded_tag_values
+    from .opencarp import TAG_ARRAY, recorded_classes, recorded_tag_values
     from ..io.checks import check_scar_field_name
     from .tags import DEFAULT_TAGS, band_labels, tag_nodes
 
@@ -409,7 +409,7 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
             raise CardioScarError(f"{name}: field '{tags_field}' carries no note of which value is which class: give "
                                   f"--tags HEALTHY,BORDER,CORE (cardioscar export's default {','.join(map(str, DEFAULT_TAGS))})")
         tissue = tissue_from_tags(mesh.point_array(tags_field), tuple(values), f"{name} field '{tags_field}'")
-        return replace(tissue, classes=recorded_tag_classes(mesh.dataset) if tags_field == TAG_ARRAY else None)
+        return replace(tissue, classes=recorded_classes(mesh.dataset)[0] if tags_field == TAG_ARRAY else None)
     if tag_values is not None:
         raise CardioScarError(f"--tags numbers the values of a tags field, but {name} is tagged from a probability "
                               f"here (it has no '{TAG_ARRAY}', or --scar-field was given): leave --tags out, or name "
