@@ -34,7 +34,8 @@ from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
 from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
 from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE
 from cardioscar.errors import CardioScarError
-from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
+from cardioscar.errors import advice_in_face_words
+from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
 from cardioscar.simulation.tags import CALL_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).

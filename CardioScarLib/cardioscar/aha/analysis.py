@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 #: for its LV part's 156), exit 0.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
 #: The command line's way out of the biventricular refusal; a face without ``--lv-mask`` (the Slicer
-#: panel, a cohort row) words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+#: panel, a cohort row) words it as its own (:func:`cardioscar.errors.advice_in_face_words`).
 LV_MASK_ADVICE = ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)"
 
 SEGMENT_ARRAY = "aha_segment"
