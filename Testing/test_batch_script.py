@@ -471,6 +471,22 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     assert f"Wrote aha.csv, aha.json and bullseye.png into {tmp_path / 'aha'}" in completed.stdout
 
 
+def test_batch_aha_json_says_its_warnings_in_the_script_s_options(case, trained, tmp_path, capsys):
+    """The RV insertions given in the wrong order: aha.json's warning names the script's options
+    (--rv-point, which it takes as cardioscar aha does), not the Logic's parameters that the Logic's
+    result now says (inputs.rv_markups: no option of this script)."""
+    _, text = _rv_insertions()
+    status = _load_script().run(["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+                                 "--output", str(tmp_path / "scar.vtk"), "--aha-dir", str(tmp_path / "aha"),
+                                 "--rv-point", text[1], "--rv-inferior-point", text[0], "--transmurality", "off",
+                                 "--inference-mc-samples", "2"])
+    assert status == 0, capsys.readouterr().err
+    insertion = json.loads((tmp_path / "aha" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
+    assert insertion["sense"] == "mirrored"
+    assert "the anterior insertion first (--rv-point, then --rv-inferior-point)" in insertion["warning"], insertion
+    assert "inputs." not in json.dumps(insertion)
+
+
 def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, tmp_path, capsys):
     """--tags-field tissue_tag --border-zone-tag 2 after the script's own tagging: the table's
     band % is the share of the nodes tagged 2, as the library counts it on the written mesh, and

@@ -426,6 +426,7 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
     """The AHA table, picture and arrays of the reconstructed model (after it was saved once), and
     the lines that say so (as ``cardioscar aha`` logs them)."""
     from CardioScarLogic import AhaInputs, load_volume
+    from CardioScarLogic.wording import BATCH_FIBRE_ADVICE, BATCH_NAMES, record_in_words
     from cardioscar.aha import AhaOptions
     from cardioscar.aha.table import scar_per_segment, write_table
     from cardioscar.io.meshio import read_mesh
@@ -450,7 +451,9 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
                            border_zone_tag=args.border_zone_tag, core_tag=args.core_tag,
                            transmurality=args.transmurality))
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
-    write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
+    # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
+    summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_FIBRE_ADVICE)
+    write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
