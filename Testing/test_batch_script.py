@@ -670,6 +670,13 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     assert _load_script().run(no_core) == 0
     assert "Channels: no conducting channel: no node of the searched layers is in the top band" in \
         capsys.readouterr().out
+    # channels shorter than the minimum are dropped, and the summary names this script's option for it
+    # (it named cardioscar channels' --min-length)
+    assert _load_script().run(argv + ["--channels-dir", str(tmp_path / "long"), "--channel-layers", "0.1,0.5",
+                                      "--channel-min-length", "500", "--inference-mc-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "long" / "channels.json").read_text(encoding="utf-8"))["n_dropped_short"] > 0
+    assert " shorter than --channel-min-length dropped" in out and "--min-length" not in out, out
     assert json.loads((tmp_path / "none" / "channels.json").read_text(encoding="utf-8"))["n_channels"] == 0
     assert not read_mesh(tmp_path / "scar.vtu").point_array("bz_channel").any()
 

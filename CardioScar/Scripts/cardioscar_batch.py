@@ -463,12 +463,14 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     (saved again), and the lines that say so (as ``cardioscar channels`` logs them)."""
     from CardioScarLogic import save_model
     from CardioScarLogic.channels import find_model_channels
+    from CardioScarLogic.wording import in_batch_words
     from cardioscar.simulation.open_cut import open_cut_note
 
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
     save_model(model_node, args.output)  # again, now with bz_channel and wall_depth (and core_marginal)
-    lines = [f"Channels: {found.summary()}"]
+    # the summary in this script's options (--channel-min-length), as its warnings are
+    lines = [f"Channels: {in_batch_words(found.summary(), _script_names('channels', parser))}"]
     if found.hidden is not None and found.hidden.summary():
         lines.append(f"Channels, note: {found.hidden.summary()}")
     if found.bands_note:  # one field's bands (the library's warning too): what its channels are not
