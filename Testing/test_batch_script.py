@@ -471,6 +471,22 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     assert f"Wrote aha.csv, aha.json and bullseye.png into {tmp_path / 'aha'}" in completed.stdout
 
 
+def test_batch_aha_json_says_its_warnings_in_the_script_s_options(case, trained, tmp_path, capsys):
+    """The RV insertions given in the wrong order: aha.json's warning names the script's options
+    (--rv-point, which it takes as cardioscar aha does), not the Logic's parameters that the Logic's
+    result now says (inputs.rv_markups: no option of this script)."""
+    _, text = _rv_insertions()
+    status = _load_script().run(["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+                                 "--output", str(tmp_path / "scar.vtk"), "--aha-dir", str(tmp_path / "aha"),
+                                 "--rv-point", text[1], "--rv-inferior-point", text[0], "--transmurality", "off",
+                                 "--inference-mc-samples", "2"])
+    assert status == 0, capsys.readouterr().err
+    insertion = json.loads((tmp_path / "aha" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
+    assert insertion["sense"] == "mirrored"
+    assert "the anterior insertion first (--rv-point, then --rv-inferior-point)" in insertion["warning"], insertion
+    assert "inputs." not in json.dumps(insertion)
+
+
 def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, tmp_path, capsys):
     """--tags-field tissue_tag --border-zone-tag 2 after the script's own tagging: the table's
     band % is the share of the nodes tagged 2, as the library counts it on the written mesh, and
@@ -746,8 +762,11 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     # each channel's line names a flag near the mesh's open cut, as channels.json does
     assert out.count("near the mesh's open cut (an entrance") == record["n_near_open_cut"] == sum(
         row["near_open_cut"] for row in record["channels"])
-    # the caveat that a narrow corridor may be hidden in the core, in the log and in channels.json
-    assert out.count("Channels, note: a border-zone corridor narrower than about 8 mm") == 1, out
+    # the caveat that a narrow corridor may be hidden in the core, in the log and in channels.json, in the
+    # words of one field's bands (the script tags one field without --core-mesh)
+    assert out.count("Channels, note: a corridor of the lower probability band narrower than about 8 mm may have "
+                     "been raised into the top band") == 1, out
+    assert "border-zone corridor" not in out
     # one field's bands: what its channels are not, once in the log and in channels.json
     assert out.count("Channels, note: its tags are one scar field cut at two probabilities") == 1, out
     assert record["classes"] == "bands" and "not conducting tissue" in record["bands_note"]
@@ -763,7 +782,15 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     no_core = argv[:-1] + ["0.9999", "--channels-dir", str(tmp_path / "none"), "--channel-layers", "0.5",
                            "--inference-mc-samples", "2"]
     assert _load_script().run(no_core) == 0
-    assert "Channels: no conducting channel: no node of the searched layers is core" in capsys.readouterr().out
+    assert "Channels: no conducting channel: no node of the searched layers is in the top band" in \
+        capsys.readouterr().out
+    # channels shorter than the minimum are dropped, and the summary names this script's option for it
+    # (it named cardioscar channels' --min-length)
+    assert _load_script().run(argv + ["--channels-dir", str(tmp_path / "long"), "--channel-layers", "0.1,0.5",
+                                      "--channel-min-length", "500", "--inference-mc-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "long" / "channels.json").read_text(encoding="utf-8"))["n_dropped_short"] > 0
+    assert " shorter than --channel-min-length dropped" in out and "--min-length" not in out, out
     assert json.loads((tmp_path / "none" / "channels.json").read_text(encoding="utf-8"))["n_channels"] == 0
     assert not read_mesh(tmp_path / "scar.vtu").point_array("bz_channel").any()
 

@@ -63,6 +63,9 @@ class AhaSceneResult:
     table_node: object
     point_segments: np.ndarray
     cell_segments: np.ndarray
+    #: ``summary`` in the library's words, where the Logic's ``aha_segments`` words ``summary`` its own
+    #: way (None: the same as ``summary``); the batch script words it in its options for its aha.json.
+    library_summary: Optional[dict] = None
 
 
 def _control_points_lps(markups, what: str, needed: int) -> list[np.ndarray]:

@@ -438,6 +438,7 @@ def _aha_inputs(args: argparse.Namespace, context, space: str):
     """The AHA's inputs as scene nodes (the Logic's :class:`CardioScarLogic.AhaInputs`), from the
     options; ``space``: the frame of the mesh file, in which the points are given."""
     from CardioScarLogic import AhaInputs, load_volume
+    from CardioScarLogic.wording import BATCH_FIBRE_ADVICE, BATCH_NAMES, record_in_words
     from cardioscar.aha import AhaOptions
 
     to_ras = (1.0, 1.0, 1.0) if space == "RAS" else (-1.0, -1.0, 1.0)
@@ -468,7 +469,9 @@ def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
     from cardioscar.aha.table import scar_per_segment, write_table
 
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
-    write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
+    # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
+    summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_FIBRE_ADVICE)
+    write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
@@ -515,12 +518,14 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     (saved again), and the lines that say so (as ``cardioscar channels`` logs them)."""
     from CardioScarLogic import save_model
     from CardioScarLogic.channels import find_model_channels
+    from CardioScarLogic.wording import in_batch_words
     from cardioscar.simulation.open_cut import open_cut_note
 
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
     save_model(model_node, args.output)  # again, now with bz_channel and wall_depth (and core_marginal)
-    lines = [f"Channels: {found.summary()}"]
+    # the summary in this script's options (--channel-min-length), as its warnings are
+    lines = [f"Channels: {in_batch_words(found.summary(), _script_names('channels', parser))}"]
     if found.hidden is not None and found.hidden.summary():
         lines.append(f"Channels, note: {found.hidden.summary()}")
     if found.bands_note:  # one field's bands (the library's warning too): what its channels are not

@@ -23,8 +23,8 @@ from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_me
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, PIECES_AHA, SEAM_AHA, TAG_ARRAY,
-                                            check_millimetres, recorded_bands, recorded_tag_classes,
-                                            recorded_tag_values, warn_about_pieces, warn_if_centimetres)
+                                            check_millimetres, recorded_classes, recorded_tag_values,
+                                            warn_about_pieces, warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 #: for its LV part's 156), exit 0.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
 #: The command line's way out of the biventricular refusal; a face without ``--lv-mask`` (the Slicer
-#: panel, a cohort row) words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+#: panel, a cohort row) words it as its own (:func:`cardioscar.errors.advice_in_face_words`).
 LV_MASK_ADVICE = ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)"
 
 SEGMENT_ARRAY = "aha_segment"
@@ -415,8 +415,7 @@ def tag_classes_of(mesh: Mesh, options: AhaOptions, where: str) -> dict:
     a core model). Their columns are :data:`.table.BAND_COLUMNS` then."""
     if options.tags_field != TAG_ARRAY:
         return {}
-    classes = recorded_tag_classes(mesh.dataset)
-    bands = recorded_bands(mesh.dataset)
+    classes, bands = recorded_classes(mesh.dataset)
     if classes is None or (classes == "bands" and bands is None):
         return {}
     if classes == "tissue":
