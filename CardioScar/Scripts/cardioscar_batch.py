@@ -438,7 +438,6 @@ def _aha_inputs(args: argparse.Namespace, context, space: str):
     """The AHA's inputs as scene nodes (the Logic's :class:`CardioScarLogic.AhaInputs`), from the
     options; ``space``: the frame of the mesh file, in which the points are given."""
     from CardioScarLogic import AhaInputs, load_volume
-    from CardioScarLogic.wording import BATCH_FIBRE_ADVICE, BATCH_NAMES, record_in_words
     from cardioscar.aha import AhaOptions
 
     to_ras = (1.0, 1.0, 1.0) if space == "RAS" else (-1.0, -1.0, 1.0)
@@ -466,6 +465,7 @@ def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
     """The AHA table, picture and arrays of the reconstructed model (after it was saved once) with
     the ``inputs`` checked before the training, and the lines that say so (as ``cardioscar aha``
     logs them)."""
+    from CardioScarLogic.wording import BATCH_FIBRE_ADVICE, BATCH_NAMES, record_in_words
     from cardioscar.aha.table import scar_per_segment, write_table
 
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
