@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.figures import new_figure
 
 from .segments import TERRITORY_OF, TERRITORY_SEGMENTS
 
@@ -140,16 +141,12 @@ def bullseye_figure(rows: Sequence[dict], subtitle: str = "", reference_rows: Op
     """A matplotlib figure with one bull's-eye per quantity present in the table rows (but the MC
     spread's where the error risk is there: :data:`SUPERSEDED_BY`), and the reference's scar %
     (e.g. a phantom's truth) as the last one."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     panels = [(rows, *panel) for panel in PANELS if _in_table(rows, panel[0])
               and not (panel[0] in SUPERSEDED_BY and _in_table(rows, SUPERSEDED_BY[panel[0]]))]
     if reference_rows is not None:
         panels.append((reference_rows, "scar_pct", "truth: scar (% of segment)", "Reds", 100.0, "{:.0f}"))
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 4.2), squeeze=False)
+    fig = new_figure(figsize=(3.6 * max(1, len(panels)), 4.2))
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)
     for ax, (table, key, title, cmap, upper, fmt) in zip(axes[0], panels):
         values = {row["segment"]: row.get(key) for row in table}
         present = [v for v in values.values() if v is not None]
@@ -167,11 +164,5 @@ def bullseye_figure(rows: Sequence[dict], subtitle: str = "", reference_rows: Op
 def write_bullseye(rows: Sequence[dict], path: Path, subtitle: str = "",
                    reference_rows: Optional[Sequence[dict]] = None) -> None:
     """Write the bull's-eye PNG atomically."""
-    import matplotlib.pyplot as plt
-
-    fig = bullseye_figure(rows, subtitle, reference_rows)
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_write(path) as tmp:
+        bullseye_figure(rows, subtitle, reference_rows).savefig(tmp, dpi=150, format="png", bbox_inches="tight")
