@@ -51,7 +51,8 @@ def test_segments_painted_in_their_values_colours_and_territories_outlined():
     assert _pixel(image, transform, -4.0, 0.0).max() < 0.2
 
 
-@pytest.mark.parametrize("uncovered", [{16, 17}, {14, 17}, {13, 14, 16, 17}], ids=["16+apex", "14+apex", "apical"])
+@pytest.mark.parametrize("uncovered", [{16, 17}, {14, 17}, {13, 14, 16, 17}],
+                         ids=["16+apex", "14+apex", "apical"])
 def test_not_covered_labels_of_the_apex_and_the_apical_ring_do_not_overlap(uncovered):
     """Slices that stop short of the apex leave the cap (17) and apical segments not covered: the
     apex's "not covered" and segment 16's (14's) were written over each other. Checked on the text
