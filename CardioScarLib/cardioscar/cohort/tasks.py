@@ -32,7 +32,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from cardioscar.io.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write, process_umask
 from cardioscar.io.imageio import image_data_files
 from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
 from cardioscar.cohort.summary import BAND_COLUMNS
@@ -620,9 +620,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     record = {"id": spec.id, "input_hash": digest, "host": socket.gethostname(), "pid": os.getpid()}
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{spec.id}{PARTIAL}", dir=out))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0700 would hide the results from the user's group
+    os.chmod(folder, 0o777 & ~process_umask())  # mkdtemp's 0700 would hide the results from the user's group
     kept = _KeptWarnings(same_file={prediction_name(spec): spec.mesh.name})
     try:
         from cardioscar.aha.wall import walls_kept
