@@ -424,16 +424,10 @@ def test_label_map_without_rv_label_is_refused(acdc):
 def test_bullseye_draws_the_border_zone_and_the_dense_core_when_the_table_has_them():
     """With tags (``--tags-field`` and ``--core-tag``) the picture an ablation plan is read from shows
     the border zone and the dense core per segment beside the scar; it drew the scar only."""
-    import matplotlib.pyplot as plt
-
     from cardioscar.aha.bullseye import bullseye_figure
 
     rows = [{"segment": s, "scar_pct": 50.0, "border_zone_pct": 20.0, "core_pct": 30.0} for s in range(1, 18)]
-    figure = bullseye_figure(rows)
-    try:
-        titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
-    finally:
-        plt.close(figure)
+    titles = [axis.get_title() for axis in bullseye_figure(rows).axes if axis.get_title()]
     assert titles == ["scar (% of segment)", "border zone (% of segment)", "dense core (% of segment)"]
 
 
@@ -464,15 +458,9 @@ def test_the_error_risk_is_averaged_per_segment_and_drawn(lad_phantom, tmp_path)
     write_outputs(read_mesh(path), result, tmp_path / "aha")
     with open(tmp_path / "aha" / "aha.csv", encoding="utf-8") as handle:
         assert next(row for row in csv.DictReader(handle) if row["segment"] == "4")["error_risk_mean"] == "0.800"
-    figure = bullseye_figure(result.rows)
-    try:
-        titles = [axis.get_title() for axis in figure.axes]
-        # the risk's disc in place of the MC spread's (the table keeps the spread)
-        assert "mean error risk (call at 0.5 wrong)" in titles and "mean uncertainty (MC std)" not in titles
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+    titles = [axis.get_title() for axis in bullseye_figure(result.rows).axes]
+    # the risk's disc in place of the MC spread's (the table keeps the spread)
+    assert "mean error risk (call at 0.5 wrong)" in titles and "mean uncertainty (MC std)" not in titles
 
 
 def test_bullseye_layout_and_picture(tmp_path):

@@ -471,6 +471,22 @@ def test_batch_writes_the_aha_table_and_segments_after_the_run(case, trained, tm
     assert f"Wrote aha.csv, aha.json and bullseye.png into {tmp_path / 'aha'}" in completed.stdout
 
 
+def test_batch_aha_json_says_its_warnings_in_the_script_s_options(case, trained, tmp_path, capsys):
+    """The RV insertions given in the wrong order: aha.json's warning names the script's options
+    (--rv-point, which it takes as cardioscar aha does), not the Logic's parameters that the Logic's
+    result now says (inputs.rv_markups: no option of this script)."""
+    _, text = _rv_insertions()
+    status = _load_script().run(["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["mesh"]),
+                                 "--output", str(tmp_path / "scar.vtk"), "--aha-dir", str(tmp_path / "aha"),
+                                 "--rv-point", text[1], "--rv-inferior-point", text[0], "--transmurality", "off",
+                                 "--inference-mc-samples", "2"])
+    assert status == 0, capsys.readouterr().err
+    insertion = json.loads((tmp_path / "aha" / "aha.json").read_text(encoding="utf-8"))["rv_insertion"]
+    assert insertion["sense"] == "mirrored"
+    assert "the anterior insertion first (--rv-point, then --rv-inferior-point)" in insertion["warning"], insertion
+    assert "inputs." not in json.dumps(insertion)
+
+
 def test_batch_aha_reads_its_own_tissue_tags_with_the_tag_given(case, trained, tmp_path, capsys):
     """--tags-field tissue_tag --border-zone-tag 2 after the script's own tagging: the table's
     band % is the share of the nodes tagged 2, as the library counts it on the written mesh, and
@@ -528,6 +544,120 @@ def test_aha_argument_mistakes_are_refused_before_the_run(case, tmp_path, capsys
     assert status == 2 and len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "o.vtk").exists()
 
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+
+
+def test_an_rv_point_off_the_wall_is_refused_before_the_training(case, trained, tmp_path):
+    """--rv-point read in the other frame (RAS for the LPS mesh: X and Y negated): the AHA step
+    refused it only after the training, which was lost, and the result had overwritten --output
+    already. Now the script finds the AHA frame on the user's mesh first: the same one line as the
+    AHA of the trained result gives (the library's, on ``trained``'s prediction), no epoch run, and
+    the user's files as they were (an earlier --output kept, no --aha-dir made)."""
+    from cardioscar.aha import AhaOptions, analyse_mesh
+    from cardioscar.errors import CardioScarError
+
+    points, _ = _rv_insertions()
+    in_ras = points[0] * np.array([-1.0, -1.0, 1.0])
+    with pytest.raises(CardioScarError) as after_training:
+        analyse_mesh(read_mesh(case["dir"] / "scar.vtk"), AhaOptions(rv_point=in_ras))
+    shutil.copy(case["paths"]["mesh"], tmp_path / "earlier.vtk")
+    before = _files(tmp_path)
+    completed = _run([*_common(case), "--output", tmp_path / "earlier.vtk", "--aha-dir", tmp_path / "aha",
+                      "--rv-point", ",".join(f"{v:.12g}" for v in in_ras)], cwd=tmp_path)
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == [f"cardioscar_batch: error: {after_training.value}"]  # no epoch line
+    assert "negate X and Y" in completed.stderr and completed.stdout == ""
+    assert _files(tmp_path) == before and not (tmp_path / "aha").exists()
+
+
+def test_swapped_rv_points_are_warned_before_the_training_and_once(case, tmp_path):
+    """--rv-point and --rv-inferior-point swapped: the AHA's warning that the numbering is the
+    mirror of the anatomy's came after the training; now before its first epoch, while the run can
+    still be stopped, and not again of the result (the same frame); the table is still written."""
+    _, text = _rv_insertions()
+    completed = _run([*_common(case), "--output", tmp_path / "scar.vtk", "--aha-dir", tmp_path / "aha",
+                      "--rv-point", text[1], "--rv-inferior-point", text[0]], cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stderr.splitlines()
+    swapped = [i for i, line in enumerate(lines) if "swapped? give the anterior insertion first" in line]
+    epochs = [i for i, line in enumerate(lines) if line.startswith("epoch ")]
+    assert len(swapped) == 1 and epochs and swapped[0] < epochs[0], lines
+    assert "(--rv-point, then --rv-inferior-point)" in lines[swapped[0]]
+    assert json.loads((tmp_path / "aha" / "aha.json").read_text())["rv_insertion"]["sense"] == "mirrored"
+
+
+def _biventricular(folder: Path) -> Path:
+    """Round 19's mesh of both ventricles (its ``lv`` field marks the LV's nodes), moved into the box
+    of the phantom's mesh so that the phantom's model applies to it."""
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    from cardioscar.io.meshio import write_mesh
+    from test_simulation_fibres import _ventricles_mesh
+
+    biv = _ventricles_mesh(with_rv=True, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24)
+    points = biv.points_lps()
+    lv = (np.hypot(points[:, 0] - 30.0, points[:, 1] - 40.0) <= 20.5).astype(float)
+    biv.dataset.GetPoints().SetData(numpy_to_vtk(points + BIV_SHIFT, deep=True))
+    write_mesh(biv, folder / "biv.vtk", {"lv": lv})
+    return folder / "biv.vtk"
+
+
+#: Where :func:`_biventricular` moves its mesh, and its RV insertions there (round 19's 48,32,24 and 48,48,24).
+BIV_SHIFT = np.array([-20.0, -60.0, -20.0])
+BIV_RV = ["--rv-point", "28,-28,4", "--rv-inferior-point", "28,-12,4"]
+
+
+def test_a_biventricular_mesh_without_an_lv_mask_is_refused_before_the_model_is_applied(case, trained, tmp_path,
+                                                                                       capsys):
+    """--model on a mesh of both ventricles with --aha-dir and no --lv-mask: the AHA's refusal came
+    after the saved model was applied and its result written to --output; now first, in the same
+    words ("The model 'biv' ..."), with nothing written. With --lv-mask the AHA reads the LV's part
+    alone: the same run passes the check and segments it."""
+    biv = _biventricular(tmp_path)
+    script = _load_script()
+    argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(biv), "--output", str(tmp_path / "o.vtk"),
+            "--aha-dir", str(tmp_path / "aha"), *BIV_RV]
+    assert script.run(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.err.strip().splitlines()[-1] == (
+        "cardioscar_batch: error: The model 'biv' looks biventricular: 15 of 15 cross-sections across one direction "
+        "enclose two cavities (an LV's enclose one); the AHA segmentation is the LV's: give an LV-only mesh, or mark "
+        "its LV nodes with --lv-mask FIELD (and --lv-value for a region label)")
+    assert printed.out == "" and sorted(path.name for path in tmp_path.iterdir()) == ["biv.vtk"]
+    assert script.run(argv + ["--lv-mask", "lv"]) == 0, capsys.readouterr().err
+    segments = read_mesh(tmp_path / "o.vtk").point_array("aha_segment")
+    lv = read_mesh(biv).point_array("lv") > 0
+    assert np.all(segments[lv] > 0) and np.all(segments[~lv] == 0)
+
+
+def test_an_lv_mask_the_mesh_lacks_is_refused_before_the_model_is_applied(case, trained, tmp_path, capsys):
+    """--lv-mask naming a field the mesh does not have: refused after the model was applied (the
+    result written); now first, naming the mesh's fields, with nothing written."""
+    argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(_biventricular(tmp_path)),
+            "--output", str(tmp_path / "o.vtk"), "--aha-dir", str(tmp_path / "aha"), *BIV_RV, "--lv-mask", "LV"]
+    assert _load_script().run(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.err.strip().splitlines() == [
+        "cardioscar_batch: error: mesh has no point field 'LV'; point fields present: lv"]
+    assert printed.out == "" and sorted(path.name for path in tmp_path.iterdir()) == ["biv.vtk"]
+
+
+def test_transmurality_required_of_a_surface_is_refused_before_the_model_is_applied(case, trained, tmp_path, capsys):
+    """--transmurality required on the phantom's surface mesh: the AHA refuses it whatever the scar
+    (a surface has no wall inside), so before the saved model is applied, with nothing written."""
+    _, text = _rv_insertions()
+    argv = ["--model", str(case["dir"] / "model.pth"), "--mesh", str(case["paths"]["surface"]),
+            "--output", str(tmp_path / "o.vtk"), "--aha-dir", str(tmp_path / "aha"), "--rv-point", text[0],
+            "--transmurality", "required"]
+    assert _load_script().run(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.err.strip().splitlines() == [
+        "cardioscar_batch: error: The model 'phantom_surface' is a surface mesh: transmurality needs the wall's "
+        "inside; give the volumetric (tetrahedral) mesh, or leave --transmurality out for an estimate from the surfaces"]
+    assert printed.out == "" and not list(tmp_path.iterdir())
 
 def test_batch_restricts_targets_to_the_myocardium_mask_file(segmented, tmp_path, capsys):
     """`--myocardium-mask FILE` on the segmented phantom's fraction map: the same field as the
@@ -632,8 +762,11 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     # each channel's line names a flag near the mesh's open cut, as channels.json does
     assert out.count("near the mesh's open cut (an entrance") == record["n_near_open_cut"] == sum(
         row["near_open_cut"] for row in record["channels"])
-    # the caveat that a narrow corridor may be hidden in the core, in the log and in channels.json
-    assert out.count("Channels, note: a border-zone corridor narrower than about 8 mm") == 1, out
+    # the caveat that a narrow corridor may be hidden in the core, in the log and in channels.json, in the
+    # words of one field's bands (the script tags one field without --core-mesh)
+    assert out.count("Channels, note: a corridor of the lower probability band narrower than about 8 mm may have "
+                     "been raised into the top band") == 1, out
+    assert "border-zone corridor" not in out
     # one field's bands: what its channels are not, once in the log and in channels.json
     assert out.count("Channels, note: its tags are one scar field cut at two probabilities") == 1, out
     assert record["classes"] == "bands" and "not conducting tissue" in record["bands_note"]
@@ -649,7 +782,15 @@ def test_batch_finds_channels_after_tagging_and_refuses_their_mistakes_first(cas
     no_core = argv[:-1] + ["0.9999", "--channels-dir", str(tmp_path / "none"), "--channel-layers", "0.5",
                            "--inference-mc-samples", "2"]
     assert _load_script().run(no_core) == 0
-    assert "Channels: no conducting channel: no node of the searched layers is core" in capsys.readouterr().out
+    assert "Channels: no conducting channel: no node of the searched layers is in the top band" in \
+        capsys.readouterr().out
+    # channels shorter than the minimum are dropped, and the summary names this script's option for it
+    # (it named cardioscar channels' --min-length)
+    assert _load_script().run(argv + ["--channels-dir", str(tmp_path / "long"), "--channel-layers", "0.1,0.5",
+                                      "--channel-min-length", "500", "--inference-mc-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "long" / "channels.json").read_text(encoding="utf-8"))["n_dropped_short"] > 0
+    assert " shorter than --channel-min-length dropped" in out and "--min-length" not in out, out
     assert json.loads((tmp_path / "none" / "channels.json").read_text(encoding="utf-8"))["n_channels"] == 0
     assert not read_mesh(tmp_path / "scar.vtu").point_array("bz_channel").any()
 

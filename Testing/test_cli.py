@@ -292,10 +292,11 @@ def test_raw_intensities_need_an_explicit_choice(small_phantom, tmp_path):
         assert data["intensities"].min() >= 0 and data["intensities"].max() == pytest.approx(1.0)
 
 
-def test_bad_training_option_names_field_and_range(trained_case, tmp_path):
+def test_bad_training_option_names_the_option_typed_and_range(trained_case, tmp_path):
+    """The option as typed (--mc-samples), not TrainingConfig's field (mc_samples) the API names."""
     _, _, out = trained_case
     proc = cli("train", "--training-data", out / "data.npz", "--output", tmp_path / "m.pth", "--mc-samples", "0")
-    _assert_user_error(proc, "mc_samples")
+    _assert_user_error(proc, "--mc-samples must be a positive integer, got 0")
     assert not (tmp_path / "m.pth").exists()
 
 

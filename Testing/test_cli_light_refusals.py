@@ -4,7 +4,8 @@ range, an option that needs another) answers before torch, VTK or SimpleITK load
 Why: the imports cost about 4 CPU seconds, which a refused name paid in full (``cardioscar
 train --output x.npz`` took 3.9 s where ``--help`` takes 0.2 s). The refusals run in one child
 process, so that modules imported by this test session cannot hide an import; every message is
-the one the command gave before the checks moved.
+the one the command gave before the checks moved, but the training options', which since
+2026-12-08 name the option typed (``--max-epochs``), not the API's field (``training option max_epochs``).
 """
 
 from __future__ import annotations
@@ -56,38 +57,38 @@ REFUSALS = (
      "scar probability: give scar_probability (or the field holding the scar probability)"),
     ("export --mesh missing.vtk --output o", "cardioscar export: error: File not found: missing.vtk"),
     ("train --training-data d.npz --output m.pth --batch-size 0",
-     "cardioscar train: error: training option batch_size must be a positive integer, got 0"),
+     "cardioscar train: error: --batch-size must be a positive integer, got 0"),
     ("train --training-data d.npz --output m.pth --max-epochs -1",
-     "cardioscar train: error: training option max_epochs must be a positive integer, got -1"),
+     "cardioscar train: error: --max-epochs must be a positive integer, got -1"),
     ("train --training-data d.npz --output m.pth --dropout-rate 1.5",
-     "cardioscar train: error: training option dropout_rate must be in [0, 1), got 1.5"),
+     "cardioscar train: error: --dropout-rate must be in [0, 1), got 1.5"),
     ("train --training-data d.npz --output m.pth --base-lr 0",
-     "cardioscar train: error: training option base_lr must be a positive number, got 0.0"),
+     "cardioscar train: error: --base-lr must be a positive number, got 0.0"),
     ("train --training-data d.npz --output m.pth --base-lr 0.5 --max-lr 0.1",
-     "cardioscar train: error: training option base_lr (0.5) must be <= max_lr (0.1)"),
+     "cardioscar train: error: --base-lr (0.5) must be <= --max-lr (0.1)"),
     ("train --training-data d.npz --output m.pth --convergence-tolerance 1",
-     "cardioscar train: error: training option convergence_tolerance must be in [0, 1) (0: no test), got 1.0"),
+     "cardioscar train: error: --convergence-tolerance must be in [0, 1) (0: no test), got 1.0"),
     ("train --training-data d.npz --output m.pth --seed -1",
-     "cardioscar train: error: training option seed must be in 0..2**63-1 (9223372036854775807), got -1"),
+     "cardioscar train: error: --seed must be in 0..2**63-1 (9223372036854775807), got -1"),
     ("fine-tune --model m.pth --training-data d.npz --output o.pth --mc-samples 0",
-     "cardioscar fine-tune: error: training option mc_samples must be a positive integer, got 0"),
+     "cardioscar fine-tune: error: --mc-samples must be a positive integer, got 0"),
     # the rules between an option and the preset's values (documented: max_lr 1e-2, the cyclical schedule)
     ("train --training-data d.npz --output m.pth --base-lr 0.05",
-     "cardioscar train: error: training option base_lr (0.05) must be <= max_lr (0.01)"),
+     "cardioscar train: error: --base-lr (0.05) must be <= --max-lr (0.01)"),
     ("train --training-data d.npz --output m.pth --preset fast --base-lr 0.05",
-     "cardioscar train: error: training option base_lr (0.05) must be <= max_lr (0.01)"),
+     "cardioscar train: error: --base-lr (0.05) must be <= --max-lr (0.01)"),
     ("train --training-data d.npz --output m.pth --convergence-tolerance 0.01",
-     "cardioscar train: error: training option convergence_tolerance needs schedule 'onecycle' (the cyclical "
-     "schedule ends on its patience); set it to 0 or choose onecycle"),
+     "cardioscar train: error: --convergence-tolerance needs schedule 'onecycle' (the cyclical "
+     "schedule ends on its patience); leave it out (or set it to 0), or give --preset fast (its schedule is one-cycle)"),
     ("fine-tune --model m.pth --training-data missing.npz --output o.pth",
      "cardioscar fine-tune: error: Training data file not found: missing.npz"),
     # Order: an option's error before a missing input's. A user fixes one thing at a time, and the
     # argument-only error is the cheaper to find; it is also the order of the command line before
     # the light checks (daca0a4: the config was built before the data was read) and fine-tune's.
     ("train --training-data missing.npz --output m.pth --batch-size 0",
-     "cardioscar train: error: training option batch_size must be a positive integer, got 0"),
+     "cardioscar train: error: --batch-size must be a positive integer, got 0"),
     ("fine-tune --model missing.pth --training-data missing.npz --output o.pth --base-lr 0.05",
-     "cardioscar fine-tune: error: training option base_lr (0.05) must be <= max_lr (0.01)"),
+     "cardioscar fine-tune: error: --base-lr (0.05) must be <= --max-lr (0.01)"),
     ("fine-tune --model missing.pth --training-data missing.npz --output o.pth",
      "cardioscar fine-tune: error: checkpoint file missing.pth does not exist: give the .pth written by "
      "'cardioscar train'"),
@@ -146,3 +147,20 @@ def test_argument_refusals_load_no_heavy_module(tmp_path: Path) -> None:
         assert (code, stderr) == (2, message), argv
         assert heavy == [], f"{argv} imported {heavy} before refusing"
     assert not (tmp_path / "o").exists()  # nothing was written by a refusal
+
+
+def test_the_api_keeps_its_field_names_for_training_options() -> None:
+    """Only the command line words the training options as its flags: the API's TrainingConfig (and
+    the faces that pass its words on: the Logic, the batch script) name its fields."""
+    from cardioscar.errors import CardioScarError
+    from cardioscar.fit.config import TrainingConfig
+
+    for values, expected in (({"max_epochs": 0}, "training option max_epochs must be a positive integer, got 0"),
+                             ({"base_lr": 0.5, "max_lr": 0.1}, "training option base_lr (0.5) must be <= max_lr (0.1)"),
+                             ({"convergence_tolerance": 0.01}, "; set it to 0 or choose onecycle")):
+        try:
+            TrainingConfig(**values)
+        except CardioScarError as error:
+            assert expected in str(error), str(error)
+        else:
+            raise AssertionError(f"{values} was not refused")

@@ -516,7 +516,6 @@ def test_summary_picture_tells_tissue_rows_from_one_field_rows_and_sheet_titles_
     plt.close(fig)
     sheet = bullseye_sheet_figure(rows)
     assert [a.get_title() for a in sheet.axes if a.get_title()] == ["P1: 42.4 % scar"]
-    plt.close(sheet)
 
 
 def test_manifest_keeps_the_names_the_row_gives_through_links(tmp_path, cohort_data, warnings_of_cardioscar):

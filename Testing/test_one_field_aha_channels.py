@@ -19,15 +19,22 @@ import numpy as np
 import pytest
 
 from cardioscar.aha import AhaOptions, analyse_mesh
+from cardioscar.aha.analysis import tag_classes_of
 from cardioscar.cli import main
 from cardioscar.io.meshio import Mesh, read_mesh, set_text_field, write_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
-from cardioscar.simulation import channels
+from cardioscar.simulation import channels, opencarp
 from cardioscar.simulation.opencarp import TAG_ARRAY, TAG_VALUES_ARRAY
 from test_channels import Wall
 
 BANDS_SAID = "is one scar field cut at two probabilities (probability band 0.5-0.8; probability >= 0.8), not border-zone"
 CHANNELS_SAID = "the channels found are corridors of intermediate probability through confident scar"
+#: The caveat of a narrow corridor hidden in what the search crosses, on one field's bands (its tissue
+#: words, "a border-zone corridor ... filled with core", were kept there before).
+BANDS_CAVEAT = ("a corridor of the lower probability band narrower than about 8 mm may have been raised into the top "
+                "band by the reconstruction, so no channel through the top band is not evidence of none")
+TISSUE_CAVEAT = ("a border-zone corridor narrower than about 8 mm may have been filled with core by the reconstruction, "
+                 "so no channel through the core is not evidence of none")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +91,23 @@ def test_aha_counts_one_fields_bands_as_bands_and_two_fields_as_tissue(heart, ca
     assert "border_zone_pct" in older.rows[0] and "classes" not in older.summary
 
 
+def test_aha_reads_the_note_of_the_tags_classes_in_one_parse(heart, monkeypatch, caplog):
+    """tag_classes_of read the note beside tissue_tag twice (its classes, then its bands' names)."""
+    parsed = []
+    real = opencarp._tag_note
+
+    def counted(dataset) -> dict:
+        parsed.append(dataset)
+        return real(dataset)
+
+    monkeypatch.setattr(opencarp, "_tag_note", counted)
+    mesh = read_mesh(heart["folder"] / "one.vtu")
+    found = tag_classes_of(mesh, AhaOptions(tags_field=TAG_ARRAY), "one.vtu")
+    assert found == {"classes": "bands", "bands": {"band_pct": "probability band 0.5-0.8",
+                                                   "top_band_pct": "probability >= 0.8"}}
+    assert len(parsed) == 1
+
+
 def test_channels_on_one_fields_bands_warn_once_and_two_fields_do_not(tmp_path, capsys):
     wall = Wall(6000)
     tags = wall.tags()
@@ -98,14 +122,43 @@ def test_channels_on_one_fields_bands_warn_once_and_two_fields_do_not(tmp_path, 
     for name in ("one", "two"):
         assert main(["channels", "--mesh", str(tmp_path / f"{name}.vtu"), "--layers", "0.1", "--output-dir",
                      str(tmp_path / f"ch_{name}")]) == 0
+        err = capsys.readouterr().err
         found[name] = (json.loads((tmp_path / f"ch_{name}" / "channels.json").read_text(encoding="utf-8")),
-                       [line for line in capsys.readouterr().err.splitlines() if CHANNELS_SAID in line])
-    record, said = found["one"]
+                       [line for line in err.splitlines() if CHANNELS_SAID in line], err)
+    record, said, err = found["one"]
     assert record["n_channels"] == 1 and record["classes"] == "bands" and CHANNELS_SAID in record["bands_note"]
     assert len(said) == 1 and said[0].startswith("one.vtu field 'tissue_tag': its tags are one scar field"), said
-    record, said = found["two"]  # the same corridor from two fields: tissue, no note, no warning
+    # the caveat of a hidden corridor in the bands' words, in the log and channels.json (tags: no flag)
+    note = record["hidden_corridors"]["note"]
+    assert note.startswith(f"{BANDS_CAVEAT} (") and "top-band nodes; no core_marginal:" in note, note
+    assert "the top band's margin" in record["hidden_corridors"]["basis"]
+    assert f"one.vtu field 'tissue_tag': {BANDS_CAVEAT}" in err and "border-zone corridor" not in err, err
+    record, said, err = found["two"]  # the same corridor from two fields: tissue, no note, no warning
     assert record["n_channels"] == 1 and record["classes"] == "tissue" and "bands_note" not in record and not said
+    assert record["hidden_corridors"]["note"].startswith(f"{TISSUE_CAVEAT} (") and " core nodes; " in err
     # the API from a probability (always one field) says it in its result, named as bands
     result = channels.run_channels(tmp_path / "pred.vtu", None, channels.ChannelOptions(layers=(0.1,)),
                                    scar_field="scar_probability")
     assert CHANNELS_SAID in result.bands_note and len(result.channels) == 1
+    hidden = result.hidden.summary()
+    assert hidden.startswith(f"{BANDS_CAVEAT}: ") and " top-band nodes (" in hidden, hidden
+    assert "of the top band's threshold (core_marginal)" in hidden, hidden
+
+
+def test_no_channel_on_one_fields_bands_is_said_in_bands_and_on_two_fields_in_tissue():
+    """The search's summary of no channel (no core in the layers; core without a corridor) in the
+    words of the tags' classes; a tags field without the export's note keeps the tissue words."""
+    empty = np.zeros(4, bool)
+    for classes, without, none in (
+            ("bands", "no node of the searched layers is in the top band, so no corridor of the lower probability "
+                      "band can run through the top band; check the tags (or lower --core)",
+             "(no corridor of the lower probability band through the top band with two entrances)"),
+            (None, "no node of the searched layers is core, so no border-zone corridor can run through the core; "
+                   "check the tags (or lower --core)",
+             "(no border-zone corridor through the core with two entrances)")):
+        for core_nodes, expected in ((0, without), (3, none)):
+            result = channels.ChannelResult(channels=[], node_channel=np.zeros(4, np.int32), depth=np.zeros(4),
+                                            layers=[{"layer": 0.5, "core_nodes": core_nodes}], classes=classes)
+            assert expected in result.summary(), (classes, result.summary())
+    assert "top band" not in channels.ChannelResult(channels=[], node_channel=empty, depth=empty,
+                                                    layers=[{"core_nodes": 0}], classes="tissue").summary()

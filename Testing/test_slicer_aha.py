@@ -174,7 +174,8 @@ def test_whole_number_floats_stay_double_columns_through_json_and_a_saved_scene(
 def test_markups_in_the_wrong_order_are_warned_and_recorded(case, warnings_of_cardioscar):
     """The inferior insertion placed first: the library's warning (which the panel's log shows) and
     the result's ``rv_insertion.sense``; the right order (the case's expected table) is anatomical.
-    The result records the library's words; the Logic's log names its markups' points."""
+    The Logic's log and its result's summary name its markups' points (the summary said the command
+    line's --rv-point to the console's user); ``library_summary`` keeps the library's words."""
     assert case["expected"].summary["rv_insertion"]["sense"] == "anatomical"
     context = csl.create_scene()
     model = csl.load_model(context.scene, case["path"])
@@ -183,9 +184,10 @@ def test_markups_in_the_wrong_order_are_warned_and_recorded(case, warnings_of_ca
         result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(rv_markups=markups))
     warned = [message for message in heard if "mirror" in message]
     assert len(warned) == 1 and result.summary["rv_insertion"]["sense"] == "mirrored"
-    assert result.summary["rv_insertion"]["warning"] == warned[0]
+    assert result.library_summary["rv_insertion"]["warning"] == warned[0] and "--rv-point" in warned[0]
     [logged] = [message for message in warnings_of_cardioscar if "mirror" in message]
     assert "the anterior insertion first (point 1 of inputs.rv_markups, then its point 2)" in logged and "--" not in logged
+    assert result.summary["rv_insertion"]["warning"] == logged
 
 
 def test_one_markup_on_a_mirrored_heart_is_warned_and_recorded(tmp_path, warnings_of_cardioscar):
@@ -200,9 +202,10 @@ def test_one_markup_on_a_mirrored_heart_is_warned_and_recorded(tmp_path, warning
         result = csl.CardioScarLogic.aha_segments(model, csl.AhaInputs(
             rv_markups=_markups(context.scene, [anterior]), measure=AhaOptions(transmurality="off")))
     (warned,) = [message for message in heard if "mirror" in message]
-    assert result.summary["rv_insertion"]["frame_handedness"]["warning"] == warned
+    assert result.library_summary["rv_insertion"]["frame_handedness"]["warning"] == warned
     (logged,) = [message for message in warnings_of_cardioscar if "mirror" in message]
     assert "--" not in logged and "(point 1 of inputs.rv_markups, then its point 2)" in logged, logged
+    assert result.summary["rv_insertion"]["frame_handedness"]["warning"] == logged
 
 
 def test_bad_inputs_leave_the_model_as_it_was(case):
@@ -220,6 +223,36 @@ def test_bad_inputs_leave_the_model_as_it_was(case):
     assert model.GetMesh().GetPointData().GetArray("aha_segment") is None
     assert model.GetNodeReference(AHA_TABLE_REFERENCE) is None
 
+
+
+def test_the_inputs_are_checked_on_a_model_before_it_has_a_result(case, tmp_path, warnings_of_cardioscar):
+    """``check_aha_inputs`` on the heart mesh as loaded for a training (no scar_probability yet): a
+    markup off the wall is refused with the error ``aha_segments`` gives on the model with its result
+    (the batch script says it before its training, not after), the markups in the wrong order are
+    warned of, and right inputs pass; the model is left as it was."""
+    from cardioscar.io.meshio import read_mesh
+
+    mesh = read_mesh(case["path"])
+    mesh.dataset.GetPointData().RemoveArray("scar_probability")
+    write_mesh(mesh, tmp_path / "heart.vtk")
+    context = csl.create_scene()
+    model, result_model = csl.load_model(context.scene, tmp_path / "heart.vtk"), csl.load_model(context.scene, case["path"])
+    data = model.GetMesh().GetPointData()
+    fields = [data.GetArrayName(i) for i in range(data.GetNumberOfArrays())]
+    assert "scar_probability" not in fields
+    far = _markups(context.scene, [np.array([500.0, 500.0, 500.0])])
+    with pytest.raises(CardioScarError) as after:
+        csl.CardioScarLogic.aha_segments(result_model, csl.AhaInputs(rv_markups=far))
+    with pytest.raises(CardioScarError) as before:
+        csl.CardioScarLogic.check_aha_inputs(model, csl.AhaInputs(rv_markups=far))
+    assert str(before.value) == str(after.value) and str(before.value).startswith("inputs.rv_markups is ")
+    assert before.value.library_message == after.value.library_message
+    csl.CardioScarLogic.check_aha_inputs(model, csl.AhaInputs(rv_markups=_markups(context.scene, case["insertions"])))
+    assert not [message for message in warnings_of_cardioscar if "mirror" in message]
+    csl.CardioScarLogic.check_aha_inputs(model, csl.AhaInputs(rv_markups=_markups(context.scene, case["insertions"][::-1])))
+    assert len([message for message in warnings_of_cardioscar if "mirror" in message]) == 1
+    assert [data.GetArrayName(i) for i in range(data.GetNumberOfArrays())] == fields
+    assert model.GetNodeReference(AHA_TABLE_REFERENCE) is None
 
 def test_label_map_node_finds_the_insertions(tmp_path):
     """The real ACDC labels loaded by Slicer's label-map storage node give the same segments as

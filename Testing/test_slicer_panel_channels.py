@@ -25,6 +25,7 @@ from cardioscar.simulation.channels import CHANNEL_FIELD, DEFAULT_MIN_LENGTH_MM,
 from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD  # noqa: E402
 from cardioscar.simulation.opencarp import TAG_ARRAY  # noqa: E402
 from test_channels import Wall, _write  # noqa: E402  (the painted lattice)
+from test_one_field_aha_channels import BANDS_CAVEAT  # noqa: E402
 from test_slicer_panel import LATEST, _arrays, case, panel, phantom  # noqa: E402,F401
 
 
@@ -118,10 +119,14 @@ def test_a_probability_is_cut_at_the_thresholds_and_refusals_change_nothing(pane
     # from a probability, the core within 0.1 of the core threshold is flagged on the model (the core at 0.9 here)
     assert np.array_equal(_arrays(model)[MARGINAL_CORE_FIELD].astype(bool), found.hidden.flag)
     assert found.hidden.flagged_nodes > 0 and np.all(probability[found.hidden.flag] == 0.9)
+    # ... and the Logic's result names that core as the top band, the corridor as the lower band
+    assert found.hidden.summary().startswith(f"{BANDS_CAVEAT}: {found.hidden.flagged_nodes} of "), found.hidden.summary()
+    assert "top-band nodes" in found.hidden.summary() and "core" not in found.hidden.summary().replace("core_marginal", "")
     # one field's bands (a probability is always one field): the status line says what its channels are not
     harness.click_to_end(widget, ui.findChannelsButton)
     assert "Note: its tags are one scar field cut at two probabilities" in ui.statusLabel.text, ui.statusLabel.text
     assert "(probability band 0.5-0.8, probability >= 0.8)" in ui.statusLabel.text
+    assert f"Note: {BANDS_CAVEAT}: " in ui.statusLabel.text and "border-zone corridor" not in ui.statusLabel.text
 
 
 @LATEST

@@ -237,7 +237,10 @@ def test_a_missed_scar_patch_under_the_stall_share_is_retried_from_the_next_seed
     assert training._missed_scar({"ignored_scar_groups": 11, "ignored_share": 0.057})
     assert not training._missed_scar({"ignored_scar_groups": 13, "ignored_share": 0.0149})
     missed = {"stop_reason": "converged", "ignored_groups": 8, "ignored_scar_groups": 8, "ignored_share": 0.05}
-    assert training.describe_stop(missed) == "converged in a poor minimum: 8 groups ignored (see the log)"
+    # a history with no record of a warning (an older checkpoint's, one built by hand) points at none
+    assert training.describe_stop(missed) == "converged in a poor minimum: 8 groups ignored"
+    assert training.describe_stop({**missed, "warned": True}) == ("converged in a poor minimum: 8 groups ignored "
+                                                                  "(see the training's warning)")
 
 
 def faint_spot_on_a_fraction_map():
@@ -270,7 +273,7 @@ def test_a_faint_scar_patch_missed_on_a_fraction_map_is_retried_from_the_next_se
     assert training.describe_stop(history) == "converged"
     missed = {"stop_reason": "converged", "ignored_groups": 0, "faint_scar_groups": 12, "faint_scar_share": 0.14}
     assert training.describe_stop(missed) == ("converged in a poor minimum: 12 faint scar groups fitted under 50% of "
-                                              "their targets (see the log)")
+                                              "their targets")
 
 
 def test_drawn_labels_are_left_to_the_ignored_group_tests():
@@ -417,21 +420,30 @@ def test_a_run_whose_loss_rises_and_stays_up_is_stopped_and_retried(monkeypatch,
     assert kept["epochs_run"] == 150 and kept["diverged_epoch"] is None and kept["diverged"]  # judged at the end
 
 
-def test_a_kept_run_stopped_as_diverged_says_so_in_its_stop(monkeypatch):
+def test_a_kept_run_stopped_as_diverged_says_so_in_its_stop(monkeypatch, caplog):
     """Every run diverges (scripted losses, as above): the kept one was stopped early, DIVERGED_EPOCHS
     into its rise, but its stop read as a run judged at its end ("diverged: its loss rose after epoch
-    N, whose weights are kept"), the early stop said nowhere in a summary."""
+    N, whose weights are kept"), the early stop said nowhere in a summary. It points at the warning
+    the run gave, at the default level (WARNING), and a history that records none points at nothing
+    ("(see the log)" pointed at a log that an older checkpoint's history never had)."""
     coords, values, groups = small_problem(n_groups=60)
     config = TrainingConfig.fast(max_epochs=150, hidden_dim=16, num_threads=1, convergence_tolerance=0.0)
     scripted_losses(monkeypatch, lambda max_lr: lambda epoch: (0.01 if epoch <= 30 else 0.2) * (1 + 1e-3 * (epoch % 7)))
-    _, history = fit_scar_field(coords, values, groups, config, device="cpu")
+    with caplog.at_level("WARNING", logger="cardioscar.fit.training"):
+        _, history = fit_scar_field(coords, values, groups, config, device="cpu")
     stopped = 30 + training.DIVERGED_EPOCHS
     assert history["stop_reason"] == "diverged" and history["diverged_epoch"] == stopped == history["epochs_run"]
+    assert history["warned"] and [r.levelname for r in caplog.records if r.message.startswith("the result ")] == \
+        ["WARNING"]
     assert training.describe_stop(history) == (f"diverged: its loss rose after epoch {history['best_epoch']}, whose "
-                                               f"weights are kept; stopped early at epoch {stopped} (see the log)")
+                                               f"weights are kept; stopped early at epoch {stopped} (see the "
+                                               "training's warning)")
     judged = {**history, "diverged_epoch": None}  # a run without retries runs to its end
     assert training.describe_stop(judged) == (f"diverged: its loss rose after epoch {history['best_epoch']}, whose "
-                                              "weights are kept (see the log)")
+                                              "weights are kept (see the training's warning)")
+    unrecorded = {key: value for key, value in judged.items() if key != "warned"}
+    assert training.describe_stop(unrecorded) == (f"diverged: its loss rose after epoch {history['best_epoch']}, "
+                                                  "whose weights are kept")
 
 
 def test_a_stall_retry_whose_network_dies_is_retried_with_a_lower_peak(monkeypatch, caplog):

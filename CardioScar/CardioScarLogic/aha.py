@@ -33,7 +33,7 @@ from cardioscar.errors import CardioScarError
 
 from . import results
 from .geometry import RAS_TO_LPS, check_unchanged, model_points_lps, model_state, volume_ijk_to_lps, world_mesh_lps
-from .worker import aha_of_world_mesh
+from .worker import aha_of_world_mesh, check_frame_of_world_mesh
 
 AHA_TABLE_REFERENCE = "CardioScarAhaTable"
 SEGMENT_ARRAY = "aha_segment"
@@ -63,6 +63,9 @@ class AhaSceneResult:
     table_node: object
     point_segments: np.ndarray
     cell_segments: np.ndarray
+    #: ``summary`` in the library's words, where the Logic's ``aha_segments`` words ``summary`` its own
+    #: way (None: the same as ``summary``); the batch script words it in its options for its aha.json.
+    library_summary: Optional[dict] = None
 
 
 def _control_points_lps(markups, what: str, needed: int) -> list[np.ndarray]:
@@ -194,6 +197,18 @@ def apply_segments(model_node, rows: list[dict], summary: dict, point_segments: 
     return AhaSceneResult(rows, summary, table, np.asarray(point_segments), np.asarray(cell_segments))
 
 
+def check_model_frame(model_node, inputs: AhaInputs) -> None:
+    """Find the AHA frame of the model with ``inputs`` before it has a result; changes nothing.
+
+    Why: a run that reconstructs and then segments (the batch script's ``--aha-dir``) found a point
+    off the wall, a model of both ventricles or debris only after its training, which was lost. The
+    same inputs are read as :func:`analyse_model` reads them, and the library's own analysis finds
+    the frame (:func:`cardioscar.aha.check_frame`): its refusals are those the model's AHA gives
+    after the training, in the same words."""
+    job = read_aha_inputs(model_node, inputs)
+    check_frame_of_world_mesh(job.world_mesh, job.options, job.model_name)
+
+
 def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Path] = None) -> AhaSceneResult:
     """Segment the model as shown (world coordinates), then write the arrays, the table and, when
     asked, the bull's-eye PNG. A failure leaves the model and the scene as they were. The panel runs
@@ -203,5 +218,5 @@ def analyse_model(model_node, inputs: AhaInputs, bullseye_png: Optional[str | Pa
     return apply_segments(model_node, result.rows, result.summary, result.point_segments, result.cell_segments)
 
 
-__all__ = ["AhaInputs", "AhaJob", "AhaSceneResult", "analyse_model", "aha_options", "apply_segments", "read_aha_inputs",
-           "update_aha_table", "AHA_TABLE_REFERENCE", "SEGMENT_ARRAY"]
+__all__ = ["AhaInputs", "AhaJob", "AhaSceneResult", "analyse_model", "aha_options", "apply_segments", "check_model_frame",
+           "read_aha_inputs", "update_aha_table", "AHA_TABLE_REFERENCE", "SEGMENT_ARRAY"]

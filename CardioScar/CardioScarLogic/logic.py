@@ -18,7 +18,7 @@ import importlib.metadata
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Union
@@ -41,7 +41,8 @@ from .options import ReconstructionOptions
 from .rulemasks import rule_myocardium, rule_slices
 from .scarsource import SEGMENT_SCAR, counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
-from .wording import AHA_NAMES, LOGIC_AHA_ADVICE, RECONSTRUCTION_NAMES, SCORING_NAMES, speaks_logic_words
+from .wording import (AHA_NAMES, LOGIC_AHA_ADVICE, RECONSTRUCTION_NAMES, SCORING_NAMES, record_in_words,
+                      speaks_logic_words)
 
 logger = logging.getLogger(__name__)
 
@@ -531,10 +532,25 @@ class CardioScarLogic:
     @speaks_logic_words(AHA_NAMES, LOGIC_AHA_ADVICE)
     def aha_segments(model_node, inputs: "AhaInputs", bullseye_png: Optional[Union[str, Path]] = None):
         """AHA 17-segment table, ``aha_segment`` arrays and optionally the bull's-eye PNG of a model
-        (see ``CardioScarLogic.aha``); returns an ``AhaSceneResult``."""
+        (see ``CardioScarLogic.aha``); returns an ``AhaSceneResult`` whose ``summary`` says its
+        warnings in this call's words, as its log does, and ``library_summary`` in the library's."""
         from .aha import analyse_model
 
-        return analyse_model(model_node, inputs, bullseye_png)
+        result = analyse_model(model_node, inputs, bullseye_png)
+        return replace(result, summary=record_in_words(result.summary, AHA_NAMES, LOGIC_AHA_ADVICE),
+                       library_summary=result.summary)
+
+    @staticmethod
+    @speaks_logic_words(AHA_NAMES, LOGIC_AHA_ADVICE)
+    def check_aha_inputs(model_node, inputs: "AhaInputs") -> None:
+        """Refuse, before a run, the AHA inputs that :meth:`aha_segments` would refuse on its
+        result (a point off the wall, a model of both ventricles without an LV mask, debris); a
+        warning of the inputs (swapped points) is said now. Changes nothing. For a training that
+        is to be segmented after it: the batch script's ``--aha-dir``
+        (``CardioScarLogic.aha.check_model_frame``)."""
+        from .aha import check_model_frame
+
+        check_model_frame(model_node, inputs)
 
     def _publish(self, model_node, points: np.ndarray, inference, checkpoint: dict, options: ReconstructionOptions,
                  device: str, seconds: float, with_plot: bool, slab: Optional[tuple] = None,

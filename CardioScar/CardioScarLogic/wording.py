@@ -34,7 +34,8 @@ from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
 from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
 from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE, LONG_AXIS_VIEW_ADVICE
 from cardioscar.errors import CardioScarError
-from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
+from cardioscar.errors import advice_in_face_words
+from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
 from cardioscar.simulation.tags import CALL_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
@@ -267,6 +268,21 @@ def _in_face_words(message: str, names: dict[str, str], advice: dict[str, str]) 
     """``message`` with ``advice``'s phrases in a face's words, then each command-line option in
     ``names`` replaced by that face's name, unquoted (the Logic's and the batch script's way)."""
     return _renamed(advice_in_face_words(message, advice), names, "{}")
+
+
+def record_in_words(record, names: dict[str, str], advice: dict[str, str]):
+    """``record`` (a result's summary as ``aha.json`` holds it: dicts, lists, numbers and text) with
+    each text in a face's words (:func:`_in_face_words`). Why: the AHA result's summary keeps the
+    library's warnings (the RV insertions' order, "--rv-point lies 12 mm in front of the other"),
+    which the Logic's console user reads in its parameter names (as its log says them) and the batch
+    script writes into its ``aha.json`` in its options' (:data:`BATCH_NAMES`)."""
+    if isinstance(record, str):
+        return _in_face_words(record, names, advice)
+    if isinstance(record, dict):
+        return {key: record_in_words(value, names, advice) for key, value in record.items()}
+    if isinstance(record, list):
+        return [record_in_words(value, names, advice) for value in record]
+    return record
 
 
 def in_batch_words(message: str, names: dict[str, str]) -> str:

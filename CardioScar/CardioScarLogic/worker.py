@@ -270,18 +270,35 @@ def load_aha_options(folder: Path, record: dict):
     return AhaOptions(**record)
 
 
-def aha_of_world_mesh(dataset: "vtk.vtkDataSet", options, bullseye_png: "Path | None", title: str, model_name: str):
-    """The library's AHA analysis of a mesh in world LPS and, when asked, its bull's-eye (the panel's
-    worker and the console's ``analyse_model`` both call this); the library's ``AhaResult``. Its
-    messages name the model ``model_name`` (as *Tag*'s do), not "the mesh"."""
-    from cardioscar.aha import analyse_mesh
-    from cardioscar.aha.bullseye import write_bullseye
+def _model_mesh(dataset: "vtk.vtkDataSet", model_name: str):
+    """A model's mesh in world LPS as the library's AHA reads it, and what its messages call it: the
+    model ``model_name`` (as *Tag*'s do), not "the mesh"."""
     from cardioscar.io.meshio import Mesh
 
-    result = analyse_mesh(Mesh(dataset=dataset, space="LPS", path=None), options, f"The model '{model_name}'")
+    return Mesh(dataset=dataset, space="LPS", path=None), f"The model '{model_name}'"
+
+
+def aha_of_world_mesh(dataset: "vtk.vtkDataSet", options, bullseye_png: "Path | None", title: str, model_name: str):
+    """The library's AHA analysis of a mesh in world LPS and, when asked, its bull's-eye (the panel's
+    worker and the console's ``analyse_model`` both call this); the library's ``AhaResult``."""
+    from cardioscar.aha import analyse_mesh
+    from cardioscar.aha.bullseye import write_bullseye
+
+    mesh, name = _model_mesh(dataset, model_name)
+    result = analyse_mesh(mesh, options, name)
     if bullseye_png is not None:
         write_bullseye(result.rows, Path(bullseye_png), title)
     return result
+
+
+def check_frame_of_world_mesh(dataset: "vtk.vtkDataSet", options, model_name: str) -> None:
+    """The AHA frame of a model's mesh in world LPS before the model has a result
+    (:func:`cardioscar.aha.check_frame`): the refusals and warnings :func:`aha_of_world_mesh` would
+    give after the training, in its words."""
+    from cardioscar.aha import check_frame
+
+    mesh, name = _model_mesh(dataset, model_name)
+    check_frame(mesh, options, name)
 
 
 def run_aha_job(folder: Path, job: dict) -> None:

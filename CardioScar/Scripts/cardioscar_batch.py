@@ -358,21 +358,33 @@ class _ScriptWords(logging.Filter):
 
 
 @contextmanager
+def _on_handlers(added: logging.Filter) -> Iterator[None]:
+    """Inside, ``added`` filters each record that the root logger's handlers write (the library's
+    records reach them by propagation, which a logger's own filter does not see)."""
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(added)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(added)
+
+
+@contextmanager
 def _script_words(names: dict[str, str]) -> Iterator[None]:
     """Inside, each warning logged is written in ``names`` (a :class:`_ScriptWords` on each handler of
     the root logger, in place of an outer block's)."""
-    words = _ScriptWords(names)
     handlers = list(logging.getLogger().handlers)
     outer = {handler: [f for f in handler.filters if isinstance(f, _ScriptWords)] for handler in handlers}
     for handler in handlers:
         for step in outer[handler]:
             handler.removeFilter(step)
-        handler.addFilter(words)
     try:
-        yield
+        with _on_handlers(_ScriptWords(names)):
+            yield
     finally:
         for handler in handlers:
-            handler.removeFilter(words)
             for step in outer[handler]:
                 handler.addFilter(step)
 
@@ -422,15 +434,13 @@ def _in_script_words(error: Exception, parser: argparse.ArgumentParser) -> str:
     return in_batch_words(message, _script_names(verb, parser))
 
 
-def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
-    """The AHA table, picture and arrays of the reconstructed model (after it was saved once), and
-    the lines that say so (as ``cardioscar aha`` logs them)."""
+def _aha_inputs(args: argparse.Namespace, context, space: str):
+    """The AHA's inputs as scene nodes (the Logic's :class:`CardioScarLogic.AhaInputs`), from the
+    options; ``space``: the frame of the mesh file, in which the points are given."""
     from CardioScarLogic import AhaInputs, load_volume
     from cardioscar.aha import AhaOptions
-    from cardioscar.aha.table import scar_per_segment, write_table
-    from cardioscar.io.meshio import read_mesh
 
-    to_ras = (1.0, 1.0, 1.0) if read_mesh(args.mesh).space == "RAS" else (-1.0, -1.0, 1.0)
+    to_ras = (1.0, 1.0, 1.0) if space == "RAS" else (-1.0, -1.0, 1.0)
 
     def markups(name, points):
         node = context.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
@@ -439,7 +449,7 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
         return node
 
     rv = [p for p in (args.rv_point, args.rv_inferior_point) if p is not None]
-    inputs = AhaInputs(
+    return AhaInputs(
         rv_markups=markups("RV insertion", rv) if rv else None,
         labels_node=load_volume(context.scene, args.labels, labelmap=True) if args.labels else None,
         rv_label=args.rv_label, myocardium_label=args.myocardium_label,
@@ -449,10 +459,58 @@ def _aha(args: argparse.Namespace, context, logic, model_node) -> list[str]:
                            tags_field=args.tags_field,
                            border_zone_tag=args.border_zone_tag, core_tag=args.core_tag,
                            transmurality=args.transmurality))
+
+
+def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
+    """The AHA table, picture and arrays of the reconstructed model (after it was saved once) with
+    the ``inputs`` checked before the training, and the lines that say so (as ``cardioscar aha``
+    logs them)."""
+    from CardioScarLogic.wording import BATCH_FIBRE_ADVICE, BATCH_NAMES, record_in_words
+    from cardioscar.aha.table import scar_per_segment, write_table
+
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
-    write_table(result.rows, result.summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
+    # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
+    summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_FIBRE_ADVICE)
+    write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
+
+
+def _check_aha_frame(args: argparse.Namespace, context, model_node, mesh) -> tuple[object, list[str]]:
+    """Find the AHA frame of the user's model before the training, as the AHA step will after it
+    (``CardioScarLogic.check_aha_inputs``: the same inputs, the library's own analysis with a
+    scar-free field), so that a point off the wall, a mesh of both ventricles without --lv-mask or
+    debris fails the run now, in the words it failed with after the training (which was lost).
+    Returns the inputs, for the AHA step, and the warnings it said (swapped points, a cap the
+    slices missed), which the AHA step does not say again.
+
+    The mesh's pieces are said of the user's file (``mesh``), as the export and the channel search
+    say theirs (with --lv-mask the AHA reads the LV's part alone and says nothing of them)."""
+    from CardioScarLogic import CardioScarLogic
+    from CardioScarLogic.wording import library_warnings
+    from cardioscar.simulation.opencarp import PIECES_AHA, SEAM_AHA, SaidBeforeTraining, warn_about_pieces
+
+    if args.lv_mask is None:
+        warn_about_pieces(mesh, PIECES_AHA, seam=SEAM_AHA)
+    inputs = _aha_inputs(args, context, mesh.space)
+    with SaidBeforeTraining(), library_warnings() as said:
+        CardioScarLogic.check_aha_inputs(model_node, inputs)
+    return inputs, said
+
+
+class _NotSaidAgain(logging.Filter):
+    """Drops a warning whose library words (:func:`CardioScarLogic.wording.library_message`) were
+    said already: the AHA step finds after the training the frame :func:`_check_aha_frame` found
+    before it, and repeated its warnings of the same points and the same mesh."""
+
+    def __init__(self, said: list[str]) -> None:
+        super().__init__()
+        self.said = set(said)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from CardioScarLogic.wording import library_message
+
+        return library_message(record) not in self.said
 
 
 def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_node, options) -> list[str]:
@@ -460,12 +518,14 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     (saved again), and the lines that say so (as ``cardioscar channels`` logs them)."""
     from CardioScarLogic import save_model
     from CardioScarLogic.channels import find_model_channels
+    from CardioScarLogic.wording import in_batch_words
     from cardioscar.simulation.open_cut import open_cut_note
 
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
     save_model(model_node, args.output)  # again, now with bz_channel and wall_depth (and core_marginal)
-    lines = [f"Channels: {found.summary()}"]
+    # the summary in this script's options (--channel-min-length), as its warnings are
+    lines = [f"Channels: {in_batch_words(found.summary(), _script_names('channels', parser))}"]
     if found.hidden is not None and found.hidden.summary():
         lines.append(f"Channels, note: {found.hidden.summary()}")
     if found.bands_note:  # one field's bands (the library's warning too): what its channels are not
@@ -607,11 +667,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 check_searchable_mesh(mesh)
                 lv_wall(mesh, "the channel search", " (or leave --channels-dir out)")
                 warn_about_pieces(mesh, PIECES_CHANNELS, seam=SEAM_CHANNELS)
-        if args.aha_dir is not None and args.lv_mask is None:  # with an LV mask the AHA reads the LV's part alone
-            from cardioscar.simulation.opencarp import PIECES_AHA, SEAM_AHA, warn_about_pieces
-
+        aha_inputs, said_of_the_frame = None, []
+        if args.aha_dir is not None:  # its frame on the user's mesh: what the AHA refuses of it, before the training
             with _doing("aha", parser):
-                warn_about_pieces(mesh, PIECES_AHA, seam=SEAM_AHA)
+                aha_inputs, said_of_the_frame = _check_aha_frame(args, context, model_node, mesh)
         logic = CardioScarLogic(context.scene, context.color_logic)
         view = None
         if args.snapshot is not None:
@@ -658,9 +717,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 _write_summary(result.table_node, args.summary)
             if args.channels_dir is not None:
                 written += _channels(args, parser, model_node, channel_options)
-            if args.aha_dir is not None:
-                with _doing("aha", parser):
-                    written += _aha(args, context, logic, model_node)
+            if args.aha_dir is not None:  # the frame's warnings were said before the training
+                with _doing("aha", parser), _on_handlers(_NotSaidAgain(said_of_the_frame)):
+                    written += _aha(args, logic, model_node, aha_inputs)
                 save_model(model_node, args.output)  # again, now with the aha_segment arrays
         if view is not None:
             view.capture(model_node, azimuth=30, elevation=20, path=args.snapshot)

@@ -19,10 +19,10 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from cardioscar import __version__
 from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
-from cardioscar.io.checks import (MESH_SUFFIXES, check_image_exists, check_model_file, check_not_an_input,
-                                   check_output_dir, check_output_path, check_seed, check_training_data_file,
-                                   check_vtk_file, shape_prior_word)
-from cardioscar.errors import CardioScarError, TrainingCancelled
+from cardioscar.io.checks import (BELOW_MAX_LR, MESH_SUFFIXES, ONE_CYCLE_ADVICE, TRAINING_OPTION, check_image_exists,
+                                   check_model_file, check_not_an_input, check_output_dir, check_output_path,
+                                   check_seed, check_training_data_file, check_vtk_file, shape_prior_word)
+from cardioscar.errors import CardioScarError, TrainingCancelled, advice_in_face_words
 from cardioscar.lge import options as lge_options
 from cardioscar.said_once import new_run
 from cardioscar.simulation import channels_cli, export
@@ -322,12 +322,25 @@ def _training_overrides(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name, *_ in _TRAINING_OPTIONS if getattr(args, name, None) is not None}
 
 
+#: The training options' errors in the command line's words: the library names each by its
+#: ``TrainingConfig`` field (``training option max_epochs``), which the user typed as ``--max-epochs``,
+#: and its advice for a tolerance on the cyclical schedule names a schedule the command line sets by
+#: its preset (:func:`cardioscar.errors.advice_in_face_words`).
+_TRAINING_WORDS = {**{f"{TRAINING_OPTION} {name}": flag for name, flag, *_ in _TRAINING_OPTIONS},
+                   BELOW_MAX_LR: "must be <= --max-lr",
+                   ONE_CYCLE_ADVICE: "leave it out (or set it to 0), or give --preset fast (its schedule is one-cycle)"}
+
+
 def _training_config(args: argparse.Namespace):
-    """The preset with the options given, checked whole (torch-free: :mod:`cardioscar.fit.config`)."""
+    """The preset with the options given, checked whole (torch-free: :mod:`cardioscar.fit.config`),
+    a refusal in the command line's words (:data:`_TRAINING_WORDS`)."""
     from cardioscar.fit.config import TrainingConfig
 
     overrides = _training_overrides(args)
-    return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
+    try:
+        return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
+    except CardioScarError as error:
+        raise CardioScarError(advice_in_face_words(str(error), _TRAINING_WORDS)) from error
 
 
 def _progress_bar(config, enabled: bool):

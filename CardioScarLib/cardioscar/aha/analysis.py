@@ -23,8 +23,8 @@ from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_me
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, PIECES_AHA, SEAM_AHA, TAG_ARRAY,
-                                            check_millimetres, recorded_bands, recorded_tag_classes,
-                                            recorded_tag_values, warn_about_pieces, warn_if_centimetres)
+                                            check_millimetres, recorded_classes, recorded_tag_values,
+                                            warn_about_pieces, warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
 
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 #: for its LV part's 156), exit 0.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
 #: The command line's way out of the biventricular refusal; a face without ``--lv-mask`` (the Slicer
-#: panel, a cohort row) words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+#: panel, a cohort row) words it as its own (:func:`cardioscar.errors.advice_in_face_words`).
 LV_MASK_ADVICE = ", or mark its LV nodes with --lv-mask FIELD (and --lv-value for a region label)"
 
 SEGMENT_ARRAY = "aha_segment"
@@ -415,8 +415,7 @@ def tag_classes_of(mesh: Mesh, options: AhaOptions, where: str) -> dict:
     a core model). Their columns are :data:`.table.BAND_COLUMNS` then."""
     if options.tags_field != TAG_ARRAY:
         return {}
-    classes = recorded_tag_classes(mesh.dataset)
-    bands = recorded_bands(mesh.dataset)
+    classes, bands = recorded_classes(mesh.dataset)
     if classes is None or (classes == "bands" and bands is None):
         return {}
     if classes == "tissue":
@@ -524,6 +523,34 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
                "lv": lv_total(rows)}
     return AhaResult(point_segments=point_segments, cell_segments=_cell_segments(dataset, lv_nodes, frame),
                      rows=rows, summary=summary, frame=frame)
+
+
+def check_frame(mesh: Mesh, options: AhaOptions, name: Optional[str] = None) -> None:
+    """Find ``mesh``'s AHA frame (long axis, levels, RV insertions) with ``options`` before there is
+    a field to measure, so that every refusal that depends on the mesh and the options alone comes
+    now: a point off the wall, a mesh of both ventricles, debris, an LV mask that marks no LV.
+
+    Why: a face that trains and then segments (a cohort row, the Slicer batch script) found the
+    frame only after the training, so such a mistake failed the run minutes after its cause could
+    have been named. The analysis itself runs (:func:`analyse_mesh`, no second copy of its rules) on
+    a copy of the mesh whose only fields are a scar-free ``options.field`` and the LV mask; what
+    needs the prediction is left out: the uncertainty, the tags and, unless ``required`` asks for
+    the wall's inside, transmurality. Its warnings are those of the mesh and the options (swapped
+    points, a cap the slices missed); ``name`` as :func:`analyse_mesh`'s."""
+    fields = {options.field: np.zeros(mesh.n_points)}
+    if options.lv_mask_field is not None:  # a missing mask is named with the fields the mesh has
+        fields[options.lv_mask_field] = mesh.point_array(options.lv_mask_field)
+    dataset = mesh.dataset.NewInstance()
+    dataset.ShallowCopy(mesh.dataset)
+    dataset.GetPointData().Initialize()  # the copy's fields only: an earlier scar_binary is not this field's
+    for field_name, values in fields.items():
+        array = numpy_to_vtk(np.ascontiguousarray(values), deep=True)
+        array.SetName(field_name)
+        dataset.GetPointData().AddArray(array)
+    frame_only = dataclasses.replace(options, uncertainty_field=None, tags_field=None, border_zone_tag=None,
+                                     core_tag=None,
+                                     transmurality="off" if options.transmurality == "auto" else options.transmurality)
+    analyse_mesh(dataclasses.replace(mesh, dataset=dataset), frame_only, name)
 
 
 def mesh_with_segments(mesh: Mesh, result: AhaResult) -> Mesh:

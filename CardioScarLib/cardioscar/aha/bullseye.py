@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.figures import new_figure
 
 from .segments import TERRITORY_OF, TERRITORY_SEGMENTS
 
@@ -73,6 +74,19 @@ def _label_position(segment: int) -> tuple[float, float]:
     return radius * np.cos(angle), radius * np.sin(angle)
 
 
+def _label_places(segment: int, text: str) -> tuple[tuple[float, float], tuple[float, float], dict]:
+    """Where a segment's number and its text go, and how the text is set.
+
+    In the apical septum and lateral wall (14, 16) the ring is narrower than "not covered": written
+    across, it ran into the apex's own "not covered". There it runs upright along the ring, its
+    lines close, with the number above it."""
+    x, y = _label_position(segment)
+    if "\n" in text and segment in (14, 16):
+        inward = -np.sign(x)  # towards the apex, where the sector is clear of the mid ring's labels
+        return (x + 0.15 * inward, y + 0.85), (x + 0.1 * inward, y - 0.25), {"rotation": 90.0, "linespacing": 1.0}
+    return (x, y + 0.16), (x, y - (0.36 if "\n" in text else 0.14)), {}
+
+
 def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: float, vmax: float, cmap: str,
                   fmt: str = "{:.0f}", uncovered: frozenset[int] = frozenset()) -> object:
     """One disc on ``ax``: each segment coloured by its value (grey: none), its number and value
@@ -91,12 +105,12 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
         colour = (0.85, 0.85, 0.85, 1.0) if value is None else mapping.to_rgba(value)
         ax.add_patch(Wedge((0, 0), outer, start, end, width=outer - inner, facecolor=colour, edgecolor="white",
                            linewidth=0.8))
-        x, y = _label_position(segment)
         text = ("not\ncovered" if segment in uncovered else "n/a") if value is None else fmt.format(value)
         dark = value is not None and norm(value) > 0.6
-        ax.text(x, y + 0.16, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
-        ax.text(x, y - (0.36 if "\n" in text else 0.14), text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
-                color="white" if dark else "black")
+        (nx, ny), (tx, ty), setting = _label_places(segment, text)
+        ax.text(nx, ny, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
+        ax.text(tx, ty, text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
+                color="white" if dark else "black", **setting)
     # One collection, not one ``plot`` per arc piece: hundreds of Line2D artists made the drawing
     # most of an ``aha`` run's time (Testing/benchmarks/bullseye_draw_time.py).
     ax.add_collection(LineCollection(_territory_edges(), colors="black", linewidths=2.0, capstyle="round"))
@@ -140,16 +154,12 @@ def bullseye_figure(rows: Sequence[dict], subtitle: str = "", reference_rows: Op
     """A matplotlib figure with one bull's-eye per quantity present in the table rows (but the MC
     spread's where the error risk is there: :data:`SUPERSEDED_BY`), and the reference's scar %
     (e.g. a phantom's truth) as the last one."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     panels = [(rows, *panel) for panel in PANELS if _in_table(rows, panel[0])
               and not (panel[0] in SUPERSEDED_BY and _in_table(rows, SUPERSEDED_BY[panel[0]]))]
     if reference_rows is not None:
         panels.append((reference_rows, "scar_pct", "truth: scar (% of segment)", "Reds", 100.0, "{:.0f}"))
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 4.2), squeeze=False)
+    fig = new_figure(figsize=(3.6 * max(1, len(panels)), 4.2))
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)
     for ax, (table, key, title, cmap, upper, fmt) in zip(axes[0], panels):
         values = {row["segment"]: row.get(key) for row in table}
         present = [v for v in values.values() if v is not None]
@@ -167,11 +177,5 @@ def bullseye_figure(rows: Sequence[dict], subtitle: str = "", reference_rows: Op
 def write_bullseye(rows: Sequence[dict], path: Path, subtitle: str = "",
                    reference_rows: Optional[Sequence[dict]] = None) -> None:
     """Write the bull's-eye PNG atomically."""
-    import matplotlib.pyplot as plt
-
-    fig = bullseye_figure(rows, subtitle, reference_rows)
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_write(path) as tmp:
+        bullseye_figure(rows, subtitle, reference_rows).savefig(tmp, dpi=150, format="png", bbox_inches="tight")

@@ -43,7 +43,7 @@ MARGIN = 0.2
 #: Front and up in LPS (front: -y, up: +z), where a heart's anterior wall faces.
 FRONT_AND_UP = np.array([0.0, -1.0, 1.0]) / math.sqrt(2.0)
 #: The command line's order of the two RV insertions, in the mirrored-numbering warnings; the Slicer
-#: panel words it as its point list's (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+#: panel words it as its point list's (:func:`cardioscar.errors.advice_in_face_words`).
 INSERTION_ORDER = "(--rv-point, then --rv-inferior-point)"
 
 

@@ -71,7 +71,7 @@ def contact_points(labels: np.ndarray, ijk_to_lps: np.ndarray, rv_label: int, my
 #: label 1, read as the RV: 0.01-0.29 on 38 maps; ACDC's cavity 0.04-0.09).
 MIN_RV_SIDEDNESS = 0.5
 #: The command line's long-axis points, advised where the axis found does not fit the label map; a
-#: face words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+#: face words it as its own (:func:`cardioscar.errors.advice_in_face_words`).
 AXIS_POINTS_ADVICE = "give --apex/--base"
 
 

@@ -26,7 +26,7 @@ SMALL_PART_SHARE = 0.05
 #: A small part whose every node lies farther than this from every large part is debris.
 MAX_GAP_MM = 5.0
 #: The command line's way out of the debris refusal; a face without ``--lv-mask`` (the Slicer panel, a
-#: cohort row) words it as its own (:func:`cardioscar.simulation.fibres.advice_in_face_words`).
+#: cohort row) words it as its own (:func:`cardioscar.errors.advice_in_face_words`).
 LV_MASK_DEBRIS_ADVICE = ", or mark the LV nodes with --lv-mask"
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.figures import new_figure
 from cardioscar.attrivae.attributes import UNITS
 from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.predict import Prediction, attribute_readout
@@ -58,25 +59,16 @@ def _lv_slices(prediction: Prediction, count: int = 4) -> list[int]:
     return [int(k) for k in ks]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.ndarray]) -> None:
     """Rows: attributes; columns: slices through the LV; the map (jet) over the image (grey), the LV
     outlined (white) and the experts' infarct (magenta), where drawn: without it a user could not
     tell whether the attention sits on the infarct."""
-    plt = _plt()
     image = sitk.GetArrayFromImage(prediction.prepared.image).astype(np.float64)
     box = prediction.prepared.box
     ks = _lv_slices(prediction)
     outline, infarct = prediction.prepared.lv, prediction.prepared.infarct
-    fig, axes = plt.subplots(len(maps), len(ks), figsize=(2.4 * len(ks), 2.4 * len(maps)), squeeze=False)
+    fig = new_figure(figsize=(2.4 * len(ks), 2.4 * len(maps)))
+    axes = fig.subplots(len(maps), len(ks), squeeze=False)
     for row, (name, volume) in enumerate(maps.items()):
         for col, k in enumerate(ks):
             ax = axes[row][col]
@@ -97,9 +89,9 @@ def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.nda
 
 def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np.ndarray, unit: str) -> None:
     """The mid-slice of each decoded volume in a row, titled with the attribute's value there."""
-    plt = _plt()
     middle = decoded.shape[1] // 2
-    fig, axes = plt.subplots(1, len(decoded), figsize=(1.6 * len(decoded), 2.0), squeeze=False)
+    fig = new_figure(figsize=(1.6 * len(decoded), 2.0))
+    axes = fig.subplots(1, len(decoded), squeeze=False)
     for ax, volume, value in zip(axes[0], decoded, readings):
         ax.imshow(volume[middle], cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"{value:.3g} {unit}", fontsize=7)

@@ -30,7 +30,8 @@ from cardioscar.lge.rules import RULES
 from cardioscar.logic import PreprocessingRequest
 from cardioscar.io.meshio import MESH_SUFFIXES
 from cardioscar.io.checks import MAX_SEED
-from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE, advice_in_face_words
+from cardioscar.errors import advice_in_face_words
+from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
 from cardioscar.simulation.tags import DEFAULT_CORE_TWO_FIELDS
 
 logger = logging.getLogger(__name__)

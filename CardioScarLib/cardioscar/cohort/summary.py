@@ -14,6 +14,7 @@ from typing import Iterable, Optional
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.figures import new_figure
 
 SUMMARY_CSV = "cohort_summary.csv"
 SUMMARY_JSON = "cohort_summary.json"
@@ -96,15 +97,10 @@ def _burden(row: dict) -> Optional[float]:
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Write ``fig`` to ``path`` atomically and free it (matplotlib keeps every open figure)."""
-    import matplotlib.pyplot as plt
-
-    try:
-        fig.tight_layout()
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    """Write ``fig`` to ``path`` atomically, laid out tight (no title or label cut off)."""
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path
 
 
@@ -132,14 +128,10 @@ def write_picture(output_dir: Path, rows: Iterable[dict]) -> Optional[Path]:
     measured = sorted((row for row in rows if _burden(row) is not None), key=_burden)
     if not measured:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ids, values = [row["id"] for row in measured], [_burden(row) for row in measured]
     height = min(0.25 * len(ids) + 1.5, 30.0)
-    fig, (bars, spread) = plt.subplots(1, 2, figsize=(11, max(3.5, height)), gridspec_kw={"width_ratios": [2, 1]})
+    fig = new_figure(figsize=(11, max(3.5, height)))
+    bars, spread = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     _draw_bars(bars, measured)
     bars.set_yticks(range(len(ids)), ids if len(ids) <= 60 else [""] * len(ids), fontsize=7)
     bars.set_xlabel("scar (% of myocardium)")
@@ -193,11 +185,6 @@ def bullseye_sheet_figure(rows: Iterable[dict]):
     found = [discs for discs in (_discs(row) for row in rows) if discs]
     if not found:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from cardioscar.aha.bullseye import draw_bullseye
 
     shown: list[tuple[str, dict]] = []
@@ -209,7 +196,8 @@ def bullseye_sheet_figure(rows: Iterable[dict]):
         patients += 1
     columns = min(6, len(shown))
     lines = -(-len(shown) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 3.4 * lines + 0.8), squeeze=False)
+    fig = new_figure(figsize=(3.2 * columns, 3.4 * lines + 0.8))
+    axes = fig.subplots(lines, columns, squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
     mapping = None
@@ -230,11 +218,6 @@ def write_bullseye_sheet(output_dir: Path, rows: Iterable[dict]) -> Optional[Pat
     fig = bullseye_sheet_figure(rows)
     if fig is None:
         return None
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_write(output_dir / BULLSEYES_PNG) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    with atomic_write(output_dir / BULLSEYES_PNG) as tmp:
+        fig.savefig(tmp, dpi=110)
     return output_dir / BULLSEYES_PNG

@@ -32,7 +32,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from cardioscar.io.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write, process_umask
 from cardioscar.io.imageio import image_data_files
 from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
 from cardioscar.cohort.summary import BAND_COLUMNS
@@ -296,12 +296,9 @@ def check_aha(spec: PatientSpec, mesh) -> None:
     A mesh of both ventricles (volumetric, or a closed surface) is refused first: the row's long axis is its slice normal,
     so the AHA step's own test (run where the mesh's shape gives the axis) never ran, and the RV
     free wall was segmented as LV myocardium, exit 0. A cohort has no LV mask: the advice is the
-    manifest's. (A row with fibres or channels was tested by their checks already.)"""
-    import dataclasses
-
-    from vtk.util.numpy_support import numpy_to_vtk
-
-    from cardioscar.aha import analyse_mesh
+    manifest's. (A row with fibres or channels was tested by their checks already.) The frame is
+    found by :func:`cardioscar.aha.check_frame`, as the batch script finds its own."""
+    from cardioscar.aha import check_frame
     from cardioscar.aha.one_ventricle import check_one_ventricle, has_cross_sections
 
     if spec.options["aha"] is None:
@@ -309,16 +306,8 @@ def check_aha(spec: PatientSpec, mesh) -> None:
     if not (spec.options["fibres"] or spec.options["channels"]) and has_cross_sections(mesh.dataset):
         check_one_ventricle(mesh.dataset_lps(), spec.mesh.name, "column 'aha' (the AHA segmentation)",
                             " (a cohort has no LV mask), or leave the column 'aha' empty")
-    dataset = mesh.dataset.NewInstance()
-    dataset.ShallowCopy(mesh.dataset)
-    dataset.GetPointData().Initialize()  # the copy's fields only: the input's are not the frame's business
-    field = numpy_to_vtk(np.zeros(mesh.n_points), deep=True)
-    field.SetName("scar_probability")
-    dataset.GetPointData().AddArray(field)
     try:
-        options = _aha_options(spec, mesh.space)
-        analyse_mesh(dataclasses.replace(mesh, dataset=dataset),
-                     dataclasses.replace(options, uncertainty_field=None, transmurality="off"))
+        check_frame(mesh, _aha_options(spec, mesh.space))
     except CardioScarError as error:
         raise _aha_error(spec, error) from None
 
@@ -631,9 +620,7 @@ def run_patient(spec: PatientSpec, output_dir: str, digest: str, threads: int = 
     record = {"id": spec.id, "input_hash": digest, "host": socket.gethostname(), "pid": os.getpid()}
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{spec.id}{PARTIAL}", dir=out))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0700 would hide the results from the user's group
+    os.chmod(folder, 0o777 & ~process_umask())  # mkdtemp's 0700 would hide the results from the user's group
     kept = _KeptWarnings(same_file={prediction_name(spec): spec.mesh.name})
     try:
         from cardioscar.aha.wall import walls_kept

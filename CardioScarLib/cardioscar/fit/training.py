@@ -316,8 +316,9 @@ def _init_output_bias(net: BayesianNN, dataset: ScarReconstructionDataset) -> No
                                            else math.log(mean_target / (1.0 - mean_target)))
 
 
-def _warn_about_the_kept_run(history: dict, retried: bool, failed_level: float, variance: float) -> None:
-    """Say the worst that is wrong with the kept run, once, with what to do about it.
+def _warn_about_the_kept_run(history: dict, retried: bool, failed_level: float, variance: float) -> bool:
+    """Say the worst that is wrong with the kept run, once, with what to do about it; True when it
+    warned (what :func:`describe_stop` points at: ``history["warned"]``).
 
     Why one line, in this order: the conditions overlap (a run that explains little of the variance
     also ignores groups), and the first that holds names the remedy that matters most; each remedy
@@ -344,13 +345,16 @@ def _warn_about_the_kept_run(history: dict, retried: bool, failed_level: float, 
         logger.warning("the result %s; train again with another --seed" + another_seed, _missed(history))
     elif _missed_faint_scar(history):
         logger.warning("the result %s; train again with another --seed" + another_seed, _faint(history))
-    elif history["ignored_share"] >= SAID_IGNORED_FRACTION:
-        # under the stall test's share, but a patch all the same, of healthy targets called scar or of
-        # fewer scar groups than a missed scar patch: said, not retried
-        logger.info("the result ignores %d groups (%.1f %% of the targets' variance; a stalled fit holds over %.0f %%): "
-                    "a patch of the targets it calls the other class, such as a small scar on one slice; if it "
-                    "matters, train again with another --seed", history["ignored_groups"],
-                    100 * history["ignored_share"], 100 * STALLED_FIT_FRACTION)
+    else:
+        if history["ignored_share"] >= SAID_IGNORED_FRACTION:
+            # under the stall test's share, but a patch all the same, of healthy targets called scar or of
+            # fewer scar groups than a missed scar patch: said, not retried (nor warned)
+            logger.info("the result ignores %d groups (%.1f %% of the targets' variance; a stalled fit holds over "
+                        "%.0f %%): a patch of the targets it calls the other class, such as a small scar on one slice; "
+                        "if it matters, train again with another --seed", history["ignored_groups"],
+                        100 * history["ignored_share"], 100 * STALLED_FIT_FRACTION)
+        return False
+    return True
 
 
 def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig | None = None,
@@ -450,7 +454,7 @@ def fit_scar_field(coordinates, intensities, group_ids, config: TrainingConfig |
     history.update(target_variance=variance, retried_max_lr=None if attempt is config else attempt.max_lr,
                    retry_kept=kept is not config, max_lr=kept.max_lr, seed=kept.seed, seconds=seconds,
                    attempts=attempts)
-    _warn_about_the_kept_run(history, config.retry_failed_fit, failed_level, variance)
+    history["warned"] = _warn_about_the_kept_run(history, config.retry_failed_fit, failed_level, variance)
     return net, history
 
 
@@ -541,20 +545,29 @@ def _attempt_summary(config: TrainingConfig, history: dict) -> dict:
             "diverged_epoch": history["diverged_epoch"], "longest_rise": history["longest_rise"]}
 
 
+#: What a summary of a run that was warned about points at: the warning says what went wrong and
+#: what to do, where the summary (the model's file line, a results table) has room for the state only.
+SEE_WARNING = " (see the training's warning)"
+
+
 def describe_stop(history: dict) -> str:
     """Why a run ended, in a few words for logs and summary tables (old histories: the budget or
     the patience, as ``stopped_early`` says). A stalled fit's loss stops falling too, so "converged"
-    alone would read as a good fit: it is called a poor minimum, as is one that missed a scar patch."""
+    alone would read as a good fit: it is called a poor minimum, as is one that missed a scar patch.
+    A poor or diverged run points at its warning (:data:`SEE_WARNING`) only when its history says one
+    was given (``warned``): "(see the log)" pointed at nothing for a history without that record (an
+    older checkpoint's, one built by hand), whose log is gone or never was."""
     reason = history.get("stop_reason") or ("patience" if history.get("stopped_early") else "budget")
     extensions = int(history.get("extensions") or 0)
     added = f" after {extensions} further phase{'s' if extensions > 1 else ''}" if extensions else ""
+    see = SEE_WARNING if history.get("warned") else ""
     poor = ((history.get("ignored_share") or 0.0) > STALLED_FIT_FRACTION or _missed_scar(history)
             or _missed_faint_scar(history))
     if reason == "converged" and poor and not history.get("ignored_groups") and _missed_faint_scar(history):
         return (f"converged{added} in a poor minimum: {history['faint_scar_groups']} faint scar groups fitted under "
-                f"{FAINT_SCAR_RATIO:.0%} of their targets (see the log)")
+                f"{FAINT_SCAR_RATIO:.0%} of their targets{see}")
     if reason == "converged" and poor:
-        return f"converged{added} in a poor minimum: {history['ignored_groups']} groups ignored (see the log)"
+        return f"converged{added} in a poor minimum: {history['ignored_groups']} groups ignored{see}"
     if reason == "converged":
         return f"converged{added}"
     if reason == "budget" and history.get("converged") is False:
@@ -562,7 +575,7 @@ def describe_stop(history: dict) -> str:
     if reason == "diverged":  # stopped DIVERGED_EPOCHS into the rise where it could be retried, else judged at its end
         stopped = history.get("diverged_epoch")
         early = "" if stopped is None else f"; stopped early at epoch {stopped}"
-        return f"diverged: its loss rose after epoch {history.get('best_epoch')}, whose weights are kept{early} (see the log)"
+        return f"diverged: its loss rose after epoch {history.get('best_epoch')}, whose weights are kept{early}{see}"
     return {"budget": "ran its epochs (no convergence test)", "patience": "stopped by the patience",
             "dead": "stopped: the network died"}.get(reason, reason)
 

@@ -118,6 +118,47 @@ def atomic_write_set(paths: Sequence[str | os.PathLike],
                 tmp.unlink()
 
 
+def _umask_from_proc() -> Optional[int]:
+    """The umask as Linux (4.7 and later) shows it in ``/proc/self/status``; None where it does not."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    """The umask read the only portable way, by setting it and setting it back. For that instant it
+    is 0o077, not 0: a file another thread creates then is private rather than world-writable."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
+#: The umask as this module is imported, in case /proc has no umask line (macOS, Windows, an older
+#: Linux). Read then because the import runs once, under the import lock, almost always before any
+#: worker thread writes (the umask cannot be read without setting it there); on Linux it is read
+#: from /proc and the umask is never set.
+_UMASK_AT_IMPORT = _umask_from_proc()
+if _UMASK_AT_IMPORT is None:
+    _UMASK_AT_IMPORT = _umask_by_setting()
+
+
+def process_umask() -> int:
+    """The process's umask, read without changing it where the system allows.
+
+    Why not ``os.umask(0)`` then ``os.umask(old)``: the umask is the whole process's, so for that
+    instant any other thread (a Dask worker writing another patient's files, Slicer's own threads)
+    made its files world-writable. Where /proc cannot say, the umask at import is the answer: a
+    umask the host changes later is then not followed.
+    """
+    umask = _umask_from_proc()
+    return _UMASK_AT_IMPORT if umask is None else umask
+
+
 def _temporary_beside(target: Path) -> Path:
     """An empty temporary file in the folder of ``target`` (made if missing), named after it."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +169,7 @@ def _temporary_beside(target: Path) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~process_umask())
     return tmp
 
 

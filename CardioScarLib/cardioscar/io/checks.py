@@ -366,6 +366,15 @@ def _is_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+#: How a training option's error names it (``TrainingConfig``'s field after it), the API's words;
+#: the command line names its own option instead (``cli._TRAINING_WORDS``).
+TRAINING_OPTION = "training option"
+#: The rule between the schedule's rates, and the advice for a convergence tolerance on the
+#: cyclical schedule, in the API's words (a face words them its own way: ``advice_in_face_words``).
+BELOW_MAX_LR = "must be <= max_lr"
+ONE_CYCLE_ADVICE = "set it to 0 or choose onecycle"
+
+
 def check_training_values(values: dict) -> dict:
     """The ``TrainingConfig`` fields in ``values`` checked and normalised (ints, floats, the
     shape prior's word as True/False/"auto"); a one-line error naming the field otherwise.
@@ -379,12 +388,12 @@ def check_training_values(values: dict) -> dict:
         if name in checked:
             value = checked[name]
             if not _is_whole(value) or value < 1:
-                raise CardioScarError(f"training option {name} must be a positive integer, got {value!r}")
+                raise CardioScarError(f"{TRAINING_OPTION} {name} must be a positive integer, got {value!r}")
             checked[name] = int(value)
     if "fourier_features" in checked:
         value = checked["fourier_features"]
         if not _is_whole(value) or value < 0:
-            raise CardioScarError(f"training option fourier_features must be an integer >= 0, got {value!r}")
+            raise CardioScarError(f"{TRAINING_OPTION} fourier_features must be an integer >= 0, got {value!r}")
         checked["fourier_features"] = int(value)
     if "shape_prior" in checked:
         value = checked["shape_prior"]
@@ -394,44 +403,44 @@ def check_training_values(values: dict) -> dict:
             # the words every other face takes (CLI, Slicer options, manifest; "Auto" from a JSON config too)
             checked["shape_prior"] = shape_prior_word(value)
         else:
-            raise CardioScarError(f"training option shape_prior must be true, false, 'on', 'off' or "
+            raise CardioScarError(f"{TRAINING_OPTION} shape_prior must be true, false, 'on', 'off' or "
                                   f"'{SHAPE_PRIOR_AUTO}', got {value!r}")
     for name in _POSITIVE_FLOAT_FIELDS:
         if name in checked:
             value = checked[name]
             if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                raise CardioScarError(f"training option {name} must be a positive number, got {value!r}")
+                raise CardioScarError(f"{TRAINING_OPTION} {name} must be a positive number, got {value!r}")
             checked[name] = float(value)
     if "base_lr" in checked and "max_lr" in checked and checked["base_lr"] > checked["max_lr"]:
         raise CardioScarError(
-            f"training option base_lr ({checked['base_lr']}) must be <= max_lr ({checked['max_lr']})")
+            f"{TRAINING_OPTION} base_lr ({checked['base_lr']}) {BELOW_MAX_LR} ({checked['max_lr']})")
     if "weight_decay" in checked:
         value = checked["weight_decay"]
         if not _is_number(value) or not math.isfinite(value) or value < 0:
-            raise CardioScarError(f"training option weight_decay must be a number >= 0, got {value!r}")
+            raise CardioScarError(f"{TRAINING_OPTION} weight_decay must be a number >= 0, got {value!r}")
         checked["weight_decay"] = float(value)
     if "convergence_tolerance" in checked:
         value = checked["convergence_tolerance"]
         if not _is_number(value) or not 0.0 <= value < 1.0:
-            raise CardioScarError(f"training option convergence_tolerance must be in [0, 1) (0: no test), "
+            raise CardioScarError(f"{TRAINING_OPTION} convergence_tolerance must be in [0, 1) (0: no test), "
                                   f"got {value!r}")
         checked["convergence_tolerance"] = float(value)
     if "dropout_rate" in checked:
         value = checked["dropout_rate"]
         if not _is_number(value) or not 0.0 <= value < 1.0:
-            raise CardioScarError(f"training option dropout_rate must be in [0, 1), got {value!r}")
+            raise CardioScarError(f"{TRAINING_OPTION} dropout_rate must be in [0, 1), got {value!r}")
         checked["dropout_rate"] = float(value)
     if "seed" in checked:
-        checked["seed"] = check_seed(checked["seed"], "training option seed")
+        checked["seed"] = check_seed(checked["seed"], f"{TRAINING_OPTION} seed")
     if "schedule" in checked and checked["schedule"] not in TRAINING_SCHEDULES:
-        raise CardioScarError(f"training option schedule must be one of {', '.join(TRAINING_SCHEDULES)}, "
+        raise CardioScarError(f"{TRAINING_OPTION} schedule must be one of {', '.join(TRAINING_SCHEDULES)}, "
                               f"got {checked['schedule']!r}")
     if checked.get("convergence_tolerance", 0) > 0 and checked.get("schedule", "onecycle") != "onecycle":
-        raise CardioScarError("training option convergence_tolerance needs schedule 'onecycle' (the cyclical "
-                              "schedule ends on its patience); set it to 0 or choose onecycle")
+        raise CardioScarError(f"{TRAINING_OPTION} convergence_tolerance needs schedule 'onecycle' (the cyclical "
+                              f"schedule ends on its patience); {ONE_CYCLE_ADVICE}")
     if checked.get("num_threads") is not None and (not isinstance(checked["num_threads"], (int, np.integer))
                                                    or checked["num_threads"] < 1):
-        raise CardioScarError(f"training option num_threads must be a positive integer or None, "
+        raise CardioScarError(f"{TRAINING_OPTION} num_threads must be a positive integer or None, "
                               f"got {checked['num_threads']!r}")
     return checked
 

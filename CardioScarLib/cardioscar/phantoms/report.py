@@ -20,6 +20,7 @@ from scipy import ndimage
 from vtk.util.numpy_support import vtk_to_numpy
 
 from cardioscar.io.atomic import atomic_write
+from cardioscar.io.figures import new_figure
 
 logger = logging.getLogger(__name__)
 
@@ -225,9 +226,6 @@ def render_report_png(path: Path, *, mesh: vtk.vtkDataSet, truth: np.ndarray, pr
                       long_axis: Optional[np.ndarray] = None) -> None:
     """Draw truth, probability and uncertainty on two views of the mesh, the slices and the loss curve."""
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
     from matplotlib import cm, colors
     from matplotlib.collections import LineCollection, PolyCollection
@@ -235,12 +233,12 @@ def render_report_png(path: Path, *, mesh: vtk.vtkDataSet, truth: np.ndarray, pr
     surface = _Surface(mesh)
     views = _views(surface.points, np.asarray(truth, dtype=float)[surface.node_ids], long_axis)
     u_max = float(np.quantile(uncertainty, 0.995)) or 1e-6
-    fields = [("ground truth", truth, plt.get_cmap("inferno"), colors.Normalize(0.0, 1.0), "scar"),
-              ("scar_probability", probability, plt.get_cmap("inferno"), colors.Normalize(0.0, 1.0), "probability"),
-              ("scar_uncertainty", uncertainty, plt.get_cmap("viridis"), colors.Normalize(0.0, u_max),
+    fields = [("ground truth", truth, matplotlib.colormaps["inferno"], colors.Normalize(0.0, 1.0), "scar"),
+              ("scar_probability", probability, matplotlib.colormaps["inferno"], colors.Normalize(0.0, 1.0), "probability"),
+              ("scar_uncertainty", uncertainty, matplotlib.colormaps["viridis"], colors.Normalize(0.0, u_max),
                "MC-dropout std")]
 
-    fig = plt.figure(figsize=(14, 12.5), dpi=110)
+    fig = new_figure(figsize=(14, 12.5), dpi=110)
     outer = fig.add_gridspec(2, 1, height_ratios=[2.1, 0.85], hspace=0.12)
     grid = outer[0].subgridspec(2, 3, hspace=0.08, wspace=0.06)
     bottom = outer[1].subgridspec(1, 3, width_ratios=[2.0, 0.18, 1.0])
@@ -277,7 +275,6 @@ def render_report_png(path: Path, *, mesh: vtk.vtkDataSet, truth: np.ndarray, pr
     fig.suptitle(_headline(report), fontsize=12, y=0.945)
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", facecolor="white")
-    plt.close(fig)
     logger.info("Wrote %s", path)
 
 

@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 from ..errors import CardioScarError
 from ..io.checks import MAX_MAX_WIDTH_MM, check_channel_options
 from ..io.meshio import Mesh, cell_layout
-from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields
+from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, search_words
 from .open_cut import OPEN_CUT_REASON, OpenEndUse, mark_open_cut, open_end_nodes
 
 logger = logging.getLogger(__name__)
@@ -159,6 +159,8 @@ class ChannelResult:
     open_cut_nodes: int = 0
     #: :data:`ONE_FIELD_CHANNELS` when the tissue was one field's bands, else empty.
     bands_note: str = ""
+    #: The tags' classes (:attr:`Tissue.classes`), which word the summary (:func:`.hidden_channels.search_words`).
+    classes: str | None = None
 
     @property
     def dropped_short(self) -> int:
@@ -181,11 +183,12 @@ class ChannelResult:
         be; how many were dropped as shorter than the minimum length, and how many of those kept are
         near the mesh's open cut (and why that matters)."""
         dropped = f"; {self.dropped_short} shorter than --min-length dropped" if self.dropped_short else ""
+        words = search_words(self.classes)
         if self.without_core:  # a result with no core has no channel
-            return ("no conducting channel: no node of the searched layers is core, so no border-zone corridor can "
-                    "run through core; check the tags (or lower --core)")
+            return (f"no conducting channel: no node of the searched layers is {words.in_core}, so no {words.corridor} "
+                    f"can run through {words.core}; check the tags (or lower --core)")
         if not self.channels:
-            return ("no conducting channel found in any layer (no border-zone corridor through the core with two "
+            return (f"no conducting channel found in any layer (no {words.corridor} through {words.core} with two "
                     f"entrances){dropped}; see the per-layer counts")
         layers = sorted({c.layer for c in self.channels})
         near = (f"; {self.near_open_cut} near the mesh's open cut ({OPEN_CUT_REASON})" if self.near_open_cut else "")
@@ -334,7 +337,8 @@ def find_channels(dataset: vtk.vtkDataSet, points: np.ndarray, depth: np.ndarray
             nearest[nodes[closer]] = np.abs(depth[nodes[closer]] - layer)
         counts["channels"] -= counts["dropped_short"]
     return ChannelResult(channels=channels, node_channel=node_channel, depth=depth, layers=layers,
-                         hidden=hidden_core(tissue.core, tissue.core_margin, bands))
+                         hidden=hidden_core(tissue.core, tissue.core_margin, bands, tissue.classes),
+                         classes=tissue.classes)
 
 
 def _channel_length(layer_graph: csr_matrix, n_points: int, nodes: np.ndarray, entrances: list[np.ndarray]) -> float:
@@ -387,7 +391,7 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
     ``tag_values`` or the export's note beside ``tissue_tag``; else from ``scar_field`` (default
     ``scar_probability``) cut by the tag rule's thresholds (:mod:`.tags`). A mesh with neither is
     refused: there is no tissue to search."""
-    from .opencarp import TAG_ARRAY, recorded_tag_classes, recorded_tag_values
+    from .opencarp import TAG_ARRAY, recorded_classes, recorded_tag_values
     from ..io.checks import check_scar_field_name
     from .tags import DEFAULT_TAGS, band_labels, tag_nodes
 
@@ -409,7 +413,7 @@ def tissue_of_mesh(mesh, tags_field: str | None = None, tag_values: tuple[int, i
             raise CardioScarError(f"{name}: field '{tags_field}' carries no note of which value is which class: give "
                                   f"--tags HEALTHY,BORDER,CORE (cardioscar export's default {','.join(map(str, DEFAULT_TAGS))})")
         tissue = tissue_from_tags(mesh.point_array(tags_field), tuple(values), f"{name} field '{tags_field}'")
-        return replace(tissue, classes=recorded_tag_classes(mesh.dataset) if tags_field == TAG_ARRAY else None)
+        return replace(tissue, classes=recorded_classes(mesh.dataset)[0] if tags_field == TAG_ARRAY else None)
     if tag_values is not None:
         raise CardioScarError(f"--tags numbers the values of a tags field, but {name} is tagged from a probability "
                               f"here (it has no '{TAG_ARRAY}', or --scar-field was given): leave --tags out, or name "

@@ -74,11 +74,15 @@ def register(subparsers) -> None:
     """Add the ``channels`` verb to the ``cardioscar`` command line."""
     # the defaults are ChannelOptions' (the module imports VTK: not while the parser is built)
     verb = subparsers.add_parser(
-        "channels", help="border-zone conducting channels through the core, per transmural layer (VT ablation aid)",
+        "channels", help="border-zone conducting channels through the core, per transmural layer (VT ablation aid; "
+                         "on one field's tags, corridors of its lower probability band through its top band)",
         description="Writes OUTPUT_DIR/channels.csv, channels.json and channels_mesh.<ext> (point fields bz_channel, "
-                    "wall_depth and, from a probability, core_marginal: core within 0.1 of the core threshold, where a "
-                    "corridor narrower than about 8 mm may have been filled with core). Points in the tables are LPS "
-                    "mm. Needs a volumetric LV mesh.")
+                    "wall_depth and, from a probability, core_marginal: the top band within 0.1 of its threshold, "
+                    "where a corridor narrower than about 8 mm may have been raised into it). Points in the tables "
+                    "are LPS mm. Needs a volumetric LV mesh. Two fields' tags (export --core-mesh) are border-zone and "
+                    "core tissue; one field cut at two probabilities (a probability searched here, or one field's "
+                    "tags) is two probability bands, not tissue: what the search calls border zone and core there "
+                    "is its lower band and its top band, and it warns so.")
     verb.add_argument("--mesh", required=True, type=Path,
                       help="tagged mesh (export --format vtu: tissue_tag) or predicted mesh (apply: scar_probability)")
     verb.add_argument("--output-dir", required=True, type=Path)
@@ -97,6 +101,8 @@ def register(subparsers) -> None:
                       help="the tag values of --tags-field (default: the note export writes beside tissue_tag)")
     verb.add_argument("--scar-field", default=None,
                       help="tag from this probability field instead (default scar_probability when there are no tags)")
-    verb.add_argument("--border-zone", type=float, default=None, help="with a probability: border-zone threshold (0.5)")
-    verb.add_argument("--core", type=float, default=None, help="with a probability: core threshold (0.8)")
+    verb.add_argument("--border-zone", type=float, default=None,
+                      help="with a probability: where its lower band starts (0.5; one field's bands, not tissue)")
+    verb.add_argument("--core", type=float, default=None,
+                      help="with a probability: where its top band starts (0.8)")
     verb.set_defaults(handler=_run)

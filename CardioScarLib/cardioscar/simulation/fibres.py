@@ -66,22 +66,13 @@ FALLBACKS = {"no_transmural": ("no transmural direction: phi constant over the e
 #: The value of ``--fibres`` that asks for the rule instead of a cell field.
 RULE_NAME = "rule"
 #: The command line's advice where the rule refuses a mesh, and where an openCARP set has no fibres.
-#: Each face words them as its own options (:func:`advice_in_face_words`: the cohort's ``fibres``
+#: Each face words them as its own options (:func:`cardioscar.errors.advice_in_face_words`: the cohort's ``fibres``
 #: column, the batch script's ``--fibre-rule``, the panel's box, the Logic's ``fibres``), since only
 #: the command line and the Python API take a cell field: "--fibres CELLFIELD" in a manifest's
 #: error named an option no manifest has.
 WITHOUT_RULE = "export without --fibres rule (or with --fibres CELLFIELD)"
 GIVE_FIBRES = ("give --fibres CELLFIELD, a cell array of fibre (or fibre+sheet) directions from a fibre rule or "
                "atlas, or --fibres rule (the LV rule)")
-
-
-def advice_in_face_words(message: str, advice: dict[str, str]) -> str:
-    """``message`` with each of the command line's fibre advice (:data:`WITHOUT_RULE`,
-    :data:`GIVE_FIBRES`) that ``advice`` words for a face written in the face's words; run before
-    a face renames the options the rest of the message names."""
-    for command_line, face in advice.items():
-        message = message.replace(command_line, face)
-    return message
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

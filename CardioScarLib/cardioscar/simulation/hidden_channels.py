@@ -48,10 +48,43 @@ NARROW_CORRIDOR_MM = 8.0
 SAID_ONCE_PER_COHORT = "cardioscar_said_once_per_cohort"
 
 
-def corridor_caveat() -> str:
+@dataclass(frozen=True)
+class SearchWords:
+    """What the search's sentences call the corridor it looks for and the class it runs through.
+
+    Why two sets: two fields (a scar model and a core model, a ``scar_rule``) give two tissue
+    classes, a border zone and a core; one field cut at two probabilities gives two bands of one
+    quantity, and a sentence that said "a border-zone corridor ... filled with core" of them passed
+    the field's smooth edge off as tissue (:data:`.channels.ONE_FIELD_CHANNELS` says what its channels
+    are). Machine-read names (``core_nodes``, ``core_marginal``, ``--core``) are the same for both."""
+
+    corridor: str
+    core: str
+    in_core: str
+    core_nodes: str
+    threshold: str
+    margin: str
+    filled: str
+
+
+#: Two fields' tissue classes (also tags without the export's note of which they are: read as before).
+TISSUE_WORDS = SearchWords(corridor="border-zone corridor", core="the core", in_core="core", core_nodes="core nodes",
+                           threshold="the core threshold", margin="the core's margin", filled="filled with core")
+#: One field's probability bands: the corridor is its lower band, what it runs through its top band.
+BAND_WORDS = SearchWords(corridor="corridor of the lower probability band", core="the top band",
+                         in_core="in the top band", core_nodes="top-band nodes", threshold="the top band's threshold",
+                         margin="the top band's margin", filled="raised into the top band")
+
+
+def search_words(classes: str | None) -> SearchWords:
+    """The words for tags whose classes are ``classes`` (:attr:`.channels.Tissue.classes`)."""
+    return BAND_WORDS if classes == "bands" else TISSUE_WORDS
+
+
+def corridor_caveat(words: SearchWords = TISSUE_WORDS) -> str:
     """The caveat every channel search with core carries (a cohort summary's note says it once)."""
-    return (f"a border-zone corridor narrower than about {NARROW_CORRIDOR_MM:g} mm may have been filled with core by "
-            "the reconstruction, so no channel through the core is not evidence of none")
+    return (f"a {words.corridor} narrower than about {NARROW_CORRIDOR_MM:g} mm may have been {words.filled} by the "
+            f"reconstruction, so no channel through {words.core} is not evidence of none")
 
 
 @dataclass(frozen=True)
@@ -63,6 +96,8 @@ class HiddenCore:
     flag: np.ndarray | None
     per_layer: list[dict] = field(default_factory=list)
     basis: str = ""
+    #: The tags' classes (:attr:`.channels.Tissue.classes`), which word its sentences (:func:`search_words`).
+    classes: str | None = None
 
     @property
     def flagged_nodes(self) -> int | None:
@@ -73,12 +108,13 @@ class HiddenCore:
         """One line for the log, the batch script and the panel (empty with no core)."""
         if not self.core_nodes:
             return ""
-        caveat = corridor_caveat()
+        words = search_words(self.classes)
+        caveat = corridor_caveat(words)
         if self.flag is None:
-            return f"{caveat} ({self.core_nodes} core nodes; {self.basis})"
+            return f"{caveat} ({self.core_nodes} {words.core_nodes}; {self.basis})"
         share = 100.0 * self.flagged_nodes / self.core_nodes
-        return (f"{caveat}: {self.flagged_nodes} of {self.core_nodes} core nodes ({share:.0f} %) lie within "
-                f"{CORE_MARGIN:g} of the core threshold ({MARGINAL_CORE_FIELD}), where filled 6-8 mm corridors mostly "
+        return (f"{caveat}: {self.flagged_nodes} of {self.core_nodes} {words.core_nodes} ({share:.0f} %) lie within "
+                f"{CORE_MARGIN:g} of {words.threshold} ({MARGINAL_CORE_FIELD}), where filled 6-8 mm corridors mostly "
                 "lay; a filled 4 mm one is mostly above it, so look beyond the flag too")
 
     def record(self) -> dict:
@@ -89,22 +125,25 @@ class HiddenCore:
                 "note": self.summary(), "per_layer": self.per_layer}
 
 
-def hidden_core(core: np.ndarray, core_margin: np.ndarray | None, bands: dict[float, np.ndarray]) -> HiddenCore:
+def hidden_core(core: np.ndarray, core_margin: np.ndarray | None, bands: dict[float, np.ndarray],
+                classes: str | None = None) -> HiddenCore:
     """The core nodes that may hide a narrow corridor. ``core``: the core mask; ``core_margin``: the
     probability minus the core threshold per node (None: the tags carry no probability);
-    ``bands``: each searched layer's nodes. Only the searched layers' core counts and is flagged, as
-    only it was searched (the channel summary's "no core" is of these layers too)."""
+    ``bands``: each searched layer's nodes; ``classes``: the tags' (:func:`search_words`). Only the
+    searched layers' core counts and is flagged, as only it was searched (the channel summary's "no
+    core" is of these layers too)."""
+    words = search_words(classes)
     core = np.asarray(core, bool) & np.logical_or.reduce(list(bands.values()), initial=False)
     if core_margin is None:
         flag = None
-        basis = f"no {MARGINAL_CORE_FIELD}: the tags carry no probability to measure the core's margin from"
+        basis = f"no {MARGINAL_CORE_FIELD}: the tags carry no probability to measure {words.margin} from"
     else:
         flag = core & (np.asarray(core_margin, np.float64) < CORE_MARGIN)
-        basis = f"core nodes whose probability is below the core threshold + {CORE_MARGIN:g}"
+        basis = f"{words.core_nodes} whose probability is below {words.threshold} + {CORE_MARGIN:g}"
     per_layer = [{"layer": layer, "core_nodes": int((band & core).sum()),
                   "flagged_core_nodes": None if flag is None else int((band & flag).sum())}
                  for layer, band in bands.items()]
-    return HiddenCore(core_nodes=int(core.sum()), flag=flag, per_layer=per_layer, basis=basis)
+    return HiddenCore(core_nodes=int(core.sum()), flag=flag, per_layer=per_layer, basis=basis, classes=classes)
 
 
 def marginal_core_fields(hidden: HiddenCore | None) -> dict[str, np.ndarray | None]:

@@ -651,21 +651,17 @@ def recorded_tag_values(dataset) -> dict | None:
     return {name: record[name] for name in CLASS_NAMES} if set(CLASS_NAMES) <= set(record) else None
 
 
-def recorded_bands(dataset) -> tuple[str, str] | None:
-    """The two bands' names (:meth:`TissueTags.class_labels`) when the note says the ``tissue_tag``
-    is one field cut at two probabilities; None for two fields' tissue classes, or no such note (an
-    export before 2026-12-07 did not say: its tags are read as before)."""
+def recorded_classes(dataset) -> tuple[str | None, tuple[str, str] | None]:
+    """What the note beside ``tissue_tag`` says of its classes, read in one parse of the note:
+    ``"tissue"`` (two fields), ``"bands"`` (one field cut at two probabilities) or None (no such
+    note: an export before 2026-12-07 did not say, and its tags are read as before); and for bands
+    their two names (:meth:`TissueTags.class_labels`; None where the note does not give them)."""
     record = _tag_note(dataset)
+    classes = record.get("classes")
     labels = record.get("labels")
-    if record.get("classes") != "bands" or not isinstance(labels, list) or len(labels) != 3:
-        return None
-    return str(labels[1]), str(labels[2])
-
-
-def recorded_tag_classes(dataset) -> str | None:
-    """``"tissue"`` (two fields) or ``"bands"`` (one field) as the note says; None without it."""
-    classes = _tag_note(dataset).get("classes")
-    return classes if classes in ("tissue", "bands") else None
+    named = classes == "bands" and isinstance(labels, list) and len(labels) == 3
+    return (classes if classes in ("tissue", "bands") else None,
+            (str(labels[1]), str(labels[2])) if named else None)
 
 
 def _set_cell_array(dataset, name: str, values: np.ndarray) -> None:

@@ -1,0 +1,24 @@
+"""Figures drawn without pyplot.
+
+The library runs inside other programs' Python: 3D Slicer's session, a Jupyter kernel, a user's
+script, Dask worker threads. pyplot's backend and its registry of open figures belong to that whole
+process: ``matplotlib.use("Agg")`` in a library call switched the user's plotting backend for the
+rest of their session, and each figure pyplot made stayed in its registry until someone closed it
+(memory that a long Slicer session never got back after a failed write). A
+:class:`~matplotlib.figure.Figure` with its own Agg canvas touches neither, and is freed like any
+other object once nothing refers to it.
+"""
+
+from __future__ import annotations
+
+
+def new_figure(**kwargs):
+    """A :class:`~matplotlib.figure.Figure` (``kwargs`` as it takes them) drawn by Agg whatever
+    backend pyplot uses; imported here, not at the top, so that the commands that draw nothing do
+    not pay for matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
