@@ -34,7 +34,7 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import PROBABILITY, fill_string_table, referenced_or_new, write_point_arrays
 from .tissue import show_by_table, singleton_color_table
-from .wording import speaks_logic_words
+from .wording import LOGIC_TISSUE_CLASSES, speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
 CHANNEL_NAMES = {"--mesh": "model_node", "--layers": "options.layers", "--layer-width": "options.layer_width",
@@ -143,7 +143,7 @@ def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_
     return update_channel_table(model_node, csv_text)
 
 
-@speaks_logic_words(CHANNEL_NAMES)
+@speaks_logic_words(CHANNEL_NAMES, LOGIC_TISSUE_CLASSES)
 def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), tags_field: Optional[str] = None,
                         tag_values: Optional[tuple[int, int, int]] = None, scar_field: Optional[str] = None,
                         border_zone: Optional[float] = None, core: Optional[float] = None, *,

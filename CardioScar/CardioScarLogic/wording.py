@@ -36,7 +36,7 @@ from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE, LONG_AXIS_VIEW_ADVICE
 from cardioscar.errors import CardioScarError
 from cardioscar.errors import advice_in_face_words
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
-from cardioscar.simulation.tags import CALL_ADVICE
+from cardioscar.simulation.tags import CALL_ADVICE, TISSUE_CLASSES_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -142,6 +142,11 @@ SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--predicti
                      "--slice-indices": "Scored slices",
                      "--write-truth": "Write scar_truth on the model"}
 
+#: The Logic's words for where tissue classes come from (the AHA's and the channel search's warning on one
+#: field's bands): its own tagging with a core model, not the command line's export.
+LOGIC_TISSUE_CLASSES = {TISSUE_CLASSES_ADVICE: "tissue classes need a core model's field beside the scar's: tag "
+                                               "the model with core_model, the core model's result "
+                                               "(CardioScarLogic.tag_model_node)"}
 #: The Logic's words for the AHA's axis advice (a refusal's, and the warning of a slice normal across the
 #: LV), which names the command line's options with coordinates (renamed one by one it read
 #: ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and
@@ -153,7 +158,7 @@ LOGIC_AHA_ADVICE = {AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the s
                                         "centre)",
                     LONG_AXIS_VIEW_ADVICE: "give a short-axis volume as inputs.slice_normal_volume, or "
                                            "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
-                    INSERTION_ORDER: "(point 1 of inputs.rv_markups, then its point 2)"}
+                    INSERTION_ORDER: "(point 1 of inputs.rv_markups, then its point 2)", **LOGIC_TISSUE_CLASSES}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
 #: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).

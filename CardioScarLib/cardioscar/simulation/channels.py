@@ -43,6 +43,7 @@ from ..io.checks import MAX_MAX_WIDTH_MM, check_channel_options
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, search_words
 from .open_cut import OPEN_CUT_REASON, OpenEndUse, mark_open_cut, open_end_nodes
+from .tags import TISSUE_CLASSES_ADVICE
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ class ChannelOptions:
 #: Said once per search whose tissue is one field cut at two probabilities (:func:`channels_of_mesh`).
 ONE_FIELD_CHANNELS = ("its tags are one scar field cut at two probabilities, not border-zone and core tissue: the "
                       "channels found are corridors of intermediate probability through confident scar, which on a "
-                      "reconstruction are mostly the field's smooth edge, not conducting tissue (tissue classes need a "
-                      "core model's field beside the scar's: export --core-mesh)")
+                      "reconstruction are mostly the field's smooth edge, not conducting tissue "
+                      f"({TISSUE_CLASSES_ADVICE})")
 
 
 @dataclass(frozen=True)
@@ -564,7 +565,8 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
         # warned, not refused: one patient's reader sees it beside the channels, and a phantom's or a
         # label map's scar has no second field; a cohort row refuses (its summary hides each log)
         result.bands_note = ONE_FIELD_CHANNELS
-        logger.warning("%s: %s", tissue.source, ONE_FIELD_CHANNELS)
+        # the note in the record's own words, not a value filled in: a face rewords those
+        logger.warning("%s: " + ONE_FIELD_CHANNELS, tissue.source)
     return result, tissue
 
 

@@ -285,6 +285,11 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
 
 
 #: What :func:`warn_edge_as_border_zone` tells a command-line user to do.
+#: Where tissue classes come from, said where one field's bands are read as tags (``aha --tags-field``, the
+#: channel search); a face without the command line's ``export`` words it as its own (the Logic's console
+#: read "export --core-mesh", the panel "export 'Core model'").
+TISSUE_CLASSES_ADVICE = "tissue classes need a core model's field beside the scar's: export --core-mesh"
+
 CORE_MODEL_ADVICE = ("train a core model (prepare --scar-target core, or --scar-labels of the core) and give its "
                      "prediction as --core-mesh (or --core-field)")
 
