@@ -126,3 +126,37 @@ def test_the_logic_says_where_tissue_classes_come_from_in_its_words(heart, tmp_p
     said = [record.getMessage() for record in caplog.records if "one scar field cut at two" in record.getMessage()]
     assert len(said) == 2 and all(line.endswith(f"({LOGIC_TISSUE_CLASSES})") and "--" not in line
                                   for line in said), said
+
+
+def test_the_logics_uncertain_axis_and_channel_summary_name_its_inputs(tmp_path, caplog):
+    """Two more records whose options were values filled in, so the Logic's console kept the command
+    line's words: the AHA's uncertain-axis advice ("give --slice-normal-from the short-axis image, or
+    --apex X,Y,Z --base X,Y,Z", the phrase the Logic words for its refusals) and the channel search's
+    summary ("N shorter than --min-length dropped", "or lower --core"). The first through the Logic's
+    own decorator around the library's shape axis (a thick washer, as test_aha_shape_axis), the second
+    through ``find_model_channels`` with a minimum length no channel reaches."""
+    from CardioScarLogic.channels import find_model_channels
+    from CardioScarLogic.wording import AHA_NAMES, LOGIC_AHA_ADVICE, speaks_logic_words
+    from cardioscar.aha.segments import axis_from_shape
+    from cardioscar.simulation.channels import ChannelOptions
+    from cardioscar.io.meshio import Mesh, write_mesh
+    from test_aha_shape_axis import TILT, _tube
+    from test_channels import Wall
+
+    thick = _tube(radius=30.0, wall=25.0, length=20.0, tilt=TILT)
+    caplog.set_level(logging.INFO)
+    speaks_logic_words(AHA_NAMES, LOGIC_AHA_ADVICE)(axis_from_shape)(thick, np.ones(len(thick)))
+    said = [record.getMessage() for record in caplog.records if "is uncertain" in record.getMessage()]
+    assert len(said) == 1 and said[0].endswith("give inputs.slice_normal_volume (the short-axis volume), or "
+                                               "inputs.apex_base_markups (a markups node: the apex, then the base "
+                                               "centre)"), said
+    caplog.clear()
+    wall = Wall(6000)  # test_channels' wall: one corridor at 0.6 through a core at 0.9, on one field
+    write_mesh(Mesh(dataset=wall.grid, space="LPS", path=None), tmp_path / "pred.vtu",
+               {"scar_probability": np.choose(wall.tags() - 1, [0.1, 0.6, 0.9])})
+    context = csl.create_scene()
+    node = csl.load_model(context.scene, tmp_path / "pred.vtu", name="pred")
+    find_model_channels(node, ChannelOptions(layers=(0.1,), min_length_mm=500.0), scar_field="scar_probability",
+                        output_dir=tmp_path / "channels")
+    said = [record.getMessage() for record in caplog.records if "dropped" in record.getMessage()]
+    assert len(said) == 1 and "shorter than options.min_length_mm dropped" in said[0] and "--" not in said[0], said

@@ -173,9 +173,10 @@ def axis_from_shape(points: np.ndarray, weights: np.ndarray, uncertain_advice: s
             f"along (ring contrast {found.contrast:.2f}, needs {MIN_RING_CONTRAST:g}: a ball-like shape); "
             f"{AXIS_OPTIONS_ADVICE}")
     if found.contrast < CLEAR_RING_CONTRAST:
+        # the advice in the record's own words, not a value filled in: a face (the Logic) rewords those
         logger.warning("the LV axis from the mesh's shape is uncertain: its rings are only %.2f times rounder across it "
-                       "than across a typical direction (clear from %g): %s", found.contrast, CLEAR_RING_CONTRAST,
-                       uncertain_advice)
+                       "than across a typical direction (clear from %g): " + uncertain_advice.replace("%", "%%"),
+                       found.contrast, CLEAR_RING_CONTRAST)
     direction = orient_towards_base(found.direction, points, weights)
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=direction, source="mesh shape")
 

@@ -559,7 +559,9 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
     result = find_channels(lps, points, depth, tissue, options, spreads)
     mark_open_cut(result, points[open_end_nodes(points, axis, faces, OpenEndUse.CHANNEL_CUT)], options.max_width_mm)
-    (logger.warning if result.without_core else logger.info)("%s: %s", tissue.source, result.summary())
+    # the summary in the record's own words (its options: --core, --min-length), which a face rewords
+    (logger.warning if result.without_core else logger.info)("%s: " + result.summary().replace("%", "%%"),
+                                                             tissue.source)
     log_hidden(result.hidden, tissue.source)
     if tissue.classes == "bands":
         # warned, not refused: one patient's reader sees it beside the channels, and a phantom's or a
