@@ -15,7 +15,7 @@ the result on the model (:func:`apply_channels`, which refuses a model edited me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +34,7 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import PROBABILITY, fill_string_table, referenced_or_new, write_point_arrays
 from .tissue import show_by_table, singleton_color_table
-from .wording import speaks_logic_words
+from .wording import record_in_words, speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
 CHANNEL_NAMES = {"--mesh": "model_node", "--layers": "options.layers", "--layer-width": "options.layer_width",
@@ -62,6 +62,29 @@ def tissue_of_model(model_node, border_zone: float, core: float, tag_numbers: st
     if mesh is None or mesh.GetPointData().GetArray(TAG_ARRAY) is None:
         return {"scar_field": PROBABILITY, "border_zone": border_zone, "core": core}
     return {} if recorded_tag_values(mesh) is not None else {"tag_values": parse_tags(tag_numbers)}
+
+
+@dataclass
+class LogicChannelResult(ChannelResult):
+    """The library's result of a search the Logic ran (:func:`find_model_channels`), whose
+    :meth:`summary` names the Logic's parameters. Why: the library's summary names the command
+    line's options ("2 shorter than --min-length dropped", "lower --core"), which a console user
+    never typed, and a method's text cannot be reworded by :func:`speaks_logic_words` as an error or
+    a log record is; :meth:`library_summary` keeps the library's words, which the batch script words
+    in its own options."""
+
+    @classmethod
+    def of(cls, result: ChannelResult) -> "LogicChannelResult":
+        """``result``'s fields, unchanged, with this class's summary."""
+        return cls(**{item.name: getattr(result, item.name) for item in fields(ChannelResult)})
+
+    def summary(self) -> str:
+        """The library's summary with each option named as the Logic's parameter (:data:`CHANNEL_NAMES`)."""
+        return record_in_words(self.library_summary(), CHANNEL_NAMES, {})
+
+    def library_summary(self) -> str:
+        """The library's summary, in the command line's words."""
+        return super().summary()
 
 
 @dataclass
@@ -147,14 +170,15 @@ def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_
 def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), tags_field: Optional[str] = None,
                         tag_values: Optional[tuple[int, int, int]] = None, scar_field: Optional[str] = None,
                         border_zone: Optional[float] = None, core: Optional[float] = None, *,
-                        output_dir: Optional[str | Path] = None) -> ChannelResult:
+                        output_dir: Optional[str | Path] = None) -> LogicChannelResult:
     """The model's channels per layer (``options``), from its ``tissue_tag`` (as *Tag* writes it) or
     ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel``, ``wall_depth``,
     ``core_marginal`` (with a probability), the channel table and the colouring on the model (and,
     with ``output_dir``, ``channels.csv`` and ``channels.json`` there first, the folder checked
     before the search) and returns the library's
     result (channels in world LPS mm, per-layer counts; ``result.hidden``: how much of the core may
-    hide a corridor too narrow for the reconstruction, logged as a warning)."""
+    hide a corridor too narrow for the reconstruction, logged as a warning), its summary in this
+    call's words (:class:`LogicChannelResult`)."""
     if output_dir is not None:
         check_output_dir(output_dir, "output_dir")
     job = read_channel_inputs(model_node, options, tags_field=tags_field, tag_values=tag_values,
@@ -164,8 +188,8 @@ def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), 
         write_channel_tables(result, tissue, options, output_dir)
     apply_channels(model_node, result.node_channel, result.depth, channels_csv(result.channels),
                    marginal_core=marginal_core_fields(result.hidden)[MARGINAL_CORE_FIELD])
-    return result
+    return LogicChannelResult.of(result)
 
 
-__all__ = ["CHANNEL_NAMES", "CHANNEL_TABLE_REFERENCE", "ChannelJob", "apply_channels", "channel_color_node", "check_channels_fit",
+__all__ = ["CHANNEL_NAMES", "CHANNEL_TABLE_REFERENCE", "ChannelJob", "LogicChannelResult", "apply_channels", "channel_color_node", "check_channels_fit",
            "find_model_channels", "read_channel_inputs", "tissue_of_model", "update_channel_table"]

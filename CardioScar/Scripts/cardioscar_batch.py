@@ -524,8 +524,8 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
     save_model(model_node, args.output)  # again, now with bz_channel and wall_depth (and core_marginal)
-    # the summary in this script's options (--channel-min-length), as its warnings are
-    lines = [f"Channels: {in_batch_words(found.summary(), _script_names('channels', parser))}"]
+    # the summary in this script's options (--channel-min-length), as its warnings are, from the library's words
+    lines = [f"Channels: {in_batch_words(found.library_summary(), _script_names('channels', parser))}"]
     if found.hidden is not None and found.hidden.summary():
         lines.append(f"Channels, note: {found.hidden.summary()}")
     if found.bands_note:  # one field's bands (the library's warning too): what its channels are not
