@@ -25,8 +25,8 @@ import vtk
 from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import check_output_dir
 from cardioscar.io.meshio import Mesh
-from cardioscar.simulation.channels import (CHANNEL_FIELD, DEPTH_FIELD, ChannelOptions, ChannelResult,
-                                            channels_csv, channels_of_mesh, tissue_of_mesh,
+from cardioscar.simulation.channels import (CHANNEL_FIELD, CORE_MESH_ADVICE, DEPTH_FIELD, ChannelOptions,
+                                            ChannelResult, channels_csv, channels_of_mesh, tissue_of_mesh,
                                             write_channel_tables)
 from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD, marginal_core_fields
 from cardioscar.simulation.opencarp import TAG_ARRAY
@@ -41,6 +41,8 @@ CHANNEL_NAMES = {"--mesh": "model_node", "--layers": "options.layers", "--layer-
                  "--max-width": "options.max_width_mm", "--min-length": "options.min_length_mm",
                  "--tags-field": "tags_field", "--tags": "tag_values",
                  "--scar-field": "scar_field", "--border-zone": "border_zone", "--core": "core"}
+#: The Logic's words for the library's advice to tag from a core model's field (``export --core-mesh``).
+CHANNEL_ADVICE = {CORE_MESH_ADVICE: "tag_model_node with core_model, the core model's result"}
 #: The model's reference to its channel table (one row per channel, ``channels.csv``'s columns).
 CHANNEL_TABLE_REFERENCE = "CardioScarChannelTable"
 #: The scene's colour table of the channel ids (singleton tag).
@@ -71,16 +73,23 @@ class LogicChannelResult(ChannelResult):
     line's options ("2 shorter than --min-length dropped", "lower --core"), which a console user
     never typed, and a method's text cannot be reworded by :func:`speaks_logic_words` as an error or
     a log record is; :meth:`library_summary` keeps the library's words, which the batch script words
-    in its own options."""
+    in its own options. ``bands_note`` likewise (its advice to tag from a core model), the library's
+    in ``library_bands_note``."""
+
+    #: ``bands_note`` in the library's words.
+    library_bands_note: str = ""
 
     @classmethod
     def of(cls, result: ChannelResult) -> "LogicChannelResult":
-        """``result``'s fields, unchanged, with this class's summary."""
-        return cls(**{item.name: getattr(result, item.name) for item in fields(ChannelResult)})
+        """``result``'s fields, with this class's summary and its ``bands_note`` in the Logic's words."""
+        found = cls(**{item.name: getattr(result, item.name) for item in fields(ChannelResult)})
+        found.library_bands_note = result.bands_note
+        found.bands_note = record_in_words(result.bands_note, CHANNEL_NAMES, CHANNEL_ADVICE)
+        return found
 
     def summary(self) -> str:
         """The library's summary with each option named as the Logic's parameter (:data:`CHANNEL_NAMES`)."""
-        return record_in_words(self.library_summary(), CHANNEL_NAMES, {})
+        return record_in_words(self.library_summary(), CHANNEL_NAMES, CHANNEL_ADVICE)
 
     def library_summary(self) -> str:
         """The library's summary, in the command line's words."""
@@ -100,7 +109,7 @@ class ChannelJob:
     state: dict
 
 
-@speaks_logic_words(CHANNEL_NAMES)
+@speaks_logic_words(CHANNEL_NAMES, CHANNEL_ADVICE)
 def read_channel_inputs(model_node, options: ChannelOptions = ChannelOptions(), **tissue) -> ChannelJob:
     """Read and check what the search needs from the scene (the options and the tissue here, before
     any worker); changes nothing. ``tissue``: ``tags_field``, ``tag_values``, ``scar_field``, ``border_zone``, ``core``."""
@@ -166,7 +175,7 @@ def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_
     return update_channel_table(model_node, csv_text)
 
 
-@speaks_logic_words(CHANNEL_NAMES)
+@speaks_logic_words(CHANNEL_NAMES, CHANNEL_ADVICE)
 def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), tags_field: Optional[str] = None,
                         tag_values: Optional[tuple[int, int, int]] = None, scar_field: Optional[str] = None,
                         border_zone: Optional[float] = None, core: Optional[float] = None, *,

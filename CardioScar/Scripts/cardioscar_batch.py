@@ -528,8 +528,8 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     lines = [f"Channels: {in_batch_words(found.library_summary(), _script_names('channels', parser))}"]
     if found.hidden is not None and found.hidden.summary():
         lines.append(f"Channels, note: {found.hidden.summary()}")
-    if found.bands_note:  # one field's bands (the library's warning too): what its channels are not
-        lines.append(f"Channels, note: {found.bands_note}")
+    if found.library_bands_note:  # one field's bands (the library's warning too): what its channels are not
+        lines.append(f"Channels, note: {in_batch_words(found.library_bands_note, _script_names('channels', parser))}")
     for channel in found.channels:
         row = channel.row()
         lines.append(f"channel {row['channel']}: layer {row['layer']:g}, {row['nodes']} nodes, {row['length_mm']:.1f} mm, "
