@@ -164,6 +164,9 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
     said["an export prefix naming a file"] = _said(lambda: export_model_node(probability, tags, tmp_path / "h.pts"))
     said["fibres of another length"] = _said(lambda: export_model_node(probability, tags, tmp_path / "h",
                                                                        fibres=np.ones((3, 3))))
+    tag_model_node(heart, 0.5, 0.8)  # one field's bands, which the AHA counts as bands and says so
+    said["the AHA of one field's tags"] = _said(lambda: csl.CardioScarLogic.aha_segments(heart, csl.AhaInputs(
+        rv_markups=_markups(scene, aha_case[1]), measure=AhaOptions(tags_field="tissue_tag", transmurality="off"))))
     said["warnings"] = heard_by_the_console
     assert "options.min_length_mm" in " ".join(said["channels dropped as short"])  # each path ran (not refused)
     assert any("mirror" in message for message in heard_by_the_console)

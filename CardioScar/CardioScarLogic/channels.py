@@ -25,8 +25,8 @@ import vtk
 from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import check_output_dir
 from cardioscar.io.meshio import Mesh
-from cardioscar.simulation.channels import (CHANNEL_FIELD, CORE_MESH_ADVICE, DEPTH_FIELD, ChannelOptions,
-                                            ChannelResult, channels_csv, channels_of_mesh, tissue_of_mesh,
+from cardioscar.simulation.channels import (CHANNEL_FIELD, DEPTH_FIELD, ChannelOptions, ChannelResult,
+                                            channels_csv, channels_of_mesh, tissue_of_mesh,
                                             write_channel_tables)
 from cardioscar.simulation.hidden_channels import MARGINAL_CORE_FIELD, marginal_core_fields
 from cardioscar.simulation.opencarp import TAG_ARRAY
@@ -34,15 +34,13 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import PROBABILITY, fill_string_table, referenced_or_new, write_point_arrays
 from .tissue import show_by_table, singleton_color_table
-from .wording import record_in_words, speaks_logic_words
+from .wording import LOGIC_CORE_MODEL_ADVICE, record_in_words, speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
 CHANNEL_NAMES = {"--mesh": "model_node", "--layers": "options.layers", "--layer-width": "options.layer_width",
                  "--max-width": "options.max_width_mm", "--min-length": "options.min_length_mm",
                  "--tags-field": "tags_field", "--tags": "tag_values",
                  "--scar-field": "scar_field", "--border-zone": "border_zone", "--core": "core"}
-#: The Logic's words for the library's advice to tag from a core model's field (``export --core-mesh``).
-CHANNEL_ADVICE = {CORE_MESH_ADVICE: "tag_model_node with core_model, the core model's result"}
 #: The model's reference to its channel table (one row per channel, ``channels.csv``'s columns).
 CHANNEL_TABLE_REFERENCE = "CardioScarChannelTable"
 #: The scene's colour table of the channel ids (singleton tag).
@@ -84,12 +82,12 @@ class LogicChannelResult(ChannelResult):
         """``result``'s fields, with this class's summary and its ``bands_note`` in the Logic's words."""
         found = cls(**{item.name: getattr(result, item.name) for item in fields(ChannelResult)})
         found.library_bands_note = result.bands_note
-        found.bands_note = record_in_words(result.bands_note, CHANNEL_NAMES, CHANNEL_ADVICE)
+        found.bands_note = record_in_words(result.bands_note, CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
         return found
 
     def summary(self) -> str:
         """The library's summary with each option named as the Logic's parameter (:data:`CHANNEL_NAMES`)."""
-        return record_in_words(self.library_summary(), CHANNEL_NAMES, CHANNEL_ADVICE)
+        return record_in_words(self.library_summary(), CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
 
     def library_summary(self) -> str:
         """The library's summary, in the command line's words."""
@@ -109,7 +107,7 @@ class ChannelJob:
     state: dict
 
 
-@speaks_logic_words(CHANNEL_NAMES, CHANNEL_ADVICE)
+@speaks_logic_words(CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
 def read_channel_inputs(model_node, options: ChannelOptions = ChannelOptions(), **tissue) -> ChannelJob:
     """Read and check what the search needs from the scene (the options and the tissue here, before
     any worker); changes nothing. ``tissue``: ``tags_field``, ``tag_values``, ``scar_field``, ``border_zone``, ``core``."""
@@ -175,7 +173,7 @@ def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_
     return update_channel_table(model_node, csv_text)
 
 
-@speaks_logic_words(CHANNEL_NAMES, CHANNEL_ADVICE)
+@speaks_logic_words(CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
 def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), tags_field: Optional[str] = None,
                         tag_values: Optional[tuple[int, int, int]] = None, scar_field: Optional[str] = None,
                         border_zone: Optional[float] = None, core: Optional[float] = None, *,

@@ -38,7 +38,7 @@ from cardioscar.errors import CardioScarError
 from cardioscar.errors import advice_in_face_words
 from cardioscar.io.checks import TRAINING_OPTION
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
-from cardioscar.simulation.tags import CALL_ADVICE
+from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -149,11 +149,15 @@ SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--predicti
                      "--slice-indices": "Scored slices",
                      "--write-truth": "Write scar_truth on the model"}
 
+#: The Logic's words for the library's advice to tag from a core model's field (``export --core-mesh``),
+#: which its AHA and its channel search give on one field's bands.
+LOGIC_CORE_MODEL_ADVICE = {CORE_MESH_ADVICE: "tag_model_node with core_model, the core model's result"}
 #: The Logic's words for the AHA's axis advice, which names the command line's options with coordinates
 #: (renamed one by one it read ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and
 #: for the RV insertions' order, both points of one markups node (renamed one by one it read
-#: ``(inputs.rv_markups, then inputs.rv_markups)``).
-LOGIC_AHA_ADVICE = {AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
+#: ``(inputs.rv_markups, then inputs.rv_markups)``); and for the advice to tag from a core model.
+LOGIC_AHA_ADVICE = {**LOGIC_CORE_MODEL_ADVICE,
+                    AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
                                          "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
                     AXIS_POINTS_ADVICE: "give inputs.apex_base_markups (a markups node: the apex, then the base "
                                         "centre)",

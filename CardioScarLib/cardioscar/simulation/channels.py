@@ -43,6 +43,7 @@ from ..io.checks import MAX_MAX_WIDTH_MM, check_channel_options
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, search_words
 from .open_cut import OPEN_CUT_REASON, OpenEndUse, mark_open_cut, open_end_nodes
+from .tags import CORE_MESH_ADVICE
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +95,6 @@ class ChannelOptions:
         check_channel_options(self.layers, self.layer_width, self.max_width_mm, self.min_length_mm)
 
 
-#: How the command line tags from a core model's field beside the scar's (a face that gives the core
-#: model otherwise words it its own way: the Slicer Logic's ``core_model``).
-CORE_MESH_ADVICE = "export --core-mesh"
 #: Said once per search whose tissue is one field cut at two probabilities (:func:`channels_of_mesh`).
 ONE_FIELD_CHANNELS = ("its tags are one scar field cut at two probabilities, not border-zone and core tissue: the "
                       "channels found are corridors of intermediate probability through confident scar, which on a "
