@@ -162,6 +162,8 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
     said = {name: _said(call) for name, call in calls.items()}
     tags = tag_model_node(probability, 0.5, 0.8)
     said["an export prefix naming a file"] = _said(lambda: export_model_node(probability, tags, tmp_path / "h.pts"))
+    said["an export without fibres"] = _said(lambda: export_model_node(probability, tags, tmp_path / "h"))
+    said["a model file missing"] = _said(lambda: logic.apply_model(tmp_path / "none.pth", phantom, options()))
     said["fibres of another length"] = _said(lambda: export_model_node(probability, tags, tmp_path / "h",
                                                                        fibres=np.ones((3, 3))))
     tag_model_node(heart, 0.5, 0.8)  # one field's bands, which the AHA counts as bands and says so
