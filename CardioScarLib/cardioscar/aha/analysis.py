@@ -26,7 +26,7 @@ from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, 
                                             check_millimetres, recorded_classes, recorded_tag_values,
                                             warn_about_pieces, warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
-from cardioscar.simulation.tags import check_probability_field, warn_border_zone_off_the_call
+from cardioscar.simulation.tags import CORE_MESH_ADVICE, check_probability_field, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
 from .handedness import INSERTION_ORDER, frame_handedness
@@ -421,7 +421,7 @@ def tag_classes_of(mesh: Mesh, options: AhaOptions, where: str) -> dict:
     if classes == "tissue":
         return {"classes": classes}
     logger.warning("%s: its %s is one scar field cut at two probabilities (%s; %s), not border-zone and core tissue: "
-                   "counted as %s (tissue classes need a core model's field beside the scar's: export --core-mesh)",
+                   f"counted as %s (tissue classes need a core model's field beside the scar's: {CORE_MESH_ADVICE})",
                    where, TAG_ARRAY, *bands, " and ".join(BAND_COLUMNS))
     return {"classes": classes, "bands": dict(zip(BAND_COLUMNS, bands))}
 
