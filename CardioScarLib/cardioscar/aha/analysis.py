@@ -43,12 +43,13 @@ logger = logging.getLogger(__name__)
 
 #: A mesh whose shape gives its axis with a ring contrast under this (:attr:`.shape_axis.ShapeAxis.contrast`)
 #: is checked for a second ventricle across every direction (:func:`.one_ventricle.check_one_ventricle`),
-#: one at or over it across its shape axis first, as one whose axis is given: biv-me's biventricular mesh
-#: measures 1.53-1.59 (1, 1.5, 2 and 3 mm voxels), LV meshes 2.01 and more (EMIDEC's 75 ``mesh-from-labels`` meshes at 3 mm and its six lowest
-#: again at 1.5 mm, hexahedra and tetrahedra, ``Testing/benchmarks/round23_good_meshes.py``; the phantoms, ACDC and biv-me's
-#: endocardium 2.2-4.7, its myocardium's LV part 2.8-3.0; ``Testing/benchmarks/round19_biventricular_aha.py``). Segmented as
+#: one at or over it across its shape axis first, as one whose axis is given: biv-me's biventricular
+#: mesh measures 1.53-1.59 (1, 1.5, 2 and 3 mm voxels), LV meshes 2.01 and more (EMIDEC's 75
+#: ``mesh-from-labels`` meshes at 3 mm and its six lowest again at 1.5 mm, hexahedra and tetrahedra,
+#: ``Testing/benchmarks/round23_good_meshes.py``; the phantoms, ACDC and biv-me's endocardium 2.2-4.7,
+#: its myocardium's LV part 2.8-3.0; ``Testing/benchmarks/round19_biventricular_aha.py``). Segmented as
 #: one LV, a biventricular mesh's RV free wall was counted as LV myocardium (biv-me's at 3 mm: 221 ml
-#: for its LV part's 156), exit 0.
+#: for its LV part's 156), exit 0; the cut across a known axis: ``Testing/benchmarks/aha_one_ventricle_axis.py``.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
 #: The command line's way out of the biventricular refusal; a face without ``--lv-mask`` (the Slicer
 #: panel, a cohort row) words it as its own (:func:`cardioscar.errors.advice_in_face_words`).
@@ -164,7 +165,7 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
         raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
     if options.apex is not None:
         axis = axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
-        # first: the RV's nodes move the centre the line is measured from, and "beside the LV" misleads
+        # first: an RV's nodes shift the centre the next check measures the line from; the RV is the cause
         _refuse_a_second_ventricle(whole_mesh, axis.base_direction)
         refuse_axis_beside_the_lv(axis, points, weights)
         if orient_towards_base(axis.base_direction, points, weights) @ axis.base_direction < 0:
@@ -179,7 +180,8 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
         _refuse_a_second_ventricle(whole_mesh, axis.base_direction)
         return axis
     found = shape_axis(points, weights)
-    _refuse_a_second_ventricle(whole_mesh, found.direction if found.contrast >= ONE_VENTRICLE_CHECK_CONTRAST else None)
+    clear = found.contrast >= ONE_VENTRICLE_CHECK_CONTRAST
+    _refuse_a_second_ventricle(whole_mesh, found.direction if clear else None)
     return axis_from_shape(points, weights, found=found)
 
 
