@@ -365,10 +365,14 @@ def test_argument_mistakes_are_refused_before_any_image_is_read(case, tmp_path, 
          "--helix-angles (95.0, -60.0): give two angles ENDO,EPI in degrees within [-90, 90]"),
         (["--volume", missing, "--fibre-rule", "--export-opencarp", str(tmp_path / "heart"), "--helix-angles", "60"],
          "--helix-angles '60' must be two numbers ENDO,EPI"),
-        # a rule between an option and the preset's values: it was refused when training began, after prepare
-        (["--volume", missing, "--base-lr", "0.05"], "training option base_lr (0.05) must be <= max_lr (0.01)"),
+        # a rule between an option and the preset's values: it was refused when training began, after prepare;
+        # named as typed here (it said the API's "training option base_lr ... must be <= max_lr")
+        (["--volume", missing, "--base-lr", "0.05"], "--base-lr (0.05) must be <= --max-lr (0.01)"),
         (["--volume", missing, "--convergence-tolerance", "0.02"],
-         "training option convergence_tolerance needs schedule 'onecycle'"),
+         "--convergence-tolerance needs schedule 'onecycle' (the cyclical schedule ends on its patience); leave it out "
+         "(or set it to 0), or give --preset fast"),
+        (["--volume", missing, "--max-epochs", "0"], "--max-epochs must be a positive integer, got 0"),
+        (["--volume", missing, "--threads", "0"], "--threads must be a positive integer"),
     ]
     script = _load_script()
     for extra, expected in cases:

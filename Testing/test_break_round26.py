@@ -18,7 +18,6 @@ sys.path.insert(0, str(REPO / "CardioScar"))
 import CardioScarLogic as csl  # noqa: E402
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom, write_phantom  # noqa: E402
 from test_bad_inputs_round26 import halves  # noqa: E402,F401 (the phantom whole, with its AHA points)
-from test_one_field_aha_channels import heart  # noqa: E402,F401 (a phantom exported as one field's bands)
 from test_slicer_aha import _markups  # noqa: E402
 
 
@@ -100,32 +99,6 @@ def test_a_cohort_report_written_before_rows_had_classes_reads_as_bands(tmp_path
     assert (rows["P0"]["border_percent"], rows["P0"]["core_percent"]) == ("", ""), rows["P0"]
     assert (rows["P0"]["band_percent"], rows["P0"]["top_band_percent"], rows["P0"]["classes"]) == ("1", "4", "bands")
     assert rows["P1"]["classes"] == rows["P1"]["band_percent"] == "", rows["P1"]
-
-
-#: The Logic's words for where tissue classes come from (the command line's: "export --core-mesh").
-LOGIC_TISSUE_CLASSES = ("tissue classes need a core model's field beside the scar's: tag the model with core_model, "
-                        "the core model's result (CardioScarLogic.tag_model_node)")
-
-
-def test_the_logic_says_where_tissue_classes_come_from_in_its_words(heart, tmp_path, caplog):
-    """The Logic's AHA and channel search on one field's tags (``tag_model_node`` without a core model,
-    or an exported ``.vtu``) warned in the console that tissue classes need "export --core-mesh", the
-    command line's verb and option (the channel search's note was a value filled in, which the Logic's
-    rewording leaves; the AHA's named an option no Logic call takes). Both now say the Logic's way."""
-    from CardioScarLogic.channels import find_model_channels
-    from cardioscar.aha import AhaOptions
-    from cardioscar.simulation.channels import ChannelOptions
-
-    context = csl.create_scene()
-    node = csl.load_model(context.scene, heart["folder"] / "one.vtu", name="one")
-    caplog.set_level(logging.WARNING)
-    csl.CardioScarLogic.aha_segments(node, csl.AhaInputs(
-        rv_markups=_markups(context.scene, [heart["rv"][0]]),
-        measure=AhaOptions(tags_field="tissue_tag", transmurality="off")))
-    find_model_channels(node, ChannelOptions(layers=(0.5,)), output_dir=tmp_path / "channels")
-    said = [record.getMessage() for record in caplog.records if "one scar field cut at two" in record.getMessage()]
-    assert len(said) == 2 and all(line.endswith(f"({LOGIC_TISSUE_CLASSES})") and "--" not in line
-                                  for line in said), said
 
 
 def test_the_logics_uncertain_axis_and_channel_summary_name_its_inputs(tmp_path, caplog):

@@ -34,8 +34,9 @@ GUIDE = sorted((REPO_ROOT / "Documentation").glob("*.md"))
 
 
 #: Modules of the stage sub-packages made after the split, which never had a flat name (the
-#: torch-free training configuration, split from ``fit.training``, which re-exports its class).
-SINCE_THE_SPLIT = {"fit.config"}
+#: torch-free training configuration, split from ``fit.training``, which re-exports its class; the
+#: figures drawn without pyplot).
+SINCE_THE_SPLIT = {"fit.config", "io.figures"}
 
 
 def _stage_modules() -> set[str]:

@@ -47,6 +47,9 @@ def test_the_logic_finds_the_corridor_in_world_coordinates(tmp_path):
         find_model_channels(node, ChannelOptions(min_length_mm=-1.0))
     dropped = find_model_channels(node, ChannelOptions(layers=(0.1,), min_length_mm=60.0))
     assert dropped.channels == [] and dropped.dropped_short == 1
+    # its summary in the console's words (the option it set), the library's kept for the batch script
+    assert "; 1 shorter than options.min_length_mm dropped;" in dropped.summary(), dropped.summary()
+    assert "--" not in dropped.summary() and "1 shorter than --min-length dropped" in dropped.library_summary()
     result = find_model_channels(node, ChannelOptions(layers=(0.1,)))  # tag values from the note
     assert len(result.channels) == 1
     field = vtk_to_numpy(node.GetMesh().GetPointData().GetArray(CHANNEL_FIELD))

@@ -15,7 +15,7 @@ the result on the model (:func:`apply_channels`, which refuses a model edited me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +34,7 @@ from cardioscar.simulation.opencarp import TAG_ARRAY
 from .geometry import check_unchanged, model_points_lps, model_state, world_mesh_lps
 from .results import PROBABILITY, fill_string_table, referenced_or_new, write_point_arrays
 from .tissue import show_by_table, singleton_color_table
-from .wording import LOGIC_TISSUE_CLASSES, speaks_logic_words
+from .wording import LOGIC_CORE_MODEL_ADVICE, record_in_words, speaks_logic_words
 
 #: Command-line option -> this Logic's parameter, for the library's one-line errors.
 CHANNEL_NAMES = {"--mesh": "model_node", "--layers": "options.layers", "--layer-width": "options.layer_width",
@@ -65,6 +65,36 @@ def tissue_of_model(model_node, border_zone: float, core: float, tag_numbers: st
 
 
 @dataclass
+class LogicChannelResult(ChannelResult):
+    """The library's result of a search the Logic ran (:func:`find_model_channels`), whose
+    :meth:`summary` names the Logic's parameters. Why: the library's summary names the command
+    line's options ("2 shorter than --min-length dropped", "lower --core"), which a console user
+    never typed, and a method's text cannot be reworded by :func:`speaks_logic_words` as an error or
+    a log record is; :meth:`library_summary` keeps the library's words, which the batch script words
+    in its own options. ``bands_note`` likewise (its advice to tag from a core model), the library's
+    in ``library_bands_note``."""
+
+    #: ``bands_note`` in the library's words.
+    library_bands_note: str = ""
+
+    @classmethod
+    def of(cls, result: ChannelResult) -> "LogicChannelResult":
+        """``result``'s fields, with this class's summary and its ``bands_note`` in the Logic's words."""
+        found = cls(**{item.name: getattr(result, item.name) for item in fields(ChannelResult)})
+        found.library_bands_note = result.bands_note
+        found.bands_note = record_in_words(result.bands_note, CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
+        return found
+
+    def summary(self) -> str:
+        """The library's summary with each option named as the Logic's parameter (:data:`CHANNEL_NAMES`)."""
+        return record_in_words(self.library_summary(), CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
+
+    def library_summary(self) -> str:
+        """The library's summary, in the command line's words."""
+        return super().summary()
+
+
+@dataclass
 class ChannelJob:
     """What a channel search reads from the scene, checked: the model's mesh in world LPS (its
     arrays included), the options and tissue keywords, and ``state``, the checksums of the model's
@@ -77,7 +107,7 @@ class ChannelJob:
     state: dict
 
 
-@speaks_logic_words(CHANNEL_NAMES)
+@speaks_logic_words(CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
 def read_channel_inputs(model_node, options: ChannelOptions = ChannelOptions(), **tissue) -> ChannelJob:
     """Read and check what the search needs from the scene (the options and the tissue here, before
     any worker); changes nothing. ``tissue``: ``tags_field``, ``tag_values``, ``scar_field``, ``border_zone``, ``core``."""
@@ -143,18 +173,19 @@ def apply_channels(model_node, node_channel: np.ndarray, depth: np.ndarray, csv_
     return update_channel_table(model_node, csv_text)
 
 
-@speaks_logic_words(CHANNEL_NAMES, LOGIC_TISSUE_CLASSES)
+@speaks_logic_words(CHANNEL_NAMES, LOGIC_CORE_MODEL_ADVICE)
 def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), tags_field: Optional[str] = None,
                         tag_values: Optional[tuple[int, int, int]] = None, scar_field: Optional[str] = None,
                         border_zone: Optional[float] = None, core: Optional[float] = None, *,
-                        output_dir: Optional[str | Path] = None) -> ChannelResult:
+                        output_dir: Optional[str | Path] = None) -> LogicChannelResult:
     """The model's channels per layer (``options``), from its ``tissue_tag`` (as *Tag* writes it) or
     ``scar_field`` cut at ``border_zone`` / ``core``; writes ``bz_channel``, ``wall_depth``,
     ``core_marginal`` (with a probability), the channel table and the colouring on the model (and,
     with ``output_dir``, ``channels.csv`` and ``channels.json`` there first, the folder checked
     before the search) and returns the library's
     result (channels in world LPS mm, per-layer counts; ``result.hidden``: how much of the core may
-    hide a corridor too narrow for the reconstruction, logged as a warning)."""
+    hide a corridor too narrow for the reconstruction, logged as a warning), its summary in this
+    call's words (:class:`LogicChannelResult`)."""
     if output_dir is not None:
         check_output_dir(output_dir, "output_dir")
     job = read_channel_inputs(model_node, options, tags_field=tags_field, tag_values=tag_values,
@@ -164,8 +195,8 @@ def find_model_channels(model_node, options: ChannelOptions = ChannelOptions(), 
         write_channel_tables(result, tissue, options, output_dir)
     apply_channels(model_node, result.node_channel, result.depth, channels_csv(result.channels),
                    marginal_core=marginal_core_fields(result.hidden)[MARGINAL_CORE_FIELD])
-    return result
+    return LogicChannelResult.of(result)
 
 
-__all__ = ["CHANNEL_NAMES", "CHANNEL_TABLE_REFERENCE", "ChannelJob", "apply_channels", "channel_color_node", "check_channels_fit",
+__all__ = ["CHANNEL_NAMES", "CHANNEL_TABLE_REFERENCE", "ChannelJob", "LogicChannelResult", "apply_channels", "channel_color_node", "check_channels_fit",
            "find_model_channels", "read_channel_inputs", "tissue_of_model", "update_channel_table"]

@@ -33,10 +33,12 @@ from cardioscar.aha.handedness import INSERTION_ORDER
 from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
 from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
 from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE, LONG_AXIS_VIEW_ADVICE
+from cardioscar.cli import TRAINING_WORDS
 from cardioscar.errors import CardioScarError
 from cardioscar.errors import advice_in_face_words
+from cardioscar.io.checks import TRAINING_OPTION
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
-from cardioscar.simulation.tags import CALL_ADVICE, TISSUE_CLASSES_ADVICE
+from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -129,6 +131,11 @@ def _panel_aha_call(found: re.Match) -> str:
 
 BATCH_FIBRE_ADVICE = {WITHOUT_RULE: "leave --fibre-rule out (no fibres)",
                       GIVE_FIBRES: "give --fibre-rule (the LV rule)"}
+#: The batch script's words for the library's phrases: its fibre advice, and a training option's
+#: refusal, which names the ``TrainingConfig`` field ("training option base_lr ... must be <= max_lr")
+#: where the script's user typed ``--base-lr``: the script takes ``cardioscar train``'s options under
+#: their names (the command line's words, ``cli.TRAINING_WORDS``), and ``num_threads`` as its ``--threads``.
+BATCH_ADVICE = {**BATCH_FIBRE_ADVICE, **TRAINING_WORDS, f"{TRAINING_OPTION} num_threads": "--threads"}
 LOGIC_FIBRE_ADVICE = {WITHOUT_RULE: "export with fibres=None (or fibres, an array of one fibre or fibre+sheet "
                                     "direction per cell)",
                       GIVE_FIBRES: "give fibres, an array of one fibre (or fibre+sheet) direction per cell from a "
@@ -142,23 +149,21 @@ SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--predicti
                      "--slice-indices": "Scored slices",
                      "--write-truth": "Write scar_truth on the model"}
 
-#: The Logic's words for where tissue classes come from (the AHA's and the channel search's warning on one
-#: field's bands): its own tagging with a core model, not the command line's export.
-LOGIC_TISSUE_CLASSES = {TISSUE_CLASSES_ADVICE: "tissue classes need a core model's field beside the scar's: tag "
-                                               "the model with core_model, the core model's result "
-                                               "(CardioScarLogic.tag_model_node)"}
-#: The Logic's words for the AHA's axis advice (a refusal's, and the warning of a slice normal across the
-#: LV), which names the command line's options with coordinates (renamed one by one it read
-#: ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and
-#: for the RV insertions' order, both points of one markups node (renamed one by one it read
-#: ``(inputs.rv_markups, then inputs.rv_markups)``).
-LOGIC_AHA_ADVICE = {AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
+#: The Logic's words for the library's advice to tag from a core model's field (``export --core-mesh``),
+#: which its AHA and its channel search give on one field's bands.
+LOGIC_CORE_MODEL_ADVICE = {CORE_MESH_ADVICE: "tag_model_node with core_model, the core model's result"}
+#: The Logic's words for the AHA's axis advice (a refusal's, and the warning of a slice normal across
+#: the LV), which names the command line's options with coordinates (renamed one by one it read
+#: ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and for the RV insertions' order, both points of one markups node (renamed one by one it read
+#: ``(inputs.rv_markups, then inputs.rv_markups)``); and for the advice to tag from a core model.
+LOGIC_AHA_ADVICE = {**LOGIC_CORE_MODEL_ADVICE,
+                    AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
                                          "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
                     AXIS_POINTS_ADVICE: "give inputs.apex_base_markups (a markups node: the apex, then the base "
                                         "centre)",
                     LONG_AXIS_VIEW_ADVICE: "give a short-axis volume as inputs.slice_normal_volume, or "
                                            "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
-                    INSERTION_ORDER: "(point 1 of inputs.rv_markups, then its point 2)", **LOGIC_TISSUE_CLASSES}
+                    INSERTION_ORDER: "(point 1 of inputs.rv_markups, then its point 2)"}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets
 #: the same thing (``cardioscar prepare`` / ``train`` / ``apply`` options).
@@ -292,8 +297,9 @@ def record_in_words(record, names: dict[str, str], advice: dict[str, str]):
 
 def in_batch_words(message: str, names: dict[str, str]) -> str:
     """``message`` (the library's words) with each command-line option in ``names`` replaced by the
-    batch script's option; a quoted command and everything else as it was."""
-    return _in_face_words(message, names, BATCH_FIBRE_ADVICE)
+    batch script's option, and its phrases in the script's words (:data:`BATCH_ADVICE`); a quoted
+    command and everything else as it was."""
+    return _in_face_words(message, names, BATCH_ADVICE)
 
 
 def library_words(error: BaseException) -> str:

@@ -465,12 +465,12 @@ def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
     """The AHA table, picture and arrays of the reconstructed model (after it was saved once) with
     the ``inputs`` checked before the training, and the lines that say so (as ``cardioscar aha``
     logs them)."""
-    from CardioScarLogic.wording import BATCH_FIBRE_ADVICE, BATCH_NAMES, record_in_words
+    from CardioScarLogic.wording import BATCH_ADVICE, BATCH_NAMES, record_in_words
     from cardioscar.aha.table import scar_per_segment, write_table
 
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
-    summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_FIBRE_ADVICE)
+    summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_ADVICE)
     write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
@@ -524,12 +524,12 @@ def _channels(args: argparse.Namespace, parser: argparse.ArgumentParser, model_n
     with _doing("channels", parser):
         found = find_model_channels(model_node, options, output_dir=args.channels_dir)
     save_model(model_node, args.output)  # again, now with bz_channel and wall_depth (and core_marginal)
-    # the summary in this script's options (--channel-min-length), as its warnings are
-    lines = [f"Channels: {in_batch_words(found.summary(), _script_names('channels', parser))}"]
+    # the summary in this script's options (--channel-min-length), as its warnings are, from the library's words
+    lines = [f"Channels: {in_batch_words(found.library_summary(), _script_names('channels', parser))}"]
     if found.hidden is not None and found.hidden.summary():
         lines.append(f"Channels, note: {found.hidden.summary()}")
-    if found.bands_note:  # one field's bands (the library's warning too): what its channels are not
-        lines.append(f"Channels, note: {found.bands_note}")
+    if found.library_bands_note:  # one field's bands (the library's warning too): what its channels are not
+        lines.append(f"Channels, note: {in_batch_words(found.library_bands_note, _script_names('channels', parser))}")
     for channel in found.channels:
         row = channel.row()
         lines.append(f"channel {row['channel']}: layer {row['layer']:g}, {row['nodes']} nodes, {row['length_mm']:.1f} mm, "

@@ -326,21 +326,21 @@ def _training_overrides(args: argparse.Namespace) -> dict:
 #: ``TrainingConfig`` field (``training option max_epochs``), which the user typed as ``--max-epochs``,
 #: and its advice for a tolerance on the cyclical schedule names a schedule the command line sets by
 #: its preset (:func:`cardioscar.errors.advice_in_face_words`).
-_TRAINING_WORDS = {**{f"{TRAINING_OPTION} {name}": flag for name, flag, *_ in _TRAINING_OPTIONS},
+TRAINING_WORDS = {**{f"{TRAINING_OPTION} {name}": flag for name, flag, *_ in _TRAINING_OPTIONS},
                    BELOW_MAX_LR: "must be <= --max-lr",
                    ONE_CYCLE_ADVICE: "leave it out (or set it to 0), or give --preset fast (its schedule is one-cycle)"}
 
 
 def _training_config(args: argparse.Namespace):
     """The preset with the options given, checked whole (torch-free: :mod:`cardioscar.fit.config`),
-    a refusal in the command line's words (:data:`_TRAINING_WORDS`)."""
+    a refusal in the command line's words (:data:`TRAINING_WORDS`)."""
     from cardioscar.fit.config import TrainingConfig
 
     overrides = _training_overrides(args)
     try:
         return TrainingConfig.fast(**overrides) if args.preset == "fast" else TrainingConfig(**overrides)
     except CardioScarError as error:
-        raise CardioScarError(advice_in_face_words(str(error), _TRAINING_WORDS)) from error
+        raise CardioScarError(advice_in_face_words(str(error), TRAINING_WORDS)) from error
 
 
 def _progress_bar(config, enabled: bool):

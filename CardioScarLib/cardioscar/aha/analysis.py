@@ -26,7 +26,7 @@ from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, 
                                             check_millimetres, recorded_classes, recorded_tag_values,
                                             warn_about_pieces, warn_if_centimetres)
 from cardioscar.io.checks import check_scar_field_name
-from cardioscar.simulation.tags import TISSUE_CLASSES_ADVICE, check_probability_field, warn_border_zone_off_the_call
+from cardioscar.simulation.tags import CORE_MESH_ADVICE, check_probability_field, warn_border_zone_off_the_call
 
 from .bullseye import write_bullseye
 from .handedness import INSERTION_ORDER, frame_handedness
@@ -42,13 +42,14 @@ from .wall import WallFaces, cell_centres, column_transmurality, is_volumetric, 
 logger = logging.getLogger(__name__)
 
 #: A mesh whose shape gives its axis with a ring contrast under this (:attr:`.shape_axis.ShapeAxis.contrast`)
-#: is checked for a second ventricle before it is segmented (:func:`.one_ventricle.check_one_ventricle`,
-#: a few seconds, so not on every mesh): biv-me's biventricular mesh measures 1.53-1.59 (1, 1.5, 2 and
-#: 3 mm voxels), LV meshes 2.01 and more (EMIDEC's 75 ``mesh-from-labels`` meshes at 3 mm and its six lowest
-#: again at 1.5 mm, hexahedra and tetrahedra, ``Testing/benchmarks/round23_good_meshes.py``; the phantoms, ACDC and biv-me's
-#: endocardium 2.2-4.7, its myocardium's LV part 2.8-3.0; ``Testing/benchmarks/round19_biventricular_aha.py``). Segmented as
+#: is checked for a second ventricle across every direction (:func:`.one_ventricle.check_one_ventricle`),
+#: one at or over it across its shape axis first, as one whose axis is given: biv-me's biventricular
+#: mesh measures 1.53-1.59 (1, 1.5, 2 and 3 mm voxels), LV meshes 2.01 and more (EMIDEC's 75
+#: ``mesh-from-labels`` meshes at 3 mm and its six lowest again at 1.5 mm, hexahedra and tetrahedra,
+#: ``Testing/benchmarks/round23_good_meshes.py``; the phantoms, ACDC and biv-me's endocardium 2.2-4.7,
+#: its myocardium's LV part 2.8-3.0; ``Testing/benchmarks/round19_biventricular_aha.py``). Segmented as
 #: one LV, a biventricular mesh's RV free wall was counted as LV myocardium (biv-me's at 3 mm: 221 ml
-#: for its LV part's 156), exit 0.
+#: for its LV part's 156), exit 0; the cut across a known axis: ``Testing/benchmarks/aha_one_ventricle_axis.py``.
 ONE_VENTRICLE_CHECK_CONTRAST = 1.8
 #: The command line's way out of the biventricular refusal; a face without ``--lv-mask`` (the Slicer
 #: panel, a cohort row) words it as its own (:func:`cardioscar.errors.advice_in_face_words`).
@@ -141,17 +142,31 @@ def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
     return lv
 
 
+def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str]],
+                               across: Optional[np.ndarray]) -> None:
+    """Refuse ``whole_mesh`` (see :func:`_long_axis`) when its sections across the long axis
+    ``across`` (None: across every direction, for an axis the shape gives unclearly) enclose the RV's
+    cavity beside the LV's. Why: the test ran only where the shape gave the axis unclearly, so a
+    biventricular mesh with given points, a slice normal or a clear shape was segmented whole, its
+    RV free wall and septum counted as LV myocardium, exit 0."""
+    if whole_mesh is not None:
+        check_one_ventricle(*whole_mesh, "the AHA segmentation", LV_MASK_ADVICE, across)
+
+
 def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
                whole_mesh: Optional[tuple[vtk.vtkDataSet, str]] = None) -> LongAxis:
     """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset and its name; the
-    mesh is segmented whole, no ``--lv-mask``, and volumetric or a closed surface) is checked for a second ventricle
-    when its shape gives its axis unclearly (:data:`ONE_VENTRICLE_CHECK_CONTRAST`)."""
+    mesh is segmented whole, no ``--lv-mask``, and volumetric or a closed surface) is checked for a
+    second ventricle: across the long axis, or across every direction when its shape gives the axis
+    unclearly (:data:`ONE_VENTRICLE_CHECK_CONTRAST`)."""
     if (options.apex is None) != (options.base is None):
         raise CardioScarError("give both --apex and --base (or neither)")
     if options.apex is not None and options.slice_normal is not None:
         raise CardioScarError("give the long axis once: --apex/--base or --slice-normal-from, not both")
     if options.apex is not None:
         axis = axis_from_points(np.asarray(options.apex, dtype=float), np.asarray(options.base, dtype=float))
+        # first: an RV's nodes shift the centre the next check measures the line from; the RV is the cause
+        _refuse_a_second_ventricle(whole_mesh, axis.base_direction)
         refuse_axis_beside_the_lv(axis, points, weights)
         if orient_towards_base(axis.base_direction, points, weights) @ axis.base_direction < 0:
             # swapped, the levels run upside down: the basal ring numbered at the apex, silently
@@ -160,11 +175,13 @@ def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
                            "and the centre of the base as --base (an apical aneurysm can be wider: then ignore this)")
         return axis
     if options.slice_normal is not None:
-        return axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
+        axis = axis_from_direction(np.asarray(options.slice_normal, dtype=float), points, weights,
                                    options.slice_normal_source)
+        _refuse_a_second_ventricle(whole_mesh, axis.base_direction)
+        return axis
     found = shape_axis(points, weights)
-    if whole_mesh is not None and found.contrast < ONE_VENTRICLE_CHECK_CONTRAST:
-        check_one_ventricle(*whole_mesh, "the AHA segmentation", LV_MASK_ADVICE)
+    clear = found.contrast >= ONE_VENTRICLE_CHECK_CONTRAST
+    _refuse_a_second_ventricle(whole_mesh, found.direction if clear else None)
     return axis_from_shape(points, weights, found=found)
 
 
@@ -421,7 +438,7 @@ def tag_classes_of(mesh: Mesh, options: AhaOptions, where: str) -> dict:
     if classes == "tissue":
         return {"classes": classes}
     logger.warning("%s: its %s is one scar field cut at two probabilities (%s; %s), not border-zone and core tissue: "
-                   "counted as %s (" + TISSUE_CLASSES_ADVICE + ")",
+                   f"counted as %s (tissue classes need a core model's field beside the scar's: {CORE_MESH_ADVICE})",
                    where, TAG_ARRAY, *bands, " and ".join(BAND_COLUMNS))
     return {"classes": classes, "bands": dict(zip(BAND_COLUMNS, bands))}
 

@@ -367,7 +367,7 @@ def _is_number(value: object) -> bool:
 
 
 #: How a training option's error names it (``TrainingConfig``'s field after it), the API's words;
-#: the command line names its own option instead (``cli._TRAINING_WORDS``).
+#: the command line names its own option instead (``cli.TRAINING_WORDS``).
 TRAINING_OPTION = "training option"
 #: The rule between the schedule's rates, and the advice for a convergence tolerance on the
 #: cyclical schedule, in the API's words (a face words them its own way: ``advice_in_face_words``).

@@ -43,7 +43,7 @@ from ..io.checks import MAX_MAX_WIDTH_MM, check_channel_options
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, search_words
 from .open_cut import OPEN_CUT_REASON, OpenEndUse, mark_open_cut, open_end_nodes
-from .tags import TISSUE_CLASSES_ADVICE
+from .tags import CORE_MESH_ADVICE
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ class ChannelOptions:
 #: Said once per search whose tissue is one field cut at two probabilities (:func:`channels_of_mesh`).
 ONE_FIELD_CHANNELS = ("its tags are one scar field cut at two probabilities, not border-zone and core tissue: the "
                       "channels found are corridors of intermediate probability through confident scar, which on a "
-                      "reconstruction are mostly the field's smooth edge, not conducting tissue "
-                      f"({TISSUE_CLASSES_ADVICE})")
+                      "reconstruction are mostly the field's smooth edge, not conducting tissue (tissue classes need a "
+                      f"core model's field beside the scar's: {CORE_MESH_ADVICE})")
 
 
 @dataclass(frozen=True)
@@ -536,6 +536,14 @@ def warn_min_length_below_reach(options: ChannelOptions) -> None:
                        "corridors, lower --max-width", options.min_length_mm, reach, reach)
 
 
+def _log_of(source: str, words: str, log) -> None:
+    """Log ``source: words`` with ``words`` in the record's format string, ``source`` (a file's name)
+    as its value. Why: a face rewords a record's format, never the values filled in (the Slicer
+    Logic's record factory, the batch script's filter): passed as a value, the summary's "lower
+    --core" reached a Slicer console user as the command line's option."""
+    log("%s: " + words.replace("%", "%%"), source)
+
+
 def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_field: str | None = None,
                      tag_values: tuple[int, int, int] | None = None, scar_field: str | None = None,
                      border_zone: float | None = None, core: float | None = None) -> tuple[ChannelResult, Tissue]:
@@ -559,16 +567,13 @@ def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_f
     spreads = {name: mesh.point_array(name) for name in SPREAD_FIELDS if name in mesh.point_field_names()}
     result = find_channels(lps, points, depth, tissue, options, spreads)
     mark_open_cut(result, points[open_end_nodes(points, axis, faces, OpenEndUse.CHANNEL_CUT)], options.max_width_mm)
-    # the summary in the record's own words (its options: --core, --min-length), which a face rewords
-    (logger.warning if result.without_core else logger.info)("%s: " + result.summary().replace("%", "%%"),
-                                                             tissue.source)
+    _log_of(tissue.source, result.summary(), logger.warning if result.without_core else logger.info)
     log_hidden(result.hidden, tissue.source)
     if tissue.classes == "bands":
         # warned, not refused: one patient's reader sees it beside the channels, and a phantom's or a
         # label map's scar has no second field; a cohort row refuses (its summary hides each log)
         result.bands_note = ONE_FIELD_CHANNELS
-        # the note in the record's own words, not a value filled in: a face rewords those
-        logger.warning("%s: " + ONE_FIELD_CHANNELS, tissue.source)
+        _log_of(tissue.source, ONE_FIELD_CHANNELS, logger.warning)
     return result, tissue
 
 

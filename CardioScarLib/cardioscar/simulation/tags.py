@@ -197,6 +197,10 @@ def element_sizes(dataset: vtk.vtkDataSet, measure: str = "Volume") -> np.ndarra
     return np.abs(vtk_to_numpy(sizes.GetOutput().GetCellData().GetArray(measure)).astype(np.float64))
 
 
+#: How the command line tags from a core model's field beside the scar's, the advice where one field's
+#: bands are read as tissue (a face that gives the core model otherwise words it its own way: the
+#: Slicer Logic's ``core_model``).
+CORE_MESH_ADVICE = "export --core-mesh"
 #: The advice of :func:`warn_border_zone_off_the_call`: a face that sets the cut otherwise (the Slicer
 #: panel's AHA, which has no threshold box) finds it by this text and words it as its own.
 CALL_ADVICE = "give {option} {cut} (the same setting in Slicer) to {use} the scar apply called"
@@ -285,11 +289,6 @@ def tag_mesh(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray |
 
 
 #: What :func:`warn_edge_as_border_zone` tells a command-line user to do.
-#: Where tissue classes come from, said where one field's bands are read as tags (``aha --tags-field``, the
-#: channel search); a face without the command line's ``export`` words it as its own (the Logic's console
-#: read "export --core-mesh", the panel "export 'Core model'").
-TISSUE_CLASSES_ADVICE = "tissue classes need a core model's field beside the scar's: export --core-mesh"
-
 CORE_MODEL_ADVICE = ("train a core model (prepare --scar-target core, or --scar-labels of the core) and give its "
                      "prediction as --core-mesh (or --core-field)")
 
