@@ -84,7 +84,7 @@ def test_a_format_version_stored_as_a_whole_float_reads_as_that_version(tmp_path
     torch.save({"format": FORMAT, "format_version": 1.0}, tmp_path / "attrivae.pth")
     assert load_attrivae(tmp_path / "attrivae.pth")["format"] == FORMAT
     for value, fragment in ((2.5, "has format_version 2.5, not a whole number >= 1 (a damaged or hand-edited file)"),
-                            (3.0, "has format_version 3, newer than this CardioScar reads (2)")):
+                            (3.0, "has format_version 3.0, newer than this CardioScar reads (2)")):
         np.savez(tmp_path / "edited.npz", **rows, format_version=np.float64(value))
         with pytest.raises(CardioScarError) as refused:
             load_preprocessing_result(tmp_path / "edited.npz")

@@ -32,7 +32,7 @@ from cardioscar.aha.analysis import LV_MASK_ADVICE, AhaOptions
 from cardioscar.aha.handedness import INSERTION_ORDER
 from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
 from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
-from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE
+from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE, LONG_AXIS_VIEW_ADVICE
 from cardioscar.cli import TRAINING_WORDS
 from cardioscar.errors import CardioScarError
 from cardioscar.errors import advice_in_face_words
@@ -152,15 +152,17 @@ SCORE_PANEL_NAMES = {**PANEL_NAMES, "--truth-image": "Truth labels", "--predicti
 #: The Logic's words for the library's advice to tag from a core model's field (``export --core-mesh``),
 #: which its AHA and its channel search give on one field's bands.
 LOGIC_CORE_MODEL_ADVICE = {CORE_MESH_ADVICE: "tag_model_node with core_model, the core model's result"}
-#: The Logic's words for the AHA's axis advice, which names the command line's options with coordinates
-#: (renamed one by one it read ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and
-#: for the RV insertions' order, both points of one markups node (renamed one by one it read
+#: The Logic's words for the AHA's axis advice (a refusal's, and the warning of a slice normal across
+#: the LV), which names the command line's options with coordinates (renamed one by one it read
+#: ``inputs.apex_base_markups X,Y,Z inputs.apex_base_markups X,Y,Z``), and for the RV insertions' order, both points of one markups node (renamed one by one it read
 #: ``(inputs.rv_markups, then inputs.rv_markups)``); and for the advice to tag from a core model.
 LOGIC_AHA_ADVICE = {**LOGIC_CORE_MODEL_ADVICE,
                     AXIS_OPTIONS_ADVICE: "give inputs.slice_normal_volume (the short-axis volume), or "
                                          "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
                     AXIS_POINTS_ADVICE: "give inputs.apex_base_markups (a markups node: the apex, then the base "
                                         "centre)",
+                    LONG_AXIS_VIEW_ADVICE: "give a short-axis volume as inputs.slice_normal_volume, or "
+                                           "inputs.apex_base_markups (a markups node: the apex, then the base centre)",
                     INSERTION_ORDER: "(point 1 of inputs.rv_markups, then its point 2)"}
 
 #: Command-line option -> the :class:`CardioScarLogic.options.ReconstructionOptions` field that sets

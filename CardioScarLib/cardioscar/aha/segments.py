@@ -132,6 +132,12 @@ MAX_NORMAL_TO_SHAPE_DEG = 60.0
 MIN_RING_CONTRAST, CLEAR_RING_CONTRAST = 1.3, 1.6
 
 
+#: What to give in place of a slice normal that lies across the LV (a face without the command line's
+#: axis options words it as its own: renamed option by option, the Logic's read "point 1 of
+#: inputs.apex_base_markups X,Y,Z point 2 of inputs.apex_base_markups X,Y,Z").
+LONG_AXIS_VIEW_ADVICE = "give the short-axis stack, or --apex X,Y,Z --base X,Y,Z"
+
+
 def axis_from_direction(direction: np.ndarray, points: np.ndarray, weights: np.ndarray, source: str) -> LongAxis:
     """An axis along a known direction (e.g. the short-axis stack's normal) through the LV's centre."""
     unit = _unit(direction, source)
@@ -140,8 +146,7 @@ def axis_from_direction(direction: np.ndarray, points: np.ndarray, weights: np.n
         angle = float(np.degrees(np.arccos(min(1.0, abs(float(unit @ found.direction))))))
         if angle > MAX_NORMAL_TO_SHAPE_DEG:
             logger.warning("the %s is %.0f degrees from the LV's long axis as its shape gives it: a long-axis view? its "
-                           "levels would cut the ventricle lengthwise; give the short-axis stack, or --apex X,Y,Z "
-                           "--base X,Y,Z", source, angle)
+                           "levels would cut the ventricle lengthwise; " + LONG_AXIS_VIEW_ADVICE, source, angle)
     unit = orient_towards_base(unit, points, weights)
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=unit, source=source)
 
@@ -168,9 +173,10 @@ def axis_from_shape(points: np.ndarray, weights: np.ndarray, uncertain_advice: s
             f"along (ring contrast {found.contrast:.2f}, needs {MIN_RING_CONTRAST:g}: a ball-like shape); "
             f"{AXIS_OPTIONS_ADVICE}")
     if found.contrast < CLEAR_RING_CONTRAST:
+        # the advice in the record's own words, not a value filled in: a face (the Logic) rewords those
         logger.warning("the LV axis from the mesh's shape is uncertain: its rings are only %.2f times rounder across it "
-                       "than across a typical direction (clear from %g): %s", found.contrast, CLEAR_RING_CONTRAST,
-                       uncertain_advice)
+                       "than across a typical direction (clear from %g): " + uncertain_advice.replace("%", "%%"),
+                       found.contrast, CLEAR_RING_CONTRAST)
     direction = orient_towards_base(found.direction, points, weights)
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=direction, source="mesh shape")
 

@@ -62,11 +62,13 @@ def cohort_notes(rows: list[dict]) -> list[str]:
 def in_band_columns(row: dict) -> dict:
     """``row`` with a one-field row's bands in :data:`BAND_COLUMNS`. Why: a ``report.json`` written
     before they were named so holds them as ``border_percent``/``core_percent`` beside ``classes``
-    bands, and its patient is skipped (its hash unchanged), not redone, so its row read as tissue."""
-    if row.get("classes") != "bands" or "border_percent" not in row:
+    bands, and its patient is skipped (its hash unchanged), not redone, so its row read as tissue. One
+    written before rows had ``classes`` (before the scar rule's two-field rows, when every row was one
+    field cut at two probabilities) holds no ``classes`` at all: bands too."""
+    if row.get("classes", "bands") != "bands" or "border_percent" not in row:
         return row
     kept = {key: value for key, value in row.items() if key not in ("border_percent", "core_percent")}
-    return {**kept, BAND_COLUMNS[0]: row["border_percent"], BAND_COLUMNS[1]: row["core_percent"]}
+    return {**kept, "classes": "bands", BAND_COLUMNS[0]: row["border_percent"], BAND_COLUMNS[1]: row["core_percent"]}
 
 
 def write_summary(output_dir: Path, rows: list[dict]) -> tuple[Path, Path]:

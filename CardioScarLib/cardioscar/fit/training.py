@@ -324,25 +324,27 @@ def _warn_about_the_kept_run(history: dict, retried: bool, failed_level: float, 
     also ignores groups), and the first that holds names the remedy that matters most; each remedy
     says whether the fast preset's retries (``retried``: ``TrainingConfig.retry_failed_fit``) already
     tried it."""
+    # The advice is part of each format string, not a value filled in: a face rewords a record's own
+    # words (the Logic's console said "--preset fast" for its options.preset), never its values.
     another_seed = (" (the fast preset tried several)" if retried else
                     " or with the fast preset (--preset fast), which retries such fits")
     if history["best_loss"] > failed_level > 0:
         advice = ("even with lower peak rates; check the targets and the slab half-width" if retried
                   else "the all-background collapse of small or imbalanced data; the fast preset (--preset fast, "
                        "TrainingConfig.fast(), with retry_failed_fit) retrains such fits")
-        logger.warning("the result explains %s of the targets' variance (best loss %.3g): %s",
-                       _explained(history["best_loss"], variance), history["best_loss"], advice)
+        logger.warning("the result explains %s of the targets' variance (best loss %.3g): " + advice,
+                       _explained(history["best_loss"], variance), history["best_loss"])
     elif history["diverged"]:
-        logger.warning("the result %s; train again with a lower --max-lr or another --seed%s", _diverged(history),
-                       " (the fast preset's retries fitted worse)" if retried else
-                       ", or with the fast preset (--preset fast), which retries such runs")
+        logger.warning("the result %s; train again with a lower --max-lr or another --seed"
+                       + (" (the fast preset's retries fitted worse)" if retried else
+                          ", or with the fast preset (--preset fast), which retries such runs"), _diverged(history))
     elif history["ignored_share"] > STALLED_FIT_FRACTION:
-        logger.warning("the result is %s; train again with another --seed%s, or give the slices' scar as a shape "
-                       "prior (--shape-prior on) where they are drawn labels", _stalled(history), another_seed)
+        logger.warning("the result is %s; train again with another --seed" + another_seed + ", or give the slices' "
+                       "scar as a shape prior (--shape-prior on) where they are drawn labels", _stalled(history))
     elif _missed_scar(history):
-        logger.warning("the result %s; train again with another --seed%s", _missed(history), another_seed)
+        logger.warning("the result %s; train again with another --seed" + another_seed, _missed(history))
     elif _missed_faint_scar(history):
-        logger.warning("the result %s; train again with another --seed%s", _faint(history), another_seed)
+        logger.warning("the result %s; train again with another --seed" + another_seed, _faint(history))
     else:
         if history["ignored_share"] >= SAID_IGNORED_FRACTION:
             # under the stall test's share, but a patch all the same, of healthy targets called scar or of

@@ -256,13 +256,16 @@ def check_format_version(version: object, where: str, newest: int, damaged_fix: 
     refused as "not a whole number >= 1", which it is, leaving nothing the user could fix but the file."""
     if isinstance(version, (np.ndarray, np.generic)) and np.size(version) == 1:
         version = np.asarray(version).reshape(()).item()
+    # said as the file holds it (3.0, 1e+300): a float 1e300 said as the int it equals filled the line
+    # with 301 digits
+    written = repr(version)
     if isinstance(version, float) and version.is_integer():
         version = int(version)
     if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
-        raise CardioScarError(f"{where} has format_version {version!r}, not a whole number >= 1 (a damaged or "
+        raise CardioScarError(f"{where} has format_version {written}, not a whole number >= 1 (a damaged or "
                               f"hand-edited file): {damaged_fix}")
     if version > newest:
-        raise CardioScarError(f"{where} has format_version {version}, newer than this CardioScar reads ({newest}): "
+        raise CardioScarError(f"{where} has format_version {written}, newer than this CardioScar reads ({newest}): "
                               f"{newer_fix}")
     return int(version)
 
