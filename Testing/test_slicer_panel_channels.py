@@ -127,6 +127,9 @@ def test_a_probability_is_cut_at_the_thresholds_and_refusals_change_nothing(pane
     assert "Note: its tags are one scar field cut at two probabilities" in ui.statusLabel.text, ui.statusLabel.text
     assert "(probability band 0.5-0.8, probability >= 0.8)" in ui.statusLabel.text
     assert f"Note: {BANDS_CAVEAT}: " in ui.statusLabel.text and "border-zone corridor" not in ui.statusLabel.text
+    # ... and its advice to tag from a core model in the panel's words, not channels.json's command line
+    assert "export --core-mesh" not in ui.statusLabel.text
+    assert "choose the tissue section's 'Core model'" in ui.statusLabel.text, ui.statusLabel.text
 
 
 @LATEST
