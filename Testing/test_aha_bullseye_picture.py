@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from cardioscar.aha.bullseye import bullseye_figure, draw_bullseye, segment_span  # noqa: E402
+from cardioscar.aha.bullseye import (  # noqa: E402
+    NOT_COVERED, NOT_COVERED_LEGEND, bullseye_figure, draw_bullseye, segment_at, segment_span)
 
 
 def _render(values: dict) -> tuple[np.ndarray, object]:
@@ -51,26 +52,60 @@ def test_segments_painted_in_their_values_colours_and_territories_outlined():
     assert _pixel(image, transform, -4.0, 0.0).max() < 0.2
 
 
-@pytest.mark.parametrize("uncovered", [{16, 17}, {14, 17}, {13, 14, 16, 17}],
-                         ids=["16+apex", "14+apex", "apical"])
-def test_not_covered_labels_of_the_apex_and_the_apical_ring_do_not_overlap(uncovered):
-    """Slices that stop short of the apex leave the cap (17) and apical segments not covered: the
-    apex's "not covered" and segment 16's (14's) were written over each other. Checked on the text
-    boxes as drawn in ``aha``'s figure of three discs, not by eye."""
+def _neighbours() -> list[tuple[int, int]]:
+    """Every two segments that share an edge, read off the drawn layout: across a ring boundary
+    (a basal segment and the mid one inside it, the apex and an apical one) or along a ring."""
+    pairs = set()
+    for degree in np.arange(0.5, 360.0, 1.0):
+        for radius in (1.0, 2.0, 3.0):
+            pairs.add(frozenset((segment_at(radius - 1e-3, degree), segment_at(radius + 1e-3, degree))))
+        for middle in (1.5, 2.5, 3.5):
+            pairs.add(frozenset((segment_at(middle, degree - 0.5), segment_at(middle, degree + 0.5))))
+    return sorted(tuple(sorted(pair)) for pair in pairs if len(pair) == 2)  # one order for every worker
+
+
+#: Every single segment, every two neighbours, each whole ring (the apex is a single) and all 17.
+UNCOVERED = ({f"{s}": {s} for s in range(1, 18)} | {f"{a}+{b}": {a, b} for a, b in _neighbours()}
+             | {"apical ring": set(range(13, 17)), "apical ring and apex": set(range(13, 18)),
+                "mid ring": set(range(7, 13)), "basal ring": set(range(1, 7)), "all 17": set(range(1, 18))})
+#: The compass words and the territories' names, written at fixed places whatever is covered.
+FIXED = {"anterior", "septal", "inferior", "lateral", "LAD", "RCA", "LCx"}
+
+
+@pytest.mark.parametrize("uncovered", UNCOVERED.values(), ids=UNCOVERED.keys())
+def test_no_writing_overlaps_another_segment_s_whatever_is_not_covered(uncovered):
+    """Slices that miss segments leave them not covered: their "not covered" ran into the
+    neighbours' writing (the apex's and 16's, a basal segment's and the mid one inside it, 15's
+    over 10's number). Checked on the text boxes as drawn in ``aha``'s figure, not by eye: no
+    segment's number or mark, and not the legend, overlaps anything written for another. Two discs:
+    the MC spread's, whose values are the widest written ("0.123"), and the truth's scar, which is
+    drawn even with no value, so that all 17 not covered has a disc."""
     rows = [{"segment": s, "covered": s not in uncovered}
-            | {key: None if s in uncovered else value for key, value in
-               (("scar_pct", 40.0), ("transmurality_mean_pct", 60.0), ("error_risk_mean", 0.2))}
+            | {key: None if s in uncovered else value
+               for key, value in (("scar_pct", 40.0), ("uncertainty_mean", 0.123))}
             for s in range(1, 18)]
-    fig = bullseye_figure(rows)
+    fig = bullseye_figure([row | {"scar_pct": None} for row in rows], reference_rows=rows)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     discs = [axis for axis in fig.axes if axis.get_title()]
-    assert len(discs) == 3
+    assert len(discs) == (1 if len(uncovered) == 17 else 2)
     for disc in discs:
         texts = disc.texts[:34]  # draw_bullseye writes each segment's number, then its text, segment 1 first
         assert [t.get_text() for t in texts[::2]] == [str(s) for s in range(1, 18)]
-        assert sum(t.get_text() == "not\ncovered" for t in texts[1::2]) == len(uncovered)
-        boxes = [(index // 2 + 1, text.get_window_extent(renderer)) for index, text in enumerate(texts)]
-        overlapping = [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2)
+        assert [s for s, t in enumerate(texts[1::2], 1) if t.get_text() == NOT_COVERED] == sorted(uncovered)
+        legend = [t for t in disc.texts[34:] if t.get_text() not in FIXED]
+        assert [t.get_text() for t in legend] == [NOT_COVERED_LEGEND]
+        writers = [index // 2 + 1 for index in range(34)] + [0 if t in legend else -1 for t in disc.texts[34:]]
+        boxes = [(writer, text.get_text(), text.get_window_extent(renderer))
+                 for writer, text in zip(writers, disc.texts)]
+        overlapping = [(a, text_a, b, text_b) for (a, text_a, box_a), (b, text_b, box_b)
+                       in itertools.combinations(boxes, 2)
                        if a != b and box_a.overlaps(box_b)]
         assert overlapping == [], disc.get_title()
+
+
+def test_a_disc_with_every_segment_covered_has_no_legend():
+    """The legend line says what the mark means only where a segment carries it."""
+    fig = bullseye_figure([{"segment": s, "covered": True, "scar_pct": 40.0} for s in range(1, 18)])
+    (disc,) = [axis for axis in fig.axes if axis.get_title()]
+    assert {t.get_text() for t in disc.texts[34:]} == FIXED

@@ -74,24 +74,20 @@ def _label_position(segment: int) -> tuple[float, float]:
     return radius * np.cos(angle), radius * np.sin(angle)
 
 
-def _label_places(segment: int, text: str) -> tuple[tuple[float, float], tuple[float, float], dict]:
-    """Where a segment's number and its text go, and how the text is set.
-
-    In the apical septum and lateral wall (14, 16) the ring is narrower than "not covered": written
-    across, it ran into the apex's own "not covered". There it runs upright along the ring, its
-    lines close, with the number above it."""
-    x, y = _label_position(segment)
-    if "\n" in text and segment in (14, 16):
-        inward = -np.sign(x)  # towards the apex, where the sector is clear of the mid ring's labels
-        return (x + 0.15 * inward, y + 0.85), (x + 0.1 * inward, y - 0.25), {"rotation": 90.0, "linespacing": 1.0}
-    return (x, y + 0.16), (x, y - (0.36 if "\n" in text else 0.14)), {}
+#: What a segment no slice reached shows in place of a value, and the line under the disc that says
+#: so. Two words did not fit a segment: "not covered" ran into the neighbours' writing, a basal
+#: segment's into the mid one inside it, the apical ring's into the apex and 15's over 10's number.
+#: A mark as short as a value fits wherever a value does, whatever else is not covered.
+NOT_COVERED = "nc"
+NOT_COVERED_LEGEND = "nc: not covered\nby the slices"
 
 
 def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: float, vmax: float, cmap: str,
                   fmt: str = "{:.0f}", uncovered: frozenset[int] = frozenset()) -> object:
     """One disc on ``ax``: each segment coloured by its value (grey: none), its number and value
-    written in it ("not covered" for the ``uncovered`` segments, which no slice reached), the
-    territories outlined in thick black. Returns the colour mapping for a bar."""
+    written in it (:data:`NOT_COVERED` for the ``uncovered`` segments, which no slice reached, and a
+    line under the disc that says what it means), the territories outlined in thick black. Returns
+    the colour mapping for a bar."""
     import matplotlib.cm
     import matplotlib.colors
     from matplotlib.collections import LineCollection
@@ -105,12 +101,12 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
         colour = (0.85, 0.85, 0.85, 1.0) if value is None else mapping.to_rgba(value)
         ax.add_patch(Wedge((0, 0), outer, start, end, width=outer - inner, facecolor=colour, edgecolor="white",
                            linewidth=0.8))
-        text = ("not\ncovered" if segment in uncovered else "n/a") if value is None else fmt.format(value)
+        text = (NOT_COVERED if segment in uncovered else "n/a") if value is None else fmt.format(value)
         dark = value is not None and norm(value) > 0.6
-        (nx, ny), (tx, ty), setting = _label_places(segment, text)
-        ax.text(nx, ny, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
-        ax.text(tx, ty, text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0, fontweight="bold",
-                color="white" if dark else "black", **setting)
+        x, y = _label_position(segment)
+        ax.text(x, y + 0.16, str(segment), ha="center", va="center", fontsize=6.5, color="white" if dark else "0.35")
+        ax.text(x, y - 0.14, text, ha="center", va="center", fontsize=7.5 if len(text) <= 3 else 6.0,
+                fontweight="bold", color="white" if dark else "black")
     # One collection, not one ``plot`` per arc piece: hundreds of Line2D artists made the drawing
     # most of an ``aha`` run's time (Testing/benchmarks/bullseye_draw_time.py).
     ax.add_collection(LineCollection(_territory_edges(), colors="black", linewidths=2.0, capstyle="round"))
@@ -121,6 +117,8 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
                 fontweight="bold")
     for text, (x, y) in {"anterior": (0, 5.1), "septal": (-5.2, 0), "inferior": (0, -5.1), "lateral": (5.2, 0)}.items():
         ax.text(x, y, text, ha="center", va="center", fontsize=6.5, color="0.4", rotation=90 if x else 0)
+    if any(values.get(segment) is None for segment in uncovered):  # a disc without the mark is drawn as before
+        ax.text(5.6, -5.6, NOT_COVERED_LEGEND, ha="right", va="bottom", fontsize=6.5, color="0.25")
     ax.set_xlim(-5.6, 5.6)
     ax.set_ylim(-5.6, 5.6)
     ax.set_aspect("equal")
