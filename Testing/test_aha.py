@@ -187,7 +187,8 @@ def test_the_demos_aha_path_is_anatomical(lad_phantom, warnings_of_cardioscar):
 def test_an_apex_the_slices_did_not_reach_is_not_covered(lad_phantom, warnings_of_cardioscar, tmp_path):
     """A mesh cut 10 mm above the cavity's tip (a stack whose most apical slice still holds cavity):
     there is no apical cap, so segment 17 is not covered, with no figures (not 0 ml, not 0 %) in
-    aha.json and aha.csv, one warning, and "not covered" on the bull's-eye; 1-16 are all covered."""
+    aha.json and aha.csv, one warning, and "not covered" in the log's line (the bull's-eye's mark:
+    test_aha_bullseye_picture.py); 1-16 are all covered."""
     import csv
     import json
 
