@@ -350,6 +350,32 @@ def test_checkpoint_round_trip_is_weights_only_and_rebuilds_the_same_network(syn
         assert torch.equal(model.encode(x)[0], fitted.model.encode(x)[0])
 
 
+@pytest.mark.parametrize("stored, fragment", [
+    (torch.tensor(1), None), (torch.tensor(1.0), None),
+    (torch.tensor(99), "has format_version 99, newer than this CardioScar reads"),
+    (torch.tensor(1.5), "has format_version 1.5, not a whole number >= 1")])
+def test_a_format_version_stored_as_a_tensor_is_read_as_the_scar_models_loader_reads_it(synthetic_cases, tmp_path,
+                                                                                        stored, fragment):
+    """A checkpoint whose ``format_version`` a script saved as ``torch.tensor(1)`` (a weights-only load
+    keeps tensors) was refused as "not a whole number >= 1", while the scar model's loader read the
+    same value as 1: one check now reads a one-element tensor as its value for both loaders."""
+    from cardioscar.fit.checkpoint import check_checkpoint_format
+
+    cases, names = synthetic_cases
+    fitted = fit_model(cases, names, Architecture.for_cube(16), TrainConfig(epochs=1), CPU)
+    data = ckpt.checkpoint_dict(fitted, PreprocessConfig(cube=16), LabelConvention(), TrainConfig(epochs=1),
+                                len(cases), 6, 0, "cpu", None)
+    path = tmp_path / "model.pth"
+    ckpt.save_checkpoint({**data, "format_version": stored}, path)
+    if fragment is None:
+        assert ckpt.load_checkpoint(path)["format"] == ckpt.FORMAT
+        check_checkpoint_format({"format_version": stored}, "scar.pth")  # the scar model's loader agrees
+        return
+    with pytest.raises(CardioScarError, match=fragment) as refused:
+        ckpt.load_checkpoint(path)
+    assert "\n" not in str(refused.value)
+
+
 class _NotAllowed:
     """Any class: a weights-only load must refuse to build it."""
 

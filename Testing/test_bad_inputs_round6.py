@@ -11,6 +11,7 @@ reader.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def _scores(capsys, prediction, truth, threshold: float) -> tuple[dict, str]:
     return json.loads(captured.out[captured.out.index("{"):]), captured.err
 
 
-def test_evaluate_scores_the_error_risk_only_against_the_call_it_was_made_for(trained, capsys):
+def test_evaluate_scores_the_error_risk_only_against_the_call_it_was_made_for(trained, capsys, caplog):
     """``scar_error_risk`` is the risk of the call ``apply`` made (at its ``--threshold``, 0.5
     without one); ``evaluate --threshold`` at another value scored it against nodes wrong at a
     call it was never made for (the phantom: a risk at 0.5 scored at 0.3 ranked the wrong nodes
@@ -83,9 +84,17 @@ def test_evaluate_scores_the_error_risk_only_against_the_call_it_was_made_for(tr
                                          (out / "at03.vtk", 0.3, 0.5, "the call in its scar_binary")):
         scores, err = _scores(capsys, prediction, trained["mesh"], own)
         assert scores["error_risk_wrong_auc"] is not None and "scar_error_risk is the risk" not in err
-        scores, err = _scores(capsys, prediction, trained["mesh"], other)
+        metrics_log = logging.getLogger("cardioscar.evaluate.metrics")  # the CLI's own logger does not propagate
+        metrics_log.addHandler(caplog.handler)
+        try:
+            scores, err = _scores(capsys, prediction, trained["mesh"], other)
+        finally:
+            metrics_log.removeHandler(caplog.handler)
         assert "error_risk_wrong_auc" not in scores and scores["dice"] is not None
         assert f"scar_error_risk is the risk of {said}" in err and f"--threshold {other:g}" in err, err[-2000:]
+        # which call the risk is of, in the record's format (a face rewords that, never a value filled in)
+        risk = [r for r in caplog.records if "is the risk of" in r.getMessage()][-1]
+        assert "--threshold" in str(risk.msg).split("not of the call")[0], risk.msg
 
 
 @pytest.mark.parametrize("pixel", [sitk.sitkFloat32, sitk.sitkFloat64], ids=["float32", "float64"])

@@ -52,6 +52,8 @@ def test_apply_without_a_threshold_drops_an_earlier_scar_binary(trained, tmp_pat
         save_inference_result(result, stale, tmp_path / "out.vtk")
     assert "scar_binary" not in read_mesh(tmp_path / "out.vtk").point_field_names()
     assert "scar_binary field from an earlier run" in caplog.text
+    # the advice in the record's format, not a value filled in: a face that rewords the format names its own option
+    assert any("give --threshold" in str(r.msg) for r in caplog.records), [r.msg for r in caplog.records]
 
 
 def test_a_result_without_an_error_risk_drops_an_earlier_one(trained, tmp_path, caplog):

@@ -358,6 +358,8 @@ def test_auto_trains_a_rules_scar_cut_to_the_experts_labels_with_the_prior(caplo
     assert chosen is prepared.shape_prior
     assert ("shape prior (auto): on, every target is 0 or 1 (the experts' scar: a rule's scar target cut to "
             "--expert-scar-labels) and every slice") in caplog.text
+    # the why in the record's format, not a value filled in: a face (the Slicer Logic) rewords only the format
+    assert any("--expert-scar-labels" in str(r.msg) for r in caplog.records if "shape prior (auto)" in r.getMessage())
     off = {"core": json.dumps({**EXPERT_RULE, "target": "core"}), "no experts": '{"rule": "nsd", "target": "scar"}',
            "empty list": json.dumps({**EXPERT_RULE, "expert_scar_labels": [], "target": "scar"}), "damaged": "{"}
     for why, record in off.items():

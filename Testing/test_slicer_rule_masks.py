@@ -8,6 +8,7 @@ Slicer's storage nodes; the segmentation is made from that label map by Slicer's
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -125,6 +126,27 @@ def test_a_remote_region_replaces_the_darkest_sector(scene):
                                                 remote_segment="Remote"), segmentation)
     np.testing.assert_array_equal(segmented[0], drawn[0])
     assert {r["remote"] for r in segmented[1]["slices"] if "remote" in r} == {"user mask"}
+
+
+def test_a_remote_over_the_scar_is_named_as_the_logics_remote_node(scene, caplog):
+    """The whole myocardium as ``remote_node``: the scar-free warning's advice that the remote holds the
+    scar was a value filled into the record, which the Logic's rewording leaves, so the console said
+    "the --remote-mask (remote_mask) holds the scar". It is now in the record's format: the console
+    names the Logic's parameter, the panel its box, and the library keeps the command line's option."""
+    from CardioScarLogic.wording import LIBRARY_MSG, in_panel_words, library_message
+
+    s = scene
+    whole = _labelmap_like(s["scene"], s["labels"], slicer.util.arrayFromVolume(s["labels"]) == 2, "whole myocardium")
+    caplog.set_level(logging.WARNING)
+    record = _targets_and_record(s, _options(s, scar_rule="nsd", myocardium_labels="2"), s["labels"],
+                                 remote_node=whole)[1]
+    assert record["scar_spread"]["scattered"]
+    warned = [r for r in caplog.records if "no compact enhancement" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in caplog.records]
+    said = warned[0].getMessage()
+    assert "or the remote_node holds the scar" in said and "--" not in said and "remote_mask" not in said, said
+    assert "or the --remote-mask holds the scar" in library_message(warned[0]) and hasattr(warned[0], LIBRARY_MSG)
+    assert "or the 'Remote myocardium' holds the scar" in in_panel_words(library_message(warned[0]))
 
 
 @pytest.mark.parametrize("kwargs, nodes, fragment", [

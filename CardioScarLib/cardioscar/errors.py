@@ -18,6 +18,15 @@ def advice_in_face_words(message: str, advice: dict[str, str]) -> str:
     return message
 
 
+def in_log_format(words: str) -> str:
+    """``words`` to join into a log record's format string (each ``%`` doubled, so it reads as itself).
+
+    Why: a face rewords a record's format, never the values filled into it (the Slicer Logic's record
+    factory, the batch script's filter), so advice naming a command-line option, passed as a value,
+    reached a Slicer console user as "--remote-mask"; joined into the format, each face names its own."""
+    return words.replace("%", "%%")
+
+
 class CardioScarError(ValueError):
     """A problem with the user's input or files, explained in one actionable line."""
 

@@ -26,7 +26,7 @@ from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
 from cardioscar.io.checks import (check_format_version, check_label_list, check_mesh_points, check_not_an_input,
                                    check_output_path, check_seed, check_threshold, check_training_data_file)
-from cardioscar.errors import CardioScarError
+from cardioscar.errors import CardioScarError, in_log_format
 from cardioscar.lge.prepare import ScarRuleRequest, rule_record_json, rule_targets
 from cardioscar.prepare.mapping import SLICE_PROFILES, check_slice_profile, map_slices_to_nodes
 from cardioscar.io.meshio import (BINARY_TARGETS, GRADED_TARGETS, MESH_SUFFIXES, SCAR_LABELS_ARRAY,
@@ -1151,8 +1151,8 @@ def save_inference_result(result: InferenceResult, mesh_path: Union[Path, Mesh],
         # an earlier run's field no longer matches the new probability: dropped, not kept
         if name not in arrays and mesh.dataset.GetPointData().HasArray(name):
             mesh.dataset.GetPointData().RemoveArray(name)
-            logger.warning("%s had a %s field from an earlier run; it is not copied to %s (%s)", mesh_path, name,
-                           output_path, advice)
+            logger.warning("%s had a %s field from an earlier run; it is not copied to %s (" + in_log_format(advice)
+                           + ")", mesh_path, name, output_path)
     if drop_stale_tissue_tags(mesh.dataset):
         logger.warning("%s had %s tags from an earlier export; they describe that run's scar, not this one, and are "
                        "not copied to %s (tag the new result with cardioscar export)", mesh_path, TAG_ARRAY, output_path)

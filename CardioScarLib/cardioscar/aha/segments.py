@@ -36,7 +36,7 @@ from typing import Optional
 
 import numpy as np
 
-from cardioscar.errors import CardioScarError
+from cardioscar.errors import CardioScarError, in_log_format
 
 from .shape_axis import ShapeAxis, shape_axis
 
@@ -175,7 +175,7 @@ def axis_from_shape(points: np.ndarray, weights: np.ndarray, uncertain_advice: s
     if found.contrast < CLEAR_RING_CONTRAST:
         # the advice in the record's own words, not a value filled in: a face (the Logic) rewords those
         logger.warning("the LV axis from the mesh's shape is uncertain: its rings are only %.2f times rounder across it "
-                       "than across a typical direction (clear from %g): " + uncertain_advice.replace("%", "%%"),
+                       "than across a typical direction (clear from %g): " + in_log_format(uncertain_advice),
                        found.contrast, CLEAR_RING_CONTRAST)
     direction = orient_towards_base(found.direction, points, weights)
     return LongAxis(origin=_weighted_centre(points, weights), base_direction=direction, source="mesh shape")

@@ -16,7 +16,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from ..errors import CardioScarError
+from ..errors import CardioScarError, in_log_format
 from ..io.checks import SAME_NODE_TOLERANCE_MM, check_threshold
 from ..io.meshio import node_offset_mm, read_mesh
 from ..predict.error_risk import ERROR_RISK_FIELD
@@ -310,9 +310,9 @@ def _risk_is_of_this_call(prediction, probability_field: str, probability: np.nd
         low, high = probability[~made_for], probability[made_for]
         what = (f"the call in its scar_binary (apply --threshold between {low.max() if low.size else 0.0:.3g} and "
                 f"{high.min() if high.size else 1.0:.3g})")
-    logger.warning("%s: %s is the risk of %s, not of the call at --threshold %g: its scores are left out; evaluate "
-                   "at that threshold for them (or apply with --threshold %g)", name, ERROR_RISK_FIELD, what,
-                   threshold, threshold)
+    logger.warning("%s: %s is the risk of " + in_log_format(what) + ", not of the call at --threshold %g: its scores "
+                   "are left out; evaluate at that threshold for them (or apply with --threshold %g)", name,
+                   ERROR_RISK_FIELD, threshold, threshold)
     return False
 
 

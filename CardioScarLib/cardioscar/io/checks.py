@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -249,13 +250,18 @@ def check_format_version(version: object, where: str, newest: int, damaged_fix: 
     Why: a newer CardioScar's file may store keys in another meaning (read in this build's, a wrong
     answer with exit 0), and a text or fractional version is a damaged or hand-edited file; a bare
     ``>`` raised a TypeError on text. Shared by the scar-field and the Attri-VAE loaders and the
-    training data's reader, whose ``.npz`` holds the number as a numpy array (one element: read as its value).
+    training data's reader, whose ``.npz`` holds the number as a numpy array, and a model file, which may
+    hold it as a torch tensor (a file saved by a script that wrote ``torch.tensor(2)``): one element of
+    either is read as its value, so both model loaders read one file alike.
 
     A whole number stored as a float (2.0: a file rewritten by a tool whose numbers are all floats,
     MATLAB's or JavaScript's JSON) is read as that version: the number is the same, and it was
     refused as "not a whole number >= 1", which it is, leaving nothing the user could fix but the file."""
     if isinstance(version, (np.ndarray, np.generic)) and np.size(version) == 1:
         version = np.asarray(version).reshape(()).item()
+    torch = sys.modules.get("torch")  # a tensor was loaded by torch, so torch is there; never imported here
+    if torch is not None and isinstance(version, torch.Tensor) and version.numel() == 1:
+        version = version.item()  # a float tensor's value is checked as a float's
     # said as the file holds it (3.0, 1e+300): a float 1e300 said as the int it equals filled the line
     # with 301 digits
     written = repr(version)

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..errors import in_log_format
 from ..prepare.slices import SliceLayer
 from .rules import BORDER, MIN_REFERENCE_PIXELS, OUTSIDE, RuleResult, remote_reference
 
@@ -40,8 +41,10 @@ _IN_PLANE = np.ones((3, 3), bool)
 #: 1,276 scar pixels and the warning advised checking for a heart with no infarct (round 15). No
 #: refusal: on EMIDEC's 52 infarct maps the remote's spread with the scar in it overlaps that of the
 #: healthy myocardium alone (the round's ``Testing/benchmarks/remote_mask_emidec.py``).
-REMOTE_HOLDS_SCAR = ("; or the --remote-mask (remote_mask) holds the scar, whose enhancement then sets the remote's "
-                     "mean and SD: draw the remote on healthy myocardium away from the enhancement")
+#: In the record's format, not a value filled in: each face names the option its own way (the Logic's
+#: remote_node, the panel's 'Remote myocardium', a cohort's remote_mask column).
+REMOTE_HOLDS_SCAR = ("; or the --remote-mask holds the scar, whose enhancement then sets the remote's mean and SD: "
+                     "draw the remote on healthy myocardium away from the enhancement")
 
 
 def largest_region_pixels(called: Sequence[np.ndarray]) -> tuple[int, int]:
@@ -121,7 +124,7 @@ def check_scar_spread(image: Sequence[SliceLayer], myocardium: Sequence[np.ndarr
                        "%.1f %% of the myocardium (%.2f ml; EMIDEC: scar-free hearts median 1.0 %%, infarcts median "
                        "15 %%, warned under %.1f %%), so the %s scar (%.1f %% of the myocardium, its largest region "
                        "%.0f %% of it) may be the noise of a heart with no infarct; check the LGE before using this "
-                       "scar%s", layer.label.split(" k=")[0], REFERENCE_SD, 100 * record["largest_of_myo"],
-                       record["largest_ml"], 100 * SCATTERED_BELOW, result.rule, 100 * own["share"],
-                       100 * own["largest_of_scar"], REMOTE_HOLDS_SCAR if remote is not None else "")
+                       "scar" + in_log_format(REMOTE_HOLDS_SCAR if remote is not None else ""),
+                       layer.label.split(" k=")[0], REFERENCE_SD, 100 * record["largest_of_myo"], record["largest_ml"],
+                       100 * SCATTERED_BELOW, result.rule, 100 * own["share"], 100 * own["largest_of_scar"])
     return record

@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 
+from cardioscar.errors import in_log_format
 from cardioscar.fit.normalization import denormalize
 from cardioscar.io.checks import SHAPE_PRIOR_AUTO
 from cardioscar.shape_prior.field import ShapePrior
@@ -81,7 +82,7 @@ def training_prior(prior: ShapePrior | None, wanted: bool | str, targets: np.nda
             logger.warning("shape prior (auto): off, the training data holds none (written by an older CardioScar?) "
                            "although its targets are 0/1 labels; re-run `cardioscar prepare` to let auto use it")
         else:
-            logger.info("shape prior (auto): %s, %s", "on" if chosen else "off", why)
+            logger.info("shape prior (auto): %s, " + in_log_format(why), "on" if chosen else "off")
         return prior if chosen else None
     if not wanted:
         return None

@@ -38,7 +38,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
-from ..errors import CardioScarError
+from ..errors import CardioScarError, in_log_format
 from ..io.checks import MAX_MAX_WIDTH_MM, check_channel_options
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, search_words
@@ -541,7 +541,7 @@ def _log_of(source: str, words: str, log) -> None:
     as its value. Why: a face rewords a record's format, never the values filled in (the Slicer
     Logic's record factory, the batch script's filter): passed as a value, the summary's "lower
     --core" reached a Slicer console user as the command line's option."""
-    log("%s: " + words.replace("%", "%%"), source)
+    log("%s: " + in_log_format(words), source)
 
 
 def channels_of_mesh(mesh, options: ChannelOptions = ChannelOptions(), *, tags_field: str | None = None,
