@@ -152,9 +152,16 @@ def cavity_counts(dataset_lps, across: Optional[np.ndarray] = None) -> tuple[np.
     where the long axis is known (given points or slice normal, a clear shape axis), its short-axis
     sections are the ones that would enclose the RV's cavity, and one direction costs a 40th of the
     sections (the grid, a third of a second on the demo mesh, is the rest)."""
+    return _counts_across(_inside_grid(dataset_lps), across)
+
+
+def _counts_across(grid: tuple[np.ndarray, np.ndarray, float], across: Optional[np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cavity_counts` of a mesh already on its grid (:func:`_inside_grid`), which
+    :func:`check_one_ventricle` cuts a second time across every direction without gridding it again."""
     from .shape_axis import hemisphere
 
-    inside, origin, pixel = _inside_grid(dataset_lps)
+    inside, origin, pixel = grid
     filled = origin + pixel * np.argwhere(inside)
     if len(filled) == 0:  # a mesh thinner than the grid: no section to cut (the rule refuses it for its wall)
         return np.zeros(CAVITY_LEVELS, dtype=int), hemisphere(1)[0]
@@ -178,9 +185,10 @@ def check_one_ventricle(dataset_lps, name: str, user: str, advice: str, across: 
     such sections across its LV's axis and its slice normal, and 8 across another direction
     (``Testing/benchmarks/aha_one_ventricle_axis.py``)."""
     limit = MAX_TWO_CAVITY_SHARE * CAVITY_LEVELS
-    counts, direction = cavity_counts(dataset_lps, across)
+    grid = _inside_grid(dataset_lps)
+    counts, direction = _counts_across(grid, across)
     if across is not None and 0 < (counts >= 2).sum() <= limit:
-        counts, direction = cavity_counts(dataset_lps)
+        counts, direction = _counts_across(grid, None)
     two = int((counts >= 2).sum())
     logger.debug("%s: cavities per cross-section %s across %s", name, counts.tolist(), np.round(direction, 2).tolist())
     if two > limit:
