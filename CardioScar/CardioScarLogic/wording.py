@@ -34,8 +34,7 @@ from cardioscar.aha.insertion import AXIS_POINTS_ADVICE
 from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
 from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE, LONG_AXIS_VIEW_ADVICE
 from cardioscar.cli import TRAINING_WORDS
-from cardioscar.errors import CardioScarError
-from cardioscar.errors import advice_in_face_words
+from cardioscar.errors import CardioScarError, advice_in_face_words
 from cardioscar.io.checks import TRAINING_OPTION
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
 from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE

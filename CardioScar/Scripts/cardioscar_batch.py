@@ -624,7 +624,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                      save_model)
         from CardioScarLogic.results import keep_scar_rule
         from cardioscar.io.meshio import read_mesh
-        from cardioscar.simulation.opencarp import SaidBeforeTraining
+        from cardioscar.simulation.opencarp import (PIECES_CHANNELS, SEAM_CHANNELS, SaidBeforeTraining,
+                                                    check_exportable, warn_about_pieces)
 
         _check_arguments(args, parser)
         options = _options(args)
@@ -647,7 +648,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         mesh = read_mesh(args.mesh) if any(path is not None for path in checked) else None
         if args.export_opencarp is not None:  # so is a mesh the openCARP export (or its fibre rule) refuses
             from cardioscar.io.checks import check_prefix
-            from cardioscar.simulation.opencarp import check_exportable, warn_about_pieces
 
             with _doing("export", parser):
                 check_prefix(args.export_opencarp)
@@ -660,7 +660,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.channels_dir is not None:  # its options, and a mesh the search refuses, before the training
             from cardioscar.aha.wall import lv_wall
             from cardioscar.simulation.channels import check_searchable_mesh
-            from cardioscar.simulation.opencarp import PIECES_CHANNELS, SEAM_CHANNELS, warn_about_pieces
 
             with _doing("channels", parser):
                 channel_options = _channel_options(args)

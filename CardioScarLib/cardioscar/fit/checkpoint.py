@@ -212,8 +212,8 @@ def check_checkpoint_format(checkpoint: dict, where: object) -> None:
     one that is not a whole number >= 1 (a damaged or hand-edited file); none reads as 1. Run on
     every file :func:`load_checkpoint` reads and on a dict given in memory (the Python API's
     ``predict_on_points``, the Slicer Logic's ``apply_model``) before its network is built."""
-    check_format_version(checkpoint.get("format_version", CHECKPOINT_FORMAT), str(where), CHECKPOINT_FORMAT, "retrain or restore a backup",
-                         "upgrade cardioscar, or retrain with this one")
+    check_format_version(checkpoint.get("format_version", CHECKPOINT_FORMAT), str(where), CHECKPOINT_FORMAT,
+                         "retrain or restore a backup", "upgrade cardioscar, or retrain with this one")
 
 
 def _linear_indices(state: dict) -> list[int]:
