@@ -38,7 +38,7 @@ from CardioScarLogic.tissue import export_model_node, tag_model_node  # noqa: E4
 from CardioScarLogic.wording import _IN_COMMAND, _OPTION, LIBRARY_LOGGERS  # noqa: E402
 from cardioscar.aha import AhaOptions  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.io.checks import TRAINING_OPTION  # noqa: E402
+from cardioscar.io.checks import BELOW_MAX_LR, ONE_CYCLE_ADVICE, TRAINING_OPTION  # noqa: E402
 from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom  # noqa: E402
 from cardioscar.simulation.channels import ChannelOptions  # noqa: E402
@@ -100,6 +100,19 @@ def aha_case(tmp_path_factory):
     return path, insertions
 
 
+#: The library's words for a training option (its ``TrainingConfig`` field, its schedule's name), which
+#: each face words as its user gives the option: the command line's ``--max-epochs``, the Logic's
+#: ``max_epochs`` or ``extra_training['base_lr']``.
+LIBRARY_TRAINING_WORDS = (TRAINING_OPTION, BELOW_MAX_LR, ONE_CYCLE_ADVICE)
+
+
+def _changed(options, **values):
+    """``options`` with ``values`` set after it was made (as a console user may), not checked then."""
+    for name, value in values.items():
+        setattr(options, name, value)
+    return options
+
+
 def _markups(scene, points_lps):
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
     for point in points_lps:
@@ -110,7 +123,8 @@ def _markups(scene, points_lps):
 def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_by_the_console):
     """Refusals, warnings and summaries of the Logic's reconstruction (a short training on the batch
     script's phantom), channel search, AHA, tagging and export: none names a ``--`` option, which the
-    Python console has none of."""
+    Python console has none of, nor a training option in the library's words ("training option
+    max_epochs"): the console gives it as the options' field or a key of their ``extra_training``."""
     context = csl.create_scene()
     scene = context.scene
     logic = csl.CardioScarLogic(scene, context.color_logic)
@@ -132,6 +146,11 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
         "dark-blood LGE without a rule": lambda: options(dark_blood_lge=True),
         "base_lr above the preset's max_lr": lambda: options(extra_training={"base_lr": 0.05}),
         "max_epochs 0": lambda: options(max_epochs=0),
+        "dropout_rate 1.5": lambda: options(extra_training={"dropout_rate": 1.5}),
+        "a convergence tolerance on the cyclical schedule": lambda: options(
+            extra_training={"convergence_tolerance": 0.02}),
+        "max_epochs 0 set after making": lambda: logic.train_and_apply(volume, phantom,
+                                                                       _changed(options(**slab), max_epochs=0)),
         "a threshold above 1": lambda: options(threshold=1.5),
         "a slice out of range": lambda: logic.train_and_apply(volume, phantom, options(slice_indices="0,99", **slab)),
         "scar labels on an LGE": lambda: logic.train_and_apply(volume, phantom, options(scar_labels="3", **slab)),
@@ -173,7 +192,15 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
     assert "options.min_length_mm" in " ".join(said["channels dropped as short"])  # each path ran (not refused)
     assert any("mirror" in message for message in heard_by_the_console)
     assert any("Mesh nodes" in text for text in said["a short training"])
-    leaks = {name: sorted({option for text in texts for option in named_options(text)}) for name, texts in said.items()}
+    # a training option as the console gives it: the options' field, or a key of extra_training
+    assert said["max_epochs 0"] == ["max_epochs must be a positive integer, got 0"]
+    assert said["max_epochs 0 set after making"] == ["options.max_epochs must be a positive integer, got 0"]
+    assert said["base_lr above the preset's max_lr"] == ["extra_training['base_lr'] (0.05) must be <= "
+                                                         "extra_training['max_lr'] (0.01)"]
+    assert "preset='fast'" in said["a convergence tolerance on the cyclical schedule"][0]
+    leaks = {name: sorted({option for text in texts for option in named_options(text)}
+                          | {words for text in texts for words in LIBRARY_TRAINING_WORDS if words in text})
+             for name, texts in said.items()}
     leaks = {name: (options, said[name]) for name, options in leaks.items() if options}
     assert not leaks, leaks
 
@@ -247,7 +274,7 @@ def test_the_batch_script_names_only_its_own_options(script, own_options, case, 
     said += heard_by_the_script_user + trained.stderr.splitlines() + trained.stdout.splitlines()
     assert any("shorter than --channel-min-length dropped" in line for line in said)  # the runs' lines are here
     assert any("--base-lr" in line for line in said)
-    assert not [line for line in said if TRAINING_OPTION in line]  # the API's field names, not its options
+    assert not [line for line in said if any(words in line for words in LIBRARY_TRAINING_WORDS)]  # the API's
     assert not _foreign(said, own_options), _foreign(said, own_options)
 
 

@@ -26,6 +26,7 @@ import functools
 import logging
 import re
 import threading
+from dataclasses import fields
 from typing import Callable, Iterator, TypeVar
 
 from cardioscar.aha.analysis import LV_MASK_ADVICE, AhaOptions
@@ -35,7 +36,8 @@ from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
 from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE, LONG_AXIS_VIEW_ADVICE
 from cardioscar.cli import TRAINING_WORDS
 from cardioscar.errors import CardioScarError, advice_in_face_words
-from cardioscar.io.checks import TRAINING_OPTION
+from cardioscar.fit.config import TrainingConfig
+from cardioscar.io.checks import BELOW_MAX_LR, ONE_CYCLE_ADVICE, TRAINING_OPTION
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
 from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE
 
@@ -197,6 +199,33 @@ OPTION_FIELDS = {
     "--intensity-offset": "intensity_offset",
     "--dark-blood-lge": "dark_blood_lge",
 }
+
+#: The ``TrainingConfig`` fields a :class:`CardioScarLogic.options.ReconstructionOptions` has a field
+#: of its own for, of the same name; the console gives the others in its ``extra_training`` dict.
+OWN_TRAINING_FIELDS = ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads", "seed",
+                       "shape_prior")
+
+
+def _training_advice(prefix: str) -> dict[str, str]:
+    """The Logic's words for a training option's refusal, each field named as the console gives it
+    (``prefix`` before it: ``options.`` in an entry point, none in the options' constructor).
+
+    Why: the refusal names the ``TrainingConfig`` field ("training option max_epochs", "must be <=
+    max_lr", "choose onecycle"), the library's words, where the console user typed
+    ``ReconstructionOptions(max_epochs=0)`` or ``extra_training={'base_lr': 0.05}`` and has no
+    schedule option but the preset's. Longest field first, so no name is replaced inside a longer one."""
+    def named(name: str) -> str:
+        return f"{prefix}{name}" if name in OWN_TRAINING_FIELDS else f"{prefix}extra_training['{name}']"
+
+    names = sorted((option.name for option in fields(TrainingConfig)), key=len, reverse=True)
+    return {**{f"{TRAINING_OPTION} {name}": named(name) for name in names},
+            BELOW_MAX_LR: f"must be <= {named('max_lr')}",
+            ONE_CYCLE_ADVICE: f"leave it out (or set it to 0), or give {prefix}preset='fast' (its schedule is one-cycle)"}
+
+
+#: :func:`_training_advice` in the options' constructor and in a reconstruction's entry points.
+OPTIONS_TRAINING_ADVICE = _training_advice("")
+RECONSTRUCTION_TRAINING_ADVICE = _training_advice("options.")
 
 #: The same for a reconstruction's entry points (``train_and_apply``, ``prepare_training``,
 #: ``apply_model``): the options argument's fields and the node arguments.
