@@ -18,6 +18,7 @@ so it is left as written, as the rewording leaves it). What is searched:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -162,14 +163,16 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
         "tags read with thresholds": lambda: find_model_channels(tagged, border_zone=0.5, core=0.8),
         "tags other than the noted": lambda: find_model_channels(tagged, tag_values=(4, 5, 6)),
         "channels dropped as short": lambda: find_model_channels(tagged, ChannelOptions(layers=(0.1,),
-                                                                                        min_length_mm=60.0)),
+                                                                                        min_length_mm=60.0),
+                                                                 output_dir=tmp_path / "short"),
         "a min length below reach": lambda: find_model_channels(tagged, ChannelOptions(layers=(0.1,),
                                                                                        min_length_mm=1.0)),
         "no core in the layers": lambda: find_model_channels(probability, ChannelOptions(layers=(0.5,)),
                                                              scar_field="scar_probability", border_zone=0.5,
                                                              core=0.95),
         "one field's bands": lambda: find_model_channels(probability, ChannelOptions(layers=(0.1,)),
-                                                         scar_field="scar_probability", border_zone=0.5, core=0.8),
+                                                         scar_field="scar_probability", border_zone=0.5, core=0.8,
+                                                         output_dir=tmp_path / "bands"),
         "border zone above the core": lambda: tag_model_node(probability, 0.9, 0.5),
         "an RV point off the wall": lambda: csl.CardioScarLogic.aha_segments(heart, csl.AhaInputs(rv_markups=far)),
         "RV points swapped": lambda: csl.CardioScarLogic.aha_segments(heart, csl.AhaInputs(rv_markups=swapped)),
@@ -189,6 +192,9 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
     said["the AHA of one field's tags"] = _said(lambda: csl.CardioScarLogic.aha_segments(heart, csl.AhaInputs(
         rv_markups=_markups(scene, aha_case[1]), measure=AhaOptions(tags_field="tissue_tag", transmurality="off"))))
     said["warnings"] = heard_by_the_console
+    for folder in ("short", "bands"):  # channels.json, which every face writes alike
+        said[f"channels.json of {folder}"] = texts_of(json.loads((tmp_path / folder / "channels.json").read_text()))
+    assert "bands_note" in json.loads((tmp_path / "bands" / "channels.json").read_text())  # its advice was read
     assert "options.min_length_mm" in " ".join(said["channels dropped as short"])  # each path ran (not refused)
     assert any("mirror" in message for message in heard_by_the_console)
     assert any("Mesh nodes" in text for text in said["a short training"])
@@ -272,6 +278,8 @@ def test_the_batch_script_names_only_its_own_options(script, own_options, case, 
         said += printed.err.splitlines() + printed.out.splitlines()
     assert statuses == [2] * len(refused) + [0] * len(runs), list(zip(statuses, refused + runs))
     said += heard_by_the_script_user + trained.stderr.splitlines() + trained.stdout.splitlines()
+    for folder in ("short", "long", "none"):  # its channels.json (dropped as short, one field's bands)
+        said += texts_of(json.loads((tmp_path / folder / "channels.json").read_text()))
     assert any("shorter than --channel-min-length dropped" in line for line in said)  # the runs' lines are here
     assert any("--base-lr" in line for line in said)
     assert not [line for line in said if any(words in line for words in LIBRARY_TRAINING_WORDS)]  # the API's

@@ -39,7 +39,7 @@ from cardioscar.errors import CardioScarError, advice_in_face_words
 from cardioscar.fit.config import TrainingConfig
 from cardioscar.io.checks import BELOW_MAX_LR, ONE_CYCLE_ADVICE, TRAINING_OPTION
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
-from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE
+from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE, FILE_CORE_MODEL_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -99,8 +99,9 @@ _CONSOLE_LV_MASK = (" (the panel has no LV mask), or mark its LV nodes in a poin
 #: The panel's words for the AHA's long-axis points: its *Apex and base* point list (it has no
 #: short-axis volume for the axis; the Logic's ``inputs.slice_normal_volume``).
 _PANEL_APEX_BASE = "choose 'Apex and base' (a point list: the apex, then the base centre)"
-#: The panel's words for the advice to tag from a core model's field (``export --core-mesh``), which the
-#: AHA and the channel search give on one field's bands: its tissue section's *Core model* selector.
+#: The panel's words for the advice to tag from a core model's field (``export --core-mesh``, or as
+#: ``channels.json`` holds it, which the panel reads back), which the AHA and the channel search give
+#: on one field's bands: its tissue section's *Core model* selector.
 _PANEL_CORE_MODEL = ("choose the tissue section's 'Core model' (the result of a run whose 'Network learns' is core) "
                      "and tag again")
 #: The panel's words for the library's advice it has no box for: ``--lv-mask`` (a biventricular
@@ -109,7 +110,7 @@ _PANEL_CORE_MODEL = ("choose the tissue section's 'Core model' (the result of a 
 PANEL_ADVICE = {**PANEL_FIBRE_ADVICE, LV_MASK_ADVICE: _CONSOLE_LV_MASK, LV_MASK_DEBRIS_ADVICE: _CONSOLE_LV_MASK,
                 AXIS_OPTIONS_ADVICE: _PANEL_APEX_BASE, AXIS_POINTS_ADVICE: _PANEL_APEX_BASE,
                 INSERTION_ORDER: "(the first point of 'RV insertion points', then its second)",
-                CORE_MESH_ADVICE: _PANEL_CORE_MODEL}
+                CORE_MESH_ADVICE: _PANEL_CORE_MODEL, FILE_CORE_MODEL_ADVICE: _PANEL_CORE_MODEL}
 #: The panel's words for the AHA's points, which its point lists hold in order (unquoted phrases: the
 #: list's label is quoted within): the command line's two points of the axis and its second insertion.
 PANEL_POINTS = {"--apex": "point 1 of 'Apex and base'", "--base": "point 2 of 'Apex and base'",
