@@ -1376,8 +1376,8 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
     def _channelNotes(record: dict) -> str:
         """The search's caveats, each a sentence after the status line: that a narrow corridor may be
         hidden in the core (channels.json's ``hidden_corridors``; none with no core), and on one
-        field's bands what its channels are not (its ``bands_note``). channels.json holds them in the
-        command line's words: the panel says them in its own (the advice to tag from a core model)."""
+        field's bands what its channels are not (its ``bands_note``). channels.json holds them in no
+        face's words: the panel says them in its own (the advice to tag from a core model)."""
         note = (record.get("hidden_corridors") or {}).get("note")
         notes = [note] if note else []
         if record.get("bands_note"):  # one field's bands: what its channels are not

@@ -1,6 +1,6 @@
 """What the bull's-eye PNG must show: each segment painted in its value's colour, the
-territory outline drawn in black on the ring boundaries between territories, and no segment's
-writing over another's."""
+territory outline drawn in black on the ring boundaries between territories, and no label written
+over another (a segment's over another's, a territory's name over a compass word)."""
 
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ def _neighbours() -> list[tuple[int, int]]:
     return sorted(tuple(sorted(pair)) for pair in pairs if len(pair) == 2)  # one order for every worker
 
 
-#: Every single segment, every two neighbours, each whole ring (the apex is a single) and all 17.
-UNCOVERED = ({f"{s}": {s} for s in range(1, 18)} | {f"{a}+{b}": {a, b} for a, b in _neighbours()}
+#: None, every single segment, every two neighbours, each whole ring (the apex is a single) and all 17.
+UNCOVERED = ({"none": set()} | {f"{s}": {s} for s in range(1, 18)} | {f"{a}+{b}": {a, b} for a, b in _neighbours()}
              | {"apical ring": set(range(13, 17)), "apical ring and apex": set(range(13, 18)),
                 "mid ring": set(range(7, 13)), "basal ring": set(range(1, 7)), "all 17": set(range(1, 18))})
 #: The compass words and the territories' names, written at fixed places whatever is covered.
@@ -73,13 +73,15 @@ FIXED = {"anterior", "septal", "inferior", "lateral", "LAD", "RCA", "LCx"}
 
 
 @pytest.mark.parametrize("uncovered", UNCOVERED.values(), ids=UNCOVERED.keys())
-def test_no_writing_overlaps_another_segment_s_whatever_is_not_covered(uncovered):
+def test_no_label_overlaps_another_whatever_is_not_covered(uncovered):
     """Slices that miss segments leave them not covered: their "not covered" ran into the
     neighbours' writing (the apex's and 16's, a basal segment's and the mid one inside it, 15's
-    over 10's number). Checked on the text boxes as drawn in ``aha``'s figure, not by eye: no
-    segment's number or mark, and not the legend, overlaps anything written for another. Two discs:
-    the MC spread's, whose values are the widest written ("0.123"), and the truth's scar, which is
-    drawn even with no value, so that all 17 not covered has a disc."""
+    over 10's number), and with every segment covered "LCx" ran into "lateral". Checked on the
+    text boxes as drawn in ``aha``'s figure, not by eye: no segment's number or mark, no
+    territory's name or compass word, not the legend and not the title overlaps anything else
+    written (a segment's number and its own value may touch). Two discs: the MC spread's, whose
+    values are the widest written ("0.123"), and the truth's scar, which is drawn even with no
+    value, so that all 17 not covered has a disc."""
     rows = [{"segment": s, "covered": s not in uncovered}
             | {key: None if s in uncovered else value
                for key, value in (("scar_pct", 40.0), ("uncertainty_mean", 0.123))}
@@ -94,10 +96,12 @@ def test_no_writing_overlaps_another_segment_s_whatever_is_not_covered(uncovered
         assert [t.get_text() for t in texts[::2]] == [str(s) for s in range(1, 18)]
         assert [s for s, t in enumerate(texts[1::2], 1) if t.get_text() == NOT_COVERED] == sorted(uncovered)
         legend = [t for t in disc.texts[34:] if t.get_text() not in FIXED]
-        assert [t.get_text() for t in legend] == [NOT_COVERED_LEGEND]
-        writers = [index // 2 + 1 for index in range(34)] + [0 if t in legend else -1 for t in disc.texts[34:]]
+        assert [t.get_text() for t in legend] == ([NOT_COVERED_LEGEND] if uncovered else [])
+        assert {t.get_text() for t in disc.texts[34:]} - {NOT_COVERED_LEGEND} == FIXED
+        # the segments write two texts each; every other label is a writer of its own
+        writers = [index // 2 + 1 for index in range(34)] + [-index for index in range(len(disc.texts) - 33)]
         boxes = [(writer, text.get_text(), text.get_window_extent(renderer))
-                 for writer, text in zip(writers, disc.texts)]
+                 for writer, text in zip(writers, [*disc.texts, disc.title])]
         overlapping = [(a, text_a, b, text_b) for (a, text_a, box_a), (b, text_b, box_b)
                        in itertools.combinations(boxes, 2)
                        if a != b and box_a.overlaps(box_b)]

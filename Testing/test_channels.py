@@ -124,6 +124,9 @@ def test_no_core_and_no_border_zone_are_each_an_explicit_none(wall):
     no_core = wall.search(np.where(wall.patch, 2, 1), layers=(0.5,))
     assert no_core.channels == [] and not no_core.node_channel.any() and no_core.layers[0]["core_nodes"] == 0
     assert "no node of the searched layers is core" in no_core.summary() and "lower --core" in no_core.summary()
+    in_file = channels.channels_record(no_core, channels.tissue_from_tags(np.where(wall.patch, 2, 1), (1, 2, 3), "t"),
+                                       channels.ChannelOptions(layers=(0.5,)))["result"]
+    assert in_file.endswith("check the tags (or lower the core threshold)"), in_file  # channels.json: no face's option
     result = wall.search(np.where(wall.patch, 3, 1), layers=(0.5,))
     assert result.channels == [] and "no conducting channel" in result.summary()
     assert result.layers[0]["border_zone_nodes"] == 0 and result.layers[0]["core_nodes"] > 0
@@ -282,7 +285,8 @@ def test_the_command_line_min_length(wall, tmp_path, capsys):
                  "--min-length", "60"]) == 0
     record = json.loads((out / "channels.json").read_text())
     assert (record["n_channels"], record["n_dropped_short"], record["min_length_mm"]) == (0, 1, 60.0)
-    assert "1 shorter than --min-length dropped" in record["result"]
+    # the file's sentence names the option by the file's own key, as every face that writes it can read
+    assert "1 shorter than min_length_mm dropped" in record["result"] and "--" not in record["result"]
     assert_refused_in_one_line(["channels", "--mesh", tmp_path / "tagged.vtu", "--output-dir", tmp_path / "o2",
                                 "--min-length", "-1"], "--min-length", capsys, tmp_path)
 

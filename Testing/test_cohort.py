@@ -251,6 +251,34 @@ def test_bullseye_sheet_draws_each_patients_scar_table_readably(tmp_path):
     assert write_bullseye_sheet(tmp_path, rows[2:]) is None
 
 
+def test_the_bullseye_sheet_marks_a_segment_no_slice_covered_as_the_patients_figure_does():
+    """A segment no slice covered is "nc" on the patient's bullseye.png, with the line under the
+    disc saying so; the cohort's sheet wrote "n/a" for it, one fact in two words. The record keeps
+    the segments not covered (``uncovered_segments``), the sheet marks them on the scar's disc and the
+    border zone's, and no legend line runs into a label; a record from before they were kept cannot
+    tell, so its empty segment stays "n/a", with no legend."""
+    import itertools
+
+    from cardioscar.aha.bullseye import NOT_COVERED, NOT_COVERED_LEGEND
+    from cardioscar.cohort.summary import bullseye_sheet_figure
+
+    empty_apex = {str(s): 40.0 for s in range(1, 17)} | {"17": None}
+    rule = {"scar_pct_by_segment": empty_apex, "lv_scar_pct": 40.0, "uncovered_segments": [17],
+            "border_zone_pct_by_segment": empty_apex}
+    older = {"scar_pct_by_segment": empty_apex, "lv_scar_pct": 40.0}
+    sheet = bullseye_sheet_figure([{"id": "P1", "status": "done", "aha": rule},
+                                   {"id": "P0", "status": "skipped", "aha": older}])
+    sheet.canvas.draw()
+    renderer = sheet.canvas.get_renderer()
+    discs = [axis for axis in sheet.axes if axis.get_title()]
+    assert [axis.get_title() for axis in discs] == ["P1: 40.0 % scar", "P1: border zone", "P0: 40.0 % scar"]
+    for disc, mark in zip(discs, (NOT_COVERED, NOT_COVERED, "n/a")):
+        assert disc.texts[33].get_text() == mark  # the apex's, under its number
+        assert (NOT_COVERED_LEGEND in [text.get_text() for text in disc.texts]) == (mark == NOT_COVERED)
+        boxes = [text.get_window_extent(renderer) for text in disc.texts[34:]]  # names, compass words, legend
+        assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2)), disc.get_title()
+
+
 def test_progress_counts_as_running_only_what_the_workers_can_run_at_once():
     """Dask queues more tasks on a worker than its threads run: the progress line's 'running' is
     capped per worker at its slots (EMIDEC, 7 patients, 2 single-fit workers: it said 4 running)."""
@@ -564,6 +592,8 @@ def test_a_rule_rows_aha_table_has_each_segments_border_zone(tmp_path, cohort_da
     with open(tmp_path / "aha_one_field" / "aha.csv", encoding="utf-8") as handle:
         assert "border_zone_pct" not in next(csv.DictReader(handle))
     border = [float(row["border_zone_pct"]) for row in rows]
+    # the segments no slice covered, which the cohort's sheet marks as the patient's bull's-eye does
+    assert record["uncovered_segments"] == [int(row["segment"]) for row in rows if row["covered"] == "no"]
     # the record the cohort's bull's-eye sheet draws it from (the CSV rounds percentages to 0.01)
     assert [record["border_zone_pct_by_segment"][int(row["segment"])] for row in rows] == pytest.approx(border, abs=0.005)
     assert max(border) > 5.0 and min(border) == 0.0

@@ -18,6 +18,7 @@ so it is left as written, as the rewording leaves it). What is searched:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -38,7 +39,7 @@ from CardioScarLogic.tissue import export_model_node, tag_model_node  # noqa: E4
 from CardioScarLogic.wording import _IN_COMMAND, _OPTION, LIBRARY_LOGGERS  # noqa: E402
 from cardioscar.aha import AhaOptions  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
-from cardioscar.io.checks import TRAINING_OPTION  # noqa: E402
+from cardioscar.io.checks import BELOW_MAX_LR, ONE_CYCLE_ADVICE, TRAINING_OPTION  # noqa: E402
 from cardioscar.io.meshio import Mesh, write_mesh  # noqa: E402
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom  # noqa: E402
 from cardioscar.simulation.channels import ChannelOptions  # noqa: E402
@@ -100,6 +101,19 @@ def aha_case(tmp_path_factory):
     return path, insertions
 
 
+#: The library's words for a training option (its ``TrainingConfig`` field, its schedule's name), which
+#: each face words as its user gives the option: the command line's ``--max-epochs``, the Logic's
+#: ``max_epochs`` or ``extra_training['base_lr']``.
+LIBRARY_TRAINING_WORDS = (TRAINING_OPTION, BELOW_MAX_LR, ONE_CYCLE_ADVICE)
+
+
+def _changed(options, **values):
+    """``options`` with ``values`` set after it was made (as a console user may), not checked then."""
+    for name, value in values.items():
+        setattr(options, name, value)
+    return options
+
+
 def _markups(scene, points_lps):
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
     for point in points_lps:
@@ -110,7 +124,8 @@ def _markups(scene, points_lps):
 def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_by_the_console):
     """Refusals, warnings and summaries of the Logic's reconstruction (a short training on the batch
     script's phantom), channel search, AHA, tagging and export: none names a ``--`` option, which the
-    Python console has none of."""
+    Python console has none of, nor a training option in the library's words ("training option
+    max_epochs"): the console gives it as the options' field or a key of their ``extra_training``."""
     context = csl.create_scene()
     scene = context.scene
     logic = csl.CardioScarLogic(scene, context.color_logic)
@@ -132,6 +147,11 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
         "dark-blood LGE without a rule": lambda: options(dark_blood_lge=True),
         "base_lr above the preset's max_lr": lambda: options(extra_training={"base_lr": 0.05}),
         "max_epochs 0": lambda: options(max_epochs=0),
+        "dropout_rate 1.5": lambda: options(extra_training={"dropout_rate": 1.5}),
+        "a convergence tolerance on the cyclical schedule": lambda: options(
+            extra_training={"convergence_tolerance": 0.02}),
+        "max_epochs 0 set after making": lambda: logic.train_and_apply(volume, phantom,
+                                                                       _changed(options(**slab), max_epochs=0)),
         "a threshold above 1": lambda: options(threshold=1.5),
         "a slice out of range": lambda: logic.train_and_apply(volume, phantom, options(slice_indices="0,99", **slab)),
         "scar labels on an LGE": lambda: logic.train_and_apply(volume, phantom, options(scar_labels="3", **slab)),
@@ -143,14 +163,16 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
         "tags read with thresholds": lambda: find_model_channels(tagged, border_zone=0.5, core=0.8),
         "tags other than the noted": lambda: find_model_channels(tagged, tag_values=(4, 5, 6)),
         "channels dropped as short": lambda: find_model_channels(tagged, ChannelOptions(layers=(0.1,),
-                                                                                        min_length_mm=60.0)),
+                                                                                        min_length_mm=60.0),
+                                                                 output_dir=tmp_path / "short"),
         "a min length below reach": lambda: find_model_channels(tagged, ChannelOptions(layers=(0.1,),
                                                                                        min_length_mm=1.0)),
         "no core in the layers": lambda: find_model_channels(probability, ChannelOptions(layers=(0.5,)),
                                                              scar_field="scar_probability", border_zone=0.5,
                                                              core=0.95),
         "one field's bands": lambda: find_model_channels(probability, ChannelOptions(layers=(0.1,)),
-                                                         scar_field="scar_probability", border_zone=0.5, core=0.8),
+                                                         scar_field="scar_probability", border_zone=0.5, core=0.8,
+                                                         output_dir=tmp_path / "bands"),
         "border zone above the core": lambda: tag_model_node(probability, 0.9, 0.5),
         "an RV point off the wall": lambda: csl.CardioScarLogic.aha_segments(heart, csl.AhaInputs(rv_markups=far)),
         "RV points swapped": lambda: csl.CardioScarLogic.aha_segments(heart, csl.AhaInputs(rv_markups=swapped)),
@@ -170,10 +192,21 @@ def test_the_logic_names_no_command_line_option(aha_case, case, tmp_path, heard_
     said["the AHA of one field's tags"] = _said(lambda: csl.CardioScarLogic.aha_segments(heart, csl.AhaInputs(
         rv_markups=_markups(scene, aha_case[1]), measure=AhaOptions(tags_field="tissue_tag", transmurality="off"))))
     said["warnings"] = heard_by_the_console
+    for folder in ("short", "bands"):  # channels.json, which every face writes alike
+        said[f"channels.json of {folder}"] = texts_of(json.loads((tmp_path / folder / "channels.json").read_text()))
+    assert "bands_note" in json.loads((tmp_path / "bands" / "channels.json").read_text())  # its advice was read
     assert "options.min_length_mm" in " ".join(said["channels dropped as short"])  # each path ran (not refused)
     assert any("mirror" in message for message in heard_by_the_console)
     assert any("Mesh nodes" in text for text in said["a short training"])
-    leaks = {name: sorted({option for text in texts for option in named_options(text)}) for name, texts in said.items()}
+    # a training option as the console gives it: the options' field, or a key of extra_training
+    assert said["max_epochs 0"] == ["max_epochs must be a positive integer, got 0"]
+    assert said["max_epochs 0 set after making"] == ["options.max_epochs must be a positive integer, got 0"]
+    assert said["base_lr above the preset's max_lr"] == ["extra_training['base_lr'] (0.05) must be <= "
+                                                         "extra_training['max_lr'] (0.01)"]
+    assert "preset='fast'" in said["a convergence tolerance on the cyclical schedule"][0]
+    leaks = {name: sorted({option for text in texts for option in named_options(text)}
+                          | {words for text in texts for words in LIBRARY_TRAINING_WORDS if words in text})
+             for name, texts in said.items()}
     leaks = {name: (options, said[name]) for name, options in leaks.items() if options}
     assert not leaks, leaks
 
@@ -245,9 +278,11 @@ def test_the_batch_script_names_only_its_own_options(script, own_options, case, 
         said += printed.err.splitlines() + printed.out.splitlines()
     assert statuses == [2] * len(refused) + [0] * len(runs), list(zip(statuses, refused + runs))
     said += heard_by_the_script_user + trained.stderr.splitlines() + trained.stdout.splitlines()
+    for folder in ("short", "long", "none"):  # its channels.json (dropped as short, one field's bands)
+        said += texts_of(json.loads((tmp_path / folder / "channels.json").read_text()))
     assert any("shorter than --channel-min-length dropped" in line for line in said)  # the runs' lines are here
     assert any("--base-lr" in line for line in said)
-    assert not [line for line in said if TRAINING_OPTION in line]  # the API's field names, not its options
+    assert not [line for line in said if any(words in line for words in LIBRARY_TRAINING_WORDS)]  # the API's
     assert not _foreign(said, own_options), _foreign(said, own_options)
 
 

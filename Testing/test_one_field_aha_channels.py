@@ -25,6 +25,7 @@ from cardioscar.io.meshio import Mesh, read_mesh, set_text_field, write_mesh
 from cardioscar.phantoms.phantom import PhantomConfig, make_phantom
 from cardioscar.simulation import channels, opencarp
 from cardioscar.simulation.opencarp import TAG_ARRAY, TAG_VALUES_ARRAY
+from cardioscar.simulation.tags import FILE_CORE_MODEL_ADVICE
 from test_channels import Wall
 
 BANDS_SAID = "is one scar field cut at two probabilities (probability band 0.5-0.8; probability >= 0.8), not border-zone"
@@ -127,6 +128,8 @@ def test_channels_on_one_fields_bands_warn_once_and_two_fields_do_not(tmp_path, 
                        [line for line in err.splitlines() if CHANNELS_SAID in line], err)
     record, said, err = found["one"]
     assert record["n_channels"] == 1 and record["classes"] == "bands" and CHANNELS_SAID in record["bands_note"]
+    # the file's advice in no face's options: the panel reads it back and words it as its own
+    assert record["bands_note"].endswith(f": {FILE_CORE_MODEL_ADVICE})") and "--" not in record["bands_note"]
     assert len(said) == 1 and said[0].startswith("one.vtu field 'tissue_tag': its tags are one scar field"), said
     # the caveat of a hidden corridor in the bands' words, in the log and channels.json (tags: no flag)
     note = record["hidden_corridors"]["note"]

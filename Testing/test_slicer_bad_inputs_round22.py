@@ -47,16 +47,17 @@ def test_apply_a_saved_model_of_a_newer_format_is_refused(trained, tmp_path, giv
 
 
 @pytest.mark.parametrize("preset, extra, fragment", [
-    ("documented", {"base_lr": 0.05}, "training option base_lr (0.05) must be <= max_lr (0.01)"),
-    ("fast", {"base_lr": 0.05}, "training option base_lr (0.05) must be <= max_lr (0.01)"),
-    ("documented", {"convergence_tolerance": 0.01}, "training option convergence_tolerance needs schedule 'onecycle'"),
+    ("documented", {"base_lr": 0.05}, "extra_training['base_lr'] (0.05) must be <= extra_training['max_lr'] (0.01)"),
+    ("fast", {"base_lr": 0.05}, "extra_training['base_lr'] (0.05) must be <= extra_training['max_lr'] (0.01)"),
+    ("documented", {"convergence_tolerance": 0.01}, "extra_training['convergence_tolerance'] needs schedule 'onecycle'"),
     ("fast", {"learning_rate": 0.01}, "extra_training: 'learning_rate' is not a training option"),
 ])
 def test_training_options_at_odds_with_the_preset_are_refused_when_made(preset, extra, fragment):
     """The Logic's options (the panel, the console, the batch script) took ``base_lr`` above the
     preset's ``max_lr``, or a convergence tolerance with the documented preset's cyclical schedule,
     and refused them only when training began, after preparing the slices; a name that is no
-    training option ended in TrainingConfig's TypeError. Now each is one line when the options are made."""
+    training option ended in TrainingConfig's TypeError. Now each is one line when the options are made,
+    naming the option as the console gives it (a key of ``extra_training``; Testing/test_face_words.py)."""
     with pytest.raises(CardioScarError) as refused:
         csl.ReconstructionOptions(preset=preset, extra_training=extra)
     assert fragment in str(refused.value) and "\n" not in str(refused.value)

@@ -41,8 +41,8 @@ from .options import ReconstructionOptions
 from .rulemasks import rule_myocardium, rule_slices
 from .scarsource import SEGMENT_SCAR, counted_from_the_other_end, scar_source_from_node, slice_count
 from .slabwidth import half_width
-from .wording import (AHA_NAMES, LOGIC_AHA_ADVICE, RECONSTRUCTION_NAMES, SCORING_NAMES, record_in_words,
-                      speaks_logic_words)
+from .wording import (AHA_NAMES, LOGIC_AHA_ADVICE, RECONSTRUCTION_NAMES, RECONSTRUCTION_TRAINING_ADVICE, SCORING_NAMES,
+                      record_in_words, speaks_logic_words)
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ class CardioScarLogic:
 
     # ------------------------------------------------------------------ runs
 
-    @speaks_logic_words(RECONSTRUCTION_NAMES)
+    @speaks_logic_words(RECONSTRUCTION_NAMES, RECONSTRUCTION_TRAINING_ADVICE)
     def train_and_apply(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
                         progress_callback: Optional[ProgressCallback] = None,
                         should_cancel: Optional[CancelHook] = None, myocardium_mask=None, *,
@@ -388,7 +388,7 @@ class CardioScarLogic:
             inference = self._predict(checkpoint, run.points, run.options, device, should_cancel)
         return self.finish_training(run, model_node, checkpoint, inference, describe_device(device))
 
-    @speaks_logic_words(RECONSTRUCTION_NAMES)
+    @speaks_logic_words(RECONSTRUCTION_NAMES, RECONSTRUCTION_TRAINING_ADVICE)
     def prepare_training(self, scar_node, model_node, options: Optional[ReconstructionOptions] = None,
                          myocardium_mask=None, *, blood_pool_node=None, remote_node=None) -> PreparedRun:
         """Read the inputs (copies only) and map the chosen slices onto the mesh: the training rows
@@ -429,7 +429,7 @@ class CardioScarLogic:
         self.last_checkpoint = checkpoint
         return result
 
-    @speaks_logic_words(RECONSTRUCTION_NAMES)
+    @speaks_logic_words(RECONSTRUCTION_NAMES, RECONSTRUCTION_TRAINING_ADVICE)
     def apply_model(self, model: Union[dict, str, Path], model_node,
                     options: Optional[ReconstructionOptions] = None,
                     should_cancel: Optional[CancelHook] = None) -> ReconstructionResult:

@@ -21,7 +21,7 @@ from cardioscar.prepare.mapping import check_slice_profile
 from cardioscar.prepare.myocardium import check_margin
 from cardioscar.prepare.slices import RECORDED, parse_half_thickness
 
-from .wording import OPTION_FIELDS, speaks_logic_words
+from .wording import OPTION_FIELDS, OPTIONS_TRAINING_ADVICE, OWN_TRAINING_FIELDS, speaks_logic_words
 
 PRESETS = ("documented", "fast")
 #: The panel's training boxes (its parameter names) -> the TrainingConfig field each one sets.
@@ -118,7 +118,7 @@ class ReconstructionOptions:
     # blood pool is skipped (prepare --dark-blood-lge)
     dark_blood_lge: bool = False
 
-    @speaks_logic_words(OPTION_FIELDS)  # the fields' names, not the command line's options
+    @speaks_logic_words(OPTION_FIELDS, OPTIONS_TRAINING_ADVICE)  # the fields' names, not the command line's options
     def __post_init__(self) -> None:
         if self.slice_axis not in ("x", "y", "z"):
             raise CardioScarError(f"slice axis must be x, y or z (image index axes i, j, k), got {self.slice_axis!r}.")
@@ -225,12 +225,7 @@ class ReconstructionOptions:
             raise CardioScarError(f"extra_training: {', '.join(map(repr, unknown))} is not a training option; give "
                                   f"fields of TrainingConfig, e.g. {{'base_lr': 1e-3}}.")
 
-        overrides = {name: getattr(self, name) for name in
-                     ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads")
-                     if getattr(self, name) is not None}
-        overrides["seed"] = int(self.seed)
-        if self.shape_prior is not None:
-            overrides["shape_prior"] = self.shape_prior
+        overrides = {name: getattr(self, name) for name in OWN_TRAINING_FIELDS if getattr(self, name) is not None}
         overrides.update(self.extra_training)
         return TrainingConfig.fast(**overrides) if self.preset == "fast" else TrainingConfig(**overrides)
 

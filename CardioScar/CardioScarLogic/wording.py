@@ -26,6 +26,7 @@ import functools
 import logging
 import re
 import threading
+from dataclasses import fields
 from typing import Callable, Iterator, TypeVar
 
 from cardioscar.aha.analysis import LV_MASK_ADVICE, AhaOptions
@@ -35,9 +36,10 @@ from cardioscar.aha.islands import LV_MASK_DEBRIS_ADVICE
 from cardioscar.aha.segments import AXIS_OPTIONS_ADVICE, LONG_AXIS_VIEW_ADVICE
 from cardioscar.cli import TRAINING_WORDS
 from cardioscar.errors import CardioScarError, advice_in_face_words
-from cardioscar.io.checks import TRAINING_OPTION
+from cardioscar.fit.config import TrainingConfig
+from cardioscar.io.checks import BELOW_MAX_LR, ONE_CYCLE_ADVICE, TRAINING_OPTION
 from cardioscar.simulation.fibres import GIVE_FIBRES, WITHOUT_RULE
-from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE
+from cardioscar.simulation.tags import CALL_ADVICE, CORE_MESH_ADVICE, FILE_CORE_MODEL_ADVICE
 
 #: Command-line option -> the label of the panel box that sets the same thing (CardioScar.ui).
 PANEL_NAMES = {
@@ -97,8 +99,9 @@ _CONSOLE_LV_MASK = (" (the panel has no LV mask), or mark its LV nodes in a poin
 #: The panel's words for the AHA's long-axis points: its *Apex and base* point list (it has no
 #: short-axis volume for the axis; the Logic's ``inputs.slice_normal_volume``).
 _PANEL_APEX_BASE = "choose 'Apex and base' (a point list: the apex, then the base centre)"
-#: The panel's words for the advice to tag from a core model's field (``export --core-mesh``), which the
-#: AHA and the channel search give on one field's bands: its tissue section's *Core model* selector.
+#: The panel's words for the advice to tag from a core model's field (``export --core-mesh``, or as
+#: ``channels.json`` holds it, which the panel reads back), which the AHA and the channel search give
+#: on one field's bands: its tissue section's *Core model* selector.
 _PANEL_CORE_MODEL = ("choose the tissue section's 'Core model' (the result of a run whose 'Network learns' is core) "
                      "and tag again")
 #: The panel's words for the library's advice it has no box for: ``--lv-mask`` (a biventricular
@@ -107,7 +110,7 @@ _PANEL_CORE_MODEL = ("choose the tissue section's 'Core model' (the result of a 
 PANEL_ADVICE = {**PANEL_FIBRE_ADVICE, LV_MASK_ADVICE: _CONSOLE_LV_MASK, LV_MASK_DEBRIS_ADVICE: _CONSOLE_LV_MASK,
                 AXIS_OPTIONS_ADVICE: _PANEL_APEX_BASE, AXIS_POINTS_ADVICE: _PANEL_APEX_BASE,
                 INSERTION_ORDER: "(the first point of 'RV insertion points', then its second)",
-                CORE_MESH_ADVICE: _PANEL_CORE_MODEL}
+                CORE_MESH_ADVICE: _PANEL_CORE_MODEL, FILE_CORE_MODEL_ADVICE: _PANEL_CORE_MODEL}
 #: The panel's words for the AHA's points, which its point lists hold in order (unquoted phrases: the
 #: list's label is quoted within): the command line's two points of the axis and its second insertion.
 PANEL_POINTS = {"--apex": "point 1 of 'Apex and base'", "--base": "point 2 of 'Apex and base'",
@@ -197,6 +200,33 @@ OPTION_FIELDS = {
     "--intensity-offset": "intensity_offset",
     "--dark-blood-lge": "dark_blood_lge",
 }
+
+#: The ``TrainingConfig`` fields a :class:`CardioScarLogic.options.ReconstructionOptions` has a field
+#: of its own for, of the same name; the console gives the others in its ``extra_training`` dict.
+OWN_TRAINING_FIELDS = ("max_epochs", "early_stopping_patience", "mc_samples", "batch_size", "num_threads", "seed",
+                       "shape_prior")
+
+
+def _training_advice(prefix: str) -> dict[str, str]:
+    """The Logic's words for a training option's refusal, each field named as the console gives it
+    (``prefix`` before it: ``options.`` in an entry point, none in the options' constructor).
+
+    Why: the refusal names the ``TrainingConfig`` field ("training option max_epochs", "must be <=
+    max_lr", "choose onecycle"), the library's words, where the console user typed
+    ``ReconstructionOptions(max_epochs=0)`` or ``extra_training={'base_lr': 0.05}`` and has no
+    schedule option but the preset's. Longest field first, so no name is replaced inside a longer one."""
+    def named(name: str) -> str:
+        return f"{prefix}{name}" if name in OWN_TRAINING_FIELDS else f"{prefix}extra_training['{name}']"
+
+    names = sorted((option.name for option in fields(TrainingConfig)), key=len, reverse=True)
+    return {**{f"{TRAINING_OPTION} {name}": named(name) for name in names},
+            BELOW_MAX_LR: f"must be <= {named('max_lr')}",
+            ONE_CYCLE_ADVICE: f"leave it out (or set it to 0), or give {prefix}preset='fast' (its schedule is one-cycle)"}
+
+
+#: :func:`_training_advice` in the options' constructor and in a reconstruction's entry points.
+OPTIONS_TRAINING_ADVICE = _training_advice("")
+RECONSTRUCTION_TRAINING_ADVICE = _training_advice("options.")
 
 #: The same for a reconstruction's entry points (``train_and_apply``, ``prepare_training``,
 #: ``apply_model``): the options argument's fields and the node arguments.

@@ -74,6 +74,22 @@ def _label_position(segment: int) -> tuple[float, float]:
     return radius * np.cos(angle), radius * np.sin(angle)
 
 
+#: The walls' words written outside the disc, at its top, left, bottom and right.
+COMPASS_WORDS = {"anterior": (0.0, 5.1), "septal": (-5.2, 0.0), "inferior": (0.0, -5.1), "lateral": (5.2, 0.0)}
+
+
+def _territory_name_angle(segments: Sequence[int]) -> float:
+    """Where (degrees) a territory's name is written outside the rim: the middle of its basal
+    segments' arc, unless a compass word is written there (the LCx's middle is the lateral wall's,
+    and "LCx" ran into "lateral"): then the middle of its most anterior basal segment."""
+    middles = [0.5 * (start + end) for _, _, start, end in (segment_span(s) for s in segments if s <= 6)]
+    angle = float(np.mean(middles)) % 360.0
+    compass = [np.degrees(np.arctan2(y, x)) for x, y in COMPASS_WORDS.values()]
+    if any(abs((angle - word + 180.0) % 360.0 - 180.0) < 15.0 for word in compass):
+        angle = max(middles, key=lambda middle: np.sin(np.radians(middle))) % 360.0
+    return angle
+
+
 #: What a segment no slice reached shows in place of a value, and the line under the disc that says
 #: so. Two words did not fit a segment: "not covered" ran into the neighbours' writing, a basal
 #: segment's into the mid one inside it, the apical ring's into the apex and 15's over 10's number.
@@ -111,11 +127,10 @@ def draw_bullseye(ax, values: dict[int, Optional[float]], *, title: str, vmin: f
     # most of an ``aha`` run's time (Testing/benchmarks/bullseye_draw_time.py).
     ax.add_collection(LineCollection(_territory_edges(), colors="black", linewidths=2.0, capstyle="round"))
     for name, segments in TERRITORY_SEGMENTS.items():
-        basal = [segment_span(s) for s in segments if s <= 6]
-        angle = np.radians(np.mean([0.5 * (s[2] + s[3]) for s in basal]) % 360.0)
+        angle = np.radians(_territory_name_angle(segments))
         ax.text(4.5 * np.cos(angle), 4.5 * np.sin(angle), name, ha="center", va="center", fontsize=8,
                 fontweight="bold")
-    for text, (x, y) in {"anterior": (0, 5.1), "septal": (-5.2, 0), "inferior": (0, -5.1), "lateral": (5.2, 0)}.items():
+    for text, (x, y) in COMPASS_WORDS.items():
         ax.text(x, y, text, ha="center", va="center", fontsize=6.5, color="0.4", rotation=90 if x else 0)
     if any(values.get(segment) is None for segment in uncovered):  # a disc without the mark is drawn as before
         ax.text(5.6, -5.6, NOT_COVERED_LEGEND, ha="right", va="bottom", fontsize=6.5, color="0.25")

@@ -157,19 +157,24 @@ def _segment_table(row: dict, key: str) -> Optional[dict[int, Optional[float]]]:
     return {int(segment): value for segment, value in table.items()} if table else None
 
 
-def _discs(row: dict) -> list[tuple[str, dict]]:
-    """The (title, table) discs of a patient on the sheet: its scar % per segment, titled with the
-    burden of that table (the LV's, the scar field at threshold; a record from before it was kept:
-    the row's scar_percent, with a scar rule border zone + core, not the disc's); and, for a scar
-    rule's row, its border zone % per segment (the export's tags), which a modeller reads beside it."""
+def _discs(row: dict) -> list[tuple[str, dict, frozenset[int]]]:
+    """The (title, table, segments not covered) discs of a patient on the sheet: its scar % per
+    segment, titled with the burden of that table (the LV's, the scar field at threshold; a record
+    from before it was kept: the row's scar_percent, with a scar rule border zone + core, not the
+    disc's); and, for a scar rule's row, its border zone % per segment (the export's tags), which a
+    modeller reads beside it. The segments no slice covered are marked as the patient's own
+    ``bullseye.png`` marks them; a record from before they were kept cannot tell, and its empty
+    segments stay "n/a"."""
     scar = _segment_table(row, "scar_pct_by_segment")
     if scar is None:
         return []
-    burden = (row.get("aha") or {}).get("lv_scar_pct", row.get("scar_percent"))
-    discs = [(row["id"] + ("" if burden is None else f": {burden:.1f} % scar"), scar)]
+    aha = row.get("aha") or {}
+    uncovered = frozenset(aha.get("uncovered_segments", ()))
+    burden = aha.get("lv_scar_pct", row.get("scar_percent"))
+    discs = [(row["id"] + ("" if burden is None else f": {burden:.1f} % scar"), scar, uncovered)]
     border = _segment_table(row, "border_zone_pct_by_segment")
     if border is not None:
-        discs.append((f"{row['id']}: border zone", border))
+        discs.append((f"{row['id']}: border zone", border, uncovered))
     return discs
 
 
@@ -187,7 +192,7 @@ def bullseye_sheet_figure(rows: Iterable[dict]):
         return None
     from cardioscar.aha.bullseye import draw_bullseye
 
-    shown: list[tuple[str, dict]] = []
+    shown: list[tuple[str, dict, frozenset[int]]] = []
     patients = 0
     for discs in found:  # whole patients only: a scar disc is not shown without its border zone
         if len(shown) + len(discs) > MAX_BULLSEYES:
@@ -201,8 +206,8 @@ def bullseye_sheet_figure(rows: Iterable[dict]):
     for axis in axes.ravel():
         axis.axis("off")
     mapping = None
-    for axis, (title, table) in zip(axes.ravel(), shown):
-        mapping = draw_bullseye(axis, table, title=title, vmin=0.0, vmax=100.0, cmap="Reds")
+    for axis, (title, table, uncovered) in zip(axes.ravel(), shown):
+        mapping = draw_bullseye(axis, table, title=title, vmin=0.0, vmax=100.0, cmap="Reds", uncovered=uncovered)
     borders = any(len(discs) > 1 for discs in found[:patients])
     fig.colorbar(mapping, ax=axes.ravel().tolist(), orientation="horizontal", fraction=0.3 / lines, pad=0.02,
                  shrink=0.5, label="% of segment: scar (probability >= threshold)"

@@ -327,7 +327,8 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
     the prediction at ``final``, where it will be once the patient's folder is in place. With a
     scar rule's node ``tags`` the table also has each segment's border zone (as ``aha --tags-field
     tissue_tag --border-zone-tag 2`` on the export's ``heart.vtu``): a modeller's border zone per
-    segment was nowhere in a rule row's results (EMIDEC P022: only the scar field's %)."""
+    segment was nowhere in a rule row's results (EMIDEC P022: only the scar field's %). The record
+    keeps the segments no slice covered, so the cohort's sheet marks them as ``bullseye.png`` does."""
     import dataclasses
 
     from cardioscar.aha import run_aha
@@ -345,7 +346,8 @@ def _aha(spec: PatientSpec, prediction: Path, folder: Path, final: Path, tags: O
     except CardioScarError as error:
         raise _aha_error(spec, error) from None
     record = {"folder": folder.name, "scar_pct_by_segment": {row["segment"]: row["scar_pct"] for row in result.rows},
-              "lv_scar_pct": result.summary["lv"]["scar_pct"]}
+              "lv_scar_pct": result.summary["lv"]["scar_pct"],
+              "uncovered_segments": [row["segment"] for row in result.rows if not row["covered"]]}
     if tags is not None:  # drawn beside the scar on the cohort's bull's-eye sheet
         record["border_zone_pct_by_segment"] = {row["segment"]: row["border_zone_pct"] for row in result.rows}
     return record

@@ -38,12 +38,12 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
-from ..errors import CardioScarError, in_log_format
+from ..errors import CardioScarError, advice_in_face_words, in_log_format
 from ..io.checks import MAX_MAX_WIDTH_MM, check_channel_options
 from ..io.meshio import Mesh, cell_layout
 from .hidden_channels import HiddenCore, hidden_core, log_hidden, marginal_core_fields, search_words
 from .open_cut import OPEN_CUT_REASON, OpenEndUse, mark_open_cut, open_end_nodes
-from .tags import CORE_MESH_ADVICE
+from .tags import CORE_MESH_ADVICE, FILE_CORE_MODEL_ADVICE
 
 logger = logging.getLogger(__name__)
 
@@ -460,9 +460,19 @@ def channels_csv(channels: list[Channel]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: ``channels.json``'s words for what the search's sentences name by the command line's options. Why:
+#: the command line, the Slicer Logic and panel, the batch script and a cohort row write the same file,
+#: and "shorter than --min-length" named an option the Logic's and the batch script's user never typed
+#: (``options.min_length_mm``, ``--channel-min-length``); the file names it by its own key beside it.
+FILE_WORDS = {"--min-length": "min_length_mm", "lower --core": "lower the core threshold",
+              CORE_MESH_ADVICE: FILE_CORE_MODEL_ADVICE}
+
+
 def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptions) -> dict:
-    """``channels.json``: how the search was made, what each layer held, and the channels."""
-    return {"result": result.summary(), "n_channels": len(result.channels), "coordinate_frame": "LPS",
+    """``channels.json``: how the search was made, what each layer held, and the channels; its
+    sentences in no face's options (:data:`FILE_WORDS`)."""
+    return {"result": advice_in_face_words(result.summary(), FILE_WORDS), "n_channels": len(result.channels),
+            "coordinate_frame": "LPS",
             "tissue": tissue.source, "layers": [float(v) for v in sorted(options.layers)],
             "layer_width": options.layer_width, "max_width_mm": options.max_width_mm,
             "min_length_mm": options.min_length_mm, "n_dropped_short": result.dropped_short,
@@ -471,7 +481,7 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
             "depth": "d_endo / (d_endo + d_epi) at each node (0 endocardium, 1 epicardium)",
             "node_field": f"{CHANNEL_FIELD}: the channel's id (of the layer nearest the node's depth), 0 elsewhere",
             "limits": LIMITS, **({"classes": tissue.classes} if tissue.classes else {}),
-            **({"bands_note": result.bands_note} if result.bands_note else {}),
+            **({"bands_note": advice_in_face_words(result.bands_note, FILE_WORDS)} if result.bands_note else {}),
             "per_layer": result.layers, "channels": [c.row() for c in result.channels],
             **({"hidden_corridors": result.hidden.record()} if result.hidden is not None else {})}
 

@@ -201,6 +201,9 @@ def element_sizes(dataset: vtk.vtkDataSet, measure: str = "Volume") -> np.ndarra
 #: bands are read as tissue (a face that gives the core model otherwise words it its own way: the
 #: Slicer Logic's ``core_model``).
 CORE_MESH_ADVICE = "export --core-mesh"
+#: The same advice as ``channels.json`` writes it, in no face's options: the file is the same whichever
+#: face wrote it, and the panel, which reads it back, words it as its own (its *Core model*).
+FILE_CORE_MODEL_ADVICE = "tag again with a core model's field as the core"
 #: The advice of :func:`warn_border_zone_off_the_call`: a face that sets the cut otherwise (the Slicer
 #: panel's AHA, which has no threshold box) finds it by this text and words it as its own.
 CALL_ADVICE = "give {option} {cut} (the same setting in Slicer) to {use} the scar apply called"
