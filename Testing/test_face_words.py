@@ -289,3 +289,39 @@ def test_the_batch_script_names_only_its_own_options(script, own_options, case, 
 def test_named_options_leaves_a_quoted_command_out():
     """The check reads what a face rewords: a command to type keeps the command line's options."""
     assert named_options("give --tags 1,2,3 (run `cardioscar export --border-zone T --core C`)") == {"--tags"}
+
+
+def _kept_run_histories() -> list[dict]:
+    """A history for each warning :func:`cardioscar.fit.training._warn_about_the_kept_run` gives (a
+    failed fit, a diverged run, a stalled fit, a missed scar patch, a missed faint patch): forcing each
+    in a real training takes minutes and chance, so the histories are built; the warnings are the real ones."""
+    from cardioscar.fit import training
+
+    healthy = {"best_loss": 0.01, "diverged": False, "ignored_share": 0.0, "ignored_groups": 0, "best_epoch": 80,
+               "epochs_run": 130, "diverged_epoch": 130, "late_rise": 0.2}
+    patch = {"ignored_share": training.SAID_IGNORED_FRACTION, "ignored_groups": training.MISSED_SCAR_GROUPS}
+    return [{**healthy, "best_loss": 0.9}, {**healthy, "diverged": True},
+            {**healthy, "ignored_share": 2 * training.STALLED_FIT_FRACTION, "ignored_groups": 40},
+            {**healthy, **patch, "ignored_scar_groups": training.MISSED_SCAR_GROUPS},
+            {**healthy, "faint_scar_groups": training.MISSED_SCAR_GROUPS,
+             "faint_scar_share": training.SAID_IGNORED_FRACTION}]
+
+
+@pytest.mark.parametrize("retried", (False, True))
+def test_a_kept_runs_warning_in_the_logic_names_no_command_line_option(retried, heard_by_the_console):
+    """What the Logic's console hears when the kept run failed, diverged, stalled or missed a scar
+    patch names the console's own options ("a lower options.extra_training['max_lr']"), not the command
+    line's: the diverged run's advice said "--max-lr", which the Logic had no word for."""
+    from CardioScarLogic.wording import RECONSTRUCTION_NAMES, RECONSTRUCTION_TRAINING_ADVICE, speaks_logic_words
+    from cardioscar.fit import training
+
+    @speaks_logic_words(RECONSTRUCTION_NAMES, RECONSTRUCTION_TRAINING_ADVICE)
+    def warn(history: dict) -> bool:  # as inside train_and_apply
+        return training._warn_about_the_kept_run(history, retried, failed_level=0.5, variance=1.0)
+
+    histories = _kept_run_histories()
+    assert all(warn(history) for history in histories)
+    assert len(heard_by_the_console) == len(histories)
+    for message in heard_by_the_console:
+        assert not named_options(message), message
+    assert "options.extra_training['max_lr']" in heard_by_the_console[1]

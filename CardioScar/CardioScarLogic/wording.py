@@ -233,7 +233,9 @@ RECONSTRUCTION_TRAINING_ADVICE = _training_advice("options.")
 RECONSTRUCTION_NAMES = {**{option: f"options.{name}" for option, name in OPTION_FIELDS.items()},
                         "--image": "scar_node", "--mesh": "model_node", "--model": "model",
                         "--myocardium-mask": "myocardium_mask", "--blood-pool-mask": "blood_pool_node",
-                        "--remote-mask": "remote_node"}
+                        "--remote-mask": "remote_node",
+                        # no field of its own: the kept run's advice to lower it (a diverged run)
+                        "--max-lr": "options.extra_training['max_lr']"}
 
 #: ``score_on_slices`` (``cardioscar evaluate --truth-image``) arguments.
 SCORING_NAMES = {**{option: f"options.{name}" for option, name in OPTION_FIELDS.items()},
