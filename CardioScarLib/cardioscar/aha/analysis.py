@@ -130,16 +130,33 @@ def _where(mesh: Mesh) -> str:
     return mesh.path.name if mesh.path else "the mesh"
 
 
-def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
+def _lv_nodes(mesh: Mesh, options: AhaOptions, where: str) -> np.ndarray:
     if options.lv_mask_field is None:
         return np.ones(mesh.n_points, dtype=bool)
-    mask = mesh.point_array(options.lv_mask_field).reshape(mesh.n_points, -1)[:, 0]
+    mask = _lv_mask(mesh, options.lv_mask_field, where)
     lv = mask != 0 if options.lv_mask_value is None else np.isclose(mask, options.lv_mask_value)
     if lv.sum() < 10:
         which = "non-zero" if options.lv_mask_value is None else f"equal to {options.lv_mask_value:g} (--lv-value)"
-        raise CardioScarError(f"{_where(mesh)}: --lv-mask '{options.lv_mask_field}' marks {int(lv.sum())} nodes as LV "
+        raise CardioScarError(f"{where}: --lv-mask '{options.lv_mask_field}' marks {int(lv.sum())} nodes as LV "
                               f"({which}); give the point field and value of the LV myocardium")
     return lv
+
+
+def _lv_mask(mesh: Mesh, field_name: str, where: str) -> np.ndarray:
+    """The values of the point field ``--lv-mask`` names: one whole number per node (0/1, or region
+    labels that ``--lv-value`` picks from).
+
+    Why: a field of several components was read by its first (a fibre field's x, a 0/1 pair whose
+    first column is 1 everywhere), a NaN counted as an LV node (it is not 0), and a probability or
+    a field interpolated between labels was non-zero almost everywhere, so the whole mesh (an RV's
+    nodes too) was segmented as the LV, exit 0."""
+    values = mesh.point_array(field_name)
+    if values.ndim > 1 and values.shape[1] != 1:
+        raise CardioScarError(f"{where}: --lv-mask '{field_name}' has {values.shape[1]} components per node; give a "
+                              "point field of one value per node that marks the LV (0/1, or a region label with --lv-value)")
+    return whole_labels(values.reshape(-1), f"{where}: --lv-mask '{field_name}'", "nodes",
+                        "give the field that marks the LV nodes (0/1, or a region label with --lv-value), not a "
+                        "probability or a field interpolated between labels")
 
 
 def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str]],
@@ -469,7 +486,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
         raise CardioScarError(f"--uncertainty-field '{options.uncertainty_field}' is the scar field itself (--field): "
                               "give the MC-dropout spread (scar_uncertainty from cardioscar apply)")
     values = _point_values(mesh, options.field)
-    lv_nodes = _lv_nodes(mesh, options)
+    lv_nodes = _lv_nodes(mesh, options, where)
     lv_ids = np.flatnonzero(lv_nodes)
     if not np.all(np.isfinite(values[lv_ids])):
         raise CardioScarError(f"{where}: field '{options.field}' has NaN or infinite values on the LV; give a "

@@ -1,0 +1,73 @@
+"""Break-it review of the sessions after 563831d (the batch script's AHA checks before training, the
+AHA's biventricular refusal whatever gives the axis, pictures on their own canvas, the umask read,
+each face's words): the defects it found, each through the face a user meets it on.
+`Documentation/bad-input.md` has the rows."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+
+import CardioScarLogic as csl  # noqa: E402
+from cardioscar.aha import analyse_mesh  # noqa: E402
+from cardioscar.cli import main  # noqa: E402
+from cardioscar.errors import CardioScarError  # noqa: E402
+from cardioscar.io.meshio import read_mesh, write_mesh  # noqa: E402
+from test_bad_inputs_round26 import halves  # noqa: E402,F401 (the phantom whole, with its AHA points)
+from test_slicer_aha import _markups  # noqa: E402
+
+
+def _point(values) -> str:
+    return ",".join(f"{v:.3f}" for v in values)
+
+
+def test_an_lv_mask_that_is_not_one_label_per_node_is_refused(halves, tmp_path, capsys):
+    """``aha --lv-mask`` read a field of several components by its first (a fibre field's x, a 0/1
+    pair whose first column is 1: the whole mesh segmented as the LV), counted a NaN as an LV node
+    (NaN is not 0) and took a probability as the mask (non-zero almost everywhere), exit 0 with a
+    table of the wrong nodes. Each is now one line naming the field and what a mask holds, on the
+    command line (nothing written) and in the Logic's words (``inputs.measure.lv_mask_field``)."""
+    mesh = read_mesh(halves["whole"])
+    n = mesh.n_points
+    with_nan = np.ones(n)
+    with_nan[: n // 3] = np.nan
+    fields = {"pair": np.column_stack([np.ones(n), np.zeros(n)]), "with_nan": with_nan,
+              "probability": mesh.point_array("scar_probability")}
+    write_mesh(mesh, tmp_path / "fields.vtk", fields)
+    options = halves["options"]
+    said = {}
+    for name in fields:
+        capsys.readouterr()
+        out = tmp_path / f"aha_{name}"
+        code = main(["aha", "--mesh", str(tmp_path / "fields.vtk"), "--output-dir", str(out),
+                     "--rv-point", _point(options.rv_point), "--lv-mask", name])
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert code == 2 and len(errors) == 1 and not out.exists(), (name, code, errors)
+        said[name] = errors[0]
+    assert said["pair"].endswith("fields.vtk: --lv-mask 'pair' has 2 components per node; give a point field of one "
+                                 "value per node that marks the LV (0/1, or a region label with --lv-value)"), said
+    for name, example in (("with_nan", "nan"), ("probability", "")):
+        assert f"fields.vtk: --lv-mask '{name}' holds values that are not labels (e.g. {example}" in said[name], said
+        assert said[name].endswith("give the field that marks the LV nodes (0/1, or a region label with --lv-value), "
+                                   "not a probability or a field interpolated between labels"), said
+
+    context = csl.create_scene()
+    node = csl.load_model(context.scene, tmp_path / "fields.vtk", name="heart")
+    inputs = csl.AhaInputs(rv_markups=_markups(context.scene, [options.rv_point]),
+                           measure=type(options)(lv_mask_field="pair"))
+    with pytest.raises(CardioScarError) as refused:
+        csl.CardioScarLogic.check_aha_inputs(node, inputs)
+    assert str(refused.value).startswith("The model 'heart': inputs.measure.lv_mask_field 'pair' has 2 components"), \
+        refused.value
+    assert "--" not in str(refused.value), refused.value
+
+    whole = read_mesh(tmp_path / "fields.vtk")  # a mask of whole numbers in a float field still reads
+    write_mesh(whole, tmp_path / "masked.vtk", {"lv": np.ones(n)})
+    masked = type(options)(**{**options.__dict__, "lv_mask_field": "lv"})
+    assert analyse_mesh(read_mesh(tmp_path / "masked.vtk"), masked).summary["lv_nodes"] == n
