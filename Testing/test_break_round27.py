@@ -71,3 +71,37 @@ def test_an_lv_mask_that_is_not_one_label_per_node_is_refused(halves, tmp_path, 
     write_mesh(whole, tmp_path / "masked.vtk", {"lv": np.ones(n)})
     masked = type(options)(**{**options.__dict__, "lv_mask_field": "lv"})
     assert analyse_mesh(read_mesh(tmp_path / "masked.vtk"), masked).summary["lv_nodes"] == n
+
+
+def test_the_batch_script_stopped_by_ctrl_c_says_so_in_one_line(halves, tmp_path):
+    """Ctrl-C during the batch script's training (with ``--aha-dir``) ended in a traceback through the
+    training's code and Python's own exit (the shell's 130 by a signal), which read as a crash of
+    the script; ``cardioscar`` says it in one line. Now one line with exit 130 that says what was
+    kept: here nothing, the earlier ``--output`` as it was and no AHA folder."""
+    import os
+    import signal
+    import subprocess
+
+    from test_batch_script import SCRIPT
+
+    earlier = tmp_path / "earlier.vtk"
+    earlier.write_bytes(halves["whole"].read_bytes())
+    out = halves["out"]
+    options = halves["options"]
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--volume", str(out / "phantom_lge.nii.gz"), "--mesh", str(out / "phantom_mesh.vtk"),
+         "--output", str(earlier), "--aha-dir", str(tmp_path / "aha"), "--rv-point", _point(options.rv_point),
+         "--preset", "fast", "--max-epochs", "100000", "--threads", "1", "--verbose"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's foreground job
+    for line in run.stderr:  # until the training runs
+        if line.startswith("epoch "):
+            break
+    run.send_signal(signal.SIGINT)
+    out_text, rest = run.communicate(timeout=120)
+    said = [line for line in rest.splitlines() if not line.startswith("epoch ")]  # a last progress line or two
+    assert run.returncode == 130 and said == [
+        "cardioscar_batch: interrupted (nothing was written: the user's files are as they were)"], (run.returncode, rest)
+    assert out_text == "" and earlier.read_bytes() == halves["whole"].read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["earlier.vtk"]
