@@ -5,6 +5,7 @@ each face's words): the defects it found, each through the face a user meets it 
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -105,3 +106,26 @@ def test_the_batch_script_stopped_by_ctrl_c_says_so_in_one_line(halves, tmp_path
         "cardioscar_batch: interrupted (nothing was written: the user's files are as they were)"], (run.returncode, rest)
     assert out_text == "" and earlier.read_bytes() == halves["whole"].read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["earlier.vtk"]
+
+
+def test_the_batch_scripts_aha_dir_drops_an_earlier_aha_mesh(halves, tmp_path, capsys, caplog):
+    """``cardioscar aha`` writes ``aha_mesh.vtk`` beside its table and removes an earlier run's when it
+    writes none of that format; the batch script's ``--aha-dir`` (its segments go on ``--output``)
+    left the earlier run's mesh beside its new table, so the folder's segmented mesh was another
+    run's (another model, axis or field), exit 0. It is now removed with ``aha``'s warning."""
+    from test_batch_script import _load_script
+
+    options = halves["options"]
+    folder = tmp_path / "aha"
+    assert main(["aha", "--mesh", str(halves["whole"]), "--output-dir", str(folder),
+                 "--rv-point", _point(options.rv_point)]) == 0
+    assert (folder / "aha_mesh.vtk").is_file()
+    capsys.readouterr()
+    out = halves["out"]
+    argv = ["--volume", str(out / "phantom_lge.nii.gz"), "--mesh", str(out / "phantom_mesh.vtk"),
+            "--output", str(tmp_path / "scar.vtk"), "--aha-dir", str(folder), "--rv-point", _point(options.rv_point),
+            "--preset", "fast", "--max-epochs", "3", "--threads", "1", "--inference-mc-samples", "3", "--no-progress"]
+    assert _load_script().run(argv) == 0, capsys.readouterr().err
+    assert sorted(path.name for path in folder.iterdir()) == ["aha.csv", "aha.json", "bullseye.png"]
+    assert f"Removed aha_mesh.vtk from {folder}: an earlier run's segmented mesh, not this table's" in \
+        [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]

@@ -466,12 +466,14 @@ def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
     the ``inputs`` checked before the training, and the lines that say so (as ``cardioscar aha``
     logs them)."""
     from CardioScarLogic.wording import BATCH_ADVICE, BATCH_NAMES, record_in_words
+    from cardioscar.aha.analysis import drop_earlier_meshes
     from cardioscar.aha.table import scar_per_segment, write_table
 
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
     summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_ADVICE)
     write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
+    drop_earlier_meshes(args.aha_dir, None)  # `cardioscar aha`'s segmented mesh of another run, as aha drops it
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 

@@ -616,13 +616,14 @@ def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_na
     write_table(result.rows, result.summary, paths["csv"], paths["json"])
     if mesh_name:
         write_mesh(mesh_with_segments(mesh, result), paths["mesh"], {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
-    _drop_earlier_meshes(out, paths.get("mesh"))
+    drop_earlier_meshes(out, paths.get("mesh"))
     return paths
 
 
-def _drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
+def drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
     """Remove an earlier run's ``aha_mesh.<ext>`` that this run did not write (another format:
-    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh), with a warning.
+    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh: the batch script's
+    ``--aha-dir``, whose segments go on its ``--output``), with a warning.
 
     Why: it stayed beside the new table and plot, so the folder held two segmented meshes, one of
     them another run's (another patient, axis or field) that a viewer opened as this result's,
