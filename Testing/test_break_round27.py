@@ -129,3 +129,34 @@ def test_the_batch_scripts_aha_dir_drops_an_earlier_aha_mesh(halves, tmp_path, c
     assert sorted(path.name for path in folder.iterdir()) == ["aha.csv", "aha.json", "bullseye.png"]
     assert f"Removed aha_mesh.vtk from {folder}: an earlier run's segmented mesh, not this table's" in \
         [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--summary", "{tmp}/o.vtk"], "--summary and --output would both write {tmp}/o.vtk: give each output its own path"),
+    (["--summary", "{tmp}/heart.pts", "--export-opencarp", "{tmp}/heart"],
+     "--export-opencarp and --summary would both write {tmp}/heart.pts: give each output its own path"),
+    (["--summary", "{tmp}/mesh.vtk"], "--summary {tmp}/mesh.vtk is also an input: choose another file name"),
+    (["--aha-dir", "{tmp}/o.vtk", "--rv-point", "{rv}"],
+     "--aha-dir {tmp}/o.vtk is the file --output writes: give a folder of its own"),
+    (["--summary", "{tmp}/aha/aha.csv", "--aha-dir", "{tmp}/aha", "--rv-point", "{rv}"],
+     "--aha-dir and --summary would both write {tmp}/aha/aha.csv: give each output its own path"),
+])
+def test_the_batch_scripts_outputs_on_one_path_are_refused_first(halves, tmp_path, capsys, extra, expected):
+    """The batch script checked each output's path alone: ``--summary`` naming the ``--output`` mesh
+    replaced the result with the summary's CSV after the run (exit 0, "Wrote o.vtk"), naming an
+    ``--export-opencarp`` file replaced it, naming the ``--mesh`` replaced the user's mesh, and an
+    ``--aha-dir`` naming a file output failed only after the model was applied and the result
+    written. Each is now refused before any work, with the user's files as they were."""
+    from test_batch_script import _load_script
+
+    mesh = tmp_path / "mesh.vtk"
+    mesh.write_bytes(halves["whole"].read_bytes())
+    fill = {"tmp": tmp_path, "rv": _point(halves["options"].rv_point)}
+    argv = ["--volume", str(halves["out"] / "phantom_lge.nii.gz"), "--mesh", str(mesh), "--output",
+            str(tmp_path / "o.vtk"), "--preset", "fast", "--max-epochs", "3", "--threads", "1",
+            "--inference-mc-samples", "3", "--no-progress", *(value.format(**fill) for value in extra)]
+    assert _load_script().run(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.err.strip().splitlines() == [f"cardioscar_batch: error: {expected.format(**fill)}"], printed.err
+    assert printed.out == "" and sorted(path.name for path in tmp_path.iterdir()) == ["mesh.vtk"]
+    assert mesh.read_bytes() == halves["whole"].read_bytes()

@@ -241,6 +241,45 @@ _AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_n
             "tags_field", "border_zone_tag", "core_tag")
 
 
+def _check_outputs_apart(args: argparse.Namespace) -> None:
+    """Refuse, before any work, two of this run's outputs on one path, an output folder that is one
+    of its files, and a --summary, --save-model or --snapshot that is an input.
+
+    Why: --summary naming the --output mesh replaced the result with the summary's CSV after the
+    run (exit 0, "Wrote o.vtk"), naming one of the --export-opencarp files replaced that file, and
+    naming the --mesh replaced the user's mesh; --aha-dir or --channels-dir naming a file output
+    failed only after the training ("is a file, not a folder")."""
+    from cardioscar.aha.analysis import FILES as AHA_FILES
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io.checks import SET_SUFFIXES, check_not_an_input
+    from cardioscar.simulation.channels import TABLE_FILES
+
+    inputs = [args.mesh, args.core_mesh, args.model, args.myocardium_mask, args.blood_pool_mask, args.remote_mask,
+              args.labels, args.slice_normal_from, *(args.volume or [])]
+    for option in ("summary", "save_model", "snapshot"):
+        if getattr(args, option) is not None:
+            check_not_an_input(getattr(args, option), inputs, "--" + option.replace("_", "-"))
+    files = {"--output": [args.output], "--summary": [args.summary], "--save-model": [args.save_model],
+             "--snapshot": [args.snapshot]}
+    if args.export_opencarp is not None:
+        files["--export-opencarp"] = [args.export_opencarp.with_name(args.export_opencarp.name + suffix)
+                                      for suffix in SET_SUFFIXES]
+    for option, folder, names in (("--aha-dir", args.aha_dir, AHA_FILES.values()),
+                                  ("--channels-dir", args.channels_dir, TABLE_FILES.values())):
+        if folder is not None:
+            files[option] = [folder / name for name in names]
+    written: dict[Path, str] = {}
+    for option, paths in files.items():
+        for path in (path for path in paths if path is not None):
+            earlier = written.setdefault(path.resolve(), option)
+            if earlier != option:
+                raise CardioScarError(f"{option} and {earlier} would both write {path}: give each output its own path")
+    for option, folder in (("--aha-dir", args.aha_dir), ("--channels-dir", args.channels_dir)):
+        if folder is not None and folder.resolve() in written:
+            raise CardioScarError(f"{option} {folder} is the file {written[folder.resolve()]} writes: give a folder "
+                                  "of its own")
+
+
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything that can be checked before reading files or training (a mistake found after a
     long training would lose it)."""
@@ -328,6 +367,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         # wrong table after a whole training; refused here, before any work, as cardioscar aha refuses it
         with_border_zone_tag(AhaOptions(tags_field=args.tags_field, border_zone_tag=args.border_zone_tag,
                                         core_tag=args.core_tag))
+    _check_outputs_apart(args)
 
 
 def _aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
