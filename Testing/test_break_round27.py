@@ -77,8 +77,9 @@ def test_an_lv_mask_that_is_not_one_label_per_node_is_refused(halves, tmp_path, 
 def test_the_batch_script_stopped_by_ctrl_c_says_so_in_one_line(halves, tmp_path):
     """Ctrl-C during the batch script's training (with ``--aha-dir``) ended in a traceback through the
     training's code and Python's own exit (the shell's 130 by a signal), which read as a crash of
-    the script; ``cardioscar`` says it in one line. Now one line with exit 130 that says what was
-    kept: here nothing, the earlier ``--output`` as it was and no AHA folder."""
+    the script; ``cardioscar`` says it in one line. Now ``cardioscar``'s line and exit 130, saying
+    what was written (:func:`cardioscar.cli.written_since`): here nothing, the earlier ``--output`` as
+    it was and no AHA folder."""
     import os
     import signal
     import subprocess
@@ -103,7 +104,7 @@ def test_the_batch_script_stopped_by_ctrl_c_says_so_in_one_line(halves, tmp_path
     out_text, rest = run.communicate(timeout=120)
     said = [line for line in rest.splitlines() if not line.startswith("epoch ")]  # a last progress line or two
     assert run.returncode == 130 and said == [
-        "cardioscar_batch: interrupted (nothing was written: the user's files are as they were)"], (run.returncode, rest)
+        "cardioscar_batch: interrupted (no output was written)"], (run.returncode, rest)
     assert out_text == "" and earlier.read_bytes() == halves["whole"].read_bytes()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["earlier.vtk"]
 
@@ -129,6 +130,10 @@ def test_the_batch_scripts_aha_dir_drops_an_earlier_aha_mesh(halves, tmp_path, c
     assert sorted(path.name for path in folder.iterdir()) == ["aha.csv", "aha.json", "bullseye.png"]
     assert f"Removed aha_mesh.vtk from {folder}: an earlier run's segmented mesh, not this table's" in \
         [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    caplog.clear()  # the script's own --output named aha_mesh.vtk in the folder is its result, kept unsaid
+    argv[argv.index("--output") + 1] = str(folder / "aha_mesh.vtk")
+    assert _load_script().run(argv) == 0, capsys.readouterr().err
+    assert (folder / "aha_mesh.vtk").is_file() and not any("Removed" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -160,3 +165,29 @@ def test_the_batch_scripts_outputs_on_one_path_are_refused_first(halves, tmp_pat
     assert printed.err.strip().splitlines() == [f"cardioscar_batch: error: {expected.format(**fill)}"], printed.err
     assert printed.out == "" and sorted(path.name for path in tmp_path.iterdir()) == ["mesh.vtk"]
     assert mesh.read_bytes() == halves["whole"].read_bytes()
+
+
+def test_cardioscar_stopped_after_writing_files_does_not_say_it_wrote_none(tmp_path):
+    """``cardioscar demo`` stopped by Ctrl-C in its training said "interrupted (no output was
+    written)" beside the five files its first steps had written (the phantom, its image and the
+    training rows); a cancelled training said the same. The line now counts what the command's
+    atomic writes placed: those files, each whole, and nothing of the step it stopped."""
+    import os
+    import signal
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "CardioScarLib")}
+    run = subprocess.Popen([sys.executable, "-m", "cardioscar", "demo", "--output-dir", str(tmp_path / "demo"),
+                            "--nodes", "1500", "--max-epochs", "100000", "--cpu"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in run.stdout:  # until the training runs
+        if "epoch" in line:
+            break
+    run.send_signal(signal.SIGINT)
+    said, _ = run.communicate(timeout=120)
+    written = sorted(path.name for path in (tmp_path / "demo").iterdir())
+    assert run.returncode == 130 and written == ["phantom.json", "phantom_lge.nii.gz", "phantom_mesh.vtk",
+                                                 "phantom_surface.vtk", "training_data.npz"], (written, said)
+    assert said.strip().splitlines()[-1] == ("cardioscar: interrupted (5 files written before it kept, each whole; "
+                                             "the step it stopped wrote nothing)"), said

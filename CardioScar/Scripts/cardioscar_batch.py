@@ -513,7 +513,7 @@ def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
     # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
     summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_ADVICE)
     write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
-    drop_earlier_meshes(args.aha_dir, None)  # `cardioscar aha`'s segmented mesh of another run, as aha drops it
+    drop_earlier_meshes(args.aha_dir, args.output)  # `cardioscar aha`'s segmented mesh of another run, as aha drops it
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
@@ -660,8 +660,9 @@ def run(argv: list[str]) -> int:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The work of :func:`run` on its parsed ``args``; returns the exit status."""
     from cardioscar.errors import CardioScarError
+    from cardioscar.io.atomic import placed_files
 
-    result_saved = False  # whether --output was written: what an interruption leaves
+    placed_before = placed_files()  # what an interruption says it left
     try:
         from CardioScarLogic import (CardioScarLogic, check_mesh_output, ensure_scene, load_mask, load_model, load_volume,
                                      save_model)
@@ -745,7 +746,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                       color_logic=context.color_logic, core_model=core_node,
                                       core_advice=CORE_MODEL_ADVICE)
         save_model(model_node, args.output)  # the result first: it is what a failure after training must not lose
-        result_saved = True
         if args.save_model is not None:
             logic.save_model(args.save_model)
         with SaidBeforeTraining():  # the mesh's pieces (and the export's coincident nodes): said before the run
@@ -770,10 +770,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (CardioScarError, MemoryError) as error:  # MemoryError: as cardioscar, a smaller batch is the fix
         print(f"cardioscar_batch: error: {_in_script_words(error, parser)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:  # Ctrl-C: cardioscar's one line and exit status
-        from cardioscar.cli import EXIT_CANCELLED
+    except KeyboardInterrupt:  # Ctrl-C: cardioscar's one line and exit status, not a traceback
+        from cardioscar.cli import EXIT_CANCELLED, written_since
 
-        print(f"cardioscar_batch: interrupted ({_kept_when_interrupted(args, result_saved)})", file=sys.stderr)
+        print(f"cardioscar_batch: interrupted ({written_since(placed_before)})", file=sys.stderr)
         return EXIT_CANCELLED
     for measure, value, unit in result.summary:
         print(f"{measure}: {value} {unit}".rstrip())
@@ -786,16 +786,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(line)
     print(f"Wrote {args.output}")
     return 0
-
-
-def _kept_when_interrupted(args: argparse.Namespace, result_saved: bool) -> str:
-    """What a run stopped by Ctrl-C left, said after ``interrupted``. Why: the interruption ended in
-    a traceback through the training's code and Python's exit, which read as a crash of the script
-    (``cardioscar`` says it in one line); each file is written whole or not at all, so the files are
-    either the user's as they were or the result written before the steps after it."""
-    if not result_saved:
-        return "nothing was written: the user's files are as they were"
-    return f"the result was written to {args.output}; a step after it wrote each of its files whole or not at all"
 
 
 def main() -> None:

@@ -622,15 +622,16 @@ def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_na
 
 def drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
     """Remove an earlier run's ``aha_mesh.<ext>`` that this run did not write (another format:
-    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh: the batch script's
-    ``--aha-dir``, whose segments go on its ``--output``), with a warning.
+    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh here: the batch script's
+    ``--aha-dir``, whose segments go on its ``--output``, ``written``, which may be named so), with
+    a warning.
 
     Why: it stayed beside the new table and plot, so the folder held two segmented meshes, one of
     them another run's (another patient, axis or field) that a viewer opened as this result's,
     exit 0; as an openCARP export's earlier ``.lon`` goes with its set."""
     for suffix in MESH_SUFFIXES:
         earlier = out / f"{MESH_STEM}{suffix}"
-        if earlier != written and earlier.is_file():
+        if earlier.is_file() and (written is None or earlier.resolve() != written.resolve()):
             earlier.unlink()
             logger.warning("Removed %s from %s: an earlier run's segmented mesh, not this table's", earlier.name, out)
 
