@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
 
 import CardioScarLogic as csl  # noqa: E402
-from cardioscar.aha import analyse_mesh  # noqa: E402
+from cardioscar.aha import AhaOptions, analyse_mesh  # noqa: E402
 from cardioscar.cli import main  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from cardioscar.io.meshio import read_mesh, write_mesh  # noqa: E402
@@ -61,7 +61,7 @@ def test_an_lv_mask_that_is_not_one_label_per_node_is_refused(halves, tmp_path, 
     context = csl.create_scene()
     node = csl.load_model(context.scene, tmp_path / "fields.vtk", name="heart")
     inputs = csl.AhaInputs(rv_markups=_markups(context.scene, [options.rv_point]),
-                           measure=type(options)(lv_mask_field="pair"))
+                           measure=AhaOptions(lv_mask_field="pair"))
     with pytest.raises(CardioScarError) as refused:
         csl.CardioScarLogic.check_aha_inputs(node, inputs)
     assert str(refused.value).startswith("The model 'heart': inputs.measure.lv_mask_field 'pair' has 2 components"), \
@@ -191,3 +191,40 @@ def test_cardioscar_stopped_after_writing_files_does_not_say_it_wrote_none(tmp_p
                                                  "phantom_surface.vtk", "training_data.npz"], (written, said)
     assert said.strip().splitlines()[-1] == ("cardioscar: interrupted (5 files written before it kept, each whole; "
                                              "the step it stopped wrote nothing)"), said
+
+
+def test_a_biventricular_mesh_with_an_lv_mask_of_every_node_is_refused(tmp_path, capsys):
+    """The AHA's test for a second ventricle was skipped whenever ``--lv-mask`` was given, so a mask
+    that marks every node (a myocardium mask, a region label both ventricles share), the refusal's
+    own advice followed to the letter, had the synthetic rings with an RV crescent segmented whole:
+    38.3 ml of "LV" with the RV's wall, exit 0. Such a mask adds nothing: the mesh is tested as one
+    without, and refused naming the mask (the Logic in its own words); an LV mask of the LV's part
+    still runs."""
+    from test_aha_biventricular_axis import APEX_BASE, BIVENTRICULAR, RV_POINTS
+    from test_simulation_fibres import _ventricles_mesh
+
+    biv = _ventricles_mesh(with_rv=True, rv_cavity_mm=8.0, rv_wall_mm=3.0, rv_centre_x=52.0, slices=24)
+    n = biv.n_points
+    points = biv.points_lps()
+    lv = (np.hypot(points[:, 0] - 30.0, points[:, 1] - 40.0) <= 20.5).astype(float)
+    write_mesh(biv, tmp_path / "biv.vtk", {"scar_probability": np.zeros(n), "myocardium": np.ones(n), "lv": lv})
+    capsys.readouterr()
+    out = tmp_path / "aha"
+    code = main(["aha", "--mesh", str(tmp_path / "biv.vtk"), "--output-dir", str(out), *RV_POINTS, *APEX_BASE,
+                 "--lv-mask", "myocardium"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1 and not out.exists(), (code, errors)
+    assert errors[0].endswith(
+        f"biv.vtk looks biventricular: 15 of 15 {BIVENTRICULAR.split(', or mark')[0]}, or give --lv-mask a field "
+        f"that marks the LV's nodes alone: 'myocardium' marks all {n} of them (--lv-value picks a region label)"), errors
+
+    context = csl.create_scene()
+    node = csl.load_model(context.scene, tmp_path / "biv.vtk", name="biv")
+    rv = [float(v) for v in RV_POINTS[1].split(",")]
+    inputs = csl.AhaInputs(rv_markups=_markups(context.scene, [rv]),
+                           measure=AhaOptions(lv_mask_field="myocardium"))
+    with pytest.raises(CardioScarError, match="give inputs.measure.lv_mask_field a field that marks the LV's nodes "
+                                              "alone: 'myocardium' marks all"):
+        csl.CardioScarLogic.check_aha_inputs(node, inputs)
+    assert main(["aha", "--mesh", str(tmp_path / "biv.vtk"), "--output-dir", str(out), *RV_POINTS, *APEX_BASE,
+                 "--lv-mask", "lv"]) == 0

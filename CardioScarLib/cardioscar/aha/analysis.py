@@ -159,7 +159,7 @@ def _lv_mask(mesh: Mesh, field_name: str, where: str) -> np.ndarray:
                         "probability or a field interpolated between labels")
 
 
-def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str]],
+def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str, str]],
                                across: Optional[np.ndarray]) -> None:
     """Refuse ``whole_mesh`` (see :func:`_long_axis`) when its sections across the long axis
     ``across`` (None: across every direction, for an axis the shape gives unclearly) enclose the RV's
@@ -167,13 +167,27 @@ def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str]],
     biventricular mesh with given points, a slice normal or a clear shape was segmented whole, its
     RV free wall and septum counted as LV myocardium, exit 0."""
     if whole_mesh is not None:
-        check_one_ventricle(*whole_mesh, "the AHA segmentation", LV_MASK_ADVICE, across)
+        dataset, name, advice = whole_mesh
+        check_one_ventricle(dataset, name, "the AHA segmentation", advice, across)
+
+
+def _second_ventricle_advice(options: AhaOptions, n_nodes: int) -> str:
+    """How to mend a mesh segmented whole that holds a second ventricle: mark its LV with
+    ``--lv-mask``, or, where the one given marks every node, give one that marks the LV's alone.
+    Why: such a mask (a myocardium mask, a region label both ventricles share) skipped the test,
+    as any mask did, so a biventricular mesh was segmented whole with the RV's nodes as the LV's,
+    exit 0, the refusal's own advice followed to the letter."""
+    if options.lv_mask_field is None:
+        return LV_MASK_ADVICE
+    return (f", or give --lv-mask a field that marks the LV's nodes alone: '{options.lv_mask_field}' marks all "
+            f"{n_nodes} of them (--lv-value picks a region label)")
 
 
 def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
-               whole_mesh: Optional[tuple[vtk.vtkDataSet, str]] = None) -> LongAxis:
-    """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset and its name; the
-    mesh is segmented whole, no ``--lv-mask``, and volumetric or a closed surface) is checked for a
+               whole_mesh: Optional[tuple[vtk.vtkDataSet, str, str]] = None) -> LongAxis:
+    """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset, its name and the
+    refusal's advice, :func:`_second_ventricle_advice`; the mesh is segmented whole, without an
+    ``--lv-mask`` or with one that marks every node, and volumetric or a closed surface) is checked for a
     second ventricle: across the long axis, or across every direction when its shape gives the axis
     unclearly (:data:`ONE_VENTRICLE_CHECK_CONTRAST`)."""
     if (options.apex is None) != (options.base is None):
@@ -508,8 +522,9 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
         raise CardioScarError(f"{where} has no cells with a volume or an area ({dataset.GetNumberOfCells()} cells on its "
                               f"{mesh.n_points} nodes): the segments' volumes and the wall are measured on the cells; "
                               "give the mesh with its cells (apply's output of the volumetric or surface mesh)")
-    whole = options.lv_mask_field is None and has_cross_sections(dataset)
-    axis = _long_axis(options, points[lv_ids], weights[lv_ids], (dataset, where) if whole else None)
+    whole = bool(lv_nodes.all()) and has_cross_sections(dataset)  # no mask, or one that marks every node
+    axis = _long_axis(options, points[lv_ids], weights[lv_ids],
+                      (dataset, where, _second_ventricle_advice(options, mesh.n_points)) if whole else None)
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
     if faces is not None and not faces.volumetric and options.transmurality == "required":
         raise CardioScarError(f"{where} is a surface mesh: transmurality needs the wall's inside; give the volumetric "
