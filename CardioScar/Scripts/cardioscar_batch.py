@@ -241,6 +241,45 @@ _AHA_ONLY = ("rv_point", "rv_inferior_point", "labels", "apex", "base", "slice_n
             "tags_field", "border_zone_tag", "core_tag")
 
 
+def _check_outputs_apart(args: argparse.Namespace) -> None:
+    """Refuse, before any work, two of this run's outputs on one path, an output folder that is one
+    of its files, and a --summary, --save-model or --snapshot that is an input.
+
+    Why: --summary naming the --output mesh replaced the result with the summary's CSV after the
+    run (exit 0, "Wrote o.vtk"), naming one of the --export-opencarp files replaced that file, and
+    naming the --mesh replaced the user's mesh; --aha-dir or --channels-dir naming a file output
+    failed only after the training ("is a file, not a folder")."""
+    from cardioscar.aha.analysis import FILES as AHA_FILES
+    from cardioscar.errors import CardioScarError
+    from cardioscar.io.checks import SET_SUFFIXES, check_not_an_input
+    from cardioscar.simulation.channels import TABLE_FILES
+
+    inputs = [args.mesh, args.core_mesh, args.model, args.myocardium_mask, args.blood_pool_mask, args.remote_mask,
+              args.labels, args.slice_normal_from, *(args.volume or [])]
+    for option in ("summary", "save_model", "snapshot"):
+        if getattr(args, option) is not None:
+            check_not_an_input(getattr(args, option), inputs, "--" + option.replace("_", "-"))
+    files = {"--output": [args.output], "--summary": [args.summary], "--save-model": [args.save_model],
+             "--snapshot": [args.snapshot]}
+    if args.export_opencarp is not None:
+        files["--export-opencarp"] = [args.export_opencarp.with_name(args.export_opencarp.name + suffix)
+                                      for suffix in SET_SUFFIXES]
+    for option, folder, names in (("--aha-dir", args.aha_dir, AHA_FILES.values()),
+                                  ("--channels-dir", args.channels_dir, TABLE_FILES.values())):
+        if folder is not None:
+            files[option] = [folder / name for name in names]
+    written: dict[Path, str] = {}
+    for option, paths in files.items():
+        for path in (path for path in paths if path is not None):
+            earlier = written.setdefault(path.resolve(), option)
+            if earlier != option:
+                raise CardioScarError(f"{option} and {earlier} would both write {path}: give each output its own path")
+    for option, folder in (("--aha-dir", args.aha_dir), ("--channels-dir", args.channels_dir)):
+        if folder is not None and folder.resolve() in written:
+            raise CardioScarError(f"{option} {folder} is the file {written[folder.resolve()]} writes: give a folder "
+                                  "of its own")
+
+
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything that can be checked before reading files or training (a mistake found after a
     long training would lose it)."""
@@ -328,6 +367,7 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         # wrong table after a whole training; refused here, before any work, as cardioscar aha refuses it
         with_border_zone_tag(AhaOptions(tags_field=args.tags_field, border_zone_tag=args.border_zone_tag,
                                         core_tag=args.core_tag))
+    _check_outputs_apart(args)
 
 
 def _aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -466,12 +506,14 @@ def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
     the ``inputs`` checked before the training, and the lines that say so (as ``cardioscar aha``
     logs them)."""
     from CardioScarLogic.wording import BATCH_ADVICE, BATCH_NAMES, record_in_words
+    from cardioscar.aha.analysis import drop_earlier_meshes
     from cardioscar.aha.table import scar_per_segment, write_table
 
     result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
     # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
     summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_ADVICE)
     write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
+    drop_earlier_meshes(args.aha_dir, args.output)  # `cardioscar aha`'s segmented mesh of another run, as aha drops it
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 
@@ -618,7 +660,9 @@ def run(argv: list[str]) -> int:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The work of :func:`run` on its parsed ``args``; returns the exit status."""
     from cardioscar.errors import CardioScarError
+    from cardioscar.io.atomic import placed_files
 
+    placed_before = placed_files()  # what an interruption says it left
     try:
         from CardioScarLogic import (CardioScarLogic, check_mesh_output, ensure_scene, load_mask, load_model, load_volume,
                                      save_model)
@@ -726,6 +770,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (CardioScarError, MemoryError) as error:  # MemoryError: as cardioscar, a smaller batch is the fix
         print(f"cardioscar_batch: error: {_in_script_words(error, parser)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # Ctrl-C: cardioscar's one line and exit status, not a traceback
+        from cardioscar.cli import EXIT_CANCELLED, written_since
+
+        print(f"cardioscar_batch: interrupted ({written_since(placed_before)})", file=sys.stderr)
+        return EXIT_CANCELLED
     for measure, value, unit in result.summary:
         print(f"{measure}: {value} {unit}".rstrip())
     if tags is not None:

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from cardioscar import __version__
 from cardioscar.commands import aha as aha_command, attrivae as attrivae_command, cohort as cohort_command
 from cardioscar.commands import mesh_from_labels as mesh_cli
+from cardioscar.io.atomic import placed_files
 from cardioscar.io.checks import (BELOW_MAX_LR, MESH_SUFFIXES, ONE_CYCLE_ADVICE, TRAINING_OPTION, check_image_exists,
                                    check_model_file, check_not_an_input, check_output_dir, check_output_path,
                                    check_seed, check_training_data_file, check_vtk_file, shape_prior_word)
@@ -591,19 +592,31 @@ def _logging_to_stderr(verbose: bool) -> Iterator[None]:
         logger.handlers[:], logger.level, logger.propagate = saved
 
 
+def written_since(placed_before: int) -> str:
+    """What a command stopped part-way wrote, from :func:`cardioscar.io.atomic.placed_files` as it
+    began (``placed_before``): nothing, or how many files its earlier steps wrote, each whole (the
+    step it stopped in wrote none of its own)."""
+    placed = placed_files() - placed_before
+    if placed == 0:
+        return "no output was written"
+    return (f"{placed} file{'s' if placed > 1 else ''} written before it kept, each whole; the step it stopped "
+            "wrote nothing")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``cardioscar`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     new_run()  # what an earlier command in this process said once, this one says again
+    placed_before = placed_files()
     try:
         with _logging_to_stderr(args.verbose):
             args.handler(args)
     except TrainingCancelled as exc:
-        sys.stderr.write(f"cardioscar: cancelled: {exc} (no output was written)\n")
+        sys.stderr.write(f"cardioscar: cancelled: {exc} ({written_since(placed_before)})\n")
         return EXIT_CANCELLED
     except KeyboardInterrupt:
-        sys.stderr.write("cardioscar: interrupted (no output was written)\n")
+        sys.stderr.write(f"cardioscar: interrupted ({written_since(placed_before)})\n")
         return EXIT_CANCELLED
     except (CardioScarError, OSError) as exc:  # OSError: a path, permission or full disk the user can fix
         if args.debug:

@@ -130,19 +130,36 @@ def _where(mesh: Mesh) -> str:
     return mesh.path.name if mesh.path else "the mesh"
 
 
-def _lv_nodes(mesh: Mesh, options: AhaOptions) -> np.ndarray:
+def _lv_nodes(mesh: Mesh, options: AhaOptions, where: str) -> np.ndarray:
     if options.lv_mask_field is None:
         return np.ones(mesh.n_points, dtype=bool)
-    mask = mesh.point_array(options.lv_mask_field).reshape(mesh.n_points, -1)[:, 0]
+    mask = _lv_mask(mesh, options.lv_mask_field, where)
     lv = mask != 0 if options.lv_mask_value is None else np.isclose(mask, options.lv_mask_value)
     if lv.sum() < 10:
         which = "non-zero" if options.lv_mask_value is None else f"equal to {options.lv_mask_value:g} (--lv-value)"
-        raise CardioScarError(f"{_where(mesh)}: --lv-mask '{options.lv_mask_field}' marks {int(lv.sum())} nodes as LV "
+        raise CardioScarError(f"{where}: --lv-mask '{options.lv_mask_field}' marks {int(lv.sum())} nodes as LV "
                               f"({which}); give the point field and value of the LV myocardium")
     return lv
 
 
-def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str]],
+def _lv_mask(mesh: Mesh, field_name: str, where: str) -> np.ndarray:
+    """The values of the point field ``--lv-mask`` names: one whole number per node (0/1, or region
+    labels that ``--lv-value`` picks from).
+
+    Why: a field of several components was read by its first (a fibre field's x, a 0/1 pair whose
+    first column is 1 everywhere), a NaN counted as an LV node (it is not 0), and a probability or
+    a field interpolated between labels was non-zero almost everywhere, so the whole mesh (an RV's
+    nodes too) was segmented as the LV, exit 0."""
+    values = mesh.point_array(field_name)
+    if values.ndim > 1 and values.shape[1] != 1:
+        raise CardioScarError(f"{where}: --lv-mask '{field_name}' has {values.shape[1]} components per node; give a "
+                              "point field of one value per node that marks the LV (0/1, or a region label with --lv-value)")
+    return whole_labels(values.reshape(-1), f"{where}: --lv-mask '{field_name}'", "nodes",
+                        "give the field that marks the LV nodes (0/1, or a region label with --lv-value), not a "
+                        "probability or a field interpolated between labels")
+
+
+def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str, str]],
                                across: Optional[np.ndarray]) -> None:
     """Refuse ``whole_mesh`` (see :func:`_long_axis`) when its sections across the long axis
     ``across`` (None: across every direction, for an axis the shape gives unclearly) enclose the RV's
@@ -150,13 +167,27 @@ def _refuse_a_second_ventricle(whole_mesh: Optional[tuple[vtk.vtkDataSet, str]],
     biventricular mesh with given points, a slice normal or a clear shape was segmented whole, its
     RV free wall and septum counted as LV myocardium, exit 0."""
     if whole_mesh is not None:
-        check_one_ventricle(*whole_mesh, "the AHA segmentation", LV_MASK_ADVICE, across)
+        dataset, name, advice = whole_mesh
+        check_one_ventricle(dataset, name, "the AHA segmentation", advice, across)
+
+
+def _second_ventricle_advice(options: AhaOptions, n_nodes: int) -> str:
+    """How to mend a mesh segmented whole that holds a second ventricle: mark its LV with
+    ``--lv-mask``, or, where the one given marks every node, give one that marks the LV's alone.
+    Why: such a mask (a myocardium mask, a region label both ventricles share) skipped the test,
+    as any mask did, so a biventricular mesh was segmented whole with the RV's nodes as the LV's,
+    exit 0, the refusal's own advice followed to the letter."""
+    if options.lv_mask_field is None:
+        return LV_MASK_ADVICE
+    return (f", or give --lv-mask a field that marks the LV's nodes alone: '{options.lv_mask_field}' marks all "
+            f"{n_nodes} of them (--lv-value picks a region label)")
 
 
 def _long_axis(options: AhaOptions, points: np.ndarray, weights: np.ndarray,
-               whole_mesh: Optional[tuple[vtk.vtkDataSet, str]] = None) -> LongAxis:
-    """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset and its name; the
-    mesh is segmented whole, no ``--lv-mask``, and volumetric or a closed surface) is checked for a
+               whole_mesh: Optional[tuple[vtk.vtkDataSet, str, str]] = None) -> LongAxis:
+    """The axis the options give, else the shape's. ``whole_mesh`` (the LPS dataset, its name and the
+    refusal's advice, :func:`_second_ventricle_advice`; the mesh is segmented whole, without an
+    ``--lv-mask`` or with one that marks every node, and volumetric or a closed surface) is checked for a
     second ventricle: across the long axis, or across every direction when its shape gives the axis
     unclearly (:data:`ONE_VENTRICLE_CHECK_CONTRAST`)."""
     if (options.apex is None) != (options.base is None):
@@ -469,7 +500,7 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
         raise CardioScarError(f"--uncertainty-field '{options.uncertainty_field}' is the scar field itself (--field): "
                               "give the MC-dropout spread (scar_uncertainty from cardioscar apply)")
     values = _point_values(mesh, options.field)
-    lv_nodes = _lv_nodes(mesh, options)
+    lv_nodes = _lv_nodes(mesh, options, where)
     lv_ids = np.flatnonzero(lv_nodes)
     if not np.all(np.isfinite(values[lv_ids])):
         raise CardioScarError(f"{where}: field '{options.field}' has NaN or infinite values on the LV; give a "
@@ -491,8 +522,9 @@ def analyse_mesh(mesh: Mesh, options: Optional[AhaOptions] = None, name: Optiona
         raise CardioScarError(f"{where} has no cells with a volume or an area ({dataset.GetNumberOfCells()} cells on its "
                               f"{mesh.n_points} nodes): the segments' volumes and the wall are measured on the cells; "
                               "give the mesh with its cells (apply's output of the volumetric or surface mesh)")
-    whole = options.lv_mask_field is None and has_cross_sections(dataset)
-    axis = _long_axis(options, points[lv_ids], weights[lv_ids], (dataset, where) if whole else None)
+    whole = bool(lv_nodes.all()) and has_cross_sections(dataset)  # no mask, or one that marks every node
+    axis = _long_axis(options, points[lv_ids], weights[lv_ids],
+                      (dataset, where, _second_ventricle_advice(options, mesh.n_points)) if whole else None)
     faces = _wall(options.transmurality, dataset, lv_nodes, axis, where)
     if faces is not None and not faces.volumetric and options.transmurality == "required":
         raise CardioScarError(f"{where} is a surface mesh: transmurality needs the wall's inside; give the volumetric "
@@ -599,20 +631,22 @@ def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_na
     write_table(result.rows, result.summary, paths["csv"], paths["json"])
     if mesh_name:
         write_mesh(mesh_with_segments(mesh, result), paths["mesh"], {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
-    _drop_earlier_meshes(out, paths.get("mesh"))
+    drop_earlier_meshes(out, paths.get("mesh"))
     return paths
 
 
-def _drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
+def drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
     """Remove an earlier run's ``aha_mesh.<ext>`` that this run did not write (another format:
-    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh), with a warning.
+    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh here: the batch script's
+    ``--aha-dir``, whose segments go on its ``--output``, ``written``, which may be named so), with
+    a warning.
 
     Why: it stayed beside the new table and plot, so the folder held two segmented meshes, one of
     them another run's (another patient, axis or field) that a viewer opened as this result's,
     exit 0; as an openCARP export's earlier ``.lon`` goes with its set."""
     for suffix in MESH_SUFFIXES:
         earlier = out / f"{MESH_STEM}{suffix}"
-        if earlier != written and earlier.is_file():
+        if earlier.is_file() and (written is None or earlier.resolve() != written.resolve()):
             earlier.unlink()
             logger.warning("Removed %s from %s: an earlier run's segmented mesh, not this table's", earlier.name, out)
 

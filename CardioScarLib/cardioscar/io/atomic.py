@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,6 +174,21 @@ def _temporary_beside(target: Path) -> Path:
     return tmp
 
 
+#: How many files the atomic writers have placed in this process, and its lock (worker threads write
+#: too): what :func:`placed_files` reads.
+_placed = [0]
+_placed_lock = threading.Lock()
+
+
+def placed_files() -> int:
+    """How many files this process's atomic writes have placed so far. Why: a command stopped
+    part-way (Ctrl-C, a cancelled training) said "no output was written" whatever its earlier steps had written
+    (``cardioscar demo``'s phantom and training files before its training); the count before the
+    command and at its end tells the two apart."""
+    with _placed_lock:
+        return _placed[0]
+
+
 def _place_all(temporaries: list[Path], targets: list[Path], removals: list[Path]) -> None:
     """Move each of ``removals`` aside, then rename each temporary onto its target; if one step
     fails (or is interrupted), put back what the earlier steps replaced or moved (and remove the
@@ -201,6 +217,8 @@ def _place_all(temporaries: list[Path], targets: list[Path], removals: list[Path
         if isinstance(error, OSError):
             raise write_failed(current, error.strerror or str(error)) from error
         raise
+    with _placed_lock:
+        _placed[0] += len(targets)
     for changed, kept in done:
         if kept is not None:
             kept.unlink(missing_ok=True)

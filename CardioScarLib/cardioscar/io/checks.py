@@ -321,11 +321,17 @@ def check_output_dir(path: str | os.PathLike, option: str = "--output-dir") -> P
     return folder
 
 
-def whole_labels(values: np.ndarray, source: str) -> np.ndarray:
+#: What :func:`whole_labels` advises of an image that holds values other than labels.
+IMAGE_LABELS_ADVICE = "give the mask, not an intensity image, and resample a label map with nearest neighbour, not linearly"
+
+
+def whole_labels(values: np.ndarray, source: str, unit: str = "voxels", advice: str = IMAGE_LABELS_ADVICE) -> np.ndarray:
     """The voxels of a label map as whole numbers (float files keep 1.9999 for 2), or a one-line
     error naming ``source`` when one is not: a label map resampled with linear interpolation holds
     1.0 between 0 and 2 (another label: its edges would be read as blood pool) and 2.5 between 2
-    and 3 (no label), so matching labels on it would be silently wrong at every edge."""
+    and 3 (no label), so matching labels on it would be silently wrong at every edge. ``unit`` and
+    ``advice``: what the values are and how to mend them, for labels that are not an image's (a
+    mesh's point field of nodes)."""
     values = np.asarray(values)
     if values.dtype.kind in "iub":
         return values
@@ -333,8 +339,7 @@ def whole_labels(values: np.ndarray, source: str) -> np.ndarray:
     off = ~(np.abs(values - rounded) <= LABEL_TOLERANCE)  # NaN counts as off
     if off.any():
         raise CardioScarError(f"{source} holds values that are not labels (e.g. {values[off].flat[0]:g}, "
-                              f"{int(off.sum())} voxels): a mask or label map holds whole numbers; give the mask, not "
-                              "an intensity image, and resample a label map with nearest neighbour, not linearly")
+                              f"{int(off.sum())} {unit}): a mask or label map holds whole numbers; {advice}")
     return rounded
 
 

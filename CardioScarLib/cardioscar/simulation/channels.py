@@ -486,6 +486,10 @@ def channels_record(result: ChannelResult, tissue: Tissue, options: ChannelOptio
             **({"hidden_corridors": result.hidden.record()} if result.hidden is not None else {})}
 
 
+#: The tables every face writes into its output folder (the command line also writes the mesh).
+TABLE_FILES = {"csv": "channels.csv", "json": "channels.json"}
+
+
 def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: ChannelOptions,
                         output_dir: str | Path) -> dict[str, Path]:
     """Write ``channels_mesh.<ext>`` (the input's format, with ``bz_channel``, ``wall_depth`` and, when
@@ -497,7 +501,7 @@ def write_channel_files(mesh, result: ChannelResult, tissue: Tissue, options: Ch
     out = check_output_dir(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     suffix = mesh.path.suffix.lower() if mesh.path is not None else ".vtk"
-    paths = {"csv": out / "channels.csv", "json": out / "channels.json", "mesh": out / f"channels_mesh{suffix}"}
+    paths = {**{key: out / name for key, name in TABLE_FILES.items()}, "mesh": out / f"channels_mesh{suffix}"}
     if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
         raise CardioScarError(f"the channels' mesh would overwrite the input {mesh.path}; choose another --output-dir")
     write_mesh(mesh, paths["mesh"], {CHANNEL_FIELD: result.node_channel, DEPTH_FIELD: result.depth,
@@ -514,7 +518,7 @@ def write_channel_tables(result: ChannelResult, tissue: Tissue, options: Channel
 
     out = check_output_dir(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "channels.csv", "json": out / "channels.json"}
+    paths = {key: out / name for key, name in TABLE_FILES.items()}
     with atomic_write_set([paths["csv"], paths["json"]]) as (csv_tmp, json_tmp):
         csv_tmp.write_text(channels_csv(result.channels), encoding="utf-8")
         json_tmp.write_text(json.dumps(channels_record(result, tissue, options), indent=2), encoding="utf-8")
