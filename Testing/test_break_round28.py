@@ -30,3 +30,37 @@ def test_the_api_refuses_a_fractional_tag(tmp_path):
     with pytest.raises(CardioScarError, match="whole numbers"):
         export_model(prediction, tmp_path / "heart", tag_values=(1, 2, 3.5))
     assert not list(tmp_path.glob("heart*"))
+
+
+def test_cohort_rows_reading_copies_of_one_patients_files_are_named(tmp_path, caplog):
+    """A patient's folder copied as the template of the next (``P002/`` from ``P001/``) and not
+    filled with P002's files ran as two patients, both done, one heart counted twice in the
+    cohort's table, without a word: the shared-input check compared paths. ``read_manifest``
+    (what ``cohort run`` does first) now names the rows; P002's own files (an image of the same
+    size one voxel apart, a mesh with another field) say nothing."""
+    import shutil
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from cardioscar.cohort.manifest import read_manifest
+    from cardioscar.io.meshio import read_mesh, write_mesh
+
+    first, second = tmp_path / "P001", tmp_path / "P002"
+    first.mkdir()
+    mesh, scar = _write_prediction(first)
+    voxels = np.zeros((3, 8, 8), np.float32)
+    sitk.WriteImage(sitk.GetImageFromArray(voxels), str(first / "lge.nii"))
+    shutil.copytree(first, second)
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text("id,mesh,image\nP001,P001/pred.vtk,P001/lge.nii\nP002,P002/pred.vtk,P002/lge.nii\n")
+    caplog.set_level("WARNING")
+    read_manifest(manifest)
+    assert "rows 1, 2 (ids P001, P002) read byte-identical copies of pred.vtk, lge.nii" in caplog.text
+    voxels[1, 4, 4] = 1.0  # P002's own image and mesh: the same sizes, other bytes
+    sitk.WriteImage(sitk.GetImageFromArray(voxels), str(second / "lge.nii"))
+    write_mesh(read_mesh(mesh), second / "pred.vtk", {"scar_probability": 1.0 - scar})
+    caplog.clear()
+    read_manifest(manifest)
+    assert "byte-identical" not in caplog.text
+
