@@ -3,12 +3,16 @@ each through the face a user meets it on. `Documentation/bad-input.md` has the r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.export import export_model
 from conftest import error_lines, run_cli_in_process
 from test_simulation_export import _write_prediction
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("tags", ["1,2,300000000000", "-1,2,3"])
@@ -64,3 +68,23 @@ def test_cohort_rows_reading_copies_of_one_patients_files_are_named(tmp_path, ca
     read_manifest(manifest)
     assert "byte-identical" not in caplog.text
 
+
+@pytest.mark.parametrize("fmt", ["opencarp", "vtu"])
+def test_helix_angles_without_the_fibre_rule_are_refused_on_every_face(tmp_path, fmt):
+    """The command line refused ``--helix-angles`` without ``--fibres rule``, but the Python API's
+    ``export_model(..., helix_deg=(50, -50))`` and the Slicer Logic's ``export_model_node`` took the
+    angles with no fibres and wrote no rule fibres, exit 0 (the ``.vtu`` without a word): the angles
+    the user chose shaped nothing. Each face now refuses them, in its own words, before any file."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "CardioScar"))
+    import CardioScarLogic as csl
+    from CardioScarLogic.tissue import export_model_node, tag_model_node
+
+    prediction, _ = _write_prediction(tmp_path)
+    with pytest.raises(CardioScarError, match="^--helix-angles is for --fibres rule"):
+        export_model(prediction, tmp_path / "heart", fmt=fmt, helix_deg=(50.0, -50.0))
+    node = csl.load_model(csl.create_scene().scene, prediction)
+    with pytest.raises(CardioScarError, match="^helix_deg is for fibres rule"):
+        export_model_node(node, tag_model_node(node), tmp_path / "heart", fmt=fmt, helix_deg=(50.0, -50.0))
+    assert not list(tmp_path.glob("heart*"))

@@ -49,6 +49,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     """
     if fmt not in ("opencarp", "vtu"):
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
+    check_helix_with_rule(fibres_field, helix_deg)
     if fmt == "opencarp":
         check_prefix(output)  # before any work, as every check of the options
     # a read-only or missing place was found only when the files were written, after the tagging
@@ -156,6 +157,20 @@ def _copy_core_fields(core: "Mesh", mesh: "Mesh", core_field: str) -> None:
             mesh.dataset.GetPointData().AddArray(array)
 
 
+def check_helix_with_rule(fibres: "np.ndarray | str | None", helix_deg: "tuple[float, float] | str | None") -> None:
+    """Refuse helix angles without the LV fibre rule, the only fibres they shape.
+
+    Why: the command line refused ``--helix-angles`` without ``--fibres rule``, but the Python API's
+    ``export_model(..., helix_deg=(50, -50))`` and the Slicer Logic's ``export_model_node`` took them
+    with no fibres or a cell field and wrote no rule fibres without a word, exit 0 (a ``.vtu`` with
+    no fibres and no warning either)."""
+    from .fibres import RULE_NAME
+
+    if helix_deg is not None and not (isinstance(fibres, str) and fibres == RULE_NAME):
+        raise CardioScarError("--helix-angles is for --fibres rule (the LV fibre rule's angles): add --fibres rule, or "
+                              "leave --helix-angles out")
+
+
 def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, fmt: str = "opencarp",
                           units: str = "um", space: str | None = None, fibres: "np.ndarray | str | None" = None,
                           scar_rule: dict | None = None, helix_deg: tuple[float, float] | None = None
@@ -173,6 +188,7 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
 
     if fmt not in ("opencarp", "vtu"):  # before the rule's work
         raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+    check_helix_with_rule(fibres, helix_deg)
     warn_about_pieces(mesh)
     fibre_rule = None
     if isinstance(fibres, str) and fibres == RULE_NAME:
@@ -342,9 +358,7 @@ def parse_helix(text: str) -> tuple[float, float]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.helix_angles is not None and args.fibres != "rule":  # else parsed and silently unused
-        raise CardioScarError("--helix-angles is for --fibres rule (the LV fibre rule's angles): add --fibres rule, or "
-                              "leave --helix-angles out")
+    check_helix_with_rule(args.fibres, args.helix_angles)
     tags, _ = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
                                args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
                                core_mesh=args.core_mesh, helix_deg=None if args.helix_angles is None else parse_helix(args.helix_angles),
