@@ -88,3 +88,22 @@ def test_helix_angles_without_the_fibre_rule_are_refused_on_every_face(tmp_path,
     with pytest.raises(CardioScarError, match="^helix_deg is for fibres rule"):
         export_model_node(node, tag_model_node(node), tmp_path / "heart", fmt=fmt, helix_deg=(50.0, -50.0))
     assert not list(tmp_path.glob("heart*"))
+
+
+def test_export_refuses_units_with_a_vtu(tmp_path):
+    """``export --format vtu --units um`` wrote the ``.vtu`` in the mesh's millimetres, exit 0:
+    ``--units`` sets the openCARP ``.pts`` alone, and a modeller converting that ``.vtu`` for openCARP
+    (meshtool keeps the coordinates) got a heart 1,000 times too small. Refused before any file;
+    the ``.vtu`` without ``--units`` and the openCARP set with it are as before."""
+    prediction, _ = _write_prediction(tmp_path)
+    result = run_cli_in_process("export", "--mesh", prediction, "--format", "vtu", "--units", "um",
+                                "--output", tmp_path / "heart.vtu")
+    errors = error_lines(result.stderr)
+    assert result.returncode != 0 and len(errors) == 1 and "a .vtu keeps the mesh's millimetres" in errors[0], \
+        result.stderr
+    assert not list(tmp_path.glob("heart*"))
+    assert run_cli_in_process("export", "--mesh", prediction, "--format", "vtu", "--output",
+                              tmp_path / "heart.vtu").returncode == 0
+    assert run_cli_in_process("export", "--mesh", prediction, "--units", "mm", "--output",
+                              tmp_path / "heart").returncode == 0
+    assert (tmp_path / "heart.pts").read_text(encoding="utf-8").split("\n")[1].split()[0] == "10.000000"

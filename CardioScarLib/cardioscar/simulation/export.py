@@ -357,9 +357,22 @@ def parse_helix(text: str) -> tuple[float, float]:
     return endo, epi
 
 
+def check_units_for_format(units: str | None, fmt: str) -> None:
+    """Refuse ``--units`` with ``--format vtu``: the option sets the openCARP ``.pts`` alone.
+
+    Why: ``export --format vtu --units um`` wrote the ``.vtu`` in the mesh's millimetres without a
+    word, exit 0; a modeller who then converts it for openCARP (meshtool keeps the coordinates)
+    gets a heart 1,000 times too small, believing it was written in micrometres."""
+    if units is not None and fmt == "vtu":
+        raise CardioScarError(f"--units {units} sets the openCARP .pts alone: a .vtu keeps the mesh's millimetres; "
+                              "leave --units out with --format vtu (its points stay in mm: scale them by 1,000 for "
+                              "openCARP), or export --format opencarp for micrometre .pts")
+
+
 def _run(args: argparse.Namespace) -> None:
     check_helix_with_rule(args.fibres, args.helix_angles)
-    tags, _ = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
+    check_units_for_format(args.units, args.format)
+    tags, _ = export_model(args.mesh, args.output, args.format, args.units or "um", args.space, args.scar_field,
                                args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
                                core_mesh=args.core_mesh, helix_deg=None if args.helix_angles is None else parse_helix(args.helix_angles),
                                scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
@@ -377,7 +390,8 @@ def register(subparsers) -> None:
     parser.add_argument("--mesh", required=True, type=Path, help="predicted mesh (from apply) with the scar field")
     parser.add_argument("--output", required=True, type=Path, help="output prefix (PREFIX.pts, ...) or PREFIX.vtu")
     parser.add_argument("--format", choices=("opencarp", "vtu"), default="opencarp")
-    parser.add_argument("--units", choices=("um", "mm"), default="um", help=".pts units (openCARP uses um)")
+    parser.add_argument("--units", choices=("um", "mm"), default=None,
+                        help=".pts units (default um, which openCARP reads; a .vtu keeps the mesh's mm)")
     parser.add_argument("--space", choices=("LPS", "RAS"), default=None,
                         help="coordinate frame of the written points (default: the mesh file's own)")
     parser.add_argument("--scar-field", default="scar_probability", help="point field of scar (border zone + core)")
