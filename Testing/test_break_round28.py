@@ -107,3 +107,21 @@ def test_export_refuses_units_with_a_vtu(tmp_path):
     assert run_cli_in_process("export", "--mesh", prediction, "--units", "mm", "--output",
                               tmp_path / "heart").returncode == 0
     assert (tmp_path / "heart.pts").read_text(encoding="utf-8").split("\n")[1].split()[0] == "10.000000"
+
+
+def test_the_logic_refuses_tag_numbers_in_its_words(tmp_path):
+    """The Slicer Logic's ``tag_model_node`` tags through the same check as ``export``: a tag the
+    files cannot hold (or below 0, which its colour table cannot show: the healthy tissue drew
+    without a colour) is one line naming its own parameter, and the node gets no tags."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "CardioScar"))
+    import CardioScarLogic as csl
+    from CardioScarLogic.tissue import tag_model_node
+
+    prediction, _ = _write_prediction(tmp_path)
+    node = csl.load_model(csl.create_scene().scene, prediction)
+    for tags in ((1, 2, 300000000000), (-1, 2, 3)):
+        with pytest.raises(CardioScarError, match=r"^tag_values \(.*\) must be three whole numbers from 0 to 2147483647"):
+            tag_model_node(node, tag_values=tags)
+    assert not node.GetMesh().GetCellData().HasArray("tissue_tag")
