@@ -125,3 +125,19 @@ def test_the_logic_refuses_tag_numbers_in_its_words(tmp_path):
         with pytest.raises(CardioScarError, match=r"^tag_values \(.*\) must be three whole numbers from 0 to 2147483647"):
             tag_model_node(node, tag_values=tags)
     assert not node.GetMesh().GetCellData().HasArray("tissue_tag")
+
+
+@pytest.mark.parametrize("ident", ["cohort_summary.png", "Cohort_Manifest.json"])
+def test_a_cohort_id_naming_one_of_the_runs_own_files_is_refused(tmp_path, ident):
+    """A patient whose id is ``cohort_summary.png`` was fitted and its results folder took the place
+    of the cohort's picture, then the run stopped on writing it ("is a folder"); ``cohort_manifest.json``
+    replaced the record ``cohort status`` reads. The manifest check refuses such an id (compared
+    without case, as ids are) before anything runs."""
+    from cardioscar.cohort.manifest import read_manifest
+
+    mesh, _ = _write_prediction(tmp_path)
+    (tmp_path / "lge.nii").write_bytes(b"")
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"id,mesh,image\n{ident},{mesh.name},lge.nii\n")
+    with pytest.raises(CardioScarError, match=f"id {ident} is the name of a file the run writes"):
+        read_manifest(manifest)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from cardioscar.cohort.summary import RUN_FILES
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.options import scar_rule_request
 from cardioscar.lge.prepare import ScarRuleRequest
@@ -466,6 +467,11 @@ def _id_problems(ident: str, number: int, seen: dict[str, int]) -> list[str]:
     """A malformed or repeated id; a good one is added to ``seen`` (casefolded id -> row number)."""
     if not _ID.match(ident):
         return [f"column 'id' must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {ident!r}"]
+    if ident.casefold() in RUN_FILES:
+        # each id names its results folder, which then took the place of the run's own file: the run
+        # fitted every patient, then stopped on writing that file (the summary or the cohort's record)
+        return [f"id {ident} is the name of a file the run writes beside the patients' folders "
+                f"({', '.join(RUN_FILES)}); give the patient another id"]
     if ident.casefold() in seen:
         # compared without case: each id names its results folder, and on macOS and Windows
         # P001 and p001 are one folder, where the second patient's results replaced the first's
