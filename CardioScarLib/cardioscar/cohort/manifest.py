@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import logging
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
+from cardioscar.cohort.summary import RUN_FILES
 from cardioscar.errors import CardioScarError
 from cardioscar.lge.options import scar_rule_request
 from cardioscar.lge.prepare import ScarRuleRequest
@@ -465,6 +467,11 @@ def _id_problems(ident: str, number: int, seen: dict[str, int]) -> list[str]:
     """A malformed or repeated id; a good one is added to ``seen`` (casefolded id -> row number)."""
     if not _ID.match(ident):
         return [f"column 'id' must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {ident!r}"]
+    if ident.casefold() in RUN_FILES:
+        # each id names its results folder, which then took the place of the run's own file: the run
+        # fitted every patient, then stopped on writing that file (the summary or the cohort's record)
+        return [f"id {ident} is the name of a file the run writes beside the patients' folders "
+                f"({', '.join(RUN_FILES)}); give the patient another id"]
     if ident.casefold() in seen:
         # compared without case: each id names its results folder, and on macOS and Windows
         # P001 and p001 are one folder, where the second patient's results replaced the first's
@@ -610,6 +617,7 @@ def read_manifest(path: str | Path) -> list[PatientSpec]:
         listed = "\n  ".join(errors)
         raise CardioScarError(f"the manifest {path} has {len(errors)} problem(s):\n  {listed}")
     _warn_shared_inputs(patients)
+    _warn_copied_inputs(patients)
     return patients
 
 
@@ -634,3 +642,48 @@ def _warn_shared_inputs(patients: list[PatientSpec]) -> None:
                        ", ".join(ids), "have the same mesh and images" if same else f"share {source.name}",
                        "the same patient twice?" if same else "a row copied and not fully edited? each patient "
                        "needs its own mesh and images")
+
+
+def file_digest(path: Path, digest: "hashlib._Hash") -> None:
+    """Feed the bytes of the file ``path`` into ``digest``, a block at a time."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+
+def _byte_identical(paths: Iterable[Path]) -> list[list[Path]]:
+    """The groups of two or more ``paths`` whose files hold the same bytes; only files that share
+    their size with another are read (two patients' files all but never do)."""
+    by_size: dict[int, list[Path]] = {}
+    for path in paths:
+        by_size.setdefault(path.stat().st_size, []).append(path)
+    by_content: dict[str, list[Path]] = {}
+    for path in (path for same_size in by_size.values() if len(same_size) > 1 for path in same_size):
+        digest = hashlib.sha256()
+        file_digest(path, digest)
+        by_content.setdefault(digest.hexdigest(), []).append(path)
+    return [copies for copies in by_content.values() if len(copies) > 1]
+
+
+def _warn_copied_inputs(patients: list[PatientSpec]) -> None:
+    """Warn about rows whose mesh or image files are byte-identical copies at other paths.
+
+    Why: a patient's folder copied as the template of the next one (``P002/`` from ``P001/``) and
+    not filled with P002's files ran as two patients, both ``done``, the same heart counted twice
+    in the cohort's table, without a word: :func:`_warn_shared_inputs` compares paths, and these are
+    two files."""
+    owners: dict[Path, list[PatientSpec]] = {}
+    for spec in patients:
+        for path in dict.fromkeys([_real(spec.mesh), *map(_real, spec.images)]):  # the mesh first, in the warning too
+            if path.is_file():  # a DICOM folder is not compared
+                owners.setdefault(path, []).append(spec)
+    by_row = {spec.row: spec for spec in patients}
+    copied: dict[tuple[int, ...], list[str]] = {}  # the rows -> the names of the files they share
+    for copies in _byte_identical(owners):
+        rows = tuple(sorted({spec.row for path in copies for spec in owners[path]}))
+        if len(rows) > 1:
+            copied.setdefault(rows, []).append(copies[0].name)
+    for rows, names in copied.items():
+        logger.warning("the manifest's rows %s (ids %s) read byte-identical copies of %s: the same patient's files "
+                       "copied into another's folder? each patient needs its own mesh and images",
+                       ", ".join(map(str, rows)), ", ".join(by_row[row].id for row in rows), ", ".join(names))

@@ -26,13 +26,12 @@ from typing import Optional, Sequence
 
 from cardioscar.io.atomic import atomic_write
 from cardioscar.cohort.manifest import PatientSpec, read_manifest
-from cardioscar.cohort.summary import FAILED_DIR, cohort_notes, write_bullseye_sheet, write_picture, write_summary
+from cardioscar.cohort.summary import (COHORT_RECORD, FAILED_DIR, cohort_notes, write_bullseye_sheet, write_picture,
+                                      write_summary)
 from cardioscar.cohort.tasks import PARTIAL, REPORT, input_hash, input_paths, partial_ids, run_patient, up_to_date
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
-
-COHORT_RECORD = "cohort_manifest.json"
 
 
 @dataclass

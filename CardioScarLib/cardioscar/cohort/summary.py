@@ -23,6 +23,10 @@ BULLSEYES_PNG = "cohort_bullseyes.png"
 #: At most this many patients' bull's-eyes on the sheet (a readable page; the rest are named).
 MAX_BULLSEYES = 48
 FAILED_DIR = "_failed"
+#: The cohort's record of its manifest and patients (``cohort status`` reads it).
+COHORT_RECORD = "cohort_manifest.json"
+#: The files a run writes beside the patients' folders: no patient's id may name one.
+RUN_FILES = (COHORT_RECORD, SUMMARY_CSV, SUMMARY_JSON, SUMMARY_PNG, BULLSEYES_PNG)
 
 #: A one-field row's shares of the myocardium with threshold <= p < core_threshold and p >= core_threshold
 #: (``classes`` bands). Why not ``border_percent``/``core_percent``: a border zone and a core are two tissue

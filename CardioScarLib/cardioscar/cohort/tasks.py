@@ -34,7 +34,7 @@ import numpy as np
 
 from cardioscar.io.atomic import atomic_write, process_umask
 from cardioscar.io.imageio import image_data_files
-from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, in_manifest_terms, preparation_request
+from cardioscar.cohort.manifest import DEFAULTS, PatientSpec, file_digest, in_manifest_terms, preparation_request
 from cardioscar.cohort.summary import BAND_COLUMNS
 from cardioscar.errors import CardioScarError
 from cardioscar.simulation.hidden_channels import SAID_ONCE_PER_COHORT
@@ -90,12 +90,6 @@ def result_files(spec: PatientSpec) -> list[str]:
     return files + ([CORE_MODEL, core_prediction_name(spec)] if spec.options["scar_rule"] else [])
 
 
-def _file_digest(path: Path, digest: "hashlib._Hash") -> None:
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-
-
 def input_paths(spec: PatientSpec) -> list[tuple[str, Path]]:
     """(role, path) of every file or folder the patient's run reads: mesh, images, and the files
     named by options (a myocardium mask, an AHA label map)."""
@@ -120,10 +114,10 @@ def input_hash(spec: PatientSpec) -> str:
         files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(f"{role}:{file.relative_to(path) if path.is_dir() else ''}\n".encode())
-            _file_digest(file, digest)
+            file_digest(file, digest)
             for data in image_data_files(file):  # none for one-file formats: their hashes are as before
                 digest.update(f"{role}+{data.name}\n".encode())
-                _file_digest(data, digest)
+                file_digest(data, digest)
     return digest.hexdigest()
 
 

@@ -49,6 +49,7 @@ def export_model(mesh_path: str | Path, output: str | Path, fmt: str = "opencarp
     """
     if fmt not in ("opencarp", "vtu"):
         raise CardioScarError(f"--format '{fmt}' must be opencarp or vtu")
+    check_helix_with_rule(fibres_field, helix_deg)
     if fmt == "opencarp":
         check_prefix(output)  # before any work, as every check of the options
     # a read-only or missing place was found only when the files were written, after the tagging
@@ -156,6 +157,20 @@ def _copy_core_fields(core: "Mesh", mesh: "Mesh", core_field: str) -> None:
             mesh.dataset.GetPointData().AddArray(array)
 
 
+def check_helix_with_rule(fibres: "np.ndarray | str | None", helix_deg: "tuple[float, float] | str | None") -> None:
+    """Refuse helix angles without the LV fibre rule, the only fibres they shape.
+
+    Why: the command line refused ``--helix-angles`` without ``--fibres rule``, but the Python API's
+    ``export_model(..., helix_deg=(50, -50))`` and the Slicer Logic's ``export_model_node`` took them
+    with no fibres or a cell field and wrote no rule fibres without a word, exit 0 (a ``.vtu`` with
+    no fibres and no warning either)."""
+    from .fibres import RULE_NAME
+
+    if helix_deg is not None and not (isinstance(fibres, str) and fibres == RULE_NAME):
+        raise CardioScarError("--helix-angles is for --fibres rule (the LV fibre rule's angles): add --fibres rule, or "
+                              "leave --helix-angles out")
+
+
 def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, fmt: str = "opencarp",
                           units: str = "um", space: str | None = None, fibres: "np.ndarray | str | None" = None,
                           scar_rule: dict | None = None, helix_deg: tuple[float, float] | None = None
@@ -173,6 +188,7 @@ def write_simulator_files(mesh: "Mesh", tags: "TissueTags", output: str | Path, 
 
     if fmt not in ("opencarp", "vtu"):  # before the rule's work
         raise CardioScarError(f"Export format '{fmt}' must be opencarp or vtu")
+    check_helix_with_rule(fibres, helix_deg)
     warn_about_pieces(mesh)
     fibre_rule = None
     if isinstance(fibres, str) and fibres == RULE_NAME:
@@ -341,11 +357,22 @@ def parse_helix(text: str) -> tuple[float, float]:
     return endo, epi
 
 
+def check_units_for_format(units: str | None, fmt: str) -> None:
+    """Refuse ``--units`` with ``--format vtu``: the option sets the openCARP ``.pts`` alone.
+
+    Why: ``export --format vtu --units um`` wrote the ``.vtu`` in the mesh's millimetres without a
+    word, exit 0; a modeller who then converts it for openCARP (meshtool keeps the coordinates)
+    gets a heart 1,000 times too small, believing it was written in micrometres."""
+    if units is not None and fmt == "vtu":
+        raise CardioScarError(f"--units {units} sets the openCARP .pts alone: a .vtu keeps the mesh's millimetres; "
+                              "leave --units out with --format vtu (its points stay in mm: scale them by 1,000 for "
+                              "openCARP), or export --format opencarp for micrometre .pts")
+
+
 def _run(args: argparse.Namespace) -> None:
-    if args.helix_angles is not None and args.fibres != "rule":  # else parsed and silently unused
-        raise CardioScarError("--helix-angles is for --fibres rule (the LV fibre rule's angles): add --fibres rule, or "
-                              "leave --helix-angles out")
-    tags, _ = export_model(args.mesh, args.output, args.format, args.units, args.space, args.scar_field,
+    check_helix_with_rule(args.fibres, args.helix_angles)
+    check_units_for_format(args.units, args.format)
+    tags, _ = export_model(args.mesh, args.output, args.format, args.units or "um", args.space, args.scar_field,
                                args.core_field, args.border_zone, args.core, parse_tags(args.tags), args.fibres,
                                core_mesh=args.core_mesh, helix_deg=None if args.helix_angles is None else parse_helix(args.helix_angles),
                                scar_rule=None if args.rule_from is None else scar_rule_of(args.rule_from))
@@ -363,7 +390,8 @@ def register(subparsers) -> None:
     parser.add_argument("--mesh", required=True, type=Path, help="predicted mesh (from apply) with the scar field")
     parser.add_argument("--output", required=True, type=Path, help="output prefix (PREFIX.pts, ...) or PREFIX.vtu")
     parser.add_argument("--format", choices=("opencarp", "vtu"), default="opencarp")
-    parser.add_argument("--units", choices=("um", "mm"), default="um", help=".pts units (openCARP uses um)")
+    parser.add_argument("--units", choices=("um", "mm"), default=None,
+                        help=".pts units (default um, which openCARP reads; a .vtu keeps the mesh's mm)")
     parser.add_argument("--space", choices=("LPS", "RAS"), default=None,
                         help="coordinate frame of the written points (default: the mesh file's own)")
     parser.add_argument("--scar-field", default="scar_probability", help="point field of scar (border zone + core)")

@@ -27,6 +27,8 @@ from ..io.meshio import (BINARY_TARGETS, CORE_TARGET, GRADED_TARGETS, SCAR_RULE_
 logger = logging.getLogger(__name__)
 
 DEFAULT_TAGS = (1, 2, 3)
+#: the largest tag number: the writers store tags as 32-bit integers
+TAG_MAX = 2**31 - 1
 CLASS_NAMES = ("healthy", "border_zone", "core")
 #: default thresholds: border zone on the scar field; core on the scar field (one field) or on the
 #: core field (two fields)
@@ -244,6 +246,23 @@ def _shortest_cut(below: float, top: float) -> str:
     return f"{top:.9g}"
 
 
+def check_tag_values(tag_values: tuple[int, int, int]) -> None:
+    """Refuse tag numbers the tagged files cannot hold as given.
+
+    Why: the tags are stored as 32-bit integers (the ``.elem``'s last column, the ``.vtu``'s
+    ``tissue_tag``), so a core tag of 300000000000 was written as -647710720 and the class summary,
+    which counts the stored tags equal to the given numbers, reported the core as 0 elements and
+    0.00 ml, exit 0 (a fraction such as 3.5 from the Python API was stored as 3, with the same
+    summary); and the Slicer colour table numbers its entries from 0, so a negative tag's class had
+    no colour."""
+    whole = all(isinstance(tag, (int, np.integer)) and not isinstance(tag, bool) for tag in tag_values)
+    if len(tag_values) != 3 or not whole or not all(0 <= tag <= TAG_MAX for tag in tag_values):
+        raise CardioScarError(f"--tags {tuple(tag_values)} must be three whole numbers from 0 to {TAG_MAX} (healthy, "
+                              "border zone, core; openCARP region tags, stored as 32-bit integers), e.g. 1,2,3")
+    if len(set(tag_values)) != 3:
+        raise CardioScarError(f"--tags {tuple(tag_values)} must be three different numbers (healthy, border zone, core)")
+
+
 def check_tag_inputs(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.ndarray | None = None,
                      border_zone: float | None = None, core: float | None = None,
                      tag_values: tuple[int, int, int] = DEFAULT_TAGS) -> tuple[float, float]:
@@ -251,8 +270,7 @@ def check_tag_inputs(dataset: vtk.vtkDataSet, scar: np.ndarray, core_field: np.n
     a caller that tags elsewhere (the Slicer panel's worker) refuses bad input at once with them."""
     two_fields = core_field is not None
     border_zone, core = resolved_thresholds(border_zone, core, two_fields)
-    if len(set(tag_values)) != 3:
-        raise CardioScarError(f"--tags {tag_values} must be three different numbers (healthy, border zone, core)")
+    check_tag_values(tag_values)
     if dataset.GetNumberOfCells() == 0:
         raise CardioScarError("The mesh has no cells: elements cannot be tagged; give a mesh with volume or surface cells")
     check_probability_field(scar, "The scar field (--scar-field)")
