@@ -1222,6 +1222,13 @@ class CardioScarWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObserv
             button.toolTip = missing or idle
         # both formats carry fibres (a .vtu as cell vectors), so the rule's box is never off for the format
         self.ui.exportHelixAnglesLineEdit.enabled = self._parameterNode.exportFibreRule
+        # the units set the openCARP .pts alone: a .vtu keeps the mesh's millimetres, and a box left
+        # on um beside it read as a heart written in micrometres (the command line refuses --units there)
+        opencarp = self._parameterNode.exportFormat == "opencarp"
+        self.ui.exportUnitsComboBox.enabled = opencarp
+        self.ui.exportUnitsComboBox.toolTip = (_("Units of the .pts coordinates (openCARP uses micrometres)") if opencarp
+                                               else _("A .vtu keeps the mesh's millimetres (scale its points by "
+                                                      "1,000 for openCARP); the units set the openCARP .pts alone"))
         missing = self._channelsMissing()
         self.ui.findChannelsButton.enabled = not missing
         self.ui.findChannelsButton.toolTip = missing or _(

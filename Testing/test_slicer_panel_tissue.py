@@ -66,7 +66,10 @@ def test_tag_and_export_write_the_tagged_model_and_the_files(panel, phantom, tmp
     ui.exportFibreRuleCheckBox.click()
     assert ui.exportHelixAnglesLineEdit.enabled and ui.exportHelixAnglesLineEdit.text == "60,-60"
     ui.exportHelixAnglesLineEdit.text = "50,-40"
+    assert ui.exportUnitsComboBox.enabled
     ui.exportFormatComboBox.choose("vtu")
+    # the units set the .pts alone: off beside a .vtu, which keeps the mesh's millimetres (it showed um)
+    assert not ui.exportUnitsComboBox.enabled and "millimetres" in ui.exportUnitsComboBox.toolTip
     harness.click_to_end(panel["widget"], ui.exportButton)
     assert (tmp_path / "heart.vtu").is_file() and "heart.vtu" in ui.statusLabel.text
     written = read_mesh(tmp_path / "heart.vtu")
