@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cardioscar.errors import CardioScarError
@@ -141,3 +142,22 @@ def test_a_cohort_id_naming_one_of_the_runs_own_files_is_refused(tmp_path, ident
     manifest.write_text(f"id,mesh,image\n{ident},{mesh.name},lge.nii\n")
     with pytest.raises(CardioScarError, match=f"id {ident} is the name of a file the run writes"):
         read_manifest(manifest)
+
+
+def test_a_remote_of_one_intensity_names_the_mask_the_user_gave():
+    """n-SD's refusal of a remote region of one intensity said "check the remote mask" when no remote
+    mask was given (the region was the darkest sector found inside the myocardium mask: an LGE whose
+    spacing was rewritten put that mask on flat background), sending the user after a file that does not
+    exist. Without a remote mask it now points at the myocardium mask; with one, at the remote mask."""
+    from cardioscar.lge.rules import apply_rule
+
+    rows, cols = np.mgrid[:48, :48]
+    radius = np.hypot(rows - 24, cols - 24)
+    ring = (radius >= 10) & (radius <= 16)
+    image = np.where(cols < 24, 100.0, 300.0 + 60.0 * np.random.default_rng(0).standard_normal((48, 48)))
+    flat_half = ring & (cols < 24)
+    with pytest.raises(CardioScarError, match="SD 0") as found:
+        apply_rule("nsd", [image], [ring])
+    assert "remote mask" not in str(found.value) and "myocardium mask lies on this image" in str(found.value)
+    with pytest.raises(CardioScarError, match="SD 0.*check the remote mask$"):
+        apply_rule("nsd", [image], [ring], remote=[flat_half])

@@ -483,10 +483,14 @@ def _nsd(values: np.ndarray, myo: np.ndarray, blood: np.ndarray | None, remote: 
                               f"{MIN_REFERENCE_PIXELS}); give a remote mask that lies inside the myocardium, or leave "
                               "out a slice of so little myocardium (--slice-indices)")
     if remote_stats.sd == 0:
+        # the region checked is the user's remote mask, or the one found inside the myocardium mask:
+        # advice about a remote mask nobody gave sent the user after a file that does not exist
+        check = ("check the remote mask" if remote is not None else
+                 "check that the myocardium mask lies on this image's myocardium (its grid, origin and spacing)")
         raise CardioScarError(f"The remote region on {where} has one intensity in all "
                               f"{remote_stats.pixels} pixels (SD 0); n-SD needs a noisy healthy region: give the raw LGE as "
                               "the scanner stored it (not a label map, a mask, or an image reduced to a few grey "
-                              "levels), and check the remote mask")
+                              f"levels), and {check}")
     return (remote_stats.level(border), remote_stats.level(core),
             {"remote": remote_stats.source, "remote_mean": remote_stats.mean, "remote_sd": remote_stats.sd,
              "remote_pixels": remote_stats.pixels})
