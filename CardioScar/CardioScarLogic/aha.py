@@ -162,6 +162,12 @@ class AhaJob:
     state: dict
 
 
+def bullseye_title(model_node, measure: AhaOptions) -> str:
+    """The title of a model's bull's-eye: the model, and the field and threshold it counts. One
+    function for the Logic's picture and the batch script's, which writes it with its table."""
+    return f"{model_node.GetName()}: {measure.field} >= {measure.threshold:g}"
+
+
 def read_aha_inputs(model_node, inputs: AhaInputs) -> AhaJob:
     """Read and check what :func:`analyse_model` needs from the scene; changes nothing."""
     if inputs.rv_markups is None and inputs.labels_node is None:
@@ -169,7 +175,7 @@ def read_aha_inputs(model_node, inputs: AhaInputs) -> AhaJob:
                               "label map with an RV label")
     points = model_points_lps(model_node)  # once, for the mesh and its state
     world = world_mesh_lps(model_node, points)
-    title = f"{model_node.GetName()}: {inputs.measure.field} >= {inputs.measure.threshold:g}"
+    title = bullseye_title(model_node, inputs.measure)
     measure = inputs.measure  # every field of the model the analysis reads (the error risk's mean when it has one)
     state = model_state(model_node, [name for name in (measure.field, measure.uncertainty_field, measure.lv_mask_field,
                                                        measure.tags_field, results.ERROR_RISK) if name], points)

@@ -505,15 +505,18 @@ def _aha(args: argparse.Namespace, logic, model_node, inputs) -> list[str]:
     """The AHA table, picture and arrays of the reconstructed model (after it was saved once) with
     the ``inputs`` checked before the training, and the lines that say so (as ``cardioscar aha``
     logs them)."""
+    from CardioScarLogic.aha import bullseye_title
     from CardioScarLogic.wording import BATCH_ADVICE, BATCH_NAMES, record_in_words
-    from cardioscar.aha.analysis import drop_earlier_meshes
-    from cardioscar.aha.table import scar_per_segment, write_table
+    from cardioscar.aha.analysis import write_aha_set
+    from cardioscar.aha.table import scar_per_segment
 
-    result = logic.aha_segments(model_node, inputs, bullseye_png=args.aha_dir / "bullseye.png")
+    result = logic.aha_segments(model_node, inputs)
     # aha.json's warnings in this script's options (the Logic's result says them in its parameters')
     summary = record_in_words(result.library_summary, BATCH_NAMES["aha"], BATCH_ADVICE)
-    write_table(result.rows, summary, args.aha_dir / "aha.csv", args.aha_dir / "aha.json")
-    drop_earlier_meshes(args.aha_dir, args.output)  # `cardioscar aha`'s segmented mesh of another run, as aha drops it
+    # the picture and the table as one set (the Logic's bullseye_png would place the picture alone); an
+    # `aha_mesh.<ext>` of another run goes with it, as `cardioscar aha` drops it: the segments are on --output
+    write_aha_set(args.aha_dir, result.rows, summary, bullseye_title(model_node, inputs.measure),
+                  segments_on=args.output)
     return [f"AHA scar per segment: {scar_per_segment(result.rows)}",
             f"Wrote aha.csv, aha.json and bullseye.png into {args.aha_dir} (aha_segment arrays on {args.output})"]
 

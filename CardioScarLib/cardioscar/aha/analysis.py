@@ -19,7 +19,8 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from cardioscar.errors import CardioScarError
 from cardioscar.io.checks import whole_labels
-from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, coincident_nodes, write_mesh
+from cardioscar.io.atomic import atomic_write_set
+from cardioscar.io.meshio import MESH_SUFFIXES, Mesh, check_mesh_target, coincident_nodes, save_mesh
 from cardioscar.evaluate.metrics import node_volumes
 from cardioscar.predict.error_risk import ERROR_RISK_FIELD
 from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, PIECES_AHA, SEAM_AHA, TAG_ARRAY,
@@ -28,7 +29,7 @@ from cardioscar.simulation.opencarp import (MAX_COINCIDENT_SHARE, MERGE_ADVICE, 
 from cardioscar.io.checks import check_scar_field_name
 from cardioscar.simulation.tags import CORE_MESH_ADVICE, check_probability_field, warn_border_zone_off_the_call
 
-from .bullseye import write_bullseye
+from .bullseye import save_bullseye
 from .handedness import INSERTION_ORDER, frame_handedness
 from .insertion import contact_points, insertions_from_contacts, refuse_cavity_as_rv
 from .islands import refuse_debris
@@ -36,7 +37,7 @@ from .one_ventricle import check_one_ventricle, has_cross_sections
 from .shape_axis import shape_axis
 from .segments import (ANATOMICAL_SENSE, AhaFrame, LongAxis, axis_from_direction, axis_from_points,
                        axis_from_shape, insertion_frame, orient_towards_base)
-from .table import BAND_COLUMNS, TISSUE_COLUMNS, lv_total, segment_rows, write_table
+from .table import BAND_COLUMNS, TISSUE_COLUMNS, lv_total, segment_rows, save_table
 from .wall import WallFaces, cell_centres, column_transmurality, is_volumetric, wall_faces
 
 logger = logging.getLogger(__name__)
@@ -616,39 +617,65 @@ def mesh_with_segments(mesh: Mesh, result: AhaResult) -> Mesh:
 def write_outputs(mesh: Mesh, result: AhaResult, output_dir: str | Path, mesh_name: Optional[str] = None,
                   subtitle: str = "", reference_rows: Optional[list[dict]] = None) -> dict[str, Path]:
     """Write ``aha.csv``, ``aha.json``, ``bullseye.png`` and (with ``mesh_name``) the mesh with
-    ``aha_segment`` point and cell arrays into ``output_dir``; each file atomically.
+    ``aha_segment`` point and cell arrays into ``output_dir``, as one set (:func:`write_aha_set`).
     ``reference_rows`` (a known truth's table) adds its scar % as one more disc."""
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise CardioScarError(f"--output-dir {out} exists and is not a folder; give a folder")
-    paths = {key: out / name for key, name in FILES.items()}
+    segmented = None
     if mesh_name:
-        paths["mesh"] = out / mesh_name
-        if mesh.path is not None and paths["mesh"].resolve() == mesh.path.resolve():
+        mesh_path = out / mesh_name
+        if mesh.path is not None and mesh_path.resolve() == mesh.path.resolve():
             raise CardioScarError(f"the AHA mesh would overwrite the input {mesh.path}; choose another --output-dir")
-    # the picture first: drawing is the step most likely to fail, and then nothing is written
-    write_bullseye(result.rows, paths["png"], subtitle or _subtitle(result), reference_rows)
-    write_table(result.rows, result.summary, paths["csv"], paths["json"])
-    if mesh_name:
-        write_mesh(mesh_with_segments(mesh, result), paths["mesh"], {SEGMENT_ARRAY: result.point_segments.astype(np.int32)})
-    drop_earlier_meshes(out, paths.get("mesh"))
+        segmented = (mesh_path, mesh_with_segments(mesh, result), result.point_segments)
+    return write_aha_set(out, result.rows, result.summary, subtitle or _subtitle(result), reference_rows,
+                         mesh=segmented)
+
+
+def write_aha_set(out: Path, rows: list[dict], summary: dict, subtitle: str,
+                  reference_rows: Optional[list[dict]] = None, *,
+                  mesh: Optional[tuple[Path, Mesh, np.ndarray]] = None,
+                  segments_on: Optional[Path] = None) -> dict[str, Path]:
+    """Write ``bullseye.png`` (titled ``subtitle``), ``aha.csv``, ``aha.json`` and, given ``mesh``
+    (its path, the mesh with ``aha_segment`` cells and the point segments), the segmented mesh into
+    ``out`` as one set (:func:`~cardioscar.io.atomic.atomic_write_set`): all of them placed, or the
+    earlier ones kept. An earlier run's ``aha_mesh.<ext>`` goes with the placing, unless it is this
+    set's mesh or ``segments_on`` (the batch script's ``--output``, which holds its segments):
+    :func:`earlier_meshes`. Returns the paths, by kind (``FILES``' keys and ``mesh``).
+
+    Why one set: each file was placed on its own, so a Ctrl-C, a kill or a full disk between two
+    left a new ``bullseye.png`` beside an earlier run's table and mesh (another patient, axis or
+    threshold) in a folder a user reads as one result."""
+    paths = {key: out / name for key, name in FILES.items()}
+    if mesh is not None:
+        paths["mesh"] = mesh[0]
+        check_mesh_target(mesh[1], mesh[0])
+    earlier = earlier_meshes(out, paths.get("mesh", segments_on))
+    with atomic_write_set(list(paths.values()), earlier) as temporaries:
+        into = dict(zip(paths, temporaries))
+        # the picture first: drawing is the step most likely to fail, before the mesh's seconds
+        save_bullseye(rows, into["png"], subtitle, reference_rows)
+        save_table(rows, summary, into["csv"], into["json"])
+        said = None if mesh is None else save_mesh(mesh[1], into["mesh"], mesh[0],
+                                                   {SEGMENT_ARRAY: mesh[2].astype(np.int32)})
+    if said is not None:  # once it is in place
+        logger.info(said)
+    for removed in earlier:
+        logger.warning("Removed %s from %s: an earlier run's segmented mesh, not this table's", removed.name, out)
     return paths
 
 
-def drop_earlier_meshes(out: Path, written: Optional[Path]) -> None:
-    """Remove an earlier run's ``aha_mesh.<ext>`` that this run did not write (another format:
-    the input was a ``.vtu``, now a ``.vtk``; or this run writes no mesh here: the batch script's
-    ``--aha-dir``, whose segments go on its ``--output``, ``written``, which may be named so), with
-    a warning.
+def earlier_meshes(out: Path, kept: Optional[Path]) -> list[Path]:
+    """An earlier run's ``aha_mesh.<ext>`` in ``out`` but ``kept`` (the mesh this run writes or
+    names there): another format (the input was a ``.vtu``, now a ``.vtk``), or any where this run
+    writes none (the batch script's ``--aha-dir``, whose segments go on its ``--output``).
 
     Why: it stayed beside the new table and plot, so the folder held two segmented meshes, one of
     them another run's (another patient, axis or field) that a viewer opened as this result's,
     exit 0; as an openCARP export's earlier ``.lon`` goes with its set."""
-    for suffix in MESH_SUFFIXES:
-        earlier = out / f"{MESH_STEM}{suffix}"
-        if earlier.is_file() and (written is None or earlier.resolve() != written.resolve()):
-            earlier.unlink()
-            logger.warning("Removed %s from %s: an earlier run's segmented mesh, not this table's", earlier.name, out)
+    candidates = (out / f"{MESH_STEM}{suffix}" for suffix in MESH_SUFFIXES)
+    return [earlier for earlier in candidates
+            if earlier.is_file() and (kept is None or earlier.resolve() != kept.resolve())]
 
 
 def _subtitle(result: AhaResult) -> str:

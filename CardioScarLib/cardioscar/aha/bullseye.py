@@ -191,4 +191,12 @@ def write_bullseye(rows: Sequence[dict], path: Path, subtitle: str = "",
                    reference_rows: Optional[Sequence[dict]] = None) -> None:
     """Write the bull's-eye PNG atomically."""
     with atomic_write(path) as tmp:
-        bullseye_figure(rows, subtitle, reference_rows).savefig(tmp, dpi=150, format="png", bbox_inches="tight")
+        save_bullseye(rows, tmp, subtitle, reference_rows)
+
+
+def save_bullseye(rows: Sequence[dict], path: Path, subtitle: str = "",
+                  reference_rows: Optional[Sequence[dict]] = None) -> None:
+    """Draw the bull's-eye PNG into ``path``, with no atomic step of its own: for the temporary
+    file of a set that the caller places whole (``aha.csv``, ``aha.json`` and the mesh beside it,
+    :func:`cardioscar.aha.analysis.write_aha_set`)."""
+    bullseye_figure(rows, subtitle, reference_rows).savefig(path, dpi=150, format="png", bbox_inches="tight")

@@ -15,8 +15,6 @@ from typing import Optional
 
 import numpy as np
 
-from cardioscar.io.atomic import atomic_write
-
 from .segments import SEGMENTS, TERRITORY_OF
 
 
@@ -153,9 +151,9 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def write_table(rows: list[dict], summary: dict, csv_path: Path, json_path: Path) -> None:
-    """Write ``aha.csv`` and ``aha.json`` (rows plus how they were computed), each atomically."""
-    with atomic_write(csv_path) as tmp:
-        tmp.write_text(rows_to_csv(rows), encoding="utf-8")
-    with atomic_write(json_path) as tmp:
-        tmp.write_text(json.dumps({**summary, "segments": rows}, indent=2), encoding="utf-8")
+def save_table(rows: list[dict], summary: dict, csv_path: Path, json_path: Path) -> None:
+    """Write ``aha.csv`` and ``aha.json`` (rows plus how they were computed) into the temporary files
+    of a set that the caller places whole, with the bull's-eye and the mesh they describe
+    (:func:`cardioscar.aha.analysis.write_aha_set`): no atomic step of their own."""
+    csv_path.write_text(rows_to_csv(rows), encoding="utf-8")
+    json_path.write_text(json.dumps({**summary, "segments": rows}, indent=2), encoding="utf-8")

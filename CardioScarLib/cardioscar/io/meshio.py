@@ -387,22 +387,39 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
     ``.vtp`` (polydata only) or ``.vtu`` (marker in a ``SPACE`` field array).
     """
     target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in MESH_SUFFIXES:
+    check_mesh_target(mesh, target)  # before a folder or a temporary file is made
+    with atomic_write(target) as tmp:
+        written = save_mesh(mesh, tmp, target, point_arrays)
+    logger.info(written)
+
+
+def check_mesh_target(mesh: Mesh, target: Path) -> None:
+    """Refuse a file :func:`save_mesh` cannot write ``mesh`` as: a suffix that is not a mesh's, a
+    mesh without points, a ``.vtp`` of a volume mesh."""
+    if target.suffix.lower() not in MESH_SUFFIXES:
         raise CardioScarError(f"Unsupported output type '{target.suffix}' for {target.name}; use one of "
                               f"{', '.join(MESH_SUFFIXES)}")
     if mesh.n_points == 0:
         raise CardioScarError(f"Cannot write {target.name}: the mesh has no points")
+    check_output_holds(mesh, target)
+
+
+def save_mesh(mesh: Mesh, tmp: Path, target: Path, point_arrays: Mapping[str, np.ndarray | None] | None = None) -> str:
+    """Write what :func:`write_mesh` writes for ``target`` into ``tmp``, a temporary path that the
+    caller puts in place (:func:`~cardioscar.io.atomic.atomic_write`, or a set of files that are
+    read together: :func:`~cardioscar.io.atomic.atomic_write_set`); ``target`` checked by
+    :func:`check_mesh_target`. Returns the log's line that says what ``target`` holds, for the
+    caller to log once the file is in place: naming ``tmp``, or said before a set failed, it would
+    name a file the user never gets."""
     arrays = {name: None if values is None else _as_point_array(name, values, mesh.n_points)
               for name, values in (point_arrays or {}).items()}
-
     dataset = mesh.dataset.NewInstance()
     dataset.DeepCopy(mesh.dataset)
     for name, array in arrays.items():
         dataset.GetPointData().RemoveArray(name)
         if array is not None:
             dataset.GetPointData().AddArray(array)
-    check_output_holds(mesh, target)
+    suffix = target.suffix.lower()
     if suffix == ".vtu" and isinstance(dataset, vtk.vtkPolyData):
         append = vtk.vtkAppendFilter()
         append.SetInputData(dataset)
@@ -418,18 +435,25 @@ def write_mesh(mesh: Mesh, path: str | Path, point_arrays: Mapping[str, np.ndarr
         set_space_field(dataset, mesh.space)
         writer = vtk.vtkXMLPolyDataWriter() if suffix == ".vtp" else vtk.vtkXMLUnstructuredGridWriter()
     writer.SetInputData(dataset)
-    write_dataset(writer, target)
+    run_writer(writer, tmp, target)
     # every point field the file holds, not only those added here: an export's .vtu keeps the
     # predicted mesh's fields beside tissue_tag, and a log naming tissue_tag alone said otherwise
     point_data = dataset.GetPointData()
     held = [point_data.GetArrayName(i) for i in range(point_data.GetNumberOfArrays())]
-    logger.info("Wrote %s (%d nodes, %d cells, frame %s, fields: %s)", target, mesh.n_points,
-                dataset.GetNumberOfCells(), mesh.space, ", ".join(name for name in held if name) or "none")
+    return (f"Wrote {target} ({mesh.n_points} nodes, {dataset.GetNumberOfCells()} cells, frame {mesh.space}, "
+            f"fields: {', '.join(name for name in held if name) or 'none'})")
 
 
 def write_dataset(writer: vtk.vtkWriter, target: Path) -> None:
     """Run a configured VTK writer into ``target`` through :func:`atomic_write`."""
-    with atomic_write(target) as tmp, _vtk_messages():
+    with atomic_write(target) as tmp:
+        run_writer(writer, tmp, target)
+
+
+def run_writer(writer: vtk.vtkWriter, tmp: Path, target: Path) -> None:
+    """Run a configured VTK writer into ``tmp``, the temporary file of ``target`` that the caller
+    places; a failure is reported as ``target``'s."""
+    with _vtk_messages():
         writer.SetFileName(str(tmp))
         # the XML writers return 1 on a full disk and report it only through their error code;
         # VTK's own ERR lines are captured (the one-line error says it better)
