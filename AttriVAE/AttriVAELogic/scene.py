@@ -21,7 +21,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from cardioscar.io.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write_set
 from cardioscar.errors import CardioScarError
 from CardioScarLogic.results import fill_string_table, referenced_or_new
 
@@ -239,18 +239,19 @@ def read_explanation(result: dict, out_dir: Path, ijk_to_lps: np.ndarray, size: 
 
 
 def keep_files(explanation: Explanation, folder: Optional[str]) -> dict:
-    """Copy the explanation's files into ``folder`` (each written atomically; existing files of the
-    same name replaced only now, after the run succeeded). Returns (attribute, kind) -> kept path;
+    """Copy the explanation's files into ``folder`` (all placed together or none; existing files of
+    the same name replaced only now, after the run succeeded). Returns (attribute, kind) -> kept path;
     empty when no folder is given: the maps and pictures are then kept in the scene only (their
     nodes hold the data in memory), and the job folder goes with the run."""
     if not folder:
         return {}
     target = Path(folder).expanduser()
-    kept = {}
-    for key, source in explanation.files.items():
-        with atomic_write(target / source.name) as temporary:
+    kept = {key: target / source.name for key, source in explanation.files.items()}
+    # one set, placed together: a copy failing part-way (a full disk on the fifth file) left the first
+    # four of this explanation beside the rest of the previous one, maps of two runs under one name each
+    with atomic_write_set(list(kept.values())) as temporaries:
+        for source, temporary in zip(explanation.files.values(), temporaries):
             shutil.copyfile(source, temporary)
-        kept[key] = target / source.name
     return kept
 
 

@@ -1,0 +1,86 @@
+"""Round 29 of the break-it review: the Slicer Attri-VAE module as a panel user drives it, on real
+MRML (slicer-core), real EMIDEC files and the real ``cardioscar attrivae`` command line in worker
+processes (conftest's tiny ``attrivae_model``).
+
+Each test failed before its fix: an output folder that is a file found only after the whole
+explanation had run; an explanation's files kept one by one, so a copy failing part-way mixed
+two runs' maps in the user's folder; an LGE removed from the scene during a run ending in
+Python's AttributeError.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CardioScar"))
+sys.path.insert(0, str(REPO / "AttriVAE"))
+
+from AttriVAELogic import AttriVAELogic, AttriVAEOptions  # noqa: E402
+from AttriVAELogic import scene as results  # noqa: E402
+from AttriVAELogic.logic import JOB_FOLDER_PREFIX  # noqa: E402
+from cardioscar.errors import CardioScarError  # noqa: E402
+from test_attrivae_slicer_logic import EXPLAIN, case_files, nodes  # noqa: E402,F401  (fixtures)
+from test_temporary_folders import temporary  # noqa: E402,F401  (the system's temporary folder, redirected)
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_the_explanation_runs(nodes, attrivae_model, tmp_path,
+                                                                                  temporary):
+    """The panel's Output folder naming a file was refused only when the files were copied, after
+    the explanation (minutes on a full model) had run; now before any process starts or any job
+    folder is made, naming the box and the file."""
+    taken = tmp_path / "results.txt"
+    taken.write_text("the user's notes")
+    options = AttriVAEOptions(model_path=str(attrivae_model), **EXPLAIN)
+    with pytest.raises(CardioScarError, match=r"^Output folder .*results\.txt is a file, not a folder"):
+        AttriVAELogic(nodes["scene"]).start_explanation(nodes["lge"], nodes["labels"], options, str(taken))
+    assert not list(temporary.glob(JOB_FOLDER_PREFIX + "*"))
+    assert taken.read_text() == "the user's notes"
+
+
+def _explanation(folder: Path, names: list[str]) -> results.Explanation:
+    files = {(name, "attention map"): folder / f"attention_{name}.nii.gz" for name in names}
+    return results.Explanation(0.5, {}, {}, None, files)
+
+
+def test_an_explanations_files_are_kept_all_together_or_not_at_all(tmp_path):
+    """A copy failing part-way (here the second file gone from the job folder; a full disk does the
+    same) left the first file of this run in the user's folder beside the previous run's second:
+    two explanations mixed under one folder. Now the previous files stay, all of them."""
+    job, kept = tmp_path / "job", tmp_path / "kept"
+    job.mkdir()
+    kept.mkdir()
+    (job / "attention_age.nii.gz").write_bytes(b"this run's age map")
+    for name in ("age", "sex"):
+        (kept / f"attention_{name}.nii.gz").write_bytes(b"the previous run's map")
+    with pytest.raises(CardioScarError, match="Could not write"):
+        results.keep_files(_explanation(job, ["age", "sex"]), str(kept))
+    assert sorted(p.name for p in kept.iterdir()) == ["attention_age.nii.gz", "attention_sex.nii.gz"]
+    assert {p.read_bytes() for p in kept.iterdir()} == {b"the previous run's map"}
+    (job / "attention_sex.nii.gz").write_bytes(b"this run's sex map")
+    results.keep_files(_explanation(job, ["age", "sex"]), str(kept))
+    assert (kept / "attention_sex.nii.gz").read_bytes() == b"this run's sex map"
+
+
+def test_an_lge_removed_during_the_run_is_a_one_line_refusal_that_writes_nothing(nodes, attrivae_model, tmp_path):
+    """The Data module stays usable while the panel runs: deleting the LGE node then ended the run
+    in "AttributeError: 'NoneType' object has no attribute 'AddNewNodeByClass'" (the table was made
+    through the removed node's scene). Now one line naming the LGE, no node added, no file kept."""
+    scene, lge = nodes["scene"], nodes["lge"]
+    logic = AttriVAELogic(scene)
+    options = AttriVAEOptions(model_path=str(attrivae_model), **EXPLAIN)
+    for start in (lambda: logic.start_prediction(lge, nodes["labels"], options),
+                  lambda: logic.start_explanation(lge, nodes["labels"], options, str(tmp_path / "kept"))):
+        if lge.GetScene() is None:
+            scene.AddNode(lge)
+        run = start()
+        scene.RemoveNode(lge)
+        before = scene.GetNumberOfNodes()
+        with pytest.raises(CardioScarError, match=r"^The LGE '.*' was removed from the scene while Attri-VAE ran: "
+                                                  "nothing was written") as error:
+            run.wait()
+        assert "\n" not in str(error.value) and scene.GetNumberOfNodes() == before
+        assert not run.folder.exists() and not (tmp_path / "kept").exists()
