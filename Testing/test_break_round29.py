@@ -5,7 +5,8 @@ processes (conftest's tiny ``attrivae_model``).
 Each test failed before its fix: an output folder that is a file found only after the whole
 explanation had run; an explanation's files kept one by one, so a copy failing part-way mixed
 two runs' maps in the user's folder; an LGE removed from the scene during a run ending in
-Python's AttributeError.
+Python's AttributeError; segments whose names differ only in case, the first taken whatever
+was typed.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CardioScar"))
 sys.path.insert(0, str(REPO / "AttriVAE"))
 
+import CardioScarLogic as csl  # noqa: E402
 from AttriVAELogic import AttriVAELogic, AttriVAEOptions  # noqa: E402
 from AttriVAELogic import scene as results  # noqa: E402
 from AttriVAELogic.logic import JOB_FOLDER_PREFIX  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
+from CardioScarLogic.scarsource import segment_named  # noqa: E402
 from test_attrivae_slicer_logic import EXPLAIN, case_files, nodes  # noqa: E402,F401  (fixtures)
 from test_temporary_folders import temporary  # noqa: E402,F401  (the system's temporary folder, redirected)
 
@@ -84,3 +87,20 @@ def test_an_lge_removed_during_the_run_is_a_one_line_refusal_that_writes_nothing
             run.wait()
         assert "\n" not in str(error.value) and scene.GetNumberOfNodes() == before
         assert not run.folder.exists() and not (tmp_path / "kept").exists()
+
+
+def test_segments_whose_names_differ_only_in_case_are_told_apart_or_refused():
+    """Segment names are matched ignoring case; with "Myocardium" (imported) beside "MYOCARDIUM"
+    (drawn), the first was taken whatever was typed: "MYOCARDIUM" gave the other segment, without a
+    word (the CardioScar panel's myocardium and masks, the Attri-VAE module's cavity and myocardium).
+    Now the segment spelt as typed, and a name that fits both in another case is refused."""
+    scene = csl.create_scene().scene
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segments")
+    for segment_id, name in (("imported", "Myocardium"), ("drawn", "MYOCARDIUM"), ("scar", "Scar")):
+        node.GetSegmentation().AddEmptySegment(segment_id, name)
+    assert segment_named(node, "MYOCARDIUM") == "drawn"
+    assert segment_named(node, " Myocardium ") == "imported"
+    assert segment_named(node, "scar", "scar") == "scar"
+    with pytest.raises(CardioScarError, match=r"^The segmentation 'segments' has 2 segments named 'myocardium' in "
+                                              r"some case \(Myocardium, MYOCARDIUM\): rename all but the cavity"):
+        segment_named(node, "myocardium", "cavity")
