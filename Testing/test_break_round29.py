@@ -104,3 +104,22 @@ def test_segments_whose_names_differ_only_in_case_are_told_apart_or_refused():
     with pytest.raises(CardioScarError, match=r"^The segmentation 'segments' has 2 segments named 'myocardium' in "
                                               r"some case \(Myocardium, MYOCARDIUM\): rename all but the cavity"):
         segment_named(node, "myocardium", "cavity")
+
+
+def test_explaining_again_removes_the_earlier_explanations_other_maps(nodes, attrivae_model):
+    """Explain with two attributes, then with another one (another model, or fewer attributes):
+    the first run's maps and pictures stayed in the scene, named "<LGE> attention <attribute>" as
+    this run's are and put back over the LGE by ``show_attention_of`` as if current. Now they go
+    with the new explanation (the files table listed only the new run's already)."""
+    scene, lge = nodes["scene"], nodes["lge"]
+    logic = AttriVAELogic(scene)
+    first = logic.explain(lge, nodes["labels"], AttriVAEOptions(model_path=str(attrivae_model), **EXPLAIN))
+    earlier = [node.GetID() for node in [*first.attention_nodes.values(), *first.picture_nodes.values()]]
+    second = logic.explain(lge, nodes["labels"], AttriVAEOptions(model_path=str(attrivae_model), attributes="age",
+                                                                 steps=3))
+    assert set(second.attention_nodes) == {"age"}
+    kept = {node.GetID() for node in [*second.attention_nodes.values(), *second.picture_nodes.values()]}
+    assert [node_id for node_id in earlier if node_id not in kept and scene.GetNodeByID(node_id) is not None] == []
+    with pytest.raises(CardioScarError, match="no attention map of lv_volume_ml: run Explain first"):
+        AttriVAELogic.show_attention_of(lge, "lv_volume_ml")
+    AttriVAELogic.show_attention_of(lge, "age")

@@ -139,6 +139,7 @@ class AttriVAELogic:
     @staticmethod
     def _show_explanation(lge_node, explanation: results.Explanation, kept: dict, opacity: float):
         name = lge_node.GetName()
+        results.drop_earlier_explanation(lge_node, explanation)
         maps = {attribute: results.show_attention(lge_node, attribute, values)
                 for attribute, values in explanation.maps.items()}
         pictures = {attribute: results.show_picture(lge_node, results.TRAVERSAL_REFERENCE + attribute,

@@ -23,7 +23,7 @@ import vtk
 
 from cardioscar.io.atomic import atomic_write_set
 from cardioscar.errors import CardioScarError
-from CardioScarLogic.results import fill_string_table, referenced_or_new
+from CardioScarLogic.results import drop_referenced_nodes, fill_string_table, referenced_or_new
 
 #: (label, unit) of the attributes the library names; others are shown by their own name.
 ATTRIBUTES = {
@@ -255,6 +255,20 @@ def keep_files(explanation: Explanation, folder: Optional[str]) -> dict:
     return kept
 
 
+def drop_earlier_explanation(lge_node, explanation: Explanation) -> list[str]:
+    """Remove the attention maps and pictures an earlier explanation left on ``lge_node`` for
+    attributes this one has not (the names of those removed). Why: explaining again with another
+    model or fewer attributes kept the earlier maps beside the new ones, named alike and offered by
+    ``show_attention_of`` as if they came from this run."""
+    current = {ATTENTION_REFERENCE + name for name in explanation.maps}
+    current |= {TRAVERSAL_REFERENCE + name for name in explanation.traversals}
+    if explanation.overview is not None:
+        current.add(OVERVIEW_REFERENCE)
+    roles = [lge_node.GetNthNodeReferenceRole(i) for i in range(lge_node.GetNumberOfNodeReferenceRoles())]
+    return drop_referenced_nodes(lge_node, [role for role in roles if role not in current and role.startswith(
+        (ATTENTION_REFERENCE, TRAVERSAL_REFERENCE, OVERVIEW_REFERENCE))])
+
+
 def show_attention(lge_node, attribute: str, values: np.ndarray):
     """The map as a scalar volume on the LGE node's own grid and parent transform, shown with the
     attention colours on a fixed 0-1 range, low attention transparent."""
@@ -320,5 +334,5 @@ def show_in_layout(layout_node, application_logic, table_node) -> None:
 
 
 __all__ = ["show_in_layout", "Prediction", "Explanation", "read_prediction", "show_prediction", "read_explanation", "read_map",
-           "read_picture", "keep_files", "show_attention", "show_picture", "overlay", "show_files",
-           "attribute_label", "ATTRIBUTES"]
+           "read_picture", "keep_files", "drop_earlier_explanation", "show_attention", "show_picture", "overlay",
+           "show_files", "attribute_label", "ATTRIBUTES"]

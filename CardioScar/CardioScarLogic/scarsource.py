@@ -95,7 +95,8 @@ def segment_named(segmentation_node, name: str, role: str = "myocardium") -> str
     first of them was taken without a word); ``role`` (what the segment is for) names it in the error."""
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = _segment_ids(segmentation_node)
-    same = [sid for sid in segment_ids if segmentation.GetSegment(sid).GetName().strip().lower() == name.strip().lower()]
+    wanted = name.strip().lower()
+    same = [sid for sid in segment_ids if segmentation.GetSegment(sid).GetName().strip().lower() == wanted]
     exact = [sid for sid in same if segmentation.GetSegment(sid).GetName().strip() == name.strip()]
     if len(exact) == 1 or len(same) == 1:
         return (exact or same)[0]
