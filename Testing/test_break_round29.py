@@ -27,6 +27,8 @@ from AttriVAELogic.logic import JOB_FOLDER_PREFIX  # noqa: E402
 from cardioscar.errors import CardioScarError  # noqa: E402
 from CardioScarLogic.scarsource import segment_named  # noqa: E402
 from test_attrivae_slicer_logic import EXPLAIN, case_files, nodes  # noqa: E402,F401  (fixtures)
+from test_attrivae_slicer_panel import LATEST, panel  # noqa: E402,F401  (the panel over a Qt stand-in)
+import slicer_widget_harness as harness  # noqa: E402
 from test_temporary_folders import temporary  # noqa: E402,F401  (the system's temporary folder, redirected)
 
 
@@ -123,3 +125,26 @@ def test_explaining_again_removes_the_earlier_explanations_other_maps(nodes, att
     with pytest.raises(CardioScarError, match="no attention map of lv_volume_ml: run Explain first"):
         AttriVAELogic.show_attention_of(lge, "lv_volume_ml")
     AttriVAELogic.show_attention_of(lge, "age")
+
+
+@LATEST
+def test_the_panels_results_go_when_another_lge_labels_or_model_is_chosen(panel, attrivae_model, tmp_path):
+    """The results box's table (MI probability, attributes; it names no case) stayed after the
+    user chose another LGE, labels or model, and read as the new choice's prediction (the Qt
+    stand-in's panel; the real widgets' signals are not proven here). Now it goes back to
+    "(shown after Predict)" when the choice changes, and stays while it does not."""
+    widget, ui, scene = panel["widget"], panel["ui"], panel["scene"]
+    other = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "another case")
+    other_model = tmp_path / "other.pth"
+    for choose in (lambda: setattr(widget._parameterNode, "lgeVolume", other),
+                   lambda: setattr(widget._parameterNode, "labels", None),
+                   lambda: setattr(ui.modelPathLineEdit, "currentPath", str(other_model))):
+        widget._parameterNode.lgeVolume, widget._parameterNode.labels = panel["lge"], panel["labels"]
+        ui.modelPathLineEdit.currentPath = str(attrivae_model)
+        ui.predictButton.click()
+        harness.run_to_end(widget)
+        assert "MI probability" in ui.resultsLabel.text
+        ui.opacitySpinBox.value = 0.3  # not an input of the prediction: the table stays
+        assert "MI probability" in ui.resultsLabel.text
+        choose()
+        assert ui.resultsLabel.text == "(shown after Predict)" and ui.explanationLabel.text == ""
