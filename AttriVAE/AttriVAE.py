@@ -102,6 +102,7 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
         self._parameterNodeGuiTag = None
         self._run: Optional[CommandRun] = None
         self._runButton = None
+        self._shownFor: Optional[tuple] = None  # the inputs of the prediction/explanation the labels show
         ScriptedLoadableModuleWidget.__init__(self, parent)
 
     # ------------------------------------------------------------------ setup
@@ -169,8 +170,17 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
         their labels kept naming the closed scene's table and attention-map nodes (as CardioScar's
         bull's-eye and score labels did before they were reset there)."""
         WorkerPanelMixin.onSceneEndClose(self, caller, event)
+        self._clearResults()
+
+    def _clearResults(self) -> None:
         self.ui.resultsLabel.text = _("(shown after Predict)")
         self.ui.explanationLabel.text = ""
+        self._shownFor = None
+
+    def _inputsNow(self) -> tuple:
+        """What a shown result belongs to: the LGE, the labels and the model file."""
+        p = self._parameterNode
+        return tuple(node.GetID() if node is not None else None for node in (p.lgeVolume, p.labels)) + (p.modelPath,)
 
     # ------------------------------------------------------------------ state
 
@@ -189,6 +199,10 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
             widget.enabled = segmentation
         if self._run is not None:
             return
+        if self._shownFor is not None and self._shownFor != self._inputsNow():
+            # another LGE, labels or model chosen: the table of MI probability and attributes (which names no
+            # case) was read as the new choice's
+            self._clearResults()
         missing = self._missing()
         for button, tip in ((self.ui.predictButton, _("MI probability and the attributes read from the latent space")),
                             (self.ui.explainButton, _("Attention maps over the LGE and latent traversal pictures"))):
@@ -313,6 +327,7 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
                        f"<td>{'out of training range ' + span if flag == 'yes' else ''}</td></tr>"
                        for m, v, u, span, flag in result.prediction.rows())
         self.ui.resultsLabel.text = f"<table>{rows}</table>"
+        self._shownFor = self._inputsNow()
         self.ui.statusLabel.text = _("MI probability {p:.3f} ({calibration}): table '{table}'.").format(
             p=result.prediction.mi_probability, calibration=result.prediction.calibration_note(),
             table=result.table_node.GetName())
@@ -331,6 +346,7 @@ class AttriVAEWidget(WorkerPanelMixin, ScriptedLoadableModuleWidget, VTKObservat
         folder = result.folder if result.folder is not None else _("none kept (no output folder chosen)")
         self.ui.explanationLabel.text = _("Attention maps: {names}<br>Files: {folder}").format(
             names=names, folder=folder)
+        self._shownFor = self._inputsNow()
         self.ui.statusLabel.text = _("{count} attention maps over the LGE (the first in the slice views); "
                                      "files: {folder}.").format(count=len(result.attention_nodes), folder=folder)
         self._log(self.ui.statusLabel.text)

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import slicer
 
 from cardioscar.errors import CardioScarError
+from cardioscar.io.checks import check_output_dir
 from CardioScarLogic.logic import check_torch_version
 from CardioScarLogic.scratch import start_in_job_folder
 
@@ -99,6 +100,7 @@ class AttriVAELogic:
 
         def finish(run: CommandRun, written: WrittenInputs) -> PredictionResult:
             prediction = results.read_prediction(run.result)
+            self._check_still_in_scene(lge_node)
             return PredictionResult(prediction, results.show_prediction(lge_node, prediction))
 
         return self._start(lge_node, labels_node, options, arguments, finish, python)
@@ -109,6 +111,8 @@ class AttriVAELogic:
         over the LGE, the pictures and the files table, and copies the files into
         ``output_folder`` (empty: none are kept on disk; the nodes hold the maps and pictures)."""
         options.explain_arguments()  # checked before anything is written
+        if output_folder:  # a file there was found only after the whole explanation had run
+            check_output_dir(Path(output_folder).expanduser(), "Output folder")
 
         def arguments(written: WrittenInputs, model: Path) -> list:
             return ["explain", "--model", model, "--image", written.image, "--labels", written.labels,
@@ -117,14 +121,25 @@ class AttriVAELogic:
         def finish(run: CommandRun, written: WrittenInputs) -> ExplanationResult:
             explanation = results.read_explanation(run.result, run.folder / EXPLAIN_FOLDER, written.ijk_to_lps,
                                                    written.size)
+            self._check_still_in_scene(lge_node)
             kept = results.keep_files(explanation, output_folder)
             return self._show_explanation(lge_node, explanation, kept, opacity)
 
         return self._start(lge_node, labels_node, options, arguments, finish, python)
 
+    def _check_still_in_scene(self, lge_node) -> None:
+        """Refuse to show a result on an LGE removed while the command ran (the Data module stays
+        usable during a run): its nodes were made through the removed node's scene, which is None,
+        and the panel showed Python's AttributeError; checked before the files are kept, so
+        nothing is written."""
+        if lge_node.GetScene() is not self.scene:
+            raise CardioScarError(f"The LGE '{lge_node.GetName()}' was removed from the scene while Attri-VAE ran: "
+                                  "nothing was written; load or choose the LGE and run again.")
+
     @staticmethod
     def _show_explanation(lge_node, explanation: results.Explanation, kept: dict, opacity: float):
         name = lge_node.GetName()
+        results.drop_earlier_explanation(lge_node, explanation)
         maps = {attribute: results.show_attention(lge_node, attribute, values)
                 for attribute, values in explanation.maps.items()}
         pictures = {attribute: results.show_picture(lge_node, results.TRAVERSAL_REFERENCE + attribute,

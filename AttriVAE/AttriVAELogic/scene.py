@@ -21,9 +21,9 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from cardioscar.io.atomic import atomic_write
+from cardioscar.io.atomic import atomic_write_set
 from cardioscar.errors import CardioScarError
-from CardioScarLogic.results import fill_string_table, referenced_or_new
+from CardioScarLogic.results import drop_referenced_nodes, fill_string_table, referenced_or_new
 
 #: (label, unit) of the attributes the library names; others are shown by their own name.
 ATTRIBUTES = {
@@ -239,19 +239,34 @@ def read_explanation(result: dict, out_dir: Path, ijk_to_lps: np.ndarray, size: 
 
 
 def keep_files(explanation: Explanation, folder: Optional[str]) -> dict:
-    """Copy the explanation's files into ``folder`` (each written atomically; existing files of the
-    same name replaced only now, after the run succeeded). Returns (attribute, kind) -> kept path;
+    """Copy the explanation's files into ``folder`` (all placed together or none; existing files of
+    the same name replaced only now, after the run succeeded). Returns (attribute, kind) -> kept path;
     empty when no folder is given: the maps and pictures are then kept in the scene only (their
     nodes hold the data in memory), and the job folder goes with the run."""
     if not folder:
         return {}
     target = Path(folder).expanduser()
-    kept = {}
-    for key, source in explanation.files.items():
-        with atomic_write(target / source.name) as temporary:
+    kept = {key: target / source.name for key, source in explanation.files.items()}
+    # one set, placed together: a copy failing part-way (a full disk on the fifth file) left the first
+    # four of this explanation beside the rest of the previous one, maps of two runs under one name each
+    with atomic_write_set(list(kept.values())) as temporaries:
+        for source, temporary in zip(explanation.files.values(), temporaries):
             shutil.copyfile(source, temporary)
-        kept[key] = target / source.name
     return kept
+
+
+def drop_earlier_explanation(lge_node, explanation: Explanation) -> list[str]:
+    """Remove the attention maps and pictures an earlier explanation left on ``lge_node`` for
+    attributes this one has not (the names of those removed). Why: explaining again with another
+    model or fewer attributes kept the earlier maps beside the new ones, named alike and offered by
+    ``show_attention_of`` as if they came from this run."""
+    current = {ATTENTION_REFERENCE + name for name in explanation.maps}
+    current |= {TRAVERSAL_REFERENCE + name for name in explanation.traversals}
+    if explanation.overview is not None:
+        current.add(OVERVIEW_REFERENCE)
+    roles = [lge_node.GetNthNodeReferenceRole(i) for i in range(lge_node.GetNumberOfNodeReferenceRoles())]
+    return drop_referenced_nodes(lge_node, [role for role in roles if role not in current and role.startswith(
+        (ATTENTION_REFERENCE, TRAVERSAL_REFERENCE, OVERVIEW_REFERENCE))])
 
 
 def show_attention(lge_node, attribute: str, values: np.ndarray):
@@ -319,5 +334,5 @@ def show_in_layout(layout_node, application_logic, table_node) -> None:
 
 
 __all__ = ["show_in_layout", "Prediction", "Explanation", "read_prediction", "show_prediction", "read_explanation", "read_map",
-           "read_picture", "keep_files", "show_attention", "show_picture", "overlay", "show_files",
-           "attribute_label", "ATTRIBUTES"]
+           "read_picture", "keep_files", "drop_earlier_explanation", "show_attention", "show_picture", "overlay",
+           "show_files", "attribute_label", "ATTRIBUTES"]

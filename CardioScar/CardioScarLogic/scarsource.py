@@ -90,13 +90,20 @@ def _segment_names(segmentation_node, segment_ids) -> str:
 
 
 def segment_named(segmentation_node, name: str, role: str = "myocardium") -> str:
-    """The ID of the segment called ``name`` (case and surrounding spaces ignored); ``role`` (what
-    the segment is for) names it in the error."""
+    """The ID of the segment called ``name`` (surrounding spaces ignored; case too, unless two
+    segments differ only in case: then the one spelt as typed, or a refusal naming both, where the
+    first of them was taken without a word); ``role`` (what the segment is for) names it in the error."""
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = _segment_ids(segmentation_node)
-    for sid in segment_ids:
-        if segmentation.GetSegment(sid).GetName().strip().lower() == name.strip().lower():
-            return sid
+    wanted = name.strip().lower()
+    same = [sid for sid in segment_ids if segmentation.GetSegment(sid).GetName().strip().lower() == wanted]
+    exact = [sid for sid in same if segmentation.GetSegment(sid).GetName().strip() == name.strip()]
+    if len(exact) == 1 or len(same) == 1:
+        return (exact or same)[0]
+    if same:
+        raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' has {len(same)} segments named "
+                              f"'{name.strip()}' in some case ({_segment_names(segmentation_node, same)}): rename "
+                              f"all but the {role} segment in the Segmentations module.")
     raise CardioScarError(f"The segmentation '{segmentation_node.GetName()}' has no segment named '{name}' (segments: "
                           f"{_segment_names(segmentation_node, segment_ids) or 'none'}): type the {role} "
                           "segment's name as the Segmentations module shows it.")
