@@ -4,12 +4,14 @@ Slicer module's worker runs): a tiny model (16^3 cube, 2 epochs) on four cases, 
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from cardioscar.cli import main
+from cardioscar.errors import CardioScarError
 from conftest import run_cli
 
 
@@ -293,3 +295,51 @@ def test_the_python_api_the_readme_names_takes_paths_as_text(trained, emidec, tm
     prediction = predict_case(checkpoint, str(image), str(labels), LabelConvention(), torch.device("cpu"))
     summary = explain_case(prediction, checkpoint, str(tmp_path / "why"), ["lv_volume_ml"], 2)
     assert summary == json.loads((tmp_path / "why" / "explain.json").read_text(encoding="utf-8"))
+
+
+def test_explaining_again_places_one_set_and_drops_the_other_attributes_maps(trained, emidec, tmp_path,
+                                                                            monkeypatch, caplog):
+    """`explain` into a folder that holds an earlier explanation: its files were written one by one,
+    so a failure part-way left this run's first maps beside the earlier run's others, and the earlier
+    run's maps of attributes not explained now stayed beside an explain.json that does not list
+    them, named as this case's. The files are one set now (a failed placing keeps the earlier
+    explanation whole: ``os.replace`` refusing the third rename is a stand-in for a full disk or
+    a Ctrl-C there), and the earlier maps of other attributes go with it, with a warning."""
+    import os
+
+    import torch
+
+    from cardioscar.attrivae.checkpoint import load_checkpoint
+    from cardioscar.attrivae.explain import explain_case
+    from cardioscar.attrivae.predict import predict_case
+    from cardioscar.attrivae.preprocess import LabelConvention
+
+    _, model, _ = trained
+    checkpoint = load_checkpoint(str(model))
+    image, labels = _files(emidec, "Case_N023")
+    prediction = predict_case(checkpoint, str(image), str(labels), LabelConvention(), torch.device("cpu"))
+    folder = tmp_path / "why"
+    explain_case(prediction, checkpoint, folder, ["lv_volume_ml", "age"], 2)
+    earlier = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert {"attention_age.nii.gz", "traversal_age.png", "explain.json"} <= set(earlier)
+
+    real_replace, renames = os.replace, []
+
+    def refusing_the_third(source, target):  # stand-in: the system refuses the set's third rename
+        renames.append(target)
+        if len(renames) == 3:
+            raise OSError(28, "No space left on device")
+        return real_replace(source, target)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", refusing_the_third)
+        with pytest.raises(CardioScarError, match="No space left on device"):
+            explain_case(prediction, checkpoint, folder, ["lv_volume_ml"], 3)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == earlier
+
+    with caplog.at_level(logging.WARNING, logger="cardioscar"):
+        summary = explain_case(prediction, checkpoint, folder, ["lv_volume_ml"], 3)
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "attention_lv_volume_ml.nii.gz", "explain.json", "explain.png", "traversal_lv_volume_ml.png"]
+    assert summary["attributes"] == ["lv_volume_ml"]
+    assert "Removed attention_age.nii.gz" in caplog.text and "Removed traversal_age.png" in caplog.text

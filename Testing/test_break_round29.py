@@ -70,6 +70,23 @@ def test_an_explanations_files_are_kept_all_together_or_not_at_all(tmp_path):
     assert (kept / "attention_sex.nii.gz").read_bytes() == b"this run's sex map"
 
 
+def test_an_explanation_kept_again_drops_the_earlier_maps_of_other_attributes(tmp_path, caplog):
+    """Explaining again with fewer attributes into the same Output folder left the earlier run's
+    maps and traversals of the others there, named as this case's, beside this run's files; they go
+    with the new set now, with a warning (a file of another name stays: never the library's)."""
+    job, kept = tmp_path / "job", tmp_path / "kept"
+    job.mkdir()
+    kept.mkdir()
+    (job / "attention_age.nii.gz").write_bytes(b"this run's age map")
+    for name in ("attention_age.nii.gz", "attention_sex.nii.gz", "traversal_sex.png", "notes_sex.txt"):
+        (kept / name).write_bytes(b"the previous run's")
+    with caplog.at_level("WARNING"):
+        results.keep_files(_explanation(job, ["age"]), str(kept))
+    assert sorted(p.name for p in kept.iterdir()) == ["attention_age.nii.gz", "notes_sex.txt"]
+    assert (kept / "attention_age.nii.gz").read_bytes() == b"this run's age map"
+    assert "Removed attention_sex.nii.gz" in caplog.text and "Removed traversal_sex.png" in caplog.text
+
+
 def test_an_lge_removed_during_the_run_is_a_one_line_refusal_that_writes_nothing(nodes, attrivae_model, tmp_path):
     """The Data module stays usable while the panel runs: deleting the LGE node then ended the run
     in "AttributeError: 'NoneType' object has no attribute 'AddNewNodeByClass'" (the table was made

@@ -10,6 +10,7 @@ instead of piling up copies.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -21,9 +22,12 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from cardioscar.attrivae.explain_files import earlier_explanation_files
 from cardioscar.io.atomic import atomic_write_set
 from cardioscar.errors import CardioScarError
 from CardioScarLogic.results import drop_referenced_nodes, fill_string_table, referenced_or_new
+
+logger = logging.getLogger(__name__)
 
 #: (label, unit) of the attributes the library names; others are shown by their own name.
 ATTRIBUTES = {
@@ -248,10 +252,15 @@ def keep_files(explanation: Explanation, folder: Optional[str]) -> dict:
     target = Path(folder).expanduser()
     kept = {key: target / source.name for key, source in explanation.files.items()}
     # one set, placed together: a copy failing part-way (a full disk on the fifth file) left the first
-    # four of this explanation beside the rest of the previous one, maps of two runs under one name each
-    with atomic_write_set(list(kept.values())) as temporaries:
+    # four of this explanation beside the rest of the previous one, maps of two runs under one name each;
+    # an earlier explanation's files of attributes not explained now go with it (read as this run's)
+    earlier = earlier_explanation_files(target, [attribute for attribute, _ in explanation.files], ATTRIBUTES)
+    with atomic_write_set(list(kept.values()), earlier) as temporaries:
         for source, temporary in zip(explanation.files.values(), temporaries):
             shutil.copyfile(source, temporary)
+    for removed in earlier:
+        logger.warning("Removed %s from %s: an earlier explanation's, of an attribute this one does not explain",
+                       removed.name, target)
     return kept
 
 

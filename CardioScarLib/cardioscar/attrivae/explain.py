@@ -8,8 +8,9 @@ myocardium, EMIDEC's) in magenta, so that one sees whether the attention sits on
 ``traversal_<attribute>.png``: decoded mid-ventricular slices as the attribute's dimension sweeps
 its training range. ``explain.json`` lists them, and under ``empty_attention`` the attributes whose
 map is 0 everywhere (nothing raises their dimension for this case; warned, and so titled in the
-PNG). Nothing is written until every map and traversal is computed; then every file is written
-atomically.
+PNG). Nothing is written until every map and traversal is computed; then the files are placed as
+one set (all of them, or the earlier ones kept), and an earlier explanation's maps and traversals of
+attributes this one does not explain are removed with it.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from cardioscar.io.atomic import atomic_write
-from cardioscar.io.figures import new_figure
-from cardioscar.attrivae.attributes import UNITS
+from cardioscar.io.atomic import atomic_write_set
+from cardioscar.io.figures import new_figure, render_figure
+from cardioscar.attrivae.attributes import ALL_ATTRIBUTES, UNITS
+from cardioscar.attrivae.explain_files import attention_file, earlier_explanation_files, traversal_file
 from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.predict import Prediction, attribute_readout
 from cardioscar.attrivae.preprocess import as_image_like, cube_to_image
 from cardioscar.attrivae.traversal import latent_traversal, traversal_values
-from cardioscar.cohort.summary import save_figure
 from cardioscar.errors import CardioScarError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def _lv_slices(prediction: Prediction, count: int = 4) -> list[int]:
 def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.ndarray]) -> None:
     """Rows: attributes; columns: slices through the LV; the map (jet) over the image (grey), the LV
     outlined (white) and the experts' infarct (magenta), where drawn: without it a user could not
-    tell whether the attention sits on the infarct."""
+    tell whether the attention sits on the infarct. Written to ``path`` as it is (:func:`explain_case`
+    places it with the other files)."""
     image = sitk.GetArrayFromImage(prediction.prepared.image).astype(np.float64)
     box = prediction.prepared.box
     ks = _lv_slices(prediction)
@@ -84,11 +86,12 @@ def write_explain_png(path: Path, prediction: Prediction, maps: dict[str, np.nda
     drawn = (f"; magenta: the experts' infarct (labels {','.join(map(str, prediction.prepared.infarct_labels))})"
              if infarct.any() else "")
     fig.suptitle(f"MI probability {prediction.result['mi_probability']:.2f}; white: the LV{drawn}", fontsize=9)
-    save_figure(fig, path)
+    render_figure(fig, path)
 
 
 def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np.ndarray, unit: str) -> None:
-    """The mid-slice of each decoded volume in a row, titled with the attribute's value there."""
+    """The mid-slice of each decoded volume in a row, titled with the attribute's value there;
+    written to ``path`` as it is (:func:`explain_case` places it with the other files)."""
     middle = decoded.shape[1] // 2
     fig = new_figure(figsize=(1.6 * len(decoded), 2.0))
     axes = fig.subplots(1, len(decoded), squeeze=False)
@@ -97,7 +100,7 @@ def write_traversal_png(path: Path, name: str, decoded: np.ndarray, readings: np
         ax.set_title(f"{value:.3g} {unit}", fontsize=7)
         ax.axis("off")
     fig.suptitle(f"traversal of {name}", fontsize=8)
-    save_figure(fig, path)
+    render_figure(fig, path)
 
 
 def explain_case(prediction: Prediction, checkpoint: dict, output_dir: str | Path,
@@ -105,8 +108,9 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: str | Pat
     """Write every explanation file into ``output_dir`` and return the explain.json content.
 
     Every map and traversal is computed before the first file is written, so a failure in the
-    network's work (the slow part) leaves ``output_dir`` as it was; each file is then written
-    atomically.
+    network's work (the slow part) leaves ``output_dir`` as it was; the files are then placed as one
+    set, an earlier explanation's files of other attributes removed with it
+    (:func:`~cardioscar.attrivae.explain_files.earlier_explanation_files`).
     """
     output_dir = Path(output_dir)
     names = choose_attributes(checkpoint, attributes)
@@ -130,22 +134,27 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: str | Pat
     if empty:
         logger.warning("No attention for %s: nothing in the encoder's last layer raises that latent dimension for "
                        "this case (Grad-CAM is 0 everywhere), so those maps are empty", ", ".join(empty))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    attention_files, traversal_files = {}, {}
-    for name in names:
-        target = output_dir / f"attention_{name}.nii.gz"
-        with atomic_write(target) as tmp:
-            sitk.WriteImage(as_image_like(maps[name], prediction.prepared.image), str(tmp), True)
-        attention_files[name] = str(target.resolve())
-        target = output_dir / f"traversal_{name}.png"
-        write_traversal_png(target, name, *traversals[name], UNITS.get(name, ""))
-        traversal_files[name] = str(target.resolve())
-    png = output_dir / "explain.png"
-    write_explain_png(png, prediction, maps)
+    attention = {name: attention_file(output_dir, name) for name in names}
+    traversal = {name: traversal_file(output_dir, name) for name in names}
+    png, record = output_dir / "explain.png", output_dir / "explain.json"
     summary = {"attributes": names,
-               "files": {"attention": attention_files, "png": str(png.resolve()), "traversal": traversal_files},
+               "files": {"attention": {name: str(path.resolve()) for name, path in attention.items()},
+                         "png": str(png.resolve()),
+                         "traversal": {name: str(path.resolve()) for name, path in traversal.items()}},
                "empty_attention": empty, "mi_probability": prediction.result["mi_probability"],
                "mi_probability_calibrated": prediction.result["mi_probability_calibrated"]}
-    with atomic_write(output_dir / "explain.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    # one set: a failure part-way (a full disk on the fifth file) left this run's first maps beside
+    # the rest of an earlier run's, each named as this case's
+    earlier = earlier_explanation_files(output_dir, names, ALL_ATTRIBUTES)
+    with atomic_write_set([*attention.values(), *traversal.values(), png, record], earlier) as temporaries:
+        into = iter(temporaries)
+        for name in names:
+            sitk.WriteImage(as_image_like(maps[name], prediction.prepared.image), str(next(into)), True)
+        for name in names:
+            write_traversal_png(next(into), name, *traversals[name], UNITS.get(name, ""))
+        write_explain_png(next(into), prediction, maps)
+        next(into).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    for removed in earlier:
+        logger.warning("Removed %s from %s: an earlier explanation's, of an attribute this one does not explain",
+                       removed.name, output_dir)
     return summary

@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 from cardioscar import __version__
 from cardioscar.io.atomic import atomic_write
-from cardioscar.io.figures import new_figure
+from cardioscar.io.figures import new_figure, render_figure
 
 SUMMARY_CSV = "cohort_summary.csv"
 SUMMARY_JSON = "cohort_summary.json"
@@ -102,9 +102,8 @@ def _burden(row: dict) -> Optional[float]:
 
 def save_figure(fig, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically, laid out tight (no title or label cut off)."""
-    fig.tight_layout()
     with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        render_figure(fig, tmp)
     return path
 
 

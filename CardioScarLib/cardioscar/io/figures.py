@@ -22,3 +22,11 @@ def new_figure(**kwargs):
     figure = Figure(**kwargs)
     FigureCanvasAgg(figure)
     return figure
+
+
+def render_figure(fig, path, dpi: int = 110) -> None:
+    """Lay ``fig`` out tight (no title or label cut off) and write it to ``path`` as it is: the
+    caller places it, alone (:func:`cardioscar.cohort.summary.save_figure`) or with the files it is
+    read with (an explanation's set)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
