@@ -164,9 +164,11 @@ def check_helix_with_rule(fibres: "np.ndarray | str | None", helix_deg: "tuple[f
     ``export_model(..., helix_deg=(50, -50))`` and the Slicer Logic's ``export_model_node`` took them
     with no fibres or a cell field and wrote no rule fibres without a word, exit 0 (a ``.vtu`` with
     no fibres and no warning either)."""
-    from .fibres import RULE_NAME
+    if helix_deg is None:
+        return
+    from .fibres import RULE_NAME  # only with angles: the fibre module loads VTK, which a refusal must not wait for
 
-    if helix_deg is not None and not (isinstance(fibres, str) and fibres == RULE_NAME):
+    if not (isinstance(fibres, str) and fibres == RULE_NAME):
         raise CardioScarError("--helix-angles is for --fibres rule (the LV fibre rule's angles): add --fibres rule, or "
                               "leave --helix-angles out")
 
