@@ -187,3 +187,26 @@ def test_missing_field_lists_fields_present(tmp_path: Path) -> None:
     write_mesh(mesh, path, {"scar_probability": np.zeros(mesh.n_points)})
     with pytest.raises(CardioScarError, match="no point field 'scar'; point fields present: Normals, scar_probability"):
         read_mesh(path).point_array("scar")
+
+
+def test_a_text_point_field_is_named_as_text_not_as_missing(tmp_path: Path) -> None:
+    """A text point field given where numbers are read (``aha --lv-mask region`` on a field of
+    names) was refused as "has no point field 'region'; point fields present: region": the field
+    listed as present in the same line that says it is missing. Now the line says it holds text."""
+    points = vtk.vtkPoints()
+    for xyz in ((0, 0, 0), (1, 0, 0), (0, 1, 0)):
+        points.InsertNextPoint(xyz)
+    dataset = vtk.vtkPolyData()
+    dataset.SetPoints(points)
+    names = vtk.vtkStringArray()
+    names.SetName("region")
+    for name in ("lv", "lv", "rv"):
+        names.InsertNextValue(name)
+    dataset.GetPointData().AddArray(names)
+    write_mesh(Mesh(dataset=dataset, space="LPS"), tmp_path / "named.vtk")
+    mesh = read_mesh(tmp_path / "named.vtk")
+    assert "region" in mesh.point_field_names()
+    with pytest.raises(CardioScarError, match=r"^named\.vtk's point field 'region' holds text, not numbers"):
+        mesh.point_array("region")
+    with pytest.raises(CardioScarError, match=r"^named\.vtk has no point field 'other'; point fields present: region"):
+        mesh.point_array("other")

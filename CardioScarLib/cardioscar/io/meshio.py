@@ -334,8 +334,10 @@ class Mesh:
         """A point-data array as numpy; a missing name is an error that lists the fields present."""
         array = self.dataset.GetPointData().GetArray(name)
         if array is None:
-            present = ", ".join(self.point_field_names()) or "none"
             where = self.path.name if self.path else "mesh"
+            if self.dataset.GetPointData().GetAbstractArray(name) is not None:  # listed as present: say why not
+                raise CardioScarError(f"{where}'s point field '{name}' holds text, not numbers: give a numeric point field")
+            present = ", ".join(self.point_field_names()) or "none"
             raise CardioScarError(f"{where} has no point field '{name}'; point fields present: {present}")
         return vtk_to_numpy(array).copy()
 
