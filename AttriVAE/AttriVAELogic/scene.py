@@ -10,7 +10,6 @@ instead of piling up copies.
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -22,12 +21,10 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from cardioscar.attrivae.explain_files import earlier_explanation_files
+from cardioscar.attrivae.explain_files import earlier_explanation_files, say_removed
 from cardioscar.io.atomic import atomic_write_set
 from cardioscar.errors import CardioScarError
 from CardioScarLogic.results import drop_referenced_nodes, fill_string_table, referenced_or_new
-
-logger = logging.getLogger(__name__)
 
 #: (label, unit) of the attributes the library names; others are shown by their own name.
 ATTRIBUTES = {
@@ -258,9 +255,7 @@ def keep_files(explanation: Explanation, folder: Optional[str]) -> dict:
     with atomic_write_set(list(kept.values()), earlier) as temporaries:
         for source, temporary in zip(explanation.files.values(), temporaries):
             shutil.copyfile(source, temporary)
-    for removed in earlier:
-        logger.warning("Removed %s from %s: an earlier explanation's, of an attribute this one does not explain",
-                       removed.name, target)
+    say_removed(target, earlier)
     return kept
 
 

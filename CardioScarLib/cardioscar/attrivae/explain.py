@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from cardioscar.io.atomic import atomic_write_set
 from cardioscar.io.figures import new_figure, render_figure
 from cardioscar.attrivae.attributes import ALL_ATTRIBUTES, UNITS
-from cardioscar.attrivae.explain_files import attention_file, earlier_explanation_files, traversal_file
+from cardioscar.attrivae.explain_files import attention_file, earlier_explanation_files, say_removed, traversal_file
 from cardioscar.attrivae.gradcam import latent_gradcam
 from cardioscar.attrivae.predict import Prediction, attribute_readout
 from cardioscar.attrivae.preprocess import as_image_like, cube_to_image
@@ -154,7 +154,5 @@ def explain_case(prediction: Prediction, checkpoint: dict, output_dir: str | Pat
             write_traversal_png(next(into), name, *traversals[name], UNITS.get(name, ""))
         write_explain_png(next(into), prediction, maps)
         next(into).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    for removed in earlier:
-        logger.warning("Removed %s from %s: an earlier explanation's, of an attribute this one does not explain",
-                       removed.name, output_dir)
+    say_removed(output_dir, earlier)
     return summary
